@@ -1,0 +1,48 @@
+"""Numbered configs for ``--config=N``. The numbers are stable: scripts depend on them.
+
+0-2 keep the numbering of the earlier Paddle 2.0 port (miemie2013/Paddle-SOLOv2).
+"""
+from typing import Dict, Type
+
+from config.base import SOLOv2Base
+from config.light448_r18 import Light448R18
+from config.light448_r34 import Light448R34
+from config.light448_r50 import Light448R50
+from config.light512_dcn_r50 import Light512DCNR50
+from config.light512_r50vd_dcn import Light512R50vdDCN
+from config.r101_fpn import R101FPN
+from config.r101vd_dcn import R101vdDCN
+from config.r50vd_dcn_enhance import R50vdDCNEnhance
+
+CONFIGS: Dict[int, Type[SOLOv2Base]] = {
+    0: SOLOv2Base,
+    1: Light448R50,
+    2: Light512R50vdDCN,
+    3: R50vdDCNEnhance,
+    4: R101vdDCN,
+    5: Light448R18,
+    6: Light448R34,
+    7: Light512DCNR50,
+    8: R101FPN,
+}
+
+
+def get_config(number: int) -> Type[SOLOv2Base]:
+    """The config class registered as ``number``; a clear error for an unknown one."""
+    if number not in CONFIGS:
+        raise KeyError(f'unknown config {number}; available: {describe_configs()}')
+    return CONFIGS[number]
+
+
+def describe_configs() -> str:
+    """One line per config: number, class name, description."""
+    return '\n'.join(f'  {n}: {c.__name__:<18} {c.description}' for n, c in CONFIGS.items())
+
+
+def format_settings(cfg: Type[SOLOv2Base]) -> str:
+    """The resolved config as an aligned two-column table."""
+    settings = cfg.settings()
+    width = max(len(name) for name in settings)
+    return '\n'.join(f'{name:<{width}}  {value!r}' for name, value in settings.items()
+                     if name != 'class_names') + \
+        f"\n{'class_names':<{width}}  {len(cfg.class_names)} names"

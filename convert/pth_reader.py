@@ -1,0 +1,335 @@
+"""Read PyTorch checkpoints (``.pth``) as numpy arrays without importing torch.
+
+Both formats written by ``torch.save`` are understood:
+
+* the zip format (default since torch 1.6): ``<prefix>/data.pkl`` holds the
+  pickled object and every tensor storage is a raw blob
+  ``<prefix>/data/<key>`` (byte order in ``<prefix>/byteorder``);
+* the legacy format (torch < 1.6, or ``_use_new_zipfile_serialization=False``):
+  a stream of pickles -- magic number, protocol version, system info, the
+  object itself, the list of storage keys -- followed by each storage as an
+  8-byte element count and its raw bytes.
+
+Unpickling is restricted: only the globals a checkpoint of tensors needs
+(tensor rebuild functions, storage classes, ``OrderedDict``, ``torch.Size``,
+``torch.device``, torch dtypes, numpy scalars and a few data builtins) resolve,
+each to a small stand-in defined here; any other global raises ``ValueError``,
+so nothing from the file is ever executed.  Tensors are unpickled as
+references first and become numpy arrays once the storages have been read (in
+the legacy format the storages follow the pickle).
+"""
+import builtins
+import collections
+import io
+import os
+import pickle
+import struct
+import zipfile
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ['load_pth', 'load_state_dict']
+
+_LEGACY_MAGIC = 0x1950a86a20f9469cfc6c
+_LEGACY_PROTOCOL = 1001
+
+# torch storage class -> numpy dtype name ('bfloat16' is widened to float32)
+_STORAGE_DTYPES = {
+    'FloatStorage': 'float32', 'DoubleStorage': 'float64',
+    'HalfStorage': 'float16', 'BFloat16Storage': 'bfloat16',
+    'LongStorage': 'int64', 'IntStorage': 'int32', 'ShortStorage': 'int16',
+    'CharStorage': 'int8', 'ByteStorage': 'uint8', 'BoolStorage': 'bool',
+    'UntypedStorage': 'uint8',
+}
+_TORCH_DTYPE_NAMES = ('float32', 'float64', 'float16', 'bfloat16', 'int64',
+                      'int32', 'int16', 'int8', 'uint8', 'bool')
+_DATA_BUILTINS = ('set', 'frozenset', 'bytes', 'bytearray', 'complex')
+
+
+@dataclass(frozen=True)
+class _StorageType:
+    """Stand-in for a torch storage class such as ``torch.FloatStorage``."""
+    dtype: str
+
+
+@dataclass(frozen=True)
+class _StorageRef:
+    """A storage named by the checkpoint; offset/size select a legacy view."""
+    key: str
+    dtype: str
+    offset: int = 0
+    size: int | None = None
+
+
+@dataclass(frozen=True)
+class _TensorRef:
+    """A strided view (in elements) into a storage, resolved after loading."""
+    storage: _StorageRef
+    offset: int
+    size: tuple
+    stride: tuple
+
+
+def _rebuild_tensor(storage, storage_offset, size, stride, *_unused):
+    """Stand-in for ``torch._utils._rebuild_tensor`` and ``_v2``."""
+    if not isinstance(storage, _StorageRef):
+        raise ValueError('malformed checkpoint: tensor without a storage')
+    return _TensorRef(storage, int(storage_offset), tuple(size), tuple(stride))
+
+
+def _rebuild_parameter(data, *_unused):
+    """Stand-in for ``torch._utils._rebuild_parameter(_with_state)``."""
+    return data
+
+
+def _device(kind, index=None):
+    """Stand-in for ``torch.device``: the device as a string like 'cuda:0'."""
+    return kind if index is None else f'{kind}:{index}'
+
+
+def _latin1_bytes(text, encoding):
+    """Stand-in for ``_codecs.encode`` (protocol-2 pickles of bytes)."""
+    if encoding not in ('latin1', 'latin-1'):
+        raise ValueError(f'refusing _codecs.encode with encoding {encoding!r}')
+    return text.encode('latin1')
+
+
+def _numpy_dtype(spec, align=False, copy=False):
+    """Stand-in for ``numpy.dtype`` that accepts only a dtype string."""
+    if not isinstance(spec, str):
+        raise ValueError(f'refusing numpy.dtype({spec!r:.60})')
+    return np.dtype(spec, align, copy)
+
+
+def _numpy_scalar(dtype, data):
+    """Stand-in for ``numpy.core.multiarray.scalar`` (plain dtypes only)."""
+    if (not isinstance(dtype, np.dtype) or dtype.hasobject
+            or not isinstance(data, bytes) or len(data) != dtype.itemsize):
+        raise ValueError('refusing a numpy scalar that is not plain data')
+    return np.frombuffer(data, dtype)[0]
+
+
+def _allowed_globals():
+    """The ``(module, name) -> stand-in`` table used by the unpickler."""
+    table = {
+        ('collections', 'OrderedDict'): collections.OrderedDict,
+        ('torch._utils', '_rebuild_tensor'): _rebuild_tensor,
+        ('torch._utils', '_rebuild_tensor_v2'): _rebuild_tensor,
+        ('torch._utils', '_rebuild_parameter'): _rebuild_parameter,
+        ('torch._utils', '_rebuild_parameter_with_state'): _rebuild_parameter,
+        ('torch', 'Size'): tuple,
+        ('torch', 'device'): _device,
+        ('torch.storage', 'UntypedStorage'): _StorageType('uint8'),
+        ('_codecs', 'encode'): _latin1_bytes,
+        ('numpy', 'dtype'): _numpy_dtype,
+        ('numpy.core.multiarray', 'scalar'): _numpy_scalar,
+        ('numpy._core.multiarray', 'scalar'): _numpy_scalar,
+    }
+    for module in ('torch', 'torch.cuda'):
+        for name, dtype in _STORAGE_DTYPES.items():
+            table[(module, name)] = _StorageType(dtype)
+    for name in _TORCH_DTYPE_NAMES:
+        table[('torch', name)] = 'torch.' + name
+    for module in ('builtins', '__builtin__'):
+        for name in _DATA_BUILTINS:
+            table[(module, name)] = getattr(builtins, name)
+    return table
+
+
+_ALLOWED = _allowed_globals()
+
+
+class _RestrictedUnpickler(pickle.Unpickler):
+    """Unpickler resolving only ``_ALLOWED`` globals; notes storage dtypes."""
+
+    def __init__(self, file):
+        super().__init__(file, encoding='utf-8')
+        self.storage_dtypes = {}
+
+    def find_class(self, module, name):
+        try:
+            return _ALLOWED[(module, name)]
+        except KeyError:
+            raise ValueError(
+                f'refusing to unpickle {module}.{name}: not allowed in a '
+                f'PyTorch checkpoint of tensors') from None
+
+    def persistent_load(self, pid):
+        if not (isinstance(pid, tuple) and len(pid) in (5, 6)
+                and pid[0] == 'storage' and isinstance(pid[1], _StorageType)):
+            raise ValueError(f'unsupported persistent id in checkpoint: '
+                             f'{pid!r:.80}')
+        key, dtype = str(pid[2]), pid[1].dtype
+        self.storage_dtypes[key] = dtype
+        view = pid[5] if len(pid) == 6 else None
+        if view is None:
+            return _StorageRef(key, dtype)
+        _view_key, offset, size = view
+        return _StorageRef(key, dtype, int(offset), int(size))
+
+
+def _itemsize(dtype):
+    return 2 if dtype == 'bfloat16' else np.dtype(dtype).itemsize
+
+
+def _decode_storage(raw, dtype, byteorder):
+    """Raw storage bytes -> 1-D native-order array (bfloat16 -> float32)."""
+    order = '<' if byteorder == 'little' else '>'
+    if len(raw) % _itemsize(dtype):
+        raise ValueError(f'malformed checkpoint: {len(raw)} bytes is not a '
+                         f'whole number of {dtype} elements')
+    if dtype == 'bfloat16':
+        bits = np.frombuffer(raw, order + 'u2').astype(np.uint32) << 16
+        return bits.view(np.float32)
+    array = np.frombuffer(raw, np.dtype(dtype).newbyteorder(order))
+    return array.astype(array.dtype.newbyteorder('='), copy=False)
+
+
+def _not_a_checkpoint(path):
+    return ValueError(f'{path} is not a PyTorch checkpoint (neither a zip '
+                      f'archive with data.pkl nor a legacy torch.save file)')
+
+
+def _zip_prefix(archive, path):
+    """The ``<prefix>/`` of the archive's top-level ``data.pkl``."""
+    for name in archive.namelist():
+        if name.endswith('/data.pkl') and name.count('/') == 1:
+            return name[:-len('data.pkl')]
+    raise _not_a_checkpoint(path)
+
+
+def _load_zip(path):
+    """Unpickle a zip-format checkpoint; return (object, {key: array})."""
+    with zipfile.ZipFile(path) as archive:
+        prefix = _zip_prefix(archive, path)
+        unpickler = _RestrictedUnpickler(
+            io.BytesIO(archive.read(prefix + 'data.pkl')))
+        obj = unpickler.load()
+        byteorder = 'little'
+        if prefix + 'byteorder' in archive.namelist():
+            byteorder = archive.read(prefix + 'byteorder').decode().strip()
+        arrays = {key: _decode_storage(archive.read(f'{prefix}data/{key}'),
+                                       dtype, byteorder)
+                  for key, dtype in unpickler.storage_dtypes.items()}
+    return obj, arrays
+
+
+def _read_legacy_header(f, path):
+    """Check magic number and protocol version; return the byte order."""
+    try:
+        magic = _RestrictedUnpickler(f).load()
+    except Exception as exc:
+        raise _not_a_checkpoint(path) from exc
+    if type(magic) is not int or magic != _LEGACY_MAGIC:
+        raise _not_a_checkpoint(path)
+    protocol = _RestrictedUnpickler(f).load()
+    if protocol != _LEGACY_PROTOCOL:
+        raise ValueError(f'{path}: unsupported legacy torch protocol '
+                         f'version {protocol!r}')
+    sys_info = _RestrictedUnpickler(f).load()
+    return 'little' if sys_info.get('little_endian', True) else 'big'
+
+
+def _read_legacy_storage(f, dtype, byteorder, path):
+    """One storage of the legacy stream: int64 element count + raw bytes."""
+    header = f.read(8)
+    if len(header) != 8:
+        raise ValueError(f'{path}: truncated legacy checkpoint')
+    count, = struct.unpack('<q' if byteorder == 'little' else '>q', header)
+    raw = f.read(count * _itemsize(dtype))
+    if len(raw) != count * _itemsize(dtype):
+        raise ValueError(f'{path}: truncated legacy checkpoint')
+    return _decode_storage(raw, dtype, byteorder)
+
+
+def _load_legacy(path):
+    """Unpickle a legacy-format checkpoint; return (object, {key: array})."""
+    with open(path, 'rb') as f:
+        byteorder = _read_legacy_header(f, path)
+        unpickler = _RestrictedUnpickler(f)
+        obj = unpickler.load()
+        keys = _RestrictedUnpickler(f).load()
+        arrays = {}
+        for key in map(str, keys):
+            if key not in unpickler.storage_dtypes:
+                raise ValueError(f'{path}: storage {key!r} is never used')
+            arrays[key] = _read_legacy_storage(
+                f, unpickler.storage_dtypes[key], byteorder, path)
+    return obj, arrays
+
+
+def _tensor_to_array(ref, arrays):
+    """Contiguous copy of the strided view ``ref`` into its storage."""
+    flat = arrays[ref.storage.key]
+    start = ref.storage.offset + ref.offset
+    if len(ref.size) != len(ref.stride) or min(ref.stride, default=0) < 0:
+        raise ValueError(f'malformed checkpoint: bad tensor view {ref}')
+    if 0 in ref.size:
+        return np.zeros(ref.size, flat.dtype)
+    last = start + sum((n - 1) * s for n, s in zip(ref.size, ref.stride))
+    if start < 0 or last >= flat.size:
+        raise ValueError(f'malformed checkpoint: tensor view {ref} lies '
+                         f'outside its storage of {flat.size} elements')
+    view = np.lib.stride_tricks.as_strided(
+        flat[start:], shape=ref.size,
+        strides=[s * flat.itemsize for s in ref.stride])
+    return view.copy(order='C')
+
+
+def _storage_to_array(ref, arrays):
+    """A bare storage (not a tensor) as a 1-D array copy."""
+    flat = arrays[ref.key][ref.offset:]
+    return (flat if ref.size is None else flat[:ref.size]).copy()
+
+
+def _materialize(obj, arrays, seen):
+    """Replace tensor/storage references inside ``obj`` by numpy arrays."""
+    if isinstance(obj, _TensorRef):
+        return _tensor_to_array(obj, arrays)
+    if isinstance(obj, _StorageRef):
+        return _storage_to_array(obj, arrays)
+    if isinstance(obj, tuple):
+        return tuple(_materialize(item, arrays, seen) for item in obj)
+    if isinstance(obj, (dict, list)) and id(obj) not in seen:
+        seen.add(id(obj))
+        items = obj.items() if isinstance(obj, dict) else enumerate(obj)
+        for key, value in list(items):
+            obj[key] = _materialize(value, arrays, seen)
+    return obj
+
+
+def load_pth(path):
+    """Load a ``torch.save`` file (zip or legacy format) without torch.
+
+    Returns the saved object with every tensor replaced by a C-contiguous
+    numpy array (bfloat16 is widened to float32).  Raises
+    ``FileNotFoundError`` for a missing file and ``ValueError`` for a file
+    that is not a PyTorch checkpoint or references a disallowed global.
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f'PyTorch checkpoint not found: {path}')
+    loader = _load_zip if zipfile.is_zipfile(path) else _load_legacy
+    obj, arrays = loader(path)
+    return _materialize(obj, arrays, set())
+
+
+def load_state_dict(path):
+    """Load the tensors of a checkpoint as ``{name: numpy array}``.
+
+    Unwraps the mmcv/mmdet layout ``{'state_dict': ..., 'meta': ...}`` and
+    ``{'model': ...}`` layouts; non-array entries are dropped.
+    """
+    obj = load_pth(path)
+    for wrapper in ('state_dict', 'model'):
+        if isinstance(obj, dict) and isinstance(obj.get(wrapper), dict):
+            obj = obj[wrapper]
+            break
+    if not isinstance(obj, dict):
+        raise ValueError(f'{path}: expected a dict of tensors, '
+                         f'got {type(obj).__name__}')
+    tensors = {k: v for k, v in obj.items() if isinstance(v, np.ndarray)}
+    if not tensors:
+        raise ValueError(f'{path}: checkpoint holds no tensors')
+    return tensors

@@ -1,0 +1,123 @@
+"""Deterministic numpy preprocessing shared by demo, evaluation, training and export."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from os import PathLike
+from typing import Sequence
+
+import cv2
+import numpy as np
+
+IMAGENET_MEAN_RGB = (123.675, 116.28, 103.53)
+IMAGENET_STD_RGB = (58.395, 57.12, 57.375)
+
+
+@dataclass(frozen=True)
+class ImageMeta:
+    """Sizes an image went through in `preprocess`, each as (height, width)."""
+
+    orig_hw: tuple[int, int]
+    resized_hw: tuple[int, int]
+    padded_hw: tuple[int, int]
+
+
+def read_image(path: str | PathLike[str]) -> np.ndarray:
+    """Read an image file as `[H, W, 3] uint8 RGB`.
+
+    Decodes from a byte buffer so non-ASCII paths work. Grey and RGBA files
+    are converted to 3-channel RGB. Raises `ValueError` when the file is
+    missing or cannot be decoded.
+    """
+    try:
+        buffer = np.fromfile(path, dtype=np.uint8)
+    except OSError as err:
+        raise ValueError(f"cannot read image {path}") from err
+    bgr = cv2.imdecode(buffer, cv2.IMREAD_COLOR) if buffer.size else None
+    if bgr is None:
+        raise ValueError(f"cannot read image {path}")
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def resized_hw(height: int, width: int, short: int, max_size: int) -> tuple[tuple[int, int], float]:
+    """Target `(new_h, new_w)` and `scale` for a keep-ratio resize.
+
+    scale = min(short / min(h, w), max_size / max(h, w)); each side becomes
+    int(side * scale + 0.5) (round half up), but at least 1.
+    """
+    scale = min(short / min(height, width), max_size / max(height, width))
+    new_h = max(1, int(height * scale + 0.5))
+    new_w = max(1, int(width * scale + 0.5))
+    return (new_h, new_w), scale
+
+
+def resize_keep_ratio(
+    image: np.ndarray, short: int, max_size: int, interp: int = cv2.INTER_LINEAR
+) -> tuple[np.ndarray, float]:
+    """Resize `[H, W, C]` so the short side is `short` unless the long side would exceed `max_size`.
+
+    Returns `(resized [H', W', C] same dtype, scale)`; the new sizes are
+    int(side * scale + 0.5) as computed by `resized_hw`.
+    """
+    (new_h, new_w), scale = resized_hw(image.shape[0], image.shape[1], short, max_size)
+    resized = cv2.resize(image, (new_w, new_h), interpolation=interp)
+    return resized, scale
+
+
+def normalize(
+    image: np.ndarray,
+    mean: Sequence[float] = IMAGENET_MEAN_RGB,
+    std: Sequence[float] = IMAGENET_STD_RGB,
+) -> np.ndarray:
+    """Map `[H, W, 3] uint8 RGB` to `[3, H, W] float32` as (pixel - mean) / std per RGB channel."""
+    if image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(f"expected [H, W, 3] image, got shape {image.shape}")
+    mean_arr = np.asarray(mean, dtype=np.float32)
+    inv_std = 1.0 / np.asarray(std, dtype=np.float32)
+    hwc = (image.astype(np.float32) - mean_arr) * inv_std
+    return np.ascontiguousarray(hwc.transpose(2, 0, 1))
+
+
+def padded_size(size: int, divisor: int) -> int:
+    """Smallest multiple of `divisor` that is >= `size`."""
+    return -(-size // divisor) * divisor
+
+
+def pad_to_multiple(chw: np.ndarray, divisor: int = 32) -> np.ndarray:
+    """Zero-pad `[C, H, W]` at the bottom/right to `[C, Hp, Wp]`, Hp and Wp multiples of `divisor`."""
+    channels, height, width = chw.shape
+    out = np.zeros(
+        (channels, padded_size(height, divisor), padded_size(width, divisor)), dtype=chw.dtype
+    )
+    out[:, :height, :width] = chw
+    return out
+
+
+def preprocess(
+    image: np.ndarray, short: int, max_size: int, divisor: int = 32
+) -> tuple[np.ndarray, ImageMeta]:
+    """Resize, normalise and pad `[H, W, 3] uint8 RGB` into `[3, Hp, Wp] float32` plus its `ImageMeta`."""
+    resized, _ = resize_keep_ratio(image, short, max_size)
+    chw = pad_to_multiple(normalize(resized), divisor)
+    meta = ImageMeta(
+        orig_hw=(image.shape[0], image.shape[1]),
+        resized_hw=(resized.shape[0], resized.shape[1]),
+        padded_hw=(chw.shape[1], chw.shape[2]),
+    )
+    return chw, meta
+
+
+def batch_images(images: Sequence[np.ndarray]) -> np.ndarray:
+    """Stack `[3, H_i, W_i]` arrays into `[B, 3, Hmax, Wmax]`, zero-padding bottom/right.
+
+    Inputs are expected to be already padded to a common divisor, so the
+    batch size is a multiple of it as well.
+    """
+    if not images:
+        raise ValueError("batch_images needs at least one image")
+    height = max(chw.shape[1] for chw in images)
+    width = max(chw.shape[2] for chw in images)
+    batch = np.zeros((len(images), images[0].shape[0], height, width), dtype=images[0].dtype)
+    for index, chw in enumerate(images):
+        batch[index, :, : chw.shape[1], : chw.shape[2]] = chw
+    return batch

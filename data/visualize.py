@@ -1,0 +1,110 @@
+"""Draw SOLOv2 instance predictions onto an image."""
+
+from __future__ import annotations
+
+import colorsys
+from typing import Sequence
+
+import cv2
+import numpy as np
+
+from data.results import mask_to_box
+
+GOLDEN_RATIO_CONJUGATE = 0.618033988749895
+FILL_ALPHA = 0.45
+FONT = cv2.FONT_HERSHEY_SIMPLEX
+
+
+def instance_color(index: int) -> tuple[int, int, int]:
+    """Distinct, deterministic RGB colour (0..255 ints) for the `index`-th instance via golden-ratio hue steps."""
+    hue = (0.1 + index * GOLDEN_RATIO_CONJUGATE) % 1.0
+    red, green, blue = colorsys.hsv_to_rgb(hue, 0.75, 0.95)
+    return int(red * 255), int(green * 255), int(blue * 255)
+
+
+def label_text(label: int, score: float, class_names: Sequence[str]) -> str:
+    """Caption "name 0.87"; labels outside `class_names` show their numeric id."""
+    name = class_names[label] if 0 <= label < len(class_names) else str(label)
+    return f"{name} {score:.2f}"
+
+
+def fill_mask(image: np.ndarray, mask: np.ndarray, color: tuple[int, int, int]) -> None:
+    """Blend `color` into `[H, W, 3] uint8` `image` in place where `[H, W] bool` `mask` is True."""
+    blended = image[mask] * (1.0 - FILL_ALPHA) + np.array(color) * FILL_ALPHA
+    image[mask] = np.clip(blended + 0.5, 0, 255).astype(np.uint8)
+
+
+def draw_contour(image: np.ndarray, mask: np.ndarray, color: tuple[int, int, int]) -> None:
+    """Draw the 1-pixel outer contour of `[H, W] bool` `mask` onto `[H, W, 3] uint8` `image` in place."""
+    contours, _ = cv2.findContours(mask.view(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+    cv2.drawContours(image, contours, -1, color, thickness=1)
+
+
+def font_scale(height: int, width: int) -> float:
+    """Text scale that stays readable from small to large images."""
+    return float(np.clip(min(height, width) / 900.0, 0.35, 1.0))
+
+
+def label_origin(
+    box: tuple[int, int, int, int], text_wh: tuple[int, int], image_hw: tuple[int, int]
+) -> tuple[int, int]:
+    """Top-left `(x, y)` of a `text_wh` label box just above `box` (x0, y0, x1, y1), kept inside the image.
+
+    The label sits above the box's top edge; if there is no room it moves to
+    just inside the top edge. It is then shifted left/up to fit the image.
+    """
+    x0, y0, _, _ = box
+    text_w, text_h = text_wh
+    height, width = image_hw
+    top = y0 - text_h if y0 - text_h >= 0 else y0
+    x = max(0, min(x0, width - text_w))
+    y = max(0, min(top, height - text_h))
+    return x, y
+
+
+def draw_label(
+    image: np.ndarray, text: str, box: tuple[int, int, int, int], color: tuple[int, int, int]
+) -> None:
+    """Draw `text` on a filled `color` background at the top of `box` onto `[H, W, 3] uint8` `image` in place."""
+    height, width = image.shape[:2]
+    scale = font_scale(height, width)
+    (text_w, text_h), baseline = cv2.getTextSize(text, FONT, scale, 1)
+    pad = 2
+    box_w, box_h = text_w + 2 * pad, text_h + baseline + 2 * pad
+    x, y = label_origin(box, (box_w, box_h), (height, width))
+    cv2.rectangle(image, (x, y), (x + box_w - 1, y + box_h - 1), color, thickness=cv2.FILLED)
+    luminance = 0.299 * color[0] + 0.587 * color[1] + 0.114 * color[2]
+    text_color = (0, 0, 0) if luminance > 140 else (255, 255, 255)
+    origin = (x + pad, y + pad + text_h)
+    cv2.putText(image, text, origin, FONT, scale, text_color, 1, cv2.LINE_AA)
+
+
+def draw_instances(
+    image_rgb: np.ndarray,
+    masks: np.ndarray,
+    labels: np.ndarray,
+    scores: np.ndarray,
+    class_names: Sequence[str],
+    score_threshold: float = 0.3,
+) -> np.ndarray:
+    """Overlay instances on a copy of `image_rgb` `[H, W, 3] uint8 RGB` and return it (same shape/dtype).
+
+    `masks` `[N, H, W] bool`, `labels` `[N] int`, `scores` `[N] float`.
+    Instances scoring below `score_threshold` or with empty masks are skipped;
+    each drawn one gets a translucent fill, a thin contour and a "name 0.87"
+    caption. Labels beyond `class_names` are captioned with their id.
+    """
+    if masks.shape[1:] != image_rgb.shape[:2]:
+        raise ValueError(f"masks {masks.shape} do not match image {image_rgb.shape}")
+    canvas = np.ascontiguousarray(image_rgb, dtype=np.uint8).copy()
+    keep = np.flatnonzero(np.asarray(scores) >= score_threshold)
+    for color_index, i in enumerate(keep):
+        mask = np.ascontiguousarray(masks[i], dtype=bool)
+        box = mask_to_box(mask)
+        if box is None:
+            continue
+        color = instance_color(color_index)
+        fill_mask(canvas, mask, color)
+        draw_contour(canvas, mask, color)
+        draw_label(canvas, label_text(int(labels[i]), float(scores[i]), class_names), box, color)
+    return canvas

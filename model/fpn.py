@@ -1,0 +1,30 @@
+"""Feature pyramid: P2..P5 from C2..C5 plus P6 by stride-2 subsampling of P5."""
+from typing import List, Sequence
+
+import paddle
+import paddle.nn as nn
+import paddle.nn.functional as F
+
+
+class FPN(nn.Layer):
+    """Lateral 1x1 convs, nearest x2 top-down sum, 3x3 output convs (all with
+    bias, no norm, no activation). Parameters: ``lateral.{i}`` and ``output.{i}``,
+    index 0 = C2/P2 .. 3 = C5/P5."""
+
+    def __init__(self, in_channels: Sequence[int], out_channels: int = 256):
+        super().__init__()
+        self.lateral = nn.LayerList([nn.Conv2D(c, out_channels, 1) for c in in_channels])
+        self.output = nn.LayerList([nn.Conv2D(out_channels, out_channels, 3, padding=1)
+                                    for _ in in_channels])
+        self.out_channels = out_channels
+
+    def forward(self, feats: Sequence[paddle.Tensor]) -> List[paddle.Tensor]:
+        """[C2..C5] -> [P2, P3, P4, P5, P6], each [B, out, H/s, W/s], s = 4..64."""
+        laterals = [conv(f) for conv, f in zip(self.lateral, feats)]
+        for i in range(len(laterals) - 1, 0, -1):
+            finer = laterals[i - 1]
+            laterals[i - 1] = finer + F.interpolate(laterals[i], size=finer.shape[2:],
+                                                    mode='nearest')
+        outs = [conv(x) for conv, x in zip(self.output, laterals)]
+        outs.append(F.max_pool2d(outs[-1], kernel_size=1, stride=2))
+        return outs

@@ -1,0 +1,130 @@
+"""Small building blocks shared by the backbone and the heads."""
+from typing import Optional
+
+import paddle
+import paddle.nn as nn
+import paddle.nn.functional as F
+from paddle.vision.ops import deform_conv2d
+
+GN_GROUPS = 32
+
+
+class DeformConv(nn.Layer):
+    """Deformable convolution with its own offset branch.
+
+    ``modulated=True`` is DCNv2 (offset conv predicts 2*k*k offsets then k*k mask
+    logits, mask = sigmoid), ``modulated=False`` is DCNv1 (2*k*k offsets, no mask).
+    Offsets are interleaved (dy, dx) per kernel tap, as in mmcv and Paddle.
+
+    Parameters: ``weight`` [out, in, k, k], optional ``bias`` [out],
+    ``offset.weight`` [3*k*k or 2*k*k, in, k, k], ``offset.bias``.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int,
+                 stride: int = 1, modulated: bool = True, bias: bool = False):
+        super().__init__()
+        self.stride = stride
+        self.padding = (kernel_size - 1) // 2
+        self.num_taps = kernel_size * kernel_size
+        self.modulated = modulated
+        offset_channels = (3 if modulated else 2) * self.num_taps
+        self.offset = nn.Conv2D(in_channels, offset_channels, kernel_size, stride=stride,
+                                padding=self.padding,
+                                weight_attr=nn.initializer.Constant(0.0),
+                                bias_attr=nn.initializer.Constant(0.0))
+        self.weight = self.create_parameter(
+            [out_channels, in_channels, kernel_size, kernel_size],
+            default_initializer=nn.initializer.KaimingNormal())
+        self.bias = (self.create_parameter([out_channels], is_bias=True)
+                     if bias else None)
+
+    def forward(self, x: paddle.Tensor) -> paddle.Tensor:
+        """x [B, in, H, W] -> [B, out, H/stride, W/stride]."""
+        offset_mask = self.offset(x)
+        mask = None
+        if self.modulated:
+            offset, mask_logits = paddle.split(
+                offset_mask, [2 * self.num_taps, self.num_taps], axis=1)
+            mask = F.sigmoid(mask_logits)
+        else:
+            offset = offset_mask
+        return deform_conv2d(x, offset, self.weight, self.bias, stride=self.stride,
+                             padding=self.padding, mask=mask)
+
+
+def make_norm(norm: Optional[str], channels: int, frozen: bool = False) -> Optional[nn.Layer]:
+    """'bn' -> BatchNorm2D (eps 1e-5), 'gn' -> GroupNorm(32), None -> no norm.
+
+    A frozen BN always uses its running statistics and its affine
+    parameters receive no gradient.
+    """
+    if norm is None:
+        return None
+    if norm == 'gn':
+        return nn.GroupNorm(GN_GROUPS, channels, epsilon=1e-5)
+    if norm == 'bn':
+        layer = nn.BatchNorm2D(channels, momentum=0.9, epsilon=1e-5,
+                               use_global_stats=True if frozen else None)
+        if frozen:
+            for param in layer.parameters():
+                param.stop_gradient = True
+        return layer
+    raise ValueError(f"unknown norm '{norm}' (expected 'bn', 'gn' or None)")
+
+
+class ConvNormAct(nn.Layer):
+    """conv (plain or deformable) -> optional norm -> optional ReLU.
+
+    Parameters live under ``conv`` and ``norm``. ``dcn`` is None, 'v1' or 'v2'.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int,
+                 stride: int = 1, norm: Optional[str] = 'bn', act: bool = True,
+                 dcn: Optional[str] = None, bias: bool = False, frozen_norm: bool = False,
+                 weight_std: Optional[float] = None):
+        super().__init__()
+        if dcn not in (None, 'v1', 'v2'):
+            raise ValueError(f"unknown dcn '{dcn}' (expected None, 'v1' or 'v2')")
+        if dcn is None:
+            init = (nn.initializer.Normal(0.0, weight_std) if weight_std
+                    else nn.initializer.KaimingNormal())
+            self.conv = nn.Conv2D(in_channels, out_channels, kernel_size, stride=stride,
+                                  padding=(kernel_size - 1) // 2, weight_attr=init,
+                                  bias_attr=None if bias else False)
+        else:
+            self.conv = DeformConv(in_channels, out_channels, kernel_size, stride=stride,
+                                   modulated=dcn == 'v2', bias=bias)
+        self.norm = make_norm(norm, out_channels, frozen_norm)
+        self.act = act
+
+    def forward(self, x: paddle.Tensor) -> paddle.Tensor:
+        """x [B, in, H, W] -> [B, out, H/stride, W/stride]."""
+        x = self.conv(x)
+        if self.norm is not None:
+            x = self.norm(x)
+        return F.relu(x) if self.act else x
+
+
+def coord_features(x: paddle.Tensor) -> paddle.Tensor:
+    """CoordConv channels for a feature map.
+
+    x [B, C, H, W] -> [B, 2, H, W]: channel 0 is x = linspace(-1, 1, W) along the
+    width, channel 1 is y = linspace(-1, 1, H) along the height.
+    """
+    batch, _, height, width = x.shape
+    xs = paddle.linspace(-1.0, 1.0, width, dtype=x.dtype)
+    ys = paddle.linspace(-1.0, 1.0, height, dtype=x.dtype)
+    grid_y, grid_x = paddle.meshgrid(ys, xs)                          # [H, W] each
+    coords = paddle.stack([grid_x, grid_y], axis=0).unsqueeze(0)      # [1, 2, H, W]
+    return paddle.expand(coords, [batch, 2, height, width])
+
+
+def append_coords(x: paddle.Tensor) -> paddle.Tensor:
+    """x [B, C, H, W] -> [B, C + 2, H, W] with (x, y) coordinate channels last."""
+    return paddle.concat([x, coord_features(x)], axis=1)
+
+
+def resize_bilinear(x: paddle.Tensor, size) -> paddle.Tensor:
+    """Bilinear resize to an explicit ``size`` (H, W), half-pixel centres
+    (align_corners=False), as PyTorch and PaddleDetection do."""
+    return F.interpolate(x, size=size, mode='bilinear', align_corners=False, align_mode=0)

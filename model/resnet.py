@@ -1,0 +1,134 @@
+"""ResNet backbones (depth 18/34/50/101) in the 'b' and 'd' variants.
+
+Variant 'b': 7x7 stem, stride on the 3x3 conv, 1x1 strided shortcut.
+Variant 'd': three 3x3 stem convs (32, 32, 64), stride on the 3x3 conv, and a
+strided shortcut made of 2x2 average pooling then a 1x1 conv (ResNet-vd).
+Any of the last three stages can use deformable conv (v1 or v2) in its 3x3 conv.
+
+Parameter names: ``stem.{i}``, ``layer{1..4}.{k}.conv{1,2,3}``, ``layer{s}.0.shortcut``;
+each is a ConvNormAct (``.conv.weight``, ``.norm.{weight,bias,_mean,_variance}``).
+"""
+from typing import List, Optional, Sequence
+
+import paddle
+import paddle.nn as nn
+import paddle.nn.functional as F
+
+from model.layers import ConvNormAct
+
+STAGE_BLOCKS = {18: (2, 2, 2, 2), 34: (3, 4, 6, 3), 50: (3, 4, 6, 3), 101: (3, 4, 23, 3)}
+STAGE_WIDTHS = (64, 128, 256, 512)
+
+
+class Shortcut(ConvNormAct):
+    """Projection shortcut: 1x1 conv + BN, preceded by 2x2 avg-pool in variant 'd'."""
+
+    def __init__(self, in_channels: int, out_channels: int, stride: int, variant: str,
+                 frozen_norm: bool):
+        self.pool_first = variant == 'd' and stride == 2
+        super().__init__(in_channels, out_channels, 1, stride=1 if self.pool_first else stride,
+                         act=False, frozen_norm=frozen_norm)
+
+    def forward(self, x: paddle.Tensor) -> paddle.Tensor:
+        if self.pool_first:
+            x = F.avg_pool2d(x, kernel_size=2, stride=2, padding=0, ceil_mode=True)
+        return super().forward(x)
+
+
+class BasicBlock(nn.Layer):
+    """Two 3x3 convs (ResNet-18/34); the first one carries the stride."""
+    expansion = 1
+
+    def __init__(self, in_channels: int, width: int, stride: int, variant: str,
+                 dcn: Optional[str], frozen_norm: bool):
+        super().__init__()
+        if dcn is not None:
+            raise ValueError('deformable conv is only supported in ResNet-50/101 blocks')
+        self.conv1 = ConvNormAct(in_channels, width, 3, stride=stride, frozen_norm=frozen_norm)
+        self.conv2 = ConvNormAct(width, width, 3, act=False, frozen_norm=frozen_norm)
+        self.shortcut = (Shortcut(in_channels, width, stride, variant, frozen_norm)
+                         if stride != 1 or in_channels != width else None)
+
+    def forward(self, x: paddle.Tensor) -> paddle.Tensor:
+        identity = x if self.shortcut is None else self.shortcut(x)
+        return F.relu(self.conv2(self.conv1(x)) + identity)
+
+
+class Bottleneck(nn.Layer):
+    """1x1 -> 3x3 (stride, optional DCN) -> 1x1 (x4 channels) bottleneck."""
+    expansion = 4
+
+    def __init__(self, in_channels: int, width: int, stride: int, variant: str,
+                 dcn: Optional[str], frozen_norm: bool):
+        super().__init__()
+        out_channels = width * self.expansion
+        self.conv1 = ConvNormAct(in_channels, width, 1, frozen_norm=frozen_norm)
+        self.conv2 = ConvNormAct(width, width, 3, stride=stride, dcn=dcn,
+                                 frozen_norm=frozen_norm)
+        self.conv3 = ConvNormAct(width, out_channels, 1, act=False, frozen_norm=frozen_norm)
+        self.shortcut = (Shortcut(in_channels, out_channels, stride, variant, frozen_norm)
+                         if stride != 1 or in_channels != out_channels else None)
+
+    def forward(self, x: paddle.Tensor) -> paddle.Tensor:
+        identity = x if self.shortcut is None else self.shortcut(x)
+        return F.relu(self.conv3(self.conv2(self.conv1(x))) + identity)
+
+
+class ResNet(nn.Layer):
+    """ResNet returning C2..C5.
+
+    Args:
+        depth: 18, 34, 50 or 101.
+        variant: 'b' or 'd'.
+        dcn: None, 'v1' or 'v2': deformable conv type for ``dcn_stages``.
+        dcn_stages: stage indices (0 = layer1/C2 .. 3 = layer4/C5) that use DCN.
+        frozen_stages: -1 trains everything, 0 freezes the stem, k >= 1 also
+            freezes layer1..layerk (no gradient).
+        freeze_norm: BN uses running statistics and its affine params are fixed.
+    """
+
+    def __init__(self, depth: int = 50, variant: str = 'b', dcn: Optional[str] = None,
+                 dcn_stages: Sequence[int] = (), frozen_stages: int = -1,
+                 freeze_norm: bool = True):
+        super().__init__()
+        if depth not in STAGE_BLOCKS:
+            raise ValueError(f'unsupported ResNet depth {depth}; choose from {sorted(STAGE_BLOCKS)}')
+        if variant not in ('b', 'd'):
+            raise ValueError(f"unsupported ResNet variant '{variant}' (expected 'b' or 'd')")
+        block = Bottleneck if depth >= 50 else BasicBlock
+        stem_specs = ([(3, 64, 7, 2)] if variant == 'b'
+                      else [(3, 32, 3, 2), (32, 32, 3, 1), (32, 64, 3, 1)])
+        self.stem = nn.Sequential(*[
+            ConvNormAct(cin, cout, k, stride=s, frozen_norm=freeze_norm)
+            for cin, cout, k, s in stem_specs])
+        in_channels = 64
+        self.out_channels: List[int] = []
+        self.stages = []
+        for index, (blocks, width) in enumerate(zip(STAGE_BLOCKS[depth], STAGE_WIDTHS)):
+            stage_dcn = dcn if index in dcn_stages else None
+            layers = []
+            for k in range(blocks):
+                stride = 2 if (k == 0 and index > 0) else 1
+                layers.append(block(in_channels, width, stride, variant, stage_dcn, freeze_norm))
+                in_channels = width * block.expansion
+            stage = nn.Sequential(*layers)
+            self.add_sublayer(f'layer{index + 1}', stage)
+            self.stages.append(stage)
+            self.out_channels.append(in_channels)
+        self.out_strides = [4, 8, 16, 32]
+        self._freeze(frozen_stages)
+
+    def _freeze(self, frozen_stages: int) -> None:
+        frozen = ([self.stem] if frozen_stages >= 0 else []) + self.stages[:max(frozen_stages, 0)]
+        for layer in frozen:
+            for param in layer.parameters():
+                param.stop_gradient = True
+
+    def forward(self, x: paddle.Tensor) -> List[paddle.Tensor]:
+        """x [B, 3, H, W] -> [C2, C3, C4, C5] with strides 4, 8, 16, 32."""
+        x = F.max_pool2d(self.stem(x), kernel_size=3, stride=2, padding=1)
+        feats = []
+        for stage in self.stages:
+            x = stage(x)
+            feats.append(x)
+        return feats

@@ -1,0 +1,31 @@
+"""SOLOv2 assembly: backbone -> FPN -> (instance head, mask-feature head)."""
+from typing import Dict, List, Union
+
+import paddle
+import paddle.nn as nn
+
+from model.fpn import FPN
+from model.mask_feat_head import MaskFeatHead
+from model.resnet import ResNet
+from model.solov2_head import SOLOv2Head
+
+
+class SOLOv2(nn.Layer):
+    """The network. ``forward`` returns raw outputs in every mode and keeps no state:
+    the loss (training) and ``model.postprocess`` (inference) are separate calls."""
+
+    def __init__(self, backbone: ResNet, neck: FPN, head: SOLOv2Head, mask_head: MaskFeatHead):
+        super().__init__()
+        self.backbone = backbone
+        self.neck = neck
+        self.head = head
+        self.mask_head = mask_head
+
+    def forward(self, images: paddle.Tensor) -> Dict[str, Union[paddle.Tensor, List[paddle.Tensor]]]:
+        """images [B, 3, H, W] normalised, H and W multiples of 32 ->
+        ``cate_logits`` [B, C, S, S] x 5, ``kernels`` [B, E, S, S] x 5,
+        ``mask_feat`` [B, E, H/4, W/4]."""
+        pyramid = self.neck(self.backbone(images))
+        cate_logits, kernels = self.head(pyramid)
+        mask_feat = self.mask_head(pyramid[:len(self.mask_head.levels)])
+        return {'cate_logits': cate_logits, 'kernels': kernels, 'mask_feat': mask_feat}

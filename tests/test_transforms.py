@@ -1,0 +1,107 @@
+"""Tests for data.transforms."""
+
+import cv2
+import numpy as np
+import pytest
+
+from data.transforms import (
+    ImageMeta,
+    batch_images,
+    normalize,
+    pad_to_multiple,
+    preprocess,
+    read_image,
+    resize_keep_ratio,
+    resized_hw,
+)
+
+
+@pytest.mark.parametrize(
+    ("hw", "expected_hw"),
+    [
+        ((480, 640), (800, 1067)),  # scale 800/480, width 1066.67 -> 1067
+        ((1000, 100), (1333, 133)),  # long side limited: scale 1.333
+        ((800, 1333), (800, 1333)),  # already at target
+        ((100, 100), (800, 800)),
+        ((600, 2000), (400, 1333)),  # 1333/2000 = 0.6665 -> h 399.9 -> 400
+    ],
+)
+def test_resized_hw(hw, expected_hw):
+    assert resized_hw(*hw, 800, 1333)[0] == expected_hw
+
+
+def test_resize_keep_ratio_returns_image_and_scale():
+    image = np.zeros((480, 640, 3), dtype=np.uint8)
+    resized, scale = resize_keep_ratio(image, 800, 1333)
+    assert resized.shape == (800, 1067, 3) and resized.dtype == np.uint8
+    assert scale == pytest.approx(800 / 480)
+
+
+def test_normalize_hand_built_pixel():
+    image = np.zeros((1, 2, 3), dtype=np.uint8)
+    image[0, 1] = (255, 0, 128)
+    chw = normalize(image)
+    assert chw.shape == (3, 1, 2) and chw.dtype == np.float32
+    expected = [(255 - 123.675) / 58.395, (0 - 116.28) / 57.12, (128 - 103.53) / 57.375]
+    np.testing.assert_allclose(chw[:, 0, 1], expected, rtol=1e-6)
+    np.testing.assert_allclose(chw[:, 0, 0], [-123.675 / 58.395, -116.28 / 57.12, -103.53 / 57.375], rtol=1e-6)
+
+
+def test_normalize_rejects_grey():
+    with pytest.raises(ValueError):
+        normalize(np.zeros((4, 4), dtype=np.uint8))
+
+
+def test_pad_to_multiple_shape_and_zeros():
+    chw = np.ones((3, 33, 64), dtype=np.float32)
+    padded = pad_to_multiple(chw, 32)
+    assert padded.shape == (3, 64, 64)
+    assert np.all(padded[:, :33, :64] == 1)
+    assert np.all(padded[:, 33:, :] == 0)
+
+
+def test_pad_to_multiple_keeps_exact_multiple():
+    chw = np.ones((3, 64, 32), dtype=np.float32)
+    assert pad_to_multiple(chw).shape == (3, 64, 32)
+
+
+def test_preprocess_meta():
+    image = np.full((480, 640, 3), 200, dtype=np.uint8)
+    chw, meta = preprocess(image, 800, 1333)
+    assert meta == ImageMeta(orig_hw=(480, 640), resized_hw=(800, 1067), padded_hw=(800, 1088))
+    assert chw.shape == (3, 800, 1088) and chw.dtype == np.float32
+    assert np.all(chw[:, :, 1067:] == 0)
+
+
+def test_batch_images_pads_to_largest():
+    a = np.ones((3, 32, 64), dtype=np.float32)
+    b = np.full((3, 64, 32), 2, dtype=np.float32)
+    batch = batch_images([a, b])
+    assert batch.shape == (2, 3, 64, 64)
+    assert np.all(batch[0, :, :32, :] == 1) and np.all(batch[0, :, 32:, :] == 0)
+    assert np.all(batch[1, :, :, :32] == 2) and np.all(batch[1, :, :, 32:] == 0)
+
+
+def test_read_image_rgb_and_non_ascii_path(tmp_path):
+    bgr = np.zeros((5, 6, 3), dtype=np.uint8)
+    bgr[..., 2] = 255  # red in BGR
+    path = tmp_path / "bild_ä_图.png"
+    ok, encoded = cv2.imencode(".png", bgr)
+    assert ok
+    encoded.tofile(path)
+    image = read_image(path)
+    assert image.shape == (5, 6, 3) and image.dtype == np.uint8
+    assert np.all(image[..., 0] == 255) and np.all(image[..., 1:] == 0)
+
+
+@pytest.mark.parametrize("content", [b"", b"not an image at all"])
+def test_read_image_unreadable(tmp_path, content):
+    path = tmp_path / "broken.jpg"
+    path.write_bytes(content)
+    with pytest.raises(ValueError, match="cannot read image"):
+        read_image(path)
+
+
+def test_read_image_missing(tmp_path):
+    with pytest.raises(ValueError, match="cannot read image"):
+        read_image(tmp_path / "missing.jpg")

@@ -1,0 +1,80 @@
+"""Tests for data.visualize."""
+
+import numpy as np
+
+from data.visualize import draw_instances, instance_color, label_origin, label_text
+
+CLASS_NAMES = ("person", "car")
+
+
+def scene(height=120, width=160):
+    rng = np.random.default_rng(3)
+    image = rng.integers(0, 256, size=(height, width, 3), dtype=np.uint8)
+    masks = np.zeros((2, height, width), dtype=bool)
+    masks[0, 40:70, 30:60] = True
+    masks[1, 80:100, 100:140] = True
+    return image, masks
+
+
+def test_draw_instances_shape_dtype_and_input_untouched():
+    image, masks = scene()
+    original = image.copy()
+    out = draw_instances(image, masks, np.array([0, 1]), np.array([0.9, 0.8]), CLASS_NAMES)
+    assert out.shape == image.shape and out.dtype == np.uint8
+    np.testing.assert_array_equal(image, original)
+
+
+def test_draw_instances_changes_only_near_instances():
+    image, masks = scene()
+    out = draw_instances(image, masks, np.array([0, 1]), np.array([0.9, 0.8]), CLASS_NAMES)
+    changed = np.any(out != image, axis=2)
+    assert changed[masks[0]].mean() > 0.9
+    assert changed[masks[1]].mean() > 0.9
+    near = np.zeros_like(changed)
+    near[10:75, 25:120] = True  # instance 0 plus room for its caption above
+    near[60:105, 95:160] = True  # instance 1 plus room for its caption above
+    assert not changed[~near].any()
+
+
+def test_draw_instances_skips_low_scores():
+    image, masks = scene()
+    out = draw_instances(image, masks, np.array([0, 1]), np.array([0.9, 0.1]), CLASS_NAMES, 0.3)
+    np.testing.assert_array_equal(out[masks[1]], image[masks[1]])
+    assert np.any(out[masks[0]] != image[masks[0]])
+
+
+def test_draw_instances_empty_returns_copy():
+    image, _ = scene()
+    out = draw_instances(
+        image, np.zeros((0, *image.shape[:2]), dtype=bool), np.zeros(0, int), np.zeros(0), CLASS_NAMES
+    )
+    np.testing.assert_array_equal(out, image)
+    assert out is not image
+
+
+def test_draw_instances_unknown_label_and_border_mask():
+    image, _ = scene()
+    masks = np.zeros((2, *image.shape[:2]), dtype=bool)
+    masks[0, :5, -5:] = True  # top-right corner: caption must be clamped inside
+    masks[1, -3:, :4] = True  # bottom-left corner
+    out = draw_instances(image, masks, np.array([7, 1]), np.array([0.5, 0.5]), CLASS_NAMES)
+    assert out.shape == image.shape
+    assert np.any(out[masks[0]] != image[masks[0]])
+
+
+def test_label_text():
+    assert label_text(1, 0.8712, CLASS_NAMES) == "car 0.87"
+    assert label_text(5, 0.5, CLASS_NAMES) == "5 0.50"
+
+
+def test_label_origin_stays_inside_image():
+    assert label_origin((30, 40, 60, 70), (50, 12), (120, 160)) == (30, 28)  # above the box
+    assert label_origin((30, 5, 60, 70), (50, 12), (120, 160)) == (30, 5)  # no room above
+    assert label_origin((150, 0, 160, 5), (50, 12), (120, 160)) == (110, 0)  # clamped left
+
+
+def test_instance_colors_distinct_and_deterministic():
+    colors = [instance_color(i) for i in range(20)]
+    assert colors == [instance_color(i) for i in range(20)]
+    assert len(set(colors)) == 20
+    assert all(0 <= c <= 255 for color in colors for c in color)
