@@ -4,7 +4,7 @@
 """
 from typing import Dict, Type
 
-from config.base import SOLOv2Base
+from config.base import COCO_CLASSES, SOLOv2Base
 from config.light448_r18 import Light448R18
 from config.light448_r34 import Light448R34
 from config.light448_r50 import Light448R50
@@ -46,3 +46,15 @@ def format_settings(cfg: Type[SOLOv2Base]) -> str:
     return '\n'.join(f'{name:<{width}}  {value!r}' for name, value in settings.items()
                      if name != 'class_names') + \
         f"\n{'class_names':<{width}}  {len(cfg.class_names)} names"
+
+
+def with_classes(cfg: Type[SOLOv2Base], num_classes: int, class_names=None) -> Type[SOLOv2Base]:
+    """The config with another class list (COCO names for 80 classes, else numbered
+    names unless ``class_names`` is given); the same class when nothing changes."""
+    if class_names is None:
+        class_names = (COCO_CLASSES if num_classes == 80
+                       else tuple(f'class{i}' for i in range(num_classes)))
+    if num_classes == cfg.num_classes and tuple(class_names) == tuple(cfg.class_names):
+        return cfg
+    return type(cfg.__name__, (cfg,), {'num_classes': num_classes,
+                                       'class_names': tuple(class_names)})

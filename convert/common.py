@@ -8,8 +8,7 @@ from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Ty
 
 import numpy as np
 
-from config import CONFIGS, describe_configs
-from config.base import COCO_CLASSES
+from config import CONFIGS, describe_configs, with_classes
 from model.build import build_model
 from model.checkpoint import save_checkpoint
 
@@ -87,14 +86,6 @@ def apply_table(source: Dict[str, np.ndarray], table: Dict[str, str],
 def model_shapes(cfg) -> Dict[str, tuple]:
     """{parameter name: shape} of the model a config builds."""
     return {k: tuple(v.shape) for k, v in build_model(cfg).state_dict().items()}
-
-
-def with_classes(cfg, num_classes: int):
-    """The config with ``num_classes`` (COCO names for 80, numbered names otherwise)."""
-    if num_classes == cfg.num_classes:
-        return cfg
-    names = COCO_CLASSES if num_classes == 80 else tuple(f'class{i}' for i in range(num_classes))
-    return type(cfg.__name__, (cfg,), {'num_classes': num_classes, 'class_names': names})
 
 
 Renamer = Callable[[str, frozenset, object], str]
