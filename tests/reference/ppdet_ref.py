@@ -171,7 +171,7 @@ FAMILIES = {
 # --------------------------------------------------------------------------
 # deterministic random "active" weights
 # --------------------------------------------------------------------------
-_OFFSET_W_GAIN = 0.02   # conv_offset weight std = gain / sqrt(fan_in)
+_OFFSET_W_GAIN = 0.05   # conv_offset weight std = gain / sqrt(fan_in)
 _OFFSET_B_STD = 0.05    # conv_offset bias std
 
 
@@ -188,7 +188,7 @@ def randomize(model, seed, cate_bias=CATE_BIAS):
     * conv weights N(0, sqrt(1/fan_in)) in the backbone, N(0, sqrt(2/fan_in))
       elsewhere; conv biases N(0, 0.01).
     * DCN offset/mask convs (``conv_offset``, zero-initialised by ppdet):
-      weight N(0, 0.02/sqrt(fan_in)), bias N(0, 0.05) so that offsets are
+      weight N(0, 0.05/sqrt(fan_in)), bias N(0, 0.05) so that offsets are
       nonzero but well below one pixel and the modulation masks are ~0.5+-eps.
     * ``solov2_head.solo_cate.bias`` (alias ``solov2_head.bbox_head.solo_cate.bias``)
       = ``cate_bias``.
