@@ -12,7 +12,7 @@ from pathlib import Path
 
 import cv2
 
-from config import describe_configs, format_settings, get_config
+from config import describe_configs, format_settings, get_config, with_overrides
 from data.pipeline import run_pipeline
 from data.results import instances_to_coco, write_json
 from data.transforms import read_image
@@ -37,6 +37,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--save-json', metavar='PATH',
                         help='also write COCO-style results (RLE masks) to PATH')
     parser.add_argument('--device', default=None, help="'cpu' or 'gpu' (default: gpu if available)")
+    parser.add_argument('--opt', nargs='+', default=[], metavar='NAME=VALUE',
+                        help='override config values, e.g. --opt test_short=512 score_threshold=0.2')
     parser.add_argument('--warmup', type=int, default=2, help='untimed warm-up runs (default 2)')
     parser.add_argument('--list-configs', action='store_true', help='print the config table and exit')
     return parser.parse_args(argv)
@@ -70,8 +72,8 @@ def main(argv=None) -> int:
         print(describe_configs())
         return 0
     try:
-        cfg = get_config(args.config)
-    except KeyError as exc:
+        cfg = with_overrides(get_config(args.config), args.opt)
+    except (KeyError, ValueError) as exc:
         print(f'error: {exc.args[0]}', file=sys.stderr)
         return 2
     if not args.weights:

@@ -58,3 +58,33 @@ def with_classes(cfg: Type[SOLOv2Base], num_classes: int, class_names=None) -> T
         return cfg
     return type(cfg.__name__, (cfg,), {'num_classes': num_classes,
                                        'class_names': tuple(class_names)})
+
+
+def with_overrides(cfg: Type[SOLOv2Base], assignments) -> Type[SOLOv2Base]:
+    """Apply ``['name=value', ...]`` to a config. Values are Python literals coerced
+    to the default's type (``test_short=512``, ``num_grids=(40,36,24,16,12)``);
+    unknown names and uncoercible values raise ValueError."""
+    import ast
+    settings = cfg.settings()
+    changes = {}
+    for assignment in assignments:
+        name, sep, text = assignment.partition('=')
+        name = name.strip()
+        if not sep or name not in settings:
+            raise ValueError(f"bad override '{assignment}': expected NAME=VALUE with NAME one of "
+                             f"{', '.join(settings)}")
+        default = settings[name]
+        try:
+            value = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            value = text
+        if isinstance(default, bool) or default is None:
+            pass
+        elif isinstance(default, (int, float)) and isinstance(value, (int, float)):
+            value = type(default)(value)
+        elif isinstance(default, tuple) and isinstance(value, (list, tuple)):
+            value = tuple(value)
+        if default is not None and not isinstance(value, type(default)):
+            raise ValueError(f"bad override '{assignment}': {name} takes a {type(default).__name__}")
+        changes[name] = value
+    return type(cfg.__name__, (cfg,), changes) if changes else cfg

@@ -42,14 +42,19 @@ def _atomic(path: Path, write) -> None:
 
 
 def save_checkpoint(state: Mapping[str, np.ndarray], weights: str, config_number: int,
-                    class_names, source: str) -> None:
-    """Write ``weights`` (.pdparams) and its sidecar atomically."""
+                    class_names, source: str, extra: Optional[Mapping] = None) -> None:
+    """Write ``weights`` (.pdparams) and its sidecar atomically; ``extra`` adds
+    sidecar entries (e.g. ``{"part": "backbone"}``) but may not replace the core ones."""
+    meta = {'config': config_number, 'num_classes': len(class_names),
+            'class_names': list(class_names), 'source': source}
+    clash = sorted(set(extra or {}) & set(meta))
+    if clash:
+        raise ValueError(f'extra sidecar entries may not replace {clash}')
+    meta.update(extra or {})
     path = Path(weights)
     path.parent.mkdir(parents=True, exist_ok=True)
     arrays = {k: np.asarray(v.numpy() if hasattr(v, 'numpy') else v) for k, v in state.items()}
     _atomic(path, lambda p: paddle.save(arrays, p))
-    meta = {'config': config_number, 'num_classes': len(class_names),
-            'class_names': list(class_names), 'source': source}
     _atomic(sidecar_path(weights), lambda p: Path(p).write_text(json.dumps(meta, indent=1)))
 
 

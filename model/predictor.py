@@ -37,7 +37,12 @@ class Predictor:
         self.cfg = cfg
         self.model = build_model(cfg)
         if weights:
-            load_weights(self.model, weights)
+            try:
+                load_weights(self.model, weights)
+            except CheckpointError as exc:
+                if meta is not None and 'config' in meta:
+                    raise CheckpointError(f"{exc} (it was made for --config={meta['config']})")
+                raise
         self.model.eval()
         self.params = InferenceParams.from_config(cfg)
 
