@@ -1,0 +1,185 @@
+"""Hand-built cases for the pure post-processing functions."""
+import math
+
+import numpy as np
+import paddle
+import pytest
+
+from model.postprocess import (Detections, InferenceParams, cell_strides, flatten_levels,
+                               matrix_nms, paste_masks, points_nms, postprocess, segment_image)
+
+
+def _t(array, dtype='float32'):
+    return paddle.to_tensor(np.asarray(array), dtype=dtype)
+
+
+def _line_masks(*spans, length=10):
+    """1-D pixel masks [N, length] with ones on [start, stop)."""
+    masks = np.zeros((len(spans), length), np.float32)
+    for i, (start, stop) in enumerate(spans):
+        masks[i, start:stop] = 1
+    return masks
+
+
+def _nms(masks, labels, scores, kernel='gaussian', sigma=2.0):
+    return matrix_nms(_t(masks), _t(labels, 'int64'), _t(scores), _t(masks.sum(1)),
+                      kernel, sigma).numpy()
+
+
+def test_points_nms_keeps_only_local_maxima():
+    heat = np.array([[0.1, 0.2, 0.1],
+                     [0.2, 0.9, 0.3],
+                     [0.1, 0.3, 0.8]], np.float32)[None, None]
+    kept = points_nms(_t(heat)).numpy()[0, 0]
+    # a cell survives when it is the max of the 2x2 window ending at it (top-left padded)
+    expected = np.array([[0.1, 0.2, 0.0],
+                         [0.2, 0.9, 0.0],
+                         [0.0, 0.0, 0.0]], np.float32)
+    np.testing.assert_array_equal(kept, expected)
+
+
+def test_identical_masks_same_class_decay_by_the_gaussian_kernel():
+    masks = _line_masks((0, 4), (0, 4))
+    decayed = _nms(masks, [3, 3], [0.9, 0.8])
+    np.testing.assert_allclose(decayed, [0.9, 0.8 * math.exp(-2.0)], rtol=1e-6)
+
+
+def test_other_classes_do_not_decay():
+    masks = _line_masks((0, 4), (0, 4))
+    np.testing.assert_allclose(_nms(masks, [3, 4], [0.9, 0.8]), [0.9, 0.8], rtol=1e-6)
+
+
+def test_linear_kernel():
+    masks = _line_masks((0, 4), (2, 6))          # IoU 2/6
+    decayed = _nms(masks, [1, 1], [0.9, 0.8], kernel='linear')
+    np.testing.assert_allclose(decayed, [0.9, 0.8 * (1 - 1 / 3)], rtol=1e-6)
+
+
+def test_compensation_by_the_decayer_own_overlap():
+    """C overlaps only B, and B is overlapped by A exactly as much, so B's
+    suppression of C is fully compensated: C keeps its score."""
+    masks = _line_masks((0, 4), (2, 6), (4, 8))   # IoU(A,B) = IoU(B,C) = 1/3, IoU(A,C) = 0
+    decayed = _nms(masks, [0, 0, 0], [0.9, 0.8, 0.7])
+    np.testing.assert_allclose(decayed, [0.9, 0.8 * math.exp(-2.0 / 9), 0.7], rtol=1e-6)
+
+
+def test_unknown_kernel_is_refused():
+    with pytest.raises(ValueError, match='kernel'):
+        _nms(_line_masks((0, 4)), [0], [0.5], kernel='box')
+
+
+# ---- segment_image on hand-built mask features ------------------------------------------
+HF, WF = 8, 8
+
+
+def _regions():
+    """Four basis masks on an 8x8 map: a big square, a copy of it, a 2-pixel blob,
+    and a disjoint rectangle."""
+    regions = np.zeros((4, HF, WF), bool)
+    regions[0, 0:4, 0:4] = True
+    regions[1, 0:4, 0:4] = True
+    regions[2, 6, 6:8] = True
+    regions[3, 5:8, 0:3] = True
+    return regions
+
+
+def _feat():
+    """mask_feat [E=4, 8, 8]: logit +8 inside region e, -8 outside."""
+    return np.where(_regions(), 8.0, -8.0).astype(np.float32)
+
+
+def _params(**kw):
+    return InferenceParams(num_grids=(2,), segm_strides=(1,), **kw)
+
+
+def _segment(scores, params):
+    """K=4 cells (2x2 grid), kernel of cell k selects basis mask k."""
+    return segment_image(_t(scores), _t(np.eye(4)), _t(_feat()), _t(np.ones(4)), params)
+
+
+def test_no_candidates_gives_empty_detections():
+    result = _segment(np.full((4, 3), 0.05, np.float32), _params())
+    assert isinstance(result, Detections) and len(result) == 0
+    assert result.masks.shape == (0, HF, WF)
+
+
+def test_thresholds_area_filter_maskness_and_duplicates():
+    scores = np.zeros((4, 3), np.float32)
+    scores[0, 1] = 0.9      # big square, class 1
+    scores[1, 1] = 0.6      # the same square again: decayed by exp(-2), ranked last
+    scores[2, 2] = 0.95     # 2-pixel blob: area 2 > stride 1, kept
+    scores[3, 0] = 0.7      # rectangle, class 0
+    result = _segment(scores, _params())
+    maskness = 1 / (1 + math.exp(-8.0))
+    assert result.labels.tolist() == [2, 1, 0, 1]
+    expected = np.array([0.95, 0.9, 0.7, 0.6 * math.exp(-2.0)]) * maskness
+    np.testing.assert_allclose(result.scores, expected, rtol=1e-5)
+    np.testing.assert_array_equal(result.masks > 0.5, _regions()[[2, 0, 3, 1]])
+
+
+def test_masks_not_larger_than_their_stride_are_dropped():
+    scores = np.zeros((4, 3), np.float32)
+    scores[2, 2] = 0.95
+    result = segment_image(_t(scores), _t(np.eye(4)), _t(_feat()), _t(np.full(4, 2.0)), _params())
+    assert len(result) == 0    # area 2 is not > stride 2
+
+
+def test_top_k_limits():
+    scores = np.zeros((4, 3), np.float32)
+    scores[0, 1], scores[2, 2], scores[3, 0] = 0.9, 0.95, 0.7
+    assert _segment(scores, _params(max_per_image=2)).labels.tolist() == [2, 1]
+    assert _segment(scores, _params(nms_pre=1)).labels.tolist() == [2]
+
+
+def test_update_threshold_drops_decayed_duplicates():
+    scores = np.zeros((4, 3), np.float32)
+    scores[0, 1], scores[1, 1] = 0.9, 0.3    # 0.3 * e^-2 = 0.04 < 0.05
+    assert _segment(scores, _params()).labels.tolist() == [1]
+    assert len(_segment(scores, _params(update_threshold=0.01))) == 2
+
+
+# ---- batching, flattening, pasting ------------------------------------------------------
+def test_cell_strides_cover_every_grid_cell():
+    strides = cell_strides((40, 36, 24, 16, 12), (8, 8, 16, 32, 32))
+    assert strides.shape == (3872,)
+    assert strides[0] == 8 and strides[1600 + 1296] == 16 and strides[-1] == 32
+
+
+def test_flatten_levels_orders_cells_row_major():
+    logits = np.full((1, 2, 2, 2), -10.0, np.float32)
+    logits[0, 1, 1, 0] = 10.0                           # class 1 at row 1, col 0 -> cell 2
+    kernels = np.arange(1 * 3 * 2 * 2, dtype=np.float32).reshape(1, 3, 2, 2)
+    scores, flat = flatten_levels([_t(logits)], [_t(kernels)])
+    assert scores.shape == [1, 4, 2] and flat.shape == [1, 4, 3]
+    assert int(scores.numpy()[0, :, 1].argmax()) == 2
+    np.testing.assert_array_equal(flat.numpy()[0, 2], kernels[0, :, 1, 0])
+
+
+def test_batch_equals_single_images():
+    rng = np.random.RandomState(0)
+    grids, e = (4, 2), 6
+    outs = {'cate_logits': [_t(rng.normal(-1, 2, (2, 3, s, s))) for s in grids],
+            'kernels': [_t(rng.normal(0, 1, (2, e, s, s))) for s in grids],
+            'mask_feat': _t(rng.normal(0, 1, (2, e, 8, 12)))}
+    params = InferenceParams(num_grids=grids, segm_strides=(1, 2))
+    batched = postprocess(outs, params)
+    for b in range(2):
+        single = postprocess({k: ([x[b:b + 1] for x in v] if isinstance(v, list) else v[b:b + 1])
+                              for k, v in outs.items()}, params)[0]
+        assert len(single) == len(batched[b]) > 0
+        np.testing.assert_array_equal(single.labels, batched[b].labels)
+        np.testing.assert_allclose(single.scores, batched[b].scores, rtol=1e-5)
+
+
+def test_paste_masks_crops_padding_and_resizes_to_the_original():
+    soft = np.zeros((1, 8, 10), np.float32)     # padded input 32x40, image resized to 28x36
+    soft[0, 2:6, 3:7] = 1.0                     # 16x16 square at (8..24, 12..28) of the input
+    masks = paste_masks(soft, resized_hw=(28, 36), orig_hw=(56, 72))
+    assert masks.shape == (1, 56, 72) and masks.dtype == bool
+    ys, xs = np.nonzero(masks[0])
+    assert abs(ys.min() - 16) <= 2 and abs(ys.max() - 47) <= 2   # doubled coordinates
+    assert abs(xs.min() - 24) <= 2 and abs(xs.max() - 55) <= 2
+
+
+def test_paste_masks_of_nothing():
+    assert paste_masks(np.zeros((0, 8, 10), np.float32), (28, 36), (56, 72)).shape == (0, 56, 72)
