@@ -13,6 +13,7 @@ from config.light512_r50vd_dcn import Light512R50vdDCN
 from config.r101_fpn import R101FPN
 from config.r101vd_dcn import R101vdDCN
 from config.r50vd_dcn_enhance import R50vdDCNEnhance
+from config.shapes_r18 import ShapesR18
 
 CONFIGS: Dict[int, Type[SOLOv2Base]] = {
     0: SOLOv2Base,
@@ -24,6 +25,7 @@ CONFIGS: Dict[int, Type[SOLOv2Base]] = {
     6: Light448R34,
     7: Light512DCNR50,
     8: R101FPN,
+    9: ShapesR18,
 }
 
 

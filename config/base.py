@@ -26,6 +26,7 @@ class SOLOv2Base:
     # ---- backbone -------------------------------------------------------------
     depth = 50                  # ResNet depth: 18, 34, 50, 101
     variant = 'b'               # 'b' (7x7 stem) or 'd' (deep stem, avg-pool shortcut)
+    backbone_width = 64         # first-stage channels (64 = standard ResNet; smaller = narrow)
     backbone_dcn = None         # None, 'v1' (DCN, no mask) or 'v2' (modulated DCN)
     backbone_dcn_stages = ()    # stages with DCN: 0 = C2 .. 3 = C5 (e.g. (1, 2, 3))
     frozen_stages = 1           # -1 none, 0 stem, k: stem + first k stages get no gradient
@@ -54,6 +55,39 @@ class SOLOv2Base:
     scale_ranges = FULL_SCALE_RANGES  # sqrt(w*h) range per level (they overlap)
     sigma = 0.2                 # centre-region scale
     segm_strides = (8, 8, 16, 32, 32)
+
+    # ---- data (paths relative to the working directory) ------------------------
+    dataset_dir = 'datasets/coco'
+    train_ann = 'annotations/instances_train2017.json'
+    train_images = 'train2017'
+    val_ann = 'annotations/instances_val2017.json'
+    val_images = 'val2017'
+    keep_empty_images = True    # images without objects stay in training (negatives)
+
+    # ---- training -------------------------------------------------------------
+    batch_size = 2              # images per device per step
+    reference_batch = 16        # total batch that base_lr is meant for (linear LR scaling)
+    base_lr = 0.01
+    momentum = 0.9
+    weight_decay = 1e-4
+    epochs = 36
+    lr_steps = (27, 33)         # epochs after which LR *= lr_gamma
+    lr_gamma = 0.1
+    warmup_iters = 500          # linear warm-up from base_lr * warmup_ratio
+    warmup_ratio = 0.01
+    grad_clip = 35.0            # max global gradient norm (0 = no clipping)
+    ema_decay = 0.0             # 0 = no EMA of the weights, else e.g. 0.9998
+    train_shorts = (640, 672, 704, 736, 768, 800)  # multi-scale: short side picked per image
+    train_max = 1333
+    flip_prob = 0.5
+    colour_strength = 0.0       # colour jitter strength (0 = off)
+    crop_prob = 0.0             # probability of a random crop that keeps objects
+    ins_loss_weight = 3.0       # dice loss weight
+    focal_alpha = 0.25
+    focal_gamma = 2.0
+    num_workers = 2             # data-loading processes
+    pretrained = ''             # backbone-only checkpoint from convert/ ('' = random init)
+    seed = 0
 
     # ---- inference ------------------------------------------------------------
     test_short = 800            # resize shorter side to this ...

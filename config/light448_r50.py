@@ -8,5 +8,7 @@ class Light448R50(SOLOv2Base):
     head_channels = 256
     kernel_channels = 128
     scale_ranges = ((1, 56), (28, 112), (56, 224), (112, 448), (224, 896))
+    train_shorts = (352, 384, 416, 448, 480, 512)
+    train_max = 768
     test_short = 448
     test_max = 768

@@ -13,5 +13,6 @@ class Light512R50vdDCN(Light448R50):
     head_dcn = 'v2'
     head_dcn_indices = (2,)
     scale_ranges = ((1, 64), (32, 128), (64, 256), (128, 512), (256, 2048))
+    train_max = 852
     test_short = 512
     test_max = 852

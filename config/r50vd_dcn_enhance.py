@@ -9,3 +9,6 @@ class R50vdDCNEnhance(Light512R50vdDCN):
     mask_feat_dcn = True
     drop_block = True
     scale_ranges = FULL_SCALE_RANGES
+    colour_strength = 0.5
+    crop_prob = 0.5
+    ema_decay = 0.9998

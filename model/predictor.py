@@ -30,7 +30,8 @@ class Predictor:
     """
 
     def __init__(self, cfg, weights: Optional[str] = None, device: Optional[str] = None):
-        paddle.set_device(device or default_device())
+        if device is not None or weights is not None:
+            paddle.set_device(device or default_device())
         meta = read_sidecar(weights) if weights else None
         if meta is not None:
             cfg = with_classes(cfg, meta['num_classes'], meta.get('class_names'))
@@ -45,6 +46,14 @@ class Predictor:
                 raise
         self.model.eval()
         self.params = InferenceParams.from_config(cfg)
+
+    @classmethod
+    def for_model(cls, model: paddle.nn.Layer, cfg) -> 'Predictor':
+        """A predictor around an existing (e.g. training) model, on the current device."""
+        predictor = cls.__new__(cls)
+        predictor.cfg, predictor.model = cfg, model
+        predictor.params = InferenceParams.from_config(cfg)
+        return predictor
 
     @property
     def class_names(self) -> Sequence[str]:

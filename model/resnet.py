@@ -17,7 +17,6 @@ import paddle.nn.functional as F
 from model.layers import ConvNormAct
 
 STAGE_BLOCKS = {18: (2, 2, 2, 2), 34: (3, 4, 6, 3), 50: (3, 4, 6, 3), 101: (3, 4, 23, 3)}
-STAGE_WIDTHS = (64, 128, 256, 512)
 
 
 class Shortcut(ConvNormAct):
@@ -85,32 +84,37 @@ class ResNet(nn.Layer):
         frozen_stages: -1 trains everything, 0 freezes the stem, k >= 1 also
             freezes layer1..layerk (no gradient).
         freeze_norm: BN uses running statistics and its affine params are fixed.
+        width: channels of the first stage (64 for the standard ResNets); every
+            stage and the stem scale with it, for narrow CPU-sized models.
     """
 
     def __init__(self, depth: int = 50, variant: str = 'b', dcn: Optional[str] = None,
                  dcn_stages: Sequence[int] = (), frozen_stages: int = -1,
-                 freeze_norm: bool = True):
+                 freeze_norm: bool = True, width: int = 64):
         super().__init__()
         if depth not in STAGE_BLOCKS:
             raise ValueError(f'unsupported ResNet depth {depth}; choose from {sorted(STAGE_BLOCKS)}')
         if variant not in ('b', 'd'):
             raise ValueError(f"unsupported ResNet variant '{variant}' (expected 'b' or 'd')")
         block = Bottleneck if depth >= 50 else BasicBlock
-        stem_specs = ([(3, 64, 7, 2)] if variant == 'b'
-                      else [(3, 32, 3, 2), (32, 32, 3, 1), (32, 64, 3, 1)])
+        half = width // 2
+        stem_specs = ([(3, width, 7, 2)] if variant == 'b'
+                      else [(3, half, 3, 2), (half, half, 3, 1), (half, width, 3, 1)])
         self.stem = nn.Sequential(*[
             ConvNormAct(cin, cout, k, stride=s, frozen_norm=freeze_norm)
             for cin, cout, k, s in stem_specs])
-        in_channels = 64
+        in_channels = width
         self.out_channels: List[int] = []
         self.stages = []
-        for index, (blocks, width) in enumerate(zip(STAGE_BLOCKS[depth], STAGE_WIDTHS)):
+        for index, blocks in enumerate(STAGE_BLOCKS[depth]):
+            stage_width = width * 2 ** index
             stage_dcn = dcn if index in dcn_stages else None
             layers = []
             for k in range(blocks):
                 stride = 2 if (k == 0 and index > 0) else 1
-                layers.append(block(in_channels, width, stride, variant, stage_dcn, freeze_norm))
-                in_channels = width * block.expansion
+                layers.append(block(in_channels, stage_width, stride, variant, stage_dcn,
+                                    freeze_norm))
+                in_channels = stage_width * block.expansion
             stage = nn.Sequential(*layers)
             self.add_sublayer(f'layer{index + 1}', stage)
             self.stages.append(stage)

@@ -1,0 +1,33 @@
+from config.light448_r18 import Light448R18
+
+
+class ShapesR18(Light448R18):
+    """A narrow R18 SOLOv2 for the synthetic shapes dataset (tools/make_shapes_dataset.py),
+    small enough to train from scratch on a 2-core CPU in under half an hour."""
+    description = 'Shapes: narrow R18-FPN for the synthetic shapes dataset, 256x256'
+    backbone_width = 32
+    frozen_stages = -1
+    freeze_norm = False
+    fpn_channels = 64
+    head_channels = 64
+    kernel_channels = 64
+    mask_feat_channels = 64
+    num_classes = 4
+    class_names = ('circle', 'square', 'triangle', 'star')
+    num_grids = (20, 16, 12, 8, 6)
+    scale_ranges = ((1, 48), (24, 96), (48, 192), (96, 384), (192, 1024))
+    dataset_dir = 'datasets/shapes'
+    train_ann = 'annotations/instances_train.json'
+    train_images = 'train'
+    val_ann = 'annotations/instances_val.json'
+    val_images = 'val'
+    batch_size = 8
+    reference_batch = 8
+    base_lr = 0.02
+    epochs = 12
+    lr_steps = (9, 11)
+    warmup_iters = 100
+    train_shorts = (224, 256, 288)
+    train_max = 448
+    test_short = 256
+    test_max = 448

@@ -1,0 +1,246 @@
+"""Training augmentation on instance-segmentation samples.
+
+A sample is the dict produced by the COCO reader::
+
+    {'image': [H, W, 3] uint8 RGB, 'masks': [N, H, W] uint8 0/1, 'labels': [N] int64,
+     'image_id': int, 'file_name': str, 'crowd_mask': [H, W] uint8}
+
+Deterministic functions take a sample and explicit parameters and return a new
+dict (the input is never modified; arrays that do not change may be shared).
+The `random_*` wrappers draw those parameters from an explicit
+`np.random.Generator`. Resizing, normalisation and padding reuse
+`data.transforms`, so training sees exactly the preprocessing of inference.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Sequence
+
+import cv2
+import numpy as np
+
+from data.transforms import ImageMeta, normalize, pad_to_multiple, preprocess, resize_keep_ratio
+
+Sample = dict[str, Any]
+
+
+def hflip(sample: Sample) -> Sample:
+    """Mirror image, masks and crowd mask left-right."""
+    return {
+        **sample,
+        "image": np.ascontiguousarray(sample["image"][:, ::-1]),
+        "masks": np.ascontiguousarray(sample["masks"][:, :, ::-1]),
+        "crowd_mask": np.ascontiguousarray(sample["crowd_mask"][:, ::-1]),
+    }
+
+
+def _resize_nearest(mask: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
+    """Resize one `[H, W]` mask to `hw` with nearest-neighbour interpolation."""
+    return cv2.resize(mask, (hw[1], hw[0]), interpolation=cv2.INTER_NEAREST)
+
+
+def resize_sample(sample: Sample, short: int, max_size: int) -> Sample:
+    """Keep-ratio resize (`transforms.resize_keep_ratio`, bilinear) of the image.
+
+    Masks `[N, H', W']` and crowd mask `[H', W']` follow with nearest-neighbour
+    interpolation to the image's new size, so they stay 0/1.
+    """
+    image, _ = resize_keep_ratio(sample["image"], short, max_size, cv2.INTER_LINEAR)
+    hw = (image.shape[0], image.shape[1])
+    masks = np.zeros((len(sample["masks"]), *hw), dtype=sample["masks"].dtype)
+    for index, mask in enumerate(sample["masks"]):
+        masks[index] = _resize_nearest(mask, hw)
+    return {
+        **sample,
+        "image": image,
+        "masks": masks,
+        "crowd_mask": _resize_nearest(sample["crowd_mask"], hw),
+    }
+
+
+def crop_sample(sample: Sample, y0: int, x0: int, h: int, w: int) -> Sample:
+    """Crop the window `[y0:y0+h, x0:x0+w]` out of image, masks and crowd mask.
+
+    Instances whose cropped mask is empty are dropped; `labels` stay aligned
+    with `masks`. The window must lie inside the image.
+    """
+    height, width = sample["image"].shape[:2]
+    if h <= 0 or w <= 0 or y0 < 0 or x0 < 0 or y0 + h > height or x0 + w > width:
+        raise ValueError(f"crop ({y0}, {x0}, {h}, {w}) outside image of size {(height, width)}")
+    masks = sample["masks"][:, y0 : y0 + h, x0 : x0 + w]
+    keep = masks.any(axis=(1, 2))
+    return {
+        **sample,
+        "image": np.ascontiguousarray(sample["image"][y0 : y0 + h, x0 : x0 + w]),
+        "masks": np.ascontiguousarray(masks[keep]),
+        "labels": sample["labels"][keep],
+        "crowd_mask": np.ascontiguousarray(sample["crowd_mask"][y0 : y0 + h, x0 : x0 + w]),
+    }
+
+
+def _grey(image: np.ndarray) -> np.ndarray:
+    """Luma `[H, W]` float32 of a float32 `[H, W, 3]` RGB image, clipped to [0, 255] first."""
+    return cv2.cvtColor(np.clip(image, 0, 255), cv2.COLOR_RGB2GRAY)
+
+
+def _blend(image: np.ndarray, other: np.ndarray | float, factor: float) -> np.ndarray:
+    """`other + factor * (image - other)` in float32, `[H, W, 3]`."""
+    return other + factor * (image - other)
+
+
+def distort_colour(
+    image: np.ndarray, brightness: float, contrast: float, saturation: float, hue: float
+) -> np.ndarray:
+    """Photometric distortion of `[H, W, 3] uint8 RGB`, returned as a new uint8 array.
+
+    Applied in order: brightness (scale pixels by `brightness`), contrast (blend
+    with the mean grey level by `contrast`), saturation (blend with the per-pixel
+    grey image by `saturation`), hue (rotate the HSV hue by `hue` degrees, with
+    wrap-around, in 2-degree steps of OpenCV's uint8 HSV). Results saturate to
+    [0, 255]. A factor of 1 (hue 0) leaves the image exactly as it is.
+    """
+    out = image.astype(np.float32)
+    if brightness != 1:
+        out = out * brightness
+    if contrast != 1:
+        out = _blend(out, float(_grey(out).mean()), contrast)
+    if saturation != 1:
+        out = _blend(out, _grey(out)[..., None], saturation)
+    result = np.clip(np.rint(out), 0, 255).astype(np.uint8)
+    if hue != 0:
+        hsv = cv2.cvtColor(result, cv2.COLOR_RGB2HSV)
+        shift = int(round(hue / 2.0))
+        hsv[..., 0] = ((hsv[..., 0].astype(np.int32) + shift) % 180).astype(np.uint8)
+        result = cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)
+    return result
+
+
+def random_flip(sample: Sample, rng: np.random.Generator, p: float = 0.5) -> Sample:
+    """`hflip` with probability `p`, otherwise a shallow copy."""
+    return hflip(sample) if rng.random() < p else dict(sample)
+
+
+def random_resize(
+    sample: Sample, rng: np.random.Generator, shorts: Sequence[int], max_size: int
+) -> Sample:
+    """Multi-scale `resize_sample` with the short side drawn uniformly from `shorts`."""
+    short = int(shorts[rng.integers(len(shorts))])
+    return resize_sample(sample, short, max_size)
+
+
+def random_colour(sample: Sample, rng: np.random.Generator, strength: float) -> Sample:
+    """`distort_colour` with each of its four parts applied with probability 0.5.
+
+    Brightness, contrast and saturation factors are uniform in
+    [1 - strength, 1 + strength]; the hue shift in [-18 * strength, 18 * strength] degrees.
+    """
+    factors = []
+    for low, high, neutral in (
+        (1 - strength, 1 + strength, 1.0),
+        (1 - strength, 1 + strength, 1.0),
+        (1 - strength, 1 + strength, 1.0),
+        (-18 * strength, 18 * strength, 0.0),
+    ):
+        apply = rng.random() < 0.5
+        value = rng.uniform(low, high)
+        factors.append(value if apply else neutral)
+    return {**sample, "image": distort_colour(sample["image"], *factors)}
+
+
+def random_crop(
+    sample: Sample, rng: np.random.Generator, min_scale: float = 0.5, max_tries: int = 10
+) -> Sample:
+    """Crop a random window of area fraction in [min_scale, 1] and aspect (w/h) in [0.5, 2].
+
+    When the sample has instances, a window is accepted only if at least one
+    instance keeps >= 50% of its pixels; after `max_tries` rejected draws the
+    sample is returned uncropped (as a shallow copy). Samples without instances
+    take the first window that fits.
+    """
+    height, width = sample["image"].shape[:2]
+    masks = sample["masks"]
+    areas = masks.sum(axis=(1, 2), dtype=np.int64)
+    for _ in range(max_tries):
+        area = rng.uniform(min_scale, 1.0) * height * width
+        aspect = math.exp(rng.uniform(math.log(0.5), math.log(2.0)))
+        h = int(round(math.sqrt(area / aspect)))
+        w = int(round(math.sqrt(area * aspect)))
+        if not (0 < h <= height and 0 < w <= width):
+            continue
+        y0 = int(rng.integers(height - h + 1))
+        x0 = int(rng.integers(width - w + 1))
+        if len(masks):
+            visible = masks[:, y0 : y0 + h, x0 : x0 + w].sum(axis=(1, 2), dtype=np.int64)
+            if not np.any((areas > 0) & (2 * visible >= areas)):
+                continue
+        return crop_sample(sample, y0, x0, h, w)
+    return dict(sample)
+
+
+class TrainTransform:
+    """Random crop -> multi-scale resize -> flip -> colour -> normalise + pad.
+
+    Output of `__call__(sample, rng)`::
+
+        {'image': [3, Hp, Wp] float32 (normalised, zero-padded bottom/right),
+         'masks': [N, Hp, Wp] uint8 (zero-padded), 'labels': [N] int64,
+         'crowd_mask': [Hp, Wp] uint8 (zero-padded), 'image_id': int,
+         'resized_hw': (h, w) size before padding}
+
+    Hp and Wp are multiples of `divisor`.
+    """
+
+    def __init__(
+        self,
+        shorts: Sequence[int],
+        max_size: int,
+        flip_prob: float = 0.5,
+        colour_strength: float = 0.0,
+        crop_prob: float = 0.0,
+        min_crop_scale: float = 0.5,
+        divisor: int = 32,
+    ) -> None:
+        if not shorts:
+            raise ValueError("TrainTransform needs at least one short side")
+        self.shorts = tuple(int(short) for short in shorts)
+        self.max_size = max_size
+        self.flip_prob = flip_prob
+        self.colour_strength = colour_strength
+        self.crop_prob = crop_prob
+        self.min_crop_scale = min_crop_scale
+        self.divisor = divisor
+
+    def __call__(self, sample: Sample, rng: np.random.Generator) -> Sample:
+        if rng.random() < self.crop_prob:
+            sample = random_crop(sample, rng, self.min_crop_scale)
+        sample = random_resize(sample, rng, self.shorts, self.max_size)
+        sample = random_flip(sample, rng, self.flip_prob)
+        if self.colour_strength > 0:
+            sample = random_colour(sample, rng, self.colour_strength)
+        image = sample["image"]
+        return {
+            "image": pad_to_multiple(normalize(image), self.divisor),
+            "masks": pad_to_multiple(sample["masks"], self.divisor),
+            "labels": np.asarray(sample["labels"], dtype=np.int64),
+            "crowd_mask": pad_to_multiple(sample["crowd_mask"][None], self.divisor)[0],
+            "image_id": int(sample["image_id"]),
+            "resized_hw": (image.shape[0], image.shape[1]),
+        }
+
+
+class EvalTransform:
+    """Inference preprocessing of a sample via `transforms.preprocess`.
+
+    `__call__(sample)` returns `{'image': [3, Hp, Wp] float32, 'meta': ImageMeta,
+    'image_id': int}`; masks are not needed.
+    """
+
+    def __init__(self, short: int, max_size: int, divisor: int = 32) -> None:
+        self.short = short
+        self.max_size = max_size
+        self.divisor = divisor
+
+    def __call__(self, sample: Sample) -> dict[str, np.ndarray | ImageMeta | int]:
+        chw, meta = preprocess(sample["image"], self.short, self.max_size, self.divisor)
+        return {"image": chw, "meta": meta, "image_id": int(sample["image_id"])}

@@ -1,0 +1,208 @@
+"""COCO-format instance dataset reader producing the shared training/eval sample dict.
+
+A sample is `{'image': [H, W, 3] uint8 RGB, 'masks': [N, H, W] uint8 0/1,
+'labels': [N] int64, 'image_id': int, 'file_name': str, 'crowd_mask': [H, W] uint8}`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+from os import PathLike
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import pycocotools.mask as mask_util
+from pycocotools.coco import COCO
+
+from data.transforms import read_image
+
+
+def read_class_names(path: str | PathLike[str]) -> list[str]:
+    """Class names from a text file, one per line in label order; blank lines are skipped."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as err:
+        raise ValueError(f"cannot read class list {path}: {err}") from err
+    names = [line.strip() for line in text.splitlines() if line.strip()]
+    if not names:
+        raise ValueError(f"class list {path} is empty")
+    return names
+
+
+def load_coco(ann_file: str | PathLike[str]) -> COCO:
+    """Parse a COCO instance file into an indexed pycocotools `COCO`, without its stdout chatter."""
+    path = Path(ann_file)
+    if not path.is_file():
+        raise ValueError(f"annotation file not found: {path}")
+    try:
+        dataset = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ValueError(f"cannot parse annotation file {path}: {err}") from err
+    missing = [key for key in ("images", "categories") if key not in dataset]
+    if missing:
+        raise ValueError(f"annotation file {path} has no {', '.join(missing)}")
+    coco = COCO()
+    coco.dataset = dataset
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco.createIndex()
+    return coco
+
+
+def segmentation_to_rle(segmentation: Any, height: int, width: int) -> dict[str, Any]:
+    """Compressed RLE of a COCO segmentation at `height` x `width`.
+
+    Accepts a polygon list `[[x0, y0, x1, y1, ...], ...]` (merged into one
+    mask; polygons with fewer than 3 points are ignored, an empty list gives
+    an empty mask), uncompressed RLE (`counts` list) or compressed RLE
+    (`counts` str or bytes), as `COCO.annToRLE` does.
+    """
+    if isinstance(segmentation, list):
+        polygons = [list(map(float, poly)) for poly in segmentation if len(poly) >= 6]
+        if not polygons:
+            return mask_util.encode(np.zeros((height, width), dtype=np.uint8, order="F"))
+        return mask_util.merge(mask_util.frPyObjects(polygons, height, width))
+    if list(segmentation["size"]) != [height, width]:
+        raise ValueError(f"RLE size {segmentation['size']} differs from image size {[height, width]}")
+    if isinstance(segmentation["counts"], list):
+        return mask_util.frPyObjects(segmentation, height, width)
+    return segmentation
+
+
+def segmentation_to_mask(segmentation: Any, height: int, width: int) -> np.ndarray:
+    """Decode a COCO segmentation (see `segmentation_to_rle`) to `[height, width] uint8` 0/1."""
+    rle = segmentation_to_rle(segmentation, height, width)
+    return np.ascontiguousarray(mask_util.decode(rle), dtype=np.uint8)
+
+
+def category_ids_by_name(
+    categories: Sequence[Mapping[str, Any]], class_names: Sequence[str]
+) -> list[int]:
+    """COCO category id of each of `class_names`, matched by category name."""
+    ids_of: dict[str, list[int]] = {}
+    for category in categories:
+        ids_of.setdefault(category["name"], []).append(int(category["id"]))
+    missing = [name for name in class_names if name not in ids_of]
+    if missing:
+        raise ValueError(
+            f"class names not in the annotation file: {', '.join(missing)} "
+            f"(it has: {', '.join(sorted(ids_of))})"
+        )
+    ambiguous = [name for name in class_names if len(ids_of[name]) > 1]
+    if ambiguous:
+        raise ValueError(f"several categories share the names: {', '.join(ambiguous)}")
+    return [ids_of[name][0] for name in class_names]
+
+
+def check_annotation_categories(
+    annotations: Sequence[Mapping[str, Any]],
+    label_of: Mapping[int, int],
+    category_names: Mapping[int, str],
+) -> None:
+    """Raise `ValueError` naming the first annotation whose category is not a mapped class."""
+    for ann in annotations:
+        category_id = ann["category_id"]
+        if category_id not in label_of:
+            name = category_names.get(category_id)
+            known = f" ({name!r}, not in class_names)" if name is not None else ""
+            raise ValueError(
+                f"annotation {ann.get('id')} of image {ann.get('image_id')} "
+                f"refers to unknown category {category_id}{known}"
+            )
+
+
+class CocoDataset:
+    """Instance samples from a COCO annotation file and its image folder.
+
+    Labels are contiguous 0-based: category ids in ascending order, or, with
+    `class_names` (a list, or the path of a classes.txt), the position of each
+    category's name in that list. `iscrowd=1` annotations are not instances:
+    their union is `sample['crowd_mask']`. Annotations whose mask decodes
+    empty are dropped. With `keep_empty=False`, images without any non-crowd
+    annotation are skipped.
+    """
+
+    def __init__(
+        self,
+        ann_file: str | PathLike[str],
+        image_dir: str | PathLike[str],
+        class_names: Sequence[str] | str | PathLike[str] | None = None,
+        keep_empty: bool = True,
+    ) -> None:
+        self.coco = load_coco(ann_file)
+        self.image_dir = Path(image_dir)
+        if not self.image_dir.is_dir():
+            raise ValueError(f"image directory not found: {self.image_dir}")
+        categories = self.coco.dataset["categories"]
+        names_of = {int(c["id"]): c["name"] for c in categories}
+        if class_names is None:
+            category_ids = sorted(names_of)
+        else:
+            if isinstance(class_names, (str, PathLike)):
+                class_names = read_class_names(class_names)
+            category_ids = category_ids_by_name(categories, class_names)
+        self._category_ids = category_ids
+        self._class_names = [names_of[cid] for cid in category_ids]
+        self._label_of = {cid: label for label, cid in enumerate(category_ids)}
+        check_annotation_categories(self.coco.dataset.get("annotations", []), self._label_of, names_of)
+        self.image_ids = [
+            int(img["id"])
+            for img in self.coco.dataset["images"]
+            if keep_empty or any(not a.get("iscrowd", 0) for a in self.coco.imgToAnns[img["id"]])
+        ]
+
+    @property
+    def class_names(self) -> list[str]:
+        """Class name of each label."""
+        return list(self._class_names)
+
+    @property
+    def label_to_category_id(self) -> list[int]:
+        """COCO category id of each label."""
+        return list(self._category_ids)
+
+    def __len__(self) -> int:
+        return len(self.image_ids)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        """Sample dict of the `index`-th kept image; `ValueError` (with the path) if unreadable."""
+        image_id = self.image_ids[index]
+        info = self.coco.imgs[image_id]
+        path = self.image_dir / info["file_name"]
+        image = read_image(path)
+        height, width = image.shape[:2]
+        if (info.get("height", height), info.get("width", width)) != (height, width):
+            raise ValueError(
+                f"image {path} is {width}x{height} but the annotation file says "
+                f"{info.get('width')}x{info.get('height')}"
+            )
+        masks, labels, crowd_mask = self._decode_annotations(self.coco.imgToAnns[image_id], height, width)
+        return {
+            "image": image,
+            "masks": masks,
+            "labels": labels,
+            "image_id": image_id,
+            "file_name": info["file_name"],
+            "crowd_mask": crowd_mask,
+        }
+
+    def _decode_annotations(
+        self, annotations: Sequence[Mapping[str, Any]], height: int, width: int
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """`([N, H, W] uint8 masks, [N] int64 labels, [H, W] uint8 crowd union)` of one image."""
+        masks, labels = [], []
+        crowd_mask = np.zeros((height, width), dtype=np.uint8)
+        for ann in annotations:
+            try:
+                mask = segmentation_to_mask(ann["segmentation"], height, width)
+            except ValueError as err:
+                raise ValueError(f"annotation {ann.get('id')} of image {ann['image_id']}: {err}") from err
+            if ann.get("iscrowd", 0):
+                crowd_mask |= mask
+            elif mask.any():
+                masks.append(mask)
+                labels.append(self._label_of[ann["category_id"]])
+        stacked = np.stack(masks) if masks else np.zeros((0, height, width), dtype=np.uint8)
+        return stacked, np.asarray(labels, dtype=np.int64), crowd_mask

@@ -1,0 +1,208 @@
+"""Training dataset, batch collation and DataLoader construction.
+
+Paddle's DataLoader flattens the collated batch: numpy arrays found inside
+(nested) dicts, lists and tuples come out as `paddle.Tensor` (CPU). Any other
+object, a dataclass for instance, is pickled from the worker as it is and comes
+out unchanged with its numpy arrays. This matters for targets: Paddle cannot
+move zero-sized arrays (e.g. `[0, S, S]` masks of an image without instances)
+through worker processes, so `collate_targets` should return such an opaque
+object (the dataclass `BatchTargets`) rather than a plain dict of arrays.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from typing import Any, Callable, Iterator, Protocol, Sequence
+
+import numpy as np
+import paddle
+
+from data.augment import Sample, TrainTransform
+from data.transforms import batch_images
+
+logger = logging.getLogger(__name__)
+
+TargetFn = Callable[[np.ndarray, np.ndarray], Any]
+CollateTargets = Callable[[list[Any]], Any]
+
+
+class SampleSource(Protocol):
+    """Indexable sample reader (e.g. the COCO reader); raises ValueError for unreadable items."""
+
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, index: int) -> Sample: ...
+
+
+class TrainDataset(paddle.io.Dataset):
+    """Applies a `TrainTransform` to `source[index]` with an rng seeded by (seed, epoch, index).
+
+    A sample whose reading raises `ValueError` is replaced by another index drawn
+    from the same rng (a warning is logged once per bad index and process);
+    more than `max_failures` consecutive failures raise `RuntimeError`.
+    """
+
+    def __init__(
+        self,
+        source: SampleSource,
+        transform: TrainTransform,
+        seed: int = 0,
+        max_failures: int = 20,
+    ) -> None:
+        super().__init__()
+        if len(source) == 0:
+            raise ValueError("TrainDataset needs a non-empty sample source")
+        self.source = source
+        self.transform = transform
+        self.seed = seed
+        self.max_failures = max_failures
+        self.epoch = 0
+        self._warned: set[int] = set()
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the epoch whose random augmentations `__getitem__` draws."""
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+    def __getitem__(self, index: int) -> Sample:
+        rng = np.random.default_rng((self.seed, self.epoch, int(index)))
+        current = int(index)
+        for _ in range(self.max_failures + 1):
+            try:
+                sample = self.source[current]
+            except ValueError as err:
+                replacement = int(rng.integers(len(self.source)))
+                if current not in self._warned:
+                    self._warned.add(current)
+                    logger.warning(
+                        "skipping unreadable sample %d (%s); using sample %d instead",
+                        current,
+                        err,
+                        replacement,
+                    )
+                current = replacement
+                continue
+            return self.transform(sample, rng)
+        raise RuntimeError(
+            f"more than {self.max_failures} consecutive unreadable samples from index {index}; "
+            "check the dataset paths"
+        )
+
+
+def _pad_masks(masks: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Zero-pad `[N, h, w]` at the bottom/right to `[N, height, width]`, same dtype."""
+    out = np.zeros((len(masks), height, width), dtype=masks.dtype)
+    out[:, : masks.shape[1], : masks.shape[2]] = masks
+    return out
+
+
+def collate_batch(
+    samples: Sequence[Sample],
+    target_fn: TargetFn,
+    collate_targets: CollateTargets | None = None,
+) -> dict[str, Any]:
+    """Batch `TrainTransform` outputs.
+
+    Images are zero-padded to the batch's largest size (`transforms.batch_images`);
+    each sample's masks are padded to that size and passed with its labels to
+    `target_fn(masks [N, H, W] uint8, labels [N] int64)`; the per-image results
+    go through `collate_targets` (default `model.targets.collate_targets`).
+    Returns `{'images': [B, 3, H, W] float32, 'targets': ..., 'image_ids': list[int]}`.
+    """
+    if collate_targets is None:
+        from model.targets import collate_targets
+    images = batch_images([sample["image"] for sample in samples])
+    height, width = images.shape[2:]
+    per_image = [
+        target_fn(_pad_masks(sample["masks"], height, width), sample["labels"])
+        for sample in samples
+    ]
+    return {
+        "images": images,
+        "targets": collate_targets(per_image),
+        "image_ids": [int(sample["image_id"]) for sample in samples],
+    }
+
+
+class SeededSampler(paddle.io.Sampler):
+    """Yields `range(n)`, permuted by an rng seeded by (seed, epoch) when `shuffle`."""
+
+    def __init__(self, num_samples: int, seed: int = 0, shuffle: bool = True) -> None:
+        super().__init__()
+        self.num_samples = num_samples
+        self.seed = seed
+        self.shuffle = shuffle
+        self.epoch = 0
+        self.start = 0
+
+    def set_epoch(self, epoch: int, start: int = 0) -> None:
+        """Select the epoch whose permutation `__iter__` yields, from position `start`
+        (to resume mid-epoch without reading the samples already used)."""
+        self.epoch = epoch
+        self.start = start
+
+    def __iter__(self) -> Iterator[int]:
+        if not self.shuffle:
+            return iter(range(self.start, self.num_samples))
+        order = np.random.default_rng((self.seed, self.epoch)).permutation(self.num_samples)
+        return iter(order[self.start:].tolist())
+
+    def __len__(self) -> int:
+        return self.num_samples - self.start
+
+
+def build_train_loader(
+    dataset: TrainDataset,
+    batch_size: int,
+    target_fn: TargetFn,
+    collate_targets: CollateTargets | None,
+    num_workers: int,
+    shuffle: bool = True,
+    seed: int = 0,
+    drop_last: bool = True,
+    distributed: bool = False,
+) -> paddle.io.DataLoader:
+    """DataLoader over `dataset` that collates with `collate_batch`.
+
+    Batches are `{'images': paddle.Tensor [B, 3, H, W] float32, 'targets':
+    collate_targets output, 'image_ids': list[int]}`. Call `set_epoch(loader,
+    epoch)` before each epoch. With `distributed`, Paddle's
+    `DistributedBatchSampler` shards the data (its shuffle depends on the epoch
+    only, not on `seed`). `target_fn` and `collate_targets` must be picklable
+    when `num_workers > 0` (module-level functions or `functools.partial`).
+    """
+    if distributed:
+        batch_sampler = paddle.io.DistributedBatchSampler(
+            dataset, batch_size=batch_size, shuffle=shuffle, drop_last=drop_last
+        )
+    else:
+        batch_sampler = paddle.io.BatchSampler(
+            sampler=SeededSampler(len(dataset), seed, shuffle),
+            batch_size=batch_size,
+            drop_last=drop_last,
+        )
+    return paddle.io.DataLoader(
+        dataset,
+        batch_sampler=batch_sampler,
+        collate_fn=functools.partial(
+            collate_batch, target_fn=target_fn, collate_targets=collate_targets
+        ),
+        num_workers=num_workers,
+        return_list=True,
+    )
+
+
+def set_epoch(loader: paddle.io.DataLoader, epoch: int, skip_batches: int = 0) -> int:
+    """Set the epoch of a `build_train_loader` loader (its shuffle and augmentation) and
+    start it after `skip_batches` batches. Returns how many batches the caller must still
+    discard itself (only the distributed sampler cannot skip without reading)."""
+    batch_sampler = loader.batch_sampler
+    loader.dataset.set_epoch(epoch)
+    if isinstance(batch_sampler, paddle.io.DistributedBatchSampler):
+        batch_sampler.set_epoch(epoch)
+        return skip_batches
+    batch_sampler.sampler.set_epoch(epoch, skip_batches * batch_sampler.batch_size)
+    return 0

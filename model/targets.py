@@ -1,0 +1,216 @@
+"""SOLOv2 training targets as pure numpy functions (no paddle).
+
+LABEL CONVENTION (used by every target array and by ``model.losses``):
+
+    0 .. C-1  foreground class index (0-based, the same index as the C channels
+              of the category head; no background channel exists)
+    -1        background (``BACKGROUND``)
+
+The original SOLO writes 1..C with 0 = background, PaddleDetection's
+``Gt2Solov2Target`` does the same (it adds 1 to ``gt_class``); ours is theirs
+minus one.
+
+Assignment follows WXinlong/SOLO ``SOLOv2Head.solov2_target_single``:
+
+* box = extents of the instance mask, x2/y2 EXCLUSIVE: ``box_w = x2 - x1`` is the
+  number of columns the mask spans (a single-pixel mask has w = h = 1);
+  ``scale = sqrt(box_w * box_h)``.
+* the instance goes to EVERY level whose ``(lower, upper)`` range contains the
+  scale, both ends inclusive (ranges overlap, so up to two levels); empty masks
+  are skipped.
+* centre = ``scipy.ndimage.center_of_mass`` of the mask (not the box centre);
+  half extents ``0.5 * box_w * sigma`` / ``0.5 * box_h * sigma``; a coordinate
+  ``c`` maps to cell ``int((c / size) // (1 / S))`` with ``size`` the padded
+  input height or width; the region is clipped to the grid and to at most one
+  cell around the centre cell (<= 3 x 3 cells).
+* every cell of the region gets the class label (a later instance overwrites an
+  earlier one's label) and one positive ``(cell = i * S + j, mask target)``,
+  cells in row-major order, instances in input order; positives of instances
+  sharing a cell are ALL kept.
+* mask target = the padded-size mask rescaled by 1 / mask_stride with
+  ``cv2.resize(INTER_LINEAR)`` on uint8 to ``(int(Wp / s + 0.5), int(Hp / s + 0.5))``
+  (mmcv.imrescale rounding), pasted top-left into zeros ``[Hp / s, Wp / s]``.
+
+Cell indices use the same order as ``model.postprocess.flatten_levels`` within a
+level (row-major, index = i * S + j).
+"""
+from dataclasses import dataclass, field
+from typing import List, Optional, Sequence, Tuple
+
+import cv2
+import numpy as np
+from scipy import ndimage
+
+BACKGROUND = -1
+
+
+@dataclass
+class ImageTargets:
+    """Targets of one image, one entry per level (L levels, grid S_l, P_l positives).
+
+    ``cate_labels``: [S, S] int64, class index 0..C-1, ``BACKGROUND`` (-1) elsewhere.
+    ``ins_masks``: [P, Hp / stride, Wp / stride] uint8 0/1 mask target per positive.
+    ``ins_cells``: [P] int64 cell index i * S + j of each positive.
+    """
+    cate_labels: List[np.ndarray] = field(default_factory=list)
+    ins_masks: List[np.ndarray] = field(default_factory=list)
+    ins_cells: List[np.ndarray] = field(default_factory=list)
+
+    @property
+    def num_positives(self) -> int:
+        """Foreground cells over all levels (SOLO's ``num_ins``, the focal normaliser)."""
+        return int(sum((labels != BACKGROUND).sum() for labels in self.cate_labels))
+
+
+@dataclass
+class BatchTargets:
+    """Targets of a padded batch of B images, one entry per level.
+
+    ``cate_labels``: [B, S, S] int64 (-1 background).
+    ``ins_masks``: [P, Hf, Wf] uint8, positives of all images concatenated (image 0
+    first, each image's positives in assignment order).
+    ``ins_images``: [P] int64 image index in the batch of each positive.
+    ``ins_cells``: [P] int64 cell index i * S + j of each positive.
+    ``num_positives``: foreground CELLS over all levels and images, i.e. SOLO's
+    ``num_ins`` / PaddleDetection's ``fg_num`` (a cell claimed by two instances
+    counts once here but contributes two mask positives); the category loss is
+    divided by ``num_positives + 1``.
+    """
+    cate_labels: List[np.ndarray]
+    ins_masks: List[np.ndarray]
+    ins_images: List[np.ndarray]
+    ins_cells: List[np.ndarray]
+    num_positives: int
+
+    @property
+    def num_masks(self) -> int:
+        """Mask positives (dice terms) over all levels."""
+        return int(sum(len(cells) for cells in self.ins_cells))
+
+
+@dataclass
+class _Instance:
+    """A non-empty instance: its input index, label, box size and centre of mass."""
+    index: int
+    label: int
+    box_w: int
+    box_h: int
+    center_h: float
+    center_w: float
+    target: Optional[np.ndarray] = None   # rescaled mask, made on first use
+
+    @property
+    def scale(self) -> float:
+        return float(np.sqrt(self.box_w * self.box_h))
+
+
+def _cell(coord: float, size: int, grid: int) -> int:
+    """Grid cell of a pixel coordinate, written as SOLO writes it."""
+    return int((coord / size) // (1. / grid))
+
+
+def mask_box(mask: np.ndarray) -> Tuple[int, int, int, int]:
+    """(x1, y1, x2, y2) extents of a non-empty mask, x2/y2 exclusive."""
+    rows = np.flatnonzero(mask.any(axis=1))
+    cols = np.flatnonzero(mask.any(axis=0))
+    return int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1
+
+
+def rescale_mask(mask: np.ndarray, mask_stride: int = 4) -> np.ndarray:
+    """[Hp, Wp] uint8 -> [Hp / stride, Wp / stride] uint8: bilinear rescale by
+    1 / stride with mmcv.imrescale's size rounding, pasted top-left into zeros."""
+    height, width = mask.shape
+    size = (int(width / mask_stride + 0.5), int(height / mask_stride + 0.5))
+    small = cv2.resize(mask, size, interpolation=cv2.INTER_LINEAR)
+    out = np.zeros((height // mask_stride, width // mask_stride), np.uint8)
+    rows, cols = min(small.shape[0], out.shape[0]), min(small.shape[1], out.shape[1])
+    out[:rows, :cols] = small[:rows, :cols]
+    return out
+
+
+def assign_targets(masks: np.ndarray, labels: np.ndarray, num_grids: Sequence[int],
+                   scale_ranges: Sequence[Sequence[float]], sigma: float = 0.2,
+                   mask_stride: int = 4) -> ImageTargets:
+    """Targets of ONE image.
+
+    Args:
+        masks: [N, Hp, Wp] uint8 (or bool) 0/1 instance masks at the PADDED input
+            size (Hp, Wp multiples of ``mask_stride``; the caller pads to 32).
+        labels: [N] int64 0-based class index per instance.
+        num_grids: S per level.
+        scale_ranges: (lower, upper) of sqrt(box_w * box_h) per level, inclusive.
+        sigma: centre-region scale.
+        mask_stride: mask-feature stride (4).
+    Returns:
+        ImageTargets (see the module docstring for the rules).
+    """
+    masks = np.asarray(masks)
+    labels = np.asarray(labels, dtype=np.int64).reshape(-1)
+    if masks.ndim != 3 or masks.shape[0] != labels.shape[0]:
+        raise ValueError(f'masks must be [N, Hp, Wp] with N = len(labels); got {masks.shape} '
+                         f'and {labels.shape[0]} labels')
+    if len(num_grids) != len(scale_ranges):
+        raise ValueError('num_grids and scale_ranges need one entry per level')
+    height, width = masks.shape[1:]
+    if height % mask_stride or width % mask_stride:
+        raise ValueError(f'padded size {height}x{width} is not a multiple of {mask_stride}')
+    masks = masks.astype(np.uint8, copy=False)
+    feat_hw = (height // mask_stride, width // mask_stride)
+
+    # per-instance quantities shared by all levels (empty masks are skipped)
+    instances = []
+    for index, (mask, label) in enumerate(zip(masks, labels)):
+        if not mask.any():
+            continue
+        x1, y1, x2, y2 = mask_box(mask)
+        center_h, center_w = ndimage.center_of_mass(mask)
+        instances.append(_Instance(index, int(label), x2 - x1, y2 - y1, center_h, center_w))
+
+    out = ImageTargets()
+    for (lower, upper), grid in zip(scale_ranges, num_grids):
+        cate = np.full((grid, grid), BACKGROUND, np.int64)
+        cells, targets = [], []
+        for inst in instances:
+            if not lower <= inst.scale <= upper:
+                continue
+            half_h = 0.5 * inst.box_h * sigma
+            half_w = 0.5 * inst.box_w * sigma
+            coord_h = _cell(inst.center_h, height, grid)
+            coord_w = _cell(inst.center_w, width, grid)
+            top = max(0, _cell(inst.center_h - half_h, height, grid))
+            down = min(grid - 1, _cell(inst.center_h + half_h, height, grid))
+            left = max(0, _cell(inst.center_w - half_w, width, grid))
+            right = min(grid - 1, _cell(inst.center_w + half_w, width, grid))
+            top, down = max(top, coord_h - 1), min(down, coord_h + 1)
+            left, right = max(left, coord_w - 1), min(right, coord_w + 1)
+
+            cate[top:down + 1, left:right + 1] = inst.label
+            if inst.target is None:     # rescaled once, shared by levels and cells
+                inst.target = rescale_mask(masks[inst.index], mask_stride)
+            for i in range(top, down + 1):
+                for j in range(left, right + 1):
+                    cells.append(i * grid + j)
+                    targets.append(inst.target)
+        out.cate_labels.append(cate)
+        out.ins_cells.append(np.asarray(cells, np.int64))
+        out.ins_masks.append(np.stack(targets) if targets
+                             else np.zeros((0, *feat_hw), np.uint8))
+    return out
+
+
+def collate_targets(images: Sequence[ImageTargets]) -> BatchTargets:
+    """Per-image targets of one padded batch (same size, same levels) -> BatchTargets."""
+    if not images:
+        raise ValueError('collate_targets needs at least one image')
+    num_levels = len(images[0].cate_labels)
+    if any(len(t.cate_labels) != num_levels for t in images):
+        raise ValueError('all images need the same number of levels')
+    cate_labels, ins_masks, ins_images, ins_cells = [], [], [], []
+    for level in range(num_levels):
+        cate_labels.append(np.stack([t.cate_labels[level] for t in images]))
+        ins_masks.append(np.concatenate([t.ins_masks[level] for t in images]))
+        ins_images.append(np.concatenate([np.full(len(t.ins_cells[level]), b, np.int64)
+                                          for b, t in enumerate(images)]))
+        ins_cells.append(np.concatenate([t.ins_cells[level] for t in images]).astype(np.int64))
+    num_positives = int(sum((labels != BACKGROUND).sum() for labels in cate_labels))
+    return BatchTargets(cate_labels, ins_masks, ins_images, ins_cells, num_positives)

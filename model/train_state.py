@@ -1,0 +1,84 @@
+"""Training checkpoints: a folder ``<run>/<tag>/`` holding ``model.pdparams`` (+ its
+``model.json`` sidecar), ``optimizer.pdopt``, optional ``ema.pdparams`` and
+``state.json``. A checkpoint is written to ``<tag>.tmp`` and swapped in by renames, so
+an interrupted save never leaves a half-written ``<tag>``."""
+import json
+import shutil
+from pathlib import Path
+from typing import Dict, Optional
+
+import numpy as np
+import paddle
+
+from model.checkpoint import CheckpointError, load_paddle_params, save_checkpoint
+
+STATE_FILE = 'state.json'
+
+
+def _optimizer_state(model: paddle.nn.Layer, optimizer) -> Dict[str, np.ndarray]:
+    """Optimizer accumulators keyed by structured parameter names, so they load into a
+    model whose Paddle-generated parameter names differ (another process or build)."""
+    prefixes = {p.name: n for n, p in model.named_parameters()}
+    out = {}
+    for key, value in optimizer.state_dict().items():
+        if not hasattr(value, 'numpy'):
+            continue
+        owner = max((p for p in prefixes if key.startswith(p + '_')), key=len, default=None)
+        if owner is not None:
+            out[prefixes[owner] + '@' + key[len(owner):]] = value.numpy()
+    return out
+
+
+def _load_optimizer_state(model: paddle.nn.Layer, optimizer, saved: Dict[str, np.ndarray]) -> None:
+    names = {n: p.name for n, p in model.named_parameters()}
+    state = {}
+    for key, value in saved.items():
+        structured, _, suffix = key.partition('@')
+        if structured not in names:
+            raise CheckpointError(f'optimizer state for unknown parameter {structured}')
+        state[names[structured] + suffix] = paddle.to_tensor(value)
+    optimizer.set_state_dict(state)
+
+
+def save_training_state(run_dir: str, tag: str, model: paddle.nn.Layer, optimizer, state: dict,
+                        config_number: int, class_names, ema=None) -> Path:
+    """Write ``run_dir/tag`` atomically and return its path."""
+    run = Path(run_dir)
+    final, tmp, old = run / tag, run / f'{tag}.tmp', run / f'{tag}.old'
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    weights = {k: v.numpy() for k, v in model.state_dict().items()}
+    save_checkpoint(weights, str(tmp / 'model.pdparams'), config_number, class_names,
+                    source=f'train.py {tag} iteration {state.get("iteration")}')
+    paddle.save(_optimizer_state(model, optimizer), str(tmp / 'optimizer.pdopt'))
+    if ema is not None:
+        save_checkpoint(ema.state_dict(), str(tmp / 'ema.pdparams'), config_number, class_names,
+                        source=f'train.py {tag} EMA')
+    (tmp / STATE_FILE).write_text(json.dumps(state, indent=1))
+    if final.exists():
+        shutil.rmtree(old, ignore_errors=True)
+        final.rename(old)
+    tmp.rename(final)
+    shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def find_checkpoint(path: str) -> Path:
+    """A checkpoint folder (falls back to ``<tag>.old`` left by an interrupted swap)."""
+    folder = Path(path)
+    for candidate in (folder, folder.with_name(folder.name + '.old')):
+        if (candidate / STATE_FILE).is_file():
+            return candidate
+    raise CheckpointError(f'no training checkpoint at {path} (expected {path}/{STATE_FILE})')
+
+
+def load_training_state(path: str, model: paddle.nn.Layer, optimizer, ema=None) -> dict:
+    """Restore model, optimizer and EMA from a checkpoint folder; return its state dict."""
+    folder = find_checkpoint(path)
+    state = json.loads((folder / STATE_FILE).read_text())
+    model.set_state_dict(load_paddle_params(str(folder / 'model.pdparams')))
+    _load_optimizer_state(model, optimizer, paddle.load(str(folder / 'optimizer.pdopt'),
+                                                        return_numpy=True))
+    if ema is not None and (folder / 'ema.pdparams').is_file():
+        ema.load(load_paddle_params(str(folder / 'ema.pdparams')), state.get('ema_updates', 0))
+    return state

@@ -1,0 +1,159 @@
+"""Tests for data.loader with an in-memory sample source and fake targets."""
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+
+from data.augment import TrainTransform
+from data.loader import TrainDataset, build_train_loader, collate_batch, set_epoch
+
+SIZES = [(40, 60), (70, 30), (64, 64), (50, 50)]
+BAD_INDEX = 3
+
+
+def make_sample(index, height, width):
+    rng = np.random.default_rng(index)
+    masks = np.zeros((2, height, width), np.uint8)
+    masks[0, 5:20, 5:20] = 1
+    masks[1, 10:30, 8:25] = 1
+    return {
+        "image": rng.integers(0, 256, (height, width, 3), dtype=np.uint8),
+        "masks": masks[: index % 3],  # 0, 1 or 2 instances
+        "labels": np.arange(index % 3, dtype=np.int64),
+        "image_id": 100 + index,
+        "file_name": f"{index}.jpg",
+        "crowd_mask": np.zeros((height, width), np.uint8),
+    }
+
+
+class MemorySource:
+    """`len(SIZES) * repeat` samples; indices equal to BAD_INDEX mod len(SIZES) are unreadable."""
+
+    def __init__(self, repeat=1, bad=(BAD_INDEX,)):
+        self.repeat = repeat
+        self.bad = bad
+
+    def __len__(self):
+        return len(SIZES) * self.repeat
+
+    def __getitem__(self, index):
+        if index % len(SIZES) in self.bad:
+            raise ValueError(f"cannot read image bad_{index}.jpg")
+        return make_sample(index, *SIZES[index % len(SIZES)])
+
+
+@dataclass
+class FakeBatchTargets:
+    shapes: list
+    areas: list
+    labels: list
+
+
+def fake_target_fn(masks, labels):
+    return masks.shape, masks.sum(axis=(1, 2)), labels
+
+
+def fake_collate_targets(items):
+    return FakeBatchTargets(*(list(column) for column in zip(*items)))
+
+
+def make_dataset(repeat=1, seed=0):
+    transform = TrainTransform([32, 48], 96, flip_prob=0.5, colour_strength=0.2, crop_prob=0.5)
+    return TrainDataset(MemorySource(repeat), transform, seed=seed)
+
+
+def test_collate_pads_images_and_masks():
+    dataset = make_dataset()
+    samples = [dataset[0], dataset[1], dataset[2]]
+    batch = collate_batch(samples, fake_target_fn, fake_collate_targets)
+    images = batch["images"]
+    height = max(s["image"].shape[1] for s in samples)
+    width = max(s["image"].shape[2] for s in samples)
+    assert images.shape == (3, 3, height, width) and images.dtype == np.float32
+    assert height % 32 == 0 and width % 32 == 0
+    for index, sample in enumerate(samples):
+        _, h, w = sample["image"].shape
+        np.testing.assert_array_equal(images[index, :, :h, :w], sample["image"])
+        assert not images[index, :, h:].any() and not images[index, :, :, w:].any()
+        assert batch["targets"].shapes[index] == (len(sample["labels"]), height, width)
+        np.testing.assert_array_equal(
+            batch["targets"].areas[index], sample["masks"].sum(axis=(1, 2))
+        )
+        np.testing.assert_array_equal(batch["targets"].labels[index], sample["labels"])
+    assert batch["image_ids"] == [100, 101, 102]
+
+
+def test_bad_sample_is_replaced_and_logged_once(caplog):
+    dataset = make_dataset()
+    with caplog.at_level(logging.WARNING, logger="data.loader"):
+        first = dataset[BAD_INDEX]
+        second = dataset[BAD_INDEX]
+    assert first["image_id"] != 100 + BAD_INDEX
+    assert first["image_id"] == second["image_id"]
+    np.testing.assert_array_equal(first["image"], second["image"])
+    messages = [r.getMessage() for r in caplog.records if "bad_3.jpg" in r.getMessage()]
+    assert len(messages) == 1
+
+
+def test_all_bad_source_raises():
+    dataset = TrainDataset(MemorySource(bad=(0, 1, 2, 3)), TrainTransform([32], 64), max_failures=5)
+    with pytest.raises(RuntimeError, match="more than 5"):
+        dataset[0]
+
+
+def test_augmentation_depends_on_epoch():
+    dataset = make_dataset()
+    images = []
+    for epoch in (0, 1, 2, 3, 0):
+        dataset.set_epoch(epoch)
+        images.append(dataset[0]["image"])
+    np.testing.assert_array_equal(images[0], images[-1])
+    assert any(not np.array_equal(images[0], image) for image in images[1:4])
+
+
+def epoch_batches(loader, epoch):
+    set_epoch(loader, epoch)
+    return [
+        (batch["image_ids"], batch["images"].numpy(), batch["targets"]) for batch in loader
+    ]
+
+
+def make_loader(num_workers, seed=0):
+    return build_train_loader(
+        make_dataset(repeat=3, seed=seed),
+        batch_size=2,
+        target_fn=fake_target_fn,
+        collate_targets=fake_collate_targets,
+        num_workers=num_workers,
+        seed=seed,
+    )
+
+
+def assert_same_batches(first, second):
+    assert len(first) == len(second)
+    for (ids_a, images_a, targets_a), (ids_b, images_b, targets_b) in zip(first, second):
+        assert ids_a == ids_b
+        np.testing.assert_array_equal(images_a, images_b)
+        assert targets_a.shapes == targets_b.shapes
+        for a, b in zip(targets_a.areas, targets_b.areas):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_loader_batches_deterministic_and_reshuffled():
+    first = epoch_batches(make_loader(0), 0)
+    assert len(first) == 6  # 12 samples, batch 2
+    for ids, images, targets in first:
+        assert images.shape[0] == 2 and images.dtype == np.float32
+        assert images.shape[2] % 32 == 0 and images.shape[3] % 32 == 0
+        assert all(shape[1:] == images.shape[2:] for shape in targets.shapes)
+        assert not any(i % len(SIZES) == BAD_INDEX for i in np.subtract(ids, 100))
+    assert_same_batches(first, epoch_batches(make_loader(0), 0))
+    order = [ids for ids, _, _ in first]
+    assert order != [ids for ids, _, _ in epoch_batches(make_loader(0), 1)]
+    assert order != [ids for ids, _, _ in epoch_batches(make_loader(0, seed=1), 0)]
+
+
+def test_loader_with_worker_processes_matches_single_process():
+    assert_same_batches(epoch_batches(make_loader(2), 1), epoch_batches(make_loader(0), 1))

@@ -1,0 +1,277 @@
+"""Deterministic synthetic COCO-format instance dataset of coloured shapes.
+
+    python tools/make_shapes_dataset.py --out datasets/shapes [--train 600 --val 100 --size 256 --seed 0]
+
+Writes OUT/{train,val}/NNNNNN.jpg, OUT/annotations/instances_{train,val}.json and
+OUT/classes.txt. Every image is drawn from its own random stream seeded by
+(seed, split, index), so the output is byte-identical for the same arguments.
+Every 12th image is empty and every 50th carries one `iscrowd` cluster of
+small blobs, so even tiny runs hold negatives and crowd regions. Objects are
+drawn in order and hide what they cover; instances with fewer than 30 visible
+pixels are dropped. Every 5th instance, and any whose visible mask has holes,
+is stored as compressed RLE, the others as polygons that rasterise back to
+exactly the visible mask; crowd regions are stored as uncompressed RLE.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import cv2
+import numpy as np
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from data.coco import segmentation_to_mask
+from data.results import encode_mask_rle, masks_to_boxes, rle_run_lengths, write_json
+
+CLASS_NAMES = ("circle", "square", "triangle", "star")
+CIRCLE, SQUARE, TRIANGLE, STAR = range(len(CLASS_NAMES))
+SPLIT_STREAMS = {"train": 0, "val": 1}
+EMPTY_EVERY = 12
+CROWD_EVERY, CROWD_OFFSET = 50, 7
+RLE_EVERY = 5
+MAX_OBJECTS = 6
+MIN_DIAMETER, MAX_DIAMETER_FRACTION = 16.0, 0.6
+MIN_VISIBLE = 30
+JPEG_QUALITY = 92
+NOISE = 7  # uniform pixel noise amplitude
+SIMPLIFY_EPS = 0.45  # polygon simplification tolerance, in pixels of the 2x-upsampled mask
+
+
+def shape_vertices(label: int, center: np.ndarray, diameter: float, angle: float) -> np.ndarray:
+    """`[K, 2] float64` (x, y) outline of a shape whose circumscribed circle has `diameter`."""
+    if label == STAR:
+        count = 10
+        radii = np.where(np.arange(count) % 2 == 0, 0.5, 0.2) * diameter
+    else:
+        count = {CIRCLE: 64, SQUARE: 4, TRIANGLE: 3}[label]
+        radii = np.full(count, 0.5 * diameter)
+    theta = angle + 2.0 * np.pi * np.arange(count) / count
+    return center + radii[:, None] * np.stack([np.cos(theta), np.sin(theta)], axis=1)
+
+
+def polygon_mask(vertices: np.ndarray, size: int) -> np.ndarray:
+    """Rasterise `[K, 2]` float vertices into a `[size, size] uint8` 0/1 mask (1/16 px precision)."""
+    mask = np.zeros((size, size), dtype=np.uint8)
+    points = np.round(vertices * 16).astype(np.int32)
+    cv2.fillPoly(mask, [points], 1, lineType=cv2.LINE_8, shift=4)
+    return mask
+
+
+def render_background(rng: np.random.Generator, size: int) -> np.ndarray:
+    """`[size, size, 3] float32` RGB: a random linear gradient with smooth blotches, and faint lines.
+
+    The smooth part is built on a coarse grid and upsampled once, which keeps it cheap.
+    """
+    coarse = size // 8 + 1
+    low, high = rng.uniform(30, 225, (2, 3)).astype(np.float32)
+    angle = rng.uniform(0, 2 * np.pi)
+    grid = np.linspace(0, 1, coarse, dtype=np.float32)
+    ramp = np.cos(angle) * grid[None, :] + np.sin(angle) * grid[:, None]
+    ramp = (ramp - ramp.min()) / max(float(np.ptp(ramp)), 1e-6)
+    blotches = rng.normal(0, 18, (4, 4, 3)).astype(np.float32)
+    smooth = low + ramp[:, :, None] * (high - low)
+    smooth += cv2.resize(blotches, (coarse, coarse), interpolation=cv2.INTER_CUBIC)
+    background = cv2.resize(smooth, (size, size), interpolation=cv2.INTER_LINEAR)
+    for _ in range(rng.integers(2, 6)):
+        line = np.zeros((size, size), dtype=np.uint8)
+        start, end = rng.integers(0, size, (2, 2))
+        cv2.line(line, tuple(map(int, start)), tuple(map(int, end)), 1, int(rng.integers(1, 3)))
+        alpha = np.float32(rng.uniform(0.1, 0.25))
+        on = line > 0
+        background[on] = (1 - alpha) * background[on] + alpha * rng.uniform(0, 255, 3).astype(np.float32)
+    return background
+
+
+def pick_colour(rng: np.random.Generator, canvas: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """`[3] float64` RGB colour that differs from `canvas` under `mask` (L1 > 120), in up to 10 draws."""
+    under = canvas[mask > 0].mean(axis=0)
+    colour = rng.uniform(0, 255, 3)
+    for _ in range(9):
+        if np.abs(colour - under).sum() > 120:
+            break
+        colour = rng.uniform(0, 255, 3)
+    return colour
+
+
+def random_object(rng: np.random.Generator, size: int) -> tuple[int, np.ndarray]:
+    """`(label, [K, 2] vertices)` with a log-uniform diameter, random centre and rotation."""
+    label = int(rng.integers(len(CLASS_NAMES)))
+    diameter = np.exp(rng.uniform(np.log(MIN_DIAMETER), np.log(MAX_DIAMETER_FRACTION * size)))
+    center = rng.uniform(0.1 * size, 0.9 * size, 2)
+    return label, shape_vertices(label, center, diameter, rng.uniform(0, 2 * np.pi))
+
+
+def crowd_blobs(rng: np.random.Generator, size: int) -> np.ndarray:
+    """`[size, size] uint8` union of 6-12 small discs scattered around a random centre."""
+    mask = np.zeros((size, size), dtype=np.uint8)
+    center = rng.uniform(0.2 * size, 0.8 * size, 2)
+    max_radius = max(3, size // 64)
+    for _ in range(rng.integers(6, 13)):
+        x, y = np.clip(center + rng.normal(0, 0.06 * size, 2), 0, size - 1)
+        cv2.circle(mask, (int(x), int(y)), int(rng.integers(2, max_radius + 1)), 1, -1)
+    return mask
+
+
+def paint(canvas: np.ndarray, masks: list[np.ndarray], mask: np.ndarray, colour: np.ndarray) -> None:
+    """Draw `mask` in `colour` on `[S, S, 3] float32` canvas and remove it from the earlier `masks`."""
+    canvas[mask > 0] = colour
+    uncovered = 1 - mask
+    for earlier in masks:
+        earlier &= uncovered
+
+
+def render_image(
+    rng: np.random.Generator, size: int, num_objects: int, with_crowd: bool
+) -> tuple[np.ndarray, list[tuple[int, np.ndarray]], tuple[int, np.ndarray] | None]:
+    """Draw one image.
+
+    Returns `([S, S, 3] uint8 RGB, [(label, [S, S] uint8 visible mask)], crowd)`, where
+    instances with fewer than MIN_VISIBLE visible pixels are left out and `crowd`
+    is `(label, [S, S] uint8 mask)` or None.
+    """
+    canvas = render_background(rng, size)
+    labels, masks = [], []
+    for _ in range(num_objects):
+        label, vertices = random_object(rng, size)
+        mask = polygon_mask(vertices, size)
+        if not mask.any():
+            continue
+        paint(canvas, masks, mask, pick_colour(rng, canvas, mask))
+        labels.append(label)
+        masks.append(mask)
+    crowd = None
+    if with_crowd:
+        crowd_mask = crowd_blobs(rng, size)
+        paint(canvas, masks, crowd_mask, pick_colour(rng, canvas, crowd_mask))
+        crowd = (int(rng.integers(len(CLASS_NAMES))), crowd_mask)
+    noise = rng.integers(-NOISE, NOISE + 1, canvas.shape, dtype=np.int8)
+    image = np.clip(canvas + noise, 0, 255).astype(np.uint8)
+    kept = [(label, mask) for label, mask in zip(labels, masks) if mask.sum() >= MIN_VISIBLE]
+    return image, kept, crowd
+
+
+def exact_polygons(mask: np.ndarray) -> list[list[float]] | None:
+    """COCO polygons of `[H, W] uint8` that rasterise back to exactly `mask`, else None (holes).
+
+    Contours are traced on the mask upsampled 2x, so their vertices lie a
+    quarter pixel inside the pixel boundary, which pycocotools rasterises to the
+    same pixels; they are simplified by less than a quarter pixel and polygons
+    with fewer than 3 points are dropped.
+    """
+    upsampled = cv2.resize(mask, None, fx=2, fy=2, interpolation=cv2.INTER_NEAREST)
+    contours, _ = cv2.findContours(upsampled, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    simplified = [cv2.approxPolyDP(c, SIMPLIFY_EPS, True) for c in contours]
+    polygons = [((c.reshape(-1, 2) + 0.5) / 2).ravel().tolist() for c in simplified if len(c) >= 3]
+    if not polygons:
+        return None
+    decoded = segmentation_to_mask(polygons, *mask.shape)
+    return polygons if np.array_equal(decoded, mask) else None
+
+
+def annotation(
+    ann_id: int, image_id: int, label: int, mask: np.ndarray, crowd: bool
+) -> dict[str, Any]:
+    """COCO annotation of `[H, W] uint8` visible mask; area and xywh bbox come from the mask.
+
+    Crowd regions are uncompressed RLE; instances are compressed RLE every
+    RLE_EVERY-th id or when no exact polygon exists, otherwise polygons.
+    """
+    if crowd:
+        segmentation: Any = {"size": list(mask.shape), "counts": rle_run_lengths(mask).tolist()}
+    else:
+        polygons = None if ann_id % RLE_EVERY == 0 else exact_polygons(mask)
+        segmentation = polygons if polygons is not None else encode_mask_rle(mask)
+    return {
+        "id": ann_id,
+        "image_id": image_id,
+        "category_id": label + 1,
+        "segmentation": segmentation,
+        "area": int(mask.sum()),
+        "bbox": [float(v) for v in masks_to_boxes(mask[None].astype(bool))[0]],
+        "iscrowd": int(crowd),
+    }
+
+
+def write_jpeg(path: Path, image: np.ndarray) -> None:
+    """Encode `[H, W, 3] uint8 RGB` as JPEG at `path` (byte buffer, so any path works)."""
+    ok, buffer = cv2.imencode(".jpg", cv2.cvtColor(image, cv2.COLOR_RGB2BGR),
+                              [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
+    if not ok:
+        raise RuntimeError(f"cannot encode {path}")
+    path.write_bytes(buffer.tobytes())
+
+
+def generate_split(out_dir: Path, split: str, count: int, size: int, seed: int) -> dict[str, Any]:
+    """Render `count` images into `out_dir/split` and return their COCO instance dict."""
+    image_dir = out_dir / split
+    image_dir.mkdir(parents=True, exist_ok=True)
+    images, annotations = [], []
+    for index in range(count):
+        rng = np.random.default_rng([seed, SPLIT_STREAMS[split], index])
+        num_objects = 0 if index % EMPTY_EVERY == 0 else int(rng.integers(1, MAX_OBJECTS + 1))
+        with_crowd = index % CROWD_EVERY == CROWD_OFFSET
+        image, instances, crowd = render_image(rng, size, num_objects, with_crowd)
+        image_id, file_name = index + 1, f"{index:06d}.jpg"
+        write_jpeg(image_dir / file_name, image)
+        images.append({"id": image_id, "file_name": file_name, "height": size, "width": size})
+        regions = [(label, mask, False) for label, mask in instances]
+        regions += [(crowd[0], crowd[1], True)] if crowd is not None else []
+        for label, mask, is_crowd in regions:
+            annotations.append(annotation(len(annotations) + 1, image_id, label, mask, is_crowd))
+    categories = [{"id": i + 1, "name": name, "supercategory": "shape"} for i, name in enumerate(CLASS_NAMES)]
+    return {
+        "info": {"description": f"synthetic shapes, {split} split, seed {seed}"},
+        "licenses": [],
+        "images": images,
+        "annotations": annotations,
+        "categories": categories,
+    }
+
+
+def split_summary(split: str, coco: dict[str, Any]) -> str:
+    """One-line counts of images, empty images and polygon / RLE / crowd annotations."""
+    anns = coco["annotations"]
+    crowd = sum(a["iscrowd"] for a in anns)
+    polygons = sum(isinstance(a["segmentation"], list) for a in anns)
+    annotated = {a["image_id"] for a in anns if not a["iscrowd"]}
+    return (
+        f"{split}: {len(coco['images'])} images ({len(coco['images']) - len(annotated)} empty), "
+        f"{len(anns) - crowd} instances ({polygons} polygon, {len(anns) - crowd - polygons} rle), "
+        f"{crowd} crowd"
+    )
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", required=True, type=Path, help="output dataset directory")
+    parser.add_argument("--train", type=int, default=600, help="number of training images")
+    parser.add_argument("--val", type=int, default=100, help="number of validation images")
+    parser.add_argument("--size", type=int, default=256, help="image side in pixels")
+    parser.add_argument("--seed", type=int, default=0, help="random seed")
+    args = parser.parse_args(argv)
+    if args.size < 64 or args.train < 0 or args.val < 0:
+        parser.error("--size must be >= 64 and --train/--val >= 0")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = parse_args(argv)
+    start = time.perf_counter()
+    summaries = []
+    for split, count in (("train", args.train), ("val", args.val)):
+        coco = generate_split(args.out, split, count, args.size, args.seed)
+        write_json(coco, args.out / "annotations" / f"instances_{split}.json")
+        summaries.append(split_summary(split, coco))
+    (args.out / "classes.txt").write_text("".join(f"{name}\n" for name in CLASS_NAMES), encoding="utf-8")
+    print(f"shapes -> {args.out}: {'; '.join(summaries)}; {time.perf_counter() - start:.1f}s")
+
+
+if __name__ == "__main__":
+    main()
