@@ -1,6 +1,9 @@
 """Segment every image in a folder (or one image) with SOLOv2 and save pictures.
 
-    python demo.py --config=1 --weights weights/light448_r50.pdparams --input photos/ --output out/
+    python demo.py                      # the shipped shapes model on the sample images
+    python demo.py --weights weights/light448_r50.pdparams --input photos/ --output out/
+
+The config is taken from the checkpoint's sidecar unless --config is given.
 
 Reading/preprocessing and mask pasting/drawing/saving run in worker threads; FPS is
 measured after a warm-up and covers the whole pipeline.
@@ -17,9 +20,10 @@ from data.pipeline import run_pipeline
 from data.results import instances_to_coco, write_json
 from data.transforms import read_image
 from data.visualize import draw_instances
-from model.checkpoint import CheckpointError
+from model.checkpoint import CheckpointError, read_sidecar
 from model.predictor import Predictor, default_device
 
+DEFAULT_WEIGHTS = 'weights/shapes_r18.pdparams'
 IMAGE_SUFFIXES = {'.jpg', '.jpeg', '.png', '.bmp', '.webp', '.tif', '.tiff'}
 
 
@@ -28,8 +32,11 @@ def parse_args(argv=None) -> argparse.Namespace:
         description='SOLOv2 instance segmentation on a folder of images.',
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog='configs (--config=N):\n' + describe_configs())
-    parser.add_argument('--config', type=int, default=0, help='config number (default 0)')
-    parser.add_argument('--weights', help='checkpoint .pdparams (convert one with convert/*2paddle.py)')
+    parser.add_argument('--config', type=int, default=None,
+                        help="config number (default: the one recorded beside the weights)")
+    parser.add_argument('--weights', default=DEFAULT_WEIGHTS,
+                        help=f'checkpoint .pdparams from convert/*2paddle.py or train.py '
+                             f'(default: {DEFAULT_WEIGHTS}, the shipped shapes model)')
     parser.add_argument('--input', default='images', help='image file or folder (default: images/)')
     parser.add_argument('--output', default='output/demo', help='folder for the drawn pictures')
     parser.add_argument('--draw-threshold', type=float, default=0.3,
@@ -71,14 +78,18 @@ def main(argv=None) -> int:
     if args.list_configs:
         print(describe_configs())
         return 0
+    if not Path(args.weights).is_file():
+        print(f'error: weights not found: {args.weights} (convert a checkpoint first, e.g. '
+              'python convert/ppdet2paddle.py SRC.pdparams weights/model.pdparams)', file=sys.stderr)
+        return 2
+    number = args.config if args.config is not None else (read_sidecar(args.weights) or {}).get('config')
+    if number is None:
+        print(f'error: {args.weights} has no sidecar .json naming its config; pass --config', file=sys.stderr)
+        return 2
     try:
-        cfg = with_overrides(get_config(args.config), args.opt)
+        cfg = with_overrides(get_config(number), args.opt)
     except (KeyError, ValueError) as exc:
         print(f'error: {exc.args[0]}', file=sys.stderr)
-        return 2
-    if not args.weights:
-        print('error: no --weights given; convert a checkpoint first, e.g. '
-              'python convert/ppdet2paddle.py SRC.pdparams weights/model.pdparams', file=sys.stderr)
         return 2
     paths = list_images(args.input)
     if not paths:
@@ -89,7 +100,7 @@ def main(argv=None) -> int:
     except CheckpointError as exc:
         print(f'error: {exc}', file=sys.stderr)
         return 2
-    print(f'config {args.config}: {cfg.__name__}\n{format_settings(predictor.cfg)}')
+    print(f'config {number}: {cfg.__name__}\n{format_settings(predictor.cfg)}')
     out_dir = Path(args.output)
     out_dir.mkdir(parents=True, exist_ok=True)
     records = []

@@ -4,9 +4,10 @@ written only when every target is filled once and every source key is used."""
 import argparse
 import sys
 from dataclasses import dataclass, field
-from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Type
+from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Type, Union
 
 import numpy as np
+import paddle
 
 from config import CONFIGS, describe_configs, with_classes
 from model.build import build_model
@@ -19,6 +20,25 @@ class ConversionError(Exception):
     """The source does not map cleanly onto the target model."""
 
 
+@dataclass(frozen=True)
+class Initialised:
+    """Rename-table entry for a target with NO counterpart in the source: the target is
+    filled with ``value`` (initialised, not converted) and listed in the report."""
+    reason: str
+    value: float = 0.0
+
+
+def zero_offset_init(cfg) -> Initialised:
+    """Table entry for a backbone DCN offset conv that an ImageNet checkpoint lacks:
+    zeros, as PaddleDetection and mmcv initialise it before detection training."""
+    if cfg.backbone_dcn == 'v2':
+        return Initialised('DCNv2 offset/mask conv, zero init: offsets 0 and modulation mask '
+                           'sigmoid(0) = 0.5, so this conv starts at HALF its ImageNet response '
+                           '(same init as PaddleDetection/mmcv training from ImageNet)')
+    return Initialised('DCNv1 offset conv, zero init: offsets 0, the conv starts as the '
+                       'ImageNet 3x3 conv')
+
+
 @dataclass
 class ConversionReport:
     """What a conversion mapped, and every way it failed to."""
@@ -26,6 +46,7 @@ class ConversionReport:
     missing: List[Tuple[str, str]] = field(default_factory=list)       # (target, wanted source)
     mismatched: List[Tuple[str, str, tuple, tuple]] = field(default_factory=list)
     unused: List[str] = field(default_factory=list)
+    initialised: List[Tuple[str, str, tuple]] = field(default_factory=list)  # (target, reason, shape)
 
     @property
     def ok(self) -> bool:
@@ -47,10 +68,14 @@ class ConversionReport:
                 lines += [f'  {r}' for r in rows[:limit]]
                 if len(rows) > limit:
                     lines.append(f'  ... and {len(rows) - limit} more')
+        if self.initialised:   # never truncated: these values did not come from the source
+            lines.append(f'WARNING: {len(self.initialised)} tensors INITIALISED, NOT CONVERTED '
+                         f'(no counterpart in the source):')
+            lines += [f'  {t} {list(s)}: {why}' for t, why, s in self.initialised]
         return '\n'.join(lines)
 
 
-def apply_table(source: Dict[str, np.ndarray], table: Dict[str, str],
+def apply_table(source: Dict[str, np.ndarray], table: Dict[str, Union[str, Initialised]],
                 target_shapes: Dict[str, tuple], ignored: Callable[[str], bool] = lambda k: False,
                 aliases: Optional[Dict[str, str]] = None) -> Tuple[Dict[str, np.ndarray], ConversionReport]:
     """Fill every target key from ``source[table[key]]``.
@@ -58,11 +83,17 @@ def apply_table(source: Dict[str, np.ndarray], table: Dict[str, str],
     ``ignored(k)`` marks source keys that carry no weights (e.g. BN counters).
     ``aliases`` maps a duplicate source key to the key it repeats; it counts as used
     only if its values are identical to that key's.
+    A table entry that is an ``Initialised`` fills its target without a source and
+    records it in ``report.initialised``.
     """
     report = ConversionReport()
     out, used = {}, set()
     for target, shape in target_shapes.items():
         name = table[target]
+        if isinstance(name, Initialised):
+            out[target] = np.full(shape, name.value, dtype=np.float32)
+            report.initialised.append((target, name.reason, tuple(shape)))
+            continue
         if name not in source:
             report.missing.append((target, name))
             continue
@@ -84,23 +115,33 @@ def apply_table(source: Dict[str, np.ndarray], table: Dict[str, str],
 
 
 def model_shapes(cfg) -> Dict[str, tuple]:
-    """{parameter name: shape} of the model a config builds."""
-    return {k: tuple(v.shape) for k, v in build_model(cfg).state_dict().items()}
+    """{parameter name: shape} of the model a config builds (built under
+    ``paddle.LazyGuard``: same names, order and shapes, no weight initialisation, ~10x faster)."""
+    with paddle.LazyGuard():
+        model = build_model(cfg)
+    return {k: tuple(v.shape) for k, v in model.state_dict().items()}
 
 
-Renamer = Callable[[str, frozenset, object], str]
+Renamer = Callable[[str, frozenset, object], Union[str, Initialised]]
 
 
 def convert(source: Dict[str, np.ndarray], rename: Renamer, config_numbers: Iterable[int],
             num_classes: int, ignored: Callable[[str], bool] = lambda k: False,
-            aliases: Optional[Dict[str, str]] = None):
+            aliases: Optional[Dict[str, str]] = None, prefix: str = ''):
     """Try the candidate configs in order; return (config number, cfg, state, report)
-    of the first clean conversion, else raise ConversionError with the closest report."""
+    of the first clean conversion, else raise ConversionError with the closest report.
+
+    ``prefix`` restricts the targets to the model keys starting with it (e.g.
+    ``'backbone.'`` for a backbone-only checkpoint); '' (default) means the whole model.
+    ``rename`` still receives the keys of the whole model."""
     best = None
     for number in config_numbers:
         cfg = with_classes(CONFIGS[number], num_classes)
-        shapes = model_shapes(cfg)
-        keys = frozenset(shapes)
+        full = model_shapes(cfg)
+        keys = frozenset(full)
+        shapes = {k: v for k, v in full.items() if k.startswith(prefix)}
+        if not shapes:
+            raise ConversionError(f'config {number} has no parameter starting with {prefix!r}')
         table = {k: rename(k, keys, cfg) for k in shapes}
         state, report = apply_table(source, table, shapes, ignored, aliases)
         if report.ok:
@@ -122,8 +163,12 @@ def converter_main(description: str, load: Callable[[str], Dict[str, np.ndarray]
                    num_classes_key: Callable[[Dict[str, np.ndarray]], int],
                    ignored: Callable[[str], bool] = lambda k: False,
                    aliases: Callable[[Dict[str, np.ndarray]], Dict[str, str]] = lambda s: {},
-                   argv: Optional[Sequence[str]] = None) -> int:
-    """Command line shared by every ``convert/<source>2paddle.py``."""
+                   argv: Optional[Sequence[str]] = None, prefix: str = '') -> int:
+    """Command line shared by every ``convert/<source>2paddle.py``.
+
+    With ``prefix`` (e.g. ``'backbone.'``) only that part of the model is converted and
+    the sidecar records ``"part": "backbone"``; tensors initialised rather than
+    converted are listed in the sidecar under ``"initialised"`` ({key: reason})."""
     parser = argparse.ArgumentParser(
         description=description, formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog='configs:\n' + describe_configs())
@@ -136,11 +181,17 @@ def converter_main(description: str, load: Callable[[str], Dict[str, np.ndarray]
         source = load(args.source)
         numbers = [args.config] if args.config is not None else list(default_configs)
         number, cfg, state, report = convert(source, rename, numbers, num_classes_key(source),
-                                             ignored, aliases(source))
+                                             ignored, aliases(source), prefix=prefix)
     except Exception as exc:  # report any failure as one clear message, no traceback
         print(f'error: {exc}', file=sys.stderr)
         return 1
-    save_checkpoint(state, args.output, number, cfg.class_names, source=args.source)
+    extra = {}
+    if prefix:
+        extra['part'] = prefix.rstrip('.')
+    if report.initialised:
+        extra['initialised'] = {t: why for t, why, _ in report.initialised}
+    save_checkpoint(state, args.output, number, cfg.class_names, source=args.source,
+                    extra=extra or None)
     print(f'config {number} ({CONFIGS[number].__name__}): {report.summary()}')
     print(f'wrote {args.output}')
     return 0

@@ -94,6 +94,7 @@ def duplicate_aliases(source: dict) -> dict:
 
 
 def num_classes(source: dict) -> int:
+    """Category count from the category-prediction bias."""
     return source['solov2_head.bbox_head.solo_cate.bias'].shape[0]
 
 

@@ -10,8 +10,12 @@ API
 ---
 ``FAMILIES``            name -> zero-argument builder returning an (untrained)
                         ``ppdet.modeling.architectures.SOLOv2``.
-``build(family, seed)`` model in eval mode with deterministic random but
-                        "active" weights (see ``randomize``).
+``build(family, seed, calibrated=True)``
+                        model in eval mode with deterministic random but
+                        "active" weights (``randomize`` then ``calibrate``,
+                        which re-centres the two head output biases so that
+                        masks are not all-full/all-empty and ~30-300 category
+                        scores pass 0.1 on a 256x320 random image).
 ``save(model, path)``   ``paddle.save(model.state_dict(), path)``: a real
                         PaddleDetection-format ``.pdparams`` (duplicate alias
                         keys included).
@@ -32,7 +36,8 @@ Paddle-3.x fixes applied by ``patch_postprocess`` (all in
 3. ``sum_masks > strides`` mixes float32 and int32 -> strides cast to float32.
 4. ``n_samples = paddle.shape(cate_labels)`` used as an ``expand`` size ->
    python ``int``.
-5. ``paddle.concat([keep, <0-D index>])`` -> the 0-D index is reshaped to ``[1]``.
+5. ``paddle.concat`` with 0-D tensors (the fake-candidate index ``ind_a`` and
+   the indices appended to ``keep``) -> the 0-D tensor is reshaped to ``[1]``.
 
 The patch is a textual rewrite of the *installed* ppdet source of the two
 functions (``inspect.getsource``), re-compiled in ppdet's own module
@@ -62,9 +67,16 @@ from ppdet.modeling.necks.fpn import FPN
 __all__ = [
     "FAMILIES",
     "CATE_BIAS",
+    "CATE_OFFSET",
     "NUM_CLASSES",
+    "NUM_GRIDS",
+    "SEGM_STRIDES",
+    "SCORE_THRESHOLD",
+    "MASK_THRESHOLD",
+    "UPDATE_THRESHOLD",
     "build",
     "randomize",
+    "calibrate",
     "save",
     "patch_postprocess",
     "run",
@@ -78,16 +90,21 @@ SCORE_THRESHOLD = 0.1
 MASK_THRESHOLD = 0.5
 UPDATE_THRESHOLD = 0.05  # MaskMatrixNMS.update_threshold
 
-# Constant written into the category-prediction bias (``solov2_head.solo_cate.bias``)
-# by ``randomize``.  ppdet's prior-probability init (-4.595 = logit(0.01)) with
-# random weights gives either almost no or far too many candidates; this value
-# gives a few dozen to a few hundred category scores > 0.1 (after points-NMS)
-# on a 256x320 N(0,1) image for every family (measured counts: see
-# tests/test_ppdet_reference.py and the module's ``__main__``).
+# Category-prediction bias (``solov2_head.solo_cate.bias``; the alias
+# ``solov2_head.bbox_head.solo_cate.bias`` is the same tensor).
+#
+# ``randomize`` first writes the plain constant CATE_BIAS.  With random
+# weights the per-class mean logit over grid cells is seed dependent (post-ReLU
+# inputs), so a single constant gives between ~70 and ~750 candidates (> 0.1
+# after points-NMS) on a 256x320 N(0,1) image depending on the seed (r50_fpn,
+# seeds 0-3), dominated by a few classes.  ``calibrate`` (default in ``build``)
+# therefore re-centres it per class on a seeded calibration image and adds
+# the constant CATE_OFFSET: bias_c = CATE_OFFSET + (CATE_BIAS - mean logit_c),
+# which gives ~50-140 candidates for every family and seed tried.
 CATE_BIAS = -5.0
-# ``calibrate``: category logits are centred per class, then shifted by this.
 CATE_OFFSET = -4.25
-CALIB_SIZE = (128, 160)
+CALIB_SIZE = (128, 160)  # (H, W) of the calibration image
+CALIB_GRID_DIV = 2       # calibration pass runs the head on grids ceil(S / 2)
 
 
 # --------------------------------------------------------------------------
@@ -259,11 +276,16 @@ def calibrate(model, seed, cate_offset=CATE_OFFSET):
       seeds and a handful of labels take them all.
 
     This subtracts the mean over all grid cells (all 5 levels, one forward on
-    ``_calibration_image(seed)``) from ``solo_kernel.bias`` per kernel channel,
+    ``_calibration_image(seed)`` with the grids coarsened by
+    ``CALIB_GRID_DIV``) from ``solo_kernel.bias`` per kernel channel,
     and sets ``solo_cate.bias`` per class to
     ``cate_offset + old_bias - mean_cells(logit_class)``, i.e. the centred
     category logits plus one constant ``cate_offset``.  The weights are left
-    untouched.  Deterministic for a seed.
+    untouched (so ``solo_kernel.bias`` / ``solo_cate.bias`` are the only
+    tensors that deviate from the ``randomize`` distributions).  A bias is
+    shared by the 5 levels, so a per-level offset of the mask logits remains
+    (masks of one level can still be mostly full or mostly empty).
+    Deterministic for a seed.
     """
     head = model.solov2_head
     grabbed = {"cate": [], "kernel": []}
@@ -274,13 +296,19 @@ def calibrate(model, seed, cate_offset=CATE_OFFSET):
             lambda layer, inp, out: grabbed["kernel"].append(out.numpy())),
     ]
     was_training = model.training
+    grids = head.seg_num_grids
     model.eval()
     try:
+        # the head's cost is set by the grid sizes, not the image size: run the
+        # calibration pass on coarser grids (a bilinear resample of the same
+        # features, so the per-channel means barely change) to save time
+        head.seg_num_grids = [max(2, -(-g // CALIB_GRID_DIV)) for g in grids]
         with paddle.no_grad():
             feats = model.neck(model.backbone(
                 {"image": paddle.to_tensor(_calibration_image(seed))}))
             head(feats)
     finally:
+        head.seg_num_grids = grids
         for h in hooks:
             h.remove()
         if was_training:

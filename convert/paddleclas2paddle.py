@@ -1,0 +1,60 @@
+"""PaddleClas ImageNet ResNet ``.pdparams`` (static names) -> a BACKBONE-ONLY checkpoint.
+
+For ``ResNet50_vd_pretrained`` / ``ResNet50_vd_ssld_pretrained`` (R50-vd: config 2,
+same backbone as config 3 via ``--config 3``) and ``ResNet101_vd_pretrained`` (config 4);
+a 7x7-stem ``ResNet50_pretrained`` / ``ResNet101_pretrained`` fits configs 0 / 8.
+Detection order: 2, 4, 0, 8. Usage:
+    python convert/paddleclas2paddle.py ResNet50_vd_ssld_pretrained.pdparams \\
+        weights/r50vd_ssld_imagenet.pdparams
+
+The source is a pickle of {static variable name: array} with PaddleClas/PaddleDetection
+0.5 names (``conv1_1_weights``, ``bnv1_1_scale``, ``res2a_branch2a_weights``,
+``bn2a_branch2a_mean``, ``res3a_branch1_weights``, ..., R101: ``res4b1`` .. ``res4b22``).
+Skipped source keys: the ImageNet classifier ``fc_0.w_0`` / ``fc_0.b_0`` and the
+training bookkeeping of ``ppdet_static2paddle.is_bookkeeping``; any other unused key fails.
+
+WARNING - initialised, not converted: ImageNet has no deformable convs, so every
+backbone DCN offset conv (``backbone.layer{2,3,4}.*.conv2.conv.offset.{weight,bias}``,
+26 tensors for R50-vd, 60 for R101-vd) is FILLED WITH ZEROS. For DCNv2 that means zero
+offsets AND mask logits 0, i.e. modulation mask sigmoid(0) = 0.5: each such conv starts at
+HALF its ImageNet response. That is exactly how PaddleDetection (and mmcv) initialise
+DCNv2 when training from ImageNet, so it is matched on purpose; the list is printed
+(never truncated) and stored in the sidecar under ``"initialised"``.
+"""
+import re
+
+if __package__ in (None, ''):
+    import _bootstrap  # noqa: F401  (script mode: make the project importable)
+
+from convert.common import converter_main, zero_offset_init
+from convert.ppdet_static2paddle import is_bookkeeping, static_backbone_name
+from model.checkpoint import load_paddle_params
+
+CLASSIFIER = re.compile(r'fc_0\.[wb]_0')
+
+
+def is_skipped(name: str) -> bool:
+    """The ImageNet classifier and optimizer / learning-rate / EMA bookkeeping."""
+    return CLASSIFIER.fullmatch(name) is not None or is_bookkeeping(name)
+
+
+def paddleclas_name(key: str, keys: frozenset, cfg):
+    """backbone.* -> PaddleClas static name; a DCN offset conv -> zero initialisation."""
+    if '.conv.offset.' in key:
+        return zero_offset_init(cfg)
+    return static_backbone_name(key, cfg)
+
+
+def num_classes(source: dict) -> int:
+    """Backbone-only: the detection classes are not in an ImageNet file; COCO's 80."""
+    return 80
+
+
+def main(argv=None) -> int:
+    return converter_main(__doc__.split('\n')[0], load_paddle_params, paddleclas_name,
+                          default_configs=(2, 4, 0, 8), num_classes_key=num_classes,
+                          ignored=is_skipped, argv=argv, prefix='backbone.')
+
+
+if __name__ == '__main__':
+    raise SystemExit(main())
