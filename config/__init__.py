@@ -62,12 +62,44 @@ def with_classes(cfg: Type[SOLOv2Base], num_classes: int, class_names=None) -> T
                                        'class_names': tuple(class_names)})
 
 
-def with_overrides(cfg: Type[SOLOv2Base], assignments) -> Type[SOLOv2Base]:
-    """Apply ``['name=value', ...]`` to a config. Values are Python literals coerced
-    to the default's type (``test_short=512``, ``num_grids=(40,36,24,16,12)``);
-    unknown names and uncoercible values raise ValueError."""
+def _coerce(name: str, text: str, default):
+    """Parse ``text`` as a Python literal (else a plain string) and check it against the
+    type of ``default``: ints stay ints, floats accept ints, tuples accept lists, and a
+    setting whose default is None takes None or a string."""
     import ast
+    try:
+        value = ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        value = text
+    if value is None and default is None:
+        return None
+    if default is None:
+        ok = isinstance(value, str)
+    elif isinstance(default, bool):
+        ok = isinstance(value, bool)
+    elif isinstance(default, int):
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif isinstance(default, float):
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        value = float(value) if ok else value
+    elif isinstance(default, tuple):
+        ok = isinstance(value, (list, tuple))
+        value = tuple(value) if ok else value
+    else:
+        ok = isinstance(value, type(default))
+    if not ok:
+        kind = 'None or a string' if default is None else type(default).__name__
+        raise ValueError(f"bad override '{name}={text}': {name} takes {kind}")
+    return value
+
+
+def with_overrides(cfg: Type[SOLOv2Base], assignments) -> Type[SOLOv2Base]:
+    """Apply ``['name=value', ...]`` to a config. Values are Python literals checked
+    against the setting's type in the base config (``test_short=512``,
+    ``num_grids=(40,36,24,16,12)``, ``head_dcn=None``); unknown names and values of
+    another type raise ValueError."""
     settings = cfg.settings()
+    base = SOLOv2Base.settings()
     changes = {}
     for assignment in assignments:
         name, sep, text = assignment.partition('=')
@@ -75,18 +107,6 @@ def with_overrides(cfg: Type[SOLOv2Base], assignments) -> Type[SOLOv2Base]:
         if not sep or name not in settings:
             raise ValueError(f"bad override '{assignment}': expected NAME=VALUE with NAME one of "
                              f"{', '.join(settings)}")
-        default = settings[name]
-        try:
-            value = ast.literal_eval(text)
-        except (ValueError, SyntaxError):
-            value = text
-        if isinstance(default, bool) or default is None:
-            pass
-        elif isinstance(default, (int, float)) and isinstance(value, (int, float)):
-            value = type(default)(value)
-        elif isinstance(default, tuple) and isinstance(value, (list, tuple)):
-            value = tuple(value)
-        if default is not None and not isinstance(value, type(default)):
-            raise ValueError(f"bad override '{assignment}': {name} takes a {type(default).__name__}")
-        changes[name] = value
+        reference = base[name] if name in base else settings[name]
+        changes[name] = _coerce(name, text, reference)
     return type(cfg.__name__, (cfg,), changes) if changes else cfg

@@ -1,0 +1,254 @@
+"""Config numbering, variant deltas, overrides, class lists and the settings table."""
+import pytest
+
+import config
+from config import (CONFIGS, COCO_CLASSES, describe_configs, format_settings, get_config,
+                    with_classes, with_overrides)
+from config.base import FULL_SCALE_RANGES, SOLOv2Base
+from config.light448_r18 import Light448R18
+from config.light448_r34 import Light448R34
+from config.light448_r50 import Light448R50
+from config.light512_dcn_r50 import Light512DCNR50
+from config.light512_r50vd_dcn import Light512R50vdDCN
+from config.r101_fpn import R101FPN
+from config.r101vd_dcn import R101vdDCN
+from config.r50vd_dcn_enhance import R50vdDCNEnhance
+
+EXPECTED_NUMBERING = {
+    0: SOLOv2Base,
+    1: Light448R50,
+    2: Light512R50vdDCN,
+    3: R50vdDCNEnhance,
+    4: R101vdDCN,
+    5: Light448R18,
+    6: Light448R34,
+    7: Light512DCNR50,
+    8: R101FPN,
+}
+
+
+# settings that shape the network or its inference (training/data knobs are checked
+# only where a variant is a pure backbone swap)
+MODEL_SETTINGS = {
+    'description', 'depth', 'variant', 'backbone_dcn', 'backbone_dcn_stages', 'frozen_stages',
+    'freeze_norm', 'fpn_channels', 'num_classes', 'class_names', 'head_convs', 'head_channels',
+    'kernel_channels', 'num_grids', 'head_dcn', 'head_dcn_indices', 'dcn_bias', 'drop_block',
+    'mask_feat_channels', 'mask_feat_dcn', 'scale_ranges', 'sigma', 'segm_strides', 'test_short',
+    'test_max', 'score_threshold', 'mask_threshold', 'nms_pre', 'update_threshold',
+    'max_per_image', 'nms_kernel', 'nms_sigma'}
+
+
+def _delta(a, b) -> set:
+    """Names whose value differs between two configs' settings."""
+    sa, sb = a.settings(), b.settings()
+    assert list(sa) == list(sb)
+    return {name for name in sa if sa[name] != sb[name]}
+
+
+# ---- numbering and descriptions --------------------------------------------------------------
+
+def test_numbering_is_stable():
+    # 0..8 never move; later configs may only be appended
+    assert {n: CONFIGS[n] for n in EXPECTED_NUMBERING} == EXPECTED_NUMBERING
+    assert list(CONFIGS) == list(range(len(CONFIGS)))
+    assert len(set(CONFIGS.values())) == len(CONFIGS)
+    for number, cls in EXPECTED_NUMBERING.items():
+        assert get_config(number) is cls
+
+
+@pytest.mark.parametrize('number', sorted(CONFIGS))
+def test_each_config_has_its_own_one_line_description(number):
+    cls = CONFIGS[number]
+    assert 'description' in vars(cls)          # not inherited from the parent
+    text = cls.description
+    assert isinstance(text, str) and text.strip() == text and text
+    assert '\n' not in text
+    assert cls.__doc__ and cls.__doc__.strip()
+
+
+def test_descriptions_are_unique_and_listed():
+    descriptions = [cls.description for cls in CONFIGS.values()]
+    assert len(set(descriptions)) == len(descriptions)
+    table = describe_configs().splitlines()
+    assert len(table) == len(CONFIGS)
+    for line, (number, cls) in zip(table, CONFIGS.items()):
+        assert line.strip().startswith(f'{number}: {cls.__name__}')
+        assert cls.description in line
+
+
+# ---- variants override only what differs ---------------------------------------------------------
+
+@pytest.mark.parametrize('number', sorted(CONFIGS))
+def test_variants_override_only_what_differs(number):
+    cls = CONFIGS[number]
+    base_names = list(SOLOv2Base.settings())
+    assert list(cls.settings()) == base_names        # no variant invents a setting
+    if cls is SOLOv2Base:
+        return
+    parent = cls.__bases__[0]
+    for name, value in vars(cls).items():
+        if name.startswith('_'):
+            continue
+        assert name in base_names, name
+        assert getattr(parent, name) != value, f'{cls.__name__}.{name} repeats its parent value'
+
+
+@pytest.mark.parametrize('a, b, expected', [
+    (5, 1, {'depth', 'description'}),
+    (6, 1, {'depth', 'description'}),
+    (8, 0, {'depth', 'description'}),
+    (1, 0, {'description', 'head_convs', 'head_channels', 'kernel_channels', 'scale_ranges',
+            'test_short', 'test_max'}),
+    (3, 2, {'description', 'dcn_bias', 'mask_feat_dcn', 'drop_block', 'scale_ranges'}),
+    (7, 1, {'description', 'backbone_dcn', 'backbone_dcn_stages', 'head_convs', 'head_dcn',
+            'head_dcn_indices', 'scale_ranges', 'test_short', 'test_max'}),
+    (2, 1, {'description', 'variant', 'backbone_dcn', 'backbone_dcn_stages', 'frozen_stages',
+            'head_convs', 'head_dcn', 'head_dcn_indices', 'scale_ranges', 'test_short', 'test_max'}),
+    (4, 0, {'description', 'depth', 'variant', 'backbone_dcn', 'backbone_dcn_stages', 'head_dcn',
+            'head_dcn_indices', 'dcn_bias', 'mask_feat_dcn'}),
+])
+def test_config_deltas(a, b, expected):
+    delta = _delta(CONFIGS[a], CONFIGS[b])
+    if expected == {'depth', 'description'}:
+        assert delta == expected                  # pure backbone swaps: nothing else at all
+    else:
+        assert delta & MODEL_SETTINGS == expected
+
+
+def test_some_values():
+    assert CONFIGS[5].depth == 18 and CONFIGS[6].depth == 34 and CONFIGS[8].depth == 101
+    assert CONFIGS[7].backbone_dcn == 'v1' and CONFIGS[7].head_dcn == 'v1'
+    assert CONFIGS[2].backbone_dcn == 'v2' and not CONFIGS[2].dcn_bias
+    assert CONFIGS[3].dcn_bias and CONFIGS[3].mask_feat_dcn and CONFIGS[3].drop_block
+    assert CONFIGS[3].scale_ranges == FULL_SCALE_RANGES
+    assert CONFIGS[4].head_dcn_indices == (0, 1, 2, 3)
+    for number, cls in CONFIGS.items():
+        assert cls.num_classes == len(cls.class_names)
+        if number in EXPECTED_NUMBERING:            # the COCO models
+            assert tuple(cls.class_names) == COCO_CLASSES
+        assert len(cls.num_grids) == len(cls.segm_strides) == len(cls.scale_ranges) == 5
+
+
+def test_settings_in_definition_order():
+    names = list(SOLOv2Base.settings())
+    assert names[:3] == ['description', 'depth', 'variant']
+    assert 'settings' not in names
+    assert Light448R18.settings()['head_convs'] == 2      # inherited through Light448R50
+
+
+# ---- with_overrides ---------------------------------------------------------------------------
+
+def test_with_overrides_coerces_types():
+    base = CONFIGS[0]
+    cfg = with_overrides(base, ['test_short=512', 'nms_sigma=2', 'num_grids=[1,2]',
+                                'score_threshold=0.25', 'freeze_norm=False', 'head_dcn="v2"'])
+    assert cfg.test_short == 512 and type(cfg.test_short) is int
+    assert cfg.nms_sigma == 2.0 and type(cfg.nms_sigma) is float
+    assert cfg.num_grids == (1, 2) and type(cfg.num_grids) is tuple
+    assert cfg.score_threshold == 0.25
+    assert cfg.freeze_norm is False
+    assert cfg.head_dcn == 'v2'
+    assert issubclass(cfg, base) and cfg.__name__ == base.__name__
+    # the registered config is untouched
+    assert base.test_short == 800 and base.num_grids == (40, 36, 24, 16, 12)
+    assert CONFIGS[0] is base
+
+
+def test_with_overrides_bare_words_and_no_change():
+    cfg = with_overrides(CONFIGS[0], ['nms_kernel=linear'])
+    assert cfg.nms_kernel == 'linear'
+    assert with_overrides(CONFIGS[1], []) is CONFIGS[1]
+
+
+@pytest.mark.parametrize('assignment, key', [
+    ('bogus_setting=1', 'bogus_setting'),
+    ('test_shortt=512', 'test_shortt'),
+    ('test_short', 'test_short'),             # no '='
+])
+def test_with_overrides_rejects_unknown_names(assignment, key):
+    with pytest.raises(ValueError) as err:
+        with_overrides(CONFIGS[0], [assignment])
+    assert key in str(err.value)
+
+
+@pytest.mark.parametrize('assignment, key', [
+    ('test_short=abc', 'test_short'),
+    ('test_short=[1, 2]', 'test_short'),
+    ('num_grids=5', 'num_grids'),
+    ('nms_sigma=fast', 'nms_sigma'),
+    ('freeze_norm=1', 'freeze_norm'),
+    ('nms_kernel=3', 'nms_kernel'),
+])
+def test_with_overrides_rejects_wrong_types(assignment, key):
+    with pytest.raises(ValueError) as err:
+        with_overrides(CONFIGS[0], [assignment])
+    assert key in str(err.value)
+
+
+# ---- with_classes -----------------------------------------------------------------------------
+
+def test_with_classes_numbered_names():
+    cfg = with_classes(CONFIGS[1], 3)
+    assert cfg.num_classes == 3
+    assert tuple(cfg.class_names) == ('class0', 'class1', 'class2')
+    assert issubclass(cfg, CONFIGS[1])
+    assert CONFIGS[1].num_classes == 80 and CONFIGS[1].class_names == COCO_CLASSES
+
+
+def test_with_classes_explicit_names_and_same_class_when_unchanged():
+    assert with_classes(CONFIGS[0], 80) is CONFIGS[0]
+    assert with_classes(CONFIGS[0], 80, list(COCO_CLASSES)) is CONFIGS[0]
+    named = with_classes(CONFIGS[0], 2, ['cat', 'dog'])
+    assert named.num_classes == 2 and tuple(named.class_names) == ('cat', 'dog')
+    assert with_classes(named, 2, ('cat', 'dog')) is named
+    numbered = with_classes(CONFIGS[0], 5)
+    assert with_classes(numbered, 5) is numbered
+    # back to COCO from a custom list
+    back = with_classes(named, 80)
+    assert back.num_classes == 80 and tuple(back.class_names) == COCO_CLASSES
+
+
+# ---- get_config / format_settings ---------------------------------------------------------------
+
+def test_get_config_unknown_number_lists_configs():
+    with pytest.raises(KeyError) as err:
+        get_config(99)
+    message = err.value.args[0]
+    assert '99' in message
+    for number, cls in CONFIGS.items():
+        assert f'{number}: {cls.__name__}' in message
+
+
+@pytest.mark.parametrize('number', sorted(CONFIGS))
+def test_format_settings_contains_every_setting(number):
+    cls = CONFIGS[number]
+    text = format_settings(cls)
+    names = [line.split()[0] for line in text.splitlines()]
+    assert set(names) == set(cls.settings())
+    for name in cls.settings():
+        assert name in text
+    assert f'{len(cls.class_names)} names' in text
+    assert repr(cls.test_short) in text
+
+
+def test_format_settings_shows_overrides():
+    text = format_settings(with_overrides(CONFIGS[0], ['test_short=96', 'num_grids=(4, 2)']))
+    lines = dict(line.split(None, 1) for line in text.splitlines())
+    assert lines['test_short'].strip() == '96'
+    assert lines['num_grids'].strip() == '(4, 2)'
+
+
+def test_module_exports():
+    assert config.COCO_CLASSES is COCO_CLASSES and len(COCO_CLASSES) == 80
+
+
+@pytest.mark.parametrize('assignment', ['backbone_dcn=5', 'test_short=512.7', 'test_short=True',
+                                        'flip_prob=yes'])
+def test_overrides_of_the_wrong_type_are_refused(assignment):
+    with pytest.raises(ValueError, match=assignment.split('=')[0]):
+        with_overrides(CONFIGS[0], [assignment])
+
+
+def test_dcn_can_be_switched_off_and_on():
+    assert with_overrides(CONFIGS[7], ['head_dcn=None']).head_dcn is None
+    assert with_overrides(CONFIGS[0], ["backbone_dcn='v2'"]).backbone_dcn == 'v2'
