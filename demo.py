@@ -15,37 +15,30 @@ from pathlib import Path
 
 import cv2
 
-from config import describe_configs, format_settings, get_config, with_overrides
+from config import describe_configs, format_settings
+from config.cli import add_model_args, add_runtime_args, make_parser, resolve_config
 from data.pipeline import run_pipeline
 from data.results import instances_to_coco, write_json
 from data.transforms import read_image
 from data.visualize import draw_instances
-from model.checkpoint import CheckpointError, read_sidecar
-from model.predictor import Predictor, default_device
+from model.checkpoint import CheckpointError
+from model.predictor import Predictor
+from model.runtime import setup
 
 DEFAULT_WEIGHTS = 'weights/shapes_r18.pdparams'
 IMAGE_SUFFIXES = {'.jpg', '.jpeg', '.png', '.bmp', '.webp', '.tif', '.tiff'}
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description='SOLOv2 instance segmentation on a folder of images.',
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog='configs (--config=N):\n' + describe_configs())
-    parser.add_argument('--config', type=int, default=None,
-                        help="config number (default: the one recorded beside the weights)")
-    parser.add_argument('--weights', default=DEFAULT_WEIGHTS,
-                        help=f'checkpoint .pdparams from convert/*2paddle.py or train.py '
-                             f'(default: {DEFAULT_WEIGHTS}, the shipped shapes model)')
+    parser = make_parser('SOLOv2 instance segmentation on a folder of images.')
+    add_model_args(parser, DEFAULT_WEIGHTS)
     parser.add_argument('--input', default='images', help='image file or folder (default: images/)')
     parser.add_argument('--output', default='output/demo', help='folder for the drawn pictures')
     parser.add_argument('--draw-threshold', type=float, default=0.3,
                         help='minimum score of a drawn instance (default 0.3)')
     parser.add_argument('--save-json', metavar='PATH',
                         help='also write COCO-style results (RLE masks) to PATH')
-    parser.add_argument('--device', default=None, help="'cpu' or 'gpu' (default: gpu if available)")
-    parser.add_argument('--opt', nargs='+', default=[], metavar='NAME=VALUE',
-                        help='override config values, e.g. --opt test_short=512 score_threshold=0.2')
+    add_runtime_args(parser)
     parser.add_argument('--warmup', type=int, default=2, help='untimed warm-up runs (default 2)')
     parser.add_argument('--list-configs', action='store_true', help='print the config table and exit')
     return parser.parse_args(argv)
@@ -82,12 +75,8 @@ def main(argv=None) -> int:
         print(f'error: weights not found: {args.weights} (convert a checkpoint first, e.g. '
               'python convert/ppdet2paddle.py SRC.pdparams weights/model.pdparams)', file=sys.stderr)
         return 2
-    number = args.config if args.config is not None else (read_sidecar(args.weights) or {}).get('config')
-    if number is None:
-        print(f'error: {args.weights} has no sidecar .json naming its config; pass --config', file=sys.stderr)
-        return 2
     try:
-        cfg = with_overrides(get_config(number), args.opt)
+        number, cfg = resolve_config(args)
     except (KeyError, ValueError) as exc:
         print(f'error: {exc.args[0]}', file=sys.stderr)
         return 2
@@ -96,7 +85,7 @@ def main(argv=None) -> int:
         print(f'error: no images found at {args.input}', file=sys.stderr)
         return 2
     try:
-        predictor = Predictor(cfg, args.weights, args.device or default_device())
+        predictor = Predictor(cfg, args.weights, setup(args.device, args.threads))
     except CheckpointError as exc:
         print(f'error: {exc}', file=sys.stderr)
         return 2

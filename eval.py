@@ -15,22 +15,18 @@ import sys
 import time
 from pathlib import Path
 
-from config import describe_configs, get_config, with_overrides
+from config.cli import add_model_args, add_runtime_args, make_parser, resolve_config
 from data.coco import CocoDataset, load_coco
 from data.coco_eval import STAT_NAMES, per_class_ap, predict_coco, run_cocoeval
 from data.results import write_json
-from model.checkpoint import CheckpointError, read_sidecar
-from model.predictor import Predictor, default_device
+from model.checkpoint import CheckpointError
+from model.predictor import Predictor
+from model.runtime import setup
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description='COCO mask AP of a SOLOv2 checkpoint.',
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog='configs (--config=N):\n' + describe_configs())
-    parser.add_argument('--config', type=int, default=None,
-                        help='config number (default: the one recorded beside the weights)')
-    parser.add_argument('--weights', help='checkpoint .pdparams')
+    parser = make_parser('COCO mask AP of a SOLOv2 checkpoint.')
+    add_model_args(parser)
     parser.add_argument('--ann', help='COCO annotation file (default: the config val set)')
     parser.add_argument('--images', help='image folder (default: the config val images)')
     parser.add_argument('--classwise', action='store_true',
@@ -39,8 +35,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--json-only', metavar='PATH', help='score an existing results file, no model')
     parser.add_argument('--predict-only', metavar='PATH',
                         help='write results to PATH without scoring (test-dev: --ann is an image-info file)')
-    parser.add_argument('--device', default=None, help="'cpu' or 'gpu' (default: gpu if available)")
-    parser.add_argument('--opt', nargs='+', default=[], metavar='NAME=VALUE', help='override config values')
+    add_runtime_args(parser)
     return parser.parse_args(argv)
 
 
@@ -71,16 +66,6 @@ def plot_classwise(ap_by_category: dict, names: dict, path: Path) -> None:
     plt.close(fig)
 
 
-def resolve_config(args):
-    """Config from --config, else from the weights' sidecar."""
-    number = args.config
-    if number is None and args.weights:
-        number = (read_sidecar(args.weights) or {}).get('config')
-    if number is None:
-        raise ValueError('pass --config (the weights have no sidecar naming one)')
-    return number, with_overrides(get_config(number), args.opt)
-
-
 def main(argv=None) -> int:
     args = parse_args(argv)
     try:
@@ -94,7 +79,7 @@ def main(argv=None) -> int:
         else:
             if not args.weights:
                 raise ValueError('pass --weights (or --json-only with a results file)')
-            predictor = Predictor(cfg, args.weights, args.device or default_device())
+            predictor = Predictor(cfg, args.weights, setup(args.device, args.threads))
             dataset = CocoDataset(ann, images, class_names=list(predictor.class_names))
             began = time.perf_counter()
             records = predict_coco(predictor, coco, images, dataset.label_to_category_id, progress=True)

@@ -19,7 +19,8 @@ from pathlib import Path
 import numpy as np
 import paddle
 
-from config import describe_configs, format_settings, get_config, with_classes, with_overrides
+from config import format_settings, get_config, with_classes, with_overrides
+from config.cli import add_runtime_args, make_parser
 from data.augment import TrainTransform
 from data.coco import CocoDataset, load_coco
 from data.coco_eval import evaluate_segm, predict_coco
@@ -28,17 +29,15 @@ from model.build import build_model
 from model.checkpoint import CheckpointError, load_paddle_params
 from model.ema import ModelEMA
 from model.losses import solov2_loss
-from model.predictor import Predictor, default_device
+from model.predictor import Predictor
+from model.runtime import setup
 from model.schedule import learning_rate, scaled_lr
 from model.targets import assign_targets, collate_targets
 from model.train_state import find_checkpoint, load_training_state, save_training_state
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description='Train SOLOv2 on COCO-format data.',
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog='configs (--config=N):\n' + describe_configs())
+    parser = make_parser('Train SOLOv2 on COCO-format data.')
     parser.add_argument('--config', type=int, required=True, help='config number')
     parser.add_argument('--output', help='run folder (default output/<config class>)')
     parser.add_argument('--resume', help="checkpoint folder to continue from, or 'auto' (<output>/last)")
@@ -54,8 +53,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help='scale base_lr linearly with the total batch (base_lr is for reference_batch)')
     parser.add_argument('--amp', action='store_true', help='mixed precision (float16 on GPU)')
     parser.add_argument('--sync-bn', action='store_true', help='synchronised BN across GPUs')
-    parser.add_argument('--device', default=None, help="'cpu' or 'gpu' (default: gpu if available)")
-    parser.add_argument('--opt', nargs='+', default=[], metavar='NAME=VALUE', help='override config values')
+    add_runtime_args(parser)
     return parser.parse_args(argv)
 
 
@@ -159,7 +157,7 @@ def main(argv=None) -> int:
         print(f'error: {exc.args[0]}', file=sys.stderr)
         return 2
     cfg = with_classes(cfg, cfg.num_classes, cfg.class_names)
-    paddle.set_device(args.device or default_device())
+    device = setup(args.device, args.threads)
     world = paddle.distributed.get_world_size()
     rank = paddle.distributed.get_rank()
     if world > 1:
@@ -170,7 +168,7 @@ def main(argv=None) -> int:
         out.mkdir(parents=True, exist_ok=True)
         (out / 'config.txt').write_text(f'config {args.config}\n{format_settings(cfg)}\n')
         print(f'config {args.config}: {cfg.__name__}\n{format_settings(cfg)}')
-    amp = args.amp and paddle.is_compiled_with_cuda() and (args.device or default_device()) == 'gpu'
+    amp = args.amp and device == 'gpu'
     if args.amp and not amp:
         print('note: --amp needs a GPU; training in float32')
 

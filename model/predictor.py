@@ -11,13 +11,7 @@ from data.transforms import ImageMeta, batch_images, preprocess
 from model.build import build_model
 from model.checkpoint import CheckpointError, load_weights, read_sidecar
 from model.postprocess import Detections, InferenceParams, paste_masks, postprocess
-
-
-def default_device() -> str:
-    """'gpu' when this Paddle build has CUDA and sees a GPU, else 'cpu'."""
-    if paddle.is_compiled_with_cuda() and paddle.device.cuda.device_count() > 0:
-        return 'gpu'
-    return 'cpu'
+from model.runtime import default_device
 
 
 class Predictor:
@@ -81,4 +75,4 @@ class Predictor:
         return self.finish(self.infer([inputs])[0], meta)
 
 
-__all__ = ['Predictor', 'default_device', 'CheckpointError']
+__all__ = ['Predictor', 'CheckpointError']

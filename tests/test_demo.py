@@ -17,6 +17,7 @@ import demo
 from config import CONFIGS
 from model.build import build_model
 from model.checkpoint import save_checkpoint
+from tests.helpers import get_eval_model
 
 paddle.set_device('cpu')
 
@@ -48,18 +49,6 @@ def image_dir(tmp_path_factory) -> Path:
     (folder / CORRUPT).write_bytes(b'this is not an image\x00\x01\x02' * 10)
     (folder / 'notes.txt').write_text('not an image suffix, ignored')
     return folder
-
-
-def get_eval_model(config, number: int):
-    """Config ``number``'s eval-mode model, built once per pytest session (read-only use);
-    the same cache as tests/test_model.py, kept on the session's pytest config."""
-    cache = config.__dict__.setdefault('_solov2_eval_models', {})
-    if number not in cache:
-        paddle.seed(number)
-        model = build_model(CONFIGS[number])
-        model.eval()
-        cache[number] = model
-    return cache[number]
 
 
 def _checkpoint(pytestconfig, folder: Path, number: int, hot: bool = True) -> str:

@@ -15,6 +15,7 @@ from config import CONFIGS, with_overrides
 from model.build import build_model
 from model.layers import DeformConv
 from model.resnet import ResNet
+from tests.helpers import get_eval_model
 
 paddle.set_device('cpu')
 
@@ -27,20 +28,6 @@ PPDET_ALIAS_PREFIXES = ('solov2_head.solo_kernel.', 'solov2_head.solo_cate.', 'm
 # 40x40 grid alone takes ~10 s on CPU); grids change no parameter, so the network is
 # still exactly config N's. The eval-forward test above uses every config's real grids.
 SMALL_GRIDS = ['num_grids=(8, 6, 4, 3, 2)']
-
-
-def get_eval_model(config, number: int):
-    """Config ``number``'s model in eval mode, built once per pytest session (read-only use).
-
-    The cache lives on the session's pytest config so tests/test_demo.py (which keeps
-    the same helper) reuses these models for its checkpoints instead of building again."""
-    cache = config.__dict__.setdefault('_solov2_eval_models', {})
-    if number not in cache:
-        paddle.seed(number)
-        model = build_model(CONFIGS[number])
-        model.eval()
-        cache[number] = model
-    return cache[number]
 
 
 @pytest.fixture

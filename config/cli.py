@@ -1,0 +1,40 @@
+"""Command-line pieces shared by demo.py, eval.py and train.py."""
+import argparse
+
+from config import describe_configs, get_config, with_overrides
+
+
+def make_parser(description: str) -> argparse.ArgumentParser:
+    """A parser whose help lists the numbered configs."""
+    return argparse.ArgumentParser(description=description,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter,
+                                   epilog='configs (--config=N):\n' + describe_configs())
+
+
+def add_runtime_args(parser: argparse.ArgumentParser) -> None:
+    """--device, --threads and --opt."""
+    parser.add_argument('--device', default=None, help="'cpu' or 'gpu' (default: gpu if available)")
+    parser.add_argument('--threads', type=int, default=0, help='CPU math threads (default: every core)')
+    parser.add_argument('--opt', nargs='+', default=[], metavar='NAME=VALUE',
+                        help='override config values, e.g. --opt test_short=512 score_threshold=0.2')
+
+
+def add_model_args(parser: argparse.ArgumentParser, default_weights=None) -> None:
+    """--config (optional: read from the weights' sidecar) and --weights."""
+    parser.add_argument('--config', type=int, default=None,
+                        help='config number (default: the one recorded beside the weights)')
+    parser.add_argument('--weights', default=default_weights,
+                        help='checkpoint .pdparams from convert/*2paddle.py or train.py'
+                             + (f' (default: {default_weights})' if default_weights else ''))
+
+
+def resolve_config(args):
+    """(number, config class) from --config, else from the weights' sidecar, with the
+    --opt overrides applied. Raises ValueError/KeyError with a one-line message."""
+    from model.checkpoint import read_sidecar
+    number = args.config
+    if number is None and args.weights:
+        number = (read_sidecar(args.weights) or {}).get('config')
+    if number is None:
+        raise ValueError('pass --config (the weights have no sidecar .json naming one)')
+    return number, with_overrides(get_config(number), args.opt)

@@ -1,0 +1,22 @@
+"""Where and how Paddle runs: device choice and CPU threads."""
+import os
+from typing import Optional
+
+import paddle
+from paddle.base import core
+
+
+def default_device() -> str:
+    """'gpu' when this Paddle build has CUDA and sees a GPU, else 'cpu'."""
+    if paddle.is_compiled_with_cuda() and paddle.device.cuda.device_count() > 0:
+        return 'gpu'
+    return 'cpu'
+
+
+def setup(device: Optional[str] = None, threads: int = 0) -> str:
+    """Select the device and the CPU math threads (0 = every core; Paddle itself
+    defaults to one). Returns the device name."""
+    device = device or default_device()
+    paddle.set_device(device)
+    core.set_num_threads(threads or os.cpu_count() or 1)
+    return device
