@@ -116,6 +116,20 @@ def load_pretrained(model, path: str) -> None:
           + (f', skipped {skipped} that do not fit' if skipped else ''))
 
 
+def make_optimizer(cfg, model, base_lr: float):
+    """SGD with momentum and L2 decay (as SOLO), or AdamW with decoupled decay."""
+    params = [p for p in model.parameters() if not p.stop_gradient]
+    clip = paddle.nn.ClipGradByGlobalNorm(cfg.grad_clip) if cfg.grad_clip else None
+    if cfg.optimizer == 'momentum':
+        return paddle.optimizer.Momentum(learning_rate=base_lr, momentum=cfg.momentum, parameters=params,
+                                         weight_decay=paddle.regularizer.L2Decay(cfg.weight_decay),
+                                         grad_clip=clip)
+    if cfg.optimizer == 'adamw':
+        return paddle.optimizer.AdamW(learning_rate=base_lr, parameters=params,
+                                      weight_decay=cfg.weight_decay, grad_clip=clip)
+    raise ValueError(f"unknown optimizer '{cfg.optimizer}' (expected 'momentum' or 'adamw')")
+
+
 def make_loader(cfg, world_size: int):
     root = Path(cfg.dataset_dir)
     source = CocoDataset(str(root / cfg.train_ann), str(root / cfg.train_images),
@@ -190,11 +204,11 @@ def main(argv=None) -> int:
     per_epoch = len(loader)
     total_iters = cfg.epochs * per_epoch
     steps = [e * per_epoch for e in cfg.lr_steps]
-    optimizer = paddle.optimizer.Momentum(
-        learning_rate=base_lr, momentum=cfg.momentum,
-        parameters=[p for p in model.parameters() if not p.stop_gradient],
-        weight_decay=paddle.regularizer.L2Decay(cfg.weight_decay),
-        grad_clip=paddle.nn.ClipGradByGlobalNorm(cfg.grad_clip) if cfg.grad_clip else None)
+    try:
+        optimizer = make_optimizer(cfg, model, base_lr)
+    except ValueError as exc:
+        print(f'error: {exc}', file=sys.stderr)
+        return 2
     ema = ModelEMA(model, cfg.ema_decay) if cfg.ema_decay else None
     scaler = paddle.amp.GradScaler() if amp else None
 

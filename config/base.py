@@ -67,8 +67,9 @@ class SOLOv2Base:
     # ---- training -------------------------------------------------------------
     batch_size = 2              # images per device per step
     reference_batch = 16        # total batch that base_lr is meant for (linear LR scaling)
+    optimizer = 'momentum'      # 'momentum' (SGD, as SOLO) or 'adamw'
     base_lr = 0.01
-    momentum = 0.9
+    momentum = 0.9              # SGD momentum
     weight_decay = 1e-4
     epochs = 36
     lr_steps = (27, 33)         # epochs after which LR *= lr_gamma

@@ -164,6 +164,15 @@ def _r101_vd_dcn():
         dict(mid_channels=128, out_channels=256, use_dcn_in_tower=True))
 
 
+def _light448_r50():
+    # the original SOLO light-448 R50 layout (our config 1) built from 2.x modules:
+    # ResNet50-vb, head 2x256, E=128, mask head 128 -> 128, no DCN
+    return _assemble(
+        dict(depth=50, variant="b"),
+        dict(seg_feat_channels=256, stacked_convs=2, kernel_out_channels=128),
+        dict(mid_channels=128, out_channels=128))
+
+
 def _light_r50_vd_dcn_v05():
     # PaddleDetection 0.5 static configs/solov2/solov2_light_r50_vd_fpn_dcn_512_3x.yml
     # rebuilt from 2.x modules: ResNet50-vd, DCNv2 in res3-res5 (0.5 stages
@@ -182,6 +191,7 @@ FAMILIES = {
     "r50_enhance": _r50_enhance,
     "r101_vd_dcn": _r101_vd_dcn,
     "light_r50_vd_dcn_v05": _light_r50_vd_dcn_v05,
+    "light448_r50": _light448_r50,
 }
 
 
