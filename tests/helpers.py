@@ -1,8 +1,13 @@
 """Helpers shared by several test modules."""
+from pathlib import Path
+
 import paddle
 
 from config import CONFIGS
 from model.build import build_model
+
+# ../shared beside the repository (the CEO's material: key lists, checkpoint generator)
+SHARED_DIR = Path(__file__).resolve().parents[2] / 'shared'
 
 
 def get_eval_model(pytestconfig, number: int):

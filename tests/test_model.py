@@ -15,12 +15,12 @@ from config import CONFIGS, with_overrides
 from model.build import build_model
 from model.layers import DeformConv
 from model.resnet import ResNet
-from tests.helpers import get_eval_model
+from tests.helpers import SHARED_DIR, get_eval_model
 
 paddle.set_device('cpu')
 
 INPUT_HW = (64, 96)
-KEYS_DIR = Path('/work/shared/ppdet_keys')
+KEYS_DIR = SHARED_DIR / 'ppdet_keys'
 # PaddleDetection state_dicts list these tensors twice (submodule aliases)
 PPDET_ALIAS_PREFIXES = ('solov2_head.solo_kernel.', 'solov2_head.solo_cate.', 'mask_head.conv_pred.')
 
@@ -79,8 +79,6 @@ def _ppdet_unique_shapes(filename: str):
     (3, 'ppdet_solov2_light_r50vd_dcn_keys.txt'),
 ])
 def test_state_dict_matches_ppdet_structure(number, filename, eval_model):
-    if not (KEYS_DIR / filename).is_file():
-        pytest.skip(f'{KEYS_DIR / filename} not available')
     theirs = _ppdet_unique_shapes(filename)
     ours = [tuple(v.shape) for v in eval_model(number).state_dict().values()]
     assert len(ours) == len(theirs)

@@ -18,7 +18,7 @@ from model.checkpoint import load_paddle_params, save_checkpoint
 from model.postprocess import flatten_levels, paste_masks, postprocess
 from model.predictor import Predictor
 
-ppdet_ref = pytest.importorskip('tests.reference.ppdet_ref')
+from tests.reference import ppdet_ref
 
 FEATURE_TOL = 1e-4
 SCORE_TOL = 1e-4

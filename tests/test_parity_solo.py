@@ -7,6 +7,7 @@ import sys
 import numpy as np
 import paddle
 import pytest
+import torch
 
 from config import CONFIGS
 from convert import solo2paddle
@@ -15,16 +16,16 @@ from convert.pth_reader import load_state_dict
 from model.build import build_model
 from model.checkpoint import load_paddle_params, read_sidecar
 
-torch = pytest.importorskip('torch')
-from tests.reference.solo_torch import ARCH_ARGS, build_solo_torch, load_solo_checkpoint  # noqa: E402
+from tests.helpers import SHARED_DIR
+from tests.reference.solo_torch import ARCH_ARGS, build_solo_torch, load_solo_checkpoint
 
-KEYS = '/work/shared/solo_keys/{}_keys.txt'
+KEYS = str(SHARED_DIR / 'solo_keys' / '{}_keys.txt')
 CASES = {'solov2_light_448_r18_fpn_8gpu_3x': 5, 'solov2_r50_fpn_8gpu_3x': 0}
 TOL = 1e-4
 
 
 def _generate(name: str, path) -> None:
-    subprocess.run([sys.executable, '/work/shared/solo_keys/gen_weights.py', KEYS.format(name),
+    subprocess.run([sys.executable, str(SHARED_DIR / 'solo_keys' / 'gen_weights.py'), KEYS.format(name),
                     str(path), '--seed', '11'], check=True, capture_output=True)
 
 

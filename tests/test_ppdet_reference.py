@@ -3,11 +3,10 @@
 import time
 
 import numpy as np
+import paddle
 import pytest
 
-ppdet_ref = pytest.importorskip("tests.reference.ppdet_ref")
-
-import paddle  # noqa: E402  (after the importorskip above)
+from tests.reference import ppdet_ref
 
 # (H, W) per family; r101 (DCN everywhere) is the slowest, so it gets a
 # smaller input to keep the whole file well under a minute on 2 CPU cores.

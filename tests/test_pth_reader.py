@@ -9,11 +9,12 @@ import zipfile
 import numpy as np
 import pytest
 
-torch = pytest.importorskip('torch')
+import torch
 
 from convert.pth_reader import load_pth, load_state_dict  # noqa: E402
+from tests.helpers import SHARED_DIR
 
-SOLO_KEYS = '/work/shared/solo_keys'
+SOLO_KEYS = str(SHARED_DIR / 'solo_keys')
 FORMATS = {'zip': True, 'legacy': False}
 
 

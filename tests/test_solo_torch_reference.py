@@ -1,6 +1,6 @@
 """Self-tests of the independent PyTorch SOLOv2 reference
 (tests/reference/solo_torch.py) against checkpoints in the original
-WXinlong/SOLO (mmdet-1.x) format made by /work/shared/solo_keys/gen_weights.py.
+WXinlong/SOLO (mmdet-1.x) format made by ../shared/solo_keys/gen_weights.py.
 """
 import json
 import os
@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-torch = pytest.importorskip('torch')
+import torch
 import torch.nn.functional as F  # noqa: E402
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -17,9 +17,10 @@ if _ROOT not in sys.path:  # allow running from any cwd / plain `pytest`
     sys.path.insert(0, _ROOT)
 
 from tests.reference.solo_torch import (  # noqa: E402
+from tests.helpers import SHARED_DIR
     ARCH_ARGS, build_solo_torch, coord_feat, load_solo_checkpoint)
 
-KEYS_DIR = '/work/shared/solo_keys'
+KEYS_DIR = str(SHARED_DIR / 'solo_keys')
 GEN = os.path.join(KEYS_DIR, 'gen_weights.py')
 CONFIGS = sorted(ARCH_ARGS)
 IMG_SHAPE = (1, 3, 192, 256)  # non-square, multiples of 32

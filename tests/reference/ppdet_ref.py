@@ -28,7 +28,7 @@ API
 
 Paddle-3.x fixes applied by ``patch_postprocess`` (all in
 ``SOLOv2Head.get_seg_single`` / ``MaskMatrixNMS.__call__``; see
-/work/shared/reference/FEASIBILITY.md section 2):
+../shared/reference/FEASIBILITY.md section 2):
 
 1. ``paddle.cast(im_shape[0], 'int32')[0]``: ``im_shape[0]`` is 0-D in paddle 3,
    so indexing it fails -> reshape to ``[1]`` first.

@@ -1,0 +1,389 @@
+"""Deployment: export (tools/export_model.py), the three backends (model/backends.py),
+demo.py's --backend / --video / --dump-inputs and tools/postprocess_raw.py.
+
+Config 9 (the narrow shapes model) and config 5 (light R18) with random weights; the
+category bias of one class is raised so the model detects things. paddle2onnx, onnx and
+onnxruntime are imported unconditionally: when they are missing these tests fail, they
+do not skip.
+"""
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import onnx
+import onnxruntime  # noqa: F401  (a missing package must fail the module)
+import paddle
+import paddle2onnx  # noqa: F401
+import pycocotools.mask as mask_util
+import pytest
+
+import demo
+from config import CONFIGS, with_overrides
+from data.transforms import normalize
+from model.backends import DygraphBackend, InferenceBackend, OnnxBackend
+from model.build import build_model
+from model.checkpoint import save_checkpoint
+from model.export_head import ExportableSOLOv2
+from model.layers import coord_features
+from model.postprocess import paste_masks
+from tests.helpers import get_eval_model
+from tools import export_model, postprocess_raw
+
+paddle.set_device('cpu')
+pytestmark = [pytest.mark.filterwarnings("ignore:Tensor do not have 'place':UserWarning"),
+              pytest.mark.filterwarnings('ignore:The Attr\\(force_cpu\\):UserWarning')]
+
+NUMBER = 9
+HOT_CLASS = 0
+SIZES = [(128, 160), (192, 128)]          # two network input sizes (multiples of 32)
+OUTPUT_TOL = 1e-4
+SCORE_TOL = 1e-4
+MIN_MASK_IOU = 0.999
+DEMO_OPTS = ['--opt', 'test_short=96', 'test_max=128', 'max_per_image=30', '--warmup', '0']
+IMAGES = [('a_wide.png', 90, 120), ('b_tall.jpg', 120, 90)]
+VIDEO_FRAMES, VIDEO_HW = 5, (72, 88)
+
+
+def _checkpoint(pytestconfig, folder: Path, bias: float, number: int = NUMBER) -> str:
+    state = {k: v.numpy() for k, v in get_eval_model(pytestconfig, number).state_dict().items()}
+    cate_bias = state['head.cate_pred.bias'].copy()
+    cate_bias[HOT_CLASS] = bias
+    state['head.cate_pred.bias'] = cate_bias
+    path = str(folder / f'config{number}.pdparams')
+    save_checkpoint(state, path, number, CONFIGS[number].class_names, 'random')
+    return path
+
+
+def _export(weights: str, out: Path, *extra) -> Path:
+    code = export_model.main(['--weights', weights, '--output', str(out), '--format', 'both', *extra])
+    assert code == 0
+    return out
+
+
+@pytest.fixture(scope='module')
+def hot(tmp_path_factory, pytestconfig):
+    """(weights, export folder) of a model that detects HOT_CLASS."""
+    folder = tmp_path_factory.mktemp('hot')
+    weights = _checkpoint(pytestconfig, folder, 4.0)
+    return weights, _export(weights, folder / 'export')
+
+
+def _backends(weights: str, export_dir: Path, number: int = NUMBER):
+    return [DygraphBackend(CONFIGS[number], weights), InferenceBackend(str(export_dir), threads=1),
+            OnnxBackend(str(export_dir), threads=1)]
+
+
+def _batch(height: int, width: int, seed: int) -> np.ndarray:
+    """A drawn picture with noise, normalised: [1, 3, H, W] float32 (no exact ties in
+    points-NMS between neighbouring cells)."""
+    rng = np.random.RandomState(seed)
+    image = rng.randint(0, 255, (height, width, 3)).astype(np.uint8)
+    cv2.rectangle(image, (4, 6), (width // 2, height // 2), (250, 40, 40), -1)
+    cv2.circle(image, (width * 2 // 3, height * 2 // 3), min(height, width) // 5, (30, 200, 60), -1)
+    return normalize(image)[None]
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> float:
+    union = np.logical_or(a, b).sum()
+    return 1.0 if union == 0 else np.logical_and(a, b).sum() / union
+
+
+# ---- dynamic-shape model code ------------------------------------------------------------------
+
+def test_static_coordinates_equal_dygraph_linspace():
+    """The CoordConv channels of a traced graph (sizes known only at run time) equal
+    the dygraph ones (paddle.linspace) bit for bit, for every size up to 200."""
+    class Coords(paddle.nn.Layer):
+        def forward(self, x):
+            return coord_features(x)
+
+    static = paddle.jit.to_static(Coords(), input_spec=[
+        paddle.static.InputSpec([None, 1, None, None], 'float32', 'x')], full_graph=True)
+    for count in list(range(1, 60)) + [63, 64, 99, 100, 101, 127, 128, 199, 200]:
+        x = paddle.zeros([2, 1, count, max(1, 201 - count)])
+        np.testing.assert_array_equal(static(x).numpy(), coord_features(x).numpy(), err_msg=str(count))
+
+
+# ---- the export itself -----------------------------------------------------------------------
+
+def test_export_writes_models_and_infer_cfg(hot):
+    _, out = hot
+    names = {p.name for p in out.iterdir()}
+    assert {'model.pdiparams', 'model.onnx', 'infer_cfg.json'} <= names
+    assert names & {'model.json', 'model.pdmodel'}
+    info = json.loads((out / 'infer_cfg.json').read_text())
+    cfg = CONFIGS[NUMBER]
+    assert info['config'] == NUMBER
+    assert info['class_names'] == list(cfg.class_names)
+    assert (info['test_short'], info['test_max']) == (cfg.test_short, cfg.test_max)
+    assert info['input']['mean'] == [123.675, 116.28, 103.53]
+    assert info['input']['std'] == [58.395, 57.12, 57.375]
+    assert (info['input']['min_size'], info['input']['max_size']) == (64, 1344)
+    assert info['postprocess']['score_threshold'] == cfg.score_threshold
+    assert info['postprocess']['num_grids'] == list(cfg.num_grids)
+    assert info['num_cells'] == sum(s * s for s in cfg.num_grids)
+
+
+def test_onnx_group_norm_epsilon_and_names(hot):
+    model = onnx.load(str(hot[1] / 'model.onnx'))
+    norms = [n for n in model.graph.node if n.op_type in ('InstanceNormalization', 'GroupNormalization')]
+    assert norms, 'GroupNorm should appear in the graph'
+    for node in norms:
+        (epsilon,) = [a.f for a in node.attribute if a.name == 'epsilon']
+        assert epsilon == np.float32(1e-5), (node.name, epsilon)
+    assert [o.name for o in model.graph.output] == ['scores', 'kernels', 'mask_feat']
+    (image,) = model.graph.input
+    assert image.name == 'image'
+    dims = image.type.tensor_type.shape.dim
+    assert dims[1].dim_value == 3
+    assert all(not d.HasField('dim_value') for i, d in enumerate(dims) if i != 1), 'B, H, W dynamic'
+
+
+# ---- backends agree ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize('size', SIZES, ids=lambda s: f'{s[0]}x{s[1]}')
+def test_backends_agree(hot, size):
+    weights, out = hot
+    batch = _batch(*size, seed=size[0])
+    backends = _backends(weights, out)
+    raw = [b.run_numpy(batch) for b in backends]
+    height, width = size
+    cells = sum(s * s for s in CONFIGS[NUMBER].num_grids)
+    assert raw[0][0].shape == (1, cells, CONFIGS[NUMBER].num_classes)
+    assert raw[0][2].shape[2:] == (height // 4, width // 4)
+    dets = [b.infer([batch[0]])[0] for b in backends]
+    assert len(dets[0]) > 3, 'the hot class should give detections'
+    for backend, outputs, det in zip(backends[1:], raw[1:], dets[1:]):
+        for name, a, b in zip(('scores', 'kernels', 'mask_feat'), outputs, raw[0]):
+            assert a.shape == b.shape, (backend.name, name)
+            diff = np.abs(a - b).max()
+            assert diff <= OUTPUT_TOL, (backend.name, name, diff)
+        assert len(det) == len(dets[0]), backend.name
+        np.testing.assert_array_equal(det.labels, dets[0].labels)
+        assert np.abs(det.scores - dets[0].scores).max() <= SCORE_TOL, backend.name
+        ours = paste_masks(det.masks, size, size)
+        ref = paste_masks(dets[0].masks, size, size)
+        assert min(_iou(a, b) for a, b in zip(ours, ref)) >= MIN_MASK_IOU, backend.name
+
+
+@pytest.fixture(scope='module')
+def light_r18(tmp_path_factory, pytestconfig):
+    """Config 5 (full-width light R18, 80 classes): (weights, export folder)."""
+    folder = tmp_path_factory.mktemp('config5')
+    weights = _checkpoint(pytestconfig, folder, 4.0, number=5)
+    return weights, _export(weights, folder / 'export', '--no-verify')
+
+
+def test_config5_backends_agree(light_r18):
+    """As above, except that raw scores are compared on the cells every backend keeps:
+    this random 80-class model has nearly constant scores, so points-NMS meets exact
+    ties that a 1-ulp difference breaks (a handful of the 310k cells; see
+    tools/export_model.py compare_outputs)."""
+    size = SIZES[0]
+    batch = _batch(*size, seed=7)
+    backends = _backends(*light_r18, number=5)
+    raw = [b.run_numpy(batch) for b in backends]
+    dets = [b.infer([batch[0]])[0] for b in backends]
+    assert len(dets[0]) > 3
+    for backend, outputs, det in zip(backends[1:], raw[1:], dets[1:]):
+        diffs = export_model.compare_outputs(outputs, raw[0])
+        assert max(diffs['scores'], diffs['kernels'], diffs['mask_feat']) <= OUTPUT_TOL, (backend.name, diffs)
+        assert diffs['flipped'] <= 1e-4 * raw[0][0].size, (backend.name, diffs)
+        assert len(det) == len(dets[0]), backend.name
+        np.testing.assert_array_equal(det.labels, dets[0].labels)
+        assert np.abs(det.scores - dets[0].scores).max() <= SCORE_TOL, backend.name
+        ious = [_iou(a, b) for a, b in zip(paste_masks(det.masks, size, size),
+                                           paste_masks(dets[0].masks, size, size))]
+        assert min(ious) >= MIN_MASK_IOU, backend.name
+
+
+@pytest.mark.parametrize('dcn', ['v1', 'v2'])
+def test_deformable_conv_exports_to_onnx(dcn, tmp_path, pytestconfig):
+    """Deformable convs (DCNv1 without mask, DCNv2 with one) in the head towers and the
+    mask-feature head of config 9 become ONNX DeformConv (opset 19) and run in
+    onnxruntime. (ResNet-50/101 backbone DCN, configs 2/3/4/7, is the same op.)"""
+    opts = [f'head_dcn={dcn!r}', 'head_dcn_indices=(1,)', 'mask_feat_dcn=True', 'dcn_bias=True']
+    cfg = with_overrides(CONFIGS[NUMBER], opts)
+    paddle.seed(3)
+    model = build_model(cfg)
+    model.eval()
+    weights = str(tmp_path / 'dcn.pdparams')
+    save_checkpoint({k: v.numpy() for k, v in model.state_dict().items()}, weights, NUMBER,
+                    cfg.class_names, 'random')
+    out = tmp_path / 'export'
+    assert export_model.main(['--weights', weights, '--output', str(out), '--format', 'onnx',
+                              '--no-verify', '--opt', *opts]) == 0
+    graph = onnx.load(str(out / 'model.onnx'))
+    # tower conv 1 of both towers on 5 levels + all 8 mask-feature convs (1+1+2+3 + pred)
+    assert sum(n.op_type == 'DeformConv' for n in graph.graph.node) == 5 * 2 + 8
+    assert json.loads((out / 'infer_cfg.json').read_text())['files']['onnx']['opset'] >= 19
+    batch = _batch(*SIZES[1], seed=5)
+    got = OnnxBackend(str(out), threads=1).run_numpy(batch)
+    want = [t.numpy() for t in ExportableSOLOv2(model)(paddle.to_tensor(batch))]
+    diffs = export_model.compare_outputs(got, want)
+    assert max(diffs['scores'], diffs['kernels'], diffs['mask_feat']) <= OUTPUT_TOL, diffs
+
+
+@pytest.mark.parametrize('opts', [['score_threshold=0.999'], ['update_threshold=2.0']],
+                         ids=['no-candidates', 'all-decayed'])
+def test_zero_detections_in_every_backend(hot, opts):
+    """Nothing passes the score threshold, or everything falls below update_threshold
+    after Matrix NMS: every backend returns an empty result of the right shape."""
+    weights, out = hot
+    backends = [DygraphBackend(with_overrides(CONFIGS[NUMBER], opts), weights),
+                InferenceBackend(str(out), threads=1, overrides=opts),
+                OnnxBackend(str(out), threads=1, overrides=opts)]
+    batch = _batch(*SIZES[0], seed=1)
+    for backend in backends:
+        det = backend.infer([batch[0]])[0]
+        assert len(det) == 0 and det.masks.shape == (0, SIZES[0][0] // 4, SIZES[0][1] // 4), backend.name
+        assert det.labels.dtype == np.int64 and det.scores.dtype == np.float32
+
+
+def test_exported_backend_rejects_sizes_out_of_range(hot):
+    backend = OnnxBackend(str(hot[1]), threads=1)
+    with pytest.raises(ValueError, match='multiple of 32'):
+        backend.infer([np.zeros((3, 64, 80), np.float32)])
+    with pytest.raises(ValueError, match='outside'):
+        backend.infer([np.zeros((3, 32, 64), np.float32)])
+
+
+def test_export_errors_are_one_line(hot, tmp_path, capsys):
+    code = export_model.main(['--weights', hot[0], '--output', str(tmp_path / 'x'), '--min-size', '100'])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert err.startswith('error: ') and 'min-size' in err and 'Traceback' not in err
+    code = export_model.main(['--weights', str(tmp_path / 'none.pdparams'), '--output', str(tmp_path / 'x')])
+    assert code == 2
+
+
+# ---- demo.py ----------------------------------------------------------------------------------
+
+@pytest.fixture(scope='module')
+def image_dir(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp('images')
+    for seed, (name, height, width) in enumerate(IMAGES):
+        rng = np.random.RandomState(seed)
+        image = np.full((height, width, 3), rng.randint(0, 255, 3), np.uint8)
+        cv2.rectangle(image, (5, 8), (width // 2, height // 2), (255, 40, 40), -1)
+        cv2.circle(image, (width * 2 // 3, height * 2 // 3), min(height, width) // 5, (30, 200, 60), -1)
+        assert cv2.imwrite(str(folder / name), image)
+    return folder
+
+
+def _demo(args, capsys) -> str:
+    capsys.readouterr()
+    code = demo.main(args)
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    return captured.out
+
+
+def _assert_same_records(records, reference):
+    assert records and len(records) == len(reference)
+    for got, want in zip(records, reference):
+        assert (got['image_id'], got['file_name'], got['category_id']) == \
+            (want['image_id'], want['file_name'], want['category_id'])
+        assert abs(got['score'] - want['score']) <= SCORE_TOL
+        masks = [mask_util.decode({'size': r['segmentation']['size'],
+                                   'counts': r['segmentation']['counts'].encode('ascii')})
+                 for r in (got, want)]
+        assert _iou(*(m.astype(bool) for m in masks)) >= MIN_MASK_IOU
+
+
+@pytest.fixture(scope='module')
+def dygraph_json(hot, image_dir, tmp_path_factory) -> list:
+    folder = tmp_path_factory.mktemp('demo_dygraph')
+    assert demo.main(['--weights', hot[0], '--input', str(image_dir), '--output', str(folder / 'pics'),
+                      '--save-json', str(folder / 'dets.json'), *DEMO_OPTS]) == 0
+    return json.loads((folder / 'dets.json').read_text())
+
+
+@pytest.mark.filterwarnings('ignore::DeprecationWarning')   # pycocotools decode on numpy 2
+@pytest.mark.parametrize('backend', ['onnx', 'inference'])
+def test_demo_exported_backend_writes_the_dygraph_json(backend, hot, image_dir, dygraph_json,
+                                                        tmp_path, capsys):
+    out = _demo(['--backend', backend, '--model-dir', str(hot[1]), '--input', str(image_dir),
+                 '--output', str(tmp_path / 'pics'), '--save-json', str(tmp_path / 'dets.json'),
+                 *DEMO_OPTS], capsys)
+    assert f'config {NUMBER}: {CONFIGS[NUMBER].__name__} ({backend} backend' in out
+    _assert_same_records(json.loads((tmp_path / 'dets.json').read_text()), dygraph_json)
+    assert sorted(p.name for p in (tmp_path / 'pics').iterdir()) == ['a_wide.jpg', 'b_tall.jpg']
+
+
+def test_demo_exported_backend_needs_model_dir(tmp_path, image_dir, capsys):
+    code = demo.main(['--backend', 'onnx', '--input', str(image_dir), '--output', str(tmp_path / 'o')])
+    assert code == 2
+    assert '--model-dir' in capsys.readouterr().err
+    code = demo.main(['--backend', 'onnx', '--model-dir', str(tmp_path), '--input', str(image_dir)])
+    assert code == 2
+    assert 'infer_cfg.json' in capsys.readouterr().err
+
+
+def _frame_count(path: Path) -> int:
+    capture = cv2.VideoCapture(str(path))
+    count = 0
+    while capture.read()[0]:
+        count += 1
+    capture.release()
+    return count
+
+
+@pytest.fixture(scope='module')
+def video(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp('video') / 'clip.mp4'
+    height, width = VIDEO_HW
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*'mp4v'), 10, (width, height))
+    for t in range(VIDEO_FRAMES):
+        frame = np.full((height, width, 3), 90, np.uint8)
+        cv2.circle(frame, (16 + 10 * t, height // 2), 14, (0, 200, 0), -1)
+        writer.write(frame)
+    writer.release()
+    assert _frame_count(path) == VIDEO_FRAMES
+    return path
+
+
+def test_video_input_writes_every_frame(hot, video, tmp_path, capsys):
+    out_path = tmp_path / 'annotated.mp4'
+    out = _demo(['--backend', 'onnx', '--model-dir', str(hot[1]), '--video', str(video),
+                 '--output', str(out_path), '--save-json', str(tmp_path / 'v.json'), *DEMO_OPTS], capsys)
+    assert f'{VIDEO_FRAMES} frames' in out
+    assert _frame_count(out_path) == VIDEO_FRAMES
+    picture = cv2.VideoCapture(str(out_path)).read()[1]
+    assert picture.shape[:2] == VIDEO_HW
+    records = json.loads((tmp_path / 'v.json').read_text())
+    assert {r['image_id'] for r in records} == set(range(VIDEO_FRAMES))
+    # --max-frames, output into a folder
+    _demo(['--weights', hot[0], '--video', str(video), '--output', str(tmp_path / 'folder'),
+           '--max-frames', '2', *DEMO_OPTS], capsys)
+    assert _frame_count(tmp_path / 'folder' / 'clip.mp4') == 2
+
+
+@pytest.mark.filterwarnings('ignore::DeprecationWarning')
+def test_dump_inputs_and_postprocess_raw_reproduce_the_demo(hot, image_dir, tmp_path, capsys):
+    dump, raw = tmp_path / 'dump', tmp_path / 'raw'
+    _demo(['--backend', 'onnx', '--model-dir', str(hot[1]), '--input', str(image_dir),
+           '--output', str(tmp_path / 'pics'), '--save-json', str(tmp_path / 'demo.json'),
+           '--dump-inputs', str(dump), *DEMO_OPTS], capsys)
+    manifest = json.loads((dump / 'manifest.json').read_text())
+    assert [e['file_name'] for e in manifest['images']] == [name for name, _, _ in IMAGES]
+    # a "vendor runtime": onnxruntime on the raw .bin files
+    runtime = OnnxBackend(str(hot[1]), threads=1)
+    raw.mkdir()
+    for entry in manifest['images']:
+        batch = np.fromfile(dump / entry['bin'], np.float32).reshape(entry['input_shape'])
+        np.testing.assert_array_equal(batch, np.load(dump / entry['npy']))
+        assert entry['input_shape'] == [1, 3, *entry['padded_hw']]
+        for name, array in zip(('scores', 'kernels', 'mask_feat'), runtime.run(batch)):
+            np.save(raw / f'{entry["name"]}.{name}.npy', array)
+    capsys.readouterr()
+    assert postprocess_raw.main(['--manifest', str(dump / 'manifest.json'), '--raw', str(raw),
+                                 '--output', str(tmp_path / 'raw_pics'),
+                                 '--save-json', str(tmp_path / 'raw.json')]) == 0
+    _assert_same_records(json.loads((tmp_path / 'raw.json').read_text()),
+                         json.loads((tmp_path / 'demo.json').read_text()))
+    assert sorted(p.name for p in (tmp_path / 'raw_pics').iterdir()) == ['a_wide.jpg', 'b_tall.jpg']
+    for name in ('a_wide.jpg', 'b_tall.jpg'):
+        assert cv2.imread(str(tmp_path / 'raw_pics' / name)).shape == \
+            cv2.imread(str(tmp_path / 'pics' / name)).shape
