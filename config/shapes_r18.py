@@ -23,11 +23,12 @@ class ShapesR18(Light448R18):
     val_images = 'val'
     batch_size = 8
     reference_batch = 8
-    base_lr = 0.02
-    epochs = 12
-    lr_steps = (9, 11)
+    optimizer = 'adamw'         # from scratch, AdamW learns ~3x faster than SGD here
+    base_lr = 0.001
+    epochs = 9                  # 675 iterations: the whole schedule fits in 30 CPU minutes
+    lr_steps = (7,)
     warmup_iters = 100
-    train_shorts = (224, 256, 288)
+    train_shorts = (192, 224, 256)
     train_max = 448
     test_short = 256
     test_max = 448

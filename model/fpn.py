@@ -5,6 +5,8 @@ import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 
+from model.layers import spatial_size
+
 
 class FPN(nn.Layer):
     """Lateral 1x1 convs, nearest x2 top-down sum, 3x3 output convs (all with
@@ -23,7 +25,7 @@ class FPN(nn.Layer):
         laterals = [conv(f) for conv, f in zip(self.lateral, feats)]
         for i in range(len(laterals) - 1, 0, -1):
             finer = laterals[i - 1]
-            laterals[i - 1] = finer + F.interpolate(laterals[i], size=finer.shape[2:],
+            laterals[i - 1] = finer + F.interpolate(laterals[i], size=list(spatial_size(finer)),
                                                     mode='nearest')
         outs = [conv(x) for conv, x in zip(self.output, laterals)]
         outs.append(F.max_pool2d(outs[-1], kernel_size=1, stride=2))

@@ -48,6 +48,10 @@ class DeformConv(nn.Layer):
             mask = F.sigmoid(mask_logits)
         else:
             offset = offset_mask
+            if not paddle.in_dynamic_mode():
+                # to_static: an all-ones mask (the same numbers, x * 1.0), because
+                # paddle2onnx 2.x cannot convert deform_conv2d without one
+                mask = paddle.ones_like(offset[:, :self.num_taps])
         return deform_conv2d(x, offset, self.weight, self.bias, stride=self.stride,
                              padding=self.padding, mask=mask)
 
@@ -105,18 +109,51 @@ class ConvNormAct(nn.Layer):
         return F.relu(x) if self.act else x
 
 
+def spatial_size(x: paddle.Tensor):
+    """(H, W) of x [B, C, H, W]: python ints in dygraph; int tensors from ``paddle.shape``
+    under ``paddle.jit.to_static``, so an exported graph accepts any input size."""
+    if paddle.in_dynamic_mode():
+        return x.shape[2], x.shape[3]
+    shape = paddle.shape(x)
+    return shape[2], shape[3]
+
+
+# Paddle's own linspace kernel (CPU) computes the step and the values in float64 up to
+# Paddle 2.x and in the output dtype since 3.0; ``_linspace_graph`` follows the one
+# installed, so an exported graph has the coordinates of the dygraph model.
+_LINSPACE_DTYPE = 'float64' if int(paddle.__version__.split('.')[0]) == 2 else 'float32'
+
+
+def _linspace_graph(count: paddle.Tensor, dtype) -> paddle.Tensor:
+    """``linspace(-1, 1, count)`` from ops that export for a count known only at run
+    time (paddle2onnx 1.x cannot convert linspace with a tensor count). Same formula
+    as the kernel: the first half counts up from -1, the second half down from 1."""
+    work = _LINSPACE_DTYPE
+    num = paddle.cast(count, work)
+    index = paddle.cast(paddle.arange(0, paddle.cast(count, 'int64'), 1, dtype='int64'), work)
+    step = 2.0 / paddle.clip(num - 1.0, min=1.0)
+    half = paddle.clip(paddle.floor(num * 0.5), min=1.0)
+    values = paddle.where(index < half, step * index - 1.0, 1.0 - step * (num - 1.0 - index))
+    return paddle.cast(values, dtype)
+
+
 def coord_features(x: paddle.Tensor) -> paddle.Tensor:
     """CoordConv channels for a feature map.
 
     x [B, C, H, W] -> [B, 2, H, W]: channel 0 is x = linspace(-1, 1, W) along the
     width, channel 1 is y = linspace(-1, 1, H) along the height.
     """
-    batch, _, height, width = x.shape
-    xs = paddle.linspace(-1.0, 1.0, width, dtype=x.dtype)
-    ys = paddle.linspace(-1.0, 1.0, height, dtype=x.dtype)
-    grid_y, grid_x = paddle.meshgrid(ys, xs)                          # [H, W] each
-    coords = paddle.stack([grid_x, grid_y], axis=0).unsqueeze(0)      # [1, 2, H, W]
-    return paddle.expand(coords, [batch, 2, height, width])
+    if paddle.in_dynamic_mode():
+        batch, _, height, width = x.shape
+        xs = paddle.linspace(-1.0, 1.0, width, dtype=x.dtype)
+        ys = paddle.linspace(-1.0, 1.0, height, dtype=x.dtype)
+    else:   # to_static: sizes are tensors
+        shape = paddle.shape(x)
+        batch, height, width = shape[0], shape[2], shape[3]
+        xs, ys = _linspace_graph(width, x.dtype), _linspace_graph(height, x.dtype)
+    grid_x = paddle.expand(xs.reshape([1, 1, 1, -1]), [batch, 1, height, width])
+    grid_y = paddle.expand(ys.reshape([1, 1, -1, 1]), [batch, 1, height, width])
+    return paddle.concat([grid_x, grid_y], axis=1)
 
 
 def append_coords(x: paddle.Tensor) -> paddle.Tensor:

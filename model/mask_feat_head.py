@@ -9,7 +9,7 @@ from typing import Optional, Sequence
 import paddle
 import paddle.nn as nn
 
-from model.layers import ConvNormAct, append_coords, resize_bilinear
+from model.layers import ConvNormAct, append_coords, resize_bilinear, spatial_size
 
 
 class MaskFeatHead(nn.Layer):
@@ -43,6 +43,7 @@ class MaskFeatHead(nn.Layer):
             for conv in convs:
                 x = conv(x)
                 if i > 0:
-                    x = resize_bilinear(x, [x.shape[2] * 2, x.shape[3] * 2])
+                    height, width = spatial_size(x)
+                    x = resize_bilinear(x, [height * 2, width * 2])
             fused = x if fused is None else fused + x
         return self.pred(fused)

@@ -169,13 +169,32 @@ def segment_image(scores: paddle.Tensor, kernels: paddle.Tensor, mask_feat: padd
                       paddle.gather(decayed, order).numpy())
 
 
+def _as_tensor(array) -> paddle.Tensor:
+    """A paddle tensor as is; a numpy array (or anything array-like) as float32."""
+    if isinstance(array, paddle.Tensor):
+        return array
+    return paddle.to_tensor(np.ascontiguousarray(array, dtype=np.float32))
+
+
+def postprocess_flat(scores, kernels, mask_feat, params: InferenceParams) -> List[Detections]:
+    """The data-dependent part of inference, after the exportable network
+    (``model.export_head.ExportableSOLOv2``): scores [B, K, C] (sigmoid + points-NMS),
+    kernels [B, K, E], mask_feat [B, E, Hf, Wf], numpy arrays or paddle tensors ->
+    one Detections (soft masks) per image."""
+    scores, kernels, mask_feat = _as_tensor(scores), _as_tensor(kernels), _as_tensor(mask_feat)
+    cells = sum(s * s for s in params.num_grids)
+    if scores.shape[1] != cells or kernels.shape[1] != cells:
+        raise ValueError(f'the network outputs {scores.shape[1]} grid cells but num_grids '
+                         f'{tuple(params.num_grids)} has {cells}')
+    strides = paddle.to_tensor(cell_strides(params.num_grids, params.segm_strides))
+    return [segment_image(scores[b], kernels[b], mask_feat[b], strides, params)
+            for b in range(mask_feat.shape[0])]
+
+
 def postprocess(outputs: Dict, params: InferenceParams) -> List[Detections]:
     """Network outputs of a batch -> one Detections (soft masks) per image."""
     scores, kernels = flatten_levels(outputs['cate_logits'], outputs['kernels'])
-    strides = paddle.to_tensor(cell_strides(params.num_grids, params.segm_strides))
-    mask_feat = outputs['mask_feat']
-    return [segment_image(scores[b], kernels[b], mask_feat[b], strides, params)
-            for b in range(mask_feat.shape[0])]
+    return postprocess_flat(scores, kernels, outputs['mask_feat'], params)
 
 
 def paste_masks(soft_masks: np.ndarray, resized_hw: Sequence[int], orig_hw: Sequence[int],

@@ -14,7 +14,7 @@ import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 
-from model.layers import ConvNormAct, append_coords, resize_bilinear
+from model.layers import ConvNormAct, append_coords, resize_bilinear, spatial_size
 
 CATE_PRIOR = 0.01
 
@@ -96,8 +96,9 @@ class SOLOv2Head(nn.Layer):
         strides 8, 8, 16, 32, 32.
         """
         p2, p3, p4, p5, p6 = feats
-        levels = [resize_bilinear(p2, [p2.shape[2] // 2, p2.shape[3] // 2]), p3, p4, p5,
-                  resize_bilinear(p6, p5.shape[2:])]
+        p2_h, p2_w = spatial_size(p2)
+        levels = [resize_bilinear(p2, [p2_h // 2, p2_w // 2]), p3, p4, p5,
+                  resize_bilinear(p6, list(spatial_size(p5)))]
         cate_logits, kernels = [], []
         for feat, grid in zip(levels, self.num_grids):
             kernel_feat = resize_bilinear(append_coords(feat), [grid, grid])  # [B, 256+2, S, S]

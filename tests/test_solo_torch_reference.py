@@ -16,8 +16,8 @@ _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if _ROOT not in sys.path:  # allow running from any cwd / plain `pytest`
     sys.path.insert(0, _ROOT)
 
+from tests.helpers import SHARED_DIR  # noqa: E402
 from tests.reference.solo_torch import (  # noqa: E402
-from tests.helpers import SHARED_DIR
     ARCH_ARGS, build_solo_torch, coord_feat, load_solo_checkpoint)
 
 KEYS_DIR = str(SHARED_DIR / 'solo_keys')
@@ -26,8 +26,6 @@ CONFIGS = sorted(ARCH_ARGS)
 IMG_SHAPE = (1, 3, 192, 256)  # non-square, multiples of 32
 GRIDS = (40, 36, 24, 16, 12)
 
-pytestmark = pytest.mark.skipif(not os.path.exists(GEN),
-                                reason='shared SOLO key lists not available')
 
 
 def _keys_path(cfg):

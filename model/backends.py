@@ -1,0 +1,224 @@
+"""Inference backends behind one interface, used by demo.py and tools/export_model.py.
+
+Every backend runs the exportable network (``model.export_head.ExportableSOLOv2``) on
+a preprocessed batch and returns (scores [B, K, C], kernels [B, K, E],
+mask_feat [B, E, H/4, W/4]); the rest is shared: ``postprocess_flat`` (threshold,
+dynamic convolution, Matrix NMS, top-k) and ``paste_masks``.
+
+- ``DygraphBackend``: the Paddle dygraph model from a checkpoint (config + weights);
+- ``InferenceBackend``: ``paddle.inference`` on an exported model folder (CPU);
+- ``OnnxBackend``: onnxruntime ``CPUExecutionProvider`` on an exported model folder.
+
+The exported backends read ``infer_cfg.json`` from the folder (written by
+tools/export_model.py) for the config, class names, test sizes and thresholds.
+"""
+import json
+import os
+from pathlib import Path
+from typing import List, Optional, Sequence, Tuple
+
+import numpy as np
+import paddle
+
+from config import get_config, with_overrides
+from data.transforms import ImageMeta, batch_images, preprocess
+from model.export_head import OUTPUT_NAMES, ExportableSOLOv2, check_input_size
+from model.postprocess import Detections, InferenceParams, paste_masks, postprocess_flat
+
+INFER_CFG = 'infer_cfg.json'
+PADDLE_PREFIX = 'model'
+ONNX_FILE = 'model.onnx'
+BACKENDS = ('dygraph', 'inference', 'onnx')
+
+
+class BackendError(Exception):
+    """A backend cannot be created (missing files or packages, wrong folder)."""
+
+
+def read_infer_cfg(model_dir: str) -> dict:
+    """The folder's infer_cfg.json as a dict (BackendError if missing/unreadable)."""
+    path = Path(model_dir) / INFER_CFG
+    if not path.is_file():
+        raise BackendError(f'{path} not found (export a model with tools/export_model.py)')
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise BackendError(f'cannot read {path}: {exc}')
+
+
+def config_from_infer_cfg(info: dict, overrides: Sequence[str] = ()):
+    """The config class an export was made with (class list, test sizes and thresholds
+    as stored), with ``--opt`` style overrides on top."""
+    base = get_config(info['config'])
+    changes = {'num_classes': info['num_classes'], 'class_names': tuple(info['class_names']),
+               'test_short': info['test_short'], 'test_max': info['test_max']}
+    for name, value in info['postprocess'].items():
+        changes[name] = tuple(value) if isinstance(value, list) else value
+    return with_overrides(type(base.__name__, (base,), changes), overrides)
+
+
+class Backend:
+    """prepare (numpy) -> infer (network + post-processing) -> finish (masks on the
+    original image), like ``model.predictor.Predictor``. Subclasses implement ``run``."""
+    name = 'backend'
+
+    def __init__(self, cfg, size_range: Optional[Tuple[int, int]] = None):
+        self.cfg = cfg
+        self.params = InferenceParams.from_config(cfg)
+        self.size_range = size_range
+
+    @property
+    def class_names(self) -> Sequence[str]:
+        return self.cfg.class_names
+
+    def prepare(self, image: np.ndarray) -> Tuple[np.ndarray, ImageMeta]:
+        """[H, W, 3] uint8 RGB -> ([3, Hp, Wp] float32, sizes)."""
+        return preprocess(image, self.cfg.test_short, self.cfg.test_max)
+
+    def run(self, batch: np.ndarray):
+        """[B, 3, H, W] float32 -> (scores, kernels, mask_feat), numpy or paddle."""
+        raise NotImplementedError
+
+    def run_numpy(self, batch: np.ndarray) -> List[np.ndarray]:
+        """``run`` with numpy results."""
+        return [t.numpy() if isinstance(t, paddle.Tensor) else np.asarray(t) for t in self.run(batch)]
+
+    def infer(self, inputs: Sequence[np.ndarray]) -> List[Detections]:
+        """Preprocessed images -> soft-mask detections (one per image, [N, Hf, Wf])."""
+        batch = batch_images(inputs)
+        if self.size_range is not None:
+            check_input_size(batch.shape[2], batch.shape[3], *self.size_range)
+        with paddle.no_grad():
+            return postprocess_flat(*self.run(batch), self.params)
+
+    def finish(self, detections: Detections, meta: ImageMeta) -> Detections:
+        """Soft masks -> binary masks [N, H, W] bool on the original image."""
+        masks = paste_masks(detections.masks, meta.resized_hw, meta.orig_hw,
+                            self.params.mask_threshold)
+        return Detections(masks, detections.labels, detections.scores)
+
+    def __call__(self, image: np.ndarray) -> Detections:
+        inputs, meta = self.prepare(image)
+        return self.finish(self.infer([inputs])[0], meta)
+
+
+class DygraphBackend(Backend):
+    """The dygraph model of ``model.predictor.Predictor`` (config + weights; the
+    class list comes from the checkpoint's sidecar)."""
+    name = 'dygraph'
+
+    def __init__(self, cfg, weights: Optional[str] = None, device: Optional[str] = None):
+        from model.predictor import Predictor
+        predictor = Predictor(cfg, weights, device)
+        super().__init__(predictor.cfg)
+        self.model = predictor.model
+        self.net = ExportableSOLOv2(self.model)
+        self.net.eval()
+
+    def run(self, batch: np.ndarray):
+        with paddle.no_grad():
+            return self.net(paddle.to_tensor(batch))
+
+
+class _Exported(Backend):
+    """Common part of the backends that read an exported folder."""
+
+    def __init__(self, model_dir: str, overrides: Sequence[str] = ()):
+        self.model_dir = Path(model_dir)
+        self.info = read_infer_cfg(model_dir)
+        self.number = self.info['config']
+        size = self.info['input']
+        super().__init__(config_from_infer_cfg(self.info, overrides),
+                         (size['min_size'], size['max_size']))
+
+
+def _threads(threads: int) -> int:
+    return threads or os.cpu_count() or 1
+
+
+class InferenceBackend(_Exported):
+    """Paddle Inference (``paddle.inference``) on CPU: ``threads`` math threads
+    (0 = every core), oneDNN when ``mkldnn``."""
+    name = 'inference'
+
+    def __init__(self, model_dir: str, threads: int = 0, mkldnn: bool = False,
+                 overrides: Sequence[str] = ()):
+        super().__init__(model_dir, overrides)
+        import paddle.inference as paddle_infer
+        files = self.info.get('files', {}).get('paddle')
+        if not files:
+            raise BackendError(f'{model_dir} has no Paddle Inference model (export with --format paddle or both)')
+        model_file, params_file = self.model_dir / files['model'], self.model_dir / files['params']
+        for path in (model_file, params_file):
+            if not path.is_file():
+                raise BackendError(f'{path} not found')
+        if model_file.suffix == '.json' and int(paddle.__version__.split('.')[0]) < 3:
+            raise BackendError(f'{model_file} was written by Paddle >= 3 (PIR); Paddle '
+                               f'{paddle.__version__} reads only .pdmodel: export again with it')
+        config = paddle_infer.Config(str(model_file), str(params_file))
+        config.disable_gpu()
+        config.set_cpu_math_library_num_threads(_threads(threads))
+        if mkldnn:
+            config.enable_mkldnn()
+            if model_file.suffix == '.json':
+                # Paddle 3 PIR: oneDNN bilinear/nearest interpolate fails ("ConvertPirAttribute2
+                # RuntimeAttribute not support ArrayAttribute<DoubleAttribute>"); without the
+                # placement pass only the fused oneDNN kernels (convolutions) are used
+                config.delete_pass('onednn_placement_pass')
+        else:
+            config.disable_mkldnn()
+        if hasattr(config, 'disable_glog_info'):
+            config.disable_glog_info()
+        self.predictor = paddle_infer.create_predictor(config)
+        self.input = self.predictor.get_input_handle(self.predictor.get_input_names()[0])
+        self.outputs = [self.predictor.get_output_handle(n) for n in self.predictor.get_output_names()]
+        if len(self.outputs) != len(OUTPUT_NAMES):
+            raise BackendError(f'{model_file} has {len(self.outputs)} outputs, expected {len(OUTPUT_NAMES)}')
+
+    def run(self, batch: np.ndarray) -> List[np.ndarray]:
+        self.input.reshape(list(batch.shape))
+        self.input.copy_from_cpu(np.ascontiguousarray(batch, dtype=np.float32))
+        self.predictor.run()
+        return [handle.copy_to_cpu() for handle in self.outputs]
+
+
+class OnnxBackend(_Exported):
+    """onnxruntime on CPU with ``threads`` intra-op threads (0 = every core)."""
+    name = 'onnx'
+
+    def __init__(self, model_dir: str, threads: int = 0, overrides: Sequence[str] = ()):
+        super().__init__(model_dir, overrides)
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            raise BackendError('the onnx backend needs onnxruntime: pip install -r requirements-deploy.txt')
+        files = self.info.get('files', {}).get('onnx')
+        if not files:
+            raise BackendError(f'{model_dir} has no ONNX model (export with --format onnx or both)')
+        path = self.model_dir / files['model']
+        if not path.is_file():
+            raise BackendError(f'{path} not found')
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = _threads(threads)
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3
+        self.session = ort.InferenceSession(str(path), options, providers=['CPUExecutionProvider'])
+        self.input_name = self.session.get_inputs()[0].name
+        self.output_names = list(OUTPUT_NAMES)
+
+    def run(self, batch: np.ndarray) -> List[np.ndarray]:
+        return self.session.run(self.output_names,
+                                {self.input_name: np.ascontiguousarray(batch, dtype=np.float32)})
+
+
+def create_backend(kind: str, cfg=None, weights: Optional[str] = None, model_dir: Optional[str] = None,
+                   device: Optional[str] = None, threads: int = 0, mkldnn: bool = False,
+                   overrides: Sequence[str] = ()) -> Backend:
+    """A backend by name: 'dygraph' (cfg + weights) or 'inference' / 'onnx' (model_dir)."""
+    if kind == 'dygraph':
+        return DygraphBackend(cfg, weights, device)
+    if kind == 'inference':
+        return InferenceBackend(model_dir, threads, mkldnn, overrides)
+    if kind == 'onnx':
+        return OnnxBackend(model_dir, threads, overrides)
+    raise BackendError(f"unknown backend '{kind}' (expected one of {', '.join(BACKENDS)})")

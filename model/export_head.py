@@ -1,0 +1,88 @@
+"""The exportable part of SOLOv2 inference.
+
+Deployment splits inference in two (see README "Deployment"):
+
+- the network and the fixed-shape part of the post-processing, which
+  ``ExportableSOLOv2`` runs and ``paddle.jit.save`` / paddle2onnx export:
+  images [B, 3, H, W] -> ``scores`` [B, K, C] (sigmoid + points-NMS),
+  ``kernels`` [B, K, E] and ``mask_feat`` [B, E, H/4, W/4]
+  (K = sum of S*S over the levels, cells in level order then row-major);
+- the data-dependent rest (score threshold, dynamic convolution, area filter,
+  Matrix NMS, top-k), which stays in Python: ``model.postprocess.postprocess_flat``.
+
+H and W may be any multiples of 32 (``MIN_SIZE`` .. the export's ``--max-size``);
+the graph has no size baked in.
+"""
+from typing import Tuple
+
+import paddle
+import paddle.nn as nn
+from paddle.static import InputSpec
+
+from model.layers import DeformConv
+from model.postprocess import flatten_levels
+from model.solov2 import SOLOv2
+
+SIZE_DIVISOR = 32
+MIN_SIZE = 64          # P5 (stride 32) must be at least 2x2 for the CoordConv channels
+INPUT_NAME = 'image'
+OUTPUT_NAMES = ('scores', 'kernels', 'mask_feat')
+
+
+class ExportableSOLOv2(nn.Layer):
+    """SOLOv2 + ``flatten_levels``: the static-graph-friendly part of inference.
+    The wrapped model is shared, not copied; its parameters keep their names under
+    ``model.``."""
+
+    def __init__(self, model: SOLOv2):
+        super().__init__()
+        self.model = model
+
+    def forward(self, images: paddle.Tensor
+                ) -> Tuple[paddle.Tensor, paddle.Tensor, paddle.Tensor]:
+        """images [B, 3, H, W] normalised -> (scores [B, K, C], kernels [B, K, E],
+        mask_feat [B, E, H/4, W/4])."""
+        outputs = self.model(images)
+        scores, kernels = flatten_levels(outputs['cate_logits'], outputs['kernels'])
+        return scores, kernels, outputs['mask_feat']
+
+
+def check_input_size(height: int, width: int, min_size: int = MIN_SIZE,
+                     max_size: int = 0) -> None:
+    """Raise ValueError unless H and W are multiples of 32 within [min_size, max_size]
+    (max_size 0 = no upper limit)."""
+    for name, side in (('height', height), ('width', width)):
+        if side % SIZE_DIVISOR:
+            raise ValueError(f'input {name} {side} is not a multiple of {SIZE_DIVISOR}')
+        if side < min_size or (max_size and side > max_size):
+            raise ValueError(f'input {name} {side} is outside the exported range '
+                             f'{min_size}..{max_size or "any"}')
+
+
+def has_deformable_conv(model: nn.Layer) -> bool:
+    """Whether any layer of ``model`` is a deformable convolution."""
+    return any(isinstance(layer, DeformConv) for layer in model.sublayers())
+
+
+def _keep_zero_argument_super(model: nn.Layer) -> None:
+    """Paddle 2.x's dy2static cannot transform a forward that calls ``super()``
+    without arguments ("super(): __class__ cell not found"). Such forwards have no
+    tensor-dependent control flow here, so they are marked to run unconverted."""
+    for layer in model.sublayers(include_self=True):
+        forward = type(layer).forward
+        if '__class__' in forward.__code__.co_freevars:
+            paddle.jit.not_to_static(forward)
+
+
+def save_inference_model(model: SOLOv2, prefix: str) -> None:
+    """Trace ``ExportableSOLOv2(model)`` (eval mode) with input [None, 3, None, None]
+    and write it with ``paddle.jit.save``: PREFIX.json (Paddle >= 3, PIR) or
+    PREFIX.pdmodel (Paddle 2.x), plus PREFIX.pdiparams."""
+    model.eval()
+    if int(paddle.__version__.split('.')[0]) < 3:
+        _keep_zero_argument_super(model)
+    net = ExportableSOLOv2(model)
+    net.eval()
+    spec = [InputSpec([None, 3, None, None], 'float32', INPUT_NAME)]
+    static = paddle.jit.to_static(net, input_spec=spec, full_graph=True)
+    paddle.jit.save(static, prefix)
