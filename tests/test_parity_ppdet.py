@@ -25,7 +25,8 @@ SCORE_TOL = 1e-4
 MIN_MASK_IOU = 0.999
 IMAGE_HW = (192, 256)
 # ppdet family -> our config; None = the converter CLI must detect it
-FAMILIES = {'r50_fpn': 0, 'r50_enhance': 3, 'r101_vd_dcn': 4, 'light_r50_vd_dcn_v05': 2}
+FAMILIES = {'r50_fpn': 0, 'r50_enhance': 3, 'r101_vd_dcn': 4, 'light_r50_vd_dcn_v05': 2,
+            'light448_r50': 1}
 CLI_CONFIGS = (0, 3, 4)
 
 

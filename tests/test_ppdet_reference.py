@@ -15,6 +15,7 @@ SIZES = {
     "r50_enhance": (256, 320),
     "light_r50_vd_dcn_v05": (256, 320),
     "r101_vd_dcn": (192, 256),
+    "light448_r50": (256, 320),
 }
 # (solo_kernel E, mask-feature E) per family
 WIDTHS = {
@@ -22,6 +23,7 @@ WIDTHS = {
     "r50_enhance": 128,
     "light_r50_vd_dcn_v05": 128,
     "r101_vd_dcn": 256,
+    "light448_r50": 128,
 }
 ALIASES = [
     ("solov2_head.solo_cate.bias", "solov2_head.bbox_head.solo_cate.bias"),

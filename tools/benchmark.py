@@ -8,7 +8,9 @@ same images, and the same number of CPU threads. Measured:
 - model-only latency (network forward, median of runs);
 - end-to-end images/s of demo-style inference: read, preprocess, network,
   post-process, masks at the original size, COCO RLE encoding and drawing. Ours runs
-  pipelined (data/pipeline.py); PaddleDetection runs its own preprocessing operators,
+  pipelined (data/pipeline.py), once in dygraph (`demo.py`'s default) and once through
+  the exported Paddle Inference model with oneDNN (`tools/export_model.py`, then
+  `demo.py --backend inference --mkldnn`); PaddleDetection runs its own preprocessing operators,
   its own post-processing (get_seg) and then the same encoding/drawing, one image at a
   time, as its tools/infer.py does;
 - the share of wall time our model stage is busy, Matrix NMS time for 100 and 500
@@ -33,18 +35,19 @@ if str(ROOT) not in sys.path:
 import numpy as np  # noqa: E402
 import paddle  # noqa: E402
 
-from config import CONFIGS  # noqa: E402
+from config import CONFIGS, with_overrides  # noqa: E402
 from convert import ppdet2paddle  # noqa: E402
 from convert.common import convert  # noqa: E402
 from data.pipeline import run_pipeline  # noqa: E402
 from data.results import encode_mask_rle  # noqa: E402
 from data.transforms import read_image  # noqa: E402
 from data.visualize import draw_instances  # noqa: E402
-from model.build import build_model  # noqa: E402
 from model.checkpoint import save_checkpoint  # noqa: E402
 from model.postprocess import matrix_nms  # noqa: E402
 from model.predictor import Predictor  # noqa: E402
+from model.backends import InferenceBackend, OnnxBackend  # noqa: E402
 from model.runtime import setup  # noqa: E402
+from tools.export_model import export  # noqa: E402
 
 # our config -> PaddleDetection architecture built in tests/reference/ppdet_ref.py
 REFERENCE_FAMILY = {0: 'r50_fpn', 1: 'light448_r50', 2: 'light_r50_vd_dcn_v05',
@@ -54,8 +57,8 @@ REFERENCE_FAMILY = {0: 'r50_fpn', 1: 'light448_r50', 2: 'light_r50_vd_dcn_v05',
 def make_images(folder: Path, count: int, size: int) -> list:
     """``count`` synthetic shapes images of size x size px (tools/make_shapes_dataset.py)."""
     from tools.make_shapes_dataset import generate_split
-    generate_split(folder, 'bench', count, size, seed=7)
-    return sorted((folder / 'bench').glob('*.jpg'))
+    generate_split(folder, 'val', count, size, seed=7)
+    return sorted((folder / 'val').glob('*.jpg'))
 
 
 def reference_and_weights(number: int, folder: Path):
@@ -128,8 +131,9 @@ def finish_work(image, masks, labels, scores, class_names) -> None:
     draw_instances(image, masks, labels, scores, class_names)
 
 
-def ours_end_to_end(predictor: Predictor, paths) -> tuple:
-    """(images/s, model-busy share) of the pipelined demo path."""
+def ours_end_to_end(predictor, paths) -> tuple:
+    """(images/s, model-busy share) of the pipelined demo path; ``predictor`` is a
+    ``Predictor`` or an exported backend (same prepare / infer / finish)."""
     def load(path):
         image = read_image(path)
         return image, predictor.prepare(image)
@@ -187,58 +191,117 @@ def ppdet_network(reference, images: paddle.Tensor):
     return reference.solov2_head(feats)
 
 
-def benchmark_config(number: int, paths, runs: int, folder: Path, machine_gflops: float) -> dict:
-    cfg = CONFIGS[number]
+BACKENDS = ('dygraph', 'inference', 'inference-onednn', 'onnx')
+
+
+def exported_backend(kind: str, number: int, cfg, weights: str, folder: Path, threads: int):
+    """An exported model's backend by name (exporting once per config)."""
+    export_dir = folder / f'export{number}'
+    if not (export_dir / 'infer_cfg.json').is_file():
+        export(number, cfg, weights, export_dir, fmt='both', check=False)
+    if kind == 'onnx':
+        return OnnxBackend(str(export_dir), threads)
+    return InferenceBackend(str(export_dir), threads, mkldnn=kind == 'inference-onednn')
+
+
+def network_seconds(kind: str, backend, batch: np.ndarray, runs: int) -> float:
+    """Median seconds of the network alone on one preprocessed ``batch`` [1, 3, H, W]."""
+    if kind == 'dygraph':
+        images = paddle.to_tensor(batch)
+        with paddle.no_grad():
+            return median_seconds(lambda: backend.model(images)['mask_feat'].numpy(), runs)
+    return median_seconds(lambda: backend.run(batch), runs)
+
+
+def benchmark_config(number: int, paths, runs: int, folder: Path, machine_gflops: float,
+                     threads: int, backends, overrides=()) -> dict:
+    """Every measurement of one config: a summary dict with one entry per backend."""
+    cfg = with_overrides(CONFIGS[number], overrides)
     reference, weights = reference_and_weights(number, folder)
     predictor = Predictor(cfg, weights)
     inputs, meta = predictor.prepare(read_image(paths[0]))
-    images = paddle.to_tensor(inputs[None])
+    batch = inputs[None]
     with paddle.no_grad():
-        ours_model = median_seconds(lambda: predictor.model(images)['mask_feat'].numpy(), runs)
-        ref_model = median_seconds(lambda: ppdet_network(reference, images)[0][0].numpy(), runs)
-    gflop = network_gflop(predictor.model, images)
-    ours_fps, busy = ours_end_to_end(predictor, paths)
+        ref_model = median_seconds(lambda: ppdet_network(reference, paddle.to_tensor(batch))[0][0].numpy(), runs)
     ref_fps = ppdet_end_to_end(reference, paths, cfg)
     mask_hw = (meta.padded_hw[0] // 4, meta.padded_hw[1] // 4)
-    row = {'config': number, 'name': cfg.__name__, 'input': f'{meta.padded_hw[0]}x{meta.padded_hw[1]}',
-           'gflop': gflop, 'ours_model_s': ours_model, 'ppdet_model_s': ref_model,
-           'ours_fps': ours_fps, 'ppdet_fps': ref_fps, 'speedup': ours_fps / ref_fps,
-           'busy': busy, 'nms100_ms': 1e3 * matrix_nms_seconds(100, mask_hw),
-           'nms500_ms': 1e3 * matrix_nms_seconds(500, mask_hw),
-           'machine_share': gflop / ours_model / machine_gflops}
-    print(format_row(row), flush=True)
-    return row
+    summary = {'config': number, 'name': cfg.__name__, 'input': f'{meta.padded_hw[0]}x{meta.padded_hw[1]}',
+               'gflop': network_gflop(predictor.model, paddle.to_tensor(batch)),
+               'machine_gflops': machine_gflops, 'ppdet_model_s': ref_model, 'ppdet_fps': ref_fps,
+               'nms100_ms': 1e3 * matrix_nms_seconds(100, mask_hw),
+               'nms500_ms': 1e3 * matrix_nms_seconds(500, mask_hw), 'backends': []}
+    for kind in backends:
+        backend = predictor if kind == 'dygraph' else exported_backend(kind, number, cfg, weights, folder, threads)
+        model_s = network_seconds(kind, backend, batch, runs)
+        fps, busy = ours_end_to_end(backend, paths)
+        summary['backends'].append({'backend': kind, 'model_s': model_s, 'fps': fps, 'busy': busy,
+                                    'speedup': fps / ref_fps,
+                                    'machine_share': summary['gflop'] / model_s / machine_gflops})
+        print(format_backend(summary, summary['backends'][-1]), flush=True)
+    print(format_backend(summary, None), flush=True)
+    return summary
 
 
-HEADER = ('| config | input | GFLOP | model s (ours / ppdet) | end-to-end img/s (ours / ppdet) | '
-          'speed-up | model busy | Matrix NMS 100 / 500 ms | share of matmul peak |\n'
-          '|---|---|---|---|---|---|---|---|---|')
+HEADER = ('| config | input | implementation | network s | end-to-end img/s | vs PaddleDetection | '
+          'model busy | share of matmul peak |\n|---|---|---|---|---|---|---|---|')
 
 
-def format_row(r: dict) -> str:
-    return (f"| {r['config']} {r['name']} | {r['input']} | {r['gflop']:.0f} | "
-            f"{r['ours_model_s']:.2f} / {r['ppdet_model_s']:.2f} | {r['ours_fps']:.2f} / {r['ppdet_fps']:.2f} | "
-            f"{r['speedup']:.2f}x | {100 * r['busy']:.0f}% | {r['nms100_ms']:.0f} / {r['nms500_ms']:.0f} | "
-            f"{100 * r['machine_share']:.0f}% |")
+def format_backend(summary: dict, row) -> str:
+    """One table row: a backend of ours, or PaddleDetection when ``row`` is None."""
+    head = f"| {summary['config']} {summary['name']} | {summary['input']} |"
+    if row is None:
+        share = summary['gflop'] / summary['ppdet_model_s'] / summary['machine_gflops']
+        return (f"{head} PaddleDetection 2.6 (dygraph) | {summary['ppdet_model_s']:.2f} | "
+                f"{summary['ppdet_fps']:.2f} | 1.00x | - | {100 * share:.0f}% |")
+    return (f"{head} ours, {row['backend']} | {row['model_s']:.2f} | {row['fps']:.2f} | "
+            f"{row['speedup']:.2f}x | {100 * row['busy']:.0f}% | {100 * row['machine_share']:.0f}% |")
 
 
-def write_report(rows, out: Path, machine: str, count: int, size: int) -> None:
+def config_facts(summary: dict) -> str:
+    return (f"| {summary['config']} {summary['name']} | {summary['input']} | {summary['gflop']:.0f} | "
+            f"{summary['nms100_ms']:.1f} / {summary['nms500_ms']:.1f} | "
+            f"{summary['nms500_ms'] / 1e3 / summary['backends'][0]['model_s']:.3f} |")
+
+
+def write_report(summaries, out: Path, machine: str, count: int, size: int) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     lines = ['# Benchmark', '', f'Machine: {machine}.', '',
-             f'{count} synthetic {size}x{size} images, same weights and threads for both; '
-             'command: `python tools/benchmark.py ' + ' '.join(sys.argv[1:]) + '`.', '', HEADER]
-    lines += [format_row(r) for r in rows]
+             f'{count} synthetic {size}x{size} images (tools/make_shapes_dataset.py), the same '
+             'random weights (a PaddleDetection model, saved and converted) and the same threads '
+             'for every implementation; command: `python tools/benchmark.py '
+             + ' '.join(sys.argv[1:]) + '`.', '',
+             'Implementations: "dygraph" is the Paddle model as `demo.py` runs it by default; '
+             '"inference", "inference-onednn" and "onnx" are the same weights exported with '
+             '`tools/export_model.py` and run by Paddle Inference (without / with oneDNN) and '
+             'onnxruntime (`demo.py --backend inference [--mkldnn] | onnx`). Ours run the demo '
+             'pipeline (reading and preprocessing, then mask pasting, RLE encoding and drawing, '
+             'in worker threads). PaddleDetection runs its own preprocessing operators, network '
+             'and post-processing (`get_seg`), then the same encoding and drawing, one image at '
+             'a time as its `tools/infer.py` does. "model busy" is the share of wall time our '
+             'network stage was running; "share of matmul peak" is the network\'s GFLOP per '
+             'second over this machine\'s float32 matmul GFLOP/s.', '', HEADER]
+    for summary in summaries:
+        lines += [format_backend(summary, row) for row in summary['backends']]
+        lines.append(format_backend(summary, None))
+    lines += ['', '| config | input | network GFLOP | Matrix NMS 100 / 500 candidates, ms | '
+              'NMS 500 / dygraph network time |', '|---|---|---|---|---|']
+    lines += [config_facts(summary) for summary in summaries]
     out.with_suffix('.md').write_text('\n'.join(lines) + '\n')
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
-    fig, axis = plt.subplots(figsize=(1.8 + 1.6 * len(rows), 3.6))
-    xs = np.arange(len(rows))
-    axis.bar(xs - 0.2, [r['ours_fps'] for r in rows], 0.4, label='this toolkit')
-    axis.bar(xs + 0.2, [r['ppdet_fps'] for r in rows], 0.4, label='PaddleDetection 2.6')
-    axis.set_xticks(xs, [f"config {r['config']}" for r in rows])
-    axis.set(ylabel='end-to-end images/s', title='SOLOv2 inference on this CPU')
-    axis.legend()
+    names = [row['backend'] for row in summaries[0]['backends']] + ['PaddleDetection']
+    width = 0.8 / len(names)
+    fig, axis = plt.subplots(figsize=(3 + 2.2 * len(summaries), 3.8))
+    xs = np.arange(len(summaries))
+    for index, name in enumerate(names):
+        values = [s['ppdet_fps'] if name == 'PaddleDetection' else s['backends'][index]['fps']
+                  for s in summaries]
+        axis.bar(xs + (index - (len(names) - 1) / 2) * width, values, width,
+                 label=name if name == 'PaddleDetection' else f'ours, {name}')
+    axis.set_xticks(xs, [f"config {s['config']}\n{s['input']}" for s in summaries])
+    axis.set(ylabel='end-to-end images/s', title='SOLOv2 inference on this CPU (higher is better)')
+    axis.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(out.with_suffix('.png'), dpi=90)
     plt.close(fig)
@@ -248,11 +311,15 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--configs', type=int, nargs='+', default=[1, 2],
                         help=f'configs to measure (with a PaddleDetection counterpart: {sorted(REFERENCE_FAMILY)})')
+    parser.add_argument('--backends', nargs='+', choices=BACKENDS, default=list(BACKENDS),
+                        help='our implementations to measure (default: all)')
     parser.add_argument('--num-images', type=int, default=8)
     parser.add_argument('--size', type=int, default=640, help='side of the square test images')
-    parser.add_argument('--runs', type=int, default=3, help='model-only timing runs')
-    parser.add_argument('--threads', type=int, default=0, help='CPU threads for both (default: every core)')
+    parser.add_argument('--runs', type=int, default=3, help='network-only timing runs')
+    parser.add_argument('--threads', type=int, default=0, help='CPU threads for all (default: every core)')
     parser.add_argument('--out', default='docs/benchmark', help='report path without suffix')
+    parser.add_argument('--opt', nargs='+', default=[], metavar='NAME=VALUE',
+                        help='config overrides for every config, e.g. test_short=320 test_max=320')
     args = parser.parse_args(argv)
     unknown = [n for n in args.configs if n not in REFERENCE_FAMILY]
     if unknown:
@@ -264,8 +331,9 @@ def main(argv=None) -> int:
         machine = (f'{platform.machine()}, {os.cpu_count()} cores, {args.threads or os.cpu_count()} '
                    f'threads, Paddle {paddle.__version__}, matmul {machine_gflops:.0f} GFLOP/s')
         print(f'{machine}\n{HEADER}', flush=True)
-        rows = [benchmark_config(n, paths, args.runs, Path(tmp), machine_gflops) for n in args.configs]
-    write_report(rows, Path(args.out), machine, args.num_images, args.size)
+        summaries = [benchmark_config(n, paths, args.runs, Path(tmp), machine_gflops, args.threads,
+                                      args.backends, args.opt) for n in args.configs]
+    write_report(summaries, Path(args.out), machine, args.num_images, args.size)
     print(f'wrote {args.out}.md and {args.out}.png')
     return 0
 
