@@ -59,7 +59,8 @@ def config_from_infer_cfg(info: dict, overrides: Sequence[str] = ()):
 
 class Backend:
     """prepare (numpy) -> infer (network + post-processing) -> finish (masks on the
-    original image), like ``model.predictor.Predictor``. Subclasses implement ``run``."""
+    original image). Subclasses implement ``run`` (the exportable network's three
+    outputs), or ``infer`` itself as ``model.predictor.Predictor`` does."""
     name = 'backend'
 
     def __init__(self, cfg, size_range: Optional[Tuple[int, int]] = None):
