@@ -39,7 +39,7 @@ from data.pipeline import run_pipeline
 from data.results import instances_to_coco, write_json
 from data.transforms import IMAGENET_MEAN_RGB, IMAGENET_STD_RGB, read_image
 from data.visualize import draw_instances
-from model.backends import BACKENDS, BackendError, DygraphBackend, create_backend
+from model.backends import BACKENDS, BackendError, create_backend
 from model.checkpoint import CheckpointError
 from model.export_head import OUTPUT_NAMES
 from model.runtime import setup
@@ -179,7 +179,7 @@ def make_backend(args):
                 f'weights not found: {args.weights} (convert a checkpoint first, e.g. '
                 'python convert/ppdet2paddle.py SRC.pdparams weights/model.pdparams)')
         number, cfg = resolve_config(args)
-        return number, DygraphBackend(cfg, args.weights, setup(args.device, args.threads))
+        return number, create_backend('dygraph', cfg, args.weights, device=setup(args.device, args.threads))
     if not args.model_dir:
         raise ValueError(f'--backend {args.backend} needs --model-dir (a folder from tools/export_model.py)')
     if args.device not in (None, 'cpu'):

@@ -5,13 +5,14 @@ a preprocessed batch and returns (scores [B, K, C], kernels [B, K, E],
 mask_feat [B, E, H/4, W/4]); the rest is shared: ``postprocess_flat`` (threshold,
 dynamic convolution, Matrix NMS, top-k) and ``paste_masks``.
 
-- ``DygraphBackend``: the Paddle dygraph model from a checkpoint (config + weights);
+- ``model.predictor.Predictor``: the Paddle dygraph model from a checkpoint (config + weights);
 - ``InferenceBackend``: ``paddle.inference`` on an exported model folder (CPU);
 - ``OnnxBackend``: onnxruntime ``CPUExecutionProvider`` on an exported model folder.
 
 The exported backends read ``infer_cfg.json`` from the folder (written by
 tools/export_model.py) for the config, class names, test sizes and thresholds.
 """
+import abc
 import json
 import os
 from pathlib import Path
@@ -22,7 +23,7 @@ import paddle
 
 from config import get_config, with_overrides
 from data.transforms import ImageMeta, batch_images, preprocess
-from model.export_head import OUTPUT_NAMES, ExportableSOLOv2, check_input_size
+from model.export_head import OUTPUT_NAMES, check_input_size
 from model.postprocess import Detections, InferenceParams, paste_masks, postprocess_flat
 
 INFER_CFG = 'infer_cfg.json'
@@ -57,10 +58,9 @@ def config_from_infer_cfg(info: dict, overrides: Sequence[str] = ()):
     return with_overrides(type(base.__name__, (base,), changes), overrides)
 
 
-class Backend:
+class Backend(abc.ABC):
     """prepare (numpy) -> infer (network + post-processing) -> finish (masks on the
-    original image). Subclasses implement ``run`` (the exportable network's three
-    outputs), or ``infer`` itself as ``model.predictor.Predictor`` does."""
+    original image). Subclasses implement ``run``: the exportable network's three outputs."""
     name = 'backend'
 
     def __init__(self, cfg, size_range: Optional[Tuple[int, int]] = None):
@@ -76,9 +76,9 @@ class Backend:
         """[H, W, 3] uint8 RGB -> ([3, Hp, Wp] float32, sizes)."""
         return preprocess(image, self.cfg.test_short, self.cfg.test_max)
 
+    @abc.abstractmethod
     def run(self, batch: np.ndarray):
         """[B, 3, H, W] float32 -> (scores, kernels, mask_feat), numpy or paddle."""
-        raise NotImplementedError
 
     def run_numpy(self, batch: np.ndarray) -> List[np.ndarray]:
         """``run`` with numpy results."""
@@ -101,24 +101,6 @@ class Backend:
     def __call__(self, image: np.ndarray) -> Detections:
         inputs, meta = self.prepare(image)
         return self.finish(self.infer([inputs])[0], meta)
-
-
-class DygraphBackend(Backend):
-    """The dygraph model of ``model.predictor.Predictor`` (config + weights; the
-    class list comes from the checkpoint's sidecar)."""
-    name = 'dygraph'
-
-    def __init__(self, cfg, weights: Optional[str] = None, device: Optional[str] = None):
-        from model.predictor import Predictor
-        predictor = Predictor(cfg, weights, device)
-        super().__init__(predictor.cfg)
-        self.model = predictor.model
-        self.net = ExportableSOLOv2(self.model)
-        self.net.eval()
-
-    def run(self, batch: np.ndarray):
-        with paddle.no_grad():
-            return self.net(paddle.to_tensor(batch))
 
 
 class _Exported(Backend):
@@ -217,7 +199,8 @@ def create_backend(kind: str, cfg=None, weights: Optional[str] = None, model_dir
                    overrides: Sequence[str] = ()) -> Backend:
     """A backend by name: 'dygraph' (cfg + weights) or 'inference' / 'onnx' (model_dir)."""
     if kind == 'dygraph':
-        return DygraphBackend(cfg, weights, device)
+        from model.predictor import Predictor      # it builds on Backend, defined here
+        return Predictor(cfg, weights, device)
     if kind == 'inference':
         return InferenceBackend(model_dir, threads, mkldnn, overrides)
     if kind == 'onnx':

@@ -1,29 +1,29 @@
 """Config + weights -> instances on images. Split in three steps so a pipeline can
 run them on different threads: ``prepare`` (numpy), ``infer`` (Paddle) and
 ``finish`` (numpy/OpenCV)."""
-from typing import List, Optional, Sequence
+from typing import Optional
 
 import numpy as np
 import paddle
 
 from config import with_classes
-from data.transforms import batch_images
 from model.backends import Backend
 from model.build import build_model
 from model.checkpoint import CheckpointError, load_weights, read_sidecar
-from model.postprocess import Detections, postprocess
+from model.export_head import ExportableSOLOv2
 from model.runtime import default_device
 
 
 class Predictor(Backend):
-    """SOLOv2 inference for one config on the dygraph model's own outputs
-    (``prepare``, ``finish`` and ``__call__`` come from ``Backend``).
+    """SOLOv2 inference for one config with the Paddle dygraph model: the 'dygraph'
+    backend (``prepare``, ``infer``, ``finish`` and ``__call__`` come from ``Backend``).
 
     Args:
         cfg: config class; its class list is replaced by the checkpoint sidecar's.
         weights: project checkpoint (.pdparams); None keeps the random init (tests).
         device: 'cpu' or 'gpu' (default: ``default_device()``).
     """
+    name = 'dygraph'
 
     def __init__(self, cfg, weights: Optional[str] = None, device: Optional[str] = None):
         if device is not None or weights is not None:
@@ -41,6 +41,7 @@ class Predictor(Backend):
                     raise CheckpointError(f"{exc} (it was made for --config={meta['config']})")
                 raise
         self.model.eval()
+        self.net = ExportableSOLOv2(self.model)
 
     @classmethod
     def for_model(cls, model: paddle.nn.Layer, cfg) -> 'Predictor':
@@ -48,13 +49,13 @@ class Predictor(Backend):
         predictor = cls.__new__(cls)
         Backend.__init__(predictor, cfg)
         predictor.model = model
+        predictor.net = ExportableSOLOv2(model)
         return predictor
 
-    def infer(self, inputs: Sequence[np.ndarray]) -> List[Detections]:
-        """Preprocessed images -> soft-mask detections (one per image, [N, Hf, Wf])."""
+    def run(self, batch: np.ndarray):
+        """[B, 3, H, W] float32 -> (scores [B, K, C], kernels [B, K, E], mask_feat [B, E, H/4, W/4])."""
         with paddle.no_grad():
-            outputs = self.model(paddle.to_tensor(batch_images(inputs)))
-            return postprocess(outputs, self.params)
+            return self.net(paddle.to_tensor(batch))
 
 
 __all__ = ['Predictor', 'CheckpointError']

@@ -21,7 +21,8 @@ import pytest
 import demo
 from config import CONFIGS, with_overrides
 from data.transforms import normalize
-from model.backends import DygraphBackend, InferenceBackend, OnnxBackend
+from model.backends import InferenceBackend, OnnxBackend
+from model.predictor import Predictor
 from model.build import build_model
 from model.checkpoint import save_checkpoint
 from model.export_head import ExportableSOLOv2
@@ -70,7 +71,7 @@ def hot(tmp_path_factory, pytestconfig):
 
 
 def _backends(weights: str, export_dir: Path, number: int = NUMBER):
-    return [DygraphBackend(CONFIGS[number], weights), InferenceBackend(str(export_dir), threads=1),
+    return [Predictor(CONFIGS[number], weights), InferenceBackend(str(export_dir), threads=1),
             OnnxBackend(str(export_dir), threads=1)]
 
 
@@ -231,7 +232,7 @@ def test_zero_detections_in_every_backend(hot, opts):
     """Nothing passes the score threshold, or everything falls below update_threshold
     after Matrix NMS: every backend returns an empty result of the right shape."""
     weights, out = hot
-    backends = [DygraphBackend(with_overrides(CONFIGS[NUMBER], opts), weights),
+    backends = [Predictor(with_overrides(CONFIGS[NUMBER], opts), weights),
                 InferenceBackend(str(out), threads=1, overrides=opts),
                 OnnxBackend(str(out), threads=1, overrides=opts)]
     batch = _batch(*SIZES[0], seed=1)

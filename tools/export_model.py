@@ -38,11 +38,12 @@ import paddle  # noqa: E402
 from config.cli import add_model_args, make_parser, resolve_config  # noqa: E402
 from data.transforms import IMAGENET_MEAN_RGB, IMAGENET_STD_RGB, padded_size  # noqa: E402
 from model.backends import (INFER_CFG, ONNX_FILE, PADDLE_PREFIX, BackendError,  # noqa: E402
-                            DygraphBackend, InferenceBackend, OnnxBackend)
+                            InferenceBackend, OnnxBackend)
 from model.checkpoint import CheckpointError  # noqa: E402
 from model.export_head import (INPUT_NAME, MIN_SIZE, OUTPUT_NAMES, SIZE_DIVISOR,  # noqa: E402
                                has_deformable_conv, save_inference_model)
 from model.postprocess import InferenceParams  # noqa: E402
+from model.predictor import Predictor  # noqa: E402
 
 DEFAULT_MAX_SIZE = 1344        # 1333 (the largest test_max of the configs) padded to 32
 DCN_OPSET = 19                 # ONNX DeformConv
@@ -227,7 +228,7 @@ def compare_outputs(got: Sequence[np.ndarray], expected: Sequence[np.ndarray]) -
             'flipped': int(((scores > 0) != (ref > 0)).sum())}
 
 
-def verify(dygraph: DygraphBackend, backends: Sequence, seed: int = 0) -> List[str]:
+def verify(dygraph: Predictor, backends: Sequence, seed: int = 0) -> List[str]:
     """Run each exported backend and the dygraph model on one random input; raise
     ExportError when kernels or mask features differ by more than VERIFY_TOLERANCE."""
     batch = np.random.RandomState(seed).standard_normal((1, 3, *VERIFY_HW)).astype(np.float32)
@@ -255,7 +256,7 @@ def export(number: int, cfg, weights: str, out_dir: Path, fmt: str = 'both', ops
             raise ExportError(f'{name} {value} must be a multiple of {SIZE_DIVISOR} and >= {MIN_SIZE}')
     if max_size < min_size:
         raise ExportError(f'--max-size {max_size} is below --min-size {min_size}')
-    dygraph = DygraphBackend(cfg, weights, device='cpu')
+    dygraph = Predictor(cfg, weights, device='cpu')
     cfg, model = dygraph.cfg, dygraph.model
     deformable = has_deformable_conv(model)
     p2o = check_onnx_tools(deformable) if fmt in ('onnx', 'both') else None
