@@ -22,7 +22,6 @@ another runtime; tools/postprocess_raw.py turns that runtime's outputs into the 
 pictures and JSON.
 """
 import argparse
-import dataclasses
 import itertools
 import json
 import sys
@@ -160,8 +159,7 @@ class InputDumper:
                             self.entries[0]['name'] if self.entries else 'NAME'),
                         'shapes': {'scores': '[1, K, C]', 'kernels': '[1, K, E]',
                                    'mask_feat': '[1, E, H/4, W/4]'}},
-            'postprocess': {k: (list(v) if isinstance(v, tuple) else v)
-                            for k, v in dataclasses.asdict(self.backend.params).items()},
+            'postprocess': self.backend.params.to_json(),
             'images': sorted(self.entries, key=lambda e: e['image_id']),
         }
         path = self.folder / MANIFEST

@@ -24,7 +24,7 @@ import paddle
 from config import get_config, with_overrides
 from data.transforms import ImageMeta, batch_images, preprocess
 from model.export_head import OUTPUT_NAMES, check_input_size
-from model.postprocess import Detections, InferenceParams, paste_masks, postprocess_flat
+from model.postprocess import Detections, InferenceParams, paste_detections, postprocess_flat
 
 INFER_CFG = 'infer_cfg.json'
 PADDLE_PREFIX = 'model'
@@ -53,8 +53,8 @@ def config_from_infer_cfg(info: dict, overrides: Sequence[str] = ()):
     base = get_config(info['config'])
     changes = {'num_classes': info['num_classes'], 'class_names': tuple(info['class_names']),
                'test_short': info['test_short'], 'test_max': info['test_max']}
-    for name, value in info['postprocess'].items():
-        changes[name] = tuple(value) if isinstance(value, list) else value
+    params = InferenceParams.from_json(info['postprocess'])
+    changes.update({name: getattr(params, name) for name in info['postprocess']})
     return with_overrides(type(base.__name__, (base,), changes), overrides)
 
 
@@ -94,9 +94,7 @@ class Backend(abc.ABC):
 
     def finish(self, detections: Detections, meta: ImageMeta) -> Detections:
         """Soft masks -> binary masks [N, H, W] bool on the original image."""
-        masks = paste_masks(detections.masks, meta.resized_hw, meta.orig_hw,
-                            self.params.mask_threshold)
-        return Detections(masks, detections.labels, detections.scores)
+        return paste_detections(detections, meta, self.params.mask_threshold)
 
     def __call__(self, image: np.ndarray) -> Detections:
         inputs, meta = self.prepare(image)

@@ -10,7 +10,7 @@ whose area <= level stride -> maskness re-scoring -> top ``nms_pre`` -> Matrix N
 ``update_threshold`` -> top ``max_per_image``. Masks stay at 1/4 resolution until
 ``paste_masks`` resizes them once to the original image.
 """
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Dict, List, Sequence, Tuple
 
 import cv2
@@ -36,6 +36,18 @@ class InferenceParams:
     def from_config(cls, cfg) -> 'InferenceParams':
         """Take the matching fields of a config class."""
         return cls(**{name: getattr(cfg, name) for name in cls.__dataclass_fields__})
+
+    def to_json(self) -> Dict:
+        """The fields as JSON values (tuples as lists), as infer_cfg.json and the demo's
+        input manifest store them."""
+        return {name: list(value) if isinstance(value, tuple) else value
+                for name, value in asdict(self).items()}
+
+    @classmethod
+    def from_json(cls, values: Dict) -> 'InferenceParams':
+        """The inverse of ``to_json`` (lists back to tuples)."""
+        return cls(**{name: tuple(value) if isinstance(value, list) else value
+                      for name, value in values.items()})
 
 
 @dataclass
@@ -212,3 +224,10 @@ def paste_masks(soft_masks: np.ndarray, resized_hw: Sequence[int], orig_hw: Sequ
             crop = cv2.resize(crop, (orig_hw[1], orig_hw[0]), interpolation=cv2.INTER_LINEAR)
         out[i] = crop > mask_threshold
     return out
+
+
+def paste_detections(detections: Detections, meta, mask_threshold: float = 0.5) -> Detections:
+    """``paste_masks`` on a Detections: soft masks [N, Hf, Wf] -> binary [N, H, W] bool on
+    the original image (``meta``: an ImageMeta with resized_hw and orig_hw)."""
+    masks = paste_masks(detections.masks, meta.resized_hw, meta.orig_hw, mask_threshold)
+    return Detections(masks, detections.labels, detections.scores)

@@ -19,7 +19,6 @@ and top-k run in Python (``model.postprocess.postprocess_flat``), see README
 with the dygraph model (``--no-verify`` skips this).
 """
 import argparse
-import dataclasses
 import json
 import os
 import subprocess
@@ -205,8 +204,7 @@ def infer_cfg(number: int, cfg, min_size: int, max_size: int, files: Dict[str, o
             {'name': 'mask_feat', 'shape': ['B', 'E', 'H/4', 'W/4'], 'meaning': 'mask features'},
         ],
         'num_cells': sum(s * s for s in params.num_grids),
-        'postprocess': {name: (list(value) if isinstance(value, tuple) else value)
-                        for name, value in dataclasses.asdict(params).items()},
+        'postprocess': params.to_json(),
         'files': files,
         'paddle_version': paddle.__version__,
     }

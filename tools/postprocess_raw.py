@@ -30,7 +30,7 @@ from data.results import write_json  # noqa: E402
 from data.transforms import ImageMeta, read_image  # noqa: E402
 from demo import coco_records, draw_bgr, sort_records  # noqa: E402
 from model.export_head import OUTPUT_NAMES  # noqa: E402
-from model.postprocess import Detections, InferenceParams, paste_masks, postprocess_flat  # noqa: E402
+from model.postprocess import InferenceParams, paste_detections, postprocess_flat  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -76,8 +76,7 @@ def main(argv=None) -> int:
         print(f'error: raw output folder not found: {raw}', file=sys.stderr)
         return 2
     paddle.set_device('cpu')
-    params = InferenceParams(**{k: tuple(v) if isinstance(v, list) else v
-                                for k, v in manifest['postprocess'].items()})
+    params = InferenceParams.from_json(manifest['postprocess'])
     class_names = manifest['class_names']
     out_dir = Path(args.output)
     if not args.no_pictures:
@@ -93,8 +92,7 @@ def main(argv=None) -> int:
         meta = ImageMeta(tuple(entry['orig_hw']), tuple(entry['resized_hw']), tuple(entry['padded_hw']))
         with paddle.no_grad():
             soft = postprocess_flat(scores, kernels, mask_feat, params)[0]
-        result = Detections(paste_masks(soft.masks, meta.resized_hw, meta.orig_hw, params.mask_threshold),
-                            soft.labels, soft.scores)
+        result = paste_detections(soft, meta, params.mask_threshold)
         if not args.no_pictures:
             image = read_image(entry['source'])
             cv2.imwrite(str(out_dir / f'{Path(entry["file_name"]).stem}.jpg'),
