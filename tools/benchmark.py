@@ -43,6 +43,7 @@ from data.results import encode_mask_rle  # noqa: E402
 from data.transforms import read_image  # noqa: E402
 from data.visualize import draw_instances  # noqa: E402
 from model.checkpoint import save_checkpoint  # noqa: E402
+from model.cpu_math import MKL_CPU_TYPE, cpu_vendor  # noqa: E402
 from model.postprocess import matrix_nms  # noqa: E402
 from model.predictor import Predictor  # noqa: E402
 from model.backends import InferenceBackend, OnnxBackend  # noqa: E402
@@ -329,7 +330,9 @@ def main(argv=None) -> int:
         paths = make_images(Path(tmp), args.num_images, args.size)
         machine_gflops = matmul_gflops()
         machine = (f'{platform.machine()}, {os.cpu_count()} cores, {args.threads or os.cpu_count()} '
-                   f'threads, Paddle {paddle.__version__}, matmul {machine_gflops:.0f} GFLOP/s')
+                   f'threads, Paddle {paddle.__version__}, matmul {machine_gflops:.0f} GFLOP/s, '
+                   f'{cpu_vendor() or "unknown CPU"}, MKL_DEBUG_CPU_TYPE='
+                   f'{os.environ.get(MKL_CPU_TYPE, "unset")}')
         print(f'{machine}\n{HEADER}', flush=True)
         summaries = [benchmark_config(n, paths, args.runs, Path(tmp), machine_gflops, args.threads,
                                       args.backends, args.opt) for n in args.configs]

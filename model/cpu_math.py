@@ -1,0 +1,35 @@
+"""Fast MKL on AMD CPUs (imported before Paddle runs any math; no Paddle import here).
+
+Paddle's CPU wheels do their GEMMs (and so their convolutions) in Intel MKL, which on
+non-Intel CPUs picks a slow generic code path unless ``MKL_DEBUG_CPU_TYPE=5`` asks for
+its AVX2 kernels. On the 2-core AMD EPYC this project is developed on that makes a
+1024^3 matmul 3x faster and a training step 1.7x faster (see the README, Speed). MKL
+reads the variable at its first call, so setting it before the first Paddle op is enough.
+"""
+import os
+from typing import MutableMapping
+
+MKL_CPU_TYPE = 'MKL_DEBUG_CPU_TYPE'
+AVX2 = '5'
+
+
+def cpu_vendor(cpuinfo: str = '/proc/cpuinfo') -> str:
+    """The ``vendor_id`` of the first CPU in ``cpuinfo`` ('' when unknown)."""
+    try:
+        with open(cpuinfo) as f:
+            for line in f:
+                if line.startswith('vendor_id'):
+                    return line.split(':', 1)[1].strip()
+    except OSError:
+        pass
+    return ''
+
+
+def prefer_avx2_mkl(environ: MutableMapping[str, str] = os.environ,
+                    cpuinfo: str = '/proc/cpuinfo') -> bool:
+    """Set ``MKL_DEBUG_CPU_TYPE=5`` in ``environ`` on an AMD CPU unless the user chose a
+    value. Returns True when it set it."""
+    if MKL_CPU_TYPE in environ or cpu_vendor(cpuinfo) != 'AuthenticAMD':
+        return False
+    environ[MKL_CPU_TYPE] = AVX2
+    return True
