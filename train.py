@@ -31,7 +31,7 @@ from model.ema import ModelEMA
 from model.losses import solov2_loss
 from model.predictor import Predictor
 from model.runtime import setup
-from model.schedule import learning_rate, scaled_lr
+from model.schedule import SCHEDULES, learning_rate, scaled_lr, training_progress
 from model.targets import assign_targets, collate_targets
 from model.train_state import find_checkpoint, load_training_state, save_training_state
 
@@ -47,7 +47,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help='save <output>/last every K iterations (default 500)')
     parser.add_argument('--log-every', type=int, default=20, metavar='N', help='log line every N iterations')
     parser.add_argument('--max-minutes', type=float, default=0,
-                        help='stop (after saving) once this much training time has passed')
+                        help='training-time budget in minutes, counted across resumes (evaluation '
+                             'included): stop (after saving) once it is spent; the LR schedule '
+                             '(steps or cosine) is compressed into it when the epochs would take longer')
     parser.add_argument('--max-iters', type=int, default=0, help='stop (after saving) at this iteration')
     parser.add_argument('--scale-lr', action='store_true',
                         help='scale base_lr linearly with the total batch (base_lr is for reference_batch)')
@@ -203,13 +205,15 @@ def main(argv=None) -> int:
     base_lr = scaled_lr(cfg.base_lr, cfg.reference_batch, total_batch) if args.scale_lr else cfg.base_lr
     per_epoch = len(loader)
     total_iters = cfg.epochs * per_epoch
-    steps = [e * per_epoch for e in cfg.lr_steps]
+    step_points = [e / cfg.epochs for e in cfg.lr_steps]
     try:
         optimizer = make_optimizer(cfg, model, base_lr)
+        if cfg.lr_schedule not in SCHEDULES:
+            raise ValueError(f"unknown lr_schedule '{cfg.lr_schedule}' (expected one of {SCHEDULES})")
     except ValueError as exc:
         print(f'error: {exc}', file=sys.stderr)
         return 2
-    ema = ModelEMA(model, cfg.ema_decay) if cfg.ema_decay else None
+    ema = ModelEMA(model, cfg.ema_decay, cfg.ema_ramp) if cfg.ema_decay else None
     scaler = paddle.amp.GradScaler() if amp else None
 
     state = {'iteration': 0, 'minutes': 0.0, 'best_ap': -1.0, 'best_iteration': -1}
@@ -252,7 +256,9 @@ def main(argv=None) -> int:
                 discard -= 1
                 continue
             iteration = state['iteration']
-            lr = learning_rate(iteration, base_lr, cfg.warmup_iters, cfg.warmup_ratio, steps, cfg.lr_gamma)
+            progress = training_progress(iteration, total_iters, state['minutes'], args.max_minutes)
+            lr = learning_rate(cfg.lr_schedule, iteration, progress, base_lr, cfg.warmup_iters,
+                               cfg.warmup_ratio, step_points, cfg.lr_gamma)
             optimizer.set_lr(lr)
             paddle.seed(cfg.seed * 1000003 + iteration)     # DropBlock etc.: reproducible on resume
             with paddle.amp.auto_cast(enable=amp, level='O1'):
@@ -282,6 +288,8 @@ def main(argv=None) -> int:
                 speed = len(window) * total_batch / elapsed
                 mean = {k: float(np.mean([w[k] for w in window])) for k in window[0]}
                 eta = (stop_at - done) * elapsed / len(window)
+                if args.max_minutes:
+                    eta = min(eta, max(args.max_minutes - state['minutes'], 0.0) * 60)
                 print(f"iter {done}/{stop_at} epoch {epoch + 1} lr {lr:.5f} loss {mean['loss']:.3f} "
                       f"(ins {mean['loss_ins']:.3f} cate {mean['loss_cate']:.3f}) "
                       f"{speed:.1f} img/s eta {time.strftime('%H:%M:%S', time.gmtime(eta))}", flush=True)
@@ -289,7 +297,7 @@ def main(argv=None) -> int:
                            'lr': lr, **{k: round(v, 5) for k, v in mean.items()},
                            'images_per_s': round(speed, 2)})
                 window, window_start = [], time.perf_counter()
-            timed_out = args.max_minutes and state['minutes'] - minutes_before >= args.max_minutes
+            timed_out = args.max_minutes and state['minutes'] >= args.max_minutes
             if main_process and (done % args.checkpoint_every == 0 or done == stop_at or timed_out):
                 save('last')
             if main_process and args.eval_every and done % args.eval_every == 0:
@@ -303,8 +311,9 @@ def main(argv=None) -> int:
         save('last')
         if not args.eval_every or state['iteration'] % args.eval_every:
             run_eval()
+        scored = 'ema.pdparams (the EMA, which was scored)' if ema else 'model.pdparams'
         print(f"done at iteration {state['iteration']}; best mask AP {state['best_ap']:.3f} "
-              f"(iteration {state['best_iteration']}); weights: {out}/best/model.pdparams")
+              f"(iteration {state['best_iteration']}); weights: {out}/best/{scored}")
     return 0
 
 

@@ -72,12 +72,15 @@ class SOLOv2Base:
     momentum = 0.9              # SGD momentum
     weight_decay = 1e-4
     epochs = 36
+    lr_schedule = 'step'        # 'step' (lr_steps, lr_gamma) or 'cosine' (to 0 at the end of
+                                # the epochs, or of train.py --max-minutes if that comes first)
     lr_steps = (27, 33)         # epochs after which LR *= lr_gamma
     lr_gamma = 0.1
     warmup_iters = 500          # linear warm-up from base_lr * warmup_ratio
     warmup_ratio = 0.01
     grad_clip = 35.0            # max global gradient norm (0 = no clipping)
     ema_decay = 0.0             # 0 = no EMA of the weights, else e.g. 0.9998
+    ema_ramp = 2000             # EMA decay ramps up as 1 - exp(-updates / ema_ramp)
     train_shorts = (640, 672, 704, 736, 768, 800)  # multi-scale: short side picked per image
     train_max = 1333
     flip_prob = 0.5

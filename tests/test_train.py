@@ -47,6 +47,14 @@ def test_interrupted_and_resumed_run_equals_uninterrupted(shapes, tmp_path):
     assert (resumed / 'curves.png').is_file() and (resumed / 'best' / 'model.json').is_file()
 
 
+def test_time_budget_stops_training_after_saving(shapes, tmp_path):
+    out = tmp_path / 'budget'
+    assert _run(shapes, out, '--max-minutes', '1e-4') == 0       # spent after the first step
+    logs = (out / 'train_log.csv').read_text().splitlines()
+    assert [line.split(',')[0] for line in logs[1:]] == ['1']
+    assert find_checkpoint(str(out / 'last')) is not None
+
+
 def test_interrupted_save_keeps_the_previous_checkpoint(shapes, tmp_path, monkeypatch):
     out = tmp_path / 'run'
     assert _run(shapes, out, '--max-iters', '1') == 0
@@ -73,5 +81,7 @@ def test_bad_arguments_fail_in_one_line(shapes, tmp_path, capsys):
     assert train.main(['--config', '9', '--output', str(tmp_path), '--opt', 'dataset_dir=/nowhere']) == 2
     assert train.main(['--config', '9', '--output', str(tmp_path), '--resume', str(tmp_path / 'x'),
                        '--opt', f'dataset_dir={shapes}', *TINY]) == 2
+    assert train.main(['--config', '9', '--output', str(tmp_path), '--opt', f'dataset_dir={shapes}',
+                       *TINY, "lr_schedule='linear'"]) == 2
     errors = capsys.readouterr().err.strip().splitlines()
-    assert len(errors) == 2 and all(line.startswith('error: ') for line in errors)
+    assert len(errors) == 3 and all(line.startswith('error: ') for line in errors)
