@@ -31,7 +31,7 @@ from model.ema import ModelEMA
 from model.losses import solov2_loss
 from model.predictor import Predictor
 from model.runtime import setup
-from model.schedule import SCHEDULES, learning_rate, scaled_lr, training_progress
+from model.schedule import check_schedule, learning_rate, scaled_lr, training_progress
 from model.targets import assign_targets, collate_targets
 from model.train_state import find_checkpoint, load_training_state, save_training_state
 
@@ -208,8 +208,7 @@ def main(argv=None) -> int:
     step_points = [e / cfg.epochs for e in cfg.lr_steps]
     try:
         optimizer = make_optimizer(cfg, model, base_lr)
-        if cfg.lr_schedule not in SCHEDULES:
-            raise ValueError(f"unknown lr_schedule '{cfg.lr_schedule}' (expected one of {SCHEDULES})")
+        check_schedule(cfg.lr_schedule)
     except ValueError as exc:
         print(f'error: {exc}', file=sys.stderr)
         return 2

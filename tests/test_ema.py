@@ -20,4 +20,3 @@ def test_shadow_moves_by_the_ramped_decay():
     expected = (start + (1 - d)) * d2 + (start + 1.0) * (1 - d2)
     np.testing.assert_allclose(ema.state_dict()['weight'], expected, rtol=1e-6)
     assert ema.updates == 2
-
