@@ -5,7 +5,8 @@ import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 
-from model.layers import spatial_size
+from model.fast_ops import upsample_nearest
+from model.layers import Conv2D, spatial_size
 
 
 class FPN(nn.Layer):
@@ -15,8 +16,8 @@ class FPN(nn.Layer):
 
     def __init__(self, in_channels: Sequence[int], out_channels: int = 256):
         super().__init__()
-        self.lateral = nn.LayerList([nn.Conv2D(c, out_channels, 1) for c in in_channels])
-        self.output = nn.LayerList([nn.Conv2D(out_channels, out_channels, 3, padding=1)
+        self.lateral = nn.LayerList([Conv2D(c, out_channels, 1) for c in in_channels])
+        self.output = nn.LayerList([Conv2D(out_channels, out_channels, 3, padding=1)
                                     for _ in in_channels])
         self.out_channels = out_channels
 
@@ -25,8 +26,7 @@ class FPN(nn.Layer):
         laterals = [conv(f) for conv, f in zip(self.lateral, feats)]
         for i in range(len(laterals) - 1, 0, -1):
             finer = laterals[i - 1]
-            laterals[i - 1] = finer + F.interpolate(laterals[i], size=list(spatial_size(finer)),
-                                                    mode='nearest')
+            laterals[i - 1] = finer + upsample_nearest(laterals[i], list(spatial_size(finer)))
         outs = [conv(x) for conv, x in zip(self.output, laterals)]
         outs.append(F.max_pool2d(outs[-1], kernel_size=1, stride=2))
         return outs

@@ -6,6 +6,8 @@ import paddle.nn as nn
 import paddle.nn.functional as F
 from paddle.vision.ops import deform_conv2d
 
+from model.fast_ops import add_channel_bias, resize_bilinear_matmul
+
 GN_GROUPS = 32
 
 
@@ -56,6 +58,19 @@ class DeformConv(nn.Layer):
                              padding=self.padding, mask=mask)
 
 
+class Conv2D(nn.Conv2D):
+    """``nn.Conv2D`` (same arguments and parameters) whose bias add uses
+    ``add_channel_bias``: the same numbers, several times faster on CPU."""
+
+    def forward(self, x: paddle.Tensor) -> paddle.Tensor:
+        """x [B, in, H, W] -> [B, out, H', W']."""
+        if self.bias is None:
+            return super().forward(x)
+        out = F.conv2d(x, self.weight, None, stride=self._stride, padding=self._padding,
+                       dilation=self._dilation, groups=self._groups, data_format=self._data_format)
+        return add_channel_bias(out, self.bias)
+
+
 def make_norm(norm: Optional[str], channels: int, frozen: bool = False) -> Optional[nn.Layer]:
     """'bn' -> BatchNorm2D (eps 1e-5), 'gn' -> GroupNorm(32), None -> no norm.
 
@@ -92,9 +107,9 @@ class ConvNormAct(nn.Layer):
         if dcn is None:
             init = (nn.initializer.Normal(0.0, weight_std) if weight_std
                     else nn.initializer.KaimingNormal())
-            self.conv = nn.Conv2D(in_channels, out_channels, kernel_size, stride=stride,
-                                  padding=(kernel_size - 1) // 2, weight_attr=init,
-                                  bias_attr=None if bias else False)
+            self.conv = Conv2D(in_channels, out_channels, kernel_size, stride=stride,
+                               padding=(kernel_size - 1) // 2, weight_attr=init,
+                               bias_attr=None if bias else False)
         else:
             self.conv = DeformConv(in_channels, out_channels, kernel_size, stride=stride,
                                    modulated=dcn == 'v2', bias=bias)
@@ -163,5 +178,8 @@ def append_coords(x: paddle.Tensor) -> paddle.Tensor:
 
 def resize_bilinear(x: paddle.Tensor, size) -> paddle.Tensor:
     """Bilinear resize to an explicit ``size`` (H, W), half-pixel centres
-    (align_corners=False), as PyTorch and PaddleDetection do."""
+    (align_corners=False), as PyTorch and PaddleDetection do. A CPU tensor that needs
+    a gradient takes ``resize_bilinear_matmul``, whose backward is much faster there."""
+    if paddle.in_dynamic_mode() and not x.stop_gradient and x.place.is_cpu_place():
+        return resize_bilinear_matmul(x, size)
     return F.interpolate(x, size=size, mode='bilinear', align_corners=False, align_mode=0)

@@ -14,7 +14,7 @@ import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 
-from model.layers import ConvNormAct, append_coords, resize_bilinear, spatial_size
+from model.layers import Conv2D, ConvNormAct, append_coords, resize_bilinear, spatial_size
 
 CATE_PRIOR = 0.01
 
@@ -76,12 +76,12 @@ class SOLOv2Head(nn.Layer):
         self.kernel_tower = tower(in_channels + 2)
         self.cate_tower = tower(in_channels)
         self.drop_block = DropBlock() if drop_block else None
-        self.kernel_pred = nn.Conv2D(feat_channels, kernel_channels, 3, padding=1,
-                                     weight_attr=nn.initializer.Normal(0.0, 0.01))
+        self.kernel_pred = Conv2D(feat_channels, kernel_channels, 3, padding=1,
+                                  weight_attr=nn.initializer.Normal(0.0, 0.01))
         prior_bias = -math.log((1 - CATE_PRIOR) / CATE_PRIOR)
-        self.cate_pred = nn.Conv2D(feat_channels, num_classes, 3, padding=1,
-                                   weight_attr=nn.initializer.Normal(0.0, 0.01),
-                                   bias_attr=nn.initializer.Constant(prior_bias))
+        self.cate_pred = Conv2D(feat_channels, num_classes, 3, padding=1,
+                                weight_attr=nn.initializer.Normal(0.0, 0.01),
+                                bias_attr=nn.initializer.Constant(prior_bias))
 
     def _run_tower(self, tower: nn.LayerList, x: paddle.Tensor) -> paddle.Tensor:
         for conv in tower:
