@@ -4,7 +4,7 @@ from config.light448_r18 import Light448R18
 class ShapesR18(Light448R18):
     """A narrow R18 SOLOv2 for the synthetic shapes dataset (tools/make_shapes_dataset.py),
     small enough to train from scratch on a 2-core CPU in under half an hour."""
-    description = 'Shapes: narrow R18-FPN for the synthetic shapes dataset, 256x512'
+    description = 'Shapes: narrow R18-FPN for the synthetic shapes dataset, 320x640'
     backbone_width = 16         # a quarter of ResNet-18's channels
     frozen_stages = -1
     freeze_norm = False
@@ -30,5 +30,5 @@ class ShapesR18(Light448R18):
     warmup_iters = 200
     train_shorts = (192, 224, 256)
     train_max = 448
-    test_short = 256
-    test_max = 512              # a 512x256 picture keeps the training scale
+    test_short = 320            # above the training scales: the 1/4-scale masks of small
+    test_max = 640              # shapes gain more than large ones lose (see README, Shapes)
