@@ -18,7 +18,7 @@ from paddle.autograd import PyLayer
 class _ChannelBiasAdd(PyLayer):
     @staticmethod
     def forward(ctx, x, bias):
-        batch, channels, height, width = x.shape
+        _, channels, height, width = x.shape
         ctx.bias_dtype = bias.dtype
         # broadcasting over the batch only takes Paddle's fast path
         return x + bias.astype(x.dtype).reshape([channels, 1, 1]).expand([channels, height, width])
