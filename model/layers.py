@@ -64,7 +64,7 @@ class Conv2D(nn.Conv2D):
 
     def forward(self, x: paddle.Tensor) -> paddle.Tensor:
         """x [B, in, H, W] -> [B, out, H', W']."""
-        if self.bias is None:
+        if self.bias is None or self._padding_mode != 'zeros':
             return super().forward(x)
         out = F.conv2d(x, self.weight, None, stride=self._stride, padding=self._padding,
                        dilation=self._dilation, groups=self._groups, data_format=self._data_format)

@@ -33,11 +33,14 @@ def test_channel_bias_add_matches_broadcast_add():
     assert_same(ours, plain, atol=1e-4)
 
 
-@pytest.mark.parametrize('kernel,bias', [(3, True), (1, True), (3, False)])
-def test_conv_layer_matches_paddle_conv(kernel, bias):
+@pytest.mark.parametrize('kernel,bias,padding_mode', [
+    (3, True, 'zeros'), (1, True, 'zeros'), (3, False, 'zeros'), (3, True, 'reflect')])
+def test_conv_layer_matches_paddle_conv(kernel, bias, padding_mode):
     paddle.seed(3)
-    ours = Conv2D(4, 6, kernel, padding=kernel // 2, bias_attr=None if bias else False)
-    plain = nn.Conv2D(4, 6, kernel, padding=kernel // 2, bias_attr=None if bias else False)
+    ours = Conv2D(4, 6, kernel, padding=kernel // 2, bias_attr=None if bias else False,
+                  padding_mode=padding_mode)
+    plain = nn.Conv2D(4, 6, kernel, padding=kernel // 2, bias_attr=None if bias else False,
+                      padding_mode=padding_mode)
     plain.set_state_dict(ours.state_dict())
     assert list(ours.state_dict()) == list(plain.state_dict())
     x = np.random.default_rng(0).standard_normal([2, 4, 9, 8]).astype('float32')
