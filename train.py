@@ -165,6 +165,16 @@ def evaluate(cfg, model, ema) -> dict:
     return evaluate_segm(coco, records)
 
 
+def rank0_minutes(minutes: float, world: int) -> float:
+    """Rank 0's training minutes on every rank (each keeps its own clock), so that the
+    time-based LR schedule and the stop agree across data-parallel processes."""
+    if world == 1:
+        return minutes
+    shared = paddle.to_tensor([minutes], dtype='float64')
+    paddle.distributed.broadcast(shared, src=0)
+    return shared.item()
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     try:
@@ -173,8 +183,8 @@ def main(argv=None) -> int:
         print(f'error: {exc.args[0]}', file=sys.stderr)
         return 2
     cfg = with_classes(cfg, cfg.num_classes, cfg.class_names)
-    device = setup(args.device, args.threads)
     world = paddle.distributed.get_world_size()
+    device = setup(args.device, args.threads, processes=world)
     rank = paddle.distributed.get_rank()
     if world > 1:
         paddle.distributed.init_parallel_env()
@@ -279,7 +289,8 @@ def main(argv=None) -> int:
             if ema:
                 ema.update(model)
             state['iteration'] = iteration + 1
-            state['minutes'] = minutes_before + (time.perf_counter() - session_start) / 60
+            state['minutes'] = rank0_minutes(minutes_before + (time.perf_counter() - session_start) / 60,
+                                             world)
             window.append({k: float(v) for k, v in losses.items()})
             done = state['iteration']
             if main_process and (done % args.log_every == 0 or done == stop_at):

@@ -13,10 +13,11 @@ def default_device() -> str:
     return 'cpu'
 
 
-def setup(device: Optional[str] = None, threads: int = 0) -> str:
-    """Select the device and the CPU math threads (0 = every core; Paddle itself
-    defaults to one). Returns the device name."""
+def setup(device: Optional[str] = None, threads: int = 0, processes: int = 1) -> str:
+    """Select the device and the CPU math threads (0 = this process's share of the cores
+    when `processes` of them run side by side; Paddle itself defaults to one). Returns the
+    device name."""
     device = device or default_device()
     paddle.set_device(device)
-    core.set_num_threads(threads or os.cpu_count() or 1)
+    core.set_num_threads(threads or max(1, (os.cpu_count() or 1) // processes))
     return device

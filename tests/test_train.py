@@ -1,5 +1,7 @@
 """train.py end to end on a tiny shapes dataset: it learns a little, resume is exact,
 checkpoints are atomic."""
+import os
+import signal
 import subprocess
 import sys
 
@@ -85,3 +87,45 @@ def test_bad_arguments_fail_in_one_line(shapes, tmp_path, capsys):
                        *TINY, "lr_schedule='linear'"]) == 2
     errors = capsys.readouterr().err.strip().splitlines()
     assert len(errors) == 3 and all(line.startswith('error: ') for line in errors)
+
+
+
+def _launch_two(tmp_path, *command):
+    """Run `command` (after `python`) as two CPU processes under paddle.distributed.launch;
+    returns the launcher's output. Fails the test if they hang."""
+    launcher = subprocess.Popen([sys.executable, '-m', 'paddle.distributed.launch', '--nproc_per_node', '2',
+                                 '--log_dir', str(tmp_path / 'logs'), *command],
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                start_new_session=True, env={**os.environ, 'PYTHONPATH': os.getcwd()})
+    try:
+        output, _ = launcher.communicate(timeout=240)
+    except subprocess.TimeoutExpired:
+        os.killpg(launcher.pid, signal.SIGKILL)
+        pytest.fail('the two processes hung')
+    assert launcher.returncode == 0, output[-2000:]
+    return output
+
+
+def test_every_rank_gets_rank0_minutes(tmp_path):
+    """The time-based LR and stop read rank 0's clock on every rank, whatever their own says."""
+    script = tmp_path / 'clock.py'
+    script.write_text(
+        'import paddle, paddle.distributed as dist\n'
+        'from train import rank0_minutes\n'
+        'paddle.set_device("cpu"); dist.init_parallel_env()\n'
+        'rank = dist.get_rank()\n'
+        'assert rank0_minutes(1.5 + 10 * rank, 2) == 1.5\n'
+        'assert rank0_minutes(7.25, 1) == 7.25\n')
+    _launch_two(tmp_path, str(script))
+
+
+def test_two_cpu_processes_train_under_a_time_budget(shapes, tmp_path):
+    """Data parallel on CPU (gloo, one math thread each): both ranks stop at the budget."""
+    out = tmp_path / 'parallel'
+    _launch_two(tmp_path, 'train.py', '--config', '9', '--device', 'cpu', '--output', str(out),
+                '--log-every', '1', '--max-minutes', '0.03', '--opt', f'dataset_dir={shapes}',
+                *TINY, 'epochs=500')
+    logs = (out / 'train_log.csv').read_text().splitlines()
+    stopped_at = int(logs[-1].split(',')[0])
+    assert 1 <= stopped_at < 500                     # the budget, not the epochs, ended it
+    assert 'batch 4' in (tmp_path / 'logs' / 'workerlog.0').read_text()   # 2 ranks x 2 images
