@@ -27,6 +27,7 @@ from data.coco_eval import evaluate_segm, predict_coco
 from data.loader import TrainDataset, build_train_loader, set_epoch
 from model.build import build_model
 from model.checkpoint import CheckpointError, load_paddle_params
+from model.cpu_sync_bn import convert_cpu_sync_bn
 from model.ema import ModelEMA
 from model.losses import solov2_loss
 from model.predictor import Predictor
@@ -54,7 +55,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--scale-lr', action='store_true',
                         help='scale base_lr linearly with the total batch (base_lr is for reference_batch)')
     parser.add_argument('--amp', action='store_true', help='mixed precision (float16 on GPU)')
-    parser.add_argument('--sync-bn', action='store_true', help='synchronised BN across GPUs')
+    parser.add_argument('--sync-bn', action='store_true', help='BN statistics over the whole batch of all data-parallel processes (GPU or CPU)')
     add_runtime_args(parser)
     return parser.parse_args(argv)
 
@@ -209,7 +210,8 @@ def main(argv=None) -> int:
         print(f'error: {exc}', file=sys.stderr)
         return 2
     if args.sync_bn and world > 1:
-        model = paddle.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        model = (paddle.nn.SyncBatchNorm.convert_sync_batchnorm(model) if device == 'gpu'
+                 else convert_cpu_sync_bn(model))
     net = paddle.DataParallel(model) if world > 1 else model
     total_batch = cfg.batch_size * world
     base_lr = scaled_lr(cfg.base_lr, cfg.reference_batch, total_batch) if args.scale_lr else cfg.base_lr

@@ -1,7 +1,5 @@
 """train.py end to end on a tiny shapes dataset: it learns a little, resume is exact,
 checkpoints are atomic."""
-import os
-import signal
 import subprocess
 import sys
 
@@ -9,6 +7,7 @@ import numpy as np
 import pytest
 
 import train
+from tests.helpers import launch_two_cpu_processes
 from model.checkpoint import load_paddle_params
 from model.train_state import find_checkpoint, save_training_state
 
@@ -90,22 +89,6 @@ def test_bad_arguments_fail_in_one_line(shapes, tmp_path, capsys):
 
 
 
-def _launch_two(tmp_path, *command):
-    """Run `command` (after `python`) as two CPU processes under paddle.distributed.launch;
-    returns the launcher's output. Fails the test if they hang."""
-    launcher = subprocess.Popen([sys.executable, '-m', 'paddle.distributed.launch', '--nproc_per_node', '2',
-                                 '--log_dir', str(tmp_path / 'logs'), *command],
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                start_new_session=True, env={**os.environ, 'PYTHONPATH': os.getcwd()})
-    try:
-        output, _ = launcher.communicate(timeout=240)
-    except subprocess.TimeoutExpired:
-        os.killpg(launcher.pid, signal.SIGKILL)
-        pytest.fail('the two processes hung')
-    assert launcher.returncode == 0, output[-2000:]
-    return output
-
-
 def test_every_rank_gets_rank0_minutes(tmp_path):
     """The time-based LR and stop read rank 0's clock on every rank, whatever their own says."""
     script = tmp_path / 'clock.py'
@@ -116,13 +99,13 @@ def test_every_rank_gets_rank0_minutes(tmp_path):
         'rank = dist.get_rank()\n'
         'assert rank0_minutes(1.5 + 10 * rank, 2) == 1.5\n'
         'assert rank0_minutes(7.25, 1) == 7.25\n')
-    _launch_two(tmp_path, str(script))
+    launch_two_cpu_processes(tmp_path, str(script))
 
 
 def test_two_cpu_processes_train_under_a_time_budget(shapes, tmp_path):
     """Data parallel on CPU (gloo, one math thread each): both ranks stop at the budget."""
     out = tmp_path / 'parallel'
-    _launch_two(tmp_path, 'train.py', '--config', '9', '--device', 'cpu', '--output', str(out),
+    launch_two_cpu_processes(tmp_path, 'train.py', '--config', '9', '--device', 'cpu', '--output', str(out),
                 '--log-every', '1', '--max-minutes', '0.03', '--opt', f'dataset_dir={shapes}',
                 *TINY, 'epochs=500')
     logs = (out / 'train_log.csv').read_text().splitlines()
