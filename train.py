@@ -3,6 +3,7 @@
     python train.py --config=9                       # the shapes config, from scratch
     python train.py --config=9 --resume auto         # continue exactly where it stopped
     python -m paddle.distributed.launch --gpus 0,1 train.py --config=0 --scale-lr
+    python -m paddle.distributed.launch --nproc_per_node 2 train.py --config=9 --opt batch_size=2   # 2 CPU cores
 
 Writes to ``output/<config>/``: ``last/`` and ``best/`` checkpoints (weights + sidecar,
 optimizer, state), ``train_log.csv``, ``eval_log.csv``, ``curves.png`` and ``config.txt``.
@@ -55,7 +56,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--scale-lr', action='store_true',
                         help='scale base_lr linearly with the total batch (base_lr is for reference_batch)')
     parser.add_argument('--amp', action='store_true', help='mixed precision (float16 on GPU)')
-    parser.add_argument('--sync-bn', action='store_true', help='BN statistics over the whole batch of all data-parallel processes (GPU or CPU)')
+    parser.add_argument('--sync-bn', action='store_true',
+                        help='BN statistics over the batches of all data-parallel processes (GPU or CPU)')
     add_runtime_args(parser)
     return parser.parse_args(argv)
 

@@ -14,7 +14,8 @@ def make_parser(description: str) -> argparse.ArgumentParser:
 def add_runtime_args(parser: argparse.ArgumentParser) -> None:
     """--device, --threads and --opt."""
     parser.add_argument('--device', default=None, help="'cpu' or 'gpu' (default: gpu if available)")
-    parser.add_argument('--threads', type=int, default=0, help='CPU math threads (default: every core, shared out among data-parallel processes)')
+    parser.add_argument('--threads', type=int, default=0,
+                        help='CPU math threads (default: every core, shared out among data-parallel processes)')
     parser.add_argument('--opt', nargs='+', default=[], metavar='NAME=VALUE',
                         help='override config values, e.g. --opt test_short=512 score_threshold=0.2')
 
