@@ -3,7 +3,7 @@
     python train.py --config=9                       # the shapes config, from scratch
     python train.py --config=9 --resume auto         # continue exactly where it stopped
     python -m paddle.distributed.launch --gpus 0,1 train.py --config=0 --scale-lr
-    python -m paddle.distributed.launch --nproc_per_node 2 train.py --config=9 --opt batch_size=2   # 2 CPU cores
+    python -m paddle.distributed.launch --nproc_per_node 2 train.py --config=9 --opt batch_size=2  # 2 CPU cores
 
 Writes to ``output/<config>/``: ``last/`` and ``best/`` checkpoints (weights + sidecar,
 optimizer, state), ``train_log.csv``, ``eval_log.csv``, ``curves.png`` and ``config.txt``.
@@ -168,6 +168,17 @@ def evaluate(cfg, model, ema) -> dict:
     return evaluate_segm(coco, records)
 
 
+def mean_positives(targets, world: int):
+    """(mask positives, positive cells) of the batch, averaged over the data-parallel
+    processes: SOLO's two loss normalisers. None with one process (the batch's own)."""
+    if world == 1:
+        return None
+    total = paddle.to_tensor([float(targets.num_masks), float(targets.num_positives)], dtype='float64')
+    paddle.distributed.all_reduce(total)
+    num_masks, num_cells = (total / world).tolist()
+    return num_masks, num_cells
+
+
 def rank0_minutes(minutes: float, world: int) -> float:
     """Rank 0's training minutes on every rank (each keeps its own clock), so that the
     time-based LR schedule and the stop agree across data-parallel processes."""
@@ -277,7 +288,7 @@ def main(argv=None) -> int:
             with paddle.amp.auto_cast(enable=amp, level='O1'):
                 outputs = net(batch['images'])
             losses = solov2_loss(outputs, batch['targets'], cfg.ins_loss_weight, cfg.focal_alpha,
-                                 cfg.focal_gamma)
+                                 cfg.focal_gamma, mean_positives(batch['targets'], world))
             if not np.isfinite(float(losses['loss'])):
                 print(f'error: loss is {float(losses["loss"])} at iteration {iteration}; '
                       f'last checkpoint kept in {out}/last', file=sys.stderr)

@@ -9,7 +9,7 @@ Labels follow ``model.targets``: 0..C-1 foreground class, -1 background.
   dynamic 1x1 conv to its image's mask features), averaged over all positives of
   all levels (the SOLO / AdelaiDet convention), times ``ins_weight`` (3).
 """
-from typing import Dict, Sequence, Tuple
+from typing import Dict, Optional, Sequence, Tuple
 
 import numpy as np
 import paddle
@@ -97,13 +97,18 @@ def gather_positive_masks(kernels: Sequence[paddle.Tensor], mask_feat: paddle.Te
 
 
 def solov2_loss(outputs: Dict, targets: BatchTargets, ins_weight: float = 3.0,
-                alpha: float = 0.25, gamma: float = 2.0) -> Dict[str, paddle.Tensor]:
+                alpha: float = 0.25, gamma: float = 2.0,
+                positives: Optional[Tuple[float, float]] = None) -> Dict[str, paddle.Tensor]:
     """SOLOv2 loss of a batch.
 
     Args:
         outputs: the model's forward dict: ``cate_logits`` [B, C, S, S] x L,
             ``kernels`` [B, E, S, S] x L, ``mask_feat`` [B, E, Hf, Wf].
         targets: ``model.targets.collate_targets`` of the same batch.
+        positives: (mask positives, positive cells), what the dice term and the
+            category term (+ 1) are divided by; default this batch's ``num_masks`` and
+            ``num_positives``. Data-parallel training passes their means over the
+            processes, so that the averaged gradients are those of the whole batch.
     Returns:
         {'loss_ins', 'loss_cate', 'loss'} scalars. Without positives ``loss_ins``
         is an exact 0 still connected to the graph (zero gradients).
@@ -112,9 +117,10 @@ def solov2_loss(outputs: Dict, targets: BatchTargets, ins_weight: float = 3.0,
     if len(cate_logits) != len(targets.cate_labels):
         raise ValueError(f'{len(cate_logits)} output levels but {len(targets.cate_labels)} target levels')
 
+    num_masks, num_cells = positives or (targets.num_masks, targets.num_positives)
     preds, masks = gather_positive_masks(kernels, mask_feat, targets)
     if preds.shape[0] > 0:
-        loss_ins = dice_loss(preds, masks).mean() * ins_weight
+        loss_ins = dice_loss(preds, masks).sum() * (ins_weight / num_masks)
     else:
         loss_ins = 0.0 * (mask_feat.sum() + sum(k.sum() for k in kernels))
 
@@ -123,5 +129,5 @@ def solov2_loss(outputs: Dict, targets: BatchTargets, ins_weight: float = 3.0,
                                  for c in cate_logits])                       # [B*S*S per level, C]
     flat_labels = paddle.to_tensor(np.concatenate([l.reshape(-1) for l in targets.cate_labels]),
                                    dtype='int64')
-    loss_cate = sigmoid_focal_loss(flat_logits, flat_labels, alpha, gamma) / (targets.num_positives + 1)
+    loss_cate = sigmoid_focal_loss(flat_logits, flat_labels, alpha, gamma) / (num_cells + 1)
     return {'loss_ins': loss_ins, 'loss_cate': loss_cate, 'loss': loss_ins + loss_cate}

@@ -234,3 +234,15 @@ def test_solov2_loss_rejects_level_mismatch():
     outputs['cate_logits'] = outputs['cate_logits'][:1]
     with pytest.raises(ValueError):
         solov2_loss(outputs, targets)
+
+
+def test_solov2_loss_given_positives_divides_by_them():
+    """Data-parallel training passes the positives averaged over the processes."""
+    outputs, targets = _outputs(), _targets()
+    own = solov2_loss(outputs, targets)
+    same = solov2_loss(outputs, targets, positives=(targets.num_masks, targets.num_positives))
+    doubled = (2 * targets.num_masks, 2 * targets.num_positives + 1)      # cate: (2n + 1) + 1
+    halved = solov2_loss(outputs, targets, positives=doubled)
+    for key in ('loss_ins', 'loss_cate'):
+        np.testing.assert_allclose(float(same[key]), float(own[key]), rtol=1e-6)
+        np.testing.assert_allclose(float(halved[key]), float(own[key]) / 2, rtol=1e-5)

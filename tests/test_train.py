@@ -89,16 +89,20 @@ def test_bad_arguments_fail_in_one_line(shapes, tmp_path, capsys):
 
 
 
-def test_every_rank_gets_rank0_minutes(tmp_path):
-    """The time-based LR and stop read rank 0's clock on every rank, whatever their own says."""
+def test_ranks_share_rank0_minutes_and_the_mean_positives(tmp_path):
+    """The time-based LR and stop read rank 0's clock on every rank, whatever their own says,
+    and the loss is normalised by the positives averaged over the ranks."""
     script = tmp_path / 'clock.py'
     script.write_text(
-        'import paddle, paddle.distributed as dist\n'
-        'from train import rank0_minutes\n'
+        'import types, paddle, paddle.distributed as dist\n'
+        'from train import mean_positives, rank0_minutes\n'
         'paddle.set_device("cpu"); dist.init_parallel_env()\n'
         'rank = dist.get_rank()\n'
         'assert rank0_minutes(1.5 + 10 * rank, 2) == 1.5\n'
-        'assert rank0_minutes(7.25, 1) == 7.25\n')
+        'assert rank0_minutes(7.25, 1) == 7.25\n'
+        'targets = types.SimpleNamespace(num_masks=3 + 4 * rank, num_positives=2 + 2 * rank)\n'
+        'assert mean_positives(targets, 2) == (5.0, 3.0)\n'
+        'assert mean_positives(targets, 1) is None\n')
     launch_two_cpu_processes(tmp_path, str(script))
 
 
