@@ -3,7 +3,8 @@
     python train.py --config=9                       # the shapes config, from scratch
     python train.py --config=9 --resume auto         # continue exactly where it stopped
     python -m paddle.distributed.launch --gpus 0,1 train.py --config=0 --scale-lr
-    python -m paddle.distributed.launch --nproc_per_node 2 train.py --config=9 --opt batch_size=2  # 2 CPU cores
+    # both CPU cores: one process each, batch 2 each (the config's batch 4 in total)
+    python -m paddle.distributed.launch --nproc_per_node 2 train.py --config=9 --opt batch_size=2
 
 Writes to ``output/<config>/``: ``last/`` and ``best/`` checkpoints (weights + sidecar,
 optimizer, state), ``train_log.csv``, ``eval_log.csv``, ``curves.png`` and ``config.txt``.
@@ -175,8 +176,7 @@ def mean_positives(targets, world: int):
         return None
     total = paddle.to_tensor([float(targets.num_masks), float(targets.num_positives)], dtype='float64')
     paddle.distributed.all_reduce(total)
-    num_masks, num_cells = (total / world).tolist()
-    return num_masks, num_cells
+    return tuple((total / world).tolist())
 
 
 def rank0_minutes(minutes: float, world: int) -> float:

@@ -10,13 +10,12 @@ import paddle.distributed as dist
 from paddle import nn
 from paddle.autograd import PyLayer
 
+from model.fast_ops import expand_channels
+
 
 def _channel_affine(x: paddle.Tensor, scale: paddle.Tensor, shift: paddle.Tensor) -> paddle.Tensor:
-    """x [N, C, H, W] * scale [C] + shift [C], broadcast over the batch only (Paddle's
-    fast CPU path)."""
-    _, channels, height, width = x.shape
-    return (x * scale.reshape([channels, 1, 1]).expand([channels, height, width])
-            + shift.reshape([channels, 1, 1]).expand([channels, height, width]))
+    """x [N, C, H, W] * scale [C] + shift [C]."""
+    return x * expand_channels(scale, x) + expand_channels(shift, x)
 
 
 def _all_reduce_sum(tensor: paddle.Tensor) -> paddle.Tensor:
@@ -62,8 +61,7 @@ class _SyncBatchNormFunction(PyLayer):
         mean_grad_xhat = (total[channels:] / count - mean * mean_grad) * inv_std
         # grad_x = scale * (grad - mean_grad - x_hat * mean_grad_xhat), x_hat = (x - mean) * inv_std
         coef = scale * inv_std * mean_grad_xhat
-        grad_x = _channel_affine(grad, scale, mean * coef - scale * mean_grad) \
-            - _channel_affine(x, coef, paddle.zeros_like(coef))
+        grad_x = _channel_affine(grad, scale, mean * coef - scale * mean_grad) - x * expand_channels(coef, x)
         return grad_x, grad_weight, grad_bias, None, None
 
 

@@ -15,13 +15,18 @@ import paddle.nn.functional as F
 from paddle.autograd import PyLayer
 
 
+def expand_channels(values: paddle.Tensor, x: paddle.Tensor) -> paddle.Tensor:
+    """values [C] laid out as [C, H, W] for x [N, C, H, W]: combined with x, it broadcasts
+    over the batch only, which takes Paddle's fast CPU path (a [1, C, 1, 1] operand does not)."""
+    _, channels, height, width = x.shape
+    return values.astype(x.dtype).reshape([channels, 1, 1]).expand([channels, height, width])
+
+
 class _ChannelBiasAdd(PyLayer):
     @staticmethod
     def forward(ctx, x, bias):
-        _, channels, height, width = x.shape
         ctx.bias_dtype = bias.dtype
-        # broadcasting over the batch only takes Paddle's fast path
-        return x + bias.astype(x.dtype).reshape([channels, 1, 1]).expand([channels, height, width])
+        return x + expand_channels(bias, x)
 
     @staticmethod
     def backward(ctx, grad):

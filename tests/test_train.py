@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 import train
-from tests.helpers import launch_two_cpu_processes
 from model.checkpoint import load_paddle_params
 from model.train_state import find_checkpoint, save_training_state
+from tests.helpers import launch_two_cpu_processes
 
 TINY = ['num_workers=0', 'batch_size=2', 'train_shorts=(128,)', 'train_max=128',
         'test_short=128', 'test_max=128', 'warmup_iters=2', 'ema_decay=0.9', 'epochs=2']
@@ -88,7 +88,6 @@ def test_bad_arguments_fail_in_one_line(shapes, tmp_path, capsys):
     assert len(errors) == 3 and all(line.startswith('error: ') for line in errors)
 
 
-
 def test_ranks_share_rank0_minutes_and_the_mean_positives(tmp_path):
     """The time-based LR and stop read rank 0's clock on every rank, whatever their own says,
     and the loss is normalised by the positives averaged over the ranks."""
@@ -109,9 +108,9 @@ def test_ranks_share_rank0_minutes_and_the_mean_positives(tmp_path):
 def test_two_cpu_processes_train_under_a_time_budget(shapes, tmp_path):
     """Data parallel on CPU (gloo, one math thread each): both ranks stop at the budget."""
     out = tmp_path / 'parallel'
-    launch_two_cpu_processes(tmp_path, 'train.py', '--config', '9', '--device', 'cpu', '--output', str(out),
-                '--log-every', '1', '--max-minutes', '0.03', '--opt', f'dataset_dir={shapes}',
-                *TINY, 'epochs=500')
+    launch_two_cpu_processes(tmp_path, 'train.py', '--config', '9', '--device', 'cpu',
+                             '--output', str(out), '--log-every', '1', '--max-minutes', '0.03',
+                             '--opt', f'dataset_dir={shapes}', *TINY, 'epochs=500')
     logs = (out / 'train_log.csv').read_text().splitlines()
     stopped_at = int(logs[-1].split(',')[0])
     assert 1 <= stopped_at < 500                     # the budget, not the epochs, ended it
