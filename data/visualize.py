@@ -45,6 +45,19 @@ def font_scale(height: int, width: int) -> float:
     return float(np.clip(min(height, width) / 900.0, 0.35, 1.0))
 
 
+def largest_region_box(mask: np.ndarray) -> tuple[int, int, int, int] | None:
+    """Half-open box `(x0, y0, x1, y1)` of the largest 8-connected region of `[H, W] bool` `mask`,
+    or None if it is empty: where a caption belongs when a mask has stray fragments."""
+    box = mask_to_box(mask)
+    if box is None:
+        return None
+    x0, y0, x1, y1 = box
+    _, _, stats, _ = cv2.connectedComponentsWithStats(
+        np.ascontiguousarray(mask[y0:y1, x0:x1]).view(np.uint8), connectivity=8)
+    left, top, width, height = stats[1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA])), :4]
+    return x0 + int(left), y0 + int(top), x0 + int(left + width), y0 + int(top + height)
+
+
 def label_origin(
     box: tuple[int, int, int, int], text_wh: tuple[int, int], image_hw: tuple[int, int]
 ) -> tuple[int, int]:
@@ -92,15 +105,20 @@ def draw_instances(
     `masks` `[N, H, W] bool`, `labels` `[N] int`, `scores` `[N] float`.
     Instances scoring below `score_threshold` or with empty masks are skipped;
     each drawn one gets a translucent fill, a thin contour and a "name 0.87"
-    caption. Labels beyond `class_names` are captioned with their id.
+    caption above the largest connected part of its mask. Colours follow the
+    score rank, and the most confident instances are drawn last, so their fills
+    and captions lie on top. Labels beyond `class_names` are captioned with their id.
     """
     if masks.shape[1:] != image_rgb.shape[:2]:
         raise ValueError(f"masks {masks.shape} do not match image {image_rgb.shape}")
     canvas = np.ascontiguousarray(image_rgb, dtype=np.uint8).copy()
-    keep = np.flatnonzero(np.asarray(scores) >= score_threshold)
-    for color_index, i in enumerate(keep):
+    scores = np.asarray(scores)
+    keep = np.flatnonzero(scores >= score_threshold)
+    keep = keep[np.argsort(-scores[keep], kind="stable")]  # colour index = score rank
+    for color_index in reversed(range(len(keep))):
+        i = keep[color_index]
         mask = np.ascontiguousarray(masks[i], dtype=bool)
-        box = mask_to_box(mask)
+        box = largest_region_box(mask)
         if box is None:
             continue
         color = instance_color(color_index)

@@ -2,7 +2,8 @@
 
 import numpy as np
 
-from data.visualize import draw_instances, instance_color, label_origin, label_text
+from data.visualize import (draw_instances, instance_color, label_origin, label_text,
+                            largest_region_box)
 
 CLASS_NAMES = ("person", "car")
 
@@ -78,3 +79,37 @@ def test_instance_colors_distinct_and_deterministic():
     assert colors == [instance_color(i) for i in range(20)]
     assert len(set(colors)) == 20
     assert all(0 <= c <= 255 for color in colors for c in color)
+
+
+def test_most_confident_caption_lies_on_top():
+    image = np.zeros((120, 160, 3), dtype=np.uint8)
+    masks = np.zeros((2, 120, 160), dtype=bool)
+    masks[0, 40:90, 30:100] = True  # both captions sit just above (30, 40)
+    masks[1, 40:70, 30:60] = True
+    # the weaker instance comes first, as in an unsorted input
+    out = draw_instances(image, masks, np.array([1, 0]), np.array([0.5, 0.9]), CLASS_NAMES)
+    strongest = instance_color(0)  # colours follow the score rank
+    caption_background = out[39, 31]  # inside the caption's padding, just above the masks
+    assert tuple(caption_background) == strongest
+    overlap_fill = out[50, 40]
+    assert tuple(overlap_fill) != tuple(out[80, 80])  # the stronger fill blended twice there
+    assert np.argmax(overlap_fill) == np.argmax(strongest)
+
+
+def test_largest_region_box():
+    mask = np.zeros((120, 160), dtype=bool)
+    assert largest_region_box(mask) is None
+    mask[60:100, 80:130] = True
+    mask[5:7, 5:7] = True  # a stray fragment far away
+    assert largest_region_box(mask) == (80, 60, 130, 100)
+
+
+def test_caption_follows_the_largest_region_not_a_fragment():
+    image = np.zeros((120, 160, 3), dtype=np.uint8)
+    masks = np.zeros((1, 120, 160), dtype=bool)
+    masks[0, 60:100, 80:130] = True
+    masks[0, 5:7, 5:7] = True
+    out = draw_instances(image, masks, np.array([0]), np.array([0.9]), CLASS_NAMES)
+    changed = np.any(out != image, axis=2)
+    assert changed[55:60, 80:90].all()  # the caption just above the main region
+    assert not changed[8:20, 8:40].any()  # nothing next to the fragment
