@@ -92,7 +92,7 @@ def test_most_confident_caption_lies_on_top():
     caption_background = out[39, 31]  # inside the caption's padding, just above the masks
     assert tuple(caption_background) == strongest
     overlap_fill = out[50, 40]
-    assert tuple(overlap_fill) != tuple(out[80, 80])  # the stronger fill blended twice there
+    assert tuple(overlap_fill) != tuple(out[80, 80])  # (80, 80) has the weaker fill alone
     assert np.argmax(overlap_fill) == np.argmax(strongest)
 
 
