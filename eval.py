@@ -17,10 +17,11 @@ from pathlib import Path
 
 from config.cli import add_model_args, add_runtime_args, make_parser, resolve_config
 from data.coco import CocoDataset, load_coco
-from data.coco_eval import STAT_NAMES, per_class_ap, predict_coco, run_cocoeval
+from data.coco_eval import STAT_NAMES, per_class_ap, run_cocoeval
 from data.results import write_json
 from model.checkpoint import CheckpointError
-from model.predictor import Predictor
+from model.inference.evaluation import predict_coco
+from model.inference.predictor import Predictor
 from model.runtime import setup
 
 

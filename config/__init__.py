@@ -10,9 +10,9 @@ from config.light448_r34 import Light448R34
 from config.light448_r50 import Light448R50
 from config.light512_dcn_r50 import Light512DCNR50
 from config.light512_r50vd_dcn import Light512R50vdDCN
+from config.r50vd_dcn_enhance import R50vdDCNEnhance
 from config.r101_fpn import R101FPN
 from config.r101vd_dcn import R101vdDCN
-from config.r50vd_dcn_enhance import R50vdDCNEnhance
 from config.shapes_r18 import ShapesR18
 
 CONFIGS: Dict[int, Type[SOLOv2Base]] = {

@@ -2,6 +2,7 @@
 import argparse
 
 from config import describe_configs, get_config, with_overrides
+from config.sidecar import read_sidecar
 
 
 def make_parser(description: str) -> argparse.ArgumentParser:
@@ -32,7 +33,6 @@ def add_model_args(parser: argparse.ArgumentParser, default_weights=None) -> Non
 def resolve_config(args):
     """(number, config class) from --config, else from the weights' sidecar, with the
     --opt overrides applied. Raises ValueError/KeyError with a one-line message."""
-    from model.checkpoint import read_sidecar
     number = args.config
     if number is None and args.weights:
         number = (read_sidecar(args.weights) or {}).get('config')

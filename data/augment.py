@@ -29,9 +29,9 @@ def hflip(sample: Sample) -> Sample:
     """Mirror image, masks and crowd mask left-right."""
     return {
         **sample,
-        "image": np.ascontiguousarray(sample["image"][:, ::-1]),
-        "masks": np.ascontiguousarray(sample["masks"][:, :, ::-1]),
-        "crowd_mask": np.ascontiguousarray(sample["crowd_mask"][:, ::-1]),
+        'image': np.ascontiguousarray(sample['image'][:, ::-1]),
+        'masks': np.ascontiguousarray(sample['masks'][:, :, ::-1]),
+        'crowd_mask': np.ascontiguousarray(sample['crowd_mask'][:, ::-1]),
     }
 
 
@@ -46,16 +46,16 @@ def resize_sample(sample: Sample, short: int, max_size: int) -> Sample:
     Masks `[N, H', W']` and crowd mask `[H', W']` follow with nearest-neighbour
     interpolation to the image's new size, so they stay 0/1.
     """
-    image, _ = resize_keep_ratio(sample["image"], short, max_size, cv2.INTER_LINEAR)
+    image, _ = resize_keep_ratio(sample['image'], short, max_size, cv2.INTER_LINEAR)
     hw = (image.shape[0], image.shape[1])
-    masks = np.zeros((len(sample["masks"]), *hw), dtype=sample["masks"].dtype)
-    for index, mask in enumerate(sample["masks"]):
+    masks = np.zeros((len(sample['masks']), *hw), dtype=sample['masks'].dtype)
+    for index, mask in enumerate(sample['masks']):
         masks[index] = _resize_nearest(mask, hw)
     return {
         **sample,
-        "image": image,
-        "masks": masks,
-        "crowd_mask": _resize_nearest(sample["crowd_mask"], hw),
+        'image': image,
+        'masks': masks,
+        'crowd_mask': _resize_nearest(sample['crowd_mask'], hw),
     }
 
 
@@ -65,17 +65,17 @@ def crop_sample(sample: Sample, y0: int, x0: int, h: int, w: int) -> Sample:
     Instances whose cropped mask is empty are dropped; `labels` stay aligned
     with `masks`. The window must lie inside the image.
     """
-    height, width = sample["image"].shape[:2]
+    height, width = sample['image'].shape[:2]
     if h <= 0 or w <= 0 or y0 < 0 or x0 < 0 or y0 + h > height or x0 + w > width:
-        raise ValueError(f"crop ({y0}, {x0}, {h}, {w}) outside image of size {(height, width)}")
-    masks = sample["masks"][:, y0 : y0 + h, x0 : x0 + w]
+        raise ValueError(f'crop ({y0}, {x0}, {h}, {w}) outside image of size {(height, width)}')
+    masks = sample['masks'][:, y0 : y0 + h, x0 : x0 + w]
     keep = masks.any(axis=(1, 2))
     return {
         **sample,
-        "image": np.ascontiguousarray(sample["image"][y0 : y0 + h, x0 : x0 + w]),
-        "masks": np.ascontiguousarray(masks[keep]),
-        "labels": sample["labels"][keep],
-        "crowd_mask": np.ascontiguousarray(sample["crowd_mask"][y0 : y0 + h, x0 : x0 + w]),
+        'image': np.ascontiguousarray(sample['image'][y0 : y0 + h, x0 : x0 + w]),
+        'masks': np.ascontiguousarray(masks[keep]),
+        'labels': sample['labels'][keep],
+        'crowd_mask': np.ascontiguousarray(sample['crowd_mask'][y0 : y0 + h, x0 : x0 + w]),
     }
 
 
@@ -145,7 +145,7 @@ def random_colour(sample: Sample, rng: np.random.Generator, strength: float) -> 
         apply = rng.random() < 0.5
         value = rng.uniform(low, high)
         factors.append(value if apply else neutral)
-    return {**sample, "image": distort_colour(sample["image"], *factors)}
+    return {**sample, 'image': distort_colour(sample['image'], *factors)}
 
 
 def random_crop(
@@ -158,8 +158,8 @@ def random_crop(
     sample is returned uncropped (as a shallow copy). Samples without instances
     take the first window that fits.
     """
-    height, width = sample["image"].shape[:2]
-    masks = sample["masks"]
+    height, width = sample['image'].shape[:2]
+    masks = sample['masks']
     areas = masks.sum(axis=(1, 2), dtype=np.int64)
     for _ in range(max_tries):
         area = rng.uniform(min_scale, 1.0) * height * width
@@ -202,7 +202,7 @@ class TrainTransform:
         divisor: int = 32,
     ) -> None:
         if not shorts:
-            raise ValueError("TrainTransform needs at least one short side")
+            raise ValueError('TrainTransform needs at least one short side')
         self.shorts = tuple(int(short) for short in shorts)
         self.max_size = max_size
         self.flip_prob = flip_prob
@@ -218,14 +218,14 @@ class TrainTransform:
         sample = random_flip(sample, rng, self.flip_prob)
         if self.colour_strength > 0:
             sample = random_colour(sample, rng, self.colour_strength)
-        image = sample["image"]
+        image = sample['image']
         return {
-            "image": pad_to_multiple(normalize(image), self.divisor),
-            "masks": pad_to_multiple(sample["masks"], self.divisor),
-            "labels": np.asarray(sample["labels"], dtype=np.int64),
-            "crowd_mask": pad_to_multiple(sample["crowd_mask"][None], self.divisor)[0],
-            "image_id": int(sample["image_id"]),
-            "resized_hw": (image.shape[0], image.shape[1]),
+            'image': pad_to_multiple(normalize(image), self.divisor),
+            'masks': pad_to_multiple(sample['masks'], self.divisor),
+            'labels': np.asarray(sample['labels'], dtype=np.int64),
+            'crowd_mask': pad_to_multiple(sample['crowd_mask'][None], self.divisor)[0],
+            'image_id': int(sample['image_id']),
+            'resized_hw': (image.shape[0], image.shape[1]),
         }
 
 
@@ -242,5 +242,5 @@ class EvalTransform:
         self.divisor = divisor
 
     def __call__(self, sample: Sample) -> dict[str, np.ndarray | ImageMeta | int]:
-        chw, meta = preprocess(sample["image"], self.short, self.max_size, self.divisor)
-        return {"image": chw, "meta": meta, "image_id": int(sample["image_id"])}
+        chw, meta = preprocess(sample['image'], self.short, self.max_size, self.divisor)
+        return {'image': chw, 'meta': meta, 'image_id': int(sample['image_id'])}

@@ -23,12 +23,12 @@ from data.transforms import read_image
 def read_class_names(path: str | PathLike[str]) -> list[str]:
     """Class names from a text file, one per line in label order; blank lines are skipped."""
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        text = Path(path).read_text(encoding='utf-8')
     except OSError as err:
-        raise ValueError(f"cannot read class list {path}: {err}") from err
+        raise ValueError(f'cannot read class list {path}: {err}') from err
     names = [line.strip() for line in text.splitlines() if line.strip()]
     if not names:
-        raise ValueError(f"class list {path} is empty")
+        raise ValueError(f'class list {path} is empty')
     return names
 
 
@@ -36,12 +36,12 @@ def load_coco(ann_file: str | PathLike[str]) -> COCO:
     """Parse a COCO instance file into an indexed pycocotools `COCO`, without its stdout chatter."""
     path = Path(ann_file)
     if not path.is_file():
-        raise ValueError(f"annotation file not found: {path}")
+        raise ValueError(f'annotation file not found: {path}')
     try:
-        dataset = json.loads(path.read_text(encoding="utf-8"))
+        dataset = json.loads(path.read_text(encoding='utf-8'))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise ValueError(f"cannot parse annotation file {path}: {err}") from err
-    missing = [key for key in ("images", "categories") if key not in dataset]
+        raise ValueError(f'cannot parse annotation file {path}: {err}') from err
+    missing = [key for key in ('images', 'categories') if key not in dataset]
     if missing:
         raise ValueError(f"annotation file {path} has no {', '.join(missing)}")
     coco = COCO()
@@ -62,11 +62,11 @@ def segmentation_to_rle(segmentation: Any, height: int, width: int) -> dict[str,
     if isinstance(segmentation, list):
         polygons = [list(map(float, poly)) for poly in segmentation if len(poly) >= 6]
         if not polygons:
-            return mask_util.encode(np.zeros((height, width), dtype=np.uint8, order="F"))
+            return mask_util.encode(np.zeros((height, width), dtype=np.uint8, order='F'))
         return mask_util.merge(mask_util.frPyObjects(polygons, height, width))
-    if list(segmentation["size"]) != [height, width]:
+    if list(segmentation['size']) != [height, width]:
         raise ValueError(f"RLE size {segmentation['size']} differs from image size {[height, width]}")
-    if isinstance(segmentation["counts"], list):
+    if isinstance(segmentation['counts'], list):
         return mask_util.frPyObjects(segmentation, height, width)
     return segmentation
 
@@ -83,7 +83,7 @@ def category_ids_by_name(
     """COCO category id of each of `class_names`, matched by category name."""
     ids_of: dict[str, list[int]] = {}
     for category in categories:
-        ids_of.setdefault(category["name"], []).append(int(category["id"]))
+        ids_of.setdefault(category['name'], []).append(int(category['id']))
     missing = [name for name in class_names if name not in ids_of]
     if missing:
         raise ValueError(
@@ -103,10 +103,10 @@ def check_annotation_categories(
 ) -> None:
     """Raise `ValueError` naming the first annotation whose category is not a mapped class."""
     for ann in annotations:
-        category_id = ann["category_id"]
+        category_id = ann['category_id']
         if category_id not in label_of:
             name = category_names.get(category_id)
-            known = f" ({name!r}, not in class_names)" if name is not None else ""
+            known = f' ({name!r}, not in class_names)' if name is not None else ''
             raise ValueError(
                 f"annotation {ann.get('id')} of image {ann.get('image_id')} "
                 f"refers to unknown category {category_id}{known}"
@@ -134,9 +134,9 @@ class CocoDataset:
         self.coco = load_coco(ann_file)
         self.image_dir = Path(image_dir)
         if not self.image_dir.is_dir():
-            raise ValueError(f"image directory not found: {self.image_dir}")
-        categories = self.coco.dataset["categories"]
-        names_of = {int(c["id"]): c["name"] for c in categories}
+            raise ValueError(f'image directory not found: {self.image_dir}')
+        categories = self.coco.dataset['categories']
+        names_of = {int(c['id']): c['name'] for c in categories}
         if class_names is None:
             category_ids = sorted(names_of)
         else:
@@ -146,11 +146,11 @@ class CocoDataset:
         self._category_ids = category_ids
         self._class_names = [names_of[cid] for cid in category_ids]
         self._label_of = {cid: label for label, cid in enumerate(category_ids)}
-        check_annotation_categories(self.coco.dataset.get("annotations", []), self._label_of, names_of)
+        check_annotation_categories(self.coco.dataset.get('annotations', []), self._label_of, names_of)
         self.image_ids = [
-            int(img["id"])
-            for img in self.coco.dataset["images"]
-            if keep_empty or any(not a.get("iscrowd", 0) for a in self.coco.imgToAnns[img["id"]])
+            int(img['id'])
+            for img in self.coco.dataset['images']
+            if keep_empty or any(not a.get('iscrowd', 0) for a in self.coco.imgToAnns[img['id']])
         ]
 
     @property
@@ -170,22 +170,22 @@ class CocoDataset:
         """Sample dict of the `index`-th kept image; `ValueError` (with the path) if unreadable."""
         image_id = self.image_ids[index]
         info = self.coco.imgs[image_id]
-        path = self.image_dir / info["file_name"]
+        path = self.image_dir / info['file_name']
         image = read_image(path)
         height, width = image.shape[:2]
-        if (info.get("height", height), info.get("width", width)) != (height, width):
+        if (info.get('height', height), info.get('width', width)) != (height, width):
             raise ValueError(
                 f"image {path} is {width}x{height} but the annotation file says "
                 f"{info.get('width')}x{info.get('height')}"
             )
         masks, labels, crowd_mask = self._decode_annotations(self.coco.imgToAnns[image_id], height, width)
         return {
-            "image": image,
-            "masks": masks,
-            "labels": labels,
-            "image_id": image_id,
-            "file_name": info["file_name"],
-            "crowd_mask": crowd_mask,
+            'image': image,
+            'masks': masks,
+            'labels': labels,
+            'image_id': image_id,
+            'file_name': info['file_name'],
+            'crowd_mask': crowd_mask,
         }
 
     def _decode_annotations(
@@ -196,13 +196,13 @@ class CocoDataset:
         crowd_mask = np.zeros((height, width), dtype=np.uint8)
         for ann in annotations:
             try:
-                mask = segmentation_to_mask(ann["segmentation"], height, width)
+                mask = segmentation_to_mask(ann['segmentation'], height, width)
             except ValueError as err:
                 raise ValueError(f"annotation {ann.get('id')} of image {ann['image_id']}: {err}") from err
-            if ann.get("iscrowd", 0):
+            if ann.get('iscrowd', 0):
                 crowd_mask |= mask
             elif mask.any():
                 masks.append(mask)
-                labels.append(self._label_of[ann["category_id"]])
+                labels.append(self._label_of[ann['category_id']])
         stacked = np.stack(masks) if masks else np.zeros((0, height, width), dtype=np.uint8)
         return stacked, np.asarray(labels, dtype=np.int64), crowd_mask

@@ -1,49 +1,14 @@
-"""COCO mask AP for a Predictor on a COCO-format annotation file (pycocotools)."""
+"""COCO mask AP of result records on a COCO-format annotation file (pycocotools)."""
 import contextlib
 import io
-import os
-from typing import Dict, List, Sequence
+from typing import Dict, List
 
 import numpy as np
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from data.pipeline import Progress, run_pipeline
-from data.results import instances_to_coco
-from data.transforms import read_image
-
 STAT_NAMES = ('AP', 'AP50', 'AP75', 'APs', 'APm', 'APl',
               'AR1', 'AR10', 'AR100', 'ARs', 'ARm', 'ARl')
-
-
-def predict_coco(predictor, coco: COCO, image_dir: str,
-                 label_to_category_id: Sequence[int], progress: bool = False) -> List[dict]:
-    """Run ``predictor`` on every image of ``coco`` -> COCO result records
-    (RLE encoding and mask pasting happen in worker threads)."""
-    records: List[dict] = []
-    image_ids = sorted(coco.getImgIds())
-    bar = Progress(len(image_ids), 'predict ') if progress else None
-
-    def load(image_id):
-        image = read_image(os.path.join(image_dir, coco.imgs[image_id]['file_name']))
-        return predictor.prepare(image)
-
-    def model(loaded):
-        return predictor.infer([loaded[0]])[0]
-
-    def finish(image_id, loaded, detections):
-        result = predictor.finish(detections, loaded[1])
-        records.extend(instances_to_coco(image_id, result.masks, result.labels, result.scores,
-                                         label_to_category_id))
-        if bar:
-            bar.update()
-
-    stats = run_pipeline(image_ids, load, model, finish)
-    if bar:
-        bar.close()
-    if stats.failed:
-        raise ValueError(f'{len(stats.failed)} images could not be read, e.g. {stats.failed[0]}')
-    return records
 
 
 def run_cocoeval(coco: COCO, records: List[dict], iou_type: str = 'segm') -> COCOeval:

@@ -52,7 +52,7 @@ class TrainDataset(paddle.io.Dataset):
     ) -> None:
         super().__init__()
         if len(source) == 0:
-            raise ValueError("TrainDataset needs a non-empty sample source")
+            raise ValueError('TrainDataset needs a non-empty sample source')
         self.source = source
         self.transform = transform
         self.seed = seed
@@ -78,7 +78,7 @@ class TrainDataset(paddle.io.Dataset):
                 if current not in self._warned:
                     self._warned.add(current)
                     logger.warning(
-                        "skipping unreadable sample %d (%s); using sample %d instead",
+                        'skipping unreadable sample %d (%s); using sample %d instead',
                         current,
                         err,
                         replacement,
@@ -87,8 +87,8 @@ class TrainDataset(paddle.io.Dataset):
                 continue
             return self.transform(sample, rng)
         raise RuntimeError(
-            f"more than {self.max_failures} consecutive unreadable samples from index {index}; "
-            "check the dataset paths"
+            f'more than {self.max_failures} consecutive unreadable samples from index {index}; '
+            'check the dataset paths'
         )
 
 
@@ -102,28 +102,26 @@ def _pad_masks(masks: np.ndarray, height: int, width: int) -> np.ndarray:
 def collate_batch(
     samples: Sequence[Sample],
     target_fn: TargetFn,
-    collate_targets: CollateTargets | None = None,
+    collate_targets: CollateTargets,
 ) -> dict[str, Any]:
     """Batch `TrainTransform` outputs.
 
     Images are zero-padded to the batch's largest size (`transforms.batch_images`);
     each sample's masks are padded to that size and passed with its labels to
     `target_fn(masks [N, H, W] uint8, labels [N] int64)`; the per-image results
-    go through `collate_targets` (default `model.targets.collate_targets`).
+    go through `collate_targets` (training passes `model.training.targets.collate_targets`).
     Returns `{'images': [B, 3, H, W] float32, 'targets': ..., 'image_ids': list[int]}`.
     """
-    if collate_targets is None:
-        from model.targets import collate_targets
-    images = batch_images([sample["image"] for sample in samples])
+    images = batch_images([sample['image'] for sample in samples])
     height, width = images.shape[2:]
     per_image = [
-        target_fn(_pad_masks(sample["masks"], height, width), sample["labels"])
+        target_fn(_pad_masks(sample['masks'], height, width), sample['labels'])
         for sample in samples
     ]
     return {
-        "images": images,
-        "targets": collate_targets(per_image),
-        "image_ids": [int(sample["image_id"]) for sample in samples],
+        'images': images,
+        'targets': collate_targets(per_image),
+        'image_ids': [int(sample['image_id']) for sample in samples],
     }
 
 
@@ -158,7 +156,7 @@ def build_train_loader(
     dataset: TrainDataset,
     batch_size: int,
     target_fn: TargetFn,
-    collate_targets: CollateTargets | None,
+    collate_targets: CollateTargets,
     num_workers: int,
     shuffle: bool = True,
     seed: int = 0,

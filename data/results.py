@@ -83,9 +83,9 @@ def encode_mask_rle(mask: np.ndarray) -> dict[str, Any]:
     """
     mask = np.asarray(mask, dtype=bool)
     height, width = mask.shape
-    uncompressed = {"size": [height, width], "counts": rle_run_lengths(mask)}
+    uncompressed = {'size': [height, width], 'counts': rle_run_lengths(mask)}
     rle = mask_util.frPyObjects(uncompressed, height, width)
-    return {"size": [height, width], "counts": rle["counts"].decode("ascii")}
+    return {'size': [height, width], 'counts': rle['counts'].decode('ascii')}
 
 
 def instances_to_coco(
@@ -104,11 +104,11 @@ def instances_to_coco(
     boxes = masks_to_boxes(masks)
     return [
         {
-            "image_id": int(image_id),
-            "category_id": int(label_to_category_id[int(label)]),
-            "segmentation": encode_mask_rle(mask),
-            "score": float(score),
-            "bbox": [float(v) for v in box],
+            'image_id': int(image_id),
+            'category_id': int(label_to_category_id[int(label)]),
+            'segmentation': encode_mask_rle(mask),
+            'score': float(score),
+            'bbox': [float(v) for v in box],
         }
         for mask, label, score, box in zip(masks, labels, scores, boxes)
     ]
@@ -118,10 +118,10 @@ def write_json(records: Any, path: str | PathLike[str]) -> None:
     """Write `records` as JSON atomically: dump to a temp file in the same directory, then os.replace."""
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
-    fd, tmp_path = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".json")
+    fd, tmp_path = tempfile.mkstemp(dir=directory, prefix='.tmp-', suffix='.json')
     try:
         os.fchmod(fd, 0o644)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        with os.fdopen(fd, 'w', encoding='utf-8') as handle:
             json.dump(records, handle)
         os.replace(tmp_path, path)
     except BaseException:

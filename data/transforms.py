@@ -32,10 +32,10 @@ def read_image(path: str | PathLike[str]) -> np.ndarray:
     try:
         buffer = np.fromfile(path, dtype=np.uint8)
     except OSError as err:
-        raise ValueError(f"cannot read image {path}") from err
+        raise ValueError(f'cannot read image {path}') from err
     bgr = cv2.imdecode(buffer, cv2.IMREAD_COLOR) if buffer.size else None
     if bgr is None:
-        raise ValueError(f"cannot read image {path}")
+        raise ValueError(f'cannot read image {path}')
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
@@ -71,7 +71,7 @@ def normalize(
 ) -> np.ndarray:
     """Map `[H, W, 3] uint8 RGB` to `[3, H, W] float32` as (pixel - mean) / std per RGB channel."""
     if image.ndim != 3 or image.shape[2] != 3:
-        raise ValueError(f"expected [H, W, 3] image, got shape {image.shape}")
+        raise ValueError(f'expected [H, W, 3] image, got shape {image.shape}')
     mean_arr = np.asarray(mean, dtype=np.float32)
     inv_std = 1.0 / np.asarray(std, dtype=np.float32)
     hwc = (image.astype(np.float32) - mean_arr) * inv_std
@@ -114,7 +114,7 @@ def batch_images(images: Sequence[np.ndarray]) -> np.ndarray:
     batch size is a multiple of it as well.
     """
     if not images:
-        raise ValueError("batch_images needs at least one image")
+        raise ValueError('batch_images needs at least one image')
     height = max(chw.shape[1] for chw in images)
     width = max(chw.shape[2] for chw in images)
     batch = np.zeros((len(images), images[0].shape[0], height, width), dtype=images[0].dtype)

@@ -25,7 +25,7 @@ def instance_color(index: int) -> tuple[int, int, int]:
 def label_text(label: int, score: float, class_names: Sequence[str]) -> str:
     """Caption "name 0.87"; labels outside `class_names` show their numeric id."""
     name = class_names[label] if 0 <= label < len(class_names) else str(label)
-    return f"{name} {score:.2f}"
+    return f'{name} {score:.2f}'
 
 
 def fill_mask(image: np.ndarray, mask: np.ndarray, color: tuple[int, int, int]) -> None:
@@ -110,11 +110,11 @@ def draw_instances(
     and captions lie on top. Labels beyond `class_names` are captioned with their id.
     """
     if masks.shape[1:] != image_rgb.shape[:2]:
-        raise ValueError(f"masks {masks.shape} do not match image {image_rgb.shape}")
+        raise ValueError(f'masks {masks.shape} do not match image {image_rgb.shape}')
     canvas = np.ascontiguousarray(image_rgb, dtype=np.uint8).copy()
     scores = np.asarray(scores)
     keep = np.flatnonzero(scores >= score_threshold)
-    keep = keep[np.argsort(-scores[keep], kind="stable")]  # colour index = score rank
+    keep = keep[np.argsort(-scores[keep], kind='stable')]  # colour index = score rank
     for color_index in reversed(range(len(keep))):
         i = keep[color_index]
         mask = np.ascontiguousarray(masks[i], dtype=bool)

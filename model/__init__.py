@@ -1,8 +1,10 @@
 """SOLOv2 network, written by hand in PaddlePaddle dynamic graph.
 
-Pieces: ``resnet`` (backbone), ``fpn`` (neck), ``solov2_head`` (category and kernel
-branches), ``mask_feat_head`` (unified mask features), ``solov2`` (assembly),
-``postprocess`` (pure inference functions) and ``build`` (config -> model).
+Pieces: ``layers`` and ``fast_ops`` (building blocks), ``resnet`` (backbone), ``fpn``
+(neck), ``solov2_head`` (category and kernel branches), ``mask_feat_head`` (unified mask
+features), ``solov2`` (assembly), ``build`` (config -> model), ``checkpoint`` (weights in
+and out) and ``runtime`` / ``cpu_math`` (device, threads, MKL). Training lives in
+``model.training`` and inference in ``model.inference``; the network imports neither.
 """
 from model.cpu_math import prefer_avx2_mkl
 

@@ -10,14 +10,11 @@ from typing import Dict, Mapping, Optional
 import numpy as np
 import paddle
 
+from config.sidecar import sidecar_path
+
 
 class CheckpointError(Exception):
     """A checkpoint is missing, unreadable or does not fit the model."""
-
-
-def sidecar_path(weights: str) -> Path:
-    """``x/name.pdparams`` -> ``x/name.json``."""
-    return Path(weights).with_suffix('.json')
 
 
 def load_paddle_params(path: str) -> Dict[str, np.ndarray]:
@@ -56,12 +53,6 @@ def save_checkpoint(state: Mapping[str, np.ndarray], weights: str, config_number
     arrays = {k: np.asarray(v.numpy() if hasattr(v, 'numpy') else v) for k, v in state.items()}
     _atomic(path, lambda p: paddle.save(arrays, p))
     _atomic(sidecar_path(weights), lambda p: Path(p).write_text(json.dumps(meta, indent=1)))
-
-
-def read_sidecar(weights: str) -> Optional[dict]:
-    """The sidecar of ``weights`` or None when there is none."""
-    side = sidecar_path(weights)
-    return json.loads(side.read_text()) if side.is_file() else None
 
 
 def load_weights(model: paddle.nn.Layer, weights: str) -> None:

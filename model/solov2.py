@@ -12,7 +12,7 @@ from model.solov2_head import SOLOv2Head
 
 class SOLOv2(nn.Layer):
     """The network. ``forward`` returns raw outputs in every mode and keeps no state:
-    the loss (training) and ``model.postprocess`` (inference) are separate calls."""
+    the loss (training) and ``model.inference.postprocess`` (inference) are separate calls."""
 
     def __init__(self, backbone: ResNet, neck: FPN, head: SOLOv2Head, mask_head: MaskFeatHead):
         super().__init__()

@@ -12,8 +12,7 @@ from config import CONFIGS
 from model.build import build_model
 
 REPO_DIR = Path(__file__).resolve().parents[1]
-# ../shared beside the repository (the CEO's material: key lists, checkpoint generator)
-SHARED_DIR = Path(__file__).resolve().parents[2] / 'shared'
+FIXTURES_DIR = REPO_DIR / 'tests' / 'fixtures'
 
 
 def get_eval_model(pytestconfig, number: int):

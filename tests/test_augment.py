@@ -27,12 +27,12 @@ def make_sample(height, width, boxes=(), labels=None, seed=0):
     crowd = np.zeros((height, width), dtype=np.uint8)
     crowd[: height // 4, : width // 4] = 1
     return {
-        "image": image,
-        "masks": masks,
-        "labels": np.asarray(labels if labels is not None else range(len(boxes)), dtype=np.int64),
-        "image_id": 7,
-        "file_name": "x.jpg",
-        "crowd_mask": crowd,
+        'image': image,
+        'masks': masks,
+        'labels': np.asarray(labels if labels is not None else range(len(boxes)), dtype=np.int64),
+        'image_id': 7,
+        'file_name': 'x.jpg',
+        'crowd_mask': crowd,
     }
 
 
@@ -51,24 +51,24 @@ def test_hflip_twice_is_identity_and_moves_pixel():
     original = copy_sample(sample)
     flipped = hflip(sample)
     assert_samples_equal(sample, original)  # input untouched
-    np.testing.assert_array_equal(flipped["image"][4, 15], sample["image"][4, 0])
-    assert flipped["masks"][0, 2:5, 13:].all() and flipped["masks"][0].sum() == 9
-    np.testing.assert_array_equal(flipped["crowd_mask"][0, 15], sample["crowd_mask"][0, 0])
+    np.testing.assert_array_equal(flipped['image'][4, 15], sample['image'][4, 0])
+    assert flipped['masks'][0, 2:5, 13:].all() and flipped['masks'][0].sum() == 9
+    np.testing.assert_array_equal(flipped['crowd_mask'][0, 15], sample['crowd_mask'][0, 0])
     assert_samples_equal(hflip(flipped), sample)
 
 
 def test_resize_keeps_masks_binary_and_aligned():
     sample = make_sample(40, 60, [(10, 20, 20, 30)], seed=1)
-    sample["image"][:] = 0
-    sample["image"][10:20, 20:30, 0] = 255
+    sample['image'][:] = 0
+    sample['image'][10:20, 20:30, 0] = 255
     out = resize_sample(sample, 100, 1000)
-    assert out["image"].shape == (100, 150, 3)
-    assert out["masks"].shape == (1, 100, 150) and out["masks"].dtype == np.uint8
-    assert out["crowd_mask"].shape == (100, 150)
-    assert set(np.unique(out["masks"])) <= {0, 1}
-    assert set(np.unique(out["crowd_mask"])) <= {0, 1}
-    red = out["image"][..., 0] > 127
-    mask = out["masks"][0].astype(bool)
+    assert out['image'].shape == (100, 150, 3)
+    assert out['masks'].shape == (1, 100, 150) and out['masks'].dtype == np.uint8
+    assert out['crowd_mask'].shape == (100, 150)
+    assert set(np.unique(out['masks'])) <= {0, 1}
+    assert set(np.unique(out['crowd_mask'])) <= {0, 1}
+    red = out['image'][..., 0] > 127
+    mask = out['masks'][0].astype(bool)
     assert (red & mask).sum() / (red | mask).sum() > 0.9
     centre_red = np.argwhere(red).mean(axis=0)
     centre_mask = np.argwhere(mask).mean(axis=0)
@@ -80,21 +80,21 @@ def test_resize_exact_factor():
     out = resize_sample(sample, 40, 1000)
     expected = np.zeros((40, 60), np.uint8)
     expected[8:16, 12:24] = 1
-    np.testing.assert_array_equal(out["masks"][0], expected)
+    np.testing.assert_array_equal(out['masks'][0], expected)
 
 
 def test_crop_drops_emptied_instances_and_keeps_labels():
     sample = make_sample(20, 40, [(2, 2, 8, 8), (2, 30, 8, 36), (10, 5, 15, 35)], labels=[3, 5, 9])
     original = copy_sample(sample)
     left = crop_sample(sample, 0, 0, 20, 20)
-    assert left["image"].shape == (20, 20, 3)
-    np.testing.assert_array_equal(left["labels"], [3, 9])
-    assert left["masks"].shape == (2, 20, 20)
-    assert left["masks"][0].sum() == 36 and left["masks"][1].sum() == 5 * 15
+    assert left['image'].shape == (20, 20, 3)
+    np.testing.assert_array_equal(left['labels'], [3, 9])
+    assert left['masks'].shape == (2, 20, 20)
+    assert left['masks'][0].sum() == 36 and left['masks'][1].sum() == 5 * 15
     right = crop_sample(sample, 0, 25, 9, 15)
-    np.testing.assert_array_equal(right["labels"], [5])
-    assert right["masks"][0, 2:8, 5:11].all()
-    np.testing.assert_array_equal(right["image"], sample["image"][:9, 25:40])
+    np.testing.assert_array_equal(right['labels'], [5])
+    assert right['masks'][0, 2:8, 5:11].all()
+    np.testing.assert_array_equal(right['image'], sample['image'][:9, 25:40])
     assert_samples_equal(sample, original)
     with pytest.raises(ValueError):
         crop_sample(sample, 5, 0, 20, 10)
@@ -129,9 +129,9 @@ def test_random_wrappers_deterministic_per_seed():
     sample = make_sample(30, 40, [(5, 5, 20, 20), (10, 25, 28, 38)])
     assert_samples_equal(_all_random(sample, 3), _all_random(sample, 3))
     outputs = [_all_random(sample, seed) for seed in range(6)]
-    shapes = {out["image"].shape for out in outputs}
+    shapes = {out['image'].shape for out in outputs}
     assert len(shapes) > 1
-    assert any(not np.array_equal(outputs[0]["image"], out["image"]) for out in outputs[1:])
+    assert any(not np.array_equal(outputs[0]['image'], out['image']) for out in outputs[1:])
 
 
 def test_random_crop_keeps_a_visible_instance():
@@ -139,9 +139,9 @@ def test_random_crop_keeps_a_visible_instance():
     cropped_any = False
     for seed in range(20):
         out = random_crop(sample, np.random.default_rng(seed), min_scale=0.3)
-        assert len(out["labels"]) == 1
-        assert out["masks"][0].sum() >= 18
-        cropped_any |= out["image"].shape != sample["image"].shape
+        assert len(out['labels']) == 1
+        assert out['masks'][0].sum() >= 18
+        cropped_any |= out['image'].shape != sample['image'].shape
     assert cropped_any
     unchanged = random_crop(sample, np.random.default_rng(0), max_tries=0)
     assert_samples_equal(unchanged, sample)
@@ -149,7 +149,7 @@ def test_random_crop_keeps_a_visible_instance():
 
 def test_random_crop_empty_image_is_cropped_freely():
     sample = make_sample(40, 40)
-    shapes = {random_crop(sample, np.random.default_rng(s))["image"].shape for s in range(5)}
+    shapes = {random_crop(sample, np.random.default_rng(s))['image'].shape for s in range(5)}
     assert shapes != {(40, 40, 3)}
 
 
@@ -158,28 +158,28 @@ def test_train_transform_shapes_and_padding():
     transform = TrainTransform([40, 56], 200, flip_prob=0.5, colour_strength=0.4, crop_prob=0.5)
     for seed in range(4):
         out = transform(sample, np.random.default_rng(seed))
-        _, hp, wp = out["image"].shape
+        _, hp, wp = out['image'].shape
         assert hp % 32 == 0 and wp % 32 == 0
-        assert out["image"].dtype == np.float32
-        assert out["masks"].shape == (len(out["labels"]), hp, wp)
-        assert out["masks"].dtype == np.uint8
-        assert out["crowd_mask"].shape == (hp, wp)
-        h, w = out["resized_hw"]
-        assert not out["masks"][:, h:].any() and not out["masks"][:, :, w:].any()
-        assert not out["image"][:, h:].any() and not out["image"][:, :, w:].any()
-        assert out["image_id"] == 7
+        assert out['image'].dtype == np.float32
+        assert out['masks'].shape == (len(out['labels']), hp, wp)
+        assert out['masks'].dtype == np.uint8
+        assert out['crowd_mask'].shape == (hp, wp)
+        h, w = out['resized_hw']
+        assert not out['masks'][:, h:].any() and not out['masks'][:, :, w:].any()
+        assert not out['image'][:, h:].any() and not out['image'][:, :, w:].any()
+        assert out['image_id'] == 7
 
 
 def test_train_transform_without_augmentation_matches_preprocess():
     sample = make_sample(50, 70, [(5, 5, 40, 60)], labels=[4])
     transform = TrainTransform([48], 200, flip_prob=0, colour_strength=0, crop_prob=0)
     out = transform(sample, np.random.default_rng(0))
-    expected, meta = preprocess(sample["image"], 48, 200)
-    np.testing.assert_array_equal(out["image"], expected)
-    assert out["resized_hw"] == meta.resized_hw
+    expected, meta = preprocess(sample['image'], 48, 200)
+    np.testing.assert_array_equal(out['image'], expected)
+    assert out['resized_hw'] == meta.resized_hw
     evaluated = EvalTransform(48, 200)(sample)
-    np.testing.assert_array_equal(evaluated["image"], expected)
-    assert evaluated["meta"] == meta and evaluated["image_id"] == 7
+    np.testing.assert_array_equal(evaluated['image'], expected)
+    assert evaluated['meta'] == meta and evaluated['image_id'] == 7
 
 
 def test_empty_samples_go_through_everything():
@@ -195,8 +195,8 @@ def test_empty_samples_go_through_everything():
         random_crop(sample, rng),
     ]
     for out in outputs:
-        assert out["masks"].shape == (0, *out["image"].shape[:2])
-        assert out["labels"].shape == (0,)
+        assert out['masks'].shape == (0, *out['image'].shape[:2])
+        assert out['labels'].shape == (0,)
     out = TrainTransform([20, 24], 100, colour_strength=0.3, crop_prob=1.0)(sample, rng)
-    assert out["masks"].shape == (0, *out["image"].shape[1:])
-    assert out["labels"].dtype == np.int64
+    assert out['masks'].shape == (0, *out['image'].shape[1:])
+    assert out['labels'].dtype == np.int64

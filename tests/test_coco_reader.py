@@ -10,18 +10,18 @@ import pytest
 from data.coco import CocoDataset, read_class_names, segmentation_to_mask
 from data.results import rle_run_lengths
 
-pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
+pytestmark = pytest.mark.filterwarnings('ignore:__array__ implementation:DeprecationWarning')
 
 H, W = 20, 30
 
 
 def compressed_rle(mask):
     rle = mask_util.encode(np.asfortranarray(mask))
-    return {"size": [H, W], "counts": rle["counts"].decode("ascii")}
+    return {'size': [H, W], 'counts': rle['counts'].decode('ascii')}
 
 
 def uncompressed_rle(mask):
-    return {"size": [H, W], "counts": rle_run_lengths(mask.astype(bool)).tolist()}
+    return {'size': [H, W], 'counts': rle_run_lengths(mask.astype(bool)).tolist()}
 
 
 def box_mask(y0, y1, x0, x1):
@@ -38,22 +38,22 @@ CROWD_PIXELS = box_mask(14, 19, 14, 20)
 
 
 def annotation(ann_id, image_id, category_id, segmentation, iscrowd=0):
-    return {"id": ann_id, "image_id": image_id, "category_id": category_id,
-            "segmentation": segmentation, "iscrowd": iscrowd, "area": 0, "bbox": [0, 0, 0, 0]}
+    return {'id': ann_id, 'image_id': image_id, 'category_id': category_id,
+            'segmentation': segmentation, 'iscrowd': iscrowd, 'area': 0, 'bbox': [0, 0, 0, 0]}
 
 
 @pytest.fixture
 def coco_dir(tmp_path):
     """tmp_path/ann.json + tmp_path/images/{a,b,c}.png; categories given out of id order."""
-    images = tmp_path / "images"
+    images = tmp_path / 'images'
     images.mkdir()
     rng = np.random.default_rng(0)
-    for name in ("a", "b", "c"):
-        cv2.imwrite(str(images / f"{name}.png"), rng.integers(0, 256, (H, W, 3), dtype=np.uint8))
+    for name in ('a', 'b', 'c'):
+        cv2.imwrite(str(images / f'{name}.png'), rng.integers(0, 256, (H, W, 3), dtype=np.uint8))
     dataset = {
-        "images": [{"id": 10 + i, "file_name": f"{n}.png", "height": H, "width": W} for i, n in enumerate("abc")],
-        "categories": [{"id": 7, "name": "dog"}, {"id": 3, "name": "cat"}, {"id": 5, "name": "cow"}],
-        "annotations": [
+        'images': [{'id': 10 + i, 'file_name': f'{n}.png', 'height': H, 'width': W} for i, n in enumerate('abc')],
+        'categories': [{'id': 7, 'name': 'dog'}, {'id': 3, 'name': 'cat'}, {'id': 5, 'name': 'cow'}],
+        'annotations': [
             annotation(1, 10, 7, [[2, 3, 12, 3, 12, 8, 2, 8]]),
             annotation(2, 10, 3, compressed_rle(RLE_PIXELS)),
             annotation(3, 10, 5, uncompressed_rle(UNCOMPRESSED_PIXELS)),
@@ -62,16 +62,16 @@ def coco_dir(tmp_path):
             annotation(6, 12, 7, uncompressed_rle(CROWD_PIXELS), iscrowd=1),
         ],
     }
-    (tmp_path / "ann.json").write_text(json.dumps(dataset))
+    (tmp_path / 'ann.json').write_text(json.dumps(dataset))
     return tmp_path
 
 
 def load(coco_dir, **kwargs):
-    return CocoDataset(coco_dir / "ann.json", coco_dir / "images", **kwargs)
+    return CocoDataset(coco_dir / 'ann.json', coco_dir / 'images', **kwargs)
 
 
 def rewrite(coco_dir, edit):
-    path = coco_dir / "ann.json"
+    path = coco_dir / 'ann.json'
     dataset = json.loads(path.read_text())
     edit(dataset)
     path.write_text(json.dumps(dataset))
@@ -81,32 +81,32 @@ def test_sample_format_and_pixels(coco_dir):
     dataset = load(coco_dir)
     assert len(dataset) == 3
     sample = dataset[0]
-    assert set(sample) == {"image", "masks", "labels", "image_id", "file_name", "crowd_mask"}
-    expected_image = cv2.imread(str(coco_dir / "images" / "a.png"))[:, :, ::-1]
-    np.testing.assert_array_equal(sample["image"], expected_image)
-    assert sample["image"].dtype == np.uint8 and sample["image"].shape == (H, W, 3)
-    assert sample["masks"].dtype == np.uint8 and sample["masks"].shape == (3, H, W)
-    np.testing.assert_array_equal(sample["masks"][0], POLYGON_PIXELS)
-    np.testing.assert_array_equal(sample["masks"][1], RLE_PIXELS)
-    np.testing.assert_array_equal(sample["masks"][2], UNCOMPRESSED_PIXELS)
-    assert sample["labels"].dtype == np.int64
-    assert sample["labels"].tolist() == [2, 0, 1]  # ids 3, 5, 7 -> labels 0, 1, 2
-    assert sample["image_id"] == 10 and sample["file_name"] == "a.png"
+    assert set(sample) == {'image', 'masks', 'labels', 'image_id', 'file_name', 'crowd_mask'}
+    expected_image = cv2.imread(str(coco_dir / 'images' / 'a.png'))[:, :, ::-1]
+    np.testing.assert_array_equal(sample['image'], expected_image)
+    assert sample['image'].dtype == np.uint8 and sample['image'].shape == (H, W, 3)
+    assert sample['masks'].dtype == np.uint8 and sample['masks'].shape == (3, H, W)
+    np.testing.assert_array_equal(sample['masks'][0], POLYGON_PIXELS)
+    np.testing.assert_array_equal(sample['masks'][1], RLE_PIXELS)
+    np.testing.assert_array_equal(sample['masks'][2], UNCOMPRESSED_PIXELS)
+    assert sample['labels'].dtype == np.int64
+    assert sample['labels'].tolist() == [2, 0, 1]  # ids 3, 5, 7 -> labels 0, 1, 2
+    assert sample['image_id'] == 10 and sample['file_name'] == 'a.png'
 
 
 def test_crowd_excluded_and_exposed(coco_dir):
     sample = load(coco_dir)[0]
-    assert sample["crowd_mask"].dtype == np.uint8
-    np.testing.assert_array_equal(sample["crowd_mask"], CROWD_PIXELS)
-    assert not (sample["masks"].astype(bool) & CROWD_PIXELS.astype(bool)).any()
+    assert sample['crowd_mask'].dtype == np.uint8
+    np.testing.assert_array_equal(sample['crowd_mask'], CROWD_PIXELS)
+    assert not (sample['masks'].astype(bool) & CROWD_PIXELS.astype(bool)).any()
 
 
 def test_empty_image_has_empty_arrays(coco_dir):
     sample = load(coco_dir)[1]
-    assert sample["image_id"] == 11
-    assert sample["masks"].shape == (0, H, W) and sample["masks"].dtype == np.uint8
-    assert sample["labels"].shape == (0,) and sample["labels"].dtype == np.int64
-    assert not sample["crowd_mask"].any()
+    assert sample['image_id'] == 11
+    assert sample['masks'].shape == (0, H, W) and sample['masks'].dtype == np.uint8
+    assert sample['labels'].shape == (0,) and sample['labels'].dtype == np.int64
+    assert not sample['crowd_mask'].any()
 
 
 def test_keep_empty_false_skips_images_without_instances(coco_dir):
@@ -117,72 +117,72 @@ def test_keep_empty_false_skips_images_without_instances(coco_dir):
 def test_label_mapping_by_category_id(coco_dir):
     dataset = load(coco_dir)
     assert dataset.label_to_category_id == [3, 5, 7]
-    assert dataset.class_names == ["cat", "cow", "dog"]
+    assert dataset.class_names == ['cat', 'cow', 'dog']
 
 
 def test_label_mapping_by_class_names(coco_dir):
-    dataset = load(coco_dir, class_names=["dog", "cow", "cat"])
+    dataset = load(coco_dir, class_names=['dog', 'cow', 'cat'])
     assert dataset.label_to_category_id == [7, 5, 3]
-    assert dataset.class_names == ["dog", "cow", "cat"]
-    assert dataset[0]["labels"].tolist() == [0, 2, 1]
+    assert dataset.class_names == ['dog', 'cow', 'cat']
+    assert dataset[0]['labels'].tolist() == [0, 2, 1]
 
 
 def test_label_mapping_from_classes_file(coco_dir):
-    (coco_dir / "classes.txt").write_text("cow\n\ndog\ncat\n")
-    assert read_class_names(coco_dir / "classes.txt") == ["cow", "dog", "cat"]
-    dataset = load(coco_dir, class_names=str(coco_dir / "classes.txt"))
+    (coco_dir / 'classes.txt').write_text('cow\n\ndog\ncat\n')
+    assert read_class_names(coco_dir / 'classes.txt') == ['cow', 'dog', 'cat']
+    dataset = load(coco_dir, class_names=str(coco_dir / 'classes.txt'))
     assert dataset.label_to_category_id == [5, 7, 3]
-    assert dataset[0]["labels"].tolist() == [1, 2, 0]
+    assert dataset[0]['labels'].tolist() == [1, 2, 0]
 
 
 def test_missing_class_name_is_named(coco_dir):
-    with pytest.raises(ValueError, match="horse"):
-        load(coco_dir, class_names=["dog", "horse", "cat", "cow"])
+    with pytest.raises(ValueError, match='horse'):
+        load(coco_dir, class_names=['dog', 'horse', 'cat', 'cow'])
 
 
 def test_annotated_category_outside_class_names(coco_dir):
     with pytest.raises(ValueError, match="'cow'"):
-        load(coco_dir, class_names=["dog", "cat"])
+        load(coco_dir, class_names=['dog', 'cat'])
 
 
 def test_unknown_category_is_named(coco_dir):
-    rewrite(coco_dir, lambda d: d["annotations"].append(annotation(9, 11, 42, [[1, 1, 5, 1, 5, 5]])))
-    with pytest.raises(ValueError, match="unknown category 42"):
+    rewrite(coco_dir, lambda d: d['annotations'].append(annotation(9, 11, 42, [[1, 1, 5, 1, 5, 5]])))
+    with pytest.raises(ValueError, match='unknown category 42'):
         load(coco_dir)
 
 
 def test_missing_paths(coco_dir):
-    with pytest.raises(ValueError, match="nope.json"):
-        CocoDataset(coco_dir / "nope.json", coco_dir / "images")
-    with pytest.raises(ValueError, match="no_images"):
-        CocoDataset(coco_dir / "ann.json", coco_dir / "no_images")
+    with pytest.raises(ValueError, match='nope.json'):
+        CocoDataset(coco_dir / 'nope.json', coco_dir / 'images')
+    with pytest.raises(ValueError, match='no_images'):
+        CocoDataset(coco_dir / 'ann.json', coco_dir / 'no_images')
 
 
 def test_bad_annotation_json(coco_dir):
-    (coco_dir / "ann.json").write_text("{not json")
-    with pytest.raises(ValueError, match="ann.json"):
+    (coco_dir / 'ann.json').write_text('{not json')
+    with pytest.raises(ValueError, match='ann.json'):
         load(coco_dir)
 
 
 def test_unreadable_image_names_path(coco_dir):
-    (coco_dir / "images" / "b.png").write_bytes(b"not an image")
+    (coco_dir / 'images' / 'b.png').write_bytes(b'not an image')
     dataset = load(coco_dir)
-    with pytest.raises(ValueError, match="b.png"):
+    with pytest.raises(ValueError, match='b.png'):
         dataset[1]
-    (coco_dir / "images" / "c.png").unlink()
-    with pytest.raises(ValueError, match="c.png"):
+    (coco_dir / 'images' / 'c.png').unlink()
+    with pytest.raises(ValueError, match='c.png'):
         dataset[2]
 
 
 def test_image_size_mismatch(coco_dir):
-    rewrite(coco_dir, lambda d: d["images"][0].update(height=H + 1))
-    with pytest.raises(ValueError, match="a.png"):
+    rewrite(coco_dir, lambda d: d['images'][0].update(height=H + 1))
+    with pytest.raises(ValueError, match='a.png'):
         load(coco_dir)[0]
 
 
 def test_rle_size_mismatch(coco_dir):
-    rewrite(coco_dir, lambda d: d["annotations"][1]["segmentation"].update(size=[H, W + 1]))
-    with pytest.raises(ValueError, match="annotation 2"):
+    rewrite(coco_dir, lambda d: d['annotations'][1]['segmentation'].update(size=[H, W + 1]))
+    with pytest.raises(ValueError, match='annotation 2'):
         load(coco_dir)[0]
 
 

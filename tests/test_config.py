@@ -2,17 +2,16 @@
 import pytest
 
 import config
-from config import (CONFIGS, COCO_CLASSES, describe_configs, format_settings, get_config,
-                    with_classes, with_overrides)
+from config import COCO_CLASSES, CONFIGS, describe_configs, format_settings, get_config, with_classes, with_overrides
 from config.base import FULL_SCALE_RANGES, SOLOv2Base
 from config.light448_r18 import Light448R18
 from config.light448_r34 import Light448R34
 from config.light448_r50 import Light448R50
 from config.light512_dcn_r50 import Light512DCNR50
 from config.light512_r50vd_dcn import Light512R50vdDCN
+from config.r50vd_dcn_enhance import R50vdDCNEnhance
 from config.r101_fpn import R101FPN
 from config.r101vd_dcn import R101vdDCN
-from config.r50vd_dcn_enhance import R50vdDCNEnhance
 
 EXPECTED_NUMBERING = {
     0: SOLOv2Base,

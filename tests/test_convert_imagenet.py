@@ -12,12 +12,12 @@ import re
 
 import numpy as np
 import pytest
+import torch
 
 from convert import paddleclas2paddle, torchvision2paddle
 from convert.common import ConversionError, convert
 from model.checkpoint import load_paddle_params
 
-import torch
 tnn = torch.nn
 
 STAGES = {18: (2, 2, 2, 2), 50: (3, 4, 6, 3), 101: (3, 4, 23, 3)}

@@ -21,8 +21,7 @@ import pytest
 from convert import ppdet2paddle, ppdet_static2paddle
 from convert.common import ConversionError, convert
 from model.checkpoint import load_paddle_params
-
-from tests.reference import ppdet_ref
+from tools.reference import ppdet_ref
 
 FAMILIES = {'r50_fpn': 0, 'light_r50_vd_dcn_v05': 2}
 BN = {'weight': 'scale', 'bias': 'offset', '_mean': 'mean', '_variance': 'variance'}

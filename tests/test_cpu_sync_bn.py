@@ -4,14 +4,14 @@ import numpy as np
 import paddle
 from paddle import nn
 
-from model.cpu_sync_bn import CpuSyncBatchNorm, convert_cpu_sync_bn
 from model.layers import ConvNormAct
+from model.training.cpu_sync_bn import CpuSyncBatchNorm, convert_cpu_sync_bn
 from tests.helpers import launch_two_cpu_processes
 
-TWO_RANKS = '''
+TWO_RANKS = """
 import numpy as np, paddle, paddle.distributed as dist
 from paddle import nn
-from model.cpu_sync_bn import CpuSyncBatchNorm
+from model.training.cpu_sync_bn import CpuSyncBatchNorm
 paddle.set_device('cpu')
 dist.init_parallel_env()
 rank, world = dist.get_rank(), dist.get_world_size()
@@ -53,7 +53,7 @@ close(grads[1] / world, joined.bias.grad)
 close(synced._mean, joined._mean)
 close(synced._variance, joined._variance)
 print('checked rank', rank)
-'''
+"""
 
 
 def test_two_processes_match_one_batchnorm_on_the_joined_batch(tmp_path):

@@ -15,7 +15,6 @@ import pytest
 
 import demo
 from config import CONFIGS
-from model.build import build_model
 from model.checkpoint import save_checkpoint
 from tests.helpers import get_eval_model
 

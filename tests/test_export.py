@@ -1,4 +1,4 @@
-"""Deployment: export (tools/export_model.py), the three backends (model/backends.py),
+"""Deployment: export (tools/export_model.py), the three backends (model/inference/backends.py),
 demo.py's --backend / --video / --dump-inputs and tools/postprocess_raw.py.
 
 Config 9 (the narrow shapes model) and config 5 (light R18) with random weights; the
@@ -21,13 +21,14 @@ import pytest
 import demo
 from config import CONFIGS, with_overrides
 from data.transforms import normalize
-from model.backends import InferenceBackend, OnnxBackend
-from model.predictor import Predictor
 from model.build import build_model
 from model.checkpoint import save_checkpoint
-from model.export_head import ExportableSOLOv2
+from model.inference.export import compare_outputs
+from model.inference.exportable import ExportableSOLOv2
+from model.inference.exported import InferenceBackend, OnnxBackend
+from model.inference.postprocess import paste_masks
+from model.inference.predictor import Predictor
 from model.layers import coord_features
-from model.postprocess import paste_masks
 from tests.helpers import get_eval_model
 from tools import export_model, postprocess_raw
 
@@ -188,7 +189,7 @@ def test_config5_backends_agree(light_r18):
     dets = [b.infer([batch[0]])[0] for b in backends]
     assert len(dets[0]) > 3
     for backend, outputs, det in zip(backends[1:], raw[1:], dets[1:]):
-        diffs = export_model.compare_outputs(outputs, raw[0])
+        diffs = compare_outputs(outputs, raw[0])
         assert max(diffs['scores'], diffs['kernels'], diffs['mask_feat']) <= OUTPUT_TOL, (backend.name, diffs)
         assert diffs['flipped'] <= 1e-4 * raw[0][0].size, (backend.name, diffs)
         assert len(det) == len(dets[0]), backend.name
@@ -222,7 +223,7 @@ def test_deformable_conv_exports_to_onnx(dcn, tmp_path, pytestconfig):
     batch = _batch(*SIZES[1], seed=5)
     got = OnnxBackend(str(out), threads=1).run_numpy(batch)
     want = [t.numpy() for t in ExportableSOLOv2(model)(paddle.to_tensor(batch))]
-    diffs = export_model.compare_outputs(got, want)
+    diffs = compare_outputs(got, want)
     assert max(diffs['scores'], diffs['kernels'], diffs['mask_feat']) <= OUTPUT_TOL, diffs
 
 

@@ -19,12 +19,12 @@ def make_sample(index, height, width):
     masks[0, 5:20, 5:20] = 1
     masks[1, 10:30, 8:25] = 1
     return {
-        "image": rng.integers(0, 256, (height, width, 3), dtype=np.uint8),
-        "masks": masks[: index % 3],  # 0, 1 or 2 instances
-        "labels": np.arange(index % 3, dtype=np.int64),
-        "image_id": 100 + index,
-        "file_name": f"{index}.jpg",
-        "crowd_mask": np.zeros((height, width), np.uint8),
+        'image': rng.integers(0, 256, (height, width, 3), dtype=np.uint8),
+        'masks': masks[: index % 3],  # 0, 1 or 2 instances
+        'labels': np.arange(index % 3, dtype=np.int64),
+        'image_id': 100 + index,
+        'file_name': f'{index}.jpg',
+        'crowd_mask': np.zeros((height, width), np.uint8),
     }
 
 
@@ -40,7 +40,7 @@ class MemorySource:
 
     def __getitem__(self, index):
         if index % len(SIZES) in self.bad:
-            raise ValueError(f"cannot read image bad_{index}.jpg")
+            raise ValueError(f'cannot read image bad_{index}.jpg')
         return make_sample(index, *SIZES[index % len(SIZES)])
 
 
@@ -68,38 +68,38 @@ def test_collate_pads_images_and_masks():
     dataset = make_dataset()
     samples = [dataset[0], dataset[1], dataset[2]]
     batch = collate_batch(samples, fake_target_fn, fake_collate_targets)
-    images = batch["images"]
-    height = max(s["image"].shape[1] for s in samples)
-    width = max(s["image"].shape[2] for s in samples)
+    images = batch['images']
+    height = max(s['image'].shape[1] for s in samples)
+    width = max(s['image'].shape[2] for s in samples)
     assert images.shape == (3, 3, height, width) and images.dtype == np.float32
     assert height % 32 == 0 and width % 32 == 0
     for index, sample in enumerate(samples):
-        _, h, w = sample["image"].shape
-        np.testing.assert_array_equal(images[index, :, :h, :w], sample["image"])
+        _, h, w = sample['image'].shape
+        np.testing.assert_array_equal(images[index, :, :h, :w], sample['image'])
         assert not images[index, :, h:].any() and not images[index, :, :, w:].any()
-        assert batch["targets"].shapes[index] == (len(sample["labels"]), height, width)
+        assert batch['targets'].shapes[index] == (len(sample['labels']), height, width)
         np.testing.assert_array_equal(
-            batch["targets"].areas[index], sample["masks"].sum(axis=(1, 2))
+            batch['targets'].areas[index], sample['masks'].sum(axis=(1, 2))
         )
-        np.testing.assert_array_equal(batch["targets"].labels[index], sample["labels"])
-    assert batch["image_ids"] == [100, 101, 102]
+        np.testing.assert_array_equal(batch['targets'].labels[index], sample['labels'])
+    assert batch['image_ids'] == [100, 101, 102]
 
 
 def test_bad_sample_is_replaced_and_logged_once(caplog):
     dataset = make_dataset()
-    with caplog.at_level(logging.WARNING, logger="data.loader"):
+    with caplog.at_level(logging.WARNING, logger='data.loader'):
         first = dataset[BAD_INDEX]
         second = dataset[BAD_INDEX]
-    assert first["image_id"] != 100 + BAD_INDEX
-    assert first["image_id"] == second["image_id"]
-    np.testing.assert_array_equal(first["image"], second["image"])
-    messages = [r.getMessage() for r in caplog.records if "bad_3.jpg" in r.getMessage()]
+    assert first['image_id'] != 100 + BAD_INDEX
+    assert first['image_id'] == second['image_id']
+    np.testing.assert_array_equal(first['image'], second['image'])
+    messages = [r.getMessage() for r in caplog.records if 'bad_3.jpg' in r.getMessage()]
     assert len(messages) == 1
 
 
 def test_all_bad_source_raises():
     dataset = TrainDataset(MemorySource(bad=(0, 1, 2, 3)), TrainTransform([32], 64), max_failures=5)
-    with pytest.raises(RuntimeError, match="more than 5"):
+    with pytest.raises(RuntimeError, match='more than 5'):
         dataset[0]
 
 
@@ -108,7 +108,7 @@ def test_augmentation_depends_on_epoch():
     images = []
     for epoch in (0, 1, 2, 3, 0):
         dataset.set_epoch(epoch)
-        images.append(dataset[0]["image"])
+        images.append(dataset[0]['image'])
     np.testing.assert_array_equal(images[0], images[-1])
     assert any(not np.array_equal(images[0], image) for image in images[1:4])
 
@@ -116,7 +116,7 @@ def test_augmentation_depends_on_epoch():
 def epoch_batches(loader, epoch):
     set_epoch(loader, epoch)
     return [
-        (batch["image_ids"], batch["images"].numpy(), batch["targets"]) for batch in loader
+        (batch['image_ids'], batch['images'].numpy(), batch['targets']) for batch in loader
     ]
 
 

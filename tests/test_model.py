@@ -5,7 +5,6 @@ PaddleDetection key lists (no ppdet needed), DCN v1/v2 details, frozen stages an
 frozen norm, batch consistency and a training-mode backward pass.
 """
 import collections
-from pathlib import Path
 
 import numpy as np
 import paddle
@@ -15,12 +14,12 @@ from config import CONFIGS, with_overrides
 from model.build import build_model
 from model.layers import DeformConv
 from model.resnet import ResNet
-from tests.helpers import SHARED_DIR, get_eval_model
+from tests.helpers import FIXTURES_DIR, get_eval_model
 
 paddle.set_device('cpu')
 
 INPUT_HW = (64, 96)
-KEYS_DIR = SHARED_DIR / 'ppdet_keys'
+KEYS_DIR = FIXTURES_DIR / 'ppdet_keys'
 # PaddleDetection state_dicts list these tensors twice (submodule aliases)
 PPDET_ALIAS_PREFIXES = ('solov2_head.solo_kernel.', 'solov2_head.solo_cate.', 'mask_head.conv_pred.')
 

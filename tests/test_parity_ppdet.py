@@ -15,10 +15,9 @@ from config import CONFIGS
 from convert import ppdet2paddle
 from convert.common import convert
 from model.checkpoint import load_paddle_params, save_checkpoint
-from model.postprocess import flatten_levels, paste_masks, postprocess
-from model.predictor import Predictor
-
-from tests.reference import ppdet_ref
+from model.inference.postprocess import flatten_levels, paste_masks, postprocess
+from model.inference.predictor import Predictor
+from tools.reference import ppdet_ref
 
 FEATURE_TOL = 1e-4
 SCORE_TOL = 1e-4

@@ -1,8 +1,6 @@
 """Original SOLO checkpoints: generate random .pth files in the exact mmdet-1.x
-format from the shared key lists, convert them (no torch in the converter) and
+format from the key lists in tests/fixtures, convert them (no torch in the converter) and
 compare our network with an independent PyTorch mirror of SOLO's modules."""
-import subprocess
-import sys
 
 import numpy as np
 import paddle
@@ -10,23 +8,21 @@ import pytest
 import torch
 
 from config import CONFIGS
+from config.sidecar import read_sidecar
 from convert import solo2paddle
 from convert.common import ConversionError, convert
 from convert.pth_reader import load_state_dict
 from model.build import build_model
-from model.checkpoint import load_paddle_params, read_sidecar
-
-from tests.helpers import SHARED_DIR
+from model.checkpoint import load_paddle_params
+from tests.fixtures.solo_checkpoints import write_solo_checkpoint
 from tests.reference.solo_torch import ARCH_ARGS, build_solo_torch, load_solo_checkpoint
 
-KEYS = str(SHARED_DIR / 'solo_keys' / '{}_keys.txt')
 CASES = {'solov2_light_448_r18_fpn_8gpu_3x': 5, 'solov2_r50_fpn_8gpu_3x': 0}
 TOL = 1e-4
 
 
 def _generate(name: str, path) -> None:
-    subprocess.run([sys.executable, str(SHARED_DIR / 'solo_keys' / 'gen_weights.py'), KEYS.format(name),
-                    str(path), '--seed', '11'], check=True, capture_output=True)
+    write_solo_checkpoint(name, path, seed=11)
 
 
 def _ours(cfg, state, image):

@@ -5,8 +5,17 @@ import numpy as np
 import paddle
 import pytest
 
-from model.postprocess import (Detections, InferenceParams, cell_strides, flatten_levels,
-                               matrix_nms, paste_masks, points_nms, postprocess, segment_image)
+from model.inference.postprocess import (
+    Detections,
+    InferenceParams,
+    cell_strides,
+    flatten_levels,
+    matrix_nms,
+    paste_masks,
+    points_nms,
+    postprocess,
+    segment_image,
+)
 
 
 def _t(array, dtype='float32'):

@@ -6,28 +6,28 @@ import numpy as np
 import paddle
 import pytest
 
-from tests.reference import ppdet_ref
+from tools.reference import ppdet_ref
 
 # (H, W) per family; r101 (DCN everywhere) is the slowest, so it gets a
 # smaller input to keep the whole file well under a minute on 2 CPU cores.
 SIZES = {
-    "r50_fpn": (256, 320),
-    "r50_enhance": (256, 320),
-    "light_r50_vd_dcn_v05": (256, 320),
-    "r101_vd_dcn": (192, 256),
-    "light448_r50": (256, 320),
+    'r50_fpn': (256, 320),
+    'r50_enhance': (256, 320),
+    'light_r50_vd_dcn_v05': (256, 320),
+    'r101_vd_dcn': (192, 256),
+    'light448_r50': (256, 320),
 }
 # (solo_kernel E, mask-feature E) per family
 WIDTHS = {
-    "r50_fpn": 256,
-    "r50_enhance": 128,
-    "light_r50_vd_dcn_v05": 128,
-    "r101_vd_dcn": 256,
-    "light448_r50": 128,
+    'r50_fpn': 256,
+    'r50_enhance': 128,
+    'light_r50_vd_dcn_v05': 128,
+    'r101_vd_dcn': 256,
+    'light448_r50': 128,
 }
 ALIASES = [
-    ("solov2_head.solo_cate.bias", "solov2_head.bbox_head.solo_cate.bias"),
-    ("solov2_head.solo_kernel.weight", "solov2_head.bbox_head.solo_kernel.weight"),
+    ('solov2_head.solo_cate.bias', 'solov2_head.bbox_head.solo_cate.bias'),
+    ('solov2_head.solo_kernel.weight', 'solov2_head.bbox_head.solo_kernel.weight'),
 ]
 
 
@@ -52,11 +52,11 @@ def test_clean_rule():
     masks[4, :2] = 1  # exact duplicate of entry 0
     labels = np.array([3, 7, 7, 0, 3])
     scores = np.array([0.9, 0.4, 0.01, 0.0, 0.9], np.float32)
-    m, l, s = ppdet_ref.clean_ppdet_detections(masks, labels, scores)
-    assert l.tolist() == [3, 7] and s.tolist() == pytest.approx([0.9, 0.4])
+    m, lab, s = ppdet_ref.clean_ppdet_detections(masks, labels, scores)
+    assert lab.tolist() == [3, 7] and s.tolist() == pytest.approx([0.9, 0.4])
     assert np.array_equal(m, masks[:2])
-    m, l, s = ppdet_ref.clean_ppdet_detections(masks[:0], labels[:0], scores[:0])
-    assert m.shape == (0, 4, 4) and l.shape == (0,) and s.shape == (0,)
+    m, lab, s = ppdet_ref.clean_ppdet_detections(masks[:0], labels[:0], scores[:0])
+    assert m.shape == (0, 4, 4) and lab.shape == (0,) and s.shape == (0,)
 
 
 def _snapshot(model):
@@ -65,15 +65,15 @@ def _snapshot(model):
 
 def test_weights_are_deterministic():
     # one construction (cheap); randomize + calibrate twice with the same seed
-    model = ppdet_ref.FAMILIES["light_r50_vd_dcn_v05"]()
+    model = ppdet_ref.FAMILIES['light_r50_vd_dcn_v05']()
     model.eval()
     ppdet_ref.randomize(model, 3)
     plain = _snapshot(model)
-    np.testing.assert_array_equal(plain["solov2_head.solo_cate.bias"],
+    np.testing.assert_array_equal(plain['solov2_head.solo_cate.bias'],
                                   np.full([ppdet_ref.NUM_CLASSES], ppdet_ref.CATE_BIAS,
                                           np.float32))
     # DCN offset convs are randomised (ppdet zero-initialises them)
-    off = plain["backbone.res3.res3a.branch2b.conv_offset.weight"]
+    off = plain['backbone.res3.res3a.branch2b.conv_offset.weight']
     assert 0 < np.abs(off).max() < 0.05
     ppdet_ref.calibrate(model, 3)
     a = _snapshot(model)
@@ -83,22 +83,22 @@ def test_weights_are_deterministic():
     for key in a:
         np.testing.assert_array_equal(a[key], b[key], err_msg=key)
         # calibrate only touches the two head output biases
-        if not key.endswith(("solo_cate.bias", "solo_kernel.bias")):
+        if not key.endswith(('solo_cate.bias', 'solo_kernel.bias')):
             np.testing.assert_array_equal(a[key], plain[key], err_msg=key)
-    assert not np.array_equal(a["solov2_head.solo_cate.bias"],
-                              plain["solov2_head.solo_cate.bias"])
+    assert not np.array_equal(a['solov2_head.solo_cate.bias'],
+                              plain['solov2_head.solo_cate.bias'])
 
 
-@pytest.mark.parametrize("family", list(SIZES))
+@pytest.mark.parametrize('family', list(SIZES))
 def test_family_roundtrip_and_run(family, tmp_path):
     t0 = time.perf_counter()
     model = ppdet_ref.build(family, seed=0)
     assert not model.training
 
     sd = model.state_dict()
-    assert np.isfinite(sd["solov2_head.solo_cate.bias"].numpy()).all()
+    assert np.isfinite(sd['solov2_head.solo_cate.bias'].numpy()).all()
 
-    path = tmp_path / f"{family}.pdparams"
+    path = tmp_path / f'{family}.pdparams'
     ppdet_ref.save(model, path)
     loaded = paddle.load(str(path))
     assert set(loaded) == set(sd)
@@ -122,26 +122,26 @@ def test_family_roundtrip_and_run(family, tmp_path):
     t_run = time.perf_counter() - t1
 
     e = WIDTHS[family]
-    assert len(out["cate"]) == len(out["kernel"]) == 5
-    for s, cate, kern in zip(ppdet_ref.NUM_GRIDS, out["cate"], out["kernel"]):
+    assert len(out['cate']) == len(out['kernel']) == 5
+    for s, cate, kern in zip(ppdet_ref.NUM_GRIDS, out['cate'], out['kernel']):
         assert cate.shape == (1, s, s, ppdet_ref.NUM_CLASSES)
         assert kern.shape == (1, e, s, s)
         assert np.isfinite(cate).all() and np.isfinite(kern).all()
-    assert out["mask_feat"].shape == (1, e, h // 4, w // 4)
-    assert (out["mask_feat"] >= 0).all() and out["mask_feat"].max() > 0
+    assert out['mask_feat'].shape == (1, e, h // 4, w // 4)
+    assert (out['mask_feat'] >= 0).all() and out['mask_feat'].max() > 0
 
-    n = len(out["scores"])
-    assert out["masks"].shape == (n, h, w) and out["masks"].dtype == np.uint8
-    assert out["labels"].shape == (n,) and out["scores"].shape == (n,)
-    candidates = sum(int((c > ppdet_ref.SCORE_THRESHOLD).sum()) for c in out["cate"])
+    n = len(out['scores'])
+    assert out['masks'].shape == (n, h, w) and out['masks'].dtype == np.uint8
+    assert out['labels'].shape == (n,) and out['scores'].shape == (n,)
+    candidates = sum(int((c > ppdet_ref.SCORE_THRESHOLD).sum()) for c in out['cate'])
     assert 30 <= candidates <= 300
 
     masks, labels, scores = ppdet_ref.clean_ppdet_detections(
-        out["masks"], out["labels"], out["scores"])
+        out['masks'], out['labels'], out['scores'])
     assert 1 <= len(scores) <= 100
     assert ((labels >= 0) & (labels < ppdet_ref.NUM_CLASSES)).all()
     assert (scores >= ppdet_ref.UPDATE_THRESHOLD).all()
     assert (np.diff(scores) <= 0).all()  # ppdet sorts by score, descending
     assert set(np.unique(masks)) <= {0, 1}
-    print(f"\n{family} {h}x{w}: candidates={candidates} raw={n} clean={len(scores)} "
-          f"forward+post={t_run:.2f}s total={time.perf_counter() - t0:.2f}s")
+    print(f'\n{family} {h}x{w}: candidates={candidates} raw={n} clean={len(scores)} '
+          f'forward+post={t_run:.2f}s total={time.perf_counter() - t0:.2f}s')

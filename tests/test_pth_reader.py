@@ -2,19 +2,15 @@
 import collections
 import os
 import pickle
-import subprocess
-import sys
 import zipfile
 
 import numpy as np
 import pytest
-
 import torch
 
 from convert.pth_reader import load_pth, load_state_dict  # noqa: E402
-from tests.helpers import SHARED_DIR
+from tests.fixtures.solo_checkpoints import write_solo_checkpoint
 
-SOLO_KEYS = str(SHARED_DIR / 'solo_keys')
 FORMATS = {'zip': True, 'legacy': False}
 
 
@@ -104,10 +100,7 @@ def test_load_pth_keeps_meta(mmcv_checkpoint):
 
 def test_generated_solo_weights_load(tmp_path):
     out = tmp_path / 'solo.pth'
-    subprocess.run(
-        [sys.executable, os.path.join(SOLO_KEYS, 'gen_weights.py'),
-         os.path.join(SOLO_KEYS, 'solov2_light_448_r18_fpn_8gpu_3x_keys.txt'),
-         str(out), '--seed', '3'], check=True, capture_output=True)
+    write_solo_checkpoint('solov2_light_448_r18_fpn_8gpu_3x', out, seed=3)
     expected = torch.load(out)['state_dict']
     state = load_state_dict(out)
     assert list(state) == list(expected)

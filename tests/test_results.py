@@ -17,52 +17,52 @@ from data.results import (
 )
 
 # pycocotools' decode triggers a NumPy 2 copy-keyword DeprecationWarning internally.
-pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
+pytestmark = pytest.mark.filterwarnings('ignore:__array__ implementation:DeprecationWarning')
 
 
 def reference_rle(mask):
     rle = mask_util.encode(np.asfortranarray(mask))
-    return {"size": list(rle["size"]), "counts": rle["counts"].decode("ascii")}
+    return {'size': list(rle['size']), 'counts': rle['counts'].decode('ascii')}
 
 
 def assert_rle_exact(mask):
     rle = encode_mask_rle(mask)
     assert rle == reference_rle(mask)
-    decoded = mask_util.decode({"size": rle["size"], "counts": rle["counts"].encode("ascii")})
+    decoded = mask_util.decode({'size': rle['size'], 'counts': rle['counts'].encode('ascii')})
     np.testing.assert_array_equal(decoded.astype(bool), mask)
 
 
 def hand_built_masks():
     masks = {}
-    masks["empty"] = np.zeros((7, 9), dtype=bool)
-    masks["full"] = np.ones((7, 9), dtype=bool)
-    for name, (y, x) in {"pixel_tl": (0, 0), "pixel_br": (6, 8), "pixel_mid": (3, 4)}.items():
+    masks['empty'] = np.zeros((7, 9), dtype=bool)
+    masks['full'] = np.ones((7, 9), dtype=bool)
+    for name, (y, x) in {'pixel_tl': (0, 0), 'pixel_br': (6, 8), 'pixel_mid': (3, 4)}.items():
         mask = np.zeros((7, 9), dtype=bool)
         mask[y, x] = True
         masks[name] = mask
     for name, region in {
-        "top": np.s_[0, 2:6],
-        "bottom": np.s_[6, 1:4],
-        "left": np.s_[1:5, 0],
-        "right": np.s_[2:7, 8],
-        "full_rows": np.s_[2:4, :],
-        "full_cols": np.s_[:, 3:5],
-        "thin_row": np.s_[3, :],
-        "thin_col": np.s_[:, 5],
+        'top': np.s_[0, 2:6],
+        'bottom': np.s_[6, 1:4],
+        'left': np.s_[1:5, 0],
+        'right': np.s_[2:7, 8],
+        'full_rows': np.s_[2:4, :],
+        'full_cols': np.s_[:, 3:5],
+        'thin_row': np.s_[3, :],
+        'thin_col': np.s_[:, 5],
     }.items():
         mask = np.zeros((7, 9), dtype=bool)
         mask[region] = True
         masks[name] = mask
     diagonal = np.zeros((7, 9), dtype=bool)
     diagonal[np.arange(7), np.arange(7)] = True
-    masks["diagonal"] = diagonal
-    masks["one_by_one"] = np.ones((1, 1), dtype=bool)
-    masks["one_row"] = np.array([[0, 1, 1, 0, 1]], dtype=bool)
-    masks["one_col"] = np.array([[1], [0], [1], [1]], dtype=bool)
+    masks['diagonal'] = diagonal
+    masks['one_by_one'] = np.ones((1, 1), dtype=bool)
+    masks['one_row'] = np.array([[0, 1, 1, 0, 1]], dtype=bool)
+    masks['one_col'] = np.array([[1], [0], [1], [1]], dtype=bool)
     return masks
 
 
-@pytest.mark.parametrize(("name", "mask"), list(hand_built_masks().items()))
+@pytest.mark.parametrize(('name', 'mask'), list(hand_built_masks().items()))
 def test_rle_matches_pycocotools_hand_built(name, mask):
     assert_rle_exact(mask)
 
@@ -145,25 +145,25 @@ def test_instances_to_coco_records():
     records = instances_to_coco(
         42, masks, np.array([0, 2]), np.array([0.9, 0.25], dtype=np.float32), {0: 1, 2: 3}
     )
-    assert [r["category_id"] for r in records] == [1, 3]
-    assert records[0]["image_id"] == 42
-    assert records[0]["bbox"] == [2.0, 1.0, 4.0, 2.0]
-    assert records[1]["score"] == pytest.approx(0.25)
-    assert records[0]["segmentation"] == reference_rle(masks[0])
-    assert set(records[0]) == {"image_id", "category_id", "segmentation", "score", "bbox"}
+    assert [r['category_id'] for r in records] == [1, 3]
+    assert records[0]['image_id'] == 42
+    assert records[0]['bbox'] == [2.0, 1.0, 4.0, 2.0]
+    assert records[1]['score'] == pytest.approx(0.25)
+    assert records[0]['segmentation'] == reference_rle(masks[0])
+    assert set(records[0]) == {'image_id', 'category_id', 'segmentation', 'score', 'bbox'}
     json.dumps(records)
 
 
 def test_write_json_atomic(tmp_path):
-    path = tmp_path / "out" / "results.json"
-    write_json([{"a": 1}], path)
-    write_json([{"b": 2}], path)
-    assert json.loads(path.read_text()) == [{"b": 2}]
-    assert [p.name for p in path.parent.iterdir()] == ["results.json"]
+    path = tmp_path / 'out' / 'results.json'
+    write_json([{'a': 1}], path)
+    write_json([{'b': 2}], path)
+    assert json.loads(path.read_text()) == [{'b': 2}]
+    assert [p.name for p in path.parent.iterdir()] == ['results.json']
 
 
 def test_write_json_failure_leaves_no_temp(tmp_path):
-    path = tmp_path / "results.json"
+    path = tmp_path / 'results.json'
     with pytest.raises(TypeError):
         write_json([object()], path)
     assert list(tmp_path.iterdir()) == []
@@ -194,4 +194,4 @@ def test_rle_timing_small_objects():
     reference_ms = (time.perf_counter() - start) / repeats * 1e3
 
     assert ours == reference
-    print(f"\nRLE 800x1200, 20 objects: ours {ours_ms:.2f} ms, pycocotools {reference_ms:.2f} ms")
+    print(f'\nRLE 800x1200, 20 objects: ours {ours_ms:.2f} ms, pycocotools {reference_ms:.2f} ms')

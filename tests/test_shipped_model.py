@@ -5,12 +5,13 @@ import json
 from pathlib import Path
 
 import demo
-from data.coco import CocoDataset, load_coco
-from data.coco_eval import evaluate_segm, predict_coco
-from data.results import write_json
-from model.predictor import Predictor
-from model.runtime import setup
 from config import get_config
+from data.coco import CocoDataset, load_coco
+from data.coco_eval import evaluate_segm
+from data.results import write_json
+from model.inference.evaluation import predict_coco
+from model.inference.predictor import Predictor
+from model.runtime import setup
 from tools.make_shapes_dataset import generate_split
 
 ROOT = Path(__file__).resolve().parents[1]

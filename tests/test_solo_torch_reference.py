@@ -1,14 +1,11 @@
 """Self-tests of the independent PyTorch SOLOv2 reference
 (tests/reference/solo_torch.py) against checkpoints in the original
-WXinlong/SOLO (mmdet-1.x) format made by ../shared/solo_keys/gen_weights.py.
+WXinlong/SOLO (mmdet-1.x) format made by tests/fixtures/solo_checkpoints.py.
 """
-import json
 import os
-import subprocess
 import sys
 
 import pytest
-
 import torch
 import torch.nn.functional as F  # noqa: E402
 
@@ -16,31 +13,17 @@ _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if _ROOT not in sys.path:  # allow running from any cwd / plain `pytest`
     sys.path.insert(0, _ROOT)
 
-from tests.helpers import SHARED_DIR  # noqa: E402
-from tests.reference.solo_torch import (  # noqa: E402
-    ARCH_ARGS, build_solo_torch, coord_feat, load_solo_checkpoint)
+from tests.fixtures.solo_checkpoints import keys_file, read_key_list, write_solo_checkpoint  # noqa: E402
+from tests.reference.solo_torch import ARCH_ARGS, build_solo_torch, coord_feat, load_solo_checkpoint  # noqa: E402
 
-KEYS_DIR = str(SHARED_DIR / 'solo_keys')
-GEN = os.path.join(KEYS_DIR, 'gen_weights.py')
 CONFIGS = sorted(ARCH_ARGS)
 IMG_SHAPE = (1, 3, 192, 256)  # non-square, multiples of 32
 GRIDS = (40, 36, 24, 16, 12)
 
 
 
-def _keys_path(cfg):
-    return os.path.join(KEYS_DIR, cfg + '_keys.txt')
-
-
 def _read_keys(cfg):
-    out = {}
-    with open(_keys_path(cfg)) as f:
-        for line in f:
-            line = line.rstrip('\n')
-            if line.strip() and not line.startswith('#'):
-                name, shape, _ = line.split('\t')
-                out[name] = tuple(json.loads(shape))
-    return out
+    return {name: shape for name, shape, _ in read_key_list(keys_file(cfg))}
 
 
 @pytest.fixture(scope='module')
@@ -49,8 +32,7 @@ def ckpts(tmp_path_factory):
     paths = {}
     for cfg in CONFIGS:
         out = str(d / (cfg + '.pth'))
-        subprocess.run([sys.executable, GEN, _keys_path(cfg), out,
-                        '--seed', '11'], check=True, capture_output=True)
+        write_solo_checkpoint(cfg, out, seed=11)
         paths[cfg] = out
     return paths
 
@@ -63,7 +45,7 @@ def runs(ckpts):
     for cfg in CONFIGS:
         model = build_solo_torch(**ARCH_ARGS[cfg])
         meta = load_solo_checkpoint(model, ckpts[cfg])
-        assert meta['generator']['seed'] == 11
+        assert meta['seed'] == 11
         captured = {}
 
         def hook(name):

@@ -15,8 +15,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from model.targets import (BACKGROUND, BatchTargets, assign_targets, collate_targets, mask_box,
-                           rescale_mask)
+from model.training.targets import BACKGROUND, BatchTargets, assign_targets, collate_targets, mask_box, rescale_mask
 
 GRIDS = (40, 36, 24, 16, 12)
 FULL = ((1, 96), (48, 192), (96, 384), (192, 768), (384, 2048))

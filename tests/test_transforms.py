@@ -17,7 +17,7 @@ from data.transforms import (
 
 
 @pytest.mark.parametrize(
-    ("hw", "expected_hw"),
+    ('hw', 'expected_hw'),
     [
         ((480, 640), (800, 1067)),  # scale 800/480, width 1066.67 -> 1067
         ((1000, 100), (1333, 133)),  # long side limited: scale 1.333
@@ -85,8 +85,8 @@ def test_batch_images_pads_to_largest():
 def test_read_image_rgb_and_non_ascii_path(tmp_path):
     bgr = np.zeros((5, 6, 3), dtype=np.uint8)
     bgr[..., 2] = 255  # red in BGR
-    path = tmp_path / "bild_ä_图.png"
-    ok, encoded = cv2.imencode(".png", bgr)
+    path = tmp_path / 'bild_ä_图.png'
+    ok, encoded = cv2.imencode('.png', bgr)
     assert ok
     encoded.tofile(path)
     image = read_image(path)
@@ -94,14 +94,14 @@ def test_read_image_rgb_and_non_ascii_path(tmp_path):
     assert np.all(image[..., 0] == 255) and np.all(image[..., 1:] == 0)
 
 
-@pytest.mark.parametrize("content", [b"", b"not an image at all"])
+@pytest.mark.parametrize('content', [b'', b'not an image at all'])
 def test_read_image_unreadable(tmp_path, content):
-    path = tmp_path / "broken.jpg"
+    path = tmp_path / 'broken.jpg'
     path.write_bytes(content)
-    with pytest.raises(ValueError, match="cannot read image"):
+    with pytest.raises(ValueError, match='cannot read image'):
         read_image(path)
 
 
 def test_read_image_missing(tmp_path):
-    with pytest.raises(ValueError, match="cannot read image"):
-        read_image(tmp_path / "missing.jpg")
+    with pytest.raises(ValueError, match='cannot read image'):
+        read_image(tmp_path / 'missing.jpg')

@@ -2,10 +2,9 @@
 
 import numpy as np
 
-from data.visualize import (draw_instances, instance_color, label_origin, label_text,
-                            largest_region_box)
+from data.visualize import draw_instances, instance_color, label_origin, label_text, largest_region_box
 
-CLASS_NAMES = ("person", "car")
+CLASS_NAMES = ('person', 'car')
 
 
 def scene(height=120, width=160):
@@ -64,8 +63,8 @@ def test_draw_instances_unknown_label_and_border_mask():
 
 
 def test_label_text():
-    assert label_text(1, 0.8712, CLASS_NAMES) == "car 0.87"
-    assert label_text(5, 0.5, CLASS_NAMES) == "5 0.50"
+    assert label_text(1, 0.8712, CLASS_NAMES) == 'car 0.87'
+    assert label_text(5, 0.5, CLASS_NAMES) == '5 0.50'
 
 
 def test_label_origin_stays_inside_image():

@@ -8,7 +8,7 @@ same images, and the same number of CPU threads. Measured:
 - model-only latency (network forward, median of runs);
 - end-to-end images/s of demo-style inference: read, preprocess, network,
   post-process, masks at the original size, COCO RLE encoding and drawing. Ours runs
-  pipelined (data/pipeline.py), once in dygraph (`demo.py`'s default) and once through
+  pipelined (model/inference/pipeline.py), once in dygraph (`demo.py`'s default) and once through
   the exported Paddle Inference model with oneDNN (`tools/export_model.py`, then
   `demo.py --backend inference --mkldnn`); PaddleDetection runs its own preprocessing operators,
   its own post-processing (get_seg) and then the same encoding/drawing, one image at a
@@ -38,17 +38,17 @@ import paddle  # noqa: E402
 from config import CONFIGS, with_overrides  # noqa: E402
 from convert import ppdet2paddle  # noqa: E402
 from convert.common import convert  # noqa: E402
-from data.pipeline import run_pipeline  # noqa: E402
 from data.results import encode_mask_rle  # noqa: E402
 from data.transforms import read_image  # noqa: E402
 from data.visualize import draw_instances  # noqa: E402
 from model.checkpoint import save_checkpoint  # noqa: E402
 from model.cpu_math import MKL_CPU_TYPE, cpu_vendor  # noqa: E402
-from model.postprocess import matrix_nms  # noqa: E402
-from model.predictor import Predictor  # noqa: E402
-from model.backends import InferenceBackend, OnnxBackend  # noqa: E402
+from model.inference.export import export  # noqa: E402
+from model.inference.exported import InferenceBackend, OnnxBackend  # noqa: E402
+from model.inference.pipeline import run_pipeline  # noqa: E402
+from model.inference.postprocess import matrix_nms  # noqa: E402
+from model.inference.predictor import Predictor  # noqa: E402
 from model.runtime import setup  # noqa: E402
-from tools.export_model import export  # noqa: E402
 
 # our config -> PaddleDetection architecture built in tests/reference/ppdet_ref.py
 REFERENCE_FAMILY = {0: 'r50_fpn', 1: 'light448_r50', 2: 'light_r50_vd_dcn_v05',
@@ -64,7 +64,7 @@ def make_images(folder: Path, count: int, size: int) -> list:
 
 def reference_and_weights(number: int, folder: Path):
     """(PaddleDetection model in eval mode, path of the same weights converted for us)."""
-    from tests.reference import ppdet_ref
+    from tools.reference import ppdet_ref
     family = REFERENCE_FAMILY[number]
     reference = ppdet_ref.build(family, seed=0)
     state = {k: v.numpy() for k, v in reference.state_dict().items()}
@@ -157,7 +157,8 @@ def ppdet_end_to_end(reference, paths, cfg) -> float:
     encoding/drawing, sequentially."""
     from ppdet.data.transform.batch_operators import PadBatch
     from ppdet.data.transform.operators import Decode, NormalizeImage, Permute, Resize
-    from tests.reference import ppdet_ref
+
+    from tools.reference import ppdet_ref
     ppdet_ref.patch_postprocess()
     ops = [Decode(), Resize(target_size=[cfg.test_short, cfg.test_max], keep_ratio=True, interp=1),
            NormalizeImage(mean=[0.485, 0.456, 0.406], std=[0.229, 0.224, 0.225], is_scale=True),
@@ -280,7 +281,7 @@ def write_report(summaries, out: Path, machine: str, count: int, size: int) -> N
              'and post-processing (`get_seg`), then the same encoding and drawing, one image at '
              'a time as its `tools/infer.py` does. "model busy" is the share of wall time our '
              'network stage was running; "share of matmul peak" is the network\'s GFLOP per '
-             'second over this machine\'s float32 matmul GFLOP/s.', '', HEADER]
+             "second over this machine's float32 matmul GFLOP/s.", '', HEADER]
     for summary in summaries:
         lines += [format_backend(summary, row) for row in summary['backends']]
         lines.append(format_backend(summary, None))

@@ -13,45 +13,26 @@ Writes to the output folder:
   input normalisation and the post-processing thresholds.
 
 The exported graph is the network plus sigmoid and points-NMS
-(``model.export_head.ExportableSOLOv2``); threshold, dynamic convolution, Matrix NMS
-and top-k run in Python (``model.postprocess.postprocess_flat``), see README
+(``model.inference.exportable.ExportableSOLOv2``); threshold, dynamic convolution, Matrix NMS
+and top-k run in Python (``model.inference.postprocess.postprocess_flat``), see README
 "Deployment". After writing, each format is run once on a random input and compared
 with the dygraph model (``--no-verify`` skips this).
 """
 import argparse
-import json
-import os
-import subprocess
 import sys
-import tempfile
 from pathlib import Path
-from typing import Dict, List, Sequence
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-import numpy as np  # noqa: E402
 import paddle  # noqa: E402
 
 from config.cli import add_model_args, make_parser, resolve_config  # noqa: E402
-from data.transforms import IMAGENET_MEAN_RGB, IMAGENET_STD_RGB, padded_size  # noqa: E402
-from model.backends import (INFER_CFG, ONNX_FILE, PADDLE_PREFIX, BackendError,  # noqa: E402
-                            InferenceBackend, OnnxBackend)
 from model.checkpoint import CheckpointError  # noqa: E402
-from model.export_head import (INPUT_NAME, MIN_SIZE, OUTPUT_NAMES, SIZE_DIVISOR,  # noqa: E402
-                               has_deformable_conv, save_inference_model)
-from model.postprocess import InferenceParams  # noqa: E402
-from model.predictor import Predictor  # noqa: E402
-
-DEFAULT_MAX_SIZE = 1344        # 1333 (the largest test_max of the configs) padded to 32
-DCN_OPSET = 19                 # ONNX DeformConv
-VERIFY_TOLERANCE = 1e-3        # kernels / mask features, exported vs dygraph
-VERIFY_HW = (MIN_SIZE + 32, MIN_SIZE)
-
-
-class ExportError(Exception):
-    """The model could not be exported; the message says what and why."""
+from model.inference.backend import BackendError  # noqa: E402
+from model.inference.export import DCN_OPSET, DEFAULT_MAX_SIZE, ExportError, export  # noqa: E402
+from model.inference.exportable import MIN_SIZE  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -73,231 +54,6 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--no-verify', action='store_true',
                         help='do not run the exported model(s) against the dygraph model')
     return parser.parse_args(argv)
-
-
-# ---- ONNX ------------------------------------------------------------------------------------
-
-def _paddle_major() -> int:
-    return int(paddle.__version__.split('.')[0])
-
-
-def check_onnx_tools(deformable: bool) -> str:
-    """paddle2onnx's version, or ExportError when it is missing, does not fit this
-    Paddle, or cannot write what the model needs."""
-    try:
-        from importlib.metadata import PackageNotFoundError, version
-        p2o = version('paddle2onnx')
-        version('onnx')
-    except PackageNotFoundError:
-        raise ExportError('ONNX export needs paddle2onnx and onnx: pip install -r requirements-deploy.txt')
-    major = int(p2o.split('.')[0])
-    if _paddle_major() >= 3 and major < 2:
-        raise ExportError(f'paddle2onnx {p2o} reads Paddle 2.x models only; with Paddle '
-                          f'{paddle.__version__} install paddle2onnx>=2.0 (requirements-deploy.txt)')
-    if _paddle_major() < 3 and major >= 2:
-        raise ExportError(f'paddle2onnx {p2o} needs Paddle >= 3.0; with Paddle {paddle.__version__} '
-                          'install paddle2onnx==1.3.1')
-    if deformable and major < 2:
-        raise ExportError(f'cannot export deformable convolution (DCN) to ONNX with paddle2onnx {p2o}: '
-                          f'the ONNX DeformConv op needs opset {DCN_OPSET}, which paddle2onnx 1.x '
-                          'cannot write (it aborts). Use Paddle >= 3.0 with paddle2onnx >= 2.0, or '
-                          '--format paddle')
-    return p2o
-
-
-_CONVERT = '''import sys
-import paddle2onnx
-paddle2onnx.export(sys.argv[1], sys.argv[2], sys.argv[3], opset_version=int(sys.argv[4]),
-                   auto_upgrade_opset=True, enable_onnx_checker=True)
-'''
-
-
-def convert_to_onnx(model_file: str, params_file: str, onnx_path: str, opset: int) -> None:
-    """Run paddle2onnx in a child process: on failure it may exit or abort the
-    process, and its messages are printed by C++ code."""
-    done = subprocess.run([sys.executable, '-c', _CONVERT, model_file, params_file, onnx_path,
-                           str(opset)], capture_output=True, text=True)
-    if done.returncode != 0 or not os.path.isfile(onnx_path):
-        lines = [line.strip() for line in (done.stdout + '\n' + done.stderr).splitlines()]
-        errors = [line for line in lines if 'ERROR' in line or 'Error' in line
-                  or 'not supported' in line.lower() or 'aborted' in line.lower()]
-        detail = '; '.join(dict.fromkeys(errors)) or (lines[-1] if lines else 'no message')
-        raise ExportError(f'paddle2onnx could not convert the model (exit {done.returncode}): {detail}')
-
-
-def fix_onnx(onnx_path: str, gn_epsilon: float) -> Dict[str, object]:
-    """Set every GroupNorm / InstanceNormalization epsilon to ``gn_epsilon``
-    (paddle2onnx writes garbage there), name the outputs ``scores``, ``kernels``,
-    ``mask_feat``, check and save. Returns {'opset', 'norm_nodes', 'epsilons'}
-    read back from the saved file."""
-    import onnx
-    model = onnx.load(onnx_path)
-    graph = model.graph
-    renames = {}
-    if len(graph.output) != len(OUTPUT_NAMES):
-        raise ExportError(f'the ONNX graph has {len(graph.output)} outputs, expected {len(OUTPUT_NAMES)}')
-    for output, name in zip(graph.output, OUTPUT_NAMES):
-        if output.name != name:
-            renames[output.name] = name
-            output.name = name
-    for node in graph.node:
-        node.input[:] = [renames.get(n, n) for n in node.input]
-        node.output[:] = [renames.get(n, n) for n in node.output]
-        if node.op_type in ('InstanceNormalization', 'GroupNormalization'):
-            found = False
-            for attribute in node.attribute:
-                if attribute.name == 'epsilon':
-                    attribute.f = gn_epsilon
-                    found = True
-            if not found:
-                node.attribute.append(onnx.helper.make_attribute('epsilon', gn_epsilon))
-    if len(graph.input) != 1 or graph.input[0].name != INPUT_NAME:
-        raise ExportError(f'unexpected ONNX inputs {[i.name for i in graph.input]}')
-    onnx.checker.check_model(model)
-    onnx.save(model, onnx_path)
-    saved = onnx.load(onnx_path)
-    epsilons = sorted({a.f for n in saved.graph.node
-                       if n.op_type in ('InstanceNormalization', 'GroupNormalization')
-                       for a in n.attribute if a.name == 'epsilon'})
-    return {'opset': max(o.version for o in saved.opset_import if o.domain in ('', 'ai.onnx')),
-            'norm_nodes': sum(n.op_type in ('InstanceNormalization', 'GroupNormalization')
-                              for n in saved.graph.node),
-            'epsilons': epsilons}
-
-
-def group_norm_epsilon(model: paddle.nn.Layer) -> float:
-    """The one epsilon of every GroupNorm in the model (ExportError if they differ)."""
-    values = {float(layer._epsilon) for layer in model.sublayers()
-              if isinstance(layer, paddle.nn.GroupNorm)}
-    if len(values) > 1:
-        raise ExportError(f'GroupNorm layers use different epsilons {sorted(values)}; the ONNX '
-                          'fix-up assumes one')
-    return values.pop() if values else 1e-5
-
-
-# ---- infer_cfg.json -----------------------------------------------------------------------------
-
-def infer_cfg(number: int, cfg, min_size: int, max_size: int, files: Dict[str, object]) -> dict:
-    """Everything a runtime needs besides the graph: sizes, normalisation, classes,
-    post-processing thresholds, output layout."""
-    params = InferenceParams.from_config(cfg)
-    return {
-        'config': number,
-        'config_name': cfg.__name__,
-        'num_classes': cfg.num_classes,
-        'class_names': list(cfg.class_names),
-        'test_short': cfg.test_short,
-        'test_max': cfg.test_max,
-        'input': {
-            'name': INPUT_NAME, 'layout': 'NCHW', 'dtype': 'float32', 'channels': 'RGB',
-            'mean': list(IMAGENET_MEAN_RGB), 'std': list(IMAGENET_STD_RGB),
-            'normalize': '(pixel - mean) / std per RGB channel, pixels 0..255',
-            'resize': 'keep ratio: scale = min(test_short / short side, test_max / long side), '
-                      'sides int(side * scale + 0.5), bilinear',
-            'pad': f'zeros at the bottom/right to multiples of {SIZE_DIVISOR}',
-            'size_divisor': SIZE_DIVISOR, 'min_size': min_size, 'max_size': max_size,
-        },
-        'outputs': [
-            {'name': 'scores', 'shape': ['B', 'K', 'C'],
-             'meaning': 'sigmoid + points-NMS category scores, cells in level order then row-major'},
-            {'name': 'kernels', 'shape': ['B', 'K', 'E'], 'meaning': 'dynamic mask kernels'},
-            {'name': 'mask_feat', 'shape': ['B', 'E', 'H/4', 'W/4'], 'meaning': 'mask features'},
-        ],
-        'num_cells': sum(s * s for s in params.num_grids),
-        'postprocess': params.to_json(),
-        'files': files,
-        'paddle_version': paddle.__version__,
-    }
-
-
-# ---- verification -----------------------------------------------------------------------------
-
-def compare_outputs(got: Sequence[np.ndarray], expected: Sequence[np.ndarray]) -> Dict[str, float]:
-    """Max abs differences of (scores, kernels, mask_feat). Scores are compared on the
-    cells both runs keep: points-NMS keeps a cell only when it equals its 2x2 maximum,
-    so a 1-ulp difference at an exact tie zeroes a cell in one run and not the other
-    (frequent with random weights, whose scores are nearly constant); such cells are
-    counted in ``flipped``."""
-    scores, ref = got[0], expected[0]
-    both = (scores > 0) & (ref > 0)
-    return {'scores': float(np.abs(scores - ref)[both].max(initial=0.0)),
-            'kernels': float(np.abs(got[1] - expected[1]).max()),
-            'mask_feat': float(np.abs(got[2] - expected[2]).max()),
-            'flipped': int(((scores > 0) != (ref > 0)).sum())}
-
-
-def verify(dygraph: Predictor, backends: Sequence, seed: int = 0) -> List[str]:
-    """Run each exported backend and the dygraph model on one random input; raise
-    ExportError when kernels or mask features differ by more than VERIFY_TOLERANCE."""
-    batch = np.random.RandomState(seed).standard_normal((1, 3, *VERIFY_HW)).astype(np.float32)
-    expected = dygraph.run_numpy(batch)
-    lines = []
-    for backend in backends:
-        diffs = compare_outputs(backend.run_numpy(batch), expected)
-        lines.append(f'{backend.name}: max abs diff vs dygraph on a random {VERIFY_HW[0]}x{VERIFY_HW[1]} '
-                     f'input: scores {diffs["scores"]:.1e} ({diffs["flipped"]} of {expected[0].size} '
-                     f'cells flipped by points-NMS ties), kernels {diffs["kernels"]:.1e}, '
-                     f'mask_feat {diffs["mask_feat"]:.1e}')
-        if max(diffs['kernels'], diffs['mask_feat']) > VERIFY_TOLERANCE:
-            raise ExportError(f'the {backend.name} export does not reproduce the model: {lines[-1]}')
-    return lines
-
-
-# ---- main ---------------------------------------------------------------------------------------
-
-def export(number: int, cfg, weights: str, out_dir: Path, fmt: str = 'both', opset: int = 17,
-           min_size: int = MIN_SIZE, max_size: int = DEFAULT_MAX_SIZE,
-           check: bool = True) -> List[str]:
-    """Write the export; returns the lines to print. Raises ExportError or CheckpointError."""
-    for name, value in (('--min-size', min_size), ('--max-size', max_size)):
-        if value % SIZE_DIVISOR or value < MIN_SIZE:
-            raise ExportError(f'{name} {value} must be a multiple of {SIZE_DIVISOR} and >= {MIN_SIZE}')
-    if max_size < min_size:
-        raise ExportError(f'--max-size {max_size} is below --min-size {min_size}')
-    dygraph = Predictor(cfg, weights, device='cpu')
-    cfg, model = dygraph.cfg, dygraph.model
-    deformable = has_deformable_conv(model)
-    p2o = check_onnx_tools(deformable) if fmt in ('onnx', 'both') else None
-    for side, name in ((cfg.test_short, 'test_short'), (cfg.test_max, 'test_max')):
-        if padded_size(side, SIZE_DIVISOR) > max_size:
-            raise ExportError(f'{name}={side} gives inputs above --max-size {max_size}')
-    out_dir.mkdir(parents=True, exist_ok=True)
-    lines, files = [], {}
-    with tempfile.TemporaryDirectory() as tmp:
-        prefix = str((out_dir if fmt != 'onnx' else Path(tmp)) / PADDLE_PREFIX)
-        save_inference_model(model, prefix)
-        model_file = next(prefix + s for s in ('.json', '.pdmodel') if os.path.isfile(prefix + s))
-        if fmt != 'onnx':
-            files['paddle'] = {'model': Path(model_file).name, 'params': PADDLE_PREFIX + '.pdiparams'}
-            lines.append(f'Paddle Inference model: {model_file} + {prefix}.pdiparams')
-        if fmt != 'paddle':
-            wanted = max(opset, DCN_OPSET) if deformable else opset
-            if wanted != opset:
-                lines.append(f'deformable convolution: ONNX opset {wanted} (DeformConv) instead of {opset}')
-            onnx_path = str(out_dir / ONNX_FILE)
-            convert_to_onnx(model_file, prefix + '.pdiparams', onnx_path, wanted)
-            epsilon = group_norm_epsilon(model)
-            info = fix_onnx(onnx_path, epsilon)
-            if info['norm_nodes'] and info['epsilons'] != [np.float32(epsilon)]:
-                raise ExportError(f'GroupNorm epsilons in {onnx_path} are {info["epsilons"]} after the fix')
-            files['onnx'] = {'model': ONNX_FILE, 'opset': info['opset'], 'paddle2onnx': p2o,
-                             'group_norm_epsilon': epsilon}
-            lines.append(f'ONNX model: {onnx_path} (opset {info["opset"]}, paddle2onnx {p2o}, '
-                         f'{info["norm_nodes"]} GroupNorm nodes, epsilon set to {epsilon:g})')
-    cfg_path = out_dir / INFER_CFG
-    cfg_path.write_text(json.dumps(infer_cfg(number, cfg, min_size, max_size, files), indent=2) + '\n')
-    lines.append(f'runtime settings: {cfg_path}')
-    if check:
-        backends = []
-        if 'paddle' in files:
-            backends.append(InferenceBackend(str(out_dir)))
-        if 'onnx' in files:
-            try:
-                backends.append(OnnxBackend(str(out_dir)))
-            except BackendError as exc:
-                lines.append(f'ONNX model not verified: {exc}')
-        lines.extend(verify(dygraph, backends))
-    return lines
 
 
 def main(argv=None) -> int:

@@ -27,7 +27,7 @@ from typing import Any, Sequence
 import numpy as np
 import pycocotools.mask as mask_util
 
-if __package__ in (None, ""):
+if __package__ in (None, ''):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from data.coco import read_class_names, segmentation_to_rle
@@ -39,34 +39,34 @@ CIRCLE_VERTICES = 64
 def read_labelme(path: Path) -> dict[str, Any]:
     """Parse one labelme file; `ValueError` naming `path` if it is not valid labelme JSON."""
     try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
+        doc = json.loads(path.read_text(encoding='utf-8'))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise ValueError(f"{path}: cannot parse labelme JSON: {err}") from err
+        raise ValueError(f'{path}: cannot parse labelme JSON: {err}') from err
     if not isinstance(doc, dict):
-        raise ValueError(f"{path}: not a labelme file (top level is not an object)")
-    missing = [key for key in ("shapes", "imagePath", "imageHeight", "imageWidth") if key not in doc]
+        raise ValueError(f'{path}: not a labelme file (top level is not an object)')
+    missing = [key for key in ('shapes', 'imagePath', 'imageHeight', 'imageWidth') if key not in doc]
     if missing:
         raise ValueError(f"{path}: not a labelme file (missing {', '.join(missing)})")
-    for index, shape in enumerate(doc["shapes"]):
-        if not isinstance(shape, dict) or "label" not in shape or "points" not in shape:
-            raise ValueError(f"{path}: shape {index} lacks a label or points")
+    for index, shape in enumerate(doc['shapes']):
+        if not isinstance(shape, dict) or 'label' not in shape or 'points' not in shape:
+            raise ValueError(f'{path}: shape {index} lacks a label or points')
     return doc
 
 
 def shape_polygon(shape: dict[str, Any]) -> list[float]:
     """Flat `[x0, y0, x1, y1, ...]` polygon of a labelme polygon, rectangle or circle shape."""
-    kind = shape.get("shape_type") or "polygon"
-    points = np.asarray(shape["points"], dtype=np.float64).reshape(-1, 2)
-    if kind == "polygon":
+    kind = shape.get('shape_type') or 'polygon'
+    points = np.asarray(shape['points'], dtype=np.float64).reshape(-1, 2)
+    if kind == 'polygon':
         if len(points) < 3:
             raise ValueError(f"polygon {shape['label']!r} has {len(points)} points, needs 3")
         return points.ravel().tolist()
     if len(points) != 2:
         raise ValueError(f"{kind} {shape['label']!r} has {len(points)} points, needs 2")
-    if kind == "rectangle":
+    if kind == 'rectangle':
         (x0, y0), (x1, y1) = points.min(axis=0), points.max(axis=0)
         return [x0, y0, x1, y0, x1, y1, x0, y1]
-    if kind == "circle":
+    if kind == 'circle':
         center = points[0]
         radius = float(np.hypot(*(points[1] - center)))
         theta = 2 * math.pi * np.arange(CIRCLE_VERTICES) / CIRCLE_VERTICES
@@ -84,15 +84,15 @@ def group_instances(shapes: Sequence[dict[str, Any]]) -> list[tuple[str, list[li
     instances: list[tuple[str, list[list[float]]]] = []
     slot_of_group: dict[Any, int] = {}
     for shape in shapes:
-        group = shape.get("group_id")
+        group = shape.get('group_id')
         polygon = shape_polygon(shape)
         if group is None or group not in slot_of_group:
             if group is not None:
                 slot_of_group[group] = len(instances)
-            instances.append((shape["label"], [polygon]))
+            instances.append((shape['label'], [polygon]))
             continue
         label, polygons = instances[slot_of_group[group]]
-        if label != shape["label"]:
+        if label != shape['label']:
             raise ValueError(f"group_id {group} mixes labels {label!r} and {shape['label']!r}")
         polygons.append(polygon)
     return instances
@@ -106,15 +106,15 @@ def rasterised_area_bbox(polygons: list[list[float]], height: int, width: int) -
 
 def image_source(doc: dict[str, Any], json_path: Path) -> Path | bytes:
     """The image file a labelme file points to, else its decoded embedded `imageData` bytes."""
-    path = json_path.parent / doc["imagePath"].replace("\\", "/")
+    path = json_path.parent / doc['imagePath'].replace('\\', '/')
     if path.is_file():
         return path
-    if doc.get("imageData"):
+    if doc.get('imageData'):
         try:
-            return base64.b64decode(doc["imageData"], validate=True)
+            return base64.b64decode(doc['imageData'], validate=True)
         except binascii.Error as err:
-            raise ValueError(f"{json_path}: bad embedded imageData: {err}") from err
-    raise ValueError(f"{json_path}: image file {path} not found and no imageData embedded")
+            raise ValueError(f'{json_path}: bad embedded imageData: {err}') from err
+    raise ValueError(f'{json_path}: image file {path} not found and no imageData embedded')
 
 
 def copy_image(source: Path | bytes, target: Path) -> None:
@@ -128,12 +128,12 @@ def copy_image(source: Path | bytes, target: Path) -> None:
 def image_file_name(doc: dict[str, Any], json_path: Path, copy_dir: Path | None) -> str:
     """COCO `file_name`: bare name when copying to `copy_dir`, else `imagePath` as found (relative)."""
     source = image_source(doc, json_path)
-    image_path = doc["imagePath"].replace("\\", "/")
+    image_path = doc['imagePath'].replace('\\', '/')
     if copy_dir is None:
         if isinstance(source, bytes):
             raise ValueError(
-                f"{json_path}: image file {image_path} not found; "
-                "pass --copy-images DIR to extract the embedded imageData"
+                f'{json_path}: image file {image_path} not found; '
+                'pass --copy-images DIR to extract the embedded imageData'
             )
         return image_path
     name = Path(image_path).name
@@ -145,12 +145,12 @@ def check_labels(docs: dict[Path, dict[str, Any]], class_names: Sequence[str]) -
     """`ValueError` listing every shape label missing from `class_names`, with a file using it."""
     first_use: dict[str, Path] = {}
     for path, doc in docs.items():
-        for shape in doc["shapes"]:
-            first_use.setdefault(shape["label"], path)
+        for shape in doc['shapes']:
+            first_use.setdefault(shape['label'], path)
     unknown = sorted(set(first_use) - set(class_names))
     if unknown:
-        listed = ", ".join(f"{label!r} (e.g. {first_use[label].name})" for label in unknown)
-        raise ValueError(f"labels not in the class list: {listed}")
+        listed = ', '.join(f'{label!r} (e.g. {first_use[label].name})' for label in unknown)
+        raise ValueError(f'labels not in the class list: {listed}')
 
 
 def convert(
@@ -166,12 +166,12 @@ def convert(
     """
     labelme_dir = Path(labelme_dir)
     if not labelme_dir.is_dir():
-        raise ValueError(f"labelme directory not found: {labelme_dir}")
-    docs = {path: read_labelme(path) for path in sorted(labelme_dir.glob("*.json"))}
+        raise ValueError(f'labelme directory not found: {labelme_dir}')
+    docs = {path: read_labelme(path) for path in sorted(labelme_dir.glob('*.json'))}
     if not docs:
-        raise ValueError(f"no labelme .json files in {labelme_dir}")
+        raise ValueError(f'no labelme .json files in {labelme_dir}')
     if class_names is None:
-        class_names = sorted({shape["label"] for doc in docs.values() for shape in doc["shapes"]})
+        class_names = sorted({shape['label'] for doc in docs.values() for shape in doc['shapes']})
     check_labels(docs, class_names)
     category_of = {name: index + 1 for index, name in enumerate(class_names)}
     copy_dir = Path(copy_dir) if copy_dir is not None else None
@@ -181,33 +181,33 @@ def convert(
     for image_id, (path, doc) in enumerate(docs.items(), start=1):
         file_name = image_file_name(doc, path, copy_dir)
         if file_name in owner_of:
-            raise ValueError(f"{path} and {owner_of[file_name]} both use image {file_name}")
+            raise ValueError(f'{path} and {owner_of[file_name]} both use image {file_name}')
         owner_of[file_name] = path
-        height, width = int(doc["imageHeight"]), int(doc["imageWidth"])
-        images.append({"id": image_id, "file_name": file_name, "height": height, "width": width})
+        height, width = int(doc['imageHeight']), int(doc['imageWidth'])
+        images.append({'id': image_id, 'file_name': file_name, 'height': height, 'width': width})
         try:
-            instances = group_instances(doc["shapes"])
+            instances = group_instances(doc['shapes'])
         except (KeyError, TypeError, ValueError) as err:
-            raise ValueError(f"{path}: bad shape: {err}") from err
+            raise ValueError(f'{path}: bad shape: {err}') from err
         for label, polygons in instances:
             area, bbox = rasterised_area_bbox(polygons, height, width)
             if area == 0:
-                print(f"warning: {path}: {label!r} covers no pixel, skipped", file=sys.stderr)
+                print(f'warning: {path}: {label!r} covers no pixel, skipped', file=sys.stderr)
                 continue
             annotations.append({
-                "id": len(annotations) + 1, "image_id": image_id, "category_id": category_of[label],
-                "segmentation": polygons, "area": area, "bbox": bbox, "iscrowd": 0,
+                'id': len(annotations) + 1, 'image_id': image_id, 'category_id': category_of[label],
+                'segmentation': polygons, 'area': area, 'bbox': bbox, 'iscrowd': 0,
             })
-    categories = [{"id": cid, "name": name, "supercategory": ""} for name, cid in category_of.items()]
-    return {"images": images, "annotations": annotations, "categories": categories}
+    categories = [{'id': cid, 'name': name, 'supercategory': ''} for name, cid in category_of.items()]
+    return {'images': images, 'annotations': annotations, 'categories': categories}
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("labelme_dir", type=Path, help="folder of labelme .json files")
-    parser.add_argument("out", type=Path, help="COCO instance file to write")
-    parser.add_argument("--classes", type=Path, help="class list, one name per line (category ids 1..)")
-    parser.add_argument("--copy-images", type=Path, metavar="DIR", help="copy the images into DIR")
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('labelme_dir', type=Path, help='folder of labelme .json files')
+    parser.add_argument('out', type=Path, help='COCO instance file to write')
+    parser.add_argument('--classes', type=Path, help='class list, one name per line (category ids 1..)')
+    parser.add_argument('--copy-images', type=Path, metavar='DIR', help='copy the images into DIR')
     return parser.parse_args(argv)
 
 
@@ -217,16 +217,16 @@ def main(argv: Sequence[str] | None = None) -> None:
         class_names = read_class_names(args.classes) if args.classes else None
         coco = convert(args.labelme_dir, class_names, args.copy_images)
     except ValueError as err:
-        raise SystemExit(f"error: {err}") from err
+        raise SystemExit(f'error: {err}') from err
     write_json(coco, args.out)
-    names = [c["name"] for c in coco["categories"]]
-    classes_path = args.out.parent / "classes.txt"
-    classes_path.write_text("".join(f"{name}\n" for name in names), encoding="utf-8")
+    names = [c['name'] for c in coco['categories']]
+    classes_path = args.out.parent / 'classes.txt'
+    classes_path.write_text(''.join(f'{name}\n' for name in names), encoding='utf-8')
     print(
         f"{len(coco['images'])} images, {len(coco['annotations'])} instances, "
         f"{len(names)} classes -> {args.out}, {classes_path}"
     )
 
 
-if __name__ == "__main__":
+if __name__ == '__main__':
     main()

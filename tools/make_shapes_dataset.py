@@ -24,15 +24,15 @@ from typing import Any, Sequence
 import cv2
 import numpy as np
 
-if __package__ in (None, ""):
+if __package__ in (None, ''):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from data.coco import segmentation_to_mask
 from data.results import encode_mask_rle, masks_to_boxes, rle_run_lengths, write_json
 
-CLASS_NAMES = ("circle", "square", "triangle", "star")
+CLASS_NAMES = ('circle', 'square', 'triangle', 'star')
 CIRCLE, SQUARE, TRIANGLE, STAR = range(len(CLASS_NAMES))
-SPLIT_STREAMS = {"train": 0, "val": 1}
+SPLIT_STREAMS = {'train': 0, 'val': 1}
 EMPTY_EVERY = 12
 CROWD_EVERY, CROWD_OFFSET = 50, 7
 RLE_EVERY = 5
@@ -184,27 +184,27 @@ def annotation(
     RLE_EVERY-th id or when no exact polygon exists, otherwise polygons.
     """
     if crowd:
-        segmentation: Any = {"size": list(mask.shape), "counts": rle_run_lengths(mask).tolist()}
+        segmentation: Any = {'size': list(mask.shape), 'counts': rle_run_lengths(mask).tolist()}
     else:
         polygons = None if ann_id % RLE_EVERY == 0 else exact_polygons(mask)
         segmentation = polygons if polygons is not None else encode_mask_rle(mask)
     return {
-        "id": ann_id,
-        "image_id": image_id,
-        "category_id": label + 1,
-        "segmentation": segmentation,
-        "area": int(mask.sum()),
-        "bbox": [float(v) for v in masks_to_boxes(mask[None].astype(bool))[0]],
-        "iscrowd": int(crowd),
+        'id': ann_id,
+        'image_id': image_id,
+        'category_id': label + 1,
+        'segmentation': segmentation,
+        'area': int(mask.sum()),
+        'bbox': [float(v) for v in masks_to_boxes(mask[None].astype(bool))[0]],
+        'iscrowd': int(crowd),
     }
 
 
 def write_jpeg(path: Path, image: np.ndarray) -> None:
     """Encode `[H, W, 3] uint8 RGB` as JPEG at `path` (byte buffer, so any path works)."""
-    ok, buffer = cv2.imencode(".jpg", cv2.cvtColor(image, cv2.COLOR_RGB2BGR),
+    ok, buffer = cv2.imencode('.jpg', cv2.cvtColor(image, cv2.COLOR_RGB2BGR),
                               [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
     if not ok:
-        raise RuntimeError(f"cannot encode {path}")
+        raise RuntimeError(f'cannot encode {path}')
     path.write_bytes(buffer.tobytes())
 
 
@@ -218,29 +218,29 @@ def generate_split(out_dir: Path, split: str, count: int, size: int, seed: int) 
         num_objects = 0 if index % EMPTY_EVERY == 0 else int(rng.integers(1, MAX_OBJECTS + 1))
         with_crowd = index % CROWD_EVERY == CROWD_OFFSET
         image, instances, crowd = render_image(rng, size, num_objects, with_crowd)
-        image_id, file_name = index + 1, f"{index:06d}.jpg"
+        image_id, file_name = index + 1, f'{index:06d}.jpg'
         write_jpeg(image_dir / file_name, image)
-        images.append({"id": image_id, "file_name": file_name, "height": size, "width": size})
+        images.append({'id': image_id, 'file_name': file_name, 'height': size, 'width': size})
         regions = [(label, mask, False) for label, mask in instances]
         regions += [(crowd[0], crowd[1], True)] if crowd is not None else []
         for label, mask, is_crowd in regions:
             annotations.append(annotation(len(annotations) + 1, image_id, label, mask, is_crowd))
-    categories = [{"id": i + 1, "name": name, "supercategory": "shape"} for i, name in enumerate(CLASS_NAMES)]
+    categories = [{'id': i + 1, 'name': name, 'supercategory': 'shape'} for i, name in enumerate(CLASS_NAMES)]
     return {
-        "info": {"description": f"synthetic shapes, {split} split, seed {seed}"},
-        "licenses": [],
-        "images": images,
-        "annotations": annotations,
-        "categories": categories,
+        'info': {'description': f'synthetic shapes, {split} split, seed {seed}'},
+        'licenses': [],
+        'images': images,
+        'annotations': annotations,
+        'categories': categories,
     }
 
 
 def split_summary(split: str, coco: dict[str, Any]) -> str:
     """One-line counts of images, empty images and polygon / RLE / crowd annotations."""
-    anns = coco["annotations"]
-    crowd = sum(a["iscrowd"] for a in anns)
-    polygons = sum(isinstance(a["segmentation"], list) for a in anns)
-    annotated = {a["image_id"] for a in anns if not a["iscrowd"]}
+    anns = coco['annotations']
+    crowd = sum(a['iscrowd'] for a in anns)
+    polygons = sum(isinstance(a['segmentation'], list) for a in anns)
+    annotated = {a['image_id'] for a in anns if not a['iscrowd']}
     return (
         f"{split}: {len(coco['images'])} images ({len(coco['images']) - len(annotated)} empty), "
         f"{len(anns) - crowd} instances ({polygons} polygon, {len(anns) - crowd - polygons} rle), "
@@ -249,15 +249,15 @@ def split_summary(split: str, coco: dict[str, Any]) -> str:
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", required=True, type=Path, help="output dataset directory")
-    parser.add_argument("--train", type=int, default=600, help="number of training images")
-    parser.add_argument("--val", type=int, default=100, help="number of validation images")
-    parser.add_argument("--size", type=int, default=256, help="image side in pixels")
-    parser.add_argument("--seed", type=int, default=0, help="random seed")
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('--out', required=True, type=Path, help='output dataset directory')
+    parser.add_argument('--train', type=int, default=600, help='number of training images')
+    parser.add_argument('--val', type=int, default=100, help='number of validation images')
+    parser.add_argument('--size', type=int, default=256, help='image side in pixels')
+    parser.add_argument('--seed', type=int, default=0, help='random seed')
     args = parser.parse_args(argv)
     if args.size < 64 or args.train < 0 or args.val < 0:
-        parser.error("--size must be >= 64 and --train/--val >= 0")
+        parser.error('--size must be >= 64 and --train/--val >= 0')
     return args
 
 
@@ -265,13 +265,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
     start = time.perf_counter()
     summaries = []
-    for split, count in (("train", args.train), ("val", args.val)):
+    for split, count in (('train', args.train), ('val', args.val)):
         coco = generate_split(args.out, split, count, args.size, args.seed)
-        write_json(coco, args.out / "annotations" / f"instances_{split}.json")
+        write_json(coco, args.out / 'annotations' / f'instances_{split}.json')
         summaries.append(split_summary(split, coco))
-    (args.out / "classes.txt").write_text("".join(f"{name}\n" for name in CLASS_NAMES), encoding="utf-8")
+    (args.out / 'classes.txt').write_text(''.join(f'{name}\n' for name in CLASS_NAMES), encoding='utf-8')
     print(f"shapes -> {args.out}: {'; '.join(summaries)}; {time.perf_counter() - start:.1f}s")
 
 
-if __name__ == "__main__":
+if __name__ == '__main__':
     main()

@@ -8,7 +8,7 @@ For runtimes other than Paddle and onnxruntime (a vendor NPU SDK, TensorRT, ...)
     # RAW/NAME.mask_feat.npy
     python tools/postprocess_raw.py --manifest dump/manifest.json --raw RAW --output out/ --save-json out/results.json
 
-The post-processing is the one of demo.py (``model.postprocess.postprocess_flat``, then
+The post-processing is the one of demo.py (``model.inference.postprocess.postprocess_flat``, then
 ``paste_masks``), with the thresholds, classes and image sizes stored in the manifest,
 so the pictures and JSON equal the demo's for the same outputs. Pictures are drawn on
 the manifest's ``source`` images (video frames are saved beside the dumped inputs).
@@ -28,9 +28,9 @@ import paddle  # noqa: E402
 
 from data.results import write_json  # noqa: E402
 from data.transforms import ImageMeta, read_image  # noqa: E402
-from demo import coco_records, draw_bgr, sort_records  # noqa: E402
-from model.export_head import OUTPUT_NAMES  # noqa: E402
-from model.postprocess import InferenceParams, paste_detections, postprocess_flat  # noqa: E402
+from model.inference.exportable import OUTPUT_NAMES  # noqa: E402
+from model.inference.outputs import coco_records, draw_bgr, sort_records  # noqa: E402
+from model.inference.postprocess import InferenceParams, paste_detections, postprocess_flat  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:

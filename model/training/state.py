@@ -5,7 +5,7 @@ an interrupted save never leaves a half-written ``<tag>``."""
 import json
 import shutil
 from pathlib import Path
-from typing import Dict, Optional
+from typing import Dict
 
 import numpy as np
 import paddle

@@ -8,7 +8,7 @@ Deployment splits inference in two (see README "Deployment"):
   ``kernels`` [B, K, E] and ``mask_feat`` [B, E, H/4, W/4]
   (K = sum of S*S over the levels, cells in level order then row-major);
 - the data-dependent rest (score threshold, dynamic convolution, area filter,
-  Matrix NMS, top-k), which stays in Python: ``model.postprocess.postprocess_flat``.
+  Matrix NMS, top-k), which stays in Python: ``model.inference.postprocess.postprocess_flat``.
 
 H and W may be any multiples of 32 (``MIN_SIZE`` .. the export's ``--max-size``);
 the graph has no size baked in.
@@ -19,8 +19,8 @@ import paddle
 import paddle.nn as nn
 from paddle.static import InputSpec
 
+from model.inference.postprocess import flatten_levels
 from model.layers import DeformConv
-from model.postprocess import flatten_levels
 from model.solov2 import SOLOv2
 
 SIZE_DIVISOR = 32

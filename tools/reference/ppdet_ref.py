@@ -54,7 +54,6 @@ import textwrap
 import numpy as np
 import paddle
 import paddle.nn as nn
-
 from ppdet.modeling import layers as _ppdet_layers
 from ppdet.modeling.architectures.solov2 import SOLOv2
 from ppdet.modeling.backbones.resnet import ResNet
@@ -65,22 +64,22 @@ from ppdet.modeling.losses.solov2_loss import SOLOv2Loss
 from ppdet.modeling.necks.fpn import FPN
 
 __all__ = [
-    "FAMILIES",
-    "CATE_BIAS",
-    "CATE_OFFSET",
-    "NUM_CLASSES",
-    "NUM_GRIDS",
-    "SEGM_STRIDES",
-    "SCORE_THRESHOLD",
-    "MASK_THRESHOLD",
-    "UPDATE_THRESHOLD",
-    "build",
-    "randomize",
-    "calibrate",
-    "save",
-    "patch_postprocess",
-    "run",
-    "clean_ppdet_detections",
+    'FAMILIES',
+    'CATE_BIAS',
+    'CATE_OFFSET',
+    'NUM_CLASSES',
+    'NUM_GRIDS',
+    'SEGM_STRIDES',
+    'SCORE_THRESHOLD',
+    'MASK_THRESHOLD',
+    'UPDATE_THRESHOLD',
+    'build',
+    'randomize',
+    'calibrate',
+    'save',
+    'patch_postprocess',
+    'run',
+    'clean_ppdet_detections',
 ]
 
 NUM_CLASSES = 80
@@ -112,7 +111,7 @@ CALIB_GRID_DIV = 2       # calibration pass runs the head on grids ceil(S / 2)
 # --------------------------------------------------------------------------
 def _mask_nms():
     return MaskMatrixNMS(update_threshold=UPDATE_THRESHOLD, pre_nms_top_n=500,
-                         post_nms_top_n=100, kernel="gaussian", sigma=2.0)
+                         post_nms_top_n=100, kernel='gaussian', sigma=2.0)
 
 
 def _loss():
@@ -121,7 +120,7 @@ def _loss():
 
 
 def _assemble(backbone_kw, head_kw, mask_head_kw):
-    backbone = ResNet(norm_type="bn", freeze_at=0, return_idx=[0, 1, 2, 3],
+    backbone = ResNet(norm_type='bn', freeze_at=0, return_idx=[0, 1, 2, 3],
                       num_stages=4, **backbone_kw)
     neck = FPN(in_channels=[s.channels for s in backbone.out_shape],
                out_channel=256)
@@ -129,9 +128,9 @@ def _assemble(backbone_kw, head_kw, mask_head_kw):
                       num_grids=list(NUM_GRIDS), segm_strides=list(SEGM_STRIDES),
                       score_threshold=SCORE_THRESHOLD,
                       mask_threshold=MASK_THRESHOLD, solov2_loss=_loss(),
-                      mask_nms=_mask_nms(), norm_type="gn", **head_kw)
+                      mask_nms=_mask_nms(), norm_type='gn', **head_kw)
     mask_head = SOLOv2MaskHead(in_channels=256, start_level=0, end_level=3,
-                               norm_type="gn", **mask_head_kw)
+                               norm_type='gn', **mask_head_kw)
     return SOLOv2(backbone=backbone, solov2_head=head, mask_head=mask_head,
                   neck=neck)
 
@@ -139,7 +138,7 @@ def _assemble(backbone_kw, head_kw, mask_head_kw):
 def _r50_fpn():
     # configs/solov2/_base_/solov2_r50_fpn.yml (solov2_r50_fpn_1x/3x_coco)
     return _assemble(
-        dict(depth=50, variant="b"),
+        dict(depth=50, variant='b'),
         dict(seg_feat_channels=512, stacked_convs=4, kernel_out_channels=256),
         dict(mid_channels=128, out_channels=256))
 
@@ -147,7 +146,7 @@ def _r50_fpn():
 def _r50_enhance():
     # configs/solov2/solov2_r50_enhance_coco.yml (sync_bn -> bn on CPU)
     return _assemble(
-        dict(depth=50, variant="d", freeze_norm=False, dcn_v2_stages=[1, 2, 3],
+        dict(depth=50, variant='d', freeze_norm=False, dcn_v2_stages=[1, 2, 3],
              lr_mult_list=[0.05, 0.05, 0.1, 0.15]),
         dict(seg_feat_channels=256, stacked_convs=3, kernel_out_channels=128,
              dcn_v2_stages=[2], drop_block=True),
@@ -158,7 +157,7 @@ def _r101_vd_dcn():
     # configs/solov2/solov2_r101_vd_fpn_3x_coco.yml on top of
     # configs/solov2/_base_/solov2_r50_fpn.yml (upstream PaddleDetection)
     return _assemble(
-        dict(depth=101, variant="d", dcn_v2_stages=[1, 2, 3]),
+        dict(depth=101, variant='d', dcn_v2_stages=[1, 2, 3]),
         dict(seg_feat_channels=512, stacked_convs=4, kernel_out_channels=256,
              dcn_v2_stages=[0, 1, 2, 3]),
         dict(mid_channels=128, out_channels=256, use_dcn_in_tower=True))
@@ -168,7 +167,7 @@ def _light448_r50():
     # the original SOLO light-448 R50 layout (our config 1) built from 2.x modules:
     # ResNet50-vb, head 2x256, E=128, mask head 128 -> 128, no DCN
     return _assemble(
-        dict(depth=50, variant="b"),
+        dict(depth=50, variant='b'),
         dict(seg_feat_channels=256, stacked_convs=2, kernel_out_channels=128),
         dict(mid_channels=128, out_channels=128))
 
@@ -179,7 +178,7 @@ def _light_r50_vd_dcn_v05():
     # [3,4,5] == 2.x indices [1,2,3]); head 3x256, E=128, DCN at tower index 2
     # (kernel and cate towers); mask head 128 -> 128 without DCN.
     return _assemble(
-        dict(depth=50, variant="d", dcn_v2_stages=[1, 2, 3],
+        dict(depth=50, variant='d', dcn_v2_stages=[1, 2, 3],
              lr_mult_list=[0.05, 0.05, 0.1, 0.15]),
         dict(seg_feat_channels=256, stacked_convs=3, kernel_out_channels=128,
              dcn_v2_stages=[2], drop_block=True),
@@ -187,11 +186,11 @@ def _light_r50_vd_dcn_v05():
 
 
 FAMILIES = {
-    "r50_fpn": _r50_fpn,
-    "r50_enhance": _r50_enhance,
-    "r101_vd_dcn": _r101_vd_dcn,
-    "light_r50_vd_dcn_v05": _light_r50_vd_dcn_v05,
-    "light448_r50": _light448_r50,
+    'r50_fpn': _r50_fpn,
+    'r50_enhance': _r50_enhance,
+    'r101_vd_dcn': _r101_vd_dcn,
+    'light_r50_vd_dcn_v05': _light_r50_vd_dcn_v05,
+    'light448_r50': _light448_r50,
 }
 
 
@@ -227,7 +226,7 @@ def randomize(model, seed, cate_bias=CATE_BIAS):
         own = [p for p in layer.parameters(include_sublayers=False)]
         if not own:
             continue
-        in_backbone = name.startswith("backbone.")
+        in_backbone = name.startswith('backbone.')
         if isinstance(layer, nn.layer.norm._BatchNormBase):
             _set(layer.weight, rng.uniform(0.8, 1.2, layer.weight.shape))
             _set(layer.bias, rng.normal(0.0, 0.05, layer.bias.shape))
@@ -241,7 +240,7 @@ def randomize(model, seed, cate_bias=CATE_BIAS):
         elif isinstance(layer, (nn.Conv2D, paddle.vision.ops.DeformConv2D)):
             w = layer.weight
             fan_in = int(np.prod(w.shape[1:]))
-            if name.split(".")[-1] == "conv_offset":
+            if name.split('.')[-1] == 'conv_offset':
                 _set(w, rng.normal(0.0, _OFFSET_W_GAIN / np.sqrt(fan_in), w.shape))
                 bias_std = _OFFSET_B_STD
             else:
@@ -253,17 +252,17 @@ def randomize(model, seed, cate_bias=CATE_BIAS):
                 _set(layer.bias, rng.normal(0.0, bias_std, layer.bias.shape))
                 params.append(layer.bias)
         else:
-            raise TypeError(f"unhandled parametrised layer {name}: {type(layer)}")
+            raise TypeError(f'unhandled parametrised layer {name}: {type(layer)}')
         for p in params:
             done.add(id(p))
         missing = [p.name for p in own if id(p) not in done]
         if missing:
-            raise RuntimeError(f"parameters of {name} not randomised: {missing}")
+            raise RuntimeError(f'parameters of {name} not randomised: {missing}')
     cate = model.solov2_head.solo_cate.bias
     _set(cate, np.full(cate.shape, cate_bias))
     n_params = {id(p) for p in model.parameters()}
     if not n_params <= done:
-        raise RuntimeError("some parameters were not randomised")
+        raise RuntimeError('some parameters were not randomised')
     return model
 
 
@@ -298,12 +297,12 @@ def calibrate(model, seed, cate_offset=CATE_OFFSET):
     Deterministic for a seed.
     """
     head = model.solov2_head
-    grabbed = {"cate": [], "kernel": []}
+    grabbed = {'cate': [], 'kernel': []}
     hooks = [
         head.solo_cate.register_forward_post_hook(
-            lambda layer, inp, out: grabbed["cate"].append(out.numpy())),
+            lambda layer, inp, out: grabbed['cate'].append(out.numpy())),
         head.solo_kernel.register_forward_post_hook(
-            lambda layer, inp, out: grabbed["kernel"].append(out.numpy())),
+            lambda layer, inp, out: grabbed['kernel'].append(out.numpy())),
     ]
     was_training = model.training
     grids = head.seg_num_grids
@@ -315,7 +314,7 @@ def calibrate(model, seed, cate_offset=CATE_OFFSET):
         head.seg_num_grids = [max(2, -(-g // CALIB_GRID_DIV)) for g in grids]
         with paddle.no_grad():
             feats = model.neck(model.backbone(
-                {"image": paddle.to_tensor(_calibration_image(seed))}))
+                {'image': paddle.to_tensor(_calibration_image(seed))}))
             head(feats)
     finally:
         head.seg_num_grids = grids
@@ -329,9 +328,9 @@ def calibrate(model, seed, cate_offset=CATE_OFFSET):
         return flat.astype(np.float64).mean(axis=1)
 
     kb = head.solo_kernel.bias
-    _set(kb, kb.numpy().astype(np.float64) - cell_mean(grabbed["kernel"]))
+    _set(kb, kb.numpy().astype(np.float64) - cell_mean(grabbed['kernel']))
     cb = head.solo_cate.bias
-    _set(cb, cate_offset + cb.numpy().astype(np.float64) - cell_mean(grabbed["cate"]))
+    _set(cb, cate_offset + cb.numpy().astype(np.float64) - cell_mean(grabbed['cate']))
     return model
 
 
@@ -342,7 +341,7 @@ def build(family, seed=0, calibrated=True):
     ``calibrated=False`` the category bias is the plain constant ``CATE_BIAS``.
     """
     if family not in FAMILIES:
-        raise KeyError(f"unknown family {family!r}; known: {sorted(FAMILIES)}")
+        raise KeyError(f'unknown family {family!r}; known: {sorted(FAMILIES)}')
     paddle.seed(seed)
     model = FAMILIES[family]()
     randomize(model, seed)
@@ -371,7 +370,7 @@ _SEG_SINGLE_FIXES = [
     ("paddle.zeros(shape=paddle.shape(sum_masks), dtype='float32')",
      "paddle.zeros_like(sum_masks, dtype='float32')", 1),
     # fix 3: float32 vs int32 comparison
-    ("sum_masks > strides", "sum_masks > paddle.cast(strides, 'float32')", 1),
+    ('sum_masks > strides', "sum_masks > paddle.cast(strides, 'float32')", 1),
     # fix 5: concat of 0-D indices
     ("paddle.cast(paddle.shape(sum_masks)[0] - 1, 'int64')",
      "paddle.cast(paddle.shape(sum_masks)[0] - 1, 'int64').reshape([1])", 1),
@@ -382,7 +381,7 @@ _SEG_SINGLE_FIXES = [
 ]
 _NMS_FIXES = [
     # fix 4: python int expand size
-    ("n_samples = paddle.shape(cate_labels)", "n_samples = int(cate_labels.shape[0])", 1),
+    ('n_samples = paddle.shape(cate_labels)', 'n_samples = int(cate_labels.shape[0])', 1),
     # fix 2
     ("paddle.zeros(shape=paddle.shape(cate_scores), dtype='float32')",
      "paddle.zeros_like(cate_scores, dtype='float32')", 1),
@@ -400,11 +399,11 @@ def _rewrite(func, fixes, module):
         found = src.count(old)
         if found != count:
             raise RuntimeError(
-                f"ppdet source of {func.__qualname__} changed: expected {count} "
-                f"occurrence(s) of {old!r}, found {found}")
+                f'ppdet source of {func.__qualname__} changed: expected {count} '
+                f'occurrence(s) of {old!r}, found {found}')
         src = src.replace(old, new)
     namespace = {}
-    exec(compile(src, f"<patched {func.__module__}.{func.__qualname__}>", "exec"),
+    exec(compile(src, f'<patched {func.__module__}.{func.__qualname__}>', 'exec'),
          module.__dict__, namespace)
     patched = namespace[func.__name__]
     patched.__qualname__ = func.__qualname__
@@ -414,11 +413,11 @@ def _rewrite(func, fixes, module):
 
 def patch_postprocess():
     """Make ppdet's SOLOv2 eval post-processing run on paddle 3.x (idempotent)."""
-    if getattr(SOLOv2Head.get_seg_single, "_ppdet_ref_patched", False) and \
-            getattr(MaskMatrixNMS.__call__, "_ppdet_ref_patched", False):
+    if getattr(SOLOv2Head.get_seg_single, '_ppdet_ref_patched', False) and \
+            getattr(MaskMatrixNMS.__call__, '_ppdet_ref_patched', False):
         return
-    seg = _ORIGINALS.setdefault("get_seg_single", SOLOv2Head.get_seg_single)
-    nms = _ORIGINALS.setdefault("nms_call", MaskMatrixNMS.__call__)
+    seg = _ORIGINALS.setdefault('get_seg_single', SOLOv2Head.get_seg_single)
+    nms = _ORIGINALS.setdefault('nms_call', MaskMatrixNMS.__call__)
     SOLOv2Head.get_seg_single = _rewrite(seg, _SEG_SINGLE_FIXES, _ppdet_solov2_head)
     MaskMatrixNMS.__call__ = _rewrite(nms, _NMS_FIXES, _ppdet_layers)
 
@@ -445,34 +444,34 @@ def run(model, image):
     """
     image = np.ascontiguousarray(image, dtype=np.float32)
     if image.ndim != 4 or image.shape[:2] != (1, 3):
-        raise ValueError(f"expected [1,3,H,W], got {image.shape}")
+        raise ValueError(f'expected [1,3,H,W], got {image.shape}')
     h, w = image.shape[2:]
     if h % 32 or w % 32:
-        raise ValueError(f"H and W must be multiples of 32, got {h}x{w}")
+        raise ValueError(f'H and W must be multiples of 32, got {h}x{w}')
     patch_postprocess()
     if model.training:
-        raise ValueError("model must be in eval mode")
+        raise ValueError('model must be in eval mode')
     with paddle.no_grad():
         inputs = {
-            "image": paddle.to_tensor(image),
-            "im_shape": paddle.to_tensor(np.array([[h, w]], np.float32)),
-            "scale_factor": paddle.to_tensor(np.array([[1.0, 1.0]], np.float32)),
+            'image': paddle.to_tensor(image),
+            'im_shape': paddle.to_tensor(np.array([[h, w]], np.float32)),
+            'scale_factor': paddle.to_tensor(np.array([[1.0, 1.0]], np.float32)),
         }
         body_feats = model.backbone(inputs)
         body_feats = model.neck(body_feats)
         seg_pred = model.mask_head(body_feats)
         cate_list, kernel_list = model.solov2_head(body_feats)
         out = {
-            "cate": [_np(c) for c in cate_list],
-            "kernel": [_np(k) for k in kernel_list],
-            "mask_feat": _np(seg_pred),
+            'cate': [_np(c) for c in cate_list],
+            'kernel': [_np(k) for k in kernel_list],
+            'mask_feat': _np(seg_pred),
         }
         masks, labels, scores, _ = model.solov2_head.get_prediction(
-            cate_list, kernel_list, seg_pred, inputs["im_shape"],
-            inputs["scale_factor"])
-        out["masks"] = _np(masks).astype(np.uint8)
-        out["labels"] = _np(labels).astype(np.int64)
-        out["scores"] = _np(scores).astype(np.float32)
+            cate_list, kernel_list, seg_pred, inputs['im_shape'],
+            inputs['scale_factor'])
+        out['masks'] = _np(masks).astype(np.uint8)
+        out['labels'] = _np(labels).astype(np.int64)
+        out['scores'] = _np(scores).astype(np.float32)
     return out
 
 
@@ -505,7 +504,7 @@ def clean_ppdet_detections(masks, labels, scores, update_threshold=UPDATE_THRESH
     labels = np.asarray(labels).reshape(-1)
     scores = np.asarray(scores).reshape(-1)
     if not (len(masks) == len(labels) == len(scores)):
-        raise ValueError("masks/labels/scores length mismatch")
+        raise ValueError('masks/labels/scores length mismatch')
     keep = []
     for i in range(len(scores)):
         s = scores[i]

@@ -1,6 +1,6 @@
 """SOLOv2 training losses (paddle).
 
-Labels follow ``model.targets``: 0..C-1 foreground class, -1 background.
+Labels follow ``model.training.targets``: 0..C-1 foreground class, -1 background.
 
 * category: sigmoid focal loss (alpha 0.25, gamma 2) summed over every cell of
   every level and image, divided by ``num_positives + 1`` (foreground cells,
@@ -15,7 +15,7 @@ import numpy as np
 import paddle
 import paddle.nn.functional as F
 
-from model.targets import BatchTargets
+from model.training.targets import BatchTargets
 
 DICE_EPS = 0.001
 
@@ -104,7 +104,7 @@ def solov2_loss(outputs: Dict, targets: BatchTargets, ins_weight: float = 3.0,
     Args:
         outputs: the model's forward dict: ``cate_logits`` [B, C, S, S] x L,
             ``kernels`` [B, E, S, S] x L, ``mask_feat`` [B, E, Hf, Wf].
-        targets: ``model.targets.collate_targets`` of the same batch.
+        targets: ``model.training.targets.collate_targets`` of the same batch.
         positives: (mask positives, positive cells), what the dice term and the
             category term (+ 1) are divided by; default this batch's ``num_masks`` and
             ``num_positives``. Data-parallel training passes their means over the
@@ -127,7 +127,7 @@ def solov2_loss(outputs: Dict, targets: BatchTargets, ins_weight: float = 3.0,
     num_classes = cate_logits[0].shape[1]
     flat_logits = paddle.concat([c.transpose([0, 2, 3, 1]).reshape([-1, num_classes])
                                  for c in cate_logits])                       # [B*S*S per level, C]
-    flat_labels = paddle.to_tensor(np.concatenate([l.reshape(-1) for l in targets.cate_labels]),
+    flat_labels = paddle.to_tensor(np.concatenate([level.reshape(-1) for level in targets.cate_labels]),
                                    dtype='int64')
     loss_cate = sigmoid_focal_loss(flat_logits, flat_labels, alpha, gamma) / (num_cells + 1)
     return {'loss_ins': loss_ins, 'loss_cate': loss_cate, 'loss': loss_ins + loss_cate}

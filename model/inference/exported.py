@@ -1,39 +1,26 @@
-"""Inference backends behind one interface, used by demo.py and tools/export_model.py.
+"""Backends that run a model folder written by ``model.inference.export``
+(``tools/export_model.py``): Paddle Inference and onnxruntime, on the CPU.
 
-Every backend runs the exportable network (``model.export_head.ExportableSOLOv2``) on
-a preprocessed batch and returns (scores [B, K, C], kernels [B, K, E],
-mask_feat [B, E, H/4, W/4]); the rest is shared: ``postprocess_flat`` (threshold,
-dynamic convolution, Matrix NMS, top-k) and ``paste_masks``.
-
-- ``model.predictor.Predictor``: the Paddle dygraph model from a checkpoint (config + weights);
-- ``InferenceBackend``: ``paddle.inference`` on an exported model folder (CPU);
-- ``OnnxBackend``: onnxruntime ``CPUExecutionProvider`` on an exported model folder.
-
-The exported backends read ``infer_cfg.json`` from the folder (written by
-tools/export_model.py) for the config, class names, test sizes and thresholds.
+They read ``infer_cfg.json`` from the folder for the config, class names, test sizes and
+thresholds.
 """
-import abc
 import json
 import os
 from pathlib import Path
-from typing import List, Optional, Sequence, Tuple
+from typing import List, Sequence
 
 import numpy as np
 import paddle
 
 from config import get_config, with_overrides
-from data.transforms import ImageMeta, batch_images, preprocess
-from model.export_head import OUTPUT_NAMES, check_input_size
-from model.postprocess import Detections, InferenceParams, paste_detections, postprocess_flat
+from model.inference.backend import Backend, BackendError
+from model.inference.exportable import OUTPUT_NAMES
+from model.inference.postprocess import InferenceParams
 
 INFER_CFG = 'infer_cfg.json'
 PADDLE_PREFIX = 'model'
 ONNX_FILE = 'model.onnx'
-BACKENDS = ('dygraph', 'inference', 'onnx')
 
-
-class BackendError(Exception):
-    """A backend cannot be created (missing files or packages, wrong folder)."""
 
 
 def read_infer_cfg(model_dir: str) -> dict:
@@ -56,49 +43,6 @@ def config_from_infer_cfg(info: dict, overrides: Sequence[str] = ()):
     params = InferenceParams.from_json(info['postprocess'])
     changes.update({name: getattr(params, name) for name in info['postprocess']})
     return with_overrides(type(base.__name__, (base,), changes), overrides)
-
-
-class Backend(abc.ABC):
-    """prepare (numpy) -> infer (network + post-processing) -> finish (masks on the
-    original image). Subclasses implement ``run``: the exportable network's three outputs."""
-    name = 'backend'
-
-    def __init__(self, cfg, size_range: Optional[Tuple[int, int]] = None):
-        self.cfg = cfg
-        self.params = InferenceParams.from_config(cfg)
-        self.size_range = size_range
-
-    @property
-    def class_names(self) -> Sequence[str]:
-        return self.cfg.class_names
-
-    def prepare(self, image: np.ndarray) -> Tuple[np.ndarray, ImageMeta]:
-        """[H, W, 3] uint8 RGB -> ([3, Hp, Wp] float32, sizes)."""
-        return preprocess(image, self.cfg.test_short, self.cfg.test_max)
-
-    @abc.abstractmethod
-    def run(self, batch: np.ndarray):
-        """[B, 3, H, W] float32 -> (scores, kernels, mask_feat), numpy or paddle."""
-
-    def run_numpy(self, batch: np.ndarray) -> List[np.ndarray]:
-        """``run`` with numpy results."""
-        return [t.numpy() if isinstance(t, paddle.Tensor) else np.asarray(t) for t in self.run(batch)]
-
-    def infer(self, inputs: Sequence[np.ndarray]) -> List[Detections]:
-        """Preprocessed images -> soft-mask detections (one per image, [N, Hf, Wf])."""
-        batch = batch_images(inputs)
-        if self.size_range is not None:
-            check_input_size(batch.shape[2], batch.shape[3], *self.size_range)
-        with paddle.no_grad():
-            return postprocess_flat(*self.run(batch), self.params)
-
-    def finish(self, detections: Detections, meta: ImageMeta) -> Detections:
-        """Soft masks -> binary masks [N, H, W] bool on the original image."""
-        return paste_detections(detections, meta, self.params.mask_threshold)
-
-    def __call__(self, image: np.ndarray) -> Detections:
-        inputs, meta = self.prepare(image)
-        return self.finish(self.infer([inputs])[0], meta)
 
 
 class _Exported(Backend):
@@ -190,17 +134,3 @@ class OnnxBackend(_Exported):
     def run(self, batch: np.ndarray) -> List[np.ndarray]:
         return self.session.run(self.output_names,
                                 {self.input_name: np.ascontiguousarray(batch, dtype=np.float32)})
-
-
-def create_backend(kind: str, cfg=None, weights: Optional[str] = None, model_dir: Optional[str] = None,
-                   device: Optional[str] = None, threads: int = 0, mkldnn: bool = False,
-                   overrides: Sequence[str] = ()) -> Backend:
-    """A backend by name: 'dygraph' (cfg + weights) or 'inference' / 'onnx' (model_dir)."""
-    if kind == 'dygraph':
-        from model.predictor import Predictor      # it builds on Backend, defined here
-        return Predictor(cfg, weights, device)
-    if kind == 'inference':
-        return InferenceBackend(model_dir, threads, mkldnn, overrides)
-    if kind == 'onnx':
-        return OnnxBackend(model_dir, threads, overrides)
-    raise BackendError(f"unknown backend '{kind}' (expected one of {', '.join(BACKENDS)})")

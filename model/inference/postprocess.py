@@ -190,7 +190,7 @@ def _as_tensor(array) -> paddle.Tensor:
 
 def postprocess_flat(scores, kernels, mask_feat, params: InferenceParams) -> List[Detections]:
     """The data-dependent part of inference, after the exportable network
-    (``model.export_head.ExportableSOLOv2``): scores [B, K, C] (sigmoid + points-NMS),
+    (``model.inference.exportable.ExportableSOLOv2``): scores [B, K, C] (sigmoid + points-NMS),
     kernels [B, K, E], mask_feat [B, E, Hf, Wf], numpy arrays or paddle tensors ->
     one Detections (soft masks) per image."""
     scores, kernels, mask_feat = _as_tensor(scores), _as_tensor(kernels), _as_tensor(mask_feat)

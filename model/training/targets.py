@@ -1,6 +1,6 @@
 """SOLOv2 training targets as pure numpy functions (no paddle).
 
-LABEL CONVENTION (used by every target array and by ``model.losses``):
+LABEL CONVENTION (used by every target array and by ``model.training.losses``):
 
     0 .. C-1  foreground class index (0-based, the same index as the C channels
               of the category head; no background channel exists)
@@ -31,7 +31,7 @@ Assignment follows WXinlong/SOLO ``SOLOv2Head.solov2_target_single``:
   ``cv2.resize(INTER_LINEAR)`` on uint8 to ``(int(Wp / s + 0.5), int(Hp / s + 0.5))``
   (mmcv.imrescale rounding), pasted top-left into zeros ``[Hp / s, Wp / s]``.
 
-Cell indices use the same order as ``model.postprocess.flatten_levels`` within a
+Cell indices use the same order as ``model.inference.postprocess.flatten_levels`` within a
 level (row-major, index = i * S + j).
 """
 from dataclasses import dataclass, field

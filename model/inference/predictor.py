@@ -7,10 +7,11 @@ import numpy as np
 import paddle
 
 from config import with_classes
-from model.backends import Backend
+from config.sidecar import read_sidecar
 from model.build import build_model
-from model.checkpoint import CheckpointError, load_weights, read_sidecar
-from model.export_head import ExportableSOLOv2
+from model.checkpoint import CheckpointError, load_weights
+from model.inference.backend import Backend
+from model.inference.exportable import ExportableSOLOv2
 from model.runtime import default_device
 
 

@@ -1,0 +1,64 @@
+"""The inference interface every backend implements: ``prepare`` (numpy) -> ``infer``
+(network + post-processing) -> ``finish`` (masks on the original image).
+
+A backend's ``run`` returns the exportable network's three outputs for a preprocessed
+batch: (scores [B, K, C], kernels [B, K, E], mask_feat [B, E, H/4, W/4]); the rest is
+shared: ``postprocess_flat`` (threshold, dynamic convolution, Matrix NMS, top-k) and
+``paste_detections``.
+"""
+import abc
+from typing import List, Optional, Sequence, Tuple
+
+import numpy as np
+import paddle
+
+from data.transforms import ImageMeta, batch_images, preprocess
+from model.inference.exportable import check_input_size
+from model.inference.postprocess import Detections, InferenceParams, paste_detections, postprocess_flat
+
+
+class BackendError(Exception):
+    """A backend cannot be created (missing files or packages, wrong folder)."""
+
+
+class Backend(abc.ABC):
+    """prepare (numpy) -> infer (network + post-processing) -> finish (masks on the
+    original image). Subclasses implement ``run``: the exportable network's three outputs."""
+    name = 'backend'
+
+    def __init__(self, cfg, size_range: Optional[Tuple[int, int]] = None):
+        self.cfg = cfg
+        self.params = InferenceParams.from_config(cfg)
+        self.size_range = size_range
+
+    @property
+    def class_names(self) -> Sequence[str]:
+        return self.cfg.class_names
+
+    def prepare(self, image: np.ndarray) -> Tuple[np.ndarray, ImageMeta]:
+        """[H, W, 3] uint8 RGB -> ([3, Hp, Wp] float32, sizes)."""
+        return preprocess(image, self.cfg.test_short, self.cfg.test_max)
+
+    @abc.abstractmethod
+    def run(self, batch: np.ndarray):
+        """[B, 3, H, W] float32 -> (scores, kernels, mask_feat), numpy or paddle."""
+
+    def run_numpy(self, batch: np.ndarray) -> List[np.ndarray]:
+        """``run`` with numpy results."""
+        return [t.numpy() if isinstance(t, paddle.Tensor) else np.asarray(t) for t in self.run(batch)]
+
+    def infer(self, inputs: Sequence[np.ndarray]) -> List[Detections]:
+        """Preprocessed images -> soft-mask detections (one per image, [N, Hf, Wf])."""
+        batch = batch_images(inputs)
+        if self.size_range is not None:
+            check_input_size(batch.shape[2], batch.shape[3], *self.size_range)
+        with paddle.no_grad():
+            return postprocess_flat(*self.run(batch), self.params)
+
+    def finish(self, detections: Detections, meta: ImageMeta) -> Detections:
+        """Soft masks -> binary masks [N, H, W] bool on the original image."""
+        return paste_detections(detections, meta, self.params.mask_threshold)
+
+    def __call__(self, image: np.ndarray) -> Detections:
+        inputs, meta = self.prepare(image)
+        return self.finish(self.infer([inputs])[0], meta)

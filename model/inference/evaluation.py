@@ -1,0 +1,49 @@
+"""Predictions of a backend over a COCO-format image set, as COCO result records."""
+import os
+from typing import List, Sequence
+
+from pycocotools.coco import COCO
+
+from config.console import Progress
+from data.coco import CocoDataset, load_coco
+from data.results import instances_to_coco
+from data.transforms import read_image
+from model.inference.pipeline import run_pipeline
+
+
+def predict_coco(predictor, coco: COCO, image_dir: str,
+                 label_to_category_id: Sequence[int], progress: bool = False) -> List[dict]:
+    """Run ``predictor`` on every image of ``coco`` -> COCO result records
+    (RLE encoding and mask pasting happen in worker threads)."""
+    records: List[dict] = []
+    image_ids = sorted(coco.getImgIds())
+    bar = Progress(len(image_ids), 'predict ') if progress else None
+
+    def load(image_id):
+        image = read_image(os.path.join(image_dir, coco.imgs[image_id]['file_name']))
+        return predictor.prepare(image)
+
+    def model(loaded):
+        return predictor.infer([loaded[0]])[0]
+
+    def finish(image_id, loaded, detections):
+        result = predictor.finish(detections, loaded[1])
+        records.extend(instances_to_coco(image_id, result.masks, result.labels, result.scores,
+                                         label_to_category_id))
+        if bar:
+            bar.update()
+
+    stats = run_pipeline(image_ids, load, model, finish)
+    if bar:
+        bar.close()
+    if stats.failed:
+        raise ValueError(f'{len(stats.failed)} images could not be read, e.g. {stats.failed[0]}')
+    return records
+
+
+def predict_coco_dataset(predictor, ann: str, images: str, progress: bool = False):
+    """(the loaded COCO annotations, result records) of ``predictor`` on every image of a
+    COCO-format set, category ids mapped through the predictor's class names."""
+    coco = load_coco(ann)
+    dataset = CocoDataset(ann, images, class_names=list(predictor.class_names))
+    return coco, predict_coco(predictor, coco, images, dataset.label_to_category_id, progress)

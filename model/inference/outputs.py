@@ -1,0 +1,78 @@
+"""What the demo writes per image: the drawn picture, COCO-style records, and the dump of
+preprocessed network inputs (shared by demo.py and tools/postprocess_raw.py)."""
+import json
+import threading
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from data.results import instances_to_coco
+from data.transforms import IMAGENET_MEAN_RGB, IMAGENET_STD_RGB
+from data.visualize import draw_instances
+from model.inference.exportable import OUTPUT_NAMES
+
+MANIFEST = 'manifest.json'
+
+
+def draw_bgr(image_rgb: np.ndarray, result, class_names, draw_threshold: float) -> np.ndarray:
+    """The annotated picture of one image (BGR, for OpenCV writers)."""
+    drawn = draw_instances(image_rgb, result.masks, result.labels, result.scores, class_names,
+                           draw_threshold)
+    return cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR)
+
+
+def coco_records(image_id: int, file_name: str, result, class_names):
+    """COCO-style records of one image, with ``file_name`` and ``category_name``."""
+    records = instances_to_coco(image_id, result.masks, result.labels, result.scores,
+                                [i + 1 for i in range(len(class_names))])
+    for record in records:
+        record['file_name'] = file_name
+        record['category_name'] = class_names[record['category_id'] - 1]
+    return records
+
+
+def sort_records(records):
+    return sorted(records, key=lambda r: (r['image_id'], -r['score']))
+
+
+class InputDumper:
+    """Writes preprocessed inputs ([1, 3, H, W] float32 .npy and .bin, C order) and,
+    on ``close``, a manifest.json describing them (thread-safe)."""
+
+    def __init__(self, folder: str, backend, number: int):
+        self.folder = Path(folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.backend, self.number = backend, number
+        self.entries, self.lock = [], threading.Lock()
+
+    def dump(self, name: str, image_id: int, file_name: str, source: str, chw: np.ndarray, meta) -> None:
+        batch = np.ascontiguousarray(chw[None], dtype=np.float32)
+        np.save(self.folder / f'{name}.npy', batch)
+        batch.tofile(self.folder / f'{name}.bin')
+        entry = {'name': name, 'image_id': image_id, 'file_name': file_name, 'source': source,
+                 'input_shape': list(batch.shape), 'npy': f'{name}.npy', 'bin': f'{name}.bin',
+                 'orig_hw': list(meta.orig_hw), 'resized_hw': list(meta.resized_hw),
+                 'padded_hw': list(meta.padded_hw)}
+        with self.lock:
+            self.entries.append(entry)
+
+    def close(self) -> Path:
+        cfg = self.backend.cfg
+        manifest = {
+            'config': self.number, 'config_name': cfg.__name__,
+            'class_names': list(cfg.class_names),
+            'input': {'name': 'image', 'layout': 'NCHW', 'dtype': 'float32', 'channels': 'RGB',
+                      'mean': list(IMAGENET_MEAN_RGB), 'std': list(IMAGENET_STD_RGB),
+                      'test_short': cfg.test_short, 'test_max': cfg.test_max, 'size_divisor': 32},
+            'outputs': {'names': list(OUTPUT_NAMES),
+                        'files': '{name}.{output}.npy, e.g. %s.scores.npy' % (
+                            self.entries[0]['name'] if self.entries else 'NAME'),
+                        'shapes': {'scores': '[1, K, C]', 'kernels': '[1, K, E]',
+                                   'mask_feat': '[1, E, H/4, W/4]'}},
+            'postprocess': self.backend.params.to_json(),
+            'images': sorted(self.entries, key=lambda e: e['image_id']),
+        }
+        path = self.folder / MANIFEST
+        path.write_text(json.dumps(manifest, indent=2) + '\n')
+        return path
