@@ -8,7 +8,7 @@ import pytest
 
 import train
 from model.checkpoint import load_paddle_params
-from model.train_state import find_checkpoint, save_training_state
+from model.training.state import find_checkpoint, save_training_state
 from tests.helpers import launch_two_cpu_processes
 
 TINY = ['num_workers=0', 'batch_size=2', 'train_shorts=(128,)', 'train_max=128',
@@ -60,12 +60,13 @@ def test_interrupted_save_keeps_the_previous_checkpoint(shapes, tmp_path, monkey
     out = tmp_path / 'run'
     assert _run(shapes, out, '--max-iters', '1') == 0
     before = _weights(out)
-    import model.train_state as train_state
+    import model.training.state as train_state
 
     def crash(*args, **kwargs):
         raise OSError('disk full')
     monkeypatch.setattr(train_state.paddle, 'save', crash)
     import paddle
+
     from config import CONFIGS
     from model.build import build_model
     net = build_model(CONFIGS[9])
@@ -94,7 +95,7 @@ def test_ranks_share_rank0_minutes_and_the_mean_positives(tmp_path):
     script = tmp_path / 'clock.py'
     script.write_text(
         'import types, paddle, paddle.distributed as dist\n'
-        'from train import mean_positives, rank0_minutes\n'
+        'from model.training.distributed import mean_positives, rank0_minutes\n'
         'paddle.set_device("cpu"); dist.init_parallel_env()\n'
         'rank = dist.get_rank()\n'
         'assert rank0_minutes(1.5 + 10 * rank, 2) == 1.5\n'

@@ -1,0 +1,71 @@
+"""The parts a training run is built from: optimizer, data loader, a pretrained backbone,
+and the swap to EMA weights for evaluation."""
+import contextlib
+import functools
+from pathlib import Path
+
+import paddle
+
+from data.augment import TrainTransform
+from data.coco import CocoDataset
+from data.loader import TrainDataset, build_train_loader
+from model.checkpoint import CheckpointError, load_paddle_params
+from model.training.targets import assign_targets, collate_targets
+
+
+def load_pretrained(model: paddle.nn.Layer, path: str) -> str:
+    """Load the tensors of a backbone-only (or full) checkpoint that fit ``model``;
+    returns a one-line summary. CheckpointError when none fits."""
+    params = load_paddle_params(path)
+    own = model.state_dict()
+    usable = {k: v for k, v in params.items() if k in own and tuple(v.shape) == tuple(own[k].shape)}
+    if not usable:
+        raise CheckpointError(f'{path} has no tensor that fits this model')
+    model.set_state_dict(usable)
+    skipped = len(params) - len(usable)
+    return (f'pretrained: loaded {len(usable)} tensors from {path}'
+            + (f', skipped {skipped} that do not fit' if skipped else ''))
+
+
+def make_optimizer(cfg, model: paddle.nn.Layer, base_lr: float):
+    """SGD with momentum and L2 decay (as SOLO), or AdamW with decoupled decay."""
+    params = [p for p in model.parameters() if not p.stop_gradient]
+    clip = paddle.nn.ClipGradByGlobalNorm(cfg.grad_clip) if cfg.grad_clip else None
+    if cfg.optimizer == 'momentum':
+        return paddle.optimizer.Momentum(learning_rate=base_lr, momentum=cfg.momentum, parameters=params,
+                                         weight_decay=paddle.regularizer.L2Decay(cfg.weight_decay),
+                                         grad_clip=clip)
+    if cfg.optimizer == 'adamw':
+        return paddle.optimizer.AdamW(learning_rate=base_lr, parameters=params,
+                                      weight_decay=cfg.weight_decay, grad_clip=clip)
+    raise ValueError(f"unknown optimizer '{cfg.optimizer}' (expected 'momentum' or 'adamw')")
+
+
+def make_loader(cfg, world_size: int):
+    """The training DataLoader of ``cfg`` (COCO reader, random transforms, SOLO targets)."""
+    root = Path(cfg.dataset_dir)
+    source = CocoDataset(str(root / cfg.train_ann), str(root / cfg.train_images),
+                         class_names=list(cfg.class_names), keep_empty=cfg.keep_empty_images)
+    transform = TrainTransform(cfg.train_shorts, cfg.train_max, flip_prob=cfg.flip_prob,
+                               colour_strength=cfg.colour_strength, crop_prob=cfg.crop_prob)
+    target_fn = functools.partial(assign_targets, num_grids=cfg.num_grids,
+                                  scale_ranges=cfg.scale_ranges, sigma=cfg.sigma)
+    return build_train_loader(TrainDataset(source, transform, seed=cfg.seed), cfg.batch_size,
+                              target_fn, collate_targets, cfg.num_workers, seed=cfg.seed,
+                              distributed=world_size > 1)
+
+
+@contextlib.contextmanager
+def evaluation_weights(model: paddle.nn.Layer, ema=None):
+    """``model`` in eval mode holding the EMA weights (when ``ema``) for the duration;
+    the training weights and mode come back afterwards."""
+    raw = {k: v.numpy() for k, v in model.state_dict().items()} if ema is not None else None
+    if ema is not None:
+        model.set_state_dict(ema.state_dict())
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train()
+        if raw is not None:
+            model.set_state_dict(raw)

@@ -1,0 +1,95 @@
+"""What happens around the training steps: the progress log, checkpoints and evaluation.
+Each hook has ``after_step(trainer, losses)`` and ``after_train(trainer)``."""
+import sys
+import time
+from typing import Callable, Dict, List
+
+import numpy as np
+
+from model.training.run_log import RunLog
+
+
+class Hook:
+    """Does nothing; subclasses override what they need."""
+
+    def after_step(self, trainer, losses: Dict[str, float]) -> None:
+        pass
+
+    def after_train(self, trainer) -> None:
+        pass
+
+
+class LogHook(Hook):
+    """Every ``every`` iterations (and at the last): the mean losses, LR, images/s and ETA
+    as one line on stdout and one row of ``train_log.csv``."""
+
+    def __init__(self, log: RunLog, every: int, total_batch: int, stream=None):
+        self.log, self.every, self.total_batch = log, every, total_batch
+        self.stream = stream or sys.stdout
+        self.window: List[Dict[str, float]] = []
+        self.window_start = time.perf_counter()
+
+    def after_step(self, trainer, losses: Dict[str, float]) -> None:
+        self.window.append(losses)
+        done, stop_at = trainer.state.iteration, trainer.schedule.stop_at
+        if done % self.every and done != stop_at:
+            return
+        elapsed = time.perf_counter() - self.window_start
+        mean = {k: float(np.mean([w[k] for w in self.window])) for k in self.window[0]}
+        speed = len(self.window) * self.total_batch / elapsed
+        eta = (stop_at - done) * elapsed / len(self.window)
+        if trainer.schedule.max_minutes:
+            eta = min(eta, max(trainer.schedule.max_minutes - trainer.state.minutes, 0.0) * 60)
+        print(f"iter {done}/{stop_at} epoch {trainer.epoch + 1} lr {trainer.lr:.5f} loss {mean['loss']:.3f} "
+              f"(ins {mean['loss_ins']:.3f} cate {mean['loss_cate']:.3f}) "
+              f"{speed:.1f} img/s eta {time.strftime('%H:%M:%S', time.gmtime(eta))}",
+              file=self.stream, flush=True)
+        self.log.train({'iteration': done, 'epoch': trainer.epoch + 1, 'minutes': round(trainer.state.minutes, 3),
+                        'lr': trainer.lr, **{k: round(v, 5) for k, v in mean.items()},
+                        'images_per_s': round(speed, 2)})
+        self.window, self.window_start = [], time.perf_counter()
+
+
+class CheckpointHook(Hook):
+    """``save('last')`` every ``every`` iterations and once at the end (after the final
+    evaluation, so ``last`` records the best AP that ``best`` holds)."""
+
+    def __init__(self, save: Callable[[str], None], every: int):
+        self.save, self.every = save, every
+
+    def after_step(self, trainer, losses: Dict[str, float]) -> None:
+        if trainer.state.iteration % self.every == 0 and not trainer.finished:
+            self.save('last')
+
+    def after_train(self, trainer) -> None:
+        self.save('last')
+
+
+class EvalHook(Hook):
+    """Mask AP every ``every`` iterations (0: only at the end) and at the end; a better AP
+    than before saves ``best``. ``evaluate(trainer)`` returns the COCO stats dict."""
+
+    def __init__(self, evaluate: Callable[[object], Dict[str, float]], save: Callable[[str], None],
+                 log: RunLog, every: int):
+        self.evaluate, self.save, self.log, self.every = evaluate, save, log, every
+
+    def after_step(self, trainer, losses: Dict[str, float]) -> None:
+        if self.every and trainer.state.iteration % self.every == 0:
+            self.run(trainer)
+
+    def after_train(self, trainer) -> None:
+        if not self.every or trainer.state.iteration % self.every:
+            self.run(trainer)
+
+    def run(self, trainer) -> None:
+        state = trainer.state
+        stats = self.evaluate(trainer)
+        self.log.eval({'iteration': state.iteration, 'minutes': round(state.minutes, 2),
+                       **{k: round(v, 4) for k, v in stats.items()}})
+        print(f"eval @ {state.iteration}: mask AP {stats['AP']:.3f} AP50 {stats['AP50']:.3f} "
+              f"AP75 {stats['AP75']:.3f}", flush=True)
+        if stats['AP'] > state.best_ap:
+            state.best_ap, state.best_iteration = stats['AP'], state.iteration
+            self.save('best')
+        self.log.plot()
+

@@ -1,0 +1,68 @@
+"""A run folder's CSV logs of training and evaluation, and a PNG of both curves."""
+import csv
+from pathlib import Path
+
+
+class RunLog:
+    """``train_log.csv``, ``eval_log.csv`` and ``curves.png`` in ``folder``."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        self.train_csv, self.eval_csv = folder / 'train_log.csv', folder / 'eval_log.csv'
+
+    @staticmethod
+    def _append(path: Path, row: dict) -> None:
+        new = not path.exists()
+        with open(path, 'a', newline='') as f:
+            writer = csv.DictWriter(f, fieldnames=list(row))
+            if new:
+                writer.writeheader()
+            writer.writerow(row)
+
+    def train(self, row: dict) -> None:
+        self._append(self.train_csv, row)
+
+    def eval(self, row: dict) -> None:
+        self._append(self.eval_csv, row)
+
+    def truncate_after(self, iteration: int) -> None:
+        """Drop the rows past ``iteration`` (logged after the checkpoint a resumed run
+        continues from), so a resumed run's logs hold each iteration once."""
+        for path in (self.train_csv, self.eval_csv):
+            if not path.exists():
+                continue
+            rows = self._rows(path)
+            kept = [row for row in rows if int(row['iteration']) <= iteration]
+            if len(kept) != len(rows):
+                with open(path, 'w', newline='') as f:
+                    writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+                    writer.writeheader()
+                    writer.writerows(kept)
+
+    @staticmethod
+    def _rows(path: Path):
+        with open(path, newline='') as f:
+            return list(csv.DictReader(f))
+
+    def plot(self) -> None:
+        import matplotlib
+        matplotlib.use('Agg')
+        import matplotlib.pyplot as plt
+        fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+        if self.train_csv.exists():
+            rows = self._rows(self.train_csv)
+            minutes = [float(r['minutes']) for r in rows]
+            for key in ('loss', 'loss_ins', 'loss_cate'):
+                left.plot(minutes, [float(r[key]) for r in rows], label=key)
+            left.set(xlabel='training minutes', ylabel='loss', title='training loss')
+            left.legend()
+        if self.eval_csv.exists():
+            rows = self._rows(self.eval_csv)
+            minutes = [float(r['minutes']) for r in rows]
+            for key in ('AP', 'AP50', 'AP75'):
+                right.plot(minutes, [float(r[key]) for r in rows], marker='o', label=f'mask {key}')
+            right.set(xlabel='training minutes', ylabel='COCO mask AP', title='validation', ylim=(0, 1))
+            right.legend()
+        fig.tight_layout()
+        fig.savefig(self.folder / 'curves.png', dpi=80)
+        plt.close(fig)

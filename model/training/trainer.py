@@ -1,0 +1,131 @@
+"""The training loop: a small Trainer that runs steps and calls hooks after each step and
+at the end (logging, checkpointing and evaluation live in ``model.training.hooks``)."""
+import time
+from dataclasses import dataclass, field
+from typing import List, Optional, Sequence
+
+import numpy as np
+import paddle
+
+from data.loader import set_epoch
+from model.training.distributed import mean_positives, rank0_minutes
+from model.training.losses import solov2_loss
+from model.training.schedule import learning_rate, training_progress
+
+
+class NonFiniteLoss(Exception):
+    """The loss became NaN or infinite: no step was taken with it and nothing was saved."""
+
+    def __init__(self, iteration: int, value: float):
+        super().__init__(f'loss is {value} at iteration {iteration}')
+        self.iteration, self.value = iteration, value
+
+
+@dataclass
+class Schedule:
+    """How long and how fast: iterations, the epoch length, the LR curve and the time budget."""
+    base_lr: float
+    total_iters: int
+    per_epoch: int
+    stop_at: int
+    max_minutes: float = 0.0
+    step_points: Sequence[float] = ()
+
+    def timed_out(self, minutes: float) -> bool:
+        return bool(self.max_minutes) and minutes >= self.max_minutes
+
+
+@dataclass
+class TrainState:
+    """What a checkpoint records of the run besides the weights (``state.json``)."""
+    iteration: int = 0
+    minutes: float = 0.0
+    best_ap: float = -1.0
+    best_iteration: int = -1
+    ema_updates: int = 0
+    max_minutes: float = 0.0
+
+    @classmethod
+    def from_json(cls, saved: dict) -> 'TrainState':
+        return cls(**{k: v for k, v in saved.items() if k in cls.__dataclass_fields__})
+
+
+@dataclass
+class Trainer:
+    """SGD steps over ``loader`` until ``schedule.stop_at`` or the time budget; each hook's
+    ``after_step(trainer, losses)`` runs after every step and ``after_train(trainer)`` once
+    at the end (in the order given)."""
+    cfg: type
+    model: paddle.nn.Layer
+    optimizer: paddle.optimizer.Optimizer
+    loader: object
+    schedule: Schedule
+    net: Optional[paddle.nn.Layer] = None            # the DataParallel wrapper, if any
+    ema: Optional[object] = None
+    scaler: Optional[object] = None
+    world: int = 1
+    hooks: List[object] = field(default_factory=list)
+    state: TrainState = field(default_factory=TrainState)
+    lr: float = 0.0
+    epoch: int = 0
+    _clock: tuple = field(default=(0.0, 0.0), repr=False)   # (perf_counter, minutes) at start
+
+    def run(self) -> TrainState:
+        """Train from ``state.iteration``; returns the final state."""
+        (self.net or self.model).train()
+        self._clock = (time.perf_counter(), self.state.minutes)
+        while not self.finished:
+            self.epoch, offset = divmod(self.state.iteration, self.schedule.per_epoch)
+            skip = set_epoch(self.loader, self.epoch, offset)
+            for batch in self.loader:
+                if skip:
+                    skip -= 1
+                    continue
+                losses = self.step(batch)
+                for hook in self.hooks:
+                    hook.after_step(self, losses)
+                if self.finished:
+                    break
+        for hook in self.hooks:
+            hook.after_train(self)
+        return self.state
+
+    @property
+    def finished(self) -> bool:
+        return self.state.iteration >= self.schedule.stop_at or self.schedule.timed_out(self.state.minutes)
+
+    def step(self, batch: dict) -> dict:
+        """One optimizer step on ``batch`` -> {'loss', 'loss_ins', 'loss_cate'} as floats.
+        Raises NonFiniteLoss before the step when the loss is not finite."""
+        cfg, iteration = self.cfg, self.state.iteration
+        self.lr = self._learning_rate(iteration)
+        self.optimizer.set_lr(self.lr)
+        paddle.seed(cfg.seed * 1000003 + iteration)      # DropBlock etc.: reproducible on resume
+        with paddle.amp.auto_cast(enable=self.scaler is not None, level='O1'):
+            outputs = (self.net or self.model)(batch['images'])
+        losses = solov2_loss(outputs, batch['targets'], cfg.ins_loss_weight, cfg.focal_alpha,
+                             cfg.focal_gamma, mean_positives(batch['targets'], self.world))
+        total = float(losses['loss'])
+        if not np.isfinite(total):
+            raise NonFiniteLoss(iteration, total)
+        if self.scaler is not None:
+            self.scaler.scale(losses['loss']).backward()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            losses['loss'].backward()
+            self.optimizer.step()
+        self.optimizer.clear_grad()
+        if self.ema is not None:
+            self.ema.update(self.model)
+            self.state.ema_updates = self.ema.updates
+        began, minutes_before = self._clock
+        self.state.iteration = iteration + 1
+        self.state.minutes = rank0_minutes(minutes_before + (time.perf_counter() - began) / 60, self.world)
+        return {k: float(v) for k, v in losses.items()}
+
+    def _learning_rate(self, iteration: int) -> float:
+        cfg, schedule = self.cfg, self.schedule
+        progress = training_progress(iteration, schedule.total_iters, self.state.minutes, schedule.max_minutes)
+        return learning_rate(cfg.lr_schedule, iteration, progress, schedule.base_lr, cfg.warmup_iters,
+                             cfg.warmup_ratio, schedule.step_points, cfg.lr_gamma)
