@@ -87,38 +87,65 @@ def run_images(options, backend, dumper, records, paths) -> int:
     return 0 if stats.done else 1
 
 
-def run_video(options, backend, dumper, records) -> int:
+class OrderedFrameWriter:
+    """Writes drawn frames to a video in frame order whatever worker finishes first, and
+    prints the running FPS about once a second (thread-safe)."""
+
+    def __init__(self, writer):
+        self.writer, self.pending, self.next = writer, {}, 0
+        self.lock = threading.Lock()
+        self.began = self.shown = time.perf_counter()
+
+    def put(self, index: int, drawn) -> None:
+        with self.lock:
+            self.pending[index] = drawn
+            while self.next in self.pending:
+                self.writer.write(self.pending.pop(self.next))
+                self.next += 1
+            now = time.perf_counter()
+            if now - self.shown >= 1.0:
+                self.shown = now
+                print(f'frame {self.next}: {self.next / (now - self.began):.1f} FPS', flush=True)
+
+
+def read_frames(capture, first, max_frames: int):
+    """(index, BGR frame) from ``first`` on until the stream ends or ``max_frames`` (0: all)."""
+    yield 0, first
+    for index in itertools.count(1):
+        if max_frames and index >= max_frames:
+            return
+        ok, frame = capture.read()
+        if not ok:
+            return
+        yield index, frame
+
+
+def open_video(options):
+    """(capture, first frame, writer, output path), or a one-line error message."""
     source = options.video if options.video is not None else options.camera
     capture = cv2.VideoCapture(source)
     if not capture.isOpened():
-        print(f'error: cannot open {"video " + options.video if options.video else f"camera {options.camera}"}',
-              file=sys.stderr)
-        return 2
+        return f'cannot open {"video " + options.video if options.video else f"camera {options.camera}"}'
     ok, first = capture.read()
     if not ok:
-        print(f'error: no frames in {source}', file=sys.stderr)
-        return 2
-    fps_in = capture.get(cv2.CAP_PROP_FPS) or 25.0
+        return f'no frames in {source}'
     height, width = first.shape[:2]
     out_path = video_output_path(options)
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    writer = cv2.VideoWriter(str(out_path), cv2.VideoWriter_fourcc(*'mp4v'), fps_in, (width, height))
+    writer = cv2.VideoWriter(str(out_path), cv2.VideoWriter_fourcc(*'mp4v'),
+                             capture.get(cv2.CAP_PROP_FPS) or 25.0, (width, height))
     if not writer.isOpened():
-        print(f'error: cannot write {out_path}', file=sys.stderr)
+        return f'cannot write {out_path}'
+    return capture, first, writer, out_path
+
+
+def run_video(options, backend, dumper, records) -> int:
+    opened = open_video(options)
+    if isinstance(opened, str):
+        print(f'error: {opened}', file=sys.stderr)
         return 2
-
-    def frames():
-        yield 0, first
-        for index in itertools.count(1):
-            if options.max_frames and index >= options.max_frames:
-                return
-            ok, frame = capture.read()
-            if not ok:
-                return
-            yield index, frame
-
-    pending, state = {}, {'next': 0, 'shown': time.perf_counter(), 'began': None}
-    lock = threading.Lock()
+    capture, first, writer, out_path = opened
+    ordered = OrderedFrameWriter(writer)
 
     def load(item, dump=True):
         index, bgr = item
@@ -137,32 +164,21 @@ def run_video(options, backend, dumper, records) -> int:
         index = item[0]
         image, (_, meta) = loaded
         result = backend.finish(detections, meta)
-        drawn = draw_bgr(image, result, backend.class_names, options.draw_threshold)
-        frame_records = (coco_records(index, f'frame_{index:06d}', result, backend.class_names)
-                         if options.save_json else [])
-        with lock:           # frames are written in order whatever thread finishes first
-            pending[index] = drawn
-            records.extend(frame_records)
-            while state['next'] in pending:
-                writer.write(pending.pop(state['next']))
-                state['next'] += 1
-            now = time.perf_counter()
-            if now - state['shown'] >= 1.0:
-                state['shown'] = now
-                print(f'frame {state["next"]}: {state["next"] / (now - state["began"]):.1f} FPS',
-                      flush=True)
+        if options.save_json:
+            records.extend(coco_records(index, f'frame_{index:06d}', result, backend.class_names))
+        ordered.put(index, draw_bgr(image, result, backend.class_names, options.draw_threshold))
 
     warm_up([(0, first)], lambda item: load(item, dump=False), model, options.warmup)
-    state['began'] = began = time.perf_counter()
+    ordered.began = began = time.perf_counter()
     try:
-        stats = run_pipeline(frames(), load, model, finish)
+        stats = run_pipeline(read_frames(capture, first, options.max_frames), load, model, finish)
     except KeyboardInterrupt:
         print('stopped', file=sys.stderr)
         return 1
     finally:
         writer.release()
         capture.release()
-    summary(options, stats, began, 'frames', f'video {out_path} ({state["next"]} frames)')
+    summary(options, stats, began, 'frames', f'video {out_path} ({ordered.next} frames)')
     return 0 if stats.done else 1
 
 

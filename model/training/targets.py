@@ -128,6 +128,22 @@ def rescale_mask(mask: np.ndarray, mask_stride: int = 4) -> np.ndarray:
     return out
 
 
+def center_region(inst: '_Instance', height: int, width: int, grid: int,
+                  sigma: float) -> Tuple[int, int, int, int]:
+    """(top, down, left, right), inclusive grid cells of the instance's centre region on a
+    ``grid`` x ``grid`` level: the box scaled by ``sigma`` around the mass centre, clipped
+    to the grid and to the 3x3 cells around the centre cell."""
+    half_h = 0.5 * inst.box_h * sigma
+    half_w = 0.5 * inst.box_w * sigma
+    coord_h = _cell(inst.center_h, height, grid)
+    coord_w = _cell(inst.center_w, width, grid)
+    top = max(0, _cell(inst.center_h - half_h, height, grid))
+    down = min(grid - 1, _cell(inst.center_h + half_h, height, grid))
+    left = max(0, _cell(inst.center_w - half_w, width, grid))
+    right = min(grid - 1, _cell(inst.center_w + half_w, width, grid))
+    return max(top, coord_h - 1), min(down, coord_h + 1), max(left, coord_w - 1), min(right, coord_w + 1)
+
+
 def assign_targets(masks: np.ndarray, labels: np.ndarray, num_grids: Sequence[int],
                    scale_ranges: Sequence[Sequence[float]], sigma: float = 0.2,
                    mask_stride: int = 4) -> ImageTargets:
@@ -173,17 +189,7 @@ def assign_targets(masks: np.ndarray, labels: np.ndarray, num_grids: Sequence[in
         for inst in instances:
             if not lower <= inst.scale <= upper:
                 continue
-            half_h = 0.5 * inst.box_h * sigma
-            half_w = 0.5 * inst.box_w * sigma
-            coord_h = _cell(inst.center_h, height, grid)
-            coord_w = _cell(inst.center_w, width, grid)
-            top = max(0, _cell(inst.center_h - half_h, height, grid))
-            down = min(grid - 1, _cell(inst.center_h + half_h, height, grid))
-            left = max(0, _cell(inst.center_w - half_w, width, grid))
-            right = min(grid - 1, _cell(inst.center_w + half_w, width, grid))
-            top, down = max(top, coord_h - 1), min(down, coord_h + 1)
-            left, right = max(left, coord_w - 1), min(right, coord_w + 1)
-
+            top, down, left, right = center_region(inst, height, width, grid, sigma)
             cate[top:down + 1, left:right + 1] = inst.label
             if inst.target is None:     # rescaled once, shared by levels and cells
                 inst.target = rescale_mask(masks[inst.index], mask_stride)

@@ -31,7 +31,7 @@ __all__ = ['build_solo_torch', 'load_solo_checkpoint', 'coord_feat',
            'ConvModule', 'ARCH_ARGS']
 
 # Constructor arguments of the two reference configurations (checked against
-# the key lists in ../shared/solo_keys/).
+# the key lists in tests/fixtures/solo_keys/).
 ARCH_ARGS = {
     'solov2_light_448_r18_fpn_8gpu_3x': dict(
         depth=18, stacked_convs=2, seg_feat_channels=256,

@@ -1,6 +1,8 @@
 """PaddleDetection (``ppdet``) as an independent, executable SOLOv2 reference.
 
-TEST-ONLY.  The product never imports ``ppdet``; only tests import this file.
+A reference, not part of the product: the tests (parity of converted checkpoints) and
+``tools/benchmark.py`` (PaddleDetection's speed in the same run) import it; the product
+(demo.py, train.py, eval.py, model/, data/, convert/) never imports ``ppdet``.
 
 The installed ``paddledet`` wheel ships no YAML configs, so the SOLOv2
 architectures are assembled here directly from ppdet's 2.x modules with the
@@ -27,8 +29,7 @@ API
                         strip the "fake data" entries ppdet adds to its output.
 
 Paddle-3.x fixes applied by ``patch_postprocess`` (all in
-``SOLOv2Head.get_seg_single`` / ``MaskMatrixNMS.__call__``; see
-../shared/reference/FEASIBILITY.md section 2):
+``SOLOv2Head.get_seg_single`` / ``MaskMatrixNMS.__call__``):
 
 1. ``paddle.cast(im_shape[0], 'int32')[0]``: ``im_shape[0]`` is 0-D in paddle 3,
    so indexing it fails -> reshape to ``[1]`` first.
@@ -271,31 +272,9 @@ def _calibration_image(seed):
     return rng.standard_normal((1, 3) + CALIB_SIZE).astype(np.float32)
 
 
-def calibrate(model, seed, cate_offset=CATE_OFFSET):
-    """Centre the head's output biases on a seeded calibration image.
-
-    With random weights both head outputs carry a large per-channel common mode
-    (their inputs are post-ReLU, hence non-negative with nonzero mean):
-
-    * the dynamic kernels share a per-channel offset, so every mask logit
-      ``sum_c k_c * mask_feat_c`` is dominated by one seed-dependent constant
-      and the masks come out all-ones (or all-empty) for every grid cell;
-    * the category logits of a few classes sit far above the rest, so the
-      number of candidates above ``score_threshold`` swings by ~10x between
-      seeds and a handful of labels take them all.
-
-    This subtracts the mean over all grid cells (all 5 levels, one forward on
-    ``_calibration_image(seed)`` with the grids coarsened by
-    ``CALIB_GRID_DIV``) from ``solo_kernel.bias`` per kernel channel,
-    and sets ``solo_cate.bias`` per class to
-    ``cate_offset + old_bias - mean_cells(logit_class)``, i.e. the centred
-    category logits plus one constant ``cate_offset``.  The weights are left
-    untouched (so ``solo_kernel.bias`` / ``solo_cate.bias`` are the only
-    tensors that deviate from the ``randomize`` distributions).  A bias is
-    shared by the 5 levels, so a per-level offset of the mask logits remains
-    (masks of one level can still be mostly full or mostly empty).
-    Deterministic for a seed.
-    """
+def _head_outputs(model, seed):
+    """{'cate': [[1, C, S, S]] x5, 'kernel': [[1, E, S, S]] x5} of one forward on the
+    calibration image, with the grids coarsened by ``CALIB_GRID_DIV``."""
     head = model.solov2_head
     grabbed = {'cate': [], 'kernel': []}
     hooks = [
@@ -322,6 +301,36 @@ def calibrate(model, seed, cate_offset=CATE_OFFSET):
             h.remove()
         if was_training:
             model.train()
+    return grabbed
+
+
+def calibrate(model, seed, cate_offset=CATE_OFFSET):
+    """Centre the head's output biases on a seeded calibration image.
+
+    With random weights both head outputs carry a large per-channel common mode
+    (their inputs are post-ReLU, hence non-negative with nonzero mean):
+
+    * the dynamic kernels share a per-channel offset, so every mask logit
+      ``sum_c k_c * mask_feat_c`` is dominated by one seed-dependent constant
+      and the masks come out all-ones (or all-empty) for every grid cell;
+    * the category logits of a few classes sit far above the rest, so the
+      number of candidates above ``score_threshold`` swings by ~10x between
+      seeds and a handful of labels take them all.
+
+    This subtracts the mean over all grid cells (all 5 levels, one forward on
+    ``_calibration_image(seed)`` with the grids coarsened by
+    ``CALIB_GRID_DIV``) from ``solo_kernel.bias`` per kernel channel,
+    and sets ``solo_cate.bias`` per class to
+    ``cate_offset + old_bias - mean_cells(logit_class)``, i.e. the centred
+    category logits plus one constant ``cate_offset``.  The weights are left
+    untouched (so ``solo_kernel.bias`` / ``solo_cate.bias`` are the only
+    tensors that deviate from the ``randomize`` distributions).  A bias is
+    shared by the 5 levels, so a per-level offset of the mask logits remains
+    (masks of one level can still be mostly full or mostly empty).
+    Deterministic for a seed.
+    """
+    head = model.solov2_head
+    grabbed = _head_outputs(model, seed)
 
     def cell_mean(maps):  # list of [1,C,S,S] -> [C]
         flat = np.concatenate([m[0].reshape(m.shape[1], -1) for m in maps], axis=1)
