@@ -25,8 +25,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from config import describe_configs, format_settings
-from config.cli import add_model_args, add_runtime_args, make_parser, resolve_config
+from config import describe_configs
+from config.cli import add_model_args, add_runtime_args, announce_config, make_parser, resolve_config
 from data.results import write_json
 from model.checkpoint import CheckpointError
 from model.inference.backends import BACKENDS, BackendError, create_backend
@@ -109,8 +109,9 @@ def main(argv=None) -> int:
     except (KeyError, ValueError) as exc:
         print(f'error: {exc.args[0]}', file=sys.stderr)
         return 2
-    where = f' ({backend.name} backend, {args.model_dir})' if args.backend != 'dygraph' else ''
-    print(f'config {number}: {backend.cfg.__name__}{where}\n{format_settings(backend.cfg)}')
+    where = (f'{backend.name} backend, {args.model_dir}' if args.backend != 'dygraph'
+             else f'dygraph, {args.weights}')
+    print(announce_config(number, backend.cfg, args.opt, args.verbose, where))
     dumper = InputDumper(args.dump_inputs, backend, number) if args.dump_inputs else None
     records = []
     code = (run_video(args, backend, dumper, records) if video

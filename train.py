@@ -10,32 +10,21 @@ Writes to ``output/<config>/``: ``last/`` and ``best/`` checkpoints (weights + s
 optimizer, state), ``train_log.csv``, ``eval_log.csv``, ``curves.png`` and ``config.txt``.
 """
 import argparse
-import shutil
 import sys
-from dataclasses import asdict
 from pathlib import Path
 
-import numpy as np
-import paddle
-
-from config import format_settings, get_config, with_classes, with_overrides
 from config.cli import add_runtime_args, make_parser
+from data.coco import load_coco
 from data.coco_eval import evaluate_segm
-from model.build import build_model
+from data.transforms import read_image
+from data.visualize import draw_instances
 from model.checkpoint import CheckpointError
 from model.inference.evaluation import predict_coco_dataset
 from model.inference.predictor import Predictor
-from model.runtime import setup
-from model.training.components import evaluation_weights, load_pretrained, make_loader, make_optimizer
-from model.training.cpu_sync_bn import convert_cpu_sync_bn
-from model.training.ema import ModelEMA
-from model.training.hooks import CheckpointHook, EvalHook, LogHook
-from model.training.run_log import RunLog
-from model.training.schedule import check_schedule, scaled_lr
-from model.training.state import find_checkpoint, load_training_state, save_training_state
-from model.training.trainer import NonFiniteLoss, Schedule, Trainer, TrainState
-
-RUN_FILES = ('last', 'best', 'train_log.csv', 'eval_log.csv', 'curves.png')
+from model.training.components import evaluation_weights
+from model.training.distributed import process_rank, world_size
+from model.training.run import UsageError, prepare
+from model.training.trainer import NonFiniteLoss
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -59,117 +48,44 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--amp', action='store_true', help='mixed precision (float16 on GPU)')
     parser.add_argument('--sync-bn', action='store_true',
                         help='BN statistics over the batches of all data-parallel processes (GPU or CPU)')
+    parser.add_argument('--vdl-dir', metavar='DIR',
+                        help='also write VisualDL logs there (losses, LR, speed, AP, a validation picture): '
+                             'visualdl --logdir DIR')
     parser.add_argument('--overwrite', action='store_true',
                         help='start a new run in an --output folder that holds another run (deletes it)')
     add_runtime_args(parser)
     return parser.parse_args(argv)
 
 
-class UsageError(Exception):
-    """A bad command line or set-up: one line on stderr, exit code 2."""
+def val_set(cfg):
+    """(annotation file, image folder) of the config's validation set."""
+    root = Path(cfg.dataset_dir)
+    return str(root / cfg.val_ann), str(root / cfg.val_images)
 
 
-def claim_run_folder(out: Path, resume: bool, overwrite: bool) -> None:
-    """A run folder belongs to one run: refuse to start a new run over another unless
-    ``overwrite`` (which deletes the old run's checkpoints and logs)."""
-    taken = [name for name in RUN_FILES if (out / name).exists()]
-    if not taken or resume:
-        return
-    if not overwrite:
-        raise UsageError(f'{out} holds another run ({", ".join(taken)}): continue it with --resume auto, '
-                         'pick another --output, or pass --overwrite to start over')
-    for name in taken:
-        path = out / name
-        shutil.rmtree(path) if path.is_dir() else path.unlink()
+def evaluate(trainer) -> dict:
+    """COCO mask AP of the trainer's (EMA) weights on the config's validation set."""
+    with evaluation_weights(trainer.model, trainer.ema) as model:
+        coco, records = predict_coco_dataset(Predictor.for_model(model, trainer.cfg), *val_set(trainer.cfg))
+    return evaluate_segm(coco, records)
 
 
-def build_parts(args, cfg, world: int, device: str):
-    """(model, net, optimizer, loader, ema, scaler, base_lr) of a run."""
-    paddle.seed(cfg.seed)
-    np.random.seed(cfg.seed)
-    model = build_model(cfg)
-    if cfg.pretrained:
-        print(load_pretrained(model, cfg.pretrained))
-    loader = make_loader(cfg, world)
-    if args.sync_bn and world > 1:
-        model = (paddle.nn.SyncBatchNorm.convert_sync_batchnorm(model) if device == 'gpu'
-                 else convert_cpu_sync_bn(model))
-    net = paddle.DataParallel(model) if world > 1 else None
-    base_lr = scaled_lr(cfg.base_lr, cfg.reference_batch, cfg.batch_size * world) if args.scale_lr else cfg.base_lr
-    check_schedule(cfg.lr_schedule)
-    optimizer = make_optimizer(cfg, model, base_lr)
-    ema = ModelEMA(model, cfg.ema_decay, cfg.ema_ramp) if cfg.ema_decay else None
-    scaler = paddle.amp.GradScaler() if args.amp and device == 'gpu' else None
-    return model, net, optimizer, loader, ema, scaler, base_lr
-
-
-def resume_state(args, out: Path, trainer: Trainer, log: RunLog) -> None:
-    """Restore weights, optimizer, EMA and state from --resume; the time budget of the run
-    carries over unless --max-minutes is given, and log rows past the checkpoint are dropped."""
-    path = str(out / 'last') if args.resume == 'auto' else args.resume
-    saved = load_training_state(path, trainer.model, trainer.optimizer, trainer.ema)
-    trainer.state = TrainState.from_json(saved)
-    if not args.max_minutes and trainer.state.max_minutes:
-        trainer.schedule.max_minutes = trainer.state.max_minutes
-    trainer.state.max_minutes = trainer.schedule.max_minutes
-    log.truncate_after(trainer.state.iteration)
-    print(f'resumed from {find_checkpoint(path)} at iteration {trainer.state.iteration}'
-          + (f' (budget {trainer.schedule.max_minutes:g} min)' if trainer.schedule.max_minutes else ''))
-
-
-def make_hooks(args, cfg, trainer: Trainer, out: Path, log: RunLog):
-    """Logging, evaluation and checkpoint hooks of the main process."""
-    def save(tag: str) -> None:
-        save_training_state(out, tag, trainer.model, trainer.optimizer, asdict(trainer.state), args.config,
-                            cfg.class_names, trainer.ema)
-
-    def evaluate(trainer: Trainer) -> dict:
-        root = Path(cfg.dataset_dir)
-        with evaluation_weights(trainer.model, trainer.ema) as model:
-            coco, records = predict_coco_dataset(Predictor.for_model(model, cfg), str(root / cfg.val_ann),
-                                                 str(root / cfg.val_images))
-        return evaluate_segm(coco, records)
-
-    return [LogHook(log, args.log_every, cfg.batch_size * trainer.world),
-            EvalHook(evaluate, save, log, args.eval_every), CheckpointHook(save, args.checkpoint_every)]
-
-
-def prepare(args, world: int):
-    """The config, run folder and Trainer of this process (UsageError, CheckpointError,
-    ValueError or FileNotFoundError when something does not fit)."""
-    cfg = with_overrides(get_config(args.config), args.opt)
-    cfg = with_classes(cfg, cfg.num_classes, cfg.class_names)
-    device = setup(args.device, args.threads, processes=world)
-    if world > 1:
-        paddle.distributed.init_parallel_env()
-    out = Path(args.output or f'output/{cfg.__name__}')
-    main_process = paddle.distributed.get_rank() == 0
-    if main_process:
-        claim_run_folder(out, bool(args.resume), args.overwrite)
-    model, net, optimizer, loader, ema, scaler, base_lr = build_parts(args, cfg, world, device)
-    if args.amp and scaler is None:
-        print('note: --amp needs a GPU; training in float32')
-    total_iters = cfg.epochs * len(loader)
-    schedule = Schedule(base_lr, total_iters, len(loader), min(total_iters, args.max_iters or total_iters),
-                        args.max_minutes, [e / cfg.epochs for e in cfg.lr_steps])
-    trainer = Trainer(cfg, model, optimizer, loader, schedule, net=net, ema=ema, scaler=scaler, world=world,
-                      state=TrainState(max_minutes=args.max_minutes))
-    log = RunLog(out)
-    if args.resume:
-        resume_state(args, out, trainer, log)
-    if main_process:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / 'config.txt').write_text(f'config {args.config}\n{format_settings(cfg)}\n')
-        print(f'config {args.config}: {cfg.__name__}\n{format_settings(cfg)}')
-        trainer.hooks = make_hooks(args, cfg, trainer, out, log)
-    return trainer, out
+def val_picture(trainer):
+    """The first validation image with the (EMA) model's instances drawn, [H, W, 3] uint8 RGB."""
+    ann, images = val_set(trainer.cfg)
+    coco = load_coco(ann)
+    first = coco.imgs[min(coco.getImgIds())]['file_name']
+    image = read_image(str(Path(images) / first))
+    with evaluation_weights(trainer.model, trainer.ema) as model:
+        result = Predictor.for_model(model, trainer.cfg)(image)
+    return draw_instances(image, result.masks, result.labels, result.scores, trainer.cfg.class_names, 0.3)
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    world = paddle.distributed.get_world_size()
+    world = world_size()
     try:
-        trainer, out = prepare(args, world)
+        trainer, out = prepare(args, world, evaluate, val_picture)
     except (UsageError, CheckpointError, FileNotFoundError, KeyError, ValueError) as exc:
         print(f'error: {exc.args[0] if isinstance(exc, KeyError) else exc}', file=sys.stderr)
         return 2
@@ -182,7 +98,7 @@ def main(argv=None) -> int:
         print(f'error: {exc}; nothing was saved after the last healthy checkpoint {out}/last '
               '(lower base_lr or check the data)', file=sys.stderr)
         return 1
-    if paddle.distributed.get_rank() == 0:
+    if process_rank() == 0:
         scored = 'ema.pdparams (the EMA, which was scored)' if trainer.ema else 'model.pdparams'
         print(f'done at iteration {state.iteration}; best mask AP {state.best_ap:.3f} '
               f'(iteration {state.best_iteration}); weights: {out}/best/{scored}')

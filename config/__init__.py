@@ -1,7 +1,12 @@
 """Numbered configs for ``--config=N``. The numbers are stable: scripts depend on them.
 
 0-2 keep the numbering of the earlier Paddle 2.0 port (miemie2013/Paddle-SOLOv2).
+
+Every command imports this package before Paddle, so the library warnings a user cannot
+act on are silenced here: Paddle's "No ccache found" (printed on every import) and the
+BatchNorm note printed each time a model goes back to training mode after evaluation.
 """
+import warnings
 from typing import Dict, Type
 
 from config.base import COCO_CLASSES, SOLOv2Base
@@ -14,6 +19,10 @@ from config.r50vd_dcn_enhance import R50vdDCNEnhance
 from config.r101_fpn import R101FPN
 from config.r101vd_dcn import R101vdDCN
 from config.shapes_r18 import ShapesR18
+
+warnings.filterwarnings('ignore', message='No ccache found', category=UserWarning)
+warnings.filterwarnings('ignore', message='When training, we now always track global mean and variance',
+                        category=UserWarning)
 
 CONFIGS: Dict[int, Type[SOLOv2Base]] = {
     0: SOLOv2Base,

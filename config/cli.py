@@ -1,7 +1,7 @@
 """Command-line pieces shared by demo.py, eval.py and train.py."""
 import argparse
 
-from config import describe_configs, get_config, with_overrides
+from config import describe_configs, format_settings, get_config, with_overrides
 from config.sidecar import read_sidecar
 
 
@@ -19,6 +19,7 @@ def add_runtime_args(parser: argparse.ArgumentParser) -> None:
                         help='CPU math threads (default: every core, shared out among data-parallel processes)')
     parser.add_argument('--opt', nargs='+', default=[], metavar='NAME=VALUE',
                         help='override config values, e.g. --opt test_short=512 score_threshold=0.2')
+    parser.add_argument('--verbose', action='store_true', help='print every resolved config value at start')
 
 
 def add_model_args(parser: argparse.ArgumentParser, default_weights=None) -> None:
@@ -39,3 +40,13 @@ def resolve_config(args):
     if number is None:
         raise ValueError('pass --config (the weights have no sidecar .json naming one)')
     return number, with_overrides(get_config(number), args.opt)
+
+
+def announce_config(number: int, cfg, overrides=(), verbose: bool = False, where: str = '') -> str:
+    """What a command runs with: one line (config number and name, ``where`` (weights or
+    model folder) and the --opt overrides), or with ``verbose`` that line and the table of
+    every resolved value."""
+    line = f'config {number}: {cfg.__name__}' + (f' ({where})' if where else '')
+    if overrides:
+        line += ', --opt ' + ' '.join(overrides)
+    return f'{line}\n{format_settings(cfg)}' if verbose else line

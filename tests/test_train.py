@@ -129,3 +129,18 @@ def test_training_lowers_the_loss(shapes, tmp_path):
     assert len(losses) == 24
     first, last = np.mean(losses[:4]), np.mean(losses[-4:])
     assert last < 0.8 * first, (first, last)
+
+
+def test_visualdl_log_has_the_curves_and_a_picture(shapes, tmp_path):
+    from visualdl import LogReader
+    out, vdl = tmp_path / 'run', tmp_path / 'vdl'
+    assert _run(shapes, out, '--max-iters', '2', '--vdl-dir', str(vdl)) == 0
+    (log_file,) = vdl.iterdir()
+    reader = LogReader(file_path=str(log_file))
+    tags = reader.get_tags()
+    for name in ('train/loss', 'train/loss_ins', 'train/loss_cate', 'train/lr', 'train/iterations_per_s',
+                 'eval/AP', 'eval/AP50'):
+        assert name in tags['scalar'], name
+    assert [r.id for r in reader.get_data('scalar', 'train/loss')] == [1, 2]
+    assert [r.id for r in reader.get_data('scalar', 'eval/AP')] == [2]
+    assert tags['image'] == ['eval/picture']

@@ -28,9 +28,8 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+if __package__ in (None, ''):
+    import _bootstrap  # noqa: F401  (script mode: make the project importable)
 
 import numpy as np  # noqa: E402
 import paddle  # noqa: E402

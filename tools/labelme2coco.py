@@ -28,7 +28,7 @@ import numpy as np
 import pycocotools.mask as mask_util
 
 if __package__ in (None, ''):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    import _bootstrap  # noqa: F401  (script mode: make the project importable)
 
 from data.coco import read_class_names, segmentation_to_rle
 from data.results import write_json

@@ -16,7 +16,6 @@ exactly the visible mask; crowd regions are stored as uncompressed RLE.
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 from typing import Any, Sequence
@@ -25,7 +24,7 @@ import cv2
 import numpy as np
 
 if __package__ in (None, ''):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    import _bootstrap  # noqa: F401  (script mode: make the project importable)
 
 from data.coco import segmentation_to_mask
 from data.results import encode_mask_rle, masks_to_boxes, rle_run_lengths, write_json

@@ -21,7 +21,8 @@ def load_pretrained(model: paddle.nn.Layer, path: str) -> str:
     usable = {k: v for k, v in params.items() if k in own and tuple(v.shape) == tuple(own[k].shape)}
     if not usable:
         raise CheckpointError(f'{path} has no tensor that fits this model')
-    model.set_state_dict(usable)
+    own_values = {k: v.numpy() for k, v in own.items()}
+    model.set_state_dict({**own_values, **usable})     # every key given: no per-key "Skip loading" lines
     skipped = len(params) - len(usable)
     return (f'pretrained: loaded {len(usable)} tensors from {path}'
             + (f', skipped {skipped} that do not fit' if skipped else ''))
@@ -41,8 +42,22 @@ def make_optimizer(cfg, model: paddle.nn.Layer, base_lr: float):
     raise ValueError(f"unknown optimizer '{cfg.optimizer}' (expected 'momentum' or 'adamw')")
 
 
+SHAPES_HINT = 'the synthetic shapes set: python tools/make_shapes_dataset.py --out datasets/shapes'
+
+
+def check_dataset(cfg) -> None:
+    """FileNotFoundError naming the first missing annotation file or image folder of the
+    config's training and validation sets, and how to get them, before any time is spent."""
+    root = Path(cfg.dataset_dir)
+    for path in (root / cfg.train_ann, root / cfg.train_images, root / cfg.val_ann, root / cfg.val_images):
+        if not path.exists():
+            raise FileNotFoundError(f'{path} not found: point --opt dataset_dir=... (train_ann, val_ann, '
+                                    f'train_images, val_images) at a COCO-format set, or make {SHAPES_HINT}')
+
+
 def make_loader(cfg, world_size: int):
     """The training DataLoader of ``cfg`` (COCO reader, random transforms, SOLO targets)."""
+    check_dataset(cfg)
     root = Path(cfg.dataset_dir)
     source = CocoDataset(str(root / cfg.train_ann), str(root / cfg.train_images),
                          class_names=list(cfg.class_names), keep_empty=cfg.keep_empty_images)

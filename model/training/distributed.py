@@ -2,6 +2,16 @@
 import paddle
 
 
+def world_size() -> int:
+    """How many data-parallel processes this run has (1 without a launcher)."""
+    return paddle.distributed.get_world_size()
+
+
+def process_rank() -> int:
+    """This process's rank among them (0: the main process, which logs and saves)."""
+    return paddle.distributed.get_rank()
+
+
 def mean_positives(targets, world: int):
     """(mask positives, positive cells) of the batch, averaged over the data-parallel
     processes: SOLO's two loss normalisers. None with one process (the batch's own)."""

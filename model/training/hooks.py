@@ -72,6 +72,7 @@ class EvalHook(Hook):
     def __init__(self, evaluate: Callable[[object], Dict[str, float]], save: Callable[[str], None],
                  log: RunLog, every: int):
         self.evaluate, self.save, self.log, self.every = evaluate, save, log, every
+        self.latest = None           # (iteration, stats) of the last evaluation
 
     def after_step(self, trainer, losses: Dict[str, float]) -> None:
         if self.every and trainer.state.iteration % self.every == 0:
@@ -84,6 +85,7 @@ class EvalHook(Hook):
     def run(self, trainer) -> None:
         state = trainer.state
         stats = self.evaluate(trainer)
+        self.latest = (state.iteration, stats)
         self.log.eval({'iteration': state.iteration, 'minutes': round(state.minutes, 2),
                        **{k: round(v, 4) for k, v in stats.items()}})
         print(f"eval @ {state.iteration}: mask AP {stats['AP']:.3f} AP50 {stats['AP50']:.3f} "
@@ -93,3 +95,41 @@ class EvalHook(Hook):
             self.save('best')
         self.log.plot()
 
+
+
+class VisualDLHook(Hook):
+    """VisualDL scalars: each loss part and the LR every step, images/s every ``every``
+    steps; after each evaluation of ``evaluation`` (an EvalHook placed before this one) its
+    AP numbers and, when ``picture(trainer)`` is given, one drawn validation picture."""
+
+    def __init__(self, writer, every: int, evaluation: EvalHook, picture=None):
+        self.writer, self.every, self.evaluation, self.picture = writer, every, evaluation, picture
+        self.logged_eval = None
+        self.window_start, self.window_steps = time.perf_counter(), 0
+
+    def after_step(self, trainer, losses: Dict[str, float]) -> None:
+        step = trainer.state.iteration
+        for name, value in losses.items():
+            self.writer.add_scalar(f'train/{name}', value, step)
+        self.writer.add_scalar('train/lr', trainer.lr, step)
+        self.window_steps += 1
+        if step % self.every == 0:
+            elapsed = time.perf_counter() - self.window_start
+            self.writer.add_scalar('train/iterations_per_s', self.window_steps / max(elapsed, 1e-9), step)
+            self.window_start, self.window_steps = time.perf_counter(), 0
+        self._log_evaluation(trainer)
+
+    def after_train(self, trainer) -> None:
+        self._log_evaluation(trainer)
+        self.writer.close()
+
+    def _log_evaluation(self, trainer) -> None:
+        latest = self.evaluation.latest
+        if latest is None or latest is self.logged_eval:
+            return
+        self.logged_eval = latest
+        step, stats = latest
+        for name, value in stats.items():
+            self.writer.add_scalar(f'eval/{name}', value, step)
+        if self.picture is not None:
+            self.writer.add_image('eval/picture', self.picture(trainer), step)
