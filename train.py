@@ -94,9 +94,9 @@ def main(argv=None) -> int:
           f'batch {trainer.cfg.batch_size * world}, lr {schedule.base_lr:g}')
     try:
         state = trainer.run()
-    except NonFiniteLoss as exc:
-        print(f'error: {exc}; nothing was saved after the last healthy checkpoint {out}/last '
-              '(lower base_lr or check the data)', file=sys.stderr)
+    except (NonFiniteLoss, CheckpointError) as exc:
+        kept = f'the last healthy checkpoint is {out}/last' if (out / 'last').is_dir() else 'no checkpoint was saved'
+        print(f'error: {exc}; {kept} (lower base_lr or check the data)', file=sys.stderr)
         return 1
     if process_rank() == 0:
         scored = 'ema.pdparams (the EMA, which was scored)' if trainer.ema else 'model.pdparams'

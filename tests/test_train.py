@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import train
-from model.checkpoint import load_paddle_params
+from model.checkpoint import CheckpointError, load_paddle_params
 from model.training.state import find_checkpoint, save_training_state
 from tests.helpers import launch_two_cpu_processes
 
@@ -144,3 +144,53 @@ def test_visualdl_log_has_the_curves_and_a_picture(shapes, tmp_path):
     assert [r.id for r in reader.get_data('scalar', 'train/loss')] == [1, 2]
     assert [r.id for r in reader.get_data('scalar', 'eval/AP')] == [2]
     assert tags['image'] == ['eval/picture']
+
+
+def test_non_finite_weights_are_never_saved(shapes, tmp_path):
+    """A run whose weights turn NaN stops with one line and keeps the healthy checkpoint."""
+    out = tmp_path / 'nan'
+    assert _run(shapes, out, '--max-iters', '1') == 0
+    healthy = _weights(out)
+    import paddle
+
+    from config import CONFIGS
+    from model.build import build_model
+    net = build_model(CONFIGS[9])
+    first = next(p for p in net.parameters() if p.ndim == 4)
+    first.set_value(np.full(first.shape, np.nan, np.float32))
+    opt = paddle.optimizer.Momentum(0.1, parameters=net.parameters())
+    with pytest.raises(CheckpointError, match='not finite'):
+        save_training_state(out, 'last', net, opt, {'iteration': 99}, 9, ['a', 'b', 'c', 'd'])
+    kept = _weights(out)
+    assert all(np.array_equal(healthy[k], kept[k]) for k in healthy)
+    assert not (out / 'last.tmp').exists()
+
+
+def test_a_nan_loss_stops_the_run_in_one_line(shapes, tmp_path, capsys):
+    out = tmp_path / 'diverge'
+    assert _run(shapes, out, '--max-iters', '3', '--opt', f'dataset_dir={shapes}', *TINY,
+                'base_lr=1e30', 'warmup_iters=0', 'grad_clip=0.0') == 1
+    errors = capsys.readouterr().err.strip().splitlines()
+    assert len(errors) == 1 and errors[0].startswith('error: ') and 'no checkpoint was saved' in errors[0]
+
+
+def test_a_run_folder_belongs_to_one_run(shapes, tmp_path, capsys):
+    out = tmp_path / 'run'
+    assert _run(shapes, out, '--max-iters', '1') == 0
+    assert _run(shapes, out, '--max-iters', '1') == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith('error: ') and '--resume auto' in error and '--overwrite' in error
+    assert _run(shapes, out, '--max-iters', '2', '--overwrite') == 0
+    rows = (out / 'train_log.csv').read_text().splitlines()
+    assert [line.split(',')[0] for line in rows[1:]] == ['1', '2']
+
+
+def test_resume_keeps_the_time_budget_and_drops_log_rows_past_the_checkpoint(shapes, tmp_path):
+    out = tmp_path / 'budget'
+    assert _run(shapes, out, '--max-minutes', '1e-4') == 0           # spent after the first step
+    with open(out / 'train_log.csv', 'a') as log:                    # logged after the checkpoint
+        log.write('7,1,0.1,0.001,1.0,1.0,1.0,1.0\n')
+    assert _run(shapes, out, '--resume', 'auto') == 0                # no --max-minutes: the run's own
+    rows = (out / 'train_log.csv').read_text().splitlines()
+    assert [line.split(',')[0] for line in rows[1:]] == ['1']
+    assert '"max_minutes": 0.0001' in (out / 'last' / 'state.json').read_text()

@@ -42,12 +42,18 @@ def _load_optimizer_state(model: paddle.nn.Layer, optimizer, saved: Dict[str, np
 
 def save_training_state(run_dir: str, tag: str, model: paddle.nn.Layer, optimizer, state: dict,
                         config_number: int, class_names, ema=None) -> Path:
-    """Write ``run_dir/tag`` atomically and return its path."""
+    """Write ``run_dir/tag`` atomically and return its path; CheckpointError (nothing
+    written) when a weight is NaN or infinite, so a healthy checkpoint is never replaced
+    by a poisoned one."""
+    weights = {k: v.numpy() for k, v in model.state_dict().items()}
+    poisoned = [k for k, v in weights.items() if np.issubdtype(v.dtype, np.floating) and not np.isfinite(v).all()]
+    if poisoned:
+        raise CheckpointError(f'refused to save {tag}: {len(poisoned)} of {len(weights)} weight tensors are not '
+                              f'finite (e.g. {poisoned[0]}); the previous {run_dir}/{tag} is kept')
     run = Path(run_dir)
     final, tmp, old = run / tag, run / f'{tag}.tmp', run / f'{tag}.old'
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    weights = {k: v.numpy() for k, v in model.state_dict().items()}
     save_checkpoint(weights, str(tmp / 'model.pdparams'), config_number, class_names,
                     source=f'train.py {tag} iteration {state.get("iteration")}')
     paddle.save(_optimizer_state(model, optimizer), str(tmp / 'optimizer.pdopt'))
