@@ -10,6 +10,7 @@ import warnings
 from typing import Dict, Type
 
 from config.base import COCO_CLASSES, SOLOv2Base
+from config.checks import accepted, check_config
 from config.light448_r18 import Light448R18
 from config.light448_r34 import Light448R34
 from config.light448_r50 import Light448R50
@@ -41,7 +42,8 @@ CONFIGS: Dict[int, Type[SOLOv2Base]] = {
 def get_config(number: int) -> Type[SOLOv2Base]:
     """The config class registered as ``number``; a clear error for an unknown one."""
     if number not in CONFIGS:
-        raise KeyError(f'unknown config {number}; available: {describe_configs()}')
+        listed = ', '.join(f'{n}: {c.__name__}' for n, c in CONFIGS.items())
+        raise KeyError(f'unknown config {number} — pick one of {listed} (--list-configs)')
     return CONFIGS[number]
 
 
@@ -66,9 +68,11 @@ def with_classes(cfg: Type[SOLOv2Base], num_classes: int, class_names=None) -> T
         class_names = (COCO_CLASSES if num_classes == 80
                        else tuple(f'class{i}' for i in range(num_classes)))
     if num_classes == cfg.num_classes and tuple(class_names) == tuple(cfg.class_names):
+        check_config(cfg)
         return cfg
-    return type(cfg.__name__, (cfg,), {'num_classes': num_classes,
-                                       'class_names': tuple(class_names)})
+    named = type(cfg.__name__, (cfg,), {'num_classes': num_classes, 'class_names': tuple(class_names)})
+    check_config(named)
+    return named
 
 
 def _coerce(name: str, text: str, default):
@@ -97,7 +101,7 @@ def _coerce(name: str, text: str, default):
     else:
         ok = isinstance(value, type(default))
     if not ok:
-        kind = 'None or a string' if default is None else type(default).__name__
+        kind = accepted(name) or ('None or a string' if default is None else type(default).__name__)
         raise ValueError(f"bad override '{name}={text}': {name} takes {kind}")
     return value
 
@@ -106,7 +110,7 @@ def with_overrides(cfg: Type[SOLOv2Base], assignments) -> Type[SOLOv2Base]:
     """Apply ``['name=value', ...]`` to a config. Values are Python literals checked
     against the setting's type in the base config (``test_short=512``,
     ``num_grids=(40,36,24,16,12)``, ``head_dcn=None``); unknown names and values of
-    another type raise ValueError."""
+    another type raise ValueError, as do values out of range (``config.checks``)."""
     settings = cfg.settings()
     base = SOLOv2Base.settings()
     changes = {}
@@ -118,4 +122,6 @@ def with_overrides(cfg: Type[SOLOv2Base], assignments) -> Type[SOLOv2Base]:
                              f"{', '.join(settings)}")
         reference = base[name] if name in base else settings[name]
         changes[name] = _coerce(name, text, reference)
-    return type(cfg.__name__, (cfg,), changes) if changes else cfg
+    changed = type(cfg.__name__, (cfg,), changes) if changes else cfg
+    check_config(changed)
+    return changed

@@ -63,6 +63,7 @@ class SOLOv2Base:
     val_ann = 'annotations/instances_val2017.json'
     val_images = 'val2017'
     keep_empty_images = True    # images without objects stay in training (negatives)
+    max_image_pixels = 100_000_000  # larger images are refused with a clear message (0 = no limit)
 
     # ---- training -------------------------------------------------------------
     batch_size = 2              # images per device per step

@@ -54,3 +54,61 @@ def open_visualdl(logdir: str):
     except ImportError:
         raise ValueError('--vdl-dir needs VisualDL: pip install visualdl')
     return LogWriter(logdir=str(logdir))
+
+
+
+DEBUG_FLAG = '--debug'
+DEBUG_ENV = 'SOLOV2_DEBUG'
+
+
+class UsageError(Exception):
+    """A bad command line, input file or output path: one line on stderr, exit code 2."""
+
+
+_status = {'note': None}
+
+
+def set_status(note) -> None:
+    """Register a callable returning what the command has done so far and where its
+    output is; Ctrl-C prints it in the one line that ends the command."""
+    _status['note'] = note
+
+
+def error_line(exc: BaseException) -> str:
+    """``error: <what> — <what to do>`` for ``exc``, on one line (KeyError without quotes)."""
+    text = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
+    text = ' '.join(str(text).split()) or type(exc).__name__
+    return f'error: {text}'
+
+
+def run_command(main, argv=None, usage_errors=(), stream=None) -> int:
+    """Run ``main(argv)`` as a command: exceptions become one line on stderr (exit 2 for
+    UsageError, ValueError, KeyError, FileNotFoundError and ``usage_errors``; exit 1 for any
+    other failure), Ctrl-C one line with the status (exit 130). ``--debug`` in ``argv`` (taken
+    out before ``main`` sees it) or SOLOV2_DEBUG=1 re-raises with the full traceback."""
+    import os
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = DEBUG_FLAG in argv or os.environ.get(DEBUG_ENV, '') not in ('', '0')
+    argv = [arg for arg in argv if arg != DEBUG_FLAG]
+    stream = stream or sys.stderr
+    set_status(None)
+    try:
+        return main(argv)
+    except KeyboardInterrupt:
+        note = _status['note']() if _status['note'] else 'nothing was written'
+        print(f'\ninterrupted (Ctrl-C): {note}', file=stream)
+        return 130
+    except (UsageError, ValueError, KeyError, FileNotFoundError, NotADirectoryError, IsADirectoryError,
+            *usage_errors) as exc:
+        if debug:
+            raise
+        print(error_line(exc), file=stream)
+        return 2
+    except Exception as exc:  # a runtime failure: one line, the traceback only with --debug
+        if debug:
+            raise
+        line = error_line(exc)
+        if not isinstance(exc, OSError):
+            line = f'error: {type(exc).__name__}: {line[len("error: "):]}'
+        print(f'{line} (rerun with {DEBUG_FLAG} for the traceback)', file=stream)
+        return 1

@@ -9,6 +9,8 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import logging
+from collections import Counter
 from os import PathLike
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -17,7 +19,9 @@ import numpy as np
 import pycocotools.mask as mask_util
 from pycocotools.coco import COCO
 
-from data.transforms import read_image
+from data.transforms import DEFAULT_MAX_PIXELS, read_image
+
+logger = logging.getLogger(__name__)
 
 
 def read_class_names(path: str | PathLike[str]) -> list[str]:
@@ -44,11 +48,78 @@ def load_coco(ann_file: str | PathLike[str]) -> COCO:
     missing = [key for key in ('images', 'categories') if key not in dataset]
     if missing:
         raise ValueError(f"annotation file {path} has no {', '.join(missing)}")
+    check_ids(dataset, path)
+    dataset['annotations'] = usable_annotations(dataset, path)
     coco = COCO()
     coco.dataset = dataset
     with contextlib.redirect_stdout(io.StringIO()):
         coco.createIndex()
     return coco
+
+
+def check_ids(dataset: Mapping[str, Any], path: Path) -> None:
+    """ValueError when a category id or an annotation's category_id is not an integer
+    (ids written as strings, '4', do not match the integer category ids)."""
+    def is_int(value: Any) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool)
+
+    for category in dataset['categories']:
+        if not isinstance(category, dict) or not is_int(category.get('id')):
+            raise ValueError(f'annotation file {path}: category {category!r} has no integer id — '
+                             'COCO category ids are integers ("id": 4, not "4")')
+    for ann in dataset.get('annotations', []):
+        if isinstance(ann, dict) and 'category_id' in ann and not is_int(ann['category_id']):
+            raise ValueError(f"annotation file {path}: annotation {ann.get('id')} has category_id "
+                             f"{ann['category_id']!r} — COCO category ids are integers (4, not \"4\")")
+
+
+def unusable_reason(ann: Any, image: Mapping[str, Any] | None) -> str | None:
+    """Why an annotation cannot be used ('no segmentation', 'empty polygons', ...), or None."""
+    if not isinstance(ann, dict) or 'category_id' not in ann:
+        return 'no category_id'
+    if image is None:
+        return 'unknown image_id'
+    segmentation = ann.get('segmentation')
+    if not segmentation:
+        return 'no segmentation'
+    if isinstance(segmentation, dict):
+        size = [image.get('height'), image.get('width')]
+        if 'counts' not in segmentation or 'size' not in segmentation:
+            return 'RLE without counts or size'
+        return 'RLE of another size than the image' if None not in size and \
+            list(segmentation['size']) != size else None
+    if not isinstance(segmentation, list):
+        return 'malformed segmentation'
+    try:
+        points = np.concatenate([np.asarray(p, dtype=np.float64).reshape(-1, 2)
+                                 for p in segmentation if isinstance(p, list) and len(p) >= 6] or [np.zeros((0, 2))])
+    except (TypeError, ValueError):
+        return 'malformed polygon'
+    if not len(points) or not np.isfinite(points).all():
+        return 'empty polygons'
+    width, height = image.get('width', np.inf), image.get('height', np.inf)
+    low, high = points.min(axis=0), points.max(axis=0)
+    if high[0] <= 0 or high[1] <= 0 or low[0] >= width or low[1] >= height:
+        return 'outside the image'
+    return None
+
+
+def usable_annotations(dataset: Mapping[str, Any], path: Path) -> list[dict[str, Any]]:
+    """The annotations of `dataset` that can be used; the others are counted by reason and
+    reported in one warning (as unreadable images are)."""
+    images = {img.get('id'): img for img in dataset['images'] if isinstance(img, dict)}
+    kept, skipped = [], Counter()
+    for ann in dataset.get('annotations', []):
+        reason = unusable_reason(ann, images.get(ann.get('image_id')) if isinstance(ann, dict) else None)
+        if reason is None:
+            kept.append(ann)
+        else:
+            skipped[reason] += 1
+    if skipped:
+        reasons = ', '.join(f'{count} {reason}' for reason, count in skipped.most_common())
+        logger.warning('%s: skipped %d of %d annotations that cannot be used (%s)', path,
+                       sum(skipped.values()), len(dataset.get('annotations', [])), reasons)
+    return kept
 
 
 def segmentation_to_rle(segmentation: Any, height: int, width: int) -> dict[str, Any]:
@@ -119,9 +190,11 @@ class CocoDataset:
     Labels are contiguous 0-based: category ids in ascending order, or, with
     `class_names` (a list, or the path of a classes.txt), the position of each
     category's name in that list. `iscrowd=1` annotations are not instances:
-    their union is `sample['crowd_mask']`. Annotations whose mask decodes
-    empty are dropped. With `keep_empty=False`, images without any non-crowd
-    annotation are skipped.
+    their union is `sample['crowd_mask']`. Annotations that cannot be used are
+    skipped and reported (`load_coco`); those whose mask decodes empty are
+    dropped. With `keep_empty=False`, images without any non-crowd annotation
+    are skipped; with `require_instances`, a set without any instance is a
+    `ValueError`. Images over `max_pixels` pixels are unreadable samples.
     """
 
     def __init__(
@@ -130,8 +203,11 @@ class CocoDataset:
         image_dir: str | PathLike[str],
         class_names: Sequence[str] | str | PathLike[str] | None = None,
         keep_empty: bool = True,
+        require_instances: bool = False,
+        max_pixels: int = DEFAULT_MAX_PIXELS,
     ) -> None:
         self.coco = load_coco(ann_file)
+        self.max_pixels = max_pixels
         self.image_dir = Path(image_dir)
         if not self.image_dir.is_dir():
             raise ValueError(f'image directory not found: {self.image_dir}')
@@ -152,6 +228,14 @@ class CocoDataset:
             for img in self.coco.dataset['images']
             if keep_empty or any(not a.get('iscrowd', 0) for a in self.coco.imgToAnns[img['id']])
         ]
+        if require_instances and not self.num_instances:
+            raise ValueError(f'{ann_file} has no usable instance in {len(self.image_ids)} images — '
+                             'training needs annotated objects (see the skipped annotations above)')
+
+    @property
+    def num_instances(self) -> int:
+        """Non-crowd annotations of the kept images."""
+        return sum(not a.get('iscrowd', 0) for i in self.image_ids for a in self.coco.imgToAnns[i])
 
     @property
     def class_names(self) -> list[str]:
@@ -171,7 +255,7 @@ class CocoDataset:
         image_id = self.image_ids[index]
         info = self.coco.imgs[image_id]
         path = self.image_dir / info['file_name']
-        image = read_image(path)
+        image = read_image(path, self.max_pixels)
         height, width = image.shape[:2]
         if (info.get('height', height), info.get('width', width)) != (height, width):
             raise ValueError(

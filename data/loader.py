@@ -11,8 +11,14 @@ object (the dataclass `BatchTargets`) rather than a plain dict of arrays.
 
 from __future__ import annotations
 
+import ctypes
 import functools
 import logging
+import os
+import signal
+import sys
+import threading
+import time
 from typing import Any, Callable, Iterator, Protocol, Sequence
 
 import numpy as np
@@ -152,6 +158,29 @@ class SeededSampler(paddle.io.Sampler):
         return self.num_samples - self.start
 
 
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent(worker_id: int = 0, parent: int | None = None) -> None:
+    """DataLoader `worker_init_fn`: the worker ends when the training process dies, even by
+    `kill -9` (no orphan loaders). Linux: the kernel's parent-death signal; elsewhere a
+    daemon thread that polls the parent's pid."""
+    parent = os.getppid() if parent is None else parent
+    if sys.platform.startswith('linux'):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != parent:       # the parent died before prctl took effect
+            os._exit(1)
+        return
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True, name='die-with-parent').start()
+
+
 def build_train_loader(
     dataset: TrainDataset,
     batch_size: int,
@@ -170,7 +199,8 @@ def build_train_loader(
     epoch)` before each epoch. With `distributed`, Paddle's
     `DistributedBatchSampler` shards the data (its shuffle depends on the epoch
     only, not on `seed`). `target_fn` and `collate_targets` must be picklable
-    when `num_workers > 0` (module-level functions or `functools.partial`).
+    when `num_workers > 0` (module-level functions or `functools.partial`). Worker
+    processes end with the process that made them (`die_with_parent`).
     """
     if distributed:
         batch_sampler = paddle.io.DistributedBatchSampler(
@@ -189,6 +219,7 @@ def build_train_loader(
             collate_batch, target_fn=target_fn, collate_targets=collate_targets
         ),
         num_workers=num_workers,
+        worker_init_fn=die_with_parent,
         return_list=True,
     )
 

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from os import PathLike
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pycocotools.mask as mask_util
+
+from data.files import atomic_write
 
 
 def mask_to_box(mask: np.ndarray) -> tuple[int, int, int, int] | None:
@@ -115,16 +116,6 @@ def instances_to_coco(
 
 
 def write_json(records: Any, path: str | PathLike[str]) -> None:
-    """Write `records` as JSON atomically: dump to a temp file in the same directory, then os.replace."""
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp_path = tempfile.mkstemp(dir=directory, prefix='.tmp-', suffix='.json')
-    try:
-        os.fchmod(fd, 0o644)
-        with os.fdopen(fd, 'w', encoding='utf-8') as handle:
-            json.dump(records, handle)
-        os.replace(tmp_path, path)
-    except BaseException:
-        os.unlink(tmp_path)
-        raise
-
+    """Write `records` as JSON atomically (`data.files.atomic_write`), creating the folder."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    atomic_write(path, json.dumps(records).encode('utf-8'))

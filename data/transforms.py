@@ -22,20 +22,57 @@ class ImageMeta:
     padded_hw: tuple[int, int]
 
 
-def read_image(path: str | PathLike[str]) -> np.ndarray:
+DEFAULT_MAX_PIXELS = 100_000_000
+JPEG_SIZE_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+
+
+def header_size(data: bytes | memoryview) -> tuple[int, int] | None:
+    """`(width, height)` from a PNG, JPEG or BMP header without decoding, else None."""
+    def number(start: int, size: int, order: str = 'big') -> int:
+        return abs(int.from_bytes(data[start:start + size], order, signed=order == 'little'))
+
+    if bytes(data[:8]) == b'\x89PNG\r\n\x1a\n' and len(data) >= 24:
+        return number(16, 4), number(20, 4)
+    if bytes(data[:2]) == b'BM' and len(data) >= 26:
+        return number(18, 4, 'little'), number(22, 4, 'little')
+    if bytes(data[:2]) != b'\xff\xd8':
+        return None
+    offset = 2
+    while offset + 9 <= len(data) and data[offset] == 0xFF:
+        if data[offset + 1] in JPEG_SIZE_MARKERS:
+            return number(offset + 7, 2), number(offset + 5, 2)
+        offset += 2 + number(offset + 2, 2)
+    return None
+
+
+def check_pixels(path, width: int, height: int, max_pixels: int) -> None:
+    """ValueError when a `width` x `height` image exceeds `max_pixels` (0 = no limit)."""
+    if max_pixels and width * height > max_pixels:
+        raise ValueError(
+            f'image {path} is {width}x{height} = {width * height / 1e6:.0f} MP, over the limit of '
+            f'{max_pixels / 1e6:g} MP — shrink it or raise max_image_pixels (--opt max_image_pixels=N)'
+        )
+
+
+def read_image(path: str | PathLike[str], max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """Read an image file as `[H, W, 3] uint8 RGB`.
 
     Decodes from a byte buffer so non-ASCII paths work. Grey and RGBA files
     are converted to 3-channel RGB. Raises `ValueError` when the file is
-    missing or cannot be decoded.
+    missing, cannot be decoded, or holds more than `max_pixels` pixels (checked
+    from the header before decoding for PNG, JPEG and BMP; 0 = no limit).
     """
     try:
         buffer = np.fromfile(path, dtype=np.uint8)
     except OSError as err:
         raise ValueError(f'cannot read image {path}') from err
+    size = header_size(memoryview(buffer))
+    if size is not None:
+        check_pixels(path, *size, max_pixels)
     bgr = cv2.imdecode(buffer, cv2.IMREAD_COLOR) if buffer.size else None
     if bgr is None:
         raise ValueError(f'cannot read image {path}')
+    check_pixels(path, bgr.shape[1], bgr.shape[0], max_pixels)
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 

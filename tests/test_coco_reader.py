@@ -180,10 +180,48 @@ def test_image_size_mismatch(coco_dir):
         load(coco_dir)[0]
 
 
-def test_rle_size_mismatch(coco_dir):
-    rewrite(coco_dir, lambda d: d['annotations'][1]['segmentation'].update(size=[H, W + 1]))
-    with pytest.raises(ValueError, match='annotation 2'):
-        load(coco_dir)[0]
+def test_unusable_annotations_are_skipped_and_reported(coco_dir, caplog):
+    def edit(dataset):
+        dataset['annotations'][1]['segmentation'].update(size=[H, W + 1])
+        dataset['annotations'] += [
+            {'id': 20, 'image_id': 11, 'category_id': 7, 'iscrowd': 0},            # no segmentation
+            annotation(21, 11, 7, []), annotation(22, 11, 7, [[1, 2, 3, 4]]),      # empty, too short
+            annotation(23, 11, 7, [[40, 30, 50, 30, 50, 40]]),                     # outside the image
+            annotation(24, 99, 7, [[1, 1, 5, 1, 5, 5]]),                           # unknown image
+            annotation(25, 11, 7, [['a', 1, 5, 1, 5, 5]]),                         # not numbers
+        ]
+    rewrite(coco_dir, edit)
+    dataset = load(coco_dir)
+    sample = dataset[0]
+    assert len(sample['labels']) == 2 and not dataset[1]['labels'].size
+    message = caplog.text
+    assert 'skipped 8 of 12 annotations' in message
+    for reason in ('1 empty polygons', '2 no segmentation', '2 outside the image', 'unknown image_id',
+                   'malformed polygon', 'RLE of another size'):
+        assert reason in message
+
+
+def test_a_set_without_usable_instances_is_refused(coco_dir):
+    rewrite(coco_dir, lambda d: [a.pop('segmentation') for a in d['annotations']])
+    assert load(coco_dir).num_instances == 0
+    with pytest.raises(ValueError, match='no usable instance in 3 images'):
+        load(coco_dir, require_instances=True)
+
+
+@pytest.mark.parametrize('edit, where', [
+    (lambda d: d['categories'][0].update(id='7'), "category {'id': '7'"),
+    (lambda d: d['annotations'][0].update(category_id='7'), "annotation 1 has category_id '7'"),
+])
+def test_string_category_ids_are_named(coco_dir, edit, where):
+    rewrite(coco_dir, edit)
+    with pytest.raises(ValueError) as err:
+        load(coco_dir)
+    assert where in str(err.value) and 'integers' in str(err.value)
+
+
+def test_pixel_limit(coco_dir):
+    with pytest.raises(ValueError, match='over the limit of 0.0001 MP'):
+        load(coco_dir, max_pixels=100)[0]
 
 
 def test_segmentation_to_mask_ignores_short_polygons():

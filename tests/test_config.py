@@ -139,11 +139,11 @@ def test_settings_in_definition_order():
 
 def test_with_overrides_coerces_types():
     base = CONFIGS[0]
-    cfg = with_overrides(base, ['test_short=512', 'nms_sigma=2', 'num_grids=[1,2]',
+    cfg = with_overrides(base, ['test_short=512', 'nms_sigma=2', 'num_grids=[1,2,3,4,5]',
                                 'score_threshold=0.25', 'freeze_norm=False', 'head_dcn="v2"'])
     assert cfg.test_short == 512 and type(cfg.test_short) is int
     assert cfg.nms_sigma == 2.0 and type(cfg.nms_sigma) is float
-    assert cfg.num_grids == (1, 2) and type(cfg.num_grids) is tuple
+    assert cfg.num_grids == (1, 2, 3, 4, 5) and type(cfg.num_grids) is tuple
     assert cfg.score_threshold == 0.25
     assert cfg.freeze_norm is False
     assert cfg.head_dcn == 'v2'
@@ -186,6 +186,33 @@ def test_with_overrides_rejects_wrong_types(assignment, key):
 
 # ---- with_classes -----------------------------------------------------------------------------
 
+@pytest.mark.parametrize('assignment, accepted', [
+    ('test_short=0', 'an integer >= 1'),
+    ('test_max=0', 'an integer >= 1'),
+    ('nms_pre=0', 'an integer >= 1'),
+    ('max_per_image=-1', 'an integer >= 1'),
+    ('score_threshold=2', 'a number in [0, 1]'),
+    ('mask_threshold=-0.1', 'a number in [0, 1]'),
+    ('num_grids=(1,)', '5 integers >= 1'),
+    ('num_grids=(40, 36, 24, 16, 0)', '5 integers >= 1'),
+    ('nms_pre="many"', 'an integer >= 1'),
+    ('score_threshold=high', 'a number in [0, 1]'),
+    ('optimizer=sgd', "'momentum', 'adamw'"),
+    ('num_classes=3', 'class_names holds 4 names'),
+    ('max_image_pixels=-1', 'an integer >= 0'),
+])
+def test_out_of_range_and_wrong_type_values_name_the_knob_and_range(assignment, accepted):
+    with pytest.raises(ValueError) as err:
+        with_overrides(CONFIGS[9], [assignment])
+    message = str(err.value)
+    assert assignment.split('=')[0] in message and accepted in message and '\n' not in message
+
+
+def test_with_classes_refuses_a_class_list_of_another_length():
+    with pytest.raises(ValueError, match='num_classes=3 but class_names holds 2 names'):
+        with_classes(CONFIGS[0], 3, ['cat', 'dog'])
+
+
 def test_with_classes_numbered_names():
     cfg = with_classes(CONFIGS[1], 3)
     assert cfg.num_classes == 3
@@ -216,6 +243,7 @@ def test_get_config_unknown_number_lists_configs():
     assert '99' in message
     for number, cls in CONFIGS.items():
         assert f'{number}: {cls.__name__}' in message
+    assert '\n' not in message
 
 
 @pytest.mark.parametrize('number', sorted(CONFIGS))
@@ -231,10 +259,10 @@ def test_format_settings_contains_every_setting(number):
 
 
 def test_format_settings_shows_overrides():
-    text = format_settings(with_overrides(CONFIGS[0], ['test_short=96', 'num_grids=(4, 2)']))
+    text = format_settings(with_overrides(CONFIGS[0], ['test_short=96', 'num_grids=(4, 2, 2, 2, 2)']))
     lines = dict(line.split(None, 1) for line in text.splitlines())
     assert lines['test_short'].strip() == '96'
-    assert lines['num_grids'].strip() == '(4, 2)'
+    assert lines['num_grids'].strip() == '(4, 2, 2, 2, 2)'
 
 
 def test_module_exports():

@@ -60,7 +60,8 @@ def make_loader(cfg, world_size: int):
     check_dataset(cfg)
     root = Path(cfg.dataset_dir)
     source = CocoDataset(str(root / cfg.train_ann), str(root / cfg.train_images),
-                         class_names=list(cfg.class_names), keep_empty=cfg.keep_empty_images)
+                         class_names=list(cfg.class_names), keep_empty=cfg.keep_empty_images,
+                         require_instances=True, max_pixels=cfg.max_image_pixels)
     transform = TrainTransform(cfg.train_shorts, cfg.train_max, flip_prob=cfg.flip_prob,
                                colour_strength=cfg.colour_strength, crop_prob=cfg.crop_prob)
     target_fn = functools.partial(assign_targets, num_grids=cfg.num_grids,

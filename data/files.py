@@ -1,0 +1,76 @@
+"""Safe file output: atomic writes (a temp file in the target folder, then ``os.replace``,
+so Ctrl-C or a full disk never leaves a half-written file) and checks that an output path
+is usable and never one of the user's inputs."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from os import PathLike
+from pathlib import Path
+from typing import Iterable
+
+import cv2
+import numpy as np
+
+
+def atomic_write(path: str | PathLike[str], data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temp file in the same folder; OSError (with the
+    path) when the folder cannot be written."""
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp_path = tempfile.mkstemp(dir=directory, prefix='.tmp-', suffix=Path(path).suffix)
+    try:
+        os.fchmod(fd, 0o644)
+        with os.fdopen(fd, 'wb') as handle:
+            handle.write(data)
+        os.replace(tmp_path, path)
+    except BaseException:
+        os.unlink(tmp_path)
+        raise
+
+
+def write_image(path: str | PathLike[str], bgr: np.ndarray) -> None:
+    """Encode ``[H, W, 3] uint8 BGR`` by the suffix of ``path`` and write it atomically;
+    OSError when encoding or writing fails (``cv2.imwrite`` only returns False)."""
+    ok, encoded = cv2.imencode(Path(path).suffix or '.jpg', bgr)
+    if not ok:
+        raise OSError(f'cannot encode a picture for {path}')
+    atomic_write(path, encoded.tobytes())
+
+
+def same_file(a: str | PathLike[str], b: str | PathLike[str]) -> bool:
+    """Whether two paths name the same file (resolved; also through hard links)."""
+    a, b = Path(a), Path(b)
+    if a.exists() and b.exists():
+        return os.path.samefile(a, b)
+    return a.resolve() == b.resolve()
+
+
+def check_output_file(path: str | PathLike[str], inputs: Iterable[str | PathLike[str]] = (),
+                      option: str = 'output') -> Path:
+    """``path`` as a file to write: ValueError when it is a folder, its parent is a file, or
+    it is one of ``inputs``. Creates the parent folder."""
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(f'{option} {path} is a folder — give a file name, e.g. {path / "results.json"}')
+    for source in inputs:
+        if same_file(path, source):
+            raise ValueError(f'{option} {path} is an input file and would be overwritten — '
+                             'pick another output path')
+    make_folder(path.parent, option)
+    return path
+
+
+def make_folder(folder: str | PathLike[str], option: str = 'output') -> Path:
+    """Create ``folder`` (and parents); ValueError when it is a file or cannot be created
+    or written."""
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise ValueError(f'{option} {folder} is a file, not a folder — pick a folder path')
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ValueError(f'cannot create {option} folder {folder}: {err.strerror} — pick another path') from err
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ValueError(f'{option} folder {folder} is not writable — pick another path')
+    return folder
