@@ -22,15 +22,16 @@ another runtime; tools/postprocess_raw.py turns that runtime's outputs into the 
 pictures and JSON.
 """
 import argparse
-import sys
 from pathlib import Path
 
 from config import describe_configs
 from config.cli import add_model_args, add_runtime_args, announce_config, make_parser, resolve_config
+from config.console import UsageError, run_command
+from data.files import check_folder, check_output_file
 from data.results import write_json
 from model.checkpoint import CheckpointError
 from model.inference.backends import BACKENDS, BackendError, create_backend
-from model.inference.media import list_images, run_images, run_video
+from model.inference.media import check_video_output, list_images, picture_targets, run_images, run_video
 from model.inference.outputs import InputDumper, sort_records
 from model.runtime import setup
 
@@ -70,13 +71,13 @@ def make_backend(args):
     """(config number, backend) or raises with a one-line message."""
     if args.backend == 'dygraph':
         if not args.weights or not Path(args.weights).is_file():
-            raise FileNotFoundError(
+            raise UsageError(
                 f'weights not found: {args.weights} (convert a checkpoint first, e.g. '
                 'python convert/ppdet2paddle.py SRC.pdparams weights/model.pdparams)')
         number, cfg = resolve_config(args)
         return number, create_backend('dygraph', cfg, args.weights, device=setup(args.device, args.threads))
     if not args.model_dir:
-        raise ValueError(f'--backend {args.backend} needs --model-dir (a folder from tools/export_model.py)')
+        raise UsageError(f'--backend {args.backend} needs --model-dir (a folder from tools/export_model.py)')
     if args.device not in (None, 'cpu'):
         raise ValueError(f'--backend {args.backend} runs on the CPU here; '
                          f'use --backend dygraph for --device {args.device}')
@@ -88,7 +89,25 @@ def make_backend(args):
     return backend.number, backend
 
 
+def check_outputs(args, paths) -> dict:
+    """Refuse unusable output paths before the model is built; the picture targets
+    ({image: picture path}) for an image run, {} for a video or camera."""
+    if args.save_json:
+        check_output_file(args.save_json, paths + ([args.video] if args.video else []), '--save-json')
+    if args.dump_inputs:
+        check_folder(args.dump_inputs, '--dump-inputs')
+    if not paths:
+        check_video_output(args)
+        return {}
+    return picture_targets(args, paths)
+
+
 def main(argv=None) -> int:
+    """The command: errors end in one line (``config.console.run_command``)."""
+    return run_command(run, argv, usage_errors=(CheckpointError, BackendError))
+
+
+def run(argv) -> int:
     args = parse_args(argv)
     if args.list_configs:
         print(describe_configs())
@@ -96,26 +115,18 @@ def main(argv=None) -> int:
     video = args.video is not None or args.camera is not None
     paths = [] if video else list_images(args.input)
     if not video and not paths:
-        print(f'error: no images found at {args.input}', file=sys.stderr)
-        return 2
+        raise UsageError(f'no images found at {args.input} — give an image file or a folder of images')
     if args.video is not None and not Path(args.video).is_file():
-        print(f'error: video not found: {args.video}', file=sys.stderr)
-        return 2
-    try:
-        number, backend = make_backend(args)
-    except (FileNotFoundError, CheckpointError, BackendError) as exc:
-        print(f'error: {exc}', file=sys.stderr)
-        return 2
-    except (KeyError, ValueError) as exc:
-        print(f'error: {exc.args[0]}', file=sys.stderr)
-        return 2
+        raise UsageError(f'video not found: {args.video} — check the path')
+    targets = check_outputs(args, paths)
+    number, backend = make_backend(args)
     where = (f'{backend.name} backend, {args.model_dir}' if args.backend != 'dygraph'
              else f'dygraph, {args.weights}')
     print(announce_config(number, backend.cfg, args.opt, args.verbose, where))
     dumper = InputDumper(args.dump_inputs, backend, number) if args.dump_inputs else None
     records = []
     code = (run_video(args, backend, dumper, records) if video
-            else run_images(args, backend, dumper, records, paths))
+            else run_images(args, backend, dumper, records, targets))
     if dumper is not None:
         print(f'wrote {len(dumper.entries)} inputs and {dumper.close()}')
     if args.save_json and code != 2:

@@ -11,13 +11,14 @@ config's (``dataset_dir``/``val_ann``/``val_images``) unless --ann/--images are 
 import argparse
 import json
 import math
-import sys
 import time
 from pathlib import Path
 
 from config.cli import add_model_args, add_runtime_args, make_parser, resolve_config
+from config.console import UsageError, run_command, set_status
 from data.coco import CocoDataset, load_coco
-from data.coco_eval import STAT_NAMES, per_class_ap, run_cocoeval
+from data.coco_eval import STAT_NAMES, check_results, per_class_ap, run_cocoeval
+from data.files import check_output_file
 from data.results import write_json
 from model.checkpoint import CheckpointError
 from model.inference.evaluation import predict_coco
@@ -67,29 +68,49 @@ def plot_classwise(ap_by_category: dict, names: dict, path: Path) -> None:
     plt.close(fig)
 
 
-def main(argv=None) -> int:
-    args = parse_args(argv)
-    try:
-        number, cfg = resolve_config(args)
-        root = Path(cfg.dataset_dir)
-        ann = args.ann or str(root / cfg.val_ann)
-        images = args.images or str(root / cfg.val_images)
-        coco = load_coco(ann)
-        if args.json_only:
+def load_records(args, number, cfg, coco, ann: str, images: str) -> list:
+    """The result records to score: read from --json-only, else predicted by the model."""
+    if args.json_only:
+        if Path(args.json_only).is_dir():
+            raise UsageError(f'--json-only {args.json_only} is a folder — give the results .json file')
+        try:
             records = json.loads(Path(args.json_only).read_text())
-        else:
-            if not args.weights:
-                raise ValueError('pass --weights (or --json-only with a results file)')
-            predictor = Predictor(cfg, args.weights, setup(args.device, args.threads))
-            dataset = CocoDataset(ann, images, class_names=list(predictor.class_names))
-            began = time.perf_counter()
-            records = predict_coco(predictor, coco, images, dataset.label_to_category_id, progress=True)
-            seconds = time.perf_counter() - began
-            print(f'config {number}: {len(coco.getImgIds())} images in {seconds:.1f} s '
-                  f'({len(coco.getImgIds()) / seconds:.2f} img/s), {len(records)} instances')
-    except (CheckpointError, KeyError, ValueError, OSError) as exc:
-        print(f'error: {exc}', file=sys.stderr)
-        return 2
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise UsageError(f'cannot read results {args.json_only}: {exc} — give a file written by --save-json')
+        check_results(coco, records, args.json_only)
+        return records
+    if not args.weights:
+        raise UsageError('pass --weights (or --json-only with a results file)')
+    predictor = Predictor(cfg, args.weights, setup(args.device, args.threads))
+    dataset = CocoDataset(ann, images, class_names=list(predictor.class_names), max_pixels=cfg.max_image_pixels)
+    count = len(coco.getImgIds())
+    set_status(lambda: f'stopped while predicting {count} images of {ann}; nothing was written')
+    began = time.perf_counter()
+    records = predict_coco(predictor, coco, images, dataset.label_to_category_id, progress=True)
+    seconds = time.perf_counter() - began
+    print(f'config {number}: {count} images in {seconds:.1f} s ({count / seconds:.2f} img/s), '
+          f'{len(records)} instances')
+    return records
+
+
+def main(argv=None) -> int:
+    """The command: errors end in one line (``config.console.run_command``)."""
+    return run_command(run, argv, usage_errors=(CheckpointError,))
+
+
+def run(argv) -> int:
+    args = parse_args(argv)
+    number, cfg = resolve_config(args)
+    for option, path in (('--save-json', args.save_json), ('--predict-only', args.predict_only)):
+        if path:
+            check_output_file(path, [p for p in (args.json_only, args.ann) if p], option)
+    root = Path(cfg.dataset_dir)
+    ann = args.ann or str(root / cfg.val_ann)
+    images = args.images or str(root / cfg.val_images)
+    coco = load_coco(ann)
+    if not coco.getImgIds():
+        raise UsageError(f'{ann} lists no images — nothing to evaluate; give an annotation file with images')
+    records = load_records(args, number, cfg, coco, ann, images)
     for path in (args.save_json, args.predict_only):
         if path:
             write_json(records, path)

@@ -12,13 +12,32 @@ STAT_NAMES = ('AP', 'AP50', 'AP75', 'APs', 'APm', 'APl',
 
 
 def run_cocoeval(coco: COCO, records: List[dict], iou_type: str = 'segm') -> COCOeval:
-    """Evaluated and accumulated pycocotools COCOeval (``iou_type`` 'segm' or 'bbox')."""
+    """Evaluated and accumulated pycocotools COCOeval (``iou_type`` 'segm' or 'bbox'); records
+    without ``bbox`` get the box of their mask. ``records`` stay as they are (``loadRes``
+    changes the dicts it is given, which broke a second evaluation of the same list)."""
     with contextlib.redirect_stdout(io.StringIO()):
-        evaluator = COCOeval(coco, coco.loadRes(records), iou_type)
+        evaluator = COCOeval(coco, coco.loadRes([dict(record) for record in records]), iou_type)
         evaluator.evaluate()
         evaluator.accumulate()
         evaluator.summarize()
     return evaluator
+
+
+def check_results(coco: COCO, records, source: str) -> None:
+    """ValueError naming the first result record that cannot be scored against ``coco``:
+    not a list of dicts with image_id (of ``coco``), category_id, score and segmentation."""
+    if not isinstance(records, list):
+        raise ValueError(f'{source} is not a list of COCO results — give a file written by '
+                         'eval.py --save-json or demo.py --save-json')
+    for index, record in enumerate(records):
+        missing = [k for k in ('image_id', 'category_id', 'score', 'segmentation')
+                   if not isinstance(record, dict) or k not in record]
+        if missing:
+            raise ValueError(f"{source}: result {index} has no {', '.join(missing)} — mask AP needs "
+                             'image_id, category_id, score and segmentation in every result')
+        if record['image_id'] not in coco.imgs:
+            raise ValueError(f"{source}: result {index} is for image {record['image_id']!r}, which the "
+                             'annotation file does not have — score it against the annotations it was made for')
 
 
 def evaluate_segm(coco: COCO, records: List[dict], iou_type: str = 'segm') -> Dict[str, float]:

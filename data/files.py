@@ -48,8 +48,8 @@ def same_file(a: str | PathLike[str], b: str | PathLike[str]) -> bool:
 
 def check_output_file(path: str | PathLike[str], inputs: Iterable[str | PathLike[str]] = (),
                       option: str = 'output') -> Path:
-    """``path`` as a file to write: ValueError when it is a folder, its parent is a file, or
-    it is one of ``inputs``. Creates the parent folder."""
+    """``path`` as a file to write: ValueError when it is a folder, one of ``inputs``, or its
+    folder cannot be made or written (nothing is created)."""
     path = Path(path)
     if path.is_dir():
         raise ValueError(f'{option} {path} is a folder — give a file name, e.g. {path / "results.json"}')
@@ -57,20 +57,26 @@ def check_output_file(path: str | PathLike[str], inputs: Iterable[str | PathLike
         if same_file(path, source):
             raise ValueError(f'{option} {path} is an input file and would be overwritten — '
                              'pick another output path')
-    make_folder(path.parent, option)
+    check_folder(path.parent, option)
     return path
 
 
-def make_folder(folder: str | PathLike[str], option: str = 'output') -> Path:
-    """Create ``folder`` (and parents); ValueError when it is a file or cannot be created
-    or written."""
+def check_folder(folder: str | PathLike[str], option: str = 'output') -> Path:
+    """ValueError when ``folder`` is a file, or it (or the nearest existing folder it would
+    be made in) cannot be written; nothing is created."""
     folder = Path(folder)
-    if folder.exists() and not folder.is_dir():
-        raise ValueError(f'{option} {folder} is a file, not a folder — pick a folder path')
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise ValueError(f'cannot create {option} folder {folder}: {err.strerror} — pick another path') from err
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise ValueError(f'{option} folder {folder} is not writable — pick another path')
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        where = '' if existing == folder else f' (in {folder})'
+        raise ValueError(f'{option} {existing} is a file, not a folder{where} — pick a folder path')
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ValueError(f'{option} folder {existing} is not writable — pick another path')
     return folder
+
+
+def make_folder(folder: str | PathLike[str], option: str = 'output') -> Path:
+    """``check_folder``, then create ``folder`` (and parents)."""
+    check_folder(folder, option).mkdir(parents=True, exist_ok=True)
+    return Path(folder)

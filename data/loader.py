@@ -219,7 +219,7 @@ def build_train_loader(
             collate_batch, target_fn=target_fn, collate_targets=collate_targets
         ),
         num_workers=num_workers,
-        worker_init_fn=die_with_parent,
+        worker_init_fn=functools.partial(die_with_parent, parent=os.getpid()),
         return_list=True,
     )
 

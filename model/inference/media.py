@@ -9,10 +9,13 @@ import itertools
 import sys
 import threading
 import time
+from collections import Counter
 from pathlib import Path
 
 import cv2
 
+from config.console import UsageError, set_status
+from data.files import check_folder, check_output_file, make_folder, same_file, write_image
 from data.transforms import read_image
 from model.inference.outputs import coco_records, draw_bgr
 from model.inference.pipeline import run_pipeline
@@ -29,6 +32,46 @@ def list_images(path: str):
     if not root.is_dir():
         return []
     return sorted(p for p in root.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def picture_names(paths) -> dict:
+    """File name of each input's drawn picture: ``stem.jpg``; inputs sharing a stem
+    (``a.jpg``, ``a.png``) get their suffix in it (``a_jpg.jpg``, ``a_png.jpg``), and a
+    name still taken gets ``_2``, ``_3``, ... so no picture overwrites another."""
+    stems = Counter(path.stem for path in paths)
+    names, taken = {}, set()
+    for path in paths:
+        base = path.stem if stems[path.stem] == 1 else f'{path.stem}_{path.suffix[1:].lower()}'
+        name, count = f'{base}.jpg', 1
+        while name in taken:
+            count += 1
+            name = f'{base}_{count}.jpg'
+        taken.add(name)
+        names[path] = name
+    return names
+
+
+def picture_targets(options, paths) -> dict:
+    """{input path: where its drawn picture goes} under ``options.output``; a UsageError
+    when that folder is the input folder, is a file, cannot be written, or a picture would
+    overwrite an input (nothing is created)."""
+    out_dir = Path(options.output)
+    if Path(options.input).is_dir() and same_file(out_dir, options.input):
+        raise UsageError(f'--output {out_dir} is the --input folder — the drawn pictures would mix with the '
+                         'originals; pick another folder')
+    check_folder(out_dir, '--output')
+    inputs = {path.resolve() for path in paths}
+    targets = {path: out_dir / name for path, name in picture_names(paths).items()}
+    for path, target in targets.items():
+        if target.resolve() in inputs:
+            raise UsageError(f'--output {out_dir}: the picture of {path.name} would overwrite the input '
+                             f'{target} — pick another folder')
+    return targets
+
+
+def check_video_output(options) -> None:
+    """UsageError when the video output is a folder, the input video or cannot be written."""
+    check_output_file(video_output_path(options), [options.video] if options.video else [], '--output')
 
 
 def warm_up(items, load, model, runs: int) -> None:
@@ -53,13 +96,17 @@ def video_output_path(options) -> Path:
     return out / f'{stem}.mp4'
 
 
-def run_images(options, backend, dumper, records, paths) -> int:
-    out_dir = Path(options.output)
-    out_dir.mkdir(parents=True, exist_ok=True)
+def run_images(options, backend, dumper, records, targets) -> int:
+    """Run ``backend`` over ``targets`` ({image path: picture path}, ``picture_targets``)."""
+    paths = list(targets)
+    make_folder(options.output, '--output')
     ids = {path: index for index, path in enumerate(paths)}
+    written = []
+    set_status(lambda: f'{len(written)} of {len(paths)} pictures written to {options.output}/'
+               + (', no --save-json results' if options.save_json else ''))
 
     def load(path):
-        image = read_image(path)
+        image = read_image(path, backend.cfg.max_image_pixels)
         chw, meta = backend.prepare(image)
         if dumper is not None:
             dumper.dump(f'{ids[path]:05d}_{path.stem}', ids[path], path.name, str(path.resolve()), chw, meta)
@@ -71,19 +118,20 @@ def run_images(options, backend, dumper, records, paths) -> int:
     def finish(path, loaded, detections):
         image, (_, meta) = loaded
         result = backend.finish(detections, meta)
-        cv2.imwrite(str(out_dir / f'{path.stem}.jpg'),
-                    draw_bgr(image, result, backend.class_names, options.draw_threshold))
+        write_image(targets[path], draw_bgr(image, result, backend.class_names, options.draw_threshold))
+        written.append(path)
         if options.save_json:
             records.extend(coco_records(ids[path], path.name, result, backend.class_names))
         print(f'{path.name}: {len(result)} instances, '
               f'{int((result.scores >= options.draw_threshold).sum())} drawn')
 
-    warm_up(paths, lambda p: (None, backend.prepare(read_image(p))), model, options.warmup)
+    warm_up(paths, lambda p: (None, backend.prepare(read_image(p, backend.cfg.max_image_pixels))), model,
+            options.warmup)
     began = time.perf_counter()
     stats = run_pipeline(paths, load, model, finish)
     for path, message in stats.failed:
         print(f'skipped {path}: {message}', file=sys.stderr)
-    summary(options, stats, began, 'images', f'pictures in {out_dir}/')
+    summary(options, stats, began, 'images', f'pictures in {options.output}/')
     return 0 if stats.done else 1
 
 
@@ -131,7 +179,7 @@ def open_video(options):
         return f'no frames in {source}'
     height, width = first.shape[:2]
     out_path = video_output_path(options)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
+    make_folder(out_path.parent, '--output')
     writer = cv2.VideoWriter(str(out_path), cv2.VideoWriter_fourcc(*'mp4v'),
                              capture.get(cv2.CAP_PROP_FPS) or 25.0, (width, height))
     if not writer.isOpened():
@@ -153,7 +201,7 @@ def run_video(options, backend, dumper, records) -> int:
         chw, meta = backend.prepare(image)
         if dumper is not None and dump:
             name = f'frame_{index:06d}'
-            cv2.imwrite(str(dumper.folder / f'{name}.png'), bgr)
+            write_image(dumper.folder / f'{name}.png', bgr)
             dumper.dump(name, index, name, str((dumper.folder / f'{name}.png').resolve()), chw, meta)
         return image, (chw, meta)
 
@@ -173,8 +221,8 @@ def run_video(options, backend, dumper, records) -> int:
     try:
         stats = run_pipeline(read_frames(capture, first, options.max_frames), load, model, finish)
     except KeyboardInterrupt:
-        print('stopped', file=sys.stderr)
-        return 1
+        print(f'interrupted (Ctrl-C): {ordered.next} frames written to {out_path}', file=sys.stderr)
+        return 130
     finally:
         writer.release()
         capture.release()

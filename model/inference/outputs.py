@@ -7,6 +7,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from data.files import atomic_write
 from data.results import instances_to_coco
 from data.transforms import IMAGENET_MEAN_RGB, IMAGENET_STD_RGB
 from data.visualize import draw_instances
@@ -74,5 +75,5 @@ class InputDumper:
             'images': sorted(self.entries, key=lambda e: e['image_id']),
         }
         path = self.folder / MANIFEST
-        path.write_text(json.dumps(manifest, indent=2) + '\n')
+        atomic_write(path, (json.dumps(manifest, indent=2) + '\n').encode('utf-8'))
         return path
