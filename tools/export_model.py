@@ -28,10 +28,14 @@ if __package__ in (None, ''):
 import paddle  # noqa: E402
 
 from config.cli import add_model_args, make_parser, resolve_config  # noqa: E402
+from config.console import UsageError, run_command, set_status  # noqa: E402
+from config.sidecar import sidecar_path  # noqa: E402
+from data.files import check_folder, check_output_file  # noqa: E402
 from model.checkpoint import CheckpointError  # noqa: E402
 from model.inference.backend import BackendError  # noqa: E402
 from model.inference.export import DCN_OPSET, DEFAULT_MAX_SIZE, ExportError, export  # noqa: E402
 from model.inference.exportable import MIN_SIZE  # noqa: E402
+from model.inference.exported import INFER_CFG, ONNX_FILE, PADDLE_PREFIX  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -55,23 +59,36 @@ def parse_args(argv=None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+EXPORT_FILES = (f'{PADDLE_PREFIX}.json', f'{PADDLE_PREFIX}.pdmodel', f'{PADDLE_PREFIX}.pdiparams', ONNX_FILE,
+                INFER_CFG)
+
+
+def check_output(output: str, weights: str) -> None:
+    """UsageError when --output is a file, cannot be written, or an exported file would
+    overwrite the weights or their sidecar (e.g. --output the folder of model.pdparams)."""
+    out = Path(output)
+    if out.exists() and not out.is_dir():
+        raise UsageError(f'--output {out} is a file — give a folder, e.g. export/NAME')
+    check_folder(out, '--output')
+    for name in EXPORT_FILES:
+        check_output_file(out / name, [weights, sidecar_path(weights)], '--output')
+
+
 def main(argv=None) -> int:
+    """The command: errors end in one line (``config.console.run_command``)."""
+    return run_command(run, argv, usage_errors=(ExportError, CheckpointError, BackendError))
+
+
+def run(argv) -> int:
     args = parse_args(argv)
     if not args.weights or not Path(args.weights).is_file():
-        print(f'error: weights not found: {args.weights}', file=sys.stderr)
-        return 2
-    try:
-        number, cfg = resolve_config(args)
-    except (KeyError, ValueError) as exc:
-        print(f'error: {exc.args[0]}', file=sys.stderr)
-        return 2
+        raise UsageError(f'weights not found: {args.weights} — give a .pdparams from convert/ or train.py')
+    number, cfg = resolve_config(args)
+    check_output(args.output, args.weights)
     paddle.set_device('cpu')
-    try:
-        lines = export(number, cfg, args.weights, Path(args.output), args.format, args.opset,
-                       args.min_size, args.max_size, not args.no_verify)
-    except (ExportError, CheckpointError, BackendError) as exc:
-        print(f'error: {exc}', file=sys.stderr)
-        return 2
+    set_status(lambda: f'stopped while exporting to {args.output}; its files may be incomplete, export again')
+    lines = export(number, cfg, args.weights, Path(args.output), args.format, args.opset,
+                   args.min_size, args.max_size, not args.no_verify)
     print(f'config {number}: {cfg.__name__}')
     print('\n'.join(lines))
     return 0

@@ -30,7 +30,9 @@ import pycocotools.mask as mask_util
 if __package__ in (None, ''):
     import _bootstrap  # noqa: F401  (script mode: make the project importable)
 
+from config.console import run_command, set_status
 from data.coco import read_class_names, segmentation_to_rle
+from data.files import atomic_write, check_output_file, same_file
 from data.results import write_json
 
 CIRCLE_VERTICES = 64
@@ -118,10 +120,17 @@ def image_source(doc: dict[str, Any], json_path: Path) -> Path | bytes:
 
 
 def copy_image(source: Path | bytes, target: Path) -> None:
-    """Copy an image file, or write embedded image bytes, to `target` (no-op onto itself)."""
+    """Copy an image file, or write embedded image bytes, to `target` (no-op onto itself or
+    onto the same bytes); `ValueError` rather than overwrite another file."""
+    if not isinstance(source, bytes) and same_file(source, target):
+        return
+    if target.exists():
+        if target.is_file() and target.read_bytes() == (source if isinstance(source, bytes) else source.read_bytes()):
+            return
+        raise ValueError(f'--copy-images would overwrite {target}, a different file — pick an empty folder')
     if isinstance(source, bytes):
-        target.write_bytes(source)
-    elif source.resolve() != target.resolve():
+        atomic_write(target, source)
+    else:
         shutil.copyfile(source, target)
 
 
@@ -211,22 +220,37 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def main(argv: Sequence[str] | None = None) -> None:
+def check_out(out: Path, labelme_dir: Path, classes: Path | None) -> None:
+    """`ValueError` when OUT.json is a folder or one of the input files (a labelme file,
+    an image, the class list)."""
+    inputs = sorted(labelme_dir.glob('*')) if labelme_dir.is_dir() else []
+    check_output_file(out, inputs + ([classes] if classes else []), 'output')
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """The command: errors end in one line (``config.console.run_command``)."""
+    return run_command(run, argv)
+
+
+def run(argv: Sequence[str]) -> int:
     args = parse_args(argv)
-    try:
-        class_names = read_class_names(args.classes) if args.classes else None
-        coco = convert(args.labelme_dir, class_names, args.copy_images)
-    except ValueError as err:
-        raise SystemExit(f'error: {err}') from err
-    write_json(coco, args.out)
+    check_out(args.out, args.labelme_dir, args.classes)
+    class_names = read_class_names(args.classes) if args.classes else None
+    set_status(lambda: f'nothing was written to {args.out}' + (
+        f'; images copied so far are in {args.copy_images}' if args.copy_images else ''))
+    coco = convert(args.labelme_dir, class_names, args.copy_images)
     names = [c['name'] for c in coco['categories']]
     classes_path = args.out.parent / 'classes.txt'
-    classes_path.write_text(''.join(f'{name}\n' for name in names), encoding='utf-8')
-    print(
-        f"{len(coco['images'])} images, {len(coco['annotations'])} instances, "
-        f"{len(names)} classes -> {args.out}, {classes_path}"
-    )
+    write_json(coco, args.out)
+    if args.classes and same_file(args.classes, classes_path):
+        note = f'{classes_path} (kept: it is --classes)'
+    else:
+        atomic_write(classes_path, ''.join(f'{name}\n' for name in names).encode('utf-8'))
+        note = str(classes_path)
+    print(f"{len(coco['images'])} images, {len(coco['annotations'])} instances, "
+          f"{len(names)} classes -> {args.out}, {note}")
+    return 0
 
 
 if __name__ == '__main__':
-    main()
+    raise SystemExit(main())

@@ -21,10 +21,11 @@ from pathlib import Path
 if __package__ in (None, ''):
     import _bootstrap  # noqa: F401  (script mode: make the project importable)
 
-import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 import paddle  # noqa: E402
 
+from config.console import UsageError, error_line, run_command, set_status  # noqa: E402
+from data.files import check_output_file, make_folder, write_image  # noqa: E402
 from data.results import write_json  # noqa: E402
 from data.transforms import ImageMeta, read_image  # noqa: E402
 from model.inference.exportable import OUTPUT_NAMES  # noqa: E402
@@ -47,58 +48,87 @@ def parse_args(argv=None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def read_outputs(raw: Path, name: str):
-    """The three outputs of one input, each with a leading batch dimension of 1."""
+def read_outputs(raw: Path, name: str, num_classes: int):
+    """The three outputs of one input, each with a leading batch dimension of 1: scores
+    [1, K, C], kernels [1, K, E], mask_feat [1, E, H, W]; ValueError naming the file whose
+    shape does not fit."""
     arrays = []
     for output, ndim in zip(OUTPUT_NAMES, (3, 3, 4)):
         path = raw / f'{name}.{output}.npy'
         if not path.is_file():
             raise ValueError(f'missing {path}')
-        array = np.load(path).astype(np.float32, copy=False)
+        try:
+            array = np.load(path, allow_pickle=False).astype(np.float32, copy=False)
+        except (OSError, ValueError, TypeError) as exc:
+            raise ValueError(f'cannot read {path}: {exc}') from exc
         if array.ndim == ndim - 1:
             array = array[None]
         if array.ndim != ndim or array.shape[0] != 1:
             raise ValueError(f'{path} has shape {array.shape}, expected {ndim} dims with batch 1')
         arrays.append(array)
+    scores, kernels, mask_feat = arrays
+    expected = {'scores': (1, kernels.shape[1], num_classes), 'kernels': (1, scores.shape[1], mask_feat.shape[1])}
+    for output, array in zip(OUTPUT_NAMES, arrays):
+        if output in expected and array.shape != expected[output]:
+            raise ValueError(f'{raw / f"{name}.{output}.npy"} has shape {array.shape}, expected {expected[output]} '
+                             '(scores [1, K, C], kernels [1, K, E], mask_feat [1, E, H, W])')
     return arrays
 
 
-def main(argv=None) -> int:
-    args = parse_args(argv)
+def process(entry: dict, raw: Path, params, class_names, args) -> list:
+    """Post-process one manifest entry (and draw its picture); its COCO records."""
+    scores, kernels, mask_feat = read_outputs(raw, entry['name'], len(class_names))
+    meta = ImageMeta(tuple(entry['orig_hw']), tuple(entry['resized_hw']), tuple(entry['padded_hw']))
+    with paddle.no_grad():
+        soft = postprocess_flat(scores, kernels, mask_feat, params)[0]
+    result = paste_detections(soft, meta, params.mask_threshold)
+    if not args.no_pictures:
+        image = read_image(entry['source'])
+        write_image(Path(args.output) / f'{Path(entry["file_name"]).stem}.jpg',
+                    draw_bgr(image, result, class_names, args.draw_threshold))
+    print(f'{entry["file_name"]}: {len(result)} instances')
+    return coco_records(entry['image_id'], entry['file_name'], result, class_names) if args.save_json else []
+
+
+def read_manifest(path: str) -> dict:
+    """The manifest of demo.py --dump-inputs; UsageError when it cannot be read or lacks keys."""
     try:
-        manifest = json.loads(Path(args.manifest).read_text())
+        manifest = json.loads(Path(path).read_text())
     except (OSError, ValueError) as exc:
-        print(f'error: cannot read {args.manifest}: {exc}', file=sys.stderr)
-        return 2
+        raise UsageError(f'cannot read {path}: {exc} — give the manifest.json of demo.py --dump-inputs')
+    missing = [key for key in ('postprocess', 'class_names', 'images')
+               if not isinstance(manifest, dict) or key not in manifest]
+    if missing:
+        raise UsageError(f"{path} lacks {', '.join(missing)} — give the manifest.json of demo.py --dump-inputs")
+    return manifest
+
+
+def main(argv=None) -> int:
+    """The command: errors end in one line (``config.console.run_command``)."""
+    return run_command(run, argv)
+
+
+def run(argv) -> int:
+    args = parse_args(argv)
+    manifest = read_manifest(args.manifest)
     raw = Path(args.raw)
     if not raw.is_dir():
-        print(f'error: raw output folder not found: {raw}', file=sys.stderr)
-        return 2
+        raise UsageError(f'raw output folder not found: {raw} — give the folder with NAME.scores.npy files')
+    if args.save_json:
+        check_output_file(args.save_json, [args.manifest], '--save-json')
+    if not args.no_pictures:
+        make_folder(args.output, '--output')
     paddle.set_device('cpu')
     params = InferenceParams.from_json(manifest['postprocess'])
-    class_names = manifest['class_names']
-    out_dir = Path(args.output)
-    if not args.no_pictures:
-        out_dir.mkdir(parents=True, exist_ok=True)
     records, done, failed = [], 0, 0
+    set_status(lambda: f'{done} inputs post-processed' + ('' if args.no_pictures else f', pictures in {args.output}/'))
     for entry in manifest['images']:
         try:
-            scores, kernels, mask_feat = read_outputs(raw, entry['name'])
-        except ValueError as exc:
-            print(f'skipped {entry["name"]}: {exc}', file=sys.stderr)
+            records.extend(process(entry, raw, params, manifest['class_names'], args))
+        except (ValueError, KeyError) as exc:
+            print(f'skipped {entry.get("name", entry)}: {error_line(exc)[len("error: "):]}', file=sys.stderr)
             failed += 1
             continue
-        meta = ImageMeta(tuple(entry['orig_hw']), tuple(entry['resized_hw']), tuple(entry['padded_hw']))
-        with paddle.no_grad():
-            soft = postprocess_flat(scores, kernels, mask_feat, params)[0]
-        result = paste_detections(soft, meta, params.mask_threshold)
-        if not args.no_pictures:
-            image = read_image(entry['source'])
-            cv2.imwrite(str(out_dir / f'{Path(entry["file_name"]).stem}.jpg'),
-                        draw_bgr(image, result, class_names, args.draw_threshold))
-        if args.save_json:
-            records.extend(coco_records(entry['image_id'], entry['file_name'], result, class_names))
-        print(f'{entry["file_name"]}: {len(result)} instances')
         done += 1
     if args.save_json:
         write_json(sort_records(records), args.save_json)

@@ -4,6 +4,7 @@
 They read ``infer_cfg.json`` from the folder for the config, class names, test sizes and
 thresholds.
 """
+import contextlib
 import json
 import os
 from pathlib import Path
@@ -22,27 +23,47 @@ PADDLE_PREFIX = 'model'
 ONNX_FILE = 'model.onnx'
 
 
-
 def read_infer_cfg(model_dir: str) -> dict:
     """The folder's infer_cfg.json as a dict (BackendError if missing/unreadable)."""
     path = Path(model_dir) / INFER_CFG
     if not path.is_file():
         raise BackendError(f'{path} not found (export a model with tools/export_model.py)')
     try:
-        return json.loads(path.read_text())
+        info = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
-        raise BackendError(f'cannot read {path}: {exc}')
+        raise BackendError(f'cannot read {path}: {exc} — export the model again')
+    missing = [key for key in ('config', 'num_classes', 'class_names', 'test_short', 'test_max', 'postprocess',
+                               'input') if not isinstance(info, dict) or key not in info]
+    if missing:
+        raise BackendError(f"{path} lacks {', '.join(missing)} — export the model again with tools/export_model.py")
+    return info
+
+
+@contextlib.contextmanager
+def loading(what: Path):
+    """Any exception of a runtime while loading ``what`` becomes one BackendError."""
+    try:
+        yield
+    except BackendError:
+        raise
+    except Exception as exc:  # the runtimes raise their own types (pybind, RuntimeError, ...)
+        first = next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
+        raise BackendError(f'cannot load {what}: {first[:300]} — the file is damaged or not an exported '
+                           'model; export it again with tools/export_model.py') from exc
 
 
 def config_from_infer_cfg(info: dict, overrides: Sequence[str] = ()):
     """The config class an export was made with (class list, test sizes and thresholds
     as stored), with ``--opt`` style overrides on top."""
-    base = get_config(info['config'])
-    changes = {'num_classes': info['num_classes'], 'class_names': tuple(info['class_names']),
-               'test_short': info['test_short'], 'test_max': info['test_max']}
-    params = InferenceParams.from_json(info['postprocess'])
-    changes.update({name: getattr(params, name) for name in info['postprocess']})
-    return with_overrides(type(base.__name__, (base,), changes), overrides)
+    try:
+        base = get_config(info['config'])
+        changes = {'num_classes': info['num_classes'], 'class_names': tuple(info['class_names']),
+                   'test_short': info['test_short'], 'test_max': info['test_max']}
+        params = InferenceParams.from_json(info['postprocess'])
+        changes.update({name: getattr(params, name) for name in info['postprocess']})
+        return with_overrides(type(base.__name__, (base,), changes), overrides)
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise BackendError(f'{INFER_CFG} holds a bad value ({exc}) — export the model again') from exc
 
 
 class _Exported(Backend):
@@ -94,9 +115,10 @@ class InferenceBackend(_Exported):
             config.disable_mkldnn()
         if hasattr(config, 'disable_glog_info'):
             config.disable_glog_info()
-        self.predictor = paddle_infer.create_predictor(config)
-        self.input = self.predictor.get_input_handle(self.predictor.get_input_names()[0])
-        self.outputs = [self.predictor.get_output_handle(n) for n in self.predictor.get_output_names()]
+        with loading(f'{model_file} + {params_file.name}'):
+            self.predictor = paddle_infer.create_predictor(config)
+            self.input = self.predictor.get_input_handle(self.predictor.get_input_names()[0])
+            self.outputs = [self.predictor.get_output_handle(n) for n in self.predictor.get_output_names()]
         if len(self.outputs) != len(OUTPUT_NAMES):
             raise BackendError(f'{model_file} has {len(self.outputs)} outputs, expected {len(OUTPUT_NAMES)}')
 
@@ -127,8 +149,9 @@ class OnnxBackend(_Exported):
         options.intra_op_num_threads = _threads(threads)
         options.inter_op_num_threads = 1
         options.log_severity_level = 3
-        self.session = ort.InferenceSession(str(path), options, providers=['CPUExecutionProvider'])
-        self.input_name = self.session.get_inputs()[0].name
+        with loading(path):
+            self.session = ort.InferenceSession(str(path), options, providers=['CPUExecutionProvider'])
+            self.input_name = self.session.get_inputs()[0].name
         self.output_names = list(OUTPUT_NAMES)
 
     def run(self, batch: np.ndarray) -> List[np.ndarray]:
