@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from config.cli import add_runtime_args, make_parser
+from config.console import run_command, set_status
 from data.coco import load_coco
 from data.coco_eval import evaluate_segm
 from data.transforms import read_image
@@ -75,13 +76,18 @@ def val_picture(trainer):
     ann, images = val_set(trainer.cfg)
     coco = load_coco(ann)
     first = coco.imgs[min(coco.getImgIds())]['file_name']
-    image = read_image(str(Path(images) / first))
+    image = read_image(str(Path(images) / first), trainer.cfg.max_image_pixels)
     with evaluation_weights(trainer.model, trainer.ema) as model:
         result = Predictor.for_model(model, trainer.cfg)(image)
     return draw_instances(image, result.masks, result.labels, result.scores, trainer.cfg.class_names, 0.3)
 
 
 def main(argv=None) -> int:
+    """The command: errors end in one line (``config.console.run_command``)."""
+    return run_command(run, argv, usage_errors=(UsageError, CheckpointError))
+
+
+def run(argv) -> int:
     args = parse_args(argv)
     world = world_size()
     try:
@@ -89,6 +95,8 @@ def main(argv=None) -> int:
     except (UsageError, CheckpointError, FileNotFoundError, KeyError, ValueError) as exc:
         print(f'error: {exc.args[0] if isinstance(exc, KeyError) else exc}', file=sys.stderr)
         return 2
+    set_status(lambda: f'stopped at iteration {trainer.state.iteration}; checkpoints so far are in {out} '
+               '(continue with --resume auto)')
     schedule = trainer.schedule
     print(f'{schedule.per_epoch} iterations per epoch, {schedule.total_iters} in total, '
           f'batch {trainer.cfg.batch_size * world}, lr {schedule.base_lr:g}')

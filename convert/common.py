@@ -10,6 +10,7 @@ import numpy as np
 import paddle
 
 from config import CONFIGS, describe_configs, with_classes
+from config.console import run_command
 from model.build import build_model
 from model.checkpoint import save_checkpoint
 
@@ -158,7 +159,7 @@ def is_deformable(prefix: str, keys: frozenset) -> bool:
     return f'{prefix}.conv.offset.weight' in keys
 
 
-def converter_main(description: str, load: Callable[[str], Dict[str, np.ndarray]],
+def run_conversion(description: str, load: Callable[[str], Dict[str, np.ndarray]],
                    rename: Renamer, default_configs: Sequence[int],
                    num_classes_key: Callable[[Dict[str, np.ndarray]], int],
                    ignored: Callable[[str], bool] = lambda k: False,
@@ -195,3 +196,9 @@ def converter_main(description: str, load: Callable[[str], Dict[str, np.ndarray]
     print(f'config {number} ({CONFIGS[number].__name__}): {report.summary()}')
     print(f'wrote {args.output}')
     return 0
+
+
+def converter_main(*args, argv: Optional[Sequence[str]] = None, **kwargs) -> int:
+    """``run_conversion`` as a command: errors end in one line, Ctrl-C too
+    (``config.console.run_command``)."""
+    return run_command(lambda rest: run_conversion(*args, argv=rest, **kwargs), argv)

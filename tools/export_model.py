@@ -19,7 +19,6 @@ and top-k run in Python (``model.inference.postprocess.postprocess_flat``), see 
 with the dygraph model (``--no-verify`` skips this).
 """
 import argparse
-import sys
 from pathlib import Path
 
 if __package__ in (None, ''):
