@@ -31,7 +31,7 @@ from model.inference.export import infer_cfg
 from model.inference.exported import InferenceBackend, OnnxBackend
 from model.inference.media import picture_names
 from model.inference.postprocess import InferenceParams
-from tools import labelme2coco, postprocess_raw
+from tools import export_model, labelme2coco, postprocess_raw
 
 REPO = Path(__file__).resolve().parents[1]
 WEIGHTS = str(REPO / 'weights' / 'shapes_r18.pdparams')
@@ -232,6 +232,27 @@ def test_postprocess_raw_skips_a_wrong_shaped_output(tmp_path, capsys):
     (tmp_path / 'bad.json').write_text('{"images": []}')
     assert postprocess_raw.main(['--manifest', str(tmp_path / 'bad.json'), '--raw', str(raw)]) == 2
     one_error(capsys.readouterr().err, 'lacks postprocess, class_names')
+
+
+# ---- tools/export_model.py -----------------------------------------------------------------------
+
+def test_export_refuses_outputs_over_the_weights(tmp_path, capsys):
+    folder = tmp_path / 'best'
+    folder.mkdir()
+    (folder / 'model.pdparams').write_bytes(Path(WEIGHTS).read_bytes())
+    (folder / 'model.json').write_text(Path(WEIGHTS).with_suffix('.json').read_text())
+    (tmp_path / 'file').write_text('x')
+    before = hashes(tmp_path)
+    weights = ['--weights', str(folder / 'model.pdparams')]
+    for argv, fragment in (([*weights, '--output', str(folder)], 'model.json is an input file'),
+                           ([*weights, '--output', str(tmp_path / 'file')], 'is a file'),
+                           (['--weights', str(tmp_path / 'nope.pdparams'), '--output', str(tmp_path / 'x')],
+                            'weights not found'),
+                           ([*weights, '--output', str(tmp_path / 'x'), '--opt', 'max_per_image=-1'],
+                            'max_per_image')):
+        assert export_model.main(argv) == 2, argv
+        one_error(capsys.readouterr().err, fragment)
+    assert hashes(tmp_path) == before
 
 
 # ---- exported models: damaged files ----------------------------------------------------------------

@@ -20,7 +20,7 @@ def predict_coco(predictor, coco: COCO, image_dir: str,
     bar = Progress(len(image_ids), 'predict ') if progress else None
 
     def load(image_id):
-        image = read_image(os.path.join(image_dir, coco.imgs[image_id]['file_name']))
+        image = read_image(os.path.join(image_dir, coco.imgs[image_id]['file_name']), predictor.cfg.max_image_pixels)
         return predictor.prepare(image)
 
     def model(loaded):
