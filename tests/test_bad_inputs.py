@@ -76,9 +76,12 @@ def photos(tmp_path) -> Path:
 # ---- demo.py: outputs never overwrite inputs ---------------------------------------------------
 
 def test_demo_refuses_outputs_that_would_destroy_inputs(photos, tmp_path, capsys):
+    (photos / 'clip.mp4').write_bytes(b'not really a video')
     before = hashes(photos)
     (tmp_path / 'file.txt').write_text('x')
     cases = [
+        (['--video', photos / 'clip.mp4', '--output', photos / 'clip.mp4'], 'is an input file'),
+        (['--video', photos / 'clip.mp4', '--output', photos / 'a.png' / 'x.mp4'], 'is a file, not a folder'),
         (['--input', photos, '--output', photos], '--output', 'is the --input folder'),
         (['--input', photos / 'a.png', '--output', photos / 'a.png'], 'is a file, not a folder'),
         (['--input', photos / 'a.jpg', '--output', photos], 'would overwrite the input'),
@@ -203,6 +206,10 @@ def test_labelme2coco_never_overwrites_an_input(tmp_path, capsys):
         one_error(capsys.readouterr().err, fragment)
     assert hashes(tmp_path) == before
     assert not (tmp_path / 'out.json').exists()
+    # the class list beside OUT.json is --classes itself: kept as the user wrote it
+    (tmp_path / 'classes.txt').write_text('cat\n\n')
+    assert labelme2coco.main([str(folder), str(tmp_path / 'out.json'), '--classes', str(tmp_path / 'classes.txt')]) == 0
+    assert (tmp_path / 'classes.txt').read_text() == 'cat\n\n' and 'kept: it is --classes' in capsys.readouterr().out
 
 
 # ---- tools/postprocess_raw.py -------------------------------------------------------------------
