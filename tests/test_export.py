@@ -227,7 +227,7 @@ def test_deformable_conv_exports_to_onnx(dcn, tmp_path, pytestconfig):
     assert max(diffs['scores'], diffs['kernels'], diffs['mask_feat']) <= OUTPUT_TOL, diffs
 
 
-@pytest.mark.parametrize('opts', [['score_threshold=0.999'], ['update_threshold=2.0']],
+@pytest.mark.parametrize('opts', [['score_threshold=0.999'], ['update_threshold=1.0']],
                          ids=['no-candidates', 'all-decayed'])
 def test_zero_detections_in_every_backend(hot, opts):
     """Nothing passes the score threshold, or everything falls below update_threshold
