@@ -11,6 +11,7 @@ object (the dataclass `BatchTargets`) rather than a plain dict of arrays.
 
 from __future__ import annotations
 
+import _thread
 import ctypes
 import functools
 import logging
@@ -159,6 +160,66 @@ class SeededSampler(paddle.io.Sampler):
 
 
 PR_SET_PDEATHSIG = 1
+FAILURE_SIGNAL = getattr(signal, 'SIGUSR1', None)
+
+
+class LoaderError(RuntimeError):
+    """Making a batch failed in Paddle's loader thread (`num_workers=0`); raised in the main thread."""
+
+
+_failures: list[str] = []
+
+
+def _raise_failure(signum, frame) -> None:
+    raise LoaderError(_failures[-1] if _failures else 'making a batch failed')
+
+
+def report_to_main(what: str, err: Exception) -> None:
+    """From Paddle's loader thread: have the main thread raise `LoaderError` about `err`, and
+    end the thread quietly (StopIteration, which Paddle's loop takes as the end); in the main
+    thread `err` is raised as it is."""
+    if FAILURE_SIGNAL is None or threading.current_thread() is threading.main_thread():
+        raise err
+    _failures.append(f'{what}: {type(err).__name__}: {err}')
+    _thread.interrupt_main(FAILURE_SIGNAL)
+    raise StopIteration from err
+
+
+def reporting_collate(collate: Callable[[list[Any]], Any]) -> Callable[[list[Any]], Any]:
+    """`collate` whose exceptions in the loader thread reach the main thread (see `ReportingDataset`)."""
+    def guarded(samples: list[Any]) -> Any:
+        try:
+            return collate(samples)
+        except Exception as err:
+            report_to_main('batch', err)
+    return guarded
+
+
+class ReportingDataset(paddle.io.Dataset):
+    """`dataset` whose exceptions in Paddle's single-process loader thread reach the main
+    thread as `LoaderError`. (Paddle's thread ends on an exception and the main thread then
+    waits for the next batch forever: one bad annotation hung training with num_workers=0.)
+    Other attributes are the wrapped dataset's."""
+
+    def __init__(self, dataset: paddle.io.Dataset) -> None:
+        super().__init__()
+        self.dataset = dataset
+        if FAILURE_SIGNAL is not None and threading.current_thread() is threading.main_thread():
+            signal.signal(FAILURE_SIGNAL, _raise_failure)
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getattr__(self, name: str) -> Any:
+        if name == 'dataset':
+            raise AttributeError(name)
+        return getattr(self.dataset, name)
+
+    def __getitem__(self, index: int) -> Sample:
+        try:
+            return self.dataset[index]
+        except Exception as err:
+            report_to_main(f'sample {index}', err)
 
 
 def die_with_parent(worker_id: int = 0, parent: int | None = None) -> None:
@@ -200,7 +261,8 @@ def build_train_loader(
     `DistributedBatchSampler` shards the data (its shuffle depends on the epoch
     only, not on `seed`). `target_fn` and `collate_targets` must be picklable
     when `num_workers > 0` (module-level functions or `functools.partial`). Worker
-    processes end with the process that made them (`die_with_parent`).
+    processes end with the process that made them (`die_with_parent`); without workers, a
+    sample that raises ends the iteration with `LoaderError` (`ReportingDataset`).
     """
     if distributed:
         batch_sampler = paddle.io.DistributedBatchSampler(
@@ -212,12 +274,11 @@ def build_train_loader(
             batch_size=batch_size,
             drop_last=drop_last,
         )
+    collate = functools.partial(collate_batch, target_fn=target_fn, collate_targets=collate_targets)
     return paddle.io.DataLoader(
-        dataset,
+        dataset if num_workers else ReportingDataset(dataset),
         batch_sampler=batch_sampler,
-        collate_fn=functools.partial(
-            collate_batch, target_fn=target_fn, collate_targets=collate_targets
-        ),
+        collate_fn=collate if num_workers else reporting_collate(collate),
         num_workers=num_workers,
         worker_init_fn=functools.partial(die_with_parent, parent=os.getpid()),
         return_list=True,

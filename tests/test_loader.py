@@ -1,13 +1,14 @@
 """Tests for data.loader with an in-memory sample source and fake targets."""
 
 import logging
+import signal
 from dataclasses import dataclass
 
 import numpy as np
 import pytest
 
 from data.augment import TrainTransform
-from data.loader import TrainDataset, build_train_loader, collate_batch, set_epoch
+from data.loader import LoaderError, TrainDataset, build_train_loader, collate_batch, set_epoch
 
 SIZES = [(40, 60), (70, 30), (64, 64), (50, 50)]
 BAD_INDEX = 3
@@ -157,3 +158,30 @@ def test_loader_batches_deterministic_and_reshuffled():
 
 def test_loader_with_worker_processes_matches_single_process():
     assert_same_batches(epoch_batches(make_loader(2), 1), epoch_batches(make_loader(0), 1))
+
+
+def failing_target_fn(masks, labels):
+    raise KeyError('segmentation')
+
+
+def raise_timeout(signum, frame):
+    raise TimeoutError('the loader hung')
+
+
+@pytest.mark.parametrize('where', ['sample', 'batch'])
+def test_an_error_without_workers_reaches_the_main_thread(where):
+    """Paddle's single-process loader thread ends on an exception and its main thread then
+    waits forever; the error must come out as LoaderError instead (an alarm ends a hang)."""
+    dataset = TrainDataset(MemorySource(bad=(0, 1, 2, 3)), TrainTransform([32], 64), max_failures=2) \
+        if where == 'sample' else make_dataset()
+    target_fn = fake_target_fn if where == 'sample' else failing_target_fn
+    loader = build_train_loader(dataset, 2, target_fn, fake_collate_targets, num_workers=0)
+    set_epoch(loader, 0)
+    previous = signal.signal(signal.SIGALRM, raise_timeout)
+    signal.alarm(30)
+    try:
+        with pytest.raises(LoaderError, match='more than 2 consecutive' if where == 'sample' else 'segmentation'):
+            list(loader)
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
