@@ -9,7 +9,8 @@ def make_parser(description: str) -> argparse.ArgumentParser:
     """A parser whose help lists the numbered configs."""
     return argparse.ArgumentParser(description=description,
                                    formatter_class=argparse.RawDescriptionHelpFormatter,
-                                   epilog='configs (--config=N):\n' + describe_configs())
+                                   epilog='configs (--config=N):\n' + describe_configs()
+                                   + '\n\nerrors end in one line; --debug (or SOLOV2_DEBUG=1) shows the traceback')
 
 
 def add_runtime_args(parser: argparse.ArgumentParser) -> None:
