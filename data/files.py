@@ -77,6 +77,9 @@ def check_folder(folder: str | PathLike[str], option: str = 'output') -> Path:
 
 
 def make_folder(folder: str | PathLike[str], option: str = 'output') -> Path:
-    """``check_folder``, then create ``folder`` (and parents)."""
-    check_folder(folder, option).mkdir(parents=True, exist_ok=True)
+    """``check_folder``, then create ``folder`` (and parents); ValueError when that fails."""
+    try:
+        check_folder(folder, option).mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ValueError(f'cannot create {option} folder {folder}: {err.strerror} — pick another path') from err
     return Path(folder)
