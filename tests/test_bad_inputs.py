@@ -131,6 +131,16 @@ def test_demo_same_stem_inputs_pixel_limit_and_a_checked_write(photos, tmp_path,
         write_image(tmp_path / 'missing' / 'x.jpg', np.zeros((4, 4, 3), np.uint8))
 
 
+def test_demo_a_failed_picture_write_is_an_error_not_a_summary(photos, tmp_path, capsys, monkeypatch):
+    def disk_full(path, data):
+        raise OSError(28, 'No space left on device', str(path))
+    monkeypatch.setattr('data.files.atomic_write', disk_full)
+    assert demo.main(['--input', str(photos), '--output', str(tmp_path / 'out'), '--weights', WEIGHTS, *FAST]) == 1
+    captured = capsys.readouterr()
+    one_error(captured.err, 'No space left on device', 'a_jpg.jpg')
+    assert 'pictures in' not in captured.out
+
+
 # ---- eval.py -----------------------------------------------------------------------------------
 
 @pytest.fixture
