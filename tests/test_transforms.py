@@ -7,6 +7,7 @@ import pytest
 from data.transforms import (
     ImageMeta,
     batch_images,
+    header_size,
     normalize,
     pad_to_multiple,
     preprocess,
@@ -105,3 +106,32 @@ def test_read_image_unreadable(tmp_path, content):
 def test_read_image_missing(tmp_path):
     with pytest.raises(ValueError, match='cannot read image'):
         read_image(tmp_path / 'missing.jpg')
+
+
+@pytest.mark.parametrize('suffix', ['.png', '.jpg', '.bmp'])
+def test_header_size_reads_width_and_height_without_decoding(suffix):
+    ok, encoded = cv2.imencode(suffix, np.zeros((37, 53, 3), np.uint8))
+    assert ok and header_size(memoryview(encoded.reshape(-1))) == (53, 37)
+    assert header_size(encoded.tobytes()[:5]) is None
+
+
+def test_jpeg_size_found_after_a_large_app_segment():
+    ok, encoded = cv2.imencode('.jpg', np.zeros((20, 30, 3), np.uint8))
+    data = encoded.tobytes()
+    app = b'\xff\xe1' + (65535).to_bytes(2, 'big') + bytes(65533)
+    assert header_size(data[:2] + app + data[2:]) == (30, 20)
+
+
+def test_a_huge_image_is_refused_from_its_header(tmp_path):
+    """A PNG that claims 30000 x 20000 pixels is refused before anything is decoded."""
+    ok, encoded = cv2.imencode('.png', np.zeros((2, 2, 3), np.uint8))
+    data = bytearray(encoded.tobytes())
+    data[16:24] = (30000).to_bytes(4, 'big') + (20000).to_bytes(4, 'big')
+    (tmp_path / 'huge.png').write_bytes(bytes(data))
+    with pytest.raises(ValueError, match=r'30000x20000 = 600 MP, over the limit of 100 MP'):
+        read_image(tmp_path / 'huge.png')
+    assert cv2.imwrite(str(tmp_path / 'ok.png'), np.zeros((2, 2, 3), np.uint8))
+    assert read_image(tmp_path / 'ok.png', max_pixels=4).shape == (2, 2, 3)
+    assert read_image(tmp_path / 'ok.png', max_pixels=0).shape == (2, 2, 3)      # 0: no limit
+    with pytest.raises(ValueError, match='over the limit'):
+        read_image(tmp_path / 'ok.png', max_pixels=3)
