@@ -95,8 +95,9 @@ def run(argv) -> int:
     except (UsageError, CheckpointError, FileNotFoundError, KeyError, ValueError) as exc:
         print(f'error: {exc.args[0] if isinstance(exc, KeyError) else exc}', file=sys.stderr)
         return 2
-    set_status(lambda: f'stopped at iteration {trainer.state.iteration}; checkpoints so far are in {out} '
-               '(continue with --resume auto)')
+    set_status(lambda: f'stopped at iteration {trainer.state.iteration}; ' + (
+        f'the last checkpoint is {out}/last (continue with --resume auto)' if (out / 'last').is_dir()
+        else f'no checkpoint saved yet in {out}'))
     schedule = trainer.schedule
     print(f'{schedule.per_epoch} iterations per epoch, {schedule.total_iters} in total, '
           f'batch {trainer.cfg.batch_size * world}, lr {schedule.base_lr:g}')
