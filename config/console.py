@@ -1,5 +1,6 @@
 """Console output shared by the commands: a progress line with rate and ETA that redraws
 itself on a terminal and prints whole lines in a log file or CI output."""
+import os
 import sys
 import threading
 import time
@@ -56,7 +57,6 @@ def open_visualdl(logdir: str):
     return LogWriter(logdir=str(logdir))
 
 
-
 DEBUG_FLAG = '--debug'
 DEBUG_ENV = 'SOLOV2_DEBUG'
 
@@ -86,7 +86,6 @@ def run_command(main, argv=None, usage_errors=(), stream=None) -> int:
     UsageError, ValueError, KeyError, FileNotFoundError and ``usage_errors``; exit 1 for any
     other failure), Ctrl-C one line with the status (exit 130). ``--debug`` in ``argv`` (taken
     out before ``main`` sees it) or SOLOV2_DEBUG=1 re-raises with the full traceback."""
-    import os
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = DEBUG_FLAG in argv or os.environ.get(DEBUG_ENV, '') not in ('', '0')
     argv = [arg for arg in argv if arg != DEBUG_FLAG]

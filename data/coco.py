@@ -22,6 +22,7 @@ from pycocotools.coco import COCO
 from data.transforms import DEFAULT_MAX_PIXELS, read_image
 
 logger = logging.getLogger(__name__)
+_reported: set[str] = set()
 
 
 def read_class_names(path: str | PathLike[str]) -> list[str]:
@@ -37,7 +38,11 @@ def read_class_names(path: str | PathLike[str]) -> list[str]:
 
 
 def load_coco(ann_file: str | PathLike[str]) -> COCO:
-    """Parse a COCO instance file into an indexed pycocotools `COCO`, without its stdout chatter."""
+    """Parse a COCO instance file into an indexed pycocotools `COCO`, without its stdout chatter.
+
+    Category ids must be integers (`ValueError` otherwise); annotations that cannot be used
+    (`unusable_reason`) are left out and reported in one warning per file and process.
+    """
     path = Path(ann_file)
     if not path.is_file():
         raise ValueError(f'annotation file not found: {path}')
@@ -90,13 +95,15 @@ def unusable_reason(ann: Any, image: Mapping[str, Any] | None) -> str | None:
             list(segmentation['size']) != size else None
     if not isinstance(segmentation, list):
         return 'malformed segmentation'
+    polygons = [polygon for polygon in segmentation if isinstance(polygon, list) and len(polygon) >= 6]
+    if not polygons:
+        return 'empty polygons'
     try:
-        points = np.concatenate([np.asarray(p, dtype=np.float64).reshape(-1, 2)
-                                 for p in segmentation if isinstance(p, list) and len(p) >= 6] or [np.zeros((0, 2))])
+        points = np.concatenate([np.asarray(polygon, dtype=np.float64).reshape(-1, 2) for polygon in polygons])
     except (TypeError, ValueError):
         return 'malformed polygon'
-    if not len(points) or not np.isfinite(points).all():
-        return 'empty polygons'
+    if not np.isfinite(points).all():
+        return 'malformed polygon'
     width, height = image.get('width', np.inf), image.get('height', np.inf)
     low, high = points.min(axis=0), points.max(axis=0)
     if high[0] <= 0 or high[1] <= 0 or low[0] >= width or low[1] >= height:
@@ -115,7 +122,8 @@ def usable_annotations(dataset: Mapping[str, Any], path: Path) -> list[dict[str,
             kept.append(ann)
         else:
             skipped[reason] += 1
-    if skipped:
+    if skipped and str(path.resolve()) not in _reported:      # once per file and process
+        _reported.add(str(path.resolve()))
         reasons = ', '.join(f'{count} {reason}' for reason, count in skipped.most_common())
         logger.warning('%s: skipped %d of %d annotations that cannot be used (%s)', path,
                        sum(skipped.values()), len(dataset.get('annotations', [])), reasons)
