@@ -40,7 +40,7 @@ def read_infer_cfg(model_dir: str) -> dict:
 
 
 @contextlib.contextmanager
-def loading(what: Path):
+def loading(what: str | Path):
     """Any exception of a runtime while loading ``what`` becomes one BackendError."""
     try:
         yield
@@ -73,9 +73,12 @@ class _Exported(Backend):
         self.model_dir = Path(model_dir)
         self.info = read_infer_cfg(model_dir)
         self.number = self.info['config']
-        size = self.info['input']
-        super().__init__(config_from_infer_cfg(self.info, overrides),
-                         (size['min_size'], size['max_size']))
+        try:
+            size_range = (int(self.info['input']['min_size']), int(self.info['input']['max_size']))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise BackendError(f'{INFER_CFG} in {model_dir} has no input size range ({exc}) — export the model '
+                               'again') from exc
+        super().__init__(config_from_infer_cfg(self.info, overrides), size_range)
 
 
 def _threads(threads: int) -> int:
