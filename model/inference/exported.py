@@ -40,7 +40,7 @@ def read_infer_cfg(model_dir: str) -> dict:
 
 
 @contextlib.contextmanager
-def loading(what: str | Path):
+def loading(what: str):
     """Any exception of a runtime while loading ``what`` becomes one BackendError."""
     try:
         yield
@@ -152,7 +152,7 @@ class OnnxBackend(_Exported):
         options.intra_op_num_threads = _threads(threads)
         options.inter_op_num_threads = 1
         options.log_severity_level = 3
-        with loading(path):
+        with loading(str(path)):
             self.session = ort.InferenceSession(str(path), options, providers=['CPUExecutionProvider'])
             self.input_name = self.session.get_inputs()[0].name
         self.output_names = list(OUTPUT_NAMES)
