@@ -249,6 +249,22 @@ def test_postprocess_raw_skips_a_wrong_shaped_output(tmp_path, capsys):
     (tmp_path / 'bad.json').write_text('{"images": []}')
     assert postprocess_raw.main(['--manifest', str(tmp_path / 'bad.json'), '--raw', str(raw)]) == 2
     one_error(capsys.readouterr().err, 'lacks postprocess, class_names')
+    # a picture would overwrite its source image: refused before anything is written
+    sources = tmp_path / 'sources'
+    sources.mkdir()
+    for entry in entries:
+        entry['source'] = str(sources / f'{entry["name"]}.jpg')
+        assert cv2.imwrite(entry['source'], np.zeros((32, 32, 3), np.uint8))
+        entry['file_name'] = f'{entry["name"]}.jpg'
+    manifest.write_text(json.dumps({'postprocess': params.to_json(), 'class_names': ['a', 'b'], 'images': entries}))
+    before = hashes(sources)
+    assert postprocess_raw.main(['--manifest', str(manifest), '--raw', str(raw), '--output', str(sources)]) == 2
+    one_error(capsys.readouterr().err, 'would overwrite the source image')
+    assert hashes(sources) == before
+    del entries[0]['padded_hw']
+    manifest.write_text(json.dumps({'postprocess': params.to_json(), 'class_names': ['a', 'b'], 'images': entries}))
+    assert postprocess_raw.main(['--manifest', str(manifest), '--raw', str(raw)]) == 2
+    one_error(capsys.readouterr().err, 'image 0 lacks padded_hw')
 
 
 # ---- tools/export_model.py -----------------------------------------------------------------------

@@ -29,8 +29,11 @@ from data.files import check_output_file, make_folder, write_image  # noqa: E402
 from data.results import write_json  # noqa: E402
 from data.transforms import ImageMeta, read_image  # noqa: E402
 from model.inference.exportable import OUTPUT_NAMES  # noqa: E402
+from model.inference.media import picture_names  # noqa: E402
 from model.inference.outputs import coco_records, draw_bgr, sort_records  # noqa: E402
 from model.inference.postprocess import InferenceParams, paste_detections, postprocess_flat  # noqa: E402
+
+ENTRY_KEYS = ('name', 'image_id', 'file_name', 'source', 'orig_hw', 'resized_hw', 'padded_hw')
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -75,17 +78,29 @@ def read_outputs(raw: Path, name: str, num_classes: int):
     return arrays
 
 
-def process(entry: dict, raw: Path, params, class_names, args) -> list:
-    """Post-process one manifest entry (and draw its picture); its COCO records."""
+def picture_paths(entries, output: str) -> dict:
+    """{entry name: its picture under ``output``} (unique names as the demo's); UsageError
+    when a picture would overwrite a source image."""
+    names = picture_names([Path(entry['file_name']) for entry in entries])
+    targets = {entry['name']: Path(output) / names[Path(entry['file_name'])] for entry in entries}
+    sources = {Path(entry['source']).resolve() for entry in entries}
+    for name, target in targets.items():
+        if target.resolve() in sources:
+            raise UsageError(f'--output {output}: the picture of {name} would overwrite the source image {target} '
+                             '— pick another folder')
+    return targets
+
+
+def process(entry: dict, raw: Path, params, class_names, args, picture: Path = None) -> list:
+    """Post-process one manifest entry (and draw its picture when ``picture`` is given); its
+    COCO records."""
     scores, kernels, mask_feat = read_outputs(raw, entry['name'], len(class_names))
     meta = ImageMeta(tuple(entry['orig_hw']), tuple(entry['resized_hw']), tuple(entry['padded_hw']))
     with paddle.no_grad():
         soft = postprocess_flat(scores, kernels, mask_feat, params)[0]
     result = paste_detections(soft, meta, params.mask_threshold)
-    if not args.no_pictures:
-        image = read_image(entry['source'])
-        write_image(Path(args.output) / f'{Path(entry["file_name"]).stem}.jpg',
-                    draw_bgr(image, result, class_names, args.draw_threshold))
+    if picture is not None:
+        write_image(picture, draw_bgr(read_image(entry['source']), result, class_names, args.draw_threshold))
     print(f'{entry["file_name"]}: {len(result)} instances')
     return coco_records(entry['image_id'], entry['file_name'], result, class_names) if args.save_json else []
 
@@ -100,6 +115,11 @@ def read_manifest(path: str) -> dict:
                if not isinstance(manifest, dict) or key not in manifest]
     if missing:
         raise UsageError(f"{path} lacks {', '.join(missing)} — give the manifest.json of demo.py --dump-inputs")
+    for index, entry in enumerate(manifest['images']):
+        lacking = [key for key in ENTRY_KEYS if not isinstance(entry, dict) or key not in entry]
+        if lacking:
+            raise UsageError(f"{path}: image {index} lacks {', '.join(lacking)} — write the manifest again "
+                             'with demo.py --dump-inputs')
     return manifest
 
 
@@ -116,7 +136,8 @@ def run(argv) -> int:
         raise UsageError(f'raw output folder not found: {raw} — give the folder with NAME.scores.npy files')
     if args.save_json:
         check_output_file(args.save_json, [args.manifest], '--save-json')
-    if not args.no_pictures:
+    pictures = {} if args.no_pictures else picture_paths(manifest['images'], args.output)
+    if pictures:
         make_folder(args.output, '--output')
     paddle.set_device('cpu')
     params = InferenceParams.from_json(manifest['postprocess'])
@@ -124,7 +145,7 @@ def run(argv) -> int:
     set_status(lambda: f'{done} inputs post-processed' + ('' if args.no_pictures else f', pictures in {args.output}/'))
     for entry in manifest['images']:
         try:
-            records.extend(process(entry, raw, params, manifest['class_names'], args))
+            records.extend(process(entry, raw, params, manifest['class_names'], args, pictures.get(entry['name'])))
         except (ValueError, KeyError) as exc:
             print(f'skipped {entry.get("name", entry)}: {error_line(exc)[len("error: "):]}', file=sys.stderr)
             failed += 1
