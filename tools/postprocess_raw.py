@@ -91,7 +91,7 @@ def picture_paths(entries, output: str) -> dict:
     return targets
 
 
-def process(entry: dict, raw: Path, params, class_names, args, picture: Path = None) -> list:
+def process(entry: dict, raw: Path, params, class_names, args, picture=None) -> list:
     """Post-process one manifest entry (and draw its picture when ``picture`` is given); its
     COCO records."""
     scores, kernels, mask_feat = read_outputs(raw, entry['name'], len(class_names))
