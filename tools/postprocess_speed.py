@@ -1,0 +1,101 @@
+"""Speed of everything after the network, on one core: raw outputs -> instances ->
+masks on the picture -> COCO RLE + JSON -> drawn picture (what ``demo.py`` does per image).
+
+The raw outputs are synthetic but shaped like a real image's: ``instances`` blobs on the
+mask-feature map, each a logit channel (+ a constant channel for the bias), and
+``candidates`` (cell, class) pairs above the score threshold, each cell's kernel selecting
+one blob (slightly perturbed), one high-scoring cell per blob and the rest weaker
+duplicates, so Matrix NMS keeps one instance per blob.
+"""
+import json
+import os
+import statistics
+import time
+
+import cv2
+import numpy as np
+import paddle
+
+from data.results import instances_to_coco
+from data.transforms import ImageMeta, resized_hw
+from data.visualize import draw_instances
+from model.inference.postprocess import InferenceParams, paste_detections, postprocess_flat
+
+
+def _blob_features(rng, count: int, channels: int, feat_hw) -> np.ndarray:
+    """[E, Hf, Wf] float32: channel b < count is 1 inside ellipse b, 0 outside (plus a
+    little noise); the last channel is 1 everywhere (the kernels' bias)."""
+    height, width = feat_hw
+    feat = rng.normal(0, 0.03, (channels, height, width)).astype(np.float32)
+    for b in range(count):
+        centre = (int(rng.integers(0, width)), int(rng.integers(0, height)))
+        axes = (int(rng.integers(3, 16)), int(rng.integers(3, 16)))
+        blob = np.zeros((height, width), np.uint8)
+        cv2.ellipse(blob, centre, axes, float(rng.uniform(0, 180)), 0, 360, 1, -1)
+        feat[b] += blob
+    feat[-1] = 1.0
+    return feat
+
+
+def synthetic_outputs(params: InferenceParams, num_classes: int, channels: int, feat_hw,
+                      instances: int = 100, candidates: int = 2700, seed: int = 0):
+    """(scores [1, K, C], kernels [1, K, E], mask_feat [1, E, Hf, Wf]) float32 that give
+    ``instances`` detections from ``candidates`` candidates (see the module docstring)."""
+    rng = np.random.default_rng(seed)
+    cells = sum(s * s for s in params.num_grids)
+    assert instances < channels and candidates <= cells
+    feat = _blob_features(rng, instances, channels, feat_hw)
+    picked = rng.choice(cells, candidates, replace=False)
+    blob_of = np.concatenate([np.arange(instances), rng.integers(0, instances, candidates - instances)])
+    class_of_blob = rng.integers(0, num_classes, instances)
+    scores = np.zeros((cells, num_classes), np.float32)
+    scores[picked, class_of_blob[blob_of]] = np.concatenate(
+        [rng.uniform(0.6, 0.95, instances), rng.uniform(0.11, 0.5, candidates - instances)])
+    kernels = rng.normal(0, 0.2, (cells, channels)).astype(np.float32)
+    kernels[picked, blob_of] += 12.0
+    kernels[:, -1] = -6.0
+    return scores[None], kernels[None], feat[None]
+
+
+def finish_picture(image, soft, meta: ImageMeta, params: InferenceParams, class_names):
+    """What the demo does after post-processing, in stages: paste, RLE + JSON, drawing.
+    Returns the seconds of each stage."""
+    times = [time.perf_counter()]
+    result = paste_detections(soft, meta, params.mask_threshold)
+    times.append(time.perf_counter())
+    json.dumps(instances_to_coco(0, result.masks, result.labels, result.scores,
+                                 list(range(1, len(class_names) + 1))))
+    times.append(time.perf_counter())
+    draw_instances(image, result.masks, result.labels, result.scores, class_names)
+    times.append(time.perf_counter())
+    return np.diff(times)
+
+
+def postprocess_seconds(cfg, size: int = 640, runs: int = 5, instances: int = 100) -> dict:
+    """Median seconds per stage (postprocess, paste, encode, draw, total) for one
+    ``size`` x ``size`` picture with ``instances`` detections, and the instance count."""
+    params = InferenceParams.from_config(cfg)
+    (height, width), _ = resized_hw(size, size, cfg.test_short, cfg.test_max)
+    padded = (-(-height // 32) * 32, -(-width // 32) * 32)
+    meta = ImageMeta((size, size), (height, width), padded)
+    outputs = synthetic_outputs(params, cfg.num_classes, cfg.kernel_channels,
+                                (padded[0] // 4, padded[1] // 4), instances)
+    image = np.random.default_rng(1).integers(0, 256, (size, size, 3), dtype=np.uint8)
+    rows = []
+    for _ in range(runs + 1):                    # the first run warms up
+        began = time.perf_counter()
+        with paddle.no_grad():
+            soft = postprocess_flat(*outputs, params)[0]
+        rows.append([time.perf_counter() - began, *finish_picture(image, soft, meta, params, cfg.class_names)])
+    stages = [statistics.median(column) for column in zip(*rows[1:])]
+    return dict(zip(('postprocess', 'paste', 'encode', 'draw'), stages),
+                total=sum(stages), instances=len(soft))
+
+
+def one_core() -> None:
+    """Pin this process to one core, with one math thread in Paddle and OpenCV."""
+    if hasattr(os, 'sched_setaffinity'):
+        os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
+    paddle.set_device('cpu')
+    paddle.base.core.set_num_threads(1)
+    cv2.setNumThreads(1)
