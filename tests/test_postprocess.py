@@ -5,6 +5,7 @@ import numpy as np
 import paddle
 import pytest
 
+import model.inference.postprocess as postprocess_module
 from model.inference.postprocess import (
     Detections,
     InferenceParams,
@@ -16,6 +17,7 @@ from model.inference.postprocess import (
     postprocess,
     segment_image,
 )
+from tests.fixtures import postprocess_v1
 
 
 def _t(array, dtype='float32'):
@@ -31,8 +33,7 @@ def _line_masks(*spans, length=10):
 
 
 def _nms(masks, labels, scores, kernel='gaussian', sigma=2.0):
-    return matrix_nms(_t(masks), _t(labels, 'int64'), _t(scores), _t(masks.sum(1)),
-                      kernel, sigma).numpy()
+    return matrix_nms(masks, np.array(labels), np.array(scores, np.float32), masks.sum(1), kernel, sigma)
 
 
 def test_points_nms_keeps_only_local_maxima():
@@ -192,3 +193,78 @@ def test_paste_masks_crops_padding_and_resizes_to_the_original():
 
 def test_paste_masks_of_nothing():
     assert paste_masks(np.zeros((0, 8, 10), np.float32), (28, 36), (56, 72)).shape == (0, 56, 72)
+
+
+# ---- the same results as before candidate pruning (tests/fixtures/postprocess_v1.py) ----
+def _random_case(seed, grids=(8, 4), classes=5, channels=8, feat_hw=(16, 16), score_power=4.0, sharp=1.0):
+    """Random scores [K, C], kernels [K, E], mask_feat [E, Hf, Wf]; larger ``score_power``
+    gives fewer candidates, larger ``sharp`` masks whose maskness is nearer 1."""
+    rng = np.random.default_rng(seed)
+    cells = sum(s * s for s in grids)
+    scores = (rng.random((cells, classes)) ** score_power).astype(np.float32)
+    kernels = (sharp * rng.normal(0, 1, (cells, channels))).astype(np.float32)
+    feat = rng.normal(0, 1, (channels, *feat_hw)).astype(np.float32)
+    return scores, kernels, feat
+
+
+def _assert_same_as_before(scores, kernels, feat, params):
+    strides = cell_strides(params.num_grids, params.segm_strides)
+    soft, labels, decayed = postprocess_v1.segment_image(scores, kernels, feat, strides, params)
+    ours = segment_image(scores, kernels, feat, strides, params)
+    assert len(ours) == len(labels)
+    np.testing.assert_array_equal(ours.labels, labels)
+    np.testing.assert_allclose(ours.scores, decayed, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(ours.masks, soft, atol=1e-5)
+    near_threshold = np.abs(soft - params.mask_threshold) < 1e-5
+    np.testing.assert_array_equal((ours.masks > 0.5)[~near_threshold], (soft > 0.5)[~near_threshold])
+    return len(ours)
+
+
+@pytest.mark.parametrize('seed', range(6))
+def test_same_as_before_when_candidates_fit_nms_pre(seed):
+    scores, kernels, feat = _random_case(seed)
+    params = InferenceParams(num_grids=(8, 4), segm_strides=(1, 2), nms_pre=500)
+    assert 20 < int((scores > params.score_threshold).sum()) <= params.nms_pre
+    assert _assert_same_as_before(scores, kernels, feat, params) > 0
+
+
+@pytest.mark.parametrize('kernel, count', [('gaussian', 5), ('linear', 4)])
+def test_same_as_before_on_hand_built_masks(kernel, count):
+    """As test_thresholds_area_filter_maskness_and_duplicates, plus the rectangle's cell
+    as a class-1 candidate; the linear kernel decays the exact duplicate to 0."""
+    scores = np.zeros((4, 3), np.float32)
+    scores[0, 1], scores[1, 1], scores[2, 2], scores[3, 0], scores[3, 1] = 0.9, 0.6, 0.95, 0.7, 0.3
+    params = _params(nms_kernel=kernel)
+    assert _assert_same_as_before(scores, np.eye(4, dtype=np.float32), _feat(), params) == count
+
+
+@pytest.mark.parametrize('seed', range(4))
+def test_same_as_before_with_more_candidates_than_nms_pre(seed, monkeypatch):
+    """Sharp masks (maskness near 1): the visit stops early, yet the result is unchanged."""
+    scores, kernels, feat = _random_case(seed, grids=(12, 8), score_power=1.5, sharp=20.0)
+    params = InferenceParams(num_grids=(12, 8), segm_strides=(1, 2), nms_pre=30, max_per_image=20)
+    count = int((scores > params.score_threshold).sum())
+    visited = _count_visited(monkeypatch)
+    assert _assert_same_as_before(scores, kernels, feat, params) == 20
+    assert count > 300 and params.nms_pre <= sum(visited) < count / 4
+
+
+def _count_visited(monkeypatch):
+    visited, statistics = [], postprocess_module._mask_statistics
+
+    def counting(kernels, *args):
+        visited.append(len(kernels))
+        return statistics(kernels, *args)
+    monkeypatch.setattr(postprocess_module, '_mask_statistics', counting)
+    return visited
+
+
+def test_mask_statistics_are_bounded_by_nms_pre(monkeypatch):
+    """Soft masks (maskness far from 1) would need every candidate: the visit stops at
+    SCAN_LIMIT * nms_pre."""
+    scores, kernels, feat = _random_case(0, grids=(12, 8), score_power=1.0)
+    params = InferenceParams(num_grids=(12, 8), segm_strides=(1, 2), nms_pre=20)
+    visited = _count_visited(monkeypatch)
+    result = segment_image(scores, kernels, feat, cell_strides((12, 8), (1, 2)), params)
+    assert len(result) > 0
+    assert sum(visited) == postprocess_module.SCAN_LIMIT * params.nms_pre < (scores > 0.1).sum()

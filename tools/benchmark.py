@@ -117,11 +117,11 @@ def matmul_gflops(size: int = 2048) -> float:
 
 def matrix_nms_seconds(count: int, mask_hw) -> float:
     rng = np.random.default_rng(0)
-    masks = paddle.to_tensor((rng.random((count, mask_hw[0] * mask_hw[1])) > 0.7).astype('float32'))
-    labels = paddle.to_tensor(rng.integers(0, 8, count))
-    scores = paddle.to_tensor(np.sort(rng.random(count).astype('float32'))[::-1].copy())
+    masks = rng.random((count, mask_hw[0] * mask_hw[1])) > 0.7
+    labels = rng.integers(0, 8, count)
+    scores = np.sort(rng.random(count).astype('float32'))[::-1].copy()
     areas = masks.sum(axis=1)
-    return median_seconds(lambda: matrix_nms(masks, labels, scores, areas).numpy(), 5)
+    return median_seconds(lambda: matrix_nms(masks, labels, scores, areas), 5)
 
 
 def finish_work(image, masks, labels, scores, class_names) -> None:

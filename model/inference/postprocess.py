@@ -84,37 +84,53 @@ def cell_strides(num_grids: Sequence[int], segm_strides: Sequence[int]) -> np.nd
                            for s, stride in zip(num_grids, segm_strides)])
 
 
-def matrix_nms(masks: paddle.Tensor, labels: paddle.Tensor, scores: paddle.Tensor,
-               areas: paddle.Tensor, kernel: str = 'gaussian', sigma: float = 2.0
-               ) -> paddle.Tensor:
+def _class_decay(masks: np.ndarray, areas: np.ndarray, kernel: str, sigma: float) -> np.ndarray:
+    """Matrix NMS decay factors [n] of one class's binary masks [n, P] (best first)."""
+    covered = np.flatnonzero(masks.any(axis=0))            # pixels no mask covers add nothing
+    flat = masks[:, covered].astype(np.float32)
+    inter = flat @ flat.T                                   # exact: integer sums < 2^24
+    union = areas[None, :] + areas[:, None] - inter
+    iou = np.triu(inter / union, k=1)
+    compensate = iou.max(axis=0)[:, None]                   # row i: max_k iou_ki
+    if kernel == 'gaussian':
+        decay = np.exp(-sigma * iou ** 2) / np.exp(-sigma * compensate ** 2)
+    else:
+        with np.errstate(divide='ignore'):     # a duplicate's own row: x / 0 = inf, never the minimum
+            decay = (1 - iou) / (1 - compensate)
+    return decay.min(axis=0)
+
+
+def matrix_nms(masks, labels, scores, areas, kernel: str = 'gaussian', sigma: float = 2.0) -> np.ndarray:
     """Matrix NMS (SOLOv2 paper, decay written as the released code does).
 
     Args:
-        masks: [N, P] binary float masks, sorted by score, best first.
+        masks: [N, P] binary masks (bool or 0/1 floats), sorted by score, best first.
         labels: [N] class of each mask.
         scores: [N] scores, descending.
         areas: [N] pixel count of each mask.
         kernel: 'gaussian' (exp(-sigma * iou^2)) or 'linear' (1 - iou).
     Returns:
-        [N] decayed scores. Mask j is decayed by the most-overlapping
+        [N] float32 decayed scores. Mask j is decayed by the most-overlapping
         higher-scored mask i of its class, compensated by how much i itself
-        was overlapped: min_i f(iou_ij) / f(max_k iou_ki).
+        was overlapped: min_i f(iou_ij) / f(max_k iou_ki). Only masks of one class
+        interact, so the overlaps are computed class by class, on the pixels that
+        class's masks cover.
     """
-    count = masks.shape[0]
-    inter = paddle.matmul(masks, masks, transpose_y=True)                      # [N, N]
-    union = areas.unsqueeze(0) + areas.unsqueeze(1) - inter
-    iou = paddle.triu(inter / union, diagonal=1)
-    same = paddle.triu((labels.unsqueeze(0) == labels.unsqueeze(1)).astype(masks.dtype),
-                       diagonal=1)
-    decay_iou = iou * same                                                     # [N, N]
-    compensate = decay_iou.max(axis=0).unsqueeze(1).expand([count, count])     # row i: max_k iou_ki
-    if kernel == 'gaussian':
-        decay = paddle.exp(-sigma * decay_iou ** 2) / paddle.exp(-sigma * compensate ** 2)
-    elif kernel == 'linear':
-        decay = (1 - decay_iou) / (1 - compensate)
-    else:
+    if kernel not in ('gaussian', 'linear'):
         raise ValueError(f"unknown Matrix NMS kernel '{kernel}' (expected 'gaussian' or 'linear')")
-    return scores * decay.min(axis=0)
+    masks, labels = _array(masks), _array(labels)
+    scores, areas = _array(scores).astype(np.float32), _array(areas).astype(np.float32)
+    decayed = scores.copy()
+    for label in np.unique(labels):
+        group = np.flatnonzero(labels == label)
+        if len(group) > 1:
+            decayed[group] = scores[group] * _class_decay(masks[group], areas[group], kernel, sigma)
+    return decayed
+
+
+def _array(value) -> np.ndarray:
+    """A numpy view of a paddle tensor or anything array-like."""
+    return value.numpy() if isinstance(value, paddle.Tensor) else np.asarray(value)
 
 
 def _empty(mask_hw: Sequence[int]) -> Detections:
@@ -122,70 +138,87 @@ def _empty(mask_hw: Sequence[int]) -> Detections:
                       np.zeros(0, np.float32))
 
 
-def _top(scores: paddle.Tensor, k: int) -> paddle.Tensor:
-    """Indices of the k best scores, best first."""
-    if scores.shape[0] > k:
-        return paddle.topk(scores, k)[1]
-    return paddle.argsort(scores, descending=True)
+def _top(scores: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the k best scores, best first (ties: lower index first)."""
+    return np.argsort(-scores, kind='stable')[:k]
 
 
-CHUNK_ELEMENTS = 1 << 24   # candidate-mask values materialised at once (64 MB float32)
+def _sigmoid(logits: np.ndarray) -> np.ndarray:
+    with np.errstate(over='ignore'):           # exp overflow -> inf -> 0, the right limit
+        return 1 / (1 + np.exp(-logits))
 
 
-def _mask_statistics(kernels: paddle.Tensor, feat: paddle.Tensor, mask_threshold: float
-                     ) -> Tuple[paddle.Tensor, paddle.Tensor]:
-    """Area and mean soft value inside the binary mask for every candidate,
-    computed in chunks so memory stays bounded for any candidate count.
-    kernels [M, E], feat [E, P] -> areas [M], maskness [M]."""
-    chunk = max(1, CHUNK_ELEMENTS // feat.shape[1])
-    areas, inside = [], []
-    for start in range(0, kernels.shape[0], chunk):
-        soft = F.sigmoid(paddle.matmul(kernels[start:start + chunk], feat))   # [m, P]
-        binary = (soft > mask_threshold).astype(soft.dtype)
-        areas.append(binary.sum(axis=1))
-        inside.append((soft * binary).sum(axis=1))
-    areas, inside = paddle.concat(areas), paddle.concat(inside)
-    return areas, inside / paddle.clip(areas, min=1.0)
+def _mask_statistics(kernels: np.ndarray, feat: np.ndarray, mask_threshold: float
+                     ) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Binary masks, areas and maskness (mean soft value inside the mask) of candidates:
+    kernels [m, E], feat [E, P] -> binary [m, P] bool, areas [m], maskness [m] float32.
+    ``sigmoid(logit) > t`` is tested as ``logit > log(t / (1 - t))``; the sigmoid is
+    only evaluated inside the masks."""
+    logits = kernels @ feat                                                # [m, P]
+    binary = logits > np.log(mask_threshold / (1 - mask_threshold))
+    counts = np.count_nonzero(binary, axis=1)
+    rows = np.repeat(np.arange(len(counts)), counts)
+    inside = np.bincount(rows, weights=_sigmoid(logits[binary]), minlength=len(counts))
+    areas = counts.astype(np.float32)
+    return binary, areas, (inside / np.maximum(counts, 1)).astype(np.float32)
 
 
-def segment_image(scores: paddle.Tensor, kernels: paddle.Tensor, mask_feat: paddle.Tensor,
-                  strides: paddle.Tensor, params: InferenceParams) -> Detections:
+SCAN_LIMIT = 4   # mask statistics for at most SCAN_LIMIT * nms_pre candidates per image
+
+
+def _rank_candidates(scores: np.ndarray, kernels: np.ndarray, feat: np.ndarray, strides: np.ndarray,
+                     params: InferenceParams) -> Tuple[np.ndarray, ...]:
+    """Mask statistics of the candidates that can still reach the top ``nms_pre``.
+
+    scores [M] category scores, kernels [M, E], feat [E, P], strides [M]. Candidates are
+    visited best score first, a block at a time; a candidate's rescored value
+    (score * maskness) is at most its score, so the visit stops when the next score is
+    below the ``nms_pre``-th best rescored value (no later candidate can enter), or after
+    ``SCAN_LIMIT * nms_pre`` candidates. Masks not larger than their level's stride are
+    dropped. Returns index [n] into the candidates (ascending), binary [n, P] bool,
+    areas [n] and rescored [n] of the kept ones.
+    """
+    order = np.argsort(-scores, kind='stable')[:SCAN_LIMIT * max(1, params.nms_pre)]
+    parts, rescored = [], np.zeros(0, np.float32)
+    start, block = 0, max(1, params.nms_pre)
+    while start < len(order):
+        index = order[start:start + block]
+        binary, areas, maskness = _mask_statistics(kernels[index], feat, params.mask_threshold)
+        keep = areas > strides[index]
+        parts.append((index[keep], binary[keep], areas[keep], scores[index[keep]] * maskness[keep]))
+        rescored = np.concatenate([rescored, parts[-1][3]])
+        start, block = start + block, max(1, params.nms_pre // 4)
+        if start < len(order) and len(rescored) >= params.nms_pre > 0 and \
+                scores[order[start]] < np.partition(rescored, -params.nms_pre)[-params.nms_pre]:
+            break
+    index, binary, areas, rescored = (np.concatenate(column) for column in zip(*parts))
+    back = np.argsort(index)
+    return index[back], binary[back], areas[back], rescored[back]
+
+
+def segment_image(scores, kernels, mask_feat, strides, params: InferenceParams) -> Detections:
     """One image: scores [K, C], kernels [K, E], mask_feat [E, Hf, Wf], strides [K]
-    -> Detections with soft masks [N, Hf, Wf] (N may be 0)."""
+    (numpy arrays or paddle tensors) -> Detections with soft masks [N, Hf, Wf] (N may be 0)."""
+    scores, kernels, strides = _array(scores), _array(kernels), _array(strides)
+    mask_feat = _array(mask_feat)
     mask_hw = mask_feat.shape[1:]
-    feat = mask_feat.flatten(1)                                                # [E, P]
-    candidates = paddle.nonzero(scores > params.score_threshold)              # [M, 2]
-    if candidates.shape[0] == 0:
+    feat = mask_feat.reshape(mask_feat.shape[0], -1)                           # [E, P]
+    cells, labels = np.nonzero(scores > params.score_threshold)               # [M] each
+    if len(cells) == 0:
         return _empty(mask_hw)
-    cells, labels = candidates[:, 0], candidates[:, 1]
-    cand_kernels = paddle.gather(kernels, cells)                              # [M, E]
-    areas, maskness = _mask_statistics(cand_kernels, feat, params.mask_threshold)
-    keep = paddle.nonzero(areas > paddle.gather(strides, cells)).flatten()    # drop tiny masks
-    if keep.shape[0] == 0:
+    index, binary, areas, rescored = _rank_candidates(
+        scores[cells, labels], kernels[cells], feat, strides[cells], params)
+    if len(index) == 0:
         return _empty(mask_hw)
-    cand_scores = paddle.gather(paddle.gather_nd(scores, candidates) * maskness, keep)
-    top = _top(cand_scores, params.nms_pre)
-    best = paddle.gather(keep, top)                                           # [n] into M
-    cand_scores = paddle.gather(cand_scores, top)
-    labels, areas = paddle.gather(labels, best), paddle.gather(areas, best)
-    soft = F.sigmoid(paddle.matmul(paddle.gather(cand_kernels, best), feat))  # [n, P]
-    binary = (soft > params.mask_threshold).astype(soft.dtype)
-    decayed = matrix_nms(binary, labels, cand_scores, areas, params.nms_kernel, params.nms_sigma)
-
-    keep = paddle.nonzero(decayed >= params.update_threshold).flatten()
-    if keep.shape[0] == 0:
+    top = _top(rescored, params.nms_pre)
+    index, labels = index[top], labels[index[top]]
+    decayed = matrix_nms(binary[top], labels, rescored[top], areas[top], params.nms_kernel, params.nms_sigma)
+    keep = np.flatnonzero(decayed >= params.update_threshold)
+    if len(keep) == 0:
         return _empty(mask_hw)
-    order = paddle.gather(keep, _top(paddle.gather(decayed, keep), params.max_per_image))
-    return Detections(paddle.gather(soft, order).reshape([-1, *mask_hw]).numpy(),
-                      paddle.gather(labels, order).numpy().astype(np.int64),
-                      paddle.gather(decayed, order).numpy())
-
-
-def _as_tensor(array) -> paddle.Tensor:
-    """A paddle tensor as is; a numpy array (or anything array-like) as float32."""
-    if isinstance(array, paddle.Tensor):
-        return array
-    return paddle.to_tensor(np.ascontiguousarray(array, dtype=np.float32))
+    order = keep[_top(decayed[keep], params.max_per_image)]
+    soft = _sigmoid(kernels[cells[index[order]]] @ feat).astype(np.float32)
+    return Detections(soft.reshape(-1, *mask_hw), labels[order].astype(np.int64), decayed[order])
 
 
 def postprocess_flat(scores, kernels, mask_feat, params: InferenceParams) -> List[Detections]:
@@ -193,12 +226,13 @@ def postprocess_flat(scores, kernels, mask_feat, params: InferenceParams) -> Lis
     (``model.inference.exportable.ExportableSOLOv2``): scores [B, K, C] (sigmoid + points-NMS),
     kernels [B, K, E], mask_feat [B, E, Hf, Wf], numpy arrays or paddle tensors ->
     one Detections (soft masks) per image."""
-    scores, kernels, mask_feat = _as_tensor(scores), _as_tensor(kernels), _as_tensor(mask_feat)
+    scores, kernels = _array(scores).astype(np.float32), _array(kernels).astype(np.float32)
+    mask_feat = _array(mask_feat).astype(np.float32)
     cells = sum(s * s for s in params.num_grids)
     if scores.shape[1] != cells or kernels.shape[1] != cells:
         raise ValueError(f'the network outputs {scores.shape[1]} grid cells but num_grids '
                          f'{tuple(params.num_grids)} has {cells}')
-    strides = paddle.to_tensor(cell_strides(params.num_grids, params.segm_strides))
+    strides = cell_strides(params.num_grids, params.segm_strides)
     return [segment_image(scores[b], kernels[b], mask_feat[b], strides, params)
             for b in range(mask_feat.shape[0])]
 
