@@ -6,12 +6,14 @@ import paddle
 import pytest
 
 import model.inference.postprocess as postprocess_module
+from data.results import mask_to_box
 from model.inference.postprocess import (
     Detections,
     InferenceParams,
     cell_strides,
     flatten_levels,
     matrix_nms,
+    paste_in_boxes,
     paste_masks,
     points_nms,
     postprocess,
@@ -268,3 +270,31 @@ def test_mask_statistics_are_bounded_by_nms_pre(monkeypatch):
     result = segment_image(scores, kernels, feat, cell_strides((12, 8), (1, 2)), params)
     assert len(result) > 0
     assert sum(visited) == postprocess_module.SCAN_LIMIT * params.nms_pre < (scores > 0.1).sum()
+
+
+@pytest.mark.parametrize('feat_hw, resized_hw, orig_hw', [
+    ((28, 28), (112, 112), (160, 160)),     # a 640x640 picture at 1/4 scale, resized 448 -> 640
+    ((8, 10), (28, 36), (56, 72)),          # upscaled, padding cropped
+    ((8, 10), (28, 36), (28, 36)),          # no second resize
+    ((30, 40), (118, 160), (59, 80)),       # exactly halved
+    ((28, 36), (112, 144), (300, 200)),     # non-uniform
+])
+def test_paste_in_boxes_equals_the_opencv_paste(feat_hw, resized_hw, orig_hw):
+    rng = np.random.default_rng(sum(orig_hw))
+    ys, xs = np.mgrid[:feat_hw[0], :feat_hw[1]]
+    soft = np.stack([np.exp(-((ys - rng.uniform(0, feat_hw[0])) ** 2 + (xs - rng.uniform(0, feat_hw[1])) ** 2)
+                            / rng.uniform(1, 40)) for _ in range(12)]).astype(np.float32)
+    soft[0] = 0.0                                                   # an empty mask
+    padded = (feat_hw[0] * 4 > resized_hw[0] + 8)
+    if padded:
+        soft[1] = 0.0
+        soft[1, -1:, :] = 0.9                                       # a strip in the padding only
+    ref = postprocess_v1.paste_soft(soft, resized_hw, orig_hw)
+    masks, boxes = paste_in_boxes(soft, resized_hw, orig_hw, 0.5)
+    assert masks.shape == (12, *orig_hw) and masks.dtype == bool
+    certain = np.abs(ref - 0.5) > 1e-5
+    np.testing.assert_array_equal(masks[certain], (ref > 0.5)[certain])
+    assert masks[2:].any(axis=(1, 2)).sum() >= 8 and not masks[0].any() and masks[1].any() != padded
+    for mask, box in zip(masks, boxes):
+        assert tuple(box) == (mask_to_box(mask) or (0, 0, 0, 0))
+    np.testing.assert_array_equal(paste_masks(soft, resized_hw, orig_hw), masks)

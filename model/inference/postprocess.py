@@ -10,13 +10,15 @@ whose area <= level stride -> maskness re-scoring -> top ``nms_pre`` -> Matrix N
 ``update_threshold`` -> top ``max_per_image``. Masks stay at 1/4 resolution until
 ``paste_masks`` resizes them once to the original image.
 """
+import functools
 from dataclasses import asdict, dataclass
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
-import cv2
 import numpy as np
 import paddle
 import paddle.nn.functional as F
+
+from data.results import mask_to_box
 
 
 @dataclass(frozen=True)
@@ -53,10 +55,13 @@ class InferenceParams:
 @dataclass
 class Detections:
     """One image's instances, best first. ``masks`` are soft masks [N, Hf, Wf]
-    float32 before ``paste_masks`` and binary [N, H, W] bool after it."""
+    float32 before ``paste_detections`` and binary [N, H, W] bool after it, with
+    ``boxes`` [N, 4] int64: each mask's tight half-open box x0, y0, x1, y1 (zeros when
+    empty), so encoding and drawing can work inside it."""
     masks: np.ndarray
     labels: np.ndarray   # [N] int64, 0-based class index
     scores: np.ndarray   # [N] float32
+    boxes: Optional[np.ndarray] = None
 
     def __len__(self) -> int:
         return len(self.scores)
@@ -243,25 +248,108 @@ def postprocess(outputs: Dict, params: InferenceParams) -> List[Detections]:
     return postprocess_flat(scores, kernels, outputs['mask_feat'], params)
 
 
+def _linear_taps(src: int, dst: int) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """OpenCV's bilinear resize along one axis (``cv2.INTER_LINEAR``: half-pixel centres,
+    edges clamped): output i = (1 - frac[i]) * input[left[i]] + frac[i] * input[right[i]]."""
+    x = (np.arange(dst) + 0.5) * (src / dst) - 0.5
+    left = np.floor(x)
+    frac, left = x - left, left.astype(np.int64)
+    frac[left < 0], left[left < 0] = 0, 0
+    over = left >= src - 1
+    frac[over], left[over] = 0, src - 1
+    return left, np.minimum(left + 1, src - 1), frac
+
+
+def _paste_weights(feat: int, resized: int, orig: int) -> np.ndarray:
+    """[orig, feat] float64: the paste along one axis as a matrix (x4 to the padded size,
+    crop to the resized size, resize to the original)."""
+    left, right, frac = _linear_taps(feat, 4 * feat)
+    dense = np.zeros((resized, feat))
+    rows = np.arange(resized)
+    dense[rows, left[:resized]] += 1 - frac[:resized]
+    dense[rows, right[:resized]] += frac[:resized]
+    if resized == orig:
+        return dense
+    left, right, frac = _linear_taps(resized, orig)
+    return (1 - frac)[:, None] * dense[left] + frac[:, None] * dense[right]
+
+
+def _extent(nonzero: np.ndarray, axis: int) -> Tuple[np.ndarray, np.ndarray]:
+    """First and last index along ``axis`` of the True values of each line of a 2-D array."""
+    last = nonzero.shape[axis] - 1 - np.flip(nonzero, axis).argmax(axis=axis)
+    return nonzero.argmax(axis=axis), last
+
+
+@dataclass(frozen=True)
+class _Axis:
+    """The paste along one axis (x4 to the padded size, crop to the resized size, resize to
+    the original) as a few taps per output index: output o = sum_t weights[o, t] *
+    feature[taps[o, t]]. ``reach``: for each feature index the first/last output index
+    that reads it; ``reads``: for each output index the first/last feature index it reads."""
+    taps: np.ndarray       # [out, T] int64
+    weights: np.ndarray    # [out, T] float32
+    reach: Tuple[np.ndarray, np.ndarray]
+    reads: Tuple[np.ndarray, np.ndarray]
+
+    @classmethod
+    @functools.lru_cache(maxsize=16)
+    def build(cls, feat: int, resized: int, orig: int) -> '_Axis':
+        dense = _paste_weights(feat, resized, orig)                           # [orig, feat]
+        nonzero = dense != 0
+        count = int(nonzero.sum(axis=1).max())
+        taps = np.argsort(~nonzero, axis=1, kind='stable')[:, :count]       # nonzero ones first
+        weights = np.take_along_axis(dense, taps, axis=1)
+        taps = np.where(weights != 0, taps, taps[:, :1])                    # padding taps stay in the window
+        return cls(taps, weights.astype(np.float32), _extent(nonzero, 0), _extent(nonzero, 1))
+
+    def window(self, start: int, stop: int) -> Tuple[slice, slice]:
+        """Outputs that feature indices [start, stop) reach, and the features they read."""
+        out = slice(int(self.reach[0][start]), int(self.reach[1][stop - 1]) + 1)
+        return out, slice(int(self.reads[0][out.start]), int(self.reads[1][out.stop - 1]) + 1)
+
+    def resample(self, values: np.ndarray, out: slice, read: slice, axis: int) -> np.ndarray:
+        """``values`` (the features ``read`` along ``axis``) -> the outputs ``out``."""
+        taps, weights = self.taps[out] - read.start, self.weights[out]
+        if axis == 1:
+            return sum(values[:, taps[:, t]] * weights[:, t] for t in range(taps.shape[1]))
+        return sum(values[taps[:, t]] * weights[:, t, None] for t in range(taps.shape[1]))
+
+
+def paste_in_boxes(soft_masks: np.ndarray, resized_hw: Sequence[int], orig_hw: Sequence[int],
+                   mask_threshold: float = 0.5) -> Tuple[np.ndarray, np.ndarray]:
+    """Soft masks [N, Hf, Wf] at 1/4 of the padded input -> (binary [N, H, W] bool on the
+    original image, tight half-open boxes [N, 4] int64 x0, y0, x1, y1; zeros when empty).
+
+    The same values as bilinear x4 to the padded size, crop of the resized image area,
+    bilinear to the original size, threshold (PaddleDetection's order, with OpenCV), up
+    to float rounding, computed only over the part of the picture that the mask's pixels
+    above the threshold can reach (bilinear weights are convex, so nothing else can pass)."""
+    count, feat_h, feat_w = soft_masks.shape
+    rows = _Axis.build(feat_h, resized_hw[0], orig_hw[0])
+    cols = _Axis.build(feat_w, resized_hw[1], orig_hw[1])
+    masks, boxes = np.zeros((count, *orig_hw), dtype=bool), np.zeros((count, 4), np.int64)
+    for i, above in enumerate(soft_masks > mask_threshold):
+        box = mask_to_box(above)
+        if box is None:
+            continue
+        (out_y, read_y), (out_x, read_x) = rows.window(box[1], box[3]), cols.window(box[0], box[2])
+        crop = rows.resample(soft_masks[i, read_y, read_x], out_y, read_y, 0)
+        crop = cols.resample(crop, out_x, read_x, 1) > mask_threshold
+        tight = mask_to_box(crop)
+        if tight is not None:
+            masks[i, out_y, out_x] = crop
+            boxes[i] = np.add(tight, [out_x.start, out_y.start, out_x.start, out_y.start])
+    return masks, boxes
+
+
 def paste_masks(soft_masks: np.ndarray, resized_hw: Sequence[int], orig_hw: Sequence[int],
                 mask_threshold: float = 0.5) -> np.ndarray:
-    """Soft masks [N, Hf, Wf] at 1/4 of the padded input -> binary [N, H, W] bool
-    on the original image: bilinear x4 to the padded size, crop the resized image
-    area, bilinear to the original size, threshold (PaddleDetection's order)."""
-    count, feat_h, feat_w = soft_masks.shape
-    out = np.zeros((count, *orig_hw), dtype=bool)
-    height, width = resized_hw
-    for i in range(count):
-        padded = cv2.resize(soft_masks[i], (feat_w * 4, feat_h * 4), interpolation=cv2.INTER_LINEAR)
-        crop = padded[:height, :width]
-        if (height, width) != tuple(orig_hw):
-            crop = cv2.resize(crop, (orig_hw[1], orig_hw[0]), interpolation=cv2.INTER_LINEAR)
-        out[i] = crop > mask_threshold
-    return out
+    """``paste_in_boxes`` without the boxes: soft [N, Hf, Wf] -> binary [N, H, W] bool."""
+    return paste_in_boxes(soft_masks, resized_hw, orig_hw, mask_threshold)[0]
 
 
 def paste_detections(detections: Detections, meta, mask_threshold: float = 0.5) -> Detections:
-    """``paste_masks`` on a Detections: soft masks [N, Hf, Wf] -> binary [N, H, W] bool on
-    the original image (``meta``: an ImageMeta with resized_hw and orig_hw)."""
-    masks = paste_masks(detections.masks, meta.resized_hw, meta.orig_hw, mask_threshold)
-    return Detections(masks, detections.labels, detections.scores)
+    """``paste_in_boxes`` on a Detections: soft masks [N, Hf, Wf] -> binary [N, H, W] bool on
+    the original image, with their boxes (``meta``: an ImageMeta with resized_hw and orig_hw)."""
+    masks, boxes = paste_in_boxes(detections.masks, meta.resized_hw, meta.orig_hw, mask_threshold)
+    return Detections(masks, detections.labels, detections.scores, boxes)
