@@ -45,11 +45,13 @@ def masks_to_boxes(masks: np.ndarray) -> np.ndarray:
     return boxes
 
 
-def rle_run_lengths(mask: np.ndarray) -> np.ndarray:
+def rle_run_lengths(mask: np.ndarray, box: Sequence[int] | None = None) -> np.ndarray:
     """Column-major run lengths `[K] uint32` of `[H, W] bool`, as pycocotools counts them.
 
     Runs alternate zeros/ones starting with a (possibly empty) zero run; no
-    empty run is emitted at the end.
+    empty run is emitted at the end. `box` (x0, y0, x1, y1, half-open) must hold
+    every True pixel (e.g. the tight box from `mask_to_box`); without it the mask is
+    scanned for it.
 
     Beyond locating the bounding box, only its crop is processed. The crop is
     laid out column by column with one extra False slot after each column
@@ -60,31 +62,31 @@ def rle_run_lengths(mask: np.ndarray) -> np.ndarray:
     crop map directly to run boundaries of the whole image.
     """
     height, width = mask.shape
-    box = mask_to_box(mask)
-    if box is None:
-        return np.array([height * width], dtype=np.uint32)
-    x0, y0, x1, y1 = box
+    x0, y0, x1, y1 = (int(v) for v in ((mask_to_box(mask) or (0, 0, 0, 0)) if box is None else box))
     crop_h = y1 - y0
     rows = crop_h + (crop_h < height)
-    columns = np.zeros((x1 - x0, rows), dtype=np.int8)
+    columns = np.zeros((max(0, x1 - x0), max(0, rows)), dtype=np.int8)
     columns[:, :crop_h] = mask[y0:y1, x0:x1].T
     changes = np.flatnonzero(np.diff(columns.ravel(), prepend=0, append=0))
+    if changes.size == 0:            # nothing inside the box: one run of zeros
+        return np.array([height * width], dtype=np.uint32)
     starts = x0 * height + y0 + (changes // rows) * height + changes % rows
     if starts[-1] < height * width:
         starts = np.append(starts, height * width)
     return np.diff(starts, prepend=0).astype(np.uint32)
 
 
-def encode_mask_rle(mask: np.ndarray) -> dict[str, Any]:
+def encode_mask_rle(mask: np.ndarray, box: Sequence[int] | None = None) -> dict[str, Any]:
     """COCO compressed RLE `{"size": [H, W], "counts": str}` of `[H, W] bool`.
 
     Identical to `pycocotools.mask.encode(np.asfortranarray(mask))` with the
     counts decoded to ASCII, but cost scales with the object's bounding box
-    rather than the image; pycocotools only does the string compression.
+    rather than the image (given as `box`, see `rle_run_lengths`, or found);
+    pycocotools only does the string compression.
     """
     mask = np.asarray(mask, dtype=bool)
     height, width = mask.shape
-    uncompressed = {'size': [height, width], 'counts': rle_run_lengths(mask)}
+    uncompressed = {'size': [height, width], 'counts': rle_run_lengths(mask, box)}
     rle = mask_util.frPyObjects(uncompressed, height, width)
     return {'size': [height, width], 'counts': rle['counts'].decode('ascii')}
 
@@ -95,21 +97,26 @@ def instances_to_coco(
     labels: np.ndarray,
     scores: np.ndarray,
     label_to_category_id: Mapping[int, int] | Sequence[int],
+    boxes: np.ndarray | None = None,
 ) -> list[dict[str, Any]]:
     """COCO result records for one image.
 
     `masks` `[N, H, W] bool`, `labels` `[N] int` (contiguous model labels),
     `scores` `[N] float`; `label_to_category_id[label]` gives the COCO
-    category id. Each record is `{image_id, category_id, segmentation, score, bbox}`.
+    category id; `boxes` `[N, 4]` the masks' tight half-open x0, y0, x1, y1 boxes
+    (zeros when empty) if known, so only they are read. Each record is
+    `{image_id, category_id, segmentation, score, bbox}`.
     """
-    boxes = masks_to_boxes(masks)
+    if boxes is None:
+        xywh = masks_to_boxes(masks)
+        boxes = np.concatenate([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], axis=1).astype(np.int64)
     return [
         {
             'image_id': int(image_id),
             'category_id': int(label_to_category_id[int(label)]),
-            'segmentation': encode_mask_rle(mask),
+            'segmentation': encode_mask_rle(mask, box),
             'score': float(score),
-            'bbox': [float(v) for v in box],
+            'bbox': [float(box[0]), float(box[1]), float(box[2] - box[0]), float(box[3] - box[1])],
         }
         for mask, label, score, box in zip(masks, labels, scores, boxes)
     ]

@@ -95,6 +95,20 @@ def test_rle_matches_pycocotools_random():
         assert_rle_exact(random_mask(rng))
 
 
+def test_rle_on_a_given_box_is_byte_identical():
+    """With the tight box, or any box holding every True pixel, the RLE is the one of the
+    whole mask; the empty box (zeros) encodes an empty mask."""
+    rng = np.random.default_rng(99)
+    for _ in range(200):
+        mask = random_mask(rng)
+        height, width = mask.shape
+        tight = mask_to_box(mask) or (0, 0, 0, 0)
+        loose = (tight[0] - rng.integers(0, tight[0] + 1), tight[1] - rng.integers(0, tight[1] + 1),
+                 tight[2] + rng.integers(0, width - tight[2] + 1), tight[3] + rng.integers(0, height - tight[3] + 1))
+        for box in (tight, loose, np.array(tight, np.int64)):
+            assert encode_mask_rle(mask, box) == reference_rle(mask)
+
+
 def test_rle_large_counts_match():
     mask = np.zeros((600, 700), dtype=bool)
     mask[599, 699] = True
@@ -152,6 +166,11 @@ def test_instances_to_coco_records():
     assert records[0]['segmentation'] == reference_rle(masks[0])
     assert set(records[0]) == {'image_id', 'category_id', 'segmentation', 'score', 'bbox'}
     json.dumps(records)
+    masks = np.concatenate([masks, np.zeros((1, 8, 8), bool)])
+    boxes = np.array([mask_to_box(m) or (0, 0, 0, 0) for m in masks])
+    labels, scores = np.array([0, 2, 0]), np.array([0.9, 0.25, 0.1], dtype=np.float32)
+    assert instances_to_coco(42, masks, labels, scores, {0: 1, 2: 3}, boxes) == \
+        instances_to_coco(42, masks, labels, scores, {0: 1, 2: 3})
 
 
 def test_write_json_atomic(tmp_path):
