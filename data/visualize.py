@@ -29,14 +29,22 @@ def label_text(label: int, score: float, class_names: Sequence[str]) -> str:
 
 
 def fill_mask(image: np.ndarray, mask: np.ndarray, color: tuple[int, int, int]) -> None:
-    """Blend `color` into `[H, W, 3] uint8` `image` in place where `[H, W] bool` `mask` is True."""
-    blended = image[mask] * (1.0 - FILL_ALPHA) + np.array(color) * FILL_ALPHA
-    image[mask] = np.clip(blended + 0.5, 0, 255).astype(np.uint8)
+    """Blend `color` into `[H, W, 3] uint8` `image` (a picture or a window of one) in place
+    where `[H, W] bool` `mask` is True (uint8 blend, rounded to nearest)."""
+    paint = np.empty_like(image)
+    cv2.rectangle(paint, (0, 0), (image.shape[1] - 1, image.shape[0] - 1), color, thickness=cv2.FILLED)
+    blended = cv2.addWeighted(image, 1.0 - FILL_ALPHA, paint, FILL_ALPHA, 0.0)
+    cv2.copyTo(blended, mask.view(np.uint8), image)
 
 
-def draw_contour(image: np.ndarray, mask: np.ndarray, color: tuple[int, int, int]) -> None:
-    """Draw the 1-pixel outer contour of `[H, W] bool` `mask` onto `[H, W, 3] uint8` `image` in place."""
-    contours, _ = cv2.findContours(mask.view(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+def draw_contour(
+    image: np.ndarray, mask: np.ndarray, color: tuple[int, int, int], offset: tuple[int, int] = (0, 0)
+) -> None:
+    """Draw the 1-pixel outer contour of `[h, w] bool` `mask` onto `[H, W, 3] uint8` `image` in place;
+    `mask` is the window of the picture that starts at `offset` (x, y)."""
+    contours, _ = cv2.findContours(
+        np.ascontiguousarray(mask).view(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE, offset=offset
+    )
     cv2.drawContours(image, contours, -1, color, thickness=1)
 
 
@@ -45,15 +53,23 @@ def font_scale(height: int, width: int) -> float:
     return float(np.clip(min(height, width) / 900.0, 0.35, 1.0))
 
 
-def largest_region_box(mask: np.ndarray) -> tuple[int, int, int, int] | None:
+def largest_region_box(
+    mask: np.ndarray, box: Sequence[int] | None = None
+) -> tuple[int, int, int, int] | None:
     """Half-open box `(x0, y0, x1, y1)` of the largest 8-connected region of `[H, W] bool` `mask`,
-    or None if it is empty: where a caption belongs when a mask has stray fragments."""
-    box = mask_to_box(mask)
-    if box is None:
+    or None if it is empty: where a caption belongs when a mask has stray fragments. Only
+    `box` (the mask's tight box, found when not given) is read."""
+    box = mask_to_box(mask) if box is None else box
+    if box is None or box[2] <= box[0] or box[3] <= box[1]:
         return None
-    x0, y0, x1, y1 = box
-    _, _, stats, _ = cv2.connectedComponentsWithStats(
-        np.ascontiguousarray(mask[y0:y1, x0:x1]).view(np.uint8), connectivity=8)
+    x0, y0, x1, y1 = (int(v) for v in box)
+    crop = np.ascontiguousarray(mask[y0:y1, x0:x1]).view(np.uint8)
+    _, hierarchy = cv2.findContours(crop, cv2.RETR_CCOMP, cv2.CHAIN_APPROX_SIMPLE)
+    if hierarchy is None:
+        return None
+    if np.count_nonzero(hierarchy[0, :, 3] < 0) == 1:     # one outer border: one region, the whole box
+        return x0, y0, x1, y1
+    _, _, stats, _ = cv2.connectedComponentsWithStats(crop, connectivity=8)
     left, top, width, height = stats[1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA])), :4]
     return x0 + int(left), y0 + int(top), x0 + int(left + width), y0 + int(top + height)
 
@@ -92,6 +108,27 @@ def draw_label(
     cv2.putText(image, text, origin, FONT, scale, text_color, 1, cv2.LINE_AA)
 
 
+def window(box: Sequence[int], image_hw: tuple[int, int], margin: int = 1) -> tuple[slice, slice]:
+    """Rows and columns of `box` (x0, y0, x1, y1) grown by `margin` pixels, inside the picture."""
+    height, width = image_hw
+    return (slice(max(0, int(box[1]) - margin), min(height, int(box[3]) + margin)),
+            slice(max(0, int(box[0]) - margin), min(width, int(box[2]) + margin)))
+
+
+def draw_instance(canvas: np.ndarray, mask: np.ndarray, box: Sequence[int] | None,
+                  color: tuple[int, int, int], text: str) -> None:
+    """Fill, contour and caption of one `[H, W] bool` mask on `[H, W, 3] uint8` `canvas` in place,
+    reading and writing only around its tight `box` (found when None)."""
+    region = largest_region_box(mask, box)
+    if region is None:
+        return
+    rows, cols = window(mask_to_box(mask) if box is None else box, mask.shape)
+    crop = mask[rows, cols]
+    fill_mask(canvas[rows, cols], crop, color)
+    draw_contour(canvas, crop, color, (cols.start, rows.start))
+    draw_label(canvas, text, region, color)
+
+
 def draw_instances(
     image_rgb: np.ndarray,
     masks: np.ndarray,
@@ -99,14 +136,16 @@ def draw_instances(
     scores: np.ndarray,
     class_names: Sequence[str],
     score_threshold: float = 0.3,
+    boxes: np.ndarray | None = None,
 ) -> np.ndarray:
     """Overlay instances on a copy of `image_rgb` `[H, W, 3] uint8 RGB` and return it (same shape/dtype).
 
-    `masks` `[N, H, W] bool`, `labels` `[N] int`, `scores` `[N] float`.
-    Instances scoring below `score_threshold` or with empty masks are skipped;
-    each drawn one gets a translucent fill, a thin contour and a "name 0.87"
-    caption above the largest connected part of its mask. Colours follow the
-    score rank, and the most confident instances are drawn last, so their fills
+    `masks` `[N, H, W] bool`, `labels` `[N] int`, `scores` `[N] float`; `boxes` `[N, 4]`
+    the masks' tight half-open x0, y0, x1, y1 boxes (zeros when empty) if known, so
+    only they are read. Instances scoring below `score_threshold` or with empty masks
+    are skipped; each drawn one gets a translucent fill, a thin contour and a
+    "name 0.87" caption above the largest connected part of its mask. Colours follow
+    the score rank, and the most confident instances are drawn last, so their fills
     and captions lie on top. Labels beyond `class_names` are captioned with their id.
     """
     if masks.shape[1:] != image_rgb.shape[:2]:
@@ -117,12 +156,6 @@ def draw_instances(
     keep = keep[np.argsort(-scores[keep], kind='stable')]  # colour index = score rank
     for color_index in reversed(range(len(keep))):
         i = keep[color_index]
-        mask = np.ascontiguousarray(masks[i], dtype=bool)
-        box = largest_region_box(mask)
-        if box is None:
-            continue
-        color = instance_color(color_index)
-        fill_mask(canvas, mask, color)
-        draw_contour(canvas, mask, color)
-        draw_label(canvas, label_text(int(labels[i]), float(scores[i]), class_names), box, color)
+        draw_instance(canvas, np.asarray(masks[i], dtype=bool), None if boxes is None else boxes[i],
+                      instance_color(color_index), label_text(int(labels[i]), float(scores[i]), class_names))
     return canvas

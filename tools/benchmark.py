@@ -124,11 +124,12 @@ def matrix_nms_seconds(count: int, mask_hw) -> float:
     return median_seconds(lambda: matrix_nms(masks, labels, scores, areas), 5)
 
 
-def finish_work(image, masks, labels, scores, class_names) -> None:
-    """What a demo does with a result: encode every mask and draw the picture."""
-    for mask in masks:
-        encode_mask_rle(mask)
-    draw_instances(image, masks, labels, scores, class_names)
+def finish_work(image, masks, labels, scores, class_names, boxes=None) -> None:
+    """What a demo does with a result: encode every mask and draw the picture (inside the
+    masks' boxes when given)."""
+    for index, mask in enumerate(masks):
+        encode_mask_rle(mask, None if boxes is None else boxes[index])
+    draw_instances(image, masks, labels, scores, class_names, boxes=boxes)
 
 
 def ours_end_to_end(predictor, paths) -> tuple:
@@ -144,7 +145,7 @@ def ours_end_to_end(predictor, paths) -> tuple:
     def finish(path, loaded, detections):
         image, (_, meta) = loaded
         result = predictor.finish(detections, meta)
-        finish_work(image, result.masks, result.labels, result.scores, predictor.class_names)
+        finish_work(image, result.masks, result.labels, result.scores, predictor.class_names, result.boxes)
 
     model(load(paths[0]))
     stats = run_pipeline(paths, load, model, finish)

@@ -29,7 +29,7 @@ def predict_coco(predictor, coco: COCO, image_dir: str,
     def finish(image_id, loaded, detections):
         result = predictor.finish(detections, loaded[1])
         records.extend(instances_to_coco(image_id, result.masks, result.labels, result.scores,
-                                         label_to_category_id))
+                                         label_to_category_id, result.boxes))
         if bar:
             bar.update()
 

@@ -171,59 +171,79 @@ def _mask_statistics(kernels: np.ndarray, feat: np.ndarray, mask_threshold: floa
 SCAN_LIMIT = 4   # mask statistics for at most SCAN_LIMIT * nms_pre candidates per image
 
 
-def _rank_candidates(scores: np.ndarray, kernels: np.ndarray, feat: np.ndarray, strides: np.ndarray,
-                     params: InferenceParams) -> Tuple[np.ndarray, ...]:
-    """Mask statistics of the candidates that can still reach the top ``nms_pre``.
+@dataclass
+class _Visited:
+    """Mask statistics of the candidates visited so far that passed the area filter, in
+    candidate order: index [n] into the candidates, binary [n, P] bool, areas [n], and
+    rescored [n] (category score * maskness)."""
+    index: np.ndarray
+    binary: np.ndarray
+    areas: np.ndarray
+    rescored: np.ndarray
 
-    scores [M] category scores, kernels [M, E], feat [E, P], strides [M]. Candidates are
-    visited best score first, a block at a time; a candidate's rescored value
-    (score * maskness) is at most its score, so the visit stops when the next score is
-    below the ``nms_pre``-th best rescored value (no later candidate can enter), or after
-    ``SCAN_LIMIT * nms_pre`` candidates. Masks not larger than their level's stride are
-    dropped. Returns index [n] into the candidates (ascending), binary [n, P] bool,
-    areas [n] and rescored [n] of the kept ones.
-    """
-    order = np.argsort(-scores, kind='stable')[:SCAN_LIMIT * max(1, params.nms_pre)]
-    parts, rescored = [], np.zeros(0, np.float32)
-    start, block = 0, max(1, params.nms_pre)
-    while start < len(order):
-        index = order[start:start + block]
-        binary, areas, maskness = _mask_statistics(kernels[index], feat, params.mask_threshold)
-        keep = areas > strides[index]
-        parts.append((index[keep], binary[keep], areas[keep], scores[index[keep]] * maskness[keep]))
-        rescored = np.concatenate([rescored, parts[-1][3]])
-        start, block = start + block, max(1, params.nms_pre // 4)
-        if start < len(order) and len(rescored) >= params.nms_pre > 0 and \
-                scores[order[start]] < np.partition(rescored, -params.nms_pre)[-params.nms_pre]:
-            break
-    index, binary, areas, rescored = (np.concatenate(column) for column in zip(*parts))
-    back = np.argsort(index)
-    return index[back], binary[back], areas[back], rescored[back]
+    def add(self, index: np.ndarray, scores: np.ndarray, kernels: np.ndarray, feat: np.ndarray,
+            strides: np.ndarray, mask_threshold: float) -> None:
+        """Visit candidates ``index``: scores [M], kernels [M, E], strides [M] of all candidates."""
+        binary, areas, maskness = _mask_statistics(kernels[index], feat, mask_threshold)
+        keep = areas > strides[index]          # drop masks not larger than their level's stride
+        new = (index[keep], binary[keep], areas[keep], scores[index[keep]] * maskness[keep])
+        merged = [np.concatenate([old, part]) for old, part in zip(
+            (self.index, self.binary, self.areas, self.rescored), new)]
+        back = np.argsort(merged[0], kind='stable')
+        self.index, self.binary, self.areas, self.rescored = (column[back] for column in merged)
+
+
+def _select(visited: _Visited, labels: np.ndarray, bound: float, params: InferenceParams):
+    """The instances, if the visited candidates already decide them: (positions into
+    ``visited``, best first; their decayed scores), else None. ``labels`` [M] of all
+    candidates; ``bound``: no candidate left to visit has a rescored value above it
+    (-inf when none is left).
+
+    Only the top ``nms_pre`` rescored above ``bound`` are certain to lead the ranking of
+    all candidates, and a mask is only decayed by higher-ranked ones, so their Matrix NMS
+    scores are final; any other candidate's decayed score is at most ``bound``. The
+    result is decided when nothing is left, when ``nms_pre`` are final, when ``bound`` is
+    below ``update_threshold``, or when ``max_per_image`` final scores pass both."""
+    top = _top(visited.rescored, params.nms_pre)
+    final = top[visited.rescored[top] > bound]
+    decayed = matrix_nms(visited.binary[final], labels[visited.index[final]], visited.rescored[final],
+                         visited.areas[final], params.nms_kernel, params.nms_sigma)
+    passing = np.flatnonzero(decayed >= params.update_threshold)
+    if bound >= params.update_threshold and len(final) < params.nms_pre and \
+            np.count_nonzero(decayed[passing] > bound) < params.max_per_image:
+        return None
+    order = passing[_top(decayed[passing], params.max_per_image)]
+    return final[order], decayed[order]
 
 
 def segment_image(scores, kernels, mask_feat, strides, params: InferenceParams) -> Detections:
     """One image: scores [K, C], kernels [K, E], mask_feat [E, Hf, Wf], strides [K]
-    (numpy arrays or paddle tensors) -> Detections with soft masks [N, Hf, Wf] (N may be 0)."""
+    (numpy arrays or paddle tensors) -> Detections with soft masks [N, Hf, Wf] (N may be 0).
+
+    The same instances as computing the mask statistics of every candidate, then top
+    ``nms_pre``, Matrix NMS, ``update_threshold`` and top ``max_per_image``, but the
+    candidates are visited best category score first, in doubling blocks, until the
+    visited ones decide the result (``_select``; a rescored value is at most the category
+    score), and at most ``SCAN_LIMIT * nms_pre`` of them."""
     scores, kernels, strides = _array(scores), _array(kernels), _array(strides)
     mask_feat = _array(mask_feat)
-    mask_hw = mask_feat.shape[1:]
     feat = mask_feat.reshape(mask_feat.shape[0], -1)                           # [E, P]
     cells, labels = np.nonzero(scores > params.score_threshold)               # [M] each
-    if len(cells) == 0:
-        return _empty(mask_hw)
-    index, binary, areas, rescored = _rank_candidates(
-        scores[cells, labels], kernels[cells], feat, strides[cells], params)
-    if len(index) == 0:
-        return _empty(mask_hw)
-    top = _top(rescored, params.nms_pre)
-    index, labels = index[top], labels[index[top]]
-    decayed = matrix_nms(binary[top], labels, rescored[top], areas[top], params.nms_kernel, params.nms_sigma)
-    keep = np.flatnonzero(decayed >= params.update_threshold)
-    if len(keep) == 0:
-        return _empty(mask_hw)
-    order = keep[_top(decayed[keep], params.max_per_image)]
-    soft = _sigmoid(kernels[cells[index[order]]] @ feat).astype(np.float32)
-    return Detections(soft.reshape(-1, *mask_hw), labels[order].astype(np.int64), decayed[order])
+    scores = scores[cells, labels]
+    order = np.argsort(-scores, kind='stable')[:SCAN_LIMIT * max(1, params.nms_pre)]
+    visited = _Visited(np.zeros(0, np.int64), np.zeros((0, feat.shape[1]), bool), np.zeros(0, np.float32),
+                       np.zeros(0, np.float32))
+    cand_kernels, cand_strides = kernels[cells], strides[cells]
+    start, block, chosen = 0, max(1, params.max_per_image), None
+    while chosen is None:
+        visited.add(order[start:start + block], scores, cand_kernels, feat, cand_strides, params.mask_threshold)
+        start, block = start + block, 2 * block
+        chosen = _select(visited, labels, scores[order[start]] if start < len(order) else -np.inf, params)
+    if len(chosen[0]) == 0:
+        return _empty(mask_feat.shape[1:])
+    index = visited.index[chosen[0]]
+    soft = _sigmoid(kernels[cells[index]] @ feat).astype(np.float32)
+    return Detections(soft.reshape(-1, *mask_feat.shape[1:]), labels[index].astype(np.int64), chosen[1])
 
 
 def postprocess_flat(scores, kernels, mask_feat, params: InferenceParams) -> List[Detections]:
