@@ -251,6 +251,19 @@ def test_same_as_before_with_more_candidates_than_nms_pre(seed, monkeypatch):
     assert count > 300 and params.nms_pre <= sum(visited) < count / 4
 
 
+def test_same_as_before_when_the_best_instances_are_decided_early(monkeypatch):
+    """A few confident candidates above many weak ones, soft masks: after the first block
+    no other candidate can reach the top ``max_per_image``, so the visit stops there,
+    although the top ``nms_pre`` are not known yet."""
+    scores, kernels, feat = _random_case(3, grids=(24, 12), classes=8, score_power=1.0)
+    scores *= 0.35
+    scores[[5, 50, 100, 300, 500], [0, 1, 2, 3, 4]] = [0.99, 0.98, 0.97, 0.96, 0.95]
+    params = InferenceParams(num_grids=(24, 12), segm_strides=(1, 2), nms_pre=200, max_per_image=5)
+    visited = _count_visited(monkeypatch)
+    assert _assert_same_as_before(scores, kernels, feat, params) == 5
+    assert visited == [params.nms_pre] and (scores > params.score_threshold).sum() > 1000
+
+
 def _count_visited(monkeypatch):
     visited, statistics = [], postprocess_module._mask_statistics
 

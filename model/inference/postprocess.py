@@ -206,11 +206,13 @@ def _select(visited: _Visited, labels: np.ndarray, bound: float, params: Inferen
     below ``update_threshold``, or when ``max_per_image`` final scores pass both."""
     top = _top(visited.rescored, params.nms_pre)
     final = top[visited.rescored[top] > bound]
+    undecided = bound >= params.update_threshold and len(final) < params.nms_pre
+    if undecided and len(final) < params.max_per_image:      # decayed <= rescored: not enough yet
+        return None
     decayed = matrix_nms(visited.binary[final], labels[visited.index[final]], visited.rescored[final],
                          visited.areas[final], params.nms_kernel, params.nms_sigma)
     passing = np.flatnonzero(decayed >= params.update_threshold)
-    if bound >= params.update_threshold and len(final) < params.nms_pre and \
-            np.count_nonzero(decayed[passing] > bound) < params.max_per_image:
+    if undecided and np.count_nonzero(decayed[passing] > bound) < params.max_per_image:
         return None
     order = passing[_top(decayed[passing], params.max_per_image)]
     return final[order], decayed[order]
@@ -222,9 +224,10 @@ def segment_image(scores, kernels, mask_feat, strides, params: InferenceParams) 
 
     The same instances as computing the mask statistics of every candidate, then top
     ``nms_pre``, Matrix NMS, ``update_threshold`` and top ``max_per_image``, but the
-    candidates are visited best category score first, in doubling blocks, until the
+    candidates are visited best category score first, a block at a time, until the
     visited ones decide the result (``_select``; a rescored value is at most the category
-    score), and at most ``SCAN_LIMIT * nms_pre`` of them."""
+    score), and at most ``SCAN_LIMIT * nms_pre`` of them: first ``nms_pre``, then a
+    quarter more each time."""
     scores, kernels, strides = _array(scores), _array(kernels), _array(strides)
     mask_feat = _array(mask_feat)
     feat = mask_feat.reshape(mask_feat.shape[0], -1)                           # [E, P]
@@ -234,10 +237,11 @@ def segment_image(scores, kernels, mask_feat, strides, params: InferenceParams) 
     visited = _Visited(np.zeros(0, np.int64), np.zeros((0, feat.shape[1]), bool), np.zeros(0, np.float32),
                        np.zeros(0, np.float32))
     cand_kernels, cand_strides = kernels[cells], strides[cells]
-    start, block, chosen = 0, max(1, params.max_per_image), None
+    start, block, chosen = 0, max(1, params.nms_pre), None
     while chosen is None:
         visited.add(order[start:start + block], scores, cand_kernels, feat, cand_strides, params.mask_threshold)
-        start, block = start + block, 2 * block
+        start += block
+        block = max(1, start // 4)
         chosen = _select(visited, labels, scores[order[start]] if start < len(order) else -np.inf, params)
     if len(chosen[0]) == 0:
         return _empty(mask_feat.shape[1:])
@@ -327,12 +331,14 @@ class _Axis:
         out = slice(int(self.reach[0][start]), int(self.reach[1][stop - 1]) + 1)
         return out, slice(int(self.reads[0][out.start]), int(self.reads[1][out.stop - 1]) + 1)
 
-    def resample(self, values: np.ndarray, out: slice, read: slice, axis: int) -> np.ndarray:
-        """``values`` (the features ``read`` along ``axis``) -> the outputs ``out``."""
+    def resample(self, values: np.ndarray, out: slice, read: slice) -> np.ndarray:
+        """``values`` [r, c] (the features ``read`` along the first axis) -> the outputs
+        ``out`` along it, transposed: [c, len(out)], so two calls resample both axes."""
         taps, weights = self.taps[out] - read.start, self.weights[out]
-        if axis == 1:
-            return sum(values[:, taps[:, t]] * weights[:, t] for t in range(taps.shape[1]))
-        return sum(values[taps[:, t]] * weights[:, t, None] for t in range(taps.shape[1]))
+        resampled = values[taps[:, 0]] * weights[:, :1]
+        for t in range(1, taps.shape[1]):
+            resampled += values[taps[:, t]] * weights[:, t:t + 1]
+        return np.ascontiguousarray(resampled.T)
 
 
 def paste_in_boxes(soft_masks: np.ndarray, resized_hw: Sequence[int], orig_hw: Sequence[int],
@@ -353,8 +359,8 @@ def paste_in_boxes(soft_masks: np.ndarray, resized_hw: Sequence[int], orig_hw: S
         if box is None:
             continue
         (out_y, read_y), (out_x, read_x) = rows.window(box[1], box[3]), cols.window(box[0], box[2])
-        crop = rows.resample(soft_masks[i, read_y, read_x], out_y, read_y, 0)
-        crop = cols.resample(crop, out_x, read_x, 1) > mask_threshold
+        crop = cols.resample(rows.resample(soft_masks[i, read_y, read_x], out_y, read_y), out_x, read_x)
+        crop = crop > mask_threshold
         tight = mask_to_box(crop)
         if tight is not None:
             masks[i, out_y, out_x] = crop
