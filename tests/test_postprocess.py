@@ -75,6 +75,21 @@ def test_compensation_by_the_decayer_own_overlap():
     np.testing.assert_allclose(decayed, [0.9, 0.8 * math.exp(-2.0 / 9), 0.7], rtol=1e-6)
 
 
+@pytest.mark.parametrize('classes', [1, 3, 40])
+@pytest.mark.parametrize('kernel', ['gaussian', 'linear'])
+def test_matrix_nms_by_class_blocks_equals_all_pairs(classes, kernel):
+    """Blocks of whole classes (some above NMS_BLOCK masks, single-mask classes skipped)
+    give the decays of the all-pairs computation of tests/fixtures/postprocess_v1.py."""
+    rng = np.random.default_rng(classes)
+    masks = rng.random((150, 200)) > 0.6
+    labels = rng.integers(0, classes, 150)
+    scores = np.sort(rng.random(150).astype(np.float32))[::-1].copy()
+    areas = masks.sum(1).astype(np.float32)
+    expected = postprocess_v1._matrix_nms(_t(masks.astype(np.float32)), _t(labels, 'int64'), _t(scores),
+                                          _t(areas), kernel, 2.0).numpy()
+    np.testing.assert_allclose(matrix_nms(masks, labels, scores, areas, kernel), expected, rtol=1e-6)
+
+
 def test_unknown_kernel_is_refused():
     with pytest.raises(ValueError, match='kernel'):
         _nms(_line_masks((0, 4)), [0], [0.5], kernel='box')

@@ -89,13 +89,13 @@ def cell_strides(num_grids: Sequence[int], segm_strides: Sequence[int]) -> np.nd
                            for s, stride in zip(num_grids, segm_strides)])
 
 
-def _class_decay(masks: np.ndarray, areas: np.ndarray, kernel: str, sigma: float) -> np.ndarray:
-    """Matrix NMS decay factors [n] of one class's binary masks [n, P] (best first)."""
+def _decay(masks: np.ndarray, labels: np.ndarray, areas: np.ndarray, kernel: str, sigma: float) -> np.ndarray:
+    """Matrix NMS decay factors [n] of binary masks [n, P] (best first) with labels [n]."""
     covered = np.flatnonzero(masks.any(axis=0))            # pixels no mask covers add nothing
     flat = masks[:, covered].astype(np.float32)
     inter = flat @ flat.T                                   # exact: integer sums < 2^24
     union = areas[None, :] + areas[:, None] - inter
-    iou = np.triu(inter / union, k=1)
+    iou = np.triu(inter / union, k=1) * (labels[:, None] == labels[None, :])
     compensate = iou.max(axis=0)[:, None]                   # row i: max_k iou_ki
     if kernel == 'gaussian':
         decay = np.exp(-sigma * iou ** 2) / np.exp(-sigma * compensate ** 2)
@@ -103,6 +103,25 @@ def _class_decay(masks: np.ndarray, areas: np.ndarray, kernel: str, sigma: float
         with np.errstate(divide='ignore'):     # a duplicate's own row: x / 0 = inf, never the minimum
             decay = (1 - iou) / (1 - compensate)
     return decay.min(axis=0)
+
+
+NMS_BLOCK = 64   # classes are batched into Matrix NMS blocks of at least this many masks
+
+
+def _class_blocks(labels: np.ndarray) -> List[np.ndarray]:
+    """Indices (ascending) of the masks of classes with 2+ masks, whole classes batched
+    until a block holds ``NMS_BLOCK`` masks: masks of different classes never interact,
+    and one product per block instead of per class keeps small classes cheap."""
+    classes, counts = np.unique(labels, return_counts=True)
+    blocks, pending = [], []
+    for label in classes[counts > 1]:
+        pending.append(np.flatnonzero(labels == label))
+        if sum(len(group) for group in pending) >= NMS_BLOCK:
+            blocks.append(np.sort(np.concatenate(pending)))
+            pending = []
+    if pending:
+        blocks.append(np.sort(np.concatenate(pending)))
+    return blocks
 
 
 def matrix_nms(masks, labels, scores, areas, kernel: str = 'gaussian', sigma: float = 2.0) -> np.ndarray:
@@ -118,18 +137,16 @@ def matrix_nms(masks, labels, scores, areas, kernel: str = 'gaussian', sigma: fl
         [N] float32 decayed scores. Mask j is decayed by the most-overlapping
         higher-scored mask i of its class, compensated by how much i itself
         was overlapped: min_i f(iou_ij) / f(max_k iou_ki). Only masks of one class
-        interact, so the overlaps are computed class by class, on the pixels that
-        class's masks cover.
+        interact, so the overlaps are computed for blocks of whole classes
+        (``_class_blocks``), on the pixels the block's masks cover.
     """
     if kernel not in ('gaussian', 'linear'):
         raise ValueError(f"unknown Matrix NMS kernel '{kernel}' (expected 'gaussian' or 'linear')")
     masks, labels = _array(masks), _array(labels)
     scores, areas = _array(scores).astype(np.float32), _array(areas).astype(np.float32)
     decayed = scores.copy()
-    for label in np.unique(labels):
-        group = np.flatnonzero(labels == label)
-        if len(group) > 1:
-            decayed[group] = scores[group] * _class_decay(masks[group], areas[group], kernel, sigma)
+    for block in _class_blocks(labels):
+        decayed[block] = scores[block] * _decay(masks[block], labels[block], areas[block], kernel, sigma)
     return decayed
 
 
