@@ -140,11 +140,11 @@ def ours_end_to_end(predictor, paths) -> tuple:
         return image, predictor.prepare(image)
 
     def model(loaded):
-        return predictor.infer([loaded[1][0]])[0]
+        return predictor.forward([loaded[1][0]])
 
-    def finish(path, loaded, detections):
+    def finish(path, loaded, outputs):
         image, (_, meta) = loaded
-        result = predictor.finish(detections, meta)
+        result = predictor.finish_outputs(outputs, meta)
         finish_work(image, result.masks, result.labels, result.scores, predictor.class_names, result.boxes)
 
     model(load(paths[0]))

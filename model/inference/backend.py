@@ -1,5 +1,7 @@
 """The inference interface every backend implements: ``prepare`` (numpy) -> ``infer``
-(network + post-processing) -> ``finish`` (masks on the original image).
+(network + post-processing) -> ``finish`` (masks on the original image). Pipelines split
+``infer`` so the network thread only runs the network: ``forward`` there, and
+``finish_outputs`` (``detect`` + ``finish``) in a worker.
 
 A backend's ``run`` returns the exportable network's three outputs for a preprocessed
 batch: (scores [B, K, C], kernels [B, K, E], mask_feat [B, E, H/4, W/4]); the rest is
@@ -47,17 +49,30 @@ class Backend(abc.ABC):
         """``run`` with numpy results."""
         return [t.numpy() if isinstance(t, paddle.Tensor) else np.asarray(t) for t in self.run(batch)]
 
-    def infer(self, inputs: Sequence[np.ndarray]) -> List[Detections]:
-        """Preprocessed images -> soft-mask detections (one per image, [N, Hf, Wf])."""
+    def forward(self, inputs: Sequence[np.ndarray]) -> List[np.ndarray]:
+        """Preprocessed images -> the network's outputs for their batch, as numpy arrays
+        (scores [B, K, C], kernels [B, K, E], mask_feat [B, E, H/4, W/4])."""
         batch = batch_images(inputs)
         if self.size_range is not None:
             check_input_size(batch.shape[2], batch.shape[3], *self.size_range)
-        with paddle.no_grad():
-            return postprocess_flat(*self.run(batch), self.params)
+        return self.run_numpy(batch)
+
+    def detect(self, outputs: Sequence[np.ndarray]) -> List[Detections]:
+        """``forward``'s outputs -> soft-mask detections (one per image, [N, Hf, Wf])."""
+        return postprocess_flat(*outputs, self.params)
+
+    def infer(self, inputs: Sequence[np.ndarray]) -> List[Detections]:
+        """Preprocessed images -> soft-mask detections (one per image, [N, Hf, Wf])."""
+        return self.detect(self.forward(inputs))
 
     def finish(self, detections: Detections, meta: ImageMeta) -> Detections:
         """Soft masks -> binary masks [N, H, W] bool on the original image."""
         return paste_detections(detections, meta, self.params.mask_threshold)
+
+    def finish_outputs(self, outputs: Sequence[np.ndarray], meta: ImageMeta) -> Detections:
+        """``forward``'s outputs for one image -> its instances on the original image: what
+        a pipeline's worker does after the network (``detect``, then ``finish``)."""
+        return self.finish(self.detect(outputs)[0], meta)
 
     def __call__(self, image: np.ndarray) -> Detections:
         inputs, meta = self.prepare(image)

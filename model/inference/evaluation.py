@@ -24,10 +24,10 @@ def predict_coco(predictor, coco: COCO, image_dir: str,
         return predictor.prepare(image)
 
     def model(loaded):
-        return predictor.infer([loaded[0]])[0]
+        return predictor.forward([loaded[0]])
 
-    def finish(image_id, loaded, detections):
-        result = predictor.finish(detections, loaded[1])
+    def finish(image_id, loaded, outputs):
+        result = predictor.finish_outputs(outputs, loaded[1])
         records.extend(instances_to_coco(image_id, result.masks, result.labels, result.scores,
                                          label_to_category_id, result.boxes))
         if bar:

@@ -113,11 +113,11 @@ def run_images(options, backend, dumper, records, targets) -> int:
         return image, (chw, meta)
 
     def model(loaded):
-        return backend.infer([loaded[1][0]])[0]
+        return backend.forward([loaded[1][0]])
 
-    def finish(path, loaded, detections):
+    def finish(path, loaded, outputs):
         image, (_, meta) = loaded
-        result = backend.finish(detections, meta)
+        result = backend.finish_outputs(outputs, meta)
         write_image(targets[path], draw_bgr(image, result, backend.class_names, options.draw_threshold))
         written.append(path)
         if options.save_json:
@@ -206,12 +206,12 @@ def run_video(options, backend, dumper, records) -> int:
         return image, (chw, meta)
 
     def model(loaded):
-        return backend.infer([loaded[1][0]])[0]
+        return backend.forward([loaded[1][0]])
 
-    def finish(item, loaded, detections):
+    def finish(item, loaded, outputs):
         index = item[0]
         image, (_, meta) = loaded
-        result = backend.finish(detections, meta)
+        result = backend.finish_outputs(outputs, meta)
         if options.save_json:
             records.extend(coco_records(index, f'frame_{index:06d}', result, backend.class_names))
         ordered.put(index, draw_bgr(image, result, backend.class_names, options.draw_threshold))

@@ -1,11 +1,18 @@
 """Three-stage pipeline: load in worker threads, run the model on the calling
-thread, finish (encode, draw, save) in worker threads, so the model never waits
-for I/O. Reports how busy the model stage was."""
+thread, finish (post-process, encode, draw, save) in worker threads, so the model never
+waits for I/O or post-processing. While it runs, numpy's BLAS (OpenBLAS) and OpenCV use
+one thread each, so every worker takes at most one core and the network's own math
+threads keep the others. Reports how busy the model stage was."""
+import contextlib
+import os
 import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, List, Tuple
+from typing import Any, Callable, Iterable, Iterator, List, Optional, Tuple
+
+import cv2
+import threadpoolctl
 
 
 @dataclass
@@ -25,15 +32,41 @@ class PipelineStats:
         return self.model_busy / self.wall if self.wall > 0 else 0.0
 
 
+@contextlib.contextmanager
+def single_threaded_helpers() -> Iterator[None]:
+    """numpy's BLAS (OpenBLAS; not MKL, which Paddle's network may share) and OpenCV on
+    one thread while the block runs, restored after it."""
+    threads = cv2.getNumThreads()
+    cv2.setNumThreads(1)
+    try:
+        with threadpoolctl.threadpool_limits(limits={'openblas': 1}):
+            yield
+    finally:
+        cv2.setNumThreads(threads)
+
+
+def default_finish_workers(cores: Optional[int] = None) -> int:
+    """Post-processing workers: a quarter of the cores, at least one. Post-processing of
+    an image takes a fraction of the network's time on one core (docs/benchmark.md), so
+    a few workers keep up while the network keeps most cores."""
+    return max(1, (cores or os.cpu_count() or 1) // 4)
+
+
 def run_pipeline(items: Iterable[Any], load: Callable[[Any], Any], model: Callable[[Any], Any],
                  finish: Callable[[Any, Any, Any], None], load_workers: int = 2,
-                 finish_workers: int = 2, prefetch: int = 4) -> PipelineStats:
+                 finish_workers: Optional[int] = None, prefetch: int = 4) -> PipelineStats:
     """For each item: ``loaded = load(item)`` (worker), ``out = model(loaded)`` (this
-    thread, in item order), ``finish(item, loaded, out)`` (worker).
+    thread, in item order), ``finish(item, loaded, out)`` (worker; ``finish_workers``
+    of them, default ``default_finish_workers()``).
 
     A ``load`` that raises skips the item and records (item, message) in
     ``stats.failed``; errors in ``model`` or ``finish`` propagate.
     """
+    with single_threaded_helpers():
+        return _run(items, load, model, finish, load_workers, finish_workers or default_finish_workers(), prefetch)
+
+
+def _run(items, load, model, finish, load_workers: int, finish_workers: int, prefetch: int) -> PipelineStats:
     stats = PipelineStats()
     start = time.perf_counter()
     pending: deque = deque()
