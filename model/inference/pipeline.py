@@ -39,7 +39,7 @@ def single_threaded_helpers() -> Iterator[None]:
     threads = cv2.getNumThreads()
     cv2.setNumThreads(1)
     try:
-        with threadpoolctl.threadpool_limits(limits={'openblas': 1}):
+        with threadpoolctl.ThreadpoolController().select(internal_api='openblas').limit(limits=1):
             yield
     finally:
         cv2.setNumThreads(threads)
