@@ -1,6 +1,7 @@
 """Speed of this toolkit on this machine, against PaddleDetection's SOLOv2, in one run.
 
     python tools/benchmark.py --configs 1 2            # writes docs/benchmark.md and .png
+    python tools/benchmark.py --postprocess --configs 1 2   # post-processing section only
 
 For each config, both implementations get the same weights (a random-weight
 PaddleDetection model, saved and converted with convert/ppdet2paddle.py rules) and the
@@ -15,7 +16,10 @@ same images, and the same number of CPU threads. Measured:
   time, as its tools/infer.py does;
 - the share of wall time our model stage is busy, Matrix NMS time for 100 and 500
   candidates, the network's FLOPs and the fraction of this machine's matmul GFLOP/s
-  that the network reaches.
+  that the network reaches;
+- with ``--postprocess`` instead: everything after the network (post-processing, paste,
+  RLE + JSON, drawing) for 100 instances on one ``--size`` picture, on one pinned core
+  (tools/postprocess_speed.py), in a section of the report that full runs keep.
 PaddleDetection is a test/benchmark dependency only (``pip install --no-deps
 paddledet==2.6.0``, see README); the product never imports it.
 """
@@ -48,6 +52,7 @@ from model.inference.pipeline import run_pipeline  # noqa: E402
 from model.inference.postprocess import matrix_nms  # noqa: E402
 from model.inference.predictor import Predictor  # noqa: E402
 from model.runtime import setup  # noqa: E402
+from tools import postprocess_speed  # noqa: E402
 
 # our config -> PaddleDetection architecture built in tests/reference/ppdet_ref.py
 REFERENCE_FAMILY = {0: 'r50_fpn', 1: 'light448_r50', 2: 'light_r50_vd_dcn_v05',
@@ -288,7 +293,9 @@ def write_report(summaries, out: Path, machine: str, count: int, size: int) -> N
     lines += ['', '| config | input | network GFLOP | Matrix NMS 100 / 500 candidates, ms | '
               'NMS 500 / dygraph network time |', '|---|---|---|---|---|']
     lines += [config_facts(summary) for summary in summaries]
-    out.with_suffix('.md').write_text('\n'.join(lines) + '\n')
+    report = out.with_suffix('.md')
+    kept = postprocess_speed.existing_section(report.read_text()) if report.is_file() else ''
+    report.write_text('\n'.join(lines) + '\n' + ('\n' + kept if kept else ''))
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
@@ -309,6 +316,25 @@ def write_report(summaries, out: Path, machine: str, count: int, size: int) -> N
     plt.close(fig)
 
 
+def postprocess_report(args) -> int:
+    """``--postprocess``: time the post-processing of each config on one core (this process
+    stays pinned to it) and write the section into the report."""
+    postprocess_speed.one_core()
+    cpu = postprocess_speed.cpu_model()
+    rows = []
+    for number in args.configs:
+        result = postprocess_speed.postprocess_seconds(with_overrides(CONFIGS[number], args.opt), args.size)
+        rows.append((number, args.size, result))
+        print(f"config {number}, {args.size}x{args.size}, {result['instances']} instances from "
+              f"{result['candidates']} candidates: {1e3 * result['total']:.1f} ms on one core ({cpu})", flush=True)
+    report = Path(args.out).with_suffix('.md')
+    report.parent.mkdir(parents=True, exist_ok=True)
+    section = postprocess_speed.report_section(rows, cpu, 'python tools/benchmark.py ' + ' '.join(sys.argv[1:]))
+    report.write_text(postprocess_speed.replace_section(report.read_text() if report.is_file() else '', section))
+    print(f'wrote {report}')
+    return 0
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--configs', type=int, nargs='+', default=[1, 2],
@@ -322,7 +348,12 @@ def main(argv=None) -> int:
     parser.add_argument('--out', default='docs/benchmark', help='report path without suffix')
     parser.add_argument('--opt', nargs='+', default=[], metavar='NAME=VALUE',
                         help='config overrides for every config, e.g. test_short=320 test_max=320')
+    parser.add_argument('--postprocess', action='store_true',
+                        help='only time everything after the network on one core (100 instances on a '
+                             '--size picture) and update that section of the report')
     args = parser.parse_args(argv)
+    if args.postprocess:
+        return postprocess_report(args)
     unknown = [n for n in args.configs if n not in REFERENCE_FAMILY]
     if unknown:
         parser.error(f'no PaddleDetection counterpart for configs {unknown}')

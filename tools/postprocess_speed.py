@@ -1,5 +1,6 @@
 """Speed of everything after the network, on one core: raw outputs -> instances ->
-masks on the picture -> COCO RLE + JSON -> drawn picture (what ``demo.py`` does per image).
+masks on the picture -> COCO RLE + JSON -> drawn picture (what ``demo.py`` does per image),
+for ``python tools/benchmark.py --postprocess``.
 
 The raw outputs are synthetic but shaped like a real image's: ``instances`` blobs on the
 mask-feature map, each a logit channel (+ a constant channel for the bias), and
@@ -9,12 +10,12 @@ duplicates, so Matrix NMS keeps one instance per blob.
 """
 import json
 import os
+import platform
 import statistics
 import time
 
 import cv2
 import numpy as np
-import paddle
 import threadpoolctl
 
 from data.results import instances_to_coco
@@ -73,8 +74,9 @@ def finish_picture(image, soft, meta: ImageMeta, params: InferenceParams, class_
 
 
 def postprocess_seconds(cfg, size: int = 640, runs: int = 5, instances: int = 100) -> dict:
-    """Median seconds per stage (postprocess, paste, encode, draw, total) for one
-    ``size`` x ``size`` picture with ``instances`` detections, and the instance count."""
+    """Median CPU seconds per stage (postprocess, paste, encode, draw, total) for one
+    ``size`` x ``size`` picture with ``instances`` detections; the instance and candidate
+    counts and the mask-feature size."""
     params = InferenceParams.from_config(cfg)
     (height, width), _ = resized_hw(size, size, cfg.test_short, cfg.test_max)
     padded = (-(-height // 32) * 32, -(-width // 32) * 32)
@@ -85,19 +87,69 @@ def postprocess_seconds(cfg, size: int = 640, runs: int = 5, instances: int = 10
     rows = []
     for _ in range(runs + 1):                    # the first run warms up
         began = time.process_time()
-        with paddle.no_grad():
-            soft = postprocess_flat(*outputs, params)[0]
+        soft = postprocess_flat(*outputs, params)[0]
         rows.append([time.process_time() - began, *finish_picture(image, soft, meta, params, cfg.class_names)])
     stages = [statistics.median(column) for column in zip(*rows[1:])]
-    return dict(zip(('postprocess', 'paste', 'encode', 'draw'), stages),
-                total=sum(stages), instances=len(soft))
+    return dict(zip(('postprocess', 'paste', 'encode', 'draw'), stages), total=sum(stages),
+                instances=len(soft), candidates=int((outputs[0] > params.score_threshold).sum()),
+                feat=f'{padded[0] // 4}x{padded[1] // 4}')
 
 
 def one_core() -> None:
-    """Pin this process to one core, with one math thread in Paddle, numpy's BLAS and OpenCV."""
+    """Pin this process to one core, with one thread in every BLAS / OpenMP pool and OpenCV."""
     if hasattr(os, 'sched_setaffinity'):
         os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
-    paddle.set_device('cpu')
-    paddle.base.core.set_num_threads(1)
     threadpoolctl.threadpool_limits(1)
     cv2.setNumThreads(1)
+
+
+def cpu_model(cpuinfo: str = '/proc/cpuinfo') -> str:
+    """'<model name> (avx512_bf16 yes|no, amx yes|no)' of the first CPU, or the platform's
+    processor string where /proc/cpuinfo is missing."""
+    fields = {}
+    try:
+        with open(cpuinfo) as f:
+            for line in f:
+                key, _, value = line.partition(':')
+                fields.setdefault(key.strip(), value.strip())
+    except OSError:
+        return platform.processor() or 'unknown CPU'
+    flags = set(fields.get('flags', '').split())
+    return (f"{fields.get('model name', 'unknown CPU')} (avx512_bf16 {'yes' if 'avx512_bf16' in flags else 'no'}, "
+            f"amx {'yes' if 'amx_bf16' in flags else 'no'})")
+
+
+BEGIN, END = '<!-- postprocess: begin -->', '<!-- postprocess: end -->'
+
+
+def report_section(rows, cpu: str, command: str) -> str:
+    """The markdown section of ``postprocess_seconds`` results (``rows``: (config, size,
+    result) tuples), between markers so that a later run replaces it."""
+    lines = [BEGIN, '## Post-processing on one core', '',
+             f'Everything after the network for one picture, as `demo.py` does it: raw outputs -> '
+             'instances (`postprocess_flat`) -> masks on the picture (paste) -> COCO RLE + JSON -> '
+             f'drawn picture; synthetic outputs, median CPU ms on one pinned core ({cpu}); command: '
+             f'`{command}`.', '',
+             '| config | picture | mask features | candidates | instances | post-process | paste | '
+             'RLE + JSON | drawing | total ms |', '|---|---|---|---|---|---|---|---|---|---|']
+    for number, size, result in rows:
+        lines.append(f"| {number} | {size}x{size} | {result['feat']} | {result['candidates']} | "
+                     f"{result['instances']} | " + ' | '.join(
+                         f'{1e3 * result[k]:.1f}' for k in ('postprocess', 'paste', 'encode', 'draw', 'total'))
+                     + ' |')
+    return '\n'.join(lines + [END]) + '\n'
+
+
+def replace_section(text: str, section: str) -> str:
+    """``text`` with its post-processing section replaced by ``section`` (appended if absent)."""
+    if BEGIN in text and END in text:
+        rest = text[text.index(END) + len(END):].lstrip('\n')
+        return text[:text.index(BEGIN)] + section + ('\n' + rest if rest else '')
+    return text.rstrip('\n') + '\n\n' + section if text.strip() else section
+
+
+def existing_section(text: str) -> str:
+    """The post-processing section of ``text`` ('' when it has none)."""
+    if BEGIN in text and END in text:
+        return text[text.index(BEGIN):text.index(END) + len(END)] + '\n'
+    return ''

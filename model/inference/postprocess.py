@@ -188,26 +188,47 @@ def _mask_statistics(kernels: np.ndarray, feat: np.ndarray, mask_threshold: floa
 SCAN_LIMIT = 4   # mask statistics for at most SCAN_LIMIT * nms_pre candidates per image
 
 
-@dataclass
 class _Visited:
-    """Mask statistics of the candidates visited so far that passed the area filter, in
-    candidate order: index [n] into the candidates, binary [n, P] bool, areas [n], and
-    rescored [n] (category score * maskness)."""
-    index: np.ndarray
-    binary: np.ndarray
-    areas: np.ndarray
-    rescored: np.ndarray
+    """Mask statistics of the visited candidates that passed the area filter, in visit
+    order, in buffers for up to ``capacity`` of them: ``index`` [n] into the candidates,
+    ``binary`` [n, P] bool, ``areas`` [n] and ``rescored`` [n] (category score * maskness)."""
+
+    def __init__(self, capacity: int, pixels: int):
+        self._binary = np.empty((capacity, pixels), bool)
+        self._columns = np.empty(capacity, np.int64), np.empty(capacity, np.float32), np.empty(capacity, np.float32)
+        self.count = 0
+
+    @property
+    def binary(self) -> np.ndarray:
+        return self._binary[:self.count]
+
+    @property
+    def index(self) -> np.ndarray:
+        return self._columns[0][:self.count]
+
+    @property
+    def areas(self) -> np.ndarray:
+        return self._columns[1][:self.count]
+
+    @property
+    def rescored(self) -> np.ndarray:
+        return self._columns[2][:self.count]
 
     def add(self, index: np.ndarray, scores: np.ndarray, kernels: np.ndarray, feat: np.ndarray,
             strides: np.ndarray, mask_threshold: float) -> None:
         """Visit candidates ``index``: scores [M], kernels [M, E], strides [M] of all candidates."""
         binary, areas, maskness = _mask_statistics(kernels[index], feat, mask_threshold)
-        keep = areas > strides[index]          # drop masks not larger than their level's stride
-        new = (index[keep], binary[keep], areas[keep], scores[index[keep]] * maskness[keep])
-        merged = [np.concatenate([old, part]) for old, part in zip(
-            (self.index, self.binary, self.areas, self.rescored), new)]
-        back = np.argsort(merged[0], kind='stable')
-        self.index, self.binary, self.areas, self.rescored = (column[back] for column in merged)
+        keep = np.flatnonzero(areas > strides[index])    # drop masks not larger than their level's stride
+        rows = slice(self.count, self.count + len(keep))
+        np.take(binary, keep, axis=0, out=self._binary[rows])
+        for column, values in zip(self._columns, (index, areas, scores[index] * maskness)):
+            column[rows] = values[keep]
+        self.count += len(keep)
+
+    def ranked(self, k: int) -> np.ndarray:
+        """Positions of the k best rescored values, best first (ties: lower candidate index
+        first, as ranking them in candidate order does)."""
+        return np.lexsort((self.index, -self.rescored))[:k]
 
 
 def _select(visited: _Visited, labels: np.ndarray, bound: float, params: InferenceParams):
@@ -221,7 +242,7 @@ def _select(visited: _Visited, labels: np.ndarray, bound: float, params: Inferen
     scores are final; any other candidate's decayed score is at most ``bound``. The
     result is decided when nothing is left, when ``nms_pre`` are final, when ``bound`` is
     below ``update_threshold``, or when ``max_per_image`` final scores pass both."""
-    top = _top(visited.rescored, params.nms_pre)
+    top = visited.ranked(params.nms_pre)
     final = top[visited.rescored[top] > bound]
     undecided = bound >= params.update_threshold and len(final) < params.nms_pre
     if undecided and len(final) < params.max_per_image:      # decayed <= rescored: not enough yet
@@ -251,8 +272,7 @@ def segment_image(scores, kernels, mask_feat, strides, params: InferenceParams) 
     cells, labels = np.nonzero(scores > params.score_threshold)               # [M] each
     scores = scores[cells, labels]
     order = np.argsort(-scores, kind='stable')[:SCAN_LIMIT * max(1, params.nms_pre)]
-    visited = _Visited(np.zeros(0, np.int64), np.zeros((0, feat.shape[1]), bool), np.zeros(0, np.float32),
-                       np.zeros(0, np.float32))
+    visited = _Visited(len(order), feat.shape[1])
     cand_kernels, cand_strides = kernels[cells], strides[cells]
     start, block, chosen = 0, max(1, params.nms_pre), None
     while chosen is None:
@@ -272,8 +292,7 @@ def postprocess_flat(scores, kernels, mask_feat, params: InferenceParams) -> Lis
     (``model.inference.exportable.ExportableSOLOv2``): scores [B, K, C] (sigmoid + points-NMS),
     kernels [B, K, E], mask_feat [B, E, Hf, Wf], numpy arrays or paddle tensors ->
     one Detections (soft masks) per image."""
-    scores, kernels = _array(scores).astype(np.float32), _array(kernels).astype(np.float32)
-    mask_feat = _array(mask_feat).astype(np.float32)
+    scores, kernels, mask_feat = (np.asarray(_array(a), np.float32) for a in (scores, kernels, mask_feat))
     cells = sum(s * s for s in params.num_grids)
     if scores.shape[1] != cells or kernels.shape[1] != cells:
         raise ValueError(f'the network outputs {scores.shape[1]} grid cells but num_grids '
