@@ -1,8 +1,13 @@
 """tools/benchmark.py end to end on a small input: every implementation runs and the
 report (markdown table + PNG) names each of them with a number."""
 import re
+import subprocess
+import sys
+from pathlib import Path
 
-from tools import benchmark
+from tools import benchmark, postprocess_speed
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_benchmark_writes_table_and_plot(tmp_path):
@@ -20,3 +25,30 @@ def test_benchmark_writes_table_and_plot(tmp_path):
         assert re.fullmatch(r'\d+\.\d\dx', cells[5])    # ratio to PaddleDetection
     facts = report.split('network GFLOP')[1]
     assert re.search(r'\| 1 Light448R50 \| 64x64 \| \d+ \| [\d.]+ / [\d.]+ \|', facts)
+
+
+def test_postprocess_section_is_written_and_replaced(tmp_path):
+    """--postprocess (in its own process: it pins itself to one core) writes its section
+    into an existing report, keeps the rest, and replaces the section on the next run."""
+    out = tmp_path / 'bench'
+    out.with_suffix('.md').write_text('# Benchmark\n\nthe end-to-end table\n')
+    command = [sys.executable, str(ROOT / 'tools' / 'benchmark.py'), '--postprocess', '--configs', '1',
+               '--size', '160', '--opt', 'test_short=128', 'test_max=128', '--out', str(out)]
+    for _ in range(2):
+        assert subprocess.run(command, cwd=ROOT, capture_output=True, text=True).returncode == 0
+    report = out.with_suffix('.md').read_text()
+    assert report.startswith('# Benchmark\n\nthe end-to-end table\n') and report.count('## Post-processing') == 1
+    row = next(line for line in report.splitlines() if line.startswith('| 1 | 160x160'))
+    cells = [c.strip() for c in row.strip('|').split('|')]
+    assert cells[2] == '32x32' and cells[3] == '2700' and cells[4] == '100'
+    assert all(float(value) > 0 for value in cells[5:])
+    assert 'avx512_bf16' in report
+
+
+def test_a_full_report_keeps_the_postprocess_section(tmp_path):
+    section = postprocess_speed.report_section([(1, 64, {'feat': '16x16', 'candidates': 5, 'instances': 2,
+                                                        'postprocess': 0.001, 'paste': 0.001, 'encode': 0.001,
+                                                        'draw': 0.001, 'total': 0.004})], 'a CPU', 'cmd')
+    text = postprocess_speed.replace_section('# Benchmark\n\nold table\n', section)
+    assert postprocess_speed.existing_section(text) == section
+    assert postprocess_speed.replace_section(text, section.replace('a CPU', 'another CPU')).count('## Post') == 1
