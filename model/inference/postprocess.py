@@ -354,6 +354,7 @@ class _Axis:
     @classmethod
     @functools.lru_cache(maxsize=16)
     def build(cls, feat: int, resized: int, orig: int) -> '_Axis':
+        """The paste of ``feat`` mask-feature indices to ``orig`` picture indices (cached)."""
         dense = _paste_weights(feat, resized, orig)                           # [orig, feat]
         nonzero = dense != 0
         count = int(nonzero.sum(axis=1).max())
