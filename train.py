@@ -79,7 +79,8 @@ def val_picture(trainer):
     image = read_image(str(Path(images) / first), trainer.cfg.max_image_pixels)
     with evaluation_weights(trainer.model, trainer.ema) as model:
         result = Predictor.for_model(model, trainer.cfg)(image)
-    return draw_instances(image, result.masks, result.labels, result.scores, trainer.cfg.class_names, 0.3)
+    return draw_instances(image, result.masks, result.labels, result.scores, trainer.cfg.class_names, 0.3,
+                          result.boxes)
 
 
 def main(argv=None) -> int:
