@@ -2,7 +2,7 @@
 import argparse
 
 from config import describe_configs, format_settings, get_config, with_overrides
-from config.sidecar import read_sidecar
+from config.sidecar import apply_sidecar, read_sidecar
 
 
 def make_parser(description: str) -> argparse.ArgumentParser:
@@ -33,14 +33,25 @@ def add_model_args(parser: argparse.ArgumentParser, default_weights=None) -> Non
 
 
 def resolve_config(args):
-    """(number, config class) from --config, else from the weights' sidecar, with the
-    --opt overrides applied. Raises ValueError/KeyError with a one-line message."""
-    number = args.config
-    if number is None and args.weights:
-        number = (read_sidecar(args.weights) or {}).get('config')
+    """(number, config class) from --config, else from the weights' sidecar, with what the
+    sidecar recorded (classes, settings) under the --opt overrides. A command line that
+    contradicts a recorded model setting, --config included, raises ValueError naming it;
+    test-time settings (thresholds, test sizes) may differ. Raises ValueError/KeyError with
+    a one-line message."""
+    meta = read_sidecar(args.weights) if args.weights else None
+    number = args.config if args.config is not None else (meta or {}).get('config')
     if number is None:
         raise ValueError('pass --config (the weights have no sidecar .json naming one)')
-    return number, with_overrides(get_config(number), args.opt)
+    cfg = with_overrides(get_config(number), args.opt)
+    if meta is None:
+        return number, cfg
+    same = meta.get('config') == number
+    chosen = [text.partition('=')[0].strip() for text in args.opt] if same else cfg.settings()
+    try:
+        return number, apply_sidecar(cfg, meta, chosen)
+    except ValueError as exc:
+        hint = '' if same else f' (they were made for --config={meta.get("config")})'
+        raise ValueError(f'{exc}{hint}') from None
 
 
 def announce_config(number: int, cfg, overrides=(), verbose: bool = False, where: str = '') -> str:

@@ -1,8 +1,25 @@
 """The checkpoint sidecar: ``NAME.json`` beside ``NAME.pdparams``, recording what rebuilds
-the model (config number, class names, source)."""
+the model: config number, class names, the settings that differ from that config's
+(``"overrides"``) and the source.
+
+Settings fall in three groups: ``MODEL_SETTINGS`` shape the network or fix what its
+outputs mean (a command line that contradicts the recorded value is an error),
+``TEST_SETTINGS`` steer pre- and post-processing (recorded and applied, but any command
+line may change them), and the rest only matter for training (not recorded)."""
 import json
 from pathlib import Path
-from typing import Optional
+from typing import Collection, List, Optional
+
+from config import get_config, with_classes, with_overrides
+
+MODEL_SETTINGS = ('depth', 'variant', 'backbone_width', 'backbone_dcn', 'backbone_dcn_stages',
+                  'fpn_channels', 'num_classes', 'head_convs', 'head_channels', 'kernel_channels',
+                  'num_grids', 'head_dcn', 'head_dcn_indices', 'dcn_bias', 'mask_feat_channels',
+                  'mask_feat_dcn', 'segm_strides')
+TEST_SETTINGS = ('class_names', 'test_short', 'test_max', 'score_threshold', 'mask_threshold', 'nms_pre',
+                 'update_threshold', 'max_per_image', 'nms_kernel', 'nms_sigma')
+_CLASSES = ('num_classes', 'class_names')   # recorded as entries of their own
+_RECORDED = tuple(name for name in MODEL_SETTINGS + TEST_SETTINGS if name not in _CLASSES)
 
 
 def sidecar_path(weights: str) -> Path:
@@ -10,7 +27,72 @@ def sidecar_path(weights: str) -> Path:
     return Path(weights).with_suffix('.json')
 
 
+def recorded_settings(cfg, number: int) -> dict:
+    """{name: value} of the model and test settings (classes aside) in which ``cfg``
+    differs from config ``number``: what a sidecar stores under ``"overrides"``."""
+    base = get_config(number)
+    return {name: getattr(cfg, name) for name in _RECORDED if getattr(cfg, name) != getattr(base, name)}
+
+
 def read_sidecar(weights: str) -> Optional[dict]:
-    """The sidecar of ``weights`` or None when there is none."""
+    """The sidecar of ``weights`` or None when there is none; ValueError (one line
+    naming the file) when it is not a sidecar or its classes disagree."""
     side = sidecar_path(weights)
-    return json.loads(side.read_text()) if side.is_file() else None
+    if not side.is_file():
+        return None
+    try:
+        meta = json.loads(side.read_text())
+    except (OSError, ValueError) as exc:
+        raise ValueError(f'cannot read {side}: {exc} — fix or delete it and pass --config') from None
+    if not isinstance(meta, dict) or not isinstance(meta.get('num_classes'), int) \
+            or not isinstance(meta.get('overrides', {}), dict):
+        raise ValueError(f'{side} is not a checkpoint sidecar (config, num_classes, class_names) '
+                         '— fix or delete it and pass --config')
+    names = meta.get('class_names')
+    if names is not None and len(names) != meta['num_classes']:
+        raise ValueError(f'{side} says num_classes={meta["num_classes"]} but lists {len(names)} class names '
+                         '— make them agree')
+    unknown = sorted(set(meta.get('overrides', {})) - set(_RECORDED))
+    try:
+        if unknown:
+            raise ValueError(f'"overrides" records {unknown[0]}, which a sidecar does not hold')
+        with_overrides(get_config(meta.get('config')), _assignments(meta.get('overrides', {})))
+    except (KeyError, ValueError) as exc:
+        raise ValueError(f'{side}: {exc.args[0]} — fix or delete it and pass --config') from None
+    return meta
+
+
+def _assignments(settings: dict) -> List[str]:
+    """``{name: JSON value}`` -> ``['name=value', ...]`` for ``with_overrides``."""
+    return [f'{name}={_tuples(value)!r}' for name, value in settings.items()]
+
+
+def _tuples(value):
+    """JSON lists back to the tuples the configs use."""
+    return tuple(_tuples(v) for v in value) if isinstance(value, list) else value
+
+
+def apply_sidecar(cfg, meta: dict, chosen: Collection[str] = ()):
+    """``cfg`` with what the sidecar ``meta`` recorded: its class names, and each recorded
+    setting that the caller did not choose. A setting counts as chosen when its name is in
+    ``chosen`` or ``cfg`` holds another value than the recorded config number's default.
+    A chosen model setting that contradicts the recorded one raises ValueError naming it.
+    Sidecars written before settings were recorded (no ``"overrides"``) set the classes only."""
+    if 'overrides' not in meta:
+        return with_classes(cfg, meta['num_classes'], meta.get('class_names'))
+    base = get_config(meta['config'])
+    recorded = {name: getattr(base, name) for name in MODEL_SETTINGS + TEST_SETTINGS}
+    recorded.update({name: _tuples(value) for name, value in meta['overrides'].items()})
+    recorded['num_classes'] = meta['num_classes']
+    recorded['class_names'] = tuple(with_classes(base, meta['num_classes'], meta.get('class_names')).class_names)
+    changes = {}
+    for name, value in recorded.items():
+        current = getattr(cfg, name)
+        if current == value:
+            continue
+        if name not in chosen and current == getattr(base, name):
+            changes[name] = value
+        elif name in MODEL_SETTINGS:
+            raise ValueError(f'weights were trained with {name}={value!r}, the command line says {current!r}')
+    cfg = with_overrides(cfg, _assignments(changes))
+    return with_classes(cfg, cfg.num_classes, cfg.class_names)

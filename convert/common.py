@@ -4,6 +4,7 @@ written only when every target is filled once and every source key is used."""
 import argparse
 import sys
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -11,6 +12,7 @@ import paddle
 
 from config import CONFIGS, describe_configs, with_classes
 from config.console import run_command
+from config.sidecar import sidecar_path
 from model.build import build_model
 from model.checkpoint import save_checkpoint
 
@@ -159,13 +161,33 @@ def is_deformable(prefix: str, keys: frozenset) -> bool:
     return f'{prefix}.conv.offset.weight' in keys
 
 
+def check_output(source: str, output: str) -> None:
+    """ConversionError (one line) unless ``output`` and its sidecar can be written without
+    touching ``source``: not the source itself (resolved, so also through a symlink or a
+    hard link), not a folder, not under a file, not a ``.json`` (the sidecar's name)."""
+    out, src = Path(output), Path(source)
+    if out.is_dir():
+        raise ConversionError(f'{output} is a folder — name the file to write, e.g. {out / "model.pdparams"}')
+    if sidecar_path(output) == out:
+        raise ConversionError(f"{output}: the weights need a name other than the sidecar's .json "
+                              '— e.g. NAME.pdparams')
+    for target in (out, sidecar_path(output)):
+        if target.resolve() == src.resolve() or (target.exists() and src.exists() and target.samefile(src)):
+            raise ConversionError(f'{target} is the checkpoint being converted — write to another path')
+    folder = next(p for p in out.absolute().parents if p.exists())
+    if not folder.is_dir():
+        raise ConversionError(f'cannot write {output}: {folder} is a file, not a folder')
+
+
 def run_conversion(description: str, load: Callable[[str], Dict[str, np.ndarray]],
                    rename: Renamer, default_configs: Sequence[int],
                    num_classes_key: Callable[[Dict[str, np.ndarray]], int],
                    ignored: Callable[[str], bool] = lambda k: False,
                    aliases: Callable[[Dict[str, np.ndarray]], Dict[str, str]] = lambda s: {},
                    argv: Optional[Sequence[str]] = None, prefix: str = '') -> int:
-    """Command line shared by every ``convert/<source>2paddle.py``.
+    """Command line shared by every ``convert/<source>2paddle.py``. Exit code 2 with one
+    line on stderr when the source cannot be read or converted or the output is unusable
+    (nothing is written then), 1 when writing fails (no file left behind).
 
     With ``prefix`` (e.g. ``'backbone.'``) only that part of the model is converted and
     the sidecar records ``"part": "backbone"``; tensors initialised rather than
@@ -179,20 +201,24 @@ def run_conversion(description: str, load: Callable[[str], Dict[str, np.ndarray]
                         help=f'target config number; default: detect among {list(default_configs)}')
     args = parser.parse_args(argv)
     try:
+        check_output(args.source, args.output)
         source = load(args.source)
         numbers = [args.config] if args.config is not None else list(default_configs)
         number, cfg, state, report = convert(source, rename, numbers, num_classes_key(source),
                                              ignored, aliases(source), prefix=prefix)
     except Exception as exc:  # report any failure as one clear message, no traceback
         print(f'error: {exc}', file=sys.stderr)
-        return 1
+        return 2
     extra = {}
     if prefix:
         extra['part'] = prefix.rstrip('.')
     if report.initialised:
         extra['initialised'] = {t: why for t, why, _ in report.initialised}
-    save_checkpoint(state, args.output, number, cfg.class_names, source=args.source,
-                    extra=extra or None)
+    try:
+        save_checkpoint(state, args.output, number, cfg, source=args.source, extra=extra or None)
+    except OSError as exc:
+        print(f'error: cannot write {args.output}: {exc.strerror or exc}', file=sys.stderr)
+        return 1
     print(f'config {number} ({CONFIGS[number].__name__}): {report.summary()}')
     print(f'wrote {args.output}')
     return 0

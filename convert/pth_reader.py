@@ -13,21 +13,21 @@ Both formats written by ``torch.save`` are understood:
 Unpickling is restricted: only the globals a checkpoint of tensors needs
 (tensor rebuild functions, storage classes, ``OrderedDict``, ``torch.Size``,
 ``torch.device``, torch dtypes, numpy scalars and a few data builtins) resolve,
-each to a small stand-in defined here; any other global raises ``ValueError``,
-so nothing from the file is ever executed.  Tensors are unpickled as
+each to a small stand-in defined here or in ``model/safe_pickle.py`` (the
+restricted unpickler shared with the Paddle reader); any other global raises
+``ValueError`` naming it, so nothing from the file is ever executed.  Tensors are unpickled as
 references first and become numpy arrays once the storages have been read (in
 the legacy format the storages follow the pickle).
 """
-import builtins
-import collections
 import io
 import os
-import pickle
 import struct
 import zipfile
 from dataclasses import dataclass
 
 import numpy as np
+
+from model.safe_pickle import DATA_GLOBALS, Refused, RestrictedUnpickler, refusal_message
 
 __all__ = ['load_pth', 'load_state_dict']
 
@@ -44,7 +44,6 @@ _STORAGE_DTYPES = {
 }
 _TORCH_DTYPE_NAMES = ('float32', 'float64', 'float16', 'bfloat16', 'int64',
                       'int32', 'int16', 'int8', 'uint8', 'bool')
-_DATA_BUILTINS = ('set', 'frozenset', 'bytes', 'bytearray', 'complex')
 
 
 @dataclass(frozen=True)
@@ -88,32 +87,11 @@ def _device(kind, index=None):
     return kind if index is None else f'{kind}:{index}'
 
 
-def _latin1_bytes(text, encoding):
-    """Stand-in for ``_codecs.encode`` (protocol-2 pickles of bytes)."""
-    if encoding not in ('latin1', 'latin-1'):
-        raise ValueError(f'refusing _codecs.encode with encoding {encoding!r}')
-    return text.encode('latin1')
-
-
-def _numpy_dtype(spec, align=False, copy=False):
-    """Stand-in for ``numpy.dtype`` that accepts only a dtype string."""
-    if not isinstance(spec, str):
-        raise ValueError(f'refusing numpy.dtype({spec!r:.60})')
-    return np.dtype(spec, align, copy)
-
-
-def _numpy_scalar(dtype, data):
-    """Stand-in for ``numpy.core.multiarray.scalar`` (plain dtypes only)."""
-    if (not isinstance(dtype, np.dtype) or dtype.hasobject
-            or not isinstance(data, bytes) or len(data) != dtype.itemsize):
-        raise ValueError('refusing a numpy scalar that is not plain data')
-    return np.frombuffer(data, dtype)[0]
-
-
 def _allowed_globals():
-    """The ``(module, name) -> stand-in`` table used by the unpickler."""
+    """The ``(module, name) -> stand-in`` table of a PyTorch checkpoint: the shared
+    plain-data globals (model/safe_pickle.py) and torch's tensor machinery."""
     table = {
-        ('collections', 'OrderedDict'): collections.OrderedDict,
+        **DATA_GLOBALS,
         ('torch._utils', '_rebuild_tensor'): _rebuild_tensor,
         ('torch._utils', '_rebuild_tensor_v2'): _rebuild_tensor,
         ('torch._utils', '_rebuild_parameter'): _rebuild_parameter,
@@ -121,39 +99,25 @@ def _allowed_globals():
         ('torch', 'Size'): tuple,
         ('torch', 'device'): _device,
         ('torch.storage', 'UntypedStorage'): _StorageType('uint8'),
-        ('_codecs', 'encode'): _latin1_bytes,
-        ('numpy', 'dtype'): _numpy_dtype,
-        ('numpy.core.multiarray', 'scalar'): _numpy_scalar,
-        ('numpy._core.multiarray', 'scalar'): _numpy_scalar,
     }
     for module in ('torch', 'torch.cuda'):
         for name, dtype in _STORAGE_DTYPES.items():
             table[(module, name)] = _StorageType(dtype)
     for name in _TORCH_DTYPE_NAMES:
         table[('torch', name)] = 'torch.' + name
-    for module in ('builtins', '__builtin__'):
-        for name in _DATA_BUILTINS:
-            table[(module, name)] = getattr(builtins, name)
     return table
 
 
 _ALLOWED = _allowed_globals()
 
 
-class _RestrictedUnpickler(pickle.Unpickler):
-    """Unpickler resolving only ``_ALLOWED`` globals; notes storage dtypes."""
+class _TorchUnpickler(RestrictedUnpickler):
+    """The restricted unpickler with torch's persistent ids (tensor storages); notes
+    each storage's dtype."""
 
     def __init__(self, file):
-        super().__init__(file, encoding='utf-8')
+        super().__init__(file, _ALLOWED, encoding='utf-8')
         self.storage_dtypes = {}
-
-    def find_class(self, module, name):
-        try:
-            return _ALLOWED[(module, name)]
-        except KeyError:
-            raise ValueError(
-                f'refusing to unpickle {module}.{name}: not allowed in a '
-                f'PyTorch checkpoint of tensors') from None
 
     def persistent_load(self, pid):
         if not (isinstance(pid, tuple) and len(pid) in (5, 6)
@@ -203,7 +167,7 @@ def _load_zip(path):
     """Unpickle a zip-format checkpoint; return (object, {key: array})."""
     with zipfile.ZipFile(path) as archive:
         prefix = _zip_prefix(archive, path)
-        unpickler = _RestrictedUnpickler(
+        unpickler = _TorchUnpickler(
             io.BytesIO(archive.read(prefix + 'data.pkl')))
         obj = unpickler.load()
         byteorder = 'little'
@@ -218,16 +182,18 @@ def _load_zip(path):
 def _read_legacy_header(f, path):
     """Check magic number and protocol version; return the byte order."""
     try:
-        magic = _RestrictedUnpickler(f).load()
+        magic = _TorchUnpickler(f).load()
+    except Refused:
+        raise
     except Exception as exc:
         raise _not_a_checkpoint(path) from exc
     if type(magic) is not int or magic != _LEGACY_MAGIC:
         raise _not_a_checkpoint(path)
-    protocol = _RestrictedUnpickler(f).load()
+    protocol = _TorchUnpickler(f).load()
     if protocol != _LEGACY_PROTOCOL:
         raise ValueError(f'{path}: unsupported legacy torch protocol '
                          f'version {protocol!r}')
-    sys_info = _RestrictedUnpickler(f).load()
+    sys_info = _TorchUnpickler(f).load()
     return 'little' if sys_info.get('little_endian', True) else 'big'
 
 
@@ -247,9 +213,9 @@ def _load_legacy(path):
     """Unpickle a legacy-format checkpoint; return (object, {key: array})."""
     with open(path, 'rb') as f:
         byteorder = _read_legacy_header(f, path)
-        unpickler = _RestrictedUnpickler(f)
+        unpickler = _TorchUnpickler(f)
         obj = unpickler.load()
-        keys = _RestrictedUnpickler(f).load()
+        keys = _TorchUnpickler(f).load()
         arrays = {}
         for key in map(str, keys):
             if key not in unpickler.storage_dtypes:
@@ -311,7 +277,10 @@ def load_pth(path):
     if not os.path.isfile(path):
         raise FileNotFoundError(f'PyTorch checkpoint not found: {path}')
     loader = _load_zip if zipfile.is_zipfile(path) else _load_legacy
-    obj, arrays = loader(path)
+    try:
+        obj, arrays = loader(path)
+    except Refused as exc:
+        raise ValueError(refusal_message(path, exc, 'tensors', 'torch.save')) from None
     return _materialize(obj, arrays, set())
 
 

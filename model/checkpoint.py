@@ -1,49 +1,91 @@
 """The project's checkpoint: ``NAME.pdparams`` (the model's state_dict) plus a
-sidecar ``NAME.json`` (config number, classes, source) so a checkpoint of the
-wrong shape is refused with one clear line."""
+sidecar ``NAME.json`` (config number, classes, settings, source) so a checkpoint of
+the wrong shape is refused with one clear line. Every Paddle pickle the project reads goes
+through ``read_paddle_file`` (restricted unpickler, ``model/safe_pickle.py``)."""
 import json
 import os
-import pickle
+import secrets
 from pathlib import Path
-from typing import Dict, Mapping, Optional
+from typing import Callable, Dict, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 import paddle
 
-from config.sidecar import sidecar_path
+from config.sidecar import recorded_settings, sidecar_path
+from model.safe_pickle import PADDLE_GLOBALS, Refused, RestrictedUnpickler, refusal_message
 
 
 class CheckpointError(Exception):
-    """A checkpoint is missing, unreadable or does not fit the model."""
+    """A checkpoint is missing, unreadable, unsafe or does not fit the model."""
 
 
-def load_paddle_params(path: str) -> Dict[str, np.ndarray]:
-    """Read a Paddle ``.pdparams`` (dygraph ``paddle.save`` or static ``fluid.save``,
-    both pickles of numpy arrays) -> {name: array}, bookkeeping entries dropped."""
+PADDLE_MAKERS = 'train.py, a converter or paddle.save'
+
+
+def read_paddle_file(path: str):
+    """The object in a Paddle pickle file (``.pdparams``, ``.pdopt``: ``paddle.save`` of
+    Paddle 2.x/3.x, ``fluid.save`` of PaddleDetection 0.5, PaddleClas), read by the
+    restricted unpickler: anything but plain data is refused, nothing in it runs."""
     if not os.path.isfile(path):
         raise CheckpointError(f'weights file not found: {path}')
     try:
         with open(path, 'rb') as f:
-            raw = pickle.load(f, encoding='latin1')
-    except Exception as exc:  # any unpickling failure means "not a .pdparams"
-        raise CheckpointError(f'{path} is not a Paddle .pdparams file ({exc.__class__.__name__})')
+            return RestrictedUnpickler(f, PADDLE_GLOBALS).load()
+    except Refused as exc:
+        raise CheckpointError(refusal_message(path, exc, 'arrays', PADDLE_MAKERS)) from None
+    except Exception as exc:  # any other unpickling failure means "not a Paddle file"
+        raise CheckpointError(f'{path} is not a Paddle .pdparams file ({exc.__class__.__name__}) '
+                              f'— was it made by {PADDLE_MAKERS}?') from None
+
+
+def _as_array(value):
+    """A saved tensor as an array: plain, or the ``(name, array)`` pair that
+    ``paddle.save`` writes for a tensor outside a state dict; None for anything else."""
+    if isinstance(value, tuple) and len(value) == 2 and isinstance(value[0], str):
+        value = value[1]
+    return value if isinstance(value, np.ndarray) and not value.dtype.hasobject else None
+
+
+def load_paddle_params(path: str) -> Dict[str, np.ndarray]:
+    """Read a Paddle ``.pdparams``/``.pdopt`` (dygraph ``paddle.save`` or static
+    ``fluid.save``) safely -> {name: array}, bookkeeping entries (e.g. Paddle's
+    ``StructuredToParameterName@@`` table) dropped."""
+    raw = read_paddle_file(path)
     if not isinstance(raw, dict):
         raise CheckpointError(f'{path} does not hold a dict of parameters')
-    return {k: np.asarray(v) for k, v in raw.items() if isinstance(v, np.ndarray)}
+    arrays = {k: _as_array(v) for k, v in raw.items()}
+    return {k: v for k, v in arrays.items() if v is not None}
 
 
-def _atomic(path: Path, write) -> None:
-    tmp = path.with_name(path.name + '.tmp')
-    write(str(tmp))
-    os.replace(tmp, path)
+def _temporary_beside(path: Path) -> Path:
+    """A fresh hidden name in ``path``'s folder (never an existing file's)."""
+    return path.with_name(f'.{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp')
+
+
+def write_atomically(writes: Sequence[Tuple[Path, Callable[[str], None]]]) -> None:
+    """Call each ``write(temporary path)``, then rename every temporary onto its target.
+    On any failure (including Ctrl-C) the temporaries are removed and no target was
+    replaced before all were written."""
+    temps = []
+    try:
+        for path, write in writes:
+            temps.append(_temporary_beside(path))
+            write(str(temps[-1]))
+        for tmp, (path, _) in zip(temps, writes):
+            os.replace(tmp, path)
+    finally:
+        for tmp in temps:
+            tmp.unlink(missing_ok=True)   # gone already once renamed
 
 
 def save_checkpoint(state: Mapping[str, np.ndarray], weights: str, config_number: int,
-                    class_names, source: str, extra: Optional[Mapping] = None) -> None:
-    """Write ``weights`` (.pdparams) and its sidecar atomically; ``extra`` adds
-    sidecar entries (e.g. ``{"part": "backbone"}``) but may not replace the core ones."""
-    meta = {'config': config_number, 'num_classes': len(class_names),
-            'class_names': list(class_names), 'source': source}
+                    cfg, source: str, extra: Optional[Mapping] = None) -> None:
+    """Write ``weights`` (.pdparams, loadable by plain ``paddle.load``) and its sidecar
+    atomically. The sidecar records what rebuilds the model: config number, class names
+    and the settings of ``cfg`` that differ from that config's (``recorded_settings``);
+    ``extra`` adds entries (e.g. ``{"part": "backbone"}``) but may not replace those."""
+    meta = {'config': config_number, 'num_classes': cfg.num_classes, 'class_names': list(cfg.class_names),
+            'overrides': recorded_settings(cfg, config_number), 'source': source}
     clash = sorted(set(extra or {}) & set(meta))
     if clash:
         raise ValueError(f'extra sidecar entries may not replace {clash}')
@@ -51,13 +93,13 @@ def save_checkpoint(state: Mapping[str, np.ndarray], weights: str, config_number
     path = Path(weights)
     path.parent.mkdir(parents=True, exist_ok=True)
     arrays = {k: np.asarray(v.numpy() if hasattr(v, 'numpy') else v) for k, v in state.items()}
-    _atomic(path, lambda p: paddle.save(arrays, p))
-    _atomic(sidecar_path(weights), lambda p: Path(p).write_text(json.dumps(meta, indent=1)))
+    write_atomically([(path, lambda p: paddle.save(arrays, p)),
+                      (sidecar_path(weights), lambda p: Path(p).write_text(json.dumps(meta, indent=1)))])
 
 
-def load_weights(model: paddle.nn.Layer, weights: str) -> None:
-    """Copy a .pdparams into ``model``; refuse missing, unexpected or mis-shaped keys."""
-    params = load_paddle_params(weights)
+def assign_params(model: paddle.nn.Layer, params: Mapping[str, np.ndarray], weights: str) -> None:
+    """Copy ``params`` (read from ``weights``) into ``model``; refuse missing, unexpected
+    or mis-shaped keys."""
     own = model.state_dict()
     missing = [k for k in own if k not in params]
     unexpected = [k for k in params if k not in own]

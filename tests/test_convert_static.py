@@ -204,7 +204,7 @@ def test_unknown_extra_key_fails(light):
 def test_cli_refuses_a_bad_file(tmp_path, capsys):
     bad = str(tmp_path / 'bad.pdparams')
     _save_static({'something_else': np.zeros(3, np.float32)}, bad, protocol=2)
-    assert ppdet_static2paddle.main([bad, str(tmp_path / 'o.pdparams')]) == 1
+    assert ppdet_static2paddle.main([bad, str(tmp_path / 'o.pdparams')]) == 2
     assert 'not a PaddleDetection 0.5 SOLOv2 checkpoint' in capsys.readouterr().err
     assert not (tmp_path / 'o.pdparams').exists()
 

@@ -59,7 +59,7 @@ def _checkpoint(pytestconfig, folder: Path, number: int, hot: bool = True) -> st
         bias[HOT_CLASS] = 4.0
         state['head.cate_pred.bias'] = bias
     path = str(folder / f'config{number}.pdparams')
-    save_checkpoint(state, path, number, cfg.class_names, 'random')
+    save_checkpoint(state, path, number, cfg, 'random')
     return path
 
 

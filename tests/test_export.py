@@ -53,7 +53,7 @@ def _checkpoint(pytestconfig, folder: Path, bias: float, number: int = NUMBER) -
     cate_bias[HOT_CLASS] = bias
     state['head.cate_pred.bias'] = cate_bias
     path = str(folder / f'config{number}.pdparams')
-    save_checkpoint(state, path, number, CONFIGS[number].class_names, 'random')
+    save_checkpoint(state, path, number, CONFIGS[number], 'random')
     return path
 
 
@@ -212,7 +212,7 @@ def test_deformable_conv_exports_to_onnx(dcn, tmp_path, pytestconfig):
     model.eval()
     weights = str(tmp_path / 'dcn.pdparams')
     save_checkpoint({k: v.numpy() for k, v in model.state_dict().items()}, weights, NUMBER,
-                    cfg.class_names, 'random')
+                    cfg, 'random')
     out = tmp_path / 'export'
     assert export_model.main(['--weights', weights, '--output', str(out), '--format', 'onnx',
                               '--no-verify', '--opt', *opts]) == 0

@@ -55,7 +55,7 @@ def _convert(family: str, src: str, out: str) -> int:
     number, cfg, state, _ = convert(source, ppdet2paddle.ppdet_name, [FAMILIES[family]],
                                     ppdet2paddle.num_classes(source),
                                     aliases=ppdet2paddle.duplicate_aliases(source))
-    save_checkpoint(state, out, number, cfg.class_names, source=src)
+    save_checkpoint(state, out, number, cfg, source=src)
     return number
 
 

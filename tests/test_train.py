@@ -72,7 +72,7 @@ def test_interrupted_save_keeps_the_previous_checkpoint(shapes, tmp_path, monkey
     net = build_model(CONFIGS[9])
     opt = paddle.optimizer.Momentum(0.1, parameters=net.parameters())
     with pytest.raises(OSError):
-        save_training_state(out, 'last', net, opt, {'iteration': 99}, 9, ['a', 'b', 'c', 'd'])
+        save_training_state(out, 'last', net, opt, {'iteration': 99}, 9, CONFIGS[9])
     after = _weights(out)
     assert all(np.array_equal(before[k], after[k]) for k in before)
     (out / 'last').rename(out / 'last.old')            # crash between the two renames

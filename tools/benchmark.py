@@ -81,7 +81,7 @@ def reference_and_weights(number: int, folder: Path):
                               ppdet2paddle.num_classes(state),
                               aliases=ppdet2paddle.duplicate_aliases(state))
     path = folder / f'config{number}.pdparams'
-    save_checkpoint(ours, str(path), number, cfg.class_names, source=f'ppdet {family} random')
+    save_checkpoint(ours, str(path), number, cfg, source=f'ppdet {family} random')
     return reference, str(path)
 
 

@@ -6,10 +6,9 @@ from typing import Optional
 import numpy as np
 import paddle
 
-from config import with_classes
-from config.sidecar import read_sidecar
+from config.sidecar import apply_sidecar, read_sidecar
 from model.build import build_model
-from model.checkpoint import CheckpointError, load_weights
+from model.checkpoint import CheckpointError, assign_params, load_paddle_params
 from model.inference.backend import Backend
 from model.inference.exportable import ExportableSOLOv2
 from model.runtime import default_device
@@ -20,7 +19,8 @@ class Predictor(Backend):
     backend (``prepare``, ``infer``, ``finish`` and ``__call__`` come from ``Backend``).
 
     Args:
-        cfg: config class; its class list is replaced by the checkpoint sidecar's.
+        cfg: config class; the checkpoint sidecar's classes and recorded settings are
+            applied to it (config.sidecar.apply_sidecar).
         weights: project checkpoint (.pdparams); None keeps the random init (tests).
         device: 'cpu' or 'gpu' (default: ``default_device()``).
     """
@@ -29,14 +29,18 @@ class Predictor(Backend):
     def __init__(self, cfg, weights: Optional[str] = None, device: Optional[str] = None):
         if device is not None or weights is not None:
             paddle.set_device(device or default_device())
+        params = load_paddle_params(weights) if weights else None   # read (safely) before building
         meta = read_sidecar(weights) if weights else None
         if meta is not None:
-            cfg = with_classes(cfg, meta['num_classes'], meta.get('class_names'))
+            try:
+                cfg = apply_sidecar(cfg, meta)
+            except ValueError as exc:
+                raise CheckpointError(f'{weights}: {exc}') from None
         super().__init__(cfg)
         self.model = build_model(cfg)
         if weights:
             try:
-                load_weights(self.model, weights)
+                assign_params(self.model, params, weights)
             except CheckpointError as exc:
                 if meta is not None and 'config' in meta:
                     raise CheckpointError(f"{exc} (it was made for --config={meta['config']})")

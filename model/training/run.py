@@ -85,7 +85,7 @@ def make_hooks(args, cfg, trainer: Trainer, out: Path, log: RunLog, evaluate: Ca
     """Logging, evaluation, checkpoint (and with ``--vdl-dir`` VisualDL) hooks of the main process."""
     def save(tag: str) -> None:
         save_training_state(out, tag, trainer.model, trainer.optimizer, asdict(trainer.state), args.config,
-                            cfg.class_names, trainer.ema)
+                            cfg, trainer.ema)
 
     evaluation = EvalHook(evaluate, save, log, args.eval_every)
     hooks = [LogHook(log, args.log_every, cfg.batch_size * trainer.world), evaluation]

@@ -41,10 +41,11 @@ def _load_optimizer_state(model: paddle.nn.Layer, optimizer, saved: Dict[str, np
 
 
 def save_training_state(run_dir: str, tag: str, model: paddle.nn.Layer, optimizer, state: dict,
-                        config_number: int, class_names, ema=None) -> Path:
+                        config_number: int, cfg, ema=None) -> Path:
     """Write ``run_dir/tag`` atomically and return its path; CheckpointError (nothing
     written) when a weight is NaN or infinite, so a healthy checkpoint is never replaced
-    by a poisoned one."""
+    by a poisoned one. The weights' sidecars record config ``config_number`` and the
+    settings of ``cfg`` that differ from it."""
     weights = {k: v.numpy() for k, v in model.state_dict().items()}
     poisoned = [k for k, v in weights.items() if np.issubdtype(v.dtype, np.floating) and not np.isfinite(v).all()]
     if poisoned:
@@ -54,11 +55,11 @@ def save_training_state(run_dir: str, tag: str, model: paddle.nn.Layer, optimize
     final, tmp, old = run / tag, run / f'{tag}.tmp', run / f'{tag}.old'
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    save_checkpoint(weights, str(tmp / 'model.pdparams'), config_number, class_names,
+    save_checkpoint(weights, str(tmp / 'model.pdparams'), config_number, cfg,
                     source=f'train.py {tag} iteration {state.get("iteration")}')
     paddle.save(_optimizer_state(model, optimizer), str(tmp / 'optimizer.pdopt'))
     if ema is not None:
-        save_checkpoint(ema.state_dict(), str(tmp / 'ema.pdparams'), config_number, class_names,
+        save_checkpoint(ema.state_dict(), str(tmp / 'ema.pdparams'), config_number, cfg,
                         source=f'train.py {tag} EMA')
     (tmp / STATE_FILE).write_text(json.dumps(state, indent=1))
     if final.exists():
@@ -83,8 +84,7 @@ def load_training_state(path: str, model: paddle.nn.Layer, optimizer, ema=None) 
     folder = find_checkpoint(path)
     state = json.loads((folder / STATE_FILE).read_text())
     model.set_state_dict(load_paddle_params(str(folder / 'model.pdparams')))
-    _load_optimizer_state(model, optimizer, paddle.load(str(folder / 'optimizer.pdopt'),
-                                                        return_numpy=True))
+    _load_optimizer_state(model, optimizer, load_paddle_params(str(folder / 'optimizer.pdopt')))
     if ema is not None and (folder / 'ema.pdparams').is_file():
         ema.load(load_paddle_params(str(folder / 'ema.pdparams')), state.get('ema_updates', 0))
     return state
