@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 from typing import Collection, List, Optional
 
-from config import get_config, with_classes, with_overrides
+from config import CONFIGS, get_config, with_classes, with_overrides
 
 MODEL_SETTINGS = ('depth', 'variant', 'backbone_width', 'backbone_dcn', 'backbone_dcn_stages',
                   'fpn_channels', 'num_classes', 'head_convs', 'head_channels', 'kernel_channels',
@@ -54,11 +54,13 @@ def read_sidecar(weights: str) -> Optional[dict]:
                          '— make them agree')
     unknown = sorted(set(meta.get('overrides', {})) - set(_RECORDED))
     try:
+        if meta.get('config') not in CONFIGS:
+            raise ValueError(f'names config {meta.get("config")!r}, which does not exist')
         if unknown:
             raise ValueError(f'"overrides" records {unknown[0]}, which a sidecar does not hold')
-        with_overrides(get_config(meta.get('config')), _assignments(meta.get('overrides', {})))
-    except (KeyError, ValueError) as exc:
-        raise ValueError(f'{side}: {exc.args[0]} — fix or delete it and pass --config') from None
+        with_overrides(CONFIGS[meta['config']], _assignments(meta.get('overrides', {})))
+    except ValueError as exc:
+        raise ValueError(f'{side}: {exc} — fix or delete it and pass --config') from None
     return meta
 
 

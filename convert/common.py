@@ -163,11 +163,14 @@ def is_deformable(prefix: str, keys: frozenset) -> bool:
 
 def check_output(source: str, output: str) -> None:
     """ConversionError (one line) unless ``output`` and its sidecar can be written without
-    touching ``source``: not the source itself (resolved, so also through a symlink or a
-    hard link), not a folder, not under a file, not a ``.json`` (the sidecar's name)."""
+    touching ``source``: neither is the source itself (resolved, so also through a symlink
+    or a hard link) or a folder, the output is not under a file and not a ``.json`` (the
+    sidecar's name)."""
     out, src = Path(output), Path(source)
-    if out.is_dir():
-        raise ConversionError(f'{output} is a folder — name the file to write, e.g. {out / "model.pdparams"}')
+    for target in (out, sidecar_path(output)):
+        if target.is_dir():
+            raise ConversionError(f'{target} is a folder — name another file to write (NAME.pdparams, '
+                                  'its sidecar NAME.json goes beside it)')
     if sidecar_path(output) == out:
         raise ConversionError(f"{output}: the weights need a name other than the sidecar's .json "
                               '— e.g. NAME.pdparams')
