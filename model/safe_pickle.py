@@ -11,7 +11,6 @@ stand-in defined here that builds plain data, and raises ``RefusedGlobal`` for a
 2.x): numpy arrays, dtypes and scalars, ``OrderedDict`` and a few data builtins.
 ``PADDLE_GLOBALS`` adds the two forms Paddle uses for tensors outside a state dict.
 """
-import builtins
 import collections
 import pickle
 from typing import Dict, Tuple
@@ -107,6 +106,16 @@ def _dense_tensor(expression, scope):
     return scope['data']
 
 
+def _from_data(kind: type):
+    """Stand-in for ``bytes``/``bytearray`` that copies data but refuses a size
+    (``bytearray(10**12)`` would exhaust memory)."""
+    def make(*args):
+        if args and isinstance(args[0], int):
+            raise Refused(f'refusing {kind.__name__}({args[0]!r:.20})')
+        return kind(*args)
+    return make
+
+
 def _allow(pairs) -> AllowList:
     """``((modules, name, stand-in), ...)`` -> {(module, name): stand-in}."""
     return {(module, name): value for modules, name, value in pairs for module in modules}
@@ -114,7 +123,8 @@ def _allow(pairs) -> AllowList:
 
 _NUMPY_CORE = ('numpy.core.multiarray', 'numpy._core.multiarray')   # numpy 1.x, 2.x
 _BUILTINS = ('builtins', '__builtin__')                              # protocol 3+, 2
-_DATA_BUILTINS = ('set', 'frozenset', 'bytes', 'bytearray', 'complex', 'tuple')
+_DATA_BUILTINS = {'set': set, 'frozenset': frozenset, 'complex': complex, 'tuple': tuple,
+                  'bytes': _from_data(bytes), 'bytearray': _from_data(bytearray)}
 
 DATA_GLOBALS: AllowList = _allow(
     [(('collections',), 'OrderedDict', collections.OrderedDict),
@@ -123,7 +133,7 @@ DATA_GLOBALS: AllowList = _allow(
      (('numpy',), 'ndarray', _NdarrayType()),
      (_NUMPY_CORE, 'scalar', _numpy_scalar),
      (_NUMPY_CORE, '_reconstruct', _ndarray_reconstruct)]
-    + [(_BUILTINS, name, getattr(builtins, name)) for name in _DATA_BUILTINS])
+    + [(_BUILTINS, name, value) for name, value in _DATA_BUILTINS.items()])
 
 # paddle.save writes a tensor outside a state dict as tuple((name, array)) and a DenseTensor
 # as eval('data', {'data': array}) (paddle/framework/io.py, _pickle_save).

@@ -14,7 +14,7 @@ import pycocotools.mask as mask_util
 import pytest
 
 import demo
-from config import CONFIGS
+from config import CONFIGS, with_overrides
 from model.checkpoint import save_checkpoint
 from tests.helpers import get_eval_model
 
@@ -26,8 +26,10 @@ CORRUPT = 'c_corrupt.jpg'
 FAST_OPTS = ['test_short=96', 'test_max=128']
 # The per-config runs also use small grids and fewer instances: the head's (deformable)
 # towers run on S x S grids whatever the image size, and 40x40 DCN towers take ~10 s per
-# R101 image on CPU. Grids change no parameter, so the checkpoint is still config N's.
-RUN_OPTS = FAST_OPTS + ['num_grids=(8, 6, 4, 3, 2)', 'max_per_image=20']
+# R101 image on CPU. Grids change no parameter; the checkpoints are saved as trained with
+# them (their sidecar records the grids, which a command line may not contradict).
+GRID_OPTS = ['num_grids=(8, 6, 4, 3, 2)']
+RUN_OPTS = FAST_OPTS + GRID_OPTS + ['max_per_image=20']
 HOT_CLASS = 0     # its category logit bias is raised so the random model detects things
 
 
@@ -59,7 +61,7 @@ def _checkpoint(pytestconfig, folder: Path, number: int, hot: bool = True) -> st
         bias[HOT_CLASS] = 4.0
         state['head.cate_pred.bias'] = bias
     path = str(folder / f'config{number}.pdparams')
-    save_checkpoint(state, path, number, cfg, 'random')
+    save_checkpoint(state, path, number, with_overrides(cfg, GRID_OPTS), 'random')
     return path
 
 

@@ -121,6 +121,7 @@ def test_hand_written_globals_are_refused(tmp_path, raw, refused):
 
 @pytest.mark.parametrize('obj, why', [
     ((eval, ('__import__("os").system("true")', {})), 'refusing eval'),   # only eval('data', {'data': array})
+    ((bytearray, (10 ** 12,)), r'refusing bytearray\(1000000000000\)'),   # a size, not data
     (np.array([1, 'a'], dtype=object), 'holds Python objects'),
 ])
 def test_allowed_names_refuse_anything_but_plain_data(tmp_path, obj, why):
@@ -188,6 +189,21 @@ def _stepped(model):
     paddle.add_n([p.sum() for p in model.parameters()]).backward()
     optimizer.step()
     return optimizer
+
+
+class _DenseTensor:
+    """Pickles as Paddle's ``_pickle_save`` writes a DenseTensor: eval('data', {'data': array})."""
+
+    def __reduce__(self):
+        return eval, ('data', {'data': W})
+
+
+@pytest.mark.parametrize('protocol', [2, 4])
+def test_dense_tensor_form_loads_without_evaluating(tmp_path, protocol):
+    path = tmp_path / 'dense.pdparams'
+    with open(path, 'wb') as f:
+        pickle.dump({'w': _DenseTensor()}, f, protocol=protocol)
+    np.testing.assert_array_equal(load_paddle_params(str(path))['w'], W)
 
 
 def test_our_saves_load_with_plain_paddle(tmp_path):
