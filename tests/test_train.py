@@ -160,7 +160,7 @@ def test_non_finite_weights_are_never_saved(shapes, tmp_path):
     first.set_value(np.full(first.shape, np.nan, np.float32))
     opt = paddle.optimizer.Momentum(0.1, parameters=net.parameters())
     with pytest.raises(CheckpointError, match='not finite'):
-        save_training_state(out, 'last', net, opt, {'iteration': 99}, 9, ['a', 'b', 'c', 'd'])
+        save_training_state(out, 'last', net, opt, {'iteration': 99}, 9, CONFIGS[9])
     kept = _weights(out)
     assert all(np.array_equal(healthy[k], kept[k]) for k in healthy)
     assert not (out / 'last.tmp').exists()
