@@ -58,7 +58,7 @@ def load_paddle_params(path: str) -> Dict[str, np.ndarray]:
 
 
 def _temporary_beside(path: Path) -> Path:
-    """A fresh hidden name in ``path``'s folder (never an existing file's)."""
+    """A hidden name in ``path``'s folder that no user file has (pid + random suffix)."""
     return path.with_name(f'.{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp')
 
 

@@ -510,9 +510,13 @@ def test_a_bad_sidecar_is_one_line_naming_it(trained, edit, message):
     assert str(info.value).startswith(f'{side}') and message in str(info.value) and '\n' not in str(info.value)
 
 
-def test_num_classes_and_class_names_must_agree():
+def test_num_classes_and_class_names_must_agree(trained):
     with pytest.raises(ValueError, match='num_classes=5 but 4 class names'):
         with_classes(CONFIGS[9], 5, CONFIGS[9].class_names)
+    with pytest.raises(ValueError, match='num_classes=4 but 2 class names'):
+        _resolve(trained, "class_names=('x', 'y')")
+    _, cfg = _resolve(trained, "class_names=('w', 'x', 'y', 'z')")     # renaming is a test-time choice
+    assert cfg.class_names == ('w', 'x', 'y', 'z')
 
 
 def test_demo_names_the_contradicting_value(trained, tmp_path):
