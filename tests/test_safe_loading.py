@@ -36,6 +36,9 @@ from convert import ppdet2paddle
 from convert.common import converter_main
 from model.build import build_model
 from model.checkpoint import CheckpointError, load_paddle_params, read_paddle_file, save_checkpoint
+from model.inference.backend import BackendError
+from model.inference.exported import config_from_infer_cfg
+from model.inference.postprocess import InferenceParams
 from model.inference.predictor import Predictor
 from model.training.state import load_training_state, save_training_state
 from tests.helpers import FIXTURES_DIR, REPO_DIR
@@ -222,6 +225,11 @@ def test_our_saves_load_with_plain_paddle(tmp_path):
 
 # ---- every entry point, as a real command -----------------------------------------------------
 
+def _listing(folder: Path) -> dict:
+    """{relative path: bytes (None for a folder)} of everything under ``folder``."""
+    return {p.relative_to(folder): p.read_bytes() if p.is_file() else None for p in sorted(folder.rglob('*'))}
+
+
 def _subprocess_env() -> dict:
     """PYTHONPATH to the checkout; Paddle's import-time 'No ccache found' warning silenced
     (as pytest.ini does in-process) so stderr holds only what the command says."""
@@ -294,6 +302,7 @@ def attacks(tmp_path_factory):
     marker = root / 'MARKER'
     commands = _attack_commands(root, marker)
     assert set(commands) == set(ENTRY_POINTS)
+    inputs = _listing(root)
 
     def run(name):
         argv, _ = commands[name]
@@ -303,6 +312,7 @@ def attacks(tmp_path_factory):
             return subprocess.CompletedProcess(argv, -1, '', 'still running after 90 s')
     with ThreadPoolExecutor(3) as pool:
         results = dict(zip(ENTRY_POINTS, pool.map(run, ENTRY_POINTS)))
+    assert _listing(root) == inputs     # no input modified, nothing written (no output folder either)
     return {name: (results[name], commands[name][1]) for name in ENTRY_POINTS}, marker
 
 
@@ -329,10 +339,6 @@ def _identity_convert(argv):
     """converter_main with a rename table that maps config 9 onto itself."""
     return converter_main('test', load_paddle_params, lambda key, keys, cfg: key, [9], lambda source: 4,
                           argv=[str(a) for a in argv])
-
-
-def _listing(folder: Path) -> dict:
-    return {p.relative_to(folder): p.read_bytes() if p.is_file() else None for p in sorted(folder.rglob('*'))}
 
 
 @pytest.fixture
@@ -528,3 +534,13 @@ def test_demo_names_the_contradicting_value(trained, tmp_path):
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == [
         f'error: weights were trained with num_grids={GRIDS}, the command line says (8, 8, 8, 8, 8)']
+
+
+def test_exported_models_refuse_a_contradicting_model_setting():
+    """An export's infer_cfg.json plays the sidecar's part for --backend inference|onnx."""
+    cfg = with_overrides(CONFIGS[9], [f'num_grids={GRIDS}'])
+    info = {'config': 9, 'num_classes': 4, 'class_names': list(cfg.class_names), 'test_short': 320,
+            'test_max': 640, 'postprocess': InferenceParams.from_config(cfg).to_json()}
+    assert config_from_infer_cfg(info, ['score_threshold=0.5']).num_grids == GRIDS
+    with pytest.raises(BackendError, match=fr'exported with num_grids={re.escape(str(GRIDS))}, the command line says'):
+        config_from_infer_cfg(info, ['num_grids=(8, 8, 8, 8, 8)'])

@@ -14,6 +14,7 @@ import numpy as np
 import paddle
 
 from config import get_config, with_overrides
+from config.sidecar import MODEL_SETTINGS
 from model.inference.backend import Backend, BackendError
 from model.inference.exportable import OUTPUT_NAMES
 from model.inference.postprocess import InferenceParams
@@ -54,16 +55,22 @@ def loading(what: str):
 
 def config_from_infer_cfg(info: dict, overrides: Sequence[str] = ()):
     """The config class an export was made with (class list, test sizes and thresholds
-    as stored), with ``--opt`` style overrides on top."""
+    as stored), with ``--opt`` style overrides on top; BackendError when they contradict
+    a stored model setting (``num_classes``, ``num_grids``, ``segm_strides``)."""
     try:
         base = get_config(info['config'])
         changes = {'num_classes': info['num_classes'], 'class_names': tuple(info['class_names']),
                    'test_short': info['test_short'], 'test_max': info['test_max']}
         params = InferenceParams.from_json(info['postprocess'])
         changes.update({name: getattr(params, name) for name in info['postprocess']})
-        return with_overrides(type(base.__name__, (base,), changes), overrides)
+        cfg = with_overrides(type(base.__name__, (base,), changes), overrides)
     except (KeyError, TypeError, AttributeError) as exc:
         raise BackendError(f'{INFER_CFG} holds a bad value ({exc}) — export the model again') from exc
+    for name in MODEL_SETTINGS:
+        if name in changes and getattr(cfg, name) != changes[name]:
+            raise BackendError(f'the model was exported with {name}={changes[name]!r}, '
+                               f'the command line says {getattr(cfg, name)!r}')
+    return cfg
 
 
 class _Exported(Backend):
