@@ -63,14 +63,10 @@ def format_settings(cfg: Type[SOLOv2Base]) -> str:
 
 def with_classes(cfg: Type[SOLOv2Base], num_classes: int, class_names=None) -> Type[SOLOv2Base]:
     """The config with another class list (COCO names for 80 classes, else numbered
-    names unless ``class_names`` is given); the same class when nothing changes.
-    ValueError when ``class_names`` has another length than ``num_classes``."""
+    names unless ``class_names`` is given); the same class when nothing changes."""
     if class_names is None:
         class_names = (COCO_CLASSES if num_classes == 80
                        else tuple(f'class{i}' for i in range(num_classes)))
-    if len(class_names) != num_classes:
-        raise ValueError(f'num_classes={num_classes} but {len(class_names)} class names — give one name per '
-                         'class (--opt num_classes=N class_names="(...)")')
     if num_classes == cfg.num_classes and tuple(class_names) == tuple(cfg.class_names):
         check_config(cfg)
         return cfg

@@ -5,7 +5,7 @@ the model: config number, class names, the settings that differ from that config
 Settings fall in three groups: ``MODEL_SETTINGS`` shape the network or fix what its
 outputs mean (a command line that contradicts the recorded value is an error),
 ``TEST_SETTINGS`` steer pre- and post-processing (recorded and applied, but any command
-line may change them), and the rest only matter for training (not recorded)."""
+line may change them); the rest (training, input limits) are not recorded."""
 import json
 from pathlib import Path
 from typing import Collection, List, Optional
