@@ -97,10 +97,9 @@ def save_checkpoint(state: Mapping[str, np.ndarray], weights: str, config_number
                       (sidecar_path(weights), lambda p: Path(p).write_text(json.dumps(meta, indent=1)))])
 
 
-def assign_params(model: paddle.nn.Layer, params: Mapping[str, np.ndarray], weights: str) -> None:
-    """Copy ``params`` (read from ``weights``) into ``model``; refuse missing, unexpected
-    or mis-shaped keys."""
-    own = model.state_dict()
+def check_fit(own: Mapping[str, object], params: Mapping[str, np.ndarray], weights: str) -> None:
+    """CheckpointError naming ``weights`` unless ``params`` has exactly the keys of ``own``
+    (a state dict) with the same shapes."""
     missing = [k for k in own if k not in params]
     unexpected = [k for k in params if k not in own]
     wrong = [f'{k} {list(params[k].shape)} vs model {list(own[k].shape)}'
@@ -114,4 +113,11 @@ def assign_params(model: paddle.nn.Layer, params: Mapping[str, np.ndarray], weig
         if wrong:
             parts.append(f'{len(wrong)} of another shape (e.g. {wrong[0]})')
         raise CheckpointError(f'{weights} does not fit this config: ' + '; '.join(parts))
+
+
+def assign_params(model: paddle.nn.Layer, params: Mapping[str, np.ndarray], weights: str) -> None:
+    """Copy ``params`` (read from ``weights``) into ``model``; refuse missing, unexpected
+    or mis-shaped keys."""
+    own = model.state_dict()
+    check_fit(own, params, weights)
     model.set_state_dict({k: params[k] for k in own})

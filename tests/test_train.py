@@ -194,3 +194,25 @@ def test_resume_keeps_the_time_budget_and_drops_log_rows_past_the_checkpoint(sha
     rows = (out / 'train_log.csv').read_text().splitlines()
     assert [line.split(',')[0] for line in rows[1:]] == ['1']
     assert '"max_minutes": 0.0001' in (out / 'last' / 'state.json').read_text()
+
+
+def test_resume_refuses_another_config_and_damaged_state_in_one_line(shapes, tmp_path, capsys):
+    out = tmp_path / 'run'
+    assert _run(shapes, out, '--max-iters', '1') == 0
+    assert train.main(['--config', '5', '--output', str(out), '--resume', 'auto',
+                       '--opt', f'dataset_dir={shapes}', *TINY]) == 2
+    assert 'was trained with --config=9' in capsys.readouterr().err
+    (out / 'last' / 'state.json').write_text('{"iteration": ')
+    assert _run(shapes, out, '--resume', 'auto') == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith('error: ') and 'state.json is damaged' in error and '\n' not in error
+
+
+def test_resume_without_opt_continues_with_the_runs_overrides(shapes, tmp_path, capsys):
+    out = tmp_path / 'run'
+    assert _run(shapes, out, '--max-iters', '1') == 0
+    assert train.main(['--config', '9', '--output', str(out), '--resume', 'auto', '--log-every', '1',
+                       '--max-iters', '2']) == 0
+    assert "resuming with the run's --opt" in capsys.readouterr().out
+    rows = (out / 'train_log.csv').read_text().splitlines()
+    assert [line.split(',')[0] for line in rows[1:]] == ['1', '2']

@@ -13,6 +13,7 @@ import paddle
 from config import format_settings, get_config, with_classes, with_overrides
 from config.cli import announce_config
 from config.console import open_visualdl
+from config.sidecar import read_sidecar
 from model.build import build_model
 from model.runtime import setup
 from model.training.components import load_pretrained, make_loader, make_optimizer
@@ -22,7 +23,7 @@ from model.training.ema import ModelEMA
 from model.training.hooks import CheckpointHook, EvalHook, LogHook, VisualDLHook
 from model.training.run_log import RunLog
 from model.training.schedule import check_schedule, scaled_lr
-from model.training.state import find_checkpoint, load_training_state, save_training_state
+from model.training.state import find_checkpoint, load_training_state, read_state, save_training_state
 from model.training.trainer import Schedule, Trainer, TrainState
 
 RUN_FILES = ('last', 'best', 'train_log.csv', 'eval_log.csv', 'curves.png')
@@ -80,6 +81,22 @@ def resume_state(args, out: Path, trainer: Trainer, log: RunLog) -> None:
           + (f' (budget {trainer.schedule.max_minutes:g} min)' if trainer.schedule.max_minutes else ''))
 
 
+def take_over_options(args, out: Path) -> None:
+    """Before a resumed run builds anything: the checkpoint must come from the same
+    ``--config``, and without ``--opt`` on the command line the run's own overrides are
+    used again (they are in its ``state.json``), so it continues the same model and schedule."""
+    path = str(out / 'last') if args.resume == 'auto' else args.resume
+    folder = find_checkpoint(path)
+    meta = read_sidecar(str(folder / 'model.pdparams')) or {}
+    if meta.get('config', args.config) != args.config:
+        raise UsageError(f"{folder} was trained with --config={meta['config']}, not --config={args.config}: "
+                         f"resume with --config={meta['config']}")
+    saved = read_state(folder)
+    if not args.opt and saved.get('opt'):
+        args.opt = list(saved['opt'])
+        print(f"resuming with the run's --opt {' '.join(args.opt)}")
+
+
 def make_hooks(args, cfg, trainer: Trainer, out: Path, log: RunLog, evaluate: Callable,
                picture: Optional[Callable] = None):
     """Logging, evaluation, checkpoint (and with ``--vdl-dir`` VisualDL) hooks of the main process."""
@@ -97,12 +114,14 @@ def make_hooks(args, cfg, trainer: Trainer, out: Path, log: RunLog, evaluate: Ca
 def prepare(args, world: int, evaluate: Callable, picture: Optional[Callable] = None):
     """The config, run folder and Trainer of this process (UsageError, CheckpointError,
     ValueError or FileNotFoundError when something does not fit)."""
+    out = Path(args.output or f'output/{get_config(args.config).__name__}')
+    if args.resume:
+        take_over_options(args, out)
     cfg = with_overrides(get_config(args.config), args.opt)
     cfg = with_classes(cfg, cfg.num_classes, cfg.class_names)
     device = setup(args.device, args.threads, processes=world)
     if world > 1:
         paddle.distributed.init_parallel_env()
-    out = Path(args.output or f'output/{cfg.__name__}')
     main_process = process_rank() == 0
     if main_process:
         claim_run_folder(out, bool(args.resume), args.overwrite)
@@ -113,7 +132,7 @@ def prepare(args, world: int, evaluate: Callable, picture: Optional[Callable] = 
     schedule = Schedule(base_lr, total_iters, len(loader), min(total_iters, args.max_iters or total_iters),
                         args.max_minutes, [e / cfg.epochs for e in cfg.lr_steps])
     trainer = Trainer(cfg, model, optimizer, loader, schedule, net=net, ema=ema, scaler=scaler, world=world,
-                      state=TrainState(max_minutes=args.max_minutes))
+                      state=TrainState(max_minutes=args.max_minutes, opt=list(args.opt)))
     log = RunLog(out)
     if args.resume:
         resume_state(args, out, trainer, log)

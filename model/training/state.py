@@ -10,7 +10,7 @@ from typing import Dict
 import numpy as np
 import paddle
 
-from model.checkpoint import CheckpointError, load_paddle_params, save_checkpoint
+from model.checkpoint import CheckpointError, assign_params, check_fit, load_paddle_params, save_checkpoint
 
 STATE_FILE = 'state.json'
 
@@ -79,12 +79,34 @@ def find_checkpoint(path: str) -> Path:
     raise CheckpointError(f'no training checkpoint at {path} (expected {path}/{STATE_FILE})')
 
 
-def load_training_state(path: str, model: paddle.nn.Layer, optimizer, ema=None) -> dict:
-    """Restore model, optimizer and EMA from a checkpoint folder; return its state dict."""
-    folder = find_checkpoint(path)
-    state = json.loads((folder / STATE_FILE).read_text())
-    model.set_state_dict(load_paddle_params(str(folder / 'model.pdparams')))
-    _load_optimizer_state(model, optimizer, load_paddle_params(str(folder / 'optimizer.pdopt')))
-    if ema is not None and (folder / 'ema.pdparams').is_file():
-        ema.load(load_paddle_params(str(folder / 'ema.pdparams')), state.get('ema_updates', 0))
+def read_state(folder: Path) -> dict:
+    """The ``state.json`` of a checkpoint folder (CheckpointError when it is damaged)."""
+    try:
+        state = json.loads((Path(folder) / STATE_FILE).read_text())
+    except (OSError, ValueError) as exc:
+        raise CheckpointError(f'{Path(folder) / STATE_FILE} is damaged ({exc}): resume from another checkpoint')
+    if not isinstance(state, dict) or not isinstance(state.get('iteration'), int):
+        raise CheckpointError(f'{Path(folder) / STATE_FILE} has no iteration count: resume from another checkpoint')
     return state
+
+
+def load_training_state(path: str, model: paddle.nn.Layer, optimizer, ema=None) -> dict:
+    """Restore model, optimizer and EMA from a checkpoint folder; return its state dict.
+    CheckpointError (one line naming the file) when a part is damaged or does not fit."""
+    folder = find_checkpoint(path)
+    state = read_state(folder)
+    weights = str(folder / 'model.pdparams')
+    assign_params(model, load_paddle_params(weights), weights)
+    saved_optimizer = load_paddle_params(str(folder / 'optimizer.pdopt'))
+    try:
+        _load_optimizer_state(model, optimizer, saved_optimizer)
+    except CheckpointError:
+        raise
+    except Exception as exc:  # Paddle raises assorted types for state of another shape
+        raise CheckpointError(f'{folder / "optimizer.pdopt"} does not fit this model or optimizer ({exc})')
+    if ema is not None and (folder / 'ema.pdparams').is_file():
+        shadow = load_paddle_params(str(folder / 'ema.pdparams'))
+        check_fit(ema.shadow, shadow, str(folder / 'ema.pdparams'))
+        ema.load(shadow, state.get('ema_updates', 0))
+    return state
+

@@ -44,6 +44,7 @@ class TrainState:
     best_iteration: int = -1
     ema_updates: int = 0
     max_minutes: float = 0.0
+    opt: List[str] = field(default_factory=list)       # the run's --opt overrides
 
     @classmethod
     def from_json(cls, saved: dict) -> 'TrainState':
