@@ -11,12 +11,14 @@ from typing import Dict, Type
 
 from config.base import COCO_CLASSES, SOLOv2Base
 from config.checks import accepted, check_config
+from config.light448_dcn_r50 import Light448DCNR50
 from config.light448_r18 import Light448R18
 from config.light448_r34 import Light448R34
 from config.light448_r50 import Light448R50
 from config.light512_dcn_r50 import Light512DCNR50
 from config.light512_r50vd_dcn import Light512R50vdDCN
 from config.r50vd_dcn_enhance import R50vdDCNEnhance
+from config.r101_dcn import R101DCN
 from config.r101_fpn import R101FPN
 from config.r101vd_dcn import R101vdDCN
 from config.shapes_r18 import ShapesR18
@@ -36,6 +38,8 @@ CONFIGS: Dict[int, Type[SOLOv2Base]] = {
     7: Light512DCNR50,
     8: R101FPN,
     9: ShapesR18,
+    10: R101DCN,
+    11: Light448DCNR50,
 }
 
 
@@ -49,7 +53,7 @@ def get_config(number: int) -> Type[SOLOv2Base]:
 
 def describe_configs() -> str:
     """One line per config: number, class name, description."""
-    return '\n'.join(f'  {n}: {c.__name__:<18} {c.description}' for n, c in CONFIGS.items())
+    return '\n'.join(f'  {n:>2}: {c.__name__:<18} {c.description}' for n, c in CONFIGS.items())
 
 
 def format_settings(cfg: Type[SOLOv2Base]) -> str:

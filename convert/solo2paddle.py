@@ -16,7 +16,7 @@ BN_LEAF = {'weight': 'weight', 'bias': 'bias', '_mean': 'running_mean',
            '_variance': 'running_var'}
 
 
-def _unit(rest: str, conv: str, norm: str) -> str:
+def unit_name(rest: str, conv: str, norm: str) -> str:
     """One ConvNormAct leaf -> mmdet names: conv weight at ``conv``, DCN offset conv at
     ``conv``.conv_offset, BN/GN at ``norm`` (BN stats renamed to running_*)."""
     if rest.startswith('conv.offset.'):
@@ -31,14 +31,14 @@ def backbone_name(key: str, prefix: str = 'backbone.') -> str:
     """backbone.* -> torchvision/mmdet ResNet names, under ``prefix``."""
     m = re.fullmatch(r'backbone\.stem\.0\.(.+)', key)
     if m:
-        return prefix + _unit(m.group(1), 'conv1', 'bn1')
+        return prefix + unit_name(m.group(1), 'conv1', 'bn1')
     m = re.fullmatch(r'backbone\.(layer\d\.\d+)\.(conv(\d)|shortcut)\.(.+)', key)
     if not m:
         raise KeyError(f'no torchvision/mmdet name rule for {key} (only the 7x7-stem variant b)')
     block, part, index, rest = m.group(1), m.group(2), m.group(3), m.group(4)
     if part == 'shortcut':
-        return f'{prefix}{block}.' + _unit(rest, 'downsample.0', 'downsample.1')
-    return f'{prefix}{block}.' + _unit(rest, f'conv{index}', f'bn{index}')
+        return f'{prefix}{block}.' + unit_name(rest, 'downsample.0', 'downsample.1')
+    return f'{prefix}{block}.' + unit_name(rest, f'conv{index}', f'bn{index}')
 
 
 def solo_name(key: str, keys: frozenset, cfg) -> str:
@@ -52,17 +52,17 @@ def solo_name(key: str, keys: frozenset, cfg) -> str:
     m = re.fullmatch(r'head\.(kernel|cate)_tower\.(\d+)\.(.+)', key)
     if m:
         unit = f'bbox_head.{m.group(1)}_convs.{m.group(2)}'
-        return _unit(m.group(3), f'{unit}.conv', f'{unit}.gn')
+        return unit_name(m.group(3), f'{unit}.conv', f'{unit}.gn')
     m = re.fullmatch(r'head\.(kernel|cate)_pred\.(weight|bias)', key)
     if m:
         return f'bbox_head.solo_{m.group(1)}.{m.group(2)}'
     m = re.fullmatch(r'mask_head\.levels\.(\d)\.(\d)\.(.+)', key)
     if m:
         unit = f'mask_feat_head.convs_all_levels.{m.group(1)}.conv{m.group(2)}'
-        return _unit(m.group(3), f'{unit}.conv', f'{unit}.gn')
+        return unit_name(m.group(3), f'{unit}.conv', f'{unit}.gn')
     m = re.fullmatch(r'mask_head\.pred\.(.+)', key)
     if m:
-        return _unit(m.group(1), 'mask_feat_head.conv_pred.0.conv',
+        return unit_name(m.group(1), 'mask_feat_head.conv_pred.0.conv',
                      'mask_feat_head.conv_pred.0.gn')
     raise KeyError(f'no SOLO name rule for {key}')
 

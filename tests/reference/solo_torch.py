@@ -21,6 +21,11 @@ Structure (names in parentheses are the state-dict prefixes):
 * ``bbox_head`` SOLOv2 head: kernel / category towers of ConvModules
   (conv no bias -> GN(32) -> ReLU), ``solo_kernel`` / ``solo_cate``.
 * ``mask_feat_head`` SOLOv2 mask-feature head on P2..P5.
+
+Optional DCNv2 (mmcv ``ModulatedDeformConv2dPack``, as in mmdetection's DCN configs):
+``dcn_stages`` (backbone stages whose 3x3 ``conv2`` is deformable, 0 = layer1),
+``head_dcn_indices`` (tower convs) and ``mask_dcn`` (every mask-feature conv); the
+offset conv sits at ``<conv>.conv_offset`` and the deformable conv has no bias.
 """
 import torch
 import torch.nn as nn
@@ -28,7 +33,7 @@ import torch.nn.functional as F
 
 __all__ = ['build_solo_torch', 'load_solo_checkpoint', 'coord_feat',
            'SOLOv2Torch', 'ResNet', 'FPN', 'SOLOv2Head', 'MaskFeatHead',
-           'ConvModule', 'ARCH_ARGS']
+           'ConvModule', 'ModulatedDeformConvPack', 'ARCH_ARGS']
 
 # Constructor arguments of the two reference configurations (checked against
 # the key lists in tests/fixtures/solo_keys/).
@@ -55,14 +60,55 @@ def coord_feat(x):
     return torch.cat([xx, yy], 1)
 
 
+class ModulatedDeformConvPack(nn.Module):
+    """DCNv2 written from its definition (mmcv ``ModulatedDeformConv2dPack``).
+
+    ``conv_offset`` (k x k conv with bias, same stride) predicts 3*k*k channels:
+    chunked in three, the first two thirds are the offsets (channel 2t = dy, 2t+1 = dx
+    of tap t = i*k + j, taps row-major) and the last third the mask logits. Tap t of
+    output (y, x) reads the input bilinearly, zero outside, at
+    (y*stride - pad + i + dy, x*stride - pad + j + dx), times sigmoid(mask), and
+    ``weight`` [out, in, k, k] (no bias) sums the taps."""
+
+    def __init__(self, cin, cout, k, stride=1):
+        super().__init__()
+        self.k, self.stride, self.pad = k, stride, k // 2
+        self.weight = nn.Parameter(torch.zeros(cout, cin, k, k))
+        self.conv_offset = nn.Conv2d(cin, 3 * k * k, k, stride, k // 2, bias=True)
+
+    def forward(self, x):
+        _, _, h, w = x.shape
+        o1, o2, mask = torch.chunk(self.conv_offset(x), 3, dim=1)
+        offset, mask = torch.cat([o1, o2], 1), mask.sigmoid()
+        rows = (torch.arange(offset.shape[2], dtype=x.dtype) * self.stride - self.pad)[:, None]
+        cols = (torch.arange(offset.shape[3], dtype=x.dtype) * self.stride - self.pad)[None, :]
+        taps = []
+        for t in range(self.k * self.k):
+            y = rows + t // self.k + offset[:, 2 * t]             # [B, Ho, Wo], pixels
+            xx = cols + t % self.k + offset[:, 2 * t + 1]
+            grid = torch.stack([2 * xx / max(w - 1, 1) - 1, 2 * y / max(h - 1, 1) - 1], -1)
+            sampled = F.grid_sample(x, grid, mode='bilinear', padding_mode='zeros',
+                                    align_corners=True)           # [B, C, Ho, Wo]
+            taps.append(sampled * mask[:, t:t + 1])
+        return torch.einsum('bctij,oct->boij', torch.stack(taps, 2), self.weight.flatten(2))
+
+
+def _conv3x3(cin, cout, stride, dcn):
+    if dcn:
+        return ModulatedDeformConvPack(cin, cout, 3, stride)
+    return nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+
+
 # --------------------------------------------------------------------------
 # backbone
 # --------------------------------------------------------------------------
 class BasicBlock(nn.Module):
     expansion = 1
 
-    def __init__(self, inplanes, planes, stride=1, downsample=None):
+    def __init__(self, inplanes, planes, stride=1, downsample=None, dcn=False):
         super().__init__()
+        if dcn:
+            raise ValueError('the mirror has DCN in Bottleneck blocks only')
         self.conv1 = nn.Conv2d(inplanes, planes, 3, stride, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(planes, eps=1e-5)
         self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
@@ -82,12 +128,12 @@ class BasicBlock(nn.Module):
 class Bottleneck(nn.Module):
     expansion = 4
 
-    def __init__(self, inplanes, planes, stride=1, downsample=None):
+    def __init__(self, inplanes, planes, stride=1, downsample=None, dcn=False):
         super().__init__()
         # style 'pytorch': the stride sits on the 3x3 conv2
         self.conv1 = nn.Conv2d(inplanes, planes, 1, 1, 0, bias=False)
         self.bn1 = nn.BatchNorm2d(planes, eps=1e-5)
-        self.conv2 = nn.Conv2d(planes, planes, 3, stride, 1, bias=False)
+        self.conv2 = _conv3x3(planes, planes, stride, dcn)
         self.bn2 = nn.BatchNorm2d(planes, eps=1e-5)
         self.conv3 = nn.Conv2d(planes, planes * 4, 1, 1, 0, bias=False)
         self.bn3 = nn.BatchNorm2d(planes * 4, eps=1e-5)
@@ -112,7 +158,7 @@ class ResNet(nn.Module):
         101: (Bottleneck, (3, 4, 23, 3)),
     }
 
-    def __init__(self, depth):
+    def __init__(self, depth, dcn_stages=()):
         super().__init__()
         if depth not in self.arch_settings:
             raise KeyError('invalid depth %r for resnet' % (depth,))
@@ -133,10 +179,11 @@ class ResNet(nn.Module):
                     nn.Conv2d(inplanes, planes * block.expansion, 1, stride,
                               bias=False),
                     nn.BatchNorm2d(planes * block.expansion, eps=1e-5))
-            layers = [block(inplanes, planes, stride, downsample)]
+            dcn = i in dcn_stages
+            layers = [block(inplanes, planes, stride, downsample, dcn)]
             inplanes = planes * block.expansion
             for _ in range(1, num_blocks):
-                layers.append(block(inplanes, planes, 1, None))
+                layers.append(block(inplanes, planes, 1, None, dcn))
             self.add_module('layer%d' % (i + 1), nn.Sequential(*layers))
             self.out_channels.append(inplanes)
 
@@ -189,9 +236,10 @@ class FPN(nn.Module):
 class ConvModule(nn.Module):
     """mmdet ConvModule conv (no bias) -> GroupNorm(32) (``.gn``) -> ReLU."""
 
-    def __init__(self, cin, cout, k, num_groups=32):
+    def __init__(self, cin, cout, k, num_groups=32, dcn=False):
         super().__init__()
-        self.conv = nn.Conv2d(cin, cout, k, 1, k // 2, bias=False)
+        self.conv = (ModulatedDeformConvPack(cin, cout, k) if dcn
+                     else nn.Conv2d(cin, cout, k, 1, k // 2, bias=False))
         self.gn = nn.GroupNorm(num_groups, cout, eps=1e-5)
         self.activate = nn.ReLU(inplace=True)
 
@@ -202,7 +250,7 @@ class ConvModule(nn.Module):
 class SOLOv2Head(nn.Module):
     def __init__(self, num_classes=80, in_channels=256, seg_feat_channels=256,
                  stacked_convs=4, kernel_out_channels=256,
-                 num_grids=(40, 36, 24, 16, 12)):
+                 num_grids=(40, 36, 24, 16, 12), dcn_indices=()):
         super().__init__()
         self.num_classes = num_classes
         self.seg_num_grids = tuple(num_grids)
@@ -210,9 +258,10 @@ class SOLOv2Head(nn.Module):
         self.cate_convs = nn.ModuleList()
         for i in range(stacked_convs):
             cin = in_channels + 2 if i == 0 else seg_feat_channels
-            self.kernel_convs.append(ConvModule(cin, seg_feat_channels, 3))
+            dcn = i in dcn_indices
+            self.kernel_convs.append(ConvModule(cin, seg_feat_channels, 3, dcn=dcn))
             cin = in_channels if i == 0 else seg_feat_channels
-            self.cate_convs.append(ConvModule(cin, seg_feat_channels, 3))
+            self.cate_convs.append(ConvModule(cin, seg_feat_channels, 3, dcn=dcn))
         self.solo_kernel = nn.Conv2d(seg_feat_channels, kernel_out_channels,
                                      3, 1, 1, bias=True)
         self.solo_cate = nn.Conv2d(seg_feat_channels, num_classes, 3, 1, 1,
@@ -252,7 +301,7 @@ class SOLOv2Head(nn.Module):
 
 class MaskFeatHead(nn.Module):
     def __init__(self, in_channels=256, out_channels=128, num_classes=256,
-                 start_level=0, end_level=3):
+                 start_level=0, end_level=3, dcn=False):
         # (mmdet-1.x naming: ``out_channels`` is the mid width, ``num_classes``
         # the output width E)
         super().__init__()
@@ -262,7 +311,7 @@ class MaskFeatHead(nn.Module):
         for i in range(start_level, end_level + 1):
             seq = nn.Sequential()
             if i == 0:
-                seq.add_module('conv0', ConvModule(in_channels, out_channels, 3))
+                seq.add_module('conv0', ConvModule(in_channels, out_channels, 3, dcn=dcn))
                 self.convs_all_levels.append(seq)
                 continue
             for j in range(i):
@@ -270,12 +319,12 @@ class MaskFeatHead(nn.Module):
                     cin = in_channels + 2 if i == end_level else in_channels
                 else:
                     cin = out_channels
-                seq.add_module('conv%d' % j, ConvModule(cin, out_channels, 3))
+                seq.add_module('conv%d' % j, ConvModule(cin, out_channels, 3, dcn=dcn))
                 seq.add_module('upsample%d' % j, nn.Upsample(
                     scale_factor=2, mode='bilinear', align_corners=False))
             self.convs_all_levels.append(seq)
         self.conv_pred = nn.Sequential(
-            ConvModule(out_channels, num_classes, 1))
+            ConvModule(out_channels, num_classes, 1, dcn=dcn))
 
     def forward(self, inputs):
         out = None
@@ -294,17 +343,19 @@ class MaskFeatHead(nn.Module):
 class SOLOv2Torch(nn.Module):
     def __init__(self, depth, stacked_convs, seg_feat_channels,
                  kernel_out_channels, mask_mid_channels, mask_out_channels,
-                 num_classes=80, num_grids=(40, 36, 24, 16, 12)):
+                 num_classes=80, num_grids=(40, 36, 24, 16, 12), dcn_stages=(),
+                 head_dcn_indices=(), mask_dcn=False):
         super().__init__()
-        self.backbone = ResNet(depth)
+        self.backbone = ResNet(depth, dcn_stages)
         self.neck = FPN(self.backbone.out_channels, 256, num_outs=5)
         self.bbox_head = SOLOv2Head(
             num_classes=num_classes, in_channels=256,
             seg_feat_channels=seg_feat_channels, stacked_convs=stacked_convs,
-            kernel_out_channels=kernel_out_channels, num_grids=num_grids)
+            kernel_out_channels=kernel_out_channels, num_grids=num_grids,
+            dcn_indices=head_dcn_indices)
         self.mask_feat_head = MaskFeatHead(
             in_channels=256, out_channels=mask_mid_channels,
-            num_classes=mask_out_channels, start_level=0, end_level=3)
+            num_classes=mask_out_channels, start_level=0, end_level=3, dcn=mask_dcn)
 
     def forward(self, img, return_intermediates=False):
         """img float32 [B, 3, H, W], H and W multiples of 32.
@@ -326,12 +377,13 @@ class SOLOv2Torch(nn.Module):
 
 def build_solo_torch(depth, stacked_convs, seg_feat_channels,
                      kernel_out_channels, mask_mid_channels, mask_out_channels,
-                     num_classes=80, num_grids=(40, 36, 24, 16, 12)):
-    """Build the reference network in eval mode (BN uses running stats)."""
+                     num_classes=80, num_grids=(40, 36, 24, 16, 12), **dcn):
+    """Build the reference network in eval mode (BN uses running stats);
+    ``dcn``: ``dcn_stages``, ``head_dcn_indices``, ``mask_dcn`` (see the module doc)."""
     model = SOLOv2Torch(depth, stacked_convs, seg_feat_channels,
                         kernel_out_channels, mask_mid_channels,
                         mask_out_channels, num_classes=num_classes,
-                        num_grids=num_grids)
+                        num_grids=num_grids, **dcn)
     return model.eval()
 
 
