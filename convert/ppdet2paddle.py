@@ -82,12 +82,16 @@ def ppdet_name(key: str, keys: frozenset, cfg) -> str:
     raise KeyError(f'no PaddleDetection name rule for {key}')
 
 
+# PaddleDetection registers three layers twice: (duplicate prefix, primary prefix)
+ALIAS_PREFIXES = (('solov2_head.solo_', 'solov2_head.bbox_head.solo_'),
+                  ('mask_head.conv_pred.', 'mask_head.mask_feat_head.conv_pred.0.'))
+
+
 def duplicate_aliases(source: dict) -> dict:
-    """PaddleDetection registers three layers twice; these keys repeat others."""
+    """{duplicate key: the primary key it repeats} for the keys of ``source``."""
     aliases = {}
     for key in source:
-        for dup, primary in (('solov2_head.solo_', 'solov2_head.bbox_head.solo_'),
-                             ('mask_head.conv_pred.', 'mask_head.mask_feat_head.conv_pred.0.')):
+        for dup, primary in ALIAS_PREFIXES:
             if key.startswith(dup):
                 aliases[key] = primary + key[len(dup):]
     return aliases

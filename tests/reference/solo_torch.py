@@ -90,7 +90,9 @@ class ModulatedDeformConvPack(nn.Module):
             sampled = F.grid_sample(x, grid, mode='bilinear', padding_mode='zeros',
                                     align_corners=True)           # [B, C, Ho, Wo]
             taps.append(sampled * mask[:, t:t + 1])
-        return torch.einsum('bctij,oct->boij', torch.stack(taps, 2), self.weight.flatten(2))
+        columns = torch.stack(taps, 2).flatten(1, 2).flatten(2)           # [B, C*k*k, Ho*Wo]
+        out = torch.matmul(self.weight.flatten(1), columns)              # [B, out, Ho*Wo]
+        return out.reshape(out.shape[0], -1, *offset.shape[2:])
 
 
 def _conv3x3(cin, cout, stride, dcn):
