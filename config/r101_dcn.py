@@ -1,12 +1,10 @@
-from config.r101_fpn import R101FPN
+from config.r101vd_dcn import R101vdDCN
 
 
-class R101DCN(R101FPN):
-    """mmdetection solov2_r101-dcn_fpn_ms-3x_coco: R101 (7x7 stem) with DCNv2 in C3-C5,
-    every tower conv and every mask-feature conv deformable, no bias on them."""
+class R101DCN(R101vdDCN):
+    """mmdetection solov2_r101-dcn_fpn_ms-3x_coco: the layout of config 4 (DCNv2 in C3-C5,
+    in every tower conv and every mask-feature conv) on a 7x7-stem R101, and no bias on
+    the deformable head and mask-feature convs."""
     description = 'SOLOv2 R101 DCNv2-FPN 3x, 800x1333 (mmdetection)'
-    backbone_dcn = 'v2'
-    backbone_dcn_stages = (1, 2, 3)
-    head_dcn = 'v2'
-    head_dcn_indices = (0, 1, 2, 3)
-    mask_feat_dcn = True
+    variant = 'b'
+    dcn_bias = False

@@ -6,39 +6,26 @@ solov2-light_r50-dcn_fpn_ms-3x (11); not solov2_x101-dcn (no ResNeXt backbone he
 Reads the file without PyTorch. Usage:
     python convert/mmdet2paddle.py solov2_r50_fpn_1x_coco.pth weights/r50.pdparams
 """
-import re
-
 if __package__ in (None, ''):
     import _bootstrap  # noqa: F401  (script mode: make the project importable)
 
 from convert.common import converter_main
 from convert.pth_reader import load_state_dict
-from convert.solo2paddle import is_counter, solo_name, unit_name
+from convert.solo2paddle import is_counter, mmdet_family_name
 
-TOWERS = {'kernel': 'kernel_convs', 'cate': 'cls_convs'}
-PREDICTIONS = {'kernel': 'conv_kernel', 'cate': 'conv_cls'}
-MASK_FEATURE = 'mask_head.mask_feature_head'
+# mmdetection's SOLOV2Head is the detector's ``mask_head`` and holds the mask-feature
+# branch (MaskFeatModule, whose conv_pred is a bare ConvModule: the original SOLO wraps
+# it in a Sequential, ``.0``); backbone and neck are named as in the original SOLO.
+MMDET_HEAD = {'kernel_tower': 'mask_head.kernel_convs', 'cate_tower': 'mask_head.cls_convs',
+              'kernel_pred': 'mask_head.conv_kernel', 'cate_pred': 'mask_head.conv_cls',
+              'levels': 'mask_head.mask_feature_head.convs_all_levels',
+              'pred': 'mask_head.mask_feature_head.conv_pred'}
 
 
 def mmdet_name(key: str, keys: frozenset, cfg) -> str:
-    """This project's parameter name -> mmdetection 2.x/3.x name. Backbone (ResNet,
-    DCN offsets at ``conv2.conv_offset``) and neck (FPN) are named as in the original
-    SOLO; the head is ``mask_head`` with the mask-feature branch inside it."""
-    m = re.fullmatch(r'head\.(kernel|cate)_tower\.(\d+)\.(.+)', key)
-    if m:
-        unit = f'mask_head.{TOWERS[m.group(1)]}.{m.group(2)}'
-        return unit_name(m.group(3), f'{unit}.conv', f'{unit}.gn')
-    m = re.fullmatch(r'head\.(kernel|cate)_pred\.(weight|bias)', key)
-    if m:
-        return f'mask_head.{PREDICTIONS[m.group(1)]}.{m.group(2)}'
-    m = re.fullmatch(r'mask_head\.levels\.(\d)\.(\d)\.(.+)', key)
-    if m:
-        unit = f'{MASK_FEATURE}.convs_all_levels.{m.group(1)}.conv{m.group(2)}'
-        return unit_name(m.group(3), f'{unit}.conv', f'{unit}.gn')
-    m = re.fullmatch(r'mask_head\.pred\.(.+)', key)
-    if m:   # a ConvModule of its own (the original SOLO wraps it in a Sequential: .0.)
-        return unit_name(m.group(1), f'{MASK_FEATURE}.conv_pred.conv', f'{MASK_FEATURE}.conv_pred.gn')
-    return solo_name(key, keys, cfg)
+    """This project's parameter name -> mmdetection 2.x/3.x name (DCN offsets at
+    ``<conv>.conv_offset``, as mmcv's ModulatedDeformConv2dPack)."""
+    return mmdet_family_name(key, MMDET_HEAD, 'mmdetection')
 
 
 def num_classes(source: dict) -> int:

@@ -41,30 +41,43 @@ def backbone_name(key: str, prefix: str = 'backbone.') -> str:
     return f'{prefix}{block}.' + unit_name(rest, f'conv{index}', f'bn{index}')
 
 
-def solo_name(key: str, keys: frozenset, cfg) -> str:
-    """This project's parameter name -> original SOLO name."""
+# Where a checkpoint of the mmdetection family keeps each part of the head: our module ->
+# its module (ConvModules: conv at ``.conv``, GroupNorm at ``.gn``).
+SOLO_HEAD = {'kernel_tower': 'bbox_head.kernel_convs', 'cate_tower': 'bbox_head.cate_convs',
+             'kernel_pred': 'bbox_head.solo_kernel', 'cate_pred': 'bbox_head.solo_cate',
+             'levels': 'mask_feat_head.convs_all_levels', 'pred': 'mask_feat_head.conv_pred.0'}
+
+
+def mmdet_family_name(key: str, head: dict, family: str) -> str:
+    """This project's parameter name -> its name in a checkpoint of the mmdetection family
+    (ResNet backbone, FPN neck ``lateral_convs`` / ``fpn_convs``), the head placed by
+    ``head`` (see SOLO_HEAD); ``family`` names the source in errors."""
     if key.startswith('backbone.'):
         return backbone_name(key)
     m = re.fullmatch(r'neck\.(lateral|output)\.(\d)\.(weight|bias)', key)
     if m:
         kind = 'lateral_convs' if m.group(1) == 'lateral' else 'fpn_convs'
         return f'neck.{kind}.{m.group(2)}.conv.{m.group(3)}'
-    m = re.fullmatch(r'head\.(kernel|cate)_tower\.(\d+)\.(.+)', key)
+    m = re.fullmatch(r'head\.((?:kernel|cate)_tower)\.(\d+)\.(.+)', key)
     if m:
-        unit = f'bbox_head.{m.group(1)}_convs.{m.group(2)}'
+        unit = f'{head[m.group(1)]}.{m.group(2)}'
         return unit_name(m.group(3), f'{unit}.conv', f'{unit}.gn')
-    m = re.fullmatch(r'head\.(kernel|cate)_pred\.(weight|bias)', key)
+    m = re.fullmatch(r'head\.((?:kernel|cate)_pred)\.(weight|bias)', key)
     if m:
-        return f'bbox_head.solo_{m.group(1)}.{m.group(2)}'
+        return f'{head[m.group(1)]}.{m.group(2)}'
     m = re.fullmatch(r'mask_head\.levels\.(\d)\.(\d)\.(.+)', key)
     if m:
-        unit = f'mask_feat_head.convs_all_levels.{m.group(1)}.conv{m.group(2)}'
+        unit = f'{head["levels"]}.{m.group(1)}.conv{m.group(2)}'
         return unit_name(m.group(3), f'{unit}.conv', f'{unit}.gn')
     m = re.fullmatch(r'mask_head\.pred\.(.+)', key)
     if m:
-        return unit_name(m.group(1), 'mask_feat_head.conv_pred.0.conv',
-                     'mask_feat_head.conv_pred.0.gn')
-    raise KeyError(f'no SOLO name rule for {key}')
+        return unit_name(m.group(1), f'{head["pred"]}.conv', f'{head["pred"]}.gn')
+    raise KeyError(f'no {family} name rule for {key}')
+
+
+def solo_name(key: str, keys: frozenset, cfg) -> str:
+    """This project's parameter name -> original SOLO name."""
+    return mmdet_family_name(key, SOLO_HEAD, 'SOLO')
 
 
 def is_counter(name: str) -> bool:
