@@ -22,6 +22,7 @@ from config.r101_dcn import R101DCN
 from config.r101_fpn import R101FPN
 from config.r101vd_dcn import R101vdDCN
 from config.shapes_r18 import ShapesR18
+from config.x101_dcn import X101DCN
 
 warnings.filterwarnings('ignore', message='No ccache found', category=UserWarning)
 warnings.filterwarnings('ignore', message='When training, we now always track global mean and variance',
@@ -40,6 +41,7 @@ CONFIGS: Dict[int, Type[SOLOv2Base]] = {
     9: ShapesR18,
     10: R101DCN,
     11: Light448DCNR50,
+    12: X101DCN,
 }
 
 

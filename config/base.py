@@ -27,6 +27,8 @@ class SOLOv2Base:
     depth = 50                  # ResNet depth: 18, 34, 50, 101
     variant = 'b'               # 'b' (7x7 stem) or 'd' (deep stem, avg-pool shortcut)
     backbone_width = 64         # first-stage channels (64 = standard ResNet; smaller = narrow)
+    backbone_groups = 1         # ResNeXt cardinality of the 3x3 convs (1 = ResNet; depth 50/101)
+    backbone_base_width = 4     # ResNeXt channels per group in the first stage (64x4d: 64, 4)
     backbone_dcn = None         # None, 'v1' (DCN, no mask) or 'v2' (modulated DCN)
     backbone_dcn_stages = ()    # stages with DCN: 0 = C2 .. 3 = C5 (e.g. (1, 2, 3))
     frozen_stages = 1           # -1 none, 0 stem, k: stem + first k stages get no gradient

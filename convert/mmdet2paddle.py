@@ -2,7 +2,7 @@
 
 Covers solov2_r50_fpn_1x/ms-3x (config 0), solov2_r101_fpn_ms-3x (8),
 solov2_r101-dcn_fpn_ms-3x (10), solov2-light_r18/r34/r50_fpn_ms-3x (5, 6, 1) and
-solov2-light_r50-dcn_fpn_ms-3x (11); not solov2_x101-dcn (no ResNeXt backbone here).
+solov2-light_r50-dcn_fpn_ms-3x (11) and solov2_x101-dcn_fpn_ms-3x (12, ResNeXt-101 64x4d).
 Reads the file without PyTorch. Usage:
     python convert/mmdet2paddle.py solov2_r50_fpn_1x_coco.pth weights/r50.pdparams
 """
@@ -53,7 +53,7 @@ def load(path: str) -> dict:
 
 def main(argv=None) -> int:
     return converter_main(__doc__.split('\n')[0], load, mmdet_name,
-                          default_configs=(0, 8, 10, 1, 5, 6, 11), num_classes_key=num_classes,
+                          default_configs=(0, 8, 10, 12, 1, 5, 6, 11), num_classes_key=num_classes,
                           ignored=is_counter, argv=argv)
 
 

@@ -10,7 +10,8 @@ def build_model(cfg) -> SOLOv2:
     """SOLOv2 network for a config class (see ``config.base.SOLOv2Base``)."""
     backbone = ResNet(depth=cfg.depth, variant=cfg.variant, dcn=cfg.backbone_dcn,
                       dcn_stages=cfg.backbone_dcn_stages, frozen_stages=cfg.frozen_stages,
-                      freeze_norm=cfg.freeze_norm, width=cfg.backbone_width)
+                      freeze_norm=cfg.freeze_norm, width=cfg.backbone_width,
+                      groups=cfg.backbone_groups, base_width=cfg.backbone_base_width)
     neck = FPN(backbone.out_channels, cfg.fpn_channels)
     head = SOLOv2Head(num_classes=cfg.num_classes, in_channels=cfg.fpn_channels,
                       feat_channels=cfg.head_channels, stacked_convs=cfg.head_convs,

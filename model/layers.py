@@ -16,16 +16,18 @@ class DeformConv(nn.Layer):
 
     ``modulated=True`` is DCNv2 (offset conv predicts 2*k*k offsets then k*k mask
     logits, mask = sigmoid), ``modulated=False`` is DCNv1 (2*k*k offsets, no mask).
-    Offsets are interleaved (dy, dx) per kernel tap, as in mmcv and Paddle.
+    Offsets are interleaved (dy, dx) per kernel tap, as in mmcv and Paddle. ``groups``
+    splits the channels as in a grouped conv; the offsets are shared by all groups.
 
-    Parameters: ``weight`` [out, in, k, k], optional ``bias`` [out],
+    Parameters: ``weight`` [out, in/groups, k, k], optional ``bias`` [out],
     ``offset.weight`` [3*k*k or 2*k*k, in, k, k], ``offset.bias``.
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int,
-                 stride: int = 1, modulated: bool = True, bias: bool = False):
+                 stride: int = 1, modulated: bool = True, bias: bool = False, groups: int = 1):
         super().__init__()
         self.stride = stride
+        self.groups = groups
         self.padding = (kernel_size - 1) // 2
         self.num_taps = kernel_size * kernel_size
         self.modulated = modulated
@@ -35,7 +37,7 @@ class DeformConv(nn.Layer):
                                 weight_attr=nn.initializer.Constant(0.0),
                                 bias_attr=nn.initializer.Constant(0.0))
         self.weight = self.create_parameter(
-            [out_channels, in_channels, kernel_size, kernel_size],
+            [out_channels, in_channels // groups, kernel_size, kernel_size],
             default_initializer=nn.initializer.KaimingNormal())
         self.bias = (self.create_parameter([out_channels], is_bias=True)
                      if bias else None)
@@ -55,7 +57,7 @@ class DeformConv(nn.Layer):
                 # paddle2onnx 2.x cannot convert deform_conv2d without one
                 mask = paddle.ones_like(offset[:, :self.num_taps])
         return deform_conv2d(x, offset, self.weight, self.bias, stride=self.stride,
-                             padding=self.padding, mask=mask)
+                             padding=self.padding, groups=self.groups, mask=mask)
 
 
 class Conv2D(nn.Conv2D):
@@ -94,13 +96,14 @@ def make_norm(norm: Optional[str], channels: int, frozen: bool = False) -> Optio
 class ConvNormAct(nn.Layer):
     """conv (plain or deformable) -> optional norm -> optional ReLU.
 
-    Parameters live under ``conv`` and ``norm``. ``dcn`` is None, 'v1' or 'v2'.
+    Parameters live under ``conv`` and ``norm``. ``dcn`` is None, 'v1' or 'v2';
+    ``groups`` makes it a grouped conv (ResNeXt).
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int,
                  stride: int = 1, norm: Optional[str] = 'bn', act: bool = True,
                  dcn: Optional[str] = None, bias: bool = False, frozen_norm: bool = False,
-                 weight_std: Optional[float] = None):
+                 weight_std: Optional[float] = None, groups: int = 1):
         super().__init__()
         if dcn not in (None, 'v1', 'v2'):
             raise ValueError(f"unknown dcn '{dcn}' (expected None, 'v1' or 'v2')")
@@ -109,10 +112,10 @@ class ConvNormAct(nn.Layer):
                     else nn.initializer.KaimingNormal())
             self.conv = Conv2D(in_channels, out_channels, kernel_size, stride=stride,
                                padding=(kernel_size - 1) // 2, weight_attr=init,
-                               bias_attr=None if bias else False)
+                               bias_attr=None if bias else False, groups=groups)
         else:
             self.conv = DeformConv(in_channels, out_channels, kernel_size, stride=stride,
-                                   modulated=dcn == 'v2', bias=bias)
+                                   modulated=dcn == 'v2', bias=bias, groups=groups)
         self.norm = make_norm(norm, out_channels, frozen_norm)
         self.act = act
 

@@ -1,9 +1,12 @@
-"""ResNet backbones (depth 18/34/50/101) in the 'b' and 'd' variants.
+"""ResNet backbones (depth 18/34/50/101) in the 'b' and 'd' variants, and ResNeXt.
 
 Variant 'b': 7x7 stem, stride on the 3x3 conv, 1x1 strided shortcut.
 Variant 'd': three 3x3 stem convs (32, 32, 64), stride on the 3x3 conv, and a
 strided shortcut made of 2x2 average pooling then a 1x1 conv (ResNet-vd).
 Any of the last three stages can use deformable conv (v1 or v2) in its 3x3 conv.
+ResNeXt (``groups`` > 1, ResNet-50/101 only): the 3x3 conv is grouped and the bottleneck
+width of a stage with ``planes`` channels is floor(planes * base_width / 64) * groups
+(mmdetection's ResNeXt; 64x4d: groups 64, base width 4).
 
 Parameter names: ``stem.{i}``, ``layer{1..4}.{k}.conv{1,2,3}``, ``layer{s}.0.shortcut``;
 each is a ConvNormAct (``.conv.weight``, ``.norm.{weight,bias,_mean,_variance}``).
@@ -54,17 +57,18 @@ class BasicBlock(nn.Layer):
 
 
 class Bottleneck(nn.Layer):
-    """1x1 -> 3x3 (stride, optional DCN) -> 1x1 (x4 channels) bottleneck."""
+    """1x1 -> 3x3 (stride, optional DCN, grouped for ResNeXt) -> 1x1 (x4 channels) bottleneck."""
     expansion = 4
 
     def __init__(self, in_channels: int, width: int, stride: int, variant: str,
-                 dcn: Optional[str], frozen_norm: bool):
+                 dcn: Optional[str], frozen_norm: bool, groups: int = 1, base_width: int = 64):
         super().__init__()
         out_channels = width * self.expansion
-        self.conv1 = ConvNormAct(in_channels, width, 1, frozen_norm=frozen_norm)
-        self.conv2 = ConvNormAct(width, width, 3, stride=stride, dcn=dcn,
-                                 frozen_norm=frozen_norm)
-        self.conv3 = ConvNormAct(width, out_channels, 1, act=False, frozen_norm=frozen_norm)
+        inner = width if groups == 1 else width * base_width // 64 * groups
+        self.conv1 = ConvNormAct(in_channels, inner, 1, frozen_norm=frozen_norm)
+        self.conv2 = ConvNormAct(inner, inner, 3, stride=stride, dcn=dcn,
+                                 frozen_norm=frozen_norm, groups=groups)
+        self.conv3 = ConvNormAct(inner, out_channels, 1, act=False, frozen_norm=frozen_norm)
         self.shortcut = (Shortcut(in_channels, out_channels, stride, variant, frozen_norm)
                          if stride != 1 or in_channels != out_channels else None)
 
@@ -86,17 +90,21 @@ class ResNet(nn.Layer):
         freeze_norm: BN uses running statistics and its affine params are fixed.
         width: channels of the first stage (64 for the standard ResNets); every
             stage and the stem scale with it, for narrow CPU-sized models.
+        groups, base_width: ResNeXt cardinality and width per group (1 = ResNet).
     """
 
     def __init__(self, depth: int = 50, variant: str = 'b', dcn: Optional[str] = None,
                  dcn_stages: Sequence[int] = (), frozen_stages: int = -1,
-                 freeze_norm: bool = True, width: int = 64):
+                 freeze_norm: bool = True, width: int = 64, groups: int = 1, base_width: int = 64):
         super().__init__()
         if depth not in STAGE_BLOCKS:
             raise ValueError(f'unsupported ResNet depth {depth}; choose from {sorted(STAGE_BLOCKS)}')
         if variant not in ('b', 'd'):
             raise ValueError(f"unsupported ResNet variant '{variant}' (expected 'b' or 'd')")
         block = Bottleneck if depth >= 50 else BasicBlock
+        if groups != 1 and block is BasicBlock:
+            raise ValueError('grouped (ResNeXt) blocks need depth 50 or 101')
+        extra = {'groups': groups, 'base_width': base_width} if groups != 1 else {}
         half = width // 2
         stem_specs = ([(3, width, 7, 2)] if variant == 'b'
                       else [(3, half, 3, 2), (half, half, 3, 1), (half, width, 3, 1)])
@@ -113,7 +121,7 @@ class ResNet(nn.Layer):
             for k in range(blocks):
                 stride = 2 if (k == 0 and index > 0) else 1
                 layers.append(block(in_channels, stage_width, stride, variant, stage_dcn,
-                                    freeze_norm))
+                                    freeze_norm, **extra))
                 in_channels = stage_width * block.expansion
             stage = nn.Sequential(*layers)
             self.add_sublayer(f'layer{index + 1}', stage)

@@ -22,6 +22,7 @@ Structure (names in parentheses are the state-dict prefixes):
   (conv no bias -> GN(32) -> ReLU), ``solo_kernel`` / ``solo_cate``.
 * ``mask_feat_head`` SOLOv2 mask-feature head on P2..P5.
 
+ResNeXt (``groups`` > 1, base width 4 per group, mmdetection's ResNeXt) is optional.
 Optional DCNv2 (mmcv ``ModulatedDeformConv2dPack``, as in mmdetection's DCN configs):
 ``dcn_stages`` (backbone stages whose 3x3 ``conv2`` is deformable, 0 = layer1),
 ``head_dcn_indices`` (tower convs) and ``mask_dcn`` (every mask-feature conv); the
@@ -68,12 +69,12 @@ class ModulatedDeformConvPack(nn.Module):
     of tap t = i*k + j, taps row-major) and the last third the mask logits. Tap t of
     output (y, x) reads the input bilinearly, zero outside, at
     (y*stride - pad + i + dy, x*stride - pad + j + dx), times sigmoid(mask), and
-    ``weight`` [out, in, k, k] (no bias) sums the taps."""
+    ``weight`` [out, in/groups, k, k] (no bias) sums the taps of each group's channels."""
 
-    def __init__(self, cin, cout, k, stride=1):
+    def __init__(self, cin, cout, k, stride=1, groups=1):
         super().__init__()
-        self.k, self.stride, self.pad = k, stride, k // 2
-        self.weight = nn.Parameter(torch.zeros(cout, cin, k, k))
+        self.k, self.stride, self.pad, self.groups = k, stride, k // 2, groups
+        self.weight = nn.Parameter(torch.zeros(cout, cin // groups, k, k))
         self.conv_offset = nn.Conv2d(cin, 3 * k * k, k, stride, k // 2, bias=True)
 
     def forward(self, x):
@@ -91,14 +92,16 @@ class ModulatedDeformConvPack(nn.Module):
                                     align_corners=True)           # [B, C, Ho, Wo]
             taps.append(sampled * mask[:, t:t + 1])
         columns = torch.stack(taps, 2).flatten(1, 2).flatten(2)           # [B, C*k*k, Ho*Wo]
-        out = torch.matmul(self.weight.flatten(1), columns)              # [B, out, Ho*Wo]
+        columns = columns.unflatten(1, (self.groups, -1))                 # [B, G, C/G*k*k, Ho*Wo]
+        weight = self.weight.flatten(1).unflatten(0, (self.groups, -1))   # [G, out/G, C/G*k*k]
+        out = torch.matmul(weight, columns)                               # [B, G, out/G, Ho*Wo]
         return out.reshape(out.shape[0], -1, *offset.shape[2:])
 
 
-def _conv3x3(cin, cout, stride, dcn):
+def _conv3x3(cin, cout, stride, dcn, groups=1):
     if dcn:
-        return ModulatedDeformConvPack(cin, cout, 3, stride)
-    return nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        return ModulatedDeformConvPack(cin, cout, 3, stride, groups)
+    return nn.Conv2d(cin, cout, 3, stride, 1, bias=False, groups=groups)
 
 
 # --------------------------------------------------------------------------
@@ -130,14 +133,16 @@ class BasicBlock(nn.Module):
 class Bottleneck(nn.Module):
     expansion = 4
 
-    def __init__(self, inplanes, planes, stride=1, downsample=None, dcn=False):
+    def __init__(self, inplanes, planes, stride=1, downsample=None, dcn=False, groups=1, base_width=4):
         super().__init__()
-        # style 'pytorch': the stride sits on the 3x3 conv2
-        self.conv1 = nn.Conv2d(inplanes, planes, 1, 1, 0, bias=False)
-        self.bn1 = nn.BatchNorm2d(planes, eps=1e-5)
-        self.conv2 = _conv3x3(planes, planes, stride, dcn)
-        self.bn2 = nn.BatchNorm2d(planes, eps=1e-5)
-        self.conv3 = nn.Conv2d(planes, planes * 4, 1, 1, 0, bias=False)
+        # style 'pytorch': the stride sits on the 3x3 conv2; ResNeXt (groups > 1): a
+        # grouped conv2, floor(planes * base_width / 64) * groups channels inside
+        width = planes if groups == 1 else planes * base_width // 64 * groups
+        self.conv1 = nn.Conv2d(inplanes, width, 1, 1, 0, bias=False)
+        self.bn1 = nn.BatchNorm2d(width, eps=1e-5)
+        self.conv2 = _conv3x3(width, width, stride, dcn, groups)
+        self.bn2 = nn.BatchNorm2d(width, eps=1e-5)
+        self.conv3 = nn.Conv2d(width, planes * 4, 1, 1, 0, bias=False)
         self.bn3 = nn.BatchNorm2d(planes * 4, eps=1e-5)
         self.relu = nn.ReLU(inplace=True)
         self.downsample = downsample
@@ -160,7 +165,7 @@ class ResNet(nn.Module):
         101: (Bottleneck, (3, 4, 23, 3)),
     }
 
-    def __init__(self, depth, dcn_stages=()):
+    def __init__(self, depth, dcn_stages=(), groups=1, base_width=4):
         super().__init__()
         if depth not in self.arch_settings:
             raise KeyError('invalid depth %r for resnet' % (depth,))
@@ -181,11 +186,11 @@ class ResNet(nn.Module):
                     nn.Conv2d(inplanes, planes * block.expansion, 1, stride,
                               bias=False),
                     nn.BatchNorm2d(planes * block.expansion, eps=1e-5))
-            dcn = i in dcn_stages
-            layers = [block(inplanes, planes, stride, downsample, dcn)]
+            extra = dict(dcn=i in dcn_stages, **(dict(groups=groups, base_width=base_width) if groups > 1 else {}))
+            layers = [block(inplanes, planes, stride, downsample, **extra)]
             inplanes = planes * block.expansion
             for _ in range(1, num_blocks):
-                layers.append(block(inplanes, planes, 1, None, dcn))
+                layers.append(block(inplanes, planes, 1, None, **extra))
             self.add_module('layer%d' % (i + 1), nn.Sequential(*layers))
             self.out_channels.append(inplanes)
 
@@ -346,9 +351,9 @@ class SOLOv2Torch(nn.Module):
     def __init__(self, depth, stacked_convs, seg_feat_channels,
                  kernel_out_channels, mask_mid_channels, mask_out_channels,
                  num_classes=80, num_grids=(40, 36, 24, 16, 12), dcn_stages=(),
-                 head_dcn_indices=(), mask_dcn=False):
+                 head_dcn_indices=(), mask_dcn=False, groups=1):
         super().__init__()
-        self.backbone = ResNet(depth, dcn_stages)
+        self.backbone = ResNet(depth, dcn_stages, groups)
         self.neck = FPN(self.backbone.out_channels, 256, num_outs=5)
         self.bbox_head = SOLOv2Head(
             num_classes=num_classes, in_channels=256,
@@ -381,7 +386,8 @@ def build_solo_torch(depth, stacked_convs, seg_feat_channels,
                      kernel_out_channels, mask_mid_channels, mask_out_channels,
                      num_classes=80, num_grids=(40, 36, 24, 16, 12), **dcn):
     """Build the reference network in eval mode (BN uses running stats);
-    ``dcn``: ``dcn_stages``, ``head_dcn_indices``, ``mask_dcn`` (see the module doc)."""
+    ``dcn``: ``dcn_stages``, ``head_dcn_indices``, ``mask_dcn`` (see the module doc) and
+    ``groups`` (ResNeXt 64x4d: 64)."""
     model = SOLOv2Torch(depth, stacked_convs, seg_feat_channels,
                         kernel_out_channels, mask_mid_channels,
                         mask_out_channels, num_classes=num_classes,
