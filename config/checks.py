@@ -41,7 +41,8 @@ FRACTION = _number(0, 1)
 
 RULES = {
     'depth': _choice(18, 34, 50, 101), 'variant': _choice('b', 'd'),
-    'backbone_width': POSITIVE, 'backbone_dcn': _choice(None, 'v1', 'v2'), 'frozen_stages': _integer(-1),
+    'backbone_width': POSITIVE, 'backbone_groups': POSITIVE, 'backbone_base_width': POSITIVE,
+    'backbone_dcn': _choice(None, 'v1', 'v2'), 'frozen_stages': _integer(-1),
     'fpn_channels': POSITIVE, 'num_classes': POSITIVE, 'head_convs': POSITIVE, 'head_channels': POSITIVE,
     'kernel_channels': POSITIVE, 'num_grids': _sizes(LEVELS), 'head_dcn': _choice(None, 'v1', 'v2'),
     'mask_feat_channels': POSITIVE, 'scale_ranges': (_ranges, f'{LEVELS} pairs (low, high), 0 <= low < high'),

@@ -8,9 +8,7 @@ config and are refused. The config comes from the checkpoint's sidecar (NAME.jso
     python convert/paddle2ppdet.py output/0/best/model.pdparams solov2_r50_fpn_3x_coco.pdparams
 """
 import argparse
-import os
-import sys
-from pathlib import Path
+import io
 from typing import Dict, Optional, Sequence
 
 if __package__ in (None, ''):
@@ -20,9 +18,11 @@ import numpy as np
 import paddle
 
 from config import CONFIGS, with_classes
+from config.console import run_command
 from config.sidecar import read_sidecar
-from convert.common import ConversionError, model_shapes
+from convert.common import model_shapes
 from convert.ppdet2paddle import ALIAS_PREFIXES, ppdet_name
+from data.files import atomic_write, check_output_file, make_folder
 from model.checkpoint import load_paddle_params
 
 PPDET_CONFIGS = {0: 'solov2_r50_fpn_1x_coco or solov2_r50_fpn_3x_coco', 3: 'solov2_r50_enhance_coco',
@@ -31,7 +31,7 @@ PPDET_CONFIGS = {0: 'solov2_r50_fpn_1x_coco or solov2_r50_fpn_3x_coco', 3: 'solo
 
 def to_ppdet(state: Dict[str, np.ndarray], cfg) -> Dict[str, np.ndarray]:
     """Our {name: array} -> PaddleDetection's {name: float32 array}, with the duplicate
-    keys PaddleDetection's own state_dict holds; ConversionError when ``state`` does not
+    keys PaddleDetection's own state_dict holds; ValueError when ``state`` does not
     hold exactly the parameters of ``cfg`` (names and shapes)."""
     shapes = model_shapes(cfg)
     missing = sorted(set(shapes) - set(state))
@@ -39,7 +39,7 @@ def to_ppdet(state: Dict[str, np.ndarray], cfg) -> Dict[str, np.ndarray]:
     wrong = [k for k in shapes if k in state and tuple(state[k].shape) != tuple(shapes[k])]
     if missing or extra or wrong:
         example = (missing or extra or wrong)[0]
-        raise ConversionError(f'the weights do not fit config {cfg.__name__}: {len(missing)} missing, '
+        raise ValueError(f'the weights do not fit config {cfg.__name__}: {len(missing)} missing, '
                               f'{len(extra)} unexpected, {len(wrong)} of another shape (e.g. {example})')
     keys = frozenset(shapes)
     out = {ppdet_name(k, keys, cfg): np.ascontiguousarray(state[k], dtype=np.float32) for k in shapes}
@@ -52,49 +52,48 @@ def to_ppdet(state: Dict[str, np.ndarray], cfg) -> Dict[str, np.ndarray]:
 
 def resolve_config(weights: str, number: Optional[int]):
     """(config number, config class with the checkpoint's classes) from ``--config`` or the
-    sidecar; ConversionError for a config without a PaddleDetection 2.x counterpart."""
+    sidecar; ValueError for a config without a PaddleDetection 2.x counterpart."""
     meta = read_sidecar(weights) or {}
     if number is None:
         number = meta.get('config')
     if number is None:
-        raise ConversionError(f'{weights} has no sidecar naming its config — give --config N')
+        raise ValueError(f'{weights} has no sidecar naming its config — give --config N')
     if number not in PPDET_CONFIGS:
         name = CONFIGS[number].__name__ if number in CONFIGS else 'unknown'
-        raise ConversionError(f'config {number} ({name}) has no PaddleDetection 2.x SOLOv2 config — only '
-                              f'configs {sorted(PPDET_CONFIGS)} map to one; deploy it with '
-                              f'tools/export_model.py instead')
+        raise ValueError(f'config {number} ({name}) has no PaddleDetection 2.x SOLOv2 config — only '
+                         f'configs {sorted(PPDET_CONFIGS)} map to one; deploy it with tools/export_model.py instead')
     classes = meta.get('class_names') or CONFIGS[number].class_names
     return number, with_classes(CONFIGS[number], len(classes), classes)
 
 
 def write_pdparams(params: Dict[str, np.ndarray], output: str) -> None:
-    """``paddle.save`` of numpy arrays, through a temporary file."""
-    path = Path(output)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + '.tmp')
-    paddle.save(params, str(tmp))
-    os.replace(tmp, path)
+    """``paddle.save`` of numpy arrays, written atomically (``data.files.atomic_write``)."""
+    buffer = io.BytesIO()
+    paddle.save(params, buffer)
+    atomic_write(output, buffer.getvalue())
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def run(argv: Optional[Sequence[str]] = None) -> int:
+    """The command: parse, check the output path, convert, write."""
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('source', help="this project's .pdparams (its NAME.json names the config)")
     parser.add_argument('output', help='PaddleDetection .pdparams to write')
     parser.add_argument('--config', type=int, default=None, help='config number when there is no sidecar')
     args = parser.parse_args(argv)
-    try:
-        if Path(args.output).resolve() == Path(args.source).resolve():
-            raise ConversionError(f'the output {args.output} is the input — choose another file')
-        number, cfg = resolve_config(args.source, args.config)
-        params = to_ppdet(load_paddle_params(args.source), cfg)
-        write_pdparams(params, args.output)
-    except Exception as exc:  # report any failure as one clear message, no traceback
-        print(f'error: {exc}', file=sys.stderr)
-        return 1
+    output = check_output_file(args.output, [args.source])
+    number, cfg = resolve_config(args.source, args.config)
+    params = to_ppdet(load_paddle_params(args.source), cfg)
+    make_folder(output.parent)
+    write_pdparams(params, str(output))
     print(f'config {number} ({cfg.__name__}) -> PaddleDetection {PPDET_CONFIGS[number]} '
           f'(num_classes: {cfg.num_classes}): {len(params)} tensors')
     print(f'wrote {args.output}')
     return 0
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """``run`` with errors and Ctrl-C ending in one line (``config.console.run_command``)."""
+    return run_command(run, argv)
 
 
 if __name__ == '__main__':

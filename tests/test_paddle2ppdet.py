@@ -73,7 +73,7 @@ def test_written_file_gives_the_same_instances_in_paddledetection(tmp_path):
 
 def test_configs_without_a_paddledetection_config_are_refused(tmp_path, capsys):
     out = tmp_path / 'x.pdparams'
-    assert paddle2ppdet.main([str(REPO_DIR / 'weights' / 'shapes_r18.pdparams'), str(out)]) == 1
+    assert paddle2ppdet.main([str(REPO_DIR / 'weights' / 'shapes_r18.pdparams'), str(out)]) == 2
     err = capsys.readouterr().err
     assert err.startswith('error: config 9') and 'no PaddleDetection 2.x' in err and len(err.splitlines()) == 1
     assert not out.exists()
@@ -82,11 +82,11 @@ def test_configs_without_a_paddledetection_config_are_refused(tmp_path, capsys):
 def test_no_sidecar_needs_a_config_and_the_input_is_never_overwritten(tmp_path, capsys):
     bare = tmp_path / 'bare.pdparams'
     bare.write_bytes((REPO_DIR / 'weights' / 'shapes_r18.pdparams').read_bytes())
-    assert paddle2ppdet.main([str(bare), str(tmp_path / 'x.pdparams')]) == 1
+    assert paddle2ppdet.main([str(bare), str(tmp_path / 'x.pdparams')]) == 2
     assert '--config' in capsys.readouterr().err
     before = bare.read_bytes()
-    assert paddle2ppdet.main([str(bare), str(bare), '--config', '0']) == 1
-    assert 'is the input' in capsys.readouterr().err and bare.read_bytes() == before
-    assert paddle2ppdet.main([str(bare), str(tmp_path / 'x.pdparams'), '--config', '0']) == 1
+    assert paddle2ppdet.main([str(bare), str(bare), '--config', '0']) == 2
+    assert 'is an input file' in capsys.readouterr().err and bare.read_bytes() == before
+    assert paddle2ppdet.main([str(bare), str(tmp_path / 'x.pdparams'), '--config', '0']) == 2
     assert 'do not fit config' in capsys.readouterr().err
     assert not (tmp_path / 'x.pdparams').exists()
