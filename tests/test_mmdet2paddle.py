@@ -1,7 +1,7 @@
 """mmdetection 2.x / 3.x SOLOv2 checkpoints: random tensors drawn in the original SOLO
 layout are written under mmdetection's names (tests/fixtures/mmdet_checkpoints.py),
 converted with convert/mmdet2paddle.py and compared with the PyTorch mirror of SOLO
-(tests/reference/solo_torch.py, DCNv2 written from its definition) on the same input:
+(tests/reference/solo_torch.py, DCNv2 and ResNeXt written from their definitions) on the same input:
 head outputs and final instances. The same tensors in the SOLO layout convert to the
 same arrays through convert/solo2paddle.py's table.
 
@@ -23,7 +23,7 @@ from convert.pth_reader import load_state_dict
 from model.build import build_model
 from model.checkpoint import load_paddle_params
 from model.inference.postprocess import InferenceParams, postprocess
-from tests.fixtures.mmdet_checkpoints import ARCHS, build_mirror, random_solo_layout, write_mmdet_checkpoint
+from tests.fixtures.mmdet_checkpoints import ARCHS, build_mirror, mmdet_key, random_solo_layout, write_mmdet_checkpoint
 from tests.fixtures.solo_checkpoints import keys_file, read_key_list
 
 # (mmdetection config, mmdetection major version of the file written, category bias: tens of
@@ -142,7 +142,6 @@ def test_a_wrong_mapping_is_caught(make_case):
 def test_every_mmdet_config_is_detected(arch):
     with torch.device('meta'):
         names = {k: tuple(v.shape) for k, v in build_mirror(arch).state_dict().items()}
-    from tests.fixtures.mmdet_checkpoints import mmdet_key
     source = {mmdet_key(k): np.zeros(s, np.float32) for k, s in names.items()}
     number, *_ = convert(source, mmdet2paddle.mmdet_name, [0, 8, 10, 12, 1, 5, 6, 11], 80,
                          ignored=solo2paddle.is_counter)
