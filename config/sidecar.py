@@ -12,7 +12,8 @@ from typing import Collection, List, Optional
 
 from config import CONFIGS, get_config, with_classes, with_overrides
 
-MODEL_SETTINGS = ('depth', 'variant', 'backbone_width', 'backbone_dcn', 'backbone_dcn_stages',
+MODEL_SETTINGS = ('depth', 'variant', 'backbone_width', 'backbone_groups', 'backbone_base_width',
+                  'backbone_dcn', 'backbone_dcn_stages',
                   'fpn_channels', 'num_classes', 'head_convs', 'head_channels', 'kernel_channels',
                   'num_grids', 'head_dcn', 'head_dcn_indices', 'dcn_bias', 'mask_feat_channels',
                   'mask_feat_dcn', 'segm_strides')

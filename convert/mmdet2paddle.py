@@ -46,9 +46,9 @@ def load(path: str) -> dict:
     except ValueError as exc:
         if 'mmengine' not in str(exc):
             raise
-        raise ValueError(f'{exc}. This looks like an mmdetection 3.x training checkpoint: keep only its '
-                         f"weights with mmdetection's tools/model_converters/publish_model.py "
-                         f'(saves meta and state_dict), then convert that file') from None
+        refused = str(exc).split(' — ')[0]
+        raise ValueError(f"{refused} — an mmdetection 3.x training checkpoint? Keep only its weights with "
+                         "mmdetection's tools/model_converters/publish_model.py, then convert that file") from None
 
 
 def main(argv=None) -> int:

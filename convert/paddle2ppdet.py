@@ -17,13 +17,13 @@ if __package__ in (None, ''):
 import numpy as np
 import paddle
 
-from config import CONFIGS, with_classes
+from config import CONFIGS
 from config.console import run_command
-from config.sidecar import read_sidecar
+from config.sidecar import MODEL_SETTINGS, apply_sidecar, read_sidecar, recorded_settings
 from convert.common import model_shapes
 from convert.ppdet2paddle import ALIAS_PREFIXES, ppdet_name
 from data.files import atomic_write, check_output_file, make_folder
-from model.checkpoint import load_paddle_params
+from model.checkpoint import CheckpointError, load_paddle_params
 
 PPDET_CONFIGS = {0: 'solov2_r50_fpn_1x_coco or solov2_r50_fpn_3x_coco', 3: 'solov2_r50_enhance_coco',
                  4: 'solov2_r101_vd_fpn_3x_coco'}
@@ -51,10 +51,11 @@ def to_ppdet(state: Dict[str, np.ndarray], cfg) -> Dict[str, np.ndarray]:
 
 
 def resolve_config(weights: str, number: Optional[int]):
-    """(config number, config class with the checkpoint's classes) from ``--config`` or the
-    sidecar; ValueError for a config without a PaddleDetection 2.x counterpart."""
-    meta = read_sidecar(weights) or {}
-    if number is None:
+    """(config number, config class with what the sidecar recorded: classes and settings)
+    from ``--config`` or the sidecar; ValueError for a config without a PaddleDetection 2.x
+    counterpart."""
+    meta = read_sidecar(weights)
+    if number is None and meta is not None:
         number = meta.get('config')
     if number is None:
         raise ValueError(f'{weights} has no sidecar naming its config — give --config N')
@@ -62,8 +63,13 @@ def resolve_config(weights: str, number: Optional[int]):
         name = CONFIGS[number].__name__ if number in CONFIGS else 'unknown'
         raise ValueError(f'config {number} ({name}) has no PaddleDetection 2.x SOLOv2 config — only '
                          f'configs {sorted(PPDET_CONFIGS)} map to one; deploy it with tools/export_model.py instead')
-    classes = meta.get('class_names') or CONFIGS[number].class_names
-    return number, with_classes(CONFIGS[number], len(classes), classes)
+    return number, CONFIGS[number] if meta is None else apply_sidecar(CONFIGS[number], meta)
+
+
+def model_changes(cfg, number: int) -> Dict[str, object]:
+    """The network settings (classes aside) in which ``cfg`` differs from config
+    ``number``: PaddleDetection's config needs them too."""
+    return {k: v for k, v in recorded_settings(cfg, number).items() if k in MODEL_SETTINGS}
 
 
 def write_pdparams(params: Dict[str, np.ndarray], output: str) -> None:
@@ -87,13 +93,15 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
     write_pdparams(params, str(output))
     print(f'config {number} ({cfg.__name__}) -> PaddleDetection {PPDET_CONFIGS[number]} '
           f'(num_classes: {cfg.num_classes}): {len(params)} tensors')
+    for name, value in model_changes(cfg, number).items():
+        print(f'note: trained with {name}={value!r}: set it in the PaddleDetection config too')
     print(f'wrote {args.output}')
     return 0
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """``run`` with errors and Ctrl-C ending in one line (``config.console.run_command``)."""
-    return run_command(run, argv)
+    return run_command(run, argv, usage_errors=(CheckpointError,))
 
 
 if __name__ == '__main__':

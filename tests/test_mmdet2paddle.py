@@ -175,7 +175,7 @@ def test_a_training_checkpoint_with_mmengine_objects_is_refused(tmp_path, capsys
     torch.save({'meta': {}, 'state_dict': {'mask_head.conv_cls.bias': torch.zeros(80)},
                 'message_hub': {'log_scalars': {'loss': HistoryBuffer()}}}, str(src))
     out = tmp_path / 'out.pdparams'
-    assert mmdet2paddle.main([str(src), str(out)]) == 1
+    assert mmdet2paddle.main([str(src), str(out)]) == 2
     err = capsys.readouterr().err
     assert err.startswith('error: ') and 'publish_model.py' in err and len(err.strip().splitlines()) == 1
     assert not out.exists()
@@ -184,6 +184,6 @@ def test_a_training_checkpoint_with_mmengine_objects_is_refused(tmp_path, capsys
 def test_a_solo_checkpoint_is_refused(tmp_path, capsys):
     src = tmp_path / 'solo.pth'
     torch.save({'meta': {}, 'state_dict': random_solo_layout('solov2-light_r18_fpn_ms-3x_coco')}, str(src))
-    assert mmdet2paddle.main([str(src), str(tmp_path / 'x.pdparams')]) == 1
+    assert mmdet2paddle.main([str(src), str(tmp_path / 'x.pdparams')]) == 2
     assert 'error: ' in capsys.readouterr().err
     assert not (tmp_path / 'x.pdparams').exists()

@@ -3,6 +3,8 @@ project written as a PaddleDetection .pdparams loads into PaddleDetection's own 
 (tools/reference/ppdet_ref.py, with PaddleDetection's loader, which refuses a file that
 lacks any of the model's keys) and gives the instances this project's model gives; a
 PaddleDetection file converted here and back is identical."""
+import os
+
 import numpy as np
 import paddle
 import pytest
@@ -43,7 +45,7 @@ def _our_checkpoint(path: str) -> str:
     rng = np.random.RandomState(0)
     state = {k: v * (1 + 1e-3 * rng.standard_normal(v.shape)).astype(np.float32)
              for k, v in load_paddle_params(path).items()}
-    save_checkpoint(state, path, 3, CONFIGS[3].class_names, source='test')
+    save_checkpoint(state, path, 3, CONFIGS[3], source='test')
     return path
 
 
@@ -85,8 +87,11 @@ def test_no_sidecar_needs_a_config_and_the_input_is_never_overwritten(tmp_path, 
     assert paddle2ppdet.main([str(bare), str(tmp_path / 'x.pdparams')]) == 2
     assert '--config' in capsys.readouterr().err
     before = bare.read_bytes()
-    assert paddle2ppdet.main([str(bare), str(bare), '--config', '0']) == 2
-    assert 'is an input file' in capsys.readouterr().err and bare.read_bytes() == before
+    (tmp_path / 'link.pdparams').symlink_to(bare)
+    os.link(bare, tmp_path / 'hard.pdparams')
+    for same in (bare, tmp_path / 'link.pdparams', tmp_path / 'hard.pdparams'):
+        assert paddle2ppdet.main([str(bare), str(same), '--config', '0']) == 2
+        assert 'is an input file' in capsys.readouterr().err and bare.read_bytes() == before
     assert paddle2ppdet.main([str(bare), str(tmp_path / 'x.pdparams'), '--config', '0']) == 2
     assert 'do not fit config' in capsys.readouterr().err
     assert not (tmp_path / 'x.pdparams').exists()

@@ -273,6 +273,10 @@ def _attack_commands(root: Path, marker: Path) -> dict:
                                str(out / 'c.pdparams')], weights),
         'solo2paddle': ([py, str(REPO_DIR / 'convert/solo2paddle.py'), str(pth_zip), str(out / 'd.pdparams')],
                         pth_zip),
+        'mmdet2paddle': ([py, str(REPO_DIR / 'convert/mmdet2paddle.py'), str(pth_legacy), str(out / 'f.pdparams')],
+                         pth_legacy),
+        'paddle2ppdet': ([py, str(REPO_DIR / 'convert/paddle2ppdet.py'), str(weights), str(out / 'g.pdparams'),
+                          '--config', '0'], weights),
         'torchvision2paddle': ([py, str(REPO_DIR / 'convert/torchvision2paddle.py'), str(pth_legacy),
                                 str(out / 'e.pdparams')], pth_legacy),
         'demo': ([py, str(REPO_DIR / 'demo.py'), '--config', '9', '--weights', str(weights), '--input',
@@ -291,6 +295,7 @@ def _attack_commands(root: Path, marker: Path) -> dict:
 
 
 ENTRY_POINTS = ('ppdet2paddle', 'ppdet_static2paddle', 'paddleclas2paddle', 'solo2paddle', 'torchvision2paddle',
+                'mmdet2paddle', 'paddle2ppdet',
                 'demo', 'eval', 'export_model', 'train_resume_model', 'train_resume_optimizer', 'train_pretrained')
 
 
