@@ -1,17 +1,21 @@
 """Segment images, a video or a camera stream with SOLOv2 and save annotated output.
 
     python demo.py                      # the shipped shapes model on the sample images
+    python demo.py --backend dygraph    # the Paddle model itself, no export
     python demo.py --weights weights/light448_r50.pdparams --input photos/ --output out/
     python demo.py --backend onnx --model-dir export/light448 --input photos/ --output out/
+    python demo.py --backend openvino --precision bf16 --model-dir export/light448 --input photos/
     python demo.py --weights W --video clip.mp4 --output out/clip_seg.mp4
     python demo.py --backend inference --model-dir export/NAME --camera 0 --max-frames 300
 
 The config is taken from the checkpoint's sidecar (dygraph) or from the export's
 infer_cfg.json (inference, onnx) unless --config is given.
 
-Backends (model/inference/backends.py): ``dygraph`` runs the Paddle model from --weights;
-``inference`` (Paddle Inference) and ``onnx`` (onnxruntime) run a folder written by
-tools/export_model.py. All three share the post-processing.
+Backends (model/inference/backends.py): ``auto`` (the default) exports --weights once into a
+cache and runs it in OpenVINO f32 (else onnxruntime; dygraph on a GPU), saying which in one
+line; ``dygraph`` runs the Paddle model from --weights; ``inference`` (Paddle Inference),
+``onnx`` (onnxruntime) and ``openvino`` (--precision f32|bf16|int8) run a folder written by
+tools/export_model.py (int8: tools/quantize.py). All share the post-processing.
 
 Reading/preprocessing and mask pasting/drawing/saving run in worker threads; FPS is
 measured after a warm-up and covers the whole pipeline.
@@ -25,15 +29,14 @@ import argparse
 from pathlib import Path
 
 from config import describe_configs
-from config.cli import add_model_args, add_runtime_args, announce_config, make_parser, resolve_config
+from config.cli import add_model_args, add_runtime_args, announce_config, make_parser
 from config.console import UsageError, run_command
 from data.files import check_folder, check_output_file
 from data.results import write_json
 from model.checkpoint import CheckpointError
-from model.inference.backends import BACKENDS, BackendError, create_backend
+from model.inference.backends import BackendError, add_backend_args, backend_from_args
 from model.inference.media import check_video_output, list_images, picture_targets, run_images, run_video
 from model.inference.outputs import InputDumper, sort_records
-from model.runtime import setup
 
 DEFAULT_WEIGHTS = 'weights/shapes_r18.pdparams'
 
@@ -41,11 +44,7 @@ DEFAULT_WEIGHTS = 'weights/shapes_r18.pdparams'
 def parse_args(argv=None) -> argparse.Namespace:
     parser = make_parser('SOLOv2 instance segmentation on images, a video or a camera.')
     add_model_args(parser, DEFAULT_WEIGHTS)
-    parser.add_argument('--backend', choices=BACKENDS, default='dygraph',
-                        help='dygraph (--weights), inference or onnx (--model-dir); default dygraph')
-    parser.add_argument('--model-dir', metavar='DIR',
-                        help='exported model folder (tools/export_model.py) for --backend inference|onnx')
-    parser.add_argument('--mkldnn', action='store_true', help='oneDNN kernels for --backend inference')
+    add_backend_args(parser)
     source = parser.add_mutually_exclusive_group()
     source.add_argument('--input', default='images', help='image file or folder (default: images/)')
     source.add_argument('--video', metavar='FILE', help='a video file instead of images')
@@ -65,28 +64,6 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--warmup', type=int, default=2, help='untimed warm-up runs (default 2)')
     parser.add_argument('--list-configs', action='store_true', help='print the config table and exit')
     return parser.parse_args(argv)
-
-
-def make_backend(args):
-    """(config number, backend) or raises with a one-line message."""
-    if args.backend == 'dygraph':
-        if not args.weights or not Path(args.weights).is_file():
-            raise UsageError(
-                f'weights not found: {args.weights} (convert a checkpoint first, e.g. '
-                'python convert/ppdet2paddle.py SRC.pdparams weights/model.pdparams)')
-        number, cfg = resolve_config(args)
-        return number, create_backend('dygraph', cfg, args.weights, device=setup(args.device, args.threads))
-    if not args.model_dir:
-        raise UsageError(f'--backend {args.backend} needs --model-dir (a folder from tools/export_model.py)')
-    if args.device not in (None, 'cpu'):
-        raise ValueError(f'--backend {args.backend} runs on the CPU here; '
-                         f'use --backend dygraph for --device {args.device}')
-    setup('cpu', args.threads)
-    backend = create_backend(args.backend, model_dir=args.model_dir, threads=args.threads,
-                             mkldnn=args.mkldnn, overrides=args.opt)
-    if args.config is not None and args.config != backend.number:
-        raise ValueError(f'{args.model_dir} was exported from config {backend.number}, not --config={args.config}')
-    return backend.number, backend
 
 
 def check_outputs(args, paths) -> dict:
@@ -119,9 +96,9 @@ def run(argv) -> int:
     if args.video is not None and not Path(args.video).is_file():
         raise UsageError(f'video not found: {args.video} — check the path')
     targets = check_outputs(args, paths)
-    number, backend = make_backend(args)
-    where = (f'{backend.name} backend, {args.model_dir}' if args.backend != 'dygraph'
-             else f'dygraph, {args.weights}')
+    number, backend = backend_from_args(args)
+    where = (f'{backend.name} backend, {args.model_dir}' if args.model_dir
+             else f'{backend.name} backend, {args.weights}')
     print(announce_config(number, backend.cfg, args.opt, args.verbose, where))
     dumper = InputDumper(args.dump_inputs, backend, number) if args.dump_inputs else None
     records = []

@@ -1,12 +1,16 @@
-"""COCO mask AP (and box AP from the masks' extents) of a SOLOv2 checkpoint.
+"""COCO mask AP (and box AP from the masks' extents) of a SOLOv2 checkpoint or export.
 
     python eval.py --weights output/ShapesR18/best/model.pdparams          # config 9's val set
+    python eval.py --weights weights/shapes_r18.pdparams --backend dygraph  # no export
+    python eval.py --backend openvino --precision int8 --model-dir export/shapes_int8
     python eval.py --config=3 --weights weights/enhance.pdparams --classwise --save-json out/segm.json
     python eval.py --config=3 --json-only out/segm.json                     # re-score saved results
     python eval.py --weights W --ann image_info_test-dev2017.json --images test2017 --predict-only out/test-dev.json
 
-The config is taken from the weights' sidecar unless --config is given; the val set is the
-config's (``dataset_dir``/``val_ann``/``val_images``) unless --ann/--images are given.
+The config is taken from the weights' sidecar (or the export's infer_cfg.json) unless
+--config is given; the val set is the config's (``dataset_dir``/``val_ann``/``val_images``)
+unless --ann/--images are given. ``--backend`` works as in demo.py: ``auto`` (the default)
+exports --weights once into a cache and runs OpenVINO f32 (else onnxruntime).
 """
 import argparse
 import json
@@ -21,14 +25,14 @@ from data.coco_eval import STAT_NAMES, check_results, per_class_ap, run_cocoeval
 from data.files import check_output_file
 from data.results import write_json
 from model.checkpoint import CheckpointError
+from model.inference.backends import BackendError, add_backend_args, backend_from_args
 from model.inference.evaluation import predict_coco
-from model.inference.predictor import Predictor
-from model.runtime import setup
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = make_parser('COCO mask AP of a SOLOv2 checkpoint.')
+    parser = make_parser('COCO mask AP of a SOLOv2 checkpoint or exported model.')
     add_model_args(parser)
+    add_backend_args(parser)
     parser.add_argument('--ann', help='COCO annotation file (default: the config val set)')
     parser.add_argument('--images', help='image folder (default: the config val images)')
     parser.add_argument('--classwise', action='store_true',
@@ -68,8 +72,14 @@ def plot_classwise(ap_by_category: dict, names: dict, path: Path) -> None:
     plt.close(fig)
 
 
-def load_records(args, number, cfg, coco, ann: str, images: str) -> list:
-    """The result records to score: read from --json-only, else predicted by the model."""
+def describe(backend) -> str:
+    """'openvino f32', 'onnx', 'dygraph', ... for the timing line."""
+    precision = getattr(backend, 'precision', None)
+    return f'{backend.name} {precision}' if precision else backend.name
+
+
+def load_records(args, number, backend, coco, ann: str, images: str) -> list:
+    """The result records to score: read from --json-only, else predicted by ``backend``."""
     if args.json_only:
         if Path(args.json_only).is_dir():
             raise UsageError(f'--json-only {args.json_only} is a folder — give the results .json file')
@@ -79,38 +89,46 @@ def load_records(args, number, cfg, coco, ann: str, images: str) -> list:
             raise UsageError(f'cannot read results {args.json_only}: {exc} — give a file written by --save-json')
         check_results(coco, records, args.json_only)
         return records
-    if not args.weights:
-        raise UsageError('pass --weights (or --json-only with a results file)')
-    predictor = Predictor(cfg, args.weights, setup(args.device, args.threads))
-    dataset = CocoDataset(ann, images, class_names=list(predictor.class_names), max_pixels=cfg.max_image_pixels)
+    dataset = CocoDataset(ann, images, class_names=list(backend.class_names), max_pixels=backend.cfg.max_image_pixels)
     count = len(coco.getImgIds())
     set_status(lambda: f'stopped while predicting {count} images of {ann}; nothing was written')
     began = time.perf_counter()
-    records = predict_coco(predictor, coco, images, dataset.label_to_category_id, progress=True)
+    records = predict_coco(backend, coco, images, dataset.label_to_category_id, progress=True)
     seconds = time.perf_counter() - began
-    print(f'config {number}: {count} images in {seconds:.1f} s ({count / seconds:.2f} img/s), '
-          f'{len(records)} instances')
+    print(f'config {number} ({describe(backend)}): {count} images in {seconds:.1f} s '
+          f'({count / seconds:.2f} img/s), {len(records)} instances')
     return records
+
+
+def model_and_config(args) -> tuple:
+    """(config number, config, backend or None for --json-only)."""
+    if args.json_only:
+        return (*resolve_config(args), None)
+    if not args.weights and not args.model_dir:
+        raise UsageError('pass --weights (or --model-dir with --backend onnx|openvino|inference, '
+                         'or --json-only with a results file)')
+    number, backend = backend_from_args(args)
+    return number, backend.cfg, backend
 
 
 def main(argv=None) -> int:
     """The command: errors end in one line (``config.console.run_command``)."""
-    return run_command(run, argv, usage_errors=(CheckpointError,))
+    return run_command(run, argv, usage_errors=(CheckpointError, BackendError))
 
 
 def run(argv) -> int:
     args = parse_args(argv)
-    number, cfg = resolve_config(args)
     for option, path in (('--save-json', args.save_json), ('--predict-only', args.predict_only)):
         if path:
             check_output_file(path, [p for p in (args.json_only, args.ann) if p], option)
+    number, cfg, backend = model_and_config(args)
     root = Path(cfg.dataset_dir)
     ann = args.ann or str(root / cfg.val_ann)
     images = args.images or str(root / cfg.val_images)
     coco = load_coco(ann)
     if not coco.getImgIds():
         raise UsageError(f'{ann} lists no images — nothing to evaluate; give an annotation file with images')
-    records = load_records(args, number, cfg, coco, ann, images)
+    records = load_records(args, number, backend, coco, ann, images)
     for path in (args.save_json, args.predict_only):
         if path:
             write_json(records, path)

@@ -1,26 +1,92 @@
 """Inference backends by name, used by demo.py, eval.py and the export tools.
 
+- ``auto`` (the default of demo.py and eval.py): the fastest installed exported backend at
+  full f32 accuracy, exported once into a cache (``model.inference.export_cache``);
 - ``dygraph``: ``model.inference.predictor.Predictor``, the Paddle model from a checkpoint;
 - ``inference``: ``paddle.inference`` on an exported model folder (CPU);
-- ``onnx``: onnxruntime ``CPUExecutionProvider`` on an exported model folder.
+- ``onnx``: onnxruntime ``CPUExecutionProvider`` on an exported model folder;
+- ``openvino``: OpenVINO on an exported model folder, ``--precision f32 | bf16 | int8``.
 """
-from typing import Optional, Sequence
+import argparse
+from pathlib import Path
+from typing import Optional, Sequence, Tuple
 
+from config.cli import resolve_config
+from config.console import UsageError
 from model.inference.backend import Backend, BackendError
+from model.inference.export_cache import cached_backend
 from model.inference.exported import InferenceBackend, OnnxBackend
+from model.inference.openvino_backend import PRECISIONS, OpenVinoBackend
 from model.inference.predictor import Predictor
+from model.runtime import default_device, setup
 
-BACKENDS = ('dygraph', 'inference', 'onnx')
+BACKENDS = ('auto', 'dygraph', 'inference', 'onnx', 'openvino')
+EXPORTED = ('inference', 'onnx', 'openvino')
 
 
 def create_backend(kind: str, cfg=None, weights: Optional[str] = None, model_dir: Optional[str] = None,
                    device: Optional[str] = None, threads: int = 0, mkldnn: bool = False,
-                   overrides: Sequence[str] = ()) -> Backend:
-    """A backend by name: 'dygraph' (cfg + weights) or 'inference' / 'onnx' (model_dir)."""
+                   overrides: Sequence[str] = (), precision: str = 'f32') -> Backend:
+    """A backend by name: 'dygraph' (cfg + weights) or 'inference' / 'onnx' / 'openvino' (model_dir)."""
+    if precision != 'f32' and kind != 'openvino':
+        raise BackendError(f'--precision {precision} needs --backend openvino')
     if kind == 'dygraph':
         return Predictor(cfg, weights, device)
     if kind == 'inference':
         return InferenceBackend(model_dir, threads, mkldnn, overrides)
     if kind == 'onnx':
         return OnnxBackend(model_dir, threads, overrides)
+    if kind == 'openvino':
+        return OpenVinoBackend(model_dir, threads, precision, overrides)
     raise BackendError(f"unknown backend '{kind}' (expected one of {', '.join(BACKENDS)})")
+
+
+def add_backend_args(parser: argparse.ArgumentParser) -> None:
+    """--backend, --model-dir, --precision and --mkldnn."""
+    parser.add_argument('--backend', choices=BACKENDS, default='auto',
+                        help='auto (default: openvino f32, else onnxruntime, exported once from --weights '
+                             'into $SOLOV2_CACHE or ~/.cache/solov2-paddle; dygraph on a GPU), dygraph '
+                             '(--weights, the Paddle model), inference, onnx or openvino (--model-dir)')
+    parser.add_argument('--model-dir', metavar='DIR',
+                        help='exported model folder (tools/export_model.py, tools/quantize.py) for '
+                             '--backend inference|onnx|openvino')
+    parser.add_argument('--precision', choices=PRECISIONS, default='f32',
+                        help='--backend openvino: f32 (default), bf16 (CPUs with AMX or avx512_bf16) '
+                             'or int8 (a folder from tools/quantize.py)')
+    parser.add_argument('--mkldnn', action='store_true', help='oneDNN kernels for --backend inference')
+
+
+def _checked_weights(args) -> Tuple[int, type]:
+    if not args.weights or not Path(args.weights).is_file():
+        raise UsageError(
+            f'weights not found: {args.weights} (convert a checkpoint first, e.g. '
+            'python convert/ppdet2paddle.py SRC.pdparams weights/model.pdparams)')
+    return resolve_config(args)
+
+
+def backend_from_args(args) -> Tuple[int, Backend]:
+    """(config number, backend) from the parsed --backend/--weights/--model-dir/... flags.
+    Raises UsageError, CheckpointError, BackendError, KeyError or ValueError with a
+    one-line message."""
+    if args.precision != 'f32' and args.backend != 'openvino':
+        raise BackendError(f'--precision {args.precision} needs --backend openvino (auto is always f32)')
+    if args.model_dir and args.backend not in EXPORTED:
+        raise ValueError(f'--model-dir needs --backend {"|".join(EXPORTED)} (not {args.backend})')
+    device = args.device or default_device()
+    if args.backend == 'dygraph' or (args.backend == 'auto' and device != 'cpu'):
+        number, cfg = _checked_weights(args)
+        return number, create_backend('dygraph', cfg, args.weights, device=setup(device, args.threads))
+    if device != 'cpu':
+        raise ValueError(f'--backend {args.backend} runs on the CPU here; '
+                         f'use --backend dygraph for --device {args.device}')
+    setup('cpu', args.threads)
+    if args.backend == 'auto':
+        number, cfg = _checked_weights(args)
+        return number, cached_backend(number, cfg, args.weights, args.opt, args.threads)[1]
+    if not args.model_dir:
+        raise UsageError(f'--backend {args.backend} needs --model-dir (a folder from tools/export_model.py)')
+    backend = create_backend(args.backend, model_dir=args.model_dir, threads=args.threads,
+                             mkldnn=args.mkldnn, overrides=args.opt, precision=args.precision)
+    if args.config is not None and args.config != backend.number:
+        raise ValueError(f'{args.model_dir} was exported from config {backend.number}, not --config={args.config}')
+    return backend.number, backend

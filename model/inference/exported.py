@@ -73,7 +73,7 @@ def config_from_infer_cfg(info: dict, overrides: Sequence[str] = ()):
     return cfg
 
 
-class _Exported(Backend):
+class ExportedBackend(Backend):
     """Common part of the backends that read an exported folder."""
 
     def __init__(self, model_dir: str, overrides: Sequence[str] = ()):
@@ -88,11 +88,12 @@ class _Exported(Backend):
         super().__init__(config_from_infer_cfg(self.info, overrides), size_range)
 
 
-def _threads(threads: int) -> int:
+def thread_count(threads: int) -> int:
+    """``threads``, or every core when 0."""
     return threads or os.cpu_count() or 1
 
 
-class InferenceBackend(_Exported):
+class InferenceBackend(ExportedBackend):
     """Paddle Inference (``paddle.inference``) on CPU: ``threads`` math threads
     (0 = every core), oneDNN when ``mkldnn``."""
     name = 'inference'
@@ -113,7 +114,7 @@ class InferenceBackend(_Exported):
                                f'{paddle.__version__} reads only .pdmodel: export again with it')
         config = paddle_infer.Config(str(model_file), str(params_file))
         config.disable_gpu()
-        config.set_cpu_math_library_num_threads(_threads(threads))
+        config.set_cpu_math_library_num_threads(thread_count(threads))
         if mkldnn:
             config.enable_mkldnn()
             if model_file.suffix == '.json':
@@ -139,7 +140,7 @@ class InferenceBackend(_Exported):
         return [handle.copy_to_cpu() for handle in self.outputs]
 
 
-class OnnxBackend(_Exported):
+class OnnxBackend(ExportedBackend):
     """onnxruntime on CPU with ``threads`` intra-op threads (0 = every core)."""
     name = 'onnx'
 
@@ -156,7 +157,7 @@ class OnnxBackend(_Exported):
         if not path.is_file():
             raise BackendError(f'{path} not found')
         options = ort.SessionOptions()
-        options.intra_op_num_threads = _threads(threads)
+        options.intra_op_num_threads = thread_count(threads)
         options.inter_op_num_threads = 1
         options.log_severity_level = 3
         with loading(str(path)):

@@ -1,0 +1,163 @@
+"""``--backend auto``: the fastest installed exported backend at full f32 accuracy, exported
+once per checkpoint into a cache.
+
+Order: ``openvino`` f32, else ``onnx`` (onnxruntime), else ``dygraph`` (also on a GPU, and
+when the export fails, with the reason in one line). An entry lives in
+``$SOLOV2_CACHE`` (default ``~/.cache/solov2-paddle``) under a name derived from a key:
+the weights file's content hash, the config number, the ``--opt`` overrides, the backend,
+the library versions and a hash of this package's source. It is built in a temporary
+folder, verified against the dygraph model on a random input (``export.verify``), given a
+``cache.json`` with the hashes of its files, and only then renamed into place; on load
+the hashes are checked again, and an entry that fails the check or does not load is said
+to be corrupt, deleted and rebuilt.
+"""
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+from importlib.metadata import PackageNotFoundError, version
+from importlib.util import find_spec
+from pathlib import Path
+from typing import Callable, Optional, Sequence, Tuple
+
+from model.inference.backend import Backend, BackendError
+from model.inference.export import ExportError, export, verify
+from model.inference.exported import OnnxBackend
+from model.inference.openvino_backend import OpenVinoBackend
+from model.inference.predictor import Predictor
+
+CACHE_ENV = 'SOLOV2_CACHE'
+MANIFEST = 'cache.json'
+FORMAT = 1
+_SOURCE_DIRS = ('model', 'config', 'data')
+_PACKAGES = {'openvino': ('openvino',), 'onnx': ('onnxruntime',)}
+
+
+def cache_root() -> Path:
+    """``$SOLOV2_CACHE``, else ``~/.cache/solov2-paddle``."""
+    return Path(os.environ.get(CACHE_ENV) or Path.home() / '.cache' / 'solov2-paddle')
+
+
+def auto_kind() -> str:
+    """The backend ``auto`` picks on the CPU: 'openvino', 'onnx' or 'dygraph'."""
+    exporter = all(find_spec(name) is not None for name in ('paddle2onnx', 'onnx'))
+    for kind, packages in _PACKAGES.items():
+        if exporter and all(find_spec(name) is not None for name in packages):
+            return kind
+    return 'dygraph'
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, 'rb') as handle:
+        for block in iter(lambda: handle.read(1 << 20), b''):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _source_hash() -> str:
+    """Hash of the Python source that export and inference run (``model``, ``config``, ``data``)."""
+    root = Path(__file__).resolve().parents[2]
+    digest = hashlib.sha256()
+    for folder in _SOURCE_DIRS:
+        for path in sorted((root / folder).rglob('*.py')):
+            digest.update(str(path.relative_to(root)).encode() + b'\0' + path.read_bytes())
+    return digest.hexdigest()
+
+
+def _version(package: str) -> str:
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return 'missing'
+
+
+def cache_key(weights: str, number: int, overrides: Sequence[str], kind: str) -> dict:
+    """Everything an entry depends on."""
+    packages = ('paddlepaddle', 'paddle2onnx', 'onnx') + _PACKAGES[kind]
+    return {'format': FORMAT, 'weights_sha256': file_sha256(Path(weights)), 'config': number,
+            'overrides': list(overrides), 'backend': kind, 'precision': 'f32',
+            'versions': {name: _version(name) for name in packages}, 'source_sha256': _source_hash()}
+
+
+def entry_name(key: dict) -> str:
+    """The entry folder name: config number and a hash of the key."""
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:20]
+    return f'config{key["config"]}-{key["backend"]}-{digest}'
+
+
+def _open(kind: str, folder: Path, threads: int, overrides: Sequence[str]) -> Backend:
+    if kind == 'openvino':
+        return OpenVinoBackend(str(folder), threads, 'f32', overrides)
+    return OnnxBackend(str(folder), threads, overrides)
+
+
+def check_entry(folder: Path, key: dict) -> Optional[str]:
+    """None when ``folder`` holds a complete entry for ``key``, else what is wrong."""
+    try:
+        manifest = json.loads((folder / MANIFEST).read_text())
+        if manifest['key'] != key:
+            return f'{MANIFEST} records another key'
+        for name, digest in manifest['files'].items():
+            path = folder / name
+            if not path.is_file() or file_sha256(path) != digest:
+                return f'{name} is missing or changed'
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        return f'{MANIFEST} unreadable ({type(exc).__name__})'
+    return None
+
+
+def build_entry(cfg, weights: str, key: dict, folder: Path, threads: int) -> None:
+    """Export into a temporary folder beside ``folder``, verify against dygraph, write the
+    manifest and rename it to ``folder``. Raises ExportError."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f'.{folder.name}-', dir=folder.parent))
+    try:
+        export(key['config'], cfg, weights, tmp, fmt='onnx', check=False)
+        backend = _open(key['backend'], tmp, threads, key['overrides'])
+        verify(Predictor(cfg, weights, 'cpu'), [backend])
+        files = {p.name: file_sha256(p) for p in sorted(tmp.iterdir()) if p.is_file()}
+        (tmp / MANIFEST).write_text(json.dumps({'key': key, 'files': files}, indent=2) + '\n')
+        try:
+            os.rename(tmp, folder)
+        except OSError:              # another process finished the same entry first
+            if check_entry(folder, key) is not None:
+                raise
+    except BackendError as exc:
+        raise ExportError(str(exc))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def cached_backend(number: int, cfg, weights: str, overrides: Sequence[str], threads: int = 0,
+                   log: Callable[[str], None] = print) -> Tuple[str, Backend]:
+    """('openvino' | 'onnx' | 'dygraph', backend) for ``--backend auto`` on the CPU, exporting
+    into the cache when needed; says in one line what it used."""
+    kind = auto_kind()
+    if kind == 'dygraph':
+        log('auto: neither openvino nor onnxruntime (+ paddle2onnx) is installed: using dygraph')
+        return kind, Predictor(cfg, weights, 'cpu')
+    key = cache_key(weights, number, overrides, kind)
+    folder = cache_root() / entry_name(key)
+    if folder.exists():
+        problem = check_entry(folder, key)
+        if problem is None:
+            try:
+                backend = _open(kind, folder, threads, overrides)
+                log(f'auto: using {kind} f32 from cache {folder}')
+                return kind, backend
+            except BackendError as exc:
+                problem = str(exc)
+        log(f'auto: cache entry {folder} is corrupt ({problem}): rebuilding it')
+        shutil.rmtree(folder)
+    began = time.perf_counter()
+    try:
+        build_entry(cfg, weights, key, folder, threads)
+    except ExportError as exc:
+        log(f'auto: could not export for {kind} ({exc}): using dygraph')
+        return 'dygraph', Predictor(cfg, weights, 'cpu')
+    log(f'auto: exporting once to {folder} ({time.perf_counter() - began:.0f} s), using {kind} f32')
+    return kind, _open(kind, folder, threads, overrides)
+

@@ -1,0 +1,124 @@
+"""The ``openvino`` backend: OpenVINO on the CPU, on a folder from ``tools/export_model.py``
+(``model.onnx``) or, for ``--precision int8``, from ``tools/quantize.py`` (an INT8 OpenVINO IR).
+
+Precisions: ``f32`` (``INFERENCE_PRECISION_HINT=f32``: the same numbers as onnxruntime to
+~1e-5), ``bf16`` (only where OpenVINO reports BF16 among the CPU's optimization
+capabilities: avx512_bf16 or AMX; faster, ~1e-2 off) and ``int8`` (the quantized model; the
+layers NNCF left unquantized run in f32). The graph is compiled for each input shape it
+meets twice (inputs are padded to multiples of 32, so there are few; a one-off size runs in the
+dynamic-shape model) with ``PERFORMANCE_HINT=LATENCY`` and ``INFERENCE_NUM_THREADS``; the last
+``MAX_SHAPES`` compiled models are kept.
+"""
+from collections import OrderedDict
+from typing import List, Sequence
+
+import numpy as np
+
+from model.inference.backend import BackendError
+from model.inference.exportable import OUTPUT_NAMES
+from model.inference.exported import ExportedBackend, thread_count
+from model.inference.openvino_graph import rewrite_deform_conv
+
+PRECISIONS = ('f32', 'bf16', 'int8')
+INT8_FILES = 'openvino_int8'
+MAX_SHAPES = 16
+
+
+def import_openvino():
+    """The ``openvino`` module, or BackendError saying how to install it."""
+    try:
+        import openvino
+    except ImportError:
+        raise BackendError('the openvino backend needs OpenVINO: pip install -r requirements-deploy.txt')
+    return openvino
+
+
+def cpu_name(core) -> str:
+    """OpenVINO's name of the CPU (e.g. 'AMD EPYC')."""
+    return str(core.get_property('CPU', 'FULL_DEVICE_NAME'))
+
+
+def has_bf16(core) -> bool:
+    """Whether OpenVINO runs bf16 natively on this CPU (BF16 among its capabilities)."""
+    return 'BF16' in [str(c) for c in core.get_property('CPU', 'OPTIMIZATION_CAPABILITIES')]
+
+
+def check_precision(core, precision: str) -> None:
+    """BackendError for an unknown precision or bf16 on a CPU without it."""
+    if precision not in PRECISIONS:
+        raise BackendError(f"unknown precision '{precision}' (expected one of {', '.join(PRECISIONS)})")
+    if precision == 'bf16' and not has_bf16(core):
+        raise BackendError(f'this CPU ({cpu_name(core)}) has no bf16 support in OpenVINO (neither AMX nor '
+                           'avx512_bf16): use --precision f32 (or int8 with a tools/quantize.py folder)')
+
+
+class OpenVinoBackend(ExportedBackend):
+    """OpenVINO on CPU: ``precision`` f32 | bf16 | int8, ``threads`` inference threads
+    (0 = every core)."""
+    name = 'openvino'
+
+    def __init__(self, model_dir: str, threads: int = 0, precision: str = 'f32',
+                 overrides: Sequence[str] = ()):
+        super().__init__(model_dir, overrides)
+        ov = import_openvino()
+        self.core = ov.Core()
+        check_precision(self.core, precision)
+        self.precision = precision
+        self.model = self._read_model(ov)
+        self.properties = {'INFERENCE_PRECISION_HINT': 'bf16' if precision == 'bf16' else 'f32',
+                           'PERFORMANCE_HINT': 'LATENCY', 'INFERENCE_NUM_THREADS': thread_count(threads)}
+        names = [set(output.get_names()) for output in self.model.outputs]
+        try:
+            self.order = [next(i for i, n in enumerate(names) if name in n) for name in OUTPUT_NAMES]
+        except StopIteration:
+            raise BackendError(f'{self.model_dir} model outputs {names} lack one of {OUTPUT_NAMES}')
+        self.compiled: OrderedDict = OrderedDict()
+        self.seen: set = set()
+        self.dynamic = None
+
+    def _read_model(self, ov):
+        """The ov.Model: the INT8 IR for int8, else model.onnx with DeformConv rewritten."""
+        key = INT8_FILES if self.precision == 'int8' else 'onnx'
+        files = self.info.get('files', {}).get(key)
+        if not files:
+            how = ('quantize it with tools/quantize.py' if key == INT8_FILES
+                   else 'export with tools/export_model.py --format onnx or both')
+            raise BackendError(f'{self.model_dir} has no {"INT8 OpenVINO" if key == INT8_FILES else "ONNX"} '
+                               f'model ({how})')
+        path = self.model_dir / files['model']
+        if not path.is_file():
+            raise BackendError(f'{path} not found')
+        try:
+            if key == INT8_FILES:
+                return self.core.read_model(str(path), str(self.model_dir / files['weights']))
+            import onnx
+            graph = onnx.load(str(path))
+            rewrite_deform_conv(graph)
+            return self.core.read_model(graph.SerializeToString())
+        except Exception as exc:   # protobuf / OpenVINO errors have no common base class
+            raise BackendError(f'OpenVINO cannot read {path}: {str(exc).strip().splitlines()[-1][:300]}')
+
+    def _compiled(self, shape: tuple):
+        """The model to run an input of ``shape`` with: the dynamic-shape one the first time
+        a shape is met (no compile per one-off picture size), a static one compiled for the
+        shape from its second time on (kept, the last ``MAX_SHAPES``)."""
+        if shape in self.compiled:
+            self.compiled.move_to_end(shape)
+            return self.compiled[shape]
+        if shape not in self.seen:
+            self.seen.add(shape)
+            if self.dynamic is None:
+                self.dynamic = self.core.compile_model(self.model, 'CPU', self.properties)
+            return self.dynamic
+        model = self.model.clone()
+        model.reshape({0: list(shape)})
+        self.compiled[shape] = self.core.compile_model(model, 'CPU', self.properties)
+        if len(self.compiled) > MAX_SHAPES:
+            self.compiled.popitem(last=False)
+        return self.compiled[shape]
+
+    def run(self, batch: np.ndarray) -> List[np.ndarray]:
+        """[B, 3, H, W] float32 -> (scores, kernels, mask_feat) as numpy."""
+        batch = np.ascontiguousarray(batch, dtype=np.float32)
+        results = self._compiled(batch.shape)(batch)
+        return [np.asarray(results[index]) for index in self.order]
