@@ -83,12 +83,13 @@ def _error_line(err: str) -> str:
 @pytest.mark.filterwarnings('ignore::DeprecationWarning')   # pycocotools decode on numpy 2
 @pytest.mark.parametrize('number', sorted(CONFIGS))
 def test_demo_runs_every_config(number, image_dir, tmp_path, capsys, pytestconfig):
+    """Every config end to end in dygraph (the default, auto, exports; see tests/test_openvino.py)."""
     weights = _checkpoint(pytestconfig, tmp_path, number)
     out_dir = tmp_path / 'out'
     json_path = tmp_path / 'results' / 'dets.json'
     capsys.readouterr()
-    code = demo.main(['--config', str(number), '--weights', weights, '--input', str(image_dir),
-                      '--output', str(out_dir), '--opt', *RUN_OPTS, '--warmup', '0',
+    code = demo.main(['--config', str(number), '--weights', weights, '--backend', 'dygraph',
+                      '--input', str(image_dir), '--output', str(out_dir), '--opt', *RUN_OPTS, '--warmup', '0',
                       '--save-json', str(json_path)])
     captured = capsys.readouterr()
     assert code == 0, captured.err

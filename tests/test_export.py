@@ -297,7 +297,8 @@ def _assert_same_records(records, reference):
 @pytest.fixture(scope='module')
 def dygraph_json(hot, image_dir, tmp_path_factory) -> list:
     folder = tmp_path_factory.mktemp('demo_dygraph')
-    assert demo.main(['--weights', hot[0], '--input', str(image_dir), '--output', str(folder / 'pics'),
+    assert demo.main(['--backend', 'dygraph', '--weights', hot[0], '--input', str(image_dir),
+                      '--output', str(folder / 'pics'),
                       '--save-json', str(folder / 'dets.json'), *DEMO_OPTS]) == 0
     return json.loads((folder / 'dets.json').read_text())
 
@@ -357,7 +358,7 @@ def test_video_input_writes_every_frame(hot, video, tmp_path, capsys):
     records = json.loads((tmp_path / 'v.json').read_text())
     assert {r['image_id'] for r in records} == set(range(VIDEO_FRAMES))
     # --max-frames, output into a folder
-    _demo(['--weights', hot[0], '--video', str(video), '--output', str(tmp_path / 'folder'),
+    _demo(['--backend', 'dygraph', '--weights', hot[0], '--video', str(video), '--output', str(tmp_path / 'folder'),
            '--max-frames', '2', *DEMO_OPTS], capsys)
     assert _frame_count(tmp_path / 'folder' / 'clip.mp4') == 2
 

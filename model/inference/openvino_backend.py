@@ -17,7 +17,7 @@ import numpy as np
 from model.inference.backend import BackendError
 from model.inference.exportable import OUTPUT_NAMES
 from model.inference.exported import ExportedBackend, thread_count
-from model.inference.openvino_graph import rewrite_deform_conv
+from model.inference.openvino_graph import pad_deformable_sampling, rewrite_deform_conv
 
 PRECISIONS = ('f32', 'bf16', 'int8')
 INT8_FILES = 'openvino_int8'
@@ -65,6 +65,7 @@ class OpenVinoBackend(ExportedBackend):
         check_precision(self.core, precision)
         self.precision = precision
         self.model = self._read_model(ov)
+        pad_deformable_sampling(self.model)
         self.properties = {'INFERENCE_PRECISION_HINT': 'bf16' if precision == 'bf16' else 'f32',
                            'PERFORMANCE_HINT': 'LATENCY', 'INFERENCE_NUM_THREADS': thread_count(threads)}
         names = [set(output.get_names()) for output in self.model.outputs]

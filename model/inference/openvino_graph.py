@@ -5,7 +5,11 @@ what paddle2onnx writes for the DCN configs 2, 3, 4 and 7). It does read its own
 ``org.openvinotoolkit::DeformableConv2D`` (inputs X, offset, W[, mask]; attributes
 strides, pads, dilations, group, deformable_groups; no bias), so every
 ``DeformConv(X, W, offset[, B[, mask]])`` becomes that node plus an ``Add`` of the bias
-reshaped to [1, C, 1, 1]. The rewrite runs at load time on an in-memory copy, so
+reshaped to [1, C, 1, 1]. That node reads as OpenVINO's ``DeformableConvolution``-8 with
+``bilinear_interpolation_pad`` false, which zeroes every sample whose point lies outside the
+feature map, where ONNX (and Paddle) interpolate towards zero padding from up to one pixel
+out: ``pad_deformable_sampling`` sets it on the read model (without it, outputs differ on the
+border rows and columns as soon as offsets are not zero). The rewrite runs at load time on an in-memory copy, so
 ``model.onnx`` stays standard ONNX for onnxruntime and other runtimes, and folders exported
 before the OpenVINO backend existed run in it unchanged.
 """
@@ -57,4 +61,15 @@ def rewrite_deform_conv(model) -> int:
         graph.node.extend(nodes)
         if not any(o.domain == OPENVINO_DOMAIN for o in model.opset_import):
             model.opset_import.append(onnx.helper.make_opsetid(OPENVINO_DOMAIN, 1))
+    return count
+
+
+def pad_deformable_sampling(model) -> int:
+    """Set ``bilinear_interpolation_pad`` on every ``DeformableConvolution`` of an
+    ``openvino.Model`` (Paddle / ONNX sampling at the borders). Returns how many."""
+    count = 0
+    for op in model.get_ordered_ops():
+        if op.get_type_name() == 'DeformableConvolution':
+            op.set_attribute('bilinear_interpolation_pad', True)
+            count += 1
     return count

@@ -1,0 +1,219 @@
+"""The openvino backend (model/inference/openvino_backend.py), its DeformConv rewrite
+(model/inference/openvino_graph.py) and ``--backend auto`` with its export cache
+(model/inference/export_cache.py).
+
+Config 9 with random weights whose category bias is raised (tests/test_export.py's model).
+Tolerances against dygraph: f32 as the other exported backends (outputs 1e-4, mask IoU >=
+0.999) except scores, 1e-3 (a soft-mask pixel at the 0.5 threshold that lands on the other
+side changes a Matrix NMS decay: 5e-4 seen on one instance of ~40); bf16 (where the CPU has
+it) kernels / mask features within 0.1 and mean mask-feature error below 2% of their mean
+size; bf16 instances are not compared one to one (bf16 moves scores by ~1e-2, which
+reorders near-equal candidates).
+openvino is imported unconditionally: when it is missing these tests fail, they do not skip.
+"""
+import json
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import openvino as ov
+import paddle
+import pytest
+
+import demo
+from config import CONFIGS, with_overrides
+from model.build import build_model
+from model.checkpoint import save_checkpoint
+from model.inference.backend import BackendError
+from model.inference.export import compare_outputs
+from model.inference.export_cache import cached_backend
+from model.inference.exported import OnnxBackend
+from model.inference.openvino_backend import OpenVinoBackend, has_bf16
+from model.inference.openvino_graph import pad_deformable_sampling, rewrite_deform_conv
+from model.inference.postprocess import paste_masks
+from model.inference.predictor import Predictor
+from tests.test_export import (
+    DEMO_OPTS,
+    MIN_MASK_IOU,
+    NUMBER,
+    OUTPUT_TOL,
+    _assert_same_records,
+    _batch,
+    _iou,
+    hot,  # noqa: F401  (the module fixture: weights + export folder)
+    image_dir,  # noqa: F401
+)
+from tools import export_model
+
+F32_SCORE_TOL = 1e-3
+DCN_TOL = 2e-3
+BF16_TOL = 0.1
+BF16_REL = 0.02
+pytestmark = [pytest.mark.filterwarnings("ignore:Tensor do not have 'place':UserWarning"),
+              pytest.mark.filterwarnings('ignore:The Attr\\(force_cpu\\):UserWarning')]
+
+
+# ---- the DeformConv rewrite on hand-built graphs -----------------------------------------------
+
+def _deform_graph(bias: bool, mask: bool, group: int = 1, offset_group: int = 2):
+    """One ONNX DeformConv (opset 19): X [1, 4, 9, 11], W [6, 4/group, 3, 3], stride 2; the
+    offsets in the test are large, so many samples fall beyond the borders."""
+    helper, tensor = onnx.helper, onnx.TensorProto.FLOAT
+    names = ['x', 'w', 'offset'] + (['b'] if bias or mask else []) + (['mask'] if mask else [])
+    inputs = [helper.make_tensor_value_info('x', tensor, [1, 4, 9, 11]),
+              helper.make_tensor_value_info('offset', tensor, [1, 2 * 9 * offset_group, 5, 6])]
+    if mask:
+        inputs.append(helper.make_tensor_value_info('mask', tensor, [1, 9 * offset_group, 5, 6]))
+    rng = np.random.RandomState(0)
+    inits = [onnx.numpy_helper.from_array(rng.standard_normal((6, 4 // group, 3, 3)).astype(np.float32), 'w'),
+             onnx.numpy_helper.from_array((rng.standard_normal(6) if bias else np.zeros(6)).astype(np.float32), 'b')]
+    node = helper.make_node('DeformConv', names, ['y'], strides=[2, 2], pads=[1, 1, 1, 1], dilations=[1, 1],
+                            group=group, offset_group=offset_group, kernel_shape=[3, 3])
+    graph = helper.make_graph([node], 'deform', inputs, [helper.make_tensor_value_info('y', tensor, None)], inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid('', 19)])
+
+
+@pytest.mark.parametrize('bias,mask,group', [(True, True, 1), (False, False, 1), (True, False, 2)],
+                         ids=['v2-bias', 'v1', 'v1-bias-groups'])
+def test_rewritten_deform_conv_matches_onnxruntime(bias, mask, group):
+    model = _deform_graph(bias, mask, group)
+    rng = np.random.RandomState(1)
+    feeds = {'x': rng.standard_normal((1, 4, 9, 11)).astype(np.float32),
+             'offset': 2 * rng.standard_normal((1, 36, 5, 6)).astype(np.float32)}
+    if mask:
+        feeds['mask'] = rng.random_sample((1, 18, 5, 6)).astype(np.float32)
+    want = ort.InferenceSession(model.SerializeToString(), providers=['CPUExecutionProvider']).run(None, feeds)[0]
+    assert rewrite_deform_conv(model) == 1
+    assert [n.op_type for n in model.graph.node if n.domain] == ['DeformableConv2D']
+    core = ov.Core()
+    read = core.read_model(model.SerializeToString())
+    assert pad_deformable_sampling(read) == 1
+    compiled = core.compile_model(read, 'CPU', {'INFERENCE_PRECISION_HINT': 'f32'})
+    got = compiled([feeds[i.get_any_name()] for i in compiled.inputs])[0]
+    np.testing.assert_allclose(got, want, atol=1e-5, rtol=1e-5)
+
+
+def test_dcn_export_runs_in_openvino(tmp_path):
+    """A config 9 export with DCNv2 in the head tower and the mask-feature head (what
+    configs 2, 3, 4 and 7 hold), its offset branches made non-zero (they start at zero),
+    runs in openvino f32 as in onnxruntime and dygraph to DCN_TOL (runtimes already differ
+    by ~1e-3 among themselves: a sampling point within rounding of the feature map's edge is
+    in or out). Without the border fix (openvino_graph.pad_deformable_sampling) mask
+    features were 8 off here."""
+    opts = ["head_dcn='v2'", 'head_dcn_indices=(1,)', 'mask_feat_dcn=True', 'dcn_bias=True']
+    cfg = with_overrides(CONFIGS[NUMBER], opts)
+    paddle.seed(5)
+    model = build_model(cfg)
+    model.eval()
+    state = {k: v.numpy() for k, v in model.state_dict().items()}
+    rng = np.random.RandomState(5)
+    offsets = [k for k in state if k.endswith('offset.weight')]
+    assert len(offsets) == 2 + 8            # tower conv 1 of both towers, 8 mask-feature convs
+    for name in offsets:
+        state[name] = (0.05 * rng.standard_normal(state[name].shape)).astype(np.float32)
+    weights = str(tmp_path / 'dcn.pdparams')
+    save_checkpoint(state, weights, NUMBER, cfg.class_names, 'random')
+    out = tmp_path / 'dcn'
+    assert export_model.main(['--weights', weights, '--output', str(out), '--format', 'onnx', '--no-verify',
+                              '--opt', *opts]) == 0
+    batch = _batch(96, 128, seed=2)
+    dygraph = Predictor(cfg, weights).run_numpy(batch)
+    onnx_runtime = OnnxBackend(str(out), threads=1).run_numpy(batch)
+    backend = OpenVinoBackend(str(out), threads=1, overrides=opts)
+    for _ in range(2):                        # dynamic-shape model, then the static one
+        got = backend.run_numpy(batch)
+        for reference in (onnx_runtime, dygraph):
+            diffs = compare_outputs(got, reference)
+            assert max(diffs['scores'], diffs['kernels'], diffs['mask_feat']) <= DCN_TOL, diffs
+    assert len(backend.compiled) == 1
+
+
+# ---- the backend against dygraph -------------------------------------------------------------
+
+def _same_instances(backend, reference, batch) -> None:
+    det, ref = backend.infer([batch[0]])[0], reference.infer([batch[0]])[0]
+    assert len(ref) > 3 and len(det) == len(ref)
+    np.testing.assert_array_equal(det.labels, ref.labels)
+    assert np.abs(det.scores - ref.scores).max() <= F32_SCORE_TOL
+    size = batch.shape[2:]
+    ious = [_iou(a, b) for a, b in zip(paste_masks(det.masks, size, size), paste_masks(ref.masks, size, size))]
+    assert min(ious) >= MIN_MASK_IOU
+
+
+def test_openvino_f32_gives_the_dygraph_instances(hot):  # noqa: F811
+    weights, out = hot
+    reference = Predictor(CONFIGS[NUMBER], weights)
+    backend = OpenVinoBackend(str(out), threads=1, precision='f32')
+    for size in [(128, 160), (192, 128)]:
+        batch = _batch(*size, seed=size[1])
+        for a, b in zip(backend.run_numpy(batch), reference.run_numpy(batch)):   # dynamic-shape model
+            assert np.abs(a - b).max() <= OUTPUT_TOL
+        assert (1, 3, *size) not in backend.compiled
+        _same_instances(backend, reference, batch)                                # static, this shape
+        assert (1, 3, *size) in backend.compiled
+
+
+def test_bf16_where_the_cpu_has_it(hot):  # noqa: F811
+    """bf16 runs within the stated tolerances on a CPU with AMX / avx512_bf16; elsewhere
+    it is refused in one line (no silent f32)."""
+    weights, out = hot
+    if not has_bf16(ov.Core()):
+        with pytest.raises(BackendError, match='no bf16 support'):
+            OpenVinoBackend(str(out), threads=1, precision='bf16')
+        return
+    backend = OpenVinoBackend(str(out), threads=1, precision='bf16')
+    batch = _batch(128, 160, seed=4)
+    got, want = backend.run_numpy(batch), Predictor(CONFIGS[NUMBER], weights).run_numpy(batch)
+    assert np.abs(got[1] - want[1]).max() <= BF16_TOL
+    assert np.abs(got[2] - want[2]).max() <= BF16_TOL
+    assert np.abs(got[2] - want[2]).mean() <= BF16_REL * np.abs(want[2]).mean()
+    assert len(backend.infer([batch[0]])[0]) > 3
+
+
+def test_int8_needs_a_quantized_folder(hot):  # noqa: F811
+    with pytest.raises(BackendError, match='tools/quantize.py'):
+        OpenVinoBackend(str(hot[1]), threads=1, precision='int8')
+
+
+# ---- --backend auto and its cache ----------------------------------------------------------------
+
+@pytest.mark.filterwarnings('ignore::DeprecationWarning')   # pycocotools decode on numpy 2
+def test_demo_default_is_auto_and_matches_dygraph(hot, image_dir, tmp_path, capsys):  # noqa: F811
+    runs = {}
+    for backend in ('dygraph', 'auto', 'auto'):
+        capsys.readouterr()
+        path = tmp_path / f'{backend}.json'
+        extra = [] if backend == 'auto' else ['--backend', backend]
+        assert demo.main(['--weights', hot[0], *extra, '--input', str(image_dir), '--output',
+                          str(tmp_path / 'pics'), '--save-json', str(path), *DEMO_OPTS]) == 0
+        runs.setdefault(backend, []).append((capsys.readouterr().out, json.loads(path.read_text())))
+    (first, records), (second, again) = runs['auto']
+    assert 'auto: exporting once to ' in first and 'using openvino f32' in first
+    assert 'auto: using openvino f32 from cache ' in second and 'exporting' not in second
+    _assert_same_records(records, runs['dygraph'][0][1])
+    _assert_same_records(again, records)
+
+
+@pytest.mark.parametrize('damage', ['truncated-model', 'garbage-json'])
+def test_corrupt_cache_entry_is_rebuilt(damage, hot, tmp_path, monkeypatch):  # noqa: F811
+    monkeypatch.setenv('SOLOV2_CACHE', str(tmp_path / 'cache'))
+    weights = hot[0]
+    lines = []
+    kind, backend = cached_backend(NUMBER, CONFIGS[NUMBER], weights, (), 1, lines.append)
+    assert kind == 'openvino' and lines[-1].startswith('auto: exporting once to ')
+    (entry,) = (tmp_path / 'cache').iterdir()
+    if damage == 'truncated-model':
+        data = (entry / 'model.onnx').read_bytes()
+        (entry / 'model.onnx').write_bytes(data[:len(data) // 2])
+    else:
+        (entry / 'cache.json').write_text('{"key": [1, 2')
+    lines.clear()
+    kind, rebuilt = cached_backend(NUMBER, CONFIGS[NUMBER], weights, (), 1, lines.append)
+    assert lines[0].startswith(f'auto: cache entry {entry} is corrupt') and 'rebuilding' in lines[0]
+    assert lines[1].startswith('auto: exporting once to ')
+    assert [p.name for p in (tmp_path / 'cache').iterdir()] == [entry.name]      # no leftovers
+    batch = _batch(128, 160, seed=9)
+    _same_instances(rebuilt, Predictor(CONFIGS[NUMBER], weights), batch)
+    lines.clear()
+    cached_backend(NUMBER, CONFIGS[NUMBER], weights, (), 1, lines.append)
+    assert lines == [f'auto: using openvino f32 from cache {entry}']
