@@ -46,11 +46,15 @@ from data.transforms import read_image  # noqa: E402
 from data.visualize import draw_instances  # noqa: E402
 from model.checkpoint import save_checkpoint  # noqa: E402
 from model.cpu_math import MKL_CPU_TYPE, cpu_vendor  # noqa: E402
+from model.inference.backend import BackendError  # noqa: E402
 from model.inference.export import export  # noqa: E402
+from model.inference.export_cache import CACHE_ENV, cached_backend  # noqa: E402
 from model.inference.exported import InferenceBackend, OnnxBackend  # noqa: E402
+from model.inference.openvino_backend import OpenVinoBackend, has_bf16, import_openvino  # noqa: E402
 from model.inference.pipeline import run_pipeline  # noqa: E402
 from model.inference.postprocess import matrix_nms  # noqa: E402
 from model.inference.predictor import Predictor  # noqa: E402
+from model.inference.quantize import quantize_model  # noqa: E402
 from model.runtime import setup  # noqa: E402
 from tools import postprocess_speed  # noqa: E402
 
@@ -83,6 +87,29 @@ def reference_and_weights(number: int, folder: Path):
     path = folder / f'config{number}.pdparams'
     save_checkpoint(ours, str(path), number, cfg, source=f'ppdet {family} random')
     return reference, str(path)
+
+
+def cpu_description(cpuinfo: str = '/proc/cpuinfo') -> str:
+    """The CPU's model name and which of avx512_bf16 / amx_bf16 / amx_int8 it has, with
+    OpenVINO's verdict on bf16 (e.g. 'AMD EPYC 9R14, avx512_bf16, OpenVINO bf16: yes')."""
+    name, flags = platform.processor() or 'unknown CPU', set()
+    try:
+        with open(cpuinfo) as handle:
+            for line in handle:
+                key, _, value = line.partition(':')
+                if key.strip() == 'model name' and name == (platform.processor() or 'unknown CPU'):
+                    name = value.strip()
+                elif key.strip() == 'flags':
+                    flags = set(value.split())
+                    break
+    except OSError:
+        pass
+    wanted = [flag for flag in ('avx512_bf16', 'amx_bf16', 'amx_int8') if flag in flags] or ['no bf16/AMX flags']
+    try:
+        verdict = 'yes' if has_bf16(import_openvino().Core()) else 'no'
+    except BackendError:
+        verdict = 'OpenVINO not installed'
+    return f'{name}, {", ".join(wanted)}, OpenVINO bf16: {verdict}'
 
 
 def median_seconds(function, runs: int) -> float:
@@ -198,17 +225,50 @@ def ppdet_network(reference, images: paddle.Tensor):
     return reference.solov2_head(feats)
 
 
-BACKENDS = ('dygraph', 'inference', 'inference-onednn', 'onnx')
+BACKENDS = ('dygraph', 'inference', 'inference-onednn', 'onnx', 'openvino-f32', 'openvino-bf16',
+            'openvino-int8', 'auto')
+CALIBRATION_IMAGES = 16
 
 
 def exported_backend(kind: str, number: int, cfg, weights: str, folder: Path, threads: int):
-    """An exported model's backend by name (exporting once per config)."""
+    """An exported model's backend by name (exporting once per config; int8 quantized once
+    on CALIBRATION_IMAGES other synthetic images). None when this CPU cannot run it."""
     export_dir = folder / f'export{number}'
     if not (export_dir / 'infer_cfg.json').is_file():
         export(number, cfg, weights, export_dir, fmt='both', check=False)
     if kind == 'onnx':
         return OnnxBackend(str(export_dir), threads)
+    if kind.startswith('openvino'):
+        precision = kind.split('-')[1]
+        if precision == 'bf16' and not has_bf16(import_openvino().Core()):
+            print(f'{kind}: skipped, this CPU has no bf16 in OpenVINO', flush=True)
+            return None
+        if precision == 'int8':
+            export_dir = int8_folder(export_dir, folder, number)
+        return OpenVinoBackend(str(export_dir), threads, precision)
     return InferenceBackend(str(export_dir), threads, mkldnn=kind == 'inference-onednn')
+
+
+def int8_folder(export_dir: Path, folder: Path, number: int) -> Path:
+    """``export_dir`` quantized by tools/quantize.py's code (once per config)."""
+    out = folder / f'int8_{number}'
+    if not out.is_dir():
+        from tools.make_shapes_dataset import generate_split
+        images = folder / 'calibration'
+        if not images.is_dir():
+            generate_split(images, 'train', CALIBRATION_IMAGES, 448, seed=11)
+        quantize_model(str(export_dir), sorted((images / 'train').glob('*.jpg')), out)
+    return out
+
+
+def auto_backend(number: int, cfg, weights: str, folder: Path, threads: int, overrides) -> tuple:
+    """(backend, seconds of the first run's export) of ``--backend auto`` with its cache in
+    ``folder``: exported once, then loaded from the cache as a second run would."""
+    os.environ[CACHE_ENV] = str(folder / 'auto_cache')
+    began = time.perf_counter()
+    cached_backend(number, cfg, weights, overrides, threads)
+    export_s = time.perf_counter() - began
+    return cached_backend(number, cfg, weights, overrides, threads)[1], export_s
 
 
 def network_seconds(kind: str, backend, batch: np.ndarray, runs: int) -> float:
@@ -218,6 +278,22 @@ def network_seconds(kind: str, backend, batch: np.ndarray, runs: int) -> float:
         with paddle.no_grad():
             return median_seconds(lambda: backend.model(images)['mask_feat'].numpy(), runs)
     return median_seconds(lambda: backend.run(batch), runs)
+
+
+def measure_backend(kind: str, number: int, cfg, weights: str, predictor, folder: Path, threads: int,
+                    overrides, batch: np.ndarray, paths, runs: int):
+    """{'backend', 'model_s', 'fps', 'busy'} of one of our backends (None: not on this CPU)."""
+    label = kind
+    if kind == 'auto':
+        backend, export_s = auto_backend(number, cfg, weights, folder, threads, overrides)
+        label = f'auto (first run exports: {export_s:.0f} s)'
+    else:
+        backend = predictor if kind == 'dygraph' else exported_backend(kind, number, cfg, weights, folder, threads)
+    if backend is None:
+        return None
+    model_s = network_seconds(kind, backend, batch, runs)
+    fps, busy = ours_end_to_end(backend, paths)
+    return {'backend': label, 'model_s': model_s, 'fps': fps, 'busy': busy}
 
 
 def benchmark_config(number: int, paths, runs: int, folder: Path, machine_gflops: float,
@@ -238,13 +314,11 @@ def benchmark_config(number: int, paths, runs: int, folder: Path, machine_gflops
                'nms100_ms': 1e3 * matrix_nms_seconds(100, mask_hw),
                'nms500_ms': 1e3 * matrix_nms_seconds(500, mask_hw), 'backends': []}
     for kind in backends:
-        backend = predictor if kind == 'dygraph' else exported_backend(kind, number, cfg, weights, folder, threads)
-        model_s = network_seconds(kind, backend, batch, runs)
-        fps, busy = ours_end_to_end(backend, paths)
-        summary['backends'].append({'backend': kind, 'model_s': model_s, 'fps': fps, 'busy': busy,
-                                    'speedup': fps / ref_fps,
-                                    'machine_share': summary['gflop'] / model_s / machine_gflops})
-        print(format_backend(summary, summary['backends'][-1]), flush=True)
+        row = measure_backend(kind, number, cfg, weights, predictor, folder, threads, overrides, batch, paths, runs)
+        if row is not None:
+            row.update(speedup=row['fps'] / ref_fps, machine_share=summary['gflop'] / row['model_s'] / machine_gflops)
+            summary['backends'].append(row)
+            print(format_backend(summary, row), flush=True)
     print(format_backend(summary, None), flush=True)
     return summary
 
@@ -277,16 +351,22 @@ def write_report(summaries, out: Path, machine: str, count: int, size: int) -> N
              'random weights (a PaddleDetection model, saved and converted) and the same threads '
              'for every implementation; command: `python tools/benchmark.py '
              + ' '.join(sys.argv[1:]) + '`.', '',
-             'Implementations: "dygraph" is the Paddle model as `demo.py` runs it by default; '
-             '"inference", "inference-onednn" and "onnx" are the same weights exported with '
-             '`tools/export_model.py` and run by Paddle Inference (without / with oneDNN) and '
-             'onnxruntime (`demo.py --backend inference [--mkldnn] | onnx`). Ours run the demo '
+             'Implementations: "dygraph" is the Paddle model (`demo.py --backend dygraph`); '
+             '"inference", "inference-onednn", "onnx" and "openvino-f32|bf16|int8" are the same '
+             'weights exported with `tools/export_model.py` and run by Paddle Inference (without / '
+             'with oneDNN), onnxruntime and OpenVINO (`demo.py --backend inference [--mkldnn] | onnx '
+             '| openvino --precision P`; int8 quantized by `tools/quantize.py` code on '
+             f'{CALIBRATION_IMAGES} other synthetic images; bf16 only where the CPU has it); "auto" is '
+             "`demo.py`'s default, OpenVINO f32 loaded from its export cache as from the second run "
+             "on (the first run's export time is in its name). The machine is shared with other "
+             'work, so figures are noisy: compare ratios within one run. Ours run the demo '
              'pipeline (reading and preprocessing, then mask pasting, RLE encoding and drawing, '
              'in worker threads). PaddleDetection runs its own preprocessing operators, network '
              'and post-processing (`get_seg`), then the same encoding and drawing, one image at '
              'a time as its `tools/infer.py` does. "model busy" is the share of wall time our '
              'network stage was running; "share of matmul peak" is the network\'s GFLOP per '
-             "second over this machine's float32 matmul GFLOP/s.", '', HEADER]
+             "second over this machine's float32 matmul GFLOP/s (bf16 and int8 rows can pass 100%).",
+             '', HEADER]
     for summary in summaries:
         lines += [format_backend(summary, row) for row in summary['backends']]
         lines.append(format_backend(summary, None))
@@ -361,9 +441,9 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         paths = make_images(Path(tmp), args.num_images, args.size)
         machine_gflops = matmul_gflops()
-        machine = (f'{platform.machine()}, {os.cpu_count()} cores, {args.threads or os.cpu_count()} '
-                   f'threads, Paddle {paddle.__version__}, matmul {machine_gflops:.0f} GFLOP/s, '
-                   f'{cpu_vendor() or "unknown CPU"}, MKL_DEBUG_CPU_TYPE='
+        machine = (f'{cpu_description()} ({platform.machine()}, {os.cpu_count()} cores, '
+                   f'{args.threads or os.cpu_count()} threads), Paddle {paddle.__version__}, f32 matmul '
+                   f'{machine_gflops:.0f} GFLOP/s, {cpu_vendor() or "unknown vendor"}, MKL_DEBUG_CPU_TYPE='
                    f'{os.environ.get(MKL_CPU_TYPE, "unset")}')
         print(f'{machine}\n{HEADER}', flush=True)
         summaries = [benchmark_config(n, paths, args.runs, Path(tmp), machine_gflops, args.threads,

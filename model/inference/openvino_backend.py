@@ -6,7 +6,8 @@ Precisions: ``f32`` (``INFERENCE_PRECISION_HINT=f32``: the same numbers as onnxr
 capabilities: avx512_bf16 or AMX; faster, ~1e-2 off) and ``int8`` (the quantized model; the
 layers NNCF left unquantized run in f32). The graph is compiled for each input shape it
 meets twice (inputs are padded to multiples of 32, so there are few; a one-off size runs in the
-dynamic-shape model) with ``PERFORMANCE_HINT=LATENCY`` and ``INFERENCE_NUM_THREADS``; the last
+dynamic-shape model, except in int8: the quantized model compiles only with static shapes)
+with ``PERFORMANCE_HINT=LATENCY`` and ``INFERENCE_NUM_THREADS``; the last
 ``MAX_SHAPES`` compiled models are kept.
 """
 from collections import OrderedDict
@@ -101,12 +102,12 @@ class OpenVinoBackend(ExportedBackend):
 
     def _compiled(self, shape: tuple):
         """The model to run an input of ``shape`` with: the dynamic-shape one the first time
-        a shape is met (no compile per one-off picture size), a static one compiled for the
-        shape from its second time on (kept, the last ``MAX_SHAPES``)."""
+        a shape is met (no compile per one-off picture size; not in int8), a static one
+        compiled for the shape from its second time on (kept, the last ``MAX_SHAPES``)."""
         if shape in self.compiled:
             self.compiled.move_to_end(shape)
             return self.compiled[shape]
-        if shape not in self.seen:
+        if shape not in self.seen and self.precision != 'int8':
             self.seen.add(shape)
             if self.dynamic is None:
                 self.dynamic = self.core.compile_model(self.model, 'CPU', self.properties)
