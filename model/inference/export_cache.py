@@ -151,11 +151,11 @@ def cached_backend(number: int, cfg, weights: str, overrides: Sequence[str], thr
             except BackendError as exc:
                 problem = str(exc)
         log(f'auto: cache entry {folder} is corrupt ({problem}): rebuilding it')
-        shutil.rmtree(folder)
     began = time.perf_counter()
     try:
+        shutil.rmtree(folder, ignore_errors=True)
         build_entry(cfg, weights, key, folder, threads)
-    except ExportError as exc:
+    except (ExportError, OSError) as exc:     # OSError: e.g. a cache folder that cannot be written
         log(f'auto: could not export for {kind} ({exc}): using dygraph')
         return 'dygraph', Predictor(cfg, weights, 'cpu')
     log(f'auto: exporting once to {folder} ({time.perf_counter() - began:.0f} s), using {kind} f32')
