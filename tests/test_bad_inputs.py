@@ -35,7 +35,7 @@ from tools import export_model, labelme2coco, postprocess_raw
 
 REPO = Path(__file__).resolve().parents[1]
 WEIGHTS = str(REPO / 'weights' / 'shapes_r18.pdparams')
-FAST = ['--warmup', '0', '--opt', 'test_short=64', 'test_max=96']
+FAST = ['--backend', 'dygraph', '--warmup', '0', '--opt', 'test_short=64', 'test_max=96']   # inputs, not backends
 
 
 def hashes(*roots) -> dict:
