@@ -11,14 +11,12 @@ refused, so nothing of the user's is overwritten). Measure what it costs with ev
 using it: see README "Deployment" for the shapes model's figures.
 """
 import argparse
-import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+if __package__ in (None, ''):
+    import _bootstrap  # noqa: F401  (script mode: make the project importable)
 
-from config.console import Progress  # noqa: E402
+from config.console import Progress, UsageError, run_command  # noqa: E402
 from model.inference.backend import BackendError  # noqa: E402
 from model.inference.media import list_images  # noqa: E402
 from model.inference.quantize import quantize_model  # noqa: E402
@@ -37,26 +35,25 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def main(argv=None) -> int:
+    """The command: errors end in one line (``config.console.run_command``)."""
+    return run_command(run, argv, usage_errors=(BackendError,))
+
+
+def run(argv) -> int:
     args = parse_args(argv)
     out = Path(args.output)
     paths = list_images(args.images)[:max(args.num_images, 0)]
-    problem = (f'no images found at {args.images}' if not paths
-               else f'{out} already exists — pass a new --output folder' if out.exists() else None)
-    if problem:
-        print(f'error: {problem}', file=sys.stderr)
-        return 2
+    if not paths:
+        raise UsageError(f'no images found at {args.images} — give a folder of calibration pictures')
+    if out.exists():
+        raise UsageError(f'{out} already exists — pass a new --output folder')
     bar = Progress(len(paths), 'calibration images ')
-    try:
-        summary = quantize_model(args.model_dir, paths, out, args.keep_depth, bar.update)
-    except (BackendError, OSError, ValueError) as exc:
-        print(f'\nerror: {exc}', file=sys.stderr)
-        return 2
+    summary = quantize_model(args.model_dir, paths, out, args.keep_depth, bar.update)
     bar.close()
     print(f'INT8 model: {out} (calibrated on {summary["images"]} images at '
           f'{summary["input_shape"][2]}x{summary["input_shape"][3]}, {len(summary["kept_f32"])} '
           f'convolutions kept in f32)\nrun it: --backend openvino --precision int8 --model-dir {out}')
     return 0
-
 
 if __name__ == '__main__':
     raise SystemExit(main())

@@ -17,7 +17,7 @@ import numpy as np
 
 from model.inference.backend import BackendError
 from model.inference.exportable import OUTPUT_NAMES
-from model.inference.exported import ExportedBackend, thread_count
+from model.inference.exported import ExportedBackend, loading, thread_count
 from model.inference.openvino_graph import pad_deformable_sampling, rewrite_deform_conv
 
 PRECISIONS = ('f32', 'bf16', 'int8')
@@ -90,15 +90,13 @@ class OpenVinoBackend(ExportedBackend):
         path = self.model_dir / files['model']
         if not path.is_file():
             raise BackendError(f'{path} not found')
-        try:
+        with loading(str(path)):
             if key == INT8_FILES:
                 return self.core.read_model(str(path), str(self.model_dir / files['weights']))
             import onnx
             graph = onnx.load(str(path))
             rewrite_deform_conv(graph)
             return self.core.read_model(graph.SerializeToString())
-        except Exception as exc:   # protobuf / OpenVINO errors have no common base class
-            raise BackendError(f'OpenVINO cannot read {path}: {str(exc).strip().splitlines()[-1][:300]}')
 
     def _compiled(self, shape: tuple):
         """The model to run an input of ``shape`` with: the dynamic-shape one the first time

@@ -13,6 +13,9 @@ feature head's last layers, ``keep_depth`` convolutions deep along every path) s
 (NNCF's ignored scope): they decide scores and mask shapes, and quantizing them cost the most.
 """
 import json
+import os
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Callable, List, Sequence, Set
 
@@ -71,11 +74,16 @@ def quantize_model(model_dir: str, paths: Sequence[Path], out_dir: Path, keep_de
     quantized = nncf.quantize(model, nncf.Dataset(batches), subset_size=len(batches),
                               ignored_scope=nncf.IgnoredScope(names=kept) if kept else None)
     quantized.reshape({0: ov.PartialShape([-1, 3, -1, -1])})
-    out_dir.mkdir(parents=True, exist_ok=True)
-    ov.save_model(quantized, str(out_dir / INT8_XML), compress_to_fp16=False)
     info = dict(backend.info)
     info['files'] = {INT8_FILES: {'model': INT8_XML, 'weights': Path(INT8_XML).with_suffix('.bin').name,
                                   'nncf': nncf.__version__, 'openvino': ov.__version__,
                                   'calibration_images': len(batches), 'kept_f32': kept}}
-    (out_dir / 'infer_cfg.json').write_text(json.dumps(info, indent=2) + '\n')
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f'.{out_dir.name}-', dir=out_dir.parent))
+    try:                                  # complete or absent: written aside, then renamed
+        ov.save_model(quantized, str(tmp / INT8_XML), compress_to_fp16=False)
+        (tmp / 'infer_cfg.json').write_text(json.dumps(info, indent=2) + '\n')
+        os.rename(tmp, out_dir)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     return {'input_shape': list(batches[0].shape), 'kept_f32': kept, 'images': len(batches)}
