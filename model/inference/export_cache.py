@@ -22,6 +22,9 @@ from importlib.util import find_spec
 from pathlib import Path
 from typing import Callable, Optional, Sequence, Tuple
 
+import config
+import data
+import model
 from model.inference.backend import Backend, BackendError
 from model.inference.export import ExportError, export, verify
 from model.inference.exported import OnnxBackend
@@ -31,7 +34,6 @@ from model.inference.predictor import Predictor
 CACHE_ENV = 'SOLOV2_CACHE'
 MANIFEST = 'cache.json'
 FORMAT = 1
-_SOURCE_DIRS = ('model', 'config', 'data')
 _PACKAGES = {'openvino': ('openvino',), 'onnx': ('onnxruntime',)}
 
 
@@ -60,11 +62,11 @@ def file_sha256(path: Path) -> str:
 
 def _source_hash() -> str:
     """Hash of the Python source that export and inference run (``model``, ``config``, ``data``)."""
-    root = Path(__file__).resolve().parents[2]
     digest = hashlib.sha256()
-    for folder in _SOURCE_DIRS:
-        for path in sorted((root / folder).rglob('*.py')):
-            digest.update(str(path.relative_to(root)).encode() + b'\0' + path.read_bytes())
+    for package in (config, data, model):
+        folder = Path(package.__file__).parent
+        for path in sorted(folder.rglob('*.py')):
+            digest.update(f'{package.__name__}/{path.relative_to(folder)}'.encode() + b'\0' + path.read_bytes())
     return digest.hexdigest()
 
 
