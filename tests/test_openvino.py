@@ -114,7 +114,7 @@ def test_dcn_export_runs_in_openvino(tmp_path):
     for name in offsets:
         state[name] = (0.05 * rng.standard_normal(state[name].shape)).astype(np.float32)
     weights = str(tmp_path / 'dcn.pdparams')
-    save_checkpoint(state, weights, NUMBER, cfg.class_names, 'random')
+    save_checkpoint(state, weights, NUMBER, cfg, 'random')
     out = tmp_path / 'dcn'
     assert export_model.main(['--weights', weights, '--output', str(out), '--format', 'onnx', '--no-verify',
                               '--opt', *opts]) == 0
