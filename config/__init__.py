@@ -3,9 +3,12 @@
 0-2 keep the numbering of the earlier Paddle 2.0 port (miemie2013/Paddle-SOLOv2).
 
 Every command imports this package before Paddle, so the library warnings a user cannot
-act on are silenced here: Paddle's "No ccache found" (printed on every import) and the
-BatchNorm note printed each time a model goes back to training mode after evaluation.
+act on are silenced here: Paddle's "No ccache found" (printed on every import), the
+BatchNorm note printed each time a model goes back to training mode after evaluation, and
+the C++ log's warning level (export prints internal notes there; errors still show, and
+GLOG_minloglevel set by the user wins).
 """
+import os
 import warnings
 from typing import Dict, Type
 
@@ -24,6 +27,7 @@ from config.r101vd_dcn import R101vdDCN
 from config.shapes_r18 import ShapesR18
 from config.x101_dcn import X101DCN
 
+os.environ.setdefault('GLOG_minloglevel', '2')
 warnings.filterwarnings('ignore', message='No ccache found', category=UserWarning)
 warnings.filterwarnings('ignore', message='When training, we now always track global mean and variance',
                         category=UserWarning)
