@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 from config.cli import add_model_args, add_runtime_args, make_parser, resolve_config
-from config.console import UsageError, run_command, set_status
+from config.console import UsageError, open_visualdl, run_command, set_status
 from data.coco import CocoDataset, load_coco
 from data.coco_eval import STAT_NAMES, check_results, per_class_ap, run_cocoeval
 from data.files import check_output_file
@@ -41,6 +41,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--json-only', metavar='PATH', help='score an existing results file, no model')
     parser.add_argument('--predict-only', metavar='PATH',
                         help='write results to PATH without scoring (test-dev: --ann is an image-info file)')
+    parser.add_argument('--vdl-dir', metavar='DIR',
+                        help='also write the AP numbers (and per-class AP with --classwise) as VisualDL scalars')
+    parser.add_argument('--vdl-step', type=int, default=0, metavar='N',
+                        help='the step the VisualDL scalars are logged at, e.g. the training iteration (default 0)')
     add_runtime_args(parser)
     return parser.parse_args(argv)
 
@@ -139,17 +143,35 @@ def run(argv) -> int:
         print('no detections: every AP is 0')
         return 0
     segm = run_cocoeval(coco, records, 'segm')
-    print(format_stats('mask AP (%)', dict(zip(STAT_NAMES, segm.stats))))
+    mask_stats = dict(zip(STAT_NAMES, segm.stats))
+    print(format_stats('mask AP (%)', mask_stats))
     print(format_stats('box AP from mask extents (%)',
                        dict(zip(STAT_NAMES, run_cocoeval(coco, records, 'bbox').stats))))
+    names = {c['id']: c['name'] for c in coco.loadCats(coco.getCatIds())}
+    by_class = per_class_ap(segm) if args.classwise else {}
     if args.classwise:
-        names = {c['id']: c['name'] for c in coco.loadCats(coco.getCatIds())}
-        by_class = per_class_ap(segm)
         print(classwise_table(by_class, names))
         chart = Path(args.save_json).with_name('classwise_ap.png') if args.save_json else Path('classwise_ap.png')
         plot_classwise(by_class, names, chart)
         print(f'chart: {chart}')
+    if args.vdl_dir:
+        write_visualdl(args.vdl_dir, args.vdl_step, mask_stats, {names[c]: ap for c, ap in by_class.items()})
     return 0
+
+
+def write_visualdl(logdir: str, step: int, stats: dict, ap_by_class: dict) -> None:
+    """The mask AP numbers as ``eval/<name>`` and per-class AP as ``eval_class/<class>``
+    scalars at ``step`` (classes without ground truth, NaN, are left out)."""
+    writer = open_visualdl(logdir)
+    try:
+        for name, value in stats.items():
+            writer.add_scalar(f'eval/{name}', float(value), step)
+        for name, value in ap_by_class.items():
+            if not math.isnan(value):
+                writer.add_scalar(f'eval_class/{name}', float(value), step)
+    finally:
+        writer.close()
+    print(f'VisualDL scalars in {logdir}')
 
 
 if __name__ == '__main__':

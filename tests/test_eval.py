@@ -80,6 +80,19 @@ def test_cli_rescoring_and_classwise(gt_file, tmp_path, capsys):
     assert (tmp_path / 'classwise_ap.png').is_file() and (tmp_path / 'copy.json').is_file()
 
 
+def test_cli_writes_the_ap_to_visualdl(gt_file, tmp_path):
+    from visualdl import LogReader
+    results, vdl = tmp_path / 'segm.json', tmp_path / 'vdl'
+    results.write_text(json.dumps(_records(shift=2)))
+    assert eval_cli.main(['--config', '9', '--ann', gt_file, '--json-only', str(results), '--classwise',
+                          '--vdl-dir', str(vdl), '--vdl-step', '300']) == 0
+    (log_file,) = vdl.iterdir()
+    reader = LogReader(file_path=str(log_file))
+    ap = reader.get_data('scalar', 'eval/AP')
+    assert [r.id for r in ap] == [300] and ap[0].value == pytest.approx(0.4)
+    assert any(tag.startswith('eval_class/') for tag in reader.get_tags()['scalar'])
+
+
 def test_cli_errors_are_one_line(tmp_path, capsys):
     assert eval_cli.main(['--config', '9', '--ann', str(tmp_path / 'missing.json'), '--weights', 'x']) == 2
     assert eval_cli.main(['--weights', str(tmp_path / 'nosidecar.pdparams')]) == 2
