@@ -131,7 +131,7 @@ def run_images(options, backend, dumper, records, targets) -> int:
     stats = run_pipeline(paths, load, model, finish)
     for path, message in stats.failed:
         print(f'skipped {path}: {message}', file=sys.stderr)
-    summary(options, stats, began, 'images', f'pictures in {options.output}/')
+    summary(options, stats, began, 'images', f'pictures in {Path(options.output)}/')
     return 0 if stats.done else 1
 
 
