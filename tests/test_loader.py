@@ -14,6 +14,18 @@ SIZES = [(40, 60), (70, 30), (64, 64), (50, 50)]
 BAD_INDEX = 3
 
 
+@pytest.fixture(autouse=True, scope='module')
+def restore_sigchld():
+    """Paddle's first multi-process DataLoader installs a SIGCHLD handler for the rest of
+    the process (it checks its workers whenever any child exits). In this long-lived test
+    process, later tests that run subprocesses after OpenVINO/NNCF have been loaded crashed
+    in that handler (segmentation fault); training itself starts no other children. The
+    handler is put back as it was when this module is done."""
+    before = signal.getsignal(signal.SIGCHLD)
+    yield
+    signal.signal(signal.SIGCHLD, before)
+
+
 def make_sample(index, height, width):
     rng = np.random.default_rng(index)
     masks = np.zeros((2, height, width), np.uint8)
