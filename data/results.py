@@ -76,18 +76,26 @@ def rle_run_lengths(mask: np.ndarray, box: Sequence[int] | None = None) -> np.nd
     return np.diff(starts, prepend=0).astype(np.uint32)
 
 
+WHOLE_RLE_SHARE = 0.3   # a box over this share of the picture: pycocotools encodes the whole mask
+
+
 def encode_mask_rle(mask: np.ndarray, box: Sequence[int] | None = None) -> dict[str, Any]:
     """COCO compressed RLE `{"size": [H, W], "counts": str}` of `[H, W] bool`.
 
     Identical to `pycocotools.mask.encode(np.asfortranarray(mask))` with the
     counts decoded to ASCII, but cost scales with the object's bounding box
     rather than the image (given as `box`, see `rle_run_lengths`, or found);
-    pycocotools only does the string compression.
+    pycocotools only does the string compression. A box over `WHOLE_RLE_SHARE`
+    of the picture is left to pycocotools' own encoder, faster there.
     """
     mask = np.asarray(mask, dtype=bool)
     height, width = mask.shape
-    uncompressed = {'size': [height, width], 'counts': rle_run_lengths(mask, box)}
-    rle = mask_util.frPyObjects(uncompressed, height, width)
+    if box is None:
+        box = mask_to_box(mask) or (0, 0, 0, 0)
+    if (box[2] - box[0]) * (box[3] - box[1]) > WHOLE_RLE_SHARE * height * width:
+        rle = mask_util.encode(np.asfortranarray(mask.view(np.uint8))[:, :, None])[0]
+    else:
+        rle = mask_util.frPyObjects({'size': [height, width], 'counts': rle_run_lengths(mask, box)}, height, width)
     return {'size': [height, width], 'counts': rle['counts'].decode('ascii')}
 
 

@@ -307,11 +307,16 @@ def test_mask_statistics_are_bounded_by_nms_pre(monkeypatch):
     ((30, 40), (118, 160), (59, 80)),       # exactly halved
     ((28, 36), (112, 144), (300, 200)),     # non-uniform
 ])
-def test_paste_in_boxes_equals_the_opencv_paste(feat_hw, resized_hw, orig_hw):
+@pytest.mark.parametrize('whole_share', [0.4, 0.0, 1.0], ids=['by-window-size', 'always-whole', 'always-window'])
+def test_paste_in_boxes_equals_the_opencv_paste(feat_hw, resized_hw, orig_hw, whole_share, monkeypatch):
+    """Masks reaching over WHOLE_PASTE_SHARE of the picture are resized whole, the others
+    in their window: both give the reference paste."""
+    monkeypatch.setattr(postprocess_module, 'WHOLE_PASTE_SHARE', whole_share)
     rng = np.random.default_rng(sum(orig_hw))
     ys, xs = np.mgrid[:feat_hw[0], :feat_hw[1]]
     soft = np.stack([np.exp(-((ys - rng.uniform(0, feat_hw[0])) ** 2 + (xs - rng.uniform(0, feat_hw[1])) ** 2)
                             / rng.uniform(1, 40)) for _ in range(12)]).astype(np.float32)
+    soft[3] = rng.random(feat_hw) * 0.8 + 0.1                      # scattered over the whole picture
     soft[0] = 0.0                                                   # an empty mask
     padded = (feat_hw[0] * 4 > resized_hw[0] + 8)
     if padded:
