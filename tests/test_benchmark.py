@@ -52,3 +52,21 @@ def test_a_full_report_keeps_the_postprocess_section(tmp_path):
     text = postprocess_speed.replace_section('# Benchmark\n\nold table\n', section)
     assert postprocess_speed.existing_section(text) == section
     assert postprocess_speed.replace_section(text, section.replace('a CPU', 'another CPU')).count('## Post') == 1
+
+
+def test_matmul_rates_take_the_best_float32_and_bf16_where_the_cpu_has_it():
+    from model.inference.openvino_backend import has_bf16, import_openvino
+    rates = benchmark.matmul_rates(threads=0, size=256)
+    assert rates['f32'] > 1
+    assert (rates['bf16'] is not None) == has_bf16(import_openvino().Core())
+
+
+def test_ours_end_to_end_runs_the_demo_stages_and_writes_every_picture(tmp_path):
+    """The end-to-end row is demo.py's own work: one drawn picture per input."""
+    from config import CONFIGS, with_overrides
+    from model.inference.predictor import Predictor
+    paths = benchmark.make_images(tmp_path / 'images', 2, 96)
+    predictor = Predictor(with_overrides(CONFIGS[1], ['test_short=64', 'test_max=96']), None)
+    fps, busy = benchmark.ours_end_to_end(predictor, paths, tmp_path)
+    assert fps > 0 and 0 < busy <= 1
+    assert sorted(p.name for p in (tmp_path / 'ours_pictures').iterdir()) == [p.name for p in paths]

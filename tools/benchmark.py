@@ -7,16 +7,16 @@ For each config, both implementations get the same weights (a random-weight
 PaddleDetection model, saved and converted with convert/ppdet2paddle.py rules) and the
 same images, and the same number of CPU threads. Measured:
 - model-only latency (network forward, median of runs);
-- end-to-end images/s of demo-style inference: read, preprocess, network,
-  post-process, masks at the original size, COCO RLE encoding and drawing. Ours runs
-  pipelined (model/inference/pipeline.py), once in dygraph (`demo.py`'s default) and once through
-  the exported Paddle Inference model with oneDNN (`tools/export_model.py`, then
-  `demo.py --backend inference --mkldnn`); PaddleDetection runs its own preprocessing operators,
-  its own post-processing (get_seg) and then the same encoding/drawing, one image at a
-  time, as its tools/infer.py does;
+- end-to-end images/s of each tool's default picture command on a folder: ours is
+  ``demo.py``'s own stages (``ImageStages``: read, preprocess, network, post-process,
+  paste, draw, write the picture) in its pipeline (model/inference/pipeline.py), for
+  every backend asked for (``--backends``; ``auto`` is the demo's default);
+  PaddleDetection's is what its tools/infer.py does per picture, one at a time: its
+  preprocessing operators, network and post-processing (get_seg), its results (an RLE of
+  every mask), its drawing and the saved picture;
 - the share of wall time our model stage is busy, Matrix NMS time for 100 and 500
-  candidates, the network's FLOPs and the fraction of this machine's matmul GFLOP/s
-  that the network reaches;
+  candidates, the network's FLOPs and the fraction of this machine's best matmul
+  GFLOP/s (numpy, Paddle, OpenVINO; bf16 through OpenVINO) that the network reaches;
 - with ``--postprocess`` instead: everything after the network (post-processing, paste,
   RLE + JSON, drawing) for 100 instances on one ``--size`` picture, on one pinned core
   (tools/postprocess_speed.py), in a section of the report that full runs keep.
@@ -24,6 +24,8 @@ PaddleDetection is a test/benchmark dependency only (``pip install --no-deps
 paddledet==2.6.0``, see README); the product never imports it.
 """
 import argparse
+import contextlib
+import io
 import os
 import platform
 import statistics
@@ -41,15 +43,14 @@ import paddle  # noqa: E402
 from config import CONFIGS, with_overrides  # noqa: E402
 from convert import ppdet2paddle  # noqa: E402
 from convert.common import convert  # noqa: E402
-from data.results import encode_mask_rle  # noqa: E402
 from data.transforms import read_image  # noqa: E402
-from data.visualize import draw_instances  # noqa: E402
 from model.checkpoint import save_checkpoint  # noqa: E402
 from model.cpu_math import MKL_CPU_TYPE, cpu_vendor  # noqa: E402
 from model.inference.backend import BackendError  # noqa: E402
 from model.inference.export import export  # noqa: E402
 from model.inference.export_cache import CACHE_ENV, cached_backend  # noqa: E402
-from model.inference.exported import InferenceBackend, OnnxBackend  # noqa: E402
+from model.inference.exported import InferenceBackend, OnnxBackend, thread_count  # noqa: E402
+from model.inference.media import ImageStages  # noqa: E402
 from model.inference.openvino_backend import OpenVinoBackend, has_bf16, import_openvino  # noqa: E402
 from model.inference.pipeline import run_pipeline  # noqa: E402
 from model.inference.postprocess import matrix_nms  # noqa: E402
@@ -140,11 +141,34 @@ def network_gflop(model, images: paddle.Tensor) -> float:
     return 2 * sum(macs) / 1e9
 
 
-def matmul_gflops(size: int = 2048) -> float:
-    """float32 matmul throughput of this machine through Paddle (GFLOP/s)."""
-    a, b = paddle.randn([size, size]), paddle.randn([size, size])
-    seconds = median_seconds(lambda: float(paddle.matmul(a, b)[0, 0]), 5)
-    return 2 * size ** 3 / seconds / 1e9
+def _openvino_matmul_seconds(a: np.ndarray, b: np.ndarray, precision: str, threads: int) -> float:
+    """Median seconds of ``a @ b`` compiled by OpenVINO on the CPU in ``precision``."""
+    ov = import_openvino()
+    import openvino.opset13 as ops
+    param = ops.parameter(list(a.shape), np.float32)
+    model = ov.Model([ops.matmul(param, ops.constant(b), False, False)], [param])
+    compiled = ov.Core().compile_model(model, 'CPU', {'INFERENCE_PRECISION_HINT': precision, 'PERFORMANCE_HINT':
+                                                      'LATENCY', 'INFERENCE_NUM_THREADS': thread_count(threads)})
+    request = compiled.create_infer_request()
+    return median_seconds(lambda: request.infer({0: a}), 5)
+
+
+def matmul_rates(threads: int, size: int = 2048) -> dict:
+    """This machine's best float32 and bf16 matmul GFLOP/s on size x size matrices:
+    {'f32': the best of numpy (its BLAS), Paddle and OpenVINO f32, 'bf16': OpenVINO bf16,
+    or None where OpenVINO is missing or the CPU has no bf16}."""
+    rng = np.random.default_rng(0)
+    a, b = rng.standard_normal((size, size), np.float32), rng.standard_normal((size, size), np.float32)
+    pa, pb = paddle.to_tensor(a), paddle.to_tensor(b)
+    seconds = [median_seconds(lambda: a @ b, 5), median_seconds(lambda: float(paddle.matmul(pa, pb)[0, 0]), 5)]
+    bf16 = None
+    try:
+        seconds.append(_openvino_matmul_seconds(a, b, 'f32', threads))
+        if has_bf16(import_openvino().Core()):
+            bf16 = 2 * size ** 3 / _openvino_matmul_seconds(a, b, 'bf16', threads) / 1e9
+    except BackendError:
+        pass
+    return {'f32': 2 * size ** 3 / min(seconds) / 1e9, 'bf16': bf16}
 
 
 def matrix_nms_seconds(count: int, mask_hw) -> float:
@@ -156,39 +180,34 @@ def matrix_nms_seconds(count: int, mask_hw) -> float:
     return median_seconds(lambda: matrix_nms(masks, labels, scores, areas), 5)
 
 
-def finish_work(image, masks, labels, scores, class_names, boxes=None) -> None:
-    """What a demo does with a result: encode every mask and draw the picture (inside the
-    masks' boxes when given)."""
-    for index, mask in enumerate(masks):
-        encode_mask_rle(mask, None if boxes is None else boxes[index])
-    draw_instances(image, masks, labels, scores, class_names, boxes=boxes)
+DEMO_DRAW_THRESHOLD = 0.3    # demo.py --draw-threshold default
+PPDET_DRAW_THRESHOLD = 0.5   # PaddleDetection tools/infer.py --draw_threshold default
 
 
-def ours_end_to_end(predictor, paths) -> tuple:
-    """(images/s, model-busy share) of the pipelined demo path; ``predictor`` is a
-    ``Predictor`` or an exported backend (same prepare / infer / finish)."""
-    def load(path):
-        image = read_image(path)
-        return image, predictor.prepare(image)
-
-    def model(loaded):
-        return predictor.forward([loaded[1][0]])
-
-    def finish(path, loaded, outputs):
-        image, (_, meta) = loaded
-        result = predictor.finish_outputs(outputs, meta)
-        finish_work(image, result.masks, result.labels, result.scores, predictor.class_names, result.boxes)
-
-    model(load(paths[0]))
-    stats = run_pipeline(paths, load, model, finish)
+def ours_end_to_end(backend, paths, folder: Path) -> tuple:
+    """(images/s, model-busy share) of ``demo.py``'s own work on a folder (its
+    ``ImageStages`` in its pipeline, default options: pictures drawn and written, no JSON);
+    ``backend`` is a ``Predictor`` or an exported backend."""
+    out = folder / 'ours_pictures'
+    out.mkdir(exist_ok=True)
+    options = argparse.Namespace(output=str(out), draw_threshold=DEMO_DRAW_THRESHOLD, save_json=None)
+    stages = ImageStages(options, backend, None, [], {path: out / path.name for path in paths})
+    with contextlib.redirect_stdout(io.StringIO()):      # its line per picture
+        stages.model(stages.load(paths[0]))
+        stats = run_pipeline(paths, stages.load, stages.model, stages.finish)
     return stats.images_per_second, stats.busy_fraction
 
 
-def ppdet_end_to_end(reference, paths, cfg) -> float:
-    """images/s of PaddleDetection's own preprocessing + model + get_seg, then the same
-    encoding/drawing, sequentially."""
+def ppdet_end_to_end(reference, paths, cfg, folder: Path) -> float:
+    """images/s of PaddleDetection's ``tools/infer.py`` work per picture, one at a time:
+    its preprocessing operators, network and post-processing (get_seg), its results (an
+    RLE of every mask, ``get_infer_results``), its drawing (``visualize_results``, default
+    threshold) and the picture saved as it saves it."""
+    from PIL import Image
     from ppdet.data.transform.batch_operators import PadBatch
     from ppdet.data.transform.operators import Decode, NormalizeImage, Permute, Resize
+    from ppdet.metrics import get_infer_results
+    from ppdet.utils.visualizer import visualize_results
 
     from tools.reference import ppdet_ref
     ppdet_ref.patch_postprocess()
@@ -196,8 +215,12 @@ def ppdet_end_to_end(reference, paths, cfg) -> float:
            NormalizeImage(mean=[0.485, 0.456, 0.406], std=[0.229, 0.224, 0.225], is_scale=True),
            Permute()]
     pad = PadBatch(pad_to_stride=32)
+    category_ids = {label: label + 1 for label in range(len(cfg.class_names))}
+    category_names = {label + 1: name for label, name in enumerate(cfg.class_names)}
+    out = folder / 'ppdet_pictures'
+    out.mkdir(exist_ok=True)
 
-    def one(path):
+    def one(image_id, path):
         sample = {'im_file': str(path)}
         for op in ops:
             sample = op(sample)
@@ -206,16 +229,18 @@ def ppdet_end_to_end(reference, paths, cfg) -> float:
                   'im_shape': paddle.to_tensor(sample['im_shape'][None]),
                   'scale_factor': paddle.to_tensor(sample['scale_factor'][None])}
         with paddle.no_grad():
-            out = reference(inputs)
-        keep = out['cate_score'].numpy() >= cfg.update_threshold    # drop its padding entries
-        image = read_image(path)
-        finish_work(image, out['segm'].numpy()[keep].astype(bool), out['cate_label'].numpy()[keep],
-                    out['cate_score'].numpy()[keep], cfg.class_names)
+            outs = {key: value.numpy() for key, value in reference(inputs).items()}
+        outs['im_id'] = np.array([[image_id]])
+        segm = get_infer_results(outs, category_ids).get('segm')
+        picture = Image.open(path).convert('RGB')
+        picture = visualize_results(picture, None, None, segm, None, None, image_id, category_names,
+                                    PPDET_DRAW_THRESHOLD)
+        picture.save(out / path.name, quality=95)
 
-    one(paths[0])
+    one(0, paths[0])
     began = time.perf_counter()
-    for path in paths:
-        one(path)
+    for image_id, path in enumerate(paths):
+        one(image_id, path)
     return len(paths) / (time.perf_counter() - began)
 
 
@@ -292,11 +317,11 @@ def measure_backend(kind: str, number: int, cfg, weights: str, predictor, folder
     if backend is None:
         return None
     model_s = network_seconds(kind, backend, batch, runs)
-    fps, busy = ours_end_to_end(backend, paths)
+    fps, busy = ours_end_to_end(backend, paths, folder)
     return {'backend': label, 'model_s': model_s, 'fps': fps, 'busy': busy}
 
 
-def benchmark_config(number: int, paths, runs: int, folder: Path, machine_gflops: float,
+def benchmark_config(number: int, paths, runs: int, folder: Path, rates: dict,
                      threads: int, backends, overrides=()) -> dict:
     """Every measurement of one config: a summary dict with one entry per backend."""
     cfg = with_overrides(CONFIGS[number], overrides)
@@ -306,17 +331,18 @@ def benchmark_config(number: int, paths, runs: int, folder: Path, machine_gflops
     batch = inputs[None]
     with paddle.no_grad():
         ref_model = median_seconds(lambda: ppdet_network(reference, paddle.to_tensor(batch))[0][0].numpy(), runs)
-    ref_fps = ppdet_end_to_end(reference, paths, cfg)
+    ref_fps = ppdet_end_to_end(reference, paths, cfg, folder)
     mask_hw = (meta.padded_hw[0] // 4, meta.padded_hw[1] // 4)
     summary = {'config': number, 'name': cfg.__name__, 'input': f'{meta.padded_hw[0]}x{meta.padded_hw[1]}',
                'gflop': network_gflop(predictor.model, paddle.to_tensor(batch)),
-               'machine_gflops': machine_gflops, 'ppdet_model_s': ref_model, 'ppdet_fps': ref_fps,
+               'machine_gflops': rates['f32'], 'ppdet_model_s': ref_model, 'ppdet_fps': ref_fps,
                'nms100_ms': 1e3 * matrix_nms_seconds(100, mask_hw),
                'nms500_ms': 1e3 * matrix_nms_seconds(500, mask_hw), 'backends': []}
     for kind in backends:
         row = measure_backend(kind, number, cfg, weights, predictor, folder, threads, overrides, batch, paths, runs)
         if row is not None:
-            row.update(speedup=row['fps'] / ref_fps, machine_share=summary['gflop'] / row['model_s'] / machine_gflops)
+            peak = rates['bf16'] if kind == 'openvino-bf16' and rates['bf16'] else rates['f32']
+            row.update(speedup=row['fps'] / ref_fps, machine_share=summary['gflop'] / row['model_s'] / peak)
             summary['backends'].append(row)
             print(format_backend(summary, row), flush=True)
     print(format_backend(summary, None), flush=True)
@@ -359,13 +385,17 @@ def write_report(summaries, out: Path, machine: str, count: int, size: int) -> N
              f'{CALIBRATION_IMAGES} other synthetic images; bf16 only where the CPU has it); "auto" is '
              "`demo.py`'s default, OpenVINO f32 loaded from its export cache as from the second run "
              "on (the first run's export time is in its name). The machine is shared with other "
-             'work, so figures are noisy: compare ratios within one run. Ours run the demo '
-             'pipeline (reading and preprocessing, then mask pasting, RLE encoding and drawing, '
-             'in worker threads). PaddleDetection runs its own preprocessing operators, network '
-             'and post-processing (`get_seg`), then the same encoding and drawing, one image at '
-             'a time as its `tools/infer.py` does. "model busy" is the share of wall time our '
-             'network stage was running; "share of matmul peak" is the network\'s GFLOP per '
-             "second over this machine's float32 matmul GFLOP/s (bf16 and int8 rows can pass 100%).",
+             'work, so figures are noisy: compare ratios within one run. End to end is what each '
+             "tool's default picture command does with a folder. Ours: `demo.py`'s own stages in its "
+             'pipeline (reading and preprocessing, then post-processing, mask pasting, drawing '
+             'and writing the picture, in worker threads; no JSON, as without --save-json). '
+             "PaddleDetection: what its `tools/infer.py` does per picture, one at a time: its "
+             'preprocessing operators, network and post-processing (`get_seg`), its results '
+             '(`get_infer_results`: an RLE of every mask), its drawing (`visualize_results`) and the '
+             'picture saved. "network s" is the network alone; "model busy" is the share of wall '
+             'time our network stage was running; "share of matmul peak" is the network\'s GFLOP '
+             "per second over this machine's best 2048x2048 matmul GFLOP/s (f32; bf16 for the bf16 "
+             'row; int8 rows are measured against f32 and can pass 100%).',
              '', HEADER]
     for summary in summaries:
         lines += [format_backend(summary, row) for row in summary['backends']]
@@ -440,13 +470,14 @@ def main(argv=None) -> int:
     setup('cpu', args.threads)
     with tempfile.TemporaryDirectory() as tmp:
         paths = make_images(Path(tmp), args.num_images, args.size)
-        machine_gflops = matmul_gflops()
+        rates = matmul_rates(args.threads)
+        bf16 = f', bf16 {rates["bf16"]:.0f}' if rates['bf16'] else ''
         machine = (f'{cpu_description()} ({platform.machine()}, {os.cpu_count()} cores, '
-                   f'{args.threads or os.cpu_count()} threads), Paddle {paddle.__version__}, f32 matmul '
-                   f'{machine_gflops:.0f} GFLOP/s, {cpu_vendor() or "unknown vendor"}, MKL_DEBUG_CPU_TYPE='
+                   f'{args.threads or os.cpu_count()} threads), Paddle {paddle.__version__}, best matmul f32 '
+                   f'{rates["f32"]:.0f}{bf16} GFLOP/s, {cpu_vendor() or "unknown vendor"}, MKL_DEBUG_CPU_TYPE='
                    f'{os.environ.get(MKL_CPU_TYPE, "unset")}')
         print(f'{machine}\n{HEADER}', flush=True)
-        summaries = [benchmark_config(n, paths, args.runs, Path(tmp), machine_gflops, args.threads,
+        summaries = [benchmark_config(n, paths, args.runs, Path(tmp), rates, args.threads,
                                       args.backends, args.opt) for n in args.configs]
     write_report(summaries, Path(args.out), machine, args.num_images, args.size)
     print(f'wrote {args.out}.md and {args.out}.png')

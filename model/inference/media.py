@@ -96,39 +96,51 @@ def video_output_path(options) -> Path:
     return out / f'{stem}.mp4'
 
 
+class ImageStages:
+    """The demo's work on each image of a folder, as ``run_pipeline`` stages: ``load``
+    (read, preprocess, dump), ``model`` (the network) and ``finish`` (instances on the
+    picture, the drawn picture written to ``targets[path]``, records when
+    ``options.save_json``, one printed line); ``written`` lists the pictures done."""
+
+    def __init__(self, options, backend, dumper, records, targets):
+        self.options, self.backend, self.dumper, self.records, self.targets = (
+            options, backend, dumper, records, targets)
+        self.ids = {path: index for index, path in enumerate(targets)}
+        self.written = []
+
+    def load(self, path):
+        image = read_image(path, self.backend.cfg.max_image_pixels)
+        chw, meta = self.backend.prepare(image)
+        if self.dumper is not None:
+            index = self.ids[path]
+            self.dumper.dump(f'{index:05d}_{path.stem}', index, path.name, str(path.resolve()), chw, meta)
+        return image, (chw, meta)
+
+    def model(self, loaded):
+        return self.backend.forward([loaded[1][0]])
+
+    def finish(self, path, loaded, outputs):
+        image, (_, meta) = loaded
+        backend, threshold = self.backend, self.options.draw_threshold
+        result = backend.finish_outputs(outputs, meta)
+        write_image(self.targets[path], draw_bgr(image, result, backend.class_names, threshold))
+        self.written.append(path)
+        if self.options.save_json:
+            self.records.extend(coco_records(self.ids[path], path.name, result, backend.class_names))
+        print(f'{path.name}: {len(result)} instances, {int((result.scores >= threshold).sum())} drawn')
+
+
 def run_images(options, backend, dumper, records, targets) -> int:
     """Run ``backend`` over ``targets`` ({image path: picture path}, ``picture_targets``)."""
     paths = list(targets)
     make_folder(options.output, '--output')
-    ids = {path: index for index, path in enumerate(paths)}
-    written = []
-    set_status(lambda: f'{len(written)} of {len(paths)} pictures written to {options.output}/'
+    stages = ImageStages(options, backend, dumper, records, targets)
+    set_status(lambda: f'{len(stages.written)} of {len(paths)} pictures written to {options.output}/'
                + (', no --save-json results' if options.save_json else ''))
-
-    def load(path):
-        image = read_image(path, backend.cfg.max_image_pixels)
-        chw, meta = backend.prepare(image)
-        if dumper is not None:
-            dumper.dump(f'{ids[path]:05d}_{path.stem}', ids[path], path.name, str(path.resolve()), chw, meta)
-        return image, (chw, meta)
-
-    def model(loaded):
-        return backend.forward([loaded[1][0]])
-
-    def finish(path, loaded, outputs):
-        image, (_, meta) = loaded
-        result = backend.finish_outputs(outputs, meta)
-        write_image(targets[path], draw_bgr(image, result, backend.class_names, options.draw_threshold))
-        written.append(path)
-        if options.save_json:
-            records.extend(coco_records(ids[path], path.name, result, backend.class_names))
-        print(f'{path.name}: {len(result)} instances, '
-              f'{int((result.scores >= options.draw_threshold).sum())} drawn')
-
-    warm_up(paths, lambda p: (None, backend.prepare(read_image(p, backend.cfg.max_image_pixels))), model,
+    warm_up(paths, lambda p: (None, backend.prepare(read_image(p, backend.cfg.max_image_pixels))), stages.model,
             options.warmup)
     began = time.perf_counter()
-    stats = run_pipeline(paths, load, model, finish)
+    stats = run_pipeline(paths, stages.load, stages.model, stages.finish)
     for path, message in stats.failed:
         print(f'skipped {path}: {message}', file=sys.stderr)
     summary(options, stats, began, 'images', f'pictures in {Path(options.output)}/')
