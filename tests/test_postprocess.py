@@ -237,8 +237,11 @@ def _assert_same_as_before(scores, kernels, feat, params):
     return len(ours)
 
 
+@pytest.mark.parametrize('sparse_share', [0.0, 1.0], ids=['sigmoid-in-place', 'sigmoid-of-inside-pixels'])
 @pytest.mark.parametrize('seed', range(6))
-def test_same_as_before_when_candidates_fit_nms_pre(seed):
+def test_same_as_before_when_candidates_fit_nms_pre(seed, sparse_share, monkeypatch):
+    """Both routes of the maskness (in place over all logits, or of the inside pixels only)."""
+    monkeypatch.setattr(postprocess_module, 'SPARSE_MASK_SHARE', sparse_share)
     scores, kernels, feat = _random_case(seed)
     params = InferenceParams(num_grids=(8, 4), segm_strides=(1, 2), nms_pre=500)
     assert 20 < int((scores > params.score_threshold).sum()) <= params.nms_pre

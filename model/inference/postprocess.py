@@ -171,21 +171,29 @@ def _sigmoid(logits: np.ndarray) -> np.ndarray:
         return 1 / (1 + np.exp(-logits))
 
 
+SPARSE_MASK_SHARE = 0.06   # masks covering less of the candidates' pixels: sigmoid of the inside pixels only
+
+
 def _mask_statistics(kernels: np.ndarray, feat: np.ndarray, mask_threshold: float
                      ) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Binary masks, areas and maskness (mean soft value inside the mask) of candidates:
     kernels [m, E], feat [E, P] -> binary [m, P] bool, areas [m], maskness [m] float32.
     ``sigmoid(logit) > t`` is tested as ``logit > log(t / (1 - t))``; the sigmoid is then
-    taken in place over the logits (one pass, whatever share of pixels the masks cover)."""
+    taken of the inside pixels only when they are under ``SPARSE_MASK_SHARE`` of all,
+    else in place over all the logits (one pass instead of a gather)."""
     logits = kernels @ feat                                                # [m, P]
     binary = logits > np.log(mask_threshold / (1 - mask_threshold))
     counts = np.count_nonzero(binary, axis=1)
-    soft = np.negative(logits, out=logits)
-    with np.errstate(over='ignore'):           # exp overflow -> inf -> 0, the right limit
-        np.exp(soft, out=soft)
-    soft += 1
-    np.reciprocal(soft, out=soft)
-    inside = np.multiply(soft, binary, out=soft).sum(axis=1, dtype=np.float64)
+    if counts.sum() < SPARSE_MASK_SHARE * binary.size:
+        rows = np.repeat(np.arange(len(counts)), counts)
+        inside = np.bincount(rows, weights=_sigmoid(logits[binary]), minlength=len(counts))
+    else:
+        soft = np.negative(logits, out=logits)
+        with np.errstate(over='ignore'):           # exp overflow -> inf -> 0, the right limit
+            np.exp(soft, out=soft)
+        soft += 1
+        np.reciprocal(soft, out=soft)
+        inside = np.multiply(soft, binary, out=soft).sum(axis=1, dtype=np.float64)
     areas = counts.astype(np.float32)
     return binary, areas, (inside / np.maximum(counts, 1)).astype(np.float32)
 
