@@ -1,0 +1,59 @@
+"""The accuracy each OpenVINO precision keeps on the shipped shapes model (config 9), as mask
+AP on 60 shapes pictures it never saw, against the dygraph model on the same pictures: f32
+the same AP (to 0.002), bf16 within 0.5 AP points (where the CPU has bf16), INT8 from
+tools/quantize.py's code (calibrated on 16 other pictures, default --keep-depth) within 1
+point: the tolerances README's Deployment section states."""
+from pathlib import Path
+
+import openvino as ov
+import pytest
+
+from config import get_config
+from data.coco import CocoDataset, load_coco
+from data.coco_eval import evaluate_segm
+from data.results import write_json
+from model.inference.evaluation import predict_coco
+from model.inference.export import export
+from model.inference.openvino_backend import OpenVinoBackend, has_bf16
+from model.inference.predictor import Predictor
+from model.inference.quantize import quantize_model
+from tools.make_shapes_dataset import generate_split
+
+ROOT = Path(__file__).resolve().parents[1]
+WEIGHTS = ROOT / 'weights' / 'shapes_r18.pdparams'
+MAX_DROP = {'f32': 0.002, 'bf16': 0.005, 'int8': 0.01}    # mask AP, 0-1 scale
+
+
+@pytest.fixture(scope='module')
+def shapes(tmp_path_factory):
+    """A folder with val.json + val/ (60 unseen pictures), export/ (model.onnx) and int8/."""
+    root = tmp_path_factory.mktemp('precision')
+    write_json(generate_split(root, 'val', 60, 256, seed=12345), str(root / 'val.json'))
+    generate_split(root / 'calibration', 'train', 16, 256, seed=777)
+    export(9, get_config(9), str(WEIGHTS), root / 'export', fmt='onnx', check=False)
+    quantize_model(str(root / 'export'), sorted((root / 'calibration' / 'train').glob('*.jpg')), root / 'int8')
+    return root
+
+
+def _mask_ap(backend, root: Path) -> float:
+    ann, images = str(root / 'val.json'), str(root / 'val')
+    dataset = CocoDataset(ann, images, class_names=list(backend.class_names))
+    coco = load_coco(ann)
+    return evaluate_segm(coco, predict_coco(backend, coco, images, dataset.label_to_category_id))['AP']
+
+
+@pytest.fixture(scope='module')
+def dygraph_ap(shapes):
+    return _mask_ap(Predictor(get_config(9), str(WEIGHTS)), shapes)
+
+
+@pytest.mark.parametrize('precision', ['f32', 'bf16', 'int8'])
+def test_precision_keeps_the_stated_ap(shapes, dygraph_ap, precision):
+    if precision == 'bf16' and not has_bf16(ov.Core()):
+        with pytest.raises(Exception, match='no bf16 support'):
+            OpenVinoBackend(str(shapes / 'export'), precision='bf16')
+        return
+    folder = shapes / ('int8' if precision == 'int8' else 'export')
+    ap = _mask_ap(OpenVinoBackend(str(folder), precision=precision), shapes)
+    assert dygraph_ap > 0.7
+    assert ap >= dygraph_ap - MAX_DROP[precision], (precision, ap, dygraph_ap)
