@@ -1,7 +1,7 @@
 """COCO mask AP of result records on a COCO-format annotation file (pycocotools)."""
 import contextlib
 import io
-from typing import Dict, List
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 from pycocotools.coco import COCO
@@ -11,12 +11,16 @@ STAT_NAMES = ('AP', 'AP50', 'AP75', 'APs', 'APm', 'APl',
               'AR1', 'AR10', 'AR100', 'ARs', 'ARm', 'ARl')
 
 
-def run_cocoeval(coco: COCO, records: List[dict], iou_type: str = 'segm') -> COCOeval:
+def run_cocoeval(coco: COCO, records: List[dict], iou_type: str = 'segm',
+                 image_ids: Optional[Sequence[int]] = None) -> COCOeval:
     """Evaluated and accumulated pycocotools COCOeval (``iou_type`` 'segm' or 'bbox'); records
     without ``bbox`` get the box of their mask. ``records`` stay as they are (``loadRes``
-    changes the dicts it is given, which broke a second evaluation of the same list)."""
+    changes the dicts it is given, which broke a second evaluation of the same list).
+    ``image_ids`` restricts it to those images (default: every image of ``coco``)."""
     with contextlib.redirect_stdout(io.StringIO()):
         evaluator = COCOeval(coco, coco.loadRes([dict(record) for record in records]), iou_type)
+        if image_ids is not None:
+            evaluator.params.imgIds = sorted(image_ids)
         evaluator.evaluate()
         evaluator.accumulate()
         evaluator.summarize()
