@@ -53,6 +53,17 @@ def check_precision(core, precision: str) -> None:
                            'avx512_bf16): use --precision f32 (or int8 with a tools/quantize.py folder)')
 
 
+def output_order(outputs, source: str) -> List[int]:
+    """Positions of ``OUTPUT_NAMES`` (scores, kernels, mask_feat) among the outputs of an
+    ``openvino.Model`` or ``CompiledModel`` (``.outputs``), matched by tensor name; BackendError
+    naming ``source`` when one is missing."""
+    names = [set(output.get_names()) for output in outputs]
+    try:
+        return [next(i for i, n in enumerate(names) if name in n) for name in OUTPUT_NAMES]
+    except StopIteration:
+        raise BackendError(f'{source} model outputs {names} lack one of {OUTPUT_NAMES}')
+
+
 class OpenVinoBackend(ExportedBackend):
     """OpenVINO on CPU: ``precision`` f32 | bf16 | int8, ``threads`` inference threads
     (0 = every core)."""
@@ -69,11 +80,7 @@ class OpenVinoBackend(ExportedBackend):
         pad_deformable_sampling(self.model)
         self.properties = {'INFERENCE_PRECISION_HINT': 'bf16' if precision == 'bf16' else 'f32',
                            'PERFORMANCE_HINT': 'LATENCY', 'INFERENCE_NUM_THREADS': thread_count(threads)}
-        names = [set(output.get_names()) for output in self.model.outputs]
-        try:
-            self.order = [next(i for i, n in enumerate(names) if name in n) for name in OUTPUT_NAMES]
-        except StopIteration:
-            raise BackendError(f'{self.model_dir} model outputs {names} lack one of {OUTPUT_NAMES}')
+        self.order = output_order(self.model.outputs, str(self.model_dir))
         self.compiled: OrderedDict = OrderedDict()
         self.seen: set = set()
         self.dynamic = None
