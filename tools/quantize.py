@@ -4,11 +4,23 @@
     python tools/quantize.py --model-dir export/shapes --images datasets/shapes/train --output export/shapes_int8
     python eval.py --backend openvino --precision int8 --model-dir export/shapes_int8
 
+    # with accuracy control: at most 0.5 mask AP points lost on 40 annotated val images
+    python tools/quantize.py --model-dir export/shapes --images datasets/shapes/train --num-images 50 \\
+        --annotations datasets/shapes/annotations/instances_val.json --annotated-images datasets/shapes/val \\
+        --num-annotated 40 --max-drop 0.5 --output export/shapes_int8_ac
+
 Calibrates on up to --num-images pictures of the user's own (the kind the model will see),
 keeps the convolutions nearest to the outputs in f32 (--keep-depth; 0 quantizes everything)
 and writes an OpenVINO IR plus infer_cfg.json to --output, a new folder (an existing one is
 refused, so nothing of the user's is overwritten). Measure what it costs with eval.py before
 using it: see README "Deployment" for the shapes model's figures.
+
+With --annotations (a COCO instance file) and --annotated-images (the folder of its images),
+NNCF's accuracy-controlled quantization starts from that scope and reverts to f32 the layers
+that cost the most mask AP (pycocotools, as eval.py computes it, in points 0-100) until the
+INT8 model is within --max-drop points (absolute, default 1.0) of the f32 one on those images;
+the f32 and INT8 AP and the number of operations reverted to f32 are printed and stored in the
+output's infer_cfg.json (files.openvino_int8.accuracy_control).
 """
 import argparse
 from pathlib import Path
@@ -18,8 +30,9 @@ if __package__ in (None, ''):
 
 from config.console import Progress, UsageError, run_command  # noqa: E402
 from model.inference.backend import BackendError  # noqa: E402
+from model.inference.exported import read_infer_cfg  # noqa: E402
 from model.inference.media import list_images  # noqa: E402
-from model.inference.quantize import quantize_model  # noqa: E402
+from model.inference.quantize import load_annotated, quantize_model  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -31,6 +44,15 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--num-images', type=int, default=100, help='calibration images used (default 100)')
     parser.add_argument('--keep-depth', type=int, default=2,
                         help='convolutions kept in f32 along each path back from an output (default 2)')
+    control = parser.add_argument_group('accuracy control (NNCF quantize_with_accuracy_control)')
+    control.add_argument('--annotations', metavar='ANN.json',
+                         help='COCO instance annotations of pictures to keep the mask AP on')
+    control.add_argument('--annotated-images', metavar='DIR', help='folder of the annotated pictures (required '
+                         'with --annotations; eval.py calls it --images)')
+    control.add_argument('--num-annotated', type=int, default=0,
+                         help='use the first N annotated images by id (default 0: all)')
+    control.add_argument('--max-drop', type=float, default=1.0,
+                         help='largest mask AP loss allowed, in AP points (0-100), absolute (default 1.0)')
     return parser.parse_args(argv)
 
 
@@ -39,21 +61,57 @@ def main(argv=None) -> int:
     return run_command(run, argv, usage_errors=(BackendError,))
 
 
+def check_control_args(args) -> None:
+    """UsageError for accuracy-control options that cannot work together."""
+    if not args.annotations:
+        given = [flag for flag, value in (('--annotated-images', args.annotated_images),
+                                          ('--num-annotated', args.num_annotated)) if value]
+        if given:
+            raise UsageError(f"{', '.join(given)} needs --annotations (a COCO annotation file)")
+        return
+    if not args.annotated_images:
+        raise UsageError('--annotations needs --annotated-images, the folder its pictures are in')
+    if not args.max_drop >= 0:
+        raise UsageError(f'--max-drop must be >= 0 AP points (got {args.max_drop})')
+    if args.num_annotated < 0:
+        raise UsageError(f'--num-annotated must be >= 0 (got {args.num_annotated})')
+
+
 def run(argv) -> int:
     args = parse_args(argv)
+    check_control_args(args)
     out = Path(args.output)
     paths = list_images(args.images)[:max(args.num_images, 0)]
     if not paths:
         raise UsageError(f'no images found at {args.images} — give a folder of calibration pictures')
     if out.exists():
         raise UsageError(f'{out} already exists — pass a new --output folder')
-    bar = Progress(len(paths), 'calibration images ')
-    summary = quantize_model(args.model_dir, paths, out, args.keep_depth, bar.update)
+    annotated = None
+    if args.annotations:
+        names = read_infer_cfg(args.model_dir)['class_names']
+        annotated = load_annotated(args.annotations, args.annotated_images, names, args.num_annotated)
+    bar = Progress(len(paths) + (len(annotated.paths) if annotated else 0),
+                   'calibration + annotated images ' if annotated else 'calibration images ')
+    summary = quantize_model(args.model_dir, paths, out, args.keep_depth, bar.update, annotated, args.max_drop)
     bar.close()
     print(f'INT8 model: {out} (calibrated on {summary["images"]} images at '
           f'{summary["input_shape"][2]}x{summary["input_shape"][3]}, {len(summary["kept_f32"])} '
-          f'convolutions kept in f32)\nrun it: --backend openvino --precision int8 --model-dir {out}')
+          f'convolutions kept in f32)')
+    if annotated:
+        print(control_line(summary['accuracy_control']))
+    print(f'run it: --backend openvino --precision int8 --model-dir {out}')
     return 0
+
+
+def control_line(control: dict) -> str:
+    """The accuracy-control summary in one line."""
+    drop = control['f32_ap'] - control['int8_ap']
+    verdict = 'within' if drop <= control['max_drop'] else 'NOT within (NNCF could not restore it)'
+    reverted = 'an unknown number of' if control['reverted'] is None else control['reverted']
+    return (f"accuracy control: mask AP on {control['annotated_images']} annotated images f32 "
+            f"{control['f32_ap']:.2f}, int8 {control['int8_ap']:.2f} (drop {drop:.2f}, {verdict} --max-drop "
+            f"{control['max_drop']:g}); {reverted} more operations reverted to f32 by NNCF")
+
 
 if __name__ == '__main__':
     raise SystemExit(main())

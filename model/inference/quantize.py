@@ -2,27 +2,43 @@
 ``--backend openvino --precision int8`` (``tools/quantize.py`` is the command line).
 
 NNCF needs a static-shape model (on a dynamic one, the quantized model then fails to compile:
-"Accessing out-of-range dimension"): the calibration images are preprocessed as for inference
-and zero-padded to one common size, the model is reshaped to it and quantized, and the result
-is reshaped back to [?, 3, ?, ?] (its FakeQuantize ranges do not depend on the size) and saved as
-an OpenVINO IR beside a copy of ``infer_cfg.json`` that names it. The quantized model still does
-not compile with dynamic shapes, so the backend compiles it for each input shape.
+"Accessing out-of-range dimension"): the calibration images (and the annotated ones, below) are
+preprocessed as for inference and zero-padded to one common size, the largest among them, the
+model is reshaped to it and quantized, and the result is reshaped back to [?, 3, ?, ?] (its
+FakeQuantize ranges do not depend on the size) and saved as an OpenVINO IR beside a copy of
+``infer_cfg.json`` that names it. The quantized model still does not compile with dynamic
+shapes, so the backend compiles it for each input shape.
 
 The convolutions nearest to the three outputs (category and kernel predictors, the mask
 feature head's last layers, ``keep_depth`` convolutions deep along every path) stay in f32
 (NNCF's ignored scope): they decide scores and mask shapes, and quantizing them cost the most.
+
+With COCO annotations (``load_annotated``), ``nncf.quantize_with_accuracy_control`` starts from
+that scope and puts back in f32 the layers whose quantization costs the most mask AP until the
+int8 model is within ``max_drop`` AP points (0-100, absolute) of the f32 one on the annotated
+images. Its validation function (``coco_validation``) is eval.py's scoring: the backend's own
+post-processing (``finish_outputs``), ``instances_to_coco`` and pycocotools (``run_cocoeval``).
+The one difference from eval.py: NNCF hands it models compiled for the common static shape,
+so pictures smaller than the largest are scored with extra zero padding (none when all are
+the same size, as in a shapes split).
 """
 import json
+import logging
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Callable, List, Sequence, Set
+from typing import Callable, List, NamedTuple, Optional, Sequence, Set, Tuple
 
 import numpy as np
+from pycocotools.coco import COCO
 
-from data.transforms import batch_images, read_image
-from model.inference.openvino_backend import INT8_FILES, OpenVinoBackend
+from data.coco import CocoDataset
+from data.coco_eval import run_cocoeval
+from data.results import instances_to_coco
+from data.transforms import DEFAULT_MAX_PIXELS, ImageMeta, read_image
+from model.inference.openvino_backend import INT8_FILES, OpenVinoBackend, output_order
 
 INT8_XML = 'model_int8.xml'
 _CONVOLUTIONS = ('Convolution', 'GroupConvolution', 'DeformableConvolution')
@@ -49,41 +65,187 @@ def output_convolutions(model, keep_depth: int) -> List[str]:
     return sorted(found)
 
 
-def calibration_batches(backend, paths: Sequence[Path], progress: Callable[[], None]) -> List[np.ndarray]:
-    """Each image preprocessed as for inference and zero-padded to the largest size among
-    them: [1, 3, H, W] float32 each, one shape for all."""
-    inputs = []
+def prepare_images(backend, paths: Sequence[Path], progress: Callable[[], None],
+                   max_pixels: int = DEFAULT_MAX_PIXELS) -> List[Tuple[np.ndarray, ImageMeta]]:
+    """Each image read and preprocessed as for inference: ([3, H, W] float32, its sizes)."""
+    prepared = []
     for path in paths:
-        inputs.append(backend.prepare(read_image(str(path)))[0])
+        prepared.append(backend.prepare(read_image(str(path), max_pixels)))
         progress()
-    padded = batch_images(inputs)
-    return [padded[index:index + 1] for index in range(len(inputs))]
+    return prepared
+
+
+def pad_batches(inputs: Sequence[np.ndarray], size: Sequence[int]) -> List[np.ndarray]:
+    """[3, H_i, W_i] arrays zero-padded (bottom, right) to ``size`` = (H, W): [1, 3, H, W] each."""
+    out = []
+    for chw in inputs:
+        batch = np.zeros((1, chw.shape[0], *size), np.float32)
+        batch[0, :, :chw.shape[1], :chw.shape[2]] = chw
+        out.append(batch)
+    return out
+
+
+class AnnotatedImages(NamedTuple):
+    """COCO-annotated pictures to measure mask AP on: the loaded annotations, the image ids
+    (ascending), their files, and the COCO category id of each model label (as eval.py maps them)."""
+    coco: COCO
+    image_ids: List[int]
+    paths: List[Path]
+    label_to_category_id: List[int]
+
+
+def load_annotated(ann_file: str, image_dir: str, class_names: Sequence[str], limit: int = 0) -> AnnotatedImages:
+    """The first ``limit`` (0: all) images, by id, of a COCO annotation file, found in
+    ``image_dir``. ValueError in one line: file missing or unreadable, categories not the
+    model's classes, no annotated object, no image listed, or a listed image not in the folder."""
+    dataset = CocoDataset(ann_file, image_dir, class_names=list(class_names))
+    coco = dataset.coco
+    if not any(not ann.get('iscrowd', 0) for ann in coco.dataset['annotations']):
+        raise ValueError(f'{ann_file} has no annotated object — mask AP needs ground truth')
+    image_ids = sorted(coco.getImgIds())[:limit if limit > 0 else None]
+    if not image_ids:
+        raise ValueError(f'{ann_file} lists no images — give an annotation file with images')
+    paths = [Path(image_dir) / coco.imgs[i]['file_name'] for i in image_ids]
+    missing = [path for path in paths if not path.is_file()]
+    if len(missing) == len(paths):
+        raise ValueError(f'no annotated images found: none of the {len(paths)} images of {ann_file} is in '
+                         f'{image_dir} (e.g. {missing[0].name}) — pass the folder they are in')
+    if missing:
+        raise ValueError(f'{len(missing)} of the {len(paths)} annotated images are not in {image_dir}, '
+                         f'e.g. {missing[0].name}')
+    return AnnotatedImages(coco, image_ids, paths, dataset.label_to_category_id)
+
+
+def mask_ap(coco: COCO, records: List[dict], image_ids: Sequence[int]) -> float:
+    """COCO mask AP in points (0-100) of result ``records`` on the images ``image_ids``, as
+    eval.py scores it (pycocotools 'segm'); 0 without records or without ground truth."""
+    if not records:
+        return 0.0
+    return max(100.0 * float(run_cocoeval(coco, records, 'segm', image_ids).stats[0]), 0.0)
+
+
+def coco_validation(backend, annotated: AnnotatedImages, batches: Sequence[np.ndarray],
+                    metas: Sequence[ImageMeta]) -> Callable:
+    """NNCF's ``validation_fn``: (a compiled model for [1, 3, H, W], indices into ``annotated``)
+    -> (mask AP in points 0-100 on those images, None). ``batches``: the images' [1, 3, H, W]
+    inputs; outputs are taken by name and finished by ``backend.finish_outputs`` as in eval.py."""
+    def validate(compiled, indices):
+        order = output_order(compiled.outputs, 'the compiled')
+        records, image_ids = [], []
+        for index in indices:
+            results = compiled(batches[index])
+            found = backend.finish_outputs([np.asarray(results[i]) for i in order], metas[index])
+            image_id = annotated.image_ids[index]
+            records.extend(instances_to_coco(image_id, found.masks, found.labels, found.scores,
+                                             annotated.label_to_category_id, found.boxes))
+            image_ids.append(image_id)
+        return mask_ap(annotated.coco, records, image_ids), None
+    return validate
+
+
+class _LogLines(logging.Handler):
+    """Collects the messages of a logger (NNCF's report) while attached."""
+
+    def __init__(self):
+        super().__init__(logging.INFO)
+        self.messages: List[str] = []
+
+    def emit(self, record) -> None:
+        self.messages.append(record.getMessage())
+
+
+def reverted_operations(messages: Sequence[str]) -> Tuple[Optional[int], List[str]]:
+    """(how many quantized operations NNCF's accuracy control put back in f32, their names), read
+    from its log ``messages``: its report 'N out of M were reverted ...'; all M (names unknown)
+    when it gave up after reverting every group; none when it reverted nothing; (None, []) when
+    it started reverting and left no report this function knows."""
+    total, started = None, False
+    for message in messages:
+        found = re.match(r'Total number of quantized operations in the model: (\d+)', message)
+        total = int(found.group(1)) if found else total
+        started = started or message.startswith('Changing the scope of quantizer nodes')
+        found = re.match(r'(\d+) out of \d+ were reverted back to the floating-point precision:(.*)', message, re.S)
+        if found:
+            return int(found.group(1)), [line.strip() for line in found.group(2).splitlines() if line.strip()]
+        if message.startswith('All layers have been checked'):
+            return total, []
+    return (None, []) if started else (0, [])
+
+
+def accuracy_controlled(model, calibration: Sequence[np.ndarray], validation: Sequence[np.ndarray],
+                        validate: Callable, kept: Sequence[str], max_drop: float) -> Tuple[object, dict]:
+    """``nncf.quantize_with_accuracy_control`` of a static-shape ``model`` ([1, 3, H, W], the
+    shape of every ``calibration`` and ``validation`` input) from the ignored scope ``kept``;
+    ``validate`` is ``coco_validation`` over ``validation``, ``max_drop`` in AP points, absolute.
+    Returns (quantized model, {'metric', 'max_drop', 'annotated_images', 'f32_ap', 'int8_ap',
+    'reverted', 'reverted_f32'}): the APs measured again here on every validation image, the
+    number and names of the operations accuracy control put back in f32 beyond ``kept``
+    (``reverted_operations``: NNCF's own report)."""
+    import nncf
+    import openvino as ov
+    if max_drop < 0:
+        raise ValueError(f'max_drop must be >= 0 AP points, got {max_drop}')
+    count, log = len(validation), _LogLines()
+    logging.getLogger('nncf').addHandler(log)
+    try:
+        quantized = nncf.quantize_with_accuracy_control(
+            model, nncf.Dataset(list(calibration)), nncf.Dataset(list(range(count)), lambda index: validation[index]),
+            validate, max_drop=max_drop, drop_type=nncf.DropType.ABSOLUTE, subset_size=len(calibration),
+            ignored_scope=nncf.IgnoredScope(names=list(kept)) if kept else None)
+    finally:
+        logging.getLogger('nncf').removeHandler(log)
+    core = ov.Core()
+    f32_ap, int8_ap = (validate(core.compile_model(m, 'CPU', {'INFERENCE_PRECISION_HINT': 'f32'}), range(count))[0]
+                       for m in (model, quantized))
+    reverted, names = reverted_operations(log.messages)
+    return quantized, {'metric': 'mask AP, points (0-100)', 'max_drop': max_drop, 'annotated_images': count,
+                       'f32_ap': round(f32_ap, 4), 'int8_ap': round(int8_ap, 4),
+                       'reverted': reverted, 'reverted_f32': names}
 
 
 def quantize_model(model_dir: str, paths: Sequence[Path], out_dir: Path, keep_depth: int = 2,
-                   progress: Callable[[], None] = lambda: None) -> dict:
-    """Quantize ``model_dir``'s model.onnx on the images ``paths`` into ``out_dir``.
-    Returns {'input_shape', 'kept_f32', 'images'}."""
+                   progress: Callable[[], None] = lambda: None, annotated: Optional[AnnotatedImages] = None,
+                   max_drop: float = 1.0) -> dict:
+    """Quantize ``model_dir``'s model.onnx on the images ``paths`` into ``out_dir``; with
+    ``annotated``, under accuracy control (``max_drop`` mask AP points on those images).
+    ``progress`` is called once per image read (calibration, then annotated).
+    Returns {'input_shape', 'kept_f32', 'images'} plus 'accuracy_control' with ``annotated``."""
     import nncf
     import openvino as ov
     backend = OpenVinoBackend(model_dir, precision='f32')
-    batches = calibration_batches(backend, paths, progress)
+    inputs = [chw for chw, _ in prepare_images(backend, paths, progress)]
+    checked = prepare_images(backend, annotated.paths, progress, backend.cfg.max_image_pixels) if annotated else []
+    size = [max(chw.shape[axis] for chw in inputs + [c for c, _ in checked]) for axis in (1, 2)]
+    batches, validation = pad_batches(inputs, size), pad_batches([c for c, _ in checked], size)
     model = backend.model.clone()
     model.reshape({0: list(batches[0].shape)})
     kept = output_convolutions(model, keep_depth) if keep_depth > 0 else []
-    quantized = nncf.quantize(model, nncf.Dataset(batches), subset_size=len(batches),
-                              ignored_scope=nncf.IgnoredScope(names=kept) if kept else None)
+    summary = {'input_shape': list(batches[0].shape), 'kept_f32': kept, 'images': len(batches)}
+    if annotated:
+        validate = coco_validation(backend, annotated, validation, [meta for _, meta in checked])
+        quantized, summary['accuracy_control'] = accuracy_controlled(model, batches, validation, validate, kept,
+                                                                     max_drop)
+    else:
+        quantized = nncf.quantize(model, nncf.Dataset(batches), subset_size=len(batches),
+                                  ignored_scope=nncf.IgnoredScope(names=kept) if kept else None)
     quantized.reshape({0: ov.PartialShape([-1, 3, -1, -1])})
-    info = dict(backend.info)
-    info['files'] = {INT8_FILES: {'model': INT8_XML, 'weights': Path(INT8_XML).with_suffix('.bin').name,
-                                  'nncf': nncf.__version__, 'openvino': ov.__version__,
-                                  'calibration_images': len(batches), 'kept_f32': kept}}
+    files = {'model': INT8_XML, 'weights': Path(INT8_XML).with_suffix('.bin').name, 'nncf': nncf.__version__,
+             'openvino': ov.__version__, 'calibration_images': len(batches), 'kept_f32': kept}
+    if annotated:
+        files['accuracy_control'] = summary['accuracy_control']
+    save_int8(quantized, dict(backend.info, files={INT8_FILES: files}), out_dir)
+    return summary
+
+
+def save_int8(quantized, info: dict, out_dir: Path) -> None:
+    """Write the quantized ``openvino.Model`` as ``INT8_XML`` (+ .bin) and ``info`` as
+    infer_cfg.json into the new folder ``out_dir``: complete or absent (written aside, then renamed)."""
+    import openvino as ov
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f'.{out_dir.name}-', dir=out_dir.parent))
-    try:                                  # complete or absent: written aside, then renamed
+    try:
         ov.save_model(quantized, str(tmp / INT8_XML), compress_to_fp16=False)
         (tmp / 'infer_cfg.json').write_text(json.dumps(info, indent=2) + '\n')
         os.rename(tmp, out_dir)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    return {'input_shape': list(batches[0].shape), 'kept_f32': kept, 'images': len(batches)}
