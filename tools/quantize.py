@@ -105,12 +105,13 @@ def run(argv) -> int:
 
 def control_line(control: dict) -> str:
     """The accuracy-control summary in one line."""
-    drop = control['f32_ap'] - control['int8_ap']
-    verdict = 'within' if drop <= control['max_drop'] else 'NOT within (NNCF could not restore it)'
-    reverted = 'an unknown number of' if control['reverted'] is None else control['reverted']
+    drop, count = control['f32_ap'] - control['int8_ap'], control['reverted']
+    verdict = ('<=' if drop <= control['max_drop'] else '>') + f" --max-drop {control['max_drop']:g}"
+    verdict += '' if drop <= control['max_drop'] else ': NNCF could not restore it'
+    reverted = 'an unknown number of operations' if count is None else f"{count} operation{'s' * (count != 1)}"
     return (f"accuracy control: mask AP on {control['annotated_images']} annotated images f32 "
-            f"{control['f32_ap']:.2f}, int8 {control['int8_ap']:.2f} (drop {drop:.2f}, {verdict} --max-drop "
-            f"{control['max_drop']:g}); {reverted} more operations reverted to f32 by NNCF")
+            f"{control['f32_ap']:.2f}, int8 {control['int8_ap']:.2f} (drop {drop:.2f} {verdict}); "
+            f'{reverted} reverted to f32 by NNCF beyond the kept convolutions')
 
 
 if __name__ == '__main__':
