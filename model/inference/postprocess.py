@@ -166,9 +166,13 @@ def _top(scores: np.ndarray, k: int) -> np.ndarray:
     return np.argsort(-scores, kind='stable')[:k]
 
 
-def _sigmoid(logits: np.ndarray) -> np.ndarray:
+def _sigmoid(logits: np.ndarray, out: Optional[np.ndarray] = None) -> np.ndarray:
+    """1 / (1 + exp(-logits)), into ``out`` when given (``out=logits``: in place)."""
+    out = np.negative(logits, out=out)
     with np.errstate(over='ignore'):           # exp overflow -> inf -> 0, the right limit
-        return 1 / (1 + np.exp(-logits))
+        np.exp(out, out=out)
+    out += 1
+    return np.reciprocal(out, out=out)
 
 
 SPARSE_MASK_SHARE = 0.06   # masks covering less of the candidates' pixels: sigmoid of the inside pixels only
@@ -188,11 +192,7 @@ def _mask_statistics(kernels: np.ndarray, feat: np.ndarray, mask_threshold: floa
         rows = np.repeat(np.arange(len(counts)), counts)
         inside = np.bincount(rows, weights=_sigmoid(logits[binary]), minlength=len(counts))
     else:
-        soft = np.negative(logits, out=logits)
-        with np.errstate(over='ignore'):           # exp overflow -> inf -> 0, the right limit
-            np.exp(soft, out=soft)
-        soft += 1
-        np.reciprocal(soft, out=soft)
+        soft = _sigmoid(logits, out=logits)
         inside = np.multiply(soft, binary, out=soft).sum(axis=1, dtype=np.float64)
     areas = counts.astype(np.float32)
     return binary, areas, (inside / np.maximum(counts, 1)).astype(np.float32)
