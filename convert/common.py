@@ -13,6 +13,7 @@ import paddle
 from config import CONFIGS, describe_configs, with_classes
 from config.console import run_command
 from config.sidecar import sidecar_path
+from data.files import same_file
 from model.build import build_model
 from model.checkpoint import save_checkpoint
 
@@ -175,7 +176,7 @@ def check_output(source: str, output: str) -> None:
         raise ConversionError(f"{output}: the weights need a name other than the sidecar's .json "
                               '— e.g. NAME.pdparams')
     for target in (out, sidecar_path(output)):
-        if target.resolve() == src.resolve() or (target.exists() and src.exists() and target.samefile(src)):
+        if same_file(target, src):
             raise ConversionError(f'{target} is the checkpoint being converted — write to another path')
     folder = next(p for p in out.absolute().parents if p.exists())
     if not folder.is_dir():

@@ -8,7 +8,7 @@ config and are refused. The config comes from the checkpoint's sidecar (NAME.jso
     python convert/paddle2ppdet.py output/0/best/model.pdparams solov2_r50_fpn_3x_coco.pdparams
 """
 import argparse
-import io
+from pathlib import Path
 from typing import Dict, Optional, Sequence
 
 if __package__ in (None, ''):
@@ -22,8 +22,8 @@ from config.console import run_command
 from config.sidecar import MODEL_SETTINGS, apply_sidecar, read_sidecar, recorded_settings
 from convert.common import model_shapes
 from convert.ppdet2paddle import ALIAS_PREFIXES, ppdet_name
-from data.files import atomic_write, check_output_file, make_folder
-from model.checkpoint import CheckpointError, load_paddle_params
+from data.files import check_output_file, make_folder
+from model.checkpoint import CheckpointError, load_paddle_params, write_atomically
 
 PPDET_CONFIGS = {0: 'solov2_r50_fpn_1x_coco or solov2_r50_fpn_3x_coco', 3: 'solov2_r50_enhance_coco',
                  4: 'solov2_r101_vd_fpn_3x_coco'}
@@ -73,10 +73,9 @@ def model_changes(cfg, number: int) -> Dict[str, object]:
 
 
 def write_pdparams(params: Dict[str, np.ndarray], output: str) -> None:
-    """``paddle.save`` of numpy arrays, written atomically (``data.files.atomic_write``)."""
-    buffer = io.BytesIO()
-    paddle.save(params, buffer)
-    atomic_write(output, buffer.getvalue())
+    """``paddle.save`` of numpy arrays, written atomically (``model.checkpoint.write_atomically``:
+    straight to a temporary beside ``output``, no in-memory copy of the file)."""
+    write_atomically([(Path(output), lambda path: paddle.save(params, path))])
 
 
 def run(argv: Optional[Sequence[str]] = None) -> int:
