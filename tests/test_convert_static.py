@@ -1,7 +1,7 @@
 """convert/ppdet_static2paddle.py against an independent static-format file.
 
 No PaddleDetection 0.5 checkpoint or static-graph runtime exists here, so the static
-file is made from a REAL PaddleDetection 2.x model (tests/reference/ppdet_ref.py):
+file is made from a REAL PaddleDetection 2.x model (tools/reference/ppdet_ref.py):
 ``to_static`` below renames its dygraph keys with the 0.5 static naming rules
 (SOLOV2_FACTS.md 3b), going from ppdet names to static names, while the converter goes
 from OUR names to static names. Converting that file must give bit-identical tensors to

@@ -1,4 +1,4 @@
-"""Smoke tests of the PaddleDetection reference harness (tests/reference/ppdet_ref.py)."""
+"""Smoke tests of the PaddleDetection reference harness (tools/reference/ppdet_ref.py)."""
 
 import time
 

@@ -59,7 +59,7 @@ from model.inference.quantize import quantize_model  # noqa: E402
 from model.runtime import setup  # noqa: E402
 from tools import postprocess_speed  # noqa: E402
 
-# our config -> PaddleDetection architecture built in tests/reference/ppdet_ref.py
+# our config -> PaddleDetection architecture built in tools/reference/ppdet_ref.py
 REFERENCE_FAMILY = {0: 'r50_fpn', 1: 'light448_r50', 2: 'light_r50_vd_dcn_v05',
                     3: 'r50_enhance', 4: 'r101_vd_dcn'}
 
