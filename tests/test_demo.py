@@ -238,3 +238,15 @@ def test_help_mentions_every_config(capsys):
     assert '--config' in out and '--weights' in out and '--opt' in out
     for number, cls in CONFIGS.items():
         assert f'{number}: {cls.__name__}' in out
+
+
+def test_exported_backend_on_a_gpu_machine_without_device(tmp_path, capsys, monkeypatch):
+    """On a machine with a GPU, --backend onnx without --device runs on the CPU (it is not
+    refused for the GPU it never asked for); an explicit --device gpu still is."""
+    from model.inference import backends
+    monkeypatch.setattr(backends, 'default_device', lambda: 'gpu:0')
+    paths = ['--input', str(Path(demo.__file__).parent / 'images'), '--output', str(tmp_path / 'out')]
+    assert demo.main(['--backend', 'onnx', *paths]) == 2
+    assert '--backend onnx needs --model-dir' in capsys.readouterr().err
+    assert demo.main(['--backend', 'onnx', '--device', 'gpu', *paths]) == 2
+    assert 'runs on the CPU here' in capsys.readouterr().err

@@ -76,7 +76,7 @@ def backend_from_args(args) -> Tuple[int, Backend]:
     if args.backend == 'dygraph' or (args.backend == 'auto' and device != 'cpu'):
         number, cfg = _checked_weights(args)
         return number, create_backend('dygraph', cfg, args.weights, device=setup(device, args.threads))
-    if device != 'cpu':
+    if args.device not in (None, 'cpu'):      # an exported backend runs on the CPU whatever the machine has
         raise ValueError(f'--backend {args.backend} runs on the CPU here; '
                          f'use --backend dygraph for --device {args.device}')
     setup('cpu', args.threads)
