@@ -82,8 +82,9 @@ def describe(backend) -> str:
     return f'{backend.name} {precision}' if precision else backend.name
 
 
-def load_records(args, number, backend, coco, ann: str, images: str) -> list:
-    """The result records to score: read from --json-only, else predicted by ``backend``."""
+def load_records(args, number, backend, coco, dataset, ann: str) -> list:
+    """The result records to score: read from --json-only, else predicted by ``backend`` on
+    ``dataset`` (the ``CocoDataset`` of ``coco``)."""
     if args.json_only:
         if Path(args.json_only).is_dir():
             raise UsageError(f'--json-only {args.json_only} is a folder — give the results .json file')
@@ -93,11 +94,10 @@ def load_records(args, number, backend, coco, ann: str, images: str) -> list:
             raise UsageError(f'cannot read results {args.json_only}: {exc} — give a file written by --save-json')
         check_results(coco, records, args.json_only)
         return records
-    dataset = CocoDataset(ann, images, class_names=list(backend.class_names), max_pixels=backend.cfg.max_image_pixels)
     count = len(coco.getImgIds())
     set_status(lambda: f'stopped while predicting {count} images of {ann}; nothing was written')
     began = time.perf_counter()
-    records = predict_coco(backend, coco, images, dataset.label_to_category_id, progress=True)
+    records = predict_coco(backend, coco, str(dataset.image_dir), dataset.label_to_category_id, progress=True)
     seconds = time.perf_counter() - began
     print(f'config {number} ({describe(backend)}): {count} images in {seconds:.1f} s '
           f'({count / seconds:.2f} img/s), {len(records)} instances')
@@ -129,10 +129,11 @@ def run(argv) -> int:
     root = Path(cfg.dataset_dir)
     ann = args.ann or str(root / cfg.val_ann)
     images = args.images or str(root / cfg.val_images)
-    coco = load_coco(ann)
+    dataset = None if args.json_only else CocoDataset(ann, images, class_names=list(backend.class_names))
+    coco = load_coco(ann) if dataset is None else dataset.coco
     if not coco.getImgIds():
         raise UsageError(f'{ann} lists no images — nothing to evaluate; give an annotation file with images')
-    records = load_records(args, number, backend, coco, ann, images)
+    records = load_records(args, number, backend, coco, dataset, ann)
     for path in (args.save_json, args.predict_only):
         if path:
             write_json(records, path)

@@ -22,7 +22,6 @@ if __package__ in (None, ''):
     import _bootstrap  # noqa: F401  (script mode: make the project importable)
 
 import numpy as np  # noqa: E402
-import paddle  # noqa: E402
 
 from config.console import UsageError, error_line, run_command, set_status  # noqa: E402
 from data.files import check_output_file, make_folder, write_image  # noqa: E402
@@ -96,8 +95,7 @@ def process(entry: dict, raw: Path, params, class_names, args, picture=None) -> 
     COCO records."""
     scores, kernels, mask_feat = read_outputs(raw, entry['name'], len(class_names))
     meta = ImageMeta(tuple(entry['orig_hw']), tuple(entry['resized_hw']), tuple(entry['padded_hw']))
-    with paddle.no_grad():
-        soft = postprocess_flat(scores, kernels, mask_feat, params)[0]
+    soft = postprocess_flat(scores, kernels, mask_feat, params)[0]
     result = paste_detections(soft, meta, params.mask_threshold)
     if picture is not None:
         write_image(picture, draw_bgr(read_image(entry['source']), result, class_names, args.draw_threshold))
@@ -139,7 +137,6 @@ def run(argv) -> int:
     pictures = {} if args.no_pictures else picture_paths(manifest['images'], args.output)
     if pictures:
         make_folder(args.output, '--output')
-    paddle.set_device('cpu')
     params = InferenceParams.from_json(manifest['postprocess'])
     records, done, failed = [], 0, 0
     set_status(lambda: f'{done} inputs post-processed' + ('' if args.no_pictures else f', pictures in {args.output}/'))

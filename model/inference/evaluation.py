@@ -5,7 +5,7 @@ from typing import List, Sequence
 from pycocotools.coco import COCO
 
 from config.console import Progress
-from data.coco import CocoDataset, load_coco
+from data.coco import CocoDataset
 from data.results import instances_to_coco
 from data.transforms import read_image
 from model.inference.pipeline import run_pipeline
@@ -44,6 +44,5 @@ def predict_coco(predictor, coco: COCO, image_dir: str,
 def predict_coco_dataset(predictor, ann: str, images: str, progress: bool = False):
     """(the loaded COCO annotations, result records) of ``predictor`` on every image of a
     COCO-format set, category ids mapped through the predictor's class names."""
-    coco = load_coco(ann)
     dataset = CocoDataset(ann, images, class_names=list(predictor.class_names))
-    return coco, predict_coco(predictor, coco, images, dataset.label_to_category_id, progress)
+    return dataset.coco, predict_coco(predictor, dataset.coco, images, dataset.label_to_category_id, progress)
