@@ -24,7 +24,7 @@ from model.inference.evaluation import predict_coco_dataset
 from model.inference.predictor import Predictor
 from model.training.components import evaluation_weights
 from model.training.distributed import process_rank, world_size
-from model.training.run import UsageError, prepare
+from model.training.run import prepare
 from model.training.trainer import NonFiniteLoss
 
 
@@ -85,17 +85,13 @@ def val_picture(trainer):
 
 def main(argv=None) -> int:
     """The command: errors end in one line (``config.console.run_command``)."""
-    return run_command(run, argv, usage_errors=(UsageError, CheckpointError))
+    return run_command(run, argv, usage_errors=(CheckpointError,))
 
 
 def run(argv) -> int:
     args = parse_args(argv)
     world = world_size()
-    try:
-        trainer, out = prepare(args, world, evaluate, val_picture)
-    except (UsageError, CheckpointError, FileNotFoundError, KeyError, ValueError) as exc:
-        print(f'error: {exc.args[0] if isinstance(exc, KeyError) else exc}', file=sys.stderr)
-        return 2
+    trainer, out = prepare(args, world, evaluate, val_picture)
     set_status(lambda: f'stopped at iteration {trainer.state.iteration}; ' + (
         f'the last checkpoint is {out}/last (continue with --resume auto)' if (out / 'last').is_dir()
         else f'no checkpoint saved yet in {out}'))

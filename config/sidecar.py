@@ -97,5 +97,4 @@ def apply_sidecar(cfg, meta: dict, chosen: Collection[str] = ()):
             changes[name] = value
         elif name in MODEL_SETTINGS:
             raise ValueError(f'weights were trained with {name}={value!r}, the command line says {current!r}')
-    cfg = with_overrides(cfg, _assignments(changes))
-    return with_classes(cfg, cfg.num_classes, cfg.class_names)
+    return with_overrides(cfg, _assignments(changes))

@@ -10,9 +10,9 @@ from typing import Callable, Optional
 import numpy as np
 import paddle
 
-from config import format_settings, get_config, with_classes, with_overrides
+from config import format_settings, get_config, with_overrides
 from config.cli import announce_config
-from config.console import open_visualdl
+from config.console import UsageError, open_visualdl
 from config.sidecar import read_sidecar
 from model.build import build_model
 from model.runtime import setup
@@ -22,15 +22,11 @@ from model.training.distributed import process_rank
 from model.training.ema import ModelEMA
 from model.training.hooks import CheckpointHook, EvalHook, LogHook, VisualDLHook
 from model.training.run_log import RunLog
-from model.training.schedule import check_schedule, scaled_lr
+from model.training.schedule import scaled_lr
 from model.training.state import find_checkpoint, load_training_state, read_state, save_training_state
 from model.training.trainer import Schedule, Trainer, TrainState
 
 RUN_FILES = ('last', 'best', 'train_log.csv', 'eval_log.csv', 'curves.png')
-
-
-class UsageError(Exception):
-    """A bad command line or set-up: one line on stderr, exit code 2."""
 
 
 def claim_run_folder(out: Path, resume: bool, overwrite: bool) -> None:
@@ -60,7 +56,6 @@ def build_parts(args, cfg, world: int, device: str):
                  else convert_cpu_sync_bn(model))
     net = paddle.DataParallel(model) if world > 1 else None
     base_lr = scaled_lr(cfg.base_lr, cfg.reference_batch, cfg.batch_size * world) if args.scale_lr else cfg.base_lr
-    check_schedule(cfg.lr_schedule)
     optimizer = make_optimizer(cfg, model, base_lr)
     ema = ModelEMA(model, cfg.ema_decay, cfg.ema_ramp) if cfg.ema_decay else None
     scaler = paddle.amp.GradScaler() if args.amp and device == 'gpu' else None
@@ -118,7 +113,6 @@ def prepare(args, world: int, evaluate: Callable, picture: Optional[Callable] = 
     if args.resume:
         take_over_options(args, out)
     cfg = with_overrides(get_config(args.config), args.opt)
-    cfg = with_classes(cfg, cfg.num_classes, cfg.class_names)
     device = setup(args.device, args.threads, processes=world)
     if world > 1:
         paddle.distributed.init_parallel_env()
