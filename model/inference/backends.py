@@ -9,7 +9,7 @@
 """
 import argparse
 from pathlib import Path
-from typing import Optional, Sequence, Tuple
+from typing import Sequence, Tuple
 
 from config.cli import resolve_config
 from config.console import UsageError
@@ -24,21 +24,16 @@ BACKENDS = ('auto', 'dygraph', 'inference', 'onnx', 'openvino')
 EXPORTED = ('inference', 'onnx', 'openvino')
 
 
-def create_backend(kind: str, cfg=None, weights: Optional[str] = None, model_dir: Optional[str] = None,
-                   device: Optional[str] = None, threads: int = 0, mkldnn: bool = False,
-                   overrides: Sequence[str] = (), precision: str = 'f32') -> Backend:
-    """A backend by name: 'dygraph' (cfg + weights) or 'inference' / 'onnx' / 'openvino' (model_dir)."""
-    if precision != 'f32' and kind != 'openvino':
-        raise BackendError(f'--precision {precision} needs --backend openvino')
-    if kind == 'dygraph':
-        return Predictor(cfg, weights, device)
+def exported_backend(kind: str, model_dir: str, threads: int = 0, mkldnn: bool = False,
+                     overrides: Sequence[str] = (), precision: str = 'f32') -> Backend:
+    """The backend of an exported model folder by name: 'inference', 'onnx' or 'openvino'."""
     if kind == 'inference':
         return InferenceBackend(model_dir, threads, mkldnn, overrides)
     if kind == 'onnx':
         return OnnxBackend(model_dir, threads, overrides)
     if kind == 'openvino':
         return OpenVinoBackend(model_dir, threads, precision, overrides)
-    raise BackendError(f"unknown backend '{kind}' (expected one of {', '.join(BACKENDS)})")
+    raise BackendError(f"unknown exported backend '{kind}' (expected one of {', '.join(EXPORTED)})")
 
 
 def add_backend_args(parser: argparse.ArgumentParser) -> None:
@@ -75,7 +70,7 @@ def backend_from_args(args) -> Tuple[int, Backend]:
     device = args.device or default_device()
     if args.backend == 'dygraph' or (args.backend == 'auto' and device != 'cpu'):
         number, cfg = _checked_weights(args)
-        return number, create_backend('dygraph', cfg, args.weights, device=setup(device, args.threads))
+        return number, Predictor(cfg, args.weights, setup(device, args.threads))
     if args.device not in (None, 'cpu'):      # an exported backend runs on the CPU whatever the machine has
         raise ValueError(f'--backend {args.backend} runs on the CPU here; '
                          f'use --backend dygraph for --device {args.device}')
@@ -85,8 +80,7 @@ def backend_from_args(args) -> Tuple[int, Backend]:
         return number, cached_backend(number, cfg, args.weights, args.opt, args.threads)[1]
     if not args.model_dir:
         raise UsageError(f'--backend {args.backend} needs --model-dir (a folder from tools/export_model.py)')
-    backend = create_backend(args.backend, model_dir=args.model_dir, threads=args.threads,
-                             mkldnn=args.mkldnn, overrides=args.opt, precision=args.precision)
+    backend = exported_backend(args.backend, args.model_dir, args.threads, args.mkldnn, args.opt, args.precision)
     if args.config is not None and args.config != backend.number:
         raise ValueError(f'{args.model_dir} was exported from config {backend.number}, not --config={args.config}')
     return backend.number, backend
