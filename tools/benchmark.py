@@ -93,18 +93,8 @@ def reference_and_weights(number: int, folder: Path):
 def cpu_description(cpuinfo: str = '/proc/cpuinfo') -> str:
     """The CPU's model name and which of avx512_bf16 / amx_bf16 / amx_int8 it has, with
     OpenVINO's verdict on bf16 (e.g. 'AMD EPYC 9R14, avx512_bf16, OpenVINO bf16: yes')."""
-    name, flags = platform.processor() or 'unknown CPU', set()
-    try:
-        with open(cpuinfo) as handle:
-            for line in handle:
-                key, _, value = line.partition(':')
-                if key.strip() == 'model name' and name == (platform.processor() or 'unknown CPU'):
-                    name = value.strip()
-                elif key.strip() == 'flags':
-                    flags = set(value.split())
-                    break
-    except OSError:
-        pass
+    name, flags = postprocess_speed.cpu_facts(cpuinfo) or (None, set())
+    name = name or platform.processor() or 'unknown CPU'
     wanted = [flag for flag in ('avx512_bf16', 'amx_bf16', 'amx_int8') if flag in flags] or ['no bf16/AMX flags']
     try:
         verdict = 'yes' if has_bf16(import_openvino().Core()) else 'no'

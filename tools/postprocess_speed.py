@@ -13,13 +13,14 @@ import os
 import platform
 import statistics
 import time
+from typing import Optional, Set, Tuple
 
 import cv2
 import numpy as np
 import threadpoolctl
 
 from data.results import instances_to_coco
-from data.transforms import ImageMeta, resized_hw
+from data.transforms import ImageMeta, padded_size, resized_hw
 from data.visualize import draw_instances
 from model.inference.postprocess import InferenceParams, paste_detections, postprocess_flat
 
@@ -79,7 +80,7 @@ def postprocess_seconds(cfg, size: int = 640, runs: int = 5, instances: int = 10
     counts and the mask-feature size."""
     params = InferenceParams.from_config(cfg)
     (height, width), _ = resized_hw(size, size, cfg.test_short, cfg.test_max)
-    padded = (-(-height // 32) * 32, -(-width // 32) * 32)
+    padded = (padded_size(height, 32), padded_size(width, 32))
     meta = ImageMeta((size, size), (height, width), padded)
     outputs = synthetic_outputs(params, cfg.num_classes, cfg.kernel_channels,
                                 (padded[0] // 4, padded[1] // 4), instances)
@@ -103,9 +104,8 @@ def one_core() -> None:
     cv2.setNumThreads(1)
 
 
-def cpu_model(cpuinfo: str = '/proc/cpuinfo') -> str:
-    """'<model name> (avx512_bf16 yes|no, amx yes|no)' of the first CPU, or the platform's
-    processor string where /proc/cpuinfo is missing."""
+def cpu_facts(cpuinfo: str = '/proc/cpuinfo') -> Optional[Tuple[Optional[str], Set[str]]]:
+    """(model name or None, flags) of the first CPU in ``cpuinfo``; None where it cannot be read."""
     fields = {}
     try:
         with open(cpuinfo) as f:
@@ -113,9 +113,18 @@ def cpu_model(cpuinfo: str = '/proc/cpuinfo') -> str:
                 key, _, value = line.partition(':')
                 fields.setdefault(key.strip(), value.strip())
     except OSError:
+        return None
+    return fields.get('model name'), set(fields.get('flags', '').split())
+
+
+def cpu_model(cpuinfo: str = '/proc/cpuinfo') -> str:
+    """'<model name> (avx512_bf16 yes|no, amx yes|no)' of the first CPU, or the platform's
+    processor string where /proc/cpuinfo is missing."""
+    facts = cpu_facts(cpuinfo)
+    if facts is None:
         return platform.processor() or 'unknown CPU'
-    flags = set(fields.get('flags', '').split())
-    return (f"{fields.get('model name', 'unknown CPU')} (avx512_bf16 {'yes' if 'avx512_bf16' in flags else 'no'}, "
+    name, flags = facts
+    return (f"{name or 'unknown CPU'} (avx512_bf16 {'yes' if 'avx512_bf16' in flags else 'no'}, "
             f"amx {'yes' if 'amx_bf16' in flags else 'no'})")
 
 
