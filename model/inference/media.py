@@ -98,7 +98,7 @@ def video_output_path(options) -> Path:
 
 class ImageStages:
     """The demo's work on each image of a folder, as ``run_pipeline`` stages: ``load``
-    (read, preprocess, dump), ``model`` (the network) and ``finish`` (instances on the
+    (read, preprocess, dump unless ``dump=False``), ``model`` (the network) and ``finish`` (instances on the
     picture, the drawn picture written to ``targets[path]``, records when
     ``options.save_json``, one printed line); ``written`` lists the pictures done."""
 
@@ -108,10 +108,10 @@ class ImageStages:
         self.ids = {path: index for index, path in enumerate(targets)}
         self.written = []
 
-    def load(self, path):
+    def load(self, path, dump=True):
         image = read_image(path, self.backend.cfg.max_image_pixels)
         chw, meta = self.backend.prepare(image)
-        if self.dumper is not None:
+        if self.dumper is not None and dump:
             index = self.ids[path]
             self.dumper.dump(f'{index:05d}_{path.stem}', index, path.name, str(path.resolve()), chw, meta)
         return image, (chw, meta)
@@ -137,8 +137,7 @@ def run_images(options, backend, dumper, records, targets) -> int:
     stages = ImageStages(options, backend, dumper, records, targets)
     set_status(lambda: f'{len(stages.written)} of {len(paths)} pictures written to {options.output}/'
                + (', no --save-json results' if options.save_json else ''))
-    warm_up(paths, lambda p: (None, backend.prepare(read_image(p, backend.cfg.max_image_pixels))), stages.model,
-            options.warmup)
+    warm_up(paths, lambda path: stages.load(path, dump=False), stages.model, options.warmup)
     began = time.perf_counter()
     stats = run_pipeline(paths, stages.load, stages.model, stages.finish)
     for path, message in stats.failed:

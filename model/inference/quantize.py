@@ -37,7 +37,7 @@ from pycocotools.coco import COCO
 from data.coco import CocoDataset
 from data.coco_eval import run_cocoeval
 from data.results import instances_to_coco
-from data.transforms import DEFAULT_MAX_PIXELS, ImageMeta, read_image
+from data.transforms import ImageMeta, read_image
 from model.inference.openvino_backend import INT8_FILES, OpenVinoBackend, output_order
 
 INT8_XML = 'model_int8.xml'
@@ -65,12 +65,11 @@ def output_convolutions(model, keep_depth: int) -> List[str]:
     return sorted(found)
 
 
-def prepare_images(backend, paths: Sequence[Path], progress: Callable[[], None],
-                   max_pixels: int = DEFAULT_MAX_PIXELS) -> List[Tuple[np.ndarray, ImageMeta]]:
+def prepare_images(backend, paths: Sequence[Path], progress: Callable[[], None]) -> List[Tuple[np.ndarray, ImageMeta]]:
     """Each image read and preprocessed as for inference: ([3, H, W] float32, its sizes)."""
     prepared = []
     for path in paths:
-        prepared.append(backend.prepare(read_image(str(path), max_pixels)))
+        prepared.append(backend.prepare(read_image(str(path), backend.cfg.max_image_pixels)))
         progress()
     return prepared
 
@@ -214,7 +213,7 @@ def quantize_model(model_dir: str, paths: Sequence[Path], out_dir: Path, keep_de
     import openvino as ov
     backend = OpenVinoBackend(model_dir, precision='f32')
     inputs = [chw for chw, _ in prepare_images(backend, paths, progress)]
-    checked = prepare_images(backend, annotated.paths, progress, backend.cfg.max_image_pixels) if annotated else []
+    checked = prepare_images(backend, annotated.paths, progress) if annotated else []
     size = [max(chw.shape[axis] for chw in inputs + [c for c, _ in checked]) for axis in (1, 2)]
     batches, validation = pad_batches(inputs, size), pad_batches([c for c, _ in checked], size)
     model = backend.model.clone()
