@@ -13,7 +13,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
-from typing import Dict, List, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 import paddle
@@ -212,14 +212,16 @@ def verify(dygraph: Predictor, backends: Sequence, seed: int = 0) -> List[str]:
 
 def export(number: int, cfg, weights: str, out_dir: Path, fmt: str = 'both', opset: int = 17,
            min_size: int = MIN_SIZE, max_size: int = DEFAULT_MAX_SIZE,
-           check: bool = True) -> List[str]:
-    """Write the export; returns the lines to print. Raises ExportError or CheckpointError."""
+           check: bool = True, dygraph: Optional[Predictor] = None) -> List[str]:
+    """Write the export; returns the lines to print. Raises ExportError or CheckpointError.
+    ``dygraph``: the ``Predictor`` of ``cfg`` and ``weights`` on the CPU when the caller has
+    built it already (built here otherwise)."""
     for name, value in (('--min-size', min_size), ('--max-size', max_size)):
         if value % SIZE_DIVISOR or value < MIN_SIZE:
             raise ExportError(f'{name} {value} must be a multiple of {SIZE_DIVISOR} and >= {MIN_SIZE}')
     if max_size < min_size:
         raise ExportError(f'--max-size {max_size} is below --min-size {min_size}')
-    dygraph = Predictor(cfg, weights, device='cpu')
+    dygraph = dygraph or Predictor(cfg, weights, device='cpu')
     cfg, model = dygraph.cfg, dygraph.model
     deformable = has_deformable_conv(model)
     p2o = check_onnx_tools(deformable) if fmt in ('onnx', 'both') else None

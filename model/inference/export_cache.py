@@ -118,9 +118,9 @@ def build_entry(cfg, weights: str, key: dict, folder: Path, threads: int) -> Non
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f'.{folder.name}-', dir=folder.parent))
     try:
-        export(key['config'], cfg, weights, tmp, fmt='onnx', check=False)
-        backend = _open(key['backend'], tmp, threads, key['overrides'])
-        verify(Predictor(cfg, weights, 'cpu'), [backend])
+        dygraph = Predictor(cfg, weights, 'cpu')
+        export(key['config'], cfg, weights, tmp, fmt='onnx', check=False, dygraph=dygraph)
+        verify(dygraph, [_open(key['backend'], tmp, threads, key['overrides'])])
         files = {p.name: file_sha256(p) for p in sorted(tmp.iterdir()) if p.is_file()}
         (tmp / MANIFEST).write_text(json.dumps({'key': key, 'files': files}, indent=2) + '\n')
         try:
