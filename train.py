@@ -10,6 +10,7 @@ Writes to ``output/<config>/``: ``last/`` and ``best/`` checkpoints (weights + s
 optimizer, state), ``train_log.csv``, ``eval_log.csv``, ``curves.png`` and ``config.txt``.
 """
 import argparse
+import functools
 import sys
 from pathlib import Path
 
@@ -71,12 +72,16 @@ def evaluate(trainer) -> dict:
     return evaluate_segm(coco, records)
 
 
+@functools.lru_cache(maxsize=4)
+def first_val_image(ann: str, images: str) -> str:
+    """Path of the validation set's first image (by id); the annotation file is read once."""
+    coco = load_coco(ann)
+    return str(Path(images) / coco.imgs[min(coco.getImgIds())]['file_name'])
+
+
 def val_picture(trainer):
     """The first validation image with the (EMA) model's instances drawn, [H, W, 3] uint8 RGB."""
-    ann, images = val_set(trainer.cfg)
-    coco = load_coco(ann)
-    first = coco.imgs[min(coco.getImgIds())]['file_name']
-    image = read_image(str(Path(images) / first), trainer.cfg.max_image_pixels)
+    image = read_image(first_val_image(*val_set(trainer.cfg)), trainer.cfg.max_image_pixels)
     with evaluation_weights(trainer.model, trainer.ema) as model:
         result = Predictor.for_model(model, trainer.cfg)(image)
     return draw_instances(image, result.masks, result.labels, result.scores, trainer.cfg.class_names, 0.3,
