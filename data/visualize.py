@@ -31,8 +31,7 @@ def label_text(label: int, score: float, class_names: Sequence[str]) -> str:
 def fill_mask(image: np.ndarray, mask: np.ndarray, color: tuple[int, int, int]) -> None:
     """Blend `color` into `[H, W, 3] uint8` `image` (a picture or a window of one) in place
     where `[H, W] bool` `mask` is True (uint8 blend, rounded to nearest)."""
-    paint = np.empty_like(image)
-    cv2.rectangle(paint, (0, 0), (image.shape[1] - 1, image.shape[0] - 1), color, thickness=cv2.FILLED)
+    paint = np.full_like(image, color)
     blended = cv2.addWeighted(image, 1.0 - FILL_ALPHA, paint, FILL_ALPHA, 0.0)
     cv2.copyTo(blended, mask.view(np.uint8), image)
 
@@ -119,10 +118,11 @@ def draw_instance(canvas: np.ndarray, mask: np.ndarray, box: Sequence[int] | Non
                   color: tuple[int, int, int], text: str) -> None:
     """Fill, contour and caption of one `[H, W] bool` mask on `[H, W, 3] uint8` `canvas` in place,
     reading and writing only around its tight `box` (found when None)."""
+    box = mask_to_box(mask) if box is None else box
     region = largest_region_box(mask, box)
     if region is None:
         return
-    rows, cols = window(mask_to_box(mask) if box is None else box, mask.shape)
+    rows, cols = window(box, mask.shape)
     crop = mask[rows, cols]
     fill_mask(canvas[rows, cols], crop, color)
     draw_contour(canvas, crop, color, (cols.start, rows.start))
