@@ -26,6 +26,7 @@ from model.inference.exportable import (
     OUTPUT_NAMES,
     SIZE_DIVISOR,
     has_deformable_conv,
+    paddle_major,
     save_inference_model,
 )
 from model.inference.exported import INFER_CFG, ONNX_FILE, PADDLE_PREFIX, InferenceBackend, OnnxBackend
@@ -44,10 +45,6 @@ class ExportError(Exception):
 
 # ---- ONNX ------------------------------------------------------------------------------------
 
-def _paddle_major() -> int:
-    return int(paddle.__version__.split('.')[0])
-
-
 def check_onnx_tools(deformable: bool) -> str:
     """paddle2onnx's version, or ExportError when it is missing, does not fit this
     Paddle, or cannot write what the model needs."""
@@ -58,10 +55,10 @@ def check_onnx_tools(deformable: bool) -> str:
     except PackageNotFoundError:
         raise ExportError('ONNX export needs paddle2onnx and onnx: pip install -r requirements-deploy.txt')
     major = int(p2o.split('.')[0])
-    if _paddle_major() >= 3 and major < 2:
+    if paddle_major() >= 3 and major < 2:
         raise ExportError(f'paddle2onnx {p2o} reads Paddle 2.x models only; with Paddle '
                           f'{paddle.__version__} install paddle2onnx>=2.0 (requirements-deploy.txt)')
-    if _paddle_major() < 3 and major >= 2:
+    if paddle_major() < 3 and major >= 2:
         raise ExportError(f'paddle2onnx {p2o} needs Paddle >= 3.0; with Paddle {paddle.__version__} '
                           'install paddle2onnx==1.3.1')
     if deformable and major < 2:

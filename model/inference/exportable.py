@@ -74,12 +74,17 @@ def _keep_zero_argument_super(model: nn.Layer) -> None:
             paddle.jit.not_to_static(forward)
 
 
+def paddle_major() -> int:
+    """The installed Paddle's major version (2 or 3: their saved formats differ)."""
+    return int(paddle.__version__.split('.')[0])
+
+
 def save_inference_model(model: SOLOv2, prefix: str) -> None:
     """Trace ``ExportableSOLOv2(model)`` (eval mode) with input [None, 3, None, None]
     and write it with ``paddle.jit.save``: PREFIX.json (Paddle >= 3, PIR) or
     PREFIX.pdmodel (Paddle 2.x), plus PREFIX.pdiparams."""
     model.eval()
-    if int(paddle.__version__.split('.')[0]) < 3:
+    if paddle_major() < 3:
         _keep_zero_argument_super(model)
     net = ExportableSOLOv2(model)
     net.eval()

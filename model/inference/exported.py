@@ -16,7 +16,7 @@ import paddle
 from config import get_config, with_overrides
 from config.sidecar import MODEL_SETTINGS
 from model.inference.backend import Backend, BackendError
-from model.inference.exportable import OUTPUT_NAMES
+from model.inference.exportable import OUTPUT_NAMES, paddle_major
 from model.inference.postprocess import InferenceParams
 
 INFER_CFG = 'infer_cfg.json'
@@ -109,7 +109,7 @@ class InferenceBackend(ExportedBackend):
         for path in (model_file, params_file):
             if not path.is_file():
                 raise BackendError(f'{path} not found')
-        if model_file.suffix == '.json' and int(paddle.__version__.split('.')[0]) < 3:
+        if model_file.suffix == '.json' and paddle_major() < 3:
             raise BackendError(f'{model_file} was written by Paddle >= 3 (PIR); Paddle '
                                f'{paddle.__version__} reads only .pdmodel: export again with it')
         config = paddle_infer.Config(str(model_file), str(params_file))
