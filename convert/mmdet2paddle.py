@@ -10,7 +10,7 @@ if __package__ in (None, ''):
     import _bootstrap  # noqa: F401  (script mode: make the project importable)
 
 from convert.common import converter_main
-from convert.pth_reader import load_state_dict
+from convert.pth_reader import RefusedCheckpoint, load_state_dict
 from convert.solo2paddle import is_counter, mmdet_family_name
 
 # mmdetection's SOLOV2Head is the detector's ``mask_head`` and holds the mask-feature
@@ -43,8 +43,8 @@ def load(path: str) -> dict:
     training checkpoint are refused."""
     try:
         return load_state_dict(path)
-    except ValueError as exc:
-        if 'mmengine' not in str(exc):
+    except RefusedCheckpoint as exc:
+        if not (exc.qualname or '').startswith('mmengine.'):
             raise
         refused = str(exc).split(' — ')[0]
         raise ValueError(f"{refused} — an mmdetection 3.x training checkpoint? Keep only its weights with "

@@ -46,6 +46,15 @@ _TORCH_DTYPE_NAMES = ('float32', 'float64', 'float16', 'bfloat16', 'int64',
                       'int32', 'int16', 'int8', 'uint8', 'bool')
 
 
+class RefusedCheckpoint(ValueError):
+    """A checkpoint the safe reader refused (one line); ``qualname`` is the global it asked
+    for ('module.name'), None when it was refused for another reason."""
+
+    def __init__(self, message: str, qualname=None):
+        super().__init__(message)
+        self.qualname = qualname
+
+
 @dataclass(frozen=True)
 class _StorageType:
     """Stand-in for a torch storage class such as ``torch.FloatStorage``."""
@@ -280,7 +289,8 @@ def load_pth(path):
     try:
         obj, arrays = loader(path)
     except Refused as exc:
-        raise ValueError(refusal_message(path, exc, 'tensors', 'torch.save')) from None
+        raise RefusedCheckpoint(refusal_message(path, exc, 'tensors', 'torch.save'),
+                                getattr(exc, 'qualname', None)) from None
     return _materialize(obj, arrays, set())
 
 

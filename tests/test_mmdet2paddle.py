@@ -181,6 +181,17 @@ def test_a_training_checkpoint_with_mmengine_objects_is_refused(tmp_path, capsys
     assert not out.exists()
 
 
+def test_the_mmengine_hint_is_for_mmengine_objects_only(tmp_path, capsys):
+    """A file refused for another reason gets no publish_model hint, even from a folder
+    whose name says mmengine (the hint follows the refused global, not the message text)."""
+    src = tmp_path / 'mmengine_runs' / 'evil.pth'
+    src.parent.mkdir()
+    torch.save({'state_dict': {}, 'x': print}, str(src))
+    assert mmdet2paddle.main([str(src), str(tmp_path / 'out.pdparams')]) == 2
+    err = capsys.readouterr().err
+    assert 'refused to load: it asks for' in err and 'print' in err and 'publish_model.py' not in err
+
+
 def test_a_solo_checkpoint_is_refused(tmp_path, capsys):
     src = tmp_path / 'solo.pth'
     torch.save({'meta': {}, 'state_dict': random_solo_layout('solov2-light_r18_fpn_ms-3x_coco')}, str(src))
