@@ -28,14 +28,23 @@ pictures and JSON.
 import argparse
 from pathlib import Path
 
-from config import describe_configs
-from config.cli import add_model_args, add_runtime_args, announce_config, make_parser
-from config.console import UsageError, run_command
+from tools.cli import (  # before Paddle
+    add_backend_args,
+    add_model_args,
+    add_runtime_args,
+    make_parser,
+    run_command,
+    set_status,
+)
+
+# isort: split
+from config import announce_config, describe_configs
+from config.errors import InputError
 from data.files import check_folder, check_output_file
 from data.results import write_json
-from model.checkpoint import CheckpointError
-from model.inference.backends import BackendError, add_backend_args, backend_from_args
+from model.inference.backends import BACKENDS, backend_from_args
 from model.inference.media import check_video_output, list_images, picture_targets, run_images, run_video
+from model.inference.openvino_backend import PRECISIONS
 from model.inference.outputs import InputDumper, sort_records
 
 DEFAULT_WEIGHTS = 'weights/shapes_r18.pdparams'
@@ -44,7 +53,7 @@ DEFAULT_WEIGHTS = 'weights/shapes_r18.pdparams'
 def parse_args(argv=None) -> argparse.Namespace:
     parser = make_parser('SOLOv2 instance segmentation on images, a video or a camera.')
     add_model_args(parser, DEFAULT_WEIGHTS)
-    add_backend_args(parser)
+    add_backend_args(parser, BACKENDS, PRECISIONS)
     source = parser.add_mutually_exclusive_group()
     source.add_argument('--input', default='images', help='image file or folder (default: images/)')
     source.add_argument('--video', metavar='FILE', help='a video file instead of images')
@@ -80,8 +89,8 @@ def check_outputs(args, paths) -> dict:
 
 
 def main(argv=None) -> int:
-    """The command: errors end in one line (``config.console.run_command``)."""
-    return run_command(run, argv, usage_errors=(CheckpointError, BackendError))
+    """The command: errors end in one line (``tools.cli.run_command``)."""
+    return run_command(run, argv)
 
 
 def run(argv) -> int:
@@ -92,18 +101,20 @@ def run(argv) -> int:
     video = args.video is not None or args.camera is not None
     paths = [] if video else list_images(args.input)
     if not video and not paths:
-        raise UsageError(f'no images found at {args.input} — give an image file or a folder of images')
+        raise InputError(f'no images found at {args.input} — give an image file or a folder of images')
     if args.video is not None and not Path(args.video).is_file():
-        raise UsageError(f'video not found: {args.video} — check the path')
+        raise InputError(f'video not found: {args.video} — check the path')
     targets = check_outputs(args, paths)
     number, backend = backend_from_args(args)
     where = (f'{backend.name} backend, {args.model_dir}' if args.model_dir
              else f'{backend.name} backend, {args.weights}')
     print(announce_config(number, backend.cfg, args.opt, args.verbose, where))
     dumper = InputDumper(args.dump_inputs, backend, number) if args.dump_inputs else None
-    records = []
+    records, written = [], []
+    set_status(lambda: f'{len(written)} of {len(paths)} pictures written to {args.output}/'
+               + (', no --save-json results' if args.save_json else ''))
     code = (run_video(args, backend, dumper, records) if video
-            else run_images(args, backend, dumper, records, targets))
+            else run_images(args, backend, dumper, records, targets, written))
     if dumper is not None:
         print(f'wrote {len(dumper.entries)} inputs and {dumper.close()}')
     if args.save_json and code != 2:

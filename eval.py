@@ -18,21 +18,25 @@ import math
 import time
 from pathlib import Path
 
-from config.cli import add_model_args, add_runtime_args, make_parser, resolve_config
-from config.console import UsageError, open_visualdl, run_command, set_status
+from tools.cli import Progress, add_backend_args, add_model_args, add_runtime_args, make_parser, run_command, set_status
+
+# isort: split
+from config.errors import InputError
+from config.sidecar import resolve_config
 from data.coco import CocoDataset, load_coco
 from data.coco_eval import STAT_NAMES, check_results, per_class_ap, run_cocoeval
 from data.files import check_output_file
 from data.results import write_json
-from model.checkpoint import CheckpointError
-from model.inference.backends import BackendError, add_backend_args, backend_from_args
+from model.inference.backends import BACKENDS, backend_from_args
 from model.inference.evaluation import predict_coco
+from model.inference.openvino_backend import PRECISIONS
+from model.training.hooks import open_visualdl
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = make_parser('COCO mask AP of a SOLOv2 checkpoint or exported model.')
     add_model_args(parser)
-    add_backend_args(parser)
+    add_backend_args(parser, BACKENDS, PRECISIONS)
     parser.add_argument('--ann', help='COCO annotation file (default: the config val set)')
     parser.add_argument('--images', help='image folder (default: the config val images)')
     parser.add_argument('--classwise', action='store_true',
@@ -87,17 +91,19 @@ def load_records(args, number, backend, coco, dataset, ann: str) -> list:
     ``dataset`` (the ``CocoDataset`` of ``coco``)."""
     if args.json_only:
         if Path(args.json_only).is_dir():
-            raise UsageError(f'--json-only {args.json_only} is a folder — give the results .json file')
+            raise InputError(f'--json-only {args.json_only} is a folder — give the results .json file')
         try:
             records = json.loads(Path(args.json_only).read_text())
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise UsageError(f'cannot read results {args.json_only}: {exc} — give a file written by --save-json')
+            raise InputError(f'cannot read results {args.json_only}: {exc} — give a file written by --save-json')
         check_results(coco, records, args.json_only)
         return records
     count = len(coco.getImgIds())
     set_status(lambda: f'stopped while predicting {count} images of {ann}; nothing was written')
     began = time.perf_counter()
-    records = predict_coco(backend, coco, str(dataset.image_dir), dataset.label_to_category_id, progress=True)
+    bar = Progress(count, 'predict ')
+    records = predict_coco(backend, coco, str(dataset.image_dir), dataset.label_to_category_id, bar.update)
+    bar.close()
     seconds = time.perf_counter() - began
     print(f'config {number} ({describe(backend)}): {count} images in {seconds:.1f} s '
           f'({count / seconds:.2f} img/s), {len(records)} instances')
@@ -107,17 +113,17 @@ def load_records(args, number, backend, coco, dataset, ann: str) -> list:
 def model_and_config(args) -> tuple:
     """(config number, config, backend or None for --json-only)."""
     if args.json_only:
-        return (*resolve_config(args), None)
+        return (*resolve_config(args.weights, args.config, args.opt), None)
     if not args.weights and not args.model_dir:
-        raise UsageError('pass --weights (or --model-dir with --backend onnx|openvino|inference, '
+        raise InputError('pass --weights (or --model-dir with --backend onnx|openvino|inference, '
                          'or --json-only with a results file)')
     number, backend = backend_from_args(args)
     return number, backend.cfg, backend
 
 
 def main(argv=None) -> int:
-    """The command: errors end in one line (``config.console.run_command``)."""
-    return run_command(run, argv, usage_errors=(CheckpointError, BackendError))
+    """The command: errors end in one line (``tools.cli.run_command``)."""
+    return run_command(run, argv)
 
 
 def run(argv) -> int:
@@ -132,7 +138,7 @@ def run(argv) -> int:
     dataset = None if args.json_only else CocoDataset(ann, images, class_names=list(backend.class_names))
     coco = load_coco(ann) if dataset is None else dataset.coco
     if not coco.getImgIds():
-        raise UsageError(f'{ann} lists no images — nothing to evaluate; give an annotation file with images')
+        raise InputError(f'{ann} lists no images — nothing to evaluate; give an annotation file with images')
     records = load_records(args, number, backend, coco, dataset, ann)
     for path in (args.save_json, args.predict_only):
         if path:

@@ -14,8 +14,9 @@ import functools
 import sys
 from pathlib import Path
 
-from config.cli import add_runtime_args, make_parser
-from config.console import run_command, set_status
+from tools.cli import add_runtime_args, make_parser, run_command, set_status  # before Paddle
+
+# isort: split
 from data.coco import load_coco
 from data.coco_eval import evaluate_segm
 from data.transforms import read_image
@@ -89,8 +90,8 @@ def val_picture(trainer):
 
 
 def main(argv=None) -> int:
-    """The command: errors end in one line (``config.console.run_command``)."""
-    return run_command(run, argv, usage_errors=(CheckpointError,))
+    """The command: errors end in one line (``tools.cli.run_command``)."""
+    return run_command(run, argv)
 
 
 def run(argv) -> int:

@@ -1,19 +1,12 @@
 """Numbered configs for ``--config=N``. The numbers are stable: scripts depend on them.
 
 0-2 keep the numbering of the earlier Paddle 2.0 port (miemie2013/Paddle-SOLOv2).
-
-Every command imports this package before Paddle, so the library warnings a user cannot
-act on are silenced here: Paddle's "No ccache found" (printed on every import), the
-BatchNorm note printed each time a model goes back to training mode after evaluation, and
-the C++ log's warning level (export prints internal notes there; errors still show, and
-GLOG_minloglevel set by the user wins).
 """
-import os
-import warnings
 from typing import Dict, Type
 
 from config.base import COCO_CLASSES, SOLOv2Base
 from config.checks import accepted, check_config
+from config.errors import InputError
 from config.light448_dcn_r50 import Light448DCNR50
 from config.light448_r18 import Light448R18
 from config.light448_r34 import Light448R34
@@ -26,11 +19,6 @@ from config.r101_fpn import R101FPN
 from config.r101vd_dcn import R101vdDCN
 from config.shapes_r18 import ShapesR18
 from config.x101_dcn import X101DCN
-
-os.environ.setdefault('GLOG_minloglevel', '2')
-warnings.filterwarnings('ignore', message='No ccache found', category=UserWarning)
-warnings.filterwarnings('ignore', message='When training, we now always track global mean and variance',
-                        category=UserWarning)
 
 CONFIGS: Dict[int, Type[SOLOv2Base]] = {
     0: SOLOv2Base,
@@ -53,7 +41,7 @@ def get_config(number: int) -> Type[SOLOv2Base]:
     """The config class registered as ``number``; a clear error for an unknown one."""
     if number not in CONFIGS:
         listed = ', '.join(f'{n}: {c.__name__}' for n, c in CONFIGS.items())
-        raise KeyError(f'unknown config {number} — pick one of {listed} (--list-configs)')
+        raise InputError(f'unknown config {number} — pick one of {listed} (--list-configs)')
     return CONFIGS[number]
 
 
@@ -135,3 +123,12 @@ def with_overrides(cfg: Type[SOLOv2Base], assignments) -> Type[SOLOv2Base]:
     changed = type(cfg.__name__, (cfg,), changes) if changes else cfg
     check_config(changed)
     return changed
+
+def announce_config(number: int, cfg, overrides=(), verbose: bool = False, where: str = '') -> str:
+    """What a command runs with: one line (config number and name, ``where`` (weights or
+    model folder) and the --opt overrides), or with ``verbose`` that line and the table of
+    every resolved value."""
+    line = f'config {number}: {cfg.__name__}' + (f' ({where})' if where else '')
+    if overrides:
+        line += ', --opt ' + ' '.join(overrides)
+    return f'{line}\n{format_settings(cfg)}' if verbose else line

@@ -8,9 +8,10 @@ outputs mean (a command line that contradicts the recorded value is an error),
 line may change them); the rest (training, input limits) are not recorded."""
 import json
 from pathlib import Path
-from typing import Collection, List, Optional
+from typing import Collection, List, Optional, Sequence
 
 from config import CONFIGS, get_config, with_classes, with_overrides
+from config.errors import InputError
 
 MODEL_SETTINGS = ('depth', 'variant', 'backbone_width', 'backbone_groups', 'backbone_base_width',
                   'backbone_dcn', 'backbone_dcn_stages',
@@ -98,3 +99,24 @@ def apply_sidecar(cfg, meta: dict, chosen: Collection[str] = ()):
         elif name in MODEL_SETTINGS:
             raise ValueError(f'weights were trained with {name}={value!r}, the command line says {current!r}')
     return with_overrides(cfg, _assignments(changes))
+
+
+def resolve_config(weights: Optional[str] = None, number: Optional[int] = None, overrides: Sequence[str] = ()):
+    """(number, config class) for a checkpoint: ``number`` if given, else the one its sidecar
+    records, with what the sidecar recorded (classes, settings) under the ``overrides``
+    (``['name=value', ...]``). A model setting in ``overrides`` or a ``number`` that contradicts
+    the sidecar raises InputError naming it; test-time settings (thresholds, test sizes) may differ."""
+    meta = read_sidecar(weights) if weights else None
+    number = number if number is not None else (meta or {}).get('config')
+    if number is None:
+        raise InputError('pass --config (the weights have no sidecar .json naming one)')
+    cfg = with_overrides(get_config(number), overrides)
+    if meta is None:
+        return number, cfg
+    same = meta.get('config') == number
+    chosen = [text.partition('=')[0].strip() for text in overrides] if same else cfg.settings()
+    try:
+        return number, apply_sidecar(cfg, meta, chosen)
+    except ValueError as exc:
+        hint = '' if same else f' (they were made for --config={meta.get("config")})'
+        raise InputError(f'{exc}{hint}') from None

@@ -11,16 +11,17 @@ import numpy as np
 import paddle
 
 from config import CONFIGS, describe_configs, with_classes
-from config.console import run_command
+from config.errors import InputError
 from config.sidecar import sidecar_path
 from data.files import same_file
 from model.build import build_model
 from model.checkpoint import save_checkpoint
+from tools.cli import run_command  # TEMPORARY: the command part leaves this library module
 
 BN_LEAVES = ('weight', 'bias', '_mean', '_variance')
 
 
-class ConversionError(Exception):
+class ConversionError(InputError):
     """The source does not map cleanly onto the target model."""
 
 
@@ -230,5 +231,5 @@ def run_conversion(description: str, load: Callable[[str], Dict[str, np.ndarray]
 
 def converter_main(*args, argv: Optional[Sequence[str]] = None, **kwargs) -> int:
     """``run_conversion`` as a command: errors end in one line, Ctrl-C too
-    (``config.console.run_command``)."""
+    (``tools.cli.run_command``)."""
     return run_command(lambda rest: run_conversion(*args, argv=rest, **kwargs), argv)

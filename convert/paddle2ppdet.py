@@ -18,12 +18,12 @@ import numpy as np
 import paddle
 
 from config import CONFIGS
-from config.console import run_command
 from config.sidecar import MODEL_SETTINGS, apply_sidecar, read_sidecar, recorded_settings
 from convert.common import model_shapes
 from convert.ppdet2paddle import ALIAS_PREFIXES, ppdet_name
 from data.files import check_output_file, make_folder
-from model.checkpoint import CheckpointError, load_paddle_params, write_atomically
+from model.checkpoint import load_paddle_params, write_atomically
+from tools.cli import run_command
 
 PPDET_CONFIGS = {0: 'solov2_r50_fpn_1x_coco or solov2_r50_fpn_3x_coco', 3: 'solov2_r50_enhance_coco',
                  4: 'solov2_r101_vd_fpn_3x_coco'}
@@ -99,8 +99,8 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    """``run`` with errors and Ctrl-C ending in one line (``config.console.run_command``)."""
-    return run_command(run, argv, usage_errors=(CheckpointError,))
+    """``run`` with errors and Ctrl-C ending in one line (``tools.cli.run_command``)."""
+    return run_command(run, argv)
 
 
 if __name__ == '__main__':

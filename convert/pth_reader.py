@@ -27,6 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from config.errors import InputError
 from model.safe_pickle import DATA_GLOBALS, Refused, RestrictedUnpickler, refusal_message
 
 __all__ = ['load_pth', 'load_state_dict']
@@ -46,7 +47,7 @@ _TORCH_DTYPE_NAMES = ('float32', 'float64', 'float16', 'bfloat16', 'int64',
                       'int32', 'int16', 'int8', 'uint8', 'bool')
 
 
-class RefusedCheckpoint(ValueError):
+class RefusedCheckpoint(InputError):
     """A checkpoint the safe reader refused (one line); ``qualname`` is the global it asked
     for ('module.name'), None when it was refused for another reason."""
 

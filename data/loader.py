@@ -25,6 +25,7 @@ from typing import Any, Callable, Iterator, Protocol, Sequence
 import numpy as np
 import paddle
 
+from config.errors import RunError
 from data.augment import Sample, TrainTransform
 from data.transforms import batch_images
 
@@ -163,7 +164,7 @@ PR_SET_PDEATHSIG = 1
 FAILURE_SIGNAL = getattr(signal, 'SIGUSR1', None)
 
 
-class LoaderError(RuntimeError):
+class LoaderError(RunError):
     """Making a batch failed in Paddle's loader thread (`num_workers=0`); raised in the main thread."""
 
 

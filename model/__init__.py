@@ -5,7 +5,5 @@ Pieces: ``layers`` and ``fast_ops`` (building blocks), ``resnet`` (backbone), ``
 features), ``solov2`` (assembly), ``build`` (config -> model), ``checkpoint`` (weights in
 and out) and ``runtime`` / ``cpu_math`` (device, threads, MKL). Training lives in
 ``model.training`` and inference in ``model.inference``; the network imports neither.
+The public Python API is ``model.api``.
 """
-from model.cpu_math import prefer_avx2_mkl
-
-prefer_avx2_mkl()

@@ -11,11 +11,12 @@ from typing import Callable, Dict, Mapping, Optional, Sequence, Tuple
 import numpy as np
 import paddle
 
+from config.errors import InputError
 from config.sidecar import recorded_settings, sidecar_path
 from model.safe_pickle import PADDLE_GLOBALS, Refused, RestrictedUnpickler, refusal_message
 
 
-class CheckpointError(Exception):
+class CheckpointError(InputError):
     """A checkpoint is missing, unreadable, unsafe or does not fit the model."""
 
 

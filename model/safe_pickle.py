@@ -17,10 +17,12 @@ from typing import Dict, Tuple
 
 import numpy as np
 
+from config.errors import InputError
+
 AllowList = Dict[Tuple[str, str], object]
 
 
-class Refused(pickle.UnpicklingError, ValueError):
+class Refused(pickle.UnpicklingError, InputError):
     """The pickle asks for something a checkpoint of plain data never contains."""
 
 

@@ -24,7 +24,6 @@ import pytest
 import demo
 import eval as eval_cli
 from config import CONFIGS
-from config.console import run_command, set_status
 from data.files import write_image
 from data.results import instances_to_coco
 from model.inference.export import infer_cfg
@@ -32,6 +31,7 @@ from model.inference.exported import InferenceBackend, OnnxBackend
 from model.inference.media import picture_names
 from model.inference.postprocess import InferenceParams
 from tools import export_model, labelme2coco, postprocess_raw
+from tools.cli import run_command, set_status
 
 REPO = Path(__file__).resolve().parents[1]
 WEIGHTS = str(REPO / 'weights' / 'shapes_r18.pdparams')

@@ -4,6 +4,7 @@ import pytest
 import config
 from config import COCO_CLASSES, CONFIGS, describe_configs, format_settings, get_config, with_classes, with_overrides
 from config.base import FULL_SCALE_RANGES, SOLOv2Base
+from config.errors import InputError
 from config.light448_r18 import Light448R18
 from config.light448_r34 import Light448R34
 from config.light448_r50 import Light448R50
@@ -237,7 +238,7 @@ def test_with_classes_explicit_names_and_same_class_when_unchanged():
 # ---- get_config / format_settings ---------------------------------------------------------------
 
 def test_get_config_unknown_number_lists_configs():
-    with pytest.raises(KeyError) as err:
+    with pytest.raises(InputError) as err:
         get_config(99)
     message = err.value.args[0]
     assert '99' in message

@@ -1,6 +1,7 @@
 """The architecture as the README draws it: imports flow config -> data -> model (the
-network) -> model.training | model.inference -> scripts, and nothing reads outside the
-repository."""
+network) -> model.training | model.inference -> model.api -> the commands (demo.py, train.py,
+eval.py, tools/, convert/*2paddle.py and their shared glue tools/cli.py), and nothing reads
+outside the repository."""
 import ast
 import re
 
@@ -12,11 +13,12 @@ from tests.helpers import REPO_DIR
 RULES = [
     ('config/', ('data', 'model', 'convert', 'tools')),
     ('data/', ('model', 'convert', 'tools')),
-    ('model/training/', ('model.inference', 'convert', 'tools')),
-    ('model/inference/', ('model.training', 'convert', 'tools')),
+    ('model/training/', ('model.inference', 'model.api', 'convert', 'tools')),
+    ('model/inference/', ('model.training', 'model.api', 'convert', 'tools')),
     ('model/', ('convert', 'tools')),
-    ('convert/', ('tools', 'model.training', 'model.inference')),
+    ('convert/', ('model.training', 'model.inference', 'model.api')),
 ]
+CONVERT_COMMANDS = re.compile(r'convert/(_bootstrap|\w+2(paddle|ppdet))\.py$')   # may use tools.cli
 SKIPPED_DIRS = {'.git', '__pycache__', 'output', 'datasets', 'weights', 'export', 'out', 'build'}
 
 
@@ -59,6 +61,13 @@ def test_imports_flow_one_way(prefix, forbidden):
     bad = [(path, module) for path in tracked_python_files() if path.startswith(prefix)
            for module in imported_modules(path) if any(_under(module, f) for f in forbidden)]
     assert not bad, bad
+
+
+def test_converter_library_modules_import_no_command_glue():
+    library = [path for path in tracked_python_files() if path.startswith('convert/')
+               and not CONVERT_COMMANDS.match(path)]
+    bad = [(path, module) for path in library for module in imported_modules(path) if _under(module, 'tools')]
+    assert library and not bad, bad
 
 
 def test_the_network_imports_neither_training_nor_inference():

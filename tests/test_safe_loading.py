@@ -20,7 +20,6 @@ import pickle
 import re
 import subprocess
 import sys
-from argparse import Namespace
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -30,8 +29,7 @@ import pytest
 import torch
 
 from config import CONFIGS, with_classes, with_overrides
-from config.cli import resolve_config
-from config.sidecar import MODEL_SETTINGS, TEST_SETTINGS, read_sidecar, sidecar_path
+from config.sidecar import MODEL_SETTINGS, TEST_SETTINGS, read_sidecar, resolve_config, sidecar_path
 from convert import ppdet2paddle
 from convert.common import converter_main
 from model.build import build_model
@@ -467,7 +465,7 @@ def test_training_checkpoints_record_the_overrides(tmp_path):
 
 
 def _resolve(weights, *opts, config=None):
-    return resolve_config(Namespace(config=config, weights=weights, opt=list(opts)))
+    return resolve_config(weights, config, list(opts))
 
 
 def test_recorded_settings_are_applied_on_load(trained):

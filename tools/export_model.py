@@ -26,15 +26,16 @@ if __package__ in (None, ''):
 
 import paddle  # noqa: E402
 
-from config.cli import add_model_args, make_parser, resolve_config  # noqa: E402
-from config.console import UsageError, run_command, set_status  # noqa: E402
-from config.sidecar import sidecar_path  # noqa: E402
+from config.errors import InputError  # noqa: E402
+from config.sidecar import (
+    resolve_config,  # noqa: E402
+    sidecar_path,  # noqa: E402
+)
 from data.files import check_folder, check_output_file  # noqa: E402
-from model.checkpoint import CheckpointError  # noqa: E402
-from model.inference.backend import BackendError  # noqa: E402
-from model.inference.export import DCN_OPSET, DEFAULT_MAX_SIZE, ExportError, export  # noqa: E402
+from model.inference.export import DCN_OPSET, DEFAULT_MAX_SIZE, export  # noqa: E402
 from model.inference.exportable import MIN_SIZE  # noqa: E402
 from model.inference.exported import INFER_CFG, ONNX_FILE, PADDLE_PREFIX  # noqa: E402
+from tools.cli import add_model_args, make_parser, run_command, set_status  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -63,26 +64,26 @@ EXPORT_FILES = (f'{PADDLE_PREFIX}.json', f'{PADDLE_PREFIX}.pdmodel', f'{PADDLE_P
 
 
 def check_output(output: str, weights: str) -> None:
-    """UsageError when --output is a file, cannot be written, or an exported file would
+    """InputError when --output is a file, cannot be written, or an exported file would
     overwrite the weights or their sidecar (e.g. --output the folder of model.pdparams)."""
     out = Path(output)
     if out.exists() and not out.is_dir():
-        raise UsageError(f'--output {out} is a file — give a folder, e.g. export/NAME')
+        raise InputError(f'--output {out} is a file — give a folder, e.g. export/NAME')
     check_folder(out, '--output')
     for name in EXPORT_FILES:
         check_output_file(out / name, [weights, sidecar_path(weights)], '--output')
 
 
 def main(argv=None) -> int:
-    """The command: errors end in one line (``config.console.run_command``)."""
-    return run_command(run, argv, usage_errors=(ExportError, CheckpointError, BackendError))
+    """The command: errors end in one line (``tools.cli.run_command``)."""
+    return run_command(run, argv)
 
 
 def run(argv) -> int:
     args = parse_args(argv)
     if not args.weights or not Path(args.weights).is_file():
-        raise UsageError(f'weights not found: {args.weights} — give a .pdparams from convert/ or train.py')
-    number, cfg = resolve_config(args)
+        raise InputError(f'weights not found: {args.weights} — give a .pdparams from convert/ or train.py')
+    number, cfg = resolve_config(args.weights, args.config, args.opt)
     check_output(args.output, args.weights)
     paddle.set_device('cpu')
     set_status(lambda: f'stopped while exporting to {args.output}; its files may be incomplete, export again')

@@ -30,10 +30,10 @@ import pycocotools.mask as mask_util
 if __package__ in (None, ''):
     import _bootstrap  # noqa: F401  (script mode: make the project importable)
 
-from config.console import run_command, set_status
 from data.coco import read_class_names, segmentation_to_rle
 from data.files import atomic_write, check_output_file, same_file
 from data.results import write_json
+from tools.cli import run_command, set_status
 
 CIRCLE_VERTICES = 64
 
@@ -228,7 +228,7 @@ def check_out(out: Path, labelme_dir: Path, classes: Path | None) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """The command: errors end in one line (``config.console.run_command``)."""
+    """The command: errors end in one line (``tools.cli.run_command``)."""
     return run_command(run, argv)
 
 

@@ -23,7 +23,7 @@ if __package__ in (None, ''):
 
 import numpy as np  # noqa: E402
 
-from config.console import UsageError, error_line, run_command, set_status  # noqa: E402
+from config.errors import InputError  # noqa: E402
 from data.files import check_output_file, make_folder, write_image  # noqa: E402
 from data.results import write_json  # noqa: E402
 from data.transforms import ImageMeta, read_image  # noqa: E402
@@ -31,6 +31,7 @@ from model.inference.exportable import OUTPUT_NAMES  # noqa: E402
 from model.inference.media import picture_names  # noqa: E402
 from model.inference.outputs import coco_records, draw_bgr, sort_records  # noqa: E402
 from model.inference.postprocess import InferenceParams, paste_detections, postprocess_flat  # noqa: E402
+from tools.cli import error_line, run_command, set_status  # noqa: E402
 
 ENTRY_KEYS = ('name', 'image_id', 'file_name', 'source', 'orig_hw', 'resized_hw', 'padded_hw')
 
@@ -78,14 +79,14 @@ def read_outputs(raw: Path, name: str, num_classes: int):
 
 
 def picture_paths(entries, output: str) -> dict:
-    """{entry name: its picture under ``output``} (unique names as the demo's); UsageError
+    """{entry name: its picture under ``output``} (unique names as the demo's); InputError
     when a picture would overwrite a source image."""
     names = picture_names([Path(entry['file_name']) for entry in entries])
     targets = {entry['name']: Path(output) / names[Path(entry['file_name'])] for entry in entries}
     sources = {Path(entry['source']).resolve() for entry in entries}
     for name, target in targets.items():
         if target.resolve() in sources:
-            raise UsageError(f'--output {output}: the picture of {name} would overwrite the source image {target} '
+            raise InputError(f'--output {output}: the picture of {name} would overwrite the source image {target} '
                              '— pick another folder')
     return targets
 
@@ -104,25 +105,25 @@ def process(entry: dict, raw: Path, params, class_names, args, picture=None) -> 
 
 
 def read_manifest(path: str) -> dict:
-    """The manifest of demo.py --dump-inputs; UsageError when it cannot be read or lacks keys."""
+    """The manifest of demo.py --dump-inputs; InputError when it cannot be read or lacks keys."""
     try:
         manifest = json.loads(Path(path).read_text())
     except (OSError, ValueError) as exc:
-        raise UsageError(f'cannot read {path}: {exc} — give the manifest.json of demo.py --dump-inputs')
+        raise InputError(f'cannot read {path}: {exc} — give the manifest.json of demo.py --dump-inputs')
     missing = [key for key in ('postprocess', 'class_names', 'images')
                if not isinstance(manifest, dict) or key not in manifest]
     if missing:
-        raise UsageError(f"{path} lacks {', '.join(missing)} — give the manifest.json of demo.py --dump-inputs")
+        raise InputError(f"{path} lacks {', '.join(missing)} — give the manifest.json of demo.py --dump-inputs")
     for index, entry in enumerate(manifest['images']):
         lacking = [key for key in ENTRY_KEYS if not isinstance(entry, dict) or key not in entry]
         if lacking:
-            raise UsageError(f"{path}: image {index} lacks {', '.join(lacking)} — write the manifest again "
+            raise InputError(f"{path}: image {index} lacks {', '.join(lacking)} — write the manifest again "
                              'with demo.py --dump-inputs')
     return manifest
 
 
 def main(argv=None) -> int:
-    """The command: errors end in one line (``config.console.run_command``)."""
+    """The command: errors end in one line (``tools.cli.run_command``)."""
     return run_command(run, argv)
 
 
@@ -131,7 +132,7 @@ def run(argv) -> int:
     manifest = read_manifest(args.manifest)
     raw = Path(args.raw)
     if not raw.is_dir():
-        raise UsageError(f'raw output folder not found: {raw} — give the folder with NAME.scores.npy files')
+        raise InputError(f'raw output folder not found: {raw} — give the folder with NAME.scores.npy files')
     if args.save_json:
         check_output_file(args.save_json, [args.manifest], '--save-json')
     pictures = {} if args.no_pictures else picture_paths(manifest['images'], args.output)

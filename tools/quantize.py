@@ -28,11 +28,11 @@ from pathlib import Path
 if __package__ in (None, ''):
     import _bootstrap  # noqa: F401  (script mode: make the project importable)
 
-from config.console import Progress, UsageError, run_command  # noqa: E402
-from model.inference.backend import BackendError  # noqa: E402
+from config.errors import InputError  # noqa: E402
 from model.inference.exported import read_infer_cfg  # noqa: E402
 from model.inference.media import list_images  # noqa: E402
 from model.inference.quantize import load_annotated, quantize_model  # noqa: E402
+from tools.cli import Progress, run_command  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -57,24 +57,24 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def main(argv=None) -> int:
-    """The command: errors end in one line (``config.console.run_command``)."""
-    return run_command(run, argv, usage_errors=(BackendError,))
+    """The command: errors end in one line (``tools.cli.run_command``)."""
+    return run_command(run, argv)
 
 
 def check_control_args(args) -> None:
-    """UsageError for accuracy-control options that cannot work together."""
+    """InputError for accuracy-control options that cannot work together."""
     if not args.annotations:
         given = [flag for flag, value in (('--annotated-images', args.annotated_images),
                                           ('--num-annotated', args.num_annotated)) if value]
         if given:
-            raise UsageError(f"{', '.join(given)} needs --annotations (a COCO annotation file)")
+            raise InputError(f"{', '.join(given)} needs --annotations (a COCO annotation file)")
         return
     if not args.annotated_images:
-        raise UsageError('--annotations needs --annotated-images, the folder its pictures are in')
+        raise InputError('--annotations needs --annotated-images, the folder its pictures are in')
     if not args.max_drop >= 0:
-        raise UsageError(f'--max-drop must be >= 0 AP points (got {args.max_drop})')
+        raise InputError(f'--max-drop must be >= 0 AP points (got {args.max_drop})')
     if args.num_annotated < 0:
-        raise UsageError(f'--num-annotated must be >= 0 (got {args.num_annotated})')
+        raise InputError(f'--num-annotated must be >= 0 (got {args.num_annotated})')
 
 
 def run(argv) -> int:
@@ -83,9 +83,9 @@ def run(argv) -> int:
     out = Path(args.output)
     paths = list_images(args.images)[:max(args.num_images, 0)]
     if not paths:
-        raise UsageError(f'no images found at {args.images} — give a folder of calibration pictures')
+        raise InputError(f'no images found at {args.images} — give a folder of calibration pictures')
     if out.exists():
-        raise UsageError(f'{out} already exists — pass a new --output folder')
+        raise InputError(f'{out} already exists — pass a new --output folder')
     annotated = None
     if args.annotations:
         names = read_infer_cfg(args.model_dir)['class_names']

@@ -14,12 +14,13 @@ from typing import List, Optional, Sequence, Tuple
 import numpy as np
 import paddle
 
+from config.errors import InputError
 from data.transforms import ImageMeta, batch_images, preprocess
 from model.inference.exportable import check_input_size
 from model.inference.postprocess import Detections, InferenceParams, paste_detections, postprocess_flat
 
 
-class BackendError(Exception):
+class BackendError(InputError):
     """A backend cannot be created (missing files or packages, wrong folder)."""
 
 

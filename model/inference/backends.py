@@ -7,16 +7,15 @@
 - ``onnx``: onnxruntime ``CPUExecutionProvider`` on an exported model folder;
 - ``openvino``: OpenVINO on an exported model folder, ``--precision f32 | bf16 | int8``.
 """
-import argparse
 from pathlib import Path
 from typing import Sequence, Tuple
 
-from config.cli import resolve_config
-from config.console import UsageError
+from config.errors import InputError
+from config.sidecar import resolve_config
 from model.inference.backend import Backend, BackendError
 from model.inference.export_cache import cached_backend
 from model.inference.exported import InferenceBackend, OnnxBackend
-from model.inference.openvino_backend import PRECISIONS, OpenVinoBackend
+from model.inference.openvino_backend import OpenVinoBackend
 from model.inference.predictor import Predictor
 from model.runtime import default_device, setup
 
@@ -36,32 +35,17 @@ def exported_backend(kind: str, model_dir: str, threads: int = 0, mkldnn: bool =
     raise BackendError(f"unknown exported backend '{kind}' (expected one of {', '.join(EXPORTED)})")
 
 
-def add_backend_args(parser: argparse.ArgumentParser) -> None:
-    """--backend, --model-dir, --precision and --mkldnn."""
-    parser.add_argument('--backend', choices=BACKENDS, default='auto',
-                        help='auto (default: openvino f32, else onnxruntime, exported once from --weights '
-                             'into $SOLOV2_CACHE or ~/.cache/solov2-paddle; dygraph on a GPU), dygraph '
-                             '(--weights, the Paddle model), inference, onnx or openvino (--model-dir)')
-    parser.add_argument('--model-dir', metavar='DIR',
-                        help='exported model folder (tools/export_model.py, tools/quantize.py) for '
-                             '--backend inference|onnx|openvino')
-    parser.add_argument('--precision', choices=PRECISIONS, default='f32',
-                        help='--backend openvino: f32 (default), bf16 (CPUs with AMX or avx512_bf16) '
-                             'or int8 (a folder from tools/quantize.py)')
-    parser.add_argument('--mkldnn', action='store_true', help='oneDNN kernels for --backend inference')
-
-
 def _checked_weights(args) -> Tuple[int, type]:
     if not args.weights or not Path(args.weights).is_file():
-        raise UsageError(
+        raise InputError(
             f'weights not found: {args.weights} (convert a checkpoint first, e.g. '
             'python convert/ppdet2paddle.py SRC.pdparams weights/model.pdparams)')
-    return resolve_config(args)
+    return resolve_config(args.weights, args.config, args.opt)
 
 
 def backend_from_args(args) -> Tuple[int, Backend]:
     """(config number, backend) from the parsed --backend/--weights/--model-dir/... flags.
-    Raises UsageError, CheckpointError, BackendError, KeyError or ValueError with a
+    Raises InputError, CheckpointError, BackendError, KeyError or ValueError with a
     one-line message."""
     if args.precision != 'f32' and args.backend != 'openvino':
         raise BackendError(f'--precision {args.precision} needs --backend openvino (auto is always f32)')
@@ -79,7 +63,7 @@ def backend_from_args(args) -> Tuple[int, Backend]:
         number, cfg = _checked_weights(args)
         return number, cached_backend(number, cfg, args.weights, args.opt, args.threads)[1]
     if not args.model_dir:
-        raise UsageError(f'--backend {args.backend} needs --model-dir (a folder from tools/export_model.py)')
+        raise InputError(f'--backend {args.backend} needs --model-dir (a folder from tools/export_model.py)')
     backend = exported_backend(args.backend, args.model_dir, args.threads, args.mkldnn, args.opt, args.precision)
     if args.config is not None and args.config != backend.number:
         raise ValueError(f'{args.model_dir} was exported from config {backend.number}, not --config={args.config}')

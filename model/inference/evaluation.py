@@ -1,10 +1,9 @@
 """Predictions of a backend over a COCO-format image set, as COCO result records."""
 import os
-from typing import List, Sequence
+from typing import Callable, List, Optional, Sequence
 
 from pycocotools.coco import COCO
 
-from config.console import Progress
 from data.coco import CocoDataset
 from data.results import instances_to_coco
 from data.transforms import read_image
@@ -12,12 +11,12 @@ from model.inference.pipeline import run_pipeline
 
 
 def predict_coco(predictor, coco: COCO, image_dir: str,
-                 label_to_category_id: Sequence[int], progress: bool = False) -> List[dict]:
+                 label_to_category_id: Sequence[int], progress: Optional[Callable[[int], None]] = None) -> List[dict]:
     """Run ``predictor`` on every image of ``coco`` -> COCO result records
-    (RLE encoding and mask pasting happen in worker threads)."""
+    (RLE encoding and mask pasting happen in worker threads); ``progress(1)`` is called
+    after each image."""
     records: List[dict] = []
     image_ids = sorted(coco.getImgIds())
-    bar = Progress(len(image_ids), 'predict ') if progress else None
 
     def load(image_id):
         image = read_image(os.path.join(image_dir, coco.imgs[image_id]['file_name']), predictor.cfg.max_image_pixels)
@@ -30,18 +29,16 @@ def predict_coco(predictor, coco: COCO, image_dir: str,
         result = predictor.finish_outputs(outputs, loaded[1])
         records.extend(instances_to_coco(image_id, result.masks, result.labels, result.scores,
                                          label_to_category_id, result.boxes))
-        if bar:
-            bar.update()
+        if progress:
+            progress(1)
 
     stats = run_pipeline(image_ids, load, model, finish)
-    if bar:
-        bar.close()
     if stats.failed:
         raise ValueError(f'{len(stats.failed)} images could not be read, e.g. {stats.failed[0]}')
     return records
 
 
-def predict_coco_dataset(predictor, ann: str, images: str, progress: bool = False):
+def predict_coco_dataset(predictor, ann: str, images: str, progress: Optional[Callable[[int], None]] = None):
     """(the loaded COCO annotations, result records) of ``predictor`` on every image of a
     COCO-format set, category ids mapped through the predictor's class names."""
     dataset = CocoDataset(ann, images, class_names=list(predictor.class_names))

@@ -18,6 +18,7 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 import paddle
 
+from config.errors import InputError
 from data.transforms import IMAGENET_MEAN_RGB, IMAGENET_STD_RGB, padded_size
 from model.inference.backend import BackendError
 from model.inference.exportable import (
@@ -39,7 +40,7 @@ VERIFY_TOLERANCE = 1e-3        # kernels / mask features, exported vs dygraph
 VERIFY_HW = (MIN_SIZE + 32, MIN_SIZE)
 
 
-class ExportError(Exception):
+class ExportError(InputError):
     """The model could not be exported; the message says what and why."""
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import cv2
 
-from config.console import UsageError, set_status
+from config.errors import InputError
 from data.files import check_folder, check_output_file, make_folder, same_file, write_image
 from data.transforms import read_image
 from model.inference.outputs import coco_records, draw_bgr
@@ -52,25 +52,25 @@ def picture_names(paths) -> dict:
 
 
 def picture_targets(options, paths) -> dict:
-    """{input path: where its drawn picture goes} under ``options.output``; a UsageError
+    """{input path: where its drawn picture goes} under ``options.output``; a InputError
     when that folder is the input folder, is a file, cannot be written, or a picture would
     overwrite an input (nothing is created)."""
     out_dir = Path(options.output)
     if Path(options.input).is_dir() and same_file(out_dir, options.input):
-        raise UsageError(f'--output {out_dir} is the --input folder — the drawn pictures would mix with the '
+        raise InputError(f'--output {out_dir} is the --input folder — the drawn pictures would mix with the '
                          'originals; pick another folder')
     check_folder(out_dir, '--output')
     inputs = {path.resolve() for path in paths}
     targets = {path: out_dir / name for path, name in picture_names(paths).items()}
     for path, target in targets.items():
         if target.resolve() in inputs:
-            raise UsageError(f'--output {out_dir}: the picture of {path.name} would overwrite the input '
+            raise InputError(f'--output {out_dir}: the picture of {path.name} would overwrite the input '
                              f'{target} — pick another folder')
     return targets
 
 
 def check_video_output(options) -> None:
-    """UsageError when the video output is a folder, the input video or cannot be written."""
+    """InputError when the video output is a folder, the input video or cannot be written."""
     check_output_file(video_output_path(options), [options.video] if options.video else [], '--output')
 
 
@@ -130,13 +130,13 @@ class ImageStages:
         print(f'{path.name}: {len(result)} instances, {int((result.scores >= threshold).sum())} drawn')
 
 
-def run_images(options, backend, dumper, records, targets) -> int:
-    """Run ``backend`` over ``targets`` ({image path: picture path}, ``picture_targets``)."""
+def run_images(options, backend, dumper, records, targets, written: list) -> int:
+    """Run ``backend`` over ``targets`` ({image path: picture path}, ``picture_targets``);
+    ``written`` collects the inputs whose picture is written."""
     paths = list(targets)
     make_folder(options.output, '--output')
     stages = ImageStages(options, backend, dumper, records, targets)
-    set_status(lambda: f'{len(stages.written)} of {len(paths)} pictures written to {options.output}/'
-               + (', no --save-json results' if options.save_json else ''))
+    stages.written = written
     warm_up(paths, lambda path: stages.load(path, dump=False), stages.model, options.warmup)
     began = time.perf_counter()
     stats = run_pipeline(paths, stages.load, stages.model, stages.finish)

@@ -6,7 +6,18 @@ from typing import Callable, Dict, List
 
 import numpy as np
 
+from config.errors import InputError
 from model.training.run_log import RunLog
+
+
+def open_visualdl(logdir: str):
+    """A VisualDL ``LogWriter`` on ``logdir`` (ValueError naming the install command when
+    the ``visualdl`` package is missing). Close it with ``.close()``."""
+    try:
+        from visualdl import LogWriter
+    except ImportError:
+        raise InputError('--vdl-dir needs VisualDL: pip install visualdl')
+    return LogWriter(logdir=str(logdir))
 
 
 class Hook:

@@ -10,9 +10,8 @@ from typing import Callable, Optional
 import numpy as np
 import paddle
 
-from config import format_settings, get_config, with_overrides
-from config.cli import announce_config
-from config.console import UsageError, open_visualdl
+from config import announce_config, format_settings, get_config, with_overrides
+from config.errors import InputError
 from config.sidecar import read_sidecar
 from model.build import build_model
 from model.runtime import setup
@@ -20,7 +19,7 @@ from model.training.components import load_pretrained, make_loader, make_optimiz
 from model.training.cpu_sync_bn import convert_cpu_sync_bn
 from model.training.distributed import process_rank
 from model.training.ema import ModelEMA
-from model.training.hooks import CheckpointHook, EvalHook, LogHook, VisualDLHook
+from model.training.hooks import CheckpointHook, EvalHook, LogHook, VisualDLHook, open_visualdl
 from model.training.run_log import RunLog
 from model.training.schedule import scaled_lr
 from model.training.state import find_checkpoint, load_training_state, read_state, save_training_state
@@ -36,7 +35,7 @@ def claim_run_folder(out: Path, resume: bool, overwrite: bool) -> None:
     if not taken or resume:
         return
     if not overwrite:
-        raise UsageError(f'{out} holds another run ({", ".join(taken)}): continue it with --resume auto, '
+        raise InputError(f'{out} holds another run ({", ".join(taken)}): continue it with --resume auto, '
                          'pick another --output, or pass --overwrite to start over')
     for name in taken:
         path = out / name
@@ -84,7 +83,7 @@ def take_over_options(args, out: Path) -> None:
     folder = find_checkpoint(path)
     meta = read_sidecar(str(folder / 'model.pdparams')) or {}
     if meta.get('config', args.config) != args.config:
-        raise UsageError(f"{folder} was trained with --config={meta['config']}, not --config={args.config}: "
+        raise InputError(f"{folder} was trained with --config={meta['config']}, not --config={args.config}: "
                          f"resume with --config={meta['config']}")
     saved = read_state(folder)
     if not args.opt and saved.get('opt'):
@@ -107,7 +106,7 @@ def make_hooks(args, cfg, trainer: Trainer, out: Path, log: RunLog, evaluate: Ca
 
 
 def prepare(args, world: int, evaluate: Callable, picture: Optional[Callable] = None):
-    """The config, run folder and Trainer of this process (UsageError, CheckpointError,
+    """The config, run folder and Trainer of this process (InputError, CheckpointError,
     ValueError or FileNotFoundError when something does not fit)."""
     out = Path(args.output or f'output/{get_config(args.config).__name__}')
     if args.resume:

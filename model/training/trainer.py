@@ -7,13 +7,14 @@ from typing import List, Optional, Sequence
 import numpy as np
 import paddle
 
+from config.errors import RunError
 from data.loader import set_epoch
 from model.training.distributed import mean_positives, rank0_minutes
 from model.training.losses import solov2_loss
 from model.training.schedule import learning_rate, training_progress
 
 
-class NonFiniteLoss(Exception):
+class NonFiniteLoss(RunError):
     """The loss became NaN or infinite: no step was taken with it and nothing was saved."""
 
     def __init__(self, iteration: int, value: float):

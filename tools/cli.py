@@ -1,0 +1,213 @@
+"""The command layer's shared glue: what every command (demo.py, train.py, eval.py,
+tools/*.py, convert/*2paddle.py) does the same way, and nothing the library needs.
+
+- Start-up: imported before Paddle, it silences the notes a user cannot act on (Paddle's
+  "No ccache found", the BatchNorm note on every return to training mode, the C++ log's
+  warnings; errors still show and a GLOG_minloglevel set by the user wins). The library never
+  changes the process; a command may.
+- Console: the library reports through ``logging`` (loggers named after its modules) and
+  progress callbacks; ``show_logs`` prints those messages as plain lines, ``Progress`` is the
+  progress line with rate and ETA.
+- Exit codes, in one place (``run_command``): ``config.errors.InputError`` and the built-in
+  kinds of a bad value or a missing path (ValueError, KeyError, FileNotFoundError, ...) end in
+  one ``error:`` line and exit 2; any other exception in one line and exit 1; Ctrl-C and
+  SIGTERM in one line naming what was done (exit 130 / 143). ``--debug`` (or SOLOV2_DEBUG=1)
+  shows the traceback instead.
+- Arguments: the parser and the argument groups the commands share.
+"""
+import argparse
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+import warnings
+
+os.environ.setdefault('GLOG_minloglevel', '2')
+warnings.filterwarnings('ignore', message='No ccache found', category=UserWarning)
+warnings.filterwarnings('ignore', message='When training, we now always track global mean and variance',
+                        category=UserWarning)
+
+from config import describe_configs  # noqa: E402  (after the start-up settings above)
+
+LIBRARY_PACKAGES = ('config', 'data', 'model', 'convert', 'tools')
+DEBUG_FLAG = '--debug'
+DEBUG_ENV = 'SOLOV2_DEBUG'
+INPUT_ERRORS = (ValueError, KeyError, FileNotFoundError, NotADirectoryError, IsADirectoryError)
+
+
+# ---- console ---------------------------------------------------------------------------------
+
+class _PlainLines(logging.Formatter):
+    """INFO as the bare message; warnings and errors prefixed with their level."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = record.getMessage()
+        return text if record.levelno <= logging.INFO else f'{record.levelname.lower()}: {text}'
+
+
+def show_logs(level: int = logging.INFO, stream=None) -> None:
+    """Print the library's log messages (``level`` and above) as plain lines on ``stream``
+    (default stdout), replacing what an earlier call set up."""
+    handler = logging.StreamHandler(stream or sys.stdout)
+    handler.setFormatter(_PlainLines())
+    for name in LIBRARY_PACKAGES:
+        logger = logging.getLogger(name)
+        logger.handlers = [handler]
+        logger.setLevel(level)
+        logger.propagate = False
+
+
+def is_terminal(stream) -> bool:
+    """True when ``stream`` is an interactive terminal (a live line can redraw itself)."""
+    isatty = getattr(stream, 'isatty', None)
+    return bool(isatty and isatty())
+
+
+class Progress:
+    """Thread-safe progress on stderr: count, percent, rate and ETA. On a terminal one line
+    redrawn at most twice a second; elsewhere (a log file, CI) a whole line every
+    ``every_s`` seconds and at the end, never a carriage return. ``close`` ends it.
+    ``update`` fits the library's ``progress`` callbacks."""
+
+    def __init__(self, total: int, label: str = '', stream=None, every_s: float = 10.0, unit: str = 'img'):
+        self.total, self.label, self.unit, self.done = total, label, unit, 0
+        self.stream = stream or sys.stderr
+        self.live = is_terminal(self.stream)
+        self.interval = 0.5 if self.live else every_s
+        self.start = self.last = time.perf_counter()
+        self.lock = threading.Lock()
+
+    def update(self, count: int = 1) -> None:
+        with self.lock:
+            self.done += count
+            now = time.perf_counter()
+            if now - self.last >= self.interval or self.done == self.total:
+                self.last = now
+                self.stream.write('\r' + self.line(now) if self.live else self.line(now) + '\n')
+                self.stream.flush()
+
+    def line(self, now: float) -> str:
+        rate = self.done / max(now - self.start, 1e-9)
+        eta = (self.total - self.done) / rate if rate > 0 else 0.0
+        percent = 100 * self.done / max(self.total, 1)
+        return (f'{self.label}[{self.done}/{self.total}] {percent:3.0f}% {rate:.1f} {self.unit}/s '
+                f'ETA {time.strftime("%H:%M:%S", time.gmtime(eta))}')
+
+    def close(self) -> None:
+        if self.live:
+            self.stream.write('\n')
+            self.stream.flush()
+
+
+# ---- exit codes ------------------------------------------------------------------------------
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (kill, timeout, a job scheduler), raised where the command is, like Ctrl-C."""
+
+
+_status = {'note': None}
+
+
+def set_status(note) -> None:
+    """Register a callable returning what the command has done so far and where its
+    output is; an interruption prints it in the one line that ends the command."""
+    _status['note'] = note
+
+
+def error_line(exc: BaseException) -> str:
+    """``error: <what> — <what to do>`` for ``exc``, on one line (KeyError without quotes)."""
+    text = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
+    text = ' '.join(str(text).split()) or type(exc).__name__
+    return f'error: {text}'
+
+
+def _raise_terminated(signum, frame) -> None:
+    raise Terminated()
+
+
+def _interrupted(exc: KeyboardInterrupt, stream) -> int:
+    note = _status['note']() if _status['note'] else 'nothing was written'
+    how = 'SIGTERM' if isinstance(exc, Terminated) else 'Ctrl-C'
+    print(f'\ninterrupted ({how}): {note}', file=stream)
+    return 143 if isinstance(exc, Terminated) else 130
+
+
+def run_command(main, argv=None, stream=None) -> int:
+    """Run ``main(argv)`` as a command with the library's messages shown (``show_logs``):
+    the one place where exceptions become exit codes (module docstring). ``--debug`` in
+    ``argv`` is taken out before ``main`` sees it."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = DEBUG_FLAG in argv or os.environ.get(DEBUG_ENV, '') not in ('', '0')
+    argv = [arg for arg in argv if arg != DEBUG_FLAG]
+    stream = stream or sys.stderr
+    set_status(None)
+    show_logs()
+    previous = signal.signal(signal.SIGTERM, _raise_terminated) if _main_thread() else None
+    try:
+        return main(argv)
+    except KeyboardInterrupt as exc:
+        return _interrupted(exc, stream)
+    except Exception as exc:
+        if debug:
+            raise
+        usage = isinstance(exc, INPUT_ERRORS)
+        line = error_line(exc)
+        if not usage and not isinstance(exc, OSError):
+            line = f'error: {type(exc).__name__}: {line[len("error: "):]}'
+        print(line if usage else f'{line} (rerun with {DEBUG_FLAG} for the traceback)', file=stream)
+        return 2 if usage else 1
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _main_thread() -> bool:
+    return threading.current_thread() is threading.main_thread()
+
+
+# ---- arguments -------------------------------------------------------------------------------
+
+def make_parser(description: str, configs: bool = True) -> argparse.ArgumentParser:
+    """A parser with ``--debug``; with ``configs`` its help lists the numbered configs."""
+    epilog = ('configs (--config=N):\n' + describe_configs() + '\n\n') if configs else ''
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     epilog=epilog + 'errors end in one line; --debug shows the traceback')
+    parser.add_argument(DEBUG_FLAG, action='store_true',
+                        help=f'show the full traceback of an error (or set {DEBUG_ENV}=1)')
+    return parser
+
+
+def add_runtime_args(parser: argparse.ArgumentParser) -> None:
+    """--device, --threads, --opt and --verbose."""
+    parser.add_argument('--device', default=None, help="'cpu' or 'gpu' (default: gpu if available)")
+    parser.add_argument('--threads', type=int, default=0,
+                        help='CPU math threads (default: every core, shared out among data-parallel processes)')
+    parser.add_argument('--opt', nargs='+', default=[], metavar='NAME=VALUE',
+                        help='override config values, e.g. --opt test_short=512 score_threshold=0.2')
+    parser.add_argument('--verbose', action='store_true', help='print every resolved config value at start')
+
+
+def add_model_args(parser: argparse.ArgumentParser, default_weights=None) -> None:
+    """--config (optional: read from the weights' sidecar) and --weights."""
+    parser.add_argument('--config', type=int, default=None,
+                        help='config number (default: the one recorded beside the weights)')
+    parser.add_argument('--weights', default=default_weights,
+                        help='checkpoint .pdparams from convert/*2paddle.py or train.py'
+                             + (f' (default: {default_weights})' if default_weights else ''))
+
+
+def add_backend_args(parser: argparse.ArgumentParser, backends, precisions) -> None:
+    """--backend, --model-dir, --precision and --mkldnn."""
+    parser.add_argument('--backend', choices=backends, default='auto',
+                        help='auto (default: openvino f32, else onnxruntime, exported once from --weights '
+                             'into $SOLOV2_CACHE or ~/.cache/solov2-paddle; dygraph on a GPU), dygraph '
+                             '(--weights, the Paddle model), inference, onnx or openvino (--model-dir)')
+    parser.add_argument('--model-dir', metavar='DIR',
+                        help='exported model folder (tools/export_model.py, tools/quantize.py) for '
+                             '--backend inference|onnx|openvino')
+    parser.add_argument('--precision', choices=precisions, default='f32',
+                        help='--backend openvino: f32 (default), bf16 (CPUs with AMX or avx512_bf16) '
+                             'or int8 (a folder from tools/quantize.py)')
+    parser.add_argument('--mkldnn', action='store_true', help='oneDNN kernels for --backend inference')
