@@ -26,12 +26,14 @@ another runtime; tools/postprocess_raw.py turns that runtime's outputs into the 
 pictures and JSON.
 """
 import argparse
+import sys
 from pathlib import Path
 
 from tools.cli import (  # before Paddle
     add_backend_args,
     add_model_args,
     add_runtime_args,
+    backend_options,
     make_parser,
     run_command,
     set_status,
@@ -42,8 +44,17 @@ from config import announce_config, describe_configs
 from config.errors import InputError
 from data.files import check_folder, check_output_file
 from data.results import write_json
-from model.inference.backends import BACKENDS, backend_from_args
-from model.inference.media import check_video_output, list_images, picture_targets, run_images, run_video
+from model.inference.backends import BACKENDS, open_backend
+from model.inference.media import (
+    DrawOptions,
+    check_video_output,
+    list_images,
+    picture_targets,
+    run_images,
+    run_video,
+    summary_line,
+    video_output_path,
+)
 from model.inference.openvino_backend import PRECISIONS
 from model.inference.outputs import InputDumper, sort_records
 
@@ -83,14 +94,34 @@ def check_outputs(args, paths) -> dict:
     if args.dump_inputs:
         check_folder(args.dump_inputs, '--dump-inputs')
     if not paths:
-        check_video_output(args)
+        check_video_output(args.output, args.video, args.camera)
         return {}
-    return picture_targets(args, paths)
+    return picture_targets(paths, args.output, args.input)
 
 
 def main(argv=None) -> int:
     """The command: errors end in one line (``tools.cli.run_command``)."""
     return run_command(run, argv)
+
+
+def segment(args, backend, draw: DrawOptions, targets: dict, count: int) -> int:
+    """Run the images or the video, say how it went; the exit code (1 when nothing was done)."""
+    written = []
+    if targets:
+        set_status(lambda: f'{len(written)} of {count} pictures written to {args.output}/'
+                   + (', no --save-json results' if args.save_json else ''))
+        stats, began = run_images(backend, targets, draw, written)
+        for path, message in stats.failed:
+            print(f'skipped {path}: {message}', file=sys.stderr)
+        where = f'pictures in {Path(args.output)}/'
+    else:
+        out_path = video_output_path(args.output, args.video, args.camera)
+        set_status(lambda: f'{len(written)} frames written to {out_path}')
+        source = args.video if args.video is not None else args.camera
+        stats, began = run_video(backend, source, out_path, draw, written, args.max_frames)
+        where = f'video {out_path} ({len(written)} frames)'
+    print(summary_line(stats, began, 'images' if targets else 'frames', where))
+    return 0 if stats.done else 1
 
 
 def run(argv) -> int:
@@ -105,21 +136,17 @@ def run(argv) -> int:
     if args.video is not None and not Path(args.video).is_file():
         raise InputError(f'video not found: {args.video} — check the path')
     targets = check_outputs(args, paths)
-    number, backend = backend_from_args(args)
-    where = (f'{backend.name} backend, {args.model_dir}' if args.model_dir
-             else f'{backend.name} backend, {args.weights}')
+    number, backend = open_backend(**backend_options(args))
+    where = f'{backend.name} backend, {args.model_dir or args.weights}'
     print(announce_config(number, backend.cfg, args.opt, args.verbose, where))
-    dumper = InputDumper(args.dump_inputs, backend, number) if args.dump_inputs else None
-    records, written = [], []
-    set_status(lambda: f'{len(written)} of {len(paths)} pictures written to {args.output}/'
-               + (', no --save-json results' if args.save_json else ''))
-    code = (run_video(args, backend, dumper, records) if video
-            else run_images(args, backend, dumper, records, targets, written))
-    if dumper is not None:
-        print(f'wrote {len(dumper.entries)} inputs and {dumper.close()}')
-    if args.save_json and code != 2:
-        write_json(sort_records(records), args.save_json)
-        print(f'wrote {len(records)} results to {args.save_json}')
+    draw = DrawOptions(args.draw_threshold, [] if args.save_json else None,
+                       InputDumper(args.dump_inputs, backend, number) if args.dump_inputs else None, args.warmup)
+    code = segment(args, backend, draw, targets, len(paths))
+    if draw.dumper is not None:
+        print(f'wrote {len(draw.dumper.entries)} inputs and {draw.dumper.close()}')
+    if args.save_json:
+        write_json(sort_records(draw.records), args.save_json)
+        print(f'wrote {len(draw.records)} results to {args.save_json}')
     return code
 
 

@@ -18,7 +18,16 @@ import math
 import time
 from pathlib import Path
 
-from tools.cli import Progress, add_backend_args, add_model_args, add_runtime_args, make_parser, run_command, set_status
+from tools.cli import (  # before Paddle
+    Progress,
+    add_backend_args,
+    add_model_args,
+    add_runtime_args,
+    backend_options,
+    make_parser,
+    run_command,
+    set_status,
+)
 
 # isort: split
 from config.errors import InputError
@@ -27,7 +36,7 @@ from data.coco import CocoDataset, load_coco
 from data.coco_eval import STAT_NAMES, check_results, per_class_ap, run_cocoeval
 from data.files import check_output_file
 from data.results import write_json
-from model.inference.backends import BACKENDS, backend_from_args
+from model.inference.backends import BACKENDS, open_backend
 from model.inference.evaluation import predict_coco
 from model.inference.openvino_backend import PRECISIONS
 from model.training.hooks import open_visualdl
@@ -117,7 +126,7 @@ def model_and_config(args) -> tuple:
     if not args.weights and not args.model_dir:
         raise InputError('pass --weights (or --model-dir with --backend onnx|openvino|inference, '
                          'or --json-only with a results file)')
-    number, backend = backend_from_args(args)
+    number, backend = open_backend(**backend_options(args))
     return number, backend.cfg, backend
 
 

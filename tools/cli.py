@@ -211,3 +211,11 @@ def add_backend_args(parser: argparse.ArgumentParser, backends, precisions) -> N
                         help='--backend openvino: f32 (default), bf16 (CPUs with AMX or avx512_bf16) '
                              'or int8 (a folder from tools/quantize.py)')
     parser.add_argument('--mkldnn', action='store_true', help='oneDNN kernels for --backend inference')
+
+
+def backend_options(args) -> dict:
+    """``model.inference.backends.open_backend``'s keywords from a command line parsed with
+    ``add_model_args``, ``add_backend_args`` and ``add_runtime_args``."""
+    return {'weights': args.weights, 'config': args.config, 'backend': args.backend, 'model_dir': args.model_dir,
+            'precision': args.precision, 'device': args.device, 'threads': args.threads, 'overrides': args.opt,
+            'mkldnn': args.mkldnn}

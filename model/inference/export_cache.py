@@ -13,6 +13,7 @@ to be corrupt, deleted and rebuilt.
 """
 import hashlib
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -31,6 +32,7 @@ from model.inference.exported import OnnxBackend
 from model.inference.openvino_backend import OpenVinoBackend
 from model.inference.predictor import Predictor
 
+LOG = logging.getLogger(__name__)
 CACHE_ENV = 'SOLOV2_CACHE'
 MANIFEST = 'cache.json'
 FORMAT = 1
@@ -118,7 +120,7 @@ def build_entry(cfg, weights: str, key: dict, folder: Path, threads: int) -> Non
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f'.{folder.name}-', dir=folder.parent))
     try:
-        dygraph = Predictor(cfg, weights, 'cpu')
+        dygraph = Predictor(cfg, weights, 'cpu', sidecar=False)
         export(key['config'], cfg, weights, tmp, fmt='onnx', check=False, dygraph=dygraph)
         verify(dygraph, [_open(key['backend'], tmp, threads, key['overrides'])])
         files = {p.name: file_sha256(p) for p in sorted(tmp.iterdir()) if p.is_file()}
@@ -135,13 +137,15 @@ def build_entry(cfg, weights: str, key: dict, folder: Path, threads: int) -> Non
 
 
 def cached_backend(number: int, cfg, weights: str, overrides: Sequence[str], threads: int = 0,
-                   log: Callable[[str], None] = print) -> Tuple[str, Backend]:
+                   log: Optional[Callable[[str], None]] = None) -> Tuple[str, Backend]:
     """('openvino' | 'onnx' | 'dygraph', backend) for ``--backend auto`` on the CPU, exporting
-    into the cache when needed; says in one line what it used."""
+    into the cache when needed (``cfg`` as ``config.sidecar.resolve_config`` gives it); says in
+    one line what it used, through ``log`` (default: this module's logger, INFO)."""
+    log = log or LOG.info
     kind = auto_kind()
     if kind == 'dygraph':
         log('auto: neither openvino nor onnxruntime (+ paddle2onnx) is installed: using dygraph')
-        return kind, Predictor(cfg, weights, 'cpu')
+        return kind, Predictor(cfg, weights, 'cpu', sidecar=False)
     key = cache_key(weights, number, overrides, kind)
     folder = cache_root() / entry_name(key)
     if folder.exists():
@@ -160,7 +164,7 @@ def cached_backend(number: int, cfg, weights: str, overrides: Sequence[str], thr
         build_entry(cfg, weights, key, folder, threads)
     except (ExportError, OSError) as exc:     # OSError: e.g. a cache folder that cannot be written
         log(f'auto: could not export for {kind} ({exc}): using dygraph')
-        return 'dygraph', Predictor(cfg, weights, 'cpu')
+        return 'dygraph', Predictor(cfg, weights, 'cpu', sidecar=False)
     log(f'auto: exporting once to {folder} ({time.perf_counter() - began:.0f} s), using {kind} f32')
     return kind, _open(kind, folder, threads, overrides)
 

@@ -1,25 +1,26 @@
 """The demo's runs over a folder of images or over video frames: read and preprocess in
 worker threads, the network on the calling thread, paste/draw/save in worker threads
-(``run_pipeline``), after an untimed warm-up; a summary line with the end-to-end FPS.
-
-``options`` is the demo's argument namespace: ``output``, ``draw_threshold``,
-``save_json``, ``warmup``, and for video ``video``, ``camera`` and ``max_frames``.
+(``run_pipeline``), after an untimed warm-up; ``summary_line`` gives the end-to-end FPS.
+Per-picture lines and the running video FPS go to this module's logger (INFO).
 """
 import itertools
-import sys
+import logging
 import threading
 import time
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional, Tuple, Union
 
 import cv2
 
 from config.errors import InputError
 from data.files import check_folder, check_output_file, make_folder, same_file, write_image
 from data.transforms import read_image
-from model.inference.outputs import coco_records, draw_bgr
-from model.inference.pipeline import run_pipeline
+from model.inference.outputs import InputDumper, coco_records, draw_bgr
+from model.inference.pipeline import PipelineStats, run_pipeline
 
+LOG = logging.getLogger(__name__)
 IMAGE_SUFFIXES = {'.jpg', '.jpeg', '.png', '.bmp', '.webp', '.tif', '.tiff'}
 VIDEO_SUFFIXES = {'.mp4', '.avi', '.mov', '.mkv'}
 
@@ -51,12 +52,13 @@ def picture_names(paths) -> dict:
     return names
 
 
-def picture_targets(options, paths) -> dict:
-    """{input path: where its drawn picture goes} under ``options.output``; a InputError
-    when that folder is the input folder, is a file, cannot be written, or a picture would
-    overwrite an input (nothing is created)."""
-    out_dir = Path(options.output)
-    if Path(options.input).is_dir() and same_file(out_dir, options.input):
+def picture_targets(paths, output: str, source: str) -> dict:
+    """{input path: where its drawn picture goes} under the folder ``output`` for the images
+    ``paths`` found at ``source`` (a file or folder); an InputError when that folder is the
+    input folder, is a file, cannot be written, or a picture would overwrite an input
+    (nothing is created)."""
+    out_dir = Path(output)
+    if Path(source).is_dir() and same_file(out_dir, source):
         raise InputError(f'--output {out_dir} is the --input folder — the drawn pictures would mix with the '
                          'originals; pick another folder')
     check_folder(out_dir, '--output')
@@ -69,9 +71,9 @@ def picture_targets(options, paths) -> dict:
     return targets
 
 
-def check_video_output(options) -> None:
+def check_video_output(output: str, video: Optional[str], camera: Optional[int]) -> None:
     """InputError when the video output is a folder, the input video or cannot be written."""
-    check_output_file(video_output_path(options), [options.video] if options.video else [], '--output')
+    check_output_file(video_output_path(output, video, camera), [video] if video else [], '--output')
 
 
 def warm_up(items, load, model, runs: int) -> None:
@@ -88,32 +90,43 @@ def warm_up(items, load, model, runs: int) -> None:
         return
 
 
-def video_output_path(options) -> Path:
-    out = Path(options.output)
+def video_output_path(output: str, video: Optional[str], camera: Optional[int]) -> Path:
+    """The .mp4 written for a video or camera: ``output`` itself when it names a video file,
+    else ``<output>/<video stem>.mp4`` (``camera<ID>.mp4``)."""
+    out = Path(output)
     if out.suffix.lower() in VIDEO_SUFFIXES:
         return out
-    stem = Path(options.video).stem if options.video else f'camera{options.camera}'
+    stem = Path(video).stem if video else f'camera{camera}'
     return out / f'{stem}.mp4'
+
+
+@dataclass
+class DrawOptions:
+    """What the demo does with each result: pictures drawn with instances scoring at least
+    ``threshold``, COCO records collected when ``records`` is a list, network inputs written
+    by ``dumper`` (``outputs.InputDumper``) when given, ``warmup`` untimed runs first."""
+    threshold: float = 0.3
+    records: Optional[list] = None
+    dumper: Optional[InputDumper] = None
+    warmup: int = 2
 
 
 class ImageStages:
     """The demo's work on each image of a folder, as ``run_pipeline`` stages: ``load``
-    (read, preprocess, dump unless ``dump=False``), ``model`` (the network) and ``finish`` (instances on the
-    picture, the drawn picture written to ``targets[path]``, records when
-    ``options.save_json``, one printed line); ``written`` lists the pictures done."""
+    (read, preprocess, dump unless ``dump=False``), ``model`` (the network) and ``finish``
+    (instances on the picture, the drawn picture written to ``targets[path]``, records when
+    asked, one logged line); ``written`` lists the inputs whose picture is done."""
 
-    def __init__(self, options, backend, dumper, records, targets):
-        self.options, self.backend, self.dumper, self.records, self.targets = (
-            options, backend, dumper, records, targets)
+    def __init__(self, backend, targets: dict, draw: DrawOptions, written: list):
+        self.backend, self.targets, self.draw, self.written = backend, targets, draw, written
         self.ids = {path: index for index, path in enumerate(targets)}
-        self.written = []
 
     def load(self, path, dump=True):
         image = read_image(path, self.backend.cfg.max_image_pixels)
         chw, meta = self.backend.prepare(image)
-        if self.dumper is not None and dump:
+        if self.draw.dumper is not None and dump:
             index = self.ids[path]
-            self.dumper.dump(f'{index:05d}_{path.stem}', index, path.name, str(path.resolve()), chw, meta)
+            self.draw.dumper.dump(f'{index:05d}_{path.stem}', index, path.name, str(path.resolve()), chw, meta)
         return image, (chw, meta)
 
     def model(self, loaded):
@@ -121,37 +134,36 @@ class ImageStages:
 
     def finish(self, path, loaded, outputs):
         image, (_, meta) = loaded
-        backend, threshold = self.backend, self.options.draw_threshold
+        backend, threshold = self.backend, self.draw.threshold
         result = backend.finish_outputs(outputs, meta)
         write_image(self.targets[path], draw_bgr(image, result, backend.class_names, threshold))
         self.written.append(path)
-        if self.options.save_json:
-            self.records.extend(coco_records(self.ids[path], path.name, result, backend.class_names))
-        print(f'{path.name}: {len(result)} instances, {int((result.scores >= threshold).sum())} drawn')
+        if self.draw.records is not None:
+            self.draw.records.extend(coco_records(self.ids[path], path.name, result, backend.class_names))
+        LOG.info(f'{path.name}: {len(result)} instances, {int((result.scores >= threshold).sum())} drawn')
 
 
-def run_images(options, backend, dumper, records, targets, written: list) -> int:
-    """Run ``backend`` over ``targets`` ({image path: picture path}, ``picture_targets``);
-    ``written`` collects the inputs whose picture is written."""
+def run_images(backend, targets: dict, draw: DrawOptions, written: list) -> Tuple[PipelineStats, float]:
+    """Run ``backend`` over ``targets`` ({image path: picture path}, ``picture_targets``),
+    after ``draw.warmup`` untimed runs; ``written`` collects the inputs whose picture is written.
+    Returns the pipeline's stats and the time the timed part began (for ``summary_line``);
+    unreadable images are in ``stats.failed``."""
     paths = list(targets)
-    make_folder(options.output, '--output')
-    stages = ImageStages(options, backend, dumper, records, targets)
-    stages.written = written
-    warm_up(paths, lambda path: stages.load(path, dump=False), stages.model, options.warmup)
+    for folder in {target.parent for target in targets.values()}:
+        make_folder(folder, '--output')
+    stages = ImageStages(backend, targets, draw, written)
+    warm_up(paths, lambda path: stages.load(path, dump=False), stages.model, draw.warmup)
     began = time.perf_counter()
-    stats = run_pipeline(paths, stages.load, stages.model, stages.finish)
-    for path, message in stats.failed:
-        print(f'skipped {path}: {message}', file=sys.stderr)
-    summary(options, stats, began, 'images', f'pictures in {Path(options.output)}/')
-    return 0 if stats.done else 1
+    return run_pipeline(paths, stages.load, stages.model, stages.finish), began
 
 
 class OrderedFrameWriter:
-    """Writes drawn frames to a video in frame order whatever worker finishes first, and
-    prints the running FPS about once a second (thread-safe)."""
+    """Writes drawn frames to a video in frame order whatever worker finishes first, logs
+    the running FPS about once a second and appends each written index to ``written``
+    (thread-safe)."""
 
-    def __init__(self, writer):
-        self.writer, self.pending, self.next = writer, {}, 0
+    def __init__(self, writer, written: list):
+        self.writer, self.written, self.pending, self.next = writer, written, {}, 0
         self.lock = threading.Lock()
         self.began = self.shown = time.perf_counter()
 
@@ -160,11 +172,12 @@ class OrderedFrameWriter:
             self.pending[index] = drawn
             while self.next in self.pending:
                 self.writer.write(self.pending.pop(self.next))
+                self.written.append(self.next)
                 self.next += 1
             now = time.perf_counter()
             if now - self.shown >= 1.0:
                 self.shown = now
-                print(f'frame {self.next}: {self.next / (now - self.began):.1f} FPS', flush=True)
+                LOG.info(f'frame {self.next}: {self.next / (now - self.began):.1f} FPS')
 
 
 def read_frames(capture, first, max_frames: int):
@@ -179,33 +192,33 @@ def read_frames(capture, first, max_frames: int):
         yield index, frame
 
 
-def open_video(options):
-    """(capture, first frame, writer, output path), or a one-line error message."""
-    source = options.video if options.video is not None else options.camera
+def open_capture(source: Union[str, int]):
+    """(capture, first BGR frame) of a video file or camera ID; InputError when it cannot be
+    opened or has no frame."""
     capture = cv2.VideoCapture(source)
     if not capture.isOpened():
-        return f'cannot open {"video " + options.video if options.video else f"camera {options.camera}"}'
+        raise InputError(f'cannot open {"camera " if isinstance(source, int) else "video "}{source}')
     ok, first = capture.read()
     if not ok:
-        return f'no frames in {source}'
+        capture.release()
+        raise InputError(f'no frames in {source}')
+    return capture, first
+
+
+def open_writer(out_path: Path, capture, first):
+    """An mp4v ``cv2.VideoWriter`` at ``out_path`` with the capture's frame rate and size."""
     height, width = first.shape[:2]
-    out_path = video_output_path(options)
     make_folder(out_path.parent, '--output')
     writer = cv2.VideoWriter(str(out_path), cv2.VideoWriter_fourcc(*'mp4v'),
                              capture.get(cv2.CAP_PROP_FPS) or 25.0, (width, height))
     if not writer.isOpened():
-        return f'cannot write {out_path}'
-    return capture, first, writer, out_path
+        raise InputError(f'cannot write {out_path}')
+    return writer
 
 
-def run_video(options, backend, dumper, records) -> int:
-    opened = open_video(options)
-    if isinstance(opened, str):
-        print(f'error: {opened}', file=sys.stderr)
-        return 2
-    capture, first, writer, out_path = opened
-    ordered = OrderedFrameWriter(writer)
-
+def video_stages(backend, dumper: Optional[InputDumper]):
+    """(load, model) pipeline stages for (index, BGR frame) items: RGB, preprocessed,
+    dumped as ``frame_NNNNNN`` (picture and input) unless ``dump=False``."""
     def load(item, dump=True):
         index, bgr = item
         image = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
@@ -218,30 +231,42 @@ def run_video(options, backend, dumper, records) -> int:
 
     def model(loaded):
         return backend.forward([loaded[1][0]])
+    return load, model
+
+
+def run_video(backend, source: Union[str, int], out_path: Path, draw: DrawOptions, written: list,
+              max_frames: int = 0) -> Tuple[PipelineStats, float]:
+    """Segment a video file or camera (``source``) into an annotated mp4 at ``out_path``,
+    frames in order, until it ends or ``max_frames`` (0: all); ``written`` collects the
+    indices of the frames written. Returns the stats and the time the timed part began."""
+    capture, first = open_capture(source)
+    try:
+        writer = open_writer(out_path, capture, first)
+    except InputError:
+        capture.release()
+        raise
+    ordered = OrderedFrameWriter(writer, written)
+    load, model = video_stages(backend, draw.dumper)
 
     def finish(item, loaded, outputs):
         index = item[0]
         image, (_, meta) = loaded
         result = backend.finish_outputs(outputs, meta)
-        if options.save_json:
-            records.extend(coco_records(index, f'frame_{index:06d}', result, backend.class_names))
-        ordered.put(index, draw_bgr(image, result, backend.class_names, options.draw_threshold))
+        if draw.records is not None:
+            draw.records.extend(coco_records(index, f'frame_{index:06d}', result, backend.class_names))
+        ordered.put(index, draw_bgr(image, result, backend.class_names, draw.threshold))
 
-    warm_up([(0, first)], lambda item: load(item, dump=False), model, options.warmup)
+    warm_up([(0, first)], lambda item: load(item, dump=False), model, draw.warmup)
     ordered.began = began = time.perf_counter()
     try:
-        stats = run_pipeline(read_frames(capture, first, options.max_frames), load, model, finish)
-    except KeyboardInterrupt:
-        print(f'interrupted (Ctrl-C): {ordered.next} frames written to {out_path}', file=sys.stderr)
-        return 130
+        return run_pipeline(read_frames(capture, first, max_frames), load, model, finish), began
     finally:
         writer.release()
         capture.release()
-    summary(options, stats, began, 'frames', f'video {out_path} ({ordered.next} frames)')
-    return 0 if stats.done else 1
 
 
-def summary(options, stats, began: float, unit: str, where: str) -> None:
-    print(f'{stats.done} {unit} in {time.perf_counter() - began:.2f} s: '
-          f'{stats.images_per_second:.2f} FPS end to end, model busy {100 * stats.busy_fraction:.0f}% '
-          f'of the time; {where}')
+def summary_line(stats: PipelineStats, began: float, unit: str, where: str) -> str:
+    """'N images in T s: F FPS end to end, model busy P% of the time; <where>'."""
+    return (f'{stats.done} {unit} in {time.perf_counter() - began:.2f} s: '
+            f'{stats.images_per_second:.2f} FPS end to end, model busy {100 * stats.busy_fraction:.0f}% '
+            f'of the time; {where}')

@@ -7,7 +7,7 @@ import contextlib
 import os
 import time
 from collections import deque
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator, List, Optional, Tuple
 
@@ -62,15 +62,31 @@ def run_pipeline(items: Iterable[Any], load: Callable[[Any], Any], model: Callab
     A ``load`` that raises skips the item and records (item, message) in
     ``stats.failed``; errors in ``model`` or ``finish`` propagate.
     """
-    with single_threaded_helpers():
-        return _run(items, load, model, finish, load_workers, finish_workers or default_finish_workers(), prefetch)
-
-
-def _run(items, load, model, finish, load_workers: int, finish_workers: int, prefetch: int) -> PipelineStats:
     stats = PipelineStats()
+    for _ in stream_pipeline(items, load, model, finish, stats, load_workers, finish_workers, prefetch, window=None):
+        pass
+    return stats
+
+
+def stream_pipeline(items: Iterable[Any], load: Callable[[Any], Any], model: Callable[[Any], Any],
+                    finish: Callable[[Any, Any, Any], Any], stats: Optional[PipelineStats] = None,
+                    load_workers: int = 2, finish_workers: Optional[int] = None, prefetch: int = 4,
+                    window: Optional[int] = 8) -> Iterator[Tuple[Any, Any]]:
+    """``run_pipeline`` as a generator: yields ``(item, finish(item, loaded, out))`` in item
+    order, skipped items left out (and recorded in ``stats.failed``). At most ``window``
+    finished items wait for the consumer (None: no bound, the model never waits). While the
+    generator is open, numpy's BLAS and OpenCV run single-threaded (``single_threaded_helpers``)."""
+    stats = stats if stats is not None else PipelineStats()
+    with single_threaded_helpers():
+        yield from _run(items, load, model, finish, load_workers, finish_workers or default_finish_workers(),
+                        prefetch, window, stats)
+
+
+def _run(items, load, model, finish, load_workers: int, finish_workers: int, prefetch: int,
+         window: Optional[int], stats: PipelineStats) -> Iterator[Tuple[Any, Any]]:
     start = time.perf_counter()
     pending: deque = deque()
-    finishing: List[Future] = []
+    finishing: deque = deque()
     with ThreadPoolExecutor(load_workers) as loaders, ThreadPoolExecutor(finish_workers) as finishers:
         iterator = iter(items)
 
@@ -93,9 +109,12 @@ def _run(items, load, model, finish, load_workers: int, finish_workers: int, pre
             began = time.perf_counter()
             out = model(loaded)
             stats.model_busy += time.perf_counter() - began
-            finishing.append(finishers.submit(finish, item, loaded, out))
+            finishing.append((item, finishers.submit(finish, item, loaded, out)))
             stats.done += 1
-        for future in finishing:
-            future.result()
+            while finishing and (finishing[0][1].done() or (window is not None and len(finishing) > window)):
+                done_item, done = finishing.popleft()
+                yield done_item, done.result()
+        while finishing:
+            done_item, done = finishing.popleft()
+            yield done_item, done.result()
     stats.wall = time.perf_counter() - start
-    return stats

@@ -23,14 +23,16 @@ class Predictor(Backend):
             applied to it (config.sidecar.apply_sidecar).
         weights: project checkpoint (.pdparams); None keeps the random init (tests).
         device: 'cpu' or 'gpu' (default: ``default_device()``).
+        sidecar: apply the weights' sidecar to ``cfg``; False when ``cfg`` already comes from
+            ``config.sidecar.resolve_config`` (the sidecar is then not read again).
     """
     name = 'dygraph'
 
-    def __init__(self, cfg, weights: Optional[str] = None, device: Optional[str] = None):
+    def __init__(self, cfg, weights: Optional[str] = None, device: Optional[str] = None, sidecar: bool = True):
         if device is not None or weights is not None:
             paddle.set_device(device or default_device())
         params = load_paddle_params(weights) if weights else None   # read (safely) before building
-        meta = read_sidecar(weights) if weights else None
+        meta = read_sidecar(weights) if weights and sidecar else None
         if meta is not None:
             try:
                 cfg = apply_sidecar(cfg, meta)
