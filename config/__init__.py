@@ -5,7 +5,7 @@
 from typing import Dict, Type
 
 from config.base import COCO_CLASSES, SOLOv2Base
-from config.checks import accepted, check_config
+from config.checks import check_config
 from config.errors import InputError
 from config.light448_dcn_r50 import Light448DCNR50
 from config.light448_r18 import Light448R18
@@ -17,6 +17,7 @@ from config.r50vd_dcn_enhance import R50vdDCNEnhance
 from config.r101_dcn import R101DCN
 from config.r101_fpn import R101FPN
 from config.r101vd_dcn import R101vdDCN
+from config.setting import Setting, declared_settings
 from config.shapes_r18 import ShapesR18
 from config.x101_dcn import X101DCN
 
@@ -73,11 +74,12 @@ def with_classes(cfg: Type[SOLOv2Base], num_classes: int, class_names=None) -> T
     return named
 
 
-def _coerce(name: str, text: str, default):
+def _coerce(setting: Setting, text: str):
     """Parse ``text`` as a Python literal (else a plain string) and check it against the
-    type of ``default``: ints stay ints, floats accept ints, tuples accept lists, and a
-    setting whose default is None takes None or a string."""
+    type of the setting's default: ints stay ints, floats accept ints, tuples accept lists,
+    and a setting whose default is None takes None or a string."""
     import ast
+    default = setting.default
     try:
         value = ast.literal_eval(text)
     except (ValueError, SyntaxError):
@@ -99,27 +101,25 @@ def _coerce(name: str, text: str, default):
     else:
         ok = isinstance(value, type(default))
     if not ok:
-        kind = accepted(name) or ('None or a string' if default is None else type(default).__name__)
-        raise ValueError(f"bad override '{name}={text}': {name} takes {kind}")
+        kind = setting.accepts or ('None or a string' if default is None else type(default).__name__)
+        raise InputError(f"bad override '{setting.name}={text}': {setting.name} takes {kind}")
     return value
 
 
 def with_overrides(cfg: Type[SOLOv2Base], assignments) -> Type[SOLOv2Base]:
     """Apply ``['name=value', ...]`` to a config. Values are Python literals checked
-    against the setting's type in the base config (``test_short=512``,
+    against the type of the setting's declared default (``test_short=512``,
     ``num_grids=(40,36,24,16,12)``, ``head_dcn=None``); unknown names and values of
-    another type raise ValueError, as do values out of range (``config.checks``)."""
-    settings = cfg.settings()
-    base = SOLOv2Base.settings()
+    another type raise InputError, as do values out of range (``config.checks``)."""
+    declared = declared_settings(cfg)
     changes = {}
     for assignment in assignments:
         name, sep, text = assignment.partition('=')
         name = name.strip()
-        if not sep or name not in settings:
-            raise ValueError(f"bad override '{assignment}': expected NAME=VALUE with NAME one of "
-                             f"{', '.join(settings)}")
-        reference = base[name] if name in base else settings[name]
-        changes[name] = _coerce(name, text, reference)
+        if not sep or name not in declared:
+            raise InputError(f"bad override '{assignment}': expected NAME=VALUE with NAME one of "
+                             f"{', '.join(declared)}")
+        changes[name] = _coerce(declared[name], text)
     changed = type(cfg.__name__, (cfg,), changes) if changes else cfg
     check_config(changed)
     return changed

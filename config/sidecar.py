@@ -2,24 +2,21 @@
 the model: config number, class names, the settings that differ from that config's
 (``"overrides"``) and the source.
 
-Settings fall in three groups: ``MODEL_SETTINGS`` shape the network or fix what its
-outputs mean (a command line that contradicts the recorded value is an error),
-``TEST_SETTINGS`` steer pre- and post-processing (recorded and applied, but any command
-line may change them); the rest (training, input limits) are not recorded."""
+Settings fall in three groups, each knob's ``group`` in config/base.py: ``MODEL_SETTINGS``
+('model') shape the network or fix what its outputs mean (a command line that contradicts
+the recorded value is an error), ``TEST_SETTINGS`` ('test') steer pre- and post-processing
+(recorded and applied, but any command line may change them); the rest (training, input
+limits) are not recorded."""
 import json
 from pathlib import Path
 from typing import Collection, List, Optional, Sequence
 
-from config import CONFIGS, get_config, with_classes, with_overrides
+from config import CONFIGS, SOLOv2Base, get_config, with_classes, with_overrides
 from config.errors import InputError
+from config.setting import group_names
 
-MODEL_SETTINGS = ('depth', 'variant', 'backbone_width', 'backbone_groups', 'backbone_base_width',
-                  'backbone_dcn', 'backbone_dcn_stages',
-                  'fpn_channels', 'num_classes', 'head_convs', 'head_channels', 'kernel_channels',
-                  'num_grids', 'head_dcn', 'head_dcn_indices', 'dcn_bias', 'mask_feat_channels',
-                  'mask_feat_dcn', 'segm_strides')
-TEST_SETTINGS = ('class_names', 'test_short', 'test_max', 'score_threshold', 'mask_threshold', 'nms_pre',
-                 'update_threshold', 'max_per_image', 'nms_kernel', 'nms_sigma')
+MODEL_SETTINGS = group_names(SOLOv2Base, 'model')
+TEST_SETTINGS = group_names(SOLOv2Base, 'test')
 _CLASSES = ('num_classes', 'class_names')   # recorded as entries of their own
 _RECORDED = tuple(name for name in MODEL_SETTINGS + TEST_SETTINGS if name not in _CLASSES)
 
@@ -37,7 +34,7 @@ def recorded_settings(cfg, number: int) -> dict:
 
 
 def read_sidecar(weights: str) -> Optional[dict]:
-    """The sidecar of ``weights`` or None when there is none; ValueError (one line
+    """The sidecar of ``weights`` or None when there is none; InputError (one line
     naming the file) when it is not a sidecar or its classes disagree."""
     side = sidecar_path(weights)
     if not side.is_file():
@@ -45,24 +42,24 @@ def read_sidecar(weights: str) -> Optional[dict]:
     try:
         meta = json.loads(side.read_text())
     except (OSError, ValueError) as exc:
-        raise ValueError(f'cannot read {side}: {exc} — fix or delete it and pass --config') from None
+        raise InputError(f'cannot read {side}: {exc} — fix or delete it and pass --config') from None
     if not isinstance(meta, dict) or not isinstance(meta.get('num_classes'), int) \
             or not isinstance(meta.get('overrides', {}), dict):
-        raise ValueError(f'{side} is not a checkpoint sidecar (config, num_classes, class_names) '
+        raise InputError(f'{side} is not a checkpoint sidecar (config, num_classes, class_names) '
                          '— fix or delete it and pass --config')
     names = meta.get('class_names')
     if names is not None and len(names) != meta['num_classes']:
-        raise ValueError(f'{side} says num_classes={meta["num_classes"]} but lists {len(names)} class names '
+        raise InputError(f'{side} says num_classes={meta["num_classes"]} but lists {len(names)} class names '
                          '— make them agree')
     unknown = sorted(set(meta.get('overrides', {})) - set(_RECORDED))
     try:
         if meta.get('config') not in CONFIGS:
-            raise ValueError(f'names config {meta.get("config")!r}, which does not exist')
+            raise InputError(f'names config {meta.get("config")!r}, which does not exist')
         if unknown:
-            raise ValueError(f'"overrides" records {unknown[0]}, which a sidecar does not hold')
+            raise InputError(f'"overrides" records {unknown[0]}, which a sidecar does not hold')
         with_overrides(CONFIGS[meta['config']], _assignments(meta.get('overrides', {})))
     except ValueError as exc:
-        raise ValueError(f'{side}: {exc} — fix or delete it and pass --config') from None
+        raise InputError(f'{side}: {exc} — fix or delete it and pass --config') from None
     return meta
 
 
@@ -80,7 +77,7 @@ def apply_sidecar(cfg, meta: dict, chosen: Collection[str] = ()):
     """``cfg`` with what the sidecar ``meta`` recorded: its class names, and each recorded
     setting that the caller did not choose. A setting counts as chosen when its name is in
     ``chosen`` or ``cfg`` holds another value than the recorded config number's default.
-    A chosen model setting that contradicts the recorded one raises ValueError naming it.
+    A chosen model setting that contradicts the recorded one raises InputError naming it.
     Sidecars written before settings were recorded (no ``"overrides"``) set the classes only."""
     if 'overrides' not in meta:
         return with_classes(cfg, meta['num_classes'], meta.get('class_names'))
@@ -97,7 +94,7 @@ def apply_sidecar(cfg, meta: dict, chosen: Collection[str] = ()):
         if name not in chosen and current == getattr(base, name):
             changes[name] = value
         elif name in MODEL_SETTINGS:
-            raise ValueError(f'weights were trained with {name}={value!r}, the command line says {current!r}')
+            raise InputError(f'weights were trained with {name}={value!r}, the command line says {current!r}')
     return with_overrides(cfg, _assignments(changes))
 
 

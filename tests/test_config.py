@@ -1,9 +1,13 @@
 """Config numbering, variant deltas, overrides, class lists and the settings table."""
+import subprocess
+import sys
+
 import pytest
 
 import config
 from config import COCO_CLASSES, CONFIGS, describe_configs, format_settings, get_config, with_classes, with_overrides
 from config.base import FULL_SCALE_RANGES, SOLOv2Base
+from config.checks import check_config
 from config.errors import InputError
 from config.light448_r18 import Light448R18
 from config.light448_r34 import Light448R34
@@ -13,6 +17,9 @@ from config.light512_r50vd_dcn import Light512R50vdDCN
 from config.r50vd_dcn_enhance import R50vdDCNEnhance
 from config.r101_fpn import R101FPN
 from config.r101vd_dcn import R101vdDCN
+from config.setting import Setting, declared_settings
+from config.sidecar import MODEL_SETTINGS, TEST_SETTINGS
+from tests.helpers import REPO_DIR
 
 EXPECTED_NUMBERING = {
     0: SOLOv2Base,
@@ -28,14 +35,9 @@ EXPECTED_NUMBERING = {
 
 
 # settings that shape the network or its inference (training/data knobs are checked
-# only where a variant is a pure backbone swap)
-MODEL_SETTINGS = {
-    'description', 'depth', 'variant', 'backbone_dcn', 'backbone_dcn_stages', 'frozen_stages',
-    'freeze_norm', 'fpn_channels', 'num_classes', 'class_names', 'head_convs', 'head_channels',
-    'kernel_channels', 'num_grids', 'head_dcn', 'head_dcn_indices', 'dcn_bias', 'drop_block',
-    'mask_feat_channels', 'mask_feat_dcn', 'scale_ranges', 'sigma', 'segm_strides', 'test_short',
-    'test_max', 'score_threshold', 'mask_threshold', 'nms_pre', 'update_threshold',
-    'max_per_image', 'nms_kernel', 'nms_sigma'}
+# only where a variant is a pure backbone swap): the recorded ones and those of the targets
+SHAPING = set(MODEL_SETTINGS + TEST_SETTINGS) | {
+    'description', 'frozen_stages', 'freeze_norm', 'drop_block', 'scale_ranges', 'sigma'}
 
 
 def _delta(a, b) -> set:
@@ -112,7 +114,7 @@ def test_config_deltas(a, b, expected):
     if expected == {'depth', 'description'}:
         assert delta == expected                  # pure backbone swaps: nothing else at all
     else:
-        assert delta & MODEL_SETTINGS == expected
+        assert delta & SHAPING == expected
 
 
 def test_some_values():
@@ -264,6 +266,72 @@ def test_format_settings_shows_overrides():
     lines = dict(line.split(None, 1) for line in text.splitlines())
     assert lines['test_short'].strip() == '96'
     assert lines['num_grids'].strip() == '(4, 2, 2, 2, 2)'
+
+
+# ---- each setting is declared once, with its doc --------------------------------------------------
+
+def test_every_setting_is_declared_with_a_one_line_doc():
+    declared = declared_settings(SOLOv2Base)
+    assert list(declared) == list(SOLOv2Base.settings())
+    assert len(declared) >= 68
+    for name, setting in declared.items():
+        assert setting.name == name and setting.default == getattr(SOLOv2Base, name)
+        assert setting.doc and setting.doc == setting.doc.strip() and '\n' not in setting.doc, name
+        assert len(setting.doc) <= 80, name
+        assert setting.group in (None, 'model', 'test'), name
+    assert len({setting.doc for setting in declared.values()}) == len(declared)     # no copy-paste docs
+
+
+@pytest.mark.parametrize('number', sorted(CONFIGS))
+def test_every_config_passes_the_declared_rules(number):
+    check_config(CONFIGS[number])
+    for name, setting in declared_settings(CONFIGS[number]).items():
+        assert setting.rule is None or setting.rule.ok(getattr(CONFIGS[number], name)), name
+
+
+@pytest.mark.parametrize('doc, group', [('', None), ('two\nlines', None), (' padded', None), ('fine', 'train')])
+def test_a_setting_without_a_one_line_doc_or_with_an_unknown_group_is_refused(doc, group):
+    with pytest.raises(InputError):
+        Setting(1, doc, group=group)
+
+
+def test_variant_values_stay_plain():
+    assert vars(SOLOv2Base)['depth'].default == 50 and SOLOv2Base.depth == 50
+    assert vars(R101FPN)['depth'] == 101 and R101FPN.depth == 101
+    assert SOLOv2Base().depth == 50 and R101FPN().depth == 101
+
+
+ADDED_KNOB = """
+from config.base import SOLOv2Base
+from config.checks import POSITIVE
+from config.setting import Setting
+knob = Setting(3, 'a knob declared by the test', group='model', rule=POSITIVE)
+knob.__set_name__(SOLOv2Base, 'extra_knob')     # what a line in the class body does
+SOLOv2Base.extra_knob = knob
+from config import CONFIGS, format_settings, with_overrides
+from config.sidecar import MODEL_SETTINGS, apply_sidecar, recorded_settings
+assert CONFIGS[9].settings()['extra_knob'] == 3 and 'extra_knob' in MODEL_SETTINGS
+cfg = with_overrides(CONFIGS[9], ['extra_knob=5'])
+assert recorded_settings(cfg, 9) == {'extra_knob': 5}
+meta = {'config': 9, 'num_classes': 4, 'class_names': list(CONFIGS[9].class_names), 'overrides': {'extra_knob': 5}}
+assert apply_sidecar(CONFIGS[9], meta).extra_knob == 5
+print(format_settings(cfg))
+try:
+    with_overrides(CONFIGS[9], ['extra_knob=0'])
+except ValueError as exc:
+    print(exc)
+"""
+
+
+def test_a_knob_declared_once_reaches_checks_sidecar_and_table():
+    """One ``Setting`` line in config/base.py is all a new knob needs."""
+    done = subprocess.run([sys.executable, '-c', ADDED_KNOB], capture_output=True, text=True, cwd=REPO_DIR,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    *table, error = done.stdout.strip().splitlines()
+    assert [line.split() for line in table if line.startswith('extra_knob')] == [['extra_knob', '5']]
+    assert error.startswith('bad value extra_knob=0: extra_knob takes an integer >= 1')
+    assert 'extra_knob' not in SOLOv2Base.settings()      # the declaration stayed in the subprocess
 
 
 def test_module_exports():
