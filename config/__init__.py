@@ -51,13 +51,19 @@ def describe_configs() -> str:
     return '\n'.join(f'  {n:>2}: {c.__name__:<18} {c.description}' for n, c in CONFIGS.items())
 
 
+VALUE_COLUMN = 24   # longer values in the --verbose table push their doc to the right
+
+
 def format_settings(cfg: Type[SOLOv2Base]) -> str:
-    """The resolved config as an aligned two-column table."""
-    settings = cfg.settings()
-    width = max(len(name) for name in settings)
-    return '\n'.join(f'{name:<{width}}  {value!r}' for name, value in settings.items()
-                     if name != 'class_names') + \
-        f"\n{'class_names':<{width}}  {len(cfg.class_names)} names"
+    """The resolved config as an aligned table, one knob a line: name, value (``class_names``:
+    how many, on the last line) and the knob's one-line doc after ``#``."""
+    declared = declared_settings(cfg)
+    names = [name for name in declared if name != 'class_names'] + ['class_names']
+    values = {name: repr(getattr(cfg, name)) for name in names}
+    values['class_names'] = f'{len(cfg.class_names)} names'
+    width = max(map(len, names))
+    value_width = min(max(map(len, values.values())), VALUE_COLUMN)
+    return '\n'.join(f'{name:<{width}}  {values[name]:<{value_width}}  # {declared[name].doc}' for name in names)
 
 
 def with_classes(cfg: Type[SOLOv2Base], num_classes: int, class_names=None) -> Type[SOLOv2Base]:

@@ -249,6 +249,16 @@ def test_get_config_unknown_number_lists_configs():
     assert '\n' not in message
 
 
+def _table(text: str) -> dict:
+    """--verbose table -> {name: (value, doc)}: each line is ``name  value  # doc``."""
+    rows = {}
+    for line in text.splitlines():
+        name, rest = line.split(None, 1)
+        value, doc = rest.split('  # ', 1)
+        rows[name] = (value.strip(), doc)
+    return rows
+
+
 @pytest.mark.parametrize('number', sorted(CONFIGS))
 def test_format_settings_contains_every_setting(number):
     cls = CONFIGS[number]
@@ -261,9 +271,19 @@ def test_format_settings_contains_every_setting(number):
     assert repr(cls.test_short) in text
 
 
+@pytest.mark.parametrize('number', sorted(CONFIGS))
+def test_format_settings_shows_each_value_with_its_doc(number):
+    cls = CONFIGS[number]
+    rows = _table(format_settings(cls))
+    assert list(rows) == [name for name in declared_settings(cls) if name != 'class_names'] + ['class_names']
+    for name, setting in declared_settings(cls).items():
+        value = f'{len(cls.class_names)} names' if name == 'class_names' else repr(getattr(cls, name))
+        assert rows[name] == (value, setting.doc)
+
+
 def test_format_settings_shows_overrides():
     text = format_settings(with_overrides(CONFIGS[0], ['test_short=96', 'num_grids=(4, 2, 2, 2, 2)']))
-    lines = dict(line.split(None, 1) for line in text.splitlines())
+    lines = {name: value for name, (value, _) in _table(text).items()}
     assert lines['test_short'].strip() == '96'
     assert lines['num_grids'].strip() == '(4, 2, 2, 2, 2)'
 
@@ -329,7 +349,7 @@ def test_a_knob_declared_once_reaches_checks_sidecar_and_table():
                           timeout=120)
     assert done.returncode == 0, done.stderr
     *table, error = done.stdout.strip().splitlines()
-    assert [line.split() for line in table if line.startswith('extra_knob')] == [['extra_knob', '5']]
+    assert _table('\n'.join(table))['extra_knob'] == ('5', 'a knob declared by the test')
     assert error.startswith('bad value extra_knob=0: extra_knob takes an integer >= 1')
     assert 'extra_knob' not in SOLOv2Base.settings()      # the declaration stayed in the subprocess
 
