@@ -1,0 +1,17 @@
+"""The toolkit's Python API: the one import path for using SOLOv2 from a program.
+
+    from model.api import Segmenter
+    seg = Segmenter('weights/shapes_r18.pdparams')
+    result = seg('images/shapes_000001.jpg')       # Instances: masks, labels, scores, boxes
+
+``Segmenter`` runs a checkpoint or an exported model on pictures, folders and videos;
+``Instances`` is one picture's result; ``evaluate`` gives COCO mask AP in percent. Errors are
+``InputError`` (bad input, the message says the fix) and ``RunError``. The library logs
+through ``logging`` (loggers named after its modules) and prints nothing.
+"""
+from config.errors import InputError, RunError, Solov2Error
+from model.api.evaluation import evaluate
+from model.api.instances import Instances
+from model.api.segmenter import Segmenter
+
+__all__ = ['Segmenter', 'Instances', 'evaluate', 'InputError', 'RunError', 'Solov2Error']

@@ -1,0 +1,23 @@
+"""``evaluate``: COCO mask AP of a ``Segmenter`` on an annotated image set, as eval.py prints it."""
+from typing import Callable, Dict, Optional
+
+from config.errors import InputError
+from data.coco import CocoDataset
+from data.coco_eval import STAT_NAMES, run_cocoeval
+from model.inference.evaluation import predict_coco
+
+
+def evaluate(segmenter, ann: str, images: str, progress: Optional[Callable[[int], None]] = None
+             ) -> Dict[str, float]:
+    """Mask AP of ``segmenter`` (a ``model.api.Segmenter``) on the COCO-format set ``ann``
+    (annotation file) / ``images`` (folder): the 12 COCO numbers in percent (0-100) by name
+    (AP AP50 AP75 APs APm APl AR1 AR10 AR100 ARs ARm ARl), as eval.py prints them; 0 for every
+    number when nothing is detected. ``progress(1)`` is called after each image."""
+    dataset = CocoDataset(ann, images, class_names=list(segmenter.class_names))
+    if not dataset.coco.getImgIds():
+        raise InputError(f'{ann} lists no images — nothing to evaluate; give an annotation file with images')
+    records = predict_coco(segmenter.backend, dataset.coco, str(dataset.image_dir), dataset.label_to_category_id,
+                           progress)
+    if not records:
+        return {name: 0.0 for name in STAT_NAMES}
+    return {name: 100 * float(value) for name, value in zip(STAT_NAMES, run_cocoeval(dataset.coco, records).stats)}

@@ -1,0 +1,146 @@
+"""The Python API (model.api): Segmenter on a path, arrays of either channel order, a folder
+stream and a video, Instances' helpers, evaluate() against eval.py, and bad input in one line."""
+import logging
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+import eval as eval_cli
+from config import get_config
+from data.results import instances_to_coco, write_json
+from data.transforms import read_image
+from data.visualize import draw_instances
+from model.api import InputError, Instances, Segmenter, evaluate
+from model.inference.predictor import Predictor
+from tools.make_shapes_dataset import generate_split
+
+ROOT = Path(__file__).resolve().parents[1]
+WEIGHTS = str(ROOT / 'weights' / 'shapes_r18.pdparams')
+IMAGES = sorted((ROOT / 'images').glob('*.jpg'))
+
+
+@pytest.fixture(scope='module')
+def seg():
+    return Segmenter(WEIGHTS, backend='dygraph', device='cpu', threads=2)
+
+
+def _same(a: Instances, b: Instances):
+    assert len(a) == len(b) > 0
+    np.testing.assert_array_equal(a.masks, b.masks)
+    np.testing.assert_array_equal(a.labels, b.labels)
+    np.testing.assert_allclose(a.scores, b.scores, rtol=1e-6)
+    np.testing.assert_array_equal(a.boxes, b.boxes)
+
+
+def test_config_comes_from_the_sidecar(seg):
+    assert seg.number == 9 and seg.class_names == tuple(get_config(9).class_names)
+    assert 'config=9' in repr(seg) and 'dygraph' in repr(seg)
+
+
+def test_path_bgr_and_rgb_arrays_give_the_predictor_s_instances(seg):
+    rgb = read_image(IMAGES[0])
+    want = Predictor(get_config(9), WEIGHTS)(rgb)
+    from_path = seg(IMAGES[0])
+    _same(from_path, Instances.from_detections(want, seg.class_names))
+    _same(seg(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)), from_path)        # BGR is the default
+    _same(seg(rgb, channels='rgb'), from_path)
+    assert from_path.masks.shape[1:] == rgb.shape[:2] and from_path.masks.dtype == bool
+
+
+def test_instances_helpers(seg):
+    result = seg(IMAGES[0])
+    assert result.names == [seg.class_names[label] for label in result.labels]
+    confident = result.filter(min_score=0.5)
+    assert len(confident) == int((result.scores >= 0.5).sum()) and (confident.scores >= 0.5).all()
+    name = result.names[0]
+    only = result.filter(classes=[name])
+    assert len(only) and set(only.names) == {name}
+    with pytest.raises(InputError, match='unknown class'):
+        result.filter(classes=['unicorn'])
+    records = result.to_coco(image_id=7)
+    assert records == instances_to_coco(7, result.masks, result.labels, result.scores, [1, 2, 3, 4], result.boxes)
+    rgb = read_image(IMAGES[0])
+    drawn_rgb = result.draw(rgb, channels='rgb')
+    np.testing.assert_array_equal(drawn_rgb, draw_instances(rgb, result.masks, result.labels, result.scores,
+                                                            result.class_names, 0.3, result.boxes))
+    drawn_bgr = result.draw(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    np.testing.assert_array_equal(drawn_bgr, cv2.cvtColor(drawn_rgb, cv2.COLOR_RGB2BGR))
+
+
+def test_stream_of_a_folder_is_in_order_and_equals_one_by_one(seg):
+    streamed = list(seg.stream(str(ROOT / 'images')))
+    assert [source for source, _ in streamed] == IMAGES
+    for source, result in streamed:
+        _same(result, seg(source))
+
+
+def test_stream_skips_an_unreadable_picture_with_a_warning(seg, tmp_path, caplog):
+    bad = tmp_path / 'notes.jpg'
+    bad.write_text('not a picture')
+    array = cv2.imread(str(IMAGES[1]))
+    with caplog.at_level(logging.WARNING, logger='model.api'):
+        streamed = list(seg.stream([IMAGES[0], bad, array]))
+    assert [type(source) for source, _ in streamed] == [type(IMAGES[0]), np.ndarray]
+    _same(streamed[1][1], seg(IMAGES[1]))
+    assert any('skipped' in r.message and 'notes.jpg' in r.message for r in caplog.records)
+
+
+def test_stream_video_yields_every_frame_in_order(seg, tmp_path):
+    path = tmp_path / 'clip.mp4'
+    frames = [cv2.imread(str(p)) for p in IMAGES[:3]]
+    height, width = frames[0].shape[:2]
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*'mp4v'), 5, (width, height))
+    for frame in frames:
+        writer.write(cv2.resize(frame, (width, height)))
+    writer.release()
+    seen = list(seg.stream_video(str(path)))
+    assert [index for index, _, _ in seen] == [0, 1, 2]
+    index, frame, result = seen[1]
+    assert frame.shape == (height, width, 3)
+    _same(result, seg(frame))
+    assert len(list(seg.stream_video(str(path), max_frames=2))) == 2
+
+
+def test_evaluate_equals_eval_py(seg, tmp_path, capsys):
+    coco = generate_split(tmp_path, 'val', 12, 256, seed=777)
+    ann = tmp_path / 'val.json'
+    write_json(coco, str(ann))
+    stats = evaluate(seg, str(ann), str(tmp_path / 'val'))
+    assert set(stats) >= {'AP', 'AP50', 'AR100'} and 0 < stats['AP'] <= 100
+    assert eval_cli.main(['--weights', WEIGHTS, '--backend', 'dygraph', '--ann', str(ann),
+                          '--images', str(tmp_path / 'val')]) == 0
+    printed = capsys.readouterr().out.split('mask AP (%)\n')[1].splitlines()[1].split()
+    assert float(printed[0]) == pytest.approx(stats['AP'], abs=0.005)
+
+
+def test_overrides_as_a_dict_or_a_list(seg):
+    high = Segmenter(WEIGHTS, backend='dygraph', device='cpu', overrides={'score_threshold': 0.6})
+    assert high.cfg.score_threshold == 0.6
+    assert 0 < len(high(IMAGES[0])) < len(seg(IMAGES[0]))     # fewer candidates pass the category threshold
+    assert Segmenter(WEIGHTS, backend='dygraph', device='cpu', overrides=['nms_pre=100']).cfg.nms_pre == 100
+
+
+@pytest.mark.parametrize('call, message', [
+    (lambda seg: seg(IMAGES[0], channels='bgra'), "channels must be 'bgr'"),
+    (lambda seg: seg(np.zeros((8, 8), np.uint8)), 'must be [H, W, 3] uint8'),
+    (lambda seg: seg(np.zeros((8, 8, 3), np.float32)), 'must be [H, W, 3] uint8'),
+    (lambda seg: list(seg.stream('no/such/folder')), 'no images found'),
+    (lambda seg: list(seg.stream_video('no/such/clip.mp4')), 'video not found'),
+])
+def test_bad_input_is_one_input_error(seg, call, message):
+    with pytest.raises(InputError, match=message.replace('[', r'\[').replace(']', r'\]')):
+        call(seg)
+
+
+@pytest.mark.parametrize('kwargs, message', [
+    ({}, 'give weights='),
+    ({'weights': 'no/such.pdparams'}, 'weights not found'),
+    ({'weights': WEIGHTS, 'backend': 'tensorrt'}, "unknown backend 'tensorrt'"),
+    ({'weights': WEIGHTS, 'precision': 'int8'}, 'needs --backend openvino'),
+    ({'weights': WEIGHTS, 'overrides': 'score_threshold=0.2'}, 'takes a dict or a list'),
+])
+def test_bad_construction_is_one_input_error(kwargs, message):
+    with pytest.raises(InputError, match=message):
+        Segmenter(**kwargs)
