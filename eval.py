@@ -36,9 +36,10 @@ from data.coco import CocoDataset, load_coco
 from data.coco_eval import STAT_NAMES, check_results, per_class_ap, run_cocoeval
 from data.files import check_output_file
 from data.results import write_json
-from model.inference.backends import BACKENDS, open_backend
+from model.inference.backends import BACKENDS, checked_weights, open_backend
 from model.inference.evaluation import predict_coco
 from model.inference.openvino_backend import PRECISIONS
+from model.training.components import SHAPES_HINT
 from model.training.hooks import open_visualdl
 
 
@@ -120,14 +121,41 @@ def load_records(args, number, backend, coco, dataset, ann: str) -> list:
 
 
 def model_and_config(args) -> tuple:
-    """(config number, config, backend or None for --json-only)."""
+    """(config number, config, backend or None for --json-only, the evaluation set), the set
+    checked before any model is built or exported."""
     if args.json_only:
-        return (*resolve_config(args.weights, args.config, args.opt), None)
+        number, cfg = resolve_config(args.weights, args.config, args.opt)
+        return number, cfg, None, evaluation_set(args, cfg)
     if not args.weights and not args.model_dir:
         raise InputError('pass --weights (or --model-dir with --backend onnx|openvino|inference, '
                          'or --json-only with a results file)')
-    number, backend = open_backend(**backend_options(args))
-    return number, backend.cfg, backend
+    resolved = None if args.model_dir else checked_weights(args.weights, args.config, args.opt)
+    if resolved:
+        evaluation_set(args, resolved[1])
+    number, backend = open_backend(**backend_options(args), resolved=resolved)
+    return number, backend.cfg, backend, evaluation_set(args, backend.cfg)
+
+
+def check_set_arguments(args) -> None:
+    """--images needs --ann; --ann needs --images unless only saved results are scored."""
+    if args.images and not args.ann:
+        raise InputError('--images needs --ann, the annotation file of those images '
+                         "(without both, the config's own val set is used)")
+    if args.ann and not args.images and not args.json_only:
+        raise InputError('--ann needs --images, the folder of its images')
+
+
+def evaluation_set(args, cfg) -> tuple:
+    """(annotation file, image folder): --ann/--images, else the config's val set, which must exist."""
+    if args.ann:
+        return args.ann, args.images
+    root = Path(cfg.dataset_dir)
+    ann = root / cfg.val_ann
+    if not ann.is_file():
+        how = (f'make it with {SHAPES_HINT}' if cfg.dataset_dir == 'datasets/shapes'
+               else f'put COCO val2017 under {root}/ (docs/evaluation.md)')
+        raise InputError(f"config {cfg.__name__}'s val set is not there ({ann}): pass --ann and --images, or {how}")
+    return str(ann), str(root / cfg.val_images)
 
 
 def main(argv=None) -> int:
@@ -140,10 +168,8 @@ def run(argv) -> int:
     for option, path in (('--save-json', args.save_json), ('--predict-only', args.predict_only)):
         if path:
             check_output_file(path, [p for p in (args.json_only, args.ann) if p], option)
-    number, cfg, backend = model_and_config(args)
-    root = Path(cfg.dataset_dir)
-    ann = args.ann or str(root / cfg.val_ann)
-    images = args.images or str(root / cfg.val_images)
+    check_set_arguments(args)
+    number, cfg, backend, (ann, images) = model_and_config(args)
     dataset = None if args.json_only else CocoDataset(ann, images, class_names=list(backend.class_names))
     coco = load_coco(ann) if dataset is None else dataset.coco
     if not coco.getImgIds():

@@ -2,6 +2,7 @@
 
 0-2 keep the numbering of the earlier Paddle 2.0 port (miemie2013/Paddle-SOLOv2).
 """
+import difflib
 from typing import Dict, Type
 
 from config.base import COCO_CLASSES, SOLOv2Base
@@ -108,8 +109,17 @@ def _coerce(setting: Setting, text: str):
         ok = isinstance(value, type(default))
     if not ok:
         kind = setting.accepts or ('None or a string' if default is None else type(default).__name__)
-        raise InputError(f"bad override '{setting.name}={text}': {setting.name} takes {kind}")
+        raise InputError(f"bad override '{setting.name}={text}': {setting.name} takes {kind}, "
+                         f'e.g. --opt "{setting.name}={_example(default)}"')
     return value
+
+
+def _example(default) -> str:
+    """A value of the default's type written as --opt takes it (a long tuple cut to two items)."""
+    if isinstance(default, tuple):
+        items = default[:2] if len(default) > 6 else default
+        return repr(tuple(items)) if len(items) != 1 else f'({items[0]!r},)'
+    return 'None' if default is None else repr(default)
 
 
 def with_overrides(cfg: Type[SOLOv2Base], assignments) -> Type[SOLOv2Base]:
@@ -122,13 +132,21 @@ def with_overrides(cfg: Type[SOLOv2Base], assignments) -> Type[SOLOv2Base]:
     for assignment in assignments:
         name, sep, text = assignment.partition('=')
         name = name.strip()
-        if not sep or name not in declared:
-            raise InputError(f"bad override '{assignment}': expected NAME=VALUE with NAME one of "
-                             f"{', '.join(declared)}")
+        if not sep:
+            raise InputError(f"bad override '{assignment}': expected NAME=VALUE, e.g. score_threshold=0.2")
+        if name not in declared:
+            raise InputError(f"bad override '{assignment}': {_unknown(name, declared)}")
         changes[name] = _coerce(declared[name], text)
     changed = type(cfg.__name__, (cfg,), changes) if changes else cfg
     check_config(changed)
     return changed
+
+def _unknown(name: str, declared) -> str:
+    """'no setting X — did you mean Y?' with the nearest declared names."""
+    near = difflib.get_close_matches(name, list(declared), n=2, cutoff=0.6)
+    hint = f'did you mean {" or ".join(near)}?' if near else 'see config/base.py for every setting and its doc'
+    return f'no setting {name!r} — {hint}'
+
 
 def announce_config(number: int, cfg, overrides=(), verbose: bool = False, where: str = '') -> str:
     """What a command runs with: one line (config number and name, ``where`` (weights or

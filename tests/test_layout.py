@@ -70,6 +70,33 @@ def test_converter_library_modules_import_no_command_glue():
     assert library and not bad, bad
 
 
+def library_files():
+    """The library: config/, data/, model/ and convert/'s modules that are not commands."""
+    return [path for path in tracked_python_files() if path.startswith(('config/', 'data/', 'model/', 'convert/'))
+            and not CONVERT_COMMANDS.match(path)]
+
+
+def console_calls(path: str):
+    """``print(...)``, ``exit``/``sys.exit(...)`` calls and argparse imports in a file."""
+    for node in ast.walk(ast.parse((REPO_DIR / path).read_text())):
+        if isinstance(node, ast.Call):
+            func = node.func
+            name = func.id if isinstance(func, ast.Name) else func.attr if isinstance(func, ast.Attribute) else ''
+            if name in ('print', 'exit'):      # os._exit in a loader worker whose parent died is not a console exit
+                yield f'{name}() at line {node.lineno}'
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or '']
+            if 'argparse' in names:
+                yield f'import argparse at line {node.lineno}'
+
+
+def test_the_library_never_prints_exits_or_parses_arguments():
+    """Library code takes explicit parameters and reports through logging and exceptions;
+    only the commands talk to the console (tools/cli.py)."""
+    bad = [(path, call) for path in library_files() for call in console_calls(path)]
+    assert library_files() and not bad, bad
+
+
 def test_the_network_imports_neither_training_nor_inference():
     bad = [(path, module) for path in NETWORK_FILES for module in imported_modules(path)
            if _under(module, 'model.training') or _under(module, 'model.inference')]

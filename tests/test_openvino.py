@@ -211,7 +211,8 @@ def test_corrupt_cache_entry_is_rebuilt(hot):  # noqa: F811
     lines.clear()
     kind, rebuilt = cached_backend(NUMBER, CONFIGS[NUMBER], weights, opts, 1, lines.append)
     assert lines[0] == f'auto: cache entry {entry} is corrupt (model.onnx is missing or changed): rebuilding it'
-    assert lines[1].startswith(f'auto: exporting once to {entry} ')
+    assert lines[1].startswith(f'auto: exporting {weights} once for openvino f32 into {entry} (usually')
+    assert lines[2].startswith(f'auto: exporting once to {entry} ')
     assert not [p for p in entry.parent.iterdir() if p.name.startswith(f'.{entry.name}')]   # no temp left
     _same_instances(rebuilt, Predictor(with_overrides(CONFIGS[NUMBER], opts), weights), _batch(128, 160, seed=9))
     lines.clear()

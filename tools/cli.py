@@ -16,6 +16,7 @@ tools/*.py, convert/*2paddle.py) does the same way, and nothing the library need
 - Arguments: the parser and the argument groups the commands share.
 """
 import argparse
+import contextlib
 import logging
 import os
 import signal
@@ -23,6 +24,7 @@ import sys
 import threading
 import time
 import warnings
+from typing import Iterator
 
 os.environ.setdefault('GLOG_minloglevel', '2')
 warnings.filterwarnings('ignore', message='No ccache found', category=UserWarning)
@@ -39,24 +41,35 @@ INPUT_ERRORS = (ValueError, KeyError, FileNotFoundError, NotADirectoryError, IsA
 
 # ---- console ---------------------------------------------------------------------------------
 
-class _PlainLines(logging.Formatter):
-    """INFO as the bare message; warnings and errors prefixed with their level."""
+class _ConsoleLines(logging.Handler):
+    """The library's log records as plain lines on the current ``sys.stdout`` (looked up at
+    each record, so a redirected stdout is followed): INFO as the bare message, warnings and
+    errors prefixed with their level."""
 
-    def format(self, record: logging.LogRecord) -> str:
+    def emit(self, record: logging.LogRecord) -> None:
         text = record.getMessage()
-        return text if record.levelno <= logging.INFO else f'{record.levelname.lower()}: {text}'
+        line = text if record.levelno <= logging.INFO else f'{record.levelname.lower()}: {text}'
+        sys.stdout.write(line + '\n')
+        sys.stdout.flush()
 
 
-def show_logs(level: int = logging.INFO, stream=None) -> None:
-    """Print the library's log messages (``level`` and above) as plain lines on ``stream``
-    (default stdout), replacing what an earlier call set up."""
-    handler = logging.StreamHandler(stream or sys.stdout)
-    handler.setFormatter(_PlainLines())
+@contextlib.contextmanager
+def show_logs(level: int = logging.INFO) -> Iterator[None]:
+    """While the block runs, print the library's log messages (``level`` and above) as plain
+    lines on stdout; the loggers' settings are put back afterwards."""
+    handler = _ConsoleLines()
+    saved = []
     for name in LIBRARY_PACKAGES:
         logger = logging.getLogger(name)
-        logger.handlers = [handler]
+        saved.append((logger, logger.handlers, logger.level, logger.propagate))
+        logger.handlers, logger.propagate = [handler], False
         logger.setLevel(level)
-        logger.propagate = False
+    try:
+        yield
+    finally:
+        for logger, handlers, old_level, propagate in saved:
+            logger.handlers, logger.propagate = handlers, propagate
+            logger.setLevel(old_level)
 
 
 def is_terminal(stream) -> bool:
@@ -143,10 +156,10 @@ def run_command(main, argv=None, stream=None) -> int:
     argv = [arg for arg in argv if arg != DEBUG_FLAG]
     stream = stream or sys.stderr
     set_status(None)
-    show_logs()
     previous = signal.signal(signal.SIGTERM, _raise_terminated) if _main_thread() else None
     try:
-        return main(argv)
+        with show_logs():
+            return main(argv)
     except KeyboardInterrupt as exc:
         return _interrupted(exc, stream)
     except Exception as exc:

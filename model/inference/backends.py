@@ -8,6 +8,7 @@
 - ``onnx``: onnxruntime ``CPUExecutionProvider`` on an exported model folder;
 - ``openvino``: OpenVINO on an exported model folder, ``precision`` f32 | bf16 | int8.
 """
+import difflib
 from pathlib import Path
 from typing import Optional, Sequence, Tuple
 
@@ -36,20 +37,40 @@ def exported_backend(kind: str, model_dir: str, threads: int = 0, mkldnn: bool =
     raise BackendError(f"unknown exported backend '{kind}' (expected one of {', '.join(EXPORTED)})")
 
 
-def _checked_weights(weights: Optional[str], number: Optional[int], overrides: Sequence[str]) -> Tuple[int, type]:
-    if not weights or not Path(weights).is_file():
-        raise InputError(
-            f'weights not found: {weights} (convert a checkpoint first, e.g. '
-            'python convert/ppdet2paddle.py SRC.pdparams weights/model.pdparams)')
+def checked_weights(weights: Optional[str], number: Optional[int], overrides: Sequence[str]) -> Tuple[int, type]:
+    """(number, config) of a checkpoint (``config.sidecar.resolve_config``) after checking the
+    path names a file; InputError naming the fix (a folder, a typo, nothing converted yet)."""
+    if not weights:
+        raise InputError('pass --weights (a .pdparams checkpoint) or --backend onnx|openvino|inference --model-dir DIR')
+    path = Path(weights)
+    if path.is_dir():
+        inside = sorted(path.glob('*.pdparams'))
+        raise InputError(f'--weights {weights} is a folder — give the .pdparams file'
+                         + (f', e.g. {inside[0]}' if inside else ' (there is none in it)'))
+    if not path.is_file():
+        raise InputError(f'weights not found: {weights} — {_nearby(path)}')
     return resolve_config(weights, number, overrides)
+
+
+def _nearby(path: Path) -> str:
+    """What to do about a missing weights file: the closest .pdparams names beside it, or how
+    to make one."""
+    near = difflib.get_close_matches(path.name, [p.name for p in path.parent.glob('*.pdparams')], n=2, cutoff=0.6) \
+        if path.parent.is_dir() else []
+    if near:
+        return 'did you mean ' + ' or '.join(str(path.parent / name) for name in near) + '?'
+    return ('convert a published checkpoint first, e.g. python convert/ppdet2paddle.py SRC.pdparams '
+            'weights/model.pdparams (docs/checkpoints.md)')
 
 
 def open_backend(weights: Optional[str] = None, config: Optional[int] = None, backend: str = 'auto',
                  model_dir: Optional[str] = None, precision: str = 'f32', device: Optional[str] = None,
-                 threads: int = 0, overrides: Sequence[str] = (), mkldnn: bool = False) -> Tuple[int, Backend]:
+                 threads: int = 0, overrides: Sequence[str] = (), mkldnn: bool = False,
+                 resolved: Optional[Tuple[int, type]] = None) -> Tuple[int, Backend]:
     """(config number, backend) ready to run: ``weights`` (a project checkpoint; its config from
     ``config`` or its sidecar) for 'auto' and 'dygraph', ``model_dir`` (an exported folder) for
     'inference', 'onnx' and 'openvino'. ``overrides``: ``['name=value', ...]`` config changes.
+    ``resolved``: ``checked_weights``'s (number, config) when the caller has it already.
     Selects the device and the CPU threads (``model.runtime.setup``). Raises InputError (or a
     subclass: BackendError, CheckpointError) with a one-line message."""
     if backend not in BACKENDS:
@@ -62,13 +83,13 @@ def open_backend(weights: Optional[str] = None, config: Optional[int] = None, ba
         raise BackendError(f'--model-dir needs --backend {"|".join(EXPORTED)} (not {backend})')
     chosen = device or default_device()
     if backend == 'dygraph' or (backend == 'auto' and chosen != 'cpu'):
-        number, cfg = _checked_weights(weights, config, overrides)
+        number, cfg = resolved or checked_weights(weights, config, overrides)
         return number, Predictor(cfg, weights, setup(chosen, threads), sidecar=False)
     if device not in (None, 'cpu'):      # an exported backend runs on the CPU whatever the machine has
         raise BackendError(f'--backend {backend} runs on the CPU here; use --backend dygraph for --device {device}')
     setup('cpu', threads)
     if backend == 'auto':
-        number, cfg = _checked_weights(weights, config, overrides)
+        number, cfg = resolved or checked_weights(weights, config, overrides)
         return number, cached_backend(number, cfg, weights, overrides, threads)[1]
     if not model_dir:
         raise BackendError(f'--backend {backend} needs --model-dir (a folder from tools/export_model.py)')

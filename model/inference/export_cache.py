@@ -158,6 +158,8 @@ def cached_backend(number: int, cfg, weights: str, overrides: Sequence[str], thr
             except BackendError as exc:
                 problem = str(exc)
         log(f'auto: cache entry {folder} is corrupt ({problem}): rebuilding it')
+    log(f'auto: exporting {weights} once for {kind} f32 into {folder} (usually 10-60 s; '
+        'later runs load it from there) ...')
     began = time.perf_counter()
     try:
         shutil.rmtree(folder, ignore_errors=True)

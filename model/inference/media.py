@@ -26,9 +26,13 @@ VIDEO_SUFFIXES = {'.mp4', '.avi', '.mov', '.mkv'}
 
 
 def list_images(path: str):
-    """Image files under ``path`` (a file or a folder), sorted; [] if none."""
+    """Image files under ``path`` (an image file or a folder), sorted; [] if none. A file
+    that is not named as an image raises InputError."""
     root = Path(path)
     if root.is_file():
+        if root.suffix.lower() not in IMAGE_SUFFIXES:
+            raise InputError(f'{path} is not an image (expected {" ".join(sorted(IMAGE_SUFFIXES))}) '
+                             '— give an image file or a folder of images')
         return [root]
     if not root.is_dir():
         return []
