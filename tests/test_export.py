@@ -29,7 +29,7 @@ from model.inference.exported import InferenceBackend, OnnxBackend
 from model.inference.postprocess import paste_masks
 from model.inference.predictor import Predictor
 from model.layers import coord_features
-from tests.helpers import get_eval_model
+from tests.helpers import REPO_DIR, get_eval_model
 from tools import export_model, postprocess_raw
 
 paddle.set_device('cpu')
@@ -390,3 +390,16 @@ def test_dump_inputs_and_postprocess_raw_reproduce_the_demo(hot, image_dir, tmp_
     for name in ('a_wide.jpg', 'b_tall.jpg'):
         assert cv2.imread(str(tmp_path / 'raw_pics' / name)).shape == \
             cv2.imread(str(tmp_path / 'pics' / name)).shape
+
+
+def test_the_size_limit_follows_the_long_side_cap(tmp_path):
+    """The keep-ratio resize caps the long side at test_max, so a large test_short fits any
+    export that takes test_max (it was refused: 'test_short=3200 gives inputs above ...');
+    a test_max beyond --max-size is refused with the size it gives."""
+    from model.inference.export import ExportError, export
+    weights = str(REPO_DIR / 'weights' / 'shapes_r18.pdparams')
+    big_short = with_overrides(CONFIGS[9], ['test_short=3200'])
+    lines = export(9, big_short, weights, tmp_path / 'short', fmt='paddle', check=False, max_size=704)
+    assert (tmp_path / 'short' / 'infer_cfg.json').is_file() and lines
+    with pytest.raises(ExportError, match=r'test_max=1400 gives inputs up to 1408 px, above the largest .* \(1344;'):
+        export(9, with_overrides(CONFIGS[9], ['test_max=1400']), weights, tmp_path / 'long', fmt='paddle')

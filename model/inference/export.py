@@ -223,9 +223,10 @@ def export(number: int, cfg, weights: str, out_dir: Path, fmt: str = 'both', ops
     cfg, model = dygraph.cfg, dygraph.model
     deformable = has_deformable_conv(model)
     p2o = check_onnx_tools(deformable) if fmt in ('onnx', 'both') else None
-    for side, name in ((cfg.test_short, 'test_short'), (cfg.test_max, 'test_max')):
-        if padded_size(side, SIZE_DIVISOR) > max_size:
-            raise ExportError(f'{name}={side} gives inputs above --max-size {max_size}')
+    largest = padded_size(cfg.test_max, SIZE_DIVISOR)    # the keep-ratio resize caps the long side at test_max
+    if largest > max_size:
+        raise ExportError(f'test_max={cfg.test_max} gives inputs up to {largest} px, above the largest the export '
+                          f'takes ({max_size}; tools/export_model.py --max-size)')
     out_dir.mkdir(parents=True, exist_ok=True)
     lines, files = [], {}
     with tempfile.TemporaryDirectory() as tmp:
