@@ -371,6 +371,9 @@ def test_dump_inputs_and_postprocess_raw_reproduce_the_demo(hot, image_dir, tmp_
            '--dump-inputs', str(dump), *DEMO_OPTS], capsys)
     manifest = json.loads((dump / 'manifest.json').read_text())
     assert [e['file_name'] for e in manifest['images']] == [name for name, _, _ in IMAGES]
+    for entry in manifest['images']:      # portable: relative to the manifest, no path of this machine
+        assert not Path(entry['source']).is_absolute()
+        assert (dump / entry['source']).resolve() == (Path(image_dir) / entry['file_name']).resolve()
     # a "vendor runtime": onnxruntime on the raw .bin files
     runtime = OnnxBackend(str(hot[1]), threads=1)
     raw.mkdir()

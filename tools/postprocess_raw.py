@@ -119,6 +119,7 @@ def read_manifest(path: str) -> dict:
         if lacking:
             raise InputError(f"{path}: image {index} lacks {', '.join(lacking)} — write the manifest again "
                              'with demo.py --dump-inputs')
+        entry['source'] = str(Path(path).parent / entry['source'])     # recorded relative to the manifest
     return manifest
 
 

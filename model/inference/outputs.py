@@ -1,6 +1,7 @@
 """What the demo writes per image: the drawn picture, COCO-style records, and the dump of
 preprocessed network inputs (shared by demo.py and tools/postprocess_raw.py)."""
 import json
+import os
 import threading
 from pathlib import Path
 
@@ -51,7 +52,8 @@ class InputDumper:
         batch = np.ascontiguousarray(chw[None], dtype=np.float32)
         np.save(self.folder / f'{name}.npy', batch)
         batch.tofile(self.folder / f'{name}.bin')
-        entry = {'name': name, 'image_id': image_id, 'file_name': file_name, 'source': source,
+        entry = {'name': name, 'image_id': image_id, 'file_name': file_name,
+                 'source': os.path.relpath(source, self.folder),      # portable: the folder can move with its images
                  'input_shape': list(batch.shape), 'npy': f'{name}.npy', 'bin': f'{name}.bin',
                  'orig_hw': list(meta.orig_hw), 'resized_hw': list(meta.resized_hw),
                  'padded_hw': list(meta.padded_hw)}
