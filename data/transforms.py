@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from os import PathLike
 from typing import Sequence
@@ -9,6 +10,7 @@ from typing import Sequence
 import cv2
 import numpy as np
 
+LOG = logging.getLogger(__name__)
 IMAGENET_MEAN_RGB = (123.675, 116.28, 103.53)
 IMAGENET_STD_RGB = (58.395, 57.12, 57.375)
 
@@ -54,13 +56,15 @@ def check_pixels(path, width: int, height: int, max_pixels: int) -> None:
         )
 
 
-def read_image(path: str | PathLike[str], max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+def read_image(path: str | PathLike[str], max_pixels: int = DEFAULT_MAX_PIXELS, warn_colour: bool = False) -> np.ndarray:
     """Read an image file as `[H, W, 3] uint8 RGB`.
 
     Decodes from a byte buffer so non-ASCII paths work. Grey and RGBA files
     are converted to 3-channel RGB. Raises `ValueError` when the file is
     missing, cannot be decoded, or holds more than `max_pixels` pixels (checked
-    from the header before decoding for PNG, JPEG and BMP; 0 = no limit).
+    from the header before decoding for PNG, JPEG and BMP; 0 = no limit). With
+    `warn_colour`, a transparent or greyscale picture is logged (`warn_unusual_colour`):
+    the commands that segment a user's pictures ask for it, training and COCO evaluation not.
     """
     try:
         buffer = np.fromfile(path, dtype=np.uint8)
@@ -73,7 +77,31 @@ def read_image(path: str | PathLike[str], max_pixels: int = DEFAULT_MAX_PIXELS) 
     if bgr is None:
         raise ValueError(f'cannot read image {path}')
     check_pixels(path, bgr.shape[1], bgr.shape[0], max_pixels)
+    if warn_colour:
+        warn_unusual_colour(path, buffer, bgr)
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+PNG_ALPHA_TYPES = (4, 6)     # IHDR colour types with an alpha channel: grey + alpha, RGBA
+
+
+def warn_unusual_colour(path, buffer: np.ndarray, bgr: np.ndarray) -> None:
+    """Log a warning when a picture is not what the models were trained on: a PNG with
+    transparent pixels (segmented as the colours stored under them) or a greyscale picture
+    (colour models find fewer instances in it). ``buffer``: the file's bytes; ``bgr`` its
+    [H, W, 3] decoding."""
+    data = memoryview(buffer)
+    if bytes(data[:8]) == b'\x89PNG\r\n\x1a\n' and len(data) > 25 and data[25] in PNG_ALPHA_TYPES:
+        alpha = cv2.imdecode(buffer, cv2.IMREAD_UNCHANGED)[..., -1]
+        if alpha.min() < alpha.max() or alpha.max() < np.iinfo(alpha.dtype).max:
+            LOG.warning(f'{path} has transparent pixels: they are segmented as the colours stored under them '
+                        '(flatten the picture onto a background first if that matters)')
+    if _grey(bgr[::8, ::8]) and _grey(bgr):
+        LOG.warning(f'{path} is greyscale: the models were trained on colour pictures and may find fewer instances')
+
+
+def _grey(bgr: np.ndarray) -> bool:
+    return bool(np.array_equal(bgr[..., 0], bgr[..., 1]) and np.array_equal(bgr[..., 1], bgr[..., 2]))
 
 
 def resized_hw(height: int, width: int, short: int, max_size: int) -> tuple[tuple[int, int], float]:

@@ -1,5 +1,7 @@
 """Tests for data.transforms."""
 
+import logging
+
 import cv2
 import numpy as np
 import pytest
@@ -135,3 +137,30 @@ def test_a_huge_image_is_refused_from_its_header(tmp_path):
     assert read_image(tmp_path / 'ok.png', max_pixels=0).shape == (2, 2, 3)      # 0: no limit
     with pytest.raises(ValueError, match='over the limit'):
         read_image(tmp_path / 'ok.png', max_pixels=3)
+
+
+def _png(path, array):
+    assert cv2.imwrite(str(path), array)
+    return path
+
+
+def test_transparent_and_greyscale_pictures_are_said(tmp_path, caplog):
+    """RGBA with transparent pixels and greyscale pictures are read as before (RGB) with a
+    warning naming the file; opaque RGBA and colour pictures pass silently."""
+    rng = np.random.default_rng(0)
+    colour = rng.integers(0, 255, (24, 32, 3), dtype=np.uint8)
+    rgba = np.dstack([colour, np.full((24, 32), 255, np.uint8)])
+    see_through = rgba.copy()
+    see_through[:5, :5, 3] = 0
+    grey = np.repeat(colour[..., :1], 3, axis=2)
+    with caplog.at_level(logging.WARNING, logger='data.transforms'):
+        for name, array in (('colour.png', colour), ('opaque.png', rgba)):
+            np.testing.assert_array_equal(read_image(_png(tmp_path / name, array), warn_colour=True), colour[..., ::-1])
+        assert not caplog.records
+        np.testing.assert_array_equal(read_image(_png(tmp_path / 'clear.png', see_through), warn_colour=True), colour[..., ::-1])
+        read_image(_png(tmp_path / 'grey.png', grey), warn_colour=True)
+        read_image(tmp_path / 'grey.png')     # training and evaluation read silently
+    messages = [r.message for r in caplog.records]
+    assert len(messages) == 2
+    assert 'clear.png has transparent pixels' in messages[0]
+    assert 'grey.png is greyscale' in messages[1]

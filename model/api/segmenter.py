@@ -72,7 +72,7 @@ class Segmenter:
         """[H, W, 3] uint8 RGB of an image path or an array in ``channels`` order."""
         check_channels(channels)
         if isinstance(image, (str, os.PathLike)):
-            return read_image(image, self.cfg.max_image_pixels)
+            return read_image(image, self.cfg.max_image_pixels, warn_colour=True)
         array = np.asarray(image)
         if array.ndim != 3 or array.shape[2] != 3 or array.dtype != np.uint8:
             raise InputError(f'an image array must be [H, W, 3] uint8, got {list(array.shape)} {array.dtype}')

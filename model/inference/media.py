@@ -126,7 +126,7 @@ class ImageStages:
         self.ids = {path: index for index, path in enumerate(targets)}
 
     def load(self, path, dump=True):
-        image = read_image(path, self.backend.cfg.max_image_pixels)
+        image = read_image(path, self.backend.cfg.max_image_pixels, warn_colour=True)
         chw, meta = self.backend.prepare(image)
         if self.draw.dumper is not None and dump:
             index = self.ids[path]
