@@ -56,7 +56,8 @@ def check_pixels(path, width: int, height: int, max_pixels: int) -> None:
         )
 
 
-def read_image(path: str | PathLike[str], max_pixels: int = DEFAULT_MAX_PIXELS, warn_colour: bool = False) -> np.ndarray:
+def read_image(path: str | PathLike[str], max_pixels: int = DEFAULT_MAX_PIXELS,
+               warn_colour: bool = False) -> np.ndarray:
     """Read an image file as `[H, W, 3] uint8 RGB`.
 
     Decodes from a byte buffer so non-ASCII paths work. Grey and RGBA files
