@@ -1,6 +1,7 @@
 """Speed of this toolkit on this machine, against PaddleDetection's SOLOv2, in one run.
 
-    python tools/benchmark.py --configs 1 2            # writes docs/benchmark.md and .png
+    python tools/benchmark.py --configs 1 2            # writes output/benchmark.md and .png
+    python tools/benchmark.py --configs 1 2 --out docs/benchmark   # the published report
     python tools/benchmark.py --postprocess --configs 1 2   # post-processing section only
 
 For each config, both implementations get the same weights (a random-weight
@@ -445,7 +446,9 @@ def main(argv=None) -> int:
     parser.add_argument('--size', type=int, default=640, help='side of the square test images')
     parser.add_argument('--runs', type=int, default=3, help='network-only timing runs')
     parser.add_argument('--threads', type=int, default=0, help='CPU threads for all (default: every core)')
-    parser.add_argument('--out', default='docs/benchmark', help='report path without suffix')
+    parser.add_argument('--out', default='output/benchmark',
+                        help='report path without suffix (default output/benchmark; the published report is '
+                             '--out docs/benchmark)')
     parser.add_argument('--opt', nargs='+', default=[], metavar='NAME=VALUE',
                         help='config overrides for every config, e.g. test_short=320 test_max=320')
     parser.add_argument('--postprocess', action='store_true',
