@@ -18,10 +18,11 @@ import os
 import shutil
 import tempfile
 import time
+from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from importlib.util import find_spec
 from pathlib import Path
-from typing import Callable, Optional, Sequence, Tuple
+from typing import Callable, List, Optional, Sequence, Tuple
 
 import config
 import data
@@ -170,3 +171,53 @@ def cached_backend(number: int, cfg, weights: str, overrides: Sequence[str], thr
     log(f'auto: exporting once to {folder} ({time.perf_counter() - began:.0f} s), using {kind} f32')
     return kind, _open(kind, folder, threads, overrides)
 
+
+
+@dataclass(frozen=True)
+class CacheEntry:
+    """One folder of the export cache: its size in bytes, when it was written (seconds since
+    the epoch) and its key (None when its manifest cannot be read)."""
+    folder: Path
+    size: int
+    written: float
+    key: Optional[dict]
+
+    def stale(self, current_source: str) -> bool:
+        """True when no run of this code and these libraries can use the entry again: an
+        unreadable manifest, another source hash or another library version."""
+        if self.key is None:
+            return True
+        versions = self.key.get('versions', {})
+        return (self.key.get('source_sha256') != current_source
+                or any(_version(name) != found for name, found in versions.items()))
+
+
+def cache_entries(root: Optional[Path] = None) -> List[CacheEntry]:
+    """The entries under ``root`` (default ``cache_root()``), oldest first; [] when there is
+    no cache. Unfinished temporary folders (a name starting with '.') are included."""
+    root = root or cache_root()
+    if not root.is_dir():
+        return []
+    entries = []
+    for folder in sorted(p for p in root.iterdir() if p.is_dir()):
+        try:
+            key = json.loads((folder / MANIFEST).read_text())['key']
+        except (OSError, ValueError, KeyError, TypeError):
+            key = None
+        files = [p for p in folder.rglob('*') if p.is_file()]
+        entries.append(CacheEntry(folder, sum(p.stat().st_size for p in files), folder.stat().st_mtime, key))
+    return sorted(entries, key=lambda entry: entry.written)
+
+
+def current_source_hash() -> str:
+    """The source hash this code writes into its keys (for ``CacheEntry.stale``)."""
+    return _source_hash()
+
+
+def remove_entries(entries: Sequence[CacheEntry]) -> int:
+    """Delete the entries' folders; the bytes freed."""
+    freed = 0
+    for entry in entries:
+        shutil.rmtree(entry.folder, ignore_errors=True)
+        freed += entry.size
+    return freed
