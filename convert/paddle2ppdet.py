@@ -21,8 +21,8 @@ from config import CONFIGS
 from config.sidecar import MODEL_SETTINGS, apply_sidecar, read_sidecar, recorded_settings
 from convert.common import model_shapes
 from convert.ppdet2paddle import ALIAS_PREFIXES, ppdet_name
-from data.files import check_output_file, make_folder
-from model.checkpoint import load_paddle_params, write_atomically
+from data.files import check_output_file, make_folder, write_together
+from model.checkpoint import load_paddle_params
 from tools.cli import run_command
 
 PPDET_CONFIGS = {0: 'solov2_r50_fpn_1x_coco or solov2_r50_fpn_3x_coco', 3: 'solov2_r50_enhance_coco',
@@ -73,9 +73,9 @@ def model_changes(cfg, number: int) -> Dict[str, object]:
 
 
 def write_pdparams(params: Dict[str, np.ndarray], output: str) -> None:
-    """``paddle.save`` of numpy arrays, written atomically (``model.checkpoint.write_atomically``:
+    """``paddle.save`` of numpy arrays, written atomically (``data.files.write_together``:
     straight to a temporary beside ``output``, no in-memory copy of the file)."""
-    write_atomically([(Path(output), lambda path: paddle.save(params, path))])
+    write_together([(Path(output), lambda path: paddle.save(params, path))])
 
 
 def run(argv: Optional[Sequence[str]] = None) -> int:

@@ -1,32 +1,89 @@
-"""Safe file output: atomic writes (a temp file in the target folder, then ``os.replace``,
-so Ctrl-C or a full disk never leaves a half-written file) and checks that an output path
-is usable and never one of the user's inputs."""
+"""Safe file output: writes that are complete or absent (a hidden temporary beside the
+target, then a rename, so Ctrl-C or a full disk never leaves a half-written file or folder)
+and checks that an output path is usable and never one of the user's inputs."""
 
 from __future__ import annotations
 
+import errno
 import os
-import tempfile
+import secrets
+import shutil
 from os import PathLike
 from pathlib import Path
-from typing import Iterable
+from typing import Callable, Iterable, Sequence
 
 import cv2
 import numpy as np
 
+from config.errors import InputError
+
+FILE_MODE = 0o644
+
+
+def temporary_beside(path: str | PathLike[str]) -> Path:
+    """A hidden name in ``path``'s folder that no user file has: ``.NAME.<pid>.<random>.tmp``
+    (the one temporary naming of this module, for files and folders)."""
+    path = Path(path)
+    return path.with_name(f'.{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp')
+
+
+def write_together(writes: Sequence[tuple[str | PathLike[str], Callable[[str], None]]]) -> None:
+    """Call each ``write(temporary path)``, then rename every temporary (mode 0644) onto its
+    target: no target is replaced before all are written, and on any failure (Ctrl-C too)
+    the temporaries are removed and the old files are intact."""
+    temps = []
+    try:
+        for path, write in writes:
+            temps.append(temporary_beside(path))
+            write(str(temps[-1]))
+        for tmp in temps:
+            os.chmod(tmp, FILE_MODE)
+        for tmp, (path, _) in zip(temps, writes):
+            os.replace(tmp, path)
+    finally:
+        for tmp in temps:
+            tmp.unlink(missing_ok=True)   # gone already once renamed
+
 
 def atomic_write(path: str | PathLike[str], data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temp file in the same folder; OSError (with the
-    path) when the folder cannot be written."""
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp_path = tempfile.mkstemp(dir=directory, prefix='.tmp-', suffix=Path(path).suffix)
-    try:
-        os.fchmod(fd, 0o644)
-        with os.fdopen(fd, 'wb') as handle:
+    """Write ``data`` to ``path`` through a temporary in the same folder (``write_together``);
+    OSError (with the path) when the folder cannot be written."""
+    def write(tmp: str) -> None:
+        with open(tmp, 'xb') as handle:
             handle.write(data)
-        os.replace(tmp_path, path)
-    except BaseException:
-        os.unlink(tmp_path)
-        raise
+    write_together([(path, write)])
+
+
+def previous_folder(folder: str | PathLike[str]) -> Path:
+    """``NAME.old``: where ``build_folder(replace=True)`` keeps the folder it replaces until the
+    new one is in place (a reader falls back to it after a crash between the two renames)."""
+    folder = Path(folder)
+    return folder.with_name(folder.name + '.old')
+
+
+def build_folder(folder: str | PathLike[str], build: Callable[[Path], None], replace: bool = False) -> Path:
+    """Make ``folder`` complete or not at all: ``build(temporary folder)`` fills a new hidden
+    folder beside it (``temporary_beside``), which is then renamed to ``folder``. An existing
+    ``folder`` is a FileExistsError, or with ``replace`` is moved to ``previous_folder`` and
+    removed once the new one is in place. On any failure the temporary folder is removed."""
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temporary_beside(folder)
+    tmp.mkdir()
+    try:
+        build(tmp)
+        old = previous_folder(folder)
+        if folder.exists() and not replace:
+            raise FileExistsError(errno.EEXIST, 'the folder exists already', str(folder))
+        if folder.exists():
+            shutil.rmtree(old, ignore_errors=True)
+            folder.rename(old)
+        tmp.rename(folder)
+        if replace:
+            shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return folder
 
 
 def write_image(path: str | PathLike[str], bgr: np.ndarray) -> None:
@@ -48,38 +105,40 @@ def same_file(a: str | PathLike[str], b: str | PathLike[str]) -> bool:
 
 def check_output_file(path: str | PathLike[str], inputs: Iterable[str | PathLike[str]] = (),
                       option: str = 'output') -> Path:
-    """``path`` as a file to write: ValueError when it is a folder, one of ``inputs``, or its
+    """``path`` as a file to write: InputError when it is a folder, one of ``inputs``, or its
     folder cannot be made or written (nothing is created)."""
     path = Path(path)
     if path.is_dir():
-        raise ValueError(f'{option} {path} is a folder — give a file name, e.g. {path / "results.json"}')
+        raise InputError(f'{option} {path} is a folder — give a file name, e.g. {path / "results.json"}')
     for source in inputs:
         if same_file(path, source):
-            raise ValueError(f'{option} {path} is an input file and would be overwritten — '
+            raise InputError(f'{option} {path} is an input file and would be overwritten — '
                              'pick another output path')
     check_folder(path.parent, option)
     return path
 
 
-def check_folder(folder: str | PathLike[str], option: str = 'output') -> Path:
-    """ValueError when ``folder`` is a file, or it (or the nearest existing folder it would
-    be made in) cannot be written; nothing is created."""
+def check_folder(folder: str | PathLike[str], option: str = 'output', new: bool = False) -> Path:
+    """InputError when ``folder`` is a file, exists already though ``new`` is asked for, or it
+    (or the nearest existing folder it would be made in) cannot be written; nothing is created."""
     folder = Path(folder)
+    if new and folder.exists():
+        raise InputError(f'{folder} already exists — pass a new {option} folder')
     existing = folder
     while not existing.exists() and existing != existing.parent:
         existing = existing.parent
     if not existing.is_dir():
         where = '' if existing == folder else f' (in {folder})'
-        raise ValueError(f'{option} {existing} is a file, not a folder{where} — pick a folder path')
+        raise InputError(f'{option} {existing} is a file, not a folder{where} — pick a folder path')
     if not os.access(existing, os.W_OK | os.X_OK):
-        raise ValueError(f'{option} folder {existing} is not writable — pick another path')
+        raise InputError(f'{option} folder {existing} is not writable — pick another path')
     return folder
 
 
 def make_folder(folder: str | PathLike[str], option: str = 'output') -> Path:
-    """``check_folder``, then create ``folder`` (and parents); ValueError when that fails."""
+    """``check_folder``, then create ``folder`` (and parents); InputError when that fails."""
     try:
         check_folder(folder, option).mkdir(parents=True, exist_ok=True)
     except OSError as err:
-        raise ValueError(f'cannot create {option} folder {folder}: {err.strerror} — pick another path') from err
+        raise InputError(f'cannot create {option} folder {folder}: {err.strerror} — pick another path') from err
     return Path(folder)

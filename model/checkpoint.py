@@ -4,15 +4,15 @@ the wrong shape is refused with one clear line. Every Paddle pickle the project 
 through ``read_paddle_file`` (restricted unpickler, ``model/safe_pickle.py``)."""
 import json
 import os
-import secrets
 from pathlib import Path
-from typing import Callable, Dict, Mapping, Optional, Sequence, Tuple
+from typing import Dict, Mapping, Optional
 
 import numpy as np
 import paddle
 
 from config.errors import InputError
 from config.sidecar import recorded_settings, sidecar_path
+from data.files import write_together
 from model.safe_pickle import PADDLE_GLOBALS, Refused, RestrictedUnpickler, refusal_message
 
 
@@ -58,27 +58,6 @@ def load_paddle_params(path: str) -> Dict[str, np.ndarray]:
     return {k: v for k, v in arrays.items() if v is not None}
 
 
-def _temporary_beside(path: Path) -> Path:
-    """A hidden name in ``path``'s folder that no user file has (pid + random suffix)."""
-    return path.with_name(f'.{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp')
-
-
-def write_atomically(writes: Sequence[Tuple[Path, Callable[[str], None]]]) -> None:
-    """Call each ``write(temporary path)``, then rename every temporary onto its target.
-    On any failure (including Ctrl-C) the temporaries are removed and no target was
-    replaced before all were written."""
-    temps = []
-    try:
-        for path, write in writes:
-            temps.append(_temporary_beside(path))
-            write(str(temps[-1]))
-        for tmp, (path, _) in zip(temps, writes):
-            os.replace(tmp, path)
-    finally:
-        for tmp in temps:
-            tmp.unlink(missing_ok=True)   # gone already once renamed
-
-
 def save_checkpoint(state: Mapping[str, np.ndarray], weights: str, config_number: int,
                     cfg, source: str, extra: Optional[Mapping] = None) -> None:
     """Write ``weights`` (.pdparams, loadable by plain ``paddle.load``) and its sidecar
@@ -94,8 +73,8 @@ def save_checkpoint(state: Mapping[str, np.ndarray], weights: str, config_number
     path = Path(weights)
     path.parent.mkdir(parents=True, exist_ok=True)
     arrays = {k: np.asarray(v.numpy() if hasattr(v, 'numpy') else v) for k, v in state.items()}
-    write_atomically([(path, lambda p: paddle.save(arrays, p)),
-                      (sidecar_path(weights), lambda p: Path(p).write_text(json.dumps(meta, indent=1)))])
+    write_together([(path, lambda p: paddle.save(arrays, p)),
+                    (sidecar_path(weights), lambda p: Path(p).write_text(json.dumps(meta, indent=1)))])
 
 
 def check_fit(own: Mapping[str, object], params: Mapping[str, np.ndarray], weights: str) -> None:

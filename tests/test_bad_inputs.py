@@ -390,7 +390,7 @@ def test_ctrl_c_ends_the_demo_in_one_line_without_half_written_files(tmp_path):
     assert 'Traceback' not in err
     last = err.strip().splitlines()[-1]
     assert last.startswith('interrupted (Ctrl-C): ') and f'of 400 pictures written to {out}' in last
-    assert not [p for p in out.iterdir() if p.name.startswith('.tmp-')]
+    assert not [p for p in out.iterdir() if p.name.startswith('.')]   # no temporary (data.files) left
     assert all(cv2.imread(str(p)) is not None for p in out.iterdir())
 
 

@@ -31,7 +31,7 @@ from config.sidecar import (
     resolve_config,  # noqa: E402
     sidecar_path,  # noqa: E402
 )
-from data.files import check_folder, check_output_file  # noqa: E402
+from data.files import check_output_file  # noqa: E402
 from model.inference.export import DCN_OPSET, DEFAULT_MAX_SIZE, export  # noqa: E402
 from model.inference.exportable import MIN_SIZE  # noqa: E402
 from model.inference.exported import INFER_CFG, ONNX_FILE, PADDLE_PREFIX  # noqa: E402
@@ -66,12 +66,8 @@ EXPORT_FILES = (f'{PADDLE_PREFIX}.json', f'{PADDLE_PREFIX}.pdmodel', f'{PADDLE_P
 def check_output(output: str, weights: str) -> None:
     """InputError when --output is a file, cannot be written, or an exported file would
     overwrite the weights or their sidecar (e.g. --output the folder of model.pdparams)."""
-    out = Path(output)
-    if out.exists() and not out.is_dir():
-        raise InputError(f'--output {out} is a file — give a folder, e.g. export/NAME')
-    check_folder(out, '--output')
     for name in EXPORT_FILES:
-        check_output_file(out / name, [weights, sidecar_path(weights)], '--output')
+        check_output_file(Path(output) / name, [weights, sidecar_path(weights)], '--output')
 
 
 def main(argv=None) -> int:

@@ -29,6 +29,7 @@ if __package__ in (None, ''):
     import _bootstrap  # noqa: F401  (script mode: make the project importable)
 
 from config.errors import InputError  # noqa: E402
+from data.files import check_folder  # noqa: E402
 from model.inference.exported import read_infer_cfg  # noqa: E402
 from model.inference.media import list_images  # noqa: E402
 from model.inference.quantize import load_annotated, quantize_model  # noqa: E402
@@ -84,8 +85,7 @@ def run(argv) -> int:
     paths = list_images(args.images)[:max(args.num_images, 0)]
     if not paths:
         raise InputError(f'no images found at {args.images} — give a folder of calibration pictures')
-    if out.exists():
-        raise InputError(f'{out} already exists — pass a new --output folder')
+    check_folder(out, '--output', new=True)
     annotated = None
     if args.annotations:
         names = read_infer_cfg(args.model_dir)['class_names']

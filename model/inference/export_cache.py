@@ -16,7 +16,6 @@ import json
 import logging
 import os
 import shutil
-import tempfile
 import time
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
@@ -27,6 +26,7 @@ from typing import Callable, List, Optional, Sequence, Tuple
 import config
 import data
 import model
+from data.files import build_folder
 from model.inference.backend import Backend, BackendError
 from model.inference.export import ExportError, export, verify
 from model.inference.exported import OnnxBackend
@@ -117,24 +117,20 @@ def check_entry(folder: Path, key: dict) -> Optional[str]:
 
 def build_entry(cfg, weights: str, key: dict, folder: Path, threads: int) -> None:
     """Export into a temporary folder beside ``folder``, verify against dygraph, write the
-    manifest and rename it to ``folder``. Raises ExportError."""
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f'.{folder.name}-', dir=folder.parent))
-    try:
+    manifest and rename it to ``folder`` (``data.files.build_folder``). Raises ExportError."""
+    def build(tmp: Path) -> None:
         dygraph = Predictor(cfg, weights, 'cpu', sidecar=False)
         export(key['config'], cfg, weights, tmp, fmt='onnx', check=False, dygraph=dygraph)
         verify(dygraph, [_open(key['backend'], tmp, threads, key['overrides'])])
         files = {p.name: file_sha256(p) for p in sorted(tmp.iterdir()) if p.is_file()}
         (tmp / MANIFEST).write_text(json.dumps({'key': key, 'files': files}, indent=2) + '\n')
-        try:
-            os.rename(tmp, folder)
-        except OSError:              # another process finished the same entry first
-            if check_entry(folder, key) is not None:
-                raise
+    try:
+        build_folder(folder, build)
+    except OSError:                  # e.g. another process finished the same entry first
+        if check_entry(folder, key) is not None:
+            raise
     except BackendError as exc:
         raise ExportError(str(exc))
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def cached_backend(number: int, cfg, weights: str, overrides: Sequence[str], threads: int = 0,

@@ -24,10 +24,7 @@ the same size, as in a shapes split).
 """
 import json
 import logging
-import os
 import re
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Callable, List, NamedTuple, Optional, Sequence, Set, Tuple
 
@@ -36,6 +33,7 @@ from pycocotools.coco import COCO
 
 from data.coco import CocoDataset
 from data.coco_eval import run_cocoeval
+from data.files import build_folder
 from data.results import instances_to_coco
 from data.transforms import ImageMeta, read_image
 from model.inference.openvino_backend import INT8_FILES, OpenVinoBackend, output_order
@@ -238,13 +236,10 @@ def quantize_model(model_dir: str, paths: Sequence[Path], out_dir: Path, keep_de
 
 def save_int8(quantized, info: dict, out_dir: Path) -> None:
     """Write the quantized ``openvino.Model`` as ``INT8_XML`` (+ .bin) and ``info`` as
-    infer_cfg.json into the new folder ``out_dir``: complete or absent (written aside, then renamed)."""
+    infer_cfg.json into the new folder ``out_dir``: complete or absent (``data.files.build_folder``)."""
     import openvino as ov
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f'.{out_dir.name}-', dir=out_dir.parent))
-    try:
+
+    def build(tmp: Path) -> None:
         ov.save_model(quantized, str(tmp / INT8_XML), compress_to_fp16=False)
         (tmp / 'infer_cfg.json').write_text(json.dumps(info, indent=2) + '\n')
-        os.rename(tmp, out_dir)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    build_folder(out_dir, build)

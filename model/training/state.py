@@ -1,15 +1,16 @@
 """Training checkpoints: a folder ``<run>/<tag>/`` holding ``model.pdparams`` (+ its
 ``model.json`` sidecar), ``optimizer.pdopt``, optional ``ema.pdparams`` and
-``state.json``. A checkpoint is written to ``<tag>.tmp`` and swapped in by renames, so
-an interrupted save never leaves a half-written ``<tag>``."""
+``state.json``. A checkpoint is built in a hidden folder beside ``<tag>`` and swapped in by
+renames (``data.files.build_folder``), so an interrupted save never leaves a half-written
+``<tag>``."""
 import json
-import shutil
 from pathlib import Path
 from typing import Dict
 
 import numpy as np
 import paddle
 
+from data.files import build_folder, previous_folder
 from model.checkpoint import CheckpointError, assign_params, check_fit, load_paddle_params, save_checkpoint
 
 STATE_FILE = 'state.json'
@@ -51,29 +52,22 @@ def save_training_state(run_dir: str, tag: str, model: paddle.nn.Layer, optimize
     if poisoned:
         raise CheckpointError(f'refused to save {tag}: {len(poisoned)} of {len(weights)} weight tensors are not '
                               f'finite (e.g. {poisoned[0]}); the previous {run_dir}/{tag} is kept')
-    run = Path(run_dir)
-    final, tmp, old = run / tag, run / f'{tag}.tmp', run / f'{tag}.old'
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    save_checkpoint(weights, str(tmp / 'model.pdparams'), config_number, cfg,
-                    source=f'train.py {tag} iteration {state.get("iteration")}')
-    paddle.save(_optimizer_state(model, optimizer), str(tmp / 'optimizer.pdopt'))
-    if ema is not None:
-        save_checkpoint(ema.state_dict(), str(tmp / 'ema.pdparams'), config_number, cfg,
-                        source=f'train.py {tag} EMA')
-    (tmp / STATE_FILE).write_text(json.dumps(state, indent=1))
-    if final.exists():
-        shutil.rmtree(old, ignore_errors=True)
-        final.rename(old)
-    tmp.rename(final)
-    shutil.rmtree(old, ignore_errors=True)
-    return final
+
+    def build(folder: Path) -> None:
+        save_checkpoint(weights, str(folder / 'model.pdparams'), config_number, cfg,
+                        source=f'train.py {tag} iteration {state.get("iteration")}')
+        paddle.save(_optimizer_state(model, optimizer), str(folder / 'optimizer.pdopt'))
+        if ema is not None:
+            save_checkpoint(ema.state_dict(), str(folder / 'ema.pdparams'), config_number, cfg,
+                            source=f'train.py {tag} EMA')
+        (folder / STATE_FILE).write_text(json.dumps(state, indent=1))
+    return build_folder(Path(run_dir) / tag, build, replace=True)
 
 
 def find_checkpoint(path: str) -> Path:
-    """A checkpoint folder (falls back to ``<tag>.old`` left by an interrupted swap)."""
+    """A checkpoint folder (falls back to ``<tag>.old``, ``previous_folder``, left by an interrupted swap)."""
     folder = Path(path)
-    for candidate in (folder, folder.with_name(folder.name + '.old')):
+    for candidate in (folder, previous_folder(folder)):
         if (candidate / STATE_FILE).is_file():
             return candidate
     raise CheckpointError(f'no training checkpoint at {path} (expected {path}/{STATE_FILE})')
