@@ -28,21 +28,16 @@ def mask_to_box(mask: np.ndarray) -> tuple[int, int, int, int] | None:
 
 
 def masks_to_boxes(masks: np.ndarray) -> np.ndarray:
-    """COCO `[N, 4] float32` xywh boxes from the extents of `[N, H, W] bool` masks.
+    """`mask_to_box` of each of `[N, H, W] bool` masks: `[N, 4] int64` half-open x0, y0, x1, y1,
+    zeros for an empty mask."""
+    return np.array([mask_to_box(mask) or (0, 0, 0, 0) for mask in masks], dtype=np.int64).reshape(-1, 4)
 
-    Width/height count pixels (x1 - x0 + 1), matching `pycocotools.mask.toBbox`;
-    empty masks give all zeros.
-    """
-    rows = masks.any(axis=2)
-    cols = masks.any(axis=1)
-    nonempty = rows.any(axis=1)
-    y0 = rows.argmax(axis=1)
-    y1 = rows.shape[1] - rows[:, ::-1].argmax(axis=1)
-    x0 = cols.argmax(axis=1)
-    x1 = cols.shape[1] - cols[:, ::-1].argmax(axis=1)
-    boxes = np.stack([x0, y0, x1 - x0, y1 - y0], axis=1).astype(np.float32)
-    boxes[~nonempty] = 0.0
-    return boxes
+
+def coco_bbox(box: Sequence[int]) -> list[float]:
+    """COCO `[x, y, w, h]` of a half-open `(x0, y0, x1, y1)` box: w and h count pixels,
+    matching `pycocotools.mask.toBbox` of the mask."""
+    x0, y0, x1, y1 = (float(v) for v in box)
+    return [x0, y0, x1 - x0, y1 - y0]
 
 
 def rle_run_lengths(mask: np.ndarray, box: Sequence[int] | None = None) -> np.ndarray:
@@ -116,15 +111,14 @@ def instances_to_coco(
     `{image_id, category_id, segmentation, score, bbox}`.
     """
     if boxes is None:
-        xywh = masks_to_boxes(masks)
-        boxes = np.concatenate([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], axis=1).astype(np.int64)
+        boxes = masks_to_boxes(masks)
     return [
         {
             'image_id': int(image_id),
             'category_id': int(label_to_category_id[int(label)]),
             'segmentation': encode_mask_rle(mask, box),
             'score': float(score),
-            'bbox': [float(box[0]), float(box[1]), float(box[2] - box[0]), float(box[3] - box[1])],
+            'bbox': coco_bbox(box),
         }
         for mask, label, score, box in zip(masks, labels, scores, boxes)
     ]

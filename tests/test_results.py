@@ -10,6 +10,7 @@ import pytest
 
 from data import results
 from data.results import (
+    coco_bbox,
     encode_mask_rle,
     instances_to_coco,
     mask_to_box,
@@ -148,13 +149,13 @@ def test_masks_to_boxes_hand_built():
     masks[3, 0, :] = True
     masks[3, :, 0] = True
     boxes = masks_to_boxes(masks)
-    assert boxes.dtype == np.float32 and boxes.shape == (4, 4)
-    np.testing.assert_array_equal(boxes[0], [3, 2, 6, 3])
-    np.testing.assert_array_equal(boxes[1], [11, 9, 1, 1])
+    assert boxes.dtype == np.int64 and boxes.shape == (4, 4)
+    np.testing.assert_array_equal(boxes[0], [3, 2, 9, 5])
+    np.testing.assert_array_equal(boxes[1], [11, 9, 12, 10])
     np.testing.assert_array_equal(boxes[2], [0, 0, 0, 0])
     np.testing.assert_array_equal(boxes[3], [0, 0, 12, 10])
     for mask, box in zip(masks[[0, 1, 3]], boxes[[0, 1, 3]]):
-        np.testing.assert_array_equal(box, mask_util.toBbox(mask_util.encode(np.asfortranarray(mask))))
+        np.testing.assert_array_equal(coco_bbox(box), mask_util.toBbox(mask_util.encode(np.asfortranarray(mask))))
 
 
 def test_masks_to_boxes_empty_batch():

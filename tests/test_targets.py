@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from model.training.targets import BACKGROUND, BatchTargets, assign_targets, collate_targets, mask_box, rescale_mask
+from data.results import mask_to_box
+from model.training.targets import BACKGROUND, BatchTargets, assign_targets, collate_targets, rescale_mask
 
 GRIDS = (40, 36, 24, 16, 12)
 FULL = ((1, 96), (48, 192), (96, 384), (192, 768), (384, 2048))
@@ -82,7 +83,7 @@ def test_mask_target_is_cv2_bilinear_rescale_pasted_top_left():
 def test_box_convention_is_exclusive():
     mask = np.zeros((32, 32), np.uint8)
     mask[5, 7] = 1
-    assert mask_box(mask) == (7, 5, 8, 6)        # single pixel: w = h = 1
+    assert mask_to_box(mask) == (7, 5, 8, 6)        # single pixel: w = h = 1
 
 
 def test_l_shape_uses_centre_of_mass_not_box_centre():
@@ -273,7 +274,7 @@ def _ppdet_targets(masks, labels):
     boxes = []
     for mask in masks:
         if mask.any():
-            boxes.append(mask_box(mask))
+            boxes.append(mask_to_box(mask))
         else:
             boxes.append((0, 0, 10, 10))   # empty mask with a nonzero box: both skip it
     height, width = masks.shape[1:]

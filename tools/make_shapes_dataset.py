@@ -27,7 +27,7 @@ if __package__ in (None, ''):
     import _bootstrap  # noqa: F401  (script mode: make the project importable)
 
 from data.coco import segmentation_to_mask
-from data.results import encode_mask_rle, masks_to_boxes, rle_run_lengths, write_json
+from data.results import coco_bbox, encode_mask_rle, masks_to_boxes, rle_run_lengths, write_json
 
 CLASS_NAMES = ('circle', 'square', 'triangle', 'star')
 CIRCLE, SQUARE, TRIANGLE, STAR = range(len(CLASS_NAMES))
@@ -193,7 +193,7 @@ def annotation(
         'category_id': label + 1,
         'segmentation': segmentation,
         'area': int(mask.sum()),
-        'bbox': [float(v) for v in masks_to_boxes(mask[None].astype(bool))[0]],
+        'bbox': coco_bbox(masks_to_boxes(mask[None])[0]),
         'iscrowd': int(crowd),
     }
 

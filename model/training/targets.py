@@ -41,6 +41,8 @@ import cv2
 import numpy as np
 from scipy import ndimage
 
+from data.results import mask_to_box
+
 BACKGROUND = -1
 
 
@@ -109,13 +111,6 @@ def _cell(coord: float, size: int, grid: int) -> int:
     return int((coord / size) // (1. / grid))
 
 
-def mask_box(mask: np.ndarray) -> Tuple[int, int, int, int]:
-    """(x1, y1, x2, y2) extents of a non-empty mask, x2/y2 exclusive."""
-    rows = np.flatnonzero(mask.any(axis=1))
-    cols = np.flatnonzero(mask.any(axis=0))
-    return int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1
-
-
 def rescale_mask(mask: np.ndarray, mask_stride: int = 4) -> np.ndarray:
     """[Hp, Wp] uint8 -> [Hp / stride, Wp / stride] uint8: bilinear rescale by
     1 / stride with mmcv.imrescale's size rounding, pasted top-left into zeros."""
@@ -178,7 +173,7 @@ def assign_targets(masks: np.ndarray, labels: np.ndarray, num_grids: Sequence[in
     for index, (mask, label) in enumerate(zip(masks, labels)):
         if not mask.any():
             continue
-        x1, y1, x2, y2 = mask_box(mask)
+        x1, y1, x2, y2 = mask_to_box(mask)
         center_h, center_w = ndimage.center_of_mass(mask)
         instances.append(_Instance(index, int(label), x2 - x1, y2 - y1, center_h, center_w))
 
