@@ -33,7 +33,7 @@ from tools.cli import (  # before Paddle
 from config.errors import InputError
 from config.sidecar import resolve_config
 from data.coco import CocoDataset, load_coco
-from data.coco_eval import STAT_NAMES, check_results, per_class_ap, run_cocoeval
+from data.coco_eval import STAT_NAMES, check_results, coco_stats, per_class_ap, run_cocoeval
 from data.files import check_output_file
 from data.results import write_json
 from model.inference.backends import BACKENDS, checked_weights, open_backend
@@ -185,10 +185,9 @@ def run(argv) -> int:
         print('no detections: every AP is 0')
         return 0
     segm = run_cocoeval(coco, records, 'segm')
-    mask_stats = dict(zip(STAT_NAMES, segm.stats))
+    mask_stats = coco_stats(segm)
     print(format_stats('mask AP (%)', mask_stats))
-    print(format_stats('box AP from mask extents (%)',
-                       dict(zip(STAT_NAMES, run_cocoeval(coco, records, 'bbox').stats))))
+    print(format_stats('box AP from mask extents (%)', coco_stats(run_cocoeval(coco, records, 'bbox'))))
     names = {c['id']: c['name'] for c in coco.loadCats(coco.getCatIds())}
     by_class = per_class_ap(segm) if args.classwise else {}
     if args.classwise:

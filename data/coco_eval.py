@@ -44,13 +44,18 @@ def check_results(coco: COCO, records, source: str) -> None:
                              'annotation file does not have — score it against the annotations it was made for')
 
 
+def coco_stats(evaluator: COCOeval) -> Dict[str, float]:
+    """The 12 summary numbers of an evaluated ``COCOeval`` by name: {'AP': ..., 'AP50': ...,
+    ..., 'ARl': ...} (``STAT_NAMES``)."""
+    return {name: float(v) for name, v in zip(STAT_NAMES, np.asarray(evaluator.stats))}
+
+
 def evaluate_segm(coco: COCO, records: List[dict], iou_type: str = 'segm') -> Dict[str, float]:
-    """COCOeval on ``records`` -> {'AP': ..., 'AP50': ..., ...} (12 numbers); all zeros
-    when there are no records."""
+    """COCOeval on ``records`` -> ``coco_stats`` (12 numbers by name); all zeros when there
+    are no records."""
     if not records:
         return {name: 0.0 for name in STAT_NAMES}
-    stats = run_cocoeval(coco, records, iou_type).stats
-    return {name: float(v) for name, v in zip(STAT_NAMES, np.asarray(stats))}
+    return coco_stats(run_cocoeval(coco, records, iou_type))
 
 
 def per_class_ap(evaluator: COCOeval) -> Dict[int, float]:

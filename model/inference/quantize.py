@@ -32,7 +32,7 @@ import numpy as np
 from pycocotools.coco import COCO
 
 from data.coco import CocoDataset
-from data.coco_eval import run_cocoeval
+from data.coco_eval import coco_stats, run_cocoeval
 from data.files import build_folder
 from data.results import instances_to_coco
 from data.transforms import ImageMeta, read_image
@@ -118,7 +118,7 @@ def mask_ap(coco: COCO, records: List[dict], image_ids: Sequence[int]) -> float:
     eval.py scores it (pycocotools 'segm'); 0 without records or without ground truth."""
     if not records:
         return 0.0
-    return max(100.0 * float(run_cocoeval(coco, records, 'segm', image_ids).stats[0]), 0.0)
+    return max(100.0 * coco_stats(run_cocoeval(coco, records, 'segm', image_ids))['AP'], 0.0)
 
 
 def coco_validation(backend, annotated: AnnotatedImages, batches: Sequence[np.ndarray],
