@@ -7,22 +7,32 @@ AMD CPUs (measured in the README, Speed). MKL reads the variable at its first ca
 setting it before the first Paddle op is enough.
 """
 import os
-from typing import MutableMapping
+from typing import Dict, MutableMapping, Optional
 
 MKL_CPU_TYPE = 'MKL_DEBUG_CPU_TYPE'
 AVX2 = '5'
 
 
-def cpu_vendor(cpuinfo: str = '/proc/cpuinfo') -> str:
-    """The ``vendor_id`` of the first CPU in ``cpuinfo`` ('' when unknown)."""
+def cpu_fields(cpuinfo: str = '/proc/cpuinfo') -> Optional[Dict[str, str]]:
+    """The fields of the first CPU in ``cpuinfo`` ({'vendor_id': ..., 'model name': ...,
+    'flags': ...}); None where it cannot be read."""
+    fields: Dict[str, str] = {}
     try:
         with open(cpuinfo) as f:
             for line in f:
-                if line.startswith('vendor_id'):
-                    return line.split(':', 1)[1].strip()
+                key, _, value = line.partition(':')
+                if key.strip():
+                    fields.setdefault(key.strip(), value.strip())
+                elif fields:
+                    break                        # a blank line ends the first CPU's block
     except OSError:
-        pass
-    return ''
+        return None
+    return fields
+
+
+def cpu_vendor(cpuinfo: str = '/proc/cpuinfo') -> str:
+    """The ``vendor_id`` of the first CPU in ``cpuinfo`` ('' when unknown)."""
+    return (cpu_fields(cpuinfo) or {}).get('vendor_id', '')
 
 
 def prefer_avx2_mkl(environ: MutableMapping[str, str] = os.environ,

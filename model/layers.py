@@ -136,10 +136,15 @@ def spatial_size(x: paddle.Tensor):
     return shape[2], shape[3]
 
 
+def paddle_major() -> int:
+    """The installed Paddle's major version (2 or 3: their kernels and saved formats differ)."""
+    return int(paddle.__version__.split('.')[0])
+
+
 # Paddle's own linspace kernel (CPU) computes the step and the values in float64 up to
 # Paddle 2.x and in the output dtype since 3.0; ``_linspace_graph`` follows the one
 # installed, so an exported graph has the coordinates of the dygraph model.
-_LINSPACE_DTYPE = 'float64' if int(paddle.__version__.split('.')[0]) == 2 else 'float32'
+_LINSPACE_DTYPE = 'float64' if paddle_major() == 2 else 'float32'
 
 
 def _linspace_graph(count: paddle.Tensor, dtype) -> paddle.Tensor:

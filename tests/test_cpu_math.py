@@ -4,7 +4,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from model.cpu_math import MKL_CPU_TYPE, cpu_vendor, prefer_avx2_mkl
+from model.cpu_math import MKL_CPU_TYPE, cpu_fields, cpu_vendor, prefer_avx2_mkl
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -26,6 +26,16 @@ def test_intel_and_unknown_cpus_are_left_alone(tmp_path):
     assert not prefer_avx2_mkl(environ, write_cpuinfo(tmp_path, 'GenuineIntel'))
     assert not prefer_avx2_mkl(environ, str(tmp_path / 'missing'))
     assert environ == {} and cpu_vendor(str(tmp_path / 'missing')) == ''
+
+
+def test_cpu_fields_are_the_first_cpus(tmp_path):
+    path = tmp_path / 'cpuinfo'
+    path.write_text('processor\t: 0\nmodel name\t: First\nflags\t\t: avx2 amx_bf16\n\n'
+                    'processor\t: 1\nmodel name\t: Second\nflags\t\t: sse\nvendor_id\t: Other\n')
+    fields = cpu_fields(str(path))
+    assert fields['model name'] == 'First' and fields['flags'].split() == ['avx2', 'amx_bf16']
+    assert 'vendor_id' not in fields and cpu_vendor(str(path)) == ''
+    assert cpu_fields(str(tmp_path / 'missing')) is None
 
 
 def test_the_users_setting_wins(tmp_path):

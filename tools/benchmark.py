@@ -46,7 +46,7 @@ from convert import ppdet2paddle  # noqa: E402
 from convert.common import convert  # noqa: E402
 from data.transforms import read_image  # noqa: E402
 from model.checkpoint import save_checkpoint  # noqa: E402
-from model.cpu_math import MKL_CPU_TYPE, cpu_vendor  # noqa: E402
+from model.cpu_math import MKL_CPU_TYPE, cpu_fields, cpu_vendor  # noqa: E402
 from model.inference.backend import BackendError  # noqa: E402
 from model.inference.export import export  # noqa: E402
 from model.inference.export_cache import CACHE_ENV, cached_backend  # noqa: E402
@@ -94,8 +94,8 @@ def reference_and_weights(number: int, folder: Path):
 def cpu_description(cpuinfo: str = '/proc/cpuinfo') -> str:
     """The CPU's model name and which of avx512_bf16 / amx_bf16 / amx_int8 it has, with
     OpenVINO's verdict on bf16 (e.g. 'AMD EPYC 9R14, avx512_bf16, OpenVINO bf16: yes')."""
-    name, flags = postprocess_speed.cpu_facts(cpuinfo) or (None, set())
-    name = name or platform.processor() or 'unknown CPU'
+    fields = cpu_fields(cpuinfo) or {}
+    name, flags = fields.get('model name') or platform.processor() or 'unknown CPU', fields.get('flags', '').split()
     wanted = [flag for flag in ('avx512_bf16', 'amx_bf16', 'amx_int8') if flag in flags] or ['no bf16/AMX flags']
     try:
         verdict = 'yes' if has_bf16(import_openvino().Core()) else 'no'

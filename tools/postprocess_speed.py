@@ -13,7 +13,6 @@ import os
 import platform
 import statistics
 import time
-from typing import Optional, Set, Tuple
 
 import cv2
 import numpy as np
@@ -22,6 +21,7 @@ import threadpoolctl
 from data.results import instances_to_coco
 from data.transforms import ImageMeta, padded_size, resized_hw
 from data.visualize import draw_instances
+from model.cpu_math import cpu_fields
 from model.inference.postprocess import InferenceParams, paste_detections, postprocess_flat
 
 
@@ -104,26 +104,13 @@ def one_core() -> None:
     cv2.setNumThreads(1)
 
 
-def cpu_facts(cpuinfo: str = '/proc/cpuinfo') -> Optional[Tuple[Optional[str], Set[str]]]:
-    """(model name or None, flags) of the first CPU in ``cpuinfo``; None where it cannot be read."""
-    fields = {}
-    try:
-        with open(cpuinfo) as f:
-            for line in f:
-                key, _, value = line.partition(':')
-                fields.setdefault(key.strip(), value.strip())
-    except OSError:
-        return None
-    return fields.get('model name'), set(fields.get('flags', '').split())
-
-
 def cpu_model(cpuinfo: str = '/proc/cpuinfo') -> str:
     """'<model name> (avx512_bf16 yes|no, amx yes|no)' of the first CPU, or the platform's
     processor string where /proc/cpuinfo is missing."""
-    facts = cpu_facts(cpuinfo)
-    if facts is None:
+    fields = cpu_fields(cpuinfo)
+    if fields is None:
         return platform.processor() or 'unknown CPU'
-    name, flags = facts
+    name, flags = fields.get('model name'), set(fields.get('flags', '').split())
     return (f"{name or 'unknown CPU'} (avx512_bf16 {'yes' if 'avx512_bf16' in flags else 'no'}, "
             f"amx {'yes' if 'amx_bf16' in flags else 'no'})")
 

@@ -27,12 +27,12 @@ from model.inference.exportable import (
     OUTPUT_NAMES,
     SIZE_DIVISOR,
     has_deformable_conv,
-    paddle_major,
     save_inference_model,
 )
 from model.inference.exported import INFER_CFG, ONNX_FILE, PADDLE_PREFIX, InferenceBackend, OnnxBackend
 from model.inference.postprocess import InferenceParams
 from model.inference.predictor import Predictor
+from model.layers import paddle_major
 
 DEFAULT_MAX_SIZE = 1344        # 1333 (the largest test_max of the configs) padded to 32
 DCN_OPSET = 19                 # ONNX DeformConv

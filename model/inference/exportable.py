@@ -20,7 +20,7 @@ import paddle.nn as nn
 from paddle.static import InputSpec
 
 from model.inference.postprocess import flatten_levels
-from model.layers import DeformConv
+from model.layers import DeformConv, paddle_major
 from model.solov2 import SOLOv2
 
 SIZE_DIVISOR = 32
@@ -72,11 +72,6 @@ def _keep_zero_argument_super(model: nn.Layer) -> None:
         forward = type(layer).forward
         if '__class__' in forward.__code__.co_freevars:
             paddle.jit.not_to_static(forward)
-
-
-def paddle_major() -> int:
-    """The installed Paddle's major version (2 or 3: their saved formats differ)."""
-    return int(paddle.__version__.split('.')[0])
 
 
 def save_inference_model(model: SOLOv2, prefix: str) -> None:

@@ -16,8 +16,9 @@ import paddle
 from config import get_config, with_overrides
 from config.sidecar import MODEL_SETTINGS
 from model.inference.backend import Backend, BackendError
-from model.inference.exportable import OUTPUT_NAMES, paddle_major
+from model.inference.exportable import OUTPUT_NAMES
 from model.inference.postprocess import InferenceParams
+from model.layers import paddle_major
 
 INFER_CFG = 'infer_cfg.json'
 PADDLE_PREFIX = 'model'
