@@ -1,12 +1,6 @@
-"""Lets ``python convert/<name>2paddle.py`` run from a plain clone: when the project is
-not installed (``pip install -e .``), its root goes on ``sys.path``; installed, nothing
-changes. It imports ``tools.cli`` either way, whose start-up settings must come before
-Paddle is imported."""
-import sys
+"""Lets ``python convert/<name>2paddle.py`` run from a plain clone: runs the scripts' one
+bootstrap, tools/_bootstrap.py, found by path (the project is not importable yet)."""
+import runpy
 from pathlib import Path
 
-try:
-    import tools.cli  # noqa: F401  (installed: importable as it is)
-except ImportError:
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    import tools.cli  # noqa: F401
+runpy.run_path(str(Path(__file__).resolve().parents[1] / 'tools' / '_bootstrap.py'))
