@@ -18,8 +18,6 @@ from model.build import build_model
 from model.checkpoint import save_checkpoint
 from tools.cli import run_command  # TEMPORARY: the command part leaves this library module
 
-BN_LEAVES = ('weight', 'bias', '_mean', '_variance')
-
 
 class ConversionError(InputError):
     """The source does not map cleanly onto the target model."""

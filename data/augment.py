@@ -3,7 +3,7 @@
 A sample is the dict produced by the COCO reader::
 
     {'image': [H, W, 3] uint8 RGB, 'masks': [N, H, W] uint8 0/1, 'labels': [N] int64,
-     'image_id': int, 'file_name': str, 'crowd_mask': [H, W] uint8}
+     'image_id': int, 'file_name': str}
 
 Deterministic functions take a sample and explicit parameters and return a new
 dict (the input is never modified; arrays that do not change may be shared).
@@ -20,18 +20,17 @@ from typing import Any, Sequence
 import cv2
 import numpy as np
 
-from data.transforms import ImageMeta, normalize, pad_to_multiple, preprocess, resize_keep_ratio
+from data.transforms import normalize, pad_to_multiple, resize_keep_ratio
 
 Sample = dict[str, Any]
 
 
 def hflip(sample: Sample) -> Sample:
-    """Mirror image, masks and crowd mask left-right."""
+    """Mirror image and masks left-right."""
     return {
         **sample,
         'image': np.ascontiguousarray(sample['image'][:, ::-1]),
         'masks': np.ascontiguousarray(sample['masks'][:, :, ::-1]),
-        'crowd_mask': np.ascontiguousarray(sample['crowd_mask'][:, ::-1]),
     }
 
 
@@ -43,7 +42,7 @@ def _resize_nearest(mask: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
 def resize_sample(sample: Sample, short: int, max_size: int) -> Sample:
     """Keep-ratio resize (`transforms.resize_keep_ratio`, bilinear) of the image.
 
-    Masks `[N, H', W']` and crowd mask `[H', W']` follow with nearest-neighbour
+    Masks `[N, H', W']` follow with nearest-neighbour
     interpolation to the image's new size, so they stay 0/1.
     """
     image, _ = resize_keep_ratio(sample['image'], short, max_size, cv2.INTER_LINEAR)
@@ -55,12 +54,11 @@ def resize_sample(sample: Sample, short: int, max_size: int) -> Sample:
         **sample,
         'image': image,
         'masks': masks,
-        'crowd_mask': _resize_nearest(sample['crowd_mask'], hw),
     }
 
 
 def crop_sample(sample: Sample, y0: int, x0: int, h: int, w: int) -> Sample:
-    """Crop the window `[y0:y0+h, x0:x0+w]` out of image, masks and crowd mask.
+    """Crop the window `[y0:y0+h, x0:x0+w]` out of image and masks.
 
     Instances whose cropped mask is empty are dropped; `labels` stay aligned
     with `masks`. The window must lie inside the image.
@@ -75,7 +73,6 @@ def crop_sample(sample: Sample, y0: int, x0: int, h: int, w: int) -> Sample:
         'image': np.ascontiguousarray(sample['image'][y0 : y0 + h, x0 : x0 + w]),
         'masks': np.ascontiguousarray(masks[keep]),
         'labels': sample['labels'][keep],
-        'crowd_mask': np.ascontiguousarray(sample['crowd_mask'][y0 : y0 + h, x0 : x0 + w]),
     }
 
 
@@ -184,9 +181,7 @@ class TrainTransform:
     Output of `__call__(sample, rng)`::
 
         {'image': [3, Hp, Wp] float32 (normalised, zero-padded bottom/right),
-         'masks': [N, Hp, Wp] uint8 (zero-padded), 'labels': [N] int64,
-         'crowd_mask': [Hp, Wp] uint8 (zero-padded), 'image_id': int,
-         'resized_hw': (h, w) size before padding}
+         'masks': [N, Hp, Wp] uint8 (zero-padded), 'labels': [N] int64, 'image_id': int}
 
     Hp and Wp are multiples of `divisor`.
     """
@@ -218,29 +213,10 @@ class TrainTransform:
         sample = random_flip(sample, rng, self.flip_prob)
         if self.colour_strength > 0:
             sample = random_colour(sample, rng, self.colour_strength)
-        image = sample['image']
         return {
-            'image': pad_to_multiple(normalize(image), self.divisor),
+            'image': pad_to_multiple(normalize(sample['image']), self.divisor),
             'masks': pad_to_multiple(sample['masks'], self.divisor),
             'labels': np.asarray(sample['labels'], dtype=np.int64),
-            'crowd_mask': pad_to_multiple(sample['crowd_mask'][None], self.divisor)[0],
             'image_id': int(sample['image_id']),
-            'resized_hw': (image.shape[0], image.shape[1]),
         }
 
-
-class EvalTransform:
-    """Inference preprocessing of a sample via `transforms.preprocess`.
-
-    `__call__(sample)` returns `{'image': [3, Hp, Wp] float32, 'meta': ImageMeta,
-    'image_id': int}`; masks are not needed.
-    """
-
-    def __init__(self, short: int, max_size: int, divisor: int = 32) -> None:
-        self.short = short
-        self.max_size = max_size
-        self.divisor = divisor
-
-    def __call__(self, sample: Sample) -> dict[str, np.ndarray | ImageMeta | int]:
-        chw, meta = preprocess(sample['image'], self.short, self.max_size, self.divisor)
-        return {'image': chw, 'meta': meta, 'image_id': int(sample['image_id'])}

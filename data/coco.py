@@ -1,7 +1,7 @@
 """COCO-format instance dataset reader producing the shared training/eval sample dict.
 
 A sample is `{'image': [H, W, 3] uint8 RGB, 'masks': [N, H, W] uint8 0/1,
-'labels': [N] int64, 'image_id': int, 'file_name': str, 'crowd_mask': [H, W] uint8}`.
+'labels': [N] int64, 'image_id': int, 'file_name': str}`.
 """
 
 from __future__ import annotations
@@ -197,8 +197,8 @@ class CocoDataset:
 
     Labels are contiguous 0-based: category ids in ascending order, or, with
     `class_names` (a list, or the path of a classes.txt), the position of each
-    category's name in that list. `iscrowd=1` annotations are not instances:
-    their union is `sample['crowd_mask']`. Annotations that cannot be used are
+    category's name in that list. `iscrowd=1` annotations are not instances
+    (nothing reads them: they are not decoded). Annotations that cannot be used are
     skipped and reported (`load_coco`); those whose mask decodes empty are
     dropped. With `keep_empty=False`, images without any non-crowd annotation
     are skipped; with `require_instances`, a set without any instance is a
@@ -270,31 +270,29 @@ class CocoDataset:
                 f"image {path} is {width}x{height} but the annotation file says "
                 f"{info.get('width')}x{info.get('height')}"
             )
-        masks, labels, crowd_mask = self._decode_annotations(self.coco.imgToAnns[image_id], height, width)
+        masks, labels = self._decode_annotations(self.coco.imgToAnns[image_id], height, width)
         return {
             'image': image,
             'masks': masks,
             'labels': labels,
             'image_id': image_id,
             'file_name': info['file_name'],
-            'crowd_mask': crowd_mask,
         }
 
     def _decode_annotations(
         self, annotations: Sequence[Mapping[str, Any]], height: int, width: int
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """`([N, H, W] uint8 masks, [N] int64 labels, [H, W] uint8 crowd union)` of one image."""
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """`([N, H, W] uint8 masks, [N] int64 labels)` of the non-crowd annotations of one image."""
         masks, labels = [], []
-        crowd_mask = np.zeros((height, width), dtype=np.uint8)
         for ann in annotations:
+            if ann.get('iscrowd', 0):
+                continue
             try:
                 mask = segmentation_to_mask(ann['segmentation'], height, width)
             except ValueError as err:
                 raise ValueError(f"annotation {ann.get('id')} of image {ann['image_id']}: {err}") from err
-            if ann.get('iscrowd', 0):
-                crowd_mask |= mask
-            elif mask.any():
+            if mask.any():
                 masks.append(mask)
                 labels.append(self._label_of[ann['category_id']])
         stacked = np.stack(masks) if masks else np.zeros((0, height, width), dtype=np.uint8)
-        return stacked, np.asarray(labels, dtype=np.int64), crowd_mask
+        return stacked, np.asarray(labels, dtype=np.int64)

@@ -81,7 +81,7 @@ def test_sample_format_and_pixels(coco_dir):
     dataset = load(coco_dir)
     assert len(dataset) == 3
     sample = dataset[0]
-    assert set(sample) == {'image', 'masks', 'labels', 'image_id', 'file_name', 'crowd_mask'}
+    assert set(sample) == {'image', 'masks', 'labels', 'image_id', 'file_name'}
     expected_image = cv2.imread(str(coco_dir / 'images' / 'a.png'))[:, :, ::-1]
     np.testing.assert_array_equal(sample['image'], expected_image)
     assert sample['image'].dtype == np.uint8 and sample['image'].shape == (H, W, 3)
@@ -94,11 +94,13 @@ def test_sample_format_and_pixels(coco_dir):
     assert sample['image_id'] == 10 and sample['file_name'] == 'a.png'
 
 
-def test_crowd_excluded_and_exposed(coco_dir):
-    sample = load(coco_dir)[0]
-    assert sample['crowd_mask'].dtype == np.uint8
-    np.testing.assert_array_equal(sample['crowd_mask'], CROWD_PIXELS)
+def test_crowd_is_not_an_instance(coco_dir):
+    """Crowd regions are no instances (and no step reads them: the reader does not decode them)."""
+    dataset = load(coco_dir)
+    sample = dataset[0]
+    assert len(sample['masks']) == len(sample['labels']) == 3 and dataset.num_instances == 3
     assert not (sample['masks'].astype(bool) & CROWD_PIXELS.astype(bool)).any()
+    assert len(dataset[2]['masks']) == 0       # image 12 has only a crowd region
 
 
 def test_empty_image_has_empty_arrays(coco_dir):
@@ -106,7 +108,6 @@ def test_empty_image_has_empty_arrays(coco_dir):
     assert sample['image_id'] == 11
     assert sample['masks'].shape == (0, H, W) and sample['masks'].dtype == np.uint8
     assert sample['labels'].shape == (0,) and sample['labels'].dtype == np.int64
-    assert not sample['crowd_mask'].any()
 
 
 def test_keep_empty_false_skips_images_without_instances(coco_dir):

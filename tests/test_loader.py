@@ -37,7 +37,6 @@ def make_sample(index, height, width):
         'labels': np.arange(index % 3, dtype=np.int64),
         'image_id': 100 + index,
         'file_name': f'{index}.jpg',
-        'crowd_mask': np.zeros((height, width), np.uint8),
     }
 
 

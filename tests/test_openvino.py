@@ -31,7 +31,7 @@ from model.inference.export_cache import cached_backend, check_entry
 from model.inference.exported import OnnxBackend
 from model.inference.openvino_backend import OpenVinoBackend, has_bf16
 from model.inference.openvino_graph import pad_deformable_sampling, rewrite_deform_conv
-from model.inference.postprocess import paste_masks
+from model.inference.postprocess import paste_in_boxes
 from model.inference.predictor import Predictor
 from tests.test_export import (
     DEMO_OPTS,
@@ -138,7 +138,8 @@ def _same_instances(backend, reference, batch) -> None:
     np.testing.assert_array_equal(det.labels, ref.labels)
     assert np.abs(det.scores - ref.scores).max() <= F32_SCORE_TOL
     size = batch.shape[2:]
-    ious = [_iou(a, b) for a, b in zip(paste_masks(det.masks, size, size), paste_masks(ref.masks, size, size))]
+    ious = [_iou(a, b) for a, b in zip(paste_in_boxes(det.masks, size, size)[0],
+                                       paste_in_boxes(ref.masks, size, size)[0])]
     assert min(ious) >= MIN_MASK_IOU
 
 

@@ -7,14 +7,15 @@ import pytest
 
 import model.inference.postprocess as postprocess_module
 from data.results import mask_to_box
+from data.transforms import ImageMeta
 from model.inference.postprocess import (
     Detections,
     InferenceParams,
     cell_strides,
     flatten_levels,
     matrix_nms,
+    paste_detections,
     paste_in_boxes,
-    paste_masks,
     points_nms,
     postprocess,
     segment_image,
@@ -198,18 +199,25 @@ def test_batch_equals_single_images():
         np.testing.assert_allclose(single.scores, batched[b].scores, rtol=1e-5)
 
 
-def test_paste_masks_crops_padding_and_resizes_to_the_original():
+PASTE_META = ImageMeta(orig_hw=(56, 72), resized_hw=(28, 36), padded_hw=(32, 40))
+
+
+def test_paste_detections_crops_padding_and_resizes_to_the_original():
     soft = np.zeros((1, 8, 10), np.float32)     # padded input 32x40, image resized to 28x36
     soft[0, 2:6, 3:7] = 1.0                     # 16x16 square at (8..24, 12..28) of the input
-    masks = paste_masks(soft, resized_hw=(28, 36), orig_hw=(56, 72))
+    pasted = paste_detections(Detections(soft, np.array([3]), np.array([0.9], np.float32)), PASTE_META)
+    masks = pasted.masks
     assert masks.shape == (1, 56, 72) and masks.dtype == bool
     ys, xs = np.nonzero(masks[0])
     assert abs(ys.min() - 16) <= 2 and abs(ys.max() - 47) <= 2   # doubled coordinates
     assert abs(xs.min() - 24) <= 2 and abs(xs.max() - 55) <= 2
+    assert tuple(pasted.boxes[0]) == mask_to_box(masks[0]) and pasted.labels.tolist() == [3]
 
 
-def test_paste_masks_of_nothing():
-    assert paste_masks(np.zeros((0, 8, 10), np.float32), (28, 36), (56, 72)).shape == (0, 56, 72)
+def test_paste_detections_of_nothing():
+    empty = Detections(np.zeros((0, 8, 10), np.float32), np.zeros(0, np.int64), np.zeros(0, np.float32))
+    pasted = paste_detections(empty, PASTE_META)
+    assert pasted.masks.shape == (0, 56, 72) and pasted.boxes.shape == (0, 4)
 
 
 # ---- the same results as before candidate pruning (tests/fixtures/postprocess_v1.py) ----
@@ -333,4 +341,3 @@ def test_paste_in_boxes_equals_the_opencv_paste(feat_hw, resized_hw, orig_hw, wh
     assert masks[2:].any(axis=(1, 2)).sum() >= 8 and not masks[0].any() and masks[1].any() != padded
     for mask, box in zip(masks, boxes):
         assert tuple(box) == (mask_to_box(mask) or (0, 0, 0, 0))
-    np.testing.assert_array_equal(paste_masks(soft, resized_hw, orig_hw), masks)

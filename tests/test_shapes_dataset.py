@@ -5,7 +5,7 @@ import pycocotools.mask as mask_util
 import pytest
 from pycocotools.coco import COCO
 
-from data.coco import CocoDataset
+from data.coco import CocoDataset, segmentation_to_mask
 from data.transforms import read_image
 from tools.make_shapes_dataset import CLASS_NAMES, MIN_VISIBLE, exact_polygons, main
 
@@ -82,8 +82,11 @@ def test_empty_images_exist(cocos):
 
 def test_instances_do_not_overlap(runs):
     dataset = CocoDataset(runs[0] / 'annotations' / 'instances_train.json', runs[0] / 'train')
-    for sample in dataset:
-        total = sample['masks'].sum(axis=0, dtype=np.int32) + sample['crowd_mask']
+    for index, sample in enumerate(dataset):
+        height, width = sample['image'].shape[:2]
+        crowds = [segmentation_to_mask(a['segmentation'], height, width)
+                  for a in dataset.coco.imgToAnns[dataset.image_ids[index]] if a['iscrowd']]
+        total = sample['masks'].sum(axis=0, dtype=np.int32) + sum(crowds, np.zeros((height, width), np.int32))
         assert total.max(initial=0) <= 1
 
 

@@ -8,7 +8,7 @@ Order (as in the original SOLO and PaddleDetection): sigmoid + points-NMS on the
 category maps -> score threshold -> dynamic 1x1 conv -> binary masks -> drop masks
 whose area <= level stride -> maskness re-scoring -> top ``nms_pre`` -> Matrix NMS ->
 ``update_threshold`` -> top ``max_per_image``. Masks stay at 1/4 resolution until
-``paste_masks`` resizes them once to the original image.
+``paste_detections`` resizes them once to the original image.
 """
 import functools
 from dataclasses import asdict, dataclass
@@ -437,12 +437,6 @@ def paste_in_boxes(soft_masks: np.ndarray, resized_hw: Sequence[int], orig_hw: S
             masks[i, out_y, out_x] = crop
             boxes[i] = np.add(tight, [out_x.start, out_y.start, out_x.start, out_y.start])
     return masks, boxes
-
-
-def paste_masks(soft_masks: np.ndarray, resized_hw: Sequence[int], orig_hw: Sequence[int],
-                mask_threshold: float = 0.5) -> np.ndarray:
-    """``paste_in_boxes`` without the boxes: soft [N, Hf, Wf] -> binary [N, H, W] bool."""
-    return paste_in_boxes(soft_masks, resized_hw, orig_hw, mask_threshold)[0]
 
 
 def paste_detections(detections: Detections, meta, mask_threshold: float = 0.5) -> Detections:
