@@ -9,7 +9,7 @@ For runtimes other than Paddle and onnxruntime (a vendor NPU SDK, TensorRT, ...)
     python tools/postprocess_raw.py --manifest dump/manifest.json --raw RAW --output out/ --save-json out/results.json
 
 The post-processing is the one of demo.py (``model.inference.postprocess.postprocess_flat``, then
-``paste_masks``), with the thresholds, classes and image sizes stored in the manifest,
+``paste_detections``), with the thresholds, classes and image sizes stored in the manifest,
 so the pictures and JSON equal the demo's for the same outputs. Pictures are drawn on
 the manifest's ``source`` images (video frames are saved beside the dumped inputs).
 """

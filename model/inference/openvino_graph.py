@@ -1,7 +1,8 @@
 """ONNX graph edits that OpenVINO needs before it reads an exported ``model.onnx``.
 
 OpenVINO's ONNX frontend has no conversion rule for the standard ``DeformConv`` (opset 19,
-what paddle2onnx writes for the DCN configs 2, 3, 4 and 7). It does read its own
+what paddle2onnx writes for every DCN config: those with ``backbone_dcn`` or ``head_dcn``
+set, 2, 3, 4, 7, 10, 11 and 12 today). It does read its own
 ``org.openvinotoolkit::DeformableConv2D`` (inputs X, offset, W[, mask]; attributes
 strides, pads, dilations, group, deformable_groups; no bias), so every
 ``DeformConv(X, W, offset[, B[, mask]])`` becomes that node plus an ``Add`` of the bias
