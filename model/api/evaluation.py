@@ -3,7 +3,7 @@ from typing import Callable, Dict, Optional
 
 from config.errors import InputError
 from data.coco import CocoDataset
-from data.coco_eval import STAT_NAMES, run_cocoeval
+from data.coco_eval import evaluate_segm
 from model.inference.evaluation import predict_coco
 
 
@@ -18,6 +18,4 @@ def evaluate(segmenter, ann: str, images: str, progress: Optional[Callable[[int]
         raise InputError(f'{ann} lists no images — nothing to evaluate; give an annotation file with images')
     records = predict_coco(segmenter.backend, dataset.coco, str(dataset.image_dir), dataset.label_to_category_id,
                            progress)
-    if not records:
-        return {name: 0.0 for name in STAT_NAMES}
-    return {name: 100 * float(value) for name, value in zip(STAT_NAMES, run_cocoeval(dataset.coco, records).stats)}
+    return {name: 100 * value for name, value in evaluate_segm(dataset.coco, records).items()}
