@@ -24,7 +24,6 @@ same images, and the same number of CPU threads. Measured:
 PaddleDetection is a test/benchmark dependency only (``pip install --no-deps
 paddledet==2.6.0``, see README); the product never imports it.
 """
-import argparse
 import contextlib
 import io
 import os
@@ -51,7 +50,7 @@ from model.inference.backend import BackendError  # noqa: E402
 from model.inference.export import export  # noqa: E402
 from model.inference.export_cache import CACHE_ENV, cached_backend  # noqa: E402
 from model.inference.exported import InferenceBackend, OnnxBackend, thread_count  # noqa: E402
-from model.inference.media import ImageStages  # noqa: E402
+from model.inference.media import DrawOptions, ImageStages  # noqa: E402
 from model.inference.openvino_backend import OpenVinoBackend, has_bf16, import_openvino  # noqa: E402
 from model.inference.pipeline import run_pipeline  # noqa: E402
 from model.inference.postprocess import matrix_nms  # noqa: E402
@@ -59,6 +58,7 @@ from model.inference.predictor import Predictor  # noqa: E402
 from model.inference.quantize import quantize_model  # noqa: E402
 from model.runtime import setup  # noqa: E402
 from tools import postprocess_speed  # noqa: E402
+from tools.cli import make_parser, run_command  # noqa: E402
 
 # our config -> PaddleDetection architecture built in tools/reference/ppdet_ref.py
 REFERENCE_FAMILY = {0: 'r50_fpn', 1: 'light448_r50', 2: 'light_r50_vd_dcn_v05',
@@ -181,9 +181,8 @@ def ours_end_to_end(backend, paths, folder: Path) -> tuple:
     ``backend`` is a ``Predictor`` or an exported backend."""
     out = folder / 'ours_pictures'
     out.mkdir(exist_ok=True)
-    options = argparse.Namespace(output=str(out), draw_threshold=DEMO_DRAW_THRESHOLD, save_json=None)
-    stages = ImageStages(options, backend, None, [], {path: out / path.name for path in paths})
-    with contextlib.redirect_stdout(io.StringIO()):      # its line per picture
+    stages = ImageStages(backend, {path: out / path.name for path in paths}, DrawOptions(DEMO_DRAW_THRESHOLD), [])
+    with contextlib.redirect_stdout(io.StringIO()):      # its logged line per picture
         stages.model(stages.load(paths[0]))
         stats = run_pipeline(paths, stages.load, stages.model, stages.finish)
     return stats.images_per_second, stats.busy_fraction
@@ -437,7 +436,12 @@ def postprocess_report(args) -> int:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    """The command: errors end in one line (``tools.cli.run_command``)."""
+    return run_command(run, argv)
+
+
+def run(argv) -> int:
+    parser = make_parser(__doc__.split('\n')[0], configs=False)
     parser.add_argument('--configs', type=int, nargs='+', default=[1, 2],
                         help=f'configs to measure (with a PaddleDetection counterpart: {sorted(REFERENCE_FAMILY)})')
     parser.add_argument('--backends', nargs='+', choices=BACKENDS, default=list(BACKENDS),
