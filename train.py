@@ -10,24 +10,13 @@ Writes to ``output/<config>/``: ``last/`` and ``best/`` checkpoints (weights + s
 optimizer, state), ``train_log.csv``, ``eval_log.csv``, ``curves.png`` and ``config.txt``.
 """
 import argparse
-import functools
-import sys
-from pathlib import Path
+from dataclasses import fields
 
 from tools.cli import add_runtime_args, make_parser, run_command, set_status  # before Paddle
 
 # isort: split
-from data.coco import load_coco
-from data.coco_eval import evaluate_segm
-from data.transforms import read_image
-from data.visualize import draw_instances
-from model.checkpoint import CheckpointError
-from model.inference.evaluation import predict_coco_dataset
-from model.inference.predictor import Predictor
-from model.training.components import evaluation_weights
-from model.training.distributed import process_rank, world_size
-from model.training.run import prepare
-from model.training.trainer import NonFiniteLoss
+from model.api.training import TrainOptions, TrainSummary, train
+from model.training.distributed import process_rank
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -60,33 +49,26 @@ def parse_args(argv=None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def val_set(cfg):
-    """(annotation file, image folder) of the config's validation set."""
-    root = Path(cfg.dataset_dir)
-    return str(root / cfg.val_ann), str(root / cfg.val_images)
+def options_from_args(args: argparse.Namespace) -> TrainOptions:
+    """The library's options from the command line (``--opt`` is ``overrides``)."""
+    values = {f.name: getattr(args, f.name) for f in fields(TrainOptions) if hasattr(args, f.name)}
+    return TrainOptions(**values, overrides=tuple(args.opt))
 
 
-def evaluate(trainer) -> dict:
-    """COCO mask AP of the trainer's (EMA) weights on the config's validation set."""
-    with evaluation_weights(trainer.model, trainer.ema) as model:
-        coco, records = predict_coco_dataset(Predictor.for_model(model, trainer.cfg), *val_set(trainer.cfg))
-    return evaluate_segm(coco, records)
+def status_line(trainer, out) -> str:
+    """What an interruption has left: the iteration and where to continue from."""
+    return f'stopped at iteration {trainer.state.iteration}; ' + (
+        f'the last checkpoint is {out}/last (continue with --resume auto)' if (out / 'last').is_dir()
+        else f'no checkpoint saved yet in {out}')
 
 
-@functools.lru_cache(maxsize=4)
-def first_val_image(ann: str, images: str) -> str:
-    """Path of the validation set's first image (by id); the annotation file is read once."""
-    coco = load_coco(ann)
-    return str(Path(images) / coco.imgs[min(coco.getImgIds())]['file_name'])
-
-
-def val_picture(trainer):
-    """The first validation image with the (EMA) model's instances drawn, [H, W, 3] uint8 RGB."""
-    image = read_image(first_val_image(*val_set(trainer.cfg)), trainer.cfg.max_image_pixels)
-    with evaluation_weights(trainer.model, trainer.ema) as model:
-        result = Predictor.for_model(model, trainer.cfg)(image)
-    return draw_instances(image, result.masks, result.labels, result.scores, trainer.cfg.class_names, 0.3,
-                          result.boxes)
+def summary_line(summary: TrainSummary) -> str:
+    """The run's last line: where it stopped, the best mask AP (percent) and the weights to use."""
+    if summary.best_weights is None:
+        return f'done at iteration {summary.iteration}; nothing scored; last checkpoint: {summary.last_checkpoint}'
+    scored = ' (the EMA, which was scored)' if summary.best_weights.name == 'ema.pdparams' else ''
+    return (f'done at iteration {summary.iteration}; best mask AP {summary.best_ap:.2f} '
+            f'(iteration {summary.best_iteration}); weights: {summary.best_weights}{scored}')
 
 
 def main(argv=None) -> int:
@@ -95,25 +77,10 @@ def main(argv=None) -> int:
 
 
 def run(argv) -> int:
-    args = parse_args(argv)
-    world = world_size()
-    trainer, out = prepare(args, world, evaluate, val_picture)
-    set_status(lambda: f'stopped at iteration {trainer.state.iteration}; ' + (
-        f'the last checkpoint is {out}/last (continue with --resume auto)' if (out / 'last').is_dir()
-        else f'no checkpoint saved yet in {out}'))
-    schedule = trainer.schedule
-    print(f'{schedule.per_epoch} iterations per epoch, {schedule.total_iters} in total, '
-          f'batch {trainer.cfg.batch_size * world}, lr {schedule.base_lr:g}')
-    try:
-        state = trainer.run()
-    except (NonFiniteLoss, CheckpointError) as exc:
-        kept = f'the last healthy checkpoint is {out}/last' if (out / 'last').is_dir() else 'no checkpoint was saved'
-        print(f'error: {exc}; {kept} (lower base_lr or check the data)', file=sys.stderr)
-        return 1
+    options = options_from_args(parse_args(argv))
+    summary = train(options, on_start=lambda trainer, out: set_status(lambda: status_line(trainer, out)))
     if process_rank() == 0:
-        scored = 'ema.pdparams (the EMA, which was scored)' if trainer.ema else 'model.pdparams'
-        print(f'done at iteration {state.iteration}; best mask AP {state.best_ap:.3f} '
-              f'(iteration {state.best_iteration}); weights: {out}/best/{scored}')
+        print(summary_line(summary))
     return 0
 
 

@@ -1,14 +1,22 @@
 """train.py end to end on a tiny shapes dataset: the loss goes down, resume is exact,
 checkpoints are atomic."""
+import json
+import logging
 import subprocess
 import sys
+import types
 
 import numpy as np
 import pytest
 
 import train
+from model.api.training import TrainOptions
+from model.api.training import train as train_from_python
 from model.checkpoint import CheckpointError, load_paddle_params
+from model.training.hooks import EvalHook
+from model.training.run_log import RunLog, significant
 from model.training.state import find_checkpoint, save_training_state
+from model.training.trainer import TrainState
 from tests.helpers import launch_two_cpu_processes
 
 TINY = ['num_workers=0', 'batch_size=2', 'train_shorts=(128,)', 'train_max=128',
@@ -217,3 +225,71 @@ def test_resume_without_opt_continues_with_the_runs_overrides(shapes, tmp_path, 
     assert "resuming with the run's --opt" in capsys.readouterr().out
     rows = (out / 'train_log.csv').read_text().splitlines()
     assert [line.split(',')[0] for line in rows[1:]] == ['1', '2']
+
+
+def test_train_from_python_returns_the_summary_and_logs_instead_of_printing(shapes, tmp_path, capsys, caplog):
+    caplog.set_level(logging.INFO, logger='model')
+    started = []
+    summary = train_from_python(
+        TrainOptions(config=9, output=str(tmp_path / 'run'), overrides=(f'dataset_dir={shapes}', *TINY),
+                     max_iters=2, log_every=1),
+        on_start=lambda trainer, out: started.append((trainer.state.iteration, out)))
+    assert capsys.readouterr().out == ''
+    assert started == [(0, tmp_path / 'run')]
+    assert summary.iteration == 2 and summary.best_iteration == 2 and summary.run_folder == tmp_path / 'run'
+    assert summary.best_weights == tmp_path / 'run' / 'best' / 'ema.pdparams' and summary.best_weights.is_file()
+    assert find_checkpoint(str(summary.last_checkpoint)) == tmp_path / 'run' / 'last'
+    state = json.loads((summary.last_checkpoint / 'state.json').read_text())
+    assert 0 <= summary.best_ap <= 100 and summary.best_ap == pytest.approx(100 * state['best_ap'])
+    assert state['ema_updates'] == 2 and state['max_minutes'] == 0
+    assert any(m.startswith('iter 1/2 epoch 1 ') for m in caplog.messages)
+    assert any(m.startswith('eval @ 2: mask AP ') for m in caplog.messages)
+
+
+def test_evaluation_swaps_the_ema_in_once_and_reports_percent(tmp_path):
+    """One EMA swap gives both the metrics and the picture; the log line and eval_log.csv
+    hold AP in percent like eval.py, the state COCO's fraction (comparable across resumes)."""
+    import paddle
+
+    from model.training.ema import ModelEMA
+
+    class Counted(paddle.nn.Linear):
+        swaps = 0
+
+        def set_state_dict(self, *args, **kwargs):
+            Counted.swaps += 1
+            return super().set_state_dict(*args, **kwargs)
+
+    model = Counted(2, 2)
+    ema = ModelEMA(model)
+    ema.shadow['weight'].set_value(np.full((2, 2), 7.0, np.float32))
+    seen = []
+
+    def evaluate(net, cfg):
+        seen.append(float(net.weight.numpy()[0, 0]))
+        return {'AP': 0.028, 'AP50': 0.1, 'AP75': 0.0123456}
+
+    def picture(net, cfg):
+        seen.append(float(net.weight.numpy()[0, 0]))
+        return np.zeros((4, 4, 3), np.uint8)
+
+    saved = []
+    hook = EvalHook(evaluate, saved.append, RunLog(tmp_path), 0, picture)
+    trainer = types.SimpleNamespace(model=model, ema=ema, cfg=None, state=TrainState(iteration=5, minutes=0.5))
+    hook.after_train(trainer)
+    assert seen == [7.0, 7.0] and Counted.swaps == 2          # EMA in, training weights back: one swap
+    assert float(model.weight.numpy()[0, 0]) != 7.0
+    assert saved == ['best'] and trainer.state.best_ap == 0.028
+    rows = (tmp_path / 'eval_log.csv').read_text().splitlines()
+    assert rows[0].startswith('iteration,minutes,AP,AP50,AP75') and rows[1] == '5,0.5,2.8,10.0,1.23'
+    assert hook.latest[2].shape == (4, 4, 3)
+
+
+def test_log_values_have_no_float_noise():
+    assert significant(0.00020810000000000002) == 0.0002081 and repr(significant(0.1 + 0.2)) == '0.3'
+
+
+def test_the_command_lines_defaults_are_the_options_defaults():
+    assert train.options_from_args(train.parse_args(['--config', '9'])) == TrainOptions(config=9)
+    options = train.options_from_args(train.parse_args(['--config', '9', '--opt', 'a=1', 'b=2', '--amp']))
+    assert options.overrides == ('a=1', 'b=2') and options.amp

@@ -1,13 +1,17 @@
 """What happens around the training steps: the progress log, checkpoints and evaluation.
-Each hook has ``after_step(trainer, losses)`` and ``after_train(trainer)``."""
-import sys
+Each hook has ``after_step(trainer, losses)`` and ``after_train(trainer)``. Lines go to
+this module's logger (INFO)."""
+import logging
 import time
-from typing import Callable, Dict, List
+from typing import Callable, Dict, List, Optional
 
 import numpy as np
 
 from config.errors import InputError
-from model.training.run_log import RunLog
+from model.training.components import evaluation_weights
+from model.training.run_log import RunLog, significant
+
+logger = logging.getLogger(__name__)
 
 
 def open_visualdl(logdir: str):
@@ -32,11 +36,10 @@ class Hook:
 
 class LogHook(Hook):
     """Every ``every`` iterations (and at the last): the mean losses, LR, images/s and ETA
-    as one line on stdout and one row of ``train_log.csv``."""
+    as one log line and one row of ``train_log.csv``."""
 
-    def __init__(self, log: RunLog, every: int, total_batch: int, stream=None):
+    def __init__(self, log: RunLog, every: int, total_batch: int):
         self.log, self.every, self.total_batch = log, every, total_batch
-        self.stream = stream or sys.stdout
         self.window: List[Dict[str, float]] = []
         self.window_start = time.perf_counter()
 
@@ -51,12 +54,11 @@ class LogHook(Hook):
         eta = (stop_at - done) * elapsed / len(self.window)
         if trainer.schedule.max_minutes:
             eta = min(eta, max(trainer.schedule.max_minutes - trainer.state.minutes, 0.0) * 60)
-        print(f"iter {done}/{stop_at} epoch {trainer.epoch + 1} lr {trainer.lr:.5f} loss {mean['loss']:.3f} "
-              f"(ins {mean['loss_ins']:.3f} cate {mean['loss_cate']:.3f}) "
-              f"{speed:.1f} img/s eta {time.strftime('%H:%M:%S', time.gmtime(eta))}",
-              file=self.stream, flush=True)
+        logger.info(f"iter {done}/{stop_at} epoch {trainer.epoch + 1} lr {trainer.lr:.5f} loss {mean['loss']:.3f} "
+                    f"(ins {mean['loss_ins']:.3f} cate {mean['loss_cate']:.3f}) "
+                    f"{speed:.1f} img/s eta {time.strftime('%H:%M:%S', time.gmtime(eta))}")
         self.log.train({'iteration': done, 'epoch': trainer.epoch + 1, 'minutes': round(trainer.state.minutes, 3),
-                        'lr': trainer.lr, **{k: round(v, 5) for k, v in mean.items()},
+                        'lr': significant(trainer.lr), **{k: round(v, 5) for k, v in mean.items()},
                         'images_per_s': round(speed, 2)})
         self.window, self.window_start = [], time.perf_counter()
 
@@ -78,12 +80,15 @@ class CheckpointHook(Hook):
 
 class EvalHook(Hook):
     """Mask AP every ``every`` iterations (0: only at the end) and at the end; a better AP
-    than before saves ``best``. ``evaluate(trainer)`` returns the COCO stats dict."""
+    than before saves ``best``. With the (EMA) weights swapped in once, ``evaluate(model,
+    cfg)`` returns the COCO stats dict (fractions) and ``picture(model, cfg)``, when given,
+    a drawn validation picture [H, W, 3] uint8. The log line and ``eval_log.csv`` hold AP in
+    percent (0-100), as eval.py prints it."""
 
-    def __init__(self, evaluate: Callable[[object], Dict[str, float]], save: Callable[[str], None],
-                 log: RunLog, every: int):
-        self.evaluate, self.save, self.log, self.every = evaluate, save, log, every
-        self.latest = None           # (iteration, stats) of the last evaluation
+    def __init__(self, evaluate: Callable[..., Dict[str, float]], save: Callable[[str], None],
+                 log: RunLog, every: int, picture: Optional[Callable[..., np.ndarray]] = None):
+        self.evaluate, self.save, self.log, self.every, self.picture = evaluate, save, log, every, picture
+        self.latest = None           # (iteration, stats, picture or None) of the last evaluation
 
     def after_step(self, trainer, losses: Dict[str, float]) -> None:
         if self.every and trainer.state.iteration % self.every == 0:
@@ -95,26 +100,27 @@ class EvalHook(Hook):
 
     def run(self, trainer) -> None:
         state = trainer.state
-        stats = self.evaluate(trainer)
-        self.latest = (state.iteration, stats)
-        self.log.eval({'iteration': state.iteration, 'minutes': round(state.minutes, 2),
-                       **{k: round(v, 4) for k, v in stats.items()}})
-        print(f"eval @ {state.iteration}: mask AP {stats['AP']:.3f} AP50 {stats['AP50']:.3f} "
-              f"AP75 {stats['AP75']:.3f}", flush=True)
+        with evaluation_weights(trainer.model, trainer.ema) as model:
+            stats = self.evaluate(model, trainer.cfg)
+            picture = self.picture(model, trainer.cfg) if self.picture else None
+        self.latest = (state.iteration, stats, picture)
+        percent = {k: round(100 * v, 2) for k, v in stats.items()}
+        self.log.eval({'iteration': state.iteration, 'minutes': round(state.minutes, 2), **percent})
+        logger.info(f"eval @ {state.iteration}: mask AP {percent['AP']:.2f} AP50 {percent['AP50']:.2f} "
+                    f"AP75 {percent['AP75']:.2f}")
         if stats['AP'] > state.best_ap:
             state.best_ap, state.best_iteration = stats['AP'], state.iteration
             self.save('best')
         self.log.plot()
 
 
-
 class VisualDLHook(Hook):
     """VisualDL scalars: each loss part and the LR every step, images/s every ``every``
     steps; after each evaluation of ``evaluation`` (an EvalHook placed before this one) its
-    AP numbers and, when ``picture(trainer)`` is given, one drawn validation picture."""
+    AP numbers (COCO's fractions, as eval.py --vdl-dir writes them) and its picture if any."""
 
-    def __init__(self, writer, every: int, evaluation: EvalHook, picture=None):
-        self.writer, self.every, self.evaluation, self.picture = writer, every, evaluation, picture
+    def __init__(self, writer, every: int, evaluation: EvalHook):
+        self.writer, self.every, self.evaluation = writer, every, evaluation
         self.logged_eval = None
         self.window_start, self.window_steps = time.perf_counter(), 0
 
@@ -128,19 +134,19 @@ class VisualDLHook(Hook):
             elapsed = time.perf_counter() - self.window_start
             self.writer.add_scalar('train/iterations_per_s', self.window_steps / max(elapsed, 1e-9), step)
             self.window_start, self.window_steps = time.perf_counter(), 0
-        self._log_evaluation(trainer)
+        self._log_evaluation()
 
     def after_train(self, trainer) -> None:
-        self._log_evaluation(trainer)
+        self._log_evaluation()
         self.writer.close()
 
-    def _log_evaluation(self, trainer) -> None:
+    def _log_evaluation(self) -> None:
         latest = self.evaluation.latest
         if latest is None or latest is self.logged_eval:
             return
         self.logged_eval = latest
-        step, stats = latest
+        step, stats, picture = latest
         for name, value in stats.items():
             self.writer.add_scalar(f'eval/{name}', value, step)
-        if self.picture is not None:
-            self.writer.add_image('eval/picture', self.picture(trainer), step)
+        if picture is not None:
+            self.writer.add_image('eval/picture', picture, step)

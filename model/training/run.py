@@ -1,9 +1,10 @@
-"""A training run of ``train.py``: the run folder, the parts built from the config, resume,
-and the Trainer with its hooks. Evaluation comes in from outside as functions
-(``evaluate(trainer) -> COCO stats``, ``picture(trainer) -> [H, W, 3] uint8``), so training
-does not depend on the inference package."""
+"""A training run from ``TrainOptions``: the run folder, the parts built from the config,
+resume, and the Trainer with its hooks. Evaluation comes in from outside as functions
+(``evaluate(model, cfg) -> COCO stats``, ``picture(model, cfg) -> [H, W, 3] uint8``), so
+training does not depend on the inference package. Messages go to this module's logger."""
+import dataclasses
+import logging
 import shutil
-from dataclasses import asdict
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -11,21 +12,29 @@ import numpy as np
 import paddle
 
 from config import announce_config, format_settings, get_config, with_overrides
-from config.errors import InputError
+from config.errors import InputError, RunError
 from config.sidecar import read_sidecar
 from model.build import build_model
+from model.checkpoint import CheckpointError
 from model.runtime import setup
 from model.training.components import load_pretrained, make_loader, make_optimizer
 from model.training.cpu_sync_bn import convert_cpu_sync_bn
-from model.training.distributed import process_rank
+from model.training.distributed import process_rank, world_size
 from model.training.ema import ModelEMA
 from model.training.hooks import CheckpointHook, EvalHook, LogHook, VisualDLHook, open_visualdl
+from model.training.options import TrainOptions
 from model.training.run_log import RunLog
 from model.training.schedule import scaled_lr
-from model.training.state import find_checkpoint, load_training_state, read_state, save_training_state
-from model.training.trainer import Schedule, Trainer, TrainState
+from model.training.state import find_checkpoint, read_state, restore_training_state, save_training_state
+from model.training.trainer import NonFiniteLoss, Schedule, Trainer, TrainState
 
+logger = logging.getLogger(__name__)
 RUN_FILES = ('last', 'best', 'train_log.csv', 'eval_log.csv', 'curves.png')
+
+
+def run_folder(options: TrainOptions) -> Path:
+    """The run folder: ``options.output``, or ``output/<config class>``."""
+    return Path(options.output or f'output/{get_config(options.config).__name__}')
 
 
 def claim_run_folder(out: Path, resume: bool, overwrite: bool) -> None:
@@ -42,96 +51,114 @@ def claim_run_folder(out: Path, resume: bool, overwrite: bool) -> None:
         shutil.rmtree(path) if path.is_dir() else path.unlink()
 
 
-def build_parts(args, cfg, world: int, device: str):
+def build_parts(options: TrainOptions, cfg, world: int, device: str):
     """(model, net, optimizer, loader, ema, scaler, base_lr) of a run."""
     paddle.seed(cfg.seed)
     np.random.seed(cfg.seed)
     model = build_model(cfg)
     if cfg.pretrained:
-        print(load_pretrained(model, cfg.pretrained))
+        logger.info(load_pretrained(model, cfg.pretrained))
     loader = make_loader(cfg, world)
-    if args.sync_bn and world > 1:
+    if options.sync_bn and world > 1:
         model = (paddle.nn.SyncBatchNorm.convert_sync_batchnorm(model) if device == 'gpu'
                  else convert_cpu_sync_bn(model))
     net = paddle.DataParallel(model) if world > 1 else None
-    base_lr = scaled_lr(cfg.base_lr, cfg.reference_batch, cfg.batch_size * world) if args.scale_lr else cfg.base_lr
+    base_lr = (scaled_lr(cfg.base_lr, cfg.reference_batch, cfg.batch_size * world) if options.scale_lr
+               else cfg.base_lr)
     optimizer = make_optimizer(cfg, model, base_lr)
     ema = ModelEMA(model, cfg.ema_decay, cfg.ema_ramp) if cfg.ema_decay else None
-    scaler = paddle.amp.GradScaler() if args.amp and device == 'gpu' else None
+    scaler = paddle.amp.GradScaler() if options.amp and device == 'gpu' else None
     return model, net, optimizer, loader, ema, scaler, base_lr
 
 
-def resume_state(args, out: Path, trainer: Trainer, log: RunLog) -> None:
-    """Restore weights, optimizer, EMA and state from --resume; the time budget of the run
-    carries over unless --max-minutes is given, and log rows past the checkpoint are dropped."""
-    path = str(out / 'last') if args.resume == 'auto' else args.resume
-    saved = load_training_state(path, trainer.model, trainer.optimizer, trainer.ema)
-    trainer.state = TrainState.from_json(saved)
-    if not args.max_minutes and trainer.state.max_minutes:
-        trainer.schedule.max_minutes = trainer.state.max_minutes
-    trainer.state.max_minutes = trainer.schedule.max_minutes
-    log.truncate_after(trainer.state.iteration)
-    print(f'resumed from {find_checkpoint(path)} at iteration {trainer.state.iteration}'
-          + (f' (budget {trainer.schedule.max_minutes:g} min)' if trainer.schedule.max_minutes else ''))
-
-
-def take_over_options(args, out: Path) -> None:
-    """Before a resumed run builds anything: the checkpoint must come from the same
-    ``--config``, and without ``--opt`` on the command line the run's own overrides are
-    used again (they are in its ``state.json``), so it continues the same model and schedule."""
-    path = str(out / 'last') if args.resume == 'auto' else args.resume
-    folder = find_checkpoint(path)
+def take_over_options(options: TrainOptions, folder: Path, saved: dict) -> TrainOptions:
+    """The options of a run resumed from checkpoint ``folder`` (whose ``state.json`` is
+    ``saved``), before it builds anything: the checkpoint must come from the same config,
+    and the run's own overrides and time budget apply unless ``options`` gives others, so
+    it continues the same model and schedule."""
     meta = read_sidecar(str(folder / 'model.pdparams')) or {}
-    if meta.get('config', args.config) != args.config:
-        raise InputError(f"{folder} was trained with --config={meta['config']}, not --config={args.config}: "
+    if meta.get('config', options.config) != options.config:
+        raise InputError(f"{folder} was trained with --config={meta['config']}, not --config={options.config}: "
                          f"resume with --config={meta['config']}")
-    saved = read_state(folder)
-    if not args.opt and saved.get('opt'):
-        args.opt = list(saved['opt'])
-        print(f"resuming with the run's --opt {' '.join(args.opt)}")
+    changes = {}
+    if not options.overrides and saved.get('opt'):
+        changes['overrides'] = tuple(saved['opt'])
+        logger.info(f"resuming with the run's --opt {' '.join(saved['opt'])}")
+    if not options.max_minutes and saved.get('max_minutes'):
+        changes['max_minutes'] = saved['max_minutes']
+    return dataclasses.replace(options, **changes)
 
 
-def make_hooks(args, cfg, trainer: Trainer, out: Path, log: RunLog, evaluate: Callable,
+def resume_state(folder: Path, saved: dict, trainer: Trainer, log: RunLog) -> None:
+    """Restore weights, optimizer, EMA and state from checkpoint ``folder``; log rows past
+    the checkpoint are dropped."""
+    restore_training_state(folder, saved, trainer.model, trainer.optimizer, trainer.ema)
+    trainer.state = TrainState.from_json(saved)
+    log.truncate_after(trainer.state.iteration)
+    budget = trainer.schedule.max_minutes
+    logger.info(f'resumed from {folder} at iteration {trainer.state.iteration}'
+                + (f' (budget {budget:g} min)' if budget else ''))
+
+
+def make_hooks(options: TrainOptions, cfg, trainer: Trainer, out: Path, log: RunLog, evaluate: Callable,
                picture: Optional[Callable] = None):
-    """Logging, evaluation, checkpoint (and with ``--vdl-dir`` VisualDL) hooks of the main process."""
+    """Logging, evaluation, checkpoint (and with ``vdl_dir`` VisualDL, with ``picture``)
+    hooks of the main process."""
     def save(tag: str) -> None:
-        save_training_state(out, tag, trainer.model, trainer.optimizer, asdict(trainer.state), args.config,
+        save_training_state(out, tag, trainer.model, trainer.optimizer, trainer.checkpoint_state(), options.config,
                             cfg, trainer.ema)
 
-    evaluation = EvalHook(evaluate, save, log, args.eval_every)
-    hooks = [LogHook(log, args.log_every, cfg.batch_size * trainer.world), evaluation]
-    if args.vdl_dir:
-        hooks.append(VisualDLHook(open_visualdl(args.vdl_dir), args.log_every, evaluation, picture))
-    return hooks + [CheckpointHook(save, args.checkpoint_every)]
+    evaluation = EvalHook(evaluate, save, log, options.eval_every, picture if options.vdl_dir else None)
+    hooks = [LogHook(log, options.log_every, cfg.batch_size * trainer.world), evaluation]
+    if options.vdl_dir:
+        hooks.append(VisualDLHook(open_visualdl(options.vdl_dir), options.log_every, evaluation))
+    return hooks + [CheckpointHook(save, options.checkpoint_every)]
 
 
-def prepare(args, world: int, evaluate: Callable, picture: Optional[Callable] = None):
-    """The config, run folder and Trainer of this process (InputError, CheckpointError,
-    ValueError or FileNotFoundError when something does not fit)."""
-    out = Path(args.output or f'output/{get_config(args.config).__name__}')
-    if args.resume:
-        take_over_options(args, out)
-    cfg = with_overrides(get_config(args.config), args.opt)
-    device = setup(args.device, args.threads, processes=world)
+def prepare(options: TrainOptions, evaluate: Callable, picture: Optional[Callable] = None):
+    """(Trainer, run folder) of this process (InputError, CheckpointError, ValueError or
+    FileNotFoundError when something does not fit); ``run_training`` runs it."""
+    out = run_folder(options)
+    if options.resume:
+        folder = find_checkpoint(str(out / 'last') if options.resume == 'auto' else str(options.resume))
+        saved = read_state(folder)
+        options = take_over_options(options, folder, saved)
+    overrides = list(options.overrides)
+    cfg = with_overrides(get_config(options.config), overrides)
+    world = world_size()
+    device = setup(options.device, options.threads, processes=world)
     if world > 1:
         paddle.distributed.init_parallel_env()
     main_process = process_rank() == 0
     if main_process:
-        claim_run_folder(out, bool(args.resume), args.overwrite)
-    model, net, optimizer, loader, ema, scaler, base_lr = build_parts(args, cfg, world, device)
-    if args.amp and scaler is None:
-        print('note: --amp needs a GPU; training in float32')
+        claim_run_folder(out, bool(options.resume), options.overwrite)
+    model, net, optimizer, loader, ema, scaler, base_lr = build_parts(options, cfg, world, device)
+    if options.amp and scaler is None:
+        logger.warning('--amp needs a GPU; training in float32')
     total_iters = cfg.epochs * len(loader)
-    schedule = Schedule(base_lr, total_iters, len(loader), min(total_iters, args.max_iters or total_iters),
-                        args.max_minutes, [e / cfg.epochs for e in cfg.lr_steps])
+    schedule = Schedule(base_lr, total_iters, len(loader), min(total_iters, options.max_iters or total_iters),
+                        options.max_minutes, [e / cfg.epochs for e in cfg.lr_steps])
     trainer = Trainer(cfg, model, optimizer, loader, schedule, net=net, ema=ema, scaler=scaler, world=world,
-                      state=TrainState(max_minutes=args.max_minutes, opt=list(args.opt)))
+                      state=TrainState(opt=overrides))
     log = RunLog(out)
-    if args.resume:
-        resume_state(args, out, trainer, log)
+    if options.resume:
+        resume_state(folder, saved, trainer, log)
     if main_process:
         out.mkdir(parents=True, exist_ok=True)
-        (out / 'config.txt').write_text(f'config {args.config}\n{format_settings(cfg)}\n')
-        print(announce_config(args.config, cfg, args.opt, args.verbose, f'run folder {out}'))
-        trainer.hooks = make_hooks(args, cfg, trainer, out, log, evaluate, picture)
+        (out / 'config.txt').write_text(f'config {options.config}\n{format_settings(cfg)}\n')
+        logger.info(announce_config(options.config, cfg, overrides, options.verbose, f'run folder {out}'))
+        trainer.hooks = make_hooks(options, cfg, trainer, out, log, evaluate, picture)
+    logger.info(f'{schedule.per_epoch} iterations per epoch, {schedule.total_iters} in total, '
+                f'batch {cfg.batch_size * world}, lr {schedule.base_lr:g}')
     return trainer, out
+
+
+def run_training(trainer: Trainer, out: Path) -> TrainState:
+    """Run a prepared trainer to its end; returns the final state. A non-finite loss, or
+    weights that cannot be saved because they are not finite, end in a RunError naming the
+    last healthy checkpoint."""
+    try:
+        return trainer.run()
+    except (NonFiniteLoss, CheckpointError) as exc:
+        kept = f'the last healthy checkpoint is {out}/last' if (out / 'last').is_dir() else 'no checkpoint was saved'
+        raise RunError(f'{exc}; {kept} (lower base_lr or check the data)') from exc

@@ -1,6 +1,13 @@
-"""A run folder's CSV logs of training and evaluation, and a PNG of both curves."""
+"""A run folder's CSV logs of training and evaluation (mask AP in percent, 0-100), and a
+PNG of both curves."""
 import csv
 from pathlib import Path
+
+
+def significant(value: float, digits: int = 6) -> float:
+    """``value`` rounded to ``digits`` significant digits (a CSV cell without float noise
+    such as 0.00020810000000000002)."""
+    return float(f'{value:.{digits}g}')
 
 
 class RunLog:
@@ -61,7 +68,7 @@ class RunLog:
             minutes = [float(r['minutes']) for r in rows]
             for key in ('AP', 'AP50', 'AP75'):
                 right.plot(minutes, [float(r[key]) for r in rows], marker='o', label=f'mask {key}')
-            right.set(xlabel='training minutes', ylabel='COCO mask AP', title='validation', ylim=(0, 1))
+            right.set(xlabel='training minutes', ylabel='COCO mask AP (%)', title='validation', ylim=(0, 100))
             right.legend()
         fig.tight_layout()
         fig.savefig(self.folder / 'curves.png', dpi=80)

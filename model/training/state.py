@@ -89,6 +89,13 @@ def load_training_state(path: str, model: paddle.nn.Layer, optimizer, ema=None) 
     CheckpointError (one line naming the file) when a part is damaged or does not fit."""
     folder = find_checkpoint(path)
     state = read_state(folder)
+    restore_training_state(folder, state, model, optimizer, ema)
+    return state
+
+
+def restore_training_state(folder: Path, state: dict, model: paddle.nn.Layer, optimizer, ema=None) -> None:
+    """Restore model, optimizer and EMA from the checkpoint ``folder`` (found by
+    ``find_checkpoint``) whose ``state.json`` (``read_state``) is ``state``."""
     weights = str(folder / 'model.pdparams')
     assign_params(model, load_paddle_params(weights), weights)
     saved_optimizer = load_paddle_params(str(folder / 'optimizer.pdopt'))
@@ -102,5 +109,4 @@ def load_training_state(path: str, model: paddle.nn.Layer, optimizer, ema=None) 
         shadow = load_paddle_params(str(folder / 'ema.pdparams'))
         check_fit(ema.shadow, shadow, str(folder / 'ema.pdparams'))
         ema.load(shadow, state.get('ema_updates', 0))
-    return state
 

@@ -1,7 +1,7 @@
 """The training loop: a small Trainer that runs steps and calls hooks after each step and
 at the end (logging, checkpointing and evaluation live in ``model.training.hooks``)."""
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import List, Optional, Sequence
 
 import numpy as np
@@ -38,13 +38,12 @@ class Schedule:
 
 @dataclass
 class TrainState:
-    """What a checkpoint records of the run besides the weights (``state.json``)."""
+    """Where the run stands (``best_ap``: COCO's fraction, 0-1). A checkpoint's ``state.json``
+    holds these and what ``Trainer.checkpoint_state`` adds from their one source."""
     iteration: int = 0
     minutes: float = 0.0
     best_ap: float = -1.0
     best_iteration: int = -1
-    ema_updates: int = 0
-    max_minutes: float = 0.0
     opt: List[str] = field(default_factory=list)       # the run's --opt overrides
 
     @classmethod
@@ -92,6 +91,11 @@ class Trainer:
             hook.after_train(self)
         return self.state
 
+    def checkpoint_state(self) -> dict:
+        """What ``state.json`` records: the state, the time budget and the EMA's update count."""
+        return {**asdict(self.state), 'max_minutes': self.schedule.max_minutes,
+                'ema_updates': self.ema.updates if self.ema is not None else 0}
+
     @property
     def finished(self) -> bool:
         return self.state.iteration >= self.schedule.stop_at or self.schedule.timed_out(self.state.minutes)
@@ -120,7 +124,6 @@ class Trainer:
         self.optimizer.clear_grad()
         if self.ema is not None:
             self.ema.update(self.model)
-            self.state.ema_updates = self.ema.updates
         began, minutes_before = self._clock
         self.state.iteration = iteration + 1
         self.state.minutes = rank0_minutes(minutes_before + (time.perf_counter() - began) / 60, self.world)

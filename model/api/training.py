@@ -1,0 +1,80 @@
+"""Training from Python, the way ``train.py`` trains::
+
+    summary = train(TrainOptions(config=9, overrides=['dataset_dir=datasets/shapes'], max_iters=100))
+    summary.best_ap, summary.best_weights      # mask AP in percent (0-100), the best weights' file
+
+``train`` builds the run (``model.training.run``) with the validation-set evaluation of the
+inference package wired in, runs it and returns a ``TrainSummary``. Progress is logged
+through ``logging`` (loggers under ``model.training``)."""
+import functools
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Dict, Optional
+
+import numpy as np
+import paddle
+
+from data.coco import load_coco
+from data.coco_eval import evaluate_segm
+from data.transforms import read_image
+from data.visualize import draw_instances
+from model.inference.evaluation import predict_coco_dataset
+from model.inference.predictor import Predictor
+from model.training.options import TrainOptions
+from model.training.run import prepare, run_training
+from model.training.trainer import Trainer
+
+__all__ = ['TrainOptions', 'TrainSummary', 'train']
+
+
+@dataclass(frozen=True)
+class TrainSummary:
+    """What a finished training run left behind."""
+    iteration: int                   # the iteration training stopped at
+    best_ap: Optional[float]         # best validation mask AP in percent (0-100); None if nothing was scored
+    best_iteration: int              # the iteration that scored it (-1 if none)
+    run_folder: Path                 # checkpoints, train_log.csv, eval_log.csv, curves.png, config.txt
+    best_weights: Optional[Path]     # <run>/best/ema.pdparams (the EMA, which was scored) or model.pdparams
+    last_checkpoint: Path            # <run>/last: continue with TrainOptions(resume='auto')
+
+
+def val_set(cfg):
+    """(annotation file, image folder) of the config's validation set."""
+    root = Path(cfg.dataset_dir)
+    return str(root / cfg.val_ann), str(root / cfg.val_images)
+
+
+def evaluate(model: paddle.nn.Layer, cfg) -> Dict[str, float]:
+    """COCO mask AP stats (fractions, 0-1) of ``model`` (in eval mode) on the config's validation set."""
+    coco, records = predict_coco_dataset(Predictor.for_model(model, cfg), *val_set(cfg))
+    return evaluate_segm(coco, records)
+
+
+@functools.lru_cache(maxsize=4)
+def first_val_image(ann: str, images: str) -> str:
+    """Path of the validation set's first image (by id); the annotation file is read once."""
+    coco = load_coco(ann)
+    return str(Path(images) / coco.imgs[min(coco.getImgIds())]['file_name'])
+
+
+def val_picture(model: paddle.nn.Layer, cfg) -> np.ndarray:
+    """The first validation image with ``model``'s (in eval mode) instances drawn, [H, W, 3] uint8 RGB."""
+    image = read_image(first_val_image(*val_set(cfg)), cfg.max_image_pixels)
+    result = Predictor.for_model(model, cfg)(image)
+    return draw_instances(image, result.masks, result.labels, result.scores, cfg.class_names, 0.3, result.boxes)
+
+
+def train(options: TrainOptions, on_start: Optional[Callable[[Trainer, Path], None]] = None) -> TrainSummary:
+    """Train as ``options`` say (a new run, or one resumed with ``resume``) and evaluate on
+    the config's validation set; ``on_start(trainer, run_folder)`` is called once the run is
+    built, before the first step (``trainer.state.iteration`` is where it stands). Raises
+    InputError when an option, the data or a checkpoint does not fit, RunError when the
+    loss or the weights stop being finite (the message names the last healthy checkpoint)."""
+    trainer, out = prepare(options, evaluate, val_picture)
+    if on_start is not None:
+        on_start(trainer, out)
+    state = run_training(trainer, out)
+    scored = state.best_iteration >= 0
+    weights = out / 'best' / ('ema.pdparams' if trainer.ema is not None else 'model.pdparams')
+    return TrainSummary(state.iteration, 100 * state.best_ap if scored else None, state.best_iteration, out,
+                        weights if scored else None, out / 'last')

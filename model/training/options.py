@@ -1,0 +1,26 @@
+"""The options of a training run: what ``train.py``'s command line sets, as one object the
+library takes (``model.training.run.prepare``, ``model.api.train``)."""
+from dataclasses import dataclass
+from typing import Optional, Sequence
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    """Every option of a training run, with its default (the command-line flag in brackets)."""
+    config: int                             # config number (--config)
+    output: Optional[str] = None            # run folder; None: output/<config class> (--output)
+    resume: Optional[str] = None            # checkpoint folder to continue from, or 'auto': <output>/last (--resume)
+    overwrite: bool = False                 # start a new run in a folder holding another run, deleting it
+    overrides: Sequence[str] = ()           # config overrides 'NAME=VALUE' (--opt)
+    eval_every: int = 0                     # mask AP every K iterations, keeping the best; 0: only at the end
+    checkpoint_every: int = 500             # save <output>/last every K iterations
+    log_every: int = 20                     # a log line (and train_log.csv row) every N iterations
+    max_minutes: float = 0.0                # training-time budget across resumes, evaluation included; 0: none
+    max_iters: int = 0                      # stop (after saving) at this iteration; 0: the config's epochs
+    scale_lr: bool = False                  # scale base_lr linearly with the total batch (from reference_batch)
+    amp: bool = False                       # mixed precision (float16, GPU only)
+    sync_bn: bool = False                   # BN statistics over all data-parallel processes
+    vdl_dir: Optional[str] = None           # also write VisualDL logs (losses, LR, speed, AP, a picture) there
+    device: Optional[str] = None            # 'cpu' or 'gpu'; None: gpu if available
+    threads: int = 0                        # CPU math threads; 0: this process's share of the cores
+    verbose: bool = False                   # log every resolved config value at the start
