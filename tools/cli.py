@@ -32,6 +32,7 @@ warnings.filterwarnings('ignore', message='When training, we now always track gl
                         category=UserWarning)
 
 from config import describe_configs  # noqa: E402  (after the start-up settings above)
+from config.errors import Solov2Error  # noqa: E402
 
 LIBRARY_PACKAGES = ('config', 'data', 'model', 'convert', 'tools')
 DEBUG_FLAG = '--debug'
@@ -167,7 +168,7 @@ def run_command(main, argv=None, stream=None) -> int:
             raise
         usage = isinstance(exc, INPUT_ERRORS)
         line = error_line(exc)
-        if not usage and not isinstance(exc, OSError):
+        if not usage and not isinstance(exc, (OSError, Solov2Error)):     # an unexpected kind: name it
             line = f'error: {type(exc).__name__}: {line[len("error: "):]}'
         print(line if usage else f'{line} (rerun with {DEBUG_FLAG} for the traceback)', file=stream)
         return 2 if usage else 1

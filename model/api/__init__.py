@@ -5,7 +5,8 @@
     result = seg('images/shapes_000001.jpg')       # Instances: masks, labels, scores, boxes
 
 ``Segmenter`` runs a checkpoint or an exported model on pictures, folders and videos;
-``Instances`` is one picture's result; ``evaluate`` gives COCO mask AP in percent. Errors are
+``Instances`` is one picture's result; ``evaluate`` gives COCO mask AP in percent; ``train``
+runs train.py's training from ``TrainOptions`` and returns a ``TrainSummary``. Errors are
 ``InputError`` (bad input, the message says the fix) and ``RunError``. The library logs
 through ``logging`` (loggers named after its modules) and prints nothing.
 """
@@ -13,5 +14,7 @@ from config.errors import InputError, RunError, Solov2Error
 from model.api.evaluation import evaluate
 from model.api.instances import Instances
 from model.api.segmenter import Segmenter
+from model.api.training import TrainOptions, TrainSummary, train
 
-__all__ = ['Segmenter', 'Instances', 'evaluate', 'InputError', 'RunError', 'Solov2Error']
+__all__ = ['Segmenter', 'Instances', 'evaluate', 'train', 'TrainOptions', 'TrainSummary', 'InputError', 'RunError',
+           'Solov2Error']
