@@ -183,9 +183,11 @@ def _main_thread() -> bool:
 
 # ---- arguments -------------------------------------------------------------------------------
 
-def make_parser(description: str, configs: bool = True) -> argparse.ArgumentParser:
-    """A parser with ``--debug``; with ``configs`` its help lists the numbered configs."""
-    epilog = ('configs (--config=N):\n' + describe_configs() + '\n\n') if configs else ''
+def make_parser(description: str, configs: bool = True, notes: str = '') -> argparse.ArgumentParser:
+    """The parser every command starts from: ``--debug``, and a help that ends with ``notes``
+    (e.g. the script's docstring), the numbered configs when ``configs``, and the error rule."""
+    epilog = (notes.strip() + '\n\n' if notes.strip() else '') + (
+        'configs (--config=N):\n' + describe_configs() + '\n\n' if configs else '')
     parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter,
                                      epilog=epilog + 'errors end in one line; --debug shows the traceback')
     parser.add_argument(DEBUG_FLAG, action='store_true',

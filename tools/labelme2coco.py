@@ -33,7 +33,7 @@ if __package__ in (None, ''):
 from data.coco import read_class_names, segmentation_to_rle
 from data.files import atomic_write, check_output_file, same_file
 from data.results import write_json
-from tools.cli import run_command, set_status
+from tools.cli import make_parser, run_command, set_status
 
 CIRCLE_VERTICES = 64
 
@@ -212,7 +212,7 @@ def convert(
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser = make_parser(__doc__.split('\n\n')[0], configs=False)
     parser.add_argument('labelme_dir', type=Path, help='folder of labelme .json files')
     parser.add_argument('out', type=Path, help='COCO instance file to write')
     parser.add_argument('--classes', type=Path, help='class list, one name per line (category ids 1..)')

@@ -28,6 +28,7 @@ if __package__ in (None, ''):
 
 from data.coco import segmentation_to_mask
 from data.results import coco_bbox, encode_mask_rle, masks_to_boxes, rle_run_lengths, write_json
+from tools.cli import make_parser, run_command
 
 CLASS_NAMES = ('circle', 'square', 'triangle', 'star')
 CIRCLE, SQUARE, TRIANGLE, STAR = range(len(CLASS_NAMES))
@@ -248,7 +249,7 @@ def split_summary(split: str, coco: dict[str, Any]) -> str:
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser = make_parser(__doc__.split('\n\n')[0], configs=False)
     parser.add_argument('--out', required=True, type=Path, help='output dataset directory')
     parser.add_argument('--train', type=int, default=600, help='number of training images')
     parser.add_argument('--val', type=int, default=100, help='number of validation images')
@@ -260,7 +261,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
-def main(argv: Sequence[str] | None = None) -> None:
+def main(argv: Sequence[str] | None = None) -> int:
+    """The command: errors end in one line (``tools.cli.run_command``)."""
+    return run_command(run, argv)
+
+
+def run(argv: Sequence[str] | None) -> int:
     args = parse_args(argv)
     start = time.perf_counter()
     summaries = []
@@ -270,7 +276,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         summaries.append(split_summary(split, coco))
     (args.out / 'classes.txt').write_text(''.join(f'{name}\n' for name in CLASS_NAMES), encoding='utf-8')
     print(f"shapes -> {args.out}: {'; '.join(summaries)}; {time.perf_counter() - start:.1f}s")
+    return 0
 
 
 if __name__ == '__main__':
-    main()
+    raise SystemExit(main())

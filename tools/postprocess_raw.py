@@ -31,15 +31,13 @@ from model.inference.exportable import OUTPUT_NAMES  # noqa: E402
 from model.inference.media import picture_names  # noqa: E402
 from model.inference.outputs import coco_records, draw_bgr, sort_records  # noqa: E402
 from model.inference.postprocess import InferenceParams, paste_detections, postprocess_flat  # noqa: E402
-from tools.cli import error_line, run_command, set_status  # noqa: E402
+from tools.cli import error_line, make_parser, run_command, set_status  # noqa: E402
 
 ENTRY_KEYS = ('name', 'image_id', 'file_name', 'source', 'orig_hw', 'resized_hw', 'padded_hw')
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter,
-                                     epilog=__doc__.split('\n', 2)[2])
+    parser = make_parser(__doc__.split('\n')[0], configs=False, notes=__doc__.split('\n', 2)[2])
     parser.add_argument('--manifest', required=True, help='manifest.json written by demo.py --dump-inputs')
     parser.add_argument('--raw', required=True,
                         help='folder with NAME.scores.npy, NAME.kernels.npy, NAME.mask_feat.npy per input')

@@ -23,6 +23,7 @@ the f32 and INT8 AP and the number of operations reverted to f32 are printed and
 output's infer_cfg.json (files.openvino_int8.accuracy_control).
 """
 import argparse
+import logging
 from pathlib import Path
 
 if __package__ in (None, ''):
@@ -33,12 +34,11 @@ from data.files import check_folder  # noqa: E402
 from model.inference.exported import read_infer_cfg  # noqa: E402
 from model.inference.media import list_images  # noqa: E402
 from model.inference.quantize import load_annotated, quantize_model  # noqa: E402
-from tools.cli import Progress, run_command  # noqa: E402
+from tools.cli import Progress, make_parser, run_command  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    parser = make_parser(__doc__.split('\n')[0], configs=False, notes=__doc__)
     parser.add_argument('--model-dir', required=True, help='exported folder with model.onnx (tools/export_model.py)')
     parser.add_argument('--images', required=True, help='folder of calibration images (yours, unlabelled)')
     parser.add_argument('--output', required=True, help='new folder for the INT8 model')
@@ -86,6 +86,7 @@ def run(argv) -> int:
     if not paths:
         raise InputError(f'no images found at {args.images} — give a folder of calibration pictures')
     check_folder(out, '--output', new=True)
+    quiet_nncf()
     annotated = None
     if args.annotations:
         names = read_infer_cfg(args.model_dir)['class_names']
@@ -101,6 +102,16 @@ def run(argv) -> int:
         print(control_line(summary['accuracy_control']))
     print(f'run it: --backend openvino --precision int8 --model-dir {out}')
     return 0
+
+
+def quiet_nncf() -> None:
+    """NNCF's INFO lines (one per convolution kept in f32, node names) are noise here: keep its
+    warnings and progress bars. A missing NNCF is reported by the quantization itself."""
+    try:
+        from nncf import set_log_level
+    except ImportError:
+        return
+    set_log_level(logging.WARNING)
 
 
 def control_line(control: dict) -> str:
