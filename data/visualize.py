@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import colorsys
-from typing import Sequence
+from typing import Sequence, Tuple
 
 import cv2
 import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
 
 from data.results import mask_to_box
 
 GOLDEN_RATIO_CONJUGATE = 0.618033988749895
 FILL_ALPHA = 0.45
 FONT = cv2.FONT_HERSHEY_SIMPLEX
+CAPTION_PAD = 2
+CAPTION_BACKGROUND = (24, 24, 24)   # the dark box behind a caption's text
+TEXT_LIGHTEN = 0.45     # caption text: the instance colour moved this far towards white
+
+Rect = Tuple[int, int, int, int]   # half-open x0, y0, x1, y1
 
 
 def instance_color(index: int) -> tuple[int, int, int]:
@@ -73,38 +79,63 @@ def largest_region_box(
     return x0 + int(left), y0 + int(top), x0 + int(left + width), y0 + int(top + height)
 
 
-def label_origin(
-    box: tuple[int, int, int, int], text_wh: tuple[int, int], image_hw: tuple[int, int]
-) -> tuple[int, int]:
-    """Top-left `(x, y)` of a `text_wh` label box just above `box` (x0, y0, x1, y1), kept inside the image.
 
-    The label sits above the box's top edge; if there is no room it moves to
-    just inside the top edge. It is then shifted left/up to fit the image.
-    """
-    x0, y0, _, _ = box
-    text_w, text_h = text_wh
+def caption_candidates(box: Sequence[int], size: tuple[int, int], image_hw: tuple[int, int]) -> list[Rect]:
+    """Half-open rects `(x0, y0, x1, y1)` of a `size` (w, h) caption for `box` (x0, y0, x1, y1), best first:
+    just above the box, then just below it (each flush with its left edge, then centred on it, then flush
+    with its right edge) and, last, inside its top-left corner; each shifted to lie inside the `image_hw`
+    picture."""
+    x0, y0, x1, y1 = (int(v) for v in box)
+    w, h = size
     height, width = image_hw
-    top = y0 - text_h if y0 - text_h >= 0 else y0
-    x = max(0, min(x0, width - text_w))
-    y = max(0, min(top, height - text_h))
-    return x, y
+    centre = (x0 + x1 - w) // 2
+    corners = [(x, y) for y in (y0 - h, y1) for x in (x0, centre, x1 - w)] + [(x0, y0)]
+    rects = []
+    for x, y in corners:
+        x, y = max(0, min(x, width - w)), max(0, min(y, height - h))
+        rects.append((x, y, x + w, y + h))
+    return rects
 
 
-def draw_label(
-    image: np.ndarray, text: str, box: tuple[int, int, int, int], color: tuple[int, int, int]
-) -> None:
-    """Draw `text` on a filled `color` background at the top of `box` onto `[H, W, 3] uint8` `image` in place."""
-    height, width = image.shape[:2]
-    scale = font_scale(height, width)
+def place_captions(sizes: Sequence[tuple[int, int]], anchors: Sequence[Sequence[int]],
+                   weights: np.ndarray) -> list[Rect]:
+    """Greedy caption rects, one per instance in the given order (most confident first): for each, the
+    first of its `caption_candidates` around `anchors[i]` that meets no caption placed before and hides
+    no mask pixel, else the one meeting the fewest caption pixels and, of those, hiding the least share
+    of the masks (so a small object stays visible where a large one can lend a corner).
+
+    `sizes` (w, h) per caption; `weights` `[H, W] float32`: over each pixel, the sum of one over the
+    pixel count of every mask covering it (`draw_mask`), so that a rect's sum is the shares it hides;
+    each placed caption's pixels then weigh more than all masks together (changed in place)."""
+    caption_weight = len(sizes) + 1.0   # the shares of N masks sum to at most N
+    placed, windows = [], {}     # windows[(h, w)][y, x]: the h x w window of `weights` at (x, y)
+    for (w, h), anchor in zip(sizes, anchors):
+        w, h = min(w, weights.shape[1]), min(h, weights.shape[0])    # a picture narrower than a caption
+        if (h, w) not in windows:
+            windows[h, w] = sliding_window_view(weights, (h, w))
+        rects = np.array(caption_candidates(anchor, (w, h), weights.shape))
+        costs = windows[h, w][rects[:, 1], rects[:, 0]].sum(axis=(1, 2))
+        x0, y0, x1, y1 = (int(v) for v in rects[int(np.argmin(costs))])   # the first of the cheapest
+        weights[y0:y1, x0:x1] += caption_weight
+        placed.append((x0, y0, x1, y1))
+    return placed
+
+
+def caption_size(text: str, scale: float) -> tuple[int, int]:
+    """`(w, h)` of the caption box of `text` at font `scale`, padding included."""
     (text_w, text_h), baseline = cv2.getTextSize(text, FONT, scale, 1)
-    pad = 2
-    box_w, box_h = text_w + 2 * pad, text_h + baseline + 2 * pad
-    x, y = label_origin(box, (box_w, box_h), (height, width))
-    cv2.rectangle(image, (x, y), (x + box_w - 1, y + box_h - 1), color, thickness=cv2.FILLED)
-    luminance = 0.299 * color[0] + 0.587 * color[1] + 0.114 * color[2]
-    text_color = (0, 0, 0) if luminance > 140 else (255, 255, 255)
-    origin = (x + pad, y + pad + text_h)
-    cv2.putText(image, text, origin, FONT, scale, text_color, 1, cv2.LINE_AA)
+    return text_w + 2 * CAPTION_PAD, text_h + baseline + 2 * CAPTION_PAD
+
+
+def draw_caption(image: np.ndarray, text: str, rect: Rect, color: tuple[int, int, int], scale: float) -> None:
+    """Draw `text` on a dark box filling `rect` (from `caption_size`) of `[H, W, 3] uint8` `image` in place:
+    the box outlined in `color`, the text in `color` lightened so that dark hues stay readable."""
+    x0, y0, x1, y1 = rect
+    cv2.rectangle(image, (x0, y0), (x1 - 1, y1 - 1), CAPTION_BACKGROUND, thickness=cv2.FILLED)
+    cv2.rectangle(image, (x0, y0), (x1 - 1, y1 - 1), color, thickness=1)
+    text_color = tuple(int(c + (255 - c) * TEXT_LIGHTEN) for c in color)
+    (_, text_h), _ = cv2.getTextSize(text, FONT, scale, 1)
+    cv2.putText(image, text, (x0 + CAPTION_PAD, y0 + CAPTION_PAD + text_h), FONT, scale, text_color, 1, cv2.LINE_AA)
 
 
 def window(box: Sequence[int], image_hw: tuple[int, int], margin: int = 1) -> tuple[slice, slice]:
@@ -114,19 +145,17 @@ def window(box: Sequence[int], image_hw: tuple[int, int], margin: int = 1) -> tu
             slice(max(0, int(box[0]) - margin), min(width, int(box[2]) + margin)))
 
 
-def draw_instance(canvas: np.ndarray, mask: np.ndarray, box: Sequence[int] | None,
-                  color: tuple[int, int, int], text: str) -> None:
-    """Fill, contour and caption of one `[H, W] bool` mask on `[H, W, 3] uint8` `canvas` in place,
-    reading and writing only around its tight `box` (found when None)."""
-    box = mask_to_box(mask) if box is None else box
-    region = largest_region_box(mask, box)
-    if region is None:
-        return
+def draw_mask(canvas: np.ndarray, weights: np.ndarray, mask: np.ndarray, box: Sequence[int],
+              color: tuple[int, int, int]) -> None:
+    """Fill and contour of one `[H, W] bool` mask on `[H, W, 3] uint8` `canvas` in place, reading and
+    writing only around its tight `box`; adds one over its pixel count to `[H, W] float32` `weights`
+    under it (what `place_captions` reads)."""
     rows, cols = window(box, mask.shape)
     crop = mask[rows, cols]
     fill_mask(canvas[rows, cols], crop, color)
     draw_contour(canvas, crop, color, (cols.start, rows.start))
-    draw_label(canvas, text, region, color)
+    under = weights[rows, cols]
+    cv2.add(under, 1.0 / np.count_nonzero(crop), dst=under, mask=crop.view(np.uint8))
 
 
 def draw_instances(
@@ -143,10 +172,10 @@ def draw_instances(
     `masks` `[N, H, W] bool`, `labels` `[N] int`, `scores` `[N] float`; `boxes` `[N, 4]`
     the masks' tight half-open x0, y0, x1, y1 boxes (zeros when empty) if known, so
     only they are read. Instances scoring below `score_threshold` or with empty masks
-    are skipped; each drawn one gets a translucent fill, a thin contour and a
-    "name 0.87" caption above the largest connected part of its mask. Colours follow
-    the score rank, and the most confident instances are drawn last, so their fills
-    and captions lie on top. Labels beyond `class_names` are captioned with their id.
+    are skipped; each drawn one gets a translucent fill and a thin contour, the most
+    confident on top, and then, over all of them, a "name 0.87" caption in its colour on
+    a dark box, placed by `place_captions` next to the largest connected part of its mask.
+    Colours follow the score rank. Labels beyond `class_names` are captioned with their id.
     """
     if masks.shape[1:] != image_rgb.shape[:2]:
         raise ValueError(f'masks {masks.shape} do not match image {image_rgb.shape}')
@@ -154,8 +183,19 @@ def draw_instances(
     scores = np.asarray(scores)
     keep = np.flatnonzero(scores >= score_threshold)
     keep = keep[np.argsort(-scores[keep], kind='stable')]  # colour index = score rank
-    for color_index in reversed(range(len(keep))):
-        i = keep[color_index]
-        draw_instance(canvas, np.asarray(masks[i], dtype=bool), None if boxes is None else boxes[i],
-                      instance_color(color_index), label_text(int(labels[i]), float(scores[i]), class_names))
+    drawn = []   # (colour index, mask, tight box, largest region box), best first
+    for color_index, i in enumerate(keep):
+        mask = np.asarray(masks[i], dtype=bool)
+        box = mask_to_box(mask) if boxes is None else tuple(int(v) for v in boxes[i])
+        region = largest_region_box(mask, box)
+        if region is not None:
+            drawn.append((color_index, mask, box, region))
+    weights = np.zeros(canvas.shape[:2], dtype=np.float32)
+    for rank, mask, box, _ in reversed(drawn):
+        draw_mask(canvas, weights, mask, box, instance_color(rank))
+    scale = font_scale(*canvas.shape[:2])
+    texts = [label_text(int(labels[keep[rank]]), float(scores[keep[rank]]), class_names) for rank, *_ in drawn]
+    rects = place_captions([caption_size(text, scale) for text in texts], [region for *_, region in drawn], weights)
+    for (rank, *_), text, rect in reversed(list(zip(drawn, texts, rects))):
+        draw_caption(canvas, text, rect, instance_color(rank), scale)
     return canvas

@@ -5,13 +5,17 @@ import numpy as np
 
 from data.results import mask_to_box
 from data.visualize import (
+    CAPTION_BACKGROUND,
     FILL_ALPHA,
+    caption_candidates,
+    caption_size,
+    draw_caption,
     draw_instances,
-    draw_label,
+    font_scale,
     instance_color,
-    label_origin,
     label_text,
     largest_region_box,
+    place_captions,
 )
 
 CLASS_NAMES = ('person', 'car')
@@ -24,6 +28,38 @@ def scene(height=120, width=160):
     masks[0, 40:70, 30:60] = True
     masks[1, 80:100, 100:140] = True
     return image, masks
+
+
+def caption_rect(out, color, mask):
+    """Half-open box (x0, y0, x1, y1) of the pixels of `out` that are exactly `color` away from
+    `mask` (its contour has that colour too): the outline of that instance's caption; None if none."""
+    ys, xs = np.nonzero(np.all(out == color, axis=2) & ~mask)
+    if ys.size == 0:
+        return None
+    return int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1
+
+
+def whole_caption(out, rect, color, text):
+    """Whether `rect` holds the whole caption of `text` as drawn: its size, an outline all `color`
+    (so none of it is covered or cut by the picture's edge) around a mostly dark box."""
+    x0, y0, x1, y1 = rect
+    border = np.concatenate([out[y0, x0:x1], out[y1 - 1, x0:x1], out[y0:y1, x0], out[y0:y1, x1 - 1]])
+    dark = np.all(out[y0 + 1:y1 - 1, x0 + 1:x1 - 1] == CAPTION_BACKGROUND, axis=2)
+    size = caption_size(text, font_scale(*out.shape[:2]))
+    return (x1 - x0, y1 - y0) == size and bool(np.all(border == color)) and dark.mean() > 0.5
+
+
+def drawn_captions(out, masks, texts):
+    """The caption rect of each instance (given best first), each checked whole."""
+    rects = [caption_rect(out, instance_color(rank), mask) for rank, mask in enumerate(masks)]
+    for rank, (rect, text) in enumerate(zip(rects, texts)):
+        assert rect is not None and whole_caption(out, rect, instance_color(rank), text), (rank, rect)
+    return rects
+
+
+def meet(a, b):
+    """Whether half-open boxes `a` and `b` share a pixel."""
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
 
 
 def test_draw_instances_shape_dtype_and_input_untouched():
@@ -77,10 +113,17 @@ def test_label_text():
     assert label_text(5, 0.5, CLASS_NAMES) == '5 0.50'
 
 
-def test_label_origin_stays_inside_image():
-    assert label_origin((30, 40, 60, 70), (50, 12), (120, 160)) == (30, 28)  # above the box
-    assert label_origin((30, 5, 60, 70), (50, 12), (120, 160)) == (30, 5)  # no room above
-    assert label_origin((150, 0, 160, 5), (50, 12), (120, 160)) == (110, 0)  # clamped left
+def test_caption_candidates_stay_inside_image():
+    assert caption_candidates((30, 40, 60, 70), (50, 12), (120, 160))[0] == (30, 28, 80, 40)  # above the box
+    no_room_above = caption_candidates((30, 5, 60, 70), (50, 12), (120, 160))
+    assert no_room_above[0] == (30, 0, 80, 12) and (30, 70, 80, 82) in no_room_above  # shifted down; below
+    assert no_room_above[-1] == (30, 5, 80, 17)  # inside, the last resort
+    assert caption_candidates((150, 0, 160, 5), (50, 12), (120, 160))[0] == (110, 0, 160, 12)  # clamped left
+    rng = np.random.default_rng(0)
+    for x0, y0, w, h in rng.integers(0, 160, size=(50, 4)):
+        for rect in caption_candidates((x0, y0, x0 + w, y0 + h), (50, 12), (120, 160)):
+            assert 0 <= rect[0] and rect[2] <= 160 and 0 <= rect[1] and rect[3] <= 120
+            assert (rect[2] - rect[0], rect[3] - rect[1]) == (50, 12)
 
 
 def test_instance_colors_distinct_and_deterministic():
@@ -90,16 +133,18 @@ def test_instance_colors_distinct_and_deterministic():
     assert all(0 <= c <= 255 for color in colors for c in color)
 
 
-def test_most_confident_caption_lies_on_top():
+def test_most_confident_caption_is_placed_first():
     image = np.zeros((120, 160, 3), dtype=np.uint8)
     masks = np.zeros((2, 120, 160), dtype=bool)
-    masks[0, 40:90, 30:100] = True  # both captions sit just above (30, 40)
+    masks[0, 40:90, 30:100] = True  # both captions would sit just above (30, 40)
     masks[1, 40:70, 30:60] = True
     # the weaker instance comes first, as in an unsorted input
     out = draw_instances(image, masks, np.array([1, 0]), np.array([0.5, 0.9]), CLASS_NAMES)
     strongest = instance_color(0)  # colours follow the score rank
-    caption_background = out[39, 31]  # inside the caption's padding, just above the masks
-    assert tuple(caption_background) == strongest
+    caption_outline = out[39, 31]  # on the caption's outline, just above the masks
+    assert tuple(caption_outline) == strongest
+    weaker = caption_rect(out, instance_color(1), masks[0])
+    assert weaker is not None and weaker[1] >= 90  # the weaker caption went below, not on top
     overlap_fill = out[50, 40]
     assert tuple(overlap_fill) != tuple(out[80, 80])  # (80, 80) has the weaker fill alone
     assert np.argmax(overlap_fill) == np.argmax(strongest)
@@ -126,16 +171,22 @@ def test_caption_follows_the_largest_region_not_a_fragment():
 
 def _full_picture_drawing(image, masks, labels, scores):
     """The drawing as before boxes: float64 blend (then rounded half up) and contours over
-    the whole picture."""
+    the whole picture, then the captions where the masks' shares say."""
     canvas = image.copy()
+    weights = np.zeros(image.shape[:2], dtype=np.float32)
     for rank in reversed(range(len(scores))):      # scores are given best first
         mask, color = masks[rank], instance_color(rank)
         blended = canvas[mask] * (1.0 - FILL_ALPHA) + np.array(color) * FILL_ALPHA
         canvas[mask] = np.clip(blended + 0.5, 0, 255).astype(np.uint8)
         contours, _ = cv2.findContours(mask.view(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
         cv2.drawContours(canvas, contours, -1, color, thickness=1)
-        draw_label(canvas, label_text(int(labels[rank]), float(scores[rank]), CLASS_NAMES),
-                   largest_region_box(mask), color)
+        weights[mask] += np.float32(1.0 / mask.sum())
+    scale = font_scale(*image.shape[:2])
+    texts = [label_text(int(label), float(score), CLASS_NAMES) for label, score in zip(labels, scores)]
+    rects = place_captions([caption_size(text, scale) for text in texts], [largest_region_box(m) for m in masks],
+                           weights)
+    for rank in reversed(range(len(scores))):
+        draw_caption(canvas, texts[rank], rects[rank], instance_color(rank), scale)
     return canvas
 
 
@@ -153,6 +204,59 @@ def test_drawing_inside_boxes_equals_the_full_picture_drawing():
     labels, scores = rng.integers(0, 2, 12), np.sort(rng.uniform(0.3, 1.0, 12))[::-1]
     drawn = draw_instances(image, masks, labels, scores, CLASS_NAMES, boxes=boxes)
     np.testing.assert_array_equal(drawn, draw_instances(image, masks, labels, scores, CLASS_NAMES))
-    expected = _full_picture_drawing(image, masks[:11], labels, scores[:11])
+    expected = _full_picture_drawing(image, masks[:11], labels[:11], scores[:11])
     difference = np.abs(drawn.astype(int) - expected)
     assert difference.max() <= 1 and (difference > 0).mean() < 0.01   # OpenCV's uint8 blend rounds its own way
+
+
+def test_caption_leaves_a_small_neighbour_visible():
+    image = np.zeros((120, 160, 3), dtype=np.uint8)
+    masks = np.zeros((2, 120, 160), dtype=bool)
+    masks[0, 40:100, 20:90] = True  # a large object, and a small one just above its top-left corner
+    masks[1, 27:37, 25:35] = True
+    out = draw_instances(image, masks, np.array([0, 1]), np.array([0.9, 0.8]), CLASS_NAMES)
+    rects = drawn_captions(out, masks, ['person 0.90', 'car 0.80'])
+    for x0, y0, x1, y1 in rects:
+        assert not masks[1, y0:y1, x0:x1].any()  # no caption hides the small object
+        assert not masks[0, y0:y1, x0:x1].any()  # nor the large one: there is room outside
+    assert not meet(*rects)
+
+
+def test_close_instances_get_captions_apart():
+    image = np.zeros((120, 160, 3), dtype=np.uint8)
+    masks = np.zeros((2, 120, 160), dtype=bool)
+    masks[0, 50:80, 30:60] = True  # side by side, 2 pixels apart, each narrower than its caption
+    masks[1, 50:80, 62:92] = True
+    out = draw_instances(image, masks, np.array([0, 0]), np.array([0.9, 0.8]), CLASS_NAMES)
+    rects = drawn_captions(out, masks, ['person 0.90', 'person 0.80'])
+    assert not meet(*rects)
+    assert rects[0][3] == 50  # the best one keeps the place just above its box
+
+
+def test_later_masks_leave_captions_intact():
+    image = np.zeros((120, 160, 3), dtype=np.uint8)
+    masks = np.zeros((2, 120, 160), dtype=bool)
+    masks[0, 20:, :] = True  # a large object around a hole in which a small one lies
+    masks[0, 55:75, 60:90] = False
+    masks[1, 58:72, 65:85] = True
+    # the small, weaker one first, as in an unsorted input: drawn the old way, the large fill came after its caption
+    out = draw_instances(image, masks[::-1], np.array([1, 0]), np.array([0.5, 0.9]), CLASS_NAMES)
+    rects = drawn_captions(out, masks, ['person 0.90', 'car 0.50'])
+    x0, y0, x1, y1 = rects[1]
+    assert masks[0, y0:y1, x0:x1].any() and not masks[1, y0:y1, x0:x1].any()  # over the large fill, whole
+
+
+def test_captions_stay_inside_at_the_borders():
+    image = np.zeros((120, 160, 3), dtype=np.uint8)
+    masks = np.zeros((4, 120, 160), dtype=bool)
+    masks[0, :5, -5:] = True  # a small object in each corner
+    masks[1, -3:, :4] = True
+    masks[2, :6, :6] = True
+    masks[3, -6:, -6:] = True
+    scores = np.array([0.9, 0.8, 0.7, 0.6])
+    out = draw_instances(image, masks, np.array([7, 1, 0, 1]), scores, CLASS_NAMES)
+    rects = drawn_captions(out, masks, ['7 0.90', 'car 0.80', 'person 0.70', 'car 0.60'])
+    for i, (x0, y0, x1, y1) in enumerate(rects):
+        assert 0 <= x0 and x1 <= 160 and 0 <= y0 and y1 <= 120
+        assert not masks[:, y0:y1, x0:x1].any(), i  # none hides an object
+        assert not any(meet(rects[i], other) for other in rects[:i])
