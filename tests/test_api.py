@@ -144,3 +144,16 @@ def test_bad_input_is_one_input_error(seg, call, message):
 def test_bad_construction_is_one_input_error(kwargs, message):
     with pytest.raises(InputError, match=message):
         Segmenter(**kwargs)
+
+
+def test_the_training_picture_shows_an_image_with_objects(tmp_path):
+    """The VisualDL picture's image: the first validation image that has an object (the
+    shapes set's first image is empty), else the first one."""
+    from model.api.training import first_val_image
+    coco = generate_split(tmp_path, 'val', 3, 64, seed=5)
+    assert not [a for a in coco['annotations'] if a['image_id'] == 1]       # shapes: image 1 is empty
+    write_json(coco, str(tmp_path / 'val.json'))
+    assert first_val_image(str(tmp_path / 'val.json'), str(tmp_path / 'val')).endswith('000001.jpg')
+    coco['annotations'] = []
+    write_json(coco, str(tmp_path / 'none.json'))
+    assert first_val_image(str(tmp_path / 'none.json'), str(tmp_path / 'val')).endswith('000000.jpg')

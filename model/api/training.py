@@ -52,9 +52,12 @@ def evaluate(model: paddle.nn.Layer, cfg) -> Dict[str, float]:
 
 @functools.lru_cache(maxsize=4)
 def first_val_image(ann: str, images: str) -> str:
-    """Path of the validation set's first image (by id); the annotation file is read once."""
+    """Path of the validation set's first image (by id) with an object to show (the first
+    image when none has one); the annotation file is read once."""
     coco = load_coco(ann)
-    return str(Path(images) / coco.imgs[min(coco.getImgIds())]['file_name'])
+    with_objects = [i for i in sorted(coco.getImgIds()) if coco.getAnnIds(imgIds=[i], iscrowd=False)]
+    chosen = with_objects[0] if with_objects else min(coco.getImgIds())
+    return str(Path(images) / coco.imgs[chosen]['file_name'])
 
 
 def val_picture(model: paddle.nn.Layer, cfg) -> np.ndarray:
