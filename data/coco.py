@@ -19,10 +19,12 @@ import numpy as np
 import pycocotools.mask as mask_util
 from pycocotools.coco import COCO
 
+from config.errors import InputError
 from data.transforms import DEFAULT_MAX_PIXELS, read_image
 
 logger = logging.getLogger(__name__)
 _reported: set[str] = set()
+_empty_reported: set[Any] = set()
 
 
 def read_class_names(path: str | PathLike[str]) -> list[str]:
@@ -115,17 +117,20 @@ def usable_annotations(dataset: Mapping[str, Any], path: Path) -> list[dict[str,
     """The annotations of `dataset` that can be used; the others are counted by reason and
     reported in one warning (as unreadable images are)."""
     images = {img.get('id'): img for img in dataset['images'] if isinstance(img, dict)}
-    kept, skipped = [], Counter()
-    for ann in dataset.get('annotations', []):
+    kept, skipped, examples = [], Counter(), {}
+    for index, ann in enumerate(dataset.get('annotations', [])):
         reason = unusable_reason(ann, images.get(ann.get('image_id')) if isinstance(ann, dict) else None)
         if reason is None:
             kept.append(ann)
         else:
             skipped[reason] += 1
+            name = ann.get('id', f'#{index}') if isinstance(ann, dict) else f'#{index}'
+            examples.setdefault(reason, []).append(str(name))
     if skipped and str(path.resolve()) not in _reported:      # once per file and process
         _reported.add(str(path.resolve()))
-        reasons = ', '.join(f'{count} {reason}' for reason, count in skipped.most_common())
-        logger.warning('%s: skipped %d of %d annotations that cannot be used (%s)', path,
+        reasons = '; '.join(f'{count} {reason} (id {", ".join(examples[reason][:3])}'
+                            f'{", ..." if count > 3 else ""})' for reason, count in skipped.most_common())
+        logger.warning('%s: skipped %d of %d annotations that cannot be used: %s', path,
                        sum(skipped.values()), len(dataset.get('annotations', [])), reasons)
     return kept
 
@@ -165,9 +170,11 @@ def category_ids_by_name(
         ids_of.setdefault(category['name'], []).append(int(category['id']))
     missing = [name for name in class_names if name not in ids_of]
     if missing:
-        raise ValueError(
-            f"class names not in the annotation file: {', '.join(missing)} "
-            f"(it has: {', '.join(sorted(ids_of))})"
+        shown = ', '.join(missing[:5]) + (f' and {len(missing) - 5} more' if len(missing) > 5 else '')
+        own = tuple(category['name'] for category in categories)
+        raise InputError(
+            f"class names not in the annotation file: {shown} (it has: {', '.join(sorted(ids_of))}) — "
+            f'to train on its classes: --opt num_classes={len(own)} "class_names={own!r}"'
         )
     ambiguous = [name for name in class_names if len(ids_of[name]) > 1]
     if ambiguous:
@@ -294,5 +301,9 @@ class CocoDataset:
             if mask.any():
                 masks.append(mask)
                 labels.append(self._label_of[ann['category_id']])
+            elif ann.get('id') not in _empty_reported:      # once per annotation and process
+                _empty_reported.add(ann.get('id'))
+                logger.warning('annotation %s of image %s has no pixel in the image: left out', ann.get('id'),
+                               ann['image_id'])
         stacked = np.stack(masks) if masks else np.zeros((0, height, width), dtype=np.uint8)
         return stacked, np.asarray(labels, dtype=np.int64)

@@ -1,11 +1,14 @@
 """COCO mask AP of result records on a COCO-format annotation file (pycocotools)."""
 import contextlib
 import io
+import math
 from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
+
+from config.errors import InputError
 
 STAT_NAMES = ('AP', 'AP50', 'AP75', 'APs', 'APm', 'APl',
               'AR1', 'AR10', 'AR100', 'ARs', 'ARm', 'ARl')
@@ -39,6 +42,9 @@ def check_results(coco: COCO, records, source: str) -> None:
         if missing:
             raise ValueError(f"{source}: result {index} has no {', '.join(missing)} — mask AP needs "
                              'image_id, category_id, score and segmentation in every result')
+        if not isinstance(record['score'], (int, float)) or not math.isfinite(record['score']):
+            raise InputError(f"{source}: result {index} has score {record['score']!r} — scores must be finite "
+                             'numbers (a model that gave NaN needs fixing before it is scored)')
         if record['image_id'] not in coco.imgs:
             raise ValueError(f"{source}: result {index} is for image {record['image_id']!r}, which the "
                              'annotation file does not have — score it against the annotations it was made for')

@@ -160,12 +160,13 @@ def gt(tmp_path) -> Path:
     return tmp_path
 
 
-def test_eval_rescoring_without_bbox_and_an_annotation_without_segmentation(gt, capsys, caplog):
+def test_eval_rescoring_without_bbox_and_an_annotation_without_segmentation(gt, capsys):
     before = hashes(gt)
     assert eval_cli.main(['--config', '9', '--ann', str(gt / 'gt.json'), '--json-only', str(gt / 'segm.json')]) == 0
     captured = capsys.readouterr()
     assert 'mask AP (%)' in captured.out and 'box AP' in captured.out and '100.00' in captured.out
-    assert 'skipped 1 of 2 annotations that cannot be used (1 no segmentation)' in caplog.text
+    assert 'warning: ' in captured.out
+    assert 'skipped 1 of 2 annotations that cannot be used: 1 no segmentation (id 2)' in captured.out
     assert hashes(gt) == before
 
 
@@ -176,6 +177,7 @@ def test_eval_bad_inputs_are_one_line(gt, tmp_path, capsys):
     (gt / 'other.json').write_text(json.dumps([{'image_id': 7, 'category_id': 1, 'score': 1.0,
                                                 'segmentation': {}}]))
     (gt / 'strid.json').write_text((gt / 'gt.json').read_text().replace('"category_id": 1', '"category_id": "1"'))
+    (gt / 'nan.json').write_text(json.dumps([dict(json.loads((gt / 'segm.json').read_text())[0], score=float('nan'))]))
     before = hashes(gt)
     ann = ['--config', '9', '--ann', str(gt / 'gt.json')]
     cases = [
@@ -184,6 +186,7 @@ def test_eval_bad_inputs_are_one_line(gt, tmp_path, capsys):
         (ann + ['--json-only', str(tmp_path)], 'is a folder'),
         (ann + ['--json-only', str(gt / 'dict.json')], 'not a list of COCO results'),
         (ann + ['--json-only', str(gt / 'other.json')], 'image 7'),
+        (ann + ['--json-only', str(gt / 'nan.json')], 'result 0 has score nan', 'finite'),
         (['--config', '9', '--ann', str(gt / 'empty.json'), '--json-only', str(gt / 'segm.json')], 'no images'),
         (['--config', '9', '--ann', str(gt / 'strid.json'), '--json-only', str(gt / 'segm.json')],
          "category_id '1'", 'integers'),
@@ -366,7 +369,7 @@ def test_training_refuses_a_set_without_usable_instances(tmp_path):
                              'num_workers=0', timeout=120)
     assert code == 2, err
     one_error(err, 'no usable instance in 1 images')
-    assert 'warning: ' in out and 'skipped 1 of 1 annotations that cannot be used (1 no segmentation)' in out
+    assert 'warning: ' in out and 'skipped 1 of 1 annotations that cannot be used: 1 no segmentation (id 1)' in out
 
 
 def test_ctrl_c_ends_the_demo_in_one_line_without_half_written_files(tmp_path):

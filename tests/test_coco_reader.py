@@ -7,6 +7,7 @@ import numpy as np
 import pycocotools.mask as mask_util
 import pytest
 
+from config.errors import InputError
 from data.coco import CocoDataset, read_class_names, segmentation_to_mask
 from data.results import rle_run_lengths
 
@@ -141,6 +142,29 @@ def test_missing_class_name_is_named(coco_dir):
         load(coco_dir, class_names=['dog', 'horse', 'cat', 'cow'])
 
 
+def test_other_classes_say_how_to_train_on_the_file_s_own(coco_dir):
+    """A COCO config on other data: the message names a few missing names and the --opt
+    that sets the model's classes to the file's."""
+    coco_names = [f'thing{i}' for i in range(80)]
+    with pytest.raises(InputError) as err:
+        load(coco_dir, class_names=coco_names)
+    message = str(err.value)
+    assert 'thing0, thing1, thing2, thing3, thing4 and 75 more' in message and 'thing79' not in message
+    assert '--opt num_classes=3 "class_names=(\'dog\', \'cat\', \'cow\')"' in message
+
+
+def test_an_annotation_without_a_pixel_is_said_once(coco_dir, caplog):
+    def edit(dataset):
+        dataset['annotations'].append(annotation(30, 11, 7, uncompressed_rle(np.zeros((H, W), np.uint8))))
+    rewrite(coco_dir, edit)
+    dataset = load(coco_dir)
+    index = dataset.image_ids.index(11)
+    for _ in range(2):
+        assert not dataset[index]['labels'].size
+    said = [r.message for r in caplog.records if 'no pixel' in r.message]
+    assert said == ['annotation 30 of image 11 has no pixel in the image: left out']
+
+
 def test_annotated_category_outside_class_names(coco_dir):
     with pytest.raises(ValueError, match="'cow'"):
         load(coco_dir, class_names=['dog', 'cat'])
@@ -197,6 +221,7 @@ def test_unusable_annotations_are_skipped_and_reported(coco_dir, caplog):
     assert len(sample['labels']) == 2 and not dataset[1]['labels'].size
     message = caplog.text
     assert 'skipped 8 of 12 annotations' in message
+    assert '2 no segmentation (id 20, ' in message and '(id 24)' in message     # which ones, by id
     for reason in ('1 empty polygons', '2 no segmentation', '2 outside the image', 'unknown image_id',
                    'malformed polygon', 'RLE of another size'):
         assert reason in message
