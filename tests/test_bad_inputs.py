@@ -463,3 +463,10 @@ def alive(pid: int) -> bool:
         return 'zombie' not in Path(f'/proc/{pid}/status').read_text().split('State:', 1)[1].split('\n', 1)[0]
     except (OSError, IndexError):
         return False
+
+
+def test_a_camera_that_cannot_be_opened_is_one_line_without_opencv_warnings(tmp_path):
+    code, out, err = command('demo.py', '--backend', 'dygraph', '--camera', '97', '--output', tmp_path / 'cam.mp4')
+    assert code == 2, err
+    one_error(err, 'cannot open camera 97', 'check the ID')
+    assert '[ WARN' not in out + err

@@ -1,9 +1,10 @@
 """The command layer's shared glue: what every command (demo.py, train.py, eval.py,
 tools/*.py, convert/*2paddle.py) does the same way, and nothing the library needs.
 
-- Start-up: imported before Paddle, it silences the notes a user cannot act on (Paddle's
-  "No ccache found", the BatchNorm note on every return to training mode, the C++ log's
-  warnings; errors still show and a GLOG_minloglevel set by the user wins). The library never
+- Start-up: imported before Paddle and OpenCV, it silences the notes a user cannot act on
+  (Paddle's "No ccache found", the BatchNorm note on every return to training mode, the C++
+  log's warnings, OpenCV's ``[ WARN ]`` lines such as the ones before "cannot open camera";
+  errors still show and a GLOG_minloglevel or OPENCV_LOG_LEVEL set by the user wins). The library never
   changes the process; a command may.
 - Console: the library reports through ``logging`` (loggers named after its modules) and
   progress callbacks; ``show_logs`` prints those messages as plain lines, ``Progress`` is the
@@ -27,6 +28,7 @@ import warnings
 from typing import Iterator
 
 os.environ.setdefault('GLOG_minloglevel', '2')
+os.environ.setdefault('OPENCV_LOG_LEVEL', 'ERROR')     # OpenCV's [ WARN ] lines before our own error
 warnings.filterwarnings('ignore', message='No ccache found', category=UserWarning)
 warnings.filterwarnings('ignore', message='When training, we now always track global mean and variance',
                         category=UserWarning)

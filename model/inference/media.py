@@ -201,7 +201,9 @@ def open_capture(source: Union[str, int]):
     opened or has no frame."""
     capture = cv2.VideoCapture(source)
     if not capture.isOpened():
-        raise InputError(f'cannot open {"camera " if isinstance(source, int) else "video "}{source}')
+        raise InputError(f'cannot open {"camera " if isinstance(source, int) else "video "}{source}'
+                         + (' — check the ID (0 is the first camera) and that no other program holds it'
+                            if isinstance(source, int) else ' — is it a video file OpenCV can read?'))
     ok, first = capture.read()
     if not ok:
         capture.release()
