@@ -104,16 +104,17 @@ def same_file(a: str | PathLike[str], b: str | PathLike[str]) -> bool:
 
 
 def check_output_file(path: str | PathLike[str], inputs: Iterable[str | PathLike[str]] = (),
-                      option: str = 'output') -> Path:
-    """``path`` as a file to write: InputError when it is a folder, one of ``inputs``, or its
-    folder cannot be made or written (nothing is created)."""
+                      option: str = 'output', role: str = 'an input file', example: str = 'results.json') -> Path:
+    """``path`` as a file to write: InputError when it is a folder (the message suggests
+    ``path/example`` unless ``example`` is ''), one of ``inputs`` (the message calls it ``role``),
+    or its folder cannot be made or written (nothing is created)."""
     path = Path(path)
     if path.is_dir():
-        raise InputError(f'{option} {path} is a folder — give a file name, e.g. {path / "results.json"}')
+        hint = f', e.g. {path / example}' if example else ''
+        raise InputError(f'{option} {path} is a folder — give a file name{hint}')
     for source in inputs:
         if same_file(path, source):
-            raise InputError(f'{option} {path} is an input file and would be overwritten — '
-                             'pick another output path')
+            raise InputError(f'{option} {path} is {role} and would be overwritten — pick another output path')
     check_folder(path.parent, option)
     return path
 

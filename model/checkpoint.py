@@ -77,13 +77,15 @@ def save_checkpoint(state: Mapping[str, np.ndarray], weights: str, config_number
                     (sidecar_path(weights), lambda p: Path(p).write_text(json.dumps(meta, indent=1)))])
 
 
-def check_fit(own: Mapping[str, object], params: Mapping[str, np.ndarray], weights: str) -> None:
-    """CheckpointError naming ``weights`` unless ``params`` has exactly the keys of ``own``
-    (a state dict) with the same shapes."""
-    missing = [k for k in own if k not in params]
-    unexpected = [k for k in params if k not in own]
-    wrong = [f'{k} {list(params[k].shape)} vs model {list(own[k].shape)}'
-             for k in own if k in params and tuple(params[k].shape) != tuple(own[k].shape)]
+def check_fit(own: Mapping[str, object], params: Mapping[str, np.ndarray], weights: str, config: str = '') -> None:
+    """CheckpointError naming ``weights`` (and ``config``, a config's name) unless ``params`` has
+    exactly the keys of ``own`` with the same shapes; ``own`` maps each name to a tensor, an
+    array or a shape."""
+    shapes = {k: tuple(getattr(v, 'shape', v)) for k, v in own.items()}
+    missing = [k for k in shapes if k not in params]
+    unexpected = [k for k in params if k not in shapes]
+    wrong = [f'{k} {list(params[k].shape)} vs model {list(shapes[k])}'
+             for k in shapes if k in params and tuple(params[k].shape) != shapes[k]]
     if missing or unexpected or wrong:
         parts = []
         if missing:
@@ -92,7 +94,8 @@ def check_fit(own: Mapping[str, object], params: Mapping[str, np.ndarray], weigh
             parts.append(f'{len(unexpected)} unexpected (e.g. {unexpected[0]})')
         if wrong:
             parts.append(f'{len(wrong)} of another shape (e.g. {wrong[0]})')
-        raise CheckpointError(f'{weights} does not fit this config: ' + '; '.join(parts))
+        raise CheckpointError(f'the weights in {weights} do not fit {f"config {config}" if config else "this config"}: '
+                              + '; '.join(parts))
 
 
 def assign_params(model: paddle.nn.Layer, params: Mapping[str, np.ndarray], weights: str) -> None:
