@@ -1,26 +1,36 @@
 """Shared machinery of the converters: a rename table from this project's parameter
 names to a source checkpoint's names, applied with a full report; a checkpoint is
-written only when every target is filled once and every source key is used."""
-import argparse
-import sys
+written only when every target is filled once and every source key is used.
+
+``convert_file(converter, source, output)`` is a whole conversion (what each
+``convert/<source>2paddle.py`` runs); a ``Converter`` says how one source family converts."""
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
+from typing import Callable, Dict, Iterable, List, Optional, Tuple, Union
 
 import numpy as np
 import paddle
 
-from config import CONFIGS, describe_configs, with_classes
-from config.errors import InputError
+from config import CONFIGS, with_classes
+from config.errors import InputError, RunError
 from config.sidecar import sidecar_path
-from data.files import same_file
+from data.files import check_output_file
 from model.build import build_model
 from model.checkpoint import save_checkpoint
-from tools.cli import run_command  # TEMPORARY: the command part leaves this library module
 
 
 class ConversionError(InputError):
     """The source does not map cleanly onto the target model."""
+
+
+def _no_key(name: str) -> bool:
+    """No source key is skipped."""
+    return False
+
+
+def _no_aliases(source: Dict[str, np.ndarray]) -> Dict[str, str]:
+    """No source key repeats another."""
+    return {}
 
 
 @dataclass(frozen=True)
@@ -79,7 +89,7 @@ class ConversionReport:
 
 
 def apply_table(source: Dict[str, np.ndarray], table: Dict[str, Union[str, Initialised]],
-                target_shapes: Dict[str, tuple], ignored: Callable[[str], bool] = lambda k: False,
+                target_shapes: Dict[str, tuple], ignored: Callable[[str], bool] = _no_key,
                 aliases: Optional[Dict[str, str]] = None) -> Tuple[Dict[str, np.ndarray], ConversionReport]:
     """Fill every target key from ``source[table[key]]``.
 
@@ -129,7 +139,7 @@ Renamer = Callable[[str, frozenset, object], Union[str, Initialised]]
 
 
 def convert(source: Dict[str, np.ndarray], rename: Renamer, config_numbers: Iterable[int],
-            num_classes: int, ignored: Callable[[str], bool] = lambda k: False,
+            num_classes: int, ignored: Callable[[str], bool] = _no_key,
             aliases: Optional[Dict[str, str]] = None, prefix: str = ''):
     """Try the candidate configs in order; return (config number, cfg, state, report)
     of the first clean conversion, else raise ConversionError with the closest report.
@@ -156,78 +166,78 @@ def convert(source: Dict[str, np.ndarray], rename: Renamer, config_numbers: Iter
                           f'closest is config {number}:\n{report.summary()}')
 
 
-def is_deformable(prefix: str, keys: frozenset) -> bool:
-    """Whether our ConvNormAct at ``prefix`` holds a deformable conv."""
-    return f'{prefix}.conv.offset.weight' in keys
-
-
 def check_output(source: str, output: str) -> None:
-    """ConversionError (one line) unless ``output`` and its sidecar can be written without
-    touching ``source``: neither is the source itself (resolved, so also through a symlink
-    or a hard link) or a folder, the output is not under a file and not a ``.json`` (the
-    sidecar's name)."""
-    out, src = Path(output), Path(source)
-    for target in (out, sidecar_path(output)):
-        if target.is_dir():
-            raise ConversionError(f'{target} is a folder — name another file to write (NAME.pdparams, '
-                                  'its sidecar NAME.json goes beside it)')
-    if sidecar_path(output) == out:
+    """InputError (one line) unless ``output`` and its sidecar can be written without touching
+    ``source`` (``data.files.check_output_file`` for both) and the weights are not named
+    ``.json`` (the sidecar's name)."""
+    if sidecar_path(output) == Path(output):
         raise ConversionError(f"{output}: the weights need a name other than the sidecar's .json "
                               '— e.g. NAME.pdparams')
-    for target in (out, sidecar_path(output)):
-        if same_file(target, src):
-            raise ConversionError(f'{target} is the checkpoint being converted — write to another path')
-    folder = next(p for p in out.absolute().parents if p.exists())
-    if not folder.is_dir():
-        raise ConversionError(f'cannot write {output}: {folder} is a file, not a folder')
+    role = 'the checkpoint being converted'
+    check_output_file(output, [source], role=role, example='NAME.pdparams')
+    check_output_file(sidecar_path(output), [source], 'the sidecar of the output', role=role, example='')
 
 
-def run_conversion(description: str, load: Callable[[str], Dict[str, np.ndarray]],
-                   rename: Renamer, default_configs: Sequence[int],
-                   num_classes_key: Callable[[Dict[str, np.ndarray]], int],
-                   ignored: Callable[[str], bool] = lambda k: False,
-                   aliases: Callable[[Dict[str, np.ndarray]], Dict[str, str]] = lambda s: {},
-                   argv: Optional[Sequence[str]] = None, prefix: str = '') -> int:
-    """Command line shared by every ``convert/<source>2paddle.py``. Exit code 2 with one
-    line on stderr when the source cannot be read or converted or the output is unusable
-    (nothing is written then), 1 when writing fails (no file left behind).
+@dataclass(frozen=True)
+class Converter:
+    """How one source family converts (the arguments of ``convert``): ``load(path)`` ->
+    {name: array}; ``rename`` (a ``Renamer``); the configs tried in order; ``num_classes(source)``;
+    ``ignored(name)`` for source keys without weights; ``aliases(source)`` -> {duplicate key:
+    the key it repeats}; ``prefix`` for a part-only checkpoint (``'backbone.'``)."""
+    load: Callable[[str], Dict[str, np.ndarray]]
+    rename: Renamer
+    default_configs: Tuple[int, ...]
+    num_classes: Callable[[Dict[str, np.ndarray]], int]
+    ignored: Callable[[str], bool] = _no_key
+    aliases: Callable[[Dict[str, np.ndarray]], Dict[str, str]] = _no_aliases
+    prefix: str = ''
 
-    With ``prefix`` (e.g. ``'backbone.'``) only that part of the model is converted and
-    the sidecar records ``"part": "backbone"``; tensors initialised rather than
-    converted are listed in the sidecar under ``"initialised"`` ({key: reason})."""
-    parser = argparse.ArgumentParser(
-        description=description, formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog='configs:\n' + describe_configs())
-    parser.add_argument('source', help='checkpoint to convert')
-    parser.add_argument('output', help='where to write the .pdparams (a .json sidecar goes beside it)')
-    parser.add_argument('--config', type=int, default=None,
-                        help=f'target config number; default: detect among {list(default_configs)}')
-    args = parser.parse_args(argv)
-    try:
-        check_output(args.source, args.output)
-        source = load(args.source)
-        numbers = [args.config] if args.config is not None else list(default_configs)
-        number, cfg, state, report = convert(source, rename, numbers, num_classes_key(source),
-                                             ignored, aliases(source), prefix=prefix)
-    except Exception as exc:  # report any failure as one clear message, no traceback
-        print(f'error: {exc}', file=sys.stderr)
-        return 2
+
+def imagenet_converter(load: Callable[[str], Dict[str, np.ndarray]], backbone_name: Callable[[str, object], str],
+                       default_configs: Tuple[int, ...], ignored: Callable[[str], bool]) -> Converter:
+    """The converter of an ImageNet classification checkpoint into a BACKBONE-ONLY one:
+    ``backbone_name(key, cfg)`` names each ``backbone.*`` key in the source, except the backbone
+    DCN offset convs ImageNet lacks (``zero_offset_init``); the classes are COCO's 80."""
+    def rename(key: str, keys: frozenset, cfg) -> Union[str, Initialised]:
+        return zero_offset_init(cfg) if '.conv.offset.' in key else backbone_name(key, cfg)
+    return Converter(load, rename, default_configs, lambda source: 80, ignored, prefix='backbone.')
+
+
+@dataclass
+class Converted:
+    """What ``convert_file`` wrote: the config it detected (``number``, ``cfg``), the report and where."""
+    number: int
+    cfg: object
+    report: ConversionReport
+    output: str
+
+    def lines(self) -> List[str]:
+        """The summary a command prints: config, report, ``wrote OUTPUT``."""
+        return [f'config {self.number} ({CONFIGS[self.number].__name__}): {self.report.summary()}',
+                f'wrote {self.output}']
+
+
+def convert_file(converter: Converter, source: str, output: str, number: Optional[int] = None) -> Converted:
+    """Convert the checkpoint ``source`` into ``output`` (+ its sidecar) for config ``number``
+    (default: the first of ``converter.default_configs`` that fits). InputError (nothing written)
+    when the source cannot be read or converted or the output path is unusable; RunError when
+    writing fails (no file left behind).
+
+    With ``converter.prefix`` (e.g. ``'backbone.'``) only that part of the model is converted and
+    the sidecar records ``"part": "backbone"``; tensors initialised rather than converted are
+    listed in the sidecar under ``"initialised"`` ({key: reason})."""
+    check_output(source, output)
+    arrays = converter.load(source)
+    numbers = [number] if number is not None else list(converter.default_configs)
+    number, cfg, state, report = convert(arrays, converter.rename, numbers, converter.num_classes(arrays),
+                                         converter.ignored, converter.aliases(arrays), prefix=converter.prefix)
     extra = {}
-    if prefix:
-        extra['part'] = prefix.rstrip('.')
+    if converter.prefix:
+        extra['part'] = converter.prefix.rstrip('.')
     if report.initialised:
         extra['initialised'] = {t: why for t, why, _ in report.initialised}
     try:
-        save_checkpoint(state, args.output, number, cfg, source=args.source, extra=extra or None)
+        save_checkpoint(state, output, number, cfg, source=source, extra=extra or None)
     except OSError as exc:
-        print(f'error: cannot write {args.output}: {exc.strerror or exc}', file=sys.stderr)
-        return 1
-    print(f'config {number} ({CONFIGS[number].__name__}): {report.summary()}')
-    print(f'wrote {args.output}')
-    return 0
-
-
-def converter_main(*args, argv: Optional[Sequence[str]] = None, **kwargs) -> int:
-    """``run_conversion`` as a command: errors end in one line, Ctrl-C too
-    (``tools.cli.run_command``)."""
-    return run_command(lambda rest: run_conversion(*args, argv=rest, **kwargs), argv)
+        raise RunError(f'cannot write {output}: {exc.strerror or exc}') from exc
+    return Converted(number, cfg, report, output)

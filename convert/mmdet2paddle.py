@@ -9,23 +9,10 @@ Reads the file without PyTorch. Usage:
 if __package__ in (None, ''):
     import _bootstrap  # noqa: F401  (script mode: make the project importable)
 
-from convert.common import converter_main
+from convert.common import Converter, convert_file
+from convert.mmdet_names import is_counter, mmdet_name
 from convert.pth_reader import RefusedCheckpoint, load_state_dict
-from convert.solo2paddle import is_counter, mmdet_family_name
-
-# mmdetection's SOLOV2Head is the detector's ``mask_head`` and holds the mask-feature
-# branch (MaskFeatModule, whose conv_pred is a bare ConvModule: the original SOLO wraps
-# it in a Sequential, ``.0``); backbone and neck are named as in the original SOLO.
-MMDET_HEAD = {'kernel_tower': 'mask_head.kernel_convs', 'cate_tower': 'mask_head.cls_convs',
-              'kernel_pred': 'mask_head.conv_kernel', 'cate_pred': 'mask_head.conv_cls',
-              'levels': 'mask_head.mask_feature_head.convs_all_levels',
-              'pred': 'mask_head.mask_feature_head.conv_pred'}
-
-
-def mmdet_name(key: str, keys: frozenset, cfg) -> str:
-    """This project's parameter name -> mmdetection 2.x/3.x name (DCN offsets at
-    ``<conv>.conv_offset``, as mmcv's ModulatedDeformConv2dPack)."""
-    return mmdet_family_name(key, MMDET_HEAD, 'mmdetection')
+from tools.cli import run_converter
 
 
 def num_classes(source: dict) -> int:
@@ -51,10 +38,12 @@ def load(path: str) -> dict:
                          "mmdetection's tools/model_converters/publish_model.py, then convert that file") from None
 
 
+CONVERTER = Converter(load, mmdet_name, (0, 8, 10, 12, 1, 5, 6, 11), num_classes, ignored=is_counter)
+
+
 def main(argv=None) -> int:
-    return converter_main(__doc__.split('\n')[0], load, mmdet_name,
-                          default_configs=(0, 8, 10, 12, 1, 5, 6, 11), num_classes_key=num_classes,
-                          ignored=is_counter, argv=argv)
+    return run_converter(__doc__.split('\n')[0], lambda *args: convert_file(CONVERTER, *args).lines(), argv,
+                         CONVERTER.default_configs)
 
 
 if __name__ == '__main__':

@@ -11,7 +11,7 @@ The source is a pickle of {static variable name: array} with PaddleClas/PaddleDe
 0.5 names (``conv1_1_weights``, ``bnv1_1_scale``, ``res2a_branch2a_weights``,
 ``bn2a_branch2a_mean``, ``res3a_branch1_weights``, ..., R101: ``res4b1`` .. ``res4b22``).
 Skipped source keys: the ImageNet classifier ``fc_0.w_0`` / ``fc_0.b_0`` and the
-training bookkeeping of ``ppdet_static2paddle.is_bookkeeping``; any other unused key fails.
+training bookkeeping of ``convert.ppdet_names.is_bookkeeping``; any other unused key fails.
 
 WARNING - initialised, not converted: ImageNet has no deformable convs, so every
 backbone DCN offset conv (``backbone.layer{2,3,4}.*.conv2.conv.offset.{weight,bias}``,
@@ -26,9 +26,10 @@ import re
 if __package__ in (None, ''):
     import _bootstrap  # noqa: F401  (script mode: make the project importable)
 
-from convert.common import converter_main, zero_offset_init
-from convert.ppdet_static2paddle import is_bookkeeping, static_backbone_name
+from convert.common import convert_file, imagenet_converter
+from convert.ppdet_names import is_bookkeeping, static_backbone_name
 from model.checkpoint import load_paddle_params
+from tools.cli import run_converter
 
 CLASSIFIER = re.compile(r'fc_0\.[wb]_0')
 
@@ -38,22 +39,12 @@ def is_skipped(name: str) -> bool:
     return CLASSIFIER.fullmatch(name) is not None or is_bookkeeping(name)
 
 
-def paddleclas_name(key: str, keys: frozenset, cfg):
-    """backbone.* -> PaddleClas static name; a DCN offset conv -> zero initialisation."""
-    if '.conv.offset.' in key:
-        return zero_offset_init(cfg)
-    return static_backbone_name(key, cfg)
-
-
-def num_classes(source: dict) -> int:
-    """Backbone-only: the detection classes are not in an ImageNet file; COCO's 80."""
-    return 80
+CONVERTER = imagenet_converter(load_paddle_params, static_backbone_name, (2, 4, 0, 8), is_skipped)
 
 
 def main(argv=None) -> int:
-    return converter_main(__doc__.split('\n')[0], load_paddle_params, paddleclas_name,
-                          default_configs=(2, 4, 0, 8), num_classes_key=num_classes,
-                          ignored=is_skipped, argv=argv, prefix='backbone.')
+    return run_converter(__doc__.split('\n')[0], lambda *args: convert_file(CONVERTER, *args).lines(), argv,
+                         CONVERTER.default_configs)
 
 
 if __name__ == '__main__':

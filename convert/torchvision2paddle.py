@@ -16,35 +16,26 @@ import re
 if __package__ in (None, ''):
     import _bootstrap  # noqa: F401  (script mode: make the project importable)
 
-from convert.common import converter_main, zero_offset_init
+from convert.common import convert_file, imagenet_converter
+from convert.mmdet_names import backbone_name, is_counter
 from convert.pth_reader import load_state_dict
-from convert.solo2paddle import backbone_name
+from tools.cli import run_converter
 
 CLASSIFIER = re.compile(r'fc\.(weight|bias)')
 
 
 def is_skipped(name: str) -> bool:
     """The ImageNet classifier and the BN ``num_batches_tracked`` counters."""
-    return CLASSIFIER.fullmatch(name) is not None or name.endswith('num_batches_tracked')
+    return CLASSIFIER.fullmatch(name) is not None or is_counter(name)
 
 
-def torchvision_name(key: str, keys: frozenset, cfg):
-    """backbone.* -> torchvision ResNet name (``layer1.0.conv1.weight``, ``bn1.running_mean``);
-    a DCN offset conv -> zero initialisation."""
-    if '.conv.offset.' in key:
-        return zero_offset_init(cfg)
-    return backbone_name(key, prefix='')
-
-
-def num_classes(source: dict) -> int:
-    """Backbone-only: the detection classes are not in an ImageNet file; COCO's 80."""
-    return 80
+CONVERTER = imagenet_converter(load_state_dict, lambda key, cfg: backbone_name(key, prefix=''), (0, 8, 5, 6),
+                               is_skipped)
 
 
 def main(argv=None) -> int:
-    return converter_main(__doc__.split('\n')[0], load_state_dict, torchvision_name,
-                          default_configs=(0, 8, 5, 6), num_classes_key=num_classes,
-                          ignored=is_skipped, argv=argv, prefix='backbone.')
+    return run_converter(__doc__.split('\n')[0], lambda *args: convert_file(CONVERTER, *args).lines(), argv,
+                         CONVERTER.default_configs)
 
 
 if __name__ == '__main__':

@@ -17,7 +17,7 @@ import torch
 
 from config import CONFIGS, with_overrides
 from config.sidecar import read_sidecar
-from convert import mmdet2paddle, solo2paddle
+from convert import mmdet2paddle, mmdet_names, solo2paddle
 from convert.common import convert
 from convert.pth_reader import load_state_dict
 from model.build import build_model
@@ -116,10 +116,10 @@ def test_same_arrays_as_the_solo_layout(case):
     arch, path, solo, *_ = case
     number = ARCHS[arch][1]
     mmdet = load_state_dict(str(path))
-    _, _, from_mmdet, _ = convert(mmdet, mmdet2paddle.mmdet_name, [number], mmdet2paddle.num_classes(mmdet),
-                                  ignored=solo2paddle.is_counter)
-    _, _, from_solo, _ = convert(solo, solo2paddle.solo_name, [number], solo2paddle.num_classes(solo),
-                                 ignored=solo2paddle.is_counter)
+    _, _, from_mmdet, _ = convert(mmdet, mmdet_names.mmdet_name, [number], mmdet2paddle.num_classes(mmdet),
+                                  ignored=mmdet_names.is_counter)
+    _, _, from_solo, _ = convert(solo, mmdet_names.solo_name, [number], solo2paddle.num_classes(solo),
+                                 ignored=mmdet_names.is_counter)
     assert from_mmdet.keys() == from_solo.keys()
     assert all(np.array_equal(from_mmdet[k], from_solo[k]) for k in from_mmdet)
 
@@ -133,7 +133,7 @@ def test_a_wrong_mapping_is_caught(make_case):
     b = 'mask_head.mask_feature_head.convs_all_levels.3.conv1.conv.weight'
     source[a], source[b] = source[b], source[a]
     number = ARCHS[arch][1]
-    _, cfg, state, _ = convert(source, mmdet2paddle.mmdet_name, [number], 80, ignored=solo2paddle.is_counter)
+    _, cfg, state, _ = convert(source, mmdet_names.mmdet_name, [number], 80, ignored=mmdet_names.is_counter)
     ours = _run_ours(_with_grids(cfg), state, image)
     assert _max_diff(ours['mask_feat'], expected['mask_feat']) > 10 * TOL
 
@@ -143,8 +143,8 @@ def test_every_mmdet_config_is_detected(arch):
     with torch.device('meta'):
         names = {k: tuple(v.shape) for k, v in build_mirror(arch).state_dict().items()}
     source = {mmdet_key(k): np.zeros(s, np.float32) for k, s in names.items()}
-    number, *_ = convert(source, mmdet2paddle.mmdet_name, [0, 8, 10, 12, 1, 5, 6, 11], 80,
-                         ignored=solo2paddle.is_counter)
+    number, *_ = convert(source, mmdet_names.mmdet_name, [0, 8, 10, 12, 1, 5, 6, 11], 80,
+                         ignored=mmdet_names.is_counter)
     assert number == ARCHS[arch][1]
 
 

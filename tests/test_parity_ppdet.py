@@ -12,7 +12,7 @@ import paddle
 import pytest
 
 from config import CONFIGS
-from convert import ppdet2paddle
+from convert import ppdet2paddle, ppdet_names
 from convert.common import convert
 from model.checkpoint import load_paddle_params, save_checkpoint
 from model.inference.postprocess import flatten_levels, paste_in_boxes, postprocess
@@ -52,9 +52,9 @@ def _convert(family: str, src: str, out: str) -> int:
         assert ppdet2paddle.main([src, out]) == 0
         return json.load(open(out.replace('.pdparams', '.json')))['config']
     source = {k: v for k, v in load_paddle_params(src).items() if not _is_head_dcn_bias(k)}
-    number, cfg, state, _ = convert(source, ppdet2paddle.ppdet_name, [FAMILIES[family]],
-                                    ppdet2paddle.num_classes(source),
-                                    aliases=ppdet2paddle.duplicate_aliases(source))
+    number, cfg, state, _ = convert(source, ppdet_names.ppdet_name, [FAMILIES[family]],
+                                    ppdet_names.ppdet_num_classes(source),
+                                    aliases=ppdet_names.duplicate_aliases(source))
     save_checkpoint(state, out, number, cfg, source=src)
     return number
 

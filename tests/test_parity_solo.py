@@ -9,7 +9,7 @@ import torch
 
 from config import CONFIGS
 from config.sidecar import read_sidecar
-from convert import solo2paddle
+from convert import mmdet_names, solo2paddle
 from convert.common import ConversionError, convert
 from convert.pth_reader import load_state_dict
 from model.build import build_model
@@ -75,8 +75,8 @@ def test_a_wrong_mapping_is_caught(case):
     a, b = 'neck.fpn_convs.1.conv.weight', 'neck.fpn_convs.2.conv.weight'
     source[a], source[b] = source[b], source[a]
     number = CASES[name]
-    _, cfg, state, _ = convert(source, solo2paddle.solo_name, [number],
-                               solo2paddle.num_classes(source), ignored=solo2paddle.is_counter)
+    _, cfg, state, _ = convert(source, mmdet_names.solo_name, [number],
+                               solo2paddle.num_classes(source), ignored=mmdet_names.is_counter)
     ours = _ours(cfg, state, image)
     assert _max_diff(ours['mask_feat'], expected['mask_feat']) > 10 * TOL
 
@@ -87,7 +87,7 @@ def test_incomplete_checkpoint_is_refused(case, tmp_path):
     del source['bbox_head.solo_kernel.bias']
     source['bbox_head.extra.weight'] = np.zeros(3, np.float32)
     with pytest.raises(ConversionError) as info:
-        convert(source, solo2paddle.solo_name, [CASES[name]], 80, ignored=solo2paddle.is_counter)
+        convert(source, mmdet_names.solo_name, [CASES[name]], 80, ignored=mmdet_names.is_counter)
     message = str(info.value)
     assert 'bbox_head.solo_kernel.bias' in message and 'bbox_head.extra.weight' in message
     assert solo2paddle.main([str(path), str(tmp_path / 'x.pdparams'), '--config', '7']) == 2

@@ -32,7 +32,7 @@ from config import CONFIGS, with_classes, with_overrides
 from config.setting import declared_settings
 from config.sidecar import MODEL_SETTINGS, TEST_SETTINGS, read_sidecar, resolve_config, sidecar_path
 from convert import ppdet2paddle
-from convert.common import converter_main
+from convert.common import ConversionError, Converter, convert_file
 from model.build import build_model
 from model.checkpoint import CheckpointError, load_paddle_params, read_paddle_file, save_checkpoint
 from model.inference.backend import BackendError
@@ -41,6 +41,7 @@ from model.inference.postprocess import InferenceParams
 from model.inference.predictor import Predictor
 from model.training.state import load_training_state, save_training_state
 from tests.helpers import FIXTURES_DIR, REPO_DIR
+from tools.cli import run_converter
 
 PADDLE26 = FIXTURES_DIR / 'paddle26'
 SHIPPED = REPO_DIR / 'weights' / 'shapes_r18.pdparams'
@@ -339,10 +340,12 @@ def shapes_state():
     return {k: v.numpy() for k, v in build_model(CONFIGS[9]).state_dict().items()}
 
 
+IDENTITY = Converter(load_paddle_params, lambda key, keys, cfg: key, (9,), lambda source: 4)
+
+
 def _identity_convert(argv):
-    """converter_main with a rename table that maps config 9 onto itself."""
-    return converter_main('test', load_paddle_params, lambda key, keys, cfg: key, [9], lambda source: 4,
-                          argv=[str(a) for a in argv])
+    """A converter command with a rename table that maps config 9 onto itself."""
+    return run_converter('test', lambda *args: convert_file(IDENTITY, *args).lines(), [str(a) for a in argv])
 
 
 @pytest.fixture
@@ -404,7 +407,8 @@ def test_a_failed_write_leaves_nothing_behind(tmp_path, source, monkeypatch, cap
     if isinstance(failure, KeyboardInterrupt):     # Ctrl-C: one line (config.console.run_command)
         assert code == 130 and err.startswith('interrupted (Ctrl-C)')
     else:
-        assert code == 1 and err == f'error: cannot write {tmp_path / "out.pdparams"}: No space left on device'
+        assert code == 1 and err == (f'error: cannot write {tmp_path / "out.pdparams"}: No space left on device '
+                                     '(rerun with --debug for the traceback)')
     assert _listing(tmp_path) == before
 
 
@@ -414,6 +418,15 @@ def test_a_failed_conversion_leaves_nothing_behind(tmp_path, source, shapes_stat
     assert _identity_convert([source, tmp_path / 'out.pdparams']) == 2
     assert 'does not match' in capsys.readouterr().err
     assert _listing(tmp_path) == before
+
+
+def test_converters_show_the_traceback_with_debug(tmp_path, source, shapes_state, capsys):
+    paddle.save({k: v for k, v in list(shapes_state.items())[1:]}, str(source))
+    with pytest.raises(ConversionError, match='does not match'):
+        _identity_convert([source, tmp_path / 'out.pdparams', '--debug'])
+    with pytest.raises(KeyError, match='solov2_head.bbox_head.solo_cate.bias'):
+        ppdet2paddle.main([str(source), str(tmp_path / 'out.pdparams'), '--debug'])
+    assert capsys.readouterr().err == ''
 
 
 # ---- the sidecar records what rebuilds the model ----------------------------------------------

@@ -5,7 +5,7 @@
     python tools/benchmark.py --postprocess --configs 1 2   # post-processing section only
 
 For each config, both implementations get the same weights (a random-weight
-PaddleDetection model, saved and converted with convert/ppdet2paddle.py rules) and the
+PaddleDetection model, saved and converted with the rules of convert/ppdet2paddle.py, convert.ppdet_names) and the
 same images, and the same number of CPU threads. Measured:
 - model-only latency (network forward, median of runs);
 - end-to-end images/s of each tool's default picture command on a folder: ours is
@@ -41,7 +41,7 @@ import numpy as np  # noqa: E402
 import paddle  # noqa: E402
 
 from config import CONFIGS, with_overrides  # noqa: E402
-from convert import ppdet2paddle  # noqa: E402
+from convert import ppdet_names  # noqa: E402
 from convert.common import convert  # noqa: E402
 from data.transforms import read_image  # noqa: E402
 from model.checkpoint import save_checkpoint  # noqa: E402
@@ -83,9 +83,9 @@ def reference_and_weights(number: int, folder: Path):
             if name.startswith('solov2_head.') and name.endswith('conv_dcn.bias'):
                 param.set_value(paddle.zeros_like(param))
                 state.pop(name)
-    _, cfg, ours, _ = convert(state, ppdet2paddle.ppdet_name, [number],
-                              ppdet2paddle.num_classes(state),
-                              aliases=ppdet2paddle.duplicate_aliases(state))
+    _, cfg, ours, _ = convert(state, ppdet_names.ppdet_name, [number],
+                              ppdet_names.ppdet_num_classes(state),
+                              aliases=ppdet_names.duplicate_aliases(state))
     path = folder / f'config{number}.pdparams'
     save_checkpoint(ours, str(path), number, cfg, source=f'ppdet {family} random')
     return reference, str(path)

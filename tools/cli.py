@@ -14,7 +14,9 @@ tools/*.py, convert/*2paddle.py) does the same way, and nothing the library need
   one ``error:`` line and exit 2; any other exception in one line and exit 1; Ctrl-C and
   SIGTERM in one line naming what was done (exit 130 / 143). ``--debug`` (or SOLOV2_DEBUG=1)
   shows the traceback instead.
-- Arguments: the parser and the argument groups the commands share.
+- Arguments: the parser and the argument groups the commands share; ``run_converter`` is
+  the whole command line of the converters (convert/*2paddle.py, convert/paddle2ppdet.py),
+  whose library part is ``convert.common``.
 """
 import argparse
 import contextlib
@@ -237,3 +239,27 @@ def backend_options(args) -> dict:
     return {'weights': args.weights, 'config': args.config, 'backend': args.backend, 'model_dir': args.model_dir,
             'precision': args.precision, 'device': args.device, 'threads': args.threads, 'overrides': args.opt,
             'mkldnn': args.mkldnn}
+
+
+CONVERTER_HELP = {'source': 'checkpoint to convert',
+                  'output': 'where to write the .pdparams (a .json sidecar goes beside it)',
+                  'config': 'target config number; default: detect among {configs}'}
+
+
+def run_converter(description: str, convert, argv=None, default_configs=(), helps=None) -> int:
+    """A converter's command line, ``SOURCE OUTPUT [--config N]``, run as a command
+    (``run_command``): ``convert(source, output, number)`` does the work and returns the
+    summary lines, printed on stdout. ``helps`` replaces entries of ``CONVERTER_HELP``."""
+    helps = {**CONVERTER_HELP, **(helps or {})}
+
+    def run(rest) -> int:
+        parser = make_parser(description)
+        parser.add_argument('source', help=helps['source'])
+        parser.add_argument('output', help=helps['output'])
+        parser.add_argument('--config', type=int, default=None,
+                            help=helps['config'].format(configs=list(default_configs)))
+        args = parser.parse_args(rest)
+        for line in convert(args.source, args.output, args.config):
+            print(line)
+        return 0
+    return run_command(run, argv)

@@ -1,0 +1,73 @@
+"""Parameter names of the PyTorch families: torchvision ResNet (``backbone_name``), the original
+SOLO (``solo_name``, mmdetection 1.x) and mmdetection 2.x/3.x (``mmdet_name``); used by
+convert/torchvision2paddle.py, convert/solo2paddle.py and convert/mmdet2paddle.py."""
+import re
+
+from convert.names import Family, source_name
+
+BN_LEAF = {'weight': 'weight', 'bias': 'bias', '_mean': 'running_mean', '_variance': 'running_var'}
+
+
+def unit_name(rest: str, conv: str, norm: str) -> str:
+    """One ConvNormAct leaf -> mmdet names: conv weight at ``conv``, DCN offset conv at
+    ``conv``.conv_offset, BN/GN at ``norm`` (BN stats renamed to running_*)."""
+    if rest.startswith('conv.offset.'):
+        return f'{conv}.conv_offset.{rest[len("conv.offset."):]}'
+    if rest.startswith('conv.'):
+        return f'{conv}.{rest[len("conv."):]}'
+    leaf = rest[len('norm.'):]
+    return f'{norm}.{BN_LEAF[leaf]}'
+
+
+def backbone_name(key: str, prefix: str = 'backbone.') -> str:
+    """backbone.* -> torchvision/mmdet ResNet names, under ``prefix``."""
+    m = re.fullmatch(r'backbone\.stem\.0\.(.+)', key)
+    if m:
+        return prefix + unit_name(m.group(1), 'conv1', 'bn1')
+    m = re.fullmatch(r'backbone\.(layer\d\.\d+)\.(conv(\d)|shortcut)\.(.+)', key)
+    if not m:
+        raise KeyError(f'no torchvision/mmdet name rule for {key} (only the 7x7-stem variant b)')
+    block, part, index, rest = m.group(1), m.group(2), m.group(3), m.group(4)
+    if part == 'shortcut':
+        return f'{prefix}{block}.' + unit_name(rest, 'downsample.0', 'downsample.1')
+    return f'{prefix}{block}.' + unit_name(rest, f'conv{index}', f'bn{index}')
+
+
+def mmdet_family(label: str, modules: dict) -> Family:
+    """A family of the mmdetection lineage: ResNet backbone, FPN neck ``lateral_convs`` /
+    ``fpn_convs``, ConvModules (conv at ``.conv``, GroupNorm at ``.gn``) placed by ``modules``."""
+    return Family(
+        label=label, backbone=lambda key, cfg: backbone_name(key),
+        neck=lambda kind, index, leaf: f'neck.{"lateral" if kind == "lateral" else "fpn"}_convs.{index}.conv.{leaf}',
+        modules=modules, unit=lambda rest, module, deformable: unit_name(rest, f'{module}.conv', f'{module}.gn'))
+
+
+SOLO = mmdet_family('SOLO', {
+    'kernel_tower': 'bbox_head.kernel_convs.{index}', 'cate_tower': 'bbox_head.cate_convs.{index}',
+    'kernel_pred': 'bbox_head.solo_kernel', 'cate_pred': 'bbox_head.solo_cate',
+    'level': 'mask_feat_head.convs_all_levels.{level}.conv{conv}', 'pred': 'mask_feat_head.conv_pred.0'})
+
+# mmdetection's SOLOV2Head is the detector's ``mask_head`` and holds the mask-feature
+# branch (MaskFeatModule, whose conv_pred is a bare ConvModule: the original SOLO wraps
+# it in a Sequential, ``.0``); backbone and neck are named as in the original SOLO.
+# DCN offsets sit at ``<conv>.conv_offset``, as in mmcv's ModulatedDeformConv2dPack.
+MMDET = mmdet_family('mmdetection', {
+    'kernel_tower': 'mask_head.kernel_convs.{index}', 'cate_tower': 'mask_head.cls_convs.{index}',
+    'kernel_pred': 'mask_head.conv_kernel', 'cate_pred': 'mask_head.conv_cls',
+    'level': 'mask_head.mask_feature_head.convs_all_levels.{level}.conv{conv}',
+    'pred': 'mask_head.mask_feature_head.conv_pred'})
+
+
+def solo_name(key: str, keys: frozenset, cfg) -> str:
+    """This project's parameter name -> original SOLO name."""
+    return source_name(key, keys, cfg, SOLO)
+
+
+def mmdet_name(key: str, keys: frozenset, cfg) -> str:
+    """This project's parameter name -> mmdetection 2.x/3.x name."""
+    return source_name(key, keys, cfg, MMDET)
+
+
+def is_counter(name: str) -> bool:
+    """BN ``num_batches_tracked`` counters carry no weights."""
+    return name.endswith('num_batches_tracked')

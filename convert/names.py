@@ -1,0 +1,58 @@
+"""The one shape every source family's names follow: a ``Family`` table says where a source
+keeps the backbone, the FPN neck, the SOLOv2 head and the mask-feature head, and
+``source_name`` maps this project's parameter names through it. The tables themselves live
+with their families (``convert.ppdet_names``, ``convert.mmdet_names``)."""
+import re
+from dataclasses import dataclass
+from typing import Callable, Dict
+
+NECK = re.compile(r'neck\.(lateral|output)\.(\d)\.(weight|bias)')
+PRED = re.compile(r'head\.(kernel|cate)_pred\.(weight|bias)')
+# Our ConvNormAct units outside the backbone: (pattern, key of Family.modules to fill)
+UNITS = ((re.compile(r'head\.(?P<kind>kernel|cate)_tower\.(?P<index>\d+)\.(?P<rest>.+)'), '{kind}_tower'),
+         (re.compile(r'mask_head\.levels\.(?P<level>\d)\.(?P<conv>\d)\.(?P<rest>.+)'), 'level'),
+         (re.compile(r'mask_head\.pred\.(?P<rest>.+)'), 'pred'))
+
+
+@dataclass(frozen=True)
+class Family:
+    """Where one source family keeps each part of the model.
+
+    ``backbone(key, cfg)`` names a ``backbone.*`` key; ``neck(kind, index, leaf)`` names
+    ``neck.{lateral|output}.{index}.{weight|bias}``; ``modules`` holds the source module of
+    our ``kernel_tower`` / ``cate_tower`` (template with ``{index}``), ``kernel_pred`` /
+    ``cate_pred``, ``level`` (``{level}``, ``{conv}``) and ``pred`` (the mask-feature
+    prediction); ``unit(rest, module, deformable)`` names one ConvNormAct leaf (``conv.weight``,
+    ``conv.offset.bias``, ``norm._mean``) inside such a module. ``label`` names the source
+    in errors."""
+    label: str
+    backbone: Callable[[str, object], str]
+    neck: Callable[[str, int, str], str]
+    modules: Dict[str, str]
+    unit: Callable[[str, str, bool], str]
+
+
+def is_deformable(prefix: str, keys: frozenset) -> bool:
+    """Whether our ConvNormAct at ``prefix`` holds a deformable conv."""
+    return f'{prefix}.conv.offset.weight' in keys
+
+
+def source_name(key: str, keys: frozenset, cfg, family: Family) -> str:
+    """This project's parameter ``key`` (among the model's ``keys``) -> its name in ``family``;
+    KeyError when no rule covers it."""
+    if key.startswith('backbone.'):
+        return family.backbone(key, cfg)
+    m = NECK.fullmatch(key)
+    if m:
+        return family.neck(m.group(1), int(m.group(2)), m.group(3))
+    m = PRED.fullmatch(key)
+    if m:
+        return f'{family.modules[m.group(1) + "_pred"]}.{m.group(2)}'
+    for pattern, part in UNITS:
+        m = pattern.fullmatch(key)
+        if m:
+            fields = m.groupdict()
+            rest = fields.pop('rest')
+            module = family.modules[part.format(**fields)].format(**fields)
+            return family.unit(rest, module, is_deformable(key[:-len(rest) - 1], keys))
+    raise KeyError(f'no {family.label} name rule for {key}')

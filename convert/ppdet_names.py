@@ -1,0 +1,177 @@
+"""PaddleDetection's parameter names: 2.x dygraph (``ppdet_name``, both ways: convert/ppdet2paddle.py
+and convert/paddle2ppdet.py) and 0.5 static / PaddleClas (``static_name``,
+``static_backbone_name``: convert/ppdet_static2paddle.py, convert/paddleclas2paddle.py)."""
+import re
+
+from convert.names import Family, source_name
+
+BRANCHES = {'conv1': 'branch2a', 'conv2': 'branch2b', 'conv3': 'branch2c', 'shortcut': 'branch1'}
+BACKBONE_BLOCK = re.compile(r'backbone\.layer(\d)\.(\d+)\.(conv\d|shortcut)\.(.+)')
+BACKBONE_STEM = re.compile(r'backbone\.stem\.(\d)\.(.+)')
+
+
+def res_block_name(stage: int, block: int, depth: int) -> str:
+    """PaddleDetection/PaddleClas block name: stage 0..3 -> res2..res5, blocks a, b, c...;
+    ResNet-101's res4 counts a, b1, b2, ..., b22."""
+    res = stage + 2
+    if depth == 101 and res == 4:
+        return f'res{res}a' if block == 0 else f'res{res}b{block}'
+    return f'res{res}{chr(ord("a") + block)}'
+
+
+def stem_conv(index: int, cfg) -> str:
+    """Stem conv ``index`` of our ``backbone.stem``: ``conv1`` (7x7, variant b) or
+    ``conv1_{1,2,3}`` (three 3x3, variant d)."""
+    return 'conv1' if cfg.variant == 'b' else f'conv1_{index + 1}'
+
+
+def fpn_name(kind: str, index: int) -> str:
+    """PaddleDetection FPN conv of our neck ``lateral|output`` ``index`` (C2..C5)."""
+    level = index + 2
+    if kind == 'output':
+        return f'fpn_res{level}_sum'
+    return f'fpn_inner_res{level}_sum{"" if level == 5 else "_lateral"}'   # the C5 lateral has no suffix
+
+
+# ---- 2.x dygraph ------------------------------------------------------------------------------
+
+def _conv_leaf(rest: str, deformable: bool) -> str:
+    """ConvNormAct leaf (``conv.weight``, ``conv.offset.bias``, ``norm._mean``) ->
+    PaddleDetection head/mask-head leaf (DeformableConvV2: conv_dcn / conv_offset)."""
+    if deformable and rest.startswith('conv.offset.'):
+        return 'conv.conv_offset.' + rest[len('conv.offset.'):]
+    if deformable and rest.startswith('conv.'):
+        return 'conv.conv_dcn.' + rest[len('conv.'):]
+    return rest
+
+
+def backbone_name(key: str, cfg) -> str:
+    """backbone.* -> PaddleDetection ResNet names (``backbone.res3.res3a.branch2b...``)."""
+    m = BACKBONE_STEM.fullmatch(key)
+    if m:
+        return f'backbone.conv1.{stem_conv(int(m.group(1)), cfg)}.{m.group(2)}'
+    m = BACKBONE_BLOCK.fullmatch(key)
+    if not m:
+        raise KeyError(f'no PaddleDetection name rule for {key}')
+    stage, block, part, rest = int(m.group(1)) - 1, int(m.group(2)), m.group(3), m.group(4)
+    name = res_block_name(stage, block, cfg.depth)
+    rest = rest.replace('conv.offset.', 'conv_offset.')   # backbone DCN: offset conv beside conv
+    if part == 'shortcut':
+        pooled = cfg.variant == 'd' and stage > 0
+        return f'backbone.res{stage + 2}.{name}.short.{"conv." if pooled else ""}{rest}'
+    return f'backbone.res{stage + 2}.{name}.{BRANCHES[part]}.{rest}'
+
+
+PPDET = Family(
+    label='PaddleDetection', backbone=backbone_name,
+    neck=lambda kind, index, leaf: f'neck.{fpn_name(kind, index)}.{leaf}',
+    modules={'kernel_tower': 'solov2_head.bbox_head.kernel_convs.{index}',
+             'cate_tower': 'solov2_head.bbox_head.cate_convs.{index}',
+             'kernel_pred': 'solov2_head.bbox_head.solo_kernel', 'cate_pred': 'solov2_head.bbox_head.solo_cate',
+             'level': 'mask_head.conv_pre_feat{level}.mask_feat_head.convs_all_levels.{level}.conv{conv}',
+             'pred': 'mask_head.mask_feat_head.conv_pred.0'},
+    unit=lambda rest, module, deformable: f'{module}.{_conv_leaf(rest, deformable)}')
+
+
+def ppdet_name(key: str, keys: frozenset, cfg) -> str:
+    """This project's parameter name -> PaddleDetection 2.x dygraph name."""
+    return source_name(key, keys, cfg, PPDET)
+
+
+def ppdet_num_classes(source: dict) -> int:
+    """Category count of a PaddleDetection 2.x checkpoint, from the category-prediction bias."""
+    return source['solov2_head.bbox_head.solo_cate.bias'].shape[0]
+
+
+# PaddleDetection registers three layers twice: (duplicate prefix, primary prefix)
+ALIAS_PREFIXES = (('solov2_head.solo_', 'solov2_head.bbox_head.solo_'),
+                  ('mask_head.conv_pred.', 'mask_head.mask_feat_head.conv_pred.0.'))
+
+
+def duplicate_aliases(source: dict) -> dict:
+    """{duplicate key: the primary key it repeats} for the keys of ``source``."""
+    aliases = {}
+    for key in source:
+        for dup, primary in ALIAS_PREFIXES:
+            if key.startswith(dup):
+                aliases[key] = primary + key[len(dup):]
+    return aliases
+
+
+def with_duplicates(params: dict) -> dict:
+    """``params`` (PaddleDetection names) plus the duplicate keys PaddleDetection's own
+    state_dict holds (``ALIAS_PREFIXES``), sharing the primary keys' values."""
+    out = dict(params)
+    for key, value in params.items():
+        for dup, primary in ALIAS_PREFIXES:
+            if key.startswith(primary):
+                out[dup + key[len(primary):]] = value
+    return out
+
+
+# ---- 0.5 static and PaddleClas ----------------------------------------------------------------
+
+BN_SUFFIX = {'weight': 'scale', 'bias': 'offset', '_mean': 'mean', '_variance': 'variance'}
+BOOKKEEPING = re.compile(
+    r'.*_(velocity|moment\d*|beta[12]_pow_acc|mean_square|mean_grad|ema)_\d+'
+    r'|learning_rate_\d+|.*@LR_DECAY.*|scheduled_ema_decay_rate|@EMA_STEP_COUNTER@')
+
+
+def is_bookkeeping(name: str) -> bool:
+    """Optimizer, learning-rate and EMA state of a static file: no model weights (the list is
+    in convert/ppdet_static2paddle.py's help)."""
+    return BOOKKEEPING.fullmatch(name) is not None
+
+
+def static_bn_name(conv: str) -> str:
+    """Static BN name of the conv ``conv``: ``bn_conv1`` for the 7x7 stem, else ``bn`` +
+    conv[3:] (``conv1_1`` -> ``bnv1_1``, ``res3a_branch2b`` -> ``bn3a_branch2b``)."""
+    return 'bn_conv1' if conv == 'conv1' else 'bn' + conv[3:]
+
+
+def static_unit(rest: str, conv: str, norm: str) -> str:
+    """One ConvNormAct leaf -> static name: conv weight ``<conv>_weights``, conv bias
+    ``<conv>_bias``, DCN offset conv ``<conv>_conv_offset.{w_0,b_0}``, norm
+    ``<norm>_{scale,offset,mean,variance}``."""
+    if rest == 'conv.weight':
+        return f'{conv}_weights'
+    if rest == 'conv.bias':
+        return f'{conv}_bias'
+    m = re.fullmatch(r'conv\.offset\.(weight|bias)', rest)
+    if m:
+        return f'{conv}_conv_offset.{"w_0" if m.group(1) == "weight" else "b_0"}'
+    m = re.fullmatch(r'norm\.(weight|bias|_mean|_variance)', rest)
+    if m:
+        return f'{norm}_{BN_SUFFIX[m.group(1)]}'
+    raise KeyError(f'no static name rule for the leaf {rest}')
+
+
+def static_backbone_name(key: str, cfg) -> str:
+    """backbone.* -> PaddleDetection 0.5 / PaddleClas static ResNet name (no prefix):
+    stem ``conv1_weights`` / ``bn_conv1_*`` (vb) or ``conv1_{1,2,3}_weights`` /
+    ``bnv1_{1,2,3}_*`` (vd); blocks ``res{2..5}{a,b..}_branch2{a,b,c}``, shortcut
+    ``res{s}a_branch1``; DCN offset conv ``<conv>_conv_offset.{w_0,b_0}``."""
+    m = BACKBONE_STEM.fullmatch(key)
+    if m:
+        conv = stem_conv(int(m.group(1)), cfg)
+        return static_unit(m.group(2), conv, static_bn_name(conv))
+    m = BACKBONE_BLOCK.fullmatch(key)
+    if not m:
+        raise KeyError(f'no static name rule for {key}')
+    stage, block, part, rest = int(m.group(1)) - 1, int(m.group(2)), m.group(3), m.group(4)
+    conv = f'{res_block_name(stage, block, cfg.depth)}_{BRANCHES[part]}'
+    return static_unit(rest, conv, static_bn_name(conv))
+
+
+STATIC = Family(
+    label='static', backbone=static_backbone_name,
+    neck=lambda kind, index, leaf: f'{fpn_name(kind, index)}_{leaf[0]}',     # _w / _b
+    modules={'kernel_tower': 'bbox_head.kernel_convs.{index}', 'cate_tower': 'bbox_head.cate_convs.{index}',
+             'kernel_pred': 'bbox_head.solo_kernel', 'cate_pred': 'bbox_head.solo_cate',
+             'level': 'mask_feat_head.convs_all_levels.{level}.conv{conv}', 'pred': 'mask_feat_head.conv_pred.0'},
+    unit=lambda rest, module, deformable: static_unit(rest, module, f'{module}.gn'))
+
+
+def static_name(key: str, keys: frozenset, cfg) -> str:
+    """This project's parameter name -> PaddleDetection 0.5 static name."""
+    return source_name(key, keys, cfg, STATIC)
