@@ -4,6 +4,7 @@ written only when every target is filled once and every source key is used.
 
 ``convert_file(converter, source, output)`` is a whole conversion (what each
 ``convert/<source>2paddle.py`` runs); a ``Converter`` says how one source family converts."""
+from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, Iterable, List, Optional, Tuple, Union
@@ -84,7 +85,11 @@ class ConversionReport:
         if self.initialised:   # never truncated: these values did not come from the source
             lines.append(f'WARNING: {len(self.initialised)} tensors INITIALISED, NOT CONVERTED '
                          f'(no counterpart in the source):')
-            lines += [f'  {t} {list(s)}: {why}' for t, why, s in self.initialised]
+            by_reason = defaultdict(list)
+            for target, why, shape in self.initialised:
+                by_reason[why].append(f'    {target} {list(shape)}')
+            for why, targets in by_reason.items():
+                lines += [f'  {len(targets)} x {why}:'] + targets
         return '\n'.join(lines)
 
 
