@@ -172,9 +172,9 @@ def convert(source: Dict[str, np.ndarray], rename: Renamer, config_numbers: Iter
 
 
 def check_output(source: str, output: str) -> None:
-    """InputError (one line) unless ``output`` and its sidecar can be written without touching
+    """ValueError (one line) unless ``output`` and its sidecar can be written without touching
     ``source`` (``data.files.check_output_file`` for both) and the weights are not named
-    ``.json`` (the sidecar's name)."""
+    ``.json`` (the sidecar's name: ConversionError)."""
     if sidecar_path(output) == Path(output):
         raise ConversionError(f"{output}: the weights need a name other than the sidecar's .json "
                               '— e.g. NAME.pdparams')
@@ -224,9 +224,9 @@ class Converted:
 
 def convert_file(converter: Converter, source: str, output: str, number: Optional[int] = None) -> Converted:
     """Convert the checkpoint ``source`` into ``output`` (+ its sidecar) for config ``number``
-    (default: the first of ``converter.default_configs`` that fits). InputError (nothing written)
-    when the source cannot be read or converted or the output path is unusable; RunError when
-    writing fails (no file left behind).
+    (default: the first of ``converter.default_configs`` that fits). Nothing is written when the
+    output path is unusable or the source cannot be read (ValueError, InputError, KeyError) or
+    converted (ConversionError); RunError when writing fails (no file left behind).
 
     With ``converter.prefix`` (e.g. ``'backbone.'``) only that part of the model is converted and
     the sidecar records ``"part": "backbone"``; tensors initialised rather than converted are
