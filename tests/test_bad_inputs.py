@@ -30,10 +30,11 @@ from model.inference.export import infer_cfg
 from model.inference.exported import InferenceBackend, OnnxBackend
 from model.inference.media import picture_names
 from model.inference.postprocess import InferenceParams
+from tests.helpers import REPO_DIR
 from tools import export_model, labelme2coco, postprocess_raw
 from tools.cli import run_command, set_status
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = REPO_DIR
 WEIGHTS = str(REPO / 'weights' / 'shapes_r18.pdparams')
 FAST = ['--backend', 'dygraph', '--warmup', '0', '--opt', 'test_short=64', 'test_max=96']   # inputs, not backends
 

@@ -83,7 +83,7 @@ def _error_line(err: str) -> str:
 @pytest.mark.filterwarnings('ignore::DeprecationWarning')   # pycocotools decode on numpy 2
 @pytest.mark.parametrize('number', sorted(CONFIGS))
 def test_demo_runs_every_config(number, image_dir, tmp_path, capsys, pytestconfig):
-    """Every config end to end in dygraph (the default, auto, exports; see tests/test_openvino.py)."""
+    """Every config end to end in dygraph (the default, auto, exports; see tests/model/inference/test_openvino.py)."""
     weights = _checkpoint(pytestconfig, tmp_path, number)
     out_dir = tmp_path / 'out'
     json_path = tmp_path / 'results' / 'dets.json'

@@ -2,19 +2,12 @@
 (tests/reference/solo_torch.py) against checkpoints in the original
 WXinlong/SOLO (mmdet-1.x) format made by tests/fixtures/solo_checkpoints.py.
 """
-import os
-import sys
-
 import pytest
 import torch
-import torch.nn.functional as F  # noqa: E402
+import torch.nn.functional as F
 
-_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if _ROOT not in sys.path:  # allow running from any cwd / plain `pytest`
-    sys.path.insert(0, _ROOT)
-
-from tests.fixtures.solo_checkpoints import keys_file, read_key_list, write_solo_checkpoint  # noqa: E402
-from tests.reference.solo_torch import ARCH_ARGS, build_solo_torch, coord_feat, load_solo_checkpoint  # noqa: E402
+from tests.fixtures.solo_checkpoints import keys_file, read_key_list, write_solo_checkpoint
+from tests.reference.solo_torch import ARCH_ARGS, build_solo_torch, coord_feat, load_solo_checkpoint
 
 CONFIGS = sorted(ARCH_ARGS)
 IMG_SHAPE = (1, 3, 192, 256)  # non-square, multiples of 32

@@ -17,9 +17,10 @@ from model.inference.export import export
 from model.inference.openvino_backend import OpenVinoBackend, has_bf16
 from model.inference.predictor import Predictor
 from model.inference.quantize import quantize_model
+from tests.helpers import REPO_DIR
 from tools.make_shapes_dataset import generate_split
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = REPO_DIR
 WEIGHTS = ROOT / 'weights' / 'shapes_r18.pdparams'
 MAX_DROP = {'f32': 0.002, 'bf16': 0.005, 'int8': 0.01}    # mask AP, 0-1 scale
 

@@ -12,9 +12,10 @@ from data.results import write_json
 from model.inference.evaluation import predict_coco
 from model.inference.predictor import Predictor
 from model.runtime import setup
+from tests.helpers import REPO_DIR
 from tools.make_shapes_dataset import generate_split
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = REPO_DIR
 WEIGHTS = ROOT / 'weights' / 'shapes_r18.pdparams'
 # the shipped model scores mask AP 0.769 on these 60 unseen images; the floor is the 0.70
 # the shapes recipe promises, and broken weights, model code or post-processing fall far below it

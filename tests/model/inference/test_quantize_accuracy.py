@@ -27,10 +27,11 @@ from model.inference.quantize import (
     prepare_images,
     reverted_operations,
 )
+from tests.helpers import REPO_DIR
 from tools import export_model, quantize
 from tools.make_shapes_dataset import generate_split
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = REPO_DIR
 WEIGHTS = ROOT / 'weights' / 'shapes_r18.pdparams'
 CALIBRATION, ANNOTATED = 4, 6
 pytestmark = [pytest.mark.filterwarnings('ignore::DeprecationWarning')]   # pycocotools on numpy 2

@@ -2,11 +2,11 @@
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 from model.cpu_math import MKL_CPU_TYPE, cpu_fields, cpu_vendor, prefer_avx2_mkl
+from tests.helpers import REPO_DIR
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = REPO_DIR
 
 
 def write_cpuinfo(tmp_path, vendor):

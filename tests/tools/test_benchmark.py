@@ -3,11 +3,11 @@ report (markdown table + PNG) names each of them with a number."""
 import re
 import subprocess
 import sys
-from pathlib import Path
 
+from tests.helpers import REPO_DIR
 from tools import benchmark, postprocess_speed
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = REPO_DIR
 
 
 def test_benchmark_writes_table_and_plot(tmp_path):

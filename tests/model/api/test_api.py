@@ -1,7 +1,6 @@
 """The Python API (model.api): Segmenter on a path, arrays of either channel order, a folder
 stream and a video, Instances' helpers, evaluate() against eval.py, and bad input in one line."""
 import logging
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -14,9 +13,10 @@ from data.transforms import read_image
 from data.visualize import draw_instances
 from model.api import InputError, Instances, Segmenter, evaluate
 from model.inference.predictor import Predictor
+from tests.helpers import REPO_DIR
 from tools.make_shapes_dataset import generate_split
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = REPO_DIR
 WEIGHTS = str(ROOT / 'weights' / 'shapes_r18.pdparams')
 IMAGES = sorted((ROOT / 'images').glob('*.jpg'))
 

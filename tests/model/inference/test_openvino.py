@@ -2,7 +2,7 @@
 (model/inference/openvino_graph.py) and ``--backend auto`` with its export cache
 (model/inference/export_cache.py).
 
-Config 9 with random weights whose category bias is raised (tests/test_export.py's model).
+Config 9 with random weights whose category bias is raised (tests/model/inference/test_export.py's model).
 Tolerances against dygraph: f32 as the other exported backends (outputs 1e-4, mask IoU >=
 0.999) except scores, 1e-3 (a soft-mask pixel at the 0.5 threshold that lands on the other
 side changes a Matrix NMS decay: 5e-4 seen on one instance of ~40); bf16 (where the CPU has
@@ -33,7 +33,7 @@ from model.inference.openvino_backend import OpenVinoBackend, has_bf16
 from model.inference.openvino_graph import pad_deformable_sampling, rewrite_deform_conv
 from model.inference.postprocess import paste_in_boxes
 from model.inference.predictor import Predictor
-from tests.test_export import (
+from tests.model.inference.test_export import (
     DEMO_OPTS,
     MIN_MASK_IOU,
     NUMBER,
