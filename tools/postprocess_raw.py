@@ -27,7 +27,7 @@ from config.errors import InputError  # noqa: E402
 from data.files import check_output_file, make_folder, write_image  # noqa: E402
 from data.results import write_json  # noqa: E402
 from data.transforms import ImageMeta, read_image  # noqa: E402
-from model.inference.exportable import OUTPUT_NAMES  # noqa: E402
+from model.inference.exportable import OUTPUT_NAMES, outputs_text  # noqa: E402
 from model.inference.media import picture_names  # noqa: E402
 from model.inference.outputs import coco_records, draw_bgr, sort_records  # noqa: E402
 from model.inference.postprocess import InferenceParams, paste_detections, postprocess_flat  # noqa: E402
@@ -72,7 +72,7 @@ def read_outputs(raw: Path, name: str, num_classes: int):
     for output, array in zip(OUTPUT_NAMES, arrays):
         if output in expected and array.shape != expected[output]:
             raise ValueError(f'{raw / f"{name}.{output}.npy"} has shape {array.shape}, expected {expected[output]} '
-                             '(scores [1, K, C], kernels [1, K, E], mask_feat [1, E, H, W])')
+                             f'({outputs_text()}, B = 1)')
     return arrays
 
 

@@ -19,14 +19,16 @@ import numpy as np
 import paddle
 
 from config.errors import InputError
-from data.transforms import IMAGENET_MEAN_RGB, IMAGENET_STD_RGB, padded_size
+from data.transforms import padded_size
 from model.inference.backend import BackendError
 from model.inference.exportable import (
     INPUT_NAME,
     MIN_SIZE,
     OUTPUT_NAMES,
+    OUTPUTS,
     SIZE_DIVISOR,
     has_deformable_conv,
+    input_description,
     save_inference_model,
 )
 from model.inference.exported import INFER_CFG, ONNX_FILE, PADDLE_PREFIX, InferenceBackend, OnnxBackend
@@ -153,21 +155,8 @@ def infer_cfg(number: int, cfg, min_size: int, max_size: int, files: Dict[str, o
         'class_names': list(cfg.class_names),
         'test_short': cfg.test_short,
         'test_max': cfg.test_max,
-        'input': {
-            'name': INPUT_NAME, 'layout': 'NCHW', 'dtype': 'float32', 'channels': 'RGB',
-            'mean': list(IMAGENET_MEAN_RGB), 'std': list(IMAGENET_STD_RGB),
-            'normalize': '(pixel - mean) / std per RGB channel, pixels 0..255',
-            'resize': 'keep ratio: scale = min(test_short / short side, test_max / long side), '
-                      'sides int(side * scale + 0.5), bilinear',
-            'pad': f'zeros at the bottom/right to multiples of {SIZE_DIVISOR}',
-            'size_divisor': SIZE_DIVISOR, 'min_size': min_size, 'max_size': max_size,
-        },
-        'outputs': [
-            {'name': 'scores', 'shape': ['B', 'K', 'C'],
-             'meaning': 'sigmoid + points-NMS category scores, cells in level order then row-major'},
-            {'name': 'kernels', 'shape': ['B', 'K', 'E'], 'meaning': 'dynamic mask kernels'},
-            {'name': 'mask_feat', 'shape': ['B', 'E', 'H/4', 'W/4'], 'meaning': 'mask features'},
-        ],
+        'input': {**input_description(), 'min_size': min_size, 'max_size': max_size},
+        'outputs': [dict(output) for output in OUTPUTS],
         'num_cells': sum(s * s for s in params.num_grids),
         'postprocess': params.to_json(),
         'files': files,

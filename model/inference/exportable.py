@@ -19,6 +19,7 @@ import paddle
 import paddle.nn as nn
 from paddle.static import InputSpec
 
+from data.transforms import IMAGENET_MEAN_RGB, IMAGENET_STD_RGB
 from model.inference.postprocess import flatten_levels
 from model.layers import DeformConv, paddle_major
 from model.solov2 import SOLOv2
@@ -26,7 +27,31 @@ from model.solov2 import SOLOv2
 SIZE_DIVISOR = 32
 MIN_SIZE = 64          # P5 (stride 32) must be at least 2x2 for the CoordConv channels
 INPUT_NAME = 'image'
-OUTPUT_NAMES = ('scores', 'kernels', 'mask_feat')
+OUTPUTS = (        # the one description of the network's outputs (infer_cfg.json, the demo's input dumps)
+    {'name': 'scores', 'shape': ['B', 'K', 'C'],
+     'meaning': 'sigmoid + points-NMS category scores, cells in level order then row-major'},
+    {'name': 'kernels', 'shape': ['B', 'K', 'E'], 'meaning': 'dynamic mask kernels'},
+    {'name': 'mask_feat', 'shape': ['B', 'E', 'H/4', 'W/4'], 'meaning': 'mask features'},
+)
+OUTPUT_NAMES = tuple(output['name'] for output in OUTPUTS)
+
+
+def input_description() -> dict:
+    """The network input as a runtime must prepare it (infer_cfg.json, the demo's input dumps)."""
+    return {
+        'name': INPUT_NAME, 'layout': 'NCHW', 'dtype': 'float32', 'channels': 'RGB',
+        'mean': list(IMAGENET_MEAN_RGB), 'std': list(IMAGENET_STD_RGB),
+        'normalize': '(pixel - mean) / std per RGB channel, pixels 0..255',
+        'resize': 'keep ratio: scale = min(test_short / short side, test_max / long side), '
+                  'sides int(side * scale + 0.5), bilinear',
+        'pad': f'zeros at the bottom/right to multiples of {SIZE_DIVISOR}',
+        'size_divisor': SIZE_DIVISOR,
+    }
+
+
+def outputs_text() -> str:
+    """'scores [B, K, C], kernels [B, K, E], mask_feat [B, E, H/4, W/4]' (for messages)."""
+    return ', '.join(f"{o['name']} [{', '.join(o['shape'])}]" for o in OUTPUTS)
 
 
 class ExportableSOLOv2(nn.Layer):

@@ -10,9 +10,8 @@ import numpy as np
 
 from data.files import atomic_write
 from data.results import instances_to_coco
-from data.transforms import IMAGENET_MEAN_RGB, IMAGENET_STD_RGB
 from data.visualize import draw_instances
-from model.inference.exportable import OUTPUT_NAMES
+from model.inference.exportable import OUTPUTS, input_description
 
 MANIFEST = 'manifest.json'
 
@@ -65,14 +64,10 @@ class InputDumper:
         manifest = {
             'config': self.number, 'config_name': cfg.__name__,
             'class_names': list(cfg.class_names),
-            'input': {'name': 'image', 'layout': 'NCHW', 'dtype': 'float32', 'channels': 'RGB',
-                      'mean': list(IMAGENET_MEAN_RGB), 'std': list(IMAGENET_STD_RGB),
-                      'test_short': cfg.test_short, 'test_max': cfg.test_max, 'size_divisor': 32},
-            'outputs': {'names': list(OUTPUT_NAMES),
-                        'files': '{name}.{output}.npy, e.g. %s.scores.npy' % (
-                            self.entries[0]['name'] if self.entries else 'NAME'),
-                        'shapes': {'scores': '[1, K, C]', 'kernels': '[1, K, E]',
-                                   'mask_feat': '[1, E, H/4, W/4]'}},
+            'input': {**input_description(), 'test_short': cfg.test_short, 'test_max': cfg.test_max},
+            'outputs': [dict(output, shape=[1, *output['shape'][1:]]) for output in OUTPUTS],
+            'output_files': '{name}.{output}.npy, e.g. %s.scores.npy' % (
+                self.entries[0]['name'] if self.entries else 'NAME'),
             'postprocess': self.backend.params.to_json(),
             'images': sorted(self.entries, key=lambda e: e['image_id']),
         }
