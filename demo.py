@@ -29,15 +29,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from tools.cli import (  # before Paddle
-    add_backend_args,
-    add_model_args,
-    add_runtime_args,
-    backend_options,
-    make_parser,
-    run_command,
-    set_status,
-)
+from tools.cli import add_inference_args, backend_options, make_parser, run_command, set_status  # before Paddle
 
 # isort: split
 from config import announce_config, describe_configs
@@ -63,8 +55,7 @@ DEFAULT_WEIGHTS = 'weights/shapes_r18.pdparams'
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = make_parser('SOLOv2 instance segmentation on images, a video or a camera.')
-    add_model_args(parser, DEFAULT_WEIGHTS)
-    add_backend_args(parser, BACKENDS, PRECISIONS)
+    add_inference_args(parser, BACKENDS, PRECISIONS, DEFAULT_WEIGHTS)
     source = parser.add_mutually_exclusive_group()
     source.add_argument('--input', default='images', help='image file or folder (default: images/)')
     source.add_argument('--video', metavar='FILE', help='a video file instead of images')
@@ -80,7 +71,6 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help='also write COCO-style results (RLE masks) to PATH')
     parser.add_argument('--dump-inputs', metavar='DIR',
                         help='also write every preprocessed input (.npy, .bin) and a manifest.json')
-    add_runtime_args(parser)
     parser.add_argument('--warmup', type=int, default=2, help='untimed warm-up runs (default 2)')
     parser.add_argument('--list-configs', action='store_true', help='print the config table and exit')
     return parser.parse_args(argv)

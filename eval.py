@@ -18,16 +18,7 @@ import math
 import time
 from pathlib import Path
 
-from tools.cli import (  # before Paddle
-    Progress,
-    add_backend_args,
-    add_model_args,
-    add_runtime_args,
-    backend_options,
-    make_parser,
-    run_command,
-    set_status,
-)
+from tools.cli import Progress, add_inference_args, backend_options, make_parser, run_command, set_status  # first
 
 # isort: split
 from config.errors import InputError
@@ -45,8 +36,7 @@ from model.training.hooks import open_visualdl
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = make_parser('COCO mask AP of a SOLOv2 checkpoint or exported model.')
-    add_model_args(parser)
-    add_backend_args(parser, BACKENDS, PRECISIONS)
+    add_inference_args(parser, BACKENDS, PRECISIONS)
     parser.add_argument('--ann', help='COCO annotation file (default: the config val set)')
     parser.add_argument('--images', help='image folder (default: the config val images)')
     parser.add_argument('--classwise', action='store_true',
@@ -59,7 +49,6 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help='also write the AP numbers (and per-class AP with --classwise) as VisualDL scalars')
     parser.add_argument('--vdl-step', type=int, default=0, metavar='N',
                         help='the step the VisualDL scalars are logged at, e.g. the training iteration (default 0)')
-    add_runtime_args(parser)
     return parser.parse_args(argv)
 
 

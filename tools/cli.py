@@ -263,3 +263,11 @@ def run_converter(description: str, convert, argv=None, default_configs=(), help
             print(line)
         return 0
     return run_command(run, argv)
+
+
+def add_inference_args(parser: argparse.ArgumentParser, backends, precisions, default_weights=None) -> None:
+    """What every command that runs a model takes: the model, backend and runtime arguments
+    (``backend_options`` turns them into ``open_backend``'s keywords)."""
+    add_model_args(parser, default_weights)
+    add_backend_args(parser, backends, precisions)
+    add_runtime_args(parser)
