@@ -1,8 +1,11 @@
 """The training loop: a small Trainer that runs steps and calls hooks after each step and
 at the end (logging, checkpointing and evaluation live in ``model.training.hooks``)."""
+import contextlib
+import signal
+import threading
 import time
 from dataclasses import asdict, dataclass, field
-from typing import List, Optional, Sequence
+from typing import Iterator, List, Optional, Sequence
 
 import numpy as np
 import paddle
@@ -13,13 +16,53 @@ from model.training.distributed import mean_positives, rank0_minutes
 from model.training.losses import solov2_loss
 from model.training.schedule import learning_rate, training_progress
 
+INTERRUPT_SIGNALS = tuple(getattr(signal, name) for name in ('SIGINT', 'SIGTERM') if hasattr(signal, name))
+
 
 class NonFiniteLoss(RunError):
-    """The loss became NaN or infinite: no step was taken with it and nothing was saved."""
+    """The loss of iteration ``iteration`` (counted from 1, as the log lines count) became NaN
+    or infinite: no step was taken with it and nothing was saved."""
 
     def __init__(self, iteration: int, value: float):
         super().__init__(f'loss is {value} at iteration {iteration}')
         self.iteration, self.value = iteration, value
+
+
+@contextlib.contextmanager
+def deferred_interrupts() -> Iterator[None]:
+    """Hold Ctrl-C and SIGTERM while the block runs and hand them to their handlers when it
+    ends: Paddle turns an exception raised inside a custom layer's backward (``model.fast_ops``)
+    into a long error of its own, so an interruption there would not end as one. A second
+    signal during the block is handed over at once (a stuck block can still be stopped), and
+    an error it causes becomes that interruption. Only signals with a Python handler are
+    held, only in the main thread; the handlers are back in place when the block ends."""
+    main = threading.current_thread() is threading.main_thread()
+    previous = {s: signal.getsignal(s) for s in INTERRUPT_SIGNALS} if main else {}
+    previous = {s: handler for s, handler in previous.items() if callable(handler)}
+    held, handed = [], []
+
+    def hold(signum, frame) -> None:
+        held.append(signum)
+        if len(held) > 1:
+            try:
+                previous[signum](signum, frame)
+            except BaseException as exc:
+                handed.append(exc)
+                raise
+
+    for signum in previous:
+        signal.signal(signum, hold)
+    try:
+        yield
+    except Exception as exc:
+        if handed and exc is not handed[-1]:        # the second signal's exception, as Paddle wrapped it
+            raise handed[-1] from None
+        raise
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    if held:
+        previous[held[0]](held[0], None)
 
 
 @dataclass
@@ -102,7 +145,8 @@ class Trainer:
 
     def step(self, batch: dict) -> dict:
         """One optimizer step on ``batch`` -> {'loss', 'loss_ins', 'loss_cate'} as floats.
-        Raises NonFiniteLoss before the step when the loss is not finite."""
+        Raises NonFiniteLoss before the step when the loss is not finite. Ctrl-C or SIGTERM
+        during the update (backward, optimizer, EMA) is raised once it is complete."""
         cfg, iteration = self.cfg, self.state.iteration
         self.lr = self._learning_rate(iteration)
         self.optimizer.set_lr(self.lr)
@@ -113,21 +157,26 @@ class Trainer:
                              cfg.focal_gamma, mean_positives(batch['targets'], self.world))
         total = float(losses['loss'])
         if not np.isfinite(total):
-            raise NonFiniteLoss(iteration, total)
+            raise NonFiniteLoss(iteration + 1, total)
+        with deferred_interrupts():
+            self._update(losses['loss'])
+            began, minutes_before = self._clock
+            self.state.iteration = iteration + 1
+            self.state.minutes = rank0_minutes(minutes_before + (time.perf_counter() - began) / 60, self.world)
+        return {k: float(v) for k, v in losses.items()}
+
+    def _update(self, loss: paddle.Tensor) -> None:
+        """Backward from ``loss``, the optimizer step and the EMA update."""
         if self.scaler is not None:
-            self.scaler.scale(losses['loss']).backward()
+            self.scaler.scale(loss).backward()
             self.scaler.step(self.optimizer)
             self.scaler.update()
         else:
-            losses['loss'].backward()
+            loss.backward()
             self.optimizer.step()
         self.optimizer.clear_grad()
         if self.ema is not None:
             self.ema.update(self.model)
-        began, minutes_before = self._clock
-        self.state.iteration = iteration + 1
-        self.state.minutes = rank0_minutes(minutes_before + (time.perf_counter() - began) / 60, self.world)
-        return {k: float(v) for k, v in losses.items()}
 
     def _learning_rate(self, iteration: int) -> float:
         cfg, schedule = self.cfg, self.schedule

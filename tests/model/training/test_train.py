@@ -179,8 +179,11 @@ def test_a_nan_loss_stops_the_run_in_one_line(shapes, tmp_path, capsys):
     out = tmp_path / 'diverge'
     assert _run(shapes, out, '--max-iters', '3', '--opt', f'dataset_dir={shapes}', *TINY,
                 'base_lr=1e30', 'warmup_iters=0', 'grad_clip=0.0') == 1
-    errors = capsys.readouterr().err.strip().splitlines()
+    printed = capsys.readouterr()
+    errors = printed.err.strip().splitlines()
     assert len(errors) == 1 and errors[0].startswith('error: ') and 'no checkpoint was saved' in errors[0]
+    logged = [line.split()[1] for line in printed.out.splitlines() if line.startswith('iter ')]
+    assert f'at iteration {len(logged) + 1};' in errors[0] and logged == [f'{k}/3' for k in range(1, len(logged) + 1)]
 
 
 def test_a_run_folder_belongs_to_one_run(shapes, tmp_path, capsys):
