@@ -16,7 +16,10 @@ from tools.cli import add_runtime_args, make_parser, run_command, set_status  # 
 
 # isort: split
 from model.api.training import TrainOptions, TrainSummary, train
+from model.checkpoint import CheckpointError
 from model.training.distributed import process_rank
+from model.training.run import run_checkpoint
+from model.training.state import read_state
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -56,10 +59,17 @@ def options_from_args(args: argparse.Namespace) -> TrainOptions:
 
 
 def status_line(trainer, out) -> str:
-    """What an interruption has left: the iteration and where to continue from."""
-    return f'stopped at iteration {trainer.state.iteration}; ' + (
-        f'the last checkpoint is {out}/last (continue with --resume auto)' if (out / 'last').is_dir()
-        else f'no checkpoint saved yet in {out}')
+    """What an interruption has left, and how the same command goes on from there."""
+    folder = run_checkpoint(out)
+    if folder is None:
+        return (f'stopped at iteration {trainer.state.iteration}; no checkpoint saved yet in {out}: '
+                'run the same command again to start over')
+    try:
+        saved = f' (iteration {read_state(folder)["iteration"]})'
+    except CheckpointError:
+        saved = ''
+    return (f'stopped at iteration {trainer.state.iteration}; the last checkpoint is {folder}{saved}: '
+            'continue with --resume auto')
 
 
 def summary_line(summary: TrainSummary) -> str:
@@ -78,6 +88,7 @@ def main(argv=None) -> int:
 
 def run(argv) -> int:
     options = options_from_args(parse_args(argv))
+    set_status(lambda: 'stopped before the first step: run the same command again')
     summary = train(options, on_start=lambda trainer, out: set_status(lambda: status_line(trainer, out)))
     if process_rank() == 0:
         print(summary_line(summary))

@@ -4,6 +4,7 @@ resume, and the Trainer with its hooks. Evaluation comes in from outside as func
 training does not depend on the inference package. Messages go to this module's logger."""
 import dataclasses
 import logging
+import shlex
 import shutil
 from pathlib import Path
 from typing import Callable, Optional
@@ -14,6 +15,7 @@ import paddle
 from config import announce_config, format_settings, get_config, with_overrides
 from config.errors import InputError, RunError
 from config.sidecar import read_sidecar
+from data.files import previous_folder
 from model.build import build_model
 from model.checkpoint import CheckpointError
 from model.runtime import setup
@@ -37,18 +39,48 @@ def run_folder(options: TrainOptions) -> Path:
     return Path(options.output or f'output/{get_config(options.config).__name__}')
 
 
+def run_checkpoint(out: Path) -> Optional[Path]:
+    """The checkpoint a run in ``out`` continues from: ``last`` (or what an interrupted save
+    left of it), else ``best``; None when the run saved none."""
+    for tag in ('last', 'best'):
+        try:
+            return find_checkpoint(str(out / tag))
+        except CheckpointError:
+            continue
+    return None
+
+
 def claim_run_folder(out: Path, resume: bool, overwrite: bool) -> None:
-    """A run folder belongs to one run: refuse to start a new run over another unless
-    ``overwrite`` (which deletes the old run's checkpoints and logs)."""
-    taken = [name for name in RUN_FILES if (out / name).exists()]
+    """A run folder belongs to one run: refuse to start a new run over another that saved a
+    checkpoint unless ``overwrite`` (which deletes the old run's checkpoints and logs). The
+    logs of a run that saved no checkpoint (interrupted early) are deleted, saying so."""
+    names = RUN_FILES + tuple(previous_folder(out / tag).name for tag in ('last', 'best'))
+    taken = [name for name in names if (out / name).exists()]
     if not taken or resume:
         return
-    if not overwrite:
+    if run_checkpoint(out) is None:
+        logger.info(f'{out} holds only the logs of a run that saved no checkpoint ({", ".join(taken)}): '
+                    'starting over in it')
+    elif not overwrite:
         raise InputError(f'{out} holds another run ({", ".join(taken)}): continue it with --resume auto, '
                          'pick another --output, or pass --overwrite to start over')
     for name in taken:
         path = out / name
         shutil.rmtree(path) if path.is_dir() else path.unlink()
+
+
+def resume_folder(options: TrainOptions, out: Path) -> Optional[Path]:
+    """The checkpoint folder a resumed run continues from: ``options.resume``, or with
+    'auto' the run folder's (``run_checkpoint``); None for a new run, also when 'auto' finds
+    no checkpoint (a run interrupted before its first one starts over, saying so)."""
+    if not options.resume:
+        return None
+    if options.resume != 'auto':
+        return find_checkpoint(str(options.resume))
+    folder = run_checkpoint(out)
+    if folder is None:
+        logger.info(f'--resume auto: no checkpoint in {out} yet, starting a new run')
+    return folder
 
 
 def build_parts(options: TrainOptions, cfg, world: int, device: str):
@@ -119,8 +151,8 @@ def prepare(options: TrainOptions, evaluate: Callable, picture: Optional[Callabl
     """(Trainer, run folder) of this process (InputError, CheckpointError, ValueError or
     FileNotFoundError when something does not fit); ``run_training`` runs it."""
     out = run_folder(options)
-    if options.resume:
-        folder = find_checkpoint(str(out / 'last') if options.resume == 'auto' else str(options.resume))
+    folder = resume_folder(options, out)
+    if folder is not None:
         saved = read_state(folder)
         options = take_over_options(options, folder, saved)
     overrides = list(options.overrides)
@@ -131,7 +163,7 @@ def prepare(options: TrainOptions, evaluate: Callable, picture: Optional[Callabl
         paddle.distributed.init_parallel_env()
     main_process = process_rank() == 0
     if main_process:
-        claim_run_folder(out, bool(options.resume), options.overwrite)
+        claim_run_folder(out, folder is not None, options.overwrite)
     model, net, optimizer, loader, ema, scaler, base_lr = build_parts(options, cfg, world, device)
     if options.amp and scaler is None:
         logger.warning('--amp needs a GPU; training in float32')
@@ -141,7 +173,7 @@ def prepare(options: TrainOptions, evaluate: Callable, picture: Optional[Callabl
     trainer = Trainer(cfg, model, optimizer, loader, schedule, net=net, ema=ema, scaler=scaler, world=world,
                       state=TrainState(opt=overrides))
     log = RunLog(out)
-    if options.resume:
+    if folder is not None:
         resume_state(folder, saved, trainer, log)
     if main_process:
         out.mkdir(parents=True, exist_ok=True)
@@ -153,10 +185,30 @@ def prepare(options: TrainOptions, evaluate: Callable, picture: Optional[Callabl
     return trainer, out
 
 
+def finished_line(trainer: Trainer, out: Path) -> str:
+    """Why a resumed run has nothing left to do, and the option that would let it train on."""
+    schedule, state = trainer.schedule, trainer.state
+    done = f'{out} is finished at iteration {state.iteration}'
+    if state.iteration >= schedule.total_iters:
+        epochs = trainer.cfg.epochs
+        more = [o for o in state.opt if not o.startswith('epochs=')] + [f'epochs={2 * epochs}']
+        return (f'{done}, the end of its {epochs} epochs; to train on, resume with more epochs, '
+                f'e.g. --opt {" ".join(map(shlex.quote, more))}')
+    if schedule.timed_out(state.minutes):
+        return (f'{done}: its {schedule.max_minutes:g}-minute budget is spent; to train on, resume with a larger '
+                '--max-minutes')
+    return (f'{done} (--max-iters {schedule.stop_at}); to train on, resume with a --max-iters above '
+            f'{state.iteration} (the schedule has {schedule.total_iters})')
+
+
 def run_training(trainer: Trainer, out: Path) -> TrainState:
-    """Run a prepared trainer to its end; returns the final state. A non-finite loss, or
-    weights that cannot be saved because they are not finite, end in a RunError naming the
-    last healthy checkpoint."""
+    """Run a prepared trainer to its end; returns the final state (a resumed run that is
+    finished already does nothing but log so, naming the option that lets it train on). A
+    non-finite loss, or weights that cannot be saved because they are not finite, end in a
+    RunError naming the last healthy checkpoint."""
+    if trainer.finished:
+        logger.info(finished_line(trainer, out))
+        return trainer.state
     try:
         return trainer.run()
     except (NonFiniteLoss, CheckpointError) as exc:

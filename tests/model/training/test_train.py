@@ -2,6 +2,8 @@
 checkpoints are atomic."""
 import json
 import logging
+import shlex
+import shutil
 import subprocess
 import sys
 import types
@@ -197,15 +199,50 @@ def test_a_run_folder_belongs_to_one_run(shapes, tmp_path, capsys):
     assert [line.split(',')[0] for line in rows[1:]] == ['1', '2']
 
 
-def test_resume_keeps_the_time_budget_and_drops_log_rows_past_the_checkpoint(shapes, tmp_path):
+def test_resume_keeps_the_time_budget_and_drops_log_rows_past_the_checkpoint(shapes, tmp_path, capsys):
     out = tmp_path / 'budget'
     assert _run(shapes, out, '--max-minutes', '1e-4') == 0           # spent after the first step
     with open(out / 'train_log.csv', 'a') as log:                    # logged after the checkpoint
         log.write('7,1,0.1,0.001,1.0,1.0,1.0,1.0\n')
+    capsys.readouterr()
     assert _run(shapes, out, '--resume', 'auto') == 0                # no --max-minutes: the run's own
+    assert (f'{out} is finished at iteration 1: its 0.0001-minute budget is spent; to train on, resume with a '
+            'larger --max-minutes') in capsys.readouterr().out
     rows = (out / 'train_log.csv').read_text().splitlines()
     assert [line.split(',')[0] for line in rows[1:]] == ['1']
     assert '"max_minutes": 0.0001' in (out / 'last' / 'state.json').read_text()
+
+
+def test_resume_auto_on_a_finished_run_does_nothing_but_name_the_option_to_train_on(shapes, tmp_path, capsys):
+    out, stopped = tmp_path / 'run', tmp_path / 'stopped'
+    assert _run(shapes, out) == 0                                    # the config's 2 epochs: 6 iterations
+    assert _run(shapes, stopped, '--max-iters', '2') == 0
+    files = {name: (out / name).read_bytes() for name in ('train_log.csv', 'eval_log.csv', 'last/state.json',
+                                                          'best/model.pdparams', 'curves.png')}
+    capsys.readouterr()
+    assert _run(shapes, out, '--resume', 'auto') == 0
+    printed = capsys.readouterr().out
+    more = ' '.join(shlex.quote(o) for o in [f'dataset_dir={shapes}', *TINY[:-1], 'epochs=4'])
+    assert (f'{out} is finished at iteration 6, the end of its 2 epochs; to train on, resume with more epochs, '
+            f'e.g. --opt {more}\n') in printed
+    assert 'eval @' not in printed and 'iter ' not in printed
+    assert {name: (out / name).read_bytes() for name in files} == files
+    assert _run(shapes, stopped, '--resume', 'auto', '--max-iters', '2') == 0
+    assert (f'{stopped} is finished at iteration 2 (--max-iters 2); to train on, resume with a --max-iters above 2 '
+            '(the schedule has 6)') in capsys.readouterr().out
+    assert [line.split(',')[0] for line in (stopped / 'eval_log.csv').read_text().splitlines()[1:]] == ['2']
+
+
+def test_a_run_whose_only_checkpoint_is_best_continues_from_it(shapes, tmp_path, capsys):
+    """--eval-every shorter than --checkpoint-every can leave best/ without last/."""
+    out = tmp_path / 'run'
+    assert _run(shapes, out, '--max-iters', '2') == 0
+    shutil.rmtree(out / 'last')
+    assert _run(shapes, out, '--max-iters', '3') == 2                # still a run: not started over
+    assert '--resume auto' in capsys.readouterr().err
+    assert _run(shapes, out, '--max-iters', '3', '--resume', 'auto') == 0
+    assert f'resumed from {out / "best"} at iteration 2' in capsys.readouterr().out
+    assert [line.split(',')[0] for line in (out / 'train_log.csv').read_text().splitlines()[1:]] == ['1', '2', '3']
 
 
 def test_resume_refuses_another_config_and_damaged_state_in_one_line(shapes, tmp_path, capsys):
