@@ -1,0 +1,66 @@
+"""train.py as a user runs it, with SIGNAL sent to itself at one moment:
+    python tests/signal_train.py MOMENT K SIGNAL <train.py arguments>
+
+MOMENT K: the K-th model build (build), the backward of step K (backward), after the
+K-th image scored in an evaluation (eval, from a worker thread) or after the K-th
+checkpoint file written (save). Used by
+tests/test_train_interrupts.py.
+"""
+import os
+import runpy
+import signal
+import sys
+
+moment, nth, name = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+sys.argv = ['train.py', *sys.argv[4:]]
+import tools.cli  # noqa: F401,E402  (the command's start-up, before Paddle)
+
+# isort: split
+import model.fast_ops as fast_ops  # noqa: E402
+import model.inference.evaluation as evaluation  # noqa: E402
+import model.training.run as run  # noqa: E402
+import model.training.state as state  # noqa: E402
+from model.training.trainer import Trainer  # noqa: E402
+
+calls = {'n': 0, 'armed': False}
+
+
+def counted(function, after=False):
+    def wrapped(*args, **kwargs):
+        calls['n'] += 1
+        if calls['n'] == nth and not after:
+            os.kill(os.getpid(), getattr(signal, name))
+        result = function(*args, **kwargs)
+        if calls['n'] == nth and after:
+            os.kill(os.getpid(), getattr(signal, name))
+        return result
+    return wrapped
+
+
+def arm(function):
+    def wrapped(*args, **kwargs):
+        calls['n'] += 1
+        calls['armed'] = calls['n'] == nth
+        return function(*args, **kwargs)
+    return wrapped
+
+
+def backward(function):
+    def wrapped(*args, **kwargs):
+        if calls['armed']:
+            calls['armed'] = False
+            os.kill(os.getpid(), getattr(signal, name))
+        return function(*args, **kwargs)
+    return staticmethod(wrapped)
+
+
+if moment == 'build':
+    run.build_model = counted(run.build_model)
+elif moment == 'backward':
+    Trainer._update = arm(Trainer._update)
+    fast_ops._ChannelBiasAdd.backward = backward(fast_ops._ChannelBiasAdd.backward)
+elif moment == 'eval':
+    evaluation.instances_to_coco = counted(evaluation.instances_to_coco, after=True)
+elif moment == 'save':
+    state.save_checkpoint = counted(state.save_checkpoint, after=True)
+runpy.run_path('train.py', run_name='__main__')

@@ -1,0 +1,147 @@
+"""train.py interrupted by Ctrl-C or SIGTERM at any moment, as a user runs it (in a
+subprocess): one line, exit 130 / 143, and the same command goes on from what is left
+(continues with --resume auto, or starts over in a folder whose run saved no checkpoint)."""
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import tests.test_train as trained
+from model.training.trainer import deferred_interrupts
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = trained.TINY
+shapes = trained.shapes      # the same tiny shapes dataset (a module-scoped fixture)
+EXIT = {'SIGINT': 130, 'SIGTERM': 143}
+HOW = {'SIGINT': 'Ctrl-C', 'SIGTERM': 'SIGTERM'}
+
+
+def _arguments(shapes, out, *extra):
+    return ['--config', '9', '--output', str(out), '--log-every', '1', '--checkpoint-every', '2',
+            '--max-iters', '4', *extra, '--opt', f'dataset_dir={shapes}', *TINY]
+
+
+def _ctrl_c_as_in_a_terminal() -> None:
+    """In the child: Ctrl-C's default (a test run in the background passes it on ignored)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def _command(script, *arguments):
+    done = subprocess.run([sys.executable, script, *map(str, arguments)], cwd=REPO, capture_output=True,
+                          text=True, timeout=300, env={**os.environ, 'PYTHONPATH': str(REPO)},
+                          preexec_fn=_ctrl_c_as_in_a_terminal)
+    return done.returncode, done.stdout, done.stderr
+
+
+def _interrupted(moment, nth, name, shapes, out):
+    """The run signalled at ``moment``: its one stderr line (checked) after the prefix."""
+    code, _, err = _command('tests/signal_train.py', moment, nth, name, *_arguments(shapes, out))
+    assert code == EXIT[name], err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f'interrupted ({HOW[name]}): '), err
+    assert not [p for p in out.iterdir() if p.name.startswith('.')] if out.exists() else True
+    return lines[0][len(f'interrupted ({HOW[name]}): '):]
+
+
+def _logged_iterations(out, name='train_log.csv'):
+    return [line.split(',')[0] for line in (out / name).read_text().splitlines()[1:]]
+
+
+@pytest.mark.parametrize('moment, nth, name, stopped', [
+    ('build', 1, 'SIGTERM', 'stopped before the first step: run the same command again'),
+    ('backward', 1, 'SIGTERM', 'stopped at iteration 1; no checkpoint saved yet in {out}: run the same command '
+                               'again to start over'),
+    ('save', 1, 'SIGINT', 'stopped at iteration 2; no checkpoint saved yet in {out}: run the same command '
+                          'again to start over'),
+])
+def test_interrupted_before_the_first_checkpoint_the_same_command_starts_over(moment, nth, name, stopped,
+                                                                            shapes, tmp_path):
+    out = tmp_path / 'run'
+    assert _interrupted(moment, nth, name, shapes, out) == stopped.format(out=out)
+    logged = (out / 'train_log.csv').exists()
+    code, printed, err = _command('train.py', *_arguments(shapes, out))
+    assert code == 0, err
+    assert ('holds only the logs of a run that saved no checkpoint' in printed) == logged
+    assert _logged_iterations(out) == ['1', '2', '3', '4']
+
+
+@pytest.mark.parametrize('moment, nth, name', [('backward', 3, 'SIGTERM'), ('eval', 1, 'SIGINT'),
+                                               ('save', 3, 'SIGTERM')])
+def test_interrupted_after_a_checkpoint_resume_auto_continues(moment, nth, name, shapes, tmp_path):
+    """A SIGTERM inside a custom layer's backward (Paddle wraps exceptions raised there) lets
+    the step finish; one during evaluation or a checkpoint save keeps the last checkpoint."""
+    out = tmp_path / 'run'
+    stopped = _interrupted(moment, nth, name, shapes, out)
+    assert stopped.endswith(f'the last checkpoint is {out / "last"} (iteration 2): continue with --resume auto')
+    code, printed, err = _command('train.py', *_arguments(shapes, out, '--resume', 'auto'))
+    assert code == 0, err
+    assert f'resumed from {out / "last"} at iteration 2' in printed
+    assert _logged_iterations(out) == ['1', '2', '3', '4'] and _logged_iterations(out, 'eval_log.csv') == ['4']
+
+
+def test_resume_auto_without_a_checkpoint_starts_a_new_run(shapes, tmp_path):
+    out = tmp_path / 'run'
+    _interrupted('backward', 1, 'SIGINT', shapes, out)
+    code, printed, err = _command('train.py', *_arguments(shapes, out, '--resume', 'auto'))
+    assert code == 0, err
+    assert f'--resume auto: no checkpoint in {out} yet, starting a new run' in printed
+    assert _logged_iterations(out) == ['1', '2', '3', '4']
+
+
+def test_ctrl_c_from_outside_during_training_ends_in_one_line(shapes, tmp_path):
+    out = tmp_path / 'run'
+    arguments = ['--config', '9', '--output', str(out), '--log-every', '1', '--opt', f'dataset_dir={shapes}',
+                 *TINY, 'epochs=50']
+    process = subprocess.Popen([sys.executable, 'train.py', *arguments], cwd=REPO, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, env={**os.environ, 'PYTHONPATH': str(REPO)},
+                               preexec_fn=_ctrl_c_as_in_a_terminal)
+    try:
+        for line in process.stdout:
+            if line.startswith('iter 1/'):
+                break
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=120)
+    finally:
+        process.kill()
+    assert process.returncode == 130, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith('interrupted (Ctrl-C): stopped at iteration '), err
+
+
+class Stop(Exception):
+    pass
+
+
+@pytest.fixture
+def stop_on_sigterm():
+    """SIGTERM raises Stop while the test runs."""
+    def raise_stop(signum, frame):
+        raise Stop(signum)
+    previous = signal.signal(signal.SIGTERM, raise_stop)
+    yield raise_stop
+    signal.signal(signal.SIGTERM, previous)
+
+
+def test_a_signal_during_the_update_is_raised_once_it_is_complete(stop_on_sigterm):
+    done = []
+    with pytest.raises(Stop):
+        with deferred_interrupts():
+            os.kill(os.getpid(), signal.SIGTERM)
+            done.append('update')
+    assert done == ['update'] and signal.getsignal(signal.SIGTERM) is stop_on_sigterm
+
+
+def test_a_second_signal_is_raised_at_once_even_through_a_wrapping_error(stop_on_sigterm):
+    done = []
+    with pytest.raises(Stop):
+        with deferred_interrupts():
+            os.kill(os.getpid(), signal.SIGTERM)
+            try:                                     # as Paddle wraps what a custom backward raises
+                os.kill(os.getpid(), signal.SIGTERM)
+                done.append('update')
+            except Stop as exc:
+                raise OSError(f'(External) {exc!r}')
+    assert done == [] and signal.getsignal(signal.SIGTERM) is stop_on_sigterm
