@@ -12,14 +12,14 @@ optimizer, state), ``train_log.csv``, ``eval_log.csv``, ``curves.png`` and ``con
 import argparse
 from dataclasses import fields
 
-from tools.cli import add_runtime_args, make_parser, run_command, set_status  # before Paddle
+from tools.cli import add_runtime_args, interruptible_loading, make_parser, run_command, set_status  # before Paddle
 
-# isort: split
-from model.api.training import TrainOptions, TrainSummary, train
-from model.checkpoint import CheckpointError
-from model.training.distributed import process_rank
-from model.training.run import run_checkpoint
-from model.training.state import read_state
+with interruptible_loading():      # Ctrl-C or SIGTERM while Paddle and the library load: one line
+    from model.api.training import TrainOptions, TrainSummary, train
+    from model.checkpoint import CheckpointError
+    from model.training.distributed import process_rank
+    from model.training.run import run_checkpoint
+    from model.training.state import read_state
 
 
 def parse_args(argv=None) -> argparse.Namespace:

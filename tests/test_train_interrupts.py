@@ -5,6 +5,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -110,6 +111,37 @@ def test_ctrl_c_from_outside_during_training_ends_in_one_line(shapes, tmp_path):
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith('interrupted (Ctrl-C): stopped at iteration '), err
 
+
+
+def _wait_for_the_start_up_guard(pid: int) -> None:
+    """Until the command holds or handles SIGTERM itself (tools.cli.interruptible_loading):
+    before that, Python is starting and the signal's default applies."""
+    bit = 1 << (signal.SIGTERM - 1)
+    for _ in range(3000):
+        fields = dict(line.split(':', 1) for line in Path(f'/proc/{pid}/status').read_text().splitlines())
+        if (int(fields['SigBlk'], 16) | int(fields['SigCgt'], 16)) & bit:
+            return
+        time.sleep(0.005)
+    raise AssertionError('the command never took SIGTERM over')
+
+
+@pytest.mark.skipif(not Path('/proc/self/status').is_file(), reason='reads /proc/<pid>/status')
+@pytest.mark.parametrize('name', ['SIGINT', 'SIGTERM'])
+def test_a_signal_while_paddle_loads_ends_in_one_line(name, tmp_path):
+    """Not Paddle's C++ FatalError block (SIGTERM) or a traceback (Ctrl-C)."""
+    process = subprocess.Popen([sys.executable, 'train.py', '--config', '9', '--output', str(tmp_path / 'run')],
+                               cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env={**os.environ, 'PYTHONPATH': str(REPO)}, preexec_fn=_ctrl_c_as_in_a_terminal)
+    try:
+        _wait_for_the_start_up_guard(process.pid)
+        process.send_signal(getattr(signal, name))
+        _, err = process.communicate(timeout=120)
+    finally:
+        process.kill()
+    assert process.returncode == EXIT[name], err
+    assert err.strip() == (f'interrupted ({HOW[name]}): stopped while loading, nothing was written: '
+                           'run the same command again')
+    assert not (tmp_path / 'run').exists()
 
 class Stop(Exception):
     pass

@@ -145,11 +145,44 @@ def _raise_terminated(signum, frame) -> None:
     raise Terminated()
 
 
-def _interrupted(exc: KeyboardInterrupt, stream) -> int:
-    note = _status['note']() if _status['note'] else 'nothing was written'
+def _interrupted(exc: KeyboardInterrupt, stream, note: str = '') -> int:
+    note = note or (_status['note']() if _status['note'] else 'nothing was written')
     how = 'SIGTERM' if isinstance(exc, Terminated) else 'Ctrl-C'
     print(f'\ninterrupted ({how}): {note}', file=stream)
     return 143 if isinstance(exc, Terminated) else 130
+
+
+@contextlib.contextmanager
+def interruptible_loading() -> Iterator[None]:
+    """Around a command's imports of Paddle and the library (seconds): Ctrl-C or SIGTERM there
+    end in the one interrupt line and exit 130 / 143 (SystemExit), instead of a traceback or
+    the C++ ``FatalError`` block of the SIGTERM handler that importing Paddle installs (both
+    signals are held while Paddle is imported, then go to Python handlers). A signal the
+    process ignores stays ignored; the handlers are put back afterwards (``run_command``
+    installs its own)."""
+    if not _main_thread():
+        yield
+        return
+    signals = {signal.SIGINT, signal.SIGTERM}
+    held = signal.pthread_sigmask(signal.SIG_BLOCK, signals) if hasattr(signal, 'pthread_sigmask') else None
+    previous = {}
+    try:
+        try:
+            import paddle  # noqa: F401  (installs Paddle's C++ SIGTERM handler, replaced here)
+        finally:
+            for signum, handler in ((signal.SIGINT, signal.default_int_handler), (signal.SIGTERM, _raise_terminated)):
+                if signal.getsignal(signum) is not signal.SIG_IGN:
+                    previous[signum] = signal.signal(signum, handler)
+            if held is not None:
+                signal.pthread_sigmask(signal.SIG_SETMASK, held)      # a held signal is raised here
+        yield
+    except KeyboardInterrupt as exc:
+        raise SystemExit(_interrupted(exc, sys.stderr, 'stopped while loading, nothing was written: '
+                                                       'run the same command again')) from None
+    finally:
+        for signum, handler in previous.items():
+            if handler is not None:
+                signal.signal(signum, handler)
 
 
 def run_command(main, argv=None, stream=None) -> int:
