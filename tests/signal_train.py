@@ -1,5 +1,5 @@
 """train.py as a user runs it, with SIGNAL sent to itself at one moment:
-    python tests/signal_train.py MOMENT K SIGNAL <train.py arguments>
+    python -m tests.signal_train MOMENT K SIGNAL <train.py arguments>      # in the repository
 
 MOMENT K: the K-th model build (build), the backward of step K (backward), after the
 K-th image scored in an evaluation (eval, from a worker thread) or after the K-th

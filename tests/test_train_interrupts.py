@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-import tests.test_train as trained
+import tests.model.training.test_train as trained
 from model.training.trainer import deferred_interrupts
+from tests.helpers import REPO_DIR
 
-REPO = Path(__file__).resolve().parents[1]
 TINY = trained.TINY
 shapes = trained.shapes      # the same tiny shapes dataset (a module-scoped fixture)
 EXIT = {'SIGINT': 130, 'SIGTERM': 143}
@@ -30,16 +30,16 @@ def _ctrl_c_as_in_a_terminal() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
-def _command(script, *arguments):
-    done = subprocess.run([sys.executable, script, *map(str, arguments)], cwd=REPO, capture_output=True,
-                          text=True, timeout=300, env={**os.environ, 'PYTHONPATH': str(REPO)},
+def _command(*arguments):
+    done = subprocess.run([sys.executable, *map(str, arguments)], cwd=REPO_DIR, capture_output=True,
+                          text=True, timeout=300, env={**os.environ, 'PYTHONPATH': str(REPO_DIR)},
                           preexec_fn=_ctrl_c_as_in_a_terminal)
     return done.returncode, done.stdout, done.stderr
 
 
 def _interrupted(moment, nth, name, shapes, out):
     """The run signalled at ``moment``: its one stderr line (checked) after the prefix."""
-    code, _, err = _command('tests/signal_train.py', moment, nth, name, *_arguments(shapes, out))
+    code, _, err = _command('-m', 'tests.signal_train', moment, nth, name, *_arguments(shapes, out))
     assert code == EXIT[name], err
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f'interrupted ({HOW[name]}): '), err
@@ -96,8 +96,8 @@ def test_ctrl_c_from_outside_during_training_ends_in_one_line(shapes, tmp_path):
     out = tmp_path / 'run'
     arguments = ['--config', '9', '--output', str(out), '--log-every', '1', '--opt', f'dataset_dir={shapes}',
                  *TINY, 'epochs=50']
-    process = subprocess.Popen([sys.executable, 'train.py', *arguments], cwd=REPO, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True, env={**os.environ, 'PYTHONPATH': str(REPO)},
+    process = subprocess.Popen([sys.executable, 'train.py', *arguments], cwd=REPO_DIR, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, env={**os.environ, 'PYTHONPATH': str(REPO_DIR)},
                                preexec_fn=_ctrl_c_as_in_a_terminal)
     try:
         for line in process.stdout:
@@ -130,8 +130,8 @@ def _wait_for_the_start_up_guard(pid: int) -> None:
 def test_a_signal_while_paddle_loads_ends_in_one_line(name, tmp_path):
     """Not Paddle's C++ FatalError block (SIGTERM) or a traceback (Ctrl-C)."""
     process = subprocess.Popen([sys.executable, 'train.py', '--config', '9', '--output', str(tmp_path / 'run')],
-                               cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               env={**os.environ, 'PYTHONPATH': str(REPO)}, preexec_fn=_ctrl_c_as_in_a_terminal)
+                               cwd=REPO_DIR, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env={**os.environ, 'PYTHONPATH': str(REPO_DIR)}, preexec_fn=_ctrl_c_as_in_a_terminal)
     try:
         _wait_for_the_start_up_guard(process.pid)
         process.send_signal(getattr(signal, name))
