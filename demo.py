@@ -29,26 +29,33 @@ import argparse
 import sys
 from pathlib import Path
 
-from tools.cli import add_inference_args, backend_options, make_parser, run_command, set_status  # before Paddle
-
-# isort: split
-from config import announce_config, describe_configs
-from config.errors import InputError
-from data.files import check_folder, check_output_file
-from data.results import write_json
-from model.inference.backends import BACKENDS, open_backend
-from model.inference.media import (
-    DrawOptions,
-    check_video_output,
-    list_images,
-    picture_targets,
-    run_images,
-    run_video,
-    summary_line,
-    video_output_path,
+from tools.cli import (  # before Paddle
+    add_inference_args,
+    backend_options,
+    interruptible_loading,
+    make_parser,
+    run_command,
+    set_status,
 )
-from model.inference.openvino_backend import PRECISIONS
-from model.inference.outputs import InputDumper, sort_records
+
+with interruptible_loading():      # Ctrl-C or SIGTERM while Paddle and the library load: one line
+    from config import announce_config, describe_configs
+    from config.errors import InputError
+    from data.files import check_folder, check_output_file
+    from data.results import write_json
+    from model.inference.backends import BACKENDS, open_backend
+    from model.inference.media import (
+        DrawOptions,
+        check_video_output,
+        list_images,
+        picture_targets,
+        run_images,
+        run_video,
+        summary_line,
+        video_output_path,
+    )
+    from model.inference.openvino_backend import PRECISIONS
+    from model.inference.outputs import InputDumper, sort_records
 
 DEFAULT_WEIGHTS = 'weights/shapes_r18.pdparams'
 

@@ -18,20 +18,28 @@ import math
 import time
 from pathlib import Path
 
-from tools.cli import Progress, add_inference_args, backend_options, make_parser, run_command, set_status  # first
+from tools.cli import (  # before Paddle
+    Progress,
+    add_inference_args,
+    backend_options,
+    interruptible_loading,
+    make_parser,
+    run_command,
+    set_status,
+)
 
-# isort: split
-from config.errors import InputError
-from config.sidecar import resolve_config
-from data.coco import CocoDataset, load_coco
-from data.coco_eval import STAT_NAMES, check_results, coco_stats, per_class_ap, run_cocoeval
-from data.files import check_output_file
-from data.results import write_json
-from model.inference.backends import BACKENDS, checked_weights, open_backend
-from model.inference.evaluation import predict_coco
-from model.inference.openvino_backend import PRECISIONS
-from model.training.components import SHAPES_HINT
-from model.training.hooks import open_visualdl
+with interruptible_loading():      # Ctrl-C or SIGTERM while Paddle and the library load: one line
+    from config.errors import InputError
+    from config.sidecar import resolve_config
+    from data.coco import CocoDataset, load_coco
+    from data.coco_eval import STAT_NAMES, check_results, coco_stats, per_class_ap, run_cocoeval
+    from data.files import check_output_file
+    from data.results import write_json
+    from model.inference.backends import BACKENDS, checked_weights, open_backend
+    from model.inference.evaluation import predict_coco
+    from model.inference.openvino_backend import PRECISIONS
+    from model.training.components import SHAPES_HINT
+    from model.training.hooks import open_visualdl
 
 
 def parse_args(argv=None) -> argparse.Namespace:

@@ -126,10 +126,12 @@ def _wait_for_the_start_up_guard(pid: int) -> None:
 
 
 @pytest.mark.skipif(not Path('/proc/self/status').is_file(), reason='reads /proc/<pid>/status')
-@pytest.mark.parametrize('name', ['SIGINT', 'SIGTERM'])
-def test_a_signal_while_paddle_loads_ends_in_one_line(name, tmp_path):
-    """Not Paddle's C++ FatalError block (SIGTERM) or a traceback (Ctrl-C)."""
-    process = subprocess.Popen([sys.executable, 'train.py', '--config', '9', '--output', str(tmp_path / 'run')],
+@pytest.mark.parametrize('name, script', [('SIGINT', 'train.py'), ('SIGTERM', 'train.py'), ('SIGTERM', 'demo.py'),
+                                          ('SIGINT', 'eval.py')])
+def test_a_signal_while_paddle_loads_ends_in_one_line(name, script, tmp_path):
+    """Not Paddle's C++ FatalError block (SIGTERM) or a traceback (Ctrl-C), in every command
+    that loads a model."""
+    process = subprocess.Popen([sys.executable, script, '--config', '9', '--output', str(tmp_path / 'run')],
                                cwd=REPO_DIR, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                env={**os.environ, 'PYTHONPATH': str(REPO_DIR)}, preexec_fn=_ctrl_c_as_in_a_terminal)
     try:
