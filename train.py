@@ -17,7 +17,7 @@ from tools.cli import add_runtime_args, interruptible_loading, make_parser, run_
 with interruptible_loading():      # Ctrl-C or SIGTERM while Paddle and the library load: one line
     from model.api.training import TrainOptions, TrainSummary, train
     from model.checkpoint import CheckpointError
-    from model.training.distributed import process_rank
+    from model.distributed import launched_processes
     from model.training.run import run_checkpoint
     from model.training.state import read_state
 
@@ -90,7 +90,7 @@ def run(argv) -> int:
     options = options_from_args(parse_args(argv))
     set_status(lambda: 'stopped before the first step: run the same command again')
     summary = train(options, on_start=lambda trainer, out: set_status(lambda: status_line(trainer, out)))
-    if process_rank() == 0:
+    if launched_processes().main:
         print(summary_line(summary))
     return 0
 

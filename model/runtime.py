@@ -15,6 +15,12 @@ def default_device() -> str:
     return 'cpu'
 
 
+def cpu_threads(threads: int = 0, processes: int = 1) -> int:
+    """``threads``, or when 0 this process's share of the cores with ``processes`` of them
+    running side by side on the machine (at least one)."""
+    return threads or max(1, (os.cpu_count() or 1) // processes)
+
+
 def setup(device: Optional[str] = None, threads: int = 0, processes: int = 1) -> str:
     """Select the device and the CPU math threads (0 = this process's share of the cores
     when `processes` of them run side by side; Paddle itself defaults to one), and on an AMD
@@ -23,5 +29,5 @@ def setup(device: Optional[str] = None, threads: int = 0, processes: int = 1) ->
     prefer_avx2_mkl()
     device = device or default_device()
     paddle.set_device(device)
-    core.set_num_threads(threads or max(1, (os.cpu_count() or 1) // processes))
+    core.set_num_threads(cpu_threads(threads, processes))
     return device

@@ -1,15 +1,6 @@
-"""Data-parallel helpers: what the processes of one run must agree on."""
+"""Data-parallel helpers: what the processes of one run must agree on (who they are and
+their start: ``model.distributed``)."""
 import paddle
-
-
-def world_size() -> int:
-    """How many data-parallel processes this run has (1 without a launcher)."""
-    return paddle.distributed.get_world_size()
-
-
-def process_rank() -> int:
-    """This process's rank among them (0: the main process, which logs and saves)."""
-    return paddle.distributed.get_rank()
 
 
 def mean_positives(targets, world: int):

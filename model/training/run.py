@@ -18,10 +18,10 @@ from config.sidecar import read_sidecar
 from data.files import previous_folder
 from model.build import build_model
 from model.checkpoint import CheckpointError
+from model.distributed import launched_processes, start_processes
 from model.runtime import setup
 from model.training.components import load_pretrained, make_loader, make_optimizer
 from model.training.cpu_sync_bn import convert_cpu_sync_bn
-from model.training.distributed import process_rank, world_size
 from model.training.ema import ModelEMA
 from model.training.hooks import CheckpointHook, EvalHook, LogHook, VisualDLHook, open_visualdl
 from model.training.options import TrainOptions
@@ -157,11 +157,10 @@ def prepare(options: TrainOptions, evaluate: Callable, picture: Optional[Callabl
         options = take_over_options(options, folder, saved)
     overrides = list(options.overrides)
     cfg = with_overrides(get_config(options.config), overrides)
-    world = world_size()
-    device = setup(options.device, options.threads, processes=world)
-    if world > 1:
-        paddle.distributed.init_parallel_env()
-    main_process = process_rank() == 0
+    processes = launched_processes()
+    device = setup(options.device, options.threads, processes=processes.local_size)
+    start_processes(device)
+    world, main_process = processes.world, processes.main
     if main_process:
         claim_run_folder(out, folder is not None, options.overwrite)
     model, net, optimizer, loader, ema, scaler, base_lr = build_parts(options, cfg, world, device)

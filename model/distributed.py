@@ -1,0 +1,118 @@
+"""The processes of one run started by ``python -m paddle.distributed.launch`` (any number
+of processes and nodes): who this process is, its share of the work, and what the processes
+exchange. Training and inference both use it; without the launcher a run is process 0 of 1
+and nothing here talks to another process.
+
+- ``Processes``: global rank and count, and this node's share (local rank and count), read
+  from the launcher's environment by ``launched_processes``.
+- ``start_processes``: the one check of what this Paddle can run (Paddle 2.x's CPU gloo
+  crashes with several processes) and the process group's start.
+- ``gather`` / ``from_rank0`` / ``barrier``: objects to every process, in rank order.
+"""
+import contextlib
+import io
+import os
+from dataclasses import dataclass
+from typing import Any, Callable, List, Sequence, TypeVar
+
+import paddle
+import paddle.distributed as dist
+
+from config.errors import InputError
+
+T = TypeVar('T')
+
+
+@dataclass(frozen=True)
+class Processes:
+    """Process ``rank`` of ``world`` (global), ``local_rank`` of the ``local_size`` on this node."""
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+    local_size: int = 1
+
+    @property
+    def main(self) -> bool:
+        """True for process 0, the one that scores, prints the tables and writes shared files."""
+        return self.rank == 0
+
+    def share(self, items: Sequence[T]) -> List[T]:
+        """This process's disjoint shard of ``items``: item i goes to process i % world."""
+        return list(items)[self.rank::self.world]
+
+    def counts(self, total: int) -> List[int]:
+        """How many of ``total`` items each process's ``share`` holds, in rank order."""
+        return [len(range(rank, total, self.world)) for rank in range(self.world)]
+
+
+SINGLE = Processes()
+
+
+def _env_int(name: str, default: int) -> int:
+    value = os.environ.get(name, '')
+    return int(value) if value.isdigit() else default
+
+
+def launched_processes() -> Processes:
+    """This process among those ``paddle.distributed.launch`` started (``SINGLE`` without it)."""
+    world = dist.get_world_size()
+    if world <= 1:
+        return SINGLE
+    return Processes(dist.get_rank(), world, _env_int('PADDLE_LOCAL_RANK', 0), _env_int('PADDLE_LOCAL_SIZE', world))
+
+
+def check_paddle_runs(world: int, device: str, version: str = paddle.__version__) -> None:
+    """InputError when this Paddle cannot run ``world`` processes on ``device``: Paddle 2.x's
+    CPU collectives (gloo) crash with a segmentation fault from two processes on; GPU
+    (NCCL) runs, and development builds (version 0.0.0), are let through."""
+    major = version.split('.')[0]
+    if world > 1 and device == 'cpu' and major.isdigit() and 0 < int(major) < 3:
+        raise InputError(f'{world} CPU processes need Paddle 3: Paddle {version} crashes (segfault) in its CPU '
+                         'collectives (gloo) — run one process (no launcher) or pip install "paddlepaddle>=3"')
+
+
+def start_processes(device: str) -> Processes:
+    """Check this Paddle can run the launched processes on ``device`` ('cpu' or 'gpu';
+    ``check_paddle_runs``) and start their process group (once; without the banner of
+    modified flags Paddle writes to stderr on each start); ``SINGLE`` without a launcher."""
+    processes = launched_processes()
+    check_paddle_runs(processes.world, device)
+    if processes.world > 1 and not dist.is_initialized():
+        with contextlib.redirect_stderr(io.StringIO()):
+            dist.init_parallel_env()
+    return processes
+
+
+def gather(value: Any, processes: Processes) -> list:
+    """Every process's ``value`` (picklable), in rank order, on every process: ``[value]``
+    with one process. All processes must call it."""
+    if processes.world == 1:
+        return [value]
+    gathered: list = []
+    dist.all_gather_object(gathered, value)
+    return gathered
+
+
+def from_rank0(value: Any, processes: Processes) -> Any:
+    """Process 0's ``value`` on every process (the others' are ignored)."""
+    return gather(value if processes.main else None, processes)[0]
+
+
+def barrier(processes: Processes) -> None:
+    """Wait until every process gets here (nothing with one process)."""
+    if processes.world > 1:
+        dist.barrier()
+
+
+def local_rank0_first(work: Callable[[], T], processes: Processes) -> T:
+    """``work()`` on every process, on each node's local process 0 before the others (which
+    wait on a barrier): e.g. a cache that one process builds and the others then load."""
+    if processes.world == 1:
+        return work()
+    if processes.local_rank == 0:
+        try:
+            return work()
+        finally:
+            barrier(processes)
+    barrier(processes)
+    return work()
