@@ -43,6 +43,7 @@ with interruptible_loading():      # Ctrl-C or SIGTERM while Paddle and the libr
     from config.errors import InputError
     from data.files import check_folder, check_output_file
     from data.results import write_json
+    from model.distributed import Processes, gather, start_processes
     from model.inference.backends import BACKENDS, open_backend
     from model.inference.media import (
         DrawOptions,
@@ -56,6 +57,7 @@ with interruptible_loading():      # Ctrl-C or SIGTERM while Paddle and the libr
     )
     from model.inference.openvino_backend import PRECISIONS
     from model.inference.outputs import InputDumper, sort_records
+    from model.runtime import default_device
 
 DEFAULT_WEIGHTS = 'weights/shapes_r18.pdparams'
 
@@ -101,13 +103,15 @@ def main(argv=None) -> int:
     return run_command(run, argv)
 
 
-def segment(args, backend, draw: DrawOptions, targets: dict, count: int) -> int:
-    """Run the images or the video, say how it went; the exit code (1 when nothing was done)."""
+def segment(args, backend, draw: DrawOptions, targets: dict, processes: Processes) -> int:
+    """Run the images (this process's share of them) or the video, say how it went; the
+    number of images or frames done."""
     written = []
     if targets:
+        count = processes.counts(len(targets))[processes.rank]
         set_status(lambda: f'{len(written)} of {count} pictures written to {args.output}/'
                    + (', no --save-json results' if args.save_json else ''))
-        stats, began = run_images(backend, targets, draw, written)
+        stats, began = run_images(backend, targets, draw, written, processes)
         for path, message in stats.failed:
             print(f'skipped {path}: {message}', file=sys.stderr)
         where = f'pictures in {Path(args.output)}/'
@@ -117,8 +121,23 @@ def segment(args, backend, draw: DrawOptions, targets: dict, count: int) -> int:
         source = args.video if args.video is not None else args.camera
         stats, began = run_video(backend, source, out_path, draw, written, args.max_frames)
         where = f'video {out_path} ({len(written)} frames)'
-    print(summary_line(stats, began, 'images' if targets else 'frames', where))
-    return 0 if stats.done else 1
+    who = f'process {processes.rank} of {processes.world}: ' if processes.world > 1 else ''
+    print(who + summary_line(stats, began, 'images' if targets else 'frames', where))
+    return stats.done
+
+
+def gather_outputs(draw: DrawOptions, done: int, processes: Processes) -> int:
+    """Every process's records and dumped inputs into ``draw`` (on every process; as they
+    are with one process); the images done by all, which process 0 says per process."""
+    parts = gather((done, draw.records, draw.dumper.entries if draw.dumper else None), processes)
+    if draw.records is not None:
+        draw.records = [record for part in parts for record in part[1]]
+    if draw.dumper is not None:
+        draw.dumper.entries = [entry for part in parts for entry in part[2]]
+    if processes.world > 1 and processes.main:
+        print(f'{sum(part[0] for part in parts)} images by {processes.world} processes '
+              f'({", ".join(str(part[0]) for part in parts)}), each once')
+    return sum(part[0] for part in parts)
 
 
 def run(argv) -> int:
@@ -133,18 +152,22 @@ def run(argv) -> int:
     if args.video is not None and not Path(args.video).is_file():
         raise InputError(f'video not found: {args.video} — check the path')
     targets = check_outputs(args, paths)
-    number, backend = open_backend(**backend_options(args))
+    processes = start_processes(args.device or default_device())
+    if video and processes.world > 1:
+        raise InputError('--video and --camera run in one process — start demo.py without '
+                         'paddle.distributed.launch (images and folders are shared out among its processes)')
+    number, backend = open_backend(**backend_options(args), processes=processes)
     where = f'{backend.name} backend, {args.model_dir or args.weights}'
     print(announce_config(number, backend.cfg, args.opt, args.verbose, where))
     draw = DrawOptions(args.draw_threshold, [] if args.save_json else None,
                        InputDumper(args.dump_inputs, backend, number) if args.dump_inputs else None, args.warmup)
-    code = segment(args, backend, draw, targets, len(paths))
-    if draw.dumper is not None:
+    done = gather_outputs(draw, segment(args, backend, draw, targets, processes), processes)
+    if processes.main and draw.dumper is not None:
         print(f'wrote {len(draw.dumper.entries)} inputs and {draw.dumper.close()}')
-    if args.save_json:
+    if processes.main and args.save_json:
         write_json(sort_records(draw.records), args.save_json)
         print(f'wrote {len(draw.records)} results to {args.save_json}')
-    return code
+    return 0 if done else 1
 
 
 if __name__ == '__main__':

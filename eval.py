@@ -35,9 +35,11 @@ with interruptible_loading():      # Ctrl-C or SIGTERM while Paddle and the libr
     from data.coco_eval import STAT_NAMES, check_results, coco_stats, per_class_ap, run_cocoeval
     from data.files import check_output_file
     from data.results import write_json
+    from model.distributed import Processes, start_processes
     from model.inference.backends import BACKENDS, checked_weights, open_backend
     from model.inference.evaluation import predict_coco
     from model.inference.openvino_backend import PRECISIONS
+    from model.runtime import default_device
     from model.training.components import SHAPES_HINT
     from model.training.hooks import open_visualdl
 
@@ -93,9 +95,10 @@ def describe(backend) -> str:
     return f'{backend.name} {precision}' if precision else backend.name
 
 
-def load_records(args, number, backend, coco, dataset, ann: str) -> list:
+def load_records(args, number, backend, coco, dataset, ann: str, processes: Processes) -> list:
     """The result records to score: read from --json-only, else predicted by ``backend`` on
-    ``dataset`` (the ``CocoDataset`` of ``coco``)."""
+    ``dataset`` (the ``CocoDataset`` of ``coco``), this process's share under the launcher
+    (every process says how many images it did; the records of all come back)."""
     if args.json_only:
         if Path(args.json_only).is_dir():
             raise InputError(f'--json-only {args.json_only} is a folder — give the results .json file')
@@ -106,18 +109,24 @@ def load_records(args, number, backend, coco, dataset, ann: str) -> list:
         check_results(coco, records, args.json_only)
         return records
     count = len(coco.getImgIds())
-    set_status(lambda: f'stopped while predicting {count} images of {ann}; nothing was written')
+    counts = processes.counts(count)
+    mine = counts[processes.rank]
+    set_status(lambda: f'stopped while predicting {mine} images of {ann}; nothing was written')
     began = time.perf_counter()
-    bar = Progress(count, 'predict ')
-    records = predict_coco(backend, coco, str(dataset.image_dir), dataset.label_to_category_id, bar.update)
+    bar = Progress(mine, 'predict ')
+    records = predict_coco(backend, coco, str(dataset.image_dir), dataset.label_to_category_id, bar.update,
+                           processes)
     bar.close()
     seconds = time.perf_counter() - began
-    print(f'config {number} ({describe(backend)}): {count} images in {seconds:.1f} s '
-          f'({count / seconds:.2f} img/s), {len(records)} instances')
+    who = f'process {processes.rank} of {processes.world}: ' if processes.world > 1 else ''
+    print(f'{who}config {number} ({describe(backend)}): {mine} images in {seconds:.1f} s '
+          f'({mine / seconds:.2f} img/s), {len(records)} instances' + (' in all' if who else ''))
+    if who and processes.main:
+        print(f'{count} images by {processes.world} processes ({", ".join(map(str, counts))}), each once')
     return records
 
 
-def model_and_config(args) -> tuple:
+def model_and_config(args, processes: Processes) -> tuple:
     """(config number, config, backend or None for --json-only, the evaluation set), the set
     checked before any model is built or exported."""
     if args.json_only:
@@ -129,7 +138,7 @@ def model_and_config(args) -> tuple:
     resolved = None if args.model_dir else checked_weights(args.weights, args.config, args.opt)
     if resolved:
         evaluation_set(args, resolved[1])
-    number, backend = open_backend(**backend_options(args), resolved=resolved)
+    number, backend = open_backend(**backend_options(args), resolved=resolved, processes=processes)
     return number, backend.cfg, backend, evaluation_set(args, backend.cfg)
 
 
@@ -166,12 +175,15 @@ def run(argv) -> int:
         if path:
             check_output_file(path, [p for p in (args.json_only, args.ann) if p], option)
     check_set_arguments(args)
-    number, cfg, backend, (ann, images) = model_and_config(args)
+    processes = start_processes(args.device or default_device())
+    number, cfg, backend, (ann, images) = model_and_config(args, processes)
     dataset = None if args.json_only else CocoDataset(ann, images, class_names=list(backend.class_names))
     coco = load_coco(ann) if dataset is None else dataset.coco
     if not coco.getImgIds():
         raise InputError(f'{ann} lists no images — nothing to evaluate; give an annotation file with images')
-    records = load_records(args, number, backend, coco, dataset, ann)
+    records = load_records(args, number, backend, coco, dataset, ann, processes)
+    if not processes.main:               # process 0 alone scores, prints the tables and writes the files
+        return 0
     for path in (args.save_json, args.predict_only):
         if path:
             write_json(records, path)

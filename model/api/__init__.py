@@ -6,7 +6,9 @@
 
 ``Segmenter`` runs a checkpoint or an exported model on pictures, folders and videos;
 ``Instances`` is one picture's result; ``evaluate`` gives COCO mask AP in percent; ``train``
-runs train.py's training from ``TrainOptions`` and returns a ``TrainSummary``. Errors are
+runs train.py's training from ``TrainOptions`` and returns a ``TrainSummary``;
+``start_processes`` joins the processes of ``paddle.distributed.launch`` (pass its
+``Processes`` to ``Segmenter`` and ``evaluate`` to share the images out). Errors are
 ``InputError`` (bad input, the message says the fix) and ``RunError``. The library logs
 through ``logging`` (loggers named after its modules) and prints nothing.
 """
@@ -15,6 +17,7 @@ from model.api.evaluation import evaluate
 from model.api.instances import Instances
 from model.api.segmenter import Segmenter
 from model.api.training import TrainOptions, TrainSummary, train
+from model.distributed import Processes, start_processes
 
-__all__ = ['Segmenter', 'Instances', 'evaluate', 'train', 'TrainOptions', 'TrainSummary', 'InputError', 'RunError',
-           'Solov2Error']
+__all__ = ['Segmenter', 'Instances', 'evaluate', 'train', 'TrainOptions', 'TrainSummary', 'start_processes',
+           'Processes', 'InputError', 'RunError', 'Solov2Error']

@@ -4,18 +4,23 @@ from typing import Callable, Dict, Optional
 from config.errors import InputError
 from data.coco import CocoDataset
 from data.coco_eval import evaluate_segm
+from model.distributed import SINGLE, Processes, from_rank0
 from model.inference.evaluation import predict_coco
 
 
-def evaluate(segmenter, ann: str, images: str, progress: Optional[Callable[[int], None]] = None
-             ) -> Dict[str, float]:
+def evaluate(segmenter, ann: str, images: str, progress: Optional[Callable[[int], None]] = None,
+             processes: Processes = SINGLE) -> Dict[str, float]:
     """Mask AP of ``segmenter`` (a ``model.api.Segmenter``) on the COCO-format set ``ann``
     (annotation file) / ``images`` (folder): the 12 COCO numbers in percent (0-100) by name
     (AP AP50 AP75 APs APm APl AR1 AR10 AR100 ARs ARm ARl), as eval.py prints them; 0 for every
-    number when nothing is detected. ``progress(1)`` is called after each image."""
+    number when nothing is detected. ``progress(1)`` is called after each image. Under
+    ``paddle.distributed.launch`` pass ``processes=model.distributed.start_processes(device)``:
+    each process predicts its share of the images, process 0 scores them all, and every
+    process returns its numbers."""
     dataset = CocoDataset(ann, images, class_names=list(segmenter.class_names))
     if not dataset.coco.getImgIds():
         raise InputError(f'{ann} lists no images — nothing to evaluate; give an annotation file with images')
     records = predict_coco(segmenter.backend, dataset.coco, str(dataset.image_dir), dataset.label_to_category_id,
-                           progress)
-    return {name: 100 * value for name, value in evaluate_segm(dataset.coco, records).items()}
+                           progress, processes)
+    stats = evaluate_segm(dataset.coco, records) if processes.main else None
+    return {name: 100 * value for name, value in from_rank0(stats, processes).items()}

@@ -10,6 +10,7 @@ import numpy as np
 from config.errors import InputError
 from data.transforms import read_image
 from model.api.instances import Instances, check_channels
+from model.distributed import SINGLE, Processes
 from model.inference.backends import open_backend
 from model.inference.media import list_images, open_capture, read_frames, video_stages
 from model.inference.pipeline import PipelineStats, stream_pipeline
@@ -44,17 +45,19 @@ class Segmenter:
         device: 'cpu' or 'gpu' (default: gpu when there is one); threads: CPU math threads
             (0: every core).
         overrides: config changes, ``{'score_threshold': 0.2}`` or ``['score_threshold=0.2']``.
+        processes: under ``paddle.distributed.launch``, ``model.distributed.start_processes(device)``:
+            threads 0 is then this process's share of the cores, and 'auto' exports once per node.
     Errors: ``config.errors.InputError`` (a ValueError) with a one-line message.
     """
 
     def __init__(self, weights: Optional[str] = None, config: Optional[int] = None, backend: str = 'auto',
                  model_dir: Optional[str] = None, precision: str = 'f32', device: Optional[str] = None,
                  threads: int = 0, overrides: Union[None, Mapping[str, Any], Sequence[str]] = None,
-                 mkldnn: bool = False):
+                 mkldnn: bool = False, processes: Processes = SINGLE):
         if weights is None and model_dir is None:
             raise InputError('give weights= (a .pdparams checkpoint) or model_dir= (an exported folder)')
         self.number, self.backend = open_backend(weights, config, backend, model_dir, precision, device, threads,
-                                                 override_list(overrides), mkldnn)
+                                                 override_list(overrides), mkldnn, processes=processes)
 
     @property
     def cfg(self):

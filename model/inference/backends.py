@@ -14,12 +14,13 @@ from typing import Optional, Sequence, Tuple
 
 from config.errors import InputError
 from config.sidecar import resolve_config
+from model.distributed import SINGLE, Processes, local_rank0_first
 from model.inference.backend import Backend, BackendError
 from model.inference.export_cache import cached_backend
 from model.inference.exported import InferenceBackend, OnnxBackend
 from model.inference.openvino_backend import PRECISIONS, OpenVinoBackend
 from model.inference.predictor import Predictor
-from model.runtime import default_device, setup
+from model.runtime import cpu_threads, default_device, setup
 
 BACKENDS = ('auto', 'dygraph', 'inference', 'onnx', 'openvino')
 EXPORTED = ('inference', 'onnx', 'openvino')
@@ -66,12 +67,15 @@ def _nearby(path: Path) -> str:
 def open_backend(weights: Optional[str] = None, config: Optional[int] = None, backend: str = 'auto',
                  model_dir: Optional[str] = None, precision: str = 'f32', device: Optional[str] = None,
                  threads: int = 0, overrides: Sequence[str] = (), mkldnn: bool = False,
-                 resolved: Optional[Tuple[int, type]] = None) -> Tuple[int, Backend]:
+                 resolved: Optional[Tuple[int, type]] = None, processes: Processes = SINGLE) -> Tuple[int, Backend]:
     """(config number, backend) ready to run: ``weights`` (a project checkpoint; its config from
     ``config`` or its sidecar) for 'auto' and 'dygraph', ``model_dir`` (an exported folder) for
     'inference', 'onnx' and 'openvino'. ``overrides``: ``['name=value', ...]`` config changes.
     ``resolved``: ``checked_weights``'s (number, config) when the caller has it already.
-    Selects the device and the CPU threads (``model.runtime.setup``). Raises InputError (or a
+    Selects the device and the CPU threads (``model.runtime.setup``; ``threads`` 0: this
+    process's share of the cores among ``processes.local_size`` on the machine). Under the
+    launcher (``processes``, ``model.distributed``) 'auto' exports into the cache on each
+    node's first process while the others wait, then all load it. Raises InputError (or a
     subclass: BackendError, CheckpointError) with a one-line message."""
     if backend not in BACKENDS:
         raise BackendError(f"unknown backend '{backend}' (expected one of {', '.join(BACKENDS)})")
@@ -82,6 +86,7 @@ def open_backend(weights: Optional[str] = None, config: Optional[int] = None, ba
     if model_dir and backend not in EXPORTED:
         raise BackendError(f'--model-dir needs --backend {"|".join(EXPORTED)} (not {backend})')
     chosen = device or default_device()
+    threads = cpu_threads(threads, processes.local_size)
     if backend == 'dygraph' or (backend == 'auto' and chosen != 'cpu'):
         number, cfg = resolved or checked_weights(weights, config, overrides)
         return number, Predictor(cfg, weights, setup(chosen, threads), sidecar=False)
@@ -90,7 +95,8 @@ def open_backend(weights: Optional[str] = None, config: Optional[int] = None, ba
     setup('cpu', threads)
     if backend == 'auto':
         number, cfg = resolved or checked_weights(weights, config, overrides)
-        return number, cached_backend(number, cfg, weights, overrides, threads)[1]
+        return number, local_rank0_first(lambda: cached_backend(number, cfg, weights, overrides, threads)[1],
+                                         processes)
     if not model_dir:
         raise BackendError(f'--backend {backend} needs --model-dir (a folder from tools/export_model.py)')
     opened = exported_backend(backend, model_dir, threads, mkldnn, overrides, precision)

@@ -7,16 +7,19 @@ from pycocotools.coco import COCO
 from data.coco import CocoDataset
 from data.results import instances_to_coco
 from data.transforms import read_image
+from model.distributed import SINGLE, Processes, gather
 from model.inference.pipeline import run_pipeline
 
 
-def predict_coco(predictor, coco: COCO, image_dir: str,
-                 label_to_category_id: Sequence[int], progress: Optional[Callable[[int], None]] = None) -> List[dict]:
-    """Run ``predictor`` on every image of ``coco`` -> COCO result records
-    (RLE encoding and mask pasting happen in worker threads); ``progress(1)`` is called
-    after each image."""
-    records: List[dict] = []
-    image_ids = sorted(coco.getImgIds())
+def predict_coco(predictor, coco: COCO, image_dir: str, label_to_category_id: Sequence[int],
+                 progress: Optional[Callable[[int], None]] = None, processes: Processes = SINGLE) -> List[dict]:
+    """Run ``predictor`` on every image of ``coco`` -> COCO result records, image by image in
+    image id order (an image's records in the predictor's order), whatever the threads'
+    timing (RLE encoding and mask pasting happen in worker threads); ``progress(1)`` is
+    called after each image. Under the launcher each of ``processes`` predicts its share
+    (``Processes.share``) and every process returns the records of all images, gathered."""
+    by_image = {}
+    image_ids = processes.share(sorted(coco.getImgIds()))
 
     def load(image_id):
         image = read_image(os.path.join(image_dir, coco.imgs[image_id]['file_name']), predictor.cfg.max_image_pixels)
@@ -27,15 +30,19 @@ def predict_coco(predictor, coco: COCO, image_dir: str,
 
     def finish(image_id, loaded, outputs):
         result = predictor.finish_outputs(outputs, loaded[1])
-        records.extend(instances_to_coco(image_id, result.masks, result.labels, result.scores,
-                                         label_to_category_id, result.boxes))
+        by_image[image_id] = instances_to_coco(image_id, result.masks, result.labels, result.scores,
+                                               label_to_category_id, result.boxes)
         if progress:
             progress(1)
 
     stats = run_pipeline(image_ids, load, model, finish)
-    if stats.failed:
-        raise ValueError(f'{len(stats.failed)} images could not be read, e.g. {stats.failed[0]}')
-    return records
+    gathered, failed = {}, []
+    for part, part_failed in gather((by_image, stats.failed), processes):     # every process fails alike
+        gathered.update(part)
+        failed.extend(part_failed)
+    if failed:
+        raise ValueError(f'{len(failed)} images could not be read, e.g. {failed[0]}')
+    return [record for image_id in sorted(gathered) for record in gathered[image_id]]
 
 
 def predict_coco_dataset(predictor, ann: str, images: str, progress: Optional[Callable[[int], None]] = None):

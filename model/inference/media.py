@@ -17,6 +17,7 @@ import cv2
 from config.errors import InputError
 from data.files import check_folder, check_output_file, make_folder, same_file, write_image
 from data.transforms import read_image
+from model.distributed import SINGLE, Processes
 from model.inference.outputs import InputDumper, coco_records, draw_bgr
 from model.inference.pipeline import PipelineStats, run_pipeline
 
@@ -147,12 +148,14 @@ class ImageStages:
         LOG.info(f'{path.name}: {len(result)} instances, {int((result.scores >= threshold).sum())} drawn')
 
 
-def run_images(backend, targets: dict, draw: DrawOptions, written: list) -> Tuple[PipelineStats, float]:
+def run_images(backend, targets: dict, draw: DrawOptions, written: list,
+               processes: Processes = SINGLE) -> Tuple[PipelineStats, float]:
     """Run ``backend`` over ``targets`` ({image path: picture path}, ``picture_targets``),
     after ``draw.warmup`` untimed runs; ``written`` collects the inputs whose picture is written.
-    Returns the pipeline's stats and the time the timed part began (for ``summary_line``);
-    unreadable images are in ``stats.failed``."""
-    paths = list(targets)
+    Under the launcher only this process's share of them (``processes.share``; records and
+    dumps keep the image's index among all ``targets``). Returns the pipeline's stats and the
+    time the timed part began (for ``summary_line``); unreadable images are in ``stats.failed``."""
+    paths = processes.share(list(targets))
     for folder in {target.parent for target in targets.values()}:
         make_folder(folder, '--output')
     stages = ImageStages(backend, targets, draw, written)
