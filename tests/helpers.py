@@ -1,6 +1,7 @@
 """Helpers shared by several test modules."""
 import os
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -27,17 +28,47 @@ def get_eval_model(pytestconfig, number: int):
     return cache[number]
 
 
-def launch_two_cpu_processes(tmp_path, *command):
-    """Run `command` (after `python`) as two CPU processes under paddle.distributed.launch;
-    returns the launcher's output. Fails the test if they hang."""
-    launcher = subprocess.Popen([sys.executable, '-m', 'paddle.distributed.launch', '--nproc_per_node', '2',
-                                 '--log_dir', str(tmp_path / 'logs'), *command],
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                start_new_session=True, env={**os.environ, 'PYTHONPATH': str(REPO_DIR)})
+def _launch(log_dir: Path, launcher_args, command, cwd=None):
+    """(paddle.distributed.launch started, the file of its own output in ``log_dir``)."""
+    log_dir.mkdir(parents=True, exist_ok=True)
+    with open(log_dir / 'launcher.out', 'w') as output:
+        return subprocess.Popen([sys.executable, '-m', 'paddle.distributed.launch', *launcher_args,
+                                 '--log_dir', str(log_dir), *command],
+                                stdout=output, stderr=subprocess.STDOUT, text=True, cwd=cwd,
+                                start_new_session=True, env={**os.environ, 'PYTHONPATH': str(REPO_DIR)}), \
+            log_dir / 'launcher.out'
+
+
+def _finish(launchers, timeout=240) -> list:
+    """The launchers' outputs once all have ended; fails the test if they hang or one fails."""
     try:
-        output, _ = launcher.communicate(timeout=240)
+        for launcher, _ in launchers:
+            launcher.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
-        os.killpg(launcher.pid, signal.SIGKILL)
-        pytest.fail('the two processes hung')
-    assert launcher.returncode == 0, output[-2000:]
-    return output
+        for launcher, _ in launchers:
+            if launcher.poll() is None:
+                os.killpg(launcher.pid, signal.SIGKILL)
+        pytest.fail('the processes hung')
+    outputs = [path.read_text() for _, path in launchers]
+    for (launcher, _), output in zip(launchers, outputs):
+        assert launcher.returncode == 0, output[-2000:]
+    return outputs
+
+
+def launch_two_cpu_processes(tmp_path, *command):
+    """Run `command` (after `python`) as two CPU processes under paddle.distributed.launch
+    (logs in tmp_path/logs/workerlog.0 and .1); returns the launcher's output. Fails the
+    test if they hang."""
+    return _finish([_launch(tmp_path / 'logs', ['--nproc_per_node', '2'], command)])[0]
+
+
+def launch_two_nodes(tmp_path, *command, cwds=(None, None)):
+    """Run `command` (after `python`) as two one-process "nodes" on 127.0.0.1, each a
+    launcher of its own (``--nnodes 2 --master``; node N's log in tmp_path/nodeN/workerlog.0,
+    its working directory ``cwds[N]``); returns their outputs. Fails the test if they hang."""
+    with socket.socket() as probe:
+        probe.bind(('127.0.0.1', 0))
+        port = probe.getsockname()[1]
+    return _finish([_launch(tmp_path / f'node{rank}', ['--nnodes', '2', '--master', f'127.0.0.1:{port}',
+                                                      '--rank', str(rank), '--nproc_per_node', '1'], command, cwd)
+                    for rank, cwd in enumerate(cwds)])

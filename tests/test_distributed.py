@@ -1,0 +1,144 @@
+"""Past one process: eval.py and demo.py under paddle.distributed.launch share the images
+out (each once, the same results and AP as one process), and training on two "nodes" on
+127.0.0.1 equals one node with the same processes, resume included (model/distributed.py)."""
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import demo
+import eval as eval_cli
+from config.errors import InputError
+from model.checkpoint import load_paddle_params
+from model.distributed import SINGLE, Processes, check_paddle_runs, gather, local_rank0_first
+from model.inference.export_cache import CACHE_ENV
+from tests.helpers import REPO_DIR, launch_two_cpu_processes, launch_two_nodes
+
+WEIGHTS = str(REPO_DIR / 'weights' / 'shapes_r18.pdparams')
+SMALL = ['test_short=128', 'test_max=128']
+TINY = ['num_workers=0', 'batch_size=2', 'train_shorts=(128,)', 'train_max=128',
+        'test_short=128', 'test_max=128', 'warmup_iters=2', 'ema_decay=0.9', 'epochs=2']
+
+
+@pytest.fixture(scope='module')
+def shapes(tmp_path_factory):
+    """Six training and five validation images of 128 px."""
+    root = tmp_path_factory.mktemp('shapes')
+    subprocess.run([sys.executable, str(REPO_DIR / 'tools' / 'make_shapes_dataset.py'), '--out', str(root),
+                    '--train', '6', '--val', '5', '--size', '128', '--seed', '1'], check=True, capture_output=True)
+    return root
+
+
+def test_shares_are_disjoint_and_cover_every_item():
+    items = list(range(11))
+    shares = [Processes(rank, 3).share(items) for rank in range(3)]
+    assert shares == [[0, 3, 6, 9], [1, 4, 7, 10], [2, 5, 8]]
+    assert Processes(0, 3).counts(11) == [len(share) for share in shares]
+    assert SINGLE.share(items) == items and SINGLE.main and not Processes(1, 2).main
+
+
+def test_one_process_needs_no_process_group():
+    assert gather({'a': 1}, SINGLE) == [{'a': 1}]
+    assert local_rank0_first(lambda: 7, SINGLE) == 7
+
+
+@pytest.mark.parametrize('version, device, world, refused', [
+    ('2.6.2', 'cpu', 2, True), ('2.6.2', 'gpu', 2, False), ('2.6.2', 'cpu', 1, False),
+    ('3.3.1', 'cpu', 2, False), ('0.0.0', 'cpu', 2, False)])
+def test_paddle_2_cpu_processes_are_refused_in_one_line(version, device, world, refused):
+    if not refused:
+        check_paddle_runs(world, device, version)
+        return
+    with pytest.raises(InputError, match='segfault') as caught:
+        check_paddle_runs(world, device, version)
+    assert '\n' not in str(caught.value)
+
+
+def _table(text: str) -> list:
+    """The mask and box AP tables of eval.py's output."""
+    lines = text.splitlines()
+    start = lines.index('mask AP (%)')
+    return lines[start:start + 6]
+
+
+def test_two_processes_evaluate_each_image_once_with_the_one_process_ap(shapes, tmp_path, capsys, monkeypatch):
+    """--backend auto: node's process 0 exports into the cache while process 1 waits, then
+    loads it; 3 + 2 images, one JSON and the AP table on process 0 only, identical to one
+    process's."""
+    pytest.importorskip('openvino')
+    pytest.importorskip('paddle2onnx')
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / 'cache'))
+    args = ['--weights', WEIGHTS, '--threads', '1', '--opt', f'dataset_dir={shapes}', *SMALL]
+    launch_two_cpu_processes(tmp_path, str(REPO_DIR / 'eval.py'), *args, '--save-json', str(tmp_path / 'two.json'))
+    first, second = (tmp_path / 'logs' / f'workerlog.{rank}' for rank in (0, 1))
+    first, second = first.read_text(), second.read_text()
+    assert 'process 0 of 2: config 9 (openvino f32): 3 images' in first
+    assert 'process 1 of 2: config 9 (openvino f32): 2 images' in second
+    assert '5 images by 2 processes (3, 2), each once' in first
+    assert 'auto: exporting' in first and 'auto: exporting' not in second and 'from cache' in second
+    assert 'mask AP' not in second and 'wrote' not in second
+    assert len(list((tmp_path / 'cache').iterdir())) == len(list((tmp_path / 'cache').glob('config9-*'))) == 1
+    assert eval_cli.main([*args, '--save-json', str(tmp_path / 'one.json')]) == 0
+    one, two = (json.loads((tmp_path / name).read_text()) for name in ('one.json', 'two.json'))
+    assert one and two == one                    # the same records, in the same order
+    assert _table(first) == _table(capsys.readouterr().out)
+
+
+def test_two_processes_draw_each_picture_once(shapes, tmp_path):
+    """demo.py on a folder: 3 + 2 pictures, each drawn by one process, one JSON and one
+    manifest with every image, the same as one process writes."""
+    images = shapes / 'val'
+    args = ['--weights', WEIGHTS, '--backend', 'dygraph', '--threads', '1', '--input', str(images), '--warmup', '0',
+            '--opt', *SMALL]
+    two = ['--output', str(tmp_path / 'two'), '--save-json', str(tmp_path / 'two.json'),
+           '--dump-inputs', str(tmp_path / 'dump2')]
+    launch_two_cpu_processes(tmp_path, str(REPO_DIR / 'demo.py'), *args, *two)
+    logs = [(tmp_path / 'logs' / f'workerlog.{rank}').read_text() for rank in (0, 1)]
+    drawn = [{line.split(':')[0] for line in log.splitlines() if line.endswith(' drawn')} for log in logs]
+    names = sorted(p.name for p in images.iterdir())
+    assert drawn[0] == set(names[0::2]) and drawn[1] == set(names[1::2])
+    assert '5 images by 2 processes (3, 2), each once' in logs[0] and 'wrote' not in logs[1]
+    assert sorted(p.stem for p in (tmp_path / 'two').iterdir()) == sorted(name.rsplit('.', 1)[0] for name in names)
+    assert demo.main([*args, '--output', str(tmp_path / 'one'), '--save-json', str(tmp_path / 'one.json'),
+                      '--dump-inputs', str(tmp_path / 'dump1')]) == 0
+    one, two = (json.loads((tmp_path / name).read_text()) for name in ('one.json', 'two.json'))
+    assert one and two == one
+    manifests = [json.loads((tmp_path / folder / 'manifest.json').read_text()) for folder in ('dump1', 'dump2')]
+    assert [e['name'] for e in manifests[1]['images']] == [e['name'] for e in manifests[0]['images']]
+    assert len(manifests[0]['images']) == len(names)
+
+
+def test_a_camera_is_refused_under_the_launcher(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(demo, 'start_processes', lambda device: Processes(0, 2))
+    assert demo.main(['--camera', '0', '--output', str(tmp_path / 'out.mp4')]) == 2
+    assert 'run in one process' in capsys.readouterr().err
+
+
+def _losses(out):
+    rows = (out / 'train_log.csv').read_text().splitlines()
+    return [float(row.split(',')[rows[0].split(',').index('loss')]) for row in rows[1:]]
+
+
+def test_two_nodes_train_like_one_node_and_resume_across_them(shapes, tmp_path):
+    """Two one-process "nodes" (global ranks 0 and 1, data split by them) stop at iteration
+    2, node 1 writing nothing in its own folder, and resume to 3 (the run folder shared like
+    a network file system): the losses and weights of one node with two processes."""
+    node0, node1 = tmp_path / 'node0_cwd', tmp_path / 'node1_cwd'
+    node0.mkdir()
+    node1.mkdir()
+    train = [str(REPO_DIR / 'train.py'), '--config', '9', '--device', 'cpu', '--threads', '1', '--log-every', '1',
+             '--opt', f'dataset_dir={shapes}', *TINY, 'epochs=3']
+    command = [*train, '--output', 'run']
+    launch_two_nodes(tmp_path / 'first', *command, '--max-iters', '2', cwds=(node0, node1))
+    assert not list(node1.iterdir())                     # only global rank 0 writes
+    assert 'batch 4' in (tmp_path / 'first' / 'node0' / 'workerlog.0').read_text()
+    (node1 / 'run').symlink_to(node0 / 'run')
+    launch_two_nodes(tmp_path / 'resumed', *command, '--max-iters', '3', '--resume', 'auto', cwds=(node0, node1))
+    straight = tmp_path / 'straight'
+    launch_two_cpu_processes(tmp_path, *train, '--output', str(straight), '--max-iters', '3')
+    assert len(_losses(straight)) == 3
+    assert np.allclose(_losses(node0 / 'run'), _losses(straight), rtol=1e-5, atol=1e-6)
+    a, b = (load_paddle_params(str(out / 'last' / 'model.pdparams')) for out in (node0 / 'run', straight))
+    assert max(float(np.abs(a[k] - b[k]).max()) for k in a) <= 1e-5
