@@ -6,7 +6,7 @@ import pytest
 
 import eval as eval_cli
 from data.coco import load_coco
-from data.coco_eval import evaluate_segm, per_class_ap, run_cocoeval
+from data.coco_eval import coco_stats, evaluate_segm, per_class_ap, run_cocoeval
 from data.results import instances_to_coco
 
 H, W = 40, 50
@@ -57,6 +57,47 @@ def test_shifted_masks_give_the_hand_computed_ap(gt_file):
     stats = evaluate_segm(load_coco(gt_file), _records(shift=2))
     assert stats['AP'] == pytest.approx(0.4, abs=1e-6)
     assert stats['AP50'] == pytest.approx(1.0) and stats['AP75'] == pytest.approx(0.0)
+    reference = coco_stats(run_cocoeval(load_coco(gt_file), _records(shift=2), scorer='pycocotools'))
+    assert reference['AP'] == pytest.approx(0.4, abs=1e-6)
+
+
+def _random_set(tmp_path, images=12, seed=0):
+    """(annotation file, result records): random boxes as masks, crowds and small objects
+    among them, detections jittered from them plus false positives."""
+    rng = np.random.default_rng(seed)
+    annotations, records = [], []
+    for image_id in range(1, images + 1):
+        for _ in range(4):
+            y, x, h, w = rng.integers(0, 30), rng.integers(0, 40), rng.integers(4, 20), rng.integers(4, 20)
+            mask = np.zeros((H, W), bool)
+            mask[y:y + h, x:x + w] = True
+            category = int(rng.integers(1, 3))
+            record = instances_to_coco(image_id, mask[None], np.array([0]), np.array([1.0]), [category])[0]
+            annotations.append({'id': len(annotations) + 1, 'image_id': image_id, 'category_id': category,
+                                'segmentation': record['segmentation'], 'area': int(mask.sum()),
+                                'bbox': record['bbox'], 'iscrowd': int(rng.random() < 0.1)})
+            moved = np.roll(mask, tuple(rng.integers(-1, 2, 2)), axis=(0, 1))
+            records += instances_to_coco(image_id, np.stack([moved, np.roll(mask, 9, axis=1)]), np.array([0, 0]),
+                                         rng.random(2), [category if rng.random() < 0.9 else 3 - category])
+    path = tmp_path / 'random.json'
+    path.write_text(json.dumps({'images': [{'id': i, 'file_name': f'{i}.jpg', 'height': H, 'width': W}
+                                           for i in range(1, images + 1)], 'annotations': annotations,
+                                'categories': [{'id': 1, 'name': 'a'}, {'id': 2, 'name': 'b'}]}))
+    return str(path), records
+
+
+@pytest.mark.parametrize('iou_type', ['segm', 'bbox'])
+def test_faster_coco_eval_gives_the_numbers_of_pycocotools(tmp_path, iou_type):
+    """faster-coco-eval, the scorer when installed, against pycocotools, the reference: the
+    12 numbers and every class's AP to 1e-6."""
+    pytest.importorskip('faster_coco_eval')
+    ann, records = _random_set(tmp_path)
+    reference, faster = (run_cocoeval(load_coco(ann), records, iou_type, scorer=scorer)
+                         for scorer in ('pycocotools', 'faster-coco-eval'))
+    assert 0.1 < reference.stats[0] < 0.9
+    assert np.abs(np.asarray(faster.stats) - np.asarray(reference.stats)).max() <= 1e-6
+    assert per_class_ap(faster) == pytest.approx(per_class_ap(reference), abs=1e-6)
+    assert type(run_cocoeval(load_coco(ann), records, iou_type)) is type(faster)
 
 
 def test_per_class_ap(gt_file):
