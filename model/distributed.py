@@ -5,15 +5,15 @@ and nothing here talks to another process.
 
 - ``Processes``: global rank and count, and this node's share (local rank and count), read
   from the launcher's environment by ``launched_processes``.
-- ``start_processes``: the one check of what this Paddle can run (Paddle 2.x's CPU gloo
-  crashes with several processes) and the process group's start.
+- ``start_processes``: the one check of what this Paddle can run (the CPU collectives of
+  Paddle 2.x's CUDA wheels crash with several processes) and the process group's start.
 - ``gather`` / ``from_rank0`` / ``barrier``: objects to every process, in rank order.
 """
 import contextlib
 import io
 import os
 from dataclasses import dataclass
-from typing import Any, Callable, List, Sequence, TypeVar
+from typing import Any, Callable, List, Optional, Sequence, TypeVar
 
 import paddle
 import paddle.distributed as dist
@@ -61,14 +61,19 @@ def launched_processes() -> Processes:
     return Processes(dist.get_rank(), world, _env_int('PADDLE_LOCAL_RANK', 0), _env_int('PADDLE_LOCAL_SIZE', world))
 
 
-def check_paddle_runs(world: int, device: str, version: str = paddle.__version__) -> None:
-    """InputError when this Paddle cannot run ``world`` processes on ``device``: Paddle 2.x's
-    CPU collectives (gloo) crash with a segmentation fault from two processes on; GPU
-    (NCCL) runs, and development builds (version 0.0.0), are let through."""
+def check_paddle_runs(world: int, device: str, version: str = paddle.__version__,
+                      cuda_build: Optional[bool] = None) -> None:
+    """InputError when this Paddle cannot run ``world`` processes on ``device``: the CUDA
+    wheels of Paddle 2.x (paddlepaddle-gpu 2.6) crash with a segmentation fault in their CPU
+    collectives (gloo) from two processes on. Their GPU (NCCL) runs, Paddle 2.6's CPU wheel
+    (gloo works there) and development builds (version 0.0.0) are let through. ``cuda_build``
+    (default: this Paddle's) says whether ``version`` is a CUDA build."""
     major = version.split('.')[0]
-    if world > 1 and device == 'cpu' and major.isdigit() and 0 < int(major) < 3:
-        raise InputError(f'{world} CPU processes need Paddle 3: Paddle {version} crashes (segfault) in its CPU '
-                         'collectives (gloo) — run one process (no launcher) or pip install "paddlepaddle>=3"')
+    cuda_build = paddle.is_compiled_with_cuda() if cuda_build is None else cuda_build
+    if world > 1 and device == 'cpu' and cuda_build and major.isdigit() and 0 < int(major) < 3:
+        raise InputError(f'{world} CPU processes need Paddle 3 or the CPU wheel: Paddle {version} (CUDA build) '
+                         'crashes (segfault) in its CPU collectives (gloo) — run one process, use the GPUs '
+                         '(--device gpu), or pip install "paddlepaddle-gpu>=3"')
 
 
 def start_processes(device: str) -> Processes:

@@ -44,15 +44,15 @@ def test_one_process_needs_no_process_group():
     assert local_rank0_first(lambda: 7, SINGLE) == 7
 
 
-@pytest.mark.parametrize('version, device, world, refused', [
-    ('2.6.2', 'cpu', 2, True), ('2.6.2', 'gpu', 2, False), ('2.6.2', 'cpu', 1, False),
-    ('3.3.1', 'cpu', 2, False), ('0.0.0', 'cpu', 2, False)])
-def test_paddle_2_cpu_processes_are_refused_in_one_line(version, device, world, refused):
+@pytest.mark.parametrize('version, cuda_build, device, world, refused', [
+    ('2.6.2', True, 'cpu', 2, True), ('2.6.2', True, 'gpu', 2, False), ('2.6.2', True, 'cpu', 1, False),
+    ('2.6.2', False, 'cpu', 2, False), ('3.3.1', True, 'cpu', 2, False), ('0.0.0', True, 'cpu', 2, False)])
+def test_cpu_processes_of_paddle_2_cuda_wheels_are_refused_in_one_line(version, cuda_build, device, world, refused):
     if not refused:
-        check_paddle_runs(world, device, version)
+        check_paddle_runs(world, device, version, cuda_build)
         return
     with pytest.raises(InputError, match='segfault') as caught:
-        check_paddle_runs(world, device, version)
+        check_paddle_runs(world, device, version, cuda_build)
     assert '\n' not in str(caught.value)
 
 
