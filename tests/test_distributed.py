@@ -110,6 +110,26 @@ def test_two_processes_draw_each_picture_once(shapes, tmp_path):
     assert len(manifests[0]['images']) == len(names)
 
 
+def test_evaluate_from_python_shares_the_images_and_gives_every_process_the_ap(shapes, tmp_path):
+    script = tmp_path / 'evaluate.py'
+    script.write_text(
+        'import json, sys\n'
+        'from model.api import Segmenter, evaluate, start_processes\n'
+        'processes = start_processes("cpu")\n'
+        f'seg = Segmenter({WEIGHTS!r}, backend="dygraph", threads=1, overrides={SMALL!r}, processes=processes)\n'
+        f'stats = evaluate(seg, {str(shapes / "annotations" / "instances_val.json")!r}, {str(shapes / "val")!r},\n'
+        '                  processes=processes)\n'
+        'print("stats", processes.rank, json.dumps(stats))\n')
+    launch_two_cpu_processes(tmp_path, str(script))
+    from model.api import Segmenter, evaluate
+    alone = evaluate(Segmenter(WEIGHTS, backend='dygraph', threads=1, overrides=SMALL),
+                     str(shapes / 'annotations' / 'instances_val.json'), str(shapes / 'val'))
+    for rank in (0, 1):
+        line = next(line for line in (tmp_path / 'logs' / f'workerlog.{rank}').read_text().splitlines()
+                    if line.startswith(f'stats {rank} '))
+        assert json.loads(line.split(' ', 2)[2]) == alone
+
+
 def test_a_camera_is_refused_under_the_launcher(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(demo, 'start_processes', lambda device: Processes(0, 2))
     assert demo.main(['--camera', '0', '--output', str(tmp_path / 'out.mp4')]) == 2
