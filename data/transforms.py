@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import dataclass
 from os import PathLike
 from typing import Sequence
@@ -89,16 +90,32 @@ PNG_ALPHA_TYPES = (4, 6)     # IHDR colour types with an alpha channel: grey + a
 def warn_unusual_colour(path, buffer: np.ndarray, bgr: np.ndarray) -> None:
     """Log a warning when a picture is not what the models were trained on: a PNG with
     transparent pixels (segmented as the colours stored under them) or a greyscale picture
-    (colour models find fewer instances in it). ``buffer``: the file's bytes; ``bgr`` its
-    [H, W, 3] decoding."""
+    (colour models find fewer instances in it); each kind once per process, for the first
+    picture met, so a folder of them gives one line. ``buffer``: the file's bytes; ``bgr``
+    its [H, W, 3] decoding."""
     data = memoryview(buffer)
-    if bytes(data[:8]) == b'\x89PNG\r\n\x1a\n' and len(data) > 25 and data[25] in PNG_ALPHA_TYPES:
+    if 'transparent' not in _said and bytes(data[:8]) == b'\x89PNG\r\n\x1a\n' and len(data) > 25 \
+            and data[25] in PNG_ALPHA_TYPES:
         alpha = cv2.imdecode(buffer, cv2.IMREAD_UNCHANGED)[..., -1]
         if alpha.min() < alpha.max() or alpha.max() < np.iinfo(alpha.dtype).max:
-            LOG.warning(f'{path} has transparent pixels: they are segmented as the colours stored under them '
-                        '(flatten the picture onto a background first if that matters)')
-    if _grey(bgr[::8, ::8]) and _grey(bgr):
-        LOG.warning(f'{path} is greyscale: the models were trained on colour pictures and may find fewer instances')
+            _say_once('transparent', f'{path} has transparent pixels: they are segmented as the colours stored '
+                                     'under them (flatten the picture onto a background first if that matters; '
+                                     'other such pictures are not named)')
+    if 'greyscale' not in _said and _grey(bgr[::8, ::8]) and _grey(bgr):
+        _say_once('greyscale', f'{path} is greyscale: the models were trained on colour pictures and may find '
+                               'fewer instances (other greyscale pictures are not named)')
+
+
+_said: set[str] = set()
+_said_lock = threading.Lock()
+
+
+def _say_once(kind: str, message: str) -> None:
+    with _said_lock:
+        if kind in _said:
+            return
+        _said.add(kind)
+    LOG.warning(message)
 
 
 def _grey(bgr: np.ndarray) -> bool:

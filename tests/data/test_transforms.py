@@ -6,6 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
+from data import transforms
 from data.transforms import (
     ImageMeta,
     batch_images,
@@ -144,7 +145,7 @@ def _png(path, array):
     return path
 
 
-def test_transparent_and_greyscale_pictures_are_said(tmp_path, caplog):
+def test_transparent_and_greyscale_pictures_are_said_once(tmp_path, caplog, monkeypatch):
     """RGBA with transparent pixels and greyscale pictures are read as before (RGB) with a
     warning naming the file; opaque RGBA and colour pictures pass silently."""
     rng = np.random.default_rng(0)
@@ -153,6 +154,7 @@ def test_transparent_and_greyscale_pictures_are_said(tmp_path, caplog):
     see_through = rgba.copy()
     see_through[:5, :5, 3] = 0
     grey = np.repeat(colour[..., :1], 3, axis=2)
+    monkeypatch.setattr(transforms, '_said', set())
     with caplog.at_level(logging.WARNING, logger='data.transforms'):
         for name, array in (('colour.png', colour), ('opaque.png', rgba)):
             np.testing.assert_array_equal(read_image(_png(tmp_path / name, array), warn_colour=True), colour[..., ::-1])
@@ -161,6 +163,8 @@ def test_transparent_and_greyscale_pictures_are_said(tmp_path, caplog):
         np.testing.assert_array_equal(clear, colour[..., ::-1])
         read_image(_png(tmp_path / 'grey.png', grey), warn_colour=True)
         read_image(tmp_path / 'grey.png')     # training and evaluation read silently
+        read_image(_png(tmp_path / 'grey2.png', grey), warn_colour=True)     # a folder of them: one line
+        read_image(_png(tmp_path / 'clear2.png', see_through), warn_colour=True)
     messages = [r.message for r in caplog.records]
     assert len(messages) == 2
     assert 'clear.png has transparent pixels' in messages[0]
