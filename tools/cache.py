@@ -30,11 +30,11 @@ def megabytes(size: int) -> str:
 
 
 def describe(entry, source: str) -> str:
-    """One line: folder name, config and backend, size, age, stale or not."""
+    """One line: folder name, config and engine (the one the entry records), size, age, stale or not."""
     key = entry.key or {}
     age = (time.time() - entry.written) / 86400
     state = 'stale' if entry.stale(source) else 'current'
-    return (f'{entry.folder.name}  config {key.get("config", "?")} {key.get("backend", "?")}  '
+    return (f'{entry.folder.name}  config {key.get("config", "?")} {entry.engine or key.get("backend", "?")}  '
             f'{megabytes(entry.size)}  {age:.1f} days old  {state}')
 
 

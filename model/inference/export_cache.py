@@ -1,15 +1,19 @@
 """``--backend auto``: the fastest installed exported backend at full f32 accuracy, exported
 once per checkpoint into a cache.
 
-Order: ``openvino`` f32, else ``onnx`` (onnxruntime), else ``dygraph`` (also on a GPU, and
-when the export fails, with the reason in one line). An entry lives in
-``$SOLOV2_CACHE`` (default ``~/.cache/solov2-paddle``) under a name derived from a key:
-the weights file's content hash, the config number, the ``--opt`` overrides, the backend,
-the library versions and a hash of this package's source. It is built in a temporary
-folder, verified against the dygraph model on a random input (``export.verify``), given a
-``cache.json`` with the hashes of its files, and only then renamed into place; on load
-the hashes are checked again, and an entry that fails the check or does not load is said
-to be corrupt, deleted and rebuilt.
+The engines: ``openvino`` f32 and ``onnx`` (onnxruntime), those installed (with the ONNX
+exporter); with neither, ``dygraph`` (also on a GPU, and when the export fails, with the
+reason in one line). One ONNX export serves both: each engine is verified against the
+dygraph model on a random input (``export.verify``), then timed on a random input of the
+config's test size (a 4:3 landscape picture, ``timing_batch``; alternating runs, median),
+and the fastest is recorded with the timings in the entry's ``cache.json``; later runs
+open the recorded engine without timing again. An entry lives in ``$SOLOV2_CACHE``
+(default ``~/.cache/solov2-paddle``) under a name derived from a key: the weights file's
+content hash, the config number, the ``--opt`` overrides, the versions of the exporter and
+of both engines and a hash of this package's source (not the engine that wins). It is built
+in a temporary folder and only then renamed into place; on load the hashes of its files are
+checked again, and an entry that fails the check or does not load is said to be corrupt,
+deleted and rebuilt.
 """
 import hashlib
 import json
@@ -21,12 +25,15 @@ from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from importlib.util import find_spec
 from pathlib import Path
-from typing import Callable, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
 
 import config
 import data
 import model
 from data.files import build_folder
+from data.transforms import padded_size, resized_hw
 from model.inference.backend import Backend, BackendError
 from model.inference.export import ExportError, export, verify
 from model.inference.exported import OnnxBackend
@@ -36,8 +43,10 @@ from model.inference.predictor import Predictor
 LOG = logging.getLogger(__name__)
 CACHE_ENV = 'SOLOV2_CACHE'
 MANIFEST = 'cache.json'
-FORMAT = 1
+FORMAT = 2                # 2: one entry for both engines, the fastest recorded in it
 _PACKAGES = {'openvino': ('openvino',), 'onnx': ('onnxruntime',)}
+TIMING_WARMUP = 2          # openvino compiles a static model the second time it meets a size
+TIMING_RUNS = 3
 
 
 def cache_root() -> Path:
@@ -45,13 +54,12 @@ def cache_root() -> Path:
     return Path(os.environ.get(CACHE_ENV) or Path.home() / '.cache' / 'solov2-paddle')
 
 
-def auto_kind() -> str:
-    """The backend ``auto`` picks on the CPU: 'openvino', 'onnx' or 'dygraph'."""
-    exporter = all(find_spec(name) is not None for name in ('paddle2onnx', 'onnx'))
-    for kind, packages in _PACKAGES.items():
-        if exporter and all(find_spec(name) is not None for name in packages):
-            return kind
-    return 'dygraph'
+def installed_engines() -> List[str]:
+    """The f32 engines ``auto`` chooses from on the CPU ('openvino', 'onnx'): those installed,
+    when the ONNX exporter (paddle2onnx, onnx) is too; [] means dygraph."""
+    if not all(find_spec(name) is not None for name in ('paddle2onnx', 'onnx')):
+        return []
+    return [kind for kind, packages in _PACKAGES.items() if all(find_spec(name) is not None for name in packages)]
 
 
 def file_sha256(path: Path) -> str:
@@ -80,18 +88,18 @@ def _version(package: str) -> str:
         return 'missing'
 
 
-def cache_key(weights: str, number: int, overrides: Sequence[str], kind: str) -> dict:
-    """Everything an entry depends on."""
-    packages = ('paddlepaddle', 'paddle2onnx', 'onnx') + _PACKAGES[kind]
+def cache_key(weights: str, number: int, overrides: Sequence[str]) -> dict:
+    """Everything an entry depends on (the versions of both engines, not which one wins)."""
+    packages = ('paddlepaddle', 'paddle2onnx', 'onnx') + sum(_PACKAGES.values(), ())
     return {'format': FORMAT, 'weights_sha256': file_sha256(Path(weights)), 'config': number,
-            'overrides': list(overrides), 'backend': kind, 'precision': 'f32',
+            'overrides': list(overrides), 'precision': 'f32',
             'versions': {name: _version(name) for name in packages}, 'source_sha256': _source_hash()}
 
 
 def entry_name(key: dict) -> str:
     """The entry folder name: config number and a hash of the key."""
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:20]
-    return f'config{key["config"]}-{key["backend"]}-{digest}'
+    return f'config{key["config"]}-auto-{digest}'
 
 
 def _open(kind: str, folder: Path, threads: int, overrides: Sequence[str]) -> Backend:
@@ -100,12 +108,15 @@ def _open(kind: str, folder: Path, threads: int, overrides: Sequence[str]) -> Ba
     return OnnxBackend(str(folder), threads, overrides)
 
 
-def check_entry(folder: Path, key: dict) -> Optional[str]:
-    """None when ``folder`` holds a complete entry for ``key``, else what is wrong."""
+def check_entry(folder: Path, key: dict, engines: Sequence[str] = tuple(_PACKAGES)) -> Optional[str]:
+    """None when ``folder`` holds a complete entry for ``key`` whose recorded engine is one
+    of ``engines``, else what is wrong."""
     try:
         manifest = json.loads((folder / MANIFEST).read_text())
         if manifest['key'] != key:
             return f'{MANIFEST} records another key'
+        if manifest['engine'] not in engines:
+            return f'{MANIFEST} records an engine that is not installed ({manifest["engine"]})'
         for name, digest in manifest['files'].items():
             path = folder / name
             if not path.is_file() or file_sha256(path) != digest:
@@ -115,15 +126,55 @@ def check_entry(folder: Path, key: dict) -> Optional[str]:
     return None
 
 
-def build_entry(cfg, weights: str, key: dict, folder: Path, threads: int) -> None:
-    """Export into a temporary folder beside ``folder``, verify against dygraph, write the
-    manifest and rename it to ``folder`` (``data.files.build_folder``). Raises ExportError."""
+def timing_batch(cfg, seed: int = 0) -> np.ndarray:
+    """[1, 3, H, W] float32 random input the size of a 4:3 landscape picture at the config's
+    test size (``test_short``, ``test_max``), padded to 32 as ``preprocess`` pads."""
+    (height, width), _ = resized_hw(480, 640, cfg.test_short, cfg.test_max)
+    shape = (1, 3, padded_size(height, 32), padded_size(width, 32))
+    return np.random.RandomState(seed).standard_normal(shape).astype(np.float32)
+
+
+def time_engines(backends: Dict[str, Backend], batch: np.ndarray, runs: int = TIMING_RUNS,
+                 clock: Callable[[], float] = time.perf_counter) -> Dict[str, float]:
+    """{engine: median milliseconds of ``run(batch)``}: ``TIMING_WARMUP`` untimed runs each,
+    then ``runs`` timed ones, the engines alternating so a busy moment hits them alike."""
+    for backend in backends.values():
+        for _ in range(TIMING_WARMUP):
+            backend.run(batch)
+    times: Dict[str, List[float]] = {kind: [] for kind in backends}
+    for _ in range(runs):
+        for kind, backend in backends.items():
+            began = clock()
+            backend.run(batch)
+            times[kind].append(1000 * (clock() - began))
+    return {kind: float(np.median(values)) for kind, values in times.items()}
+
+
+def choice(manifest: dict) -> str:
+    """Why the entry's engine was chosen, for the one line ``auto`` says."""
+    timings = manifest.get('timings_ms') or {}
+    if len(timings) < 2:
+        return f'{manifest["engine"]} is the only f32 engine installed'
+    height, width = manifest['timing_input'][2:]
+    return ', '.join(f'{kind} {ms:.0f} ms' for kind, ms in timings.items()) + f' per {height}x{width} picture'
+
+
+def build_entry(cfg, weights: str, key: dict, folder: Path, threads: int, engines: Sequence[str]) -> None:
+    """Export into a temporary folder beside ``folder``, verify each of ``engines`` against
+    dygraph, time them when there are several (``time_engines``), write the manifest with
+    the fastest and the timings, and rename it to ``folder`` (``data.files.build_folder``).
+    Raises ExportError."""
     def build(tmp: Path) -> None:
         dygraph = Predictor(cfg, weights, 'cpu', sidecar=False)
         export(key['config'], cfg, weights, tmp, fmt='onnx', check=False, dygraph=dygraph)
-        verify(dygraph, [_open(key['backend'], tmp, threads, key['overrides'])])
+        backends = {kind: _open(kind, tmp, threads, key['overrides']) for kind in engines}
+        verify(dygraph, list(backends.values()))
+        batch = timing_batch(backends[engines[0]].cfg)       # the config with the --opt overrides
+        timings = time_engines(backends, batch) if len(backends) > 1 else {}
         files = {p.name: file_sha256(p) for p in sorted(tmp.iterdir()) if p.is_file()}
-        (tmp / MANIFEST).write_text(json.dumps({'key': key, 'files': files}, indent=2) + '\n')
+        manifest = {'key': key, 'files': files, 'engine': min(engines, key=lambda kind: timings.get(kind, 0)),
+                    'timings_ms': timings, 'timing_input': list(batch.shape)}
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + '\n')
     try:
         build_folder(folder, build)
     except OSError:                  # e.g. another process finished the same entry first
@@ -139,33 +190,42 @@ def cached_backend(number: int, cfg, weights: str, overrides: Sequence[str], thr
     into the cache when needed (``cfg`` as ``config.sidecar.resolve_config`` gives it); says in
     one line what it used, through ``log`` (default: this module's logger, INFO)."""
     log = log or LOG.info
-    kind = auto_kind()
-    if kind == 'dygraph':
+    engines = installed_engines()
+    if not engines:
         log('auto: neither openvino nor onnxruntime (+ paddle2onnx) is installed: using dygraph')
-        return kind, Predictor(cfg, weights, 'cpu', sidecar=False)
-    key = cache_key(weights, number, overrides, kind)
+        return 'dygraph', Predictor(cfg, weights, 'cpu', sidecar=False)
+    key = cache_key(weights, number, overrides)
     folder = cache_root() / entry_name(key)
     if folder.exists():
-        problem = check_entry(folder, key)
+        problem = check_entry(folder, key, engines)
         if problem is None:
             try:
+                kind = _manifest(folder)['engine']
                 backend = _open(kind, folder, threads, overrides)
                 log(f'auto: using {kind} f32 from cache {folder}')
                 return kind, backend
             except BackendError as exc:
                 problem = str(exc)
         log(f'auto: cache entry {folder} is corrupt ({problem}): rebuilding it')
-    log(f'auto: exporting {weights} once for {kind} f32 into {folder} (usually 10-60 s; '
+    names = ' and '.join(engines)
+    log(f'auto: exporting {weights} once for {names} f32 into {folder} (usually 10-60 s; '
         'later runs load it from there) ...')
     began = time.perf_counter()
     try:
         shutil.rmtree(folder, ignore_errors=True)
-        build_entry(cfg, weights, key, folder, threads)
-    except (ExportError, OSError) as exc:     # OSError: e.g. a cache folder that cannot be written
-        log(f'auto: could not export for {kind} ({exc}): using dygraph')
+        build_entry(cfg, weights, key, folder, threads, engines)
+        manifest = _manifest(folder)
+    except (ExportError, OSError, ValueError) as exc:     # OSError: e.g. a cache folder that cannot be written
+        log(f'auto: could not export for {names} ({exc}): using dygraph')
         return 'dygraph', Predictor(cfg, weights, 'cpu', sidecar=False)
-    log(f'auto: exporting once to {folder} ({time.perf_counter() - began:.0f} s), using {kind} f32')
+    kind = manifest['engine']
+    log(f'auto: exporting once to {folder} ({time.perf_counter() - began:.0f} s); {choice(manifest)}: '
+        f'using {kind} f32')
     return kind, _open(kind, folder, threads, overrides)
+
+
+def _manifest(folder: Path) -> dict:
+    return json.loads((folder / MANIFEST).read_text())
 
 
 
@@ -177,6 +237,7 @@ class CacheEntry:
     size: int
     written: float
     key: Optional[dict]
+    engine: Optional[str] = None
 
     def stale(self, current_source: str) -> bool:
         """True when no run of this code and these libraries can use the entry again: an
@@ -197,11 +258,12 @@ def cache_entries(root: Optional[Path] = None) -> List[CacheEntry]:
     entries = []
     for folder in sorted(p for p in root.iterdir() if p.is_dir()):
         try:
-            key = json.loads((folder / MANIFEST).read_text())['key']
+            manifest = _manifest(folder)
+            key, engine = manifest['key'], manifest.get('engine')
         except (OSError, ValueError, KeyError, TypeError):
-            key = None
+            key, engine = None, None
         files = [p for p in folder.rglob('*') if p.is_file()]
-        entries.append(CacheEntry(folder, sum(p.stat().st_size for p in files), folder.stat().st_mtime, key))
+        entries.append(CacheEntry(folder, sum(p.stat().st_size for p in files), folder.stat().st_mtime, key, engine))
     return sorted(entries, key=lambda entry: entry.written)
 
 

@@ -12,13 +12,13 @@ def _entry(root, key, payload=b'x' * 2048):
     folder = root / entry_name(key)
     folder.mkdir(parents=True)
     (folder / 'model.onnx').write_bytes(payload)
-    (folder / MANIFEST).write_text(json.dumps({'key': key, 'files': {}}))
+    (folder / MANIFEST).write_text(json.dumps({'key': key, 'files': {}, 'engine': 'onnx'}))
     return folder
 
 
 def test_list_prune_and_clear(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv(CACHE_ENV, str(tmp_path))
-    current = cache_key(WEIGHTS, 9, [], 'onnx')
+    current = cache_key(WEIGHTS, 9, [])
     kept = _entry(tmp_path, current)
     old_code = _entry(tmp_path, dict(current, source_sha256='0' * 64))
     old_library = _entry(tmp_path, dict(current, versions=dict(current['versions'], onnxruntime='0.0.1')))

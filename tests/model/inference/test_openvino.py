@@ -25,9 +25,10 @@ import demo
 from config import CONFIGS, with_overrides
 from model.build import build_model
 from model.checkpoint import save_checkpoint
+from model.inference import export_cache
 from model.inference.backend import BackendError
 from model.inference.export import compare_outputs
-from model.inference.export_cache import cached_backend, check_entry
+from model.inference.export_cache import CACHE_ENV, MANIFEST, cached_backend, check_entry, time_engines
 from model.inference.exported import OnnxBackend
 from model.inference.openvino_backend import OpenVinoBackend, has_bf16
 from model.inference.openvino_graph import pad_deformable_sampling, rewrite_deform_conv
@@ -180,7 +181,14 @@ def test_int8_needs_a_quantized_folder(hot):  # noqa: F811
 
 # ---- --backend auto and its cache ----------------------------------------------------------------
 
+@pytest.fixture
+def openvino_wins(monkeypatch):
+    """``auto``'s timing says openvino is the faster engine (the real timing is noisy)."""
+    monkeypatch.setattr(export_cache, 'time_engines', lambda backends, batch: {'openvino': 1.0, 'onnx': 2.0})
+
+
 @pytest.mark.filterwarnings('ignore::DeprecationWarning')   # pycocotools decode on numpy 2
+@pytest.mark.usefixtures('openvino_wins')
 def test_demo_default_is_auto_and_matches_dygraph(hot, image_dir, tmp_path, capsys):  # noqa: F811
     runs = {}
     for backend in ('dygraph', 'auto', 'auto'):
@@ -197,6 +205,7 @@ def test_demo_default_is_auto_and_matches_dygraph(hot, image_dir, tmp_path, caps
     _assert_same_records(again, records)
 
 
+@pytest.mark.usefixtures('openvino_wins')
 def test_corrupt_cache_entry_is_rebuilt(hot):  # noqa: F811
     """A truncated model file is said, the entry rebuilt (and verified again) and the
     rebuilt one gives the dygraph instances; garbage in cache.json (or a file that changed)
@@ -212,8 +221,8 @@ def test_corrupt_cache_entry_is_rebuilt(hot):  # noqa: F811
     lines.clear()
     kind, rebuilt = cached_backend(NUMBER, CONFIGS[NUMBER], weights, opts, 1, lines.append)
     assert lines[0] == f'auto: cache entry {entry} is corrupt (model.onnx is missing or changed): rebuilding it'
-    assert lines[1].startswith(f'auto: exporting {weights} once for openvino f32 into {entry} (usually')
-    assert lines[2].startswith(f'auto: exporting once to {entry} ')
+    assert lines[1].startswith(f'auto: exporting {weights} once for openvino and onnx f32 into {entry} (usually')
+    assert lines[2].startswith(f'auto: exporting once to {entry} ') and lines[2].endswith(': using openvino f32')
     assert not [p for p in entry.parent.iterdir() if p.name.startswith(f'.{entry.name}')]   # no temp left
     _same_instances(rebuilt, Predictor(with_overrides(CONFIGS[NUMBER], opts), weights), _batch(128, 160, seed=9))
     lines.clear()
@@ -224,6 +233,52 @@ def test_corrupt_cache_entry_is_rebuilt(hot):  # noqa: F811
     assert check_entry(entry, key) == 'cache.json unreadable (JSONDecodeError)'
     (entry / 'cache.json').write_text('[]')
     assert check_entry(entry, key) == 'cache.json unreadable (TypeError)'
+
+
+def test_auto_keeps_the_fastest_engine_and_records_it(hot, tmp_path, monkeypatch):  # noqa: F811
+    """One export serves both engines; both are timed (here the real timing runs once, then
+    the test's numbers decide: onnx, the engine that is not first in the list), the entry
+    records the timings and the choice, a later run opens the recorded engine without timing
+    again, and both engines give the same instances."""
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path))
+    weights, opts, timed = hot[0], DEMO_OPTS[1:DEMO_OPTS.index('--warmup')], []
+
+    def timings(backends, batch):
+        measured = time_engines(backends, batch, runs=1)
+        timed.append((sorted(measured), batch.shape, min(measured.values()) > 0))
+        return {'openvino': 30.0, 'onnx': 10.0}
+
+    monkeypatch.setattr(export_cache, 'time_engines', timings)
+    lines = []
+    kind, backend = cached_backend(NUMBER, CONFIGS[NUMBER], weights, opts, 1, lines.append)
+    assert kind == 'onnx' and isinstance(backend, OnnxBackend)
+    assert timed == [(['onnx', 'openvino'], (1, 3, 96, 128), True)]      # test_short=96, test_max=128
+    assert lines[-1].endswith('; openvino 30 ms, onnx 10 ms per 96x128 picture: using onnx f32')
+    entry = Path(lines[-1].split(' to ')[1].split(' (')[0])
+    manifest = json.loads((entry / MANIFEST).read_text())
+    assert manifest['engine'] == 'onnx' and manifest['timings_ms'] == {'openvino': 30.0, 'onnx': 10.0}
+    assert 'backend' not in manifest['key'] and {'openvino', 'onnxruntime'} <= set(manifest['key']['versions'])
+    monkeypatch.setattr(export_cache, 'time_engines', None)        # a later run must not time again
+    lines.clear()
+    kind, again = cached_backend(NUMBER, CONFIGS[NUMBER], weights, opts, 1, lines.append)
+    assert (kind, lines) == ('onnx', [f'auto: using onnx f32 from cache {entry}'])
+    _same_instances(OpenVinoBackend(str(entry), threads=1, overrides=opts), again, _batch(128, 160, seed=9))
+
+
+def test_time_engines_alternates_and_takes_the_median():
+    clock, order = [0.0], []
+
+    class Engine:
+        def __init__(self, name, seconds):
+            self.name, self.seconds = name, iter(seconds)
+
+        def run(self, batch):
+            order.append(self.name)
+            clock[0] += next(self.seconds)
+
+    engines = {'a': Engine('a', [9, 9, 0.010, 0.050, 0.012]), 'b': Engine('b', [9, 9, 0.020, 0.021, 0.5])}
+    assert time_engines(engines, None, runs=3, clock=lambda: clock[0]) == pytest.approx({'a': 12.0, 'b': 21.0})
+    assert order == ['a', 'a', 'b', 'b'] + ['a', 'b'] * 3
 
 
 # ---- INT8 (tools/quantize.py) ------------------------------------------------------------------
