@@ -190,6 +190,28 @@ def preprocess(
     return chw, meta
 
 
+BUCKET_RATIOS = (1.0, 4 / 3, 16 / 9)      # long side / short side of the common picture formats
+
+
+def bucket_sizes(short: int, max_size: int, divisor: int = 32) -> list[tuple[int, int]]:
+    """A few padded input sizes `(H, W)` that every picture fits after `preprocess` at
+    `short` / `max_size`: the padded sizes of the `BUCKET_RATIOS` formats, landscape and
+    portrait, and the largest each way (`(short, max_size)` padded), smallest area first."""
+    largest = (padded_size(min(short, max_size), divisor), padded_size(max_size, divisor))
+    sizes = {largest, largest[::-1]}
+    for ratio in BUCKET_RATIOS:
+        (height, width), _ = resized_hw(1000, int(1000 * ratio + 0.5), short, max_size)
+        padded = (padded_size(height, divisor), padded_size(width, divisor))
+        sizes.update({padded, padded[::-1]})
+    return sorted(sizes, key=lambda hw: (hw[0] * hw[1], hw))
+
+
+def bucket_for(height: int, width: int, sizes: Sequence[tuple[int, int]]) -> tuple[int, int] | None:
+    """The first of `sizes` (smallest first, as `bucket_sizes` gives them) that holds an
+    `height` x `width` input, else None."""
+    return next(((h, w) for h, w in sizes if h >= height and w >= width), None)
+
+
 def batch_images(images: Sequence[np.ndarray]) -> np.ndarray:
     """Stack `[3, H_i, W_i]` arrays into `[B, 3, Hmax, Wmax]`, zero-padding bottom/right.
 

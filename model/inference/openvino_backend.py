@@ -9,12 +9,22 @@ meets twice (inputs are padded to multiples of 32, so there are few; a one-off s
 dynamic-shape model, except in int8: the quantized model compiles only with static shapes)
 with ``PERFORMANCE_HINT=LATENCY`` and ``INFERENCE_NUM_THREADS``; the last
 ``MAX_SHAPES`` compiled models are kept.
+
+Buckets (int8 by default, f32 / bf16 when asked): each batch is zero-padded at the bottom
+and right up to the smallest of a few sizes derived from the config's test size
+(``data.transforms.bucket_sizes``: the padded sizes of the common picture formats), so a
+folder of mixed sizes compiles a handful of static models at most, each logged once with
+its compile time. Post-processing crops the masks back to the picture (``ImageMeta``), so
+the only change is more zero padding around what the network sees.
 """
+import logging
+import time
 from collections import OrderedDict
-from typing import List, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
+from data.transforms import bucket_for, bucket_sizes
 from model.inference.backend import BackendError
 from model.inference.exportable import OUTPUT_NAMES
 from model.inference.exported import ExportedBackend, loading, thread_count
@@ -23,6 +33,7 @@ from model.inference.openvino_graph import pad_deformable_sampling, rewrite_defo
 PRECISIONS = ('f32', 'bf16', 'int8')
 INT8_FILES = 'openvino_int8'
 MAX_SHAPES = 16
+LOG = logging.getLogger(__name__)
 
 
 def import_openvino():
@@ -66,11 +77,12 @@ def output_order(outputs, source: str) -> List[int]:
 
 class OpenVinoBackend(ExportedBackend):
     """OpenVINO on CPU: ``precision`` f32 | bf16 | int8, ``threads`` inference threads
-    (0 = every core)."""
+    (0 = every core), ``buckets``: pad inputs to a few sizes (None: in int8 only).
+    ``compile_seconds``: the seconds each static shape took to compile."""
     name = 'openvino'
 
     def __init__(self, model_dir: str, threads: int = 0, precision: str = 'f32',
-                 overrides: Sequence[str] = ()):
+                 overrides: Sequence[str] = (), buckets: Optional[bool] = None):
         super().__init__(model_dir, overrides)
         ov = import_openvino()
         self.core = ov.Core()
@@ -84,6 +96,9 @@ class OpenVinoBackend(ExportedBackend):
         self.compiled: OrderedDict = OrderedDict()
         self.seen: set = set()
         self.dynamic = None
+        use_buckets = precision == 'int8' if buckets is None else buckets
+        self.buckets = bucket_sizes(self.cfg.test_short, self.cfg.test_max) if use_buckets else []
+        self.compile_seconds: Dict[tuple, float] = {}
 
     def _read_model(self, ov):
         """The ov.Model: the INT8 IR for int8, else model.onnx with DeformConv rewritten."""
@@ -107,25 +122,42 @@ class OpenVinoBackend(ExportedBackend):
 
     def _compiled(self, shape: tuple):
         """The model to run an input of ``shape`` with: the dynamic-shape one the first time
-        a shape is met (no compile per one-off picture size; not in int8), a static one
-        compiled for the shape from its second time on (kept, the last ``MAX_SHAPES``)."""
+        a shape is met (no compile per one-off picture size; not in int8 nor with buckets), a
+        static one compiled for the shape from its second time on (kept, the last ``MAX_SHAPES``)."""
         if shape in self.compiled:
             self.compiled.move_to_end(shape)
             return self.compiled[shape]
-        if shape not in self.seen and self.precision != 'int8':
+        if shape not in self.seen and self.precision != 'int8' and not self.buckets:
             self.seen.add(shape)
             if self.dynamic is None:
                 self.dynamic = self.core.compile_model(self.model, 'CPU', self.properties)
             return self.dynamic
         model = self.model.clone()
         model.reshape({0: list(shape)})
+        began = time.perf_counter()
         self.compiled[shape] = self.core.compile_model(model, 'CPU', self.properties)
+        if shape not in self.compile_seconds:
+            self.compile_seconds[shape] = time.perf_counter() - began
+            (LOG.info if self.buckets else LOG.debug)(
+                f'openvino {self.precision}: compiled for {shape[2]}x{shape[3]} inputs in '
+                f'{self.compile_seconds[shape]:.1f} s (buckets: {len(self.buckets) or "off"})')
         if len(self.compiled) > MAX_SHAPES:
             self.compiled.popitem(last=False)
         return self.compiled[shape]
 
+    def bucketed(self, batch: np.ndarray) -> np.ndarray:
+        """``batch`` [B, 3, H, W] zero-padded at the bottom and right to its bucket
+        [B, 3, Hb, Wb] (unchanged without buckets or when none holds it)."""
+        size = bucket_for(batch.shape[2], batch.shape[3], self.buckets)
+        if size is None or size == batch.shape[2:]:
+            return batch
+        padded = np.zeros((*batch.shape[:2], *size), dtype=np.float32)
+        padded[:, :, :batch.shape[2], :batch.shape[3]] = batch
+        return padded
+
     def run(self, batch: np.ndarray) -> List[np.ndarray]:
-        """[B, 3, H, W] float32 -> (scores, kernels, mask_feat) as numpy."""
-        batch = np.ascontiguousarray(batch, dtype=np.float32)
+        """[B, 3, H, W] float32 -> (scores, kernels, mask_feat) as numpy (mask_feat at 1/4 of
+        the bucket's size when buckets pad the input)."""
+        batch = self.bucketed(np.ascontiguousarray(batch, dtype=np.float32))
         results = self._compiled(batch.shape)(batch)
         return [np.asarray(results[index]) for index in self.order]

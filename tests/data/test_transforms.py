@@ -10,9 +10,12 @@ from data import transforms
 from data.transforms import (
     ImageMeta,
     batch_images,
+    bucket_for,
+    bucket_sizes,
     header_size,
     normalize,
     pad_to_multiple,
+    padded_size,
     preprocess,
     read_image,
     resize_keep_ratio,
@@ -169,3 +172,18 @@ def test_transparent_and_greyscale_pictures_are_said_once(tmp_path, caplog, monk
     assert len(messages) == 2
     assert 'clear.png has transparent pixels' in messages[0]
     assert 'grey.png is greyscale' in messages[1]
+
+
+def test_every_picture_fits_a_bucket():
+    """Any picture, after the keep-ratio resize and the pad to 32, fits one of the few
+    bucket sizes; the one chosen is the smallest that holds it."""
+    sizes = bucket_sizes(448, 768)
+    assert sizes == [(448, 448), (448, 608), (608, 448), (448, 768), (768, 448)]
+    rng = np.random.RandomState(0)
+    for height, width in rng.randint(16, 4000, (300, 2)):
+        (h, w), _ = resized_hw(height, width, 448, 768)
+        bucket = bucket_for(padded_size(h, 32), padded_size(w, 32), sizes)
+        assert bucket is not None and bucket[0] >= h and bucket[1] >= w
+        assert all(s[0] * s[1] >= bucket[0] * bucket[1] for s in sizes if s[0] >= h and s[1] >= w)
+    assert bucket_for(480, 320, bucket_sizes(320, 640)) == (576, 320)
+    assert bucket_for(800, 800, sizes) is None

@@ -174,6 +174,28 @@ def test_bf16_where_the_cpu_has_it(hot):  # noqa: F811
     assert len(backend.infer([batch[0]])[0]) > 3
 
 
+def test_buckets_pad_the_input_and_crop_the_masks_back(hot, caplog):  # noqa: F811
+    """A 3:2 portrait picture (480x320 after preprocessing at 320/640) runs padded to the
+    576x320 bucket: the same instances as the network given that padding by hand, pasted
+    onto the 150x100 picture; the bucket compiles once, said in one line."""
+    backend, reference = (OpenVinoBackend(str(hot[1]), threads=1, buckets=flag) for flag in (True, False))
+    assert backend.buckets == [(320, 320), (320, 448), (448, 320), (320, 576), (576, 320), (320, 640), (640, 320)]
+    image = np.random.RandomState(5).randint(0, 255, (150, 100, 3)).astype(np.uint8)
+    image[20:90, 10:60] = (250, 40, 40)
+    inputs, meta = backend.prepare(image)
+    assert inputs.shape == (3, 480, 320)
+    padded = np.zeros((3, 576, 320), np.float32)
+    padded[:, :480] = inputs
+    with caplog.at_level('INFO', logger='model.inference.openvino_backend'):
+        got = [backend.finish(backend.infer([inputs])[0], meta) for _ in range(2)][1]
+    assert [r.getMessage().split(' in ')[0] for r in caplog.records] == ['openvino f32: compiled for 576x320 inputs']
+    want = reference.finish(reference.infer([padded])[0], meta)
+    assert len(want) > 3 and len(got) == len(want) and got.masks.shape[1:] == (150, 100)
+    np.testing.assert_array_equal(got.labels, want.labels)
+    assert np.abs(got.scores - want.scores).max() <= F32_SCORE_TOL
+    assert min(_iou(a, b) for a, b in zip(got.masks, want.masks)) >= MIN_MASK_IOU
+
+
 def test_int8_needs_a_quantized_folder(hot):  # noqa: F811
     with pytest.raises(BackendError, match='tools/quantize.py'):
         OpenVinoBackend(str(hot[1]), threads=1, precision='int8')
@@ -296,14 +318,17 @@ def test_quantize_writes_an_int8_folder_the_backend_runs(hot, image_dir, tmp_pat
     assert 'INFO:nncf' not in printed and 'Not adding activation' not in printed    # NNCF's notes stay quiet
     info = json.loads((out / 'infer_cfg.json').read_text())
     assert info['files']['openvino_int8']['kept_f32'] and 'onnx' not in info['files']
-    backend = OpenVinoBackend(str(out), threads=1, precision='int8')
+    backend = OpenVinoBackend(str(out), threads=1, precision='int8', buckets=False)
     reference = OpenVinoBackend(str(hot[1]), threads=1)
+    bucketed = OpenVinoBackend(str(out), threads=1, precision='int8')      # buckets: int8's default
     for size in [(128, 160), (96, 64)]:
         batch = _batch(*size, seed=3)
         got, want = backend.run_numpy(batch), reference.run_numpy(batch)
         for a, b in zip(got[1:], want[1:]):
             correlation = np.corrcoef(a.ravel(), b.ravel())[0, 1]
             assert a.shape == b.shape and correlation >= INT8_CORRELATION, (size, correlation)
+        assert bucketed.run_numpy(batch)[2].shape[2:] == (80, 80)         # both padded to 320x320
     assert len(backend.infer([_batch(128, 160, seed=3)[0]])[0]) > 3
+    assert list(bucketed.compile_seconds) == [(1, 3, 320, 320)]           # one compile for both sizes
     assert quantize.main(['--model-dir', str(hot[1]), '--images', str(image_dir), '--output', str(out)]) == 2
     assert capfd.readouterr().err.startswith(f'error: {out} already exists')
