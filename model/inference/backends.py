@@ -16,7 +16,7 @@ from config.errors import InputError
 from config.sidecar import resolve_config
 from model.distributed import SINGLE, Processes, local_rank0_first
 from model.inference.backend import Backend, BackendError
-from model.inference.export_cache import cached_backend
+from model.inference.export_cache import cached_backend, compiled_cache
 from model.inference.exported import InferenceBackend, OnnxBackend
 from model.inference.openvino_backend import PRECISIONS, OpenVinoBackend
 from model.inference.predictor import Predictor
@@ -34,7 +34,7 @@ def exported_backend(kind: str, model_dir: str, threads: int = 0, mkldnn: bool =
     if kind == 'onnx':
         return OnnxBackend(model_dir, threads, overrides)
     if kind == 'openvino':
-        return OpenVinoBackend(model_dir, threads, precision, overrides)
+        return OpenVinoBackend(model_dir, threads, precision, overrides, compiled_cache=compiled_cache())
     raise BackendError(f"unknown exported backend '{kind}' (expected one of {', '.join(EXPORTED)})")
 
 

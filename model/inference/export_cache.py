@@ -45,6 +45,7 @@ CACHE_ENV = 'SOLOV2_CACHE'
 MANIFEST = 'cache.json'
 FORMAT = 2                # 2: one entry for both engines, the fastest recorded in it
 _PACKAGES = {'openvino': ('openvino',), 'onnx': ('onnxruntime',)}
+COMPILED = 'openvino-compiled'   # OpenVINO's CACHE_DIR under cache_root()
 TIMING_WARMUP = 2          # openvino compiles a static model the second time it meets a size
 TIMING_RUNS = 3
 
@@ -102,9 +103,26 @@ def entry_name(key: dict) -> str:
     return f'config{key["config"]}-auto-{digest}'
 
 
+def compiled_cache() -> Optional[str]:
+    """``cache_root()/openvino-compiled``, the folder where OpenVINO keeps the models it
+    compiles (``OpenVinoBackend(compiled_cache=...)``), with a manifest so that ``tools/cache.py
+    prune`` removes it once OpenVINO or this code changes; None when it cannot be written."""
+    folder = cache_root() / COMPILED
+    key = {'format': FORMAT, 'config': 'all', 'precision': 'compiled', 'versions': {'openvino': _version('openvino')},
+           'source_sha256': _source_hash()}
+    manifest = json.dumps({'key': key, 'files': {}, 'engine': 'openvino compiled models'}, indent=2) + '\n'
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        if not (folder / MANIFEST).is_file() or (folder / MANIFEST).read_text() != manifest:
+            (folder / MANIFEST).write_text(manifest)
+    except OSError:
+        return None
+    return str(folder)
+
+
 def _open(kind: str, folder: Path, threads: int, overrides: Sequence[str]) -> Backend:
     if kind == 'openvino':
-        return OpenVinoBackend(str(folder), threads, 'f32', overrides)
+        return OpenVinoBackend(str(folder), threads, 'f32', overrides, compiled_cache=compiled_cache())
     return OnnxBackend(str(folder), threads, overrides)
 
 

@@ -77,15 +77,20 @@ def output_order(outputs, source: str) -> List[int]:
 
 class OpenVinoBackend(ExportedBackend):
     """OpenVINO on CPU: ``precision`` f32 | bf16 | int8, ``threads`` inference threads
-    (0 = every core), ``buckets``: pad inputs to a few sizes (None: in int8 only).
-    ``compile_seconds``: the seconds each static shape took to compile."""
+    (0 = every core), ``buckets``: pad inputs to a few sizes (None: in int8 only),
+    ``compiled_cache``: a folder where OpenVINO keeps the models it compiles (its ``CACHE_DIR``;
+    a later run loads them instead of compiling again). ``compile_seconds``: the seconds each
+    static shape took to compile (or to load from ``compiled_cache``)."""
     name = 'openvino'
 
     def __init__(self, model_dir: str, threads: int = 0, precision: str = 'f32',
-                 overrides: Sequence[str] = (), buckets: Optional[bool] = None):
+                 overrides: Sequence[str] = (), buckets: Optional[bool] = None,
+                 compiled_cache: Optional[str] = None):
         super().__init__(model_dir, overrides)
         ov = import_openvino()
         self.core = ov.Core()
+        if compiled_cache:
+            self.core.set_property({'CACHE_DIR': compiled_cache})
         check_precision(self.core, precision)
         self.precision = precision
         self.model = self._read_model(ov)

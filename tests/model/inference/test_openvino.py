@@ -27,8 +27,18 @@ from model.build import build_model
 from model.checkpoint import save_checkpoint
 from model.inference import export_cache
 from model.inference.backend import BackendError
+from model.inference.backends import exported_backend
 from model.inference.export import compare_outputs
-from model.inference.export_cache import CACHE_ENV, MANIFEST, cached_backend, check_entry, time_engines
+from model.inference.export_cache import (
+    CACHE_ENV,
+    COMPILED,
+    MANIFEST,
+    cache_entries,
+    cached_backend,
+    check_entry,
+    current_source_hash,
+    time_engines,
+)
 from model.inference.exported import OnnxBackend
 from model.inference.openvino_backend import OpenVinoBackend, has_bf16
 from model.inference.openvino_graph import pad_deformable_sampling, rewrite_deform_conv
@@ -285,6 +295,18 @@ def test_auto_keeps_the_fastest_engine_and_records_it(hot, tmp_path, monkeypatch
     kind, again = cached_backend(NUMBER, CONFIGS[NUMBER], weights, opts, 1, lines.append)
     assert (kind, lines) == ('onnx', [f'auto: using onnx f32 from cache {entry}'])
     _same_instances(OpenVinoBackend(str(entry), threads=1, overrides=opts), again, _batch(128, 160, seed=9))
+
+
+def test_compiled_models_are_kept_in_the_cache(hot, tmp_path, monkeypatch):  # noqa: F811
+    """--backend openvino keeps OpenVINO's compiled models in $SOLOV2_CACHE/openvino-compiled,
+    an entry tools/cache.py sees as current (pruned once OpenVINO or the code changes)."""
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path))
+    backend = exported_backend('openvino', str(hot[1]), threads=1, precision='f32')
+    for _ in range(2):                  # the dynamic model, then the static one for 128x160
+        backend.run_numpy(_batch(128, 160, seed=1))
+    assert len([p for p in (tmp_path / COMPILED).iterdir() if p.suffix == '.blob']) == 2
+    entries = cache_entries(tmp_path)
+    assert [e.folder.name for e in entries] == [COMPILED] and not entries[0].stale(current_source_hash())
 
 
 def test_time_engines_alternates_and_takes_the_median():
