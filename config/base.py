@@ -143,6 +143,7 @@ class SOLOv2Base:
     nms_kernel = Setting('gaussian', "Matrix NMS decay: 'gaussian' exp(-sigma*iou^2) or 'linear'",
                          group='test', rule=one_of('gaussian', 'linear'))
     nms_sigma = Setting(2.0, "sigma of the 'gaussian' Matrix NMS decay", group='test', rule=POSITIVE_NUMBER)
+    openvino_buckets = Setting(False, 'openvino: pad pictures to one of 7 sizes (fewer compiles; moves results)')
 
     @classmethod
     def settings(cls) -> dict:

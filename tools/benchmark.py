@@ -277,13 +277,14 @@ def int8_folder(export_dir: Path, folder: Path, number: int) -> Path:
 
 
 def auto_backend(number: int, cfg, weights: str, folder: Path, threads: int, overrides) -> tuple:
-    """(backend, seconds of the first run's export) of ``--backend auto`` with its cache in
-    ``folder``: exported once, then loaded from the cache as a second run would."""
+    """(engine, backend, seconds of the first run's export) of ``--backend auto`` with its
+    cache in ``folder``: exported once (the engines timed), then loaded from the cache as a
+    second run would."""
     os.environ[CACHE_ENV] = str(folder / 'auto_cache')
     began = time.perf_counter()
     cached_backend(number, cfg, weights, overrides, threads)
     export_s = time.perf_counter() - began
-    return cached_backend(number, cfg, weights, overrides, threads)[1], export_s
+    return cached_backend(number, cfg, weights, overrides, threads) + (export_s,)
 
 
 def network_seconds(kind: str, backend, batch: np.ndarray, runs: int) -> float:
@@ -300,8 +301,8 @@ def measure_backend(kind: str, number: int, cfg, weights: str, predictor, folder
     """{'backend', 'model_s', 'fps', 'busy'} of one of our backends (None: not on this CPU)."""
     label = kind
     if kind == 'auto':
-        backend, export_s = auto_backend(number, cfg, weights, folder, threads, overrides)
-        label = f'auto (first run exports: {export_s:.0f} s)'
+        engine, backend, export_s = auto_backend(number, cfg, weights, folder, threads, overrides)
+        label = f'auto = {engine} (first run exports: {export_s:.0f} s)'
     else:
         backend = predictor if kind == 'dygraph' else exported_backend(kind, number, cfg, weights, folder, threads)
     if backend is None:
@@ -373,8 +374,9 @@ def write_report(summaries, out: Path, machine: str, count: int, size: int) -> N
              'with oneDNN), onnxruntime and OpenVINO (`demo.py --backend inference [--mkldnn] | onnx '
              '| openvino --precision P`; int8 quantized by `tools/quantize.py` code on '
              f'{CALIBRATION_IMAGES} other synthetic images; bf16 only where the CPU has it); "auto" is '
-             "`demo.py`'s default, OpenVINO f32 loaded from its export cache as from the second run "
-             "on (the first run's export time is in its name). The machine is shared with other "
+             "`demo.py`'s default, the faster f32 engine (OpenVINO or onnxruntime, timed when it exports) "
+             "loaded from its export cache as from the second run on (the engine and the first run's "
+             "export time are in its name). The machine is shared with other "
              'work, so figures are noisy: compare ratios within one run. End to end is what each '
              "tool's default picture command does with a folder. Ours: `demo.py`'s own stages in its "
              'pipeline (reading and preprocessing, then post-processing, mask pasting, drawing '

@@ -8,9 +8,9 @@ new ``demo.py`` run: compiles included) through ``demo.py``'s own stages and pip
 (read, preprocess, network, post-process, paste, draw, write the picture), on the
 ``--images`` folder and on ``--random`` copies of its pictures resized to random sizes
 (each side 160-1600 px). Variants: ``f32`` (the default: dynamic shapes, a static model
-from a size's second picture), ``f32-buckets`` (``OpenVinoBackend(buckets=True)``),
-``int8`` (buckets, its default) and ``int8-per-size`` (one compile per input size, as
-before buckets). Prints the median pictures/s of each and the compile seconds. With
+from a size's second picture), ``f32-buckets`` (``--opt openvino_buckets=True``),
+``int8`` (int8 with buckets) and ``int8-per-size`` (int8's default: one compile per input
+size). Prints the median pictures/s of each and the compile seconds. With
 ``--compiled-cache``, OpenVINO keeps its compiled models in a fresh folder that one untimed
 pass fills first: the rounds then measure a later run (``demo.py`` keeps them in
 ``$SOLOV2_CACHE/openvino-compiled``); without it every round compiles, as a first run.

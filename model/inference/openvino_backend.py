@@ -10,12 +10,13 @@ dynamic-shape model, except in int8: the quantized model compiles only with stat
 with ``PERFORMANCE_HINT=LATENCY`` and ``INFERENCE_NUM_THREADS``; the last
 ``MAX_SHAPES`` compiled models are kept.
 
-Buckets (int8 by default, f32 / bf16 when asked): each batch is zero-padded at the bottom
-and right up to the smallest of a few sizes derived from the config's test size
-(``data.transforms.bucket_sizes``: the padded sizes of the common picture formats), so a
-folder of mixed sizes compiles a handful of static models at most, each logged once with
-its compile time. Post-processing crops the masks back to the picture (``ImageMeta``), so
-the only change is more zero padding around what the network sees.
+Buckets (asked for with ``--opt openvino_buckets=True``, any precision): each batch is
+zero-padded at the bottom and right up to the smallest of a few sizes derived from the
+config's test size (``data.transforms.bucket_sizes``: the padded sizes of the common picture
+formats), so a folder of mixed sizes compiles a handful of static models at most, each logged
+once with its compile time. Post-processing crops the masks back to the picture
+(``ImageMeta``); the network sees more zero padding, and SOLOv2's grid covers the padded
+input, so results move (docs/speed.md): off by default.
 """
 import logging
 import time
@@ -77,7 +78,8 @@ def output_order(outputs, source: str) -> List[int]:
 
 class OpenVinoBackend(ExportedBackend):
     """OpenVINO on CPU: ``precision`` f32 | bf16 | int8, ``threads`` inference threads
-    (0 = every core), ``buckets``: pad inputs to a few sizes (None: in int8 only),
+    (0 = every core), ``buckets``: pad inputs to a few sizes (None: the config's
+    ``openvino_buckets``, ``--opt openvino_buckets=True``),
     ``compiled_cache``: a folder where OpenVINO keeps the models it compiles (its ``CACHE_DIR``;
     a later run loads them instead of compiling again). ``compile_seconds``: the seconds each
     static shape took to compile (or to load from ``compiled_cache``)."""
@@ -101,7 +103,7 @@ class OpenVinoBackend(ExportedBackend):
         self.compiled: OrderedDict = OrderedDict()
         self.seen: set = set()
         self.dynamic = None
-        use_buckets = precision == 'int8' if buckets is None else buckets
+        use_buckets = self.cfg.openvino_buckets if buckets is None else buckets
         self.buckets = bucket_sizes(self.cfg.test_short, self.cfg.test_max) if use_buckets else []
         self.compile_seconds: Dict[tuple, float] = {}
 

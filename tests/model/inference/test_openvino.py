@@ -342,7 +342,7 @@ def test_quantize_writes_an_int8_folder_the_backend_runs(hot, image_dir, tmp_pat
     assert info['files']['openvino_int8']['kept_f32'] and 'onnx' not in info['files']
     backend = OpenVinoBackend(str(out), threads=1, precision='int8', buckets=False)
     reference = OpenVinoBackend(str(hot[1]), threads=1)
-    bucketed = OpenVinoBackend(str(out), threads=1, precision='int8')      # buckets: int8's default
+    bucketed = OpenVinoBackend(str(out), threads=1, precision='int8', overrides=['openvino_buckets=True'])
     for size in [(128, 160), (96, 64)]:
         batch = _batch(*size, seed=3)
         got, want = backend.run_numpy(batch), reference.run_numpy(batch)
