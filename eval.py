@@ -50,7 +50,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--ann', help='COCO annotation file (default: the config val set)')
     parser.add_argument('--images', help='image folder (default: the config val images)')
     parser.add_argument('--classwise', action='store_true',
-                        help='per-class mask AP table and bar chart (classwise_ap.png beside --save-json or in .)')
+                        help='per-class mask AP table; with --save-json also a bar chart, classwise_ap.png beside it')
+    parser.add_argument('--chart', metavar='PATH',
+                        help='write the per-class AP bar chart (PNG) to PATH (implies --classwise)')
     parser.add_argument('--save-json', metavar='PATH', help='write the COCO results to PATH')
     parser.add_argument('--json-only', metavar='PATH', help='score an existing results file, no model')
     parser.add_argument('--predict-only', metavar='PATH',
@@ -171,7 +173,9 @@ def main(argv=None) -> int:
 
 def run(argv) -> int:
     args = parse_args(argv)
-    for option, path in (('--save-json', args.save_json), ('--predict-only', args.predict_only)):
+    args.classwise = args.classwise or bool(args.chart)
+    for option, path in (('--save-json', args.save_json), ('--predict-only', args.predict_only),
+                         ('--chart', args.chart)):
         if path:
             check_output_file(path, [p for p in (args.json_only, args.ann) if p], option)
     check_set_arguments(args)
@@ -201,12 +205,22 @@ def run(argv) -> int:
     by_class = per_class_ap(segm) if args.classwise else {}
     if args.classwise:
         print(classwise_table(by_class, names))
-        chart = Path(args.save_json).with_name('classwise_ap.png') if args.save_json else Path('classwise_ap.png')
-        plot_classwise(by_class, names, chart)
-        print(f'chart: {chart}')
+        write_chart(args, by_class, names)
     if args.vdl_dir:
         write_visualdl(args.vdl_dir, args.vdl_step, mask_stats, {names[c]: ap for c, ap in by_class.items()})
     return 0
+
+
+def write_chart(args: argparse.Namespace, ap_by_category: dict, names: dict) -> None:
+    """The per-class bar chart to --chart, else beside --save-json; with neither, only a hint
+    (nothing is written into the current folder)."""
+    if not (args.chart or args.save_json):
+        print('(--chart PATH to save the bar chart)')
+        return
+    chart = Path(args.chart) if args.chart else Path(args.save_json).with_name('classwise_ap.png')
+    chart.parent.mkdir(parents=True, exist_ok=True)
+    plot_classwise(ap_by_category, names, chart)
+    print(f'chart: {chart}')
 
 
 def write_visualdl(logdir: str, step: int, stats: dict, ap_by_class: dict) -> None:

@@ -121,6 +121,24 @@ def test_cli_rescoring_and_classwise(gt_file, tmp_path, capsys):
     assert (tmp_path / 'classwise_ap.png').is_file() and (tmp_path / 'copy.json').is_file()
 
 
+def test_cli_classwise_chart_goes_to_chart_or_nowhere(gt_file, tmp_path, capsys, monkeypatch):
+    """--chart PATH writes the chart there (and implies --classwise); --classwise alone
+    prints the table and a hint, and writes nothing into the current folder."""
+    results, here = tmp_path / 'segm.json', tmp_path / 'here'
+    results.write_text(json.dumps(_records(shift=2)))
+    here.mkdir()
+    monkeypatch.chdir(here)
+    base = ['--config', '9', '--ann', gt_file, '--json-only', str(results)]
+    assert eval_cli.main([*base, '--classwise']) == 0
+    out = capsys.readouterr().out
+    assert 'per-class mask AP' in out and '(--chart PATH to save the bar chart)' in out
+    assert list(here.iterdir()) == []
+    chart = tmp_path / 'charts' / 'ap.png'
+    assert eval_cli.main([*base, '--chart', str(chart)]) == 0
+    assert 'per-class mask AP' in capsys.readouterr().out and chart.is_file()
+    assert list(here.iterdir()) == []
+
+
 def test_cli_writes_the_ap_to_visualdl(gt_file, tmp_path):
     from visualdl import LogReader
     results, vdl = tmp_path / 'segm.json', tmp_path / 'vdl'
