@@ -19,6 +19,8 @@ restricted unpickler shared with the Paddle reader); any other global raises
 references first and become numpy arrays once the storages have been read (in
 the legacy format the storages follow the pickle).
 """
+from __future__ import annotations
+
 import io
 import os
 import struct
