@@ -1,12 +1,12 @@
-"""Lets ``python tools/<name>.py`` (and, through convert/_bootstrap.py, the converters) run
-from a plain clone: when the project is not installed (``pip install -e .``), its root goes
-on ``sys.path``; installed, nothing changes. It imports ``tools.cli`` either way, whose
-start-up settings must come before Paddle is imported."""
+"""Lets ``python tools/<name>.py`` (and, through convert/_bootstrap.py, the converters), run by
+path from any folder, import the project: it is used from its checkout (not pip-installed),
+so the checkout's root goes on ``sys.path`` unless it is there already (e.g. on PYTHONPATH).
+It then imports ``tools.cli``, whose start-up settings must come before Paddle is imported."""
 import sys
 from pathlib import Path
 
-try:
-    import tools.cli  # noqa: F401  (installed: importable as it is)
-except ImportError:
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    import tools.cli  # noqa: F401
+ROOT = str(Path(__file__).resolve().parents[1])
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+
+import tools.cli  # noqa: E402,F401
