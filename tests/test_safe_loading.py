@@ -26,7 +26,6 @@ from pathlib import Path
 import numpy as np
 import paddle
 import pytest
-import torch
 
 from config import CONFIGS, with_classes, with_overrides
 from config.setting import declared_settings
@@ -249,6 +248,7 @@ def _training_checkpoint(folder: Path, evil_name: str, marker: Path) -> Path:
 
 def _attack_commands(root: Path, marker: Path) -> dict:
     """{name: (argv, the malicious file it is handed)} for every entry point."""
+    torch = pytest.importorskip('torch', reason='reference test: needs PyTorch (requirements-test.txt)')
     shapes = root / 'shapes'
     subprocess.run([sys.executable, str(REPO_DIR / 'tools/make_shapes_dataset.py'), '--out', str(shapes),
                     '--train', '2', '--val', '1', '--size', '64', '--seed', '1'], check=True, capture_output=True)
@@ -321,6 +321,7 @@ def attacks(tmp_path_factory):
     return {name: (results[name], commands[name][1]) for name in ENTRY_POINTS}, marker
 
 
+@pytest.mark.reference   # torch writes the malicious .pth files
 @pytest.mark.parametrize('name', ENTRY_POINTS)
 def test_no_entry_point_runs_a_checkpoint(attacks, name):
     results, marker = attacks

@@ -3,11 +3,16 @@
 WXinlong/SOLO (mmdet-1.x) format made by tests/fixtures/solo_checkpoints.py.
 """
 import pytest
+
+pytest.importorskip('torch', reason='reference test: needs PyTorch (requirements-test.txt)')
+
 import torch
 import torch.nn.functional as F
 
 from tests.fixtures.solo_checkpoints import keys_file, read_key_list, write_solo_checkpoint
 from tests.reference.solo_torch import ARCH_ARGS, build_solo_torch, coord_feat, load_solo_checkpoint
+
+pytestmark = pytest.mark.reference
 
 CONFIGS = sorted(ARCH_ARGS)
 IMG_SHAPE = (1, 3, 192, 256)  # non-square, multiples of 32

@@ -10,13 +10,18 @@ import json
 import pickle
 import re
 
-import numpy as np
 import pytest
+
+pytest.importorskip('torch', reason='reference test: needs PyTorch (requirements-test.txt)')
+
+import numpy as np
 import torch
 
 from convert import paddleclas2paddle, torchvision2paddle
 from convert.common import ConversionError, convert
 from model.checkpoint import load_paddle_params
+
+pytestmark = pytest.mark.reference
 
 tnn = torch.nn
 

@@ -15,13 +15,18 @@ import json
 import pickle
 import re
 
-import numpy as np
 import pytest
+
+pytest.importorskip('ppdet', reason='reference test: needs PaddleDetection (pip install --no-deps paddledet==2.6.0)')
+
+import numpy as np
 
 from convert import ppdet_names, ppdet_static2paddle
 from convert.common import ConversionError, convert
 from model.checkpoint import load_paddle_params
 from tools.reference import ppdet_ref
+
+pytestmark = pytest.mark.reference
 
 FAMILIES = {'r50_fpn': 0, 'light_r50_vd_dcn_v05': 2}
 BN = {'weight': 'scale', 'bias': 'offset', '_mean': 'mean', '_variance': 'variance'}

@@ -10,9 +10,12 @@ but cannot build a model without mmcv's compiled ops, which mmcv-lite lacks."""
 import sys
 import types
 
+import pytest
+
+pytest.importorskip('torch', reason='reference test: needs PyTorch (requirements-test.txt)')
+
 import numpy as np
 import paddle
-import pytest
 import torch
 
 from config import CONFIGS, with_overrides
@@ -25,6 +28,8 @@ from model.checkpoint import load_paddle_params
 from model.inference.postprocess import InferenceParams, postprocess
 from tests.fixtures.mmdet_checkpoints import ARCHS, build_mirror, mmdet_key, random_solo_layout, write_mmdet_checkpoint
 from tests.fixtures.solo_checkpoints import keys_file, read_key_list
+
+pytestmark = pytest.mark.reference
 
 # (mmdetection config, mmdetection major version of the file written, category bias: tens of
 # instances whose scores are 1e-5 or more apart, so that 1e-6 differences cannot reorder them)

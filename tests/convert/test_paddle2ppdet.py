@@ -5,9 +5,12 @@ lacks any of the model's keys) and gives the instances this project's model give
 PaddleDetection file converted here and back is identical."""
 import os
 
+import pytest
+
+pytest.importorskip('ppdet', reason='reference test: needs PaddleDetection (pip install --no-deps paddledet==2.6.0)')
+
 import numpy as np
 import paddle
-import pytest
 from ppdet.utils.checkpoint import load_weight
 
 from config import CONFIGS
@@ -18,6 +21,8 @@ from model.inference.postprocess import paste_in_boxes, postprocess
 from model.inference.predictor import Predictor
 from tests.helpers import REPO_DIR
 from tools.reference import ppdet_ref
+
+pytestmark = pytest.mark.reference
 
 IMAGE_HW = (192, 256)
 # PaddleDetection family -> our config

@@ -7,9 +7,12 @@ final masks, labels and scores.
 """
 import json
 
+import pytest
+
+pytest.importorskip('ppdet', reason='reference test: needs PaddleDetection (pip install --no-deps paddledet==2.6.0)')
+
 import numpy as np
 import paddle
-import pytest
 
 from config import CONFIGS
 from convert import ppdet2paddle, ppdet_names
@@ -18,6 +21,8 @@ from model.checkpoint import load_paddle_params, save_checkpoint
 from model.inference.postprocess import flatten_levels, paste_in_boxes, postprocess
 from model.inference.predictor import Predictor
 from tools.reference import ppdet_ref
+
+pytestmark = pytest.mark.reference
 
 FEATURE_TOL = 1e-4
 SCORE_TOL = 1e-4

@@ -2,9 +2,12 @@
 format from the key lists in tests/fixtures, convert them (no torch in the converter) and
 compare our network with an independent PyTorch mirror of SOLO's modules."""
 
+import pytest
+
+pytest.importorskip('torch', reason='reference test: needs PyTorch (requirements-test.txt)')
+
 import numpy as np
 import paddle
-import pytest
 import torch
 
 from config import CONFIGS
@@ -16,6 +19,8 @@ from model.build import build_model
 from model.checkpoint import load_paddle_params
 from tests.fixtures.solo_checkpoints import write_solo_checkpoint
 from tests.reference.solo_torch import ARCH_ARGS, build_solo_torch, load_solo_checkpoint
+
+pytestmark = pytest.mark.reference
 
 CASES = {'solov2_light_448_r18_fpn_8gpu_3x': 5, 'solov2_r50_fpn_8gpu_3x': 0}
 TOL = 1e-4

@@ -4,12 +4,17 @@ import os
 import pickle
 import zipfile
 
-import numpy as np
 import pytest
+
+pytest.importorskip('torch', reason='reference test: needs PyTorch (requirements-test.txt)')
+
+import numpy as np
 import torch
 
 from convert.pth_reader import load_pth, load_state_dict  # noqa: E402
 from tests.fixtures.solo_checkpoints import write_solo_checkpoint
+
+pytestmark = pytest.mark.reference
 
 FORMATS = {'zip': True, 'legacy': False}
 

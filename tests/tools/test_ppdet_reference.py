@@ -2,11 +2,16 @@
 
 import time
 
-import numpy as np
-import paddle
 import pytest
 
+pytest.importorskip('ppdet', reason='reference test: needs PaddleDetection (pip install --no-deps paddledet==2.6.0)')
+
+import numpy as np
+import paddle
+
 from tools.reference import ppdet_ref
+
+pytestmark = pytest.mark.reference
 
 # (H, W) per family; r101 (DCN everywhere) is the slowest, so it gets a
 # smaller input to keep the whole file well under a minute on 2 CPU cores.

@@ -14,8 +14,13 @@ is not run here: --max-drop 100 lets it stop after the first INT8 model; its rep
 import json
 from pathlib import Path
 
-import openvino as ov
 import pytest
+
+pytest.importorskip('openvino', reason='deploy test: needs requirements-deploy.txt')
+pytest.importorskip('paddle2onnx', reason='deploy test: needs requirements-deploy.txt')
+pytest.importorskip('nncf', reason='deploy test: needs requirements-deploy.txt')
+
+import openvino as ov
 
 import eval as eval_cli
 from data.results import write_json
@@ -34,7 +39,8 @@ from tools.make_shapes_dataset import generate_split
 ROOT = REPO_DIR
 WEIGHTS = ROOT / 'weights' / 'shapes_r18.pdparams'
 CALIBRATION, ANNOTATED = 4, 6
-pytestmark = [pytest.mark.filterwarnings('ignore::DeprecationWarning')]   # pycocotools on numpy 2
+pytestmark = [pytest.mark.deploy,
+              pytest.mark.filterwarnings('ignore::DeprecationWarning')]   # pycocotools on numpy 2
 
 
 @pytest.fixture(scope='module')
