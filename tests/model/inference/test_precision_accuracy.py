@@ -5,8 +5,13 @@ tools/quantize.py's code (calibrated on 16 other pictures, default --keep-depth)
 point: the tolerances README's Deployment section states."""
 from pathlib import Path
 
-import openvino as ov
 import pytest
+
+pytest.importorskip('openvino', reason='deploy test: needs requirements-deploy.txt')
+pytest.importorskip('paddle2onnx', reason='deploy test: needs requirements-deploy.txt')
+pytest.importorskip('nncf', reason='deploy test: needs requirements-deploy.txt')
+
+import openvino as ov
 
 from config import get_config
 from data.coco import CocoDataset, load_coco
@@ -19,6 +24,8 @@ from model.inference.predictor import Predictor
 from model.inference.quantize import quantize_model
 from tests.helpers import REPO_DIR
 from tools.make_shapes_dataset import generate_split
+
+pytestmark = pytest.mark.deploy
 
 ROOT = REPO_DIR
 WEIGHTS = ROOT / 'weights' / 'shapes_r18.pdparams'
@@ -51,9 +58,7 @@ def dygraph_ap(shapes):
 @pytest.mark.parametrize('precision', ['f32', 'bf16', 'int8'])
 def test_precision_keeps_the_stated_ap(shapes, dygraph_ap, precision):
     if precision == 'bf16' and not has_bf16(ov.Core()):
-        with pytest.raises(Exception, match='no bf16 support'):
-            OpenVinoBackend(str(shapes / 'export'), precision='bf16')
-        return
+        pytest.skip('this CPU has no bf16 (neither AMX nor avx512_bf16): bf16 accuracy cannot be measured here')
     folder = shapes / ('int8' if precision == 'int8' else 'export')
     ap = _mask_ap(OpenVinoBackend(str(folder), precision=precision), shapes)
     assert dygraph_ap > 0.7
