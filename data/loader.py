@@ -11,7 +11,6 @@ object (the dataclass `BatchTargets`) rather than a plain dict of arrays.
 
 from __future__ import annotations
 
-import _thread
 import ctypes
 import functools
 import logging
@@ -178,11 +177,12 @@ def _raise_failure(signum, frame) -> None:
 def report_to_main(what: str, err: Exception) -> None:
     """From Paddle's loader thread: have the main thread raise `LoaderError` about `err`, and
     end the thread quietly (StopIteration, which Paddle's loop takes as the end); in the main
-    thread `err` is raised as it is."""
-    if FAILURE_SIGNAL is None or threading.current_thread() is threading.main_thread():
+    thread, or when `ReportingDataset` did not install the handler, `err` is raised as it is."""
+    if (FAILURE_SIGNAL is None or threading.current_thread() is threading.main_thread()
+            or signal.getsignal(FAILURE_SIGNAL) is not _raise_failure):
         raise err
     _failures.append(f'{what}: {type(err).__name__}: {err}')
-    _thread.interrupt_main(FAILURE_SIGNAL)
+    signal.raise_signal(FAILURE_SIGNAL)   # its Python handler runs in the main thread
     raise StopIteration from err
 
 
