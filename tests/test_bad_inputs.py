@@ -294,7 +294,9 @@ def test_export_refuses_outputs_over_the_weights(tmp_path, capsys):
 
 # ---- exported models: damaged files ----------------------------------------------------------------
 
+@pytest.mark.deploy
 def test_damaged_exported_models_are_one_backend_error(tmp_path):
+    pytest.importorskip('onnxruntime', reason='deploy test: needs requirements-deploy.txt')
     folder = tmp_path / 'export'
     net = paddle.nn.Linear(4, 4)
     paddle.jit.save(net, str(folder / 'model'), input_spec=[paddle.static.InputSpec([None, 4], 'float32')])

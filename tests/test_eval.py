@@ -140,7 +140,7 @@ def test_cli_classwise_chart_goes_to_chart_or_nowhere(gt_file, tmp_path, capsys,
 
 
 def test_cli_writes_the_ap_to_visualdl(gt_file, tmp_path):
-    from visualdl import LogReader
+    LogReader = pytest.importorskip('visualdl', reason='needs VisualDL (requirements-test.txt)').LogReader
     results, vdl = tmp_path / 'segm.json', tmp_path / 'vdl'
     results.write_text(json.dumps(_records(shift=2)))
     assert eval_cli.main(['--config', '9', '--ann', gt_file, '--json-only', str(results), '--classwise',

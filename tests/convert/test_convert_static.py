@@ -17,7 +17,7 @@ import re
 
 import pytest
 
-pytest.importorskip('ppdet', reason='reference test: needs PaddleDetection (pip install --no-deps paddledet==2.6.0)')
+pytest.importorskip('ppdet', reason='reference test: needs PaddleDetection (paddledet==2.6.0)')
 
 import numpy as np
 

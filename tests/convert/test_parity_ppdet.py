@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-pytest.importorskip('ppdet', reason='reference test: needs PaddleDetection (pip install --no-deps paddledet==2.6.0)')
+pytest.importorskip('ppdet', reason='reference test: needs PaddleDetection (paddledet==2.6.0)')
 
 import numpy as np
 import paddle

@@ -4,13 +4,17 @@ import re
 import subprocess
 import sys
 
+import pytest
+
 from tests.helpers import REPO_DIR
 from tools import benchmark, postprocess_speed
 
 ROOT = REPO_DIR
 
 
+@pytest.mark.reference
 def test_benchmark_writes_table_and_plot(tmp_path):
+    pytest.importorskip('ppdet', reason='reference test: needs PaddleDetection (paddledet==2.6.0)')
     out = tmp_path / 'bench'
     assert benchmark.main(['--configs', '1', '--backends', 'dygraph', 'inference', '--num-images', '2',
                            '--size', '96', '--runs', '1', '--opt', 'test_short=64', 'test_max=96',
@@ -54,7 +58,9 @@ def test_a_full_report_keeps_the_postprocess_section(tmp_path):
     assert postprocess_speed.replace_section(text, section.replace('a CPU', 'another CPU')).count('## Post') == 1
 
 
+@pytest.mark.deploy
 def test_matmul_rates_take_the_best_float32_and_bf16_where_the_cpu_has_it():
+    pytest.importorskip('openvino', reason='deploy test: needs requirements-deploy.txt')
     from model.inference.openvino_backend import has_bf16, import_openvino
     rates = benchmark.matmul_rates(threads=0, size=256)
     assert rates['f32'] > 1

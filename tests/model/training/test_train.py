@@ -19,7 +19,7 @@ from model.training.hooks import EvalHook
 from model.training.run_log import RunLog, significant
 from model.training.state import find_checkpoint, save_training_state
 from model.training.trainer import TrainState
-from tests.helpers import launch_two_cpu_processes
+from tests.helpers import REPO_DIR, launch_two_cpu_processes
 
 TINY = ['num_workers=0', 'batch_size=2', 'train_shorts=(128,)', 'train_max=128',
         'test_short=128', 'test_max=128', 'warmup_iters=2', 'ema_decay=0.9', 'epochs=2']
@@ -28,7 +28,7 @@ TINY = ['num_workers=0', 'batch_size=2', 'train_shorts=(128,)', 'train_max=128',
 @pytest.fixture(scope='module')
 def shapes(tmp_path_factory):
     root = tmp_path_factory.mktemp('shapes')
-    subprocess.run([sys.executable, 'tools/make_shapes_dataset.py', '--out', str(root),
+    subprocess.run([sys.executable, str(REPO_DIR / 'tools' / 'make_shapes_dataset.py'), '--out', str(root),
                     '--train', '6', '--val', '2', '--size', '128', '--seed', '1'],
                    check=True, capture_output=True)
     return root
@@ -120,7 +120,7 @@ def test_ranks_share_rank0_minutes_and_the_mean_positives(tmp_path):
 def test_two_cpu_processes_train_under_a_time_budget(shapes, tmp_path):
     """Data parallel on CPU (gloo, one math thread each): both ranks stop at the budget."""
     out = tmp_path / 'parallel'
-    launch_two_cpu_processes(tmp_path, 'train.py', '--config', '9', '--device', 'cpu',
+    launch_two_cpu_processes(tmp_path, str(REPO_DIR / 'train.py'), '--config', '9', '--device', 'cpu',
                              '--output', str(out), '--log-every', '1', '--max-minutes', '0.03',
                              '--opt', f'dataset_dir={shapes}', *TINY, 'epochs=500')
     logs = (out / 'train_log.csv').read_text().splitlines()
@@ -143,7 +143,7 @@ def test_training_lowers_the_loss(shapes, tmp_path):
 
 
 def test_visualdl_log_has_the_curves_and_a_picture(shapes, tmp_path):
-    from visualdl import LogReader
+    LogReader = pytest.importorskip('visualdl', reason='needs VisualDL (requirements-test.txt)').LogReader
     out, vdl = tmp_path / 'run', tmp_path / 'vdl'
     assert _run(shapes, out, '--max-iters', '2', '--vdl-dir', str(vdl)) == 0
     (log_file,) = vdl.iterdir()
