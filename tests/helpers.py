@@ -72,3 +72,16 @@ def launch_two_nodes(tmp_path, *command, cwds=(None, None)):
     return _finish([_launch(tmp_path / f'node{rank}', ['--nnodes', '2', '--master', f'127.0.0.1:{port}',
                                                       '--rank', str(rank), '--nproc_per_node', '1'], command, cwd)
                     for rank, cwd in enumerate(cwds)])
+
+
+# --opt of a training run that takes seconds: 128 px, batch 2, two epochs of a tiny set
+TINY_TRAINING = ['num_workers=0', 'batch_size=2', 'train_shorts=(128,)', 'train_max=128',
+                 'test_short=128', 'test_max=128', 'warmup_iters=2', 'ema_decay=0.9', 'epochs=2']
+
+
+def make_tiny_shapes(root, val: int = 2):
+    """A shapes dataset of six 128 px training images and ``val`` validation ones under
+    ``root`` (tools/make_shapes_dataset.py, seed 1); returns ``root``."""
+    subprocess.run([sys.executable, str(REPO_DIR / 'tools' / 'make_shapes_dataset.py'), '--out', str(root),
+                    '--train', '6', '--val', str(val), '--size', '128', '--seed', '1'], check=True, capture_output=True)
+    return root

@@ -2,8 +2,6 @@
 out (each once, the same results and AP as one process), and training on two "nodes" on
 127.0.0.1 equals one node with the same processes, resume included (model/distributed.py)."""
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -14,21 +12,17 @@ from config.errors import InputError
 from model.checkpoint import load_paddle_params
 from model.distributed import SINGLE, Processes, check_paddle_runs, gather, local_rank0_first
 from model.inference.export_cache import CACHE_ENV
-from tests.helpers import REPO_DIR, launch_two_cpu_processes, launch_two_nodes
+from tests.helpers import REPO_DIR, TINY_TRAINING, launch_two_cpu_processes, launch_two_nodes, make_tiny_shapes
 
 WEIGHTS = str(REPO_DIR / 'weights' / 'shapes_r18.pdparams')
 SMALL = ['test_short=128', 'test_max=128']
-TINY = ['num_workers=0', 'batch_size=2', 'train_shorts=(128,)', 'train_max=128',
-        'test_short=128', 'test_max=128', 'warmup_iters=2', 'ema_decay=0.9', 'epochs=2']
+TINY = TINY_TRAINING
 
 
 @pytest.fixture(scope='module')
 def shapes(tmp_path_factory):
     """Six training and five validation images of 128 px."""
-    root = tmp_path_factory.mktemp('shapes')
-    subprocess.run([sys.executable, str(REPO_DIR / 'tools' / 'make_shapes_dataset.py'), '--out', str(root),
-                    '--train', '6', '--val', '5', '--size', '128', '--seed', '1'], check=True, capture_output=True)
-    return root
+    return make_tiny_shapes(tmp_path_factory.mktemp('shapes'), val=5)
 
 
 def test_shares_are_disjoint_and_cover_every_item():

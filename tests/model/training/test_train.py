@@ -4,8 +4,6 @@ import json
 import logging
 import shlex
 import shutil
-import subprocess
-import sys
 import types
 
 import numpy as np
@@ -19,19 +17,14 @@ from model.training.hooks import EvalHook
 from model.training.run_log import RunLog, significant
 from model.training.state import find_checkpoint, save_training_state
 from model.training.trainer import TrainState
-from tests.helpers import REPO_DIR, launch_two_cpu_processes
+from tests.helpers import REPO_DIR, TINY_TRAINING, launch_two_cpu_processes, make_tiny_shapes
 
-TINY = ['num_workers=0', 'batch_size=2', 'train_shorts=(128,)', 'train_max=128',
-        'test_short=128', 'test_max=128', 'warmup_iters=2', 'ema_decay=0.9', 'epochs=2']
+TINY = TINY_TRAINING
 
 
 @pytest.fixture(scope='module')
 def shapes(tmp_path_factory):
-    root = tmp_path_factory.mktemp('shapes')
-    subprocess.run([sys.executable, str(REPO_DIR / 'tools' / 'make_shapes_dataset.py'), '--out', str(root),
-                    '--train', '6', '--val', '2', '--size', '128', '--seed', '1'],
-                   check=True, capture_output=True)
-    return root
+    return make_tiny_shapes(tmp_path_factory.mktemp('shapes'))
 
 
 def _run(shapes, out, *extra):
