@@ -14,7 +14,7 @@ import time
 if __package__ in (None, ''):
     import _bootstrap  # noqa: F401  (script mode: make the project importable)
 
-from model.inference.export_cache import cache_entries, cache_root, current_source_hash, remove_entries  # noqa: E402
+from model.inference.export_cache import cache_entries, cache_root, remove_entries, source_hash  # noqa: E402
 from tools.cli import make_parser, run_command  # noqa: E402
 
 
@@ -40,7 +40,7 @@ def describe(entry, source: str) -> str:
 
 def run(argv) -> int:
     args = parse_args(argv)
-    entries, source = cache_entries(), current_source_hash()
+    entries, source = cache_entries(), source_hash()
     chosen = {'list': [], 'prune': [e for e in entries if e.stale(source)], 'clear': entries}[args.action]
     if args.action == 'list':
         for entry in entries:

@@ -15,6 +15,7 @@ in a temporary folder and only then renamed into place; on load the hashes of it
 checked again, and an entry that fails the check or does not load is said to be corrupt,
 deleted and rebuilt.
 """
+import functools
 import hashlib
 import json
 import logging
@@ -72,8 +73,10 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _source_hash() -> str:
-    """Hash of the Python source that export and inference run (``model``, ``config``, ``data``)."""
+@functools.lru_cache(maxsize=1)
+def source_hash() -> str:
+    """Hash of the Python source that export and inference run (``model``, ``config``, ``data``),
+    read once per process (the cache key, the compiled-model folder and ``CacheEntry.stale`` use it)."""
     digest = hashlib.sha256()
     for package in (config, data, model):
         folder = Path(package.__file__).parent
@@ -82,6 +85,7 @@ def _source_hash() -> str:
     return digest.hexdigest()
 
 
+@functools.lru_cache(maxsize=None)
 def _version(package: str) -> str:
     try:
         return version(package)
@@ -94,7 +98,7 @@ def cache_key(weights: str, number: int, overrides: Sequence[str]) -> dict:
     packages = ('paddlepaddle', 'paddle2onnx', 'onnx') + sum(_PACKAGES.values(), ())
     return {'format': FORMAT, 'weights_sha256': file_sha256(Path(weights)), 'config': number,
             'overrides': list(overrides), 'precision': 'f32',
-            'versions': {name: _version(name) for name in packages}, 'source_sha256': _source_hash()}
+            'versions': {name: _version(name) for name in packages}, 'source_sha256': source_hash()}
 
 
 def entry_name(key: dict) -> str:
@@ -109,7 +113,7 @@ def compiled_cache() -> Optional[str]:
     prune`` removes it once OpenVINO or this code changes; None when it cannot be written."""
     folder = cache_root() / COMPILED
     key = {'format': FORMAT, 'config': 'all', 'precision': 'compiled', 'versions': {'openvino': _version('openvino')},
-           'source_sha256': _source_hash()}
+           'source_sha256': source_hash()}
     manifest = json.dumps({'key': key, 'files': {}, 'engine': 'openvino compiled models'}, indent=2) + '\n'
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -246,7 +250,6 @@ def _manifest(folder: Path) -> dict:
     return json.loads((folder / MANIFEST).read_text())
 
 
-
 @dataclass(frozen=True)
 class CacheEntry:
     """One folder of the export cache: its size in bytes, when it was written (seconds since
@@ -283,11 +286,6 @@ def cache_entries(root: Optional[Path] = None) -> List[CacheEntry]:
         files = [p for p in folder.rglob('*') if p.is_file()]
         entries.append(CacheEntry(folder, sum(p.stat().st_size for p in files), folder.stat().st_mtime, key, engine))
     return sorted(entries, key=lambda entry: entry.written)
-
-
-def current_source_hash() -> str:
-    """The source hash this code writes into its keys (for ``CacheEntry.stale``)."""
-    return _source_hash()
 
 
 def remove_entries(entries: Sequence[CacheEntry]) -> int:

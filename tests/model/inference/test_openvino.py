@@ -44,7 +44,7 @@ from model.inference.export_cache import (
     cache_entries,
     cached_backend,
     check_entry,
-    current_source_hash,
+    source_hash,
     time_engines,
 )
 from model.inference.exported import OnnxBackend
@@ -320,7 +320,7 @@ def test_compiled_models_are_kept_in_the_cache(hot, tmp_path, monkeypatch):  # n
         backend.run_numpy(_batch(128, 160, seed=1))
     assert len([p for p in (tmp_path / COMPILED).iterdir() if p.suffix == '.blob']) == 2
     entries = cache_entries(tmp_path)
-    assert [e.folder.name for e in entries] == [COMPILED] and not entries[0].stale(current_source_hash())
+    assert [e.folder.name for e in entries] == [COMPILED] and not entries[0].stale(source_hash())
 
 
 def test_time_engines_alternates_and_takes_the_median():
