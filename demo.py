@@ -36,6 +36,7 @@ from tools.cli import (  # before Paddle
     make_parser,
     run_command,
     set_status,
+    shares_line,
 )
 
 with interruptible_loading():      # Ctrl-C or SIGTERM while Paddle and the library load: one line
@@ -135,8 +136,7 @@ def gather_outputs(draw: DrawOptions, done: int, processes: Processes) -> int:
     if draw.dumper is not None:
         draw.dumper.entries = [entry for part in parts for entry in part[2]]
     if processes.world > 1 and processes.main:
-        print(f'{sum(part[0] for part in parts)} images by {processes.world} processes '
-              f'({", ".join(str(part[0]) for part in parts)}), each once')
+        print(shares_line([part[0] for part in parts]))
     return sum(part[0] for part in parts)
 
 

@@ -26,6 +26,7 @@ from tools.cli import (  # before Paddle
     make_parser,
     run_command,
     set_status,
+    shares_line,
 )
 
 with interruptible_loading():      # Ctrl-C or SIGTERM while Paddle and the library load: one line
@@ -124,7 +125,7 @@ def load_records(args, number, backend, coco, dataset, ann: str, processes: Proc
     print(f'{who}config {number} ({describe(backend)}): {mine} images in {seconds:.1f} s '
           f'({mine / seconds:.2f} img/s), {len(records)} instances' + (' in all' if who else ''))
     if who and processes.main:
-        print(f'{count} images by {processes.world} processes ({", ".join(map(str, counts))}), each once')
+        print(shares_line(counts))
     return records
 
 
@@ -138,10 +139,9 @@ def model_and_config(args, processes: Processes) -> tuple:
         raise InputError('pass --weights (or --model-dir with --backend onnx|openvino|inference, '
                          'or --json-only with a results file)')
     resolved = None if args.model_dir else checked_weights(args.weights, args.config, args.opt)
-    if resolved:
-        evaluation_set(args, resolved[1])
+    checked = evaluation_set(args, resolved[1]) if resolved else None     # before an export, not after it
     number, backend = open_backend(**backend_options(args), resolved=resolved, processes=processes)
-    return number, backend.cfg, backend, evaluation_set(args, backend.cfg)
+    return number, backend.cfg, backend, checked or evaluation_set(args, backend.cfg)
 
 
 def check_set_arguments(args) -> None:

@@ -220,6 +220,12 @@ def _main_thread() -> bool:
 
 # ---- arguments -------------------------------------------------------------------------------
 
+def shares_line(counts) -> str:
+    """'N images by W processes (a, b, ...), each once': what process 0 says of a run shared
+    out under the launcher (``counts``: the images each process did, in rank order)."""
+    return f'{sum(counts)} images by {len(counts)} processes ({", ".join(map(str, counts))}), each once'
+
+
 def make_parser(description: str, configs: bool = True, notes: str = '') -> argparse.ArgumentParser:
     """The parser every command starts from: ``--debug``, and a help that ends with ``notes``
     (e.g. the script's docstring), the numbered configs when ``configs``, and the error rule."""
