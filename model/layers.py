@@ -4,8 +4,8 @@ from typing import Optional
 import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
-from paddle.vision.ops import deform_conv2d
 
+from model.deform_ops import deform_conv
 from model.fast_ops import add_channel_bias, resize_bilinear_matmul
 
 GN_GROUPS = 32
@@ -56,8 +56,8 @@ class DeformConv(nn.Layer):
                 # to_static: an all-ones mask (the same numbers, x * 1.0), because
                 # paddle2onnx 2.x cannot convert deform_conv2d without one
                 mask = paddle.ones_like(offset[:, :self.num_taps])
-        return deform_conv2d(x, offset, self.weight, self.bias, stride=self.stride,
-                             padding=self.padding, groups=self.groups, mask=mask)
+        return deform_conv(x, offset, self.weight, self.bias, stride=self.stride,
+                           padding=self.padding, groups=self.groups, mask=mask)
 
 
 class Conv2D(nn.Conv2D):

@@ -104,16 +104,16 @@ def test_dcn_v1_config7_has_18_offset_channels_and_no_mask(eval_model):
 
 
 def test_dcn_v1_forward_uses_no_mask(monkeypatch):
-    """DCNv1 passes mask=None to deform_conv2d; DCNv2 passes a sigmoid mask."""
+    """DCNv1 passes mask=None to deform_conv; DCNv2 passes a sigmoid mask."""
     import model.layers as layers
     seen = []
-    real = layers.deform_conv2d
+    real = layers.deform_conv
 
     def spy(*args, **kwargs):
         seen.append(kwargs.get('mask'))
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(layers, 'deform_conv2d', spy)
+    monkeypatch.setattr(layers, 'deform_conv', spy)
     x = paddle.to_tensor(np.random.RandomState(1).standard_normal((1, 8, 6, 7)).astype(np.float32))
     v1 = DeformConv(8, 4, 3, modulated=False)
     v2 = DeformConv(8, 4, 3, modulated=True)
