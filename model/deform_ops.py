@@ -91,10 +91,11 @@ def _deform_conv_grads(x, offset, weight, mask, dout, stride, padding, groups, n
     weight_g = weight.reshape([groups, cout // groups, c // groups, taps]).transpose([0, 3, 2, 1])
     weight_g = weight_g.reshape([groups, taps * c // groups, cout // groups])  # [g, K*C/g, Cout/g]
     dweight = paddle.matmul(_group_major(col, groups), dout_g, transpose_x=True)
+    del col
     dweight = dweight.reshape([groups, taps, c // groups, cout // groups]).transpose([0, 3, 2, 1])
     dcol = _tap_major(paddle.matmul(dout_g, weight_g, transpose_y=True), taps).reshape([-1, c])  # [R, C]
     dots = paddle.matmul(corners, dcol.unsqueeze(-1)).reshape([-1, 4])  # corner . dcol, [R, 4]
-    del corners, col
+    del corners
     scale = valid if mask is None else valid * mask_rows
     doffset = _offset_grad(dots, frac, scale).reshape([n, -1, taps, 2]).transpose([0, 2, 3, 1]).reshape(offset.shape)
     dmask = None
