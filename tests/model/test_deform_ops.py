@@ -7,6 +7,8 @@ from paddle.vision.ops import deform_conv2d
 import model.deform_ops as deform_ops
 from model.deform_ops import deform_conv
 
+paddle.set_device('cpu')
+
 
 def _inputs(rs, batch, cin, cout, size, stride, groups, modulated, bias):
     """Random inputs; offsets are large, and a third of them integers, so samples fall outside
