@@ -15,7 +15,7 @@ the sample is 0 unless -1 < h < H and -1 < w < W, otherwise the bilinear mix of 
 four corners with corners outside the image counting as 0; it is scaled by mask[k]
 (1 without a mask).
 """
-from typing import Optional
+from typing import NamedTuple, Optional
 
 import paddle
 from paddle.autograd import PyLayer
@@ -69,6 +69,43 @@ class _DeformConvFastGrad(PyLayer):
         return tuple(g if need else None for g, need in zip(grads, ctx.needs))
 
 
+class _Sampling(NamedTuple):
+    """Where and how the R = N*Ho*Wo*K samples of a deformable conv read x (see ``_sample``)."""
+    rows: paddle.Tensor  # [R, 4] int64, corner rows of x_rows
+    frac: paddle.Tensor  # [R, 2] (dh, dw) in the cell
+    valid: paddle.Tensor  # [R, 1] 1 inside the image
+    bilinear: paddle.Tensor  # [R, 4] corner weights, times valid
+    mask_rows: Optional[paddle.Tensor]  # [R, 1] the mask, or None
+    modulation: paddle.Tensor  # [R, 4] bilinear times mask
+    x_rows: paddle.Tensor  # [N*(H+2)*(W+2), C] x padded by one zero pixel, channels last
+    corners: paddle.Tensor  # [R, 4, C] the four corners of every sample
+
+
+def _sample(x, offset, mask, kernel, stride, padding):
+    """x [N, C, H, W], offset [N, 2K, Ho, Wo], mask [N, K, Ho, Wo] or None -> ``_Sampling``."""
+    n, c, h, w = x.shape
+    taps = kernel[0] * kernel[1]
+    rows, frac, valid, bilinear = _sample_corners(offset, (h, w), kernel, stride, padding)
+    mask_rows = None if mask is None else mask.reshape([n, taps, -1]).transpose([0, 2, 1]).reshape([-1, 1])
+    modulation = bilinear if mask is None else bilinear * mask_rows
+    x_rows = paddle.nn.functional.pad(x, [1, 1, 1, 1]).transpose([0, 2, 3, 1]).reshape([-1, c])
+    corners = paddle.gather(x_rows, rows.reshape([-1])).reshape([-1, 4, c])
+    return _Sampling(rows, frac, valid, bilinear, mask_rows, modulation, x_rows, corners)
+
+
+def _columns(sampling):
+    """The deformable im2col columns [R, C]: every sample's corners [R, 4, C] mixed by its
+    bilinear weights times the mask, ``modulation`` [R, 4]."""
+    return paddle.matmul(sampling.modulation.unsqueeze(1), sampling.corners).squeeze(1)
+
+
+def _grouped_weight(weight, groups):
+    """weight [Cout, C/g, kh, kw] -> [g, K*C/g, Cout/g], tap-major like ``_group_major``."""
+    cout, c_g, kh, kw = weight.shape
+    weight_g = weight.reshape([groups, cout // groups, c_g, kh * kw]).transpose([0, 3, 2, 1])
+    return weight_g.reshape([groups, kh * kw * c_g, cout // groups])
+
+
 def _deform_conv_grads(x, offset, weight, mask, dout, stride, padding, groups, need_dx):
     """Gradients of deformable conv w.r.t. x (None unless need_dx), offset, weight and mask.
 
@@ -79,32 +116,28 @@ def _deform_conv_grads(x, offset, weight, mask, dout, stride, padding, groups, n
     n, c, h, w = x.shape
     cout, _, kh, kw = weight.shape
     taps = kh * kw
-    rows, frac, valid, bilinear = _sample_corners(offset, (h, w), (kh, kw), stride, padding)
-    mask_rows = None if mask is None else mask.reshape([n, taps, -1]).transpose([0, 2, 1]).reshape([-1, 1])
-    modulation = bilinear if mask is None else bilinear * mask_rows  # [R, 4]
-    # the four corners of every sample, from x padded by one zero pixel: [R, 4, C]
-    x_rows = paddle.nn.functional.pad(x, [1, 1, 1, 1]).transpose([0, 2, 3, 1]).reshape([-1, c])
-    corners = paddle.gather(x_rows, rows.reshape([-1])).reshape([-1, 4, c])
-    col = paddle.matmul(modulation.unsqueeze(1), corners).reshape([-1, taps, c])  # [N*P, K, C]
+    sampling = _sample(x, offset, mask, (kh, kw), stride, padding)
+    col = _columns(sampling).reshape([-1, taps, c])  # [N*P, K, C]
     dout_g = dout.reshape([n, groups, cout // groups, -1]).transpose([1, 0, 3, 2])
     dout_g = dout_g.reshape([groups, -1, cout // groups])  # [g, N*P, Cout/g]
-    weight_g = weight.reshape([groups, cout // groups, c // groups, taps]).transpose([0, 3, 2, 1])
-    weight_g = weight_g.reshape([groups, taps * c // groups, cout // groups])  # [g, K*C/g, Cout/g]
     dweight = paddle.matmul(_group_major(col, groups), dout_g, transpose_x=True)
     del col
     dweight = dweight.reshape([groups, taps, c // groups, cout // groups]).transpose([0, 3, 2, 1])
-    dcol = _tap_major(paddle.matmul(dout_g, weight_g, transpose_y=True), taps).reshape([-1, c])  # [R, C]
-    dots = paddle.matmul(corners, dcol.unsqueeze(-1)).reshape([-1, 4])  # corner . dcol, [R, 4]
-    del corners
-    scale = valid if mask is None else valid * mask_rows
-    doffset = _offset_grad(dots, frac, scale).reshape([n, -1, taps, 2]).transpose([0, 2, 3, 1]).reshape(offset.shape)
+    dcol = paddle.matmul(dout_g, _grouped_weight(weight, groups), transpose_y=True)
+    dcol = _tap_major(dcol, taps).reshape([-1, c])  # [R, C]
+    dots = paddle.matmul(sampling.corners, dcol.unsqueeze(-1)).reshape([-1, 4])  # corner . dcol, [R, 4]
+    sampling = sampling._replace(corners=None)
+    scale = sampling.valid if mask is None else sampling.valid * sampling.mask_rows
+    doffset = _offset_grad(dots, sampling.frac, scale)
+    doffset = doffset.reshape([n, -1, taps, 2]).transpose([0, 2, 3, 1]).reshape(offset.shape)
     dmask = None
     if mask is not None:
-        dmask = (bilinear * dots).sum(-1).reshape([n, -1, taps]).transpose([0, 2, 1]).reshape(mask.shape)
+        dmask = (sampling.bilinear * dots).sum(-1).reshape([n, -1, taps]).transpose([0, 2, 1]).reshape(mask.shape)
     dx = None
     if need_dx:
-        contributions = paddle.matmul(modulation.unsqueeze(-1), dcol.unsqueeze(1)).reshape([-1, c])
-        dx_rows = paddle.scatter_nd_add(paddle.zeros_like(x_rows), rows.reshape([-1, 1]), contributions)
+        contributions = paddle.matmul(sampling.modulation.unsqueeze(-1), dcol.unsqueeze(1)).reshape([-1, c])
+        dx_rows = paddle.scatter_nd_add(paddle.zeros_like(sampling.x_rows), sampling.rows.reshape([-1, 1]),
+                                        contributions)
         dx = dx_rows.reshape([n, h + 2, w + 2, c])[:, 1:h + 1, 1:w + 1].transpose([0, 3, 1, 2])
     return dx, doffset, dweight.reshape(weight.shape), dmask
 
