@@ -1,12 +1,13 @@
-"""Deformable convolution with a fast backward for CPU training.
+"""Deformable convolution with a fast forward and backward for CPU training.
 
-Paddle's CPU ``deformable_conv`` gradient kernel walks every column element and its
-neighbours one at a time; on a config-2 training step it takes most of the time.
-``deform_conv`` keeps Paddle's forward (``paddle.vision.ops.deform_conv2d``) and, in
-dynamic mode on a CPU place when a gradient is needed, computes the backward from
-tensor ops: one gather of the four bilinear corners, batched matmuls, and one
-scatter-add for the input gradient. Everywhere else (inference, to_static, GPU) it is
-``deform_conv2d`` itself.
+Paddle's CPU ``deformable_conv`` kernels walk every column element and its neighbours
+one at a time; on a config-2 training step they take most of the time. In dynamic mode
+on a CPU place when a gradient is needed, ``deform_conv`` computes the forward and the
+backward from tensor ops: one gather of the four bilinear corners of every sample,
+batched matmuls, and (backward) one scatter-add for the input gradient; the backward
+gathers again rather than keeping the corners (4x the columns) from the forward.
+Everywhere else (inference, to_static, GPU) it is Paddle's
+``paddle.vision.ops.deform_conv2d``.
 
 Semantics (mmcv / Paddle modulated deformable conv, deformable_groups 1, dilation 1):
 tap k = (i, j) of output position p = (ho, wo) samples x at
@@ -31,12 +32,12 @@ def deform_conv(x: paddle.Tensor, offset: paddle.Tensor, weight: paddle.Tensor,
     [Cout, C/groups, kh, kw], bias [Cout] or None, mask [N, K, Ho, Wo] or None
     (K = kh*kw) -> [N, Cout, Ho, Wo].
     """
-    if _fast_backward_applies(x, offset, weight, bias, mask):
-        return _DeformConvFastGrad.apply(x, offset, weight, bias, mask, stride, padding, groups)
+    if _tensor_ops_apply(x, offset, weight, bias, mask):
+        return _DeformConvTensorOps.apply(x, offset, weight, bias, mask, stride, padding, groups)
     return deform_conv2d(x, offset, weight, bias, stride=stride, padding=padding, groups=groups, mask=mask)
 
 
-def _fast_backward_applies(*tensors: Optional[paddle.Tensor]) -> bool:
+def _tensor_ops_apply(*tensors: Optional[paddle.Tensor]) -> bool:
     """True in dynamic mode on a CPU place when some input needs a gradient."""
     present = [t for t in tensors if t is not None]
     return (paddle.in_dynamic_mode() and paddle.is_grad_enabled()
@@ -44,8 +45,9 @@ def _fast_backward_applies(*tensors: Optional[paddle.Tensor]) -> bool:
             and any(not t.stop_gradient for t in present))
 
 
-class _DeformConvFastGrad(PyLayer):
-    """Paddle's deformable conv forward; the backward of ``_deform_conv_grads``."""
+class _DeformConvTensorOps(PyLayer):
+    """Deformable conv as tensor ops: the forward ``_conv_columns``, the backward
+    ``_deform_conv_grads``."""
 
     @staticmethod
     def forward(ctx, x, offset, weight, bias, mask, stride, padding, groups):
@@ -53,7 +55,8 @@ class _DeformConvFastGrad(PyLayer):
         ctx.has_bias = bias is not None
         ctx.needs = [not t.stop_gradient for t in (x, offset, weight, bias, mask) if t is not None]
         ctx.save_for_backward(x, offset, weight, *([] if mask is None else [mask]))
-        return deform_conv2d(x, offset, weight, bias, stride=stride, padding=padding, groups=groups, mask=mask)
+        col = _columns(_sample(x, offset, mask, weight.shape[2:], stride, padding))
+        return _conv_columns(col, weight, bias, groups, offset.shape)
 
     @staticmethod
     def backward(ctx, dout):
@@ -106,12 +109,23 @@ def _grouped_weight(weight, groups):
     return weight_g.reshape([groups, kh * kw * c_g, cout // groups])
 
 
+def _conv_columns(col, weight, bias, groups, offset_shape):
+    """col [R, C] (R = N*Ho*Wo*K), weight [Cout, C/g, kh, kw], bias [Cout] or None
+    -> the deformable conv output [N, Cout, Ho, Wo]."""
+    n, _, out_h, out_w = offset_shape
+    cout, _, kh, kw = weight.shape
+    out = paddle.matmul(_group_major(col.reshape([n * out_h * out_w, kh * kw, -1]), groups),
+                        _grouped_weight(weight, groups))  # [g, N*P, Cout/g]
+    out = out.reshape([groups, n, out_h * out_w, -1]).transpose([1, 0, 3, 2]).reshape([n, cout, out_h, out_w])
+    return out if bias is None else out + bias.reshape([1, cout, 1, 1])
+
+
 def _deform_conv_grads(x, offset, weight, mask, dout, stride, padding, groups, need_dx):
     """Gradients of deformable conv w.r.t. x (None unless need_dx), offset, weight and mask.
 
     x [N, C, H, W], offset [N, 2K, Ho, Wo], weight [Cout, C/g, kh, kw], mask [N, K, Ho, Wo]
     or None, dout [N, Cout, Ho, Wo]. Works on R = N*Ho*Wo*K sample rows of C channels; the
-    columns are recomputed here, not kept from the forward.
+    samples and columns are recomputed here, not kept from the forward.
     """
     n, c, h, w = x.shape
     cout, _, kh, kw = weight.shape
