@@ -3,6 +3,7 @@
     python tools/benchmark.py --configs 1 2            # writes output/benchmark.md and .png
     python tools/benchmark.py --configs 1 2 --out docs/benchmark   # the published report
     python tools/benchmark.py --postprocess --configs 1 2   # post-processing section only
+    python tools/benchmark.py --train --configs 1 2         # training section only
 
 For each config, both implementations get the same weights (a random-weight
 PaddleDetection model, saved and converted with the rules of convert/ppdet2paddle.py, convert.ppdet_names) and the
@@ -20,7 +21,11 @@ same images, and the same number of CPU threads. Measured:
   GFLOP/s (numpy, Paddle, OpenVINO; bf16 through OpenVINO) that the network reaches;
 - with ``--postprocess`` instead: everything after the network (post-processing, paste,
   RLE + JSON, drawing) for 100 instances on one ``--size`` picture, on one pinned core
-  (tools/postprocess_speed.py), in a section of the report that full runs keep.
+  (tools/postprocess_speed.py), in a section of the report that full runs keep;
+- with ``--train`` instead: training against PaddleDetection's on the same batch, data,
+  weights and threads (tools/train_speed.py): the model step alone, interleaved, and the
+  whole loop with data loading and the peak memory of each, in another section that full
+  runs keep.
 PaddleDetection is a test/benchmark dependency only (``pip install --no-deps
 paddledet==2.6.0``, see README); the product never imports it.
 """
@@ -57,7 +62,7 @@ from model.inference.postprocess import matrix_nms  # noqa: E402
 from model.inference.predictor import Predictor  # noqa: E402
 from model.inference.quantize import quantize_model  # noqa: E402
 from model.runtime import setup  # noqa: E402
-from tools import postprocess_speed  # noqa: E402
+from tools import postprocess_speed, train_speed  # noqa: E402
 from tools.cli import make_parser, run_command  # noqa: E402
 
 # our config -> PaddleDetection architecture built in tools/reference/ppdet_ref.py
@@ -396,8 +401,9 @@ def write_report(summaries, out: Path, machine: str, count: int, size: int) -> N
               'NMS 500 / dygraph network time |', '|---|---|---|---|---|']
     lines += [config_facts(summary) for summary in summaries]
     report = out.with_suffix('.md')
-    kept = postprocess_speed.existing_section(report.read_text()) if report.is_file() else ''
-    report.write_text('\n'.join(lines) + '\n' + ('\n' + kept if kept else ''))
+    old = report.read_text() if report.is_file() else ''
+    kept = [section(old) for section in (postprocess_speed.existing_section, train_speed.existing_section)]
+    report.write_text('\n'.join(lines) + '\n' + ''.join('\n' + section for section in kept if section))
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
@@ -437,6 +443,30 @@ def postprocess_report(args) -> int:
     return 0
 
 
+def train_report(args) -> int:
+    """``--train``: time the training of each config against PaddleDetection's (tools/train_speed.py)
+    and write the section into the report."""
+    bench = train_speed.TrainBench(args.size, args.batch, args.steps, args.threads, tuple(args.opt))
+    setup('cpu', args.threads)
+    machine = (f'{postprocess_speed.cpu_model()}, {os.cpu_count()} cores, {args.threads or os.cpu_count()} '
+               f'threads, Paddle {paddle.__version__}')
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        root = train_speed.shapes_set(folder / 'shapes', args.batch * (bench.loop_iterations + 2), args.size)
+        print(f'{machine}\n{train_speed.HEADER}', flush=True)
+        for number in args.configs:
+            reference, weights = reference_and_weights(number, folder)
+            rows.append(train_speed.measure(number, REFERENCE_FAMILY[number], reference, weights, bench, root, folder))
+            print(train_speed.format_row(rows[-1]), flush=True)
+    report = Path(args.out).with_suffix('.md')
+    report.parent.mkdir(parents=True, exist_ok=True)
+    section = train_speed.report_section(rows, bench, machine, 'python tools/benchmark.py ' + ' '.join(sys.argv[1:]))
+    report.write_text(train_speed.replace_section(report.read_text() if report.is_file() else '', section))
+    print(f'wrote {report}')
+    return 0
+
+
 def main(argv=None) -> int:
     """The command: errors end in one line (``tools.cli.run_command``)."""
     return run_command(run, argv)
@@ -449,7 +479,8 @@ def run(argv) -> int:
     parser.add_argument('--backends', nargs='+', choices=BACKENDS, default=list(BACKENDS),
                         help='our implementations to measure (default: all)')
     parser.add_argument('--num-images', type=int, default=8)
-    parser.add_argument('--size', type=int, default=640, help='side of the square test images')
+    parser.add_argument('--size', type=int, default=None,
+                        help='side of the square test images (default 640; 448 with --train)')
     parser.add_argument('--runs', type=int, default=3, help='network-only timing runs')
     parser.add_argument('--threads', type=int, default=0, help='CPU threads for all (default: every core)')
     parser.add_argument('--out', default='output/benchmark',
@@ -460,12 +491,22 @@ def run(argv) -> int:
     parser.add_argument('--postprocess', action='store_true',
                         help='only time everything after the network on one core (100 instances on a '
                              '--size picture) and update that section of the report')
+    parser.add_argument('--train', action='store_true',
+                        help='only time training against PaddleDetection (model step and whole loop, peak '
+                             'memory) on --size pictures and update that section of the report')
+    parser.add_argument('--batch', type=int, default=2, help='--train: images per step')
+    parser.add_argument('--steps', type=int, default=3,
+                        help='--train: timed model steps of each after a warm-up, and timed iterations of the '
+                             'whole loop after its first')
     args = parser.parse_args(argv)
+    args.size = args.size or (448 if args.train else 640)
     if args.postprocess:
         return postprocess_report(args)
     unknown = [n for n in args.configs if n not in REFERENCE_FAMILY]
     if unknown:
         parser.error(f'no PaddleDetection counterpart for configs {unknown}')
+    if args.train:
+        return train_report(args)
     setup('cpu', args.threads)
     with tempfile.TemporaryDirectory() as tmp:
         paths = make_images(Path(tmp), args.num_images, args.size)

@@ -136,16 +136,19 @@ def report_section(rows, cpu: str, command: str) -> str:
     return '\n'.join(lines + [END]) + '\n'
 
 
-def replace_section(text: str, section: str) -> str:
-    """``text`` with its post-processing section replaced by ``section`` (appended if absent)."""
-    if BEGIN in text and END in text:
-        rest = text[text.index(END) + len(END):].lstrip('\n')
-        return text[:text.index(BEGIN)] + section + ('\n' + rest if rest else '')
+def replace_section(text: str, section: str, markers=(BEGIN, END)) -> str:
+    """``text`` with its section between ``markers`` (default: the post-processing one)
+    replaced by ``section`` (appended if absent)."""
+    begin, end = markers
+    if begin in text and end in text:
+        rest = text[text.index(end) + len(end):].lstrip('\n')
+        return text[:text.index(begin)] + section + ('\n' + rest if rest else '')
     return text.rstrip('\n') + '\n\n' + section if text.strip() else section
 
 
-def existing_section(text: str) -> str:
-    """The post-processing section of ``text`` ('' when it has none)."""
-    if BEGIN in text and END in text:
-        return text[text.index(BEGIN):text.index(END) + len(END)] + '\n'
+def existing_section(text: str, markers=(BEGIN, END)) -> str:
+    """The section of ``text`` between ``markers`` (default: the post-processing one; '' when it has none)."""
+    begin, end = markers
+    if begin in text and end in text:
+        return text[text.index(begin):text.index(end) + len(end)] + '\n'
     return ''

@@ -1,0 +1,343 @@
+"""Training speed of this toolkit against PaddleDetection's SOLOv2 on the same config, data,
+weights, batch and threads, for ``python tools/benchmark.py --train``.
+
+Per config (``measure``):
+- the model step (forward, loss, backward, optimizer step; no data loading) of both on the
+  SAME batch: the first training samples of our run's dataset (our ``TrainTransform``) with
+  our targets for ours (``Trainer.step``, what train.py runs) and PaddleDetection's own
+  targets (``Gt2Solov2Target``) for its model in train mode with Momentum 0.9 + L2 1e-4, both
+  at learning rate ``LR``; one warm-up step each (its loss is reported), then the timed steps
+  interleaved (ours, theirs, ours, ...) in this process; the median seconds;
+- the whole loop (data loading included) of each in a process of its own: ours is the
+  training run train.py builds (``model.training.run.prepare``: loader with its workers,
+  Trainer, log hook), PaddleDetection's its own ``ppdet.engine.Trainer`` with its reader
+  (Decode, Poly2Mask, Resize, RandomFlip, NormalizeImage, Permute; PadBatch,
+  Gt2Solov2Target); the mean seconds per iteration after the first, and the peak resident
+  set size of that process (``ru_maxrss``; its data-loading workers are not counted).
+The training set is the synthetic shapes set (tools/make_shapes_dataset.py) with COCO's 80
+categories listed (the 4 shapes are the first 4), so both train the 80-class models.
+"""
+import concurrent.futures
+import functools
+import json
+import multiprocessing
+import resource
+import statistics
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import paddle
+
+from config import get_config, with_overrides
+from config.base import COCO_CLASSES
+from data.loader import collate_batch
+from data.results import masks_to_boxes
+from model.runtime import setup
+from model.training.hooks import Hook, LogHook
+from model.training.options import TrainOptions
+from model.training.run import prepare
+from model.training.targets import assign_targets, collate_targets
+from tools import postprocess_speed
+from tools.make_shapes_dataset import generate_split
+
+LR = 1e-4                     # small enough that a few steps from random weights stay finite
+MOMENTUM, L2_DECAY = 0.9, 1e-4
+BEGIN, END = '<!-- training: begin -->', '<!-- training: end -->'
+
+
+@dataclass(frozen=True)
+class TrainBench:
+    """What is measured: ``batch`` images of ``size`` x ``size``, ``steps`` timed model steps
+    and as many timed iterations of the whole loop (after its first), ``threads`` (0: every
+    core), ``opt``: config overrides for ours."""
+    size: int = 448
+    batch: int = 2
+    steps: int = 3
+    threads: int = 0
+    opt: tuple = ()
+
+    @property
+    def loop_iterations(self) -> int:
+        return self.steps + 1
+
+
+def shapes_set(folder: Path, images: int, size: int) -> Path:
+    """``images`` synthetic size x size training pictures in ``folder``/train and their
+    annotation file (the pictures with an object only; COCO's 80 categories listed, the
+    shapes as the first 4); returns ``folder``."""
+    coco = generate_split(folder, 'train', images, size, seed=0)
+    annotated = {ann['image_id'] for ann in coco['annotations'] if not ann['iscrowd']}
+    coco['images'] = [image for image in coco['images'] if image['id'] in annotated]
+    coco['categories'] = [{'id': i + 1, 'name': name, 'supercategory': 'thing'} for i, name in enumerate(COCO_CLASSES)]
+    (folder / 'annotations').mkdir(parents=True, exist_ok=True)
+    (folder / 'annotations' / 'train.json').write_text(json.dumps(coco))
+    return folder
+
+
+def ours_options(number: int, bench: TrainBench, root: Path, weights: str, out: Path) -> TrainOptions:
+    """train.py's options for a run of config ``number`` on ``root`` from ``weights``: one
+    short side = ``bench.size``, ``bench.batch`` images, constant ``LR``, ``bench.loop_iterations``."""
+    data = [f'dataset_dir={root}', 'train_ann=annotations/train.json', 'train_images=train',
+            'val_ann=annotations/train.json', 'val_images=train']
+    overrides = [*data, f'train_shorts=({bench.size},)', f'train_max={bench.size}', f'batch_size={bench.batch}',
+                 f'base_lr={LR}', 'warmup_iters=0', f'pretrained={weights}', *bench.opt]
+    return TrainOptions(config=number, output=str(out), overwrite=True, overrides=tuple(overrides),
+                        max_iters=bench.loop_iterations, log_every=1, device='cpu', threads=bench.threads)
+
+
+def ppdet_targets(cfg, per_image) -> dict:
+    """PaddleDetection's ``Gt2Solov2Target`` of (masks [N, H, W] uint8, labels [N]) per image
+    -> {'ins_label0', 'cate_label0', 'grid_order0', ..., 'fg_num': tensor [B, ...]}."""
+    from ppdet.data.transform.batch_operators import Gt2Solov2Target
+    op = Gt2Solov2Target(num_grids=list(cfg.num_grids), scale_ranges=[list(r) for r in cfg.scale_ranges],
+                         coord_sigma=cfg.sigma, sampling_ratio=4.0)
+    samples = [{'image': np.zeros((3, *masks.shape[1:]), np.float32),
+                'gt_bbox': masks_to_boxes(masks).astype(np.float32),
+                'gt_class': np.asarray(labels, np.int32).reshape(-1, 1), 'gt_segm': masks,
+                'is_crowd': np.zeros((len(masks), 1), np.int32), 'gt_poly': [None] * len(masks)}
+               for masks, labels in per_image]
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')
+        samples = op(samples)
+    keys = [k for k in samples[0] if k.startswith(('ins_label', 'cate_label', 'grid_order', 'fg_num'))]
+    return {k: paddle.to_tensor(np.stack([sample[k] for sample in samples])) for k in keys}
+
+
+def step_batches(trainer, batch: int) -> tuple:
+    """(our batch, PaddleDetection's inputs) of the first ``batch`` samples of the run's
+    training set: the same images [B, 3, H, W], each implementation's own targets."""
+    cfg = trainer.cfg
+    samples = [trainer.loader.dataset[i] for i in range(batch)]
+    ours = collate_batch(samples, functools.partial(assign_targets, num_grids=cfg.num_grids,
+                                                    scale_ranges=cfg.scale_ranges, sigma=cfg.sigma), collate_targets)
+    theirs = collate_batch(samples, lambda masks, labels: (masks, labels), functools.partial(ppdet_targets, cfg))
+    images = paddle.to_tensor(ours['images'])
+    return {**ours, 'images': images}, {'image': images, **theirs['targets']}
+
+
+def ppdet_optimizer(model, lr: float):
+    """Momentum with L2 decay on the trainable parameters, as PaddleDetection's SOLOv2 recipe."""
+    return paddle.optimizer.Momentum(learning_rate=lr, momentum=MOMENTUM,
+                                     parameters=[p for p in model.parameters() if not p.stop_gradient],
+                                     weight_decay=paddle.regularizer.L2Decay(L2_DECAY))
+
+
+def ppdet_step(reference, inputs: dict):
+    """A function that runs one PaddleDetection training step on ``inputs``, returning its loss."""
+    reference.train()
+    optimizer = ppdet_optimizer(reference, LR)
+
+    def step() -> float:
+        loss = reference(inputs)['loss']
+        loss.backward()
+        optimizer.step()
+        optimizer.clear_grad()
+        return float(loss.numpy().reshape(-1)[0])
+    return step
+
+
+def interleaved(steps: dict, runs: int) -> dict:
+    """{name: (loss of its first step, median seconds of the next ``runs``)}: a warm-up step
+    of each, then the timed steps in turn (one of each, ``runs`` times)."""
+    first = {name: step() for name, step in steps.items()}
+    times = {name: [] for name in steps}
+    for _ in range(runs):
+        for name, step in steps.items():
+            began = time.perf_counter()
+            step()
+            times[name].append(time.perf_counter() - began)
+    return {name: (first[name], statistics.median(times[name])) for name in steps}
+
+
+class Clock:
+    """The time of each iteration's end; ``per_iteration``: mean seconds after the first."""
+
+    def __init__(self):
+        self.ends = []
+
+    def tick(self) -> None:
+        self.ends.append(time.perf_counter())
+
+    def per_iteration(self) -> float:
+        return (self.ends[-1] - self.ends[0]) / (len(self.ends) - 1)
+
+
+class ClockHook(Hook):
+    def __init__(self, clock: Clock):
+        self.clock = clock
+
+    def after_step(self, trainer, losses) -> None:
+        self.clock.tick()
+
+
+def ours_loop(options: TrainOptions) -> float:
+    """Seconds per iteration (after the first) of the run train.py builds from ``options``,
+    with its per-step hook (the log) and without the work of its end (evaluation, checkpoint)."""
+    trainer, _ = prepare(options, evaluate=None)     # the evaluation hook, which alone uses it, is left out
+    clock = Clock()
+    trainer.hooks = [hook for hook in trainer.hooks if isinstance(hook, LogHook)] + [ClockHook(clock)]
+    trainer.run()
+    return clock.per_iteration()
+
+
+READER_YAML = """architecture: SOLOv2
+use_gpu: false
+log_iter: 1
+save_dir: {folder}/ppdet_run
+snapshot_epoch: 1000
+epoch: 1000
+num_classes: 80
+worker_num: {workers}
+LearningRate:
+  base_lr: {lr}
+  schedulers:
+  - !PiecewiseDecay {{gamma: 0.1, milestones: [1000000]}}
+  - !LinearWarmup {{start_factor: 1.0, steps: 1}}
+OptimizerBuilder:
+  optimizer: {{momentum: {momentum}, type: Momentum}}
+  regularizer: {{factor: {decay}, type: L2}}
+TrainDataset:
+  !COCODataSet
+    image_dir: train
+    anno_path: annotations/train.json
+    dataset_dir: {root}
+    data_fields: ['image', 'gt_bbox', 'gt_class', 'gt_poly', 'is_crowd']
+TrainReader:
+  sample_transforms:
+  - Decode: {{}}
+  - Poly2Mask: {{}}
+  - Resize: {{interp: 1, target_size: [{size}, {size}], keep_ratio: True}}
+  - RandomFlip: {{}}
+  - NormalizeImage: {{is_scale: true, mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225]}}
+  - Permute: {{}}
+  batch_transforms:
+  - PadBatch: {{pad_to_stride: 32}}
+  - Gt2Solov2Target: {{num_grids: {grids}, scale_ranges: {ranges}, coord_sigma: {sigma}}}
+  batch_size: {batch}
+  shuffle: true
+  drop_last: true
+"""
+
+
+class _Enough(Exception):
+    """Ends PaddleDetection's training loop after the iterations to time."""
+
+
+def ppdet_loop(family: str, state_file: str, options: TrainOptions, bench: TrainBench, root: Path,
+               folder: Path) -> float:
+    """Seconds per iteration (after the first) of PaddleDetection's own ``Trainer`` with its
+    reader on ``root``, the model of ``family`` holding the weights in ``state_file`` (npz),
+    the targets and data workers of our run's config (``options``)."""
+    from ppdet.core.workspace import load_config
+    from ppdet.engine import Trainer
+    from ppdet.engine.callbacks import Callback
+
+    from tools.reference import ppdet_ref
+    setup('cpu', bench.threads)
+    cfg = with_overrides(get_config(options.config), list(options.overrides))
+    model = ppdet_ref.FAMILIES[family]()
+    with np.load(state_file) as state:
+        model.set_state_dict({name: state[name] for name in state.files})
+    path = folder / 'ppdet_reader.yml'
+    path.write_text(READER_YAML.format(
+        folder=folder, workers=cfg.num_workers, lr=LR, momentum=MOMENTUM, decay=L2_DECAY, root=root, size=bench.size,
+        grids=list(cfg.num_grids), ranges=[list(r) for r in cfg.scale_ranges], sigma=cfg.sigma, batch=bench.batch))
+    ppdet_cfg = load_config(str(path))
+    ppdet_cfg['model'] = model
+    trainer, clock = Trainer(ppdet_cfg, mode='train'), Clock()
+
+    class Timing(Callback):
+        def on_step_end(self, status) -> None:
+            clock.tick()
+            if len(clock.ends) == bench.loop_iterations:
+                raise _Enough
+
+    trainer.register_callbacks([Timing(trainer)])
+    try:
+        trainer.train()
+    except _Enough:
+        pass
+    return clock.per_iteration()
+
+
+def _with_peak_rss(start_method: str, function, *args) -> tuple:
+    multiprocessing.set_start_method(start_method, force=True)     # the data workers start as in a plain run
+    result = function(*args)
+    return result, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024    # KiB on Linux
+
+
+def in_own_process(function, *args) -> tuple:
+    """(``function(*args)``, the peak resident set size in bytes of the fresh (spawned, not
+    forked: nothing of this process counted) process that ran it)."""
+    with concurrent.futures.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context('spawn')) as pool:
+        return pool.submit(_with_peak_rss, multiprocessing.get_start_method(), function, *args).result()
+
+
+def measure(number: int, family: str, reference, weights: str, bench: TrainBench, root: Path, folder: Path) -> dict:
+    """Every training measurement of config ``number`` (our ``weights`` = the converted
+    weights of ``reference``, PaddleDetection's model of ``family``): a row for the report."""
+    options = ours_options(number, bench, root, weights, folder / f'ours_run{number}')
+    state_file = folder / f'ppdet{number}.npz'
+    np.savez(state_file, **{name: value.numpy() for name, value in reference.state_dict().items()})
+    trainer, _ = prepare(options, evaluate=None)
+    ours, theirs = step_batches(trainer, bench.batch)
+    trainer.model.train()
+    timed = interleaved({'ours': lambda: trainer.step(ours)['loss'], 'ppdet': ppdet_step(reference, theirs)},
+                        bench.steps)
+    ours_iteration, ours_rss = in_own_process(ours_loop, options)
+    ppdet_iteration, ppdet_rss = in_own_process(ppdet_loop, family, str(state_file), options, bench, root, folder)
+    height, width = ours['images'].shape[2:]
+    return {'config': number, 'input': f'{bench.batch}x{height}x{width}',
+            'ours_loss': timed['ours'][0], 'ppdet_loss': timed['ppdet'][0],
+            'ours_step': timed['ours'][1], 'ppdet_step': timed['ppdet'][1],
+            'ours_iteration': ours_iteration, 'ppdet_iteration': ppdet_iteration,
+            'ours_rss': ours_rss, 'ppdet_rss': ppdet_rss}
+
+
+HEADER = ('| config | input (B x H x W) | ours s/step | PaddleDetection s/step | PaddleDetection / ours | '
+          'first loss ours / PaddleDetection | ours s/iteration | PaddleDetection s/iteration | '
+          'PaddleDetection / ours | peak RSS ours | peak RSS PaddleDetection |\n'
+          '|---|---|---|---|---|---|---|---|---|---|---|')
+
+
+def format_row(row: dict) -> str:
+    """One table row of ``measure``'s result."""
+    return (f"| {row['config']} | {row['input']} | {row['ours_step']:.2f} | {row['ppdet_step']:.2f} | "
+            f"{row['ppdet_step'] / row['ours_step']:.2f}x | {row['ours_loss']:.3f} / {row['ppdet_loss']:.3f} | "
+            f"{row['ours_iteration']:.2f} | {row['ppdet_iteration']:.2f} | "
+            f"{row['ppdet_iteration'] / row['ours_iteration']:.2f}x | {row['ours_rss'] / 2 ** 20:.0f} MiB | "
+            f"{row['ppdet_rss'] / 2 ** 20:.0f} MiB |")
+
+
+def report_section(rows, bench: TrainBench, machine: str, command: str) -> str:
+    """The markdown section of ``measure`` rows, between markers so that a later run replaces it."""
+    lines = [BEGIN, '## Training', '',
+             f'Training on the CPU ({machine}), both implementations with the same weights (a random PaddleDetection '
+             f'model, saved and converted), the same synthetic shapes images (tools/make_shapes_dataset.py, one '
+             f'short side = {bench.size}), batch {bench.batch}, learning rate {LR:g}, Momentum {MOMENTUM} with L2 '
+             f"decay {L2_DECAY:g} (ours adds its config's gradient clipping); command: `{command}`.", '',
+             '"s/step" is the model step alone (forward, loss, backward, optimizer step; no data loading) on the '
+             "same batch: ours is `Trainer.step` (what train.py runs) with our targets, PaddleDetection's is its "
+             'model in train mode with its own targets (`Gt2Solov2Target`); one warm-up step each (its loss is '
+             f'shown: the two target conventions differ, so the losses are a sanity check, not equal), then '
+             f'{bench.steps} steps of each interleaved in one process, median. "s/iteration" is the whole loop, data '
+             'loading included, each in a process of its own: ours is the run train.py builds (its loader and '
+             "workers, Trainer, log), PaddleDetection's its own `ppdet.engine.Trainer` and reader (Decode, "
+             'Poly2Mask, Resize, RandomFlip, NormalizeImage, Permute; PadBatch, Gt2Solov2Target), the same number '
+             f'of data workers; mean over {bench.loop_iterations - 1} iterations after the first. "peak RSS" is '
+             'the peak resident set size of that process (`ru_maxrss`; its data-loading workers not counted).',
+             '', HEADER, *map(format_row, rows)]
+    return '\n'.join(lines + [END]) + '\n'
+
+
+def replace_section(text: str, section: str) -> str:
+    """``text`` with its training section replaced by ``section`` (appended if absent)."""
+    return postprocess_speed.replace_section(text, section, (BEGIN, END))
+
+
+def existing_section(text: str) -> str:
+    """The training section of ``text`` ('' when it has none)."""
+    return postprocess_speed.existing_section(text, (BEGIN, END))
