@@ -366,6 +366,13 @@ def config_facts(summary: dict) -> str:
             f"{summary['nms500_ms'] / 1e3 / summary['backends'][0]['model_s']:.3f} |")
 
 
+def kept_sections(old: str) -> str:
+    """The post-processing and training sections of an older report (``--postprocess``,
+    ``--train``), each after a blank line, which a full run keeps."""
+    kept = [section(old) for section in (postprocess_speed.existing_section, train_speed.existing_section)]
+    return ''.join('\n' + section for section in kept if section)
+
+
 def write_report(summaries, out: Path, machine: str, count: int, size: int) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     lines = ['# Benchmark', '', f'Machine: {machine}.', '',
@@ -401,9 +408,7 @@ def write_report(summaries, out: Path, machine: str, count: int, size: int) -> N
               'NMS 500 / dygraph network time |', '|---|---|---|---|---|']
     lines += [config_facts(summary) for summary in summaries]
     report = out.with_suffix('.md')
-    old = report.read_text() if report.is_file() else ''
-    kept = [section(old) for section in (postprocess_speed.existing_section, train_speed.existing_section)]
-    report.write_text('\n'.join(lines) + '\n' + ''.join('\n' + section for section in kept if section))
+    report.write_text('\n'.join(lines) + '\n' + kept_sections(report.read_text() if report.is_file() else ''))
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
@@ -453,7 +458,7 @@ def train_report(args) -> int:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        root = train_speed.shapes_set(folder / 'shapes', args.batch * (bench.loop_iterations + 2), args.size)
+        root = train_speed.shapes_set(folder / 'shapes', bench)
         print(f'{machine}\n{train_speed.HEADER}', flush=True)
         for number in args.configs:
             reference, weights = reference_and_weights(number, folder)
@@ -488,10 +493,11 @@ def run(argv) -> int:
                              '--out docs/benchmark)')
     parser.add_argument('--opt', nargs='+', default=[], metavar='NAME=VALUE',
                         help='config overrides for every config, e.g. test_short=320 test_max=320')
-    parser.add_argument('--postprocess', action='store_true',
+    only = parser.add_mutually_exclusive_group()
+    only.add_argument('--postprocess', action='store_true',
                         help='only time everything after the network on one core (100 instances on a '
                              '--size picture) and update that section of the report')
-    parser.add_argument('--train', action='store_true',
+    only.add_argument('--train', action='store_true',
                         help='only time training against PaddleDetection (model step and whole loop, peak '
                              'memory) on --size pictures and update that section of the report')
     parser.add_argument('--batch', type=int, default=2, help='--train: images per step')
@@ -500,6 +506,8 @@ def run(argv) -> int:
                              'whole loop after its first')
     args = parser.parse_args(argv)
     args.size = args.size or (448 if args.train else 640)
+    if min(args.size, args.batch, args.steps, args.runs) < 1:
+        parser.error('--size, --batch, --steps and --runs must be at least 1')
     if args.postprocess:
         return postprocess_report(args)
     unknown = [n for n in args.configs if n not in REFERENCE_FAMILY]

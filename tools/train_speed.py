@@ -13,7 +13,7 @@ Per config (``measure``):
   Trainer, log hook), PaddleDetection's its own ``ppdet.engine.Trainer`` with its reader
   (Decode, Poly2Mask, Resize, RandomFlip, NormalizeImage, Permute; PadBatch,
   Gt2Solov2Target); the mean seconds per iteration after the first, and the peak resident
-  set size of that process (``ru_maxrss``; its data-loading workers are not counted).
+  set size of that process (``VmHWM``; its data-loading workers are not counted).
 The training set is the synthetic shapes set (tools/make_shapes_dataset.py) with COCO's 80
 categories listed (the 4 shapes are the first 4), so both train the 80-class models.
 """
@@ -21,7 +21,6 @@ import concurrent.futures
 import functools
 import json
 import multiprocessing
-import resource
 import statistics
 import time
 import warnings
@@ -33,6 +32,7 @@ import paddle
 
 from config import get_config, with_overrides
 from config.base import COCO_CLASSES
+from config.errors import RunError
 from data.loader import collate_batch
 from data.results import masks_to_boxes
 from model.runtime import setup
@@ -64,13 +64,14 @@ class TrainBench:
         return self.steps + 1
 
 
-def shapes_set(folder: Path, images: int, size: int) -> Path:
-    """``images`` synthetic size x size training pictures in ``folder``/train and their
-    annotation file (the pictures with an object only; COCO's 80 categories listed, the
-    shapes as the first 4); returns ``folder``."""
-    coco = generate_split(folder, 'train', images, size, seed=0)
+def shapes_set(folder: Path, bench: TrainBench) -> Path:
+    """Synthetic ``bench.size`` x ``bench.size`` training pictures in ``folder``/train, enough
+    for the loop's iterations, and their annotation file (the pictures with an object only;
+    COCO's 80 categories listed, the shapes as the first 4); returns ``folder``."""
+    coco = generate_split(folder, 'train', bench.batch * (bench.loop_iterations + 2), bench.size, seed=0)
     annotated = {ann['image_id'] for ann in coco['annotations'] if not ann['iscrowd']}
     coco['images'] = [image for image in coco['images'] if image['id'] in annotated]
+    coco['annotations'] = [ann for ann in coco['annotations'] if ann['image_id'] in annotated]
     coco['categories'] = [{'id': i + 1, 'name': name, 'supercategory': 'thing'} for i, name in enumerate(COCO_CLASSES)]
     (folder / 'annotations').mkdir(parents=True, exist_ok=True)
     (folder / 'annotations' / 'train.json').write_text(json.dumps(coco))
@@ -263,15 +264,23 @@ def ppdet_loop(family: str, state_file: str, options: TrainOptions, bench: Train
     return clock.per_iteration()
 
 
+def peak_rss() -> int:
+    """The peak resident set size of this process in bytes: its address space's high-water
+    mark (``VmHWM``; not ``ru_maxrss``, which Linux carries over from the parent on exec)."""
+    for line in Path('/proc/self/status').read_text().splitlines():
+        if line.startswith('VmHWM:'):
+            return int(line.split()[1]) * 1024
+    raise RunError('/proc/self/status has no VmHWM line — peak memory is measured on Linux only')
+
+
 def _with_peak_rss(start_method: str, function, *args) -> tuple:
     multiprocessing.set_start_method(start_method, force=True)     # the data workers start as in a plain run
-    result = function(*args)
-    return result, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024    # KiB on Linux
+    return function(*args), peak_rss()
 
 
 def in_own_process(function, *args) -> tuple:
     """(``function(*args)``, the peak resident set size in bytes of the fresh (spawned, not
-    forked: nothing of this process counted) process that ran it)."""
+    forked) process that ran it)."""
     with concurrent.futures.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context('spawn')) as pool:
         return pool.submit(_with_peak_rss, multiprocessing.get_start_method(), function, *args).result()
 
@@ -328,7 +337,7 @@ def report_section(rows, bench: TrainBench, machine: str, command: str) -> str:
              "workers, Trainer, log), PaddleDetection's its own `ppdet.engine.Trainer` and reader (Decode, "
              'Poly2Mask, Resize, RandomFlip, NormalizeImage, Permute; PadBatch, Gt2Solov2Target), the same number '
              f'of data workers; mean over {bench.loop_iterations - 1} iterations after the first. "peak RSS" is '
-             'the peak resident set size of that process (`ru_maxrss`; its data-loading workers not counted).',
+             'the peak resident set size of that process (its `VmHWM`; its data-loading workers not counted).',
              '', HEADER, *map(format_row, rows)]
     return '\n'.join(lines + [END]) + '\n'
 

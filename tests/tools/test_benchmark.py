@@ -4,10 +4,11 @@ import re
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from tests.helpers import REPO_DIR
-from tools import benchmark, postprocess_speed
+from tools import benchmark, postprocess_speed, train_speed
 
 ROOT = REPO_DIR
 
@@ -56,6 +57,50 @@ def test_a_full_report_keeps_the_postprocess_section(tmp_path):
     text = postprocess_speed.replace_section('# Benchmark\n\nold table\n', section)
     assert postprocess_speed.existing_section(text) == section
     assert postprocess_speed.replace_section(text, section.replace('a CPU', 'another CPU')).count('## Post') == 1
+
+
+@pytest.mark.reference
+def test_train_section_is_written_and_kept_by_a_postprocess_run(tmp_path):
+    """--train (tiny: 96 px, one timed step) writes its row into an existing report and keeps
+    the rest; a later --postprocess run keeps the training section."""
+    pytest.importorskip('ppdet', reason='reference test: needs PaddleDetection (paddledet==2.6.0)')
+    out = tmp_path / 'bench'
+    out.with_suffix('.md').write_text('# Benchmark\n\nthe end-to-end table\n')
+    command = [sys.executable, str(ROOT / 'tools' / 'benchmark.py'), '--configs', '1', '--out', str(out)]
+    done = subprocess.run(command + ['--train', '--steps', '1', '--size', '96'], cwd=ROOT, capture_output=True,
+                          text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = out.with_suffix('.md').read_text()
+    assert report.startswith('# Benchmark\n\nthe end-to-end table\n') and report.count('## Training') == 1
+    row = next(line for line in report.splitlines() if line.startswith('| 1 | 2x96x96 |'))
+    cells = [c.strip() for c in row.strip('|').split('|')]
+    assert all(float(cells[i]) > 0 for i in (2, 3, 6, 7))                        # s/step, s/iteration
+    assert re.fullmatch(r'\d+\.\d\dx', cells[4]) and re.fullmatch(r'\d+\.\d\dx', cells[8])
+    assert all(np.isfinite(float(loss)) for loss in cells[5].split(' / '))
+    assert all(re.fullmatch(r'[1-9]\d* MiB', cell) for cell in cells[9:11])      # peak RSS of each
+    assert postprocess_speed.cpu_model().split(' (')[0] in report and 'Paddle 3' in report
+    assert subprocess.run(command + ['--postprocess', '--size', '160', '--opt', 'test_short=128', 'test_max=128'],
+                          cwd=ROOT, capture_output=True, text=True).returncode == 0
+    after = out.with_suffix('.md').read_text()
+    assert train_speed.existing_section(after) == train_speed.existing_section(report) != ''
+    assert after.count('## Post-processing') == 1
+
+
+def test_a_full_report_keeps_the_postprocess_and_training_sections():
+    post = postprocess_speed.report_section([(1, 64, {'feat': '16x16', 'candidates': 5, 'instances': 2,
+                                                     'postprocess': 0.001, 'paste': 0.001, 'encode': 0.001,
+                                                     'draw': 0.001, 'total': 0.004})], 'a CPU', 'cmd')
+    row = {'config': 1, 'input': '2x64x64', 'ours_step': 1.0, 'ppdet_step': 1.1, 'ours_loss': 3.0, 'ppdet_loss': 3.1,
+           'ours_iteration': 1.2, 'ppdet_iteration': 1.3, 'ours_rss': 2 ** 30, 'ppdet_rss': 2 ** 31}
+    training = train_speed.report_section([row], train_speed.TrainBench(), 'a CPU', 'cmd')
+    assert ('| 1 | 2x64x64 | 1.00 | 1.10 | 1.10x | 3.000 / 3.100 | 1.20 | 1.30 | 1.08x | 1024 MiB | 2048 MiB |'
+            in training)
+    text = train_speed.replace_section(postprocess_speed.replace_section('# Benchmark\n\nold table\n', post), training)
+    assert train_speed.existing_section(text) == training and postprocess_speed.existing_section(text) == post
+    assert benchmark.kept_sections(text) == '\n' + post + '\n' + training
+    again = postprocess_speed.replace_section(text, post.replace('a CPU', 'another CPU'))
+    assert train_speed.existing_section(again) == training and again.count('## Post') == 1
+    assert train_speed.replace_section(again, training).count('## Training') == 1
 
 
 @pytest.mark.deploy
