@@ -451,7 +451,7 @@ def postprocess_report(args) -> int:
 def train_report(args) -> int:
     """``--train``: time the training of each config against PaddleDetection's (tools/train_speed.py)
     and write the section into the report."""
-    bench = train_speed.TrainBench(args.size, args.batch, args.steps, args.threads, tuple(args.opt))
+    bench = train_speed.TrainBench(args.size, args.batch, args.steps, args.threads, tuple(args.opt), args.processes)
     setup('cpu', args.threads)
     machine = (f'{postprocess_speed.cpu_model()}, {os.cpu_count()} cores, {args.threads or os.cpu_count()} '
                f'threads, Paddle {paddle.__version__}')
@@ -504,10 +504,15 @@ def run(argv) -> int:
     parser.add_argument('--steps', type=int, default=3,
                         help='--train: timed model steps of each after a warm-up, and timed iterations of the '
                              'whole loop after its first')
+    parser.add_argument('--processes', type=int, default=0, metavar='P',
+                        help='--train: also time our whole loop as P data-parallel processes '
+                             '(paddle.distributed.launch; --batch split over them); default: not')
     args = parser.parse_args(argv)
     args.size = args.size or (448 if args.train else 640)
     if min(args.size, args.batch, args.steps, args.runs) < 1:
         parser.error('--size, --batch, --steps and --runs must be at least 1')
+    if args.processes and (args.processes < 2 or args.batch % args.processes):
+        parser.error(f'--processes must be at least 2 and divide --batch {args.batch}')
     if args.postprocess:
         return postprocess_report(args)
     unknown = [n for n in args.configs if n not in REFERENCE_FAMILY]

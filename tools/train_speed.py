@@ -18,13 +18,16 @@ The training set is the synthetic shapes set (tools/make_shapes_dataset.py) with
 categories listed (the 4 shapes are the first 4), so both train the 80-class models.
 """
 import concurrent.futures
+import csv
 import functools
 import json
 import multiprocessing
 import statistics
+import subprocess
+import sys
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -43,6 +46,7 @@ from model.training.targets import assign_targets, collate_targets
 from tools import postprocess_speed
 from tools.make_shapes_dataset import generate_split
 
+TRAIN_SCRIPT = Path(__file__).resolve().parents[1] / 'train.py'
 LR = 1e-4                     # small enough that a few steps from random weights stay finite
 MOMENTUM, L2_DECAY = 0.9, 1e-4
 BEGIN, END = '<!-- training: begin -->', '<!-- training: end -->'
@@ -52,12 +56,14 @@ BEGIN, END = '<!-- training: begin -->', '<!-- training: end -->'
 class TrainBench:
     """What is measured: ``batch`` images of ``size`` x ``size``, ``steps`` timed model steps
     and as many timed iterations of the whole loop (after its first), ``threads`` (0: every
-    core), ``opt``: config overrides for ours."""
+    core), ``opt``: config overrides for ours, ``processes``: also our whole loop as that many
+    data-parallel processes (0: not)."""
     size: int = 448
     batch: int = 2
     steps: int = 3
     threads: int = 0
     opt: tuple = ()
+    processes: int = 0
 
     @property
     def loop_iterations(self) -> int:
@@ -184,6 +190,26 @@ def ours_loop(options: TrainOptions) -> float:
     return clock.per_iteration()
 
 
+def ours_launched_loop(options: TrainOptions, processes: int, folder: Path) -> float:
+    """Seconds per iteration (after the first) of train.py run from ``options`` as
+    ``processes`` data-parallel processes by ``paddle.distributed.launch`` (the batch split
+    over them, each with its share of the cores), from the minutes its train_log.csv records."""
+    batch = next(int(o.split('=')[1]) for o in options.overrides if o.startswith('batch_size='))
+    overrides = [o for o in options.overrides if not o.startswith('batch_size=')] + [
+        f'batch_size={batch // processes}']
+    command = [sys.executable, '-m', 'paddle.distributed.launch', '--nproc_per_node', str(processes),
+               '--log_dir', str(folder / 'launch_logs'), str(TRAIN_SCRIPT), f'--config={options.config}',
+               '--output', str(options.output), '--overwrite', '--max-iters', str(options.max_iters),
+               '--log-every', '1', '--checkpoint-every', str(10 ** 6), '--opt', *overrides]
+    done = subprocess.run(command, capture_output=True, text=True)
+    log = Path(options.output) / 'train_log.csv'
+    if done.returncode or not log.is_file():
+        raise RunError(f'{processes} launched processes of train.py failed: {done.stderr.strip()[-300:]}')
+    with open(log, newline='') as f:
+        minutes = [float(row['minutes']) for row in csv.DictReader(f)]
+    return (minutes[-1] - minutes[0]) * 60 / (len(minutes) - 1)
+
+
 READER_YAML = """architecture: SOLOv2
 use_gpu: false
 log_iter: 1
@@ -298,27 +324,34 @@ def measure(number: int, family: str, reference, weights: str, bench: TrainBench
                         bench.steps)
     ours_iteration, ours_rss = in_own_process(ours_loop, options)
     ppdet_iteration, ppdet_rss = in_own_process(ppdet_loop, family, str(state_file), options, bench, root, folder)
+    launched = (ours_launched_loop(replace(options, output=str(folder / f'ours_launched{number}')),
+                                   bench.processes, folder) if bench.processes else None)
     height, width = ours['images'].shape[2:]
     return {'config': number, 'input': f'{bench.batch}x{height}x{width}',
             'ours_loss': timed['ours'][0], 'ppdet_loss': timed['ppdet'][0],
             'ours_step': timed['ours'][1], 'ppdet_step': timed['ppdet'][1],
             'ours_iteration': ours_iteration, 'ppdet_iteration': ppdet_iteration,
-            'ours_rss': ours_rss, 'ppdet_rss': ppdet_rss}
+            'ours_rss': ours_rss, 'ppdet_rss': ppdet_rss, 'processes': bench.processes,
+            'ours_launched_iteration': launched}
 
 
 HEADER = ('| config | input (B x H x W) | ours s/step | PaddleDetection s/step | PaddleDetection / ours | '
           'first loss ours / PaddleDetection | ours s/iteration | PaddleDetection s/iteration | '
-          'PaddleDetection / ours | peak RSS ours | peak RSS PaddleDetection |\n'
-          '|---|---|---|---|---|---|---|---|---|---|---|')
+          'PaddleDetection / ours | ours as data-parallel processes, s/iteration (PaddleDetection / ours) | '
+          'peak RSS ours | peak RSS PaddleDetection |\n'
+          '|---|---|---|---|---|---|---|---|---|---|---|---|')
 
 
 def format_row(row: dict) -> str:
     """One table row of ``measure``'s result."""
+    launched = row.get('ours_launched_iteration')
+    launched = (f"{launched:.2f} ({row['processes']} processes; {row['ppdet_iteration'] / launched:.2f}x)"
+                if launched else 'not measured')
     return (f"| {row['config']} | {row['input']} | {row['ours_step']:.2f} | {row['ppdet_step']:.2f} | "
             f"{row['ppdet_step'] / row['ours_step']:.2f}x | {row['ours_loss']:.3f} / {row['ppdet_loss']:.3f} | "
             f"{row['ours_iteration']:.2f} | {row['ppdet_iteration']:.2f} | "
-            f"{row['ppdet_iteration'] / row['ours_iteration']:.2f}x | {row['ours_rss'] / 2 ** 20:.0f} MiB | "
-            f"{row['ppdet_rss'] / 2 ** 20:.0f} MiB |")
+            f"{row['ppdet_iteration'] / row['ours_iteration']:.2f}x | {launched} | "
+            f"{row['ours_rss'] / 2 ** 20:.0f} MiB | {row['ppdet_rss'] / 2 ** 20:.0f} MiB |")
 
 
 def report_section(rows, bench: TrainBench, machine: str, command: str) -> str:
@@ -336,7 +369,10 @@ def report_section(rows, bench: TrainBench, machine: str, command: str) -> str:
              'loading included, each in a process of its own: ours is the run train.py builds (its loader and '
              "workers, Trainer, log), PaddleDetection's its own `ppdet.engine.Trainer` and reader (Decode, "
              'Poly2Mask, Resize, RandomFlip, NormalizeImage, Permute; PadBatch, Gt2Solov2Target), the same number '
-             f'of data workers; mean over {bench.loop_iterations - 1} iterations after the first. "peak RSS" is '
+             f'of data workers; mean over {bench.loop_iterations - 1} iterations after the first. "as data-parallel '
+             f'processes" is train.py started by `python -m paddle.distributed.launch --nproc_per_node P` (batch '
+             f'{bench.batch} in all, split over the P processes, each with its share of the cores: the way '
+             'docs/training.md gives to use every core), from the minutes of its train_log.csv. "peak RSS" is '
              'the peak resident set size of that process (its `VmHWM`; its data-loading workers not counted).',
              '', HEADER, *map(format_row, rows)]
     return '\n'.join(lines + [END]) + '\n'

@@ -68,8 +68,8 @@ def test_train_section_is_written_and_kept_by_a_postprocess_run(tmp_path):
     out = tmp_path / 'bench'
     out.with_suffix('.md').write_text('# Benchmark\n\nthe end-to-end table\n')
     command = [sys.executable, str(ROOT / 'tools' / 'benchmark.py'), '--configs', '1', '--out', str(out)]
-    done = subprocess.run(command + ['--train', '--steps', '1', '--size', '96'], cwd=ROOT, capture_output=True,
-                          text=True)
+    done = subprocess.run(command + ['--train', '--steps', '1', '--size', '96', '--processes', '2'], cwd=ROOT,
+                          capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-3000:]
     report = out.with_suffix('.md').read_text()
     assert report.startswith('# Benchmark\n\nthe end-to-end table\n') and report.count('## Training') == 1
@@ -78,7 +78,8 @@ def test_train_section_is_written_and_kept_by_a_postprocess_run(tmp_path):
     assert all(float(cells[i]) > 0 for i in (2, 3, 6, 7))                        # s/step, s/iteration
     assert re.fullmatch(r'\d+\.\d\dx', cells[4]) and re.fullmatch(r'\d+\.\d\dx', cells[8])
     assert all(np.isfinite(float(loss)) for loss in cells[5].split(' / '))
-    assert all(re.fullmatch(r'[1-9]\d* MiB', cell) for cell in cells[9:11])      # peak RSS of each
+    assert re.fullmatch(r'\d+\.\d\d \(2 processes; \d+\.\d\dx\)', cells[9])       # the launched loop
+    assert all(re.fullmatch(r'[1-9]\d* MiB', cell) for cell in cells[10:12])     # peak RSS of each
     assert postprocess_speed.cpu_model().split(' (')[0] in report and f'Paddle {paddle.__version__}' in report
     assert subprocess.run(command + ['--postprocess', '--size', '160', '--opt', 'test_short=128', 'test_max=128'],
                           cwd=ROOT, capture_output=True, text=True).returncode == 0
@@ -92,10 +93,13 @@ def test_a_full_report_keeps_the_postprocess_and_training_sections():
                                                      'postprocess': 0.001, 'paste': 0.001, 'encode': 0.001,
                                                      'draw': 0.001, 'total': 0.004})], 'a CPU', 'cmd')
     row = {'config': 1, 'input': '2x64x64', 'ours_step': 1.0, 'ppdet_step': 1.1, 'ours_loss': 3.0, 'ppdet_loss': 3.1,
-           'ours_iteration': 1.2, 'ppdet_iteration': 1.3, 'ours_rss': 2 ** 30, 'ppdet_rss': 2 ** 31}
-    training = train_speed.report_section([row], train_speed.TrainBench(), 'a CPU', 'cmd')
-    assert ('| 1 | 2x64x64 | 1.00 | 1.10 | 1.10x | 3.000 / 3.100 | 1.20 | 1.30 | 1.08x | 1024 MiB | 2048 MiB |'
-            in training)
+           'ours_iteration': 1.2, 'ppdet_iteration': 1.3, 'ours_rss': 2 ** 30, 'ppdet_rss': 2 ** 31,
+           'processes': 2, 'ours_launched_iteration': 0.65}
+    training = train_speed.report_section([row, {**row, 'ours_launched_iteration': None}], train_speed.TrainBench(),
+                                          'a CPU', 'cmd')
+    assert ('| 1 | 2x64x64 | 1.00 | 1.10 | 1.10x | 3.000 / 3.100 | 1.20 | 1.30 | 1.08x | 0.65 (2 processes; 2.00x) | '
+            '1024 MiB | 2048 MiB |\n| 1 | 2x64x64 | 1.00 | 1.10 | 1.10x | 3.000 / 3.100 | 1.20 | 1.30 | 1.08x | '
+            'not measured | 1024 MiB | 2048 MiB |' in training)
     text = train_speed.replace_section(postprocess_speed.replace_section('# Benchmark\n\nold table\n', post), training)
     assert train_speed.existing_section(text) == training and postprocess_speed.existing_section(text) == post
     assert benchmark.kept_sections(text) == '\n' + post + '\n' + training
@@ -122,3 +126,10 @@ def test_ours_end_to_end_runs_the_demo_stages_and_writes_every_picture(tmp_path)
     fps, busy = benchmark.ours_end_to_end(predictor, paths, tmp_path)
     assert fps > 0 and 0 < busy <= 1
     assert sorted(p.name for p in (tmp_path / 'ours_pictures').iterdir()) == [p.name for p in paths]
+
+
+@pytest.mark.parametrize('processes', ['1', '3'])
+def test_train_processes_must_split_the_batch(processes, capsys):
+    with pytest.raises(SystemExit) as ended:
+        benchmark.run(['--train', '--batch', '2', '--processes', processes])
+    assert ended.value.code == 2 and '--processes must be at least 2 and divide --batch 2' in capsys.readouterr().err
