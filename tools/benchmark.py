@@ -440,11 +440,8 @@ def postprocess_report(args) -> int:
         rows.append((number, args.size, result))
         print(f"config {number}, {args.size}x{args.size}, {result['instances']} instances from "
               f"{result['candidates']} candidates: {1e3 * result['total']:.1f} ms on one core ({cpu})", flush=True)
-    report = Path(args.out).with_suffix('.md')
-    report.parent.mkdir(parents=True, exist_ok=True)
     section = postprocess_speed.report_section(rows, cpu, 'python tools/benchmark.py ' + ' '.join(sys.argv[1:]))
-    report.write_text(postprocess_speed.replace_section(report.read_text() if report.is_file() else '', section))
-    print(f'wrote {report}')
+    print(f'wrote {postprocess_speed.write_section(args.out, section)}')
     return 0
 
 
@@ -464,11 +461,8 @@ def train_report(args) -> int:
             reference, weights = reference_and_weights(number, folder)
             rows.append(train_speed.measure(number, REFERENCE_FAMILY[number], reference, weights, bench, root, folder))
             print(train_speed.format_row(rows[-1]), flush=True)
-    report = Path(args.out).with_suffix('.md')
-    report.parent.mkdir(parents=True, exist_ok=True)
     section = train_speed.report_section(rows, bench, machine, 'python tools/benchmark.py ' + ' '.join(sys.argv[1:]))
-    report.write_text(train_speed.replace_section(report.read_text() if report.is_file() else '', section))
-    print(f'wrote {report}')
+    print(f'wrote {postprocess_speed.write_section(args.out, section, (train_speed.BEGIN, train_speed.END))}')
     return 0
 
 

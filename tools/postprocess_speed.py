@@ -13,6 +13,7 @@ import os
 import platform
 import statistics
 import time
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -152,3 +153,12 @@ def existing_section(text: str, markers=(BEGIN, END)) -> str:
     if begin in text and end in text:
         return text[text.index(begin):text.index(end) + len(end)] + '\n'
     return ''
+
+
+def write_section(out: str, section: str, markers=(BEGIN, END)) -> Path:
+    """Write ``section`` between ``markers`` into the report ``out`` (a path without suffix: ``out``.md, made
+    if absent), keeping the rest of it; the report's path."""
+    report = Path(out).with_suffix('.md')
+    report.parent.mkdir(parents=True, exist_ok=True)
+    report.write_text(replace_section(report.read_text() if report.is_file() else '', section, markers))
+    return report
