@@ -10,13 +10,18 @@ new ``demo.py`` run: compiles included) through ``demo.py``'s own stages and pip
 (each side 160-1600 px). Variants: ``f32`` (the default: dynamic shapes, a static model
 from a size's second picture), ``f32-buckets`` (``--opt openvino_buckets=True``),
 ``int8`` (int8 with buckets) and ``int8-per-size`` (int8's default: one compile per input
-size). Prints the median pictures/s of each and the compile seconds. With
-``--compiled-cache``, OpenVINO keeps its compiled models in a fresh folder that one untimed
-pass fills first: the rounds then measure a later run (``demo.py`` keeps them in
+size). With ``--compiled-cache``, OpenVINO keeps its compiled models in a fresh folder that
+one untimed pass fills first: the rounds then measure a later run (``demo.py`` keeps them in
 ``$SOLOV2_CACHE/openvino-compiled``); without it every round compiles, as a first run.
+
+Prints each round, then the median pictures/s of each variant, its ratio to f32 in the same
+run, the static models it compiled and their compile seconds; and writes the section "INT8 on
+folders of mixed sizes" of the report ``--out`` (default output/benchmark.md) between its
+markers, keeping the rest of the report (tools/benchmark.py keeps this section in turn).
 """
 import contextlib
 import io
+import os
 import statistics
 import tempfile
 from pathlib import Path
@@ -26,17 +31,20 @@ if __package__ in (None, ''):
 
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
+import paddle  # noqa: E402
 
 from data.transforms import read_image  # noqa: E402
 from model.inference.media import DrawOptions, ImageStages  # noqa: E402
-from model.inference.openvino_backend import OpenVinoBackend  # noqa: E402
+from model.inference.openvino_backend import OpenVinoBackend, import_openvino  # noqa: E402
 from model.inference.pipeline import run_pipeline  # noqa: E402
 from model.runtime import setup  # noqa: E402
+from tools import postprocess_speed  # noqa: E402
 from tools.cli import make_parser, run_command  # noqa: E402
 
 VARIANTS = {'f32': ('f32', False), 'f32-buckets': ('f32', True), 'int8': ('int8', True),
             'int8-per-size': ('int8', False)}
 DRAW_THRESHOLD = 0.3       # demo.py --draw-threshold default
+BEGIN, END = '<!-- mixed sizes: begin -->', '<!-- mixed sizes: end -->'
 
 
 def random_sizes(sources, count: int, folder: Path, seed: int = 0) -> list:
@@ -60,9 +68,9 @@ def end_to_end(backend, paths, out: Path) -> float:
 
 
 def measure(folders: dict, dirs: dict, variants, rounds: int, threads: int, out: Path, cache=None) -> dict:
-    """{(folder, variant): ([pictures/s per round], [compile s per round])}; ``cache``: the
-    compiled models' folder, filled by an untimed pass first (None: none)."""
-    results = {(name, variant): ([], []) for name in folders for variant in variants}
+    """{(folder, variant): ([pictures/s per round], [compile s per round], [static models compiled per
+    round])}; ``cache``: the compiled models' folder, filled by an untimed pass first (None: none)."""
+    results = {(name, variant): ([], [], []) for name in folders for variant in variants}
     for name, paths in folders.items():
         for variant in variants if cache else ():
             end_to_end(OpenVinoBackend(dirs[VARIANTS[variant][0]], threads, VARIANTS[variant][0],
@@ -74,11 +82,66 @@ def measure(folders: dict, dirs: dict, variants, rounds: int, threads: int, out:
                 precision, buckets = VARIANTS[variant]
                 backend = OpenVinoBackend(dirs[precision], threads, precision, buckets=buckets, compiled_cache=cache)
                 rate = end_to_end(backend, paths, out)
-                results[name, variant][0].append(rate)
-                results[name, variant][1].append(sum(backend.compile_seconds.values()))
+                for values, value in zip(results[name, variant], (rate, sum(backend.compile_seconds.values()),
+                                                                  len(backend.compile_seconds))):
+                    values.append(value)
                 print(f'round {round_index + 1} {name} {variant}: {rate:.2f} pictures/s, '
                       f'{len(backend.compile_seconds)} compiles, {results[name, variant][1][-1]:.1f} s', flush=True)
     return results
+
+
+def base_variant(variants) -> str:
+    """The variant the others are compared to: f32 where measured, else the first."""
+    return 'f32' if 'f32' in variants else variants[0]
+
+
+def medians(results: dict, variants) -> dict:
+    """{(folder, variant): (pictures/s, ratio to f32, static models compiled, compile s)}: the medians over
+    the rounds of ``measure``'s ``results`` (the ratio: to ``base_variant``)."""
+    base = base_variant(variants)
+    table = {}
+    for (name, variant), (rates, compiles, models) in results.items():
+        rate = statistics.median(rates)
+        table[name, variant] = (rate, rate / statistics.median(results[name, base][0]),
+                                round(statistics.median(models)), statistics.median(compiles))
+    return table
+
+
+def machine(threads: int) -> str:
+    """The CPU (``postprocess_speed.cpu_model``), its cores, the threads used, Paddle's and OpenVINO's versions."""
+    return (f'{postprocess_speed.cpu_model()}, {os.cpu_count()} cores, {threads or os.cpu_count()} threads, '
+            f"Paddle {paddle.__version__}, OpenVINO {import_openvino().get_version().split('-')[0]}")
+
+
+def format_cell(cell: tuple) -> str:
+    """One table cell of a ``medians`` value, e.g. '7.19 (1.14x; 2 models, 0.3 s)'."""
+    rate, ratio, models, seconds = cell
+    return f"{rate:.2f} ({ratio:.2f}x; {models} model{'' if models == 1 else 's'}, {seconds:.1f} s)"
+
+
+def report_section(table: dict, variants, machine_line: str, command: str) -> str:
+    """The markdown section of ``medians``' ``table`` (a row per folder, a column per variant), between
+    markers so that a later run replaces it."""
+    measured = ' '.join(__doc__.split('\n\n')[2].split()).replace('``', '`')
+    lines = [BEGIN, '## INT8 on folders of mixed sizes', '', f'Machine: {machine_line}; command: `{command}`.', '',
+             measured, '', f'Each cell: the median pictures/s over the rounds (its ratio to '
+             f'{base_variant(variants)} in the same run; the static models it compiled, or loaded from the cache '
+             'with --compiled-cache, and their seconds).',
+             '', '| folder | ' + ' | '.join(variants) + ' |', '|---' * (len(variants) + 1) + '|']
+    for name in dict.fromkeys(name for name, _ in table):
+        lines.append(f'| {name} | ' + ' | '.join(map(format_cell, (table[name, variant] for variant in variants)))
+                     + ' |')
+    return '\n'.join(lines + [END]) + '\n'
+
+
+def replace_section(text: str, section: str) -> str:
+    """``text`` with its mixed-sizes section replaced by ``section`` (appended if absent)."""
+    return postprocess_speed.replace_section(text, section, (BEGIN, END))
+
+
+def existing_section(text: str) -> str:
+    """The mixed-sizes section of ``text`` ('' when it has none)."""
+    return postprocess_speed.existing_section(text, (BEGIN, END))
 
 
 def run(argv) -> int:
@@ -92,22 +155,28 @@ def run(argv) -> int:
     parser.add_argument('--variants', nargs='+', choices=list(VARIANTS), default=list(VARIANTS))
     parser.add_argument('--compiled-cache', action='store_true',
                         help='measure later runs: compiled models kept on disk and loaded')
+    parser.add_argument('--out', default='output/benchmark',
+                        help='report path without suffix whose mixed-sizes section is written (default '
+                             'output/benchmark; the published report is --out docs/benchmark)')
     args = parser.parse_args(argv)
     setup('cpu', args.threads)
     sources = sorted(p for p in Path(args.images).iterdir() if p.suffix.lower() in ('.jpg', '.jpeg', '.png'))
     with tempfile.TemporaryDirectory() as tmp:
-        folders = {args.images: sources, f'{args.random} random sizes': random_sizes(sources, args.random,
-                                                                                     Path(tmp) / 'random')}
+        folders = {f'{args.images} ({len(sources)} pictures)': sources,
+                   f'{args.random} random sizes': random_sizes(sources, args.random, Path(tmp) / 'random')}
         for paths in folders.values():
             read_image(paths[0])
         cache = str(Path(tmp) / 'compiled') if args.compiled_cache else None
         results = measure(folders, {'f32': args.model_dir, 'int8': args.int8_dir}, args.variants, args.rounds,
                           args.threads, Path(tmp), cache)
-    print('| folder | variant | pictures/s (median) | vs f32 | compile s (median) |\n|---|---|---|---|---|')
-    for (name, variant), (rates, compiles) in results.items():
-        base = statistics.median(results[name, args.variants[0]][0])
-        print(f'| {name} | {variant} | {statistics.median(rates):.2f} | {statistics.median(rates) / base:.2f}x | '
-              f'{statistics.median(compiles):.1f} |')
+    table = medians(results, args.variants)
+    print('| folder | variant | pictures/s (median) | vs f32 | models | compile s (median) |\n'
+          '|---|---|---|---|---|---|')
+    for (name, variant), (rate, ratio, models, seconds) in table.items():
+        print(f'| {name} | {variant} | {rate:.2f} | {ratio:.2f}x | {models} | {seconds:.1f} |')
+    section = report_section(table, args.variants, machine(args.threads),
+                             'python tools/mixed_speed.py ' + ' '.join(argv))
+    print(f'wrote {postprocess_speed.write_section(args.out, section, (BEGIN, END))}')
     return 0
 
 
