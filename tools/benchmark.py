@@ -62,7 +62,7 @@ from model.inference.postprocess import matrix_nms  # noqa: E402
 from model.inference.predictor import Predictor  # noqa: E402
 from model.inference.quantize import quantize_model  # noqa: E402
 from model.runtime import setup  # noqa: E402
-from tools import postprocess_speed, train_speed  # noqa: E402
+from tools import mixed_speed, postprocess_speed, train_speed  # noqa: E402
 from tools.cli import make_parser, run_command  # noqa: E402
 
 # our config -> PaddleDetection architecture built in tools/reference/ppdet_ref.py
@@ -367,9 +367,10 @@ def config_facts(summary: dict) -> str:
 
 
 def kept_sections(old: str) -> str:
-    """The post-processing and training sections of an older report (``--postprocess``,
-    ``--train``), each after a blank line, which a full run keeps."""
-    kept = [section(old) for section in (postprocess_speed.existing_section, train_speed.existing_section)]
+    """The post-processing, training and mixed-sizes sections of an older report (``--postprocess``,
+    ``--train``, tools/mixed_speed.py), each after a blank line, which a full run keeps."""
+    kept = [section(old) for section in (postprocess_speed.existing_section, train_speed.existing_section,
+                                         mixed_speed.existing_section)]
     return ''.join('\n' + section for section in kept if section)
 
 

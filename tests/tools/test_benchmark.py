@@ -9,7 +9,7 @@ import paddle
 import pytest
 
 from tests.helpers import REPO_DIR
-from tools import benchmark, postprocess_speed, train_speed
+from tools import benchmark, mixed_speed, postprocess_speed, train_speed
 
 ROOT = REPO_DIR
 
@@ -88,7 +88,27 @@ def test_train_section_is_written_and_kept_by_a_postprocess_run(tmp_path):
     assert after.count('## Post-processing') == 1
 
 
-def test_a_full_report_keeps_the_postprocess_and_training_sections():
+def _mixed_sizes_section() -> str:
+    """tools/mixed_speed.py's section of two rounds of two variants on two folders (made-up figures)."""
+    results = {('images (2 pictures)', 'f32'): ([4.0, 6.0], [0.1, 0.3], [1, 1]),
+               ('images (2 pictures)', 'int8-per-size'): ([2.0, 4.0], [0.5, 0.7], [2, 2]),
+               ('3 random sizes', 'f32'): ([2.0, 2.0], [0.0, 0.0], [0, 0]),
+               ('3 random sizes', 'int8-per-size'): ([3.0, 3.0], [1.0, 1.2], [3, 3])}
+    return mixed_speed.report_section(mixed_speed.medians(results, ['f32', 'int8-per-size']),
+                                      ['f32', 'int8-per-size'], 'a CPU', 'cmd')
+
+
+def test_mixed_sizes_section_has_a_row_per_folder_and_a_column_per_variant():
+    section = _mixed_sizes_section()
+    assert section.startswith(mixed_speed.BEGIN + '\n## INT8 on folders of mixed sizes\n')
+    assert 'Machine: a CPU; command: `cmd`.' in section and 'Each round runs every variant once' in section
+    assert ('| folder | f32 | int8-per-size |\n|---|---|---|\n'
+            '| images (2 pictures) | 5.00 (1.00x; 1 model, 0.2 s) | 3.00 (0.60x; 2 models, 0.6 s) |\n'
+            '| 3 random sizes | 2.00 (1.00x; 0 models, 0.0 s) | 3.00 (1.50x; 3 models, 1.1 s) |\n'
+            + mixed_speed.END + '\n') in section
+
+
+def test_a_full_report_keeps_the_postprocess_training_and_mixed_sizes_sections():
     post = postprocess_speed.report_section([(1, 64, {'feat': '16x16', 'candidates': 5, 'instances': 2,
                                                      'postprocess': 0.001, 'paste': 0.001, 'encode': 0.001,
                                                      'draw': 0.001, 'total': 0.004})], 'a CPU', 'cmd')
@@ -100,12 +120,32 @@ def test_a_full_report_keeps_the_postprocess_and_training_sections():
     assert ('| 1 | 2x64x64 | 1.00 | 1.10 | 1.10x | 3.000 / 3.100 | 1.20 | 1.30 | 1.08x | 0.65 (2 processes; 2.00x) | '
             '1024 MiB | 2048 MiB |\n| 1 | 2x64x64 | 1.00 | 1.10 | 1.10x | 3.000 / 3.100 | 1.20 | 1.30 | 1.08x | '
             'not measured | 1024 MiB | 2048 MiB |' in training)
+    mixed = _mixed_sizes_section()
     text = train_speed.replace_section(postprocess_speed.replace_section('# Benchmark\n\nold table\n', post), training)
-    assert train_speed.existing_section(text) == training and postprocess_speed.existing_section(text) == post
-    assert benchmark.kept_sections(text) == '\n' + post + '\n' + training
+    text = mixed_speed.replace_section(text, mixed)
+    assert (train_speed.existing_section(text), postprocess_speed.existing_section(text),
+            mixed_speed.existing_section(text)) == (training, post, mixed)
+    assert benchmark.kept_sections(text) == '\n' + post + '\n' + training + '\n' + mixed
     again = postprocess_speed.replace_section(text, post.replace('a CPU', 'another CPU'))
-    assert train_speed.existing_section(again) == training and again.count('## Post') == 1
-    assert train_speed.replace_section(again, training).count('## Training') == 1
+    assert (train_speed.existing_section(again), mixed_speed.existing_section(again)) == (training, mixed)
+    assert again.count('## Post') == 1
+    again = train_speed.replace_section(again, training.replace('a CPU', 'another CPU'))
+    assert again.count('## Training') == 1 and mixed_speed.existing_section(again) == mixed
+    again = mixed_speed.replace_section(again, mixed.replace('a CPU', 'another CPU'))
+    assert again.count('## INT8 on folders of mixed sizes') == 1
+    assert (postprocess_speed.existing_section(again), train_speed.existing_section(again),
+            mixed_speed.existing_section(again)) == tuple(section.replace('a CPU', 'another CPU')
+                                                          for section in (post, training, mixed))
+
+
+def test_write_section_makes_the_report_or_replaces_its_section_keeping_the_rest(tmp_path):
+    out, markers = tmp_path / 'reports' / 'bench', (mixed_speed.BEGIN, mixed_speed.END)
+    assert postprocess_speed.write_section(str(out), 'old\n', markers) == out.with_suffix('.md')
+    assert out.with_suffix('.md').read_text() == 'old\n'
+    out.with_suffix('.md').write_text('# Benchmark\n\nthe table\n\n' + _mixed_sizes_section() + '\nmore\n')
+    postprocess_speed.write_section(str(out), _mixed_sizes_section().replace('a CPU', 'another CPU'), markers)
+    assert out.with_suffix('.md').read_text() == ('# Benchmark\n\nthe table\n\n'
+                                                  + _mixed_sizes_section().replace('a CPU', 'another CPU') + '\nmore\n')
 
 
 @pytest.mark.deploy
