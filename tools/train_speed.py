@@ -26,7 +26,6 @@ import statistics
 import subprocess
 import sys
 import time
-import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -37,7 +36,6 @@ from config import get_config, with_overrides
 from config.base import COCO_CLASSES
 from config.errors import RunError
 from data.loader import collate_batch
-from data.results import masks_to_boxes
 from model.runtime import setup
 from model.training.hooks import Hook, LogHook
 from model.training.options import TrainOptions
@@ -96,21 +94,9 @@ def ours_options(number: int, bench: TrainBench, root: Path, weights: str, out: 
 
 
 def ppdet_targets(cfg, per_image) -> dict:
-    """PaddleDetection's ``Gt2Solov2Target`` of (masks [N, H, W] uint8, labels [N]) per image
-    -> {'ins_label0', 'cate_label0', 'grid_order0', ..., 'fg_num': tensor [B, ...]}."""
-    from ppdet.data.transform.batch_operators import Gt2Solov2Target
-    op = Gt2Solov2Target(num_grids=list(cfg.num_grids), scale_ranges=[list(r) for r in cfg.scale_ranges],
-                         coord_sigma=cfg.sigma, sampling_ratio=4.0)
-    samples = [{'image': np.zeros((3, *masks.shape[1:]), np.float32),
-                'gt_bbox': masks_to_boxes(masks).astype(np.float32),
-                'gt_class': np.asarray(labels, np.int32).reshape(-1, 1), 'gt_segm': masks,
-                'is_crowd': np.zeros((len(masks), 1), np.int32), 'gt_poly': [None] * len(masks)}
-               for masks, labels in per_image]
-    with warnings.catch_warnings():
-        warnings.simplefilter('ignore')
-        samples = op(samples)
-    keys = [k for k in samples[0] if k.startswith(('ins_label', 'cate_label', 'grid_order', 'fg_num'))]
-    return {k: paddle.to_tensor(np.stack([sample[k] for sample in samples])) for k in keys}
+    """PaddleDetection's targets (``ppdet_train.solov2_targets``) of the config's grids."""
+    from tools.reference import ppdet_train
+    return ppdet_train.solov2_targets(cfg.num_grids, cfg.scale_ranges, cfg.sigma, per_image)
 
 
 def step_batches(trainer, batch: int) -> tuple:
@@ -210,83 +196,23 @@ def ours_launched_loop(options: TrainOptions, processes: int, folder: Path) -> f
     return (minutes[-1] - minutes[0]) * 60 / (len(minutes) - 1)
 
 
-READER_YAML = """architecture: SOLOv2
-use_gpu: false
-log_iter: 1
-save_dir: {folder}/ppdet_run
-snapshot_epoch: 1000
-epoch: 1000
-num_classes: 80
-worker_num: {workers}
-LearningRate:
-  base_lr: {lr}
-  schedulers:
-  - !PiecewiseDecay {{gamma: 0.1, milestones: [1000000]}}
-  - !LinearWarmup {{start_factor: 1.0, steps: 1}}
-OptimizerBuilder:
-  optimizer: {{momentum: {momentum}, type: Momentum}}
-  regularizer: {{factor: {decay}, type: L2}}
-TrainDataset:
-  !COCODataSet
-    image_dir: train
-    anno_path: annotations/train.json
-    dataset_dir: {root}
-    data_fields: ['image', 'gt_bbox', 'gt_class', 'gt_poly', 'is_crowd']
-TrainReader:
-  sample_transforms:
-  - Decode: {{}}
-  - Poly2Mask: {{}}
-  - Resize: {{interp: 1, target_size: [{size}, {size}], keep_ratio: True}}
-  - RandomFlip: {{}}
-  - NormalizeImage: {{is_scale: true, mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225]}}
-  - Permute: {{}}
-  batch_transforms:
-  - PadBatch: {{pad_to_stride: 32}}
-  - Gt2Solov2Target: {{num_grids: {grids}, scale_ranges: {ranges}, coord_sigma: {sigma}}}
-  batch_size: {batch}
-  shuffle: true
-  drop_last: true
-"""
-
-
-class _Enough(Exception):
-    """Ends PaddleDetection's training loop after the iterations to time."""
-
-
 def ppdet_loop(family: str, state_file: str, options: TrainOptions, bench: TrainBench, root: Path,
                folder: Path) -> float:
     """Seconds per iteration (after the first) of PaddleDetection's own ``Trainer`` with its
     reader on ``root``, the model of ``family`` holding the weights in ``state_file`` (npz),
     the targets and data workers of our run's config (``options``)."""
-    from ppdet.core.workspace import load_config
-    from ppdet.engine import Trainer
-    from ppdet.engine.callbacks import Callback
-
-    from tools.reference import ppdet_ref
+    from tools.reference import ppdet_ref, ppdet_train
     setup('cpu', bench.threads)
     cfg = with_overrides(get_config(options.config), list(options.overrides))
     model = ppdet_ref.FAMILIES[family]()
     with np.load(state_file) as state:
         model.set_state_dict({name: state[name] for name in state.files})
     path = folder / 'ppdet_reader.yml'
-    path.write_text(READER_YAML.format(
+    path.write_text(ppdet_train.READER_YAML.format(
         folder=folder, workers=cfg.num_workers, lr=LR, momentum=MOMENTUM, decay=L2_DECAY, root=root, size=bench.size,
         grids=list(cfg.num_grids), ranges=[list(r) for r in cfg.scale_ranges], sigma=cfg.sigma, batch=bench.batch))
-    ppdet_cfg = load_config(str(path))
-    ppdet_cfg['model'] = model
-    trainer, clock = Trainer(ppdet_cfg, mode='train'), Clock()
-
-    class Timing(Callback):
-        def on_step_end(self, status) -> None:
-            clock.tick()
-            if len(clock.ends) == bench.loop_iterations:
-                raise _Enough
-
-    trainer.register_callbacks([Timing(trainer)])
-    try:
-        trainer.train()
-    except _Enough:
-        pass
+    clock = Clock()
+    clock.ends = ppdet_train.iteration_ends(model, str(path), bench.loop_iterations)
     return clock.per_iteration()
 
 
