@@ -61,6 +61,7 @@ def test_a_full_report_keeps_the_postprocess_section(tmp_path):
 
 
 @pytest.mark.reference
+@pytest.mark.benchmark
 def test_train_section_is_written_and_kept_by_a_postprocess_run(tmp_path):
     """--train (tiny: 96 px, one timed step) writes its row into an existing report and keeps
     the rest; a later --postprocess run keeps the training section."""

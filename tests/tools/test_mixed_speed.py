@@ -16,7 +16,7 @@ from tests.model.inference.test_export import (  # noqa: E402
 )
 from tools import mixed_speed, postprocess_speed, quantize  # noqa: E402
 
-pytestmark = [pytest.mark.deploy,
+pytestmark = [pytest.mark.deploy, pytest.mark.benchmark,
               pytest.mark.filterwarnings("ignore:Tensor do not have 'place':UserWarning"),
               pytest.mark.filterwarnings('ignore:The Attr\\(force_cpu\\):UserWarning')]
 CELL = r'\d+\.\d\d \(\d+\.\d\dx; \d+ models?, \d+\.\d s\)'
