@@ -15,6 +15,7 @@ ROOT = REPO_DIR
 
 
 @pytest.mark.reference
+@pytest.mark.benchmark
 def test_benchmark_writes_table_and_plot(tmp_path):
     pytest.importorskip('ppdet', reason='reference test: needs PaddleDetection (paddledet==2.6.0)')
     out = tmp_path / 'bench'
