@@ -145,55 +145,46 @@ def interleaved(steps: dict, runs: int) -> dict:
     return {name: (first[name], statistics.median(times[name])) for name in steps}
 
 
-class Clock:
-    """The time of each iteration's end; ``per_iteration``: mean seconds after the first."""
+def per_iteration(ends) -> float:
+    """Mean seconds per iteration after the first, from the times (s) the iterations ended."""
+    return (ends[-1] - ends[0]) / (len(ends) - 1)
+
+
+class ClockHook(Hook):
+    """Notes the time each iteration ends in ``ends``."""
 
     def __init__(self):
         self.ends = []
 
-    def tick(self) -> None:
-        self.ends.append(time.perf_counter())
-
-    def per_iteration(self) -> float:
-        return (self.ends[-1] - self.ends[0]) / (len(self.ends) - 1)
-
-
-class ClockHook(Hook):
-    def __init__(self, clock: Clock):
-        self.clock = clock
-
     def after_step(self, trainer, losses) -> None:
-        self.clock.tick()
+        self.ends.append(time.perf_counter())
 
 
 def ours_loop(options: TrainOptions) -> float:
     """Seconds per iteration (after the first) of the run train.py builds from ``options``,
     with its per-step hook (the log) and without the work of its end (evaluation, checkpoint)."""
     trainer, _ = prepare(options, evaluate=None)     # the evaluation hook, which alone uses it, is left out
-    clock = Clock()
-    trainer.hooks = [hook for hook in trainer.hooks if isinstance(hook, LogHook)] + [ClockHook(clock)]
+    clock = ClockHook()
+    trainer.hooks = [hook for hook in trainer.hooks if isinstance(hook, LogHook)] + [clock]
     trainer.run()
-    return clock.per_iteration()
+    return per_iteration(clock.ends)
 
 
 def ours_launched_loop(options: TrainOptions, processes: int, folder: Path) -> float:
-    """Seconds per iteration (after the first) of train.py run from ``options`` as
-    ``processes`` data-parallel processes by ``paddle.distributed.launch`` (the batch split
-    over them, each with its share of the cores), from the minutes its train_log.csv records."""
-    batch = next(int(o.split('=')[1]) for o in options.overrides if o.startswith('batch_size='))
-    overrides = [o for o in options.overrides if not o.startswith('batch_size=')] + [
-        f'batch_size={batch // processes}']
+    """Seconds per iteration (after the first) of train.py run from ``options`` (their batch
+    per process) as ``processes`` data-parallel processes by ``paddle.distributed.launch``, each
+    with its share of the cores, from the minutes its train_log.csv records."""
     command = [sys.executable, '-m', 'paddle.distributed.launch', '--nproc_per_node', str(processes),
                '--log_dir', str(folder / 'launch_logs'), str(TRAIN_SCRIPT), f'--config={options.config}',
                '--output', str(options.output), '--overwrite', '--max-iters', str(options.max_iters),
-               '--log-every', '1', '--checkpoint-every', str(10 ** 6), '--opt', *overrides]
+               '--log-every', '1', '--checkpoint-every', str(10 ** 6), '--opt', *options.overrides]
     done = subprocess.run(command, capture_output=True, text=True)
     log = Path(options.output) / 'train_log.csv'
     if done.returncode or not log.is_file():
         raise RunError(f'{processes} launched processes of train.py failed: {done.stderr.strip()[-300:]}')
     with open(log, newline='') as f:
         minutes = [float(row['minutes']) for row in csv.DictReader(f)]
-    return (minutes[-1] - minutes[0]) * 60 / (len(minutes) - 1)
+    return per_iteration([60 * m for m in minutes])
 
 
 def ppdet_loop(family: str, state_file: str, options: TrainOptions, bench: TrainBench, root: Path,
@@ -211,9 +202,7 @@ def ppdet_loop(family: str, state_file: str, options: TrainOptions, bench: Train
     path.write_text(ppdet_train.READER_YAML.format(
         folder=folder, workers=cfg.num_workers, lr=LR, momentum=MOMENTUM, decay=L2_DECAY, root=root, size=bench.size,
         grids=list(cfg.num_grids), ranges=[list(r) for r in cfg.scale_ranges], sigma=cfg.sigma, batch=bench.batch))
-    clock = Clock()
-    clock.ends = ppdet_train.iteration_ends(model, str(path), bench.loop_iterations)
-    return clock.per_iteration()
+    return per_iteration(ppdet_train.iteration_ends(model, str(path), bench.loop_iterations))
 
 
 def peak_rss() -> int:
@@ -250,8 +239,11 @@ def measure(number: int, family: str, reference, weights: str, bench: TrainBench
                         bench.steps)
     ours_iteration, ours_rss = in_own_process(ours_loop, options)
     ppdet_iteration, ppdet_rss = in_own_process(ppdet_loop, family, str(state_file), options, bench, root, folder)
-    launched = (ours_launched_loop(replace(options, output=str(folder / f'ours_launched{number}')),
-                                   bench.processes, folder) if bench.processes else None)
+    launched = None
+    if bench.processes:
+        per_process = replace(bench, batch=bench.batch // bench.processes)
+        launched_options = ours_options(number, per_process, root, weights, folder / f'ours_launched{number}')
+        launched = ours_launched_loop(launched_options, bench.processes, folder)
     height, width = ours['images'].shape[2:]
     return {'config': number, 'input': f'{bench.batch}x{height}x{width}',
             'ours_loss': timed['ours'][0], 'ppdet_loss': timed['ppdet'][0],
