@@ -451,8 +451,7 @@ def train_report(args) -> int:
     and write the section into the report."""
     bench = train_speed.TrainBench(args.size, args.batch, args.steps, args.threads, tuple(args.opt), args.processes)
     setup('cpu', args.threads)
-    machine = (f'{postprocess_speed.cpu_model()}, {os.cpu_count()} cores, {args.threads or os.cpu_count()} '
-               f'threads, Paddle {paddle.__version__}')
+    machine = postprocess_speed.machine_line(args.threads)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)

@@ -21,7 +21,6 @@ markers, keeping the rest of the report (tools/benchmark.py keeps this section i
 """
 import contextlib
 import io
-import os
 import statistics
 import tempfile
 from pathlib import Path
@@ -31,7 +30,6 @@ if __package__ in (None, ''):
 
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
-import paddle  # noqa: E402
 
 from data.transforms import read_image  # noqa: E402
 from model.inference.media import DrawOptions, ImageStages  # noqa: E402
@@ -70,17 +68,19 @@ def end_to_end(backend, paths, out: Path) -> float:
 def measure(folders: dict, dirs: dict, variants, rounds: int, threads: int, out: Path, cache=None) -> dict:
     """{(folder, variant): ([pictures/s per round], [compile s per round], [static models compiled per
     round])}; ``cache``: the compiled models' folder, filled by an untimed pass first (None: none)."""
+    def fresh_backend(variant: str) -> OpenVinoBackend:
+        precision, buckets = VARIANTS[variant]
+        return OpenVinoBackend(dirs[precision], threads, precision, buckets=buckets, compiled_cache=cache)
+
     results = {(name, variant): ([], [], []) for name in folders for variant in variants}
     for name, paths in folders.items():
         for variant in variants if cache else ():
-            end_to_end(OpenVinoBackend(dirs[VARIANTS[variant][0]], threads, VARIANTS[variant][0],
-                                       buckets=VARIANTS[variant][1], compiled_cache=cache), paths, out)
+            end_to_end(fresh_backend(variant), paths, out)
     for round_index in range(rounds):
         order = variants if round_index % 2 == 0 else variants[::-1]
         for name, paths in folders.items():
             for variant in order:
-                precision, buckets = VARIANTS[variant]
-                backend = OpenVinoBackend(dirs[precision], threads, precision, buckets=buckets, compiled_cache=cache)
+                backend = fresh_backend(variant)
                 rate = end_to_end(backend, paths, out)
                 for values, value in zip(results[name, variant], (rate, sum(backend.compile_seconds.values()),
                                                                   len(backend.compile_seconds))):
@@ -108,9 +108,8 @@ def medians(results: dict, variants) -> dict:
 
 
 def machine(threads: int) -> str:
-    """The CPU (``postprocess_speed.cpu_model``), its cores, the threads used, Paddle's and OpenVINO's versions."""
-    return (f'{postprocess_speed.cpu_model()}, {os.cpu_count()} cores, {threads or os.cpu_count()} threads, '
-            f"Paddle {paddle.__version__}, OpenVINO {import_openvino().get_version().split('-')[0]}")
+    """``postprocess_speed.machine_line`` and OpenVINO's version."""
+    return f"{postprocess_speed.machine_line(threads)}, OpenVINO {import_openvino().get_version().split('-')[0]}"
 
 
 def format_cell(cell: tuple) -> str:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import paddle
 import threadpoolctl
 
 from data.results import instances_to_coco
@@ -114,6 +115,12 @@ def cpu_model(cpuinfo: str = '/proc/cpuinfo') -> str:
     name, flags = fields.get('model name'), set(fields.get('flags', '').split())
     return (f"{name or 'unknown CPU'} (avx512_bf16 {'yes' if 'avx512_bf16' in flags else 'no'}, "
             f"amx {'yes' if 'amx_bf16' in flags else 'no'})")
+
+
+def machine_line(threads: int) -> str:
+    """'<cpu_model>, N cores, T threads, Paddle V': the machine a report section was measured on
+    (``threads`` 0: every core)."""
+    return f'{cpu_model()}, {os.cpu_count()} cores, {threads or os.cpu_count()} threads, Paddle {paddle.__version__}'
 
 
 BEGIN, END = '<!-- postprocess: begin -->', '<!-- postprocess: end -->'
