@@ -5,22 +5,22 @@
 import difflib
 from typing import Dict, Type
 
-from config.base import COCO_CLASSES, SOLOv2Base
-from config.checks import check_config
-from config.errors import InputError
-from config.light448_dcn_r50 import Light448DCNR50
-from config.light448_r18 import Light448R18
-from config.light448_r34 import Light448R34
-from config.light448_r50 import Light448R50
-from config.light512_dcn_r50 import Light512DCNR50
-from config.light512_r50vd_dcn import Light512R50vdDCN
-from config.r50vd_dcn_enhance import R50vdDCNEnhance
-from config.r101_dcn import R101DCN
-from config.r101_fpn import R101FPN
-from config.r101vd_dcn import R101vdDCN
-from config.setting import Setting, declared_settings
-from config.shapes_r18 import ShapesR18
-from config.x101_dcn import X101DCN
+from solov2.config.base import COCO_CLASSES, SOLOv2Base
+from solov2.config.checks import check_config
+from solov2.config.errors import InputError
+from solov2.config.light448_dcn_r50 import Light448DCNR50
+from solov2.config.light448_r18 import Light448R18
+from solov2.config.light448_r34 import Light448R34
+from solov2.config.light448_r50 import Light448R50
+from solov2.config.light512_dcn_r50 import Light512DCNR50
+from solov2.config.light512_r50vd_dcn import Light512R50vdDCN
+from solov2.config.r50vd_dcn_enhance import R50vdDCNEnhance
+from solov2.config.r101_dcn import R101DCN
+from solov2.config.r101_fpn import R101FPN
+from solov2.config.r101vd_dcn import R101vdDCN
+from solov2.config.setting import Setting, declared_settings
+from solov2.config.shapes_r18 import ShapesR18
+from solov2.config.x101_dcn import X101DCN
 
 CONFIGS: Dict[int, Type[SOLOv2Base]] = {
     0: SOLOv2Base,

@@ -7,7 +7,7 @@ default's type). Checks, sidecar groups, the --verbose table and the tests deriv
 
 Variants in this package subclass ``SOLOv2Base`` and override only what differs, with plain
 values (``depth = 101``)."""
-from config.checks import (
+from solov2.config.checks import (
     FRACTION,
     LEVEL_RANGES,
     LEVEL_SIZES,
@@ -20,7 +20,7 @@ from config.checks import (
     one_of,
     sizes,
 )
-from config.setting import Setting, declared_settings
+from solov2.config.setting import Setting, declared_settings
 
 COCO_CLASSES = (
     'person', 'bicycle', 'car', 'motorcycle', 'airplane', 'bus', 'train', 'truck', 'boat',

@@ -1,4 +1,4 @@
-from config.light512_dcn_r50 import Light512DCNR50
+from solov2.config.light512_dcn_r50 import Light512DCNR50
 
 
 class Light448DCNR50(Light512DCNR50):

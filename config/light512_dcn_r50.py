@@ -1,4 +1,4 @@
-from config.light512_r50vd_dcn import Light512R50vdDCN
+from solov2.config.light512_r50vd_dcn import Light512R50vdDCN
 
 
 class Light512DCNR50(Light512R50vdDCN):

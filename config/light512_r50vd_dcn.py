@@ -1,4 +1,4 @@
-from config.light448_r50 import Light448R50
+from solov2.config.light448_r50 import Light448R50
 
 
 class Light512R50vdDCN(Light448R50):

@@ -1,4 +1,4 @@
-from config.r101vd_dcn import R101vdDCN
+from solov2.config.r101vd_dcn import R101vdDCN
 
 
 class R101DCN(R101vdDCN):

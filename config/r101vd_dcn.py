@@ -1,4 +1,4 @@
-from config.base import SOLOv2Base
+from solov2.config.base import SOLOv2Base
 
 
 class R101vdDCN(SOLOv2Base):

@@ -1,5 +1,5 @@
-from config.base import FULL_SCALE_RANGES
-from config.light512_r50vd_dcn import Light512R50vdDCN
+from solov2.config.base import FULL_SCALE_RANGES
+from solov2.config.light512_r50vd_dcn import Light512R50vdDCN
 
 
 class R50vdDCNEnhance(Light512R50vdDCN):

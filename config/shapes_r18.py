@@ -1,4 +1,4 @@
-from config.light448_r18 import Light448R18
+from solov2.config.light448_r18 import Light448R18
 
 
 class ShapesR18(Light448R18):

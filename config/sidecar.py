@@ -11,9 +11,9 @@ import json
 from pathlib import Path
 from typing import Collection, List, Optional, Sequence
 
-from config import CONFIGS, SOLOv2Base, get_config, with_classes, with_overrides
-from config.errors import InputError
-from config.setting import group_names
+from solov2.config import CONFIGS, SOLOv2Base, get_config, with_classes, with_overrides
+from solov2.config.errors import InputError
+from solov2.config.setting import group_names
 
 MODEL_SETTINGS = group_names(SOLOv2Base, 'model')
 TEST_SETTINGS = group_names(SOLOv2Base, 'test')

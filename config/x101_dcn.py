@@ -1,4 +1,4 @@
-from config.r101_dcn import R101DCN
+from solov2.config.r101_dcn import R101DCN
 
 
 class X101DCN(R101DCN):

@@ -12,12 +12,12 @@ from typing import Callable, Dict, Iterable, List, Optional, Tuple, Union
 import numpy as np
 import paddle
 
-from config import CONFIGS, with_classes
-from config.errors import InputError, RunError
-from config.sidecar import sidecar_path
-from data.files import check_output_file
-from model.build import build_model
-from model.checkpoint import save_checkpoint
+from solov2.config import CONFIGS, with_classes
+from solov2.config.errors import InputError, RunError
+from solov2.config.sidecar import sidecar_path
+from solov2.data.files import check_output_file
+from solov2.model.build import build_model
+from solov2.model.checkpoint import save_checkpoint
 
 
 class ConversionError(InputError):

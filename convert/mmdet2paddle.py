@@ -9,10 +9,10 @@ Reads the file without PyTorch. Usage:
 if __package__ in (None, ''):
     import _bootstrap  # noqa: F401  (script mode: make the project importable)
 
-from convert.common import Converter, convert_file
-from convert.mmdet_names import is_counter, mmdet_name
-from convert.pth_reader import RefusedCheckpoint, load_state_dict
-from tools.cli import run_converter
+from solov2.convert.common import Converter, convert_file
+from solov2.convert.mmdet_names import is_counter, mmdet_name
+from solov2.convert.pth_reader import RefusedCheckpoint, load_state_dict
+from solov2.tools.cli import run_converter
 
 
 def num_classes(source: dict) -> int:

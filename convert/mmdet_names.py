@@ -3,7 +3,7 @@ SOLO (``solo_name``, mmdetection 1.x) and mmdetection 2.x/3.x (``mmdet_name``); 
 convert/torchvision2paddle.py, convert/solo2paddle.py and convert/mmdet2paddle.py."""
 import re
 
-from convert.names import Family, source_name
+from solov2.convert.names import Family, source_name
 
 BN_LEAF = {'weight': 'weight', 'bias': 'bias', '_mean': 'running_mean', '_variance': 'running_var'}
 

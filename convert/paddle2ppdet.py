@@ -16,14 +16,14 @@ if __package__ in (None, ''):
 import numpy as np
 import paddle
 
-from config import CONFIGS
-from config.errors import InputError
-from config.sidecar import MODEL_SETTINGS, recorded_settings, resolve_config
-from convert.common import model_shapes
-from convert.ppdet_names import ppdet_name, with_duplicates
-from data.files import check_output_file, make_folder, write_together
-from model.checkpoint import check_fit, load_paddle_params
-from tools.cli import run_converter
+from solov2.config import CONFIGS
+from solov2.config.errors import InputError
+from solov2.config.sidecar import MODEL_SETTINGS, recorded_settings, resolve_config
+from solov2.convert.common import model_shapes
+from solov2.convert.ppdet_names import ppdet_name, with_duplicates
+from solov2.data.files import check_output_file, make_folder, write_together
+from solov2.model.checkpoint import check_fit, load_paddle_params
+from solov2.tools.cli import run_converter
 
 PPDET_CONFIGS = {0: 'solov2_r50_fpn_1x_coco or solov2_r50_fpn_3x_coco', 3: 'solov2_r50_enhance_coco',
                  4: 'solov2_r101_vd_fpn_3x_coco'}

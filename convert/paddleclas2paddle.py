@@ -26,10 +26,10 @@ import re
 if __package__ in (None, ''):
     import _bootstrap  # noqa: F401  (script mode: make the project importable)
 
-from convert.common import convert_file, imagenet_converter
-from convert.ppdet_names import is_bookkeeping, static_backbone_name
-from model.checkpoint import load_paddle_params
-from tools.cli import run_converter
+from solov2.convert.common import convert_file, imagenet_converter
+from solov2.convert.ppdet_names import is_bookkeeping, static_backbone_name
+from solov2.model.checkpoint import load_paddle_params
+from solov2.tools.cli import run_converter
 
 CLASSIFIER = re.compile(r'fc_0\.[wb]_0')
 

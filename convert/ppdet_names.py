@@ -3,7 +3,7 @@ and convert/paddle2ppdet.py) and 0.5 static / PaddleClas (``static_name``,
 ``static_backbone_name``: convert/ppdet_static2paddle.py, convert/paddleclas2paddle.py)."""
 import re
 
-from convert.names import Family, source_name
+from solov2.convert.names import Family, source_name
 
 BRANCHES = {'conv1': 'branch2a', 'conv2': 'branch2b', 'conv3': 'branch2c', 'shortcut': 'branch1'}
 BACKBONE_BLOCK = re.compile(r'backbone\.layer(\d)\.(\d+)\.(conv\d|shortcut)\.(.+)')

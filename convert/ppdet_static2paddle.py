@@ -25,10 +25,10 @@ and is skipped by name (``is_bookkeeping``); any OTHER unused entry fails the co
 if __package__ in (None, ''):
     import _bootstrap  # noqa: F401  (script mode: make the project importable)
 
-from convert.common import ConversionError, Converter, convert_file
-from convert.ppdet_names import is_bookkeeping, static_name
-from model.checkpoint import load_paddle_params
-from tools.cli import run_converter
+from solov2.convert.common import ConversionError, Converter, convert_file
+from solov2.convert.ppdet_names import is_bookkeeping, static_name
+from solov2.model.checkpoint import load_paddle_params
+from solov2.tools.cli import run_converter
 
 
 def num_classes(source: dict) -> int:

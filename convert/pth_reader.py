@@ -29,8 +29,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from config.errors import InputError
-from model.safe_pickle import DATA_GLOBALS, Refused, RestrictedUnpickler, refusal_message
+from solov2.config.errors import InputError
+from solov2.model.safe_pickle import DATA_GLOBALS, Refused, RestrictedUnpickler, refusal_message
 
 __all__ = ['load_pth', 'load_state_dict']
 

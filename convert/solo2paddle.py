@@ -7,10 +7,10 @@ Reads legacy and zip ``.pth`` files without PyTorch. Covers SOLOv2 R50/R101 FPN
 if __package__ in (None, ''):
     import _bootstrap  # noqa: F401  (script mode: make the project importable)
 
-from convert.common import Converter, convert_file
-from convert.mmdet_names import is_counter, solo_name
-from convert.pth_reader import load_state_dict
-from tools.cli import run_converter
+from solov2.convert.common import Converter, convert_file
+from solov2.convert.mmdet_names import is_counter, solo_name
+from solov2.convert.pth_reader import load_state_dict
+from solov2.tools.cli import run_converter
 
 
 def num_classes(source: dict) -> int:

@@ -16,10 +16,10 @@ import re
 if __package__ in (None, ''):
     import _bootstrap  # noqa: F401  (script mode: make the project importable)
 
-from convert.common import convert_file, imagenet_converter
-from convert.mmdet_names import backbone_name, is_counter
-from convert.pth_reader import load_state_dict
-from tools.cli import run_converter
+from solov2.convert.common import convert_file, imagenet_converter
+from solov2.convert.mmdet_names import backbone_name, is_counter
+from solov2.convert.pth_reader import load_state_dict
+from solov2.tools.cli import run_converter
 
 CLASSIFIER = re.compile(r'fc\.(weight|bias)')
 

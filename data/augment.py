@@ -20,7 +20,7 @@ from typing import Any, Sequence
 import cv2
 import numpy as np
 
-from data.transforms import normalize, pad_to_multiple, resize_keep_ratio
+from solov2.data.transforms import normalize, pad_to_multiple, resize_keep_ratio
 
 Sample = dict[str, Any]
 

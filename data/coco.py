@@ -19,8 +19,8 @@ import numpy as np
 import pycocotools.mask as mask_util
 from pycocotools.coco import COCO
 
-from config.errors import InputError
-from data.transforms import DEFAULT_MAX_PIXELS, read_image
+from solov2.config.errors import InputError
+from solov2.data.transforms import DEFAULT_MAX_PIXELS, read_image
 
 logger = logging.getLogger(__name__)
 _reported: set[str] = set()

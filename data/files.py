@@ -15,7 +15,7 @@ from typing import Callable, Iterable, Sequence
 import cv2
 import numpy as np
 
-from config.errors import InputError
+from solov2.config.errors import InputError
 
 FILE_MODE = 0o644
 

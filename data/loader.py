@@ -24,9 +24,9 @@ from typing import Any, Callable, Iterator, Protocol, Sequence
 import numpy as np
 import paddle
 
-from config.errors import RunError
-from data.augment import Sample, TrainTransform
-from data.transforms import batch_images
+from solov2.config.errors import RunError
+from solov2.data.augment import Sample, TrainTransform
+from solov2.data.transforms import batch_images
 
 logger = logging.getLogger(__name__)
 

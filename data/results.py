@@ -10,7 +10,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pycocotools.mask as mask_util
 
-from data.files import atomic_write
+from solov2.data.files import atomic_write
 
 
 def mask_to_box(mask: np.ndarray) -> tuple[int, int, int, int] | None:

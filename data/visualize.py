@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from data.results import mask_to_box
+from solov2.data.results import mask_to_box
 
 GOLDEN_RATIO_CONJUGATE = 0.618033988749895
 FILL_ALPHA = 0.45

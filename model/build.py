@@ -1,9 +1,9 @@
 """The one place that reads a config to make layers."""
-from model.fpn import FPN
-from model.mask_feat_head import MaskFeatHead
-from model.resnet import ResNet
-from model.solov2 import SOLOv2
-from model.solov2_head import SOLOv2Head
+from solov2.model.fpn import FPN
+from solov2.model.mask_feat_head import MaskFeatHead
+from solov2.model.resnet import ResNet
+from solov2.model.solov2 import SOLOv2
+from solov2.model.solov2_head import SOLOv2Head
 
 
 def build_model(cfg) -> SOLOv2:

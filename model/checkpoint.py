@@ -10,10 +10,10 @@ from typing import Dict, Mapping, Optional
 import numpy as np
 import paddle
 
-from config.errors import InputError
-from config.sidecar import recorded_settings, sidecar_path
-from data.files import write_together
-from model.safe_pickle import PADDLE_GLOBALS, Refused, RestrictedUnpickler, refusal_message
+from solov2.config.errors import InputError
+from solov2.config.sidecar import recorded_settings, sidecar_path
+from solov2.data.files import write_together
+from solov2.model.safe_pickle import PADDLE_GLOBALS, Refused, RestrictedUnpickler, refusal_message
 
 
 class CheckpointError(InputError):

@@ -18,7 +18,7 @@ from typing import Any, Callable, List, Optional, Sequence, TypeVar
 import paddle
 import paddle.distributed as dist
 
-from config.errors import InputError
+from solov2.config.errors import InputError
 
 T = TypeVar('T')
 

@@ -5,8 +5,8 @@ import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 
-from model.fast_ops import upsample_nearest
-from model.layers import Conv2D, spatial_size
+from solov2.model.fast_ops import upsample_nearest
+from solov2.model.layers import Conv2D, spatial_size
 
 
 class FPN(nn.Layer):

@@ -5,8 +5,8 @@ import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 
-from model.deform_ops import deform_conv
-from model.fast_ops import add_channel_bias, resize_bilinear_matmul
+from solov2.model.deform_ops import deform_conv
+from solov2.model.fast_ops import add_channel_bias, resize_bilinear_matmul
 
 GN_GROUPS = 32
 

@@ -9,7 +9,7 @@ from typing import Optional, Sequence
 import paddle
 import paddle.nn as nn
 
-from model.layers import ConvNormAct, append_coords, resize_bilinear, spatial_size
+from solov2.model.layers import ConvNormAct, append_coords, resize_bilinear, spatial_size
 
 
 class MaskFeatHead(nn.Layer):

@@ -8,7 +8,7 @@ from typing import Optional
 import paddle
 from paddle.base import core
 
-from model.cpu_math import prefer_avx2_mkl
+from solov2.model.cpu_math import prefer_avx2_mkl
 
 
 def default_device() -> str:

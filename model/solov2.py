@@ -4,10 +4,10 @@ from typing import Dict, List, Union
 import paddle
 import paddle.nn as nn
 
-from model.fpn import FPN
-from model.mask_feat_head import MaskFeatHead
-from model.resnet import ResNet
-from model.solov2_head import SOLOv2Head
+from solov2.model.fpn import FPN
+from solov2.model.mask_feat_head import MaskFeatHead
+from solov2.model.resnet import ResNet
+from solov2.model.solov2_head import SOLOv2Head
 
 
 class SOLOv2(nn.Layer):

@@ -14,7 +14,7 @@ import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 
-from model.layers import Conv2D, ConvNormAct, append_coords, resize_bilinear, spatial_size
+from solov2.model.layers import Conv2D, ConvNormAct, append_coords, resize_bilinear, spatial_size
 
 CATE_PRIOR = 0.01
 

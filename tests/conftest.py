@@ -2,7 +2,7 @@
 user's (``$SOLOV2_CACHE``, see model/inference/export_cache.py)."""
 import pytest
 
-from model.inference.export_cache import CACHE_ENV
+from solov2.model.inference.export_cache import CACHE_ENV
 
 
 @pytest.fixture(scope='session', autouse=True)

@@ -9,8 +9,8 @@ from pathlib import Path
 import paddle
 import pytest
 
-from config import CONFIGS
-from model.build import build_model
+from solov2.config import CONFIGS
+from solov2.model.build import build_model
 
 REPO_DIR = Path(__file__).resolve().parents[1]
 FIXTURES_DIR = REPO_DIR / 'tests' / 'fixtures'

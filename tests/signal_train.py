@@ -13,14 +13,14 @@ import sys
 
 moment, nth, name = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 sys.argv = ['train.py', *sys.argv[4:]]
-import tools.cli  # noqa: F401,E402  (the command's start-up, before Paddle)
+import solov2.tools.cli  # noqa: F401,E402  (the command's start-up, before Paddle)
 
 # isort: split
-import model.fast_ops as fast_ops  # noqa: E402
-import model.inference.evaluation as evaluation  # noqa: E402
-import model.training.run as run  # noqa: E402
-import model.training.state as state  # noqa: E402
-from model.training.trainer import Trainer  # noqa: E402
+import solov2.model.fast_ops as fast_ops  # noqa: E402
+import solov2.model.inference.evaluation as evaluation  # noqa: E402
+import solov2.model.training.run as run  # noqa: E402
+import solov2.model.training.state as state  # noqa: E402
+from solov2.model.training.trainer import Trainer  # noqa: E402
 
 calls = {'n': 0, 'armed': False}
 

@@ -21,18 +21,17 @@ import numpy as np
 import paddle
 import pytest
 
-import demo
-import eval as eval_cli
-from config import CONFIGS
-from data.files import write_image
-from data.results import instances_to_coco
-from model.inference.export import infer_cfg
-from model.inference.exported import InferenceBackend, OnnxBackend
-from model.inference.media import picture_names
-from model.inference.postprocess import InferenceParams
+from solov2.config import CONFIGS
+from solov2.data.files import write_image
+from solov2.data.results import instances_to_coco
+from solov2.model.inference.export import infer_cfg
+from solov2.model.inference.exported import InferenceBackend, OnnxBackend
+from solov2.model.inference.media import picture_names
+from solov2.model.inference.postprocess import InferenceParams
+from solov2.tools import demo, export_model, labelme2coco, postprocess_raw
+from solov2.tools import eval as eval_cli
+from solov2.tools.cli import run_command, set_status
 from tests.helpers import REPO_DIR
-from tools import export_model, labelme2coco, postprocess_raw
-from tools.cli import run_command, set_status
 
 REPO = REPO_DIR
 WEIGHTS = str(REPO / 'weights' / 'shapes_r18.pdparams')
@@ -135,7 +134,7 @@ def test_demo_same_stem_inputs_pixel_limit_and_a_checked_write(photos, tmp_path,
 def test_demo_a_failed_picture_write_is_an_error_not_a_summary(photos, tmp_path, capsys, monkeypatch):
     def disk_full(path, data):
         raise OSError(28, 'No space left on device', str(path))
-    monkeypatch.setattr('data.files.atomic_write', disk_full)
+    monkeypatch.setattr('solov2.data.files.atomic_write', disk_full)
     assert demo.main(['--input', str(photos), '--output', str(tmp_path / 'out'), '--weights', WEIGHTS, *FAST]) == 1
     captured = capsys.readouterr()
     one_error(captured.err, 'No space left on device', 'a_jpg.jpg')
@@ -406,7 +405,7 @@ def test_loader_workers_die_with_a_killed_parent(tmp_path):
         import os, sys, time
         import numpy as np
         import paddle
-        from data.loader import build_train_loader
+        from solov2.data.loader import build_train_loader
 
         class Source(paddle.io.Dataset):
             def __len__(self):

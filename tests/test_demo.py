@@ -13,9 +13,9 @@ import paddle
 import pycocotools.mask as mask_util
 import pytest
 
-import demo
-from config import CONFIGS, with_overrides
-from model.checkpoint import save_checkpoint
+from solov2.config import CONFIGS, with_overrides
+from solov2.model.checkpoint import save_checkpoint
+from solov2.tools import demo
 from tests.helpers import get_eval_model
 
 paddle.set_device('cpu')
@@ -243,7 +243,7 @@ def test_help_mentions_every_config(capsys):
 def test_exported_backend_on_a_gpu_machine_without_device(tmp_path, capsys, monkeypatch):
     """On a machine with a GPU, --backend onnx without --device runs on the CPU (it is not
     refused for the GPU it never asked for); an explicit --device gpu still is."""
-    from model.inference import backends
+    from solov2.model.inference import backends
     monkeypatch.setattr(backends, 'default_device', lambda: 'gpu:0')
     paths = ['--input', str(Path(demo.__file__).parent / 'images'), '--output', str(tmp_path / 'out')]
     assert demo.main(['--backend', 'onnx', *paths]) == 2

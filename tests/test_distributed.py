@@ -7,12 +7,12 @@ import re
 import numpy as np
 import pytest
 
-import demo
-import eval as eval_cli
-from config.errors import InputError
-from model.checkpoint import load_paddle_params
-from model.distributed import SINGLE, Processes, check_paddle_runs, gather, local_rank0_first
-from model.inference.export_cache import CACHE_ENV
+from solov2.config.errors import InputError
+from solov2.model.checkpoint import load_paddle_params
+from solov2.model.distributed import SINGLE, Processes, check_paddle_runs, gather, local_rank0_first
+from solov2.model.inference.export_cache import CACHE_ENV
+from solov2.tools import demo
+from solov2.tools import eval as eval_cli
 from tests.helpers import REPO_DIR, TINY_TRAINING, launch_two_cpu_processes, launch_two_nodes, make_tiny_shapes
 
 WEIGHTS = str(REPO_DIR / 'weights' / 'shapes_r18.pdparams')
@@ -111,14 +111,14 @@ def test_evaluate_from_python_shares_the_images_and_gives_every_process_the_ap(s
     script = tmp_path / 'evaluate.py'
     script.write_text(
         'import json, sys\n'
-        'from model.api import Segmenter, evaluate, start_processes\n'
+        'from solov2.model.api import Segmenter, evaluate, start_processes\n'
         'processes = start_processes("cpu")\n'
         f'seg = Segmenter({WEIGHTS!r}, backend="dygraph", threads=1, overrides={SMALL!r}, processes=processes)\n'
         f'stats = evaluate(seg, {str(shapes / "annotations" / "instances_val.json")!r}, {str(shapes / "val")!r},\n'
         '                  processes=processes)\n'
         'print("stats", processes.rank, json.dumps(stats))\n')
     launch_two_cpu_processes(tmp_path, str(script))
-    from model.api import Segmenter, evaluate
+    from solov2.model.api import Segmenter, evaluate
     alone = evaluate(Segmenter(WEIGHTS, backend='dygraph', threads=1, overrides=SMALL),
                      str(shapes / 'annotations' / 'instances_val.json'), str(shapes / 'val'))
     for rank in (0, 1):

@@ -4,10 +4,10 @@ import json
 import numpy as np
 import pytest
 
-import eval as eval_cli
-from data.coco import load_coco
-from data.coco_eval import coco_stats, evaluate_segm, per_class_ap, run_cocoeval
-from data.results import instances_to_coco
+from solov2.data.coco import load_coco
+from solov2.data.coco_eval import coco_stats, evaluate_segm, per_class_ap, run_cocoeval
+from solov2.data.results import instances_to_coco
+from solov2.tools import eval as eval_cli
 
 H, W = 40, 50
 

@@ -9,7 +9,7 @@ import pytest
 
 from tests.helpers import REPO_DIR
 
-# (files under this prefix, first-party modules they must not import)
+# (files under this prefix, first-party modules they must not import; all under solov2.)
 RULES = [
     ('config/', ('data', 'model', 'convert', 'tools')),
     ('data/', ('model', 'convert', 'tools')),
@@ -18,6 +18,8 @@ RULES = [
     ('model/', ('convert', 'tools')),
     ('convert/', ('model.training', 'model.inference', 'model.api')),
 ]
+PACKAGE = 'solov2'
+SUBPACKAGES = ('config', 'data', 'model', 'convert', 'tools')
 CONVERT_COMMANDS = re.compile(r'convert/(_bootstrap|\w+2(paddle|ppdet))\.py$')   # may use tools.cli
 SKIPPED_DIRS = {'.git', '__pycache__', 'output', 'datasets', 'weights', 'export', 'out', 'build'}
 
@@ -53,6 +55,10 @@ def imported_modules(path: str):
 
 
 def _under(module: str, package: str) -> bool:
+    """Whether ``module`` is the toolkit's ``package`` (given without ``solov2.``) or inside it;
+    third-party names (``ppdet``, ...) are matched as given."""
+    if package.split('.')[0] in SUBPACKAGES:
+        package = f'{PACKAGE}.{package}'
     return module == package or module.startswith(package + '.')
 
 
@@ -61,6 +67,14 @@ def test_imports_flow_one_way(prefix, forbidden):
     bad = [(path, module) for path in tracked_python_files() if path.startswith(prefix)
            for module in imported_modules(path) if any(_under(module, f) for f in forbidden)]
     assert not bad, bad
+
+
+def test_every_project_import_goes_through_the_one_package_name():
+    """A host program's own ``config``, ``model`` or ``data`` must never be picked up: the
+    toolkit imports itself only as ``solov2.*`` (tests may also import ``tests.*``)."""
+    bad = [(path, module) for path in tracked_python_files() for module in imported_modules(path)
+           if module.split('.')[0] in SUBPACKAGES]
+    assert tracked_python_files() and not bad, bad
 
 
 def test_converter_library_modules_import_no_command_glue():

@@ -1,37 +1,136 @@
-"""The project is used from its checkout, not pip-installed (its top-level packages have
-generic names): with only the checkout on PYTHONPATH a fresh interpreter imports the
-packages from any folder, and the scripts run by path from any folder (their bootstrap puts
-the checkout on sys.path). Runs with ``sys.executable``, so it holds in a virtual
-environment as in the machine's Python."""
+"""One import name, ``solov2``: from the checkout (on PYTHONPATH, or the scripts run by path)
+and pip-installed into a fresh virtual environment, used from a host project that has its own
+``config.py``, ``model.py`` and ``data/`` (as nearly every ML project does). Runs with
+``sys.executable``, so it holds in a virtual environment as in the machine's Python."""
 import os
+import re
+import shutil
+import site
 import subprocess
 import sys
+import sysconfig
+from pathlib import Path
+
+import pytest
 
 from tests.helpers import REPO_DIR
 
-MODULES = ('config', 'data.coco', 'model.api', 'model.build', 'model.training.trainer', 'model.inference.backends',
-           'convert.common', 'tools.export_model')
+MODULES = ('solov2.config', 'solov2.data.coco', 'solov2.model.api', 'solov2.model.build',
+           'solov2.model.training.trainer', 'solov2.model.inference.backends', 'solov2.convert.common',
+           'solov2.tools.export_model')
+HOST_CHECK = """
+import config, model, data                      # the host project's own modules
+assert (config.HOST, model.HOST, data.HOST) == ('config', 'model', 'data')
+from solov2 import SAMPLE_IMAGES, SHIPPED_WEIGHTS, Segmenter
+import solov2.model.api
+result = Segmenter(SHIPPED_WEIGHTS, backend='dygraph', device='cpu')(SAMPLE_IMAGES + '/shapes_000023.jpg')
+assert len(result.scores) > 0 and model.HOST == 'model'
+print(solov2.__file__)
+"""
 
 
-def _python(args, cwd, pythonpath=None):
+def _python(args, cwd, pythonpath=None, executable=sys.executable, timeout=300):
     env = {k: v for k, v in os.environ.items() if k != 'PYTHONPATH'}
     if pythonpath:
         env['PYTHONPATH'] = pythonpath
-    return subprocess.run([sys.executable, *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=300)
+    return subprocess.run([executable, *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=timeout)
 
 
-def test_checkout_on_pythonpath_imports_from_another_folder(tmp_path):
-    check = ('import sys; before = list(sys.path); import tools._bootstrap, convert._bootstrap; '
+def host_project(root: Path) -> Path:
+    """A user's project folder with its own ``config.py``, ``model.py`` and ``data/``."""
+    root.mkdir(parents=True, exist_ok=True)
+    for name in ('config', 'model'):
+        (root / f'{name}.py').write_text(f'HOST = {name!r}\n')
+    (root / 'data').mkdir(exist_ok=True)
+    (root / 'data' / '__init__.py').write_text("HOST = 'data'\n")
+    return root
+
+
+def test_checkout_on_pythonpath_serves_a_host_project_with_its_own_config_and_model(tmp_path):
+    host = host_project(tmp_path / 'host')
+    check = ('import sys; before = list(sys.path); import solov2.tools._bootstrap, solov2.convert._bootstrap; '
              'assert sys.path == before, "the bootstrap edited sys.path"; '
-             f'import {", ".join(MODULES)}; print(model.build.__file__)')
-    done = _python(['-c', check], tmp_path, pythonpath=str(REPO_DIR))
+             f'import {", ".join(MODULES)}; print(solov2.model.build.__file__)')
+    done = _python(['-c', check], host, pythonpath=str(REPO_DIR))
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == str(REPO_DIR / 'model' / 'build.py')
+    done = _python(['-c', HOST_CHECK], host, pythonpath=str(REPO_DIR))
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == str(REPO_DIR / 'solov2' / '__init__.py')
 
 
 def test_scripts_run_by_path_from_another_folder(tmp_path):
     """tools/_bootstrap.py and convert/_bootstrap.py make the project importable."""
-    for script in ('tools/make_shapes_dataset.py', 'convert/solo2paddle.py'):
-        done = _python([str(REPO_DIR / script), '--help'], tmp_path)
+    for script in ('demo.py', 'tools/demo.py', 'tools/make_shapes_dataset.py', 'convert/solo2paddle.py'):
+        done = _python([str(REPO_DIR / script), '--help'], host_project(tmp_path))
         assert done.returncode == 0, (script, done.stderr[-2000:])
         assert done.stdout.startswith('usage: '), (script, done.stdout[:200])
+
+
+def _pyproject_list(name: str):
+    text = (REPO_DIR / 'pyproject.toml').read_text()
+    block = re.search(rf'^{name} = \[(.*?)\]', text, re.S | re.M).group(1)
+    return re.findall(r'"([\w.]+)"', block)
+
+
+def test_the_installed_package_lists_every_package_folder():
+    """pyproject.toml names each package; a new folder with an ``__init__.py`` must join it."""
+    folders = {'solov2'} | {'solov2.' + '.'.join(path.parent.relative_to(REPO_DIR).parts)
+                            for top in ('config', 'data', 'model', 'convert', 'tools')
+                            for path in (REPO_DIR / top).rglob('__init__.py')}
+    assert set(_pyproject_list('packages')) == folders | {'solov2.weights', 'solov2.images'}
+
+
+def _fresh_venv(root: Path) -> Path:
+    """A new virtual environment that sees this interpreter's installed packages (Paddle and the
+    rest, through a .pth file) but not the checkout; returns its python."""
+    subprocess.run([sys.executable, '-m', 'venv', '--without-pip', str(root)], check=True, timeout=120)
+    python = root / 'bin' / 'python'
+    purelib = _python(['-c', 'import sysconfig; print(sysconfig.get_paths()["purelib"])'], root,
+                      executable=str(python)).stdout.strip()
+    outer = {sysconfig.get_paths()['purelib'], sysconfig.get_paths()['platlib'], *site.getsitepackages()}
+    Path(purelib, 'outer.pth').write_text('\n'.join(sorted(p for p in outer if os.path.isdir(p))) + '\n')
+    return python
+
+
+def test_pip_install_gives_one_name_and_console_commands_in_a_fresh_venv(tmp_path):
+    """``pip install .`` into a fresh venv; from a host project: the API segments a picture and
+    the console demo runs on the shipped model and sample pictures from any folder."""
+    pytest.importorskip('setuptools')
+    source = tmp_path / 'source'
+    shutil.copytree(REPO_DIR, source, ignore=shutil.ignore_patterns(
+        '.git', 'output', 'build', '*.egg-info', '__pycache__', 'datasets', 'export', '.pytest_cache'))
+    python = _fresh_venv(tmp_path / 'venv')
+    done = _python(['-m', 'pip', 'install', '--no-deps', '--no-build-isolation', '--no-index', '-q', str(source)],
+                   tmp_path, executable=str(python), timeout=600)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    host = host_project(tmp_path / 'host')
+    done = _python(['-c', HOST_CHECK], host, executable=str(python))
+    assert done.returncode == 0, done.stderr[-3000:]
+    installed = Path(done.stdout.strip()).parent
+    assert installed.parent.name == 'site-packages' and (installed / 'weights' / 'shapes_r18.pdparams').is_file()
+    assert not (installed / 'tests').exists()
+    demo = tmp_path / 'venv' / 'bin' / 'solov2-demo'
+    done = subprocess.run([str(demo), '--backend', 'dygraph', '--device', 'cpu', '--output', 'pictures'],
+                          cwd=host, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert sorted(p.name for p in (host / 'pictures').iterdir()) == sorted(
+        p.name for p in (REPO_DIR / 'images').glob('*.jpg'))
+    for command in _pyproject_scripts():
+        assert (tmp_path / 'venv' / 'bin' / command).is_file(), command
+
+
+def _pyproject_scripts():
+    text = (REPO_DIR / 'pyproject.toml').read_text()
+    block = text.split('[project.scripts]', 1)[1].split('\n[', 1)[0]
+    return re.findall(r'^([\w-]+) = ', block, re.M)
+
+
+def test_every_console_command_has_a_main():
+    import importlib
+    text = (REPO_DIR / 'pyproject.toml').read_text()
+    block = text.split('[project.scripts]', 1)[1].split('\n[', 1)[0]
+    targets = re.findall(r'^[\w-]+ = "([\w.]+):(\w+)"', block, re.M)
+    assert len(targets) == len(_pyproject_scripts()) >= 10
+    for module, function in targets:
+        assert callable(getattr(importlib.import_module(module), function)), (module, function)

@@ -27,20 +27,20 @@ import numpy as np
 import paddle
 import pytest
 
-from config import CONFIGS, with_classes, with_overrides
-from config.setting import declared_settings
-from config.sidecar import MODEL_SETTINGS, TEST_SETTINGS, read_sidecar, resolve_config, sidecar_path
-from convert import ppdet2paddle
-from convert.common import ConversionError, Converter, convert_file
-from model.build import build_model
-from model.checkpoint import CheckpointError, load_paddle_params, read_paddle_file, save_checkpoint
-from model.inference.backend import BackendError
-from model.inference.exported import config_from_infer_cfg
-from model.inference.postprocess import InferenceParams
-from model.inference.predictor import Predictor
-from model.training.state import load_training_state, save_training_state
+from solov2.config import CONFIGS, with_classes, with_overrides
+from solov2.config.setting import declared_settings
+from solov2.config.sidecar import MODEL_SETTINGS, TEST_SETTINGS, read_sidecar, resolve_config, sidecar_path
+from solov2.convert import ppdet2paddle
+from solov2.convert.common import ConversionError, Converter, convert_file
+from solov2.model.build import build_model
+from solov2.model.checkpoint import CheckpointError, load_paddle_params, read_paddle_file, save_checkpoint
+from solov2.model.inference.backend import BackendError
+from solov2.model.inference.exported import config_from_infer_cfg
+from solov2.model.inference.postprocess import InferenceParams
+from solov2.model.inference.predictor import Predictor
+from solov2.model.training.state import load_training_state, save_training_state
+from solov2.tools.cli import run_converter
 from tests.helpers import FIXTURES_DIR, REPO_DIR
-from tools.cli import run_converter
 
 PADDLE26 = FIXTURES_DIR / 'paddle26'
 SHIPPED = REPO_DIR / 'weights' / 'shapes_r18.pdparams'

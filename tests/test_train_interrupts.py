@@ -149,7 +149,7 @@ def test_a_signal_while_paddle_loads_ends_in_one_line(name, script, tmp_path):
 # native threads of OpenVINO, onnxruntime and Paddle (a segmentation fault was seen so).
 HOLDING = """
 import os, signal, sys, threading
-from model.training.trainer import deferred_interrupts
+from solov2.model.training.trainer import deferred_interrupts
 
 class Stop(Exception):
     pass

@@ -9,4 +9,4 @@ ROOT = str(Path(__file__).resolve().parents[1])
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-import tools.cli  # noqa: E402,F401
+import solov2.tools.cli  # noqa: E402,F401

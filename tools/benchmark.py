@@ -45,25 +45,25 @@ if __package__ in (None, ''):
 import numpy as np  # noqa: E402
 import paddle  # noqa: E402
 
-from config import CONFIGS, with_overrides  # noqa: E402
-from convert import ppdet_names  # noqa: E402
-from convert.common import convert  # noqa: E402
-from data.transforms import read_image  # noqa: E402
-from model.checkpoint import save_checkpoint  # noqa: E402
-from model.cpu_math import MKL_CPU_TYPE, cpu_fields, cpu_vendor  # noqa: E402
-from model.inference.backend import BackendError  # noqa: E402
-from model.inference.export import export  # noqa: E402
-from model.inference.export_cache import CACHE_ENV, cached_backend  # noqa: E402
-from model.inference.exported import InferenceBackend, OnnxBackend, thread_count  # noqa: E402
-from model.inference.media import DrawOptions, ImageStages  # noqa: E402
-from model.inference.openvino_backend import OpenVinoBackend, has_bf16, import_openvino  # noqa: E402
-from model.inference.pipeline import run_pipeline  # noqa: E402
-from model.inference.postprocess import matrix_nms  # noqa: E402
-from model.inference.predictor import Predictor  # noqa: E402
-from model.inference.quantize import quantize_model  # noqa: E402
-from model.runtime import setup  # noqa: E402
-from tools import mixed_speed, postprocess_speed, train_speed  # noqa: E402
-from tools.cli import make_parser, run_command  # noqa: E402
+from solov2.config import CONFIGS, with_overrides  # noqa: E402
+from solov2.convert import ppdet_names  # noqa: E402
+from solov2.convert.common import convert  # noqa: E402
+from solov2.data.transforms import read_image  # noqa: E402
+from solov2.model.checkpoint import save_checkpoint  # noqa: E402
+from solov2.model.cpu_math import MKL_CPU_TYPE, cpu_fields, cpu_vendor  # noqa: E402
+from solov2.model.inference.backend import BackendError  # noqa: E402
+from solov2.model.inference.export import export  # noqa: E402
+from solov2.model.inference.export_cache import CACHE_ENV, cached_backend  # noqa: E402
+from solov2.model.inference.exported import InferenceBackend, OnnxBackend, thread_count  # noqa: E402
+from solov2.model.inference.media import DrawOptions, ImageStages  # noqa: E402
+from solov2.model.inference.openvino_backend import OpenVinoBackend, has_bf16, import_openvino  # noqa: E402
+from solov2.model.inference.pipeline import run_pipeline  # noqa: E402
+from solov2.model.inference.postprocess import matrix_nms  # noqa: E402
+from solov2.model.inference.predictor import Predictor  # noqa: E402
+from solov2.model.inference.quantize import quantize_model  # noqa: E402
+from solov2.model.runtime import setup  # noqa: E402
+from solov2.tools import mixed_speed, postprocess_speed, train_speed  # noqa: E402
+from solov2.tools.cli import make_parser, run_command  # noqa: E402
 
 # our config -> PaddleDetection architecture built in tools/reference/ppdet_ref.py
 REFERENCE_FAMILY = {0: 'r50_fpn', 1: 'light448_r50', 2: 'light_r50_vd_dcn_v05',
@@ -72,14 +72,14 @@ REFERENCE_FAMILY = {0: 'r50_fpn', 1: 'light448_r50', 2: 'light_r50_vd_dcn_v05',
 
 def make_images(folder: Path, count: int, size: int) -> list:
     """``count`` synthetic shapes images of size x size px (tools/make_shapes_dataset.py)."""
-    from tools.make_shapes_dataset import generate_split
+    from solov2.tools.make_shapes_dataset import generate_split
     generate_split(folder, 'val', count, size, seed=7)
     return sorted((folder / 'val').glob('*.jpg'))
 
 
 def reference_and_weights(number: int, folder: Path):
     """(PaddleDetection model in eval mode, path of the same weights converted for us)."""
-    from tools.reference import ppdet_ref
+    from solov2.tools.reference import ppdet_ref
     family = REFERENCE_FAMILY[number]
     reference = ppdet_ref.build(family, seed=0)
     state = {k: v.numpy() for k, v in reference.state_dict().items()}
@@ -121,7 +121,7 @@ def median_seconds(function, runs: int) -> float:
 
 def network_gflop(model, images: paddle.Tensor) -> float:
     """Multiply-adds of every (deformable) conv in one forward, as GFLOP (2 per MAC)."""
-    from model.layers import DeformConv
+    from solov2.model.layers import DeformConv
     macs = []
 
     def hook(layer, inputs, output):
@@ -204,7 +204,7 @@ def ppdet_end_to_end(reference, paths, cfg, folder: Path) -> float:
     from ppdet.metrics import get_infer_results
     from ppdet.utils.visualizer import visualize_results
 
-    from tools.reference import ppdet_ref
+    from solov2.tools.reference import ppdet_ref
     ppdet_ref.patch_postprocess()
     ops = [Decode(), Resize(target_size=[cfg.test_short, cfg.test_max], keep_ratio=True, interp=1),
            NormalizeImage(mean=[0.485, 0.456, 0.406], std=[0.229, 0.224, 0.225], is_scale=True),
@@ -273,7 +273,7 @@ def int8_folder(export_dir: Path, folder: Path, number: int) -> Path:
     """``export_dir`` quantized by tools/quantize.py's code (once per config)."""
     out = folder / f'int8_{number}'
     if not out.is_dir():
-        from tools.make_shapes_dataset import generate_split
+        from solov2.tools.make_shapes_dataset import generate_split
         images = folder / 'calibration'
         if not images.is_dir():
             generate_split(images, 'train', CALIBRATION_IMAGES, 448, seed=11)

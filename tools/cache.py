@@ -14,8 +14,8 @@ import time
 if __package__ in (None, ''):
     import _bootstrap  # noqa: F401  (script mode: make the project importable)
 
-from model.inference.export_cache import cache_entries, cache_root, remove_entries, source_hash  # noqa: E402
-from tools.cli import make_parser, run_command  # noqa: E402
+from solov2.model.inference.export_cache import cache_entries, cache_root, remove_entries, source_hash  # noqa: E402
+from solov2.tools.cli import make_parser, run_command  # noqa: E402
 
 
 def parse_args(argv):

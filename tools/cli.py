@@ -35,10 +35,10 @@ warnings.filterwarnings('ignore', message='No ccache found', category=UserWarnin
 warnings.filterwarnings('ignore', message='When training, we now always track global mean and variance',
                         category=UserWarning)
 
-from config import describe_configs  # noqa: E402  (after the start-up settings above)
-from config.errors import Solov2Error  # noqa: E402
+from solov2.config import describe_configs  # noqa: E402  (after the start-up settings above)
+from solov2.config.errors import Solov2Error  # noqa: E402
 
-LIBRARY_PACKAGES = ('config', 'data', 'model', 'convert', 'tools')
+LIBRARY_LOGGER = 'solov2'   # every library module logs under it (loggers named after modules)
 DEBUG_FLAG = '--debug'
 DEBUG_ENV = 'SOLOV2_DEBUG'
 INPUT_ERRORS = (ValueError, KeyError, FileNotFoundError, NotADirectoryError, IsADirectoryError)
@@ -60,21 +60,17 @@ class _ConsoleLines(logging.Handler):
 
 @contextlib.contextmanager
 def show_logs(level: int = logging.INFO) -> Iterator[None]:
-    """While the block runs, print the library's log messages (``level`` and above) as plain
-    lines on stdout; the loggers' settings are put back afterwards."""
-    handler = _ConsoleLines()
-    saved = []
-    for name in LIBRARY_PACKAGES:
-        logger = logging.getLogger(name)
-        saved.append((logger, logger.handlers, logger.level, logger.propagate))
-        logger.handlers, logger.propagate = [handler], False
-        logger.setLevel(level)
+    """While the block runs, print the library's log messages (``level`` and above, loggers
+    under ``solov2``) as plain lines on stdout; the logger's settings are put back afterwards."""
+    logger = logging.getLogger(LIBRARY_LOGGER)
+    saved = logger.handlers, logger.level, logger.propagate
+    logger.handlers, logger.propagate = [_ConsoleLines()], False
+    logger.setLevel(level)
     try:
         yield
     finally:
-        for logger, handlers, old_level, propagate in saved:
-            logger.handlers, logger.propagate = handlers, propagate
-            logger.setLevel(old_level)
+        logger.handlers, logger.propagate = saved[0], saved[2]
+        logger.setLevel(saved[1])
 
 
 def is_terminal(stream) -> bool:
@@ -254,7 +250,7 @@ def add_model_args(parser: argparse.ArgumentParser, default_weights=None) -> Non
                         help='config number (default: the one recorded beside the weights)')
     parser.add_argument('--weights', default=default_weights,
                         help='checkpoint .pdparams from convert/*2paddle.py or train.py'
-                             + (f' (default: {default_weights})' if default_weights else ''))
+                             + (' (default: the shipped model weights/shapes_r18.pdparams)' if default_weights else ''))
 
 
 def add_backend_args(parser: argparse.ArgumentParser, backends, precisions) -> None:

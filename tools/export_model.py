@@ -26,16 +26,16 @@ if __package__ in (None, ''):
 
 import paddle  # noqa: E402
 
-from config.errors import InputError  # noqa: E402
-from config.sidecar import (
+from solov2.config.errors import InputError  # noqa: E402
+from solov2.config.sidecar import (
     resolve_config,  # noqa: E402
     sidecar_path,  # noqa: E402
 )
-from data.files import check_output_file  # noqa: E402
-from model.inference.export import DCN_OPSET, DEFAULT_MAX_SIZE, export  # noqa: E402
-from model.inference.exportable import MIN_SIZE  # noqa: E402
-from model.inference.exported import INFER_CFG, ONNX_FILE, PADDLE_PREFIX  # noqa: E402
-from tools.cli import add_model_args, make_parser, run_command, set_status  # noqa: E402
+from solov2.data.files import check_output_file  # noqa: E402
+from solov2.model.inference.export import DCN_OPSET, DEFAULT_MAX_SIZE, export  # noqa: E402
+from solov2.model.inference.exportable import MIN_SIZE  # noqa: E402
+from solov2.model.inference.exported import INFER_CFG, ONNX_FILE, PADDLE_PREFIX  # noqa: E402
+from solov2.tools.cli import add_model_args, make_parser, run_command, set_status  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:

@@ -30,10 +30,10 @@ import pycocotools.mask as mask_util
 if __package__ in (None, ''):
     import _bootstrap  # noqa: F401  (script mode: make the project importable)
 
-from data.coco import read_class_names, segmentation_to_rle
-from data.files import atomic_write, check_output_file, same_file
-from data.results import write_json
-from tools.cli import make_parser, run_command, set_status
+from solov2.data.coco import read_class_names, segmentation_to_rle
+from solov2.data.files import atomic_write, check_output_file, same_file
+from solov2.data.results import write_json
+from solov2.tools.cli import make_parser, run_command, set_status
 
 CIRCLE_VERTICES = 64
 

@@ -31,13 +31,13 @@ if __package__ in (None, ''):
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
-from data.transforms import read_image  # noqa: E402
-from model.inference.media import DrawOptions, ImageStages  # noqa: E402
-from model.inference.openvino_backend import OpenVinoBackend, import_openvino  # noqa: E402
-from model.inference.pipeline import run_pipeline  # noqa: E402
-from model.runtime import setup  # noqa: E402
-from tools import postprocess_speed  # noqa: E402
-from tools.cli import make_parser, run_command  # noqa: E402
+from solov2.data.transforms import read_image  # noqa: E402
+from solov2.model.inference.media import DrawOptions, ImageStages  # noqa: E402
+from solov2.model.inference.openvino_backend import OpenVinoBackend, import_openvino  # noqa: E402
+from solov2.model.inference.pipeline import run_pipeline  # noqa: E402
+from solov2.model.runtime import setup  # noqa: E402
+from solov2.tools import postprocess_speed  # noqa: E402
+from solov2.tools.cli import make_parser, run_command  # noqa: E402
 
 VARIANTS = {'f32': ('f32', False), 'f32-buckets': ('f32', True), 'int8': ('int8', True),
             'int8-per-size': ('int8', False)}

@@ -20,11 +20,11 @@ import numpy as np
 import paddle
 import threadpoolctl
 
-from data.results import instances_to_coco
-from data.transforms import ImageMeta, padded_size, resized_hw
-from data.visualize import draw_instances
-from model.cpu_math import cpu_fields
-from model.inference.postprocess import InferenceParams, paste_detections, postprocess_flat
+from solov2.data.results import instances_to_coco
+from solov2.data.transforms import ImageMeta, padded_size, resized_hw
+from solov2.data.visualize import draw_instances
+from solov2.model.cpu_math import cpu_fields
+from solov2.model.inference.postprocess import InferenceParams, paste_detections, postprocess_flat
 
 
 def _blob_features(rng, count: int, channels: int, feat_hw) -> np.ndarray:

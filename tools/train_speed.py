@@ -32,17 +32,17 @@ from pathlib import Path
 import numpy as np
 import paddle
 
-from config import get_config, with_overrides
-from config.base import COCO_CLASSES
-from config.errors import RunError
-from data.loader import collate_batch
-from model.runtime import setup
-from model.training.hooks import Hook, LogHook
-from model.training.options import TrainOptions
-from model.training.run import prepare
-from model.training.targets import assign_targets, collate_targets
-from tools import postprocess_speed
-from tools.make_shapes_dataset import generate_split
+from solov2.config import get_config, with_overrides
+from solov2.config.base import COCO_CLASSES
+from solov2.config.errors import RunError
+from solov2.data.loader import collate_batch
+from solov2.model.runtime import setup
+from solov2.model.training.hooks import Hook, LogHook
+from solov2.model.training.options import TrainOptions
+from solov2.model.training.run import prepare
+from solov2.model.training.targets import assign_targets, collate_targets
+from solov2.tools import postprocess_speed
+from solov2.tools.make_shapes_dataset import generate_split
 
 TRAIN_SCRIPT = Path(__file__).resolve().parents[1] / 'train.py'
 LR = 1e-4                     # small enough that a few steps from random weights stay finite
@@ -95,7 +95,7 @@ def ours_options(number: int, bench: TrainBench, root: Path, weights: str, out: 
 
 def ppdet_targets(cfg, per_image) -> dict:
     """PaddleDetection's targets (``ppdet_train.solov2_targets``) of the config's grids."""
-    from tools.reference import ppdet_train
+    from solov2.tools.reference import ppdet_train
     return ppdet_train.solov2_targets(cfg.num_grids, cfg.scale_ranges, cfg.sigma, per_image)
 
 
@@ -192,7 +192,7 @@ def ppdet_loop(family: str, state_file: str, options: TrainOptions, bench: Train
     """Seconds per iteration (after the first) of PaddleDetection's own ``Trainer`` with its
     reader on ``root``, the model of ``family`` holding the weights in ``state_file`` (npz),
     the targets and data workers of our run's config (``options``)."""
-    from tools.reference import ppdet_ref, ppdet_train
+    from solov2.tools.reference import ppdet_ref, ppdet_train
     setup('cpu', bench.threads)
     cfg = with_overrides(get_config(options.config), list(options.overrides))
     model = ppdet_ref.FAMILIES[family]()

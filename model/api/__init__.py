@@ -1,6 +1,6 @@
 """The toolkit's Python API: the one import path for using SOLOv2 from a program.
 
-    from model.api import Segmenter
+    from solov2 import Segmenter              # the same names as solov2.model.api
     seg = Segmenter('weights/shapes_r18.pdparams')
     result = seg('images/shapes_000001.jpg')       # Instances: masks, labels, scores, boxes
 
@@ -8,16 +8,18 @@
 ``Instances`` is one picture's result; ``evaluate`` gives COCO mask AP in percent; ``train``
 runs train.py's training from ``TrainOptions`` and returns a ``TrainSummary``;
 ``start_processes`` joins the processes of ``paddle.distributed.launch`` (pass its
-``Processes`` to ``Segmenter`` and ``evaluate`` to share the images out). Errors are
+``Processes`` to ``Segmenter`` and ``evaluate`` to share the images out). ``SHIPPED_WEIGHTS``
+and ``SAMPLE_IMAGES`` are the shipped model and sample pictures, wherever the package is. Errors are
 ``InputError`` (bad input, the message says the fix) and ``RunError``. The library logs
 through ``logging`` (loggers named after its modules) and prints nothing.
 """
-from config.errors import InputError, RunError, Solov2Error
-from model.api.evaluation import evaluate
-from model.api.instances import Instances
-from model.api.segmenter import Segmenter
-from model.api.training import TrainOptions, TrainSummary, train
-from model.distributed import Processes, start_processes
+from solov2.config.errors import InputError, RunError, Solov2Error
+from solov2.config.shipped import SAMPLE_IMAGES, SHIPPED_WEIGHTS
+from solov2.model.api.evaluation import evaluate
+from solov2.model.api.instances import Instances
+from solov2.model.api.segmenter import Segmenter
+from solov2.model.api.training import TrainOptions, TrainSummary, train
+from solov2.model.distributed import Processes, start_processes
 
 __all__ = ['Segmenter', 'Instances', 'evaluate', 'train', 'TrainOptions', 'TrainSummary', 'start_processes',
-           'Processes', 'InputError', 'RunError', 'Solov2Error']
+           'Processes', 'InputError', 'RunError', 'Solov2Error', 'SHIPPED_WEIGHTS', 'SAMPLE_IMAGES']

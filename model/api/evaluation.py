@@ -1,11 +1,11 @@
 """``evaluate``: COCO mask AP of a ``Segmenter`` on an annotated image set, as eval.py prints it."""
 from typing import Callable, Dict, Optional
 
-from config.errors import InputError
-from data.coco import CocoDataset
-from data.coco_eval import evaluate_segm
-from model.distributed import SINGLE, Processes, from_rank0
-from model.inference.evaluation import predict_coco
+from solov2.config.errors import InputError
+from solov2.data.coco import CocoDataset
+from solov2.data.coco_eval import evaluate_segm
+from solov2.model.distributed import SINGLE, Processes, from_rank0
+from solov2.model.inference.evaluation import predict_coco
 
 
 def evaluate(segmenter, ann: str, images: str, progress: Optional[Callable[[int], None]] = None,

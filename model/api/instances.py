@@ -6,9 +6,9 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import cv2
 import numpy as np
 
-from config.errors import InputError
-from data.results import instances_to_coco
-from data.visualize import draw_instances
+from solov2.config.errors import InputError
+from solov2.data.results import instances_to_coco
+from solov2.data.visualize import draw_instances
 
 CHANNELS = ('bgr', 'rgb')
 

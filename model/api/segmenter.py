@@ -7,13 +7,13 @@ from typing import Any, Iterable, Iterator, Mapping, Optional, Sequence, Tuple, 
 import cv2
 import numpy as np
 
-from config.errors import InputError
-from data.transforms import read_image
-from model.api.instances import Instances, check_channels
-from model.distributed import SINGLE, Processes
-from model.inference.backends import open_backend
-from model.inference.media import list_images, open_capture, read_frames, video_stages
-from model.inference.pipeline import PipelineStats, stream_pipeline
+from solov2.config.errors import InputError
+from solov2.data.transforms import read_image
+from solov2.model.api.instances import Instances, check_channels
+from solov2.model.distributed import SINGLE, Processes
+from solov2.model.inference.backends import open_backend
+from solov2.model.inference.media import list_images, open_capture, read_frames, video_stages
+from solov2.model.inference.pipeline import PipelineStats, stream_pipeline
 
 LOG = logging.getLogger(__name__)
 Image = Union[str, os.PathLike, np.ndarray]

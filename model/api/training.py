@@ -14,15 +14,15 @@ from typing import Callable, Dict, Optional
 import numpy as np
 import paddle
 
-from data.coco import load_coco
-from data.coco_eval import evaluate_segm
-from data.transforms import read_image
-from data.visualize import draw_instances
-from model.inference.evaluation import predict_coco_dataset
-from model.inference.predictor import Predictor
-from model.training.options import TrainOptions
-from model.training.run import prepare, run_training
-from model.training.trainer import Trainer
+from solov2.data.coco import load_coco
+from solov2.data.coco_eval import evaluate_segm
+from solov2.data.transforms import read_image
+from solov2.data.visualize import draw_instances
+from solov2.model.inference.evaluation import predict_coco_dataset
+from solov2.model.inference.predictor import Predictor
+from solov2.model.training.options import TrainOptions
+from solov2.model.training.run import prepare, run_training
+from solov2.model.training.trainer import Trainer
 
 __all__ = ['TrainOptions', 'TrainSummary', 'train']
 

@@ -14,10 +14,10 @@ from typing import List, Optional, Sequence, Tuple
 import numpy as np
 import paddle
 
-from config.errors import InputError
-from data.transforms import ImageMeta, batch_images, preprocess
-from model.inference.exportable import check_input_size
-from model.inference.postprocess import Detections, InferenceParams, paste_detections, postprocess_flat
+from solov2.config.errors import InputError
+from solov2.data.transforms import ImageMeta, batch_images, preprocess
+from solov2.model.inference.exportable import check_input_size
+from solov2.model.inference.postprocess import Detections, InferenceParams, paste_detections, postprocess_flat
 
 
 class BackendError(InputError):

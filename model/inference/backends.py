@@ -12,15 +12,15 @@ import difflib
 from pathlib import Path
 from typing import Optional, Sequence, Tuple
 
-from config.errors import InputError
-from config.sidecar import resolve_config
-from model.distributed import SINGLE, Processes, local_rank0_first
-from model.inference.backend import Backend, BackendError
-from model.inference.export_cache import cached_backend, compiled_cache
-from model.inference.exported import InferenceBackend, OnnxBackend
-from model.inference.openvino_backend import PRECISIONS, OpenVinoBackend
-from model.inference.predictor import Predictor
-from model.runtime import cpu_threads, default_device, setup
+from solov2.config.errors import InputError
+from solov2.config.sidecar import resolve_config
+from solov2.model.distributed import SINGLE, Processes, local_rank0_first
+from solov2.model.inference.backend import Backend, BackendError
+from solov2.model.inference.export_cache import cached_backend, compiled_cache
+from solov2.model.inference.exported import InferenceBackend, OnnxBackend
+from solov2.model.inference.openvino_backend import PRECISIONS, OpenVinoBackend
+from solov2.model.inference.predictor import Predictor
+from solov2.model.runtime import cpu_threads, default_device, setup
 
 BACKENDS = ('auto', 'dygraph', 'inference', 'onnx', 'openvino')
 EXPORTED = ('inference', 'onnx', 'openvino')

@@ -4,11 +4,11 @@ from typing import Callable, List, Optional, Sequence
 
 from pycocotools.coco import COCO
 
-from data.coco import CocoDataset
-from data.results import instances_to_coco
-from data.transforms import read_image
-from model.distributed import SINGLE, Processes, gather
-from model.inference.pipeline import run_pipeline
+from solov2.data.coco import CocoDataset
+from solov2.data.results import instances_to_coco
+from solov2.data.transforms import read_image
+from solov2.model.distributed import SINGLE, Processes, gather
+from solov2.model.inference.pipeline import run_pipeline
 
 
 def predict_coco(predictor, coco: COCO, image_dir: str, label_to_category_id: Sequence[int],

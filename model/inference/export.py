@@ -18,10 +18,10 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 import paddle
 
-from config.errors import InputError
-from data.transforms import padded_size
-from model.inference.backend import BackendError
-from model.inference.exportable import (
+from solov2.config.errors import InputError
+from solov2.data.transforms import padded_size
+from solov2.model.inference.backend import BackendError
+from solov2.model.inference.exportable import (
     INPUT_NAME,
     MIN_SIZE,
     OUTPUT_NAMES,
@@ -31,10 +31,10 @@ from model.inference.exportable import (
     input_description,
     save_inference_model,
 )
-from model.inference.exported import INFER_CFG, ONNX_FILE, PADDLE_PREFIX, InferenceBackend, OnnxBackend
-from model.inference.postprocess import InferenceParams
-from model.inference.predictor import Predictor
-from model.layers import paddle_major
+from solov2.model.inference.exported import INFER_CFG, ONNX_FILE, PADDLE_PREFIX, InferenceBackend, OnnxBackend
+from solov2.model.inference.postprocess import InferenceParams
+from solov2.model.inference.predictor import Predictor
+from solov2.model.layers import paddle_major
 
 DEFAULT_MAX_SIZE = 1344        # 1333 (the largest test_max of the configs) padded to 32
 DCN_OPSET = 19                 # ONNX DeformConv

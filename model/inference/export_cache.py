@@ -30,16 +30,14 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-import config
-import data
-import model
-from data.files import build_folder
-from data.transforms import padded_size, resized_hw
-from model.inference.backend import Backend, BackendError
-from model.inference.export import ExportError, export, verify
-from model.inference.exported import OnnxBackend
-from model.inference.openvino_backend import OpenVinoBackend
-from model.inference.predictor import Predictor
+from solov2 import config, data, model
+from solov2.data.files import build_folder
+from solov2.data.transforms import padded_size, resized_hw
+from solov2.model.inference.backend import Backend, BackendError
+from solov2.model.inference.export import ExportError, export, verify
+from solov2.model.inference.exported import OnnxBackend
+from solov2.model.inference.openvino_backend import OpenVinoBackend
+from solov2.model.inference.predictor import Predictor
 
 LOG = logging.getLogger(__name__)
 CACHE_ENV = 'SOLOV2_CACHE'

@@ -19,10 +19,10 @@ import paddle
 import paddle.nn as nn
 from paddle.static import InputSpec
 
-from data.transforms import IMAGENET_MEAN_RGB, IMAGENET_STD_RGB
-from model.inference.postprocess import flatten_levels
-from model.layers import DeformConv, paddle_major
-from model.solov2 import SOLOv2
+from solov2.data.transforms import IMAGENET_MEAN_RGB, IMAGENET_STD_RGB
+from solov2.model.inference.postprocess import flatten_levels
+from solov2.model.layers import DeformConv, paddle_major
+from solov2.model.solov2 import SOLOv2
 
 SIZE_DIVISOR = 32
 MIN_SIZE = 64          # P5 (stride 32) must be at least 2x2 for the CoordConv channels

@@ -13,12 +13,12 @@ from typing import List, Sequence
 import numpy as np
 import paddle
 
-from config import get_config, with_overrides
-from config.sidecar import MODEL_SETTINGS
-from model.inference.backend import Backend, BackendError
-from model.inference.exportable import OUTPUT_NAMES
-from model.inference.postprocess import InferenceParams
-from model.layers import paddle_major
+from solov2.config import get_config, with_overrides
+from solov2.config.sidecar import MODEL_SETTINGS
+from solov2.model.inference.backend import Backend, BackendError
+from solov2.model.inference.exportable import OUTPUT_NAMES
+from solov2.model.inference.postprocess import InferenceParams
+from solov2.model.layers import paddle_major
 
 INFER_CFG = 'infer_cfg.json'
 PADDLE_PREFIX = 'model'

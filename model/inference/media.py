@@ -14,12 +14,12 @@ from typing import Optional, Tuple, Union
 
 import cv2
 
-from config.errors import InputError
-from data.files import check_folder, check_output_file, make_folder, same_file, write_image
-from data.transforms import read_image
-from model.distributed import SINGLE, Processes
-from model.inference.outputs import InputDumper, coco_records, draw_bgr
-from model.inference.pipeline import PipelineStats, run_pipeline
+from solov2.config.errors import InputError
+from solov2.data.files import check_folder, check_output_file, make_folder, same_file, write_image
+from solov2.data.transforms import read_image
+from solov2.model.distributed import SINGLE, Processes
+from solov2.model.inference.outputs import InputDumper, coco_records, draw_bgr
+from solov2.model.inference.pipeline import PipelineStats, run_pipeline
 
 LOG = logging.getLogger(__name__)
 IMAGE_SUFFIXES = {'.jpg', '.jpeg', '.png', '.bmp', '.webp', '.tif', '.tiff'}

@@ -25,11 +25,11 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
-from data.transforms import bucket_for, bucket_sizes
-from model.inference.backend import BackendError
-from model.inference.exportable import OUTPUT_NAMES
-from model.inference.exported import ExportedBackend, loading, thread_count
-from model.inference.openvino_graph import pad_deformable_sampling, rewrite_deform_conv
+from solov2.data.transforms import bucket_for, bucket_sizes
+from solov2.model.inference.backend import BackendError
+from solov2.model.inference.exportable import OUTPUT_NAMES
+from solov2.model.inference.exported import ExportedBackend, loading, thread_count
+from solov2.model.inference.openvino_graph import pad_deformable_sampling, rewrite_deform_conv
 
 PRECISIONS = ('f32', 'bf16', 'int8')
 INT8_FILES = 'openvino_int8'

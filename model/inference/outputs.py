@@ -8,10 +8,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from data.files import atomic_write
-from data.results import instances_to_coco
-from data.visualize import draw_instances
-from model.inference.exportable import OUTPUTS, input_description
+from solov2.data.files import atomic_write
+from solov2.data.results import instances_to_coco
+from solov2.data.visualize import draw_instances
+from solov2.model.inference.exportable import OUTPUTS, input_description
 
 MANIFEST = 'manifest.json'
 

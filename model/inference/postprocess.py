@@ -19,7 +19,7 @@ import numpy as np
 import paddle
 import paddle.nn.functional as F
 
-from data.results import mask_to_box
+from solov2.data.results import mask_to_box
 
 
 @dataclass(frozen=True)

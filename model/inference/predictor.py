@@ -6,12 +6,12 @@ from typing import Optional
 import numpy as np
 import paddle
 
-from config.sidecar import apply_sidecar, read_sidecar
-from model.build import build_model
-from model.checkpoint import CheckpointError, assign_params, load_paddle_params
-from model.inference.backend import Backend
-from model.inference.exportable import ExportableSOLOv2
-from model.runtime import default_device
+from solov2.config.sidecar import apply_sidecar, read_sidecar
+from solov2.model.build import build_model
+from solov2.model.checkpoint import CheckpointError, assign_params, load_paddle_params
+from solov2.model.inference.backend import Backend
+from solov2.model.inference.exportable import ExportableSOLOv2
+from solov2.model.runtime import default_device
 
 
 class Predictor(Backend):

@@ -31,12 +31,12 @@ from typing import Callable, List, NamedTuple, Optional, Sequence, Set, Tuple
 import numpy as np
 from pycocotools.coco import COCO
 
-from data.coco import CocoDataset
-from data.coco_eval import coco_stats, run_cocoeval
-from data.files import build_folder
-from data.results import instances_to_coco
-from data.transforms import ImageMeta, read_image
-from model.inference.openvino_backend import INT8_FILES, OpenVinoBackend, output_order
+from solov2.data.coco import CocoDataset
+from solov2.data.coco_eval import coco_stats, run_cocoeval
+from solov2.data.files import build_folder
+from solov2.data.results import instances_to_coco
+from solov2.data.transforms import ImageMeta, read_image
+from solov2.model.inference.openvino_backend import INT8_FILES, OpenVinoBackend, output_order
 
 INT8_XML = 'model_int8.xml'
 _CONVOLUTIONS = ('Convolution', 'GroupConvolution', 'DeformableConvolution')

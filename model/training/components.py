@@ -6,11 +6,11 @@ from pathlib import Path
 
 import paddle
 
-from data.augment import TrainTransform
-from data.coco import CocoDataset
-from data.loader import TrainDataset, build_train_loader
-from model.checkpoint import CheckpointError, load_paddle_params
-from model.training.targets import assign_targets, collate_targets
+from solov2.data.augment import TrainTransform
+from solov2.data.coco import CocoDataset
+from solov2.data.loader import TrainDataset, build_train_loader
+from solov2.model.checkpoint import CheckpointError, load_paddle_params
+from solov2.model.training.targets import assign_targets, collate_targets
 
 
 def load_pretrained(model: paddle.nn.Layer, path: str) -> str:

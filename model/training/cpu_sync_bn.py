@@ -10,7 +10,7 @@ import paddle.distributed as dist
 from paddle import nn
 from paddle.autograd import PyLayer
 
-from model.fast_ops import expand_channels
+from solov2.model.fast_ops import expand_channels
 
 
 def _channel_affine(x: paddle.Tensor, scale: paddle.Tensor, shift: paddle.Tensor) -> paddle.Tensor:

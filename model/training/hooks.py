@@ -7,9 +7,9 @@ from typing import Callable, Dict, List, Optional
 
 import numpy as np
 
-from config.errors import InputError
-from model.training.components import evaluation_weights
-from model.training.run_log import RunLog, significant
+from solov2.config.errors import InputError
+from solov2.model.training.components import evaluation_weights
+from solov2.model.training.run_log import RunLog, significant
 
 logger = logging.getLogger(__name__)
 

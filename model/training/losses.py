@@ -15,7 +15,7 @@ import numpy as np
 import paddle
 import paddle.nn.functional as F
 
-from model.training.targets import BatchTargets
+from solov2.model.training.targets import BatchTargets
 
 DICE_EPS = 0.001
 

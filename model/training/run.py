@@ -12,23 +12,23 @@ from typing import Callable, Optional
 import numpy as np
 import paddle
 
-from config import announce_config, format_settings, get_config, with_overrides
-from config.errors import InputError, RunError
-from config.sidecar import read_sidecar
-from data.files import previous_folder
-from model.build import build_model
-from model.checkpoint import CheckpointError
-from model.distributed import launched_processes, start_processes
-from model.runtime import setup
-from model.training.components import load_pretrained, make_loader, make_optimizer
-from model.training.cpu_sync_bn import convert_cpu_sync_bn
-from model.training.ema import ModelEMA
-from model.training.hooks import CheckpointHook, EvalHook, LogHook, VisualDLHook, open_visualdl
-from model.training.options import TrainOptions
-from model.training.run_log import RunLog
-from model.training.schedule import scaled_lr
-from model.training.state import find_checkpoint, read_state, restore_training_state, save_training_state
-from model.training.trainer import NonFiniteLoss, Schedule, Trainer, TrainState
+from solov2.config import announce_config, format_settings, get_config, with_overrides
+from solov2.config.errors import InputError, RunError
+from solov2.config.sidecar import read_sidecar
+from solov2.data.files import previous_folder
+from solov2.model.build import build_model
+from solov2.model.checkpoint import CheckpointError
+from solov2.model.distributed import launched_processes, start_processes
+from solov2.model.runtime import setup
+from solov2.model.training.components import load_pretrained, make_loader, make_optimizer
+from solov2.model.training.cpu_sync_bn import convert_cpu_sync_bn
+from solov2.model.training.ema import ModelEMA
+from solov2.model.training.hooks import CheckpointHook, EvalHook, LogHook, VisualDLHook, open_visualdl
+from solov2.model.training.options import TrainOptions
+from solov2.model.training.run_log import RunLog
+from solov2.model.training.schedule import scaled_lr
+from solov2.model.training.state import find_checkpoint, read_state, restore_training_state, save_training_state
+from solov2.model.training.trainer import NonFiniteLoss, Schedule, Trainer, TrainState
 
 logger = logging.getLogger(__name__)
 RUN_FILES = ('last', 'best', 'train_log.csv', 'eval_log.csv', 'curves.png')

@@ -10,8 +10,8 @@ from typing import Dict
 import numpy as np
 import paddle
 
-from data.files import build_folder, previous_folder
-from model.checkpoint import CheckpointError, assign_params, check_fit, load_paddle_params, save_checkpoint
+from solov2.data.files import build_folder, previous_folder
+from solov2.model.checkpoint import CheckpointError, assign_params, check_fit, load_paddle_params, save_checkpoint
 
 STATE_FILE = 'state.json'
 

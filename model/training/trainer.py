@@ -10,11 +10,11 @@ from typing import Iterator, List, Optional, Sequence
 import numpy as np
 import paddle
 
-from config.errors import RunError
-from data.loader import set_epoch
-from model.training.distributed import mean_positives, rank0_minutes
-from model.training.losses import solov2_loss
-from model.training.schedule import learning_rate, training_progress
+from solov2.config.errors import RunError
+from solov2.data.loader import set_epoch
+from solov2.model.training.distributed import mean_positives, rank0_minutes
+from solov2.model.training.losses import solov2_loss
+from solov2.model.training.schedule import learning_rate, training_progress
 
 INTERRUPT_SIGNALS = tuple(getattr(signal, name) for name in ('SIGINT', 'SIGTERM') if hasattr(signal, name))
 

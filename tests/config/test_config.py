@@ -4,21 +4,29 @@ import sys
 
 import pytest
 
-import config
-from config import COCO_CLASSES, CONFIGS, describe_configs, format_settings, get_config, with_classes, with_overrides
-from config.base import FULL_SCALE_RANGES, SOLOv2Base
-from config.checks import check_config
-from config.errors import InputError
-from config.light448_r18 import Light448R18
-from config.light448_r34 import Light448R34
-from config.light448_r50 import Light448R50
-from config.light512_dcn_r50 import Light512DCNR50
-from config.light512_r50vd_dcn import Light512R50vdDCN
-from config.r50vd_dcn_enhance import R50vdDCNEnhance
-from config.r101_fpn import R101FPN
-from config.r101vd_dcn import R101vdDCN
-from config.setting import Setting, declared_settings
-from config.sidecar import MODEL_SETTINGS, TEST_SETTINGS
+from solov2 import config
+from solov2.config import (
+    COCO_CLASSES,
+    CONFIGS,
+    describe_configs,
+    format_settings,
+    get_config,
+    with_classes,
+    with_overrides,
+)
+from solov2.config.base import FULL_SCALE_RANGES, SOLOv2Base
+from solov2.config.checks import check_config
+from solov2.config.errors import InputError
+from solov2.config.light448_r18 import Light448R18
+from solov2.config.light448_r34 import Light448R34
+from solov2.config.light448_r50 import Light448R50
+from solov2.config.light512_dcn_r50 import Light512DCNR50
+from solov2.config.light512_r50vd_dcn import Light512R50vdDCN
+from solov2.config.r50vd_dcn_enhance import R50vdDCNEnhance
+from solov2.config.r101_fpn import R101FPN
+from solov2.config.r101vd_dcn import R101vdDCN
+from solov2.config.setting import Setting, declared_settings
+from solov2.config.sidecar import MODEL_SETTINGS, TEST_SETTINGS
 from tests.helpers import REPO_DIR
 
 EXPECTED_NUMBERING = {
@@ -322,14 +330,14 @@ def test_variant_values_stay_plain():
 
 
 ADDED_KNOB = """
-from config.base import SOLOv2Base
-from config.checks import POSITIVE
-from config.setting import Setting
+from solov2.config.base import SOLOv2Base
+from solov2.config.checks import POSITIVE
+from solov2.config.setting import Setting
 knob = Setting(3, 'a knob declared by the test', group='model', rule=POSITIVE)
 knob.__set_name__(SOLOv2Base, 'extra_knob')     # what a line in the class body does
 SOLOv2Base.extra_knob = knob
-from config import CONFIGS, format_settings, with_overrides
-from config.sidecar import MODEL_SETTINGS, apply_sidecar, recorded_settings
+from solov2.config import CONFIGS, format_settings, with_overrides
+from solov2.config.sidecar import MODEL_SETTINGS, apply_sidecar, recorded_settings
 assert CONFIGS[9].settings()['extra_knob'] == 3 and 'extra_knob' in MODEL_SETTINGS
 cfg = with_overrides(CONFIGS[9], ['extra_knob=5'])
 assert recorded_settings(cfg, 9) == {'extra_knob': 5}

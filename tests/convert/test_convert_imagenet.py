@@ -17,9 +17,9 @@ pytest.importorskip('torch', reason='reference test: needs PyTorch (requirements
 import numpy as np
 import torch
 
-from convert import paddleclas2paddle, torchvision2paddle
-from convert.common import ConversionError, convert
-from model.checkpoint import load_paddle_params
+from solov2.convert import paddleclas2paddle, torchvision2paddle
+from solov2.convert.common import ConversionError, convert
+from solov2.model.checkpoint import load_paddle_params
 
 pytestmark = pytest.mark.reference
 

@@ -21,10 +21,10 @@ pytest.importorskip('ppdet', reason='reference test: needs PaddleDetection (padd
 
 import numpy as np
 
-from convert import ppdet_names, ppdet_static2paddle
-from convert.common import ConversionError, convert
-from model.checkpoint import load_paddle_params
-from tools.reference import ppdet_ref
+from solov2.convert import ppdet_names, ppdet_static2paddle
+from solov2.convert.common import ConversionError, convert
+from solov2.model.checkpoint import load_paddle_params
+from solov2.tools.reference import ppdet_ref
 
 pytestmark = pytest.mark.reference
 

@@ -18,14 +18,14 @@ import numpy as np
 import paddle
 import torch
 
-from config import CONFIGS, with_overrides
-from config.sidecar import read_sidecar
-from convert import mmdet2paddle, mmdet_names, solo2paddle
-from convert.common import convert
-from convert.pth_reader import load_state_dict
-from model.build import build_model
-from model.checkpoint import load_paddle_params
-from model.inference.postprocess import InferenceParams, postprocess
+from solov2.config import CONFIGS, with_overrides
+from solov2.config.sidecar import read_sidecar
+from solov2.convert import mmdet2paddle, mmdet_names, solo2paddle
+from solov2.convert.common import convert
+from solov2.convert.pth_reader import load_state_dict
+from solov2.model.build import build_model
+from solov2.model.checkpoint import load_paddle_params
+from solov2.model.inference.postprocess import InferenceParams, postprocess
 from tests.fixtures.mmdet_checkpoints import ARCHS, build_mirror, mmdet_key, random_solo_layout, write_mmdet_checkpoint
 from tests.fixtures.solo_checkpoints import keys_file, read_key_list
 

@@ -13,14 +13,14 @@ import numpy as np
 import paddle
 from ppdet.utils.checkpoint import load_weight
 
-from config import CONFIGS
-from config.sidecar import read_sidecar
-from convert import paddle2ppdet, ppdet2paddle
-from model.checkpoint import load_paddle_params, save_checkpoint
-from model.inference.postprocess import paste_in_boxes, postprocess
-from model.inference.predictor import Predictor
+from solov2.config import CONFIGS
+from solov2.config.sidecar import read_sidecar
+from solov2.convert import paddle2ppdet, ppdet2paddle
+from solov2.model.checkpoint import load_paddle_params, save_checkpoint
+from solov2.model.inference.postprocess import paste_in_boxes, postprocess
+from solov2.model.inference.predictor import Predictor
+from solov2.tools.reference import ppdet_ref
 from tests.helpers import REPO_DIR
-from tools.reference import ppdet_ref
 
 pytestmark = pytest.mark.reference
 

@@ -14,13 +14,13 @@ pytest.importorskip('ppdet', reason='reference test: needs PaddleDetection (padd
 import numpy as np
 import paddle
 
-from config import CONFIGS
-from convert import ppdet2paddle, ppdet_names
-from convert.common import convert
-from model.checkpoint import load_paddle_params, save_checkpoint
-from model.inference.postprocess import flatten_levels, paste_in_boxes, postprocess
-from model.inference.predictor import Predictor
-from tools.reference import ppdet_ref
+from solov2.config import CONFIGS
+from solov2.convert import ppdet2paddle, ppdet_names
+from solov2.convert.common import convert
+from solov2.model.checkpoint import load_paddle_params, save_checkpoint
+from solov2.model.inference.postprocess import flatten_levels, paste_in_boxes, postprocess
+from solov2.model.inference.predictor import Predictor
+from solov2.tools.reference import ppdet_ref
 
 pytestmark = pytest.mark.reference
 

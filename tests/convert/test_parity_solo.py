@@ -10,13 +10,13 @@ import numpy as np
 import paddle
 import torch
 
-from config import CONFIGS
-from config.sidecar import read_sidecar
-from convert import mmdet_names, solo2paddle
-from convert.common import ConversionError, convert
-from convert.pth_reader import load_state_dict
-from model.build import build_model
-from model.checkpoint import load_paddle_params
+from solov2.config import CONFIGS
+from solov2.config.sidecar import read_sidecar
+from solov2.convert import mmdet_names, solo2paddle
+from solov2.convert.common import ConversionError, convert
+from solov2.convert.pth_reader import load_state_dict
+from solov2.model.build import build_model
+from solov2.model.checkpoint import load_paddle_params
 from tests.fixtures.solo_checkpoints import write_solo_checkpoint
 from tests.reference.solo_torch import ARCH_ARGS, build_solo_torch, load_solo_checkpoint
 

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from data.augment import (
+from solov2.data.augment import (
     TrainTransform,
     crop_sample,
     distort_colour,
@@ -14,7 +14,7 @@ from data.augment import (
     random_resize,
     resize_sample,
 )
-from data.transforms import preprocess
+from solov2.data.transforms import preprocess
 
 
 def make_sample(height, width, boxes=(), labels=None, seed=0):

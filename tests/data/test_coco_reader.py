@@ -7,9 +7,9 @@ import numpy as np
 import pycocotools.mask as mask_util
 import pytest
 
-from config.errors import InputError
-from data.coco import CocoDataset, read_class_names, segmentation_to_mask
-from data.results import rle_run_lengths
+from solov2.config.errors import InputError
+from solov2.data.coco import CocoDataset, read_class_names, segmentation_to_mask
+from solov2.data.results import rle_run_lengths
 
 pytestmark = pytest.mark.filterwarnings('ignore:__array__ implementation:DeprecationWarning')
 

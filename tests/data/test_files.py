@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from data.files import atomic_write, build_folder, previous_folder, write_together
+from solov2.data.files import atomic_write, build_folder, previous_folder, write_together
 
 
 def hidden(folder):

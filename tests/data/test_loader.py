@@ -7,8 +7,8 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
-from data.augment import TrainTransform
-from data.loader import LoaderError, TrainDataset, build_train_loader, collate_batch, set_epoch
+from solov2.data.augment import TrainTransform
+from solov2.data.loader import LoaderError, TrainDataset, build_train_loader, collate_batch, set_epoch
 
 SIZES = [(40, 60), (70, 30), (64, 64), (50, 50)]
 BAD_INDEX = 3
@@ -99,7 +99,7 @@ def test_collate_pads_images_and_masks():
 
 def test_bad_sample_is_replaced_and_logged_once(caplog):
     dataset = make_dataset()
-    with caplog.at_level(logging.WARNING, logger='data.loader'):
+    with caplog.at_level(logging.WARNING, logger='solov2.data.loader'):
         first = dataset[BAD_INDEX]
         second = dataset[BAD_INDEX]
     assert first['image_id'] != 100 + BAD_INDEX

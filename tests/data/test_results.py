@@ -8,8 +8,8 @@ import numpy as np
 import pycocotools.mask as mask_util
 import pytest
 
-from data import results
-from data.results import (
+from solov2.data import results
+from solov2.data.results import (
     coco_bbox,
     encode_mask_rle,
     instances_to_coco,

@@ -6,8 +6,8 @@ import cv2
 import numpy as np
 import pytest
 
-from data import transforms
-from data.transforms import (
+from solov2.data import transforms
+from solov2.data.transforms import (
     ImageMeta,
     batch_images,
     bucket_for,
@@ -158,7 +158,7 @@ def test_transparent_and_greyscale_pictures_are_said_once(tmp_path, caplog, monk
     see_through[:5, :5, 3] = 0
     grey = np.repeat(colour[..., :1], 3, axis=2)
     monkeypatch.setattr(transforms, '_said', set())
-    with caplog.at_level(logging.WARNING, logger='data.transforms'):
+    with caplog.at_level(logging.WARNING, logger='solov2.data.transforms'):
         for name, array in (('colour.png', colour), ('opaque.png', rgba)):
             np.testing.assert_array_equal(read_image(_png(tmp_path / name, array), warn_colour=True), colour[..., ::-1])
         assert not caplog.records

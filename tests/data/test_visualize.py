@@ -3,8 +3,8 @@
 import cv2
 import numpy as np
 
-from data.results import mask_to_box
-from data.visualize import (
+from solov2.data.results import mask_to_box
+from solov2.data.visualize import (
     CAPTION_BACKGROUND,
     FILL_ALPHA,
     caption_candidates,

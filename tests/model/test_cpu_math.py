@@ -3,7 +3,7 @@ import os
 import subprocess
 import sys
 
-from model.cpu_math import MKL_CPU_TYPE, cpu_fields, cpu_vendor, prefer_avx2_mkl
+from solov2.model.cpu_math import MKL_CPU_TYPE, cpu_fields, cpu_vendor, prefer_avx2_mkl
 from tests.helpers import REPO_DIR
 
 ROOT = REPO_DIR

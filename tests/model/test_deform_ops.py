@@ -4,8 +4,8 @@ import paddle
 import pytest
 from paddle.vision.ops import deform_conv2d
 
-import model.deform_ops as deform_ops
-from model.deform_ops import deform_conv
+import solov2.model.deform_ops as deform_ops
+from solov2.model.deform_ops import deform_conv
 
 paddle.set_device('cpu')
 

@@ -5,8 +5,8 @@ import paddle.nn as nn
 import paddle.nn.functional as F
 import pytest
 
-from model.fast_ops import add_channel_bias, resize_bilinear_matmul, upsample_nearest
-from model.layers import Conv2D, resize_bilinear
+from solov2.model.fast_ops import add_channel_bias, resize_bilinear_matmul, upsample_nearest
+from solov2.model.layers import Conv2D, resize_bilinear
 
 
 def forward_backward(fn, *inputs):
@@ -78,7 +78,7 @@ def test_bilinear_matmul_matches_interpolate(size_in, size_out):
 
 def test_resize_bilinear_takes_the_matmul_form_only_for_training_tensors(monkeypatch):
     calls = []
-    monkeypatch.setattr('model.layers.resize_bilinear_matmul',
+    monkeypatch.setattr('solov2.model.layers.resize_bilinear_matmul',
                         lambda x, size: calls.append(size) or resize_bilinear_matmul(x, size))
     x = paddle.randn([1, 2, 4, 4])
     resize_bilinear(x, [8, 8])

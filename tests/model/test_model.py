@@ -10,10 +10,10 @@ import numpy as np
 import paddle
 import pytest
 
-from config import CONFIGS, with_overrides
-from model.build import build_model
-from model.layers import DeformConv
-from model.resnet import ResNet
+from solov2.config import CONFIGS, with_overrides
+from solov2.model.build import build_model
+from solov2.model.layers import DeformConv
+from solov2.model.resnet import ResNet
 from tests.helpers import FIXTURES_DIR, get_eval_model
 
 paddle.set_device('cpu')
@@ -105,7 +105,7 @@ def test_dcn_v1_config7_has_18_offset_channels_and_no_mask(eval_model):
 
 def test_dcn_v1_forward_uses_no_mask(monkeypatch):
     """DCNv1 passes mask=None to deform_conv; DCNv2 passes a sigmoid mask."""
-    import model.layers as layers
+    import solov2.model.layers as layers
     seen = []
     real = layers.deform_conv
 

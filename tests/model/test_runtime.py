@@ -11,7 +11,7 @@ from tests.helpers import REPO_DIR
 PROBE = """
 import ctypes, resource, sys
 sys.path.insert(0, {repo!r})
-from model.runtime import keep_freed_memory
+from solov2.model.runtime import keep_freed_memory
 applied = keep_freed_memory() if {keep} else False
 libc = ctypes.CDLL(None)
 libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]

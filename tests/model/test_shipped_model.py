@@ -4,16 +4,16 @@ images it has never seen (a split drawn with another seed than its training data
 import json
 from pathlib import Path
 
-import demo
-from config import get_config
-from data.coco import CocoDataset, load_coco
-from data.coco_eval import evaluate_segm
-from data.results import write_json
-from model.inference.evaluation import predict_coco
-from model.inference.predictor import Predictor
-from model.runtime import setup
+from solov2.config import get_config
+from solov2.data.coco import CocoDataset, load_coco
+from solov2.data.coco_eval import evaluate_segm
+from solov2.data.results import write_json
+from solov2.model.inference.evaluation import predict_coco
+from solov2.model.inference.predictor import Predictor
+from solov2.model.runtime import setup
+from solov2.tools import demo
+from solov2.tools.make_shapes_dataset import generate_split
 from tests.helpers import REPO_DIR
-from tools.make_shapes_dataset import generate_split
 
 ROOT = REPO_DIR
 WEIGHTS = ROOT / 'weights' / 'shapes_r18.pdparams'

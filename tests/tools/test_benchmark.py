@@ -8,8 +8,8 @@ import numpy as np
 import paddle
 import pytest
 
+from solov2.tools import benchmark, mixed_speed, postprocess_speed, train_speed
 from tests.helpers import REPO_DIR
-from tools import benchmark, mixed_speed, postprocess_speed, train_speed
 
 ROOT = REPO_DIR
 
@@ -153,7 +153,7 @@ def test_write_section_makes_the_report_or_replaces_its_section_keeping_the_rest
 @pytest.mark.deploy
 def test_matmul_rates_take_the_best_float32_and_bf16_where_the_cpu_has_it():
     pytest.importorskip('openvino', reason='deploy test: needs requirements-deploy.txt')
-    from model.inference.openvino_backend import has_bf16, import_openvino
+    from solov2.model.inference.openvino_backend import has_bf16, import_openvino
     rates = benchmark.matmul_rates(threads=0, size=256)
     assert rates['f32'] > 1
     assert (rates['bf16'] is not None) == has_bf16(import_openvino().Core())
@@ -161,8 +161,8 @@ def test_matmul_rates_take_the_best_float32_and_bf16_where_the_cpu_has_it():
 
 def test_ours_end_to_end_runs_the_demo_stages_and_writes_every_picture(tmp_path):
     """The end-to-end row is demo.py's own work: one drawn picture per input."""
-    from config import CONFIGS, with_overrides
-    from model.inference.predictor import Predictor
+    from solov2.config import CONFIGS, with_overrides
+    from solov2.model.inference.predictor import Predictor
     paths = benchmark.make_images(tmp_path / 'images', 2, 96)
     predictor = Predictor(with_overrides(CONFIGS[1], ['test_short=64', 'test_max=96']), None)
     fps, busy = benchmark.ours_end_to_end(predictor, paths, tmp_path)

@@ -1,7 +1,7 @@
 """The progress line: live on a terminal, whole lines in a log file."""
 import io
 
-from tools.cli import Progress
+from solov2.tools.cli import Progress
 
 
 class FakeTerminal(io.StringIO):

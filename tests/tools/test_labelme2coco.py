@@ -8,8 +8,8 @@ import cv2
 import numpy as np
 import pytest
 
-from data.coco import CocoDataset
-from tools.labelme2coco import convert, main
+from solov2.data.coco import CocoDataset
+from solov2.tools.labelme2coco import convert, main
 
 pytestmark = pytest.mark.filterwarnings('ignore:__array__ implementation:DeprecationWarning')
 

@@ -10,11 +10,11 @@ pytest.importorskip('openvino', reason='deploy test: needs requirements-deploy.t
 pytest.importorskip('paddle2onnx', reason='deploy test: needs requirements-deploy.txt')
 pytest.importorskip('nncf', reason='deploy test: needs requirements-deploy.txt')
 
+from solov2.tools import mixed_speed, postprocess_speed, quantize  # noqa: E402
 from tests.model.inference.test_export import (  # noqa: E402
     hot,  # noqa: F401  (the module fixture: weights + export folder)
     image_dir,  # noqa: F401
 )
-from tools import mixed_speed, postprocess_speed, quantize  # noqa: E402
 
 pytestmark = [pytest.mark.deploy, pytest.mark.benchmark,
               pytest.mark.filterwarnings("ignore:Tensor do not have 'place':UserWarning"),

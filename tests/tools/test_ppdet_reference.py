@@ -9,7 +9,7 @@ pytest.importorskip('ppdet', reason='reference test: needs PaddleDetection (padd
 import numpy as np
 import paddle
 
-from tools.reference import ppdet_ref
+from solov2.tools.reference import ppdet_ref
 
 pytestmark = pytest.mark.reference
 

@@ -5,9 +5,9 @@ import pycocotools.mask as mask_util
 import pytest
 from pycocotools.coco import COCO
 
-from data.coco import CocoDataset, segmentation_to_mask
-from data.transforms import read_image
-from tools.make_shapes_dataset import CLASS_NAMES, MIN_VISIBLE, exact_polygons, main
+from solov2.data.coco import CocoDataset, segmentation_to_mask
+from solov2.data.transforms import read_image
+from solov2.tools.make_shapes_dataset import CLASS_NAMES, MIN_VISIBLE, exact_polygons, main
 
 pytestmark = pytest.mark.filterwarnings('ignore:__array__ implementation:DeprecationWarning')
 

@@ -6,15 +6,15 @@ import cv2
 import numpy as np
 import pytest
 
-import eval as eval_cli
-from config import get_config
-from data.results import instances_to_coco, write_json
-from data.transforms import read_image
-from data.visualize import draw_instances
-from model.api import InputError, Instances, Segmenter, evaluate
-from model.inference.predictor import Predictor
+from solov2.config import get_config
+from solov2.data.results import instances_to_coco, write_json
+from solov2.data.transforms import read_image
+from solov2.data.visualize import draw_instances
+from solov2.model.api import InputError, Instances, Segmenter, evaluate
+from solov2.model.inference.predictor import Predictor
+from solov2.tools import eval as eval_cli
+from solov2.tools.make_shapes_dataset import generate_split
 from tests.helpers import REPO_DIR
-from tools.make_shapes_dataset import generate_split
 
 ROOT = REPO_DIR
 WEIGHTS = str(ROOT / 'weights' / 'shapes_r18.pdparams')
@@ -80,7 +80,7 @@ def test_stream_skips_an_unreadable_picture_with_a_warning(seg, tmp_path, caplog
     bad = tmp_path / 'notes.jpg'
     bad.write_text('not a picture')
     array = cv2.imread(str(IMAGES[1]))
-    with caplog.at_level(logging.WARNING, logger='model.api'):
+    with caplog.at_level(logging.WARNING, logger='solov2.model.api'):
         streamed = list(seg.stream([IMAGES[0], bad, array]))
     assert [type(source) for source, _ in streamed] == [type(IMAGES[0]), np.ndarray]
     _same(streamed[1][1], seg(IMAGES[1]))
@@ -149,7 +149,7 @@ def test_bad_construction_is_one_input_error(kwargs, message):
 def test_the_training_picture_shows_an_image_with_objects(tmp_path):
     """The VisualDL picture's image: the first validation image that has an object (the
     shapes set's first image is empty), else the first one."""
-    from model.api.training import first_val_image
+    from solov2.model.api.training import first_val_image
     coco = generate_split(tmp_path, 'val', 3, 64, seed=5)
     assert not [a for a in coco['annotations'] if a['image_id'] == 1]       # shapes: image 1 is empty
     write_json(coco, str(tmp_path / 'val.json'))

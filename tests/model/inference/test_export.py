@@ -23,19 +23,18 @@ import paddle
 import paddle2onnx  # noqa: F401
 import pycocotools.mask as mask_util
 
-import demo
-from config import CONFIGS, with_overrides
-from data.transforms import normalize
-from model.build import build_model
-from model.checkpoint import save_checkpoint
-from model.inference.export import compare_outputs
-from model.inference.exportable import ExportableSOLOv2
-from model.inference.exported import InferenceBackend, OnnxBackend
-from model.inference.postprocess import paste_in_boxes
-from model.inference.predictor import Predictor
-from model.layers import coord_features
+from solov2.config import CONFIGS, with_overrides
+from solov2.data.transforms import normalize
+from solov2.model.build import build_model
+from solov2.model.checkpoint import save_checkpoint
+from solov2.model.inference.export import compare_outputs
+from solov2.model.inference.exportable import ExportableSOLOv2
+from solov2.model.inference.exported import InferenceBackend, OnnxBackend
+from solov2.model.inference.postprocess import paste_in_boxes
+from solov2.model.inference.predictor import Predictor
+from solov2.model.layers import coord_features
+from solov2.tools import demo, export_model, postprocess_raw
 from tests.helpers import REPO_DIR, get_eval_model
-from tools import export_model, postprocess_raw
 
 paddle.set_device('cpu')
 pytestmark = [pytest.mark.deploy,
@@ -405,7 +404,7 @@ def test_the_size_limit_follows_the_long_side_cap(tmp_path):
     """The keep-ratio resize caps the long side at test_max, so a large test_short fits any
     export that takes test_max (it was refused: 'test_short=3200 gives inputs above ...');
     a test_max beyond --max-size is refused with the size it gives."""
-    from model.inference.export import ExportError, export
+    from solov2.model.inference.export import ExportError, export
     weights = str(REPO_DIR / 'weights' / 'shapes_r18.pdparams')
     big_short = with_overrides(CONFIGS[9], ['test_short=3200'])
     lines = export(9, big_short, weights, tmp_path / 'short', fmt='paddle', check=False, max_size=704)

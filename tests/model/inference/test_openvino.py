@@ -29,15 +29,14 @@ import onnxruntime as ort
 import openvino as ov
 import paddle
 
-import demo
-from config import CONFIGS, with_overrides
-from model.build import build_model
-from model.checkpoint import save_checkpoint
-from model.inference import export_cache, openvino_backend
-from model.inference.backend import BackendError
-from model.inference.backends import exported_backend
-from model.inference.export import compare_outputs
-from model.inference.export_cache import (
+from solov2.config import CONFIGS, with_overrides
+from solov2.model.build import build_model
+from solov2.model.checkpoint import save_checkpoint
+from solov2.model.inference import export_cache, openvino_backend
+from solov2.model.inference.backend import BackendError
+from solov2.model.inference.backends import exported_backend
+from solov2.model.inference.export import compare_outputs
+from solov2.model.inference.export_cache import (
     CACHE_ENV,
     COMPILED,
     MANIFEST,
@@ -47,11 +46,12 @@ from model.inference.export_cache import (
     source_hash,
     time_engines,
 )
-from model.inference.exported import OnnxBackend
-from model.inference.openvino_backend import OpenVinoBackend, has_bf16
-from model.inference.openvino_graph import pad_deformable_sampling, rewrite_deform_conv
-from model.inference.postprocess import paste_in_boxes
-from model.inference.predictor import Predictor
+from solov2.model.inference.exported import OnnxBackend
+from solov2.model.inference.openvino_backend import OpenVinoBackend, has_bf16
+from solov2.model.inference.openvino_graph import pad_deformable_sampling, rewrite_deform_conv
+from solov2.model.inference.postprocess import paste_in_boxes
+from solov2.model.inference.predictor import Predictor
+from solov2.tools import demo, export_model, quantize
 from tests.model.inference.test_export import (
     DEMO_OPTS,
     MIN_MASK_IOU,
@@ -63,7 +63,6 @@ from tests.model.inference.test_export import (
     hot,  # noqa: F401  (the module fixture: weights + export folder)
     image_dir,  # noqa: F401
 )
-from tools import export_model, quantize
 
 F32_SCORE_TOL = 1e-3
 DCN_TOL = 2e-3
@@ -210,7 +209,7 @@ def test_buckets_pad_the_input_and_crop_the_masks_back(hot, caplog):  # noqa: F8
     assert inputs.shape == (3, 480, 320)
     padded = np.zeros((3, 576, 320), np.float32)
     padded[:, :480] = inputs
-    with caplog.at_level('INFO', logger='model.inference.openvino_backend'):
+    with caplog.at_level('INFO', logger='solov2.model.inference.openvino_backend'):
         got = [backend.finish(backend.infer([inputs])[0], meta) for _ in range(2)][1]
     assert [r.getMessage().split(' in ')[0] for r in caplog.records] == ['openvino f32: compiled for 576x320 inputs']
     want = reference.finish(reference.infer([padded])[0], meta)

@@ -3,7 +3,7 @@ import cv2
 import numpy as np
 import threadpoolctl
 
-from model.inference.pipeline import default_finish_workers, run_pipeline
+from solov2.model.inference.pipeline import default_finish_workers, run_pipeline
 
 
 def _openblas_threads():

@@ -5,10 +5,10 @@ import numpy as np
 import paddle
 import pytest
 
-import model.inference.postprocess as postprocess_module
-from data.results import mask_to_box
-from data.transforms import ImageMeta
-from model.inference.postprocess import (
+import solov2.model.inference.postprocess as postprocess_module
+from solov2.data.results import mask_to_box
+from solov2.data.transforms import ImageMeta
+from solov2.model.inference.postprocess import (
     Detections,
     InferenceParams,
     cell_strides,

@@ -13,17 +13,17 @@ pytest.importorskip('nncf', reason='deploy test: needs requirements-deploy.txt')
 
 import openvino as ov
 
-from config import get_config
-from data.coco import CocoDataset, load_coco
-from data.coco_eval import evaluate_segm
-from data.results import write_json
-from model.inference.evaluation import predict_coco
-from model.inference.export import export
-from model.inference.openvino_backend import OpenVinoBackend, has_bf16
-from model.inference.predictor import Predictor
-from model.inference.quantize import quantize_model
+from solov2.config import get_config
+from solov2.data.coco import CocoDataset, load_coco
+from solov2.data.coco_eval import evaluate_segm
+from solov2.data.results import write_json
+from solov2.model.inference.evaluation import predict_coco
+from solov2.model.inference.export import export
+from solov2.model.inference.openvino_backend import OpenVinoBackend, has_bf16
+from solov2.model.inference.predictor import Predictor
+from solov2.model.inference.quantize import quantize_model
+from solov2.tools.make_shapes_dataset import generate_split
 from tests.helpers import REPO_DIR
-from tools.make_shapes_dataset import generate_split
 
 pytestmark = pytest.mark.deploy
 

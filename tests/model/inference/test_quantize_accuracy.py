@@ -22,19 +22,19 @@ pytest.importorskip('nncf', reason='deploy test: needs requirements-deploy.txt')
 
 import openvino as ov
 
-import eval as eval_cli
-from data.results import write_json
-from model.inference.openvino_backend import OpenVinoBackend
-from model.inference.quantize import (
+from solov2.data.results import write_json
+from solov2.model.inference.openvino_backend import OpenVinoBackend
+from solov2.model.inference.quantize import (
     coco_validation,
     load_annotated,
     pad_batches,
     prepare_images,
     reverted_operations,
 )
+from solov2.tools import eval as eval_cli
+from solov2.tools import export_model, quantize
+from solov2.tools.make_shapes_dataset import generate_split
 from tests.helpers import REPO_DIR
-from tools import export_model, quantize
-from tools.make_shapes_dataset import generate_split
 
 ROOT = REPO_DIR
 WEIGHTS = ROOT / 'weights' / 'shapes_r18.pdparams'

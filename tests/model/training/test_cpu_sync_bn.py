@@ -4,14 +4,14 @@ import numpy as np
 import paddle
 from paddle import nn
 
-from model.layers import ConvNormAct
-from model.training.cpu_sync_bn import CpuSyncBatchNorm, convert_cpu_sync_bn
+from solov2.model.layers import ConvNormAct
+from solov2.model.training.cpu_sync_bn import CpuSyncBatchNorm, convert_cpu_sync_bn
 from tests.helpers import launch_two_cpu_processes
 
 TWO_RANKS = """
 import numpy as np, paddle, paddle.distributed as dist
 from paddle import nn
-from model.training.cpu_sync_bn import CpuSyncBatchNorm
+from solov2.model.training.cpu_sync_bn import CpuSyncBatchNorm
 paddle.set_device('cpu')
 dist.init_parallel_env()
 rank, world = dist.get_rank(), dist.get_world_size()

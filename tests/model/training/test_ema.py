@@ -4,7 +4,7 @@ import math
 import numpy as np
 import paddle
 
-from model.training.ema import ModelEMA
+from solov2.model.training.ema import ModelEMA
 
 
 def test_shadow_moves_by_the_ramped_decay():

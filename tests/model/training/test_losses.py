@@ -5,8 +5,8 @@ import paddle
 import paddle.nn.functional as F
 import pytest
 
-from model.training.losses import dice_loss, gather_positive_masks, sigmoid_focal_loss, solov2_loss
-from model.training.targets import BatchTargets
+from solov2.model.training.losses import dice_loss, gather_positive_masks, sigmoid_focal_loss, solov2_loss
+from solov2.model.training.targets import BatchTargets
 
 
 def _sigmoid(x):

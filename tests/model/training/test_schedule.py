@@ -3,7 +3,14 @@ import math
 
 import pytest
 
-from model.training.schedule import cosine_decay, learning_rate, scaled_lr, step_decay, training_progress, warmup_factor
+from solov2.model.training.schedule import (
+    cosine_decay,
+    learning_rate,
+    scaled_lr,
+    step_decay,
+    training_progress,
+    warmup_factor,
+)
 
 
 def test_warmup_rises_linearly_from_the_ratio_to_one():

@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from data.results import mask_to_box
-from model.training.targets import BACKGROUND, BatchTargets, assign_targets, collate_targets, rescale_mask
+from solov2.data.results import mask_to_box
+from solov2.model.training.targets import BACKGROUND, BatchTargets, assign_targets, collate_targets, rescale_mask
 
 GRIDS = (40, 36, 24, 16, 12)
 FULL = ((1, 96), (48, 192), (96, 384), (192, 768), (384, 2048))

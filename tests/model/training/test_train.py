@@ -9,14 +9,14 @@ import types
 import numpy as np
 import pytest
 
-import train
-from model.api.training import TrainOptions
-from model.api.training import train as train_from_python
-from model.checkpoint import CheckpointError, load_paddle_params
-from model.training.hooks import EvalHook
-from model.training.run_log import RunLog, significant
-from model.training.state import find_checkpoint, save_training_state
-from model.training.trainer import TrainState
+from solov2.model.api.training import TrainOptions
+from solov2.model.api.training import train as train_from_python
+from solov2.model.checkpoint import CheckpointError, load_paddle_params
+from solov2.model.training.hooks import EvalHook
+from solov2.model.training.run_log import RunLog, significant
+from solov2.model.training.state import find_checkpoint, save_training_state
+from solov2.model.training.trainer import TrainState
+from solov2.tools import train
 from tests.helpers import REPO_DIR, TINY_TRAINING, launch_two_cpu_processes, make_tiny_shapes
 
 TINY = TINY_TRAINING
@@ -63,15 +63,15 @@ def test_interrupted_save_keeps_the_previous_checkpoint(shapes, tmp_path, monkey
     out = tmp_path / 'run'
     assert _run(shapes, out, '--max-iters', '1') == 0
     before = _weights(out)
-    import model.training.state as train_state
+    import solov2.model.training.state as train_state
 
     def crash(*args, **kwargs):
         raise OSError('disk full')
     monkeypatch.setattr(train_state.paddle, 'save', crash)
     import paddle
 
-    from config import CONFIGS
-    from model.build import build_model
+    from solov2.config import CONFIGS
+    from solov2.model.build import build_model
     net = build_model(CONFIGS[9])
     opt = paddle.optimizer.Momentum(0.1, parameters=net.parameters())
     with pytest.raises(OSError):
@@ -99,7 +99,7 @@ def test_ranks_share_rank0_minutes_and_the_mean_positives(tmp_path):
     script = tmp_path / 'clock.py'
     script.write_text(
         'import types, paddle, paddle.distributed as dist\n'
-        'from model.training.distributed import mean_positives, rank0_minutes\n'
+        'from solov2.model.training.distributed import mean_positives, rank0_minutes\n'
         'paddle.set_device("cpu"); dist.init_parallel_env()\n'
         'rank = dist.get_rank()\n'
         'assert rank0_minutes(1.5 + 10 * rank, 2) == 1.5\n'
@@ -157,8 +157,8 @@ def test_non_finite_weights_are_never_saved(shapes, tmp_path):
     healthy = _weights(out)
     import paddle
 
-    from config import CONFIGS
-    from model.build import build_model
+    from solov2.config import CONFIGS
+    from solov2.model.build import build_model
     net = build_model(CONFIGS[9])
     first = next(p for p in net.parameters() if p.ndim == 4)
     first.set_value(np.full(first.shape, np.nan, np.float32))
@@ -261,7 +261,7 @@ def test_resume_without_opt_continues_with_the_runs_overrides(shapes, tmp_path, 
 
 
 def test_train_from_python_returns_the_summary_and_logs_instead_of_printing(shapes, tmp_path, capsys, caplog):
-    caplog.set_level(logging.INFO, logger='model')
+    caplog.set_level(logging.INFO, logger='solov2.model')
     started = []
     summary = train_from_python(
         TrainOptions(config=9, output=str(tmp_path / 'run'), overrides=(f'dataset_dir={shapes}', *TINY),
@@ -284,7 +284,7 @@ def test_evaluation_swaps_the_ema_in_once_and_reports_percent(tmp_path):
     hold AP in percent like eval.py, the state COCO's fraction (comparable across resumes)."""
     import paddle
 
-    from model.training.ema import ModelEMA
+    from solov2.model.training.ema import ModelEMA
 
     class Counted(paddle.nn.Linear):
         swaps = 0

@@ -1,0 +1,39 @@
+"""SOLOv2 instance segmentation in PaddlePaddle: the toolkit's one import name.
+
+    from solov2 import SHIPPED_WEIGHTS, Segmenter
+    seg = Segmenter(SHIPPED_WEIGHTS)           # the shipped shapes model, or your .pdparams
+    result = seg('photo.jpg')                  # Instances: masks, labels, scores, boxes
+
+Every module of the toolkit lives under this name: ``solov2.config``, ``solov2.data``,
+``solov2.model`` (``solov2.model.api`` is the Python API, re-exported here),
+``solov2.convert`` and ``solov2.tools`` (the commands). Installed with pip, those folders sit
+inside this package; in a checkout they are the repository's top-level folders, which this
+file adds to the package's search path, so the same imports work in both. Importing the
+package is cheap: the API names load Paddle only when first used.
+"""
+# Paddle 2.6.x's core library carries its own copy of zlib and exports its symbols: when
+# ``paddle`` is imported before Python's ``zlib`` module, later users of zlib (pycocotools,
+# scipy, PNG and JSON writers) bind to Paddle's copy and crash in inflateReset2 ("corrupted
+# size vs. prev_size"). Loading Python's zlib first binds them to the system's. Paddle 3.x
+# is unaffected; the import costs nothing.
+import zlib  # noqa: F401
+from pathlib import Path
+
+__version__ = '1.0.0'
+
+_HERE = Path(__file__).resolve().parent
+if not (_HERE / 'model').is_dir():
+    # A checkout: config/, data/, model/, convert/ and tools/ are beside this folder.
+    __path__.append(str(_HERE.parent))  # noqa: F821 (a package's __path__)
+
+_API = ('Segmenter', 'Instances', 'evaluate', 'train', 'TrainOptions', 'TrainSummary', 'start_processes',
+        'Processes', 'InputError', 'RunError', 'Solov2Error', 'SHIPPED_WEIGHTS', 'SAMPLE_IMAGES')
+__all__ = list(_API)
+
+
+def __getattr__(name: str):
+    """The Python API's names (``solov2.model.api``), imported on first use."""
+    if name in _API:
+        from solov2.model import api
+        return getattr(api, name)
+    raise AttributeError(f'module {__name__!r} has no attribute {name!r}')

@@ -1,0 +1,176 @@
+"""Segment images, a video or a camera stream with SOLOv2 and save annotated output.
+
+    python demo.py                      # the shipped shapes model on the sample images
+    python demo.py --backend dygraph    # the Paddle model itself, no export
+    python demo.py --weights weights/light448_r50.pdparams --input photos/ --output out/
+    python demo.py --backend onnx --model-dir export/light448 --input photos/ --output out/
+    python demo.py --backend openvino --precision bf16 --model-dir export/light448 --input photos/
+    python demo.py --weights W --video clip.mp4 --output out/clip_seg.mp4
+    python demo.py --backend inference --model-dir export/NAME --camera 0 --max-frames 300
+
+The config is taken from the checkpoint's sidecar (dygraph) or from the export's
+infer_cfg.json (inference, onnx) unless --config is given.
+
+Backends (model/inference/backends.py): ``auto`` (the default) exports --weights once into a
+cache and runs it in OpenVINO f32 (else onnxruntime; dygraph on a GPU), saying which in one
+line; ``dygraph`` runs the Paddle model from --weights; ``inference`` (Paddle Inference),
+``onnx`` (onnxruntime) and ``openvino`` (--precision f32|bf16|int8) run a folder written by
+tools/export_model.py (int8: tools/quantize.py). All share the post-processing.
+
+Reading/preprocessing and mask pasting/drawing/saving run in worker threads; FPS is
+measured after a warm-up and covers the whole pipeline.
+
+``--dump-inputs DIR`` also writes every preprocessed network input ([1, 3, H, W]
+float32, as .npy and raw .bin) with a manifest.json, for running the exported model in
+another runtime; tools/postprocess_raw.py turns that runtime's outputs into the same
+pictures and JSON.
+"""
+import argparse
+import sys
+from pathlib import Path
+
+if __package__ in (None, ''):
+    import _bootstrap  # noqa: F401  (script mode: make the project importable)
+
+from solov2.tools.cli import (  # before Paddle
+    add_inference_args,
+    backend_options,
+    interruptible_loading,
+    make_parser,
+    run_command,
+    set_status,
+    shares_line,
+)
+
+with interruptible_loading():      # Ctrl-C or SIGTERM while Paddle and the library load: one line
+    from solov2.config import announce_config, describe_configs
+    from solov2.config.errors import InputError
+    from solov2.config.shipped import SAMPLE_IMAGES, SHIPPED_WEIGHTS
+    from solov2.data.files import check_folder, check_output_file
+    from solov2.data.results import write_json
+    from solov2.model.distributed import Processes, gather, start_processes
+    from solov2.model.inference.backends import BACKENDS, open_backend
+    from solov2.model.inference.media import (
+        DrawOptions,
+        check_video_output,
+        list_images,
+        picture_targets,
+        run_images,
+        run_video,
+        summary_line,
+        video_output_path,
+    )
+    from solov2.model.inference.openvino_backend import PRECISIONS
+    from solov2.model.inference.outputs import InputDumper, sort_records
+    from solov2.model.runtime import default_device
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = make_parser('SOLOv2 instance segmentation on images, a video or a camera.')
+    add_inference_args(parser, BACKENDS, PRECISIONS, SHIPPED_WEIGHTS)
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument('--input', default=SAMPLE_IMAGES,
+                        help='image file or folder (default: the sample pictures, images/)')
+    source.add_argument('--video', metavar='FILE', help='a video file instead of images')
+    source.add_argument('--camera', type=int, metavar='ID', help='a camera (cv2.VideoCapture ID)')
+    parser.add_argument('--max-frames', type=int, default=0,
+                        help='stop a video or camera after this many frames (default: all)')
+    parser.add_argument('--output', default='output/demo',
+                        help='folder for the drawn pictures; for --video/--camera an .mp4 file '
+                             'or a folder (default output/demo)')
+    parser.add_argument('--draw-threshold', type=float, default=0.3,
+                        help='minimum score of a drawn instance (default 0.3)')
+    parser.add_argument('--save-json', metavar='PATH',
+                        help='also write COCO-style results (RLE masks) to PATH')
+    parser.add_argument('--dump-inputs', metavar='DIR',
+                        help='also write every preprocessed input (.npy, .bin) and a manifest.json')
+    parser.add_argument('--warmup', type=int, default=2, help='untimed warm-up runs (default 2)')
+    parser.add_argument('--list-configs', action='store_true', help='print the config table and exit')
+    return parser.parse_args(argv)
+
+
+def check_outputs(args, paths) -> dict:
+    """Refuse unusable output paths before the model is built; the picture targets
+    ({image: picture path}) for an image run, {} for a video or camera."""
+    if args.save_json:
+        check_output_file(args.save_json, paths + ([args.video] if args.video else []), '--save-json')
+    if args.dump_inputs:
+        check_folder(args.dump_inputs, '--dump-inputs')
+    if not paths:
+        check_video_output(args.output, args.video, args.camera)
+        return {}
+    return picture_targets(paths, args.output, args.input)
+
+
+def main(argv=None) -> int:
+    """The command: errors end in one line (``tools.cli.run_command``)."""
+    return run_command(run, argv)
+
+
+def segment(args, backend, draw: DrawOptions, targets: dict, processes: Processes) -> int:
+    """Run the images (this process's share of them) or the video, say how it went; the
+    number of images or frames done."""
+    written = []
+    if targets:
+        count = processes.counts(len(targets))[processes.rank]
+        set_status(lambda: f'{len(written)} of {count} pictures written to {args.output}/'
+                   + (', no --save-json results' if args.save_json else ''))
+        stats, began = run_images(backend, targets, draw, written, processes)
+        for path, message in stats.failed:
+            print(f'skipped {path}: {message}', file=sys.stderr)
+        where = f'pictures in {Path(args.output)}/'
+    else:
+        out_path = video_output_path(args.output, args.video, args.camera)
+        set_status(lambda: f'{len(written)} frames written to {out_path}')
+        source = args.video if args.video is not None else args.camera
+        stats, began = run_video(backend, source, out_path, draw, written, args.max_frames)
+        where = f'video {out_path} ({len(written)} frames)'
+    who = f'process {processes.rank} of {processes.world}: ' if processes.world > 1 else ''
+    print(who + summary_line(stats, began, 'images' if targets else 'frames', where))
+    return stats.done
+
+
+def gather_outputs(draw: DrawOptions, done: int, processes: Processes) -> int:
+    """Every process's records and dumped inputs into ``draw`` (on every process; as they
+    are with one process); the images done by all, which process 0 says per process."""
+    parts = gather((done, draw.records, draw.dumper.entries if draw.dumper else None), processes)
+    if draw.records is not None:
+        draw.records = [record for part in parts for record in part[1]]
+    if draw.dumper is not None:
+        draw.dumper.entries = [entry for part in parts for entry in part[2]]
+    if processes.world > 1 and processes.main:
+        print(shares_line([part[0] for part in parts]))
+    return sum(part[0] for part in parts)
+
+
+def run(argv) -> int:
+    args = parse_args(argv)
+    if args.list_configs:
+        print(describe_configs())
+        return 0
+    video = args.video is not None or args.camera is not None
+    paths = [] if video else list_images(args.input)
+    if not video and not paths:
+        raise InputError(f'no images found at {args.input} — give an image file or a folder of images')
+    if args.video is not None and not Path(args.video).is_file():
+        raise InputError(f'video not found: {args.video} — check the path')
+    targets = check_outputs(args, paths)
+    processes = start_processes(args.device or default_device())
+    if video and processes.world > 1:
+        raise InputError('--video and --camera run in one process — start demo.py without '
+                         'paddle.distributed.launch (images and folders are shared out among its processes)')
+    number, backend = open_backend(**backend_options(args), processes=processes)
+    where = f'{backend.name} backend, {args.model_dir or args.weights}'
+    print(announce_config(number, backend.cfg, args.opt, args.verbose, where))
+    draw = DrawOptions(args.draw_threshold, [] if args.save_json else None,
+                       InputDumper(args.dump_inputs, backend, number) if args.dump_inputs else None, args.warmup)
+    done = gather_outputs(draw, segment(args, backend, draw, targets, processes), processes)
+    if processes.main and draw.dumper is not None:
+        print(f'wrote {len(draw.dumper.entries)} inputs and {draw.dumper.close()}')
+    if processes.main and args.save_json:
+        write_json(sort_records(draw.records), args.save_json)
+        print(f'wrote {len(draw.records)} results to {args.save_json}')
+    return 0 if done else 1
+
+
+if __name__ == '__main__':
+    raise SystemExit(main())

@@ -1,0 +1,245 @@
+"""COCO mask AP (and box AP from the masks' extents) of a SOLOv2 checkpoint or export.
+
+    python eval.py --weights output/ShapesR18/best/model.pdparams          # config 9's val set
+    python eval.py --weights weights/shapes_r18.pdparams --backend dygraph  # no export
+    python eval.py --backend openvino --precision int8 --model-dir export/shapes_int8
+    python eval.py --config=3 --weights weights/enhance.pdparams --classwise --save-json out/segm.json
+    python eval.py --config=3 --json-only out/segm.json                     # re-score saved results
+    python eval.py --weights W --ann image_info_test-dev2017.json --images test2017 --predict-only out/test-dev.json
+
+The config is taken from the weights' sidecar (or the export's infer_cfg.json) unless
+--config is given; the val set is the config's (``dataset_dir``/``val_ann``/``val_images``)
+unless --ann/--images are given. ``--backend`` works as in demo.py: ``auto`` (the default)
+exports --weights once into a cache and runs OpenVINO f32 (else onnxruntime).
+"""
+import argparse
+import json
+import math
+import time
+from pathlib import Path
+
+if __package__ in (None, ''):
+    import _bootstrap  # noqa: F401  (script mode: make the project importable)
+
+from solov2.tools.cli import (  # before Paddle
+    Progress,
+    add_inference_args,
+    backend_options,
+    interruptible_loading,
+    make_parser,
+    run_command,
+    set_status,
+    shares_line,
+)
+
+with interruptible_loading():      # Ctrl-C or SIGTERM while Paddle and the library load: one line
+    from solov2.config.errors import InputError
+    from solov2.config.sidecar import resolve_config
+    from solov2.data.coco import CocoDataset, load_coco
+    from solov2.data.coco_eval import STAT_NAMES, check_results, coco_stats, per_class_ap, run_cocoeval
+    from solov2.data.files import check_output_file
+    from solov2.data.results import write_json
+    from solov2.model.distributed import Processes, start_processes
+    from solov2.model.inference.backends import BACKENDS, checked_weights, open_backend
+    from solov2.model.inference.evaluation import predict_coco
+    from solov2.model.inference.openvino_backend import PRECISIONS
+    from solov2.model.runtime import default_device
+    from solov2.model.training.components import SHAPES_HINT
+    from solov2.model.training.hooks import open_visualdl
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = make_parser('COCO mask AP of a SOLOv2 checkpoint or exported model.')
+    add_inference_args(parser, BACKENDS, PRECISIONS)
+    parser.add_argument('--ann', help='COCO annotation file (default: the config val set)')
+    parser.add_argument('--images', help='image folder (default: the config val images)')
+    parser.add_argument('--classwise', action='store_true',
+                        help='per-class mask AP table; with --save-json also a bar chart, classwise_ap.png beside it')
+    parser.add_argument('--chart', metavar='PATH',
+                        help='write the per-class AP bar chart (PNG) to PATH (implies --classwise)')
+    parser.add_argument('--save-json', metavar='PATH', help='write the COCO results to PATH')
+    parser.add_argument('--json-only', metavar='PATH', help='score an existing results file, no model')
+    parser.add_argument('--predict-only', metavar='PATH',
+                        help='write results to PATH without scoring (test-dev: --ann is an image-info file)')
+    parser.add_argument('--vdl-dir', metavar='DIR',
+                        help='also write the AP numbers (and per-class AP with --classwise) as VisualDL scalars')
+    parser.add_argument('--vdl-step', type=int, default=0, metavar='N',
+                        help='the step the VisualDL scalars are logged at, e.g. the training iteration (default 0)')
+    return parser.parse_args(argv)
+
+
+def format_stats(title: str, stats: dict) -> str:
+    """The 12 COCO numbers as a two-row table."""
+    head = ' '.join(f'{name:>6}' for name in STAT_NAMES)
+    values = ' '.join(f'{100 * stats[name]:6.2f}' for name in STAT_NAMES)
+    return f'{title}\n{head}\n{values}'
+
+
+def classwise_table(ap_by_category: dict, names: dict) -> str:
+    rows = [f'{names[c]:<20} {100 * ap:6.2f}' if not math.isnan(ap) else f'{names[c]:<20}    n/a'
+            for c, ap in ap_by_category.items()]
+    return 'per-class mask AP\n' + '\n'.join(rows)
+
+
+def plot_classwise(ap_by_category: dict, names: dict, path: Path) -> None:
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    items = sorted(((names[c], ap) for c, ap in ap_by_category.items() if not math.isnan(ap)),
+                   key=lambda item: item[1])
+    fig, axis = plt.subplots(figsize=(7, 0.25 * len(items) + 1.2))
+    axis.barh([name for name, _ in items], [100 * ap for _, ap in items], color='#4c72b0')
+    axis.set(xlabel='mask AP', xlim=(0, 100), title='per-class mask AP')
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def describe(backend) -> str:
+    """'openvino f32', 'onnx', 'dygraph', ... for the timing line."""
+    precision = getattr(backend, 'precision', None)
+    return f'{backend.name} {precision}' if precision else backend.name
+
+
+def load_records(args, number, backend, coco, dataset, ann: str, processes: Processes) -> list:
+    """The result records to score: read from --json-only, else predicted by ``backend`` on
+    ``dataset`` (the ``CocoDataset`` of ``coco``), this process's share under the launcher
+    (every process says how many images it did; the records of all come back)."""
+    if args.json_only:
+        if Path(args.json_only).is_dir():
+            raise InputError(f'--json-only {args.json_only} is a folder — give the results .json file')
+        try:
+            records = json.loads(Path(args.json_only).read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise InputError(f'cannot read results {args.json_only}: {exc} — give a file written by --save-json')
+        check_results(coco, records, args.json_only)
+        return records
+    count = len(coco.getImgIds())
+    counts = processes.counts(count)
+    mine = counts[processes.rank]
+    set_status(lambda: f'stopped while predicting {mine} images of {ann}; nothing was written')
+    began = time.perf_counter()
+    bar = Progress(mine, 'predict ')
+    records = predict_coco(backend, coco, str(dataset.image_dir), dataset.label_to_category_id, bar.update,
+                           processes)
+    bar.close()
+    seconds = time.perf_counter() - began
+    who = f'process {processes.rank} of {processes.world}: ' if processes.world > 1 else ''
+    print(f'{who}config {number} ({describe(backend)}): {mine} images in {seconds:.1f} s '
+          f'({mine / seconds:.2f} img/s), {len(records)} instances' + (' in all' if who else ''))
+    if who and processes.main:
+        print(shares_line(counts))
+    return records
+
+
+def model_and_config(args, processes: Processes) -> tuple:
+    """(config number, config, backend or None for --json-only, the evaluation set), the set
+    checked before any model is built or exported."""
+    if args.json_only:
+        number, cfg = resolve_config(args.weights, args.config, args.opt)
+        return number, cfg, None, evaluation_set(args, cfg)
+    if not args.weights and not args.model_dir:
+        raise InputError('pass --weights (or --model-dir with --backend onnx|openvino|inference, '
+                         'or --json-only with a results file)')
+    resolved = None if args.model_dir else checked_weights(args.weights, args.config, args.opt)
+    checked = evaluation_set(args, resolved[1]) if resolved else None     # before an export, not after it
+    number, backend = open_backend(**backend_options(args), resolved=resolved, processes=processes)
+    return number, backend.cfg, backend, checked or evaluation_set(args, backend.cfg)
+
+
+def check_set_arguments(args) -> None:
+    """--images needs --ann; --ann needs --images unless only saved results are scored."""
+    if args.images and not args.ann:
+        raise InputError('--images needs --ann, the annotation file of those images '
+                         "(without both, the config's own val set is used)")
+    if args.ann and not args.images and not args.json_only:
+        raise InputError('--ann needs --images, the folder of its images')
+
+
+def evaluation_set(args, cfg) -> tuple:
+    """(annotation file, image folder): --ann/--images, else the config's val set, which must exist."""
+    if args.ann:
+        return args.ann, args.images
+    root = Path(cfg.dataset_dir)
+    ann = root / cfg.val_ann
+    if not ann.is_file():
+        how = (f'make it with {SHAPES_HINT}' if cfg.dataset_dir == 'datasets/shapes'
+               else f'put COCO val2017 under {root}/ (docs/evaluation.md)')
+        raise InputError(f"config {cfg.__name__}'s val set is not there ({ann}): pass --ann and --images, or {how}")
+    return str(ann), str(root / cfg.val_images)
+
+
+def main(argv=None) -> int:
+    """The command: errors end in one line (``tools.cli.run_command``)."""
+    return run_command(run, argv)
+
+
+def run(argv) -> int:
+    args = parse_args(argv)
+    args.classwise = args.classwise or bool(args.chart)
+    for option, path in (('--save-json', args.save_json), ('--predict-only', args.predict_only),
+                         ('--chart', args.chart)):
+        if path:
+            check_output_file(path, [p for p in (args.json_only, args.ann) if p], option)
+    check_set_arguments(args)
+    processes = start_processes(args.device or default_device())
+    number, cfg, backend, (ann, images) = model_and_config(args, processes)
+    dataset = None if args.json_only else CocoDataset(ann, images, class_names=list(backend.class_names))
+    coco = load_coco(ann) if dataset is None else dataset.coco
+    if not coco.getImgIds():
+        raise InputError(f'{ann} lists no images — nothing to evaluate; give an annotation file with images')
+    records = load_records(args, number, backend, coco, dataset, ann, processes)
+    if not processes.main:               # process 0 alone scores, prints the tables and writes the files
+        return 0
+    for path in (args.save_json, args.predict_only):
+        if path:
+            write_json(records, path)
+            print(f'wrote {len(records)} results to {path}')
+    if args.predict_only:
+        return 0
+    if not records:
+        print('no detections: every AP is 0')
+        return 0
+    segm = run_cocoeval(coco, records, 'segm')
+    mask_stats = coco_stats(segm)
+    print(format_stats('mask AP (%)', mask_stats))
+    print(format_stats('box AP from mask extents (%)', coco_stats(run_cocoeval(coco, records, 'bbox'))))
+    names = {c['id']: c['name'] for c in coco.loadCats(coco.getCatIds())}
+    by_class = per_class_ap(segm) if args.classwise else {}
+    if args.classwise:
+        print(classwise_table(by_class, names))
+        write_chart(args, by_class, names)
+    if args.vdl_dir:
+        write_visualdl(args.vdl_dir, args.vdl_step, mask_stats, {names[c]: ap for c, ap in by_class.items()})
+    return 0
+
+
+def write_chart(args: argparse.Namespace, ap_by_category: dict, names: dict) -> None:
+    """The per-class bar chart to --chart, else beside --save-json; with neither, only a hint
+    (nothing is written into the current folder)."""
+    if not (args.chart or args.save_json):
+        print('(--chart PATH to save the bar chart)')
+        return
+    chart = Path(args.chart) if args.chart else Path(args.save_json).with_name('classwise_ap.png')
+    chart.parent.mkdir(parents=True, exist_ok=True)
+    plot_classwise(ap_by_category, names, chart)
+    print(f'chart: {chart}')
+
+
+def write_visualdl(logdir: str, step: int, stats: dict, ap_by_class: dict) -> None:
+    """The mask AP numbers as ``eval/<name>`` and per-class AP as ``eval_class/<class>``
+    scalars at ``step`` (classes without ground truth, NaN, are left out)."""
+    writer = open_visualdl(logdir)
+    try:
+        for name, value in stats.items():
+            writer.add_scalar(f'eval/{name}', float(value), step)
+        for name, value in ap_by_class.items():
+            if not math.isnan(value):
+                writer.add_scalar(f'eval_class/{name}', float(value), step)
+    finally:
+        writer.close()
+    print(f'VisualDL scalars in {logdir}')
+
+
+if __name__ == '__main__':
+    raise SystemExit(main())

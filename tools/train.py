@@ -1,0 +1,108 @@
+"""Train SOLOv2 on a COCO-format dataset.
+
+    python train.py --config=9                       # the shapes config, from scratch
+    python train.py --config=9 --resume auto         # continue exactly where it stopped
+    python -m paddle.distributed.launch --gpus 0,1 train.py --config=0 --scale-lr
+    # both CPU cores: one process each, batch 2 each (the config's batch 4 in total)
+    python -m paddle.distributed.launch --nproc_per_node 2 train.py --config=9 --opt batch_size=2
+
+Writes to ``output/<config>/``: ``last/`` and ``best/`` checkpoints (weights + sidecar,
+optimizer, state), ``train_log.csv``, ``eval_log.csv``, ``curves.png`` and ``config.txt``.
+"""
+import argparse
+from dataclasses import fields
+
+if __package__ in (None, ''):
+    import _bootstrap  # noqa: F401  (script mode: make the project importable)
+
+from solov2.tools.cli import (  # before Paddle
+    add_runtime_args,
+    interruptible_loading,
+    make_parser,
+    run_command,
+    set_status,
+)
+
+with interruptible_loading():      # Ctrl-C or SIGTERM while Paddle and the library load: one line
+    from solov2.model.api.training import TrainOptions, TrainSummary, train
+    from solov2.model.checkpoint import CheckpointError
+    from solov2.model.distributed import launched_processes
+    from solov2.model.training.run import run_checkpoint
+    from solov2.model.training.state import read_state
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = make_parser('Train SOLOv2 on COCO-format data.')
+    parser.add_argument('--config', type=int, required=True, help='config number')
+    parser.add_argument('--output', help='run folder (default output/<config class>)')
+    parser.add_argument('--resume', help="checkpoint folder to continue from, or 'auto' (<output>/last)")
+    parser.add_argument('--eval-every', type=int, default=0, metavar='K',
+                        help='evaluate mask AP on the val set every K iterations and keep the best '
+                             '(0 = only at the end)')
+    parser.add_argument('--checkpoint-every', type=int, default=500, metavar='K',
+                        help='save <output>/last every K iterations (default 500)')
+    parser.add_argument('--log-every', type=int, default=20, metavar='N', help='log line every N iterations')
+    parser.add_argument('--max-minutes', type=float, default=0,
+                        help='training-time budget in minutes, counted across resumes (evaluation '
+                             'included): stop (after saving) once it is spent; the LR schedule '
+                             '(steps or cosine) is compressed into it when the epochs would take longer')
+    parser.add_argument('--max-iters', type=int, default=0, help='stop (after saving) at this iteration')
+    parser.add_argument('--scale-lr', action='store_true',
+                        help='scale base_lr linearly with the total batch (base_lr is for reference_batch)')
+    parser.add_argument('--amp', action='store_true', help='mixed precision (float16 on GPU)')
+    parser.add_argument('--sync-bn', action='store_true',
+                        help='BN statistics over the batches of all data-parallel processes (GPU or CPU)')
+    parser.add_argument('--vdl-dir', metavar='DIR',
+                        help='also write VisualDL logs there (losses, LR, speed, AP, a validation picture): '
+                             'visualdl --logdir DIR')
+    parser.add_argument('--overwrite', action='store_true',
+                        help='start a new run in an --output folder that holds another run (deletes it)')
+    add_runtime_args(parser)
+    return parser.parse_args(argv)
+
+
+def options_from_args(args: argparse.Namespace) -> TrainOptions:
+    """The library's options from the command line (``--opt`` is ``overrides``)."""
+    values = {f.name: getattr(args, f.name) for f in fields(TrainOptions) if hasattr(args, f.name)}
+    return TrainOptions(**values, overrides=tuple(args.opt))
+
+
+def status_line(trainer, out) -> str:
+    """What an interruption has left, and how the same command goes on from there."""
+    folder = run_checkpoint(out)
+    if folder is None:
+        return (f'stopped at iteration {trainer.state.iteration}; no checkpoint saved yet in {out}: '
+                'run the same command again to start over')
+    try:
+        saved = f' (iteration {read_state(folder)["iteration"]})'
+    except CheckpointError:
+        saved = ''
+    return (f'stopped at iteration {trainer.state.iteration}; the last checkpoint is {folder}{saved}: '
+            'continue with --resume auto')
+
+
+def summary_line(summary: TrainSummary) -> str:
+    """The run's last line: where it stopped, the best mask AP (percent) and the weights to use."""
+    if summary.best_weights is None:
+        return f'done at iteration {summary.iteration}; nothing scored; last checkpoint: {summary.last_checkpoint}'
+    scored = ' (the EMA, which was scored)' if summary.best_weights.name == 'ema.pdparams' else ''
+    return (f'done at iteration {summary.iteration}; best mask AP {summary.best_ap:.2f} '
+            f'(iteration {summary.best_iteration}); weights: {summary.best_weights}{scored}')
+
+
+def main(argv=None) -> int:
+    """The command: errors end in one line (``tools.cli.run_command``)."""
+    return run_command(run, argv)
+
+
+def run(argv) -> int:
+    options = options_from_args(parse_args(argv))
+    set_status(lambda: 'stopped before the first step: run the same command again')
+    summary = train(options, on_start=lambda trainer, out: set_status(lambda: status_line(trainer, out)))
+    if launched_processes().main:
+        print(summary_line(summary))
+    return 0
+
+
+if __name__ == '__main__':
+    raise SystemExit(main())
