@@ -1,7 +1,9 @@
 """Lets ``python tools/<name>.py`` (and, through convert/_bootstrap.py, the converters), run by
-path from any folder, import the project: it is used from its checkout (not pip-installed),
-so the checkout's root goes on ``sys.path`` unless it is there already (e.g. on PYTHONPATH).
-It then imports ``tools.cli``, whose start-up settings must come before Paddle is imported."""
+path from any folder, import the package ``solov2`` from this checkout: the checkout's root
+(which holds ``solov2/``) goes on ``sys.path`` unless it is there already (e.g. on PYTHONPATH).
+A pip-installed command (``solov2-export``, ...) imports the module as part of the package and
+never runs this.
+It then imports ``solov2.tools.cli``, whose start-up settings must come before Paddle is imported."""
 import sys
 from pathlib import Path
 
