@@ -60,7 +60,8 @@ def test_instances_helpers(seg):
     with pytest.raises(InputError, match='unknown class'):
         result.filter(classes=['unicorn'])
     records = result.to_coco(image_id=7)
-    assert records == instances_to_coco(7, result.masks, result.labels, result.scores, [1, 2, 3, 4], result.boxes)
+    assert records == instances_to_coco(7, result.masks, result.labels, result.scores, [1, 2, 3, 4], result.boxes,
+                                        class_names=seg.class_names)
     rgb = read_image(IMAGES[0])
     drawn_rgb = result.draw(rgb, channels='rgb')
     np.testing.assert_array_equal(drawn_rgb, draw_instances(rgb, result.masks, result.labels, result.scores,
