@@ -1,4 +1,4 @@
-"""COCO-format result export: boxes from masks, fast RLE encoding and atomic JSON writing."""
+"""COCO-format result export: boxes from masks, fast RLE encoding, polygons and atomic JSON writing."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import os
 from os import PathLike
 from typing import Any, Mapping, Sequence
 
+import cv2
 import numpy as np
 import pycocotools.mask as mask_util
 
@@ -101,6 +102,8 @@ def instances_to_coco(
     scores: np.ndarray,
     label_to_category_id: Mapping[int, int] | Sequence[int],
     boxes: np.ndarray | None = None,
+    file_name: str | None = None,
+    class_names: Sequence[str] | None = None,
 ) -> list[dict[str, Any]]:
     """COCO result records for one image.
 
@@ -108,20 +111,42 @@ def instances_to_coco(
     `scores` `[N] float`; `label_to_category_id[label]` gives the COCO
     category id; `boxes` `[N, 4]` the masks' tight half-open x0, y0, x1, y1 boxes
     (zeros when empty) if known, so only they are read. Each record is
-    `{image_id, category_id, segmentation, score, bbox}`.
+    `{image_id, category_id, segmentation, score, bbox}`, then `file_name` when given and
+    `category_name` (`class_names[label]`) when `class_names` is given, as
+    `demo.py --save-json` writes them.
     """
     if boxes is None:
         boxes = masks_to_boxes(masks)
-    return [
-        {
+    records = []
+    for mask, label, score, box in zip(masks, labels, scores, boxes):
+        record = {
             'image_id': int(image_id),
             'category_id': int(label_to_category_id[int(label)]),
             'segmentation': encode_mask_rle(mask, box),
             'score': float(score),
             'bbox': coco_bbox(box),
         }
-        for mask, label, score, box in zip(masks, labels, scores, boxes)
-    ]
+        if file_name is not None:
+            record['file_name'] = file_name
+        if class_names is not None:
+            record['category_name'] = class_names[int(label)]
+        records.append(record)
+    return records
+
+
+def mask_polygons(mask: np.ndarray, box: Sequence[int] | None = None) -> list[np.ndarray]:
+    """The outer boundary of each 8-connected part of `[H, W] bool` `mask` as `[K, 2] int32`
+    polygon vertices (x, y) in picture pixels (`cv2.findContours`, `RETR_EXTERNAL`,
+    `CHAIN_APPROX_SIMPLE`: the corners of the boundary's straight runs; holes are not
+    traced); [] for an empty mask. `box`: the mask's tight half-open x0, y0, x1, y1, so
+    only it is read (found when not given)."""
+    box = mask_to_box(mask) if box is None else box
+    if box is None or box[2] <= box[0] or box[3] <= box[1]:
+        return []
+    x0, y0, x1, y1 = (int(v) for v in box)
+    contours, _ = cv2.findContours(np.ascontiguousarray(mask[y0:y1, x0:x1]).view(np.uint8), cv2.RETR_EXTERNAL,
+                                   cv2.CHAIN_APPROX_SIMPLE, offset=(x0, y0))
+    return [contour.reshape(-1, 2) for contour in contours]
 
 
 def write_json(records: Any, path: str | PathLike[str]) -> None:

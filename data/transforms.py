@@ -11,6 +11,8 @@ from typing import Sequence
 import cv2
 import numpy as np
 
+from solov2.config.errors import InputError
+
 LOG = logging.getLogger(__name__)
 IMAGENET_MEAN_RGB = (123.675, 116.28, 103.53)
 IMAGENET_STD_RGB = (58.395, 57.12, 57.375)
@@ -81,29 +83,85 @@ def read_image(path: str | PathLike[str], max_pixels: int = DEFAULT_MAX_PIXELS,
     check_pixels(path, bgr.shape[1], bgr.shape[0], max_pixels)
     if warn_colour:
         warn_unusual_colour(path, buffer, bgr)
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    return to_rgb(bgr, 'bgr')
 
 
 PNG_ALPHA_TYPES = (4, 6)     # IHDR colour types with an alpha channel: grey + alpha, RGBA
 
 
 def warn_unusual_colour(path, buffer: np.ndarray, bgr: np.ndarray) -> None:
-    """Log a warning when a picture is not what the models were trained on: a PNG with
-    transparent pixels (segmented as the colours stored under them) or a greyscale picture
-    (colour models find fewer instances in it); each kind once per process, for the first
-    picture met, so a folder of them gives one line. ``buffer``: the file's bytes; ``bgr``
-    its [H, W, 3] decoding."""
+    """`warn_colour_of` for a decoded file: ``buffer`` its bytes (a PNG's alpha is read from
+    them), ``bgr`` its [H, W, 3] decoding."""
     data = memoryview(buffer)
+    alpha = None
     if 'transparent' not in _said and bytes(data[:8]) == b'\x89PNG\r\n\x1a\n' and len(data) > 25 \
             and data[25] in PNG_ALPHA_TYPES:
         alpha = cv2.imdecode(buffer, cv2.IMREAD_UNCHANGED)[..., -1]
-        if alpha.min() < alpha.max() or alpha.max() < np.iinfo(alpha.dtype).max:
-            _say_once('transparent', f'{path} has transparent pixels: they are segmented as the colours stored '
-                                     'under them (flatten the picture onto a background first if that matters; '
-                                     'other such pictures are not named)')
-    if 'greyscale' not in _said and _grey(bgr[::8, ::8]) and _grey(bgr):
-        _say_once('greyscale', f'{path} is greyscale: the models were trained on colour pictures and may find '
+    warn_colour_of(path, bgr, alpha)
+
+
+def warn_colour_of(source, image: np.ndarray, alpha: np.ndarray | None = None) -> None:
+    """Log a warning when a picture is not what the models were trained on: transparent
+    pixels in ``alpha`` ([H, W] uint8 or uint16; they are segmented as the colours stored
+    under them) or a greyscale ``image`` ([H, W, 3], either channel order: colour models
+    find fewer instances in it); each kind once per process, for the first picture met
+    (named by ``source``), so a folder of them gives one line."""
+    if alpha is not None and 'transparent' not in _said \
+            and (alpha.min() < alpha.max() or alpha.max() < np.iinfo(alpha.dtype).max):
+        _say_once('transparent', f'{source} has transparent pixels: they are segmented as the colours stored '
+                                 'under them (flatten the picture onto a background first if that matters; '
+                                 'other such pictures are not named)')
+    if 'greyscale' not in _said and _grey(image[::8, ::8]) and _grey(image):
+        _say_once('greyscale', f'{source} is greyscale: the models were trained on colour pictures and may find '
                                'fewer instances (other greyscale pictures are not named)')
+
+
+def to_rgb(image: np.ndarray, channels: str = 'rgb', source: str = 'an array',
+           warn: bool = False) -> np.ndarray:
+    """An image array as `[H, W, 3] uint8 RGB`, converted as `read_image` converts files
+    (OpenCV's colour decoding): `[H, W]` or `[H, W, 1]` grey repeated into three channels,
+    `[H, W, 4]` with its alpha (last) dropped, 16-bit values shifted to 8 bits (`>> 8`).
+    `channels`: 'rgb' or 'bgr' (OpenCV's order; BGRA for 4 channels). With `warn`, a
+    greyscale or transparent picture is logged as `warn_colour_of` says, naming `source`.
+    InputError (a ValueError) for any other shape or dtype; the result may share memory
+    with `image` when it is RGB uint8 already."""
+    array = np.asarray(image)
+    if array.ndim == 3 and array.shape[2] == 1:
+        array = array[..., 0]
+    if (array.dtype.kind != 'u' or array.dtype.itemsize > 2 or array.ndim not in (2, 3)
+            or (array.ndim == 3 and array.shape[2] not in (3, 4)) or 0 in array.shape):
+        hint = ' (several pictures: pass a list)' if array.ndim == 4 else ''
+        raise InputError(f'an image array must be [H, W] grey, [H, W, 3] or [H, W, 4] (alpha last), uint8 '
+                         f'or uint16, got {list(array.shape)} {array.dtype}{hint}')
+    if array.dtype.itemsize == 2:
+        array = (array >> 8).astype(np.uint8)
+    if array.ndim == 2:
+        rgb = cv2.cvtColor(array, cv2.COLOR_GRAY2RGB)
+    elif array.shape[2] == 4:
+        rgb = cv2.cvtColor(array, cv2.COLOR_BGRA2RGB if channels == 'bgr' else cv2.COLOR_RGBA2RGB)
+    else:
+        rgb = cv2.cvtColor(array, cv2.COLOR_BGR2RGB) if channels == 'bgr' else array
+    if warn:
+        warn_colour_of(source, rgb, array[..., 3] if array.ndim == 3 and array.shape[2] == 4 else None)
+    return rgb
+
+
+def pil_to_array(image) -> np.ndarray:
+    """The pixels of a PIL image for `to_rgb` (channels 'rgb'): modes L, RGB, RGBA and
+    I;16* as they are, I (32-bit integers, how Pillow may open a 16-bit PNG) as uint16 when
+    its values fit; the rest (P, 1, LA, PA, CMYK, YCbCr, ...) converted by Pillow to RGBA when
+    they carry transparency, else to RGB. InputError for floating-point or larger values."""
+    mode = image.mode
+    if mode in ('L', 'RGB', 'RGBA') or mode.startswith('I;16'):
+        return np.asarray(image).astype(np.uint16 if mode.startswith('I;16') else np.uint8, copy=False)
+    if mode in ('I', 'F'):
+        array = np.asarray(image)
+        if mode == 'I' and array.size and 0 <= array.min() and array.max() <= 0xFFFF:
+            return array.astype(np.uint16)
+        raise InputError(f'a PIL image of mode {mode} must hold integers 0-65535 — convert it to 8 bits '
+                         "first (image.convert('RGB') after scaling to 0-255)")
+    transparent = any(band in ('A', 'a') for band in image.getbands()) or 'transparency' in image.info
+    return np.asarray(image.convert('RGBA' if transparent else 'RGB'))
 
 
 _said: set[str] = set()

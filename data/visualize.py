@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from solov2.data.results import mask_to_box
+from solov2.data.results import mask_polygons, mask_to_box
 
 GOLDEN_RATIO_CONJUGATE = 0.618033988749895
 FILL_ALPHA = 0.45
@@ -40,17 +40,6 @@ def fill_mask(image: np.ndarray, mask: np.ndarray, color: tuple[int, int, int]) 
     paint = np.full_like(image, color)
     blended = cv2.addWeighted(image, 1.0 - FILL_ALPHA, paint, FILL_ALPHA, 0.0)
     cv2.copyTo(blended, mask.view(np.uint8), image)
-
-
-def draw_contour(
-    image: np.ndarray, mask: np.ndarray, color: tuple[int, int, int], offset: tuple[int, int] = (0, 0)
-) -> None:
-    """Draw the 1-pixel outer contour of `[h, w] bool` `mask` onto `[H, W, 3] uint8` `image` in place;
-    `mask` is the window of the picture that starts at `offset` (x, y)."""
-    contours, _ = cv2.findContours(
-        np.ascontiguousarray(mask).view(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE, offset=offset
-    )
-    cv2.drawContours(image, contours, -1, color, thickness=1)
 
 
 def font_scale(height: int, width: int) -> float:
@@ -153,7 +142,7 @@ def draw_mask(canvas: np.ndarray, weights: np.ndarray, mask: np.ndarray, box: Se
     rows, cols = window(box, mask.shape)
     crop = mask[rows, cols]
     fill_mask(canvas[rows, cols], crop, color)
-    draw_contour(canvas, crop, color, (cols.start, rows.start))
+    cv2.drawContours(canvas, [polygon[:, None] for polygon in mask_polygons(mask, box)], -1, color, thickness=1)
     under = weights[rows, cols]
     cv2.add(under, 1.0 / np.count_nonzero(crop), dst=under, mask=crop.view(np.uint8))
 

@@ -26,7 +26,7 @@ if not (_HERE / 'model').is_dir():
     # A checkout: config/, data/, model/, convert/ and tools/ are beside this folder.
     __path__.append(str(_HERE.parent))  # noqa: F821 (a package's __path__)
 
-_API = ('Segmenter', 'Instances', 'evaluate', 'train', 'TrainOptions', 'TrainSummary', 'start_processes',
+_API = ('Segmenter', 'Instances', 'Instance', 'evaluate', 'train', 'TrainOptions', 'TrainSummary', 'start_processes',
         'Processes', 'InputError', 'RunError', 'Solov2Error', 'SHIPPED_WEIGHTS', 'SAMPLE_IMAGES')
 __all__ = list(_API)
 

@@ -5,21 +5,22 @@
     result = seg('images/shapes_000001.jpg')       # Instances: masks, labels, scores, boxes
 
 ``Segmenter`` runs a checkpoint or an exported model on pictures, folders and videos;
-``Instances`` is one picture's result; ``evaluate`` gives COCO mask AP in percent; ``train``
-runs train.py's training from ``TrainOptions`` and returns a ``TrainSummary``;
-``start_processes`` joins the processes of ``paddle.distributed.launch`` (pass its
-``Processes`` to ``Segmenter`` and ``evaluate`` to share the images out). ``SHIPPED_WEIGHTS``
-and ``SAMPLE_IMAGES`` are the shipped model and sample pictures, wherever the package is. Errors are
-``InputError`` (bad input, the message says the fix) and ``RunError``. The library logs
-through ``logging`` (loggers named after its modules) and prints nothing.
+``Instances`` is one picture's result (``Instance``: one of its instances); ``evaluate``
+gives COCO mask AP in percent; ``train`` runs train.py's training from ``TrainOptions`` and
+returns a ``TrainSummary``; ``start_processes`` joins the processes of
+``paddle.distributed.launch`` (pass its ``Processes`` to ``Segmenter`` and ``evaluate`` to
+share the images out). ``SHIPPED_WEIGHTS`` and ``SAMPLE_IMAGES`` are the shipped model and
+sample pictures, wherever the package is. Errors are ``InputError`` (bad input, the message
+says the fix) and ``RunError``. The library logs through ``logging`` (loggers named after
+its modules) and prints nothing.
 """
 from solov2.config.errors import InputError, RunError, Solov2Error
 from solov2.config.shipped import SAMPLE_IMAGES, SHIPPED_WEIGHTS
 from solov2.model.api.evaluation import evaluate
-from solov2.model.api.instances import Instances
+from solov2.model.api.instances import Instance, Instances
 from solov2.model.api.segmenter import Segmenter
 from solov2.model.api.training import TrainOptions, TrainSummary, train
 from solov2.model.distributed import Processes, start_processes
 
-__all__ = ['Segmenter', 'Instances', 'evaluate', 'train', 'TrainOptions', 'TrainSummary', 'start_processes',
+__all__ = ['Segmenter', 'Instances', 'Instance', 'evaluate', 'train', 'TrainOptions', 'TrainSummary', 'start_processes',
            'Processes', 'InputError', 'RunError', 'Solov2Error', 'SHIPPED_WEIGHTS', 'SAMPLE_IMAGES']

@@ -1,13 +1,14 @@
-"""``Instances``: what ``Segmenter`` returns for one picture, with the few things people do
-with it (filter, COCO records, a drawn picture)."""
+"""``Instances``: what ``Segmenter`` returns for one picture, with the things people do with
+it (select, iterate, filter, polygons, COCO records, a dict, a drawn picture); ``Instance``:
+one of them."""
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import cv2
 import numpy as np
 
 from solov2.config.errors import InputError
-from solov2.data.results import instances_to_coco
+from solov2.data.results import encode_mask_rle, instances_to_coco, mask_polygons
 from solov2.data.visualize import draw_instances
 
 CHANNELS = ('bgr', 'rgb')
@@ -20,13 +21,32 @@ def check_channels(channels: str) -> str:
     return channels
 
 
+@dataclass(frozen=True, eq=False)
+class Instance:
+    """One instance: ``mask`` [H, W] bool on the picture, ``label`` (index into the model's
+    class names), its class ``name``, ``score`` and ``box`` (x0, y0, x1, y1, half-open)."""
+    mask: np.ndarray
+    label: int
+    name: str
+    score: float
+    box: Tuple[int, int, int, int]
+
+    def __repr__(self) -> str:
+        return (f'Instance(name={self.name!r}, label={self.label}, score={self.score:.3f}, box={self.box}, '
+                f'mask={list(self.mask.shape)} with {int(np.count_nonzero(self.mask))} pixels)')
+
+
 @dataclass
 class Instances:
     """One picture's instances, best first, on the picture's own pixels.
 
     masks [N, H, W] bool; labels [N] int64 (0-based index into ``class_names``);
     scores [N] float32; boxes [N, 4] int64, each mask's tight half-open x0, y0, x1, y1
-    (zeros for an empty mask); class_names: the model's class list."""
+    (zeros for an empty mask); class_names: the model's class list.
+
+    ``len`` is N; iterating gives one ``Instance`` each; ``[i]`` one ``Instance``; a slice,
+    a boolean mask [N] or an array of indices gives a new ``Instances``
+    (``result[result.scores > 0.5]``)."""
     masks: np.ndarray
     labels: np.ndarray
     scores: np.ndarray
@@ -41,10 +61,42 @@ class Instances:
     def __len__(self) -> int:
         return len(self.scores)
 
+    def __iter__(self) -> Iterator[Instance]:
+        return (self[i] for i in range(len(self)))
+
+    def __getitem__(self, index: Union[int, slice, Sequence[int], np.ndarray]) -> Union[Instance, 'Instances']:
+        """``Instance`` for an int (negative counts from the end); ``Instances`` for a slice,
+        a boolean mask [N] or integer indices (in the order given)."""
+        if isinstance(index, (int, np.integer)) and not isinstance(index, (bool, np.bool_)):
+            if not -len(self) <= index < len(self):
+                raise IndexError(f'instance {index} of {len(self)}')
+            label = int(self.labels[index])
+            return Instance(self.masks[index], label, self.class_names[label], float(self.scores[index]),
+                            tuple(int(v) for v in self.boxes[index]))
+        keep = index if isinstance(index, slice) else self._indices(index)
+        return Instances(self.masks[keep], self.labels[keep], self.scores[keep], self.boxes[keep], self.class_names)
+
+    def _indices(self, index) -> np.ndarray:
+        """A boolean mask [N] or integer indices as an index array; InputError otherwise."""
+        array = np.asarray(index)
+        if array.dtype == bool and array.shape == (len(self),):
+            return array
+        if array.ndim == 1 and (array.dtype.kind in 'iu' or array.size == 0):
+            if array.size and not (-len(self) <= array.min() and array.max() < len(self)):
+                raise IndexError(f'an index in {array.tolist()} is outside the {len(self)} instances')
+            return array.astype(np.int64)
+        raise InputError(f'index Instances with an int, a slice, a boolean mask of length {len(self)} or integer '
+                         f'indices, not {type(index).__name__} {list(array.shape)} {array.dtype}')
+
     @property
     def names(self) -> List[str]:
         """[N] class name of each instance."""
         return [self.class_names[int(label)] for label in self.labels]
+
+    @property
+    def image_size(self) -> Tuple[int, int]:
+        """(H, W) of the picture the masks lie on."""
+        return int(self.masks.shape[1]), int(self.masks.shape[2])
 
     def filter(self, min_score: float = 0.0, classes: Optional[Sequence[str]] = None) -> 'Instances':
         """The instances scoring at least ``min_score`` and, when ``classes`` (names) is given,
@@ -56,13 +108,30 @@ class Instances:
                 raise InputError(f'unknown class {unknown[0]!r}: the model knows {", ".join(self.class_names)}')
             wanted = [self.class_names.index(name) for name in classes]
             keep &= np.isin(self.labels, wanted)
-        return Instances(self.masks[keep], self.labels[keep], self.scores[keep], self.boxes[keep], self.class_names)
+        return self[keep]
 
-    def to_coco(self, image_id: int, category_ids: Optional[Sequence[int]] = None) -> List[Dict[str, Any]]:
-        """COCO result records (RLE masks): ``{image_id, category_id, segmentation, score,
-        bbox}``; ``category_ids[label]`` is each label's COCO id (default label + 1)."""
+    def polygons(self) -> List[List[np.ndarray]]:
+        """[N] lists of polygons: each instance's mask as one [K, 2] int32 array of (x, y)
+        picture pixels per 8-connected part, the outer boundary's corners
+        (``data.results.mask_polygons``; holes are not traced, an empty mask has none)."""
+        return [mask_polygons(mask, box) for mask, box in zip(self.masks, self.boxes)]
+
+    def to_coco(self, image_id: int, category_ids: Optional[Sequence[int]] = None,
+                file_name: Optional[str] = None) -> List[Dict[str, Any]]:
+        """COCO result records (RLE masks), as ``demo.py --save-json`` writes them:
+        ``{image_id, category_id, segmentation, score, bbox}``, then ``file_name`` when given
+        and ``category_name``; ``category_ids[label]`` is each label's COCO id (default label + 1)."""
         ids = list(category_ids) if category_ids is not None else list(range(1, len(self.class_names) + 1))
-        return instances_to_coco(image_id, self.masks, self.labels, self.scores, ids, self.boxes)
+        return instances_to_coco(image_id, self.masks, self.labels, self.scores, ids, self.boxes, file_name,
+                                 self.class_names)
+
+    def to_dict(self) -> Dict[str, Any]:
+        """The result as plain JSON values: ``{image_size: [H, W], class_names, instances:
+        [{label, name, score, box: [x0, y0, x1, y1], mask: COCO RLE}, ...]}``, best first
+        (``pycocotools.mask.decode`` turns a mask back into [H, W])."""
+        return {'image_size': list(self.image_size), 'class_names': list(self.class_names),
+                'instances': [{'label': one.label, 'name': one.name, 'score': one.score, 'box': list(one.box),
+                               'mask': encode_mask_rle(one.mask, one.box)} for one in self]}
 
     def draw(self, image: np.ndarray, channels: str = 'bgr', min_score: float = 0.3) -> np.ndarray:
         """A copy of ``image`` ([H, W, 3] uint8 in ``channels`` order) with the instances

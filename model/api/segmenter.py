@@ -1,22 +1,28 @@
 """``Segmenter``: SOLOv2 from Python, on any backend, for one picture, many, or a video."""
+import contextlib
+import dataclasses
+import itertools
 import logging
+import numbers
 import os
+import sys
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
-import cv2
 import numpy as np
 
 from solov2.config.errors import InputError
-from solov2.data.transforms import read_image
+from solov2.data.transforms import pil_to_array, read_image, to_rgb
 from solov2.model.api.instances import Instances, check_channels
 from solov2.model.distributed import SINGLE, Processes
 from solov2.model.inference.backends import open_backend
+from solov2.model.inference.export_cache import Progress
 from solov2.model.inference.media import list_images, open_capture, read_frames, video_stages
-from solov2.model.inference.pipeline import PipelineStats, stream_pipeline
+from solov2.model.inference.pipeline import stream_pipeline
+from solov2.model.inference.postprocess import InferenceParams, postprocess_flat
 
 LOG = logging.getLogger(__name__)
-Image = Union[str, os.PathLike, np.ndarray]
+Image = Any     # a path (str or os.PathLike), a numpy array or a PIL image
 
 
 def override_list(overrides: Union[None, Mapping[str, Any], Sequence[str]]) -> list:
@@ -28,6 +34,73 @@ def override_list(overrides: Union[None, Mapping[str, Any], Sequence[str]]) -> l
     if isinstance(overrides, str):
         raise InputError(f"overrides takes a dict or a list of 'name=value' strings, not the string {overrides!r}")
     return list(overrides)
+
+
+def per_call_params(params: InferenceParams, score_threshold: Optional[float] = None,
+                    max_instances: Optional[int] = None) -> InferenceParams:
+    """``params`` with one call's changes: ``score_threshold`` (the config's: the category
+    score a grid cell needs to become a candidate, before mask scoring and Matrix NMS) and
+    ``max_instances`` (the config's ``max_per_image``); InputError for a value out of range."""
+    changes: Dict[str, Any] = {}
+    if score_threshold is not None:
+        if isinstance(score_threshold, bool) or not isinstance(score_threshold, numbers.Real) \
+                or not 0 <= score_threshold <= 1:
+            raise InputError(f'score_threshold must be a number from 0 to 1, not {score_threshold!r}')
+        changes['score_threshold'] = float(score_threshold)
+    if max_instances is not None:
+        changes['max_per_image'] = at_least_one('max_instances', max_instances)
+    return dataclasses.replace(params, **changes)
+
+
+def at_least_one(name: str, value: Any) -> int:
+    """``value`` as an int; InputError naming ``name`` unless it is a whole number of at least 1."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise InputError(f'{name} must be a whole number of at least 1, not {value!r}')
+    return int(value)
+
+
+def chunks(items: Iterable[Any], size: int) -> Iterator[List[Any]]:
+    """``items`` in lists of ``size`` (the last one may be shorter)."""
+    iterator = iter(items)
+    while True:
+        chunk = list(itertools.islice(iterator, size))
+        if not chunk:
+            return
+        yield chunk
+
+
+def is_pil_image(image: Any) -> bool:
+    """Whether ``image`` is a PIL image (without importing PIL when nothing has)."""
+    module = sys.modules.get('PIL.Image')
+    return module is not None and isinstance(image, module.Image)
+
+
+def picture_rgb(image: Image, channels: str = 'bgr', max_pixels: int = 0) -> np.ndarray:
+    """[H, W, 3] uint8 RGB of an image path (``read_image``, at most ``max_pixels``; 0: no
+    limit), a PIL image (any mode, RGB whatever ``channels`` says) or an array in
+    ``channels`` order (``data.transforms.to_rgb``: grey, alpha and 16 bits as files are read)."""
+    check_channels(channels)
+    if isinstance(image, (str, os.PathLike)):
+        return read_image(image, max_pixels, warn_colour=True)
+    if is_pil_image(image):
+        return to_rgb(pil_to_array(image), 'rgb', 'a PIL image', warn=True)
+    return to_rgb(image, channels, 'an array', warn=True)
+
+
+def describe(source: Image) -> str:
+    """How a log line names an input: its path, 'an array' or 'a PIL image'."""
+    if isinstance(source, (str, os.PathLike)):
+        return str(source)
+    return 'a PIL image' if is_pil_image(source) else 'an array'
+
+
+def prepared(backend, item: Image, channels: str):
+    """``backend.prepare`` of a picture, or the exception that stopped it (reported by the
+    caller: ``stream`` skips the picture, a list call raises)."""
+    try:
+        return backend.prepare(picture_rgb(item, channels, backend.cfg.max_image_pixels))
+    except Exception as exc:  # a bad input is reported, not fatal to the others
+        return exc
 
 
 class Segmenter:
@@ -47,17 +120,33 @@ class Segmenter:
         overrides: config changes, ``{'score_threshold': 0.2}`` or ``['score_threshold=0.2']``.
         processes: under ``paddle.distributed.launch``, ``model.distributed.start_processes(device)``:
             threads 0 is then this process's share of the cores, and 'auto' exports once per node.
+        cache_dir: the export cache of 'auto' (and OpenVINO's compiled models); default
+            ``$SOLOV2_CACHE``, else ``~/.cache/solov2-paddle``.
+        progress: ``progress(stage, fraction)``, called while 'auto' exports a checkpoint the
+            first time (stages 'load', 'export', 'verify', 'time', 'done'; fraction 0 to 1);
+            not called when the export is in the cache or for other backends.
+    ``close()`` (or leaving a ``with`` block) releases the model; later calls raise InputError.
     Errors: ``config.errors.InputError`` (a ValueError) with a one-line message.
     """
 
     def __init__(self, weights: Optional[str] = None, config: Optional[int] = None, backend: str = 'auto',
                  model_dir: Optional[str] = None, precision: str = 'f32', device: Optional[str] = None,
                  threads: int = 0, overrides: Union[None, Mapping[str, Any], Sequence[str]] = None,
-                 mkldnn: bool = False, processes: Processes = SINGLE):
+                 mkldnn: bool = False, processes: Processes = SINGLE, cache_dir: Optional[str] = None,
+                 progress: Optional[Progress] = None):
+        self._backend = None
         if weights is None and model_dir is None:
             raise InputError('give weights= (a .pdparams checkpoint) or model_dir= (an exported folder)')
-        self.number, self.backend = open_backend(weights, config, backend, model_dir, precision, device, threads,
-                                                 override_list(overrides), mkldnn, processes=processes)
+        self.number, self._backend = open_backend(weights, config, backend, model_dir, precision, device, threads,
+                                                  override_list(overrides), mkldnn, processes=processes,
+                                                  cache_dir=cache_dir, progress=progress)
+
+    @property
+    def backend(self):
+        """The inference backend (``model.inference.backend.Backend``); InputError once closed."""
+        if self._backend is None:
+            raise InputError('this Segmenter is closed — make a new Segmenter(...) to segment more pictures')
+        return self._backend
 
     @property
     def cfg(self):
@@ -69,56 +158,88 @@ class Segmenter:
         return tuple(self.backend.class_names)
 
     def __repr__(self) -> str:
+        if self._backend is None:
+            return f'Segmenter(config={self.number}, closed)'
         return f'Segmenter(config={self.number} {self.cfg.__name__}, backend={self.backend.name})'
 
+    def close(self) -> None:
+        """Release the model (the Paddle model, the onnxruntime session or OpenVINO's compiled
+        models go once nothing else holds them; a stream still running keeps them until it
+        ends). Later calls raise InputError; closing again does nothing."""
+        self._backend = None
+
+    def __enter__(self) -> 'Segmenter':
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
     def rgb(self, image: Image, channels: str = 'bgr') -> np.ndarray:
-        """[H, W, 3] uint8 RGB of an image path or an array in ``channels`` order."""
-        check_channels(channels)
-        if isinstance(image, (str, os.PathLike)):
-            return read_image(image, self.cfg.max_image_pixels, warn_colour=True)
-        array = np.asarray(image)
-        if array.ndim != 3 or array.shape[2] != 3 or array.dtype != np.uint8:
-            raise InputError(f'an image array must be [H, W, 3] uint8, got {list(array.shape)} {array.dtype}')
-        return array if channels == 'rgb' else cv2.cvtColor(array, cv2.COLOR_BGR2RGB)
+        """[H, W, 3] uint8 RGB of an image path, a PIL image or an array in ``channels`` order
+        (``picture_rgb``)."""
+        return picture_rgb(image, channels, self.cfg.max_image_pixels)
 
-    def __call__(self, image: Image, channels: str = 'bgr') -> Instances:
-        """The instances of one picture: a path, or an [H, W, 3] uint8 array (BGR unless
-        ``channels='rgb'``)."""
-        return Instances.from_detections(self.backend(self.rgb(image, channels)), self.class_names)
+    def __call__(self, images: Union[Image, Sequence[Image]], channels: str = 'bgr', batch_size: int = 1,
+                 score_threshold: Optional[float] = None, max_instances: Optional[int] = None
+                 ) -> Union[Instances, List[Instances]]:
+        """The ``Instances`` of one picture: a path, a numpy array ([H, W, 3] BGR unless
+        ``channels='rgb'``; [H, W] grey and [H, W, 4] with alpha too; uint8 or uint16) or a
+        PIL image (any mode, read as RGB); for a list (or tuple) of them, a list of
+        ``Instances`` in the same order, ``batch_size`` pictures to a network run (pictures of
+        one padded size share a run, ``_forward``), reading and post-processing in worker
+        threads as ``stream``; a picture that cannot be read raises InputError naming it.
+        ``score_threshold`` and ``max_instances``: this call's config ``score_threshold`` and
+        ``max_per_image`` (``per_call_params``; the same result as a Segmenter made with them
+        as overrides)."""
+        params, size = self._params(score_threshold, max_instances), at_least_one('batch_size', batch_size)
+        if not isinstance(images, (list, tuple)):
+            backend = self.backend
+            chw, meta = backend.prepare(self.rgb(images, channels))
+            return self._instances(backend, self._forward(backend, [(chw, meta)])[0], meta, params)
+        results = []
+        with contextlib.closing(self._batches(images, channels, size, params)) as done:
+            for index, (source, result) in enumerate(done):
+                if isinstance(result, ValueError):
+                    raise InputError(f'picture {index} of the list ({describe(source)}): {result}') from result
+                if isinstance(result, Exception):
+                    raise result
+                results.append(result)
+        return results
 
-    def stream(self, images: Union[str, os.PathLike, Iterable[Image]], channels: str = 'bgr'
+    def stream(self, images: Union[str, os.PathLike, Iterable[Image]], channels: str = 'bgr', batch_size: int = 1,
+               score_threshold: Optional[float] = None, max_instances: Optional[int] = None
                ) -> Iterator[Tuple[Any, Instances]]:
         """``(source, instances)`` for each picture of a folder (or one image path), or of an
-        iterable of paths and arrays, in order. Reading and post-processing run in worker
-        threads while the network runs (``model.inference.pipeline``); a picture that cannot
-        be read is skipped with a warning on this module's logger."""
+        iterable of paths, arrays and PIL images, in order, ``batch_size`` pictures to a
+        network run (as ``__call__``, with its ``score_threshold`` and ``max_instances``).
+        Reading and post-processing run in worker threads while the network runs
+        (``model.inference.pipeline``); a picture that cannot be read is skipped with a
+        warning on this module's logger."""
         if isinstance(images, (str, os.PathLike)):
             found = list_images(str(images))
             if not found:
                 raise InputError(f'no images found at {images} — give an image file or a folder of images')
             images = found
-        backend, stats = self.backend, PipelineStats()
+        params, size = self._params(score_threshold, max_instances), at_least_one('batch_size', batch_size)
+        for source, result in self._batches(images, channels, size, params):
+            if isinstance(result, Exception):
+                LOG.warning(f'skipped {describe(source)}: {result}')
+            else:
+                yield source, result
 
-        def load(item):
-            return backend.prepare(self.rgb(item, channels))
-
-        def finish(item, loaded, outputs):
-            return Instances.from_detections(backend.finish_outputs(outputs, loaded[1]), self.class_names)
-
-        yield from self._reporting(stream_pipeline(images, load, lambda loaded: backend.forward([loaded[0]]),
-                                                   finish, stats), stats)
-
-    def stream_video(self, source: Union[str, int], max_frames: int = 0
-                     ) -> Iterator[Tuple[int, np.ndarray, Instances]]:
+    def stream_video(self, source: Union[str, int], max_frames: int = 0, score_threshold: Optional[float] = None,
+                     max_instances: Optional[int] = None) -> Iterator[Tuple[int, np.ndarray, Instances]]:
         """``(frame index, BGR frame, instances)`` for each frame of a video file or camera
-        (an int ID) until it ends or ``max_frames`` (0: all), in order."""
+        (an int ID) until it ends or ``max_frames`` (0: all), in order; ``score_threshold``
+        and ``max_instances`` as for ``__call__``."""
         if isinstance(source, (str, os.PathLike)) and not Path(source).is_file():
             raise InputError(f'video not found: {source} — check the path')
+        params, backend = self._params(score_threshold, max_instances), self.backend
         capture, first = open_capture(source if isinstance(source, int) else str(source))
-        load, model = video_stages(self.backend, None)
+        load, model = video_stages(backend, None)
 
         def finish(item, loaded, outputs):
-            return Instances.from_detections(self.backend.finish_outputs(outputs, loaded[1][1]), self.class_names)
+            return self._instances(backend, outputs, loaded[1][1], params)
 
         try:
             for (index, frame), result in stream_pipeline(read_frames(capture, first, max_frames), load, model,
@@ -127,18 +248,53 @@ class Segmenter:
         finally:
             capture.release()
 
+    def _params(self, score_threshold: Optional[float], max_instances: Optional[int]) -> InferenceParams:
+        return per_call_params(self.backend.params, score_threshold, max_instances)
+
+    def _batches(self, images: Iterable[Image], channels: str, batch_size: int, params: InferenceParams
+                 ) -> Iterator[Tuple[Any, Union[Instances, Exception]]]:
+        """``(source, Instances or the exception that stopped the picture)`` for each of
+        ``images`` in order: ``batch_size`` of them at a time read and prepared in a worker,
+        run through the network on this thread (``_forward``), finished in workers."""
+        check_channels(channels)
+        backend = self.backend
+
+        def load(chunk):
+            return [prepared(backend, item, channels) for item in chunk]
+
+        def model(loaded):
+            return self._forward(backend, [item for item in loaded if not isinstance(item, Exception)])
+
+        def finish(chunk, loaded, outputs):
+            found = iter(outputs)
+            return [(item, ready) if isinstance(ready, Exception)
+                    else (item, self._instances(backend, next(found), ready[1], params))
+                    for item, ready in zip(chunk, loaded)]
+
+        for _, done in stream_pipeline(chunks(images, batch_size), load, model, finish,
+                                       prefetch=max(2, 4 // batch_size), window=max(2, 8 // batch_size)):
+            yield from done
+
     @staticmethod
-    def _reporting(results, stats: PipelineStats):
-        """``results`` passed through, warning once about each picture the pipeline skipped."""
-        reported = 0
+    def _forward(backend, ready: Sequence[Tuple[np.ndarray, Any]]) -> List[List[np.ndarray]]:
+        """The network's outputs ([1, ...] each) for each prepared picture ((chw [3, Hp, Wp],
+        meta)): the pictures of one padded size in one batch. Pictures of other sizes are
+        never padded to one (SOLOv2's grid spans the padded input: more padding would move
+        the result), so a batch gives what one picture at a time gives."""
+        groups: Dict[tuple, List[int]] = {}
+        for index, (chw, _) in enumerate(ready):
+            groups.setdefault(chw.shape, []).append(index)
+        outputs: List[Any] = [None] * len(ready)
+        for indices in groups.values():
+            batch = backend.forward([ready[i][0] for i in indices])
+            for row, index in enumerate(indices):
+                outputs[index] = [array[row:row + 1] for array in batch]
+        return outputs
 
-        def report() -> None:
-            nonlocal reported
-            for source, message in stats.failed[reported:]:
-                LOG.warning(f'skipped {"an array" if isinstance(source, np.ndarray) else source}: {message}')
-            reported = len(stats.failed)
+    @staticmethod
+    def _instances(backend, outputs: Sequence[np.ndarray], meta, params: InferenceParams) -> Instances:
+        """One picture's network outputs -> its Instances, post-processed with ``params``
+        (``backend.finish_outputs`` with the call's thresholds)."""
+        return Instances.from_detections(backend.finish(postprocess_flat(*outputs, params)[0], meta),
+                                         backend.class_names)
 
-        for item in results:
-            report()
-            yield item
-        report()

@@ -16,7 +16,7 @@ from solov2.config.errors import InputError
 from solov2.config.sidecar import resolve_config
 from solov2.model.distributed import SINGLE, Processes, local_rank0_first
 from solov2.model.inference.backend import Backend, BackendError
-from solov2.model.inference.export_cache import cached_backend, compiled_cache
+from solov2.model.inference.export_cache import Progress, cache_root, cached_backend, compiled_cache
 from solov2.model.inference.exported import InferenceBackend, OnnxBackend
 from solov2.model.inference.openvino_backend import PRECISIONS, OpenVinoBackend
 from solov2.model.inference.predictor import Predictor
@@ -27,14 +27,17 @@ EXPORTED = ('inference', 'onnx', 'openvino')
 
 
 def exported_backend(kind: str, model_dir: str, threads: int = 0, mkldnn: bool = False,
-                     overrides: Sequence[str] = (), precision: str = 'f32') -> Backend:
-    """The backend of an exported model folder by name: 'inference', 'onnx' or 'openvino'."""
+                     overrides: Sequence[str] = (), precision: str = 'f32',
+                     cache_dir: Optional[str] = None) -> Backend:
+    """The backend of an exported model folder by name: 'inference', 'onnx' or 'openvino'
+    (its compiled models kept under ``export_cache.cache_root(cache_dir)``)."""
     if kind == 'inference':
         return InferenceBackend(model_dir, threads, mkldnn, overrides)
     if kind == 'onnx':
         return OnnxBackend(model_dir, threads, overrides)
     if kind == 'openvino':
-        return OpenVinoBackend(model_dir, threads, precision, overrides, compiled_cache=compiled_cache())
+        return OpenVinoBackend(model_dir, threads, precision, overrides,
+                               compiled_cache=compiled_cache(cache_root(cache_dir)))
     raise BackendError(f"unknown exported backend '{kind}' (expected one of {', '.join(EXPORTED)})")
 
 
@@ -67,7 +70,8 @@ def _nearby(path: Path) -> str:
 def open_backend(weights: Optional[str] = None, config: Optional[int] = None, backend: str = 'auto',
                  model_dir: Optional[str] = None, precision: str = 'f32', device: Optional[str] = None,
                  threads: int = 0, overrides: Sequence[str] = (), mkldnn: bool = False,
-                 resolved: Optional[Tuple[int, type]] = None, processes: Processes = SINGLE) -> Tuple[int, Backend]:
+                 resolved: Optional[Tuple[int, type]] = None, processes: Processes = SINGLE,
+                 cache_dir: Optional[str] = None, progress: Optional[Progress] = None) -> Tuple[int, Backend]:
     """(config number, backend) ready to run: ``weights`` (a project checkpoint; its config from
     ``config`` or its sidecar) for 'auto' and 'dygraph', ``model_dir`` (an exported folder) for
     'inference', 'onnx' and 'openvino'. ``overrides``: ``['name=value', ...]`` config changes.
@@ -75,7 +79,9 @@ def open_backend(weights: Optional[str] = None, config: Optional[int] = None, ba
     Selects the device and the CPU threads (``model.runtime.setup``; ``threads`` 0: this
     process's share of the cores among ``processes.local_size`` on the machine). Under the
     launcher (``processes``, ``model.distributed``) 'auto' exports into the cache on each
-    node's first process while the others wait, then all load it. Raises InputError (or a
+    node's first process while the others wait, then all load it. ``cache_dir``: the export
+    cache (default ``$SOLOV2_CACHE``, ``export_cache.cache_root``); ``progress(stage, fraction)``
+    hears 'auto''s first export (``export_cache.cached_backend``). Raises InputError (or a
     subclass: BackendError, CheckpointError) with a one-line message."""
     if backend not in BACKENDS:
         raise BackendError(f"unknown backend '{backend}' (expected one of {', '.join(BACKENDS)})")
@@ -95,11 +101,12 @@ def open_backend(weights: Optional[str] = None, config: Optional[int] = None, ba
     setup('cpu', threads)
     if backend == 'auto':
         number, cfg = resolved or checked_weights(weights, config, overrides)
-        return number, local_rank0_first(lambda: cached_backend(number, cfg, weights, overrides, threads)[1],
-                                         processes)
+        return number, local_rank0_first(
+            lambda: cached_backend(number, cfg, weights, overrides, threads, cache_dir=cache_dir, progress=progress)[1],
+            processes)
     if not model_dir:
         raise BackendError(f'--backend {backend} needs --model-dir (a folder from tools/export_model.py)')
-    opened = exported_backend(backend, model_dir, threads, mkldnn, overrides, precision)
+    opened = exported_backend(backend, model_dir, threads, mkldnn, overrides, precision, cache_dir)
     if config is not None and config != opened.number:
         raise BackendError(f'{model_dir} was exported from config {opened.number}, not --config={config}')
     return opened.number, opened

@@ -10,7 +10,9 @@ and the fastest is recorded with the timings in the entry's ``cache.json``; late
 open the recorded engine without timing again. An entry lives in ``$SOLOV2_CACHE``
 (default ``~/.cache/solov2-paddle``) under a name derived from a key: the weights file's
 content hash, the config number, the ``--opt`` overrides, the versions of the exporter and
-of both engines and a hash of this package's source (not the engine that wins). It is built
+of both engines and a hash of this package's source (not the engine that wins); the cache
+folder can also be given per call (``cache_dir``, what ``Segmenter(cache_dir=...)`` passes), and
+a ``progress(stage, fraction)`` callback hears how the export goes. It is built
 in a temporary folder and only then renamed into place; on load the hashes of its files are
 checked again, and an entry that fails the check or does not load is said to be corrupt,
 deleted and rebuilt.
@@ -47,11 +49,16 @@ _PACKAGES = {'openvino': ('openvino',), 'onnx': ('onnxruntime',)}
 COMPILED = 'openvino-compiled'   # OpenVINO's CACHE_DIR under cache_root()
 TIMING_WARMUP = 2          # openvino compiles a static model the second time it meets a size
 TIMING_RUNS = 3
+Progress = Callable[[str, float], None]
+# The stages of a first export, in order, and roughly the share of its time gone when each
+# begins (shapes_r18 with openvino and onnx on 2 cores: the ONNX export took 78% of 29 s,
+# verifying 11%, timing 10%); ``progress(stage, fraction)`` hears them.
+STAGES = {'load': 0.0, 'export': 0.02, 'verify': 0.8, 'time': 0.9, 'done': 1.0}
 
 
-def cache_root() -> Path:
-    """``$SOLOV2_CACHE``, else ``~/.cache/solov2-paddle``."""
-    return Path(os.environ.get(CACHE_ENV) or Path.home() / '.cache' / 'solov2-paddle')
+def cache_root(cache_dir: Optional[str] = None) -> Path:
+    """``cache_dir`` when given, else ``$SOLOV2_CACHE``, else ``~/.cache/solov2-paddle``."""
+    return Path(cache_dir or os.environ.get(CACHE_ENV) or Path.home() / '.cache' / 'solov2-paddle')
 
 
 def installed_engines() -> List[str]:
@@ -105,11 +112,12 @@ def entry_name(key: dict) -> str:
     return f'config{key["config"]}-auto-{digest}'
 
 
-def compiled_cache() -> Optional[str]:
-    """``cache_root()/openvino-compiled``, the folder where OpenVINO keeps the models it
-    compiles (``OpenVinoBackend(compiled_cache=...)``), with a manifest so that ``tools/cache.py
-    prune`` removes it once OpenVINO or this code changes; None when it cannot be written."""
-    folder = cache_root() / COMPILED
+def compiled_cache(root: Optional[Path] = None) -> Optional[str]:
+    """``root/openvino-compiled`` (``root`` default ``cache_root()``), the folder where OpenVINO
+    keeps the models it compiles (``OpenVinoBackend(compiled_cache=...)``), with a manifest so
+    that ``tools/cache.py prune`` removes it once OpenVINO or this code changes; None when it
+    cannot be written."""
+    folder = (root or cache_root()) / COMPILED
     key = {'format': FORMAT, 'config': 'all', 'precision': 'compiled', 'versions': {'openvino': _version('openvino')},
            'source_sha256': source_hash()}
     manifest = json.dumps({'key': key, 'files': {}, 'engine': 'openvino compiled models'}, indent=2) + '\n'
@@ -123,8 +131,10 @@ def compiled_cache() -> Optional[str]:
 
 
 def _open(kind: str, folder: Path, threads: int, overrides: Sequence[str]) -> Backend:
+    """The backend of an entry (or of the temporary folder an entry is built in) of the cache
+    ``folder.parent``."""
     if kind == 'openvino':
-        return OpenVinoBackend(str(folder), threads, 'f32', overrides, compiled_cache=compiled_cache())
+        return OpenVinoBackend(str(folder), threads, 'f32', overrides, compiled_cache=compiled_cache(folder.parent))
     return OnnxBackend(str(folder), threads, overrides)
 
 
@@ -179,17 +189,26 @@ def choice(manifest: dict) -> str:
     return ', '.join(f'{kind} {ms:.0f} ms' for kind, ms in timings.items()) + f' per {height}x{width} picture'
 
 
-def build_entry(cfg, weights: str, key: dict, folder: Path, threads: int, engines: Sequence[str]) -> None:
+def build_entry(cfg, weights: str, key: dict, folder: Path, threads: int, engines: Sequence[str],
+                progress: Optional[Progress] = None) -> None:
     """Export into a temporary folder beside ``folder``, verify each of ``engines`` against
     dygraph, time them when there are several (``time_engines``), write the manifest with
     the fastest and the timings, and rename it to ``folder`` (``data.files.build_folder``).
+    ``progress(stage, fraction)`` is called as each of ``STAGES`` but 'done' begins.
     Raises ExportError."""
+    say = progress or (lambda stage, fraction: None)
+
     def build(tmp: Path) -> None:
+        say('load', STAGES['load'])
         dygraph = Predictor(cfg, weights, 'cpu', sidecar=False)
+        say('export', STAGES['export'])
         export(key['config'], cfg, weights, tmp, fmt='onnx', check=False, dygraph=dygraph)
+        say('verify', STAGES['verify'])
         backends = {kind: _open(kind, tmp, threads, key['overrides']) for kind in engines}
         verify(dygraph, list(backends.values()))
         batch = timing_batch(backends[engines[0]].cfg)       # the config with the --opt overrides
+        if len(backends) > 1:
+            say('time', STAGES['time'])
         timings = time_engines(backends, batch) if len(backends) > 1 else {}
         files = {p.name: file_sha256(p) for p in sorted(tmp.iterdir()) if p.is_file()}
         manifest = {'key': key, 'files': files, 'engine': min(engines, key=lambda kind: timings.get(kind, 0)),
@@ -205,17 +224,21 @@ def build_entry(cfg, weights: str, key: dict, folder: Path, threads: int, engine
 
 
 def cached_backend(number: int, cfg, weights: str, overrides: Sequence[str], threads: int = 0,
-                   log: Optional[Callable[[str], None]] = None) -> Tuple[str, Backend]:
+                   log: Optional[Callable[[str], None]] = None, cache_dir: Optional[str] = None,
+                   progress: Optional[Progress] = None) -> Tuple[str, Backend]:
     """('openvino' | 'onnx' | 'dygraph', backend) for ``--backend auto`` on the CPU, exporting
-    into the cache when needed (``cfg`` as ``config.sidecar.resolve_config`` gives it); says in
-    one line what it used, through ``log`` (default: this module's logger, INFO)."""
+    into the cache (``cache_root(cache_dir)``) when needed (``cfg`` as
+    ``config.sidecar.resolve_config`` gives it); says in one line what it used, through ``log``
+    (default: this module's logger, INFO). While it exports, ``progress(stage, fraction)``
+    hears each of ``STAGES`` begin, 'done' (1.0) last, also when the export fails; it is not
+    called when the entry is in the cache or no engine is installed."""
     log = log or LOG.info
     engines = installed_engines()
     if not engines:
         log('auto: neither openvino nor onnxruntime (+ paddle2onnx) is installed: using dygraph')
         return 'dygraph', Predictor(cfg, weights, 'cpu', sidecar=False)
     key = cache_key(weights, number, overrides)
-    folder = cache_root() / entry_name(key)
+    folder = cache_root(cache_dir) / entry_name(key)
     if folder.exists():
         problem = check_entry(folder, key, engines)
         if problem is None:
@@ -233,15 +256,19 @@ def cached_backend(number: int, cfg, weights: str, overrides: Sequence[str], thr
     began = time.perf_counter()
     try:
         shutil.rmtree(folder, ignore_errors=True)
-        build_entry(cfg, weights, key, folder, threads, engines)
+        build_entry(cfg, weights, key, folder, threads, engines, progress)
         manifest = _manifest(folder)
     except (ExportError, OSError, ValueError) as exc:     # OSError: e.g. a cache folder that cannot be written
         log(f'auto: could not export for {names} ({exc}): using dygraph')
-        return 'dygraph', Predictor(cfg, weights, 'cpu', sidecar=False)
-    kind = manifest['engine']
-    log(f'auto: exporting once to {folder} ({time.perf_counter() - began:.0f} s); {choice(manifest)}: '
-        f'using {kind} f32')
-    return kind, _open(kind, folder, threads, overrides)
+        chosen = 'dygraph', Predictor(cfg, weights, 'cpu', sidecar=False)
+    else:
+        kind = manifest['engine']
+        log(f'auto: exporting once to {folder} ({time.perf_counter() - began:.0f} s); {choice(manifest)}: '
+            f'using {kind} f32')
+        chosen = kind, _open(kind, folder, threads, overrides)
+    if progress is not None:
+        progress('done', STAGES['done'])
+    return chosen
 
 
 def _manifest(folder: Path) -> dict:

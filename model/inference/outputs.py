@@ -25,12 +25,8 @@ def draw_bgr(image_rgb: np.ndarray, result, class_names, draw_threshold: float) 
 
 def coco_records(image_id: int, file_name: str, result, class_names):
     """COCO-style records of one image, with ``file_name`` and ``category_name``."""
-    records = instances_to_coco(image_id, result.masks, result.labels, result.scores,
-                                [i + 1 for i in range(len(class_names))], result.boxes)
-    for record in records:
-        record['file_name'] = file_name
-        record['category_name'] = class_names[record['category_id'] - 1]
-    return records
+    return instances_to_coco(image_id, result.masks, result.labels, result.scores,
+                             [i + 1 for i in range(len(class_names))], result.boxes, file_name, class_names)
 
 
 def sort_records(records):

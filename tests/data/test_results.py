@@ -13,6 +13,7 @@ from solov2.data.results import (
     coco_bbox,
     encode_mask_rle,
     instances_to_coco,
+    mask_polygons,
     mask_to_box,
     masks_to_boxes,
     write_json,
@@ -181,6 +182,49 @@ def test_instances_to_coco_records():
     labels, scores = np.array([0, 2, 0]), np.array([0.9, 0.25, 0.1], dtype=np.float32)
     assert instances_to_coco(42, masks, labels, scores, {0: 1, 2: 3}, boxes) == \
         instances_to_coco(42, masks, labels, scores, {0: 1, 2: 3})
+
+
+def test_records_name_the_file_and_the_category_when_asked():
+    """``file_name`` and ``class_names`` add the two fields demo.py --save-json writes, after
+    the COCO ones; without them the records are plain COCO results."""
+    masks = np.zeros((2, 6, 6), dtype=bool)
+    masks[0, :2, :2] = masks[1, 3:, 3:] = True
+    labels, scores = np.array([1, 0]), np.array([0.8, 0.4], dtype=np.float32)
+    plain = instances_to_coco(3, masks, labels, scores, [10, 20])
+    named = instances_to_coco(3, masks, labels, scores, [10, 20], file_name='a.jpg', class_names=['cat', 'dog'])
+    assert list(named[0]) == ['image_id', 'category_id', 'segmentation', 'score', 'bbox', 'file_name',
+                              'category_name']
+    assert [(r['file_name'], r['category_id'], r['category_name']) for r in named] == [('a.jpg', 20, 'dog'),
+                                                                                     ('a.jpg', 10, 'cat')]
+    assert [{k: v for k, v in r.items() if k not in ('file_name', 'category_name')} for r in named] == plain
+
+
+def test_mask_polygons_trace_each_part_in_picture_pixels():
+    """A rectangle gives its four corners, an L shape its corners (pixel centres: a diagonal
+    step at the inner corner), a lone pixel one point, in
+    picture (x, y) pixels whatever the box read; two parts give two polygons; holes are not
+    traced; an empty mask gives none."""
+    mask = np.zeros((20, 30), dtype=bool)
+    mask[2:6, 10:18] = True                          # rows 2-5, columns 10-17
+    mask[12:18, 3:5] = True                          # an L: a column ...
+    mask[16:18, 5:9] = True                          # ... and a foot
+    mask[9, 25] = True
+    polygons = mask_polygons(mask)
+    assert all(p.dtype == np.int32 and p.shape[1] == 2 for p in polygons)
+    as_sets = sorted((sorted(map(tuple, p.tolist())) for p in polygons), key=len)
+    assert as_sets == [[(25, 9)],
+                       [(10, 2), (10, 5), (17, 2), (17, 5)],
+                       [(3, 12), (3, 17), (4, 12), (4, 15), (5, 16), (8, 16), (8, 17)]]
+    redrawn = np.zeros((20, 30), np.uint8)
+    cv2.fillPoly(redrawn, [p for p in polygons if len(p) > 2], 1)
+    redrawn[9, 25] = 1
+    np.testing.assert_array_equal(redrawn.astype(bool), mask)
+    assert [p.tolist() for p in mask_polygons(mask, mask_to_box(mask))] == [p.tolist() for p in polygons]
+    ring = np.zeros((9, 9), dtype=bool)
+    ring[1:8, 1:8] = True
+    ring[3:6, 3:6] = False
+    assert [sorted(map(tuple, p.tolist())) for p in mask_polygons(ring)] == [[(1, 1), (1, 7), (7, 1), (7, 7)]]
+    assert mask_polygons(np.zeros((4, 4), dtype=bool)) == []
 
 
 def test_write_json_atomic(tmp_path):

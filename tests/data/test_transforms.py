@@ -16,10 +16,12 @@ from solov2.data.transforms import (
     normalize,
     pad_to_multiple,
     padded_size,
+    pil_to_array,
     preprocess,
     read_image,
     resize_keep_ratio,
     resized_hw,
+    to_rgb,
 )
 
 
@@ -172,6 +174,78 @@ def test_transparent_and_greyscale_pictures_are_said_once(tmp_path, caplog, monk
     assert len(messages) == 2
     assert 'clear.png has transparent pixels' in messages[0]
     assert 'grey.png is greyscale' in messages[1]
+
+
+def test_arrays_are_converted_as_files_are(tmp_path):
+    """Grey ([H, W] and [H, W, 1]), BGRA and RGBA, and 16-bit arrays give what read_image gives
+    for the same pixels saved as a PNG: grey repeated, alpha dropped, 16 bits shifted to 8."""
+    rng = np.random.default_rng(1)
+    grey = rng.integers(0, 256, (10, 12), dtype=np.uint8)
+    grey16 = rng.integers(0, 65536, (10, 12), dtype=np.uint16)
+    bgra = rng.integers(0, 256, (10, 12, 4), dtype=np.uint8)
+    bgr16 = rng.integers(0, 65536, (10, 12, 3), dtype=np.uint16)
+    for name, array in (('grey', grey), ('grey16', grey16), ('bgra', bgra), ('bgr16', bgr16)):
+        from_file = read_image(_png(tmp_path / f'{name}.png', array))
+        np.testing.assert_array_equal(to_rgb(array, 'bgr'), from_file, err_msg=name)
+    np.testing.assert_array_equal(to_rgb(grey[..., None]), to_rgb(grey))
+    np.testing.assert_array_equal(to_rgb(bgra[..., [2, 1, 0, 3]], 'rgb'), to_rgb(bgra, 'bgr'))
+    np.testing.assert_array_equal(to_rgb(grey16.astype('>u2'), 'rgb'), to_rgb(grey16, 'rgb'))   # big-endian
+    np.testing.assert_array_equal(to_rgb(bgra[..., :3], 'bgr'), bgra[..., 2::-1])
+    rgb = bgra[..., :3].copy()
+    assert to_rgb(rgb, 'rgb') is rgb                # RGB uint8 is not copied
+    assert to_rgb(grey).shape == (10, 12, 3) and to_rgb(grey).dtype == np.uint8
+
+
+@pytest.mark.parametrize('array', [np.zeros((4, 4, 3), np.float32), np.zeros((4, 4, 2), np.uint8),
+                                   np.zeros((2, 4, 4, 3), np.uint8), np.zeros((0, 4, 3), np.uint8),
+                                   np.array(['a.jpg', 'b.jpg']), np.zeros((4, 4, 3), np.int32)])
+def test_other_arrays_are_one_input_error(array):
+    with pytest.raises(ValueError, match=r'an image array must be \[H, W\] grey'):
+        to_rgb(array)
+
+
+def test_pil_images_are_read_as_their_files_are(tmp_path):
+    """A PIL image of each common mode gives what read_image gives for the file it came
+    from (palette expanded, grey repeated, alpha dropped, 16 bits shifted to 8)."""
+    image_module = pytest.importorskip('PIL.Image')
+    rng = np.random.default_rng(2)
+    colour = rng.integers(0, 256, (10, 12, 3), dtype=np.uint8)
+    made = {'RGB': image_module.fromarray(colour), 'L': image_module.fromarray(colour[..., 0]),
+            'RGBA': image_module.fromarray(np.dstack([colour, colour[..., 1]])),
+            'LA': image_module.fromarray(np.dstack([colour[..., 0], colour[..., 1]])),
+            'I;16': image_module.fromarray(rng.integers(0, 65536, (10, 12), dtype=np.uint16)),
+            '1': image_module.fromarray(colour[..., 0] > 128)}
+    made['P'] = made['RGB'].quantize(16)
+    for mode, image in made.items():
+        assert image.mode == mode
+        image.save(tmp_path / f'{mode}.png')
+        reopened = image_module.open(tmp_path / f'{mode}.png')
+        np.testing.assert_array_equal(to_rgb(pil_to_array(reopened), 'rgb'), read_image(tmp_path / f'{mode}.png'),
+                                      err_msg=f'{mode} (opened as {reopened.mode})')
+    as_int32 = made['I;16'].convert('I')
+    np.testing.assert_array_equal(to_rgb(pil_to_array(as_int32), 'rgb'), to_rgb(pil_to_array(made['I;16']), 'rgb'))
+    with pytest.raises(ValueError, match='mode F'):
+        pil_to_array(as_int32.convert('F'))
+
+
+def test_unusual_arrays_are_said_once_as_files_are(caplog, monkeypatch):
+    """warn=True logs a transparent or a greyscale array once each, naming the source."""
+    rng = np.random.default_rng(3)
+    colour = rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)
+    opaque = np.dstack([colour, np.full((16, 16), 255, np.uint8)])
+    see_through = opaque.copy()
+    see_through[0, 0, 3] = 0
+    monkeypatch.setattr(transforms, '_said', set())
+    with caplog.at_level(logging.WARNING, logger='solov2.data.transforms'):
+        to_rgb(colour, warn=True)
+        to_rgb(opaque, warn=True)
+        to_rgb(colour[..., 0], warn=False)
+        assert not caplog.records
+        to_rgb(see_through, source='frame 7', warn=True)
+        to_rgb(colour[..., 0], source='a PIL image', warn=True)
+        to_rgb(see_through, warn=True)
+    assert [r.message.split(':')[0] for r in caplog.records] == ['frame 7 has transparent pixels',
+                                                                 'a PIL image is greyscale']
 
 
 def test_every_picture_fits_a_bucket():

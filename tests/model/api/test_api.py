@@ -60,7 +60,8 @@ def test_instances_helpers(seg):
     with pytest.raises(InputError, match='unknown class'):
         result.filter(classes=['unicorn'])
     records = result.to_coco(image_id=7)
-    assert records == instances_to_coco(7, result.masks, result.labels, result.scores, [1, 2, 3, 4], result.boxes)
+    assert records == instances_to_coco(7, result.masks, result.labels, result.scores, [1, 2, 3, 4], result.boxes,
+                                        class_names=seg.class_names)
     rgb = read_image(IMAGES[0])
     drawn_rgb = result.draw(rgb, channels='rgb')
     np.testing.assert_array_equal(drawn_rgb, draw_instances(rgb, result.masks, result.labels, result.scores,
@@ -101,6 +102,9 @@ def test_stream_video_yields_every_frame_in_order(seg, tmp_path):
     assert frame.shape == (height, width, 3)
     _same(result, seg(frame))
     assert len(list(seg.stream_video(str(path), max_frames=2))) == 2
+    _, frame, few = next(seg.stream_video(str(path), score_threshold=0.6, max_instances=4))
+    _same(few, seg(frame, score_threshold=0.6, max_instances=4))
+    assert len(few) == 4
 
 
 def test_evaluate_equals_eval_py(seg, tmp_path, capsys):
@@ -124,8 +128,8 @@ def test_overrides_as_a_dict_or_a_list(seg):
 
 @pytest.mark.parametrize('call, message', [
     (lambda seg: seg(IMAGES[0], channels='bgra'), "channels must be 'bgr'"),
-    (lambda seg: seg(np.zeros((8, 8), np.uint8)), 'must be [H, W, 3] uint8'),
-    (lambda seg: seg(np.zeros((8, 8, 3), np.float32)), 'must be [H, W, 3] uint8'),
+    (lambda seg: seg(np.zeros((8, 8, 2), np.uint8)), 'must be [H, W] grey, [H, W, 3] or [H, W, 4]'),
+    (lambda seg: seg(np.zeros((8, 8, 3), np.float32)), 'must be [H, W] grey, [H, W, 3] or [H, W, 4]'),
     (lambda seg: list(seg.stream('no/such/folder')), 'no images found'),
     (lambda seg: list(seg.stream_video('no/such/clip.mp4')), 'video not found'),
 ])

@@ -1,0 +1,100 @@
+"""``Instances`` on hand-built results: length, iteration, indexing by int, slice, boolean
+mask and indices, the picture size, polygons, ``to_dict`` and COCO records as demo.py writes
+them."""
+import json
+
+import numpy as np
+import pycocotools.mask as mask_util
+import pytest
+
+from solov2.model.api import InputError, Instance, Instances
+from solov2.model.inference.outputs import coco_records
+
+# pycocotools' decode triggers a NumPy 2 copy-keyword DeprecationWarning internally.
+pytestmark = pytest.mark.filterwarnings('ignore:__array__ implementation:DeprecationWarning')
+NAMES = ('cat', 'dog', 'bird')
+
+
+@pytest.fixture
+def three():
+    """Three instances on a 6 x 8 picture: a dog (0.9), a cat (0.6) in two parts, a bird (0.2)."""
+    masks = np.zeros((3, 6, 8), dtype=bool)
+    masks[0, 1:4, 1:5] = True
+    masks[1, 0, 6] = masks[1, 4:6, 6:8] = True
+    masks[2, 5, 0] = True
+    boxes = np.array([[1, 1, 5, 4], [6, 0, 8, 6], [0, 5, 1, 6]], dtype=np.int64)
+    return Instances(masks, np.array([1, 0, 2]), np.array([0.9, 0.6, 0.2], np.float32), boxes, NAMES)
+
+
+def test_len_iteration_and_one_instance(three):
+    assert len(three) == 3 and three.image_size == (6, 8)
+    items = list(three)
+    assert all(isinstance(item, Instance) for item in items)
+    assert [(i.name, i.label, i.box) for i in items] == [('dog', 1, (1, 1, 5, 4)), ('cat', 0, (6, 0, 8, 6)),
+                                                         ('bird', 2, (0, 5, 1, 6))]
+    assert items[1].score == pytest.approx(0.6) and isinstance(items[1].score, float)
+    np.testing.assert_array_equal(three[1].mask, three.masks[1])
+    assert three[-1].name == 'bird' and three[np.int64(0)].name == 'dog'
+    assert 'dog' in repr(three[0]) and '12 pixels' in repr(three[0])
+    with pytest.raises(IndexError):
+        three[3]
+    with pytest.raises(IndexError):
+        three[-4]
+
+
+def test_slices_masks_and_indices_give_instances(three):
+    confident = three[three.scores > 0.5]
+    assert isinstance(confident, Instances) and confident.names == ['dog', 'cat']
+    np.testing.assert_array_equal(confident.masks, three.masks[:2])
+    np.testing.assert_array_equal(confident.boxes, three.boxes[:2])
+    assert three[1:].names == ['cat', 'bird'] and three[::-1].names == ['bird', 'cat', 'dog']
+    assert three[[2, 0]].names == ['bird', 'dog'] and three[np.array([-1])].names == ['bird']
+    assert three[[True, False, True]].names == ['dog', 'bird']
+    nothing = three[three.scores > 1]
+    assert len(nothing) == 0 and nothing.image_size == (6, 8) and nothing.class_names == NAMES
+    assert len(three[[]]) == 0
+    assert three.filter(min_score=0.5).names == ['dog', 'cat']      # filter is the same selection
+
+
+@pytest.mark.parametrize('index', [np.array([True, False]), 'dog', [0.5], np.zeros((2, 2), np.int64)])
+def test_other_indices_are_one_input_error(three, index):
+    with pytest.raises(InputError, match='index Instances with an int, a slice, a boolean mask of length 3'):
+        three[index]
+
+
+def test_an_index_past_the_end_is_an_index_error(three):
+    with pytest.raises(IndexError, match='outside the 3 instances'):
+        three[[0, 3]]
+
+
+def test_polygons_are_picture_pixels_one_per_part(three):
+    polygons = three.polygons()
+    assert len(polygons) == 3 and [len(parts) for parts in polygons] == [1, 2, 1]
+    assert sorted(map(tuple, polygons[0][0].tolist())) == [(1, 1), (1, 3), (4, 1), (4, 3)]
+    assert sorted(sorted(map(tuple, part.tolist())) for part in polygons[1]) == [
+        [(6, 0)], [(6, 4), (6, 5), (7, 4), (7, 5)]]
+    assert polygons[2][0].tolist() == [[0, 5]]
+    assert three[three.scores > 1].polygons() == []
+
+
+def test_to_dict_is_json_and_decodes_back(three):
+    as_dict = json.loads(json.dumps(three.to_dict()))
+    assert as_dict['image_size'] == [6, 8] and as_dict['class_names'] == list(NAMES)
+    first = as_dict['instances'][0]
+    assert {k: first[k] for k in ('label', 'name', 'box')} == {'label': 1, 'name': 'dog', 'box': [1, 1, 5, 4]}
+    assert first['score'] == pytest.approx(0.9)
+    for item, mask in zip(as_dict['instances'], three.masks):
+        rle = {'size': item['mask']['size'], 'counts': item['mask']['counts'].encode()}
+        np.testing.assert_array_equal(mask_util.decode(rle).astype(bool), mask)
+
+
+def test_coco_records_are_those_of_demo_save_json(three):
+    """With the file name, ``to_coco`` writes what ``demo.py --save-json`` writes (file and
+    category names included); ``category_ids`` maps labels to a dataset's ids."""
+    records = three.to_coco(4, file_name='pets.jpg')
+    assert records == coco_records(4, 'pets.jpg', three, NAMES)
+    assert [(r['file_name'], r['category_name'], r['category_id']) for r in records] == [
+        ('pets.jpg', 'dog', 2), ('pets.jpg', 'cat', 1), ('pets.jpg', 'bird', 3)]
+    mapped = three.to_coco(4, category_ids=[17, 18, 5])
+    assert [(r['category_id'], r['category_name']) for r in mapped] == [(18, 'dog'), (17, 'cat'), (5, 'bird')]
+    assert 'file_name' not in mapped[0]

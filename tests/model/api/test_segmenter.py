@@ -1,0 +1,180 @@
+"""What ``Segmenter`` takes and gives besides one picture: a list with ``batch_size``, PIL
+images, grey and RGBA arrays, per-call thresholds, ``close()`` and ``with``, and 'auto''s
+``cache_dir`` and ``progress``."""
+import gc
+import weakref
+
+import cv2
+import numpy as np
+import pytest
+
+from solov2.data.transforms import read_image
+from solov2.model.api import InputError, Instances, Segmenter
+from solov2.model.inference.export_cache import STAGES, cache_root, installed_engines
+from tests.helpers import REPO_DIR
+
+WEIGHTS = str(REPO_DIR / 'weights' / 'shapes_r18.pdparams')
+SQUARE = sorted((REPO_DIR / 'images').glob('shapes_0*.jpg'))       # 256 x 256
+WIDE = REPO_DIR / 'images' / 'shapes_wide.jpg'                      # 256 x 512: another padded size
+
+
+@pytest.fixture(scope='module')
+def seg():
+    return Segmenter(WEIGHTS, backend='dygraph', device='cpu', threads=2)
+
+
+def _same(a: Instances, b: Instances, exact: bool = True):
+    """The same instances; ``exact=False``: up to float rounding (a batched network run may
+    sum in another order than a single one on some CPUs)."""
+    assert len(a) == len(b) > 0
+    np.testing.assert_array_equal(a.labels, b.labels)
+    np.testing.assert_allclose(a.scores, b.scores, rtol=1e-6 if exact else 1e-4, atol=0 if exact else 1e-5)
+    if exact:
+        np.testing.assert_array_equal(a.masks, b.masks)
+        np.testing.assert_array_equal(a.boxes, b.boxes)
+    else:
+        assert np.count_nonzero(a.masks != b.masks) <= 2 * len(a), 'masks differ beyond border pixels'
+
+
+def _recording(monkeypatch, backend) -> list:
+    """The batch sizes and input sizes of ``backend.forward`` calls from now on."""
+    calls, forward = [], backend.forward
+
+    def recorded(inputs):
+        calls.append((len(inputs), inputs[0].shape[1:]))
+        return forward(inputs)
+    monkeypatch.setattr(backend, 'forward', recorded)
+    return calls
+
+
+def test_a_list_gives_its_instances_in_order_as_one_by_one(seg, monkeypatch):
+    """``seg(list, batch_size=3)`` runs up to 3 pictures per network call, those of one padded
+    size together (the wide one alone), and gives what one call per picture gives."""
+    items = [SQUARE[0], cv2.imread(str(SQUARE[1])), WIDE, SQUARE[2], str(SQUARE[3])]
+    one_by_one = [seg(item) for item in items]
+    calls = _recording(monkeypatch, seg.backend)
+    batched = seg(items, batch_size=3)
+    assert isinstance(batched, list) and len(batched) == len(items)
+    assert [size for size, _ in calls] == [2, 1, 2]          # [0, 1 | 2] [3, 4]
+    assert calls[1][1] != calls[0][1] == calls[2][1]
+    for got, want in zip(batched, one_by_one):
+        _same(got, want, exact=False)
+    calls.clear()
+    for got, want in zip(seg(tuple(items)), one_by_one):     # batch_size 1: one picture per call
+        _same(got, want)
+    assert [size for size, _ in calls] == [1] * len(items)
+    assert seg([]) == []
+
+
+def test_stream_batches_too(seg, monkeypatch):
+    want = [seg(path) for path in SQUARE]
+    calls = _recording(monkeypatch, seg.backend)
+    streamed = list(seg.stream(SQUARE, batch_size=4))
+    assert [source for source, _ in streamed] == SQUARE and [size for size, _ in calls] == [4]
+    for (_, got), expected in zip(streamed, want):
+        _same(got, expected, exact=False)
+
+
+def test_a_picture_that_cannot_be_read_in_a_list_is_named(seg, tmp_path):
+    bad = tmp_path / 'notes.jpg'
+    bad.write_text('not a picture')
+    with pytest.raises(InputError, match=r'picture 1 of the list \(.*notes.jpg\): cannot read image'):
+        seg([SQUARE[0], bad, SQUARE[1]], batch_size=2)
+    with pytest.raises(InputError, match=r'picture 0 of the list \(an array\): an image array must be'):
+        seg([np.zeros((4, 4), np.float32)])
+
+
+@pytest.mark.parametrize('batch_size', [0, -1, 1.5, True, '2'])
+def test_a_bad_batch_size_is_one_input_error(seg, batch_size):
+    with pytest.raises(InputError, match='batch_size must be a whole number of at least 1'):
+        seg([SQUARE[0]], batch_size=batch_size)
+
+
+def test_pil_images_are_rgb_whatever_channels_says(seg):
+    image_module = pytest.importorskip('PIL.Image')
+    want = seg(SQUARE[0])
+    picture = image_module.open(SQUARE[0])
+    _same(seg(picture), want)                               # the default channels='bgr' is for arrays
+    _same(seg(picture, channels='rgb'), want)
+    rgba = picture.convert('RGBA')
+    _same(seg(rgba), want)
+    results = seg([picture, rgba], batch_size=2)
+    _same(results[0], want, exact=False)
+
+
+def test_grey_and_rgba_arrays_are_read_as_their_files(seg, tmp_path):
+    """A grey [H, W] array gives what its grey PNG gives; a BGRA array what its BGR picture
+    gives (alpha dropped), as for files."""
+    bgr = cv2.imread(str(SQUARE[1]))
+    grey = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
+    cv2.imwrite(str(tmp_path / 'grey.png'), grey)
+    _same(seg(grey), seg(tmp_path / 'grey.png'))
+    np.testing.assert_array_equal(seg.rgb(grey), read_image(tmp_path / 'grey.png'))
+    bgra = np.dstack([bgr, np.full(grey.shape, 128, np.uint8)])
+    _same(seg(bgra), seg(bgr))
+    _same(seg(bgra[..., [2, 1, 0, 3]], channels='rgb'), seg(bgr))
+
+
+def test_a_per_call_threshold_equals_constructing_with_it(seg):
+    """``score_threshold=`` and ``max_instances=`` give what a Segmenter built with the
+    overrides ``score_threshold`` / ``max_per_image`` gives, and change nothing after the call."""
+    everything = seg(SQUARE[0])
+    high = Segmenter(WEIGHTS, backend='dygraph', device='cpu', threads=2, overrides={'score_threshold': 0.6})
+    _same(seg(SQUARE[0], score_threshold=0.6), high(SQUARE[0]))
+    assert 0 < len(high(SQUARE[0])) < len(everything)
+    few = Segmenter(WEIGHTS, backend='dygraph', device='cpu', threads=2, overrides={'max_per_image': 3})
+    _same(seg(SQUARE[0], max_instances=3), few(SQUARE[0]))
+    assert len(few(SQUARE[0])) == 3
+    _same(seg(SQUARE[0]), everything)                       # the call changed nothing
+    _same(seg(SQUARE[:2], batch_size=2, score_threshold=0.6)[0], high(SQUARE[0]), exact=False)
+    _same(next(seg.stream([SQUARE[0]], score_threshold=0.6))[1], high(SQUARE[0]))
+
+
+@pytest.mark.parametrize('kwargs, message', [
+    ({'score_threshold': 1.5}, 'score_threshold must be a number from 0 to 1'),
+    ({'score_threshold': '0.5'}, 'score_threshold must be a number from 0 to 1'),
+    ({'max_instances': 0}, 'max_instances must be a whole number of at least 1'),
+    ({'max_instances': 2.5}, 'max_instances must be a whole number of at least 1'),
+])
+def test_bad_thresholds_are_one_input_error(seg, kwargs, message):
+    with pytest.raises(InputError, match=message):
+        seg(SQUARE[0], **kwargs)
+
+
+def test_close_and_with_release_the_model():
+    with Segmenter(WEIGHTS, backend='dygraph', device='cpu', threads=2) as opened:
+        assert len(opened(SQUARE[0])) > 0
+        released = weakref.ref(opened.backend)
+    assert repr(opened) == 'Segmenter(config=9, closed)'
+    gc.collect()
+    assert released() is None, 'the backend outlived close()'
+    for call in (lambda: opened(SQUARE[0]), lambda: list(opened.stream(SQUARE)), lambda: opened.class_names):
+        with pytest.raises(InputError, match=r'this Segmenter is closed — make a new Segmenter\(\.\.\.\)'):
+            call()
+    opened.close()                                        # again: nothing happens
+
+
+def test_cache_dir_and_progress_of_the_first_auto_export(tmp_path, seg):
+    """``cache_dir`` puts 'auto''s export there instead of $SOLOV2_CACHE; ``progress`` hears
+    its stages in order with growing fractions, 'done' at 1.0 last, and nothing once the
+    export is in the cache. A batch on the exported engine gives what one picture at a time
+    gives."""
+    if not installed_engines():
+        pytest.skip('auto exports only with openvino or onnxruntime and paddle2onnx installed')
+    heard = []
+    exported = Segmenter(WEIGHTS, cache_dir=str(tmp_path / 'cache'), threads=2,
+                         progress=lambda stage, fraction: heard.append((stage, fraction)))
+    assert exported.backend.name in ('openvino', 'onnx')
+    stages = [stage for stage, _ in heard]
+    assert stages[:3] == ['load', 'export', 'verify'] and heard[-1] == ('done', 1.0)
+    assert stages == [stage for stage in STAGES if stage in stages]
+    assert [fraction for _, fraction in heard] == sorted(fraction for _, fraction in heard)
+    entries = [p.name for p in (tmp_path / 'cache').iterdir() if p.name.startswith('config9-auto-')]
+    assert len(entries) == 1 and not (cache_root() / entries[0]).exists()
+    heard.clear()
+    again = Segmenter(WEIGHTS, cache_dir=str(tmp_path / 'cache'), threads=2,
+                      progress=lambda stage, fraction: heard.append((stage, fraction)))
+    assert heard == [] and again.backend.name == exported.backend.name
+    items = SQUARE[:3] + [WIDE]
+    for got, want in zip(again(items, batch_size=4), [again(path) for path in items]):
+        _same(got, want, exact=False)
