@@ -185,7 +185,7 @@ def build_entry(cfg, weights: str, key: dict, folder: Path, threads: int, engine
     the fastest and the timings, and rename it to ``folder`` (``data.files.build_folder``).
     Raises ExportError."""
     def build(tmp: Path) -> None:
-        dygraph = Predictor(cfg, weights, 'cpu', sidecar=False)
+        dygraph = Predictor(cfg, weights, 'cpu', sidecar=False, threads=threads)
         export(key['config'], cfg, weights, tmp, fmt='onnx', check=False, dygraph=dygraph)
         backends = {kind: _open(kind, tmp, threads, key['overrides']) for kind in engines}
         verify(dygraph, list(backends.values()))
@@ -213,7 +213,7 @@ def cached_backend(number: int, cfg, weights: str, overrides: Sequence[str], thr
     engines = installed_engines()
     if not engines:
         log('auto: neither openvino nor onnxruntime (+ paddle2onnx) is installed: using dygraph')
-        return 'dygraph', Predictor(cfg, weights, 'cpu', sidecar=False)
+        return 'dygraph', Predictor(cfg, weights, 'cpu', sidecar=False, threads=threads)
     key = cache_key(weights, number, overrides)
     folder = cache_root() / entry_name(key)
     if folder.exists():
@@ -237,7 +237,7 @@ def cached_backend(number: int, cfg, weights: str, overrides: Sequence[str], thr
         manifest = _manifest(folder)
     except (ExportError, OSError, ValueError) as exc:     # OSError: e.g. a cache folder that cannot be written
         log(f'auto: could not export for {names} ({exc}): using dygraph')
-        return 'dygraph', Predictor(cfg, weights, 'cpu', sidecar=False)
+        return 'dygraph', Predictor(cfg, weights, 'cpu', sidecar=False, threads=threads)
     kind = manifest['engine']
     log(f'auto: exporting once to {folder} ({time.perf_counter() - began:.0f} s); {choice(manifest)}: '
         f'using {kind} f32')
