@@ -177,7 +177,7 @@ def _raise_failure(signum, frame) -> None:
 def report_to_main(what: str, err: Exception) -> None:
     """From Paddle's loader thread: have the main thread raise `LoaderError` about `err`, and
     end the thread quietly (StopIteration, which Paddle's loop takes as the end); in the main
-    thread, or when `ReportingDataset` did not install the handler, `err` is raised as it is."""
+    thread, or when `ReportingLoader` did not install the handler, `err` is raised as it is."""
     if (FAILURE_SIGNAL is None or threading.current_thread() is threading.main_thread()
             or signal.getsignal(FAILURE_SIGNAL) is not _raise_failure):
         raise err
@@ -187,7 +187,7 @@ def report_to_main(what: str, err: Exception) -> None:
 
 
 def reporting_collate(collate: Callable[[list[Any]], Any]) -> Callable[[list[Any]], Any]:
-    """`collate` whose exceptions in the loader thread reach the main thread (see `ReportingDataset`)."""
+    """`collate` whose exceptions in the loader thread reach the main thread (see `ReportingLoader`)."""
     def guarded(samples: list[Any]) -> Any:
         try:
             return collate(samples)
@@ -198,15 +198,13 @@ def reporting_collate(collate: Callable[[list[Any]], Any]) -> Callable[[list[Any
 
 class ReportingDataset(paddle.io.Dataset):
     """`dataset` whose exceptions in Paddle's single-process loader thread reach the main
-    thread as `LoaderError`. (Paddle's thread ends on an exception and the main thread then
-    waits for the next batch forever: one bad annotation hung training with num_workers=0.)
-    Other attributes are the wrapped dataset's."""
+    thread as `LoaderError` while a `ReportingLoader` iterates it. (Paddle's thread ends on an
+    exception and the main thread then waits for the next batch forever: one bad annotation
+    hung training with num_workers=0.) Other attributes are the wrapped dataset's."""
 
     def __init__(self, dataset: paddle.io.Dataset) -> None:
         super().__init__()
         self.dataset = dataset
-        if FAILURE_SIGNAL is not None and threading.current_thread() is threading.main_thread():
-            signal.signal(FAILURE_SIGNAL, _raise_failure)
 
     def __len__(self) -> int:
         return len(self.dataset)
@@ -221,6 +219,22 @@ class ReportingDataset(paddle.io.Dataset):
             return self.dataset[index]
         except Exception as err:
             report_to_main(f'sample {index}', err)
+
+
+class ReportingLoader(paddle.io.DataLoader):
+    """Paddle's DataLoader without workers, over a `ReportingDataset` with `reporting_collate`:
+    iterated from the main thread, it holds the handler of `FAILURE_SIGNAL` that raises their
+    errors there, and puts the previous handler back when the iteration ends."""
+
+    def __iter__(self) -> Iterator[Any]:
+        if FAILURE_SIGNAL is None or threading.current_thread() is not threading.main_thread():
+            yield from super().__iter__()
+            return
+        previous = signal.signal(FAILURE_SIGNAL, _raise_failure)
+        try:
+            yield from super().__iter__()
+        finally:
+            signal.signal(FAILURE_SIGNAL, previous)
 
 
 def die_with_parent(worker_id: int = 0, parent: int | None = None) -> None:
@@ -263,7 +277,7 @@ def build_train_loader(
     only, not on `seed`). `target_fn` and `collate_targets` must be picklable
     when `num_workers > 0` (module-level functions or `functools.partial`). Worker
     processes end with the process that made them (`die_with_parent`); without workers, a
-    sample that raises ends the iteration with `LoaderError` (`ReportingDataset`).
+    sample that raises ends the iteration with `LoaderError` (`ReportingLoader`).
     """
     if distributed:
         batch_sampler = paddle.io.DistributedBatchSampler(
@@ -276,14 +290,12 @@ def build_train_loader(
             drop_last=drop_last,
         )
     collate = functools.partial(collate_batch, target_fn=target_fn, collate_targets=collate_targets)
-    return paddle.io.DataLoader(
-        dataset if num_workers else ReportingDataset(dataset),
-        batch_sampler=batch_sampler,
-        collate_fn=collate if num_workers else reporting_collate(collate),
-        num_workers=num_workers,
-        worker_init_fn=functools.partial(die_with_parent, parent=os.getpid()),
-        return_list=True,
-    )
+    if num_workers:
+        return paddle.io.DataLoader(dataset, batch_sampler=batch_sampler, collate_fn=collate, num_workers=num_workers,
+                                    worker_init_fn=functools.partial(die_with_parent, parent=os.getpid()),
+                                    return_list=True)
+    return ReportingLoader(ReportingDataset(dataset), batch_sampler=batch_sampler,
+                           collate_fn=reporting_collate(collate), return_list=True)
 
 
 def set_epoch(loader: paddle.io.DataLoader, epoch: int, skip_batches: int = 0) -> int:

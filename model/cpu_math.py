@@ -1,24 +1,26 @@
-"""Fast MKL on AMD CPUs (imported before Paddle runs any math; no Paddle import here).
+"""Fast MKL on AMD CPUs (no Paddle import here), and what ``/proc/cpuinfo`` says.
 
 Paddle's CPU wheels do their GEMMs (and so their convolutions) in Intel MKL, which on
 non-Intel CPUs picks a slow generic code path unless ``MKL_DEBUG_CPU_TYPE=5`` asks for
 its AVX2 kernels; with them Paddle's GEMM and convolutions run several times faster on
 AMD CPUs (measured in the README, Speed). MKL reads the variable at its first call, so
-setting it before the first Paddle op is enough.
+setting it before the first Paddle op is enough. Setting it changes the process's
+environment: only ``model.runtime.tune_process`` does, when a program asks for it.
 """
 import os
 from typing import Dict, MutableMapping, Optional
 
 MKL_CPU_TYPE = 'MKL_DEBUG_CPU_TYPE'
 AVX2 = '5'
+CPUINFO = '/proc/cpuinfo'       # what the functions below read when not given a file
 
 
-def cpu_fields(cpuinfo: str = '/proc/cpuinfo') -> Optional[Dict[str, str]]:
-    """The fields of the first CPU in ``cpuinfo`` ({'vendor_id': ..., 'model name': ...,
-    'flags': ...}); None where it cannot be read."""
+def cpu_fields(cpuinfo: Optional[str] = None) -> Optional[Dict[str, str]]:
+    """The fields of the first CPU in ``cpuinfo`` (default ``CPUINFO``: {'vendor_id': ...,
+    'model name': ..., 'flags': ...}); None where it cannot be read."""
     fields: Dict[str, str] = {}
     try:
-        with open(cpuinfo) as f:
+        with open(cpuinfo or CPUINFO) as f:
             for line in f:
                 key, _, value = line.partition(':')
                 if key.strip():
@@ -30,13 +32,12 @@ def cpu_fields(cpuinfo: str = '/proc/cpuinfo') -> Optional[Dict[str, str]]:
     return fields
 
 
-def cpu_vendor(cpuinfo: str = '/proc/cpuinfo') -> str:
+def cpu_vendor(cpuinfo: Optional[str] = None) -> str:
     """The ``vendor_id`` of the first CPU in ``cpuinfo`` ('' when unknown)."""
     return (cpu_fields(cpuinfo) or {}).get('vendor_id', '')
 
 
-def prefer_avx2_mkl(environ: MutableMapping[str, str] = os.environ,
-                    cpuinfo: str = '/proc/cpuinfo') -> bool:
+def prefer_avx2_mkl(environ: MutableMapping[str, str] = os.environ, cpuinfo: Optional[str] = None) -> bool:
     """Set ``MKL_DEBUG_CPU_TYPE=5`` in ``environ`` on an AMD CPU unless the user chose a
     value. Returns True when it set it."""
     if MKL_CPU_TYPE in environ or cpu_vendor(cpuinfo) != 'AuthenticAMD':

@@ -1,9 +1,18 @@
-"""Where and how Paddle runs: device choice, CPU threads, MKL's code path and how freed
-memory is kept."""
+"""Where and how Paddle runs: the device, the CPU math threads, and the process-wide tuning
+that a program may ask for (MKL's code path on AMD CPUs, freed memory kept for reuse).
+
+Paddle has one device and one CPU math thread count per process. The library never leaves
+them changed: a ``Predictor`` (so a ``Segmenter`` on the dygraph backend) and a training run
+set their own for the time of each call (``paddle_on``) and put the previous ones back.
+``tune_process`` is the one call here that changes the process; the commands make it, and so
+may a program that wants their speed."""
+import contextlib
 import ctypes
 import ctypes.util
+import functools
 import os
-from typing import Optional
+import threading
+from typing import Iterator
 
 import paddle
 from paddle.base import core
@@ -24,18 +33,73 @@ def cpu_threads(threads: int = 0, processes: int = 1) -> int:
     return threads or max(1, (os.cpu_count() or 1) // processes)
 
 
+@functools.lru_cache(maxsize=1)
+def _mkl_threads_reader():
+    """MKL's ``MKL_Get_Max_Threads`` from the MKL this Paddle ships (None where it has none)."""
+    try:
+        return ctypes.CDLL(os.path.join(os.path.dirname(paddle.__file__), 'libs', 'libmklml_intel.so')
+                           ).MKL_Get_Max_Threads
+    except (OSError, AttributeError):
+        return None
+
+
+def math_threads() -> int:
+    """Paddle's CPU math threads now, as its MKL counts them (where this Paddle has no MKL:
+    Paddle's start-up setting, ``FLAGS_paddle_num_threads``)."""
+    reader = _mkl_threads_reader()
+    if reader is not None:
+        return int(reader())
+    return int(paddle.get_flags(['FLAGS_paddle_num_threads'])['FLAGS_paddle_num_threads'])
+
+
+_PADDLE_SETTINGS = threading.RLock()
+
+
+@contextlib.contextmanager
+def kept_random_state() -> Iterator[None]:
+    """Paddle's random generators (the CPU's and every GPU's) put back as they were before
+    the block (building a model draws from them; training seeds them)."""
+    cpu = core.default_cpu_generator().get_state()
+    gpus = paddle.get_cuda_rng_state() if paddle.is_compiled_with_cuda() else None
+    try:
+        yield
+    finally:
+        core.default_cpu_generator().set_state(cpu)
+        if gpus is not None:
+            paddle.set_cuda_rng_state(gpus)
+
+
+@contextlib.contextmanager
+def paddle_on(device: str, threads: int) -> Iterator[None]:
+    """Paddle's device ('cpu', 'gpu', 'gpu:1') and CPU math threads (a count, at least 1) set
+    for the block, and put back after it with Paddle's random generators as they were
+    (``kept_random_state``): each model keeps its own device and threads although Paddle
+    has one of each per process. Such blocks run one at a time: one in another thread waits
+    for this one to end; one inside this one sets its own and puts these back."""
+    with _PADDLE_SETTINGS, kept_random_state():
+        before = paddle.get_device(), math_threads()
+        paddle.set_device(device)
+        core.set_num_threads(threads)
+        try:
+            yield
+        finally:
+            paddle.set_device(before[0])
+            core.set_num_threads(before[1])
+
+
 # glibc mallopt parameters (malloc.h)
 M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4
 KEEP_AT_TOP = 2 ** 31 - 1           # bytes of free heap top kept before trimming (mallopt takes an int)
 
 
-def keep_freed_memory() -> bool:
+def malloc_keeps_freed_memory() -> bool:
     """Let glibc's malloc keep freed memory for the next allocation instead of giving it back
     to the system: large blocks come from the heap rather than fresh mappings, and the heap is
     not trimmed. Paddle takes each CPU tensor from malloc, so otherwise every large tensor of
     a training step is new memory that the system zeroes page by page (about 130,000 page
     faults per step of config 1 at batch 2, 448x448, against 22,000 with this). The process
-    keeps its peak memory. True when applied (glibc), False where malloc is not glibc's."""
+    keeps its peak memory, for good: there is no undoing it. True when applied (glibc), False
+    where malloc is not glibc's."""
     try:
         mallopt = ctypes.CDLL(ctypes.util.find_library('c') or 'libc.so.6').mallopt
     except (OSError, AttributeError):
@@ -44,15 +108,20 @@ def keep_freed_memory() -> bool:
     return bool(mallopt(M_MMAP_MAX, 0)) and bool(mallopt(M_TRIM_THRESHOLD, KEEP_AT_TOP))
 
 
-def setup(device: Optional[str] = None, threads: int = 0, processes: int = 1) -> str:
-    """Select the device and the CPU math threads (0 = this process's share of the cores
-    when `processes` of them run side by side; Paddle itself defaults to one), and on an AMD
-    CPU MKL's AVX2 kernels (``model.cpu_math``; before the first Paddle op). On the CPU,
-    freed memory is kept for reuse (``keep_freed_memory``). Returns the device name."""
+def tune_process(threads: int = 0, processes: int = 1, keep_freed_memory: bool = False) -> None:
+    """Tune the whole process for speed, as demo.py, eval.py and train.py do; the library
+    itself never does. Call it first, before any Paddle work:
+
+    - on an AMD CPU, MKL's AVX2 kernels for Paddle's CPU math (``MKL_DEBUG_CPU_TYPE=5`` in
+      ``os.environ`` unless it is set; ``model.cpu_math``): dygraph and Paddle Inference run
+      several times faster there;
+    - Paddle's CPU math threads for the process: ``threads``, 0 for this process's share of
+      the cores among ``processes`` on the machine (a ``Segmenter`` or ``train`` uses its own
+      ``threads`` while it runs and puts these back);
+    - ``keep_freed_memory``: glibc's malloc keeps freed memory for reuse
+      (``malloc_keeps_freed_memory``): faster steps of CPU training, but the process keeps
+      its peak memory until it ends (the commands ask for it when they run on the CPU)."""
     prefer_avx2_mkl()
-    device = device or default_device()
-    if device == 'cpu':
-        keep_freed_memory()
-    paddle.set_device(device)
+    if keep_freed_memory:
+        malloc_keeps_freed_memory()
     core.set_num_threads(cpu_threads(threads, processes))
-    return device

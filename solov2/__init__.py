@@ -27,7 +27,7 @@ if not (_HERE / 'model').is_dir():
     __path__.append(str(_HERE.parent))  # noqa: F821 (a package's __path__)
 
 _API = ('Segmenter', 'Instances', 'Instance', 'evaluate', 'train', 'TrainOptions', 'TrainSummary', 'start_processes',
-        'Processes', 'InputError', 'RunError', 'Solov2Error', 'SHIPPED_WEIGHTS', 'SAMPLE_IMAGES')
+        'Processes', 'InputError', 'RunError', 'Solov2Error', 'SHIPPED_WEIGHTS', 'SAMPLE_IMAGES', 'tune_process')
 __all__ = list(_API)
 
 

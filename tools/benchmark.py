@@ -61,9 +61,8 @@ from solov2.model.inference.pipeline import run_pipeline  # noqa: E402
 from solov2.model.inference.postprocess import matrix_nms  # noqa: E402
 from solov2.model.inference.predictor import Predictor  # noqa: E402
 from solov2.model.inference.quantize import quantize_model  # noqa: E402
-from solov2.model.runtime import setup  # noqa: E402
 from solov2.tools import mixed_speed, postprocess_speed, train_speed  # noqa: E402
-from solov2.tools.cli import make_parser, run_command  # noqa: E402
+from solov2.tools.cli import make_parser, run_command, tune_for  # noqa: E402
 
 # our config -> PaddleDetection architecture built in tools/reference/ppdet_ref.py
 REFERENCE_FAMILY = {0: 'r50_fpn', 1: 'light448_r50', 2: 'light_r50_vd_dcn_v05',
@@ -322,7 +321,7 @@ def benchmark_config(number: int, paths, runs: int, folder: Path, rates: dict,
     """Every measurement of one config: a summary dict with one entry per backend."""
     cfg = with_overrides(CONFIGS[number], overrides)
     reference, weights = reference_and_weights(number, folder)
-    predictor = Predictor(cfg, weights)
+    predictor = Predictor(cfg, weights, 'cpu', threads=threads)
     inputs, meta = predictor.prepare(read_image(paths[0]))
     batch = inputs[None]
     with paddle.no_grad():
@@ -450,7 +449,7 @@ def train_report(args) -> int:
     """``--train``: time the training of each config against PaddleDetection's (tools/train_speed.py)
     and write the section into the report."""
     bench = train_speed.TrainBench(args.size, args.batch, args.steps, args.threads, tuple(args.opt), args.processes)
-    setup('cpu', args.threads)
+    tune_for('cpu', args.threads)
     machine = postprocess_speed.machine_line(args.threads)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -514,7 +513,7 @@ def run(argv) -> int:
         parser.error(f'no PaddleDetection counterpart for configs {unknown}')
     if args.train:
         return train_report(args)
-    setup('cpu', args.threads)
+    tune_for('cpu', args.threads)
     with tempfile.TemporaryDirectory() as tmp:
         paths = make_images(Path(tmp), args.num_images, args.size)
         rates = matmul_rates(args.threads)

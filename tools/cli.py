@@ -4,8 +4,11 @@ tools/*.py, convert/*2paddle.py) does the same way, and nothing the library need
 - Start-up: imported before Paddle and OpenCV, it silences the notes a user cannot act on
   (Paddle's "No ccache found", the BatchNorm note on every return to training mode, the C++
   log's warnings, OpenCV's ``[ WARN ]`` lines such as the ones before "cannot open camera";
-  errors still show and a GLOG_minloglevel or OPENCV_LOG_LEVEL set by the user wins). The library never
-  changes the process; a command may.
+  errors still show and a GLOG_minloglevel or OPENCV_LOG_LEVEL set by the user wins). The library
+  leaves the process as it found it (environment, malloc, Paddle's device and threads, random
+  generators, signal handlers, logging, matplotlib); a command may change it, and the commands
+  that run a model tune it in one call, ``tune_for`` (the library's ``tune_process``: MKL's
+  AVX2 path on AMD CPUs, Paddle's CPU math threads, and on the CPU freed memory kept for reuse).
 - Console: the library reports through ``logging`` (loggers named after its modules) and
   progress callbacks; ``show_logs`` prints those messages as plain lines, ``Progress`` is the
   progress line with rate and ETA.
@@ -113,6 +116,17 @@ class Progress:
         if self.live:
             self.stream.write('\n')
             self.stream.flush()
+
+
+# ---- process tuning --------------------------------------------------------------------------
+
+def tune_for(device, threads: int, processes: int = 1) -> None:
+    """The process-wide tuning of a command that runs a model on ``device`` (None: the default
+    one) with ``threads`` CPU math threads (0: this process's share of the cores among
+    ``processes`` on the machine), made before any Paddle work: ``model.runtime.tune_process``,
+    keeping freed memory for reuse when it runs on the CPU."""
+    from solov2.model.runtime import default_device, tune_process
+    tune_process(threads, processes, keep_freed_memory=(device or default_device()) == 'cpu')
 
 
 # ---- exit codes ------------------------------------------------------------------------------

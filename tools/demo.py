@@ -40,6 +40,7 @@ from solov2.tools.cli import (  # before Paddle
     run_command,
     set_status,
     shares_line,
+    tune_for,
 )
 
 with interruptible_loading():      # Ctrl-C or SIGTERM while Paddle and the library load: one line
@@ -48,7 +49,7 @@ with interruptible_loading():      # Ctrl-C or SIGTERM while Paddle and the libr
     from solov2.config.shipped import SAMPLE_IMAGES, SHIPPED_WEIGHTS
     from solov2.data.files import check_folder, check_output_file
     from solov2.data.results import write_json
-    from solov2.model.distributed import Processes, gather, start_processes
+    from solov2.model.distributed import Processes, gather, launched_processes, start_processes
     from solov2.model.inference.backends import BACKENDS, open_backend
     from solov2.model.inference.media import (
         DrawOptions,
@@ -154,6 +155,7 @@ def run(argv) -> int:
     if args.video is not None and not Path(args.video).is_file():
         raise InputError(f'video not found: {args.video} — check the path')
     targets = check_outputs(args, paths)
+    tune_for(args.device, args.threads, launched_processes().local_size)
     processes = start_processes(args.device or default_device())
     if video and processes.world > 1:
         raise InputError('--video and --camera run in one process — start demo.py without '

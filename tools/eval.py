@@ -30,6 +30,7 @@ from solov2.tools.cli import (  # before Paddle
     run_command,
     set_status,
     shares_line,
+    tune_for,
 )
 
 with interruptible_loading():      # Ctrl-C or SIGTERM while Paddle and the library load: one line
@@ -39,7 +40,7 @@ with interruptible_loading():      # Ctrl-C or SIGTERM while Paddle and the libr
     from solov2.data.coco_eval import STAT_NAMES, check_results, coco_stats, per_class_ap, run_cocoeval
     from solov2.data.files import check_output_file
     from solov2.data.results import write_json
-    from solov2.model.distributed import Processes, start_processes
+    from solov2.model.distributed import Processes, launched_processes, start_processes
     from solov2.model.inference.backends import BACKENDS, checked_weights, open_backend
     from solov2.model.inference.evaluation import predict_coco
     from solov2.model.inference.openvino_backend import PRECISIONS
@@ -182,6 +183,7 @@ def run(argv) -> int:
         if path:
             check_output_file(path, [p for p in (args.json_only, args.ann) if p], option)
     check_set_arguments(args)
+    tune_for(args.device, args.threads, launched_processes().local_size)
     processes = start_processes(args.device or default_device())
     number, cfg, backend, (ann, images) = model_and_config(args, processes)
     dataset = None if args.json_only else CocoDataset(ann, images, class_names=list(backend.class_names))

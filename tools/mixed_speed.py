@@ -35,9 +35,8 @@ from solov2.data.transforms import read_image  # noqa: E402
 from solov2.model.inference.media import DrawOptions, ImageStages  # noqa: E402
 from solov2.model.inference.openvino_backend import OpenVinoBackend, import_openvino  # noqa: E402
 from solov2.model.inference.pipeline import run_pipeline  # noqa: E402
-from solov2.model.runtime import setup  # noqa: E402
 from solov2.tools import postprocess_speed  # noqa: E402
-from solov2.tools.cli import make_parser, run_command  # noqa: E402
+from solov2.tools.cli import make_parser, run_command, tune_for  # noqa: E402
 
 VARIANTS = {'f32': ('f32', False), 'f32-buckets': ('f32', True), 'int8': ('int8', True),
             'int8-per-size': ('int8', False)}
@@ -158,7 +157,7 @@ def run(argv) -> int:
                         help='report path without suffix whose mixed-sizes section is written (default '
                              'output/benchmark; the published report is --out docs/benchmark)')
     args = parser.parse_args(argv)
-    setup('cpu', args.threads)
+    tune_for('cpu', args.threads)
     sources = sorted(p for p in Path(args.images).iterdir() if p.suffix.lower() in ('.jpg', '.jpeg', '.png'))
     with tempfile.TemporaryDirectory() as tmp:
         folders = {f'{args.images} ({len(sources)} pictures)': sources,

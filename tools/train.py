@@ -21,6 +21,7 @@ from solov2.tools.cli import (  # before Paddle
     make_parser,
     run_command,
     set_status,
+    tune_for,
 )
 
 with interruptible_loading():      # Ctrl-C or SIGTERM while Paddle and the library load: one line
@@ -97,6 +98,7 @@ def main(argv=None) -> int:
 
 def run(argv) -> int:
     options = options_from_args(parse_args(argv))
+    tune_for(options.device, options.threads, launched_processes().local_size)
     set_status(lambda: 'stopped before the first step: run the same command again')
     summary = train(options, on_start=lambda trainer, out: set_status(lambda: status_line(trainer, out)))
     if launched_processes().main:

@@ -36,12 +36,12 @@ from solov2.config import get_config, with_overrides
 from solov2.config.base import COCO_CLASSES
 from solov2.config.errors import RunError
 from solov2.data.loader import collate_batch
-from solov2.model.runtime import setup
 from solov2.model.training.hooks import Hook, LogHook
 from solov2.model.training.options import TrainOptions
-from solov2.model.training.run import prepare
+from solov2.model.training.run import prepare, run_settings
 from solov2.model.training.targets import assign_targets, collate_targets
 from solov2.tools import postprocess_speed
+from solov2.tools.cli import tune_for
 from solov2.tools.make_shapes_dataset import generate_split
 
 TRAIN_SCRIPT = Path(__file__).resolve().parents[1] / 'train.py'
@@ -163,10 +163,12 @@ class ClockHook(Hook):
 def ours_loop(options: TrainOptions) -> float:
     """Seconds per iteration (after the first) of the run train.py builds from ``options``,
     with its per-step hook (the log) and without the work of its end (evaluation, checkpoint)."""
-    trainer, _ = prepare(options, evaluate=None)     # the evaluation hook, which alone uses it, is left out
-    clock = ClockHook()
-    trainer.hooks = [hook for hook in trainer.hooks if isinstance(hook, LogHook)] + [clock]
-    trainer.run()
+    tune_for(options.device, options.threads)      # as train.py tunes its process
+    with run_settings(options):
+        trainer, _ = prepare(options, evaluate=None)     # the evaluation hook, which alone uses it, is left out
+        clock = ClockHook()
+        trainer.hooks = [hook for hook in trainer.hooks if isinstance(hook, LogHook)] + [clock]
+        trainer.run()
     return per_iteration(clock.ends)
 
 
@@ -193,7 +195,7 @@ def ppdet_loop(family: str, state_file: str, options: TrainOptions, bench: Train
     reader on ``root``, the model of ``family`` holding the weights in ``state_file`` (npz),
     the targets and data workers of our run's config (``options``)."""
     from solov2.tools.reference import ppdet_ref, ppdet_train
-    setup('cpu', bench.threads)
+    tune_for('cpu', bench.threads)
     cfg = with_overrides(get_config(options.config), list(options.overrides))
     model = ppdet_ref.FAMILIES[family]()
     with np.load(state_file) as state:
@@ -232,11 +234,12 @@ def measure(number: int, family: str, reference, weights: str, bench: TrainBench
     options = ours_options(number, bench, root, weights, folder / f'ours_run{number}')
     state_file = folder / f'ppdet{number}.npz'
     np.savez(state_file, **{name: value.numpy() for name, value in reference.state_dict().items()})
-    trainer, _ = prepare(options, evaluate=None)
-    ours, theirs = step_batches(trainer, bench.batch)
-    trainer.model.train()
-    timed = interleaved({'ours': lambda: trainer.step(ours)['loss'], 'ppdet': ppdet_step(reference, theirs)},
-                        bench.steps)
+    with run_settings(options):
+        trainer, _ = prepare(options, evaluate=None)
+        ours, theirs = step_batches(trainer, bench.batch)
+        trainer.model.train()
+        timed = interleaved({'ours': lambda: trainer.step(ours)['loss'], 'ppdet': ppdet_step(reference, theirs)},
+                            bench.steps)
     ours_iteration, ours_rss = in_own_process(ours_loop, options)
     ppdet_iteration, ppdet_rss = in_own_process(ppdet_loop, family, str(state_file), options, bench, root, folder)
     launched = None

@@ -12,7 +12,8 @@ returns a ``TrainSummary``; ``start_processes`` joins the processes of
 share the images out). ``SHIPPED_WEIGHTS`` and ``SAMPLE_IMAGES`` are the shipped model and
 sample pictures, wherever the package is. Errors are ``InputError`` (bad input, the message
 says the fix) and ``RunError``. The library logs through ``logging`` (loggers named after
-its modules) and prints nothing.
+its modules), prints nothing and leaves the process as it found it; ``tune_process`` is the
+one call that tunes the whole process for speed, as the commands do.
 """
 from solov2.config.errors import InputError, RunError, Solov2Error
 from solov2.config.shipped import SAMPLE_IMAGES, SHIPPED_WEIGHTS
@@ -21,6 +22,7 @@ from solov2.model.api.instances import Instance, Instances
 from solov2.model.api.segmenter import Segmenter
 from solov2.model.api.training import TrainOptions, TrainSummary, train
 from solov2.model.distributed import Processes, start_processes
+from solov2.model.runtime import tune_process
 
 __all__ = ['Segmenter', 'Instances', 'Instance', 'evaluate', 'train', 'TrainOptions', 'TrainSummary', 'start_processes',
-           'Processes', 'InputError', 'RunError', 'Solov2Error', 'SHIPPED_WEIGHTS', 'SAMPLE_IMAGES']
+           'Processes', 'InputError', 'RunError', 'Solov2Error', 'SHIPPED_WEIGHTS', 'SAMPLE_IMAGES', 'tune_process']

@@ -21,7 +21,7 @@ from solov2.data.visualize import draw_instances
 from solov2.model.inference.evaluation import predict_coco_dataset
 from solov2.model.inference.predictor import Predictor
 from solov2.model.training.options import TrainOptions
-from solov2.model.training.run import prepare, run_training
+from solov2.model.training.run import prepare, run_settings, run_training
 from solov2.model.training.trainer import Trainer
 
 __all__ = ['TrainOptions', 'TrainSummary', 'train']
@@ -72,11 +72,15 @@ def train(options: TrainOptions, on_start: Optional[Callable[[Trainer, Path], No
     the config's validation set; ``on_start(trainer, run_folder)`` is called once the run is
     built, before the first step (``trainer.state.iteration`` is where it stands). Raises
     InputError when an option, the data or a checkpoint does not fit, RunError when the
-    loss or the weights stop being finite (the message names the last healthy checkpoint)."""
-    trainer, out = prepare(options, evaluate, val_picture)
-    if on_start is not None:
-        on_start(trainer, out)
-    state = run_training(trainer, out)
+    loss or the weights stop being finite (the message names the last healthy checkpoint).
+    Paddle's device and CPU math threads are those of ``options`` while it runs (a Segmenter
+    called from another thread meanwhile waits); afterwards the process's, and Paddle's
+    random generators, are as they were."""
+    with run_settings(options):
+        trainer, out = prepare(options, evaluate, val_picture)
+        if on_start is not None:
+            on_start(trainer, out)
+        state = run_training(trainer, out)
     scored = state.best_iteration >= 0
     weights = out / 'best' / ('ema.pdparams' if trainer.ema is not None else 'model.pdparams')
     return TrainSummary(state.iteration, 100 * state.best_ap if scored else None, state.best_iteration, out,

@@ -20,7 +20,7 @@ from solov2.model.inference.export_cache import Progress, cache_root, cached_bac
 from solov2.model.inference.exported import InferenceBackend, OnnxBackend
 from solov2.model.inference.openvino_backend import PRECISIONS, OpenVinoBackend
 from solov2.model.inference.predictor import Predictor
-from solov2.model.runtime import cpu_threads, default_device, setup
+from solov2.model.runtime import cpu_threads, default_device
 
 BACKENDS = ('auto', 'dygraph', 'inference', 'onnx', 'openvino')
 EXPORTED = ('inference', 'onnx', 'openvino')
@@ -76,8 +76,9 @@ def open_backend(weights: Optional[str] = None, config: Optional[int] = None, ba
     ``config`` or its sidecar) for 'auto' and 'dygraph', ``model_dir`` (an exported folder) for
     'inference', 'onnx' and 'openvino'. ``overrides``: ``['name=value', ...]`` config changes.
     ``resolved``: ``checked_weights``'s (number, config) when the caller has it already.
-    Selects the device and the CPU threads (``model.runtime.setup``; ``threads`` 0: this
-    process's share of the cores among ``processes.local_size`` on the machine). Under the
+    ``device`` and ``threads`` are the backend's own (``threads`` 0: this process's share of
+    the cores among ``processes.local_size`` on the machine); the process's Paddle settings
+    are left as they are (``model.runtime.paddle_on``). Under the
     launcher (``processes``, ``model.distributed``) 'auto' exports into the cache on each
     node's first process while the others wait, then all load it. ``cache_dir``: the export
     cache (default ``$SOLOV2_CACHE``, ``export_cache.cache_root``); ``progress(stage, fraction)``
@@ -95,10 +96,9 @@ def open_backend(weights: Optional[str] = None, config: Optional[int] = None, ba
     threads = cpu_threads(threads, processes.local_size)
     if backend == 'dygraph' or (backend == 'auto' and chosen != 'cpu'):
         number, cfg = resolved or checked_weights(weights, config, overrides)
-        return number, Predictor(cfg, weights, setup(chosen, threads), sidecar=False)
+        return number, Predictor(cfg, weights, chosen, sidecar=False, threads=threads)
     if device not in (None, 'cpu'):      # an exported backend runs on the CPU whatever the machine has
         raise BackendError(f'--backend {backend} runs on the CPU here; use --backend dygraph for --device {device}')
-    setup('cpu', threads)
     if backend == 'auto':
         number, cfg = resolved or checked_weights(weights, config, overrides)
         return number, local_rank0_first(

@@ -220,7 +220,8 @@ def export(number: int, cfg, weights: str, out_dir: Path, fmt: str = 'both', ops
     lines, files = [], {}
     with tempfile.TemporaryDirectory() as tmp:
         prefix = str((out_dir if fmt != 'onnx' else Path(tmp)) / PADDLE_PREFIX)
-        save_inference_model(model, prefix)
+        with dygraph.placed():
+            save_inference_model(model, prefix)
         model_file = next(prefix + s for s in ('.json', '.pdmodel') if os.path.isfile(prefix + s))
         if fmt != 'onnx':
             files['paddle'] = {'model': Path(model_file).name, 'params': PADDLE_PREFIX + '.pdiparams'}

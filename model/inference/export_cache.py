@@ -200,7 +200,7 @@ def build_entry(cfg, weights: str, key: dict, folder: Path, threads: int, engine
 
     def build(tmp: Path) -> None:
         say('load', STAGES['load'])
-        dygraph = Predictor(cfg, weights, 'cpu', sidecar=False)
+        dygraph = Predictor(cfg, weights, 'cpu', sidecar=False, threads=threads)
         say('export', STAGES['export'])
         export(key['config'], cfg, weights, tmp, fmt='onnx', check=False, dygraph=dygraph)
         say('verify', STAGES['verify'])
@@ -236,7 +236,7 @@ def cached_backend(number: int, cfg, weights: str, overrides: Sequence[str], thr
     engines = installed_engines()
     if not engines:
         log('auto: neither openvino nor onnxruntime (+ paddle2onnx) is installed: using dygraph')
-        return 'dygraph', Predictor(cfg, weights, 'cpu', sidecar=False)
+        return 'dygraph', Predictor(cfg, weights, 'cpu', sidecar=False, threads=threads)
     key = cache_key(weights, number, overrides)
     folder = cache_root(cache_dir) / entry_name(key)
     if folder.exists():
@@ -260,7 +260,7 @@ def cached_backend(number: int, cfg, weights: str, overrides: Sequence[str], thr
         manifest = _manifest(folder)
     except (ExportError, OSError, ValueError) as exc:     # OSError: e.g. a cache folder that cannot be written
         log(f'auto: could not export for {names} ({exc}): using dygraph')
-        chosen = 'dygraph', Predictor(cfg, weights, 'cpu', sidecar=False)
+        chosen = 'dygraph', Predictor(cfg, weights, 'cpu', sidecar=False, threads=threads)
     else:
         kind = manifest['engine']
         log(f'auto: exporting once to {folder} ({time.perf_counter() - began:.0f} s); {choice(manifest)}: '

@@ -13,6 +13,7 @@ Deployment splits inference in two (see README "Deployment"):
 H and W may be any multiples of 32 (``MIN_SIZE`` .. the export's ``--max-size``);
 the graph has no size baked in.
 """
+import warnings
 from typing import Tuple
 
 import paddle
@@ -102,12 +103,15 @@ def _keep_zero_argument_super(model: nn.Layer) -> None:
 def save_inference_model(model: SOLOv2, prefix: str) -> None:
     """Trace ``ExportableSOLOv2(model)`` (eval mode) with input [None, 3, None, None]
     and write it with ``paddle.jit.save``: PREFIX.json (Paddle >= 3, PIR) or
-    PREFIX.pdmodel (Paddle 2.x), plus PREFIX.pdiparams."""
+    PREFIX.pdmodel (Paddle 2.x), plus PREFIX.pdiparams. The process's warning filters are
+    put back afterwards (the code Paddle generates for the conversion adds one that hides
+    every DeprecationWarning)."""
     model.eval()
     if paddle_major() < 3:
         _keep_zero_argument_super(model)
     net = ExportableSOLOv2(model)
     net.eval()
     spec = [InputSpec([None, 3, None, None], 'float32', INPUT_NAME)]
-    static = paddle.jit.to_static(net, input_spec=spec, full_graph=True)
-    paddle.jit.save(static, prefix)
+    with warnings.catch_warnings():
+        static = paddle.jit.to_static(net, input_spec=spec, full_graph=True)
+        paddle.jit.save(static, prefix)

@@ -1,7 +1,8 @@
 """Config + weights -> instances on images. Split in three steps so a pipeline can
 run them on different threads: ``prepare`` (numpy), ``infer`` (Paddle) and
 ``finish`` (numpy/OpenCV)."""
-from typing import Optional
+import contextlib
+from typing import ContextManager, Optional
 
 import numpy as np
 import paddle
@@ -11,7 +12,7 @@ from solov2.model.build import build_model
 from solov2.model.checkpoint import CheckpointError, assign_params, load_paddle_params
 from solov2.model.inference.backend import Backend
 from solov2.model.inference.exportable import ExportableSOLOv2
-from solov2.model.runtime import default_device
+from solov2.model.runtime import cpu_threads, default_device, paddle_on
 
 
 class Predictor(Backend):
@@ -25,12 +26,19 @@ class Predictor(Backend):
         device: 'cpu' or 'gpu' (default: ``default_device()``).
         sidecar: apply the weights' sidecar to ``cfg``; False when ``cfg`` already comes from
             ``config.sidecar.resolve_config`` (the sidecar is then not read again).
+        threads: CPU math threads (0: every core).
+    Paddle's device and threads are the process's: the model is built and run with its own
+    (``model.runtime.paddle_on``), the process's put back after each call.
     """
     name = 'dygraph'
 
-    def __init__(self, cfg, weights: Optional[str] = None, device: Optional[str] = None, sidecar: bool = True):
-        if device is not None or weights is not None:
-            paddle.set_device(device or default_device())
+    def __init__(self, cfg, weights: Optional[str] = None, device: Optional[str] = None, sidecar: bool = True,
+                 threads: int = 0):
+        self.device, self.threads = device or default_device(), cpu_threads(threads)
+        with self.placed():
+            self._build(cfg, weights, sidecar)
+
+    def _build(self, cfg, weights: Optional[str], sidecar: bool) -> None:
         params = load_paddle_params(weights) if weights else None   # read (safely) before building
         meta = read_sidecar(weights) if weights and sidecar else None
         if meta is not None:
@@ -52,16 +60,23 @@ class Predictor(Backend):
 
     @classmethod
     def for_model(cls, model: paddle.nn.Layer, cfg) -> 'Predictor':
-        """A predictor around an existing (e.g. training) model, on the current device."""
+        """A predictor around an existing (e.g. training) model, on Paddle's current device
+        and threads (those of the training run)."""
         predictor = cls.__new__(cls)
         Backend.__init__(predictor, cfg)
         predictor.model = model
         predictor.net = ExportableSOLOv2(model)
+        predictor.device = predictor.threads = None
         return predictor
+
+    def placed(self) -> ContextManager:
+        """The block runs Paddle on this predictor's device and threads (``paddle_on``);
+        a ``for_model`` predictor's block runs on the current ones."""
+        return paddle_on(self.device, self.threads) if self.device else contextlib.nullcontext()
 
     def run(self, batch: np.ndarray):
         """[B, 3, H, W] float32 -> (scores [B, K, C], kernels [B, K, E], mask_feat [B, E, H/4, W/4])."""
-        with paddle.no_grad():
+        with self.placed(), paddle.no_grad():
             return self.net(paddle.to_tensor(batch))
 
 

@@ -1,15 +1,16 @@
 """A training run from ``TrainOptions``: the run folder, the parts built from the config,
 resume, and the Trainer with its hooks. Evaluation comes in from outside as functions
 (``evaluate(model, cfg) -> COCO stats``, ``picture(model, cfg) -> [H, W, 3] uint8``), so
-training does not depend on the inference package. Messages go to this module's logger."""
+training does not depend on the inference package. Messages go to this module's logger.
+A run leaves the process as it found it (``run_settings``)."""
+import contextlib
 import dataclasses
 import logging
 import shlex
 import shutil
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Iterator, Optional
 
-import numpy as np
 import paddle
 
 from solov2.config import announce_config, format_settings, get_config, with_overrides
@@ -19,7 +20,7 @@ from solov2.data.files import previous_folder
 from solov2.model.build import build_model
 from solov2.model.checkpoint import CheckpointError
 from solov2.model.distributed import launched_processes, start_processes
-from solov2.model.runtime import setup
+from solov2.model.runtime import cpu_threads, default_device, paddle_on
 from solov2.model.training.components import load_pretrained, make_loader, make_optimizer
 from solov2.model.training.cpu_sync_bn import convert_cpu_sync_bn
 from solov2.model.training.ema import ModelEMA
@@ -86,7 +87,6 @@ def resume_folder(options: TrainOptions, out: Path) -> Optional[Path]:
 def build_parts(options: TrainOptions, cfg, world: int, device: str):
     """(model, net, optimizer, loader, ema, scaler, base_lr) of a run."""
     paddle.seed(cfg.seed)
-    np.random.seed(cfg.seed)
     model = build_model(cfg)
     if cfg.pretrained:
         logger.info(load_pretrained(model, cfg.pretrained))
@@ -147,9 +147,21 @@ def make_hooks(options: TrainOptions, cfg, trainer: Trainer, out: Path, log: Run
     return hooks + [CheckpointHook(save, options.checkpoint_every)]
 
 
+@contextlib.contextmanager
+def run_settings(options: TrainOptions) -> Iterator[None]:
+    """What ``prepare`` and the run it makes need, for the block: Paddle on the device and
+    the CPU math threads of ``options`` (threads 0: this process's share of the cores among
+    the launched processes on its machine), and afterwards the process's device, threads and
+    random generators (which the run seeds) as they were (``model.runtime.paddle_on``)."""
+    threads = cpu_threads(options.threads, launched_processes().local_size)
+    with paddle_on(options.device or default_device(), threads):
+        yield
+
+
 def prepare(options: TrainOptions, evaluate: Callable, picture: Optional[Callable] = None):
     """(Trainer, run folder) of this process (InputError, CheckpointError, ValueError or
-    FileNotFoundError when something does not fit); ``run_training`` runs it."""
+    FileNotFoundError when something does not fit); ``run_training`` runs it. Both run
+    inside ``run_settings(options)``."""
     out = run_folder(options)
     folder = resume_folder(options, out)
     if folder is not None:
@@ -158,7 +170,7 @@ def prepare(options: TrainOptions, evaluate: Callable, picture: Optional[Callabl
     overrides = list(options.overrides)
     cfg = with_overrides(get_config(options.config), overrides)
     processes = launched_processes()
-    device = setup(options.device, options.threads, processes=processes.local_size)
+    device = options.device or default_device()
     start_processes(device)
     world, main_process = processes.world, processes.main
     if main_process:

@@ -52,10 +52,13 @@ class RunLog:
             return list(csv.DictReader(f))
 
     def plot(self) -> None:
-        import matplotlib
-        matplotlib.use('Agg')
-        import matplotlib.pyplot as plt
-        fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+        """``curves.png`` from the logs, drawn on a figure of its own (matplotlib's Agg
+        canvas; pyplot and the process's matplotlib backend are left alone)."""
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+        fig = Figure(figsize=(11, 4))
+        FigureCanvasAgg(fig)
+        left, right = fig.subplots(1, 2)
         if self.train_csv.exists():
             rows = self._rows(self.train_csv)
             minutes = [float(r['minutes']) for r in rows]
@@ -72,4 +75,3 @@ class RunLog:
             right.legend()
         fig.tight_layout()
         fig.savefig(self.folder / 'curves.png', dpi=80)
-        plt.close(fig)

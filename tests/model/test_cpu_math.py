@@ -44,9 +44,31 @@ def test_the_users_setting_wins(tmp_path):
     assert environ == {MKL_CPU_TYPE: '2'}
 
 
-def test_importing_the_model_package_applies_it():
+# Imports and uses the library on a pretended AMD CPU, then tunes the process on a pretended
+# Intel CPU and on the AMD one: MKL_DEBUG_CPU_TYPE after each step
+USE_THEN_TUNE = """
+import os, sys
+from solov2.model import cpu_math
+cpu_math.CPUINFO = sys.argv[1]
+from solov2 import SAMPLE_IMAGES, SHIPPED_WEIGHTS, Segmenter, tune_process
+Segmenter(SHIPPED_WEIGHTS, backend='dygraph', device='cpu', threads=1)(os.path.join(SAMPLE_IMAGES, 'shapes_wide.jpg'))
+print(os.environ.get('MKL_DEBUG_CPU_TYPE'))
+cpu_math.CPUINFO = sys.argv[2]
+tune_process(threads=1)
+print(os.environ.get('MKL_DEBUG_CPU_TYPE'))
+cpu_math.CPUINFO = sys.argv[1]
+tune_process(threads=1)
+print(os.environ.get('MKL_DEBUG_CPU_TYPE'))
+"""
+
+
+def test_the_library_never_sets_it_and_tune_process_sets_it_on_amd_only(tmp_path):
+    """Importing and using the library leave the environment alone, even on an AMD CPU;
+    ``tune_process`` (the commands' one tuning call) sets the variable there and only there."""
+    amd, intel = tmp_path / 'amd', tmp_path / 'intel'
+    amd.mkdir(), intel.mkdir()
     env = {k: v for k, v in os.environ.items() if k != MKL_CPU_TYPE}
-    code = 'import os, model; print(os.environ.get("MKL_DEBUG_CPU_TYPE"))'
-    out = subprocess.run([sys.executable, '-c', code], env=env, capture_output=True, text=True,
-                         check=True, cwd=ROOT).stdout.strip()
-    assert out == ('5' if cpu_vendor() == 'AuthenticAMD' else 'None')
+    done = subprocess.run([sys.executable, '-c', USE_THEN_TUNE, write_cpuinfo(amd, 'AuthenticAMD'),
+                           write_cpuinfo(intel, 'GenuineIntel')], env=env, capture_output=True, text=True, cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ['None', 'None', '5']

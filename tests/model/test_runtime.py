@@ -1,9 +1,13 @@
-"""model.runtime: freed memory kept for reuse on the CPU (glibc's malloc)."""
+"""model.runtime: freed memory kept for reuse on the CPU (glibc's malloc); Paddle's device
+and threads set for a block and put back."""
+import os
 import subprocess
 import sys
 
+import paddle
 import pytest
 
+from solov2.model.runtime import math_threads, paddle_on
 from tests.helpers import REPO_DIR
 
 # malloc, fill and free 256 MB twice (as Paddle's CPU allocator does with a tensor); print
@@ -11,8 +15,8 @@ from tests.helpers import REPO_DIR
 PROBE = """
 import ctypes, resource, sys
 sys.path.insert(0, {repo!r})
-from solov2.model.runtime import keep_freed_memory
-applied = keep_freed_memory() if {keep} else False
+from solov2.model.runtime import malloc_keeps_freed_memory
+applied = malloc_keeps_freed_memory() if {keep} else False
 libc = ctypes.CDLL(None)
 libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
 libc.free.argtypes = [ctypes.c_void_p]
@@ -40,3 +44,16 @@ def test_keep_freed_memory_reuses_freed_blocks_instead_of_fresh_pages():
     _, fresh = _second_allocation_faults(keep=False)
     assert applied
     assert kept < PAGES // 20 and kept * 10 < fresh    # without it: a fresh mapping, faulted page by page
+
+
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason='one core: MKL runs one thread whatever it is asked')
+def test_paddle_on_puts_the_process_s_settings_back_after_a_nested_block_and_an_error():
+    process = math_threads()
+    outer, inner = (1, 2) if process > 1 else (2, 1)
+    with pytest.raises(KeyError):
+        with paddle_on('cpu', outer):
+            with paddle_on('cpu', inner):
+                assert math_threads() == inner
+            assert math_threads() == outer and paddle.get_device() == 'cpu'
+            raise KeyError('a failed call')
+    assert math_threads() == process
