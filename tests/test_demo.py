@@ -14,6 +14,7 @@ import pycocotools.mask as mask_util
 import pytest
 
 from solov2.config import CONFIGS, with_overrides
+from solov2.config.shipped import SAMPLE_IMAGES
 from solov2.model.checkpoint import save_checkpoint
 from solov2.tools import demo
 from tests.helpers import get_eval_model
@@ -159,7 +160,7 @@ def test_weights_of_another_config(image_dir, tmp_path, r18_weights, capsys):
                       '--output', str(tmp_path / 'o'), '--opt', *FAST_OPTS, '--warmup', '0'])
     assert code == 2
     line = _error_line(capsys.readouterr().err)
-    assert '--config=5' in line
+    assert '(they were made for --config 5)' in line
     assert not (tmp_path / 'o').exists()
 
 
@@ -245,7 +246,7 @@ def test_exported_backend_on_a_gpu_machine_without_device(tmp_path, capsys, monk
     refused for the GPU it never asked for); an explicit --device gpu still is."""
     from solov2.model.inference import backends
     monkeypatch.setattr(backends, 'default_device', lambda: 'gpu:0')
-    paths = ['--input', str(Path(demo.__file__).parent / 'images'), '--output', str(tmp_path / 'out')]
+    paths = ['--input', SAMPLE_IMAGES, '--output', str(tmp_path / 'out')]
     assert demo.main(['--backend', 'onnx', *paths]) == 2
     assert '--backend onnx needs --model-dir' in capsys.readouterr().err
     assert demo.main(['--backend', 'onnx', '--device', 'gpu', *paths]) == 2

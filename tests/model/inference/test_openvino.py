@@ -366,4 +366,4 @@ def test_quantize_writes_an_int8_folder_the_backend_runs(hot, image_dir, tmp_pat
     assert len(backend.infer([_batch(128, 160, seed=3)[0]])[0]) > 3
     assert list(bucketed.compile_seconds) == [(1, 3, 320, 320)]           # one compile for both sizes
     assert quantize.main(['--model-dir', str(hot[1]), '--images', str(image_dir), '--output', str(out)]) == 2
-    assert capfd.readouterr().err.startswith(f'error: {out} already exists')
+    assert capfd.readouterr().err.startswith(f'error: --output {out} already exists')
