@@ -274,8 +274,9 @@ def add_model_args(parser: argparse.ArgumentParser, default_weights=None) -> Non
 def add_backend_args(parser: argparse.ArgumentParser, backends, precisions) -> None:
     """--backend, --model-dir, --precision and --mkldnn."""
     parser.add_argument('--backend', choices=backends, default='auto',
-                        help='auto (default: openvino f32, else onnxruntime, exported once from --weights '
-                             'into $SOLOV2_CACHE or ~/.cache/solov2-paddle; dygraph on a GPU), dygraph '
+                        help='auto (default: exported once from --weights into $SOLOV2_CACHE or '
+                             '~/.cache/solov2-paddle, run in openvino f32 unless onnxruntime is 10%% faster '
+                             'for this thread count and CPU, timed once; dygraph on a GPU), dygraph '
                              '(--weights, the Paddle model), inference, onnx or openvino (--model-dir)')
     parser.add_argument('--model-dir', metavar='DIR',
                         help='exported model folder (tools/export_model.py, tools/quantize.py) for '

@@ -1,8 +1,9 @@
 """Inference backends by name: the one factory behind demo.py, eval.py, the export tools and
 ``model.api.Segmenter``.
 
-- ``auto`` (the default of demo.py and eval.py): the fastest installed exported backend at
-  full f32 accuracy, exported once into a cache (``model.inference.export_cache``);
+- ``auto`` (the default of demo.py and eval.py): exported once into a cache and run at full
+  f32 accuracy in OpenVINO unless onnxruntime is 10% faster for the thread count and CPU
+  (``model.inference.export_cache``);
 - ``dygraph``: ``model.inference.predictor.Predictor``, the Paddle model from a checkpoint;
 - ``inference``: ``paddle.inference`` on an exported model folder (CPU);
 - ``onnx``: onnxruntime ``CPUExecutionProvider`` on an exported model folder;
