@@ -8,6 +8,7 @@ import numpy as np
 import pycocotools.mask as mask_util
 import pytest
 
+from solov2.config import CONFIGS
 from solov2.config.errors import InputError
 from solov2.model.checkpoint import load_paddle_params
 from solov2.model.distributed import SINGLE, Processes, check_paddle_runs, gather, local_rank0_first
@@ -19,8 +20,13 @@ from tests.helpers import REPO_DIR, TINY_TRAINING, launch_two_cpu_processes, lau
 WEIGHTS = str(REPO_DIR / 'weights' / 'shapes_r18.pdparams')
 SMALL = ['test_short=128', 'test_max=128']
 TINY = TINY_TRAINING
-SCORE_TOL = 1e-5        # floats summed in another order (threads, processes, the CPU's kernels): ~2e-7 seen
-MIN_MASK_IOU = 0.99     # ... which may move a mask pixel at the 0.5 threshold to the other side
+# Floats summed in another order (threads, processes, MKL's kernels on an AMD CPU: 2e-7 in a score) may
+# move a mask pixel across the 0.5 threshold, and Matrix NMS turns that into up to ~5e-3 of the score
+# of an instance it decays (seen on an AMD EPYC): scores within SCORE_TOL, masks with IoU >= MIN_MASK_IOU,
+# and an instance that ends within SCORE_TOL of the final cut (update_threshold) may be on one side only.
+SCORE_TOL = 0.01
+MIN_MASK_IOU = 0.95      # a few pixels of a small mask
+SURE = CONFIGS[9].update_threshold + SCORE_TOL
 
 
 @pytest.fixture(scope='module')
@@ -60,19 +66,23 @@ def _mask(record) -> np.ndarray:
 
 
 def _assert_same_records(records, reference):
-    """``records`` are ``reference`` but for float rounding: per image and category as many,
-    each matched to the one of ``reference`` whose mask overlaps it most, with the score within
-    SCORE_TOL and the mask IoU >= MIN_MASK_IOU (so near-equal scores may come in either order)."""
+    """``records`` are ``reference`` but for float rounding: each record of ``reference`` is
+    matched to the one of ``records`` of its image and category whose mask overlaps it most,
+    with the score within SCORE_TOL and the mask IoU >= MIN_MASK_IOU (so near-equal scores may
+    come in either order); only records scored below SURE may lack a counterpart."""
     def which(record) -> tuple:
         return record['image_id'], record['category_id']
-    assert reference and sorted(map(which, records)) == sorted(map(which, reference))
-    unmatched = list(records)
-    for want in reference:
+    assert any(r['score'] >= SURE for r in reference)
+    unmatched, missing = list(records), []
+    for want in sorted(reference, key=lambda r: -r['score']):
         candidates = [r for r in unmatched if which(r) == which(want)]
-        iou, best = max((_iou(_mask(r), _mask(want)), index) for index, r in enumerate(candidates))
-        got = candidates[best]
-        assert iou >= MIN_MASK_IOU and abs(got['score'] - want['score']) <= SCORE_TOL, (got, want, iou)
-        unmatched.remove(got)
+        scored = [(_iou(_mask(r), _mask(want)), index) for index, r in enumerate(candidates)]
+        iou, best = max(scored, default=(0.0, None))
+        if iou < MIN_MASK_IOU or abs(candidates[best]['score'] - want['score']) > SCORE_TOL:
+            missing.append(want)
+            continue
+        unmatched.remove(candidates[best])
+    assert all(r['score'] < SURE for r in missing + unmatched), (missing, unmatched)
 
 
 def _iou(a: np.ndarray, b: np.ndarray) -> float:
