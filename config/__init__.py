@@ -7,7 +7,7 @@ from typing import Dict, Type
 
 from solov2.config.base import COCO_CLASSES, SOLOv2Base
 from solov2.config.checks import check_config
-from solov2.config.errors import InputError
+from solov2.config.errors import InputError, param
 from solov2.config.light448_dcn_r50 import Light448DCNR50
 from solov2.config.light448_r18 import Light448R18
 from solov2.config.light448_r34 import Light448R34
@@ -43,7 +43,7 @@ def get_config(number: int) -> Type[SOLOv2Base]:
     """The config class registered as ``number``; a clear error for an unknown one."""
     if number not in CONFIGS:
         listed = ', '.join(f'{n}: {c.__name__}' for n, c in CONFIGS.items())
-        raise InputError(f'unknown config {number} — pick one of {listed} (--list-configs)')
+        raise InputError(f'unknown config {number} — pick one of {listed}')
     return CONFIGS[number]
 
 
@@ -109,13 +109,13 @@ def _coerce(setting: Setting, text: str):
         ok = isinstance(value, type(default))
     if not ok:
         kind = setting.accepts or ('None or a string' if default is None else type(default).__name__)
-        raise InputError(f"bad override '{setting.name}={text}': {setting.name} takes {kind}, "
-                         f'e.g. --opt "{setting.name}={_example(default)}"')
+        raise InputError(f"bad override '{setting.name}={text}': {setting.name} takes {kind}, e.g. "
+                         + param('overrides', [f'{setting.name}={_example(default)}']))
     return value
 
 
 def _example(default) -> str:
-    """A value of the default's type written as --opt takes it (a long tuple cut to two items)."""
+    """A value of the default's type written as an override takes it (a long tuple cut to two items)."""
     if isinstance(default, tuple):
         items = default[:2] if len(default) > 6 else default
         return repr(tuple(items)) if len(items) != 1 else f'({items[0]!r},)'
@@ -150,9 +150,9 @@ def _unknown(name: str, declared) -> str:
 
 def announce_config(number: int, cfg, overrides=(), verbose: bool = False, where: str = '') -> str:
     """What a command runs with: one line (config number and name, ``where`` (weights or
-    model folder) and the --opt overrides), or with ``verbose`` that line and the table of
+    model folder) and the overrides), or with ``verbose`` that line and the table of
     every resolved value."""
     line = f'config {number}: {cfg.__name__}' + (f' ({where})' if where else '')
     if overrides:
-        line += ', --opt ' + ' '.join(overrides)
-    return f'{line}\n{format_settings(cfg)}' if verbose else line
+        line += ', ' + param('overrides', list(overrides))
+    return line + '\n' + format_settings(cfg) if verbose else line

@@ -6,7 +6,7 @@ The rules below are what ``config/base.py`` hands each ``Setting`` (``rule=...``
 ``check_config`` applies the rules of the declared knobs."""
 from numbers import Real
 
-from solov2.config.errors import InputError
+from solov2.config.errors import InputError, param
 from solov2.config.setting import Rule, declared_settings
 
 LEVELS = 5      # FPN levels: num_grids, scale_ranges and segm_strides have one entry each
@@ -60,8 +60,8 @@ def check_config(cfg) -> None:
     for name, setting in declared_settings(cfg).items():
         value = getattr(cfg, name)
         if setting.rule and not setting.rule.ok(value):
-            raise InputError(f'bad value {name}={value!r}: {name} takes {setting.rule.text} '
-                             f'— fix it in --opt or in the config')
+            raise InputError(f'bad value {name}={value!r}: {name} takes {setting.rule.text} — fix it in '
+                             + param('overrides') + ' or in the config')
     names = cfg.class_names
     if len(names) != cfg.num_classes:
         raise InputError(f'num_classes={cfg.num_classes} but class_names holds {len(names)} names '

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Collection, List, Optional, Sequence
 
 from solov2.config import CONFIGS, SOLOv2Base, get_config, with_classes, with_overrides
-from solov2.config.errors import InputError
+from solov2.config.errors import InputError, message_of, param
 from solov2.config.setting import group_names
 
 MODEL_SETTINGS = group_names(SOLOv2Base, 'model')
@@ -42,11 +42,11 @@ def read_sidecar(weights: str) -> Optional[dict]:
     try:
         meta = json.loads(side.read_text())
     except (OSError, ValueError) as exc:
-        raise InputError(f'cannot read {side}: {exc} — fix or delete it and pass --config') from None
+        raise InputError(f'cannot read {side}: {exc} — fix or delete it and pass ' + param('config')) from None
     if not isinstance(meta, dict) or not isinstance(meta.get('num_classes'), int) \
             or not isinstance(meta.get('overrides', {}), dict):
         raise InputError(f'{side} is not a checkpoint sidecar (config, num_classes, class_names) '
-                         '— fix or delete it and pass --config')
+                         '— fix or delete it and pass ' + param('config'))
     names = meta.get('class_names')
     if names is not None and len(names) != meta['num_classes']:
         raise InputError(f'{side} says num_classes={meta["num_classes"]} but lists {len(names)} class names '
@@ -59,7 +59,7 @@ def read_sidecar(weights: str) -> Optional[dict]:
             raise InputError(f'"overrides" records {unknown[0]}, which a sidecar does not hold')
         with_overrides(CONFIGS[meta['config']], _assignments(meta.get('overrides', {})))
     except ValueError as exc:
-        raise InputError(f'{side}: {exc} — fix or delete it and pass --config') from None
+        raise InputError(f'{side}: ' + message_of(exc) + ' — fix or delete it and pass ' + param('config')) from None
     return meta
 
 
@@ -94,7 +94,7 @@ def apply_sidecar(cfg, meta: dict, chosen: Collection[str] = ()):
         if name not in chosen and current == getattr(base, name):
             changes[name] = value
         elif name in MODEL_SETTINGS:
-            raise InputError(f'weights were trained with {name}={value!r}, the command line says {current!r}')
+            raise InputError(f'weights were trained with {name}={value!r}, the config asks for {current!r}')
     return with_overrides(cfg, _assignments(changes))
 
 
@@ -106,7 +106,8 @@ def resolve_config(weights: Optional[str] = None, number: Optional[int] = None, 
     meta = read_sidecar(weights) if weights else None
     number = number if number is not None else (meta or {}).get('config')
     if number is None:
-        raise InputError('pass --config (the weights have no sidecar .json naming one)')
+        raise InputError('pass ' + param('config') + ' (the weights have no sidecar .json naming one; a checkpoint '
+                         'not made by this toolkit converts first: docs/checkpoints.md)')
     cfg = with_overrides(get_config(number), overrides)
     if meta is None:
         return number, cfg
@@ -115,5 +116,5 @@ def resolve_config(weights: Optional[str] = None, number: Optional[int] = None, 
     try:
         return number, apply_sidecar(cfg, meta, chosen)
     except ValueError as exc:
-        hint = '' if same else f' (they were made for --config={meta.get("config")})'
-        raise InputError(f'{exc}{hint}') from None
+        hint = '' if same else ' (they were made for ' + param('config', meta.get('config')) + ')'
+        raise InputError(message_of(exc) + hint) from None

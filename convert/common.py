@@ -24,6 +24,14 @@ class ConversionError(InputError):
     """The source does not map cleanly onto the target model."""
 
 
+def class_count(source: Dict[str, np.ndarray], key: str, kind: str) -> int:
+    """The number of classes of the checkpoint ``source``: the length of its category-prediction
+    bias ``key``; ConversionError when it has none (it is not ``kind``, e.g. 'an mmdetection checkpoint')."""
+    if key not in source:
+        raise ConversionError(f'{key} not found: not {kind}')
+    return source[key].shape[0]
+
+
 def _no_key(name: str) -> bool:
     """No source key is skipped."""
     return False
@@ -160,7 +168,10 @@ def convert(source: Dict[str, np.ndarray], rename: Renamer, config_numbers: Iter
         shapes = {k: v for k, v in full.items() if k.startswith(prefix)}
         if not shapes:
             raise ConversionError(f'config {number} has no parameter starting with {prefix!r}')
-        table = {k: rename(k, keys, cfg) for k in shapes}
+        try:
+            table = {k: rename(k, keys, cfg) for k in shapes}
+        except KeyError as exc:         # the source family has no name for a part of this config
+            raise ConversionError(f'cannot convert into config {number}: {exc.args[0]}') from None
         state, report = apply_table(source, table, shapes, ignored, aliases)
         if report.ok:
             return number, cfg, state, report
@@ -172,7 +183,7 @@ def convert(source: Dict[str, np.ndarray], rename: Renamer, config_numbers: Iter
 
 
 def check_output(source: str, output: str) -> None:
-    """ValueError (one line) unless ``output`` and its sidecar can be written without touching
+    """InputError (one line) unless ``output`` and its sidecar can be written without touching
     ``source`` (``data.files.check_output_file`` for both) and the weights are not named
     ``.json`` (the sidecar's name: ConversionError)."""
     if sidecar_path(output) == Path(output):
@@ -225,8 +236,8 @@ class Converted:
 def convert_file(converter: Converter, source: str, output: str, number: Optional[int] = None) -> Converted:
     """Convert the checkpoint ``source`` into ``output`` (+ its sidecar) for config ``number``
     (default: the first of ``converter.default_configs`` that fits). Nothing is written when the
-    output path is unusable or the source cannot be read (ValueError, InputError, KeyError) or
-    converted (ConversionError); RunError when writing fails (no file left behind).
+    output path is unusable or the source cannot be read (InputError) or converted
+    (ConversionError, an InputError); RunError when writing fails (no file left behind).
 
     With ``converter.prefix`` (e.g. ``'backbone.'``) only that part of the model is converted and
     the sidecar records ``"part": "backbone"``; tensors initialised rather than converted are

@@ -9,7 +9,7 @@ Reads the file without PyTorch. Usage:
 if __package__ in (None, ''):
     import _bootstrap  # noqa: F401  (script mode: make the project importable)
 
-from solov2.convert.common import Converter, convert_file
+from solov2.convert.common import ConversionError, Converter, class_count, convert_file
 from solov2.convert.mmdet_names import is_counter, mmdet_name
 from solov2.convert.pth_reader import RefusedCheckpoint, load_state_dict
 from solov2.tools.cli import run_converter
@@ -17,11 +17,8 @@ from solov2.tools.cli import run_converter
 
 def num_classes(source: dict) -> int:
     """Category count from the category-prediction bias."""
-    key = 'mask_head.conv_cls.bias'
-    if key not in source:
-        raise ValueError(f'{key} not found: not an mmdetection 2.x/3.x SOLOv2 checkpoint (an original '
-                         f'SOLO .pth converts with convert/solo2paddle.py)')
-    return source[key].shape[0]
+    return class_count(source, 'mask_head.conv_cls.bias', 'an mmdetection 2.x/3.x SOLOv2 checkpoint (an original '
+                       'SOLO .pth converts with convert/solo2paddle.py)')
 
 
 def load(path: str) -> dict:
@@ -34,7 +31,7 @@ def load(path: str) -> dict:
         if not (exc.qualname or '').startswith('mmengine.'):
             raise
         refused = str(exc).split(' — ')[0]
-        raise ValueError(f"{refused} — an mmdetection 3.x training checkpoint? Keep only its weights with "
+        raise ConversionError(f"{refused} — an mmdetection 3.x training checkpoint? Keep only its weights with "
                          "mmdetection's tools/model_converters/publish_model.py, then convert that file") from None
 
 

@@ -3,6 +3,7 @@ and convert/paddle2ppdet.py) and 0.5 static / PaddleClas (``static_name``,
 ``static_backbone_name``: convert/ppdet_static2paddle.py, convert/paddleclas2paddle.py)."""
 import re
 
+from solov2.convert.common import class_count
 from solov2.convert.names import Family, source_name
 
 BRANCHES = {'conv1': 'branch2a', 'conv2': 'branch2b', 'conv3': 'branch2c', 'shortcut': 'branch1'}
@@ -80,7 +81,7 @@ def ppdet_name(key: str, keys: frozenset, cfg) -> str:
 
 def ppdet_num_classes(source: dict) -> int:
     """Category count of a PaddleDetection 2.x checkpoint, from the category-prediction bias."""
-    return source['solov2_head.bbox_head.solo_cate.bias'].shape[0]
+    return class_count(source, 'solov2_head.bbox_head.solo_cate.bias', 'a PaddleDetection 2.x SOLOv2 checkpoint')
 
 
 # PaddleDetection registers three layers twice: (duplicate prefix, primary prefix)

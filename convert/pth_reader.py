@@ -15,7 +15,7 @@ Unpickling is restricted: only the globals a checkpoint of tensors needs
 ``torch.device``, torch dtypes, numpy scalars and a few data builtins) resolve,
 each to a small stand-in defined here or in ``model/safe_pickle.py`` (the
 restricted unpickler shared with the Paddle reader); any other global raises
-``ValueError`` naming it, so nothing from the file is ever executed.  Tensors are unpickled as
+``InputError`` naming it, so nothing from the file is ever executed.  Tensors are unpickled as
 references first and become numpy arrays once the storages have been read (in
 the legacy format the storages follow the pickle).
 """
@@ -30,6 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from solov2.config.errors import InputError
+from solov2.data.files import looked_up
 from solov2.model.safe_pickle import DATA_GLOBALS, Refused, RestrictedUnpickler, refusal_message
 
 __all__ = ['load_pth', 'load_state_dict']
@@ -85,7 +86,7 @@ class _TensorRef:
 def _rebuild_tensor(storage, storage_offset, size, stride, *_unused):
     """Stand-in for ``torch._utils._rebuild_tensor`` and ``_v2``."""
     if not isinstance(storage, _StorageRef):
-        raise ValueError('malformed checkpoint: tensor without a storage')
+        raise InputError('malformed checkpoint: tensor without a storage')
     return _TensorRef(storage, int(storage_offset), tuple(size), tuple(stride))
 
 
@@ -134,7 +135,7 @@ class _TorchUnpickler(RestrictedUnpickler):
     def persistent_load(self, pid):
         if not (isinstance(pid, tuple) and len(pid) in (5, 6)
                 and pid[0] == 'storage' and isinstance(pid[1], _StorageType)):
-            raise ValueError(f'unsupported persistent id in checkpoint: '
+            raise InputError(f'unsupported persistent id in checkpoint: '
                              f'{pid!r:.80}')
         key, dtype = str(pid[2]), pid[1].dtype
         self.storage_dtypes[key] = dtype
@@ -153,7 +154,7 @@ def _decode_storage(raw, dtype, byteorder):
     """Raw storage bytes -> 1-D native-order array (bfloat16 -> float32)."""
     order = '<' if byteorder == 'little' else '>'
     if len(raw) % _itemsize(dtype):
-        raise ValueError(f'malformed checkpoint: {len(raw)} bytes is not a '
+        raise InputError(f'malformed checkpoint: {len(raw)} bytes is not a '
                          f'whole number of {dtype} elements')
     if dtype == 'bfloat16':
         bits = np.frombuffer(raw, order + 'u2').astype(np.uint32) << 16
@@ -163,7 +164,7 @@ def _decode_storage(raw, dtype, byteorder):
 
 
 def _not_a_checkpoint(path):
-    return ValueError(f'{path} is not a PyTorch checkpoint (neither a zip '
+    return InputError(f'{path} is not a PyTorch checkpoint (neither a zip '
                       f'archive with data.pkl nor a legacy torch.save file)')
 
 
@@ -203,7 +204,7 @@ def _read_legacy_header(f, path):
         raise _not_a_checkpoint(path)
     protocol = _TorchUnpickler(f).load()
     if protocol != _LEGACY_PROTOCOL:
-        raise ValueError(f'{path}: unsupported legacy torch protocol '
+        raise InputError(f'{path}: unsupported legacy torch protocol '
                          f'version {protocol!r}')
     sys_info = _TorchUnpickler(f).load()
     return 'little' if sys_info.get('little_endian', True) else 'big'
@@ -213,11 +214,11 @@ def _read_legacy_storage(f, dtype, byteorder, path):
     """One storage of the legacy stream: int64 element count + raw bytes."""
     header = f.read(8)
     if len(header) != 8:
-        raise ValueError(f'{path}: truncated legacy checkpoint')
+        raise InputError(f'{path}: truncated legacy checkpoint')
     count, = struct.unpack('<q' if byteorder == 'little' else '>q', header)
     raw = f.read(count * _itemsize(dtype))
     if len(raw) != count * _itemsize(dtype):
-        raise ValueError(f'{path}: truncated legacy checkpoint')
+        raise InputError(f'{path}: truncated legacy checkpoint')
     return _decode_storage(raw, dtype, byteorder)
 
 
@@ -231,7 +232,7 @@ def _load_legacy(path):
         arrays = {}
         for key in map(str, keys):
             if key not in unpickler.storage_dtypes:
-                raise ValueError(f'{path}: storage {key!r} is never used')
+                raise InputError(f'{path}: storage {key!r} is never used')
             arrays[key] = _read_legacy_storage(
                 f, unpickler.storage_dtypes[key], byteorder, path)
     return obj, arrays
@@ -242,12 +243,12 @@ def _tensor_to_array(ref, arrays):
     flat = arrays[ref.storage.key]
     start = ref.storage.offset + ref.offset
     if len(ref.size) != len(ref.stride) or min(ref.stride, default=0) < 0:
-        raise ValueError(f'malformed checkpoint: bad tensor view {ref}')
+        raise InputError(f'malformed checkpoint: bad tensor view {ref}')
     if 0 in ref.size:
         return np.zeros(ref.size, flat.dtype)
     last = start + sum((n - 1) * s for n, s in zip(ref.size, ref.stride))
     if start < 0 or last >= flat.size:
-        raise ValueError(f'malformed checkpoint: tensor view {ref} lies '
+        raise InputError(f'malformed checkpoint: tensor view {ref} lies '
                          f'outside its storage of {flat.size} elements')
     view = np.lib.stride_tricks.as_strided(
         flat[start:], shape=ref.size,
@@ -281,13 +282,13 @@ def load_pth(path):
     """Load a ``torch.save`` file (zip or legacy format) without torch.
 
     Returns the saved object with every tensor replaced by a C-contiguous
-    numpy array (bfloat16 is widened to float32).  Raises
-    ``FileNotFoundError`` for a missing file and ``ValueError`` for a file
-    that is not a PyTorch checkpoint or references a disallowed global.
+    numpy array (bfloat16 is widened to float32).  Raises ``InputError`` for a
+    missing file or a file that is not a PyTorch checkpoint or references a
+    disallowed global.
     """
     path = os.fspath(path)
     if not os.path.isfile(path):
-        raise FileNotFoundError(f'PyTorch checkpoint not found: {path}')
+        raise InputError(f'PyTorch checkpoint not found: {looked_up(path)}')
     loader = _load_zip if zipfile.is_zipfile(path) else _load_legacy
     try:
         obj, arrays = loader(path)
@@ -309,9 +310,9 @@ def load_state_dict(path):
             obj = obj[wrapper]
             break
     if not isinstance(obj, dict):
-        raise ValueError(f'{path}: expected a dict of tensors, '
+        raise InputError(f'{path}: expected a dict of tensors, '
                          f'got {type(obj).__name__}')
     tensors = {k: v for k, v in obj.items() if isinstance(v, np.ndarray)}
     if not tensors:
-        raise ValueError(f'{path}: checkpoint holds no tensors')
+        raise InputError(f'{path}: checkpoint holds no tensors')
     return tensors

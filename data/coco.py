@@ -19,7 +19,7 @@ import numpy as np
 import pycocotools.mask as mask_util
 from pycocotools.coco import COCO
 
-from solov2.config.errors import InputError
+from solov2.config.errors import InputError, param
 from solov2.data.transforms import DEFAULT_MAX_PIXELS, read_image
 
 logger = logging.getLogger(__name__)
@@ -32,29 +32,29 @@ def read_class_names(path: str | PathLike[str]) -> list[str]:
     try:
         text = Path(path).read_text(encoding='utf-8')
     except OSError as err:
-        raise ValueError(f'cannot read class list {path}: {err}') from err
+        raise InputError(f'cannot read class list {path}: {err}') from err
     names = [line.strip() for line in text.splitlines() if line.strip()]
     if not names:
-        raise ValueError(f'class list {path} is empty')
+        raise InputError(f'class list {path} is empty')
     return names
 
 
 def load_coco(ann_file: str | PathLike[str]) -> COCO:
     """Parse a COCO instance file into an indexed pycocotools `COCO`, without its stdout chatter.
 
-    Category ids must be integers (`ValueError` otherwise); annotations that cannot be used
+    Category ids must be integers (`InputError` otherwise); annotations that cannot be used
     (`unusable_reason`) are left out and reported in one warning per file and process.
     """
     path = Path(ann_file)
     if not path.is_file():
-        raise ValueError(f'annotation file not found: {path}')
+        raise InputError(f'annotation file not found: {path}')
     try:
         dataset = json.loads(path.read_text(encoding='utf-8'))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise ValueError(f'cannot parse annotation file {path}: {err}') from err
+        raise InputError(f'cannot parse annotation file {path}: {err}') from err
     missing = [key for key in ('images', 'categories') if key not in dataset]
     if missing:
-        raise ValueError(f"annotation file {path} has no {', '.join(missing)}")
+        raise InputError(f"annotation file {path} has no {', '.join(missing)}")
     check_ids(dataset, path)
     dataset['annotations'] = usable_annotations(dataset, path)
     coco = COCO()
@@ -65,18 +65,18 @@ def load_coco(ann_file: str | PathLike[str]) -> COCO:
 
 
 def check_ids(dataset: Mapping[str, Any], path: Path) -> None:
-    """ValueError when a category id or an annotation's category_id is not an integer
+    """InputError when a category id or an annotation's category_id is not an integer
     (ids written as strings, '4', do not match the integer category ids)."""
     def is_int(value: Any) -> bool:
         return isinstance(value, int) and not isinstance(value, bool)
 
     for category in dataset['categories']:
         if not isinstance(category, dict) or not is_int(category.get('id')):
-            raise ValueError(f'annotation file {path}: category {category!r} has no integer id — '
+            raise InputError(f'annotation file {path}: category {category!r} has no integer id — '
                              'COCO category ids are integers ("id": 4, not "4")')
     for ann in dataset.get('annotations', []):
         if isinstance(ann, dict) and 'category_id' in ann and not is_int(ann['category_id']):
-            raise ValueError(f"annotation file {path}: annotation {ann.get('id')} has category_id "
+            raise InputError(f"annotation file {path}: annotation {ann.get('id')} has category_id "
                              f"{ann['category_id']!r} — COCO category ids are integers (4, not \"4\")")
 
 
@@ -149,7 +149,7 @@ def segmentation_to_rle(segmentation: Any, height: int, width: int) -> dict[str,
             return mask_util.encode(np.zeros((height, width), dtype=np.uint8, order='F'))
         return mask_util.merge(mask_util.frPyObjects(polygons, height, width))
     if list(segmentation['size']) != [height, width]:
-        raise ValueError(f"RLE size {segmentation['size']} differs from image size {[height, width]}")
+        raise InputError(f"RLE size {segmentation['size']} differs from image size {[height, width]}")
     if isinstance(segmentation['counts'], list):
         return mask_util.frPyObjects(segmentation, height, width)
     return segmentation
@@ -174,11 +174,11 @@ def category_ids_by_name(
         own = tuple(category['name'] for category in categories)
         raise InputError(
             f"class names not in the annotation file: {shown} (it has: {', '.join(sorted(ids_of))}) — "
-            f'to train on its classes: --opt num_classes={len(own)} "class_names={own!r}"'
+            'to train on its classes: ' + param('overrides', [f'num_classes={len(own)}', f'class_names={own!r}'])
         )
     ambiguous = [name for name in class_names if len(ids_of[name]) > 1]
     if ambiguous:
-        raise ValueError(f"several categories share the names: {', '.join(ambiguous)}")
+        raise InputError(f"several categories share the names: {', '.join(ambiguous)}")
     return [ids_of[name][0] for name in class_names]
 
 
@@ -187,13 +187,13 @@ def check_annotation_categories(
     label_of: Mapping[int, int],
     category_names: Mapping[int, str],
 ) -> None:
-    """Raise `ValueError` naming the first annotation whose category is not a mapped class."""
+    """Raise `InputError` naming the first annotation whose category is not a mapped class."""
     for ann in annotations:
         category_id = ann['category_id']
         if category_id not in label_of:
             name = category_names.get(category_id)
             known = f' ({name!r}, not in class_names)' if name is not None else ''
-            raise ValueError(
+            raise InputError(
                 f"annotation {ann.get('id')} of image {ann.get('image_id')} "
                 f"refers to unknown category {category_id}{known}"
             )
@@ -208,8 +208,8 @@ class CocoDataset:
     (nothing reads them: they are not decoded). Annotations that cannot be used are
     skipped and reported (`load_coco`); those whose mask decodes empty are
     dropped. With `keep_empty=False`, images without any non-crowd annotation
-    are skipped; with `require_instances`, a set without any instance is a
-    `ValueError`. Images over `max_pixels` pixels are unreadable samples.
+    are skipped; with `require_instances`, a set without any instance is an
+    `InputError`. Images over `max_pixels` pixels are unreadable samples.
     """
 
     def __init__(
@@ -225,7 +225,7 @@ class CocoDataset:
         self.max_pixels = max_pixels
         self.image_dir = Path(image_dir)
         if not self.image_dir.is_dir():
-            raise ValueError(f'image directory not found: {self.image_dir}')
+            raise InputError(f'image directory not found: {self.image_dir}')
         categories = self.coco.dataset['categories']
         names_of = {int(c['id']): c['name'] for c in categories}
         if class_names is None:
@@ -244,7 +244,7 @@ class CocoDataset:
             if keep_empty or any(not a.get('iscrowd', 0) for a in self.coco.imgToAnns[img['id']])
         ]
         if require_instances and not self.num_instances:
-            raise ValueError(f'{ann_file} has no usable instance in {len(self.image_ids)} images — '
+            raise InputError(f'{ann_file} has no usable instance in {len(self.image_ids)} images — '
                              'training needs annotated objects (see the skipped annotations above)')
 
     @property
@@ -266,14 +266,14 @@ class CocoDataset:
         return len(self.image_ids)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
-        """Sample dict of the `index`-th kept image; `ValueError` (with the path) if unreadable."""
+        """Sample dict of the `index`-th kept image; `InputError` (with the path) if unreadable."""
         image_id = self.image_ids[index]
         info = self.coco.imgs[image_id]
         path = self.image_dir / info['file_name']
         image = read_image(path, self.max_pixels)
         height, width = image.shape[:2]
         if (info.get('height', height), info.get('width', width)) != (height, width):
-            raise ValueError(
+            raise InputError(
                 f"image {path} is {width}x{height} but the annotation file says "
                 f"{info.get('width')}x{info.get('height')}"
             )
@@ -297,7 +297,7 @@ class CocoDataset:
             try:
                 mask = segmentation_to_mask(ann['segmentation'], height, width)
             except ValueError as err:
-                raise ValueError(f"annotation {ann.get('id')} of image {ann['image_id']}: {err}") from err
+                raise InputError(f"annotation {ann.get('id')} of image {ann['image_id']}: {err}") from err
             if mask.any():
                 masks.append(mask)
                 labels.append(self._label_of[ann['category_id']])

@@ -47,22 +47,22 @@ def run_cocoeval(coco: COCO, records: List[dict], iou_type: str = 'segm',
 
 
 def check_results(coco: COCO, records, source: str) -> None:
-    """ValueError naming the first result record that cannot be scored against ``coco``:
+    """InputError naming the first result record that cannot be scored against ``coco``:
     not a list of dicts with image_id (of ``coco``), category_id, score and segmentation."""
     if not isinstance(records, list):
-        raise ValueError(f'{source} is not a list of COCO results — give a file written by '
+        raise InputError(f'{source} is not a list of COCO results — give a file written by '
                          'eval.py --save-json or demo.py --save-json')
     for index, record in enumerate(records):
         missing = [k for k in ('image_id', 'category_id', 'score', 'segmentation')
                    if not isinstance(record, dict) or k not in record]
         if missing:
-            raise ValueError(f"{source}: result {index} has no {', '.join(missing)} — mask AP needs "
+            raise InputError(f"{source}: result {index} has no {', '.join(missing)} — mask AP needs "
                              'image_id, category_id, score and segmentation in every result')
         if not isinstance(record['score'], (int, float)) or not math.isfinite(record['score']):
             raise InputError(f"{source}: result {index} has score {record['score']!r} — scores must be finite "
                              'numbers (a model that gave NaN needs fixing before it is scored)')
         if record['image_id'] not in coco.imgs:
-            raise ValueError(f"{source}: result {index} is for image {record['image_id']!r}, which the "
+            raise InputError(f"{source}: result {index} is for image {record['image_id']!r}, which the "
                              'annotation file does not have — score it against the annotations it was made for')
 
 

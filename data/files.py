@@ -15,7 +15,7 @@ from typing import Callable, Iterable, Sequence
 import cv2
 import numpy as np
 
-from solov2.config.errors import InputError
+from solov2.config.errors import InputError, labelled
 
 FILE_MODE = 0o644
 
@@ -95,6 +95,12 @@ def write_image(path: str | PathLike[str], bgr: np.ndarray) -> None:
     atomic_write(path, encoded.tobytes())
 
 
+def looked_up(path: str | PathLike[str]) -> str:
+    """How a message shows a path that is not there: as given, and for a relative one the
+    folder it was looked up from (the current folder: ``x.pdparams (from /home/me)``)."""
+    return str(path) if Path(path).is_absolute() else f'{path} (from {os.getcwd()})'
+
+
 def same_file(a: str | PathLike[str], b: str | PathLike[str]) -> bool:
     """Whether two paths name the same file (resolved; also through hard links)."""
     a, b = Path(a), Path(b)
@@ -107,32 +113,34 @@ def check_output_file(path: str | PathLike[str], inputs: Iterable[str | PathLike
                       option: str = 'output', role: str = 'an input file', example: str = 'results.json') -> Path:
     """``path`` as a file to write: InputError when it is a folder (the message suggests
     ``path/example`` unless ``example`` is ''), one of ``inputs`` (the message calls it ``role``),
-    or its folder cannot be made or written (nothing is created)."""
+    or its folder cannot be made or written (nothing is created). ``option`` names the path in
+    the messages: a label, or the caller's parameter (``config.errors.param``, ``labelled``)."""
     path = Path(path)
     if path.is_dir():
         hint = f', e.g. {path / example}' if example else ''
-        raise InputError(f'{option} {path} is a folder — give a file name{hint}')
+        raise InputError(labelled(option, path) + f' is a folder — give a file name{hint}')
     for source in inputs:
         if same_file(path, source):
-            raise InputError(f'{option} {path} is {role} and would be overwritten — pick another output path')
+            raise InputError(labelled(option, path) + f' is {role} and would be overwritten — pick another output path')
     check_folder(path.parent, option)
     return path
 
 
 def check_folder(folder: str | PathLike[str], option: str = 'output', new: bool = False) -> Path:
     """InputError when ``folder`` is a file, exists already though ``new`` is asked for, or it
-    (or the nearest existing folder it would be made in) cannot be written; nothing is created."""
+    (or the nearest existing folder it would be made in) cannot be written; nothing is created.
+    ``option`` names the folder as in ``check_output_file``."""
     folder = Path(folder)
     if new and folder.exists():
-        raise InputError(f'{folder} already exists — pass a new {option} folder')
+        raise InputError(labelled(option, folder) + ' already exists — pick a new folder')
     existing = folder
     while not existing.exists() and existing != existing.parent:
         existing = existing.parent
+    inside = '' if existing == folder else f': {existing}'
     if not existing.is_dir():
-        where = '' if existing == folder else f' (in {folder})'
-        raise InputError(f'{option} {existing} is a file, not a folder{where} — pick a folder path')
+        raise InputError(labelled(option, folder) + f'{inside} is a file, not a folder — pick a folder path')
     if not os.access(existing, os.W_OK | os.X_OK):
-        raise InputError(f'{option} folder {existing} is not writable — pick another path')
+        raise InputError(labelled(option, folder) + f'{inside or ": the folder"} is not writable — pick another path')
     return folder
 
 
@@ -141,5 +149,5 @@ def make_folder(folder: str | PathLike[str], option: str = 'output') -> Path:
     try:
         check_folder(folder, option).mkdir(parents=True, exist_ok=True)
     except OSError as err:
-        raise InputError(f'cannot create {option} folder {folder}: {err.strerror} — pick another path') from err
+        raise InputError('cannot create ' + labelled(option, folder) + f': {err.strerror} — pick another path') from err
     return Path(folder)

@@ -24,7 +24,7 @@ from typing import Any, Callable, Iterator, Protocol, Sequence
 import numpy as np
 import paddle
 
-from solov2.config.errors import RunError
+from solov2.config.errors import InputError, RunError
 from solov2.data.augment import Sample, TrainTransform
 from solov2.data.transforms import batch_images
 
@@ -47,7 +47,7 @@ class TrainDataset(paddle.io.Dataset):
 
     A sample whose reading raises `ValueError` is replaced by another index drawn
     from the same rng (a warning is logged once per bad index and process);
-    more than `max_failures` consecutive failures raise `RuntimeError`.
+    more than `max_failures` consecutive failures raise `InputError`.
     """
 
     def __init__(
@@ -93,7 +93,7 @@ class TrainDataset(paddle.io.Dataset):
                 current = replacement
                 continue
             return self.transform(sample, rng)
-        raise RuntimeError(
+        raise InputError(
             f'more than {self.max_failures} consecutive unreadable samples from index {index}; '
             'check the dataset paths'
         )

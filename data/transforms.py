@@ -11,7 +11,7 @@ from typing import Sequence
 import cv2
 import numpy as np
 
-from solov2.config.errors import InputError
+from solov2.config.errors import InputError, param
 
 LOG = logging.getLogger(__name__)
 IMAGENET_MEAN_RGB = (123.675, 116.28, 103.53)
@@ -51,11 +51,12 @@ def header_size(data: bytes | memoryview) -> tuple[int, int] | None:
 
 
 def check_pixels(path, width: int, height: int, max_pixels: int) -> None:
-    """ValueError when a `width` x `height` image exceeds `max_pixels` (0 = no limit)."""
+    """InputError when a `width` x `height` image exceeds `max_pixels` (0 = no limit)."""
     if max_pixels and width * height > max_pixels:
-        raise ValueError(
+        raise InputError(
             f'image {path} is {width}x{height} = {width * height / 1e6:.0f} MP, over the limit of '
-            f'{max_pixels / 1e6:g} MP — shrink it or raise max_image_pixels (--opt max_image_pixels=N)'
+            f'{max_pixels / 1e6:g} MP — shrink it or raise max_image_pixels ('
+            + param('overrides', ['max_image_pixels=N']) + ')'
         )
 
 
@@ -64,7 +65,7 @@ def read_image(path: str | PathLike[str], max_pixels: int = DEFAULT_MAX_PIXELS,
     """Read an image file as `[H, W, 3] uint8 RGB`.
 
     Decodes from a byte buffer so non-ASCII paths work. Grey and RGBA files
-    are converted to 3-channel RGB. Raises `ValueError` when the file is
+    are converted to 3-channel RGB. Raises `InputError` when the file is
     missing, cannot be decoded, or holds more than `max_pixels` pixels (checked
     from the header before decoding for PNG, JPEG and BMP; 0 = no limit). With
     `warn_colour`, a transparent or greyscale picture is logged (`warn_unusual_colour`):
@@ -73,13 +74,13 @@ def read_image(path: str | PathLike[str], max_pixels: int = DEFAULT_MAX_PIXELS,
     try:
         buffer = np.fromfile(path, dtype=np.uint8)
     except OSError as err:
-        raise ValueError(f'cannot read image {path}') from err
+        raise InputError(f'cannot read image {path}') from err
     size = header_size(memoryview(buffer))
     if size is not None:
         check_pixels(path, *size, max_pixels)
     bgr = cv2.imdecode(buffer, cv2.IMREAD_COLOR) if buffer.size else None
     if bgr is None:
-        raise ValueError(f'cannot read image {path}')
+        raise InputError(f'cannot read image {path}')
     check_pixels(path, bgr.shape[1], bgr.shape[0], max_pixels)
     if warn_colour:
         warn_unusual_colour(path, buffer, bgr)
@@ -212,7 +213,7 @@ def normalize(
 ) -> np.ndarray:
     """Map `[H, W, 3] uint8 RGB` to `[3, H, W] float32` as (pixel - mean) / std per RGB channel."""
     if image.ndim != 3 or image.shape[2] != 3:
-        raise ValueError(f'expected [H, W, 3] image, got shape {image.shape}')
+        raise InputError(f'expected [H, W, 3] image, got shape {image.shape}')
     mean_arr = np.asarray(mean, dtype=np.float32)
     inv_std = 1.0 / np.asarray(std, dtype=np.float32)
     hwc = (image.astype(np.float32) - mean_arr) * inv_std

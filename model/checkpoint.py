@@ -12,7 +12,7 @@ import paddle
 
 from solov2.config.errors import InputError
 from solov2.config.sidecar import recorded_settings, sidecar_path
-from solov2.data.files import write_together
+from solov2.data.files import looked_up, write_together
 from solov2.model.safe_pickle import PADDLE_GLOBALS, Refused, RestrictedUnpickler, refusal_message
 
 
@@ -28,7 +28,7 @@ def read_paddle_file(path: str):
     Paddle 2.x/3.x, ``fluid.save`` of PaddleDetection 0.5, PaddleClas), read by the
     restricted unpickler: anything but plain data is refused, nothing in it runs."""
     if not os.path.isfile(path):
-        raise CheckpointError(f'weights file not found: {path}')
+        raise CheckpointError(f'weights file not found: {looked_up(path)}')
     try:
         with open(path, 'rb') as f:
             return RestrictedUnpickler(f, PADDLE_GLOBALS).load()

@@ -17,6 +17,7 @@ import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 
+from solov2.config.errors import InputError
 from solov2.model.layers import ConvNormAct
 
 STAGE_BLOCKS = {18: (2, 2, 2, 2), 34: (3, 4, 6, 3), 50: (3, 4, 6, 3), 101: (3, 4, 23, 3)}
@@ -45,7 +46,7 @@ class BasicBlock(nn.Layer):
                  dcn: Optional[str], frozen_norm: bool):
         super().__init__()
         if dcn is not None:
-            raise ValueError('deformable conv is only supported in ResNet-50/101 blocks')
+            raise InputError('deformable conv (backbone_dcn) needs depth 50 or 101')
         self.conv1 = ConvNormAct(in_channels, width, 3, stride=stride, frozen_norm=frozen_norm)
         self.conv2 = ConvNormAct(width, width, 3, act=False, frozen_norm=frozen_norm)
         self.shortcut = (Shortcut(in_channels, width, stride, variant, frozen_norm)
@@ -103,7 +104,7 @@ class ResNet(nn.Layer):
             raise ValueError(f"unsupported ResNet variant '{variant}' (expected 'b' or 'd')")
         block = Bottleneck if depth >= 50 else BasicBlock
         if groups != 1 and block is BasicBlock:
-            raise ValueError('grouped (ResNeXt) blocks need depth 50 or 101')
+            raise InputError('grouped (ResNeXt) blocks (backbone_groups) need depth 50 or 101')
         extra = {'groups': groups, 'base_width': base_width} if groups != 1 else {}
         half = width // 2
         stem_specs = ([(3, width, 7, 2)] if variant == 'b'

@@ -22,6 +22,7 @@ import paddle
 import pytest
 
 from solov2.config import CONFIGS
+from solov2.config.errors import InputError, RunError
 from solov2.data.files import write_image
 from solov2.data.results import instances_to_coco
 from solov2.model.inference.export import infer_cfg
@@ -82,7 +83,7 @@ def test_demo_refuses_outputs_that_would_destroy_inputs(photos, tmp_path, capsys
     cases = [
         (['--video', photos / 'clip.mp4', '--output', photos / 'clip.mp4'], 'is an input file'),
         (['--video', photos / 'clip.mp4', '--output', photos / 'a.png' / 'x.mp4'], 'is a file, not a folder'),
-        (['--input', photos, '--output', photos], '--output', 'is the --input folder'),
+        (['--input', photos, '--output', photos], '--output', 'is the input folder'),
         (['--input', photos / 'a.png', '--output', photos / 'a.png'], 'is a file, not a folder'),
         (['--input', photos / 'a.jpg', '--output', photos], 'would overwrite the input'),
         (['--input', photos, '--output', tmp_path / 'file.txt' / 'sub'], 'is a file, not a folder'),
@@ -283,7 +284,7 @@ def test_export_refuses_outputs_over_the_weights(tmp_path, capsys):
     for argv, fragment in (([*weights, '--output', str(folder)], 'model.json is an input file'),
                            ([*weights, '--output', str(tmp_path / 'file')], 'is a file'),
                            (['--weights', str(tmp_path / 'nope.pdparams'), '--output', str(tmp_path / 'x')],
-                            'weights not found'),
+                            'weights file not found'),
                            ([*weights, '--output', str(tmp_path / 'x'), '--opt', 'max_per_image=-1'],
                             'max_per_image')):
         assert export_model.main(argv) == 2, argv
@@ -331,17 +332,22 @@ def test_run_command_exit_codes_debug_and_interrupt(capsys, monkeypatch):
             raise kind('bad thing\nsecond line')
         return main
     monkeypatch.delenv('SOLOV2_DEBUG', raising=False)
-    assert run_command(fails(ValueError), []) == 2
+    assert run_command(fails(InputError), []) == 2
     assert capsys.readouterr().err == 'error: bad thing second line\n'
-    assert run_command(fails(RuntimeError), []) == 1
-    assert capsys.readouterr().err.startswith('error: RuntimeError: bad thing second line (rerun with --debug')
+    assert run_command(fails(RunError), []) == 1
+    assert capsys.readouterr().err == 'error: bad thing second line (rerun with --debug for the traceback)\n'
+    for bug in (ValueError, KeyError, RuntimeError):         # only the project's InputError is bad input
+        assert run_command(fails(bug), []) == 1
+        err = capsys.readouterr().err
+        assert err.startswith(f'error: a bug in the toolkit: {bug.__name__}: ') and 'bad thing' in err, err
+        assert '(rerun with --debug for the traceback' in err and err.count('\n') == 1, err
     assert run_command(fails(KeyboardInterrupt), []) == 130
     assert capsys.readouterr().err.strip() == 'interrupted (Ctrl-C): 3 pictures in out/'
     with pytest.raises(RuntimeError):
         run_command(fails(RuntimeError), ['--debug'])
     monkeypatch.setenv('SOLOV2_DEBUG', '1')
-    with pytest.raises(ValueError):
-        run_command(fails(ValueError), [])
+    with pytest.raises(InputError):
+        run_command(fails(InputError), [])
 
 
 # ---- the real commands, as a user runs them ------------------------------------------------------
@@ -350,7 +356,7 @@ def test_scripts_end_bad_inputs_in_one_line(photos, tmp_path):
     before = hashes(photos)
     code, _, err = command('demo.py', '--input', photos, '--output', photos)
     assert code == 2
-    one_error(err, 'is the --input folder')
+    one_error(err, 'is the input folder')
     code, _, err = command('tools/labelme2coco.py', photos, photos / 'a.png')
     assert code == 2
     one_error(err, 'is an input file')

@@ -160,7 +160,7 @@ def test_weights_of_another_config(image_dir, tmp_path, r18_weights, capsys):
                       '--output', str(tmp_path / 'o'), '--opt', *FAST_OPTS, '--warmup', '0'])
     assert code == 2
     line = _error_line(capsys.readouterr().err)
-    assert '--config=5' in line
+    assert '(they were made for --config 5)' in line
     assert not (tmp_path / 'o').exists()
 
 

@@ -5,8 +5,10 @@ import json
 import re
 
 import numpy as np
+import pycocotools.mask as mask_util
 import pytest
 
+from solov2.config import CONFIGS
 from solov2.config.errors import InputError
 from solov2.model.checkpoint import load_paddle_params
 from solov2.model.distributed import SINGLE, Processes, check_paddle_runs, gather, local_rank0_first
@@ -18,6 +20,13 @@ from tests.helpers import REPO_DIR, TINY_TRAINING, launch_two_cpu_processes, lau
 WEIGHTS = str(REPO_DIR / 'weights' / 'shapes_r18.pdparams')
 SMALL = ['test_short=128', 'test_max=128']
 TINY = TINY_TRAINING
+# Floats summed in another order (threads, processes, MKL's kernels on an AMD CPU: 2e-7 in a score) may
+# move a mask pixel across the 0.5 threshold, and Matrix NMS turns that into up to ~5e-3 of the score
+# of an instance it decays (seen on an AMD EPYC): scores within SCORE_TOL, masks with IoU >= MIN_MASK_IOU,
+# and an instance that ends within SCORE_TOL of the final cut (update_threshold) may be on one side only.
+SCORE_TOL = 0.01
+MIN_MASK_IOU = 0.95      # a few pixels of a small mask
+SURE = CONFIGS[9].update_threshold + SCORE_TOL
 
 
 @pytest.fixture(scope='module')
@@ -51,6 +60,36 @@ def test_cpu_processes_of_paddle_2_cuda_wheels_are_refused_in_one_line(version, 
     assert '\n' not in str(caught.value)
 
 
+def _mask(record) -> np.ndarray:
+    rle = record['segmentation']
+    return mask_util.decode({'size': rle['size'], 'counts': rle['counts'].encode('ascii')}).astype(bool)
+
+
+def _assert_same_records(records, reference):
+    """``records`` are ``reference`` but for float rounding: each record of ``reference`` is
+    matched to the one of ``records`` of its image and category whose mask overlaps it most,
+    with the score within SCORE_TOL and the mask IoU >= MIN_MASK_IOU (so near-equal scores may
+    come in either order); only records scored below SURE may lack a counterpart."""
+    def which(record) -> tuple:
+        return record['image_id'], record['category_id']
+    assert any(r['score'] >= SURE for r in reference)
+    unmatched, missing = list(records), []
+    for want in sorted(reference, key=lambda r: -r['score']):
+        candidates = [r for r in unmatched if which(r) == which(want)]
+        scored = [(_iou(_mask(r), _mask(want)), index) for index, r in enumerate(candidates)]
+        iou, best = max(scored, default=(0.0, None))
+        if iou < MIN_MASK_IOU or abs(candidates[best]['score'] - want['score']) > SCORE_TOL:
+            missing.append(want)
+            continue
+        unmatched.remove(candidates[best])
+    assert all(r['score'] < SURE for r in missing + unmatched), (missing, unmatched)
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> float:
+    union = np.logical_or(a, b).sum()
+    return float(np.logical_and(a, b).sum() / union) if union else 1.0
+
+
 def _table(text: str) -> list:
     """The mask and box AP tables of eval.py's output."""
     lines = text.splitlines()
@@ -79,7 +118,7 @@ def test_two_processes_evaluate_each_image_once_with_the_one_process_ap(shapes, 
     assert len(exports) == 1 and exports[0].startswith('config9-')      # one export, by one process
     assert eval_cli.main([*args, '--save-json', str(tmp_path / 'one.json')]) == 0
     one, two = (json.loads((tmp_path / name).read_text()) for name in ('one.json', 'two.json'))
-    assert one and two == one                    # the same records, in the same order
+    _assert_same_records(two, one)
     assert _table(first) == _table(capsys.readouterr().out)
 
 
@@ -101,7 +140,7 @@ def test_two_processes_draw_each_picture_once(shapes, tmp_path):
     assert demo.main([*args, '--output', str(tmp_path / 'one'), '--save-json', str(tmp_path / 'one.json'),
                       '--dump-inputs', str(tmp_path / 'dump1')]) == 0
     one, two = (json.loads((tmp_path / name).read_text()) for name in ('one.json', 'two.json'))
-    assert one and two == one
+    _assert_same_records(two, one)
     manifests = [json.loads((tmp_path / folder / 'manifest.json').read_text()) for folder in ('dump1', 'dump2')]
     assert [e['name'] for e in manifests[1]['images']] == [e['name'] for e in manifests[0]['images']]
     assert len(manifests[0]['images']) == len(names)

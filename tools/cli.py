@@ -12,11 +12,15 @@ tools/*.py, convert/*2paddle.py) does the same way, and nothing the library need
 - Console: the library reports through ``logging`` (loggers named after its modules) and
   progress callbacks; ``show_logs`` prints those messages as plain lines, ``Progress`` is the
   progress line with rate and ETA.
-- Exit codes, in one place (``run_command``): ``config.errors.InputError`` and the built-in
-  kinds of a bad value or a missing path (ValueError, KeyError, FileNotFoundError, ...) end in
-  one ``error:`` line and exit 2; any other exception in one line and exit 1; Ctrl-C and
-  SIGTERM in one line naming what was done (exit 130 / 143). ``--debug`` (or SOLOV2_DEBUG=1)
-  shows the traceback instead.
+- Words: a library message names the caller's parameters in Python words (``weights=``,
+  ``resume='auto'``: ``config.errors.param``); ``in_flags`` turns them into the flags
+  (``--weights``, ``--resume auto``: ``FLAGS`` where the flag is not the name with dashes),
+  for the error line and the log lines alike.
+- Exit codes, in one place (``run_command``): ``config.errors.InputError`` ends in one
+  ``error:`` line and exit 2; ``RunError`` (the work failed) and ``OSError`` (the system
+  refused) in one line and exit 1; any other exception is a bug in the toolkit, said so in one
+  line naming ``--debug``, exit 1; Ctrl-C and SIGTERM in one line naming what was done (exit
+  130 / 143). ``--debug`` (or SOLOV2_DEBUG=1) shows the traceback instead.
 - Arguments: the parser and the argument groups the commands share; ``run_converter`` is
   the whole command line of the converters (convert/*2paddle.py, convert/paddle2ppdet.py),
   whose library part is ``convert.common``.
@@ -39,12 +43,18 @@ warnings.filterwarnings('ignore', message='When training, we now always track gl
                         category=UserWarning)
 
 from solov2.config import describe_configs  # noqa: E402  (after the start-up settings above)
-from solov2.config.errors import Solov2Error  # noqa: E402
+from solov2.config.errors import InputError, Message, RunError, message_of  # noqa: E402
 
 LIBRARY_LOGGER = 'solov2'   # every library module logs under it (loggers named after modules)
 DEBUG_FLAG = '--debug'
 DEBUG_ENV = 'SOLOV2_DEBUG'
-INPUT_ERRORS = (ValueError, KeyError, FileNotFoundError, NotADirectoryError, IsADirectoryError)
+FLAGS = {'overrides': '--opt', 'fmt': '--format'}    # the library's parameters whose flag is not --name
+
+
+def in_flags(text) -> str:
+    """A library message in the commands' words: each parameter it names (a ``Message``) as
+    its flag (``FLAGS``, else ``--name`` with dashes); any other text as it is."""
+    return text.with_flags(FLAGS) if isinstance(text, Message) else str(text)
 
 
 # ---- console ---------------------------------------------------------------------------------
@@ -55,7 +65,7 @@ class _ConsoleLines(logging.Handler):
     errors prefixed with their level."""
 
     def emit(self, record: logging.LogRecord) -> None:
-        text = record.getMessage()
+        text = record.getMessage() if record.args else in_flags(record.msg)
         line = text if record.levelno <= logging.INFO else f'{record.levelname.lower()}: {text}'
         sys.stdout.write(line + '\n')
         sys.stdout.flush()
@@ -145,10 +155,22 @@ def set_status(note) -> None:
 
 
 def error_line(exc: BaseException) -> str:
-    """``error: <what> — <what to do>`` for ``exc``, on one line (KeyError without quotes)."""
-    text = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
-    text = ' '.join(str(text).split()) or type(exc).__name__
+    """``error: <what> — <what to do>`` for ``exc``, on one line, in the commands' words (``in_flags``)."""
+    text = ' '.join(in_flags(message_of(exc)).split()) or type(exc).__name__
     return f'error: {text}'
+
+
+def failure_line(exc: Exception) -> str:
+    """The one line a command ends with on ``exc``: ``error_line`` for an InputError; with the
+    ``--debug`` hint for a RunError or OSError; any other exception is called a bug, named."""
+    line = error_line(exc)
+    if isinstance(exc, InputError):
+        return line
+    hint = f'(rerun with {DEBUG_FLAG} for the traceback)'
+    if isinstance(exc, (RunError, OSError)):
+        return f'{line} {hint}'
+    return (f'error: a bug in the toolkit: {type(exc).__name__}: {line[len("error: "):]} '
+            f'{hint[:-1]}, and please report it)')
 
 
 def _raise_terminated(signum, frame) -> None:
@@ -213,12 +235,8 @@ def run_command(main, argv=None, stream=None) -> int:
     except Exception as exc:
         if debug:
             raise
-        usage = isinstance(exc, INPUT_ERRORS)
-        line = error_line(exc)
-        if not usage and not isinstance(exc, (OSError, Solov2Error)):     # an unexpected kind: name it
-            line = f'error: {type(exc).__name__}: {line[len("error: "):]}'
-        print(line if usage else f'{line} (rerun with {DEBUG_FLAG} for the traceback)', file=stream)
-        return 2 if usage else 1
+        print(failure_line(exc), file=stream)
+        return 2 if isinstance(exc, InputError) else 1
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
@@ -270,8 +288,9 @@ def add_model_args(parser: argparse.ArgumentParser, default_weights=None) -> Non
 def add_backend_args(parser: argparse.ArgumentParser, backends, precisions) -> None:
     """--backend, --model-dir, --precision and --mkldnn."""
     parser.add_argument('--backend', choices=backends, default='auto',
-                        help='auto (default: openvino f32, else onnxruntime, exported once from --weights '
-                             'into $SOLOV2_CACHE or ~/.cache/solov2-paddle; dygraph on a GPU), dygraph '
+                        help='auto (default: exported once from --weights into $SOLOV2_CACHE or '
+                             '~/.cache/solov2-paddle, run in openvino f32 unless onnxruntime is 10%% faster '
+                             'for this thread count and CPU, timed once; dygraph on a GPU), dygraph '
                              '(--weights, the Paddle model), inference, onnx or openvino (--model-dir)')
     parser.add_argument('--model-dir', metavar='DIR',
                         help='exported model folder (tools/export_model.py, tools/quantize.py) for '

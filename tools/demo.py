@@ -12,9 +12,10 @@ The config is taken from the checkpoint's sidecar (dygraph) or from the export's
 infer_cfg.json (inference, onnx) unless --config is given.
 
 Backends (model/inference/backends.py): ``auto`` (the default) exports --weights once into a
-cache and runs it in OpenVINO f32 (else onnxruntime; dygraph on a GPU), saying which in one
-line; ``dygraph`` runs the Paddle model from --weights; ``inference`` (Paddle Inference),
-``onnx`` (onnxruntime) and ``openvino`` (--precision f32|bf16|int8) run a folder written by
+cache and runs it in OpenVINO f32 unless onnxruntime is 10% faster for this thread count and
+CPU (timed once, then recorded; dygraph on a GPU), saying which and why in one line;
+``dygraph`` runs the Paddle model from --weights; ``inference`` (Paddle Inference), ``onnx``
+(onnxruntime) and ``openvino`` (--precision f32|bf16|int8) run a folder written by
 tools/export_model.py (int8: tools/quantize.py). All share the post-processing.
 
 Reading/preprocessing and mask pasting/drawing/saving run in worker threads; FPS is
@@ -35,6 +36,7 @@ if __package__ in (None, ''):
 from solov2.tools.cli import (  # before Paddle
     add_inference_args,
     backend_options,
+    in_flags,
     interruptible_loading,
     make_parser,
     run_command,
@@ -47,7 +49,7 @@ with interruptible_loading():      # Ctrl-C or SIGTERM while Paddle and the libr
     from solov2.config import announce_config, describe_configs
     from solov2.config.errors import InputError
     from solov2.config.shipped import SAMPLE_IMAGES, SHIPPED_WEIGHTS
-    from solov2.data.files import check_folder, check_output_file
+    from solov2.data.files import check_folder, check_output_file, looked_up
     from solov2.data.results import write_json
     from solov2.model.distributed import Processes, gather, launched_processes, start_processes
     from solov2.model.inference.backends import BACKENDS, open_backend
@@ -153,7 +155,7 @@ def run(argv) -> int:
     if not video and not paths:
         raise InputError(f'no images found at {args.input} — give an image file or a folder of images')
     if args.video is not None and not Path(args.video).is_file():
-        raise InputError(f'video not found: {args.video} — check the path')
+        raise InputError(f'video not found: {looked_up(args.video)} — check the path')
     targets = check_outputs(args, paths)
     tune_for(args.device, args.threads, launched_processes().local_size)
     processes = start_processes(args.device or default_device())
@@ -162,7 +164,7 @@ def run(argv) -> int:
                          'paddle.distributed.launch (images and folders are shared out among its processes)')
     number, backend = open_backend(**backend_options(args), processes=processes)
     where = f'{backend.name} backend, {args.model_dir or args.weights}'
-    print(announce_config(number, backend.cfg, args.opt, args.verbose, where))
+    print(in_flags(announce_config(number, backend.cfg, args.opt, args.verbose, where)))
     draw = DrawOptions(args.draw_threshold, [] if args.save_json else None,
                        InputDumper(args.dump_inputs, backend, number) if args.dump_inputs else None, args.warmup)
     done = gather_outputs(draw, segment(args, backend, draw, targets, processes), processes)

@@ -27,11 +27,9 @@ if __package__ in (None, ''):
 import paddle  # noqa: E402
 
 from solov2.config.errors import InputError  # noqa: E402
-from solov2.config.sidecar import (
-    resolve_config,  # noqa: E402
-    sidecar_path,  # noqa: E402
-)
+from solov2.config.sidecar import sidecar_path  # noqa: E402
 from solov2.data.files import check_output_file  # noqa: E402
+from solov2.model.inference.backends import checked_weights  # noqa: E402
 from solov2.model.inference.export import DCN_OPSET, DEFAULT_MAX_SIZE, export  # noqa: E402
 from solov2.model.inference.exportable import MIN_SIZE  # noqa: E402
 from solov2.model.inference.exported import INFER_CFG, ONNX_FILE, PADDLE_PREFIX  # noqa: E402
@@ -77,9 +75,9 @@ def main(argv=None) -> int:
 
 def run(argv) -> int:
     args = parse_args(argv)
-    if not args.weights or not Path(args.weights).is_file():
-        raise InputError(f'weights not found: {args.weights} — give a .pdparams from convert/ or train.py')
-    number, cfg = resolve_config(args.weights, args.config, args.opt)
+    if not args.weights:
+        raise InputError('pass --weights, the .pdparams checkpoint to export')
+    number, cfg = checked_weights(args.weights, args.config, args.opt)
     check_output(args.output, args.weights)
     paddle.set_device('cpu')
     set_status(lambda: f'stopped while exporting to {args.output}; its files may be incomplete, export again')

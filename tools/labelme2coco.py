@@ -30,6 +30,7 @@ import pycocotools.mask as mask_util
 if __package__ in (None, ''):
     import _bootstrap  # noqa: F401  (script mode: make the project importable)
 
+from solov2.config.errors import InputError
 from solov2.data.coco import read_class_names, segmentation_to_rle
 from solov2.data.files import atomic_write, check_output_file, same_file
 from solov2.data.results import write_json
@@ -39,19 +40,19 @@ CIRCLE_VERTICES = 64
 
 
 def read_labelme(path: Path) -> dict[str, Any]:
-    """Parse one labelme file; `ValueError` naming `path` if it is not valid labelme JSON."""
+    """Parse one labelme file; `InputError` naming `path` if it is not valid labelme JSON."""
     try:
         doc = json.loads(path.read_text(encoding='utf-8'))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise ValueError(f'{path}: cannot parse labelme JSON: {err}') from err
+        raise InputError(f'{path}: cannot parse labelme JSON: {err}') from err
     if not isinstance(doc, dict):
-        raise ValueError(f'{path}: not a labelme file (top level is not an object)')
+        raise InputError(f'{path}: not a labelme file (top level is not an object)')
     missing = [key for key in ('shapes', 'imagePath', 'imageHeight', 'imageWidth') if key not in doc]
     if missing:
-        raise ValueError(f"{path}: not a labelme file (missing {', '.join(missing)})")
+        raise InputError(f"{path}: not a labelme file (missing {', '.join(missing)})")
     for index, shape in enumerate(doc['shapes']):
         if not isinstance(shape, dict) or 'label' not in shape or 'points' not in shape:
-            raise ValueError(f'{path}: shape {index} lacks a label or points')
+            raise InputError(f'{path}: shape {index} lacks a label or points')
     return doc
 
 
@@ -61,10 +62,10 @@ def shape_polygon(shape: dict[str, Any]) -> list[float]:
     points = np.asarray(shape['points'], dtype=np.float64).reshape(-1, 2)
     if kind == 'polygon':
         if len(points) < 3:
-            raise ValueError(f"polygon {shape['label']!r} has {len(points)} points, needs 3")
+            raise InputError(f"polygon {shape['label']!r} has {len(points)} points, needs 3")
         return points.ravel().tolist()
     if len(points) != 2:
-        raise ValueError(f"{kind} {shape['label']!r} has {len(points)} points, needs 2")
+        raise InputError(f"{kind} {shape['label']!r} has {len(points)} points, needs 2")
     if kind == 'rectangle':
         (x0, y0), (x1, y1) = points.min(axis=0), points.max(axis=0)
         return [x0, y0, x1, y0, x1, y1, x0, y1]
@@ -74,7 +75,7 @@ def shape_polygon(shape: dict[str, Any]) -> list[float]:
         theta = 2 * math.pi * np.arange(CIRCLE_VERTICES) / CIRCLE_VERTICES
         ring = center + radius * np.stack([np.cos(theta), np.sin(theta)], axis=1)
         return ring.ravel().tolist()
-    raise ValueError(f"unsupported shape_type {kind!r} (label {shape['label']!r})")
+    raise InputError(f"unsupported shape_type {kind!r} (label {shape['label']!r})")
 
 
 def group_instances(shapes: Sequence[dict[str, Any]]) -> list[tuple[str, list[list[float]]]]:
@@ -95,7 +96,7 @@ def group_instances(shapes: Sequence[dict[str, Any]]) -> list[tuple[str, list[li
             continue
         label, polygons = instances[slot_of_group[group]]
         if label != shape['label']:
-            raise ValueError(f"group_id {group} mixes labels {label!r} and {shape['label']!r}")
+            raise InputError(f"group_id {group} mixes labels {label!r} and {shape['label']!r}")
         polygons.append(polygon)
     return instances
 
@@ -115,19 +116,19 @@ def image_source(doc: dict[str, Any], json_path: Path) -> Path | bytes:
         try:
             return base64.b64decode(doc['imageData'], validate=True)
         except binascii.Error as err:
-            raise ValueError(f'{json_path}: bad embedded imageData: {err}') from err
-    raise ValueError(f'{json_path}: image file {path} not found and no imageData embedded')
+            raise InputError(f'{json_path}: bad embedded imageData: {err}') from err
+    raise InputError(f'{json_path}: image file {path} not found and no imageData embedded')
 
 
 def copy_image(source: Path | bytes, target: Path) -> None:
     """Copy an image file, or write embedded image bytes, to `target` (no-op onto itself or
-    onto the same bytes); `ValueError` rather than overwrite another file."""
+    onto the same bytes); `InputError` rather than overwrite another file."""
     if not isinstance(source, bytes) and same_file(source, target):
         return
     if target.exists():
         if target.is_file() and target.read_bytes() == (source if isinstance(source, bytes) else source.read_bytes()):
             return
-        raise ValueError(f'--copy-images would overwrite {target}, a different file — pick an empty folder')
+        raise InputError(f'--copy-images would overwrite {target}, a different file — pick an empty folder')
     if isinstance(source, bytes):
         atomic_write(target, source)
     else:
@@ -140,7 +141,7 @@ def image_file_name(doc: dict[str, Any], json_path: Path, copy_dir: Path | None)
     image_path = doc['imagePath'].replace('\\', '/')
     if copy_dir is None:
         if isinstance(source, bytes):
-            raise ValueError(
+            raise InputError(
                 f'{json_path}: image file {image_path} not found; '
                 'pass --copy-images DIR to extract the embedded imageData'
             )
@@ -151,7 +152,7 @@ def image_file_name(doc: dict[str, Any], json_path: Path, copy_dir: Path | None)
 
 
 def check_labels(docs: dict[Path, dict[str, Any]], class_names: Sequence[str]) -> None:
-    """`ValueError` listing every shape label missing from `class_names`, with a file using it."""
+    """`InputError` listing every shape label missing from `class_names`, with a file using it."""
     first_use: dict[str, Path] = {}
     for path, doc in docs.items():
         for shape in doc['shapes']:
@@ -159,7 +160,7 @@ def check_labels(docs: dict[Path, dict[str, Any]], class_names: Sequence[str]) -
     unknown = sorted(set(first_use) - set(class_names))
     if unknown:
         listed = ', '.join(f'{label!r} (e.g. {first_use[label].name})' for label in unknown)
-        raise ValueError(f'labels not in the class list: {listed}')
+        raise InputError(f'labels not in the class list: {listed}')
 
 
 def convert(
@@ -175,10 +176,10 @@ def convert(
     """
     labelme_dir = Path(labelme_dir)
     if not labelme_dir.is_dir():
-        raise ValueError(f'labelme directory not found: {labelme_dir}')
+        raise InputError(f'labelme directory not found: {labelme_dir}')
     docs = {path: read_labelme(path) for path in sorted(labelme_dir.glob('*.json'))}
     if not docs:
-        raise ValueError(f'no labelme .json files in {labelme_dir}')
+        raise InputError(f'no labelme .json files in {labelme_dir}')
     if class_names is None:
         class_names = sorted({shape['label'] for doc in docs.values() for shape in doc['shapes']})
     check_labels(docs, class_names)
@@ -190,14 +191,14 @@ def convert(
     for image_id, (path, doc) in enumerate(docs.items(), start=1):
         file_name = image_file_name(doc, path, copy_dir)
         if file_name in owner_of:
-            raise ValueError(f'{path} and {owner_of[file_name]} both use image {file_name}')
+            raise InputError(f'{path} and {owner_of[file_name]} both use image {file_name}')
         owner_of[file_name] = path
         height, width = int(doc['imageHeight']), int(doc['imageWidth'])
         images.append({'id': image_id, 'file_name': file_name, 'height': height, 'width': width})
         try:
             instances = group_instances(doc['shapes'])
         except (KeyError, TypeError, ValueError) as err:
-            raise ValueError(f'{path}: bad shape: {err}') from err
+            raise InputError(f'{path}: bad shape: {err}') from err
         for label, polygons in instances:
             area, bbox = rasterised_area_bbox(polygons, height, width)
             if area == 0:
@@ -221,7 +222,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 def check_out(out: Path, labelme_dir: Path, classes: Path | None) -> None:
-    """`ValueError` when OUT.json is a folder or one of the input files (a labelme file,
+    """`InputError` when OUT.json is a folder or one of the input files (a labelme file,
     an image, the class list)."""
     inputs = sorted(labelme_dir.glob('*')) if labelme_dir.is_dir() else []
     check_output_file(out, inputs + ([classes] if classes else []), 'output')

@@ -51,27 +51,27 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def read_outputs(raw: Path, name: str, num_classes: int):
     """The three outputs of one input, each with a leading batch dimension of 1: scores
-    [1, K, C], kernels [1, K, E], mask_feat [1, E, H, W]; ValueError naming the file whose
+    [1, K, C], kernels [1, K, E], mask_feat [1, E, H, W]; InputError naming the file whose
     shape does not fit."""
     arrays = []
     for output, ndim in zip(OUTPUT_NAMES, (3, 3, 4)):
         path = raw / f'{name}.{output}.npy'
         if not path.is_file():
-            raise ValueError(f'missing {path}')
+            raise InputError(f'missing {path}')
         try:
             array = np.load(path, allow_pickle=False).astype(np.float32, copy=False)
         except (OSError, ValueError, TypeError) as exc:
-            raise ValueError(f'cannot read {path}: {exc}') from exc
+            raise InputError(f'cannot read {path}: {exc}') from exc
         if array.ndim == ndim - 1:
             array = array[None]
         if array.ndim != ndim or array.shape[0] != 1:
-            raise ValueError(f'{path} has shape {array.shape}, expected {ndim} dims with batch 1')
+            raise InputError(f'{path} has shape {array.shape}, expected {ndim} dims with batch 1')
         arrays.append(array)
     scores, kernels, mask_feat = arrays
     expected = {'scores': (1, kernels.shape[1], num_classes), 'kernels': (1, scores.shape[1], mask_feat.shape[1])}
     for output, array in zip(OUTPUT_NAMES, arrays):
         if output in expected and array.shape != expected[output]:
-            raise ValueError(f'{raw / f"{name}.{output}.npy"} has shape {array.shape}, expected {expected[output]} '
+            raise InputError(f'{raw / f"{name}.{output}.npy"} has shape {array.shape}, expected {expected[output]} '
                              f'({outputs_text()}, B = 1)')
     return arrays
 

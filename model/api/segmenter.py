@@ -111,8 +111,9 @@ class Segmenter:
         weights: a project checkpoint (.pdparams from convert/*2paddle.py or train.py); its
             config comes from the sidecar beside it unless ``config`` is given.
         config: config number (``python demo.py --list-configs``).
-        backend: 'auto' (default: exported once into a cache, OpenVINO f32 or onnxruntime;
-            dygraph on a GPU), 'dygraph', or 'inference' | 'onnx' | 'openvino' with ``model_dir``.
+        backend: 'auto' (default: exported once into a cache, OpenVINO f32 unless onnxruntime
+            is 10% faster for this thread count and CPU; dygraph on a GPU), 'dygraph', or
+            'inference' | 'onnx' | 'openvino' with ``model_dir``.
         model_dir: a folder from tools/export_model.py (or tools/quantize.py for int8).
         precision: 'f32', 'bf16' or 'int8' (openvino only).
         device: 'cpu' or 'gpu' (default: gpu when there is one); threads: CPU math threads

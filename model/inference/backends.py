@@ -1,8 +1,9 @@
 """Inference backends by name: the one factory behind demo.py, eval.py, the export tools and
 ``model.api.Segmenter``.
 
-- ``auto`` (the default of demo.py and eval.py): the fastest installed exported backend at
-  full f32 accuracy, exported once into a cache (``model.inference.export_cache``);
+- ``auto`` (the default of demo.py and eval.py): exported once into a cache and run at full
+  f32 accuracy in OpenVINO unless onnxruntime is 10% faster for the thread count and CPU
+  (``model.inference.export_cache``);
 - ``dygraph``: ``model.inference.predictor.Predictor``, the Paddle model from a checkpoint;
 - ``inference``: ``paddle.inference`` on an exported model folder (CPU);
 - ``onnx``: onnxruntime ``CPUExecutionProvider`` on an exported model folder;
@@ -12,8 +13,9 @@ import difflib
 from pathlib import Path
 from typing import Optional, Sequence, Tuple
 
-from solov2.config.errors import InputError
+from solov2.config.errors import InputError, param
 from solov2.config.sidecar import resolve_config
+from solov2.data.files import looked_up
 from solov2.model.distributed import SINGLE, Processes, local_rank0_first
 from solov2.model.inference.backend import Backend, BackendError
 from solov2.model.inference.export_cache import Progress, cache_root, cached_backend, compiled_cache
@@ -43,28 +45,27 @@ def exported_backend(kind: str, model_dir: str, threads: int = 0, mkldnn: bool =
 
 def checked_weights(weights: Optional[str], number: Optional[int], overrides: Sequence[str]) -> Tuple[int, type]:
     """(number, config) of a checkpoint (``config.sidecar.resolve_config``) after checking the
-    path names a file; InputError naming the fix (a folder, a typo, nothing converted yet)."""
+    path names a file; InputError naming the fix (none given, a folder, a typo; a relative path
+    says the folder it was looked up from)."""
     if not weights:
-        raise InputError('pass --weights (a .pdparams checkpoint) or --backend onnx|openvino|inference --model-dir DIR')
+        raise InputError('pass ' + param('weights') + ' (a .pdparams checkpoint) or ' + param('backend', *EXPORTED)
+                         + ' with ' + param('model_dir') + ' (an exported folder)')
     path = Path(weights)
     if path.is_dir():
         inside = sorted(path.glob('*.pdparams'))
-        raise InputError(f'--weights {weights} is a folder — give the .pdparams file'
+        raise InputError(param('weights', weights) + ' is a folder — give the .pdparams file'
                          + (f', e.g. {inside[0]}' if inside else ' (there is none in it)'))
     if not path.is_file():
-        raise InputError(f'weights not found: {weights} — {_nearby(path)}')
+        raise InputError(f'weights file not found: {looked_up(weights)}' + _nearby(path))
     return resolve_config(weights, number, overrides)
 
 
 def _nearby(path: Path) -> str:
-    """What to do about a missing weights file: the closest .pdparams names beside it, or how
-    to make one."""
+    """' — did you mean X?' naming the .pdparams files beside a missing ``path`` whose names are
+    close to its name; '' when there is none."""
     near = difflib.get_close_matches(path.name, [p.name for p in path.parent.glob('*.pdparams')], n=2, cutoff=0.6) \
         if path.parent.is_dir() else []
-    if near:
-        return 'did you mean ' + ' or '.join(str(path.parent / name) for name in near) + '?'
-    return ('convert a published checkpoint first, e.g. python convert/ppdet2paddle.py SRC.pdparams '
-            'weights/model.pdparams (docs/checkpoints.md)')
+    return ' — did you mean ' + ' or '.join(str(path.parent / name) for name in near) + '?' if near else ''
 
 
 def open_backend(weights: Optional[str] = None, config: Optional[int] = None, backend: str = 'auto',
@@ -89,25 +90,28 @@ def open_backend(weights: Optional[str] = None, config: Optional[int] = None, ba
     if precision not in PRECISIONS:
         raise BackendError(f"unknown precision '{precision}' (expected one of {', '.join(PRECISIONS)})")
     if precision != 'f32' and backend != 'openvino':
-        raise BackendError(f'--precision {precision} needs --backend openvino (auto is always f32)')
+        raise BackendError(param('precision', precision) + ' needs ' + param('backend', 'openvino')
+                           + ' (auto is always f32)')
     if model_dir and backend not in EXPORTED:
-        raise BackendError(f'--model-dir needs --backend {"|".join(EXPORTED)} (not {backend})')
+        raise BackendError(param('model_dir') + ' needs ' + param('backend', *EXPORTED) + f' (not {backend})')
     chosen = device or default_device()
     threads = cpu_threads(threads, processes.local_size)
     if backend == 'dygraph' or (backend == 'auto' and chosen != 'cpu'):
         number, cfg = resolved or checked_weights(weights, config, overrides)
         return number, Predictor(cfg, weights, chosen, sidecar=False, threads=threads)
     if device not in (None, 'cpu'):      # an exported backend runs on the CPU whatever the machine has
-        raise BackendError(f'--backend {backend} runs on the CPU here; use --backend dygraph for --device {device}')
+        raise BackendError(param('backend', backend) + ' runs on the CPU here; use ' + param('backend', 'dygraph')
+                           + ' for ' + param('device', device))
     if backend == 'auto':
         number, cfg = resolved or checked_weights(weights, config, overrides)
         return number, local_rank0_first(
             lambda: cached_backend(number, cfg, weights, overrides, threads, cache_dir=cache_dir, progress=progress)[1],
             processes)
     if not model_dir:
-        raise BackendError(f'--backend {backend} needs --model-dir (a folder from tools/export_model.py)')
+        raise BackendError(param('backend', backend) + ' needs ' + param('model_dir')
+                           + ' (a folder from tools/export_model.py)')
     opened = exported_backend(backend, model_dir, threads, mkldnn, overrides, precision, cache_dir)
     if config is not None and config != opened.number:
-        raise BackendError(f'{model_dir} was exported from config {opened.number}, not --config={config}')
+        raise BackendError(f'{model_dir} was exported from config {opened.number}, not ' + param('config', config))
     return opened.number, opened
 

@@ -4,6 +4,7 @@ from typing import Callable, List, Optional, Sequence
 
 from pycocotools.coco import COCO
 
+from solov2.config.errors import InputError
 from solov2.data.coco import CocoDataset
 from solov2.data.results import instances_to_coco
 from solov2.data.transforms import read_image
@@ -41,7 +42,7 @@ def predict_coco(predictor, coco: COCO, image_dir: str, label_to_category_id: Se
         gathered.update(part)
         failed.extend(part_failed)
     if failed:
-        raise ValueError(f'{len(failed)} images could not be read, e.g. {failed[0]}')
+        raise InputError(f'{len(failed)} images could not be read, e.g. {failed[0]}')
     return [record for image_id in sorted(gathered) for record in gathered[image_id]]
 
 

@@ -18,7 +18,7 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 import paddle
 
-from solov2.config.errors import InputError
+from solov2.config.errors import InputError, param
 from solov2.data.transforms import padded_size
 from solov2.model.inference.backend import BackendError
 from solov2.model.inference.exportable import (
@@ -68,7 +68,7 @@ def check_onnx_tools(deformable: bool) -> str:
         raise ExportError(f'cannot export deformable convolution (DCN) to ONNX with paddle2onnx {p2o}: '
                           f'the ONNX DeformConv op needs opset {DCN_OPSET}, which paddle2onnx 1.x '
                           'cannot write (it aborts). Use Paddle >= 3.0 with paddle2onnx >= 2.0, or '
-                          '--format paddle')
+                          + param('fmt', 'paddle'))
     return p2o
 
 
@@ -203,11 +203,11 @@ def export(number: int, cfg, weights: str, out_dir: Path, fmt: str = 'both', ops
     """Write the export; returns the lines to print. Raises ExportError or CheckpointError.
     ``dygraph``: the ``Predictor`` of ``cfg`` and ``weights`` on the CPU when the caller has
     built it already (built here otherwise)."""
-    for name, value in (('--min-size', min_size), ('--max-size', max_size)):
+    for name, value in (('min_size', min_size), ('max_size', max_size)):
         if value % SIZE_DIVISOR or value < MIN_SIZE:
-            raise ExportError(f'{name} {value} must be a multiple of {SIZE_DIVISOR} and >= {MIN_SIZE}')
+            raise ExportError(param(name, value) + f' must be a multiple of {SIZE_DIVISOR} and >= {MIN_SIZE}')
     if max_size < min_size:
-        raise ExportError(f'--max-size {max_size} is below --min-size {min_size}')
+        raise ExportError(param('max_size', max_size) + ' is below ' + param('min_size', min_size))
     dygraph = dygraph or Predictor(cfg, weights, device='cpu')
     cfg, model = dygraph.cfg, dygraph.model
     deformable = has_deformable_conv(model)
@@ -215,7 +215,7 @@ def export(number: int, cfg, weights: str, out_dir: Path, fmt: str = 'both', ops
     largest = padded_size(cfg.test_max, SIZE_DIVISOR)    # the keep-ratio resize caps the long side at test_max
     if largest > max_size:
         raise ExportError(f'test_max={cfg.test_max} gives inputs up to {largest} px, above the largest the export '
-                          f'takes ({max_size}; tools/export_model.py --max-size)')
+                          'takes (' + param('max_size', max_size) + ')')
     out_dir.mkdir(parents=True, exist_ok=True)
     lines, files = [], {}
     with tempfile.TemporaryDirectory() as tmp:

@@ -1,28 +1,37 @@
-"""``--backend auto``: the fastest installed exported backend at full f32 accuracy, exported
-once per checkpoint into a cache.
+"""``backend='auto'``: an installed exported engine at full f32 accuracy, OpenVINO unless
+onnxruntime is clearly faster on this machine, exported once per checkpoint into a cache.
 
 The engines: ``openvino`` f32 and ``onnx`` (onnxruntime), those installed (with the ONNX
 exporter); with neither, ``dygraph`` (also on a GPU, and when the export fails, with the
 reason in one line). One ONNX export serves both: each engine is verified against the
 dygraph model on a random input (``export.verify``), then timed on a random input of the
-config's test size (a 4:3 landscape picture, ``timing_batch``; alternating runs, median),
-and the fastest is recorded with the timings in the entry's ``cache.json``; later runs
-open the recorded engine without timing again. An entry lives in ``$SOLOV2_CACHE``
-(default ``~/.cache/solov2-paddle``) under a name derived from a key: the weights file's
-content hash, the config number, the ``--opt`` overrides, the versions of the exporter and
-of both engines and a hash of this package's source (not the engine that wins); the cache
-folder can also be given per call (``cache_dir``, what ``Segmenter(cache_dir=...)`` passes), and
-a ``progress(stage, fraction)`` callback hears how the export goes. It is built
-in a temporary folder and only then renamed into place; on load the hashes of its files are
-checked again, and an entry that fails the check or does not load is said to be corrupt,
-deleted and rebuilt.
+config's test size (a 4:3 landscape picture, ``timing_batch``) in ``TIMING_ROUNDS`` rounds
+that run each engine once, back to back in alternating order. OpenVINO, the preferred
+engine, is kept unless onnxruntime takes less than ``1 - MARGIN`` of its time both in the
+median round and in its best round (``preferred_engine``): a noisy measurement cannot flip
+the choice, a clear difference does. The choice and the median timings are recorded in the
+entry's ``cache.json`` for the machine they were measured on (``machine_key``: the thread
+count and the CPU model); later runs on that machine open the recorded engine without
+timing, another thread count or CPU times the engines again on the same export and records
+its own choice beside the others.
+
+An entry lives in ``$SOLOV2_CACHE`` (default ``~/.cache/solov2-paddle``) under a name derived
+from a key: the weights file's content hash, the config number, the overrides, the versions
+of the exporter and of both engines and a hash of this package's source (not the machine,
+not the engine chosen); the cache folder can also be given per call (``cache_dir``, what
+``Segmenter(cache_dir=...)`` passes), and a ``progress(stage, fraction)`` callback hears how
+the first export goes. It is built in a temporary folder and only then renamed into place;
+on load the hashes of its files are checked again, and an entry that fails the check or does
+not load is said to be corrupt, deleted and rebuilt.
 """
 import functools
 import hashlib
 import json
 import logging
 import os
+import platform
 import shutil
+import statistics
 import time
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
@@ -33,8 +42,9 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from solov2 import config, data, model
-from solov2.data.files import build_folder
+from solov2.data.files import atomic_write, build_folder
 from solov2.data.transforms import padded_size, resized_hw
+from solov2.model.cpu_math import cpu_fields
 from solov2.model.inference.backend import Backend, BackendError
 from solov2.model.inference.export import ExportError, export, verify
 from solov2.model.inference.exported import OnnxBackend
@@ -44,11 +54,12 @@ from solov2.model.inference.predictor import Predictor
 LOG = logging.getLogger(__name__)
 CACHE_ENV = 'SOLOV2_CACHE'
 MANIFEST = 'cache.json'
-FORMAT = 2                # 2: one entry for both engines, the fastest recorded in it
+FORMAT = 3                # 3: one entry for both engines, the choice recorded per machine
 _PACKAGES = {'openvino': ('openvino',), 'onnx': ('onnxruntime',)}
 COMPILED = 'openvino-compiled'   # OpenVINO's CACHE_DIR under cache_root()
 TIMING_WARMUP = 2          # openvino compiles a static model the second time it meets a size
-TIMING_RUNS = 3
+TIMING_ROUNDS = 5          # each runs every engine once
+MARGIN = 0.10              # another engine replaces the preferred one when this much faster
 Progress = Callable[[str, float], None]
 # The stages of a first export, in order, and roughly the share of its time gone when each
 # begins (shapes_r18 with openvino and onnx on 2 cores: the ONNX export took 78% of 29 s,
@@ -138,15 +149,22 @@ def _open(kind: str, folder: Path, threads: int, overrides: Sequence[str]) -> Ba
     return OnnxBackend(str(folder), threads, overrides)
 
 
+def machine_key(threads: int, cpuinfo: str = '/proc/cpuinfo') -> str:
+    """What the engines' speeds depend on beyond an entry's key: '<N> threads on <CPU model>'."""
+    model = (cpu_fields(cpuinfo) or {}).get('model name') or platform.processor() or 'an unknown CPU'
+    return f'{threads} thread{"" if threads == 1 else "s"} on {model}'
+
+
 def check_entry(folder: Path, key: dict, engines: Sequence[str] = tuple(_PACKAGES)) -> Optional[str]:
-    """None when ``folder`` holds a complete entry for ``key`` whose recorded engine is one
-    of ``engines``, else what is wrong."""
+    """None when ``folder`` holds a complete entry for ``key`` whose recorded engines are
+    among ``engines``, else what is wrong."""
     try:
         manifest = json.loads((folder / MANIFEST).read_text())
         if manifest['key'] != key:
             return f'{MANIFEST} records another key'
-        if manifest['engine'] not in engines:
-            return f'{MANIFEST} records an engine that is not installed ({manifest["engine"]})'
+        chosen = {choice['engine'] for choice in manifest['choices'].values()}
+        if not chosen <= set(engines):
+            return f'{MANIFEST} records an engine that is not installed ({", ".join(sorted(chosen))})'
         for name, digest in manifest['files'].items():
             path = folder / name
             if not path.is_file() or file_sha256(path) != digest:
@@ -164,36 +182,66 @@ def timing_batch(cfg, seed: int = 0) -> np.ndarray:
     return np.random.RandomState(seed).standard_normal(shape).astype(np.float32)
 
 
-def time_engines(backends: Dict[str, Backend], batch: np.ndarray, runs: int = TIMING_RUNS,
-                 clock: Callable[[], float] = time.perf_counter) -> Dict[str, float]:
-    """{engine: median milliseconds of ``run(batch)``}: ``TIMING_WARMUP`` untimed runs each,
-    then ``runs`` timed ones, the engines alternating so a busy moment hits them alike."""
+def time_engines(backends: Dict[str, Backend], batch: np.ndarray, rounds: int = TIMING_ROUNDS,
+                 clock: Callable[[], float] = time.perf_counter) -> Dict[str, List[float]]:
+    """{engine: milliseconds of ``run(batch)`` in each round}: ``TIMING_WARMUP`` untimed runs
+    each, then ``rounds`` rounds that run every engine once, back to back, the order reversed
+    every other round (a busy moment or a slow start hits them alike)."""
     for backend in backends.values():
         for _ in range(TIMING_WARMUP):
             backend.run(batch)
     times: Dict[str, List[float]] = {kind: [] for kind in backends}
-    for _ in range(runs):
-        for kind, backend in backends.items():
+    kinds = list(backends)
+    for index in range(rounds):
+        for kind in kinds if index % 2 == 0 else kinds[::-1]:
             began = clock()
-            backend.run(batch)
+            backends[kind].run(batch)
             times[kind].append(1000 * (clock() - began))
-    return {kind: float(np.median(values)) for kind, values in times.items()}
+    return times
 
 
-def choice(manifest: dict) -> str:
-    """Why the entry's engine was chosen, for the one line ``auto`` says."""
-    timings = manifest.get('timings_ms') or {}
+def preferred_engine(times: Dict[str, List[float]]) -> str:
+    """The engine ``auto`` runs, from ``time_engines``'s rounds: the first (OpenVINO, preferred),
+    unless another takes less than ``1 - MARGIN`` of its time both in the median round (the
+    ratio of the pair that ran back to back) and at its best (the fastest round of each: load
+    from other work only adds time), so that noise cannot flip the choice."""
+    kinds = list(times)
+    chosen = kinds[0]
+    for kind in kinds[1:]:
+        typical = statistics.median(a / b for a, b in zip(times[kind], times[chosen]))
+        if max(typical, min(times[kind]) / min(times[chosen])) < 1 - MARGIN:
+            chosen = kind
+    return chosen
+
+
+def measured_choice(backends: Dict[str, Backend]) -> dict:
+    """What an entry records for one machine: the engine (``preferred_engine``; an only one
+    untimed), each engine's median milliseconds (``timings_ms``) and the input (``timing_input``)."""
+    batch = timing_batch(next(iter(backends.values())).cfg)       # the config with the overrides
+    if len(backends) == 1:
+        return {'engine': next(iter(backends)), 'timings_ms': {}, 'timing_input': list(batch.shape)}
+    times = time_engines(backends, batch)
+    return {'engine': preferred_engine(times), 'timings_ms': {k: statistics.median(v) for k, v in times.items()},
+            'timing_input': list(batch.shape)}
+
+
+def choice_line(choice: dict) -> str:
+    """Why an engine was chosen, for the one line ``auto`` says."""
+    timings = choice['timings_ms']
     if len(timings) < 2:
-        return f'{manifest["engine"]} is the only f32 engine installed'
-    height, width = manifest['timing_input'][2:]
-    return ', '.join(f'{kind} {ms:.0f} ms' for kind, ms in timings.items()) + f' per {height}x{width} picture'
+        return f'{choice["engine"]} is the only f32 engine installed'
+    height, width = choice['timing_input'][2:]
+    line = ', '.join(f'{kind} {ms:.0f} ms' for kind, ms in timings.items()) + f' per {height}x{width} picture'
+    if min(timings, key=timings.get) != choice['engine']:
+        line += f' ({choice["engine"]} unless another is {MARGIN:.0%} faster in the median and the best round)'
+    return line
 
 
 def build_entry(cfg, weights: str, key: dict, folder: Path, threads: int, engines: Sequence[str],
-                progress: Optional[Progress] = None) -> None:
+                machine: str, progress: Optional[Progress] = None) -> None:
     """Export into a temporary folder beside ``folder``, verify each of ``engines`` against
-    dygraph, time them when there are several (``time_engines``), write the manifest with
-    the fastest and the timings, and rename it to ``folder`` (``data.files.build_folder``).
+    dygraph, time them (``measured_choice``), write the manifest with the choice for
+    ``machine``, and rename it to ``folder`` (``data.files.build_folder``).
     ``progress(stage, fraction)`` is called as each of ``STAGES`` but 'done' begins.
     Raises ExportError."""
     say = progress or (lambda stage, fraction: None)
@@ -206,13 +254,10 @@ def build_entry(cfg, weights: str, key: dict, folder: Path, threads: int, engine
         say('verify', STAGES['verify'])
         backends = {kind: _open(kind, tmp, threads, key['overrides']) for kind in engines}
         verify(dygraph, list(backends.values()))
-        batch = timing_batch(backends[engines[0]].cfg)       # the config with the --opt overrides
         if len(backends) > 1:
             say('time', STAGES['time'])
-        timings = time_engines(backends, batch) if len(backends) > 1 else {}
         files = {p.name: file_sha256(p) for p in sorted(tmp.iterdir()) if p.is_file()}
-        manifest = {'key': key, 'files': files, 'engine': min(engines, key=lambda kind: timings.get(kind, 0)),
-                    'timings_ms': timings, 'timing_input': list(batch.shape)}
+        manifest = {'key': key, 'files': files, 'choices': {machine: measured_choice(backends)}}
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + '\n')
     try:
         build_folder(folder, build)
@@ -226,27 +271,25 @@ def build_entry(cfg, weights: str, key: dict, folder: Path, threads: int, engine
 def cached_backend(number: int, cfg, weights: str, overrides: Sequence[str], threads: int = 0,
                    log: Optional[Callable[[str], None]] = None, cache_dir: Optional[str] = None,
                    progress: Optional[Progress] = None) -> Tuple[str, Backend]:
-    """('openvino' | 'onnx' | 'dygraph', backend) for ``--backend auto`` on the CPU, exporting
-    into the cache (``cache_root(cache_dir)``) when needed (``cfg`` as
-    ``config.sidecar.resolve_config`` gives it); says in one line what it used, through ``log``
-    (default: this module's logger, INFO). While it exports, ``progress(stage, fraction)``
-    hears each of ``STAGES`` begin, 'done' (1.0) last, also when the export fails; it is not
-    called when the entry is in the cache or no engine is installed."""
+    """('openvino' | 'onnx' | 'dygraph', backend) for ``backend='auto'`` on the CPU with ``threads``
+    threads, exporting into the cache (``cache_root(cache_dir)``) when needed (``cfg`` as
+    ``config.sidecar.resolve_config`` gives it) and timing the engines when this machine has no
+    choice recorded; says in one line what it used, through ``log`` (default: this module's
+    logger, INFO). While it exports, ``progress(stage, fraction)`` hears each of ``STAGES``
+    begin, 'done' (1.0) last, also when the export fails; it is not called when the entry is in
+    the cache or no engine is installed."""
     log = log or LOG.info
     engines = installed_engines()
     if not engines:
         log('auto: neither openvino nor onnxruntime (+ paddle2onnx) is installed: using dygraph')
         return 'dygraph', Predictor(cfg, weights, 'cpu', sidecar=False, threads=threads)
-    key = cache_key(weights, number, overrides)
+    key, machine = cache_key(weights, number, overrides), machine_key(threads)
     folder = cache_root(cache_dir) / entry_name(key)
     if folder.exists():
         problem = check_entry(folder, key, engines)
         if problem is None:
             try:
-                kind = _manifest(folder)['engine']
-                backend = _open(kind, folder, threads, overrides)
-                log(f'auto: using {kind} f32 from cache {folder}')
-                return kind, backend
+                return _recorded_backend(folder, machine, threads, overrides, engines, log)
             except BackendError as exc:
                 problem = str(exc)
         log(f'auto: cache entry {folder} is corrupt ({problem}): rebuilding it')
@@ -256,19 +299,39 @@ def cached_backend(number: int, cfg, weights: str, overrides: Sequence[str], thr
     began = time.perf_counter()
     try:
         shutil.rmtree(folder, ignore_errors=True)
-        build_entry(cfg, weights, key, folder, threads, engines, progress)
-        manifest = _manifest(folder)
+        build_entry(cfg, weights, key, folder, threads, engines, machine, progress)
+        choice = _manifest(folder)['choices'][machine]
     except (ExportError, OSError, ValueError) as exc:     # OSError: e.g. a cache folder that cannot be written
         log(f'auto: could not export for {names} ({exc}): using dygraph')
         chosen = 'dygraph', Predictor(cfg, weights, 'cpu', sidecar=False, threads=threads)
     else:
-        kind = manifest['engine']
-        log(f'auto: exporting once to {folder} ({time.perf_counter() - began:.0f} s); {choice(manifest)}: '
+        kind = choice['engine']
+        log(f'auto: exporting once to {folder} ({time.perf_counter() - began:.0f} s); {choice_line(choice)}: '
             f'using {kind} f32')
         chosen = kind, _open(kind, folder, threads, overrides)
     if progress is not None:
         progress('done', STAGES['done'])
     return chosen
+
+
+def _recorded_backend(folder: Path, machine: str, threads: int, overrides: Sequence[str], engines: Sequence[str],
+                      log: Callable[[str], None]) -> Tuple[str, Backend]:
+    """The engine the entry ``folder`` records for ``machine``, opened; with none recorded (another
+    thread count or CPU) the engines are timed on the entry's export and the choice is added."""
+    manifest = _manifest(folder)
+    choice = manifest['choices'].get(machine)
+    if choice is not None:
+        backend = _open(choice['engine'], folder, threads, overrides)
+        log(f'auto: using {choice["engine"]} f32 from cache {folder}')
+        return choice['engine'], backend
+    backends = {kind: _open(kind, folder, threads, overrides) for kind in engines}
+    choice = manifest['choices'][machine] = measured_choice(backends)
+    try:
+        atomic_write(folder / MANIFEST, (json.dumps(manifest, indent=2) + '\n').encode())
+    except OSError:                  # a cache that cannot be written: timed again next time
+        pass
+    log(f'auto: timed for {machine}: {choice_line(choice)}: using {choice["engine"]} f32 from cache {folder}')
+    return choice['engine'], backends[choice['engine']]
 
 
 def _manifest(folder: Path) -> dict:
@@ -278,7 +341,7 @@ def _manifest(folder: Path) -> dict:
 @dataclass(frozen=True)
 class CacheEntry:
     """One folder of the export cache: its size in bytes, when it was written (seconds since
-    the epoch) and its key (None when its manifest cannot be read)."""
+    the epoch), its key (None when its manifest cannot be read) and the engines it records."""
     folder: Path
     size: int
     written: float
@@ -305,8 +368,9 @@ def cache_entries(root: Optional[Path] = None) -> List[CacheEntry]:
     for folder in sorted(p for p in root.iterdir() if p.is_dir()):
         try:
             manifest = _manifest(folder)
-            key, engine = manifest['key'], manifest.get('engine')
-        except (OSError, ValueError, KeyError, TypeError):
+            key = manifest['key']
+            engine = ', '.join(sorted({c['engine'] for c in manifest.get('choices', {}).values()})) or None
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
             key, engine = None, None
         files = [p for p in folder.rglob('*') if p.is_file()]
         entries.append(CacheEntry(folder, sum(p.stat().st_size for p in files), folder.stat().st_mtime, key, engine))

@@ -20,6 +20,7 @@ import paddle
 import paddle.nn as nn
 from paddle.static import InputSpec
 
+from solov2.config.errors import InputError
 from solov2.data.transforms import IMAGENET_MEAN_RGB, IMAGENET_STD_RGB
 from solov2.model.inference.postprocess import flatten_levels
 from solov2.model.layers import DeformConv, paddle_major
@@ -75,14 +76,15 @@ class ExportableSOLOv2(nn.Layer):
 
 def check_input_size(height: int, width: int, min_size: int = MIN_SIZE,
                      max_size: int = 0) -> None:
-    """Raise ValueError unless H and W are multiples of 32 within [min_size, max_size]
+    """Raise InputError unless H and W are multiples of 32 within [min_size, max_size]
     (max_size 0 = no upper limit)."""
     for name, side in (('height', height), ('width', width)):
         if side % SIZE_DIVISOR:
-            raise ValueError(f'input {name} {side} is not a multiple of {SIZE_DIVISOR}')
+            raise InputError(f'input {name} {side} is not a multiple of {SIZE_DIVISOR}')
         if side < min_size or (max_size and side > max_size):
-            raise ValueError(f'input {name} {side} is outside the exported range '
-                             f'{min_size}..{max_size or "any"}')
+            raise InputError(f'input {name} {side} is outside the exported range '
+                             f'{min_size}..{max_size or "any"} — lower test_short/test_max or export again with '
+                             'a larger max size')
 
 
 def has_deformable_conv(model: nn.Layer) -> bool:

@@ -70,7 +70,7 @@ def config_from_infer_cfg(info: dict, overrides: Sequence[str] = ()):
     for name in MODEL_SETTINGS:
         if name in changes and getattr(cfg, name) != changes[name]:
             raise BackendError(f'the model was exported with {name}={changes[name]!r}, '
-                               f'the command line says {getattr(cfg, name)!r}')
+                               f'the config asks for {getattr(cfg, name)!r}')
     return cfg
 
 
@@ -105,7 +105,8 @@ class InferenceBackend(ExportedBackend):
         import paddle.inference as paddle_infer
         files = self.info.get('files', {}).get('paddle')
         if not files:
-            raise BackendError(f'{model_dir} has no Paddle Inference model (export with --format paddle or both)')
+            raise BackendError(f'{model_dir} has no Paddle Inference model '
+                               '(export it with tools/export_model.py --format paddle or both)')
         model_file, params_file = self.model_dir / files['model'], self.model_dir / files['params']
         for path in (model_file, params_file):
             if not path.is_file():
@@ -153,7 +154,8 @@ class OnnxBackend(ExportedBackend):
             raise BackendError('the onnx backend needs onnxruntime: pip install -r requirements-deploy.txt')
         files = self.info.get('files', {}).get('onnx')
         if not files:
-            raise BackendError(f'{model_dir} has no ONNX model (export with --format onnx or both)')
+            raise BackendError(f'{model_dir} has no ONNX model '
+                               '(export it with tools/export_model.py --format onnx or both)')
         path = self.model_dir / files['model']
         if not path.is_file():
             raise BackendError(f'{path} not found')

@@ -14,7 +14,7 @@ from typing import Optional, Tuple, Union
 
 import cv2
 
-from solov2.config.errors import InputError
+from solov2.config.errors import InputError, param
 from solov2.data.files import check_folder, check_output_file, make_folder, same_file, write_image
 from solov2.data.transforms import read_image
 from solov2.model.distributed import SINGLE, Processes
@@ -64,21 +64,21 @@ def picture_targets(paths, output: str, source: str) -> dict:
     (nothing is created)."""
     out_dir = Path(output)
     if Path(source).is_dir() and same_file(out_dir, source):
-        raise InputError(f'--output {out_dir} is the --input folder — the drawn pictures would mix with the '
+        raise InputError(param('output', out_dir) + ' is the input folder — the drawn pictures would mix with the '
                          'originals; pick another folder')
-    check_folder(out_dir, '--output')
+    check_folder(out_dir, param('output'))
     inputs = {path.resolve() for path in paths}
     targets = {path: out_dir / name for path, name in picture_names(paths).items()}
     for path, target in targets.items():
         if target.resolve() in inputs:
-            raise InputError(f'--output {out_dir}: the picture of {path.name} would overwrite the input '
+            raise InputError(param('output', out_dir) + f': the picture of {path.name} would overwrite the input '
                              f'{target} — pick another folder')
     return targets
 
 
 def check_video_output(output: str, video: Optional[str], camera: Optional[int]) -> None:
     """InputError when the video output is a folder, the input video or cannot be written."""
-    check_output_file(video_output_path(output, video, camera), [video] if video else [], '--output')
+    check_output_file(video_output_path(output, video, camera), [video] if video else [], param('output'))
 
 
 def warm_up(items, load, model, runs: int) -> None:
@@ -157,7 +157,7 @@ def run_images(backend, targets: dict, draw: DrawOptions, written: list,
     time the timed part began (for ``summary_line``); unreadable images are in ``stats.failed``."""
     paths = processes.share(list(targets))
     for folder in {target.parent for target in targets.values()}:
-        make_folder(folder, '--output')
+        make_folder(folder, param('output'))
     stages = ImageStages(backend, targets, draw, written)
     warm_up(paths, lambda path: stages.load(path, dump=False), stages.model, draw.warmup)
     began = time.perf_counter()
@@ -217,7 +217,7 @@ def open_capture(source: Union[str, int]):
 def open_writer(out_path: Path, capture, first):
     """An mp4v ``cv2.VideoWriter`` at ``out_path`` with the capture's frame rate and size."""
     height, width = first.shape[:2]
-    make_folder(out_path.parent, '--output')
+    make_folder(out_path.parent, param('output'))
     writer = cv2.VideoWriter(str(out_path), cv2.VideoWriter_fourcc(*'mp4v'),
                              capture.get(cv2.CAP_PROP_FPS) or 25.0, (width, height))
     if not writer.isOpened():

@@ -25,6 +25,7 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
+from solov2.config.errors import param
 from solov2.data.transforms import bucket_for, bucket_sizes
 from solov2.model.inference.backend import BackendError
 from solov2.model.inference.exportable import OUTPUT_NAMES
@@ -62,7 +63,8 @@ def check_precision(core, precision: str) -> None:
         raise BackendError(f"unknown precision '{precision}' (expected one of {', '.join(PRECISIONS)})")
     if precision == 'bf16' and not has_bf16(core):
         raise BackendError(f'this CPU ({cpu_name(core)}) has no bf16 support in OpenVINO (neither AMX nor '
-                           'avx512_bf16): use --precision f32 (or int8 with a tools/quantize.py folder)')
+                           'avx512_bf16): use ' + param('precision', 'f32')
+                           + ' (or int8 with a tools/quantize.py folder)')
 
 
 def output_order(outputs, source: str) -> List[int]:

@@ -19,6 +19,7 @@ import numpy as np
 import paddle
 import paddle.nn.functional as F
 
+from solov2.config.errors import InputError
 from solov2.data.results import mask_to_box
 
 
@@ -308,7 +309,7 @@ def postprocess_flat(scores, kernels, mask_feat, params: InferenceParams) -> Lis
     scores, kernels, mask_feat = (np.asarray(_array(a), np.float32) for a in (scores, kernels, mask_feat))
     cells = sum(s * s for s in params.num_grids)
     if scores.shape[1] != cells or kernels.shape[1] != cells:
-        raise ValueError(f'the network outputs {scores.shape[1]} grid cells but num_grids '
+        raise InputError(f'the network outputs {scores.shape[1]} grid cells but num_grids '
                          f'{tuple(params.num_grids)} has {cells}')
     strides = cell_strides(params.num_grids, params.segm_strides)
     return [segment_image(scores[b], kernels[b], mask_feat[b], strides, params)

@@ -7,6 +7,7 @@ from typing import ContextManager, Optional
 import numpy as np
 import paddle
 
+from solov2.config.errors import message_of, param
 from solov2.config.sidecar import apply_sidecar, read_sidecar
 from solov2.model.build import build_model
 from solov2.model.checkpoint import CheckpointError, assign_params, load_paddle_params
@@ -53,7 +54,8 @@ class Predictor(Backend):
                 assign_params(self.model, params, weights)
             except CheckpointError as exc:
                 if meta is not None and 'config' in meta:
-                    raise CheckpointError(f"{exc} (it was made for --config={meta['config']})")
+                    raise CheckpointError(message_of(exc) + ' (it was made for '
+                                          + param('config', meta['config']) + ')')
                 raise
         self.model.eval()
         self.net = ExportableSOLOv2(self.model)

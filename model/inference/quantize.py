@@ -31,6 +31,7 @@ from typing import Callable, List, NamedTuple, Optional, Sequence, Set, Tuple
 import numpy as np
 from pycocotools.coco import COCO
 
+from solov2.config.errors import InputError
 from solov2.data.coco import CocoDataset
 from solov2.data.coco_eval import coco_stats, run_cocoeval
 from solov2.data.files import build_folder
@@ -93,22 +94,22 @@ class AnnotatedImages(NamedTuple):
 
 def load_annotated(ann_file: str, image_dir: str, class_names: Sequence[str], limit: int = 0) -> AnnotatedImages:
     """The first ``limit`` (0: all) images, by id, of a COCO annotation file, found in
-    ``image_dir``. ValueError in one line: file missing or unreadable, categories not the
+    ``image_dir``. InputError in one line: file missing or unreadable, categories not the
     model's classes, no annotated object, no image listed, or a listed image not in the folder."""
     dataset = CocoDataset(ann_file, image_dir, class_names=list(class_names))
     coco = dataset.coco
     if not any(not ann.get('iscrowd', 0) for ann in coco.dataset['annotations']):
-        raise ValueError(f'{ann_file} has no annotated object — mask AP needs ground truth')
+        raise InputError(f'{ann_file} has no annotated object — mask AP needs ground truth')
     image_ids = sorted(coco.getImgIds())[:limit if limit > 0 else None]
     if not image_ids:
-        raise ValueError(f'{ann_file} lists no images — give an annotation file with images')
+        raise InputError(f'{ann_file} lists no images — give an annotation file with images')
     paths = [Path(image_dir) / coco.imgs[i]['file_name'] for i in image_ids]
     missing = [path for path in paths if not path.is_file()]
     if len(missing) == len(paths):
-        raise ValueError(f'no annotated images found: none of the {len(paths)} images of {ann_file} is in '
+        raise InputError(f'no annotated images found: none of the {len(paths)} images of {ann_file} is in '
                          f'{image_dir} (e.g. {missing[0].name}) — pass the folder they are in')
     if missing:
-        raise ValueError(f'{len(missing)} of the {len(paths)} annotated images are not in {image_dir}, '
+        raise InputError(f'{len(missing)} of the {len(paths)} annotated images are not in {image_dir}, '
                          f'e.g. {missing[0].name}')
     return AnnotatedImages(coco, image_ids, paths, dataset.label_to_category_id)
 
@@ -181,7 +182,7 @@ def accuracy_controlled(model, calibration: Sequence[np.ndarray], validation: Se
     import nncf
     import openvino as ov
     if max_drop < 0:
-        raise ValueError(f'max_drop must be >= 0 AP points, got {max_drop}')
+        raise InputError(f'max_drop must be >= 0 AP points, got {max_drop}')
     count, log = len(validation), _LogLines()
     logging.getLogger('nncf').addHandler(log)
     try:

@@ -6,8 +6,10 @@ from pathlib import Path
 
 import paddle
 
+from solov2.config.errors import InputError, param
 from solov2.data.augment import TrainTransform
 from solov2.data.coco import CocoDataset
+from solov2.data.files import looked_up
 from solov2.data.loader import TrainDataset, build_train_loader
 from solov2.model.checkpoint import CheckpointError, load_paddle_params
 from solov2.model.training.targets import assign_targets, collate_targets
@@ -46,13 +48,14 @@ SHAPES_HINT = 'the synthetic shapes set: python tools/make_shapes_dataset.py --o
 
 
 def check_dataset(cfg) -> None:
-    """FileNotFoundError naming the first missing annotation file or image folder of the
+    """InputError naming the first missing annotation file or image folder of the
     config's training and validation sets, and how to get them, before any time is spent."""
     root = Path(cfg.dataset_dir)
     for path in (root / cfg.train_ann, root / cfg.train_images, root / cfg.val_ann, root / cfg.val_images):
         if not path.exists():
-            raise FileNotFoundError(f'{path} not found: point --opt dataset_dir=... (train_ann, val_ann, '
-                                    f'train_images, val_images) at a COCO-format set, or make {SHAPES_HINT}')
+            raise InputError(f'{looked_up(path)} not found: point ' + param('overrides', ['dataset_dir=...'])
+                             + f' (train_ann, val_ann, train_images, val_images) at a COCO-format set, or make '
+                             f'{SHAPES_HINT}')
 
 
 def make_loader(cfg, world_size: int):

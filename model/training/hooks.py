@@ -7,7 +7,7 @@ from typing import Callable, Dict, List, Optional
 
 import numpy as np
 
-from solov2.config.errors import InputError
+from solov2.config.errors import InputError, param
 from solov2.model.training.components import evaluation_weights
 from solov2.model.training.run_log import RunLog, significant
 
@@ -15,12 +15,12 @@ logger = logging.getLogger(__name__)
 
 
 def open_visualdl(logdir: str):
-    """A VisualDL ``LogWriter`` on ``logdir`` (ValueError naming the install command when
+    """A VisualDL ``LogWriter`` on ``logdir`` (InputError naming the install command when
     the ``visualdl`` package is missing). Close it with ``.close()``."""
     try:
         from visualdl import LogWriter
     except ImportError:
-        raise InputError('--vdl-dir needs VisualDL: pip install visualdl')
+        raise InputError(param('vdl_dir') + ' needs VisualDL: pip install visualdl')
     return LogWriter(logdir=str(logdir))
 
 

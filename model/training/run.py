@@ -6,7 +6,6 @@ A run leaves the process as it found it (``run_settings``)."""
 import contextlib
 import dataclasses
 import logging
-import shlex
 import shutil
 from pathlib import Path
 from typing import Callable, Iterator, Optional
@@ -14,7 +13,7 @@ from typing import Callable, Iterator, Optional
 import paddle
 
 from solov2.config import announce_config, format_settings, get_config, with_overrides
-from solov2.config.errors import InputError, RunError
+from solov2.config.errors import InputError, RunError, param
 from solov2.config.sidecar import read_sidecar
 from solov2.data.files import previous_folder
 from solov2.model.build import build_model
@@ -63,8 +62,9 @@ def claim_run_folder(out: Path, resume: bool, overwrite: bool) -> None:
         logger.info(f'{out} holds only the logs of a run that saved no checkpoint ({", ".join(taken)}): '
                     'starting over in it')
     elif not overwrite:
-        raise InputError(f'{out} holds another run ({", ".join(taken)}): continue it with --resume auto, '
-                         'pick another --output, or pass --overwrite to start over')
+        raise InputError(f'{out} holds another run ({", ".join(taken)}): continue it with ' + param('resume', 'auto')
+                         + ', pick another ' + param('output') + ', or pass ' + param('overwrite', True)
+                         + ' to start over')
     for name in taken:
         path = out / name
         shutil.rmtree(path) if path.is_dir() else path.unlink()
@@ -80,7 +80,7 @@ def resume_folder(options: TrainOptions, out: Path) -> Optional[Path]:
         return find_checkpoint(str(options.resume))
     folder = run_checkpoint(out)
     if folder is None:
-        logger.info(f'--resume auto: no checkpoint in {out} yet, starting a new run')
+        logger.info(param('resume', 'auto') + f': no checkpoint in {out} yet, starting a new run')
     return folder
 
 
@@ -110,12 +110,12 @@ def take_over_options(options: TrainOptions, folder: Path, saved: dict) -> Train
     it continues the same model and schedule."""
     meta = read_sidecar(str(folder / 'model.pdparams')) or {}
     if meta.get('config', options.config) != options.config:
-        raise InputError(f"{folder} was trained with --config={meta['config']}, not --config={options.config}: "
-                         f"resume with --config={meta['config']}")
+        raise InputError(f'{folder} was trained with ' + param('config', meta['config']) + ', not '
+                         + param('config', options.config) + ': resume with ' + param('config', meta['config']))
     changes = {}
     if not options.overrides and saved.get('opt'):
         changes['overrides'] = tuple(saved['opt'])
-        logger.info(f"resuming with the run's --opt {' '.join(saved['opt'])}")
+        logger.info("resuming with the run's " + param('overrides', list(saved['opt'])))
     if not options.max_minutes and saved.get('max_minutes'):
         changes['max_minutes'] = saved['max_minutes']
     return dataclasses.replace(options, **changes)
@@ -177,7 +177,7 @@ def prepare(options: TrainOptions, evaluate: Callable, picture: Optional[Callabl
         claim_run_folder(out, folder is not None, options.overwrite)
     model, net, optimizer, loader, ema, scaler, base_lr = build_parts(options, cfg, world, device)
     if options.amp and scaler is None:
-        logger.warning('--amp needs a GPU; training in float32')
+        logger.warning(param('amp', True) + ' needs a GPU; training in float32')
     total_iters = cfg.epochs * len(loader)
     schedule = Schedule(base_lr, total_iters, len(loader), min(total_iters, options.max_iters or total_iters),
                         options.max_minutes, [e / cfg.epochs for e in cfg.lr_steps])
@@ -203,13 +203,13 @@ def finished_line(trainer: Trainer, out: Path) -> str:
     if state.iteration >= schedule.total_iters:
         epochs = trainer.cfg.epochs
         more = [o for o in state.opt if not o.startswith('epochs=')] + [f'epochs={2 * epochs}']
-        return (f'{done}, the end of its {epochs} epochs; to train on, resume with more epochs, '
-                f'e.g. --opt {" ".join(map(shlex.quote, more))}')
+        return f'{done}, the end of its {epochs} epochs; to train on, resume with more epochs, e.g. ' + param(
+            'overrides', more)
     if schedule.timed_out(state.minutes):
         return (f'{done}: its {schedule.max_minutes:g}-minute budget is spent; to train on, resume with a larger '
-                '--max-minutes')
-    return (f'{done} (--max-iters {schedule.stop_at}); to train on, resume with a --max-iters above '
-            f'{state.iteration} (the schedule has {schedule.total_iters})')
+                + param('max_minutes'))
+    return (f'{done} (' + param('max_iters', schedule.stop_at) + '); to train on, resume with a '
+            + param('max_iters') + f' above {state.iteration} (the schedule has {schedule.total_iters})')
 
 
 def run_training(trainer: Trainer, out: Path) -> TrainState:

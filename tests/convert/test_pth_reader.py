@@ -11,6 +11,7 @@ pytest.importorskip('torch', reason='reference test: needs PyTorch (requirements
 import numpy as np
 import torch
 
+from solov2.config.errors import InputError  # noqa: E402
 from solov2.convert.pth_reader import load_pth, load_state_dict  # noqa: E402
 from tests.fixtures.solo_checkpoints import write_solo_checkpoint
 
@@ -218,5 +219,5 @@ def test_legacy_storage_view_and_byte_order(tmp_path, order):
 
 
 def test_missing_file(tmp_path):
-    with pytest.raises(FileNotFoundError, match='not found'):
+    with pytest.raises(InputError, match='not found'):
         load_state_dict(tmp_path / 'missing.pth')

@@ -10,6 +10,7 @@ import pytest
 from solov2.config.errors import InputError
 from solov2.data.coco import CocoDataset, read_class_names, segmentation_to_mask
 from solov2.data.results import rle_run_lengths
+from solov2.tools.cli import in_flags
 
 pytestmark = pytest.mark.filterwarnings('ignore:__array__ implementation:DeprecationWarning')
 
@@ -143,14 +144,15 @@ def test_missing_class_name_is_named(coco_dir):
 
 
 def test_other_classes_say_how_to_train_on_the_file_s_own(coco_dir):
-    """A COCO config on other data: the message names a few missing names and the --opt
-    that sets the model's classes to the file's."""
+    """A COCO config on other data: the message names a few missing names and the overrides
+    (``--opt`` on a command line) that set the model's classes to the file's."""
     coco_names = [f'thing{i}' for i in range(80)]
     with pytest.raises(InputError) as err:
         load(coco_dir, class_names=coco_names)
     message = str(err.value)
     assert 'thing0, thing1, thing2, thing3, thing4 and 75 more' in message and 'thing79' not in message
-    assert '--opt num_classes=3 "class_names=(\'dog\', \'cat\', \'cow\')"' in message
+    assert 'overrides=[\'num_classes=3\', "class_names=(\'dog\', \'cat\', \'cow\')"]' in message
+    assert '--opt num_classes=3 "class_names=(\'dog\', \'cat\', \'cow\')"' in in_flags(err.value.args[0])
 
 
 def test_an_annotation_without_a_pixel_is_said_once(coco_dir, caplog):

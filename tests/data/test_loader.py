@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
+from solov2.config.errors import InputError
 from solov2.data.augment import TrainTransform
 from solov2.data.loader import LoaderError, TrainDataset, build_train_loader, collate_batch, set_epoch
 
@@ -111,7 +112,7 @@ def test_bad_sample_is_replaced_and_logged_once(caplog):
 
 def test_all_bad_source_raises():
     dataset = TrainDataset(MemorySource(bad=(0, 1, 2, 3)), TrainTransform([32], 64), max_failures=5)
-    with pytest.raises(RuntimeError, match='more than 5'):
+    with pytest.raises(InputError, match='more than 5'):
         dataset[0]
 
 

@@ -1,7 +1,24 @@
-"""The progress line: live on a terminal, whole lines in a log file."""
+"""The command glue: the progress line (live on a terminal, whole lines in a log file), the
+library's messages in the commands' words, and which exceptions end in which exit code."""
+import dataclasses
+import inspect
 import io
+import logging
+import pickle
+import re
+from pathlib import Path
 
-from solov2.tools.cli import Progress
+import pytest
+
+from solov2 import Segmenter, TrainOptions
+from solov2.config.errors import InputError, Message, param
+from solov2.model.inference import backends
+from solov2.model.inference.backends import open_backend
+from solov2.model.inference.export import export
+from solov2.model.inference.media import picture_targets
+from solov2.tools import demo
+from solov2.tools.cli import Progress, error_line, in_flags, run_command
+from tests.helpers import REPO_DIR
 
 
 class FakeTerminal(io.StringIO):
@@ -29,3 +46,91 @@ def test_progress_on_a_terminal_redraws_one_line():
     bar.close()
     text = stream.getvalue()
     assert text.startswith('\r') and text.endswith('\n') and text.count('\n') == 1
+
+
+# ---- errors in the caller's words ----------------------------------------------------------------
+
+def test_a_parameter_reads_as_python_or_as_its_flag():
+    text = ('pass ' + param('weights') + ' or ' + param('backend', 'onnx', 'openvino') + ', '
+            + param('resume', 'auto') + ', ' + param('overwrite', True) + ', '
+            + param('overrides', ['test_short=512', "class_names=('a b',)"]) + ' in ' + param('model_dir', Path('x y')))
+    assert isinstance(text, Message)
+    assert text == ("pass weights= or backend='onnx'|'openvino', resume='auto', overwrite=True, "
+                    "overrides=['test_short=512', \"class_names=('a b',)\"] in model_dir='x y'")
+    assert in_flags(text) == ("pass --weights or --backend onnx|openvino, --resume auto, --overwrite, "
+                              "--opt test_short=512 \"class_names=('a b',)\" in --model-dir \"x y\"")
+    assert in_flags('plain text') == 'plain text'
+    error = InputError('bad: ' + param('weights', 'w.pdparams'))
+    assert str(error) == "bad: weights='w.pdparams'"
+    assert error_line(error) == 'error: bad: --weights w.pdparams'
+    assert error_line(pickle.loads(pickle.dumps(error))) == error_line(error)   # across processes too
+    assert error_line(InputError(f'{error}')) == "error: bad: weights='w.pdparams'"   # an f-string keeps the words only
+
+
+def _named_parameters(root: Path):
+    """The parameter names that library messages give ``param`` as a literal."""
+    names = set()
+    for folder in ('config', 'data', 'model', 'convert'):
+        for path in (root / folder).rglob('*.py'):
+            names.update(re.findall(r"""param\('(\w+)'""", path.read_text()))
+    return names
+
+
+def test_every_parameter_a_message_names_is_a_parameter_and_a_flag():
+    """The Python words name a parameter of the public entry points; the flag exists in a command."""
+    names = _named_parameters(REPO_DIR) | {'min_size', 'max_size'}        # export's loop names these two
+    assert {'weights', 'overrides', 'resume', 'overwrite', 'config'} <= names
+    entry_points = (open_backend, export, picture_targets)
+    parameters = {f.name for f in dataclasses.fields(TrainOptions)}
+    parameters |= {name for fn in entry_points for name in inspect.signature(fn).parameters}
+    assert names <= parameters, names - parameters
+    commands = ''.join(path.read_text() for path in (REPO_DIR / 'tools').glob('*.py'))
+    for name in names:
+        flag = in_flags(param(name))
+        assert f"'{flag}'" in commands, flag
+
+
+def test_a_library_error_names_the_parameter_to_python_callers_and_the_flag_on_the_command_line(tmp_path, capsys):
+    with pytest.raises(InputError) as info:
+        Segmenter(weights=str(tmp_path))
+    assert str(info.value).startswith(f"weights='{tmp_path}' is a folder") and '--' not in str(info.value)
+    assert demo.main(['--weights', str(tmp_path), '--output', str(tmp_path / 'o')]) == 2
+    assert capsys.readouterr().err == f'error: --weights {tmp_path} is a folder — give the .pdparams file ' \
+                                      '(there is none in it)\n'
+
+
+def test_a_missing_relative_path_says_where_it_was_looked_up(tmp_path, monkeypatch, capsys):
+    """The API and the command give the same hint: the folder the path was looked up from, a
+    close name if there is one, and no advice to convert a checkpoint that is not there."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / 'weights').mkdir()
+    (tmp_path / 'weights' / 'model.pdparams').write_bytes(b'x')
+    with pytest.raises(InputError) as info:
+        Segmenter(weights='weights/modle.pdparams')
+    assert str(info.value) == (f'weights file not found: weights/modle.pdparams (from {tmp_path}) '
+                               '— did you mean weights/model.pdparams?')
+    assert demo.main(['--weights', 'weights/modle.pdparams', '--output', 'o']) == 2
+    assert capsys.readouterr().err == f'error: {info.value}\n'
+    with pytest.raises(InputError) as info:
+        Segmenter(weights='elsewhere/model.pdparams')
+    assert str(info.value) == f'weights file not found: elsewhere/model.pdparams (from {tmp_path})'
+
+
+def test_a_bug_in_the_library_is_called_one_and_names_debug(tmp_path, capsys, monkeypatch):
+    def broken(*args, **kwargs):
+        raise KeyError('num_grids')
+    monkeypatch.setattr(backends, 'checked_weights', broken)
+    monkeypatch.delenv('SOLOV2_DEBUG', raising=False)
+    assert demo.main(['--output', str(tmp_path / 'o')]) == 1
+    assert capsys.readouterr().err == ("error: a bug in the toolkit: KeyError: 'num_grids' (rerun with --debug "
+                                       'for the traceback, and please report it)\n')
+    with pytest.raises(KeyError):
+        demo.main(['--output', str(tmp_path / 'o'), '--debug'])
+
+
+def test_library_log_lines_show_the_flags(capsys):
+    def main(argv):
+        logging.getLogger('solov2.model.training.run').info(param('resume', 'auto') + ': no checkpoint yet')
+        return 0
+    assert run_command(main, []) == 0
+    assert capsys.readouterr().out == '--resume auto: no checkpoint yet\n'

@@ -140,9 +140,9 @@ def test_bad_input_is_one_input_error(seg, call, message):
 
 @pytest.mark.parametrize('kwargs, message', [
     ({}, 'give weights='),
-    ({'weights': 'no/such.pdparams'}, 'weights not found'),
+    ({'weights': 'no/such.pdparams'}, r'weights file not found: no/such.pdparams \(from /'),
     ({'weights': WEIGHTS, 'backend': 'tensorrt'}, "unknown backend 'tensorrt'"),
-    ({'weights': WEIGHTS, 'precision': 'int8'}, 'needs --backend openvino'),
+    ({'weights': WEIGHTS, 'precision': 'int8'}, "precision='int8' needs backend='openvino'"),
     ({'weights': WEIGHTS, 'overrides': 'score_threshold=0.2'}, 'takes a dict or a list'),
 ])
 def test_bad_construction_is_one_input_error(kwargs, message):
