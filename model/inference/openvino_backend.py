@@ -22,7 +22,9 @@ Threads: one backend may be called from many threads at once. Each compiled mode
 through a ``RequestPool`` of as many infer requests as it runs at once (OpenVINO's
 ``OPTIMAL_NUMBER_OF_INFER_REQUESTS``: 1 with the LATENCY hint, whose one stream takes every
 thread); further callers wait for an idle request, while their pre- and post-processing
-run in parallel. Compiles happen one at a time; calls on shapes compiled already go on.
+run in parallel. ``--opt openvino_streams=N`` compiles with ``NUM_STREAMS=N``: N calls run
+at once, each on 1/N of the threads. Compiles happen one at a time; calls on shapes compiled
+already go on.
 """
 import logging
 import queue
@@ -128,6 +130,8 @@ class OpenVinoBackend(ExportedBackend):
         pad_deformable_sampling(self.model)
         self.properties = {'INFERENCE_PRECISION_HINT': 'bf16' if precision == 'bf16' else 'f32',
                            'PERFORMANCE_HINT': 'LATENCY', 'INFERENCE_NUM_THREADS': thread_count(threads)}
+        if self.cfg.openvino_streams > 1:
+            self.properties['NUM_STREAMS'] = self.cfg.openvino_streams
         self.order = output_order(self.model.outputs, str(self.model_dir))
         self.compiled: OrderedDict = OrderedDict()     # shape -> RequestPool of its static model
         self.seen: set = set()

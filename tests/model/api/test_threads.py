@@ -1,9 +1,9 @@
 """One Segmenter called from several threads at once gives the answers of one thread, on
 every backend (docs/api.md, "Threads"): dygraph, Paddle Inference, onnxruntime and OpenVINO
-f32, on the shipped model (at a smaller test size, for speed). The pictures have four input
-sizes, so OpenVINO compiles its static models while other threads run. OpenVINO int8 runs
-the same request pools and compile lock as f32 and is left out: quantizing the model takes
-about 40 s on 2 cores.
+f32 (one and two streams), on the shipped model (at a smaller test size, for speed). The
+pictures have four input sizes, so OpenVINO compiles its static models while other threads
+run. OpenVINO int8 runs the same request pools and compile lock as f32 and is left out:
+quantizing the model takes about 40 s on 2 cores.
 
 Tolerances: scores within 1e-3 and masks IoU >= 0.999 (OpenVINO runs a size's first
 picture in its dynamic-shape model and later ones in a static one: ~1e-5 apart, and a soft
@@ -101,8 +101,14 @@ def test_onnxruntime(exported):
 
 
 @pytest.mark.deploy
-def test_openvino_f32(exported):
+@pytest.mark.parametrize('streams', [1, 2])
+def test_openvino_f32(exported, streams):
+    """The default (one request per compiled model, one stream) and ``openvino_streams=2``
+    (two requests of a compiled model running at once)."""
     pytest.importorskip('openvino', reason='deploy test: needs requirements-deploy.txt')
     for name in ONNX_EXPORT:
         pytest.importorskip(name, reason='deploy test: needs requirements-deploy.txt')
-    _check(Segmenter(model_dir=exported, backend='openvino', threads=2, overrides=SMALLER))
+    seg = Segmenter(model_dir=exported, backend='openvino', threads=2,
+                    overrides={**SMALLER, 'openvino_streams': streams})
+    _check(seg)
+    assert {pool.size for pool in seg.backend.compiled.values()} == {streams}
