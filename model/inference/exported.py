@@ -7,6 +7,7 @@ thresholds.
 import contextlib
 import json
 import os
+import threading
 from pathlib import Path
 from typing import List, Sequence
 
@@ -96,7 +97,8 @@ def thread_count(threads: int) -> int:
 
 class InferenceBackend(ExportedBackend):
     """Paddle Inference (``paddle.inference``) on CPU: ``threads`` math threads
-    (0 = every core), oneDNN when ``mkldnn``."""
+    (0 = every core), oneDNN when ``mkldnn``. Its predictor holds the input and outputs of
+    one run, so calls from several threads run the network one at a time (a lock)."""
     name = 'inference'
 
     def __init__(self, model_dir: str, threads: int = 0, mkldnn: bool = False,
@@ -134,16 +136,20 @@ class InferenceBackend(ExportedBackend):
             self.outputs = [self.predictor.get_output_handle(n) for n in self.predictor.get_output_names()]
         if len(self.outputs) != len(OUTPUT_NAMES):
             raise BackendError(f'{model_file} has {len(self.outputs)} outputs, expected {len(OUTPUT_NAMES)}')
+        self.lock = threading.Lock()
 
     def run(self, batch: np.ndarray) -> List[np.ndarray]:
-        self.input.reshape(list(batch.shape))
-        self.input.copy_from_cpu(np.ascontiguousarray(batch, dtype=np.float32))
-        self.predictor.run()
-        return [handle.copy_to_cpu() for handle in self.outputs]
+        batch = np.ascontiguousarray(batch, dtype=np.float32)
+        with self.lock:
+            self.input.reshape(list(batch.shape))
+            self.input.copy_from_cpu(batch)
+            self.predictor.run()
+            return [handle.copy_to_cpu() for handle in self.outputs]
 
 
 class OnnxBackend(ExportedBackend):
-    """onnxruntime on CPU with ``threads`` intra-op threads (0 = every core)."""
+    """onnxruntime on CPU with ``threads`` intra-op threads (0 = every core). Its
+    ``InferenceSession.run`` may be called from several threads at once."""
     name = 'onnx'
 
     def __init__(self, model_dir: str, threads: int = 0, overrides: Sequence[str] = ()):

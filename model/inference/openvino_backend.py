@@ -17,8 +17,18 @@ formats), so a folder of mixed sizes compiles a handful of static models at most
 once with its compile time. Post-processing crops the masks back to the picture
 (``ImageMeta``); the network sees more zero padding, and SOLOv2's grid covers the padded
 input, so results move (docs/speed.md): off by default.
+
+Threads: one backend may be called from many threads at once. Each compiled model runs
+through a ``RequestPool`` of as many infer requests as it runs at once (OpenVINO's
+``OPTIMAL_NUMBER_OF_INFER_REQUESTS``: 1 with the LATENCY hint, whose one stream takes every
+thread); further callers wait for an idle request, while their pre- and post-processing
+run in parallel. ``--opt openvino_streams=N`` compiles with ``NUM_STREAMS=N``: N calls run
+at once, each on 1/N of the threads. Compiles happen one at a time; calls on shapes compiled
+already go on.
 """
 import logging
+import queue
+import threading
 import time
 from collections import OrderedDict
 from typing import Dict, List, Optional, Sequence
@@ -78,6 +88,27 @@ def output_order(outputs, source: str) -> List[int]:
         raise BackendError(f'{source} model outputs {names} lack one of {OUTPUT_NAMES}')
 
 
+class RequestPool:
+    """The infer requests of one compiled model, shared by the threads that call it: as
+    many as it runs at once (its ``OPTIMAL_NUMBER_OF_INFER_REQUESTS``: one per inference
+    stream). A call takes an idle request, waiting while all are busy, and puts it back."""
+
+    def __init__(self, compiled):
+        self.compiled = compiled
+        self.size = max(1, int(compiled.get_property('OPTIMAL_NUMBER_OF_INFER_REQUESTS')))
+        self.idle: queue.SimpleQueue = queue.SimpleQueue()
+        for _ in range(self.size):
+            self.idle.put(compiled.create_infer_request())
+
+    def __call__(self, batch: np.ndarray):
+        """[B, 3, H, W] float32 -> the model's outputs (copies: the request is reused)."""
+        request = self.idle.get()
+        try:
+            return request.infer(batch)
+        finally:
+            self.idle.put(request)
+
+
 class OpenVinoBackend(ExportedBackend):
     """OpenVINO on CPU: ``precision`` f32 | bf16 | int8, ``threads`` inference threads
     (0 = every core), ``buckets``: pad inputs to a few sizes (None: the config's
@@ -101,10 +132,13 @@ class OpenVinoBackend(ExportedBackend):
         pad_deformable_sampling(self.model)
         self.properties = {'INFERENCE_PRECISION_HINT': 'bf16' if precision == 'bf16' else 'f32',
                            'PERFORMANCE_HINT': 'LATENCY', 'INFERENCE_NUM_THREADS': thread_count(threads)}
+        if self.cfg.openvino_streams > 1:
+            self.properties['NUM_STREAMS'] = self.cfg.openvino_streams
         self.order = output_order(self.model.outputs, str(self.model_dir))
-        self.compiled: OrderedDict = OrderedDict()
+        self.compiled: OrderedDict = OrderedDict()     # shape -> RequestPool of its static model
         self.seen: set = set()
-        self.dynamic = None
+        self.dynamic: Optional[RequestPool] = None
+        self.lock, self.compiling = threading.Lock(), threading.Lock()
         use_buckets = self.cfg.openvino_buckets if buckets is None else buckets
         self.buckets = bucket_sizes(self.cfg.test_short, self.cfg.test_max) if use_buckets else []
         self.compile_seconds: Dict[tuple, float] = {}
@@ -129,30 +163,50 @@ class OpenVinoBackend(ExportedBackend):
             rewrite_deform_conv(graph)
             return self.core.read_model(graph.SerializeToString())
 
-    def _compiled(self, shape: tuple):
-        """The model to run an input of ``shape`` with: the dynamic-shape one the first time
-        a shape is met (no compile per one-off picture size; not in int8 nor with buckets), a
-        static one compiled for the shape from its second time on (kept, the last ``MAX_SHAPES``)."""
-        if shape in self.compiled:
-            self.compiled.move_to_end(shape)
-            return self.compiled[shape]
-        if shape not in self.seen and self.precision != 'int8' and not self.buckets:
+    def _pool(self, shape: tuple) -> RequestPool:
+        """The infer requests to run an input of ``shape`` with: the dynamic-shape model's
+        the first time a shape is met (no compile per one-off picture size; not in int8 nor
+        with buckets), a static model's compiled for the shape from its second time on (kept,
+        the last ``MAX_SHAPES``). Safe from many threads: one compile at a time, while calls
+        on shapes already compiled go on."""
+        with self.lock:
+            if shape in self.compiled:
+                self.compiled.move_to_end(shape)
+                return self.compiled[shape]
+            dynamic = shape not in self.seen and self.precision != 'int8' and not self.buckets
             self.seen.add(shape)
-            if self.dynamic is None:
-                self.dynamic = self.core.compile_model(self.model, 'CPU', self.properties)
-            return self.dynamic
+            if dynamic and self.dynamic is not None:
+                return self.dynamic
+        with self.compiling:
+            with self.lock:        # another thread may have compiled it meanwhile
+                ready = self.dynamic if dynamic else self.compiled.get(shape)
+            if ready is not None:
+                return ready
+            pool = RequestPool(self._compile(None if dynamic else shape))
+            with self.lock:
+                if dynamic:
+                    self.dynamic = pool
+                else:
+                    self.compiled[shape] = pool
+                    if len(self.compiled) > MAX_SHAPES:
+                        self.compiled.popitem(last=False)
+            return pool
+
+    def _compile(self, shape: Optional[tuple]):
+        """The model compiled for inputs of ``shape`` [B, 3, H, W] (None: dynamic shapes),
+        its compile time recorded and logged the first time."""
+        if shape is None:
+            return self.core.compile_model(self.model, 'CPU', self.properties)
         model = self.model.clone()
         model.reshape({0: list(shape)})
         began = time.perf_counter()
-        self.compiled[shape] = self.core.compile_model(model, 'CPU', self.properties)
+        compiled = self.core.compile_model(model, 'CPU', self.properties)
         if shape not in self.compile_seconds:
             self.compile_seconds[shape] = time.perf_counter() - began
             (LOG.info if self.buckets else LOG.debug)(
                 f'openvino {self.precision}: compiled for {shape[2]}x{shape[3]} inputs in '
                 f'{self.compile_seconds[shape]:.1f} s (buckets: {len(self.buckets) or "off"})')
-        if len(self.compiled) > MAX_SHAPES:
-            self.compiled.popitem(last=False)
-        return self.compiled[shape]
+        return compiled
 
     def bucketed(self, batch: np.ndarray) -> np.ndarray:
         """``batch`` [B, 3, H, W] zero-padded at the bottom and right to its bucket
@@ -168,5 +222,5 @@ class OpenVinoBackend(ExportedBackend):
         """[B, 3, H, W] float32 -> (scores, kernels, mask_feat) as numpy (mask_feat at 1/4 of
         the bucket's size when buckets pad the input)."""
         batch = self.bucketed(np.ascontiguousarray(batch, dtype=np.float32))
-        results = self._compiled(batch.shape)(batch)
+        results = self._pool(batch.shape)(batch)
         return [np.asarray(results[index]) for index in self.order]

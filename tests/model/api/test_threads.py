@@ -1,0 +1,114 @@
+"""One Segmenter called from several threads at once gives the answers of one thread, on
+every backend (docs/api.md, "Threads"): dygraph, Paddle Inference, onnxruntime and OpenVINO
+f32 (one and two streams), on the shipped model (at a smaller test size, for speed). The
+pictures have four input sizes, so OpenVINO compiles its static models while other threads
+run. OpenVINO int8 runs the same request pools and compile lock as f32 and is left out:
+quantizing the model takes about 40 s on 2 cores.
+
+Tolerances: scores within 1e-3 and masks IoU >= 0.999 (OpenVINO runs a size's first
+picture in its dynamic-shape model and later ones in a static one: ~1e-5 apart, and a soft
+mask pixel at the 0.5 threshold may land on the other side); a call that got another
+call's outputs or overwritten buffers has other labels or other scores."""
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from importlib.util import find_spec
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from solov2.config.shipped import SAMPLE_IMAGES, SHIPPED_WEIGHTS
+from solov2.config.sidecar import resolve_config
+from solov2.model.api import Instances, Segmenter
+from solov2.model.inference.export import export
+
+THREADS = 4
+ROUNDS = 2
+SCORE_TOL = 1e-3
+MIN_MASK_IOU = 0.999
+ONNX_EXPORT = ('paddle2onnx', 'onnx')
+SMALLER = {'test_short': 192, 'test_max': 384}
+
+
+def _pictures():
+    """The sample pictures and two resized copies: [H, W, 3] uint8 BGR, network inputs of
+    four sizes at ``SMALLER`` (192x192, 192x384, 192x320, 288x192)."""
+    pictures = [cv2.imread(str(path)) for path in sorted(Path(SAMPLE_IMAGES).glob('*.jpg'))]
+    return pictures + [cv2.resize(pictures[0], (320, 200)), cv2.resize(pictures[1], (200, 300))]
+
+
+@pytest.fixture(scope='module')
+def exported(tmp_path_factory):
+    """A folder with the shipped model for Paddle Inference, and in ONNX where the exporter is installed."""
+    folder = tmp_path_factory.mktemp('threads') / 'export'
+    number, cfg = resolve_config(SHIPPED_WEIGHTS, None, [])
+    fmt = 'both' if all(find_spec(name) for name in ONNX_EXPORT) else 'paddle'
+    export(number, cfg, SHIPPED_WEIGHTS, folder, fmt, check=False)
+    return str(folder)
+
+
+def _from_threads(seg: Segmenter, pictures):
+    """[thread][round][picture] instances: ``THREADS`` threads, started together, each
+    segmenting every picture ``ROUNDS`` times in its own order."""
+    barrier = threading.Barrier(THREADS)
+
+    def work(thread: int):
+        orders = [np.random.default_rng([thread, r]).permutation(len(pictures)) for r in range(ROUNDS)]
+        barrier.wait(timeout=60)
+        results = [[None] * len(pictures) for _ in range(ROUNDS)]
+        for r, order in enumerate(orders):
+            for index in order:
+                results[r][index] = seg(pictures[index])
+        return results
+
+    with ThreadPoolExecutor(THREADS) as pool:
+        return list(pool.map(work, range(THREADS)))
+
+
+def _assert_close(got: Instances, want: Instances, where: str):
+    assert got.labels.tolist() == want.labels.tolist(), where
+    np.testing.assert_allclose(got.scores, want.scores, atol=SCORE_TOL, err_msg=where)
+    assert got.masks.shape == want.masks.shape, where
+    for a, b in zip(got.masks, want.masks):
+        assert (a & b).sum() >= MIN_MASK_IOU * (a | b).sum(), where
+
+
+def _check(seg: Segmenter):
+    pictures = _pictures()
+    alone = [seg(picture) for picture in pictures]
+    assert all(len(result) for result in alone)        # something to compare on every picture
+    for thread, rounds in enumerate(_from_threads(seg, pictures)):
+        for r, results in enumerate(rounds):
+            for index, (got, want) in enumerate(zip(results, alone)):
+                _assert_close(got, want, f'{seg.backend.name}: thread {thread}, round {r}, picture {index}')
+
+
+def test_dygraph():
+    _check(Segmenter(SHIPPED_WEIGHTS, backend='dygraph', device='cpu', threads=2, overrides=SMALLER))
+
+
+def test_paddle_inference(exported):
+    _check(Segmenter(model_dir=exported, backend='inference', threads=2, overrides=SMALLER))
+
+
+@pytest.mark.deploy
+def test_onnxruntime(exported):
+    pytest.importorskip('onnxruntime', reason='deploy test: needs requirements-deploy.txt')
+    for name in ONNX_EXPORT:
+        pytest.importorskip(name, reason='deploy test: needs requirements-deploy.txt')
+    _check(Segmenter(model_dir=exported, backend='onnx', threads=2, overrides=SMALLER))
+
+
+@pytest.mark.deploy
+@pytest.mark.parametrize('streams', [1, 2])
+def test_openvino_f32(exported, streams):
+    """The default (one request per compiled model, one stream) and ``openvino_streams=2``
+    (two requests of a compiled model running at once)."""
+    pytest.importorskip('openvino', reason='deploy test: needs requirements-deploy.txt')
+    for name in ONNX_EXPORT:
+        pytest.importorskip(name, reason='deploy test: needs requirements-deploy.txt')
+    seg = Segmenter(model_dir=exported, backend='openvino', threads=2,
+                    overrides={**SMALLER, 'openvino_streams': streams})
+    _check(seg)
+    assert {pool.size for pool in seg.backend.compiled.values()} == {streams}
