@@ -1,5 +1,6 @@
 """eval.py and data/coco_eval.py on hand-built ground truth with hand-computed AP."""
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -219,3 +220,6 @@ def test_eval_checks_the_set_before_exporting_and_names_what_is_wrong(tmp_path, 
         errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith('error: ')]
         assert len(errors) == 1 and all(f in errors[0] for f in fragments), (errors, fragments)
     assert not (tmp_path / 'cache').exists()                       # nothing was exported
+    (Path(images) / '2.png').write_bytes(b'not a picture')
+    assert eval_cli.main(weights + ['--ann', ann, '--images', images, '--backend', 'dygraph']) == 2
+    assert f'1 images could not be read, e.g. image 2: cannot read image {images}/2.png' in capsys.readouterr().err

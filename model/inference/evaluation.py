@@ -45,7 +45,8 @@ def predict_coco(predictor, coco: COCO, image_dir: str, label_to_category_id: Se
         gathered.update(part)
         failed.extend(part_failed)
     if failed:
-        raise InputError(f'{len(failed)} images could not be read, e.g. {failed[0]}')
+        image_id, reason = failed[0]
+        raise InputError(f'{len(failed)} images could not be read, e.g. image {image_id}: {reason}')
     return [record for image_id in sorted(gathered) for record in gathered[image_id]]
 
 
