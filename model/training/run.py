@@ -91,7 +91,8 @@ def build_parts(options: TrainOptions, cfg, world: int, device: str, source, sta
     paddle.seed(cfg.seed)
     model = build_model(cfg)
     if start and cfg.pretrained:
-        raise InputError(f'weights= and the pretrained setting ({cfg.pretrained}) both give start weights — use one')
+        raise InputError(param('weights') + f' and the pretrained setting ({cfg.pretrained}) both give start weights '
+                         '— use one')
     if start or cfg.pretrained:
         logger.info(load_pretrained(model, start or cfg.pretrained))
     loader = make_loader(cfg, world, source)

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import List, Sequence, Tuple
 
 from solov2.config import get_config, with_classes, with_overrides
-from solov2.config.errors import InputError
+from solov2.config.errors import InputError, param
 from solov2.config.sidecar import read_sidecar, resolve_config
 from solov2.data.coco import CocoDataset, read_class_names
 from solov2.model.checkpoint import check_weights_file
@@ -30,11 +30,13 @@ def with_config_number(options: TrainOptions) -> TrainOptions:
     if options.config is not None:
         return options
     if not options.weights:
-        raise InputError('pass config= (a config number), or weights= a model whose sidecar .json names one')
+        raise InputError('pass ' + param('config') + ' (a config number), or ' + param('weights')
+                         + ' a model whose sidecar .json names one')
     check_weights_file(options.weights)
     meta = read_sidecar(options.weights)
     if meta is None:
-        raise InputError(f'{options.weights} has no sidecar .json naming its config — pass config= as well')
+        raise InputError(f'{options.weights} has no sidecar .json naming its config — pass ' + param('config')
+                         + ' as well')
     return dataclasses.replace(options, config=meta['config'])
 
 
@@ -60,7 +62,8 @@ def training_classes(cfg, options: TrainOptions, overrides: Sequence[str]) -> Tu
     own; one log line says where classes other than the config's come from."""
     named = set(named_settings(overrides)) & set(CLASS_SETTINGS)
     if options.classes and named:
-        raise InputError(f'classes= and the overrides {" and ".join(sorted(named))} both give the classes — use one')
+        raise InputError(param('classes') + f' and {" and ".join(sorted(named))} in ' + param('overrides')
+                         + ' both give the classes — use one')
     source = training_source(cfg)
     names, origin = None, None
     if options.classes:

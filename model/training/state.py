@@ -10,6 +10,7 @@ from typing import Dict
 import numpy as np
 import paddle
 
+from solov2.config.errors import param
 from solov2.data.files import build_folder, previous_folder
 from solov2.model.checkpoint import CheckpointError, assign_params, check_fit, load_paddle_params, save_checkpoint
 
@@ -72,9 +73,11 @@ def find_checkpoint(path: str) -> Path:
     folder = Path(path)
     if folder.is_file():
         if (folder.parent / STATE_FILE).is_file():
-            raise CheckpointError(f'{path} is a model file: resume= takes its checkpoint folder, {folder.parent}')
+            raise CheckpointError(f'{path} is a model file: resume from its checkpoint folder, '
+                                  + param('resume', folder.parent))
         raise CheckpointError(f'{path} is a model, not a training checkpoint: start a new run from it with '
-                              f'weights={path} (resume= continues a run from its checkpoint folder, <run>/last)')
+                              + param('weights', path) + ' (' + param('resume')
+                              + ' continues a run from its checkpoint folder, <run>/last)')
     for candidate in (folder, previous_folder(folder)):
         if (candidate / STATE_FILE).is_file():
             return candidate

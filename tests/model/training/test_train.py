@@ -330,13 +330,13 @@ def test_the_command_lines_defaults_are_the_options_defaults():
 
 def test_resume_given_a_model_file_names_the_option_that_starts_from_it(tmp_path):
     from solov2.config.shipped import SHIPPED_WEIGHTS
-    with pytest.raises(CheckpointError, match=r'is a model, not a training checkpoint: start a new run from it '
-                                              r'with weights=.*shapes_r18\.pdparams'):
+    with pytest.raises(CheckpointError, match=r"is a model, not a training checkpoint: start a new run from it "
+                                              r"with weights='.*shapes_r18\.pdparams' \(resume= continues"):
         find_checkpoint(SHIPPED_WEIGHTS)
     (tmp_path / 'last').mkdir()
     (tmp_path / 'last' / 'state.json').write_text('{"iteration": 3}')
     (tmp_path / 'last' / 'model.pdparams').write_bytes(b'')
-    with pytest.raises(CheckpointError, match=f'a model file: resume= takes its checkpoint folder, {tmp_path}/last'):
+    with pytest.raises(CheckpointError, match=f"model file: resume from its checkpoint folder, resume='{tmp_path}/la"):
         find_checkpoint(str(tmp_path / 'last' / 'model.pdparams'))
 
 
@@ -352,7 +352,7 @@ def test_classes_from_a_file_in_its_order_and_start_weights_that_clash_are_refus
     nosidecar = tmp_path / 'nosidecar.pdparams'
     nosidecar.write_bytes(open(SHIPPED_WEIGHTS, 'rb').read())
     cases = [
-        (['--weights', str(nosidecar)], 'has no sidecar .json naming its config — pass config='),
+        (['--weights', str(nosidecar)], 'has no sidecar .json naming its config — pass --config as well'),
         (['--config', '9', '--weights', SHIPPED_WEIGHTS, '--opt', f'dataset_dir={shapes}', *TINY,
           f'pretrained={SHIPPED_WEIGHTS}'], 'both give start weights'),
         (['--config', '9', '--classes', str(tmp_path / 'classes.txt'), '--opt', f'dataset_dir={shapes}', *TINY,
