@@ -111,9 +111,10 @@ class SOLOv2Base:
     epochs = Setting(36, 'passes over the training images', rule=POSITIVE)
     lr_schedule = Setting('step', "'step' (lr_steps, lr_gamma) or 'cosine' (to 0 at the end or at --max-minutes)",
                           rule=one_of('step', 'cosine'))
-    lr_steps = Setting((27, 33), 'epochs after which LR *= lr_gamma (the end moves with --max-minutes)')
+    lr_steps = Setting((27, 33), 'epochs after which LR *= lr_gamma (scaled when only epochs changes)')
     lr_gamma = Setting(0.1, 'LR factor at each of lr_steps', rule=FRACTION)
-    warmup_iters = Setting(500, 'iterations of linear warm-up from base_lr * warmup_ratio', rule=NON_NEGATIVE)
+    warmup_iters = Setting(500, 'linear warm-up iterations from base_lr * warmup_ratio (unset: <= 1/10 of run)',
+                           rule=NON_NEGATIVE)
     warmup_ratio = Setting(0.01, 'LR at iteration 0 as a fraction of base_lr', rule=FRACTION)
     grad_clip = Setting(35.0, 'max global gradient norm (0 = no clipping)', rule=NON_NEGATIVE_NUMBER)
     ema_decay = Setting(0.0, '0 = no EMA of the weights, else e.g. 0.9998', rule=FRACTION)
@@ -128,7 +129,7 @@ class SOLOv2Base:
     focal_alpha = Setting(0.25, 'focal loss: positive cells weigh alpha, negative ones 1 - alpha', rule=FRACTION)
     focal_gamma = Setting(2.0, 'focal loss exponent: larger = less weight on easy cells', rule=NON_NEGATIVE_NUMBER)
     num_workers = Setting(2, 'data-loading processes', rule=NON_NEGATIVE)
-    pretrained = Setting('', "backbone-only checkpoint from convert/ ('' = random init)")
+    pretrained = Setting('', "backbone checkpoint from convert/ ('' = random init; a whole model: --weights)")
     seed = Setting(0, 'seed of the initial weights, augmentation and DropBlock', rule=NON_NEGATIVE)
 
     # ---- inference ------------------------------------------------------------

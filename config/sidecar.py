@@ -7,6 +7,7 @@ Settings fall in three groups, each knob's ``group`` in config/base.py: ``MODEL_
 the recorded value is an error), ``TEST_SETTINGS`` ('test') steer pre- and post-processing
 (recorded and applied, but any command line may change them); the rest (training, input
 limits) are not recorded."""
+import ast
 import json
 from pathlib import Path
 from typing import Collection, List, Optional, Sequence
@@ -108,6 +109,8 @@ def resolve_config(weights: Optional[str] = None, number: Optional[int] = None, 
     if number is None:
         raise InputError('pass ' + param('config') + ' (the weights have no sidecar .json naming one; a checkpoint '
                          'not made by this toolkit converts first: docs/checkpoints.md)')
+    if meta is not None:
+        check_class_count(meta, overrides, weights)
     cfg = with_overrides(get_config(number), overrides)
     if meta is None:
         return number, cfg
@@ -118,3 +121,23 @@ def resolve_config(weights: Optional[str] = None, number: Optional[int] = None, 
     except ValueError as exc:
         hint = '' if same else ' (they were made for ' + param('config', meta.get('config')) + ')'
         raise InputError(message_of(exc) + hint) from None
+
+
+def check_class_count(meta: dict, overrides: Sequence[str], weights: str) -> None:
+    """InputError saying how many classes the weights of sidecar ``meta`` hold when
+    ``num_classes`` or ``class_names`` in ``overrides`` asks for another count."""
+    held = meta['num_classes']
+    for text in overrides:
+        name, _, value = (part.strip() for part in text.partition('='))
+        try:
+            value = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            continue
+        count = value if name == 'num_classes' else len(value) if name == 'class_names' and \
+            isinstance(value, (tuple, list)) else None
+        if isinstance(count, int) and count != held:
+            names = ', '.join(with_classes(get_config(meta['config']), held, meta.get('class_names')).class_names[:6])
+            said = f'num_classes={count}' if name == 'num_classes' else f'{count} class_names'
+            raise InputError(f'the weights {weights} hold {held} classes ({names}{", ..." if held > 6 else ""}), '
+                             f'not {said} — leave num_classes out (class_names may rename the {held}), or '
+                             'fine-tune them on your classes: training with ' + param('weights', weights))

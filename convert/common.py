@@ -10,13 +10,12 @@ from pathlib import Path
 from typing import Callable, Dict, Iterable, List, Optional, Tuple, Union
 
 import numpy as np
-import paddle
 
 from solov2.config import CONFIGS, with_classes
 from solov2.config.errors import InputError, RunError
 from solov2.config.sidecar import sidecar_path
 from solov2.data.files import check_output_file
-from solov2.model.build import build_model
+from solov2.model.build import model_shapes
 from solov2.model.checkpoint import save_checkpoint
 
 
@@ -138,14 +137,6 @@ def apply_table(source: Dict[str, np.ndarray], table: Dict[str, Union[str, Initi
             continue
         report.unused.append(name)
     return out, report
-
-
-def model_shapes(cfg) -> Dict[str, tuple]:
-    """{parameter name: shape} of the model a config builds (built under
-    ``paddle.LazyGuard``: same names, order and shapes, no weight initialisation, ~10x faster)."""
-    with paddle.LazyGuard():
-        model = build_model(cfg)
-    return {k: tuple(v.shape) for k, v in model.state_dict().items()}
 
 
 Renamer = Callable[[str, frozenset, object], Union[str, Initialised]]

@@ -28,7 +28,10 @@ _empty_reported: set[Any] = set()
 
 
 def read_class_names(path: str | PathLike[str]) -> list[str]:
-    """Class names from a text file, one per line in label order; blank lines are skipped."""
+    """Class names in label order: from a text file such as classes.txt, one per line (blank
+    lines skipped), or from a COCO annotation file (``.json``), its categories in id order."""
+    if Path(path).suffix.lower() == '.json':
+        return category_names(load_coco(path).dataset['categories'])
     try:
         text = Path(path).read_text(encoding='utf-8')
     except OSError as err:
@@ -37,6 +40,12 @@ def read_class_names(path: str | PathLike[str]) -> list[str]:
     if not names:
         raise InputError(f'class list {path} is empty')
     return names
+
+
+def category_names(categories: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The names of COCO ``categories`` in category-id order: the classes a COCO file
+    trains when no class list is given (CocoDataset's labels 0, 1, ...)."""
+    return [category['name'] for category in sorted(categories, key=lambda c: int(c['id']))]
 
 
 def load_coco(ann_file: str | PathLike[str]) -> COCO:
@@ -162,24 +171,25 @@ def segmentation_to_mask(segmentation: Any, height: int, width: int) -> np.ndarr
 
 
 def category_ids_by_name(
-    categories: Sequence[Mapping[str, Any]], class_names: Sequence[str]
-) -> list[int]:
-    """COCO category id of each of `class_names`, matched by category name."""
+    categories: Sequence[Mapping[str, Any]], class_names: Sequence[str], allow_missing: bool = False
+) -> list[int | None]:
+    """COCO category id of each of `class_names`, matched by category name; with
+    `allow_missing`, None for a name no category has (else InputError naming them)."""
     ids_of: dict[str, list[int]] = {}
     for category in categories:
         ids_of.setdefault(category['name'], []).append(int(category['id']))
     missing = [name for name in class_names if name not in ids_of]
-    if missing:
+    if missing and not allow_missing:
         shown = ', '.join(missing[:5]) + (f' and {len(missing) - 5} more' if len(missing) > 5 else '')
-        own = tuple(category['name'] for category in categories)
         raise InputError(
             f"class names not in the annotation file: {shown} (it has: {', '.join(sorted(ids_of))}) — "
-            'to train on its classes: ' + param('overrides', [f'num_classes={len(own)}', f'class_names={own!r}'])
+            'name only classes it has, or leave ' + param('classes') + ' and num_classes/class_names out to '
+            'take its own'
         )
-    ambiguous = [name for name in class_names if len(ids_of[name]) > 1]
+    ambiguous = [name for name in class_names if len(ids_of.get(name, ())) > 1]
     if ambiguous:
         raise InputError(f"several categories share the names: {', '.join(ambiguous)}")
-    return [ids_of[name][0] for name in class_names]
+    return [ids_of[name][0] if name in ids_of else None for name in class_names]
 
 
 def check_annotation_categories(
@@ -203,8 +213,11 @@ class CocoDataset:
     """Instance samples from a COCO annotation file and its image folder.
 
     Labels are contiguous 0-based: category ids in ascending order, or, with
-    `class_names` (a list, or the path of a classes.txt), the position of each
-    category's name in that list. `iscrowd=1` annotations are not instances
+    `class_names` (a list, or the path of a classes.txt or COCO file), the position of
+    each category's name in that list; with `allow_missing` (evaluation: the classes
+    both have are scored), names the file lacks are classes without a category
+    (``label_to_category_id`` None) and the file's categories that are not classes are
+    dropped with their annotations (named in ``other_categories``). `iscrowd=1` annotations are not instances
     (nothing reads them: they are not decoded). Annotations that cannot be used are
     skipped and reported (`load_coco`); those whose mask decodes empty are
     dropped. With `keep_empty=False`, images without any non-crowd annotation
@@ -220,6 +233,7 @@ class CocoDataset:
         keep_empty: bool = True,
         require_instances: bool = False,
         max_pixels: int = DEFAULT_MAX_PIXELS,
+        allow_missing: bool = False,
     ) -> None:
         self.coco = load_coco(ann_file)
         self.max_pixels = max_pixels
@@ -229,14 +243,16 @@ class CocoDataset:
         categories = self.coco.dataset['categories']
         names_of = {int(c['id']): c['name'] for c in categories}
         if class_names is None:
-            category_ids = sorted(names_of)
+            category_ids: list[int | None] = sorted(names_of)
+            class_names = [names_of[cid] for cid in category_ids]
         else:
             if isinstance(class_names, (str, PathLike)):
                 class_names = read_class_names(class_names)
-            category_ids = category_ids_by_name(categories, class_names)
+            category_ids = category_ids_by_name(categories, class_names, allow_missing)
         self._category_ids = category_ids
-        self._class_names = [names_of[cid] for cid in category_ids]
-        self._label_of = {cid: label for label, cid in enumerate(category_ids)}
+        self._class_names = list(class_names)
+        self._label_of = {cid: label for label, cid in enumerate(category_ids) if cid is not None}
+        self.other_categories = self._drop_categories(set(self._label_of)) if allow_missing else []
         check_annotation_categories(self.coco.dataset.get('annotations', []), self._label_of, names_of)
         self.image_ids = [
             int(img['id'])
@@ -246,6 +262,18 @@ class CocoDataset:
         if require_instances and not self.num_instances:
             raise InputError(f'{ann_file} has no usable instance in {len(self.image_ids)} images — '
                              'training needs annotated objects (see the skipped annotations above)')
+
+    def _drop_categories(self, kept: set[int]) -> list[str]:
+        """Drop the categories whose id is not in `kept`, and their annotations (the index is
+        rebuilt); returns their names."""
+        dataset = self.coco.dataset
+        dropped = [c['name'] for c in dataset['categories'] if int(c['id']) not in kept]
+        if dropped:
+            dataset['categories'] = [c for c in dataset['categories'] if int(c['id']) in kept]
+            dataset['annotations'] = [a for a in dataset.get('annotations', []) if a['category_id'] in kept]
+            with contextlib.redirect_stdout(io.StringIO()):
+                self.coco.createIndex()
+        return dropped
 
     @property
     def num_instances(self) -> int:
@@ -258,9 +286,15 @@ class CocoDataset:
         return list(self._class_names)
 
     @property
-    def label_to_category_id(self) -> list[int]:
-        """COCO category id of each label."""
+    def label_to_category_id(self) -> list[int | None]:
+        """COCO category id of each label (None: a class the file has no category of)."""
         return list(self._category_ids)
+
+    @property
+    def classes_without_instances(self) -> list[str]:
+        """The class names of which the kept images hold no (non-crowd) instance."""
+        present = {a['category_id'] for i in self.image_ids for a in self.coco.imgToAnns[i] if not a.get('iscrowd', 0)}
+        return [name for name, cid in zip(self._class_names, self._category_ids) if cid not in present]
 
     def __len__(self) -> int:
         return len(self.image_ids)

@@ -100,7 +100,7 @@ def instances_to_coco(
     masks: np.ndarray,
     labels: np.ndarray,
     scores: np.ndarray,
-    label_to_category_id: Mapping[int, int] | Sequence[int],
+    label_to_category_id: Mapping[int, int | None] | Sequence[int | None],
     boxes: np.ndarray | None = None,
     file_name: str | None = None,
     class_names: Sequence[str] | None = None,
@@ -109,7 +109,8 @@ def instances_to_coco(
 
     `masks` `[N, H, W] bool`, `labels` `[N] int` (contiguous model labels),
     `scores` `[N] float`; `label_to_category_id[label]` gives the COCO
-    category id; `boxes` `[N, 4]` the masks' tight half-open x0, y0, x1, y1 boxes
+    category id (None: a class the annotation file lacks, whose instances are left
+    out); `boxes` `[N, 4]` the masks' tight half-open x0, y0, x1, y1 boxes
     (zeros when empty) if known, so only they are read. Each record is
     `{image_id, category_id, segmentation, score, bbox}`, then `file_name` when given and
     `category_name` (`class_names[label]`) when `class_names` is given, as
@@ -119,9 +120,12 @@ def instances_to_coco(
         boxes = masks_to_boxes(masks)
     records = []
     for mask, label, score, box in zip(masks, labels, scores, boxes):
+        category = label_to_category_id[int(label)]
+        if category is None:
+            continue
         record = {
             'image_id': int(image_id),
-            'category_id': int(label_to_category_id[int(label)]),
+            'category_id': int(category),
             'segmentation': encode_mask_rle(mask, box),
             'score': float(score),
             'bbox': coco_bbox(box),

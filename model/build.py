@@ -1,9 +1,15 @@
 """The one place that reads a config to make layers."""
+from typing import Dict, Mapping, Optional
+
+import paddle
+
 from solov2.model.fpn import FPN
 from solov2.model.mask_feat_head import MaskFeatHead
 from solov2.model.resnet import ResNet
 from solov2.model.solov2 import SOLOv2
 from solov2.model.solov2_head import SOLOv2Head
+
+CLASS_HEAD = 'head.cate_pred.'      # the tensors whose shape follows num_classes: weight [C, W, 3, 3], bias [C]
 
 
 def build_model(cfg) -> SOLOv2:
@@ -23,3 +29,18 @@ def build_model(cfg) -> SOLOv2:
                              dcn=cfg.head_dcn if cfg.mask_feat_dcn else None,
                              dcn_bias=cfg.dcn_bias)
     return SOLOv2(backbone, neck, head, mask_head)
+
+
+def model_shapes(cfg) -> Dict[str, tuple]:
+    """{parameter name: shape} of the model a config builds (built under
+    ``paddle.LazyGuard``: same names, order and shapes, no weight initialisation, ~10x faster)."""
+    with paddle.LazyGuard():
+        model = build_model(cfg)
+    return {k: tuple(v.shape) for k, v in model.state_dict().items()}
+
+
+def class_count(params: Mapping[str, object]) -> Optional[int]:
+    """The number of classes a state dict's category head predicts (None: it has none)."""
+    bias = params.get(CLASS_HEAD + 'bias')
+    shape = tuple(getattr(bias, 'shape', ()))
+    return int(shape[0]) if len(shape) == 1 else None

@@ -2,17 +2,20 @@
 sidecar ``NAME.json`` (config number, classes, settings, source) so a checkpoint of
 the wrong shape is refused with one clear line. Every Paddle pickle the project reads goes
 through ``read_paddle_file`` (restricted unpickler, ``model/safe_pickle.py``)."""
+import difflib
 import json
 import os
 from pathlib import Path
-from typing import Dict, Mapping, Optional
+from typing import Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
 import paddle
 
-from solov2.config.errors import InputError
+from solov2.config import CONFIGS, get_config, with_classes, with_overrides
+from solov2.config.errors import InputError, param
 from solov2.config.sidecar import recorded_settings, sidecar_path
 from solov2.data.files import looked_up, write_together
+from solov2.model.build import class_count, model_shapes
 from solov2.model.safe_pickle import PADDLE_GLOBALS, Refused, RestrictedUnpickler, refusal_message
 
 
@@ -45,6 +48,27 @@ def _as_array(value):
     if isinstance(value, tuple) and len(value) == 2 and isinstance(value[0], str):
         value = value[1]
     return value if isinstance(value, np.ndarray) and not value.dtype.hasobject else None
+
+
+def check_weights_file(weights: str) -> None:
+    """InputError unless ``weights`` names a file, naming the fix: the .pdparams inside a
+    folder, the closest names beside a typo (a relative path says the folder it was looked
+    up from)."""
+    path = Path(weights)
+    if path.is_dir():
+        inside = sorted(path.glob('*.pdparams'))
+        raise InputError(param('weights', weights) + ' is a folder — give the .pdparams file'
+                         + (f', e.g. {inside[0]}' if inside else ' (there is none in it)'))
+    if not path.is_file():
+        raise InputError(f'weights file not found: {looked_up(weights)}' + _nearby(path))
+
+
+def _nearby(path: Path) -> str:
+    """' — did you mean X?' naming the .pdparams files beside a missing ``path`` whose names are
+    close to its name; '' when there is none."""
+    near = difflib.get_close_matches(path.name, [p.name for p in path.parent.glob('*.pdparams')], n=2, cutoff=0.6) \
+        if path.parent.is_dir() else []
+    return ' — did you mean ' + ' or '.join(str(path.parent / name) for name in near) + '?' if near else ''
 
 
 def load_paddle_params(path: str) -> Dict[str, np.ndarray]:
@@ -104,3 +128,41 @@ def assign_params(model: paddle.nn.Layer, params: Mapping[str, np.ndarray], weig
     own = model.state_dict()
     check_fit(own, params, weights)
     model.set_state_dict({k: params[k] for k in own})
+
+
+def configs_that_fit(params: Mapping[str, np.ndarray]) -> List[int]:
+    """The config numbers whose model, with the class count of ``params``, has exactly their
+    tensor names and shapes (built without weights, ``model_shapes``: about 2 s for all)."""
+    classes = class_count(params)
+    fitting = []
+    for number, cfg in CONFIGS.items():
+        try:
+            check_fit(model_shapes(with_classes(cfg, classes or cfg.num_classes)), params, '')
+        except CheckpointError:
+            continue
+        fitting.append(number)
+    return fitting
+
+
+def check_unrecorded(weights: str, number: Optional[int], overrides: Sequence[str] = ()) -> None:
+    """For weights without a sidecar, before anything is built or exported: InputError unless
+    they fit config ``number`` under ``overrides``, naming the configs (and class count) they fit."""
+    params = load_paddle_params(weights)
+    if number is None:
+        problem = f'{weights} has no sidecar .json naming its config'
+    else:
+        try:
+            check_fit(model_shapes(with_overrides(get_config(number), overrides)), params, weights, str(number))
+            return
+        except CheckpointError as exc:
+            problem = str(exc)
+    fitting, classes = configs_that_fit(params), class_count(params)
+    if not fitting:
+        raise CheckpointError(f'{problem}; they fit none of the configs — a published checkpoint needs converting '
+                              'first (convert/*2paddle.py, docs/checkpoints.md)')
+    which = ' or '.join(map(str, fitting))
+    fix = param('config', *fitting)
+    if classes != get_config(fitting[0]).num_classes:
+        which += f' with {classes} classes'
+        fix += ' and ' + param('overrides', [f'num_classes={classes}']) + f' with {classes} class_names'
+    raise CheckpointError(f'{problem}: they fit config {which} — pass ' + fix)

@@ -85,3 +85,42 @@ def make_tiny_shapes(root, val: int = 2):
     subprocess.run([sys.executable, str(REPO_DIR / 'tools' / 'make_shapes_dataset.py'), '--out', str(root),
                     '--train', '6', '--val', str(val), '--size', '128', '--seed', '1'], check=True, capture_output=True)
     return root
+
+
+LABELME_SHAPES = {'brick': 1, 'egg': 0}     # label -> tools/make_shapes_dataset.py's SQUARE, CIRCLE
+
+
+def make_labelme_folder(folder, count: int, labels, seed: int = 0, size: int = 128):
+    """``count`` pictures of ``size`` px with their labelme files in ``folder`` (made if
+    needed): one to three objects each, squares labelled 'brick' and discs labelled 'egg'
+    (of ``labels``), one per quadrant so none hides another, drawn as
+    tools/make_shapes_dataset.py draws its shapes; returns ``folder``."""
+    import json
+
+    import cv2
+    import numpy as np
+
+    from solov2.tools.make_shapes_dataset import render_background, shape_vertices
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    quadrants = [(0.25, 0.25), (0.75, 0.25), (0.25, 0.75), (0.75, 0.75)]
+    for index in range(count):
+        rng = np.random.default_rng([seed, index])
+        canvas = render_background(rng, size)
+        shapes = []
+        for q in rng.permutation(4)[:int(rng.integers(1, 4))]:
+            label = labels[int(rng.integers(len(labels)))]
+            centre = np.array(quadrants[q]) * size + rng.uniform(-4, 4, 2)
+            vertices = shape_vertices(LABELME_SHAPES[label], centre, rng.uniform(0.28, 0.42) * size,
+                                      rng.uniform(0, np.pi))
+            colour = 255 - canvas[int(centre[1]), int(centre[0])]
+            cv2.fillPoly(canvas, [np.round(vertices).astype(np.int32)], colour.tolist())
+            shapes.append({'label': label, 'points': vertices.round(1).tolist(), 'group_id': None,
+                           'shape_type': 'polygon', 'flags': {}})
+        name = f'{index:03d}.png'
+        cv2.imwrite(str(folder / name), cv2.cvtColor(np.clip(canvas, 0, 255).astype(np.uint8), cv2.COLOR_RGB2BGR))
+        (folder / f'{index:03d}.json').write_text(json.dumps(
+            {'version': '5.4.1', 'flags': {}, 'shapes': shapes, 'imagePath': name, 'imageData': None,
+             'imageHeight': size, 'imageWidth': size}))
+    return folder

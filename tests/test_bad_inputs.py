@@ -223,7 +223,7 @@ def test_labelme2coco_never_overwrites_an_input(tmp_path, capsys):
     # the class list beside OUT.json is --classes itself: kept as the user wrote it
     (tmp_path / 'classes.txt').write_text('cat\n\n')
     assert labelme2coco.main([str(folder), str(tmp_path / 'out.json'), '--classes', str(tmp_path / 'classes.txt')]) == 0
-    assert (tmp_path / 'classes.txt').read_text() == 'cat\n\n' and 'kept: it is --classes' in capsys.readouterr().out
+    assert (tmp_path / 'classes.txt').read_text() == 'cat\n\n' and 'classes.txt (kept)' in capsys.readouterr().out
 
 
 # ---- tools/postprocess_raw.py -------------------------------------------------------------------

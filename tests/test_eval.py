@@ -1,5 +1,6 @@
 """eval.py and data/coco_eval.py on hand-built ground truth with hand-computed AP."""
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -157,3 +158,68 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     assert eval_cli.main(['--weights', str(tmp_path / 'nosidecar.pdparams')]) == 2
     errors = capsys.readouterr().err.strip().splitlines()
     assert len(errors) == 2 and all(e.startswith('error: ') for e in errors)
+
+
+# ---- categories matched by name, inputs checked before any export ------------------------------
+
+def _image_set(tmp_path, names=('circle', 'square'), annotated=('square',)):
+    """tmp_path/set.json + tmp_path/images/{1,2}.png: categories ``names``, one square mask of
+    each ``annotated`` class on image 1."""
+    import cv2
+    (tmp_path / 'images').mkdir(parents=True)
+    for i in (1, 2):
+        cv2.imwrite(str(tmp_path / 'images' / f'{i}.png'), np.zeros((H, W, 3), np.uint8))
+    annotations = [{'id': k + 1, 'image_id': 1, 'category_id': names.index(n) + 1, 'iscrowd': 0,
+                    'segmentation': instances_to_coco(1, _square(5 + 10 * k, 5)[None], np.array([0]),
+                                                      np.array([1.0]), [1])[0]['segmentation'],
+                    'area': 100, 'bbox': [5, 5 + 10 * k, 10, 10]} for k, n in enumerate(annotated)]
+    path = tmp_path / 'set.json'
+    path.write_text(json.dumps({'images': [{'id': i, 'file_name': f'{i}.png', 'height': H, 'width': W} for i in (1, 2)],
+                                'annotations': annotations,
+                                'categories': [{'id': i + 1, 'name': n} for i, n in enumerate(names)]}))
+    return str(path), str(tmp_path / 'images')
+
+
+def test_a_set_lacking_classes_is_scored_on_the_classes_it_has(tmp_path, caplog):
+    from solov2.model.inference.evaluation import evaluation_dataset
+    ann, images = _image_set(tmp_path)
+    caplog.set_level('INFO', logger='solov2.model.inference')
+    dataset = evaluation_dataset(ann, images, ('circle', 'square', 'triangle', 'star'))
+    assert dataset.label_to_category_id == [1, 2, None, None]
+    assert caplog.messages == [f'{ann} has no annotations of circle, triangle, star: scored on square']
+    masks = np.stack([_square(5, 5), _square(20, 20)])
+    records = instances_to_coco(1, masks, np.array([1, 3]), np.array([0.9, 0.8]), dataset.label_to_category_id)
+    assert [r['category_id'] for r in records] == [2]                              # the star has no category
+    assert evaluate_segm(dataset.coco, records)['AP'] == pytest.approx(1.0)
+
+
+def test_eval_checks_the_set_before_exporting_and_names_what_is_wrong(tmp_path, capsys, monkeypatch):
+    from solov2.config.shipped import SHIPPED_WEIGHTS
+    from solov2.model.inference.export_cache import CACHE_ENV
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / 'cache'))
+    ann, images = _image_set(tmp_path / 'set')
+    ours, other = _image_set(tmp_path / 'ours', names=('brick', 'egg'), annotated=('egg',))
+    (tmp_path / 'elsewhere').mkdir()
+    nosidecar = tmp_path / 'nosidecar.pdparams'
+    nosidecar.write_bytes(open(SHIPPED_WEIGHTS, 'rb').read())
+    weights = ['--weights', SHIPPED_WEIGHTS]
+    cases = [
+        (weights + ['--ann', ann, '--images', str(tmp_path / 'elsewhere')],
+         f'the images folder {tmp_path / "elsewhere"} lacks 2 of the 2 images {ann} lists (e.g. 1.png)'),
+        (weights + ['--ann', ours, '--images', other],
+         f"{ours} has none of the model's classes (circle, square, triangle, star); it has brick, egg"),
+        (weights + ['--ann', ann, '--images', images, '--opt', 'num_classes=2'],
+         'hold 4 classes (circle, square, triangle, star), not num_classes=2'),
+        (['--weights', str(nosidecar), '--config', '5', '--ann', ann, '--images', images],
+         'do not fit config 5', 'they fit config 9 — pass --config 9'),
+        (['--weights', str(nosidecar), '--ann', ann, '--images', images],
+         'has no sidecar .json naming its config: they fit config 9'),
+    ]
+    for argv, *fragments in cases:
+        assert eval_cli.main(argv) == 2, argv
+        errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith('error: ')]
+        assert len(errors) == 1 and all(f in errors[0] for f in fragments), (errors, fragments)
+    assert not (tmp_path / 'cache').exists()                       # nothing was exported
+    (Path(images) / '2.png').write_bytes(b'not a picture')
+    assert eval_cli.main(weights + ['--ann', ann, '--images', images, '--backend', 'dygraph']) == 2
+    assert f'1 images could not be read, e.g. image 2: cannot read image {images}/2.png' in capsys.readouterr().err

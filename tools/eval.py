@@ -9,9 +9,11 @@
 
 The config is taken from the weights' sidecar (or the export's infer_cfg.json) unless
 --config is given; the val set is the config's (``dataset_dir``/``val_ann``/``val_images``)
-unless --ann/--images are given. ``--backend`` works as in demo.py: ``auto`` (the default)
-exports --weights once into a cache and runs OpenVINO f32 unless onnxruntime is 10% faster
-for this thread count and CPU.
+unless --ann/--images are given; its categories are matched to the model's classes by name,
+and classes it has no object of are not scored (one line says which). The set and its images
+are checked before anything is exported. ``--backend`` works as in demo.py: ``auto`` (the
+default) exports --weights once into a cache and runs OpenVINO f32 unless onnxruntime is 10%
+faster for this thread count and CPU.
 """
 import argparse
 import json
@@ -37,13 +39,13 @@ from solov2.tools.cli import (  # before Paddle
 with interruptible_loading():      # Ctrl-C or SIGTERM while Paddle and the library load: one line
     from solov2.config.errors import InputError
     from solov2.config.sidecar import resolve_config
-    from solov2.data.coco import CocoDataset, load_coco
+    from solov2.data.coco import load_coco, read_class_names
     from solov2.data.coco_eval import STAT_NAMES, check_results, coco_stats, per_class_ap, run_cocoeval
     from solov2.data.files import check_output_file
     from solov2.data.results import write_json
     from solov2.model.distributed import Processes, launched_processes, start_processes
     from solov2.model.inference.backends import BACKENDS, checked_weights, open_backend
-    from solov2.model.inference.evaluation import predict_coco
+    from solov2.model.inference.evaluation import evaluation_dataset, predict_coco
     from solov2.model.inference.openvino_backend import PRECISIONS
     from solov2.model.runtime import default_device
     from solov2.model.training.components import SHAPES_HINT
@@ -55,6 +57,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     add_inference_args(parser, BACKENDS, PRECISIONS)
     parser.add_argument('--ann', help='COCO annotation file (default: the config val set)')
     parser.add_argument('--images', help='image folder (default: the config val images)')
+    parser.add_argument('--classes', metavar='FILE',
+                        help="the model's class names from a classes.txt (one per line) or a COCO file's "
+                             'categories, when the weights name them otherwise (categories are matched by name)')
     parser.add_argument('--classwise', action='store_true',
                         help='per-class mask AP table; with --save-json also a bar chart, classwise_ap.png beside it')
     parser.add_argument('--chart', metavar='PATH',
@@ -135,18 +140,26 @@ def load_records(args, number, backend, coco, dataset, ann: str, processes: Proc
 
 
 def model_and_config(args, processes: Processes) -> tuple:
-    """(config number, config, backend or None for --json-only, the evaluation set), the set
-    checked before any model is built or exported."""
+    """(config number, config, backend or None for --json-only, the evaluation set's
+    annotation file, its CocoDataset or None for --json-only); with --weights the set and its
+    images are checked before any model is built or exported."""
     if args.json_only:
         number, cfg = resolve_config(args.weights, args.config, args.opt)
-        return number, cfg, None, evaluation_set(args, cfg)
+        return number, cfg, None, evaluation_set(args, cfg)[0], None
     if not args.weights and not args.model_dir:
         raise InputError('pass --weights (or --model-dir with --backend onnx|openvino|inference, '
                          'or --json-only with a results file)')
     resolved = None if args.model_dir else checked_weights(args.weights, args.config, args.opt)
-    checked = evaluation_set(args, resolved[1]) if resolved else None     # before an export, not after it
+    checked = open_set(args, resolved[1]) if resolved else None     # before an export, not after it
     number, backend = open_backend(**backend_options(args), resolved=resolved, processes=processes)
-    return number, backend.cfg, backend, checked or evaluation_set(args, backend.cfg)
+    return (number, backend.cfg, backend, *(checked or open_set(args, backend.cfg)))
+
+
+def open_set(args, cfg) -> tuple:
+    """(annotation file, CocoDataset) of the set to score ``cfg``'s model on
+    (``evaluation_dataset``: categories matched by name, the images checked)."""
+    ann, images = evaluation_set(args, cfg)
+    return ann, evaluation_dataset(ann, images, cfg.class_names)
 
 
 def check_set_arguments(args) -> None:
@@ -185,9 +198,10 @@ def run(argv) -> int:
             check_output_file(path, [p for p in (args.json_only, args.ann) if p], option)
     check_set_arguments(args)
     tune_for(args.device, args.threads, launched_processes().local_size)
+    if args.classes:
+        args.opt = [*args.opt, f'class_names={tuple(read_class_names(args.classes))!r}']
     processes = start_processes(args.device or default_device())
-    number, cfg, backend, (ann, images) = model_and_config(args, processes)
-    dataset = None if args.json_only else CocoDataset(ann, images, class_names=list(backend.class_names))
+    number, cfg, backend, ann, dataset = model_and_config(args, processes)
     coco = load_coco(ann) if dataset is None else dataset.coco
     if not coco.getImgIds():
         raise InputError(f'{ann} lists no images — nothing to evaluate; give an annotation file with images')

@@ -4,9 +4,12 @@
 
 Each `LABELME_DIR/*.json` (sorted by name) is one image. Shapes of type polygon,
 rectangle (two corners) and circle (centre, point on the circle) become
-polygons; shapes sharing a `group_id` form one instance. Categories are the
-lines of `--classes` (ids 1..) or the sorted label names; classes.txt is
-written next to OUT.json. Area and bbox come from the mask pycocotools
+polygons; shapes sharing a `group_id` form one instance. Categories (ids 1..)
+are the classes of `--classes` (a classes.txt, one name per line, or a COCO
+file), else those of the classes.txt already next to OUT.json (the list of the
+split converted there first, so every split gets the same ids), else the
+sorted label names, written to classes.txt next to OUT.json; a classes.txt
+listing other classes is never replaced. Area and bbox come from the mask pycocotools
 rasterises. Without `--copy-images`, `file_name` is `imagePath` relative to
 LABELME_DIR; with it, images (or their embedded `imageData`) are copied to
 DIR and `file_name` is the bare file name.
@@ -151,8 +154,9 @@ def image_file_name(doc: dict[str, Any], json_path: Path, copy_dir: Path | None)
     return name
 
 
-def check_labels(docs: dict[Path, dict[str, Any]], class_names: Sequence[str]) -> None:
-    """`InputError` listing every shape label missing from `class_names`, with a file using it."""
+def check_labels(docs: dict[Path, dict[str, Any]], class_names: Sequence[str], origin: str = '') -> None:
+    """`InputError` listing every shape label missing from `class_names`, with a file using it
+    (`origin`: where the list comes from and how to change it, added to the message)."""
     first_use: dict[str, Path] = {}
     for path, doc in docs.items():
         for shape in doc['shapes']:
@@ -160,19 +164,20 @@ def check_labels(docs: dict[Path, dict[str, Any]], class_names: Sequence[str]) -
     unknown = sorted(set(first_use) - set(class_names))
     if unknown:
         listed = ', '.join(f'{label!r} (e.g. {first_use[label].name})' for label in unknown)
-        raise InputError(f'labels not in the class list: {listed}')
+        raise InputError(f'labels not in the class list{origin}: {listed}')
 
 
 def convert(
     labelme_dir: str | Path,
     class_names: Sequence[str] | None = None,
     copy_dir: str | Path | None = None,
+    origin: str = '',
 ) -> dict[str, Any]:
     """COCO instance dict of all `labelme_dir/*.json` (sorted; image ids 1..).
 
-    Categories are `class_names` (ids 1..) or the sorted labels; images are
-    copied to `copy_dir` when given; zero-area instances are skipped with a
-    warning on stderr.
+    Categories are `class_names` (ids 1..; `origin` says where they come from in the
+    error on a label outside them) or the sorted labels; images are copied to
+    `copy_dir` when given; zero-area instances are skipped with a warning on stderr.
     """
     labelme_dir = Path(labelme_dir)
     if not labelme_dir.is_dir():
@@ -182,7 +187,7 @@ def convert(
         raise InputError(f'no labelme .json files in {labelme_dir}')
     if class_names is None:
         class_names = sorted({shape['label'] for doc in docs.values() for shape in doc['shapes']})
-    check_labels(docs, class_names)
+    check_labels(docs, class_names, origin)
     category_of = {name: index + 1 for index, name in enumerate(class_names)}
     copy_dir = Path(copy_dir) if copy_dir is not None else None
     if copy_dir is not None:
@@ -216,7 +221,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = make_parser(__doc__.split('\n\n')[0], configs=False)
     parser.add_argument('labelme_dir', type=Path, help='folder of labelme .json files')
     parser.add_argument('out', type=Path, help='COCO instance file to write')
-    parser.add_argument('--classes', type=Path, help='class list, one name per line (category ids 1..)')
+    parser.add_argument('--classes', type=Path,
+                        help='class list (category ids 1..): a classes.txt, one name per line, or a COCO file '
+                             "(e.g. the training split's); default: the classes.txt next to OUT, else the labels")
     parser.add_argument('--copy-images', type=Path, metavar='DIR', help='copy the images into DIR')
     return parser.parse_args(argv)
 
@@ -236,21 +243,40 @@ def main(argv: Sequence[str] | None = None) -> int:
 def run(argv: Sequence[str]) -> int:
     args = parse_args(argv)
     check_out(args.out, args.labelme_dir, args.classes)
-    class_names = read_class_names(args.classes) if args.classes else None
+    classes_path = args.out.parent / 'classes.txt'
+    class_names, origin = class_list(args.classes, classes_path)
     set_status(lambda: f'nothing was written to {args.out}' + (
         f'; images copied so far are in {args.copy_images}' if args.copy_images else ''))
-    coco = convert(args.labelme_dir, class_names, args.copy_images)
+    coco = convert(args.labelme_dir, class_names, args.copy_images, origin)
     names = [c['name'] for c in coco['categories']]
-    classes_path = args.out.parent / 'classes.txt'
     write_json(coco, args.out)
-    if args.classes and same_file(args.classes, classes_path):
-        note = f'{classes_path} (kept: it is --classes)'
+    if classes_path.is_file():
+        note = f'{classes_path} (kept)'
     else:
         atomic_write(classes_path, ''.join(f'{name}\n' for name in names).encode('utf-8'))
         note = str(classes_path)
+    present = {a['category_id'] for a in coco['annotations']}
+    absent = [c['name'] for c in coco['categories'] if c['id'] not in present]
     print(f"{len(coco['images'])} images, {len(coco['annotations'])} instances, "
-          f"{len(names)} classes -> {args.out}, {note}")
+          f"{len(names)} classes -> {args.out}, {note}" + (f'; no instance of {", ".join(absent)}' if absent else ''))
     return 0
+
+
+def class_list(classes: Path | None, classes_path: Path) -> tuple[list[str] | None, str]:
+    """(the class names, where they come from for an error message): those of `classes`, else
+    those of `classes_path` (the classes.txt next to the output, left by the split converted
+    there first), else None (the labels). `InputError` when `classes` lists other classes than
+    an existing `classes_path`, which is never replaced."""
+    existing = read_class_names(classes_path) if classes_path.is_file() else None
+    if classes is None:
+        return existing, '' if existing is None else (
+            f' {classes_path} (the classes of the split converted there first; pass --classes with every class, '
+            'or delete it to start a new list)')
+    names = read_class_names(classes)
+    if existing is not None and existing != names:
+        raise InputError(f'{classes_path} lists other classes ({", ".join(existing)}) than --classes {classes} '
+                         f'({", ".join(names)}) — write OUT into another folder, or delete {classes_path}')
+    return names, f' --classes {classes}'
 
 
 if __name__ == '__main__':

@@ -2,6 +2,8 @@
 
     python train.py --config=9                       # the shapes config, from scratch
     python train.py --config=9 --resume auto         # continue exactly where it stopped
+    python train.py --weights weights/shapes_r18.pdparams --opt dataset_dir=data --output output/mine
+                                                     # fine-tune the shipped model on your classes (docs/own_data.md)
     python -m paddle.distributed.launch --gpus 0,1 train.py --config=0 --scale-lr
     # both CPU cores: one process each, batch 2 each (the config's batch 4 in total)
     python -m paddle.distributed.launch --nproc_per_node 2 train.py --config=9 --opt batch_size=2
@@ -34,9 +36,18 @@ with interruptible_loading():      # Ctrl-C or SIGTERM while Paddle and the libr
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = make_parser('Train SOLOv2 on COCO-format data.')
-    parser.add_argument('--config', type=int, required=True, help='config number')
+    parser.add_argument('--config', type=int, default=None,
+                        help='config number (default: the one recorded beside --weights)')
+    parser.add_argument('--weights', metavar='MODEL',
+                        help='start a new run from this model (.pdparams, e.g. weights/shapes_r18.pdparams or a '
+                             "converted published one): every tensor that fits is loaded, the class head only "
+                             "when the classes agree; the run's sidecar records it")
+    parser.add_argument('--classes', metavar='FILE',
+                        help="the classes to train: a classes.txt or COCO file (default: the training "
+                             "annotations' categories, unless --opt num_classes/class_names fix them)")
     parser.add_argument('--output', help='run folder (default output/<config class>)')
-    parser.add_argument('--resume', help="checkpoint folder to continue from, or 'auto' (<output>/last)")
+    parser.add_argument('--resume', help="checkpoint folder of this run to continue from, or 'auto' (<output>/last); "
+                                         'a model to start from is --weights')
     parser.add_argument('--eval-every', type=int, default=0, metavar='K',
                         help='evaluate mask AP on the val set every K iterations and keep the best '
                              '(0 = only at the end)')

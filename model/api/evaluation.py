@@ -2,10 +2,9 @@
 from typing import Callable, Dict, Optional
 
 from solov2.config.errors import InputError
-from solov2.data.coco import CocoDataset
 from solov2.data.coco_eval import evaluate_segm
 from solov2.model.distributed import SINGLE, Processes, from_rank0
-from solov2.model.inference.evaluation import predict_coco
+from solov2.model.inference.evaluation import evaluation_dataset, predict_coco
 
 
 def evaluate(segmenter, ann: str, images: str, progress: Optional[Callable[[int], None]] = None,
@@ -16,8 +15,9 @@ def evaluate(segmenter, ann: str, images: str, progress: Optional[Callable[[int]
     number when nothing is detected. ``progress(1)`` is called after each image. Under
     ``paddle.distributed.launch`` pass ``processes=model.distributed.start_processes(device)``:
     each process predicts its share of the images, process 0 scores them all, and every
-    process returns its numbers."""
-    dataset = CocoDataset(ann, images, class_names=list(segmenter.class_names))
+    process returns its numbers. Categories are matched by name; classes the set has no
+    instance of are not scored (one log line says which)."""
+    dataset = evaluation_dataset(ann, images, segmenter.class_names)
     if not dataset.coco.getImgIds():
         raise InputError(f'{ann} lists no images — nothing to evaluate; give an annotation file with images')
     records = predict_coco(segmenter.backend, dataset.coco, str(dataset.image_dir), dataset.label_to_category_id,

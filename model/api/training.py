@@ -9,7 +9,7 @@ through ``logging`` (loggers under ``model.training``)."""
 import functools
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, Optional
+from typing import Callable, Dict, Optional, Tuple
 
 import numpy as np
 import paddle
@@ -18,7 +18,7 @@ from solov2.data.coco import load_coco
 from solov2.data.coco_eval import evaluate_segm
 from solov2.data.transforms import read_image
 from solov2.data.visualize import draw_instances
-from solov2.model.inference.evaluation import predict_coco_dataset
+from solov2.model.inference.evaluation import evaluation_dataset, predict_coco
 from solov2.model.inference.predictor import Predictor
 from solov2.model.training.options import TrainOptions
 from solov2.model.training.run import prepare, run_settings, run_training
@@ -44,10 +44,24 @@ def val_set(cfg):
     return str(root / cfg.val_ann), str(root / cfg.val_images)
 
 
+@functools.lru_cache(maxsize=4)
+def val_dataset(ann: str, images: str, class_names: Tuple[str, ...], version: tuple):
+    """The CocoDataset of a validation set (``evaluation_dataset``), read and described once
+    per ``version`` of its files (``file_version``), not at every evaluation."""
+    return evaluation_dataset(ann, images, class_names)
+
+
+def file_version(*paths: str) -> tuple:
+    """What tells one version of ``paths`` from another: each one's full path and mtime."""
+    return tuple((str(Path(p).resolve()), Path(p).stat().st_mtime_ns) for p in paths)
+
+
 def evaluate(model: paddle.nn.Layer, cfg) -> Dict[str, float]:
     """COCO mask AP stats (fractions, 0-1) of ``model`` (in eval mode) on the config's validation set."""
-    coco, records = predict_coco_dataset(Predictor.for_model(model, cfg), *val_set(cfg))
-    return evaluate_segm(coco, records)
+    ann, images = val_set(cfg)
+    dataset = val_dataset(ann, images, tuple(cfg.class_names), file_version(ann, images))
+    records = predict_coco(Predictor.for_model(model, cfg), dataset.coco, images, dataset.label_to_category_id)
+    return evaluate_segm(dataset.coco, records)
 
 
 @functools.lru_cache(maxsize=4)

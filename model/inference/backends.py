@@ -9,13 +9,11 @@
 - ``onnx``: onnxruntime ``CPUExecutionProvider`` on an exported model folder;
 - ``openvino``: OpenVINO on an exported model folder, ``precision`` f32 | bf16 | int8.
 """
-import difflib
-from pathlib import Path
 from typing import Optional, Sequence, Tuple
 
 from solov2.config.errors import InputError, param
-from solov2.config.sidecar import resolve_config
-from solov2.data.files import looked_up
+from solov2.config.sidecar import read_sidecar, resolve_config
+from solov2.model.checkpoint import check_unrecorded, check_weights_file
 from solov2.model.distributed import SINGLE, Processes, local_rank0_first
 from solov2.model.inference.backend import Backend, BackendError
 from solov2.model.inference.export_cache import Progress, cache_root, cached_backend, compiled_cache
@@ -45,27 +43,16 @@ def exported_backend(kind: str, model_dir: str, threads: int = 0, mkldnn: bool =
 
 def checked_weights(weights: Optional[str], number: Optional[int], overrides: Sequence[str]) -> Tuple[int, type]:
     """(number, config) of a checkpoint (``config.sidecar.resolve_config``) after checking the
-    path names a file; InputError naming the fix (none given, a folder, a typo; a relative path
-    says the folder it was looked up from)."""
+    path names a file and, without a sidecar, that the weights fit config ``number``
+    (``model.checkpoint.check_unrecorded``); InputError naming the fix (none given, a folder,
+    a typo, the config they fit)."""
     if not weights:
         raise InputError('pass ' + param('weights') + ' (a .pdparams checkpoint) or ' + param('backend', *EXPORTED)
                          + ' with ' + param('model_dir') + ' (an exported folder)')
-    path = Path(weights)
-    if path.is_dir():
-        inside = sorted(path.glob('*.pdparams'))
-        raise InputError(param('weights', weights) + ' is a folder — give the .pdparams file'
-                         + (f', e.g. {inside[0]}' if inside else ' (there is none in it)'))
-    if not path.is_file():
-        raise InputError(f'weights file not found: {looked_up(weights)}' + _nearby(path))
+    check_weights_file(weights)
+    if read_sidecar(weights) is None:
+        check_unrecorded(weights, number, overrides)     # before an export: names the configs they fit
     return resolve_config(weights, number, overrides)
-
-
-def _nearby(path: Path) -> str:
-    """' — did you mean X?' naming the .pdparams files beside a missing ``path`` whose names are
-    close to its name; '' when there is none."""
-    near = difflib.get_close_matches(path.name, [p.name for p in path.parent.glob('*.pdparams')], n=2, cutoff=0.6) \
-        if path.parent.is_dir() else []
-    return ' — did you mean ' + ' or '.join(str(path.parent / name) for name in near) + '?' if near else ''
 
 
 def open_backend(weights: Optional[str] = None, config: Optional[int] = None, backend: str = 'auto',

@@ -1,4 +1,5 @@
 """Predictions of a backend over a COCO-format image set, as COCO result records."""
+import logging
 import os
 from typing import Callable, List, Optional, Sequence
 
@@ -10,6 +11,8 @@ from solov2.data.results import instances_to_coco
 from solov2.data.transforms import read_image
 from solov2.model.distributed import SINGLE, Processes, gather
 from solov2.model.inference.pipeline import run_pipeline
+
+logger = logging.getLogger(__name__)
 
 
 def predict_coco(predictor, coco: COCO, image_dir: str, label_to_category_id: Sequence[int],
@@ -42,12 +45,30 @@ def predict_coco(predictor, coco: COCO, image_dir: str, label_to_category_id: Se
         gathered.update(part)
         failed.extend(part_failed)
     if failed:
-        raise InputError(f'{len(failed)} images could not be read, e.g. {failed[0]}')
+        image_id, reason = failed[0]
+        raise InputError(f'{len(failed)} images could not be read, e.g. image {image_id}: {reason}')
     return [record for image_id in sorted(gathered) for record in gathered[image_id]]
 
 
-def predict_coco_dataset(predictor, ann: str, images: str, progress: Optional[Callable[[int], None]] = None):
-    """(the loaded COCO annotations, result records) of ``predictor`` on every image of a
-    COCO-format set, category ids mapped through the predictor's class names."""
-    dataset = CocoDataset(ann, images, class_names=list(predictor.class_names))
-    return dataset.coco, predict_coco(predictor, dataset.coco, images, dataset.label_to_category_id, progress)
+def evaluation_dataset(ann: str, images: str, class_names: Sequence[str]) -> CocoDataset:
+    """The COCO-format set ``ann`` (annotation file) / ``images`` (folder) to score a model of
+    ``class_names`` on, its categories matched by name. Classes it has no instance of are not
+    scored (COCO's AP averages the classes with ground truth), which one log line says;
+    InputError when the folder lacks the set's images, before any model runs."""
+    dataset = CocoDataset(ann, images, class_names=list(class_names), allow_missing=True)
+    if all(category is None for category in dataset.label_to_category_id):
+        raise InputError(f"{ann} has none of the model's classes ({', '.join(class_names)}); it has "
+                         f"{', '.join(dataset.other_categories) or 'no categories'} "
+                         "— score weights made for its classes, or rename the model's classes (class_names) to its own")
+    listed = [dataset.coco.imgs[i]['file_name'] for i in sorted(dataset.coco.getImgIds())]
+    absent = [name for name in listed if not (dataset.image_dir / name).is_file()]
+    if absent:
+        raise InputError(f'the images folder {images} lacks {len(absent)} of the {len(listed)} images {ann} lists '
+                         f'(e.g. {absent[0]}) — give the folder that holds the pictures of that annotation file')
+    unscored = dataset.classes_without_instances
+    if unscored and len(unscored) < len(class_names):
+        kept = [name for name in class_names if name not in unscored]
+        logger.info(f'{ann} has no annotations of {", ".join(unscored)}: scored on {", ".join(kept)}')
+    if dataset.other_categories:
+        logger.info(f'{ann}: {", ".join(dataset.other_categories)} not scored (not a class of the model)')
+    return dataset

@@ -1,9 +1,11 @@
-"""The parts a training run is built from: optimizer, data loader, a pretrained backbone,
-and the swap to EMA weights for evaluation."""
+"""The parts a training run is built from: optimizer, training set and data loader, start
+weights (a whole model or a pretrained backbone), and the swap to EMA weights for evaluation."""
 import contextlib
 import functools
 from pathlib import Path
+from typing import Mapping, Optional, Sequence
 
+import numpy as np
 import paddle
 
 from solov2.config.errors import InputError, param
@@ -11,13 +13,15 @@ from solov2.data.augment import TrainTransform
 from solov2.data.coco import CocoDataset
 from solov2.data.files import looked_up
 from solov2.data.loader import TrainDataset, build_train_loader
+from solov2.model.build import CLASS_HEAD, class_count
 from solov2.model.checkpoint import CheckpointError, load_paddle_params
 from solov2.model.training.targets import assign_targets, collate_targets
 
 
 def load_pretrained(model: paddle.nn.Layer, path: str) -> str:
-    """Load the tensors of a backbone-only (or full) checkpoint that fit ``model``;
-    returns a one-line summary. CheckpointError when none fits."""
+    """Load the tensors of the checkpoint ``path`` (a whole model or a backbone-only one) that
+    fit ``model`` by name and shape; returns a one-line summary naming those left out (the
+    class head when the classes differ). CheckpointError when none fits."""
     params = load_paddle_params(path)
     own = model.state_dict()
     usable = {k: v for k, v in params.items() if k in own and tuple(v.shape) == tuple(own[k].shape)}
@@ -25,9 +29,23 @@ def load_pretrained(model: paddle.nn.Layer, path: str) -> str:
         raise CheckpointError(f'{path} has no tensor that fits this model')
     own_values = {k: v.numpy() for k, v in own.items()}
     model.set_state_dict({**own_values, **usable})     # every key given: no per-key "Skip loading" lines
-    skipped = len(params) - len(usable)
-    return (f'pretrained: loaded {len(usable)} tensors from {path}'
-            + (f', skipped {skipped} that do not fit' if skipped else ''))
+    line = f"start weights {path}: loaded {len(usable)} of the model's {len(own)} tensors"
+    left = [k for k in params if k not in usable]
+    if left:
+        line += f'; left out {left_out(left, params, own)}'
+    lacking = sum(k not in params for k in own)
+    return line + (f'; {lacking} the file lacks start anew' if lacking else '')
+
+
+def left_out(names: Sequence[str], params: Mapping[str, np.ndarray], own: Mapping[str, paddle.Tensor]) -> str:
+    """The tensors ``names`` of a checkpoint that do not fit the model, in words: the class
+    head with both class counts, else up to four names with their shapes."""
+    if all(name.startswith(CLASS_HEAD) for name in names):
+        return (f'the class head ({class_count(params)} classes there, {class_count(own)} here: '
+                f'{", ".join(names)}), which starts anew')
+    shown = [f'{k} {list(params[k].shape)} vs {list(own[k].shape)}' if k in own else f'{k} (not in this model)'
+             for k in names[:4]]
+    return f'{len(names)} that do not fit: {", ".join(shown)}{", ..." if len(names) > 4 else ""}'
 
 
 def make_optimizer(cfg, model: paddle.nn.Layer, base_lr: float):
@@ -58,13 +76,19 @@ def check_dataset(cfg) -> None:
                              f'{SHAPES_HINT}')
 
 
-def make_loader(cfg, world_size: int):
-    """The training DataLoader of ``cfg`` (COCO reader, random transforms, SOLO targets)."""
+def training_source(cfg, class_names: Optional[Sequence[str]] = None) -> CocoDataset:
+    """The training set of ``cfg`` (checked first, ``check_dataset``): labels by
+    ``class_names`` or, without, by category id (its ``class_names`` then are the file's)."""
     check_dataset(cfg)
     root = Path(cfg.dataset_dir)
-    source = CocoDataset(str(root / cfg.train_ann), str(root / cfg.train_images),
-                         class_names=list(cfg.class_names), keep_empty=cfg.keep_empty_images,
-                         require_instances=True, max_pixels=cfg.max_image_pixels)
+    return CocoDataset(str(root / cfg.train_ann), str(root / cfg.train_images),
+                       class_names=None if class_names is None else list(class_names),
+                       keep_empty=cfg.keep_empty_images, require_instances=True, max_pixels=cfg.max_image_pixels)
+
+
+def make_loader(cfg, world_size: int, source: CocoDataset):
+    """The training DataLoader of ``cfg`` over ``source`` (``training_source``; random
+    transforms, SOLO targets)."""
     transform = TrainTransform(cfg.train_shorts, cfg.train_max, flip_prob=cfg.flip_prob,
                                colour_strength=cfg.colour_strength, crop_prob=cfg.crop_prob)
     target_fn = functools.partial(assign_targets, num_grids=cfg.num_grids,

@@ -7,7 +7,11 @@ from typing import Optional, Sequence
 @dataclass(frozen=True)
 class TrainOptions:
     """Every option of a training run, with its default (the command-line flag in brackets)."""
-    config: int                             # config number (--config)
+    config: Optional[int] = None            # config number (--config); None: the one weights' sidecar names
+    weights: Optional[str] = None           # a whole model to start from, e.g. the shipped one (--weights): the
+    #                                         tensors that fit are loaded, the class head only when the classes agree
+    classes: Optional[str] = None           # class list: a classes.txt or COCO file (--classes); None: the classes
+    #                                         of the training annotations (unless overrides name them)
     output: Optional[str] = None            # run folder; None: output/<config class> (--output)
     resume: Optional[str] = None            # checkpoint folder to continue from, or 'auto': <output>/last (--resume)
     overwrite: bool = False                 # start a new run in a folder holding another run, deleting it

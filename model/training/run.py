@@ -12,7 +12,7 @@ from typing import Callable, Iterator, Optional
 
 import paddle
 
-from solov2.config import announce_config, format_settings, get_config, with_overrides
+from solov2.config import announce_config, format_settings, get_config
 from solov2.config.errors import InputError, RunError, param
 from solov2.config.sidecar import read_sidecar
 from solov2.data.files import previous_folder
@@ -26,7 +26,8 @@ from solov2.model.training.ema import ModelEMA
 from solov2.model.training.hooks import CheckpointHook, EvalHook, LogHook, VisualDLHook, open_visualdl
 from solov2.model.training.options import TrainOptions
 from solov2.model.training.run_log import RunLog
-from solov2.model.training.schedule import scaled_lr
+from solov2.model.training.schedule import fit_schedule, scaled_lr, schedule_line
+from solov2.model.training.start import named_settings, start_config, training_classes, with_config_number
 from solov2.model.training.state import find_checkpoint, read_state, restore_training_state, save_training_state
 from solov2.model.training.trainer import NonFiniteLoss, Schedule, Trainer, TrainState
 
@@ -84,13 +85,17 @@ def resume_folder(options: TrainOptions, out: Path) -> Optional[Path]:
     return folder
 
 
-def build_parts(options: TrainOptions, cfg, world: int, device: str):
-    """(model, net, optimizer, loader, ema, scaler, base_lr) of a run."""
+def build_parts(options: TrainOptions, cfg, world: int, device: str, source, start: Optional[str] = None):
+    """(model, net, optimizer, loader, ema, scaler, base_lr) of a run on the training set
+    ``source``, starting from the weights ``start`` (a whole model) or ``cfg.pretrained``."""
     paddle.seed(cfg.seed)
     model = build_model(cfg)
-    if cfg.pretrained:
-        logger.info(load_pretrained(model, cfg.pretrained))
-    loader = make_loader(cfg, world)
+    if start and cfg.pretrained:
+        raise InputError(param('weights') + f' and the pretrained setting ({cfg.pretrained}) both give start weights '
+                         '— use one')
+    if start or cfg.pretrained:
+        logger.info(load_pretrained(model, start or cfg.pretrained))
+    loader = make_loader(cfg, world, source)
     if options.sync_bn and world > 1:
         model = (paddle.nn.SyncBatchNorm.convert_sync_batchnorm(model) if device == 'gpu'
                  else convert_cpu_sync_bn(model))
@@ -162,27 +167,31 @@ def prepare(options: TrainOptions, evaluate: Callable, picture: Optional[Callabl
     """(Trainer, run folder) of this process (InputError, CheckpointError, ValueError or
     FileNotFoundError when something does not fit); ``run_training`` runs it. Both run
     inside ``run_settings(options)``."""
+    options = with_config_number(options)
     out = run_folder(options)
     folder = resume_folder(options, out)
     if folder is not None:
         saved = read_state(folder)
         options = take_over_options(options, folder, saved)
     overrides = list(options.overrides)
-    cfg = with_overrides(get_config(options.config), overrides)
+    cfg = start_config(options, overrides)
     processes = launched_processes()
     device = options.device or default_device()
     start_processes(device)
     world, main_process = processes.world, processes.main
     if main_process:
         claim_run_folder(out, folder is not None, options.overwrite)
-    model, net, optimizer, loader, ema, scaler, base_lr = build_parts(options, cfg, world, device)
+    cfg, source = training_classes(cfg, options, overrides)
+    model, net, optimizer, loader, ema, scaler, base_lr = build_parts(options, cfg, world, device, source,
+                                                                      None if folder else options.weights)
     if options.amp and scaler is None:
         logger.warning(param('amp', True) + ' needs a GPU; training in float32')
+    cfg, notes = fit_schedule(cfg, get_config(options.config), named_settings(overrides), len(loader))
     total_iters = cfg.epochs * len(loader)
     schedule = Schedule(base_lr, total_iters, len(loader), min(total_iters, options.max_iters or total_iters),
                         options.max_minutes, [e / cfg.epochs for e in cfg.lr_steps])
     trainer = Trainer(cfg, model, optimizer, loader, schedule, net=net, ema=ema, scaler=scaler, world=world,
-                      state=TrainState(opt=overrides))
+                      state=TrainState(opt=overrides, start_weights=options.weights or ''))
     log = RunLog(out)
     if folder is not None:
         resume_state(folder, saved, trainer, log)
@@ -191,8 +200,9 @@ def prepare(options: TrainOptions, evaluate: Callable, picture: Optional[Callabl
         (out / 'config.txt').write_text(f'config {options.config}\n{format_settings(cfg)}\n')
         logger.info(announce_config(options.config, cfg, overrides, options.verbose, f'run folder {out}'))
         trainer.hooks = make_hooks(options, cfg, trainer, out, log, evaluate, picture)
-    logger.info(f'{schedule.per_epoch} iterations per epoch, {schedule.total_iters} in total, '
-                f'batch {cfg.batch_size * world}, lr {schedule.base_lr:g}')
+    logger.info(schedule_line(cfg, schedule, cfg.batch_size * world))
+    if notes:
+        logger.info(f'schedule fitted to the run: {"; ".join(notes)}')
     return trainer, out
 
 
@@ -203,6 +213,8 @@ def finished_line(trainer: Trainer, out: Path) -> str:
     if state.iteration >= schedule.total_iters:
         epochs = trainer.cfg.epochs
         more = [o for o in state.opt if not o.startswith('epochs=')] + [f'epochs={2 * epochs}']
+        if trainer.cfg.lr_schedule == 'step' and 'lr_steps' not in named_settings(state.opt):
+            more.append(f'lr_steps={trainer.cfg.lr_steps!r}')      # the drops stay where they were
         return f'{done}, the end of its {epochs} epochs; to train on, resume with more epochs, e.g. ' + param(
             'overrides', more)
     if schedule.timed_out(state.minutes):

@@ -10,6 +10,7 @@ from typing import Dict
 import numpy as np
 import paddle
 
+from solov2.config.errors import param
 from solov2.data.files import build_folder, previous_folder
 from solov2.model.checkpoint import CheckpointError, assign_params, check_fit, load_paddle_params, save_checkpoint
 
@@ -45,21 +46,24 @@ def save_training_state(run_dir: str, tag: str, model: paddle.nn.Layer, optimize
                         config_number: int, cfg, ema=None) -> Path:
     """Write ``run_dir/tag`` atomically and return its path; CheckpointError (nothing
     written) when a weight is NaN or infinite, so a healthy checkpoint is never replaced
-    by a poisoned one. The weights' sidecars record config ``config_number`` and the
-    settings of ``cfg`` that differ from it."""
+    by a poisoned one. The weights' sidecars record config ``config_number``, the
+    settings of ``cfg`` that differ from it and the model the run started from
+    (``"start_weights"``, from ``state``) if any."""
     weights = {k: v.numpy() for k, v in model.state_dict().items()}
     poisoned = [k for k, v in weights.items() if np.issubdtype(v.dtype, np.floating) and not np.isfinite(v).all()]
     if poisoned:
         raise CheckpointError(f'refused to save {tag}: {len(poisoned)} of {len(weights)} weight tensors are not '
                               f'finite (e.g. {poisoned[0]}); the previous {run_dir}/{tag} is kept')
 
+    extra = {'start_weights': state['start_weights']} if state.get('start_weights') else None
+
     def build(folder: Path) -> None:
         save_checkpoint(weights, str(folder / 'model.pdparams'), config_number, cfg,
-                        source=f'train.py {tag} iteration {state.get("iteration")}')
+                        source=f'train.py {tag} iteration {state.get("iteration")}', extra=extra)
         paddle.save(_optimizer_state(model, optimizer), str(folder / 'optimizer.pdopt'))
         if ema is not None:
             save_checkpoint(ema.state_dict(), str(folder / 'ema.pdparams'), config_number, cfg,
-                            source=f'train.py {tag} EMA')
+                            source=f'train.py {tag} EMA', extra=extra)
         (folder / STATE_FILE).write_text(json.dumps(state, indent=1))
     return build_folder(Path(run_dir) / tag, build, replace=True)
 
@@ -67,6 +71,13 @@ def save_training_state(run_dir: str, tag: str, model: paddle.nn.Layer, optimize
 def find_checkpoint(path: str) -> Path:
     """A checkpoint folder (falls back to ``<tag>.old``, ``previous_folder``, left by an interrupted swap)."""
     folder = Path(path)
+    if folder.is_file():
+        if (folder.parent / STATE_FILE).is_file():
+            raise CheckpointError(f'{path} is a model file: resume from its checkpoint folder, '
+                                  + param('resume', folder.parent))
+        raise CheckpointError(f'{path} is a model, not a training checkpoint: start a new run from it with '
+                              + param('weights', path) + ' (' + param('resume')
+                              + ' continues a run from its checkpoint folder, <run>/last)')
     for candidate in (folder, previous_folder(folder)):
         if (candidate / STATE_FILE).is_file():
             return candidate

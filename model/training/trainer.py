@@ -88,6 +88,7 @@ class TrainState:
     best_ap: float = -1.0
     best_iteration: int = -1
     opt: List[str] = field(default_factory=list)       # the run's --opt overrides
+    start_weights: str = ''                            # the model the run started from ('' none), --weights
 
     @classmethod
     def from_json(cls, saved: dict) -> 'TrainState':

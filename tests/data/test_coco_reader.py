@@ -144,15 +144,32 @@ def test_missing_class_name_is_named(coco_dir):
 
 
 def test_other_classes_say_how_to_train_on_the_file_s_own(coco_dir):
-    """A COCO config on other data: the message names a few missing names and the overrides
-    (``--opt`` on a command line) that set the model's classes to the file's."""
+    """A COCO config on other data: the message names a few missing names, the file's own
+    and how to take them (training picks the file's classes when none are given)."""
     coco_names = [f'thing{i}' for i in range(80)]
     with pytest.raises(InputError) as err:
         load(coco_dir, class_names=coco_names)
     message = str(err.value)
     assert 'thing0, thing1, thing2, thing3, thing4 and 75 more' in message and 'thing79' not in message
-    assert 'overrides=[\'num_classes=3\', "class_names=(\'dog\', \'cat\', \'cow\')"]' in message
-    assert '--opt num_classes=3 "class_names=(\'dog\', \'cat\', \'cow\')"' in in_flags(err.value.args[0])
+    assert '(it has: cat, cow, dog)' in message
+    assert 'leave classes= and num_classes/class_names out' in message
+    assert 'leave --classes and num_classes/class_names out' in in_flags(err.value.args[0])
+
+
+def test_allow_missing_matches_the_classes_both_have(coco_dir):
+    """Evaluation: a class the file lacks has no category (its results are left out), a
+    category that is not a class is dropped with its annotations, and the classes without
+    an instance are named."""
+    dataset = load(coco_dir, class_names=['horse', 'dog', 'cat'], allow_missing=True)
+    assert dataset.label_to_category_id == [None, 7, 3]
+    assert dataset.other_categories == ['cow'] and sorted(dataset.coco.getCatIds()) == [3, 7]
+    assert all(a['category_id'] in (3, 7) for a in dataset.coco.dataset['annotations'])
+    assert 'horse' in dataset.classes_without_instances and 'dog' not in dataset.classes_without_instances
+    assert dataset[0]['labels'].tolist() == [1, 2]                  # dog, cat; the cow is not a class
+
+
+def test_class_names_from_a_coco_file_in_category_id_order(coco_dir):
+    assert read_class_names(coco_dir / 'ann.json') == ['cat', 'cow', 'dog']
 
 
 def test_an_annotation_without_a_pixel_is_said_once(coco_dir, caplog):

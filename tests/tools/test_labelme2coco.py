@@ -145,3 +145,36 @@ def test_cli_reports_errors(labelme_dir, tmp_path, capsys):
     assert main([str(labelme_dir), str(tmp_path / 'out.json'), '--classes', str(tmp_path / 'classes.txt')]) == 2
     assert capsys.readouterr().err.startswith('error: labels not in the class list')
     assert not (tmp_path / 'out.json').exists()
+
+
+def test_splits_converted_into_one_folder_share_the_first_class_list(labelme_dir, tmp_path, capsys):
+    """The validation split lacks a class: it keeps the training split's ids and says what it
+    lacks; a class list that differs from the one already there is refused, not written."""
+    val = tmp_path / 'val'
+    val.mkdir()
+    write_labelme(val, 'three', [shape('cat', [[1, 1], [9, 1], [9, 9]])])
+    out = tmp_path / 'coco'
+    assert main([str(labelme_dir), str(out / 'train.json')]) == 0
+    assert main([str(val), str(out / 'val.json')]) == 0
+    printed = capsys.readouterr().out
+    assert f'{out / "classes.txt"} (kept); no instance of ant, zebra' in printed
+    train, val_coco = (json.loads((out / f'{n}.json').read_text()) for n in ('train', 'val'))
+    assert val_coco['categories'] == train['categories'] and val_coco['annotations'][0]['category_id'] == 2
+    assert (out / 'classes.txt').read_text() == 'ant\ncat\nzebra\n'
+    (tmp_path / 'other.txt').write_text('cat\n')
+    assert main([str(val), str(out / 'val2.json'), '--classes', str(tmp_path / 'other.txt')]) == 2
+    assert 'lists other classes (ant, cat, zebra) than --classes' in capsys.readouterr().err
+    assert not (out / 'val2.json').exists() and (out / 'classes.txt').read_text() == 'ant\ncat\nzebra\n'
+    assert main([str(val), str(tmp_path / 'apart' / 'val.json'), '--classes', str(out / 'train.json')]) == 0
+    assert (tmp_path / 'apart' / 'classes.txt').read_text() == 'ant\ncat\nzebra\n'      # from the COCO file
+
+
+def test_a_label_outside_the_list_already_there_names_the_list_and_the_way_out(labelme_dir, tmp_path, capsys):
+    val = tmp_path / 'val'
+    val.mkdir()
+    write_labelme(val, 'three', [shape('cat', [[1, 1], [9, 1], [9, 9]])])
+    assert main([str(val), str(tmp_path / 'coco' / 'val.json')]) == 0
+    assert main([str(labelme_dir), str(tmp_path / 'coco' / 'train.json')]) == 2
+    error = capsys.readouterr().err
+    assert 'labels not in the class list' in error and 'pass --classes with every class, or delete it' in error
+    assert "'ant' (e.g. one.json)" in error and not (tmp_path / 'coco' / 'train.json').exists()

@@ -53,3 +53,60 @@ def test_learning_rate_combines_warmup_and_decay():
 
 def test_linear_scaling_rule():
     assert scaled_lr(0.01, 16, 8) == pytest.approx(0.005)
+
+
+# ---- the schedule fitted to the run ---------------------------------------------------------------
+
+def _fitted(overrides, per_epoch, max_iters=0, max_minutes=0.0):
+    """(fitted config, notes, the schedule line) of config 9 under ``overrides``."""
+    from solov2.config import CONFIGS, with_overrides
+    from solov2.model.training.schedule import fit_schedule, schedule_line
+    from solov2.model.training.start import named_settings
+    from solov2.model.training.trainer import Schedule
+    cfg, notes = fit_schedule(with_overrides(CONFIGS[9], overrides), CONFIGS[9], named_settings(overrides), per_epoch)
+    total = cfg.epochs * per_epoch
+    schedule = Schedule(cfg.base_lr, total, per_epoch, max_iters or total, max_minutes,
+                        [e / cfg.epochs for e in cfg.lr_steps])
+    return cfg, notes, schedule_line(cfg, schedule, cfg.batch_size)
+
+
+def test_an_unchanged_config_keeps_its_schedule():
+    from solov2.config import CONFIGS
+    cfg, notes, line = _fitted([], 150)
+    assert cfg is CONFIGS[9] and notes == []
+    assert line == ('schedule: 12000 iterations (80 epochs of 150, batch 4): warm-up over the first 200, lr 0.002, '
+                    'x0.1 after iteration 10500 (epoch 70) and 11400 (epoch 76)')
+
+
+def test_lr_steps_scale_with_the_epochs_and_the_log_states_them_in_iterations():
+    cfg, notes, line = _fitted(['epochs=400'], 150, max_minutes=30)
+    assert cfg.lr_steps == (350, 380) and cfg.warmup_iters == 200
+    assert notes == ['lr_steps (70, 76) (epochs of 80) scaled to (350, 380) for 400 epochs']
+    assert line.startswith('schedule: 60000 iterations (400 epochs of 150, batch 4): warm-up over the first 200, '
+                           'lr 0.002, x0.1 after iteration 52500 (epoch 350) and 57000 (epoch 380); or after 30 min')
+    cfg, _, line = _fitted(['epochs=10'], 150, max_iters=900)
+    assert cfg.lr_steps == (8.75, 9.5) and 'after iteration 1313 (epoch 8.75) and 1425 (epoch 9.5)' in line
+    assert line.endswith('; stops after iteration 900 (max_iters)')
+
+
+def test_a_long_warm_up_is_cut_to_a_tenth_of_a_short_run_unless_named():
+    cfg, notes, line = _fitted([], 4)                                  # 320 iterations: 200 would be 62%
+    assert cfg.warmup_iters == 32 and notes == ['warmup_iters 200 cut to 32, a tenth of the run']
+    assert 'warm-up over the first 32, lr 0.002, x0.1 after iteration 280 (epoch 70)' in line
+    cfg, notes, _ = _fitted(['warmup_iters=100'], 4)
+    assert cfg.warmup_iters == 100 and notes == []
+
+
+def test_a_step_before_the_warm_up_ends_or_in_the_first_fifth_is_refused_with_the_fix():
+    from solov2.config.errors import InputError
+    with pytest.raises(InputError, match=r'lr_steps=\(70, 76\) put the first LR drop at iteration 10500 of 60000, '
+                                         r"in the first fifth of the run .* "
+                                         r"e\.g\. overrides=\['lr_steps=\(350, 380\)'\]"):
+        _fitted(['epochs=400', 'lr_steps=(70, 76)'], 150)
+    with pytest.raises(InputError, match='before the warm-up ends at iteration 300 — lower warmup_iters'):
+        _fitted(['warmup_iters=300'], 4)
+
+
+def test_a_cosine_schedule_ends_at_the_last_iteration():
+    _, _, line = _fitted(["lr_schedule='cosine'"], 150)
+    assert line.endswith('lr 0.002, cosine decay to 0 at iteration 12000')

@@ -214,7 +214,8 @@ def test_resume_auto_on_a_finished_run_does_nothing_but_name_the_option_to_train
     capsys.readouterr()
     assert _run(shapes, out, '--resume', 'auto') == 0
     printed = capsys.readouterr().out
-    more = ' '.join(f'"{o}"' if '(' in o else o for o in [f'dataset_dir={shapes}', *TINY[:-1], 'epochs=4'])
+    more = ' '.join(f'"{o}"' if '(' in o else o for o in [f'dataset_dir={shapes}', *TINY[:-1], 'epochs=4',
+                                                          'lr_steps=(1.75, 1.9)'])   # the drops (at 2 epochs) stay
     assert (f'{out} is finished at iteration 6, the end of its 2 epochs; to train on, resume with more epochs, '
             f'e.g. --opt {more}\n') in printed
     assert 'eval @' not in printed and 'iter ' not in printed
@@ -325,3 +326,39 @@ def test_the_command_lines_defaults_are_the_options_defaults():
     assert train.options_from_args(train.parse_args(['--config', '9'])) == TrainOptions(config=9)
     options = train.options_from_args(train.parse_args(['--config', '9', '--opt', 'a=1', 'b=2', '--amp']))
     assert options.overrides == ('a=1', 'b=2') and options.amp
+
+
+def test_resume_given_a_model_file_names_the_option_that_starts_from_it(tmp_path):
+    from solov2.config.shipped import SHIPPED_WEIGHTS
+    with pytest.raises(CheckpointError, match=r"is a model, not a training checkpoint: start a new run from it "
+                                              r"with weights='.*shapes_r18\.pdparams' \(resume= continues"):
+        find_checkpoint(SHIPPED_WEIGHTS)
+    (tmp_path / 'last').mkdir()
+    (tmp_path / 'last' / 'state.json').write_text('{"iteration": 3}')
+    (tmp_path / 'last' / 'model.pdparams').write_bytes(b'')
+    with pytest.raises(CheckpointError, match=f"model file: resume from its checkpoint folder, resume='{tmp_path}/la"):
+        find_checkpoint(str(tmp_path / 'last' / 'model.pdparams'))
+
+
+def test_classes_from_a_file_in_its_order_and_start_weights_that_clash_are_refused(shapes, tmp_path, capsys):
+    from solov2.config.shipped import SHIPPED_WEIGHTS
+    (tmp_path / 'classes.txt').write_text('star\ntriangle\nsquare\ncircle\n')
+    out = tmp_path / 'run'
+    assert _run(shapes, out, '--max-iters', '1', '--classes', str(tmp_path / 'classes.txt')) == 0
+    assert (f'classes from {tmp_path / "classes.txt"}: star, triangle, square, circle (config 9 has 4: circle, '
+            'square, triangle, star)') in capsys.readouterr().out
+    assert json.loads((out / 'last' / 'model.json').read_text())['class_names'] == ['star', 'triangle', 'square',
+                                                                                    'circle']
+    nosidecar = tmp_path / 'nosidecar.pdparams'
+    nosidecar.write_bytes(open(SHIPPED_WEIGHTS, 'rb').read())
+    cases = [
+        (['--weights', str(nosidecar)], 'has no sidecar .json naming its config — pass --config as well'),
+        (['--config', '9', '--weights', SHIPPED_WEIGHTS, '--opt', f'dataset_dir={shapes}', *TINY,
+          f'pretrained={SHIPPED_WEIGHTS}'], 'both give start weights'),
+        (['--config', '9', '--classes', str(tmp_path / 'classes.txt'), '--opt', f'dataset_dir={shapes}', *TINY,
+          'num_classes=4', "class_names=('a', 'b', 'c', 'd')"], 'both give the classes'),
+    ]
+    for argv, fragment in cases:
+        assert train.main(['--output', str(tmp_path / 'other'), *argv]) == 2
+        error = capsys.readouterr().err.strip()
+        assert error.startswith('error: ') and fragment in error and '\n' not in error, error

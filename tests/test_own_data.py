@@ -1,0 +1,86 @@
+"""docs/own_data.md run as written: the ``python ...`` commands of its bash blocks (convert,
+fine-tune the shipped model, evaluate, draw), in page order, on generated labelme pictures of
+two classes whose validation split lacks one. The test adds only what makes them take
+seconds (a few iterations at 128 px, the dygraph backend); no class list is typed."""
+import json
+import re
+import shlex
+
+from solov2.model.inference.export_cache import CACHE_ENV
+from solov2.tools import demo, labelme2coco, train
+from solov2.tools import eval as eval_cli
+from tests.helpers import REPO_DIR, make_labelme_folder
+
+PAGE = REPO_DIR / 'docs' / 'own_data.md'
+COMMANDS = {'tools/labelme2coco.py': labelme2coco.main, 'train.py': train.main, 'eval.py': eval_cli.main,
+            'demo.py': demo.main}
+QUICK = {   # script: (flags put first, items added to its --opt)
+    'train.py': (['--max-iters', '6', '--log-every', '3'],
+                 ['num_workers=0', 'train_shorts=(128,)', 'train_max=128', 'test_short=128', 'test_max=128']),
+    'eval.py': (['--backend', 'dygraph'], []),
+    'demo.py': (['--backend', 'dygraph'], []),
+}
+
+
+def page_commands():
+    """The ``python SCRIPT ARGS`` lines of the page's bash blocks as [SCRIPT, *ARGS]."""
+    blocks = re.findall(r'^```bash\n(.*?)^```', PAGE.read_text(encoding='utf-8'), re.MULTILINE | re.DOTALL)
+    lines = '\n'.join(blocks).replace('\\\n', ' ').splitlines()
+    return [shlex.split(line)[1:] for line in lines if line.startswith('python ')]
+
+
+def quick(command):
+    """A page command's arguments with ``QUICK``'s additions."""
+    flags, opts = QUICK.get(command[0], ([], []))
+    args = list(command[1:])
+    if opts:
+        end = args.index('--opt') + 1
+        while end < len(args) and not args[end].startswith('--'):
+            end += 1
+        args[end:end] = opts
+    return flags + args
+
+
+def page_lines(prefix):
+    """The lines of the page's example output that start with ``prefix``."""
+    return [line for line in PAGE.read_text(encoding='utf-8').splitlines() if line.startswith(prefix)]
+
+
+def test_the_page_runs_on_two_classes_with_a_validation_split_that_lacks_one(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / 'cache'))
+    (tmp_path / 'weights').symlink_to(REPO_DIR / 'weights', target_is_directory=True)
+    make_labelme_folder(tmp_path / 'labelme' / 'train', 6, ('brick', 'egg'), seed=1)
+    make_labelme_folder(tmp_path / 'labelme' / 'val', 2, ('egg',), seed=2)
+    commands = page_commands()
+    assert [c[0] for c in commands] == ['tools/labelme2coco.py', 'tools/labelme2coco.py', 'train.py', 'eval.py',
+                                        'demo.py']
+    assert not [a for c in commands for a in c if 'class_names' in a or 'num_classes' in a or a == '--classes']
+    printed = []
+    for command in commands:
+        code = COMMANDS[command[0]](quick(command))
+        captured = capsys.readouterr()
+        assert code == 0, (command, captured.err[-2000:])
+        printed.append(captured.out)
+    converted_train, converted_val, trained, evaluated, drawn = printed
+
+    annotations = tmp_path / 'data' / 'annotations'
+    train_coco, val_coco = (json.loads((annotations / f'instances_{s}.json').read_text()) for s in ('train', 'val'))
+    assert train_coco['categories'] == val_coco['categories']
+    assert [c['name'] for c in val_coco['categories']] == ['brick', 'egg']
+    assert {a['category_id'] for a in val_coco['annotations']} == {2}
+    assert (annotations / 'classes.txt').read_text() == 'brick\negg\n'
+    assert 'classes.txt (kept); no instance of brick' in converted_val
+
+    for line in page_lines('classes from ') + page_lines('start weights '):      # the page's example, verbatim
+        assert line in trained.splitlines(), (line, trained)
+    schedule = [line for line in trained.splitlines() if line.startswith('schedule: ')]
+    assert schedule and 'warm-up over the first' in schedule[0] and 'after iteration' in schedule[0]
+    meta = json.loads((tmp_path / 'output' / 'mine' / 'best' / 'model.json').read_text())
+    assert meta['class_names'] == ['brick', 'egg'] and meta['start_weights'] == 'weights/shapes_r18.pdparams'
+
+    unscored = 'data/annotations/instances_val.json has no annotations of brick: scored on egg'
+    assert unscored in trained and unscored in evaluated and 'mask AP' in evaluated + trained
+    assert 'error' not in evaluated
+    pictures = sorted(p.name for p in (tmp_path / 'output' / 'mine_demo').iterdir())
+    assert pictures == ['000.jpg', '001.jpg'] and '2 images' in drawn
