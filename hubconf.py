@@ -8,7 +8,7 @@
     paddle.hub.list('path/to/this/checkout', source='local')     # the entry names
 
 An entry is the published name with '/' written '_'. Its keywords are ``Segmenter``'s
-(``backend``, ``device``, ``threads``, ``overrides``, ...) plus ``cache_dir`` and ``mirror``
+(``backend``, ``device``, ``threads``, ``overrides``, ``cache_dir``, ...) plus ``mirror``
 (``solov2.convert.zoo``): the first load downloads, verifies, converts and caches the
 publisher's file, later loads read the cache.
 """
@@ -22,11 +22,11 @@ def _entry(row):
     def entry(cache_dir=None, mirror=None, **options):
         from solov2.convert.zoo import checkpoint
         from solov2.model.api import Segmenter
-        return Segmenter(str(checkpoint(row, cache_dir, mirror)), **options)
+        return Segmenter(str(checkpoint(row, cache_dir, mirror)), cache_dir=cache_dir, **options)
     score = f'COCO mask AP {row.mask_ap}' if row.mask_ap is not None else row.note
     entry.__name__ = entry.__qualname__ = row.name.replace('/', '_')
     entry.__doc__ = (f'Segmenter of {row.name} (config {row.config}; {score}; licence: {row.licence}), from '
-                     f'{row.url}. Keywords: cache_dir, mirror and those of solov2.Segmenter.')
+                     f'{row.url}. Keywords: mirror and those of solov2.Segmenter.')
     return entry
 
 

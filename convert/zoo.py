@@ -4,8 +4,8 @@ converted from it.
 
 The first use downloads the publisher's file (``convert.download``: progress, resume, retries,
 verification), converts it with its family's converter (``convert.families``) to the row's
-config and caches the result in ``<cache root>/weights/<publisher>/<model>.pdparams``
-(``config.cache``: ``$SOLOV2_CACHE`` or ``~/.cache/solov2-paddle``) with its sidecar, which
+config and caches the result in ``<cache>/weights/<publisher>/<model>.pdparams`` (the cache:
+``cache_dir``, else ``$SOLOV2_CACHE``, else ``~/.cache/solov2-paddle``) with its sidecar, which
 records the name, URL, published and actual SHA-256, converter and config under
 ``"published"``. Later uses only read that sidecar: offline and instant. The download is a
 hidden temporary file beside the entry, deleted whatever happens; the checkpoint and sidecar
@@ -62,8 +62,9 @@ def unknown_name(text: str) -> InputError:
 
 
 def weights_folder(cache_dir: Optional[PathLike] = None) -> Path:
-    """Where converted published checkpoints are cached: ``cache_dir``, else ``<cache root>/weights``."""
-    return Path(cache_dir) if cache_dir else cache_root() / WEIGHTS_FOLDER
+    """Where converted published checkpoints are cached: the ``weights`` folder of the cache
+    (``cache_dir``, else ``$SOLOV2_CACHE``, else ``~/.cache/solov2-paddle``: ``config.cache``)."""
+    return cache_root(cache_dir) / WEIGHTS_FOLDER
 
 
 def cached_path(row: Published, cache_dir: Optional[PathLike] = None) -> Path:
@@ -138,7 +139,7 @@ def checkpoint(row: Published, cache_dir: Optional[PathLike] = None, mirror: Opt
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise RunError(f'cannot create the weights cache {path.parent}: {exc.strerror or exc} — pick another '
-                       'folder (cache_dir=, or SOLOV2_CACHE)') from None
+                       'cache (cache_dir=, or SOLOV2_CACHE)') from None
     scratch = temporary_beside(path.with_name(row.file))
     try:
         _fetch_and_convert(row, path, scratch, locations(row, mirror), progress)
@@ -203,7 +204,7 @@ def cached_weights(cache_dir: Optional[PathLike] = None) -> List[CachedWeights]:
         row = find(name) if isinstance(name, str) else None
         if path.name.startswith('.'):
             state = 'unfinished'
-        elif row is not None and cached_path(row, folder) == path and is_cached(row, folder):
+        elif row is not None and cached_path(row, cache_dir) == path and is_cached(row, cache_dir):
             state = 'current'
         else:
             state = 'stale'
