@@ -121,8 +121,8 @@ def _download(url: str, scratch: Path, progress: Optional[ProgressCallback], ret
     try:
         handle = open(scratch, 'wb')
     except OSError as exc:
-        raise DownloadError(f'cannot write {scratch.parent}: {exc.strerror or exc} — pick another cache folder '
-                            '(cache_dir=, or SOLOV2_CACHE)') from None
+        raise DownloadError(f'cannot write {scratch.parent}: {exc.strerror or exc} — point SOLOV2_CACHE '
+                            'at another folder') from None
     with handle, httpx.Client(timeout=retry.timeout_s, follow_redirects=True, headers=headers) as client:
         for attempt in range(1, retry.tries + 1):
             try:
@@ -175,4 +175,4 @@ def _write(handle, chunk: bytes) -> None:
     except OSError as exc:
         where = Path(handle.name).parent
         raise DownloadError(f'cannot write the download in {where}: {exc.strerror or exc} — free space there or '
-                            'pick another cache folder (cache_dir=, or SOLOV2_CACHE)') from None
+                            'point SOLOV2_CACHE at another folder') from None

@@ -138,8 +138,8 @@ def checkpoint(row: Published, cache_dir: Optional[PathLike] = None, mirror: Opt
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise RunError(f'cannot create the weights cache {path.parent}: {exc.strerror or exc} — pick another '
-                       'cache (cache_dir=, or SOLOV2_CACHE)') from None
+        raise RunError(f'cannot create the weights cache {path.parent}: {exc.strerror or exc} — point '
+                       'SOLOV2_CACHE at another folder') from None
     scratch = temporary_beside(path.with_name(row.file))
     try:
         _fetch_and_convert(row, path, scratch, locations(row, mirror), progress)
@@ -152,8 +152,7 @@ def _fetch_and_convert(row: Published, path: Path, scratch: Path, where: Sequenc
                        progress: Optional[ProgressCallback]) -> None:
     size = f' ({row.size_mb:g} MB)' if row.size_mb else ''
     LOG.info(f'{row.name}: getting {row.file}{size} from {where[0]}')
-    hint = (f'download {row.url} by hand into a folder and set {MIRROR_ENV} to that folder '
-            '(mirror= in Python)')
+    hint = f'download {row.url} by hand into a folder and set {MIRROR_ENV} to that folder'
     got = fetch(row.file, where, scratch, row.sha256, progress or _logged(row.file), RETRY, hint)
     script = CONVERTER_SCRIPTS[row.family]
     LOG.info(f'{row.name}: converting {row.file} with {script} to config {row.config}')
