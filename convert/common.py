@@ -7,7 +7,7 @@ written only when every target is filled once and every source key is used.
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Dict, Iterable, List, Optional, Tuple, Union
+from typing import Callable, Dict, Iterable, List, Mapping, Optional, Tuple, Union
 
 import numpy as np
 
@@ -224,7 +224,8 @@ class Converted:
                 f'wrote {self.output}']
 
 
-def convert_file(converter: Converter, source: str, output: str, number: Optional[int] = None) -> Converted:
+def convert_file(converter: Converter, source: str, output: str, number: Optional[int] = None,
+                 published: Optional[Mapping] = None) -> Converted:
     """Convert the checkpoint ``source`` into ``output`` (+ its sidecar) for config ``number``
     (default: the first of ``converter.default_configs`` that fits). Nothing is written when the
     output path is unusable or the source cannot be read (InputError) or converted
@@ -232,7 +233,9 @@ def convert_file(converter: Converter, source: str, output: str, number: Optiona
 
     With ``converter.prefix`` (e.g. ``'backbone.'``) only that part of the model is converted and
     the sidecar records ``"part": "backbone"``; tensors initialised rather than converted are
-    listed in the sidecar under ``"initialised"`` ({key: reason})."""
+    listed in the sidecar under ``"initialised"`` ({key: reason}). ``published`` (a downloaded
+    published checkpoint: ``convert.zoo``) is recorded in the sidecar under ``"published"``, and
+    its ``url`` as the source."""
     check_output(source, output)
     arrays = converter.load(source)
     numbers = [number] if number is not None else list(converter.default_configs)
@@ -243,8 +246,11 @@ def convert_file(converter: Converter, source: str, output: str, number: Optiona
         extra['part'] = converter.prefix.rstrip('.')
     if report.initialised:
         extra['initialised'] = {t: why for t, why, _ in report.initialised}
+    if published:
+        extra['published'] = dict(published)
     try:
-        save_checkpoint(state, output, number, cfg, source=source, extra=extra or None)
+        save_checkpoint(state, output, number, cfg, source=published['url'] if published else source,
+                        extra=extra or None)
     except OSError as exc:
         raise RunError(f'cannot write {output}: {exc.strerror or exc}') from exc
     return Converted(number, cfg, report, output)

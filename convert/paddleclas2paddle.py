@@ -21,25 +21,12 @@ HALF its ImageNet response. That is exactly how PaddleDetection (and mmcv) initi
 DCNv2 when training from ImageNet, so it is matched on purpose; the list is printed
 (never truncated) and stored in the sidecar under ``"initialised"``.
 """
-import re
-
 if __package__ in (None, ''):
     import _bootstrap  # noqa: F401  (script mode: make the project importable)
 
-from solov2.convert.common import convert_file, imagenet_converter
-from solov2.convert.ppdet_names import is_bookkeeping, static_backbone_name
-from solov2.model.checkpoint import load_paddle_params
+from solov2.convert.common import convert_file
+from solov2.convert.families import PADDLECLAS as CONVERTER
 from solov2.tools.cli import run_converter
-
-CLASSIFIER = re.compile(r'fc_0\.[wb]_0')
-
-
-def is_skipped(name: str) -> bool:
-    """The ImageNet classifier and optimizer / learning-rate / EMA bookkeeping."""
-    return CLASSIFIER.fullmatch(name) is not None or is_bookkeeping(name)
-
-
-CONVERTER = imagenet_converter(load_paddle_params, static_backbone_name, (2, 4, 0, 8), is_skipped)
 
 
 def main(argv=None) -> int:

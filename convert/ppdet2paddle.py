@@ -7,12 +7,9 @@ solov2_r101_vd_fpn_3x_coco (config 4). Usage:
 if __package__ in (None, ''):
     import _bootstrap  # noqa: F401  (script mode: make the project importable)
 
-from solov2.convert.common import Converter, convert_file
-from solov2.convert.ppdet_names import duplicate_aliases, ppdet_name, ppdet_num_classes
-from solov2.model.checkpoint import load_paddle_params
+from solov2.convert.common import convert_file
+from solov2.convert.families import PPDET as CONVERTER
 from solov2.tools.cli import run_converter
-
-CONVERTER = Converter(load_paddle_params, ppdet_name, (0, 3, 4), ppdet_num_classes, aliases=duplicate_aliases)
 
 
 def main(argv=None) -> int:

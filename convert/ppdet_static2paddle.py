@@ -25,19 +25,9 @@ and is skipped by name (``is_bookkeeping``); any OTHER unused entry fails the co
 if __package__ in (None, ''):
     import _bootstrap  # noqa: F401  (script mode: make the project importable)
 
-from solov2.convert.common import Converter, class_count, convert_file
-from solov2.convert.ppdet_names import is_bookkeeping, static_name
-from solov2.model.checkpoint import load_paddle_params
+from solov2.convert.common import convert_file
+from solov2.convert.families import PPDET_STATIC as CONVERTER
 from solov2.tools.cli import run_converter
-
-
-def num_classes(source: dict) -> int:
-    """Category count from the category-prediction bias (0.5 configs say
-    ``num_classes: 81``, background included; the conv has 80 outputs)."""
-    return class_count(source, 'bbox_head.solo_cate.bias', 'a PaddleDetection 0.5 SOLOv2 checkpoint')
-
-
-CONVERTER = Converter(load_paddle_params, static_name, (0, 2), num_classes, ignored=is_bookkeeping)
 
 
 def main(argv=None) -> int:

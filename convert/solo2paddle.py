@@ -7,18 +7,9 @@ Reads legacy and zip ``.pth`` files without PyTorch. Covers SOLOv2 R50/R101 FPN
 if __package__ in (None, ''):
     import _bootstrap  # noqa: F401  (script mode: make the project importable)
 
-from solov2.convert.common import Converter, class_count, convert_file
-from solov2.convert.mmdet_names import is_counter, solo_name
-from solov2.convert.pth_reader import load_state_dict
+from solov2.convert.common import convert_file
+from solov2.convert.families import SOLO as CONVERTER
 from solov2.tools.cli import run_converter
-
-
-def num_classes(source: dict) -> int:
-    """Category count from the category-prediction bias."""
-    return class_count(source, 'bbox_head.solo_cate.bias', 'an original SOLO (WXinlong/SOLO) SOLOv2 checkpoint')
-
-
-CONVERTER = Converter(load_state_dict, solo_name, (0, 1, 5, 6, 7, 8), num_classes, ignored=is_counter)
 
 
 def main(argv=None) -> int:

@@ -11,26 +11,12 @@ Only the ``backbone.*`` keys of the chosen config are written; the sidecar says
 Backbone DCN offset convs (config 7) have no ImageNet counterpart: they are
 INITIALISED WITH ZEROS, not converted, and listed as such in the report and sidecar.
 """
-import re
-
 if __package__ in (None, ''):
     import _bootstrap  # noqa: F401  (script mode: make the project importable)
 
-from solov2.convert.common import convert_file, imagenet_converter
-from solov2.convert.mmdet_names import backbone_name, is_counter
-from solov2.convert.pth_reader import load_state_dict
+from solov2.convert.common import convert_file
+from solov2.convert.families import TORCHVISION as CONVERTER
 from solov2.tools.cli import run_converter
-
-CLASSIFIER = re.compile(r'fc\.(weight|bias)')
-
-
-def is_skipped(name: str) -> bool:
-    """The ImageNet classifier and the BN ``num_batches_tracked`` counters."""
-    return CLASSIFIER.fullmatch(name) is not None or is_counter(name)
-
-
-CONVERTER = imagenet_converter(load_state_dict, lambda key, cfg: backbone_name(key, prefix=''), (0, 8, 5, 6),
-                               is_skipped)
 
 
 def main(argv=None) -> int:

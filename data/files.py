@@ -1,10 +1,12 @@
 """Safe file output: writes that are complete or absent (a hidden temporary beside the
 target, then a rename, so Ctrl-C or a full disk never leaves a half-written file or folder)
-and checks that an output path is usable and never one of the user's inputs."""
+and checks that an output path is usable and never one of the user's inputs; the SHA-256 of a
+file (the export cache's key, the published checkpoints' check)."""
 
 from __future__ import annotations
 
 import errno
+import hashlib
 import os
 import secrets
 import shutil
@@ -84,6 +86,15 @@ def build_folder(folder: str | PathLike[str], build: Callable[[Path], None], rep
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return folder
+
+
+def file_sha256(path: str | PathLike[str]) -> str:
+    """Hex SHA-256 of a file's bytes, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, 'rb') as handle:
+        for block in iter(lambda: handle.read(1 << 20), b''):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def write_image(path: str | PathLike[str], bgr: np.ndarray) -> None:

@@ -1,19 +1,24 @@
-"""See and clear the export cache of ``--backend auto`` ($SOLOV2_CACHE, default
-~/.cache/solov2-paddle): one folder per weights file, config, --opt and library versions.
+"""See and clear the cache ($SOLOV2_CACHE, default ~/.cache/solov2-paddle): the exports of
+``--backend auto`` (one folder per weights file, config, --opt and library versions) and the
+converted published checkpoints in its weights/ folder (tools/weights.py).
 
     python tools/cache.py            # list the entries, their size and whether they are stale
     python tools/cache.py prune      # delete the stale ones (other code or library versions)
     python tools/cache.py clear      # delete every entry
 
-An entry is stale when no run of this code with these libraries can use it again: the
+An export is stale when no run of this code with these libraries can use it again: the
 toolkit's source or a library (Paddle, paddle2onnx, onnx, the runtime) changed since it was
-written, or its manifest is unreadable. A later ``--backend auto`` run exports again what it needs.
+written, or its manifest is unreadable. A converted checkpoint is stale when the table of
+published checkpoints no longer names it as it was made (another URL, checksum, converter or
+config), and unfinished when a stopped download or write left it. A later run makes again
+what it needs.
 """
 import time
 
 if __package__ in (None, ''):
     import _bootstrap  # noqa: F401  (script mode: make the project importable)
 
+from solov2.convert.zoo import cached_weights, remove_cached, weights_folder  # noqa: E402
 from solov2.model.inference.export_cache import cache_entries, cache_root, remove_entries, source_hash  # noqa: E402
 from solov2.tools.cli import make_parser, run_command  # noqa: E402
 
@@ -40,13 +45,24 @@ def describe(entry, source: str) -> str:
 
 def run(argv) -> int:
     args = parse_args(argv)
-    entries, source = cache_entries(), source_hash()
+    entries, source, weights = cache_entries(), source_hash(), cached_weights()
     chosen = {'list': [], 'prune': [e for e in entries if e.stale(source)], 'clear': entries}[args.action]
+    dropped = {'list': [], 'prune': [w for w in weights if w.state != 'current'], 'clear': weights}[args.action]
+    folder = weights_folder()
     if args.action == 'list':
+        for item in weights:
+            print(f'{item.path.relative_to(folder)}  {item.name or "-"}  {megabytes(item.size)}  {item.state}')
+        if weights:
+            print(f'{len(weights)} converted published checkpoints, {megabytes(sum(w.size for w in weights))} '
+                  f'in {folder}')
         for entry in entries:
             print(describe(entry, source))
         print(f'{len(entries)} entries, {megabytes(sum(e.size for e in entries))} in {cache_root()}')
         return 0
+    if weights:
+        freed = remove_cached(dropped)
+        print(f'deleted {len(dropped)} of {len(weights)} converted published checkpoints ({megabytes(freed)}) '
+              f'from {folder}')
     freed = remove_entries(chosen)
     print(f'deleted {len(chosen)} of {len(entries)} entries ({megabytes(freed)}) from {cache_root()}')
     return 0

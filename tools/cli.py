@@ -11,7 +11,8 @@ tools/*.py, convert/*2paddle.py) does the same way, and nothing the library need
   AVX2 path on AMD CPUs, Paddle's CPU math threads, and on the CPU freed memory kept for reuse).
 - Console: the library reports through ``logging`` (loggers named after its modules) and
   progress callbacks; ``show_logs`` prints those messages as plain lines, ``Progress`` is the
-  progress line with rate and ETA.
+  progress line with rate and ETA (``DownloadProgress`` in MB for a download), and
+  ``weights_path`` turns a published name given to --weights into its converted checkpoint.
 - Words: a library message names the caller's parameters in Python words (``weights=``,
   ``resume='auto'``: ``config.errors.param``); ``in_flags`` turns them into the flags
   (``--weights``, ``--resume auto``: ``FLAGS`` where the flag is not the name with dashes),
@@ -126,6 +127,41 @@ class Progress:
         if self.live:
             self.stream.write('\n')
             self.stream.flush()
+
+
+class DownloadProgress:
+    """The library's download progress, ``progress(bytes so far, total or None)``
+    (``convert.zoo``), as a ``Progress`` line in MB; a download that starts over (another
+    source, a server that ignored the resume) starts a new line. ``close`` ends it."""
+
+    def __init__(self, stream=None):
+        self.stream, self.bar, self.shown = stream, None, 0
+
+    def __call__(self, done: int, total) -> None:
+        megabytes = -(-done >> 20) if done == total else done >> 20
+        if self.bar is None or megabytes < self.shown:
+            self.close()
+            self.bar, self.shown = Progress(-(-(total or 0) >> 20), 'download ', self.stream, unit='MB'), 0
+        if megabytes > self.shown:
+            self.bar.update(megabytes - self.shown)
+            self.shown = megabytes
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+        self.bar = None
+
+
+def weights_path(weights):
+    """``--weights`` as a checkpoint path: a published name (docs/checkpoints.md) is downloaded,
+    converted and cached on its first use, with a progress line (``convert.zoo.resolve_weights``);
+    a path or None is returned as it is."""
+    from solov2.convert.zoo import resolve_weights  # the library loads Paddle: after the start-up settings
+    progress = DownloadProgress()
+    try:
+        return resolve_weights(weights, progress=progress)
+    finally:
+        progress.close()
 
 
 # ---- process tuning --------------------------------------------------------------------------
@@ -281,7 +317,8 @@ def add_model_args(parser: argparse.ArgumentParser, default_weights=None) -> Non
     parser.add_argument('--config', type=int, default=None,
                         help='config number (default: the one recorded beside the weights)')
     parser.add_argument('--weights', default=default_weights,
-                        help='checkpoint .pdparams from convert/*2paddle.py or train.py'
+                        help='checkpoint .pdparams from convert/*2paddle.py or train.py, or a published name '
+                             '(python tools/weights.py lists them), downloaded and converted once'
                              + (' (default: the shipped model weights/shapes_r18.pdparams)' if default_weights else ''))
 
 

@@ -43,6 +43,7 @@ from solov2.tools.cli import (  # before Paddle
     set_status,
     shares_line,
     tune_for,
+    weights_path,
 )
 
 with interruptible_loading():      # Ctrl-C or SIGTERM while Paddle and the library load: one line
@@ -150,6 +151,7 @@ def run(argv) -> int:
     if args.list_configs:
         print(describe_configs())
         return 0
+    args.weights = weights_path(args.weights)
     video = args.video is not None or args.camera is not None
     paths = [] if video else list_images(args.input)
     if not video and not paths:

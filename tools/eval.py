@@ -34,6 +34,7 @@ from solov2.tools.cli import (  # before Paddle
     set_status,
     shares_line,
     tune_for,
+    weights_path,
 )
 
 with interruptible_loading():      # Ctrl-C or SIGTERM while Paddle and the library load: one line
@@ -192,6 +193,7 @@ def main(argv=None) -> int:
 def run(argv) -> int:
     args = parse_args(argv)
     args.classwise = args.classwise or bool(args.chart)
+    args.weights = weights_path(args.weights)
     for option, path in (('--save-json', args.save_json), ('--predict-only', args.predict_only),
                          ('--chart', args.chart)):
         if path:

@@ -33,7 +33,7 @@ from solov2.model.inference.backends import checked_weights  # noqa: E402
 from solov2.model.inference.export import DCN_OPSET, DEFAULT_MAX_SIZE, export  # noqa: E402
 from solov2.model.inference.exportable import MIN_SIZE  # noqa: E402
 from solov2.model.inference.exported import INFER_CFG, ONNX_FILE, PADDLE_PREFIX  # noqa: E402
-from solov2.tools.cli import add_model_args, make_parser, run_command, set_status  # noqa: E402
+from solov2.tools.cli import add_model_args, make_parser, run_command, set_status, weights_path  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -75,6 +75,7 @@ def main(argv=None) -> int:
 
 def run(argv) -> int:
     args = parse_args(argv)
+    args.weights = weights_path(args.weights)
     if not args.weights:
         raise InputError('pass --weights, the .pdparams checkpoint to export')
     number, cfg = checked_weights(args.weights, args.config, args.opt)

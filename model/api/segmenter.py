@@ -12,6 +12,7 @@ from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Seque
 import numpy as np
 
 from solov2.config.errors import InputError
+from solov2.convert.zoo import resolve_weights
 from solov2.data.transforms import pil_to_array, read_image, to_rgb
 from solov2.model.api.instances import Instances, check_channels
 from solov2.model.distributed import SINGLE, Processes
@@ -108,8 +109,10 @@ class Segmenter:
     as demo.py and eval.py.
 
     Args:
-        weights: a project checkpoint (.pdparams from convert/*2paddle.py or train.py); its
-            config comes from the sidecar beside it unless ``config`` is given.
+        weights: a project checkpoint (.pdparams from convert/*2paddle.py or train.py), or a
+            published name such as 'mmdet/solov2_r50_fpn_1x_coco' (downloaded, converted and
+            cached on first use: ``convert.zoo``, docs/checkpoints.md); its config comes from the
+            sidecar beside it unless ``config`` is given.
         config: config number (``python demo.py --list-configs``).
         backend: 'auto' (default: exported once into a cache, OpenVINO f32 unless onnxruntime
             is 10% faster for this thread count and CPU; dygraph on a GPU), 'dygraph', or
@@ -121,8 +124,9 @@ class Segmenter:
         overrides: config changes, ``{'score_threshold': 0.2}`` or ``['score_threshold=0.2']``.
         processes: under ``paddle.distributed.launch``, ``model.distributed.start_processes(device)``:
             threads 0 is then this process's share of the cores, and 'auto' exports once per node.
-        cache_dir: the export cache of 'auto' (and OpenVINO's compiled models); default
-            ``$SOLOV2_CACHE``, else ``~/.cache/solov2-paddle``.
+        cache_dir: the export cache of 'auto' (and OpenVINO's compiled models), and the published
+            checkpoints converted by name (in its weights/); default ``$SOLOV2_CACHE``, else
+            ``~/.cache/solov2-paddle``.
         progress: ``progress(stage, fraction)``, called while 'auto' exports a checkpoint the
             first time (stages 'load', 'export', 'verify', 'time', 'done'; fraction 0 to 1);
             not called when the export is in the cache or for other backends.
@@ -138,6 +142,7 @@ class Segmenter:
         self._backend = None
         if weights is None and model_dir is None:
             raise InputError('give weights= (a .pdparams checkpoint) or model_dir= (an exported folder)')
+        weights = resolve_weights(weights, cache_dir)      # a published name: its converted checkpoint
         self.number, self._backend = open_backend(weights, config, backend, model_dir, precision, device, threads,
                                                   override_list(overrides), mkldnn, processes=processes,
                                                   cache_dir=cache_dir, progress=progress)

@@ -6,14 +6,17 @@
 ``train`` builds the run (``model.training.run``) with the validation-set evaluation of the
 inference package wired in, runs it and returns a ``TrainSummary``. Progress is logged
 through ``logging`` (loggers under ``model.training``)."""
+import dataclasses
 import functools
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, Optional, Tuple
+from typing import Callable, Dict, Optional, Sequence, Tuple
 
 import numpy as np
 import paddle
 
+from solov2.config import SOLOv2Base, with_overrides
+from solov2.convert.zoo import resolve_weights
 from solov2.data.coco import load_coco
 from solov2.data.coco_eval import evaluate_segm
 from solov2.data.transforms import read_image
@@ -81,6 +84,20 @@ def val_picture(model: paddle.nn.Layer, cfg) -> np.ndarray:
     return draw_instances(image, result.masks, result.labels, result.scores, cfg.class_names, 0.3, result.boxes)
 
 
+def published_start(overrides: Sequence[str]) -> Tuple[str, ...]:
+    """``overrides`` with a published name given to ``pretrained`` (an ImageNet backbone such as
+    'torchvision/resnet50', or a COCO model to fine-tune from) replaced by the path of its
+    converted checkpoint, fetched and converted on first use (``convert.zoo``)."""
+    resolved = []
+    for assignment in overrides:
+        name, sep, _ = assignment.partition('=')
+        if sep and name.strip() == 'pretrained':
+            value = with_overrides(SOLOv2Base, [assignment]).pretrained
+            assignment = f'pretrained={resolve_weights(value)!r}' if value else assignment
+        resolved.append(assignment)
+    return tuple(resolved)
+
+
 def train(options: TrainOptions, on_start: Optional[Callable[[Trainer, Path], None]] = None) -> TrainSummary:
     """Train as ``options`` say (a new run, or one resumed with ``resume``) and evaluate on
     the config's validation set; ``on_start(trainer, run_folder)`` is called once the run is
@@ -89,7 +106,10 @@ def train(options: TrainOptions, on_start: Optional[Callable[[Trainer, Path], No
     loss or the weights stop being finite (the message names the last healthy checkpoint).
     Paddle's device and CPU math threads are those of ``options`` while it runs (a Segmenter
     called from another thread meanwhile waits); afterwards the process's, and Paddle's
-    random generators, are as they were."""
+    random generators, are as they were. ``weights`` and ``pretrained=NAME`` in
+    ``options.overrides`` take a published name too (``published_start``)."""
+    options = dataclasses.replace(options, overrides=published_start(options.overrides),
+                                  weights=resolve_weights(options.weights) if options.weights else None)
     with run_settings(options):
         trainer, out = prepare(options, evaluate, val_picture)
         if on_start is not None:

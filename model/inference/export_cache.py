@@ -28,7 +28,6 @@ import functools
 import hashlib
 import json
 import logging
-import os
 import platform
 import shutil
 import statistics
@@ -42,7 +41,8 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from solov2 import config, data, model
-from solov2.data.files import atomic_write, build_folder
+from solov2.config.cache import CACHE_ENV, WEIGHTS_FOLDER, cache_root  # noqa: F401 (CACHE_ENV: importers use it here)
+from solov2.data.files import atomic_write, build_folder, file_sha256
 from solov2.data.transforms import padded_size, resized_hw
 from solov2.model.cpu_math import cpu_fields
 from solov2.model.inference.backend import Backend, BackendError
@@ -52,7 +52,6 @@ from solov2.model.inference.openvino_backend import OpenVinoBackend
 from solov2.model.inference.predictor import Predictor
 
 LOG = logging.getLogger(__name__)
-CACHE_ENV = 'SOLOV2_CACHE'
 MANIFEST = 'cache.json'
 FORMAT = 3                # 3: one entry for both engines, the choice recorded per machine
 _PACKAGES = {'openvino': ('openvino',), 'onnx': ('onnxruntime',)}
@@ -67,26 +66,12 @@ Progress = Callable[[str, float], None]
 STAGES = {'load': 0.0, 'export': 0.02, 'verify': 0.8, 'time': 0.9, 'done': 1.0}
 
 
-def cache_root(cache_dir: Optional[str] = None) -> Path:
-    """``cache_dir`` when given, else ``$SOLOV2_CACHE``, else ``~/.cache/solov2-paddle``."""
-    return Path(cache_dir or os.environ.get(CACHE_ENV) or Path.home() / '.cache' / 'solov2-paddle')
-
-
 def installed_engines() -> List[str]:
     """The f32 engines ``auto`` chooses from on the CPU ('openvino', 'onnx'): those installed,
     when the ONNX exporter (paddle2onnx, onnx) is too; [] means dygraph."""
     if not all(find_spec(name) is not None for name in ('paddle2onnx', 'onnx')):
         return []
     return [kind for kind, packages in _PACKAGES.items() if all(find_spec(name) is not None for name in packages)]
-
-
-def file_sha256(path: Path) -> str:
-    """Hex SHA-256 of a file's bytes, read in 1 MiB blocks."""
-    digest = hashlib.sha256()
-    with open(path, 'rb') as handle:
-        for block in iter(lambda: handle.read(1 << 20), b''):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 @functools.lru_cache(maxsize=1)
@@ -360,12 +345,13 @@ class CacheEntry:
 
 def cache_entries(root: Optional[Path] = None) -> List[CacheEntry]:
     """The entries under ``root`` (default ``cache_root()``), oldest first; [] when there is
-    no cache. Unfinished temporary folders (a name starting with '.') are included."""
+    no cache. Unfinished temporary folders (a name starting with '.') are included; the
+    converted published checkpoints (``weights/``, ``convert.zoo``) are not export entries."""
     root = root or cache_root()
     if not root.is_dir():
         return []
     entries = []
-    for folder in sorted(p for p in root.iterdir() if p.is_dir()):
+    for folder in sorted(p for p in root.iterdir() if p.is_dir() and p.name != WEIGHTS_FOLDER):
         try:
             manifest = _manifest(folder)
             key = manifest['key']

@@ -17,7 +17,7 @@ pytest.importorskip('torch', reason='reference test: needs PyTorch (requirements
 import numpy as np
 import torch
 
-from solov2.convert import paddleclas2paddle, torchvision2paddle
+from solov2.convert import families, paddleclas2paddle, torchvision2paddle
 from solov2.convert.common import ConversionError, convert
 from solov2.model.checkpoint import load_paddle_params
 
@@ -155,8 +155,8 @@ def test_torchvision_unknown_key_fails(tmp_path):
     source = {'conv1.weight': np.zeros((64, 3, 7, 7), np.float32),
               'layer5.0.conv1.weight': np.zeros(1, np.float32)}
     with pytest.raises(ConversionError, match=r'unused source keys:\n  layer5\.0\.conv1\.weight'):
-        convert(source, torchvision2paddle.CONVERTER.rename, [5], 80,
-                ignored=torchvision2paddle.is_skipped, prefix='backbone.')
+        convert(source, families.TORCHVISION.rename, [5], 80,
+                ignored=families.torchvision_skipped, prefix='backbone.')
 
 
 # ---------------------------------------------------------------- PaddleClas layout
@@ -219,5 +219,5 @@ def test_paddleclas_missing_key_is_named():
     arrays, _, _ = _paddleclas_file(50)
     del arrays['bn4f_branch2c_variance']
     with pytest.raises(ConversionError, match=r'bn4f_branch2c_variance'):
-        convert(arrays, paddleclas2paddle.CONVERTER.rename, [2], 80,
-                ignored=paddleclas2paddle.is_skipped, prefix='backbone.')
+        convert(arrays, families.PADDLECLAS.rename, [2], 80,
+                ignored=families.paddleclas_skipped, prefix='backbone.')

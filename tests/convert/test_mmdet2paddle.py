@@ -20,7 +20,7 @@ import torch
 
 from solov2.config import CONFIGS, with_overrides
 from solov2.config.sidecar import read_sidecar
-from solov2.convert import mmdet2paddle, mmdet_names, solo2paddle
+from solov2.convert import families, mmdet2paddle, mmdet_names
 from solov2.convert.common import convert
 from solov2.convert.pth_reader import load_state_dict
 from solov2.model.build import build_model
@@ -121,9 +121,9 @@ def test_same_arrays_as_the_solo_layout(case):
     arch, path, solo, *_ = case
     number = ARCHS[arch][1]
     mmdet = load_state_dict(str(path))
-    _, _, from_mmdet, _ = convert(mmdet, mmdet_names.mmdet_name, [number], mmdet2paddle.num_classes(mmdet),
+    _, _, from_mmdet, _ = convert(mmdet, mmdet_names.mmdet_name, [number], families.mmdet_classes(mmdet),
                                   ignored=mmdet_names.is_counter)
-    _, _, from_solo, _ = convert(solo, mmdet_names.solo_name, [number], solo2paddle.num_classes(solo),
+    _, _, from_solo, _ = convert(solo, mmdet_names.solo_name, [number], families.solo_classes(solo),
                                  ignored=mmdet_names.is_counter)
     assert from_mmdet.keys() == from_solo.keys()
     assert all(np.array_equal(from_mmdet[k], from_solo[k]) for k in from_mmdet)

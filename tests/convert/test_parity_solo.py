@@ -12,7 +12,7 @@ import torch
 
 from solov2.config import CONFIGS
 from solov2.config.sidecar import read_sidecar
-from solov2.convert import mmdet_names, solo2paddle
+from solov2.convert import families, mmdet_names, solo2paddle
 from solov2.convert.common import ConversionError, convert
 from solov2.convert.pth_reader import load_state_dict
 from solov2.model.build import build_model
@@ -81,7 +81,7 @@ def test_a_wrong_mapping_is_caught(case):
     source[a], source[b] = source[b], source[a]
     number = CASES[name]
     _, cfg, state, _ = convert(source, mmdet_names.solo_name, [number],
-                               solo2paddle.num_classes(source), ignored=mmdet_names.is_counter)
+                               families.solo_classes(source), ignored=mmdet_names.is_counter)
     ours = _ours(cfg, state, image)
     assert _max_diff(ours['mask_feat'], expected['mask_feat']) > 10 * TOL
 

@@ -1,0 +1,178 @@
+"""One published file from the first of its locations that gives it whole and verified: an
+http(s) URL, or a file in a local mirror folder.
+
+HTTP goes through httpx, the HTTP library Paddle itself depends on (2.6 and 3.x). Paddle's own
+``paddle.utils.download`` is not used: it waits forever on a stalled server (no timeout), starts
+over after a dropped connection (no resume), checks only an md5 and draws a tqdm bar instead
+of reporting progress. Here a download resumes where it stopped with an HTTP Range request
+after a dropped connection or a stall (``Retry``: tries, read timeout, back-off), reports
+``progress(bytes so far, total or None)``, and is then verified: an HTML page (an error or
+sign-in page saved under the checkpoint's name) or anything that does not start like a
+checkpoint is refused, and the SHA-256 must begin with the published digest. A location that
+fails hands over to the next; when none gives the file, one ``DownloadError`` line says what
+each answered. Nothing is unpickled here, and nothing is kept: the caller names the temporary
+file (``scratch``) and removes it.
+"""
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Optional, Sequence
+
+import httpx
+
+from solov2.config.errors import RunError
+from solov2.data.files import file_sha256
+
+LOG = logging.getLogger(__name__)
+ProgressCallback = Callable[[int, Optional[int]], None]    # (bytes so far, total bytes or None)
+CHUNK = 1 << 20
+HEAD = 64                                                  # bytes read to tell what a file is
+
+
+class DownloadError(RunError):
+    """No location gave the file whole and verified, or it could not be written."""
+
+
+@dataclass(frozen=True)
+class Retry:
+    """How hard one URL is tried: ``tries`` in all (each after the first resumes where the last
+    stopped), ``timeout_s`` the longest wait to connect or for the next bytes, ``backoff_s``
+    the wait before the second try, doubled before each next one."""
+    tries: int = 4
+    timeout_s: float = 30.0
+    backoff_s: float = 1.0
+
+
+@dataclass(frozen=True)
+class Fetched:
+    """A verified file: where it is (``scratch`` or the mirror's copy), its SHA-256 and the
+    location that gave it."""
+    path: Path
+    sha256: str
+    source: str
+
+
+class _Unusable(Exception):
+    """This location cannot give the file; the reason is the message."""
+
+
+class _Transient(Exception):
+    """A failure worth another try of the same URL (a server error)."""
+
+
+def is_url(location: str) -> bool:
+    return location.startswith(('http://', 'https://'))
+
+
+def sniff(head: bytes, file: str) -> Optional[str]:
+    """What is wrong with a file named ``file`` whose first bytes are ``head``, None when it
+    starts like a checkpoint: a pickle (``.pdparams``, a legacy ``.pth``) or a zip (a ``.pth``
+    of torch >= 1.6)."""
+    if head.lstrip()[:1] == b'<':
+        return 'an HTML page, not a checkpoint (the server sent an error or sign-in page)'
+    if head[:1] == b'\x80' or (file.endswith('.pth') and head[:4] == b'PK\x03\x04'):
+        return None
+    return f'not a checkpoint (it starts with {head[:8]!r})' if head else 'an empty file'
+
+
+def verify(path: Path, file: str, sha256: Optional[str]) -> str:
+    """The SHA-256 of ``path`` once it looks like the checkpoint ``file`` (``sniff``) and its
+    digest begins with ``sha256`` (the whole digest or its published leading characters; None:
+    nothing to compare); _Unusable otherwise."""
+    with open(path, 'rb') as handle:
+        problem = sniff(handle.read(HEAD), file)
+    if problem:
+        raise _Unusable(problem)
+    digest = file_sha256(path)
+    if sha256 and not digest.startswith(sha256.lower()):
+        raise _Unusable(f'its SHA-256 is {digest[:16]}..., not the published {sha256[:16]}...: a damaged or '
+                        'different file, deleted')
+    return digest
+
+
+def fetch(file: str, locations: Sequence[str], scratch: Path, sha256: Optional[str] = None,
+          progress: Optional[ProgressCallback] = None, retry: Retry = Retry(), hint: str = '') -> Fetched:
+    """``file`` from the first of ``locations`` (URLs, or paths in a mirror folder, used where
+    they are) that gives it verified (``verify``); a URL is downloaded into ``scratch``.
+    DownloadError, one line ending in ``hint``, when none does or ``scratch`` cannot be written
+    (a full disk)."""
+    reasons = []
+    for location in locations:
+        try:
+            if is_url(location):
+                _download(location, scratch, progress, retry)
+                path = scratch
+            else:
+                path = Path(location)
+                if not path.is_file():
+                    raise _Unusable('not there')
+            return Fetched(path, verify(path, file, sha256), location)
+        except _Unusable as exc:
+            LOG.info(f'{file} from {location}: {exc}')
+            reasons.append(f'{location}: {exc}')
+    raise DownloadError(f'cannot get {file}: ' + '; '.join(reasons) + (f' — {hint}' if hint else ''))
+
+
+def _download(url: str, scratch: Path, progress: Optional[ProgressCallback], retry: Retry) -> None:
+    """``url`` into ``scratch``, resumed with a Range request after each dropped connection,
+    stall or server error, up to ``retry.tries`` tries; _Unusable when it never completes."""
+    headers = {'Accept-Encoding': 'identity'}       # byte offsets of the file itself, for Range
+    try:
+        handle = open(scratch, 'wb')
+    except OSError as exc:
+        raise DownloadError(f'cannot write {scratch.parent}: {exc.strerror or exc} — point SOLOV2_CACHE '
+                            'at another folder') from None
+    with handle, httpx.Client(timeout=retry.timeout_s, follow_redirects=True, headers=headers) as client:
+        for attempt in range(1, retry.tries + 1):
+            try:
+                total = _get(client, url, handle, progress)
+                if total is None or handle.tell() >= total:
+                    return
+                reason = f'the connection ended at byte {handle.tell()} of {total}'
+            except httpx.TimeoutException:
+                reason = f'no answer for {retry.timeout_s:g} s'
+            except (httpx.TransportError, _Transient) as exc:
+                reason = f'{type(exc).__name__}: {exc}' if isinstance(exc, httpx.TransportError) else str(exc)
+            if attempt == retry.tries:
+                raise _Unusable(f'{reason} ({retry.tries} tries)')
+            wait = retry.backoff_s * 2 ** (attempt - 1)
+            done = handle.tell()
+            LOG.info(f'{url}: {reason}; trying again in {wait:g} s' + (f' from byte {done}' if done else ''))
+            time.sleep(wait)
+
+
+def _get(client: httpx.Client, url: str, handle, progress: Optional[ProgressCallback]) -> Optional[int]:
+    """One request for the bytes of ``url`` after those already in ``handle``, appended to it;
+    the file's total size, or None when the server does not say."""
+    done = handle.tell()
+    with client.stream('GET', url, headers={'Range': f'bytes={done}-'} if done else {}) as response:
+        if response.status_code >= 500:
+            raise _Transient(f'HTTP {response.status_code}')
+        if response.status_code >= 400:
+            raise _Unusable(f'HTTP {response.status_code}')
+        if done and response.status_code != 206:        # the server ignored the Range: from the start
+            handle.seek(0)
+            handle.truncate()
+            done = 0
+        if 'text/html' in response.headers.get('content-type', ''):
+            raise _Unusable('an HTML page, not a checkpoint (the server sent an error or sign-in page)')
+        length = response.headers.get('content-length')
+        total = done + int(length) if length is not None else None
+        for chunk in response.iter_bytes(CHUNK):
+            _write(handle, chunk)
+            done += len(chunk)
+            if progress is not None:
+                progress(done, total)
+    return total
+
+
+def _write(handle, chunk: bytes) -> None:
+    """Append ``chunk`` to the download and flush it (a full disk shows here, not at close)."""
+    try:
+        handle.write(chunk)
+        handle.flush()
+    except OSError as exc:
+        where = Path(handle.name).parent
+        raise DownloadError(f'cannot write the download in {where}: {exc.strerror or exc} — free space there or '
+                            'point SOLOV2_CACHE at another folder') from None

@@ -1,0 +1,238 @@
+"""The published checkpoints this project takes by name: plain data, one ``Published`` row per
+file, grouped by publisher (``PUBLISHERS``).
+
+A name is the publisher's prefix and the publisher's own model name (``mmdet/solov2_r50_fpn_1x_coco``).
+``convert.zoo`` downloads, verifies, converts and caches a row; docs/checkpoints.md's tables
+are generated from it (``tools/zoo_docs.py``). Every fact was read from the page named in
+its publisher's ``checked`` (the exact version), never guessed: a checksum is only what a
+publisher prints (a full SHA-256, or the leading hex characters of one in the file name);
+None where none is published or it could not be read (UNVERIFIED in the row's note)."""
+from dataclasses import dataclass
+from typing import Dict, Optional, Tuple
+
+# convert.families.CONVERTERS key -> the command that converts that family by hand
+CONVERTER_SCRIPTS = {'solo': 'convert/solo2paddle.py', 'ppdet': 'convert/ppdet2paddle.py',
+                     'ppdet05': 'convert/ppdet_static2paddle.py', 'mmdet': 'convert/mmdet2paddle.py',
+                     'torchvision': 'convert/torchvision2paddle.py', 'paddleclas': 'convert/paddleclas2paddle.py'}
+SHIPPED = 'shipped'     # the family of the model shipped in weights/: nothing to download or convert
+
+
+@dataclass(frozen=True)
+class Publisher:
+    """Who publishes a group of rows: ``title`` (a docs heading), ``page`` (where the rows
+    are listed), ``checked`` (the exact versions the rows were read from) and ``licence``."""
+    title: str
+    page: str
+    checked: str
+    licence: str
+
+
+@dataclass(frozen=True)
+class Published:
+    """One published checkpoint.
+
+    ``name``: ``<publisher>/<model>``; ``family``: its converter (``CONVERTER_SCRIPTS``);
+    ``url``: the publisher's own link; ``config``: this project's config number it converts
+    to (for a backbone: the config whose backbone it fills), None when it is published but not
+    converted here (``note`` says why, or what to use instead); ``mask_ap``: the publisher's COCO
+    val2017 mask AP in percent (COCO models); ``top1``: ImageNet top-1 in percent
+    (backbones); ``sha256``: the whole hex digest or its published leading characters, None
+    when none is published; ``size_mb``: the size the publisher prints; ``mirrors``: other
+    published URLs of the same file."""
+    name: str
+    family: str
+    url: str
+    config: Optional[int]
+    mask_ap: Optional[float] = None
+    top1: Optional[float] = None
+    sha256: Optional[str] = None
+    size_mb: Optional[float] = None
+    mirrors: Tuple[str, ...] = ()
+    note: str = ''
+
+    @property
+    def publisher(self) -> str:
+        return self.name.split('/')[0]
+
+    @property
+    def model(self) -> str:
+        return self.name.split('/', 1)[1]
+
+    @property
+    def file(self) -> str:
+        """The file name, the same at the publisher and on every mirror."""
+        return self.url.rsplit('/', 1)[-1]
+
+    @property
+    def backbone(self) -> bool:
+        """An ImageNet backbone (for ``pretrained``), not a COCO model."""
+        return self.family in ('torchvision', 'paddleclas')
+
+    @property
+    def licence(self) -> str:
+        return PUBLISHERS[self.publisher].licence
+
+
+HF_SOLO = 'https://huggingface.co/xinlongwang/SOLO/resolve/main/'
+PPDET = 'https://paddledet.bj.bcebos.com/models/'
+PPDET05 = 'https://paddlemodels.bj.bcebos.com/object_detection/'
+MMDET = 'https://download.openmmlab.com/mmdetection/v2.0/solov2/'
+TORCHVISION = 'https://download.pytorch.org/models/'
+PADDLECLAS = 'https://paddle-imagenet-models-name.bj.bcebos.com/dygraph/'
+
+PUBLISHERS: Dict[str, Publisher] = {
+    'solo': Publisher(
+        'Original SOLO release (WXinlong/SOLO, mmdetection 1.x, .pth)',
+        'https://github.com/WXinlong/SOLO#models',
+        'WXinlong/SOLO README.md "Models" at f4cd03b (2023-12-26, whose links go to Hugging Face); SHA-256 and '
+        'sizes from the Git LFS pointers of huggingface.co/xinlongwang/SOLO at 4d60d2e',
+        'SOLO licence: 2-clause BSD for academic use; commercial use: contact the authors'),
+    'ppdet': Publisher(
+        'PaddleDetection 2.x model zoo (dygraph .pdparams)',
+        'https://github.com/PaddlePaddle/PaddleDetection/blob/develop/configs/solov2/README.md',
+        'PaddlePaddle/PaddleDetection configs/solov2/README.md and *.yml at develop 666f597 (README last '
+        'changed 4f96dc2; the same rows on release/2.2 to 2.7.1); no checksum or size is published',
+        'Apache-2.0'),
+    'ppdet05': Publisher(
+        'PaddleDetection 0.5 (static graph .pdparams)',
+        'https://github.com/PaddlePaddle/PaddleDetection/blob/release/0.5/configs/solov2/README.md',
+        'PaddlePaddle/PaddleDetection configs/solov2/README.md and *.yml at release/0.5 ed2ffa0 (the same '
+        'links in static/configs/solov2/README.md on release/2.0 to 2.4); no checksum or size is published',
+        'Apache-2.0'),
+    'mmdet': Publisher(
+        'mmdetection 2.x / 3.x model zoo (.pth)',
+        'https://github.com/open-mmlab/mmdetection/blob/v2.28.2/configs/solov2/metafile.yml',
+        'open-mmlab/mmdetection configs/solov2/metafile.yml at da7301b (= the mmdet 2.28.2 wheel) and the 3.x '
+        'README at 5f4ef0f; the 3.x metafile (19bceba, = the 3.3.0 wheel) lacks R-101 and light R-34, so the '
+        '2.x names are used. The file names end in the first 8 hex characters of the SHA-256 '
+        '(tools/model_converters/publish_model.py)',
+        'Apache-2.0'),
+    'torchvision': Publisher(
+        'torchvision ImageNet ResNets (.pth, backbone only)',
+        'https://github.com/pytorch/vision/blob/main/torchvision/models/resnet.py',
+        'ResNet*_Weights.IMAGENET1K_V1 in the torchvision 0.19.1 and 0.29.1 wheels (model_urls in 0.10.0), '
+        "what mmdetection's torchvision://resnetNN loads (mmengine 0.10.7 hub/torchvision_0.12.json); the "
+        'file names end in the first 8 hex characters of the SHA-256 (torch.hub check_hash)',
+        'BSD-3-Clause (torchvision); the weights may carry terms of ImageNet'),
+    'openmmlab': Publisher(
+        'OpenMMLab ImageNet ResNeXt (.pth, backbone only)',
+        'https://github.com/open-mmlab/mmengine/blob/main/mmengine/hub/openmmlab.json',
+        'mmengine 0.10.7 wheel, mmengine/hub/openmmlab.json (what open-mmlab://resnext101_64x4d loads)',
+        'not stated next to the file (UNVERIFIED)'),
+    'paddleclas': Publisher(
+        'PaddleClas ImageNet ResNets (.pdparams, backbone only)',
+        'https://github.com/PaddlePaddle/PaddleClas/blob/develop/docs/en/models/ResNet_and_vd_en.md',
+        'PaddlePaddle/PaddleClas ppcls/arch/backbone/legendary_models/resnet.py MODEL_URLS and the ResNet docs '
+        'at develop d178931 and release/2.0 3384dca, and the pretrain_weights of the PaddleDetection SOLOv2 configs; '
+        'no checksum or size is published. Whether these files hold the static names convert/paddleclas2paddle.py '
+        'reads (conv1_1_weights, res2a_branch2a_weights) is UNVERIFIED: a file with other names is refused in one line',
+        'Apache-2.0'),
+    SHIPPED: Publisher(
+        'The shipped model',
+        '',
+        'this repository: weights/shapes_r18.pdparams and its sidecar',
+        "Apache-2.0, this repository's LICENSE"),
+}
+
+PUBLISHED: Tuple[Published, ...] = (
+    # ---- original SOLO (Hugging Face is the SOLO README's own link since f4cd03b)
+    Published('solo/solov2_r50_1x', 'solo', HF_SOLO + 'SOLOv2_R50_1x.pth', 0, mask_ap=34.8, size_mb=372,
+              sha256='17e10fe2198665c573b363c504a1547e6a917e22fa94e926d7f8646432d8a506'),
+    Published('solo/solov2_r50_3x', 'solo', HF_SOLO + 'SOLOv2_R50_3x.pth', 0, mask_ap=37.5, size_mb=372,
+              sha256='659975203266ca2d00167790796fde961d09930c01124377d3ee3a8be3a3a660'),
+    Published('solo/solov2_r101_3x', 'solo', HF_SOLO + 'SOLOv2_R101_3x.pth', 8, mask_ap=39.1, size_mb=524,
+              sha256='7126c25eee6575ef405fc689b46510493b4dc991ebf758a12645109ed906c55f'),
+    Published('solo/solov2_light_448_r18_3x', 'solo', HF_SOLO + 'SOLOv2_LIGHT_448_R18_3x.pth', 5, mask_ap=29.6,
+              size_mb=146, sha256='4f89669be79143566e02bdc51428fc10c83a3974a53326fcae1cf7e336dc6997'),
+    Published('solo/solov2_light_448_r34_3x', 'solo', HF_SOLO + 'SOLOv2_LIGHT_448_R34_3x.pth', 6, mask_ap=32.0,
+              size_mb=226, sha256='9243f7b9e64e4ae0a77517fed392a7f170ab3e5cad7028caa7b062c34d87d3c5'),
+    Published('solo/solov2_light_448_r50_3x', 'solo', HF_SOLO + 'SOLOv2_LIGHT_448_R50_3x.pth', 1, mask_ap=33.7,
+              size_mb=250, note='SHA-256 UNVERIFIED (its Hugging Face page could not be read)'),
+    Published('solo/solov2_light_512_dcn_r50_3x', 'solo', HF_SOLO + 'SOLOv2_LIGHT_512_DCN_R50_3x.pth', 7,
+              mask_ap=36.4, size_mb=265, note='SHA-256 UNVERIFIED (its Hugging Face page could not be read)'),
+    Published('solo/solov2_r101_dcn_3x', 'solo', HF_SOLO + 'SOLOv2_R101_DCN_3x.pth', None, mask_ap=41.4, size_mb=550,
+              sha256='3cd436711e57047bf00a733fb606262097b4eff7121d3251305aeab3ccc249c5',
+              note='use mmdet/solov2_r101_dcn_fpn_3x_coco (config 10)'),
+    Published('solo/solov2_x101_dcn_3x', 'solo', HF_SOLO + 'SOLOv2_X101_DCN_3x.pth', None, mask_ap=42.4, size_mb=907,
+              sha256='e0ef1edcb04d4e468b5bd7cc63d8de4d8267402ee180679c6c0ddbeda51f7d46',
+              note='use mmdet/solov2_x101_dcn_fpn_3x_coco (config 12)'),
+    # ---- PaddleDetection 2.x
+    Published('ppdet/solov2_r50_fpn_1x_coco', 'ppdet', PPDET + 'solov2_r50_fpn_1x_coco.pdparams', 0, mask_ap=35.5),
+    Published('ppdet/solov2_r50_fpn_3x_coco', 'ppdet', PPDET + 'solov2_r50_fpn_3x_coco.pdparams', 0, mask_ap=38.0),
+    Published('ppdet/solov2_r101_vd_fpn_3x_coco', 'ppdet', PPDET + 'solov2_r101_vd_fpn_3x_coco.pdparams', 4,
+              mask_ap=42.7),
+    Published('ppdet/solov2_r50_enhance_coco', 'ppdet', PPDET + 'solov2_r50_enhance_coco.pdparams', 3, mask_ap=39.0,
+              note='Light-R50-VD-DCN-FPN, 512'),
+    # ---- PaddleDetection 0.5
+    Published('ppdet05/solov2_r50_fpn_1x', 'ppdet05', PPDET05 + 'solov2_r50_fpn_1x.pdparams', 0, mask_ap=35.6),
+    Published('ppdet05/solov2_r50_fpn_3x', 'ppdet05', PPDET05 + 'solov2_r50_fpn_3x.pdparams', 0, mask_ap=37.9),
+    Published('ppdet05/solov2_light_r50_vd_fpn_dcn_512_3x', 'ppdet05',
+              PPDET05 + 'solov2_light_r50_vd_fpn_dcn_512_3x.pdparams', 2, mask_ap=38.8),
+    Published('ppdet05/solov2_r101_vd_fpn_3x', 'ppdet05', PPDET05 + 'solov2_r101_vd_fpn_3x.pdparams', None,
+              mask_ap=42.6, note='its deformable head convs have no bias, unlike config 4; use '
+                                 'ppdet/solov2_r101_vd_fpn_3x_coco (config 4)'),
+    Published('ppdet05/solov2_mobilenetv3_fpn_448_3x', 'ppdet05', PPDET05 + 'solov2_mobilenetv3_fpn_448_3x.pdparams',
+              None, mask_ap=30.0, note='no MobileNetV3 config here'),
+    # ---- mmdetection 2.x / 3.x (3.x reuses the 2.x files; the 2.x metafile names)
+    Published('mmdet/solov2_r50_fpn_1x_coco', 'mmdet',
+              MMDET + 'solov2_r50_fpn_1x_coco/solov2_r50_fpn_1x_coco_20220512_125858-a357fa23.pth', 0,
+              mask_ap=34.8, sha256='a357fa23'),
+    Published('mmdet/solov2_r50_fpn_3x_coco', 'mmdet',
+              MMDET + 'solov2_r50_fpn_3x_coco/solov2_r50_fpn_3x_coco_20220512_125856-fed092d4.pth', 0,
+              mask_ap=37.5, sha256='fed092d4', note='3.x name solov2_r50_fpn_ms-3x_coco'),
+    Published('mmdet/solov2_r101_fpn_3x_coco', 'mmdet',
+              MMDET + 'solov2_r101_fpn_3x_coco/solov2_r101_fpn_3x_coco_20220511_095119-c559a076.pth', 8,
+              mask_ap=39.1, sha256='c559a076', note='not in the 3.x metafile (its README lists it)'),
+    Published('mmdet/solov2_r101_dcn_fpn_3x_coco', 'mmdet',
+              MMDET + 'solov2_r101_dcn_fpn_3x_coco/solov2_r101_dcn_fpn_3x_coco_20220513_214734-16c966cb.pth', 10,
+              mask_ap=41.2, sha256='16c966cb', note='3.x name solov2_r101-dcn_fpn_ms-3x_coco'),
+    Published('mmdet/solov2_x101_dcn_fpn_3x_coco', 'mmdet',
+              MMDET + 'solov2_x101_dcn_fpn_3x_coco/solov2_x101_dcn_fpn_3x_coco_20220513_214337-aef41095.pth', 12,
+              mask_ap=42.4, sha256='aef41095', note='3.x name solov2_x101-dcn_fpn_ms-3x_coco'),
+    Published('mmdet/solov2_light_r18_fpn_3x_coco', 'mmdet',
+              MMDET + 'solov2_light_r18_fpn_3x_coco/solov2_light_r18_fpn_3x_coco_20220511_083717-75fa355b.pth', 5,
+              mask_ap=29.7, sha256='75fa355b', note='3.x name solov2-light_r18_fpn_ms-3x_coco'),
+    Published('mmdet/solov2_light_r34_fpn_3x_coco', 'mmdet',
+              MMDET + 'solov2_light_r34_fpn_3x_coco/solov2_light_r34_fpn_3x_coco_20220511_091839-e51659d3.pth', 6,
+              mask_ap=31.9, sha256='e51659d3', note='not in the 3.x metafile (its README lists it)'),
+    Published('mmdet/solov2_light_r50_fpn_3x_coco', 'mmdet',
+              MMDET + 'solov2_light_r50_fpn_3x_coco/solov2_light_r50_fpn_3x_coco_20220512_165256-c93a6074.pth', 1,
+              mask_ap=33.7, sha256='c93a6074', note='3.x name solov2-light_r50_fpn_ms-3x_coco'),
+    # ---- ImageNet backbones (for pretrained=): torchvision IMAGENET1K_V1, what mmdetection starts from
+    Published('torchvision/resnet18', 'torchvision', TORCHVISION + 'resnet18-f37072fd.pth', 5, top1=69.758,
+              sha256='f37072fd', size_mb=44.661, note='the original SOLO started from the legacy resnet18-5c106cde.pth '
+                                                      '(same weights)'),
+    Published('torchvision/resnet34', 'torchvision', TORCHVISION + 'resnet34-b627a593.pth', 6, top1=73.314,
+              sha256='b627a593', size_mb=83.275, note='legacy file resnet34-333f7ec4.pth (same weights)'),
+    Published('torchvision/resnet50', 'torchvision', TORCHVISION + 'resnet50-0676ba61.pth', 0, top1=76.130,
+              sha256='0676ba61', size_mb=97.781, note='also fits config 1; legacy file resnet50-19c8e357.pth (same '
+                                                      'weights); not IMAGENET1K_V2 (resnet50-11ad3fa6.pth)'),
+    Published('torchvision/resnet101', 'torchvision', TORCHVISION + 'resnet101-63fe2227.pth', 8, top1=77.374,
+              sha256='63fe2227', size_mb=170.511, note="also mmdetection's R101-DCN start (config 10); legacy file "
+                                                       'resnet101-5d3b4d8f.pth (same weights)'),
+    Published('openmmlab/resnext101_64x4d', 'torchvision',
+              'https://download.openmmlab.com/pretrain/third_party/resnext101_64x4d-ee2c6f71.pth', 12,
+              mirrors=('https://s3.ap-northeast-2.amazonaws.com/open-mmlab/pretrain/third_party/'
+                       'resnext101_64x4d-ee2c6f71.pth',),
+              note='the X101-DCN start of mmdetection and SOLO; the suffix ee2c6f71 is presumably a SHA-256 prefix '
+                   '(UNVERIFIED, so not checked); conversion with convert/torchvision2paddle.py UNVERIFIED'),
+    # ---- PaddleClas / PaddleDetection ImageNet ResNets
+    Published('ppdet/resnet50_cos', 'paddleclas', PPDET + 'pretrained/ResNet50_cos_pretrained.pdparams', 0,
+              note='the start of the ppdet r50 1x/3x configs (2.x and 0.5)'),
+    Published('paddleclas/resnet50_vd', 'paddleclas', PADDLECLAS + 'legendary_models/ResNet50_vd_pretrained.pdparams',
+              2, top1=79.1),
+    Published('paddleclas/resnet50_vd_ssld', 'paddleclas', PADDLECLAS + 'ResNet50_vd_ssld_pretrained.pdparams', 2,
+              top1=82.4, note='the start of ppdet05/solov2_light_r50_vd_fpn_dcn_512_3x (its .tar)'),
+    Published('paddleclas/resnet50_vd_ssld_v2', 'paddleclas',
+              PPDET + 'pretrained/ResNet50_vd_ssld_v2_pretrained.pdparams', 3, top1=83.0,
+              note='the start of ppdet/solov2_r50_enhance_coco'),
+    Published('paddleclas/resnet101_vd', 'paddleclas', PPDET + 'pretrained/ResNet101_vd_pretrained.pdparams', 4,
+              top1=80.2, note='the start of ppdet/solov2_r101_vd_fpn_3x_coco'),
+    Published('paddleclas/resnet50', 'paddleclas', PADDLECLAS + 'legendary_models/ResNet50_pretrained.pdparams', 0,
+              top1=76.5),
+    Published('paddleclas/resnet101', 'paddleclas', PADDLECLAS + 'legendary_models/ResNet101_pretrained.pdparams', 8,
+              top1=77.6),
+    # ---- shipped with this project
+    Published('shipped/shapes_r18', SHIPPED, 'weights/shapes_r18.pdparams', 9, size_mb=3.8,
+              note='trained here from scratch on the synthetic shapes set (4 classes): mask AP 74.7 on its val split'),
+)

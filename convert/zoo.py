@@ -1,0 +1,220 @@
+"""Published checkpoints by name (``convert.published``):
+``resolve_weights('mmdet/solov2_r50_fpn_1x_coco')`` is the path of this project's checkpoint
+converted from it.
+
+The first use downloads the publisher's file (``convert.download``: progress, resume, retries,
+verification), converts it with its family's converter (``convert.families``) to the row's
+config and caches the result in ``<cache>/weights/<publisher>/<model>.pdparams`` (the cache:
+``cache_dir``, else ``$SOLOV2_CACHE``, else ``~/.cache/solov2-paddle``) with its sidecar, which
+records the name, URL, published and actual SHA-256, converter and config under
+``"published"``. Later uses only read that sidecar: offline and instant. The download is a
+hidden temporary file beside the entry, deleted whatever happens; the checkpoint and sidecar
+are written together or not at all (``data.files.write_together``), so the cache holds only
+complete, verified, converted entries.
+
+A mirror (``mirror=``, else ``$SOLOV2_MIRROR``) stands in for the publishers' hosts: a local
+folder or an http(s) base URL holding the same file names, for machines without the internet,
+company mirrors and dead links.
+"""
+import difflib
+import json
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Union
+
+from solov2.config.cache import WEIGHTS_FOLDER, cache_root
+from solov2.config.errors import InputError, RunError
+from solov2.config.shipped import SHIPPED_WEIGHTS
+from solov2.config.sidecar import sidecar_path
+from solov2.convert.common import convert_file
+from solov2.convert.download import ProgressCallback, Retry, fetch, is_url
+from solov2.convert.families import CONVERTERS
+from solov2.convert.published import CONVERTER_SCRIPTS, PUBLISHED, PUBLISHERS, SHIPPED, Published
+from solov2.data.files import temporary_beside
+
+LOG = logging.getLogger(__name__)
+MIRROR_ENV = 'SOLOV2_MIRROR'
+ROWS: Dict[str, Published] = {row.name: row for row in PUBLISHED}
+RECORDED = ('name', 'url', 'sha256', 'converter', 'config')    # what a cached entry must still agree on
+RETRY = Retry()                                                 # how hard each download is tried
+PathLike = Union[str, os.PathLike]
+
+
+def find(name: str) -> Optional[Published]:
+    """The row named ``name``, or None."""
+    return ROWS.get(name)
+
+
+def looks_like_name(text: str) -> bool:
+    """Whether ``text`` is written like a published name (``<publisher>/<model>``, no suffix)."""
+    publisher, sep, model = text.partition('/')
+    return bool(sep and model) and publisher in PUBLISHERS and '/' not in model and not Path(model).suffix
+
+
+def unknown_name(text: str) -> InputError:
+    """The error for a name no row has, with the closest names."""
+    near = difflib.get_close_matches(text, list(ROWS), n=3, cutoff=0.5)
+    return InputError(f'no published checkpoint is named {text}'
+                      + (f' — did you mean {" or ".join(near)}?' if near else
+                         ' — docs/checkpoints.md lists the names'))
+
+
+def weights_folder(cache_dir: Optional[PathLike] = None) -> Path:
+    """Where converted published checkpoints are cached: the ``weights`` folder of the cache
+    (``cache_dir``, else ``$SOLOV2_CACHE``, else ``~/.cache/solov2-paddle``: ``config.cache``)."""
+    return cache_root(cache_dir) / WEIGHTS_FOLDER
+
+
+def cached_path(row: Published, cache_dir: Optional[PathLike] = None) -> Path:
+    """The path of ``row``'s converted checkpoint in the cache (whether or not it is there)."""
+    return weights_folder(cache_dir) / row.publisher / f'{row.model}.pdparams'
+
+
+def record(row: Published) -> dict:
+    """What a cached entry's sidecar records of ``row`` under ``"published"`` (before the download)."""
+    return {'name': row.name, 'url': row.url, 'file': row.file, 'sha256': row.sha256,
+            'converter': CONVERTER_SCRIPTS.get(row.family), 'config': row.config, 'licence': row.licence}
+
+
+def recorded(path: Path) -> Optional[dict]:
+    """The ``"published"`` record in the sidecar of ``path``; None when there is none or it is unreadable."""
+    try:
+        found = json.loads(sidecar_path(str(path)).read_text()).get('published')
+    except (OSError, ValueError, AttributeError):
+        return None
+    return found if isinstance(found, dict) else None
+
+
+def is_cached(row: Published, cache_dir: Optional[PathLike] = None) -> bool:
+    """Whether ``row``'s converted checkpoint is in the cache, made from the file the table names now."""
+    path = cached_path(row, cache_dir)
+    found = recorded(path) if path.is_file() else None
+    expected = record(row)
+    return found is not None and all(found.get(key) == expected[key] for key in RECORDED)
+
+
+def locations(row: Published, mirror: Optional[PathLike] = None) -> List[str]:
+    """Where ``row``'s file is looked for: in the mirror alone when there is one (``mirror``,
+    else ``$SOLOV2_MIRROR``; a folder or an http(s) base URL), else at the publisher's URL and
+    its published mirrors."""
+    base = os.environ.get(MIRROR_ENV, '') if mirror is None else str(mirror)
+    if base:
+        return [f'{base.rstrip("/")}/{row.file}' if is_url(base) else str(Path(base).expanduser() / row.file)]
+    return [row.url, *row.mirrors]
+
+
+def resolve_weights(weights: Optional[PathLike], cache_dir: Optional[PathLike] = None,
+                    mirror: Optional[PathLike] = None, progress: Optional[ProgressCallback] = None) -> Optional[str]:
+    """A checkpoint path for ``weights``: an existing path as it is; a published name
+    (``convert.published``) as its converted checkpoint, fetched and converted on first use
+    (``checkpoint``); None and any other text unchanged (the caller says what is missing).
+    InputError for a name written like a published one that no row has."""
+    if weights is None or str(weights) == '' or Path(weights).exists():
+        return None if weights is None else str(weights)
+    row = find(str(weights))
+    if row is None:
+        if looks_like_name(str(weights)):
+            raise unknown_name(str(weights))
+        return str(weights)
+    return str(checkpoint(row, cache_dir, mirror, progress))
+
+
+def checkpoint(row: Published, cache_dir: Optional[PathLike] = None, mirror: Optional[PathLike] = None,
+               progress: Optional[ProgressCallback] = None) -> Path:
+    """The converted checkpoint of ``row``: from the cache when it is there, else downloaded from
+    the mirror or the publisher, verified, converted and cached (``progress(bytes, total)``
+    follows the download; without it the progress is logged). InputError for a row with no
+    config here; ``convert.download.DownloadError`` (a RunError) when no source gives the file;
+    RunError when it does not convert or cannot be written."""
+    if row.family == SHIPPED:
+        return Path(SHIPPED_WEIGHTS)
+    if row.config is None:
+        raise InputError(f'{row.name} is published but not converted by this project: {row.note}')
+    path = cached_path(row, cache_dir)
+    if is_cached(row, cache_dir):
+        return path
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise RunError(f'cannot create the weights cache {path.parent}: {exc.strerror or exc} — point '
+                       'SOLOV2_CACHE at another folder') from None
+    scratch = temporary_beside(path.with_name(row.file))
+    try:
+        _fetch_and_convert(row, path, scratch, locations(row, mirror), progress)
+    finally:
+        scratch.unlink(missing_ok=True)
+    return path
+
+
+def _fetch_and_convert(row: Published, path: Path, scratch: Path, where: Sequence[str],
+                       progress: Optional[ProgressCallback]) -> None:
+    size = f' ({row.size_mb:g} MB)' if row.size_mb else ''
+    LOG.info(f'{row.name}: getting {row.file}{size} from {where[0]}')
+    hint = f'download {row.url} by hand into a folder and set {MIRROR_ENV} to that folder'
+    got = fetch(row.file, where, scratch, row.sha256, progress or _logged(row.file), RETRY, hint)
+    script = CONVERTER_SCRIPTS[row.family]
+    LOG.info(f'{row.name}: converting {row.file} with {script} to config {row.config}')
+    try:
+        convert_file(CONVERTERS[row.family], str(got.path), str(path), row.config,
+                     published={**record(row), 'downloaded_sha256': got.sha256, 'downloaded_from': got.source})
+    except (ValueError, KeyError) as exc:      # InputError, ConversionError, CheckpointError: the file's fault
+        first = str(exc.args[0] if isinstance(exc, KeyError) and exc.args else exc).split('\n')[0]
+        raise RunError(f'{row.file} from {got.source} does not convert to config {row.config}: {first} '
+                       f'(python {script} FILE OUT shows the whole report)') from None
+    LOG.info(f'{row.name}: cached as {path}')
+
+
+def _logged(file: str) -> ProgressCallback:
+    """A progress callback that logs every tenth of the download."""
+    shown = [0]
+
+    def report(done: int, total: Optional[int]) -> None:
+        if total and done * 10 // total > shown[0]:
+            shown[0] = done * 10 // total
+            LOG.info(f'{file}: {10 * shown[0]}% of {total / 1e6:.0f} MB')
+    return report
+
+
+@dataclass(frozen=True)
+class CachedWeights:
+    """One file set in the weights cache: ``path`` (the checkpoint, or a leftover file), its size
+    in bytes with its sidecar, the ``name`` it records (None if none) and its ``state``:
+    'current' (a table row's entry), 'stale' (recorded from another table, or not an entry)
+    or 'unfinished' (a temporary a stopped process left)."""
+    path: Path
+    size: int
+    name: Optional[str]
+    state: str
+
+
+def cached_weights(cache_dir: Optional[PathLike] = None) -> List[CachedWeights]:
+    """Everything in the weights cache, by path; [] when there is none."""
+    folder = weights_folder(cache_dir)
+    files = sorted(p for p in folder.rglob('*') if p.is_file()) if folder.is_dir() else []
+    found = []
+    for path in files:
+        if path.suffix == '.json' and path.with_suffix('.pdparams').is_file() and not path.name.startswith('.'):
+            continue                                    # a sidecar: counted with its checkpoint
+        side = sidecar_path(str(path))
+        size = path.stat().st_size + (side.stat().st_size if path.suffix == '.pdparams' and side.is_file() else 0)
+        name = (recorded(path) or {}).get('name') if path.suffix == '.pdparams' else None
+        row = find(name) if isinstance(name, str) else None
+        if path.name.startswith('.'):
+            state = 'unfinished'
+        elif row is not None and cached_path(row, cache_dir) == path and is_cached(row, cache_dir):
+            state = 'current'
+        else:
+            state = 'stale'
+        found.append(CachedWeights(path, size, name if isinstance(name, str) else None, state))
+    return found
+
+
+def remove_cached(entries: Sequence[CachedWeights]) -> int:
+    """Delete the entries' files (a checkpoint with its sidecar); the bytes freed."""
+    for entry in entries:
+        entry.path.unlink(missing_ok=True)
+        if entry.path.suffix == '.pdparams':
+            sidecar_path(str(entry.path)).unlink(missing_ok=True)
+    return sum(entry.size for entry in entries)

@@ -1,0 +1,35 @@
+"""paddle.hub entry points: each published SOLOv2 COCO model this project converts
+(docs/checkpoints.md) and the shipped shapes model, as a ready ``solov2.Segmenter``.
+
+    import paddle
+    seg = paddle.hub.load('path/to/this/checkout', 'shipped_shapes_r18', source='local')
+    seg = paddle.hub.load('path/to/this/checkout', 'mmdet_solov2_light_r50_fpn_3x_coco', source='local',
+                          backend='dygraph')
+    paddle.hub.list('path/to/this/checkout', source='local')     # the entry names
+
+An entry is the published name with '/' written '_'. Its keywords are ``Segmenter``'s
+(``backend``, ``device``, ``threads``, ``overrides``, ``cache_dir``, ...) plus ``mirror``
+(``solov2.convert.zoo``): the first load downloads, verifies, converts and caches the
+publisher's file, later loads read the cache.
+"""
+from solov2.convert.published import PUBLISHED as _PUBLISHED
+
+dependencies = ['paddle', 'numpy', 'cv2', 'httpx', 'pycocotools']
+
+
+def _entry(row):
+    """The entry point of one published row: a Segmenter of its converted checkpoint."""
+    def entry(cache_dir=None, mirror=None, **options):
+        from solov2.convert.zoo import checkpoint
+        from solov2.model.api import Segmenter
+        return Segmenter(str(checkpoint(row, cache_dir, mirror)), cache_dir=cache_dir, **options)
+    score = f'COCO mask AP {row.mask_ap}' if row.mask_ap is not None else row.note
+    entry.__name__ = entry.__qualname__ = row.name.replace('/', '_')
+    entry.__doc__ = (f'Segmenter of {row.name} (config {row.config}; {score}; licence: {row.licence}), from '
+                     f'{row.url}. Keywords: mirror and those of solov2.Segmenter.')
+    return entry
+
+
+for _row in _PUBLISHED:
+    if _row.config is not None and not _row.backbone:
+        globals()[_row.name.replace('/', '_')] = _entry(_row)

@@ -1,0 +1,75 @@
+"""The published checkpoints by name: list them, or fetch them now (before going offline).
+
+    python tools/weights.py                          # name, mask AP, config, size, cached or not
+    python tools/weights.py get mmdet/solov2_light_r50_fpn_3x_coco torchvision/resnet50
+    SOLOV2_MIRROR=/data/mirror python tools/weights.py get ppdet/solov2_r50_enhance_coco
+
+Every command that takes --weights (demo.py, eval.py, tools/export_model.py) and
+``--opt pretrained=`` of train.py take these names too: the first use downloads the
+publisher's file (progress, resume, retries), verifies it, converts it and caches the
+converted checkpoint under $SOLOV2_CACHE/weights (default ~/.cache/solov2-paddle/weights);
+later uses are offline. --mirror (or $SOLOV2_MIRROR) is a folder or an http(s) base URL with
+the publishers' file names that stands in for their hosts. tools/cache.py shows and prunes
+the cache; docs/checkpoints.md says where each file comes from.
+"""
+if __package__ in (None, ''):
+    import _bootstrap  # noqa: F401  (script mode: make the project importable)
+
+from solov2.tools.cli import DownloadProgress, make_parser, run_command  # noqa: E402  (before Paddle)
+
+
+def parse_args(argv):
+    parser = make_parser(__doc__.split('\n\n')[0], configs=False, notes=__doc__.split('\n\n', 2)[2])
+    parser.add_argument('action', nargs='?', choices=('list', 'get'), default='list',
+                        help='list (default) or get (download and convert NAMES now)')
+    parser.add_argument('names', nargs='*', metavar='NAME', help='published names for get')
+    parser.add_argument('--mirror', metavar='FOLDER_OR_URL',
+                        help="a folder or http(s) base URL with the publishers' file names (default: $SOLOV2_MIRROR, "
+                             'else the publishers)')
+    args = parser.parse_args(argv)
+    if args.action == 'get' and not args.names:
+        parser.error('get needs one or more names (python tools/weights.py lists them)')
+    return args
+
+
+def describe(row, cached: bool) -> str:
+    """One line of the list: name, mask AP (or ImageNet top-1), config, size, cached."""
+    score = (f'AP {row.mask_ap:4.1f}' if row.mask_ap is not None else
+             f'top-1 {row.top1:4.1f}' if row.top1 is not None else '')
+    config = f'config {row.config}' if row.config is not None else 'not converted'
+    size = f'{row.size_mb:g} MB' if row.size_mb else 'size ?'
+    state = 'cached' if cached else 'shipped' if row.family == 'shipped' else '-'
+    return f'{row.name:<46} {score:<11} {config:<14} {size:<11} {state}'
+
+
+def run(argv) -> int:
+    args = parse_args(argv)
+    from solov2.convert import zoo  # loads Paddle
+    if args.action == 'list':
+        rows = zoo.PUBLISHED
+        cached = [zoo.is_cached(row) for row in rows]
+        for row, here in zip(rows, cached):
+            print(describe(row, here))
+        print(f'{len(rows)} names, {sum(cached)} cached in {zoo.weights_folder()}')
+        return 0
+    rows = [zoo.find(name) for name in args.names]
+    unknown = [name for name, row in zip(args.names, rows) if row is None]
+    if unknown:
+        raise zoo.unknown_name(unknown[0])
+    for row in rows:
+        progress = DownloadProgress()
+        try:
+            path = zoo.checkpoint(row, mirror=args.mirror, progress=progress)
+        finally:
+            progress.close()
+        print(f'{row.name}: {path}')
+    return 0
+
+
+def main(argv=None) -> int:
+    """The command: errors end in one line (``tools.cli.run_command``)."""
+    return run_command(run, argv)
+
+
+if __name__ == '__main__':
+    raise SystemExit(main())
