@@ -511,13 +511,14 @@ def test_test_time_settings_may_be_overridden(trained):
     (['num_grids=(20,16,12,8,6)'], None,
      f'weights were trained with num_grids={GRIDS}, the config asks for (20, 16, 12, 8, 6)'),
     (['num_classes=5', 'class_names=(1,2,3,4,5)'], None,
-     'weights were trained with num_classes=4, the config asks for 5'),
+     'the weights {weights} hold 4 classes (a, b, c, d), not num_classes=5 — leave num_classes out (class_names '
+     "may rename the 4), or fine-tune them on your classes: training with weights='{weights}'"),
     ([], 5, 'weights were trained with backbone_width=16, the config asks for 64 (they were made for config=9)'),
 ])
 def test_a_contradicting_model_setting_is_an_error(trained, opts, config, message):
     with pytest.raises(ValueError) as info:
         _resolve(trained, *opts, config=config)
-    assert str(info.value) == message
+    assert str(info.value) == message.format(weights=trained)
 
 
 def test_old_sidecars_keep_working(trained):
@@ -548,7 +549,7 @@ def test_a_bad_sidecar_is_one_line_naming_it(trained, edit, message):
 def test_num_classes_and_class_names_must_agree(trained):
     with pytest.raises(ValueError, match='num_classes=5 but class_names holds 4 names'):
         with_classes(CONFIGS[9], 5, CONFIGS[9].class_names)
-    with pytest.raises(ValueError, match='num_classes=4 but class_names holds 2 names'):
+    with pytest.raises(ValueError, match=r'hold 4 classes \(a, b, c, d\), not 2 class_names'):
         _resolve(trained, "class_names=('x', 'y')")
     _, cfg = _resolve(trained, "class_names=('w', 'x', 'y', 'z')")     # renaming is a test-time choice
     assert cfg.class_names == ('w', 'x', 'y', 'z')
