@@ -12,26 +12,7 @@ import numpy as np
 import pycocotools.mask as mask_util
 
 from solov2.data.files import atomic_write
-
-
-def mask_to_box(mask: np.ndarray) -> tuple[int, int, int, int] | None:
-    """Half-open pixel box `(x0, y0, x1, y1)` of the True pixels of `[H, W] bool`, or None if empty.
-
-    The mask occupies columns x0..x1-1 and rows y0..y1-1, so
-    `mask[y0:y1, x0:x1]` is the tight crop.
-    """
-    rows = np.flatnonzero(mask.any(axis=1))
-    if rows.size == 0:
-        return None
-    y0, y1 = int(rows[0]), int(rows[-1]) + 1
-    cols = np.flatnonzero(mask[y0:y1].any(axis=0))
-    return int(cols[0]), y0, int(cols[-1]) + 1, y1
-
-
-def masks_to_boxes(masks: np.ndarray) -> np.ndarray:
-    """`mask_to_box` of each of `[N, H, W] bool` masks: `[N, 4] int64` half-open x0, y0, x1, y1,
-    zeros for an empty mask."""
-    return np.array([mask_to_box(mask) or (0, 0, 0, 0) for mask in masks], dtype=np.int64).reshape(-1, 4)
+from solov2.data.masks import CroppedMasks, as_cropped, mask_to_box
 
 
 def coco_bbox(box: Sequence[int]) -> list[float]:
@@ -42,14 +23,21 @@ def coco_bbox(box: Sequence[int]) -> list[float]:
 
 
 def rle_run_lengths(mask: np.ndarray, box: Sequence[int] | None = None) -> np.ndarray:
-    """Column-major run lengths `[K] uint32` of `[H, W] bool`, as pycocotools counts them.
+    """Column-major run lengths `[K] uint32` of `[H, W] bool`, as pycocotools counts them
+    (`crop_run_lengths` of its crop to `box`). `box` (x0, y0, x1, y1, half-open) must hold
+    every True pixel (e.g. the tight box from `mask_to_box`); without it the mask is
+    scanned for it."""
+    x0, y0, x1, y1 = (int(v) for v in ((mask_to_box(mask) or (0, 0, 0, 0)) if box is None else box))
+    return crop_run_lengths(mask[y0:y1, x0:x1], (x0, y0, x1, y1), mask.shape)
+
+
+def crop_run_lengths(crop: np.ndarray, box: Sequence[int], image_size: Sequence[int]) -> np.ndarray:
+    """Column-major run lengths `[K] uint32`, as pycocotools counts them, of the `image_size`
+    (H, W) mask that is `[y1 - y0, x1 - x0] bool` `crop` inside `box` (x0, y0, x1, y1,
+    half-open) and False elsewhere.
 
     Runs alternate zeros/ones starting with a (possibly empty) zero run; no
-    empty run is emitted at the end. `box` (x0, y0, x1, y1, half-open) must hold
-    every True pixel (e.g. the tight box from `mask_to_box`); without it the mask is
-    scanned for it.
-
-    Beyond locating the bounding box, only its crop is processed. The crop is
+    empty run is emitted at the end. Only the crop is processed: it is
     laid out column by column with one extra False slot after each column
     (unless the crop spans all rows), standing for the H - h background rows
     between the end of one crop column and the start of the next. A flat index
@@ -57,12 +45,12 @@ def rle_run_lengths(mask: np.ndarray, box: Sequence[int] | None = None) -> np.nd
     column-major position (x0 + j) * H + y0 + k, so run boundaries found in the
     crop map directly to run boundaries of the whole image.
     """
-    height, width = mask.shape
-    x0, y0, x1, y1 = (int(v) for v in ((mask_to_box(mask) or (0, 0, 0, 0)) if box is None else box))
-    crop_h = y1 - y0
+    height, width = (int(v) for v in image_size)
+    x0, y0 = int(box[0]), int(box[1])
+    crop_h, crop_w = crop.shape
     rows = crop_h + (crop_h < height)
-    columns = np.zeros((max(0, x1 - x0), max(0, rows)), dtype=np.int8)
-    columns[:, :crop_h] = mask[y0:y1, x0:x1].T
+    columns = np.zeros((crop_w, rows), dtype=np.int8)
+    columns[:, :crop_h] = crop.T
     changes = np.flatnonzero(np.diff(columns.ravel(), prepend=0, append=0))
     if changes.size == 0:            # nothing inside the box: one run of zeros
         return np.array([height * width], dtype=np.uint32)
@@ -76,28 +64,38 @@ WHOLE_RLE_SHARE = 0.3   # a box over this share of the picture: pycocotools enco
 
 
 def encode_mask_rle(mask: np.ndarray, box: Sequence[int] | None = None) -> dict[str, Any]:
-    """COCO compressed RLE `{"size": [H, W], "counts": str}` of `[H, W] bool`.
-
-    Identical to `pycocotools.mask.encode(np.asfortranarray(mask))` with the
-    counts decoded to ASCII, but cost scales with the object's bounding box
-    rather than the image (given as `box`, see `rle_run_lengths`, or found);
-    pycocotools only does the string compression. A box over `WHOLE_RLE_SHARE`
-    of the picture is left to pycocotools' own encoder, faster there.
-    """
+    """COCO compressed RLE `{"size": [H, W], "counts": str}` of `[H, W] bool`: `encode_crop_rle`
+    of its crop to `box` (its tight box, found when not given); identical to
+    `pycocotools.mask.encode(np.asfortranarray(mask))` with the counts decoded to ASCII."""
     mask = np.asarray(mask, dtype=bool)
-    height, width = mask.shape
-    if box is None:
-        box = mask_to_box(mask) or (0, 0, 0, 0)
-    if (box[2] - box[0]) * (box[3] - box[1]) > WHOLE_RLE_SHARE * height * width:
-        rle = mask_util.encode(np.asfortranarray(mask.view(np.uint8))[:, :, None])[0]
+    x0, y0, x1, y1 = (int(v) for v in ((mask_to_box(mask) or (0, 0, 0, 0)) if box is None else box))
+    return encode_crop_rle(mask[y0:y1, x0:x1], (x0, y0, x1, y1), mask.shape)
+
+
+def encode_crop_rle(crop: np.ndarray, box: Sequence[int], image_size: Sequence[int]) -> dict[str, Any]:
+    """COCO compressed RLE `{"size": [H, W], "counts": str}` of the `image_size` (H, W) mask
+    that is `[y1 - y0, x1 - x0] bool` `crop` inside `box` (x0, y0, x1, y1) and False elsewhere.
+
+    Identical to `pycocotools.mask.encode` of the whole mask with the counts decoded to
+    ASCII, but cost scales with the box rather than the image (`crop_run_lengths`);
+    pycocotools only does the string compression. A box over `WHOLE_RLE_SHARE` of the
+    picture is pasted and left to pycocotools' own encoder, faster there.
+    """
+    height, width = (int(v) for v in image_size)
+    x0, y0, x1, y1 = (int(v) for v in box)
+    if (x1 - x0) * (y1 - y0) > WHOLE_RLE_SHARE * height * width:
+        whole = np.zeros((height, width), dtype=np.uint8, order='F')
+        whole[y0:y1, x0:x1] = crop
+        rle = mask_util.encode(whole[:, :, None])[0]
     else:
-        rle = mask_util.frPyObjects({'size': [height, width], 'counts': rle_run_lengths(mask, box)}, height, width)
+        counts = crop_run_lengths(crop, box, (height, width))
+        rle = mask_util.frPyObjects({'size': [height, width], 'counts': counts}, height, width)
     return {'size': [height, width], 'counts': rle['counts'].decode('ascii')}
 
 
 def instances_to_coco(
     image_id: int,
-    masks: np.ndarray,
+    masks: CroppedMasks | np.ndarray,
     labels: np.ndarray,
     scores: np.ndarray,
     label_to_category_id: Mapping[int, int | None] | Sequence[int | None],
@@ -107,26 +105,25 @@ def instances_to_coco(
 ) -> list[dict[str, Any]]:
     """COCO result records for one image.
 
-    `masks` `[N, H, W] bool`, `labels` `[N] int` (contiguous model labels),
-    `scores` `[N] float`; `label_to_category_id[label]` gives the COCO
-    category id (None: a class the annotation file lacks, whose instances are left
-    out); `boxes` `[N, 4]` the masks' tight half-open x0, y0, x1, y1 boxes
-    (zeros when empty) if known, so only they are read. Each record is
+    `masks` `CroppedMasks` (only the crops are read) or `[N, H, W] bool`, `labels` `[N] int`
+    (contiguous model labels), `scores` `[N] float`; `label_to_category_id[label]` gives the
+    COCO category id (None: a class the annotation file lacks, whose instances are left
+    out); `boxes` `[N, 4]` the masks' tight half-open x0, y0, x1, y1 boxes (zeros when
+    empty) if known for `[N, H, W]` masks (a `CroppedMasks` has its own). Each record is
     `{image_id, category_id, segmentation, score, bbox}`, then `file_name` when given and
     `category_name` (`class_names[label]`) when `class_names` is given, as
     `demo.py --save-json` writes them.
     """
-    if boxes is None:
-        boxes = masks_to_boxes(masks)
+    masks = as_cropped(masks, boxes)
     records = []
-    for mask, label, score, box in zip(masks, labels, scores, boxes):
+    for crop, label, score, box in zip(masks.crops, labels, scores, masks.boxes):
         category = label_to_category_id[int(label)]
         if category is None:
             continue
         record = {
             'image_id': int(image_id),
             'category_id': int(category),
-            'segmentation': encode_mask_rle(mask, box),
+            'segmentation': encode_crop_rle(crop, box, masks.image_size),
             'score': float(score),
             'bbox': coco_bbox(box),
         }
@@ -139,17 +136,24 @@ def instances_to_coco(
 
 
 def mask_polygons(mask: np.ndarray, box: Sequence[int] | None = None) -> list[np.ndarray]:
-    """The outer boundary of each 8-connected part of `[H, W] bool` `mask` as `[K, 2] int32`
-    polygon vertices (x, y) in picture pixels (`cv2.findContours`, `RETR_EXTERNAL`,
-    `CHAIN_APPROX_SIMPLE`: the corners of the boundary's straight runs; holes are not
-    traced); [] for an empty mask. `box`: the mask's tight half-open x0, y0, x1, y1, so
-    only it is read (found when not given)."""
+    """`crop_polygons` of `[H, W] bool` `mask` cropped to `box` (its tight half-open x0, y0, x1,
+    y1, found when not given), so only the box is read."""
     box = mask_to_box(mask) if box is None else box
-    if box is None or box[2] <= box[0] or box[3] <= box[1]:
+    if box is None:
         return []
     x0, y0, x1, y1 = (int(v) for v in box)
-    contours, _ = cv2.findContours(np.ascontiguousarray(mask[y0:y1, x0:x1]).view(np.uint8), cv2.RETR_EXTERNAL,
-                                   cv2.CHAIN_APPROX_SIMPLE, offset=(x0, y0))
+    return crop_polygons(mask[y0:y1, x0:x1], (x0, y0, x1, y1))
+
+
+def crop_polygons(crop: np.ndarray, box: Sequence[int]) -> list[np.ndarray]:
+    """The outer boundary of each 8-connected part of a mask given as its `[y1 - y0, x1 - x0]
+    bool` `crop` to `box` (x0, y0, x1, y1) as `[K, 2] int32` polygon vertices (x, y) in
+    picture pixels (`cv2.findContours`, `RETR_EXTERNAL`, `CHAIN_APPROX_SIMPLE`: the corners
+    of the boundary's straight runs; holes are not traced); [] for an empty mask."""
+    if crop.size == 0:
+        return []
+    contours, _ = cv2.findContours(np.ascontiguousarray(crop).view(np.uint8), cv2.RETR_EXTERNAL,
+                                   cv2.CHAIN_APPROX_SIMPLE, offset=(int(box[0]), int(box[1])))
     return [contour.reshape(-1, 2) for contour in contours]
 
 

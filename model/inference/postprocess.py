@@ -12,7 +12,7 @@ whose area <= level stride -> maskness re-scoring -> top ``nms_pre`` -> Matrix N
 """
 import functools
 from dataclasses import asdict, dataclass
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import cv2
 import numpy as np
@@ -20,7 +20,7 @@ import paddle
 import paddle.nn.functional as F
 
 from solov2.config.errors import InputError
-from solov2.data.results import mask_to_box
+from solov2.data.masks import EMPTY_CROP, CroppedMasks, mask_to_box
 
 
 @dataclass(frozen=True)
@@ -57,16 +57,20 @@ class InferenceParams:
 @dataclass
 class Detections:
     """One image's instances, best first. ``masks`` are soft masks [N, Hf, Wf]
-    float32 before ``paste_detections`` and binary [N, H, W] bool after it, with
-    ``boxes`` [N, 4] int64: each mask's tight half-open box x0, y0, x1, y1 (zeros when
-    empty), so encoding and drawing can work inside it."""
-    masks: np.ndarray
+    float32 before ``paste_detections`` and binary ``CroppedMasks`` on the picture after
+    it (each mask cropped to its tight box, so encoding and drawing work inside it)."""
+    masks: Union[np.ndarray, CroppedMasks]
     labels: np.ndarray   # [N] int64, 0-based class index
     scores: np.ndarray   # [N] float32
-    boxes: Optional[np.ndarray] = None
 
     def __len__(self) -> int:
         return len(self.scores)
+
+    @property
+    def boxes(self) -> Optional[np.ndarray]:
+        """[N, 4] int64 tight half-open x0, y0, x1, y1 of the pasted masks (zeros when empty);
+        None before ``paste_detections``."""
+        return self.masks.boxes if isinstance(self.masks, CroppedMasks) else None
 
 
 def points_nms(heat: paddle.Tensor) -> paddle.Tensor:
@@ -407,9 +411,10 @@ def _paste_whole(soft: np.ndarray, resized_hw: Sequence[int], orig_hw: Sequence[
 
 
 def paste_in_boxes(soft_masks: np.ndarray, resized_hw: Sequence[int], orig_hw: Sequence[int],
-                   mask_threshold: float = 0.5) -> Tuple[np.ndarray, np.ndarray]:
-    """Soft masks [N, Hf, Wf] at 1/4 of the padded input -> (binary [N, H, W] bool on the
-    original image, tight half-open boxes [N, 4] int64 x0, y0, x1, y1; zeros when empty).
+                   mask_threshold: float = 0.5) -> CroppedMasks:
+    """Soft masks [N, Hf, Wf] at 1/4 of the padded input -> binary ``CroppedMasks`` on the
+    original image: each mask's crop to its tight half-open box x0, y0, x1, y1 (an empty
+    crop and a zero box when empty). No [N, H, W] array is made.
 
     The same values as bilinear x4 to the padded size, crop of the resized image area,
     bilinear to the original size, threshold (PaddleDetection's order, with OpenCV), up
@@ -417,31 +422,41 @@ def paste_in_boxes(soft_masks: np.ndarray, resized_hw: Sequence[int], orig_hw: S
     above the threshold can reach (bilinear weights are convex, so nothing else can pass);
     a mask reaching over ``WHOLE_PASTE_SHARE`` of the picture is resized whole by OpenCV
     (faster there than the per-window taps)."""
-    count, feat_h, feat_w = soft_masks.shape
-    rows = _Axis.build(feat_h, resized_hw[0], orig_hw[0])
-    cols = _Axis.build(feat_w, resized_hw[1], orig_hw[1])
-    masks, boxes = np.zeros((count, *orig_hw), dtype=bool), np.zeros((count, 4), np.int64)
-    whole_area = WHOLE_PASTE_SHARE * orig_hw[0] * orig_hw[1]
-    for i, above in enumerate(soft_masks > mask_threshold):
-        box = mask_to_box(above)
-        if box is None:
-            continue
-        (out_y, read_y), (out_x, read_x) = rows.window(box[1], box[3]), cols.window(box[0], box[2])
-        if (out_y.stop - out_y.start) * (out_x.stop - out_x.start) > whole_area:
-            np.greater(_paste_whole(soft_masks[i], resized_hw, orig_hw), mask_threshold, out=masks[i])
-            boxes[i] = mask_to_box(masks[i]) or (0, 0, 0, 0)
-            continue
-        crop = cols.resample(rows.resample(soft_masks[i, read_y, read_x], out_y, read_y), out_x, read_x)
-        crop = crop > mask_threshold
-        tight = mask_to_box(crop)
-        if tight is not None:
-            masks[i, out_y, out_x] = crop
-            boxes[i] = np.add(tight, [out_x.start, out_y.start, out_x.start, out_y.start])
-    return masks, boxes
+    rows = _Axis.build(soft_masks.shape[1], resized_hw[0], orig_hw[0])
+    cols = _Axis.build(soft_masks.shape[2], resized_hw[1], orig_hw[1])
+    crops, boxes = [], np.zeros((len(soft_masks), 4), np.int64)
+    for i, soft in enumerate(soft_masks):
+        crop, box = _paste_one(soft, rows, cols, resized_hw, orig_hw, mask_threshold)
+        crops.append(crop)
+        boxes[i] = box
+    return CroppedMasks(crops, boxes, orig_hw)
+
+
+def _tight(binary: np.ndarray, x0: int = 0, y0: int = 0) -> Tuple[np.ndarray, Tuple[int, int, int, int]]:
+    """(a copy of ``binary`` [h, w] bool cropped to its True pixels, their half-open box
+    moved by (x0, y0)); an empty crop and a zero box when none is True."""
+    tight = mask_to_box(binary)
+    if tight is None:
+        return EMPTY_CROP, (0, 0, 0, 0)
+    left, top, right, bottom = tight
+    return binary[top:bottom, left:right].copy(), (x0 + left, y0 + top, x0 + right, y0 + bottom)
+
+
+def _paste_one(soft: np.ndarray, rows: '_Axis', cols: '_Axis', resized_hw: Sequence[int],
+               orig_hw: Sequence[int], mask_threshold: float) -> Tuple[np.ndarray, Tuple[int, int, int, int]]:
+    """One soft mask [Hf, Wf] -> (its binary crop on the picture, tight box), as ``paste_in_boxes``."""
+    box = mask_to_box(soft > mask_threshold)
+    if box is None:
+        return EMPTY_CROP, (0, 0, 0, 0)
+    (out_y, read_y), (out_x, read_x) = rows.window(box[1], box[3]), cols.window(box[0], box[2])
+    if (out_y.stop - out_y.start) * (out_x.stop - out_x.start) > WHOLE_PASTE_SHARE * orig_hw[0] * orig_hw[1]:
+        return _tight(_paste_whole(soft, resized_hw, orig_hw) > mask_threshold)
+    crop = cols.resample(rows.resample(soft[read_y, read_x], out_y, read_y), out_x, read_x)
+    return _tight(crop > mask_threshold, out_x.start, out_y.start)
 
 
 def paste_detections(detections: Detections, meta, mask_threshold: float = 0.5) -> Detections:
-    """``paste_in_boxes`` on a Detections: soft masks [N, Hf, Wf] -> binary [N, H, W] bool on
-    the original image, with their boxes (``meta``: an ImageMeta with resized_hw and orig_hw)."""
-    masks, boxes = paste_in_boxes(detections.masks, meta.resized_hw, meta.orig_hw, mask_threshold)
-    return Detections(masks, detections.labels, detections.scores, boxes)
+    """``paste_in_boxes`` on a Detections: soft masks [N, Hf, Wf] -> binary ``CroppedMasks`` on
+    the original image (``meta``: an ImageMeta with resized_hw and orig_hw)."""
+    masks = paste_in_boxes(detections.masks, meta.resized_hw, meta.orig_hw, mask_threshold)
+    return Detections(masks, detections.labels, detections.scores)

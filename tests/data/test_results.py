@@ -9,13 +9,12 @@ import pycocotools.mask as mask_util
 import pytest
 
 from solov2.data import results
+from solov2.data.masks import mask_to_box, masks_to_boxes
 from solov2.data.results import (
     coco_bbox,
     encode_mask_rle,
     instances_to_coco,
     mask_polygons,
-    mask_to_box,
-    masks_to_boxes,
     write_json,
 )
 
