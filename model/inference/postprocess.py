@@ -368,6 +368,7 @@ class _Axis:
     weights: np.ndarray    # [out, T] float32
     reach: Tuple[np.ndarray, np.ndarray]
     reads: Tuple[np.ndarray, np.ndarray]
+    run_length: float      # outputs per run of equal taps, on average
 
     @classmethod
     @functools.lru_cache(maxsize=16)
@@ -379,7 +380,8 @@ class _Axis:
         taps = np.argsort(~nonzero, axis=1, kind='stable')[:, :count]       # nonzero ones first
         weights = np.take_along_axis(dense, taps, axis=1)
         taps = np.where(weights != 0, taps, taps[:, :1])                    # padding taps stay in the window
-        return cls(taps, weights.astype(np.float32), _extent(nonzero, 0), _extent(nonzero, 1))
+        runs = 1 + np.count_nonzero((taps[1:] != taps[:-1]).any(axis=1))
+        return cls(taps, weights.astype(np.float32), _extent(nonzero, 0), _extent(nonzero, 1), orig / runs)
 
     def window(self, start: int, stop: int) -> Tuple[slice, slice]:
         """Outputs that feature indices [start, stop) reach, and the features they read."""
@@ -388,14 +390,51 @@ class _Axis:
 
     def resample(self, values: np.ndarray, out: slice, read: slice) -> np.ndarray:
         """``values`` [r, c] (the features ``read`` along the first axis) -> the outputs
-        ``out`` along it, transposed: [c, len(out)], so two calls resample both axes."""
+        ``out`` along it, [len(out), c] float32."""
         taps, weights = self.taps[out] - read.start, self.weights[out]
         resampled = values[taps[:, 0]] * weights[:, :1]
         for t in range(1, taps.shape[1]):
             resampled += values[taps[:, t]] * weights[:, t:t + 1]
-        return np.ascontiguousarray(resampled.T)
+        return resampled
+
+    def _runs(self, out: slice) -> Tuple[np.ndarray, np.ndarray]:
+        """The outputs ``out`` as runs with the same taps: first output [K] (from
+        ``out.start``) and length [K] of each run."""
+        taps = self.taps[out]
+        starts = np.flatnonzero(np.concatenate([[True], (taps[1:] != taps[:-1]).any(axis=1)]))
+        return starts, np.diff(starts, append=len(taps))
+
+    def threshold(self, values: np.ndarray, out: slice, read: slice, threshold: float) -> np.ndarray:
+        """``values`` [h, c] in [0, 1] (the features ``read`` along the second axis) resampled
+        to the outputs ``out`` along it and compared with ``threshold``: [h, len(out)] bool,
+        bit for bit ``resample`` (on the transpose) then ``> threshold``.
+
+        The outputs come in runs that read the same features (``_runs``), and an output is
+        a convex combination of them: where all are above ``threshold + SURE_MARGIN`` it is
+        above, where all are below ``threshold - SURE_MARGIN`` it is not (the margin covers
+        float rounding). Only the runs in between, along the mask's boundary, are computed,
+        with the same operations in the same order as ``resample``: [P, L] for the P runs
+        in between, each padded to the longest run, L."""
+        starts, lengths = self._runs(out)
+        length = int(lengths.max())
+        padded = np.minimum(out.start + starts[:, None] + np.arange(length), out.stop - 1)    # [K, L]
+        taps, weights = self.taps[out.start + starts] - read.start, self.weights[padded]  # [K, T], [K, L, T]
+        low = high = values[:, taps[:, 0]]                                              # [h, K]
+        for t in range(1, taps.shape[1]):
+            low, high = np.minimum(low, values[:, taps[:, t]]), np.maximum(high, values[:, taps[:, t]])
+        above = np.repeat(low > threshold + SURE_MARGIN, lengths, axis=1)              # [h, len(out)]
+        rows, runs = np.nonzero((low <= threshold + SURE_MARGIN) & (high >= threshold - SURE_MARGIN))
+        exact = values[rows, taps[runs, 0]][:, None] * weights[runs, :, 0]              # [P, L]
+        for t in range(1, taps.shape[1]):
+            exact += values[rows, taps[runs, t]][:, None] * weights[runs, :, t]
+        inside = np.arange(length) < lengths[runs][:, None]                            # not padding
+        flat = (rows * above.shape[1] + starts[runs])[:, None] + np.arange(length)
+        above.reshape(-1)[flat[inside]] = exact[inside] > threshold
+        return above
 
 
+SURE_MARGIN = 1e-5   # far above the float32 rounding of a resampled value in [0, 1]
+RUN_THRESHOLD_LENGTH = 8   # runs of equal taps this long on average: _Axis.threshold, else resample all
 WHOLE_PASTE_SHARE = 0.4   # a mask whose window covers more of the picture is resized whole by OpenCV
 
 
@@ -451,8 +490,12 @@ def _paste_one(soft: np.ndarray, rows: '_Axis', cols: '_Axis', resized_hw: Seque
     (out_y, read_y), (out_x, read_x) = rows.window(box[1], box[3]), cols.window(box[0], box[2])
     if (out_y.stop - out_y.start) * (out_x.stop - out_x.start) > WHOLE_PASTE_SHARE * orig_hw[0] * orig_hw[1]:
         return _tight(_paste_whole(soft, resized_hw, orig_hw) > mask_threshold)
-    crop = cols.resample(rows.resample(soft[read_y, read_x], out_y, read_y), out_x, read_x)
-    return _tight(crop > mask_threshold, out_x.start, out_y.start)
+    resampled = rows.resample(soft[read_y, read_x], out_y, read_y)                  # [out rows, read cols]
+    if cols.run_length >= RUN_THRESHOLD_LENGTH:
+        binary = cols.threshold(resampled, out_x, read_x, mask_threshold)
+    else:
+        binary = cols.resample(np.ascontiguousarray(resampled.T), out_x, read_x).T > mask_threshold
+    return _tight(binary, out_x.start, out_y.start)
 
 
 def paste_detections(detections: Detections, meta, mask_threshold: float = 0.5) -> Detections:
