@@ -37,30 +37,34 @@ def crop_run_lengths(crop: np.ndarray, box: Sequence[int], image_size: Sequence[
     half-open) and False elsewhere.
 
     Runs alternate zeros/ones starting with a (possibly empty) zero run; no
-    empty run is emitted at the end. Only the crop is processed: it is
-    laid out column by column with one extra False slot after each column
-    (unless the crop spans all rows), standing for the H - h background rows
-    between the end of one crop column and the start of the next. A flat index
-    q, in column j = q // rows and slot k = q % rows, then sits at full-image
-    column-major position (x0 + j) * H + y0 + k, so run boundaries found in the
-    crop map directly to run boundaries of the whole image.
+    empty run is emitted at the end. Only the crop is processed, row by row: in
+    column-major order the crop's column j is followed by one False slot standing for
+    the H - h background rows before column j + 1 (none when the crop spans all
+    rows). In that sequence of `rows` slots per column, a change at flat index
+    q = j * rows + k (slot k of column j differs from the slot before it) is a run
+    boundary at full-image column-major position (x0 + j) * H + y0 + k.
     """
     height, width = (int(v) for v in image_size)
-    x0, y0 = int(box[0]), int(box[1])
+    crop = np.asarray(crop, dtype=bool)
     crop_h, crop_w = crop.shape
-    rows = crop_h + (crop_h < height)
-    columns = np.zeros((crop_w, rows), dtype=np.int8)
-    columns[:, :crop_h] = crop.T
-    changes = np.flatnonzero(np.diff(columns.ravel(), prepend=0, append=0))
-    if changes.size == 0:            # nothing inside the box: one run of zeros
+    if crop.size == 0 or not crop.any():            # nothing inside the box: one run of zeros
         return np.array([height * width], dtype=np.uint32)
-    starts = x0 * height + y0 + (changes // rows) * height + changes % rows
+    spans = crop_h == height
+    rows = crop_h + (not spans)
+    k, j = np.nonzero(crop[1:] != crop[:-1])       # slot k + 1 of column j differs from slot k
+    changes = [j * rows + k + 1]
+    if spans:       # a column's first slot follows the previous column's last one
+        before = np.concatenate([[False], crop[-1, :-1]])
+        changes.append(np.flatnonzero(crop[0] != before) * rows)
+        changes.append(np.array([crop_w * rows] if crop[-1, -1] else [], dtype=np.int64))
+    else:           # ... and the background slot, which follows the column's last row
+        changes.append(np.flatnonzero(crop[0]) * rows)
+        changes.append(np.flatnonzero(crop[-1]) * rows + crop_h)
+    changes = np.sort(np.concatenate(changes))
+    starts = int(box[0]) * height + int(box[1]) + (changes // rows) * height + changes % rows
     if starts[-1] < height * width:
         starts = np.append(starts, height * width)
     return np.diff(starts, prepend=0).astype(np.uint32)
-
-
-WHOLE_RLE_SHARE = 0.3   # a box over this share of the picture: pycocotools encodes the whole mask
 
 
 def encode_mask_rle(mask: np.ndarray, box: Sequence[int] | None = None) -> dict[str, Any]:
@@ -78,18 +82,11 @@ def encode_crop_rle(crop: np.ndarray, box: Sequence[int], image_size: Sequence[i
 
     Identical to `pycocotools.mask.encode` of the whole mask with the counts decoded to
     ASCII, but cost scales with the box rather than the image (`crop_run_lengths`);
-    pycocotools only does the string compression. A box over `WHOLE_RLE_SHARE` of the
-    picture is pasted and left to pycocotools' own encoder, faster there.
+    pycocotools only does the string compression.
     """
     height, width = (int(v) for v in image_size)
-    x0, y0, x1, y1 = (int(v) for v in box)
-    if (x1 - x0) * (y1 - y0) > WHOLE_RLE_SHARE * height * width:
-        whole = np.zeros((height, width), dtype=np.uint8, order='F')
-        whole[y0:y1, x0:x1] = crop
-        rle = mask_util.encode(whole[:, :, None])[0]
-    else:
-        counts = crop_run_lengths(crop, box, (height, width))
-        rle = mask_util.frPyObjects({'size': [height, width], 'counts': counts}, height, width)
+    counts = crop_run_lengths(crop, box, (height, width))
+    rle = mask_util.frPyObjects({'size': [height, width], 'counts': counts}, height, width)
     return {'size': [height, width], 'counts': rle['counts'].decode('ascii')}
 
 
