@@ -51,7 +51,7 @@ def crop_run_lengths(crop: np.ndarray, box: Sequence[int], image_size: Sequence[
         return np.array([height * width], dtype=np.uint32)
     spans = crop_h == height
     rows = crop_h + (not spans)
-    k, j = np.nonzero(crop[1:] != crop[:-1])       # slot k + 1 of column j differs from slot k
+    k, j = np.divmod(np.flatnonzero(crop[1:] != crop[:-1]), crop_w)   # slot k + 1 of column j differs from slot k
     changes = [j * rows + k + 1]
     if spans:       # a column's first slot follows the previous column's last one
         before = np.concatenate([[False], crop[-1, :-1]])

@@ -423,7 +423,8 @@ class _Axis:
         for t in range(1, taps.shape[1]):
             low, high = np.minimum(low, values[:, taps[:, t]]), np.maximum(high, values[:, taps[:, t]])
         above = np.repeat(low > threshold + SURE_MARGIN, lengths, axis=1)              # [h, len(out)]
-        rows, runs = np.nonzero((low <= threshold + SURE_MARGIN) & (high >= threshold - SURE_MARGIN))
+        unsure = (low <= threshold + SURE_MARGIN) & (high >= threshold - SURE_MARGIN)
+        rows, runs = np.divmod(np.flatnonzero(unsure), unsure.shape[1])   # np.nonzero is slower in 2-D
         exact = values[rows, taps[runs, 0]][:, None] * weights[runs, :, 0]              # [P, L]
         for t in range(1, taps.shape[1]):
             exact += values[rows, taps[runs, t]][:, None] * weights[runs, :, t]
