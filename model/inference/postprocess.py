@@ -413,24 +413,25 @@ class _Axis:
         a convex combination of them: where all are above ``threshold + SURE_MARGIN`` it is
         above, where all are below ``threshold - SURE_MARGIN`` it is not (the margin covers
         float rounding). Only the runs in between, along the mask's boundary, are computed,
-        with the same operations in the same order as ``resample``: [P, L] for the P runs
-        in between, each padded to the longest run, L."""
+        with the same operations in the same order as ``resample``, for the runs of each
+        length L at once ([P, L] for P of them)."""
         starts, lengths = self._runs(out)
-        length = int(lengths.max())
-        padded = np.minimum(out.start + starts[:, None] + np.arange(length), out.stop - 1)    # [K, L]
-        taps, weights = self.taps[out.start + starts] - read.start, self.weights[padded]  # [K, T], [K, L, T]
+        taps = self.taps[out.start + starts] - read.start                              # [K, T]
         low = high = values[:, taps[:, 0]]                                              # [h, K]
         for t in range(1, taps.shape[1]):
             low, high = np.minimum(low, values[:, taps[:, t]]), np.maximum(high, values[:, taps[:, t]])
         above = np.repeat(low > threshold + SURE_MARGIN, lengths, axis=1)              # [h, len(out)]
         unsure = (low <= threshold + SURE_MARGIN) & (high >= threshold - SURE_MARGIN)
         rows, runs = np.divmod(np.flatnonzero(unsure), unsure.shape[1])   # np.nonzero is slower in 2-D
-        exact = values[rows, taps[runs, 0]][:, None] * weights[runs, :, 0]              # [P, L]
-        for t in range(1, taps.shape[1]):
-            exact += values[rows, taps[runs, t]][:, None] * weights[runs, :, t]
-        inside = np.arange(length) < lengths[runs][:, None]                            # not padding
-        flat = (rows * above.shape[1] + starts[runs])[:, None] + np.arange(length)
-        above.reshape(-1)[flat[inside]] = exact[inside] > threshold
+        flat_above = above.reshape(-1)
+        for length in np.unique(lengths[runs]):
+            pick = lengths[runs] == length
+            at, run = rows[pick], runs[pick]
+            first = out.start + starts[run][:, None] + np.arange(length)              # [P, L] outputs
+            exact = values[at, taps[run, 0]][:, None] * self.weights[first, 0]
+            for t in range(1, taps.shape[1]):
+                exact += values[at, taps[run, t]][:, None] * self.weights[first, t]
+            flat_above[(at * above.shape[1] + starts[run])[:, None] + np.arange(length)] = exact > threshold
         return above
 
 
