@@ -405,23 +405,24 @@ class _Axis:
         return starts, np.diff(starts, append=len(taps))
 
     def threshold(self, values: np.ndarray, out: slice, read: slice, threshold: float) -> np.ndarray:
-        """``values`` [h, c] in [0, 1] (the features ``read`` along the second axis) resampled
+        """``values`` [h, c] (the features ``read`` along the second axis) resampled
         to the outputs ``out`` along it and compared with ``threshold``: [h, len(out)] bool,
         bit for bit ``resample`` (on the transpose) then ``> threshold``.
 
         The outputs come in runs that read the same features (``_runs``), and an output is
-        a convex combination of them: where all are above ``threshold + SURE_MARGIN`` it is
-        above, where all are below ``threshold - SURE_MARGIN`` it is not (the margin covers
-        float rounding). Only the runs in between, along the mask's boundary, are computed,
-        with the same operations in the same order as ``resample``, for the runs of each
-        length L at once ([P, L] for P of them)."""
+        a convex combination of them: where all are above ``threshold + margin`` it is above,
+        where all are below ``threshold - margin`` it is not (the margin, ``SURE_MARGIN``
+        times the largest magnitude, covers float rounding). Only the runs in between, along
+        the mask's boundary, are computed, with the same operations in the same order as
+        ``resample``, for the runs of each length L at once ([P, L] for P of them)."""
         starts, lengths = self._runs(out)
         taps = self.taps[out.start + starts] - read.start                              # [K, T]
         low = high = values[:, taps[:, 0]]                                              # [h, K]
         for t in range(1, taps.shape[1]):
             low, high = np.minimum(low, values[:, taps[:, t]]), np.maximum(high, values[:, taps[:, t]])
-        above = np.repeat(low > threshold + SURE_MARGIN, lengths, axis=1)              # [h, len(out)]
-        unsure = (low <= threshold + SURE_MARGIN) & (high >= threshold - SURE_MARGIN)
+        margin = SURE_MARGIN * max(1.0, float(np.abs(values).max()))
+        above = np.repeat(low > threshold + margin, lengths, axis=1)                   # [h, len(out)]
+        unsure = (low <= threshold + margin) & (high >= threshold - margin)
         rows, runs = np.divmod(np.flatnonzero(unsure), unsure.shape[1])   # np.nonzero is slower in 2-D
         flat_above = above.reshape(-1)
         for length in np.unique(lengths[runs]):
@@ -435,7 +436,7 @@ class _Axis:
         return above
 
 
-SURE_MARGIN = 1e-5   # far above the float32 rounding of a resampled value in [0, 1]
+SURE_MARGIN = 1e-5   # relative: far above the float32 rounding of a resampled value
 RUN_THRESHOLD_LENGTH = 8   # runs of equal taps this long on average: _Axis.threshold, else resample all
 WHOLE_PASTE_SHARE = 0.4   # a mask whose window covers more of the picture is resized whole by OpenCV
 
