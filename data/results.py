@@ -12,26 +12,7 @@ import numpy as np
 import pycocotools.mask as mask_util
 
 from solov2.data.files import atomic_write
-
-
-def mask_to_box(mask: np.ndarray) -> tuple[int, int, int, int] | None:
-    """Half-open pixel box `(x0, y0, x1, y1)` of the True pixels of `[H, W] bool`, or None if empty.
-
-    The mask occupies columns x0..x1-1 and rows y0..y1-1, so
-    `mask[y0:y1, x0:x1]` is the tight crop.
-    """
-    rows = np.flatnonzero(mask.any(axis=1))
-    if rows.size == 0:
-        return None
-    y0, y1 = int(rows[0]), int(rows[-1]) + 1
-    cols = np.flatnonzero(mask[y0:y1].any(axis=0))
-    return int(cols[0]), y0, int(cols[-1]) + 1, y1
-
-
-def masks_to_boxes(masks: np.ndarray) -> np.ndarray:
-    """`mask_to_box` of each of `[N, H, W] bool` masks: `[N, 4] int64` half-open x0, y0, x1, y1,
-    zeros for an empty mask."""
-    return np.array([mask_to_box(mask) or (0, 0, 0, 0) for mask in masks], dtype=np.int64).reshape(-1, 4)
+from solov2.data.masks import CroppedMasks, as_cropped, mask_to_box
 
 
 def coco_bbox(box: Sequence[int]) -> list[float]:
@@ -42,62 +23,76 @@ def coco_bbox(box: Sequence[int]) -> list[float]:
 
 
 def rle_run_lengths(mask: np.ndarray, box: Sequence[int] | None = None) -> np.ndarray:
-    """Column-major run lengths `[K] uint32` of `[H, W] bool`, as pycocotools counts them.
+    """Column-major run lengths `[K] uint32` of `[H, W] bool`, as pycocotools counts them
+    (`crop_run_lengths` of its crop to `box`). `box` (x0, y0, x1, y1, half-open) must hold
+    every True pixel (e.g. the tight box from `mask_to_box`); without it the mask is
+    scanned for it."""
+    x0, y0, x1, y1 = (int(v) for v in ((mask_to_box(mask) or (0, 0, 0, 0)) if box is None else box))
+    return crop_run_lengths(mask[y0:y1, x0:x1], (x0, y0, x1, y1), mask.shape)
+
+
+def crop_run_lengths(crop: np.ndarray, box: Sequence[int], image_size: Sequence[int]) -> np.ndarray:
+    """Column-major run lengths `[K] uint32`, as pycocotools counts them, of the `image_size`
+    (H, W) mask that is `[y1 - y0, x1 - x0] bool` `crop` inside `box` (x0, y0, x1, y1,
+    half-open) and False elsewhere.
 
     Runs alternate zeros/ones starting with a (possibly empty) zero run; no
-    empty run is emitted at the end. `box` (x0, y0, x1, y1, half-open) must hold
-    every True pixel (e.g. the tight box from `mask_to_box`); without it the mask is
-    scanned for it.
-
-    Beyond locating the bounding box, only its crop is processed. The crop is
-    laid out column by column with one extra False slot after each column
-    (unless the crop spans all rows), standing for the H - h background rows
-    between the end of one crop column and the start of the next. A flat index
-    q, in column j = q // rows and slot k = q % rows, then sits at full-image
-    column-major position (x0 + j) * H + y0 + k, so run boundaries found in the
-    crop map directly to run boundaries of the whole image.
+    empty run is emitted at the end. Only the crop is processed, row by row: in
+    column-major order the crop's column j is followed by one False slot standing for
+    the H - h background rows before column j + 1 (none when the crop spans all
+    rows). In that sequence of `rows` slots per column, a change at flat index
+    q = j * rows + k (slot k of column j differs from the slot before it) is a run
+    boundary at full-image column-major position (x0 + j) * H + y0 + k.
     """
-    height, width = mask.shape
-    x0, y0, x1, y1 = (int(v) for v in ((mask_to_box(mask) or (0, 0, 0, 0)) if box is None else box))
-    crop_h = y1 - y0
-    rows = crop_h + (crop_h < height)
-    columns = np.zeros((max(0, x1 - x0), max(0, rows)), dtype=np.int8)
-    columns[:, :crop_h] = mask[y0:y1, x0:x1].T
-    changes = np.flatnonzero(np.diff(columns.ravel(), prepend=0, append=0))
-    if changes.size == 0:            # nothing inside the box: one run of zeros
+    height, width = (int(v) for v in image_size)
+    crop = np.asarray(crop, dtype=bool)
+    crop_h, crop_w = crop.shape
+    if crop.size == 0 or not crop.any():            # nothing inside the box: one run of zeros
         return np.array([height * width], dtype=np.uint32)
-    starts = x0 * height + y0 + (changes // rows) * height + changes % rows
+    spans = crop_h == height
+    rows = crop_h + (not spans)
+    k, j = np.divmod(np.flatnonzero(crop[1:] != crop[:-1]), crop_w)   # slot k + 1 of column j differs from slot k
+    changes = [j * rows + k + 1]
+    if spans:       # a column's first slot follows the previous column's last one
+        before = np.concatenate([[False], crop[-1, :-1]])
+        changes.append(np.flatnonzero(crop[0] != before) * rows)
+        changes.append(np.array([crop_w * rows] if crop[-1, -1] else [], dtype=np.int64))
+    else:           # ... and the background slot, which follows the column's last row
+        changes.append(np.flatnonzero(crop[0]) * rows)
+        changes.append(np.flatnonzero(crop[-1]) * rows + crop_h)
+    changes = np.sort(np.concatenate(changes))
+    starts = int(box[0]) * height + int(box[1]) + (changes // rows) * height + changes % rows
     if starts[-1] < height * width:
         starts = np.append(starts, height * width)
     return np.diff(starts, prepend=0).astype(np.uint32)
 
 
-WHOLE_RLE_SHARE = 0.3   # a box over this share of the picture: pycocotools encodes the whole mask
-
-
 def encode_mask_rle(mask: np.ndarray, box: Sequence[int] | None = None) -> dict[str, Any]:
-    """COCO compressed RLE `{"size": [H, W], "counts": str}` of `[H, W] bool`.
-
-    Identical to `pycocotools.mask.encode(np.asfortranarray(mask))` with the
-    counts decoded to ASCII, but cost scales with the object's bounding box
-    rather than the image (given as `box`, see `rle_run_lengths`, or found);
-    pycocotools only does the string compression. A box over `WHOLE_RLE_SHARE`
-    of the picture is left to pycocotools' own encoder, faster there.
-    """
+    """COCO compressed RLE `{"size": [H, W], "counts": str}` of `[H, W] bool`: `encode_crop_rle`
+    of its crop to `box` (its tight box, found when not given); identical to
+    `pycocotools.mask.encode(np.asfortranarray(mask))` with the counts decoded to ASCII."""
     mask = np.asarray(mask, dtype=bool)
-    height, width = mask.shape
-    if box is None:
-        box = mask_to_box(mask) or (0, 0, 0, 0)
-    if (box[2] - box[0]) * (box[3] - box[1]) > WHOLE_RLE_SHARE * height * width:
-        rle = mask_util.encode(np.asfortranarray(mask.view(np.uint8))[:, :, None])[0]
-    else:
-        rle = mask_util.frPyObjects({'size': [height, width], 'counts': rle_run_lengths(mask, box)}, height, width)
+    x0, y0, x1, y1 = (int(v) for v in ((mask_to_box(mask) or (0, 0, 0, 0)) if box is None else box))
+    return encode_crop_rle(mask[y0:y1, x0:x1], (x0, y0, x1, y1), mask.shape)
+
+
+def encode_crop_rle(crop: np.ndarray, box: Sequence[int], image_size: Sequence[int]) -> dict[str, Any]:
+    """COCO compressed RLE `{"size": [H, W], "counts": str}` of the `image_size` (H, W) mask
+    that is `[y1 - y0, x1 - x0] bool` `crop` inside `box` (x0, y0, x1, y1) and False elsewhere.
+
+    Identical to `pycocotools.mask.encode` of the whole mask with the counts decoded to
+    ASCII, but cost scales with the box rather than the image (`crop_run_lengths`);
+    pycocotools only does the string compression.
+    """
+    height, width = (int(v) for v in image_size)
+    counts = crop_run_lengths(crop, box, (height, width))
+    rle = mask_util.frPyObjects({'size': [height, width], 'counts': counts}, height, width)
     return {'size': [height, width], 'counts': rle['counts'].decode('ascii')}
 
 
 def instances_to_coco(
     image_id: int,
-    masks: np.ndarray,
+    masks: CroppedMasks | np.ndarray,
     labels: np.ndarray,
     scores: np.ndarray,
     label_to_category_id: Mapping[int, int | None] | Sequence[int | None],
@@ -107,26 +102,25 @@ def instances_to_coco(
 ) -> list[dict[str, Any]]:
     """COCO result records for one image.
 
-    `masks` `[N, H, W] bool`, `labels` `[N] int` (contiguous model labels),
-    `scores` `[N] float`; `label_to_category_id[label]` gives the COCO
-    category id (None: a class the annotation file lacks, whose instances are left
-    out); `boxes` `[N, 4]` the masks' tight half-open x0, y0, x1, y1 boxes
-    (zeros when empty) if known, so only they are read. Each record is
+    `masks` `CroppedMasks` (only the crops are read) or `[N, H, W] bool`, `labels` `[N] int`
+    (contiguous model labels), `scores` `[N] float`; `label_to_category_id[label]` gives the
+    COCO category id (None: a class the annotation file lacks, whose instances are left
+    out); `boxes` `[N, 4]` the masks' tight half-open x0, y0, x1, y1 boxes (zeros when
+    empty) if known for `[N, H, W]` masks (a `CroppedMasks` has its own). Each record is
     `{image_id, category_id, segmentation, score, bbox}`, then `file_name` when given and
     `category_name` (`class_names[label]`) when `class_names` is given, as
     `demo.py --save-json` writes them.
     """
-    if boxes is None:
-        boxes = masks_to_boxes(masks)
+    masks = as_cropped(masks, boxes)
     records = []
-    for mask, label, score, box in zip(masks, labels, scores, boxes):
+    for crop, label, score, box in zip(masks.crops, labels, scores, masks.boxes):
         category = label_to_category_id[int(label)]
         if category is None:
             continue
         record = {
             'image_id': int(image_id),
             'category_id': int(category),
-            'segmentation': encode_mask_rle(mask, box),
+            'segmentation': encode_crop_rle(crop, box, masks.image_size),
             'score': float(score),
             'bbox': coco_bbox(box),
         }
@@ -139,17 +133,24 @@ def instances_to_coco(
 
 
 def mask_polygons(mask: np.ndarray, box: Sequence[int] | None = None) -> list[np.ndarray]:
-    """The outer boundary of each 8-connected part of `[H, W] bool` `mask` as `[K, 2] int32`
-    polygon vertices (x, y) in picture pixels (`cv2.findContours`, `RETR_EXTERNAL`,
-    `CHAIN_APPROX_SIMPLE`: the corners of the boundary's straight runs; holes are not
-    traced); [] for an empty mask. `box`: the mask's tight half-open x0, y0, x1, y1, so
-    only it is read (found when not given)."""
+    """`crop_polygons` of `[H, W] bool` `mask` cropped to `box` (its tight half-open x0, y0, x1,
+    y1, found when not given), so only the box is read."""
     box = mask_to_box(mask) if box is None else box
-    if box is None or box[2] <= box[0] or box[3] <= box[1]:
+    if box is None:
         return []
     x0, y0, x1, y1 = (int(v) for v in box)
-    contours, _ = cv2.findContours(np.ascontiguousarray(mask[y0:y1, x0:x1]).view(np.uint8), cv2.RETR_EXTERNAL,
-                                   cv2.CHAIN_APPROX_SIMPLE, offset=(x0, y0))
+    return crop_polygons(mask[y0:y1, x0:x1], (x0, y0, x1, y1))
+
+
+def crop_polygons(crop: np.ndarray, box: Sequence[int]) -> list[np.ndarray]:
+    """The outer boundary of each 8-connected part of a mask given as its `[y1 - y0, x1 - x0]
+    bool` `crop` to `box` (x0, y0, x1, y1) as `[K, 2] int32` polygon vertices (x, y) in
+    picture pixels (`cv2.findContours`, `RETR_EXTERNAL`, `CHAIN_APPROX_SIMPLE`: the corners
+    of the boundary's straight runs; holes are not traced); [] for an empty mask."""
+    if crop.size == 0:
+        return []
+    contours, _ = cv2.findContours(np.ascontiguousarray(crop).view(np.uint8), cv2.RETR_EXTERNAL,
+                                   cv2.CHAIN_APPROX_SIMPLE, offset=(int(box[0]), int(box[1])))
     return [contour.reshape(-1, 2) for contour in contours]
 
 

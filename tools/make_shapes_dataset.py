@@ -27,7 +27,8 @@ if __package__ in (None, ''):
     import _bootstrap  # noqa: F401  (script mode: make the project importable)
 
 from solov2.data.coco import segmentation_to_mask
-from solov2.data.results import coco_bbox, encode_mask_rle, masks_to_boxes, rle_run_lengths, write_json
+from solov2.data.masks import masks_to_boxes
+from solov2.data.results import coco_bbox, encode_mask_rle, rle_run_lengths, write_json
 from solov2.tools.cli import make_parser, run_command
 
 CLASS_NAMES = ('circle', 'square', 'triangle', 'star')

@@ -69,9 +69,9 @@ def finish_picture(image, soft, meta: ImageMeta, params: InferenceParams, class_
     result = paste_detections(soft, meta, params.mask_threshold)
     times.append(time.process_time())
     json.dumps(instances_to_coco(0, result.masks, result.labels, result.scores,
-                                 list(range(1, len(class_names) + 1)), result.boxes))
+                                 list(range(1, len(class_names) + 1))))
     times.append(time.process_time())
-    draw_instances(image, result.masks, result.labels, result.scores, class_names, boxes=result.boxes)
+    draw_instances(image, result.masks, result.labels, result.scores, class_names)
     times.append(time.process_time())
     return np.diff(times)
 

@@ -1,6 +1,7 @@
 """``Instances``: what ``Segmenter`` returns for one picture, with the things people do with
 it (select, iterate, filter, polygons, COCO records, a dict, a drawn picture); ``Instance``:
 one of them."""
+import functools
 from dataclasses import dataclass
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
@@ -8,7 +9,8 @@ import cv2
 import numpy as np
 
 from solov2.config.errors import InputError
-from solov2.data.results import encode_mask_rle, instances_to_coco, mask_polygons
+from solov2.data.masks import CroppedMasks
+from solov2.data.results import crop_polygons, encode_crop_rle, instances_to_coco
 from solov2.data.visualize import draw_instances
 
 CHANNELS = ('bgr', 'rgb')
@@ -23,40 +25,59 @@ def check_channels(channels: str) -> str:
 
 @dataclass(frozen=True, eq=False)
 class Instance:
-    """One instance: ``mask`` [H, W] bool on the picture, ``label`` (index into the model's
-    class names), its class ``name``, ``score`` and ``box`` (x0, y0, x1, y1, half-open)."""
-    mask: np.ndarray
+    """One instance: ``label`` (index into the model's class names), its class ``name``,
+    ``score``, ``box`` (x0, y0, x1, y1, half-open, tight around the mask), ``crop`` (the mask
+    inside ``box``, [y1 - y0, x1 - x0] bool) and ``image_size`` (H, W); ``mask``, the
+    [H, W] bool mask on the picture, is pasted when asked."""
+    crop: np.ndarray
     label: int
     name: str
     score: float
     box: Tuple[int, int, int, int]
+    image_size: Tuple[int, int]
+
+    @property
+    def mask(self) -> np.ndarray:
+        """[H, W] bool on the picture (pasted from ``crop`` at each call)."""
+        return CroppedMasks([self.crop], [self.box], self.image_size).paste(0)
 
     def __repr__(self) -> str:
         return (f'Instance(name={self.name!r}, label={self.label}, score={self.score:.3f}, box={self.box}, '
-                f'mask={list(self.mask.shape)} with {int(np.count_nonzero(self.mask))} pixels)')
+                f'mask={list(self.image_size)} with {int(np.count_nonzero(self.crop))} pixels)')
 
 
-@dataclass
+@dataclass(eq=False)
 class Instances:
     """One picture's instances, best first, on the picture's own pixels.
 
-    masks [N, H, W] bool; labels [N] int64 (0-based index into ``class_names``);
-    scores [N] float32; boxes [N, 4] int64, each mask's tight half-open x0, y0, x1, y1
-    (zeros for an empty mask); class_names: the model's class list.
+    crops: ``CroppedMasks``, each mask kept as its crop to its tight box (what drawing,
+    polygons and COCO records read); labels [N] int64 (0-based index into
+    ``class_names``); scores [N] float32; class_names: the model's class list. ``boxes``
+    [N, 4] int64 is each mask's tight half-open x0, y0, x1, y1 (zeros for an empty mask);
+    ``masks``, [N, H, W] bool, is pasted once, when first asked.
 
     ``len`` is N; iterating gives one ``Instance`` each; ``[i]`` one ``Instance``; a slice,
     a boolean mask [N] or an array of indices gives a new ``Instances``
     (``result[result.scores > 0.5]``)."""
-    masks: np.ndarray
+    crops: CroppedMasks
     labels: np.ndarray
     scores: np.ndarray
-    boxes: np.ndarray
     class_names: Tuple[str, ...]
 
     @classmethod
     def from_detections(cls, detections, class_names: Sequence[str]) -> 'Instances':
         """From a backend's pasted ``Detections`` (``Backend.finish``)."""
-        return cls(detections.masks, detections.labels, detections.scores, detections.boxes, tuple(class_names))
+        return cls(detections.masks, detections.labels, detections.scores, tuple(class_names))
+
+    @functools.cached_property
+    def masks(self) -> np.ndarray:
+        """[N, H, W] bool on the picture, pasted from ``crops`` on first use."""
+        return self.crops.to_dense()
+
+    @property
+    def boxes(self) -> np.ndarray:
+        """[N, 4] int64 tight half-open x0, y0, x1, y1 of each mask (zeros when empty)."""
+        return self.crops.boxes
 
     def __len__(self) -> int:
         return len(self.scores)
@@ -71,10 +92,10 @@ class Instances:
             if not -len(self) <= index < len(self):
                 raise IndexError(f'instance {index} of {len(self)}')
             label = int(self.labels[index])
-            return Instance(self.masks[index], label, self.class_names[label], float(self.scores[index]),
-                            tuple(int(v) for v in self.boxes[index]))
+            return Instance(self.crops.crops[index], label, self.class_names[label], float(self.scores[index]),
+                            tuple(int(v) for v in self.boxes[index]), self.image_size)
         keep = index if isinstance(index, slice) else self._indices(index)
-        return Instances(self.masks[keep], self.labels[keep], self.scores[keep], self.boxes[keep], self.class_names)
+        return Instances(self.crops[keep], self.labels[keep], self.scores[keep], self.class_names)
 
     def _indices(self, index) -> np.ndarray:
         """A boolean mask [N] or integer indices as an index array; InputError otherwise."""
@@ -96,7 +117,7 @@ class Instances:
     @property
     def image_size(self) -> Tuple[int, int]:
         """(H, W) of the picture the masks lie on."""
-        return int(self.masks.shape[1]), int(self.masks.shape[2])
+        return self.crops.image_size
 
     def filter(self, min_score: float = 0.0, classes: Optional[Sequence[str]] = None) -> 'Instances':
         """The instances scoring at least ``min_score`` and, when ``classes`` (names) is given,
@@ -113,8 +134,8 @@ class Instances:
     def polygons(self) -> List[List[np.ndarray]]:
         """[N] lists of polygons: each instance's mask as one [K, 2] int32 array of (x, y)
         picture pixels per 8-connected part, the outer boundary's corners
-        (``data.results.mask_polygons``; holes are not traced, an empty mask has none)."""
-        return [mask_polygons(mask, box) for mask, box in zip(self.masks, self.boxes)]
+        (``data.results.crop_polygons``; holes are not traced, an empty mask has none)."""
+        return [crop_polygons(crop, box) for crop, box in zip(self.crops.crops, self.boxes)]
 
     def to_coco(self, image_id: int, category_ids: Optional[Sequence[int]] = None,
                 file_name: Optional[str] = None) -> List[Dict[str, Any]]:
@@ -122,8 +143,8 @@ class Instances:
         ``{image_id, category_id, segmentation, score, bbox}``, then ``file_name`` when given
         and ``category_name``; ``category_ids[label]`` is each label's COCO id (default label + 1)."""
         ids = list(category_ids) if category_ids is not None else list(range(1, len(self.class_names) + 1))
-        return instances_to_coco(image_id, self.masks, self.labels, self.scores, ids, self.boxes, file_name,
-                                 self.class_names)
+        return instances_to_coco(image_id, self.crops, self.labels, self.scores, ids, file_name=file_name,
+                                 class_names=self.class_names)
 
     def to_dict(self) -> Dict[str, Any]:
         """The result as plain JSON values: ``{image_size: [H, W], class_names, instances:
@@ -131,11 +152,11 @@ class Instances:
         (``pycocotools.mask.decode`` turns a mask back into [H, W])."""
         return {'image_size': list(self.image_size), 'class_names': list(self.class_names),
                 'instances': [{'label': one.label, 'name': one.name, 'score': one.score, 'box': list(one.box),
-                               'mask': encode_mask_rle(one.mask, one.box)} for one in self]}
+                               'mask': encode_crop_rle(one.crop, one.box, self.image_size)} for one in self]}
 
     def draw(self, image: np.ndarray, channels: str = 'bgr', min_score: float = 0.3) -> np.ndarray:
         """A copy of ``image`` ([H, W, 3] uint8 in ``channels`` order) with the instances
         scoring at least ``min_score`` drawn (fill, contour, caption), in the same order."""
         rgb = image if check_channels(channels) == 'rgb' else cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-        drawn = draw_instances(rgb, self.masks, self.labels, self.scores, self.class_names, min_score, self.boxes)
+        drawn = draw_instances(rgb, self.crops, self.labels, self.scores, self.class_names, min_score)
         return drawn if channels == 'rgb' else cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR)

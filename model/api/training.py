@@ -81,7 +81,7 @@ def val_picture(model: paddle.nn.Layer, cfg) -> np.ndarray:
     """The first validation image with ``model``'s (in eval mode) instances drawn, [H, W, 3] uint8 RGB."""
     image = read_image(first_val_image(*val_set(cfg)), cfg.max_image_pixels)
     result = Predictor.for_model(model, cfg)(image)
-    return draw_instances(image, result.masks, result.labels, result.scores, cfg.class_names, 0.3, result.boxes)
+    return draw_instances(image, result.masks, result.labels, result.scores, cfg.class_names, 0.3)
 
 
 def published_start(overrides: Sequence[str]) -> Tuple[str, ...]:

@@ -35,7 +35,7 @@ def predict_coco(predictor, coco: COCO, image_dir: str, label_to_category_id: Se
     def finish(image_id, loaded, outputs):
         result = predictor.finish_outputs(outputs, loaded[1])
         by_image[image_id] = instances_to_coco(image_id, result.masks, result.labels, result.scores,
-                                               label_to_category_id, result.boxes)
+                                               label_to_category_id)
         if progress:
             progress(1)
 

@@ -18,15 +18,14 @@ MANIFEST = 'manifest.json'
 
 def draw_bgr(image_rgb: np.ndarray, result, class_names, draw_threshold: float) -> np.ndarray:
     """The annotated picture of one image (BGR, for OpenCV writers)."""
-    drawn = draw_instances(image_rgb, result.masks, result.labels, result.scores, class_names,
-                           draw_threshold, result.boxes)
+    drawn = draw_instances(image_rgb, result.masks, result.labels, result.scores, class_names, draw_threshold)
     return cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR)
 
 
 def coco_records(image_id: int, file_name: str, result, class_names):
     """COCO-style records of one image, with ``file_name`` and ``category_name``."""
     return instances_to_coco(image_id, result.masks, result.labels, result.scores,
-                             [i + 1 for i in range(len(class_names))], result.boxes, file_name, class_names)
+                             [i + 1 for i in range(len(class_names))], file_name=file_name, class_names=class_names)
 
 
 def sort_records(records):

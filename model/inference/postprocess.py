@@ -12,7 +12,7 @@ whose area <= level stride -> maskness re-scoring -> top ``nms_pre`` -> Matrix N
 """
 import functools
 from dataclasses import asdict, dataclass
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import cv2
 import numpy as np
@@ -20,7 +20,7 @@ import paddle
 import paddle.nn.functional as F
 
 from solov2.config.errors import InputError
-from solov2.data.results import mask_to_box
+from solov2.data.masks import EMPTY_CROP, CroppedMasks, mask_to_box
 
 
 @dataclass(frozen=True)
@@ -57,16 +57,20 @@ class InferenceParams:
 @dataclass
 class Detections:
     """One image's instances, best first. ``masks`` are soft masks [N, Hf, Wf]
-    float32 before ``paste_detections`` and binary [N, H, W] bool after it, with
-    ``boxes`` [N, 4] int64: each mask's tight half-open box x0, y0, x1, y1 (zeros when
-    empty), so encoding and drawing can work inside it."""
-    masks: np.ndarray
+    float32 before ``paste_detections`` and binary ``CroppedMasks`` on the picture after
+    it (each mask cropped to its tight box, so encoding and drawing work inside it)."""
+    masks: Union[np.ndarray, CroppedMasks]
     labels: np.ndarray   # [N] int64, 0-based class index
     scores: np.ndarray   # [N] float32
-    boxes: Optional[np.ndarray] = None
 
     def __len__(self) -> int:
         return len(self.scores)
+
+    @property
+    def boxes(self) -> Optional[np.ndarray]:
+        """[N, 4] int64 tight half-open x0, y0, x1, y1 of the pasted masks (zeros when empty);
+        None before ``paste_detections``."""
+        return self.masks.boxes if isinstance(self.masks, CroppedMasks) else None
 
 
 def points_nms(heat: paddle.Tensor) -> paddle.Tensor:
@@ -364,6 +368,7 @@ class _Axis:
     weights: np.ndarray    # [out, T] float32
     reach: Tuple[np.ndarray, np.ndarray]
     reads: Tuple[np.ndarray, np.ndarray]
+    run_length: float      # outputs per run of equal taps, on average
 
     @classmethod
     @functools.lru_cache(maxsize=16)
@@ -375,7 +380,8 @@ class _Axis:
         taps = np.argsort(~nonzero, axis=1, kind='stable')[:, :count]       # nonzero ones first
         weights = np.take_along_axis(dense, taps, axis=1)
         taps = np.where(weights != 0, taps, taps[:, :1])                    # padding taps stay in the window
-        return cls(taps, weights.astype(np.float32), _extent(nonzero, 0), _extent(nonzero, 1))
+        runs = 1 + np.count_nonzero((taps[1:] != taps[:-1]).any(axis=1))
+        return cls(taps, weights.astype(np.float32), _extent(nonzero, 0), _extent(nonzero, 1), orig / runs)
 
     def window(self, start: int, stop: int) -> Tuple[slice, slice]:
         """Outputs that feature indices [start, stop) reach, and the features they read."""
@@ -384,14 +390,54 @@ class _Axis:
 
     def resample(self, values: np.ndarray, out: slice, read: slice) -> np.ndarray:
         """``values`` [r, c] (the features ``read`` along the first axis) -> the outputs
-        ``out`` along it, transposed: [c, len(out)], so two calls resample both axes."""
+        ``out`` along it, [len(out), c] float32."""
         taps, weights = self.taps[out] - read.start, self.weights[out]
         resampled = values[taps[:, 0]] * weights[:, :1]
         for t in range(1, taps.shape[1]):
             resampled += values[taps[:, t]] * weights[:, t:t + 1]
-        return np.ascontiguousarray(resampled.T)
+        return resampled
+
+    def _runs(self, out: slice) -> Tuple[np.ndarray, np.ndarray]:
+        """The outputs ``out`` as runs with the same taps: first output [K] (from
+        ``out.start``) and length [K] of each run."""
+        taps = self.taps[out]
+        starts = np.flatnonzero(np.concatenate([[True], (taps[1:] != taps[:-1]).any(axis=1)]))
+        return starts, np.diff(starts, append=len(taps))
+
+    def threshold(self, values: np.ndarray, out: slice, read: slice, threshold: float) -> np.ndarray:
+        """``values`` [h, c] (the features ``read`` along the second axis) resampled
+        to the outputs ``out`` along it and compared with ``threshold``: [h, len(out)] bool,
+        bit for bit ``resample`` (on the transpose) then ``> threshold``.
+
+        The outputs come in runs that read the same features (``_runs``), and an output is
+        a convex combination of them: where all are above ``threshold + margin`` it is above,
+        where all are below ``threshold - margin`` it is not (the margin, ``SURE_MARGIN``
+        times the largest magnitude, covers float rounding). Only the runs in between, along
+        the mask's boundary, are computed, with the same operations in the same order as
+        ``resample``, for the runs of each length L at once ([P, L] for P of them)."""
+        starts, lengths = self._runs(out)
+        taps = self.taps[out.start + starts] - read.start                              # [K, T]
+        low = high = values[:, taps[:, 0]]                                              # [h, K]
+        for t in range(1, taps.shape[1]):
+            low, high = np.minimum(low, values[:, taps[:, t]]), np.maximum(high, values[:, taps[:, t]])
+        margin = SURE_MARGIN * max(1.0, float(np.abs(values).max()))
+        above = np.repeat(low > threshold + margin, lengths, axis=1)                   # [h, len(out)]
+        unsure = (low <= threshold + margin) & (high >= threshold - margin)
+        rows, runs = np.divmod(np.flatnonzero(unsure), unsure.shape[1])   # np.nonzero is slower in 2-D
+        flat_above = above.reshape(-1)
+        for length in np.unique(lengths[runs]):
+            pick = lengths[runs] == length
+            at, run = rows[pick], runs[pick]
+            first = out.start + starts[run][:, None] + np.arange(length)              # [P, L] outputs
+            exact = values[at, taps[run, 0]][:, None] * self.weights[first, 0]
+            for t in range(1, taps.shape[1]):
+                exact += values[at, taps[run, t]][:, None] * self.weights[first, t]
+            flat_above[(at * above.shape[1] + starts[run])[:, None] + np.arange(length)] = exact > threshold
+        return above
 
 
+SURE_MARGIN = 1e-5   # relative: far above the float32 rounding of a resampled value
+RUN_THRESHOLD_LENGTH = 8   # runs of equal taps this long on average: _Axis.threshold, else resample all
 WHOLE_PASTE_SHARE = 0.4   # a mask whose window covers more of the picture is resized whole by OpenCV
 
 
@@ -407,9 +453,10 @@ def _paste_whole(soft: np.ndarray, resized_hw: Sequence[int], orig_hw: Sequence[
 
 
 def paste_in_boxes(soft_masks: np.ndarray, resized_hw: Sequence[int], orig_hw: Sequence[int],
-                   mask_threshold: float = 0.5) -> Tuple[np.ndarray, np.ndarray]:
-    """Soft masks [N, Hf, Wf] at 1/4 of the padded input -> (binary [N, H, W] bool on the
-    original image, tight half-open boxes [N, 4] int64 x0, y0, x1, y1; zeros when empty).
+                   mask_threshold: float = 0.5) -> CroppedMasks:
+    """Soft masks [N, Hf, Wf] at 1/4 of the padded input -> binary ``CroppedMasks`` on the
+    original image: each mask's crop to its tight half-open box x0, y0, x1, y1 (an empty
+    crop and a zero box when empty). No [N, H, W] array is made.
 
     The same values as bilinear x4 to the padded size, crop of the resized image area,
     bilinear to the original size, threshold (PaddleDetection's order, with OpenCV), up
@@ -417,31 +464,45 @@ def paste_in_boxes(soft_masks: np.ndarray, resized_hw: Sequence[int], orig_hw: S
     above the threshold can reach (bilinear weights are convex, so nothing else can pass);
     a mask reaching over ``WHOLE_PASTE_SHARE`` of the picture is resized whole by OpenCV
     (faster there than the per-window taps)."""
-    count, feat_h, feat_w = soft_masks.shape
-    rows = _Axis.build(feat_h, resized_hw[0], orig_hw[0])
-    cols = _Axis.build(feat_w, resized_hw[1], orig_hw[1])
-    masks, boxes = np.zeros((count, *orig_hw), dtype=bool), np.zeros((count, 4), np.int64)
-    whole_area = WHOLE_PASTE_SHARE * orig_hw[0] * orig_hw[1]
-    for i, above in enumerate(soft_masks > mask_threshold):
-        box = mask_to_box(above)
-        if box is None:
-            continue
-        (out_y, read_y), (out_x, read_x) = rows.window(box[1], box[3]), cols.window(box[0], box[2])
-        if (out_y.stop - out_y.start) * (out_x.stop - out_x.start) > whole_area:
-            np.greater(_paste_whole(soft_masks[i], resized_hw, orig_hw), mask_threshold, out=masks[i])
-            boxes[i] = mask_to_box(masks[i]) or (0, 0, 0, 0)
-            continue
-        crop = cols.resample(rows.resample(soft_masks[i, read_y, read_x], out_y, read_y), out_x, read_x)
-        crop = crop > mask_threshold
-        tight = mask_to_box(crop)
-        if tight is not None:
-            masks[i, out_y, out_x] = crop
-            boxes[i] = np.add(tight, [out_x.start, out_y.start, out_x.start, out_y.start])
-    return masks, boxes
+    rows = _Axis.build(soft_masks.shape[1], resized_hw[0], orig_hw[0])
+    cols = _Axis.build(soft_masks.shape[2], resized_hw[1], orig_hw[1])
+    crops, boxes = [], np.zeros((len(soft_masks), 4), np.int64)
+    for i, soft in enumerate(soft_masks):
+        crop, box = _paste_one(soft, rows, cols, resized_hw, orig_hw, mask_threshold)
+        crops.append(crop)
+        boxes[i] = box
+    return CroppedMasks(crops, boxes, orig_hw)
+
+
+def _tight(binary: np.ndarray, x0: int = 0, y0: int = 0) -> Tuple[np.ndarray, Tuple[int, int, int, int]]:
+    """(a copy of ``binary`` [h, w] bool cropped to its True pixels, their half-open box
+    moved by (x0, y0)); an empty crop and a zero box when none is True."""
+    tight = mask_to_box(binary)
+    if tight is None:
+        return EMPTY_CROP, (0, 0, 0, 0)
+    left, top, right, bottom = tight
+    return binary[top:bottom, left:right].copy(), (x0 + left, y0 + top, x0 + right, y0 + bottom)
+
+
+def _paste_one(soft: np.ndarray, rows: '_Axis', cols: '_Axis', resized_hw: Sequence[int],
+               orig_hw: Sequence[int], mask_threshold: float) -> Tuple[np.ndarray, Tuple[int, int, int, int]]:
+    """One soft mask [Hf, Wf] -> (its binary crop on the picture, tight box), as ``paste_in_boxes``."""
+    box = mask_to_box(soft > mask_threshold)
+    if box is None:
+        return EMPTY_CROP, (0, 0, 0, 0)
+    (out_y, read_y), (out_x, read_x) = rows.window(box[1], box[3]), cols.window(box[0], box[2])
+    if (out_y.stop - out_y.start) * (out_x.stop - out_x.start) > WHOLE_PASTE_SHARE * orig_hw[0] * orig_hw[1]:
+        return _tight(_paste_whole(soft, resized_hw, orig_hw) > mask_threshold)
+    resampled = rows.resample(soft[read_y, read_x], out_y, read_y)                  # [out rows, read cols]
+    if cols.run_length >= RUN_THRESHOLD_LENGTH:
+        binary = cols.threshold(resampled, out_x, read_x, mask_threshold)
+    else:
+        binary = cols.resample(np.ascontiguousarray(resampled.T), out_x, read_x).T > mask_threshold
+    return _tight(binary, out_x.start, out_y.start)
 
 
 def paste_detections(detections: Detections, meta, mask_threshold: float = 0.5) -> Detections:
-    """``paste_in_boxes`` on a Detections: soft masks [N, Hf, Wf] -> binary [N, H, W] bool on
-    the original image, with their boxes (``meta``: an ImageMeta with resized_hw and orig_hw)."""
-    masks, boxes = paste_in_boxes(detections.masks, meta.resized_hw, meta.orig_hw, mask_threshold)
-    return Detections(masks, detections.labels, detections.scores, boxes)
+    """``paste_in_boxes`` on a Detections: soft masks [N, Hf, Wf] -> binary ``CroppedMasks`` on
+    the original image (``meta``: an ImageMeta with resized_hw and orig_hw)."""
+    masks = paste_in_boxes(detections.masks, meta.resized_hw, meta.orig_hw, mask_threshold)
+    return Detections(masks, detections.labels, detections.scores)

@@ -135,7 +135,7 @@ def coco_validation(backend, annotated: AnnotatedImages, batches: Sequence[np.nd
             found = backend.finish_outputs([np.asarray(results[i]) for i in order], metas[index])
             image_id = annotated.image_ids[index]
             records.extend(instances_to_coco(image_id, found.masks, found.labels, found.scores,
-                                             annotated.label_to_category_id, found.boxes))
+                                             annotated.label_to_category_id))
             image_ids.append(image_id)
         return mask_ap(annotated.coco, records, image_ids), None
     return validate

@@ -41,7 +41,7 @@ import cv2
 import numpy as np
 from scipy import ndimage
 
-from solov2.data.results import mask_to_box
+from solov2.data.masks import mask_to_box
 
 BACKGROUND = -1
 

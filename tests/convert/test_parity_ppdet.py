@@ -110,7 +110,7 @@ def test_final_instances_match(pair):
         expected['masks'], expected['labels'], expected['scores'])
     with paddle.no_grad():
         ours = postprocess(outputs, predictor.params)[0]
-    masks = paste_in_boxes(ours.masks, IMAGE_HW, IMAGE_HW)[0]
+    masks = np.asarray(paste_in_boxes(ours.masks, IMAGE_HW, IMAGE_HW))
     assert len(ref_scores) > 5, 'the reference produced too few instances to compare'
     assert len(ours) == len(ref_scores)
     np.testing.assert_array_equal(ours.labels, ref_labels)

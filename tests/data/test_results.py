@@ -8,14 +8,12 @@ import numpy as np
 import pycocotools.mask as mask_util
 import pytest
 
-from solov2.data import results
+from solov2.data.masks import mask_to_box, masks_to_boxes
 from solov2.data.results import (
     coco_bbox,
     encode_mask_rle,
     instances_to_coco,
     mask_polygons,
-    mask_to_box,
-    masks_to_boxes,
     write_json,
 )
 
@@ -92,21 +90,13 @@ def random_mask(rng):
     return mask
 
 
-@pytest.fixture(params=[None, 0.0, 1.0], ids=['by-box-size', 'always-pycocotools', 'always-crop'])
-def rle_route(request, monkeypatch):
-    """Big boxes go to pycocotools' encoder, small ones to the crop encoder: both are
-    checked, by box size and each alone."""
-    if request.param is not None:
-        monkeypatch.setattr(results, 'WHOLE_RLE_SHARE', request.param)
-
-
-def test_rle_matches_pycocotools_random(rle_route):
+def test_rle_matches_pycocotools_random():
     rng = np.random.default_rng(1234)
     for _ in range(200):
         assert_rle_exact(random_mask(rng))
 
 
-def test_rle_on_a_given_box_is_byte_identical(rle_route):
+def test_rle_on_a_given_box_is_byte_identical():
     """With the tight box, or any box holding every True pixel, the RLE is the one of the
     whole mask; the empty box (zeros) encodes an empty mask."""
     rng = np.random.default_rng(99)

@@ -3,7 +3,7 @@
 import cv2
 import numpy as np
 
-from solov2.data.results import mask_to_box
+from solov2.data.masks import CroppedMasks, mask_to_box
 from solov2.data.visualize import (
     CAPTION_BACKGROUND,
     FILL_ALPHA,
@@ -150,12 +150,18 @@ def test_most_confident_caption_is_placed_first():
     assert np.argmax(overlap_fill) == np.argmax(strongest)
 
 
+def _region(mask):
+    """``largest_region_box`` of a full [H, W] mask, through its crop."""
+    cropped = CroppedMasks.from_dense(mask[None])
+    return largest_region_box(cropped.crops[0], cropped.boxes[0])
+
+
 def test_largest_region_box():
     mask = np.zeros((120, 160), dtype=bool)
-    assert largest_region_box(mask) is None
+    assert _region(mask) is None
     mask[60:100, 80:130] = True
     mask[5:7, 5:7] = True  # a stray fragment far away
-    assert largest_region_box(mask) == (80, 60, 130, 100)
+    assert _region(mask) == (80, 60, 130, 100)
 
 
 def test_caption_follows_the_largest_region_not_a_fragment():
@@ -183,7 +189,7 @@ def _full_picture_drawing(image, masks, labels, scores):
         weights[mask] += np.float32(1.0 / mask.sum())
     scale = font_scale(*image.shape[:2])
     texts = [label_text(int(label), float(score), CLASS_NAMES) for label, score in zip(labels, scores)]
-    rects = place_captions([caption_size(text, scale) for text in texts], [largest_region_box(m) for m in masks],
+    rects = place_captions([caption_size(text, scale) for text in texts], [_region(m) for m in masks],
                            weights)
     for rank in reversed(range(len(scores))):
         draw_caption(canvas, texts[rank], rects[rank], instance_color(rank), scale)
@@ -204,6 +210,8 @@ def test_drawing_inside_boxes_equals_the_full_picture_drawing():
     labels, scores = rng.integers(0, 2, 12), np.sort(rng.uniform(0.3, 1.0, 12))[::-1]
     drawn = draw_instances(image, masks, labels, scores, CLASS_NAMES, boxes=boxes)
     np.testing.assert_array_equal(drawn, draw_instances(image, masks, labels, scores, CLASS_NAMES))
+    cropped = CroppedMasks.from_dense(masks)
+    np.testing.assert_array_equal(drawn, draw_instances(image, cropped, labels, scores, CLASS_NAMES))
     expected = _full_picture_drawing(image, masks[:11], labels[:11], scores[:11])
     difference = np.abs(drawn.astype(int) - expected)
     assert difference.max() <= 1 and (difference > 0).mean() < 0.01   # OpenCV's uint8 blend rounds its own way

@@ -12,7 +12,7 @@ from ppdet.data.transform.batch_operators import Gt2Solov2Target
 from ppdet.engine import Trainer
 from ppdet.engine.callbacks import Callback
 
-from solov2.data.results import masks_to_boxes
+from solov2.data.masks import masks_to_boxes
 
 
 def solov2_targets(num_grids, scale_ranges, sigma, per_image) -> dict:

@@ -7,6 +7,7 @@ import numpy as np
 import pycocotools.mask as mask_util
 import pytest
 
+from solov2.data.masks import CroppedMasks
 from solov2.model.api import InputError, Instance, Instances
 from solov2.model.inference.outputs import coco_records
 
@@ -23,7 +24,8 @@ def three():
     masks[1, 0, 6] = masks[1, 4:6, 6:8] = True
     masks[2, 5, 0] = True
     boxes = np.array([[1, 1, 5, 4], [6, 0, 8, 6], [0, 5, 1, 6]], dtype=np.int64)
-    return Instances(masks, np.array([1, 0, 2]), np.array([0.9, 0.6, 0.2], np.float32), boxes, NAMES)
+    return Instances(CroppedMasks.from_dense(masks, boxes), np.array([1, 0, 2]), np.array([0.9, 0.6, 0.2], np.float32),
+                     NAMES)
 
 
 def test_len_iteration_and_one_instance(three):

@@ -160,8 +160,8 @@ def _same_instances(backend, reference, batch) -> None:
     np.testing.assert_array_equal(det.labels, ref.labels)
     assert np.abs(det.scores - ref.scores).max() <= F32_SCORE_TOL
     size = batch.shape[2:]
-    ious = [_iou(a, b) for a, b in zip(paste_in_boxes(det.masks, size, size)[0],
-                                       paste_in_boxes(ref.masks, size, size)[0])]
+    ious = [_iou(a, b) for a, b in zip(np.asarray(paste_in_boxes(det.masks, size, size)),
+                                       np.asarray(paste_in_boxes(ref.masks, size, size)))]
     assert min(ious) >= MIN_MASK_IOU
 
 

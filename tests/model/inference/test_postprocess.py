@@ -6,7 +6,7 @@ import paddle
 import pytest
 
 import solov2.model.inference.postprocess as postprocess_module
-from solov2.data.results import mask_to_box
+from solov2.data.masks import mask_to_box
 from solov2.data.transforms import ImageMeta
 from solov2.model.inference.postprocess import (
     Detections,
@@ -20,7 +20,7 @@ from solov2.model.inference.postprocess import (
     postprocess,
     segment_image,
 )
-from tests.fixtures import postprocess_v1
+from tests.fixtures import paste_v2, postprocess_v1
 
 
 def _t(array, dtype='float32'):
@@ -206,8 +206,8 @@ def test_paste_detections_crops_padding_and_resizes_to_the_original():
     soft = np.zeros((1, 8, 10), np.float32)     # padded input 32x40, image resized to 28x36
     soft[0, 2:6, 3:7] = 1.0                     # 16x16 square at (8..24, 12..28) of the input
     pasted = paste_detections(Detections(soft, np.array([3]), np.array([0.9], np.float32)), PASTE_META)
-    masks = pasted.masks
-    assert masks.shape == (1, 56, 72) and masks.dtype == bool
+    masks = np.asarray(pasted.masks)
+    assert masks.shape == pasted.masks.shape == (1, 56, 72) and masks.dtype == bool
     ys, xs = np.nonzero(masks[0])
     assert abs(ys.min() - 16) <= 2 and abs(ys.max() - 47) <= 2   # doubled coordinates
     assert abs(xs.min() - 24) <= 2 and abs(xs.max() - 55) <= 2
@@ -334,10 +334,51 @@ def test_paste_in_boxes_equals_the_opencv_paste(feat_hw, resized_hw, orig_hw, wh
         soft[1] = 0.0
         soft[1, -1:, :] = 0.9                                       # a strip in the padding only
     ref = postprocess_v1.paste_soft(soft, resized_hw, orig_hw)
-    masks, boxes = paste_in_boxes(soft, resized_hw, orig_hw, 0.5)
+    cropped = paste_in_boxes(soft, resized_hw, orig_hw, 0.5)
+    masks, boxes = np.asarray(cropped), cropped.boxes
     assert masks.shape == (12, *orig_hw) and masks.dtype == bool
     certain = np.abs(ref - 0.5) > 1e-5
     np.testing.assert_array_equal(masks[certain], (ref > 0.5)[certain])
     assert masks[2:].any(axis=(1, 2)).sum() >= 8 and not masks[0].any() and masks[1].any() != padded
     for mask, box in zip(masks, boxes):
         assert tuple(box) == (mask_to_box(mask) or (0, 0, 0, 0))
+
+
+def _soft_masks(rng, feat_hw, count=14):
+    """[count, Hf, Wf] float32 soft masks of every kind the paste meets: Gaussian blobs, sharp
+    discs (values far from 0.5 inside and out), noise over the whole picture, blobs on an
+    edge and in a corner, one just above the threshold everywhere, an empty one."""
+    ys, xs = np.mgrid[:feat_hw[0], :feat_hw[1]]
+    masks = []
+    for k in range(count):
+        cy, cx = rng.uniform(0, feat_hw[0]), rng.uniform(0, feat_hw[1])
+        if k % 7 == 3:
+            cy, cx = (0.0, rng.uniform(0, feat_hw[1])) if k % 2 else (feat_hw[0] - 1.0, feat_hw[1] - 1.0)
+        distance = ((ys - cy) ** 2 + (xs - cx) ** 2) / rng.uniform(1, 60)
+        masks.append(np.exp(-distance) if k % 2 else 1 / (1 + np.exp(np.minimum(8 * (distance - 1), 60))))
+    masks[1] = rng.random(feat_hw) * 0.8 + 0.1
+    masks[2] = np.full(feat_hw, 0.5 + 1e-7)
+    masks[0] = np.zeros(feat_hw)
+    return np.stack(masks).astype(np.float32)
+
+
+@pytest.mark.parametrize('feat_hw, resized_hw, orig_hw', [
+    ((28, 28), (112, 112), (160, 160)),
+    ((8, 10), (28, 36), (56, 72)),
+    ((30, 40), (118, 160), (59, 80)),
+    ((28, 36), (112, 144), (300, 200)),
+    ((20, 27), (80, 107), (750, 1000)),     # a photo: each feature pixel covers ~37 x 37 picture pixels
+])
+@pytest.mark.parametrize('whole_share', [0.4, 0.0, 1.0], ids=['by-window-size', 'always-whole', 'always-window'])
+def test_cropped_paste_holds_the_pixels_of_the_full_paste(feat_hw, resized_hw, orig_hw, whole_share, monkeypatch):
+    """The crops of ``paste_in_boxes`` pasted back are bit for bit the [N, H, W] masks of
+    the paste before cropped masks (tests/fixtures/paste_v2.py), on both branches."""
+    monkeypatch.setattr(postprocess_module, 'WHOLE_PASTE_SHARE', whole_share)
+    monkeypatch.setattr(paste_v2, 'WHOLE_PASTE_SHARE', whole_share)
+    soft = _soft_masks(np.random.default_rng(sum(orig_hw)), feat_hw)
+    want_masks, want_boxes = paste_v2.paste_in_boxes(soft, resized_hw, orig_hw, 0.5)
+    cropped = paste_in_boxes(soft, resized_hw, orig_hw, 0.5)
+    assert cropped.image_size == orig_hw and len(cropped) == len(soft)
+    np.testing.assert_array_equal(cropped.boxes, want_boxes)
+    np.testing.assert_array_equal(np.asarray(cropped), want_masks)
+    assert want_masks[1:].any(axis=(1, 2)).all() and not want_masks[0].any()

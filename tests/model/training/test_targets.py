@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from solov2.data.results import mask_to_box
+from solov2.data.masks import mask_to_box
 from solov2.model.training.targets import BACKGROUND, BatchTargets, assign_targets, collate_targets, rescale_mask
 
 GRIDS = (40, 36, 24, 16, 12)

@@ -1,0 +1,120 @@
+"""``CroppedMasks``: binary instance masks kept at the cost of the objects, not of the picture.
+
+Each mask is stored as its crop to its tight half-open box (x0, y0, x1, y1); the full
+[H, W] masks are pasted only when asked (``mask(i)``, ``np.asarray(masks)``). Boxes come
+from ``mask_to_box``, the one definition of a mask's box.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence, Union
+
+import numpy as np
+
+
+def mask_to_box(mask: np.ndarray) -> tuple[int, int, int, int] | None:
+    """Half-open pixel box `(x0, y0, x1, y1)` of the True pixels of `[H, W] bool`, or None if empty.
+
+    The mask occupies columns x0..x1-1 and rows y0..y1-1, so
+    `mask[y0:y1, x0:x1]` is the tight crop.
+    """
+    rows = np.flatnonzero(mask.any(axis=1))
+    if rows.size == 0:
+        return None
+    y0, y1 = int(rows[0]), int(rows[-1]) + 1
+    cols = np.flatnonzero(mask[y0:y1].any(axis=0))
+    return int(cols[0]), y0, int(cols[-1]) + 1, y1
+
+
+def masks_to_boxes(masks: np.ndarray) -> np.ndarray:
+    """`mask_to_box` of each of `[N, H, W] bool` masks: `[N, 4] int64` half-open x0, y0, x1, y1,
+    zeros for an empty mask."""
+    return np.array([mask_to_box(mask) or (0, 0, 0, 0) for mask in masks], dtype=np.int64).reshape(-1, 4)
+
+
+EMPTY_CROP = np.zeros((0, 0), dtype=bool)
+
+
+class CroppedMasks:
+    """N binary masks on an `(H, W)` picture, each kept as `crops[i]`, `[y1 - y0, x1 - x0] bool`:
+    the mask inside its tight half-open box `boxes[i]` `(x0, y0, x1, y1)` (`[0, 0] bool` and a
+    zero box for an empty mask).
+
+    `len` is N; `shape` `(N, H, W)`; `[i]` pastes one mask to `[H, W] bool`; a slice, a
+    boolean mask `[N]` or an index array gives a new `CroppedMasks` (the crops shared, not
+    copied); `np.asarray(masks)` pastes them all to `[N, H, W] bool`."""
+
+    def __init__(self, crops: Sequence[np.ndarray], boxes: np.ndarray, image_size: Sequence[int]):
+        self.crops = list(crops)
+        self.boxes = np.asarray(boxes, dtype=np.int64).reshape(-1, 4)
+        self.image_size = (int(image_size[0]), int(image_size[1]))
+        if len(self.crops) != len(self.boxes):
+            raise ValueError(f'{len(self.crops)} crops but {len(self.boxes)} boxes')
+        for crop, (x0, y0, x1, y1) in zip(self.crops, self.boxes):
+            if crop.shape != (y1 - y0, x1 - x0):
+                raise ValueError(f'a crop of shape {crop.shape} does not fit its box {(x0, y0, x1, y1)}')
+
+    @classmethod
+    def from_dense(cls, masks: np.ndarray, boxes: np.ndarray | None = None) -> 'CroppedMasks':
+        """From full masks `[N, H, W]` (bool or 0/1), with their tight boxes `[N, 4]` when known
+        (found otherwise); each crop is a copy, so `masks` can be freed."""
+        masks = np.asarray(masks, dtype=bool)
+        boxes = masks_to_boxes(masks) if boxes is None else np.asarray(boxes, dtype=np.int64).reshape(-1, 4)
+        crops = [mask[y0:y1, x0:x1].copy() for mask, (x0, y0, x1, y1) in zip(masks, boxes)]
+        return cls(crops, boxes, masks.shape[1:])
+
+    @classmethod
+    def empty(cls, image_size: Sequence[int]) -> 'CroppedMasks':
+        """No masks on an `(H, W)` picture."""
+        return cls([], np.zeros((0, 4), np.int64), image_size)
+
+    def __len__(self) -> int:
+        return len(self.crops)
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """`(N, H, W)`, the shape of the pasted masks."""
+        return (len(self), *self.image_size)
+
+    def areas(self) -> np.ndarray:
+        """`[N] int64` pixel count of each mask."""
+        return np.array([np.count_nonzero(crop) for crop in self.crops], dtype=np.int64)
+
+    def paste(self, index: int, out: np.ndarray | None = None) -> np.ndarray:
+        """Mask `index` on the picture, `[H, W] bool` (into `out`, all False, when given)."""
+        out = np.zeros(self.image_size, dtype=bool) if out is None else out
+        x0, y0, x1, y1 = (int(v) for v in self.boxes[index])
+        out[y0:y1, x0:x1] = self.crops[index]
+        return out
+
+    def __getitem__(self, index: Union[int, slice, Sequence[int], np.ndarray]
+                    ) -> Union[np.ndarray, 'CroppedMasks']:
+        """`[H, W] bool` for an int (pasted); a new `CroppedMasks` for a slice, a boolean mask
+        `[N]` or integer indices."""
+        if isinstance(index, (int, np.integer)) and not isinstance(index, (bool, np.bool_)):
+            return self.paste(index)
+        positions = np.arange(len(self))[index]
+        return CroppedMasks([self.crops[i] for i in positions], self.boxes[positions], self.image_size)
+
+    def __iter__(self):
+        return (self.paste(i) for i in range(len(self)))
+
+    def to_dense(self) -> np.ndarray:
+        """All masks pasted on the picture, `[N, H, W] bool`."""
+        dense = np.zeros(self.shape, dtype=bool)
+        for i in range(len(self)):
+            self.paste(i, dense[i])
+        return dense
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        dense = self.to_dense()
+        return dense if dtype is None else dense.astype(dtype)
+
+    def __repr__(self) -> str:
+        return f'CroppedMasks({len(self)} masks on {self.image_size[0]}x{self.image_size[1]})'
+
+
+def as_cropped(masks: Union[CroppedMasks, np.ndarray], boxes: np.ndarray | None = None) -> CroppedMasks:
+    """`masks` as `CroppedMasks`: itself, or `CroppedMasks.from_dense` of `[N, H, W]` masks
+    (with their tight `boxes` when known)."""
+    return masks if isinstance(masks, CroppedMasks) else CroppedMasks.from_dense(masks, boxes)

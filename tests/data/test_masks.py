@@ -1,0 +1,81 @@
+"""``CroppedMasks``: crops to tight boxes, indexing, pasting on demand; and the crops path of
+COCO records, RLE and polygons equal to the full-mask path."""
+import numpy as np
+import pycocotools.mask as mask_util
+import pytest
+
+from solov2.data.masks import CroppedMasks, as_cropped, mask_to_box, masks_to_boxes
+from solov2.data.results import crop_polygons, encode_crop_rle, instances_to_coco, mask_polygons
+
+# pycocotools' encode triggers a NumPy 2 copy-keyword DeprecationWarning internally.
+pytestmark = pytest.mark.filterwarnings('ignore:__array__ implementation:DeprecationWarning')
+
+
+def _random_masks(rng, count=9, size=(37, 53)):
+    """[count, H, W] bool: noise in random windows, blocks on the edges, one whole-picture
+    mask, one empty."""
+    masks = np.zeros((count, *size), dtype=bool)
+    for mask in masks[2:]:
+        y0, x0 = rng.integers(0, size[0]), rng.integers(0, size[1])
+        y1, x1 = rng.integers(y0, size[0]) + 1, rng.integers(x0, size[1]) + 1
+        mask[y0:y1, x0:x1] = rng.random((y1 - y0, x1 - x0)) < rng.uniform(0.2, 1.0)
+    masks[1] = rng.random(size) < 0.7
+    masks[2, :, :4] = True
+    masks[-1] = False
+    return masks
+
+
+def test_from_dense_keeps_tight_crops_and_pastes_back():
+    masks = _random_masks(np.random.default_rng(0))
+    cropped = CroppedMasks.from_dense(masks)
+    assert len(cropped) == 9 and cropped.shape == masks.shape and cropped.image_size == (37, 53)
+    np.testing.assert_array_equal(cropped.boxes, masks_to_boxes(masks))
+    for crop, box, mask in zip(cropped.crops, cropped.boxes, masks):
+        assert crop.shape == (box[3] - box[1], box[2] - box[0])
+        assert mask_to_box(crop) in (None, (0, 0, crop.shape[1], crop.shape[0]))      # tight
+    assert cropped.crops[-1].shape == (0, 0) and tuple(cropped.boxes[-1]) == (0, 0, 0, 0)
+    dense = np.asarray(cropped)
+    assert dense.dtype == bool and dense.shape == masks.shape
+    np.testing.assert_array_equal(dense, masks)
+    np.testing.assert_array_equal(np.asarray(cropped, dtype=np.uint8), masks.astype(np.uint8))
+    np.testing.assert_array_equal(cropped[3], masks[3])
+    np.testing.assert_array_equal(np.stack(list(cropped)), masks)
+    np.testing.assert_array_equal(cropped.areas(), masks.sum(axis=(1, 2)))
+
+
+def test_selection_gives_new_cropped_masks():
+    masks = _random_masks(np.random.default_rng(1))
+    cropped = CroppedMasks.from_dense(masks)
+    keep = np.array([True, False] * 4 + [True])
+    for index, want in ((slice(2, 5), masks[2:5]), (keep, masks[keep]), (np.array([4, 0, -1]), masks[[4, 0, -1]]),
+                        ([], masks[:0])):
+        part = cropped[index]
+        assert isinstance(part, CroppedMasks) and part.image_size == cropped.image_size
+        np.testing.assert_array_equal(np.asarray(part), want)
+    assert np.asarray(CroppedMasks.empty((4, 5))).shape == (0, 4, 5)
+    assert as_cropped(cropped) is cropped
+
+
+def test_a_crop_that_does_not_fit_its_box_is_refused():
+    with pytest.raises(ValueError, match='does not fit'):
+        CroppedMasks([np.ones((2, 3), bool)], [[0, 0, 2, 2]], (5, 5))
+    with pytest.raises(ValueError, match='2 crops but 1 boxes'):
+        CroppedMasks([np.ones((1, 1), bool)] * 2, [[0, 0, 1, 1]], (5, 5))
+
+
+def test_coco_records_rle_and_polygons_from_crops_equal_the_full_masks():
+    """Records from the crops are those of the [N, H, W] masks (and of pycocotools on them);
+    polygons of a crop are those of its full mask."""
+    rng = np.random.default_rng(2)
+    for _ in range(20):
+        masks = _random_masks(rng, size=tuple(int(v) for v in rng.integers(1, 60, 2)))
+        labels, scores = rng.integers(0, 3, len(masks)), rng.random(len(masks)).astype(np.float32)
+        cropped = CroppedMasks.from_dense(masks)
+        from_crops = instances_to_coco(5, cropped, labels, scores, [1, None, 3], file_name='a.jpg',
+                                       class_names=['a', 'b', 'c'])
+        assert from_crops == instances_to_coco(5, masks, labels, scores, [1, None, 3], file_name='a.jpg',
+                                               class_names=['a', 'b', 'c'])
+        for crop, box, mask in zip(cropped.crops, cropped.boxes, masks):
+            want = mask_util.encode(np.asfortranarray(mask.view(np.uint8)))
+            assert encode_crop_rle(crop, box, mask.shape)['counts'] == want['counts'].decode('ascii')
+            assert [p.tolist() for p in crop_polygons(crop, box)] == [p.tolist() for p in mask_polygons(mask)]
