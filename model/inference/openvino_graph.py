@@ -74,3 +74,73 @@ def pad_deformable_sampling(model) -> int:
             op.set_attribute('bilinear_interpolation_pad', True)
             count += 1
     return count
+
+
+def _integral_scalar(value):
+    """The one-element ``Constant`` input ``value`` as a numpy array when it holds a whole
+    number, else None."""
+    node = value.get_node()
+    if node.get_type_name() != 'Constant':
+        return None
+    data = node.get_data()
+    return data if data.size == 1 and float(data.ravel()[0]).is_integer() else None
+
+
+def _float_size_chain(cast):
+    """For a ``Convert`` integer -> float: ([('Multiply' | 'Add', constant array)], the
+    ``Convert`` back to an integer type that ends the chain), or None when ``cast`` starts
+    no such chain (each link the one consumer of the one before)."""
+    node, steps = cast, []
+    while True:
+        consumers = [target.get_node() for target in node.output(0).get_target_inputs()]
+        if len(consumers) != 1:
+            return None
+        nxt = consumers[0]
+        if nxt.get_type_name() == 'Convert' and steps and nxt.get_output_element_type(0).is_integral():
+            return steps, nxt
+        if nxt.get_type_name() not in ('Multiply', 'Add'):
+            return None
+        other = nxt.input_value(1 if nxt.input_value(0).get_node() is node else 0)
+        constant = _integral_scalar(other)
+        if constant is None:
+            return None
+        steps.append((nxt.get_type_name(), constant))
+        node = nxt
+
+
+def integer_resize_sizes(model) -> int:
+    """Compute in integers the output sizes of the resizes by a whole factor (e.g. the mask
+    feature head's 2x upsampling) of an ``openvino.Model``, edited in place; returns how many.
+
+    paddle2onnx writes ``F.interpolate(scale_factor=2)``'s size on each axis as a scalar
+    picked from the input's shape, cast to float, times 2.0, plus 0.0, cast back to int64.
+    OpenVINO's low-precision transformations (run on every model that holds FakeQuantize
+    operations: the INT8 IR of tools/quantize.py) take that scalar cast-and-multiply for a
+    dequantization and fail on it with dynamic H and W ("Accessing out-of-range dimension").
+    The same sizes computed in integers on the one-element slice (before its squeeze) are
+    equal for any size (whole factors only: other chains are left alone)."""
+    import openvino as ov
+    import openvino.opset13 as ops
+    count = 0
+    for cast in [op for op in model.get_ordered_ops() if op.get_type_name() == 'Convert']:
+        source = cast.input_value(0)
+        chain = _float_size_chain(cast) if (source.get_element_type().is_integral()
+                                            and cast.get_output_element_type(0).is_real()) else None
+        if chain is None:
+            continue
+        steps, end = chain
+        squeeze = source.get_node()
+        if (squeeze.get_type_name() == 'Squeeze' and end.get_output_partial_shape(0) == ov.PartialShape([1])
+                and squeeze.input_value(0).get_partial_shape() == ov.PartialShape([1])):
+            source = squeeze.input_value(0)
+        kind = end.get_output_element_type(0)
+        value = ops.convert(source, kind) if source.get_element_type() != kind else source
+        for name, constant in steps:
+            operand = ops.constant(constant.astype(kind.to_dtype()))
+            value = (ops.multiply if name == 'Multiply' else ops.add)(value, operand)
+        for target in list(end.output(0).get_target_inputs()):
+            target.replace_source_output(value.output(0))
+        count += 1
+    if count:
+        model.validate_nodes_and_infer_types()
+    return count
