@@ -4,16 +4,14 @@
 Precisions: ``f32`` (``INFERENCE_PRECISION_HINT=f32``: the same numbers as onnxruntime to
 ~1e-5), ``bf16`` (only where OpenVINO reports BF16 among the CPU's optimization
 capabilities: avx512_bf16 or AMX; faster, ~1e-2 off) and ``int8`` (the quantized model; the
-layers NNCF left unquantized run in f32). Every precision compiles the dynamic-shape model once
-(``openvino_graph.integer_resize_sizes`` lets the INT8 one compile: before it, OpenVINO's
-low-precision transformations failed on the resize sizes), with ``PERFORMANCE_HINT=LATENCY``
-and ``INFERENCE_NUM_THREADS``, and runs every input size in it. In f32 and bf16 a size also
-gets a static model (faster per call) once the dynamic model has spent on that size as long
-as its own compile took: a size met a few times (a folder of mixed sizes) never pays a
-compile, a size met often runs static; at most twice what the static model would have
-cost from the start. INT8 stays on the dynamic model (its static models round a little
-differently, so a picture would not give the same result early and late in a folder). The
-last ``MAX_SHAPES`` static models are kept.
+layers NNCF left unquantized run in f32). Compiles use ``PERFORMANCE_HINT=LATENCY`` and
+``INFERENCE_NUM_THREADS``. f32 and bf16 compile the dynamic-shape model once and run every
+input size in it; a size also gets a static model (faster per call) once the dynamic model
+has spent on that size as long as its own compile took: a size met a few times (a folder of
+mixed sizes) never pays a compile, a size met often runs static, at most twice what its
+static model would have cost from the start. INT8 compiles a static model per input size:
+its dynamic-shape model does not compile (docs/deployment.md#int8). The last ``MAX_SHAPES``
+static models are kept.
 
 Buckets (asked for with ``--opt openvino_buckets=True``, any precision): each batch is
 zero-padded at the bottom and right up to the smallest of a few sizes derived from the
@@ -45,11 +43,7 @@ from solov2.data.transforms import bucket_for, bucket_sizes
 from solov2.model.inference.backend import BackendError
 from solov2.model.inference.exportable import OUTPUT_NAMES
 from solov2.model.inference.exported import ExportedBackend, loading, thread_count
-from solov2.model.inference.openvino_graph import (
-    integer_resize_sizes,
-    pad_deformable_sampling,
-    rewrite_deform_conv,
-)
+from solov2.model.inference.openvino_graph import pad_deformable_sampling, rewrite_deform_conv
 
 PRECISIONS = ('f32', 'bf16', 'int8')
 INT8_FILES = 'openvino_int8'
@@ -139,7 +133,6 @@ class OpenVinoBackend(ExportedBackend):
         self.precision = precision
         self.model = self._read_model(ov)
         pad_deformable_sampling(self.model)
-        integer_resize_sizes(self.model)
         self.properties = {'INFERENCE_PRECISION_HINT': 'bf16' if precision == 'bf16' else 'f32',
                            'PERFORMANCE_HINT': 'LATENCY', 'INFERENCE_NUM_THREADS': thread_count(threads)}
         if self.cfg.openvino_streams > 1:
@@ -177,14 +170,14 @@ class OpenVinoBackend(ExportedBackend):
     def _pool(self, shape: tuple) -> RequestPool:
         """The infer requests to run an input of ``shape`` with: its static model's when
         compiled, else the dynamic-shape model's (compiled on the first call), except with
-        buckets (a static model per bucket) and once ``_wants_static`` says the size has
-        earned its own. Safe from many threads: one compile at a time, while calls on
-        models compiled already go on."""
+        buckets (a static model per bucket), in int8 (a static model per size) and once
+        ``_wants_static`` says the size has earned its own. Safe from many threads: one
+        compile at a time, while calls on models compiled already go on."""
         with self.lock:
             if shape in self.compiled:
                 self.compiled.move_to_end(shape)
                 return self.compiled[shape]
-            static = bool(self.buckets) or self._wants_static(shape)
+            static = bool(self.buckets) or self.precision == 'int8' or self._wants_static(shape)
             if not static and self.dynamic is not None:
                 return self.dynamic
         with self.compiling:
@@ -203,10 +196,9 @@ class OpenVinoBackend(ExportedBackend):
             return pool
 
     def _wants_static(self, shape: tuple) -> bool:
-        """Whether ``shape`` should get a static model now: not in int8, and the dynamic
-        model has run it for at least as long as the dynamic model took to compile."""
-        return (self.precision != 'int8' and self.dynamic_seconds is not None
-                and self.spent.get(shape, 0.0) >= self.dynamic_seconds)
+        """Whether ``shape`` should get a static model now: the dynamic model has run it
+        for at least as long as the dynamic model took to compile."""
+        return self.dynamic_seconds is not None and self.spent.get(shape, 0.0) >= self.dynamic_seconds
 
     def _compile(self, shape: Optional[tuple]):
         """The model compiled for inputs of ``shape`` [B, 3, H, W] (None: dynamic shapes),
