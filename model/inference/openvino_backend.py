@@ -4,11 +4,14 @@
 Precisions: ``f32`` (``INFERENCE_PRECISION_HINT=f32``: the same numbers as onnxruntime to
 ~1e-5), ``bf16`` (only where OpenVINO reports BF16 among the CPU's optimization
 capabilities: avx512_bf16 or AMX; faster, ~1e-2 off) and ``int8`` (the quantized model; the
-layers NNCF left unquantized run in f32). The graph is compiled for each input shape it
-meets twice (inputs are padded to multiples of 32, so there are few; a one-off size runs in the
-dynamic-shape model, except in int8: the quantized model compiles only with static shapes)
-with ``PERFORMANCE_HINT=LATENCY`` and ``INFERENCE_NUM_THREADS``; the last
-``MAX_SHAPES`` compiled models are kept.
+layers NNCF left unquantized run in f32). Compiles use ``PERFORMANCE_HINT=LATENCY`` and
+``INFERENCE_NUM_THREADS``. f32 and bf16 compile the dynamic-shape model once and run every
+input size in it; a size also gets a static model (faster per call) once the dynamic model
+has spent on that size as long as its own compile took: a size met a few times (a folder of
+mixed sizes) never pays a compile, a size met often runs static, at most twice what its
+static model would have cost from the start. INT8 compiles a static model per input size:
+its dynamic-shape model does not compile (docs/deployment.md#int8). The last ``MAX_SHAPES``
+static models are kept.
 
 Buckets (asked for with ``--opt openvino_buckets=True``, any precision): each batch is
 zero-padded at the bottom and right up to the smallest of a few sizes derived from the
@@ -136,8 +139,9 @@ class OpenVinoBackend(ExportedBackend):
             self.properties['NUM_STREAMS'] = self.cfg.openvino_streams
         self.order = output_order(self.model.outputs, str(self.model_dir))
         self.compiled: OrderedDict = OrderedDict()     # shape -> RequestPool of its static model
-        self.seen: set = set()
+        self.spent: Dict[tuple, float] = {}             # shape -> seconds run in the dynamic model
         self.dynamic: Optional[RequestPool] = None
+        self.dynamic_seconds: Optional[float] = None    # its compile (or cache load) time
         self.lock, self.compiling = threading.Lock(), threading.Lock()
         use_buckets = self.cfg.openvino_buckets if buckets is None else buckets
         self.buckets = bucket_sizes(self.cfg.test_short, self.cfg.test_max) if use_buckets else []
@@ -164,39 +168,47 @@ class OpenVinoBackend(ExportedBackend):
             return self.core.read_model(graph.SerializeToString())
 
     def _pool(self, shape: tuple) -> RequestPool:
-        """The infer requests to run an input of ``shape`` with: the dynamic-shape model's
-        the first time a shape is met (no compile per one-off picture size; not in int8 nor
-        with buckets), a static model's compiled for the shape from its second time on (kept,
-        the last ``MAX_SHAPES``). Safe from many threads: one compile at a time, while calls
-        on shapes already compiled go on."""
+        """The infer requests to run an input of ``shape`` with: its static model's when
+        compiled, else the dynamic-shape model's (compiled on the first call), except with
+        buckets (a static model per bucket), in int8 (a static model per size) and once
+        ``_wants_static`` says the size has earned its own. Safe from many threads: one
+        compile at a time, while calls on models compiled already go on."""
         with self.lock:
             if shape in self.compiled:
                 self.compiled.move_to_end(shape)
                 return self.compiled[shape]
-            dynamic = shape not in self.seen and self.precision != 'int8' and not self.buckets
-            self.seen.add(shape)
-            if dynamic and self.dynamic is not None:
+            static = bool(self.buckets) or self.precision == 'int8' or self._wants_static(shape)
+            if not static and self.dynamic is not None:
                 return self.dynamic
         with self.compiling:
             with self.lock:        # another thread may have compiled it meanwhile
-                ready = self.dynamic if dynamic else self.compiled.get(shape)
+                ready = self.compiled.get(shape) if static else self.dynamic
             if ready is not None:
                 return ready
-            pool = RequestPool(self._compile(None if dynamic else shape))
+            pool = RequestPool(self._compile(shape if static else None))
             with self.lock:
-                if dynamic:
+                if not static:
                     self.dynamic = pool
-                else:
-                    self.compiled[shape] = pool
-                    if len(self.compiled) > MAX_SHAPES:
-                        self.compiled.popitem(last=False)
+                    return pool
+                self.compiled[shape] = pool
+                if len(self.compiled) > MAX_SHAPES:
+                    self.compiled.popitem(last=False)
             return pool
+
+    def _wants_static(self, shape: tuple) -> bool:
+        """Whether ``shape`` should get a static model now: the dynamic model has run it
+        for at least as long as the dynamic model took to compile."""
+        return self.dynamic_seconds is not None and self.spent.get(shape, 0.0) >= self.dynamic_seconds
 
     def _compile(self, shape: Optional[tuple]):
         """The model compiled for inputs of ``shape`` [B, 3, H, W] (None: dynamic shapes),
         its compile time recorded and logged the first time."""
         if shape is None:
-            return self.core.compile_model(self.model, 'CPU', self.properties)
+            began = time.perf_counter()
+            compiled = self.core.compile_model(self.model, 'CPU', self.properties)
+            self.dynamic_seconds = time.perf_counter() - began
+            LOG.debug(f'openvino {self.precision}: compiled for any input size in {self.dynamic_seconds:.1f} s')
+            return compiled
         model = self.model.clone()
         model.reshape({0: list(shape)})
         began = time.perf_counter()
@@ -222,5 +234,10 @@ class OpenVinoBackend(ExportedBackend):
         """[B, 3, H, W] float32 -> (scores, kernels, mask_feat) as numpy (mask_feat at 1/4 of
         the bucket's size when buckets pad the input)."""
         batch = self.bucketed(np.ascontiguousarray(batch, dtype=np.float32))
-        results = self._pool(batch.shape)(batch)
+        pool = self._pool(batch.shape)
+        began = time.perf_counter()
+        results = pool(batch)
+        if pool is self.dynamic:
+            with self.lock:
+                self.spent[batch.shape] = self.spent.get(batch.shape, 0.0) + time.perf_counter() - began
         return [np.asarray(results[index]) for index in self.order]

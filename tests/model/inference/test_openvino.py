@@ -149,6 +149,7 @@ def test_dcn_export_runs_in_openvino(tmp_path):
         for reference in (onnx_runtime, dygraph):
             diffs = compare_outputs(got, reference)
             assert max(diffs['scores'], diffs['kernels'], diffs['mask_feat']) <= DCN_TOL, diffs
+        _earned_static(backend, batch.shape)
     assert len(backend.compiled) == 1
 
 
@@ -165,17 +166,37 @@ def _same_instances(backend, reference, batch) -> None:
     assert min(ious) >= MIN_MASK_IOU
 
 
+def _earned_static(backend, shape) -> None:
+    """Stand in for a size met often: the dynamic model has spent on ``shape`` as long as its
+    compile took, so the next call compiles a static model for it."""
+    backend.spent[tuple(shape)] = backend.dynamic_seconds
+
+
 def test_openvino_f32_gives_the_dygraph_instances(hot):  # noqa: F811
+    """f32 equals dygraph in the dynamic-shape model (every size, one compile) and in the
+    static model a size gets once the dynamic one has spent as long on it as its compile."""
     weights, out = hot
     reference = Predictor(CONFIGS[NUMBER], weights)
     backend = OpenVinoBackend(str(out), threads=1, precision='f32')
     for size in [(128, 160), (192, 128)]:
         batch = _batch(*size, seed=size[1])
-        for a, b in zip(backend.run_numpy(batch), reference.run_numpy(batch)):   # dynamic-shape model
-            assert np.abs(a - b).max() <= OUTPUT_TOL
+        for _ in range(2):                                                        # dynamic-shape model
+            for a, b in zip(backend.run_numpy(batch), reference.run_numpy(batch)):
+                assert np.abs(a - b).max() <= OUTPUT_TOL
         assert (1, 3, *size) not in backend.compiled
+        _earned_static(backend, batch.shape)
         _same_instances(backend, reference, batch)                                # static, this shape
         assert (1, 3, *size) in backend.compiled
+    assert list(backend.compile_seconds) == [(1, 3, 128, 160), (1, 3, 192, 128)]
+
+
+def test_a_folder_of_mixed_sizes_compiles_once(hot):  # noqa: F811
+    """Sizes met a few times each run in the one dynamic-shape model: no static compile."""
+    backend = OpenVinoBackend(str(hot[1]), threads=1, precision='f32')
+    for _ in range(2):
+        for size in [(128, 160), (192, 128), (64, 96)]:
+            backend.run_numpy(_batch(*size, seed=1))
+    assert backend.dynamic is not None and not backend.compiled and not backend.compile_seconds
 
 
 def test_bf16_where_the_cpu_has_it(hot):  # noqa: F811
@@ -336,6 +357,7 @@ def test_compiled_models_are_kept_in_the_cache(hot, tmp_path, monkeypatch):  # n
     backend = exported_backend('openvino', str(hot[1]), threads=1, precision='f32')
     for _ in range(2):                  # the dynamic model, then the static one for 128x160
         backend.run_numpy(_batch(128, 160, seed=1))
+        _earned_static(backend, (1, 3, 128, 160))
     assert len([p for p in (tmp_path / COMPILED).iterdir() if p.suffix == '.blob']) == 2
     entries = cache_entries(tmp_path)
     assert [e.folder.name for e in entries] == [COMPILED] and not entries[0].stale(source_hash())
@@ -415,5 +437,6 @@ def test_quantize_writes_an_int8_folder_the_backend_runs(hot, image_dir, tmp_pat
         assert bucketed.run_numpy(batch)[2].shape[2:] == (80, 80)         # both padded to 320x320
     assert len(backend.infer([_batch(128, 160, seed=3)[0]])[0]) > 3
     assert list(bucketed.compile_seconds) == [(1, 3, 320, 320)]           # one compile for both sizes
+    assert backend.dynamic is None and list(backend.compile_seconds) == [(1, 3, 128, 160), (1, 3, 96, 64)]
     assert quantize.main(['--model-dir', str(hot[1]), '--images', str(image_dir), '--output', str(out)]) == 2
     assert capfd.readouterr().err.startswith(f'error: --output {out} already exists')
