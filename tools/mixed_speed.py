@@ -70,11 +70,11 @@ def random_sizes(sources, count: int, folder: Path, seed: int = 0) -> list:
     return paths
 
 
-def mixed_folders(images: str, count: int, folder: Path) -> dict:
-    """{name: pictures}: the pictures of ``images`` and ``count`` copies of them at random sizes in
-    ``folder`` (``random_sizes``); InputError when ``images`` holds none."""
+def mixed_folders(images: str, count: int, folder: Path, name: str = '') -> dict:
+    """{name: pictures}: the pictures of ``images`` (named ``name``, default ``images``) and ``count``
+    copies of them at random sizes in ``folder`` (``random_sizes``); InputError when ``images`` holds none."""
     sources = pictures_in(images)
-    folders = {f'{images} ({len(sources)} pictures)': sources}
+    folders = {f'{name or images} ({len(sources)} pictures)': sources}
     if count:
         folders[f'{count} random sizes'] = random_sizes(sources, count, folder)
     for paths in folders.values():

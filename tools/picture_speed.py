@@ -4,10 +4,11 @@ with few and many objects, for ``python tools/benchmark.py --pictures`` (and its
 Each folder holds ``count`` pictures drawn as tools/make_shapes_dataset.py draws (its background,
 shapes and colours), one shape per cell of a grid, for the shipped model
 (weights/shapes_r18.pdparams), which returns up to ``max_per_image`` (100) instances for them,
-every one pasted, the confident ones drawn. Each folder runs in a fresh process of its own (``train_speed.in_own_process``):
-the demo's backend (``--backend auto`` from an export cache filled beforehand), one untimed picture,
-then ``demo.py``'s stages in its pipeline (read, preprocess, network, post-process, paste, draw,
-write the picture); the process's peak resident set size is the row's memory.
+every one pasted, the confident ones drawn. Each folder runs in a fresh process of its own
+(``train_speed.in_own_process``): the demo's backend (``--backend auto`` from an export cache
+filled beforehand), one untimed picture, then ``demo.py``'s stages in its pipeline (read,
+preprocess, network, post-process, paste, draw, write the picture); the process's peak resident
+set size is the row's memory.
 """
 import contextlib
 import io
