@@ -62,7 +62,7 @@ from solov2.model.checkpoint import save_checkpoint  # noqa: E402
 from solov2.model.cpu_math import MKL_CPU_TYPE  # noqa: E402
 from solov2.model.inference.backend import BackendError  # noqa: E402
 from solov2.model.inference.export import export  # noqa: E402
-from solov2.model.inference.export_cache import CACHE_ENV, cached_backend, exported_backend  # noqa: E402
+from solov2.model.inference.export_cache import cached_backend, exported_backend  # noqa: E402
 from solov2.model.inference.exported import thread_count  # noqa: E402
 from solov2.model.inference.media import DrawOptions, ImageStages  # noqa: E402
 from solov2.model.inference.openvino_backend import has_bf16, import_openvino  # noqa: E402
@@ -286,11 +286,11 @@ def auto_backend(number: int, cfg, weights: str, folder: Path, threads: int, ove
     """(engine, backend, seconds of the first run's export) of ``--backend auto`` with its
     cache in ``folder``: exported once (the engines timed), then loaded from the cache as a
     second run would."""
-    os.environ[CACHE_ENV] = str(folder / 'auto_cache')
+    cache = str(folder / 'auto_cache')
     began = time.perf_counter()
-    cached_backend(number, cfg, weights, overrides, threads)
+    cached_backend(number, cfg, weights, overrides, threads, cache_dir=cache)
     export_s = time.perf_counter() - began
-    return cached_backend(number, cfg, weights, overrides, threads) + (export_s,)
+    return cached_backend(number, cfg, weights, overrides, threads, cache_dir=cache) + (export_s,)
 
 
 def network_seconds(kind: str, backend, batch: np.ndarray, runs: int) -> float:
