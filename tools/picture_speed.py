@@ -36,6 +36,7 @@ from solov2.tools.train_speed import in_own_process
 DRAW_THRESHOLD = 0.3                        # demo.py --draw-threshold default
 FOLDERS = ((640, 640, 10), (640, 640, 100), (4000, 3000, 10), (4000, 3000, 100))   # width, height, shapes
 MARKERS = ('<!-- pictures: begin -->', '<!-- pictures: end -->')
+ENGINES = {'OpenVinoBackend': 'OpenVINO f32', 'OnnxBackend': 'onnxruntime', 'Predictor': 'dygraph'}
 
 
 def grid(width: int, height: int, count: int) -> tuple:
@@ -137,7 +138,7 @@ def format_row(row: dict, rows) -> str:
 
 def report_section(rows, machine: str, command: str) -> str:
     """The markdown section of ``measure``'s rows, between ``MARKERS``."""
-    engine = ', '.join(sorted({row['engine'] for row in rows}))
+    engine = ', '.join(sorted({ENGINES.get(row['engine'], row['engine']) for row in rows}))
     return report.section(
         MARKERS, 'Small and large pictures, few and many objects',
         f"`demo.py`'s default run (`--backend auto`: here {engine}; the shipped model, "

@@ -153,7 +153,7 @@ def _pictures_section() -> str:
 
 def test_pictures_section_compares_each_size_with_640_and_as_many_shapes():
     section = _pictures_section()
-    assert section.startswith(picture_speed.MARKERS[0]) and 'here OpenVinoBackend' in section
+    assert section.startswith(picture_speed.MARKERS[0]) and 'here OpenVINO f32;' in section
     assert '| 640x640 | 100 | 100 / 12 | 2 | 4.00 | 512 MiB | - |' in section
     assert '| 4000x3000 | 100 | 100 / 8 | 2 | 1.00 | 1024 MiB | 0.25x, 2.00x |' in section
 
