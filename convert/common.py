@@ -210,6 +210,15 @@ def imagenet_converter(load: Callable[[str], Dict[str, np.ndarray]], backbone_na
     return Converter(load, rename, default_configs, lambda source: 80, ignored, prefix='backbone.')
 
 
+def convert_arrays(converter: Converter, arrays: Dict[str, np.ndarray], number: Optional[int] = None):
+    """(config number, cfg, state, report) of the checkpoint ``arrays`` ({name: array}, as
+    ``converter.load`` reads them) converted by ``converter`` for config ``number`` (default: the
+    first of ``converter.default_configs`` that fits); ConversionError when none fits."""
+    numbers = [number] if number is not None else list(converter.default_configs)
+    return convert(arrays, converter.rename, numbers, converter.num_classes(arrays), converter.ignored,
+                   converter.aliases(arrays), prefix=converter.prefix)
+
+
 @dataclass
 class Converted:
     """What ``convert_file`` wrote: the config it detected (``number``, ``cfg``), the report and where."""
@@ -237,10 +246,7 @@ def convert_file(converter: Converter, source: str, output: str, number: Optiona
     published checkpoint: ``convert.zoo``) is recorded in the sidecar under ``"published"``, and
     its ``url`` as the source."""
     check_output(source, output)
-    arrays = converter.load(source)
-    numbers = [number] if number is not None else list(converter.default_configs)
-    number, cfg, state, report = convert(arrays, converter.rename, numbers, converter.num_classes(arrays),
-                                         converter.ignored, converter.aliases(arrays), prefix=converter.prefix)
+    number, cfg, state, report = convert_arrays(converter, converter.load(source), number)
     extra = {}
     if converter.prefix:
         extra['part'] = converter.prefix.rstrip('.')

@@ -88,6 +88,30 @@ def test_converter_library_modules_import_no_command_glue():
     assert library and not bad, bad
 
 
+CONVERTER_TABLES = re.compile(r'solov2\.convert\.(\w+_)?names$')     # a family's rename table
+CONVERTER_MACHINERY = {'solov2.convert.common': {'convert', 'apply_table'}}   # what a Converter drives
+
+
+def converter_internals(path: str):
+    """The converters' internals a file imports: a family's rename table or the machinery under a
+    ``Converter`` (outside convert/, a family is used through its Converter in convert/families.py,
+    with ``convert_file`` or ``convert_arrays``, so each family converts one way)."""
+    for node in ast.walk(ast.parse((REPO_DIR / path).read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            names = {alias.name for alias in node.names}
+            modules = [node.module] + [f'{node.module}.{name}' for name in names]
+            yield from (module for module in modules if CONVERTER_TABLES.match(module))
+            yield from (f'{node.module}.{name}' for name in names & CONVERTER_MACHINERY.get(node.module, set()))
+        elif isinstance(node, ast.Import):
+            yield from (alias.name for alias in node.names if CONVERTER_TABLES.match(alias.name))
+
+
+def test_outside_the_converters_a_family_converts_through_its_converter():
+    files = [path for path in tracked_python_files() if not path.startswith(('convert/', 'tests/'))]
+    bad = [(path, module) for path in files for module in converter_internals(path)]
+    assert files and not bad, bad
+
+
 def library_files():
     """The library: config/, data/, model/ and convert/'s modules that are not commands."""
     return [path for path in tracked_python_files() if path.startswith(('config/', 'data/', 'model/', 'convert/'))

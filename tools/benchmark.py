@@ -4,6 +4,9 @@
     python tools/benchmark.py --configs 1 2 --out docs/benchmark   # the published report
     python tools/benchmark.py --postprocess --configs 1 2   # post-processing section only
     python tools/benchmark.py --train --configs 1 2         # training section only
+    python tools/benchmark.py --pictures                    # small and large pictures section only
+    python tools/benchmark.py --mixed                       # INT8 on mixed sizes section only
+    python tools/benchmark.py --table --configs 1 2         # the table against PaddleDetection only
 
 For each config, both implementations get the same weights (a random-weight
 PaddleDetection model, saved and converted with the rules of convert/ppdet2paddle.py, convert.ppdet_names) and the
@@ -25,14 +28,19 @@ same images, and the same number of CPU threads. Measured:
 - with ``--train`` instead: training against PaddleDetection's on the same batch, data,
   weights and threads (tools/train_speed.py): the model step alone, interleaved, and the
   whole loop with data loading and the peak memory of each, in another section that full
-  runs keep.
+  runs keep;
+- in full runs and with ``--pictures`` alone: ``demo.py``'s default run with the shipped model on
+  folders of 640x640 and 4000x3000 pictures with 10 and 100 shapes, pictures/s and peak RSS
+  (tools/picture_speed.py);
+- in full runs and with ``--mixed`` alone: OpenVINO f32, INT8 and onnxruntime on the sample
+  pictures and on ``--mixed-count`` copies of them at random sizes, a first run each (compiles
+  counted; tools/mixed_speed.py), with the shipped model exported and quantized here.
 PaddleDetection is a test/benchmark dependency only (``pip install --no-deps
 paddledet==2.6.0``, see README); the product never imports it.
 """
 import contextlib
 import io
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -46,22 +54,24 @@ import numpy as np  # noqa: E402
 import paddle  # noqa: E402
 
 from solov2.config import CONFIGS, with_overrides  # noqa: E402
-from solov2.convert import ppdet_names  # noqa: E402
-from solov2.convert.common import convert  # noqa: E402
+from solov2.config.shipped import SAMPLE_IMAGES, SHIPPED_WEIGHTS  # noqa: E402
+from solov2.config.sidecar import resolve_config  # noqa: E402
+from solov2.convert.common import convert_arrays  # noqa: E402
+from solov2.convert.families import PPDET  # noqa: E402
 from solov2.data.transforms import read_image  # noqa: E402
 from solov2.model.checkpoint import save_checkpoint  # noqa: E402
-from solov2.model.cpu_math import MKL_CPU_TYPE, cpu_fields, cpu_vendor  # noqa: E402
+from solov2.model.cpu_math import MKL_CPU_TYPE  # noqa: E402
 from solov2.model.inference.backend import BackendError  # noqa: E402
 from solov2.model.inference.export import export  # noqa: E402
-from solov2.model.inference.export_cache import CACHE_ENV, cached_backend  # noqa: E402
-from solov2.model.inference.exported import InferenceBackend, OnnxBackend, thread_count  # noqa: E402
+from solov2.model.inference.export_cache import cached_backend, exported_backend  # noqa: E402
+from solov2.model.inference.exported import thread_count  # noqa: E402
 from solov2.model.inference.media import DrawOptions, ImageStages  # noqa: E402
-from solov2.model.inference.openvino_backend import OpenVinoBackend, has_bf16, import_openvino  # noqa: E402
+from solov2.model.inference.openvino_backend import has_bf16, import_openvino  # noqa: E402
 from solov2.model.inference.pipeline import run_pipeline  # noqa: E402
 from solov2.model.inference.postprocess import matrix_nms  # noqa: E402
 from solov2.model.inference.predictor import Predictor  # noqa: E402
 from solov2.model.inference.quantize import quantize_model  # noqa: E402
-from solov2.tools import mixed_speed, postprocess_speed, train_speed  # noqa: E402
+from solov2.tools import mixed_speed, picture_speed, postprocess_speed, report, train_speed  # noqa: E402
 from solov2.tools.cli import make_parser, run_command, tune_for  # noqa: E402
 
 # our config -> PaddleDetection architecture built in tools/reference/ppdet_ref.py
@@ -87,25 +97,18 @@ def reference_and_weights(number: int, folder: Path):
             if name.startswith('solov2_head.') and name.endswith('conv_dcn.bias'):
                 param.set_value(paddle.zeros_like(param))
                 state.pop(name)
-    _, cfg, ours, _ = convert(state, ppdet_names.ppdet_name, [number],
-                              ppdet_names.ppdet_num_classes(state),
-                              aliases=ppdet_names.duplicate_aliases(state))
+    _, cfg, ours, _ = convert_arrays(PPDET, state, number)       # as convert/ppdet2paddle.py converts
     path = folder / f'config{number}.pdparams'
     save_checkpoint(ours, str(path), number, cfg, source=f'ppdet {family} random')
     return reference, str(path)
 
 
-def cpu_description(cpuinfo: str = '/proc/cpuinfo') -> str:
-    """The CPU's model name and which of avx512_bf16 / amx_bf16 / amx_int8 it has, with
-    OpenVINO's verdict on bf16 (e.g. 'AMD EPYC 9R14, avx512_bf16, OpenVINO bf16: yes')."""
-    fields = cpu_fields(cpuinfo) or {}
-    name, flags = fields.get('model name') or platform.processor() or 'unknown CPU', fields.get('flags', '').split()
-    wanted = [flag for flag in ('avx512_bf16', 'amx_bf16', 'amx_int8') if flag in flags] or ['no bf16/AMX flags']
+def bf16_verdict() -> str:
+    """OpenVINO's verdict on bf16 on this CPU: 'yes', 'no' or 'OpenVINO not installed'."""
     try:
-        verdict = 'yes' if has_bf16(import_openvino().Core()) else 'no'
+        return 'yes' if has_bf16(import_openvino().Core()) else 'no'
     except BackendError:
-        verdict = 'OpenVINO not installed'
-    return f'{name}, {", ".join(wanted)}, OpenVINO bf16: {verdict}'
+        return 'OpenVINO not installed'
 
 
 def median_seconds(function, runs: int) -> float:
@@ -246,26 +249,26 @@ def ppdet_network(reference, images: paddle.Tensor):
 
 BACKENDS = ('dygraph', 'inference', 'inference-onednn', 'onnx', 'openvino-f32', 'openvino-bf16',
             'openvino-int8', 'auto')
+# the exported ones: name -> (export_cache.exported_backend's kind, precision, mkldnn)
+EXPORTED = {'inference': ('inference', 'f32', False), 'inference-onednn': ('inference', 'f32', True),
+            'onnx': ('onnx', 'f32', False), 'openvino-f32': ('openvino', 'f32', False),
+            'openvino-bf16': ('openvino', 'bf16', False), 'openvino-int8': ('openvino', 'int8', False)}
 CALIBRATION_IMAGES = 16
 
 
-def exported_backend(kind: str, number: int, cfg, weights: str, folder: Path, threads: int):
-    """An exported model's backend by name (exporting once per config; int8 quantized once
+def our_exported(name: str, number: int, cfg, weights: str, folder: Path, threads: int):
+    """The exported backend ``name`` of ``EXPORTED`` (exporting once per config; int8 quantized once
     on CALIBRATION_IMAGES other synthetic images). None when this CPU cannot run it."""
     export_dir = folder / f'export{number}'
     if not (export_dir / 'infer_cfg.json').is_file():
         export(number, cfg, weights, export_dir, fmt='both', check=False)
-    if kind == 'onnx':
-        return OnnxBackend(str(export_dir), threads)
-    if kind.startswith('openvino'):
-        precision = kind.split('-')[1]
-        if precision == 'bf16' and not has_bf16(import_openvino().Core()):
-            print(f'{kind}: skipped, this CPU has no bf16 in OpenVINO', flush=True)
-            return None
-        if precision == 'int8':
-            export_dir = int8_folder(export_dir, folder, number)
-        return OpenVinoBackend(str(export_dir), threads, precision)
-    return InferenceBackend(str(export_dir), threads, mkldnn=kind == 'inference-onednn')
+    kind, precision, mkldnn = EXPORTED[name]
+    if precision == 'bf16' and not has_bf16(import_openvino().Core()):
+        print(f'{name}: skipped, this CPU has no bf16 in OpenVINO', flush=True)
+        return None
+    if precision == 'int8':
+        export_dir = int8_folder(export_dir, folder, number)
+    return exported_backend(kind, str(export_dir), threads, precision, mkldnn=mkldnn)
 
 
 def int8_folder(export_dir: Path, folder: Path, number: int) -> Path:
@@ -284,11 +287,11 @@ def auto_backend(number: int, cfg, weights: str, folder: Path, threads: int, ove
     """(engine, backend, seconds of the first run's export) of ``--backend auto`` with its
     cache in ``folder``: exported once (the engines timed), then loaded from the cache as a
     second run would."""
-    os.environ[CACHE_ENV] = str(folder / 'auto_cache')
+    cache = str(folder / 'auto_cache')
     began = time.perf_counter()
-    cached_backend(number, cfg, weights, overrides, threads)
+    cached_backend(number, cfg, weights, overrides, threads, cache_dir=cache)
     export_s = time.perf_counter() - began
-    return cached_backend(number, cfg, weights, overrides, threads) + (export_s,)
+    return cached_backend(number, cfg, weights, overrides, threads, cache_dir=cache) + (export_s,)
 
 
 def network_seconds(kind: str, backend, batch: np.ndarray, runs: int) -> float:
@@ -308,7 +311,7 @@ def measure_backend(kind: str, number: int, cfg, weights: str, predictor, folder
         engine, backend, export_s = auto_backend(number, cfg, weights, folder, threads, overrides)
         label = f'auto = {engine} (first run exports: {export_s:.0f} s)'
     else:
-        backend = predictor if kind == 'dygraph' else exported_backend(kind, number, cfg, weights, folder, threads)
+        backend = predictor if kind == 'dygraph' else our_exported(kind, number, cfg, weights, folder, threads)
     if backend is None:
         return None
     model_s = network_seconds(kind, backend, batch, runs)
@@ -365,11 +368,13 @@ def config_facts(summary: dict) -> str:
             f"{summary['nms500_ms'] / 1e3 / summary['backends'][0]['model_s']:.3f} |")
 
 
+# the sections other runs write (--postprocess, --train, --pictures, --mixed), in the report's order
+SECTIONS = (postprocess_speed.MARKERS, train_speed.MARKERS, picture_speed.MARKERS, mixed_speed.MARKERS)
+
+
 def kept_sections(old: str) -> str:
-    """The post-processing, training and mixed-sizes sections of an older report (``--postprocess``,
-    ``--train``, tools/mixed_speed.py), each after a blank line, which a full run keeps."""
-    kept = [section(old) for section in (postprocess_speed.existing_section, train_speed.existing_section,
-                                         mixed_speed.existing_section)]
+    """The sections of ``SECTIONS`` an older report holds, each after a blank line, which a full run keeps."""
+    kept = [report.existing_section(old, markers) for markers in SECTIONS]
     return ''.join('\n' + section for section in kept if section)
 
 
@@ -378,8 +383,7 @@ def write_report(summaries, out: Path, machine: str, count: int, size: int) -> N
     lines = ['# Benchmark', '', f'Machine: {machine}.', '',
              f'{count} synthetic {size}x{size} images (tools/make_shapes_dataset.py), the same '
              'random weights (a PaddleDetection model, saved and converted) and the same threads '
-             'for every implementation; command: `python tools/benchmark.py '
-             + ' '.join(sys.argv[1:]) + '`.', '',
+             f'for every implementation; command: `{this_command()}`.', '',
              'Implementations: "dygraph" is the Paddle model (`demo.py --backend dygraph`); '
              '"inference", "inference-onednn", "onnx" and "openvino-f32|bf16|int8" are the same '
              'weights exported with `tools/export_model.py` and run by Paddle Inference (without / '
@@ -433,15 +437,15 @@ def postprocess_report(args) -> int:
     """``--postprocess``: time the post-processing of each config on one core (this process
     stays pinned to it) and write the section into the report."""
     postprocess_speed.one_core()
-    cpu = postprocess_speed.cpu_model()
+    machine = report.machine_line(1)
     rows = []
     for number in args.configs:
         result = postprocess_speed.postprocess_seconds(with_overrides(CONFIGS[number], args.opt), args.size)
         rows.append((number, args.size, result))
         print(f"config {number}, {args.size}x{args.size}, {result['instances']} instances from "
-              f"{result['candidates']} candidates: {1e3 * result['total']:.1f} ms on one core ({cpu})", flush=True)
-    section = postprocess_speed.report_section(rows, cpu, 'python tools/benchmark.py ' + ' '.join(sys.argv[1:]))
-    print(f'wrote {postprocess_speed.write_section(args.out, section)}')
+              f"{result['candidates']} candidates: {1e3 * result['total']:.1f} ms on one core ({machine})", flush=True)
+    section = postprocess_speed.report_section(rows, machine, this_command())
+    print(f'wrote {report.write_section(args.out, section, postprocess_speed.MARKERS)}')
     return 0
 
 
@@ -450,7 +454,7 @@ def train_report(args) -> int:
     and write the section into the report."""
     bench = train_speed.TrainBench(args.size, args.batch, args.steps, args.threads, tuple(args.opt), args.processes)
     tune_for('cpu', args.threads)
-    machine = postprocess_speed.machine_line(args.threads)
+    machine = report.machine_line(args.threads)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
@@ -460,9 +464,43 @@ def train_report(args) -> int:
             reference, weights = reference_and_weights(number, folder)
             rows.append(train_speed.measure(number, REFERENCE_FAMILY[number], reference, weights, bench, root, folder))
             print(train_speed.format_row(rows[-1]), flush=True)
-    section = train_speed.report_section(rows, bench, machine, 'python tools/benchmark.py ' + ' '.join(sys.argv[1:]))
-    print(f'wrote {postprocess_speed.write_section(args.out, section, (train_speed.BEGIN, train_speed.END))}')
+    section = train_speed.report_section(rows, bench, machine, this_command())
+    print(f'wrote {report.write_section(args.out, section, train_speed.MARKERS)}')
     return 0
+
+
+def pictures_report(args, folder: Path) -> None:
+    """Small and large pictures, few and many objects (tools/picture_speed.py): the section in the report."""
+    cache = folder / 'auto_cache'
+    engine, _ = cached_backend(*shipped_model(), (), args.threads, cache_dir=str(cache))    # exported once here
+    print(f'pictures: demo.py --backend auto = {engine}\n{picture_speed.HEADER}', flush=True)
+    rows = picture_speed.measure(folder / 'pictures', args.pictures_count, args.threads, str(cache))
+    section = picture_speed.report_section(rows, report.machine_line(args.threads), this_command())
+    print(f'wrote {report.write_section(args.out, section, picture_speed.MARKERS)}')
+
+
+def shipped_model() -> tuple:
+    """(config number, cfg, weights) of the shipped model."""
+    return (*resolve_config(SHIPPED_WEIGHTS, None, ()), SHIPPED_WEIGHTS)
+
+
+def mixed_report(args, folder: Path) -> None:
+    """OpenVINO f32, INT8 and onnxruntime on the sample pictures and on ``--mixed-count`` random sizes of
+    them, the shipped model exported and quantized here, one first run each (tools/mixed_speed.py)."""
+    number, cfg, weights = shipped_model()
+    export_dir = folder / 'shapes_export'
+    export(number, cfg, weights, export_dir, fmt='onnx', check=False)
+    dirs = {'f32': str(export_dir), 'int8': str(int8_folder(export_dir, folder, number))}
+    folders = mixed_speed.mixed_folders(SAMPLE_IMAGES, args.mixed_count, folder / 'mixed', 'images/')
+    variants = ['f32', 'int8', 'onnx']
+    results = mixed_speed.measure(folders, dirs, variants, 1, args.threads, folder)
+    section = mixed_speed.report_section(mixed_speed.medians(results, variants), variants,
+                                         report.machine_line(args.threads), this_command())
+    print(f'wrote {report.write_section(args.out, section, mixed_speed.MARKERS)}')
+
+
+def this_command() -> str:
+    return report.command_line('tools/benchmark.py', sys.argv[1:])
 
 
 def main(argv=None) -> int:
@@ -470,7 +508,7 @@ def main(argv=None) -> int:
     return run_command(run, argv)
 
 
-def run(argv) -> int:
+def parse_args(argv):
     parser = make_parser(__doc__.split('\n')[0], configs=False)
     parser.add_argument('--configs', type=int, nargs='+', default=[1, 2],
                         help=f'configs to measure (with a PaddleDetection counterpart: {sorted(REFERENCE_FAMILY)})')
@@ -488,11 +526,22 @@ def run(argv) -> int:
                         help='config overrides for every config, e.g. test_short=320 test_max=320')
     only = parser.add_mutually_exclusive_group()
     only.add_argument('--postprocess', action='store_true',
-                        help='only time everything after the network on one core (100 instances on a '
-                             '--size picture) and update that section of the report')
+                      help='only time everything after the network on one core (100 instances on a '
+                           '--size picture) and update that section of the report')
     only.add_argument('--train', action='store_true',
-                        help='only time training against PaddleDetection (model step and whole loop, peak '
-                             'memory) on --size pictures and update that section of the report')
+                      help='only time training against PaddleDetection (model step and whole loop, peak '
+                           'memory) on --size pictures and update that section of the report')
+    only.add_argument('--table', action='store_true',
+                      help='only the end-to-end table against PaddleDetection (and its plot); the other sections '
+                           'of the report are kept')
+    only.add_argument('--pictures', action='store_true',
+                      help='only time the demo on 640x640 and 4000x3000 pictures with 10 and 100 shapes '
+                           '(pictures/s, peak RSS) and update that section of the report')
+    only.add_argument('--mixed', action='store_true',
+                      help='only time OpenVINO f32, INT8 and onnxruntime on the sample pictures and on pictures '
+                           'of random sizes (first runs) and update that section of the report')
+    parser.add_argument('--pictures-count', type=int, default=6, help='pictures in each folder of --pictures')
+    parser.add_argument('--mixed-count', type=int, default=50, help='pictures of random sizes for --mixed')
     parser.add_argument('--batch', type=int, default=2, help='--train: images per step')
     parser.add_argument('--steps', type=int, default=3,
                         help='--train: timed model steps of each after a warm-up, and timed iterations of the '
@@ -502,32 +551,45 @@ def run(argv) -> int:
                              '(paddle.distributed.launch; --batch split over them); default: not')
     args = parser.parse_args(argv)
     args.size = args.size or (448 if args.train else 640)
-    if min(args.size, args.batch, args.steps, args.runs) < 1:
-        parser.error('--size, --batch, --steps and --runs must be at least 1')
+    if min(args.size, args.batch, args.steps, args.runs, args.pictures_count) < 1 or args.mixed_count < 0:
+        parser.error('--size, --batch, --steps, --runs and --pictures-count must be at least 1, --mixed-count 0')
     if args.processes and (args.processes < 2 or args.batch % args.processes):
         parser.error(f'--processes must be at least 2 and divide --batch {args.batch}')
+    unknown = [n for n in args.configs if n not in REFERENCE_FAMILY]
+    if unknown and not (args.postprocess or args.pictures or args.mixed):
+        parser.error(f'no PaddleDetection counterpart for configs {unknown}')
+    return args
+
+
+def run(argv) -> int:
+    args = parse_args(argv)
     if args.postprocess:
         return postprocess_report(args)
-    unknown = [n for n in args.configs if n not in REFERENCE_FAMILY]
-    if unknown:
-        parser.error(f'no PaddleDetection counterpart for configs {unknown}')
     if args.train:
         return train_report(args)
     tune_for('cpu', args.threads)
     with tempfile.TemporaryDirectory() as tmp:
-        paths = make_images(Path(tmp), args.num_images, args.size)
-        rates = matmul_rates(args.threads)
-        bf16 = f', bf16 {rates["bf16"]:.0f}' if rates['bf16'] else ''
-        machine = (f'{cpu_description()} ({platform.machine()}, {os.cpu_count()} cores, '
-                   f'{args.threads or os.cpu_count()} threads), Paddle {paddle.__version__}, best matmul f32 '
-                   f'{rates["f32"]:.0f}{bf16} GFLOP/s, {cpu_vendor() or "unknown vendor"}, MKL_DEBUG_CPU_TYPE='
-                   f'{os.environ.get(MKL_CPU_TYPE, "unset")}')
-        print(f'{machine}\n{HEADER}', flush=True)
-        summaries = [benchmark_config(n, paths, args.runs, Path(tmp), rates, args.threads,
-                                      args.backends, args.opt) for n in args.configs]
+        if not (args.pictures or args.mixed):
+            main_report(args, Path(tmp))
+        if not (args.table or args.mixed):
+            pictures_report(args, Path(tmp))
+        if not (args.table or args.pictures):
+            mixed_report(args, Path(tmp))
+    return 0
+
+
+def main_report(args, folder: Path) -> None:
+    """The end-to-end table of each config against PaddleDetection, with its plot."""
+    paths = make_images(folder, args.num_images, args.size)
+    rates = matmul_rates(args.threads)
+    bf16 = f', bf16 {rates["bf16"]:.0f}' if rates['bf16'] else ''
+    machine = (f'{report.machine_line(args.threads)}; best matmul f32 {rates["f32"]:.0f}{bf16} GFLOP/s, '
+               f'OpenVINO bf16: {bf16_verdict()}, {MKL_CPU_TYPE}={os.environ.get(MKL_CPU_TYPE, "unset")}')
+    print(f'{machine}\n{HEADER}', flush=True)
+    summaries = [benchmark_config(n, paths, args.runs, folder, rates, args.threads, args.backends, args.opt)
+                 for n in args.configs]
     write_report(summaries, Path(args.out), machine, args.num_images, args.size)
     print(f'wrote {args.out}.md and {args.out}.png')
-    return 0
 
 
 if __name__ == '__main__':

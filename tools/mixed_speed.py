@@ -1,23 +1,14 @@
-"""End-to-end speed of OpenVINO f32 and INT8 on folders of pictures of mixed sizes, in one run.
+"""End-to-end speed of OpenVINO f32 and INT8 (and onnxruntime) on folders of pictures of mixed
+sizes, in one run.
 
     python tools/mixed_speed.py --model-dir export/shapes --int8-dir export/shapes_int8 \\
         --images images --random 50 --rounds 3
 
-Each round runs every variant once, in alternating order, each from a fresh backend (as a
-new ``demo.py`` run: compiles included) through ``demo.py``'s own stages and pipeline
-(read, preprocess, network, post-process, paste, draw, write the picture), on the
-``--images`` folder and on ``--random`` copies of its pictures resized to random sizes
-(each side 160-1600 px). Variants: ``f32`` (the default: dynamic shapes, a static model
-from a size's second picture), ``f32-buckets`` (``--opt openvino_buckets=True``),
-``int8`` (int8 with buckets) and ``int8-per-size`` (int8's default: one compile per input
-size). With ``--compiled-cache``, OpenVINO keeps its compiled models in a fresh folder that
-one untimed pass fills first: the rounds then measure a later run (``demo.py`` keeps them in
-``$SOLOV2_CACHE/openvino-compiled``); without it every round compiles, as a first run.
-
-Prints each round, then the median pictures/s of each variant, its ratio to f32 in the same
-run, the static models it compiled and their compile seconds; and writes the section "INT8 on
-folders of mixed sizes" of the report ``--out`` (default output/benchmark.md) between its
-markers, keeping the rest of the report (tools/benchmark.py keeps this section in turn).
+What it measures is ``MEASURED`` (also the text of its report section). Prints each round, then
+the median pictures/s of each variant, its ratio to f32 in the same run, the static models it
+compiled and their compile seconds; and writes the section "INT8 on folders of mixed sizes" of the
+report ``--out`` (default output/benchmark.md) between its markers, keeping the rest of the report
+(tools/benchmark.py keeps this section in turn, and writes it itself with ``--mixed``).
 """
 import contextlib
 import io
@@ -31,17 +22,39 @@ if __package__ in (None, ''):
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
+from solov2.config.errors import InputError  # noqa: E402
 from solov2.data.transforms import read_image  # noqa: E402
+from solov2.model.inference.export_cache import exported_backend  # noqa: E402
 from solov2.model.inference.media import DrawOptions, ImageStages  # noqa: E402
-from solov2.model.inference.openvino_backend import OpenVinoBackend, import_openvino  # noqa: E402
 from solov2.model.inference.pipeline import run_pipeline  # noqa: E402
-from solov2.tools import postprocess_speed  # noqa: E402
+from solov2.tools import report  # noqa: E402
 from solov2.tools.cli import make_parser, run_command, tune_for  # noqa: E402
 
-VARIANTS = {'f32': ('f32', False), 'f32-buckets': ('f32', True), 'int8': ('int8', True),
-            'int8-per-size': ('int8', False)}
+# variant -> (exported_backend's kind, precision, config overrides)
+VARIANTS = {'f32': ('openvino', 'f32', ()), 'f32-buckets': ('openvino', 'f32', ('openvino_buckets=True',)),
+            'int8': ('openvino', 'int8', ()), 'int8-buckets': ('openvino', 'int8', ('openvino_buckets=True',)),
+            'onnx': ('onnx', 'f32', ())}
 DRAW_THRESHOLD = 0.3       # demo.py --draw-threshold default
-BEGIN, END = '<!-- mixed sizes: begin -->', '<!-- mixed sizes: end -->'
+PICTURES = ('.jpg', '.jpeg', '.png')
+MARKERS = ('<!-- mixed sizes: begin -->', '<!-- mixed sizes: end -->')
+MEASURED = ('Each round runs every variant once, in alternating order, each from a fresh backend (as a new '
+            "`demo.py` run: compiles included) through `demo.py`'s own stages and pipeline (read, preprocess, "
+            'network, post-process, paste, draw, write the picture), on the sample pictures and on copies of them '
+            'resized to random sizes (each side 160-1600 px, a fixed seed). Variants: `f32` (OpenVINO f32, '
+            "`demo.py --backend openvino`'s default), `f32-buckets` (`--opt openvino_buckets=True`), `int8` "
+            "(`--precision int8`'s default), `int8-buckets` (with `--opt openvino_buckets=True`) and `onnx` "
+            '(onnxruntime on the same export). With `--compiled-cache`, OpenVINO keeps its compiled models in a '
+            'fresh folder that one untimed pass fills first: the rounds then measure a later run (`demo.py` '
+            'keeps them in `$SOLOV2_CACHE/openvino-compiled`); without it every round compiles, as a first run.')
+
+
+def pictures_in(folder: str) -> list:
+    """The pictures (.jpg, .jpeg, .png) in ``folder``, sorted; InputError (one line) when there are none."""
+    path = Path(folder)
+    found = sorted(p for p in path.iterdir() if p.suffix.lower() in PICTURES) if path.is_dir() else []
+    if not found:
+        raise InputError(f'{folder}: no pictures ({", ".join(PICTURES)}) there — pass --images FOLDER with some')
+    return found
 
 
 def random_sizes(sources, count: int, folder: Path, seed: int = 0) -> list:
@@ -57,6 +70,18 @@ def random_sizes(sources, count: int, folder: Path, seed: int = 0) -> list:
     return paths
 
 
+def mixed_folders(images: str, count: int, folder: Path, name: str = '') -> dict:
+    """{name: pictures}: the pictures of ``images`` (named ``name``, default ``images``) and ``count``
+    copies of them at random sizes in ``folder`` (``random_sizes``); InputError when ``images`` holds none."""
+    sources = pictures_in(images)
+    folders = {f'{name or images} ({len(sources)} pictures)': sources}
+    if count:
+        folders[f'{count} random sizes'] = random_sizes(sources, count, folder)
+    for paths in folders.values():
+        read_image(paths[0])
+    return folders
+
+
 def end_to_end(backend, paths, out: Path) -> float:
     """Pictures/s of ``demo.py``'s stages in its pipeline on ``paths`` (no warm-up)."""
     stages = ImageStages(backend, {path: out / path.name for path in paths}, DrawOptions(DRAW_THRESHOLD), [])
@@ -64,28 +89,30 @@ def end_to_end(backend, paths, out: Path) -> float:
         return run_pipeline(paths, stages.load, stages.model, stages.finish).images_per_second
 
 
+def fresh_backend(variant: str, dirs: dict, threads: int, cache=None):
+    """A new backend of ``variant`` (``VARIANTS``) on ``dirs[precision]`` (``cache``: compiled models' folder)."""
+    kind, precision, overrides = VARIANTS[variant]
+    return exported_backend(kind, dirs[precision], threads, precision, overrides, compiled=cache)
+
+
 def measure(folders: dict, dirs: dict, variants, rounds: int, threads: int, out: Path, cache=None) -> dict:
     """{(folder, variant): ([pictures/s per round], [compile s per round], [static models compiled per
     round])}; ``cache``: the compiled models' folder, filled by an untimed pass first (None: none)."""
-    def fresh_backend(variant: str) -> OpenVinoBackend:
-        precision, buckets = VARIANTS[variant]
-        return OpenVinoBackend(dirs[precision], threads, precision, buckets=buckets, compiled_cache=cache)
-
     results = {(name, variant): ([], [], []) for name in folders for variant in variants}
     for name, paths in folders.items():
         for variant in variants if cache else ():
-            end_to_end(fresh_backend(variant), paths, out)
+            end_to_end(fresh_backend(variant, dirs, threads, cache), paths, out)
     for round_index in range(rounds):
         order = variants if round_index % 2 == 0 else variants[::-1]
         for name, paths in folders.items():
             for variant in order:
-                backend = fresh_backend(variant)
+                backend = fresh_backend(variant, dirs, threads, cache)
                 rate = end_to_end(backend, paths, out)
-                for values, value in zip(results[name, variant], (rate, sum(backend.compile_seconds.values()),
-                                                                  len(backend.compile_seconds))):
+                compiled = getattr(backend, 'compile_seconds', {})      # onnxruntime compiles nothing per size
+                for values, value in zip(results[name, variant], (rate, sum(compiled.values()), len(compiled))):
                     values.append(value)
                 print(f'round {round_index + 1} {name} {variant}: {rate:.2f} pictures/s, '
-                      f'{len(backend.compile_seconds)} compiles, {results[name, variant][1][-1]:.1f} s', flush=True)
+                      f'{len(compiled)} compiles, {results[name, variant][1][-1]:.1f} s', flush=True)
     return results
 
 
@@ -106,11 +133,6 @@ def medians(results: dict, variants) -> dict:
     return table
 
 
-def machine(threads: int) -> str:
-    """``postprocess_speed.machine_line`` and OpenVINO's version."""
-    return f"{postprocess_speed.machine_line(threads)}, OpenVINO {import_openvino().get_version().split('-')[0]}"
-
-
 def format_cell(cell: tuple) -> str:
     """One table cell of a ``medians`` value, e.g. '7.19 (1.14x; 2 models, 0.3 s)'."""
     rate, ratio, models, seconds = cell
@@ -119,27 +141,16 @@ def format_cell(cell: tuple) -> str:
 
 def report_section(table: dict, variants, machine_line: str, command: str) -> str:
     """The markdown section of ``medians``' ``table`` (a row per folder, a column per variant), between
-    markers so that a later run replaces it."""
-    measured = ' '.join(__doc__.split('\n\n')[2].split()).replace('``', '`')
-    lines = [BEGIN, '## INT8 on folders of mixed sizes', '', f'Machine: {machine_line}; command: `{command}`.', '',
-             measured, '', f'Each cell: the median pictures/s over the rounds (its ratio to '
-             f'{base_variant(variants)} in the same run; the static models it compiled, or loaded from the cache '
-             'with --compiled-cache, and their seconds).',
-             '', '| folder | ' + ' | '.join(variants) + ' |', '|---' * (len(variants) + 1) + '|']
+    ``MARKERS`` so that a later run replaces it."""
+    rows = ['| folder | ' + ' | '.join(variants) + ' |', '|---' * (len(variants) + 1) + '|']
     for name in dict.fromkeys(name for name, _ in table):
-        lines.append(f'| {name} | ' + ' | '.join(map(format_cell, (table[name, variant] for variant in variants)))
-                     + ' |')
-    return '\n'.join(lines + [END]) + '\n'
-
-
-def replace_section(text: str, section: str) -> str:
-    """``text`` with its mixed-sizes section replaced by ``section`` (appended if absent)."""
-    return postprocess_speed.replace_section(text, section, (BEGIN, END))
-
-
-def existing_section(text: str) -> str:
-    """The mixed-sizes section of ``text`` ('' when it has none)."""
-    return postprocess_speed.existing_section(text, (BEGIN, END))
+        rows.append(f'| {name} | ' + ' | '.join(map(format_cell, (table[name, variant] for variant in variants)))
+                    + ' |')
+    return report.section(
+        MARKERS, 'INT8 on folders of mixed sizes', f'Machine: {machine_line}; command: `{command}`.', MEASURED,
+        f'Each cell: the median pictures/s over the rounds (its ratio to {base_variant(variants)} in the same run; '
+        'the static models it compiled, or loaded from the cache with --compiled-cache, and their seconds).',
+        '\n'.join(rows))
 
 
 def run(argv) -> int:
@@ -157,13 +168,11 @@ def run(argv) -> int:
                         help='report path without suffix whose mixed-sizes section is written (default '
                              'output/benchmark; the published report is --out docs/benchmark)')
     args = parser.parse_args(argv)
+    if args.rounds < 1 or args.random < 0:
+        parser.error('--rounds must be at least 1 and --random at least 0')
     tune_for('cpu', args.threads)
-    sources = sorted(p for p in Path(args.images).iterdir() if p.suffix.lower() in ('.jpg', '.jpeg', '.png'))
     with tempfile.TemporaryDirectory() as tmp:
-        folders = {f'{args.images} ({len(sources)} pictures)': sources,
-                   f'{args.random} random sizes': random_sizes(sources, args.random, Path(tmp) / 'random')}
-        for paths in folders.values():
-            read_image(paths[0])
+        folders = mixed_folders(args.images, args.random, Path(tmp) / 'random')
         cache = str(Path(tmp) / 'compiled') if args.compiled_cache else None
         results = measure(folders, {'f32': args.model_dir, 'int8': args.int8_dir}, args.variants, args.rounds,
                           args.threads, Path(tmp), cache)
@@ -172,9 +181,9 @@ def run(argv) -> int:
           '|---|---|---|---|---|---|')
     for (name, variant), (rate, ratio, models, seconds) in table.items():
         print(f'| {name} | {variant} | {rate:.2f} | {ratio:.2f}x | {models} | {seconds:.1f} |')
-    section = report_section(table, args.variants, machine(args.threads),
-                             'python tools/mixed_speed.py ' + ' '.join(argv))
-    print(f'wrote {postprocess_speed.write_section(args.out, section, (BEGIN, END))}')
+    section = report_section(table, args.variants, report.machine_line(args.threads),
+                             report.command_line('tools/mixed_speed.py', argv))
+    print(f'wrote {report.write_section(args.out, section, MARKERS)}')
     return 0
 
 

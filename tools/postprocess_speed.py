@@ -10,21 +10,18 @@ duplicates, so Matrix NMS keeps one instance per blob.
 """
 import json
 import os
-import platform
 import statistics
 import time
-from pathlib import Path
 
 import cv2
 import numpy as np
-import paddle
 import threadpoolctl
 
 from solov2.data.results import instances_to_coco
 from solov2.data.transforms import ImageMeta, padded_size, resized_hw
 from solov2.data.visualize import draw_instances
-from solov2.model.cpu_math import cpu_fields
 from solov2.model.inference.postprocess import InferenceParams, paste_detections, postprocess_flat
+from solov2.tools import report
 
 
 def _blob_features(rng, count: int, channels: int, feat_hw) -> np.ndarray:
@@ -106,66 +103,21 @@ def one_core() -> None:
     cv2.setNumThreads(1)
 
 
-def cpu_model(cpuinfo: str = '/proc/cpuinfo') -> str:
-    """'<model name> (avx512_bf16 yes|no, amx yes|no)' of the first CPU, or the platform's
-    processor string where /proc/cpuinfo is missing."""
-    fields = cpu_fields(cpuinfo)
-    if fields is None:
-        return platform.processor() or 'unknown CPU'
-    name, flags = fields.get('model name'), set(fields.get('flags', '').split())
-    return (f"{name or 'unknown CPU'} (avx512_bf16 {'yes' if 'avx512_bf16' in flags else 'no'}, "
-            f"amx {'yes' if 'amx_bf16' in flags else 'no'})")
+MARKERS = ('<!-- postprocess: begin -->', '<!-- postprocess: end -->')
 
 
-def machine_line(threads: int) -> str:
-    """'<cpu_model>, N cores, T threads, Paddle V': the machine a report section was measured on
-    (``threads`` 0: every core)."""
-    return f'{cpu_model()}, {os.cpu_count()} cores, {threads or os.cpu_count()} threads, Paddle {paddle.__version__}'
-
-
-BEGIN, END = '<!-- postprocess: begin -->', '<!-- postprocess: end -->'
-
-
-def report_section(rows, cpu: str, command: str) -> str:
+def report_section(rows, machine: str, command: str) -> str:
     """The markdown section of ``postprocess_seconds`` results (``rows``: (config, size,
-    result) tuples), between markers so that a later run replaces it."""
-    lines = [BEGIN, '## Post-processing on one core', '',
-             f'Everything after the network for one picture, as `demo.py` does it: raw outputs -> '
-             'instances (`postprocess_flat`) -> masks on the picture (paste) -> COCO RLE + JSON -> '
-             f'drawn picture; synthetic outputs, median CPU ms on one pinned core ({cpu}); command: '
-             f'`{command}`.', '',
-             '| config | picture | mask features | candidates | instances | post-process | paste | '
+    result) tuples), between ``MARKERS`` so that a later run replaces it."""
+    table = ['| config | picture | mask features | candidates | instances | post-process | paste | '
              'RLE + JSON | drawing | total ms |', '|---|---|---|---|---|---|---|---|---|---|']
     for number, size, result in rows:
-        lines.append(f"| {number} | {size}x{size} | {result['feat']} | {result['candidates']} | "
+        table.append(f"| {number} | {size}x{size} | {result['feat']} | {result['candidates']} | "
                      f"{result['instances']} | " + ' | '.join(
                          f'{1e3 * result[k]:.1f}' for k in ('postprocess', 'paste', 'encode', 'draw', 'total'))
                      + ' |')
-    return '\n'.join(lines + [END]) + '\n'
-
-
-def replace_section(text: str, section: str, markers=(BEGIN, END)) -> str:
-    """``text`` with its section between ``markers`` (default: the post-processing one)
-    replaced by ``section`` (appended if absent)."""
-    begin, end = markers
-    if begin in text and end in text:
-        rest = text[text.index(end) + len(end):].lstrip('\n')
-        return text[:text.index(begin)] + section + ('\n' + rest if rest else '')
-    return text.rstrip('\n') + '\n\n' + section if text.strip() else section
-
-
-def existing_section(text: str, markers=(BEGIN, END)) -> str:
-    """The section of ``text`` between ``markers`` (default: the post-processing one; '' when it has none)."""
-    begin, end = markers
-    if begin in text and end in text:
-        return text[text.index(begin):text.index(end) + len(end)] + '\n'
-    return ''
-
-
-def write_section(out: str, section: str, markers=(BEGIN, END)) -> Path:
-    """Write ``section`` between ``markers`` into the report ``out`` (a path without suffix: ``out``.md, made
-    if absent), keeping the rest of it; the report's path."""
-    report = Path(out).with_suffix('.md')
-    report.parent.mkdir(parents=True, exist_ok=True)
-    report.write_text(replace_section(report.read_text() if report.is_file() else '', section, markers))
-    return report
+    return report.section(
+        MARKERS, 'Post-processing on one core',
+        'Everything after the network for one picture, as `demo.py` does it: raw outputs -> instances '
+        '(`postprocess_flat`) -> masks on the picture (paste) -> COCO RLE + JSON -> drawn picture; synthetic '
+        f'outputs, median CPU ms on one pinned core. Machine: {machine}; command: `{command}`.', '\n'.join(table))

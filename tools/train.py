@@ -34,7 +34,8 @@ with interruptible_loading():      # Ctrl-C or SIGTERM while Paddle and the libr
     from solov2.model.training.state import read_state
 
 
-def parse_args(argv=None) -> argparse.Namespace:
+def train_parser() -> argparse.ArgumentParser:
+    """train.py's command line."""
     parser = make_parser('Train SOLOv2 on COCO-format data.')
     parser.add_argument('--config', type=int, default=None,
                         help='config number (default: the one recorded beside --weights)')
@@ -70,13 +71,33 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--overwrite', action='store_true',
                         help='start a new run in an --output folder that holds another run (deletes it)')
     add_runtime_args(parser)
-    return parser.parse_args(argv)
+    return parser
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    return train_parser().parse_args(argv)
 
 
 def options_from_args(args: argparse.Namespace) -> TrainOptions:
     """The library's options from the command line (``--opt`` is ``overrides``)."""
     values = {f.name: getattr(args, f.name) for f in fields(TrainOptions) if hasattr(args, f.name)}
     return TrainOptions(**values, overrides=tuple(args.opt))
+
+
+def command_args(options: TrainOptions) -> list:
+    """The command-line arguments of train.py that give ``options`` back (``options_from_args``), from
+    its parser's own flags: every option that differs from its flag's default."""
+    values = {**{f.name: getattr(options, f.name) for f in fields(TrainOptions)}, 'opt': list(options.overrides)}
+    argv = []
+    for action in train_parser()._actions:
+        value = values.get(action.dest, action.default)
+        if value == action.default or action.dest not in values:
+            continue
+        if isinstance(action, argparse._StoreTrueAction):
+            argv.append(action.option_strings[0])
+        else:
+            argv += [action.option_strings[0], *map(str, value if isinstance(value, (list, tuple)) else [value])]
+    return argv
 
 
 def status_line(trainer, out) -> str:

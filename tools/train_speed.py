@@ -17,11 +17,11 @@ Per config (``measure``):
 The training set is the synthetic shapes set (tools/make_shapes_dataset.py) with COCO's 80
 categories listed (the 4 shapes are the first 4), so both train the 80-class models.
 """
-import concurrent.futures
 import csv
 import functools
 import json
 import multiprocessing
+import queue
 import statistics
 import subprocess
 import sys
@@ -40,14 +40,16 @@ from solov2.model.training.hooks import Hook, LogHook
 from solov2.model.training.options import TrainOptions
 from solov2.model.training.run import prepare, run_settings
 from solov2.model.training.targets import assign_targets, collate_targets
-from solov2.tools import postprocess_speed
+from solov2.tools import report
 from solov2.tools.cli import tune_for
 from solov2.tools.make_shapes_dataset import generate_split
+from solov2.tools.train import command_args
 
 TRAIN_SCRIPT = Path(__file__).resolve().parents[1] / 'train.py'
 LR = 1e-4                     # small enough that a few steps from random weights stay finite
 MOMENTUM, L2_DECAY = 0.9, 1e-4
-BEGIN, END = '<!-- training: begin -->', '<!-- training: end -->'
+MARKERS = ('<!-- training: begin -->', '<!-- training: end -->')
+CHILD_TIMEOUT_S = 3600     # the most a measured child process may take before it is stopped
 
 
 @dataclass(frozen=True)
@@ -174,13 +176,16 @@ def ours_loop(options: TrainOptions) -> float:
 
 def ours_launched_loop(options: TrainOptions, processes: int, folder: Path) -> float:
     """Seconds per iteration (after the first) of train.py run from ``options`` (their batch
-    per process) as ``processes`` data-parallel processes by ``paddle.distributed.launch``, each
-    with its share of the cores, from the minutes its train_log.csv records."""
+    per process; ``command_args``: train.py's own flags, threads and device included) as
+    ``processes`` data-parallel processes by ``paddle.distributed.launch``, from the minutes its
+    train_log.csv records; RunError when it fails or takes over ``CHILD_TIMEOUT_S``."""
     command = [sys.executable, '-m', 'paddle.distributed.launch', '--nproc_per_node', str(processes),
-               '--log_dir', str(folder / 'launch_logs'), str(TRAIN_SCRIPT), f'--config={options.config}',
-               '--output', str(options.output), '--overwrite', '--max-iters', str(options.max_iters),
-               '--log-every', '1', '--checkpoint-every', str(10 ** 6), '--opt', *options.overrides]
-    done = subprocess.run(command, capture_output=True, text=True)
+               '--log_dir', str(folder / 'launch_logs'), str(TRAIN_SCRIPT),
+               *command_args(replace(options, checkpoint_every=10 ** 6))]
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=CHILD_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        raise RunError(f'{processes} launched processes of train.py took over {CHILD_TIMEOUT_S} s: stopped') from None
     log = Path(options.output) / 'train_log.csv'
     if done.returncode or not log.is_file():
         raise RunError(f'{processes} launched processes of train.py failed: {done.stderr.strip()[-300:]}')
@@ -216,16 +221,50 @@ def peak_rss() -> int:
     raise RunError('/proc/self/status has no VmHWM line — peak memory is measured on Linux only')
 
 
-def _with_peak_rss(start_method: str, function, *args) -> tuple:
+def _with_peak_rss(results, start_method: str, function, *args) -> None:
     multiprocessing.set_start_method(start_method, force=True)     # the data workers start as in a plain run
-    return function(*args), peak_rss()
+    try:
+        results.put((function(*args), peak_rss()))
+    except Exception as exc:     # noqa: BLE001  (handed to the parent, which raises it as one line)
+        results.put(RunError(f'{getattr(function, "__name__", function)}: {type(exc).__name__}: {exc}'))
 
 
-def in_own_process(function, *args) -> tuple:
+def in_own_process(function, *args, timeout: float = CHILD_TIMEOUT_S) -> tuple:
     """(``function(*args)``, the peak resident set size in bytes of the fresh (spawned, not
-    forked) process that ran it)."""
-    with concurrent.futures.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context('spawn')) as pool:
-        return pool.submit(_with_peak_rss, multiprocessing.get_start_method(), function, *args).result()
+    forked) process that ran it); RunError when it fails, dies or takes over ``timeout`` seconds
+    (then it is killed)."""
+    context = multiprocessing.get_context('spawn')
+    results = context.Queue()
+    child = context.Process(target=_with_peak_rss, args=(results, multiprocessing.get_start_method(), function,
+                                                          *args))
+    child.start()
+    name, deadline = getattr(function, '__name__', str(function)), time.monotonic() + timeout
+    try:
+        answer = _answer(results, child, deadline)
+    finally:
+        child.join(5)
+        if child.is_alive():
+            child.kill()
+            child.join()
+    if answer is None:
+        raise RunError(f'{name} took over {timeout:.0f} s (or its process died: exit code {child.exitcode}): stopped')
+    if isinstance(answer, RunError):
+        raise answer
+    return answer
+
+
+def _answer(results, child, deadline: float):
+    """What ``child`` puts in ``results``; None when it dies without answering or ``deadline`` passes."""
+    while time.monotonic() < deadline:
+        try:
+            return results.get(timeout=1)
+        except queue.Empty:
+            if not child.is_alive():
+                try:
+                    return results.get(timeout=1)       # what it put just before it ended
+                except queue.Empty:
+                    return None
+    return None
 
 
 def measure(number: int, family: str, reference, weights: str, bench: TrainBench, root: Path, folder: Path) -> dict:
@@ -244,7 +283,8 @@ def measure(number: int, family: str, reference, weights: str, bench: TrainBench
     ppdet_iteration, ppdet_rss = in_own_process(ppdet_loop, family, str(state_file), options, bench, root, folder)
     launched = None
     if bench.processes:
-        per_process = replace(bench, batch=bench.batch // bench.processes)
+        per_process = replace(bench, batch=bench.batch // bench.processes,    # each its share of the threads
+                              threads=max(1, bench.threads // bench.processes) if bench.threads else 0)
         launched_options = ours_options(number, per_process, root, weights, folder / f'ours_launched{number}')
         launched = ours_launched_loop(launched_options, bench.processes, folder)
     height, width = ours['images'].shape[2:]
@@ -276,34 +316,25 @@ def format_row(row: dict) -> str:
 
 
 def report_section(rows, bench: TrainBench, machine: str, command: str) -> str:
-    """The markdown section of ``measure`` rows, between markers so that a later run replaces it."""
-    lines = [BEGIN, '## Training', '',
-             f'Training on the CPU ({machine}), both implementations with the same weights (a random PaddleDetection '
-             f'model, saved and converted), the same synthetic shapes images (tools/make_shapes_dataset.py, one '
-             f'short side = {bench.size}), batch {bench.batch}, learning rate {LR:g}, Momentum {MOMENTUM} with L2 '
-             f"decay {L2_DECAY:g} (ours adds its config's gradient clipping); command: `{command}`.", '',
-             '"s/step" is the model step alone (forward, loss, backward, optimizer step; no data loading) on the '
-             "same batch: ours is `Trainer.step` (what train.py runs) with our targets, PaddleDetection's is its "
-             'model in train mode with its own targets (`Gt2Solov2Target`); one warm-up step each (its loss is '
-             f'shown: the two target conventions differ, so the losses are a sanity check, not equal), then '
-             f'{bench.steps} steps of each interleaved in one process, median. "s/iteration" is the whole loop, data '
-             'loading included, each in a process of its own: ours is the run train.py builds (its loader and '
-             "workers, Trainer, log), PaddleDetection's its own `ppdet.engine.Trainer` and reader (Decode, "
-             'Poly2Mask, Resize, RandomFlip, NormalizeImage, Permute; PadBatch, Gt2Solov2Target), the same number '
-             f'of data workers; mean over {bench.loop_iterations - 1} iterations after the first. "as data-parallel '
-             f'processes" is train.py started by `python -m paddle.distributed.launch --nproc_per_node P` (batch '
-             f'{bench.batch} in all, split over the P processes, each with its share of the cores: the way '
-             'docs/training.md gives to use every core), from the minutes of its train_log.csv. "peak RSS" is '
-             'the peak resident set size of that process (its `VmHWM`; its data-loading workers not counted).',
-             '', HEADER, *map(format_row, rows)]
-    return '\n'.join(lines + [END]) + '\n'
-
-
-def replace_section(text: str, section: str) -> str:
-    """``text`` with its training section replaced by ``section`` (appended if absent)."""
-    return postprocess_speed.replace_section(text, section, (BEGIN, END))
-
-
-def existing_section(text: str) -> str:
-    """The training section of ``text`` ('' when it has none)."""
-    return postprocess_speed.existing_section(text, (BEGIN, END))
+    """The markdown section of ``measure`` rows, between ``MARKERS`` so that a later run replaces it."""
+    return report.section(
+        MARKERS, 'Training',
+        f'Training on the CPU, both implementations with the same weights (a random PaddleDetection model, saved '
+        f'and converted), the same synthetic shapes images (tools/make_shapes_dataset.py, one short side = '
+        f'{bench.size}), batch {bench.batch}, learning rate {LR:g}, Momentum {MOMENTUM} with L2 decay {L2_DECAY:g} '
+        f"(ours adds its config's gradient clipping). Machine: {machine}; command: `{command}`.",
+        '"s/step" is the model step alone (forward, loss, backward, optimizer step; no data loading) on the '
+        "same batch: ours is `Trainer.step` (what train.py runs) with our targets, PaddleDetection's is its "
+        'model in train mode with its own targets (`Gt2Solov2Target`); one warm-up step each (its loss is '
+        f'shown: the two target conventions differ, so the losses are a sanity check, not equal), then '
+        f'{bench.steps} steps of each interleaved in one process, median. "s/iteration" is the whole loop, data '
+        'loading included, each in a process of its own: ours is the run train.py builds (its loader and '
+        "workers, Trainer, log), PaddleDetection's its own `ppdet.engine.Trainer` and reader (Decode, "
+        'Poly2Mask, Resize, RandomFlip, NormalizeImage, Permute; PadBatch, Gt2Solov2Target), the same number '
+        f'of data workers; mean over {bench.loop_iterations - 1} iterations after the first. "as data-parallel '
+        f'processes" is train.py started by `python -m paddle.distributed.launch --nproc_per_node P` with its '
+        f'own flags for these options, threads and device included (batch {bench.batch} in all, split over the '
+        'P processes, each with its share of the cores: the way docs/training.md gives to use every core), from '
+        'the minutes of its train_log.csv. "peak RSS" is the peak resident set size of that process (its '
+        '`VmHWM`; its data-loading workers not counted).',
+        '\n'.join([HEADER, *map(format_row, rows)]))

@@ -16,29 +16,19 @@ from solov2.config.sidecar import read_sidecar, resolve_config
 from solov2.model.checkpoint import check_unrecorded, check_weights_file
 from solov2.model.distributed import SINGLE, Processes, local_rank0_first
 from solov2.model.inference.backend import Backend, BackendError
-from solov2.model.inference.export_cache import Progress, cache_root, cached_backend, compiled_cache
-from solov2.model.inference.exported import InferenceBackend, OnnxBackend
-from solov2.model.inference.openvino_backend import PRECISIONS, OpenVinoBackend
+from solov2.model.inference.export_cache import (
+    EXPORTED,
+    Progress,
+    cache_root,
+    cached_backend,
+    compiled_cache,
+    exported_backend,
+)
+from solov2.model.inference.openvino_backend import PRECISIONS
 from solov2.model.inference.predictor import Predictor
 from solov2.model.runtime import cpu_threads, default_device
 
 BACKENDS = ('auto', 'dygraph', 'inference', 'onnx', 'openvino')
-EXPORTED = ('inference', 'onnx', 'openvino')
-
-
-def exported_backend(kind: str, model_dir: str, threads: int = 0, mkldnn: bool = False,
-                     overrides: Sequence[str] = (), precision: str = 'f32',
-                     cache_dir: Optional[str] = None) -> Backend:
-    """The backend of an exported model folder by name: 'inference', 'onnx' or 'openvino'
-    (its compiled models kept under ``export_cache.cache_root(cache_dir)``)."""
-    if kind == 'inference':
-        return InferenceBackend(model_dir, threads, mkldnn, overrides)
-    if kind == 'onnx':
-        return OnnxBackend(model_dir, threads, overrides)
-    if kind == 'openvino':
-        return OpenVinoBackend(model_dir, threads, precision, overrides,
-                               compiled_cache=compiled_cache(cache_root(cache_dir)))
-    raise BackendError(f"unknown exported backend '{kind}' (expected one of {', '.join(EXPORTED)})")
 
 
 def checked_weights(weights: Optional[str], number: Optional[int], overrides: Sequence[str]) -> Tuple[int, type]:
@@ -97,7 +87,8 @@ def open_backend(weights: Optional[str] = None, config: Optional[int] = None, ba
     if not model_dir:
         raise BackendError(param('backend', backend) + ' needs ' + param('model_dir')
                            + ' (a folder from tools/export_model.py)')
-    opened = exported_backend(backend, model_dir, threads, mkldnn, overrides, precision, cache_dir)
+    opened = exported_backend(backend, model_dir, threads, precision, overrides, mkldnn,
+                              compiled_cache(cache_root(cache_dir)))
     if config is not None and config != opened.number:
         raise BackendError(f'{model_dir} was exported from config {opened.number}, not ' + param('config', config))
     return opened.number, opened

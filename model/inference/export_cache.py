@@ -47,13 +47,14 @@ from solov2.data.transforms import padded_size, resized_hw
 from solov2.model.cpu_math import cpu_fields
 from solov2.model.inference.backend import Backend, BackendError
 from solov2.model.inference.export import ExportError, export, verify
-from solov2.model.inference.exported import OnnxBackend
+from solov2.model.inference.exported import InferenceBackend, OnnxBackend
 from solov2.model.inference.openvino_backend import OpenVinoBackend
 from solov2.model.inference.predictor import Predictor
 
 LOG = logging.getLogger(__name__)
 MANIFEST = 'cache.json'
 FORMAT = 3                # 3: one entry for both engines, the choice recorded per machine
+EXPORTED = ('inference', 'onnx', 'openvino')   # exported_backend's names
 _PACKAGES = {'openvino': ('openvino',), 'onnx': ('onnxruntime',)}
 COMPILED = 'openvino-compiled'   # OpenVINO's CACHE_DIR under cache_root()
 TIMING_WARMUP = 2          # openvino compiles a static model the second time it meets a size
@@ -126,12 +127,25 @@ def compiled_cache(root: Optional[Path] = None) -> Optional[str]:
     return str(folder)
 
 
-def _open(kind: str, folder: Path, threads: int, overrides: Sequence[str]) -> Backend:
-    """The backend of an entry (or of the temporary folder an entry is built in) of the cache
-    ``folder.parent``."""
+def exported_backend(kind: str, model_dir: str, threads: int = 0, precision: str = 'f32',
+                     overrides: Sequence[str] = (), mkldnn: bool = False, compiled: Optional[str] = None) -> Backend:
+    """The backend of an exported model folder by name, the one way every caller opens one: 'inference'
+    (Paddle Inference; ``mkldnn``: with oneDNN), 'onnx' (onnxruntime) or 'openvino' (``precision`` f32 |
+    bf16 | int8; ``compiled``: the folder where OpenVINO keeps its compiled models, ``compiled_cache``;
+    None: none). ``overrides``: ``['name=value', ...]`` config changes. BackendError on another name."""
+    if kind == 'inference':
+        return InferenceBackend(model_dir, threads, mkldnn, overrides)
+    if kind == 'onnx':
+        return OnnxBackend(model_dir, threads, overrides)
     if kind == 'openvino':
-        return OpenVinoBackend(str(folder), threads, 'f32', overrides, compiled_cache=compiled_cache(folder.parent))
-    return OnnxBackend(str(folder), threads, overrides)
+        return OpenVinoBackend(model_dir, threads, precision, overrides, compiled_cache=compiled)
+    raise BackendError(f"unknown exported backend '{kind}' (expected one of {', '.join(EXPORTED)})")
+
+
+def _open(kind: str, folder: Path, threads: int, overrides: Sequence[str]) -> Backend:
+    """The f32 backend of an entry (or of the temporary folder an entry is built in) of the cache
+    ``folder.parent``."""
+    return exported_backend(kind, str(folder), threads, overrides=overrides, compiled=compiled_cache(folder.parent))
 
 
 def machine_key(threads: int, cpuinfo: str = '/proc/cpuinfo') -> str:

@@ -8,7 +8,9 @@ import numpy as np
 import paddle
 import pytest
 
-from solov2.tools import benchmark, mixed_speed, postprocess_speed, train_speed
+from solov2.config.errors import InputError
+from solov2.tools import benchmark, mixed_speed, picture_speed, postprocess_speed, train_speed
+from solov2.tools import report as report_module
 from tests.helpers import REPO_DIR
 
 ROOT = REPO_DIR
@@ -49,16 +51,17 @@ def test_postprocess_section_is_written_and_replaced(tmp_path):
     cells = [c.strip() for c in row.strip('|').split('|')]
     assert cells[2] == '32x32' and cells[3] == '2700' and cells[4] == '100'
     assert all(float(value) > 0 for value in cells[5:])
-    assert 'avx512_bf16' in report
+    assert report.count('Machine: ' + report_module.machine_line(1)) == 1
 
 
 def test_a_full_report_keeps_the_postprocess_section(tmp_path):
     section = postprocess_speed.report_section([(1, 64, {'feat': '16x16', 'candidates': 5, 'instances': 2,
                                                         'postprocess': 0.001, 'paste': 0.001, 'encode': 0.001,
                                                         'draw': 0.001, 'total': 0.004})], 'a CPU', 'cmd')
-    text = postprocess_speed.replace_section('# Benchmark\n\nold table\n', section)
-    assert postprocess_speed.existing_section(text) == section
-    assert postprocess_speed.replace_section(text, section.replace('a CPU', 'another CPU')).count('## Post') == 1
+    markers = postprocess_speed.MARKERS
+    text = report_module.replace_section('# Benchmark\n\nold table\n', section, markers)
+    assert report_module.existing_section(text, markers) == section
+    assert report_module.replace_section(text, section.replace('a CPU', 'another CPU'), markers).count('## Post') == 1
 
 
 @pytest.mark.reference
@@ -82,32 +85,32 @@ def test_train_section_is_written_and_kept_by_a_postprocess_run(tmp_path):
     assert all(np.isfinite(float(loss)) for loss in cells[5].split(' / '))
     assert re.fullmatch(r'\d+\.\d\d \(2 processes; \d+\.\d\dx\)', cells[9])       # the launched loop
     assert all(re.fullmatch(r'[1-9]\d* MiB', cell) for cell in cells[10:12])     # peak RSS of each
-    assert postprocess_speed.cpu_model().split(' (')[0] in report and f'Paddle {paddle.__version__}' in report
+    assert report_module.machine_line(0) in report and f'Paddle {paddle.__version__}' in report
     assert subprocess.run(command + ['--postprocess', '--size', '160', '--opt', 'test_short=128', 'test_max=128'],
                           cwd=ROOT, capture_output=True, text=True).returncode == 0
     after = out.with_suffix('.md').read_text()
-    assert train_speed.existing_section(after) == train_speed.existing_section(report) != ''
+    markers = train_speed.MARKERS
+    assert report_module.existing_section(after, markers) == report_module.existing_section(report, markers) != ''
     assert after.count('## Post-processing') == 1
 
 
 def _mixed_sizes_section() -> str:
     """tools/mixed_speed.py's section of two rounds of two variants on two folders (made-up figures)."""
     results = {('images (2 pictures)', 'f32'): ([4.0, 6.0], [0.1, 0.3], [1, 1]),
-               ('images (2 pictures)', 'int8-per-size'): ([2.0, 4.0], [0.5, 0.7], [2, 2]),
+               ('images (2 pictures)', 'int8'): ([2.0, 4.0], [0.5, 0.7], [2, 2]),
                ('3 random sizes', 'f32'): ([2.0, 2.0], [0.0, 0.0], [0, 0]),
-               ('3 random sizes', 'int8-per-size'): ([3.0, 3.0], [1.0, 1.2], [3, 3])}
-    return mixed_speed.report_section(mixed_speed.medians(results, ['f32', 'int8-per-size']),
-                                      ['f32', 'int8-per-size'], 'a CPU', 'cmd')
+               ('3 random sizes', 'int8'): ([3.0, 3.0], [1.0, 1.2], [3, 3])}
+    return mixed_speed.report_section(mixed_speed.medians(results, ['f32', 'int8']), ['f32', 'int8'], 'a CPU', 'cmd')
 
 
 def test_mixed_sizes_section_has_a_row_per_folder_and_a_column_per_variant():
     section = _mixed_sizes_section()
-    assert section.startswith(mixed_speed.BEGIN + '\n## INT8 on folders of mixed sizes\n')
-    assert 'Machine: a CPU; command: `cmd`.' in section and 'Each round runs every variant once' in section
-    assert ('| folder | f32 | int8-per-size |\n|---|---|---|\n'
+    assert section.startswith(mixed_speed.MARKERS[0] + '\n## INT8 on folders of mixed sizes\n')
+    assert 'Machine: a CPU; command: `cmd`.' in section and mixed_speed.MEASURED in section
+    assert ('| folder | f32 | int8 |\n|---|---|---|\n'
             '| images (2 pictures) | 5.00 (1.00x; 1 model, 0.2 s) | 3.00 (0.60x; 2 models, 0.6 s) |\n'
             '| 3 random sizes | 2.00 (1.00x; 0 models, 0.0 s) | 3.00 (1.50x; 3 models, 1.1 s) |\n'
-            + mixed_speed.END + '\n') in section
+            + mixed_speed.MARKERS[1] + '\n') in section
 
 
 def test_a_full_report_keeps_the_postprocess_training_and_mixed_sizes_sections():
@@ -123,31 +126,55 @@ def test_a_full_report_keeps_the_postprocess_training_and_mixed_sizes_sections()
             '1024 MiB | 2048 MiB |\n| 1 | 2x64x64 | 1.00 | 1.10 | 1.10x | 3.000 / 3.100 | 1.20 | 1.30 | 1.08x | '
             'not measured | 1024 MiB | 2048 MiB |' in training)
     mixed = _mixed_sizes_section()
-    text = train_speed.replace_section(postprocess_speed.replace_section('# Benchmark\n\nold table\n', post), training)
-    text = mixed_speed.replace_section(text, mixed)
-    assert (train_speed.existing_section(text), postprocess_speed.existing_section(text),
-            mixed_speed.existing_section(text)) == (training, post, mixed)
-    assert benchmark.kept_sections(text) == '\n' + post + '\n' + training + '\n' + mixed
-    again = postprocess_speed.replace_section(text, post.replace('a CPU', 'another CPU'))
-    assert (train_speed.existing_section(again), mixed_speed.existing_section(again)) == (training, mixed)
-    assert again.count('## Post') == 1
-    again = train_speed.replace_section(again, training.replace('a CPU', 'another CPU'))
-    assert again.count('## Training') == 1 and mixed_speed.existing_section(again) == mixed
-    again = mixed_speed.replace_section(again, mixed.replace('a CPU', 'another CPU'))
-    assert again.count('## INT8 on folders of mixed sizes') == 1
-    assert (postprocess_speed.existing_section(again), train_speed.existing_section(again),
-            mixed_speed.existing_section(again)) == tuple(section.replace('a CPU', 'another CPU')
-                                                          for section in (post, training, mixed))
+    pictures = _pictures_section()
+    sections = {postprocess_speed.MARKERS: post, train_speed.MARKERS: training, picture_speed.MARKERS: pictures,
+                mixed_speed.MARKERS: mixed}
+    text = '# Benchmark\n\nold table\n'
+    for markers in reversed(benchmark.SECTIONS):        # written in any order, kept in the report's
+        text = report_module.replace_section(text, sections[markers], markers)
+    assert all(report_module.existing_section(text, markers) == section for markers, section in sections.items())
+    kept = benchmark.kept_sections(text)
+    assert kept == ''.join('\n' + sections[markers] for markers in benchmark.SECTIONS)
+    for markers, section in sections.items():           # each replaced alone, the others kept
+        again = report_module.replace_section(text, section.replace('a CPU', 'another CPU'), markers)
+        assert again.count(section.splitlines()[1]) == 1
+        assert all(report_module.existing_section(again, other) == (sections[other] if other != markers else
+                                                                    section.replace('a CPU', 'another CPU'))
+                   for other in sections)
+
+
+def _pictures_section() -> str:
+    rows = [{'width': 640, 'height': 640, 'shapes': 100, 'pictures': 2, 'rss': 2 ** 29, 'fps': 4.0, 'instances': 100,
+             'drawn': 12.5, 'engine': 'OpenVinoBackend'},
+            {'width': 4000, 'height': 3000, 'shapes': 100, 'pictures': 2, 'rss': 2 ** 30, 'fps': 1.0,
+             'instances': 99.5, 'drawn': 8, 'engine': 'OpenVinoBackend'}]
+    return picture_speed.report_section(rows, 'a CPU', 'cmd')
+
+
+def test_pictures_section_compares_each_size_with_640_and_as_many_shapes():
+    section = _pictures_section()
+    assert section.startswith(picture_speed.MARKERS[0]) and 'here OpenVINO f32;' in section
+    assert '| 640x640 | 100 | 100 / 12 | 2 | 4.00 | 512 MiB | - |' in section
+    assert '| 4000x3000 | 100 | 100 / 8 | 2 | 1.00 | 1024 MiB | 0.25x, 2.00x |' in section
 
 
 def test_write_section_makes_the_report_or_replaces_its_section_keeping_the_rest(tmp_path):
-    out, markers = tmp_path / 'reports' / 'bench', (mixed_speed.BEGIN, mixed_speed.END)
-    assert postprocess_speed.write_section(str(out), 'old\n', markers) == out.with_suffix('.md')
+    out, markers = tmp_path / 'reports' / 'bench', mixed_speed.MARKERS
+    assert report_module.write_section(str(out), 'old\n', markers) == out.with_suffix('.md')
     assert out.with_suffix('.md').read_text() == 'old\n'
     out.with_suffix('.md').write_text('# Benchmark\n\nthe table\n\n' + _mixed_sizes_section() + '\nmore\n')
-    postprocess_speed.write_section(str(out), _mixed_sizes_section().replace('a CPU', 'another CPU'), markers)
+    report_module.write_section(str(out), _mixed_sizes_section().replace('a CPU', 'another CPU'), markers)
     assert out.with_suffix('.md').read_text() == ('# Benchmark\n\nthe table\n\n'
                                                   + _mixed_sizes_section().replace('a CPU', 'another CPU') + '\nmore\n')
+
+
+def test_mixed_speed_says_in_one_line_that_a_folder_has_no_pictures(tmp_path):
+    (tmp_path / 'notes.txt').write_text('no picture here')
+    with pytest.raises(InputError, match='no pictures') as raised:
+        mixed_speed.mixed_folders(str(tmp_path), 3, tmp_path / 'random')
+    assert '\n' not in str(raised.value)
+    assert mixed_speed.main(['--model-dir', str(tmp_path), '--int8-dir', str(tmp_path), '--images',
+                             str(tmp_path / 'missing'), '--rounds', '1']) != 0
 
 
 @pytest.mark.deploy

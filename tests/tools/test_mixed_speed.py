@@ -10,7 +10,7 @@ pytest.importorskip('openvino', reason='deploy test: needs requirements-deploy.t
 pytest.importorskip('paddle2onnx', reason='deploy test: needs requirements-deploy.txt')
 pytest.importorskip('nncf', reason='deploy test: needs requirements-deploy.txt')
 
-from solov2.tools import mixed_speed, postprocess_speed, quantize  # noqa: E402
+from solov2.tools import mixed_speed, quantize, report  # noqa: E402
 from tests.model.inference.test_export import (  # noqa: E402
     hot,  # noqa: F401  (the module fixture: weights + export folder)
     image_dir,  # noqa: F401
@@ -29,14 +29,14 @@ def test_mixed_speed_writes_its_section_with_a_row_per_folder(hot, image_dir, tm
     out.with_suffix('.md').write_text('# Benchmark\n\nthe end-to-end table\n')
     assert mixed_speed.main(['--model-dir', str(hot[1]), '--int8-dir', str(int8), '--images', str(image_dir),
                              '--random', '2', '--rounds', '1', '--out', str(out)]) == 0
-    report = out.with_suffix('.md').read_text()
-    assert report.startswith('# Benchmark\n\nthe end-to-end table\n\n' + mixed_speed.BEGIN)
-    section = mixed_speed.existing_section(report)
-    assert postprocess_speed.cpu_model() in section and '--random 2 --rounds 1' in section
-    assert '| folder | f32 | f32-buckets | int8 | int8-per-size |' in section
+    text = out.with_suffix('.md').read_text()
+    assert text.startswith('# Benchmark\n\nthe end-to-end table\n\n' + mixed_speed.MARKERS[0])
+    section = report.existing_section(text, mixed_speed.MARKERS)
+    assert f'Machine: {report.machine_line(0)};' in section and '--random 2 --rounds 1' in section
+    assert '| folder | f32 | f32-buckets | int8 | int8-buckets | onnx |' in section
     rows = [[cell.strip() for cell in line.strip('|').split('|')] for line in section.splitlines()
             if re.search(CELL, line)]
     assert [row[0] for row in rows] == [f'{image_dir} (2 pictures)', '2 random sizes']
     for cells in rows:
-        assert len(cells) == 5 and all(re.fullmatch(CELL, cell) for cell in cells[1:])
+        assert len(cells) == 6 and all(re.fullmatch(CELL, cell) for cell in cells[1:])
         assert cells[1].split(' (')[1].startswith('1.00x;')            # f32 against itself

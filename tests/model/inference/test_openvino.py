@@ -34,7 +34,7 @@ from solov2.model.build import build_model
 from solov2.model.checkpoint import save_checkpoint
 from solov2.model.inference import export_cache, openvino_backend
 from solov2.model.inference.backend import BackendError
-from solov2.model.inference.backends import exported_backend
+from solov2.model.inference.backends import open_backend
 from solov2.model.inference.export import compare_outputs
 from solov2.model.inference.export_cache import (
     CACHE_ENV,
@@ -354,7 +354,7 @@ def test_compiled_models_are_kept_in_the_cache(hot, tmp_path, monkeypatch):  # n
     """--backend openvino keeps OpenVINO's compiled models in $SOLOV2_CACHE/openvino-compiled,
     an entry tools/cache.py sees as current (pruned once OpenVINO or the code changes)."""
     monkeypatch.setenv(CACHE_ENV, str(tmp_path))
-    backend = exported_backend('openvino', str(hot[1]), threads=1, precision='f32')
+    backend = open_backend(backend='openvino', model_dir=str(hot[1]), threads=1)[1]     # as --backend openvino
     for _ in range(2):                  # the dynamic model, then the static one for 128x160
         backend.run_numpy(_batch(128, 160, seed=1))
         _earned_static(backend, (1, 3, 128, 160))
