@@ -11,6 +11,7 @@ and nothing here talks to another process.
 """
 import contextlib
 import io
+import itertools
 import os
 from dataclasses import dataclass
 from typing import Any, Callable, List, Optional, Sequence, TypeVar
@@ -109,15 +110,28 @@ def barrier(processes: Processes) -> None:
         dist.barrier()
 
 
+def _store():
+    """The launcher's key-value store (a TCP store that ``init_parallel_env`` started)."""
+    from paddle.base import core
+    return core.create_or_get_global_tcp_store()
+
+
+_first_calls = itertools.count()
+
+
 def local_rank0_first(work: Callable[[], T], processes: Processes) -> T:
-    """``work()`` on every process, on each node's local process 0 before the others (which
-    wait on a barrier): e.g. a cache that one process builds and the others then load."""
+    """``work()`` on every process, on each node's local process 0 before the others: e.g. a
+    cache that one process builds and the others then load. The others wait for its word in
+    the launcher's key-value store (its timeout, 900 s), not on a gloo barrier, whose 30 s
+    timeout a long ``work`` (an export on a busy machine) outlasts. Every process of a node
+    must call it the same number of times."""
     if processes.world == 1:
         return work()
+    key = f'solov2/local_rank0_first/{processes.rank - processes.local_rank}/{next(_first_calls)}'
     if processes.local_rank == 0:
         try:
             return work()
         finally:
-            barrier(processes)
-    barrier(processes)
+            _store().set(key, 'done')
+    _store().get(key)
     return work()

@@ -165,8 +165,10 @@ def test_weights_of_another_config(image_dir, tmp_path, r18_weights, capsys):
 
 
 def test_config_taken_from_sidecar(image_dir, tmp_path, r18_weights, capsys):
+    """(dygraph: auto and dygraph read the config through the same checked_weights, and auto's
+    export of a random model is tests/model/inference/test_openvino.py's.)"""
     out_dir = tmp_path / 'o'
-    code = demo.main(['--weights', r18_weights, '--input', str(image_dir / IMAGES[0][0]),
+    code = demo.main(['--weights', r18_weights, '--backend', 'dygraph', '--input', str(image_dir / IMAGES[0][0]),
                       '--output', str(out_dir), '--opt', *RUN_OPTS, '--warmup', '0'])
     captured = capsys.readouterr()
     assert code == 0, captured.err

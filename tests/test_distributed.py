@@ -1,6 +1,7 @@
 """Past one process: eval.py and demo.py under paddle.distributed.launch share the images
 out (each once, the same results and AP as one process), and training on two "nodes" on
 127.0.0.1 equals one node with the same processes, resume included (model/distributed.py)."""
+import itertools
 import json
 import re
 
@@ -10,6 +11,7 @@ import pytest
 
 from solov2.config import CONFIGS
 from solov2.config.errors import InputError
+from solov2.model import distributed
 from solov2.model.checkpoint import load_paddle_params
 from solov2.model.distributed import SINGLE, Processes, check_paddle_runs, gather, local_rank0_first
 from solov2.model.inference.export_cache import CACHE_ENV
@@ -46,6 +48,37 @@ def test_shares_are_disjoint_and_cover_every_item():
 def test_one_process_needs_no_process_group():
     assert gather({'a': 1}, SINGLE) == [{'a': 1}]
     assert local_rank0_first(lambda: 7, SINGLE) == 7
+
+
+def test_the_other_processes_of_a_node_wait_in_the_store_not_on_a_gloo_barrier(monkeypatch):
+    """local_rank0_first: the node's process 0 works, then says so in the launcher's store
+    (even when its work fails); the node's others wait for that word, then work. No gloo
+    barrier, whose 30 s timeout an export on a busy machine outlasted."""
+    events = []
+
+    class Store:
+        def set(self, key, value):
+            events.append(('set', key))
+
+        def get(self, key):
+            events.append(('get', key))
+            return b'done'
+
+    monkeypatch.setattr(distributed, '_store', Store)
+    monkeypatch.setattr(distributed.dist, 'barrier', lambda *args, **kwargs: pytest.fail('a gloo barrier'))
+
+    def run(processes, work):
+        monkeypatch.setattr(distributed, '_first_calls', itertools.count())    # each a fresh process
+        return local_rank0_first(work, processes)
+
+    assert run(Processes(2, 4, 0, 2), lambda: events.append('work') or 'first') == 'first'
+    assert run(Processes(3, 4, 1, 2), lambda: events.append('work') or 'other') == 'other'
+    key = 'solov2/local_rank0_first/2/0'
+    assert events == ['work', ('set', key), ('get', key), 'work']
+    events.clear()
+    with pytest.raises(ZeroDivisionError):
+        run(Processes(0, 2, 0, 2), lambda: 1 / 0)
+    assert events == [('set', 'solov2/local_rank0_first/0/0')]
 
 
 @pytest.mark.parametrize('version, cuda_build, device, world, refused', [

@@ -6,8 +6,11 @@ root: a temporary folder whose entries link to the checkout's, so what a block w
 (``output/``, ``export/``, ``datasets/``) never lands in the checkout. That folder holds a
 small synthetic shapes dataset at ``datasets/shapes`` (what ``python
 tools/make_shapes_dataset.py --out datasets/shapes`` makes, fewer images), and
-``$SOLOV2_CACHE`` points at a temporary folder. A block right after an HTML comment
-``<!-- not-run: REASON -->`` is skipped with that reason (the skips are listed by pytest -ra).
+``$SOLOV2_CACHE`` points at its ``output/solov2-cache``, the folder docs/api.md's
+``cache_dir`` example names: the shipped model is exported once for every block, not again
+for that example (a first export's progress is tests/model/api/test_segmenter.py's). A
+block right after an HTML comment ``<!-- not-run: REASON -->`` is skipped with that reason
+(the skips are listed by pytest -ra).
 """
 import os
 import re
@@ -28,6 +31,7 @@ LINK = re.compile(r'\]\(([^)\s]+)\)')
 HEADING = re.compile(r'^#{1,6}\s+(.+?)\s*$', re.MULTILINE)
 NOT_LINKED = {'.git', 'output', 'export', 'datasets', 'out', '__pycache__', '.pytest_cache'}
 BLOCK_TIMEOUT_S = 300
+SHARED_CACHE = 'output/solov2-cache'     # $SOLOV2_CACHE, and docs/api.md's cache_dir example
 
 
 def doc_name(path: Path) -> str:
@@ -57,7 +61,7 @@ def docs_root(tmp_path_factory):
     for entry in REPO_DIR.iterdir():
         if entry.name not in NOT_LINKED:
             (root / entry.name).symlink_to(entry, target_is_directory=entry.is_dir())
-    env = {**os.environ, CACHE_ENV: str(tmp_path_factory.mktemp('docs_cache')), 'PYTHONPATH': str(root)}
+    env = {**os.environ, CACHE_ENV: str(root / SHARED_CACHE), 'PYTHONPATH': str(root)}
     subprocess.run([sys.executable, 'tools/make_shapes_dataset.py', '--out', 'datasets/shapes',
                     '--train', '8', '--val', '4'], cwd=root, env=env, check=True, capture_output=True)
     return root, env
