@@ -7,7 +7,7 @@ from ``mask_to_box``, the one definition of a mask's box.
 
 from __future__ import annotations
 
-from typing import Sequence, Union
+from typing import Callable, Sequence, Union
 
 import numpy as np
 
@@ -36,23 +36,63 @@ EMPTY_CROP = np.zeros((0, 0), dtype=bool)
 
 
 class CroppedMasks:
-    """N binary masks on an `(H, W)` picture, each kept as `crops[i]`, `[y1 - y0, x1 - x0] bool`:
-    the mask inside its tight half-open box `boxes[i]` `(x0, y0, x1, y1)` (`[0, 0] bool` and a
-    zero box for an empty mask).
+    """N binary masks on an `(H, W)` picture, each kept as `crop(i)`, `[y1 - y0, x1 - x0] bool`:
+    the mask inside its tight half-open box `box(i)` `(x0, y0, x1, y1)` (`[0, 0] bool` and a
+    zero box for an empty mask). `crops` and `boxes` `[N, 4] int64` give all of them.
+
+    Made from crops at hand, or `lazy`: each mask made on first use, so what is never read
+    (an instance below the drawing threshold, say) is never pasted.
 
     `len` is N; `shape` `(N, H, W)`; `[i]` pastes one mask to `[H, W] bool`; a slice, a
     boolean mask `[N]` or an index array gives a new `CroppedMasks` (the crops shared, not
-    copied); `np.asarray(masks)` pastes them all to `[N, H, W] bool`."""
+    copied; a lazy one's are made once, for both); `np.asarray(masks)` pastes them all to
+    `[N, H, W] bool`."""
 
     def __init__(self, crops: Sequence[np.ndarray], boxes: np.ndarray, image_size: Sequence[int]):
-        self.crops = list(crops)
-        self.boxes = np.asarray(boxes, dtype=np.int64).reshape(-1, 4)
+        self._crops = list(crops)
+        self._boxes = np.asarray(boxes, dtype=np.int64).reshape(-1, 4)
+        self._make = None
         self.image_size = (int(image_size[0]), int(image_size[1]))
-        if len(self.crops) != len(self.boxes):
-            raise ValueError(f'{len(self.crops)} crops but {len(self.boxes)} boxes')
-        for crop, (x0, y0, x1, y1) in zip(self.crops, self.boxes):
+        if len(self._crops) != len(self._boxes):
+            raise ValueError(f'{len(self._crops)} crops but {len(self._boxes)} boxes')
+        for crop, (x0, y0, x1, y1) in zip(self._crops, self._boxes):
             if crop.shape != (y1 - y0, x1 - x0):
                 raise ValueError(f'a crop of shape {crop.shape} does not fit its box {(x0, y0, x1, y1)}')
+
+    @classmethod
+    def lazy(cls, count: int, make: Callable[[int], tuple[np.ndarray, Sequence[int]]],
+             image_size: Sequence[int]) -> 'CroppedMasks':
+        """`count` masks, mask `i` made by `make(i)` -> (its crop, its tight box) when first read
+        (by two threads at once at worst: the same values)."""
+        masks = cls([], np.zeros((0, 4), np.int64), image_size)
+        masks._crops, masks._boxes, masks._make = [None] * count, np.zeros((count, 4), np.int64), make
+        return masks
+
+    def crop(self, index: int) -> np.ndarray:
+        """Mask `index` inside its box, `[y1 - y0, x1 - x0] bool` (made now if lazy and not yet)."""
+        index = range(len(self))[index]
+        if self._crops[index] is None:
+            crop, box = self._make(index)
+            self._boxes[index] = box          # the box first: a crop that is there has its box
+            self._crops[index] = crop
+        return self._crops[index]
+
+    def box(self, index: int) -> tuple[int, int, int, int]:
+        """Mask `index`'s tight half-open box `(x0, y0, x1, y1)`, zeros when empty."""
+        self.crop(index)
+        return tuple(int(v) for v in self._boxes[index])
+
+    @property
+    def crops(self) -> list:
+        """Every mask's crop (all made now if lazy)."""
+        return [self.crop(i) for i in range(len(self))]
+
+    @property
+    def boxes(self) -> np.ndarray:
+        """`[N, 4] int64` every mask's box (all made now if lazy)."""
+        for i in range(len(self)):
+            self.crop(i)
+        return self._boxes
 
     @classmethod
     def from_dense(cls, masks: np.ndarray, boxes: np.ndarray | None = None) -> 'CroppedMasks':
@@ -69,7 +109,7 @@ class CroppedMasks:
         return cls([], np.zeros((0, 4), np.int64), image_size)
 
     def __len__(self) -> int:
-        return len(self.crops)
+        return len(self._crops)
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -83,8 +123,8 @@ class CroppedMasks:
     def paste(self, index: int, out: np.ndarray | None = None) -> np.ndarray:
         """Mask `index` on the picture, `[H, W] bool` (into `out`, all False, when given)."""
         out = np.zeros(self.image_size, dtype=bool) if out is None else out
-        x0, y0, x1, y1 = (int(v) for v in self.boxes[index])
-        out[y0:y1, x0:x1] = self.crops[index]
+        crop, (x0, y0, x1, y1) = self.crop(index), self.box(index)
+        out[y0:y1, x0:x1] = crop
         return out
 
     def __getitem__(self, index: Union[int, slice, Sequence[int], np.ndarray]
@@ -94,7 +134,10 @@ class CroppedMasks:
         if isinstance(index, (int, np.integer)) and not isinstance(index, (bool, np.bool_)):
             return self.paste(index)
         positions = np.arange(len(self))[index]
-        return CroppedMasks([self.crops[i] for i in positions], self.boxes[positions], self.image_size)
+        if self._make is None:
+            return CroppedMasks([self._crops[i] for i in positions], self._boxes[positions], self.image_size)
+        return CroppedMasks.lazy(len(positions), lambda i: (self.crop(positions[i]), self.box(positions[i])),
+                                 self.image_size)
 
     def __iter__(self):
         return (self.paste(i) for i in range(len(self)))

@@ -149,7 +149,7 @@ def draw_instances(
 ) -> np.ndarray:
     """Overlay instances on a copy of `image_rgb` `[H, W, 3] uint8 RGB` and return it (same shape/dtype).
 
-    `masks` `CroppedMasks` (only the crops are read) or `[N, H, W] bool` (with `boxes` `[N, 4]`,
+    `masks` `CroppedMasks` (only the crops of the instances drawn are read) or `[N, H, W] bool` (with `boxes` `[N, 4]`,
     their tight half-open x0, y0, x1, y1 boxes, zeros when empty, if known), `labels` `[N]
     int`, `scores` `[N] float`. Instances scoring below `score_threshold` or with empty masks
     are skipped; each drawn one gets a translucent fill and a thin contour, the most
@@ -166,7 +166,7 @@ def draw_instances(
     keep = keep[np.argsort(-scores[keep], kind='stable')]  # colour index = score rank
     drawn = []   # (colour index, crop, tight box, largest region box), best first
     for color_index, i in enumerate(keep):
-        crop, box = masks.crops[i], tuple(int(v) for v in masks.boxes[i])
+        crop, box = masks.crop(i), masks.box(i)
         region = largest_region_box(crop, box)
         if region is not None:
             drawn.append((color_index, crop, box, region))

@@ -51,7 +51,8 @@ class Instances:
     """One picture's instances, best first, on the picture's own pixels.
 
     crops: ``CroppedMasks``, each mask kept as its crop to its tight box (what drawing,
-    polygons and COCO records read); labels [N] int64 (0-based index into
+    polygons and COCO records read), pasted from the network's mask when first read (drawing
+    pastes only the instances it draws); labels [N] int64 (0-based index into
     ``class_names``); scores [N] float32; class_names: the model's class list. ``boxes``
     [N, 4] int64 is each mask's tight half-open x0, y0, x1, y1 (zeros for an empty mask);
     ``masks``, [N, H, W] bool, is pasted once, when first asked.
@@ -92,8 +93,8 @@ class Instances:
             if not -len(self) <= index < len(self):
                 raise IndexError(f'instance {index} of {len(self)}')
             label = int(self.labels[index])
-            return Instance(self.crops.crops[index], label, self.class_names[label], float(self.scores[index]),
-                            tuple(int(v) for v in self.boxes[index]), self.image_size)
+            return Instance(self.crops.crop(index), label, self.class_names[label], float(self.scores[index]),
+                            self.crops.box(index), self.image_size)
         keep = index if isinstance(index, slice) else self._indices(index)
         return Instances(self.crops[keep], self.labels[keep], self.scores[keep], self.class_names)
 

@@ -456,7 +456,8 @@ def paste_in_boxes(soft_masks: np.ndarray, resized_hw: Sequence[int], orig_hw: S
                    mask_threshold: float = 0.5) -> CroppedMasks:
     """Soft masks [N, Hf, Wf] at 1/4 of the padded input -> binary ``CroppedMasks`` on the
     original image: each mask's crop to its tight half-open box x0, y0, x1, y1 (an empty
-    crop and a zero box when empty). No [N, H, W] array is made.
+    crop and a zero box when empty), pasted when first read (``CroppedMasks.lazy``: a mask
+    nobody reads costs nothing). No [N, H, W] array is made.
 
     The same values as bilinear x4 to the padded size, crop of the resized image area,
     bilinear to the original size, threshold (PaddleDetection's order, with OpenCV), up
@@ -466,12 +467,8 @@ def paste_in_boxes(soft_masks: np.ndarray, resized_hw: Sequence[int], orig_hw: S
     (faster there than the per-window taps)."""
     rows = _Axis.build(soft_masks.shape[1], resized_hw[0], orig_hw[0])
     cols = _Axis.build(soft_masks.shape[2], resized_hw[1], orig_hw[1])
-    crops, boxes = [], np.zeros((len(soft_masks), 4), np.int64)
-    for i, soft in enumerate(soft_masks):
-        crop, box = _paste_one(soft, rows, cols, resized_hw, orig_hw, mask_threshold)
-        crops.append(crop)
-        boxes[i] = box
-    return CroppedMasks(crops, boxes, orig_hw)
+    return CroppedMasks.lazy(len(soft_masks), lambda i: _paste_one(soft_masks[i], rows, cols, resized_hw, orig_hw,
+                                                                   mask_threshold), orig_hw)
 
 
 def _tight(binary: np.ndarray, x0: int = 0, y0: int = 0) -> Tuple[np.ndarray, Tuple[int, int, int, int]]:

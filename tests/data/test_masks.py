@@ -79,3 +79,44 @@ def test_coco_records_rle_and_polygons_from_crops_equal_the_full_masks():
             want = mask_util.encode(np.asfortranarray(mask.view(np.uint8)))
             assert encode_crop_rle(crop, box, mask.shape)['counts'] == want['counts'].decode('ascii')
             assert [p.tolist() for p in crop_polygons(crop, box)] == [p.tolist() for p in mask_polygons(mask)]
+
+
+def _counting_lazy(masks):
+    """A lazy ``CroppedMasks`` of full masks [N, H, W] and the list of the indices it made."""
+    made, boxes = [], masks_to_boxes(masks)
+
+    def make(i):
+        made.append(i)
+        x0, y0, x1, y1 = boxes[i]
+        return masks[i, y0:y1, x0:x1].copy(), boxes[i]
+    return CroppedMasks.lazy(len(masks), make, masks.shape[1:]), made
+
+
+def test_a_lazy_mask_is_made_once_when_first_read():
+    masks = _random_masks(np.random.default_rng(3))
+    lazy, made = _counting_lazy(masks)
+    assert len(lazy) == len(masks) and lazy.shape == masks.shape and made == []
+    np.testing.assert_array_equal(lazy[-2], masks[-2])
+    assert lazy.box(-2) == mask_to_box(masks[-2])
+    chosen = lazy[np.array([4, 2, 7])]
+    np.testing.assert_array_equal(chosen.crop(0), lazy.crop(4))
+    assert made == [len(masks) - 2, 4]                    # each made once, for the parent and the selection
+    np.testing.assert_array_equal(np.asarray(lazy), masks)
+    np.testing.assert_array_equal(lazy.boxes, masks_to_boxes(masks))
+    assert sorted(made) == list(range(len(masks)))
+    with pytest.raises(IndexError):
+        lazy.crop(len(masks))
+
+
+def test_drawing_and_records_equal_eager_and_drawing_makes_only_what_it_draws():
+    from solov2.data.visualize import draw_instances
+    masks = _random_masks(np.random.default_rng(4))
+    scores = np.linspace(0.9, 0.1, len(masks)).astype(np.float32)
+    labels = np.arange(len(masks)) % 3
+    image = np.random.default_rng(5).integers(0, 255, (*masks.shape[1:], 3), dtype=np.uint8)
+    lazy, made = _counting_lazy(masks)
+    drawn = draw_instances(image, lazy, labels, scores, ['a', 'b', 'c'], score_threshold=0.5)
+    assert sorted(made) == list(np.flatnonzero(scores >= 0.5))
+    np.testing.assert_array_equal(drawn, draw_instances(image, masks, labels, scores, ['a', 'b', 'c'], 0.5))
+    ids = [1, 2, 3]
+    assert instances_to_coco(1, lazy, labels, scores, ids) == instances_to_coco(1, masks, labels, scores, ids)
