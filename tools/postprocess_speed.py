@@ -64,6 +64,7 @@ def finish_picture(image, soft, meta: ImageMeta, params: InferenceParams, class_
     Returns the seconds of each stage."""
     times = [time.process_time()]
     result = paste_detections(soft, meta, params.mask_threshold)
+    result.masks.crops       # every mask pasted now (each is made when first read), as --save-json needs
     times.append(time.process_time())
     json.dumps(instances_to_coco(0, result.masks, result.labels, result.scores,
                                  list(range(1, len(class_names) + 1))))
