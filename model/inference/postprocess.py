@@ -368,7 +368,12 @@ class _Axis:
     weights: np.ndarray    # [out, T] float32
     reach: Tuple[np.ndarray, np.ndarray]
     reads: Tuple[np.ndarray, np.ndarray]
-    run_length: float      # outputs per run of equal taps, on average
+    new_run: np.ndarray    # [out] bool: output o reads other taps than output o - 1 (True at 0)
+
+    @property
+    def run_length(self) -> float:
+        """Outputs per run of equal taps, on average."""
+        return len(self.new_run) / np.count_nonzero(self.new_run)
 
     @classmethod
     @functools.lru_cache(maxsize=16)
@@ -380,8 +385,8 @@ class _Axis:
         taps = np.argsort(~nonzero, axis=1, kind='stable')[:, :count]       # nonzero ones first
         weights = np.take_along_axis(dense, taps, axis=1)
         taps = np.where(weights != 0, taps, taps[:, :1])                    # padding taps stay in the window
-        runs = 1 + np.count_nonzero((taps[1:] != taps[:-1]).any(axis=1))
-        return cls(taps, weights.astype(np.float32), _extent(nonzero, 0), _extent(nonzero, 1), orig / runs)
+        new_run = np.concatenate([[True], (taps[1:] != taps[:-1]).any(axis=1)])
+        return cls(taps, weights.astype(np.float32), _extent(nonzero, 0), _extent(nonzero, 1), new_run)
 
     def window(self, start: int, stop: int) -> Tuple[slice, slice]:
         """Outputs that feature indices [start, stop) reach, and the features they read."""
@@ -400,9 +405,10 @@ class _Axis:
     def _runs(self, out: slice) -> Tuple[np.ndarray, np.ndarray]:
         """The outputs ``out`` as runs with the same taps: first output [K] (from
         ``out.start``) and length [K] of each run."""
-        taps = self.taps[out]
-        starts = np.flatnonzero(np.concatenate([[True], (taps[1:] != taps[:-1]).any(axis=1)]))
-        return starts, np.diff(starts, append=len(taps))
+        new_run = self.new_run[out].copy()
+        new_run[0] = True
+        starts = np.flatnonzero(new_run)
+        return starts, np.diff(starts, append=len(new_run))
 
     def threshold(self, values: np.ndarray, out: slice, read: slice, threshold: float) -> np.ndarray:
         """``values`` [h, c] (the features ``read`` along the second axis) resampled
