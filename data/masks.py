@@ -1,7 +1,7 @@
 """``CroppedMasks``: binary instance masks kept at the cost of the objects, not of the picture.
 
 Each mask is stored as its crop to its tight half-open box (x0, y0, x1, y1); the full
-[H, W] masks are pasted only when asked (``mask(i)``, ``np.asarray(masks)``). Boxes come
+[H, W] masks are pasted only when asked (``masks[i]``, ``np.asarray(masks)``). Boxes come
 from ``mask_to_box``, the one definition of a mask's box.
 """
 
