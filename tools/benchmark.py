@@ -38,8 +38,6 @@ same images, and the same number of CPU threads. Measured:
 PaddleDetection is a test/benchmark dependency only (``pip install --no-deps
 paddledet==2.6.0``, see README); the product never imports it.
 """
-import contextlib
-import io
 import os
 import statistics
 import sys
@@ -65,9 +63,8 @@ from solov2.model.inference.backend import BackendError  # noqa: E402
 from solov2.model.inference.export import export  # noqa: E402
 from solov2.model.inference.export_cache import cached_backend, exported_backend  # noqa: E402
 from solov2.model.inference.exported import thread_count  # noqa: E402
-from solov2.model.inference.media import DrawOptions, ImageStages  # noqa: E402
+from solov2.model.inference.media import DrawOptions, run_images  # noqa: E402
 from solov2.model.inference.openvino_backend import has_bf16, import_openvino  # noqa: E402
-from solov2.model.inference.pipeline import run_pipeline  # noqa: E402
 from solov2.model.inference.postprocess import matrix_nms  # noqa: E402
 from solov2.model.inference.predictor import Predictor  # noqa: E402
 from solov2.model.inference.quantize import quantize_model  # noqa: E402
@@ -187,11 +184,8 @@ def ours_end_to_end(backend, paths, folder: Path) -> tuple:
     ``ImageStages`` in its pipeline, default options: pictures drawn and written, no JSON);
     ``backend`` is a ``Predictor`` or an exported backend."""
     out = folder / 'ours_pictures'
-    out.mkdir(exist_ok=True)
-    stages = ImageStages(backend, {path: out / path.name for path in paths}, DrawOptions(DEMO_DRAW_THRESHOLD), [])
-    with contextlib.redirect_stdout(io.StringIO()):      # its logged line per picture
-        stages.model(stages.load(paths[0]))
-        stats = run_pipeline(paths, stages.load, stages.model, stages.finish)
+    targets = {path: out / path.name for path in paths}
+    stats, _ = run_images(backend, targets, DrawOptions(DEMO_DRAW_THRESHOLD, warmup=1), [])
     return stats.images_per_second, stats.busy_fraction
 
 

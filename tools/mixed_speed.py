@@ -10,8 +10,6 @@ compiled and their compile seconds; and writes the section "INT8 on folders of m
 report ``--out`` (default output/benchmark.md) between its markers, keeping the rest of the report
 (tools/benchmark.py keeps this section in turn, and writes it itself with ``--mixed``).
 """
-import contextlib
-import io
 import statistics
 import tempfile
 from pathlib import Path
@@ -25,8 +23,7 @@ import numpy as np  # noqa: E402
 from solov2.config.errors import InputError  # noqa: E402
 from solov2.data.transforms import read_image  # noqa: E402
 from solov2.model.inference.export_cache import exported_backend  # noqa: E402
-from solov2.model.inference.media import DrawOptions, ImageStages  # noqa: E402
-from solov2.model.inference.pipeline import run_pipeline  # noqa: E402
+from solov2.model.inference.media import DrawOptions, run_images  # noqa: E402
 from solov2.tools import report  # noqa: E402
 from solov2.tools.cli import make_parser, run_command, tune_for  # noqa: E402
 
@@ -84,9 +81,8 @@ def mixed_folders(images: str, count: int, folder: Path, name: str = '') -> dict
 
 def end_to_end(backend, paths, out: Path) -> float:
     """Pictures/s of ``demo.py``'s stages in its pipeline on ``paths`` (no warm-up)."""
-    stages = ImageStages(backend, {path: out / path.name for path in paths}, DrawOptions(DRAW_THRESHOLD), [])
-    with contextlib.redirect_stdout(io.StringIO()):
-        return run_pipeline(paths, stages.load, stages.model, stages.finish).images_per_second
+    stats, _ = run_images(backend, {path: out / path.name for path in paths}, DrawOptions(DRAW_THRESHOLD, warmup=0), [])
+    return stats.images_per_second
 
 
 def fresh_backend(variant: str, dirs: dict, threads: int, cache=None):
