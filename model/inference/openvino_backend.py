@@ -4,8 +4,12 @@
 Precisions: ``f32`` (``INFERENCE_PRECISION_HINT=f32``: the same numbers as onnxruntime to
 ~1e-5), ``bf16`` (only where OpenVINO reports BF16 among the CPU's optimization
 capabilities: avx512_bf16 or AMX; faster, ~1e-2 off) and ``int8`` (the quantized model; the
-layers NNCF left unquantized run in f32). Compiles use ``PERFORMANCE_HINT=LATENCY`` and
-``INFERENCE_NUM_THREADS``. f32 and bf16 compile the dynamic-shape model once and run every
+layers NNCF left unquantized run in f32). Compiles use ``PERFORMANCE_HINT=LATENCY``,
+``INFERENCE_NUM_THREADS`` and ``ENABLE_CPU_PINNING=False``: OpenVINO pins its threads to cores
+by default, so a thread of ours (reading, post-processing, drawing run beside the network in
+the demo's pipeline) or another process on a core stalls the whole call until it leaves,
+while unpinned threads move to a free core (onnxruntime does not pin either; on 50 pictures of
+mixed sizes, 2 shared cores, 4-9% more pictures/s). f32 and bf16 compile the dynamic-shape model once and run every
 input size in it; a size also gets a static model (faster per call) once the dynamic model
 has spent on that size as long as its own compile took: a size met a few times (a folder of
 mixed sizes) never pays a compile, a size met often runs static, at most twice what its
@@ -134,7 +138,8 @@ class OpenVinoBackend(ExportedBackend):
         self.model = self._read_model(ov)
         pad_deformable_sampling(self.model)
         self.properties = {'INFERENCE_PRECISION_HINT': 'bf16' if precision == 'bf16' else 'f32',
-                           'PERFORMANCE_HINT': 'LATENCY', 'INFERENCE_NUM_THREADS': thread_count(threads)}
+                           'PERFORMANCE_HINT': 'LATENCY', 'INFERENCE_NUM_THREADS': thread_count(threads),
+                           'ENABLE_CPU_PINNING': False}
         if self.cfg.openvino_streams > 1:
             self.properties['NUM_STREAMS'] = self.cfg.openvino_streams
         self.order = output_order(self.model.outputs, str(self.model_dir))

@@ -199,6 +199,17 @@ def test_a_folder_of_mixed_sizes_compiles_once(hot):  # noqa: F811
     assert backend.dynamic is not None and not backend.compiled and not backend.compile_seconds
 
 
+def test_compiled_models_leave_their_threads_unpinned(hot):  # noqa: F811
+    """The dynamic-shape and the static models run on unpinned threads (OpenVINO pins by default)."""
+    backend = OpenVinoBackend(str(hot[1]), threads=1, precision='f32')
+    batch = _batch(128, 160, seed=1)
+    backend.run_numpy(batch)
+    _earned_static(backend, batch.shape)
+    backend.run_numpy(batch)
+    pools = [backend.dynamic, backend.compiled[batch.shape]]
+    assert [pool.compiled.get_property('ENABLE_CPU_PINNING') for pool in pools] == [False, False]
+
+
 def test_bf16_where_the_cpu_has_it(hot):  # noqa: F811
     """bf16 runs within the stated tolerances on a CPU with AMX / avx512_bf16 (skipped elsewhere)."""
     weights, out = hot
