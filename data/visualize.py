@@ -52,19 +52,44 @@ def font_scale(height: int, width: int) -> float:
 def largest_region_box(crop: np.ndarray, box: Sequence[int]) -> tuple[int, int, int, int] | None:
     """Half-open box `(x0, y0, x1, y1)` of the largest 8-connected region of a mask given as its
     `[y1 - y0, x1 - x0] bool` `crop` to its tight `box`, or None if it is empty: where a caption
-    belongs when a mask has stray fragments."""
+    belongs when a mask has stray fragments. Of regions with as many pixels, the first in
+    `cv2.connectedComponentsWithStats`' label order."""
     if crop.size == 0:
         return None
     x0, y0, x1, y1 = (int(v) for v in box)
     crop = np.ascontiguousarray(crop).view(np.uint8)
-    _, hierarchy = cv2.findContours(crop, cv2.RETR_CCOMP, cv2.CHAIN_APPROX_SIMPLE)
+    contours, hierarchy = cv2.findContours(crop, cv2.RETR_CCOMP, cv2.CHAIN_APPROX_SIMPLE)
     if hierarchy is None:
         return None
-    if np.count_nonzero(hierarchy[0, :, 3] < 0) == 1:     # one outer border: one region, the whole box
+    outer = [contours[i] for i in np.flatnonzero(hierarchy[0, :, 3] < 0)]   # one outer border per region
+    if len(outer) == 1:                                                     # one region: the whole box
         return x0, y0, x1, y1
+    left, top, width, height = _largest_region(crop, outer)
+    return x0 + left, y0 + top, x0 + left + width, y0 + top + height
+
+
+def _largest_region(crop: np.ndarray, outer: Sequence[np.ndarray]) -> tuple[int, int, int, int]:
+    """`(left, top, width, height)` in `[h, w] uint8` 0/1 `crop` of the region with the most pixels,
+    given the outer border of each region (`cv2.findContours`): the bounding rect of a border is its
+    region's, the mask pixels inside that rect bound its pixel count from above, and a flood fill
+    from the border counts it; regions are counted largest bound first until no bound left can reach
+    the best count. On a tie, `cv2.connectedComponentsWithStats` (slower on a large crop) decides."""
+    rects = [cv2.boundingRect(border) for border in outer]
+    bounds = [np.count_nonzero(crop[top:top + h, left:left + w]) for left, top, w, h in rects]
+    best, best_count, tied = None, -1, False
+    for k in np.argsort(bounds, kind='stable')[::-1]:
+        if bounds[k] < best_count:
+            break
+        left, top, w, h = rects[k]
+        seed = (int(outer[k][0, 0, 0]) - left, int(outer[k][0, 0, 1]) - top)    # a pixel of the region
+        count = cv2.floodFill(crop[top:top + h, left:left + w].copy(), None, seed, 2, 0, 0, 8)[0]
+        tied = tied or count == best_count
+        if count > best_count:
+            best, best_count, tied = rects[k], count, False
+    if not tied:
+        return best
     _, _, stats, _ = cv2.connectedComponentsWithStats(crop, connectivity=8)
-    left, top, width, height = stats[1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA])), :4]
-    return x0 + int(left), y0 + int(top), x0 + int(left + width), y0 + int(top + height)
+    return tuple(int(v) for v in stats[1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA])), :4])
 
 
 def caption_candidates(box: Sequence[int], size: tuple[int, int], image_hw: tuple[int, int]) -> list[Rect]:

@@ -164,6 +164,37 @@ def test_largest_region_box():
     assert _region(mask) == (80, 60, 130, 100)
 
 
+def _components_choice(mask):
+    """The largest region's box by ``cv2.connectedComponentsWithStats`` over the mask's tight crop
+    (the first label of the largest area; the labels' order depends on the crop)."""
+    x0, y0, x1, y1 = mask_to_box(mask)
+    _, _, stats, _ = cv2.connectedComponentsWithStats(mask[y0:y1, x0:x1].view(np.uint8), connectivity=8)
+    x, y, w, h = (int(v) for v in stats[1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA])), :4])
+    return x0 + x, y0 + y, x0 + x + w, y0 + y + h
+
+
+def test_largest_region_is_connected_components_choice_ties_included():
+    rng = np.random.default_rng(7)
+    blob = np.array([[1, 1, 0], [0, 1, 1], [1, 0, 1]], bool)
+    tested = ties = 0
+    for trial in range(600):
+        height, width = rng.integers(4, 40, 2)
+        mask = rng.random((height, width)) < rng.uniform(0.05, 0.7)
+        if trial % 3 == 0:       # blobs and holes
+            mask = cv2.dilate(mask.view(np.uint8), np.ones((2, 2), np.uint8)).astype(bool)
+        if trial % 4 == 0:       # three copies of one blob and nothing larger: a three-way tie
+            mask[:] = False
+            for y, x in rng.integers(0, (height - 3, width - 3), (3, 2)) // 4 * 4:
+                mask[y:y + 3, x:x + 3] |= blob
+        if mask_to_box(mask) is None:
+            continue
+        _, _, stats, _ = cv2.connectedComponentsWithStats(mask.view(np.uint8), connectivity=8)
+        ties += np.count_nonzero(stats[1:, cv2.CC_STAT_AREA] == stats[1:, cv2.CC_STAT_AREA].max()) > 1
+        assert _region(mask) == _components_choice(mask), trial
+        tested += 1
+    assert tested > 500 and ties > 100
+
+
 def test_caption_follows_the_largest_region_not_a_fragment():
     image = np.zeros((120, 160, 3), dtype=np.uint8)
     masks = np.zeros((1, 120, 160), dtype=bool)
