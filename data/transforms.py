@@ -84,7 +84,7 @@ def read_image(path: str | PathLike[str], max_pixels: int = DEFAULT_MAX_PIXELS,
     check_pixels(path, bgr.shape[1], bgr.shape[0], max_pixels)
     if warn_colour:
         warn_unusual_colour(path, buffer, bgr)
-    return to_rgb(bgr, 'bgr')
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB, dst=bgr)     # decoded as 3-channel uint8 BGR; ours to reuse
 
 
 PNG_ALPHA_TYPES = (4, 6)     # IHDR colour types with an alpha channel: grey + alpha, RGBA

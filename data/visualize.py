@@ -171,8 +171,10 @@ def draw_instances(
     class_names: Sequence[str],
     score_threshold: float = 0.3,
     boxes: np.ndarray | None = None,
+    in_place: bool = False,
 ) -> np.ndarray:
-    """Overlay instances on a copy of `image_rgb` `[H, W, 3] uint8 RGB` and return it (same shape/dtype).
+    """Overlay instances on a copy of `image_rgb` `[H, W, 3] uint8 RGB` and return it (same shape/dtype);
+    with `in_place`, on `image_rgb` itself (a C-contiguous uint8 array), which is returned.
 
     `masks` `CroppedMasks` (only the crops of the instances drawn are read) or `[N, H, W] bool` (with `boxes` `[N, 4]`,
     their tight half-open x0, y0, x1, y1 boxes, zeros when empty, if known), `labels` `[N]
@@ -185,7 +187,9 @@ def draw_instances(
     masks = as_cropped(masks, boxes)
     if masks.image_size != image_rgb.shape[:2]:
         raise ValueError(f'masks {masks.shape} do not match image {image_rgb.shape}')
-    canvas = np.ascontiguousarray(image_rgb, dtype=np.uint8).copy()
+    if in_place and not (image_rgb.dtype == np.uint8 and image_rgb.flags.c_contiguous and image_rgb.flags.writeable):
+        raise ValueError('drawing in place needs a writeable C-contiguous uint8 image')
+    canvas = image_rgb if in_place else np.ascontiguousarray(image_rgb, dtype=np.uint8).copy()
     scores = np.asarray(scores)
     keep = np.flatnonzero(scores >= score_threshold)
     keep = keep[np.argsort(-scores[keep], kind='stable')]  # colour index = score rank

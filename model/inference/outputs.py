@@ -17,9 +17,11 @@ MANIFEST = 'manifest.json'
 
 
 def draw_bgr(image_rgb: np.ndarray, result, class_names, draw_threshold: float) -> np.ndarray:
-    """The annotated picture of one image (BGR, for OpenCV writers)."""
-    drawn = draw_instances(image_rgb, result.masks, result.labels, result.scores, class_names, draw_threshold)
-    return cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR)
+    """The annotated picture of one image (BGR, for OpenCV writers), drawn over ``image_rgb``
+    ([H, W, 3] uint8, C-contiguous) itself: no copy of a large picture, its pixels are gone."""
+    drawn = draw_instances(image_rgb, result.masks, result.labels, result.scores, class_names, draw_threshold,
+                           in_place=True)
+    return cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR, dst=drawn)
 
 
 def coco_records(image_id: int, file_name: str, result, class_names):

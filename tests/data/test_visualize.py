@@ -2,6 +2,7 @@
 
 import cv2
 import numpy as np
+import pytest
 
 from solov2.data.masks import CroppedMasks, mask_to_box
 from solov2.data.visualize import (
@@ -243,6 +244,11 @@ def test_drawing_inside_boxes_equals_the_full_picture_drawing():
     np.testing.assert_array_equal(drawn, draw_instances(image, masks, labels, scores, CLASS_NAMES))
     cropped = CroppedMasks.from_dense(masks)
     np.testing.assert_array_equal(drawn, draw_instances(image, cropped, labels, scores, CLASS_NAMES))
+    canvas = image.copy()
+    assert draw_instances(canvas, cropped, labels, scores, CLASS_NAMES, in_place=True) is canvas
+    np.testing.assert_array_equal(canvas, drawn)
+    with pytest.raises(ValueError, match='in place'):
+        draw_instances(np.asfortranarray(image), cropped, labels, scores, CLASS_NAMES, in_place=True)
     expected = _full_picture_drawing(image, masks[:11], labels[:11], scores[:11])
     difference = np.abs(drawn.astype(int) - expected)
     assert difference.max() <= 1 and (difference > 0).mean() < 0.01   # OpenCV's uint8 blend rounds its own way
