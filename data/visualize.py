@@ -7,7 +7,6 @@ from typing import Sequence, Tuple
 
 import cv2
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
 
 from solov2.data.masks import CroppedMasks, as_cropped
 from solov2.data.results import crop_polygons
@@ -109,27 +108,74 @@ def caption_candidates(box: Sequence[int], size: tuple[int, int], image_hw: tupl
     return rects
 
 
+class MaskShares:
+    """Over each pixel of an `(H, W)` picture, the sum of one over the pixel count of every mask
+    added that covers it, then of `weight` for every caption added over it: what `place_captions`
+    reads. Kept as the masks and captions themselves, and summed only inside the windows asked
+    for (no `[H, W]` array): each pixel's float32 sum is made in the order a full `[H, W]` map
+    would make it (masks, then captions, each in the order added), so a window holds the same
+    bits as that map's."""
+
+    def __init__(self, image_hw: tuple[int, int]):
+        self.image_hw = (int(image_hw[0]), int(image_hw[1]))
+        self._masks, self._captions = [], []    # (crop, float32 share), (weight); boxes in the arrays
+        self._mask_boxes, self._caption_boxes = np.zeros((0, 4), np.int64), np.zeros((0, 4), np.int64)
+
+    def add_mask(self, crop: np.ndarray, box: Sequence[int]) -> None:
+        """A mask given as its non-empty `[y1 - y0, x1 - x0] bool` `crop` to its `box`."""
+        self._masks.append((crop, np.float32(1.0 / np.count_nonzero(crop))))
+        self._mask_boxes = np.vstack([self._mask_boxes, np.asarray(box, np.int64)[None]])
+
+    def add_caption(self, rect: Rect, weight: float) -> None:
+        """`weight` over every pixel of `rect`."""
+        self._captions.append(weight)
+        self._caption_boxes = np.vstack([self._caption_boxes, np.asarray(rect, np.int64)[None]])
+
+    def window(self, rect: Rect) -> np.ndarray:
+        """`[y1 - y0, x1 - x0] float32`: the sums over the pixels of `rect` (x0, y0, x1, y1)."""
+        x0, y0, x1, y1 = rect
+        out = np.zeros((y1 - y0, x1 - x0), np.float32)
+        for parts, boxes, add in ((self._masks, self._mask_boxes, _add_share), (self._captions, self._caption_boxes,
+                                                                                 _add_weight)):
+            meet = np.flatnonzero((boxes[:, 0] < x1) & (boxes[:, 2] > x0) & (boxes[:, 1] < y1) & (boxes[:, 3] > y0))
+            for k in meet:
+                bx0, by0, bx1, by1 = (int(v) for v in boxes[k])
+                left, top, right, bottom = max(x0, bx0), max(y0, by0), min(x1, bx1), min(y1, by1)
+                add(out[top - y0:bottom - y0, left - x0:right - x0], parts[k],
+                    (slice(top - by0, bottom - by0), slice(left - bx0, right - bx0)))
+        return out
+
+
+def _add_share(under: np.ndarray, mask: tuple, inside: tuple) -> None:
+    crop, share = mask          # float32 + float32(share), as cv2.add(under, share) adds
+    np.add(under, share, out=under, where=crop[inside])
+
+
+def _add_weight(under: np.ndarray, weight: float, inside: tuple) -> None:
+    under += weight
+
+
 def place_captions(sizes: Sequence[tuple[int, int]], anchors: Sequence[Sequence[int]],
-                   weights: np.ndarray) -> list[Rect]:
+                   shares: MaskShares) -> list[Rect]:
     """Greedy caption rects, one per instance in the given order (most confident first): for each, the
     first of its `caption_candidates` around `anchors[i]` that meets no caption placed before and hides
     no mask pixel, else the one meeting the fewest caption pixels and, of those, hiding the least share
     of the masks (so a small object stays visible where a large one can lend a corner).
 
-    `sizes` (w, h) per caption; `weights` `[H, W] float32`: over each pixel, the sum of one over the
-    pixel count of every mask covering it (`draw_mask`), so that a rect's sum is the shares it hides;
-    each placed caption's pixels then weigh more than all masks together (changed in place)."""
+    `sizes` (w, h) per caption; `shares`: the masks drawn (`MaskShares.add_mask`), so that a rect's
+    sum is the shares of them it hides; each placed caption is added to it, weighing more than all
+    masks together."""
     caption_weight = len(sizes) + 1.0   # the shares of N masks sum to at most N
-    placed, windows = [], {}     # windows[(h, w)][y, x]: the h x w window of `weights` at (x, y)
+    height, width = shares.image_hw
+    placed = []
     for (w, h), anchor in zip(sizes, anchors):
-        w, h = min(w, weights.shape[1]), min(h, weights.shape[0])    # a picture narrower than a caption
-        if (h, w) not in windows:
-            windows[h, w] = sliding_window_view(weights, (h, w))
-        rects = np.array(caption_candidates(anchor, (w, h), weights.shape))
-        costs = windows[h, w][rects[:, 1], rects[:, 0]].sum(axis=(1, 2))
-        x0, y0, x1, y1 = (int(v) for v in rects[int(np.argmin(costs))])   # the first of the cheapest
-        weights[y0:y1, x0:x1] += caption_weight
-        placed.append((x0, y0, x1, y1))
+        w, h = min(w, width), min(h, height)    # a picture narrower than a caption
+        rects = caption_candidates(anchor, (w, h), shares.image_hw)
+        windows = {rect: shares.window(rect) for rect in rects}
+        costs = np.stack([windows[rect] for rect in rects]).sum(axis=(1, 2))
+        rect = rects[int(np.argmin(costs))]          # the first of the cheapest
+        shares.add_caption(rect, caption_weight)
+        placed.append(rect)
     return placed
 
 
@@ -150,17 +196,13 @@ def draw_caption(image: np.ndarray, text: str, rect: Rect, color: tuple[int, int
     cv2.putText(image, text, (x0 + CAPTION_PAD, y0 + CAPTION_PAD + text_h), FONT, scale, text_color, 1, cv2.LINE_AA)
 
 
-def draw_mask(canvas: np.ndarray, weights: np.ndarray, crop: np.ndarray, box: Sequence[int],
-              color: tuple[int, int, int]) -> None:
+def draw_mask(canvas: np.ndarray, crop: np.ndarray, box: Sequence[int], color: tuple[int, int, int]) -> None:
     """Fill and contour of one mask, given as its `[y1 - y0, x1 - x0] bool` `crop` to its tight
     `box`, on `[H, W, 3] uint8` `canvas` in place, reading and writing only inside the box
-    (and the contour's pixels); adds one over its pixel count to `[H, W] float32` `weights`
-    under it (what `place_captions` reads)."""
+    (and the contour's pixels)."""
     x0, y0, x1, y1 = (int(v) for v in box)
     fill_mask(canvas[y0:y1, x0:x1], crop, color)
     cv2.drawContours(canvas, [polygon[:, None] for polygon in crop_polygons(crop, box)], -1, color, thickness=1)
-    under = weights[y0:y1, x0:x1]
-    cv2.add(under, 1.0 / np.count_nonzero(crop), dst=under, mask=crop.view(np.uint8))
 
 
 def draw_instances(
@@ -199,12 +241,13 @@ def draw_instances(
         region = largest_region_box(crop, box)
         if region is not None:
             drawn.append((color_index, crop, box, region))
-    weights = np.zeros(canvas.shape[:2], dtype=np.float32)
+    shares = MaskShares(canvas.shape[:2])
     for rank, crop, box, _ in reversed(drawn):
-        draw_mask(canvas, weights, crop, box, instance_color(rank))
+        draw_mask(canvas, crop, box, instance_color(rank))
+        shares.add_mask(crop, box)
     scale = font_scale(*canvas.shape[:2])
     texts = [label_text(int(labels[keep[rank]]), float(scores[keep[rank]]), class_names) for rank, *_ in drawn]
-    rects = place_captions([caption_size(text, scale) for text in texts], [region for *_, region in drawn], weights)
+    rects = place_captions([caption_size(text, scale) for text in texts], [region for *_, region in drawn], shares)
     for (rank, *_), text, rect in reversed(list(zip(drawn, texts, rects))):
         draw_caption(canvas, text, rect, instance_color(rank), scale)
     return canvas

@@ -11,6 +11,7 @@ import numpy as np
 from solov2.config.errors import InputError
 from solov2.data.masks import CroppedMasks
 from solov2.data.results import crop_polygons, encode_crop_rle, instances_to_coco
+from solov2.data.transforms import swap_red_blue
 from solov2.data.visualize import draw_instances
 
 CHANNELS = ('bgr', 'rgb')
@@ -162,4 +163,4 @@ class Instances:
             return draw_instances(image, self.crops, self.labels, self.scores, self.class_names, min_score)
         rgb = cv2.cvtColor(np.asarray(image, dtype=np.uint8), cv2.COLOR_BGR2RGB)         # the copy drawn on
         draw_instances(rgb, self.crops, self.labels, self.scores, self.class_names, min_score, in_place=True)
-        return cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR, dst=rgb)
+        return swap_red_blue(rgb)

@@ -3,11 +3,13 @@
 import cv2
 import numpy as np
 import pytest
+from numpy.lib.stride_tricks import sliding_window_view
 
 from solov2.data.masks import CroppedMasks, mask_to_box
 from solov2.data.visualize import (
     CAPTION_BACKGROUND,
     FILL_ALPHA,
+    MaskShares,
     caption_candidates,
     caption_size,
     draw_caption,
@@ -207,6 +209,46 @@ def test_caption_follows_the_largest_region_not_a_fragment():
     assert not changed[8:20, 8:40].any()  # nothing next to the fragment
 
 
+def _dense_placement(sizes, anchors, weights):
+    """``place_captions`` as it was on a full [H, W] float32 map of the masks' shares (``weights``,
+    changed in place): the caption rects."""
+    caption_weight, placed = len(sizes) + 1.0, []
+    for (w, h), anchor in zip(sizes, anchors):
+        w, h = min(w, weights.shape[1]), min(h, weights.shape[0])
+        rects = np.array(caption_candidates(anchor, (w, h), weights.shape))
+        costs = sliding_window_view(weights, (h, w))[rects[:, 1], rects[:, 0]].sum(axis=(1, 2))
+        x0, y0, x1, y1 = (int(v) for v in rects[int(np.argmin(costs))])
+        weights[y0:y1, x0:x1] += caption_weight
+        placed.append((x0, y0, x1, y1))
+    return placed
+
+
+def test_mask_shares_hold_the_bits_of_a_full_map_and_place_captions_alike():
+    rng = np.random.default_rng(11)
+    for trial in range(20):
+        height, width = rng.integers(20, 120, 2)
+        shares, dense = MaskShares((height, width)), np.zeros((height, width), np.float32)
+        for _ in range(rng.integers(1, 12)):
+            mask = np.zeros((height, width), np.uint8)
+            cv2.ellipse(mask, (int(rng.integers(0, width)), int(rng.integers(0, height))),
+                        (int(rng.integers(1, 40)), int(rng.integers(1, 40))), float(rng.uniform(0, 180)), 0, 360, 1, -1)
+            x0, y0, x1, y1 = mask_to_box(mask)
+            crop = mask[y0:y1, x0:x1].astype(bool)
+            shares.add_mask(crop, (x0, y0, x1, y1))
+            dense[y0:y1, x0:x1][crop] += np.float32(1.0 / np.count_nonzero(crop))   # the full map as it was
+        anchors = [(int(x), int(y), int(x + w), int(y + h)) for x, y, w, h in
+                   zip(rng.integers(0, width, 8), rng.integers(0, height, 8), rng.integers(1, 30, 8),
+                       rng.integers(1, 30, 8))]
+        sizes = [(int(w), int(h)) for w, h in zip(rng.integers(5, 60, 8), rng.integers(5, 20, 8))]
+        expected = _dense_placement(sizes, anchors, dense.copy())
+        assert place_captions(sizes, anchors, shares) == expected, trial
+        _dense_placement(sizes, anchors, dense)
+        for _ in range(10):                                   # masks and captions: the same bits anywhere
+            x0, y0 = rng.integers(0, (width, height))
+            x1, y1 = rng.integers((x0 + 1, y0 + 1), (width + 1, height + 1))
+            np.testing.assert_array_equal(shares.window((x0, y0, x1, y1)), dense[y0:y1, x0:x1])
+
+
 def _full_picture_drawing(image, masks, labels, scores):
     """The drawing as before boxes: float64 blend (then rounded half up) and contours over
     the whole picture, then the captions where the masks' shares say."""
@@ -221,8 +263,7 @@ def _full_picture_drawing(image, masks, labels, scores):
         weights[mask] += np.float32(1.0 / mask.sum())
     scale = font_scale(*image.shape[:2])
     texts = [label_text(int(label), float(score), CLASS_NAMES) for label, score in zip(labels, scores)]
-    rects = place_captions([caption_size(text, scale) for text in texts], [_region(m) for m in masks],
-                           weights)
+    rects = _dense_placement([caption_size(text, scale) for text in texts], [_region(m) for m in masks], weights)
     for rank in reversed(range(len(scores))):
         draw_caption(canvas, texts[rank], rects[rank], instance_color(rank), scale)
     return canvas
@@ -305,3 +346,11 @@ def test_captions_stay_inside_at_the_borders():
         assert 0 <= x0 and x1 <= 160 and 0 <= y0 and y1 <= 120
         assert not masks[:, y0:y1, x0:x1].any(), i  # none hides an object
         assert not any(meet(rects[i], other) for other in rects[:i])
+
+
+def test_a_mask_four_pixels_tall_and_one_wide_is_drawn():
+    image, masks = scene()
+    masks[1] = False
+    masks[1, 10:14, 20] = True      # cv2.add took a [4, 1] window for a 4-channel scalar and refused it
+    out = draw_instances(image, masks, np.array([0, 1]), np.array([0.9, 0.8]), CLASS_NAMES)
+    assert tuple(out[11, 20]) == instance_color(1)      # its contour
