@@ -9,11 +9,13 @@ from solov2.data.masks import CroppedMasks, mask_to_box
 from solov2.data.visualize import (
     CAPTION_BACKGROUND,
     FILL_ALPHA,
+    FILL_ROWS,
     MaskShares,
     caption_candidates,
     caption_size,
     draw_caption,
     draw_instances,
+    fill_mask,
     font_scale,
     instance_color,
     label_text,
@@ -354,3 +356,19 @@ def test_a_mask_four_pixels_tall_and_one_wide_is_drawn():
     masks[1, 10:14, 20] = True      # cv2.add took a [4, 1] window for a 4-channel scalar and refused it
     out = draw_instances(image, masks, np.array([0, 1]), np.array([0.9, 0.8]), CLASS_NAMES)
     assert tuple(out[11, 20]) == instance_color(1)      # its contour
+
+
+def test_fill_mask_in_bands_is_one_blend_of_the_whole_window():
+    rng = np.random.default_rng(2)
+    picture = rng.integers(0, 256, (3 * FILL_ROWS + 7, 50, 3), dtype=np.uint8)
+    mask = rng.random((2 * FILL_ROWS + 5, 40)) < 0.5
+    window = (slice(1, 2 * FILL_ROWS + 6), slice(3, 43))
+    expected = picture.copy()
+    paint = np.empty_like(expected[window])
+    paint[:] = (200, 30, 90)
+    cv2.copyTo(cv2.addWeighted(expected[window], 1.0 - FILL_ALPHA, paint, FILL_ALPHA, 0.0), mask.view(np.uint8),
+               expected[window])
+    before = picture.copy()
+    fill_mask(picture[window], mask, (200, 30, 90))
+    np.testing.assert_array_equal(picture, expected)
+    assert (np.any(picture != before, axis=2) == np.pad(mask, ((1, FILL_ROWS + 1), (3, 7)))).all()
