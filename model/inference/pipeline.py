@@ -53,7 +53,7 @@ def default_finish_workers(cores: Optional[int] = None) -> int:
     return max(1, (cores or os.cpu_count() or 1) // 4)
 
 
-IN_FLIGHT_BYTES = 128 * 2 ** 20    # arrays of items loaded and not yet finished: three 12 MP photos
+IN_FLIGHT_SHARE = 48 * 2 ** 20    # in-flight bytes for each finishing worker and one more (run_pipeline)
 
 
 def array_bytes(value: Any) -> int:
@@ -68,7 +68,7 @@ def array_bytes(value: Any) -> int:
 def run_pipeline(items: Iterable[Any], load: Callable[[Any], Any], model: Callable[[Any], Any],
                  finish: Callable[[Any, Any, Any], None], load_workers: int = 2,
                  finish_workers: Optional[int] = None, prefetch: int = 4,
-                 in_flight_bytes: int = IN_FLIGHT_BYTES) -> PipelineStats:
+                 in_flight_bytes: Optional[int] = None) -> PipelineStats:
     """For each item: ``loaded = load(item)`` (worker), ``out = model(loaded)`` (this
     thread, in item order), ``finish(item, loaded, out)`` (worker; ``finish_workers``
     of them, default ``default_finish_workers()``).
@@ -76,9 +76,11 @@ def run_pipeline(items: Iterable[Any], load: Callable[[Any], Any], model: Callab
     At most ``prefetch`` loads run or wait ahead of the model, and the items loaded and not
     yet finished hold about ``in_flight_bytes`` of arrays at most (``array_bytes`` of what
     ``load`` returned; a load under way counts as much as the last one; one item is always
-    let through): large pictures wait to be read while earlier ones are finished, small
-    ones never do. A ``load`` that raises skips the item and records (item, message) in
-    ``stats.failed``; errors in ``model`` or ``finish`` propagate.
+    let through; default ``IN_FLIGHT_SHARE`` for each finishing worker and one more: a
+    12 MP photo, 34 MiB, finishing on each and one read ahead): large pictures wait to be
+    read while earlier ones are finished, small ones never do. A ``load`` that raises skips
+    the item and records (item, message) in ``stats.failed``; errors in ``model`` or
+    ``finish`` propagate.
     """
     stats = PipelineStats()
     for _ in stream_pipeline(items, load, model, finish, stats, load_workers, finish_workers, prefetch, window=None,
@@ -90,15 +92,16 @@ def run_pipeline(items: Iterable[Any], load: Callable[[Any], Any], model: Callab
 def stream_pipeline(items: Iterable[Any], load: Callable[[Any], Any], model: Callable[[Any], Any],
                     finish: Callable[[Any, Any, Any], Any], stats: Optional[PipelineStats] = None,
                     load_workers: int = 2, finish_workers: Optional[int] = None, prefetch: int = 4,
-                    window: Optional[int] = 8, in_flight_bytes: int = IN_FLIGHT_BYTES) -> Iterator[Tuple[Any, Any]]:
+                    window: Optional[int] = 8, in_flight_bytes: Optional[int] = None) -> Iterator[Tuple[Any, Any]]:
     """``run_pipeline`` as a generator: yields ``(item, finish(item, loaded, out))`` in item
     order, skipped items left out (and recorded in ``stats.failed``). At most ``window``
     finished items wait for the consumer (None: no bound, the model never waits). While the
     generator is open, numpy's BLAS and OpenCV run single-threaded (``single_threaded_helpers``)."""
     stats = stats if stats is not None else PipelineStats()
+    finish_workers = finish_workers or default_finish_workers()
+    budget = in_flight_bytes if in_flight_bytes is not None else IN_FLIGHT_SHARE * (finish_workers + 1)
     with single_threaded_helpers():
-        yield from _run(items, load, model, finish, load_workers, finish_workers or default_finish_workers(),
-                        prefetch, window, in_flight_bytes, stats)
+        yield from _run(items, load, model, finish, load_workers, finish_workers, prefetch, window, budget, stats)
 
 
 def _run(items, load, model, finish, load_workers: int, finish_workers: int, prefetch: int,
