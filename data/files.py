@@ -47,8 +47,8 @@ def write_together(writes: Sequence[tuple[str | PathLike[str], Callable[[str], N
             tmp.unlink(missing_ok=True)   # gone already once renamed
 
 
-def atomic_write(path: str | PathLike[str], data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary in the same folder (``write_together``);
+def atomic_write(path: str | PathLike[str], data: bytes | memoryview) -> None:
+    """Write ``data`` (bytes or any buffer) to ``path`` through a temporary in the same folder (``write_together``);
     OSError (with the path) when the folder cannot be written."""
     def write(tmp: str) -> None:
         with open(tmp, 'xb') as handle:
@@ -103,7 +103,7 @@ def write_image(path: str | PathLike[str], bgr: np.ndarray) -> None:
     ok, encoded = cv2.imencode(Path(path).suffix or '.jpg', bgr)
     if not ok:
         raise OSError(f'cannot encode a picture for {path}')
-    atomic_write(path, encoded.tobytes())
+    atomic_write(path, encoded.data)
 
 
 def looked_up(path: str | PathLike[str]) -> str:

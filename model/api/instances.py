@@ -11,6 +11,7 @@ import numpy as np
 from solov2.config.errors import InputError
 from solov2.data.masks import CroppedMasks
 from solov2.data.results import crop_polygons, encode_crop_rle, instances_to_coco
+from solov2.data.transforms import swap_red_blue
 from solov2.data.visualize import draw_instances
 
 CHANNELS = ('bgr', 'rgb')
@@ -158,6 +159,8 @@ class Instances:
     def draw(self, image: np.ndarray, channels: str = 'bgr', min_score: float = 0.3) -> np.ndarray:
         """A copy of ``image`` ([H, W, 3] uint8 in ``channels`` order) with the instances
         scoring at least ``min_score`` drawn (fill, contour, caption), in the same order."""
-        rgb = image if check_channels(channels) == 'rgb' else cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-        drawn = draw_instances(rgb, self.crops, self.labels, self.scores, self.class_names, min_score)
-        return drawn if channels == 'rgb' else cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR)
+        if check_channels(channels) == 'rgb':
+            return draw_instances(image, self.crops, self.labels, self.scores, self.class_names, min_score)
+        rgb = cv2.cvtColor(np.asarray(image, dtype=np.uint8), cv2.COLOR_BGR2RGB)         # the copy drawn on
+        draw_instances(rgb, self.crops, self.labels, self.scores, self.class_names, min_score, in_place=True)
+        return swap_red_blue(rgb)

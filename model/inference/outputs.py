@@ -5,11 +5,11 @@ import os
 import threading
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from solov2.data.files import atomic_write
 from solov2.data.results import instances_to_coco
+from solov2.data.transforms import swap_red_blue
 from solov2.data.visualize import draw_instances
 from solov2.model.inference.exportable import OUTPUTS, input_description
 
@@ -17,9 +17,11 @@ MANIFEST = 'manifest.json'
 
 
 def draw_bgr(image_rgb: np.ndarray, result, class_names, draw_threshold: float) -> np.ndarray:
-    """The annotated picture of one image (BGR, for OpenCV writers)."""
-    drawn = draw_instances(image_rgb, result.masks, result.labels, result.scores, class_names, draw_threshold)
-    return cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR)
+    """The annotated picture of one image (BGR, for OpenCV writers), drawn over ``image_rgb``
+    ([H, W, 3] uint8, C-contiguous) itself: no copy of a large picture, its pixels are gone."""
+    drawn = draw_instances(image_rgb, result.masks, result.labels, result.scores, class_names, draw_threshold,
+                           in_place=True)
+    return swap_red_blue(drawn)
 
 
 def coco_records(image_id: int, file_name: str, result, class_names):

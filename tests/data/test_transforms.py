@@ -21,6 +21,7 @@ from solov2.data.transforms import (
     read_image,
     resize_keep_ratio,
     resized_hw,
+    swap_red_blue,
     to_rgb,
 )
 
@@ -261,3 +262,10 @@ def test_every_picture_fits_a_bucket():
         assert all(s[0] * s[1] >= bucket[0] * bucket[1] for s in sizes if s[0] >= h and s[1] >= w)
     assert bucket_for(480, 320, bucket_sizes(320, 640)) == (576, 320)
     assert bucket_for(800, 800, sizes) is None
+
+
+def test_swap_red_blue_in_place_in_bands():
+    image = np.random.default_rng(0).integers(0, 256, (75, 9, 3), dtype=np.uint8)   # not a whole number of bands
+    expected = image[..., ::-1].copy()
+    assert swap_red_blue(image) is image
+    np.testing.assert_array_equal(image, expected)

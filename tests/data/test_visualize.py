@@ -2,15 +2,20 @@
 
 import cv2
 import numpy as np
+import pytest
+from numpy.lib.stride_tricks import sliding_window_view
 
 from solov2.data.masks import CroppedMasks, mask_to_box
 from solov2.data.visualize import (
     CAPTION_BACKGROUND,
     FILL_ALPHA,
+    FILL_ROWS,
+    MaskShares,
     caption_candidates,
     caption_size,
     draw_caption,
     draw_instances,
+    fill_mask,
     font_scale,
     instance_color,
     label_text,
@@ -164,6 +169,37 @@ def test_largest_region_box():
     assert _region(mask) == (80, 60, 130, 100)
 
 
+def _components_choice(mask):
+    """The largest region's box by ``cv2.connectedComponentsWithStats`` over the mask's tight crop
+    (the first label of the largest area; the labels' order depends on the crop)."""
+    x0, y0, x1, y1 = mask_to_box(mask)
+    _, _, stats, _ = cv2.connectedComponentsWithStats(mask[y0:y1, x0:x1].view(np.uint8), connectivity=8)
+    x, y, w, h = (int(v) for v in stats[1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA])), :4])
+    return x0 + x, y0 + y, x0 + x + w, y0 + y + h
+
+
+def test_largest_region_is_connected_components_choice_ties_included():
+    rng = np.random.default_rng(7)
+    blob = np.array([[1, 1, 0], [0, 1, 1], [1, 0, 1]], bool)
+    tested = ties = 0
+    for trial in range(600):
+        height, width = rng.integers(4, 40, 2)
+        mask = rng.random((height, width)) < rng.uniform(0.05, 0.7)
+        if trial % 3 == 0:       # blobs and holes
+            mask = cv2.dilate(mask.view(np.uint8), np.ones((2, 2), np.uint8)).astype(bool)
+        if trial % 4 == 0:       # three copies of one blob and nothing larger: a three-way tie
+            mask[:] = False
+            for y, x in rng.integers(0, (height - 3, width - 3), (3, 2)) // 4 * 4:
+                mask[y:y + 3, x:x + 3] |= blob
+        if mask_to_box(mask) is None:
+            continue
+        _, _, stats, _ = cv2.connectedComponentsWithStats(mask.view(np.uint8), connectivity=8)
+        ties += np.count_nonzero(stats[1:, cv2.CC_STAT_AREA] == stats[1:, cv2.CC_STAT_AREA].max()) > 1
+        assert _region(mask) == _components_choice(mask), trial
+        tested += 1
+    assert tested > 500 and ties > 100
+
+
 def test_caption_follows_the_largest_region_not_a_fragment():
     image = np.zeros((120, 160, 3), dtype=np.uint8)
     masks = np.zeros((1, 120, 160), dtype=bool)
@@ -173,6 +209,46 @@ def test_caption_follows_the_largest_region_not_a_fragment():
     changed = np.any(out != image, axis=2)
     assert changed[55:60, 80:90].all()  # the caption just above the main region
     assert not changed[8:20, 8:40].any()  # nothing next to the fragment
+
+
+def _dense_placement(sizes, anchors, weights):
+    """``place_captions`` as it was on a full [H, W] float32 map of the masks' shares (``weights``,
+    changed in place): the caption rects."""
+    caption_weight, placed = len(sizes) + 1.0, []
+    for (w, h), anchor in zip(sizes, anchors):
+        w, h = min(w, weights.shape[1]), min(h, weights.shape[0])
+        rects = np.array(caption_candidates(anchor, (w, h), weights.shape))
+        costs = sliding_window_view(weights, (h, w))[rects[:, 1], rects[:, 0]].sum(axis=(1, 2))
+        x0, y0, x1, y1 = (int(v) for v in rects[int(np.argmin(costs))])
+        weights[y0:y1, x0:x1] += caption_weight
+        placed.append((x0, y0, x1, y1))
+    return placed
+
+
+def test_mask_shares_hold_the_bits_of_a_full_map_and_place_captions_alike():
+    rng = np.random.default_rng(11)
+    for trial in range(20):
+        height, width = rng.integers(20, 120, 2)
+        shares, dense = MaskShares((height, width)), np.zeros((height, width), np.float32)
+        for _ in range(rng.integers(1, 12)):
+            mask = np.zeros((height, width), np.uint8)
+            cv2.ellipse(mask, (int(rng.integers(0, width)), int(rng.integers(0, height))),
+                        (int(rng.integers(1, 40)), int(rng.integers(1, 40))), float(rng.uniform(0, 180)), 0, 360, 1, -1)
+            x0, y0, x1, y1 = mask_to_box(mask)
+            crop = mask[y0:y1, x0:x1].astype(bool)
+            shares.add_mask(crop, (x0, y0, x1, y1))
+            dense[y0:y1, x0:x1][crop] += np.float32(1.0 / np.count_nonzero(crop))   # the full map as it was
+        anchors = [(int(x), int(y), int(x + w), int(y + h)) for x, y, w, h in
+                   zip(rng.integers(0, width, 8), rng.integers(0, height, 8), rng.integers(1, 30, 8),
+                       rng.integers(1, 30, 8))]
+        sizes = [(int(w), int(h)) for w, h in zip(rng.integers(5, 60, 8), rng.integers(5, 20, 8))]
+        expected = _dense_placement(sizes, anchors, dense.copy())
+        assert place_captions(sizes, anchors, shares) == expected, trial
+        _dense_placement(sizes, anchors, dense)
+        for _ in range(10):                                   # masks and captions: the same bits anywhere
+            x0, y0 = rng.integers(0, (width, height))
+            x1, y1 = rng.integers((x0 + 1, y0 + 1), (width + 1, height + 1))
+            np.testing.assert_array_equal(shares.window((x0, y0, x1, y1)), dense[y0:y1, x0:x1])
 
 
 def _full_picture_drawing(image, masks, labels, scores):
@@ -189,8 +265,7 @@ def _full_picture_drawing(image, masks, labels, scores):
         weights[mask] += np.float32(1.0 / mask.sum())
     scale = font_scale(*image.shape[:2])
     texts = [label_text(int(label), float(score), CLASS_NAMES) for label, score in zip(labels, scores)]
-    rects = place_captions([caption_size(text, scale) for text in texts], [_region(m) for m in masks],
-                           weights)
+    rects = _dense_placement([caption_size(text, scale) for text in texts], [_region(m) for m in masks], weights)
     for rank in reversed(range(len(scores))):
         draw_caption(canvas, texts[rank], rects[rank], instance_color(rank), scale)
     return canvas
@@ -212,6 +287,11 @@ def test_drawing_inside_boxes_equals_the_full_picture_drawing():
     np.testing.assert_array_equal(drawn, draw_instances(image, masks, labels, scores, CLASS_NAMES))
     cropped = CroppedMasks.from_dense(masks)
     np.testing.assert_array_equal(drawn, draw_instances(image, cropped, labels, scores, CLASS_NAMES))
+    canvas = image.copy()
+    assert draw_instances(canvas, cropped, labels, scores, CLASS_NAMES, in_place=True) is canvas
+    np.testing.assert_array_equal(canvas, drawn)
+    with pytest.raises(ValueError, match='in place'):
+        draw_instances(np.asfortranarray(image), cropped, labels, scores, CLASS_NAMES, in_place=True)
     expected = _full_picture_drawing(image, masks[:11], labels[:11], scores[:11])
     difference = np.abs(drawn.astype(int) - expected)
     assert difference.max() <= 1 and (difference > 0).mean() < 0.01   # OpenCV's uint8 blend rounds its own way
@@ -268,3 +348,27 @@ def test_captions_stay_inside_at_the_borders():
         assert 0 <= x0 and x1 <= 160 and 0 <= y0 and y1 <= 120
         assert not masks[:, y0:y1, x0:x1].any(), i  # none hides an object
         assert not any(meet(rects[i], other) for other in rects[:i])
+
+
+def test_a_mask_four_pixels_tall_and_one_wide_is_drawn():
+    image, masks = scene()
+    masks[1] = False
+    masks[1, 10:14, 20] = True      # cv2.add took a [4, 1] window for a 4-channel scalar and refused it
+    out = draw_instances(image, masks, np.array([0, 1]), np.array([0.9, 0.8]), CLASS_NAMES)
+    assert tuple(out[11, 20]) == instance_color(1)      # its contour
+
+
+def test_fill_mask_in_bands_is_one_blend_of_the_whole_window():
+    rng = np.random.default_rng(2)
+    picture = rng.integers(0, 256, (3 * FILL_ROWS + 7, 50, 3), dtype=np.uint8)
+    mask = rng.random((2 * FILL_ROWS + 5, 40)) < 0.5
+    window = (slice(1, 2 * FILL_ROWS + 6), slice(3, 43))
+    expected = picture.copy()
+    paint = np.empty_like(expected[window])
+    paint[:] = (200, 30, 90)
+    cv2.copyTo(cv2.addWeighted(expected[window], 1.0 - FILL_ALPHA, paint, FILL_ALPHA, 0.0), mask.view(np.uint8),
+               expected[window])
+    before = picture.copy()
+    fill_mask(picture[window], mask, (200, 30, 90))
+    np.testing.assert_array_equal(picture, expected)
+    assert (np.any(picture != before, axis=2) == np.pad(mask, ((1, FILL_ROWS + 1), (3, 7)))).all()

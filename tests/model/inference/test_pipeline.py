@@ -1,9 +1,12 @@
 """model/inference/pipeline.py: order, failures, and helpers on one thread while it runs."""
+import threading
+import time
+
 import cv2
 import numpy as np
 import threadpoolctl
 
-from solov2.model.inference.pipeline import default_finish_workers, run_pipeline
+from solov2.model.inference.pipeline import array_bytes, default_finish_workers, run_pipeline
 
 
 def _openblas_threads():
@@ -38,3 +41,34 @@ def test_pipeline_runs_every_item_with_single_threaded_helpers():
 
 def test_default_finish_workers():
     assert [default_finish_workers(cores) for cores in (1, 2, 4, 8, 16)] == [1, 1, 1, 2, 4]
+
+
+def _alive_at_most(sizes, in_flight_bytes):
+    """The most items loaded and not yet finished at once, running items whose loads hold ``sizes``
+    bytes each through a pipeline whose finishing is slow; and the items finished."""
+    lock, alive, most, finished = threading.Lock(), [0], [0], []
+
+    def load(item):
+        with lock:
+            alive[0] += 1
+            most[0] = max(most[0], alive[0])
+        return np.zeros(sizes[item], np.uint8), ('meta', [np.zeros(1, np.uint8)])
+
+    def finish(item, loaded, out):
+        time.sleep(0.05)
+        finished.append(item)
+        with lock:
+            alive[0] -= 1
+
+    run_pipeline(range(len(sizes)), load, lambda loaded: None, finish, in_flight_bytes=in_flight_bytes)
+    return most[0], finished
+
+
+def test_large_items_in_flight_are_bounded_by_bytes_small_ones_are_not():
+    assert array_bytes((np.zeros(5), [np.zeros(2, np.uint8), {'a': np.zeros(3, np.int32)}], 'text')) == 40 + 2 + 12
+    most, finished = _alive_at_most([1000] * 10, in_flight_bytes=3001)
+    assert most <= 3 and sorted(finished) == list(range(10))
+    most, finished = _alive_at_most([1000] * 10, in_flight_bytes=10)     # larger than the budget: one at a time
+    assert most == 1 and sorted(finished) == list(range(10))
+    most, finished = _alive_at_most([10] * 10, in_flight_bytes=3001)
+    assert most >= 5 and sorted(finished) == list(range(10))                     # loads run ahead of the slow finishing
