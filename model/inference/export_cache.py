@@ -4,9 +4,11 @@ onnxruntime is clearly faster on this machine, exported once per checkpoint into
 The engines: ``openvino`` f32 and ``onnx`` (onnxruntime), those installed (with the ONNX
 exporter); with neither, ``dygraph`` (also on a GPU, and when the export fails, with the
 reason in one line). One ONNX export serves both: each engine is verified against the
-dygraph model on a random input (``export.verify``), then timed on a random input of the
-config's test size (a 4:3 landscape picture, ``timing_batch``) in ``TIMING_ROUNDS`` rounds
-that run each engine once, back to back in alternating order. OpenVINO, the preferred
+dygraph model on a random input (``export.verify``), then timed on random inputs near the
+config's test size (``timing_batches``: warmed up on a 4:3 landscape picture, then
+``TIMING_ROUNDS`` rounds of a size new to both engines each, as a folder of mixed sizes runs:
+a size's first call is what OpenVINO's dynamic model pays most for), each round running every
+engine once, back to back in alternating order. OpenVINO, the preferred
 engine, is kept unless onnxruntime takes less than ``1 - MARGIN`` of its time both in the
 median round and in its best round (``preferred_engine``): a noisy measurement cannot flip
 the choice, a clear difference does. The choice and the median timings are recorded in the
@@ -173,25 +175,31 @@ def check_entry(folder: Path, key: dict, engines: Sequence[str] = tuple(_PACKAGE
     return None
 
 
-def timing_batch(cfg, seed: int = 0) -> np.ndarray:
-    """[1, 3, H, W] float32 random input the size of a 4:3 landscape picture at the config's
-    test size (``test_short``, ``test_max``), padded to 32 as ``preprocess`` pads."""
+def timing_batches(cfg, rounds: int = TIMING_ROUNDS, seed: int = 0) -> List[np.ndarray]:
+    """``rounds + 1`` random float32 inputs [1, 3, H, W]: first the size of a 4:3 landscape
+    picture at the config's test size (``test_short``, ``test_max``), padded to 32 as
+    ``preprocess`` pads (the warm-up), then ``rounds`` sizes near it, each different (one or
+    two more multiples of 32 on a side)."""
     (height, width), _ = resized_hw(480, 640, cfg.test_short, cfg.test_max)
-    shape = (1, 3, padded_size(height, 32), padded_size(width, 32))
-    return np.random.RandomState(seed).standard_normal(shape).astype(np.float32)
+    base = (padded_size(height, 32), padded_size(width, 32))
+    steps = [(0, 0)] + [(rows, cols) for rows in range(3) for cols in range(3) if rows + cols][:rounds]
+    state = np.random.RandomState(seed)
+    return [state.standard_normal((1, 3, base[0] + 32 * rows, base[1] + 32 * cols)).astype(np.float32)
+            for rows, cols in steps]
 
 
-def time_engines(backends: Dict[str, Backend], batch: np.ndarray, rounds: int = TIMING_ROUNDS,
+def time_engines(backends: Dict[str, Backend], batches: Sequence[np.ndarray],
                  clock: Callable[[], float] = time.perf_counter) -> Dict[str, List[float]]:
-    """{engine: milliseconds of ``run(batch)`` in each round}: ``TIMING_WARMUP`` untimed runs
-    each, then ``rounds`` rounds that run every engine once, back to back, the order reversed
-    every other round (a busy moment or a slow start hits them alike)."""
+    """{engine: milliseconds of ``run(batches[i])`` in round i}: ``TIMING_WARMUP`` untimed runs
+    of ``batches[0]`` each, then one round per later batch that runs every engine once on it,
+    back to back, the order reversed every other round (a busy moment or a slow start hits
+    them alike)."""
     for backend in backends.values():
         for _ in range(TIMING_WARMUP):
-            backend.run(batch)
+            backend.run(batches[0])
     times: Dict[str, List[float]] = {kind: [] for kind in backends}
     kinds = list(backends)
-    for index in range(rounds):
+    for index, batch in enumerate(batches[1:]):
         for kind in kinds if index % 2 == 0 else kinds[::-1]:
             began = clock()
             backends[kind].run(batch)
@@ -216,12 +224,13 @@ def preferred_engine(times: Dict[str, List[float]]) -> str:
 def measured_choice(backends: Dict[str, Backend]) -> dict:
     """What an entry records for one machine: the engine (``preferred_engine``; an only one
     untimed), each engine's median milliseconds (``timings_ms``) and the input (``timing_input``)."""
-    batch = timing_batch(next(iter(backends.values())).cfg)       # the config with the overrides
+    batches = timing_batches(next(iter(backends.values())).cfg)       # the config with the overrides
+    shape = list(batches[0].shape)
     if len(backends) == 1:
-        return {'engine': next(iter(backends)), 'timings_ms': {}, 'timing_input': list(batch.shape)}
-    times = time_engines(backends, batch)
+        return {'engine': next(iter(backends)), 'timings_ms': {}, 'timing_input': shape}
+    times = time_engines(backends, batches)
     return {'engine': preferred_engine(times), 'timings_ms': {k: statistics.median(v) for k, v in times.items()},
-            'timing_input': list(batch.shape)}
+            'timing_input': shape}
 
 
 def choice_line(choice: dict) -> str:
@@ -230,7 +239,8 @@ def choice_line(choice: dict) -> str:
     if len(timings) < 2:
         return f'{choice["engine"]} is the only f32 engine installed'
     height, width = choice['timing_input'][2:]
-    line = ', '.join(f'{kind} {ms:.0f} ms' for kind, ms in timings.items()) + f' per {height}x{width} picture'
+    line = (', '.join(f'{kind} {ms:.0f} ms' for kind, ms in timings.items())
+            + f' per picture of a new size near {height}x{width}')
     if min(timings, key=timings.get) != choice['engine']:
         line += f' ({choice["engine"]} unless another is {MARGIN:.0%} faster in the median and the best round)'
     return line

@@ -48,6 +48,7 @@ from solov2.model.inference.export_cache import (
     preferred_engine,
     source_hash,
     time_engines,
+    timing_batches,
 )
 from solov2.model.inference.exported import OnnxBackend
 from solov2.model.inference.openvino_backend import OpenVinoBackend, has_bf16
@@ -265,7 +266,7 @@ def test_int8_needs_a_quantized_folder(hot):  # noqa: F811
 def openvino_wins(monkeypatch):
     """``auto``'s timing says openvino is the faster engine (the real timing is noisy)."""
     monkeypatch.setattr(export_cache, 'time_engines',
-                        lambda backends, batch: {'openvino': [1.0] * TIMING_ROUNDS, 'onnx': [2.0] * TIMING_ROUNDS})
+                        lambda backends, batches: {'openvino': [1.0] * TIMING_ROUNDS, 'onnx': [2.0] * TIMING_ROUNDS})
 
 
 @pytest.mark.filterwarnings('ignore::DeprecationWarning')   # pycocotools decode on numpy 2
@@ -326,17 +327,18 @@ def test_auto_records_its_choice_per_thread_count_and_cpu(hot, tmp_path, monkeyp
     weights, opts, timed = hot[0], DEMO_OPTS[1:DEMO_OPTS.index('--warmup')], []
     result = {'openvino': [30.0] * TIMING_ROUNDS, 'onnx': [10.0] * TIMING_ROUNDS}   # onnx clearly faster
 
-    def timings(backends, batch):
-        measured = time_engines(backends, batch, rounds=1)
-        timed.append((sorted(measured), batch.shape, min(sum(measured.values(), [])) > 0))
+    def timings(backends, batches):
+        measured = time_engines(backends, batches[:2])
+        timed.append((sorted(measured), [b.shape for b in batches], min(sum(measured.values(), [])) > 0))
         return result
 
     monkeypatch.setattr(export_cache, 'time_engines', timings)
     lines = []
     kind, backend = cached_backend(NUMBER, CONFIGS[NUMBER], weights, opts, 1, lines.append)
     assert kind == 'onnx' and isinstance(backend, OnnxBackend)
-    assert timed == [(['onnx', 'openvino'], (1, 3, 96, 128), True)]      # test_short=96, test_max=128
-    assert lines[-1].endswith('; openvino 30 ms, onnx 10 ms per 96x128 picture: using onnx f32')
+    sizes = [(96, 128), (96, 160), (96, 192), (128, 128), (128, 160), (128, 192)]   # test_short=96, test_max=128
+    assert timed == [(['onnx', 'openvino'], [(1, 3) + size for size in sizes], True)]
+    assert lines[-1].endswith('; openvino 30 ms, onnx 10 ms per picture of a new size near 96x128: using onnx f32')
     entry = Path(lines[-1].split(' to ')[1].split(' (')[0])
     manifest = json.loads((entry / MANIFEST).read_text())
     assert manifest['choices'] == {machine_key(1): {'engine': 'onnx', 'timings_ms': {'openvino': 30.0, 'onnx': 10.0},
@@ -349,7 +351,8 @@ def test_auto_records_its_choice_per_thread_count_and_cpu(hot, tmp_path, monkeyp
     result = {'openvino': [10.0] * TIMING_ROUNDS, 'onnx': [30.0] * TIMING_ROUNDS}
     kind, backend = cached_backend(NUMBER, CONFIGS[NUMBER], weights, opts, 2, lines.append)    # 2 threads
     assert (kind, len(timed)) == ('openvino', 2) and isinstance(backend, OpenVinoBackend)
-    assert lines[-1] == (f'auto: timed for {machine_key(2)}: openvino 10 ms, onnx 30 ms per 96x128 picture: '
+    assert lines[-1] == (f'auto: timed for {machine_key(2)}: openvino 10 ms, onnx 30 ms per picture '
+                         'of a new size near 96x128: '
                          f'using openvino f32 from cache {entry}')
     here = machine_key(1)
     monkeypatch.setattr(export_cache, 'cpu_fields', lambda cpuinfo: {'model name': 'Another CPU'})
@@ -382,13 +385,23 @@ def test_time_engines_warms_up_then_alternates_the_order_round_by_round():
             self.name, self.seconds = name, iter(seconds)
 
         def run(self, batch):
-            order.append(self.name)
+            order.append((self.name, batch))
             clock[0] += next(self.seconds)
 
     engines = {'a': Engine('a', [9, 9, 0.010, 0.050, 0.012]), 'b': Engine('b', [9, 9, 0.020, 0.021, 0.5])}
-    times = time_engines(engines, None, rounds=3, clock=lambda: clock[0])
+    times = time_engines(engines, ['warm-up', 'first', 'second', 'third'], clock=lambda: clock[0])
     assert times == {'a': pytest.approx([10.0, 50.0, 12.0]), 'b': pytest.approx([20.0, 21.0, 500.0])}
-    assert order == ['a', 'a', 'b', 'b'] + ['a', 'b', 'b', 'a', 'a', 'b']
+    assert order == [('a', 'warm-up')] * 2 + [('b', 'warm-up')] * 2 + [
+        ('a', 'first'), ('b', 'first'), ('b', 'second'), ('a', 'second'), ('a', 'third'), ('b', 'third')]
+
+
+def test_each_timing_round_is_a_size_no_engine_has_seen():
+    batches = timing_batches(CONFIGS[9])
+    shapes = [b.shape for b in batches]
+    assert len(batches) == TIMING_ROUNDS + 1 and len(set(shapes)) == len(shapes)
+    assert shapes[0] == (1, 3, 320, 448)        # a 4:3 picture at config 9's test size, padded to 32
+    assert all(h % 32 == 0 and w % 32 == 0 and h >= 320 and w >= 448 for _, _, h, w in shapes)
+    assert all(b.dtype == np.float32 for b in batches)
 
 
 def _rounds(openvino, onnx):
