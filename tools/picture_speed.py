@@ -23,6 +23,7 @@ from solov2.model.inference.backends import open_backend
 from solov2.model.inference.media import DrawOptions, ImageStages
 from solov2.model.inference.pipeline import run_pipeline
 from solov2.tools import report
+from solov2.tools.cli import tune_for
 from solov2.tools.make_shapes_dataset import (
     CLASS_NAMES,
     JPEG_QUALITY,
@@ -95,7 +96,9 @@ class Counting:
 
 def demo_folder(paths, out: str, threads: int, cache_dir: str) -> dict:
     """{'fps', 'instances', 'drawn' (means per picture), 'engine'} of ``demo.py``'s default backend and stages on
-    ``paths``, pictures written to ``out``, after one untimed picture (run in a process of its own)."""
+    ``paths``, pictures written to ``out``, after one untimed picture (run in a process of its own,
+    tuned as ``demo.py`` tunes its process: its peak RSS is the demo's)."""
+    tune_for('cpu', threads)
     _, opened = open_backend(SHIPPED_WEIGHTS, backend='auto', threads=threads, cache_dir=cache_dir)
     backend = Counting(opened)
     stages = ImageStages(backend, {path: Path(out) / path.name for path in paths}, DrawOptions(DRAW_THRESHOLD), [])
