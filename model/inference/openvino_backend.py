@@ -17,9 +17,11 @@ Buckets (asked for with ``--opt openvino_buckets=True``, any precision): each ba
 zero-padded at the bottom and right up to the smallest of a few sizes derived from the
 config's test size (``data.transforms.bucket_sizes``: the padded sizes of the common picture
 formats), so a folder of mixed sizes compiles a handful of static models at most, each logged
-once with its compile time. Post-processing crops the masks back to the picture
-(``ImageMeta``); the network sees more zero padding, and SOLOv2's grid covers the padded
-input, so results move (docs/speed.md): off by default.
+once with its compile time. The model's ``regions`` input gets the batch's size before that
+padding, so the network computes what it computes on that size (``SOLOv2.forward``: zeros
+outside the region before every spatial operation, the heads on the cropped pyramid) and
+returns mask features of that size: the padding changes no result (to float rounding).
+A folder exported before the ``regions`` input runs without buckets.
 
 Threads: one backend may be called from many threads at once. Each compiled model runs
 through a ``RequestPool`` of as many infer requests as it runs at once (OpenVINO's
@@ -41,7 +43,7 @@ import numpy as np
 from solov2.config.errors import param
 from solov2.data.transforms import bucket_for, bucket_sizes
 from solov2.model.inference.backend import BackendError
-from solov2.model.inference.exportable import OUTPUT_NAMES
+from solov2.model.inference.exportable import INPUT_NAME, OUTPUT_NAMES, REGIONS_NAME, full_regions
 from solov2.model.inference.exported import ExportedBackend, loading, thread_count
 from solov2.model.inference.openvino_graph import pad_deformable_sampling, rewrite_deform_conv
 
@@ -103,11 +105,12 @@ class RequestPool:
         for _ in range(self.size):
             self.idle.put(compiled.create_infer_request())
 
-    def __call__(self, batch: np.ndarray):
-        """[B, 3, H, W] float32 -> the model's outputs (copies: the request is reused)."""
+    def __call__(self, inputs):
+        """The model's inputs (an array, or a dict by input name) -> its outputs (copies: the
+        request is reused)."""
         request = self.idle.get()
         try:
-            return request.infer(batch)
+            return request.infer(inputs)
         finally:
             self.idle.put(request)
 
@@ -143,7 +146,12 @@ class OpenVinoBackend(ExportedBackend):
         self.dynamic: Optional[RequestPool] = None
         self.dynamic_seconds: Optional[float] = None    # its compile (or cache load) time
         self.lock, self.compiling = threading.Lock(), threading.Lock()
+        self.takes_regions = any(REGIONS_NAME in value.get_names() for value in self.model.inputs)
         use_buckets = self.cfg.openvino_buckets if buckets is None else buckets
+        if use_buckets and not self.takes_regions:
+            LOG.info(f'openvino: {model_dir} was exported before the regions input: no size buckets '
+                     '(export or quantize it again to have them)')
+        use_buckets = use_buckets and self.takes_regions
         self.buckets = bucket_sizes(self.cfg.test_short, self.cfg.test_max) if use_buckets else []
         self.compile_seconds: Dict[tuple, float] = {}
 
@@ -210,7 +218,7 @@ class OpenVinoBackend(ExportedBackend):
             LOG.debug(f'openvino {self.precision}: compiled for any input size in {self.dynamic_seconds:.1f} s')
             return compiled
         model = self.model.clone()
-        model.reshape({0: list(shape)})
+        model.reshape(self.input_shapes(shape))
         began = time.perf_counter()
         compiled = self.core.compile_model(model, 'CPU', self.properties)
         if shape not in self.compile_seconds:
@@ -219,6 +227,13 @@ class OpenVinoBackend(ExportedBackend):
                 f'openvino {self.precision}: compiled for {shape[2]}x{shape[3]} inputs in '
                 f'{self.compile_seconds[shape]:.1f} s (buckets: {len(self.buckets) or "off"})')
         return compiled
+
+    def input_shapes(self, shape: Sequence[int]) -> dict:
+        """The model's input shapes, by name, for images of ``shape`` [B, 3, H, W]."""
+        shapes = {INPUT_NAME: list(shape)}
+        if self.takes_regions:
+            shapes[REGIONS_NAME] = [shape[0], 2]
+        return shapes
 
     def bucketed(self, batch: np.ndarray) -> np.ndarray:
         """``batch`` [B, 3, H, W] zero-padded at the bottom and right to its bucket
@@ -231,12 +246,16 @@ class OpenVinoBackend(ExportedBackend):
         return padded
 
     def run(self, batch: np.ndarray) -> List[np.ndarray]:
-        """[B, 3, H, W] float32 -> (scores, kernels, mask_feat) as numpy (mask_feat at 1/4 of
-        the bucket's size when buckets pad the input)."""
-        batch = self.bucketed(np.ascontiguousarray(batch, dtype=np.float32))
+        """[B, 3, H, W] float32 -> (scores, kernels, mask_feat [B, E, H/4, W/4]) as numpy, the
+        same with buckets (the network sees the bucket, ``regions`` says where the batch is)."""
+        batch = np.ascontiguousarray(batch, dtype=np.float32)
+        inputs = {INPUT_NAME: self.bucketed(batch)}
+        if self.takes_regions:
+            inputs[REGIONS_NAME] = full_regions(batch)
+        batch = inputs[INPUT_NAME]
         pool = self._pool(batch.shape)
         began = time.perf_counter()
-        results = pool(batch)
+        results = pool(inputs)
         if pool is self.dynamic:
             with self.lock:
                 self.spent[batch.shape] = self.spent.get(batch.shape, 0.0) + time.perf_counter() - began

@@ -140,11 +140,14 @@ def test_onnx_group_norm_epsilon_and_names(hot):
         (epsilon,) = [a.f for a in node.attribute if a.name == 'epsilon']
         assert epsilon == np.float32(1e-5), (node.name, epsilon)
     assert [o.name for o in model.graph.output] == ['scores', 'kernels', 'mask_feat']
-    (image,) = model.graph.input
-    assert image.name == 'image'
+    image, regions = model.graph.input
+    assert (image.name, regions.name) == ('image', 'regions')
     dims = image.type.tensor_type.shape.dim
     assert dims[1].dim_value == 3
     assert all(not d.HasField('dim_value') for i, d in enumerate(dims) if i != 1), 'B, H, W dynamic'
+    dims = regions.type.tensor_type.shape.dim
+    assert regions.type.tensor_type.elem_type == onnx.TensorProto.INT64
+    assert not dims[0].HasField('dim_value') and dims[1].dim_value == 2
 
 
 # ---- backends agree ----------------------------------------------------------------------------
