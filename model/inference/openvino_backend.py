@@ -9,11 +9,12 @@ layers NNCF left unquantized run in f32). Compiles use ``PERFORMANCE_HINT=LATENC
 input size in it; a size also gets a static model (faster per call) once the dynamic model
 has spent on that size as long as its own compile took: a size met a few times (a folder of
 mixed sizes) never pays a compile, a size met often runs static, at most twice what its
-static model would have cost from the start. INT8 compiles a static model per input size:
-its dynamic-shape model does not compile (docs/deployment.md#int8). The last ``MAX_SHAPES``
-static models are kept.
+static model would have cost from the start. INT8 compiles static models only (its
+dynamic-shape model gives wrong outputs, docs/deployment.md#int8): one per size bucket, or
+per input size without buckets. The last ``MAX_SHAPES`` static models are kept.
 
-Buckets (asked for with ``--opt openvino_buckets=True``, any precision): each batch is
+Buckets (INT8's default; ``--opt openvino_buckets=all`` for every precision, ``none`` for
+none: ``openvino_buckets``): each batch is
 zero-padded at the bottom and right up to the smallest of a few sizes derived from the
 config's test size (``data.transforms.bucket_sizes``: the padded sizes of the common picture
 formats), so a folder of mixed sizes compiles a handful of static models at most, each logged
@@ -93,6 +94,11 @@ def output_order(outputs, source: str) -> List[int]:
         raise BackendError(f'{source} model outputs {names} lack one of {OUTPUT_NAMES}')
 
 
+def uses_buckets(setting: str, precision: str) -> bool:
+    """Whether ``openvino_buckets`` ('int8', 'all' or 'none') pads inputs of ``precision`` to buckets."""
+    return setting == 'all' or (setting == 'int8' and precision == 'int8')
+
+
 class RequestPool:
     """The infer requests of one compiled model, shared by the threads that call it: as
     many as it runs at once (its ``OPTIMAL_NUMBER_OF_INFER_REQUESTS``: one per inference
@@ -117,8 +123,8 @@ class RequestPool:
 
 class OpenVinoBackend(ExportedBackend):
     """OpenVINO on CPU: ``precision`` f32 | bf16 | int8, ``threads`` inference threads
-    (0 = every core), ``buckets``: pad inputs to a few sizes (None: the config's
-    ``openvino_buckets``, ``--opt openvino_buckets=True``),
+    (0 = every core), ``buckets``: pad inputs to a few sizes (None: as the config's
+    ``openvino_buckets`` says for ``precision``),
     ``compiled_cache``: a folder where OpenVINO keeps the models it compiles (its ``CACHE_DIR``;
     a later run loads them instead of compiling again). ``compile_seconds``: the seconds each
     static shape took to compile (or to load from ``compiled_cache``)."""
@@ -147,7 +153,7 @@ class OpenVinoBackend(ExportedBackend):
         self.dynamic_seconds: Optional[float] = None    # its compile (or cache load) time
         self.lock, self.compiling = threading.Lock(), threading.Lock()
         self.takes_regions = any(REGIONS_NAME in value.get_names() for value in self.model.inputs)
-        use_buckets = self.cfg.openvino_buckets if buckets is None else buckets
+        use_buckets = uses_buckets(self.cfg.openvino_buckets, precision) if buckets is None else buckets
         if use_buckets and not self.takes_regions:
             LOG.info(f'openvino: {model_dir} was exported before the regions input: no size buckets '
                      '(export or quantize it again to have them)')
