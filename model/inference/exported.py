@@ -17,7 +17,8 @@ import paddle
 from solov2.config import get_config, with_overrides
 from solov2.config.sidecar import MODEL_SETTINGS
 from solov2.model.inference.backend import Backend, BackendError
-from solov2.model.inference.exportable import OUTPUT_NAMES, REGIONS_NAME, full_regions
+from solov2.model.inference.exportable import INPUT_NAME, OUTPUT_NAMES, REGIONS_NAME, full_regions
+from solov2.model.inference.onnx_regions import without_region_masks
 from solov2.model.inference.postprocess import InferenceParams
 from solov2.model.layers import paddle_major
 
@@ -177,7 +178,10 @@ class OnnxBackend(ExportedBackend):
         options.inter_op_num_threads = 1
         options.log_severity_level = 3
         with loading(str(path)):
-            self.session = ort.InferenceSession(str(path), options, providers=['CPUExecutionProvider'])
+            import onnx
+            graph = onnx.load(str(path))
+            without_region_masks(graph.graph, REGIONS_NAME, INPUT_NAME)    # never padded beyond the batch here
+            self.session = ort.InferenceSession(graph.SerializeToString(), options, providers=['CPUExecutionProvider'])
             names = [value.name for value in self.session.get_inputs()]
         self.input_name = names[0]
         self.takes_regions = REGIONS_NAME in names     # False: an export before the regions input

@@ -46,6 +46,7 @@ from solov2.data.transforms import bucket_for, bucket_sizes
 from solov2.model.inference.backend import BackendError
 from solov2.model.inference.exportable import INPUT_NAME, OUTPUT_NAMES, REGIONS_NAME, full_regions
 from solov2.model.inference.exported import ExportedBackend, loading, thread_count
+from solov2.model.inference.onnx_regions import without_region_masks
 from solov2.model.inference.openvino_graph import pad_deformable_sampling, rewrite_deform_conv
 
 PRECISIONS = ('f32', 'bf16', 'int8')
@@ -140,7 +141,8 @@ class OpenVinoBackend(ExportedBackend):
             self.core.set_property({'CACHE_DIR': compiled_cache})
         check_precision(self.core, precision)
         self.precision = precision
-        self.model = self._read_model(ov)
+        use_buckets = uses_buckets(self.cfg.openvino_buckets, precision) if buckets is None else buckets
+        self.model = self._read_model(ov, keep_masks=use_buckets)
         pad_deformable_sampling(self.model)
         self.properties = {'INFERENCE_PRECISION_HINT': 'bf16' if precision == 'bf16' else 'f32',
                            'PERFORMANCE_HINT': 'LATENCY', 'INFERENCE_NUM_THREADS': thread_count(threads)}
@@ -153,7 +155,6 @@ class OpenVinoBackend(ExportedBackend):
         self.dynamic_seconds: Optional[float] = None    # its compile (or cache load) time
         self.lock, self.compiling = threading.Lock(), threading.Lock()
         self.takes_regions = any(REGIONS_NAME in value.get_names() for value in self.model.inputs)
-        use_buckets = uses_buckets(self.cfg.openvino_buckets, precision) if buckets is None else buckets
         if use_buckets and not self.takes_regions:
             LOG.info(f'openvino: {model_dir} was exported before the regions input: no size buckets '
                      '(export or quantize it again to have them)')
@@ -161,8 +162,9 @@ class OpenVinoBackend(ExportedBackend):
         self.buckets = bucket_sizes(self.cfg.test_short, self.cfg.test_max) if use_buckets else []
         self.compile_seconds: Dict[tuple, float] = {}
 
-    def _read_model(self, ov):
-        """The ov.Model: the INT8 IR for int8, else model.onnx with DeformConv rewritten."""
+    def _read_model(self, ov, keep_masks: bool):
+        """The ov.Model: the INT8 IR for int8, else model.onnx with DeformConv rewritten and,
+        unless ``keep_masks`` (size buckets), without the region masks (``onnx_regions``)."""
         key = INT8_FILES if self.precision == 'int8' else 'onnx'
         files = self.info.get('files', {}).get(key)
         if not files:
@@ -179,6 +181,8 @@ class OpenVinoBackend(ExportedBackend):
             import onnx
             graph = onnx.load(str(path))
             rewrite_deform_conv(graph)
+            if not keep_masks:
+                without_region_masks(graph.graph, REGIONS_NAME, INPUT_NAME)
             return self.core.read_model(graph.SerializeToString())
 
     def _pool(self, shape: tuple) -> RequestPool:

@@ -213,7 +213,7 @@ def quantize_model(model_dir: str, paths: Sequence[Path], out_dir: Path, keep_de
     Returns {'input_shape', 'kept_f32', 'images'} plus 'accuracy_control' with ``annotated``."""
     import nncf
     import openvino as ov
-    backend = OpenVinoBackend(model_dir, precision='f32')
+    backend = OpenVinoBackend(model_dir, precision='f32', buckets=True)     # the region masks kept
     inputs = [chw for chw, _ in prepare_images(backend, paths, progress)]
     checked = prepare_images(backend, annotated.paths, progress) if annotated else []
     size = [max(chw.shape[axis] for chw in inputs + [c for c, _ in checked]) for axis in (1, 2)]
