@@ -28,6 +28,7 @@ class FPN(nn.Layer):
         for i in range(len(laterals) - 1, 0, -1):
             finer = laterals[i - 1]
             laterals[i - 1] = finer + upsample_nearest(laterals[i], list(spatial_size(finer)))
-        outs = [conv(zero_outside(x, region)) for conv, x in zip(self.output, laterals)]
+        outs = [conv(zero_outside(x, region, 4 * 2 ** index))
+                for index, (conv, x) in enumerate(zip(self.output, laterals))]
         outs.append(F.max_pool2d(outs[-1], kernel_size=1, stride=2))
         return outs

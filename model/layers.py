@@ -153,6 +153,7 @@ class Region:
     def __init__(self, input_hw, regions: paddle.Tensor):
         self.region = paddle.max(paddle.cast(regions, 'int64'), axis=0)       # [2]
         self.full = [_int64(side) for side in input_hw]
+        self.masks = {}
 
     def ends(self, x: paddle.Tensor) -> list:
         """The covered rows and columns of x [B, C, h, w] (int64 tensors)."""
@@ -163,17 +164,20 @@ class Region:
         """x [B, C, h, w] -> [B, C, rows, cols], the covered part (a slice with run-time ends)."""
         return paddle.slice(x, axes=[2, 3], starts=[0, 0], ends=self.ends(x))
 
-    def zero_outside(self, x: paddle.Tensor) -> paddle.Tensor:
-        """x [B, C, h, w] with zeros outside the covered part (same shape)."""
-        inside = [paddle.arange(0, _int64(side), 1, dtype='int64') < end
-                  for side, end in zip(spatial_size(x), self.ends(x))]
-        mask = paddle.cast(inside[0].reshape([-1, 1]), x.dtype) * paddle.cast(inside[1].reshape([1, -1]), x.dtype)
-        return x * mask
+    def zero_outside(self, x: paddle.Tensor, stride: int) -> paddle.Tensor:
+        """x [B, C, H/stride, W/stride] with zeros outside the covered part (same shape); one
+        mask per stride, made on first use (a smaller graph than one per call)."""
+        if stride not in self.masks:
+            inside = [paddle.arange(0, full // stride, 1, dtype='int64') < (region + stride - 1) // stride
+                      for full, region in zip(self.full, (self.region[0], self.region[1]))]
+            self.masks[stride] = (paddle.cast(inside[0].reshape([-1, 1]), x.dtype)
+                                  * paddle.cast(inside[1].reshape([1, -1]), x.dtype))
+        return x * self.masks[stride]
 
 
-def zero_outside(x: paddle.Tensor, region: Optional[Region]) -> paddle.Tensor:
-    """``region.zero_outside(x)``, or x itself without a region."""
-    return x if region is None else region.zero_outside(x)
+def zero_outside(x: paddle.Tensor, region: Optional[Region], stride: int) -> paddle.Tensor:
+    """``region.zero_outside(x, stride)``, or x itself without a region."""
+    return x if region is None else region.zero_outside(x, stride)
 
 
 def paddle_major() -> int:
