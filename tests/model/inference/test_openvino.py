@@ -247,6 +247,34 @@ def test_buckets_pad_the_input_and_change_no_result(hot, caplog):  # noqa: F811
     assert min(_iou(a, b) for a, b in zip(got.masks, want.masks)) >= MIN_MASK_IOU
 
 
+def test_a_folder_exported_before_the_regions_input_still_runs(hot, tmp_path, caplog):  # noqa: F811
+    """An export whose graph takes the images only (regions made inside it from the image's
+    shape, as the graphs before that input behaved) runs in onnxruntime and OpenVINO, which
+    then pads to no bucket and says so in one line."""
+    graph = onnx.load(str(hot[1] / 'model.onnx'))
+    (regions,) = [value for value in graph.graph.input if value.name == 'regions']
+    graph.graph.input.remove(regions)
+    make = onnx.helper.make_node
+    graph.graph.node.insert(0, make('Constant', [], ['hw_axes'], value=onnx.helper.make_tensor(
+        'hw_axes', onnx.TensorProto.INT64, [1], [0])))
+    graph.graph.node.insert(1, make('Shape', ['image'], ['image_hw'], start=2, end=4))
+    graph.graph.node.insert(2, make('Unsqueeze', ['image_hw', 'hw_axes'], ['regions']))
+    old = tmp_path / 'old'
+    old.mkdir()
+    onnx.save(graph, str(old / 'model.onnx'))
+    info = json.loads((hot[1] / 'infer_cfg.json').read_text())
+    info['files'] = {'onnx': info['files']['onnx']}
+    (old / 'infer_cfg.json').write_text(json.dumps(info))
+    batch = _batch(128, 160, seed=2)
+    want = OnnxBackend(str(hot[1]), threads=1).run_numpy(batch)
+    with caplog.at_level('INFO', logger='solov2.model.inference.openvino_backend'):
+        bucketed = OpenVinoBackend(str(old), threads=1, buckets=True)
+    assert bucketed.buckets == [] and 'exported before the regions input' in caplog.text
+    for backend in (OnnxBackend(str(old), threads=1), bucketed):
+        for got, expected in zip(backend.run_numpy(batch), want):
+            np.testing.assert_allclose(got, expected, rtol=0, atol=OUTPUT_TOL)
+
+
 def test_int8_needs_a_quantized_folder(hot):  # noqa: F811
     with pytest.raises(BackendError, match='tools/quantize.py'):
         OpenVinoBackend(str(hot[1]), threads=1, precision='int8')
