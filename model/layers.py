@@ -146,9 +146,9 @@ class Region:
     see: Hr x Wr, the largest of ``regions`` [B, 2] int64 (each image's own input size).
     On a feature map [B, C, h, w] of that input it covers the top-left
     ceil(h * Hr / H) x ceil(w * Wr / W). Padding a picture further (size buckets) then changes
-    no result when every spatial operation reads ``zero_outside(x)`` (zeros where the smaller
-    input's padding was) and the heads read ``crop(x)``; with (Hr, Wr) = (H, W) both are the
-    identity (x * 1 and a full slice)."""
+    no result when every spatial operation reads ``zero_outside(x, stride)`` (zeros where the
+    smaller input's padding was) and the heads read ``crop(x)``; with (Hr, Wr) = (H, W) both are
+    the identity (x * 1 and a full slice)."""
 
     def __init__(self, input_hw, regions: paddle.Tensor):
         self.region = paddle.max(paddle.cast(regions, 'int64'), axis=0)       # [2]

@@ -41,4 +41,3 @@ class SOLOv2(nn.Layer):
         cate_logits, kernels = self.head(pyramid)
         mask_feat = self.mask_head(pyramid[:len(self.mask_head.levels)])
         return {'cate_logits': cate_logits, 'kernels': kernels, 'mask_feat': mask_feat}
-
