@@ -1,12 +1,12 @@
 """Feature pyramid: P2..P5 from C2..C5 plus P6 by stride-2 subsampling of P5."""
-from typing import List, Sequence
+from typing import List, Optional, Sequence
 
 import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 
 from solov2.model.fast_ops import upsample_nearest
-from solov2.model.layers import Conv2D, spatial_size
+from solov2.model.layers import Conv2D, Region, spatial_size, zero_outside
 
 
 class FPN(nn.Layer):
@@ -21,12 +21,14 @@ class FPN(nn.Layer):
                                     for _ in in_channels])
         self.out_channels = out_channels
 
-    def forward(self, feats: Sequence[paddle.Tensor]) -> List[paddle.Tensor]:
-        """[C2..C5] -> [P2, P3, P4, P5, P6], each [B, out, H/s, W/s], s = 4..64."""
+    def forward(self, feats: Sequence[paddle.Tensor], region: Optional[Region] = None) -> List[paddle.Tensor]:
+        """[C2..C5] -> [P2, P3, P4, P5, P6], each [B, out, H/s, W/s], s = 4..64 (``region``:
+        the 3x3 convs read zeros outside it, see ``SOLOv2.forward``)."""
         laterals = [conv(f) for conv, f in zip(self.lateral, feats)]
         for i in range(len(laterals) - 1, 0, -1):
             finer = laterals[i - 1]
             laterals[i - 1] = finer + upsample_nearest(laterals[i], list(spatial_size(finer)))
-        outs = [conv(x) for conv, x in zip(self.output, laterals)]
+        outs = [conv(zero_outside(x, region, 4 * 2 ** index))
+                for index, (conv, x) in enumerate(zip(self.output, laterals))]
         outs.append(F.max_pool2d(outs[-1], kernel_size=1, stride=2))
         return outs

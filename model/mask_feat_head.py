@@ -44,6 +44,8 @@ class MaskFeatHead(nn.Layer):
                 x = conv(x)
                 if i > 0:
                     height, width = spatial_size(x)
-                    x = resize_bilinear(x, [height * 2, width * 2])
+                    # a sum, not * 2: paddle2onnx writes * 2 through float, which OpenVINO's INT8
+                    # passes take for a dequantization ("Accessing out-of-range dimension")
+                    x = resize_bilinear(x, [height + height, width + width])
             fused = x if fused is None else fused + x
         return self.pred(fused)

@@ -18,7 +18,7 @@ import paddle.nn as nn
 import paddle.nn.functional as F
 
 from solov2.config.errors import InputError
-from solov2.model.layers import ConvNormAct
+from solov2.model.layers import ConvNormAct, Region, zero_outside
 
 STAGE_BLOCKS = {18: (2, 2, 2, 2), 34: (3, 4, 6, 3), 50: (3, 4, 6, 3), 101: (3, 4, 23, 3)}
 
@@ -47,14 +47,18 @@ class BasicBlock(nn.Layer):
         super().__init__()
         if dcn is not None:
             raise InputError('deformable conv (backbone_dcn) needs depth 50 or 101')
+        self.stride = stride
         self.conv1 = ConvNormAct(in_channels, width, 3, stride=stride, frozen_norm=frozen_norm)
         self.conv2 = ConvNormAct(width, width, 3, act=False, frozen_norm=frozen_norm)
         self.shortcut = (Shortcut(in_channels, width, stride, variant, frozen_norm)
                          if stride != 1 or in_channels != width else None)
 
-    def forward(self, x: paddle.Tensor) -> paddle.Tensor:
+    def forward(self, x: paddle.Tensor, region: Optional[Region] = None, scale: int = 1) -> paddle.Tensor:
+        """x [B, in, H, W] -> [B, width, H/stride, W/stride]; the 3x3 convs read zeros outside ``region``
+        (``scale``: x's stride in the input image)."""
         identity = x if self.shortcut is None else self.shortcut(x)
-        return F.relu(self.conv2(self.conv1(x)) + identity)
+        inner = self.conv1(zero_outside(x, region, scale))
+        return F.relu(self.conv2(zero_outside(inner, region, scale * self.stride)) + identity)
 
 
 class Bottleneck(nn.Layer):
@@ -67,15 +71,18 @@ class Bottleneck(nn.Layer):
         out_channels = width * self.expansion
         inner = width if groups == 1 else width * base_width // 64 * groups
         self.conv1 = ConvNormAct(in_channels, inner, 1, frozen_norm=frozen_norm)
+        self.stride = stride
         self.conv2 = ConvNormAct(inner, inner, 3, stride=stride, dcn=dcn,
                                  frozen_norm=frozen_norm, groups=groups)
         self.conv3 = ConvNormAct(inner, out_channels, 1, act=False, frozen_norm=frozen_norm)
         self.shortcut = (Shortcut(in_channels, out_channels, stride, variant, frozen_norm)
                          if stride != 1 or in_channels != out_channels else None)
 
-    def forward(self, x: paddle.Tensor) -> paddle.Tensor:
+    def forward(self, x: paddle.Tensor, region: Optional[Region] = None, scale: int = 1) -> paddle.Tensor:
+        """x [B, in, H, W] -> [B, 4 width, H/stride, W/stride]; the 3x3 conv reads zeros outside ``region``
+        (``scale``: x's stride in the input image)."""
         identity = x if self.shortcut is None else self.shortcut(x)
-        return F.relu(self.conv3(self.conv2(self.conv1(x))) + identity)
+        return F.relu(self.conv3(self.conv2(zero_outside(self.conv1(x), region, scale))) + identity)
 
 
 class ResNet(nn.Layer):
@@ -137,11 +144,17 @@ class ResNet(nn.Layer):
             for param in layer.parameters():
                 param.stop_gradient = True
 
-    def forward(self, x: paddle.Tensor) -> List[paddle.Tensor]:
-        """x [B, 3, H, W] -> [C2, C3, C4, C5] with strides 4, 8, 16, 32."""
-        x = F.max_pool2d(self.stem(x), kernel_size=3, stride=2, padding=1)
-        feats = []
+    def forward(self, x: paddle.Tensor, region: Optional[Region] = None) -> List[paddle.Tensor]:
+        """x [B, 3, H, W] -> [C2, C3, C4, C5] with strides 4, 8, 16, 32. With ``region``
+        every spatial operation reads zeros outside it (``SOLOv2.forward``); the input image
+        has them already."""
+        for index, conv in enumerate(self.stem):
+            x = conv(x if index == 0 else zero_outside(x, region, 2))
+        x = F.max_pool2d(zero_outside(x, region, 2), kernel_size=3, stride=2, padding=1)
+        feats, scale = [], 4
         for stage in self.stages:
-            x = stage(x)
+            for block in stage:
+                x = block(x, region, scale)
+                scale *= block.stride
             feats.append(x)
         return feats

@@ -1,10 +1,11 @@
 """SOLOv2 assembly: backbone -> FPN -> (instance head, mask-feature head)."""
-from typing import Dict, List, Union
+from typing import Dict, List, Optional, Union
 
 import paddle
 import paddle.nn as nn
 
 from solov2.model.fpn import FPN
+from solov2.model.layers import Region, spatial_size
 from solov2.model.mask_feat_head import MaskFeatHead
 from solov2.model.resnet import ResNet
 from solov2.model.solov2_head import SOLOv2Head
@@ -21,11 +22,22 @@ class SOLOv2(nn.Layer):
         self.head = head
         self.mask_head = mask_head
 
-    def forward(self, images: paddle.Tensor) -> Dict[str, Union[paddle.Tensor, List[paddle.Tensor]]]:
+    def forward(self, images: paddle.Tensor, regions: Optional[paddle.Tensor] = None
+                ) -> Dict[str, Union[paddle.Tensor, List[paddle.Tensor]]]:
         """images [B, 3, H, W] normalised, H and W multiples of 32 ->
         ``cate_logits`` [B, C, S, S] x 5, ``kernels`` [B, E, S, S] x 5,
-        ``mask_feat`` [B, E, H/4, W/4]."""
-        pyramid = self.neck(self.backbone(images))
+        ``mask_feat`` [B, E, H/4, W/4].
+
+        ``regions`` [B, 2] int64 (optional): the rows and columns, from the top left, of each
+        image's own input (its picture padded to 32); the network then computes what it
+        computes on an input of the largest of them (``layers.Region``: zeros outside it
+        before each spatial operation of the backbone and FPN, the heads on the cropped
+        pyramid), and ``mask_feat`` is [B, E, Hr/4, Wr/4]. Equal to (H, W), or None, changes
+        nothing."""
+        region = None if regions is None else Region(spatial_size(images), regions)
+        pyramid = self.neck(self.backbone(images, region), region)
+        if region is not None:
+            pyramid = [region.crop(level) for level in pyramid]
         cate_logits, kernels = self.head(pyramid)
         mask_feat = self.mask_head(pyramid[:len(self.mask_head.levels)])
         return {'cate_logits': cate_logits, 'kernels': kernels, 'mask_feat': mask_feat}

@@ -28,8 +28,8 @@ from solov2.tools import report  # noqa: E402
 from solov2.tools.cli import make_parser, run_command, tune_for  # noqa: E402
 
 # variant -> (exported_backend's kind, precision, config overrides)
-VARIANTS = {'f32': ('openvino', 'f32', ()), 'f32-buckets': ('openvino', 'f32', ('openvino_buckets=True',)),
-            'int8': ('openvino', 'int8', ()), 'int8-buckets': ('openvino', 'int8', ('openvino_buckets=True',)),
+VARIANTS = {'f32': ('openvino', 'f32', ()), 'f32-buckets': ('openvino', 'f32', ('openvino_buckets=all',)),
+            'int8': ('openvino', 'int8', ()), 'int8-per-size': ('openvino', 'int8', ('openvino_buckets=none',)),
             'onnx': ('onnx', 'f32', ())}
 DRAW_THRESHOLD = 0.3       # demo.py --draw-threshold default
 PICTURES = ('.jpg', '.jpeg', '.png')
@@ -38,8 +38,10 @@ MEASURED = ('Each round runs every variant once, in alternating order, each from
             "`demo.py` run: compiles included) through `demo.py`'s own stages and pipeline (read, preprocess, "
             'network, post-process, paste, draw, write the picture), on the sample pictures and on copies of them '
             'resized to random sizes (each side 160-1600 px, a fixed seed). Variants: `f32` (OpenVINO f32, '
-            "`demo.py --backend openvino`'s default), `f32-buckets` (`--opt openvino_buckets=True`), `int8` "
-            "(`--precision int8`'s default), `int8-buckets` (with `--opt openvino_buckets=True`) and `onnx` "
+            "`demo.py --backend openvino`'s default: one dynamic-shape model), `f32-buckets` (`--opt "
+            "openvino_buckets=all`: a static model per size bucket), `int8` (`--precision int8`'s default: a "
+            "static model per size bucket), `int8-per-size` (`--opt openvino_buckets=none`: a static model per "
+            "input size) and `onnx` "
             '(onnxruntime on the same export). With `--compiled-cache`, OpenVINO keeps its compiled models in a '
             'fresh folder that one untimed pass fills first: the rounds then measure a later run (`demo.py` '
             'keeps them in `$SOLOV2_CACHE/openvino-compiled`); without it every round compiles, as a first run.')

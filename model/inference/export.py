@@ -26,6 +26,7 @@ from solov2.model.inference.exportable import (
     MIN_SIZE,
     OUTPUT_NAMES,
     OUTPUTS,
+    REGIONS_NAME,
     SIZE_DIVISOR,
     has_deformable_conv,
     input_description,
@@ -118,7 +119,7 @@ def fix_onnx(onnx_path: str, gn_epsilon: float) -> Dict[str, object]:
                     found = True
             if not found:
                 node.attribute.append(onnx.helper.make_attribute('epsilon', gn_epsilon))
-    if len(graph.input) != 1 or graph.input[0].name != INPUT_NAME:
+    if [value.name for value in graph.input] != [INPUT_NAME, REGIONS_NAME]:
         raise ExportError(f'unexpected ONNX inputs {[i.name for i in graph.input]}')
     onnx.checker.check_model(model)
     onnx.save(model, onnx_path)

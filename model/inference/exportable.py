@@ -4,9 +4,10 @@ Deployment splits inference in two (see README "Deployment"):
 
 - the network and the fixed-shape part of the post-processing, which
   ``ExportableSOLOv2`` runs and ``paddle.jit.save`` / paddle2onnx export:
-  images [B, 3, H, W] -> ``scores`` [B, K, C] (sigmoid + points-NMS),
-  ``kernels`` [B, K, E] and ``mask_feat`` [B, E, H/4, W/4]
-  (K = sum of S*S over the levels, cells in level order then row-major);
+  images [B, 3, H, W] and ``regions`` [B, 2] -> ``scores`` [B, K, C] (sigmoid +
+  points-NMS), ``kernels`` [B, K, E] and ``mask_feat`` [B, E, Hr/4, Wr/4]
+  (K = sum of S*S over the levels, cells in level order then row-major; ``regions``: each
+  image's own input size, (H, W) unless a runtime pads the batch further, see ``SOLOv2.forward``);
 - the data-dependent rest (score threshold, dynamic convolution, area filter,
   Matrix NMS, top-k), which stays in Python: ``model.inference.postprocess.postprocess_flat``.
 
@@ -14,8 +15,9 @@ H and W may be any multiples of 32 (``MIN_SIZE`` .. the export's ``--max-size``)
 the graph has no size baked in.
 """
 import warnings
-from typing import Tuple
+from typing import Optional, Tuple
 
+import numpy as np
 import paddle
 import paddle.nn as nn
 from paddle.static import InputSpec
@@ -29,11 +31,13 @@ from solov2.model.solov2 import SOLOv2
 SIZE_DIVISOR = 32
 MIN_SIZE = 64          # P5 (stride 32) must be at least 2x2 for the CoordConv channels
 INPUT_NAME = 'image'
+REGIONS_NAME = 'regions'
 OUTPUTS = (        # the one description of the network's outputs (infer_cfg.json, the demo's input dumps)
     {'name': 'scores', 'shape': ['B', 'K', 'C'],
      'meaning': 'sigmoid + points-NMS category scores, cells in level order then row-major'},
     {'name': 'kernels', 'shape': ['B', 'K', 'E'], 'meaning': 'dynamic mask kernels'},
-    {'name': 'mask_feat', 'shape': ['B', 'E', 'H/4', 'W/4'], 'meaning': 'mask features'},
+    {'name': 'mask_feat', 'shape': ['B', 'E', 'Hr/4', 'Wr/4'],
+     'meaning': 'mask features of the region the regions input gives (Hr, Wr: its largest over the batch)'},
 )
 OUTPUT_NAMES = tuple(output['name'] for output in OUTPUTS)
 
@@ -48,7 +52,15 @@ def input_description() -> dict:
                   'sides int(side * scale + 0.5), bilinear',
         'pad': f'zeros at the bottom/right to multiples of {SIZE_DIVISOR}',
         'size_divisor': SIZE_DIVISOR,
+        'regions': {'name': REGIONS_NAME, 'shape': ['B', 2], 'dtype': 'int64',
+                    'meaning': 'rows and columns of each image before any padding beyond its multiples '
+                               f"of {SIZE_DIVISOR} (the batch's H, W unless padded further)"},
     }
+
+
+def full_regions(batch: np.ndarray) -> np.ndarray:
+    """The ``regions`` input of an unpadded batch [B, 3, H, W]: (H, W) for every image, [B, 2] int64."""
+    return np.tile(np.asarray(batch.shape[2:], np.int64), (batch.shape[0], 1))
 
 
 def outputs_text() -> str:
@@ -65,11 +77,11 @@ class ExportableSOLOv2(nn.Layer):
         super().__init__()
         self.model = model
 
-    def forward(self, images: paddle.Tensor
+    def forward(self, images: paddle.Tensor, regions: Optional[paddle.Tensor] = None
                 ) -> Tuple[paddle.Tensor, paddle.Tensor, paddle.Tensor]:
-        """images [B, 3, H, W] normalised -> (scores [B, K, C], kernels [B, K, E],
-        mask_feat [B, E, H/4, W/4])."""
-        outputs = self.model(images)
+        """images [B, 3, H, W] normalised, regions [B, 2] int64 (None: (H, W)) -> (scores
+        [B, K, C], kernels [B, K, E], mask_feat [B, E, Hr/4, Wr/4])."""
+        outputs = self.model(images, regions)
         scores, kernels = flatten_levels(outputs['cate_logits'], outputs['kernels'])
         return scores, kernels, outputs['mask_feat']
 
@@ -103,8 +115,8 @@ def _keep_zero_argument_super(model: nn.Layer) -> None:
 
 
 def save_inference_model(model: SOLOv2, prefix: str) -> None:
-    """Trace ``ExportableSOLOv2(model)`` (eval mode) with input [None, 3, None, None]
-    and write it with ``paddle.jit.save``: PREFIX.json (Paddle >= 3, PIR) or
+    """Trace ``ExportableSOLOv2(model)`` (eval mode) with inputs [None, 3, None, None] and
+    regions [None, 2] and write it with ``paddle.jit.save``: PREFIX.json (Paddle >= 3, PIR) or
     PREFIX.pdmodel (Paddle 2.x), plus PREFIX.pdiparams. The process's warning filters are
     put back afterwards (the code Paddle generates for the conversion adds one that hides
     every DeprecationWarning)."""
@@ -113,7 +125,7 @@ def save_inference_model(model: SOLOv2, prefix: str) -> None:
         _keep_zero_argument_super(model)
     net = ExportableSOLOv2(model)
     net.eval()
-    spec = [InputSpec([None, 3, None, None], 'float32', INPUT_NAME)]
+    spec = [InputSpec([None, 3, None, None], 'float32', INPUT_NAME), InputSpec([None, 2], 'int64', REGIONS_NAME)]
     with warnings.catch_warnings():
         static = paddle.jit.to_static(net, input_spec=spec, full_graph=True)
         paddle.jit.save(static, prefix)

@@ -17,7 +17,8 @@ import paddle
 from solov2.config import get_config, with_overrides
 from solov2.config.sidecar import MODEL_SETTINGS
 from solov2.model.inference.backend import Backend, BackendError
-from solov2.model.inference.exportable import OUTPUT_NAMES
+from solov2.model.inference.exportable import INPUT_NAME, OUTPUT_NAMES, REGIONS_NAME, full_regions
+from solov2.model.inference.onnx_regions import without_region_masks
 from solov2.model.inference.postprocess import InferenceParams
 from solov2.model.layers import paddle_major
 
@@ -132,7 +133,10 @@ class InferenceBackend(ExportedBackend):
             config.disable_glog_info()
         with loading(f'{model_file} + {params_file.name}'):
             self.predictor = paddle_infer.create_predictor(config)
-            self.input = self.predictor.get_input_handle(self.predictor.get_input_names()[0])
+            names = self.predictor.get_input_names()
+            self.input = self.predictor.get_input_handle(names[0])
+            # exports before the regions input (images only) still run
+            self.regions = self.predictor.get_input_handle(REGIONS_NAME) if REGIONS_NAME in names else None
             self.outputs = [self.predictor.get_output_handle(n) for n in self.predictor.get_output_names()]
         if len(self.outputs) != len(OUTPUT_NAMES):
             raise BackendError(f'{model_file} has {len(self.outputs)} outputs, expected {len(OUTPUT_NAMES)}')
@@ -143,6 +147,10 @@ class InferenceBackend(ExportedBackend):
         with self.lock:
             self.input.reshape(list(batch.shape))
             self.input.copy_from_cpu(batch)
+            if self.regions is not None:
+                regions = full_regions(batch)
+                self.regions.reshape(list(regions.shape))
+                self.regions.copy_from_cpu(regions)
             self.predictor.run()
             return [handle.copy_to_cpu() for handle in self.outputs]
 
@@ -170,10 +178,17 @@ class OnnxBackend(ExportedBackend):
         options.inter_op_num_threads = 1
         options.log_severity_level = 3
         with loading(str(path)):
-            self.session = ort.InferenceSession(str(path), options, providers=['CPUExecutionProvider'])
-            self.input_name = self.session.get_inputs()[0].name
+            import onnx
+            graph = onnx.load(str(path))
+            without_region_masks(graph.graph, REGIONS_NAME, INPUT_NAME)    # never padded beyond the batch here
+            self.session = ort.InferenceSession(graph.SerializeToString(), options, providers=['CPUExecutionProvider'])
+            names = [value.name for value in self.session.get_inputs()]
+        self.input_name = names[0]
+        self.takes_regions = REGIONS_NAME in names     # False: an export before the regions input
         self.output_names = list(OUTPUT_NAMES)
 
     def run(self, batch: np.ndarray) -> List[np.ndarray]:
-        return self.session.run(self.output_names,
-                                {self.input_name: np.ascontiguousarray(batch, dtype=np.float32)})
+        feed = {self.input_name: np.ascontiguousarray(batch, dtype=np.float32)}
+        if self.takes_regions:
+            feed[REGIONS_NAME] = full_regions(batch)
+        return self.session.run(self.output_names, feed)

@@ -13,17 +13,20 @@ mixed sizes, 2 shared cores, 4-9% more pictures/s). f32 and bf16 compile the dyn
 input size in it; a size also gets a static model (faster per call) once the dynamic model
 has spent on that size as long as its own compile took: a size met a few times (a folder of
 mixed sizes) never pays a compile, a size met often runs static, at most twice what its
-static model would have cost from the start. INT8 compiles a static model per input size:
-its dynamic-shape model does not compile (docs/deployment.md#int8). The last ``MAX_SHAPES``
-static models are kept.
+static model would have cost from the start. INT8 compiles static models only (its
+dynamic-shape model gives wrong outputs, docs/deployment.md#int8): one per size bucket, or
+per input size without buckets. The last ``MAX_SHAPES`` static models are kept.
 
-Buckets (asked for with ``--opt openvino_buckets=True``, any precision): each batch is
+Buckets (INT8's default; ``--opt openvino_buckets=all`` for every precision, ``none`` for
+none: ``openvino_buckets``): each batch is
 zero-padded at the bottom and right up to the smallest of a few sizes derived from the
 config's test size (``data.transforms.bucket_sizes``: the padded sizes of the common picture
 formats), so a folder of mixed sizes compiles a handful of static models at most, each logged
-once with its compile time. Post-processing crops the masks back to the picture
-(``ImageMeta``); the network sees more zero padding, and SOLOv2's grid covers the padded
-input, so results move (docs/speed.md): off by default.
+once with its compile time. The model's ``regions`` input gets the batch's size before that
+padding, so the network computes what it computes on that size (``SOLOv2.forward``: zeros
+outside the region before every spatial operation, the heads on the cropped pyramid) and
+returns mask features of that size: the padding changes no result (to float rounding).
+A folder exported before the ``regions`` input runs without buckets.
 
 Threads: one backend may be called from many threads at once. Each compiled model runs
 through a ``RequestPool`` of as many infer requests as it runs at once (OpenVINO's
@@ -45,8 +48,9 @@ import numpy as np
 from solov2.config.errors import param
 from solov2.data.transforms import bucket_for, bucket_sizes
 from solov2.model.inference.backend import BackendError
-from solov2.model.inference.exportable import OUTPUT_NAMES
+from solov2.model.inference.exportable import INPUT_NAME, OUTPUT_NAMES, REGIONS_NAME, full_regions
 from solov2.model.inference.exported import ExportedBackend, loading, thread_count
+from solov2.model.inference.onnx_regions import without_region_masks
 from solov2.model.inference.openvino_graph import pad_deformable_sampling, rewrite_deform_conv
 
 PRECISIONS = ('f32', 'bf16', 'int8')
@@ -95,6 +99,11 @@ def output_order(outputs, source: str) -> List[int]:
         raise BackendError(f'{source} model outputs {names} lack one of {OUTPUT_NAMES}')
 
 
+def uses_buckets(setting: str, precision: str) -> bool:
+    """Whether ``openvino_buckets`` ('int8', 'all' or 'none') pads inputs of ``precision`` to buckets."""
+    return setting == 'all' or (setting == 'int8' and precision == 'int8')
+
+
 class RequestPool:
     """The infer requests of one compiled model, shared by the threads that call it: as
     many as it runs at once (its ``OPTIMAL_NUMBER_OF_INFER_REQUESTS``: one per inference
@@ -107,19 +116,20 @@ class RequestPool:
         for _ in range(self.size):
             self.idle.put(compiled.create_infer_request())
 
-    def __call__(self, batch: np.ndarray):
-        """[B, 3, H, W] float32 -> the model's outputs (copies: the request is reused)."""
+    def __call__(self, inputs):
+        """The model's inputs (an array, or a dict by input name) -> its outputs (copies: the
+        request is reused)."""
         request = self.idle.get()
         try:
-            return request.infer(batch)
+            return request.infer(inputs)
         finally:
             self.idle.put(request)
 
 
 class OpenVinoBackend(ExportedBackend):
     """OpenVINO on CPU: ``precision`` f32 | bf16 | int8, ``threads`` inference threads
-    (0 = every core), ``buckets``: pad inputs to a few sizes (None: the config's
-    ``openvino_buckets``, ``--opt openvino_buckets=True``),
+    (0 = every core), ``buckets``: pad inputs to a few sizes (None: as the config's
+    ``openvino_buckets`` says for ``precision``),
     ``compiled_cache``: a folder where OpenVINO keeps the models it compiles (its ``CACHE_DIR``;
     a later run loads them instead of compiling again). ``compile_seconds``: the seconds each
     static shape took to compile (or to load from ``compiled_cache``)."""
@@ -135,7 +145,8 @@ class OpenVinoBackend(ExportedBackend):
             self.core.set_property({'CACHE_DIR': compiled_cache})
         check_precision(self.core, precision)
         self.precision = precision
-        self.model = self._read_model(ov)
+        use_buckets = uses_buckets(self.cfg.openvino_buckets, precision) if buckets is None else buckets
+        self.model = self._read_model(ov, keep_masks=use_buckets)
         pad_deformable_sampling(self.model)
         self.properties = {'INFERENCE_PRECISION_HINT': 'bf16' if precision == 'bf16' else 'f32',
                            'PERFORMANCE_HINT': 'LATENCY', 'INFERENCE_NUM_THREADS': thread_count(threads),
@@ -148,12 +159,17 @@ class OpenVinoBackend(ExportedBackend):
         self.dynamic: Optional[RequestPool] = None
         self.dynamic_seconds: Optional[float] = None    # its compile (or cache load) time
         self.lock, self.compiling = threading.Lock(), threading.Lock()
-        use_buckets = self.cfg.openvino_buckets if buckets is None else buckets
+        self.takes_regions = any(REGIONS_NAME in value.get_names() for value in self.model.inputs)
+        if use_buckets and not self.takes_regions:
+            LOG.info(f'openvino: {model_dir} was exported before the regions input: no size buckets '
+                     '(export or quantize it again to have them)')
+        use_buckets = use_buckets and self.takes_regions
         self.buckets = bucket_sizes(self.cfg.test_short, self.cfg.test_max) if use_buckets else []
         self.compile_seconds: Dict[tuple, float] = {}
 
-    def _read_model(self, ov):
-        """The ov.Model: the INT8 IR for int8, else model.onnx with DeformConv rewritten."""
+    def _read_model(self, ov, keep_masks: bool):
+        """The ov.Model: the INT8 IR for int8, else model.onnx with DeformConv rewritten and,
+        unless ``keep_masks`` (size buckets), without the region masks (``onnx_regions``)."""
         key = INT8_FILES if self.precision == 'int8' else 'onnx'
         files = self.info.get('files', {}).get(key)
         if not files:
@@ -170,6 +186,8 @@ class OpenVinoBackend(ExportedBackend):
             import onnx
             graph = onnx.load(str(path))
             rewrite_deform_conv(graph)
+            if not keep_masks:
+                without_region_masks(graph.graph, REGIONS_NAME, INPUT_NAME)
             return self.core.read_model(graph.SerializeToString())
 
     def _pool(self, shape: tuple) -> RequestPool:
@@ -215,7 +233,7 @@ class OpenVinoBackend(ExportedBackend):
             LOG.debug(f'openvino {self.precision}: compiled for any input size in {self.dynamic_seconds:.1f} s')
             return compiled
         model = self.model.clone()
-        model.reshape({0: list(shape)})
+        model.reshape(self.input_shapes(shape))
         began = time.perf_counter()
         compiled = self.core.compile_model(model, 'CPU', self.properties)
         if shape not in self.compile_seconds:
@@ -224,6 +242,13 @@ class OpenVinoBackend(ExportedBackend):
                 f'openvino {self.precision}: compiled for {shape[2]}x{shape[3]} inputs in '
                 f'{self.compile_seconds[shape]:.1f} s (buckets: {len(self.buckets) or "off"})')
         return compiled
+
+    def input_shapes(self, shape: Sequence[int]) -> dict:
+        """The model's input shapes, by name, for images of ``shape`` [B, 3, H, W]."""
+        shapes = {INPUT_NAME: list(shape)}
+        if self.takes_regions:
+            shapes[REGIONS_NAME] = [shape[0], 2]
+        return shapes
 
     def bucketed(self, batch: np.ndarray) -> np.ndarray:
         """``batch`` [B, 3, H, W] zero-padded at the bottom and right to its bucket
@@ -236,12 +261,16 @@ class OpenVinoBackend(ExportedBackend):
         return padded
 
     def run(self, batch: np.ndarray) -> List[np.ndarray]:
-        """[B, 3, H, W] float32 -> (scores, kernels, mask_feat) as numpy (mask_feat at 1/4 of
-        the bucket's size when buckets pad the input)."""
-        batch = self.bucketed(np.ascontiguousarray(batch, dtype=np.float32))
+        """[B, 3, H, W] float32 -> (scores, kernels, mask_feat [B, E, H/4, W/4]) as numpy, the
+        same with buckets (the network sees the bucket, ``regions`` says where the batch is)."""
+        batch = np.ascontiguousarray(batch, dtype=np.float32)
+        inputs = {INPUT_NAME: self.bucketed(batch)}
+        if self.takes_regions:
+            inputs[REGIONS_NAME] = full_regions(batch)
+        batch = inputs[INPUT_NAME]
         pool = self._pool(batch.shape)
         began = time.perf_counter()
-        results = pool(batch)
+        results = pool(inputs)
         if pool is self.dynamic:
             with self.lock:
                 self.spent[batch.shape] = self.spent.get(batch.shape, 0.0) + time.perf_counter() - began

@@ -3,11 +3,13 @@
 
 NNCF needs a static-shape model (on a dynamic one, the quantized model then fails to compile:
 "Accessing out-of-range dimension"): the calibration images (and the annotated ones, below) are
-preprocessed as for inference and zero-padded to one common size, the largest among them, the
-model is reshaped to it and quantized, and the result is reshaped back to [?, 3, ?, ?] (its
-FakeQuantize ranges do not depend on the size) and saved as an OpenVINO IR beside a copy of
-``infer_cfg.json`` that names it. The quantized model still does not compile with dynamic
-shapes, so the backend compiles it for each input shape.
+preprocessed as for inference and zero-padded to one common size, the largest among them, each
+with its own size as the model's ``regions`` input (so the network computes what it computes on
+that size: the padding changes nothing), the model is reshaped to it and quantized, and the
+result is reshaped back to [?, 3, ?, ?] (its FakeQuantize ranges do not depend on the size) and
+saved as an OpenVINO IR beside a copy of ``infer_cfg.json`` that names it. The quantized model
+does not run right with dynamic shapes in OpenVINO 2026.4 (docs/deployment.md#int8), so the
+backend compiles it static, for each size bucket.
 
 The convolutions nearest to the three outputs (category and kernel predictors, the mask
 feature head's last layers, ``keep_depth`` convolutions deep along every path) stay in f32
@@ -18,9 +20,8 @@ that scope and puts back in f32 the layers whose quantization costs the most mas
 int8 model is within ``max_drop`` AP points (0-100, absolute) of the f32 one on the annotated
 images. Its validation function (``coco_validation``) is eval.py's scoring: the backend's own
 post-processing (``finish_outputs``), ``instances_to_coco`` and pycocotools (``run_cocoeval``).
-The one difference from eval.py: NNCF hands it models compiled for the common static shape,
-so pictures smaller than the largest are scored with extra zero padding (none when all are
-the same size, as in a shapes split).
+NNCF hands it models compiled for the common static shape; the ``regions`` input makes the
+extra padding of smaller pictures change nothing.
 """
 import json
 import logging
@@ -37,6 +38,7 @@ from solov2.data.coco_eval import coco_stats, run_cocoeval
 from solov2.data.files import build_folder
 from solov2.data.results import instances_to_coco
 from solov2.data.transforms import ImageMeta, read_image
+from solov2.model.inference.exportable import INPUT_NAME, REGIONS_NAME, full_regions
 from solov2.model.inference.openvino_backend import INT8_FILES, OpenVinoBackend, output_order
 
 INT8_XML = 'model_int8.xml'
@@ -73,13 +75,14 @@ def prepare_images(backend, paths: Sequence[Path], progress: Callable[[], None])
     return prepared
 
 
-def pad_batches(inputs: Sequence[np.ndarray], size: Sequence[int]) -> List[np.ndarray]:
-    """[3, H_i, W_i] arrays zero-padded (bottom, right) to ``size`` = (H, W): [1, 3, H, W] each."""
+def pad_batches(inputs: Sequence[np.ndarray], size: Sequence[int], regions: bool = True) -> List[dict]:
+    """[3, H_i, W_i] arrays zero-padded (bottom, right) to ``size`` = (H, W): the model's inputs
+    by name for each, ``image`` [1, 3, H, W] and (with ``regions``) ``regions`` [[H_i, W_i]]."""
     out = []
     for chw in inputs:
         batch = np.zeros((1, chw.shape[0], *size), np.float32)
         batch[0, :, :chw.shape[1], :chw.shape[2]] = chw
-        out.append(batch)
+        out.append({INPUT_NAME: batch, REGIONS_NAME: full_regions(chw[None])} if regions else {INPUT_NAME: batch})
     return out
 
 
@@ -122,11 +125,11 @@ def mask_ap(coco: COCO, records: List[dict], image_ids: Sequence[int]) -> float:
     return max(100.0 * coco_stats(run_cocoeval(coco, records, 'segm', image_ids))['AP'], 0.0)
 
 
-def coco_validation(backend, annotated: AnnotatedImages, batches: Sequence[np.ndarray],
+def coco_validation(backend, annotated: AnnotatedImages, batches: Sequence[dict],
                     metas: Sequence[ImageMeta]) -> Callable:
     """NNCF's ``validation_fn``: (a compiled model for [1, 3, H, W], indices into ``annotated``)
-    -> (mask AP in points 0-100 on those images, None). ``batches``: the images' [1, 3, H, W]
-    inputs; outputs are taken by name and finished by ``backend.finish_outputs`` as in eval.py."""
+    -> (mask AP in points 0-100 on those images, None). ``batches``: the images' model inputs
+    (``pad_batches``); outputs are taken by name and finished by ``backend.finish_outputs`` as in eval.py."""
     def validate(compiled, indices):
         order = output_order(compiled.outputs, 'the compiled')
         records, image_ids = [], []
@@ -170,7 +173,7 @@ def reverted_operations(messages: Sequence[str]) -> Tuple[Optional[int], List[st
     return (None, []) if started else (0, [])
 
 
-def accuracy_controlled(model, calibration: Sequence[np.ndarray], validation: Sequence[np.ndarray],
+def accuracy_controlled(model, calibration: Sequence[dict], validation: Sequence[dict],
                         validate: Callable, kept: Sequence[str], max_drop: float) -> Tuple[object, dict]:
     """``nncf.quantize_with_accuracy_control`` of a static-shape ``model`` ([1, 3, H, W], the
     shape of every ``calibration`` and ``validation`` input) from the ignored scope ``kept``;
@@ -210,15 +213,17 @@ def quantize_model(model_dir: str, paths: Sequence[Path], out_dir: Path, keep_de
     Returns {'input_shape', 'kept_f32', 'images'} plus 'accuracy_control' with ``annotated``."""
     import nncf
     import openvino as ov
-    backend = OpenVinoBackend(model_dir, precision='f32')
+    backend = OpenVinoBackend(model_dir, precision='f32', buckets=True)     # the region masks kept
     inputs = [chw for chw, _ in prepare_images(backend, paths, progress)]
     checked = prepare_images(backend, annotated.paths, progress) if annotated else []
     size = [max(chw.shape[axis] for chw in inputs + [c for c, _ in checked]) for axis in (1, 2)]
-    batches, validation = pad_batches(inputs, size), pad_batches([c for c, _ in checked], size)
+    batches = pad_batches(inputs, size, backend.takes_regions)
+    validation = pad_batches([c for c, _ in checked], size, backend.takes_regions)
+    shape = list(batches[0][INPUT_NAME].shape)
     model = backend.model.clone()
-    model.reshape({0: list(batches[0].shape)})
+    model.reshape(backend.input_shapes(shape))
     kept = output_convolutions(model, keep_depth) if keep_depth > 0 else []
-    summary = {'input_shape': list(batches[0].shape), 'kept_f32': kept, 'images': len(batches)}
+    summary = {'input_shape': shape, 'kept_f32': kept, 'images': len(batches)}
     if annotated:
         validate = coco_validation(backend, annotated, validation, [meta for _, meta in checked])
         quantized, summary['accuracy_control'] = accuracy_controlled(model, batches, validation, validate, kept,
@@ -226,7 +231,7 @@ def quantize_model(model_dir: str, paths: Sequence[Path], out_dir: Path, keep_de
     else:
         quantized = nncf.quantize(model, nncf.Dataset(batches), subset_size=len(batches),
                                   ignored_scope=nncf.IgnoredScope(names=kept) if kept else None)
-    quantized.reshape({0: ov.PartialShape([-1, 3, -1, -1])})
+    quantized.reshape(backend.input_shapes([-1, 3, -1, -1]))      # -1: any size
     files = {'model': INT8_XML, 'weights': Path(INT8_XML).with_suffix('.bin').name, 'nncf': nncf.__version__,
              'openvino': ov.__version__, 'calibration_images': len(batches), 'kept_f32': kept}
     if annotated:

@@ -33,7 +33,7 @@ def test_mixed_speed_writes_its_section_with_a_row_per_folder(hot, image_dir, tm
     assert text.startswith('# Benchmark\n\nthe end-to-end table\n\n' + mixed_speed.MARKERS[0])
     section = report.existing_section(text, mixed_speed.MARKERS)
     assert f'Machine: {report.machine_line(0)};' in section and '--random 2 --rounds 1' in section
-    assert '| folder | f32 | f32-buckets | int8 | int8-buckets | onnx |' in section
+    assert '| folder | f32 | f32-buckets | int8 | int8-per-size | onnx |' in section
     rows = [[cell.strip() for cell in line.strip('|').split('|')] for line in section.splitlines()
             if re.search(CELL, line)]
     assert [row[0] for row in rows] == [f'{image_dir} (2 pictures)', '2 random sizes']

@@ -18,7 +18,7 @@ pytest.importorskip('paddle2onnx', reason='deploy test: needs requirements-deplo
 import cv2
 import numpy as np
 import onnx
-import onnxruntime  # noqa: F401  (the onnx backend needs it)
+import onnxruntime as ort
 import paddle
 import paddle2onnx  # noqa: F401
 import pycocotools.mask as mask_util
@@ -30,6 +30,7 @@ from solov2.model.checkpoint import save_checkpoint
 from solov2.model.inference.export import compare_outputs
 from solov2.model.inference.exportable import ExportableSOLOv2
 from solov2.model.inference.exported import InferenceBackend, OnnxBackend
+from solov2.model.inference.onnx_regions import without_region_masks
 from solov2.model.inference.postprocess import paste_in_boxes
 from solov2.model.inference.predictor import Predictor
 from solov2.model.layers import coord_features
@@ -140,11 +141,32 @@ def test_onnx_group_norm_epsilon_and_names(hot):
         (epsilon,) = [a.f for a in node.attribute if a.name == 'epsilon']
         assert epsilon == np.float32(1e-5), (node.name, epsilon)
     assert [o.name for o in model.graph.output] == ['scores', 'kernels', 'mask_feat']
-    (image,) = model.graph.input
-    assert image.name == 'image'
+    image, regions = model.graph.input
+    assert (image.name, regions.name) == ('image', 'regions')
     dims = image.type.tensor_type.shape.dim
     assert dims[1].dim_value == 3
     assert all(not d.HasField('dim_value') for i, d in enumerate(dims) if i != 1), 'B, H, W dynamic'
+    dims = regions.type.tensor_type.shape.dim
+    assert regions.type.tensor_type.elem_type == onnx.TensorProto.INT64
+    assert not dims[0].HasField('dim_value') and dims[1].dim_value == 2
+
+
+def test_region_masks_come_out_for_runs_never_padded_beyond_the_batch(hot):
+    """``without_region_masks`` removes the 21 mask multiplies of config 9 (one before the
+    stem's max-pool, two in each of the 8 basic blocks, four in the FPN) and nothing else: the
+    same outputs with regions = the input size; with a smaller region the masks mattered."""
+    graph = onnx.load(str(hot[1] / 'model.onnx'))
+    stripped = onnx.load(str(hot[1] / 'model.onnx'))
+    assert without_region_masks(stripped.graph, 'regions', 'image') == 21
+    assert without_region_masks(stripped.graph, 'regions', 'image') == 0
+    sessions = [ort.InferenceSession(g.SerializeToString(), providers=['CPUExecutionProvider'])
+                for g in (graph, stripped)]
+    picture = _batch(128, 160, seed=4)
+    for height, width in ((128, 160), (96, 128)):
+        feed = {'image': picture, 'regions': np.array([[height, width]], np.int64)}
+        full, bare = (session.run(None, feed) for session in sessions)
+        gaps = [np.abs(a - b).max() / np.abs(a).max() for a, b in zip(full, bare)]
+        assert max(gaps) < 1e-5 if height == 128 else max(gaps) > 1e-3, gaps
 
 
 # ---- backends agree ----------------------------------------------------------------------------

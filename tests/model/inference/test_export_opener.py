@@ -33,10 +33,10 @@ def test_every_caller_opens_exported_folders_through_it(opened, tmp_path):
     assert backends.exported_backend is export_cache.exported_backend is mixed_speed.exported_backend
     assert benchmark.exported_backend is export_cache.exported_backend
     backends.exported_backend('openvino', str(tmp_path), 1, compiled=None)
-    mixed_speed.fresh_backend('int8-buckets', {'f32': 'f32dir', 'int8': 'int8dir'}, 2)
+    mixed_speed.fresh_backend('int8-per-size', {'f32': 'f32dir', 'int8': 'int8dir'}, 2)
     mixed_speed.fresh_backend('onnx', {'f32': 'f32dir', 'int8': 'int8dir'}, 2)
     export_cache._open('onnx', tmp_path / 'entry', 1, ['c=3'])
     assert [call[:2] for call in opened] == [('OpenVinoBackend', (str(tmp_path), 1, 'f32', ())),
-                                             ('OpenVinoBackend', ('int8dir', 2, 'int8', ('openvino_buckets=True',))),
+                                             ('OpenVinoBackend', ('int8dir', 2, 'int8', ('openvino_buckets=none',))),
                                              ('OnnxBackend', ('f32dir', 2, ())),
                                              ('OnnxBackend', (str(tmp_path / 'entry'), 1, ['c=3']))]

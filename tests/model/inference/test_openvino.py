@@ -73,6 +73,7 @@ DCN_TOL = 2e-3
 BF16_TOL = 0.1
 BF16_REL = 0.02
 INT8_CORRELATION = 0.8
+BUCKET_TOL = 1e-4         # padded to a size bucket vs the size itself, relative to the output's largest value
 pytestmark = [pytest.mark.deploy,
               pytest.mark.filterwarnings("ignore:Tensor do not have 'place':UserWarning"),
               pytest.mark.filterwarnings('ignore:The Attr\\(force_cpu\\):UserWarning')]
@@ -233,9 +234,10 @@ def test_bf16_is_refused_on_a_cpu_without_it(hot, monkeypatch):  # noqa: F811
         OpenVinoBackend(str(hot[1]), threads=1, precision='bf16')
 
 
-def test_buckets_pad_the_input_and_crop_the_masks_back(hot, caplog):  # noqa: F811
+def test_buckets_pad_the_input_and_change_no_result(hot, caplog):  # noqa: F811
     """A 3:2 portrait picture (480x320 after preprocessing at 320/640) runs padded to the
-    576x320 bucket: the same instances as the network given that padding by hand, pasted
+    576x320 bucket, its own size in ``regions``: the network's outputs equal those of the
+    picture at its own size (to float rounding, ``BUCKET_TOL``), so do the instances pasted
     onto the 150x100 picture; the bucket compiles once, said in one line."""
     backend, reference = (OpenVinoBackend(str(hot[1]), threads=1, buckets=flag) for flag in (True, False))
     assert backend.buckets == [(320, 320), (320, 448), (448, 320), (320, 576), (576, 320), (320, 640), (640, 320)]
@@ -243,16 +245,46 @@ def test_buckets_pad_the_input_and_crop_the_masks_back(hot, caplog):  # noqa: F8
     image[20:90, 10:60] = (250, 40, 40)
     inputs, meta = backend.prepare(image)
     assert inputs.shape == (3, 480, 320)
-    padded = np.zeros((3, 576, 320), np.float32)
-    padded[:, :480] = inputs
     with caplog.at_level('INFO', logger='solov2.model.inference.openvino_backend'):
-        got = [backend.finish(backend.infer([inputs])[0], meta) for _ in range(2)][1]
+        outputs = [backend.forward([inputs]) for _ in range(2)][1]
     assert [r.getMessage().split(' in ')[0] for r in caplog.records] == ['openvino f32: compiled for 576x320 inputs']
-    want = reference.finish(reference.infer([padded])[0], meta)
+    expected = reference.forward([inputs])
+    for got_output, want_output in zip(outputs, expected):
+        assert got_output.shape == want_output.shape
+        np.testing.assert_allclose(got_output, want_output, rtol=0, atol=BUCKET_TOL * np.abs(want_output).max())
+    got, want = (runner.finish_outputs(result, meta) for runner, result in ((backend, outputs), (reference, expected)))
     assert len(want) > 3 and len(got) == len(want) and got.masks.shape[1:] == (150, 100)
     np.testing.assert_array_equal(got.labels, want.labels)
     assert np.abs(got.scores - want.scores).max() <= F32_SCORE_TOL
     assert min(_iou(a, b) for a, b in zip(got.masks, want.masks)) >= MIN_MASK_IOU
+
+
+def test_a_folder_exported_before_the_regions_input_still_runs(hot, tmp_path, caplog):  # noqa: F811
+    """An export whose graph takes the images only (regions made inside it from the image's
+    shape, as the graphs before that input behaved) runs in onnxruntime and OpenVINO, which
+    then pads to no bucket and says so in one line."""
+    graph = onnx.load(str(hot[1] / 'model.onnx'))
+    (regions,) = [value for value in graph.graph.input if value.name == 'regions']
+    graph.graph.input.remove(regions)
+    make = onnx.helper.make_node
+    graph.graph.node.insert(0, make('Constant', [], ['hw_axes'], value=onnx.helper.make_tensor(
+        'hw_axes', onnx.TensorProto.INT64, [1], [0])))
+    graph.graph.node.insert(1, make('Shape', ['image'], ['image_hw'], start=2, end=4))
+    graph.graph.node.insert(2, make('Unsqueeze', ['image_hw', 'hw_axes'], ['regions']))
+    old = tmp_path / 'old'
+    old.mkdir()
+    onnx.save(graph, str(old / 'model.onnx'))
+    info = json.loads((hot[1] / 'infer_cfg.json').read_text())
+    info['files'] = {'onnx': info['files']['onnx']}
+    (old / 'infer_cfg.json').write_text(json.dumps(info))
+    batch = _batch(128, 160, seed=2)
+    want = OnnxBackend(str(hot[1]), threads=1).run_numpy(batch)
+    with caplog.at_level('INFO', logger='solov2.model.inference.openvino_backend'):
+        bucketed = OpenVinoBackend(str(old), threads=1, buckets=True)
+    assert bucketed.buckets == [] and 'exported before the regions input' in caplog.text
+    for backend in (OnnxBackend(str(old), threads=1), bucketed):
+        for got, expected in zip(backend.run_numpy(batch), want):
+            np.testing.assert_allclose(got, expected, rtol=0, atol=OUTPUT_TOL)
 
 
 def test_int8_needs_a_quantized_folder(hot):  # noqa: F811
@@ -449,16 +481,17 @@ def test_quantize_writes_an_int8_folder_the_backend_runs(hot, image_dir, tmp_pat
     assert 'INFO:nncf' not in printed and 'Not adding activation' not in printed    # NNCF's notes stay quiet
     info = json.loads((out / 'infer_cfg.json').read_text())
     assert info['files']['openvino_int8']['kept_f32'] and 'onnx' not in info['files']
-    backend = OpenVinoBackend(str(out), threads=1, precision='int8', buckets=False)
+    backend = OpenVinoBackend(str(out), threads=1, precision='int8', overrides=['openvino_buckets=none'])
     reference = OpenVinoBackend(str(hot[1]), threads=1)
-    bucketed = OpenVinoBackend(str(out), threads=1, precision='int8', overrides=['openvino_buckets=True'])
+    bucketed = OpenVinoBackend(str(out), threads=1, precision='int8')         # int8's default: buckets
     for size in [(128, 160), (96, 64)]:
         batch = _batch(*size, seed=3)
         got, want = backend.run_numpy(batch), reference.run_numpy(batch)
         for a, b in zip(got[1:], want[1:]):
             correlation = np.corrcoef(a.ravel(), b.ravel())[0, 1]
             assert a.shape == b.shape and correlation >= INT8_CORRELATION, (size, correlation)
-        assert bucketed.run_numpy(batch)[2].shape[2:] == (80, 80)         # both padded to 320x320
+        for a, b in zip(bucketed.run_numpy(batch), got):      # padded to 320x320: the same outputs
+            np.testing.assert_allclose(a, b, rtol=0, atol=BUCKET_TOL * np.abs(b).max())
     assert len(backend.infer([_batch(128, 160, seed=3)[0]])[0]) > 3
     assert list(bucketed.compile_seconds) == [(1, 3, 320, 320)]           # one compile for both sizes
     assert backend.dynamic is None and list(backend.compile_seconds) == [(1, 3, 128, 160), (1, 3, 96, 64)]

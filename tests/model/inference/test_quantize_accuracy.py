@@ -88,7 +88,7 @@ def test_validation_function_scores_as_eval_does(shapes, tmp_path, capsys):
     batches = pad_batches([chw for chw, _ in prepared], prepared[0][0].shape[1:])
     validate = coco_validation(backend, annotated, batches, [meta for _, meta in prepared])
     model = backend.model.clone()
-    model.reshape({0: list(batches[0].shape)})
+    model.reshape(backend.input_shapes(batches[0]['image'].shape))
     compiled = ov.Core().compile_model(model, 'CPU', {'INFERENCE_PRECISION_HINT': 'f32'})
     whole, none = validate(compiled, range(ANNOTATED))
     assert none is None and whole > 50
