@@ -19,6 +19,7 @@ import signal
 import sys
 import threading
 import time
+from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Protocol, Sequence
 
 import numpy as np
@@ -160,47 +161,44 @@ class SeededSampler(paddle.io.Sampler):
 
 
 PR_SET_PDEATHSIG = 1
-FAILURE_SIGNAL = getattr(signal, 'SIGUSR1', None)
+FAILURE_KEY = 'loader_failure'
 
 
 class LoaderError(RunError):
-    """Making a batch failed in Paddle's loader thread (`num_workers=0`); raised in the main thread."""
+    """Making a batch failed in Paddle's loader thread (`num_workers=0`); raised where the loader is iterated."""
 
 
-_failures: list[str] = []
+@dataclass(frozen=True)
+class LoadFailure:
+    """What went wrong making a sample or a batch in Paddle's loader thread, in words."""
+
+    message: str
 
 
-def _raise_failure(signum, frame) -> None:
-    raise LoaderError(_failures[-1] if _failures else 'making a batch failed')
-
-
-def report_to_main(what: str, err: Exception) -> None:
-    """From Paddle's loader thread: have the main thread raise `LoaderError` about `err`, and
-    end the thread quietly (StopIteration, which Paddle's loop takes as the end); in the main
-    thread, or when `ReportingLoader` did not install the handler, `err` is raised as it is."""
-    if (FAILURE_SIGNAL is None or threading.current_thread() is threading.main_thread()
-            or signal.getsignal(FAILURE_SIGNAL) is not _raise_failure):
-        raise err
-    _failures.append(f'{what}: {type(err).__name__}: {err}')
-    signal.raise_signal(FAILURE_SIGNAL)   # its Python handler runs in the main thread
-    raise StopIteration from err
+def failure_batch(failure: LoadFailure) -> dict:
+    """The batch that carries `failure` through Paddle's loader queue to the iterating thread
+    (Paddle ends the iteration at a batch without arrays, so it holds a one-byte array too)."""
+    return {FAILURE_KEY: failure, 'flag': np.zeros(1, np.uint8)}
 
 
 def reporting_collate(collate: Callable[[list[Any]], Any]) -> Callable[[list[Any]], Any]:
-    """`collate` whose exceptions in the loader thread reach the main thread (see `ReportingLoader`)."""
+    """`collate` whose exceptions, and samples that are `LoadFailure`, become a `failure_batch`."""
     def guarded(samples: list[Any]) -> Any:
+        failed = next((sample for sample in samples if isinstance(sample, LoadFailure)), None)
+        if failed is not None:
+            return failure_batch(failed)
         try:
             return collate(samples)
         except Exception as err:
-            report_to_main('batch', err)
+            return failure_batch(LoadFailure(f'batch: {type(err).__name__}: {err}'))
     return guarded
 
 
 class ReportingDataset(paddle.io.Dataset):
-    """`dataset` whose exceptions in Paddle's single-process loader thread reach the main
-    thread as `LoaderError` while a `ReportingLoader` iterates it. (Paddle's thread ends on an
-    exception and the main thread then waits for the next batch forever: one bad annotation
-    hung training with num_workers=0.) Other attributes are the wrapped dataset's."""
+    """`dataset` whose exceptions come out of Paddle's single-process loader thread as a
+    `LoadFailure` sample instead. (Paddle's thread ends on an exception and the iterating
+    thread then waits for the next batch forever: one bad annotation hung training with
+    num_workers=0.) Other attributes are the wrapped dataset's."""
 
     def __init__(self, dataset: paddle.io.Dataset) -> None:
         super().__init__()
@@ -214,27 +212,23 @@ class ReportingDataset(paddle.io.Dataset):
             raise AttributeError(name)
         return getattr(self.dataset, name)
 
-    def __getitem__(self, index: int) -> Sample:
+    def __getitem__(self, index: int) -> Sample | LoadFailure:
         try:
             return self.dataset[index]
         except Exception as err:
-            report_to_main(f'sample {index}', err)
+            return LoadFailure(f'sample {index}: {type(err).__name__}: {err}')
 
 
 class ReportingLoader(paddle.io.DataLoader):
     """Paddle's DataLoader without workers, over a `ReportingDataset` with `reporting_collate`:
-    iterated from the main thread, it holds the handler of `FAILURE_SIGNAL` that raises their
-    errors there, and puts the previous handler back when the iteration ends."""
+    the first `failure_batch` ends the iteration with `LoaderError`, in whichever thread
+    iterates (no signal, no change to the process)."""
 
     def __iter__(self) -> Iterator[Any]:
-        if FAILURE_SIGNAL is None or threading.current_thread() is not threading.main_thread():
-            yield from super().__iter__()
-            return
-        previous = signal.signal(FAILURE_SIGNAL, _raise_failure)
-        try:
-            yield from super().__iter__()
-        finally:
-            signal.signal(FAILURE_SIGNAL, previous)
+        for batch in super().__iter__():
+            if isinstance(batch, dict) and FAILURE_KEY in batch:
+                raise LoaderError(batch[FAILURE_KEY].message)
+            yield batch
 
 
 def die_with_parent(worker_id: int = 0, parent: int | None = None) -> None:
