@@ -10,7 +10,9 @@ import contextlib
 import ctypes
 import ctypes.util
 import functools
+import importlib
 import os
+import signal
 import threading
 from typing import Iterator
 
@@ -85,6 +87,25 @@ def paddle_on(device: str, threads: int) -> Iterator[None]:
         finally:
             paddle.set_device(before[0])
             core.set_num_threads(before[1])
+
+
+@contextlib.contextmanager
+def kept_child_signal() -> Iterator[None]:
+    """The process's SIGCHLD handler put back after the block: Paddle's first DataLoader with
+    worker processes sets its own for the rest of the process (it checks its workers whenever
+    any child ends; a long-lived process that later ran subprocesses was seen to crash in it);
+    Paddle is told to set it again next time. Only in the main thread, where handlers can change."""
+    if not hasattr(signal, 'SIGCHLD') or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    paddle_side = importlib.import_module('paddle.io.multiprocess_utils')
+    before = signal.getsignal(signal.SIGCHLD), getattr(paddle_side, '_SIGCHLD_handler_set', None)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGCHLD, before[0])
+        if before[1] is not None:
+            paddle_side._SIGCHLD_handler_set = before[1]
 
 
 # glibc mallopt parameters (malloc.h)

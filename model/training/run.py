@@ -19,7 +19,7 @@ from solov2.data.files import previous_folder
 from solov2.model.build import build_model
 from solov2.model.checkpoint import CheckpointError
 from solov2.model.distributed import launched_processes, start_processes
-from solov2.model.runtime import cpu_threads, default_device, paddle_on
+from solov2.model.runtime import cpu_threads, default_device, kept_child_signal, paddle_on
 from solov2.model.training.components import load_pretrained, make_loader, make_optimizer
 from solov2.model.training.cpu_sync_bn import convert_cpu_sync_bn
 from solov2.model.training.ema import ModelEMA
@@ -157,9 +157,10 @@ def run_settings(options: TrainOptions) -> Iterator[None]:
     """What ``prepare`` and the run it makes need, for the block: Paddle on the device and
     the CPU math threads of ``options`` (threads 0: this process's share of the cores among
     the launched processes on its machine), and afterwards the process's device, threads and
-    random generators (which the run seeds) as they were (``model.runtime.paddle_on``)."""
+    random generators (which the run seeds) as they were (``model.runtime.paddle_on``), and
+    the SIGCHLD handler that Paddle's loader workers set (``kept_child_signal``)."""
     threads = cpu_threads(options.threads, launched_processes().local_size)
-    with paddle_on(options.device or default_device(), threads):
+    with paddle_on(options.device or default_device(), threads), kept_child_signal():
         yield
 
 

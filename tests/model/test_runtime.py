@@ -57,3 +57,38 @@ def test_paddle_on_puts_the_process_s_settings_back_after_a_nested_block_and_an_
             assert math_threads() == outer and paddle.get_device() == 'cpu'
             raise KeyError('a failed call')
     assert math_threads() == process
+
+
+# two loaders with a worker process, each in its own kept_child_signal block; prints whether
+# Paddle's SIGCHLD handler was set inside each block and whether the original is back after
+CHILD_SIGNAL_PROBE = """
+import signal, sys
+sys.path.insert(0, {repo!r})
+import numpy as np, paddle
+from solov2.model.runtime import kept_child_signal
+
+class Numbers(paddle.io.Dataset):
+    def __len__(self):
+        return 4
+    def __getitem__(self, index):
+        return np.full(2, index, np.float32)
+
+def original(signum, frame):
+    pass
+
+signal.signal(signal.SIGCHLD, original)
+for _ in range(2):
+    with kept_child_signal():
+        list(paddle.io.DataLoader(Numbers(), batch_size=2, num_workers=1))
+        inside = signal.getsignal(signal.SIGCHLD) is not original
+    print(inside, signal.getsignal(signal.SIGCHLD) is original)
+"""
+
+
+def test_kept_child_signal_puts_back_the_handler_paddle_s_loader_workers_set():
+    """A training run with loader workers leaves the host's SIGCHLD handler as it was, and
+    Paddle's loader sets its own again in the next run (it would not by itself)."""
+    out = subprocess.run([sys.executable, '-c', CHILD_SIGNAL_PROBE.format(repo=str(REPO_DIR))], capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ['True', 'True', 'True', 'True']
