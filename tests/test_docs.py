@@ -7,8 +7,9 @@ root: a temporary folder whose entries link to the checkout's, so what a block w
 small synthetic shapes dataset at ``datasets/shapes`` (what ``python
 tools/make_shapes_dataset.py --out datasets/shapes`` makes, fewer images), and
 ``$SOLOV2_CACHE`` points at its ``output/solov2-cache``, the folder docs/api.md's
-``cache_dir`` example names: the shipped model is exported once for every block, not again
-for that example (a first export's progress is tests/model/api/test_segmenter.py's). A
+``cache_dir`` example names, a link to the test session's cache: the shipped model is
+exported once for every block and the other tests, not again for that example (a first
+export's progress is tests/model/api/test_segmenter.py's). A
 block right after an HTML comment ``<!-- not-run: REASON -->`` is skipped with that reason
 (the skips are listed by pytest -ra).
 """
@@ -61,6 +62,8 @@ def docs_root(tmp_path_factory):
     for entry in REPO_DIR.iterdir():
         if entry.name not in NOT_LINKED:
             (root / entry.name).symlink_to(entry, target_is_directory=entry.is_dir())
+    (root / SHARED_CACHE).parent.mkdir()
+    (root / SHARED_CACHE).symlink_to(os.environ[CACHE_ENV], target_is_directory=True)   # the session's
     env = {**os.environ, CACHE_ENV: str(root / SHARED_CACHE), 'PYTHONPATH': str(root)}
     subprocess.run([sys.executable, 'tools/make_shapes_dataset.py', '--out', 'datasets/shapes',
                     '--train', '8', '--val', '4'], cwd=root, env=env, check=True, capture_output=True)
