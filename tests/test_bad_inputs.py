@@ -435,7 +435,7 @@ def test_loader_workers_die_with_a_killed_parent(tmp_path):
     """))
     process = subprocess.Popen([sys.executable, str(script)], cwd=REPO, stdout=subprocess.PIPE, text=True,
                                env={**os.environ, 'PYTHONPATH': str(REPO)})
-    workers = []
+    workers, left = [], None
     try:
         assert process.stdout.readline().strip() == 'ready'
         workers = children(process.pid)
@@ -445,11 +445,13 @@ def test_loader_workers_die_with_a_killed_parent(tmp_path):
         deadline = time.time() + 10
         while any(alive(pid) for pid in workers) and time.time() < deadline:
             time.sleep(0.1)
-        assert not [pid for pid in workers if alive(pid)]
+        left = [pid for pid in workers if alive(pid)]
+        assert not left
     finally:
         process.kill()
-        for pid in filter(alive, workers):     # only when the test failed
-            os.kill(pid, signal.SIGKILL)
+        for pid in workers if left is None else left:    # none after a pass (a gone pid may be reused)
+            if alive(pid):
+                os.kill(pid, signal.SIGKILL)
 
 
 def children(pid: int) -> list:
