@@ -1,5 +1,6 @@
 """Helpers shared by several test modules."""
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -9,8 +10,10 @@ from pathlib import Path
 import paddle
 import pytest
 
-from solov2.config import CONFIGS
+from solov2 import SHIPPED_WEIGHTS
+from solov2.config import CONFIGS, get_config
 from solov2.model.build import build_model
+from solov2.model.inference.export_cache import cache_key, cache_root, cached_backend, entry_name
 
 REPO_DIR = Path(__file__).resolve().parents[1]
 FIXTURES_DIR = REPO_DIR / 'tests' / 'fixtures'
@@ -124,3 +127,15 @@ def make_labelme_folder(folder, count: int, labels, seed: int = 0, size: int = 1
             {'version': '5.4.1', 'flags': {}, 'shapes': shapes, 'imagePath': name, 'imageData': None,
              'imageHeight': size, 'imageWidth': size}))
     return folder
+
+
+def shipped_onnx_export(dest: Path) -> Path:
+    """``dest`` holding the shipped model's ONNX export (model.onnx, infer_cfg.json: what
+    ``export(9, ..., fmt='onnx')`` writes), copied from the session's ``backend='auto'`` cache
+    entry, which is exported once a test run (tests/conftest.py); needs the deploy extras."""
+    cached_backend(9, get_config(9), SHIPPED_WEIGHTS, [], log=lambda line: None)
+    entry = cache_root() / entry_name(cache_key(SHIPPED_WEIGHTS, 9, []))
+    dest.mkdir(parents=True)
+    for name in ('model.onnx', 'infer_cfg.json'):
+        shutil.copy2(entry / name, dest / name)
+    return dest

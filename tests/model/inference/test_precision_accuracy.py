@@ -13,22 +13,20 @@ pytest.importorskip('nncf', reason='deploy test: needs requirements-deploy.txt')
 
 import openvino as ov
 
+from solov2 import SHIPPED_WEIGHTS as WEIGHTS
 from solov2.config import get_config
 from solov2.data.coco import CocoDataset, load_coco
 from solov2.data.coco_eval import evaluate_segm
 from solov2.data.results import write_json
 from solov2.model.inference.evaluation import predict_coco
-from solov2.model.inference.export import export
 from solov2.model.inference.openvino_backend import OpenVinoBackend, has_bf16
 from solov2.model.inference.predictor import Predictor
 from solov2.model.inference.quantize import quantize_model
 from solov2.tools.make_shapes_dataset import generate_split
-from tests.helpers import REPO_DIR
+from tests.helpers import shipped_onnx_export
 
 pytestmark = pytest.mark.deploy
 
-ROOT = REPO_DIR
-WEIGHTS = ROOT / 'weights' / 'shapes_r18.pdparams'
 MAX_DROP = {'f32': 0.002, 'bf16': 0.005, 'int8': 0.01}    # mask AP, 0-1 scale
 
 
@@ -38,7 +36,7 @@ def shapes(tmp_path_factory):
     root = tmp_path_factory.mktemp('precision')
     write_json(generate_split(root, 'val', 60, 256, seed=12345), str(root / 'val.json'))
     generate_split(root / 'calibration', 'train', 16, 256, seed=777)
-    export(9, get_config(9), str(WEIGHTS), root / 'export', fmt='onnx', check=False)
+    shipped_onnx_export(root / 'export')
     quantize_model(str(root / 'export'), sorted((root / 'calibration' / 'train').glob('*.jpg')), root / 'int8')
     return root
 

@@ -1,7 +1,8 @@
 """Accuracy-controlled INT8 quantization (tools/quantize.py --annotations,
 model/inference/quantize.py): the shipped shapes model (weights/shapes_r18.pdparams) exported
-to ONNX, calibrated on a few synthetic shapes pictures, its mask AP measured on a few others
-(tools/make_shapes_dataset.py's generate_split, 256x256 pictures: no extra padding).
+to ONNX (the test run's auto export, tests/helpers.shipped_onnx_export), calibrated on a few
+synthetic shapes pictures, its mask AP measured on a few others (tools/make_shapes_dataset.py's
+generate_split, 256x256 pictures: no extra padding).
 
 What is checked: the folder it writes runs in the int8 backend and records the two APs,
 each equal to the AP eval.py gives the written / exported model on the same pictures; the
@@ -32,12 +33,10 @@ from solov2.model.inference.quantize import (
     reverted_operations,
 )
 from solov2.tools import eval as eval_cli
-from solov2.tools import export_model, quantize
+from solov2.tools import quantize
 from solov2.tools.make_shapes_dataset import generate_split
-from tests.helpers import REPO_DIR
+from tests.helpers import shipped_onnx_export
 
-ROOT = REPO_DIR
-WEIGHTS = ROOT / 'weights' / 'shapes_r18.pdparams'
 CALIBRATION, ANNOTATED = 4, 6
 pytestmark = [pytest.mark.deploy,
               pytest.mark.filterwarnings('ignore::DeprecationWarning')]   # pycocotools on numpy 2
@@ -47,8 +46,7 @@ pytestmark = [pytest.mark.deploy,
 def shapes(tmp_path_factory):
     """(export folder, calibration folder, annotation file, annotated image folder)."""
     folder = tmp_path_factory.mktemp('ac')
-    assert export_model.main(['--weights', str(WEIGHTS), '--output', str(folder / 'export'), '--format', 'onnx',
-                              '--no-verify']) == 0
+    shipped_onnx_export(folder / 'export')
     generate_split(folder, 'train', CALIBRATION, 256, seed=7)
     ann = folder / 'val.json'
     write_json(generate_split(folder, 'val', ANNOTATED, 256, seed=7), str(ann))
