@@ -91,21 +91,28 @@ def paddle_on(device: str, threads: int) -> Iterator[None]:
 
 @contextlib.contextmanager
 def kept_child_signal() -> Iterator[None]:
-    """The process's SIGCHLD handler put back after the block: Paddle's first DataLoader with
+    """The process's SIGCHLD handler as it was after the block: Paddle's first DataLoader with
     worker processes sets its own for the rest of the process (it checks its workers whenever
-    any child ends; a long-lived process that later ran subprocesses was seen to crash in it);
-    Paddle is told to set it again next time. Only in the main thread, where handlers can change."""
-    if not hasattr(signal, 'SIGCHLD') or threading.current_thread() is not threading.main_thread():
+    any child ends; a long-lived process that later ran subprocesses was seen to crash in it),
+    so it is put back, and Paddle told to set it again next time. Outside the main thread,
+    where Python cannot set handlers (Paddle's loader would fail), Paddle is told it is set
+    already for the block: it then finds dead workers by its 5-second status checks alone."""
+    if not hasattr(signal, 'SIGCHLD'):
         yield
         return
     paddle_side = importlib.import_module('paddle.io.multiprocess_utils')
-    before = signal.getsignal(signal.SIGCHLD), getattr(paddle_side, '_SIGCHLD_handler_set', None)
+    flag = getattr(paddle_side, '_SIGCHLD_handler_set', None)
+    main = threading.current_thread() is threading.main_thread()
+    handler = signal.getsignal(signal.SIGCHLD) if main else None
+    if not main and flag is not None:
+        paddle_side._SIGCHLD_handler_set = True
     try:
         yield
     finally:
-        signal.signal(signal.SIGCHLD, before[0])
-        if before[1] is not None:
-            paddle_side._SIGCHLD_handler_set = before[1]
+        if main:
+            signal.signal(signal.SIGCHLD, handler)
+        if flag is not None:
+            paddle_side._SIGCHLD_handler_set = flag
 
 
 # glibc mallopt parameters (malloc.h)
