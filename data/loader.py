@@ -11,6 +11,7 @@ object (the dataclass `BatchTargets`) rather than a plain dict of arrays.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import functools
 import logging
@@ -225,10 +226,37 @@ class ReportingLoader(paddle.io.DataLoader):
     iterates (no signal, no change to the process)."""
 
     def __iter__(self) -> Iterator[Any]:
-        for batch in super().__iter__():
-            if isinstance(batch, dict) and FAILURE_KEY in batch:
-                raise LoaderError(batch[FAILURE_KEY].message)
-            yield batch
+        batches = super().__iter__()
+        try:
+            for batch in batches:
+                if isinstance(batch, dict) and FAILURE_KEY in batch:
+                    raise LoaderError(batch[FAILURE_KEY].message)
+                yield batch
+        finally:
+            shut_down(batches)
+
+
+def shut_down(batches: Iterator[Any]) -> None:
+    """End an iteration over a DataLoader now: Paddle's iterator (its thread, and its worker
+    processes) or a generator over one. Paddle's own stays alive, workers too, while its
+    thread runs, and that thread holds it: an iteration left early never ends by itself."""
+    stop = getattr(batches, '_try_shutdown_all', None)    # Paddle's iterators, 2.6 and 3.x
+    if stop is not None:
+        stop()
+    elif hasattr(batches, 'close'):
+        batches.close()
+
+
+@contextlib.contextmanager
+def loader_batches(loader: paddle.io.DataLoader) -> Iterator[Iterator[Any]]:
+    """``with loader_batches(loader) as batches: for batch in batches: ...``: one iteration
+    over ``loader`` that ends its thread and worker processes when the block ends, also after
+    a ``break`` or an error."""
+    batches = iter(loader)
+    try:
+        yield batches
+    finally:
+        shut_down(batches)
 
 
 def die_with_parent(worker_id: int = 0, parent: int | None = None) -> None:

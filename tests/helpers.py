@@ -139,3 +139,24 @@ def shipped_onnx_export(dest: Path) -> Path:
     for name in ('model.onnx', 'infer_cfg.json'):
         shutil.copy2(entry / name, dest / name)
     return dest
+
+
+def children(pid: int) -> list:
+    """Pids of the processes whose parent is ``pid`` (from /proc)."""
+    found = []
+    for status in Path('/proc').glob('[0-9]*/status'):
+        try:
+            fields = dict(line.split(':\t', 1) for line in status.read_text().splitlines() if ':\t' in line)
+        except OSError:
+            continue
+        if fields.get('PPid', '').strip() == str(pid):
+            found.append(int(status.parent.name))
+    return found
+
+
+def alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie counts as gone)."""
+    try:
+        return 'zombie' not in Path(f'/proc/{pid}/status').read_text().split('State:', 1)[1].split('\n', 1)[0]
+    except (OSError, IndexError):
+        return False

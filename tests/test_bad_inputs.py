@@ -32,7 +32,7 @@ from solov2.model.inference.postprocess import InferenceParams
 from solov2.tools import demo, export_model, labelme2coco, postprocess_raw
 from solov2.tools import eval as eval_cli
 from solov2.tools.cli import run_command, set_status
-from tests.helpers import REPO_DIR
+from tests.helpers import REPO_DIR, alive, children
 
 REPO = REPO_DIR
 WEIGHTS = str(REPO / 'weights' / 'shapes_r18.pdparams')
@@ -452,27 +452,6 @@ def test_loader_workers_die_with_a_killed_parent(tmp_path):
         for pid in workers if left is None else left:    # none after a pass (a gone pid may be reused)
             if alive(pid):
                 os.kill(pid, signal.SIGKILL)
-
-
-def children(pid: int) -> list:
-    """Pids of the processes whose parent is ``pid`` (from /proc)."""
-    found = []
-    for status in Path('/proc').glob('[0-9]*/status'):
-        try:
-            fields = dict(line.split(':\t', 1) for line in status.read_text().splitlines() if ':\t' in line)
-        except OSError:
-            continue
-        if fields.get('PPid', '').strip() == str(pid):
-            found.append(int(status.parent.name))
-    return found
-
-
-def alive(pid: int) -> bool:
-    """Whether ``pid`` runs (a zombie counts as gone)."""
-    try:
-        return 'zombie' not in Path(f'/proc/{pid}/status').read_text().split('State:', 1)[1].split('\n', 1)[0]
-    except (OSError, IndexError):
-        return False
 
 
 def test_a_camera_that_cannot_be_opened_is_one_line_without_opencv_warnings(tmp_path):

@@ -11,7 +11,7 @@ import numpy as np
 import paddle
 
 from solov2.config.errors import RunError
-from solov2.data.loader import set_epoch
+from solov2.data.loader import loader_batches, set_epoch
 from solov2.model.training.distributed import mean_positives, rank0_minutes
 from solov2.model.training.losses import solov2_loss
 from solov2.model.training.schedule import learning_rate, training_progress
@@ -122,15 +122,16 @@ class Trainer:
         while not self.finished:
             self.epoch, offset = divmod(self.state.iteration, self.schedule.per_epoch)
             skip = set_epoch(self.loader, self.epoch, offset)
-            for batch in self.loader:
-                if skip:
-                    skip -= 1
-                    continue
-                losses = self.step(batch)
-                for hook in self.hooks:
-                    hook.after_step(self, losses)
-                if self.finished:
-                    break
+            with loader_batches(self.loader) as batches:
+                for batch in batches:
+                    if skip:
+                        skip -= 1
+                        continue
+                    losses = self.step(batch)
+                    for hook in self.hooks:
+                        hook.after_step(self, losses)
+                    if self.finished:
+                        break
         for hook in self.hooks:
             hook.after_train(self)
         return self.state

@@ -5,6 +5,7 @@ environment, malloc, Paddle's device, CPU math threads and random generators, Nu
 random state, matplotlib's backend, every signal handler, the logging configuration,
 OpenCV's threads). Each instance runs with its own threads. ``tune_process``, the one call
 that changes the process, does what it says."""
+import concurrent.futures
 import ctypes
 import logging
 import os
@@ -21,7 +22,7 @@ import pytest
 from solov2 import SAMPLE_IMAGES, SHIPPED_WEIGHTS, Segmenter, TrainOptions, train, tune_process
 from solov2.model import cpu_math, runtime
 from solov2.model.cpu_math import MKL_CPU_TYPE
-from tests.helpers import TINY_TRAINING, make_tiny_shapes
+from tests.helpers import TINY_TRAINING, alive, children, make_tiny_shapes
 
 PICTURE = os.path.join(SAMPLE_IMAGES, 'shapes_000083.jpg')
 
@@ -156,3 +157,23 @@ def test_tune_process_sets_paddle_s_threads_for_the_process(amd_cpu, malloc_spy)
         assert runtime.math_threads() == other
     finally:
         paddle.base.core.set_num_threads(process)
+
+
+def test_training_runs_in_another_thread_with_loader_workers(tmp_path):
+    """A host's worker thread trains with a loader worker process (Paddle's DataLoader sets a
+    signal handler, which Python allows in the main thread only); afterwards the process's
+    SIGCHLD handler is as it was and no loader process is left (Paddle's iterator, left at the
+    last iteration's break, kept its workers until the thread that started them ended)."""
+    shapes = make_tiny_shapes(tmp_path / 'shapes', val=1)
+    tiny = [setting for setting in TINY_TRAINING if not setting.startswith('num_workers=')]
+    overrides = (f'dataset_dir={shapes}', *tiny, 'num_workers=1')
+    before, processes = signal.getsignal(signal.SIGCHLD), set(children(os.getpid()))
+
+    def train_then_look() -> tuple:      # looked at from the training thread: its end kills them
+        summary = train(TrainOptions(config=9, output=str(tmp_path / 'run'), overrides=overrides, max_iters=2,
+                                     eval_every=2, device='cpu'))
+        return summary, [pid for pid in children(os.getpid()) if pid not in processes and alive(pid)]
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        summary, left = pool.submit(train_then_look).result(timeout=300)
+    assert summary.iteration == 2 and not left
+    assert signal.getsignal(signal.SIGCHLD) is before
