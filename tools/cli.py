@@ -44,6 +44,7 @@ warnings.filterwarnings('ignore', message='When training, we now always track gl
                         category=UserWarning)
 
 from solov2.config import describe_configs  # noqa: E402  (after the start-up settings above)
+from solov2.config.device import device_name, on_gpu  # noqa: E402
 from solov2.config.errors import InputError, Message, RunError, message_of  # noqa: E402
 
 LIBRARY_LOGGER = 'solov2'   # every library module logs under it (loggers named after modules)
@@ -172,7 +173,7 @@ def tune_for(device, threads: int, processes: int = 1) -> None:
     ``processes`` on the machine), made before any Paddle work: ``model.runtime.tune_process``,
     keeping freed memory for reuse when it runs on the CPU."""
     from solov2.model.runtime import default_device, tune_process
-    tune_process(threads, processes, keep_freed_memory=(device or default_device()) == 'cpu')
+    tune_process(threads, processes, keep_freed_memory=not on_gpu(device or default_device()))
 
 
 # ---- exit codes ------------------------------------------------------------------------------
@@ -302,9 +303,18 @@ def make_parser(description: str, configs: bool = True, notes: str = '') -> argp
     return parser
 
 
+def device_flag(text: str) -> str:
+    """--device's value, normalised (``config.device.device_name``); an argparse error otherwise."""
+    try:
+        return device_name(text)
+    except InputError as exc:
+        raise argparse.ArgumentTypeError(in_flags(message_of(exc))) from None
+
+
 def add_runtime_args(parser: argparse.ArgumentParser) -> None:
     """--device, --threads, --opt and --verbose."""
-    parser.add_argument('--device', default=None, help="'cpu' or 'gpu' (default: gpu if available)")
+    parser.add_argument('--device', default=None, type=device_flag,
+                        help="'cpu', 'gpu' or 'gpu:N' (GPU number N; default: gpu if available)")
     parser.add_argument('--threads', type=int, default=0,
                         help='CPU math threads (default: every core, shared out among data-parallel processes)')
     parser.add_argument('--opt', nargs='+', default=[], metavar='NAME=VALUE',
