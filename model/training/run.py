@@ -21,6 +21,7 @@ from solov2.model.build import build_model
 from solov2.model.checkpoint import CheckpointError
 from solov2.model.distributed import launched_processes, start_processes
 from solov2.model.runtime import cpu_threads, kept_child_signal, paddle_on, resolve_device
+from solov2.model.training.amp import make_scaler, restore_scaler, runnable_amp
 from solov2.model.training.components import load_pretrained, make_loader, make_optimizer
 from solov2.model.training.ema import ModelEMA
 from solov2.model.training.hooks import CheckpointHook, EvalHook, LogHook, VisualDLHook, open_visualdl
@@ -87,7 +88,7 @@ def resume_folder(options: TrainOptions, out: Path) -> Optional[Path]:
 
 
 def build_parts(options: TrainOptions, cfg, world: int, device: str, source, start: Optional[str] = None):
-    """(model, net, optimizer, loader, ema, scaler, base_lr) of a run on the training set
+    """(model, net, optimizer, loader, ema, base_lr) of a run on the training set
     ``source``, starting from the weights ``start`` (a whole model) or ``cfg.pretrained``."""
     paddle.seed(cfg.seed)
     model = build_model(cfg)
@@ -104,8 +105,7 @@ def build_parts(options: TrainOptions, cfg, world: int, device: str, source, sta
                else cfg.base_lr)
     optimizer = make_optimizer(cfg, model, base_lr)
     ema = ModelEMA(model, cfg.ema_decay, cfg.ema_ramp) if cfg.ema_decay else None
-    scaler = paddle.amp.GradScaler() if options.amp and on_gpu(device) else None
-    return model, net, optimizer, loader, ema, scaler, base_lr
+    return model, net, optimizer, loader, ema, base_lr
 
 
 def take_over_options(options: TrainOptions, folder: Path, saved: dict) -> TrainOptions:
@@ -127,9 +127,10 @@ def take_over_options(options: TrainOptions, folder: Path, saved: dict) -> Train
 
 
 def resume_state(folder: Path, saved: dict, trainer: Trainer, log: RunLog) -> None:
-    """Restore weights, optimizer, EMA and state from checkpoint ``folder``; log rows past
-    the checkpoint are dropped."""
+    """Restore weights, optimizer, EMA, loss scaler and state from checkpoint ``folder``; log
+    rows past the checkpoint are dropped."""
     restore_training_state(folder, saved, trainer.model, trainer.optimizer, trainer.ema)
+    restore_scaler(trainer.scaler, saved.get('scaler', {}))
     trainer.state = TrainState.from_json(saved)
     log.truncate_after(trainer.state.iteration)
     budget = trainer.schedule.max_minutes
@@ -183,16 +184,15 @@ def prepare(options: TrainOptions, evaluate: Callable, picture: Optional[Callabl
     if main_process:
         claim_run_folder(out, folder is not None, options.overwrite)
     cfg, source = training_classes(cfg, options, overrides)
-    model, net, optimizer, loader, ema, scaler, base_lr = build_parts(options, cfg, world, device, source,
-                                                                      None if folder else options.weights)
-    if options.amp and scaler is None:
-        logger.warning(param('amp', True) + ' needs a GPU; training in float32')
+    model, net, optimizer, loader, ema, base_lr = build_parts(options, cfg, world, device, source,
+                                                              None if folder else options.weights)
+    amp = runnable_amp(options.amp, device)
     cfg, notes = fit_schedule(cfg, get_config(options.config), named_settings(overrides), len(loader))
     total_iters = cfg.epochs * len(loader)
     schedule = Schedule(base_lr, total_iters, len(loader), min(total_iters, options.max_iters or total_iters),
                         options.max_minutes, [e / cfg.epochs for e in cfg.lr_steps])
-    trainer = Trainer(cfg, model, optimizer, loader, schedule, net=net, ema=ema, scaler=scaler, world=world,
-                      state=TrainState(opt=overrides, start_weights=options.weights or ''))
+    trainer = Trainer(cfg, model, optimizer, loader, schedule, net=net, ema=ema, amp=amp, scaler=make_scaler(amp),
+                      world=world, state=TrainState(opt=overrides, start_weights=options.weights or ''))
     log = RunLog(out)
     if folder is not None:
         resume_state(folder, saved, trainer, log)
