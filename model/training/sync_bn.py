@@ -16,7 +16,7 @@ import paddle.distributed as dist
 from paddle import nn
 from paddle.autograd import PyLayer
 
-from solov2.model.fast_ops import expand_channels
+from solov2.model.fast_ops import expand_channels, in_input_dtypes
 
 
 def _channel_affine(x: paddle.Tensor, scale: paddle.Tensor, shift: paddle.Tensor) -> paddle.Tensor:
@@ -52,7 +52,7 @@ class _SyncBatchNormFunction(PyLayer):
     def forward(ctx, x, weight, bias, mean, inv_std, count):
         scale = weight * inv_std
         ctx.save_for_backward(x, mean, inv_std, scale)
-        ctx.count = count
+        ctx.count, ctx.dtypes = count, (x.dtype, weight.dtype, bias.dtype)
         return _channel_affine(x, scale, bias - mean * scale)
 
     @staticmethod
@@ -68,7 +68,7 @@ class _SyncBatchNormFunction(PyLayer):
         # grad_x = scale * (grad - mean_grad - x_hat * mean_grad_xhat), x_hat = (x - mean) * inv_std
         coef = scale * inv_std * mean_grad_xhat
         grad_x = _channel_affine(grad, scale, mean * coef - scale * mean_grad) - x * expand_channels(coef, x)
-        return grad_x, grad_weight, grad_bias, None, None
+        return (*in_input_dtypes((grad_x, grad_weight, grad_bias), ctx.dtypes), None, None)
 
 
 class CpuSyncBatchNorm(nn.BatchNorm2D):
