@@ -11,10 +11,11 @@ import ctypes
 import ctypes.util
 import functools
 import importlib
+import logging
 import os
 import signal
 import threading
-from typing import Iterator, Optional
+from typing import Iterator, Optional, Tuple
 
 import paddle
 from paddle.base import core
@@ -22,6 +23,8 @@ from paddle.base import core
 from solov2.config.device import device_name, on_gpu
 from solov2.config.errors import InputError, param
 from solov2.model.cpu_math import prefer_avx2_mkl
+
+logger = logging.getLogger(__name__)
 
 
 def _gpu_count() -> int:
@@ -48,7 +51,22 @@ def resolve_device(device: Optional[str]) -> str:
                          + param('device', 'cpu') + ' or install paddlepaddle-gpu (docs/training.md)')
     if number >= count:
         raise InputError(param('device', device) + f': this machine has {count} GPU(s), numbered from 0')
+    note = unsupported_gpu(paddle.__version__, paddle.device.cuda.get_device_capability(number))
+    if note:
+        logger.warning(note)
     return name
+
+
+def unsupported_gpu(version: str, capability: Tuple[int, int]) -> Optional[str]:
+    """A line naming the fix when Paddle ``version`` is reported not to run on a GPU of compute
+    ``capability`` (major, minor), else None: the Paddle 2.x GPU wheels (CUDA 11.8 at most) on
+    Hopper (9.0) and newer (Paddle issue 66339; PaddleHelix 369). Development builds (0.0.0) pass."""
+    major = version.split('.')[0]
+    if major.isdigit() and 0 < int(major) < 3 and capability[0] >= 9:
+        return (f'Paddle {version} is reported not to run on this GPU (compute capability {capability[0]}.'
+                f'{capability[1]}, Hopper or newer): install Paddle 3.x with CUDA 12 from the PaddlePaddle index '
+                '(README, GPU)')
+    return None
 
 
 def cpu_threads(threads: int = 0, processes: int = 1) -> int:

@@ -28,6 +28,7 @@ tools/*.py, convert/*2paddle.py) does the same way, and nothing the library need
 """
 import argparse
 import contextlib
+import importlib.util
 import logging
 import os
 import signal
@@ -46,6 +47,7 @@ warnings.filterwarnings('ignore', message='When training, we now always track gl
 from solov2.config import describe_configs  # noqa: E402  (after the start-up settings above)
 from solov2.config.device import device_name, on_gpu  # noqa: E402
 from solov2.config.errors import InputError, Message, RunError, message_of  # noqa: E402
+from solov2.config.install import paddle_install_problem  # noqa: E402
 
 LIBRARY_LOGGER = 'solov2'   # every library module logs under it (loggers named after modules)
 DEBUG_FLAG = '--debug'
@@ -221,6 +223,19 @@ def _interrupted(exc: KeyboardInterrupt, stream, note: str = '') -> int:
     return 143 if isinstance(exc, Terminated) else 130
 
 
+def check_paddle_install(stream=None) -> None:
+    """Before Paddle loads (``config.install``): without Paddle the command ends in one
+    ``error:`` line naming what to install (exit 2); with both the CPU and the GPU wheel it
+    says so in a ``warning:`` line on ``stream`` (default stderr) and goes on."""
+    problem = paddle_install_problem()
+    if problem is None:
+        return
+    fatal = importlib.util.find_spec('paddle') is None
+    print(('error: ' if fatal else 'warning: ') + problem, file=stream or sys.stderr)
+    if fatal:
+        raise SystemExit(2)
+
+
 @contextlib.contextmanager
 def interruptible_loading() -> Iterator[None]:
     """Around a command's imports of Paddle and the library (seconds): Ctrl-C or SIGTERM there
@@ -228,7 +243,8 @@ def interruptible_loading() -> Iterator[None]:
     the C++ ``FatalError`` block of the SIGTERM handler that importing Paddle installs (both
     signals are held while Paddle is imported, then go to Python handlers). A signal the
     process ignores stays ignored; the handlers are put back afterwards (``run_command``
-    installs its own)."""
+    installs its own). First the Paddle install is checked (``check_paddle_install``)."""
+    check_paddle_install()
     if not _main_thread():
         yield
         return

@@ -36,3 +36,11 @@ def test_resolve_device_checks_the_gpus_paddle_has(monkeypatch):
     assert runtime.resolve_device(None) == 'gpu' and runtime.resolve_device('Gpu:1') == 'gpu:1'
     with pytest.raises(InputError, match='2 GPU'):
         runtime.resolve_device('gpu:2')
+
+
+@pytest.mark.parametrize('version, capability, named', [('2.6.2', (9, 0), True), ('2.6.2', (8, 6), False),
+                                                        ('3.3.1', (9, 0), False), ('0.0.0', (9, 0), False)])
+def test_paddle_2_on_hopper_names_the_fix(version, capability, named):
+    note = runtime.unsupported_gpu(version, capability)
+    assert (note is not None) == named
+    assert not named or ('compute capability 9.0' in note and 'Paddle 3.x with CUDA 12' in note)
