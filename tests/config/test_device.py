@@ -33,6 +33,7 @@ def test_resolve_device_checks_the_gpus_paddle_has(monkeypatch):
     with pytest.raises(InputError, match='needs a GPU and paddlepaddle-gpu'):
         runtime.resolve_device('gpu:0')
     monkeypatch.setattr(runtime, '_gpu_count', lambda: 2)
+    monkeypatch.setattr(runtime.paddle.device.cuda, 'get_device_capability', lambda number: (8, 0))
     assert runtime.resolve_device(None) == 'gpu' and runtime.resolve_device('Gpu:1') == 'gpu:1'
     with pytest.raises(InputError, match='2 GPU'):
         runtime.resolve_device('gpu:2')
