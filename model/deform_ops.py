@@ -22,6 +22,8 @@ import paddle
 from paddle.autograd import PyLayer
 from paddle.vision.ops import deform_conv2d
 
+from solov2.model.fast_ops import in_input_dtypes
+
 
 def deform_conv(x: paddle.Tensor, offset: paddle.Tensor, weight: paddle.Tensor,
                 bias: Optional[paddle.Tensor] = None, stride: int = 1, padding: int = 0,
@@ -54,6 +56,7 @@ class _DeformConvTensorOps(PyLayer):
         ctx.geometry = (stride, padding, groups)
         ctx.has_bias = bias is not None
         ctx.needs = [not t.stop_gradient for t in (x, offset, weight, bias, mask) if t is not None]
+        ctx.dtypes = [t.dtype for t in (x, offset, weight, bias, mask) if t is not None]
         ctx.save_for_backward(x, offset, weight, *([] if mask is None else [mask]))
         col = _columns(_sample(x, offset, mask, weight.shape[2:], stride, padding))
         return _conv_columns(col, weight, bias, groups, offset.shape)
@@ -69,7 +72,7 @@ class _DeformConvTensorOps(PyLayer):
             grads.append(dout.sum(axis=[0, 2, 3]))
         if mask is not None:
             grads.append(dmask)
-        return tuple(g if need else None for g, need in zip(grads, ctx.needs))
+        return in_input_dtypes([g if need else None for g, need in zip(grads, ctx.needs)], ctx.dtypes)
 
 
 class _Sampling(NamedTuple):

@@ -4,8 +4,10 @@ At [4, 32, 64, 64] a conv's channel-broadcast bias add takes about 15 ms forward
 backward, nearest x2 upsampling about 11 ms and bilinear x2 about 11 ms. The same sums
 done as a batch-broadcast add, strided slices and two small matrix products take 1-3 ms.
 These functions give the same numbers (up to float rounding) through the cheaper ops.
-Under ``paddle.jit.to_static`` they fall back to the plain ops, so an exported graph is
-unchanged.
+Under ``paddle.jit.to_static`` and on GPUs they are the plain ops, so an exported graph is
+unchanged. Their backward hands each input a gradient of the input's own dtype (under mixed
+precision a black-listed op gives float32 from a float16 input; Paddle 2.6 would take a
+gradient of another dtype unchecked and 3.x refuses it).
 """
 from functools import lru_cache
 
@@ -22,20 +24,32 @@ def expand_channels(values: paddle.Tensor, x: paddle.Tensor) -> paddle.Tensor:
     return values.astype(x.dtype).reshape([channels, 1, 1]).expand([channels, height, width])
 
 
+def in_input_dtypes(grads, inputs) -> tuple:
+    """A custom layer's gradients, each cast to the dtype of its input (``inputs``: the
+    tensors or dtypes, None where an input is not a tensor; a None gradient stays None)."""
+    dtypes = [getattr(t, 'dtype', t) for t in inputs]
+    return tuple(g if g is None or g.dtype == d else g.astype(d) for g, d in zip(grads, dtypes))
+
+
+def cpu_dygraph(x: paddle.Tensor) -> bool:
+    """True in dynamic mode for a tensor on a CPU place: where the CPU fast forms apply."""
+    return paddle.in_dynamic_mode() and x.place.is_cpu_place()
+
+
 class _ChannelBiasAdd(PyLayer):
     @staticmethod
     def forward(ctx, x, bias):
-        ctx.bias_dtype = bias.dtype
+        ctx.dtypes = (x.dtype, bias.dtype)
         return x + expand_channels(bias, x)
 
     @staticmethod
     def backward(ctx, grad):
-        return grad, grad.sum(axis=[0, 2, 3]).astype(ctx.bias_dtype)
+        return in_input_dtypes((grad, grad.sum(axis=[0, 2, 3])), ctx.dtypes)
 
 
 def add_channel_bias(x: paddle.Tensor, bias: paddle.Tensor) -> paddle.Tensor:
     """x [N, C, H, W] + bias [C] per channel -> [N, C, H, W]."""
-    if paddle.in_dynamic_mode():
+    if cpu_dygraph(x):
         return _ChannelBiasAdd.apply(x, bias)
     return x + bias.reshape([1, -1, 1, 1])
 
@@ -43,18 +57,19 @@ def add_channel_bias(x: paddle.Tensor, bias: paddle.Tensor) -> paddle.Tensor:
 class _NearestUp2(PyLayer):
     @staticmethod
     def forward(ctx, x):
+        ctx.dtypes = (x.dtype,)
         return F.interpolate(x, scale_factor=2, mode='nearest')
 
     @staticmethod
     def backward(ctx, grad):
-        return (grad[:, :, 0::2, 0::2] + grad[:, :, 1::2, 0::2]
-                + grad[:, :, 0::2, 1::2] + grad[:, :, 1::2, 1::2])
+        return in_input_dtypes((grad[:, :, 0::2, 0::2] + grad[:, :, 1::2, 0::2]
+                                + grad[:, :, 0::2, 1::2] + grad[:, :, 1::2, 1::2],), ctx.dtypes)[0]
 
 
 def upsample_nearest(x: paddle.Tensor, size) -> paddle.Tensor:
     """Nearest-neighbour resize of x [N, C, H, W] to ``size`` (H', W'); the common
-    exact x2 case in dygraph has the cheap backward."""
-    if paddle.in_dynamic_mode() and list(size) == [2 * x.shape[2], 2 * x.shape[3]]:
+    exact x2 case in dygraph on a CPU has the cheap backward."""
+    if cpu_dygraph(x) and list(size) == [2 * x.shape[2], 2 * x.shape[3]]:
         return _NearestUp2.apply(x)
     return F.interpolate(x, size=size, mode='nearest')
 

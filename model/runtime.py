@@ -11,22 +11,62 @@ import ctypes
 import ctypes.util
 import functools
 import importlib
+import logging
 import os
 import signal
 import threading
-from typing import Iterator
+from typing import Iterator, Optional, Tuple
 
 import paddle
 from paddle.base import core
 
+from solov2.config.device import device_name, on_gpu
+from solov2.config.errors import InputError, param
 from solov2.model.cpu_math import prefer_avx2_mkl
+
+logger = logging.getLogger(__name__)
+
+
+def _gpu_count() -> int:
+    """The GPUs this Paddle can use: 0 on a CPU build."""
+    return paddle.device.cuda.device_count() if paddle.is_compiled_with_cuda() else 0
 
 
 def default_device() -> str:
     """'gpu' when this Paddle build has CUDA and sees a GPU, else 'cpu'."""
-    if paddle.is_compiled_with_cuda() and paddle.device.cuda.device_count() > 0:
-        return 'gpu'
-    return 'cpu'
+    return 'gpu' if _gpu_count() > 0 else 'cpu'
+
+
+def resolve_device(device: Optional[str]) -> str:
+    """The device a run uses: ``device`` normalised (``config.device.device_name``: 'cpu',
+    'gpu', 'gpu:N'), None giving ``default_device()``. InputError, naming the fix, when it
+    names a GPU that this Paddle cannot use (a CPU build, no GPU seen, N past the last)."""
+    name = device_name(device) or default_device()
+    if not on_gpu(name):
+        return name
+    count, number = _gpu_count(), int(name.partition(':')[2] or 0)
+    if count == 0:
+        reason = 'this Paddle sees no GPU' if paddle.is_compiled_with_cuda() else 'this Paddle is a CPU build'
+        raise InputError(param('device', device) + f' needs a GPU and paddlepaddle-gpu: {reason} — use '
+                         + param('device', 'cpu') + ' or install paddlepaddle-gpu (docs/training.md)')
+    if number >= count:
+        raise InputError(param('device', device) + f': this machine has {count} GPU(s), numbered from 0')
+    note = unsupported_gpu(paddle.__version__, paddle.device.cuda.get_device_capability(number))
+    if note:
+        logger.warning(note)
+    return name
+
+
+def unsupported_gpu(version: str, capability: Tuple[int, int]) -> Optional[str]:
+    """A line naming the fix when Paddle ``version`` is reported not to run on a GPU of compute
+    ``capability`` (major, minor), else None: the Paddle 2.x GPU wheels (CUDA 11.8 at most) on
+    Hopper (9.0) and newer (Paddle issue 66339; PaddleHelix 369). Development builds (0.0.0) pass."""
+    major = version.split('.')[0]
+    if major.isdigit() and 0 < int(major) < 3 and capability[0] >= 9:
+        return (f'Paddle {version} is reported not to run on this GPU (compute capability {capability[0]}.'
+                f'{capability[1]}, Hopper or newer): install Paddle 3.x with CUDA 12 from the PaddlePaddle index '
+                '(README, GPU)')
+    return None
 
 
 def cpu_threads(threads: int = 0, processes: int = 1) -> int:
@@ -80,7 +120,7 @@ def paddle_on(device: str, threads: int) -> Iterator[None]:
     for this one to end; one inside this one sets its own and puts these back."""
     with _PADDLE_SETTINGS, kept_random_state():
         before = paddle.get_device(), math_threads()
-        paddle.set_device(device)
+        paddle.set_device(device_name(device))
         core.set_num_threads(threads)
         try:
             yield

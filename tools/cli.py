@@ -28,6 +28,7 @@ tools/*.py, convert/*2paddle.py) does the same way, and nothing the library need
 """
 import argparse
 import contextlib
+import importlib.util
 import logging
 import os
 import signal
@@ -44,7 +45,9 @@ warnings.filterwarnings('ignore', message='When training, we now always track gl
                         category=UserWarning)
 
 from solov2.config import describe_configs  # noqa: E402  (after the start-up settings above)
+from solov2.config.device import device_name, on_gpu  # noqa: E402
 from solov2.config.errors import InputError, Message, RunError, message_of  # noqa: E402
+from solov2.config.install import paddle_install_problem  # noqa: E402
 
 LIBRARY_LOGGER = 'solov2'   # every library module logs under it (loggers named after modules)
 DEBUG_FLAG = '--debug'
@@ -172,7 +175,7 @@ def tune_for(device, threads: int, processes: int = 1) -> None:
     ``processes`` on the machine), made before any Paddle work: ``model.runtime.tune_process``,
     keeping freed memory for reuse when it runs on the CPU."""
     from solov2.model.runtime import default_device, tune_process
-    tune_process(threads, processes, keep_freed_memory=(device or default_device()) == 'cpu')
+    tune_process(threads, processes, keep_freed_memory=not on_gpu(device or default_device()))
 
 
 # ---- exit codes ------------------------------------------------------------------------------
@@ -220,6 +223,19 @@ def _interrupted(exc: KeyboardInterrupt, stream, note: str = '') -> int:
     return 143 if isinstance(exc, Terminated) else 130
 
 
+def check_paddle_install(stream=None) -> None:
+    """Before Paddle loads (``config.install``): without Paddle the command ends in one
+    ``error:`` line naming what to install (exit 2); with both the CPU and the GPU wheel it
+    says so in a ``warning:`` line on ``stream`` (default stderr) and goes on."""
+    problem = paddle_install_problem()
+    if problem is None:
+        return
+    fatal = importlib.util.find_spec('paddle') is None
+    print(('error: ' if fatal else 'warning: ') + problem, file=stream or sys.stderr)
+    if fatal:
+        raise SystemExit(2)
+
+
 @contextlib.contextmanager
 def interruptible_loading() -> Iterator[None]:
     """Around a command's imports of Paddle and the library (seconds): Ctrl-C or SIGTERM there
@@ -227,7 +243,8 @@ def interruptible_loading() -> Iterator[None]:
     the C++ ``FatalError`` block of the SIGTERM handler that importing Paddle installs (both
     signals are held while Paddle is imported, then go to Python handlers). A signal the
     process ignores stays ignored; the handlers are put back afterwards (``run_command``
-    installs its own)."""
+    installs its own). First the Paddle install is checked (``check_paddle_install``)."""
+    check_paddle_install()
     if not _main_thread():
         yield
         return
@@ -302,9 +319,18 @@ def make_parser(description: str, configs: bool = True, notes: str = '') -> argp
     return parser
 
 
+def device_flag(text: str) -> str:
+    """--device's value, normalised (``config.device.device_name``); an argparse error otherwise."""
+    try:
+        return device_name(text)
+    except InputError as exc:
+        raise argparse.ArgumentTypeError(in_flags(message_of(exc))) from None
+
+
 def add_runtime_args(parser: argparse.ArgumentParser) -> None:
     """--device, --threads, --opt and --verbose."""
-    parser.add_argument('--device', default=None, help="'cpu' or 'gpu' (default: gpu if available)")
+    parser.add_argument('--device', default=None, type=device_flag,
+                        help="'cpu', 'gpu' or 'gpu:N' (GPU number N; default: gpu if available)")
     parser.add_argument('--threads', type=int, default=0,
                         help='CPU math threads (default: every core, shared out among data-parallel processes)')
     parser.add_argument('--opt', nargs='+', default=[], metavar='NAME=VALUE',

@@ -62,7 +62,9 @@ def train_parser() -> argparse.ArgumentParser:
     parser.add_argument('--max-iters', type=int, default=0, help='stop (after saving) at this iteration')
     parser.add_argument('--scale-lr', action='store_true',
                         help='scale base_lr linearly with the total batch (base_lr is for reference_batch)')
-    parser.add_argument('--amp', action='store_true', help='mixed precision (float16 on GPU)')
+    parser.add_argument('--amp', nargs='?', const='fp16', default=False, choices=('fp16', 'bf16'),
+                        help='mixed precision on a GPU: fp16 (the default, with loss scaling) or bf16 (Ampere or '
+                             'newer); the loss is computed in float32')
     parser.add_argument('--sync-bn', action='store_true',
                         help='BN statistics over the batches of all data-parallel processes (GPU or CPU)')
     parser.add_argument('--vdl-dir', metavar='DIR',
@@ -93,7 +95,7 @@ def command_args(options: TrainOptions) -> list:
         value = values.get(action.dest, action.default)
         if value == action.default or action.dest not in values:
             continue
-        if isinstance(action, argparse._StoreTrueAction):
+        if isinstance(action, argparse._StoreTrueAction) or value is True:
             argv.append(action.option_strings[0])
         else:
             argv += [action.option_strings[0], *map(str, value if isinstance(value, (list, tuple)) else [value])]

@@ -11,6 +11,7 @@
 """
 from typing import Optional, Sequence, Tuple
 
+from solov2.config.device import device_name
 from solov2.config.errors import InputError, param
 from solov2.config.sidecar import read_sidecar, resolve_config
 from solov2.model.checkpoint import check_unrecorded, check_weights_file
@@ -71,6 +72,7 @@ def open_backend(weights: Optional[str] = None, config: Optional[int] = None, ba
                            + ' (auto is always f32)')
     if model_dir and backend not in EXPORTED:
         raise BackendError(param('model_dir') + ' needs ' + param('backend', *EXPORTED) + f' (not {backend})')
+    device = device_name(device)
     chosen = device or default_device()
     threads = cpu_threads(threads, processes.local_size)
     if backend == 'dygraph' or (backend == 'auto' and chosen != 'cpu'):

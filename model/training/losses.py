@@ -96,6 +96,13 @@ def gather_positive_masks(kernels: Sequence[paddle.Tensor], mask_feat: paddle.Te
             paddle.to_tensor(target.astype(np.float32)).astype(mask_feat.dtype))
 
 
+def _float32(tensor: paddle.Tensor) -> paddle.Tensor:
+    """``tensor`` in float32 (a cast only when it is not): under mixed precision the heads give
+    float16 or bfloat16, and the loss runs in float32 (the Dice sums over Hf x Wf values
+    exceed float16's range), as mmdetection's ``force_fp32`` does."""
+    return tensor if tensor.dtype == paddle.float32 else tensor.astype('float32')
+
+
 def solov2_loss(outputs: Dict, targets: BatchTargets, ins_weight: float = 3.0,
                 alpha: float = 0.25, gamma: float = 2.0,
                 positives: Optional[Tuple[float, float]] = None) -> Dict[str, paddle.Tensor]:
@@ -103,7 +110,8 @@ def solov2_loss(outputs: Dict, targets: BatchTargets, ins_weight: float = 3.0,
 
     Args:
         outputs: the model's forward dict: ``cate_logits`` [B, C, S, S] x L,
-            ``kernels`` [B, E, S, S] x L, ``mask_feat`` [B, E, Hf, Wf].
+            ``kernels`` [B, E, S, S] x L, ``mask_feat`` [B, E, Hf, Wf]; float32, or half
+            types under mixed precision (cast to float32 here, so the losses are float32).
         targets: ``model.training.targets.collate_targets`` of the same batch.
         positives: (mask positives, positive cells), what the dice term and the
             category term (+ 1) are divided by; default this batch's ``num_masks`` and
@@ -113,7 +121,8 @@ def solov2_loss(outputs: Dict, targets: BatchTargets, ins_weight: float = 3.0,
         {'loss_ins', 'loss_cate', 'loss'} scalars. Without positives ``loss_ins``
         is an exact 0 still connected to the graph (zero gradients).
     """
-    cate_logits, kernels, mask_feat = outputs['cate_logits'], outputs['kernels'], outputs['mask_feat']
+    cate_logits, kernels = [_float32(c) for c in outputs['cate_logits']], [_float32(k) for k in outputs['kernels']]
+    mask_feat = _float32(outputs['mask_feat'])
     if len(cate_logits) != len(targets.cate_labels):
         raise ValueError(f'{len(cate_logits)} output levels but {len(targets.cate_labels)} target levels')
 

@@ -1,7 +1,7 @@
 """The options of a training run: what ``train.py``'s command line sets, as one object the
 library takes (``model.training.run.prepare``, ``model.api.train``)."""
 from dataclasses import dataclass
-from typing import Optional, Sequence
+from typing import Optional, Sequence, Union
 
 
 @dataclass(frozen=True)
@@ -22,9 +22,9 @@ class TrainOptions:
     max_minutes: float = 0.0                # training-time budget across resumes, evaluation included; 0: none
     max_iters: int = 0                      # stop (after saving) at this iteration; 0: the config's epochs
     scale_lr: bool = False                  # scale base_lr linearly with the total batch (from reference_batch)
-    amp: bool = False                       # mixed precision (float16, GPU only)
+    amp: Union[bool, str] = False           # mixed precision on a GPU: 'fp16' (or True) or 'bf16' (--amp [fp16|bf16])
     sync_bn: bool = False                   # BN statistics over all data-parallel processes
     vdl_dir: Optional[str] = None           # also write VisualDL logs (losses, LR, speed, AP, a picture) there
-    device: Optional[str] = None            # 'cpu' or 'gpu'; None: gpu if available
+    device: Optional[str] = None            # 'cpu', 'gpu' or 'gpu:N'; None: gpu if available
     threads: int = 0                        # CPU math threads; 0: this process's share of the cores
     verbose: bool = False                   # log every resolved config value at the start

@@ -13,15 +13,16 @@ from typing import Callable, Iterator, Optional
 import paddle
 
 from solov2.config import announce_config, format_settings, get_config
+from solov2.config.device import on_gpu
 from solov2.config.errors import InputError, RunError, param
 from solov2.config.sidecar import read_sidecar
 from solov2.data.files import previous_folder
 from solov2.model.build import build_model
 from solov2.model.checkpoint import CheckpointError
 from solov2.model.distributed import launched_processes, start_processes
-from solov2.model.runtime import cpu_threads, default_device, kept_child_signal, paddle_on
+from solov2.model.runtime import cpu_threads, kept_child_signal, paddle_on, resolve_device
+from solov2.model.training.amp import make_scaler, restore_scaler, runnable_amp
 from solov2.model.training.components import load_pretrained, make_loader, make_optimizer
-from solov2.model.training.cpu_sync_bn import convert_cpu_sync_bn
 from solov2.model.training.ema import ModelEMA
 from solov2.model.training.hooks import CheckpointHook, EvalHook, LogHook, VisualDLHook, open_visualdl
 from solov2.model.training.options import TrainOptions
@@ -29,6 +30,7 @@ from solov2.model.training.run_log import RunLog
 from solov2.model.training.schedule import fit_schedule, scaled_lr, schedule_line
 from solov2.model.training.start import named_settings, start_config, training_classes, with_config_number
 from solov2.model.training.state import find_checkpoint, read_state, restore_training_state, save_training_state
+from solov2.model.training.sync_bn import convert_sync_bn
 from solov2.model.training.trainer import NonFiniteLoss, Schedule, Trainer, TrainState
 
 logger = logging.getLogger(__name__)
@@ -86,7 +88,7 @@ def resume_folder(options: TrainOptions, out: Path) -> Optional[Path]:
 
 
 def build_parts(options: TrainOptions, cfg, world: int, device: str, source, start: Optional[str] = None):
-    """(model, net, optimizer, loader, ema, scaler, base_lr) of a run on the training set
+    """(model, net, optimizer, loader, ema, base_lr) of a run on the training set
     ``source``, starting from the weights ``start`` (a whole model) or ``cfg.pretrained``."""
     paddle.seed(cfg.seed)
     model = build_model(cfg)
@@ -97,15 +99,13 @@ def build_parts(options: TrainOptions, cfg, world: int, device: str, source, sta
         logger.info(load_pretrained(model, start or cfg.pretrained))
     loader = make_loader(cfg, world, source)
     if options.sync_bn and world > 1:
-        model = (paddle.nn.SyncBatchNorm.convert_sync_batchnorm(model) if device == 'gpu'
-                 else convert_cpu_sync_bn(model))
+        model = convert_sync_bn(model, gpu=on_gpu(device))
     net = paddle.DataParallel(model) if world > 1 else None
     base_lr = (scaled_lr(cfg.base_lr, cfg.reference_batch, cfg.batch_size * world) if options.scale_lr
                else cfg.base_lr)
     optimizer = make_optimizer(cfg, model, base_lr)
     ema = ModelEMA(model, cfg.ema_decay, cfg.ema_ramp) if cfg.ema_decay else None
-    scaler = paddle.amp.GradScaler() if options.amp and device == 'gpu' else None
-    return model, net, optimizer, loader, ema, scaler, base_lr
+    return model, net, optimizer, loader, ema, base_lr
 
 
 def take_over_options(options: TrainOptions, folder: Path, saved: dict) -> TrainOptions:
@@ -127,9 +127,10 @@ def take_over_options(options: TrainOptions, folder: Path, saved: dict) -> Train
 
 
 def resume_state(folder: Path, saved: dict, trainer: Trainer, log: RunLog) -> None:
-    """Restore weights, optimizer, EMA and state from checkpoint ``folder``; log rows past
-    the checkpoint are dropped."""
+    """Restore weights, optimizer, EMA, loss scaler and state from checkpoint ``folder``; log
+    rows past the checkpoint are dropped."""
     restore_training_state(folder, saved, trainer.model, trainer.optimizer, trainer.ema)
+    restore_scaler(trainer.scaler, saved.get('scaler', {}))
     trainer.state = TrainState.from_json(saved)
     log.truncate_after(trainer.state.iteration)
     budget = trainer.schedule.max_minutes
@@ -160,7 +161,7 @@ def run_settings(options: TrainOptions) -> Iterator[None]:
     random generators (which the run seeds) as they were (``model.runtime.paddle_on``), and
     the SIGCHLD handler that Paddle's loader workers set (``kept_child_signal``)."""
     threads = cpu_threads(options.threads, launched_processes().local_size)
-    with paddle_on(options.device or default_device(), threads), kept_child_signal():
+    with paddle_on(resolve_device(options.device), threads), kept_child_signal():
         yield
 
 
@@ -177,22 +178,21 @@ def prepare(options: TrainOptions, evaluate: Callable, picture: Optional[Callabl
     overrides = list(options.overrides)
     cfg = start_config(options, overrides)
     processes = launched_processes()
-    device = options.device or default_device()
+    device = resolve_device(options.device)
     start_processes(device)
     world, main_process = processes.world, processes.main
     if main_process:
         claim_run_folder(out, folder is not None, options.overwrite)
     cfg, source = training_classes(cfg, options, overrides)
-    model, net, optimizer, loader, ema, scaler, base_lr = build_parts(options, cfg, world, device, source,
-                                                                      None if folder else options.weights)
-    if options.amp and scaler is None:
-        logger.warning(param('amp', True) + ' needs a GPU; training in float32')
+    model, net, optimizer, loader, ema, base_lr = build_parts(options, cfg, world, device, source,
+                                                              None if folder else options.weights)
+    amp = runnable_amp(options.amp, device)
     cfg, notes = fit_schedule(cfg, get_config(options.config), named_settings(overrides), len(loader))
     total_iters = cfg.epochs * len(loader)
     schedule = Schedule(base_lr, total_iters, len(loader), min(total_iters, options.max_iters or total_iters),
                         options.max_minutes, [e / cfg.epochs for e in cfg.lr_steps])
-    trainer = Trainer(cfg, model, optimizer, loader, schedule, net=net, ema=ema, scaler=scaler, world=world,
-                      state=TrainState(opt=overrides, start_weights=options.weights or ''))
+    trainer = Trainer(cfg, model, optimizer, loader, schedule, net=net, ema=ema, amp=amp, scaler=make_scaler(amp),
+                      world=world, state=TrainState(opt=overrides, start_weights=options.weights or ''))
     log = RunLog(out)
     if folder is not None:
         resume_state(folder, saved, trainer, log)

@@ -12,6 +12,7 @@ import paddle
 
 from solov2.config.errors import RunError
 from solov2.data.loader import loader_batches, set_epoch
+from solov2.model.training.amp import scaler_state
 from solov2.model.training.distributed import mean_positives, rank0_minutes
 from solov2.model.training.losses import solov2_loss
 from solov2.model.training.schedule import learning_rate, training_progress
@@ -107,7 +108,8 @@ class Trainer:
     schedule: Schedule
     net: Optional[paddle.nn.Layer] = None            # the DataParallel wrapper, if any
     ema: Optional[object] = None
-    scaler: Optional[object] = None
+    amp: Optional[str] = None                        # the forward's half type ('float16', 'bfloat16'), None: float32
+    scaler: Optional[object] = None                  # float16's loss scaler (``model.training.amp``)
     world: int = 1
     hooks: List[object] = field(default_factory=list)
     state: TrainState = field(default_factory=TrainState)
@@ -137,9 +139,10 @@ class Trainer:
         return self.state
 
     def checkpoint_state(self) -> dict:
-        """What ``state.json`` records: the state, the time budget and the EMA's update count."""
+        """What ``state.json`` records: the state, the time budget, the EMA's update count and
+        the loss scaler's state (``amp.scaler_state``)."""
         return {**asdict(self.state), 'max_minutes': self.schedule.max_minutes,
-                'ema_updates': self.ema.updates if self.ema is not None else 0}
+                'ema_updates': self.ema.updates if self.ema is not None else 0, 'scaler': scaler_state(self.scaler)}
 
     @property
     def finished(self) -> bool:
@@ -153,7 +156,7 @@ class Trainer:
         self.lr = self._learning_rate(iteration)
         self.optimizer.set_lr(self.lr)
         paddle.seed(cfg.seed * 1000003 + iteration)      # DropBlock etc.: reproducible on resume
-        with paddle.amp.auto_cast(enable=self.scaler is not None, level='O1'):
+        with paddle.amp.auto_cast(enable=self.amp is not None, level='O1', dtype=self.amp or 'float16'):
             outputs = (self.net or self.model)(batch['images'])
         losses = solov2_loss(outputs, batch['targets'], cfg.ins_loss_weight, cfg.focal_alpha,
                              cfg.focal_gamma, mean_positives(batch['targets'], self.world))

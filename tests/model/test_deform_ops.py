@@ -72,3 +72,17 @@ def test_paddle_op_without_gradient(monkeypatch):
     with paddle.no_grad():
         assert deform_conv(**tensors, padding=1).shape == [1, 6, 5, 5]
     assert deform_conv(**tensors, padding=1).stop_gradient
+
+
+def test_tensor_ops_gradients_have_their_inputs_dtype():
+    """float64 inputs: the tensor-op backward gives float64 gradients, equal to Paddle's op's."""
+    rs = np.random.RandomState(7)
+    arrays, (out_h, out_w) = _inputs(rs, 2, 4, 6, (6, 7), 1, 1, True, True)
+    arrays = {k: v.astype(np.float64) for k, v in arrays.items()}
+    dout = rs.standard_normal((2, 6, out_h, out_w))
+    out, grads = _run(deform_conv, arrays, dout, 1, 1, True)
+    ref_out, ref_grads = _run(deform_conv2d, arrays, dout, 1, 1, True)
+    assert out.dtype == np.float64 and grads.keys() == ref_grads.keys() == arrays.keys()
+    for name, ref in ref_grads.items():
+        assert grads[name].dtype == np.float64, name
+        np.testing.assert_allclose(grads[name], ref, rtol=1e-9, atol=1e-9 * np.abs(ref).max(), err_msg=name)

@@ -246,3 +246,30 @@ def test_solov2_loss_given_positives_divides_by_them():
     for key in ('loss_ins', 'loss_cate'):
         np.testing.assert_allclose(float(same[key]), float(own[key]), rtol=1e-6)
         np.testing.assert_allclose(float(halved[key]), float(own[key]) / 2, rtol=1e-5)
+
+
+@pytest.mark.parametrize('dtype', ['float16', 'bfloat16'])
+@pytest.mark.parametrize('all_half', [False, True])
+def test_solov2_loss_takes_half_precision_heads_and_stays_float32(dtype, all_half):
+    """Mixed precision (O1) gives the category and kernel heads in float16 or bfloat16 (conv2d
+    is white-listed) and the mask features in float32 (group_norm is black-listed), or all in
+    the half type: the losses are float32, equal to the float32 loss of the same (rounded)
+    values, close to that of the unrounded ones, and each head's gradient comes back in its
+    own dtype."""
+    reference, targets = _outputs(), _targets()
+    half = {'cate_logits': [_t(t.numpy()).astype(dtype) for t in reference['cate_logits']],
+            'kernels': [_t(t.numpy()).astype(dtype) for t in reference['kernels']],
+            'mask_feat': _t(reference['mask_feat'].numpy()).astype(dtype if all_half else 'float32')}
+    heads = half['cate_logits'] + half['kernels'] + [half['mask_feat']]
+    for t in heads:
+        t.stop_gradient = False
+    rounded = {k: ([t.astype('float32') for t in v] if isinstance(v, list) else v.astype('float32'))
+               for k, v in half.items()}
+    losses = solov2_loss(half, targets)
+    exact, unrounded = solov2_loss(rounded, targets), solov2_loss(reference, targets)
+    for key, value in losses.items():
+        assert value.dtype == paddle.float32 and np.isfinite(float(value))
+        np.testing.assert_allclose(float(value), float(exact[key]), rtol=1e-6)
+        np.testing.assert_allclose(float(value), float(unrounded[key]), rtol=2e-2)
+    losses['loss'].backward()
+    assert all(t.grad is not None and t.grad.dtype == t.dtype for t in heads)

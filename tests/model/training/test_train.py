@@ -92,6 +92,16 @@ def test_bad_arguments_fail_in_one_line(shapes, tmp_path, capsys):
     assert len(errors) == 3 and all(line.startswith('error: ') for line in errors)
 
 
+def test_amp_where_paddle_cannot_run_it_trains_in_float32_saying_so(shapes, tmp_path, capsys):
+    """Paddle's auto_cast does nothing on a CPU place: --amp bf16 --device cpu trains (in
+    float32) and says so; the checkpoint records no loss scaler (bf16 has none)."""
+    out = tmp_path / 'amp'
+    assert _run(shapes, out, '--max-iters', '2', '--amp', 'bf16', '--device', 'CPU') == 0
+    assert "warning: --amp bf16 needs a GPU (Paddle's auto_cast does nothing on the CPU); training in float32" in (
+        capsys.readouterr().out)
+    assert json.loads((out / 'last' / 'state.json').read_text())['scaler'] == {}
+
+
 def test_ranks_share_rank0_minutes_and_the_mean_positives(tmp_path):
     """The time-based LR and stop read rank 0's clock on every rank, whatever their own says,
     and the loss is normalised by the positives averaged over the ranks."""

@@ -2,16 +2,19 @@
 joined batch (outputs, every gradient, running statistics)."""
 import numpy as np
 import paddle
+import pytest
 from paddle import nn
 
+from solov2.config import CONFIGS
+from solov2.model.build import build_model
 from solov2.model.layers import ConvNormAct
-from solov2.model.training.cpu_sync_bn import CpuSyncBatchNorm, convert_cpu_sync_bn
+from solov2.model.training.sync_bn import CpuSyncBatchNorm, convert_sync_bn
 from tests.helpers import launch_two_cpu_processes
 
 TWO_RANKS = """
 import numpy as np, paddle, paddle.distributed as dist
 from paddle import nn
-from solov2.model.training.cpu_sync_bn import CpuSyncBatchNorm
+from solov2.model.training.sync_bn import CpuSyncBatchNorm
 paddle.set_device('cpu')
 dist.init_parallel_env()
 rank, world = dist.get_rank(), dist.get_world_size()
@@ -73,9 +76,34 @@ def test_convert_keeps_parameters_and_is_batchnorm_in_one_process():
     expected = block(x).numpy()                        # training mode: updates the statistics
     updated = {k: v.numpy() for k, v in block.state_dict().items()}
     block.set_state_dict(start)
-    convert_cpu_sync_bn(block)
+    convert_sync_bn(block, gpu=False)
     assert type(block[0].norm) is CpuSyncBatchNorm and type(block[1].norm) is nn.GroupNorm
     assert {k: v.numpy() for k, v in block.state_dict().items()}.keys() == start.keys()
     assert all(np.array_equal(start[k], v.numpy()) for k, v in block.state_dict().items())
     np.testing.assert_allclose(block(x).numpy(), expected, rtol=1e-6, atol=1e-6)
     assert all(np.allclose(updated[k], v.numpy()) for k, v in block.state_dict().items())
+
+
+def _bn_layers(model):
+    return [layer for layer in model.sublayers() if isinstance(layer, nn.layer.norm._BatchNormBase)]
+
+
+@pytest.mark.parametrize('gpu', [True, False])
+def test_convert_keeps_frozen_bn_frozen(gpu):
+    """Config 0 (frozen backbone BN, trained BN elsewhere): the one conversion, with Paddle's
+    SyncBatchNorm (the GPU path, built on the CPU here) or CpuSyncBatchNorm, replaces only the
+    BN layers that train their statistics; the 53 frozen ones stay BatchNorm2D with global
+    statistics and fixed parameters, and every tensor is the one the model held."""
+    model = build_model(CONFIGS[0])
+    before = {k: v for k, v in model.state_dict().items()}
+    frozen = [bn for bn in _bn_layers(model) if bn._use_global_stats]
+    training = [bn for bn in _bn_layers(model) if not bn._use_global_stats]
+    assert len(frozen) == 53 and all(p.stop_gradient for bn in frozen for p in bn.parameters())
+    convert_sync_bn(model, gpu=gpu)
+    synced_class = nn.SyncBatchNorm if gpu else CpuSyncBatchNorm
+    after = _bn_layers(model)
+    assert [bn for bn in after if type(bn) is nn.BatchNorm2D] == frozen
+    assert all(bn._use_global_stats and all(p.stop_gradient for p in bn.parameters()) for bn in frozen)
+    assert len([bn for bn in after if type(bn) is synced_class]) == len(training) == len(after) - 53
+    assert model.state_dict().keys() == before.keys()
+    assert all(model.state_dict()[k] is v for k, v in before.items())

@@ -1,16 +1,22 @@
-"""BatchNorm synchronised across data-parallel processes on CPU.
+"""BatchNorm synchronised across data-parallel processes, on GPUs and CPUs alike.
 
-Paddle's ``SyncBatchNorm`` has GPU kernels only. With several CPU processes (gloo) each
-one would otherwise normalise over its own images: two images per process when four are
-split over two cores. ``CpuSyncBatchNorm`` sums the per-channel statistics over the
-processes, forward and backward, so training sees the statistics of the whole batch.
+``convert_sync_bn`` is the one conversion of both: it replaces the BN layers that normalise
+with batch statistics and leaves the frozen ones (``use_global_stats``: running statistics,
+as every COCO config's backbone) as they are. Paddle's own ``convert_sync_batchnorm``
+rebuilds every BN without ``use_global_stats``, un-freezing them, so it is not used.
+
+On GPUs the replacement is Paddle's ``SyncBatchNorm`` (NCCL). Paddle's ``SyncBatchNorm`` has
+GPU kernels only; with several CPU processes (gloo) each one would otherwise normalise over
+its own images: two images per process when four are split over two cores.
+``CpuSyncBatchNorm`` sums the per-channel statistics over the processes, forward and
+backward, so training sees the statistics of the whole batch.
 """
 import paddle
 import paddle.distributed as dist
 from paddle import nn
 from paddle.autograd import PyLayer
 
-from solov2.model.fast_ops import expand_channels
+from solov2.model.fast_ops import expand_channels, in_input_dtypes
 
 
 def _channel_affine(x: paddle.Tensor, scale: paddle.Tensor, shift: paddle.Tensor) -> paddle.Tensor:
@@ -46,7 +52,7 @@ class _SyncBatchNormFunction(PyLayer):
     def forward(ctx, x, weight, bias, mean, inv_std, count):
         scale = weight * inv_std
         ctx.save_for_backward(x, mean, inv_std, scale)
-        ctx.count = count
+        ctx.count, ctx.dtypes = count, (x.dtype, weight.dtype, bias.dtype)
         return _channel_affine(x, scale, bias - mean * scale)
 
     @staticmethod
@@ -62,7 +68,7 @@ class _SyncBatchNormFunction(PyLayer):
         # grad_x = scale * (grad - mean_grad - x_hat * mean_grad_xhat), x_hat = (x - mean) * inv_std
         coef = scale * inv_std * mean_grad_xhat
         grad_x = _channel_affine(grad, scale, mean * coef - scale * mean_grad) - x * expand_channels(coef, x)
-        return grad_x, grad_weight, grad_bias, None, None
+        return (*in_input_dtypes((grad_x, grad_weight, grad_bias), ctx.dtypes), None, None)
 
 
 class CpuSyncBatchNorm(nn.BatchNorm2D):
@@ -82,17 +88,30 @@ class CpuSyncBatchNorm(nn.BatchNorm2D):
         return _SyncBatchNormFunction.apply(x, self.weight, self.bias, mean, inv_std, count)
 
 
-def convert_cpu_sync_bn(model: nn.Layer) -> nn.Layer:
-    """Replace every ``nn.BatchNorm2D`` in ``model`` (in place) by a ``CpuSyncBatchNorm``
-    holding the same parameters and statistics. Returns ``model``."""
+def trains_statistics(layer: nn.Layer) -> bool:
+    """True for a ``BatchNorm2D`` that normalises a training batch with its own statistics
+    (not ``use_global_stats``); a frozen BN uses its running statistics and stays as it is."""
+    return type(layer) is nn.BatchNorm2D and not layer._use_global_stats
+
+
+def _synced(bn: nn.BatchNorm2D, gpu: bool) -> nn.Layer:
+    """A synchronised BN (Paddle's ``SyncBatchNorm`` on a GPU, else ``CpuSyncBatchNorm``) that
+    holds ``bn``'s own parameters and statistics (the same tensors: their ``stop_gradient``
+    and the optimizer's view of them are kept)."""
+    cls = nn.SyncBatchNorm if gpu else CpuSyncBatchNorm
+    synced = cls(bn._num_features, momentum=bn._momentum, epsilon=bn._epsilon, data_format=bn._data_format)
+    synced.weight, synced.bias = bn.weight, bn.bias
+    synced._mean, synced._variance = bn._mean, bn._variance
+    return synced
+
+
+def convert_sync_bn(model: nn.Layer, gpu: bool) -> nn.Layer:
+    """Replace (in place) every ``BatchNorm2D`` of ``model`` that trains its statistics
+    (``trains_statistics``) by a synchronised one on the same tensors: Paddle's
+    ``SyncBatchNorm`` when ``gpu``, else ``CpuSyncBatchNorm``. Frozen BN layers are left as
+    they are. Returns ``model``."""
     for parent in [model, *model.sublayers()]:
         for name, child in list(parent.named_children()):
-            if type(child) is nn.BatchNorm2D:
-                synced = CpuSyncBatchNorm(child._num_features, momentum=child._momentum,
-                                          epsilon=child._epsilon,
-                                          use_global_stats=child._use_global_stats)
-                synced.set_state_dict(child.state_dict())
-                synced.weight.stop_gradient = child.weight.stop_gradient
-                synced.bias.stop_gradient = child.bias.stop_gradient
-                setattr(parent, name, synced)
+            if trains_statistics(child):
+                setattr(parent, name, _synced(child, gpu))
     return model

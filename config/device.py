@@ -1,0 +1,28 @@
+"""Device names, checked and normalised in one place: 'cpu', 'gpu' (this process's GPU:
+under ``paddle.distributed.launch`` each process's own) or 'gpu:N' (GPU number N). Every
+command's ``--device`` and every library ``device`` parameter goes through ``device_name``,
+and code asks ``on_gpu`` rather than comparing names, so 'gpu:0' is a GPU wherever 'gpu' is.
+No Paddle here: the commands check the flag before Paddle loads."""
+import re
+from typing import Optional
+
+from solov2.config.errors import InputError, param
+
+_NAME = re.compile(r'cpu|gpu(:\d+)?')
+
+
+def device_name(device: Optional[str]) -> Optional[str]:
+    """``device`` as the toolkit names it: 'cpu', 'gpu' or 'gpu:N' (case and surrounding
+    spaces ignored); None stays None (the default device). InputError for anything else."""
+    if device is None:
+        return None
+    text = str(device).strip().lower()
+    if not _NAME.fullmatch(text):
+        raise InputError(param('device', device) + " is not a device: use 'cpu', 'gpu' or 'gpu:N' (N: the GPU's "
+                         'number, from 0)')
+    return text
+
+
+def on_gpu(device: str) -> bool:
+    """True for 'gpu' and 'gpu:N' (any spelling ``device_name`` takes), False for 'cpu'."""
+    return device_name(device).startswith('gpu')

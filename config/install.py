@@ -1,0 +1,40 @@
+"""Which Paddle is installed, read from the installed distributions without importing Paddle
+(the commands check it before Paddle loads). The package depends on no Paddle wheel, so that
+installing it keeps the user's own (``paddlepaddle`` for CPUs, ``paddlepaddle-gpu`` for GPUs:
+both install the same ``paddle/`` folder, and pip putting one over the other silently changes
+the device)."""
+import importlib.metadata
+import importlib.util
+from typing import Callable, Optional, Sequence
+
+WHEELS = ('paddlepaddle', 'paddlepaddle-gpu')
+INSTALL = ('pip install paddlepaddle (CPU); for GPUs up to Ampere paddlepaddle-gpu==2.6.2 (CUDA 11.8), for Hopper '
+           'Paddle 3.x with CUDA 12, both from the PaddlePaddle index (README, GPU)')
+
+
+def installed_wheels() -> Sequence[str]:
+    """The Paddle wheels of ``WHEELS`` installed in this Python, in that order."""
+    found = []
+    for name in WHEELS:
+        try:
+            importlib.metadata.distribution(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+        found.append(name)
+    return found
+
+
+def paddle_install_problem(wheels: Optional[Sequence[str]] = None,
+                           importable: Callable[[], bool] = lambda: importlib.util.find_spec('paddle') is not None
+                           ) -> Optional[str]:
+    """A one-line message when Paddle's install is wrong, else None: no Paddle at all (neither
+    wheel and no importable ``paddle``, such as a build from source), or both the CPU and the
+    GPU wheel (one overwrote the other's files). ``wheels``: default ``installed_wheels()``."""
+    wheels = installed_wheels() if wheels is None else wheels
+    if len(wheels) > 1:
+        return ('both paddlepaddle and paddlepaddle-gpu are installed, in the same paddle/ folder (the last one '
+                'installed overwrote the other): pip uninstall -y paddlepaddle paddlepaddle-gpu, then install the one '
+                'for your device')
+    if not wheels and not importable():
+        return f'PaddlePaddle is not installed: {INSTALL}'
+    return None

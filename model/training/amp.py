@@ -1,0 +1,70 @@
+"""Mixed precision of a training run: which half type (``--amp fp16|bf16``), whether Paddle's
+``auto_cast`` runs it on the device, and the loss scaler (float16 only) with its state, which
+a checkpoint keeps so that a resumed run goes on with its loss scale.
+
+Only the forward runs under ``auto_cast`` (level O1: Paddle's white-listed ops such as conv2d
+and matmul in the half type, its black-listed ones such as group_norm in float32); the loss
+casts the heads' outputs to float32 (``losses.solov2_loss``). Paddle's ``auto_cast`` and
+``GradScaler`` work on GPUs only: on a CPU place they do nothing (Paddle 2.6 and 3.x)."""
+import logging
+from typing import Optional
+
+import numpy as np
+import paddle
+
+from solov2.config.device import on_gpu
+from solov2.config.errors import InputError, param
+
+logger = logging.getLogger(__name__)
+AMP_TYPES = {'fp16': 'float16', 'bf16': 'bfloat16'}
+NEEDS = {'float16': 'compute capability 7.0 (Volta)', 'bfloat16': 'compute capability 8.0 (Ampere) and CUDA 11'}
+
+
+def amp_dtype(amp) -> Optional[str]:
+    """``TrainOptions.amp`` as a dtype: False, None or '' -> None (float32); True or 'fp16' ->
+    'float16'; 'bf16' -> 'bfloat16'. InputError for anything else."""
+    if amp is None or amp is False or amp == '':
+        return None
+    key = 'fp16' if amp is True else amp
+    if key not in AMP_TYPES:
+        raise InputError(param('amp', amp) + f' is not a precision: use {" or ".join(AMP_TYPES)}')
+    return AMP_TYPES[key]
+
+
+def runnable_amp(amp, device: str) -> Optional[str]:
+    """The half type a run on ``device`` trains its forward in: ``amp_dtype(amp)`` where Paddle's
+    ``auto_cast`` runs it there, else None (float32) with a warning that says why."""
+    dtype = amp_dtype(amp)
+    if dtype is None:
+        return None
+    if not on_gpu(device):
+        logger.warning(param('amp', amp) + " needs a GPU (Paddle's auto_cast does nothing on the CPU); "
+                       'training in float32')
+        return None
+    supported = (paddle.amp.is_float16_supported if dtype == 'float16' else paddle.amp.is_bfloat16_supported)(device)
+    if not supported:
+        logger.warning(param('amp', amp) + f' needs a GPU with {NEEDS[dtype]}; training in float32')
+        return None
+    return dtype
+
+
+def make_scaler(dtype: Optional[str]) -> Optional[paddle.amp.GradScaler]:
+    """The loss scaler of a float16 run (Paddle's defaults: 2^15 to start, dynamic); None for
+    bfloat16 (float32's exponent range: nothing to scale) and float32."""
+    return paddle.amp.GradScaler() if dtype == 'float16' else None
+
+
+def scaler_state(scaler: Optional[paddle.amp.GradScaler]) -> dict:
+    """``scaler``'s state as JSON values (``state.json``): ``GradScaler.state_dict()`` with the
+    scale as a list of floats; {} without a scaler."""
+    if scaler is None:
+        return {}
+    return {k: (np.asarray(v, np.float64).reshape(-1).tolist() if k == 'scale' else v)
+            for k, v in scaler.state_dict().items()}
+
+
+def restore_scaler(scaler: Optional[paddle.amp.GradScaler], saved: dict) -> None:
+    """Put ``saved`` (``scaler_state``) back into ``scaler``; a checkpoint without a scaler's
+    state (a float32 or bfloat16 run, or an older one) leaves it at its start."""
+    if scaler is not None and saved:
+        scaler.load_state_dict(saved)
