@@ -94,9 +94,11 @@ def kept_child_signal() -> Iterator[None]:
     """The process's SIGCHLD handler as it was after the block: Paddle's first DataLoader with
     worker processes sets its own for the rest of the process (it checks its workers whenever
     any child ends; a long-lived process that later ran subprocesses was seen to crash in it),
-    so it is put back, and Paddle told to set it again next time. Outside the main thread,
-    where Python cannot set handlers (Paddle's loader would fail), Paddle is told it is set
-    already for the block: it then finds dead workers by its 5-second status checks alone."""
+    so it is put back, and Paddle told to set it again next time. Where it could not be put
+    back, Paddle is told it is set already for the block and finds dead workers by its 5-second
+    status checks alone: outside the main thread (Python sets handlers there only; Paddle's
+    loader would fail), and where the handler was installed from C (``signal.getsignal`` gives
+    None: Python cannot set it again)."""
     if not hasattr(signal, 'SIGCHLD'):
         yield
         return
@@ -104,12 +106,12 @@ def kept_child_signal() -> Iterator[None]:
     flag = getattr(paddle_side, '_SIGCHLD_handler_set', None)
     main = threading.current_thread() is threading.main_thread()
     handler = signal.getsignal(signal.SIGCHLD) if main else None
-    if not main and flag is not None:
+    if handler is None and flag is not None:
         paddle_side._SIGCHLD_handler_set = True
     try:
         yield
     finally:
-        if main:
+        if handler is not None:
             signal.signal(signal.SIGCHLD, handler)
         if flag is not None:
             paddle_side._SIGCHLD_handler_set = flag
