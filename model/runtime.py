@@ -138,7 +138,8 @@ def malloc_keeps_freed_memory() -> bool:
     return bool(mallopt(M_MMAP_MAX, 0)) and bool(mallopt(M_TRIM_THRESHOLD, KEEP_AT_TOP))
 
 
-def tune_process(threads: int = 0, processes: int = 1, keep_freed_memory: bool = False) -> None:
+def tune_process(threads: int = 0, processes: int = 1, keep_freed_memory: bool = False,
+                 helper_threads: int = 0) -> None:
     """Tune the whole process for speed, as demo.py, eval.py and train.py do; the library
     itself never does. Call it first, before any Paddle work:
 
@@ -150,8 +151,17 @@ def tune_process(threads: int = 0, processes: int = 1, keep_freed_memory: bool =
       ``threads`` while it runs and puts these back);
     - ``keep_freed_memory``: glibc's malloc keeps freed memory for reuse
       (``malloc_keeps_freed_memory``): faster steps of CPU training, but the process keeps
-      its peak memory until it ends (the commands ask for it when they run on the CPU)."""
+      its peak memory until it ends (the commands ask for it when they run on the CPU);
+    - ``helper_threads``: OpenCV's threads and numpy's BLAS's (OpenBLAS; not MKL, which
+      Paddle's network may share) for the process, 0 to leave them: 1 when pictures are read
+      and post-processed in several threads beside the network (``Segmenter.stream``,
+      ``evaluate``, callers in threads), as demo.py and eval.py ask."""
     prefer_avx2_mkl()
     if keep_freed_memory:
         malloc_keeps_freed_memory()
     core.set_num_threads(cpu_threads(threads, processes))
+    if helper_threads:
+        import cv2
+        import threadpoolctl
+        cv2.setNumThreads(helper_threads)
+        threadpoolctl.ThreadpoolController().select(internal_api='openblas').limit(limits=helper_threads)

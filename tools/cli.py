@@ -166,13 +166,15 @@ def weights_path(weights):
 
 # ---- process tuning --------------------------------------------------------------------------
 
-def tune_for(device, threads: int, processes: int = 1) -> None:
+def tune_for(device, threads: int, processes: int = 1, helper_threads: int = 1) -> None:
     """The process-wide tuning of a command that runs a model on ``device`` (None: the default
     one) with ``threads`` CPU math threads (0: this process's share of the cores among
     ``processes`` on the machine), made before any Paddle work: ``model.runtime.tune_process``,
-    keeping freed memory for reuse when it runs on the CPU."""
+    keeping freed memory for reuse when it runs on the CPU, OpenCV and numpy's BLAS on
+    ``helper_threads`` (1: each reading and post-processing worker on one core; 0: left)."""
     from solov2.model.runtime import default_device, tune_process
-    tune_process(threads, processes, keep_freed_memory=(device or default_device()) == 'cpu')
+    tune_process(threads, processes, keep_freed_memory=(device or default_device()) == 'cpu',
+                 helper_threads=helper_threads)
 
 
 # ---- exit codes ------------------------------------------------------------------------------
