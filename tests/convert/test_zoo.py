@@ -37,8 +37,8 @@ from solov2.convert import download, zoo
 from solov2.convert.common import model_shapes
 from solov2.convert.download import DownloadError, Retry
 from solov2.convert.families import CONVERTERS
-from solov2.convert.to_ppdet import to_ppdet
 from solov2.convert.published import CONVERTER_SCRIPTS, Published
+from solov2.convert.to_ppdet import to_ppdet
 from solov2.model.api import Segmenter, TrainOptions, train
 from solov2.model.checkpoint import load_paddle_params
 from solov2.tools import cache as cache_tool
