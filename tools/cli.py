@@ -24,7 +24,7 @@ tools/*.py, convert/*2paddle.py) does the same way, and nothing the library need
   130 / 143). ``--debug`` (or SOLOV2_DEBUG=1) shows the traceback instead.
 - Arguments: the parser and the argument groups the commands share; ``run_converter`` is
   the whole command line of the converters (convert/*2paddle.py, convert/paddle2ppdet.py),
-  whose library part is ``convert.common``.
+  whose library part is ``convert.common`` (``convert.to_ppdet`` for the way back).
 """
 import argparse
 import contextlib
