@@ -4,8 +4,10 @@ segments a picture on every backend, reads two streams side by side, trains two 
 and prints (JSON) the settings that changed and what the work gave.
 
     python tests/model/api/guest_probe.py WORK_FOLDER SHAPES_DATASET
+    python tests/model/api/guest_probe.py --imports MODULE...     (only imports them)
 """
 import ctypes
+import importlib
 import json
 import logging
 import os
@@ -136,18 +138,22 @@ def work(folder: Path, shapes: str, threads: int) -> dict:
             'backends': {name: seg.backend.name for name, seg in segmenters.items()}}
 
 
-def main(folder: str, shapes: str) -> None:
+def main(args) -> None:
     ctypes.CDLL = SpiedLibrary
-    cv2.setNumThreads(3)                  # the host's own choice, which no count the toolkit picks equals
+    cv2.setNumThreads(3)                  # the host's own choices, which no count the toolkit picks equals
+    paddle.base.core.set_num_threads(2)   # (on 2 cores or more; Paddle Inference's runs leave 1 behind)
     host_threads = paddle_math_threads()
     blas_libraries = [pool['filepath'] for pool in threadpoolctl.threadpool_info()]
     logger_names = list(logging.root.manager.loggerDict)
     before = process_state(blas_libraries, logger_names)
-    done = work(Path(folder), shapes, 1 if host_threads and host_threads > 1 else 2)
+    if args[0] == '--imports':
+        done = {'imported': len([importlib.import_module(name) for name in args[1:]])}
+    else:
+        done = work(Path(args[0]), args[1], 1 if host_threads and host_threads > 1 else 2)
     after = process_state(blas_libraries, logger_names)
     changed = {name: [repr(before[name]), repr(after[name])] for name in before if before[name] != after[name]}
     print(json.dumps({'changed': changed, 'configured loggers': configured_toolkit_loggers(), **done}))
 
 
 if __name__ == '__main__':
-    main(*sys.argv[1:])
+    main(sys.argv[1:])

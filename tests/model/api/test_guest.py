@@ -23,6 +23,7 @@ from solov2 import SAMPLE_IMAGES, SHIPPED_WEIGHTS, Segmenter, TrainOptions, trai
 from solov2.model import cpu_math, runtime
 from solov2.model.cpu_math import MKL_CPU_TYPE
 from tests.helpers import REPO_DIR, TINY_TRAINING, alive, children, make_tiny_shapes
+from tests.test_layout import library_files
 
 PICTURE = os.path.join(SAMPLE_IMAGES, 'shapes_000083.jpg')
 
@@ -33,20 +34,36 @@ def _other_threads(threads: int) -> int:
     return 1 if threads > 1 else 2
 
 
+def _probe(tmp_path, *args, timeout: int = 900) -> dict:
+    """What tests/model/api/guest_probe.py, run with ``args`` in a fresh process, reports."""
+    env = {name: value for name, value in os.environ.items() if name != MKL_CPU_TYPE}
+    env.update(PYTHONPATH=str(REPO_DIR), SOLOV2_CACHE=str(tmp_path / 'cache'))
+    done = subprocess.run([sys.executable, str(Path(__file__).with_name('guest_probe.py')), *args],
+                          capture_output=True, text=True, env=env, cwd=str(tmp_path), timeout=timeout)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def library_modules() -> list:
+    """Every module of the library (config/, data/, model/, convert/ but its commands) by its import name."""
+    paths = [path[:-len('.py')].removesuffix('/__init__') for path in library_files()]
+    return ['solov2'] + [f'solov2.{path.replace("/", ".")}' for path in paths]
+
+
+def test_importing_any_library_module_changes_nothing(tmp_path):
+    report = _probe(tmp_path, '--imports', *library_modules(), timeout=300)
+    assert report['imported'] > 50 and report['changed'] == {} and report['configured loggers'] == []
+
+
 def test_a_fresh_process_is_left_as_it_was_by_every_backend_streams_export_and_training(tmp_path):
     """tests/model/api/guest_probe.py takes a fresh process's settings before its first import
     of the toolkit, then exports (checked) and quantizes the shipped model, segments on every
     backend (auto exporting into a cache of its own), reads two streams side by side (the first
     opened ends first) and trains with a loader worker; no setting may have changed."""
     shapes = make_tiny_shapes(tmp_path / 'shapes')
-    env = {name: value for name, value in os.environ.items() if name != MKL_CPU_TYPE}
-    env.update(PYTHONPATH=str(REPO_DIR), SOLOV2_CACHE=str(tmp_path / 'cache'))
     work = tmp_path / 'work'
     work.mkdir()
-    done = subprocess.run([sys.executable, str(Path(__file__).with_name('guest_probe.py')), str(work), str(shapes)],
-                          capture_output=True, text=True, env=env, cwd=str(tmp_path), timeout=900)
-    assert done.returncode == 0, done.stderr[-3000:]
-    report = json.loads(done.stdout.strip().splitlines()[-1])
+    report = _probe(tmp_path, str(work), str(shapes))
     assert report['changed'] == {} and report['configured loggers'] == []
     assert report['backends'] == {'dygraph': 'dygraph', 'inference': 'inference', 'onnx': 'onnx',
                                   'openvino': 'openvino', 'int8': 'openvino', 'auto': report['backends']['auto']}
