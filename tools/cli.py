@@ -5,10 +5,12 @@ tools/*.py, convert/*2paddle.py) does the same way, and nothing the library need
   (Paddle's "No ccache found", the BatchNorm note on every return to training mode, the C++
   log's warnings, OpenCV's ``[ WARN ]`` lines such as the ones before "cannot open camera";
   errors still show and a GLOG_minloglevel or OPENCV_LOG_LEVEL set by the user wins). The library
-  leaves the process as it found it (environment, malloc, Paddle's device and threads, random
-  generators, signal handlers, logging, matplotlib); a command may change it, and the commands
-  that run a model tune it in one call, ``tune_for`` (the library's ``tune_process``: MKL's
-  AVX2 path on AMD CPUs, Paddle's CPU math threads, and on the CPU freed memory kept for reuse).
+  leaves the process as it found it (environment, malloc, Paddle's device and threads, OpenCV's
+  and BLAS threads, random generators, signal handlers, logging, warning filters, matplotlib);
+  a command may change it, and the commands that run a model tune it in one call, ``tune_for``
+  (the library's ``tune_process``: MKL's AVX2 path on AMD CPUs, Paddle's CPU math threads, on
+  the CPU freed memory kept for reuse, and but for training OpenCV and numpy's BLAS on one
+  thread, for the pipeline's worker threads).
 - Console: the library reports through ``logging`` (loggers named after its modules) and
   progress callbacks; ``show_logs`` prints those messages as plain lines, ``Progress`` is the
   progress line with rate and ETA (``DownloadProgress`` in MB for a download), and
