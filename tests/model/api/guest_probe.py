@@ -1,13 +1,14 @@
 """The host program of tests/model/api/test_guest.py, run in a fresh process: it takes its
-settings before the first import of the toolkit, then exports and quantizes the shipped model,
-segments a picture on every backend, reads two streams side by side, trains two iterations,
-and prints (JSON) the settings that changed and what the work gave.
+settings before the first import of the toolkit, then exports and (with the deployment extras)
+quantizes the shipped model, segments a picture on every backend installed, reads two streams
+side by side, trains two iterations, and prints (JSON) the settings that changed and what the work gave.
 
     python tests/model/api/guest_probe.py WORK_FOLDER SHAPES_DATASET
     python tests/model/api/guest_probe.py --imports MODULE...     (only imports them)
 """
 import ctypes
 import importlib
+import importlib.util
 import json
 import logging
 import os
@@ -116,15 +117,18 @@ def work(folder: Path, shapes: str, threads: int) -> dict:
     cpuinfo.write_text('processor\t: 0\nvendor_id\t: AuthenticAMD\ncpu family\t: 25\n')
     cpu_math.CPUINFO = str(cpuinfo)
     pictures = sorted(str(path) for path in Path(SAMPLE_IMAGES).glob('*.jpg'))
-    export(9, get_config(9), SHIPPED_WEIGHTS, folder / 'export', check=True)
-    quantize_model(str(folder / 'export'), [Path(path) for path in pictures], folder / 'int8')
+    deploy = all(importlib.util.find_spec(name) for name in ('paddle2onnx', 'onnxruntime', 'openvino', 'nncf'))
+    export(9, get_config(9), SHIPPED_WEIGHTS, folder / 'export', fmt='both' if deploy else 'paddle', check=True)
     exported = {'model_dir': str(folder / 'export'), 'threads': threads}
     segmenters = {'dygraph': Segmenter(SHIPPED_WEIGHTS, backend='dygraph', device='cpu', threads=threads),
-                  'inference': Segmenter(backend='inference', **exported),
-                  'onnx': Segmenter(backend='onnx', **exported), 'openvino': Segmenter(backend='openvino', **exported),
-                  'int8': Segmenter(backend='openvino', model_dir=str(folder / 'int8'), precision='int8',
-                                    threads=threads),
-                  'auto': Segmenter(SHIPPED_WEIGHTS, device='cpu', threads=threads, cache_dir=str(folder / 'cache'))}
+                  'inference': Segmenter(backend='inference', **exported)}
+    if deploy:                        # the deployment extras (requirements-deploy.txt)
+        quantize_model(str(folder / 'export'), [Path(path) for path in pictures], folder / 'int8')
+        segmenters.update(onnx=Segmenter(backend='onnx', **exported),
+                          openvino=Segmenter(backend='openvino', **exported),
+                          int8=Segmenter(backend='openvino', model_dir=str(folder / 'int8'), precision='int8',
+                                         threads=threads))
+    segmenters['auto'] = Segmenter(SHIPPED_WEIGHTS, device='cpu', threads=threads, cache_dir=str(folder / 'cache'))
     found = {name: len(seg(pictures[0])) for name, seg in segmenters.items()}
     first, second = segmenters['dygraph'].stream(pictures[:2]), segmenters['inference'].stream(pictures)
     read = [next(first), next(second), next(first), next(second)]     # side by side; the first ends first
@@ -135,6 +139,7 @@ def work(folder: Path, shapes: str, threads: int) -> dict:
                                             'train_shorts=(128,)', 'train_max=128', 'test_short=128', 'test_max=128',
                                             'warmup_iters=2', 'epochs=2')))
     return {'instances': found, 'streamed': len(read), 'pictures': len(pictures), 'iterations': summary.iteration,
+            'deploy': deploy,
             'backends': {name: seg.backend.name for name, seg in segmenters.items()}}
 
 
