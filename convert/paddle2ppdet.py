@@ -7,79 +7,15 @@ config and are refused. The config comes from the checkpoint's sidecar (NAME.jso
 ``--config``. Usage:
     python convert/paddle2ppdet.py output/0/best/model.pdparams solov2_r50_fpn_3x_coco.pdparams
 """
-from pathlib import Path
-from typing import Dict, List, Optional
-
 if __package__ in (None, ''):
     import _bootstrap  # noqa: F401  (script mode: make the project importable)
 
-import numpy as np
-import paddle
-
-from solov2.config import CONFIGS
-from solov2.config.errors import InputError
-from solov2.config.sidecar import MODEL_SETTINGS, recorded_settings, resolve_config
-from solov2.convert.ppdet_names import ppdet_name, with_duplicates
-from solov2.data.files import check_output_file, make_folder, write_together
-from solov2.model.build import model_shapes
-from solov2.model.checkpoint import check_fit, load_paddle_params
+from solov2.convert.to_ppdet import write_ppdet
 from solov2.tools.cli import run_converter
-
-PPDET_CONFIGS = {0: 'solov2_r50_fpn_1x_coco or solov2_r50_fpn_3x_coco', 3: 'solov2_r50_enhance_coco',
-                 4: 'solov2_r101_vd_fpn_3x_coco'}
-
-
-def to_ppdet(state: Dict[str, np.ndarray], cfg, weights: str = 'the weights') -> Dict[str, np.ndarray]:
-    """Our {name: array} (read from ``weights``) -> PaddleDetection's {name: float32 array},
-    with the duplicate keys PaddleDetection's own state_dict holds; CheckpointError when
-    ``state`` does not hold exactly the parameters of ``cfg`` (names and shapes)."""
-    shapes = model_shapes(cfg)
-    check_fit(shapes, state, weights, cfg.__name__)
-    keys = frozenset(shapes)
-    return with_duplicates({ppdet_name(k, keys, cfg): np.ascontiguousarray(state[k], dtype=np.float32)
-                            for k in shapes})
-
-
-def ppdet_config(weights: str, number: Optional[int]):
-    """(config number, config class with what the sidecar recorded) from ``number`` or the
-    sidecar (``config.sidecar.resolve_config``); InputError for a config without a
-    PaddleDetection 2.x counterpart."""
-    number, cfg = resolve_config(weights, number)
-    if number not in PPDET_CONFIGS:
-        raise InputError(f'config {number} ({CONFIGS[number].__name__}) has no PaddleDetection 2.x SOLOv2 config '
-                         f'— only configs {sorted(PPDET_CONFIGS)} map to one; deploy it with tools/export_model.py '
-                         'instead')
-    return number, cfg
-
-
-def model_changes(cfg, number: int) -> Dict[str, object]:
-    """The network settings (classes aside) in which ``cfg`` differs from config
-    ``number``: PaddleDetection's config needs them too."""
-    return {k: v for k, v in recorded_settings(cfg, number).items() if k in MODEL_SETTINGS}
-
-
-def write_pdparams(params: Dict[str, np.ndarray], output: str) -> None:
-    """``paddle.save`` of numpy arrays, written atomically (``data.files.write_together``:
-    straight to a temporary beside ``output``, no in-memory copy of the file)."""
-    write_together([(Path(output), lambda path: paddle.save(params, path))])
-
-
-def export(source: str, output: str, number: Optional[int] = None) -> List[str]:
-    """Write ``source`` (this project's checkpoint) as PaddleDetection's ``output``; the summary lines."""
-    path = check_output_file(output, [source])
-    number, cfg = ppdet_config(source, number)
-    params = to_ppdet(load_paddle_params(source), cfg, source)
-    make_folder(path.parent)
-    write_pdparams(params, str(path))
-    return ([f'config {number} ({cfg.__name__}) -> PaddleDetection {PPDET_CONFIGS[number]} '
-             f'(num_classes: {cfg.num_classes}): {len(params)} tensors']
-            + [f'note: trained with {name}={value!r}: set it in the PaddleDetection config too'
-               for name, value in model_changes(cfg, number).items()]
-            + [f'wrote {output}'])
 
 
 def main(argv=None) -> int:
-    return run_converter(__doc__.split('\n')[0], export, argv, helps={
+    return run_converter(__doc__.split('\n')[0], write_ppdet, argv, helps={
         'source': "this project's .pdparams (its NAME.json names the config)",
         'output': 'PaddleDetection .pdparams to write', 'config': 'config number when there is no sidecar'})
 

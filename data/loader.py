@@ -251,8 +251,11 @@ def shut_down(batches: Iterator[Any]) -> None:
 def loader_batches(loader: paddle.io.DataLoader) -> Iterator[Iterator[Any]]:
     """``with loader_batches(loader) as batches: for batch in batches: ...``: one iteration
     over ``loader`` that ends its thread and worker processes when the block ends, also after
-    a ``break`` or an error."""
+    a ``break`` or an error. Paddle's iterator with worker processes draws their seed from
+    numpy's global generator: its state is put back (the host's numbers are not ours to draw)."""
+    state = np.random.get_state()
     batches = iter(loader)
+    np.random.set_state(state)
     try:
         yield batches
     finally:

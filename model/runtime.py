@@ -134,9 +134,11 @@ def kept_child_signal() -> Iterator[None]:
     """The process's SIGCHLD handler as it was after the block: Paddle's first DataLoader with
     worker processes sets its own for the rest of the process (it checks its workers whenever
     any child ends; a long-lived process that later ran subprocesses was seen to crash in it),
-    so it is put back, and Paddle told to set it again next time. Outside the main thread,
-    where Python cannot set handlers (Paddle's loader would fail), Paddle is told it is set
-    already for the block: it then finds dead workers by its 5-second status checks alone."""
+    so it is put back, and Paddle told to set it again next time. Where it could not be put
+    back, Paddle is told it is set already for the block and finds dead workers by its 5-second
+    status checks alone: outside the main thread (Python sets handlers there only; Paddle's
+    loader would fail), and where the handler was installed from C (``signal.getsignal`` gives
+    None: Python cannot set it again)."""
     if not hasattr(signal, 'SIGCHLD'):
         yield
         return
@@ -144,12 +146,12 @@ def kept_child_signal() -> Iterator[None]:
     flag = getattr(paddle_side, '_SIGCHLD_handler_set', None)
     main = threading.current_thread() is threading.main_thread()
     handler = signal.getsignal(signal.SIGCHLD) if main else None
-    if not main and flag is not None:
+    if handler is None and flag is not None:
         paddle_side._SIGCHLD_handler_set = True
     try:
         yield
     finally:
-        if main:
+        if handler is not None:
             signal.signal(signal.SIGCHLD, handler)
         if flag is not None:
             paddle_side._SIGCHLD_handler_set = flag
@@ -176,7 +178,8 @@ def malloc_keeps_freed_memory() -> bool:
     return bool(mallopt(M_MMAP_MAX, 0)) and bool(mallopt(M_TRIM_THRESHOLD, KEEP_AT_TOP))
 
 
-def tune_process(threads: int = 0, processes: int = 1, keep_freed_memory: bool = False) -> None:
+def tune_process(threads: int = 0, processes: int = 1, keep_freed_memory: bool = False,
+                 helper_threads: int = 0) -> None:
     """Tune the whole process for speed, as demo.py, eval.py and train.py do; the library
     itself never does. Call it first, before any Paddle work:
 
@@ -188,8 +191,17 @@ def tune_process(threads: int = 0, processes: int = 1, keep_freed_memory: bool =
       ``threads`` while it runs and puts these back);
     - ``keep_freed_memory``: glibc's malloc keeps freed memory for reuse
       (``malloc_keeps_freed_memory``): faster steps of CPU training, but the process keeps
-      its peak memory until it ends (the commands ask for it when they run on the CPU)."""
+      its peak memory until it ends (the commands ask for it when they run on the CPU);
+    - ``helper_threads``: OpenCV's threads and numpy's BLAS's (OpenBLAS; not MKL, which
+      Paddle's network may share) for the process, 0 to leave them: 1 when pictures are read
+      and post-processed in several threads beside the network (``Segmenter.stream``,
+      ``evaluate``, callers in threads), as demo.py and eval.py ask."""
     prefer_avx2_mkl()
     if keep_freed_memory:
         malloc_keeps_freed_memory()
     core.set_num_threads(cpu_threads(threads, processes))
+    if helper_threads:
+        import cv2
+        import threadpoolctl
+        cv2.setNumThreads(helper_threads)
+        threadpoolctl.ThreadpoolController().select(internal_api='openblas').limit(limits=helper_threads)

@@ -47,14 +47,30 @@ def tracked_python_files():
 NETWORK_FILES = [f for f in tracked_python_files() if f.startswith('model/') and f.count('/') == 1]
 
 
-def imported_modules(path: str):
-    """Every module a file imports, at module level or inside functions."""
-    tree = ast.parse((REPO_DIR / path).read_text())
-    for node in ast.walk(tree):
+def file_package(path: str) -> list:
+    """The package (as a list of names) that the relative imports of the file ``path`` start
+    from: its folder, under ``solov2.`` for the toolkit's folders."""
+    package = path.split('/')[:-1]
+    return [PACKAGE] + package if package and package[0] in SUBPACKAGES else package
+
+
+def modules_in(source: str, path: str):
+    """Every module the code ``source`` of the file ``path`` imports, at module level or inside
+    functions; relative imports resolved, and ``from package import name`` giving both the
+    package and ``package.name`` (a submodule, or a name in it)."""
+    for node in ast.walk(ast.parse(source)):
         if isinstance(node, ast.Import):
             yield from (alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
-            yield node.module
+        elif isinstance(node, ast.ImportFrom):
+            base = file_package(path)[:len(file_package(path)) - node.level + 1] if node.level else []
+            module = '.'.join(base + ([node.module] if node.module else []))
+            yield module
+            yield from (f'{module}.{alias.name}' for alias in node.names if alias.name != '*')
+
+
+def imported_modules(path: str):
+    """Every module a file of the repository imports (``modules_in``)."""
+    yield from modules_in((REPO_DIR / path).read_text(), path)
 
 
 def _under(module: str, package: str) -> bool:
@@ -63,6 +79,15 @@ def _under(module: str, package: str) -> bool:
     if package.split('.')[0] in SUBPACKAGES:
         package = f'{PACKAGE}.{package}'
     return module == package or module.startswith(package + '.')
+
+
+def test_relative_imports_are_resolved_and_held_to_the_rules():
+    source = 'from . import pipeline\nfrom .backend import Backend\nfrom ..api import segmenter\n'
+    found = set(modules_in(source, 'model/inference/new.py'))
+    assert {'solov2.model.inference.pipeline', 'solov2.model.inference.backend', 'solov2.model.api',
+            'solov2.model.api.segmenter'} <= found
+    forbidden = dict(RULES)['model/inference/']
+    assert [module for module in found if any(_under(module, f) for f in forbidden)]
 
 
 @pytest.mark.parametrize('prefix, forbidden', RULES)

@@ -447,7 +447,7 @@ def train_report(args) -> int:
     """``--train``: time the training of each config against PaddleDetection's (tools/train_speed.py)
     and write the section into the report."""
     bench = train_speed.TrainBench(args.size, args.batch, args.steps, args.threads, tuple(args.opt), args.processes)
-    tune_for('cpu', args.threads)
+    tune_for('cpu', args.threads, helper_threads=0)      # as train.py tunes its process
     machine = report.machine_line(args.threads)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:

@@ -5,10 +5,12 @@ tools/*.py, convert/*2paddle.py) does the same way, and nothing the library need
   (Paddle's "No ccache found", the BatchNorm note on every return to training mode, the C++
   log's warnings, OpenCV's ``[ WARN ]`` lines such as the ones before "cannot open camera";
   errors still show and a GLOG_minloglevel or OPENCV_LOG_LEVEL set by the user wins). The library
-  leaves the process as it found it (environment, malloc, Paddle's device and threads, random
-  generators, signal handlers, logging, matplotlib); a command may change it, and the commands
-  that run a model tune it in one call, ``tune_for`` (the library's ``tune_process``: MKL's
-  AVX2 path on AMD CPUs, Paddle's CPU math threads, and on the CPU freed memory kept for reuse).
+  leaves the process as it found it (environment, malloc, Paddle's device and threads, OpenCV's
+  and BLAS threads, random generators, signal handlers, logging, warning filters, matplotlib);
+  a command may change it, and the commands that run a model tune it in one call, ``tune_for``
+  (the library's ``tune_process``: MKL's AVX2 path on AMD CPUs, Paddle's CPU math threads, on
+  the CPU freed memory kept for reuse, and but for training OpenCV and numpy's BLAS on one
+  thread, for the pipeline's worker threads).
 - Console: the library reports through ``logging`` (loggers named after its modules) and
   progress callbacks; ``show_logs`` prints those messages as plain lines, ``Progress`` is the
   progress line with rate and ETA (``DownloadProgress`` in MB for a download), and
@@ -24,7 +26,7 @@ tools/*.py, convert/*2paddle.py) does the same way, and nothing the library need
   130 / 143). ``--debug`` (or SOLOV2_DEBUG=1) shows the traceback instead.
 - Arguments: the parser and the argument groups the commands share; ``run_converter`` is
   the whole command line of the converters (convert/*2paddle.py, convert/paddle2ppdet.py),
-  whose library part is ``convert.common``.
+  whose library part is ``convert.common`` (``convert.to_ppdet`` for the way back).
 """
 import argparse
 import contextlib
@@ -169,13 +171,15 @@ def weights_path(weights):
 
 # ---- process tuning --------------------------------------------------------------------------
 
-def tune_for(device, threads: int, processes: int = 1) -> None:
+def tune_for(device, threads: int, processes: int = 1, helper_threads: int = 1) -> None:
     """The process-wide tuning of a command that runs a model on ``device`` (None: the default
     one) with ``threads`` CPU math threads (0: this process's share of the cores among
     ``processes`` on the machine), made before any Paddle work: ``model.runtime.tune_process``,
-    keeping freed memory for reuse when it runs on the CPU."""
+    keeping freed memory for reuse when it runs on the CPU, OpenCV and numpy's BLAS on
+    ``helper_threads`` (1: each reading and post-processing worker on one core; 0: left)."""
     from solov2.model.runtime import default_device, tune_process
-    tune_process(threads, processes, keep_freed_memory=not on_gpu(device or default_device()))
+    tune_process(threads, processes, keep_freed_memory=not on_gpu(device or default_device()),
+                 helper_threads=helper_threads)
 
 
 # ---- exit codes ------------------------------------------------------------------------------

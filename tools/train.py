@@ -132,7 +132,7 @@ def main(argv=None) -> int:
 
 def run(argv) -> int:
     options = options_from_args(parse_args(argv))
-    tune_for(options.device, options.threads, launched_processes().local_size)
+    tune_for(options.device, options.threads, launched_processes().local_size, helper_threads=0)
     set_status(lambda: 'stopped before the first step: run the same command again')
     summary = train(options, on_start=lambda trainer, out: set_status(lambda: status_line(trainer, out)))
     if launched_processes().main:

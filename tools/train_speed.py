@@ -165,7 +165,7 @@ class ClockHook(Hook):
 def ours_loop(options: TrainOptions) -> float:
     """Seconds per iteration (after the first) of the run train.py builds from ``options``,
     with its per-step hook (the log) and without the work of its end (evaluation, checkpoint)."""
-    tune_for(options.device, options.threads)      # as train.py tunes its process
+    tune_for(options.device, options.threads, helper_threads=0)      # as train.py tunes its process
     with run_settings(options):
         trainer, _ = prepare(options, evaluate=None)     # the evaluation hook, which alone uses it, is left out
         clock = ClockHook()
@@ -200,7 +200,7 @@ def ppdet_loop(family: str, state_file: str, options: TrainOptions, bench: Train
     reader on ``root``, the model of ``family`` holding the weights in ``state_file`` (npz),
     the targets and data workers of our run's config (``options``)."""
     from solov2.tools.reference import ppdet_ref, ppdet_train
-    tune_for('cpu', bench.threads)
+    tune_for('cpu', bench.threads, helper_threads=0)
     cfg = with_overrides(get_config(options.config), list(options.overrides))
     model = ppdet_ref.FAMILIES[family]()
     with np.load(state_file) as state:

@@ -246,11 +246,12 @@ def export(number: int, cfg, weights: str, out_dir: Path, fmt: str = 'both', ops
     lines.append(f'runtime settings: {cfg_path}')
     if check:
         backends = []
+        threads = dygraph.threads or 0          # the dygraph model's own (None: a training run's)
         if 'paddle' in files:
-            backends.append(InferenceBackend(str(out_dir)))
+            backends.append(InferenceBackend(str(out_dir), threads))
         if 'onnx' in files:
             try:
-                backends.append(OnnxBackend(str(out_dir)))
+                backends.append(OnnxBackend(str(out_dir), threads))
             except BackendError as exc:
                 lines.append(f'ONNX model not verified: {exc}')
         lines.extend(verify(dygraph, backends))

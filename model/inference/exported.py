@@ -21,6 +21,7 @@ from solov2.model.inference.exportable import INPUT_NAME, OUTPUT_NAMES, REGIONS_
 from solov2.model.inference.onnx_regions import without_region_masks
 from solov2.model.inference.postprocess import InferenceParams
 from solov2.model.layers import paddle_major
+from solov2.model.runtime import paddle_on
 
 INFER_CFG = 'infer_cfg.json'
 PADDLE_PREFIX = 'model'
@@ -99,7 +100,9 @@ def thread_count(threads: int) -> int:
 class InferenceBackend(ExportedBackend):
     """Paddle Inference (``paddle.inference``) on CPU: ``threads`` math threads
     (0 = every core), oneDNN when ``mkldnn``. Its predictor holds the input and outputs of
-    one run, so calls from several threads run the network one at a time (a lock)."""
+    one run, so calls from several threads run the network one at a time (a lock). Paddle
+    Inference sets Paddle's process-wide CPU math threads to its own when the predictor is
+    built and at each run: both happen inside ``paddle_on``, which puts the process's back."""
     name = 'inference'
 
     def __init__(self, model_dir: str, threads: int = 0, mkldnn: bool = False,
@@ -119,7 +122,8 @@ class InferenceBackend(ExportedBackend):
                                f'{paddle.__version__} reads only .pdmodel: export again with it')
         config = paddle_infer.Config(str(model_file), str(params_file))
         config.disable_gpu()
-        config.set_cpu_math_library_num_threads(thread_count(threads))
+        self.threads = thread_count(threads)
+        config.set_cpu_math_library_num_threads(self.threads)
         if mkldnn:
             config.enable_mkldnn()
             if model_file.suffix == '.json':
@@ -131,7 +135,7 @@ class InferenceBackend(ExportedBackend):
             config.disable_mkldnn()
         if hasattr(config, 'disable_glog_info'):
             config.disable_glog_info()
-        with loading(f'{model_file} + {params_file.name}'):
+        with loading(f'{model_file} + {params_file.name}'), paddle_on('cpu', self.threads):
             self.predictor = paddle_infer.create_predictor(config)
             names = self.predictor.get_input_names()
             self.input = self.predictor.get_input_handle(names[0])
@@ -144,7 +148,7 @@ class InferenceBackend(ExportedBackend):
 
     def run(self, batch: np.ndarray) -> List[np.ndarray]:
         batch = np.ascontiguousarray(batch, dtype=np.float32)
-        with self.lock:
+        with paddle_on('cpu', self.threads), self.lock:
             self.input.reshape(list(batch.shape))
             self.input.copy_from_cpu(batch)
             if self.regions is not None:

@@ -1,9 +1,9 @@
 """Three-stage pipeline: load in worker threads, run the model on the calling
 thread, finish (post-process, encode, draw, save) in worker threads, so the model never
-waits for I/O or post-processing. While it runs, numpy's BLAS (OpenBLAS) and OpenCV use
-one thread each, so every worker takes at most one core and the network's own math
-threads keep the others. Reports how busy the model stage was."""
-import contextlib
+waits for I/O or post-processing. Reports how busy the model stage was. OpenCV's and numpy's
+BLAS (OpenBLAS) threads are the process's, left as they are: a program limits them to one
+(``model.runtime.tune_process(helper_threads=1)``, as demo.py and eval.py do) so that every
+worker takes at most one core and the network's own math threads keep the others."""
 import os
 import time
 from collections import deque
@@ -11,9 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator, List, Optional, Tuple
 
-import cv2
 import numpy as np
-import threadpoolctl
 
 
 @dataclass
@@ -31,19 +29,6 @@ class PipelineStats:
     @property
     def busy_fraction(self) -> float:
         return self.model_busy / self.wall if self.wall > 0 else 0.0
-
-
-@contextlib.contextmanager
-def single_threaded_helpers() -> Iterator[None]:
-    """numpy's BLAS (OpenBLAS; not MKL, which Paddle's network may share) and OpenCV on
-    one thread while the block runs, restored after it."""
-    threads = cv2.getNumThreads()
-    cv2.setNumThreads(1)
-    try:
-        with threadpoolctl.ThreadpoolController().select(internal_api='openblas').limit(limits=1):
-            yield
-    finally:
-        cv2.setNumThreads(threads)
 
 
 def default_finish_workers(cores: Optional[int] = None) -> int:
@@ -95,13 +80,11 @@ def stream_pipeline(items: Iterable[Any], load: Callable[[Any], Any], model: Cal
                     window: Optional[int] = 8, in_flight_bytes: Optional[int] = None) -> Iterator[Tuple[Any, Any]]:
     """``run_pipeline`` as a generator: yields ``(item, finish(item, loaded, out))`` in item
     order, skipped items left out (and recorded in ``stats.failed``). At most ``window``
-    finished items wait for the consumer (None: no bound, the model never waits). While the
-    generator is open, numpy's BLAS and OpenCV run single-threaded (``single_threaded_helpers``)."""
+    finished items wait for the consumer (None: no bound, the model never waits)."""
     stats = stats if stats is not None else PipelineStats()
     finish_workers = finish_workers or default_finish_workers()
     budget = in_flight_bytes if in_flight_bytes is not None else IN_FLIGHT_SHARE * (finish_workers + 1)
-    with single_threaded_helpers():
-        yield from _run(items, load, model, finish, load_workers, finish_workers, prefetch, window, budget, stats)
+    yield from _run(items, load, model, finish, load_workers, finish_workers, prefetch, window, budget, stats)
 
 
 def _run(items, load, model, finish, load_workers: int, finish_workers: int, prefetch: int,

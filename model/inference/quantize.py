@@ -26,6 +26,7 @@ extra padding of smaller pictures change nothing.
 import json
 import logging
 import re
+import warnings
 from pathlib import Path
 from typing import Callable, List, NamedTuple, Optional, Sequence, Set, Tuple
 
@@ -43,6 +44,13 @@ from solov2.model.inference.openvino_backend import INT8_FILES, OpenVinoBackend,
 
 INT8_XML = 'model_int8.xml'
 _CONVOLUTIONS = ('Convolution', 'GroupConvolution', 'DeformableConvolution')
+
+
+def _nncf():
+    """NNCF, imported without the warnings filters torch (under it) adds to the process's on import."""
+    with warnings.catch_warnings():
+        import nncf
+    return nncf
 
 
 def output_convolutions(model, keep_depth: int) -> List[str]:
@@ -182,7 +190,7 @@ def accuracy_controlled(model, calibration: Sequence[dict], validation: Sequence
     'reverted', 'reverted_f32'}): the APs measured again here on every validation image, the
     number and names of the operations accuracy control put back in f32 beyond ``kept``
     (``reverted_operations``: NNCF's own report)."""
-    import nncf
+    nncf = _nncf()
     import openvino as ov
     if max_drop < 0:
         raise InputError(f'max_drop must be >= 0 AP points, got {max_drop}')
@@ -211,7 +219,7 @@ def quantize_model(model_dir: str, paths: Sequence[Path], out_dir: Path, keep_de
     ``annotated``, under accuracy control (``max_drop`` mask AP points on those images).
     ``progress`` is called once per image read (calibration, then annotated).
     Returns {'input_shape', 'kept_f32', 'images'} plus 'accuracy_control' with ``annotated``."""
-    import nncf
+    nncf = _nncf()
     import openvino as ov
     backend = OpenVinoBackend(model_dir, precision='f32', buckets=True)     # the region masks kept
     inputs = [chw for chw, _ in prepare_images(backend, paths, progress)]

@@ -34,14 +34,17 @@ Assignment follows WXinlong/SOLO ``SOLOv2Head.solov2_target_single``:
 Cell indices use the same order as ``model.inference.postprocess.flatten_levels`` within a
 level (row-major, index = i * S + j).
 """
+import warnings
 from dataclasses import dataclass, field
 from typing import List, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
-from scipy import ndimage
 
 from solov2.data.masks import mask_to_box
+
+with warnings.catch_warnings():      # scipy.special, under ndimage, adds a warnings filter on import: not ours to add
+    from scipy import ndimage
 
 BACKGROUND = -1
 

@@ -3,7 +3,7 @@
 A server on 127.0.0.1 plays the mirror that stands in for the publishers' hosts: it serves
 checkpoints under the publishers' file names and can drop a connection, stall, or answer with
 an HTML page. The files are written in each family's own format by the repository's
-generators (convert/paddle2ppdet.py's ``to_ppdet``, tests/fixtures/mmdet_checkpoints.py, torch
+generators (convert/to_ppdet.py's ``to_ppdet``, tests/fixtures/mmdet_checkpoints.py, torch
 for the original SOLO, the families' rename tables for the names). Most hold the shipped model
 (config 9, 3.8 MB), so a row is used with config 9 and must convert back to exactly the shipped
 model; one real-size model of a published config runs ``python demo.py`` with the table
@@ -37,8 +37,8 @@ from solov2.convert import download, zoo
 from solov2.convert.common import model_shapes
 from solov2.convert.download import DownloadError, Retry
 from solov2.convert.families import CONVERTERS
-from solov2.convert.paddle2ppdet import to_ppdet
 from solov2.convert.published import CONVERTER_SCRIPTS, Published
+from solov2.convert.to_ppdet import to_ppdet
 from solov2.model.api import Segmenter, TrainOptions, train
 from solov2.model.checkpoint import load_paddle_params
 from solov2.tools import cache as cache_tool

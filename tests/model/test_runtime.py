@@ -1,13 +1,15 @@
 """model.runtime: freed memory kept for reuse on the CPU (glibc's malloc); Paddle's device
 and threads set for a block and put back."""
+import importlib
 import os
+import signal
 import subprocess
 import sys
 
 import paddle
 import pytest
 
-from solov2.model.runtime import math_threads, paddle_on
+from solov2.model.runtime import kept_child_signal, math_threads, paddle_on
 from tests.helpers import REPO_DIR
 
 # malloc, fill and free 256 MB twice (as Paddle's CPU allocator does with a tensor); print
@@ -102,3 +104,16 @@ def test_kept_child_signal_puts_back_the_handler_paddle_s_loader_workers_set():
                          text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.split() == ['True', 'True', 'True', 'True', '2', 'True']
+
+
+def test_kept_child_signal_leaves_a_handler_installed_from_c_in_place(monkeypatch):
+    """A SIGCHLD handler installed from C (by a program embedding Python) reads as None and
+    cannot be set again from Python: Paddle's loader is kept from replacing it for the block."""
+    real, getsignal = signal.getsignal(signal.SIGCHLD), signal.getsignal
+    monkeypatch.setattr(signal, 'getsignal', lambda signum: None if signum == signal.SIGCHLD else getsignal(signum))
+    paddle_side = importlib.import_module('paddle.io.multiprocess_utils')
+    flag = paddle_side._SIGCHLD_handler_set
+    with kept_child_signal():
+        paddle_side._set_SIGCHLD_handler()          # what Paddle's first loader with workers does
+    monkeypatch.undo()
+    assert signal.getsignal(signal.SIGCHLD) is real and paddle_side._SIGCHLD_handler_set == flag

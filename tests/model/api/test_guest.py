@@ -1,67 +1,31 @@
-"""The library is a guest in the host process: building Segmenters (dygraph, and ``auto``,
-which exports for OpenVINO or onnxruntime when they are installed), segmenting a picture,
-streaming a folder and training two iterations leave the process as they found them (its
+"""The library is a guest in the host process. A fresh process, looked at before its first
+import of the toolkit (tests/model/api/guest_probe.py), is left as it was by exporting and
+quantizing, segmenting on every backend, two streams read side by side and training: its
 environment, malloc, Paddle's device, CPU math threads and random generators, NumPy's global
-random state, matplotlib's backend, every signal handler, the logging configuration,
-OpenCV's threads). Each instance runs with its own threads. ``tune_process``, the one call
-that changes the process, does what it says."""
+random state, OpenCV's and numpy's BLAS threads, matplotlib's backend, every signal handler,
+the logging configuration and the warning filters. Each instance runs with its own threads.
+``tune_process``, the one call that changes the process, does what it says."""
 import ctypes
-import logging
+import json
 import os
 import signal
+import subprocess
 import sys
 import threading
-import warnings
+from pathlib import Path
 
 import cv2
-import matplotlib
-import numpy as np
 import paddle
 import pytest
+import threadpoolctl
 
 from solov2 import SAMPLE_IMAGES, SHIPPED_WEIGHTS, Segmenter, TrainOptions, train, tune_process
 from solov2.model import cpu_math, runtime
 from solov2.model.cpu_math import MKL_CPU_TYPE
-from tests.helpers import TINY_TRAINING, alive, children, make_tiny_shapes
+from tests.helpers import REPO_DIR, TINY_TRAINING, alive, children, make_tiny_shapes
+from tests.test_layout import library_files
 
 PICTURE = os.path.join(SAMPLE_IMAGES, 'shapes_000083.jpg')
-
-
-def _signal_handlers() -> dict:
-    handlers = {}
-    for signum in signal.valid_signals():
-        try:
-            handlers[signum] = signal.getsignal(signum)
-        except (OSError, ValueError):      # a signal Python cannot ask about
-            continue
-    return handlers
-
-
-def _logger(name=None) -> tuple:
-    logger = logging.getLogger(name)
-    return list(logger.handlers), logger.level, logger.propagate, logger.disabled
-
-
-def _paddle_next_numbers() -> list:
-    """The next numbers of Paddle's random generator on the current device, left undrawn."""
-    state = paddle.get_rng_state()
-    numbers = paddle.rand([4]).numpy().tolist()
-    paddle.set_rng_state(state)
-    return numbers
-
-
-def _numpy_random_state() -> tuple:
-    name, keys, position, has_gauss, gauss = np.random.get_state()
-    return name, keys.tobytes(), position, has_gauss, gauss
-
-
-def _matplotlib_backend():
-    """The backend matplotlib was told to use (None when it has not chosen yet), without
-    making it choose."""
-    try:
-        return matplotlib.get_backend(auto_select=False)
-    except TypeError:                    # matplotlib < 3.10
-        return dict.__getitem__(matplotlib.rcParams, 'backend')
 
 
 def _other_threads(threads: int) -> int:
@@ -70,14 +34,44 @@ def _other_threads(threads: int) -> int:
     return 1 if threads > 1 else 2
 
 
-def process_state() -> dict:
-    """What the library must leave as it found it, by name."""
-    return {'environment': dict(os.environ), 'paddle device': paddle.get_device(),
-            'paddle math threads': runtime.math_threads(), 'paddle random numbers': _paddle_next_numbers(),
-            'numpy random state': _numpy_random_state(), 'matplotlib backend': _matplotlib_backend(),
-            'pyplot imported': 'matplotlib.pyplot' in sys.modules, 'signal handlers': _signal_handlers(),
-            'root logger': _logger(), 'solov2 logger': _logger('solov2'), 'opencv threads': cv2.getNumThreads(),
-            'warning filters': list(warnings.filters), 'working directory': os.getcwd()}
+def _probe(tmp_path, *args, timeout: int = 900) -> dict:
+    """What tests/model/api/guest_probe.py, run with ``args`` in a fresh process, reports."""
+    env = {name: value for name, value in os.environ.items() if name != MKL_CPU_TYPE}
+    env.update(PYTHONPATH=str(REPO_DIR), SOLOV2_CACHE=str(tmp_path / 'cache'))
+    done = subprocess.run([sys.executable, str(Path(__file__).with_name('guest_probe.py')), *args],
+                          capture_output=True, text=True, env=env, cwd=str(tmp_path), timeout=timeout)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def library_modules() -> list:
+    """Every module of the library (config/, data/, model/, convert/ but its commands) by its import name."""
+    paths = [path[:-len('.py')].removesuffix('/__init__') for path in library_files()]
+    return ['solov2'] + [f'solov2.{path.replace("/", ".")}' for path in paths]
+
+
+def test_importing_any_library_module_changes_nothing(tmp_path):
+    report = _probe(tmp_path, '--imports', *library_modules(), timeout=300)
+    assert report['imported'] > 50 and report['changed'] == {} and report['configured loggers'] == []
+
+
+def test_a_fresh_process_is_left_as_it_was_by_every_backend_streams_export_and_training(tmp_path):
+    """tests/model/api/guest_probe.py takes a fresh process's settings before its first import
+    of the toolkit, then exports (checked) and quantizes the shipped model, segments on every
+    backend (auto exporting into a cache of its own; without the deployment extras: dygraph,
+    Paddle Inference, and auto falling back to dygraph), reads two streams side by side (the first
+    opened ends first) and trains with a loader worker; no setting may have changed."""
+    shapes = make_tiny_shapes(tmp_path / 'shapes')
+    work = tmp_path / 'work'
+    work.mkdir()
+    report = _probe(tmp_path, str(work), str(shapes))
+    assert report['changed'] == {} and report['configured loggers'] == []
+    exported = {'onnx': 'onnx', 'openvino': 'openvino', 'int8': 'openvino'} if report['deploy'] else {}
+    auto = report['backends']['auto']
+    assert report['backends'] == {'dygraph': 'dygraph', 'inference': 'inference', **exported, 'auto': auto}
+    assert auto in (('openvino', 'onnx') if exported else ('dygraph',))    # with the extras the export ran
+    assert min(report['instances'].values()) > 0
+    assert report['streamed'] == report['pictures'] + 2 and report['iterations'] == 2
 
 
 @pytest.fixture
@@ -107,24 +101,6 @@ def amd_cpu(tmp_path, monkeypatch):
     monkeypatch.delenv(MKL_CPU_TYPE, raising=False)
 
 
-def test_segmenting_streaming_and_training_leave_the_process_as_they_found_it(tmp_path, malloc_spy, amd_cpu):
-    shapes = make_tiny_shapes(tmp_path / 'shapes')
-    before = process_state()
-    threads = _other_threads(before['paddle math threads'])        # not the process's: a leak would show
-    for backend in ('dygraph', 'auto'):
-        seg = Segmenter(SHIPPED_WEIGHTS, backend=backend, device='cpu', threads=threads)
-        assert len(seg(PICTURE)) > 0
-        assert len(list(seg.stream(SAMPLE_IMAGES))) == len(os.listdir(SAMPLE_IMAGES))
-    summary = train(TrainOptions(config=9, output=str(tmp_path / 'run'), overrides=(f'dataset_dir={shapes}',
-                                                                                  *TINY_TRAINING),
-                                 max_iters=2, eval_every=2, log_every=1, device='cpu', threads=threads))
-    assert summary.iteration == 2 and (summary.run_folder / 'curves.png').is_file()
-    after = process_state()
-    assert not malloc_spy
-    changed = [name for name in before if before[name] != after[name]]
-    assert not changed, {name: (before[name], after[name]) for name in changed}
-
-
 @pytest.mark.skipif((os.cpu_count() or 1) < 2, reason='one core: MKL runs one thread whatever it is asked')
 def test_each_segmenter_runs_with_its_own_threads_and_puts_the_process_s_back():
     process = runtime.math_threads()
@@ -146,6 +122,24 @@ def test_tune_process_asks_for_mkl_s_avx2_path_on_amd_and_keeps_freed_memory_whe
     assert os.environ[MKL_CPU_TYPE] == '5' and not malloc_spy
     tune_process(threads=threads, keep_freed_memory=True)
     assert malloc_spy == ['malloc_keeps_freed_memory'] and runtime.math_threads() == threads
+
+
+def _openblas_threads() -> list:
+    return [pool['num_threads'] for pool in threadpoolctl.threadpool_info() if pool['internal_api'] == 'openblas']
+
+
+def test_tune_process_sets_opencv_s_and_openblas_s_threads_when_asked(amd_cpu, malloc_spy):
+    threads, openblas = cv2.getNumThreads(), threadpoolctl.ThreadpoolController().select(internal_api='openblas')
+    limits = openblas.limit(limits=2)          # the host's, other than 1 (where there are 2 cores)
+    try:
+        cv2.setNumThreads(3)
+        tune_process(threads=runtime.math_threads())
+        assert cv2.getNumThreads() == 3
+        tune_process(threads=runtime.math_threads(), helper_threads=1)
+        assert cv2.getNumThreads() == 1 and set(_openblas_threads()) == {1}
+    finally:
+        cv2.setNumThreads(threads)
+        limits.restore_original_limits()
 
 
 @pytest.mark.skipif((os.cpu_count() or 1) < 2, reason='one core: MKL runs one thread whatever it is asked')
