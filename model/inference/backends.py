@@ -9,8 +9,11 @@
 - ``onnx``: onnxruntime ``CPUExecutionProvider`` on an exported model folder;
 - ``openvino``: OpenVINO on an exported model folder, ``precision`` f32 | bf16 | int8.
 """
+import numbers
+import re
 from typing import Optional, Sequence, Tuple
 
+from solov2.config import get_config, with_overrides
 from solov2.config.errors import InputError, param
 from solov2.config.sidecar import read_sidecar, resolve_config
 from solov2.model.checkpoint import check_unrecorded, check_weights_file
@@ -45,6 +48,34 @@ def checked_weights(weights: Optional[str], number: Optional[int], overrides: Se
     return resolve_config(weights, number, overrides)
 
 
+DEVICE = re.compile(r'cpu|gpu(:\d+)?')
+
+
+def check_choices(backend: str = 'auto', precision: str = 'f32', model_dir: Optional[str] = None,
+                  device: Optional[str] = None, threads: int = 0, number: Optional[int] = None,
+                  overrides: Sequence[str] = ()) -> None:
+    """InputError (BackendError for the backend's choices) for an ``open_backend`` argument that
+    cannot work, found without reading a file: the backend, precision, ``model_dir`` with its
+    backend, ``device`` ('cpu', 'gpu' or 'gpu:N'), ``threads`` (0 or more) and, when the config
+    ``number`` is known, the ``overrides`` on it (``config.with_overrides``). Callers check
+    before fetching a published name or exporting (``model.api.check_arguments``)."""
+    if backend not in BACKENDS:
+        raise BackendError(f"unknown backend '{backend}' (expected one of {', '.join(BACKENDS)})")
+    if precision not in PRECISIONS:
+        raise BackendError(f"unknown precision '{precision}' (expected one of {', '.join(PRECISIONS)})")
+    if precision != 'f32' and backend != 'openvino':
+        raise BackendError(param('precision', precision) + ' needs ' + param('backend', 'openvino')
+                           + ' (auto is always f32)')
+    if model_dir and backend not in EXPORTED:
+        raise BackendError(param('model_dir') + ' needs ' + param('backend', *EXPORTED) + f' (not {backend})')
+    if device is not None and not (isinstance(device, str) and DEVICE.fullmatch(device)):
+        raise InputError(param('device') + f" takes 'cpu', 'gpu' or 'gpu:N', not {device!r}")
+    if isinstance(threads, bool) or not isinstance(threads, numbers.Integral) or threads < 0:
+        raise InputError(param('threads') + f' takes a whole number, 0 (every core) or more, not {threads!r}')
+    if number is not None:
+        with_overrides(get_config(number), overrides)
+
+
 def open_backend(weights: Optional[str] = None, config: Optional[int] = None, backend: str = 'auto',
                  model_dir: Optional[str] = None, precision: str = 'f32', device: Optional[str] = None,
                  threads: int = 0, overrides: Sequence[str] = (), mkldnn: bool = False,
@@ -62,15 +93,7 @@ def open_backend(weights: Optional[str] = None, config: Optional[int] = None, ba
     cache (default ``$SOLOV2_CACHE``, ``export_cache.cache_root``); ``progress(stage, fraction)``
     hears 'auto''s first export (``export_cache.cached_backend``). Raises InputError (or a
     subclass: BackendError, CheckpointError) with a one-line message."""
-    if backend not in BACKENDS:
-        raise BackendError(f"unknown backend '{backend}' (expected one of {', '.join(BACKENDS)})")
-    if precision not in PRECISIONS:
-        raise BackendError(f"unknown precision '{precision}' (expected one of {', '.join(PRECISIONS)})")
-    if precision != 'f32' and backend != 'openvino':
-        raise BackendError(param('precision', precision) + ' needs ' + param('backend', 'openvino')
-                           + ' (auto is always f32)')
-    if model_dir and backend not in EXPORTED:
-        raise BackendError(param('model_dir') + ' needs ' + param('backend', *EXPORTED) + f' (not {backend})')
+    check_choices(backend, precision, model_dir, device, threads)
     chosen = device or default_device()
     threads = cpu_threads(threads, processes.local_size)
     if backend == 'dygraph' or (backend == 'auto' and chosen != 'cpu'):
