@@ -55,7 +55,7 @@ def check_choices(backend: str = 'auto', precision: str = 'f32', model_dir: Opti
                   device: Optional[str] = None, threads: int = 0, number: Optional[int] = None,
                   overrides: Sequence[str] = ()) -> None:
     """InputError (BackendError for the backend's choices) for an ``open_backend`` argument that
-    cannot work, found without reading a file: the backend, precision, ``model_dir`` with its
+    cannot work, found without reading a file: the backend, precision, ``model_dir`` and its
     backend, ``device`` ('cpu', 'gpu' or 'gpu:N'), ``threads`` (0 or more) and, when the config
     ``number`` is known, the ``overrides`` on it (``config.with_overrides``). Callers check
     before fetching a published name or exporting (``model.api.check_arguments``)."""
@@ -68,6 +68,9 @@ def check_choices(backend: str = 'auto', precision: str = 'f32', model_dir: Opti
                            + ' (auto is always f32)')
     if model_dir and backend not in EXPORTED:
         raise BackendError(param('model_dir') + ' needs ' + param('backend', *EXPORTED) + f' (not {backend})')
+    if backend in EXPORTED and not model_dir:
+        raise BackendError(param('backend', backend) + ' needs ' + param('model_dir')
+                           + ' (a folder from tools/export_model.py)')
     if device is not None and not (isinstance(device, str) and DEVICE.fullmatch(device)):
         raise InputError(param('device') + f" takes 'cpu', 'gpu' or 'gpu:N', not {device!r}")
     if isinstance(threads, bool) or not isinstance(threads, numbers.Integral) or threads < 0:
@@ -107,9 +110,6 @@ def open_backend(weights: Optional[str] = None, config: Optional[int] = None, ba
         return number, local_rank0_first(
             lambda: cached_backend(number, cfg, weights, overrides, threads, cache_dir=cache_dir, progress=progress)[1],
             processes)
-    if not model_dir:
-        raise BackendError(param('backend', backend) + ' needs ' + param('model_dir')
-                           + ' (a folder from tools/export_model.py)')
     opened = exported_backend(backend, model_dir, threads, precision, overrides, mkldnn,
                               compiled_cache(cache_root(cache_dir)))
     if config is not None and config != opened.number:
