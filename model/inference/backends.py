@@ -56,9 +56,10 @@ def check_choices(backend: str = 'auto', precision: str = 'f32', model_dir: Opti
                   overrides: Sequence[str] = ()) -> None:
     """InputError (BackendError for the backend's choices) for an ``open_backend`` argument that
     cannot work, found without reading a file: the backend, precision, ``model_dir`` and its
-    backend, ``device`` ('cpu', 'gpu' or 'gpu:N'), ``threads`` (0 or more) and, when the config
-    ``number`` is known, the ``overrides`` on it (``config.with_overrides``). Callers check
-    before fetching a published name or exporting (``model.api.check_arguments``)."""
+    backend, ``device`` ('cpu', 'gpu' or 'gpu:N'; the CPU for an exported backend), ``threads``
+    (0 or more) and, when the config ``number`` is known, the ``overrides`` on it
+    (``config.with_overrides``). Callers check before fetching a published name or exporting
+    (``model.api.segmenter.check_arguments``)."""
     if backend not in BACKENDS:
         raise BackendError(f"unknown backend '{backend}' (expected one of {', '.join(BACKENDS)})")
     if precision not in PRECISIONS:
@@ -68,11 +69,14 @@ def check_choices(backend: str = 'auto', precision: str = 'f32', model_dir: Opti
                            + ' (auto is always f32)')
     if model_dir and backend not in EXPORTED:
         raise BackendError(param('model_dir') + ' needs ' + param('backend', *EXPORTED) + f' (not {backend})')
+    if device is not None and not (isinstance(device, str) and DEVICE.fullmatch(device)):
+        raise InputError(param('device') + f" takes 'cpu', 'gpu' or 'gpu:N', not {device!r}")
+    if backend in EXPORTED and device not in (None, 'cpu'):    # it runs on the CPU whatever the machine has
+        raise BackendError(param('backend', backend) + ' runs on the CPU here; use ' + param('backend', 'dygraph')
+                           + ' for ' + param('device', device))
     if backend in EXPORTED and not model_dir:
         raise BackendError(param('backend', backend) + ' needs ' + param('model_dir')
                            + ' (a folder from tools/export_model.py)')
-    if device is not None and not (isinstance(device, str) and DEVICE.fullmatch(device)):
-        raise InputError(param('device') + f" takes 'cpu', 'gpu' or 'gpu:N', not {device!r}")
     if isinstance(threads, bool) or not isinstance(threads, numbers.Integral) or threads < 0:
         raise InputError(param('threads') + f' takes a whole number, 0 (every core) or more, not {threads!r}')
     if number is not None:
@@ -102,9 +106,6 @@ def open_backend(weights: Optional[str] = None, config: Optional[int] = None, ba
     if backend == 'dygraph' or (backend == 'auto' and chosen != 'cpu'):
         number, cfg = resolved or checked_weights(weights, config, overrides)
         return number, Predictor(cfg, weights, chosen, sidecar=False, threads=threads)
-    if device not in (None, 'cpu'):      # an exported backend runs on the CPU whatever the machine has
-        raise BackendError(param('backend', backend) + ' runs on the CPU here; use ' + param('backend', 'dygraph')
-                           + ' for ' + param('device', device))
     if backend == 'auto':
         number, cfg = resolved or checked_weights(weights, config, overrides)
         return number, local_rank0_first(
