@@ -146,6 +146,7 @@ def stored_bytes(use) -> tuple:
 
 
 USES = {'nothing': lambda r: None, 'crops': lambda r: r.crops.crops, 'one mask': lambda r: r[3].mask,
+        'masks': lambda r: r.masks,
         'to_coco': lambda r: r.to_coco(1), 'draw': lambda r: r.draw(np.zeros((*CONFIG0_PICTURE, 3), np.uint8)),
         'a selection': lambda r: r[r.scores > 0.5].polygons()}
 
@@ -154,9 +155,11 @@ USES = {'nothing': lambda r: None, 'crops': lambda r: r.crops.crops, 'one mask':
 def test_a_stored_result_costs_what_its_objects_cost_not_its_soft_masks(use):
     """A result keeps no soft mask [N, Hf, Wf] (27 MB here): each mask keeps the part of its
     soft mask its paste reads until pasted, then its crop alone, so whatever was read a
-    stored result holds about its objects' crops (1.5 MB here), not the picture's size."""
+    stored result holds about its objects' crops (1.5 MB here), not the picture's size
+    (and the [N, H, W] masks once ``masks`` asked for them)."""
     held, result = stored_bytes(USES[use])
     objects = sum(crop.nbytes for crop in result.crops.crops)      # every crop made now, after the count
     soft = 100 * _config0_soft_masks(1).nbytes
     assert soft > 25_000_000 and 0 < objects < soft / 10
-    assert held < 2 * objects + 200_000, f'{use}: {held} bytes held for {objects} bytes of crops'
+    shown = result.masks.nbytes if use == 'masks' else 0             # [N, H, W] bool asked for: kept
+    assert held < 2 * objects + shown + 200_000, f'{use}: {held} bytes held for {objects} bytes of crops'
