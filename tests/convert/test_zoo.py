@@ -408,6 +408,10 @@ CHEAP_MISTAKES = {
                       'bad value score_threshold=2'),
     'train counts': (lambda name: train(TrainOptions(weights=name, log_every=0)), 'log_every= takes a whole number'),
     'train budget': (lambda name: train(TrainOptions(weights=name, max_minutes=-1)), 'max_minutes= takes minutes'),
+    'train data': (lambda name: train(TrainOptions(config=0, overrides=(f'pretrained={name}', 'dataset_dir=no/such'))),
+                   'no/such/annotations/instances_train2017.json'),
+    'train class list': (lambda name: train(TrainOptions(weights=name, classes='no/such/classes.txt')),
+                         'cannot read class list no/such/classes.txt'),
 }
 
 
