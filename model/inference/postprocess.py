@@ -475,10 +475,7 @@ def paste_in_boxes(soft_masks: np.ndarray, resized_hw: Sequence[int], orig_hw: S
     (faster there than the per-window taps)."""
     rows = _Axis.build(soft_masks.shape[1], resized_hw[0], orig_hw[0])
     cols = _Axis.build(soft_masks.shape[2], resized_hw[1], orig_hw[1])
-    above = soft_masks > mask_threshold                                         # [N, Hf, Wf]
-    row_any, col_any = above.any(axis=2), above.any(axis=1)                     # [N, Hf], [N, Wf]
-    pending = [_pending(soft, row_any[i], col_any[i], rows, cols, resized_hw, orig_hw, mask_threshold)
-               for i, soft in enumerate(soft_masks)]
+    pending = [_pending(soft, rows, cols, resized_hw, orig_hw, mask_threshold) for soft in soft_masks]
     return CroppedMasks.lazy(pending, _paste_pending, orig_hw)
 
 
@@ -500,15 +497,14 @@ class _PendingPaste:
     mask_threshold: float
 
 
-def _pending(soft: np.ndarray, row_any: np.ndarray, col_any: np.ndarray, rows: '_Axis', cols: '_Axis',
-             resized_hw: Sequence[int], orig_hw: Sequence[int], mask_threshold: float) -> Optional[_PendingPaste]:
-    """The paste of one soft mask [Hf, Wf] whose rows [Hf] and columns [Wf] hold a value above
-    the threshold where ``row_any`` and ``col_any`` say; None when none does (an empty mask)."""
-    if not row_any.any():
+def _pending(soft: np.ndarray, rows: '_Axis', cols: '_Axis', resized_hw: Sequence[int], orig_hw: Sequence[int],
+             mask_threshold: float) -> Optional[_PendingPaste]:
+    """The paste of one soft mask [Hf, Wf], or None when no value is above the threshold (an
+    empty mask)."""
+    box = mask_to_box(soft > mask_threshold)
+    if box is None:
         return None
-    y0, y1 = int(row_any.argmax()), len(row_any) - int(row_any[::-1].argmax())
-    x0, x1 = int(col_any.argmax()), len(col_any) - int(col_any[::-1].argmax())
-    (out_y, read_y), (out_x, read_x) = rows.window(y0, y1), cols.window(x0, x1)
+    (out_y, read_y), (out_x, read_x) = rows.window(box[1], box[3]), cols.window(box[0], box[2])
     whole = (out_y.stop - out_y.start) * (out_x.stop - out_x.start) > WHOLE_PASTE_SHARE * orig_hw[0] * orig_hw[1]
     kept = soft.copy() if whole else soft[read_y, read_x].copy()
     return _PendingPaste(kept, out_y, out_x, read_y, read_x, whole, rows, cols, tuple(resized_hw), tuple(orig_hw),
