@@ -8,8 +8,8 @@
     paddle.hub.list('path/to/this/checkout', source='local')     # the entry names
 
 An entry is the published name with '/' written '_'. Its keywords are ``Segmenter``'s
-(``backend``, ``device``, ``threads``, ``overrides``, ``cache_dir``, ...) plus ``mirror``
-(``solov2.convert.zoo``): the first load downloads, verifies, converts and caches the
+(``backend``, ``device``, ``threads``, ``overrides``, ``cache_dir``, ``mirror``, ...): the
+first load downloads, verifies, converts and caches the
 publisher's file, later loads read the cache.
 """
 from solov2.convert.published import PUBLISHED as _PUBLISHED
@@ -19,14 +19,13 @@ dependencies = ['paddle', 'numpy', 'cv2', 'httpx', 'pycocotools']
 
 def _entry(row):
     """The entry point of one published row: a Segmenter of its converted checkpoint."""
-    def entry(cache_dir=None, mirror=None, **options):
-        from solov2.convert.zoo import checkpoint
+    def entry(**options):
         from solov2.model.api import Segmenter
-        return Segmenter(str(checkpoint(row, cache_dir, mirror)), cache_dir=cache_dir, **options)
+        return Segmenter(row.name, **options)
     score = f'COCO mask AP {row.mask_ap}' if row.mask_ap is not None else row.note
     entry.__name__ = entry.__qualname__ = row.name.replace('/', '_')
     entry.__doc__ = (f'Segmenter of {row.name} (config {row.config}; {score}; licence: {row.licence}), from '
-                     f'{row.url}. Keywords: mirror and those of solov2.Segmenter.')
+                     f'{row.url}. Keywords: those of solov2.Segmenter (mirror, cache_dir, backend, ...).')
     return entry
 
 

@@ -105,6 +105,16 @@ def locations(row: Published, mirror: Optional[PathLike] = None) -> List[str]:
     return [row.url, *row.mirrors]
 
 
+def published_config(weights: Optional[PathLike]) -> Optional[int]:
+    """The config number of ``weights`` when it is a published name (not a path) with a
+    config here, else None: what a caller checks its other arguments against before
+    ``resolve_weights`` fetches anything."""
+    if weights is None or str(weights) == '' or Path(weights).exists():
+        return None
+    row = find(str(weights))
+    return None if row is None else row.config
+
+
 def resolve_weights(weights: Optional[PathLike], cache_dir: Optional[PathLike] = None,
                     mirror: Optional[PathLike] = None, progress: Optional[ProgressCallback] = None) -> Optional[str]:
     """A checkpoint path for ``weights``: an existing path as it is; a published name

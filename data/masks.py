@@ -7,7 +7,7 @@ from ``mask_to_box``, the one definition of a mask's box.
 
 from __future__ import annotations
 
-from typing import Callable, Sequence, Union
+from typing import Any, Callable, Sequence, Union
 
 import numpy as np
 
@@ -40,8 +40,9 @@ class CroppedMasks:
     the mask inside its tight half-open box `box(i)` `(x0, y0, x1, y1)` (`[0, 0] bool` and a
     zero box for an empty mask). `crops` and `boxes` `[N, 4] int64` give all of them.
 
-    Made from crops at hand, or `lazy`: each mask made on first use, so what is never read
-    (an instance below the drawing threshold, say) is never pasted.
+    Made from crops at hand, or `lazy`: each mask made on first use from its source, which is
+    then dropped, so what is never read (an instance below the drawing threshold, say) is
+    never pasted, and what was read keeps only its crop.
 
     `len` is N; `shape` `(N, H, W)`; `[i]` pastes one mask to `[H, W] bool`; a slice, a
     boolean mask `[N]` or an index array gives a new `CroppedMasks` (the crops shared, not
@@ -51,7 +52,7 @@ class CroppedMasks:
     def __init__(self, crops: Sequence[np.ndarray], boxes: np.ndarray, image_size: Sequence[int]):
         self._crops = list(crops)
         self._boxes = np.asarray(boxes, dtype=np.int64).reshape(-1, 4)
-        self._make = None
+        self._sources, self._make = [None] * len(self._crops), None
         self.image_size = (int(image_size[0]), int(image_size[1]))
         if len(self._crops) != len(self._boxes):
             raise ValueError(f'{len(self._crops)} crops but {len(self._boxes)} boxes')
@@ -60,21 +61,25 @@ class CroppedMasks:
                 raise ValueError(f'a crop of shape {crop.shape} does not fit its box {(x0, y0, x1, y1)}')
 
     @classmethod
-    def lazy(cls, count: int, make: Callable[[int], tuple[np.ndarray, Sequence[int]]],
+    def lazy(cls, sources: Sequence[Any], make: Callable[[Any], tuple[np.ndarray, Sequence[int]]],
              image_size: Sequence[int]) -> 'CroppedMasks':
-        """`count` masks, mask `i` made by `make(i)` -> (its crop, its tight box) when first read
-        (by two threads at once at worst: the same values)."""
+        """`len(sources)` masks, mask `i` made by `make(sources[i])` -> (its crop, its tight box)
+        when first read (by two threads at once at worst: the same values); the source is
+        dropped then, so a mask read holds its crop alone."""
         masks = cls([], np.zeros((0, 4), np.int64), image_size)
-        masks._crops, masks._boxes, masks._make = [None] * count, np.zeros((count, 4), np.int64), make
+        masks._crops, masks._boxes = [None] * len(sources), np.zeros((len(sources), 4), np.int64)
+        masks._sources, masks._make = list(sources), make
         return masks
 
     def crop(self, index: int) -> np.ndarray:
         """Mask `index` inside its box, `[y1 - y0, x1 - x0] bool` (made now if lazy and not yet)."""
         index = range(len(self))[index]
+        source = self._sources[index]     # read before the crop: a source dropped means its crop is there
         if self._crops[index] is None:
-            crop, box = self._make(index)
+            crop, box = self._make(source)
             self._boxes[index] = box          # the box first: a crop that is there has its box
             self._crops[index] = crop
+            self._sources[index] = None
         return self._crops[index]
 
     def box(self, index: int) -> tuple[int, int, int, int]:
@@ -136,8 +141,7 @@ class CroppedMasks:
         positions = np.arange(len(self))[index]
         if self._make is None:
             return CroppedMasks([self._crops[i] for i in positions], self._boxes[positions], self.image_size)
-        return CroppedMasks.lazy(len(positions), lambda i: (self.crop(positions[i]), self.box(positions[i])),
-                                 self.image_size)
+        return CroppedMasks.lazy([(self, int(i)) for i in positions], _from_parent, self.image_size)
 
     def __iter__(self):
         return (self.paste(i) for i in range(len(self)))
@@ -155,6 +159,12 @@ class CroppedMasks:
 
     def __repr__(self) -> str:
         return f'CroppedMasks({len(self)} masks on {self.image_size[0]}x{self.image_size[1]})'
+
+
+def _from_parent(source: tuple['CroppedMasks', int]) -> tuple[np.ndarray, tuple[int, int, int, int]]:
+    """A selection's mask made from its parent's (`(parent, index)`): the same crop and box."""
+    parent, index = source
+    return parent.crop(index), parent.box(index)
 
 
 def as_cropped(masks: Union[CroppedMasks, np.ndarray], boxes: np.ndarray | None = None) -> CroppedMasks:

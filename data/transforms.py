@@ -50,11 +50,12 @@ def header_size(data: bytes | memoryview) -> tuple[int, int] | None:
     return None
 
 
-def check_pixels(path, width: int, height: int, max_pixels: int) -> None:
-    """InputError when a `width` x `height` image exceeds `max_pixels` (0 = no limit)."""
+def check_pixels(what, width: int, height: int, max_pixels: int) -> None:
+    """InputError when a `width` x `height` image exceeds `max_pixels` (0 = no limit); `what`
+    names the image in the message ('image PATH', 'the array given', ...)."""
     if max_pixels and width * height > max_pixels:
         raise InputError(
-            f'image {path} is {width}x{height} = {width * height / 1e6:.0f} MP, over the limit of '
+            f'{what} is {width}x{height} = {width * height / 1e6:.0f} MP, over the limit of '
             f'{max_pixels / 1e6:g} MP — shrink it or raise max_image_pixels ('
             + param('overrides', ['max_image_pixels=N']) + ')'
         )
@@ -62,7 +63,7 @@ def check_pixels(path, width: int, height: int, max_pixels: int) -> None:
 
 def read_image(path: str | PathLike[str], max_pixels: int = DEFAULT_MAX_PIXELS,
                warn_colour: bool = False) -> np.ndarray:
-    """Read an image file as `[H, W, 3] uint8 RGB`.
+    """Read an image file as `[H, W, 3] uint8 RGB` (`decode_image` of its bytes).
 
     Decodes from a byte buffer so non-ASCII paths work. Grey and RGBA files
     are converted to 3-channel RGB. Raises `InputError` when the file is
@@ -75,15 +76,29 @@ def read_image(path: str | PathLike[str], max_pixels: int = DEFAULT_MAX_PIXELS,
         buffer = np.fromfile(path, dtype=np.uint8)
     except OSError as err:
         raise InputError(f'cannot read image {path}') from err
+    return decode_image(buffer, max_pixels, warn_colour, f'image {path}', path)
+
+
+def decode_image(data, max_pixels: int = DEFAULT_MAX_PIXELS, warn_colour: bool = False,
+                 what: str = 'the picture in the bytes given', source=None) -> np.ndarray:
+    """An encoded picture (JPEG, PNG, BMP, WebP, TIFF, ... as OpenCV reads them; `bytes`,
+    `bytearray`, `memoryview` or a `[n] uint8` array) as `[H, W, 3] uint8 RGB`, as
+    `read_image` reads a file: InputError naming `what` when it is not a picture OpenCV
+    decodes or holds more than `max_pixels` pixels (checked from the header first for PNG,
+    JPEG and BMP; 0 = no limit); `warn_colour` as for `read_image`, naming `source` (default `what`)."""
+    buffer = np.frombuffer(data, dtype=np.uint8) if not isinstance(data, np.ndarray) else data
     size = header_size(memoryview(buffer))
     if size is not None:
-        check_pixels(path, *size, max_pixels)
-    bgr = cv2.imdecode(buffer, cv2.IMREAD_COLOR) if buffer.size else None
+        check_pixels(what, *size, max_pixels)
+    try:
+        bgr = cv2.imdecode(buffer, cv2.IMREAD_COLOR) if buffer.size else None
+    except cv2.error:
+        bgr = None
     if bgr is None:
-        raise InputError(f'cannot read image {path}')
-    check_pixels(path, bgr.shape[1], bgr.shape[0], max_pixels)
+        raise InputError(f'cannot read {what}: not a picture OpenCV decodes (JPEG, PNG, BMP, WebP, TIFF, ...)')
+    check_pixels(what, bgr.shape[1], bgr.shape[0], max_pixels)
     if warn_colour:
-        warn_unusual_colour(path, buffer, bgr)
+        warn_unusual_colour(what if source is None else source, buffer, bgr)
     return swap_red_blue(bgr)      # decoded as 3-channel uint8 BGR, ours to reuse
 
 

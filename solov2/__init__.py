@@ -16,12 +16,12 @@ package is cheap: the API names load Paddle only when first used.
 # scipy, PNG and JSON writers) bind to Paddle's copy and crash in inflateReset2 ("corrupted
 # size vs. prev_size"). Loading Python's zlib first binds them to the system's. Paddle 3.x
 # is unaffected; the import costs nothing.
-import zlib  # noqa: F401
-from pathlib import Path
+import zlib as _zlib  # noqa: F401
+from pathlib import Path as _Path
 
 __version__ = '1.0.0'
 
-_HERE = Path(__file__).resolve().parent
+_HERE = _Path(__file__).resolve().parent
 if not (_HERE / 'model').is_dir():
     # A checkout: config/, data/, model/, convert/ and tools/ are beside this folder.
     __path__.append(str(_HERE.parent))  # noqa: F821 (a package's __path__)
@@ -37,3 +37,8 @@ def __getattr__(name: str):
         from solov2.model import api
         return getattr(api, name)
     raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
+
+
+def __dir__():
+    """The module's own names and the API's, which load on first use."""
+    return sorted(set(globals()) | set(_API))

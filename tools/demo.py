@@ -52,6 +52,7 @@ with interruptible_loading():      # Ctrl-C or SIGTERM while Paddle and the libr
     from solov2.config.shipped import SAMPLE_IMAGES, SHIPPED_WEIGHTS
     from solov2.data.files import check_folder, check_output_file, looked_up
     from solov2.data.results import write_json
+    from solov2.model.api.segmenter import check_arguments
     from solov2.model.distributed import Processes, gather, launched_processes, start_processes
     from solov2.model.inference.backends import BACKENDS, open_backend
     from solov2.model.inference.media import (
@@ -151,7 +152,7 @@ def run(argv) -> int:
     if args.list_configs:
         print(describe_configs())
         return 0
-    args.weights = weights_path(args.weights)
+    check_arguments(**backend_options(args))       # before a published name is fetched
     video = args.video is not None or args.camera is not None
     paths = [] if video else list_images(args.input)
     if not video and not paths:
@@ -159,6 +160,7 @@ def run(argv) -> int:
     if args.video is not None and not Path(args.video).is_file():
         raise InputError(f'video not found: {looked_up(args.video)} — check the path')
     targets = check_outputs(args, paths)
+    args.weights = weights_path(args.weights)
     tune_for(args.device, args.threads, launched_processes().local_size)
     processes = start_processes(args.device or default_device())
     if video and processes.world > 1:

@@ -44,6 +44,7 @@ with interruptible_loading():      # Ctrl-C or SIGTERM while Paddle and the libr
     from solov2.data.coco_eval import STAT_NAMES, check_results, coco_stats, per_class_ap, run_cocoeval
     from solov2.data.files import check_output_file
     from solov2.data.results import write_json
+    from solov2.model.api.segmenter import check_arguments
     from solov2.model.distributed import Processes, launched_processes, start_processes
     from solov2.model.inference.backends import BACKENDS, checked_weights, open_backend
     from solov2.model.inference.evaluation import evaluation_dataset, predict_coco
@@ -193,12 +194,13 @@ def main(argv=None) -> int:
 def run(argv) -> int:
     args = parse_args(argv)
     args.classwise = args.classwise or bool(args.chart)
-    args.weights = weights_path(args.weights)
     for option, path in (('--save-json', args.save_json), ('--predict-only', args.predict_only),
                          ('--chart', args.chart)):
         if path:
             check_output_file(path, [p for p in (args.json_only, args.ann) if p], option)
     check_set_arguments(args)
+    check_arguments(**backend_options(args))       # before a published name is fetched
+    args.weights = weights_path(args.weights)
     tune_for(args.device, args.threads, launched_processes().local_size)
     if args.classes:
         args.opt = [*args.opt, f'class_names={tuple(read_class_names(args.classes))!r}']

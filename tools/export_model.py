@@ -29,6 +29,7 @@ import paddle  # noqa: E402
 from solov2.config.errors import InputError  # noqa: E402
 from solov2.config.sidecar import sidecar_path  # noqa: E402
 from solov2.data.files import check_output_file  # noqa: E402
+from solov2.model.api.segmenter import check_arguments  # noqa: E402
 from solov2.model.inference.backends import checked_weights  # noqa: E402
 from solov2.model.inference.export import DCN_OPSET, DEFAULT_MAX_SIZE, export  # noqa: E402
 from solov2.model.inference.exportable import MIN_SIZE  # noqa: E402
@@ -75,9 +76,11 @@ def main(argv=None) -> int:
 
 def run(argv) -> int:
     args = parse_args(argv)
-    args.weights = weights_path(args.weights)
     if not args.weights:
         raise InputError('pass --weights, the .pdparams checkpoint to export')
+    check_arguments(args.weights, args.config, 'dygraph', overrides=args.opt)     # before a published name is fetched
+    check_output(args.output, args.weights)
+    args.weights = weights_path(args.weights)
     number, cfg = checked_weights(args.weights, args.config, args.opt)
     check_output(args.output, args.weights)
     paddle.set_device('cpu')

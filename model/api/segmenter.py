@@ -11,19 +11,19 @@ from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Seque
 
 import numpy as np
 
-from solov2.config.errors import InputError
-from solov2.convert.zoo import resolve_weights
-from solov2.data.transforms import pil_to_array, read_image, to_rgb
+from solov2.config.errors import InputError, param
+from solov2.convert.zoo import published_config, resolve_weights
+from solov2.data.transforms import check_pixels, decode_image, pil_to_array, read_image, to_rgb
 from solov2.model.api.instances import Instances, check_channels
 from solov2.model.distributed import SINGLE, Processes
-from solov2.model.inference.backends import open_backend
+from solov2.model.inference.backends import check_choices, open_backend
 from solov2.model.inference.export_cache import Progress
 from solov2.model.inference.media import list_images, open_capture, read_frames, video_stages
 from solov2.model.inference.pipeline import stream_pipeline
 from solov2.model.inference.postprocess import InferenceParams, postprocess_flat
 
 LOG = logging.getLogger(__name__)
-Image = Any     # a path (str or os.PathLike), a numpy array or a PIL image
+Image = Any     # a path (str or os.PathLike), encoded bytes or a binary file object, a numpy array or a PIL image
 
 
 def override_list(overrides: Union[None, Mapping[str, Any], Sequence[str]]) -> list:
@@ -35,6 +35,19 @@ def override_list(overrides: Union[None, Mapping[str, Any], Sequence[str]]) -> l
     if isinstance(overrides, str):
         raise InputError(f"overrides takes a dict or a list of 'name=value' strings, not the string {overrides!r}")
     return list(overrides)
+
+
+def check_arguments(weights: Optional[str] = None, config: Optional[int] = None, backend: str = 'auto',
+                    model_dir: Optional[str] = None, precision: str = 'f32', device: Optional[str] = None,
+                    threads: int = 0, overrides: Sequence[str] = (), mkldnn: bool = False) -> None:
+    """InputError for an argument of ``open_backend`` (these are its keywords) that cannot work,
+    found before a published name is fetched or anything is exported (``backends.check_choices``):
+    the overrides are checked on ``config``, else on the config of the published name
+    ``weights`` (``convert.zoo.published_config``), else later, with the weights' sidecar."""
+    if config is not None and (isinstance(config, bool) or not isinstance(config, numbers.Integral)):
+        raise InputError(param('config') + f' takes a config number, not {config!r}')
+    check_choices(backend, precision, model_dir, device, threads,
+                  config if config is not None else published_config(weights), overrides)
 
 
 def per_call_params(params: InferenceParams, score_threshold: Optional[float] = None,
@@ -76,22 +89,62 @@ def is_pil_image(image: Any) -> bool:
     return module is not None and isinstance(image, module.Image)
 
 
+ENCODED = (bytes, bytearray, memoryview)
+
+
+def is_encoded(image: Any) -> bool:
+    """Whether ``image`` is an encoded picture as it arrives: bytes (``bytes``, ``bytearray``,
+    ``memoryview``) or a binary file object (anything with ``read``, such as ``io.BytesIO``,
+    an open file or an upload's stream)."""
+    return isinstance(image, ENCODED) or (callable(getattr(image, 'read', None)) and not is_pil_image(image))
+
+
 def picture_rgb(image: Image, channels: str = 'bgr', max_pixels: int = 0) -> np.ndarray:
-    """[H, W, 3] uint8 RGB of an image path (``read_image``, at most ``max_pixels``; 0: no
-    limit), a PIL image (any mode, RGB whatever ``channels`` says) or an array in
-    ``channels`` order (``data.transforms.to_rgb``: grey, alpha and 16 bits as files are read)."""
+    """[H, W, 3] uint8 RGB of an image path (``read_image``), encoded bytes or a binary file
+    object (``decode_image``: JPEG, PNG, ... as a file holds it), a PIL image (any mode, RGB
+    whatever ``channels`` says) or an array in ``channels`` order (``data.transforms.to_rgb``:
+    grey, alpha and 16 bits as files are read). InputError for a picture of more than
+    ``max_pixels`` pixels (0: no limit; checked before decoding) or one that cannot be read."""
     check_channels(channels)
     if isinstance(image, (str, os.PathLike)):
         return read_image(image, max_pixels, warn_colour=True)
+    if is_encoded(image):
+        what = f'the picture in the {"bytes" if isinstance(image, ENCODED) else "file object"} given'
+        return decode_image(read_encoded(image, what), max_pixels, warn_colour=True, what=what)
     if is_pil_image(image):
-        return to_rgb(pil_to_array(image), 'rgb', 'a PIL image', warn=True)
+        check_pixels('the PIL image given', *image.size, max_pixels)
+        try:
+            pixels = pil_to_array(image)
+        except (OSError, SyntaxError, EOFError) as exc:    # Pillow decodes on first use: a truncated or broken file
+            raise InputError(f'cannot read the PIL image given: {exc} — check the file it was opened from') from None
+        return to_rgb(pixels, 'rgb', 'a PIL image', warn=True)
+    shape = np.shape(image)
+    if len(shape) in (2, 3):
+        check_pixels('the array given', shape[1], shape[0], max_pixels)
     return to_rgb(image, channels, 'an array', warn=True)
 
 
+def read_encoded(image: Any, what: str) -> Union[bytes, bytearray, memoryview]:
+    """The bytes of ``image`` (``is_encoded``): itself, or what its ``read()`` gives from where
+    it stands; InputError when that is not bytes or cannot be read."""
+    if isinstance(image, ENCODED):
+        return image
+    try:
+        data = image.read()
+    except (OSError, ValueError) as exc:          # a closed or unreadable file
+        raise InputError(f'cannot read {what}: {exc}') from None
+    if not isinstance(data, ENCODED):
+        raise InputError(f'cannot read {what}: its read() gave {type(data).__name__}, not bytes — open it in binary '
+                         "mode ('rb')")
+    return data
+
+
 def describe(source: Image) -> str:
-    """How a log line names an input: its path, 'an array' or 'a PIL image'."""
+    """How a log line names an input: its path, 'bytes', 'a file object', 'an array' or 'a PIL image'."""
     if isinstance(source, (str, os.PathLike)):
         return str(source)
+    if is_encoded(source):
+        return 'bytes' if isinstance(source, ENCODED) else 'a file object'
     return 'a PIL image' if is_pil_image(source) else 'an array'
 
 
@@ -130,6 +183,9 @@ class Segmenter:
         progress: ``progress(stage, fraction)``, called while 'auto' exports a checkpoint the
             first time (stages 'load', 'export', 'verify', 'time', 'done'; fraction 0 to 1);
             not called when the export is in the cache or for other backends.
+        mirror: where a published name's file is fetched from on its first use instead of the
+            publisher's host: a folder or an http(s) base URL with the publishers' file names
+            (default ``$SOLOV2_MIRROR``; ``convert.zoo.locations``).
     ``close()`` (or leaving a ``with`` block) releases the model; later calls raise InputError.
     Errors: ``config.errors.InputError`` (a ValueError) with a one-line message.
     """
@@ -138,14 +194,18 @@ class Segmenter:
                  model_dir: Optional[str] = None, precision: str = 'f32', device: Optional[str] = None,
                  threads: int = 0, overrides: Union[None, Mapping[str, Any], Sequence[str]] = None,
                  mkldnn: bool = False, processes: Processes = SINGLE, cache_dir: Optional[str] = None,
-                 progress: Optional[Progress] = None):
+                 progress: Optional[Progress] = None, mirror: Optional[str] = None):
         self._backend = None
         if weights is None and model_dir is None:
             raise InputError('give weights= (a .pdparams checkpoint) or model_dir= (an exported folder)')
-        weights = resolve_weights(weights, cache_dir)      # a published name: its converted checkpoint
+        overrides = override_list(overrides)
+        if progress is not None and not callable(progress):
+            raise InputError(f'progress takes a function progress(stage, fraction), not {progress!r}')
+        check_arguments(weights, config, backend, model_dir, precision, device, threads, overrides)
+        weights = resolve_weights(weights, cache_dir, mirror)      # a published name: its converted checkpoint
         self.number, self._backend = open_backend(weights, config, backend, model_dir, precision, device, threads,
-                                                  override_list(overrides), mkldnn, processes=processes,
-                                                  cache_dir=cache_dir, progress=progress)
+                                                  overrides, mkldnn, processes=processes, cache_dir=cache_dir,
+                                                  progress=progress)
 
     @property
     def backend(self):
@@ -181,16 +241,18 @@ class Segmenter:
         self.close()
 
     def rgb(self, image: Image, channels: str = 'bgr') -> np.ndarray:
-        """[H, W, 3] uint8 RGB of an image path, a PIL image or an array in ``channels`` order
-        (``picture_rgb``)."""
+        """[H, W, 3] uint8 RGB of an image path, encoded bytes, a binary file object, a PIL image
+        or an array in ``channels`` order (``picture_rgb``)."""
         return picture_rgb(image, channels, self.cfg.max_image_pixels)
 
     def __call__(self, images: Union[Image, Sequence[Image]], channels: str = 'bgr', batch_size: int = 1,
                  score_threshold: Optional[float] = None, max_instances: Optional[int] = None
                  ) -> Union[Instances, List[Instances]]:
-        """The ``Instances`` of one picture: a path, a numpy array ([H, W, 3] BGR unless
-        ``channels='rgb'``; [H, W] grey and [H, W, 4] with alpha too; uint8 or uint16) or a
-        PIL image (any mode, read as RGB); for a list (or tuple) of them, a list of
+        """The ``Instances`` of one picture: a path, encoded bytes or a binary file object (a
+        JPEG, PNG, ... as a file holds it: an upload as it arrives, ``io.BytesIO``), a numpy
+        array ([H, W, 3] BGR unless ``channels='rgb'``; [H, W] grey and [H, W, 4] with alpha
+        too; uint8 or uint16) or a PIL image (any mode, read as RGB); at most the config's
+        ``max_image_pixels`` pixels, checked before decoding (``picture_rgb``); for a list (or tuple) of them, a list of
         ``Instances`` in the same order, ``batch_size`` pictures to a network run (pictures of
         one padded size share a run, ``_forward``), reading and post-processing in worker
         threads as ``stream``; a picture that cannot be read raises InputError naming it.
@@ -215,8 +277,8 @@ class Segmenter:
     def stream(self, images: Union[str, os.PathLike, Iterable[Image]], channels: str = 'bgr', batch_size: int = 1,
                score_threshold: Optional[float] = None, max_instances: Optional[int] = None
                ) -> Iterator[Tuple[Any, Instances]]:
-        """``(source, instances)`` for each picture of a folder (or one image path), or of an
-        iterable of paths, arrays and PIL images, in order, ``batch_size`` pictures to a
+        """``(source, instances)`` for each picture of a folder (or one image path, bytes,
+        file object, array or PIL image), or of an iterable of them, in order, ``batch_size`` pictures to a
         network run (as ``__call__``, with its ``score_threshold`` and ``max_instances``).
         Reading and post-processing run in worker threads while the network runs
         (``model.inference.pipeline``); a picture that cannot be read is skipped with a
@@ -226,6 +288,8 @@ class Segmenter:
             if not found:
                 raise InputError(f'no images found at {images} — give an image file or a folder of images')
             images = found
+        elif is_encoded(images) or is_pil_image(images) or isinstance(images, np.ndarray):
+            images = [images]
         params, size = self._params(score_threshold, max_instances), at_least_one('batch_size', batch_size)
         for source, result in self._batches(images, channels, size, params):
             if isinstance(result, Exception):

@@ -8,6 +8,7 @@ inference package wired in, runs it and returns a ``TrainSummary``. Progress is 
 through ``logging`` (loggers under ``model.training``)."""
 import dataclasses
 import functools
+import numbers
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Dict, Optional, Sequence, Tuple
@@ -15,14 +16,17 @@ from typing import Callable, Dict, Optional, Sequence, Tuple
 import numpy as np
 import paddle
 
-from solov2.config import SOLOv2Base, with_overrides
-from solov2.convert.zoo import resolve_weights
-from solov2.data.coco import load_coco
+from solov2.config import SOLOv2Base, get_config, with_overrides
+from solov2.config.errors import InputError, param
+from solov2.convert.zoo import published_config, resolve_weights
+from solov2.data.coco import load_coco, read_class_names
 from solov2.data.coco_eval import evaluate_segm
 from solov2.data.transforms import read_image
 from solov2.data.visualize import draw_instances
+from solov2.model.inference.backends import check_choices
 from solov2.model.inference.evaluation import evaluation_dataset, predict_coco
 from solov2.model.inference.predictor import Predictor
+from solov2.model.training.components import check_dataset
 from solov2.model.training.options import TrainOptions
 from solov2.model.training.run import prepare, run_settings, run_training
 from solov2.model.training.trainer import Trainer
@@ -98,6 +102,33 @@ def published_start(overrides: Sequence[str]) -> Tuple[str, ...]:
     return tuple(resolved)
 
 
+COUNTS = {'eval_every': 0, 'checkpoint_every': 1, 'log_every': 1, 'max_iters': 0, 'threads': 0}   # the least each takes
+
+
+def check_options(options: TrainOptions) -> None:
+    """InputError for an option that cannot work, found before a published name is fetched:
+    the counts (``COUNTS``), ``max_minutes``, ``device``, the ``classes`` file, the overrides
+    on the config (``options.config``, else that of the published name in ``weights``;
+    ``config.with_overrides``, the first step of ``model.training.start``) and, for a new run,
+    the data set they point at (``check_dataset``)."""
+    for name, least in COUNTS.items():
+        value = getattr(options, name)
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < least:
+            raise InputError(param(name) + f' takes a whole number of at least {least}, not {value!r}')
+    if isinstance(options.max_minutes, bool) or not isinstance(options.max_minutes, numbers.Real) \
+            or not options.max_minutes >= 0:
+        raise InputError(param('max_minutes') + f' takes minutes, 0 (no budget) or more, not {options.max_minutes!r}')
+    if isinstance(options.overrides, str):
+        raise InputError(param('overrides') + f" takes a list of 'name=value' strings, not the string "
+                         f'{options.overrides!r}')
+    number = options.config if options.config is not None else published_config(options.weights)
+    check_choices(device=options.device, threads=options.threads, number=number, overrides=options.overrides)
+    if options.classes:
+        read_class_names(options.classes)
+    if number is not None and not options.resume:      # a resumed run may take its data from its saved options
+        check_dataset(with_overrides(get_config(number), options.overrides))
+
+
 def train(options: TrainOptions, on_start: Optional[Callable[[Trainer, Path], None]] = None) -> TrainSummary:
     """Train as ``options`` say (a new run, or one resumed with ``resume``) and evaluate on
     the config's validation set; ``on_start(trainer, run_folder)`` is called once the run is
@@ -108,6 +139,7 @@ def train(options: TrainOptions, on_start: Optional[Callable[[Trainer, Path], No
     called from another thread meanwhile waits); afterwards the process's, and Paddle's
     random generators, are as they were. ``weights`` and ``pretrained=NAME`` in
     ``options.overrides`` take a published name too (``published_start``)."""
+    check_options(options)
     options = dataclasses.replace(options, overrides=published_start(options.overrides),
                                   weights=resolve_weights(options.weights) if options.weights else None)
     with run_settings(options):

@@ -9,8 +9,10 @@
 - ``onnx``: onnxruntime ``CPUExecutionProvider`` on an exported model folder;
 - ``openvino``: OpenVINO on an exported model folder, ``precision`` f32 | bf16 | int8.
 """
+import numbers
 from typing import Optional, Sequence, Tuple
 
+from solov2.config import get_config, with_overrides
 from solov2.config.device import device_name
 from solov2.config.errors import InputError, param
 from solov2.config.sidecar import read_sidecar, resolve_config
@@ -46,6 +48,37 @@ def checked_weights(weights: Optional[str], number: Optional[int], overrides: Se
     return resolve_config(weights, number, overrides)
 
 
+def check_choices(backend: str = 'auto', precision: str = 'f32', model_dir: Optional[str] = None,
+                  device: Optional[str] = None, threads: int = 0, number: Optional[int] = None,
+                  overrides: Sequence[str] = ()) -> None:
+    """InputError (BackendError for the backend's choices) for an ``open_backend`` argument that
+    cannot work, found without reading a file: the backend, precision, ``model_dir`` and its
+    backend, ``device`` ('cpu', 'gpu' or 'gpu:N'; the CPU for an exported backend), ``threads``
+    (0 or more) and, when the config ``number`` is known, the ``overrides`` on it
+    (``config.with_overrides``). Callers check before fetching a published name or exporting
+    (``model.api.segmenter.check_arguments``)."""
+    if backend not in BACKENDS:
+        raise BackendError(f"unknown backend '{backend}' (expected one of {', '.join(BACKENDS)})")
+    if precision not in PRECISIONS:
+        raise BackendError(f"unknown precision '{precision}' (expected one of {', '.join(PRECISIONS)})")
+    if precision != 'f32' and backend != 'openvino':
+        raise BackendError(param('precision', precision) + ' needs ' + param('backend', 'openvino')
+                           + ' (auto is always f32)')
+    if model_dir and backend not in EXPORTED:
+        raise BackendError(param('model_dir') + ' needs ' + param('backend', *EXPORTED) + f' (not {backend})')
+    device = device_name(device)
+    if backend in EXPORTED and device not in (None, 'cpu'):    # it runs on the CPU whatever the machine has
+        raise BackendError(param('backend', backend) + ' runs on the CPU here; use ' + param('backend', 'dygraph')
+                           + ' for ' + param('device', device))
+    if backend in EXPORTED and not model_dir:
+        raise BackendError(param('backend', backend) + ' needs ' + param('model_dir')
+                           + ' (a folder from tools/export_model.py)')
+    if isinstance(threads, bool) or not isinstance(threads, numbers.Integral) or threads < 0:
+        raise InputError(param('threads') + f' takes a whole number, 0 (every core) or more, not {threads!r}')
+    if number is not None:
+        with_overrides(get_config(number), overrides)
+
+
 def open_backend(weights: Optional[str] = None, config: Optional[int] = None, backend: str = 'auto',
                  model_dir: Optional[str] = None, precision: str = 'f32', device: Optional[str] = None,
                  threads: int = 0, overrides: Sequence[str] = (), mkldnn: bool = False,
@@ -63,32 +96,18 @@ def open_backend(weights: Optional[str] = None, config: Optional[int] = None, ba
     cache (default ``$SOLOV2_CACHE``, ``export_cache.cache_root``); ``progress(stage, fraction)``
     hears 'auto''s first export (``export_cache.cached_backend``). Raises InputError (or a
     subclass: BackendError, CheckpointError) with a one-line message."""
-    if backend not in BACKENDS:
-        raise BackendError(f"unknown backend '{backend}' (expected one of {', '.join(BACKENDS)})")
-    if precision not in PRECISIONS:
-        raise BackendError(f"unknown precision '{precision}' (expected one of {', '.join(PRECISIONS)})")
-    if precision != 'f32' and backend != 'openvino':
-        raise BackendError(param('precision', precision) + ' needs ' + param('backend', 'openvino')
-                           + ' (auto is always f32)')
-    if model_dir and backend not in EXPORTED:
-        raise BackendError(param('model_dir') + ' needs ' + param('backend', *EXPORTED) + f' (not {backend})')
+    check_choices(backend, precision, model_dir, device, threads)
     device = device_name(device)
     chosen = device or default_device()
     threads = cpu_threads(threads, processes.local_size)
     if backend == 'dygraph' or (backend == 'auto' and chosen != 'cpu'):
         number, cfg = resolved or checked_weights(weights, config, overrides)
         return number, Predictor(cfg, weights, chosen, sidecar=False, threads=threads)
-    if device not in (None, 'cpu'):      # an exported backend runs on the CPU whatever the machine has
-        raise BackendError(param('backend', backend) + ' runs on the CPU here; use ' + param('backend', 'dygraph')
-                           + ' for ' + param('device', device))
     if backend == 'auto':
         number, cfg = resolved or checked_weights(weights, config, overrides)
         return number, local_rank0_first(
             lambda: cached_backend(number, cfg, weights, overrides, threads, cache_dir=cache_dir, progress=progress)[1],
             processes)
-    if not model_dir:
-        raise BackendError(param('backend', backend) + ' needs ' + param('model_dir')
-                           + ' (a folder from tools/export_model.py)')
     opened = exported_backend(backend, model_dir, threads, precision, overrides, mkldnn,
                               compiled_cache(cache_root(cache_dir)))
     if config is not None and config != opened.number:

@@ -463,7 +463,9 @@ def paste_in_boxes(soft_masks: np.ndarray, resized_hw: Sequence[int], orig_hw: S
     """Soft masks [N, Hf, Wf] at 1/4 of the padded input -> binary ``CroppedMasks`` on the
     original image: each mask's crop to its tight half-open box x0, y0, x1, y1 (an empty
     crop and a zero box when empty), pasted when first read (``CroppedMasks.lazy``: a mask
-    nobody reads costs nothing). No [N, H, W] array is made.
+    nobody reads costs nothing). No [N, H, W] array is made, and ``soft_masks`` is not kept:
+    each mask keeps only the part of its soft mask that its paste reads (``_PendingPaste``),
+    dropped once pasted, so a result costs what its objects cost.
 
     The same values as bilinear x4 to the padded size, crop of the resized image area,
     bilinear to the original size, threshold (PaddleDetection's order, with OpenCV), up
@@ -473,8 +475,40 @@ def paste_in_boxes(soft_masks: np.ndarray, resized_hw: Sequence[int], orig_hw: S
     (faster there than the per-window taps)."""
     rows = _Axis.build(soft_masks.shape[1], resized_hw[0], orig_hw[0])
     cols = _Axis.build(soft_masks.shape[2], resized_hw[1], orig_hw[1])
-    return CroppedMasks.lazy(len(soft_masks), lambda i: _paste_one(soft_masks[i], rows, cols, resized_hw, orig_hw,
-                                                                   mask_threshold), orig_hw)
+    pending = [_pending(soft, rows, cols, resized_hw, orig_hw, mask_threshold) for soft in soft_masks]
+    return CroppedMasks.lazy(pending, _paste_pending, orig_hw)
+
+
+@dataclass(frozen=True)
+class _PendingPaste:
+    """One mask's paste still to do: ``soft``, a copy of the part of its soft mask the paste
+    reads (the features ``read_y``, ``read_x``; the whole [Hf, Wf] mask when ``whole``), the
+    picture's rows ``out_y`` and columns ``out_x`` it reaches, the axes and sizes of the paste."""
+    soft: np.ndarray
+    out_y: slice
+    out_x: slice
+    read_y: slice
+    read_x: slice
+    whole: bool
+    rows: '_Axis'
+    cols: '_Axis'
+    resized_hw: Tuple[int, int]
+    orig_hw: Tuple[int, int]
+    mask_threshold: float
+
+
+def _pending(soft: np.ndarray, rows: '_Axis', cols: '_Axis', resized_hw: Sequence[int], orig_hw: Sequence[int],
+             mask_threshold: float) -> Optional[_PendingPaste]:
+    """The paste of one soft mask [Hf, Wf], or None when no value is above the threshold (an
+    empty mask)."""
+    box = mask_to_box(soft > mask_threshold)
+    if box is None:
+        return None
+    (out_y, read_y), (out_x, read_x) = rows.window(box[1], box[3]), cols.window(box[0], box[2])
+    whole = (out_y.stop - out_y.start) * (out_x.stop - out_x.start) > WHOLE_PASTE_SHARE * orig_hw[0] * orig_hw[1]
+    kept = soft.copy() if whole else soft[read_y, read_x].copy()
+    return _PendingPaste(kept, out_y, out_x, read_y, read_x, whole, rows, cols, tuple(resized_hw), tuple(orig_hw),
+                         mask_threshold)
 
 
 def _tight(binary: np.ndarray, x0: int = 0, y0: int = 0) -> Tuple[np.ndarray, Tuple[int, int, int, int]]:
@@ -487,21 +521,19 @@ def _tight(binary: np.ndarray, x0: int = 0, y0: int = 0) -> Tuple[np.ndarray, Tu
     return binary[top:bottom, left:right].copy(), (x0 + left, y0 + top, x0 + right, y0 + bottom)
 
 
-def _paste_one(soft: np.ndarray, rows: '_Axis', cols: '_Axis', resized_hw: Sequence[int],
-               orig_hw: Sequence[int], mask_threshold: float) -> Tuple[np.ndarray, Tuple[int, int, int, int]]:
-    """One soft mask [Hf, Wf] -> (its binary crop on the picture, tight box), as ``paste_in_boxes``."""
-    box = mask_to_box(soft > mask_threshold)
-    if box is None:
+def _paste_pending(paste: Optional[_PendingPaste]) -> Tuple[np.ndarray, Tuple[int, int, int, int]]:
+    """One mask's paste (``_pending``) -> (its binary crop on the picture, tight box), as ``paste_in_boxes``."""
+    if paste is None:
         return EMPTY_CROP, (0, 0, 0, 0)
-    (out_y, read_y), (out_x, read_x) = rows.window(box[1], box[3]), cols.window(box[0], box[2])
-    if (out_y.stop - out_y.start) * (out_x.stop - out_x.start) > WHOLE_PASTE_SHARE * orig_hw[0] * orig_hw[1]:
-        return _tight(_paste_whole(soft, resized_hw, orig_hw) > mask_threshold)
-    resampled = rows.resample(soft[read_y, read_x], out_y, read_y)                  # [out rows, read cols]
+    if paste.whole:
+        return _tight(_paste_whole(paste.soft, paste.resized_hw, paste.orig_hw) > paste.mask_threshold)
+    rows, cols, threshold = paste.rows, paste.cols, paste.mask_threshold
+    resampled = rows.resample(paste.soft, paste.out_y, paste.read_y)                # [out rows, read cols]
     if cols.run_length >= RUN_THRESHOLD_LENGTH:
-        binary = cols.threshold(resampled, out_x, read_x, mask_threshold)
+        binary = cols.threshold(resampled, paste.out_x, paste.read_x, threshold)
     else:
-        binary = cols.resample(np.ascontiguousarray(resampled.T), out_x, read_x).T > mask_threshold
-    return _tight(binary, out_x.start, out_y.start)
+        binary = cols.resample(np.ascontiguousarray(resampled.T), paste.out_x, paste.read_x).T > threshold
+    return _tight(binary, paste.out_x.start, paste.out_y.start)
 
 
 def paste_detections(detections: Detections, meta, mask_threshold: float = 0.5) -> Detections:

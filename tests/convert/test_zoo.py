@@ -14,10 +14,12 @@ import errno
 import functools
 import hashlib
 import http.server
+import importlib
 import json
 import logging
 import os
 import pickle
+import re
 import shutil
 import subprocess
 import sys
@@ -380,6 +382,81 @@ def test_a_command_says_what_failed_in_one_line(tiny, server, monkeypatch, capsy
     assert capsys.readouterr().err.strip() == ('error: no published checkpoint is named mmdet/solov2_r50_fpn_1x_cocoo '
                                                '— did you mean mmdet/solov2_r50_fpn_1x_coco or '
                                                'mmdet/solov2_r50_fpn_3x_coco or ppdet/solov2_r50_fpn_1x_coco?')
+
+
+def test_segmenter_takes_a_mirror(tiny, server, tmp_path):
+    """``Segmenter(name, mirror=...)`` fetches from the mirror (here the only source: the
+    row's own URL is unreachable), as docs/checkpoints.md says."""
+    began = len(server.requests)
+    assert_shipped(Segmenter(tiny.name, cache_dir=tmp_path, mirror=server.url, backend='dygraph', device='cpu')(IMAGE))
+    assert [name for name, _ in server.requests[began:]] == [tiny.file]
+
+
+COCO_NAME = 'ppdet/solov2_r50_fpn_3x_coco'          # config 0, never fetched here
+CHEAP_MISTAKES = {
+    'backend': (lambda name: Segmenter(name, backend='tensorrt'), "unknown backend 'tensorrt'"),
+    'precision': (lambda name: Segmenter(name, precision='int8'), "precision='int8' needs backend='openvino'"),
+    'device': (lambda name: Segmenter(name, device='tpu'), "device= takes 'cpu', 'gpu' or 'gpu:N', not 'tpu'"),
+    'threads': (lambda name: Segmenter(name, threads=-2), 'threads= takes a whole number, 0'),
+    'config': (lambda name: Segmenter(name, config=99), 'unknown config 99'),
+    'override': (lambda name: Segmenter(name, overrides={'score_treshold': 0.2}), "bad override 'score_treshold="),
+    'classes': (lambda name: Segmenter(name, overrides=['num_classes=3']), 'num_classes=3 but class_names holds 80'),
+    'progress': (lambda name: Segmenter(name, progress='yes'), 'progress takes a function'),
+    'train classes': (lambda name: train(TrainOptions(config=0, overrides=(f'pretrained={name}', 'num_classes=3'))),
+                      'num_classes=3 but class_names holds 80 names'),
+    'train weights': (lambda name: train(TrainOptions(weights=name, overrides=('score_threshold=2',))),
+                      'bad value score_threshold=2'),
+    'train counts': (lambda name: train(TrainOptions(weights=name, log_every=0)), 'log_every= takes a whole number'),
+    'train budget': (lambda name: train(TrainOptions(weights=name, max_minutes=-1)), 'max_minutes= takes minutes'),
+    'train data': (lambda name: train(TrainOptions(config=0, overrides=(f'pretrained={name}', 'dataset_dir=no/such'))),
+                   'no/such/annotations/instances_train2017.json'),
+    'train class list': (lambda name: train(TrainOptions(weights=name, classes='no/such/classes.txt')),
+                         'cannot read class list no/such/classes.txt'),
+}
+
+
+@pytest.fixture
+def no_fetch(monkeypatch, tmp_path):
+    """The names fetched from now on (each fetch fails the call that made it), with an empty cache."""
+    fetched = []
+
+    def fetch(file, *args, **kwargs):
+        fetched.append(file)
+        raise AssertionError(f'{file} was fetched')
+    monkeypatch.setattr(zoo, 'fetch', fetch)
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / 'cache'))
+    return fetched
+
+
+@pytest.mark.parametrize('case', list(CHEAP_MISTAKES))
+def test_a_cheap_mistake_is_one_input_error_before_any_download(case, no_fetch):
+    """``Segmenter`` and ``train`` check every argument they can without the weights before
+    fetching a published name: a mistake costs no download (docs/checkpoints.md's fine-tuning
+    line with num_classes=3 and no class names once ended in this error after one)."""
+    call, message = CHEAP_MISTAKES[case]
+    with pytest.raises(InputError, match=re.escape(message)) as raised:
+        call(COCO_NAME)
+    assert no_fetch == [] and '\n' not in str(raised.value)
+
+
+@pytest.mark.parametrize('command, argv, message', [
+    ('demo', ['--input', 'no/such/folder'], 'no images found at no/such/folder'),
+    ('demo', ['--threads', '-1'], '--threads takes a whole number, 0'),
+    ('demo', ['--backend', 'onnx'], '--backend onnx needs --model-dir'),
+    ('eval', ['--images', 'somewhere'], '--images needs --ann'),
+    ('eval', ['--opt', 'num_classes=3'], 'num_classes=3 but class_names holds 80 names'),
+    ('export_model', ['--output', 'out', '--config', '99'], 'unknown config 99'),
+    ('train', ['--config=0', '--opt', f'pretrained={COCO_NAME}', 'dataset_dir=data', 'num_classes=3'],
+     'num_classes=3 but class_names holds 80 names'),
+])
+def test_a_command_checks_its_arguments_before_any_download(command, argv, message, no_fetch, capsys):
+    """demo.py, eval.py, tools/export_model.py and train.py: a cheap mistake with a published
+    name exits 2 in one line, with nothing fetched."""
+    module = importlib.import_module(f'solov2.tools.{command}')
+    weights_flag = [] if command == 'train' else ['--weights', COCO_NAME]
+    assert module.main(weights_flag + argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert no_fetch == [] and len(err.splitlines()) == 1 and message in err, err
 
 
 def test_names_paths_and_rows_without_a_conversion(tmp_path):

@@ -89,7 +89,7 @@ def _counting_lazy(masks):
         made.append(i)
         x0, y0, x1, y1 = boxes[i]
         return masks[i, y0:y1, x0:x1].copy(), boxes[i]
-    return CroppedMasks.lazy(len(masks), make, masks.shape[1:]), made
+    return CroppedMasks.lazy(list(range(len(masks))), make, masks.shape[1:]), made
 
 
 def test_a_lazy_mask_is_made_once_when_first_read():

@@ -12,6 +12,7 @@ from solov2.data.transforms import (
     batch_images,
     bucket_for,
     bucket_sizes,
+    decode_image,
     header_size,
     normalize,
     pad_to_multiple,
@@ -144,6 +145,24 @@ def test_a_huge_image_is_refused_from_its_header(tmp_path):
     assert read_image(tmp_path / 'ok.png', max_pixels=0).shape == (2, 2, 3)      # 0: no limit
     with pytest.raises(ValueError, match='over the limit'):
         read_image(tmp_path / 'ok.png', max_pixels=3)
+
+
+def test_decode_image_reads_bytes_as_the_file_and_refuses_a_huge_header_before_decoding(tmp_path, monkeypatch):
+    """The bytes of a picture decode to what its file reads to; a header that claims 600 MP
+    is refused without calling the decoder; bytes that are not a picture are one InputError."""
+    rgb = np.random.default_rng(0).integers(0, 255, (7, 9, 3), dtype=np.uint8)
+    path = _png(tmp_path / 'a.png', rgb)
+    data = path.read_bytes()
+    for form in (data, bytearray(data), memoryview(data), np.frombuffer(data, np.uint8)):
+        np.testing.assert_array_equal(decode_image(form), read_image(path))
+    huge = bytearray(data)
+    huge[16:24] = (30000).to_bytes(4, 'big') + (20000).to_bytes(4, 'big')
+    monkeypatch.setattr(transforms.cv2, 'imdecode', lambda *args: pytest.fail('decoded'))
+    with pytest.raises(ValueError, match=r'the picture in the bytes given is 30000x20000 = 600 MP, over the limit'):
+        decode_image(bytes(huge))
+    monkeypatch.undo()
+    with pytest.raises(ValueError, match='cannot read the upload: not a picture OpenCV decodes'):
+        decode_image(b'GIF89a not really', what='the upload')
 
 
 def _png(path, array):

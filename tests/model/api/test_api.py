@@ -161,3 +161,16 @@ def test_the_training_picture_shows_an_image_with_objects(tmp_path):
     coco['annotations'] = []
     write_json(coco, str(tmp_path / 'none.json'))
     assert first_val_image(str(tmp_path / 'none.json'), str(tmp_path / 'val')).endswith('000000.jpg')
+
+
+def test_dir_and_star_import_list_the_api_without_loading_it():
+    """``dir(solov2)`` and ``solov2.__all__`` list the API's names, and ``from solov2 import *``
+    gives them all, while a bare ``import solov2`` (and ``dir``) still loads no Paddle."""
+    import subprocess
+    import sys
+    code = ('import sys, solov2; names = set(dir(solov2)); assert "paddle" not in sys.modules; '
+            'from solov2.model import api; assert set(api.__all__) == set(solov2.__all__) <= names, names; '
+            'star = {}; exec("from solov2 import *", star); assert set(api.__all__) <= set(star); '
+            'assert star["Segmenter"] is api.Segmenter and not {"Path", "zlib"} & names; print("ok")')
+    done = subprocess.run([sys.executable, '-c', code], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.stdout.strip() == 'ok', done.stderr[-2000:]

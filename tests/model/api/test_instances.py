@@ -100,3 +100,66 @@ def test_coco_records_are_those_of_demo_save_json(three):
     mapped = three.to_coco(4, category_ids=[17, 18, 5])
     assert [(r['category_id'], r['category_name']) for r in mapped] == [(18, 'dog'), (17, 'cat'), (5, 'bird')]
     assert 'file_name' not in mapped[0]
+
+
+CONFIG0_FEAT, CONFIG0_PICTURE = (200, 336), (800, 1333)   # mask_feat of an 800x1333 picture (padded 800x1344)
+
+
+def _config0_soft_masks(count: int = 100) -> np.ndarray:
+    """[count, 200, 336] float32 soft masks of round objects of radius 3 to 24 feature pixels
+    (12 to 96 picture pixels), as config 0 gives for an 800x1333 picture."""
+    rng = np.random.default_rng(0)
+    ys, xs = np.mgrid[:CONFIG0_FEAT[0], :CONFIG0_FEAT[1]].astype(np.float32)
+    soft = np.empty((count, *CONFIG0_FEAT), np.float32)
+    for i in range(count):
+        y, x, radius = rng.uniform(30, 170), rng.uniform(30, 306), rng.uniform(3, 24)
+        soft[i] = 1 / (1 + np.exp(np.minimum((np.hypot(ys - y, xs - x) - radius) / 2, 50)))
+    return soft
+
+
+def stored_bytes(use) -> tuple:
+    """(bytes a stored config-0-size result of 100 instances holds after ``use(result)``, as
+    tracemalloc counts what stays allocated once everything but the result is gone; the
+    result). The soft masks are made while traced, so a result that keeps them counts them."""
+    import gc
+    import tracemalloc
+
+    from solov2.model.inference.postprocess import paste_in_boxes
+    paste_in_boxes(np.zeros((1, *CONFIG0_FEAT), np.float32), CONFIG0_PICTURE, CONFIG0_PICTURE)   # the axes' cache
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+
+        def made():
+            soft = _config0_soft_masks()
+            scores = np.linspace(0.9, 0.05, len(soft)).astype(np.float32)
+            result = Instances(paste_in_boxes(soft, CONFIG0_PICTURE, CONFIG0_PICTURE), np.arange(len(soft)) % 3,
+                               scores, NAMES)
+            use(result)
+            return result
+        result = made()
+        gc.collect()
+        return tracemalloc.get_traced_memory()[0] - before, result
+    finally:
+        tracemalloc.stop()
+
+
+USES = {'nothing': lambda r: None, 'crops': lambda r: r.crops.crops, 'one mask': lambda r: r[3].mask,
+        'masks': lambda r: r.masks,
+        'to_coco': lambda r: r.to_coco(1), 'draw': lambda r: r.draw(np.zeros((*CONFIG0_PICTURE, 3), np.uint8)),
+        'a selection': lambda r: r[r.scores > 0.5].polygons()}
+
+
+@pytest.mark.parametrize('use', list(USES))
+def test_a_stored_result_costs_what_its_objects_cost_not_its_soft_masks(use):
+    """A result keeps no soft mask [N, Hf, Wf] (27 MB here): each mask keeps the part of its
+    soft mask its paste reads until pasted, then its crop alone, so whatever was read a
+    stored result holds about its objects' crops (1.5 MB here), not the picture's size
+    (and the [N, H, W] masks once ``masks`` asked for them)."""
+    held, result = stored_bytes(USES[use])
+    objects = sum(crop.nbytes for crop in result.crops.crops)      # every crop made now, after the count
+    soft = 100 * _config0_soft_masks(1).nbytes
+    assert soft > 25_000_000 and 0 < objects < soft / 10
+    shown = result.masks.nbytes if use == 'masks' else 0             # [N, H, W] bool asked for: kept
+    assert held < 2 * objects + shown + 200_000, f'{use}: {held} bytes held for {objects} bytes of crops'

@@ -2,6 +2,7 @@
 images, grey and RGBA arrays, per-call thresholds, ``close()`` and ``with``, and 'auto''s
 ``cache_dir`` and ``progress``."""
 import gc
+import io
 import weakref
 
 import cv2
@@ -113,6 +114,60 @@ def test_grey_and_rgba_arrays_are_read_as_their_files(seg, tmp_path):
     bgra = np.dstack([bgr, np.full(grey.shape, 128, np.uint8)])
     _same(seg(bgra), seg(bgr))
     _same(seg(bgra[..., [2, 1, 0, 3]], channels='rgb'), seg(bgr))
+
+
+def test_bytes_and_file_objects_are_read_as_their_files(seg, tmp_path):
+    """An upload as it arrives: the bytes of a picture file, ``io.BytesIO`` of them or the
+    open file give what the path gives, alone, in a list and in ``stream``."""
+    data = SQUARE[0].read_bytes()
+    want = seg(SQUARE[0])
+    _same(seg(data), want)
+    _same(seg(bytearray(data)), want)
+    _same(seg(io.BytesIO(data)), want)
+    with open(SQUARE[0], 'rb') as opened:
+        _same(seg(opened), want)
+    np.testing.assert_array_equal(seg.rgb(memoryview(data)), read_image(SQUARE[0]))
+    listed = seg([io.BytesIO(data), data, SQUARE[1].read_bytes()], batch_size=2)
+    _same(listed[0], want, exact=False)
+    _same(listed[2], seg(SQUARE[1]), exact=False)
+    streamed = list(seg.stream(data))
+    assert [source for source, _ in streamed] == [data]
+    _same(streamed[0][1], want)
+
+
+def _truncated_pil(path):
+    """A PIL image of the first 3000 bytes of a JPEG: Pillow opens it, and fails when it decodes."""
+    image_module = pytest.importorskip('PIL.Image')
+    return image_module.open(io.BytesIO(path.read_bytes()[:3000]))
+
+
+@pytest.mark.parametrize('make, message', [
+    (lambda path: b'not a picture at all', 'cannot read the picture in the bytes given'),
+    (lambda path: b'', 'cannot read the picture in the bytes given'),
+    (lambda path: io.BytesIO(path.read_bytes()[:40]), 'cannot read the picture in the file object'),
+    (lambda path: io.StringIO('text'), 'gave str, not bytes — open it in binary mode'),
+    (_truncated_pil, 'cannot read the PIL image given'),
+])
+def test_every_picture_that_does_not_decode_is_one_input_error(seg, make, message):
+    """Bytes, file objects and PIL images that do not decode (a truncated JPEG opened by
+    Pillow, which decodes on first use) raise InputError, alone and named in a list."""
+    with pytest.raises(InputError, match=message):
+        seg(make(SQUARE[0]))
+    with pytest.raises(InputError, match=r'picture 0 of the list \((bytes|a file object|a PIL image)\): .*' + message):
+        seg([make(SQUARE[0])])
+
+
+def test_the_pixel_limit_holds_for_arrays_pil_images_and_bytes(tmp_path):
+    """``max_image_pixels`` refuses arrays, PIL images and bytes over it as it refuses
+    files, before decoding or converting them."""
+    image_module = pytest.importorskip('PIL.Image')
+    small = Segmenter(WEIGHTS, backend='dygraph', device='cpu', threads=1, overrides={'max_image_pixels': 256 * 255})
+    bgr = cv2.imread(str(SQUARE[0]))                                   # 256 x 256
+    for picture, what in [(bgr, 'the array given'), (image_module.open(SQUARE[0]), 'the PIL image given'),
+                          (SQUARE[0].read_bytes(), 'the picture in the bytes given'), (SQUARE[0], 'image .*')]:
+        with pytest.raises(InputError, match=f'{what} is 256x256 = 0 MP, over the limit'):
+            small(picture)
+    assert len(small(bgr[:255])) >= 0                                   # at the limit: read
 
 
 def test_a_per_call_threshold_equals_constructing_with_it(seg):
