@@ -396,7 +396,7 @@ COCO_NAME = 'ppdet/solov2_r50_fpn_3x_coco'          # config 0, never fetched he
 CHEAP_MISTAKES = {
     'backend': (lambda name: Segmenter(name, backend='tensorrt'), "unknown backend 'tensorrt'"),
     'precision': (lambda name: Segmenter(name, precision='int8'), "precision='int8' needs backend='openvino'"),
-    'device': (lambda name: Segmenter(name, device='tpu'), "device= takes 'cpu', 'gpu' or 'gpu:N', not 'tpu'"),
+    'device': (lambda name: Segmenter(name, device='tpu'), "device='tpu' is not a device: use 'cpu', 'gpu' or 'gpu:N'"),
     'threads': (lambda name: Segmenter(name, threads=-2), 'threads= takes a whole number, 0'),
     'config': (lambda name: Segmenter(name, config=99), 'unknown config 99'),
     'override': (lambda name: Segmenter(name, overrides={'score_treshold': 0.2}), "bad override 'score_treshold="),
