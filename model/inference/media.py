@@ -135,12 +135,12 @@ class ImageStages:
         return image, (chw, meta)
 
     def model(self, loaded):
-        return self.backend.forward([loaded[1][0]])
+        return self.backend.model_stage([loaded[1][0]], [loaded[1][1]])
 
     def finish(self, path, loaded, outputs):
         image, (_, meta) = loaded
         backend, threshold = self.backend, self.draw.threshold
-        result = backend.finish_outputs(outputs, meta)
+        result = backend.finish_stage(outputs, meta)
         write_image(self.targets[path], draw_bgr(image, result, backend.class_names, threshold))
         self.written.append(path)
         if self.draw.records is not None:
@@ -161,7 +161,7 @@ def run_images(backend, targets: dict, draw: DrawOptions, written: list,
     stages = ImageStages(backend, targets, draw, written)
     warm_up(paths, lambda path: stages.load(path, dump=False), stages.model, draw.warmup)
     began = time.perf_counter()
-    return run_pipeline(paths, stages.load, stages.model, stages.finish), began
+    return run_pipeline(paths, stages.load, stages.model, stages.finish, finish_workers=backend.finish_workers()), began
 
 
 class OrderedFrameWriter:
@@ -239,7 +239,7 @@ def video_stages(backend, dumper: Optional[InputDumper]):
         return image, (chw, meta)
 
     def model(loaded):
-        return backend.forward([loaded[1][0]])
+        return backend.model_stage([loaded[1][0]], [loaded[1][1]])
     return load, model
 
 
@@ -260,7 +260,7 @@ def run_video(backend, source: Union[str, int], out_path: Path, draw: DrawOption
     def finish(item, loaded, outputs):
         index = item[0]
         image, (_, meta) = loaded
-        result = backend.finish_outputs(outputs, meta)
+        result = backend.finish_stage(outputs, meta)
         if draw.records is not None:
             draw.records.extend(coco_records(index, f'frame_{index:06d}', result, backend.class_names))
         ordered.put(index, draw_bgr(image, result, backend.class_names, draw.threshold))
@@ -268,7 +268,8 @@ def run_video(backend, source: Union[str, int], out_path: Path, draw: DrawOption
     warm_up([(0, first)], lambda item: load(item, dump=False), model, draw.warmup)
     ordered.began = began = time.perf_counter()
     try:
-        return run_pipeline(read_frames(capture, first, max_frames), load, model, finish), began
+        return run_pipeline(read_frames(capture, first, max_frames), load, model, finish,
+                            finish_workers=backend.finish_workers()), began
     finally:
         writer.release()
         capture.release()
