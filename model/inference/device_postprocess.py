@@ -21,7 +21,7 @@ import paddle
 import paddle.nn.functional as F
 
 from solov2.data.masks import CroppedMasks
-from solov2.model.inference.postprocess import SCAN_LIMIT, Detections, InferenceParams, _Axis, _empty, cell_strides
+from solov2.model.inference.postprocess import SCAN_LIMIT, Detections, InferenceParams, _Axis, _empty, checked_strides
 
 ROWS_PER_STEP = 128   # candidates whose [rows, P] logits are made at once (bounds the device memory)
 PASTE_PER_STEP = 8    # masks pasted at once: [8, H, W] float32 is 34 MB at 800 x 1333
@@ -159,7 +159,7 @@ def postprocess_on_device(scores: paddle.Tensor, kernels: paddle.Tensor, mask_fe
     [B, E, Hf, Wf] -> one Detections per image, as ``postprocess_flat`` gives, with the
     masks pasted on the picture (``paste_detections``) when ``metas`` (ImageMeta each) are
     given, else the soft masks [N, Hf, Wf] float32."""
-    strides = paddle.to_tensor(cell_strides(params.num_grids, params.segm_strides))
+    strides = paddle.to_tensor(checked_strides(scores.shape[1], kernels.shape[1], params))
     found = []
     for b in range(mask_feat.shape[0]):
         feat = mask_feat[b].reshape([mask_feat.shape[1], -1])

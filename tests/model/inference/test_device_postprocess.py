@@ -7,6 +7,7 @@ import pytest
 
 from solov2 import SHIPPED_WEIGHTS
 from solov2.config import get_config
+from solov2.config.errors import InputError
 from solov2.config.shipped import SAMPLE_IMAGES
 from solov2.data.masks import CroppedMasks
 from solov2.data.transforms import ImageMeta, read_image
@@ -177,3 +178,9 @@ def test_finishing_workers_by_where_the_network_runs(shipped):
     assert on_device.finish_workers() == default_finish_workers(network_on_gpu=True)
     assert on_host.finish_workers() == default_finish_workers()
     assert not on_host.on_device and Predictor.for_model(on_host.model, on_host.cfg).on_device is False
+
+
+def test_outputs_of_another_grid_are_refused_as_on_the_numpy_path():
+    outputs = [paddle.to_tensor(a) for a in _case(0, (8, 4))]
+    with pytest.raises(InputError, match='the network outputs 80 grid cells but num_grids'):
+        postprocess_on_device(*outputs, InferenceParams(num_grids=(8, 5), segm_strides=(1, 2)))
