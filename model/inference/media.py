@@ -225,9 +225,11 @@ def open_writer(out_path: Path, capture, first):
     return writer
 
 
-def video_stages(backend, dumper: Optional[InputDumper]):
+def video_stages(backend, dumper: Optional[InputDumper], staged: bool = False):
     """(load, model) pipeline stages for (index, BGR frame) items: RGB, preprocessed,
-    dumped as ``frame_NNNNNN`` (picture and input) unless ``dump=False``."""
+    dumped as ``frame_NNNNNN`` (picture and input) unless ``dump=False``; the model stage is
+    ``backend.model_stage`` when ``staged`` (finish with ``finish_stage``), else the network's
+    outputs (``backend.forward``)."""
     def load(item, dump=True):
         index, bgr = item
         image = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
@@ -239,7 +241,9 @@ def video_stages(backend, dumper: Optional[InputDumper]):
         return image, (chw, meta)
 
     def model(loaded):
-        return backend.model_stage([loaded[1][0]], [loaded[1][1]])
+        if staged:
+            return backend.model_stage([loaded[1][0]], [loaded[1][1]])
+        return backend.forward([loaded[1][0]])
     return load, model
 
 
@@ -255,7 +259,7 @@ def run_video(backend, source: Union[str, int], out_path: Path, draw: DrawOption
         capture.release()
         raise
     ordered = OrderedFrameWriter(writer, written)
-    load, model = video_stages(backend, draw.dumper)
+    load, model = video_stages(backend, draw.dumper, staged=True)
 
     def finish(item, loaded, outputs):
         index = item[0]

@@ -13,6 +13,7 @@ from solov2.data.masks import CroppedMasks
 from solov2.data.transforms import ImageMeta, read_image
 from solov2.model.inference.device_postprocess import matrix_nms as device_nms
 from solov2.model.inference.device_postprocess import paste_on_device, postprocess_on_device, ranked
+from solov2.model.inference.media import video_stages
 from solov2.model.inference.pipeline import default_finish_workers
 from solov2.model.inference.postprocess import (
     InferenceParams,
@@ -184,3 +185,16 @@ def test_outputs_of_another_grid_are_refused_as_on_the_numpy_path():
     outputs = [paddle.to_tensor(a) for a in _case(0, (8, 4))]
     with pytest.raises(InputError, match='the network outputs 80 grid cells but num_grids'):
         postprocess_on_device(*outputs, InferenceParams(num_grids=(8, 5), segm_strides=(1, 2)))
+
+
+def test_video_stages_give_network_outputs_unless_staged(shipped):
+    """The API's video stream finishes the network's outputs itself (with each call's
+    thresholds), so its model stage must give them even where the predictor post-processes on
+    its device; the demo's video takes the staged form."""
+    on_device, _ = shipped
+    frame = read_image(str(Path(SAMPLE_IMAGES) / 'shapes_000023.jpg'))[:, :, ::-1].copy()
+    load, model = video_stages(on_device, None)
+    outputs = model(load((0, frame)))
+    assert len(outputs) == 3 and all(isinstance(a, np.ndarray) for a in outputs)
+    load, model = video_stages(on_device, None, staged=True)
+    assert isinstance(model(load((0, frame)))[0].masks, CroppedMasks)
