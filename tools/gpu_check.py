@@ -340,8 +340,9 @@ def run(argv=None) -> int:
     parser.add_argument('--steps', type=int, default=None, help='training steps (default 30; dry run 6)')
     parser.add_argument('--only', nargs='+', choices=[name for name, _ in CHECKS], help='run only these checks')
     args = parser.parse_args(argv)
-    core.set_cublas_switch(False)      # no TF32 in float32 matmuls (cuBLAS) and convolutions (cuDNN)
-    core.set_cudnn_switch(False)
+    for switch in ('set_cublas_switch', 'set_cudnn_switch'):   # no TF32 in float32 matmuls (cuBLAS) and
+        if hasattr(core, switch):                               # convolutions (cuDNN); CUDA builds have them
+            getattr(core, switch)(False)
     with tempfile.TemporaryDirectory(prefix='gpu_check_') as folder:
         setting = Setting('cpu', args.steps or 6, 96, 3, 2, Path(folder)) if args.dry_run else \
             Setting('gpu', args.steps or 30, 256, 24, 5, Path(folder))
