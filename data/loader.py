@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import functools
+import itertools
 import logging
 import os
 import signal
@@ -161,6 +162,25 @@ class SeededSampler(paddle.io.Sampler):
         return self.num_samples - self.start
 
 
+class ResumableDistributedBatchSampler(paddle.io.DistributedBatchSampler):
+    """Paddle's ``DistributedBatchSampler`` (this rank's share of each epoch's shuffle)
+    that can start an epoch at a batch: ``set_epoch(epoch, start)`` skips ``start`` of the
+    rank's batches as indices, so a resumed run reads no sample it does not train on."""
+
+    start = 0
+
+    def set_epoch(self, epoch: int, start: int = 0) -> None:
+        """Select the epoch's shuffle, from this rank's batch ``start``."""
+        super().set_epoch(epoch)
+        self.start = start
+
+    def __iter__(self) -> Iterator[list]:
+        return itertools.islice(super().__iter__(), self.start, None)
+
+    def __len__(self) -> int:
+        return max(0, super().__len__() - self.start)
+
+
 PR_SET_PDEATHSIG = 1
 FAILURE_KEY = 'loader_failure'
 
@@ -305,7 +325,7 @@ def build_train_loader(
     sample that raises ends the iteration with `LoaderError` (`ReportingLoader`).
     """
     if distributed:
-        batch_sampler = paddle.io.DistributedBatchSampler(
+        batch_sampler = ResumableDistributedBatchSampler(
             dataset, batch_size=batch_size, shuffle=shuffle, drop_last=drop_last
         )
     else:
@@ -323,14 +343,13 @@ def build_train_loader(
                            collate_fn=reporting_collate(collate), return_list=True)
 
 
-def set_epoch(loader: paddle.io.DataLoader, epoch: int, skip_batches: int = 0) -> int:
+def set_epoch(loader: paddle.io.DataLoader, epoch: int, skip_batches: int = 0) -> None:
     """Set the epoch of a `build_train_loader` loader (its shuffle and augmentation) and
-    start it after `skip_batches` batches. Returns how many batches the caller must still
-    discard itself (only the distributed sampler cannot skip without reading)."""
+    start it after `skip_batches` batches (this rank's, when distributed), without reading
+    the samples skipped."""
     batch_sampler = loader.batch_sampler
     loader.dataset.set_epoch(epoch)
-    if isinstance(batch_sampler, paddle.io.DistributedBatchSampler):
-        batch_sampler.set_epoch(epoch)
-        return skip_batches
-    batch_sampler.sampler.set_epoch(epoch, skip_batches * batch_sampler.batch_size)
-    return 0
+    if isinstance(batch_sampler, ResumableDistributedBatchSampler):
+        batch_sampler.set_epoch(epoch, skip_batches)
+    else:
+        batch_sampler.sampler.set_epoch(epoch, skip_batches * batch_sampler.batch_size)

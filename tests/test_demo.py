@@ -245,11 +245,11 @@ def test_help_mentions_every_config(capsys):
 
 def test_exported_backend_on_a_gpu_machine_without_device(tmp_path, capsys, monkeypatch):
     """On a machine with a GPU, --backend onnx without --device runs on the CPU (it is not
-    refused for the GPU it never asked for); an explicit --device gpu still is."""
+    refused for the GPU it never asked for); an explicit --device gpu asks this Paddle for one."""
     from solov2.model.inference import backends
     monkeypatch.setattr(backends, 'default_device', lambda: 'gpu:0')
     paths = ['--input', SAMPLE_IMAGES, '--output', str(tmp_path / 'out')]
     assert demo.main(['--backend', 'onnx', *paths]) == 2
     assert '--backend onnx needs --model-dir' in capsys.readouterr().err
     assert demo.main(['--backend', 'onnx', '--device', 'gpu', *paths]) == 2
-    assert 'runs on the CPU here' in capsys.readouterr().err
+    assert '--device gpu needs a GPU and paddlepaddle-gpu' in capsys.readouterr().err

@@ -353,7 +353,7 @@ def add_model_args(parser: argparse.ArgumentParser, default_weights=None) -> Non
 
 
 def add_backend_args(parser: argparse.ArgumentParser, backends, precisions) -> None:
-    """--backend, --model-dir, --precision and --mkldnn."""
+    """--backend, --model-dir, --precision, --mkldnn and --tensorrt."""
     parser.add_argument('--backend', choices=backends, default='auto',
                         help='auto (default: exported once from --weights into $SOLOV2_CACHE or '
                              '~/.cache/solov2-paddle, run in openvino f32 unless onnxruntime is 10%% faster '
@@ -366,6 +366,8 @@ def add_backend_args(parser: argparse.ArgumentParser, backends, precisions) -> N
                         help='--backend openvino: f32 (default), bf16 (CPUs with AMX or avx512_bf16) '
                              'or int8 (a folder from tools/quantize.py)')
     parser.add_argument('--mkldnn', action='store_true', help='oneDNN kernels for --backend inference')
+    parser.add_argument('--tensorrt', action='store_true',
+                        help='--backend inference on a GPU --device: TensorRT float16 subgraphs')
 
 
 def backend_options(args) -> dict:
@@ -373,7 +375,7 @@ def backend_options(args) -> dict:
     ``add_model_args``, ``add_backend_args`` and ``add_runtime_args``."""
     return {'weights': args.weights, 'config': args.config, 'backend': args.backend, 'model_dir': args.model_dir,
             'precision': args.precision, 'device': args.device, 'threads': args.threads, 'overrides': args.opt,
-            'mkldnn': args.mkldnn}
+            'mkldnn': args.mkldnn, 'tensorrt': args.tensorrt}
 
 
 CONVERTER_HELP = {'source': 'checkpoint to convert',

@@ -88,8 +88,8 @@ class Counting:
     def __getattr__(self, name):
         return getattr(self.backend, name)
 
-    def finish_outputs(self, outputs, meta):
-        result = self.backend.finish_outputs(outputs, meta)
+    def finish_stage(self, staged, meta):
+        result = self.backend.finish_stage(staged, meta)
         self.counts.append((len(result), int((result.scores >= DRAW_THRESHOLD).sum())))
         return result
 

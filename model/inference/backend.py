@@ -1,7 +1,8 @@
 """The inference interface every backend implements: ``prepare`` (numpy) -> ``infer``
 (network + post-processing) -> ``finish`` (masks on the original image). Pipelines split
-``infer`` so the network thread only runs the network: ``forward`` there, and
-``finish_outputs`` (``detect`` + ``finish``) in a worker.
+the work in two stages: ``model_stage`` on the network's thread (``forward``: the network
+only) and ``finish_stage`` in ``finish_workers()`` workers (``finish_outputs``: ``detect`` +
+``finish``); a backend that post-processes on its GPU does it all in ``model_stage``.
 
 A backend's ``run`` returns the exportable network's three outputs for a preprocessed
 batch: (scores [B, K, C], kernels [B, K, E], mask_feat [B, E, H/4, W/4]); the rest is
@@ -17,6 +18,7 @@ import paddle
 from solov2.config.errors import InputError
 from solov2.data.transforms import ImageMeta, batch_images, preprocess
 from solov2.model.inference.exportable import check_input_size
+from solov2.model.inference.pipeline import default_finish_workers
 from solov2.model.inference.postprocess import Detections, InferenceParams, paste_detections, postprocess_flat
 
 
@@ -50,13 +52,32 @@ class Backend(abc.ABC):
         """``run`` with numpy results."""
         return [t.numpy() if isinstance(t, paddle.Tensor) else np.asarray(t) for t in self.run(batch)]
 
-    def forward(self, inputs: Sequence[np.ndarray]) -> List[np.ndarray]:
-        """Preprocessed images -> the network's outputs for their batch, as numpy arrays
-        (scores [B, K, C], kernels [B, K, E], mask_feat [B, E, H/4, W/4])."""
+    def batch(self, inputs: Sequence[np.ndarray]) -> np.ndarray:
+        """Preprocessed images [3, Hp, Wp] each -> their batch [B, 3, Hp, Wp], its size checked."""
         batch = batch_images(inputs)
         if self.size_range is not None:
             check_input_size(batch.shape[2], batch.shape[3], *self.size_range)
-        return self.run_numpy(batch)
+        return batch
+
+    def forward(self, inputs: Sequence[np.ndarray]) -> List[np.ndarray]:
+        """Preprocessed images -> the network's outputs for their batch, as numpy arrays
+        (scores [B, K, C], kernels [B, K, E], mask_feat [B, E, H/4, W/4])."""
+        return self.run_numpy(self.batch(inputs))
+
+    def model_stage(self, inputs: Sequence[np.ndarray], metas: Sequence[ImageMeta]):
+        """A pipeline's network-thread work for one preprocessed image ([inputs], [metas]):
+        here ``forward``; what it returns goes to ``finish_stage``."""
+        return self.forward(inputs)
+
+    def finish_stage(self, staged, meta: ImageMeta) -> Detections:
+        """A pipeline's worker work on ``model_stage``'s result: the instances on the
+        original image (here ``finish_outputs``)."""
+        return self.finish_outputs(staged, meta)
+
+    def finish_workers(self) -> int:
+        """Finishing workers for a pipeline (``pipeline.default_finish_workers``: the
+        network here runs on the CPU's cores)."""
+        return default_finish_workers()
 
     def detect(self, outputs: Sequence[np.ndarray]) -> List[Detections]:
         """``forward``'s outputs -> soft-mask detections (one per image, [N, Hf, Wf])."""

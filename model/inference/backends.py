@@ -5,15 +5,15 @@
   f32 accuracy in OpenVINO unless onnxruntime is 10% faster for the thread count and CPU
   (``model.inference.export_cache``);
 - ``dygraph``: ``model.inference.predictor.Predictor``, the Paddle model from a checkpoint;
-- ``inference``: ``paddle.inference`` on an exported model folder (CPU);
-- ``onnx``: onnxruntime ``CPUExecutionProvider`` on an exported model folder;
+- ``inference``: ``paddle.inference`` on an exported model folder (CPU or GPU, TensorRT as an option);
+- ``onnx``: onnxruntime on an exported model folder (the CPU provider, or the CUDA one on a GPU);
 - ``openvino``: OpenVINO on an exported model folder, ``precision`` f32 | bf16 | int8.
 """
 import numbers
 from typing import Optional, Sequence, Tuple
 
 from solov2.config import get_config, with_overrides
-from solov2.config.device import device_name
+from solov2.config.device import device_name, on_gpu
 from solov2.config.errors import InputError, param
 from solov2.config.sidecar import read_sidecar, resolve_config
 from solov2.model.checkpoint import check_unrecorded, check_weights_file
@@ -29,7 +29,7 @@ from solov2.model.inference.export_cache import (
 )
 from solov2.model.inference.openvino_backend import PRECISIONS
 from solov2.model.inference.predictor import Predictor
-from solov2.model.runtime import cpu_threads, default_device
+from solov2.model.runtime import cpu_threads, default_device, resolve_device
 
 BACKENDS = ('auto', 'dygraph', 'inference', 'onnx', 'openvino')
 
@@ -50,10 +50,11 @@ def checked_weights(weights: Optional[str], number: Optional[int], overrides: Se
 
 def check_choices(backend: str = 'auto', precision: str = 'f32', model_dir: Optional[str] = None,
                   device: Optional[str] = None, threads: int = 0, number: Optional[int] = None,
-                  overrides: Sequence[str] = ()) -> None:
+                  overrides: Sequence[str] = (), tensorrt: bool = False) -> None:
     """InputError (BackendError for the backend's choices) for an ``open_backend`` argument that
     cannot work, found without reading a file: the backend, precision, ``model_dir`` and its
-    backend, ``device`` ('cpu', 'gpu' or 'gpu:N'; the CPU for an exported backend), ``threads``
+    backend, ``device`` ('cpu', 'gpu' or 'gpu:N'; the CPU for OpenVINO), ``tensorrt`` (Paddle
+    Inference on a GPU), ``threads``
     (0 or more) and, when the config ``number`` is known, the ``overrides`` on it
     (``config.with_overrides``). Callers check before fetching a published name or exporting
     (``model.api.segmenter.check_arguments``)."""
@@ -67,9 +68,12 @@ def check_choices(backend: str = 'auto', precision: str = 'f32', model_dir: Opti
     if model_dir and backend not in EXPORTED:
         raise BackendError(param('model_dir') + ' needs ' + param('backend', *EXPORTED) + f' (not {backend})')
     device = device_name(device)
-    if backend in EXPORTED and device not in (None, 'cpu'):    # it runs on the CPU whatever the machine has
-        raise BackendError(param('backend', backend) + ' runs on the CPU here; use ' + param('backend', 'dygraph')
-                           + ' for ' + param('device', device))
+    if backend == 'openvino' and device is not None and on_gpu(device):
+        raise BackendError(param('backend', backend) + ' runs on the CPU only; use ' + param('backend', 'inference')
+                           + ' or ' + param('backend', 'onnx') + ' for ' + param('device', device))
+    if tensorrt and (backend != 'inference' or device is None or not on_gpu(device)):
+        raise BackendError(param('tensorrt') + ' needs ' + param('backend', 'inference') + ' and a GPU '
+                           + param('device'))
     if backend in EXPORTED and not model_dir:
         raise BackendError(param('backend', backend) + ' needs ' + param('model_dir')
                            + ' (a folder from tools/export_model.py)')
@@ -83,7 +87,8 @@ def open_backend(weights: Optional[str] = None, config: Optional[int] = None, ba
                  model_dir: Optional[str] = None, precision: str = 'f32', device: Optional[str] = None,
                  threads: int = 0, overrides: Sequence[str] = (), mkldnn: bool = False,
                  resolved: Optional[Tuple[int, type]] = None, processes: Processes = SINGLE,
-                 cache_dir: Optional[str] = None, progress: Optional[Progress] = None) -> Tuple[int, Backend]:
+                 cache_dir: Optional[str] = None, progress: Optional[Progress] = None,
+                 tensorrt: bool = False) -> Tuple[int, Backend]:
     """(config number, backend) ready to run: ``weights`` (a project checkpoint; its config from
     ``config`` or its sidecar) for 'auto' and 'dygraph', ``model_dir`` (an exported folder) for
     'inference', 'onnx' and 'openvino'. ``overrides``: ``['name=value', ...]`` config changes.
@@ -94,22 +99,25 @@ def open_backend(weights: Optional[str] = None, config: Optional[int] = None, ba
     launcher (``processes``, ``model.distributed``) 'auto' exports into the cache on each
     node's first process while the others wait, then all load it. ``cache_dir``: the export
     cache (default ``$SOLOV2_CACHE``, ``export_cache.cache_root``); ``progress(stage, fraction)``
-    hears 'auto''s first export (``export_cache.cached_backend``). Raises InputError (or a
-    subclass: BackendError, CheckpointError) with a one-line message."""
-    check_choices(backend, precision, model_dir, device, threads)
+    hears 'auto''s first export (``export_cache.cached_backend``). On a GPU 'auto' is 'dygraph';
+    'inference' and 'onnx' run on a GPU when ``device`` names one (``tensorrt``: Paddle Inference
+    with TensorRT float16), else on the CPU; 'openvino' runs on the CPU only. Raises InputError
+    (or a subclass: BackendError, CheckpointError) with a one-line message."""
+    check_choices(backend, precision, model_dir, device, threads, tensorrt=tensorrt)
     device = device_name(device)
     chosen = device or default_device()
     threads = cpu_threads(threads, processes.local_size)
     if backend == 'dygraph' or (backend == 'auto' and chosen != 'cpu'):
         number, cfg = resolved or checked_weights(weights, config, overrides)
         return number, Predictor(cfg, weights, chosen, sidecar=False, threads=threads)
+    exported_on = resolve_device(device) if device and on_gpu(device) else 'cpu'   # a GPU only when named
     if backend == 'auto':
         number, cfg = resolved or checked_weights(weights, config, overrides)
         return number, local_rank0_first(
             lambda: cached_backend(number, cfg, weights, overrides, threads, cache_dir=cache_dir, progress=progress)[1],
             processes)
     opened = exported_backend(backend, model_dir, threads, precision, overrides, mkldnn,
-                              compiled_cache(cache_root(cache_dir)))
+                              compiled_cache(cache_root(cache_dir)), exported_on, tensorrt)
     if config is not None and config != opened.number:
         raise BackendError(f'{model_dir} was exported from config {opened.number}, not ' + param('config', config))
     return opened.number, opened

@@ -30,16 +30,16 @@ def predict_coco(predictor, coco: COCO, image_dir: str, label_to_category_id: Se
         return predictor.prepare(image)
 
     def model(loaded):
-        return predictor.forward([loaded[0]])
+        return predictor.model_stage([loaded[0]], [loaded[1]])
 
     def finish(image_id, loaded, outputs):
-        result = predictor.finish_outputs(outputs, loaded[1])
+        result = predictor.finish_stage(outputs, loaded[1])
         by_image[image_id] = instances_to_coco(image_id, result.masks, result.labels, result.scores,
                                                label_to_category_id)
         if progress:
             progress(1)
 
-    stats = run_pipeline(image_ids, load, model, finish)
+    stats = run_pipeline(image_ids, load, model, finish, finish_workers=predictor.finish_workers())
     gathered, failed = {}, []
     for part, part_failed in gather((by_image, stats.failed), processes):     # every process fails alike
         gathered.update(part)

@@ -44,6 +44,7 @@ import numpy as np
 
 from solov2 import config, data, model
 from solov2.config.cache import CACHE_ENV, WEIGHTS_FOLDER, cache_root  # noqa: F401 (CACHE_ENV: importers use it here)
+from solov2.config.device import on_gpu
 from solov2.data.files import atomic_write, build_folder, file_sha256
 from solov2.data.transforms import padded_size, resized_hw
 from solov2.model.cpu_math import cpu_fields
@@ -130,15 +131,19 @@ def compiled_cache(root: Optional[Path] = None) -> Optional[str]:
 
 
 def exported_backend(kind: str, model_dir: str, threads: int = 0, precision: str = 'f32',
-                     overrides: Sequence[str] = (), mkldnn: bool = False, compiled: Optional[str] = None) -> Backend:
+                     overrides: Sequence[str] = (), mkldnn: bool = False, compiled: Optional[str] = None,
+                     device: str = 'cpu', tensorrt: bool = False) -> Backend:
     """The backend of an exported model folder by name, the one way every caller opens one: 'inference'
-    (Paddle Inference; ``mkldnn``: with oneDNN), 'onnx' (onnxruntime) or 'openvino' (``precision`` f32 |
-    bf16 | int8; ``compiled``: the folder where OpenVINO keeps its compiled models, ``compiled_cache``;
-    None: none). ``overrides``: ``['name=value', ...]`` config changes. BackendError on another name."""
+    (Paddle Inference; ``mkldnn``: with oneDNN; on a GPU ``tensorrt``: TensorRT float16), 'onnx'
+    (onnxruntime) or 'openvino' (``precision`` f32 | bf16 | int8; ``compiled``: the folder where OpenVINO
+    keeps its compiled models, ``compiled_cache``; None: none; CPU only). ``device``: 'cpu', 'gpu' or
+    'gpu:N'. ``overrides``: ``['name=value', ...]`` config changes. BackendError on another name."""
     if kind == 'inference':
-        return InferenceBackend(model_dir, threads, mkldnn, overrides)
+        return InferenceBackend(model_dir, threads, mkldnn, overrides, device, tensorrt)
     if kind == 'onnx':
-        return OnnxBackend(model_dir, threads, overrides)
+        return OnnxBackend(model_dir, threads, overrides, device)
+    if kind == 'openvino' and on_gpu(device):
+        raise BackendError("the openvino backend runs on the CPU here; on a GPU use 'inference' or 'onnx'")
     if kind == 'openvino':
         return OpenVinoBackend(model_dir, threads, precision, overrides, compiled_cache=compiled)
     raise BackendError(f"unknown exported backend '{kind}' (expected one of {', '.join(EXPORTED)})")

@@ -1,5 +1,6 @@
 """Backends that run a model folder written by ``model.inference.export``
-(``tools/export_model.py``): Paddle Inference and onnxruntime, on the CPU.
+(``tools/export_model.py``): Paddle Inference and onnxruntime, on the CPU or a GPU
+(``place_inference``, ``onnx_providers``).
 
 They read ``infer_cfg.json`` from the folder for the config, class names, test sizes and
 thresholds.
@@ -15,6 +16,7 @@ import numpy as np
 import paddle
 
 from solov2.config import get_config, with_overrides
+from solov2.config.device import on_gpu
 from solov2.config.sidecar import MODEL_SETTINGS
 from solov2.model.inference.backend import Backend, BackendError
 from solov2.model.inference.exportable import INPUT_NAME, OUTPUT_NAMES, REGIONS_NAME, full_regions
@@ -97,16 +99,45 @@ def thread_count(threads: int) -> int:
     return threads or os.cpu_count() or 1
 
 
+def gpu_number(device: str) -> int:
+    """The GPU number of 'gpu' (0: the process's first visible GPU) or 'gpu:N'."""
+    return int(device.partition(':')[2] or 0)
+
+
+GPU_MEMORY_POOL_MB = 256     # Paddle Inference's first GPU memory pool; it grows as needed
+
+
+def place_inference(config, device: str, tensorrt: bool, size_range, precision_type) -> None:
+    """Put a Paddle Inference ``config`` on ``device``: the CPU (GPU disabled), or GPU N
+    (``enable_use_gpu``), with ``tensorrt`` TensorRT subgraphs in float16 over the input sizes
+    ``size_range`` (min, max side; ``set_trt_dynamic_shape_info``). ``precision_type``:
+    ``paddle.inference.PrecisionType``."""
+    if not on_gpu(device):
+        if tensorrt:
+            raise BackendError('TensorRT needs a GPU device')
+        config.disable_gpu()
+        return
+    config.enable_use_gpu(GPU_MEMORY_POOL_MB, gpu_number(device))
+    if tensorrt:
+        config.enable_tensorrt_engine(workspace_size=1 << 30, max_batch_size=1, min_subgraph_size=3,
+                                      precision_mode=precision_type.Half, use_static=False, use_calib_mode=False)
+        low, high = size_range
+        config.set_trt_dynamic_shape_info({INPUT_NAME: [1, 3, low, low], REGIONS_NAME: [1, 2]},
+                                          {INPUT_NAME: [1, 3, high, high], REGIONS_NAME: [1, 2]},
+                                          {INPUT_NAME: [1, 3, high, high], REGIONS_NAME: [1, 2]})
+
+
 class InferenceBackend(ExportedBackend):
-    """Paddle Inference (``paddle.inference``) on CPU: ``threads`` math threads
-    (0 = every core), oneDNN when ``mkldnn``. Its predictor holds the input and outputs of
-    one run, so calls from several threads run the network one at a time (a lock). Paddle
-    Inference sets Paddle's process-wide CPU math threads to its own when the predictor is
+    """Paddle Inference (``paddle.inference``) on the CPU with ``threads`` math threads
+    (0 = every core), oneDNN when ``mkldnn``, or on a GPU (``device`` 'gpu' or 'gpu:N';
+    ``tensorrt``: TensorRT float16 subgraphs; ``place_inference``). Its predictor holds the
+    input and outputs of one run, so calls from several threads run the network one at a time (a lock).
+    Paddle Inference sets Paddle's process-wide CPU math threads to its own when the predictor is
     built and at each run: both happen inside ``paddle_on``, which puts the process's back."""
     name = 'inference'
 
     def __init__(self, model_dir: str, threads: int = 0, mkldnn: bool = False,
-                 overrides: Sequence[str] = ()):
+                 overrides: Sequence[str] = (), device: str = 'cpu', tensorrt: bool = False):
         super().__init__(model_dir, overrides)
         import paddle.inference as paddle_infer
         files = self.info.get('files', {}).get('paddle')
@@ -121,7 +152,7 @@ class InferenceBackend(ExportedBackend):
             raise BackendError(f'{model_file} was written by Paddle >= 3 (PIR); Paddle '
                                f'{paddle.__version__} reads only .pdmodel: export again with it')
         config = paddle_infer.Config(str(model_file), str(params_file))
-        config.disable_gpu()
+        place_inference(config, device, tensorrt, self.size_range, paddle_infer.PrecisionType)
         self.threads = thread_count(threads)
         config.set_cpu_math_library_num_threads(self.threads)
         if mkldnn:
@@ -159,12 +190,26 @@ class InferenceBackend(ExportedBackend):
             return [handle.copy_to_cpu() for handle in self.outputs]
 
 
+def onnx_providers(device: str, available: Sequence[str]) -> list:
+    """onnxruntime's execution providers for ``device``: the CPU's, or on a GPU the CUDA
+    provider on GPU N first (the CPU's for what it lacks); ``available``:
+    ``onnxruntime.get_available_providers()``. BackendError when a GPU is asked of an
+    onnxruntime without the CUDA provider."""
+    if not on_gpu(device):
+        return ['CPUExecutionProvider']
+    if 'CUDAExecutionProvider' not in available:
+        raise BackendError(f"this onnxruntime has no CUDA provider (it has {', '.join(available)}): "
+                           'pip install onnxruntime-gpu in its place, or use the CPU')
+    return [('CUDAExecutionProvider', {'device_id': gpu_number(device)}), 'CPUExecutionProvider']
+
+
 class OnnxBackend(ExportedBackend):
-    """onnxruntime on CPU with ``threads`` intra-op threads (0 = every core). Its
-    ``InferenceSession.run`` may be called from several threads at once."""
+    """onnxruntime with ``threads`` intra-op threads (0 = every core), on the CPU or a GPU
+    (``device``, ``onnx_providers``). Its ``InferenceSession.run`` may be called from several
+    threads at once."""
     name = 'onnx'
 
-    def __init__(self, model_dir: str, threads: int = 0, overrides: Sequence[str] = ()):
+    def __init__(self, model_dir: str, threads: int = 0, overrides: Sequence[str] = (), device: str = 'cpu'):
         super().__init__(model_dir, overrides)
         try:
             import onnxruntime as ort
@@ -181,11 +226,12 @@ class OnnxBackend(ExportedBackend):
         options.intra_op_num_threads = thread_count(threads)
         options.inter_op_num_threads = 1
         options.log_severity_level = 3
+        providers = onnx_providers(device, ort.get_available_providers())
         with loading(str(path)):
             import onnx
             graph = onnx.load(str(path))
             without_region_masks(graph.graph, REGIONS_NAME, INPUT_NAME)    # never padded beyond the batch here
-            self.session = ort.InferenceSession(graph.SerializeToString(), options, providers=['CPUExecutionProvider'])
+            self.session = ort.InferenceSession(graph.SerializeToString(), options, providers=providers)
             names = [value.name for value in self.session.get_inputs()]
         self.input_name = names[0]
         self.takes_regions = REGIONS_NAME in names     # False: an export before the regions input

@@ -135,12 +135,12 @@ class ImageStages:
         return image, (chw, meta)
 
     def model(self, loaded):
-        return self.backend.forward([loaded[1][0]])
+        return self.backend.model_stage([loaded[1][0]], [loaded[1][1]])
 
     def finish(self, path, loaded, outputs):
         image, (_, meta) = loaded
         backend, threshold = self.backend, self.draw.threshold
-        result = backend.finish_outputs(outputs, meta)
+        result = backend.finish_stage(outputs, meta)
         write_image(self.targets[path], draw_bgr(image, result, backend.class_names, threshold))
         self.written.append(path)
         if self.draw.records is not None:
@@ -161,7 +161,7 @@ def run_images(backend, targets: dict, draw: DrawOptions, written: list,
     stages = ImageStages(backend, targets, draw, written)
     warm_up(paths, lambda path: stages.load(path, dump=False), stages.model, draw.warmup)
     began = time.perf_counter()
-    return run_pipeline(paths, stages.load, stages.model, stages.finish), began
+    return run_pipeline(paths, stages.load, stages.model, stages.finish, finish_workers=backend.finish_workers()), began
 
 
 class OrderedFrameWriter:
@@ -225,9 +225,11 @@ def open_writer(out_path: Path, capture, first):
     return writer
 
 
-def video_stages(backend, dumper: Optional[InputDumper]):
+def video_stages(backend, dumper: Optional[InputDumper], staged: bool = False):
     """(load, model) pipeline stages for (index, BGR frame) items: RGB, preprocessed,
-    dumped as ``frame_NNNNNN`` (picture and input) unless ``dump=False``."""
+    dumped as ``frame_NNNNNN`` (picture and input) unless ``dump=False``; the model stage is
+    ``backend.model_stage`` when ``staged`` (finish with ``finish_stage``), else the network's
+    outputs (``backend.forward``)."""
     def load(item, dump=True):
         index, bgr = item
         image = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
@@ -239,6 +241,8 @@ def video_stages(backend, dumper: Optional[InputDumper]):
         return image, (chw, meta)
 
     def model(loaded):
+        if staged:
+            return backend.model_stage([loaded[1][0]], [loaded[1][1]])
         return backend.forward([loaded[1][0]])
     return load, model
 
@@ -255,12 +259,12 @@ def run_video(backend, source: Union[str, int], out_path: Path, draw: DrawOption
         capture.release()
         raise
     ordered = OrderedFrameWriter(writer, written)
-    load, model = video_stages(backend, draw.dumper)
+    load, model = video_stages(backend, draw.dumper, staged=True)
 
     def finish(item, loaded, outputs):
         index = item[0]
         image, (_, meta) = loaded
-        result = backend.finish_outputs(outputs, meta)
+        result = backend.finish_stage(outputs, meta)
         if draw.records is not None:
             draw.records.extend(coco_records(index, f'frame_{index:06d}', result, backend.class_names))
         ordered.put(index, draw_bgr(image, result, backend.class_names, draw.threshold))
@@ -268,7 +272,8 @@ def run_video(backend, source: Union[str, int], out_path: Path, draw: DrawOption
     warm_up([(0, first)], lambda item: load(item, dump=False), model, draw.warmup)
     ordered.began = began = time.perf_counter()
     try:
-        return run_pipeline(read_frames(capture, first, max_frames), load, model, finish), began
+        return run_pipeline(read_frames(capture, first, max_frames), load, model, finish,
+                            finish_workers=backend.finish_workers()), began
     finally:
         writer.release()
         capture.release()

@@ -31,11 +31,14 @@ class PipelineStats:
         return self.model_busy / self.wall if self.wall > 0 else 0.0
 
 
-def default_finish_workers(cores: Optional[int] = None) -> int:
-    """Post-processing workers: a quarter of the cores, at least one. Post-processing of
-    an image takes a fraction of the network's time on one core (docs/benchmark.md), so
-    a few workers keep up while the network keeps most cores."""
-    return max(1, (cores or os.cpu_count() or 1) // 4)
+def default_finish_workers(cores: Optional[int] = None, network_on_gpu: bool = False) -> int:
+    """Finishing workers, at least one. With the network on the CPU: a quarter of the cores
+    (post-processing of an image takes a fraction of the network's time on one core,
+    docs/benchmark.md, so a few workers keep up while the network keeps most cores). With
+    the network and the post-processing on a GPU the cores are free: all but three (the
+    network's thread and two loaders) encode and draw."""
+    cores = cores or os.cpu_count() or 1
+    return max(1, cores - 3 if network_on_gpu else cores // 4)
 
 
 IN_FLIGHT_SHARE = 48 * 2 ** 20    # in-flight bytes for each finishing worker and one more (run_pipeline)

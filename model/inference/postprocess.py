@@ -95,6 +95,16 @@ def cell_strides(num_grids: Sequence[int], segm_strides: Sequence[int]) -> np.nd
                            for s, stride in zip(num_grids, segm_strides)])
 
 
+def checked_strides(score_cells: int, kernel_cells: int, params: InferenceParams) -> np.ndarray:
+    """``cell_strides`` of ``params``, InputError when the network's scores or kernels have
+    another number of grid cells than its ``num_grids``."""
+    cells = sum(s * s for s in params.num_grids)
+    if score_cells != cells or kernel_cells != cells:
+        raise InputError(f'the network outputs {score_cells} grid cells but num_grids '
+                         f'{tuple(params.num_grids)} has {cells}')
+    return cell_strides(params.num_grids, params.segm_strides)
+
+
 def _decay(masks: np.ndarray, labels: np.ndarray, areas: np.ndarray, kernel: str, sigma: float) -> np.ndarray:
     """Matrix NMS decay factors [n] of binary masks [n, P] (best first) with labels [n]."""
     covered = np.flatnonzero(masks.any(axis=0))            # pixels no mask covers add nothing
@@ -311,11 +321,7 @@ def postprocess_flat(scores, kernels, mask_feat, params: InferenceParams) -> Lis
     kernels [B, K, E], mask_feat [B, E, Hf, Wf], numpy arrays or paddle tensors ->
     one Detections (soft masks) per image."""
     scores, kernels, mask_feat = (np.asarray(_array(a), np.float32) for a in (scores, kernels, mask_feat))
-    cells = sum(s * s for s in params.num_grids)
-    if scores.shape[1] != cells or kernels.shape[1] != cells:
-        raise InputError(f'the network outputs {scores.shape[1]} grid cells but num_grids '
-                         f'{tuple(params.num_grids)} has {cells}')
-    strides = cell_strides(params.num_grids, params.segm_strides)
+    strides = checked_strides(scores.shape[1], kernels.shape[1], params)
     return [segment_image(scores[b], kernels[b], mask_feat[b], strides, params)
             for b in range(mask_feat.shape[0])]
 

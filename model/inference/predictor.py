@@ -1,18 +1,24 @@
 """Config + weights -> instances on images. Split in three steps so a pipeline can
 run them on different threads: ``prepare`` (numpy), ``infer`` (Paddle) and
-``finish`` (numpy/OpenCV)."""
+``finish`` (numpy/OpenCV). On a GPU the post-processing runs there too
+(``device_postprocess``), and only the kept instances come back."""
 import contextlib
-from typing import ContextManager, Optional
+from typing import ContextManager, List, Optional, Sequence
 
 import numpy as np
 import paddle
 
+from solov2.config.device import on_gpu
 from solov2.config.errors import message_of, param
 from solov2.config.sidecar import apply_sidecar, read_sidecar
+from solov2.data.transforms import ImageMeta
 from solov2.model.build import build_model
 from solov2.model.checkpoint import CheckpointError, assign_params, load_paddle_params
 from solov2.model.inference.backend import Backend
+from solov2.model.inference.device_postprocess import postprocess_on_device
 from solov2.model.inference.exportable import ExportableSOLOv2
+from solov2.model.inference.pipeline import default_finish_workers
+from solov2.model.inference.postprocess import Detections
 from solov2.model.runtime import cpu_threads, default_device, paddle_on
 
 
@@ -28,14 +34,17 @@ class Predictor(Backend):
         sidecar: apply the weights' sidecar to ``cfg``; False when ``cfg`` already comes from
             ``config.sidecar.resolve_config`` (the sidecar is then not read again).
         threads: CPU math threads (0: every core).
+        on_device: post-process with Paddle ops where the network runs
+            (``device_postprocess``; default: on a GPU; the numpy path is faster on a CPU).
     Paddle's device and threads are the process's: the model is built and run with its own
     (``model.runtime.paddle_on``), the process's put back after each call.
     """
     name = 'dygraph'
 
     def __init__(self, cfg, weights: Optional[str] = None, device: Optional[str] = None, sidecar: bool = True,
-                 threads: int = 0):
+                 threads: int = 0, on_device: Optional[bool] = None):
         self.device, self.threads = device or default_device(), cpu_threads(threads)
+        self.on_device = on_gpu(self.device) if on_device is None else on_device
         with self.placed():
             self._build(cfg, weights, sidecar)
 
@@ -69,6 +78,7 @@ class Predictor(Backend):
         predictor.model = model
         predictor.net = ExportableSOLOv2(model)
         predictor.device = predictor.threads = None
+        predictor.on_device = paddle.get_device().startswith('gpu')    # Paddle names a GPU 'gpu:N'
         return predictor
 
     def placed(self) -> ContextManager:
@@ -80,6 +90,28 @@ class Predictor(Backend):
         """[B, 3, H, W] float32 -> (scores [B, K, C], kernels [B, K, E], mask_feat [B, E, H/4, W/4])."""
         with self.placed(), paddle.no_grad():
             return self.net(paddle.to_tensor(batch))
+
+    def _on_device(self, inputs: Sequence[np.ndarray], metas: Optional[Sequence[ImageMeta]]) -> List[Detections]:
+        with self.placed(), paddle.no_grad():
+            return postprocess_on_device(*self.net(paddle.to_tensor(self.batch(inputs))), self.params, metas)
+
+    def infer(self, inputs: Sequence[np.ndarray]) -> List[Detections]:
+        """Preprocessed images -> soft-mask detections (one per image, [N, Hf, Wf]), post-processed
+        on the device when ``on_device``."""
+        return self._on_device(inputs, None) if self.on_device else super().infer(inputs)
+
+    def model_stage(self, inputs: Sequence[np.ndarray], metas: Sequence[ImageMeta]):
+        """``on_device``: the network and all the post-processing (pasted crops come back);
+        else ``forward`` (the numpy post-processing is left to ``finish_stage``)."""
+        return self._on_device(inputs, metas) if self.on_device else super().model_stage(inputs, metas)
+
+    def finish_stage(self, staged, meta: ImageMeta) -> Detections:
+        """The instances of ``model_stage``'s one image: finished there when ``on_device``."""
+        return staged[0] if self.on_device else super().finish_stage(staged, meta)
+
+    def finish_workers(self) -> int:
+        """Finishing workers sized by where the network and post-processing run."""
+        return default_finish_workers(network_on_gpu=self.on_device)
 
 
 __all__ = ['Predictor', 'CheckpointError']

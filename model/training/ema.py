@@ -19,11 +19,13 @@ class ModelEMA:
 
     @paddle.no_grad()
     def update(self, model: paddle.nn.Layer) -> None:
+        """One step of the average, on the device (``Tensor.set_value`` would copy each
+        tensor to the host and back on Paddle 2.6)."""
         self.updates += 1
         d = self.decay * (1 - math.exp(-self.updates / self.ramp))
-        for name, value in model.state_dict().items():
+        for name, value in model.state_dict().items():      # in place on the device: no copy to the host
             shadow = self.shadow[name]
-            shadow.set_value(shadow * d + value.astype(shadow.dtype) * (1 - d))
+            paddle.assign(shadow * d + value.astype(shadow.dtype) * (1 - d), output=shadow)
 
     def state_dict(self) -> Dict[str, np.ndarray]:
         """Shadow weights as numpy arrays (a model state_dict)."""

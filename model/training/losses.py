@@ -93,7 +93,7 @@ def gather_positive_masks(kernels: Sequence[paddle.Tensor], mask_feat: paddle.Te
     preds = paddle.concat(preds)
     preds = paddle.gather(preds, paddle.to_tensor(np.argsort(order), dtype='int64'))
     return (preds.reshape([-1, feat_h, feat_w]),
-            paddle.to_tensor(target.astype(np.float32)).astype(mask_feat.dtype))
+            paddle.to_tensor(target).astype(mask_feat.dtype))      # uint8 to the device, cast there
 
 
 def _float32(tensor: paddle.Tensor) -> paddle.Tensor:

@@ -123,12 +123,9 @@ class Trainer:
         self._clock = (time.perf_counter(), self.state.minutes)
         while not self.finished:
             self.epoch, offset = divmod(self.state.iteration, self.schedule.per_epoch)
-            skip = set_epoch(self.loader, self.epoch, offset)
+            set_epoch(self.loader, self.epoch, offset)
             with loader_batches(self.loader) as batches:
                 for batch in batches:
-                    if skip:
-                        skip -= 1
-                        continue
                     losses = self.step(batch)
                     for hook in self.hooks:
                         hook.after_step(self, losses)

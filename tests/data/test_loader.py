@@ -211,3 +211,20 @@ def test_an_error_without_workers_reaches_the_iterating_thread(where, in_thread)
     error = _first_error(loader, in_thread)
     assert isinstance(error, LoaderError), repr(error)
     assert re.search('more than 2 consecutive' if where == 'sample' else 'batch: KeyError.*segmentation', str(error))
+
+
+@pytest.mark.parametrize('distributed', [False, True], ids=['seeded sampler', 'distributed sampler'])
+def test_a_resumed_epoch_starts_at_its_batch_without_reading_the_skipped_ones(distributed, monkeypatch):
+    """``set_epoch(loader, epoch, 2)`` gives the epoch's batches from the third on, and the
+    samples of the first two are never read (the distributed sampler skipped them by reading
+    and discarding whole batches before)."""
+    def loader():
+        return build_train_loader(make_dataset(repeat=3), batch_size=2, target_fn=fake_target_fn,
+                                  collate_targets=fake_collate_targets, num_workers=0, distributed=distributed)
+    whole = epoch_batches(loader(), 1)
+    resumed, read, fetch = loader(), [], TrainDataset.__getitem__
+    monkeypatch.setattr(TrainDataset, '__getitem__', lambda self, index: read.append(index) or fetch(self, index))
+    set_epoch(resumed, 1, 2)
+    assert len(resumed.batch_sampler) == len(whole) - 2
+    assert_same_batches(whole[2:], [(b['image_ids'], b['images'].numpy(), b['targets']) for b in resumed])
+    assert len(read) == 2 * (len(whole) - 2)

@@ -22,9 +22,13 @@ def test_each_name_opens_its_engine_with_what_it_is_given(opened):
     assert export_cache.exported_backend('inference', 'dir', 2, mkldnn=True, overrides=['a=1']) == 'InferenceBackend'
     assert export_cache.exported_backend('onnx', 'dir', 3, overrides=['a=1']) == 'OnnxBackend'
     assert export_cache.exported_backend('openvino', 'dir', 1, 'int8', ['b=2'], compiled='ov') == 'OpenVinoBackend'
-    assert opened == [('InferenceBackend', ('dir', 2, True, ['a=1']), {}),
-                      ('OnnxBackend', ('dir', 3, ['a=1']), {}),
-                      ('OpenVinoBackend', ('dir', 1, 'int8', ['b=2']), {'compiled_cache': 'ov'})]
+    assert export_cache.exported_backend('inference', 'dir', 2, device='gpu:1', tensorrt=True) == 'InferenceBackend'
+    assert export_cache.exported_backend('onnx', 'dir', 3, device='gpu') == 'OnnxBackend'
+    assert opened == [('InferenceBackend', ('dir', 2, True, ['a=1'], 'cpu', False), {}),
+                      ('OnnxBackend', ('dir', 3, ['a=1'], 'cpu'), {}),
+                      ('OpenVinoBackend', ('dir', 1, 'int8', ['b=2']), {'compiled_cache': 'ov'}),
+                      ('InferenceBackend', ('dir', 2, False, (), 'gpu:1', True), {}),
+                      ('OnnxBackend', ('dir', 3, (), 'gpu'), {})]
     with pytest.raises(BackendError, match="unknown exported backend 'tensorrt' .*inference, onnx, openvino"):
         export_cache.exported_backend('tensorrt', 'dir')
 
@@ -38,5 +42,5 @@ def test_every_caller_opens_exported_folders_through_it(opened, tmp_path):
     export_cache._open('onnx', tmp_path / 'entry', 1, ['c=3'])
     assert [call[:2] for call in opened] == [('OpenVinoBackend', (str(tmp_path), 1, 'f32', ())),
                                              ('OpenVinoBackend', ('int8dir', 2, 'int8', ('openvino_buckets=none',))),
-                                             ('OnnxBackend', ('f32dir', 2, ())),
-                                             ('OnnxBackend', (str(tmp_path / 'entry'), 1, ['c=3']))]
+                                             ('OnnxBackend', ('f32dir', 2, (), 'cpu')),
+                                             ('OnnxBackend', (str(tmp_path / 'entry'), 1, ['c=3'], 'cpu'))]

@@ -1,0 +1,178 @@
+"""The post-processing of ``postprocess.py`` as Paddle ops on the network's device.
+
+On a GPU the network's outputs stay where they are: thresholding, the dynamic convolution,
+Matrix NMS and the paste run there, and only the kept instances come back, each mask as its
+crop to its box (``CroppedMasks``). The instances are those of the numpy path
+(``postprocess_flat`` + ``paste_in_boxes``): the same candidates (the ``SCAN_LIMIT * nms_pre``
+best category scores), the same ranking with the same tie order, the same Matrix NMS on the
+whole candidate set (masks of other classes leave a decay of exactly 1, as the numpy path's
+class blocks do) and the paste with the same taps and weights (``_Axis``), so labels and the
+order match, scores agree to float rounding and masks up to pixels at threshold ties.
+The same code runs on the CPU in the tests.
+
+Letters as in ``postprocess.py``: K cells, C classes, E kernel channels, M candidates,
+N kept instances, P = Hf * Wf mask-feature pixels, H x W the original picture.
+"""
+import math
+from typing import List, Optional, Sequence
+
+import numpy as np
+import paddle
+import paddle.nn.functional as F
+
+from solov2.data.masks import CroppedMasks
+from solov2.model.inference.postprocess import SCAN_LIMIT, Detections, InferenceParams, _Axis, _empty, checked_strides
+
+ROWS_PER_STEP = 128   # candidates whose [rows, P] logits are made at once (bounds the device memory)
+PASTE_PER_STEP = 8    # masks pasted at once: [8, H, W] float32 is 34 MB at 800 x 1333
+
+
+def ranked(values: paddle.Tensor, k: Optional[int] = None) -> paddle.Tensor:
+    """Positions of the ``k`` largest of ``values`` [n], best first, equal values in
+    ascending position (what numpy's stable sort of the negated values gives), with no
+    stable sort: each value's dense rank and its position make a unique int64 key."""
+    n = values.shape[0]
+    order = paddle.argsort(values)
+    ascending = paddle.gather(values, order)
+    steps = paddle.concat([paddle.ones([1], 'int64'), (ascending[1:] != ascending[:-1]).astype('int64')])
+    rank = paddle.scatter(paddle.zeros([n], 'int64'), order, paddle.cumsum(steps))
+    key = rank * n + (n - 1 - paddle.arange(n, dtype='int64'))
+    return paddle.argsort(key, descending=True)[:k]
+
+
+def _statistics(kernels: paddle.Tensor, feat: paddle.Tensor, logit_threshold: float):
+    """Areas [m] float32 and maskness [m] float32 (mean sigmoid inside the mask, summed in
+    float64 as the numpy path does) of kernels [m, E] over feat [E, P]."""
+    areas, maskness = [], []
+    for start in range(0, kernels.shape[0], ROWS_PER_STEP):
+        logits = paddle.matmul(kernels[start:start + ROWS_PER_STEP], feat)          # [r, P]
+        inside = (logits > logit_threshold).astype('float32')
+        count = inside.sum(axis=1)
+        total = (F.sigmoid(logits) * inside).astype('float64').sum(axis=1)
+        areas.append(count)
+        maskness.append((total / paddle.clip(count, min=1).astype('float64')).astype('float32'))
+    return paddle.concat(areas), paddle.concat(maskness)
+
+
+def matrix_nms(binary: paddle.Tensor, labels: paddle.Tensor, scores: paddle.Tensor, areas: paddle.Tensor,
+               kernel: str, sigma: float) -> paddle.Tensor:
+    """Matrix NMS of binary masks [n, P] float32 (0/1, best first) with labels [n], scores
+    [n] and areas [n] -> decayed scores [n] (``postprocess.matrix_nms`` on one matrix)."""
+    inter = paddle.matmul(binary, binary, transpose_y=True)       # exact: integer sums < 2^24
+    union = areas.unsqueeze(0) + areas.unsqueeze(1) - inter
+    same = (labels.unsqueeze(1) == labels.unsqueeze(0)).astype('float32')
+    iou = paddle.triu(inter / union, diagonal=1) * same
+    compensate = iou.max(axis=0).unsqueeze(1)
+    if kernel == 'gaussian':
+        decay = paddle.exp(-sigma * iou ** 2) / paddle.exp(-sigma * compensate ** 2)
+    else:
+        decay = (1 - iou) / (1 - compensate)
+    return scores * decay.min(axis=0)
+
+
+def _binary(kernels: paddle.Tensor, feat: paddle.Tensor, logit_threshold: float) -> paddle.Tensor:
+    """[n, P] float32 0/1 masks of kernels [n, E] over feat [E, P]."""
+    return (paddle.matmul(kernels, feat) > logit_threshold).astype('float32')
+
+
+def select_instances(scores, kernels, feat, strides, params: InferenceParams):
+    """One image on the device: scores [K, C], kernels [K, E], feat [E, P], strides [K]
+    -> (cells [N], labels [N], decayed scores [N]) of the kept instances, best first,
+    or None when there are none."""
+    hits = paddle.nonzero(scores > params.score_threshold)                     # [M, 2]
+    if hits.shape[0] == 0:
+        return None
+    cells, labels = hits[:, 0], hits[:, 1]
+    category = paddle.gather_nd(scores, hits)
+    visit = paddle.sort(ranked(category, SCAN_LIMIT * max(1, params.nms_pre)))  # candidate order
+    cells, labels, category = (paddle.gather(t, visit) for t in (cells, labels, category))
+    cand_kernels = paddle.gather(kernels, cells)
+    logit_threshold = math.log(params.mask_threshold / (1 - params.mask_threshold))
+    areas, maskness = _statistics(cand_kernels, feat, logit_threshold)
+    kept = paddle.nonzero(areas > paddle.gather(strides, cells)).flatten()
+    if kept.shape[0] == 0:
+        return None
+    rescored = paddle.gather(category * maskness, kept)
+    top = paddle.gather(kept, ranked(rescored, params.nms_pre))
+    decayed = matrix_nms(_binary(paddle.gather(cand_kernels, top), feat, logit_threshold),
+                         paddle.gather(labels, top), paddle.gather(category * maskness, top),
+                         paddle.gather(areas, top), params.nms_kernel, params.nms_sigma)
+    passing = paddle.nonzero(decayed >= params.update_threshold).flatten()
+    if passing.shape[0] == 0:
+        return None
+    best = paddle.gather(passing, ranked(paddle.gather(decayed, passing), params.max_per_image))
+    chosen = paddle.gather(top, best)
+    return paddle.gather(cells, chosen), paddle.gather(labels, chosen), paddle.gather(decayed, best)
+
+
+def _resample(values: paddle.Tensor, axis: _Axis, dim: int) -> paddle.Tensor:
+    """``_Axis.resample`` along ``dim`` of values [n, h, w]: the same products and sums in
+    the same order."""
+    taps, weights = paddle.to_tensor(axis.taps), paddle.to_tensor(axis.weights)
+    shape = [1, -1, 1] if dim == 1 else [1, 1, -1]
+    out = paddle.gather(values, taps[:, 0], axis=dim) * weights[:, 0].reshape(shape)
+    for t in range(1, taps.shape[1]):
+        out = out + paddle.gather(values, taps[:, t], axis=dim) * weights[:, t].reshape(shape)
+    return out
+
+
+def _tight_boxes(binary: paddle.Tensor) -> paddle.Tensor:
+    """[n, 4] int64 half-open x0, y0, x1, y1 of the True pixels of binary [n, H, W] bool
+    (zeros when empty), as ``data.masks.mask_to_box``."""
+    boxes = []
+    for line in (binary.any(axis=1), binary.any(axis=2)):                       # columns, rows
+        hit = line.astype('int32')
+        first = paddle.argmax(hit, axis=1)
+        last = line.shape[1] - paddle.argmax(paddle.flip(hit, [1]), axis=1)
+        found = line.any(axis=1).astype('int64')
+        boxes.append((first * found, last * found))
+    (x0, x1), (y0, y1) = boxes
+    return paddle.stack([x0, y0, x1, y1], axis=1)
+
+
+def paste_on_device(soft: paddle.Tensor, resized_hw: Sequence[int], orig_hw: Sequence[int],
+                    mask_threshold: float) -> CroppedMasks:
+    """Soft masks [N, Hf, Wf] on the device -> binary ``CroppedMasks`` on the original
+    picture (``paste_in_boxes``'s values); only the crops come to the host."""
+    rows = _Axis.build(soft.shape[1], resized_hw[0], orig_hw[0])
+    cols = _Axis.build(soft.shape[2], resized_hw[1], orig_hw[1])
+    height, width = orig_hw
+    ys, xs = paddle.arange(height, dtype='int64'), paddle.arange(width, dtype='int64')
+    crops, all_boxes = [], []
+    for start in range(0, soft.shape[0], PASTE_PER_STEP):
+        binary = _resample(_resample(soft[start:start + PASTE_PER_STEP], rows, 1), cols, 2) > mask_threshold
+        boxes = _tight_boxes(binary)
+        inside = (((ys.unsqueeze(0) >= boxes[:, 1:2]) & (ys.unsqueeze(0) < boxes[:, 3:4])).unsqueeze(2)
+                  & ((xs.unsqueeze(0) >= boxes[:, 0:1]) & (xs.unsqueeze(0) < boxes[:, 2:3])).unsqueeze(1))
+        pixels = paddle.masked_select(binary.astype('int32'), inside).numpy().astype(bool)
+        boxes = boxes.numpy()
+        sizes = (boxes[:, 3] - boxes[:, 1]) * (boxes[:, 2] - boxes[:, 0])
+        for part, (x0, y0, x1, y1) in zip(np.split(pixels, np.cumsum(sizes)[:-1]), boxes):
+            crops.append(part.reshape(y1 - y0, x1 - x0))
+        all_boxes.append(boxes)
+    return CroppedMasks(crops, np.concatenate(all_boxes), orig_hw)
+
+
+def postprocess_on_device(scores: paddle.Tensor, kernels: paddle.Tensor, mask_feat: paddle.Tensor,
+                          params: InferenceParams, metas: Optional[Sequence] = None) -> List[Detections]:
+    """The network's outputs on its device: scores [B, K, C], kernels [B, K, E], mask_feat
+    [B, E, Hf, Wf] -> one Detections per image, as ``postprocess_flat`` gives, with the
+    masks pasted on the picture (``paste_detections``) when ``metas`` (ImageMeta each) are
+    given, else the soft masks [N, Hf, Wf] float32."""
+    strides = paddle.to_tensor(checked_strides(scores.shape[1], kernels.shape[1], params))
+    found = []
+    for b in range(mask_feat.shape[0]):
+        feat = mask_feat[b].reshape([mask_feat.shape[1], -1])
+        chosen = select_instances(scores[b], kernels[b], feat, strides, params)
+        if chosen is None:
+            empty = _empty(mask_feat.shape[2:])
+            if metas is not None:
+                empty.masks = CroppedMasks([], np.zeros((0, 4), np.int64), metas[b].orig_hw)
+            found.append(empty)
+            continue
+        cells, labels, decayed = chosen
+        soft = F.sigmoid(paddle.matmul(paddle.gather(kernels[b], cells), feat)).reshape([-1, *mask_feat.shape[2:]])
+        masks = (paste_on_device(soft, metas[b].resized_hw, metas[b].orig_hw, params.mask_threshold)
+                 if metas is not None else soft.numpy())
+        found.append(Detections(masks, labels.numpy().astype(np.int64), decayed.numpy()))
+    return found

@@ -1,0 +1,200 @@
+"""The device post-processing (Paddle ops, run here on the CPU) against the numpy path."""
+from pathlib import Path
+
+import numpy as np
+import paddle
+import pytest
+
+from solov2 import SHIPPED_WEIGHTS
+from solov2.config import get_config
+from solov2.config.errors import InputError
+from solov2.config.shipped import SAMPLE_IMAGES
+from solov2.data.masks import CroppedMasks
+from solov2.data.transforms import ImageMeta, read_image
+from solov2.model.inference.device_postprocess import matrix_nms as device_nms
+from solov2.model.inference.device_postprocess import paste_on_device, postprocess_on_device, ranked
+from solov2.model.inference.media import video_stages
+from solov2.model.inference.pipeline import default_finish_workers
+from solov2.model.inference.postprocess import (
+    InferenceParams,
+    matrix_nms,
+    paste_detections,
+    paste_in_boxes,
+    postprocess_flat,
+)
+from solov2.model.inference.predictor import Predictor
+from tests.model.inference.test_postprocess import _random_case, _soft_masks
+
+
+def _same_soft(device, numpy_path):
+    """Same labels and order, scores within 1e-5, soft masks (if not pasted) within 1e-5."""
+    assert len(device) == len(numpy_path)
+    np.testing.assert_array_equal(device.labels, numpy_path.labels)
+    np.testing.assert_allclose(device.scores, numpy_path.scores, rtol=1e-5, atol=1e-7)
+    if isinstance(device.masks, np.ndarray):
+        np.testing.assert_allclose(device.masks, numpy_path.masks, atol=1e-5)
+
+
+@pytest.mark.parametrize('values', [
+    [0.5, 0.2, 0.5, 0.9, 0.2, 0.2, 0.0],
+    [0.3] * 6,
+    list(np.random.default_rng(0).integers(0, 4, 50) / 4),
+])
+def test_ranked_orders_as_a_stable_sort(values):
+    values = np.asarray(values, np.float32)
+    want = np.argsort(-values, kind='stable')
+    np.testing.assert_array_equal(ranked(paddle.to_tensor(values)).numpy(), want)
+    np.testing.assert_array_equal(ranked(paddle.to_tensor(values), 3).numpy(), want[:3])
+
+
+@pytest.mark.parametrize('kernel', ['gaussian', 'linear'])
+def test_matrix_nms_on_one_matrix_equals_the_class_blocks(kernel):
+    rng = np.random.default_rng(5)
+    masks = rng.random((90, 40)) < 0.3
+    masks[7] = masks[3]
+    labels = rng.integers(0, 6, 90)
+    labels[7] = labels[3]
+    scores = np.sort(rng.random(90).astype(np.float32))[::-1].copy()
+    areas = masks.sum(1).astype(np.float32)
+    want = matrix_nms(masks, labels, scores, areas, kernel, 2.0)
+    got = device_nms(paddle.to_tensor(masks.astype(np.float32)), paddle.to_tensor(labels),
+                     paddle.to_tensor(scores), paddle.to_tensor(areas), kernel, 2.0).numpy()
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-7)
+
+
+def _case(seed, grids, **kw):
+    scores, kernels, feat = _random_case(seed, grids=grids, **kw)
+    return scores[None], kernels[None], feat[None]
+
+
+@pytest.mark.parametrize('seed, grids, nms_pre, max_per_image, kw', [
+    (0, (8, 4), 500, 100, {}),
+    (1, (8, 4), 500, 100, {'sharp': 3.0}),
+    (2, (12, 8), 30, 20, {'score_power': 1.5, 'sharp': 20.0}),     # more candidates than nms_pre
+    (3, (12, 8), 10, 100, {'score_power': 1.0}),                    # over SCAN_LIMIT * nms_pre candidates
+    (4, (8, 4), 500, 5, {'classes': 2}),
+])
+@pytest.mark.parametrize('kernel', ['gaussian', 'linear'])
+def test_device_detections_equal_the_numpy_path(seed, grids, nms_pre, max_per_image, kw, kernel):
+    outputs = _case(seed, grids, **kw)
+    params = InferenceParams(num_grids=grids, segm_strides=(1, 2), nms_pre=nms_pre, max_per_image=max_per_image,
+                             nms_kernel=kernel)
+    want = postprocess_flat(*outputs, params)[0]
+    got = postprocess_on_device(*(paddle.to_tensor(a) for a in outputs), params)[0]
+    assert len(want) > 0
+    _same_soft(got, want)
+
+
+def test_no_candidates_gives_empty_detections_with_or_without_a_picture():
+    scores, kernels, feat = _case(0, (8, 4))
+    params = InferenceParams(num_grids=(8, 4), segm_strides=(1, 2), score_threshold=1.5)
+    tensors = [paddle.to_tensor(a) for a in (scores, kernels, feat)]
+    assert len(postprocess_on_device(*tensors, params)[0]) == 0
+    pasted = postprocess_on_device(*tensors, params, [ImageMeta((60, 64), (64, 64), (64, 64))])[0]
+    assert len(pasted) == 0 and pasted.masks.image_size == (60, 64)
+
+
+@pytest.mark.parametrize('feat_hw, resized_hw, orig_hw', [
+    ((28, 28), (112, 112), (160, 160)),
+    ((8, 10), (28, 36), (56, 72)),
+    ((30, 40), (118, 160), (59, 80)),
+    ((20, 27), (80, 107), (750, 1000)),
+])
+def test_paste_on_device_equals_paste_in_boxes(feat_hw, resized_hw, orig_hw):
+    """Crops and boxes as ``paste_in_boxes``'s, but at threshold ties."""
+    soft = _soft_masks(np.random.default_rng(sum(orig_hw)), feat_hw)
+    want = paste_in_boxes(soft, resized_hw, orig_hw, 0.5)
+    got = paste_on_device(paddle.to_tensor(soft), resized_hw, orig_hw, 0.5)
+    tie = (np.asarray(paste_in_boxes(soft, resized_hw, orig_hw, 0.5 - 1e-5))
+           != np.asarray(paste_in_boxes(soft, resized_hw, orig_hw, 0.5 + 1e-5)))     # within 1e-5 of 0.5
+    assert len(got) == len(want) and got.image_size == tuple(orig_hw)
+    full_got, full_want = np.asarray(got), np.asarray(want)
+    assert not (full_got != full_want)[~tie].any()
+    for i in range(len(got)):
+        box = got.box(i)
+        assert got.crop(i).shape == (box[3] - box[1], box[2] - box[0])
+        if not (full_got[i] != full_want[i]).any():
+            assert box == want.box(i)
+
+
+def test_pasted_detections_equal_the_numpy_path():
+    outputs = _case(1, (8, 4), sharp=3.0)
+    params = InferenceParams(num_grids=(8, 4), segm_strides=(1, 2))
+    meta = ImageMeta((40, 60), (62, 64), (64, 64))
+    want_soft = postprocess_flat(*outputs, params)[0]
+    want = paste_detections(want_soft, meta)
+    got = postprocess_on_device(*(paddle.to_tensor(a) for a in outputs), params, [meta])[0]
+    _same_soft(got, want)
+    np.testing.assert_array_equal(got.masks.boxes, want.masks.boxes)
+    np.testing.assert_array_equal(np.asarray(got.masks), np.asarray(want.masks))
+
+
+def test_only_the_best_category_scores_are_candidates():
+    """A sharp mask (maskness near 1) whose category score is the ninth best: with
+    ``nms_pre`` 2 only the 8 best scores are visited (``SCAN_LIMIT``), so it is left out,
+    on both paths, though its rescored value would lead."""
+    scores, kernels, feat = _random_case(0, grids=(8, 4), score_power=8.0)
+    scores[:] = 0.0
+    scores[:9, 0] = np.linspace(0.99, 0.91, 9)
+    kernels[8] *= 50
+    params = InferenceParams(num_grids=(8, 4), segm_strides=(1, 2), nms_pre=2)
+    outputs = scores[None], kernels[None], feat[None]
+    want = postprocess_flat(*outputs, params)[0]
+    got = postprocess_on_device(*(paddle.to_tensor(a) for a in outputs), params)[0]
+    uncapped = postprocess_flat(*outputs, InferenceParams(num_grids=(8, 4), segm_strides=(1, 2), nms_pre=3))[0]
+    assert uncapped.scores[0] > 0.9 > want.scores[0]
+    _same_soft(got, want)
+
+
+@pytest.fixture(scope='module')
+def shipped():
+    """The shipped model (config 9) on the CPU, with the device post-processing and without."""
+    cfg = get_config(9)
+    return Predictor(cfg, SHIPPED_WEIGHTS, 'cpu', threads=2, on_device=True), Predictor(cfg, SHIPPED_WEIGHTS, 'cpu',
+                                                                                        threads=2)
+
+
+@pytest.mark.parametrize('name', ['shapes_000023.jpg', 'shapes_wide.jpg'])
+def test_the_shipped_models_instances_are_the_numpy_paths(shipped, name):
+    """Real outputs: the pipeline's two stages with the device post-processing give the
+    numpy path's instances (labels, scores within 1e-5, masks but at threshold ties)."""
+    on_device, on_host = shipped
+    chw, meta = on_host.prepare(read_image(str(Path(SAMPLE_IMAGES) / name)))
+    want = on_host.finish_stage(on_host.model_stage([chw], [meta]), meta)
+    staged = on_device.model_stage([chw], [meta])
+    assert isinstance(staged[0].masks, CroppedMasks)          # pasted and cropped on the device already
+    got = on_device.finish_stage(staged, meta)
+    assert len(want) >= 3
+    _same_soft(got, want)
+    differ = (np.asarray(got.masks) != np.asarray(want.masks)).sum(axis=(1, 2))
+    assert differ.sum() <= 4 * len(want)
+    np.testing.assert_array_equal(got.masks.boxes[differ == 0], want.masks.boxes[differ == 0])
+    _same_soft(on_device.infer([chw])[0], on_host.infer([chw])[0])
+
+
+def test_finishing_workers_by_where_the_network_runs(shipped):
+    assert [default_finish_workers(cores) for cores in (1, 2, 4, 8, 16)] == [1, 1, 1, 2, 4]
+    assert [default_finish_workers(cores, network_on_gpu=True) for cores in (1, 2, 4, 8, 16)] == [1, 1, 1, 5, 13]
+    on_device, on_host = shipped
+    assert on_device.finish_workers() == default_finish_workers(network_on_gpu=True)
+    assert on_host.finish_workers() == default_finish_workers()
+    assert not on_host.on_device and Predictor.for_model(on_host.model, on_host.cfg).on_device is False
+
+
+def test_outputs_of_another_grid_are_refused_as_on_the_numpy_path():
+    outputs = [paddle.to_tensor(a) for a in _case(0, (8, 4))]
+    with pytest.raises(InputError, match='the network outputs 80 grid cells but num_grids'):
+        postprocess_on_device(*outputs, InferenceParams(num_grids=(8, 5), segm_strides=(1, 2)))
+
+
+def test_video_stages_give_network_outputs_unless_staged(shipped):
+    """The API's video stream finishes the network's outputs itself (with each call's
+    thresholds), so its model stage must give them even where the predictor post-processes on
+    its device; the demo's video takes the staged form."""
+    on_device, _ = shipped
+    frame = read_image(str(Path(SAMPLE_IMAGES) / 'shapes_000023.jpg'))[:, :, ::-1].copy()
+    load, model = video_stages(on_device, None)
+    outputs = model(load((0, frame)))
+    assert len(outputs) == 3 and all(isinstance(a, np.ndarray) for a in outputs)
+    load, model = video_stages(on_device, None, staged=True)
+    assert isinstance(model(load((0, frame)))[0].masks, CroppedMasks)

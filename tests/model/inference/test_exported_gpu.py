@@ -1,0 +1,96 @@
+"""The GPU set-up of the exported backends, as calls (no GPU here): Paddle Inference's config
+(``place_inference``) and onnxruntime's providers (``onnx_providers``), through the functions
+the backends use."""
+import json
+
+import pytest
+
+from solov2.config import get_config
+from solov2.model.inference.backend import BackendError
+from solov2.model.inference.export_cache import exported_backend
+from solov2.model.inference.exported import OnnxBackend, onnx_providers, place_inference
+from solov2.model.inference.postprocess import InferenceParams
+
+
+class RecordingConfig:
+    """Stands in for ``paddle.inference.Config``: notes every call."""
+
+    def __init__(self):
+        self.calls = []
+
+    def __getattr__(self, name):
+        return lambda *args, **kwargs: self.calls.append((name, args, kwargs))
+
+
+class Precision:
+    Half, Float32 = 'half', 'float32'
+
+
+def test_paddle_inference_on_the_cpu_disables_the_gpu():
+    config = RecordingConfig()
+    place_inference(config, 'cpu', False, (64, 1333), Precision)
+    assert config.calls == [('disable_gpu', (), {})]
+    with pytest.raises(BackendError, match='TensorRT needs a GPU'):
+        place_inference(RecordingConfig(), 'cpu', True, (64, 1333), Precision)
+
+
+@pytest.mark.parametrize('device, number', [('gpu', 0), ('gpu:1', 1)])
+def test_paddle_inference_on_a_gpu_with_and_without_tensorrt(device, number):
+    config = RecordingConfig()
+    place_inference(config, device, False, (64, 1333), Precision)
+    assert config.calls == [('enable_use_gpu', (256, number), {})]
+    config = RecordingConfig()
+    place_inference(config, device, True, (64, 1333), Precision)
+    (gpu, trt, shapes) = config.calls
+    assert gpu == ('enable_use_gpu', (256, number), {}) and trt[0] == 'enable_tensorrt_engine'
+    assert trt[2]['precision_mode'] == 'half' and trt[2]['use_calib_mode'] is False
+    low, high, best = shapes[1]
+    assert low['image'] == [1, 3, 64, 64] and high['image'] == best['image'] == [1, 3, 1333, 1333]
+
+
+def test_the_real_paddle_inference_config_stays_on_the_cpu():
+    import paddle.inference as paddle_infer
+    config = paddle_infer.Config()
+    place_inference(config, 'cpu', False, (64, 1333), paddle_infer.PrecisionType)
+    assert not config.use_gpu()
+
+
+def test_onnxruntime_providers():
+    assert onnx_providers('cpu', ['CPUExecutionProvider']) == ['CPUExecutionProvider']
+    assert onnx_providers('gpu:2', ['CUDAExecutionProvider', 'CPUExecutionProvider']) == [
+        ('CUDAExecutionProvider', {'device_id': 2}), 'CPUExecutionProvider']
+    with pytest.raises(BackendError, match='no CUDA provider .*onnxruntime-gpu'):
+        onnx_providers('gpu', ['CPUExecutionProvider'])
+
+
+def _fake_export(folder):
+    folder.mkdir()
+    (folder / 'model.onnx').write_bytes(b'')
+    (folder / 'infer_cfg.json').write_text(json.dumps({
+        'config': 9, 'num_classes': 4, 'class_names': ['a', 'b', 'c', 'd'], 'test_short': 320, 'test_max': 320,
+        'postprocess': InferenceParams.from_config(get_config(9)).to_json(),
+        'input': {'min_size': 64, 'max_size': 640}, 'files': {'onnx': {'model': 'model.onnx'}}}))
+    return str(folder)
+
+
+def test_the_onnx_backend_asks_this_onnxruntime_for_its_cuda_provider(tmp_path):
+    """This onnxruntime (CPU) has none: a GPU device is refused in one line, before loading."""
+    import onnxruntime
+    folder = _fake_export(tmp_path / 'export')
+    if 'CUDAExecutionProvider' in onnxruntime.get_available_providers():
+        pytest.skip('this onnxruntime has the CUDA provider')
+    with pytest.raises(BackendError, match='no CUDA provider'):
+        OnnxBackend(folder, device='gpu')
+    with pytest.raises(BackendError, match='cannot load'):         # the CPU goes on to load the (empty) file
+        OnnxBackend(folder, device='cpu')
+    with pytest.raises(BackendError, match='openvino backend runs on the CPU here'):
+        exported_backend('openvino', folder, device='gpu:0')
+
+
+def test_tensorrt_needs_paddle_inference_on_a_named_gpu(tmp_path):
+    from solov2.model.inference.backends import open_backend
+    folder = _fake_export(tmp_path / 'export')
+    with pytest.raises(BackendError, match='tensorrt.* needs .*inference.* and a GPU'):
+        open_backend(backend='onnx', model_dir=folder, tensorrt=True)
+    with pytest.raises(BackendError, match='tensorrt.* needs .*inference.* and a GPU'):
+        open_backend(backend='inference', model_dir=folder, device='cpu', tensorrt=True)

@@ -1,0 +1,37 @@
+"""tools/gpu_check.py: its dry run (the same calls on the CPU) passes, so the GPU check cannot rot,
+and a failing check is a FAIL line and a nonzero exit code."""
+import subprocess
+import sys
+from pathlib import Path
+
+from solov2.tools import gpu_check
+from tests.helpers import REPO_DIR
+
+
+def test_the_dry_run_passes_every_check(tmp_path):
+    done = subprocess.run([sys.executable, str(Path(REPO_DIR) / 'tools' / 'gpu_check.py'), '--dry-run'],
+                          capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    lines = done.stdout.strip().splitlines()
+    verdicts = {line.split()[1].rstrip(':'): line.split()[0] for line in lines if line.split()[0] in
+                ('PASS', 'FAIL', 'SKIP')}
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert verdicts == {**{name: 'PASS' for name, _ in gpu_check.CHECKS}, 'two-gpu': 'SKIP'}, done.stdout
+    assert lines[-1] == 'all checks passed'
+
+
+def test_a_failing_check_is_one_line_and_the_others_still_run(monkeypatch, tmp_path):
+    def failing(setting):
+        raise AssertionError('3 of 10 pixels differ')
+
+    def skipped(setting):
+        raise gpu_check.Skipped('1 GPU: needs two')
+    monkeypatch.setattr(gpu_check, 'CHECKS', (('one', failing), ('two', lambda s: 'fine'), ('three', skipped)))
+    lines = []
+    setting = gpu_check.Setting('cpu', 1, 64, 1, 1, tmp_path)
+    assert gpu_check.run_checks(setting, out=lines.append) == 1
+    assert [line.rsplit(' (', 1)[0] for line in lines] == [
+        'FAIL one: AssertionError: 3 of 10 pixels differ', 'PASS two: fine', 'SKIP three: 1 GPU: needs two']
+    monkeypatch.setattr(gpu_check, 'run_checks', lambda setting, names: 2)
+    for switch in ('set_cublas_switch', 'set_cudnn_switch'):     # the process's TF32 left alone
+        monkeypatch.setattr(gpu_check.core, switch, lambda on: None, raising=False)
+    assert gpu_check.run(['--dry-run']) == 1

@@ -1,0 +1,361 @@
+"""Checks that the toolkit is right on this machine's GPU: ``python tools/gpu_check.py`` (about
+3-5 minutes on one GPU). Each check prints one line, PASS, FAIL or SKIP, with its numbers; the
+exit code is 1 when any check fails. TF32 is turned off for the run (Paddle's cuBLAS and cuDNN
+switches) so that the GPU's float32 results can be compared with the CPU's.
+
+  environment   the Paddle wheel (a CUDA build, no CPU wheel beside it), the GPU and its compute
+                capability, and whether this Paddle runs on it (``model.runtime.resolve_device``)
+  inference     the shipped model's outputs on the GPU and on the CPU, on the sample pictures:
+                largest difference of scores, kernels and mask features within ``OUTPUT_TOLERANCE``
+  postprocess   post-processing on the GPU (``device_postprocess``) against the numpy path on
+                the same outputs: same labels, scores within ``SCORE_TOLERANCE``, mask pixels that
+                differ under ``PIXEL_SHARE`` of the instances' pixels
+  dcn           Paddle's deformable conv on the GPU against the CPU's tensor-op form
+                (``model.deform_ops``): output and the gradients of every input within ``DCN_TOLERANCE``
+  train         ``steps`` training steps of the shapes config (9) on a small generated set, in
+                float32 and with AMP (float16): losses finite, the last five below the first five,
+                AMP's last five within ``AMP_SHARE`` of float32's
+  sync-bn       config 0's frozen backbone BN still frozen after the sync-BN conversion
+  ema           one EMA update of config 9's weights on the GPU, in ms, and that it moved them
+  eval          mask AP on generated shapes pictures with the GPU (post-processing there) and the
+                CPU (numpy), within ``AP_POINTS``
+  two-gpu       with two GPUs, train.py launched on both with ``--sync-bn`` for a few steps; SKIP
+                with one
+
+``--dry-run`` makes the same calls on the CPU (the "GPU" is the CPU; AMP there trains in
+float32, as train.py does), with fewer and smaller steps: CI runs it so the check cannot rot.
+"""
+import dataclasses
+import logging
+import math
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+if __package__ in (None, ''):
+    import _bootstrap  # noqa: F401  (script mode: make the project importable)
+
+import numpy as np  # noqa: E402
+import paddle  # noqa: E402
+from paddle.base import core  # noqa: E402
+
+from solov2.config import get_config  # noqa: E402
+from solov2.config.device import on_gpu  # noqa: E402
+from solov2.config.install import installed_wheels, paddle_install_problem  # noqa: E402
+from solov2.config.shipped import SAMPLE_IMAGES, SHIPPED_WEIGHTS  # noqa: E402
+from solov2.data.coco import CocoDataset, load_coco  # noqa: E402
+from solov2.data.coco_eval import evaluate_segm  # noqa: E402
+from solov2.data.results import write_json  # noqa: E402
+from solov2.data.transforms import read_image  # noqa: E402
+from solov2.model.build import build_model  # noqa: E402
+from solov2.model.deform_ops import deform_conv  # noqa: E402
+from solov2.model.inference.evaluation import predict_coco  # noqa: E402
+from solov2.model.inference.predictor import Predictor  # noqa: E402
+from solov2.model.runtime import paddle_on, resolve_device  # noqa: E402
+from solov2.model.training.ema import ModelEMA  # noqa: E402
+from solov2.model.training.hooks import Hook  # noqa: E402
+from solov2.model.training.options import TrainOptions  # noqa: E402
+from solov2.model.training.run import prepare, run_settings  # noqa: E402
+from solov2.model.training.sync_bn import CpuSyncBatchNorm, convert_sync_bn, trains_statistics  # noqa: E402
+from solov2.tools.cli import make_parser, run_command, show_logs  # noqa: E402
+from solov2.tools.make_shapes_dataset import generate_split  # noqa: E402
+
+OUTPUT_TOLERANCE = 1e-3   # network outputs, GPU vs CPU, float32 without TF32
+SCORE_TOLERANCE = 1e-4    # post-processed scores, device vs numpy
+PIXEL_SHARE = 1e-3        # mask pixels that may differ (threshold ties), of all instance pixels
+DCN_TOLERANCE = 1e-4      # deformable conv, relative to the largest magnitude
+AMP_SHARE = 0.25          # AMP's final loss within 25% of float32's
+AP_POINTS = 0.2           # mask AP (percent points), GPU vs CPU
+TRAIN_SCRIPT = Path(__file__).resolve().parents[1] / 'train.py'
+
+
+@dataclasses.dataclass
+class Setting:
+    """What one run checks with: ``device`` ('gpu', or 'cpu' in a dry run), ``steps`` training
+    steps at ``size`` pixels, ``pictures`` evaluation pictures, ``samples`` of the sample
+    pictures, the work folder."""
+    device: str
+    steps: int
+    size: int
+    pictures: int
+    samples: int
+    folder: Path
+
+    @property
+    def dry(self) -> bool:
+        return not on_gpu(self.device)
+
+    def synchronize(self) -> None:
+        if not self.dry:
+            paddle.device.cuda.synchronize()
+
+
+def check_environment(s: Setting) -> str:
+    """The wheel, the build and the GPU (``resolve_device`` raises when this Paddle cannot use it)."""
+    problem = paddle_install_problem()
+    if problem:
+        raise AssertionError(problem)
+    wheels = ', '.join(installed_wheels()) or 'a source build'
+    device = resolve_device(s.device)
+    if s.dry:
+        return f'Paddle {paddle.__version__} ({wheels}), dry run on the CPU'
+    if not paddle.is_compiled_with_cuda() or 'paddlepaddle' in installed_wheels():
+        raise AssertionError(f'Paddle {paddle.__version__} ({wheels}) is not the CUDA build alone')
+    number = int(device.partition(':')[2] or 0)
+    major, minor = paddle.device.cuda.get_device_capability(number)
+    return (f'Paddle {paddle.__version__} ({wheels}), CUDA {paddle.version.cuda()}, cuDNN {paddle.version.cudnn()}, '
+            f'{paddle.device.cuda.get_device_name(number)} compute capability {major}.{minor}')
+
+
+def _pictures(s: Setting) -> list:
+    return [read_image(str(path)) for path in sorted(Path(SAMPLE_IMAGES).glob('*.jpg'))[:s.samples]]
+
+
+def check_inference(s: Setting) -> str:
+    """The shipped model's three outputs on each sample picture, GPU against CPU."""
+    cpu, gpu = (Predictor(get_config(9), SHIPPED_WEIGHTS, device, threads=2) for device in ('cpu', s.device))
+    worst = 0.0
+    for picture in _pictures(s):
+        chw, _ = cpu.prepare(picture)
+        for want, got in zip(cpu.run_numpy(chw[None]), gpu.run_numpy(chw[None])):
+            worst = max(worst, float(np.abs(want - got).max()))
+    assert worst <= OUTPUT_TOLERANCE, f'largest output difference {worst:.2e} > {OUTPUT_TOLERANCE}'
+    return f'largest output difference {worst:.2e} (tolerance {OUTPUT_TOLERANCE}) on {s.samples} pictures'
+
+
+def check_postprocess(s: Setting) -> str:
+    """Device post-processing against numpy on the same network outputs."""
+    gpu = Predictor(get_config(9), SHIPPED_WEIGHTS, s.device, threads=2, on_device=True)
+    instances, differ, pixels, worst = 0, 0, 0, 0.0
+    for picture in _pictures(s):
+        chw, meta = gpu.prepare(picture)
+        got = gpu.finish_stage(gpu.model_stage([chw], [meta]), meta)
+        want = gpu.finish_outputs(gpu.run_numpy(chw[None]), meta)
+        assert list(got.labels) == list(want.labels), f'labels {list(got.labels)} != {list(want.labels)}'
+        worst = max([worst, *np.abs(got.scores - want.scores)])
+        got_masks, want_masks = np.asarray(got.masks), np.asarray(want.masks)
+        differ += int((got_masks != want_masks).sum())
+        pixels += int((got_masks | want_masks).sum())
+        instances += len(want)
+    assert worst <= SCORE_TOLERANCE, f'largest score difference {worst:.2e} > {SCORE_TOLERANCE}'
+    assert differ <= PIXEL_SHARE * pixels, f'{differ} of {pixels} mask pixels differ'
+    return (f'{instances} instances, same labels, largest score difference {worst:.1e}, {differ} of {pixels} '
+            'mask pixels differ')
+
+
+def _dcn_case() -> list:
+    """x, offset, weight, bias, mask and the output's gradient of a 3x3 DCNv2, 8 -> 16 channels."""
+    rng = np.random.default_rng(0)
+    mask = 1 / (1 + np.exp(-rng.normal(0, 1, (2, 9, 12, 12))))
+    return [rng.normal(0, 1, (2, 8, 12, 12)), rng.normal(0, 2, (2, 18, 12, 12)), rng.normal(0, 0.2, (16, 8, 3, 3)),
+            rng.normal(0, 1, 16), mask, rng.normal(0, 1, (2, 16, 12, 12))]
+
+
+def _dcn_run(device: str, conv) -> list:
+    """Output and input gradients of ``conv`` on ``device`` for ``_dcn_case``."""
+    with paddle_on(device, 2):
+        *inputs, dout = [paddle.to_tensor(a.astype(np.float32), stop_gradient=False) for a in _dcn_case()]
+        x, offset, weight, bias, mask = inputs
+        out = conv(x, offset, weight, bias, padding=1, mask=mask)
+        (out * dout).sum().backward()
+        return [out.numpy()] + [t.grad.numpy() for t in inputs]
+
+
+def check_dcn(s: Setting) -> str:
+    """Paddle's deformable conv on the device (what ``deform_conv`` runs there) against the
+    CPU's tensor-op form (``deform_conv`` on a CPU place with gradients)."""
+    want = _dcn_run('cpu', deform_conv)
+    got = _dcn_run(s.device, paddle.vision.ops.deform_conv2d)
+    names = ('output', 'dx', 'doffset', 'dweight', 'dbias', 'dmask')
+    errors = {name: float(np.abs(a - b).max() / max(1.0, np.abs(a).max())) for name, a, b in zip(names, want, got)}
+    bad = [f'{name} {error:.1e}' for name, error in errors.items() if error > DCN_TOLERANCE]
+    assert not bad, 'relative differences over ' + str(DCN_TOLERANCE) + ': ' + ', '.join(bad)
+    return f'output and 5 gradients within {max(errors.values()):.1e} (tolerance {DCN_TOLERANCE})'
+
+
+class _Losses(Hook):
+    def __init__(self):
+        self.values = []
+
+    def after_step(self, trainer, losses) -> None:
+        self.values.append(losses['loss'])
+
+
+def _shapes_set(s: Setting, split: str, count: int) -> tuple:
+    """(annotation file, picture folder) of ``count`` generated shapes pictures."""
+    coco = generate_split(s.folder, split, count, s.size, seed=7)
+    ann = s.folder / f'{split}.json'
+    write_json(coco, str(ann))
+    return str(ann), str(s.folder / split)
+
+
+def _train(s: Setting, amp: str) -> list:
+    """The losses of ``s.steps`` steps of config 9 from random weights (``amp``: '' or 'fp16')."""
+    ann, images = _shapes_set(s, 'train', 8)
+    data = [f'dataset_dir={s.folder}', f'train_ann={ann}', f'train_images={images}', f'val_ann={ann}',
+            f'val_images={images}', f'train_shorts=({s.size},)', f'train_max={s.size}', 'batch_size=2',
+            'warmup_iters=0', 'num_workers=0', 'base_lr=0.005']
+    options = TrainOptions(config=9, output=str(s.folder / f'run{amp}'), overwrite=True, overrides=tuple(data),
+                           max_iters=s.steps, log_every=10 ** 6, checkpoint_every=10 ** 6, amp=amp,
+                           device=s.device, threads=2)
+    with run_settings(options):
+        trainer, _ = prepare(options, evaluate=None)
+        losses = _Losses()
+        trainer.hooks = [losses]
+        trainer.run()
+    return losses.values
+
+
+def _halves(losses: list) -> tuple:
+    """Mean loss of the first and of the second half of the steps."""
+    return float(np.mean(losses[:len(losses) // 2])), float(np.mean(losses[len(losses) // 2:]))
+
+
+def check_train(s: Setting) -> str:
+    """float32 and AMP training: finite, falling (the second half's mean loss below the first
+    half's), AMP's second half within ``AMP_SHARE`` of float32's."""
+    full, half = _train(s, ''), _train(s, 'fp16')
+    (start_full, end_full), (start_half, end_half) = _halves(full), _halves(half)
+    numbers = (f'{len(full)} steps, mean loss of the first and second half: float32 {start_full:.3f} -> '
+               f'{end_full:.3f}, AMP {start_half:.3f} -> {end_half:.3f}')
+    finite = all(math.isfinite(v) for v in full + half)
+    assert finite and end_full < start_full and end_half < start_half, 'not finite or not falling: ' + numbers
+    assert abs(end_half - end_full) <= AMP_SHARE * end_full, f'AMP ends over {AMP_SHARE:.0%} away: ' + numbers
+    return numbers
+
+
+def _bn_counts(model) -> tuple:
+    """(frozen BN, BN that train their statistics, synchronised BN) layers of ``model``."""
+    norms = [layer for layer in model.sublayers() if isinstance(layer, paddle.nn.BatchNorm2D)]
+    synced = [layer for layer in model.sublayers() if isinstance(layer, (paddle.nn.SyncBatchNorm, CpuSyncBatchNorm))]
+    return sum(bool(layer._use_global_stats) for layer in norms), sum(map(trains_statistics, norms)), len(synced)
+
+
+def check_sync_bn(s: Setting) -> str:
+    """The sync-BN conversion a GPU run makes (``convert_sync_bn``) on config 0 (frozen
+    backbone BN) and config 9 (BN that trains): frozen ones stay, training ones are synced."""
+    numbers = []
+    with paddle_on(s.device, 2):
+        for number in (0, 9):
+            model = build_model(get_config(number))
+            before = _bn_counts(model)
+            after = _bn_counts(convert_sync_bn(model, gpu=not s.dry))
+            numbers.append(f'config {number}: {before[0]} frozen BN -> {after[0]}, {before[1]} training BN -> '
+                           f'{after[2]} synced')
+            assert after == (before[0], 0, before[1]) and (number != 0 or before[0] > 0), '; '.join(numbers)
+    return '; '.join(numbers)
+
+
+def check_ema(s: Setting) -> str:
+    """One EMA update of config 9's weights on the device: its time and that it moved them."""
+    with paddle_on(s.device, 2):
+        model = build_model(get_config(9))
+        ema = ModelEMA(model, decay=0.5, ramp=1.0)
+        with paddle.no_grad():
+            for value in model.parameters():
+                value.set_value(value + 1.0)
+        ema.update(model)
+        s.synchronize()
+        began = time.perf_counter()
+        for _ in range(5):
+            ema.update(model)
+        s.synchronize()
+        took = (time.perf_counter() - began) / 5
+        name, value = next(iter(model.state_dict().items()))
+        moved = float(np.abs(ema.shadow[name].numpy() - value.numpy()).max())
+    megabytes = sum(v.numel().item() * 4 for v in ema.shadow.values()) / 2 ** 20
+    assert moved < 1.0, f'the shadow did not follow the weights ({moved})'
+    return f'{1e3 * took:.1f} ms per update of {megabytes:.0f} MB of weights'
+
+
+def _ap(predictor, ann: str, images: str) -> float:
+    dataset = CocoDataset(ann, images, class_names=list(predictor.class_names))
+    coco = load_coco(ann)
+    return 100 * evaluate_segm(coco, predict_coco(predictor, coco, images, dataset.label_to_category_id))['AP']
+
+
+def check_eval(s: Setting) -> str:
+    """Mask AP of the shipped model with the device (and its post-processing) and the CPU."""
+    ann, images = _shapes_set(s, 'val', s.pictures)
+    cpu = _ap(Predictor(get_config(9), SHIPPED_WEIGHTS, 'cpu', threads=2), ann, images)
+    gpu = _ap(Predictor(get_config(9), SHIPPED_WEIGHTS, s.device, threads=2, on_device=True), ann, images)
+    numbers = f'AP {gpu:.2f} with the device, {cpu:.2f} on the CPU, {s.pictures} pictures'
+    assert abs(gpu - cpu) <= AP_POINTS, numbers + f': over {AP_POINTS} points apart'
+    return numbers
+
+
+class Skipped(Exception):
+    """A check that cannot run here (its line says why)."""
+
+
+def check_two_gpus(s: Setting) -> str:
+    """train.py launched on two GPUs with ``--sync-bn`` for a few steps."""
+    count = 0 if s.dry else paddle.device.cuda.device_count()
+    if count < 2:
+        raise Skipped('dry run' if s.dry else f'{count} GPU: needs two')
+    import subprocess
+
+    from solov2.tools.train import command_args
+    ann, images = _shapes_set(s, 'train', 8)
+    options = TrainOptions(config=9, output=str(s.folder / 'launched'), overwrite=True, sync_bn=True, device='gpu',
+                           max_iters=5, log_every=1, overrides=(f'train_ann={ann}', f'train_images={images}',
+                                                                f'val_ann={ann}', f'val_images={images}',
+                                                                'batch_size=2', 'num_workers=0'))
+    command = [sys.executable, '-m', 'paddle.distributed.launch', '--gpus', '0,1', '--log_dir',
+               str(s.folder / 'launch_logs'), str(TRAIN_SCRIPT), *command_args(options)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    log = Path(options.output) / 'train_log.csv'
+    assert done.returncode == 0 and log.is_file(), f'exit code {done.returncode}: {done.stderr.strip()[-300:]}'
+    return f'2 processes, {len(log.read_text().splitlines()) - 1} logged steps, exit code 0'
+
+
+CHECKS = (('environment', check_environment), ('inference', check_inference), ('postprocess', check_postprocess),
+          ('dcn', check_dcn), ('train', check_train), ('sync-bn', check_sync_bn), ('ema', check_ema),
+          ('eval', check_eval), ('two-gpu', check_two_gpus))
+
+
+def run_checks(s: Setting, names=None, out=print) -> int:
+    """Run the checks (``names``: some of ``CHECKS``, default all), one line each -> the number that failed."""
+    failed = 0
+    for name, check in CHECKS:
+        if names and name not in names:
+            continue
+        began = time.perf_counter()
+        try:
+            verdict, text = 'PASS', check(s)
+        except Skipped as exc:
+            verdict, text = 'SKIP', str(exc)
+        except Exception as exc:  # every failure is one FAIL line, and the other checks still run
+            verdict, text = 'FAIL', f'{type(exc).__name__}: {exc}'.strip()
+        failed += verdict == 'FAIL'
+        out(f'{verdict} {name}: {text} ({time.perf_counter() - began:.0f} s)')
+    return failed
+
+
+def run(argv=None) -> int:
+    parser = make_parser("Check the toolkit on this machine's GPU: one PASS/FAIL line per check.", configs=False,
+                         notes=__doc__)
+    parser.add_argument('--dry-run', action='store_true', help='the same calls on the CPU (what CI runs)')
+    parser.add_argument('--steps', type=int, default=None, help='training steps (default 30; dry run 6)')
+    parser.add_argument('--only', nargs='+', choices=[name for name, _ in CHECKS], help='run only these checks')
+    args = parser.parse_args(argv)
+    for switch in ('set_cublas_switch', 'set_cudnn_switch'):   # no TF32 in float32 matmuls (cuBLAS) and
+        if hasattr(core, switch):                               # convolutions (cuDNN); CUDA builds have them
+            getattr(core, switch)(False)
+    with tempfile.TemporaryDirectory(prefix='gpu_check_') as folder:
+        setting = Setting('cpu', args.steps or 6, 96, 3, 2, Path(folder)) if args.dry_run else \
+            Setting('gpu', args.steps or 30, 256, 24, 5, Path(folder))
+        with show_logs(logging.WARNING):       # the training runs' start-up lines left out
+            failed = run_checks(setting, args.only)
+    print(f'{failed} check(s) failed' if failed else 'all checks passed')
+    return 1 if failed else 0
+
+
+def main(argv=None) -> int:
+    """The command: errors end in one line (``tools.cli.run_command``)."""
+    return run_command(run, argv)
+
+
+if __name__ == '__main__':
+    raise SystemExit(main())
