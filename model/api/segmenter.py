@@ -39,7 +39,8 @@ def override_list(overrides: Union[None, Mapping[str, Any], Sequence[str]]) -> l
 
 def check_arguments(weights: Optional[str] = None, config: Optional[int] = None, backend: str = 'auto',
                     model_dir: Optional[str] = None, precision: str = 'f32', device: Optional[str] = None,
-                    threads: int = 0, overrides: Sequence[str] = (), mkldnn: bool = False) -> None:
+                    threads: int = 0, overrides: Sequence[str] = (), mkldnn: bool = False,
+                    tensorrt: bool = False) -> None:
     """InputError for an argument of ``open_backend`` (these are its keywords) that cannot work,
     found before a published name is fetched or anything is exported (``backends.check_choices``):
     the overrides are checked on ``config``, else on the config of the published name
@@ -47,7 +48,7 @@ def check_arguments(weights: Optional[str] = None, config: Optional[int] = None,
     if config is not None and (isinstance(config, bool) or not isinstance(config, numbers.Integral)):
         raise InputError(param('config') + f' takes a config number, not {config!r}')
     check_choices(backend, precision, model_dir, device, threads,
-                  config if config is not None else published_config(weights), overrides)
+                  config if config is not None else published_config(weights), overrides, tensorrt)
 
 
 def per_call_params(params: InferenceParams, score_threshold: Optional[float] = None,
