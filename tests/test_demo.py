@@ -251,5 +251,5 @@ def test_exported_backend_on_a_gpu_machine_without_device(tmp_path, capsys, monk
     paths = ['--input', SAMPLE_IMAGES, '--output', str(tmp_path / 'out')]
     assert demo.main(['--backend', 'onnx', *paths]) == 2
     assert '--backend onnx needs --model-dir' in capsys.readouterr().err
-    assert demo.main(['--backend', 'onnx', '--device', 'gpu', *paths]) == 2
+    assert demo.main(['--backend', 'onnx', '--device', 'gpu', '--model-dir', str(tmp_path), *paths]) == 2
     assert '--device gpu needs a GPU and paddlepaddle-gpu' in capsys.readouterr().err
