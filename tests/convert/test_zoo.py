@@ -19,6 +19,7 @@ import logging
 import os
 import pickle
 import shutil
+import socket
 import subprocess
 import sys
 import threading
@@ -380,6 +381,24 @@ def test_a_command_says_what_failed_in_one_line(tiny, server, monkeypatch, capsy
     assert capsys.readouterr().err.strip() == ('error: no published checkpoint is named mmdet/solov2_r50_fpn_1x_cocoo '
                                                '— did you mean mmdet/solov2_r50_fpn_1x_coco or '
                                                'mmdet/solov2_r50_fpn_3x_coco or ppdet/solov2_r50_fpn_1x_coco?')
+
+
+def test_a_host_name_that_does_not_resolve_fails_at_once(tiny, monkeypatch, tmp_path):
+    """No retry, no back-off: the name will not resolve on the next try either. ``.invalid``
+    names never resolve (RFC 6761); the resolver is answered here, so no query leaves the machine."""
+    real = socket.getaddrinfo
+
+    def getaddrinfo(host, *args, **kwargs):
+        if str(host).endswith('.invalid'):
+            raise socket.gaierror(socket.EAI_NONAME, 'Name or service not known')
+        return real(host, *args, **kwargs)
+    monkeypatch.setattr(socket, 'getaddrinfo', getaddrinfo)
+    began = time.perf_counter()
+    with pytest.raises(DownloadError) as exc:
+        download.fetch(tiny.file, [f'http://mirror.invalid/{tiny.file}'], tmp_path / 'scratch',
+                       retry=Retry(tries=4, timeout_s=5, backoff_s=1.0))
+    assert time.perf_counter() - began < 0.9
+    assert 'its host name does not resolve (Name or service not known): offline, or a misspelt host' in one_line(exc)
 
 
 def test_names_paths_and_rows_without_a_conversion(tmp_path):
