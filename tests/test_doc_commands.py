@@ -180,6 +180,17 @@ def _needs_deploy(block: Block) -> bool:
     return any(DEPLOY.search(c.text) for c in block.commands if c.kind in PROJECT and not c.reason)
 
 
+def test_commands_are_in_bash_blocks():
+    """A project command in a code block of another kind (```sh, ```console, a bare ```) would
+    escape the test below: commands are written in ```bash blocks."""
+    fence = re.compile(r'^```(\w*)\n(.*?)^```', re.MULTILINE | re.DOTALL)
+    command = re.compile(r'^\s*(python3? [\w/]+\.py|solov2-[a-z0-9-]+)\b', re.MULTILINE)
+    for path in DOC_FILES:
+        for match in fence.finditer(path.read_text(encoding='utf-8')):
+            assert match.group(1) in ('bash', 'python') or not command.search(match.group(2)), \
+                f'{doc_name(path)}: a command in a ```{match.group(1)} block: {command.search(match.group(2))[0]}'
+
+
 def test_every_doc_command_runs_or_is_marked():
     """Each project command of a bash block runs (a block test below) or its page says why not;
     every mark gives a reason and covers a command; pip lines name files that exist."""
