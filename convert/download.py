@@ -5,7 +5,8 @@ HTTP goes through httpx, the HTTP library Paddle itself depends on (2.6 and 3.x)
 ``paddle.utils.download`` is not used: it waits forever on a stalled server (no timeout), starts
 over after a dropped connection (no resume), checks only an md5 and draws a tqdm bar instead
 of reporting progress. Here a download resumes where it stopped with an HTTP Range request
-after a dropped connection or a stall (``Retry``: tries, read timeout, back-off), reports
+after a dropped connection or a stall (``Retry``: tries, read timeout, back-off; a host name
+that does not resolve fails at once, as no wait mends a misspelt or offline name), reports
 ``progress(bytes so far, total or None)``, and is then verified: an HTML page (an error or
 sign-in page saved under the checkpoint's name) or anything that does not start like a
 checkpoint is refused, and the SHA-256 must begin with the published digest. A location that
@@ -14,6 +15,7 @@ each answered. Nothing is unpickled here, and nothing is kept: the caller names 
 file (``scratch``) and removes it.
 """
 import logging
+import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -133,6 +135,9 @@ def _download(url: str, scratch: Path, progress: Optional[ProgressCallback], ret
             except httpx.TimeoutException:
                 reason = f'no answer for {retry.timeout_s:g} s'
             except (httpx.TransportError, _Transient) as exc:
+                if unresolved(exc):
+                    raise _Unusable(f'its host name does not resolve ({unresolved(exc)}): offline, or a '
+                                    'misspelt host') from None
                 reason = f'{type(exc).__name__}: {exc}' if isinstance(exc, httpx.TransportError) else str(exc)
             if attempt == retry.tries:
                 raise _Unusable(f'{reason} ({retry.tries} tries)')
@@ -140,6 +145,16 @@ def _download(url: str, scratch: Path, progress: Optional[ProgressCallback], ret
             done = handle.tell()
             LOG.info(f'{url}: {reason}; trying again in {wait:g} s' + (f' from byte {done}' if done else ''))
             time.sleep(wait)
+
+
+def unresolved(exc: BaseException) -> Optional[str]:
+    """The resolver's message when ``exc`` (an httpx error) comes from a host name that does not
+    resolve (a ``socket.gaierror`` in its chain), else None."""
+    while exc is not None:
+        if isinstance(exc, socket.gaierror):
+            return exc.strerror or str(exc)
+        exc = exc.__cause__ or exc.__context__
+    return None
 
 
 def _get(client: httpx.Client, url: str, handle, progress: Optional[ProgressCallback]) -> Optional[int]:

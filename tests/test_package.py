@@ -118,6 +118,32 @@ def test_pip_install_gives_one_name_and_console_commands_in_a_fresh_venv(tmp_pat
         p.name for p in (REPO_DIR / 'images').glob('*.jpg'))
     for command in _pyproject_scripts():
         assert (tmp_path / 'venv' / 'bin' / command).is_file(), command
+    weights = [str(tmp_path / 'venv' / 'bin' / 'solov2-weights')]          # installed, it names itself
+    shown = subprocess.run(weights + ['--help'], cwd=host, capture_output=True, text=True, timeout=120).stdout
+    refused = subprocess.run(weights + ['get'], cwd=host, capture_output=True, text=True, timeout=120)
+    assert shown.startswith('usage: solov2-weights ') and 'solov2-cache shows' in shown and '.py' not in shown
+    assert refused.returncode == 2 and 'get needs one or more names (solov2-weights lists them)' in refused.stderr
+    done = _python(['-c', 'from importlib.metadata import requires; print(*requires("solov2-paddle"), sep="\\n")'],
+                   host, executable=str(python))
+    extras = done.stdout.splitlines()
+    assert {'paddle2onnx>=2.0; extra == "deploy"', 'paddle2onnx==1.3.1; extra == "deploy-paddle26"'} <= set(extras)
+
+
+def _requirements(name: str) -> dict:
+    """{package: its requirement line} of a requirements file."""
+    lines = [line.strip() for line in (REPO_DIR / name).read_text().splitlines()]
+    return {re.match(r'[\w.-]+', line).group(0): line for line in lines if line and not line.startswith('#')}
+
+
+def test_each_paddle_line_has_its_deployment_extras():
+    """Paddle 3.x takes paddle2onnx 2.x, Paddle 2.6 paddle2onnx 1.3.1 (2.x needs Paddle 3); an
+    extra each (no environment marker sees Paddle's version), the rest the same."""
+    paddle3, paddle26 = _requirements('requirements-deploy.txt'), _requirements('requirements-deploy-paddle26.txt')
+    assert paddle3.pop('paddle2onnx') == 'paddle2onnx>=2.0' and paddle26.pop('paddle2onnx') == 'paddle2onnx==1.3.1'
+    assert paddle3 == paddle26
+    text = (REPO_DIR / 'pyproject.toml').read_text()
+    for extra, name in (('deploy', 'requirements-deploy.txt'), ('deploy-paddle26', 'requirements-deploy-paddle26.txt')):
+        assert f'optional-dependencies.{extra} = {{file = ["{name}"]}}' in text, extra
 
 
 def _pyproject_scripts():

@@ -18,7 +18,10 @@ tools/*.py, convert/*2paddle.py) does the same way, and nothing the library need
 - Words: a library message names the caller's parameters in Python words (``weights=``,
   ``resume='auto'``: ``config.errors.param``); ``in_flags`` turns them into the flags
   (``--weights``, ``--resume auto``: ``FLAGS`` where the flag is not the name with dashes),
-  for the error line and the log lines alike.
+  for the error line and the log lines alike. Run as an installed console command
+  (``solov2-weights``: how the process was started, ``sys.argv[0]``), the help, the error
+  line and the log lines name the installed commands (``INSTALLED``), not the checkout's
+  scripts (``python tools/weights.py``), and the shipped model by its name (``command_words``).
 - Exit codes, in one place (``run_command``): ``config.errors.InputError`` ends in one
   ``error:`` line and exit 2; ``RunError`` (the work failed) and ``OSError`` (the system
   refused) in one line and exit 1; any other exception is a bug in the toolkit, said so in one
@@ -33,6 +36,7 @@ import contextlib
 import importlib.util
 import logging
 import os
+import re
 import signal
 import sys
 import threading
@@ -57,10 +61,46 @@ DEBUG_ENV = 'SOLOV2_DEBUG'
 FLAGS = {'overrides': '--opt', 'fmt': '--format'}    # the library's parameters whose flag is not --name
 
 
+# the checkout's scripts -> the console commands pip installs for them (pyproject.toml's
+# [project.scripts]; tests/tools/test_cli.py checks that the two agree)
+INSTALLED = {'demo.py': 'solov2-demo', 'train.py': 'solov2-train', 'eval.py': 'solov2-eval',
+             'tools/demo.py': 'solov2-demo', 'tools/train.py': 'solov2-train', 'tools/eval.py': 'solov2-eval',
+             'tools/export_model.py': 'solov2-export', 'tools/quantize.py': 'solov2-quantize',
+             'tools/cache.py': 'solov2-cache', 'tools/weights.py': 'solov2-weights',
+             'tools/labelme2coco.py': 'solov2-labelme2coco', 'tools/make_shapes_dataset.py': 'solov2-make-shapes',
+             'tools/postprocess_raw.py': 'solov2-postprocess-raw', 'convert/*2paddle.py': 'solov2-*2paddle',
+             'convert/solo2paddle.py': 'solov2-solo2paddle', 'convert/ppdet2paddle.py': 'solov2-ppdet2paddle',
+             'convert/ppdet_static2paddle.py': 'solov2-ppdet-static2paddle',
+             'convert/mmdet2paddle.py': 'solov2-mmdet2paddle',
+             'convert/paddleclas2paddle.py': 'solov2-paddleclas2paddle',
+             'convert/torchvision2paddle.py': 'solov2-torchvision2paddle',
+             'convert/paddle2ppdet.py': 'solov2-paddle2ppdet', 'weights/shapes_r18.pdparams': 'shipped/shapes_r18'}
+_SCRIPT = re.compile(r'(?<![\w/.-])(?:python3? )?(' + '|'.join(map(re.escape, sorted(INSTALLED, key=len, reverse=True)))
+                     + r')(?![\w/])')
+_LAUNCHED = re.compile(r'(paddle\.distributed\.launch\b[^\n]*?\s)(?:tools/)?(demo|train|eval)\.py\b')
+
+
+def installed() -> bool:
+    """Whether this process was started as an installed console command (``solov2-demo``, ...)."""
+    return os.path.basename(sys.argv[0] if sys.argv else '').startswith('solov2-')
+
+
+def command_words(text: str) -> str:
+    """``text`` as the user started the command: unchanged from a checkout; run installed, each
+    checkout script it names (``python tools/weights.py``) as its console command
+    (``solov2-weights``; under paddle.distributed.launch, which runs a file, its path:
+    ``$(which solov2-train)``) and the shipped model as ``shipped/shapes_r18``."""
+    if not installed():
+        return text
+    text = _LAUNCHED.sub(lambda m: f'{m.group(1)}$(which {INSTALLED[m.group(2) + ".py"]})', text)
+    return _SCRIPT.sub(lambda m: INSTALLED[m.group(1)], text)
+
+
 def in_flags(text) -> str:
     """A library message in the commands' words: each parameter it names (a ``Message``) as
-    its flag (``FLAGS``, else ``--name`` with dashes); any other text as it is."""
-    return text.with_flags(FLAGS) if isinstance(text, Message) else str(text)
+    its flag (``FLAGS``, else ``--name`` with dashes); any other text as it is; the scripts
+    it names as the user started them (``command_words``)."""
+    return command_words(text.with_flags(FLAGS) if isinstance(text, Message) else str(text))
 
 
 # ---- console ---------------------------------------------------------------------------------
@@ -71,7 +111,7 @@ class _ConsoleLines(logging.Handler):
     errors prefixed with their level."""
 
     def emit(self, record: logging.LogRecord) -> None:
-        text = record.getMessage() if record.args else in_flags(record.msg)
+        text = in_flags(record.getMessage() if record.args else record.msg)
         line = text if record.levelno <= logging.INFO else f'{record.levelname.lower()}: {text}'
         sys.stdout.write(line + '\n')
         sys.stdout.flush()
@@ -311,13 +351,28 @@ def shares_line(counts) -> str:
     return f'{sum(counts)} images by {len(counts)} processes ({", ".join(map(str, counts))}), each once'
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse's parser whose help, usage and errors name the commands as the user started
+    them (``command_words``)."""
+
+    def format_help(self) -> str:
+        return command_words(super().format_help())
+
+    def format_usage(self) -> str:
+        return command_words(super().format_usage())
+
+    def error(self, message: str):
+        super().error(command_words(message))
+
+
 def make_parser(description: str, configs: bool = True, notes: str = '') -> argparse.ArgumentParser:
     """The parser every command starts from: ``--debug``, and a help that ends with ``notes``
-    (e.g. the script's docstring), the numbered configs when ``configs``, and the error rule."""
+    (e.g. the script's docstring), the numbered configs when ``configs``, and the error rule;
+    its words are those of how the command was started (``command_words``)."""
     epilog = (notes.strip() + '\n\n' if notes.strip() else '') + (
         'configs (--config=N):\n' + describe_configs() + '\n\n' if configs else '')
-    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter,
-                                     epilog=epilog + 'errors end in one line; --debug shows the traceback')
+    parser = _Parser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter,
+                     epilog=epilog + 'errors end in one line; --debug shows the traceback')
     parser.add_argument(DEBUG_FLAG, action='store_true',
                         help=f'show the full traceback of an error (or set {DEBUG_ENV}=1)')
     return parser

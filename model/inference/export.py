@@ -57,14 +57,15 @@ def check_onnx_tools(deformable: bool) -> str:
         p2o = version('paddle2onnx')
         version('onnx')
     except PackageNotFoundError:
-        raise ExportError('ONNX export needs paddle2onnx and onnx: pip install -r requirements-deploy.txt')
+        raise ExportError('ONNX export needs paddle2onnx and onnx: pip install -r requirements-deploy.txt '
+                          '(on Paddle 2.6: requirements-deploy-paddle26.txt)')
     major = int(p2o.split('.')[0])
     if paddle_major() >= 3 and major < 2:
         raise ExportError(f'paddle2onnx {p2o} reads Paddle 2.x models only; with Paddle '
                           f'{paddle.__version__} install paddle2onnx>=2.0 (requirements-deploy.txt)')
     if paddle_major() < 3 and major >= 2:
         raise ExportError(f'paddle2onnx {p2o} needs Paddle >= 3.0; with Paddle {paddle.__version__} '
-                          'install paddle2onnx==1.3.1')
+                          'install paddle2onnx==1.3.1 (requirements-deploy-paddle26.txt, the deploy-paddle26 extra)')
     if deformable and major < 2:
         raise ExportError(f'cannot export deformable convolution (DCN) to ONNX with paddle2onnx {p2o}: '
                           f'the ONNX DeformConv op needs opset {DCN_OPSET}, which paddle2onnx 1.x '

@@ -3,7 +3,7 @@ onnxruntime is clearly faster on this machine, exported once per checkpoint into
 
 The engines: ``openvino`` f32 and ``onnx`` (onnxruntime), those installed (with the ONNX
 exporter); with neither, ``dygraph`` (also on a GPU, and when the export fails, with the
-reason in one line). One ONNX export serves both: each engine is verified against the
+reason in one WARNING line). One ONNX export serves both: each engine is verified against the
 dygraph model on a random input (``export.verify``), then timed on random inputs near the
 config's test size (``timing_batches``: warmed up on a 4:3 landscape picture, then
 ``TIMING_ROUNDS`` rounds of a size new to both engines each, as a folder of mixed sizes runs:
@@ -289,10 +289,11 @@ def cached_backend(number: int, cfg, weights: str, overrides: Sequence[str], thr
     threads, exporting into the cache (``cache_root(cache_dir)``) when needed (``cfg`` as
     ``config.sidecar.resolve_config`` gives it) and timing the engines when this machine has no
     choice recorded; says in one line what it used, through ``log`` (default: this module's
-    logger, INFO). While it exports, ``progress(stage, fraction)`` hears each of ``STAGES``
-    begin, 'done' (1.0) last, also when the export fails; it is not called when the entry is in
-    the cache or no engine is installed."""
-    log = log or LOG.info
+    logger, INFO; a failed export, which falls back to dygraph, at WARNING with its reason, so
+    that a program that configures no logging shows it too). While it exports,
+    ``progress(stage, fraction)`` hears each of ``STAGES`` begin, 'done' (1.0) last, also when
+    the export fails; it is not called when the entry is in the cache or no engine is installed."""
+    log, warn = log or LOG.info, log or LOG.warning
     engines = installed_engines()
     if not engines:
         log('auto: neither openvino nor onnxruntime (+ paddle2onnx) is installed: using dygraph')
@@ -316,7 +317,7 @@ def cached_backend(number: int, cfg, weights: str, overrides: Sequence[str], thr
         build_entry(cfg, weights, key, folder, threads, engines, machine, progress)
         choice = _manifest(folder)['choices'][machine]
     except (ExportError, OSError, ValueError) as exc:     # OSError: e.g. a cache folder that cannot be written
-        log(f'auto: could not export for {names} ({exc}): using dygraph')
+        warn(f'auto: could not export for {names} ({exc}): using dygraph')
         chosen = 'dygraph', Predictor(cfg, weights, 'cpu', sidecar=False, threads=threads)
     else:
         kind = choice['engine']

@@ -21,6 +21,7 @@ import os
 import pickle
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import threading
@@ -457,6 +458,24 @@ def test_a_command_checks_its_arguments_before_any_download(command, argv, messa
     assert module.main(weights_flag + argv) == 2
     err = capsys.readouterr().err.strip()
     assert no_fetch == [] and len(err.splitlines()) == 1 and message in err, err
+
+
+def test_a_host_name_that_does_not_resolve_fails_at_once(tiny, monkeypatch, tmp_path):
+    """No retry, no back-off: the name will not resolve on the next try either. ``.invalid``
+    names never resolve (RFC 6761); the resolver is answered here, so no query leaves the machine."""
+    real = socket.getaddrinfo
+
+    def getaddrinfo(host, *args, **kwargs):
+        if str(host).endswith('.invalid'):
+            raise socket.gaierror(socket.EAI_NONAME, 'Name or service not known')
+        return real(host, *args, **kwargs)
+    monkeypatch.setattr(socket, 'getaddrinfo', getaddrinfo)
+    began = time.perf_counter()
+    with pytest.raises(DownloadError) as exc:
+        download.fetch(tiny.file, [f'http://mirror.invalid/{tiny.file}'], tmp_path / 'scratch',
+                       retry=Retry(tries=4, timeout_s=5, backoff_s=1.0))
+    assert time.perf_counter() - began < 0.9
+    assert 'its host name does not resolve (Name or service not known): offline, or a misspelt host' in one_line(exc)
 
 
 def test_names_paths_and_rows_without_a_conversion(tmp_path):

@@ -6,6 +6,7 @@ import io
 import logging
 import pickle
 import re
+import sys
 from pathlib import Path
 
 import pytest
@@ -16,8 +17,8 @@ from solov2.model.inference import backends
 from solov2.model.inference.backends import open_backend
 from solov2.model.inference.export import export
 from solov2.model.inference.media import picture_targets
-from solov2.tools import demo
-from solov2.tools.cli import Progress, error_line, in_flags, run_command
+from solov2.tools import demo, weights
+from solov2.tools.cli import INSTALLED, Progress, error_line, in_flags, run_command
 from tests.helpers import REPO_DIR
 
 
@@ -134,3 +135,44 @@ def test_library_log_lines_show_the_flags(capsys):
         return 0
     assert run_command(main, []) == 0
     assert capsys.readouterr().out == '--resume auto: no checkpoint yet\n'
+
+
+def test_the_installed_names_are_the_console_commands_pip_installs():
+    """Each console command of pyproject.toml is what cli.INSTALLED calls its checkout script."""
+    block = (REPO_DIR / 'pyproject.toml').read_text().split('[project.scripts]', 1)[1].split('\n[', 1)[0]
+    scripts = dict(re.findall(r'^([\w-]+) = "solov2\.(\w+\.\w+):main"', block, re.M))
+    assert len(scripts) >= 15
+    for command, module in scripts.items():
+        assert INSTALLED[module.replace('.', '/') + '.py'] == command, module
+    for script in ('demo.py', 'train.py', 'eval.py'):
+        assert INSTALLED[script] == INSTALLED['tools/' + script]
+    assert set(INSTALLED.values()) - set(scripts) == {'solov2-*2paddle', 'shipped/shapes_r18'}
+
+
+def test_run_installed_the_help_errors_and_log_lines_name_the_installed_commands(monkeypatch, capsys):
+    """From a checkout the words stay (python tools/weights.py); started as an installed
+    console command (sys.argv[0] is solov2-weights), the help, an argument error, the error
+    line and the log lines name the console commands and the shipped model by its name."""
+    def main(argv):
+        logging.getLogger('solov2.convert.zoo').info('or convert it by hand with convert/ppdet2paddle.py')
+        raise InputError('weights/shapes_r18.pdparams is not here: python tools/weights.py lists the names')
+
+    for argv0, words in (('tools/weights.py', ('python tools/weights.py', 'convert/ppdet2paddle.py',
+                                               'weights/shapes_r18.pdparams', 'tools/cache.py')),
+                         ('/venv/bin/solov2-weights', ('solov2-weights', 'solov2-ppdet2paddle', 'shipped/shapes_r18',
+                                                       'solov2-cache'))):
+        monkeypatch.setattr(sys, 'argv', [argv0])
+        with pytest.raises(SystemExit):
+            weights.main(['--help'])
+        shown = ' '.join(capsys.readouterr().out.split())
+        assert shown.startswith(f'usage: {argv0.rsplit("/", 1)[-1]} ') and f' {words[3]} shows and prunes' in shown
+        with pytest.raises(SystemExit):
+            weights.main(['get'])
+        assert f'get needs one or more names ({words[0]} lists them)' in capsys.readouterr().err
+        with pytest.raises(SystemExit):
+            demo.main(['--help'])
+        assert f'(default: the shipped model {words[2]})' in ' '.join(capsys.readouterr().out.split())
+        assert run_command(main, []) == 2
+        out, err = capsys.readouterr()
+        assert out == f'or convert it by hand with {words[1]}\n'
+        assert err == f'error: {words[2]} is not here: {words[0]} lists the names\n'

@@ -3,6 +3,7 @@ images, grey and RGBA arrays, per-call thresholds, ``close()`` and ``with``, and
 ``cache_dir`` and ``progress``."""
 import gc
 import io
+import logging
 import weakref
 
 import cv2
@@ -234,3 +235,24 @@ def test_cache_dir_and_progress_of_the_first_auto_export(tmp_path, seg, monkeypa
     items = SQUARE[:3] + [WIDE]
     for got, want in zip(again(items, batch_size=4), [again(path) for path in items]):
         _same(got, want, exact=False)
+
+
+def test_a_failed_auto_export_falls_back_to_dygraph_with_a_warning_that_says_why(tmp_path, monkeypatch, caplog):
+    """Paddle 2.6 with paddle2onnx 2.x (what the 'deploy' extra installs there): the export
+    cannot run, ``auto`` uses dygraph and says why at WARNING, which a program that configures
+    no logging still shows (Python's last-resort handler), on either Paddle line."""
+    import importlib.metadata
+
+    from solov2.model.inference import export, export_cache
+    versions = {'paddle2onnx': '2.0.1', 'onnx': '1.17.0'}
+    monkeypatch.setattr(export_cache, 'installed_engines', lambda: ['onnx'])
+    monkeypatch.setattr(export, 'paddle_major', lambda: 2)
+    monkeypatch.setattr(importlib.metadata, 'version', lambda name: versions[name])
+    with caplog.at_level(logging.WARNING, logger='solov2'):
+        fallen = Segmenter(WEIGHTS, cache_dir=str(tmp_path), threads=1)
+    assert fallen.backend.name == 'dygraph'
+    warned = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warned) == 1 and warned[0].name == export_cache.LOG.name, caplog.records
+    assert warned[0].getMessage().startswith('auto: could not export for onnx (paddle2onnx 2.0.1 needs Paddle >= 3.0')
+    assert 'install paddle2onnx==1.3.1 (requirements-deploy-paddle26.txt, the deploy-paddle26 extra)): using dygraph' \
+        in warned[0].getMessage()
