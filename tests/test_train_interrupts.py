@@ -92,9 +92,11 @@ def test_resume_auto_without_a_checkpoint_starts_a_new_run(shapes, tmp_path):
 
 
 def test_ctrl_c_from_outside_during_training_ends_in_one_line(shapes, tmp_path):
+    """Ctrl-C once the first step is logged, in a run far too long to end first (300,000
+    iterations: hours), so the signal always lands in the middle of training."""
     out = tmp_path / 'run'
     arguments = ['--config', '9', '--output', str(out), '--log-every', '1', '--opt', f'dataset_dir={shapes}',
-                 *TINY, 'epochs=50']
+                 *TINY, 'epochs=100000']
     process = subprocess.Popen([sys.executable, 'train.py', *arguments], cwd=REPO_DIR, stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True, env={**os.environ, 'PYTHONPATH': str(REPO_DIR)},
                                preexec_fn=_ctrl_c_as_in_a_terminal)
