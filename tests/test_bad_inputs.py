@@ -32,7 +32,7 @@ from solov2.model.inference.postprocess import InferenceParams
 from solov2.tools import demo, export_model, labelme2coco, postprocess_raw
 from solov2.tools import eval as eval_cli
 from solov2.tools.cli import run_command, set_status
-from tests.helpers import REPO_DIR, alive, children
+from tests.helpers import REPO_DIR, alive, children, ctrl_c_as_in_a_terminal
 
 REPO = REPO_DIR
 WEIGHTS = str(REPO / 'weights' / 'shapes_r18.pdparams')
@@ -407,7 +407,7 @@ def test_ctrl_c_ends_the_demo_in_one_line_without_half_written_files(tmp_path):
     out = tmp_path / 'out'
     process = subprocess.Popen([sys.executable, 'demo.py', '--input', str(folder), '--output', str(out),
                                 *FAST], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               env={**os.environ, 'PYTHONPATH': str(REPO)})
+                               env={**os.environ, 'PYTHONPATH': str(REPO)}, preexec_fn=ctrl_c_as_in_a_terminal)
     try:
         for line in process.stdout:
             if 'instances' in line:
