@@ -141,6 +141,12 @@ def shipped_onnx_export(dest: Path) -> Path:
     return dest
 
 
+def ctrl_c_as_in_a_terminal() -> None:
+    """A subprocess's ``preexec_fn``: Ctrl-C's default in the child (a shell starts a job in the
+    background with SIGINT ignored, and a command that inherits that never sees Ctrl-C)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def children(pid: int) -> list:
     """Pids of the processes whose parent is ``pid`` (from /proc)."""
     found = []

@@ -9,6 +9,7 @@ what the user sees: the exit code and stderr.
 import hashlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -32,7 +33,7 @@ from solov2.model.inference.postprocess import InferenceParams
 from solov2.tools import demo, export_model, labelme2coco, postprocess_raw
 from solov2.tools import eval as eval_cli
 from solov2.tools.cli import run_command, set_status
-from tests.helpers import REPO_DIR, alive, children
+from tests.helpers import REPO_DIR, alive, children, ctrl_c_as_in_a_terminal
 
 REPO = REPO_DIR
 WEIGHTS = str(REPO / 'weights' / 'shapes_r18.pdparams')
@@ -380,29 +381,56 @@ def test_training_refuses_a_set_without_usable_instances(tmp_path):
     assert 'warning: ' in out and 'skipped 1 of 1 annotations that cannot be used: 1 no segmentation (id 1)' in out
 
 
+def _signal_delivered(pid: int, signum: int) -> None:
+    """Until no thread of ``pid`` has ``signum`` pending (/proc/<pid>/status): its handler ran."""
+    bit = 1 << (signum - 1)
+    for _ in range(2000):
+        fields = dict(line.split(':', 1) for line in Path(f'/proc/{pid}/status').read_text().splitlines())
+        if not int(fields['ShdPnd'], 16) & bit:
+            return
+        time.sleep(0.005)
+    raise AssertionError(f'signal {signum} still pending in process {pid}')
+
+
+@pytest.mark.skipif(not hasattr(os, 'mkfifo') or not Path('/proc/self/status').is_file(),
+                    reason='a FIFO holds the demo; /proc/<pid>/status says when the signal is taken')
 def test_ctrl_c_ends_the_demo_in_one_line_without_half_written_files(tmp_path):
+    """Ctrl-C while the demo waits on a picture the test holds back (a FIFO in the input
+    folder, read once the signal is taken): the demo cannot finish first, whatever the load."""
     folder = tmp_path / 'many'
     folder.mkdir()
-    for index in range(400):
-        assert cv2.imwrite(str(folder / f'{index:03d}.png'), np.full((48, 64, 3), index % 250, np.uint8))
+    for index in range(40):
+        if index != 3:
+            assert cv2.imwrite(str(folder / f'{index:03d}.png'), np.full((48, 64, 3), index % 250, np.uint8))
+    held = folder / '003.png'
+    os.mkfifo(held)
+    writer = os.open(held, os.O_RDWR)       # the demo's read of 003.png waits for what is written here
     out = tmp_path / 'out'
     process = subprocess.Popen([sys.executable, 'demo.py', '--input', str(folder), '--output', str(out),
                                 *FAST], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               env={**os.environ, 'PYTHONPATH': str(REPO)})
+                               env={**os.environ, 'PYTHONPATH': str(REPO)}, preexec_fn=ctrl_c_as_in_a_terminal)
     try:
-        for line in process.stdout:
-            if 'instances' in line:
+        for line in process.stdout:      # the first picture done (the greyscale warning also says 'instances')
+            if re.match(r'00\d\.png: \d+ instances', line):
                 break
         process.send_signal(signal.SIGINT)
+        _signal_delivered(process.pid, signal.SIGINT)
+        _, png = cv2.imencode('.png', np.zeros((48, 64, 3), np.uint8))
+        os.write(writer, png.tobytes())
+        os.close(writer)
+        writer = None
         _, err = process.communicate(timeout=60)
     finally:
         process.kill()
+        if writer is not None:
+            os.close(writer)
     assert process.returncode == 130, err
     assert 'Traceback' not in err
     last = err.strip().splitlines()[-1]
-    assert last.startswith('interrupted (Ctrl-C): ') and f'of 400 pictures written to {out}' in last
-    assert not [p for p in out.iterdir() if p.name.startswith('.')]   # no temporary (data.files) left
-    assert all(cv2.imread(str(p)) is not None for p in out.iterdir())
+    assert last.startswith('interrupted (Ctrl-C): ') and f'of 40 pictures written to {out}' in last
+    written = sorted(p.name for p in out.iterdir())
+    assert set(written) <= {'000.jpg', '001.jpg', '002.jpg'}     # none past the held picture, no temporary left
+    assert all(cv2.imread(str(out / name)) is not None for name in written)
 
 
 def test_loader_workers_die_with_a_killed_parent(tmp_path):

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 import tests.model.training.test_train as trained
-from tests.helpers import REPO_DIR
+from tests.helpers import REPO_DIR, ctrl_c_as_in_a_terminal
 
 TINY = trained.TINY
 shapes = trained.shapes      # the same tiny shapes dataset (a module-scoped fixture)
@@ -24,15 +24,10 @@ def _arguments(shapes, out, *extra):
             '--max-iters', '4', *extra, '--opt', f'dataset_dir={shapes}', *TINY]
 
 
-def _ctrl_c_as_in_a_terminal() -> None:
-    """In the child: Ctrl-C's default (a test run in the background passes it on ignored)."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
 def _command(*arguments):
     done = subprocess.run([sys.executable, *map(str, arguments)], cwd=REPO_DIR, capture_output=True,
                           text=True, timeout=300, env={**os.environ, 'PYTHONPATH': str(REPO_DIR)},
-                          preexec_fn=_ctrl_c_as_in_a_terminal)
+                          preexec_fn=ctrl_c_as_in_a_terminal)
     return done.returncode, done.stdout, done.stderr
 
 
@@ -92,12 +87,14 @@ def test_resume_auto_without_a_checkpoint_starts_a_new_run(shapes, tmp_path):
 
 
 def test_ctrl_c_from_outside_during_training_ends_in_one_line(shapes, tmp_path):
+    """Ctrl-C once the first step is logged, in a run far too long to end first (300,000
+    iterations: hours), so the signal always lands in the middle of training."""
     out = tmp_path / 'run'
     arguments = ['--config', '9', '--output', str(out), '--log-every', '1', '--opt', f'dataset_dir={shapes}',
-                 *TINY, 'epochs=50']
+                 *TINY, 'epochs=100000']
     process = subprocess.Popen([sys.executable, 'train.py', *arguments], cwd=REPO_DIR, stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True, env={**os.environ, 'PYTHONPATH': str(REPO_DIR)},
-                               preexec_fn=_ctrl_c_as_in_a_terminal)
+                               preexec_fn=ctrl_c_as_in_a_terminal)
     try:
         for line in process.stdout:
             if line.startswith('iter 1/'):
@@ -132,7 +129,7 @@ def test_a_signal_while_paddle_loads_ends_in_one_line(name, script, tmp_path):
     that loads a model."""
     process = subprocess.Popen([sys.executable, script, '--config', '9', '--output', str(tmp_path / 'run')],
                                cwd=REPO_DIR, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               env={**os.environ, 'PYTHONPATH': str(REPO_DIR)}, preexec_fn=_ctrl_c_as_in_a_terminal)
+                               env={**os.environ, 'PYTHONPATH': str(REPO_DIR)}, preexec_fn=ctrl_c_as_in_a_terminal)
     try:
         _wait_for_the_start_up_guard(process.pid)
         process.send_signal(getattr(signal, name))

@@ -202,3 +202,87 @@ def test_train_processes_must_split_the_batch(processes, capsys):
     with pytest.raises(SystemExit) as ended:
         benchmark.run(['--train', '--batch', '2', '--processes', processes])
     assert ended.value.code == 2 and '--processes must be at least 2 and divide --batch 2' in capsys.readouterr().err
+
+
+# ---- smoke runs of the timing code (default suite): one small config or the shipped model, seconds ----
+SMALL = ['--configs', '1', '--threads', '1', '--opt', 'test_short=64', 'test_max=64']
+# tools/benchmark.py as a user runs it, with the machine's matmul peak measured on 128x128 (not 2048x2048)
+SMALL_MATMUL = """
+import functools, sys
+from solov2.tools import benchmark
+benchmark.matmul_rates = functools.partial(benchmark.matmul_rates, size=128)
+for argv in (sys.argv[1:sys.argv.index('--then')], sys.argv[sys.argv.index('--then') + 1:]):
+    if benchmark.main(argv) != 0:
+        raise SystemExit(1)
+"""
+
+
+def _rows(report: str, start: str) -> list:
+    """The cells of each table row of ``report`` that starts with ``start``."""
+    return [[c.strip() for c in line.strip('|').split('|')] for line in report.splitlines() if line.startswith(start)]
+
+
+def _positive(cell: str) -> float:
+    value = float(cell.rstrip('x%'))
+    assert np.isfinite(value) and value > 0, cell
+    return value
+
+
+@pytest.mark.reference
+def test_table_and_training_sections_time_ours_and_paddledetection_on_a_small_input(tmp_path):
+    """--train, then --table (which keeps the training section), of config 1 on 64 px pictures:
+    every figure of both tables is measured, finite and positive."""
+    pytest.importorskip('ppdet', reason='reference test: needs PaddleDetection (paddledet==2.6.0)')
+    out = tmp_path / 'bench'
+    done = subprocess.run([sys.executable, '-c', SMALL_MATMUL, '--train', '--steps', '1', '--size', '64', *SMALL,
+                           '--out', str(out), '--then', '--table', '--backends', 'dygraph', '--num-images', '1',
+                           '--size', '64', '--runs', '1', *SMALL, '--out', str(out)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = out.with_suffix('.md').read_text()
+    assert report.startswith('# Benchmark') and report.count('## Training') == 1
+    table = [cells for cells in _rows(report, '| 1 Light448R50 | 64x64 |') if len(cells) == 8]
+    assert [cells[2] for cells in table] == ['ours, dygraph', 'PaddleDetection 2.6 (dygraph)']
+    for cells in table:
+        assert all(_positive(cell) for cell in cells[3:6]) and _positive(cells[7])   # s, img/s, ratio, peak share
+    assert re.fullmatch(r'\d+%', table[0][6])                                        # model busy
+    facts = _rows(report.split('network GFLOP')[1], '| 1 Light448R50 | 64x64 |')[0]
+    assert _positive(facts[2]) and all(_positive(ms) for ms in facts[3].split(' / ')) and _positive(facts[4])
+    training = _rows(report, '| 1 | 2x64x64 |')
+    assert len(training) == 1
+    cells = training[0]
+    assert all(_positive(cells[i]) for i in (2, 3, 4, 6, 7, 8))                     # s/step, s/iteration, ratios
+    assert all(np.isfinite(float(loss)) for loss in cells[5].split(' / ')) and cells[9] == 'not measured'
+    assert all(re.fullmatch(r'[1-9]\d* MiB', cell) for cell in cells[10:12])        # peak RSS of each
+
+
+@pytest.mark.deploy
+def test_pictures_and_mixed_sizes_sections_time_the_shipped_model(tmp_path):
+    """picture_speed on one small folder (a process of its own, the test run's auto export) and
+    mixed_speed's OpenVINO f32 and onnxruntime on the sample pictures and one random size: each
+    row is measured, finite and positive, in the sections the report keeps."""
+    pytest.importorskip('openvino', reason='deploy test: needs requirements-deploy.txt')
+    pytest.importorskip('paddle2onnx', reason='deploy test: needs requirements-deploy.txt')
+    from solov2.config.cache import cache_root
+    from solov2.config.shipped import SAMPLE_IMAGES
+    from tests.helpers import shipped_onnx_export
+    export_dir = str(shipped_onnx_export(tmp_path / 'export'))       # the auto cache entry picture_speed opens
+    rows = picture_speed.measure(tmp_path / 'pictures', 1, 1, str(cache_root()), folders=((320, 240, 3),))
+    out = tmp_path / 'bench'
+    report_module.write_section(str(out), picture_speed.report_section(rows, 'a CPU', 'cmd'), picture_speed.MARKERS)
+    folders = mixed_speed.mixed_folders(SAMPLE_IMAGES, 1, tmp_path / 'mixed', 'images/')
+    variants = ['f32', 'onnx']
+    results = mixed_speed.measure(folders, {'f32': export_dir}, variants, 1, 1, tmp_path)
+    section = mixed_speed.report_section(mixed_speed.medians(results, variants), variants, 'a CPU', 'cmd')
+    report = report_module.write_section(str(out), section, mixed_speed.MARKERS).read_text()
+    assert report_module.existing_section(report, picture_speed.MARKERS) != ''
+    cells = _rows(report, '| 320x240 | 3 |')[0]
+    found, drawn = map(float, cells[2].split(' / '))
+    assert 0 <= drawn <= found and cells[3] == '1' and _positive(cells[4]) and re.fullmatch(r'[1-9]\d* MiB', cells[5])
+    mixed = _rows(report, '| images/ (5 pictures) |') + _rows(report, '| 1 random sizes |')
+    assert len(mixed) == 2
+    for cells in mixed:
+        for cell in cells[1:]:
+            rate, ratio = re.fullmatch(r'([\d.]+) \(([\d.]+)x; \d+ models?, [\d.]+ s\)', cell).groups()
+            assert _positive(rate) and _positive(ratio)
+        assert cells[1].startswith(cells[1].split()[0] + ' (1.00x;')              # f32 is the base

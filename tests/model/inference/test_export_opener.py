@@ -1,46 +1,109 @@
-"""The one way to open an exported model folder by name (``export_cache.exported_backend``): the
-engine each name means, with what it is given, for the demo's command line, the auto cache, the
-benchmark tools and the API alike."""
+"""The one way to open an exported model folder by name (``export_cache.exported_backend``), on
+real exports of the shipped model: each name runs its engine on the folder it is given and finds
+what the Paddle model finds, and what it is given (threads, precision, config changes, the
+compiled-model folder) reaches the engine; the demo's command line, the auto cache, the
+benchmark tools and the API all open folders through it."""
+from pathlib import Path
+
 import pytest
 
+pytest.importorskip('onnxruntime', reason='deploy test: needs requirements-deploy.txt')
+pytest.importorskip('openvino', reason='deploy test: needs requirements-deploy.txt')
+pytest.importorskip('paddle2onnx', reason='deploy test: needs requirements-deploy.txt')
+
+import numpy as np
+
+from solov2.config.shipped import SAMPLE_IMAGES, SHIPPED_WEIGHTS
+from solov2.config.sidecar import resolve_config
+from solov2.data.transforms import read_image
 from solov2.model.inference import backends, export_cache
 from solov2.model.inference.backend import BackendError
+from solov2.model.inference.export import export
+from solov2.model.inference.exported import InferenceBackend, OnnxBackend
+from solov2.model.inference.openvino_backend import OpenVinoBackend
+from solov2.model.inference.predictor import Predictor
 from solov2.tools import benchmark, mixed_speed
+from tests.helpers import shipped_onnx_export
+
+pytestmark = [pytest.mark.deploy,
+              pytest.mark.filterwarnings("ignore:Tensor do not have 'place':UserWarning"),
+              pytest.mark.filterwarnings('ignore:The Attr\\(force_cpu\\):UserWarning')]
+
+PICTURE = str(Path(SAMPLE_IMAGES) / 'shapes_000023.jpg')
+SCORE_TOL = 1e-4
+MIN_MASK_IOU = 0.99
 
 
-@pytest.fixture
-def opened(monkeypatch):
-    """The engines replaced by recorders: [(engine, args, keywords)] of each one opened."""
-    calls = []
-    for name in ('InferenceBackend', 'OnnxBackend', 'OpenVinoBackend'):
-        monkeypatch.setattr(export_cache, name, lambda *args, _name=name, **kwargs: calls.append((_name, args, kwargs))
-                            or _name)
-    return calls
+@pytest.fixture(scope='module')
+def folders(tmp_path_factory):
+    """{'paddle': a Paddle Inference export, 'onnx': an ONNX export} of the shipped model."""
+    root = tmp_path_factory.mktemp('opener')
+    number, cfg = resolve_config(SHIPPED_WEIGHTS, None, ())
+    export(number, cfg, SHIPPED_WEIGHTS, root / 'paddle', fmt='paddle', check=False)
+    return {'paddle': str(root / 'paddle'), 'onnx': str(shipped_onnx_export(root / 'onnx'))}
 
 
-def test_each_name_opens_its_engine_with_what_it_is_given(opened):
-    assert export_cache.exported_backend('inference', 'dir', 2, mkldnn=True, overrides=['a=1']) == 'InferenceBackend'
-    assert export_cache.exported_backend('onnx', 'dir', 3, overrides=['a=1']) == 'OnnxBackend'
-    assert export_cache.exported_backend('openvino', 'dir', 1, 'int8', ['b=2'], compiled='ov') == 'OpenVinoBackend'
-    assert export_cache.exported_backend('inference', 'dir', 2, device='gpu:1', tensorrt=True) == 'InferenceBackend'
-    assert export_cache.exported_backend('onnx', 'dir', 3, device='gpu') == 'OnnxBackend'
-    assert opened == [('InferenceBackend', ('dir', 2, True, ['a=1'], 'cpu', False), {}),
-                      ('OnnxBackend', ('dir', 3, ['a=1'], 'cpu'), {}),
-                      ('OpenVinoBackend', ('dir', 1, 'int8', ['b=2']), {'compiled_cache': 'ov'}),
-                      ('InferenceBackend', ('dir', 2, False, (), 'gpu:1', True), {}),
-                      ('OnnxBackend', ('dir', 3, (), 'gpu'), {})]
+@pytest.fixture(scope='module')
+def found():
+    """What the Paddle model (dygraph) finds on PICTURE: (picture, detections)."""
+    number, cfg = resolve_config(SHIPPED_WEIGHTS, None, ())
+    picture = read_image(PICTURE)
+    detections = Predictor(cfg, SHIPPED_WEIGHTS, 'cpu', threads=1)(picture)
+    assert len(detections.scores) > 1
+    return picture, detections
+
+
+def assert_finds_the_same(backend, found) -> None:
+    picture, expected = found
+    got = backend(picture)
+    np.testing.assert_allclose(got.scores, expected.scores, atol=SCORE_TOL)
+    np.testing.assert_array_equal(got.labels, expected.labels)
+    for a, b in zip(got.masks, expected.masks):
+        a, b = np.asarray(a, bool), np.asarray(b, bool)
+        assert np.logical_and(a, b).sum() >= MIN_MASK_IOU * np.logical_or(a, b).sum()
+
+
+@pytest.mark.parametrize('kind, folder, engine, options', [
+    ('inference', 'paddle', InferenceBackend, {}),
+    ('inference', 'paddle', InferenceBackend, {'mkldnn': True}),
+    ('onnx', 'onnx', OnnxBackend, {}),
+    ('openvino', 'onnx', OpenVinoBackend, {}),
+])
+def test_each_name_runs_its_engine_on_the_folder_and_finds_what_dygraph_finds(kind, folder, engine, options,
+                                                                              folders, found):
+    backend = export_cache.exported_backend(kind, folders[folder], 1, **options)
+    assert type(backend) is engine
+    assert_finds_the_same(backend, found)
+
+
+def test_threads_config_changes_and_the_compiled_folder_reach_the_engine(folders, found, tmp_path):
+    onnx = export_cache.exported_backend('onnx', folders['onnx'], 1, overrides=['max_per_image=1'])
+    assert onnx.session.get_session_options().intra_op_num_threads == 1
+    top = onnx(found[0])                                       # the best instance alone
+    np.testing.assert_allclose(top.scores, found[1].scores[:1], atol=SCORE_TOL)
+    compiled = tmp_path / 'compiled'
+    compiled.mkdir()
+    openvino = export_cache.exported_backend('openvino', folders['onnx'], 1, compiled=str(compiled))
+    assert_finds_the_same(openvino, found)
+    assert any(compiled.iterdir())                            # OpenVINO kept what it compiled there
+    pool = openvino.dynamic or next(iter(openvino.compiled.values()))
+    assert int(pool.compiled.get_property('INFERENCE_NUM_THREADS')) == 1
+    with pytest.raises(BackendError, match='has no INT8 OpenVINO model'):      # int8 asked of an f32 export
+        export_cache.exported_backend('openvino', folders['onnx'], 1, 'int8')
     with pytest.raises(BackendError, match="unknown exported backend 'tensorrt' .*inference, onnx, openvino"):
-        export_cache.exported_backend('tensorrt', 'dir')
+        export_cache.exported_backend('tensorrt', folders['onnx'])
 
 
-def test_every_caller_opens_exported_folders_through_it(opened, tmp_path):
+def test_every_caller_opens_exported_folders_through_it(folders, found, tmp_path):
     assert backends.exported_backend is export_cache.exported_backend is mixed_speed.exported_backend
     assert benchmark.exported_backend is export_cache.exported_backend
-    backends.exported_backend('openvino', str(tmp_path), 1, compiled=None)
-    mixed_speed.fresh_backend('int8-per-size', {'f32': 'f32dir', 'int8': 'int8dir'}, 2)
-    mixed_speed.fresh_backend('onnx', {'f32': 'f32dir', 'int8': 'int8dir'}, 2)
-    export_cache._open('onnx', tmp_path / 'entry', 1, ['c=3'])
-    assert [call[:2] for call in opened] == [('OpenVinoBackend', (str(tmp_path), 1, 'f32', ())),
-                                             ('OpenVinoBackend', ('int8dir', 2, 'int8', ('openvino_buckets=none',))),
-                                             ('OnnxBackend', ('f32dir', 2, (), 'cpu')),
-                                             ('OnnxBackend', (str(tmp_path / 'entry'), 1, ['c=3'], 'cpu'))]
+    opened = backends.open_backend(None, None, 'onnx', folders['onnx'], threads=1)[1]
+    assert type(opened) is OnnxBackend
+    buckets = mixed_speed.fresh_backend('f32-buckets', {'f32': folders['onnx']}, 1)
+    assert type(buckets) is OpenVinoBackend and buckets.cfg.openvino_buckets == 'all' and buckets.buckets
+    assert_finds_the_same(buckets, found)
+    with pytest.raises(BackendError, match='has no INT8 OpenVINO model'):
+        mixed_speed.fresh_backend('int8-per-size', {'int8': folders['onnx']}, 1)
+    entry = export_cache._open('openvino', Path(folders['onnx']), 1, ['max_per_image=1'])
+    assert len(entry(found[0]).scores) == 1
+    assert (Path(folders['onnx']).parent / export_cache.COMPILED).is_dir()
