@@ -14,6 +14,8 @@ backend compiles it static, for each size bucket.
 The convolutions nearest to the three outputs (category and kernel predictors, the mask
 feature head's last layers, ``keep_depth`` convolutions deep along every path) stay in f32
 (NNCF's ignored scope): they decide scores and mask shapes, and quantizing them cost the most.
+The ignored scope also holds everything that reads the ``regions`` input (``region_operations``),
+which must stay exact.
 
 With COCO annotations (``load_annotated``), ``nncf.quantize_with_accuracy_control`` starts from
 that scope and puts back in f32 the layers whose quantization costs the most mask AP until the
