@@ -20,15 +20,17 @@ class FPN(nn.Layer):
         self.output = nn.LayerList([Conv2D(out_channels, out_channels, 3, padding=1)
                                     for _ in in_channels])
         self.out_channels = out_channels
+        # the outputs' strides in the input: P2..P5, then P6 (P5 subsampled by 2)
+        self.strides = [4 * 2 ** level for level in range(len(in_channels) + 1)]
 
     def forward(self, feats: Sequence[paddle.Tensor], region: Optional[Region] = None) -> List[paddle.Tensor]:
-        """[C2..C5] -> [P2, P3, P4, P5, P6], each [B, out, H/s, W/s], s = 4..64 (``region``:
-        the 3x3 convs read zeros outside it, see ``SOLOv2.forward``)."""
+        """[C2..C5] -> [P2, P3, P4, P5, P6], each [B, out, ceil(H/s), ceil(W/s)], s = ``strides``
+        (4..64; ``region``: the 3x3 convs read zeros outside it, see ``SOLOv2.forward``)."""
         laterals = [conv(f) for conv, f in zip(self.lateral, feats)]
         for i in range(len(laterals) - 1, 0, -1):
             finer = laterals[i - 1]
             laterals[i - 1] = finer + upsample_nearest(laterals[i], list(spatial_size(finer)))
-        outs = [conv(zero_outside(x, region, 4 * 2 ** index))
-                for index, (conv, x) in enumerate(zip(self.output, laterals))]
+        outs = [conv(zero_outside(x, region, stride))
+                for conv, x, stride in zip(self.output, laterals, self.strides)]
         outs.append(F.max_pool2d(outs[-1], kernel_size=1, stride=2))
         return outs

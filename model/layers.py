@@ -144,32 +144,34 @@ def _int64(side):
 class Region:
     """The top-left part of an input [B, 3, H, W] that a model run on a smaller input would
     see: Hr x Wr, the largest of ``regions`` [B, 2] int64 (each image's own input size).
-    On a feature map [B, C, h, w] of that input it covers the top-left
-    ceil(h * Hr / H) x ceil(w * Wr / W). Padding a picture further (size buckets) then changes
-    no result when every spatial operation reads ``zero_outside(x, stride)`` (zeros where the
-    smaller input's padding was) and the heads read ``crop(x)``; with (Hr, Wr) = (H, W) both are
-    the identity (x * 1 and a full slice)."""
+    On a feature map of stride s of that input ([B, C, ceil(H / s), ceil(W / s)]: a level of
+    the backbone or the FPN, P6 included) it covers the top-left ceil(Hr / s) x ceil(Wr / s),
+    the map the Hr x Wr input gives at that stride (``covered``: the one formula). Padding a
+    picture further (size buckets) then changes no result when every spatial operation reads
+    ``zero_outside(x, stride)`` (zeros where the smaller input's padding was) and the heads read
+    ``crop(x, stride)``; with (Hr, Wr) = (H, W) both are the identity (x * 1 and a full slice)."""
 
     def __init__(self, input_hw, regions: paddle.Tensor):
         self.region = paddle.max(paddle.cast(regions, 'int64'), axis=0)       # [2]
         self.full = [_int64(side) for side in input_hw]
         self.masks = {}
 
-    def ends(self, x: paddle.Tensor) -> list:
-        """The covered rows and columns of x [B, C, h, w] (int64 tensors)."""
-        return [(self.region[axis] * _int64(side) + self.full[axis] - 1) // self.full[axis]
-                for axis, side in enumerate(spatial_size(x))]
+    def covered(self, stride: int) -> list:
+        """The covered rows and columns of a map of stride ``stride``: [ceil(Hr / s), ceil(Wr / s)]
+        (int64 tensors)."""
+        return [(self.region[axis] + stride - 1) // stride for axis in range(2)]
 
-    def crop(self, x: paddle.Tensor) -> paddle.Tensor:
-        """x [B, C, h, w] -> [B, C, rows, cols], the covered part (a slice with run-time ends)."""
-        return paddle.slice(x, axes=[2, 3], starts=[0, 0], ends=self.ends(x))
+    def crop(self, x: paddle.Tensor, stride: int) -> paddle.Tensor:
+        """x [B, C, H/stride, W/stride] -> [B, C, rows, cols], the covered part (a slice with
+        run-time ends)."""
+        return paddle.slice(x, axes=[2, 3], starts=[0, 0], ends=self.covered(stride))
 
     def zero_outside(self, x: paddle.Tensor, stride: int) -> paddle.Tensor:
         """x [B, C, H/stride, W/stride] with zeros outside the covered part (same shape); one
         mask per stride, made on first use (a smaller graph than one per call)."""
         if stride not in self.masks:
-            inside = [paddle.arange(0, full // stride, 1, dtype='int64') < (region + stride - 1) // stride
-                      for full, region in zip(self.full, (self.region[0], self.region[1]))]
+            inside = [paddle.arange(0, (full + stride - 1) // stride, 1, dtype='int64') < count
+                      for full, count in zip(self.full, self.covered(stride))]
             self.masks[stride] = (paddle.cast(inside[0].reshape([-1, 1]), x.dtype)
                                   * paddle.cast(inside[1].reshape([1, -1]), x.dtype))
         return x * self.masks[stride]

@@ -37,7 +37,7 @@ class SOLOv2(nn.Layer):
         region = None if regions is None else Region(spatial_size(images), regions)
         pyramid = self.neck(self.backbone(images, region), region)
         if region is not None:
-            pyramid = [region.crop(level) for level in pyramid]
+            pyramid = [region.crop(level, stride) for level, stride in zip(pyramid, self.neck.strides)]
         cate_logits, kernels = self.head(pyramid)
         mask_feat = self.mask_head(pyramid[:len(self.mask_head.levels)])
         return {'cate_logits': cate_logits, 'kernels': kernels, 'mask_feat': mask_feat}

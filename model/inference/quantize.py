@@ -14,6 +14,8 @@ backend compiles it static, for each size bucket.
 The convolutions nearest to the three outputs (category and kernel predictors, the mask
 feature head's last layers, ``keep_depth`` convolutions deep along every path) stay in f32
 (NNCF's ignored scope): they decide scores and mask shapes, and quantizing them cost the most.
+The ignored scope also holds everything that reads the ``regions`` input (``region_operations``),
+which must stay exact.
 
 With COCO annotations (``load_annotated``), ``nncf.quantize_with_accuracy_control`` starts from
 that scope and puts back in f32 the layers whose quantization costs the most mask AP until the
@@ -72,6 +74,28 @@ def output_convolutions(model, keep_depth: int) -> List[str]:
                 continue
         frontier.extend((value.get_node(), depth) for value in node.input_values())
     return sorted(found)
+
+
+def region_operations(model) -> List[str]:
+    """Names of the operations of an ``openvino.Model`` that read its ``regions`` input or what is
+    computed from it and sizes only: ``model.layers.Region``'s bookkeeping (the zero masks and the
+    crops' ends, which the export writes partly in float) and the multiplies and slices that use
+    it. NNCF must quantize none of them: rounded to the calibration's range, a larger region ends
+    at that range (rows and columns zeroed or cropped away in every picture past it)."""
+    region_made, valued, names = set(), set(), []
+    for node in model.get_ordered_ops():            # topological order
+        name = node.get_friendly_name()
+        sources = {value.get_node().get_friendly_name() for value in node.input_values()}
+        if node.get_type_name() == 'Parameter':
+            (region_made if REGIONS_NAME in node.output(0).get_names() else valued).add(name)
+            continue
+        if sources & region_made:
+            names.append(name)
+        if sources & valued and node.get_type_name() != 'ShapeOf':     # a ShapeOf's output is sizes
+            valued.add(name)
+        elif sources & region_made:
+            region_made.add(name)
+    return names
 
 
 def prepare_images(backend, paths: Sequence[Path], progress: Callable[[], None]) -> List[Tuple[np.ndarray, ImageMeta]]:
@@ -231,14 +255,15 @@ def quantize_model(model_dir: str, paths: Sequence[Path], out_dir: Path, keep_de
     model = backend.model.clone()
     model.reshape(backend.input_shapes(shape))
     kept = output_convolutions(model, keep_depth) if keep_depth > 0 else []
+    ignored = kept + region_operations(model)
     summary = {'input_shape': shape, 'kept_f32': kept, 'images': len(batches)}
     if annotated:
         validate = coco_validation(backend, annotated, validation, [meta for _, meta in checked])
-        quantized, summary['accuracy_control'] = accuracy_controlled(model, batches, validation, validate, kept,
+        quantized, summary['accuracy_control'] = accuracy_controlled(model, batches, validation, validate, ignored,
                                                                      max_drop)
     else:
         quantized = nncf.quantize(model, nncf.Dataset(batches), subset_size=len(batches),
-                                  ignored_scope=nncf.IgnoredScope(names=kept) if kept else None)
+                                  ignored_scope=nncf.IgnoredScope(names=ignored) if ignored else None)
     quantized.reshape(backend.input_shapes([-1, 3, -1, -1]))      # -1: any size
     files = {'model': INT8_XML, 'weights': Path(INT8_XML).with_suffix('.bin').name, 'nncf': nncf.__version__,
              'openvino': ov.__version__, 'calibration_images': len(batches), 'kept_f32': kept}

@@ -56,6 +56,7 @@ from solov2.model.inference.openvino_backend import OpenVinoBackend, has_bf16
 from solov2.model.inference.openvino_graph import pad_deformable_sampling, rewrite_deform_conv
 from solov2.model.inference.postprocess import paste_in_boxes
 from solov2.model.inference.predictor import Predictor
+from solov2.model.inference.quantize import region_operations
 from solov2.tools import demo, export_model, quantize
 from tests.model.inference.test_export import (
     DEMO_OPTS,
@@ -64,6 +65,8 @@ from tests.model.inference.test_export import (
     OUTPUT_TOL,
     _assert_same_records,
     _batch,
+    _checkpoint,
+    _export,
     _iou,
     hot,  # noqa: F401  (the module fixture: weights + export folder)
     image_dir,  # noqa: F401
@@ -258,6 +261,40 @@ def test_buckets_pad_the_input_and_change_no_result(hot, caplog):  # noqa: F811
     np.testing.assert_array_equal(got.labels, want.labels)
     assert np.abs(got.scores - want.scores).max() <= F32_SCORE_TOL
     assert min(_iou(a, b) for a, b in zip(got.masks, want.masks)) >= MIN_MASK_IOU
+
+
+@pytest.fixture(scope='module')
+def coco_small(tmp_path_factory, pytestconfig):
+    """Config 5 (a COCO config: full-width light R18, 80 classes, random weights) exported with
+    test sizes 96 / 160, so that its size buckets are small and have sides of odd multiples of 32:
+    96x96, 96x128, 128x96, 96x160, 160x96."""
+    folder = tmp_path_factory.mktemp('config5_small')
+    weights = _checkpoint(pytestconfig, folder, 4.0, number=5)
+    return _export(weights, folder / 'export', '--no-verify', '--opt', 'test_short=96', 'test_max=160')
+
+
+def test_buckets_change_no_result_on_a_coco_config(coco_small, image_dir, tmp_path):  # noqa: F811
+    """Config 5, f32 and INT8 (calibrated on its two pictures padded to a common size, each with
+    its own size as ``regions``): inputs whose sides are even multiples of 32 (64x128, 64x64), padded
+    to buckets with odd ones (96x128, 96x96, where P6 has a row more than the input's own P6),
+    give the outputs of the input at its own size, to float rounding (``BUCKET_TOL``). The INT8
+    model quantizes nothing that reads the regions (rounded to the calibration's range, a 128-row
+    region ended at 112 rows here: the mean of the two pictures' largest sides)."""
+    int8 = tmp_path / 'int8'
+    assert quantize.main(['--model-dir', str(coco_small), '--images', str(image_dir), '--output', str(int8)]) == 0
+    quantized = ov.Core().read_model(str(int8 / 'model_int8.xml'))
+    types = {node.get_friendly_name(): node.get_type_name() for node in quantized.get_ordered_ops()}
+    assert region_operations(quantized) and not [n for n in region_operations(quantized) if types[n] == 'FakeQuantize']
+    for folder, precision in ((coco_small, 'f32'), (int8, 'int8')):
+        bucketed, alone = (OpenVinoBackend(str(folder), threads=1, precision=precision, buckets=flag)
+                           for flag in (True, False))
+        for size in [(64, 128), (64, 64)]:
+            batch = _batch(*size, seed=size[1])
+            for got, want in zip(bucketed.run_numpy(batch), alone.run_numpy(batch)):
+                assert got.shape == want.shape
+                np.testing.assert_allclose(got, want, rtol=0, atol=BUCKET_TOL * np.abs(want).max(),
+                                           err_msg=f'{precision} {size}')
+        assert list(bucketed.compile_seconds) == [(1, 3, 96, 128), (1, 3, 96, 96)]
 
 
 def test_a_folder_exported_before_the_regions_input_still_runs(hot, tmp_path, caplog):  # noqa: F811
