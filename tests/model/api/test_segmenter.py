@@ -149,9 +149,14 @@ def _truncated_pil(path):
     (lambda path: io.StringIO('text'), 'gave str, not bytes — open it in binary mode'),
     (_truncated_pil, 'cannot read the PIL image given'),
 ])
-def test_every_picture_that_does_not_decode_is_one_input_error(seg, make, message):
+def test_every_picture_that_does_not_decode_is_one_input_error(seg, make, message, monkeypatch):
     """Bytes, file objects and PIL images that do not decode (a truncated JPEG opened by
-    Pillow, which decodes on first use) raise InputError, alone and named in a list."""
+    Pillow, which decodes on first use) raise InputError, alone and named in a list. Pillow's
+    process-wide ``LOAD_TRUNCATED_IMAGES`` is the host's choice (PaddleDetection's trainer
+    sets it on import, and Pillow then pads a truncated picture with grey): pinned to
+    Pillow's default here."""
+    image_file = pytest.importorskip('PIL.ImageFile')
+    monkeypatch.setattr(image_file, 'LOAD_TRUNCATED_IMAGES', False)
     with pytest.raises(InputError, match=message):
         seg(make(SQUARE[0]))
     with pytest.raises(InputError, match=r'picture 0 of the list \((bytes|a file object|a PIL image)\): .*' + message):
