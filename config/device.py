@@ -23,6 +23,11 @@ def device_name(device: Optional[str]) -> Optional[str]:
     return text
 
 
+def gpu_number(device: str) -> int:
+    """The GPU number of 'gpu' (0: the process's first visible GPU) or 'gpu:N' (N)."""
+    return int(device_name(device).partition(':')[2] or 0)
+
+
 def on_gpu(device: str) -> bool:
     """True for 'gpu' and 'gpu:N' (any spelling ``device_name`` takes), False for 'cpu'."""
     return device_name(device).startswith('gpu')

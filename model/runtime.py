@@ -20,7 +20,7 @@ from typing import Iterator, Optional, Tuple
 import paddle
 from paddle.base import core
 
-from solov2.config.device import device_name, on_gpu
+from solov2.config.device import device_name, gpu_number, on_gpu
 from solov2.config.errors import InputError, param
 from solov2.model.cpu_math import prefer_avx2_mkl
 
@@ -44,7 +44,7 @@ def resolve_device(device: Optional[str]) -> str:
     name = device_name(device) or default_device()
     if not on_gpu(name):
         return name
-    count, number = _gpu_count(), int(name.partition(':')[2] or 0)
+    count, number = _gpu_count(), gpu_number(name)
     if count == 0:
         reason = 'this Paddle sees no GPU' if paddle.is_compiled_with_cuda() else 'this Paddle is a CPU build'
         raise InputError(param('device', device) + f' needs a GPU and paddlepaddle-gpu: {reason} — use '

@@ -245,11 +245,23 @@ def test_help_mentions_every_config(capsys):
 
 def test_exported_backend_on_a_gpu_machine_without_device(tmp_path, capsys, monkeypatch):
     """On a machine with a GPU, --backend onnx without --device runs on the CPU (it is not
-    refused for the GPU it never asked for); an explicit --device gpu asks this Paddle for one."""
-    from solov2.model.inference import backends
-    monkeypatch.setattr(backends, 'default_device', lambda: 'gpu:0')
-    paths = ['--input', SAMPLE_IMAGES, '--output', str(tmp_path / 'out')]
+    refused for the GPU it never asked for), and with --device gpu the GPU is accepted: both
+    get as far as the (empty) folder."""
+    from solov2.model import runtime
+    monkeypatch.setattr(runtime, '_gpu_count', lambda: 1)
+    monkeypatch.setattr(runtime.paddle.device.cuda, 'get_device_capability', lambda number=0: (8, 0))
+    paths = ['--input', SAMPLE_IMAGES, '--output', str(tmp_path / 'out'), '--model-dir', str(tmp_path)]
     assert demo.main(['--backend', 'onnx', *paths]) == 2
-    assert '--backend onnx needs --model-dir' in capsys.readouterr().err
-    assert demo.main(['--backend', 'onnx', '--device', 'gpu', '--model-dir', str(tmp_path), *paths]) == 2
-    assert '--device gpu needs a GPU and paddlepaddle-gpu' in capsys.readouterr().err
+    error = capsys.readouterr().err
+    assert 'GPU' not in error and 'CUDA' not in error and str(tmp_path) in error
+    assert demo.main(['--backend', 'onnx', '--device', 'gpu', *paths]) == 2
+    assert 'infer_cfg.json not found' in capsys.readouterr().err
+
+
+def test_an_unusable_gpu_is_one_line_on_every_backend(tmp_path, capsys):
+    """--device gpu on this CPU build of Paddle: one line naming the fix, for the Paddle model
+    as for an exported one (not Paddle's own ValueError as a bug in the toolkit)."""
+    paths = ['--input', SAMPLE_IMAGES, '--output', str(tmp_path / 'out')]
+    for backend in (['--backend', 'dygraph'], ['--backend', 'onnx', '--model-dir', str(tmp_path)]):
+        assert demo.main([*backend, '--device', 'gpu:1', *paths]) == 2
+        assert '--device gpu:1 needs a GPU and paddlepaddle-gpu' in capsys.readouterr().err

@@ -41,7 +41,7 @@ import paddle  # noqa: E402
 from paddle.base import core  # noqa: E402
 
 from solov2.config import get_config  # noqa: E402
-from solov2.config.device import on_gpu  # noqa: E402
+from solov2.config.device import gpu_number, on_gpu  # noqa: E402
 from solov2.config.install import installed_wheels, paddle_install_problem  # noqa: E402
 from solov2.config.shipped import SAMPLE_IMAGES, SHIPPED_WEIGHTS  # noqa: E402
 from solov2.data.coco import CocoDataset, load_coco  # noqa: E402
@@ -102,7 +102,7 @@ def check_environment(s: Setting) -> str:
         return f'Paddle {paddle.__version__} ({wheels}), dry run on the CPU'
     if not paddle.is_compiled_with_cuda() or 'paddlepaddle' in installed_wheels():
         raise AssertionError(f'Paddle {paddle.__version__} ({wheels}) is not the CUDA build alone')
-    number = int(device.partition(':')[2] or 0)
+    number = gpu_number(device)
     major, minor = paddle.device.cuda.get_device_capability(number)
     return (f'Paddle {paddle.__version__} ({wheels}), CUDA {paddle.version.cuda()}, cuDNN {paddle.version.cudnn()}, '
             f'{paddle.device.cuda.get_device_name(number)} compute capability {major}.{minor}')

@@ -29,7 +29,7 @@ from solov2.model.inference.export_cache import (
 )
 from solov2.model.inference.openvino_backend import PRECISIONS
 from solov2.model.inference.predictor import Predictor
-from solov2.model.runtime import cpu_threads, default_device, resolve_device
+from solov2.model.runtime import cpu_threads, resolve_device
 
 BACKENDS = ('auto', 'dygraph', 'inference', 'onnx', 'openvino')
 
@@ -104,13 +104,12 @@ def open_backend(weights: Optional[str] = None, config: Optional[int] = None, ba
     with TensorRT float16), else on the CPU; 'openvino' runs on the CPU only. Raises InputError
     (or a subclass: BackendError, CheckpointError) with a one-line message."""
     check_choices(backend, precision, model_dir, device, threads, tensorrt=tensorrt)
-    device = device_name(device)
-    chosen = device or default_device()
+    chosen = resolve_device(device)      # InputError naming the fix for a GPU this Paddle cannot use
     threads = cpu_threads(threads, processes.local_size)
-    if backend == 'dygraph' or (backend == 'auto' and chosen != 'cpu'):
+    if backend == 'dygraph' or (backend == 'auto' and on_gpu(chosen)):
         number, cfg = resolved or checked_weights(weights, config, overrides)
         return number, Predictor(cfg, weights, chosen, sidecar=False, threads=threads)
-    exported_on = resolve_device(device) if device and on_gpu(device) else 'cpu'   # a GPU only when named
+    exported_on = chosen if device is not None else 'cpu'      # an exported model runs on a GPU only when named
     if backend == 'auto':
         number, cfg = resolved or checked_weights(weights, config, overrides)
         return number, local_rank0_first(

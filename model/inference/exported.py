@@ -16,7 +16,7 @@ import numpy as np
 import paddle
 
 from solov2.config import get_config, with_overrides
-from solov2.config.device import on_gpu
+from solov2.config.device import gpu_number, on_gpu
 from solov2.config.sidecar import MODEL_SETTINGS
 from solov2.model.inference.backend import Backend, BackendError
 from solov2.model.inference.exportable import INPUT_NAME, OUTPUT_NAMES, REGIONS_NAME, full_regions
@@ -97,11 +97,6 @@ class ExportedBackend(Backend):
 def thread_count(threads: int) -> int:
     """``threads``, or every core when 0."""
     return threads or os.cpu_count() or 1
-
-
-def gpu_number(device: str) -> int:
-    """The GPU number of 'gpu' (0: the process's first visible GPU) or 'gpu:N'."""
-    return int(device.partition(':')[2] or 0)
 
 
 GPU_MEMORY_POOL_MB = 256     # Paddle Inference's first GPU memory pool; it grows as needed
