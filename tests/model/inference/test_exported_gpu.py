@@ -2,6 +2,7 @@
 (``place_inference``) and onnxruntime's providers (``onnx_providers``), through the functions
 the backends use."""
 import json
+import re
 
 import pytest
 
@@ -12,14 +13,31 @@ from solov2.model.inference.exported import OnnxBackend, onnx_providers, place_i
 from solov2.model.inference.postprocess import InferenceParams
 
 
+def _parameters(name):
+    """The parameter names of ``paddle.inference.Config.<name>``, read from the signature
+    pybind11 writes on its first docstring line (``name(self: ..., a: int, b: int = 0) -> None``)."""
+    import paddle.inference as paddle_infer
+    line = getattr(paddle_infer.Config, name).__doc__.splitlines()[0]
+    inside = re.search(r'\((.*)\) ->', line).group(1)
+    return [part.split(':')[0].strip() for part in re.split(r', (?=\w+:)', inside)][1:]
+
+
 class RecordingConfig:
-    """Stands in for ``paddle.inference.Config``: notes every call."""
+    """Stands in for ``paddle.inference.Config``: notes every call, after checking it against the
+    real Config's method (the name exists, no more positional arguments than it takes, each
+    keyword one of its parameters), so a call the real one would refuse fails here too."""
 
     def __init__(self):
         self.calls = []
 
     def __getattr__(self, name):
-        return lambda *args, **kwargs: self.calls.append((name, args, kwargs))
+        parameters = _parameters(name)
+
+        def call(*args, **kwargs):
+            assert len(args) <= len(parameters), (name, args, parameters)
+            assert set(kwargs) <= set(parameters[len(args):]), (name, kwargs, parameters)
+            self.calls.append((name, args, kwargs))
+        return call
 
 
 class Precision:
@@ -94,3 +112,30 @@ def test_tensorrt_needs_paddle_inference_on_a_named_gpu(tmp_path):
         open_backend(backend='onnx', model_dir=folder, tensorrt=True)
     with pytest.raises(BackendError, match='tensorrt.* needs .*inference.* and a GPU'):
         open_backend(backend='inference', model_dir=folder, device='cpu', tensorrt=True)
+
+
+def test_the_recording_config_refuses_what_the_real_one_would():
+    with pytest.raises(AttributeError):
+        RecordingConfig().enable_tensorrt_engines()
+    with pytest.raises(AssertionError):
+        RecordingConfig().enable_tensorrt_engine(precision=Precision.Half)
+    with pytest.raises(AssertionError):
+        RecordingConfig().enable_use_gpu(256, 0, Precision.Half, 1)
+
+
+def test_tensorrt_refuses_a_paddle_3_json_model(tmp_path, monkeypatch):
+    """Paddle Inference's Config TensorRT engine takes .pdmodel programs only: a .json (PIR)
+    export with tensorrt is one line, before any predictor is built."""
+    from solov2.model.inference import exported
+    folder = tmp_path / 'export'
+    folder.mkdir()
+    for name in ('model.json', 'model.pdiparams'):
+        (folder / name).write_bytes(b'')
+    (folder / 'infer_cfg.json').write_text(json.dumps({
+        'config': 9, 'num_classes': 4, 'class_names': ['a', 'b', 'c', 'd'], 'test_short': 320, 'test_max': 320,
+        'postprocess': InferenceParams.from_config(get_config(9)).to_json(),
+        'input': {'min_size': 64, 'max_size': 640},
+        'files': {'paddle': {'model': 'model.json', 'params': 'model.pdiparams'}}}))
+    monkeypatch.setattr(exported, 'paddle_major', lambda: 3)
+    with pytest.raises(BackendError, match='Paddle 3 \\(PIR\\) model, which TensorRT'):
+        exported.InferenceBackend(str(folder), device='gpu', tensorrt=True)
