@@ -147,7 +147,7 @@ class InferenceBackend(ExportedBackend):
             raise BackendError(f'{model_file} was written by Paddle >= 3 (PIR); Paddle '
                                f'{paddle.__version__} reads only .pdmodel: export again with it')
         if tensorrt and model_file.suffix == '.json':     # Config's TensorRT engine reads .pdmodel programs only
-            raise BackendError(f'{model_file} is a Paddle 3 (PIR) model, which TensorRT through Paddle Inference\'s '
+            raise BackendError(f"{model_file} is a Paddle 3 (PIR) model, which TensorRT through Paddle Inference's "
                                'Config does not take: run it without tensorrt, or export with Paddle 2.6 (.pdmodel)')
         config = paddle_infer.Config(str(model_file), str(params_file))
         place_inference(config, device, tensorrt, self.size_range, paddle_infer.PrecisionType)
