@@ -19,8 +19,6 @@ from solov2.config import CONFIGS, with_overrides
 from solov2.data.transforms import bucket_sizes
 from solov2.model.build import build_model
 
-paddle.set_device('cpu')
-
 REL_TOL = 1e-4
 SMALL_GRIDS = ['num_grids=(8, 6, 4, 3, 2)']
 # (picture, bucket), sides in pixels: 64 and 128 are even multiples of 32, 96 and 160 odd ones;
@@ -35,7 +33,8 @@ NARROW = 64             # the other side of the real-bucket cases (unpadded)
 def run():
     """``run(N, picture_hw, bucket_hw)`` -> (outputs of the picture padded to the bucket with its
     size as ``regions``, outputs of the picture alone), each a list of [C, h, w] arrays (category
-    levels, kernel levels, mask features); models and the pictures' own outputs built once."""
+    levels, kernel levels, mask features); models and the pictures' own outputs built once, on
+    the CPU (Paddle's device put back after the module)."""
     models, alone = {}, {}
 
     def outputs(out):
@@ -55,7 +54,10 @@ def run():
                 alone[number, picture_hw] = outputs(models[number](paddle.to_tensor(picture)))
             bucketed = models[number](paddle.to_tensor(padded), paddle.to_tensor([picture_hw], dtype='int64'))
         return outputs(bucketed), alone[number, picture_hw]
-    return run_one
+    previous = paddle.get_device()
+    paddle.set_device('cpu')
+    yield run_one
+    paddle.set_device(previous)
 
 
 def _assert_same(got, expected, case) -> None:
