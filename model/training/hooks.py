@@ -90,7 +90,7 @@ class EvalHook(Hook):
     line and ``eval_log.csv`` hold AP in percent (0-100), as eval.py prints it."""
 
     def __init__(self, evaluate: Callable[..., Dict[str, float]], save: Callable[[str], None],
-                 log: Optional[RunLog], every: int, picture: Optional[Callable[..., np.ndarray]] = None,
+                 log: RunLog, every: int, picture: Optional[Callable[..., np.ndarray]] = None,
                  processes: Processes = SINGLE):
         self.evaluate, self.save, self.log, self.every, self.picture = evaluate, save, log, every, picture
         self.processes = processes
