@@ -7,7 +7,8 @@ and nothing here talks to another process.
   from the launcher's environment by ``launched_processes``.
 - ``start_processes``: the one check of what this Paddle can run (the CPU collectives of
   Paddle 2.x's CUDA wheels crash with several processes) and the process group's start.
-- ``gather`` / ``from_rank0`` / ``barrier``: objects to every process, in rank order.
+- ``gather`` / ``from_rank0`` / ``barrier``: objects to every process, in rank order;
+  ``rank0_state``: process 0's weights and buffers to every process.
 """
 import contextlib
 import io
@@ -102,6 +103,17 @@ def gather(value: Any, processes: Processes) -> list:
 def from_rank0(value: Any, processes: Processes) -> Any:
     """Process 0's ``value`` on every process (the others' are ignored)."""
     return gather(value if processes.main else None, processes)[0]
+
+
+def rank0_state(layer: paddle.nn.Layer, processes: Processes) -> None:
+    """Give ``layer``'s parameters and buffers process 0's values, in place, on every process
+    (nothing with one process): e.g. BN running statistics, which each process of a
+    data-parallel run updates from its own images. All processes must call it."""
+    if processes.world == 1:
+        return
+    with paddle.no_grad():
+        for tensor in layer.state_dict().values():
+            dist.broadcast(tensor, src=0)
 
 
 def barrier(processes: Processes) -> None:

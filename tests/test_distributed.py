@@ -199,6 +199,42 @@ def test_evaluate_from_python_shares_the_images_and_gives_every_process_the_ap(s
         assert json.loads(line.split(' ', 2)[2]) == alone
 
 
+def test_evaluation_while_training_is_shared_by_every_process_and_they_agree_on_the_best(shapes, tmp_path):
+    """One evaluation at the end of a two-process run: each process reads its share of the
+    five validation images (3 + 2), process 0 scores them all, and both processes hold the
+    same best AP and iteration, the AP of the saved best weights evaluated by one process (equal
+    here; each process's own BN statistics gave 28.5 against 30.4)."""
+    out = tmp_path / 'run'
+    script = tmp_path / 'train.py'
+    script.write_text(
+        'import json\n'
+        'from solov2.model.api import TrainOptions, train\n'
+        'from solov2.model.distributed import launched_processes\n'
+        'from solov2.model.inference import evaluation\n'
+        'read, seen = evaluation.read_image, []\n'
+        'evaluation.read_image = lambda path, *args: seen.append(path) or read(path, *args)\n'
+        f'options = TrainOptions(config=9, weights={WEIGHTS!r}, output={str(out)!r}, device="cpu", threads=1,\n'
+        f'                       max_iters=1, overrides={[f"dataset_dir={shapes}", *TINY, "epochs=3"]!r})\n'
+        'summary = train(options)\n'
+        'found = [summary.best_ap, summary.best_iteration, len(seen)]\n'
+        'print("summary", launched_processes().rank, json.dumps(found))\n')
+    launch_two_cpu_processes(tmp_path, str(script))
+    summaries = []
+    for rank in (0, 1):
+        line = next(line for line in (tmp_path / 'logs' / f'workerlog.{rank}').read_text().splitlines()
+                    if line.startswith(f'summary {rank} '))
+        summaries.append(json.loads(line.split(' ', 2)[2]))
+    (best_ap, best_iteration, read_0), (other_ap, other_iteration, read_1) = summaries
+    assert (read_0, read_1) == (3, 2)
+    assert best_iteration == other_iteration == 1 and best_ap == other_ap
+    rows = (out / 'eval_log.csv').read_text().splitlines()
+    assert len(rows) == 2 and float(rows[1].split(',')[rows[0].split(',').index('AP')]) == round(best_ap, 2)
+    from solov2.model.api import Segmenter, evaluate
+    alone = evaluate(Segmenter(str(out / 'best' / 'ema.pdparams'), backend='dygraph', threads=1, overrides=SMALL),
+                     str(shapes / 'annotations' / 'instances_val.json'), str(shapes / 'val'))
+    assert best_ap > 10 and alone['AP'] == pytest.approx(best_ap, abs=0.5)
+
+
 def test_a_camera_is_refused_under_the_launcher(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(demo, 'start_processes', lambda device: Processes(0, 2))
     assert demo.main(['--camera', '0', '--output', str(tmp_path / 'out.mp4')]) == 2

@@ -2,9 +2,8 @@
 from typing import Callable, Dict, Optional
 
 from solov2.config.errors import InputError
-from solov2.data.coco_eval import evaluate_segm
-from solov2.model.distributed import SINGLE, Processes, from_rank0
-from solov2.model.inference.evaluation import evaluation_dataset, predict_coco
+from solov2.model.distributed import SINGLE, Processes
+from solov2.model.inference.evaluation import evaluation_dataset, score_coco
 
 
 def evaluate(segmenter, ann: str, images: str, progress: Optional[Callable[[int], None]] = None,
@@ -20,7 +19,6 @@ def evaluate(segmenter, ann: str, images: str, progress: Optional[Callable[[int]
     dataset = evaluation_dataset(ann, images, segmenter.class_names)
     if not dataset.coco.getImgIds():
         raise InputError(f'{ann} lists no images — nothing to evaluate; give an annotation file with images')
-    records = predict_coco(segmenter.backend, dataset.coco, str(dataset.image_dir), dataset.label_to_category_id,
-                           progress, processes)
-    stats = evaluate_segm(dataset.coco, records) if processes.main else None
-    return {name: 100 * value for name, value in from_rank0(stats, processes).items()}
+    stats = score_coco(segmenter.backend, dataset.coco, str(dataset.image_dir), dataset.label_to_category_id,
+                       progress, processes)
+    return {name: 100 * value for name, value in stats.items()}

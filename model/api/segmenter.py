@@ -20,7 +20,7 @@ from solov2.model.inference.backends import check_choices, open_backend
 from solov2.model.inference.export_cache import Progress
 from solov2.model.inference.media import list_images, open_capture, read_frames, video_stages
 from solov2.model.inference.pipeline import stream_pipeline
-from solov2.model.inference.postprocess import InferenceParams, postprocess_flat
+from solov2.model.inference.postprocess import InferenceParams
 
 LOG = logging.getLogger(__name__)
 Image = Any     # a path (str or os.PathLike), encoded bytes or a binary file object, a numpy array or a PIL image
@@ -264,7 +264,7 @@ class Segmenter:
         if not isinstance(images, (list, tuple)):
             backend = self.backend
             chw, meta = backend.prepare(self.rgb(images, channels))
-            return self._instances(backend, self._forward(backend, [(chw, meta)])[0], meta, params)
+            return self._instances(backend, self._forward(backend, [(chw, meta)], params)[0], meta, params)
         results = []
         with contextlib.closing(self._batches(images, channels, size, params)) as done:
             for index, (source, result) in enumerate(done):
@@ -307,7 +307,7 @@ class Segmenter:
             raise InputError(f'video not found: {source} — check the path')
         params, backend = self._params(score_threshold, max_instances), self.backend
         capture, first = open_capture(source if isinstance(source, int) else str(source))
-        load, model = video_stages(backend, None)
+        load, model = video_stages(backend, None, params)
 
         def finish(item, loaded, outputs):
             return self._instances(backend, outputs, loaded[1][1], params)
@@ -334,7 +334,7 @@ class Segmenter:
             return [prepared(backend, item, channels) for item in chunk]
 
         def model(loaded):
-            return self._forward(backend, [item for item in loaded if not isinstance(item, Exception)])
+            return self._forward(backend, [item for item in loaded if not isinstance(item, Exception)], params)
 
         def finish(chunk, loaded, outputs):
             found = iter(outputs)
@@ -347,9 +347,10 @@ class Segmenter:
             yield from done
 
     @staticmethod
-    def _forward(backend, ready: Sequence[Tuple[np.ndarray, Any]]) -> List[List[np.ndarray]]:
-        """The network's outputs ([1, ...] each) for each prepared picture ((chw [3, Hp, Wp],
-        meta)): the pictures of one padded size in one batch. Pictures of other sizes are
+    def _forward(backend, ready: Sequence[Tuple[np.ndarray, Any]], params: InferenceParams) -> List[Any]:
+        """``backend.model_stage``'s result for each prepared picture ((chw [3, Hp, Wp], meta)),
+        ready for ``finish_stage``: the pictures of one padded size in one batch (on a GPU
+        post-processed there with ``params``, the call's thresholds). Pictures of other sizes are
         never padded to one (SOLOv2's grid spans the padded input: more padding would move
         the result), so a batch gives what one picture at a time gives."""
         groups: Dict[tuple, List[int]] = {}
@@ -357,15 +358,13 @@ class Segmenter:
             groups.setdefault(chw.shape, []).append(index)
         outputs: List[Any] = [None] * len(ready)
         for indices in groups.values():
-            batch = backend.forward([ready[i][0] for i in indices])
-            for row, index in enumerate(indices):
-                outputs[index] = [array[row:row + 1] for array in batch]
+            staged = backend.model_stage([ready[i][0] for i in indices], [ready[i][1] for i in indices], params)
+            for index, row in zip(indices, backend.staged_rows(staged)):
+                outputs[index] = row
         return outputs
 
     @staticmethod
-    def _instances(backend, outputs: Sequence[np.ndarray], meta, params: InferenceParams) -> Instances:
-        """One picture's network outputs -> its Instances, post-processed with ``params``
-        (``backend.finish_outputs`` with the call's thresholds)."""
-        return Instances.from_detections(backend.finish(postprocess_flat(*outputs, params)[0], meta),
-                                         backend.class_names)
-
+    def _instances(backend, staged, meta, params: InferenceParams) -> Instances:
+        """One picture's ``_forward`` result -> its Instances, post-processed with ``params``
+        (``backend.finish_stage`` with the call's thresholds)."""
+        return Instances.from_detections(backend.finish_stage(staged, meta, params), backend.class_names)

@@ -20,11 +20,11 @@ from solov2.config import SOLOv2Base, get_config, with_overrides
 from solov2.config.errors import InputError, param
 from solov2.convert.zoo import published_config, resolve_weights
 from solov2.data.coco import load_coco, read_class_names
-from solov2.data.coco_eval import evaluate_segm
 from solov2.data.transforms import read_image
 from solov2.data.visualize import draw_instances
+from solov2.model.distributed import SINGLE, Processes
 from solov2.model.inference.backends import check_choices
-from solov2.model.inference.evaluation import evaluation_dataset, predict_coco
+from solov2.model.inference.evaluation import evaluation_dataset, score_coco
 from solov2.model.inference.predictor import Predictor
 from solov2.model.training.components import check_dataset
 from solov2.model.training.options import TrainOptions
@@ -63,12 +63,14 @@ def file_version(*paths: str) -> tuple:
     return tuple((str(Path(p).resolve()), Path(p).stat().st_mtime_ns) for p in paths)
 
 
-def evaluate(model: paddle.nn.Layer, cfg) -> Dict[str, float]:
-    """COCO mask AP stats (fractions, 0-1) of ``model`` (in eval mode) on the config's validation set."""
+def evaluate(model: paddle.nn.Layer, cfg, processes: Processes = SINGLE) -> Dict[str, float]:
+    """COCO mask AP stats (fractions, 0-1) of ``model`` (in eval mode) on the config's validation
+    set: each of the run's ``processes`` predicts its share of the images, process 0 scores them
+    and every process gets its stats (``score_coco``)."""
     ann, images = val_set(cfg)
     dataset = val_dataset(ann, images, tuple(cfg.class_names), file_version(ann, images))
-    records = predict_coco(Predictor.for_model(model, cfg), dataset.coco, images, dataset.label_to_category_id)
-    return evaluate_segm(dataset.coco, records)
+    return score_coco(Predictor.for_model(model, cfg), dataset.coco, images, dataset.label_to_category_id,
+                      processes=processes)
 
 
 @functools.lru_cache(maxsize=4)

@@ -64,24 +64,32 @@ class Backend(abc.ABC):
         (scores [B, K, C], kernels [B, K, E], mask_feat [B, E, H/4, W/4])."""
         return self.run_numpy(self.batch(inputs))
 
-    def model_stage(self, inputs: Sequence[np.ndarray], metas: Sequence[ImageMeta]):
-        """A pipeline's network-thread work for one preprocessed image ([inputs], [metas]):
-        here ``forward``; what it returns goes to ``finish_stage``."""
+    def model_stage(self, inputs: Sequence[np.ndarray], metas: Sequence[ImageMeta],
+                    params: Optional[InferenceParams] = None):
+        """A pipeline's network-thread work for preprocessed images ([inputs], [metas]; here
+        ``forward``, ``params`` unused); what it returns goes, split by ``staged_rows``, to
+        ``finish_stage``."""
         return self.forward(inputs)
 
-    def finish_stage(self, staged, meta: ImageMeta) -> Detections:
-        """A pipeline's worker work on ``model_stage``'s result: the instances on the
-        original image (here ``finish_outputs``)."""
-        return self.finish_outputs(staged, meta)
+    def staged_rows(self, staged) -> list:
+        """``model_stage``'s result for a batch -> one ``finish_stage`` input per image."""
+        return [[array[row:row + 1] for array in staged] for row in range(len(staged[0]))]
+
+    def finish_stage(self, staged, meta: ImageMeta, params: Optional[InferenceParams] = None) -> Detections:
+        """A pipeline's worker work on ``model_stage``'s result for one image: the instances on
+        the original image (here ``finish_outputs``). ``params`` (default ``self.params``) must
+        be those given to ``model_stage``."""
+        return self.finish_outputs(staged, meta, params)
 
     def finish_workers(self) -> int:
         """Finishing workers for a pipeline (``pipeline.default_finish_workers``: the
         network here runs on the CPU's cores)."""
         return default_finish_workers()
 
-    def detect(self, outputs: Sequence[np.ndarray]) -> List[Detections]:
-        """``forward``'s outputs -> soft-mask detections (one per image, [N, Hf, Wf])."""
-        return postprocess_flat(*outputs, self.params)
+    def detect(self, outputs: Sequence[np.ndarray], params: Optional[InferenceParams] = None) -> List[Detections]:
+        """``forward``'s outputs -> soft-mask detections (one per image, [N, Hf, Wf]), selected with
+        ``params`` (default ``self.params``; a call's thresholds: ``model.api.segmenter.per_call_params``)."""
+        return postprocess_flat(*outputs, params or self.params)
 
     def infer(self, inputs: Sequence[np.ndarray]) -> List[Detections]:
         """Preprocessed images -> soft-mask detections (one per image, [N, Hf, Wf])."""
@@ -91,10 +99,11 @@ class Backend(abc.ABC):
         """Soft masks -> binary masks [N, H, W] bool on the original image."""
         return paste_detections(detections, meta, self.params.mask_threshold)
 
-    def finish_outputs(self, outputs: Sequence[np.ndarray], meta: ImageMeta) -> Detections:
+    def finish_outputs(self, outputs: Sequence[np.ndarray], meta: ImageMeta,
+                       params: Optional[InferenceParams] = None) -> Detections:
         """``forward``'s outputs for one image -> its instances on the original image: what
-        a pipeline's worker does after the network (``detect``, then ``finish``)."""
-        return self.finish(self.detect(outputs)[0], meta)
+        a pipeline's worker does after the network (``detect`` with ``params``, then ``finish``)."""
+        return self.finish(self.detect(outputs, params)[0], meta)
 
     def __call__(self, image: np.ndarray) -> Detections:
         inputs, meta = self.prepare(image)

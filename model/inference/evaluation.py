@@ -1,15 +1,16 @@
 """Predictions of a backend over a COCO-format image set, as COCO result records."""
 import logging
 import os
-from typing import Callable, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence
 
 from pycocotools.coco import COCO
 
 from solov2.config.errors import InputError
 from solov2.data.coco import CocoDataset
+from solov2.data.coco_eval import evaluate_segm
 from solov2.data.results import instances_to_coco
 from solov2.data.transforms import read_image
-from solov2.model.distributed import SINGLE, Processes, gather
+from solov2.model.distributed import SINGLE, Processes, from_rank0, gather
 from solov2.model.inference.pipeline import run_pipeline
 
 logger = logging.getLogger(__name__)
@@ -48,6 +49,15 @@ def predict_coco(predictor, coco: COCO, image_dir: str, label_to_category_id: Se
         image_id, reason = failed[0]
         raise InputError(f'{len(failed)} images could not be read, e.g. image {image_id}: {reason}')
     return [record for image_id in sorted(gathered) for record in gathered[image_id]]
+
+
+def score_coco(predictor, coco: COCO, image_dir: str, label_to_category_id: Sequence[int],
+               progress: Optional[Callable[[int], None]] = None, processes: Processes = SINGLE) -> Dict[str, float]:
+    """COCO mask stats (fractions, 0-1, by name) of ``predictor`` on every image of ``coco``
+    (``predict_coco``): under the launcher each of ``processes`` predicts its share, process 0
+    scores the gathered records and every process returns its stats. All processes must call it."""
+    records = predict_coco(predictor, coco, image_dir, label_to_category_id, progress, processes)
+    return from_rank0(evaluate_segm(coco, records) if processes.main else None, processes)
 
 
 def evaluation_dataset(ann: str, images: str, class_names: Sequence[str]) -> CocoDataset:

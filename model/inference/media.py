@@ -20,6 +20,7 @@ from solov2.data.transforms import read_image
 from solov2.model.distributed import SINGLE, Processes
 from solov2.model.inference.outputs import InputDumper, coco_records, draw_bgr
 from solov2.model.inference.pipeline import PipelineStats, run_pipeline
+from solov2.model.inference.postprocess import InferenceParams
 
 LOG = logging.getLogger(__name__)
 IMAGE_SUFFIXES = {'.jpg', '.jpeg', '.png', '.bmp', '.webp', '.tif', '.tiff'}
@@ -225,11 +226,11 @@ def open_writer(out_path: Path, capture, first):
     return writer
 
 
-def video_stages(backend, dumper: Optional[InputDumper], staged: bool = False):
+def video_stages(backend, dumper: Optional[InputDumper], params: Optional[InferenceParams] = None):
     """(load, model) pipeline stages for (index, BGR frame) items: RGB, preprocessed,
     dumped as ``frame_NNNNNN`` (picture and input) unless ``dump=False``; the model stage is
-    ``backend.model_stage`` when ``staged`` (finish with ``finish_stage``), else the network's
-    outputs (``backend.forward``)."""
+    ``backend.model_stage`` with ``params`` (default the backend's; finish with
+    ``finish_stage`` and the same ``params``)."""
     def load(item, dump=True):
         index, bgr = item
         image = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
@@ -241,9 +242,7 @@ def video_stages(backend, dumper: Optional[InputDumper], staged: bool = False):
         return image, (chw, meta)
 
     def model(loaded):
-        if staged:
-            return backend.model_stage([loaded[1][0]], [loaded[1][1]])
-        return backend.forward([loaded[1][0]])
+        return backend.model_stage([loaded[1][0]], [loaded[1][1]], params)
     return load, model
 
 
@@ -259,7 +258,7 @@ def run_video(backend, source: Union[str, int], out_path: Path, draw: DrawOption
         capture.release()
         raise
     ordered = OrderedFrameWriter(writer, written)
-    load, model = video_stages(backend, draw.dumper, staged=True)
+    load, model = video_stages(backend, draw.dumper)
 
     def finish(item, loaded, outputs):
         index = item[0]

@@ -18,7 +18,7 @@ from solov2.model.inference.backend import Backend
 from solov2.model.inference.device_postprocess import postprocess_on_device
 from solov2.model.inference.exportable import ExportableSOLOv2
 from solov2.model.inference.pipeline import default_finish_workers
-from solov2.model.inference.postprocess import Detections
+from solov2.model.inference.postprocess import Detections, InferenceParams
 from solov2.model.runtime import cpu_threads, default_device, paddle_on
 
 
@@ -91,23 +91,33 @@ class Predictor(Backend):
         with self.placed(), paddle.no_grad():
             return self.net(paddle.to_tensor(batch))
 
-    def _on_device(self, inputs: Sequence[np.ndarray], metas: Optional[Sequence[ImageMeta]]) -> List[Detections]:
+    def _on_device(self, inputs: Sequence[np.ndarray], metas: Optional[Sequence[ImageMeta]],
+                   params: Optional[InferenceParams] = None) -> List[Detections]:
         with self.placed(), paddle.no_grad():
-            return postprocess_on_device(*self.net(paddle.to_tensor(self.batch(inputs))), self.params, metas)
+            return postprocess_on_device(*self.net(paddle.to_tensor(self.batch(inputs))), params or self.params,
+                                         metas)
 
     def infer(self, inputs: Sequence[np.ndarray]) -> List[Detections]:
         """Preprocessed images -> soft-mask detections (one per image, [N, Hf, Wf]), post-processed
         on the device when ``on_device``."""
         return self._on_device(inputs, None) if self.on_device else super().infer(inputs)
 
-    def model_stage(self, inputs: Sequence[np.ndarray], metas: Sequence[ImageMeta]):
-        """``on_device``: the network and all the post-processing (pasted crops come back);
-        else ``forward`` (the numpy post-processing is left to ``finish_stage``)."""
-        return self._on_device(inputs, metas) if self.on_device else super().model_stage(inputs, metas)
+    def model_stage(self, inputs: Sequence[np.ndarray], metas: Sequence[ImageMeta],
+                    params: Optional[InferenceParams] = None):
+        """``on_device``: the network and all the post-processing with ``params`` (default
+        ``self.params``; pasted crops come back, one Detections per image); else ``forward``
+        (the numpy post-processing is left to ``finish_stage``)."""
+        if self.on_device:
+            return self._on_device(inputs, metas, params)
+        return super().model_stage(inputs, metas, params)
 
-    def finish_stage(self, staged, meta: ImageMeta) -> Detections:
+    def staged_rows(self, staged) -> list:
+        """``model_stage``'s result for a batch -> one ``finish_stage`` input per image."""
+        return [[detections] for detections in staged] if self.on_device else super().staged_rows(staged)
+
+    def finish_stage(self, staged, meta: ImageMeta, params: Optional[InferenceParams] = None) -> Detections:
         """The instances of ``model_stage``'s one image: finished there when ``on_device``."""
-        return staged[0] if self.on_device else super().finish_stage(staged, meta)
+        return staged[0] if self.on_device else super().finish_stage(staged, meta, params)
 
     def finish_workers(self) -> int:
         """Finishing workers sized by where the network and post-processing run."""

@@ -8,6 +8,7 @@ from typing import Callable, Dict, List, Optional
 import numpy as np
 
 from solov2.config.errors import InputError, param
+from solov2.model.distributed import SINGLE, Processes, rank0_state
 from solov2.model.training.components import evaluation_weights
 from solov2.model.training.run_log import RunLog, significant
 
@@ -81,13 +82,18 @@ class CheckpointHook(Hook):
 class EvalHook(Hook):
     """Mask AP every ``every`` iterations (0: only at the end) and at the end; a better AP
     than before saves ``best``. With the (EMA) weights swapped in once, ``evaluate(model,
-    cfg)`` returns the COCO stats dict (fractions) and ``picture(model, cfg)``, when given,
-    a drawn validation picture [H, W, 3] uint8. The log line and ``eval_log.csv`` hold AP in
-    percent (0-100), as eval.py prints it."""
+    cfg, processes)`` returns the COCO stats dict (fractions), the same on every process of
+    ``processes`` (each predicts its share of the images with process 0's weights and BN
+    statistics, process 0 scores them), and
+    ``picture(model, cfg)``, when given, a drawn validation picture [H, W, 3] uint8. Every
+    process runs the hook and keeps the best AP; only process 0 logs, saves and draws. The log
+    line and ``eval_log.csv`` hold AP in percent (0-100), as eval.py prints it."""
 
     def __init__(self, evaluate: Callable[..., Dict[str, float]], save: Callable[[str], None],
-                 log: RunLog, every: int, picture: Optional[Callable[..., np.ndarray]] = None):
+                 log: RunLog, every: int, picture: Optional[Callable[..., np.ndarray]] = None,
+                 processes: Processes = SINGLE):
         self.evaluate, self.save, self.log, self.every, self.picture = evaluate, save, log, every, picture
+        self.processes = processes
         self.latest = None           # (iteration, stats, picture or None) of the last evaluation
 
     def after_step(self, trainer, losses: Dict[str, float]) -> None:
@@ -99,17 +105,22 @@ class EvalHook(Hook):
             self.run(trainer)
 
     def run(self, trainer) -> None:
-        state = trainer.state
+        state, main = trainer.state, self.processes.main
         with evaluation_weights(trainer.model, trainer.ema) as model:
-            stats = self.evaluate(model, trainer.cfg)
-            picture = self.picture(model, trainer.cfg) if self.picture else None
+            rank0_state(model, self.processes)     # the BN statistics (and their EMA) each process kept
+            stats = self.evaluate(model, trainer.cfg, self.processes)
+            picture = self.picture(model, trainer.cfg) if self.picture and main else None
         self.latest = (state.iteration, stats, picture)
+        better = stats['AP'] > state.best_ap
+        if better:
+            state.best_ap, state.best_iteration = stats['AP'], state.iteration
+        if not main:
+            return
         percent = {k: round(100 * v, 2) for k, v in stats.items()}
         self.log.eval({'iteration': state.iteration, 'minutes': round(state.minutes, 2), **percent})
         logger.info(f"eval @ {state.iteration}: mask AP {percent['AP']:.2f} AP50 {percent['AP50']:.2f} "
                     f"AP75 {percent['AP75']:.2f}")
-        if stats['AP'] > state.best_ap:
-            state.best_ap, state.best_iteration = stats['AP'], state.iteration
+        if better:
             self.save('best')
         self.log.plot()
 

@@ -19,7 +19,7 @@ from solov2.config.sidecar import read_sidecar
 from solov2.data.files import previous_folder
 from solov2.model.build import build_model
 from solov2.model.checkpoint import CheckpointError
-from solov2.model.distributed import launched_processes, start_processes
+from solov2.model.distributed import SINGLE, Processes, launched_processes, start_processes
 from solov2.model.runtime import cpu_threads, kept_child_signal, paddle_on, resolve_device
 from solov2.model.training.amp import make_scaler, restore_scaler, runnable_amp
 from solov2.model.training.components import load_pretrained, make_loader, make_optimizer
@@ -138,15 +138,18 @@ def resume_state(folder: Path, saved: dict, trainer: Trainer, log: RunLog) -> No
                 + (f' (budget {budget:g} min)' if budget else ''))
 
 
-def make_hooks(options: TrainOptions, cfg, trainer: Trainer, out: Path, log: RunLog, evaluate: Callable,
-               picture: Optional[Callable] = None):
-    """Logging, evaluation, checkpoint (and with ``vdl_dir`` VisualDL, with ``picture``)
-    hooks of the main process."""
+def make_hooks(options: TrainOptions, cfg, trainer: Trainer, out: Path, log: RunLog, evaluate: Optional[Callable],
+               picture: Optional[Callable] = None, processes: Processes = SINGLE):
+    """The hooks of this process: logging, evaluation (when ``evaluate``), checkpoint (and with
+    ``vdl_dir`` VisualDL, with ``picture``) on process 0; on the others only the evaluation,
+    whose share of the images each process predicts (``EvalHook``)."""
     def save(tag: str) -> None:
         save_training_state(out, tag, trainer.model, trainer.optimizer, trainer.checkpoint_state(), options.config,
                             cfg, trainer.ema)
 
-    evaluation = EvalHook(evaluate, save, log, options.eval_every, picture if options.vdl_dir else None)
+    evaluation = EvalHook(evaluate, save, log, options.eval_every, picture if options.vdl_dir else None, processes)
+    if not processes.main:
+        return [evaluation] if evaluate else []
     hooks = [LogHook(log, options.log_every, cfg.batch_size * trainer.world), evaluation]
     if options.vdl_dir:
         hooks.append(VisualDLHook(open_visualdl(options.vdl_dir), options.log_every, evaluation))
@@ -200,7 +203,7 @@ def prepare(options: TrainOptions, evaluate: Callable, picture: Optional[Callabl
         out.mkdir(parents=True, exist_ok=True)
         (out / 'config.txt').write_text(f'config {options.config}\n{format_settings(cfg)}\n')
         logger.info(announce_config(options.config, cfg, overrides, options.verbose, f'run folder {out}'))
-        trainer.hooks = make_hooks(options, cfg, trainer, out, log, evaluate, picture)
+    trainer.hooks = make_hooks(options, cfg, trainer, out, log, evaluate, picture, processes)
     logger.info(schedule_line(cfg, schedule, cfg.batch_size * world))
     if notes:
         logger.info(f'schedule fitted to the run: {"; ".join(notes)}')

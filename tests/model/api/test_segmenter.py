@@ -12,6 +12,8 @@ import pytest
 
 from solov2.data.transforms import read_image
 from solov2.model.api import InputError, Instances, Segmenter
+from solov2.model.inference import predictor
+from solov2.model.inference.device_postprocess import postprocess_on_device
 from solov2.model.inference.export_cache import CACHE_ENV, STAGES, cache_root, installed_engines
 from tests.helpers import REPO_DIR
 
@@ -189,6 +191,32 @@ def test_a_per_call_threshold_equals_constructing_with_it(seg):
     _same(seg(SQUARE[0]), everything)                       # the call changed nothing
     _same(seg(SQUARE[:2], batch_size=2, score_threshold=0.6)[0], high(SQUARE[0]), exact=False)
     _same(next(seg.stream([SQUARE[0]], score_threshold=0.6))[1], high(SQUARE[0]))
+
+
+def test_per_call_thresholds_on_the_device_path_equal_the_numpy_path(seg, monkeypatch):
+    """Where the Predictor post-processes on its device (a GPU; forced here on the CPU), a
+    call's ``score_threshold`` and ``max_instances`` reach the device post-processing, for one
+    picture, a batch and a stream, and give the numpy path's instances (labels, scores within
+    1e-5, masks but at threshold ties)."""
+    calls = [((0.6, None), lambda **kw: seg(SQUARE[0], **kw)),
+             ((None, 3), lambda **kw: seg(SQUARE[:2], batch_size=2, **kw)[1]),
+             ((0.6, 2), lambda **kw: next(seg.stream([WIDE], **kw))[1])]
+    want = [call(score_threshold=threshold, max_instances=most) for (threshold, most), call in calls]
+    seen = []
+
+    def recorded(scores, kernels, feat, params, metas=None):
+        seen.append((len(metas), params.score_threshold, params.max_per_image))
+        return postprocess_on_device(scores, kernels, feat, params, metas)
+    monkeypatch.setattr(predictor, 'postprocess_on_device', recorded)
+    monkeypatch.setattr(seg.backend, 'on_device', True)
+    for expected, ((threshold, most), call) in zip(want, calls):
+        got = call(score_threshold=threshold, max_instances=most)
+        assert len(got) == len(expected) > 0 and len(got) <= (most or len(got))
+        np.testing.assert_array_equal(got.labels, expected.labels)
+        np.testing.assert_allclose(got.scores, expected.scores, rtol=1e-5, atol=1e-7)
+        assert np.count_nonzero(got.masks != expected.masks) <= 4 * len(got), 'masks differ beyond threshold ties'
+    params = seg.backend.params
+    assert seen == [(1, 0.6, params.max_per_image), (2, params.score_threshold, 3), (1, 0.6, 2)]
 
 
 @pytest.mark.parametrize('kwargs, message', [

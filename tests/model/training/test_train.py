@@ -308,7 +308,7 @@ def test_evaluation_swaps_the_ema_in_once_and_reports_percent(tmp_path):
     ema.shadow['weight'].set_value(np.full((2, 2), 7.0, np.float32))
     seen = []
 
-    def evaluate(net, cfg):
+    def evaluate(net, cfg, processes):
         seen.append(float(net.weight.numpy()[0, 0]))
         return {'AP': 0.028, 'AP50': 0.1, 'AP75': 0.0123456}
 
