@@ -53,8 +53,8 @@ def check_choices(backend: str = 'auto', precision: str = 'f32', model_dir: Opti
                   overrides: Sequence[str] = (), tensorrt: bool = False) -> None:
     """InputError (BackendError for the backend's choices) for an ``open_backend`` argument that
     cannot work, found without reading a file: the backend, precision, ``model_dir`` and its
-    backend, ``device`` ('cpu', 'gpu' or 'gpu:N'; the CPU for OpenVINO), ``tensorrt`` (Paddle
-    Inference on a GPU), ``threads``
+    backend, ``device`` ('cpu', 'gpu' or 'gpu:N'), ``tensorrt`` (Paddle Inference on a GPU),
+    ``threads``
     (0 or more) and, when the config ``number`` is known, the ``overrides`` on it
     (``config.with_overrides``). Callers check before fetching a published name or exporting
     (``model.api.segmenter.check_arguments``)."""
@@ -68,9 +68,6 @@ def check_choices(backend: str = 'auto', precision: str = 'f32', model_dir: Opti
     if model_dir and backend not in EXPORTED:
         raise BackendError(param('model_dir') + ' needs ' + param('backend', *EXPORTED) + f' (not {backend})')
     device = device_name(device)
-    if backend == 'openvino' and device is not None and on_gpu(device):
-        raise BackendError(param('backend', backend) + ' runs on the CPU only; use ' + param('backend', 'inference')
-                           + ' or ' + param('backend', 'onnx') + ' for ' + param('device', device))
     if tensorrt and (backend != 'inference' or device is None or not on_gpu(device)):
         raise BackendError(param('tensorrt') + ' needs ' + param('backend', 'inference') + ' and a GPU '
                            + param('device'))
