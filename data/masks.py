@@ -45,8 +45,9 @@ class CroppedMasks:
     never pasted, and what was read keeps only its crop.
 
     `len` is N; `shape` `(N, H, W)`; `[i]` pastes one mask to `[H, W] bool`; a slice, a
-    boolean mask `[N]` or an index array gives a new `CroppedMasks` (the crops shared, not
-    copied; a lazy one's are made once, for both); `np.asarray(masks)` pastes them all to
+    boolean mask `[N]` or an index array gives a new `CroppedMasks` (the crops made so far
+    shared, not copied; a lazy one's others made from the same sources by whichever reads them,
+    the selection holding its own masks' sources only); `np.asarray(masks)` pastes them all to
     `[N, H, W] bool`."""
 
     def __init__(self, crops: Sequence[np.ndarray], boxes: np.ndarray, image_size: Sequence[int]):
@@ -141,7 +142,17 @@ class CroppedMasks:
         positions = np.arange(len(self))[index]
         if self._make is None:
             return CroppedMasks([self._crops[i] for i in positions], self._boxes[positions], self.image_size)
-        return CroppedMasks.lazy([(self, int(i)) for i in positions], _from_parent, self.image_size)
+        return CroppedMasks.lazy([self._selected(int(i)) for i in positions], _from_selection, self.image_size)
+
+    def _selected(self, index: int) -> tuple:
+        """What a selection needs of lazy mask `index`, without a reference to this object (so a
+        selection kept alone keeps no unselected mask's source): `((crop, box), None, None)` when
+        made, else `(None, make, source)`."""
+        source = self._sources[index]     # read before the crop: a source dropped means its crop is there
+        crop = self._crops[index]
+        if crop is not None:
+            return (crop, tuple(int(v) for v in self._boxes[index])), None, None
+        return None, self._make, source
 
     def __iter__(self):
         return (self.paste(i) for i in range(len(self)))
@@ -161,10 +172,11 @@ class CroppedMasks:
         return f'CroppedMasks({len(self)} masks on {self.image_size[0]}x{self.image_size[1]})'
 
 
-def _from_parent(source: tuple['CroppedMasks', int]) -> tuple[np.ndarray, tuple[int, int, int, int]]:
-    """A selection's mask made from its parent's (`(parent, index)`): the same crop and box."""
-    parent, index = source
-    return parent.crop(index), parent.box(index)
+def _from_selection(selected: tuple) -> tuple[np.ndarray, Sequence[int]]:
+    """A selection's mask from `CroppedMasks._selected`'s record: the parent's crop and box, or
+    made by the parent's `make` from the parent's source."""
+    made, make, source = selected
+    return made if made is not None else make(source)
 
 
 def as_cropped(masks: Union[CroppedMasks, np.ndarray], boxes: np.ndarray | None = None) -> CroppedMasks:

@@ -98,12 +98,14 @@ def test_a_lazy_mask_is_made_once_when_first_read():
     assert len(lazy) == len(masks) and lazy.shape == masks.shape and made == []
     np.testing.assert_array_equal(lazy[-2], masks[-2])
     assert lazy.box(-2) == mask_to_box(masks[-2])
+    lazy.crop(4)
     chosen = lazy[np.array([4, 2, 7])]
     np.testing.assert_array_equal(chosen.crop(0), lazy.crop(4))
-    assert made == [len(masks) - 2, 4]                    # each made once, for the parent and the selection
+    assert made == [len(masks) - 2, 4]                    # made before the selection: shared, not made again
     np.testing.assert_array_equal(np.asarray(lazy), masks)
     np.testing.assert_array_equal(lazy.boxes, masks_to_boxes(masks))
     assert sorted(made) == list(range(len(masks)))
+    np.testing.assert_array_equal(chosen.crop(1), masks[2][slice(*chosen.box(1)[1::2]), slice(*chosen.box(1)[::2])])
     with pytest.raises(IndexError):
         lazy.crop(len(masks))
 
@@ -120,3 +122,34 @@ def test_drawing_and_records_equal_eager_and_drawing_makes_only_what_it_draws():
     np.testing.assert_array_equal(drawn, draw_instances(image, masks, labels, scores, ['a', 'b', 'c'], 0.5))
     ids = [1, 2, 3]
     assert instances_to_coco(1, lazy, labels, scores, ids) == instances_to_coco(1, masks, labels, scores, ids)
+
+
+def test_a_selection_kept_alone_holds_only_its_own_masks_sources():
+    """``result[keep]`` stored and the result dropped: the unselected masks' sources (soft-mask
+    windows in a real result) are freed with the parent, and the selected ones once read."""
+    import gc
+    import weakref
+
+    class Source:
+        def __init__(self, mask):
+            self.mask = mask
+    masks = _random_masks(np.random.default_rng(5))
+    sources = [Source(mask) for mask in masks]
+    alive = [weakref.ref(source) for source in sources]
+    lazy = CroppedMasks.lazy(sources, lambda source: (source.mask[slice(*_rows_cols(source.mask)[0]),
+                                                                   slice(*_rows_cols(source.mask)[1])],
+                                                      mask_to_box(source.mask) or (0, 0, 0, 0)), masks.shape[1:])
+    del sources
+    chosen = lazy[np.array([1, 3])]
+    del lazy
+    gc.collect()
+    assert [i for i, ref in enumerate(alive) if ref() is not None] == [1, 3]
+    np.testing.assert_array_equal(np.asarray(chosen), masks[[1, 3]])
+    gc.collect()
+    assert all(ref() is None for ref in alive)
+
+
+def _rows_cols(mask):
+    """(rows, columns) half-open ranges of ``mask``'s tight box ((0, 0) each when empty)."""
+    x0, y0, x1, y1 = mask_to_box(mask) or (0, 0, 0, 0)
+    return (y0, y1), (x0, x1)
