@@ -24,8 +24,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Union
 
+from solov2.config import get_config
 from solov2.config.cache import WEIGHTS_FOLDER, cache_root
-from solov2.config.errors import InputError, RunError
+from solov2.config.errors import InputError, RunError, param
 from solov2.config.shipped import SHIPPED_WEIGHTS
 from solov2.config.sidecar import sidecar_path
 from solov2.convert.common import convert_file
@@ -113,6 +114,21 @@ def published_config(weights: Optional[PathLike]) -> Optional[int]:
         return None
     row = find(str(weights))
     return None if row is None else row.config
+
+
+def checked_config(weights: Optional[PathLike], config: Optional[int]) -> Optional[int]:
+    """The config number that a caller checks its other arguments against before
+    ``resolve_weights`` fetches anything: ``config``, else that of the published name
+    ``weights`` (``published_config``), else None. InputError for an unknown ``config``, and
+    when ``weights`` names a published COCO model of another config (every config's network
+    differs, so its weights would not load)."""
+    if config is not None:
+        get_config(config)
+    number = published_config(weights)
+    if config is None or number is None or config == number or find(str(weights)).backbone:
+        return config if config is not None else number
+    raise InputError(f'{weights} is a config {number} model, not config {config}: pass ' + param('config', number)
+                     + ' or leave ' + param('config') + ' out')
 
 
 def resolve_weights(weights: Optional[PathLike], cache_dir: Optional[PathLike] = None,

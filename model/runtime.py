@@ -129,6 +129,23 @@ def paddle_on(device: str, threads: int) -> Iterator[None]:
             core.set_num_threads(before[1])
 
 
+def set_outside_python(signum: int) -> bool:
+    """Whether the process's disposition of ``signum`` is not the one ``signal.getsignal``
+    reports as SIG_DFL or SIG_IGN: a handler (or ignore) installed from C after Python
+    started, which Python still reads as what it found at start. Read from the caught and
+    ignored masks of /proc/self/status (Linux; False where it cannot be read)."""
+    reported = signal.getsignal(signum)
+    if reported not in (signal.SIG_DFL, signal.SIG_IGN):
+        return False
+    try:
+        with open('/proc/self/status') as file:
+            status = dict(line.split(':', 1) for line in file if ':' in line)
+        caught, ignored = ((int(status[key], 16) >> (signum - 1)) & 1 for key in ('SigCgt', 'SigIgn'))
+    except (OSError, KeyError, ValueError):
+        return False
+    return bool(caught) or bool(ignored) != (reported == signal.SIG_IGN)
+
+
 @contextlib.contextmanager
 def kept_child_signal() -> Iterator[None]:
     """The process's SIGCHLD handler as it was after the block: Paddle's first DataLoader with
@@ -137,15 +154,16 @@ def kept_child_signal() -> Iterator[None]:
     so it is put back, and Paddle told to set it again next time. Where it could not be put
     back, Paddle is told it is set already for the block and finds dead workers by its 5-second
     status checks alone: outside the main thread (Python sets handlers there only; Paddle's
-    loader would fail), and where the handler was installed from C (``signal.getsignal`` gives
-    None: Python cannot set it again)."""
+    loader would fail), and where the handler was installed from C, which Python cannot set
+    again: before Python started (``signal.getsignal`` gives None) or after
+    (``set_outside_python``; off Linux such a handler reads as SIG_DFL and is replaced by it)."""
     if not hasattr(signal, 'SIGCHLD'):
         yield
         return
     paddle_side = importlib.import_module('paddle.io.multiprocess_utils')
     flag = getattr(paddle_side, '_SIGCHLD_handler_set', None)
     main = threading.current_thread() is threading.main_thread()
-    handler = signal.getsignal(signal.SIGCHLD) if main else None
+    handler = signal.getsignal(signal.SIGCHLD) if main and not set_outside_python(signal.SIGCHLD) else None
     if handler is None and flag is not None:
         paddle_side._SIGCHLD_handler_set = True
     try:

@@ -105,16 +105,25 @@ def in_flags(text) -> str:
 
 # ---- console ---------------------------------------------------------------------------------
 
+SHOWN = -1    # the level of a record printed by the command: below every handler's (NOTSET is 0)
+
+
 class _ConsoleLines(logging.Handler):
     """The library's log records as plain lines on the current ``sys.stdout`` (looked up at
     each record, so a redirected stdout is followed): INFO as the bare message, warnings and
-    errors prefixed with their level."""
+    errors prefixed with their level. A record once printed gets the level ``SHOWN``, which
+    no handler takes (``logging`` hands a record only to handlers whose level it reaches):
+    a record still on its way up the loggers when ``show_logs`` ends (logged by a thread that
+    outlives the block, as a picture reader does when Ctrl-C stops the demo) finds
+    ``propagate`` put back, and would otherwise be printed again by the root logger's
+    handlers (importing Paddle adds one: ``[date] [ WARNING] file.py:N - ...`` on stderr)."""
 
     def emit(self, record: logging.LogRecord) -> None:
         text = in_flags(record.getMessage() if record.args else record.msg)
         line = text if record.levelno <= logging.INFO else f'{record.levelname.lower()}: {text}'
         sys.stdout.write(line + '\n')
         sys.stdout.flush()
+        record.levelno = SHOWN
 
 
 @contextlib.contextmanager

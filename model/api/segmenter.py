@@ -12,7 +12,7 @@ from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Seque
 import numpy as np
 
 from solov2.config.errors import InputError, param
-from solov2.convert.zoo import published_config, resolve_weights
+from solov2.convert.zoo import checked_config, resolve_weights
 from solov2.data.transforms import check_pixels, decode_image, pil_to_array, read_image, to_rgb
 from solov2.model.api.instances import Instances, check_channels
 from solov2.model.distributed import SINGLE, Processes
@@ -43,12 +43,11 @@ def check_arguments(weights: Optional[str] = None, config: Optional[int] = None,
                     tensorrt: bool = False) -> None:
     """InputError for an argument of ``open_backend`` (these are its keywords) that cannot work,
     found before a published name is fetched or anything is exported (``backends.check_choices``):
-    the overrides are checked on ``config``, else on the config of the published name
-    ``weights`` (``convert.zoo.published_config``), else later, with the weights' sidecar."""
+    ``config`` against the published name ``weights`` (``convert.zoo.checked_config``), and the
+    overrides on ``config``, else on that name's config, else later, with the weights' sidecar."""
     if config is not None and (isinstance(config, bool) or not isinstance(config, numbers.Integral)):
         raise InputError(param('config') + f' takes a config number, not {config!r}')
-    check_choices(backend, precision, model_dir, device, threads,
-                  config if config is not None else published_config(weights), overrides, tensorrt)
+    check_choices(backend, precision, model_dir, device, threads, checked_config(weights, config), overrides, tensorrt)
 
 
 def per_call_params(params: InferenceParams, score_threshold: Optional[float] = None,

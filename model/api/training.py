@@ -18,17 +18,18 @@ import paddle
 
 from solov2.config import SOLOv2Base, get_config, with_overrides
 from solov2.config.errors import InputError, param
-from solov2.convert.zoo import published_config, resolve_weights
+from solov2.convert.zoo import checked_config, resolve_weights
 from solov2.data.coco import load_coco, read_class_names
 from solov2.data.transforms import read_image
 from solov2.data.visualize import draw_instances
-from solov2.model.distributed import SINGLE, Processes
+from solov2.model.distributed import SINGLE, Processes, launched_processes
 from solov2.model.inference.backends import check_choices
 from solov2.model.inference.evaluation import evaluation_dataset, score_coco
 from solov2.model.inference.predictor import Predictor
+from solov2.model.training.amp import amp_dtype
 from solov2.model.training.components import check_dataset
 from solov2.model.training.options import TrainOptions
-from solov2.model.training.run import prepare, run_settings, run_training
+from solov2.model.training.run import check_run_folder, prepare, run_folder, run_settings, run_training
 from solov2.model.training.trainer import Trainer
 
 __all__ = ['TrainOptions', 'TrainSummary', 'train']
@@ -109,10 +110,12 @@ COUNTS = {'eval_every': 0, 'checkpoint_every': 1, 'log_every': 1, 'max_iters': 0
 
 def check_options(options: TrainOptions) -> None:
     """InputError for an option that cannot work, found before a published name is fetched:
-    the counts (``COUNTS``), ``max_minutes``, ``device``, the ``classes`` file, the overrides
-    on the config (``options.config``, else that of the published name in ``weights``;
-    ``config.with_overrides``, the first step of ``model.training.start``) and, for a new run,
-    the data set they point at (``check_dataset``)."""
+    the counts (``COUNTS``), ``max_minutes``, ``amp``, ``device``, the ``classes`` file, ``config``
+    against the published name in ``weights`` (``convert.zoo.checked_config``), the overrides
+    on the config (``options.config``, else that name's; ``config.with_overrides``, the first
+    step of ``model.training.start``), the run folder (another run's there without ``resume``
+    or ``overwrite``: ``check_run_folder``) and, for a new run, the data set the overrides
+    point at (``check_dataset``)."""
     for name, least in COUNTS.items():
         value = getattr(options, name)
         if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < least:
@@ -123,10 +126,14 @@ def check_options(options: TrainOptions) -> None:
     if isinstance(options.overrides, str):
         raise InputError(param('overrides') + f" takes a list of 'name=value' strings, not the string "
                          f'{options.overrides!r}')
-    number = options.config if options.config is not None else published_config(options.weights)
+    amp_dtype(options.amp)
+    number = checked_config(options.weights, options.config)
     check_choices(device=options.device, threads=options.threads, number=number, overrides=options.overrides)
     if options.classes:
         read_class_names(options.classes)
+    if (number is not None or options.output) and launched_processes().main:
+        check_run_folder(run_folder(dataclasses.replace(options, config=number)), bool(options.resume),
+                         options.overwrite)
     if number is not None and not options.resume:      # a resumed run may take its data from its saved options
         check_dataset(with_overrides(get_config(number), options.overrides))
 

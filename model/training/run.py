@@ -8,7 +8,7 @@ import dataclasses
 import logging
 import shutil
 from pathlib import Path
-from typing import Callable, Iterator, Optional
+from typing import Callable, Iterator, List, Optional
 
 import paddle
 
@@ -53,21 +53,36 @@ def run_checkpoint(out: Path) -> Optional[Path]:
     return None
 
 
+def run_files(out: Path) -> List[str]:
+    """The names in run folder ``out`` that a run writes (``RUN_FILES``, and what an
+    interrupted save of ``last`` or ``best`` left)."""
+    names = RUN_FILES + tuple(previous_folder(out / tag).name for tag in ('last', 'best'))
+    return [name for name in names if (out / name).exists()]
+
+
+def check_run_folder(out: Path, resume: bool, overwrite: bool) -> None:
+    """InputError when a new run (not ``resume``) would start over another run in ``out``
+    that saved a checkpoint, without ``overwrite``; reads only, so callers check before
+    fetching or building anything (``claim_run_folder`` deletes)."""
+    taken = run_files(out)
+    if taken and not resume and not overwrite and run_checkpoint(out) is not None:
+        raise InputError(f'{out} holds another run ({", ".join(taken)}): continue it with ' + param('resume', 'auto')
+                         + ', pick another ' + param('output') + ', or pass ' + param('overwrite', True)
+                         + ' to start over')
+
+
 def claim_run_folder(out: Path, resume: bool, overwrite: bool) -> None:
     """A run folder belongs to one run: refuse to start a new run over another that saved a
-    checkpoint unless ``overwrite`` (which deletes the old run's checkpoints and logs). The
-    logs of a run that saved no checkpoint (interrupted early) are deleted, saying so."""
-    names = RUN_FILES + tuple(previous_folder(out / tag).name for tag in ('last', 'best'))
-    taken = [name for name in names if (out / name).exists()]
+    checkpoint unless ``overwrite`` (``check_run_folder``), which deletes the old run's
+    checkpoints and logs. The logs of a run that saved no checkpoint (interrupted early) are
+    deleted, saying so."""
+    check_run_folder(out, resume, overwrite)
+    taken = run_files(out)
     if not taken or resume:
         return
     if run_checkpoint(out) is None:
         logger.info(f'{out} holds only the logs of a run that saved no checkpoint ({", ".join(taken)}): '
                     'starting over in it')
-    elif not overwrite:
-        raise InputError(f'{out} holds another run ({", ".join(taken)}): continue it with ' + param('resume', 'auto')
-                         + ', pick another ' + param('output') + ', or pass ' + param('overwrite', True)
-                         + ' to start over')
     for name in taken:
         path = out / name
         shutil.rmtree(path) if path.is_dir() else path.unlink()

@@ -44,6 +44,7 @@ from solov2.convert.published import CONVERTER_SCRIPTS, Published
 from solov2.convert.to_ppdet import to_ppdet
 from solov2.model.api import Segmenter, TrainOptions, train
 from solov2.model.checkpoint import load_paddle_params
+from solov2.model.training.state import STATE_FILE
 from solov2.tools import cache as cache_tool
 from solov2.tools import demo, weights
 from tests.fixtures.mmdet_checkpoints import write_mmdet_checkpoint
@@ -394,6 +395,15 @@ def test_segmenter_takes_a_mirror(tiny, server, tmp_path):
 
 
 COCO_NAME = 'ppdet/solov2_r50_fpn_3x_coco'          # config 0, never fetched here
+
+
+def another_run(folder: str) -> str:
+    """``folder`` (in the test's working folder) holding a run that saved a checkpoint."""
+    (Path(folder) / 'last').mkdir(parents=True)
+    (Path(folder) / 'last' / STATE_FILE).write_text('{"iteration": 10}')
+    return folder
+
+
 CHEAP_MISTAKES = {
     'backend': (lambda name: Segmenter(name, backend='tensorrt'), "unknown backend 'tensorrt'"),
     'precision': (lambda name: Segmenter(name, precision='int8'), "precision='int8' needs backend='openvino'"),
@@ -409,17 +419,26 @@ CHEAP_MISTAKES = {
                       'bad value score_threshold=2'),
     'train counts': (lambda name: train(TrainOptions(weights=name, log_every=0)), 'log_every= takes a whole number'),
     'train budget': (lambda name: train(TrainOptions(weights=name, max_minutes=-1)), 'max_minutes= takes minutes'),
+    'train amp': (lambda name: train(TrainOptions(weights=name, amp='fp32')), "amp='fp32' is not a precision"),
     'train data': (lambda name: train(TrainOptions(config=0, overrides=(f'pretrained={name}', 'dataset_dir=no/such'))),
                    'no/such/annotations/instances_train2017.json'),
     'train class list': (lambda name: train(TrainOptions(weights=name, classes='no/such/classes.txt')),
                          'cannot read class list no/such/classes.txt'),
+    'published config': (lambda name: Segmenter(name, config=1), f'{COCO_NAME} is a config 0 model, not config 1'),
+    'train config': (lambda name: train(TrainOptions(config=1, weights=name)), 'is a config 0 model, not config 1'),
+    'train run folder': (lambda name: train(TrainOptions(weights=name, output=another_run('run'))),
+                         'run holds another run (last)'),
+    'train default run folder': (lambda name: another_run('output/SOLOv2Base') and train(TrainOptions(weights=name)),
+                                 'output/SOLOv2Base holds another run (last)'),
 }
 
 
 @pytest.fixture
 def no_fetch(monkeypatch, tmp_path):
-    """The names fetched from now on (each fetch fails the call that made it), with an empty cache."""
+    """The names fetched from now on (each fetch fails the call that made it), with an empty
+    cache, in an empty working folder."""
     fetched = []
+    monkeypatch.chdir(tmp_path)
 
     def fetch(file, *args, **kwargs):
         fetched.append(file)
@@ -449,6 +468,8 @@ def test_a_cheap_mistake_is_one_input_error_before_any_download(case, no_fetch):
     ('export_model', ['--output', 'out', '--config', '99'], 'unknown config 99'),
     ('train', ['--config=0', '--opt', f'pretrained={COCO_NAME}', 'dataset_dir=data', 'num_classes=3'],
      'num_classes=3 but class_names holds 80 names'),
+    ('train', ['--config=1', '--weights', COCO_NAME], 'is a config 0 model, not config 1: pass --config 0'),
+    ('demo', ['--config', '1'], 'is a config 0 model, not config 1: pass --config 0'),
 ])
 def test_a_command_checks_its_arguments_before_any_download(command, argv, message, no_fetch, capsys):
     """demo.py, eval.py, tools/export_model.py and train.py: a cheap mistake with a published
@@ -458,6 +479,16 @@ def test_a_command_checks_its_arguments_before_any_download(command, argv, messa
     assert module.main(weights_flag + argv) == 2
     err = capsys.readouterr().err.strip()
     assert no_fetch == [] and len(err.splitlines()) == 1 and message in err, err
+
+
+def test_train_py_refuses_another_runs_folder_before_any_download(no_fetch, capsys):
+    """train.py --weights NAME over a folder holding another run exits 2 in one line, with
+    nothing fetched and the other run's files kept."""
+    command = importlib.import_module('solov2.tools.train')
+    assert command.main(['--weights', COCO_NAME, '--output', another_run('run')]) == 2
+    err = capsys.readouterr().err.strip()
+    assert no_fetch == [] and len(err.splitlines()) == 1 and 'run holds another run (last)' in err, err
+    assert (Path('run') / 'last' / STATE_FILE).is_file()
 
 
 def test_a_host_name_that_does_not_resolve_fails_at_once(tiny, monkeypatch, tmp_path):

@@ -117,3 +117,39 @@ def test_kept_child_signal_leaves_a_handler_installed_from_c_in_place(monkeypatc
         paddle_side._set_SIGCHLD_handler()          # what Paddle's first loader with workers does
     monkeypatch.undo()
     assert signal.getsignal(signal.SIGCHLD) is real and paddle_side._SIGCHLD_handler_set == flag
+
+
+# a SIGCHLD handler installed from C after Python started (libc's signal(), with a C function
+# that is harmless as one), then a loader with a worker process in a kept_child_signal block;
+# prints the batches and whether that handler is the process's after the block
+C_HANDLER_PROBE = """
+import ctypes, signal, sys
+sys.path.insert(0, {repo!r})
+import numpy as np, paddle
+from solov2.model.runtime import kept_child_signal
+
+class Numbers(paddle.io.Dataset):
+    def __len__(self):
+        return 4
+    def __getitem__(self, index):
+        return np.full(2, index, np.float32)
+
+libc = ctypes.CDLL(None)
+libc.signal.restype, libc.signal.argtypes = ctypes.c_void_p, [ctypes.c_int, ctypes.c_void_p]
+handler = ctypes.cast(libc.getpid, ctypes.c_void_p).value
+libc.signal(signal.SIGCHLD, handler)
+with kept_child_signal():
+    print(len(list(paddle.io.DataLoader(Numbers(), batch_size=2, num_workers=1))))
+print(libc.signal(signal.SIGCHLD, handler) == handler)
+"""
+
+
+@pytest.mark.skipif(not os.path.isfile('/proc/self/status'), reason='set_outside_python reads /proc/self/status')
+def test_kept_child_signal_leaves_a_handler_installed_from_c_after_start_in_place():
+    """A SIGCHLD handler installed from C after Python started reads as SIG_DFL: it is seen
+    as such (``set_outside_python``), kept from Paddle's loader for the block and not
+    replaced by SIG_DFL afterwards."""
+    out = subprocess.run([sys.executable, '-c', C_HANDLER_PROBE.format(repo=str(REPO_DIR))], capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ['2', 'True']

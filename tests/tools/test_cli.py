@@ -9,6 +9,7 @@ import logging
 import pickle
 import re
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -152,6 +153,42 @@ def test_library_log_lines_show_the_flags(capsys):
         return 0
     assert run_command(main, []) == 0
     assert capsys.readouterr().out == '--resume auto: no checkpoint yet\n'
+
+
+def test_a_record_on_its_way_when_the_command_ends_is_shown_once(monkeypatch):
+    """A library thread logs a warning while the command's stdout write is under way, and the
+    command ends meanwhile (as Ctrl-C ends the demo while its reader warns of a greyscale
+    picture): the record is shown once, as the command's line, not again by a root handler
+    (importing Paddle adds one) once ``show_logs`` has put ``propagate`` back."""
+    writing, ended = threading.Event(), threading.Event()
+
+    class SlowStdout(io.StringIO):
+        def write(self, text):
+            writing.set()
+            assert ended.wait(30)
+            return super().write(text)
+
+    class Caught(logging.Handler):
+        def emit(self, record):
+            caught.append(record.getMessage())
+
+    caught, root, catcher, stdout = [], logging.getLogger(), Caught(), SlowStdout()
+    monkeypatch.setattr(sys, 'stdout', stdout)
+    reader = threading.Thread(target=logging.getLogger('solov2.data.transforms').warning, args=('a.png is grey',))
+
+    def main(argv):
+        reader.start()
+        assert writing.wait(30)
+        return 0
+
+    root.addHandler(catcher)
+    try:
+        assert run_command(main, []) == 0
+        ended.set()
+        reader.join(30)
+    finally:
+        root.removeHandler(catcher)
+    assert stdout.getvalue() == 'warning: a.png is grey\n' and caught == []
 
 
 def test_the_installed_names_are_the_console_commands_pip_installs():
