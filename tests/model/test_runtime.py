@@ -61,11 +61,9 @@ def test_paddle_on_puts_the_process_s_settings_back_after_a_nested_block_and_an_
     assert math_threads() == process
 
 
-# two loaders with a worker process, each in its own kept_child_signal block; prints whether
-# Paddle's SIGCHLD handler was set inside each block and whether the original is back after;
-# then one in another thread (Paddle's own would fail there): its batch count, the handler kept
-CHILD_SIGNAL_PROBE = """
-import signal, sys, threading
+# what both SIGCHLD probes start with: the toolkit's path, and a dataset of two batches of two
+PROBE_START = """
+import signal, sys
 sys.path.insert(0, {repo!r})
 import numpy as np, paddle
 from solov2.model.runtime import kept_child_signal
@@ -75,6 +73,14 @@ class Numbers(paddle.io.Dataset):
         return 4
     def __getitem__(self, index):
         return np.full(2, index, np.float32)
+"""
+
+
+# two loaders with a worker process, each in its own kept_child_signal block; prints whether
+# Paddle's SIGCHLD handler was set inside each block and whether the original is back after;
+# then one in another thread (Paddle's own would fail there): its batch count, the handler kept
+CHILD_SIGNAL_PROBE = PROBE_START + """
+import threading
 
 def original(signum, frame):
     pass
@@ -122,17 +128,8 @@ def test_kept_child_signal_leaves_a_handler_installed_from_c_in_place(monkeypatc
 # a SIGCHLD handler installed from C after Python started (libc's signal(), with a C function
 # that is harmless as one), then a loader with a worker process in a kept_child_signal block;
 # prints the batches and whether that handler is the process's after the block
-C_HANDLER_PROBE = """
-import ctypes, signal, sys
-sys.path.insert(0, {repo!r})
-import numpy as np, paddle
-from solov2.model.runtime import kept_child_signal
-
-class Numbers(paddle.io.Dataset):
-    def __len__(self):
-        return 4
-    def __getitem__(self, index):
-        return np.full(2, index, np.float32)
+C_HANDLER_PROBE = PROBE_START + """
+import ctypes
 
 libc = ctypes.CDLL(None)
 libc.signal.restype, libc.signal.argtypes = ctypes.c_void_p, [ctypes.c_int, ctypes.c_void_p]
