@@ -7,9 +7,11 @@
 Every module of the toolkit lives under this name: ``solov2.config``, ``solov2.data``,
 ``solov2.model`` (``solov2.model.api`` is the Python API, re-exported here),
 ``solov2.convert`` and ``solov2.tools`` (the commands). Installed with pip, those folders sit
-inside this package; in a checkout they are the repository's top-level folders, which this
-file adds to the package's search path, so the same imports work in both. Importing the
-package is cheap: the API names load Paddle only when first used.
+inside this package; in a checkout they are the repository's top-level folders, and this
+folder holds a link to each (``solov2/model -> ../model``), so Python, editors and type
+checkers all find the same modules by the same names. Importing the package is cheap: the
+API names load Paddle only when first used (a type checker reads them from the import under
+``TYPE_CHECKING``).
 """
 # Paddle 2.6.x's core library carries its own copy of zlib and exports its symbols: when
 # ``paddle`` is imported before Python's ``zlib`` module, later users of zlib (pycocotools,
@@ -17,18 +19,32 @@ package is cheap: the API names load Paddle only when first used.
 # size vs. prev_size"). Loading Python's zlib first binds them to the system's. Paddle 3.x
 # is unaffected; the import costs nothing.
 import zlib as _zlib  # noqa: F401
-from pathlib import Path as _Path
+from typing import TYPE_CHECKING
 
 __version__ = '1.0.0'
 
-_HERE = _Path(__file__).resolve().parent
-if not (_HERE / 'model').is_dir():
-    # A checkout: config/, data/, model/, convert/ and tools/ are beside this folder.
-    __path__.append(str(_HERE.parent))  # noqa: F821 (a package's __path__)
+__all__ = ['Segmenter', 'Instances', 'Instance', 'evaluate', 'train', 'TrainOptions', 'TrainSummary', 'start_processes',
+           'Processes', 'InputError', 'RunError', 'Solov2Error', 'SHIPPED_WEIGHTS', 'SAMPLE_IMAGES', 'tune_process']
+_API = frozenset(__all__)
 
-_API = ('Segmenter', 'Instances', 'Instance', 'evaluate', 'train', 'TrainOptions', 'TrainSummary', 'start_processes',
-        'Processes', 'InputError', 'RunError', 'Solov2Error', 'SHIPPED_WEIGHTS', 'SAMPLE_IMAGES', 'tune_process')
-__all__ = list(_API)
+if TYPE_CHECKING:
+    from solov2.model.api import (
+        SAMPLE_IMAGES,
+        SHIPPED_WEIGHTS,
+        InputError,
+        Instance,
+        Instances,
+        Processes,
+        RunError,
+        Segmenter,
+        Solov2Error,
+        TrainOptions,
+        TrainSummary,
+        evaluate,
+        start_processes,
+        train,
+        tune_process,
+    )
 
 
 def __getattr__(name: str):

@@ -50,13 +50,22 @@ def test_checkout_on_pythonpath_serves_a_host_project_with_its_own_config_and_mo
     host = host_project(tmp_path / 'host')
     check = ('import sys; before = list(sys.path); import solov2.tools._bootstrap, solov2.convert._bootstrap; '
              'assert sys.path == before, "the bootstrap edited sys.path"; '
-             f'import {", ".join(MODULES)}; print(solov2.model.build.__file__)')
+             f'import {", ".join(MODULES)}; from pathlib import Path; '
+             'print(Path(solov2.model.build.__file__).resolve())')
     done = _python(['-c', check], host, pythonpath=str(REPO_DIR))
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == str(REPO_DIR / 'model' / 'build.py')
     done = _python(['-c', HOST_CHECK], host, pythonpath=str(REPO_DIR))
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == str(REPO_DIR / 'solov2' / '__init__.py')
+
+
+@pytest.mark.parametrize('name', ['tests', 'demo', 'hubconf', 'weights', 'images'])
+def test_only_the_package_folders_import_under_the_one_name(tmp_path, name):
+    """In a checkout as installed, ``solov2.*`` is the package's subpackages only: a test,
+    script or data folder that imported as ``solov2.tests`` here would fail for users."""
+    done = _python(['-c', f'import solov2.{name}'], host_project(tmp_path), pythonpath=str(REPO_DIR))
+    assert done.returncode == 1 and 'ModuleNotFoundError' in done.stderr, done.stderr[-2000:]
 
 
 def test_scripts_run_by_path_from_another_folder(tmp_path):
@@ -98,7 +107,7 @@ def test_pip_install_gives_one_name_and_console_commands_in_a_fresh_venv(tmp_pat
     the console demo runs on the shipped model and sample pictures from any folder."""
     pytest.importorskip('setuptools')
     source = tmp_path / 'source'
-    shutil.copytree(REPO_DIR, source, ignore=shutil.ignore_patterns(
+    shutil.copytree(REPO_DIR, source, symlinks=True, ignore=shutil.ignore_patterns(
         '.git', 'output', 'build', '*.egg-info', '__pycache__', 'datasets', 'export', '.pytest_cache'))
     python = _fresh_venv(tmp_path / 'venv')
     done = _python(['-m', 'pip', 'install', '--no-deps', '--no-build-isolation', '--no-index', '-q', str(source)],
