@@ -7,7 +7,6 @@ from typing import Dict, Type
 
 from solov2.config.base import COCO_CLASSES, SOLOv2Base
 from solov2.config.checks import check_config
-from solov2.config.errors import InputError, param
 from solov2.config.light448_dcn_r50 import Light448DCNR50
 from solov2.config.light448_r18 import Light448R18
 from solov2.config.light448_r34 import Light448R34
@@ -21,6 +20,7 @@ from solov2.config.r101vd_dcn import R101vdDCN
 from solov2.config.setting import Setting, declared_settings
 from solov2.config.shapes_r18 import ShapesR18
 from solov2.config.x101_dcn import X101DCN
+from solov2.core.errors import InputError, param
 
 CONFIGS: Dict[int, Type[SOLOv2Base]] = {
     0: SOLOv2Base,

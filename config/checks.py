@@ -6,8 +6,8 @@ The rules below are what ``config/base.py`` hands each ``Setting`` (``rule=...``
 ``check_config`` applies the rules of the declared knobs."""
 from numbers import Real
 
-from solov2.config.errors import InputError, param
 from solov2.config.setting import Rule, declared_settings
+from solov2.core.errors import InputError, param
 
 LEVELS = 5      # FPN levels: num_grids, scale_ranges and segm_strides have one entry each
 

@@ -6,7 +6,7 @@ No Paddle here: the commands check the flag before Paddle loads."""
 import re
 from typing import Optional
 
-from solov2.config.errors import InputError, param
+from solov2.core.errors import InputError, param
 
 _NAME = re.compile(r'cpu|gpu(:\d+)?')
 

@@ -7,7 +7,7 @@
 overrides it with a plain value (``depth = 101``)."""
 from typing import Callable, Dict, NamedTuple, Optional, Tuple
 
-from solov2.config.errors import InputError
+from solov2.core.errors import InputError
 
 GROUPS = ('model', 'test')      # recorded in the sidecar; None: training only, not recorded
 

@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Collection, List, Optional, Sequence
 
 from solov2.config import CONFIGS, SOLOv2Base, get_config, with_classes, with_overrides
-from solov2.config.errors import InputError, message_of, param
 from solov2.config.setting import group_names
+from solov2.core.errors import InputError, message_of, param
 
 MODEL_SETTINGS = group_names(SOLOv2Base, 'model')
 TEST_SETTINGS = group_names(SOLOv2Base, 'test')

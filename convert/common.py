@@ -12,8 +12,8 @@ from typing import Callable, Dict, Iterable, List, Mapping, Optional, Tuple, Uni
 import numpy as np
 
 from solov2.config import CONFIGS, with_classes
-from solov2.config.errors import InputError, RunError
 from solov2.config.sidecar import sidecar_path
+from solov2.core.errors import InputError, RunError
 from solov2.data.files import check_output_file
 from solov2.model.build import model_shapes
 from solov2.model.checkpoint import save_checkpoint

@@ -23,7 +23,7 @@ from typing import Callable, Optional, Sequence
 
 import httpx
 
-from solov2.config.errors import RunError
+from solov2.core.errors import RunError
 from solov2.data.files import file_sha256
 
 LOG = logging.getLogger(__name__)

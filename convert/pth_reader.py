@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from solov2.config.errors import InputError
+from solov2.core.errors import InputError
 from solov2.data.files import looked_up
 from solov2.model.safe_pickle import DATA_GLOBALS, Refused, RestrictedUnpickler, refusal_message
 

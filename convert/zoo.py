@@ -25,14 +25,13 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Union
 
 from solov2.config import get_config
-from solov2.config.cache import WEIGHTS_FOLDER, cache_root
-from solov2.config.errors import InputError, RunError, param
-from solov2.config.shipped import SHIPPED_WEIGHTS
 from solov2.config.sidecar import sidecar_path
 from solov2.convert.common import convert_file
 from solov2.convert.download import ProgressCallback, Retry, fetch, is_url
 from solov2.convert.families import CONVERTERS
 from solov2.convert.published import CONVERTER_SCRIPTS, PUBLISHED, PUBLISHERS, SHIPPED, Published
+from solov2.core.errors import InputError, RunError, param
+from solov2.core.paths import SHIPPED_WEIGHTS, WEIGHTS_FOLDER, cache_root
 from solov2.data.files import temporary_beside
 
 LOG = logging.getLogger(__name__)
@@ -64,7 +63,7 @@ def unknown_name(text: str) -> InputError:
 
 def weights_folder(cache_dir: Optional[PathLike] = None) -> Path:
     """Where converted published checkpoints are cached: the ``weights`` folder of the cache
-    (``cache_dir``, else ``$SOLOV2_CACHE``, else ``~/.cache/solov2-paddle``: ``config.cache``)."""
+    (``cache_dir``, else ``$SOLOV2_CACHE``, else ``~/.cache/solov2-paddle``: ``core.paths``)."""
     return cache_root(cache_dir) / WEIGHTS_FOLDER
 
 

@@ -19,7 +19,7 @@ import numpy as np
 import pycocotools.mask as mask_util
 from pycocotools.coco import COCO
 
-from solov2.config.errors import InputError, param
+from solov2.core.errors import InputError, param
 from solov2.data.transforms import DEFAULT_MAX_PIXELS, read_image
 
 logger = logging.getLogger(__name__)

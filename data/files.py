@@ -17,7 +17,7 @@ from typing import Callable, Iterable, Sequence
 import cv2
 import numpy as np
 
-from solov2.config.errors import InputError, labelled
+from solov2.core.errors import InputError, labelled
 
 FILE_MODE = 0o644
 
@@ -125,7 +125,7 @@ def check_output_file(path: str | PathLike[str], inputs: Iterable[str | PathLike
     """``path`` as a file to write: InputError when it is a folder (the message suggests
     ``path/example`` unless ``example`` is ''), one of ``inputs`` (the message calls it ``role``),
     or its folder cannot be made or written (nothing is created). ``option`` names the path in
-    the messages: a label, or the caller's parameter (``config.errors.param``, ``labelled``)."""
+    the messages: a label, or the caller's parameter (``core.errors.param``, ``labelled``)."""
     path = Path(path)
     if path.is_dir():
         hint = f', e.g. {path / example}' if example else ''

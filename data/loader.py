@@ -27,7 +27,7 @@ from typing import Any, Callable, Iterator, Protocol, Sequence
 import numpy as np
 import paddle
 
-from solov2.config.errors import InputError, RunError
+from solov2.core.errors import InputError, RunError
 from solov2.data.augment import Sample, TrainTransform
 from solov2.data.transforms import batch_images
 

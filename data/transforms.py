@@ -11,7 +11,7 @@ from typing import Sequence
 import cv2
 import numpy as np
 
-from solov2.config.errors import InputError, param
+from solov2.core.errors import InputError, param
 
 LOG = logging.getLogger(__name__)
 IMAGENET_MEAN_RGB = (123.675, 116.28, 103.53)

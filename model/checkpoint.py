@@ -12,8 +12,8 @@ import numpy as np
 import paddle
 
 from solov2.config import CONFIGS, get_config, with_classes, with_overrides
-from solov2.config.errors import InputError, param
 from solov2.config.sidecar import recorded_settings, sidecar_path
+from solov2.core.errors import InputError, param
 from solov2.data.files import looked_up, write_together
 from solov2.model.build import class_count, model_shapes
 from solov2.model.safe_pickle import PADDLE_GLOBALS, Refused, RestrictedUnpickler, refusal_message

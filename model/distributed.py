@@ -20,7 +20,7 @@ from typing import Any, Callable, List, Optional, Sequence, TypeVar
 import paddle
 import paddle.distributed as dist
 
-from solov2.config.errors import InputError, param
+from solov2.core.errors import InputError, param
 
 T = TypeVar('T')
 

@@ -2,7 +2,7 @@
 that a program may ask for (MKL's code path on AMD CPUs, freed memory kept for reuse).
 
 Paddle has one device and one CPU math thread count per process. The library never leaves
-them changed: a ``Predictor`` (so a ``Segmenter`` on the dygraph backend) and a training run
+them changed: a ``DygraphBackend`` (so a ``Segmenter`` on the dygraph backend) and a training run
 set their own for the time of each call (``paddle_on``) and put the previous ones back.
 ``tune_process`` is the one call here that changes the process; the commands make it, and so
 may a program that wants their speed."""
@@ -21,7 +21,7 @@ import paddle
 from paddle.base import core
 
 from solov2.config.device import device_name, gpu_number, on_gpu
-from solov2.config.errors import InputError, param
+from solov2.core.errors import InputError, param
 from solov2.model.cpu_math import prefer_avx2_mkl
 
 logger = logging.getLogger(__name__)

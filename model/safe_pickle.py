@@ -17,7 +17,7 @@ from typing import Dict, Tuple
 
 import numpy as np
 
-from solov2.config.errors import InputError
+from solov2.core.errors import InputError
 
 AllowList = Dict[Tuple[str, str], object]
 

@@ -1,11 +1,11 @@
 """Session-wide test settings: ``--backend auto`` exports into a temporary cache, never the
-user's (``$SOLOV2_CACHE``, see model/inference/export_cache.py)."""
+user's (``$SOLOV2_CACHE``, see model/inference/auto_backend.py)."""
 import gc
 import os
 
 import pytest
 
-from solov2.model.inference.export_cache import CACHE_ENV
+from solov2.model.inference.auto_backend import CACHE_ENV
 
 
 @pytest.fixture(scope='session', autouse=True)

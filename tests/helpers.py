@@ -13,7 +13,7 @@ import pytest
 from solov2 import SHIPPED_WEIGHTS
 from solov2.config import CONFIGS, get_config
 from solov2.model.build import build_model
-from solov2.model.inference.export_cache import cache_key, cache_root, cached_backend, entry_name
+from solov2.model.inference.auto_backend import cache_key, cache_root, cached_backend, entry_name
 
 REPO_DIR = Path(__file__).resolve().parents[1]
 FIXTURES_DIR = REPO_DIR / 'tests' / 'fixtures'

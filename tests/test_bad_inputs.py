@@ -23,12 +23,13 @@ import paddle
 import pytest
 
 from solov2.config import CONFIGS
-from solov2.config.errors import InputError, RunError
+from solov2.core.errors import InputError, RunError
 from solov2.data.files import write_image
 from solov2.data.results import instances_to_coco
 from solov2.model.inference.export import infer_cfg
-from solov2.model.inference.exported import InferenceBackend, OnnxBackend
 from solov2.model.inference.media import picture_names
+from solov2.model.inference.onnxruntime_backend import OnnxBackend
+from solov2.model.inference.paddle_inference_backend import InferenceBackend
 from solov2.model.inference.postprocess import InferenceParams
 from solov2.tools import demo, export_model, labelme2coco, postprocess_raw
 from solov2.tools import eval as eval_cli

@@ -14,7 +14,7 @@ import pycocotools.mask as mask_util
 import pytest
 
 from solov2.config import CONFIGS, with_overrides
-from solov2.config.shipped import SAMPLE_IMAGES
+from solov2.core.paths import SAMPLE_IMAGES
 from solov2.model.checkpoint import save_checkpoint
 from solov2.tools import demo
 from tests.helpers import get_eval_model

@@ -41,13 +41,12 @@ import paddle
 import pytest
 
 from solov2.config import CONFIGS, get_config
-from solov2.config.cache import CACHE_ENV
-from solov2.config.shipped import SAMPLE_IMAGES, SHIPPED_WEIGHTS
 from solov2.convert import zoo
 from solov2.convert.to_ppdet import to_ppdet
+from solov2.core.paths import CACHE_ENV, SAMPLE_IMAGES, SHIPPED_WEIGHTS
 from solov2.model.build import build_model
 from solov2.model.checkpoint import save_checkpoint
-from solov2.model.inference.export_cache import cache_key, cache_root, cached_backend, entry_name, installed_engines
+from solov2.model.inference.auto_backend import cache_key, cache_root, cached_backend, entry_name, installed_engines
 from solov2.tools.cli import INSTALLED
 from tests.helpers import REPO_DIR, TINY_TRAINING, make_labelme_folder
 from tests.test_docs import DOC_FILES, NOT_LINKED, doc_name

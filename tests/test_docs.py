@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from solov2.model.inference.export_cache import CACHE_ENV
+from solov2.model.inference.auto_backend import CACHE_ENV
 from tests.helpers import REPO_DIR
 
 DOC_FILES = [REPO_DIR / 'README.md', *sorted((REPO_DIR / 'docs').glob('*.md'))]

@@ -16,7 +16,7 @@ import pytest
 from tests.helpers import REPO_DIR
 
 MODULES = ('solov2.config', 'solov2.data.coco', 'solov2.model.api', 'solov2.model.build',
-           'solov2.model.training.trainer', 'solov2.model.inference.backends', 'solov2.convert.common',
+           'solov2.model.training.trainer', 'solov2.model.inference.backend_factory', 'solov2.convert.common',
            'solov2.tools.export_model')
 HOST_CHECK = """
 import config, model, data                      # the host project's own modules
@@ -60,7 +60,7 @@ def test_checkout_on_pythonpath_serves_a_host_project_with_its_own_config_and_mo
     assert done.stdout.strip() == str(REPO_DIR / 'solov2' / '__init__.py')
 
 
-@pytest.mark.parametrize('name', ['tests', 'demo', 'hubconf', 'weights', 'images'])
+@pytest.mark.parametrize('name', ['tests', 'demo', 'hubconf'])
 def test_only_the_package_folders_import_under_the_one_name(tmp_path, name):
     """In a checkout as installed, ``solov2.*`` is the package's subpackages only: a test,
     script or data folder that imported as ``solov2.tests`` here would fail for users."""
@@ -87,7 +87,7 @@ def test_the_installed_package_lists_every_package_folder():
     folders = {'solov2'} | {'solov2.' + '.'.join(path.parent.relative_to(REPO_DIR).parts)
                             for top in ('config', 'data', 'model', 'convert', 'tools')
                             for path in (REPO_DIR / top).rglob('__init__.py')}
-    assert set(_pyproject_list('packages')) == folders | {'solov2.weights', 'solov2.images'}
+    assert set(_pyproject_list('packages')) == folders | {'solov2.core', 'solov2.weights', 'solov2.images'}
 
 
 def _fresh_venv(root: Path) -> Path:

@@ -52,21 +52,21 @@ import numpy as np  # noqa: E402
 import paddle  # noqa: E402
 
 from solov2.config import CONFIGS, with_overrides  # noqa: E402
-from solov2.config.shipped import SAMPLE_IMAGES, SHIPPED_WEIGHTS  # noqa: E402
 from solov2.config.sidecar import resolve_config  # noqa: E402
 from solov2.convert.common import convert_arrays  # noqa: E402
 from solov2.convert.families import PPDET  # noqa: E402
+from solov2.core.paths import SAMPLE_IMAGES, SHIPPED_WEIGHTS  # noqa: E402
 from solov2.data.transforms import read_image  # noqa: E402
 from solov2.model.checkpoint import save_checkpoint  # noqa: E402
 from solov2.model.cpu_math import MKL_CPU_TYPE  # noqa: E402
+from solov2.model.inference.auto_backend import cached_backend, exported_backend  # noqa: E402
 from solov2.model.inference.backend import BackendError  # noqa: E402
+from solov2.model.inference.dygraph_backend import DygraphBackend  # noqa: E402
 from solov2.model.inference.export import export  # noqa: E402
-from solov2.model.inference.export_cache import cached_backend, exported_backend  # noqa: E402
-from solov2.model.inference.exported import thread_count  # noqa: E402
+from solov2.model.inference.exported_folder import thread_count  # noqa: E402
 from solov2.model.inference.media import DrawOptions, run_images  # noqa: E402
 from solov2.model.inference.openvino_backend import has_bf16, import_openvino  # noqa: E402
 from solov2.model.inference.postprocess import matrix_nms  # noqa: E402
-from solov2.model.inference.predictor import Predictor  # noqa: E402
 from solov2.model.inference.quantize import quantize_model  # noqa: E402
 from solov2.tools import mixed_speed, picture_speed, postprocess_speed, report, train_speed  # noqa: E402
 from solov2.tools.cli import make_parser, run_command, tune_for  # noqa: E402
@@ -182,7 +182,7 @@ PPDET_DRAW_THRESHOLD = 0.5   # PaddleDetection tools/infer.py --draw_threshold d
 def ours_end_to_end(backend, paths, folder: Path) -> tuple:
     """(images/s, model-busy share) of ``demo.py``'s own work on a folder (its
     ``ImageStages`` in its pipeline, default options: pictures drawn and written, no JSON);
-    ``backend`` is a ``Predictor`` or an exported backend."""
+    ``backend`` is a ``DygraphBackend`` or an exported backend."""
     out = folder / 'ours_pictures'
     targets = {path: out / path.name for path in paths}
     stats, _ = run_images(backend, targets, DrawOptions(DEMO_DRAW_THRESHOLD, warmup=1), [])
@@ -318,7 +318,7 @@ def benchmark_config(number: int, paths, runs: int, folder: Path, rates: dict,
     """Every measurement of one config: a summary dict with one entry per backend."""
     cfg = with_overrides(CONFIGS[number], overrides)
     reference, weights = reference_and_weights(number, folder)
-    predictor = Predictor(cfg, weights, 'cpu', threads=threads)
+    predictor = DygraphBackend(cfg, weights, 'cpu', threads=threads)
     inputs, meta = predictor.prepare(read_image(paths[0]))
     batch = inputs[None]
     with paddle.no_grad():

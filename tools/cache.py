@@ -19,7 +19,7 @@ if __package__ in (None, ''):
     import _bootstrap  # noqa: F401  (script mode: make the project importable)
 
 from solov2.convert.zoo import cached_weights, remove_cached, weights_folder  # noqa: E402
-from solov2.model.inference.export_cache import cache_entries, cache_root, remove_entries, source_hash  # noqa: E402
+from solov2.model.inference.auto_backend import cache_entries, cache_root, remove_entries, source_hash  # noqa: E402
 from solov2.tools.cli import make_parser, run_command  # noqa: E402
 
 

@@ -16,13 +16,13 @@ tools/*.py, convert/*2paddle.py) does the same way, and nothing the library need
   progress line with rate and ETA (``DownloadProgress`` in MB for a download), and
   ``weights_path`` turns a published name given to --weights into its converted checkpoint.
 - Words: a library message names the caller's parameters in Python words (``weights=``,
-  ``resume='auto'``: ``config.errors.param``); ``in_flags`` turns them into the flags
+  ``resume='auto'``: ``core.errors.param``); ``in_flags`` turns them into the flags
   (``--weights``, ``--resume auto``: ``FLAGS`` where the flag is not the name with dashes),
   for the error line and the log lines alike. Run as an installed console command
   (``solov2-weights``: how the process was started, ``sys.argv[0]``), the help, the error
   line and the log lines name the installed commands (``INSTALLED``), not the checkout's
   scripts (``python tools/weights.py``), and the shipped model by its name (``command_words``).
-- Exit codes, in one place (``run_command``): ``config.errors.InputError`` ends in one
+- Exit codes, in one place (``run_command``): ``core.errors.InputError`` ends in one
   ``error:`` line and exit 2; ``RunError`` (the work failed) and ``OSError`` (the system
   refused) in one line and exit 1; any other exception is a bug in the toolkit, said so in one
   line naming ``--debug``, exit 1; Ctrl-C and SIGTERM in one line naming what was done (exit
@@ -52,8 +52,8 @@ warnings.filterwarnings('ignore', message='When training, we now always track gl
 
 from solov2.config import describe_configs  # noqa: E402  (after the start-up settings above)
 from solov2.config.device import device_name, on_gpu  # noqa: E402
-from solov2.config.errors import InputError, Message, RunError, message_of  # noqa: E402
 from solov2.config.install import paddle_install_problem  # noqa: E402
+from solov2.core.errors import InputError, Message, RunError, message_of  # noqa: E402
 
 LIBRARY_LOGGER = 'solov2'   # every library module logs under it (loggers named after modules)
 DEBUG_FLAG = '--debug'
@@ -435,7 +435,7 @@ def add_backend_args(parser: argparse.ArgumentParser, backends, precisions) -> N
 
 
 def backend_options(args) -> dict:
-    """``model.inference.backends.open_backend``'s keywords from a command line parsed with
+    """``model.inference.backend_factory.open_backend``'s keywords from a command line parsed with
     ``add_model_args``, ``add_backend_args`` and ``add_runtime_args``."""
     return {'weights': args.weights, 'config': args.config, 'backend': args.backend, 'model_dir': args.model_dir,
             'precision': args.precision, 'device': args.device, 'threads': args.threads, 'overrides': args.opt,

@@ -11,7 +11,7 @@
 The config is taken from the checkpoint's sidecar (dygraph) or from the export's
 infer_cfg.json (inference, onnx) unless --config is given.
 
-Backends (model/inference/backends.py): ``auto`` (the default) exports --weights once into a
+Backends (model/inference/backend_factory.py): ``auto`` (the default) exports --weights once into a
 cache and runs it in OpenVINO f32 unless onnxruntime is 10% faster for this thread count and
 CPU (timed once, then recorded; dygraph on a GPU), saying which and why in one line;
 ``dygraph`` runs the Paddle model from --weights; ``inference`` (Paddle Inference), ``onnx``
@@ -48,13 +48,13 @@ from solov2.tools.cli import (  # before Paddle
 
 with interruptible_loading():      # Ctrl-C or SIGTERM while Paddle and the library load: one line
     from solov2.config import announce_config, describe_configs
-    from solov2.config.errors import InputError
-    from solov2.config.shipped import SAMPLE_IMAGES, SHIPPED_WEIGHTS
+    from solov2.core.errors import InputError
+    from solov2.core.paths import SAMPLE_IMAGES, SHIPPED_WEIGHTS
     from solov2.data.files import check_folder, check_output_file, looked_up
     from solov2.data.results import write_json
     from solov2.model.api.segmenter import check_arguments
     from solov2.model.distributed import Processes, gather, launched_processes, start_processes
-    from solov2.model.inference.backends import BACKENDS, open_backend
+    from solov2.model.inference.backend_factory import BACKENDS, open_backend
     from solov2.model.inference.media import (
         DrawOptions,
         check_video_output,

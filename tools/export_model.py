@@ -13,7 +13,7 @@ Writes to the output folder:
   input normalisation and the post-processing thresholds.
 
 The exported graph is the network plus sigmoid and points-NMS
-(``model.inference.exportable.ExportableSOLOv2``); threshold, dynamic convolution, Matrix NMS
+(``model.inference.export_network.ExportableSOLOv2``); threshold, dynamic convolution, Matrix NMS
 and top-k run in Python (``model.inference.postprocess.postprocess_flat``), see README
 "Deployment". After writing, each format is run once on a random input and compared
 with the dygraph model (``--no-verify`` skips this).
@@ -26,14 +26,14 @@ if __package__ in (None, ''):
 
 import paddle  # noqa: E402
 
-from solov2.config.errors import InputError  # noqa: E402
 from solov2.config.sidecar import sidecar_path  # noqa: E402
+from solov2.core.errors import InputError  # noqa: E402
 from solov2.data.files import check_output_file  # noqa: E402
 from solov2.model.api.segmenter import check_arguments  # noqa: E402
-from solov2.model.inference.backends import checked_weights  # noqa: E402
+from solov2.model.inference.backend_factory import checked_weights  # noqa: E402
 from solov2.model.inference.export import DCN_OPSET, DEFAULT_MAX_SIZE, export  # noqa: E402
-from solov2.model.inference.exportable import MIN_SIZE  # noqa: E402
-from solov2.model.inference.exported import INFER_CFG, ONNX_FILE, PADDLE_PREFIX  # noqa: E402
+from solov2.model.inference.export_network import MIN_SIZE  # noqa: E402
+from solov2.model.inference.exported_folder import INFER_CFG, ONNX_FILE, PADDLE_PREFIX  # noqa: E402
 from solov2.tools.cli import add_model_args, make_parser, run_command, set_status, weights_path  # noqa: E402
 
 

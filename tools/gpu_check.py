@@ -43,15 +43,15 @@ from paddle.base import core  # noqa: E402
 from solov2.config import get_config  # noqa: E402
 from solov2.config.device import gpu_number, on_gpu  # noqa: E402
 from solov2.config.install import installed_wheels, paddle_install_problem  # noqa: E402
-from solov2.config.shipped import SAMPLE_IMAGES, SHIPPED_WEIGHTS  # noqa: E402
+from solov2.core.paths import SAMPLE_IMAGES, SHIPPED_WEIGHTS  # noqa: E402
 from solov2.data.coco import CocoDataset, load_coco  # noqa: E402
 from solov2.data.coco_eval import evaluate_segm  # noqa: E402
 from solov2.data.results import write_json  # noqa: E402
 from solov2.data.transforms import read_image  # noqa: E402
 from solov2.model.build import build_model  # noqa: E402
 from solov2.model.deform_ops import deform_conv  # noqa: E402
+from solov2.model.inference.dygraph_backend import DygraphBackend  # noqa: E402
 from solov2.model.inference.evaluation import predict_coco  # noqa: E402
-from solov2.model.inference.predictor import Predictor  # noqa: E402
 from solov2.model.runtime import paddle_on, resolve_device  # noqa: E402
 from solov2.model.training.ema import ModelEMA  # noqa: E402
 from solov2.model.training.hooks import Hook  # noqa: E402
@@ -114,7 +114,7 @@ def _pictures(s: Setting) -> list:
 
 def check_inference(s: Setting) -> str:
     """The shipped model's three outputs on each sample picture, GPU against CPU."""
-    cpu, gpu = (Predictor(get_config(9), SHIPPED_WEIGHTS, device, threads=2) for device in ('cpu', s.device))
+    cpu, gpu = (DygraphBackend(get_config(9), SHIPPED_WEIGHTS, device, threads=2) for device in ('cpu', s.device))
     worst = 0.0
     for picture in _pictures(s):
         chw, _ = cpu.prepare(picture)
@@ -126,7 +126,7 @@ def check_inference(s: Setting) -> str:
 
 def check_postprocess(s: Setting) -> str:
     """Device post-processing against numpy on the same network outputs."""
-    gpu = Predictor(get_config(9), SHIPPED_WEIGHTS, s.device, threads=2, on_device=True)
+    gpu = DygraphBackend(get_config(9), SHIPPED_WEIGHTS, s.device, threads=2, on_device=True)
     instances, differ, pixels, worst = 0, 0, 0, 0.0
     for picture in _pictures(s):
         chw, meta = gpu.prepare(picture)
@@ -278,8 +278,8 @@ def _ap(predictor, ann: str, images: str) -> float:
 def check_eval(s: Setting) -> str:
     """Mask AP of the shipped model with the device (and its post-processing) and the CPU."""
     ann, images = _shapes_set(s, 'val', s.pictures)
-    cpu = _ap(Predictor(get_config(9), SHIPPED_WEIGHTS, 'cpu', threads=2), ann, images)
-    gpu = _ap(Predictor(get_config(9), SHIPPED_WEIGHTS, s.device, threads=2, on_device=True), ann, images)
+    cpu = _ap(DygraphBackend(get_config(9), SHIPPED_WEIGHTS, 'cpu', threads=2), ann, images)
+    gpu = _ap(DygraphBackend(get_config(9), SHIPPED_WEIGHTS, s.device, threads=2, on_device=True), ann, images)
     numbers = f'AP {gpu:.2f} with the device, {cpu:.2f} on the CPU, {s.pictures} pictures'
     assert abs(gpu - cpu) <= AP_POINTS, numbers + f': over {AP_POINTS} points apart'
     return numbers

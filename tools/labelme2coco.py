@@ -33,7 +33,7 @@ import pycocotools.mask as mask_util
 if __package__ in (None, ''):
     import _bootstrap  # noqa: F401  (script mode: make the project importable)
 
-from solov2.config.errors import InputError
+from solov2.core.errors import InputError
 from solov2.data.coco import read_class_names, segmentation_to_rle
 from solov2.data.files import atomic_write, check_output_file, same_file
 from solov2.data.results import write_json

@@ -20,9 +20,9 @@ if __package__ in (None, ''):
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
-from solov2.config.errors import InputError  # noqa: E402
+from solov2.core.errors import InputError  # noqa: E402
 from solov2.data.transforms import read_image  # noqa: E402
-from solov2.model.inference.export_cache import exported_backend  # noqa: E402
+from solov2.model.inference.auto_backend import exported_backend  # noqa: E402
 from solov2.model.inference.media import DrawOptions, run_images  # noqa: E402
 from solov2.tools import report  # noqa: E402
 from solov2.tools.cli import make_parser, run_command, tune_for  # noqa: E402

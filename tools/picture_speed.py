@@ -18,8 +18,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from solov2.config.shipped import SHIPPED_WEIGHTS
-from solov2.model.inference.backends import open_backend
+from solov2.core.paths import SHIPPED_WEIGHTS
+from solov2.model.inference.backend_factory import open_backend
 from solov2.model.inference.media import DrawOptions, ImageStages
 from solov2.model.inference.pipeline import run_pipeline
 from solov2.tools import report
@@ -37,7 +37,7 @@ from solov2.tools.train_speed import in_own_process
 DRAW_THRESHOLD = 0.3                        # demo.py --draw-threshold default
 FOLDERS = ((640, 640, 10), (640, 640, 100), (4000, 3000, 10), (4000, 3000, 100))   # width, height, shapes
 MARKERS = ('<!-- pictures: begin -->', '<!-- pictures: end -->')
-ENGINES = {'OpenVinoBackend': 'OpenVINO f32', 'OnnxBackend': 'onnxruntime', 'Predictor': 'dygraph'}
+ENGINES = {'OpenVinoBackend': 'OpenVINO f32', 'OnnxBackend': 'onnxruntime', 'DygraphBackend': 'dygraph'}
 
 
 def grid(width: int, height: int, count: int) -> tuple:

@@ -23,11 +23,11 @@ if __package__ in (None, ''):
 
 import numpy as np  # noqa: E402
 
-from solov2.config.errors import InputError  # noqa: E402
+from solov2.core.errors import InputError  # noqa: E402
 from solov2.data.files import check_output_file, make_folder, write_image  # noqa: E402
 from solov2.data.results import write_json  # noqa: E402
 from solov2.data.transforms import ImageMeta, read_image  # noqa: E402
-from solov2.model.inference.exportable import OUTPUT_NAMES, outputs_text  # noqa: E402
+from solov2.model.inference.export_network import OUTPUT_NAMES, outputs_text  # noqa: E402
 from solov2.model.inference.media import picture_names  # noqa: E402
 from solov2.model.inference.outputs import coco_records, draw_bgr, sort_records  # noqa: E402
 from solov2.model.inference.postprocess import InferenceParams, paste_detections, postprocess_flat  # noqa: E402

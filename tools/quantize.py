@@ -29,9 +29,9 @@ from pathlib import Path
 if __package__ in (None, ''):
     import _bootstrap  # noqa: F401  (script mode: make the project importable)
 
-from solov2.config.errors import InputError  # noqa: E402
+from solov2.core.errors import InputError  # noqa: E402
 from solov2.data.files import check_folder  # noqa: E402
-from solov2.model.inference.exported import read_infer_cfg  # noqa: E402
+from solov2.model.inference.exported_folder import read_infer_cfg  # noqa: E402
 from solov2.model.inference.media import list_images  # noqa: E402
 from solov2.model.inference.quantize import load_annotated, quantize_model  # noqa: E402
 from solov2.tools.cli import Progress, make_parser, run_command  # noqa: E402

@@ -34,7 +34,7 @@ import paddle
 
 from solov2.config import get_config, with_overrides
 from solov2.config.base import COCO_CLASSES
-from solov2.config.errors import RunError
+from solov2.core.errors import RunError
 from solov2.data.loader import collate_batch
 from solov2.model.training.hooks import Hook, LogHook
 from solov2.model.training.options import TrainOptions

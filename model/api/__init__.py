@@ -15,8 +15,8 @@ says the fix) and ``RunError``. The library logs through ``logging`` (loggers na
 its modules), prints nothing and leaves the process as it found it; ``tune_process`` is the
 one call that tunes the whole process for speed, as the commands do.
 """
-from solov2.config.errors import InputError, RunError, Solov2Error
-from solov2.config.shipped import SAMPLE_IMAGES, SHIPPED_WEIGHTS
+from solov2.core.errors import InputError, RunError, Solov2Error
+from solov2.core.paths import SAMPLE_IMAGES, SHIPPED_WEIGHTS
 from solov2.model.api.evaluation import evaluate
 from solov2.model.api.instances import Instance, Instances
 from solov2.model.api.segmenter import Segmenter

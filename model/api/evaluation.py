@@ -1,7 +1,7 @@
 """``evaluate``: COCO mask AP of a ``Segmenter`` on an annotated image set, as eval.py prints it."""
 from typing import Callable, Dict, Optional
 
-from solov2.config.errors import InputError
+from solov2.core.errors import InputError
 from solov2.model.distributed import SINGLE, Processes
 from solov2.model.inference.evaluation import evaluation_dataset, score_coco
 

@@ -8,7 +8,7 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 import cv2
 import numpy as np
 
-from solov2.config.errors import InputError
+from solov2.core.errors import InputError
 from solov2.data.masks import CroppedMasks
 from solov2.data.results import crop_polygons, encode_crop_rle, instances_to_coco
 from solov2.data.transforms import swap_red_blue

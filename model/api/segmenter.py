@@ -11,13 +11,13 @@ from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Seque
 
 import numpy as np
 
-from solov2.config.errors import InputError, param
 from solov2.convert.zoo import checked_config, resolve_weights
+from solov2.core.errors import InputError, param
 from solov2.data.transforms import check_pixels, decode_image, pil_to_array, read_image, to_rgb
 from solov2.model.api.instances import Instances, check_channels
 from solov2.model.distributed import SINGLE, Processes
-from solov2.model.inference.backends import check_choices, open_backend
-from solov2.model.inference.export_cache import Progress
+from solov2.model.inference.auto_backend import Progress
+from solov2.model.inference.backend_factory import check_choices, open_backend
 from solov2.model.inference.media import list_images, open_capture, read_frames, video_stages
 from solov2.model.inference.pipeline import stream_pipeline
 from solov2.model.inference.postprocess import InferenceParams
@@ -187,7 +187,7 @@ class Segmenter:
             publisher's host: a folder or an http(s) base URL with the publishers' file names
             (default ``$SOLOV2_MIRROR``; ``convert.zoo.locations``).
     ``close()`` (or leaving a ``with`` block) releases the model; later calls raise InputError.
-    Errors: ``config.errors.InputError`` (a ValueError) with a one-line message.
+    Errors: ``core.errors.InputError`` (a ValueError) with a one-line message.
     """
 
     def __init__(self, weights: Optional[str] = None, config: Optional[int] = None, backend: str = 'auto',

@@ -17,15 +17,15 @@ import numpy as np
 import paddle
 
 from solov2.config import SOLOv2Base, get_config, with_overrides
-from solov2.config.errors import InputError, param
 from solov2.convert.zoo import checked_config, resolve_weights
+from solov2.core.errors import InputError, param
 from solov2.data.coco import load_coco, read_class_names
 from solov2.data.transforms import read_image
 from solov2.data.visualize import draw_instances
 from solov2.model.distributed import SINGLE, Processes, launched_processes
-from solov2.model.inference.backends import check_choices
+from solov2.model.inference.backend_factory import check_choices
+from solov2.model.inference.dygraph_backend import DygraphBackend
 from solov2.model.inference.evaluation import evaluation_dataset, score_coco
-from solov2.model.inference.predictor import Predictor
 from solov2.model.training.amp import amp_dtype
 from solov2.model.training.components import check_dataset
 from solov2.model.training.options import TrainOptions
@@ -70,7 +70,7 @@ def evaluate(model: paddle.nn.Layer, cfg, processes: Processes = SINGLE) -> Dict
     and every process gets its stats (``score_coco``)."""
     ann, images = val_set(cfg)
     dataset = val_dataset(ann, images, tuple(cfg.class_names), file_version(ann, images))
-    return score_coco(Predictor.for_model(model, cfg), dataset.coco, images, dataset.label_to_category_id,
+    return score_coco(DygraphBackend.for_model(model, cfg), dataset.coco, images, dataset.label_to_category_id,
                       processes=processes)
 
 
@@ -87,7 +87,7 @@ def first_val_image(ann: str, images: str) -> str:
 def val_picture(model: paddle.nn.Layer, cfg) -> np.ndarray:
     """The first validation image with ``model``'s (in eval mode) instances drawn, [H, W, 3] uint8 RGB."""
     image = read_image(first_val_image(*val_set(cfg)), cfg.max_image_pixels)
-    result = Predictor.for_model(model, cfg)(image)
+    result = DygraphBackend.for_model(model, cfg)(image)
     return draw_instances(image, result.masks, result.labels, result.scores, cfg.class_names, 0.3)
 
 

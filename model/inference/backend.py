@@ -15,9 +15,9 @@ from typing import List, Optional, Sequence, Tuple
 import numpy as np
 import paddle
 
-from solov2.config.errors import InputError
+from solov2.core.errors import InputError
 from solov2.data.transforms import ImageMeta, batch_images, preprocess
-from solov2.model.inference.exportable import check_input_size
+from solov2.model.inference.export_network import check_input_size
 from solov2.model.inference.pipeline import default_finish_workers
 from solov2.model.inference.postprocess import Detections, InferenceParams, paste_detections, postprocess_flat
 

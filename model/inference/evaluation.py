@@ -5,7 +5,7 @@ from typing import Callable, Dict, List, Optional, Sequence
 
 from pycocotools.coco import COCO
 
-from solov2.config.errors import InputError
+from solov2.core.errors import InputError
 from solov2.data.coco import CocoDataset
 from solov2.data.coco_eval import evaluate_segm
 from solov2.data.results import instances_to_coco

@@ -3,7 +3,7 @@
 post-processing thresholds), then a check of each format against the dygraph model.
 
 The exported graph is the network plus sigmoid and points-NMS
-(``model.inference.exportable.ExportableSOLOv2``); threshold, dynamic convolution, Matrix NMS
+(``model.inference.export_network.ExportableSOLOv2``); threshold, dynamic convolution, Matrix NMS
 and top-k run in Python (``model.inference.postprocess.postprocess_flat``).
 ``tools/export_model.py`` is the command line.
 """
@@ -18,10 +18,11 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 import paddle
 
-from solov2.config.errors import InputError, param
+from solov2.core.errors import InputError, param
 from solov2.data.transforms import padded_size
 from solov2.model.inference.backend import BackendError
-from solov2.model.inference.exportable import (
+from solov2.model.inference.dygraph_backend import DygraphBackend
+from solov2.model.inference.export_network import (
     INPUT_NAME,
     MIN_SIZE,
     OUTPUT_NAMES,
@@ -32,9 +33,10 @@ from solov2.model.inference.exportable import (
     input_description,
     save_inference_model,
 )
-from solov2.model.inference.exported import INFER_CFG, ONNX_FILE, PADDLE_PREFIX, InferenceBackend, OnnxBackend
+from solov2.model.inference.exported_folder import INFER_CFG, ONNX_FILE, PADDLE_PREFIX
+from solov2.model.inference.onnxruntime_backend import OnnxBackend
+from solov2.model.inference.paddle_inference_backend import InferenceBackend
 from solov2.model.inference.postprocess import InferenceParams
-from solov2.model.inference.predictor import Predictor
 from solov2.model.layers import paddle_major
 
 DEFAULT_MAX_SIZE = 1344        # 1333 (the largest test_max of the configs) padded to 32
@@ -182,7 +184,7 @@ def compare_outputs(got: Sequence[np.ndarray], expected: Sequence[np.ndarray]) -
             'flipped': int(((scores > 0) != (ref > 0)).sum())}
 
 
-def verify(dygraph: Predictor, backends: Sequence, seed: int = 0) -> List[str]:
+def verify(dygraph: DygraphBackend, backends: Sequence, seed: int = 0) -> List[str]:
     """Run each exported backend and the dygraph model on one random input; raise
     ExportError when kernels or mask features differ by more than VERIFY_TOLERANCE."""
     batch = np.random.RandomState(seed).standard_normal((1, 3, *VERIFY_HW)).astype(np.float32)
@@ -201,16 +203,16 @@ def verify(dygraph: Predictor, backends: Sequence, seed: int = 0) -> List[str]:
 
 def export(number: int, cfg, weights: str, out_dir: Path, fmt: str = 'both', opset: int = 17,
            min_size: int = MIN_SIZE, max_size: int = DEFAULT_MAX_SIZE,
-           check: bool = True, dygraph: Optional[Predictor] = None) -> List[str]:
+           check: bool = True, dygraph: Optional[DygraphBackend] = None) -> List[str]:
     """Write the export; returns the lines to print. Raises ExportError or CheckpointError.
-    ``dygraph``: the ``Predictor`` of ``cfg`` and ``weights`` on the CPU when the caller has
+    ``dygraph``: the ``DygraphBackend`` of ``cfg`` and ``weights`` on the CPU when the caller has
     built it already (built here otherwise)."""
     for name, value in (('min_size', min_size), ('max_size', max_size)):
         if value % SIZE_DIVISOR or value < MIN_SIZE:
             raise ExportError(param(name, value) + f' must be a multiple of {SIZE_DIVISOR} and >= {MIN_SIZE}')
     if max_size < min_size:
         raise ExportError(param('max_size', max_size) + ' is below ' + param('min_size', min_size))
-    dygraph = dygraph or Predictor(cfg, weights, device='cpu')
+    dygraph = dygraph or DygraphBackend(cfg, weights, device='cpu')
     cfg, model = dygraph.cfg, dygraph.model
     deformable = has_deformable_conv(model)
     p2o = check_onnx_tools(deformable) if fmt in ('onnx', 'both') else None

@@ -14,7 +14,7 @@ from typing import Optional, Tuple, Union
 
 import cv2
 
-from solov2.config.errors import InputError, param
+from solov2.core.errors import InputError, param
 from solov2.data.files import check_folder, check_output_file, make_folder, same_file, write_image
 from solov2.data.transforms import read_image
 from solov2.model.distributed import SINGLE, Processes

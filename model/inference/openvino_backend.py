@@ -45,11 +45,11 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
-from solov2.config.errors import param
+from solov2.core.errors import param
 from solov2.data.transforms import bucket_for, bucket_sizes
 from solov2.model.inference.backend import BackendError
-from solov2.model.inference.exportable import INPUT_NAME, OUTPUT_NAMES, REGIONS_NAME, full_regions
-from solov2.model.inference.exported import ExportedBackend, loading, thread_count
+from solov2.model.inference.export_network import INPUT_NAME, OUTPUT_NAMES, REGIONS_NAME, full_regions
+from solov2.model.inference.exported_folder import ExportedBackend, loading, thread_count
 from solov2.model.inference.onnx_regions import without_region_masks
 from solov2.model.inference.openvino_graph import pad_deformable_sampling, rewrite_deform_conv
 

@@ -11,7 +11,7 @@ from solov2.data.files import atomic_write
 from solov2.data.results import instances_to_coco
 from solov2.data.transforms import swap_red_blue
 from solov2.data.visualize import draw_instances
-from solov2.model.inference.exportable import OUTPUTS, input_description
+from solov2.model.inference.export_network import OUTPUTS, input_description
 
 MANIFEST = 'manifest.json'
 

@@ -19,7 +19,7 @@ import numpy as np
 import paddle
 import paddle.nn.functional as F
 
-from solov2.config.errors import InputError
+from solov2.core.errors import InputError
 from solov2.data.masks import EMPTY_CROP, CroppedMasks, mask_to_box
 
 
@@ -317,7 +317,7 @@ def segment_image(scores, kernels, mask_feat, strides, params: InferenceParams) 
 
 def postprocess_flat(scores, kernels, mask_feat, params: InferenceParams) -> List[Detections]:
     """The data-dependent part of inference, after the exportable network
-    (``model.inference.exportable.ExportableSOLOv2``): scores [B, K, C] (sigmoid + points-NMS),
+    (``model.inference.export_network.ExportableSOLOv2``): scores [B, K, C] (sigmoid + points-NMS),
     kernels [B, K, E], mask_feat [B, E, Hf, Wf], numpy arrays or paddle tensors ->
     one Detections (soft masks) per image."""
     scores, kernels, mask_feat = (np.asarray(_array(a), np.float32) for a in (scores, kernels, mask_feat))

@@ -13,7 +13,7 @@ import numpy as np
 import paddle
 
 from solov2.config.device import on_gpu
-from solov2.config.errors import InputError, param
+from solov2.core.errors import InputError, param
 
 logger = logging.getLogger(__name__)
 AMP_TYPES = {'fp16': 'float16', 'bf16': 'bfloat16'}

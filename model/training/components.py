@@ -8,7 +8,7 @@ from typing import Mapping, Optional, Sequence
 import numpy as np
 import paddle
 
-from solov2.config.errors import InputError, param
+from solov2.core.errors import InputError, param
 from solov2.data.augment import TrainTransform
 from solov2.data.coco import CocoDataset
 from solov2.data.files import looked_up

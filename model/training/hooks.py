@@ -7,7 +7,7 @@ from typing import Callable, Dict, List, Optional
 
 import numpy as np
 
-from solov2.config.errors import InputError, param
+from solov2.core.errors import InputError, param
 from solov2.model.distributed import SINGLE, Processes, rank0_state
 from solov2.model.training.components import evaluation_weights
 from solov2.model.training.run_log import RunLog, significant

@@ -4,7 +4,7 @@ import math
 from typing import Collection, List, Sequence, Tuple
 
 from solov2.config import with_overrides
-from solov2.config.errors import InputError, param
+from solov2.core.errors import InputError, param
 
 SCHEDULES = ('step', 'cosine')
 WARMUP_SHARE = 0.1          # an unnamed warm-up longer than this share of the run is cut to it

@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import List, Sequence, Tuple
 
 from solov2.config import get_config, with_classes, with_overrides
-from solov2.config.errors import InputError, param
 from solov2.config.sidecar import read_sidecar, resolve_config
+from solov2.core.errors import InputError, param
 from solov2.data.coco import CocoDataset, read_class_names
 from solov2.model.checkpoint import check_weights_file
 from solov2.model.training.components import training_source

@@ -10,7 +10,7 @@ from typing import Dict
 import numpy as np
 import paddle
 
-from solov2.config.errors import param
+from solov2.core.errors import param
 from solov2.data.files import build_folder, previous_folder
 from solov2.model.checkpoint import CheckpointError, assign_params, check_fit, load_paddle_params, save_checkpoint
 

@@ -10,7 +10,7 @@ from typing import Iterator, List, Optional, Sequence
 import numpy as np
 import paddle
 
-from solov2.config.errors import RunError
+from solov2.core.errors import RunError
 from solov2.data.loader import loader_batches, set_epoch
 from solov2.model.training.amp import scaler_state
 from solov2.model.training.distributed import mean_positives, rank0_minutes

@@ -16,7 +16,6 @@ from solov2.config import (
 )
 from solov2.config.base import FULL_SCALE_RANGES, SOLOv2Base
 from solov2.config.checks import check_config
-from solov2.config.errors import InputError
 from solov2.config.light448_r18 import Light448R18
 from solov2.config.light448_r34 import Light448R34
 from solov2.config.light448_r50 import Light448R50
@@ -27,6 +26,7 @@ from solov2.config.r101_fpn import R101FPN
 from solov2.config.r101vd_dcn import R101vdDCN
 from solov2.config.setting import Setting, declared_settings
 from solov2.config.sidecar import MODEL_SETTINGS, TEST_SETTINGS
+from solov2.core.errors import InputError
 from tests.helpers import REPO_DIR
 
 EXPECTED_NUMBERING = {

@@ -3,7 +3,7 @@ so 'gpu:0' is a GPU wherever 'gpu' is, and a GPU this Paddle cannot use fails in
 import pytest
 
 from solov2.config.device import device_name, on_gpu
-from solov2.config.errors import InputError
+from solov2.core.errors import InputError
 from solov2.model import runtime
 from solov2.tools import train
 
@@ -50,7 +50,7 @@ def test_paddle_2_on_hopper_names_the_fix(version, capability, named):
 def test_library_device_names_are_normalised_as_the_flags_are():
     """open_backend (Segmenter's) takes the same names: 'CPU' is the CPU an exported backend
     runs on (it gets as far as asking for its model folder), 'cuda' is refused."""
-    from solov2.model.inference.backends import BackendError, open_backend
+    from solov2.model.inference.backend_factory import BackendError, open_backend
     with pytest.raises(BackendError, match='needs model_dir'):
         open_backend(None, backend='onnx', device='CPU')
     with pytest.raises(InputError, match="'cpu', 'gpu' or 'gpu:N'"):

@@ -18,8 +18,8 @@ from solov2.config import CONFIGS
 from solov2.convert import ppdet2paddle, ppdet_names
 from solov2.convert.common import convert
 from solov2.model.checkpoint import load_paddle_params, save_checkpoint
+from solov2.model.inference.dygraph_backend import DygraphBackend
 from solov2.model.inference.postprocess import flatten_levels, paste_in_boxes, postprocess
-from solov2.model.inference.predictor import Predictor
 from solov2.tools.reference import ppdet_ref
 
 pytestmark = pytest.mark.reference
@@ -81,7 +81,7 @@ def pair(request, tmp_path_factory):
     number = _convert(family, src, out)
     image = _image()
     expected = ppdet_ref.run(reference, image)
-    predictor = Predictor(CONFIGS[number], out, device='cpu')
+    predictor = DygraphBackend(CONFIGS[number], out, device='cpu')
     with paddle.no_grad():
         outputs = predictor.model(paddle.to_tensor(image))
     return family, number, expected, predictor, outputs

@@ -11,8 +11,8 @@ pytest.importorskip('torch', reason='reference test: needs PyTorch (requirements
 import numpy as np
 import torch
 
-from solov2.config.errors import InputError  # noqa: E402
 from solov2.convert.pth_reader import load_pth, load_state_dict  # noqa: E402
+from solov2.core.errors import InputError  # noqa: E402
 from tests.fixtures.solo_checkpoints import write_solo_checkpoint
 
 pytestmark = pytest.mark.reference

@@ -11,12 +11,12 @@ from urllib.parse import urlparse
 import pytest
 
 from solov2.config import CONFIGS
-from solov2.config.errors import RunError
-from solov2.config.shipped import SHIPPED_WEIGHTS
 from solov2.convert import download, zoo
 from solov2.convert.download import DownloadError
 from solov2.convert.families import CONVERTERS
 from solov2.convert.published import CONVERTER_SCRIPTS, PUBLISHED, PUBLISHERS, SHIPPED
+from solov2.core.errors import RunError
+from solov2.core.paths import SHIPPED_WEIGHTS
 from solov2.model.api import Segmenter
 from solov2.tools import zoo_docs
 from tests.helpers import REPO_DIR

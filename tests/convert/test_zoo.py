@@ -33,15 +33,14 @@ import numpy as np
 import pytest
 
 from solov2.config import CONFIGS, with_classes
-from solov2.config.cache import CACHE_ENV
-from solov2.config.errors import InputError, RunError
-from solov2.config.shipped import SAMPLE_IMAGES, SHIPPED_WEIGHTS
 from solov2.convert import download, zoo
 from solov2.convert.common import model_shapes
 from solov2.convert.download import DownloadError, Retry
 from solov2.convert.families import CONVERTERS
 from solov2.convert.published import CONVERTER_SCRIPTS, Published
 from solov2.convert.to_ppdet import to_ppdet
+from solov2.core.errors import InputError, RunError
+from solov2.core.paths import CACHE_ENV, SAMPLE_IMAGES, SHIPPED_WEIGHTS
 from solov2.model.api import Segmenter, TrainOptions, train
 from solov2.model.checkpoint import load_paddle_params
 from solov2.model.training.state import STATE_FILE

@@ -7,7 +7,7 @@ import numpy as np
 import pycocotools.mask as mask_util
 import pytest
 
-from solov2.config.errors import InputError
+from solov2.core.errors import InputError
 from solov2.data.coco import CocoDataset, read_class_names, segmentation_to_mask
 from solov2.data.results import rle_run_lengths
 from solov2.tools.cli import in_flags

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
-from solov2.config.errors import InputError
+from solov2.core.errors import InputError
 from solov2.data.augment import TrainTransform
 from solov2.data.loader import LoaderError, TrainDataset, build_train_loader, collate_batch, set_epoch
 

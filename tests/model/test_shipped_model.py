@@ -8,8 +8,8 @@ from solov2.config import get_config
 from solov2.data.coco import CocoDataset, load_coco
 from solov2.data.coco_eval import evaluate_segm
 from solov2.data.results import write_json
+from solov2.model.inference.dygraph_backend import DygraphBackend
 from solov2.model.inference.evaluation import predict_coco
-from solov2.model.inference.predictor import Predictor
 from solov2.tools import demo
 from solov2.tools.make_shapes_dataset import generate_split
 from tests.helpers import REPO_DIR
@@ -43,7 +43,7 @@ def test_accuracy_on_unseen_shapes(tmp_path):
     coco_dict = generate_split(tmp_path, 'val', 60, 256, seed=12345)
     ann = tmp_path / 'val.json'
     write_json(coco_dict, str(ann))
-    predictor = Predictor(get_config(9), str(WEIGHTS), 'cpu')
+    predictor = DygraphBackend(get_config(9), str(WEIGHTS), 'cpu')
     dataset = CocoDataset(str(ann), str(tmp_path / 'val'), class_names=list(predictor.class_names))
     coco = load_coco(str(ann))
     records = predict_coco(predictor, coco, str(tmp_path / 'val'), dataset.label_to_category_id)

@@ -8,7 +8,7 @@ import numpy as np
 import paddle
 import pytest
 
-from solov2.config.errors import InputError
+from solov2.core.errors import InputError
 from solov2.tools import benchmark, mixed_speed, picture_speed, postprocess_speed, train_speed
 from solov2.tools import report as report_module
 from tests.helpers import REPO_DIR
@@ -189,9 +189,9 @@ def test_matmul_rates_take_the_best_float32_and_bf16_where_the_cpu_has_it():
 def test_ours_end_to_end_runs_the_demo_stages_and_writes_every_picture(tmp_path):
     """The end-to-end row is demo.py's own work: one drawn picture per input."""
     from solov2.config import CONFIGS, with_overrides
-    from solov2.model.inference.predictor import Predictor
+    from solov2.model.inference.dygraph_backend import DygraphBackend
     paths = benchmark.make_images(tmp_path / 'images', 2, 96)
-    predictor = Predictor(with_overrides(CONFIGS[1], ['test_short=64', 'test_max=96']), None)
+    predictor = DygraphBackend(with_overrides(CONFIGS[1], ['test_short=64', 'test_max=96']), None)
     fps, busy = benchmark.ours_end_to_end(predictor, paths, tmp_path)
     assert fps > 0 and 0 < busy <= 1
     assert sorted(p.name for p in (tmp_path / 'ours_pictures').iterdir()) == [p.name for p in paths]
@@ -263,8 +263,7 @@ def test_pictures_and_mixed_sizes_sections_time_the_shipped_model(tmp_path):
     row is measured, finite and positive, in the sections the report keeps."""
     pytest.importorskip('openvino', reason='deploy test: needs requirements-deploy.txt')
     pytest.importorskip('paddle2onnx', reason='deploy test: needs requirements-deploy.txt')
-    from solov2.config.cache import cache_root
-    from solov2.config.shipped import SAMPLE_IMAGES
+    from solov2.core.paths import SAMPLE_IMAGES, cache_root
     from tests.helpers import shipped_onnx_export
     export_dir = str(shipped_onnx_export(tmp_path / 'export'))       # the auto cache entry picture_speed opens
     rows = picture_speed.measure(tmp_path / 'pictures', 1, 1, str(cache_root()), folders=((320, 240, 3),))

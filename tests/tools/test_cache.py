@@ -1,7 +1,7 @@
 """tools/cache.py: list the export cache, prune the entries no run can use again, clear it."""
 import json
 
-from solov2.model.inference.export_cache import CACHE_ENV, MANIFEST, cache_key, entry_name
+from solov2.model.inference.auto_backend import CACHE_ENV, MANIFEST, cache_key, entry_name
 from solov2.tools import cache
 from tests.helpers import REPO_DIR
 

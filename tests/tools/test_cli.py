@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 
 from solov2 import Segmenter, TrainOptions
-from solov2.config.errors import InputError, Message, param
-from solov2.model.inference import backends
-from solov2.model.inference.backends import open_backend
+from solov2.core.errors import InputError, Message, param
+from solov2.model.inference import backend_factory
+from solov2.model.inference.backend_factory import open_backend
 from solov2.model.inference.export import export
 from solov2.model.inference.media import picture_targets
 from solov2.tools import demo, weights
@@ -138,7 +138,7 @@ def test_a_missing_relative_path_says_where_it_was_looked_up(tmp_path, monkeypat
 def test_a_bug_in_the_library_is_called_one_and_names_debug(tmp_path, capsys, monkeypatch):
     def broken(*args, **kwargs):
         raise KeyError('num_grids')
-    monkeypatch.setattr(backends, 'checked_weights', broken)
+    monkeypatch.setattr(backend_factory, 'checked_weights', broken)
     monkeypatch.delenv('SOLOV2_DEBUG', raising=False)
     assert demo.main(['--output', str(tmp_path / 'o')]) == 1
     assert capsys.readouterr().err == ("error: a bug in the toolkit: KeyError: 'num_grids' (rerun with --debug "

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from solov2.config.errors import RunError
+from solov2.core.errors import RunError
 from solov2.tools import train_speed
 from solov2.tools.train import options_from_args, parse_args
 

@@ -11,7 +11,7 @@ from solov2.data.results import instances_to_coco, write_json
 from solov2.data.transforms import read_image
 from solov2.data.visualize import draw_instances
 from solov2.model.api import InputError, Instances, Segmenter, evaluate
-from solov2.model.inference.predictor import Predictor
+from solov2.model.inference.dygraph_backend import DygraphBackend
 from solov2.tools import eval as eval_cli
 from solov2.tools.make_shapes_dataset import generate_split
 from tests.helpers import REPO_DIR
@@ -41,7 +41,7 @@ def test_config_comes_from_the_sidecar(seg):
 
 def test_path_bgr_and_rgb_arrays_give_the_predictor_s_instances(seg):
     rgb = read_image(IMAGES[0])
-    want = Predictor(get_config(9), WEIGHTS)(rgb)
+    want = DygraphBackend(get_config(9), WEIGHTS)(rgb)
     from_path = seg(IMAGES[0])
     _same(from_path, Instances.from_detections(want, seg.class_names))
     _same(seg(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)), from_path)        # BGR is the default

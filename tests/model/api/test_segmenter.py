@@ -12,9 +12,9 @@ import pytest
 
 from solov2.data.transforms import read_image
 from solov2.model.api import InputError, Instances, Segmenter
-from solov2.model.inference import predictor
+from solov2.model.inference import dygraph_backend
+from solov2.model.inference.auto_backend import CACHE_ENV, STAGES, cache_root, installed_engines
 from solov2.model.inference.device_postprocess import postprocess_on_device
-from solov2.model.inference.export_cache import CACHE_ENV, STAGES, cache_root, installed_engines
 from tests.helpers import REPO_DIR
 
 WEIGHTS = str(REPO_DIR / 'weights' / 'shapes_r18.pdparams')
@@ -194,7 +194,7 @@ def test_a_per_call_threshold_equals_constructing_with_it(seg):
 
 
 def test_per_call_thresholds_on_the_device_path_equal_the_numpy_path(seg, monkeypatch):
-    """Where the Predictor post-processes on its device (a GPU; forced here on the CPU), a
+    """Where the DygraphBackend post-processes on its device (a GPU; forced here on the CPU), a
     call's ``score_threshold`` and ``max_instances`` reach the device post-processing, for one
     picture, a batch and a stream, and give the numpy path's instances (labels, scores within
     1e-5, masks but at threshold ties)."""
@@ -207,7 +207,7 @@ def test_per_call_thresholds_on_the_device_path_equal_the_numpy_path(seg, monkey
     def recorded(scores, kernels, feat, params, metas=None):
         seen.append((len(metas), params.score_threshold, params.max_per_image))
         return postprocess_on_device(scores, kernels, feat, params, metas)
-    monkeypatch.setattr(predictor, 'postprocess_on_device', recorded)
+    monkeypatch.setattr(dygraph_backend, 'postprocess_on_device', recorded)
     monkeypatch.setattr(seg.backend, 'on_device', True)
     for expected, ((threshold, most), call) in zip(want, calls):
         got = call(score_threshold=threshold, max_instances=most)
@@ -276,16 +276,16 @@ def test_a_failed_auto_export_falls_back_to_dygraph_with_a_warning_that_says_why
     no logging still shows (Python's last-resort handler), on either Paddle line."""
     import importlib.metadata
 
-    from solov2.model.inference import export, export_cache
+    from solov2.model.inference import auto_backend, export
     versions = {'paddle2onnx': '2.0.1', 'onnx': '1.17.0'}
-    monkeypatch.setattr(export_cache, 'installed_engines', lambda: ['onnx'])
+    monkeypatch.setattr(auto_backend, 'installed_engines', lambda: ['onnx'])
     monkeypatch.setattr(export, 'paddle_major', lambda: 2)
     monkeypatch.setattr(importlib.metadata, 'version', lambda name: versions[name])
     with caplog.at_level(logging.WARNING, logger='solov2'):
         fallen = Segmenter(WEIGHTS, cache_dir=str(tmp_path), threads=1)
     assert fallen.backend.name == 'dygraph'
     warned = [r for r in caplog.records if r.levelno == logging.WARNING]
-    assert len(warned) == 1 and warned[0].name == export_cache.LOG.name, caplog.records
+    assert len(warned) == 1 and warned[0].name == auto_backend.LOG.name, caplog.records
     assert warned[0].getMessage().startswith('auto: could not export for onnx (paddle2onnx 2.0.1 needs Paddle >= 3.0')
     assert 'install paddle2onnx==1.3.1 (requirements-deploy-paddle26.txt, the deploy-paddle26 extra)): using dygraph' \
         in warned[0].getMessage()

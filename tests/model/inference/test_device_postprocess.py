@@ -8,12 +8,13 @@ import pytest
 
 from solov2 import SHIPPED_WEIGHTS
 from solov2.config import get_config
-from solov2.config.errors import InputError
-from solov2.config.shipped import SAMPLE_IMAGES
+from solov2.core.errors import InputError
+from solov2.core.paths import SAMPLE_IMAGES
 from solov2.data.masks import CroppedMasks
 from solov2.data.transforms import ImageMeta, read_image
 from solov2.model.inference.device_postprocess import matrix_nms as device_nms
 from solov2.model.inference.device_postprocess import paste_on_device, postprocess_on_device, ranked
+from solov2.model.inference.dygraph_backend import DygraphBackend
 from solov2.model.inference.media import video_stages
 from solov2.model.inference.pipeline import default_finish_workers
 from solov2.model.inference.postprocess import (
@@ -23,7 +24,6 @@ from solov2.model.inference.postprocess import (
     paste_in_boxes,
     postprocess_flat,
 )
-from solov2.model.inference.predictor import Predictor
 from tests.model.inference.test_postprocess import _random_case, _soft_masks
 
 
@@ -151,8 +151,8 @@ def test_only_the_best_category_scores_are_candidates():
 def shipped():
     """The shipped model (config 9) on the CPU, with the device post-processing and without."""
     cfg = get_config(9)
-    return Predictor(cfg, SHIPPED_WEIGHTS, 'cpu', threads=2, on_device=True), Predictor(cfg, SHIPPED_WEIGHTS, 'cpu',
-                                                                                        threads=2)
+    return (DygraphBackend(cfg, SHIPPED_WEIGHTS, 'cpu', threads=2, on_device=True),
+            DygraphBackend(cfg, SHIPPED_WEIGHTS, 'cpu', threads=2))
 
 
 @pytest.mark.parametrize('name', ['shapes_000023.jpg', 'shapes_wide.jpg'])
@@ -179,7 +179,7 @@ def test_finishing_workers_by_where_the_network_runs(shipped):
     on_device, on_host = shipped
     assert on_device.finish_workers() == default_finish_workers(network_on_gpu=True)
     assert on_host.finish_workers() == default_finish_workers()
-    assert not on_host.on_device and Predictor.for_model(on_host.model, on_host.cfg).on_device is False
+    assert not on_host.on_device and DygraphBackend.for_model(on_host.model, on_host.cfg).on_device is False
 
 
 def test_outputs_of_another_grid_are_refused_as_on_the_numpy_path():

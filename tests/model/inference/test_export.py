@@ -1,4 +1,4 @@
-"""Deployment: export (tools/export_model.py), the three backends (model/inference/backends.py),
+"""Deployment: export (tools/export_model.py), the three backends (model/inference/backend_factory.py),
 demo.py's --backend / --video / --dump-inputs and tools/postprocess_raw.py.
 
 Config 9 (the narrow shapes model) and config 5 (light R18) with random weights; the
@@ -27,12 +27,13 @@ from solov2.config import CONFIGS, with_overrides
 from solov2.data.transforms import normalize
 from solov2.model.build import build_model
 from solov2.model.checkpoint import save_checkpoint
+from solov2.model.inference.dygraph_backend import DygraphBackend
 from solov2.model.inference.export import compare_outputs
-from solov2.model.inference.exportable import ExportableSOLOv2
-from solov2.model.inference.exported import InferenceBackend, OnnxBackend
+from solov2.model.inference.export_network import ExportableSOLOv2
 from solov2.model.inference.onnx_regions import without_region_masks
+from solov2.model.inference.onnxruntime_backend import OnnxBackend
+from solov2.model.inference.paddle_inference_backend import InferenceBackend
 from solov2.model.inference.postprocess import paste_in_boxes
-from solov2.model.inference.predictor import Predictor
 from solov2.model.layers import coord_features
 from solov2.tools import demo, export_model, postprocess_raw
 from tests.helpers import REPO_DIR, get_eval_model
@@ -78,7 +79,7 @@ def hot(tmp_path_factory, pytestconfig):
 
 
 def _backends(weights: str, export_dir: Path, number: int = NUMBER):
-    return [Predictor(CONFIGS[number], weights), InferenceBackend(str(export_dir), threads=1),
+    return [DygraphBackend(CONFIGS[number], weights), InferenceBackend(str(export_dir), threads=1),
             OnnxBackend(str(export_dir), threads=1)]
 
 
@@ -260,7 +261,7 @@ def test_zero_detections_in_every_backend(hot, opts):
     """Nothing passes the score threshold, or everything falls below update_threshold
     after Matrix NMS: every backend returns an empty result of the right shape."""
     weights, out = hot
-    backends = [Predictor(with_overrides(CONFIGS[NUMBER], opts), weights),
+    backends = [DygraphBackend(with_overrides(CONFIGS[NUMBER], opts), weights),
                 InferenceBackend(str(out), threads=1, overrides=opts),
                 OnnxBackend(str(out), threads=1, overrides=opts)]
     batch = _batch(*SIZES[0], seed=1)

@@ -1,4 +1,4 @@
-"""The one way to open an exported model folder by name (``export_cache.exported_backend``), on
+"""The one way to open an exported model folder by name (``auto_backend.exported_backend``), on
 real exports of the shipped model: each name runs its engine on the folder it is given and finds
 what the Paddle model finds, and what it is given (threads, precision, config changes, the
 compiled-model folder) reaches the engine; the demo's command line, the auto cache, the
@@ -13,15 +13,16 @@ pytest.importorskip('paddle2onnx', reason='deploy test: needs requirements-deplo
 
 import numpy as np
 
-from solov2.config.shipped import SAMPLE_IMAGES, SHIPPED_WEIGHTS
 from solov2.config.sidecar import resolve_config
+from solov2.core.paths import SAMPLE_IMAGES, SHIPPED_WEIGHTS
 from solov2.data.transforms import read_image
-from solov2.model.inference import backends, export_cache
+from solov2.model.inference import auto_backend, backend_factory
 from solov2.model.inference.backend import BackendError
+from solov2.model.inference.dygraph_backend import DygraphBackend
 from solov2.model.inference.export import export
-from solov2.model.inference.exported import InferenceBackend, OnnxBackend
+from solov2.model.inference.onnxruntime_backend import OnnxBackend
 from solov2.model.inference.openvino_backend import OpenVinoBackend
-from solov2.model.inference.predictor import Predictor
+from solov2.model.inference.paddle_inference_backend import InferenceBackend
 from solov2.tools import benchmark, mixed_speed
 from tests.helpers import shipped_onnx_export
 
@@ -48,7 +49,7 @@ def found():
     """What the Paddle model (dygraph) finds on PICTURE: (picture, detections)."""
     number, cfg = resolve_config(SHIPPED_WEIGHTS, None, ())
     picture = read_image(PICTURE)
-    detections = Predictor(cfg, SHIPPED_WEIGHTS, 'cpu', threads=1)(picture)
+    detections = DygraphBackend(cfg, SHIPPED_WEIGHTS, 'cpu', threads=1)(picture)
     assert len(detections.scores) > 1
     return picture, detections
 
@@ -71,39 +72,39 @@ def assert_finds_the_same(backend, found) -> None:
 ])
 def test_each_name_runs_its_engine_on_the_folder_and_finds_what_dygraph_finds(kind, folder, engine, options,
                                                                               folders, found):
-    backend = export_cache.exported_backend(kind, folders[folder], 1, **options)
+    backend = auto_backend.exported_backend(kind, folders[folder], 1, **options)
     assert type(backend) is engine
     assert_finds_the_same(backend, found)
 
 
 def test_threads_config_changes_and_the_compiled_folder_reach_the_engine(folders, found, tmp_path):
-    onnx = export_cache.exported_backend('onnx', folders['onnx'], 1, overrides=['max_per_image=1'])
+    onnx = auto_backend.exported_backend('onnx', folders['onnx'], 1, overrides=['max_per_image=1'])
     assert onnx.session.get_session_options().intra_op_num_threads == 1
     top = onnx(found[0])                                       # the best instance alone
     np.testing.assert_allclose(top.scores, found[1].scores[:1], atol=SCORE_TOL)
     compiled = tmp_path / 'compiled'
     compiled.mkdir()
-    openvino = export_cache.exported_backend('openvino', folders['onnx'], 1, compiled=str(compiled))
+    openvino = auto_backend.exported_backend('openvino', folders['onnx'], 1, compiled=str(compiled))
     assert_finds_the_same(openvino, found)
     assert any(compiled.iterdir())                            # OpenVINO kept what it compiled there
     pool = openvino.dynamic or next(iter(openvino.compiled.values()))
     assert int(pool.compiled.get_property('INFERENCE_NUM_THREADS')) == 1
     with pytest.raises(BackendError, match='has no INT8 OpenVINO model'):      # int8 asked of an f32 export
-        export_cache.exported_backend('openvino', folders['onnx'], 1, 'int8')
+        auto_backend.exported_backend('openvino', folders['onnx'], 1, 'int8')
     with pytest.raises(BackendError, match="unknown exported backend 'tensorrt' .*inference, onnx, openvino"):
-        export_cache.exported_backend('tensorrt', folders['onnx'])
+        auto_backend.exported_backend('tensorrt', folders['onnx'])
 
 
 def test_every_caller_opens_exported_folders_through_it(folders, found, tmp_path):
-    assert backends.exported_backend is export_cache.exported_backend is mixed_speed.exported_backend
-    assert benchmark.exported_backend is export_cache.exported_backend
-    opened = backends.open_backend(None, None, 'onnx', folders['onnx'], threads=1)[1]
+    assert backend_factory.exported_backend is auto_backend.exported_backend is mixed_speed.exported_backend
+    assert benchmark.exported_backend is auto_backend.exported_backend
+    opened = backend_factory.open_backend(None, None, 'onnx', folders['onnx'], threads=1)[1]
     assert type(opened) is OnnxBackend
     buckets = mixed_speed.fresh_backend('f32-buckets', {'f32': folders['onnx']}, 1)
     assert type(buckets) is OpenVinoBackend and buckets.cfg.openvino_buckets == 'all' and buckets.buckets
     assert_finds_the_same(buckets, found)
     with pytest.raises(BackendError, match='has no INT8 OpenVINO model'):
         mixed_speed.fresh_backend('int8-per-size', {'int8': folders['onnx']}, 1)
-    entry = export_cache._open('openvino', Path(folders['onnx']), 1, ['max_per_image=1'])
+    entry = auto_backend._open('openvino', Path(folders['onnx']), 1, ['max_per_image=1'])
     assert len(entry(found[0]).scores) == 1
-    assert (Path(folders['onnx']).parent / export_cache.COMPILED).is_dir()
+    assert (Path(folders['onnx']).parent / auto_backend.COMPILED).is_dir()

@@ -7,9 +7,10 @@ import re
 import pytest
 
 from solov2.config import get_config
+from solov2.model.inference.auto_backend import exported_backend
 from solov2.model.inference.backend import BackendError
-from solov2.model.inference.export_cache import exported_backend
-from solov2.model.inference.exported import OnnxBackend, onnx_providers, place_inference
+from solov2.model.inference.onnxruntime_backend import OnnxBackend, onnx_providers
+from solov2.model.inference.paddle_inference_backend import place_inference
 from solov2.model.inference.postprocess import InferenceParams
 
 
@@ -106,7 +107,7 @@ def test_the_onnx_backend_asks_this_onnxruntime_for_its_cuda_provider(tmp_path):
 
 
 def test_tensorrt_needs_paddle_inference_on_a_named_gpu(tmp_path):
-    from solov2.model.inference.backends import open_backend
+    from solov2.model.inference.backend_factory import open_backend
     folder = _fake_export(tmp_path / 'export')
     with pytest.raises(BackendError, match='tensorrt.* needs .*inference.* and a GPU'):
         open_backend(backend='onnx', model_dir=folder, tensorrt=True)
@@ -126,7 +127,7 @@ def test_the_recording_config_refuses_what_the_real_one_would():
 def test_tensorrt_refuses_a_paddle_3_json_model(tmp_path, monkeypatch):
     """Paddle Inference's Config TensorRT engine takes .pdmodel programs only: a .json (PIR)
     export with tensorrt is one line, before any predictor is built."""
-    from solov2.model.inference import exported
+    from solov2.model.inference import paddle_inference_backend
     folder = tmp_path / 'export'
     folder.mkdir()
     for name in ('model.json', 'model.pdiparams'):
@@ -136,6 +137,6 @@ def test_tensorrt_refuses_a_paddle_3_json_model(tmp_path, monkeypatch):
         'postprocess': InferenceParams.from_config(get_config(9)).to_json(),
         'input': {'min_size': 64, 'max_size': 640},
         'files': {'paddle': {'model': 'model.json', 'params': 'model.pdiparams'}}}))
-    monkeypatch.setattr(exported, 'paddle_major', lambda: 3)
+    monkeypatch.setattr(paddle_inference_backend, 'paddle_major', lambda: 3)
     with pytest.raises(BackendError, match='Paddle 3 \\(PIR\\) model, which TensorRT'):
-        exported.InferenceBackend(str(folder), device='gpu', tensorrt=True)
+        paddle_inference_backend.InferenceBackend(str(folder), device='gpu', tensorrt=True)

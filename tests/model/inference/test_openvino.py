@@ -1,6 +1,6 @@
 """The openvino backend (model/inference/openvino_backend.py), its DeformConv rewrite
 (model/inference/openvino_graph.py) and ``--backend auto`` with its export cache
-(model/inference/export_cache.py).
+(model/inference/auto_backend.py).
 
 Config 9 with random weights whose category bias is raised (tests/model/inference/test_export.py's model).
 Tolerances against dygraph: f32 as the other exported backends (outputs 1e-4, mask IoU >=
@@ -33,11 +33,8 @@ import paddle
 from solov2.config import CONFIGS, with_overrides
 from solov2.model.build import build_model
 from solov2.model.checkpoint import save_checkpoint
-from solov2.model.inference import export_cache, openvino_backend
-from solov2.model.inference.backend import BackendError
-from solov2.model.inference.backends import open_backend
-from solov2.model.inference.export import compare_outputs
-from solov2.model.inference.export_cache import (
+from solov2.model.inference import auto_backend, openvino_backend
+from solov2.model.inference.auto_backend import (
     CACHE_ENV,
     COMPILED,
     MANIFEST,
@@ -51,11 +48,14 @@ from solov2.model.inference.export_cache import (
     time_engines,
     timing_batches,
 )
-from solov2.model.inference.exported import OnnxBackend
+from solov2.model.inference.backend import BackendError
+from solov2.model.inference.backend_factory import open_backend
+from solov2.model.inference.dygraph_backend import DygraphBackend
+from solov2.model.inference.export import compare_outputs
+from solov2.model.inference.onnxruntime_backend import OnnxBackend
 from solov2.model.inference.openvino_backend import OpenVinoBackend, has_bf16
 from solov2.model.inference.openvino_graph import pad_deformable_sampling, rewrite_deform_conv
 from solov2.model.inference.postprocess import paste_in_boxes
-from solov2.model.inference.predictor import Predictor
 from solov2.model.inference.quantize import region_operations
 from solov2.tools import demo, export_model, quantize
 from tests.model.inference.test_export import (
@@ -147,7 +147,7 @@ def test_dcn_export_runs_in_openvino(tmp_path):
     assert export_model.main(['--weights', weights, '--output', str(out), '--format', 'onnx', '--no-verify',
                               '--opt', *opts]) == 0
     batch = _batch(96, 128, seed=2)
-    dygraph = Predictor(cfg, weights).run_numpy(batch)
+    dygraph = DygraphBackend(cfg, weights).run_numpy(batch)
     onnx_runtime = OnnxBackend(str(out), threads=1).run_numpy(batch)
     backend = OpenVinoBackend(str(out), threads=1, overrides=opts)
     for _ in range(2):                        # dynamic-shape model, then the static one
@@ -182,7 +182,7 @@ def test_openvino_f32_gives_the_dygraph_instances(hot):  # noqa: F811
     """f32 equals dygraph in the dynamic-shape model (every size, one compile) and in the
     static model a size gets once the dynamic one has spent as long on it as its compile."""
     weights, out = hot
-    reference = Predictor(CONFIGS[NUMBER], weights)
+    reference = DygraphBackend(CONFIGS[NUMBER], weights)
     backend = OpenVinoBackend(str(out), threads=1, precision='f32')
     for size in [(128, 160), (192, 128)]:
         batch = _batch(*size, seed=size[1])
@@ -223,7 +223,7 @@ def test_bf16_where_the_cpu_has_it(hot):  # noqa: F811
         pytest.skip('this CPU has no bf16 (neither AMX nor avx512_bf16): bf16 cannot run here')
     backend = OpenVinoBackend(str(out), threads=1, precision='bf16')
     batch = _batch(128, 160, seed=4)
-    got, want = backend.run_numpy(batch), Predictor(CONFIGS[NUMBER], weights).run_numpy(batch)
+    got, want = backend.run_numpy(batch), DygraphBackend(CONFIGS[NUMBER], weights).run_numpy(batch)
     assert np.abs(got[1] - want[1]).max() <= BF16_TOL
     assert np.abs(got[2] - want[2]).max() <= BF16_TOL
     assert np.abs(got[2] - want[2]).mean() <= BF16_REL * np.abs(want[2]).mean()
@@ -335,7 +335,7 @@ def test_int8_needs_a_quantized_folder(hot):  # noqa: F811
 @pytest.fixture
 def openvino_wins(monkeypatch):
     """``auto``'s timing says openvino is the faster engine (the real timing is noisy)."""
-    monkeypatch.setattr(export_cache, 'time_engines',
+    monkeypatch.setattr(auto_backend, 'time_engines',
                         lambda backends, batches: {'openvino': [1.0] * TIMING_ROUNDS, 'onnx': [2.0] * TIMING_ROUNDS})
 
 
@@ -380,7 +380,7 @@ def test_corrupt_cache_entry_is_rebuilt(hot, tmp_path, monkeypatch):  # noqa: F8
     assert lines[1].startswith(f'auto: exporting {weights} once for openvino and onnx f32 into {entry} (usually')
     assert lines[2].startswith(f'auto: exporting once to {entry} ') and lines[2].endswith(': using openvino f32')
     assert not [p for p in entry.parent.iterdir() if p.name.startswith(f'.{entry.name}')]   # no temp left
-    _same_instances(rebuilt, Predictor(with_overrides(CONFIGS[NUMBER], opts), weights), _batch(128, 160, seed=9))
+    _same_instances(rebuilt, DygraphBackend(with_overrides(CONFIGS[NUMBER], opts), weights), _batch(128, 160, seed=9))
     lines.clear()
     cached_backend(NUMBER, CONFIGS[NUMBER], weights, opts, 1, lines.append)
     assert lines == [f'auto: using openvino f32 from cache {entry}']
@@ -406,7 +406,7 @@ def test_auto_records_its_choice_per_thread_count_and_cpu(hot, tmp_path, monkeyp
         timed.append((sorted(measured), [b.shape for b in batches], min(sum(measured.values(), [])) > 0))
         return result
 
-    monkeypatch.setattr(export_cache, 'time_engines', timings)
+    monkeypatch.setattr(auto_backend, 'time_engines', timings)
     lines = []
     kind, backend = cached_backend(NUMBER, CONFIGS[NUMBER], weights, opts, 1, lines.append)
     assert kind == 'onnx' and isinstance(backend, OnnxBackend)
@@ -429,7 +429,7 @@ def test_auto_records_its_choice_per_thread_count_and_cpu(hot, tmp_path, monkeyp
                          'of a new size near 96x128: '
                          f'using openvino f32 from cache {entry}')
     here = machine_key(1)
-    monkeypatch.setattr(export_cache, 'cpu_fields', lambda cpuinfo: {'model name': 'Another CPU'})
+    monkeypatch.setattr(auto_backend, 'cpu_fields', lambda cpuinfo: {'model name': 'Another CPU'})
     assert cached_backend(NUMBER, CONFIGS[NUMBER], weights, opts, 1, lines.append)[0] == 'openvino'
     assert len(timed) == 3 and lines[-1].startswith('auto: timed for 1 thread on Another CPU: ')
     choices = json.loads((entry / MANIFEST).read_text())['choices']

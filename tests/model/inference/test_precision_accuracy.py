@@ -18,9 +18,9 @@ from solov2.config import get_config
 from solov2.data.coco import CocoDataset, load_coco
 from solov2.data.coco_eval import evaluate_segm
 from solov2.data.results import write_json
+from solov2.model.inference.dygraph_backend import DygraphBackend
 from solov2.model.inference.evaluation import predict_coco
 from solov2.model.inference.openvino_backend import OpenVinoBackend, has_bf16
-from solov2.model.inference.predictor import Predictor
 from solov2.model.inference.quantize import quantize_model
 from solov2.tools.make_shapes_dataset import generate_split
 from tests.helpers import shipped_onnx_export
@@ -50,7 +50,7 @@ def _mask_ap(backend, root: Path) -> float:
 
 @pytest.fixture(scope='module')
 def dygraph_ap(shapes):
-    return _mask_ap(Predictor(get_config(9), str(WEIGHTS)), shapes)
+    return _mask_ap(DygraphBackend(get_config(9), str(WEIGHTS)), shapes)
 
 
 @pytest.mark.parametrize('precision', ['f32', 'bf16', 'int8'])

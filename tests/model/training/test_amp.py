@@ -10,7 +10,7 @@ import numpy as np
 import paddle
 import pytest
 
-from solov2.config.errors import InputError
+from solov2.core.errors import InputError
 from solov2.model.training import amp
 from solov2.model.training.trainer import Schedule, Trainer
 from solov2.tools import train

@@ -98,7 +98,7 @@ def test_a_long_warm_up_is_cut_to_a_tenth_of_a_short_run_unless_named():
 
 
 def test_a_step_before_the_warm_up_ends_or_in_the_first_fifth_is_refused_with_the_fix():
-    from solov2.config.errors import InputError
+    from solov2.core.errors import InputError
     with pytest.raises(InputError, match=r'lr_steps=\(70, 76\) put the first LR drop at iteration 10500 of 60000, '
                                          r"in the first fifth of the run .* "
                                          r"e\.g\. overrides=\['lr_steps=\(350, 380\)'\]"):

@@ -339,7 +339,7 @@ def test_the_command_lines_defaults_are_the_options_defaults():
 
 
 def test_resume_given_a_model_file_names_the_option_that_starts_from_it(tmp_path):
-    from solov2.config.shipped import SHIPPED_WEIGHTS
+    from solov2.core.paths import SHIPPED_WEIGHTS
     with pytest.raises(CheckpointError, match=r"is a model, not a training checkpoint: start a new run from it "
                                               r"with weights='.*shapes_r18\.pdparams' \(resume= continues"):
         find_checkpoint(SHIPPED_WEIGHTS)
@@ -351,7 +351,7 @@ def test_resume_given_a_model_file_names_the_option_that_starts_from_it(tmp_path
 
 
 def test_classes_from_a_file_in_its_order_and_start_weights_that_clash_are_refused(shapes, tmp_path, capsys):
-    from solov2.config.shipped import SHIPPED_WEIGHTS
+    from solov2.core.paths import SHIPPED_WEIGHTS
     (tmp_path / 'classes.txt').write_text('star\ntriangle\nsquare\ncircle\n')
     out = tmp_path / 'run'
     assert _run(shapes, out, '--max-iters', '1', '--classes', str(tmp_path / 'classes.txt')) == 0

@@ -9,20 +9,20 @@ import numpy as np
 import paddle
 
 from solov2.config.device import on_gpu
-from solov2.config.errors import message_of, param
 from solov2.config.sidecar import apply_sidecar, read_sidecar
+from solov2.core.errors import message_of, param
 from solov2.data.transforms import ImageMeta
 from solov2.model.build import build_model
 from solov2.model.checkpoint import CheckpointError, assign_params, load_paddle_params
 from solov2.model.inference.backend import Backend
 from solov2.model.inference.device_postprocess import postprocess_on_device
-from solov2.model.inference.exportable import ExportableSOLOv2
+from solov2.model.inference.export_network import ExportableSOLOv2
 from solov2.model.inference.pipeline import default_finish_workers
 from solov2.model.inference.postprocess import Detections, InferenceParams
 from solov2.model.runtime import cpu_threads, default_device, paddle_on
 
 
-class Predictor(Backend):
+class DygraphBackend(Backend):
     """SOLOv2 inference for one config with the Paddle dygraph model: the 'dygraph'
     backend (``prepare``, ``infer``, ``finish`` and ``__call__`` come from ``Backend``).
 
@@ -70,7 +70,7 @@ class Predictor(Backend):
         self.net = ExportableSOLOv2(self.model)
 
     @classmethod
-    def for_model(cls, model: paddle.nn.Layer, cfg) -> 'Predictor':
+    def for_model(cls, model: paddle.nn.Layer, cfg) -> 'DygraphBackend':
         """A predictor around an existing (e.g. training) model, on Paddle's current device
         and threads (those of the training run)."""
         predictor = cls.__new__(cls)
@@ -124,4 +124,4 @@ class Predictor(Backend):
         return default_finish_workers(network_on_gpu=self.on_device)
 
 
-__all__ = ['Predictor', 'CheckpointError']
+__all__ = ['DygraphBackend', 'CheckpointError']

@@ -3,8 +3,8 @@
 
 - ``auto`` (the default of demo.py and eval.py): exported once into a cache and run at full
   f32 accuracy in OpenVINO unless onnxruntime is 10% faster for the thread count and CPU
-  (``model.inference.export_cache``);
-- ``dygraph``: ``model.inference.predictor.Predictor``, the Paddle model from a checkpoint;
+  (``model.inference.auto_backend``);
+- ``dygraph``: ``model.inference.dygraph_backend.DygraphBackend``, the Paddle model from a checkpoint;
 - ``inference``: ``paddle.inference`` on an exported model folder (CPU or GPU, TensorRT as an option);
 - ``onnx``: onnxruntime on an exported model folder (the CPU provider, or the CUDA one on a GPU);
 - ``openvino``: OpenVINO on an exported model folder, ``precision`` f32 | bf16 | int8.
@@ -14,12 +14,11 @@ from typing import Optional, Sequence, Tuple
 
 from solov2.config import get_config, with_overrides
 from solov2.config.device import device_name, on_gpu
-from solov2.config.errors import InputError, param
 from solov2.config.sidecar import read_sidecar, resolve_config
+from solov2.core.errors import InputError, param
 from solov2.model.checkpoint import check_unrecorded, check_weights_file
 from solov2.model.distributed import SINGLE, Processes, local_rank0_first
-from solov2.model.inference.backend import Backend, BackendError
-from solov2.model.inference.export_cache import (
+from solov2.model.inference.auto_backend import (
     EXPORTED,
     Progress,
     cache_root,
@@ -27,8 +26,9 @@ from solov2.model.inference.export_cache import (
     compiled_cache,
     exported_backend,
 )
+from solov2.model.inference.backend import Backend, BackendError
+from solov2.model.inference.dygraph_backend import DygraphBackend
 from solov2.model.inference.openvino_backend import PRECISIONS
-from solov2.model.inference.predictor import Predictor
 from solov2.model.runtime import cpu_threads, resolve_device
 
 BACKENDS = ('auto', 'dygraph', 'inference', 'onnx', 'openvino')
@@ -105,7 +105,7 @@ def open_backend(weights: Optional[str] = None, config: Optional[int] = None, ba
     threads = cpu_threads(threads, processes.local_size)
     if backend == 'dygraph' or (backend == 'auto' and on_gpu(chosen)):
         number, cfg = resolved or checked_weights(weights, config, overrides)
-        return number, Predictor(cfg, weights, chosen, sidecar=False, threads=threads)
+        return number, DygraphBackend(cfg, weights, chosen, sidecar=False, threads=threads)
     exported_on = chosen if device is not None else 'cpu'      # an exported model runs on a GPU only when named
     if backend == 'auto':
         number, cfg = resolved or checked_weights(weights, config, overrides)

@@ -43,16 +43,17 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from solov2 import config, data, model
-from solov2.config.cache import CACHE_ENV, WEIGHTS_FOLDER, cache_root  # noqa: F401 (CACHE_ENV: importers use it here)
 from solov2.config.device import on_gpu
+from solov2.core.paths import CACHE_ENV, WEIGHTS_FOLDER, cache_root  # noqa: F401 (CACHE_ENV: importers use it here)
 from solov2.data.files import atomic_write, build_folder, file_sha256
 from solov2.data.transforms import padded_size, resized_hw
 from solov2.model.cpu_math import cpu_fields
 from solov2.model.inference.backend import Backend, BackendError
+from solov2.model.inference.dygraph_backend import DygraphBackend
 from solov2.model.inference.export import ExportError, export, verify
-from solov2.model.inference.exported import InferenceBackend, OnnxBackend
+from solov2.model.inference.onnxruntime_backend import OnnxBackend
 from solov2.model.inference.openvino_backend import OpenVinoBackend
-from solov2.model.inference.predictor import Predictor
+from solov2.model.inference.paddle_inference_backend import InferenceBackend
 
 LOG = logging.getLogger(__name__)
 MANIFEST = 'cache.json'
@@ -262,7 +263,7 @@ def build_entry(cfg, weights: str, key: dict, folder: Path, threads: int, engine
 
     def build(tmp: Path) -> None:
         say('load', STAGES['load'])
-        dygraph = Predictor(cfg, weights, 'cpu', sidecar=False, threads=threads)
+        dygraph = DygraphBackend(cfg, weights, 'cpu', sidecar=False, threads=threads)
         say('export', STAGES['export'])
         export(key['config'], cfg, weights, tmp, fmt='onnx', check=False, dygraph=dygraph)
         say('verify', STAGES['verify'])
@@ -297,7 +298,7 @@ def cached_backend(number: int, cfg, weights: str, overrides: Sequence[str], thr
     engines = installed_engines()
     if not engines:
         log('auto: neither openvino nor onnxruntime (+ paddle2onnx) is installed: using dygraph')
-        return 'dygraph', Predictor(cfg, weights, 'cpu', sidecar=False, threads=threads)
+        return 'dygraph', DygraphBackend(cfg, weights, 'cpu', sidecar=False, threads=threads)
     key, machine = cache_key(weights, number, overrides), machine_key(threads)
     folder = cache_root(cache_dir) / entry_name(key)
     if folder.exists():
@@ -318,7 +319,7 @@ def cached_backend(number: int, cfg, weights: str, overrides: Sequence[str], thr
         choice = _manifest(folder)['choices'][machine]
     except (ExportError, OSError, ValueError) as exc:     # OSError: e.g. a cache folder that cannot be written
         warn(f'auto: could not export for {names} ({exc}): using dygraph')
-        chosen = 'dygraph', Predictor(cfg, weights, 'cpu', sidecar=False, threads=threads)
+        chosen = 'dygraph', DygraphBackend(cfg, weights, 'cpu', sidecar=False, threads=threads)
     else:
         kind = choice['engine']
         log(f'auto: exporting once to {folder} ({time.perf_counter() - began:.0f} s); {choice_line(choice)}: '

@@ -1,0 +1,87 @@
+"""What every backend of an exported folder (``model.inference.export``, ``tools/export_model.py``)
+shares: ``infer_cfg.json`` read and checked (config, class names, test sizes, thresholds), a
+runtime's load errors as one ``BackendError``, and the ``ExportedBackend`` base.
+"""
+import contextlib
+import json
+import os
+from pathlib import Path
+from typing import Sequence
+
+from solov2.config import get_config, with_overrides
+from solov2.config.sidecar import MODEL_SETTINGS
+from solov2.model.inference.backend import Backend, BackendError
+from solov2.model.inference.postprocess import InferenceParams
+
+INFER_CFG = 'infer_cfg.json'
+PADDLE_PREFIX = 'model'
+ONNX_FILE = 'model.onnx'
+
+
+def read_infer_cfg(model_dir: str) -> dict:
+    """The folder's infer_cfg.json as a dict (BackendError if missing/unreadable)."""
+    path = Path(model_dir) / INFER_CFG
+    if not path.is_file():
+        raise BackendError(f'{path} not found (export a model with tools/export_model.py)')
+    try:
+        info = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise BackendError(f'cannot read {path}: {exc} — export the model again')
+    missing = [key for key in ('config', 'num_classes', 'class_names', 'test_short', 'test_max', 'postprocess',
+                               'input') if not isinstance(info, dict) or key not in info]
+    if missing:
+        raise BackendError(f"{path} lacks {', '.join(missing)} — export the model again with tools/export_model.py")
+    return info
+
+
+@contextlib.contextmanager
+def loading(what: str):
+    """Any exception of a runtime while loading ``what`` becomes one BackendError."""
+    try:
+        yield
+    except BackendError:
+        raise
+    except Exception as exc:  # the runtimes raise their own types (pybind, RuntimeError, ...)
+        first = next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
+        raise BackendError(f'cannot load {what}: {first[:300]} — the file is damaged or not an exported '
+                           'model; export it again with tools/export_model.py') from exc
+
+
+def config_from_infer_cfg(info: dict, overrides: Sequence[str] = ()):
+    """The config class an export was made with (class list, test sizes and thresholds
+    as stored), with ``--opt`` style overrides on top; BackendError when they contradict
+    a stored model setting (``num_classes``, ``num_grids``, ``segm_strides``)."""
+    try:
+        base = get_config(info['config'])
+        changes = {'num_classes': info['num_classes'], 'class_names': tuple(info['class_names']),
+                   'test_short': info['test_short'], 'test_max': info['test_max']}
+        params = InferenceParams.from_json(info['postprocess'])
+        changes.update({name: getattr(params, name) for name in info['postprocess']})
+        cfg = with_overrides(type(base.__name__, (base,), changes), overrides)
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise BackendError(f'{INFER_CFG} holds a bad value ({exc}) — export the model again') from exc
+    for name in MODEL_SETTINGS:
+        if name in changes and getattr(cfg, name) != changes[name]:
+            raise BackendError(f'the model was exported with {name}={changes[name]!r}, '
+                               f'the config asks for {getattr(cfg, name)!r}')
+    return cfg
+
+
+class ExportedBackend(Backend):
+    """Common part of the backends that read an exported folder."""
+
+    def __init__(self, model_dir: str, overrides: Sequence[str] = ()):
+        self.model_dir = Path(model_dir)
+        self.info = read_infer_cfg(model_dir)
+        self.number = self.info['config']
+        try:
+            size_range = (int(self.info['input']['min_size']), int(self.info['input']['max_size']))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise BackendError(f'{INFER_CFG} in {model_dir} has no input size range ({exc}) — export the model '
+                               'again') from exc
+        super().__init__(config_from_infer_cfg(self.info, overrides), size_range)
+
+
+def thread_count(threads: int) -> int:
+    """``threads``, or every core when 0."""
+    return threads or os.cpu_count() or 1

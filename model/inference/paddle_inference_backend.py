@@ -1,0 +1,102 @@
+"""The ``inference`` backend: Paddle Inference (``paddle.inference``) on an exported folder's
+Paddle model, on the CPU or a GPU (``place_inference``; TensorRT as an option)."""
+import threading
+from typing import List, Sequence
+
+import numpy as np
+import paddle
+
+from solov2.config.device import gpu_number, on_gpu
+from solov2.model.inference.backend import BackendError
+from solov2.model.inference.export_network import INPUT_NAME, OUTPUT_NAMES, REGIONS_NAME, full_regions
+from solov2.model.inference.exported_folder import ExportedBackend, loading, thread_count
+from solov2.model.layers import paddle_major
+from solov2.model.runtime import paddle_on
+
+GPU_MEMORY_POOL_MB = 256     # Paddle Inference's first GPU memory pool; it grows as needed
+
+
+def place_inference(config, device: str, tensorrt: bool, size_range, precision_type) -> None:
+    """Put a Paddle Inference ``config`` on ``device``: the CPU (GPU disabled), or GPU N
+    (``enable_use_gpu``), with ``tensorrt`` TensorRT subgraphs in float16 over the input sizes
+    ``size_range`` (min, max side; ``set_trt_dynamic_shape_info``). ``precision_type``:
+    ``paddle.inference.PrecisionType``."""
+    if not on_gpu(device):
+        if tensorrt:
+            raise BackendError('TensorRT needs a GPU device')
+        config.disable_gpu()
+        return
+    config.enable_use_gpu(GPU_MEMORY_POOL_MB, gpu_number(device))
+    if tensorrt:
+        config.enable_tensorrt_engine(workspace_size=1 << 30, max_batch_size=1, min_subgraph_size=3,
+                                      precision_mode=precision_type.Half, use_static=False, use_calib_mode=False)
+        low, high = size_range
+        config.set_trt_dynamic_shape_info({INPUT_NAME: [1, 3, low, low], REGIONS_NAME: [1, 2]},
+                                          {INPUT_NAME: [1, 3, high, high], REGIONS_NAME: [1, 2]},
+                                          {INPUT_NAME: [1, 3, high, high], REGIONS_NAME: [1, 2]})
+
+
+class InferenceBackend(ExportedBackend):
+    """Paddle Inference (``paddle.inference``) on the CPU with ``threads`` math threads
+    (0 = every core), oneDNN when ``mkldnn``, or on a GPU (``device`` 'gpu' or 'gpu:N';
+    ``tensorrt``: TensorRT float16 subgraphs; ``place_inference``). Its predictor holds the
+    input and outputs of one run, so calls from several threads run the network one at a time (a lock).
+    Paddle Inference sets Paddle's process-wide CPU math threads to its own when the predictor is
+    built and at each run: both happen inside ``paddle_on``, which puts the process's back."""
+    name = 'inference'
+
+    def __init__(self, model_dir: str, threads: int = 0, mkldnn: bool = False,
+                 overrides: Sequence[str] = (), device: str = 'cpu', tensorrt: bool = False):
+        super().__init__(model_dir, overrides)
+        import paddle.inference as paddle_infer
+        files = self.info.get('files', {}).get('paddle')
+        if not files:
+            raise BackendError(f'{model_dir} has no Paddle Inference model '
+                               '(export it with tools/export_model.py --format paddle or both)')
+        model_file, params_file = self.model_dir / files['model'], self.model_dir / files['params']
+        for path in (model_file, params_file):
+            if not path.is_file():
+                raise BackendError(f'{path} not found')
+        if model_file.suffix == '.json' and paddle_major() < 3:
+            raise BackendError(f'{model_file} was written by Paddle >= 3 (PIR); Paddle '
+                               f'{paddle.__version__} reads only .pdmodel: export again with it')
+        if tensorrt and model_file.suffix == '.json':     # Config's TensorRT engine reads .pdmodel programs only
+            raise BackendError(f"{model_file} is a Paddle 3 (PIR) model, which TensorRT through Paddle Inference's "
+                               'Config does not take: run it without tensorrt, or export with Paddle 2.6 (.pdmodel)')
+        config = paddle_infer.Config(str(model_file), str(params_file))
+        place_inference(config, device, tensorrt, self.size_range, paddle_infer.PrecisionType)
+        self.threads = thread_count(threads)
+        config.set_cpu_math_library_num_threads(self.threads)
+        if mkldnn:
+            config.enable_mkldnn()
+            if model_file.suffix == '.json':
+                # Paddle 3 PIR: oneDNN bilinear/nearest interpolate fails ("ConvertPirAttribute2
+                # RuntimeAttribute not support ArrayAttribute<DoubleAttribute>"); without the
+                # placement pass only the fused oneDNN kernels (convolutions) are used
+                config.delete_pass('onednn_placement_pass')
+        else:
+            config.disable_mkldnn()
+        if hasattr(config, 'disable_glog_info'):
+            config.disable_glog_info()
+        with loading(f'{model_file} + {params_file.name}'), paddle_on('cpu', self.threads):
+            self.predictor = paddle_infer.create_predictor(config)
+            names = self.predictor.get_input_names()
+            self.input = self.predictor.get_input_handle(names[0])
+            # exports before the regions input (images only) still run
+            self.regions = self.predictor.get_input_handle(REGIONS_NAME) if REGIONS_NAME in names else None
+            self.outputs = [self.predictor.get_output_handle(n) for n in self.predictor.get_output_names()]
+        if len(self.outputs) != len(OUTPUT_NAMES):
+            raise BackendError(f'{model_file} has {len(self.outputs)} outputs, expected {len(OUTPUT_NAMES)}')
+        self.lock = threading.Lock()
+
+    def run(self, batch: np.ndarray) -> List[np.ndarray]:
+        batch = np.ascontiguousarray(batch, dtype=np.float32)
+        with paddle_on('cpu', self.threads), self.lock:
+            self.input.reshape(list(batch.shape))
+            self.input.copy_from_cpu(batch)
+            if self.regions is not None:
+                regions = full_regions(batch)
+                self.regions.reshape(list(regions.shape))
+                self.regions.copy_from_cpu(regions)
+            self.predictor.run()
+            return [handle.copy_to_cpu() for handle in self.outputs]

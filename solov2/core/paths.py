@@ -1,0 +1,23 @@
+"""Where the toolkit's files are: the shipped default model and sample pictures, and the cache.
+
+The shipped files sit in the package (``solov2/weights``, ``solov2/images``: in a checkout,
+links to the top-level folders), so one path works from any folder. The cache keeps what the
+toolkit makes once and reuses: ``$SOLOV2_CACHE``, else ``~/.cache/solov2-paddle``; the exports
+of ``backend='auto'`` (``model.inference.auto_backend``) are folders at its top, the converted
+published checkpoints (``convert.zoo``) live in its ``weights/`` folder.
+"""
+import os
+from pathlib import Path
+from typing import Optional
+
+PACKAGE_DIR = Path(__file__).resolve().parents[1]
+SHIPPED_WEIGHTS = str(PACKAGE_DIR / 'weights' / 'shapes_r18.pdparams')   # config 9, 4 shape classes
+SAMPLE_IMAGES = str(PACKAGE_DIR / 'images')
+
+CACHE_ENV = 'SOLOV2_CACHE'
+WEIGHTS_FOLDER = 'weights'      # convert.zoo's converted checkpoints, not an export entry
+
+
+def cache_root(cache_dir: Optional[str] = None) -> Path:
+    """``cache_dir`` when given, else ``$SOLOV2_CACHE``, else ``~/.cache/solov2-paddle``."""
+    return Path(cache_dir or os.environ.get(CACHE_ENV) or Path.home() / '.cache' / 'solov2-paddle')
