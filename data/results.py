@@ -95,7 +95,7 @@ def instances_to_coco(
     masks: CroppedMasks | np.ndarray,
     labels: np.ndarray,
     scores: np.ndarray,
-    label_to_category_id: Mapping[int, int | None] | Sequence[int | None],
+    label_to_category_id: Mapping[int, int | None] | Sequence[int | None] | None = None,
     boxes: np.ndarray | None = None,
     file_name: str | None = None,
     class_names: Sequence[str] | None = None,
@@ -105,7 +105,7 @@ def instances_to_coco(
     `masks` `CroppedMasks` (only the crops are read) or `[N, H, W] bool`, `labels` `[N] int`
     (contiguous model labels), `scores` `[N] float`; `label_to_category_id[label]` gives the
     COCO category id (None: a class the annotation file lacks, whose instances are left
-    out); `boxes` `[N, 4]` the masks' tight half-open x0, y0, x1, y1 boxes (zeros when
+    out; default label + 1); `boxes` `[N, 4]` the masks' tight half-open x0, y0, x1, y1 boxes (zeros when
     empty) if known for `[N, H, W]` masks (a `CroppedMasks` has its own). Each record is
     `{image_id, category_id, segmentation, score, bbox}`, then `file_name` when given and
     `category_name` (`class_names[label]`) when `class_names` is given, as
@@ -114,7 +114,7 @@ def instances_to_coco(
     masks = as_cropped(masks, boxes)
     records = []
     for crop, label, score, box in zip(masks.crops, labels, scores, masks.boxes):
-        category = label_to_category_id[int(label)]
+        category = int(label) + 1 if label_to_category_id is None else label_to_category_id[int(label)]
         if category is None:
             continue
         record = {

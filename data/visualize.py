@@ -10,6 +10,7 @@ import numpy as np
 
 from solov2.data.masks import CroppedMasks, as_cropped
 from solov2.data.results import crop_polygons
+from solov2.data.transforms import swap_red_blue
 
 GOLDEN_RATIO_CONJUGATE = 0.618033988749895
 FILL_ALPHA = 0.45
@@ -246,3 +247,11 @@ def draw_instances(
     for (rank, *_), text, rect in reversed(list(zip(drawn, texts, rects))):
         draw_caption(canvas, text, rect, instance_color(rank), scale)
     return canvas
+
+
+def draw_bgr(canvas_rgb: np.ndarray, masks: CroppedMasks | np.ndarray, labels: np.ndarray, scores: np.ndarray,
+             class_names: Sequence[str], score_threshold: float = 0.3) -> np.ndarray:
+    """`draw_instances` on `canvas_rgb` `[H, W, 3] uint8 RGB` (C-contiguous) itself, then turned
+    to BGR in place (for OpenCV's writers) and returned: no copy of a large picture."""
+    drawn = draw_instances(canvas_rgb, masks, labels, scores, class_names, score_threshold, in_place=True)
+    return swap_red_blue(drawn)

@@ -25,11 +25,12 @@ import numpy as np  # noqa: E402
 
 from solov2.core.errors import InputError  # noqa: E402
 from solov2.data.files import check_output_file, make_folder, write_image  # noqa: E402
-from solov2.data.results import write_json  # noqa: E402
+from solov2.data.results import instances_to_coco, write_json  # noqa: E402
 from solov2.data.transforms import ImageMeta, read_image  # noqa: E402
+from solov2.data.visualize import draw_bgr  # noqa: E402
 from solov2.model.inference.export_network import OUTPUT_NAMES, outputs_text  # noqa: E402
 from solov2.model.inference.media import picture_names  # noqa: E402
-from solov2.model.inference.outputs import coco_records, draw_bgr, sort_records  # noqa: E402
+from solov2.model.inference.outputs import sort_records  # noqa: E402
 from solov2.model.inference.postprocess import InferenceParams, paste_detections, postprocess_flat  # noqa: E402
 from solov2.tools.cli import error_line, make_parser, run_command, set_status  # noqa: E402
 
@@ -97,9 +98,11 @@ def process(entry: dict, raw: Path, params, class_names, args, picture=None) -> 
     soft = postprocess_flat(scores, kernels, mask_feat, params)[0]
     result = paste_detections(soft, meta, params.mask_threshold)
     if picture is not None:
-        write_image(picture, draw_bgr(read_image(entry['source']), result, class_names, args.draw_threshold))
+        write_image(picture, draw_bgr(read_image(entry['source']), result.masks, result.labels, result.scores,
+                                      class_names, args.draw_threshold))
     print(f'{entry["file_name"]}: {len(result)} instances')
-    return coco_records(entry['image_id'], entry['file_name'], result, class_names) if args.save_json else []
+    return instances_to_coco(entry['image_id'], result.masks, result.labels, result.scores,
+                             file_name=entry['file_name'], class_names=class_names) if args.save_json else []
 
 
 def read_manifest(path: str) -> dict:

@@ -11,8 +11,7 @@ import numpy as np
 from solov2.core.errors import InputError
 from solov2.data.masks import CroppedMasks
 from solov2.data.results import crop_polygons, encode_crop_rle, instances_to_coco
-from solov2.data.transforms import swap_red_blue
-from solov2.data.visualize import draw_instances
+from solov2.data.visualize import draw_bgr, draw_instances
 
 CHANNELS = ('bgr', 'rgb')
 
@@ -144,8 +143,7 @@ class Instances:
         """COCO result records (RLE masks), as ``demo.py --save-json`` writes them:
         ``{image_id, category_id, segmentation, score, bbox}``, then ``file_name`` when given
         and ``category_name``; ``category_ids[label]`` is each label's COCO id (default label + 1)."""
-        ids = list(category_ids) if category_ids is not None else list(range(1, len(self.class_names) + 1))
-        return instances_to_coco(image_id, self.crops, self.labels, self.scores, ids, file_name=file_name,
+        return instances_to_coco(image_id, self.crops, self.labels, self.scores, category_ids, file_name=file_name,
                                  class_names=self.class_names)
 
     def to_dict(self) -> Dict[str, Any]:
@@ -162,5 +160,4 @@ class Instances:
         if check_channels(channels) == 'rgb':
             return draw_instances(image, self.crops, self.labels, self.scores, self.class_names, min_score)
         rgb = cv2.cvtColor(np.asarray(image, dtype=np.uint8), cv2.COLOR_BGR2RGB)         # the copy drawn on
-        draw_instances(rgb, self.crops, self.labels, self.scores, self.class_names, min_score, in_place=True)
-        return swap_red_blue(rgb)
+        return draw_bgr(rgb, self.crops, self.labels, self.scores, self.class_names, min_score)

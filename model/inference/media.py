@@ -16,9 +16,11 @@ import cv2
 
 from solov2.core.errors import InputError, param
 from solov2.data.files import check_folder, check_output_file, make_folder, same_file, write_image
+from solov2.data.results import instances_to_coco
 from solov2.data.transforms import read_image
+from solov2.data.visualize import draw_bgr
 from solov2.model.distributed import SINGLE, Processes
-from solov2.model.inference.outputs import InputDumper, coco_records, draw_bgr
+from solov2.model.inference.outputs import InputDumper
 from solov2.model.inference.pipeline import PipelineStats, run_pipeline
 from solov2.model.inference.postprocess import InferenceParams
 
@@ -142,10 +144,12 @@ class ImageStages:
         image, (_, meta) = loaded
         backend, threshold = self.backend, self.draw.threshold
         result = backend.finish_stage(outputs, meta)
-        write_image(self.targets[path], draw_bgr(image, result, backend.class_names, threshold))
+        write_image(self.targets[path], draw_bgr(image, result.masks, result.labels, result.scores,
+                                                 backend.class_names, threshold))
         self.written.append(path)
         if self.draw.records is not None:
-            self.draw.records.extend(coco_records(self.ids[path], path.name, result, backend.class_names))
+            self.draw.records.extend(instances_to_coco(self.ids[path], result.masks, result.labels, result.scores,
+                                                       file_name=path.name, class_names=backend.class_names))
         LOG.info(f'{path.name}: {len(result)} instances, {int((result.scores >= threshold).sum())} drawn')
 
 
@@ -265,8 +269,10 @@ def run_video(backend, source: Union[str, int], out_path: Path, draw: DrawOption
         image, (_, meta) = loaded
         result = backend.finish_stage(outputs, meta)
         if draw.records is not None:
-            draw.records.extend(coco_records(index, f'frame_{index:06d}', result, backend.class_names))
-        ordered.put(index, draw_bgr(image, result, backend.class_names, draw.threshold))
+            draw.records.extend(instances_to_coco(index, result.masks, result.labels, result.scores,
+                                                  file_name=f'frame_{index:06d}', class_names=backend.class_names))
+        ordered.put(index, draw_bgr(image, result.masks, result.labels, result.scores, backend.class_names,
+                                    draw.threshold))
 
     warm_up([(0, first)], lambda item: load(item, dump=False), model, draw.warmup)
     ordered.began = began = time.perf_counter()

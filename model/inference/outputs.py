@@ -1,4 +1,4 @@
-"""What the demo writes per image: the drawn picture, COCO-style records, and the dump of
+"""What the demo writes beside its pictures: its COCO-style records in order, and the dump of
 preprocessed network inputs (shared by demo.py and tools/postprocess_raw.py)."""
 import json
 import os
@@ -8,29 +8,13 @@ from pathlib import Path
 import numpy as np
 
 from solov2.data.files import atomic_write
-from solov2.data.results import instances_to_coco
-from solov2.data.transforms import swap_red_blue
-from solov2.data.visualize import draw_instances
 from solov2.model.inference.export_network import OUTPUTS, input_description
 
 MANIFEST = 'manifest.json'
 
 
-def draw_bgr(image_rgb: np.ndarray, result, class_names, draw_threshold: float) -> np.ndarray:
-    """The annotated picture of one image (BGR, for OpenCV writers), drawn over ``image_rgb``
-    ([H, W, 3] uint8, C-contiguous) itself: no copy of a large picture, its pixels are gone."""
-    drawn = draw_instances(image_rgb, result.masks, result.labels, result.scores, class_names, draw_threshold,
-                           in_place=True)
-    return swap_red_blue(drawn)
-
-
-def coco_records(image_id: int, file_name: str, result, class_names):
-    """COCO-style records of one image, with ``file_name`` and ``category_name``."""
-    return instances_to_coco(image_id, result.masks, result.labels, result.scores,
-                             [i + 1 for i in range(len(class_names))], file_name=file_name, class_names=class_names)
-
-
 def sort_records(records):
+    """COCO records by image id, best first within an image."""
     return sorted(records, key=lambda r: (r['image_id'], -r['score']))
 
 

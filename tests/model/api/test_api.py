@@ -12,6 +12,7 @@ from solov2.data.transforms import read_image
 from solov2.data.visualize import draw_instances
 from solov2.model.api import InputError, Instances, Segmenter, evaluate
 from solov2.model.inference.dygraph_backend import DygraphBackend
+from solov2.model.inference.media import DrawOptions, run_images
 from solov2.tools import eval as eval_cli
 from solov2.tools.make_shapes_dataset import generate_split
 from tests.helpers import REPO_DIR
@@ -68,6 +69,18 @@ def test_instances_helpers(seg):
                                                             result.class_names, 0.3, result.boxes))
     drawn_bgr = result.draw(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
     np.testing.assert_array_equal(drawn_bgr, cv2.cvtColor(drawn_rgb, cv2.COLOR_RGB2BGR))
+
+
+def test_the_demo_writes_the_picture_and_records_of_instances(seg, tmp_path):
+    """demo.py's drawn picture and --save-json records are ``Instances.draw`` and ``to_coco``'s."""
+    records, picture = [], tmp_path / 'drawn.png'
+    run_images(seg.backend, {IMAGES[0]: picture}, DrawOptions(records=records, warmup=0), [])
+    result = seg(IMAGES[0])
+    want = result.to_coco(0, file_name=IMAGES[0].name)
+    assert [dict(r, score=0) for r in records] == [dict(r, score=0) for r in want] and len(want) > 0
+    np.testing.assert_allclose([r['score'] for r in records], [r['score'] for r in want], rtol=1e-5)
+    bgr = cv2.cvtColor(read_image(IMAGES[0]), cv2.COLOR_RGB2BGR)
+    np.testing.assert_array_equal(cv2.imread(str(picture)), result.draw(bgr))
 
 
 def test_stream_of_a_folder_is_in_order_and_equals_one_by_one(seg):
