@@ -22,10 +22,10 @@ from solov2.core.errors import InputError, param
 from solov2.data.coco import load_coco, read_class_names
 from solov2.data.transforms import read_image
 from solov2.data.visualize import draw_instances
+from solov2.model.api.evaluation import evaluate
 from solov2.model.distributed import SINGLE, Processes, launched_processes
 from solov2.model.inference.backend_factory import check_choices
 from solov2.model.inference.dygraph_backend import DygraphBackend
-from solov2.model.inference.evaluation import evaluation_dataset, score_coco
 from solov2.model.training.amp import amp_dtype
 from solov2.model.training.components import check_dataset
 from solov2.model.training.options import TrainOptions
@@ -52,26 +52,10 @@ def val_set(cfg):
     return str(root / cfg.val_ann), str(root / cfg.val_images)
 
 
-@functools.lru_cache(maxsize=4)
-def val_dataset(ann: str, images: str, class_names: Tuple[str, ...], version: tuple):
-    """The CocoDataset of a validation set (``evaluation_dataset``), read and described once
-    per ``version`` of its files (``file_version``), not at every evaluation."""
-    return evaluation_dataset(ann, images, class_names)
-
-
-def file_version(*paths: str) -> tuple:
-    """What tells one version of ``paths`` from another: each one's full path and mtime."""
-    return tuple((str(Path(p).resolve()), Path(p).stat().st_mtime_ns) for p in paths)
-
-
-def evaluate(model: paddle.nn.Layer, cfg, processes: Processes = SINGLE) -> Dict[str, float]:
-    """COCO mask AP stats (fractions, 0-1) of ``model`` (in eval mode) on the config's validation
-    set: each of the run's ``processes`` predicts its share of the images, process 0 scores them
-    and every process gets its stats (``score_coco``)."""
-    ann, images = val_set(cfg)
-    dataset = val_dataset(ann, images, tuple(cfg.class_names), file_version(ann, images))
-    return score_coco(DygraphBackend.for_model(model, cfg), dataset.coco, images, dataset.label_to_category_id,
-                      processes=processes)
+def validation_ap(model: paddle.nn.Layer, cfg, processes: Processes = SINGLE) -> Dict[str, float]:
+    """COCO mask AP in percent (``evaluate``) of ``model`` (in eval mode) on the config's
+    validation set, shared out among the run's ``processes``: training's evaluation."""
+    return evaluate(DygraphBackend.for_model(model, cfg), *val_set(cfg), processes=processes)
 
 
 @functools.lru_cache(maxsize=4)
@@ -152,7 +136,7 @@ def train(options: TrainOptions, on_start: Optional[Callable[[Trainer, Path], No
     options = dataclasses.replace(options, overrides=published_start(options.overrides),
                                   weights=resolve_weights(options.weights) if options.weights else None)
     with run_settings(options):
-        trainer, out = prepare(options, evaluate, val_picture)
+        trainer, out = prepare(options, validation_ap, val_picture)
         if on_start is not None:
             on_start(trainer, out)
         state = run_training(trainer, out)

@@ -82,12 +82,11 @@ class CheckpointHook(Hook):
 class EvalHook(Hook):
     """Mask AP every ``every`` iterations (0: only at the end) and at the end; a better AP
     than before saves ``best``. With the (EMA) weights swapped in once, ``evaluate(model,
-    cfg, processes)`` returns the COCO stats dict (fractions), the same on every process of
-    ``processes`` (each predicts its share of the images with process 0's weights and BN
+    cfg, processes)`` returns the COCO stats dict in percent (0-100, ``model.api.evaluate``),
+    the same on every process of ``processes`` (each predicts its share of the images with process 0's weights and BN
     statistics, process 0 scores them), and
     ``picture(model, cfg)``, when given, a drawn validation picture [H, W, 3] uint8. Every
-    process runs the hook and keeps the best AP; only process 0 logs, saves and draws. The log
-    line and ``eval_log.csv`` hold AP in percent (0-100), as eval.py prints it."""
+    process runs the hook and keeps the best AP; only process 0 logs, saves and draws."""
 
     def __init__(self, evaluate: Callable[..., Dict[str, float]], save: Callable[[str], None],
                  log: RunLog, every: int, picture: Optional[Callable[..., np.ndarray]] = None,
@@ -111,12 +110,12 @@ class EvalHook(Hook):
             stats = self.evaluate(model, trainer.cfg, self.processes)
             picture = self.picture(model, trainer.cfg) if self.picture and main else None
         self.latest = (state.iteration, stats, picture)
-        better = stats['AP'] > state.best_ap
+        better = stats['AP'] / 100 > state.best_ap         # the state keeps COCO's fraction, as resumes read it
         if better:
-            state.best_ap, state.best_iteration = stats['AP'], state.iteration
+            state.best_ap, state.best_iteration = stats['AP'] / 100, state.iteration
         if not main:
             return
-        percent = {k: round(100 * v, 2) for k, v in stats.items()}
+        percent = {k: round(v, 2) for k, v in stats.items()}
         self.log.eval({'iteration': state.iteration, 'minutes': round(state.minutes, 2), **percent})
         logger.info(f"eval @ {state.iteration}: mask AP {percent['AP']:.2f} AP50 {percent['AP50']:.2f} "
                     f"AP75 {percent['AP75']:.2f}")
@@ -158,6 +157,6 @@ class VisualDLHook(Hook):
         self.logged_eval = latest
         step, stats, picture = latest
         for name, value in stats.items():
-            self.writer.add_scalar(f'eval/{name}', value, step)
+            self.writer.add_scalar(f'eval/{name}', value / 100, step)
         if picture is not None:
             self.writer.add_image('eval/picture', picture, step)

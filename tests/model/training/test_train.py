@@ -8,6 +8,7 @@ import types
 import numpy as np
 import pytest
 
+from solov2.model.api import Segmenter, evaluate
 from solov2.model.api.training import TrainOptions
 from solov2.model.api.training import train as train_from_python
 from solov2.model.checkpoint import CheckpointError, load_paddle_params
@@ -275,7 +276,7 @@ def test_train_from_python_returns_the_summary_and_logs_instead_of_printing(shap
     started = []
     summary = train_from_python(
         TrainOptions(config=9, output=str(tmp_path / 'run'), overrides=(f'dataset_dir={shapes}', *TINY),
-                     max_iters=2, log_every=1),
+                     max_iters=2, log_every=1, weights=str(REPO_DIR / 'weights' / 'shapes_r18.pdparams')),
         on_start=lambda trainer, out: started.append((trainer.state.iteration, out)))
     assert capsys.readouterr().out == ''
     assert started == [(0, tmp_path / 'run')]
@@ -284,14 +285,18 @@ def test_train_from_python_returns_the_summary_and_logs_instead_of_printing(shap
     assert find_checkpoint(str(summary.last_checkpoint)) == tmp_path / 'run' / 'last'
     state = json.loads((summary.last_checkpoint / 'state.json').read_text())
     assert 0 <= summary.best_ap <= 100 and summary.best_ap == pytest.approx(100 * state['best_ap'])
+    seg = Segmenter(str(summary.best_weights), backend='dygraph', device='cpu', overrides=TINY)
+    stats = evaluate(seg, str(shapes / 'annotations' / 'instances_val.json'), str(shapes / 'val'))
+    assert stats['AP'] == pytest.approx(summary.best_ap, abs=0.01)       # training scores as evaluate() does
     assert state['ema_updates'] == 2 and state['max_minutes'] == 0
     assert any(m.startswith('iter 1/2 epoch 1 ') for m in caplog.messages)
     assert any(m.startswith('eval @ 2: mask AP ') for m in caplog.messages)
 
 
 def test_evaluation_swaps_the_ema_in_once_and_reports_percent(tmp_path):
-    """One EMA swap gives both the metrics and the picture; the log line and eval_log.csv
-    hold AP in percent like eval.py, the state COCO's fraction (comparable across resumes)."""
+    """One EMA swap gives both the metrics and the picture; evaluate's percent (model.api.evaluate)
+    go to the log line and eval_log.csv as they are, the state keeps COCO's fraction (comparable
+    across resumes)."""
     import paddle
 
     from solov2.model.training.ema import ModelEMA
@@ -310,7 +315,7 @@ def test_evaluation_swaps_the_ema_in_once_and_reports_percent(tmp_path):
 
     def evaluate(net, cfg, processes):
         seen.append(float(net.weight.numpy()[0, 0]))
-        return {'AP': 0.028, 'AP50': 0.1, 'AP75': 0.0123456}
+        return {'AP': 2.8, 'AP50': 10.0, 'AP75': 1.23456}
 
     def picture(net, cfg):
         seen.append(float(net.weight.numpy()[0, 0]))
@@ -322,7 +327,7 @@ def test_evaluation_swaps_the_ema_in_once_and_reports_percent(tmp_path):
     hook.after_train(trainer)
     assert seen == [7.0, 7.0] and Counted.swaps == 2          # EMA in, training weights back: one swap
     assert float(model.weight.numpy()[0, 0]) != 7.0
-    assert saved == ['best'] and trainer.state.best_ap == 0.028
+    assert saved == ['best'] and trainer.state.best_ap == pytest.approx(0.028)
     rows = (tmp_path / 'eval_log.csv').read_text().splitlines()
     assert rows[0].startswith('iteration,minutes,AP,AP50,AP75') and rows[1] == '5,0.5,2.8,10.0,1.23'
     assert hook.latest[2].shape == (4, 4, 3)
