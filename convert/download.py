@@ -23,6 +23,7 @@ from typing import Callable, Optional, Sequence
 
 import httpx
 
+from solov2.core.cache import HINT
 from solov2.core.errors import RunError
 from solov2.data.files import file_sha256
 
@@ -123,8 +124,7 @@ def _download(url: str, scratch: Path, progress: Optional[ProgressCallback], ret
     try:
         handle = open(scratch, 'wb')
     except OSError as exc:
-        raise DownloadError(f'cannot write {scratch.parent}: {exc.strerror or exc} — point SOLOV2_CACHE '
-                            'at another folder') from None
+        raise DownloadError(f'cannot write {scratch.parent}: {exc.strerror or exc} — {HINT}') from None
     with handle, httpx.Client(timeout=retry.timeout_s, follow_redirects=True, headers=headers) as client:
         for attempt in range(1, retry.tries + 1):
             try:
@@ -190,4 +190,4 @@ def _write(handle, chunk: bytes) -> None:
     except OSError as exc:
         where = Path(handle.name).parent
         raise DownloadError(f'cannot write the download in {where}: {exc.strerror or exc} — free space there or '
-                            'point SOLOV2_CACHE at another folder') from None
+                            f'{HINT}') from None

@@ -20,7 +20,6 @@ import difflib
 import json
 import logging
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Union
 
@@ -30,6 +29,7 @@ from solov2.convert.common import convert_file
 from solov2.convert.download import ProgressCallback, Retry, fetch, is_url
 from solov2.convert.families import CONVERTERS
 from solov2.convert.published import CONVERTER_SCRIPTS, PUBLISHED, PUBLISHERS, SHIPPED, Published
+from solov2.core.cache import HINT
 from solov2.core.errors import InputError, RunError, param
 from solov2.core.paths import SHIPPED_WEIGHTS, WEIGHTS_FOLDER, cache_root
 from solov2.data.files import temporary_beside
@@ -163,8 +163,7 @@ def checkpoint(row: Published, cache_dir: Optional[PathLike] = None, mirror: Opt
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise RunError(f'cannot create the weights cache {path.parent}: {exc.strerror or exc} — point '
-                       'SOLOV2_CACHE at another folder') from None
+        raise RunError(f'cannot create the weights cache {path.parent}: {exc.strerror or exc} — {HINT}') from None
     scratch = temporary_beside(path.with_name(row.file))
     try:
         _fetch_and_convert(row, path, scratch, locations(row, mirror), progress)
@@ -200,46 +199,3 @@ def _logged(file: str) -> ProgressCallback:
             shown[0] = done * 10 // total
             LOG.info(f'{file}: {10 * shown[0]}% of {total / 1e6:.0f} MB')
     return report
-
-
-@dataclass(frozen=True)
-class CachedWeights:
-    """One file set in the weights cache: ``path`` (the checkpoint, or a leftover file), its size
-    in bytes with its sidecar, the ``name`` it records (None if none) and its ``state``:
-    'current' (a table row's entry), 'stale' (recorded from another table, or not an entry)
-    or 'unfinished' (a temporary a stopped process left)."""
-    path: Path
-    size: int
-    name: Optional[str]
-    state: str
-
-
-def cached_weights(cache_dir: Optional[PathLike] = None) -> List[CachedWeights]:
-    """Everything in the weights cache, by path; [] when there is none."""
-    folder = weights_folder(cache_dir)
-    files = sorted(p for p in folder.rglob('*') if p.is_file()) if folder.is_dir() else []
-    found = []
-    for path in files:
-        if path.suffix == '.json' and path.with_suffix('.pdparams').is_file() and not path.name.startswith('.'):
-            continue                                    # a sidecar: counted with its checkpoint
-        side = sidecar_path(str(path))
-        size = path.stat().st_size + (side.stat().st_size if path.suffix == '.pdparams' and side.is_file() else 0)
-        name = (recorded(path) or {}).get('name') if path.suffix == '.pdparams' else None
-        row = find(name) if isinstance(name, str) else None
-        if path.name.startswith('.'):
-            state = 'unfinished'
-        elif row is not None and cached_path(row, cache_dir) == path and is_cached(row, cache_dir):
-            state = 'current'
-        else:
-            state = 'stale'
-        found.append(CachedWeights(path, size, name if isinstance(name, str) else None, state))
-    return found
-
-
-def remove_cached(entries: Sequence[CachedWeights]) -> int:
-    """Delete the entries' files (a checkpoint with its sidecar); the bytes freed."""
-    for entry in entries:
-        entry.path.unlink(missing_ok=True)
-        if entry.path.suffix == '.pdparams':
-            sidecar_path(str(entry.path)).unlink(missing_ok=True)
-    return sum(entry.size for entry in entries)

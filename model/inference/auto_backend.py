@@ -26,7 +26,6 @@ the first export goes. It is built in a temporary folder and only then renamed i
 on load the hashes of its files are checked again, and an entry that fails the check or does
 not load is said to be corrupt, deleted and rebuilt.
 """
-import functools
 import hashlib
 import json
 import logging
@@ -34,17 +33,15 @@ import platform
 import shutil
 import statistics
 import time
-from dataclasses import dataclass
-from importlib.metadata import PackageNotFoundError, version
 from importlib.util import find_spec
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from solov2 import config, data, model
 from solov2.config.device import on_gpu
-from solov2.core.paths import CACHE_ENV, WEIGHTS_FOLDER, cache_root  # noqa: F401 (CACHE_ENV: importers use it here)
+from solov2.core.cache import MANIFEST, package_version, source_hash
+from solov2.core.paths import CACHE_ENV, cache_root  # noqa: F401 (CACHE_ENV: importers use it here)
 from solov2.data.files import atomic_write, build_folder, file_sha256
 from solov2.data.transforms import padded_size, resized_hw
 from solov2.model.cpu_math import cpu_fields
@@ -56,7 +53,6 @@ from solov2.model.inference.openvino_backend import OpenVinoBackend
 from solov2.model.inference.paddle_inference_backend import InferenceBackend
 
 LOG = logging.getLogger(__name__)
-MANIFEST = 'cache.json'
 FORMAT = 3                # 3: one entry for both engines, the choice recorded per machine
 EXPORTED = ('inference', 'onnx', 'openvino')   # exported_backend's names
 _PACKAGES = {'openvino': ('openvino',), 'onnx': ('onnxruntime',)}
@@ -79,32 +75,12 @@ def installed_engines() -> List[str]:
     return [kind for kind, packages in _PACKAGES.items() if all(find_spec(name) is not None for name in packages)]
 
 
-@functools.lru_cache(maxsize=1)
-def source_hash() -> str:
-    """Hash of the Python source that export and inference run (``model``, ``config``, ``data``),
-    read once per process (the cache key, the compiled-model folder and ``CacheEntry.stale`` use it)."""
-    digest = hashlib.sha256()
-    for package in (config, data, model):
-        folder = Path(package.__file__).parent
-        for path in sorted(folder.rglob('*.py')):
-            digest.update(f'{package.__name__}/{path.relative_to(folder)}'.encode() + b'\0' + path.read_bytes())
-    return digest.hexdigest()
-
-
-@functools.lru_cache(maxsize=None)
-def _version(package: str) -> str:
-    try:
-        return version(package)
-    except PackageNotFoundError:
-        return 'missing'
-
-
 def cache_key(weights: str, number: int, overrides: Sequence[str]) -> dict:
     """Everything an entry depends on (the versions of both engines, not which one wins)."""
     packages = ('paddlepaddle', 'paddle2onnx', 'onnx') + sum(_PACKAGES.values(), ())
     return {'format': FORMAT, 'weights_sha256': file_sha256(Path(weights)), 'config': number,
             'overrides': list(overrides), 'precision': 'f32',
-            'versions': {name: _version(name) for name in packages}, 'source_sha256': source_hash()}
+            'versions': {name: package_version(name) for name in packages}, 'source_sha256': source_hash()}
 
 
 def entry_name(key: dict) -> str:
@@ -115,13 +91,11 @@ def entry_name(key: dict) -> str:
 
 def compiled_cache(root: Optional[Path] = None) -> Optional[str]:
     """``root/openvino-compiled`` (``root`` default ``cache_root()``), the folder where OpenVINO
-    keeps the models it compiles (``OpenVinoBackend(compiled_cache=...)``), with a manifest so
-    that ``tools/cache.py prune`` removes it once OpenVINO or this code changes; None when it
-    cannot be written."""
+    keeps the models it compiles (``OpenVinoBackend(compiled_cache=...)``), with the manifest
+    by which ``core.cache`` prunes it once OpenVINO or this code changes; None when it cannot be written."""
     folder = (root or cache_root()) / COMPILED
-    key = {'format': FORMAT, 'config': 'all', 'precision': 'compiled', 'versions': {'openvino': _version('openvino')},
-           'source_sha256': source_hash()}
-    manifest = json.dumps({'key': key, 'files': {}, 'engine': 'openvino compiled models'}, indent=2) + '\n'
+    key = {'versions': {'openvino': package_version('openvino')}, 'source_sha256': source_hash()}
+    manifest = json.dumps({'key': key, 'what': 'openvino compiled models'}, indent=2) + '\n'
     try:
         folder.mkdir(parents=True, exist_ok=True)
         if not (folder / MANIFEST).is_file() or (folder / MANIFEST).read_text() != manifest:
@@ -352,52 +326,3 @@ def _recorded_backend(folder: Path, machine: str, threads: int, overrides: Seque
 
 def _manifest(folder: Path) -> dict:
     return json.loads((folder / MANIFEST).read_text())
-
-
-@dataclass(frozen=True)
-class CacheEntry:
-    """One folder of the export cache: its size in bytes, when it was written (seconds since
-    the epoch), its key (None when its manifest cannot be read) and the engines it records."""
-    folder: Path
-    size: int
-    written: float
-    key: Optional[dict]
-    engine: Optional[str] = None
-
-    def stale(self, current_source: str) -> bool:
-        """True when no run of this code and these libraries can use the entry again: an
-        unreadable manifest, another source hash or another library version."""
-        if self.key is None:
-            return True
-        versions = self.key.get('versions', {})
-        return (self.key.get('source_sha256') != current_source
-                or any(_version(name) != found for name, found in versions.items()))
-
-
-def cache_entries(root: Optional[Path] = None) -> List[CacheEntry]:
-    """The entries under ``root`` (default ``cache_root()``), oldest first; [] when there is
-    no cache. Unfinished temporary folders (a name starting with '.') are included; the
-    converted published checkpoints (``weights/``, ``convert.zoo``) are not export entries."""
-    root = root or cache_root()
-    if not root.is_dir():
-        return []
-    entries = []
-    for folder in sorted(p for p in root.iterdir() if p.is_dir() and p.name != WEIGHTS_FOLDER):
-        try:
-            manifest = _manifest(folder)
-            key = manifest['key']
-            engine = ', '.join(sorted({c['engine'] for c in manifest.get('choices', {}).values()})) or None
-        except (OSError, ValueError, KeyError, TypeError, AttributeError):
-            key, engine = None, None
-        files = [p for p in folder.rglob('*') if p.is_file()]
-        entries.append(CacheEntry(folder, sum(p.stat().st_size for p in files), folder.stat().st_mtime, key, engine))
-    return sorted(entries, key=lambda entry: entry.written)
-
-
-def remove_entries(entries: Sequence[CacheEntry]) -> int:
-    """Delete the entries' folders; the bytes freed."""
-    freed = 0
-    for entry in entries:
-        shutil.rmtree(entry.folder, ignore_errors=True)
-        freed += entry.size
-    return freed

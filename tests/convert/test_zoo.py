@@ -532,10 +532,10 @@ def test_the_lists_and_the_cache_tool(tiny, server, monkeypatch, capsys, tmp_pat
     (folder / 'old.pdparams').write_bytes(b'x')                                # not a table entry
     assert cache_tool.main([]) == 0
     listed = capsys.readouterr().out
-    assert 'ppdet/tiny_shapes.pdparams  ppdet/tiny_shapes' in listed and 'current' in listed
-    assert 'unfinished' in listed and '3 converted published checkpoints' in listed
+    assert 'weights/ppdet/tiny_shapes.pdparams  ppdet/tiny_shapes' in listed and 'current' in listed
+    assert 'weights/ppdet/old.pdparams  -' in listed and 'unfinished' in listed and '3 entries' in listed
     assert cache_tool.main(['prune']) == 0
-    assert 'deleted 2 of 3 converted published checkpoints' in capsys.readouterr().out
+    assert 'deleted 2 of 3 entries' in capsys.readouterr().out
     assert cache_files(tmp_path / 'weights') == ['ppdet/tiny_shapes.json', 'ppdet/tiny_shapes.pdparams']
 
 

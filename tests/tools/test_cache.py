@@ -1,7 +1,10 @@
-"""tools/cache.py: list the export cache, prune the entries no run can use again, clear it."""
+"""tools/cache.py over core.cache, the one listing of the cache: the exports of 'auto', OpenVINO's
+compiled models and the converted published checkpoints, each current, stale or unfinished;
+prune deletes all but the current ones, clear everything."""
 import json
 
-from solov2.model.inference.auto_backend import CACHE_ENV, MANIFEST, cache_key, entry_name
+from solov2.core.cache import MANIFEST, cache_entries
+from solov2.model.inference.auto_backend import CACHE_ENV, cache_key, compiled_cache, entry_name
 from solov2.tools import cache
 from tests.helpers import REPO_DIR
 
@@ -17,6 +20,16 @@ def _entry(root, key, payload=b'x' * 2048):
     return folder
 
 
+def _checkpoint(root, place, name):
+    """A converted checkpoint at ``weights/<place>.pdparams`` whose sidecar records ``name``."""
+    path = root / 'weights' / f'{place}.pdparams'
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b'x' * 100)
+    if name:
+        path.with_suffix('.json').write_text(json.dumps({'config': 9, 'published': {'name': name}}))
+    return path
+
+
 def test_list_prune_and_clear(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv(CACHE_ENV, str(tmp_path))
     current = cache_key(WEIGHTS, 9, [])
@@ -24,19 +37,31 @@ def test_list_prune_and_clear(tmp_path, monkeypatch, capsys):
     old_code = _entry(tmp_path, dict(current, source_sha256='0' * 64))
     old_library = _entry(tmp_path, dict(current, versions=dict(current['versions'], onnxruntime='0.0.1')))
     (tmp_path / 'broken').mkdir()
+    (tmp_path / '.config9-auto-1.123.abcd.tmp').mkdir()               # what a stopped export leaves
+    compiled = compiled_cache(tmp_path)                                # the folder OpenVINO compiles into
+    converted = _checkpoint(tmp_path, 'ppdet/tiny', 'ppdet/tiny')
+    _checkpoint(tmp_path, 'ppdet/old', 'ppdet/other')                  # not at its name's place
+    (tmp_path / 'weights' / 'ppdet' / '.tiny.pdparams.1.abcd.tmp').write_bytes(b'x')     # a stopped download
     assert cache.main([]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert f'{kept.name}  config 9 onnx  0.0 MB' in '\n'.join(lines) and lines[-1].startswith('4 entries')
+    assert f'{kept.name}  config 9 onnx  0.0 MB' in '\n'.join(lines) and lines[-1].startswith('9 entries')
     states = {line.split()[0]: line.split()[-1] for line in lines[:-1]}
-    assert states == {kept.name: 'current', old_code.name: 'stale', old_library.name: 'stale', 'broken': 'stale'}
+    assert states == {kept.name: 'current', old_code.name: 'stale', old_library.name: 'stale', 'broken': 'stale',
+                      '.config9-auto-1.123.abcd.tmp': 'unfinished', 'openvino-compiled': 'current',
+                      'weights/ppdet/tiny.pdparams': 'current', 'weights/ppdet/old.pdparams': 'stale',
+                      'weights/ppdet/.tiny.pdparams.1.abcd.tmp': 'unfinished'}
+    assert 'weights/ppdet/tiny.pdparams  ppdet/tiny  0.0 MB' in '\n'.join(lines)
     assert cache.main(['prune']) == 0
-    assert 'deleted 3 of 4 entries' in capsys.readouterr().out
-    assert [p.name for p in tmp_path.iterdir()] == [kept.name]
+    assert 'deleted 6 of 9 entries' in capsys.readouterr().out
+    assert sorted(e.path for e in cache_entries()) == sorted([kept, tmp_path / 'openvino-compiled', converted])
+    assert compiled == str(tmp_path / 'openvino-compiled') and converted.with_suffix('.json').is_file()
     assert cache.main(['clear']) == 0
-    assert 'deleted 1 of 1 entries' in capsys.readouterr().out and not list(tmp_path.iterdir())
+    assert 'deleted 3 of 3 entries' in capsys.readouterr().out
+    assert not cache_entries() and not list((tmp_path / 'weights' / 'ppdet').iterdir())
 
 
 def test_no_cache_yet(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv(CACHE_ENV, str(tmp_path / 'none'))
     assert cache.main(['list']) == 0
     assert capsys.readouterr().out.startswith('0 entries, 0.0 MB')
+

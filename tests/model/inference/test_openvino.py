@@ -31,6 +31,7 @@ import openvino as ov
 import paddle
 
 from solov2.config import CONFIGS, with_overrides
+from solov2.core.cache import cache_entries
 from solov2.model.build import build_model
 from solov2.model.checkpoint import save_checkpoint
 from solov2.model.inference import auto_backend, openvino_backend
@@ -39,12 +40,10 @@ from solov2.model.inference.auto_backend import (
     COMPILED,
     MANIFEST,
     TIMING_ROUNDS,
-    cache_entries,
     cached_backend,
     check_entry,
     machine_key,
     preferred_engine,
-    source_hash,
     time_engines,
     timing_batches,
 )
@@ -447,8 +446,8 @@ def test_compiled_models_are_kept_in_the_cache(hot, tmp_path, monkeypatch):  # n
         backend.run_numpy(_batch(128, 160, seed=1))
         _earned_static(backend, (1, 3, 128, 160))
     assert len([p for p in (tmp_path / COMPILED).iterdir() if p.suffix == '.blob']) == 2
-    entries = cache_entries(tmp_path)
-    assert [e.folder.name for e in entries] == [COMPILED] and not entries[0].stale(source_hash())
+    entries = cache_entries(str(tmp_path))
+    assert [(e.path.name, e.state) for e in entries] == [(COMPILED, 'current')]
 
 
 def test_time_engines_warms_up_then_alternates_the_order_round_by_round():

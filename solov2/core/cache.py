@@ -1,0 +1,110 @@
+"""What the cache (``paths.cache_root``) holds and whether a run can use it again: the one
+listing and pruning of it, for tools/cache.py, and what its writers record.
+
+Its entries are known by place. A folder at the top (an export of ``backend='auto'``, OpenVINO's
+compiled models) has a ``cache.json`` manifest whose ``key`` records the ``versions`` of the
+packages it was made with and ``source_sha256``, the toolkit's source (``source_hash``): it is
+stale when either changed or the manifest cannot be read. A converted published checkpoint in
+``weights/<publisher>/`` (``convert.zoo``) counts with its sidecar, whose ``"published"``
+record names it: it is current at its name's place, else stale (it is converted again when the
+table of published checkpoints changes). A hidden name (``data.files.temporary_beside``) is
+what a stopped process left: unfinished.
+"""
+import functools
+import hashlib
+import json
+import shutil
+from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import List, Optional, Sequence
+
+from solov2.core.paths import CACHE_ENV, PACKAGE_DIR, WEIGHTS_FOLDER, cache_root
+
+MANIFEST = 'cache.json'
+HINT = f'point {CACHE_ENV} at another folder'       # the fix for a cache that cannot be written
+
+
+@functools.lru_cache(maxsize=1)
+def source_hash() -> str:
+    """Hash of the Python source that export and inference run (``model``, ``config``, ``data``),
+    read once per process."""
+    digest = hashlib.sha256()
+    for package in ('config', 'data', 'model'):
+        folder = PACKAGE_DIR / package
+        for path in sorted(folder.rglob('*.py')):
+            digest.update(f'solov2.{package}/{path.relative_to(folder)}'.encode() + b'\0' + path.read_bytes())
+    return digest.hexdigest()
+
+
+@functools.lru_cache(maxsize=None)
+def package_version(package: str) -> str:
+    """The installed version of ``package``, 'missing' when it is not installed."""
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return 'missing'
+
+
+@dataclass(frozen=True)
+class CacheEntry:
+    """One entry: ``path`` (a folder, or a checkpoint under ``weights/``), its size in bytes
+    (a checkpoint with its sidecar), when it was written (seconds since the epoch), ``what`` it
+    holds (one line) and its ``state``: 'current', 'stale' or 'unfinished'."""
+    path: Path
+    size: int
+    written: float
+    what: str
+    state: str
+
+
+def _folder_entry(folder: Path) -> CacheEntry:
+    try:
+        manifest = json.loads((folder / MANIFEST).read_text())
+        key = manifest['key']
+        stale = key.get('source_sha256') != source_hash() or any(
+            package_version(name) != found for name, found in key.get('versions', {}).items())
+        engines = ', '.join(sorted({c['engine'] for c in manifest.get('choices', {}).values()}))
+        what = manifest.get('what') or f'config {key.get("config", "?")} {engines or "-"}'
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        stale, what = True, '-'
+    size = sum(p.stat().st_size for p in folder.rglob('*') if p.is_file())
+    state = 'unfinished' if folder.name.startswith('.') else 'stale' if stale else 'current'
+    return CacheEntry(folder, size, folder.stat().st_mtime, what, state)
+
+
+def _weights_entry(path: Path, folder: Path) -> CacheEntry:
+    side = path.with_suffix('.json') if path.suffix == '.pdparams' else None
+    try:
+        name = json.loads(side.read_text())['published']['name'] if side else None
+    except (OSError, ValueError, KeyError, TypeError):
+        name = None
+    size = path.stat().st_size + (side.stat().st_size if side and side.is_file() else 0)
+    place = path.relative_to(folder).with_suffix('').as_posix()
+    state = 'unfinished' if path.name.startswith('.') else 'current' if name == place else 'stale'
+    return CacheEntry(path, size, path.stat().st_mtime, name if isinstance(name, str) else '-', state)
+
+
+def cache_entries(cache_dir: Optional[str] = None) -> List[CacheEntry]:
+    """Every entry of the cache (``cache_root(cache_dir)``): the converted checkpoints by path,
+    then the folders oldest first; [] when there is no cache."""
+    root = cache_root(cache_dir)
+    weights = root / WEIGHTS_FOLDER
+    files = sorted(p for p in weights.rglob('*') if p.is_file()) if weights.is_dir() else []
+    checkpoints = [_weights_entry(p, weights) for p in files if not (
+        p.suffix == '.json' and p.with_suffix('.pdparams').is_file() and not p.name.startswith('.'))]
+    folders = [p for p in root.iterdir() if p.is_dir() and p.name != WEIGHTS_FOLDER] if root.is_dir() else []
+    return checkpoints + sorted(map(_folder_entry, folders), key=lambda entry: entry.written)
+
+
+def remove_entries(entries: Sequence[CacheEntry]) -> int:
+    """Delete the entries (a checkpoint with its sidecar); the bytes freed."""
+    for entry in entries:
+        if entry.path.is_dir():
+            shutil.rmtree(entry.path, ignore_errors=True)
+        else:
+            entry.path.unlink(missing_ok=True)
+            if entry.path.suffix == '.pdparams':
+                entry.path.with_suffix('.json').unlink(missing_ok=True)
+    return sum(entry.size for entry in entries)
+
