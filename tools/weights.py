@@ -59,7 +59,7 @@ def run(argv) -> int:
     for row in rows:
         progress = DownloadProgress()
         try:
-            path = zoo.checkpoint(row, mirror=args.mirror, progress=progress)
+            path = zoo.resolve_weights(row.name, mirror=args.mirror, progress=progress)
         finally:
             progress.close()
         print(f'{row.name}: {path}')

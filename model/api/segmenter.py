@@ -40,14 +40,17 @@ def override_list(overrides: Union[None, Mapping[str, Any], Sequence[str]]) -> l
 def check_arguments(weights: Optional[str] = None, config: Optional[int] = None, backend: str = 'auto',
                     model_dir: Optional[str] = None, precision: str = 'f32', device: Optional[str] = None,
                     threads: int = 0, overrides: Sequence[str] = (), mkldnn: bool = False,
-                    tensorrt: bool = False) -> None:
+                    tensorrt: bool = False) -> Optional[int]:
     """InputError for an argument of ``open_backend`` (these are its keywords) that cannot work,
     found before a published name is fetched or anything is exported (``backends.check_choices``):
     ``config`` against the published name ``weights`` (``convert.zoo.checked_config``), and the
-    overrides on ``config``, else on that name's config, else later, with the weights' sidecar."""
+    overrides on ``config``, else on that name's config, else later, with the weights' sidecar.
+    Returns the config number checked against (None when only the sidecar will tell)."""
     if config is not None and (isinstance(config, bool) or not isinstance(config, numbers.Integral)):
         raise InputError(param('config') + f' takes a config number, not {config!r}')
-    check_choices(backend, precision, model_dir, device, threads, checked_config(weights, config), overrides, tensorrt)
+    number = checked_config(weights, config)
+    check_choices(backend, precision, model_dir, device, threads, number, overrides, tensorrt)
+    return number
 
 
 def per_call_params(params: InferenceParams, score_threshold: Optional[float] = None,
