@@ -13,6 +13,7 @@ from solov2.data.visualize import (
     MaskShares,
     caption_candidates,
     caption_size,
+    draw_bgr,
     draw_caption,
     draw_instances,
     fill_mask,
@@ -290,6 +291,9 @@ def test_drawing_inside_boxes_equals_the_full_picture_drawing():
     canvas = image.copy()
     assert draw_instances(canvas, cropped, labels, scores, CLASS_NAMES, in_place=True) is canvas
     np.testing.assert_array_equal(canvas, drawn)
+    canvas = image.copy()                    # the demo's picture: drawn on itself, then BGR for OpenCV
+    assert draw_bgr(canvas, cropped, labels, scores, CLASS_NAMES) is canvas
+    np.testing.assert_array_equal(canvas, cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR))
     with pytest.raises(ValueError, match='in place'):
         draw_instances(np.asfortranarray(image), cropped, labels, scores, CLASS_NAMES, in_place=True)
     expected = _full_picture_drawing(image, masks[:11], labels[:11], scores[:11])
