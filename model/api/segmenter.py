@@ -46,7 +46,7 @@ def check_arguments(weights: Optional[str] = None, config: Optional[int] = None,
     ``config`` against the published name ``weights`` (``convert.zoo.checked_config``), and the
     overrides on ``config``, else on that name's config, else later, with the weights' sidecar."""
     if config is not None and (isinstance(config, bool) or not isinstance(config, numbers.Integral)):
-        raise InputError(param('config') + f' takes a config number, not {config!r}')
+        raise InputError(param('config'), f' takes a config number, not {config!r}')
     check_choices(backend, precision, model_dir, device, threads, checked_config(weights, config), overrides, tensorrt)
 
 
