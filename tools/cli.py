@@ -18,7 +18,8 @@ tools/*.py, convert/*2paddle.py) does the same way, and nothing the library need
 - Words: a library message names the caller's parameters in Python words (``weights=``,
   ``resume='auto'``: ``core.errors.param``); ``in_flags`` shows them as the flags
   (``--weights``, ``--resume auto``: ``FLAGS`` where the flag is not the name with dashes),
-  in the error line and the log lines alike. Run as an installed console command
+  in the error line and the log lines alike (a param or a library error as a log call's
+  argument). Run as an installed console command
   (``solov2-weights``: how the process was started, ``sys.argv[0]``), the help, the error
   line and the log lines name the installed commands (``INSTALLED``), not the checkout's
   scripts (``python tools/weights.py``), and the shipped model by its name (``command_words``).
@@ -98,16 +99,18 @@ def command_words(text: str) -> str:
 
 
 def in_flags(*pieces) -> str:
-    """A library message in the commands' words: its pieces (an error's arguments) joined, each
-    parameter as its flag (``flag_words``), the scripts it names as the user started them
-    (``command_words``)."""
+    """A library message in the commands' words: its pieces (text, params, errors) joined, each
+    as ``flag_words`` shows it, the scripts it names as the user started them (``command_words``)."""
     return command_words(''.join(map(str, map(flag_words, pieces))))
 
 
 def flag_words(piece):
     """A ``core.errors.param`` as a command line names it: its flag (``FLAGS``, else ``--name``
     with dashes), then the value(s) to give it as a shell reads them back (``--backend
-    onnx|openvino``; ``True`` alone: the bare flag); any other piece as it is."""
+    onnx|openvino``; ``True`` alone: the bare flag); a library error as its pieces so shown;
+    any other piece as it is."""
+    if isinstance(piece, Solov2Error):
+        return ''.join(map(str, map(flag_words, piece.args)))
     if not isinstance(piece, Param):
         return piece
     flag = FLAGS.get(piece.name, '--' + piece.name.replace('_', '-'))
@@ -271,8 +274,7 @@ def set_status(note) -> None:
 
 def error_line(exc: BaseException) -> str:
     """``error: <what> — <what to do>`` for ``exc``, on one line, in the commands' words (``in_flags``)."""
-    pieces = exc.args if isinstance(exc, Solov2Error) else (exc,)
-    text = ' '.join(in_flags(*pieces).split()) or type(exc).__name__
+    text = ' '.join(in_flags(exc).split()) or type(exc).__name__
     return f'error: {text}'
 
 
@@ -416,7 +418,7 @@ def device_flag(text: str) -> str:
     try:
         return device_name(text)
     except InputError as exc:
-        raise argparse.ArgumentTypeError(in_flags(*exc.args)) from None
+        raise argparse.ArgumentTypeError(in_flags(exc)) from None
 
 
 def add_runtime_args(parser: argparse.ArgumentParser) -> None:

@@ -16,7 +16,8 @@ holds it as a ``param`` among its pieces: an error's arguments are the pieces of
 ``InputError('pass ', param('weights'), ' or ', param('resume', 'auto'))``, and a log call
 takes one as an argument, ``logger.info('%s: starting anew', param('resume', 'auto'))``.
 ``str`` gives the caller's Python words (``pass weights= or resume='auto'``), the commands
-the command-line words (``pass --weights or --resume auto``: ``tools.cli.in_flags``). A param
+the command-line words (``pass --weights or --resume auto``: ``tools.cli.in_flags``, also for
+an error given to a log call as an argument). A param
 is no ``str``: ``+`` or an f-string around one is a TypeError, never a message without its
 flags; an error that extends another passes its pieces on (``RunError(*exc.args, '; ...')``).
 """

@@ -77,7 +77,7 @@ def test_a_parameter_never_loses_its_flag_unnoticed():
     with pytest.raises(TypeError, match='would lose its flag'):
         'pass {}'.format(param('weights'))
     with pytest.raises(TypeError):
-        'pass ' + param('weights')
+        'pass ' + param('weights')  # type: ignore[operator]  # (a type checker says so too)
 
 
 def _named_parameters(root: Path):
@@ -158,11 +158,11 @@ def test_a_bug_in_the_library_is_called_one_and_names_debug(tmp_path, capsys, mo
 
 def test_library_log_lines_show_the_flags(capsys):
     def main(argv):
-        logging.getLogger('solov2.model.training.run').info('%s: no checkpoint in %s yet', param('resume', 'auto'),
-                                                            'x%')
+        logging.getLogger('solov2.model.training.run').info('%s: no checkpoint in %s yet (%s)', param('resume', 'auto'),
+                                                            'x%', InputError('pick ', param('output')))
         return 0
     assert run_command(main, []) == 0
-    assert capsys.readouterr().out == '--resume auto: no checkpoint in x% yet\n'
+    assert capsys.readouterr().out == '--resume auto: no checkpoint in x% yet (pick --output)\n'
 
 
 def test_a_record_on_its_way_when_the_command_ends_is_shown_once(monkeypatch):
