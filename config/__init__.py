@@ -3,6 +3,7 @@
 0-2 keep the numbering of the earlier Paddle 2.0 port (miemie2013/Paddle-SOLOv2).
 """
 import difflib
+import logging
 from typing import Dict, Type
 
 from solov2.config.base import COCO_CLASSES, SOLOv2Base
@@ -21,6 +22,8 @@ from solov2.config.setting import Setting, declared_settings
 from solov2.config.shapes_r18 import ShapesR18
 from solov2.config.x101_dcn import X101DCN
 from solov2.core.errors import InputError, param
+
+logger = logging.getLogger(__name__)
 
 CONFIGS: Dict[int, Type[SOLOv2Base]] = {
     0: SOLOv2Base,
@@ -109,8 +112,8 @@ def _coerce(setting: Setting, text: str):
         ok = isinstance(value, type(default))
     if not ok:
         kind = setting.accepts or ('None or a string' if default is None else type(default).__name__)
-        raise InputError(f"bad override '{setting.name}={text}': {setting.name} takes {kind}, e.g. "
-                         + param('overrides', [f'{setting.name}={_example(default)}']))
+        raise InputError(f"bad override '{setting.name}={text}': {setting.name} takes {kind}, e.g. ",
+                         param('overrides', [f'{setting.name}={_example(default)}']))
     return value
 
 
@@ -148,11 +151,13 @@ def _unknown(name: str, declared) -> str:
     return f'no setting {name!r} — {hint}'
 
 
-def announce_config(number: int, cfg, overrides=(), verbose: bool = False, where: str = '') -> str:
-    """What a command runs with: one line (config number and name, ``where`` (weights or
-    model folder) and the overrides), or with ``verbose`` that line and the table of
-    every resolved value."""
+def announce_config(number: int, cfg, overrides=(), verbose: bool = False, where: str = '') -> None:
+    """Log (INFO) what a command runs with: one line (config number and name, ``where`` (weights
+    or model folder) and the overrides), or with ``verbose`` that line and the table of every
+    resolved value."""
     line = f'config {number}: {cfg.__name__}' + (f' ({where})' if where else '')
+    table = '\n' + format_settings(cfg) if verbose else ''
     if overrides:
-        line += ', ' + param('overrides', list(overrides))
-    return line + '\n' + format_settings(cfg) if verbose else line
+        logger.info('%s, %s%s', line, param('overrides', list(overrides)), table)
+    else:
+        logger.info('%s%s', line, table)

@@ -60,8 +60,8 @@ def check_config(cfg) -> None:
     for name, setting in declared_settings(cfg).items():
         value = getattr(cfg, name)
         if setting.rule and not setting.rule.ok(value):
-            raise InputError(f'bad value {name}={value!r}: {name} takes {setting.rule.text} — fix it in '
-                             + param('overrides') + ' or in the config')
+            raise InputError(f'bad value {name}={value!r}: {name} takes {setting.rule.text} — fix it in ',
+                             param('overrides'), ' or in the config')
     names = cfg.class_names
     if len(names) != cfg.num_classes:
         raise InputError(f'num_classes={cfg.num_classes} but class_names holds {len(names)} names '

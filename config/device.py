@@ -18,7 +18,7 @@ def device_name(device: Optional[str]) -> Optional[str]:
         return None
     text = str(device).strip().lower()
     if not _NAME.fullmatch(text):
-        raise InputError(param('device', device) + " is not a device: use 'cpu', 'gpu' or 'gpu:N' (N: the GPU's "
+        raise InputError(param('device', device), " is not a device: use 'cpu', 'gpu' or 'gpu:N' (N: the GPU's "
                          'number, from 0)')
     return text
 

@@ -14,7 +14,7 @@ from typing import Collection, List, Optional, Sequence
 
 from solov2.config import CONFIGS, SOLOv2Base, get_config, with_classes, with_overrides
 from solov2.config.setting import group_names
-from solov2.core.errors import InputError, message_of, param
+from solov2.core.errors import InputError, param
 
 MODEL_SETTINGS = group_names(SOLOv2Base, 'model')
 TEST_SETTINGS = group_names(SOLOv2Base, 'test')
@@ -43,11 +43,11 @@ def read_sidecar(weights: str) -> Optional[dict]:
     try:
         meta = json.loads(side.read_text())
     except (OSError, ValueError) as exc:
-        raise InputError(f'cannot read {side}: {exc} — fix or delete it and pass ' + param('config')) from None
+        raise InputError(f'cannot read {side}: {exc} — fix or delete it and pass ', param('config')) from None
     if not isinstance(meta, dict) or not isinstance(meta.get('num_classes'), int) \
             or not isinstance(meta.get('overrides', {}), dict):
         raise InputError(f'{side} is not a checkpoint sidecar (config, num_classes, class_names) '
-                         '— fix or delete it and pass ' + param('config'))
+                         '— fix or delete it and pass ', param('config'))
     names = meta.get('class_names')
     if names is not None and len(names) != meta['num_classes']:
         raise InputError(f'{side} says num_classes={meta["num_classes"]} but lists {len(names)} class names '
@@ -60,7 +60,7 @@ def read_sidecar(weights: str) -> Optional[dict]:
             raise InputError(f'"overrides" records {unknown[0]}, which a sidecar does not hold')
         with_overrides(CONFIGS[meta['config']], _assignments(meta.get('overrides', {})))
     except ValueError as exc:
-        raise InputError(f'{side}: ' + message_of(exc) + ' — fix or delete it and pass ' + param('config')) from None
+        raise InputError(f'{side}: ', *exc.args, ' — fix or delete it and pass ', param('config')) from None
     return meta
 
 
@@ -107,7 +107,7 @@ def resolve_config(weights: Optional[str] = None, number: Optional[int] = None, 
     meta = read_sidecar(weights) if weights else None
     number = number if number is not None else (meta or {}).get('config')
     if number is None:
-        raise InputError('pass ' + param('config') + ' (the weights have no sidecar .json naming one; a checkpoint '
+        raise InputError('pass ', param('config'), ' (the weights have no sidecar .json naming one; a checkpoint '
                          'not made by this toolkit converts first: docs/checkpoints.md)')
     if meta is not None:
         check_class_count(meta, overrides, weights)
@@ -119,8 +119,8 @@ def resolve_config(weights: Optional[str] = None, number: Optional[int] = None, 
     try:
         return number, apply_sidecar(cfg, meta, chosen)
     except ValueError as exc:
-        hint = '' if same else ' (they were made for ' + param('config', meta.get('config')) + ')'
-        raise InputError(message_of(exc) + hint) from None
+        hint = () if same else (' (they were made for ', param('config', meta.get('config')), ')')
+        raise InputError(*exc.args, *hint) from None
 
 
 def check_class_count(meta: dict, overrides: Sequence[str], weights: str) -> None:
@@ -140,4 +140,4 @@ def check_class_count(meta: dict, overrides: Sequence[str], weights: str) -> Non
             said = f'num_classes={count}' if name == 'num_classes' else f'{count} class_names'
             raise InputError(f'the weights {weights} hold {held} classes ({names}{", ..." if held > 6 else ""}), '
                              f'not {said} — leave num_classes out (class_names may rename the {held}), or '
-                             'fine-tune them on your classes: training with ' + param('weights', weights))
+                             'fine-tune them on your classes: training with ', param('weights', weights))

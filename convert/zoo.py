@@ -126,8 +126,8 @@ def checked_config(weights: Optional[PathLike], config: Optional[int]) -> Option
     number = published_config(weights)
     if config is None or number is None or config == number or find(str(weights)).backbone:
         return config if config is not None else number
-    raise InputError(f'{weights} is a config {number} model, not config {config}: pass ' + param('config', number)
-                     + ' or leave ' + param('config') + ' out')
+    raise InputError(f'{weights} is a config {number} model, not config {config}: pass ', param('config', number),
+                     ' or leave ', param('config'), ' out')
 
 
 def resolve_weights(weights: Optional[PathLike], cache_dir: Optional[PathLike] = None,

@@ -183,7 +183,7 @@ def category_ids_by_name(
         shown = ', '.join(missing[:5]) + (f' and {len(missing) - 5} more' if len(missing) > 5 else '')
         raise InputError(
             f"class names not in the annotation file: {shown} (it has: {', '.join(sorted(ids_of))}) — "
-            'name only classes it has, or leave ' + param('classes') + ' and num_classes/class_names out to '
+            'name only classes it has, or leave ', param('classes'), ' and num_classes/class_names out to '
             'take its own'
         )
     ambiguous = [name for name in class_names if len(ids_of.get(name, ())) > 1]

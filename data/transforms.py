@@ -56,8 +56,8 @@ def check_pixels(what, width: int, height: int, max_pixels: int) -> None:
     if max_pixels and width * height > max_pixels:
         raise InputError(
             f'{what} is {width}x{height} = {width * height / 1e6:.0f} MP, over the limit of '
-            f'{max_pixels / 1e6:g} MP — shrink it or raise max_image_pixels ('
-            + param('overrides', ['max_image_pixels=N']) + ')'
+            f'{max_pixels / 1e6:g} MP — shrink it or raise max_image_pixels (',
+            param('overrides', ['max_image_pixels=N']), ')'
         )
 
 

@@ -57,7 +57,7 @@ def check_weights_file(weights: str) -> None:
     path = Path(weights)
     if path.is_dir():
         inside = sorted(path.glob('*.pdparams'))
-        raise InputError(param('weights', weights) + ' is a folder — give the .pdparams file'
+        raise InputError(param('weights', weights), ' is a folder — give the .pdparams file'
                          + (f', e.g. {inside[0]}' if inside else ' (there is none in it)'))
     if not path.is_file():
         raise InputError(f'weights file not found: {looked_up(weights)}' + _nearby(path))
@@ -161,8 +161,8 @@ def check_unrecorded(weights: str, number: Optional[int], overrides: Sequence[st
         raise CheckpointError(f'{problem}; they fit none of the configs — a published checkpoint needs converting '
                               'first (convert/*2paddle.py, docs/checkpoints.md)')
     which = ' or '.join(map(str, fitting))
-    fix = param('config', *fitting)
+    fix = (param('config', *fitting),)
     if classes != get_config(fitting[0]).num_classes:
         which += f' with {classes} classes'
-        fix += ' and ' + param('overrides', [f'num_classes={classes}']) + f' with {classes} class_names'
-    raise CheckpointError(f'{problem}: they fit config {which} — pass ' + fix)
+        fix += (' and ', param('overrides', [f'num_classes={classes}']), f' with {classes} class_names')
+    raise CheckpointError(f'{problem}: they fit config {which} — pass ', *fix)

@@ -74,8 +74,8 @@ def check_paddle_runs(world: int, device: str, version: str = paddle.__version__
     cuda_build = paddle.is_compiled_with_cuda() if cuda_build is None else cuda_build
     if world > 1 and device == 'cpu' and cuda_build and major.isdigit() and 0 < int(major) < 3:
         raise InputError(f'{world} CPU processes need Paddle 3 or the CPU wheel: Paddle {version} (CUDA build) '
-                         'crashes (segfault) in its CPU collectives (gloo) — run one process, use the GPUs ('
-                         + param('device', 'gpu') + '), or pip install "paddlepaddle-gpu>=3"')
+                         'crashes (segfault) in its CPU collectives (gloo) — run one process, use the GPUs (',
+                         param('device', 'gpu'), '), or pip install "paddlepaddle-gpu>=3"')
 
 
 def start_processes(device: str) -> Processes:

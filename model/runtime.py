@@ -47,10 +47,10 @@ def resolve_device(device: Optional[str]) -> str:
     count, number = _gpu_count(), gpu_number(name)
     if count == 0:
         reason = 'this Paddle sees no GPU' if paddle.is_compiled_with_cuda() else 'this Paddle is a CPU build'
-        raise InputError(param('device', device) + f' needs a GPU and paddlepaddle-gpu: {reason} — use '
-                         + param('device', 'cpu') + ' or install paddlepaddle-gpu (docs/training.md)')
+        raise InputError(param('device', device), f' needs a GPU and paddlepaddle-gpu: {reason} — use ',
+                         param('device', 'cpu'), ' or install paddlepaddle-gpu (docs/training.md)')
     if number >= count:
-        raise InputError(param('device', device) + f': this machine has {count} GPU(s), numbered from 0')
+        raise InputError(param('device', device), f': this machine has {count} GPU(s), numbered from 0')
     note = unsupported_gpu(paddle.__version__, paddle.device.cuda.get_device_capability(number))
     if note:
         logger.warning(note)

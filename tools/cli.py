@@ -16,9 +16,10 @@ tools/*.py, convert/*2paddle.py) does the same way, and nothing the library need
   progress line with rate and ETA (``DownloadProgress`` in MB for a download), and
   ``weights_path`` turns a published name given to --weights into its converted checkpoint.
 - Words: a library message names the caller's parameters in Python words (``weights=``,
-  ``resume='auto'``: ``core.errors.param``); ``in_flags`` turns them into the flags
+  ``resume='auto'``: ``core.errors.param``); ``in_flags`` shows them as the flags
   (``--weights``, ``--resume auto``: ``FLAGS`` where the flag is not the name with dashes),
-  for the error line and the log lines alike. Run as an installed console command
+  in the error line and the log lines alike (a param or a library error as a log call's
+  argument). Run as an installed console command
   (``solov2-weights``: how the process was started, ``sys.argv[0]``), the help, the error
   line and the log lines name the installed commands (``INSTALLED``), not the checkout's
   scripts (``python tools/weights.py``), and the shipped model by its name (``command_words``).
@@ -37,6 +38,7 @@ import importlib.util
 import logging
 import os
 import re
+import shlex
 import signal
 import sys
 import threading
@@ -53,7 +55,7 @@ warnings.filterwarnings('ignore', message='When training, we now always track gl
 from solov2.config import describe_configs  # noqa: E402  (after the start-up settings above)
 from solov2.config.device import device_name, on_gpu  # noqa: E402
 from solov2.config.install import paddle_install_problem  # noqa: E402
-from solov2.core.errors import InputError, Message, RunError, message_of  # noqa: E402
+from solov2.core.errors import InputError, Param, RunError, Solov2Error  # noqa: E402
 
 LIBRARY_LOGGER = 'solov2'   # every library module logs under it (loggers named after modules)
 DEBUG_FLAG = '--debug'
@@ -96,11 +98,33 @@ def command_words(text: str) -> str:
     return _SCRIPT.sub(lambda m: INSTALLED[m.group(1)], text)
 
 
-def in_flags(text) -> str:
-    """A library message in the commands' words: each parameter it names (a ``Message``) as
-    its flag (``FLAGS``, else ``--name`` with dashes); any other text as it is; the scripts
-    it names as the user started them (``command_words``)."""
-    return command_words(text.with_flags(FLAGS) if isinstance(text, Message) else str(text))
+def in_flags(*pieces) -> str:
+    """A library message in the commands' words: its pieces (text, params, errors) joined, each
+    as ``flag_words`` shows it, the scripts it names as the user started them (``command_words``)."""
+    return command_words(''.join(map(str, map(flag_words, pieces))))
+
+
+def flag_words(piece):
+    """A ``core.errors.param`` as a command line names it: its flag (``FLAGS``, else ``--name``
+    with dashes), then the value(s) to give it as a shell reads them back (``--backend
+    onnx|openvino``; ``True`` alone: the bare flag); a library error as its pieces so shown;
+    any other piece as it is."""
+    if isinstance(piece, Solov2Error):
+        return ''.join(map(str, map(flag_words, piece.args)))
+    if not isinstance(piece, Param):
+        return piece
+    flag = FLAGS.get(piece.name, '--' + piece.name.replace('_', '-'))
+    return flag if piece.values in ((), (True,)) else flag + ' ' + '|'.join(map(_shell, piece.values))
+
+
+def _shell(value) -> str:
+    """A value as a shell reads it back: a list as its items; quoted where needed, in double
+    quotes when nothing in it is special there (``"class_names=('a', 'b')"``)."""
+    if isinstance(value, (list, tuple)):
+        return ' '.join(map(_shell, value))
+    text = str(value)
+    quoted = shlex.quote(text)
+    return f'"{text}"' if quoted != text and not set(text) & set('"$`\\!') else quoted
 
 
 # ---- console ---------------------------------------------------------------------------------
@@ -119,7 +143,9 @@ class _ConsoleLines(logging.Handler):
     handlers (importing Paddle adds one: ``[date] [ WARNING] file.py:N - ...`` on stderr)."""
 
     def emit(self, record: logging.LogRecord) -> None:
-        text = in_flags(record.getMessage() if record.args else record.msg)
+        args = record.args
+        text = in_flags(str(record.msg) % tuple(map(flag_words, args)) if isinstance(args, tuple) and args
+                        else record.getMessage())
         line = text if record.levelno <= logging.INFO else f'{record.levelname.lower()}: {text}'
         sys.stdout.write(line + '\n')
         sys.stdout.flush()
@@ -248,7 +274,7 @@ def set_status(note) -> None:
 
 def error_line(exc: BaseException) -> str:
     """``error: <what> — <what to do>`` for ``exc``, on one line, in the commands' words (``in_flags``)."""
-    text = ' '.join(in_flags(message_of(exc)).split()) or type(exc).__name__
+    text = ' '.join(in_flags(exc).split()) or type(exc).__name__
     return f'error: {text}'
 
 
@@ -392,7 +418,7 @@ def device_flag(text: str) -> str:
     try:
         return device_name(text)
     except InputError as exc:
-        raise argparse.ArgumentTypeError(in_flags(message_of(exc))) from None
+        raise argparse.ArgumentTypeError(in_flags(exc)) from None
 
 
 def add_runtime_args(parser: argparse.ArgumentParser) -> None:

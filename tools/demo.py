@@ -36,7 +36,6 @@ if __package__ in (None, ''):
 from solov2.tools.cli import (  # before Paddle
     add_inference_args,
     backend_options,
-    in_flags,
     interruptible_loading,
     make_parser,
     run_command,
@@ -168,7 +167,7 @@ def run(argv) -> int:
                          'paddle.distributed.launch (images and folders are shared out among its processes)')
     number, backend = open_backend(**backend_options(args), processes=processes)
     where = f'{backend.name} backend, {args.model_dir or args.weights}'
-    print(in_flags(announce_config(number, backend.cfg, args.opt, args.verbose, where)))
+    announce_config(number, backend.cfg, args.opt, args.verbose, where)
     draw = DrawOptions(args.draw_threshold, [] if args.save_json else None,
                        InputDumper(args.dump_inputs, backend, number) if args.dump_inputs else None, args.warmup)
     done = gather_outputs(draw, segment(args, backend, draw, targets, processes), processes)

@@ -47,7 +47,7 @@ def check_arguments(weights: Optional[str] = None, config: Optional[int] = None,
     overrides on ``config``, else on that name's config, else later, with the weights' sidecar.
     Returns the config number checked against (None when only the sidecar will tell)."""
     if config is not None and (isinstance(config, bool) or not isinstance(config, numbers.Integral)):
-        raise InputError(param('config') + f' takes a config number, not {config!r}')
+        raise InputError(param('config'), f' takes a config number, not {config!r}')
     number = checked_config(weights, config)
     check_choices(backend, precision, model_dir, device, threads, number, overrides, tensorrt)
     return number

@@ -102,12 +102,12 @@ def check_options(options: TrainOptions) -> None:
     for name, least in COUNTS.items():
         value = getattr(options, name)
         if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < least:
-            raise InputError(param(name) + f' takes a whole number of at least {least}, not {value!r}')
+            raise InputError(param(name), f' takes a whole number of at least {least}, not {value!r}')
     if isinstance(options.max_minutes, bool) or not isinstance(options.max_minutes, numbers.Real) \
             or not options.max_minutes >= 0:
-        raise InputError(param('max_minutes') + f' takes minutes, 0 (no budget) or more, not {options.max_minutes!r}')
+        raise InputError(param('max_minutes'), f' takes minutes, 0 (no budget) or more, not {options.max_minutes!r}')
     if isinstance(options.overrides, str):
-        raise InputError(param('overrides') + f" takes a list of 'name=value' strings, not the string "
+        raise InputError(param('overrides'), f" takes a list of 'name=value' strings, not the string "
                          f'{options.overrides!r}')
     amp_dtype(options.amp)
     number = check_arguments(options.weights, options.config, device=options.device, threads=options.threads,

@@ -254,7 +254,7 @@ def build_entry(cfg, weights: str, key: dict, folder: Path, threads: int, engine
         if check_entry(folder, key) is not None:
             raise
     except BackendError as exc:
-        raise ExportError(str(exc))
+        raise ExportError(*exc.args)
 
 
 def cached_backend(number: int, cfg, weights: str, overrides: Sequence[str], threads: int = 0,

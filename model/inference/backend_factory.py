@@ -40,8 +40,8 @@ def checked_weights(weights: Optional[str], number: Optional[int], overrides: Se
     (``model.checkpoint.check_unrecorded``); InputError naming the fix (none given, a folder,
     a typo, the config they fit)."""
     if not weights:
-        raise InputError('pass ' + param('weights') + ' (a .pdparams checkpoint) or ' + param('backend', *EXPORTED)
-                         + ' with ' + param('model_dir') + ' (an exported folder)')
+        raise InputError('pass ', param('weights'), ' (a .pdparams checkpoint) or ', param('backend', *EXPORTED),
+                         ' with ', param('model_dir'), ' (an exported folder)')
     check_weights_file(weights)
     if read_sidecar(weights) is None:
         check_unrecorded(weights, number, overrides)     # before an export: names the configs they fit
@@ -63,19 +63,19 @@ def check_choices(backend: str = 'auto', precision: str = 'f32', model_dir: Opti
     if precision not in PRECISIONS:
         raise BackendError(f"unknown precision '{precision}' (expected one of {', '.join(PRECISIONS)})")
     if precision != 'f32' and backend != 'openvino':
-        raise BackendError(param('precision', precision) + ' needs ' + param('backend', 'openvino')
-                           + ' (auto is always f32)')
+        raise BackendError(param('precision', precision), ' needs ', param('backend', 'openvino'),
+                           ' (auto is always f32)')
     if model_dir and backend not in EXPORTED:
-        raise BackendError(param('model_dir') + ' needs ' + param('backend', *EXPORTED) + f' (not {backend})')
+        raise BackendError(param('model_dir'), ' needs ', param('backend', *EXPORTED), f' (not {backend})')
     device = device_name(device)
     if tensorrt and (backend != 'inference' or device is None or not on_gpu(device)):
-        raise BackendError(param('tensorrt') + ' needs ' + param('backend', 'inference') + ' and a GPU '
-                           + param('device'))
+        raise BackendError(param('tensorrt'), ' needs ', param('backend', 'inference'), ' and a GPU ',
+                           param('device'))
     if backend in EXPORTED and not model_dir:
-        raise BackendError(param('backend', backend) + ' needs ' + param('model_dir')
-                           + ' (a folder from tools/export_model.py)')
+        raise BackendError(param('backend', backend), ' needs ', param('model_dir'),
+                           ' (a folder from tools/export_model.py)')
     if isinstance(threads, bool) or not isinstance(threads, numbers.Integral) or threads < 0:
-        raise InputError(param('threads') + f' takes a whole number, 0 (every core) or more, not {threads!r}')
+        raise InputError(param('threads'), f' takes a whole number, 0 (every core) or more, not {threads!r}')
     if number is not None:
         with_overrides(get_config(number), overrides)
 
@@ -115,6 +115,6 @@ def open_backend(weights: Optional[str] = None, config: Optional[int] = None, ba
     opened = exported_backend(backend, model_dir, threads, precision, overrides, mkldnn,
                               compiled_cache(cache_root(cache_dir)), exported_on, tensorrt)
     if config is not None and config != opened.number:
-        raise BackendError(f'{model_dir} was exported from config {opened.number}, not ' + param('config', config))
+        raise BackendError(f'{model_dir} was exported from config {opened.number}, not ', param('config', config))
     return opened.number, opened
 

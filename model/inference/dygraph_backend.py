@@ -10,7 +10,7 @@ import paddle
 
 from solov2.config.device import on_gpu
 from solov2.config.sidecar import apply_sidecar, read_sidecar
-from solov2.core.errors import message_of, param
+from solov2.core.errors import param
 from solov2.data.transforms import ImageMeta
 from solov2.model.build import build_model
 from solov2.model.checkpoint import CheckpointError, assign_params, load_paddle_params
@@ -55,7 +55,7 @@ class DygraphBackend(Backend):
             try:
                 cfg = apply_sidecar(cfg, meta)
             except ValueError as exc:
-                raise CheckpointError(f'{weights}: {exc}') from None
+                raise CheckpointError(f'{weights}: ', *exc.args) from None
         super().__init__(cfg)
         self.model = build_model(cfg)
         if weights:
@@ -63,8 +63,8 @@ class DygraphBackend(Backend):
                 assign_params(self.model, params, weights)
             except CheckpointError as exc:
                 if meta is not None and 'config' in meta:
-                    raise CheckpointError(message_of(exc) + ' (it was made for '
-                                          + param('config', meta['config']) + ')')
+                    raise CheckpointError(*exc.args, ' (it was made for ',
+                                          param('config', meta['config']), ')')
                 raise
         self.model.eval()
         self.net = ExportableSOLOv2(self.model)

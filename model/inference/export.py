@@ -71,8 +71,8 @@ def check_onnx_tools(deformable: bool) -> str:
     if deformable and major < 2:
         raise ExportError(f'cannot export deformable convolution (DCN) to ONNX with paddle2onnx {p2o}: '
                           f'the ONNX DeformConv op needs opset {DCN_OPSET}, which paddle2onnx 1.x '
-                          'cannot write (it aborts). Use Paddle >= 3.0 with paddle2onnx >= 2.0, or '
-                          + param('fmt', 'paddle'))
+                          'cannot write (it aborts). Use Paddle >= 3.0 with paddle2onnx >= 2.0, or ',
+                          param('fmt', 'paddle'))
     return p2o
 
 
@@ -209,9 +209,9 @@ def export(number: int, cfg, weights: str, out_dir: Path, fmt: str = 'both', ops
     built it already (built here otherwise)."""
     for name, value in (('min_size', min_size), ('max_size', max_size)):
         if value % SIZE_DIVISOR or value < MIN_SIZE:
-            raise ExportError(param(name, value) + f' must be a multiple of {SIZE_DIVISOR} and >= {MIN_SIZE}')
+            raise ExportError(param(name, value), f' must be a multiple of {SIZE_DIVISOR} and >= {MIN_SIZE}')
     if max_size < min_size:
-        raise ExportError(param('max_size', max_size) + ' is below ' + param('min_size', min_size))
+        raise ExportError(param('max_size', max_size), ' is below ', param('min_size', min_size))
     dygraph = dygraph or DygraphBackend(cfg, weights, device='cpu')
     cfg, model = dygraph.cfg, dygraph.model
     deformable = has_deformable_conv(model)
@@ -219,7 +219,7 @@ def export(number: int, cfg, weights: str, out_dir: Path, fmt: str = 'both', ops
     largest = padded_size(cfg.test_max, SIZE_DIVISOR)    # the keep-ratio resize caps the long side at test_max
     if largest > max_size:
         raise ExportError(f'test_max={cfg.test_max} gives inputs up to {largest} px, above the largest the export '
-                          'takes (' + param('max_size', max_size) + ')')
+                          'takes (', param('max_size', max_size), ')')
     out_dir.mkdir(parents=True, exist_ok=True)
     lines, files = [], {}
     with tempfile.TemporaryDirectory() as tmp:

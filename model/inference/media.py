@@ -67,14 +67,14 @@ def picture_targets(paths, output: str, source: str) -> dict:
     (nothing is created)."""
     out_dir = Path(output)
     if Path(source).is_dir() and same_file(out_dir, source):
-        raise InputError(param('output', out_dir) + ' is the input folder — the drawn pictures would mix with the '
+        raise InputError(param('output', out_dir), ' is the input folder — the drawn pictures would mix with the '
                          'originals; pick another folder')
     check_folder(out_dir, param('output'))
     inputs = {path.resolve() for path in paths}
     targets = {path: out_dir / name for path, name in picture_names(paths).items()}
     for path, target in targets.items():
         if target.resolve() in inputs:
-            raise InputError(param('output', out_dir) + f': the picture of {path.name} would overwrite the input '
+            raise InputError(param('output', out_dir), f': the picture of {path.name} would overwrite the input '
                              f'{target} — pick another folder')
     return targets
 

@@ -84,8 +84,8 @@ def check_precision(core, precision: str) -> None:
         raise BackendError(f"unknown precision '{precision}' (expected one of {', '.join(PRECISIONS)})")
     if precision == 'bf16' and not has_bf16(core):
         raise BackendError(f'this CPU ({cpu_name(core)}) has no bf16 support in OpenVINO (neither AMX nor '
-                           'avx512_bf16): use ' + param('precision', 'f32')
-                           + ' (or int8 with a tools/quantize.py folder)')
+                           'avx512_bf16): use ', param('precision', 'f32'),
+                           ' (or int8 with a tools/quantize.py folder)')
 
 
 def output_order(outputs, source: str) -> List[int]:

@@ -27,7 +27,7 @@ def amp_dtype(amp) -> Optional[str]:
         return None
     key = 'fp16' if amp is True else amp
     if key not in AMP_TYPES:
-        raise InputError(param('amp', amp) + f' is not a precision: use {" or ".join(AMP_TYPES)}')
+        raise InputError(param('amp', amp), f' is not a precision: use {" or ".join(AMP_TYPES)}')
     return AMP_TYPES[key]
 
 
@@ -38,12 +38,12 @@ def runnable_amp(amp, device: str) -> Optional[str]:
     if dtype is None:
         return None
     if not on_gpu(device):
-        logger.warning(param('amp', amp) + " needs a GPU (Paddle's auto_cast does nothing on the CPU); "
-                       'training in float32')
+        logger.warning("%s needs a GPU (Paddle's auto_cast does nothing on the CPU); training in float32",
+                       param('amp', amp))
         return None
     supported = (paddle.amp.is_float16_supported if dtype == 'float16' else paddle.amp.is_bfloat16_supported)(device)
     if not supported:
-        logger.warning(param('amp', amp) + f' needs a GPU with {NEEDS[dtype]}; training in float32')
+        logger.warning('%s needs a GPU with %s; training in float32', param('amp', amp), NEEDS[dtype])
         return None
     return dtype
 

@@ -71,8 +71,8 @@ def check_dataset(cfg) -> None:
     root = Path(cfg.dataset_dir)
     for path in (root / cfg.train_ann, root / cfg.train_images, root / cfg.val_ann, root / cfg.val_images):
         if not path.exists():
-            raise InputError(f'{looked_up(path)} not found: point ' + param('overrides', ['dataset_dir=...'])
-                             + f' (train_ann, val_ann, train_images, val_images) at a COCO-format set, or make '
+            raise InputError(f'{looked_up(path)} not found: point ', param('overrides', ['dataset_dir=...']),
+                             f' (train_ann, val_ann, train_images, val_images) at a COCO-format set, or make '
                              f'{SHAPES_HINT}')
 
 

@@ -21,7 +21,7 @@ def open_visualdl(logdir: str):
     try:
         from visualdl import LogWriter
     except ImportError:
-        raise InputError(param('vdl_dir') + ' needs VisualDL: pip install visualdl')
+        raise InputError(param('vdl_dir'), ' needs VisualDL: pip install visualdl')
     return LogWriter(logdir=str(logdir))
 
 

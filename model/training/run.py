@@ -66,9 +66,9 @@ def check_run_folder(out: Path, resume: bool, overwrite: bool) -> None:
     fetching or building anything (``claim_run_folder`` deletes)."""
     taken = run_files(out)
     if taken and not resume and not overwrite and run_checkpoint(out) is not None:
-        raise InputError(f'{out} holds another run ({", ".join(taken)}): continue it with ' + param('resume', 'auto')
-                         + ', pick another ' + param('output') + ', or pass ' + param('overwrite', True)
-                         + ' to start over')
+        raise InputError(f'{out} holds another run ({", ".join(taken)}): continue it with ', param('resume', 'auto'),
+                         ', pick another ', param('output'), ', or pass ', param('overwrite', True),
+                         ' to start over')
 
 
 def claim_run_folder(out: Path, resume: bool, overwrite: bool) -> None:
@@ -98,7 +98,7 @@ def resume_folder(options: TrainOptions, out: Path) -> Optional[Path]:
         return find_checkpoint(str(options.resume))
     folder = run_checkpoint(out)
     if folder is None:
-        logger.info(param('resume', 'auto') + f': no checkpoint in {out} yet, starting a new run')
+        logger.info('%s: no checkpoint in %s yet, starting a new run', param('resume', 'auto'), out)
     return folder
 
 
@@ -108,7 +108,7 @@ def build_parts(options: TrainOptions, cfg, world: int, device: str, source, sta
     paddle.seed(cfg.seed)
     model = build_model(cfg)
     if start and cfg.pretrained:
-        raise InputError(param('weights') + f' and the pretrained setting ({cfg.pretrained}) both give start weights '
+        raise InputError(param('weights'), f' and the pretrained setting ({cfg.pretrained}) both give start weights '
                          '— use one')
     if start or cfg.pretrained:
         logger.info(load_pretrained(model, start or cfg.pretrained))
@@ -130,12 +130,12 @@ def take_over_options(options: TrainOptions, folder: Path, saved: dict) -> Train
     it continues the same model and schedule."""
     meta = read_sidecar(str(folder / 'model.pdparams')) or {}
     if meta.get('config', options.config) != options.config:
-        raise InputError(f'{folder} was trained with ' + param('config', meta['config']) + ', not '
-                         + param('config', options.config) + ': resume with ' + param('config', meta['config']))
+        raise InputError(f'{folder} was trained with ', param('config', meta['config']), ', not ',
+                         param('config', options.config), ': resume with ', param('config', meta['config']))
     changes = {}
     if not options.overrides and saved.get('opt'):
         changes['overrides'] = tuple(saved['opt'])
-        logger.info("resuming with the run's " + param('overrides', list(saved['opt'])))
+        logger.info("resuming with the run's %s", param('overrides', list(saved['opt'])))
     if not options.max_minutes and saved.get('max_minutes'):
         changes['max_minutes'] = saved['max_minutes']
     return dataclasses.replace(options, **changes)
@@ -217,7 +217,7 @@ def prepare(options: TrainOptions, evaluate: Callable, picture: Optional[Callabl
     if main_process:
         out.mkdir(parents=True, exist_ok=True)
         (out / 'config.txt').write_text(f'config {options.config}\n{format_settings(cfg)}\n')
-        logger.info(announce_config(options.config, cfg, overrides, options.verbose, f'run folder {out}'))
+        announce_config(options.config, cfg, overrides, options.verbose, f'run folder {out}')
     trainer.hooks = make_hooks(options, cfg, trainer, out, log, evaluate, picture, processes)
     logger.info(schedule_line(cfg, schedule, cfg.batch_size * world))
     if notes:
@@ -225,8 +225,8 @@ def prepare(options: TrainOptions, evaluate: Callable, picture: Optional[Callabl
     return trainer, out
 
 
-def finished_line(trainer: Trainer, out: Path) -> str:
-    """Why a resumed run has nothing left to do, and the option that would let it train on."""
+def log_finished(trainer: Trainer, out: Path) -> None:
+    """Log why a resumed run has nothing left to do, and the option that would let it train on."""
     schedule, state = trainer.schedule, trainer.state
     done = f'{out} is finished at iteration {state.iteration}'
     if state.iteration >= schedule.total_iters:
@@ -234,13 +234,14 @@ def finished_line(trainer: Trainer, out: Path) -> str:
         more = [o for o in state.opt if not o.startswith('epochs=')] + [f'epochs={2 * epochs}']
         if trainer.cfg.lr_schedule == 'step' and 'lr_steps' not in named_settings(state.opt):
             more.append(f'lr_steps={trainer.cfg.lr_steps!r}')      # the drops stay where they were
-        return f'{done}, the end of its {epochs} epochs; to train on, resume with more epochs, e.g. ' + param(
-            'overrides', more)
-    if schedule.timed_out(state.minutes):
-        return (f'{done}: its {schedule.max_minutes:g}-minute budget is spent; to train on, resume with a larger '
-                + param('max_minutes'))
-    return (f'{done} (' + param('max_iters', schedule.stop_at) + '); to train on, resume with a '
-            + param('max_iters') + f' above {state.iteration} (the schedule has {schedule.total_iters})')
+        logger.info('%s, the end of its %s epochs; to train on, resume with more epochs, e.g. %s', done, epochs,
+                    param('overrides', more))
+    elif schedule.timed_out(state.minutes):
+        logger.info('%s: its %g-minute budget is spent; to train on, resume with a larger %s', done,
+                    schedule.max_minutes, param('max_minutes'))
+    else:
+        logger.info('%s (%s); to train on, resume with a %s above %s (the schedule has %s)', done,
+                    param('max_iters', schedule.stop_at), param('max_iters'), state.iteration, schedule.total_iters)
 
 
 def run_training(trainer: Trainer, out: Path) -> TrainState:
@@ -249,10 +250,10 @@ def run_training(trainer: Trainer, out: Path) -> TrainState:
     non-finite loss, or weights that cannot be saved because they are not finite, end in a
     RunError naming the last healthy checkpoint."""
     if trainer.finished:
-        logger.info(finished_line(trainer, out))
+        log_finished(trainer, out)
         return trainer.state
     try:
         return trainer.run()
     except (NonFiniteLoss, CheckpointError) as exc:
         kept = f'the last healthy checkpoint is {out}/last' if (out / 'last').is_dir() else 'no checkpoint was saved'
-        raise RunError(f'{exc}; {kept} (lower base_lr or check the data)') from exc
+        raise RunError(*exc.args, f'; {kept} (lower base_lr or check the data)') from exc

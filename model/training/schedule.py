@@ -101,8 +101,8 @@ def check_steps(cfg, base, per_epoch: int) -> None:
     if first < FIRST_STEP_SHARE * total:
         steps = tuple(_number(step * cfg.epochs / base.epochs) for step in base.lr_steps)
         raise InputError(f'{drop}, in the first fifth of the run — lr_steps count epochs of the {cfg.epochs}: '
-                         'give later ones, e.g. ' + param('overrides', [f'lr_steps={steps!r}'])
-                         + " (the config's share of the run)")
+                         'give later ones, e.g. ', param('overrides', [f'lr_steps={steps!r}']),
+                         " (the config's share of the run)")
 
 
 def schedule_line(cfg, schedule, batch: int) -> str:

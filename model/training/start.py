@@ -30,13 +30,13 @@ def with_config_number(options: TrainOptions) -> TrainOptions:
     if options.config is not None:
         return options
     if not options.weights:
-        raise InputError('pass ' + param('config') + ' (a config number), or ' + param('weights')
-                         + ' a model whose sidecar .json names one')
+        raise InputError('pass ', param('config'), ' (a config number), or ', param('weights'),
+                         ' a model whose sidecar .json names one')
     check_weights_file(options.weights)
     meta = read_sidecar(options.weights)
     if meta is None:
-        raise InputError(f'{options.weights} has no sidecar .json naming its config — pass ' + param('config')
-                         + ' as well')
+        raise InputError(f'{options.weights} has no sidecar .json naming its config — pass ', param('config'),
+                         ' as well')
     return dataclasses.replace(options, config=meta['config'])
 
 
@@ -62,8 +62,8 @@ def training_classes(cfg, options: TrainOptions, overrides: Sequence[str]) -> Tu
     own; one log line says where classes other than the config's come from."""
     named = set(named_settings(overrides)) & set(CLASS_SETTINGS)
     if options.classes and named:
-        raise InputError(param('classes') + f' and {" and ".join(sorted(named))} in ' + param('overrides')
-                         + ' both give the classes — use one')
+        raise InputError(param('classes'), f' and {" and ".join(sorted(named))} in ', param('overrides'),
+                         ' both give the classes — use one')
     source = training_source(cfg)
     names, origin = None, None
     if options.classes:

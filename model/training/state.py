@@ -73,11 +73,11 @@ def find_checkpoint(path: str) -> Path:
     folder = Path(path)
     if folder.is_file():
         if (folder.parent / STATE_FILE).is_file():
-            raise CheckpointError(f'{path} is a model file: resume from its checkpoint folder, '
-                                  + param('resume', folder.parent))
-        raise CheckpointError(f'{path} is a model, not a training checkpoint: start a new run from it with '
-                              + param('weights', path) + ' (' + param('resume')
-                              + ' continues a run from its checkpoint folder, <run>/last)')
+            raise CheckpointError(f'{path} is a model file: resume from its checkpoint folder, ',
+                                  param('resume', folder.parent))
+        raise CheckpointError(f'{path} is a model, not a training checkpoint: start a new run from it with ',
+                              param('weights', path), ' (', param('resume'),
+                              ' continues a run from its checkpoint folder, <run>/last)')
     for candidate in (folder, previous_folder(folder)):
         if (candidate / STATE_FILE).is_file():
             return candidate

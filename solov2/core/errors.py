@@ -12,18 +12,25 @@ parameters. Library code raises these; the commands map them to exit codes in on
 the built-in kinds keeps working.
 
 A message that names a parameter of the call (``weights``, ``overrides``, ``resume``, ...)
-builds it with ``param``: the message is then a ``Message``, a ``str`` in the caller's Python
-words (``pass weights=``, ``resume='auto'``) that also knows its command-line words
-(``Message.with_flags``: ``pass --weights``, ``--resume auto``), which the commands show.
+holds it as a ``param`` among its pieces: an error's arguments are the pieces of its message,
+``InputError('pass ', param('weights'), ' or ', param('resume', 'auto'))``, and a log call
+takes one as an argument, ``logger.info('%s: starting anew', param('resume', 'auto'))``.
+``str`` gives the caller's Python words (``pass weights= or resume='auto'``), the commands
+the command-line words (``pass --weights or --resume auto``: ``tools.cli.in_flags``, also for
+an error given to a log call as an argument). A param
+is no ``str``: ``+`` or an f-string around one is a TypeError, never a message without its
+flags; an error that extends another passes its pieces on (``RunError(*exc.args, '; ...')``).
 """
-import shlex
 from dataclasses import dataclass
 from os import PathLike
-from typing import Mapping, Tuple, Union
 
 
 class Solov2Error(Exception):
-    """Base of every error this toolkit raises on purpose."""
+    """Base of every error this toolkit raises on purpose; its arguments are the pieces of its
+    message (text and ``param``s), joined by ``str``."""
+
+    def __str__(self) -> str:
+        return ''.join(map(str, self.args))
 
 
 class InputError(Solov2Error, ValueError):
@@ -40,79 +47,17 @@ class Param:
     name: str
     values: tuple
 
-    def python(self) -> str:
-        """``name=`` or ``name='a'|'b'``."""
-        return self.name + '=' + '|'.join(repr(_plain(v)) for v in self.values)
+    def __str__(self) -> str:
+        """``name=``, ``name='a'|'b'``."""
+        return self.name + '=' + '|'.join(repr(str(v) if isinstance(v, PathLike) else v) for v in self.values)
 
-    def command(self, flag: str) -> str:
-        """``--flag``, ``--flag a|b`` (a list: its items, each quoted as a shell needs)."""
-        if self.values in ((), (True,)):
-            return flag
-        return flag + ' ' + '|'.join(_shell(v) for v in self.values)
+    def __format__(self, spec: str) -> str:
+        raise TypeError(f'{self!s} in an f-string or format() would lose its flag: make it a piece of the '
+                        "error's message, or an argument of the log call (core.errors)")
 
 
-def _plain(value):
-    return str(value) if isinstance(value, PathLike) else value
-
-
-def _shell(value) -> str:
-    """A value as a shell reads it back: a list as its items; quoted where needed, in double
-    quotes when nothing in it is special there (``"class_names=('a', 'b')"``)."""
-    if isinstance(value, (list, tuple)):
-        return ' '.join(_shell(v) for v in value)
-    text = str(_plain(value))
-    quoted = shlex.quote(text)
-    return f'"{text}"' if quoted != text and not set(text) & set('"$`\\!') else quoted
-
-
-class Message(str):
-    """A message naming the caller's parameters (``param``): as a ``str`` it reads in Python
-    words; ``with_flags`` gives its command-line words. ``+`` with a str keeps the parameters
-    (an f-string does not: concatenate around a ``param``)."""
-    pieces: Tuple[Union[str, Param], ...]
-
-    def __new__(cls, pieces):
-        pieces = tuple(pieces)
-        message = super().__new__(cls, ''.join(p if isinstance(p, str) else p.python() for p in pieces))
-        message.pieces = pieces
-        return message
-
-    def __getnewargs__(self):
-        return (self.pieces,)
-
-    def __add__(self, other) -> 'Message':
-        return Message(self.pieces + _pieces(other)) if isinstance(other, str) else NotImplemented
-
-    def __radd__(self, other) -> 'Message':
-        return Message(_pieces(other) + self.pieces) if isinstance(other, str) else NotImplemented
-
-    def with_flags(self, flags: Mapping[str, str]) -> str:
-        """The message with each parameter as its command-line flag: ``flags[name]``, else
-        ``--name`` with dashes for underscores."""
-        return ''.join(p if isinstance(p, str) else p.command(flags.get(p.name, '--' + p.name.replace('_', '-')))
-                       for p in self.pieces)
-
-
-def _pieces(text: str) -> tuple:
-    return text.pieces if isinstance(text, Message) else (str(text),)
-
-
-def param(name: str, *values) -> Message:
+def param(name: str, *values) -> Param:
     """The parameter ``name`` in a message, with the value(s) to give it if any: ``weights=``,
     ``backend='onnx'|'openvino'`` to a Python caller; ``--weights``, ``--backend onnx|openvino``
     on a command line (``True`` alone: the bare flag, ``--overwrite``)."""
-    return Message((Param(name, values),))
-
-
-def labelled(label: str, value) -> str:
-    """``label`` with ``value``: a value-less ``param`` takes it (``output='x'`` / ``--output x``),
-    any other label is followed by it (``the sidecar x.json``)."""
-    pieces = getattr(label, 'pieces', ())
-    if len(pieces) == 1 and isinstance(pieces[0], Param) and not pieces[0].values:
-        return param(pieces[0].name, value)
-    return f'{label} {value}'
-
-
-def message_of(exc: BaseException) -> str:
-    """``exc``'s message, a ``Message`` (its parameters kept) when it was raised with one."""
-    return exc.args[0] if len(exc.args) == 1 and isinstance(exc.args[0], Message) else str(exc)
+    return Param(name, values)

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from solov2 import Segmenter, TrainOptions
-from solov2.core.errors import InputError, Message, param
+from solov2.core.errors import InputError, param
 from solov2.model.inference import backend_factory
 from solov2.model.inference.backend_factory import open_backend
 from solov2.model.inference.export import export
@@ -55,20 +55,29 @@ def test_progress_on_a_terminal_redraws_one_line():
 # ---- errors in the caller's words ----------------------------------------------------------------
 
 def test_a_parameter_reads_as_python_or_as_its_flag():
-    text = ('pass ' + param('weights') + ' or ' + param('backend', 'onnx', 'openvino') + ', '
-            + param('resume', 'auto') + ', ' + param('overwrite', True) + ', '
-            + param('overrides', ['test_short=512', "class_names=('a b',)"]) + ' in ' + param('model_dir', Path('x y')))
-    assert isinstance(text, Message)
-    assert text == ("pass weights= or backend='onnx'|'openvino', resume='auto', overwrite=True, "
-                    "overrides=['test_short=512', \"class_names=('a b',)\"] in model_dir='x y'")
-    assert in_flags(text) == ("pass --weights or --backend onnx|openvino, --resume auto, --overwrite, "
-                              "--opt test_short=512 \"class_names=('a b',)\" in --model-dir \"x y\"")
-    assert in_flags('plain text') == 'plain text'
-    error = InputError('bad: ' + param('weights', 'w.pdparams'))
-    assert str(error) == "bad: weights='w.pdparams'"
-    assert error_line(error) == 'error: bad: --weights w.pdparams'
+    error = InputError('pass ', param('weights'), ' or ', param('backend', 'onnx', 'openvino'), ', ',
+                       param('resume', 'auto'), ', ', param('overwrite', True), ', ',
+                       param('overrides', ['test_short=512', "class_names=('a b',)"]), ' in ',
+                       param('model_dir', Path('x y')))
+    assert str(error) == ("pass weights= or backend='onnx'|'openvino', resume='auto', overwrite=True, "
+                          "overrides=['test_short=512', \"class_names=('a b',)\"] in model_dir='x y'")
+    assert error_line(error) == ("error: pass --weights or --backend onnx|openvino, --resume auto, --overwrite, "
+                                 "--opt test_short=512 \"class_names=('a b',)\" in --model-dir \"x y\"")
     assert error_line(pickle.loads(pickle.dumps(error))) == error_line(error)   # across processes too
-    assert error_line(InputError(f'{error}')) == "error: bad: weights='w.pdparams'"   # an f-string keeps the words only
+    assert in_flags('plain text') == 'plain text'
+    wrapped = InputError('cannot use it: ', *error.args)                        # one error extending another
+    assert error_line(wrapped) == error_line(error).replace('error: ', 'error: cannot use it: ')
+
+
+def test_a_parameter_never_loses_its_flag_unnoticed():
+    """A param is no str: an f-string, format() or + around it fails at once, where a message
+    in plain Python words would otherwise reach the command line."""
+    with pytest.raises(TypeError, match='would lose its flag'):
+        f'pass {param("weights")}'
+    with pytest.raises(TypeError, match='would lose its flag'):
+        'pass {}'.format(param('weights'))
+    with pytest.raises(TypeError):
+        'pass ' + param('weights')  # type: ignore[operator]  # (a type checker says so too)
 
 
 def _named_parameters(root: Path):
@@ -149,10 +158,11 @@ def test_a_bug_in_the_library_is_called_one_and_names_debug(tmp_path, capsys, mo
 
 def test_library_log_lines_show_the_flags(capsys):
     def main(argv):
-        logging.getLogger('solov2.model.training.run').info(param('resume', 'auto') + ': no checkpoint yet')
+        logging.getLogger('solov2.model.training.run').info('%s: no checkpoint in %s yet (%s)', param('resume', 'auto'),
+                                                            'x%', InputError('pick ', param('output')))
         return 0
     assert run_command(main, []) == 0
-    assert capsys.readouterr().out == '--resume auto: no checkpoint yet\n'
+    assert capsys.readouterr().out == '--resume auto: no checkpoint in x% yet (pick --output)\n'
 
 
 def test_a_record_on_its_way_when_the_command_ends_is_shown_once(monkeypatch):
