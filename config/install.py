@@ -2,12 +2,16 @@
 (the commands check it before Paddle loads). The package depends on no Paddle wheel, so that
 installing it keeps the user's own (``paddlepaddle`` for CPUs, ``paddlepaddle-gpu`` for GPUs:
 both install the same ``paddle/`` folder, and pip putting one over the other silently changes
-the device)."""
+the device). ``paddle_major`` (which imports Paddle) is the toolkit's one version check:
+where it reaches past Paddle's public API (``data.loader.shut_down``, ``model.runtime``), it
+does so on the checked lines only (``internals_checked``), and each place says what it does
+on another."""
 import importlib.metadata
 import importlib.util
 from typing import Callable, Optional, Sequence
 
 WHEELS = ('paddlepaddle', 'paddlepaddle-gpu')
+CHECKED_MAJORS = (2, 3)     # Paddle 2.6 (CI's second venv) and 3.x
 INSTALL = ('pip install paddlepaddle (CPU); for GPUs up to Ampere paddlepaddle-gpu==2.6.2 (CUDA 11.8), for Hopper '
            'Paddle 3.x with CUDA 12, both from the PaddlePaddle index (README, GPU)')
 
@@ -38,3 +42,16 @@ def paddle_install_problem(wheels: Optional[Sequence[str]] = None,
     if not wheels and not importable():
         return f'PaddlePaddle is not installed: {INSTALL}'
     return None
+
+
+def paddle_major() -> int:
+    """The installed Paddle's major version (2 or 3: their kernels and saved formats differ;
+    0 for a development build)."""
+    import paddle
+    return int(paddle.__version__.split('.')[0])
+
+
+def internals_checked() -> bool:
+    """Whether the installed Paddle is of a line (``CHECKED_MAJORS``) that the internals the
+    toolkit touches were checked on."""
+    return paddle_major() in CHECKED_MAJORS

@@ -27,6 +27,7 @@ from typing import Any, Callable, Iterator, Protocol, Sequence
 import numpy as np
 import paddle
 
+from solov2.config.install import internals_checked
 from solov2.core.errors import InputError, RunError
 from solov2.data.augment import Sample, TrainTransform
 from solov2.data.transforms import batch_images
@@ -259,8 +260,11 @@ class ReportingLoader(paddle.io.DataLoader):
 def shut_down(batches: Iterator[Any]) -> None:
     """End an iteration over a DataLoader now: Paddle's iterator (its thread, and its worker
     processes) or a generator over one. Paddle's own stays alive, workers too, while its
-    thread runs, and that thread holds it: an iteration left early never ends by itself."""
-    stop = getattr(batches, '_try_shutdown_all', None)    # Paddle's iterators, 2.6 and 3.x
+    thread runs, and that thread holds it: an iteration left early never ends by itself.
+    Paddle has no public call that ends it: its private ``_try_shutdown_all`` is called on
+    the checked Paddle lines (``internals_checked``); on another line an iteration left early
+    keeps its thread and workers until the process ends."""
+    stop = getattr(batches, '_try_shutdown_all', None) if internals_checked() else None
     if stop is not None:
         stop()
     elif hasattr(batches, 'close'):

@@ -7,7 +7,7 @@ from ``mask_to_box``, the one definition of a mask's box.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence, Union
+from typing import Any, Callable, Sequence, Union, overload
 
 import numpy as np
 
@@ -50,7 +50,8 @@ class CroppedMasks:
     the selection holding its own masks' sources only); `np.asarray(masks)` pastes them all to
     `[N, H, W] bool`."""
 
-    def __init__(self, crops: Sequence[np.ndarray], boxes: np.ndarray, image_size: Sequence[int]):
+    def __init__(self, crops: Sequence[np.ndarray], boxes: np.ndarray | Sequence[Sequence[int]],
+                 image_size: Sequence[int]):
         self._crops = list(crops)
         self._boxes = np.asarray(boxes, dtype=np.int64).reshape(-1, 4)
         self._sources, self._make = [None] * len(self._crops), None
@@ -133,8 +134,12 @@ class CroppedMasks:
         out[y0:y1, x0:x1] = crop
         return out
 
-    def __getitem__(self, index: Union[int, slice, Sequence[int], np.ndarray]
-                    ) -> Union[np.ndarray, 'CroppedMasks']:
+    @overload
+    def __getitem__(self, index: int) -> np.ndarray: ...
+    @overload
+    def __getitem__(self, index: slice | Sequence[int] | np.ndarray) -> CroppedMasks: ...
+
+    def __getitem__(self, index: int | slice | Sequence[int] | np.ndarray) -> np.ndarray | CroppedMasks:
         """`[H, W] bool` for an int (pasted); a new `CroppedMasks` for a slice, a boolean mask
         `[N]` or integer indices."""
         if isinstance(index, (int, np.integer)) and not isinstance(index, (bool, np.bool_)):

@@ -5,6 +5,7 @@ import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 
+from solov2.config.install import paddle_major
 from solov2.model.deform_ops import deform_conv
 from solov2.model.fast_ops import add_channel_bias, resize_bilinear_matmul
 
@@ -180,11 +181,6 @@ class Region:
 def zero_outside(x: paddle.Tensor, region: Optional[Region], stride: int) -> paddle.Tensor:
     """``region.zero_outside(x, stride)``, or x itself without a region."""
     return x if region is None else region.zero_outside(x, stride)
-
-
-def paddle_major() -> int:
-    """The installed Paddle's major version (2 or 3: their kernels and saved formats differ)."""
-    return int(paddle.__version__.split('.')[0])
 
 
 # Paddle's own linspace kernel (CPU) computes the step and the values in float64 up to

@@ -21,6 +21,7 @@ import paddle
 from paddle.base import core
 
 from solov2.config.device import device_name, gpu_number, on_gpu
+from solov2.config.install import internals_checked
 from solov2.core.errors import InputError, param
 from solov2.model.cpu_math import prefer_avx2_mkl
 
@@ -77,7 +78,10 @@ def cpu_threads(threads: int = 0, processes: int = 1) -> int:
 
 @functools.lru_cache(maxsize=1)
 def _mkl_threads_reader():
-    """MKL's ``MKL_Get_Max_Threads`` from the MKL this Paddle ships (None where it has none)."""
+    """MKL's ``MKL_Get_Max_Threads`` from the MKL that Paddle's wheels of the checked lines ship
+    (``libs/libmklml_intel.so``); None on another Paddle line or a build without it."""
+    if not internals_checked():
+        return None
     try:
         return ctypes.CDLL(os.path.join(os.path.dirname(paddle.__file__), 'libs', 'libmklml_intel.so')
                            ).MKL_Get_Max_Threads
@@ -85,13 +89,23 @@ def _mkl_threads_reader():
         return None
 
 
+# the CPU math threads that set_math_threads last set; before any, Paddle's start-up setting
+_threads_set = int(paddle.get_flags(['FLAGS_paddle_num_threads'])['FLAGS_paddle_num_threads'])
+
+
+def set_math_threads(threads: int) -> None:
+    """Paddle's CPU math threads for the process (a count, at least 1), noted for ``math_threads``."""
+    global _threads_set
+    core.set_num_threads(threads)
+    _threads_set = threads
+
+
 def math_threads() -> int:
-    """Paddle's CPU math threads now, as its MKL counts them (where this Paddle has no MKL:
-    Paddle's start-up setting, ``FLAGS_paddle_num_threads``)."""
+    """Paddle's CPU math threads now, as its MKL counts them; where MKL cannot be asked
+    (``_mkl_threads_reader``), the count ``set_math_threads`` last set, or before any,
+    Paddle's start-up setting."""
     reader = _mkl_threads_reader()
-    if reader is not None:
-        return int(reader())
-    return int(paddle.get_flags(['FLAGS_paddle_num_threads'])['FLAGS_paddle_num_threads'])
+    return _threads_set if reader is None else int(reader())
 
 
 _PADDLE_SETTINGS = threading.RLock()
@@ -121,12 +135,12 @@ def paddle_on(device: str, threads: int) -> Iterator[None]:
     with _PADDLE_SETTINGS, kept_random_state():
         before = paddle.get_device(), math_threads()
         paddle.set_device(device_name(device))
-        core.set_num_threads(threads)
+        set_math_threads(threads)
         try:
             yield
         finally:
             paddle.set_device(before[0])
-            core.set_num_threads(before[1])
+            set_math_threads(before[1])
 
 
 def set_outside_python(signum: int) -> bool:
@@ -156,23 +170,24 @@ def kept_child_signal() -> Iterator[None]:
     status checks alone: outside the main thread (Python sets handlers there only; Paddle's
     loader would fail), and where the handler was installed from C, which Python cannot set
     again: before Python started (``signal.getsignal`` gives None) or after
-    (``set_outside_python``; off Linux such a handler reads as SIG_DFL and is replaced by it)."""
-    if not hasattr(signal, 'SIGCHLD'):
+    (``set_outside_python``; off Linux such a handler reads as SIG_DFL and is replaced by it).
+    The flag is Paddle's private ``_SIGCHLD_handler_set``: on a Paddle line it was not checked
+    on (``internals_checked``) the block changes nothing, and Paddle's handler stays."""
+    if not hasattr(signal, 'SIGCHLD') or not internals_checked():
         yield
         return
     paddle_side = importlib.import_module('paddle.io.multiprocess_utils')
-    flag = getattr(paddle_side, '_SIGCHLD_handler_set', None)
+    flag = paddle_side._SIGCHLD_handler_set
     main = threading.current_thread() is threading.main_thread()
     handler = signal.getsignal(signal.SIGCHLD) if main and not set_outside_python(signal.SIGCHLD) else None
-    if handler is None and flag is not None:
+    if handler is None:
         paddle_side._SIGCHLD_handler_set = True
     try:
         yield
     finally:
         if handler is not None:
             signal.signal(signal.SIGCHLD, handler)
-        if flag is not None:
-            paddle_side._SIGCHLD_handler_set = flag
+        paddle_side._SIGCHLD_handler_set = flag
 
 
 # glibc mallopt parameters (malloc.h)
@@ -217,7 +232,7 @@ def tune_process(threads: int = 0, processes: int = 1, keep_freed_memory: bool =
     prefer_avx2_mkl()
     if keep_freed_memory:
         malloc_keeps_freed_memory()
-    core.set_num_threads(cpu_threads(threads, processes))
+    set_math_threads(cpu_threads(threads, processes))
     if helper_threads:
         import cv2
         import threadpoolctl

@@ -3,7 +3,7 @@ it (select, iterate, filter, polygons, COCO records, a dict, a drawn picture); `
 one of them."""
 import functools
 from dataclasses import dataclass
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union, overload
 
 import cv2
 import numpy as np
@@ -85,6 +85,11 @@ class Instances:
 
     def __iter__(self) -> Iterator[Instance]:
         return (self[i] for i in range(len(self)))
+
+    @overload
+    def __getitem__(self, index: int) -> Instance: ...
+    @overload
+    def __getitem__(self, index: Union[slice, Sequence[int], np.ndarray]) -> 'Instances': ...
 
     def __getitem__(self, index: Union[int, slice, Sequence[int], np.ndarray]) -> Union[Instance, 'Instances']:
         """``Instance`` for an int (negative counts from the end); ``Instances`` for a slice,

@@ -7,7 +7,7 @@ import numbers
 import os
 import sys
 from pathlib import Path
-from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Generator, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -115,7 +115,8 @@ def picture_rgb(image: Image, channels: str = 'bgr', max_pixels: int = 0) -> np.
         what = f'the picture in the {"bytes" if isinstance(image, ENCODED) else "file object"} given'
         return decode_image(read_encoded(image, what), max_pixels, warn_colour=True, what=what)
     if is_pil_image(image):
-        check_pixels('the PIL image given', *image.size, max_pixels)
+        width, height = image.size
+        check_pixels('the PIL image given', width, height, max_pixels)
         try:
             pixels = pil_to_array(image)
         except (OSError, SyntaxError, EOFError) as exc:    # Pillow decodes on first use: a truncated or broken file
@@ -325,7 +326,7 @@ class Segmenter:
         return per_call_params(self.backend.params, score_threshold, max_instances)
 
     def _batches(self, images: Iterable[Image], channels: str, batch_size: int, params: InferenceParams
-                 ) -> Iterator[Tuple[Any, Union[Instances, Exception]]]:
+                 ) -> Generator[Tuple[Any, Union[Instances, Exception]], None, None]:
         """``(source, Instances or the exception that stopped the picture)`` for each of
         ``images`` in order: ``batch_size`` of them at a time read and prepared in a worker,
         run through the network on this thread (``_forward``), finished in workers."""

@@ -16,7 +16,7 @@ from solov2.model.inference.pipeline import run_pipeline
 logger = logging.getLogger(__name__)
 
 
-def predict_coco(predictor, coco: COCO, image_dir: str, label_to_category_id: Sequence[int],
+def predict_coco(predictor, coco: COCO, image_dir: str, label_to_category_id: Sequence[Optional[int]],
                  progress: Optional[Callable[[int], None]] = None, processes: Processes = SINGLE) -> List[dict]:
     """Run ``predictor`` on every image of ``coco`` -> COCO result records, image by image in
     image id order (an image's records in the predictor's order), whatever the threads'
@@ -51,7 +51,7 @@ def predict_coco(predictor, coco: COCO, image_dir: str, label_to_category_id: Se
     return [record for image_id in sorted(gathered) for record in gathered[image_id]]
 
 
-def score_coco(predictor, coco: COCO, image_dir: str, label_to_category_id: Sequence[int],
+def score_coco(predictor, coco: COCO, image_dir: str, label_to_category_id: Sequence[Optional[int]],
                progress: Optional[Callable[[int], None]] = None, processes: Processes = SINGLE) -> Dict[str, float]:
     """COCO mask stats (fractions, 0-1, by name) of ``predictor`` on every image of ``coco``
     (``predict_coco``): under the launcher each of ``processes`` predicts its share, process 0

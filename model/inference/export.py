@@ -18,6 +18,7 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 import paddle
 
+from solov2.config.install import paddle_major
 from solov2.core.errors import InputError, param
 from solov2.data.transforms import padded_size
 from solov2.model.inference.backend import BackendError
@@ -37,7 +38,6 @@ from solov2.model.inference.exported_folder import INFER_CFG, ONNX_FILE, PADDLE_
 from solov2.model.inference.onnxruntime_backend import OnnxBackend
 from solov2.model.inference.paddle_inference_backend import InferenceBackend
 from solov2.model.inference.postprocess import InferenceParams
-from solov2.model.layers import paddle_major
 
 DEFAULT_MAX_SIZE = 1344        # 1333 (the largest test_max of the configs) padded to 32
 DCN_OPSET = 19                 # ONNX DeformConv

@@ -22,10 +22,11 @@ import paddle
 import paddle.nn as nn
 from paddle.static import InputSpec
 
+from solov2.config.install import paddle_major
 from solov2.core.errors import InputError
 from solov2.data.transforms import IMAGENET_MEAN_RGB, IMAGENET_STD_RGB
 from solov2.model.inference.postprocess import flatten_levels
-from solov2.model.layers import DeformConv, paddle_major
+from solov2.model.layers import DeformConv
 from solov2.model.solov2 import SOLOv2
 
 SIZE_DIVISOR = 32

@@ -7,10 +7,10 @@ import numpy as np
 import paddle
 
 from solov2.config.device import gpu_number, on_gpu
+from solov2.config.install import paddle_major
 from solov2.model.inference.backend import BackendError
 from solov2.model.inference.export_network import INPUT_NAME, OUTPUT_NAMES, REGIONS_NAME, full_regions
 from solov2.model.inference.exported_folder import ExportedBackend, loading, thread_count
-from solov2.model.layers import paddle_major
 from solov2.model.runtime import paddle_on
 
 GPU_MEMORY_POOL_MB = 256     # Paddle Inference's first GPU memory pool; it grows as needed

@@ -7,11 +7,12 @@ import threading
 from dataclasses import dataclass
 
 import numpy as np
+import paddle
 import pytest
 
 from solov2.core.errors import InputError
 from solov2.data.augment import TrainTransform
-from solov2.data.loader import LoaderError, TrainDataset, build_train_loader, collate_batch, set_epoch
+from solov2.data.loader import LoaderError, TrainDataset, build_train_loader, collate_batch, set_epoch, shut_down
 
 SIZES = [(40, 60), (70, 30), (64, 64), (50, 50)]
 BAD_INDEX = 3
@@ -228,3 +229,21 @@ def test_a_resumed_epoch_starts_at_its_batch_without_reading_the_skipped_ones(di
     assert len(resumed.batch_sampler) == len(whole) - 2
     assert_same_batches(whole[2:], [(b['image_ids'], b['images'].numpy(), b['targets']) for b in resumed])
     assert len(read) == 2 * (len(whole) - 2)
+
+
+class PaddleIterator:
+    """Stands for Paddle's DataLoader iterator: notes the calls of its private shut-down."""
+
+    def __init__(self):
+        self.shut_down = 0
+
+    def _try_shutdown_all(self):
+        self.shut_down += 1
+
+
+@pytest.mark.parametrize('version, calls', [('2.6.2', 1), ('3.3.1', 1), ('4.0.0', 0), ('0.0.0', 0)])
+def test_paddle_s_private_shut_down_is_called_on_the_checked_paddle_lines_only(monkeypatch, version, calls):
+    monkeypatch.setattr(paddle, '__version__', version)
+    batches = PaddleIterator()
+    shut_down(batches)
+    assert batches.shut_down == calls

@@ -9,6 +9,7 @@ import sys
 import paddle
 import pytest
 
+from solov2.model import runtime
 from solov2.model.runtime import kept_child_signal, math_threads, paddle_on
 from tests.helpers import REPO_DIR
 
@@ -48,8 +49,13 @@ def test_keep_freed_memory_reuses_freed_blocks_instead_of_fresh_pages():
     assert kept < PAGES // 20 and kept * 10 < fresh    # without it: a fresh mapping, faulted page by page
 
 
+@pytest.mark.parametrize('mkl', [True, False])
 @pytest.mark.skipif((os.cpu_count() or 1) < 2, reason='one core: MKL runs one thread whatever it is asked')
-def test_paddle_on_puts_the_process_s_settings_back_after_a_nested_block_and_an_error():
+def test_paddle_on_puts_the_process_s_settings_back_after_a_nested_block_and_an_error(monkeypatch, mkl):
+    """Also where MKL cannot be asked for the threads (another Paddle line, a build without
+    MKL): then the threads last set are what is put back."""
+    if not mkl:
+        monkeypatch.setattr(runtime, '_mkl_threads_reader', lambda: None)
     process = math_threads()
     outer, inner = (1, 2) if process > 1 else (2, 1)
     with pytest.raises(KeyError):
@@ -150,3 +156,27 @@ def test_kept_child_signal_leaves_a_handler_installed_from_c_after_start_in_plac
                          text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.split() == ['2', 'True']
+
+
+@pytest.fixture
+def paddle_4(monkeypatch):
+    """The installed Paddle reads as 4.0.0, a line the internals the toolkit touches were not checked on."""
+    monkeypatch.setattr(paddle, '__version__', '4.0.0')
+    runtime._mkl_threads_reader.cache_clear()
+    yield
+    runtime._mkl_threads_reader.cache_clear()
+
+
+def test_on_an_unchecked_paddle_line_the_toolkit_leaves_paddle_s_internals_alone(paddle_4):
+    """Neither Paddle's SIGCHLD flag nor the process's handler is touched (Paddle's handler,
+    set in the block, stays), and MKL is not looked for in Paddle's folder."""
+    paddle_side = importlib.import_module('paddle.io.multiprocess_utils')
+    before, flag = signal.getsignal(signal.SIGCHLD), paddle_side._SIGCHLD_handler_set
+    try:
+        with kept_child_signal():
+            assert paddle_side._SIGCHLD_handler_set == flag
+            signal.signal(signal.SIGCHLD, signal.SIG_IGN)     # as Paddle's first loader with workers sets its own
+        assert signal.getsignal(signal.SIGCHLD) == signal.SIG_IGN and paddle_side._SIGCHLD_handler_set == flag
+    finally:
+        signal.signal(signal.SIGCHLD, before)
+    assert runtime._mkl_threads_reader() is None
