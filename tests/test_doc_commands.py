@@ -341,7 +341,7 @@ def _main(script: str):
     if script.startswith('solov2-'):
         script = next(path for path, command in INSTALLED.items() if command == script and '/' in path)
     folder, _, name = script.rpartition('/')
-    return importlib.import_module(f'solov2.{folder or "tools"}.{name[:-3]}').main
+    return importlib.import_module(f'solov2.{folder.replace("/", ".") or "tools"}.{name[:-3]}').main
 
 
 def run_command(words: List[str], root: Path, monkeypatch) -> str:

@@ -1,10 +1,10 @@
-"""tools/gpu_check.py: its dry run (the same calls on the CPU) passes, so the GPU check cannot rot,
+"""tools/dev/gpu_check.py: its dry run (the same calls on the CPU) passes, so the GPU check cannot rot,
 and a failing check is a FAIL line and a nonzero exit code."""
 import subprocess
 import sys
 from pathlib import Path
 
-from solov2.tools import gpu_check
+from solov2.tools.dev import gpu_check
 from tests.helpers import REPO_DIR
 
 
