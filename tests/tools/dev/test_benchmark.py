@@ -41,7 +41,7 @@ def test_postprocess_section_is_written_and_replaced(tmp_path):
     into an existing report, keeps the rest, and replaces the section on the next run."""
     out = tmp_path / 'bench'
     out.with_suffix('.md').write_text('# Benchmark\n\nthe end-to-end table\n')
-    command = [sys.executable, str(ROOT / 'tools' / 'benchmark.py'), '--postprocess', '--configs', '1',
+    command = [sys.executable, str(ROOT / 'tools' / 'dev' / 'benchmark.py'), '--postprocess', '--configs', '1',
                '--size', '160', '--opt', 'test_short=128', 'test_max=128', '--out', str(out)]
     for _ in range(2):
         assert subprocess.run(command, cwd=ROOT, capture_output=True, text=True).returncode == 0
@@ -72,7 +72,7 @@ def test_train_section_is_written_and_kept_by_a_postprocess_run(tmp_path):
     pytest.importorskip('ppdet', reason='reference test: needs PaddleDetection (paddledet==2.6.0)')
     out = tmp_path / 'bench'
     out.with_suffix('.md').write_text('# Benchmark\n\nthe end-to-end table\n')
-    command = [sys.executable, str(ROOT / 'tools' / 'benchmark.py'), '--configs', '1', '--out', str(out)]
+    command = [sys.executable, str(ROOT / 'tools' / 'dev' / 'benchmark.py'), '--configs', '1', '--out', str(out)]
     done = subprocess.run(command + ['--train', '--steps', '1', '--size', '96', '--processes', '2'], cwd=ROOT,
                           capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-3000:]
