@@ -11,7 +11,7 @@ from tests.helpers import REPO_DIR
 
 PACKAGE = 'solov2'
 SUBPACKAGES = ('config', 'data', 'model', 'convert', 'tools')
-CONVERT_COMMANDS = re.compile(r'convert/(_bootstrap|\w+2(paddle|ppdet))\.py$')   # may use tools.cli
+CONVERT_COMMANDS = re.compile(r'convert/(_bootstrap/__init__|\w+2(paddle|ppdet))\.py$')   # may use tools.cli
 COMMAND_MODULES = tuple(f'convert.{path.stem}' for path in sorted((REPO_DIR / 'convert').glob('*.py'))
                         if CONVERT_COMMANDS.match(f'convert/{path.name}'))
 # (files whose path matches this pattern, first-party modules they must not import; all under solov2.)
@@ -24,6 +24,7 @@ RULES = [
     (r'model/[^/]+\.py$', ('model.api', 'convert', 'tools')),   # the network files
     ('model/api/', COMMAND_MODULES + ('tools',)),
     ('convert/', ('model.training', 'model.inference', 'model.api')),
+    (r'(solov2|config|data|model|convert)/|tools/(?!dev/)', ('tools.dev',)),   # the wheel never needs the workshop
 ]
 SKIPPED_DIRS = {'.git', '__pycache__', 'output', 'datasets', 'weights', 'export', 'out', 'build'}
 
