@@ -1,6 +1,6 @@
 """Train SOLOv2 on a COCO-format dataset.
 
-The command is tools/train.py (module ``solov2.tools.train``; ``solov2-train`` once pip-installed);
+The command is tools/train.py (module ``solov2.tools.train``; ``solov2 train`` once pip-installed);
 ``--help`` lists its options.
 """
 from solov2.tools.train import main

@@ -3,7 +3,7 @@ file, grouped by publisher (``PUBLISHERS``).
 
 A name is the publisher's prefix and the publisher's own model name (``mmdet/solov2_r50_fpn_1x_coco``).
 ``convert.zoo`` downloads, verifies, converts and caches a row; docs/checkpoints.md's tables
-are generated from it (``tools/zoo_docs.py``). Every fact was read from the page named in
+are generated from it (``tools/dev/zoo_docs.py``). Every fact was read from the page named in
 its publisher's ``checked`` (the exact version), never guessed: a checksum is only what a
 publisher prints (a full SHA-256, or the leading hex characters of one in the file name);
 None where none is published or it could not be read (UNVERIFIED in the row's note)."""

@@ -1,6 +1,6 @@
 """The commands of the docs run as written: every project command of a ```bash block of
 README.md and docs/*.md (``python demo.py``, ``train.py``, ``eval.py``, ``tools/*.py``,
-``convert/*.py``, ``solov2-*`` and the same under ``paddle.distributed.launch``) runs here, or
+``convert/*.py``, ``solov2 COMMAND`` and the same under ``paddle.distributed.launch``) runs here, or
 the page marks it, just before its block, with why it cannot:
 ``<!-- not-run: REASON -->`` for the whole block, ``<!-- not-run "TEXT": REASON -->`` for the
 commands of the block that contain TEXT. A new command that neither runs nor is marked fails
@@ -47,7 +47,7 @@ from solov2.core.paths import CACHE_ENV, SAMPLE_IMAGES, SHIPPED_WEIGHTS
 from solov2.model.build import build_model
 from solov2.model.checkpoint import save_checkpoint
 from solov2.model.inference.auto_backend import cache_key, cache_root, cached_backend, entry_name, installed_engines
-from solov2.tools.cli import INSTALLED
+from solov2.tools.main import main as solov2_command
 from tests.helpers import REPO_DIR, TINY_TRAINING, make_labelme_folder
 from tests.test_docs import DOC_FILES, NOT_LINKED, doc_name
 
@@ -92,7 +92,7 @@ class Command:
     @property
     def kind(self) -> str:
         """'install' (pip), 'script' (python X.py), 'launch' (paddle.distributed.launch X.py),
-        'installed' (solov2-*) or 'other'."""
+        'installed' (solov2 COMMAND) or 'other'."""
         words = list(self.words)
         while words and VARIABLE.fullmatch(words[0]):       # a VAR=value prefix
             words.pop(0)
@@ -100,7 +100,7 @@ class Command:
             return 'other'
         if words[0] == 'pip':
             return 'install'
-        if words[0].startswith('solov2-'):
+        if words[0] == 'solov2':
             return 'installed'
         if words[0] not in ('python', 'python3'):
             return 'other'
@@ -183,7 +183,7 @@ def test_commands_are_in_bash_blocks():
     """A project command in a code block of another kind (```sh, ```console, a bare ```) would
     escape the test below: commands are written in ```bash blocks."""
     fence = re.compile(r'^```(\w*)\n(.*?)^```', re.MULTILINE | re.DOTALL)
-    command = re.compile(r'^\s*(python3? [\w/]+\.py|solov2-[a-z0-9-]+)\b', re.MULTILINE)
+    command = re.compile(r'^\s*(python3? [\w/]+\.py|solov2 [a-z])', re.MULTILINE)
     for path in DOC_FILES:
         for match in fence.finditer(path.read_text(encoding='utf-8')):
             assert match.group(1) in ('bash', 'python') or not command.search(match.group(2)), \
@@ -337,11 +337,11 @@ def _with_options(words: List[str], options: List[str]) -> List[str]:
 
 
 def _main(script: str):
-    """The ``main`` of a checkout script (demo.py, tools/x.py, convert/x.py) or console command."""
-    if script.startswith('solov2-'):
-        script = next(path for path, command in INSTALLED.items() if command == script and '/' in path)
+    """The ``main`` of a checkout script (demo.py, tools/x.py, convert/x.py) or of the console command."""
+    if script == 'solov2':
+        return solov2_command
     folder, _, name = script.rpartition('/')
-    return importlib.import_module(f'solov2.{folder or "tools"}.{name[:-3]}').main
+    return importlib.import_module(f'solov2.{folder.replace("/", ".") or "tools"}.{name[:-3]}').main
 
 
 def run_command(words: List[str], root: Path, monkeypatch) -> str:
@@ -357,6 +357,7 @@ def run_command(words: List[str], root: Path, monkeypatch) -> str:
         return '' if done.returncode == 0 else done.stdout[-2000:] + done.stderr[-3000:]
     args = _without_warning_options(words[1:]) if words[0].startswith('python') else words
     with monkeypatch.context() as patch:
+        patch.setattr(sys, 'argv', list(sys.argv))      # the console command names itself in sys.argv[0]
         for name, value in env.items():
             patch.setenv(name, str(root / value) if '/' in value else value)
         code = _main(args[0])(args[1:])

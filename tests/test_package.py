@@ -69,8 +69,9 @@ def test_only_the_package_folders_import_under_the_one_name(tmp_path, name):
 
 
 def test_scripts_run_by_path_from_another_folder(tmp_path):
-    """tools/_bootstrap.py and convert/_bootstrap.py make the project importable."""
-    for script in ('demo.py', 'tools/demo.py', 'tools/make_shapes_dataset.py', 'convert/solo2paddle.py'):
+    """tools/_bootstrap, convert/_bootstrap and tools/dev/_bootstrap.py make the project importable."""
+    for script in ('demo.py', 'tools/demo.py', 'tools/make_shapes_dataset.py', 'convert/solo2paddle.py',
+                   'tools/dev/zoo_docs.py'):
         done = _python([str(REPO_DIR / script), '--help'], host_project(tmp_path))
         assert done.returncode == 0, (script, done.stderr[-2000:])
         assert done.stdout.startswith('usage: '), (script, done.stdout[:200])
@@ -82,12 +83,19 @@ def _pyproject_list(name: str):
     return re.findall(r'"([\w.]+)"', block)
 
 
+# the checkout's own package folders, which the wheel leaves out: the workshop and the scripts' bootstraps
+CHECKOUT_ONLY = ('solov2.tools.dev', 'solov2.tools._bootstrap', 'solov2.convert._bootstrap')
+
+
 def test_the_installed_package_lists_every_package_folder():
-    """pyproject.toml names each package; a new folder with an ``__init__.py`` must join it."""
+    """pyproject.toml names each package but the checkout's own; a new folder with an
+    ``__init__.py`` must join one or the other."""
     folders = {'solov2'} | {'solov2.' + '.'.join(path.parent.relative_to(REPO_DIR).parts)
                             for top in ('config', 'data', 'model', 'convert', 'tools')
                             for path in (REPO_DIR / top).rglob('__init__.py')}
-    assert set(_pyproject_list('packages')) == folders | {'solov2.core', 'solov2.weights', 'solov2.images'}
+    shipped = {folder for folder in folders if not folder.startswith(CHECKOUT_ONLY)}
+    assert set(CHECKOUT_ONLY) <= folders and len(shipped) > 8
+    assert set(_pyproject_list('packages')) == shipped | {'solov2.core', 'solov2.weights', 'solov2.images'}
 
 
 def _fresh_venv(root: Path) -> Path:
@@ -102,9 +110,35 @@ def _fresh_venv(root: Path) -> Path:
     return python
 
 
+def workshop_in(root: Path, names) -> list:
+    """Those of the files ``names`` (relative to ``root``) that belong to a checkout only:
+    tools/dev/'s modules (by their names too), a scripts' bootstrap, a module that edits
+    ``sys.path`` or imports ``solov2.tools.dev``."""
+    dev = {path.stem for path in (REPO_DIR / 'tools' / 'dev').rglob('*.py')} - {'__init__'}
+    found = []
+    for name in names:
+        path = Path(root, name)
+        text = path.read_text(errors='replace') if path.suffix == '.py' and path.is_file() else ''
+        if ({'dev', 'reference', '_bootstrap'} & set(Path(name).parts) or path.stem in dev | {'_bootstrap'}
+                or re.search(r'sys\.path\.(insert|append)|sys\.path\s*=|solov2\.tools\.dev\b', text)):
+            found.append(str(name))
+    return found
+
+
+def test_the_checkout_has_what_the_wheel_must_leave_out(tmp_path):
+    """``workshop_in`` finds the workshop, the bootstraps, a path hack and an import of the workshop."""
+    found = workshop_in(REPO_DIR, ['tools/dev/benchmark.py', 'tools/_bootstrap/__init__.py', 'tools/demo.py',
+                                   'convert/_bootstrap/__init__.py', 'model/build.py'])
+    assert found == ['tools/dev/benchmark.py', 'tools/_bootstrap/__init__.py', 'convert/_bootstrap/__init__.py']
+    (tmp_path / 'hack.py').write_text('import sys\nsys.path.insert(0, "..")\n')
+    (tmp_path / 'uses.py').write_text('from solov2.tools.dev import report\n')
+    assert workshop_in(tmp_path, ['hack.py', 'uses.py', 'hack.txt']) == ['hack.py', 'uses.py']
+
+
 def test_pip_install_gives_one_name_and_console_commands_in_a_fresh_venv(tmp_path):
     """``pip install .`` into a fresh venv; from a host project: the API segments a picture and
-    the console demo runs on the shipped model and sample pictures from any folder."""
+    the console demo runs on the shipped model and sample pictures from any folder. The wheel
+    holds the library and the commands, not the workshop, the bootstraps or a path hack."""
     pytest.importorskip('setuptools')
     source = tmp_path / 'source'
     shutil.copytree(REPO_DIR, source, symlinks=True, ignore=shutil.ignore_patterns(
@@ -119,19 +153,27 @@ def test_pip_install_gives_one_name_and_console_commands_in_a_fresh_venv(tmp_pat
     installed = Path(done.stdout.strip()).parent
     assert installed.parent.name == 'site-packages' and (installed / 'weights' / 'shapes_r18.pdparams').is_file()
     assert not (installed / 'tests').exists()
-    demo = tmp_path / 'venv' / 'bin' / 'solov2-demo'
-    done = subprocess.run([str(demo), '--backend', 'dygraph', '--device', 'cpu', '--output', 'pictures'],
+    done = _python(['-c', 'from importlib.metadata import files; print(*files("solov2-paddle"), sep="\\n")'],
+                   host, executable=str(python))
+    files = done.stdout.split()
+    assert 'solov2/tools/demo.py' in files and 'solov2/convert/ppdet2paddle.py' in files, done.stdout[-2000:]
+    assert not workshop_in(installed.parent, files), workshop_in(installed.parent, files)
+    solov2 = str(tmp_path / 'venv' / 'bin' / 'solov2')
+    shown = subprocess.run([solov2, '--help'], cwd=host, capture_output=True, text=True, timeout=120).stdout
+    assert shown.startswith('usage: solov2 COMMAND') and '  convert ' in shown and '  demo ' in shown
+    done = subprocess.run([solov2, 'demo', '--backend', 'dygraph', '--device', 'cpu', '--output', 'pictures'],
                           cwd=host, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     assert sorted(p.name for p in (host / 'pictures').iterdir()) == sorted(
         p.name for p in (REPO_DIR / 'images').glob('*.jpg'))
-    for command in _pyproject_scripts():
-        assert (tmp_path / 'venv' / 'bin' / command).is_file(), command
-    weights = [str(tmp_path / 'venv' / 'bin' / 'solov2-weights')]          # installed, it names itself
+    assert _pyproject_scripts() == ['solov2'] and not list((tmp_path / 'venv' / 'bin').glob('solov2-*'))
+    weights = [solov2, 'weights']          # installed, it names itself
     shown = subprocess.run(weights + ['--help'], cwd=host, capture_output=True, text=True, timeout=120).stdout
     refused = subprocess.run(weights + ['get'], cwd=host, capture_output=True, text=True, timeout=120)
-    assert shown.startswith('usage: solov2-weights ') and 'solov2-cache shows' in shown and '.py' not in shown
-    assert refused.returncode == 2 and 'get needs one or more names (solov2-weights lists them)' in refused.stderr
+    assert shown.startswith('usage: solov2 weights ') and 'solov2 cache shows' in shown and '.py' not in shown
+    assert refused.returncode == 2 and 'get needs one or more names (solov2 weights lists them)' in refused.stderr
+    shown = _python(['-m', 'solov2', 'convert', 'ppdet', '--help'], host, executable=str(python)).stdout
+    assert shown.startswith('usage: solov2 convert ppdet ') and 'PaddleDetection 2.x' in shown
     done = _python(['-c', 'from importlib.metadata import requires; print(*requires("solov2-paddle"), sep="\\n")'],
                    host, executable=str(python))
     extras = done.stdout.splitlines()
@@ -161,11 +203,7 @@ def _pyproject_scripts():
     return re.findall(r'^([\w-]+) = ', block, re.M)
 
 
-def test_every_console_command_has_a_main():
-    import importlib
+def test_the_console_command_is_the_dispatcher():
     text = (REPO_DIR / 'pyproject.toml').read_text()
     block = text.split('[project.scripts]', 1)[1].split('\n[', 1)[0]
-    targets = re.findall(r'^[\w-]+ = "([\w.]+):(\w+)"', block, re.M)
-    assert len(targets) == len(_pyproject_scripts()) >= 10
-    for module, function in targets:
-        assert callable(getattr(importlib.import_module(module), function)), (module, function)
+    assert re.findall(r'^([\w-]+) = "([\w.]+):(\w+)"', block, re.M) == [('solov2', 'solov2.tools.main', 'main')]

@@ -20,7 +20,7 @@ tools/*.py, convert/*2paddle.py) does the same way, and nothing the library need
   (``--weights``, ``--resume auto``: ``FLAGS`` where the flag is not the name with dashes),
   in the error line and the log lines alike (a param or a library error as a log call's
   argument). Run as an installed console command
-  (``solov2-weights``: how the process was started, ``sys.argv[0]``), the help, the error
+  (``solov2 weights``: how the process was started, ``sys.argv[0]``), the help, the error
   line and the log lines name the installed commands (``INSTALLED``), not the checkout's
   scripts (``python tools/weights.py``), and the shipped model by its name (``command_words``).
 - Exit codes, in one place (``run_command``): ``core.errors.InputError`` ends in one
@@ -56,6 +56,7 @@ from solov2.config import describe_configs  # noqa: E402  (after the start-up se
 from solov2.config.device import device_name, on_gpu  # noqa: E402
 from solov2.config.install import paddle_install_problem  # noqa: E402
 from solov2.core.errors import InputError, Param, RunError, Solov2Error  # noqa: E402
+from solov2.tools.main import commands_by_module  # noqa: E402
 
 LIBRARY_LOGGER = 'solov2'   # every library module logs under it (loggers named after modules)
 DEBUG_FLAG = '--debug'
@@ -63,38 +64,29 @@ DEBUG_ENV = 'SOLOV2_DEBUG'
 FLAGS = {'overrides': '--opt', 'fmt': '--format'}    # the library's parameters whose flag is not --name
 
 
-# the checkout's scripts -> the console commands pip installs for them (pyproject.toml's
-# [project.scripts]; tests/tools/test_cli.py checks that the two agree)
-INSTALLED = {'demo.py': 'solov2-demo', 'train.py': 'solov2-train', 'eval.py': 'solov2-eval',
-             'tools/demo.py': 'solov2-demo', 'tools/train.py': 'solov2-train', 'tools/eval.py': 'solov2-eval',
-             'tools/export_model.py': 'solov2-export', 'tools/quantize.py': 'solov2-quantize',
-             'tools/cache.py': 'solov2-cache', 'tools/weights.py': 'solov2-weights',
-             'tools/labelme2coco.py': 'solov2-labelme2coco', 'tools/make_shapes_dataset.py': 'solov2-make-shapes',
-             'tools/postprocess_raw.py': 'solov2-postprocess-raw', 'convert/*2paddle.py': 'solov2-*2paddle',
-             'convert/solo2paddle.py': 'solov2-solo2paddle', 'convert/ppdet2paddle.py': 'solov2-ppdet2paddle',
-             'convert/ppdet_static2paddle.py': 'solov2-ppdet-static2paddle',
-             'convert/mmdet2paddle.py': 'solov2-mmdet2paddle',
-             'convert/paddleclas2paddle.py': 'solov2-paddleclas2paddle',
-             'convert/torchvision2paddle.py': 'solov2-torchvision2paddle',
-             'convert/paddle2ppdet.py': 'solov2-paddle2ppdet', 'weights/shapes_r18.pdparams': 'shipped/shapes_r18'}
+# the checkout's scripts -> the console command that runs them pip-installed (tools/main.py)
+INSTALLED = {**{module.replace('.', '/') + '.py': words for module, words in commands_by_module().items()},
+             'demo.py': 'solov2 demo', 'train.py': 'solov2 train', 'eval.py': 'solov2 eval',
+             'convert/*2paddle.py': 'solov2 convert', 'weights/shapes_r18.pdparams': 'shipped/shapes_r18'}
 _SCRIPT = re.compile(r'(?<![\w/.-])(?:python3? )?(' + '|'.join(map(re.escape, sorted(INSTALLED, key=len, reverse=True)))
                      + r')(?![\w/])')
 _LAUNCHED = re.compile(r'(paddle\.distributed\.launch\b[^\n]*?\s)(?:tools/)?(demo|train|eval)\.py\b')
 
 
 def installed() -> bool:
-    """Whether this process was started as an installed console command (``solov2-demo``, ...)."""
-    return os.path.basename(sys.argv[0] if sys.argv else '').startswith('solov2-')
+    """Whether this process was started as the installed console command (``solov2 demo``, ...:
+    tools/main.py names the command it runs in ``sys.argv[0]``)."""
+    return (sys.argv[0] if sys.argv else '').startswith('solov2 ')
 
 
 def command_words(text: str) -> str:
     """``text`` as the user started the command: unchanged from a checkout; run installed, each
     checkout script it names (``python tools/weights.py``) as its console command
-    (``solov2-weights``; under paddle.distributed.launch, which runs a file, its path:
-    ``$(which solov2-train)``) and the shipped model as ``shipped/shapes_r18``."""
+    (``solov2 weights``; under paddle.distributed.launch, which runs a file, its path:
+    ``$(which solov2) train``) and the shipped model as ``shipped/shapes_r18``."""
     if not installed():
         return text
-    text = _LAUNCHED.sub(lambda m: f'{m.group(1)}$(which {INSTALLED[m.group(2) + ".py"]})', text)
+    text = _LAUNCHED.sub(lambda m: f'{m.group(1)}$(which solov2) {m.group(2)}', text)
     return _SCRIPT.sub(lambda m: INSTALLED[m.group(1)], text)
 
 

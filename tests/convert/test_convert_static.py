@@ -1,7 +1,7 @@
 """convert/ppdet_static2paddle.py against an independent static-format file.
 
 No PaddleDetection 0.5 checkpoint or static-graph runtime exists here, so the static
-file is made from a REAL PaddleDetection 2.x model (tools/reference/ppdet_ref.py):
+file is made from a REAL PaddleDetection 2.x model (tools/dev/reference/ppdet_ref.py):
 ``to_static`` below renames its dygraph keys with the 0.5 static naming rules
 (SOLOV2_FACTS.md 3b), going from ppdet names to static names, while the converter goes
 from OUR names to static names. Converting that file must give bit-identical tensors to
@@ -24,7 +24,7 @@ import numpy as np
 from solov2.convert import ppdet_names, ppdet_static2paddle
 from solov2.convert.common import ConversionError, convert
 from solov2.model.checkpoint import load_paddle_params
-from solov2.tools.reference import ppdet_ref
+from solov2.tools.dev.reference import ppdet_ref
 
 pytestmark = pytest.mark.reference
 

@@ -1,6 +1,6 @@
 """The way back to PaddleDetection 2.x (convert/paddle2ppdet.py): a checkpoint of this
 project written as a PaddleDetection .pdparams loads into PaddleDetection's own SOLOv2
-(tools/reference/ppdet_ref.py, with PaddleDetection's loader, which refuses a file that
+(tools/dev/reference/ppdet_ref.py, with PaddleDetection's loader, which refuses a file that
 lacks any of the model's keys) and gives the instances this project's model gives; a
 PaddleDetection file converted here and back is identical."""
 import os
@@ -19,7 +19,7 @@ from solov2.convert import paddle2ppdet, ppdet2paddle
 from solov2.model.checkpoint import load_paddle_params, save_checkpoint
 from solov2.model.inference.dygraph_backend import DygraphBackend
 from solov2.model.inference.postprocess import paste_in_boxes, postprocess
-from solov2.tools.reference import ppdet_ref
+from solov2.tools.dev.reference import ppdet_ref
 from tests.helpers import REPO_DIR
 
 pytestmark = pytest.mark.reference

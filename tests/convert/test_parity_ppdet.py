@@ -20,7 +20,7 @@ from solov2.convert.common import convert
 from solov2.model.checkpoint import load_paddle_params, save_checkpoint
 from solov2.model.inference.dygraph_backend import DygraphBackend
 from solov2.model.inference.postprocess import flatten_levels, paste_in_boxes, postprocess
-from solov2.tools.reference import ppdet_ref
+from solov2.tools.dev.reference import ppdet_ref
 
 pytestmark = pytest.mark.reference
 

@@ -1,5 +1,5 @@
 """The table of published checkpoints (convert/published.py) holds together, and the docs say
-what it says: docs/checkpoints.md's tables are generated from it (tools/zoo_docs.py) and the
+what it says: docs/checkpoints.md's tables are generated from it (tools/dev/zoo_docs.py) and the
 README's configs table quotes its mask APs."""
 import dataclasses
 import hashlib
@@ -18,7 +18,7 @@ from solov2.convert.published import CONVERTER_SCRIPTS, PUBLISHED, PUBLISHERS, S
 from solov2.core.errors import RunError
 from solov2.core.paths import SHIPPED_WEIGHTS
 from solov2.model.api import Segmenter
-from solov2.tools import zoo_docs
+from solov2.tools.dev import zoo_docs
 from tests.helpers import REPO_DIR
 
 COCO = [row for row in PUBLISHED if not row.backbone and row.family != SHIPPED]
@@ -92,7 +92,8 @@ def test_coco_rows_convert_with_their_family_and_say_their_ap():
 
 def test_the_checkpoints_page_is_generated_from_the_table():
     text = zoo_docs.PAGE.read_text(encoding='utf-8')
-    assert zoo_docs.updated(text) == text, 'docs/checkpoints.md differs from the table: run python tools/zoo_docs.py'
+    assert zoo_docs.updated(text) == text, \
+        'docs/checkpoints.md differs from the table: run python tools/dev/zoo_docs.py'
     assert all(f'`{row.name}`' in text for row in PUBLISHED)
 
 

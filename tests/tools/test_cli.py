@@ -3,6 +3,7 @@ library's messages in the commands' words, and which exceptions end in which exi
 import contextlib
 import dataclasses
 import importlib
+import importlib.util
 import inspect
 import io
 import logging
@@ -22,6 +23,7 @@ from solov2.model.inference.export import export
 from solov2.model.inference.media import picture_targets
 from solov2.tools import demo, weights
 from solov2.tools.cli import INSTALLED, Progress, error_line, in_flags, run_command
+from solov2.tools.main import commands_by_module
 from tests.helpers import REPO_DIR
 
 
@@ -104,12 +106,12 @@ def test_every_parameter_a_message_names_is_a_parameter_and_a_flag():
 
 
 def _command_flags() -> set:
-    """The options every command of tools/ shows in its --help."""
+    """The options every command of tools/ (``solov2 COMMAND``) shows in its --help."""
     flags = set()
-    for path in sorted((REPO_DIR / 'tools').glob('*.py')):
-        module = importlib.import_module(f'solov2.tools.{path.stem}')
-        if not hasattr(module, 'main'):
+    for name in sorted(commands_by_module()):
+        if not name.startswith('tools.') or importlib.util.find_spec(f'solov2.{name}') is None:   # serve: its branch
             continue
+        module = importlib.import_module(f'solov2.{name}')
         shown = io.StringIO()
         with contextlib.redirect_stdout(shown), pytest.raises(SystemExit):
             module.main(['--help'])
@@ -201,21 +203,25 @@ def test_a_record_on_its_way_when_the_command_ends_is_shown_once(monkeypatch):
     assert stdout.getvalue() == 'warning: a.png is grey\n' and caught == []
 
 
-def test_the_installed_names_are_the_console_commands_pip_installs():
-    """Each console command of pyproject.toml is what cli.INSTALLED calls its checkout script."""
-    block = (REPO_DIR / 'pyproject.toml').read_text().split('[project.scripts]', 1)[1].split('\n[', 1)[0]
-    scripts = dict(re.findall(r'^([\w-]+) = "solov2\.(\w+\.\w+):main"', block, re.M))
-    assert len(scripts) >= 15
-    for command, module in scripts.items():
-        assert INSTALLED[module.replace('.', '/') + '.py'] == command, module
+def test_the_installed_names_are_the_console_commands_that_run_the_scripts():
+    """Each checkout script's installed words (cli.INSTALLED) are the ``solov2`` command that runs
+    the script's module (tools/main.py); the scripts at the top are tools/'s."""
+    by_module = commands_by_module()
+    for script, words in INSTALLED.items():
+        module = script[:-3].replace('/', '.')
+        if module in by_module:
+            assert words == by_module[module], script
     for script in ('demo.py', 'train.py', 'eval.py'):
-        assert INSTALLED[script] == INSTALLED['tools/' + script]
-    assert set(INSTALLED.values()) - set(scripts) == {'solov2-*2paddle', 'shipped/shapes_r18'}
+        assert INSTALLED[script] == INSTALLED['tools/' + script] == 'solov2 ' + script[:-3]
+    scripts = [f'tools/{p.name}' for p in (REPO_DIR / 'tools').glob('*.py')
+               if p.name != 'main.py' and 'def main(' in p.read_text()]
+    scripts += [f'convert/{p.name}' for p in (REPO_DIR / 'convert').glob('*2p*.py')]
+    assert len(scripts) >= 17 and all(INSTALLED[script].startswith('solov2 ') for script in scripts), scripts
 
 
 def test_run_installed_the_help_errors_and_log_lines_name_the_installed_commands(monkeypatch, capsys):
     """From a checkout the words stay (python tools/weights.py); started as an installed
-    console command (sys.argv[0] is solov2-weights), the help, an argument error, the error
+    console command (tools/main.py sets sys.argv[0] to solov2 weights), the help, an argument error, the error
     line and the log lines name the console commands and the shipped model by its name."""
     def main(argv):
         logging.getLogger('solov2.convert.zoo').info('or convert it by hand with convert/ppdet2paddle.py')
@@ -223,8 +229,8 @@ def test_run_installed_the_help_errors_and_log_lines_name_the_installed_commands
 
     for argv0, words in (('tools/weights.py', ('python tools/weights.py', 'convert/ppdet2paddle.py',
                                                'weights/shapes_r18.pdparams', 'tools/cache.py')),
-                         ('/venv/bin/solov2-weights', ('solov2-weights', 'solov2-ppdet2paddle', 'shipped/shapes_r18',
-                                                       'solov2-cache'))):
+                         ('solov2 weights', ('solov2 weights', 'solov2 convert ppdet', 'shipped/shapes_r18',
+                                             'solov2 cache'))):
         monkeypatch.setattr(sys, 'argv', [argv0])
         with pytest.raises(SystemExit):
             weights.main(['--help'])

@@ -23,7 +23,7 @@ from solov2.model.inference.export import export
 from solov2.model.inference.onnxruntime_backend import OnnxBackend
 from solov2.model.inference.openvino_backend import OpenVinoBackend
 from solov2.model.inference.paddle_inference_backend import InferenceBackend
-from solov2.tools import benchmark, mixed_speed
+from solov2.tools.dev import benchmark, mixed_speed
 from tests.helpers import shipped_onnx_export
 
 pytestmark = [pytest.mark.deploy,

@@ -1,12 +1,12 @@
 """Speed of this toolkit on this machine, against PaddleDetection's SOLOv2, in one run.
 
-    python tools/benchmark.py --configs 1 2            # writes output/benchmark.md and .png
-    python tools/benchmark.py --configs 1 2 --out docs/benchmark   # the published report
-    python tools/benchmark.py --postprocess --configs 1 2   # post-processing section only
-    python tools/benchmark.py --train --configs 1 2         # training section only
-    python tools/benchmark.py --pictures                    # small and large pictures section only
-    python tools/benchmark.py --mixed                       # INT8 on mixed sizes section only
-    python tools/benchmark.py --table --configs 1 2         # the table against PaddleDetection only
+    python tools/dev/benchmark.py --configs 1 2            # writes output/benchmark.md and .png
+    python tools/dev/benchmark.py --configs 1 2 --out docs/benchmark   # the published report
+    python tools/dev/benchmark.py --postprocess --configs 1 2   # post-processing section only
+    python tools/dev/benchmark.py --train --configs 1 2         # training section only
+    python tools/dev/benchmark.py --pictures                    # small and large pictures section only
+    python tools/dev/benchmark.py --mixed                       # INT8 on mixed sizes section only
+    python tools/dev/benchmark.py --table --configs 1 2         # the table against PaddleDetection only
 
 For each config, both implementations get the same weights (a random-weight
 PaddleDetection model, saved and converted with the rules of convert/ppdet2paddle.py, convert.ppdet_names) and the
@@ -24,17 +24,17 @@ same images, and the same number of CPU threads. Measured:
   GFLOP/s (numpy, Paddle, OpenVINO; bf16 through OpenVINO) that the network reaches;
 - with ``--postprocess`` instead: everything after the network (post-processing, paste,
   RLE + JSON, drawing) for 100 instances on one ``--size`` picture, on one pinned core
-  (tools/postprocess_speed.py), in a section of the report that full runs keep;
+  (tools/dev/postprocess_speed.py), in a section of the report that full runs keep;
 - with ``--train`` instead: training against PaddleDetection's on the same batch, data,
-  weights and threads (tools/train_speed.py): the model step alone, interleaved, and the
+  weights and threads (tools/dev/train_speed.py): the model step alone, interleaved, and the
   whole loop with data loading and the peak memory of each, in another section that full
   runs keep;
 - in full runs and with ``--pictures`` alone: ``demo.py``'s default run with the shipped model on
   folders of 640x640 and 4000x3000 pictures with 10 and 100 shapes, pictures/s and peak RSS
-  (tools/picture_speed.py);
+  (tools/dev/picture_speed.py);
 - in full runs and with ``--mixed`` alone: OpenVINO f32, INT8 and onnxruntime on the sample
   pictures and on ``--mixed-count`` copies of them at random sizes, a first run each (compiles
-  counted; tools/mixed_speed.py), with the shipped model exported and quantized here.
+  counted; tools/dev/mixed_speed.py), with the shipped model exported and quantized here.
 PaddleDetection is a test/benchmark dependency only (``pip install --no-deps
 paddledet==2.6.0``, see README); the product never imports it.
 """
@@ -68,10 +68,10 @@ from solov2.model.inference.media import DrawOptions, run_images  # noqa: E402
 from solov2.model.inference.openvino_backend import has_bf16, import_openvino  # noqa: E402
 from solov2.model.inference.postprocess import matrix_nms  # noqa: E402
 from solov2.model.inference.quantize import quantize_model  # noqa: E402
-from solov2.tools import mixed_speed, picture_speed, postprocess_speed, report, train_speed  # noqa: E402
 from solov2.tools.cli import make_parser, run_command, tune_for  # noqa: E402
+from solov2.tools.dev import mixed_speed, picture_speed, postprocess_speed, report, train_speed  # noqa: E402
 
-# our config -> PaddleDetection architecture built in tools/reference/ppdet_ref.py
+# our config -> PaddleDetection architecture built in tools/dev/reference/ppdet_ref.py
 REFERENCE_FAMILY = {0: 'r50_fpn', 1: 'light448_r50', 2: 'light_r50_vd_dcn_v05',
                     3: 'r50_enhance', 4: 'r101_vd_dcn'}
 
@@ -85,7 +85,7 @@ def make_images(folder: Path, count: int, size: int) -> list:
 
 def reference_and_weights(number: int, folder: Path):
     """(PaddleDetection model in eval mode, path of the same weights converted for us)."""
-    from solov2.tools.reference import ppdet_ref
+    from solov2.tools.dev.reference import ppdet_ref
     family = REFERENCE_FAMILY[number]
     reference = ppdet_ref.build(family, seed=0)
     state = {k: v.numpy() for k, v in reference.state_dict().items()}
@@ -200,7 +200,7 @@ def ppdet_end_to_end(reference, paths, cfg, folder: Path) -> float:
     from ppdet.metrics import get_infer_results
     from ppdet.utils.visualizer import visualize_results
 
-    from solov2.tools.reference import ppdet_ref
+    from solov2.tools.dev.reference import ppdet_ref
     ppdet_ref.patch_postprocess()
     ops = [Decode(), Resize(target_size=[cfg.test_short, cfg.test_max], keep_ratio=True, interp=1),
            NormalizeImage(mean=[0.485, 0.456, 0.406], std=[0.229, 0.224, 0.225], is_scale=True),
@@ -444,7 +444,7 @@ def postprocess_report(args) -> int:
 
 
 def train_report(args) -> int:
-    """``--train``: time the training of each config against PaddleDetection's (tools/train_speed.py)
+    """``--train``: time the training of each config against PaddleDetection's (tools/dev/train_speed.py)
     and write the section into the report."""
     bench = train_speed.TrainBench(args.size, args.batch, args.steps, args.threads, tuple(args.opt), args.processes)
     tune_for('cpu', args.threads, helper_threads=0)      # as train.py tunes its process
@@ -464,7 +464,7 @@ def train_report(args) -> int:
 
 
 def pictures_report(args, folder: Path) -> None:
-    """Small and large pictures, few and many objects (tools/picture_speed.py): the section in the report."""
+    """Small and large pictures, few and many objects (tools/dev/picture_speed.py): the section in the report."""
     cache = folder / 'auto_cache'
     engine, _ = cached_backend(*shipped_model(), (), args.threads, cache_dir=str(cache))    # exported once here
     print(f'pictures: demo.py --backend auto = {engine}\n{picture_speed.HEADER}', flush=True)
@@ -480,7 +480,7 @@ def shipped_model() -> tuple:
 
 def mixed_report(args, folder: Path) -> None:
     """OpenVINO f32, INT8 and onnxruntime on the sample pictures and on ``--mixed-count`` random sizes of
-    them, the shipped model exported and quantized here, one first run each (tools/mixed_speed.py)."""
+    them, the shipped model exported and quantized here, one first run each (tools/dev/mixed_speed.py)."""
     number, cfg, weights = shipped_model()
     export_dir = folder / 'shapes_export'
     export(number, cfg, weights, export_dir, fmt='onnx', check=False)
@@ -494,7 +494,7 @@ def mixed_report(args, folder: Path) -> None:
 
 
 def this_command() -> str:
-    return report.command_line('tools/benchmark.py', sys.argv[1:])
+    return report.command_line('tools/dev/benchmark.py', sys.argv[1:])
 
 
 def main(argv=None) -> int:

@@ -1,4 +1,4 @@
-"""Checks that the toolkit is right on this machine's GPU: ``python tools/gpu_check.py`` (about
+"""Checks that the toolkit is right on this machine's GPU: ``python tools/dev/gpu_check.py`` (about
 3-5 minutes on one GPU). Each check prints one line, PASS, FAIL or SKIP, with its numbers; the
 exit code is 1 when any check fails. TF32 is turned off for the run (Paddle's cuBLAS and cuDNN
 switches) so that the GPU's float32 results can be compared with the CPU's.
@@ -67,7 +67,7 @@ PIXEL_SHARE = 1e-3        # mask pixels that may differ (threshold ties), of all
 DCN_TOLERANCE = 1e-4      # deformable conv, relative to the largest magnitude
 AMP_SHARE = 0.25          # AMP's final loss within 25% of float32's
 AP_POINTS = 0.2           # mask AP (percent points), GPU vs CPU
-TRAIN_SCRIPT = Path(__file__).resolve().parents[1] / 'train.py'
+TRAIN_SCRIPT = Path(__file__).resolve().parents[2] / 'train.py'
 
 
 @dataclasses.dataclass

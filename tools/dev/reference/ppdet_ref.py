@@ -1,7 +1,7 @@
 """PaddleDetection (``ppdet``) as an independent, executable SOLOv2 reference.
 
 A reference, not part of the product: the tests (parity of converted checkpoints) and
-``tools/benchmark.py`` (PaddleDetection's speed in the same run) import it; the product
+``tools/dev/benchmark.py`` (PaddleDetection's speed in the same run) import it; the product
 (demo.py, train.py, eval.py, model/, data/, convert/) never imports ``ppdet``.
 
 The installed ``paddledet`` wheel ships no YAML configs, so the SOLOv2

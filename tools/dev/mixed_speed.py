@@ -1,14 +1,14 @@
 """End-to-end speed of OpenVINO f32 and INT8 (and onnxruntime) on folders of pictures of mixed
 sizes, in one run.
 
-    python tools/mixed_speed.py --model-dir export/shapes --int8-dir export/shapes_int8 \\
+    python tools/dev/mixed_speed.py --model-dir export/shapes --int8-dir export/shapes_int8 \\
         --images images --random 50 --rounds 3
 
 What it measures is ``MEASURED`` (also the text of its report section). Prints each round, then
 the median pictures/s of each variant, its ratio to f32 in the same run, the static models it
 compiled and their compile seconds; and writes the section "INT8 on folders of mixed sizes" of the
 report ``--out`` (default output/benchmark.md) between its markers, keeping the rest of the report
-(tools/benchmark.py keeps this section in turn, and writes it itself with ``--mixed``).
+(tools/dev/benchmark.py keeps this section in turn, and writes it itself with ``--mixed``).
 """
 import statistics
 import tempfile
@@ -24,8 +24,8 @@ from solov2.core.errors import InputError  # noqa: E402
 from solov2.data.transforms import read_image  # noqa: E402
 from solov2.model.inference.auto_backend import exported_backend  # noqa: E402
 from solov2.model.inference.media import DrawOptions, run_images  # noqa: E402
-from solov2.tools import report  # noqa: E402
 from solov2.tools.cli import make_parser, run_command, tune_for  # noqa: E402
+from solov2.tools.dev import report  # noqa: E402
 
 # variant -> (exported_backend's kind, precision, config overrides)
 VARIANTS = {'f32': ('openvino', 'f32', ()), 'f32-buckets': ('openvino', 'f32', ('openvino_buckets=all',)),
@@ -180,7 +180,7 @@ def run(argv) -> int:
     for (name, variant), (rate, ratio, models, seconds) in table.items():
         print(f'| {name} | {variant} | {rate:.2f} | {ratio:.2f}x | {models} | {seconds:.1f} |')
     section = report_section(table, args.variants, report.machine_line(args.threads),
-                             report.command_line('tools/mixed_speed.py', argv))
+                             report.command_line('tools/dev/mixed_speed.py', argv))
     print(f'wrote {report.write_section(args.out, section, MARKERS)}')
     return 0
 

@@ -1,5 +1,5 @@
 """End-to-end speed and peak memory of ``demo.py``'s work on folders of small and large pictures
-with few and many objects, for ``python tools/benchmark.py --pictures`` (and its full runs).
+with few and many objects, for ``python tools/dev/benchmark.py --pictures`` (and its full runs).
 
 Each folder holds ``count`` pictures drawn as tools/make_shapes_dataset.py draws (its background,
 shapes and colours), one shape per cell of a grid, for the shipped model
@@ -22,8 +22,9 @@ from solov2.core.paths import SHIPPED_WEIGHTS
 from solov2.model.inference.backend_factory import open_backend
 from solov2.model.inference.media import DrawOptions, ImageStages
 from solov2.model.inference.pipeline import run_pipeline
-from solov2.tools import report
 from solov2.tools.cli import tune_for
+from solov2.tools.dev import report
+from solov2.tools.dev.train_speed import in_own_process
 from solov2.tools.make_shapes_dataset import (
     CLASS_NAMES,
     JPEG_QUALITY,
@@ -32,7 +33,6 @@ from solov2.tools.make_shapes_dataset import (
     render_background,
     shape_vertices,
 )
-from solov2.tools.train_speed import in_own_process
 
 DRAW_THRESHOLD = 0.3                        # demo.py --draw-threshold default
 FOLDERS = ((640, 640, 10), (640, 640, 100), (4000, 3000, 10), (4000, 3000, 100))   # width, height, shapes

@@ -1,6 +1,6 @@
 """Speed of everything after the network, on one core: raw outputs -> instances ->
 masks on the picture -> COCO RLE + JSON -> drawn picture (what ``demo.py`` does per image),
-for ``python tools/benchmark.py --postprocess``.
+for ``python tools/dev/benchmark.py --postprocess``.
 
 The raw outputs are synthetic but shaped like a real image's: ``instances`` blobs on the
 mask-feature map, each a logit channel (+ a constant channel for the bias), and
@@ -21,7 +21,7 @@ from solov2.data.results import instances_to_coco
 from solov2.data.transforms import ImageMeta, padded_size, resized_hw
 from solov2.data.visualize import draw_instances
 from solov2.model.inference.postprocess import InferenceParams, paste_detections, postprocess_flat
-from solov2.tools import report
+from solov2.tools.dev import report
 
 
 def _blob_features(rng, count: int, channels: int, feat_hw) -> np.ndarray:

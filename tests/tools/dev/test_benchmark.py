@@ -1,4 +1,4 @@
-"""tools/benchmark.py end to end on a small input: every implementation runs and the
+"""tools/dev/benchmark.py end to end on a small input: every implementation runs and the
 report (markdown table + PNG) names each of them with a number."""
 import re
 import subprocess
@@ -9,8 +9,8 @@ import paddle
 import pytest
 
 from solov2.core.errors import InputError
-from solov2.tools import benchmark, mixed_speed, picture_speed, postprocess_speed, train_speed
-from solov2.tools import report as report_module
+from solov2.tools.dev import benchmark, mixed_speed, picture_speed, postprocess_speed, train_speed
+from solov2.tools.dev import report as report_module
 from tests.helpers import REPO_DIR
 
 ROOT = REPO_DIR
@@ -41,7 +41,7 @@ def test_postprocess_section_is_written_and_replaced(tmp_path):
     into an existing report, keeps the rest, and replaces the section on the next run."""
     out = tmp_path / 'bench'
     out.with_suffix('.md').write_text('# Benchmark\n\nthe end-to-end table\n')
-    command = [sys.executable, str(ROOT / 'tools' / 'benchmark.py'), '--postprocess', '--configs', '1',
+    command = [sys.executable, str(ROOT / 'tools' / 'dev' / 'benchmark.py'), '--postprocess', '--configs', '1',
                '--size', '160', '--opt', 'test_short=128', 'test_max=128', '--out', str(out)]
     for _ in range(2):
         assert subprocess.run(command, cwd=ROOT, capture_output=True, text=True).returncode == 0
@@ -72,7 +72,7 @@ def test_train_section_is_written_and_kept_by_a_postprocess_run(tmp_path):
     pytest.importorskip('ppdet', reason='reference test: needs PaddleDetection (paddledet==2.6.0)')
     out = tmp_path / 'bench'
     out.with_suffix('.md').write_text('# Benchmark\n\nthe end-to-end table\n')
-    command = [sys.executable, str(ROOT / 'tools' / 'benchmark.py'), '--configs', '1', '--out', str(out)]
+    command = [sys.executable, str(ROOT / 'tools' / 'dev' / 'benchmark.py'), '--configs', '1', '--out', str(out)]
     done = subprocess.run(command + ['--train', '--steps', '1', '--size', '96', '--processes', '2'], cwd=ROOT,
                           capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -95,7 +95,7 @@ def test_train_section_is_written_and_kept_by_a_postprocess_run(tmp_path):
 
 
 def _mixed_sizes_section() -> str:
-    """tools/mixed_speed.py's section of two rounds of two variants on two folders (made-up figures)."""
+    """tools/dev/mixed_speed.py's section of two rounds of two variants on two folders (made-up figures)."""
     results = {('images (2 pictures)', 'f32'): ([4.0, 6.0], [0.1, 0.3], [1, 1]),
                ('images (2 pictures)', 'int8'): ([2.0, 4.0], [0.5, 0.7], [2, 2]),
                ('3 random sizes', 'f32'): ([2.0, 2.0], [0.0, 0.0], [0, 0]),
@@ -206,10 +206,10 @@ def test_train_processes_must_split_the_batch(processes, capsys):
 
 # ---- smoke runs of the timing code (default suite): one small config or the shipped model, seconds ----
 SMALL = ['--configs', '1', '--threads', '1', '--opt', 'test_short=64', 'test_max=64']
-# tools/benchmark.py as a user runs it, with the machine's matmul peak measured on 128x128 (not 2048x2048)
+# tools/dev/benchmark.py as a user runs it, with the machine's matmul peak measured on 128x128 (not 2048x2048)
 SMALL_MATMUL = """
 import functools, sys
-from solov2.tools import benchmark
+from solov2.tools.dev import benchmark
 benchmark.matmul_rates = functools.partial(benchmark.matmul_rates, size=128)
 for argv in (sys.argv[1:sys.argv.index('--then')], sys.argv[sys.argv.index('--then') + 1:]):
     if benchmark.main(argv) != 0:

@@ -1,5 +1,5 @@
-"""The benchmark report's shared parts, for every benchmark tool (tools/benchmark.py,
-tools/postprocess_speed.py, tools/train_speed.py, tools/mixed_speed.py): the one machine line
+"""The benchmark report's shared parts, for every benchmark tool (tools/dev/benchmark.py,
+tools/dev/postprocess_speed.py, tools/dev/train_speed.py, tools/dev/mixed_speed.py): the one machine line
 a section names, and the sections themselves, each between its markers in the report so that a
 later run of its tool replaces it and keeps the rest.
 """

@@ -1,5 +1,5 @@
-"""PaddleDetection's own training pieces, a reference for ``tools/train_speed.py``
-(``python tools/benchmark.py --train``): its SOLOv2 targets (``Gt2Solov2Target``) and its
+"""PaddleDetection's own training pieces, a reference for ``tools/dev/train_speed.py``
+(``python tools/dev/benchmark.py --train``): its SOLOv2 targets (``Gt2Solov2Target``) and its
 ``ppdet.engine.Trainer`` with its reader, configured by a YAML written from ``READER_YAML``
 (the paddledet wheel ships no configs). Only references import ``ppdet``."""
 import time

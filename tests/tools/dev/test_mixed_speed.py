@@ -1,4 +1,4 @@
-"""tools/mixed_speed.py end to end on the tiny exported model of tests/model/inference/test_export.py and
+"""tools/dev/mixed_speed.py end to end on the tiny exported model of tests/model/inference/test_export.py and
 its INT8 folder (tools/quantize.py on the two test pictures): its section lands in an existing report
 with a row per folder and a column per variant, the rest of the report kept. Marked ``deploy``."""
 import re
@@ -10,7 +10,8 @@ pytest.importorskip('openvino', reason='deploy test: needs requirements-deploy.t
 pytest.importorskip('paddle2onnx', reason='deploy test: needs requirements-deploy.txt')
 pytest.importorskip('nncf', reason='deploy test: needs requirements-deploy.txt')
 
-from solov2.tools import mixed_speed, quantize, report  # noqa: E402
+from solov2.tools import quantize  # noqa: E402
+from solov2.tools.dev import mixed_speed, report  # noqa: E402
 from tests.model.inference.test_export import (  # noqa: E402
     hot,  # noqa: F401  (the module fixture: weights + export folder)
     image_dir,  # noqa: F401

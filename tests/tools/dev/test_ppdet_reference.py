@@ -1,4 +1,4 @@
-"""Smoke tests of the PaddleDetection reference harness (tools/reference/ppdet_ref.py)."""
+"""Smoke tests of the PaddleDetection reference harness (tools/dev/reference/ppdet_ref.py)."""
 
 import time
 
@@ -9,7 +9,7 @@ pytest.importorskip('ppdet', reason='reference test: needs PaddleDetection (padd
 import numpy as np
 import paddle
 
-from solov2.tools.reference import ppdet_ref
+from solov2.tools.dev.reference import ppdet_ref
 
 pytestmark = pytest.mark.reference
 

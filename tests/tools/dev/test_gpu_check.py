@@ -1,15 +1,15 @@
-"""tools/gpu_check.py: its dry run (the same calls on the CPU) passes, so the GPU check cannot rot,
+"""tools/dev/gpu_check.py: its dry run (the same calls on the CPU) passes, so the GPU check cannot rot,
 and a failing check is a FAIL line and a nonzero exit code."""
 import subprocess
 import sys
 from pathlib import Path
 
-from solov2.tools import gpu_check
+from solov2.tools.dev import gpu_check
 from tests.helpers import REPO_DIR
 
 
 def test_the_dry_run_passes_every_check(tmp_path):
-    done = subprocess.run([sys.executable, str(Path(REPO_DIR) / 'tools' / 'gpu_check.py'), '--dry-run'],
+    done = subprocess.run([sys.executable, str(Path(REPO_DIR) / 'tools' / 'dev' / 'gpu_check.py'), '--dry-run'],
                           capture_output=True, text=True, timeout=600, cwd=tmp_path)
     lines = done.stdout.strip().splitlines()
     verdicts = {line.split()[1].rstrip(':'): line.split()[0] for line in lines if line.split()[0] in

@@ -1,4 +1,4 @@
-"""tools/train_speed.py's launched train.py: its command line is train.py's own flags for the run's
+"""tools/dev/train_speed.py's launched train.py: its command line is train.py's own flags for the run's
 options (threads and device included), and it runs under a timeout."""
 import subprocess
 from dataclasses import replace
@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from solov2.core.errors import RunError
-from solov2.tools import train_speed
+from solov2.tools.dev import train_speed
 from solov2.tools.train import options_from_args, parse_args
 
 

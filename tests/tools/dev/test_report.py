@@ -1,10 +1,10 @@
-"""tools/report.py: the one machine line every benchmark section names, from /proc/cpuinfo."""
+"""tools/dev/report.py: the one machine line every benchmark section names, from /proc/cpuinfo."""
 import os
 from importlib.metadata import version
 
 import paddle
 
-from solov2.tools import report
+from solov2.tools.dev import report
 
 CPUINFO = """processor\t: 0
 vendor_id\t: AuthenticAMD

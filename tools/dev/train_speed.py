@@ -1,5 +1,5 @@
 """Training speed of this toolkit against PaddleDetection's SOLOv2 on the same config, data,
-weights, batch and threads, for ``python tools/benchmark.py --train``.
+weights, batch and threads, for ``python tools/dev/benchmark.py --train``.
 
 Per config (``measure``):
 - the model step (forward, loss, backward, optimizer step; no data loading) of both on the
@@ -40,12 +40,12 @@ from solov2.model.training.hooks import Hook, LogHook
 from solov2.model.training.options import TrainOptions
 from solov2.model.training.run import prepare, run_settings
 from solov2.model.training.targets import assign_targets, collate_targets
-from solov2.tools import report
 from solov2.tools.cli import tune_for
+from solov2.tools.dev import report
 from solov2.tools.make_shapes_dataset import generate_split
 from solov2.tools.train import command_args
 
-TRAIN_SCRIPT = Path(__file__).resolve().parents[1] / 'train.py'
+TRAIN_SCRIPT = Path(__file__).resolve().parents[2] / 'train.py'
 LR = 1e-4                     # small enough that a few steps from random weights stay finite
 MOMENTUM, L2_DECAY = 0.9, 1e-4
 MARKERS = ('<!-- training: begin -->', '<!-- training: end -->')
@@ -97,7 +97,7 @@ def ours_options(number: int, bench: TrainBench, root: Path, weights: str, out: 
 
 def ppdet_targets(cfg, per_image) -> dict:
     """PaddleDetection's targets (``ppdet_train.solov2_targets``) of the config's grids."""
-    from solov2.tools.reference import ppdet_train
+    from solov2.tools.dev.reference import ppdet_train
     return ppdet_train.solov2_targets(cfg.num_grids, cfg.scale_ranges, cfg.sigma, per_image)
 
 
@@ -199,7 +199,7 @@ def ppdet_loop(family: str, state_file: str, options: TrainOptions, bench: Train
     """Seconds per iteration (after the first) of PaddleDetection's own ``Trainer`` with its
     reader on ``root``, the model of ``family`` holding the weights in ``state_file`` (npz),
     the targets and data workers of our run's config (``options``)."""
-    from solov2.tools.reference import ppdet_ref, ppdet_train
+    from solov2.tools.dev.reference import ppdet_ref, ppdet_train
     tune_for('cpu', bench.threads, helper_threads=0)
     cfg = with_overrides(get_config(options.config), list(options.overrides))
     model = ppdet_ref.FAMILIES[family]()

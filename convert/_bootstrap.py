@@ -1,6 +1,0 @@
-"""Lets ``python convert/<name>2paddle.py`` run from a plain clone: runs the scripts' one
-bootstrap, tools/_bootstrap.py, found by path (the project is not importable yet)."""
-import runpy
-from pathlib import Path
-
-runpy.run_path(str(Path(__file__).resolve().parents[1] / 'tools' / '_bootstrap.py'))

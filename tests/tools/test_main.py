@@ -1,0 +1,53 @@
+"""tools/main.py, the console command ``solov2``: one line per command in its help, each command
+runs its module's ``main`` under the name ``solov2 COMMAND``, and ``python -m solov2`` is the same."""
+import importlib
+import importlib.util
+import subprocess
+import sys
+
+import pytest
+
+from solov2.tools import main as solov2
+from tests.helpers import REPO_DIR
+
+
+def test_the_help_lists_every_command_in_one_line(capsys):
+    assert solov2.main(['--help']) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == 'usage: solov2 COMMAND [ARGS ...]'
+    listed = [line.split()[0] for line in lines if line.startswith('  ')]
+    assert listed == list(solov2.COMMANDS)
+    assert {'demo', 'train', 'eval', 'export', 'quantize', 'weights', 'cache', 'convert', 'serve'} <= set(listed)
+    assert solov2.main(['convert', '-h']) == 0
+    listed = [line.split()[0] for line in capsys.readouterr().out.splitlines() if line.startswith('  ')]
+    assert listed == ['solo', 'ppdet', 'ppdet-static', 'mmdet', 'paddleclas', 'torchvision', 'to-ppdet']
+
+
+def test_no_command_or_an_unknown_one_is_refused_with_the_list(capsys):
+    assert solov2.main([]) == 2 and 'usage: solov2 COMMAND' in capsys.readouterr().err
+    assert solov2.main(['convert', 'caffe']) == 2
+    assert capsys.readouterr().err.endswith("solov2 convert: error: no command 'caffe'\n")
+
+
+def _rows():
+    """(words, module) of every command, e.g. ('solov2 convert ppdet', 'convert.ppdet2paddle')."""
+    return sorted((words, module) for module, words in solov2.commands_by_module().items())
+
+
+@pytest.mark.parametrize('words, module', _rows())
+def test_each_command_shows_its_own_help_under_its_words(words, module, monkeypatch, capsys):
+    if module == 'tools.serve' and importlib.util.find_spec('solov2.tools.serve') is None:
+        pytest.skip('tools/serve.py is written on its own branch (helper "serve"); this row runs once it is merged')
+    monkeypatch.setattr(sys, 'argv', ['/venv/bin/solov2'])
+    with pytest.raises(SystemExit) as done:
+        solov2.main([*words.split()[1:], '--help'])
+    assert done.value.code == 0 and sys.argv[0] == words
+    assert capsys.readouterr().out.startswith(f'usage: {words} ')
+    assert (REPO_DIR / (module.replace('.', '/') + '.py')).is_file()
+
+
+def test_python_m_solov2_runs_the_same_command(tmp_path):
+    done = subprocess.run([sys.executable, '-m', 'solov2', 'convert', 'solo', str(tmp_path / 'none.pth'),
+                           str(tmp_path / 'out.pdparams')], capture_output=True, text=True, cwd=REPO_DIR, timeout=300)
+    assert done.returncode == 2 and done.stderr.startswith('error: PyTorch checkpoint not found'), done.stderr
+    assert 'ccache' not in done.stderr      # tools/cli.py's start-up settings came before Paddle
