@@ -4,7 +4,6 @@ runtime's load errors as one ``BackendError``, and the ``ExportedBackend`` base.
 """
 import contextlib
 import json
-import os
 from pathlib import Path
 from typing import Sequence
 
@@ -80,8 +79,3 @@ class ExportedBackend(Backend):
             raise BackendError(f'{INFER_CFG} in {model_dir} has no input size range ({exc}) — export the model '
                                'again') from exc
         super().__init__(config_from_infer_cfg(self.info, overrides), size_range)
-
-
-def thread_count(threads: int) -> int:
-    """``threads``, or every core when 0."""
-    return threads or os.cpu_count() or 1

@@ -7,8 +7,9 @@ import numpy as np
 from solov2.config.device import gpu_number, on_gpu
 from solov2.model.inference.backend import BackendError
 from solov2.model.inference.export_network import INPUT_NAME, OUTPUT_NAMES, REGIONS_NAME, full_regions
-from solov2.model.inference.exported_folder import ExportedBackend, loading, thread_count
+from solov2.model.inference.exported_folder import ExportedBackend, loading
 from solov2.model.inference.onnx_regions import without_region_masks
+from solov2.model.runtime import cpu_threads
 
 
 def onnx_providers(device: str, available: Sequence[str]) -> list:
@@ -44,7 +45,7 @@ class OnnxBackend(ExportedBackend):
         if not path.is_file():
             raise BackendError(f'{path} not found')
         options = ort.SessionOptions()
-        options.intra_op_num_threads = thread_count(threads)
+        options.intra_op_num_threads = cpu_threads(threads)
         options.inter_op_num_threads = 1
         options.log_severity_level = 3
         providers = onnx_providers(device, ort.get_available_providers())

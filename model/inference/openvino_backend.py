@@ -49,9 +49,10 @@ from solov2.core.errors import param
 from solov2.data.transforms import bucket_for, bucket_sizes
 from solov2.model.inference.backend import BackendError
 from solov2.model.inference.export_network import INPUT_NAME, OUTPUT_NAMES, REGIONS_NAME, full_regions
-from solov2.model.inference.exported_folder import ExportedBackend, loading, thread_count
+from solov2.model.inference.exported_folder import ExportedBackend, loading
 from solov2.model.inference.onnx_regions import without_region_masks
 from solov2.model.inference.openvino_graph import pad_deformable_sampling, rewrite_deform_conv
+from solov2.model.runtime import cpu_threads
 
 PRECISIONS = ('f32', 'bf16', 'int8')
 INT8_FILES = 'openvino_int8'
@@ -149,7 +150,7 @@ class OpenVinoBackend(ExportedBackend):
         self.model = self._read_model(ov, keep_masks=use_buckets)
         pad_deformable_sampling(self.model)
         self.properties = {'INFERENCE_PRECISION_HINT': 'bf16' if precision == 'bf16' else 'f32',
-                           'PERFORMANCE_HINT': 'LATENCY', 'INFERENCE_NUM_THREADS': thread_count(threads),
+                           'PERFORMANCE_HINT': 'LATENCY', 'INFERENCE_NUM_THREADS': cpu_threads(threads),
                            'ENABLE_CPU_PINNING': False}
         if self.cfg.openvino_streams > 1:
             self.properties['NUM_STREAMS'] = self.cfg.openvino_streams

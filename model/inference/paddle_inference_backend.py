@@ -9,9 +9,9 @@ import paddle
 from solov2.config.device import gpu_number, on_gpu
 from solov2.model.inference.backend import BackendError
 from solov2.model.inference.export_network import INPUT_NAME, OUTPUT_NAMES, REGIONS_NAME, full_regions
-from solov2.model.inference.exported_folder import ExportedBackend, loading, thread_count
+from solov2.model.inference.exported_folder import ExportedBackend, loading
 from solov2.model.layers import paddle_major
-from solov2.model.runtime import paddle_on
+from solov2.model.runtime import cpu_threads, paddle_on
 
 GPU_MEMORY_POOL_MB = 256     # Paddle Inference's first GPU memory pool; it grows as needed
 
@@ -65,7 +65,7 @@ class InferenceBackend(ExportedBackend):
                                'Config does not take: run it without tensorrt, or export with Paddle 2.6 (.pdmodel)')
         config = paddle_infer.Config(str(model_file), str(params_file))
         place_inference(config, device, tensorrt, self.size_range, paddle_infer.PrecisionType)
-        self.threads = thread_count(threads)
+        self.threads = cpu_threads(threads)
         config.set_cpu_math_library_num_threads(self.threads)
         if mkldnn:
             config.enable_mkldnn()
