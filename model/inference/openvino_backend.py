@@ -47,6 +47,7 @@ import numpy as np
 
 from solov2.core.errors import param
 from solov2.data.transforms import bucket_for, bucket_sizes
+from solov2.model.cpu_math import cpu_name
 from solov2.model.inference.backend import BackendError
 from solov2.model.inference.export_network import INPUT_NAME, OUTPUT_NAMES, REGIONS_NAME, full_regions
 from solov2.model.inference.exported_folder import ExportedBackend, loading
@@ -69,11 +70,6 @@ def import_openvino():
     return openvino
 
 
-def cpu_name(core) -> str:
-    """OpenVINO's name of the CPU (e.g. 'AMD EPYC')."""
-    return str(core.get_property('CPU', 'FULL_DEVICE_NAME'))
-
-
 def has_bf16(core) -> bool:
     """Whether OpenVINO runs bf16 natively on this CPU (BF16 among its capabilities)."""
     return 'BF16' in [str(c) for c in core.get_property('CPU', 'OPTIMIZATION_CAPABILITIES')]
@@ -84,7 +80,7 @@ def check_precision(core, precision: str) -> None:
     if precision not in PRECISIONS:
         raise BackendError(f"unknown precision '{precision}' (expected one of {', '.join(PRECISIONS)})")
     if precision == 'bf16' and not has_bf16(core):
-        raise BackendError(f'this CPU ({cpu_name(core)}) has no bf16 support in OpenVINO (neither AMX nor '
+        raise BackendError(f'this CPU ({cpu_name()}) has no bf16 support in OpenVINO (neither AMX nor '
                            'avx512_bf16): use ' + param('precision', 'f32')
                            + ' (or int8 with a tools/quantize.py folder)')
 

@@ -429,7 +429,7 @@ def test_auto_records_its_choice_per_thread_count_and_cpu(hot, tmp_path, monkeyp
                          'of a new size near 96x128: '
                          f'using openvino f32 from cache {entry}')
     here = machine_key(1)
-    monkeypatch.setattr(auto_backend, 'cpu_fields', lambda cpuinfo: {'model name': 'Another CPU'})
+    monkeypatch.setattr(auto_backend, 'cpu_name', lambda cpuinfo: 'Another CPU')
     assert cached_backend(NUMBER, CONFIGS[NUMBER], weights, opts, 1, lines.append)[0] == 'openvino'
     assert len(timed) == 3 and lines[-1].startswith('auto: timed for 1 thread on Another CPU: ')
     choices = json.loads((entry / MANIFEST).read_text())['choices']
@@ -500,11 +500,11 @@ def test_noise_cannot_flip_the_choice_a_clear_margin_does(times, engine):
     assert preferred_engine(times) == engine
 
 
-def test_the_machine_key_is_the_thread_count_and_the_cpu_model(tmp_path):
+def test_the_machine_key_is_the_thread_count_and_the_cpu(tmp_path):
     cpuinfo = tmp_path / 'cpuinfo'
-    cpuinfo.write_text('processor\t: 0\nvendor_id\t: AuthenticAMD\nmodel name\t: AMD EPYC 7B13\n\n'
+    cpuinfo.write_text('processor\t: 0\nvendor_id\t: AuthenticAMD\nmodel name\t: AMD EPYC 7B13\nflags\t: avx2\n\n'
                        'processor\t: 1\nmodel name\t: AMD EPYC 7B13\n')
-    assert machine_key(2, str(cpuinfo)) == '2 threads on AMD EPYC 7B13'
+    assert machine_key(2, str(cpuinfo)) == '2 threads on AMD EPYC 7B13 (avx2)'
     assert machine_key(4, str(cpuinfo)) != machine_key(2, str(cpuinfo))
 
 
