@@ -15,6 +15,7 @@ from solov2.model.inference.postprocess import InferenceParams
 INFER_CFG = 'infer_cfg.json'
 PADDLE_PREFIX = 'model'
 ONNX_FILE = 'model.onnx'
+REGIONS_ONNX_FILE = 'model_regions.onnx'      # the graph with the ``regions`` input (size buckets)
 
 
 def read_infer_cfg(model_dir: str) -> dict:
