@@ -1,4 +1,5 @@
-"""Fast MKL on AMD CPUs (no Paddle import here), and what ``/proc/cpuinfo`` says.
+"""Fast MKL on AMD CPUs (no Paddle import here), and what ``/proc/cpuinfo`` says (``cpu_name``: the
+one description of the CPU that benchmark reports, ``auto``'s records and messages give).
 
 Paddle's CPU wheels do their GEMMs (and so their convolutions) in Intel MKL, which on
 non-Intel CPUs picks a slow generic code path unless ``MKL_DEBUG_CPU_TYPE=5`` asks for
@@ -8,11 +9,14 @@ setting it before the first Paddle op is enough. Setting it changes the process'
 environment: only ``model.runtime.tune_process`` does, when a program asks for it.
 """
 import os
+import platform
 from typing import Dict, MutableMapping, Optional
 
 MKL_CPU_TYPE = 'MKL_DEBUG_CPU_TYPE'
 AVX2 = '5'
 CPUINFO = '/proc/cpuinfo'       # what the functions below read when not given a file
+# the CPU features the engines' speed depends on, in the order ``cpu_name`` names them
+CPU_FLAGS = ('avx2', 'avx512f', 'avx512_vnni', 'avx512_bf16', 'amx_bf16', 'amx_int8')
 
 
 def cpu_fields(cpuinfo: Optional[str] = None) -> Optional[Dict[str, str]]:
@@ -35,6 +39,17 @@ def cpu_fields(cpuinfo: Optional[str] = None) -> Optional[Dict[str, str]]:
 def cpu_vendor(cpuinfo: Optional[str] = None) -> str:
     """The ``vendor_id`` of the first CPU in ``cpuinfo`` ('' when unknown)."""
     return (cpu_fields(cpuinfo) or {}).get('vendor_id', '')
+
+
+def cpu_name(cpuinfo: Optional[str] = None) -> str:
+    """'<model name> (<its flags among CPU_FLAGS>)' of the first CPU in ``cpuinfo`` (default
+    ``CPUINFO``), e.g. 'AMD EPYC 7B13 (avx2)'; the platform's processor string where it cannot be read."""
+    fields = cpu_fields(cpuinfo)
+    if fields is None:
+        return platform.processor() or 'unknown CPU'
+    flags = set(fields.get('flags', '').split())
+    present = [flag for flag in CPU_FLAGS if flag in flags] or ['no AVX2']
+    return f"{fields.get('model name') or 'unknown CPU'} ({' '.join(present)})"
 
 
 def prefer_avx2_mkl(environ: MutableMapping[str, str] = os.environ, cpuinfo: Optional[str] = None) -> bool:

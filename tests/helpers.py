@@ -130,13 +130,13 @@ def make_labelme_folder(folder, count: int, labels, seed: int = 0, size: int = 1
 
 
 def shipped_onnx_export(dest: Path) -> Path:
-    """``dest`` holding the shipped model's ONNX export (model.onnx, infer_cfg.json: what
+    """``dest`` holding the shipped model's ONNX export (model.onnx, model_regions.onnx, infer_cfg.json: what
     ``export(9, ..., fmt='onnx')`` writes), copied from the session's ``backend='auto'`` cache
     entry, which is exported once a test run (tests/conftest.py); needs the deploy extras."""
     cached_backend(9, get_config(9), SHIPPED_WEIGHTS, [], log=lambda line: None)
     entry = cache_root() / entry_name(cache_key(SHIPPED_WEIGHTS, 9, []))
     dest.mkdir(parents=True)
-    for name in ('model.onnx', 'infer_cfg.json'):
+    for name in ('model.onnx', 'model_regions.onnx', 'infer_cfg.json'):
         shutil.copy2(entry / name, dest / name)
     return dest
 

@@ -8,7 +8,8 @@ Writes to the output folder:
 - ``model.json`` (Paddle >= 3) or ``model.pdmodel`` (Paddle 2.x) + ``model.pdiparams``:
   a Paddle Inference model, input ``image`` [B, 3, H, W] with B, H, W dynamic;
 - ``model.onnx`` (paddle2onnx, then every GroupNorm epsilon set back to the model's, and
-  the outputs named ``scores``, ``kernels``, ``mask_feat``);
+  the outputs named ``scores``, ``kernels``, ``mask_feat``) and ``model_regions.onnx``, the same
+  with the ``regions`` input [B, 2] (OpenVINO's size buckets, tools/quantize.py);
 - ``infer_cfg.json``: config, class names, test sizes, the accepted input range,
   input normalisation and the post-processing thresholds.
 
@@ -33,7 +34,12 @@ from solov2.model.api.segmenter import check_arguments  # noqa: E402
 from solov2.model.inference.backend_factory import checked_weights  # noqa: E402
 from solov2.model.inference.export import DCN_OPSET, DEFAULT_MAX_SIZE, export  # noqa: E402
 from solov2.model.inference.export_network import MIN_SIZE  # noqa: E402
-from solov2.model.inference.exported_folder import INFER_CFG, ONNX_FILE, PADDLE_PREFIX  # noqa: E402
+from solov2.model.inference.exported_folder import (  # noqa: E402
+    INFER_CFG,
+    ONNX_FILE,
+    PADDLE_PREFIX,
+    REGIONS_ONNX_FILE,
+)
 from solov2.tools.cli import add_model_args, make_parser, run_command, set_status, weights_path  # noqa: E402
 
 
@@ -59,7 +65,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 EXPORT_FILES = (f'{PADDLE_PREFIX}.json', f'{PADDLE_PREFIX}.pdmodel', f'{PADDLE_PREFIX}.pdiparams', ONNX_FILE,
-                INFER_CFG)
+                REGIONS_ONNX_FILE, INFER_CFG)
 
 
 def check_output(output: str, weights: str) -> None:

@@ -13,7 +13,7 @@ engine, is kept unless onnxruntime takes less than ``1 - MARGIN`` of its time bo
 median round and in its best round (``preferred_engine``): a noisy measurement cannot flip
 the choice, a clear difference does. The choice and the median timings are recorded in the
 entry's ``cache.json`` for the machine they were measured on (``machine_key``: the thread
-count and the CPU model); later runs on that machine open the recorded engine without
+count and the CPU, ``cpu_math.cpu_name``); later runs on that machine open the recorded engine without
 timing, another thread count or CPU times the engines again on the same export and records
 its own choice beside the others.
 
@@ -29,7 +29,6 @@ not load is said to be corrupt, deleted and rebuilt.
 import hashlib
 import json
 import logging
-import platform
 import shutil
 import statistics
 import time
@@ -44,7 +43,7 @@ from solov2.core.cache import MANIFEST, package_version, source_hash
 from solov2.core.paths import CACHE_ENV, cache_root  # noqa: F401 (CACHE_ENV: importers use it here)
 from solov2.data.files import atomic_write, build_folder, file_sha256
 from solov2.data.transforms import padded_size, resized_hw
-from solov2.model.cpu_math import cpu_fields
+from solov2.model.cpu_math import cpu_name
 from solov2.model.inference.backend import Backend, BackendError
 from solov2.model.inference.dygraph_backend import DygraphBackend
 from solov2.model.inference.export import ExportError, export, verify
@@ -130,10 +129,9 @@ def _open(kind: str, folder: Path, threads: int, overrides: Sequence[str]) -> Ba
     return exported_backend(kind, str(folder), threads, overrides=overrides, compiled=compiled_cache(folder.parent))
 
 
-def machine_key(threads: int, cpuinfo: str = '/proc/cpuinfo') -> str:
-    """What the engines' speeds depend on beyond an entry's key: '<N> threads on <CPU model>'."""
-    model = (cpu_fields(cpuinfo) or {}).get('model name') or platform.processor() or 'an unknown CPU'
-    return f'{threads} thread{"" if threads == 1 else "s"} on {model}'
+def machine_key(threads: int, cpuinfo: Optional[str] = None) -> str:
+    """What the engines' speeds depend on beyond an entry's key: '<N> threads on <cpu_name>'."""
+    return f'{threads} thread{"" if threads == 1 else "s"} on {cpu_name(cpuinfo)}'
 
 
 def check_entry(folder: Path, key: dict, engines: Sequence[str] = tuple(_PACKAGES)) -> Optional[str]:

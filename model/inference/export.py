@@ -13,7 +13,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import paddle
@@ -34,7 +34,7 @@ from solov2.model.inference.export_network import (
     input_description,
     save_inference_model,
 )
-from solov2.model.inference.exported_folder import INFER_CFG, ONNX_FILE, PADDLE_PREFIX
+from solov2.model.inference.exported_folder import INFER_CFG, ONNX_FILE, PADDLE_PREFIX, REGIONS_ONNX_FILE
 from solov2.model.inference.onnxruntime_backend import OnnxBackend
 from solov2.model.inference.paddle_inference_backend import InferenceBackend
 from solov2.model.inference.postprocess import InferenceParams
@@ -78,17 +78,19 @@ def check_onnx_tools(deformable: bool) -> str:
 
 _CONVERT = """import sys
 import paddle2onnx
-paddle2onnx.export(sys.argv[1], sys.argv[2], sys.argv[3], opset_version=int(sys.argv[4]),
-                   auto_upgrade_opset=True, enable_onnx_checker=True)
+for model_file, onnx_path in zip(sys.argv[2::2], sys.argv[3::2]):
+    paddle2onnx.export(model_file, model_file.rsplit('.', 1)[0] + '.pdiparams', onnx_path,
+                       opset_version=int(sys.argv[1]), auto_upgrade_opset=True, enable_onnx_checker=True)
 """
 
 
-def convert_to_onnx(model_file: str, params_file: str, onnx_path: str, opset: int) -> None:
-    """Run paddle2onnx in a child process: on failure it may exit or abort the
-    process, and its messages are printed by C++ code."""
-    done = subprocess.run([sys.executable, '-c', _CONVERT, model_file, params_file, onnx_path,
-                           str(opset)], capture_output=True, text=True)
-    if done.returncode != 0 or not os.path.isfile(onnx_path):
+def convert_to_onnx(conversions: Dict[str, str], opset: int) -> None:
+    """Convert each Paddle model file (its params beside it, .pdiparams) to its ONNX path
+    (``conversions``: model file -> ONNX path) with paddle2onnx, in one child process: on failure
+    it may exit or abort the process, and its messages are printed by C++ code."""
+    pairs = [path for pair in conversions.items() for path in pair]
+    done = subprocess.run([sys.executable, '-c', _CONVERT, str(opset), *pairs], capture_output=True, text=True)
+    if done.returncode != 0 or not all(os.path.isfile(path) for path in conversions.values()):
         lines = [line.strip() for line in (done.stdout + '\n' + done.stderr).splitlines()]
         errors = [line for line in lines if 'ERROR' in line or 'Error' in line
                   or 'not supported' in line.lower() or 'aborted' in line.lower()]
@@ -96,11 +98,11 @@ def convert_to_onnx(model_file: str, params_file: str, onnx_path: str, opset: in
         raise ExportError(f'paddle2onnx could not convert the model (exit {done.returncode}): {detail}')
 
 
-def fix_onnx(onnx_path: str, gn_epsilon: float) -> Dict[str, object]:
+def fix_onnx(onnx_path: str, gn_epsilon: float, inputs: Sequence[str]) -> Dict[str, object]:
     """Set every GroupNorm / InstanceNormalization epsilon to ``gn_epsilon``
     (paddle2onnx writes garbage there), name the outputs ``scores``, ``kernels``,
-    ``mask_feat``, check and save. Returns {'opset', 'norm_nodes', 'epsilons'}
-    read back from the saved file."""
+    ``mask_feat``, check that the graph's inputs are named ``inputs`` and save. Returns
+    {'opset', 'norm_nodes', 'epsilons'} read back from the saved file."""
     import onnx
     model = onnx.load(onnx_path)
     graph = model.graph
@@ -122,7 +124,7 @@ def fix_onnx(onnx_path: str, gn_epsilon: float) -> Dict[str, object]:
                     found = True
             if not found:
                 node.attribute.append(onnx.helper.make_attribute('epsilon', gn_epsilon))
-    if [value.name for value in graph.input] != [INPUT_NAME, REGIONS_NAME]:
+    if [value.name for value in graph.input] != list(inputs):
         raise ExportError(f'unexpected ONNX inputs {[i.name for i in graph.input]}')
     onnx.checker.check_model(model)
     onnx.save(model, onnx_path)
@@ -134,6 +136,27 @@ def fix_onnx(onnx_path: str, gn_epsilon: float) -> Dict[str, object]:
             'norm_nodes': sum(n.op_type in ('InstanceNormalization', 'GroupNormalization')
                               for n in saved.graph.node),
             'epsilons': epsilons}
+
+
+def write_onnx(dygraph: DygraphBackend, model_file: str, out_dir: Path, tmp: str, opset: int,
+               p2o: str) -> Tuple[dict, List[str]]:
+    """``ONNX_FILE`` from the Paddle model ``model_file`` (input ``image``) and ``REGIONS_ONNX_FILE``
+    from the network traced again with the ``regions`` input into ``tmp`` (size buckets, quantizing),
+    each through paddle2onnx and ``fix_onnx``: (infer_cfg.json's 'onnx' files, the lines to print)."""
+    epsilon = group_norm_epsilon(dygraph.model)
+    with dygraph.placed():
+        regions_file = save_inference_model(dygraph.model, str(Path(tmp) / 'regions'), regions=True)
+    convert_to_onnx({model_file: str(out_dir / ONNX_FILE), regions_file: str(out_dir / REGIONS_ONNX_FILE)}, opset)
+    lines = []
+    for name, inputs in ((ONNX_FILE, [INPUT_NAME]), (REGIONS_ONNX_FILE, [INPUT_NAME, REGIONS_NAME])):
+        path = str(out_dir / name)
+        info = fix_onnx(path, epsilon, inputs)
+        if info['norm_nodes'] and info['epsilons'] != [np.float32(epsilon)]:
+            raise ExportError(f'GroupNorm epsilons in {path} are {info["epsilons"]} after the fix')
+        lines.append(f'ONNX model: {path} (inputs {", ".join(inputs)}; opset {info["opset"]}, paddle2onnx {p2o}, '
+                     f'{info["norm_nodes"]} GroupNorm nodes, epsilon set to {epsilon:g})')
+    return {'model': ONNX_FILE, 'regions_model': REGIONS_ONNX_FILE, 'opset': info['opset'], 'paddle2onnx': p2o,
+            'group_norm_epsilon': epsilon}, lines
 
 
 def group_norm_epsilon(model: paddle.nn.Layer) -> float:
@@ -225,8 +248,7 @@ def export(number: int, cfg, weights: str, out_dir: Path, fmt: str = 'both', ops
     with tempfile.TemporaryDirectory() as tmp:
         prefix = str((out_dir if fmt != 'onnx' else Path(tmp)) / PADDLE_PREFIX)
         with dygraph.placed():
-            save_inference_model(model, prefix)
-        model_file = next(prefix + s for s in ('.json', '.pdmodel') if os.path.isfile(prefix + s))
+            model_file = save_inference_model(model, prefix)
         if fmt != 'onnx':
             files['paddle'] = {'model': Path(model_file).name, 'params': PADDLE_PREFIX + '.pdiparams'}
             lines.append(f'Paddle Inference model: {model_file} + {prefix}.pdiparams')
@@ -234,16 +256,8 @@ def export(number: int, cfg, weights: str, out_dir: Path, fmt: str = 'both', ops
             wanted = max(opset, DCN_OPSET) if deformable else opset
             if wanted != opset:
                 lines.append(f'deformable convolution: ONNX opset {wanted} (DeformConv) instead of {opset}')
-            onnx_path = str(out_dir / ONNX_FILE)
-            convert_to_onnx(model_file, prefix + '.pdiparams', onnx_path, wanted)
-            epsilon = group_norm_epsilon(model)
-            info = fix_onnx(onnx_path, epsilon)
-            if info['norm_nodes'] and info['epsilons'] != [np.float32(epsilon)]:
-                raise ExportError(f'GroupNorm epsilons in {onnx_path} are {info["epsilons"]} after the fix')
-            files['onnx'] = {'model': ONNX_FILE, 'opset': info['opset'], 'paddle2onnx': p2o,
-                             'group_norm_epsilon': epsilon}
-            lines.append(f'ONNX model: {onnx_path} (opset {info["opset"]}, paddle2onnx {p2o}, '
-                         f'{info["norm_nodes"]} GroupNorm nodes, epsilon set to {epsilon:g})')
+            files['onnx'], written = write_onnx(dygraph, model_file, out_dir, tmp, wanted, p2o)
+            lines.extend(written)
     cfg_path = out_dir / INFER_CFG
     cfg_path.write_text(json.dumps(infer_cfg(number, cfg, min_size, max_size, files), indent=2) + '\n')
     lines.append(f'runtime settings: {cfg_path}')

@@ -4,18 +4,20 @@ Deployment splits inference in two (see README "Deployment"):
 
 - the network and the fixed-shape part of the post-processing, which
   ``ExportableSOLOv2`` runs and ``paddle.jit.save`` / paddle2onnx export:
-  images [B, 3, H, W] and ``regions`` [B, 2] -> ``scores`` [B, K, C] (sigmoid +
-  points-NMS), ``kernels`` [B, K, E] and ``mask_feat`` [B, E, Hr/4, Wr/4]
-  (K = sum of S*S over the levels, cells in level order then row-major; ``regions``: each
-  image's own input size, (H, W) unless a runtime pads the batch further, see ``SOLOv2.forward``);
+  images [B, 3, H, W] -> ``scores`` [B, K, C] (sigmoid + points-NMS), ``kernels`` [B, K, E]
+  and ``mask_feat`` [B, E, H/4, W/4] (K = sum of S*S over the levels, cells in level order then
+  row-major); traced a second time with the ``regions`` input [B, 2] (each image's own input
+  size, for a runtime that pads the batch further: ``SOLOv2.forward``) for size buckets;
+  ``network_feed`` is what every runtime feeds either graph;
 - the data-dependent rest (score threshold, dynamic convolution, area filter,
   Matrix NMS, top-k), which stays in Python: ``model.inference.postprocess.postprocess_flat``.
 
 H and W may be any multiples of 32 (``MIN_SIZE`` .. the export's ``--max-size``);
 the graph has no size baked in.
 """
+import os
 import warnings
-from typing import Optional, Tuple
+from typing import Collection, Dict, Optional, Sequence, Tuple
 
 import numpy as np
 import paddle
@@ -54,14 +56,22 @@ def input_description() -> dict:
         'pad': f'zeros at the bottom/right to multiples of {SIZE_DIVISOR}',
         'size_divisor': SIZE_DIVISOR,
         'regions': {'name': REGIONS_NAME, 'shape': ['B', 2], 'dtype': 'int64',
-                    'meaning': 'rows and columns of each image before any padding beyond its multiples '
-                               f"of {SIZE_DIVISOR} (the batch's H, W unless padded further)"},
+                    'meaning': 'input of the regions graph only (model_regions.onnx): rows and columns of each '
+                               f"image before any padding beyond its multiples of {SIZE_DIVISOR} (the batch's H, W "
+                               'unless padded further)'},
     }
 
 
-def full_regions(batch: np.ndarray) -> np.ndarray:
-    """The ``regions`` input of an unpadded batch [B, 3, H, W]: (H, W) for every image, [B, 2] int64."""
-    return np.tile(np.asarray(batch.shape[2:], np.int64), (batch.shape[0], 1))
+def network_feed(names: Collection[str], batch: np.ndarray,
+                 region_hw: Optional[Sequence[int]] = None) -> Dict[str, np.ndarray]:
+    """The inputs, by name, of an exported graph whose input names are ``names``: ``image`` =
+    ``batch`` [B, 3, H, W] as contiguous float32 and, when the graph takes it, ``regions`` [B, 2]
+    int64: ``region_hw`` (the rows and columns of every image before further padding; None: (H, W))."""
+    feed = {INPUT_NAME: np.ascontiguousarray(batch, dtype=np.float32)}
+    if REGIONS_NAME in names:
+        rows_cols = batch.shape[2:] if region_hw is None else region_hw
+        feed[REGIONS_NAME] = np.tile(np.asarray(rows_cols, np.int64), (batch.shape[0], 1))
+    return feed
 
 
 def outputs_text() -> str:
@@ -115,10 +125,11 @@ def _keep_zero_argument_super(model: nn.Layer) -> None:
             paddle.jit.not_to_static(forward)
 
 
-def save_inference_model(model: SOLOv2, prefix: str) -> None:
-    """Trace ``ExportableSOLOv2(model)`` (eval mode) with inputs [None, 3, None, None] and
-    regions [None, 2] and write it with ``paddle.jit.save``: PREFIX.json (Paddle >= 3, PIR) or
-    PREFIX.pdmodel (Paddle 2.x), plus PREFIX.pdiparams. The process's warning filters are
+def save_inference_model(model: SOLOv2, prefix: str, regions: bool = False) -> str:
+    """Trace ``ExportableSOLOv2(model)`` (eval mode) with inputs [None, 3, None, None] (and with
+    ``regions``, regions [None, 2]: the graph then holds the region masks and crops) and write it
+    with ``paddle.jit.save``: PREFIX.json (Paddle >= 3, PIR) or PREFIX.pdmodel (Paddle 2.x), plus
+    PREFIX.pdiparams; returns the model file's path. The process's warning filters are
     put back afterwards (the code Paddle generates for the conversion adds one that hides
     every DeprecationWarning)."""
     model.eval()
@@ -126,7 +137,9 @@ def save_inference_model(model: SOLOv2, prefix: str) -> None:
         _keep_zero_argument_super(model)
     net = ExportableSOLOv2(model)
     net.eval()
-    spec = [InputSpec([None, 3, None, None], 'float32', INPUT_NAME), InputSpec([None, 2], 'int64', REGIONS_NAME)]
+    spec = [InputSpec([None, 3, None, None], 'float32', INPUT_NAME)]
+    spec += [InputSpec([None, 2], 'int64', REGIONS_NAME)] if regions else []
     with warnings.catch_warnings():
         static = paddle.jit.to_static(net, input_spec=spec, full_graph=True)
         paddle.jit.save(static, prefix)
+    return next(prefix + suffix for suffix in ('.json', '.pdmodel') if os.path.isfile(prefix + suffix))

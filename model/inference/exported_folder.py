@@ -4,7 +4,6 @@ runtime's load errors as one ``BackendError``, and the ``ExportedBackend`` base.
 """
 import contextlib
 import json
-import os
 from pathlib import Path
 from typing import Sequence
 
@@ -16,6 +15,7 @@ from solov2.model.inference.postprocess import InferenceParams
 INFER_CFG = 'infer_cfg.json'
 PADDLE_PREFIX = 'model'
 ONNX_FILE = 'model.onnx'
+REGIONS_ONNX_FILE = 'model_regions.onnx'      # the graph with the ``regions`` input (size buckets)
 
 
 def read_infer_cfg(model_dir: str) -> dict:
@@ -80,8 +80,3 @@ class ExportedBackend(Backend):
             raise BackendError(f'{INFER_CFG} in {model_dir} has no input size range ({exc}) — export the model '
                                'again') from exc
         super().__init__(config_from_infer_cfg(self.info, overrides), size_range)
-
-
-def thread_count(threads: int) -> int:
-    """``threads``, or every core when 0."""
-    return threads or os.cpu_count() or 1

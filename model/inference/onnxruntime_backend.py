@@ -6,9 +6,9 @@ import numpy as np
 
 from solov2.config.device import gpu_number, on_gpu
 from solov2.model.inference.backend import BackendError
-from solov2.model.inference.export_network import INPUT_NAME, OUTPUT_NAMES, REGIONS_NAME, full_regions
-from solov2.model.inference.exported_folder import ExportedBackend, loading, thread_count
-from solov2.model.inference.onnx_regions import without_region_masks
+from solov2.model.inference.export_network import OUTPUT_NAMES, network_feed
+from solov2.model.inference.exported_folder import ExportedBackend, loading
+from solov2.model.runtime import cpu_threads
 
 
 def onnx_providers(device: str, available: Sequence[str]) -> list:
@@ -44,22 +44,14 @@ class OnnxBackend(ExportedBackend):
         if not path.is_file():
             raise BackendError(f'{path} not found')
         options = ort.SessionOptions()
-        options.intra_op_num_threads = thread_count(threads)
+        options.intra_op_num_threads = cpu_threads(threads)
         options.inter_op_num_threads = 1
         options.log_severity_level = 3
         providers = onnx_providers(device, ort.get_available_providers())
         with loading(str(path)):
-            import onnx
-            graph = onnx.load(str(path))
-            without_region_masks(graph.graph, REGIONS_NAME, INPUT_NAME)    # never padded beyond the batch here
-            self.session = ort.InferenceSession(graph.SerializeToString(), options, providers=providers)
-            names = [value.name for value in self.session.get_inputs()]
-        self.input_name = names[0]
-        self.takes_regions = REGIONS_NAME in names     # False: an export before the regions input
+            self.session = ort.InferenceSession(str(path), options, providers=providers)
+            self.input_names = [value.name for value in self.session.get_inputs()]
         self.output_names = list(OUTPUT_NAMES)
 
     def run(self, batch: np.ndarray) -> List[np.ndarray]:
-        feed = {self.input_name: np.ascontiguousarray(batch, dtype=np.float32)}
-        if self.takes_regions:
-            feed[REGIONS_NAME] = full_regions(batch)
-        return self.session.run(self.output_names, feed)
+        return self.session.run(self.output_names, network_feed(self.input_names, batch))

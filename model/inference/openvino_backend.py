@@ -1,5 +1,6 @@
 """The ``openvino`` backend: OpenVINO on the CPU, on a folder from ``tools/export_model.py``
-(``model.onnx``) or, for ``--precision int8``, from ``tools/quantize.py`` (an INT8 OpenVINO IR).
+(``model.onnx``; ``model_regions.onnx`` with size buckets) or, for ``--precision int8``, from
+``tools/quantize.py`` (an INT8 OpenVINO IR).
 
 Precisions: ``f32`` (``INFERENCE_PRECISION_HINT=f32``: the same numbers as onnxruntime to
 ~1e-5), ``bf16`` (only where OpenVINO reports BF16 among the CPU's optimization
@@ -22,8 +23,9 @@ none: ``openvino_buckets``): each batch is
 zero-padded at the bottom and right up to the smallest of a few sizes derived from the
 config's test size (``data.transforms.bucket_sizes``: the padded sizes of the common picture
 formats), so a folder of mixed sizes compiles a handful of static models at most, each logged
-once with its compile time. The model's ``regions`` input gets the batch's size before that
-padding, so the network computes what it computes on that size (``SOLOv2.forward``: zeros
+once with its compile time. They run the graph traced with the ``regions`` input
+(``model_regions.onnx``), which gets the batch's size before that padding, so the network
+computes what it computes on that size (``SOLOv2.forward``: zeros
 outside the region before every spatial operation, the heads on the cropped pyramid) and
 returns mask features of that size: the padding changes no result (to float rounding).
 A folder exported before the ``regions`` input runs without buckets.
@@ -47,11 +49,12 @@ import numpy as np
 
 from solov2.core.errors import param
 from solov2.data.transforms import bucket_for, bucket_sizes
+from solov2.model.cpu_math import cpu_name
 from solov2.model.inference.backend import BackendError
-from solov2.model.inference.export_network import INPUT_NAME, OUTPUT_NAMES, REGIONS_NAME, full_regions
-from solov2.model.inference.exported_folder import ExportedBackend, loading, thread_count
-from solov2.model.inference.onnx_regions import without_region_masks
+from solov2.model.inference.export_network import INPUT_NAME, OUTPUT_NAMES, REGIONS_NAME, network_feed
+from solov2.model.inference.exported_folder import ExportedBackend, loading
 from solov2.model.inference.openvino_graph import pad_deformable_sampling, rewrite_deform_conv
+from solov2.model.runtime import cpu_threads
 
 PRECISIONS = ('f32', 'bf16', 'int8')
 INT8_FILES = 'openvino_int8'
@@ -68,11 +71,6 @@ def import_openvino():
     return openvino
 
 
-def cpu_name(core) -> str:
-    """OpenVINO's name of the CPU (e.g. 'AMD EPYC')."""
-    return str(core.get_property('CPU', 'FULL_DEVICE_NAME'))
-
-
 def has_bf16(core) -> bool:
     """Whether OpenVINO runs bf16 natively on this CPU (BF16 among its capabilities)."""
     return 'BF16' in [str(c) for c in core.get_property('CPU', 'OPTIMIZATION_CAPABILITIES')]
@@ -83,7 +81,7 @@ def check_precision(core, precision: str) -> None:
     if precision not in PRECISIONS:
         raise BackendError(f"unknown precision '{precision}' (expected one of {', '.join(PRECISIONS)})")
     if precision == 'bf16' and not has_bf16(core):
-        raise BackendError(f'this CPU ({cpu_name(core)}) has no bf16 support in OpenVINO (neither AMX nor '
+        raise BackendError(f'this CPU ({cpu_name()}) has no bf16 support in OpenVINO (neither AMX nor '
                            'avx512_bf16): use ', param('precision', 'f32'),
                            ' (or int8 with a tools/quantize.py folder)')
 
@@ -146,10 +144,10 @@ class OpenVinoBackend(ExportedBackend):
         check_precision(self.core, precision)
         self.precision = precision
         use_buckets = uses_buckets(self.cfg.openvino_buckets, precision) if buckets is None else buckets
-        self.model = self._read_model(ov, keep_masks=use_buckets)
+        self.model = self._read_model(ov, regions=use_buckets)
         pad_deformable_sampling(self.model)
         self.properties = {'INFERENCE_PRECISION_HINT': 'bf16' if precision == 'bf16' else 'f32',
-                           'PERFORMANCE_HINT': 'LATENCY', 'INFERENCE_NUM_THREADS': thread_count(threads),
+                           'PERFORMANCE_HINT': 'LATENCY', 'INFERENCE_NUM_THREADS': cpu_threads(threads),
                            'ENABLE_CPU_PINNING': False}
         if self.cfg.openvino_streams > 1:
             self.properties['NUM_STREAMS'] = self.cfg.openvino_streams
@@ -159,17 +157,18 @@ class OpenVinoBackend(ExportedBackend):
         self.dynamic: Optional[RequestPool] = None
         self.dynamic_seconds: Optional[float] = None    # its compile (or cache load) time
         self.lock, self.compiling = threading.Lock(), threading.Lock()
-        self.takes_regions = any(REGIONS_NAME in value.get_names() for value in self.model.inputs)
-        if use_buckets and not self.takes_regions:
+        self.input_names = [value.get_any_name() for value in self.model.inputs]
+        takes_regions = REGIONS_NAME in self.input_names
+        if use_buckets and not takes_regions:
             LOG.info(f'openvino: {model_dir} was exported before the regions input: no size buckets '
                      '(export or quantize it again to have them)')
-        use_buckets = use_buckets and self.takes_regions
+        use_buckets = use_buckets and takes_regions
         self.buckets = bucket_sizes(self.cfg.test_short, self.cfg.test_max) if use_buckets else []
         self.compile_seconds: Dict[tuple, float] = {}
 
-    def _read_model(self, ov, keep_masks: bool):
-        """The ov.Model: the INT8 IR for int8, else model.onnx with DeformConv rewritten and,
-        unless ``keep_masks`` (size buckets), without the region masks (``onnx_regions``)."""
+    def _read_model(self, ov, regions: bool):
+        """The ov.Model: the INT8 IR for int8, else the ONNX graph with DeformConv rewritten: with
+        ``regions`` (size buckets) the one with the ``regions`` input where the folder has it."""
         key = INT8_FILES if self.precision == 'int8' else 'onnx'
         files = self.info.get('files', {}).get(key)
         if not files:
@@ -177,7 +176,7 @@ class OpenVinoBackend(ExportedBackend):
                    else 'export with tools/export_model.py --format onnx or both')
             raise BackendError(f'{self.model_dir} has no {"INT8 OpenVINO" if key == INT8_FILES else "ONNX"} '
                                f'model ({how})')
-        path = self.model_dir / files['model']
+        path = self.model_dir / files['regions_model' if regions and 'regions_model' in files else 'model']
         if not path.is_file():
             raise BackendError(f'{path} not found')
         with loading(str(path)):
@@ -186,8 +185,6 @@ class OpenVinoBackend(ExportedBackend):
             import onnx
             graph = onnx.load(str(path))
             rewrite_deform_conv(graph)
-            if not keep_masks:
-                without_region_masks(graph.graph, REGIONS_NAME, INPUT_NAME)
             return self.core.read_model(graph.SerializeToString())
 
     def _pool(self, shape: tuple) -> RequestPool:
@@ -246,7 +243,7 @@ class OpenVinoBackend(ExportedBackend):
     def input_shapes(self, shape: Sequence[int]) -> dict:
         """The model's input shapes, by name, for images of ``shape`` [B, 3, H, W]."""
         shapes = {INPUT_NAME: list(shape)}
-        if self.takes_regions:
+        if REGIONS_NAME in self.input_names:
             shapes[REGIONS_NAME] = [shape[0], 2]
         return shapes
 
@@ -263,10 +260,7 @@ class OpenVinoBackend(ExportedBackend):
     def run(self, batch: np.ndarray) -> List[np.ndarray]:
         """[B, 3, H, W] float32 -> (scores, kernels, mask_feat [B, E, H/4, W/4]) as numpy, the
         same with buckets (the network sees the bucket, ``regions`` says where the batch is)."""
-        batch = np.ascontiguousarray(batch, dtype=np.float32)
-        inputs = {INPUT_NAME: self.bucketed(batch)}
-        if self.takes_regions:
-            inputs[REGIONS_NAME] = full_regions(batch)
+        inputs = network_feed(self.input_names, self.bucketed(batch), batch.shape[2:])
         batch = inputs[INPUT_NAME]
         pool = self._pool(batch.shape)
         began = time.perf_counter()

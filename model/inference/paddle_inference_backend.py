@@ -9,9 +9,9 @@ import paddle
 from solov2.config.device import gpu_number, on_gpu
 from solov2.config.install import paddle_major
 from solov2.model.inference.backend import BackendError
-from solov2.model.inference.export_network import INPUT_NAME, OUTPUT_NAMES, REGIONS_NAME, full_regions
-from solov2.model.inference.exported_folder import ExportedBackend, loading, thread_count
-from solov2.model.runtime import paddle_on
+from solov2.model.inference.export_network import INPUT_NAME, OUTPUT_NAMES, network_feed
+from solov2.model.inference.exported_folder import ExportedBackend, loading
+from solov2.model.runtime import cpu_threads, paddle_on
 
 GPU_MEMORY_POOL_MB = 256     # Paddle Inference's first GPU memory pool; it grows as needed
 
@@ -31,9 +31,8 @@ def place_inference(config, device: str, tensorrt: bool, size_range, precision_t
         config.enable_tensorrt_engine(workspace_size=1 << 30, max_batch_size=1, min_subgraph_size=3,
                                       precision_mode=precision_type.Half, use_static=False, use_calib_mode=False)
         low, high = size_range
-        config.set_trt_dynamic_shape_info({INPUT_NAME: [1, 3, low, low], REGIONS_NAME: [1, 2]},
-                                          {INPUT_NAME: [1, 3, high, high], REGIONS_NAME: [1, 2]},
-                                          {INPUT_NAME: [1, 3, high, high], REGIONS_NAME: [1, 2]})
+        config.set_trt_dynamic_shape_info({INPUT_NAME: [1, 3, low, low]}, {INPUT_NAME: [1, 3, high, high]},
+                                          {INPUT_NAME: [1, 3, high, high]})
 
 
 class InferenceBackend(ExportedBackend):
@@ -65,7 +64,7 @@ class InferenceBackend(ExportedBackend):
                                'Config does not take: run it without tensorrt, or export with Paddle 2.6 (.pdmodel)')
         config = paddle_infer.Config(str(model_file), str(params_file))
         place_inference(config, device, tensorrt, self.size_range, paddle_infer.PrecisionType)
-        self.threads = thread_count(threads)
+        self.threads = cpu_threads(threads)
         config.set_cpu_math_library_num_threads(self.threads)
         if mkldnn:
             config.enable_mkldnn()
@@ -80,23 +79,17 @@ class InferenceBackend(ExportedBackend):
             config.disable_glog_info()
         with loading(f'{model_file} + {params_file.name}'), paddle_on('cpu', self.threads):
             self.predictor = paddle_infer.create_predictor(config)
-            names = self.predictor.get_input_names()
-            self.input = self.predictor.get_input_handle(names[0])
-            # exports before the regions input (images only) still run
-            self.regions = self.predictor.get_input_handle(REGIONS_NAME) if REGIONS_NAME in names else None
+            self.inputs = {name: self.predictor.get_input_handle(name) for name in self.predictor.get_input_names()}
             self.outputs = [self.predictor.get_output_handle(n) for n in self.predictor.get_output_names()]
         if len(self.outputs) != len(OUTPUT_NAMES):
             raise BackendError(f'{model_file} has {len(self.outputs)} outputs, expected {len(OUTPUT_NAMES)}')
         self.lock = threading.Lock()
 
     def run(self, batch: np.ndarray) -> List[np.ndarray]:
-        batch = np.ascontiguousarray(batch, dtype=np.float32)
+        feed = network_feed(self.inputs, batch)
         with paddle_on('cpu', self.threads), self.lock:
-            self.input.reshape(list(batch.shape))
-            self.input.copy_from_cpu(batch)
-            if self.regions is not None:
-                regions = full_regions(batch)
-                self.regions.reshape(list(regions.shape))
-                self.regions.copy_from_cpu(regions)
+            for name, array in feed.items():
+                self.inputs[name].reshape(list(array.shape))
+                self.inputs[name].copy_from_cpu(array)
             self.predictor.run()
             return [handle.copy_to_cpu() for handle in self.outputs]

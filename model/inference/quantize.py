@@ -41,7 +41,7 @@ from solov2.data.coco_eval import coco_stats, run_cocoeval
 from solov2.data.files import build_folder
 from solov2.data.results import instances_to_coco
 from solov2.data.transforms import ImageMeta, read_image
-from solov2.model.inference.export_network import INPUT_NAME, REGIONS_NAME, full_regions
+from solov2.model.inference.export_network import INPUT_NAME, REGIONS_NAME, network_feed
 from solov2.model.inference.openvino_backend import INT8_FILES, OpenVinoBackend, output_order
 
 INT8_XML = 'model_int8.xml'
@@ -107,14 +107,15 @@ def prepare_images(backend, paths: Sequence[Path], progress: Callable[[], None])
     return prepared
 
 
-def pad_batches(inputs: Sequence[np.ndarray], size: Sequence[int], regions: bool = True) -> List[dict]:
-    """[3, H_i, W_i] arrays zero-padded (bottom, right) to ``size`` = (H, W): the model's inputs
-    by name for each, ``image`` [1, 3, H, W] and (with ``regions``) ``regions`` [[H_i, W_i]]."""
+def pad_batches(names: Sequence[str], inputs: Sequence[np.ndarray], size: Sequence[int]) -> List[dict]:
+    """[3, H_i, W_i] arrays zero-padded (bottom, right) to ``size`` = (H, W): the inputs of a model
+    whose input names are ``names`` for each (``network_feed``: ``image`` [1, 3, H, W], ``regions``
+    [[H_i, W_i]] when it takes them)."""
     out = []
     for chw in inputs:
         batch = np.zeros((1, chw.shape[0], *size), np.float32)
         batch[0, :, :chw.shape[1], :chw.shape[2]] = chw
-        out.append({INPUT_NAME: batch, REGIONS_NAME: full_regions(chw[None])} if regions else {INPUT_NAME: batch})
+        out.append(network_feed(names, batch, chw.shape[1:]))
     return out
 
 
@@ -239,7 +240,7 @@ def accuracy_controlled(model, calibration: Sequence[dict], validation: Sequence
 def quantize_model(model_dir: str, paths: Sequence[Path], out_dir: Path, keep_depth: int = 2,
                    progress: Callable[[], None] = lambda: None, annotated: Optional[AnnotatedImages] = None,
                    max_drop: float = 1.0) -> dict:
-    """Quantize ``model_dir``'s model.onnx on the images ``paths`` into ``out_dir``; with
+    """Quantize ``model_dir``'s model_regions.onnx on the images ``paths`` into ``out_dir``; with
     ``annotated``, under accuracy control (``max_drop`` mask AP points on those images).
     ``progress`` is called once per image read (calibration, then annotated).
     Returns {'input_shape', 'kept_f32', 'images'} plus 'accuracy_control' with ``annotated``."""
@@ -249,8 +250,8 @@ def quantize_model(model_dir: str, paths: Sequence[Path], out_dir: Path, keep_de
     inputs = [chw for chw, _ in prepare_images(backend, paths, progress)]
     checked = prepare_images(backend, annotated.paths, progress) if annotated else []
     size = [max(chw.shape[axis] for chw in inputs + [c for c, _ in checked]) for axis in (1, 2)]
-    batches = pad_batches(inputs, size, backend.takes_regions)
-    validation = pad_batches([c for c, _ in checked], size, backend.takes_regions)
+    batches = pad_batches(backend.input_names, inputs, size)
+    validation = pad_batches(backend.input_names, [c for c, _ in checked], size)
     shape = list(batches[0][INPUT_NAME].shape)
     model = backend.model.clone()
     model.reshape(backend.input_shapes(shape))

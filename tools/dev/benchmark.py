@@ -63,11 +63,11 @@ from solov2.model.inference.auto_backend import cached_backend, exported_backend
 from solov2.model.inference.backend import BackendError  # noqa: E402
 from solov2.model.inference.dygraph_backend import DygraphBackend  # noqa: E402
 from solov2.model.inference.export import export  # noqa: E402
-from solov2.model.inference.exported_folder import thread_count  # noqa: E402
 from solov2.model.inference.media import DrawOptions, run_images  # noqa: E402
 from solov2.model.inference.openvino_backend import has_bf16, import_openvino  # noqa: E402
 from solov2.model.inference.postprocess import matrix_nms  # noqa: E402
 from solov2.model.inference.quantize import quantize_model  # noqa: E402
+from solov2.model.runtime import cpu_threads  # noqa: E402
 from solov2.tools.cli import make_parser, run_command, tune_for  # noqa: E402
 from solov2.tools.dev import mixed_speed, picture_speed, postprocess_speed, report, train_speed  # noqa: E402
 
@@ -143,7 +143,7 @@ def _openvino_matmul_seconds(a: np.ndarray, b: np.ndarray, precision: str, threa
     param = ops.parameter(list(a.shape), np.float32)
     model = ov.Model([ops.matmul(param, ops.constant(b), False, False)], [param])
     compiled = ov.Core().compile_model(model, 'CPU', {'INFERENCE_PRECISION_HINT': precision, 'PERFORMANCE_HINT':
-                                                      'LATENCY', 'INFERENCE_NUM_THREADS': thread_count(threads)})
+                                                      'LATENCY', 'INFERENCE_NUM_THREADS': cpu_threads(threads)})
     request = compiled.create_infer_request()
     return median_seconds(lambda: request.infer({0: a}), 5)
 

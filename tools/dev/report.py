@@ -4,30 +4,15 @@ a section names, and the sections themselves, each between its markers in the re
 later run of its tool replaces it and keeps the rest.
 """
 import os
-import platform
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Optional, Tuple
 
-from solov2.model.cpu_math import cpu_fields
+from solov2.model.cpu_math import cpu_name
 
-# the CPU features the engines' speed depends on, in the order the machine line names them
-CPU_FLAGS = ('avx2', 'avx512f', 'avx512_vnni', 'avx512_bf16', 'amx_bf16', 'amx_int8')
 # the libraries whose version a figure depends on: (package, the name the line gives it)
 LIBRARIES = (('paddlepaddle', 'Paddle'), ('openvino', 'OpenVINO'), ('onnxruntime', 'onnxruntime'))
 Markers = Tuple[str, str]
-
-
-def cpu_line(cpuinfo: Optional[str] = None) -> str:
-    """'<model name> (<its flags among CPU_FLAGS>)' of the first CPU in ``cpuinfo`` (default
-    /proc/cpuinfo), e.g. 'AMD EPYC 7B13 (avx2)'; the platform's processor string where it cannot
-    be read."""
-    fields = cpu_fields(cpuinfo)
-    if fields is None:
-        return platform.processor() or 'unknown CPU'
-    flags = set(fields.get('flags', '').split())
-    present = [flag for flag in CPU_FLAGS if flag in flags] or ['no AVX2']
-    return f"{fields.get('model name') or 'unknown CPU'} ({' '.join(present)})"
 
 
 def _version(package: str) -> str:
@@ -38,11 +23,11 @@ def _version(package: str) -> str:
 
 
 def machine_line(threads: int, cpuinfo: Optional[str] = None, cores: Optional[int] = None) -> str:
-    """The machine a figure was measured on, the same in every section: '<cpu_line>, N cores, T threads,
+    """The machine a figure was measured on, the same in every section: '<cpu_name>, N cores, T threads,
     Paddle V, OpenVINO V, onnxruntime V' (``threads`` 0: every core; ``cores`` default: this machine's)."""
     cores = cores or os.cpu_count()
     libraries = ', '.join(f'{name} {_version(package)}' for package, name in LIBRARIES)
-    return f'{cpu_line(cpuinfo)}, {cores} cores, {threads or cores} threads, {libraries}'
+    return f'{cpu_name(cpuinfo)}, {cores} cores, {threads or cores} threads, {libraries}'
 
 
 def replace_section(text: str, section: str, markers: Markers) -> str:

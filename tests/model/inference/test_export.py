@@ -29,8 +29,7 @@ from solov2.model.build import build_model
 from solov2.model.checkpoint import save_checkpoint
 from solov2.model.inference.dygraph_backend import DygraphBackend
 from solov2.model.inference.export import compare_outputs
-from solov2.model.inference.export_network import ExportableSOLOv2
-from solov2.model.inference.onnx_regions import without_region_masks
+from solov2.model.inference.export_network import ExportableSOLOv2, network_feed
 from solov2.model.inference.onnxruntime_backend import OnnxBackend
 from solov2.model.inference.paddle_inference_backend import InferenceBackend
 from solov2.model.inference.postprocess import paste_in_boxes
@@ -135,39 +134,55 @@ def test_export_writes_models_and_infer_cfg(hot):
 
 
 def test_onnx_group_norm_epsilon_and_names(hot):
-    model = onnx.load(str(hot[1] / 'model.onnx'))
-    norms = [n for n in model.graph.node if n.op_type in ('InstanceNormalization', 'GroupNormalization')]
-    assert norms, 'GroupNorm should appear in the graph'
-    for node in norms:
-        (epsilon,) = [a.f for a in node.attribute if a.name == 'epsilon']
-        assert epsilon == np.float32(1e-5), (node.name, epsilon)
-    assert [o.name for o in model.graph.output] == ['scores', 'kernels', 'mask_feat']
-    image, regions = model.graph.input
-    assert (image.name, regions.name) == ('image', 'regions')
-    dims = image.type.tensor_type.shape.dim
-    assert dims[1].dim_value == 3
-    assert all(not d.HasField('dim_value') for i, d in enumerate(dims) if i != 1), 'B, H, W dynamic'
+    for name, inputs in (('model.onnx', ['image']), ('model_regions.onnx', ['image', 'regions'])):
+        model = onnx.load(str(hot[1] / name))
+        norms = [n for n in model.graph.node if n.op_type in ('InstanceNormalization', 'GroupNormalization')]
+        assert norms, 'GroupNorm should appear in the graph'
+        for node in norms:
+            (epsilon,) = [a.f for a in node.attribute if a.name == 'epsilon']
+            assert epsilon == np.float32(1e-5), (node.name, epsilon)
+        assert [o.name for o in model.graph.output] == ['scores', 'kernels', 'mask_feat']
+        assert [i.name for i in model.graph.input] == inputs, name
+        dims = model.graph.input[0].type.tensor_type.shape.dim
+        assert dims[1].dim_value == 3
+        assert all(not d.HasField('dim_value') for i, d in enumerate(dims) if i != 1), 'B, H, W dynamic'
+    regions = model.graph.input[1]
     dims = regions.type.tensor_type.shape.dim
     assert regions.type.tensor_type.elem_type == onnx.TensorProto.INT64
     assert not dims[0].HasField('dim_value') and dims[1].dim_value == 2
 
 
-def test_region_masks_come_out_for_runs_never_padded_beyond_the_batch(hot):
-    """``without_region_masks`` removes the 21 mask multiplies of config 9 (one before the
-    stem's max-pool, two in each of the 8 basic blocks, four in the FPN) and nothing else: the
-    same outputs with regions = the input size; with a smaller region the masks mattered."""
-    graph = onnx.load(str(hot[1] / 'model.onnx'))
-    stripped = onnx.load(str(hot[1] / 'model.onnx'))
-    assert without_region_masks(stripped.graph, 'regions', 'image') == 21
-    assert without_region_masks(stripped.graph, 'regions', 'image') == 0
-    sessions = [ort.InferenceSession(g.SerializeToString(), providers=['CPUExecutionProvider'])
-                for g in (graph, stripped)]
+def test_the_regions_graph_padded_further_gives_the_plain_graphs_outputs(hot):
+    """model.onnx is the network traced without ``regions`` (what onnxruntime, Paddle Inference and
+    OpenVINO without buckets run: no region mask to remove); model_regions.onnx, on the picture
+    padded further and given its size, returns the plain graph's outputs on the picture; with the
+    padded size as its region the padding shows."""
+    plain, regions = (ort.InferenceSession(str(hot[1] / name), providers=['CPUExecutionProvider'])
+                      for name in ('model.onnx', 'model_regions.onnx'))
     picture = _batch(128, 160, seed=4)
-    for height, width in ((128, 160), (96, 128)):
-        feed = {'image': picture, 'regions': np.array([[height, width]], np.int64)}
-        full, bare = (session.run(None, feed) for session in sessions)
-        gaps = [np.abs(a - b).max() / np.abs(a).max() for a, b in zip(full, bare)]
-        assert max(gaps) < 1e-5 if height == 128 else max(gaps) > 1e-3, gaps
+    padded = np.zeros((1, 3, 192, 224), np.float32)
+    padded[:, :, :128, :160] = picture
+    want = plain.run(None, network_feed([i.name for i in plain.get_inputs()], picture))
+    names = [i.name for i in regions.get_inputs()]
+    got = regions.run(None, network_feed(names, padded, (128, 160)))
+    assert [a.shape for a in got] == [a.shape for a in want]
+    diffs = compare_outputs(got, want)
+    assert max(diffs['kernels'], diffs['mask_feat']) < OUTPUT_TOL, diffs
+    unmasked = regions.run(None, network_feed(names, padded))
+    assert unmasked[2].shape[2:] == (48, 56)
+    assert np.abs(unmasked[1] - want[1]).max() > 1e-3
+
+
+def test_network_feed_gives_each_graph_its_inputs():
+    """``network_feed``, what every runtime feeds an exported graph: the image as contiguous
+    float32, ``regions`` only where the graph takes it, the batch's own size unless told."""
+    batch = np.arange(2 * 3 * 64 * 96, dtype=np.float64).reshape(2, 3, 64, 96)[:, :, :, ::-1]
+    plain = network_feed(['image'], batch)
+    assert list(plain) == ['image'] and plain['image'].dtype == np.float32
+    assert plain['image'].flags['C_CONTIGUOUS'] and np.array_equal(plain['image'], batch)
+    full = network_feed(('image', 'regions'), batch)
+    assert full['regions'].dtype == np.int64 and full['regions'].tolist() == [[64, 96], [64, 96]]
+    assert network_feed({'regions', 'image'}, batch, (32, 64))['regions'].tolist() == [[32, 64], [32, 64]]
 
 
 # ---- backends agree ----------------------------------------------------------------------------

@@ -83,7 +83,7 @@ def test_validation_function_scores_as_eval_does(shapes, tmp_path, capsys):
     backend = OpenVinoBackend(str(export), threads=1)
     annotated = load_annotated(str(ann), str(val), backend.class_names)
     prepared = prepare_images(backend, annotated.paths, lambda: None)
-    batches = pad_batches([chw for chw, _ in prepared], prepared[0][0].shape[1:])
+    batches = pad_batches(backend.input_names, [chw for chw, _ in prepared], prepared[0][0].shape[1:])
     validate = coco_validation(backend, annotated, batches, [meta for _, meta in prepared])
     model = backend.model.clone()
     model.reshape(backend.input_shapes(batches[0]['image'].shape))

@@ -21,7 +21,6 @@ flags\t\t: amx_bf16 amx_int8
 def test_the_machine_line_names_the_first_cpu_its_flags_cores_threads_and_libraries(tmp_path):
     cpuinfo = tmp_path / 'cpuinfo'
     cpuinfo.write_text(CPUINFO)
-    assert report.cpu_line(str(cpuinfo)) == 'AMD EPYC 7B13 64-Core Processor (avx2 avx512f avx512_vnni avx512_bf16)'
     line = report.machine_line(0, str(cpuinfo), cores=8)
     assert line.startswith('AMD EPYC 7B13 64-Core Processor (avx2 avx512f avx512_vnni avx512_bf16), 8 cores, '
                            f'8 threads, Paddle {paddle.__version__.split("-")[0]}, OpenVINO ')
@@ -30,10 +29,7 @@ def test_the_machine_line_names_the_first_cpu_its_flags_cores_threads_and_librar
     assert onnxruntime in ('not installed', version('onnxruntime').split('-')[0])
 
 
-def test_a_cpu_without_the_listed_flags_or_without_cpuinfo(tmp_path):
-    cpuinfo = tmp_path / 'cpuinfo'
-    cpuinfo.write_text('model name\t: Old CPU\nflags\t\t: fpu sse2\n')
-    assert report.cpu_line(str(cpuinfo)) == 'Old CPU (no AVX2)'
+def test_a_machine_without_cpuinfo(tmp_path):
     missing = report.machine_line(0, str(tmp_path / 'missing'))
     assert f', {os.cpu_count()} cores, {os.cpu_count()} threads, Paddle ' in missing
 
