@@ -16,8 +16,7 @@ from solov2.core.errors import InputError, param
 from solov2.data.transforms import check_pixels, decode_image, pil_to_array, read_image, to_rgb
 from solov2.model.api.instances import Instances, check_channels
 from solov2.model.distributed import SINGLE, Processes
-from solov2.model.inference.auto_backend import Progress
-from solov2.model.inference.backend_factory import check_choices, open_backend
+from solov2.model.inference.backend_factory import Progress, check_choices, open_backend
 from solov2.model.inference.media import list_images, open_capture, read_frames, video_stages
 from solov2.model.inference.pipeline import stream_pipeline
 from solov2.model.inference.postprocess import InferenceParams
