@@ -385,8 +385,8 @@ def write_report(summaries, out: Path, machine: str, count: int, size: int) -> N
              'with oneDNN), onnxruntime and OpenVINO (`demo.py --backend inference [--mkldnn] | onnx '
              '| openvino --precision P`; int8 quantized by `tools/quantize.py` code on '
              f'{CALIBRATION_IMAGES} other synthetic images; bf16 only where the CPU has it); "auto" is '
-             "`demo.py`'s default: OpenVINO f32 unless onnxruntime is 10% faster for the thread count "
-             "and CPU (both timed when it exports), loaded from its export cache as from the second run "
+             "`demo.py`'s default: OpenVINO f32 or onnxruntime, whichever was faster when it exported "
+             "(both timed then), loaded from its export cache as from the second run "
              "on (the engine it chose and the first run's export time are in its name). The machine is "
              'shared with other work, so figures are noisy: compare ratios within one run. End to end is what each '
              "tool's default picture command does with a folder. Ours: `demo.py`'s own stages in its "

@@ -35,7 +35,7 @@ def megabytes(size: int) -> str:
 
 
 def describe(entry, source: str) -> str:
-    """One line: folder name, config and engines (those the entry records, one per machine), size, age, stale or not."""
+    """One line: folder name, config and the engine the entry records, size, age, stale or not."""
     key = entry.key or {}
     age = (time.time() - entry.written) / 86400
     state = 'stale' if entry.stale(source) else 'current'

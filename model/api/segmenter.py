@@ -166,8 +166,8 @@ class Segmenter:
             cached on first use: ``convert.zoo``, docs/checkpoints.md); its config comes from the
             sidecar beside it unless ``config`` is given.
         config: config number (``python demo.py --list-configs``).
-        backend: 'auto' (default: exported once into a cache, OpenVINO f32 unless onnxruntime
-            is 10% faster for this thread count and CPU; dygraph on a GPU), 'dygraph', or
+        backend: 'auto' (default: exported once into a cache, OpenVINO f32 or onnxruntime,
+            whichever was faster when it exported; dygraph on a GPU), 'dygraph', or
             'inference' | 'onnx' | 'openvino' with ``model_dir``.
         model_dir: a folder from tools/export_model.py (or tools/quantize.py for int8).
         precision: 'f32', 'bf16' or 'int8' (openvino only).

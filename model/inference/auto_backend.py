@@ -280,7 +280,7 @@ def _manifest(folder: Path) -> dict:
 @dataclass(frozen=True)
 class CacheEntry:
     """One folder of the export cache: its size in bytes, when it was written (seconds since
-    the epoch), its key (None when its manifest cannot be read) and the engines it records."""
+    the epoch), its key (None when its manifest cannot be read) and the engine it records."""
     folder: Path
     size: int
     written: float
