@@ -178,7 +178,7 @@ def measured_choice(backends: Dict[str, Backend]) -> dict:
     if len(backends) == 1:
         return {'engine': next(iter(backends)), 'timings_ms': {}, 'timing_input': shape}
     medians = {kind: statistics.median(ms) for kind, ms in time_engines(backends, batches).items()}
-    return {'engine': min(medians, key=medians.get), 'timings_ms': medians, 'timing_input': shape}
+    return {'engine': min(medians, key=lambda kind: medians[kind]), 'timings_ms': medians, 'timing_input': shape}
 
 
 def choice_line(choice: dict) -> str:
