@@ -438,8 +438,8 @@ def add_backend_args(parser: argparse.ArgumentParser, backends, precisions) -> N
     """--backend, --model-dir, --precision, --mkldnn and --tensorrt."""
     parser.add_argument('--backend', choices=backends, default='auto',
                         help='auto (default: exported once from --weights into $SOLOV2_CACHE or '
-                             '~/.cache/solov2-paddle, run in openvino f32 unless onnxruntime is 10%% faster '
-                             'for this thread count and CPU, timed once; dygraph on a GPU), dygraph '
+                             '~/.cache/solov2-paddle, run in openvino f32 or onnxruntime, whichever was faster '
+                             'when it exported; dygraph on a GPU), dygraph '
                              '(--weights, the Paddle model), inference, onnx or openvino (--model-dir)')
     parser.add_argument('--model-dir', metavar='DIR',
                         help='exported model folder (tools/export_model.py, tools/quantize.py) for '

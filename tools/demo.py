@@ -12,8 +12,8 @@ The config is taken from the checkpoint's sidecar (dygraph) or from the export's
 infer_cfg.json (inference, onnx) unless --config is given.
 
 Backends (model/inference/backend_factory.py): ``auto`` (the default) exports --weights once into a
-cache and runs it in OpenVINO f32 unless onnxruntime is 10% faster for this thread count and
-CPU (timed once, then recorded; dygraph on a GPU), saying which and why in one line;
+cache and runs it in OpenVINO f32 or onnxruntime, whichever was faster when it exported
+(timed once, then recorded in the cache; dygraph on a GPU), saying which and why in one line;
 ``dygraph`` runs the Paddle model from --weights; ``inference`` (Paddle Inference), ``onnx``
 (onnxruntime) and ``openvino`` (--precision f32|bf16|int8) run a folder written by
 tools/export_model.py (int8: tools/quantize.py). All share the post-processing.

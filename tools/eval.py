@@ -12,8 +12,8 @@ The config is taken from the weights' sidecar (or the export's infer_cfg.json) u
 unless --ann/--images are given; its categories are matched to the model's classes by name,
 and classes it has no object of are not scored (one line says which). The set and its images
 are checked before anything is exported. ``--backend`` works as in demo.py: ``auto`` (the
-default) exports --weights once into a cache and runs OpenVINO f32 unless onnxruntime is 10%
-faster for this thread count and CPU.
+default) exports --weights once into a cache and runs OpenVINO f32 or onnxruntime, whichever
+was faster when it exported.
 """
 import argparse
 import json

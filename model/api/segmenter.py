@@ -16,8 +16,7 @@ from solov2.core.errors import InputError, param
 from solov2.data.transforms import check_pixels, decode_image, pil_to_array, read_image, to_rgb
 from solov2.model.api.instances import Instances, check_channels
 from solov2.model.distributed import SINGLE, Processes
-from solov2.model.inference.auto_backend import Progress
-from solov2.model.inference.backend_factory import check_choices, open_backend
+from solov2.model.inference.backend_factory import Progress, check_choices, open_backend
 from solov2.model.inference.media import list_images, open_capture, read_frames, video_stages
 from solov2.model.inference.pipeline import stream_pipeline
 from solov2.model.inference.postprocess import InferenceParams
@@ -171,8 +170,8 @@ class Segmenter:
             cached on first use: ``convert.zoo``, docs/checkpoints.md); its config comes from the
             sidecar beside it unless ``config`` is given.
         config: config number (``python demo.py --list-configs``).
-        backend: 'auto' (default: exported once into a cache, OpenVINO f32 unless onnxruntime
-            is 10% faster for this thread count and CPU; dygraph on a GPU), 'dygraph', or
+        backend: 'auto' (default: exported once into a cache, OpenVINO f32 or onnxruntime,
+            whichever was faster when it exported; dygraph on a GPU), 'dygraph', or
             'inference' | 'onnx' | 'openvino' with ``model_dir``.
         model_dir: a folder from tools/export_model.py (or tools/quantize.py for int8).
         precision: 'f32', 'bf16' or 'int8' (openvino only).

@@ -1,5 +1,5 @@
-"""``backend='auto'``: an installed exported engine at full f32 accuracy, OpenVINO unless
-onnxruntime is clearly faster on this machine, exported once per checkpoint into a cache.
+"""``backend='auto'``: an installed exported engine at full f32 accuracy, the faster on the
+machine that exported, exported once per checkpoint into a cache.
 
 The engines: ``openvino`` f32 and ``onnx`` (onnxruntime), those installed (with the ONNX
 exporter); with neither, ``dygraph`` (also on a GPU, and when the export fails, with the
@@ -8,28 +8,24 @@ dygraph model on a random input (``export.verify``), then timed on random inputs
 config's test size (``timing_batches``: warmed up on a 4:3 landscape picture, then
 ``TIMING_ROUNDS`` rounds of a size new to both engines each, as a folder of mixed sizes runs:
 a size's first call is what OpenVINO's dynamic model pays most for), each round running every
-engine once, back to back in alternating order. OpenVINO, the preferred
-engine, is kept unless onnxruntime takes less than ``1 - MARGIN`` of its time both in the
-median round and in its best round (``preferred_engine``): a noisy measurement cannot flip
-the choice, a clear difference does. The choice and the median timings are recorded in the
-entry's ``cache.json`` for the machine they were measured on (``machine_key``: the thread
-count and the CPU, ``cpu_math.cpu_name``); later runs on that machine open the recorded engine without
-timing, another thread count or CPU times the engines again on the same export and records
-its own choice beside the others.
+engine once, back to back in alternating order (``time_engines``). The engine with the lower
+median round is recorded in the entry's ``cache.json`` (OpenVINO on a tie); later runs open it
+without timing.
 
 An entry lives in ``$SOLOV2_CACHE`` (default ``~/.cache/solov2-paddle``) under a name derived
 from a key: the weights file's content hash, the config number, the overrides, the versions
 of the exporter and of both engines and a hash of this package's source (not the machine,
 not the engine chosen); the cache folder can also be given per call (``cache_dir``, what
 ``Segmenter(cache_dir=...)`` passes), and a ``progress(stage, fraction)`` callback hears how
-the first export goes. It is built in a temporary folder and only then renamed into place;
-on load the hashes of its files are checked again, and an entry that fails the check or does
-not load is said to be corrupt, deleted and rebuilt.
+the first export goes. It is built in a temporary folder beside it and only then renamed into
+place, so a reader never sees half an entry; of two processes building the same entry at
+once, the second to finish uses the first's. On load the hashes of its files are checked
+again, and an entry that fails the check or does not load is said to be corrupt and replaced.
 """
+import functools
 import hashlib
 import json
 import logging
-import shutil
 import statistics
 import time
 from importlib.util import find_spec
@@ -38,28 +34,21 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from solov2.config.device import on_gpu
 from solov2.core.cache import MANIFEST, package_version, source_hash
 from solov2.core.paths import CACHE_ENV, cache_root  # noqa: F401 (CACHE_ENV: importers use it here)
-from solov2.data.files import atomic_write, build_folder, file_sha256
+from solov2.data.files import build_folder, file_sha256
 from solov2.data.transforms import padded_size, resized_hw
-from solov2.model.cpu_math import cpu_name
 from solov2.model.inference.backend import Backend, BackendError
+from solov2.model.inference.backend_factory import Progress, exported_backend
 from solov2.model.inference.dygraph_backend import DygraphBackend
 from solov2.model.inference.export import ExportError, export, verify
-from solov2.model.inference.onnxruntime_backend import OnnxBackend
-from solov2.model.inference.openvino_backend import OpenVinoBackend
-from solov2.model.inference.paddle_inference_backend import InferenceBackend
 
 LOG = logging.getLogger(__name__)
-FORMAT = 3                # 3: one entry for both engines, the choice recorded per machine
-EXPORTED = ('inference', 'onnx', 'openvino')   # exported_backend's names
+FORMAT = 4                # 4: one entry for both engines and the engine timed the faster
 _PACKAGES = {'openvino': ('openvino',), 'onnx': ('onnxruntime',)}
 COMPILED = 'openvino-compiled'   # OpenVINO's CACHE_DIR under cache_root()
 TIMING_WARMUP = 2          # untimed runs first (first-call allocations, lazy kernel set-up)
 TIMING_ROUNDS = 5          # each runs every engine once
-MARGIN = 0.10              # another engine replaces the preferred one when this much faster
-Progress = Callable[[str, float], None]
 # The stages of a first export, in order, and roughly the share of its time gone when each
 # begins (shapes_r18 with openvino and onnx on 2 cores: the ONNX export took 78% of 29 s,
 # verifying 11%, timing 10%); ``progress(stage, fraction)`` hears them.
@@ -104,36 +93,6 @@ def compiled_cache(root: Optional[Path] = None) -> Optional[str]:
     return str(folder)
 
 
-def exported_backend(kind: str, model_dir: str, threads: int = 0, precision: str = 'f32',
-                     overrides: Sequence[str] = (), mkldnn: bool = False, compiled: Optional[str] = None,
-                     device: str = 'cpu', tensorrt: bool = False) -> Backend:
-    """The backend of an exported model folder by name, the one way every caller opens one: 'inference'
-    (Paddle Inference; ``mkldnn``: with oneDNN; on a GPU ``tensorrt``: TensorRT float16), 'onnx'
-    (onnxruntime) or 'openvino' (``precision`` f32 | bf16 | int8; ``compiled``: the folder where OpenVINO
-    keeps its compiled models, ``compiled_cache``; None: none; CPU only). ``device``: 'cpu', 'gpu' or
-    'gpu:N'. ``overrides``: ``['name=value', ...]`` config changes. BackendError on another name."""
-    if kind == 'inference':
-        return InferenceBackend(model_dir, threads, mkldnn, overrides, device, tensorrt)
-    if kind == 'onnx':
-        return OnnxBackend(model_dir, threads, overrides, device)
-    if kind == 'openvino' and on_gpu(device):
-        raise BackendError("the openvino backend runs on the CPU here; on a GPU use 'inference' or 'onnx'")
-    if kind == 'openvino':
-        return OpenVinoBackend(model_dir, threads, precision, overrides, compiled_cache=compiled)
-    raise BackendError(f"unknown exported backend '{kind}' (expected one of {', '.join(EXPORTED)})")
-
-
-def _open(kind: str, folder: Path, threads: int, overrides: Sequence[str]) -> Backend:
-    """The f32 backend of an entry (or of the temporary folder an entry is built in) of the cache
-    ``folder.parent``."""
-    return exported_backend(kind, str(folder), threads, overrides=overrides, compiled=compiled_cache(folder.parent))
-
-
-def machine_key(threads: int, cpuinfo: Optional[str] = None) -> str:
-    """What the engines' speeds depend on beyond an entry's key: '<N> threads on <cpu_name>'."""
-    return f'{threads} thread{"" if threads == 1 else "s"} on {cpu_name(cpuinfo)}'
-
-
 def check_entry(folder: Path, key: dict, engines: Sequence[str] = tuple(_PACKAGES)) -> Optional[str]:
     """None when ``folder`` holds a complete entry for ``key`` whose recorded engines are
     among ``engines``, else what is wrong."""
@@ -141,9 +100,8 @@ def check_entry(folder: Path, key: dict, engines: Sequence[str] = tuple(_PACKAGE
         manifest = json.loads((folder / MANIFEST).read_text())
         if manifest['key'] != key:
             return f'{MANIFEST} records another key'
-        chosen = {choice['engine'] for choice in manifest['choices'].values()}
-        if not chosen <= set(engines):
-            return f'{MANIFEST} records an engine that is not installed ({", ".join(sorted(chosen))})'
+        if manifest['engine'] not in engines:
+            return f'{MANIFEST} records an engine that is not installed ({manifest["engine"]})'
         for name, digest in manifest['files'].items():
             path = folder / name
             if not path.is_file() or file_sha256(path) != digest:
@@ -185,30 +143,16 @@ def time_engines(backends: Dict[str, Backend], batches: Sequence[np.ndarray],
     return times
 
 
-def preferred_engine(times: Dict[str, List[float]]) -> str:
-    """The engine ``auto`` runs, from ``time_engines``'s rounds: the first (OpenVINO, preferred),
-    unless another takes less than ``1 - MARGIN`` of its time both in the median round (the
-    ratio of the pair that ran back to back) and at its best (the fastest round of each: load
-    from other work only adds time), so that noise cannot flip the choice."""
-    kinds = list(times)
-    chosen = kinds[0]
-    for kind in kinds[1:]:
-        typical = statistics.median(a / b for a, b in zip(times[kind], times[chosen]))
-        if max(typical, min(times[kind]) / min(times[chosen])) < 1 - MARGIN:
-            chosen = kind
-    return chosen
-
-
 def measured_choice(backends: Dict[str, Backend]) -> dict:
-    """What an entry records for one machine: the engine (``preferred_engine``; an only one
-    untimed), each engine's median milliseconds (``timings_ms``) and the input (``timing_input``)."""
+    """What an entry records: each engine's median milliseconds over ``time_engines``'s rounds
+    (``timings_ms``: a busy moment in one round changes none), the engine with the lowest (the
+    first, OpenVINO, on a tie; an only one untimed) and the input (``timing_input``)."""
     batches = timing_batches(next(iter(backends.values())).cfg)       # the config with the overrides
     shape = list(batches[0].shape)
     if len(backends) == 1:
         return {'engine': next(iter(backends)), 'timings_ms': {}, 'timing_input': shape}
-    times = time_engines(backends, batches)
-    return {'engine': preferred_engine(times), 'timings_ms': {k: statistics.median(v) for k, v in times.items()},
-            'timing_input': shape}
+    medians = {kind: statistics.median(ms) for kind, ms in time_engines(backends, batches).items()}
+    return {'engine': min(medians, key=lambda kind: medians[kind]), 'timings_ms': medians, 'timing_input': shape}
 
 
 def choice_line(choice: dict) -> str:
@@ -217,20 +161,17 @@ def choice_line(choice: dict) -> str:
     if len(timings) < 2:
         return f'{choice["engine"]} is the only f32 engine installed'
     height, width = choice['timing_input'][2:]
-    line = (', '.join(f'{kind} {ms:.0f} ms' for kind, ms in timings.items())
+    return (', '.join(f'{kind} {ms:.0f} ms' for kind, ms in timings.items())
             + f' per picture of a new size near {height}x{width}')
-    if min(timings, key=timings.get) != choice['engine']:
-        line += f' ({choice["engine"]} unless another is {MARGIN:.0%} faster in the median and the best round)'
-    return line
 
 
 def build_entry(cfg, weights: str, key: dict, folder: Path, threads: int, engines: Sequence[str],
-                machine: str, progress: Optional[Progress] = None) -> None:
+                progress: Optional[Progress] = None, replace: bool = False) -> None:
     """Export into a temporary folder beside ``folder``, verify each of ``engines`` against
-    dygraph, time them (``measured_choice``), write the manifest with the choice for
-    ``machine``, and rename it to ``folder`` (``data.files.build_folder``).
-    ``progress(stage, fraction)`` is called as each of ``STAGES`` but 'done' begins.
-    Raises ExportError."""
+    dygraph, time them (``measured_choice``), write the manifest and rename it to ``folder``
+    (``data.files.build_folder``; ``replace``: an entry there is replaced). When another process
+    put an entry for ``key`` there first, that one stays. ``progress(stage, fraction)`` is called
+    as each of ``STAGES`` but 'done' begins. Raises ExportError."""
     say = progress or (lambda stage, fraction: None)
 
     def build(tmp: Path) -> None:
@@ -239,16 +180,17 @@ def build_entry(cfg, weights: str, key: dict, folder: Path, threads: int, engine
         say('export', STAGES['export'])
         export(key['config'], cfg, weights, tmp, fmt='onnx', check=False, dygraph=dygraph)
         say('verify', STAGES['verify'])
-        backends = {kind: _open(kind, tmp, threads, key['overrides']) for kind in engines}
+        backends = {kind: exported_backend(kind, str(tmp), threads, overrides=key['overrides'],
+                                           compiled=compiled_cache(folder.parent)) for kind in engines}
         verify(dygraph, list(backends.values()))
         if len(backends) > 1:
             say('time', STAGES['time'])
         files = {p.name: file_sha256(p) for p in sorted(tmp.iterdir()) if p.is_file()}
-        manifest = {'key': key, 'files': files, 'choices': {machine: measured_choice(backends)}}
+        manifest = {'key': key, 'files': files, **measured_choice(backends)}
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + '\n')
     try:
-        build_folder(folder, build)
-    except OSError:                  # e.g. another process finished the same entry first
+        build_folder(folder, build, replace=replace)
+    except OSError:                  # another process renamed its entry into place first
         if check_entry(folder, key) is not None:
             raise
     except BackendError as exc:
@@ -260,10 +202,9 @@ def cached_backend(number: int, cfg, weights: str, overrides: Sequence[str], thr
                    progress: Optional[Progress] = None) -> Tuple[str, Backend]:
     """('openvino' | 'onnx' | 'dygraph', backend) for ``backend='auto'`` on the CPU with ``threads``
     threads, exporting into the cache (``cache_root(cache_dir)``) when needed (``cfg`` as
-    ``config.sidecar.resolve_config`` gives it) and timing the engines when this machine has no
-    choice recorded; says in one line what it used, through ``log`` (default: this module's
-    logger, INFO; a failed export, which falls back to dygraph, at WARNING with its reason, so
-    that a program that configures no logging shows it too). While it exports,
+    ``config.sidecar.resolve_config`` gives it); says in one line what it used, through ``log``
+    (default: this module's logger, INFO; a failed export, which falls back to dygraph, at WARNING
+    with its reason, so that a program that configures no logging shows it too). While it exports,
     ``progress(stage, fraction)`` hears each of ``STAGES`` begin, 'done' (1.0) last, also when
     the export fails; it is not called when the entry is in the cache or no engine is installed."""
     log, warn = log or LOG.info, log or LOG.warning
@@ -271,24 +212,28 @@ def cached_backend(number: int, cfg, weights: str, overrides: Sequence[str], thr
     if not engines:
         log('auto: neither openvino nor onnxruntime (+ paddle2onnx) is installed: using dygraph')
         return 'dygraph', DygraphBackend(cfg, weights, 'cpu', sidecar=False, threads=threads)
-    key, machine = cache_key(weights, number, overrides), machine_key(threads)
+    key = cache_key(weights, number, overrides)
     folder = cache_root(cache_dir) / entry_name(key)
-    if folder.exists():
-        problem = check_entry(folder, key, engines)
-        if problem is None:
-            try:
-                return _recorded_backend(folder, machine, threads, overrides, engines, log)
-            except BackendError as exc:
-                problem = str(exc)
+    open_engine = functools.partial(exported_backend, model_dir=str(folder), threads=threads, overrides=overrides,
+                                    compiled=compiled_cache(folder.parent))
+    problem = check_entry(folder, key, engines) if folder.exists() else None
+    if folder.exists() and problem is None:
+        try:
+            kind = _manifest(folder)['engine']
+            backend = open_engine(kind)
+            log(f'auto: using {kind} f32 from cache {folder}')
+            return kind, backend
+        except BackendError as exc:
+            problem = str(exc)
+    if problem is not None:
         log(f'auto: cache entry {folder} is corrupt ({problem}): rebuilding it')
     names = ' and '.join(engines)
     log(f'auto: exporting {weights} once for {names} f32 into {folder} (usually 10-60 s; '
         'later runs load it from there) ...')
     began = time.perf_counter()
     try:
-        shutil.rmtree(folder, ignore_errors=True)
-        build_entry(cfg, weights, key, folder, threads, engines, machine, progress)
-        choice = _manifest(folder)['choices'][machine]
+        build_entry(cfg, weights, key, folder, threads, engines, progress, replace=problem is not None)
+        choice = _manifest(folder)
     except (ExportError, OSError, ValueError) as exc:     # OSError: e.g. a cache folder that cannot be written
         warn(f'auto: could not export for {names} ({exc}): using dygraph')
         chosen = 'dygraph', DygraphBackend(cfg, weights, 'cpu', sidecar=False, threads=threads)
@@ -296,30 +241,10 @@ def cached_backend(number: int, cfg, weights: str, overrides: Sequence[str], thr
         kind = choice['engine']
         log(f'auto: exporting once to {folder} ({time.perf_counter() - began:.0f} s); {choice_line(choice)}: '
             f'using {kind} f32')
-        chosen = kind, _open(kind, folder, threads, overrides)
+        chosen = kind, open_engine(kind)
     if progress is not None:
         progress('done', STAGES['done'])
     return chosen
-
-
-def _recorded_backend(folder: Path, machine: str, threads: int, overrides: Sequence[str], engines: Sequence[str],
-                      log: Callable[[str], None]) -> Tuple[str, Backend]:
-    """The engine the entry ``folder`` records for ``machine``, opened; with none recorded (another
-    thread count or CPU) the engines are timed on the entry's export and the choice is added."""
-    manifest = _manifest(folder)
-    choice = manifest['choices'].get(machine)
-    if choice is not None:
-        backend = _open(choice['engine'], folder, threads, overrides)
-        log(f'auto: using {choice["engine"]} f32 from cache {folder}')
-        return choice['engine'], backend
-    backends = {kind: _open(kind, folder, threads, overrides) for kind in engines}
-    choice = manifest['choices'][machine] = measured_choice(backends)
-    try:
-        atomic_write(folder / MANIFEST, (json.dumps(manifest, indent=2) + '\n').encode())
-    except OSError:                  # a cache that cannot be written: timed again next time
-        pass
-    log(f'auto: timed for {machine}: {choice_line(choice)}: using {choice["engine"]} f32 from cache {folder}')
-    return choice['engine'], backends[choice['engine']]
 
 
 def _manifest(folder: Path) -> dict:

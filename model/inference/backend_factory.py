@@ -2,7 +2,7 @@
 ``model.api.Segmenter``.
 
 - ``auto`` (the default of demo.py and eval.py): exported once into a cache and run at full
-  f32 accuracy in OpenVINO unless onnxruntime is 10% faster for the thread count and CPU
+  f32 accuracy in OpenVINO or onnxruntime, whichever was faster when it exported
   (``model.inference.auto_backend``);
 - ``dygraph``: ``model.inference.dygraph_backend.DygraphBackend``, the Paddle model from a checkpoint;
 - ``inference``: ``paddle.inference`` on an exported model folder (CPU or GPU, TensorRT as an option);
@@ -10,28 +10,44 @@
 - ``openvino``: OpenVINO on an exported model folder, ``precision`` f32 | bf16 | int8.
 """
 import numbers
-from typing import Optional, Sequence, Tuple
+from typing import Callable, Optional, Sequence, Tuple
 
 from solov2.config import get_config, with_overrides
 from solov2.config.device import device_name, on_gpu
 from solov2.config.sidecar import read_sidecar, resolve_config
 from solov2.core.errors import InputError, param
+from solov2.core.paths import cache_root
 from solov2.model.checkpoint import check_unrecorded, check_weights_file
 from solov2.model.distributed import SINGLE, Processes, local_rank0_first
-from solov2.model.inference.auto_backend import (
-    EXPORTED,
-    Progress,
-    cache_root,
-    cached_backend,
-    compiled_cache,
-    exported_backend,
-)
 from solov2.model.inference.backend import Backend, BackendError
 from solov2.model.inference.dygraph_backend import DygraphBackend
-from solov2.model.inference.openvino_backend import PRECISIONS
+from solov2.model.inference.onnxruntime_backend import OnnxBackend
+from solov2.model.inference.openvino_backend import PRECISIONS, OpenVinoBackend
+from solov2.model.inference.paddle_inference_backend import InferenceBackend
 from solov2.model.runtime import cpu_threads, resolve_device
 
 BACKENDS = ('auto', 'dygraph', 'inference', 'onnx', 'openvino')
+EXPORTED = ('inference', 'onnx', 'openvino')   # exported_backend's names
+Progress = Callable[[str, float], None]
+
+
+def exported_backend(kind: str, model_dir: str, threads: int = 0, precision: str = 'f32',
+                     overrides: Sequence[str] = (), mkldnn: bool = False, compiled: Optional[str] = None,
+                     device: str = 'cpu', tensorrt: bool = False) -> Backend:
+    """The backend of an exported model folder by name, the one way every caller opens one: 'inference'
+    (Paddle Inference; ``mkldnn``: with oneDNN; on a GPU ``tensorrt``: TensorRT float16), 'onnx'
+    (onnxruntime) or 'openvino' (``precision`` f32 | bf16 | int8; ``compiled``: the folder where OpenVINO
+    keeps its compiled models, ``auto_backend.compiled_cache``; None: none; CPU only). ``device``: 'cpu',
+    'gpu' or 'gpu:N'. ``overrides``: ``['name=value', ...]`` config changes. BackendError on another name."""
+    if kind == 'inference':
+        return InferenceBackend(model_dir, threads, mkldnn, overrides, device, tensorrt)
+    if kind == 'onnx':
+        return OnnxBackend(model_dir, threads, overrides, device)
+    if kind == 'openvino' and on_gpu(device):
+        raise BackendError("the openvino backend runs on the CPU here; on a GPU use 'inference' or 'onnx'")
+    if kind == 'openvino':
+        return OpenVinoBackend(model_dir, threads, precision, overrides, compiled_cache=compiled)
+    raise BackendError(f"unknown exported backend '{kind}' (expected one of {', '.join(EXPORTED)})")
 
 
 def checked_weights(weights: Optional[str], number: Optional[int], overrides: Sequence[str]) -> Tuple[int, type]:
@@ -95,8 +111,8 @@ def open_backend(weights: Optional[str] = None, config: Optional[int] = None, ba
     are left as they are (``model.runtime.paddle_on``). Under the
     launcher (``processes``, ``model.distributed``) 'auto' exports into the cache on each
     node's first process while the others wait, then all load it. ``cache_dir``: the export
-    cache (default ``$SOLOV2_CACHE``, ``export_cache.cache_root``); ``progress(stage, fraction)``
-    hears 'auto''s first export (``export_cache.cached_backend``). On a GPU 'auto' is 'dygraph';
+    cache (default ``$SOLOV2_CACHE``, ``core.paths.cache_root``); ``progress(stage, fraction)``
+    hears 'auto''s first export (``auto_backend.cached_backend``). On a GPU 'auto' is 'dygraph';
     'inference' and 'onnx' run on a GPU when ``device`` names one (``tensorrt``: Paddle Inference
     with TensorRT float16), else on the CPU; 'openvino' runs on the CPU only. Raises InputError
     (or a subclass: BackendError, CheckpointError) with a one-line message."""
@@ -107,13 +123,13 @@ def open_backend(weights: Optional[str] = None, config: Optional[int] = None, ba
         number, cfg = resolved or checked_weights(weights, config, overrides)
         return number, DygraphBackend(cfg, weights, chosen, sidecar=False, threads=threads)
     exported_on = chosen if device is not None else 'cpu'      # an exported model runs on a GPU only when named
+    from solov2.model.inference import auto_backend  # it opens its engines here: imported once we run
     if backend == 'auto':
         number, cfg = resolved or checked_weights(weights, config, overrides)
-        return number, local_rank0_first(
-            lambda: cached_backend(number, cfg, weights, overrides, threads, cache_dir=cache_dir, progress=progress)[1],
-            processes)
+        return number, local_rank0_first(lambda: auto_backend.cached_backend(
+            number, cfg, weights, overrides, threads, cache_dir=cache_dir, progress=progress)[1], processes)
     opened = exported_backend(backend, model_dir, threads, precision, overrides, mkldnn,
-                              compiled_cache(cache_root(cache_dir)), exported_on, tensorrt)
+                              auto_backend.compiled_cache(cache_root(cache_dir)), exported_on, tensorrt)
     if config is not None and config != opened.number:
         raise BackendError(f'{model_dir} was exported from config {opened.number}, not ', param('config', config))
     return opened.number, opened

@@ -10,13 +10,12 @@ layers NNCF left unquantized run in f32). Compiles use ``PERFORMANCE_HINT=LATENC
 by default, so a thread of ours (reading, post-processing, drawing run beside the network in
 the demo's pipeline) or another process on a core stalls the whole call until it leaves,
 while unpinned threads move to a free core (onnxruntime does not pin either; on 50 pictures of
-mixed sizes, 2 shared cores, 4-9% more pictures/s). f32 and bf16 compile the dynamic-shape model once and run every
-input size in it; a size also gets a static model (faster per call) once the dynamic model
-has spent on that size as long as its own compile took: a size met a few times (a folder of
-mixed sizes) never pays a compile, a size met often runs static, at most twice what its
-static model would have cost from the start. INT8 compiles static models only (its
-dynamic-shape model gives wrong outputs, docs/deployment.md#int8): one per size bucket, or
-per input size without buckets. The last ``MAX_SHAPES`` static models are kept.
+mixed sizes, 2 shared cores, 4-9% more pictures/s).
+
+Compile policy, fixed when the backend opens (``static``): INT8, and any precision padded to
+size buckets, compiles one static model per input size after padding; f32 and bf16 otherwise
+compile one dynamic-shape model that runs every size. (INT8's dynamic-shape model gives wrong
+outputs, docs/deployment.md#int8.)
 
 Buckets (INT8's default; ``--opt openvino_buckets=all`` for every precision, ``none`` for
 none: ``openvino_buckets``): each batch is
@@ -35,14 +34,13 @@ through a ``RequestPool`` of as many infer requests as it runs at once (OpenVINO
 ``OPTIMAL_NUMBER_OF_INFER_REQUESTS``: 1 with the LATENCY hint, whose one stream takes every
 thread); further callers wait for an idle request, while their pre- and post-processing
 run in parallel. ``--opt openvino_streams=N`` compiles with ``NUM_STREAMS=N``: N calls run
-at once, each on 1/N of the threads. Compiles happen one at a time; calls on shapes compiled
-already go on.
+at once, each on 1/N of the threads. Compiles happen one at a time under one lock; calls on
+models compiled already do not take it.
 """
 import logging
 import queue
 import threading
 import time
-from collections import OrderedDict
 from typing import Dict, List, Optional, Sequence
 
 import numpy as np
@@ -58,7 +56,6 @@ from solov2.model.runtime import cpu_threads
 
 PRECISIONS = ('f32', 'bf16', 'int8')
 INT8_FILES = 'openvino_int8'
-MAX_SHAPES = 16
 LOG = logging.getLogger(__name__)
 
 
@@ -129,8 +126,9 @@ class OpenVinoBackend(ExportedBackend):
     (0 = every core), ``buckets``: pad inputs to a few sizes (None: as the config's
     ``openvino_buckets`` says for ``precision``),
     ``compiled_cache``: a folder where OpenVINO keeps the models it compiles (its ``CACHE_DIR``;
-    a later run loads them instead of compiling again). ``compile_seconds``: the seconds each
-    static shape took to compile (or to load from ``compiled_cache``)."""
+    a later run loads them instead of compiling again). ``compiled``: {input shape, or None for
+    the dynamic-shape model: its infer requests}; ``compile_seconds``: the seconds each static
+    shape took to compile (or to load from ``compiled_cache``)."""
     name = 'openvino'
 
     def __init__(self, model_dir: str, threads: int = 0, precision: str = 'f32',
@@ -152,11 +150,8 @@ class OpenVinoBackend(ExportedBackend):
         if self.cfg.openvino_streams > 1:
             self.properties['NUM_STREAMS'] = self.cfg.openvino_streams
         self.order = output_order(self.model.outputs, str(self.model_dir))
-        self.compiled: OrderedDict = OrderedDict()     # shape -> RequestPool of its static model
-        self.spent: Dict[tuple, float] = {}             # shape -> seconds run in the dynamic model
-        self.dynamic: Optional[RequestPool] = None
-        self.dynamic_seconds: Optional[float] = None    # its compile (or cache load) time
-        self.lock, self.compiling = threading.Lock(), threading.Lock()
+        self.compiled: Dict[Optional[tuple], RequestPool] = {}
+        self.lock = threading.Lock()
         self.input_names = [value.get_any_name() for value in self.model.inputs]
         takes_regions = REGIONS_NAME in self.input_names
         if use_buckets and not takes_regions:
@@ -164,6 +159,7 @@ class OpenVinoBackend(ExportedBackend):
                      '(export or quantize it again to have them)')
         use_buckets = use_buckets and takes_regions
         self.buckets = bucket_sizes(self.cfg.test_short, self.cfg.test_max) if use_buckets else []
+        self.static = bool(self.buckets) or precision == 'int8'
         self.compile_seconds: Dict[tuple, float] = {}
 
     def _read_model(self, ov, regions: bool):
@@ -188,56 +184,32 @@ class OpenVinoBackend(ExportedBackend):
             return self.core.read_model(graph.SerializeToString())
 
     def _pool(self, shape: tuple) -> RequestPool:
-        """The infer requests to run an input of ``shape`` with: its static model's when
-        compiled, else the dynamic-shape model's (compiled on the first call), except with
-        buckets (a static model per bucket), in int8 (a static model per size) and once
-        ``_wants_static`` says the size has earned its own. Safe from many threads: one
-        compile at a time, while calls on models compiled already go on."""
-        with self.lock:
-            if shape in self.compiled:
-                self.compiled.move_to_end(shape)
-                return self.compiled[shape]
-            static = bool(self.buckets) or self.precision == 'int8' or self._wants_static(shape)
-            if not static and self.dynamic is not None:
-                return self.dynamic
-        with self.compiling:
-            with self.lock:        # another thread may have compiled it meanwhile
-                ready = self.compiled.get(shape) if static else self.dynamic
-            if ready is not None:
-                return ready
-            pool = RequestPool(self._compile(shape if static else None))
-            with self.lock:
-                if not static:
-                    self.dynamic = pool
-                    return pool
-                self.compiled[shape] = pool
-                if len(self.compiled) > MAX_SHAPES:
-                    self.compiled.popitem(last=False)
-            return pool
-
-    def _wants_static(self, shape: tuple) -> bool:
-        """Whether ``shape`` should get a static model now: the dynamic model has run it
-        for at least as long as the dynamic model took to compile."""
-        return self.dynamic_seconds is not None and self.spent.get(shape, 0.0) >= self.dynamic_seconds
+        """The infer requests for an input of ``shape``: the static model of that shape, or the
+        dynamic-shape one (``self.static``), compiled on its first call. Safe from many threads."""
+        key = tuple(shape) if self.static else None
+        pool = self.compiled.get(key)
+        if pool is None:
+            with self.lock:                    # one compile at a time; another thread may have done it
+                pool = self.compiled.get(key) or RequestPool(self._compile(key))
+                self.compiled[key] = pool
+        return pool
 
     def _compile(self, shape: Optional[tuple]):
-        """The model compiled for inputs of ``shape`` [B, 3, H, W] (None: dynamic shapes),
-        its compile time recorded and logged the first time."""
-        if shape is None:
-            began = time.perf_counter()
-            compiled = self.core.compile_model(self.model, 'CPU', self.properties)
-            self.dynamic_seconds = time.perf_counter() - began
-            LOG.debug(f'openvino {self.precision}: compiled for any input size in {self.dynamic_seconds:.1f} s')
-            return compiled
-        model = self.model.clone()
-        model.reshape(self.input_shapes(shape))
+        """The model compiled for inputs of ``shape`` [B, 3, H, W] (None: any size), a static
+        shape's compile time recorded and logged."""
+        model = self.model
+        if shape is not None:
+            model = model.clone()
+            model.reshape(self.input_shapes(shape))
         began = time.perf_counter()
         compiled = self.core.compile_model(model, 'CPU', self.properties)
-        if shape not in self.compile_seconds:
-            self.compile_seconds[shape] = time.perf_counter() - began
-            (LOG.info if self.buckets else LOG.debug)(
-                f'openvino {self.precision}: compiled for {shape[2]}x{shape[3]} inputs in '
-                f'{self.compile_seconds[shape]:.1f} s (buckets: {len(self.buckets) or "off"})')
+        if shape is None:
+            LOG.debug(f'openvino {self.precision}: compiled for any input size in {time.perf_counter() - began:.1f} s')
+            return compiled
+        self.compile_seconds[shape] = time.perf_counter() - began
+        (LOG.info if self.buckets else LOG.debug)(
+            f'openvino {self.precision}: compiled for {shape[2]}x{shape[3]} inputs in '
+            f'{self.compile_seconds[shape]:.1f} s (buckets: {len(self.buckets) or "off"})')
         return compiled
 
     def input_shapes(self, shape: Sequence[int]) -> dict:
@@ -261,11 +233,5 @@ class OpenVinoBackend(ExportedBackend):
         """[B, 3, H, W] float32 -> (scores, kernels, mask_feat [B, E, H/4, W/4]) as numpy, the
         same with buckets (the network sees the bucket, ``regions`` says where the batch is)."""
         inputs = network_feed(self.input_names, self.bucketed(batch), batch.shape[2:])
-        batch = inputs[INPUT_NAME]
-        pool = self._pool(batch.shape)
-        began = time.perf_counter()
-        results = pool(inputs)
-        if pool is self.dynamic:
-            with self.lock:
-                self.spent[batch.shape] = self.spent.get(batch.shape, 0.0) + time.perf_counter() - began
+        results = self._pool(inputs[INPUT_NAME].shape)(inputs)
         return [np.asarray(results[index]) for index in self.order]

@@ -59,8 +59,9 @@ from solov2.core.paths import SAMPLE_IMAGES, SHIPPED_WEIGHTS  # noqa: E402
 from solov2.data.transforms import read_image  # noqa: E402
 from solov2.model.checkpoint import save_checkpoint  # noqa: E402
 from solov2.model.cpu_math import MKL_CPU_TYPE  # noqa: E402
-from solov2.model.inference.auto_backend import cached_backend, exported_backend  # noqa: E402
+from solov2.model.inference.auto_backend import cached_backend  # noqa: E402
 from solov2.model.inference.backend import BackendError  # noqa: E402
+from solov2.model.inference.backend_factory import exported_backend  # noqa: E402
 from solov2.model.inference.dygraph_backend import DygraphBackend  # noqa: E402
 from solov2.model.inference.export import export  # noqa: E402
 from solov2.model.inference.media import DrawOptions, run_images  # noqa: E402
@@ -243,7 +244,7 @@ def ppdet_network(reference, images: paddle.Tensor):
 
 BACKENDS = ('dygraph', 'inference', 'inference-onednn', 'onnx', 'openvino-f32', 'openvino-bf16',
             'openvino-int8', 'auto')
-# the exported ones: name -> (export_cache.exported_backend's kind, precision, mkldnn)
+# the exported ones: name -> (backend_factory.exported_backend's kind, precision, mkldnn)
 EXPORTED = {'inference': ('inference', 'f32', False), 'inference-onednn': ('inference', 'f32', True),
             'onnx': ('onnx', 'f32', False), 'openvino-f32': ('openvino', 'f32', False),
             'openvino-bf16': ('openvino', 'bf16', False), 'openvino-int8': ('openvino', 'int8', False)}
@@ -384,8 +385,8 @@ def write_report(summaries, out: Path, machine: str, count: int, size: int) -> N
              'with oneDNN), onnxruntime and OpenVINO (`demo.py --backend inference [--mkldnn] | onnx '
              '| openvino --precision P`; int8 quantized by `tools/quantize.py` code on '
              f'{CALIBRATION_IMAGES} other synthetic images; bf16 only where the CPU has it); "auto" is '
-             "`demo.py`'s default: OpenVINO f32 unless onnxruntime is 10% faster for the thread count "
-             "and CPU (both timed when it exports), loaded from its export cache as from the second run "
+             "`demo.py`'s default: OpenVINO f32 or onnxruntime, whichever was faster when it exported "
+             "(both timed then), loaded from its export cache as from the second run "
              "on (the engine it chose and the first run's export time are in its name). The machine is "
              'shared with other work, so figures are noisy: compare ratios within one run. End to end is what each '
              "tool's default picture command does with a folder. Ours: `demo.py`'s own stages in its "

@@ -22,7 +22,7 @@ import numpy as np  # noqa: E402
 
 from solov2.core.errors import InputError  # noqa: E402
 from solov2.data.transforms import read_image  # noqa: E402
-from solov2.model.inference.auto_backend import exported_backend  # noqa: E402
+from solov2.model.inference.backend_factory import exported_backend  # noqa: E402
 from solov2.model.inference.media import DrawOptions, run_images  # noqa: E402
 from solov2.tools.cli import make_parser, run_command, tune_for  # noqa: E402
 from solov2.tools.dev import report  # noqa: E402
@@ -87,24 +87,21 @@ def end_to_end(backend, paths, out: Path) -> float:
     return stats.images_per_second
 
 
-def fresh_backend(variant: str, dirs: dict, threads: int, cache=None):
-    """A new backend of ``variant`` (``VARIANTS``) on ``dirs[precision]`` (``cache``: compiled models' folder)."""
-    kind, precision, overrides = VARIANTS[variant]
-    return exported_backend(kind, dirs[precision], threads, precision, overrides, compiled=cache)
-
-
 def measure(folders: dict, dirs: dict, variants, rounds: int, threads: int, out: Path, cache=None) -> dict:
     """{(folder, variant): ([pictures/s per round], [compile s per round], [static models compiled per
-    round])}; ``cache``: the compiled models' folder, filled by an untimed pass first (None: none)."""
+    round])}, each run on a new backend (``exported_backend``) of the variant (``VARIANTS``) on
+    ``dirs[precision]``; ``cache``: the compiled models' folder, filled by an untimed pass first (None: none)."""
     results = {(name, variant): ([], [], []) for name in folders for variant in variants}
+    opened = {variant: (kind, dirs[precision], threads, precision, overrides)
+              for variant, (kind, precision, overrides) in VARIANTS.items() if variant in variants}
     for name, paths in folders.items():
         for variant in variants if cache else ():
-            end_to_end(fresh_backend(variant, dirs, threads, cache), paths, out)
+            end_to_end(exported_backend(*opened[variant], compiled=cache), paths, out)
     for round_index in range(rounds):
         order = variants if round_index % 2 == 0 else variants[::-1]
         for name, paths in folders.items():
             for variant in order:
-                backend = fresh_backend(variant, dirs, threads, cache)
+                backend = exported_backend(*opened[variant], compiled=cache)
                 rate = end_to_end(backend, paths, out)
                 compiled = getattr(backend, 'compile_seconds', {})      # onnxruntime compiles nothing per size
                 for values, value in zip(results[name, variant], (rate, sum(compiled.values()), len(compiled))):

@@ -1,4 +1,4 @@
-"""The one way to open an exported model folder by name (``auto_backend.exported_backend``), on
+"""The one way to open an exported model folder by name (``backend_factory.exported_backend``), on
 real exports of the shipped model: each name runs its engine on the folder it is given and finds
 what the Paddle model finds, and what it is given (threads, precision, config changes, the
 compiled-model folder) reaches the engine; the demo's command line, the auto cache, the
@@ -72,39 +72,41 @@ def assert_finds_the_same(backend, found) -> None:
 ])
 def test_each_name_runs_its_engine_on_the_folder_and_finds_what_dygraph_finds(kind, folder, engine, options,
                                                                               folders, found):
-    backend = auto_backend.exported_backend(kind, folders[folder], 1, **options)
+    backend = backend_factory.exported_backend(kind, folders[folder], 1, **options)
     assert type(backend) is engine
     assert_finds_the_same(backend, found)
 
 
 def test_threads_config_changes_and_the_compiled_folder_reach_the_engine(folders, found, tmp_path):
-    onnx = auto_backend.exported_backend('onnx', folders['onnx'], 1, overrides=['max_per_image=1'])
+    onnx = backend_factory.exported_backend('onnx', folders['onnx'], 1, overrides=['max_per_image=1'])
     assert onnx.session.get_session_options().intra_op_num_threads == 1
     top = onnx(found[0])                                       # the best instance alone
     np.testing.assert_allclose(top.scores, found[1].scores[:1], atol=SCORE_TOL)
     compiled = tmp_path / 'compiled'
     compiled.mkdir()
-    openvino = auto_backend.exported_backend('openvino', folders['onnx'], 1, compiled=str(compiled))
+    openvino = backend_factory.exported_backend('openvino', folders['onnx'], 1, compiled=str(compiled))
     assert_finds_the_same(openvino, found)
     assert any(compiled.iterdir())                            # OpenVINO kept what it compiled there
-    pool = openvino.dynamic or next(iter(openvino.compiled.values()))
+    (pool,) = openvino.compiled.values()
     assert int(pool.compiled.get_property('INFERENCE_NUM_THREADS')) == 1
     with pytest.raises(BackendError, match='has no INT8 OpenVINO model'):      # int8 asked of an f32 export
-        auto_backend.exported_backend('openvino', folders['onnx'], 1, 'int8')
+        backend_factory.exported_backend('openvino', folders['onnx'], 1, 'int8')
     with pytest.raises(BackendError, match="unknown exported backend 'tensorrt' .*inference, onnx, openvino"):
-        auto_backend.exported_backend('tensorrt', folders['onnx'])
+        backend_factory.exported_backend('tensorrt', folders['onnx'])
 
 
 def test_every_caller_opens_exported_folders_through_it(folders, found, tmp_path):
-    assert backend_factory.exported_backend is auto_backend.exported_backend is mixed_speed.exported_backend
-    assert benchmark.exported_backend is auto_backend.exported_backend
+    """The factory's ``open_backend``, the auto cache and the benchmark tools open folders with the
+    one opener; ``open_backend``'s OpenVINO keeps its compiled models in the cache."""
+    assert auto_backend.exported_backend is backend_factory.exported_backend is mixed_speed.exported_backend
+    assert benchmark.exported_backend is backend_factory.exported_backend
     opened = backend_factory.open_backend(None, None, 'onnx', folders['onnx'], threads=1)[1]
     assert type(opened) is OnnxBackend
-    buckets = mixed_speed.fresh_backend('f32-buckets', {'f32': folders['onnx']}, 1)
-    assert type(buckets) is OpenVinoBackend and buckets.cfg.openvino_buckets == 'all' and buckets.buckets
+    cache = tmp_path / 'cache'
+    openvino = backend_factory.open_backend(None, None, 'openvino', folders['onnx'], threads=1, cache_dir=str(cache),
+                                            overrides=['max_per_image=1'])[1]
+    assert type(openvino) is OpenVinoBackend and len(openvino(found[0]).scores) == 1
+    assert any((cache / auto_backend.COMPILED).iterdir())
+    buckets = backend_factory.exported_backend('openvino', folders['onnx'], 1, overrides=['openvino_buckets=all'])
+    assert buckets.buckets and buckets.static
     assert_finds_the_same(buckets, found)
-    with pytest.raises(BackendError, match='has no INT8 OpenVINO model'):
-        mixed_speed.fresh_backend('int8-per-size', {'int8': folders['onnx']}, 1)
-    entry = auto_backend._open('openvino', Path(folders['onnx']), 1, ['max_per_image=1'])
-    assert len(entry(found[0]).scores) == 1
-    assert (Path(folders['onnx']).parent / auto_backend.COMPILED).is_dir()

@@ -7,8 +7,8 @@ import re
 import pytest
 
 from solov2.config import get_config
-from solov2.model.inference.auto_backend import exported_backend
 from solov2.model.inference.backend import BackendError
+from solov2.model.inference.backend_factory import exported_backend
 from solov2.model.inference.onnxruntime_backend import OnnxBackend, onnx_providers
 from solov2.model.inference.paddle_inference_backend import place_inference
 from solov2.model.inference.postprocess import InferenceParams
