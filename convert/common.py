@@ -2,8 +2,8 @@
 names to a source checkpoint's names, applied with a full report; a checkpoint is
 written only when every target is filled once and every source key is used.
 
-``convert_file(converter, source, output)`` is a whole conversion (what each
-``convert/<source>2paddle.py`` runs); a ``Converter`` says how one source family converts."""
+``convert_file(converter, source, output)`` is a whole conversion (what ``solov2 convert
+FAMILY`` runs, tools/convert.py); a ``Converter`` says how one source family converts."""
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -190,7 +190,8 @@ class Converter:
     """How one source family converts (the arguments of ``convert``): ``load(path)`` ->
     {name: array}; ``rename`` (a ``Renamer``); the configs tried in order; ``num_classes(source)``;
     ``ignored(name)`` for source keys without weights; ``aliases(source)`` -> {duplicate key:
-    the key it repeats}; ``prefix`` for a part-only checkpoint (``'backbone.'``)."""
+    the key it repeats}; ``prefix`` for a part-only checkpoint (``'backbone.'``); ``notes`` for
+    its users (a one-line summary, then details)."""
     load: Callable[[str], Dict[str, np.ndarray]]
     rename: Renamer
     default_configs: Tuple[int, ...]
@@ -198,16 +199,17 @@ class Converter:
     ignored: Callable[[str], bool] = _no_key
     aliases: Callable[[Dict[str, np.ndarray]], Dict[str, str]] = _no_aliases
     prefix: str = ''
+    notes: str = ''
 
 
 def imagenet_converter(load: Callable[[str], Dict[str, np.ndarray]], backbone_name: Callable[[str, object], str],
-                       default_configs: Tuple[int, ...], ignored: Callable[[str], bool]) -> Converter:
+                       default_configs: Tuple[int, ...], ignored: Callable[[str], bool], notes: str) -> Converter:
     """The converter of an ImageNet classification checkpoint into a BACKBONE-ONLY one:
     ``backbone_name(key, cfg)`` names each ``backbone.*`` key in the source, except the backbone
     DCN offset convs ImageNet lacks (``zero_offset_init``); the classes are COCO's 80."""
     def rename(key: str, keys: frozenset, cfg) -> Union[str, Initialised]:
         return zero_offset_init(cfg) if '.conv.offset.' in key else backbone_name(key, cfg)
-    return Converter(load, rename, default_configs, lambda source: 80, ignored, prefix='backbone.')
+    return Converter(load, rename, default_configs, lambda source: 80, ignored, prefix='backbone.', notes=notes)
 
 
 def convert_arrays(converter: Converter, arrays: Dict[str, np.ndarray], number: Optional[int] = None):

@@ -1,5 +1,5 @@
 """This project's checkpoint (trained or converted) -> PaddleDetection 2.x ``.pdparams``, the
-library part of convert/paddle2ppdet.py: the way back of ``families.PPDET``, through the same
+library part of ``solov2 convert to-ppdet``: the way back of ``families.PPDET``, through the same
 rename table (``convert.ppdet_names``). Only configs 0, 3 and 4 have a PaddleDetection 2.x
 SOLOv2 config (``PPDET_CONFIGS``)."""
 from pathlib import Path
@@ -16,6 +16,16 @@ from solov2.data.files import check_output_file, make_folder, write_together
 from solov2.model.build import model_shapes
 from solov2.model.checkpoint import check_fit, load_paddle_params
 
+# what ``solov2 convert to-ppdet --help`` shows (tools/convert.py)
+NOTES = """This project's checkpoint (trained or converted) -> PaddleDetection 2.x ``.pdparams``.
+
+The way back of convert/ppdet2paddle.py, through the same rename table: config 0 ->
+solov2_r50_fpn_1x_coco / solov2_r50_fpn_3x_coco, 3 -> solov2_r50_enhance_coco,
+4 -> solov2_r101_vd_fpn_3x_coco. The other configs have no PaddleDetection 2.x SOLOv2
+config and are refused. The config comes from the checkpoint's sidecar (NAME.json) or
+``--config``. Usage:
+    python convert/paddle2ppdet.py output/0/best/model.pdparams solov2_r50_fpn_3x_coco.pdparams
+"""
 PPDET_CONFIGS = {0: 'solov2_r50_fpn_1x_coco or solov2_r50_fpn_3x_coco', 3: 'solov2_r50_enhance_coco',
                  4: 'solov2_r101_vd_fpn_3x_coco'}
 

@@ -30,7 +30,6 @@ import pytest
 from solov2.config import CONFIGS, with_classes, with_overrides
 from solov2.config.setting import declared_settings
 from solov2.config.sidecar import MODEL_SETTINGS, TEST_SETTINGS, read_sidecar, resolve_config, sidecar_path
-from solov2.convert import ppdet2paddle
 from solov2.convert.common import ConversionError, Converter, convert_file
 from solov2.model.build import build_model
 from solov2.model.checkpoint import CheckpointError, load_paddle_params, read_paddle_file, save_checkpoint
@@ -39,7 +38,7 @@ from solov2.model.inference.dygraph_backend import DygraphBackend
 from solov2.model.inference.exported_folder import config_from_infer_cfg
 from solov2.model.inference.postprocess import InferenceParams
 from solov2.model.training.state import load_training_state, save_training_state
-from solov2.tools.cli import run_converter
+from solov2.tools.convert import run_converter, run_family
 from tests.helpers import FIXTURES_DIR, REPO_DIR
 
 PADDLE26 = FIXTURES_DIR / 'paddle26'
@@ -390,7 +389,7 @@ def test_converter_refuses_outputs_that_would_destroy_or_fail(tmp_path, source, 
 
 def test_real_converter_refuses_its_own_source(tmp_path, source, capsys):
     before = _listing(tmp_path)
-    assert ppdet2paddle.main([str(source), str(source)]) == 2
+    assert run_family('ppdet', [str(source), str(source)]) == 2
     assert 'is the checkpoint being converted' in capsys.readouterr().err
     assert _listing(tmp_path) == before
 
@@ -426,7 +425,7 @@ def test_converters_show_the_traceback_with_debug(tmp_path, source, shapes_state
     with pytest.raises(ConversionError, match='does not match'):
         _identity_convert([source, tmp_path / 'out.pdparams', '--debug'])
     with pytest.raises(ConversionError, match='solov2_head.bbox_head.solo_cate.bias not found'):
-        ppdet2paddle.main([str(source), str(tmp_path / 'out.pdparams'), '--debug'])
+        run_family('ppdet', [str(source), str(tmp_path / 'out.pdparams'), '--debug'])
     assert capsys.readouterr().err == ''
 
 

@@ -1,5 +1,5 @@
 """The command layer's shared glue: what every command (demo.py, train.py, eval.py,
-tools/*.py, convert/*2paddle.py) does the same way, and nothing the library needs.
+tools/*.py) does the same way, and nothing the library needs.
 
 - Start-up: imported before Paddle and OpenCV, it silences the notes a user cannot act on
   (Paddle's "No ccache found", the BatchNorm note on every return to training mode, the C++
@@ -28,9 +28,7 @@ tools/*.py, convert/*2paddle.py) does the same way, and nothing the library need
   refused) in one line and exit 1; any other exception is a bug in the toolkit, said so in one
   line naming ``--debug``, exit 1; Ctrl-C and SIGTERM in one line naming what was done (exit
   130 / 143). ``--debug`` (or SOLOV2_DEBUG=1) shows the traceback instead.
-- Arguments: the parser and the argument groups the commands share; ``run_converter`` is
-  the whole command line of the converters (convert/*2paddle.py, convert/paddle2ppdet.py),
-  whose library part is ``convert.common`` (``convert.to_ppdet`` for the way back).
+- Arguments: the parser and the argument groups the commands share.
 """
 import argparse
 import contextlib
@@ -56,7 +54,7 @@ from solov2.config import describe_configs  # noqa: E402  (after the start-up se
 from solov2.config.device import device_name, on_gpu  # noqa: E402
 from solov2.config.install import paddle_install_problem  # noqa: E402
 from solov2.core.errors import InputError, Param, RunError, Solov2Error  # noqa: E402
-from solov2.tools.main import commands_by_module  # noqa: E402
+from solov2.tools.main import CONVERTERS, commands_by_module  # noqa: E402
 
 LIBRARY_LOGGER = 'solov2'   # every library module logs under it (loggers named after modules)
 DEBUG_FLAG = '--debug'
@@ -66,6 +64,7 @@ FLAGS = {'overrides': '--opt', 'fmt': '--format'}    # the library's parameters 
 
 # the checkout's scripts -> the console command that runs them pip-installed (tools/main.py)
 INSTALLED = {**{module.replace('.', '/') + '.py': words for module, words in commands_by_module().items()},
+             **{script: f'solov2 convert {family}' for family, (script, _) in CONVERTERS.items()},
              'demo.py': 'solov2 demo', 'train.py': 'solov2 train', 'eval.py': 'solov2 eval',
              'convert/*2paddle.py': 'solov2 convert', 'weights/shapes_r18.pdparams': 'shipped/shapes_r18'}
 _SCRIPT = re.compile(r'(?<![\w/.-])(?:python3? )?(' + '|'.join(map(re.escape, sorted(INSTALLED, key=len, reverse=True)))
@@ -458,30 +457,6 @@ def backend_options(args) -> dict:
     return {'weights': args.weights, 'config': args.config, 'backend': args.backend, 'model_dir': args.model_dir,
             'precision': args.precision, 'device': args.device, 'threads': args.threads, 'overrides': args.opt,
             'mkldnn': args.mkldnn, 'tensorrt': args.tensorrt}
-
-
-CONVERTER_HELP = {'source': 'checkpoint to convert',
-                  'output': 'where to write the .pdparams (a .json sidecar goes beside it)',
-                  'config': 'target config number; default: detect among {configs}'}
-
-
-def run_converter(description: str, convert, argv=None, default_configs=(), helps=None) -> int:
-    """A converter's command line, ``SOURCE OUTPUT [--config N]``, run as a command
-    (``run_command``): ``convert(source, output, number)`` does the work and returns the
-    summary lines, printed on stdout. ``helps`` replaces entries of ``CONVERTER_HELP``."""
-    helps = {**CONVERTER_HELP, **(helps or {})}
-
-    def run(rest) -> int:
-        parser = make_parser(description)
-        parser.add_argument('source', help=helps['source'])
-        parser.add_argument('output', help=helps['output'])
-        parser.add_argument('--config', type=int, default=None,
-                            help=helps['config'].format(configs=list(default_configs)))
-        args = parser.parse_args(rest)
-        for line in convert(args.source, args.output, args.config):
-            print(line)
-        return 0
-    return run_command(run, argv)
 
 
 def add_inference_args(parser: argparse.ArgumentParser, backends, precisions, default_weights=None) -> None:

@@ -10,16 +10,17 @@ console command is not on PATH): runs the command's ``main`` with the rest of th
 import importlib
 import sys
 
-# command -> (its module under solov2., or a table of its own commands; what it does, in one line)
+# ``solov2 convert FAMILY`` (tools/convert.py) -> (its script in a checkout, what it does in one line)
 CONVERTERS = {
-    'solo': ('convert.solo2paddle', 'original SOLO (mmdetection 1.x) .pth -> a checkpoint'),
-    'ppdet': ('convert.ppdet2paddle', 'PaddleDetection 2.x dygraph .pdparams -> a checkpoint'),
-    'ppdet-static': ('convert.ppdet_static2paddle', 'PaddleDetection 0.5 static-graph .pdparams -> a checkpoint'),
-    'mmdet': ('convert.mmdet2paddle', 'mmdetection 2.x / 3.x .pth -> a checkpoint'),
-    'paddleclas': ('convert.paddleclas2paddle', 'PaddleClas ImageNet ResNet .pdparams -> a backbone checkpoint'),
-    'torchvision': ('convert.torchvision2paddle', 'torchvision ImageNet ResNet .pth -> a backbone checkpoint'),
-    'to-ppdet': ('convert.paddle2ppdet', "this project's checkpoint -> PaddleDetection 2.x .pdparams"),
+    'solo': ('convert/solo2paddle.py', 'original SOLO (mmdetection 1.x) .pth -> a checkpoint'),
+    'ppdet': ('convert/ppdet2paddle.py', 'PaddleDetection 2.x dygraph .pdparams -> a checkpoint'),
+    'ppdet-static': ('convert/ppdet_static2paddle.py', 'PaddleDetection 0.5 static-graph .pdparams -> a checkpoint'),
+    'mmdet': ('convert/mmdet2paddle.py', 'mmdetection 2.x / 3.x .pth -> a checkpoint'),
+    'paddleclas': ('convert/paddleclas2paddle.py', 'PaddleClas ImageNet ResNet .pdparams -> a backbone checkpoint'),
+    'torchvision': ('convert/torchvision2paddle.py', 'torchvision ImageNet ResNet .pth -> a backbone checkpoint'),
+    'to-ppdet': ('convert/paddle2ppdet.py', "this project's checkpoint -> PaddleDetection 2.x .pdparams"),
 }
+# command -> (its module under solov2., what it does in one line)
 COMMANDS = {
     'demo': ('tools.demo', 'segment pictures, a folder, a video or a camera; save the drawn masks or JSON'),
     'train': ('tools.train', 'train on a COCO-format dataset'),
@@ -28,7 +29,7 @@ COMMANDS = {
     'quantize': ('tools.quantize', 'INT8 quantization of an exported model, for OpenVINO'),
     'weights': ('tools.weights', 'the published checkpoints by name: list them, or fetch them now'),
     'cache': ('tools.cache', 'list, prune or clear the cache of exports and converted checkpoints'),
-    'convert': (CONVERTERS, "a published checkpoint -> this project's, and back to PaddleDetection"),
+    'convert': ('tools.convert', "a published checkpoint -> this project's, and back to PaddleDetection"),
     'make-shapes': ('tools.make_shapes_dataset', 'write the synthetic shapes dataset (COCO format)'),
     'labelme2coco': ('tools.labelme2coco', 'a folder of labelme JSON files -> a COCO instance file'),
     'postprocess-raw': ('tools.postprocess_raw', "another runtime's raw network outputs -> masks, pictures, JSON"),
@@ -36,15 +37,9 @@ COMMANDS = {
 }
 
 
-def commands_by_module(table=COMMANDS, words=('solov2',)) -> dict:
-    """{module under ``solov2.``: the words that run it, 'solov2 convert ppdet'}."""
-    found = {}
-    for name, (target, _) in table.items():
-        if isinstance(target, dict):
-            found.update(commands_by_module(target, (*words, name)))
-        else:
-            found[target] = ' '.join((*words, name))
-    return found
+def commands_by_module() -> dict:
+    """{module under ``solov2.``: the words that run it, 'solov2 demo'}."""
+    return {module: f'solov2 {name}' for name, (module, _) in COMMANDS.items()}
 
 
 def listing(words, table) -> str:
@@ -55,25 +50,26 @@ def listing(words, table) -> str:
     return '\n'.join(lines + ['', f'{words} COMMAND --help shows its options'])
 
 
+def dispatch(words, table, argv, run) -> int:
+    """``run(command, the rest of argv)`` for ``argv``'s first word, one of ``table``'s commands
+    (those of ``words``: 'solov2', 'solov2 convert'); the list of commands for ``--help``, and
+    with exit code 2 for none or an unknown one."""
+    if not argv or argv[0] in ('-h', '--help'):
+        print(listing(words, table), file=sys.stdout if argv else sys.stderr)
+        return 0 if argv else 2
+    if argv[0] not in table:
+        print(f'{listing(words, table)}\n{words}: error: no command {argv[0]!r}', file=sys.stderr)
+        return 2
+    return run(argv[0], argv[1:])
+
+
 def main(argv=None) -> int:
     """``solov2 COMMAND ARGS``: the command's ``main(ARGS)``, under the name ``solov2 COMMAND``
-    (``sys.argv[0]``, which its help, errors and messages use); the list of commands for
-    ``--help``, and with exit code 2 for none or an unknown one."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    table, words = COMMANDS, 'solov2'
-    while True:
-        if not argv or argv[0] in ('-h', '--help'):
-            print(listing(words, table), file=sys.stdout if argv else sys.stderr)
-            return 0 if argv else 2
-        name, argv = argv[0], argv[1:]
-        if name not in table:
-            print(f'{listing(words, table)}\n{words}: error: no command {name!r}', file=sys.stderr)
-            return 2
-        target, words = table[name][0], f'{words} {name}'
-        if isinstance(target, dict):
-            table = target
-            continue
-        sys.argv[0] = words
-        importlib.import_module('solov2.tools.cli')      # its start-up settings before Paddle, as in the scripts
-        return importlib.import_module(f'solov2.{target}').main(argv)
+    (``sys.argv[0]``, which its help, errors and messages use); ``dispatch`` for the rest."""
+    return dispatch('solov2', COMMANDS, list(sys.argv[1:] if argv is None else argv), _run)
 
+
+def _run(name, argv) -> int:
+    sys.argv[0] = f'solov2 {name}'
+    importlib.import_module('solov2.tools.cli')      # its start-up settings before Paddle, as in the scripts
+    return importlib.import_module(f'solov2.{COMMANDS[name][0]}').main(argv)

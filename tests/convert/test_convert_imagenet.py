@@ -17,9 +17,10 @@ pytest.importorskip('torch', reason='reference test: needs PyTorch (requirements
 import numpy as np
 import torch
 
-from solov2.convert import families, paddleclas2paddle, torchvision2paddle
+from solov2.convert import families
 from solov2.convert.common import ConversionError, convert
 from solov2.model.checkpoint import load_paddle_params
+from solov2.tools.convert import run_family
 
 pytestmark = pytest.mark.reference
 
@@ -125,7 +126,7 @@ def _check_backbone_only(out: str, number: int, expected: dict, zero_keys=()):
 def test_torchvision_r50_lands_tensor_by_tensor(r50_pth, tmp_path, capsys):
     src, expected = r50_pth
     out = str(tmp_path / 'r50.pdparams')
-    assert torchvision2paddle.main([src, out]) == 0
+    assert run_family('torchvision', [src, out]) == 0
     assert 'config 0 ' in capsys.readouterr().out
     meta = _check_backbone_only(out, 0, expected)
     assert 'initialised' not in meta
@@ -135,14 +136,14 @@ def test_torchvision_r50_lands_tensor_by_tensor(r50_pth, tmp_path, capsys):
 def test_torchvision_detects_r18(tmp_path):
     src, out = str(tmp_path / 'resnet18.pth'), str(tmp_path / 'r18.pdparams')
     expected = _torchvision_pth(18, src)
-    assert torchvision2paddle.main([src, out]) == 0
+    assert run_family('torchvision', [src, out]) == 0
     _check_backbone_only(out, 5, expected)
 
 
 def test_torchvision_dcn_config_zero_offsets_listed(r50_pth, tmp_path, capsys):
     src, expected = r50_pth
     out = str(tmp_path / 'r50dcn.pdparams')
-    assert torchvision2paddle.main([src, out, '--config', '7']) == 0
+    assert run_family('torchvision', [src, out, '--config', '7']) == 0
     offsets = {f'backbone.layer{s + 1}.{b}.conv2.conv.offset.{leaf}'
                for s in (1, 2, 3) for b in range(STAGES[50][s]) for leaf in ('weight', 'bias')}
     meta = _check_backbone_only(out, 7, expected, zero_keys=offsets)
@@ -205,7 +206,7 @@ def test_paddleclas_vd_lands_and_dcn_offsets_are_zero(depth, number, tmp_path, c
     """The config is detected (R101-vd after R50-vd's config 2 fails)."""
     src, out = str(tmp_path / 'pc.pdparams'), str(tmp_path / 'ours.pdparams')
     _, expected, offsets = _paddleclas_file(depth, src)
-    assert paddleclas2paddle.main([src, out]) == 0
+    assert run_family('paddleclas', [src, out]) == 0
     printed = capsys.readouterr().out
     assert f'config {number} ' in printed
     assert f'WARNING: {len(offsets)} tensors INITIALISED, NOT CONVERTED' in printed

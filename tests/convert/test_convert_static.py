@@ -21,9 +21,10 @@ pytest.importorskip('ppdet', reason='reference test: needs PaddleDetection (padd
 
 import numpy as np
 
-from solov2.convert import ppdet_names, ppdet_static2paddle
+from solov2.convert import ppdet_names
 from solov2.convert.common import ConversionError, convert
 from solov2.model.checkpoint import load_paddle_params
+from solov2.tools.convert import run_family
 from solov2.tools.dev.reference import ppdet_ref
 
 pytestmark = pytest.mark.reference
@@ -168,7 +169,7 @@ def test_cli_matches_the_dygraph_conversion_bit_for_bit(family, capsys):
     to the ppdet2paddle conversion of the same PaddleDetection model."""
     _, number, _, static_path, expected, folder = family
     out = str(folder / 'ours.pdparams')
-    assert ppdet_static2paddle.main([static_path, out]) == 0
+    assert run_family('ppdet-static', [static_path, out]) == 0
     assert f'config {number} ' in capsys.readouterr().out
     meta = json.load(open(str(folder / 'ours.json')))
     assert meta['config'] == number and meta['num_classes'] == 80
@@ -209,7 +210,7 @@ def test_unknown_extra_key_fails(light):
 def test_cli_refuses_a_bad_file(tmp_path, capsys):
     bad = str(tmp_path / 'bad.pdparams')
     _save_static({'something_else': np.zeros(3, np.float32)}, bad, protocol=2)
-    assert ppdet_static2paddle.main([bad, str(tmp_path / 'o.pdparams')]) == 2
+    assert run_family('ppdet-static', [bad, str(tmp_path / 'o.pdparams')]) == 2
     assert 'not a PaddleDetection 0.5 SOLOv2 checkpoint' in capsys.readouterr().err
     assert not (tmp_path / 'o.pdparams').exists()
 

@@ -20,12 +20,13 @@ import torch
 
 from solov2.config import CONFIGS, with_overrides
 from solov2.config.sidecar import read_sidecar
-from solov2.convert import families, mmdet2paddle, mmdet_names
+from solov2.convert import families, mmdet_names
 from solov2.convert.common import convert
 from solov2.convert.pth_reader import load_state_dict
 from solov2.model.build import build_model
 from solov2.model.checkpoint import load_paddle_params
 from solov2.model.inference.postprocess import InferenceParams, postprocess
+from solov2.tools.convert import run_family
 from tests.fixtures.mmdet_checkpoints import ARCHS, build_mirror, mmdet_key, random_solo_layout, write_mmdet_checkpoint
 from tests.fixtures.solo_checkpoints import keys_file, read_key_list
 
@@ -96,7 +97,7 @@ def _make_case(arch, version, cate_bias, folder):
 def test_converts_detects_config_and_matches_the_mirror(case, tmp_path):
     arch, path, _, image, expected = case
     out = tmp_path / 'ours.pdparams'
-    assert mmdet2paddle.main([str(path), str(out)]) == 0
+    assert run_family('mmdet', [str(path), str(out)]) == 0
     number = read_sidecar(str(out))['config']
     assert number == ARCHS[arch][1]
     cfg = _with_grids(CONFIGS[number])
@@ -180,7 +181,7 @@ def test_a_training_checkpoint_with_mmengine_objects_is_refused(tmp_path, capsys
     torch.save({'meta': {}, 'state_dict': {'mask_head.conv_cls.bias': torch.zeros(80)},
                 'message_hub': {'log_scalars': {'loss': HistoryBuffer()}}}, str(src))
     out = tmp_path / 'out.pdparams'
-    assert mmdet2paddle.main([str(src), str(out)]) == 2
+    assert run_family('mmdet', [str(src), str(out)]) == 2
     err = capsys.readouterr().err
     assert err.startswith('error: ') and 'publish_model.py' in err and len(err.strip().splitlines()) == 1
     assert not out.exists()
@@ -192,7 +193,7 @@ def test_the_mmengine_hint_is_for_mmengine_objects_only(tmp_path, capsys):
     src = tmp_path / 'mmengine_runs' / 'evil.pth'
     src.parent.mkdir()
     torch.save({'state_dict': {}, 'x': print}, str(src))
-    assert mmdet2paddle.main([str(src), str(tmp_path / 'out.pdparams')]) == 2
+    assert run_family('mmdet', [str(src), str(tmp_path / 'out.pdparams')]) == 2
     err = capsys.readouterr().err
     assert 'refused to load: it asks for' in err and 'print' in err and 'publish_model.py' not in err
 
@@ -200,6 +201,6 @@ def test_the_mmengine_hint_is_for_mmengine_objects_only(tmp_path, capsys):
 def test_a_solo_checkpoint_is_refused(tmp_path, capsys):
     src = tmp_path / 'solo.pth'
     torch.save({'meta': {}, 'state_dict': random_solo_layout('solov2-light_r18_fpn_ms-3x_coco')}, str(src))
-    assert mmdet2paddle.main([str(src), str(tmp_path / 'x.pdparams')]) == 2
+    assert run_family('mmdet', [str(src), str(tmp_path / 'x.pdparams')]) == 2
     assert 'error: ' in capsys.readouterr().err
     assert not (tmp_path / 'x.pdparams').exists()

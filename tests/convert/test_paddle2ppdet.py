@@ -15,10 +15,10 @@ from ppdet.utils.checkpoint import load_weight
 
 from solov2.config import CONFIGS
 from solov2.config.sidecar import read_sidecar
-from solov2.convert import paddle2ppdet, ppdet2paddle
 from solov2.model.checkpoint import load_paddle_params, save_checkpoint
 from solov2.model.inference.dygraph_backend import DygraphBackend
 from solov2.model.inference.postprocess import paste_in_boxes, postprocess
+from solov2.tools.convert import run_family
 from solov2.tools.dev.reference import ppdet_ref
 from tests.helpers import REPO_DIR
 
@@ -33,9 +33,9 @@ FAMILIES = {'r50_fpn': 0, 'r50_enhance': 3, 'r101_vd_dcn': 4}
 def test_ppdet_to_ours_and_back_is_identical(family, tmp_path):
     src, ours, back = (str(tmp_path / name) for name in ('ppdet.pdparams', 'ours.pdparams', 'back.pdparams'))
     ppdet_ref.save(ppdet_ref.build(family, seed=4, calibrated=False), src)
-    assert ppdet2paddle.main([src, ours]) == 0
+    assert run_family('ppdet', [src, ours]) == 0
     assert read_sidecar(ours)['config'] == FAMILIES[family]
-    assert paddle2ppdet.main([ours, back]) == 0
+    assert run_family('to-ppdet', [ours, back]) == 0
     original, again = load_paddle_params(src), load_paddle_params(back)
     assert original.keys() == again.keys()
     assert all(np.array_equal(original[k], again[k]) and again[k].dtype == original[k].dtype for k in original)
@@ -46,7 +46,7 @@ def _our_checkpoint(path: str) -> str:
     random weights converted here, then every tensor moved by ~0.1% (as training would)."""
     src = path.replace('.pdparams', '_ppdet.pdparams')
     ppdet_ref.save(ppdet_ref.build('r50_enhance', seed=1), src)
-    assert ppdet2paddle.main([src, path]) == 0
+    assert run_family('ppdet', [src, path]) == 0
     rng = np.random.RandomState(0)
     state = {k: v * (1 + 1e-3 * rng.standard_normal(v.shape)).astype(np.float32)
              for k, v in load_paddle_params(path).items()}
@@ -57,7 +57,7 @@ def _our_checkpoint(path: str) -> str:
 def test_written_file_gives_the_same_instances_in_paddledetection(tmp_path):
     ours = _our_checkpoint(str(tmp_path / 'ours.pdparams'))
     out = str(tmp_path / 'solov2_r50_enhance_coco.pdparams')
-    assert paddle2ppdet.main([ours, out]) == 0
+    assert run_family('to-ppdet', [ours, out]) == 0
     reference = ppdet_ref.build('r50_enhance', seed=9, calibrated=False)   # other weights until loaded
     load_weight(reference, out)
     image = np.random.RandomState(3).standard_normal((1, 3, *IMAGE_HW)).astype(np.float32)
@@ -80,7 +80,7 @@ def test_written_file_gives_the_same_instances_in_paddledetection(tmp_path):
 
 def test_configs_without_a_paddledetection_config_are_refused(tmp_path, capsys):
     out = tmp_path / 'x.pdparams'
-    assert paddle2ppdet.main([str(REPO_DIR / 'weights' / 'shapes_r18.pdparams'), str(out)]) == 2
+    assert run_family('to-ppdet', [str(REPO_DIR / 'weights' / 'shapes_r18.pdparams'), str(out)]) == 2
     err = capsys.readouterr().err
     assert err.startswith('error: config 9') and 'no PaddleDetection 2.x' in err and len(err.splitlines()) == 1
     assert not out.exists()
@@ -89,14 +89,14 @@ def test_configs_without_a_paddledetection_config_are_refused(tmp_path, capsys):
 def test_no_sidecar_needs_a_config_and_the_input_is_never_overwritten(tmp_path, capsys):
     bare = tmp_path / 'bare.pdparams'
     bare.write_bytes((REPO_DIR / 'weights' / 'shapes_r18.pdparams').read_bytes())
-    assert paddle2ppdet.main([str(bare), str(tmp_path / 'x.pdparams')]) == 2
+    assert run_family('to-ppdet', [str(bare), str(tmp_path / 'x.pdparams')]) == 2
     assert '--config' in capsys.readouterr().err
     before = bare.read_bytes()
     (tmp_path / 'link.pdparams').symlink_to(bare)
     os.link(bare, tmp_path / 'hard.pdparams')
     for same in (bare, tmp_path / 'link.pdparams', tmp_path / 'hard.pdparams'):
-        assert paddle2ppdet.main([str(bare), str(same), '--config', '0']) == 2
+        assert run_family('to-ppdet', [str(bare), str(same), '--config', '0']) == 2
         assert 'is an input file' in capsys.readouterr().err and bare.read_bytes() == before
-    assert paddle2ppdet.main([str(bare), str(tmp_path / 'x.pdparams'), '--config', '0']) == 2
+    assert run_family('to-ppdet', [str(bare), str(tmp_path / 'x.pdparams'), '--config', '0']) == 2
     assert 'do not fit config' in capsys.readouterr().err
     assert not (tmp_path / 'x.pdparams').exists()

@@ -15,11 +15,12 @@ import numpy as np
 import paddle
 
 from solov2.config import CONFIGS
-from solov2.convert import ppdet2paddle, ppdet_names
+from solov2.convert import ppdet_names
 from solov2.convert.common import convert
 from solov2.model.checkpoint import load_paddle_params, save_checkpoint
 from solov2.model.inference.dygraph_backend import DygraphBackend
 from solov2.model.inference.postprocess import flatten_levels, paste_in_boxes, postprocess
+from solov2.tools.convert import run_family
 from solov2.tools.dev.reference import ppdet_ref
 
 pytestmark = pytest.mark.reference
@@ -54,7 +55,7 @@ def _convert(family: str, src: str, out: str) -> int:
     """Convert with the user-facing CLI when the family is a published 2.x config;
     the 0.5 architecture (config 2) drops the zeroed head DCN biases first."""
     if FAMILIES[family] in CLI_CONFIGS:
-        assert ppdet2paddle.main([src, out]) == 0
+        assert run_family('ppdet', [src, out]) == 0
         return json.load(open(out.replace('.pdparams', '.json')))['config']
     source = {k: v for k, v in load_paddle_params(src).items() if not _is_head_dcn_bias(k)}
     number, cfg, state, _ = convert(source, ppdet_names.ppdet_name, [FAMILIES[family]],

@@ -12,11 +12,12 @@ import torch
 
 from solov2.config import CONFIGS
 from solov2.config.sidecar import read_sidecar
-from solov2.convert import families, mmdet_names, solo2paddle
+from solov2.convert import families, mmdet_names
 from solov2.convert.common import ConversionError, convert
 from solov2.convert.pth_reader import load_state_dict
 from solov2.model.build import build_model
 from solov2.model.checkpoint import load_paddle_params
+from solov2.tools.convert import run_family
 from tests.fixtures.solo_checkpoints import write_solo_checkpoint
 from tests.reference.solo_torch import ARCH_ARGS, build_solo_torch, load_solo_checkpoint
 
@@ -63,7 +64,7 @@ def case(request, tmp_path_factory):
 def test_cli_detects_config_and_outputs_match(case, tmp_path):
     name, path, image, expected = case
     out = tmp_path / 'ours.pdparams'
-    assert solo2paddle.main([str(path), str(out)]) == 0
+    assert run_family('solo', [str(path), str(out)]) == 0
     assert read_sidecar(str(out))['config'] == CASES[name]
     ours = _ours(CONFIGS[CASES[name]], load_paddle_params(str(out)), image)
     diffs = {k: _max_diff(ours[k], expected[k]) for k in expected}
@@ -95,5 +96,5 @@ def test_incomplete_checkpoint_is_refused(case, tmp_path):
         convert(source, mmdet_names.solo_name, [CASES[name]], 80, ignored=mmdet_names.is_counter)
     message = str(info.value)
     assert 'bbox_head.solo_kernel.bias' in message and 'bbox_head.extra.weight' in message
-    assert solo2paddle.main([str(path), str(tmp_path / 'x.pdparams'), '--config', '7']) == 2
+    assert run_family('solo', [str(path), str(tmp_path / 'x.pdparams'), '--config', '7']) == 2
     assert not (tmp_path / 'x.pdparams').exists()

@@ -1,0 +1,72 @@
+"""``solov2 convert FAMILY SOURCE OUTPUT [--config N]``: another project's checkpoint -> this
+project's, or back to PaddleDetection 2.x (``to-ppdet``); the converters' one command line.
+``--help`` lists the families (tools/main.py's ``CONVERTERS``), ``FAMILY --help`` shows the
+family's notes (its ``Converter`` in convert/families.py; convert/to_ppdet.py for the way back).
+From a checkout, ``python tools/convert.py FAMILY ...``, or ``python convert/<source>2paddle.py
+SOURCE OUTPUT``: each such script hands its line to ``run_family`` through convert/_bootstrap.
+"""
+import os
+import sys
+
+if __package__ in (None, ''):
+    import _bootstrap  # noqa: F401  (script mode: make the project importable)
+
+from solov2.convert import families, to_ppdet
+from solov2.convert.common import convert_file
+from solov2.tools.cli import make_parser, run_command
+from solov2.tools.main import CONVERTERS, dispatch
+
+
+def converting(converter):
+    """A ``Converter``'s entry of ``WORK``."""
+    return lambda *args: convert_file(converter, *args).lines(), converter.default_configs, converter.notes, {}
+
+
+# FAMILY -> (convert(source, output, config number or None) -> summary lines, configs tried, notes, help overrides)
+WORK = {'solo': converting(families.SOLO), 'ppdet': converting(families.PPDET),
+        'ppdet-static': converting(families.PPDET_STATIC), 'mmdet': converting(families.MMDET),
+        'paddleclas': converting(families.PADDLECLAS), 'torchvision': converting(families.TORCHVISION),
+        'to-ppdet': (to_ppdet.write_ppdet, (), to_ppdet.NOTES, {
+            'source': "this project's .pdparams (its NAME.json names the config)",
+            'output': 'PaddleDetection .pdparams to write', 'config': 'config number when there is no sidecar'})}
+HELP = {'source': 'checkpoint to convert', 'output': 'where to write the .pdparams (a .json sidecar goes beside it)',
+        'config': 'target config number; default: detect among {configs}'}
+
+
+def run_converter(notes: str, convert, argv=None, default_configs=(), helps=None, prog=None) -> int:
+    """A converter's command line, ``SOURCE OUTPUT [--config N]``, run as a command
+    (``run_command``) named ``prog`` (default: the script's name): ``convert(source, output,
+    number)`` does the work and returns the summary lines, printed on stdout. ``notes``: the
+    help's first line, then its details; ``helps`` replaces entries of ``HELP``."""
+    helps = {**HELP, **(helps or {})}
+    summary, _, details = notes.partition('\n')
+
+    def run(rest) -> int:
+        parser = make_parser(summary, notes=details)
+        parser.prog = prog or parser.prog
+        parser.add_argument('source', help=helps['source'])
+        parser.add_argument('output', help=helps['output'])
+        parser.add_argument('--config', type=int, default=None,
+                            help=helps['config'].format(configs=list(default_configs)))
+        args = parser.parse_args(rest)
+        for line in convert(args.source, args.output, args.config):
+            print(line)
+        return 0
+    return run_command(run, argv)
+
+
+def run_family(family: str, argv=None, prog=None) -> int:
+    """``solov2 convert FAMILY`` with ``argv`` (default: the script's arguments), named ``prog``."""
+    convert, configs, notes, helps = WORK[family]
+    return run_converter(notes, convert, argv, configs, helps, prog)
+
+
+def main(argv=None) -> int:
+    """``solov2 convert FAMILY ARGS``: ``run_family``; the list of families for ``--help``."""
+    words = os.path.basename(sys.argv[0])
+    return dispatch(words, CONVERTERS, list(sys.argv[1:] if argv is None else argv),
+                    lambda family, rest: run_family(family, rest, f'{words} {family}'))
+
+
+if __name__ == '__main__':
+    raise SystemExit(main())
