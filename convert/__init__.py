@@ -1,4 +1,5 @@
-"""Checkpoint converters: ``python convert/<source>2paddle.py SOURCE OUTPUT``.
+"""Checkpoint converters: ``solov2 convert FAMILY SOURCE OUTPUT`` (tools/convert.py; in a checkout
+``python convert/<source>2paddle.py SOURCE OUTPUT``).
 
 Each converter is a set of rename rules from this project's parameter names to a
 source family's names; ``convert.common`` applies them and refuses partial results.
