@@ -1,5 +1,4 @@
-"""PaddleClas ImageNet ResNet ``.pdparams`` -> a backbone checkpoint: ``solov2 convert paddleclas``
-(tools/convert.py) from a checkout; ``--help`` shows its notes."""
+"""``solov2 convert paddleclas`` from a checkout (tools/convert.py; ``--help`` shows its notes)."""
 if __name__ == '__main__':
     import _bootstrap  # the checkout importable, then the command
     raise SystemExit(_bootstrap.convert('paddleclas'))

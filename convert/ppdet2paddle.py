@@ -1,5 +1,4 @@
-"""PaddleDetection 2.x dygraph ``.pdparams`` -> this project's checkpoint: ``solov2 convert ppdet``
-(tools/convert.py) from a checkout; ``--help`` shows its notes."""
+"""``solov2 convert ppdet`` from a checkout (tools/convert.py; ``--help`` shows its notes)."""
 if __name__ == '__main__':
     import _bootstrap  # the checkout importable, then the command
     raise SystemExit(_bootstrap.convert('ppdet'))

@@ -1,5 +1,4 @@
-"""Original SOLO (mmdetection 1.x) ``.pth`` -> this project's checkpoint: ``solov2 convert solo``
-(tools/convert.py) from a checkout; ``--help`` shows its notes."""
+"""``solov2 convert solo`` from a checkout (tools/convert.py; ``--help`` shows its notes)."""
 if __name__ == '__main__':
     import _bootstrap  # the checkout importable, then the command
     raise SystemExit(_bootstrap.convert('solo'))

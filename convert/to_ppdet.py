@@ -1,7 +1,5 @@
-"""This project's checkpoint (trained or converted) -> PaddleDetection 2.x ``.pdparams``, the
-library part of ``solov2 convert to-ppdet``: the way back of ``families.PPDET``, through the same
-rename table (``convert.ppdet_names``). Only configs 0, 3 and 4 have a PaddleDetection 2.x
-SOLOv2 config (``PPDET_CONFIGS``)."""
+"""The way back of ``families.PPDET`` (``NOTES``: ``solov2 convert to-ppdet``), through the same
+rename table (``convert.ppdet_names``)."""
 from pathlib import Path
 from typing import Dict, List, Optional
 

@@ -1,10 +1,7 @@
-"""``solov2 convert FAMILY SOURCE OUTPUT [--config N]``: another project's checkpoint -> this
-project's, or back to PaddleDetection 2.x (``to-ppdet``); the converters' one command line.
-``--help`` lists the families (tools/main.py's ``CONVERTERS``), ``FAMILY --help`` shows the
-family's notes (its ``Converter`` in convert/families.py; convert/to_ppdet.py for the way back).
-From a checkout, ``python tools/convert.py FAMILY ...``, or ``python convert/<source>2paddle.py
-SOURCE OUTPUT``: each such script hands its line to ``run_family`` through convert/_bootstrap.
-"""
+"""``solov2 convert FAMILY SOURCE OUTPUT [--config N]``, the converters' one command line:
+``--help`` lists the families (tools/main.py's ``CONVERTERS``), ``FAMILY --help`` shows its notes
+(its ``Converter`` in convert/families.py, convert/to_ppdet.py's for the way back). In a checkout
+each ``convert/<source>2paddle.py`` hands its line to ``run_family`` (through convert/_bootstrap)."""
 import os
 import sys
 
