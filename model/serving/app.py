@@ -156,15 +156,19 @@ def answer(instances, masks: str) -> Dict[str, Any]:
     return result
 
 
-def create_app(settings: ServeSettings) -> FastAPI:
+def create_app(settings: ServeSettings, load_first: bool = False) -> FastAPI:
     """The service's ASGI application for ``settings`` (module docstring): serve it with
     uvicorn (``tools/serve.py``) or Ray Serve (``ray_deployment``). Its state is made when
-    it starts (the ASGI lifespan), so the application itself holds only its routes."""
+    it starts (the ASGI lifespan), so the application itself holds only its routes. The
+    model loads beside the running server, or with ``load_first`` before the start-up ends
+    (for a host that sends traffic once a start-up has ended, as Ray Serve does)."""
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
         service = app.state.service = Service(settings)
         threading.Thread(target=service.load, name='solov2-serve-load', daemon=True).start()
+        if load_first:
+            await asyncio.to_thread(service.loaded.wait)
         try:
             yield
         finally:
@@ -244,12 +248,12 @@ def add_routes(app: FastAPI) -> None:
 
     @app.get('/v1/model')
     async def model(request: Request):
-        """The model served: config, classes, backend, weights."""
+        """The model served (config, classes, backend, weights) and the process that answered."""
         service: Service = request.app.state.service
         if service.segmenter is None:
             raise HttpError(503, service.problem or 'the model is loading', {'Retry-After': '1'})
         settings, seg = service.settings, service.segmenter
-        return {'config': seg.number, 'config_name': seg.cfg.__name__, 'classes': list(seg.class_names),
+        return {'process': os.getpid(), 'config': seg.number, 'config_name': seg.cfg.__name__, 'classes': list(seg.class_names),
                 'backend': seg.backend.name, 'weights': settings.weights, 'model_dir': settings.model_dir,
                 'max_batch': settings.max_batch, 'max_pixels': service.max_pixels}
 
