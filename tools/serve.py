@@ -119,7 +119,9 @@ def serve(settings, args) -> None:
         uvicorn_server(uvicorn.Config(create_app(settings), **options)).run()
         return
     os.environ[SETTINGS_ENV] = json.dumps(dataclasses.asdict(settings))
-    uvicorn.run('solov2.tools.serve:worker_app', factory=True, workers=args.workers, **options)
+    # a worker imports Paddle and the library before it answers the supervisor's first check
+    uvicorn.run('solov2.tools.serve:worker_app', factory=True, workers=args.workers, timeout_worker_healthcheck=120,
+                **options)
 
 
 def run(argv) -> int:
