@@ -1,7 +1,7 @@
 """The architecture as the README draws it: imports flow config -> data -> model (the
 network) -> convert (the converters' library) | model.training | model.inference -> model.api
--> the commands (demo.py, train.py, eval.py, tools/, convert/*2paddle.py and their shared glue
-tools/cli.py), and nothing reads outside the repository."""
+(-> model.serving, the HTTP service) -> the commands (demo.py, train.py, eval.py, tools/,
+convert/*2paddle.py and their shared glue tools/cli.py), and nothing reads outside the repository."""
 import ast
 import re
 
@@ -19,10 +19,11 @@ RULES = [
     ('solov2/core/', ('config', 'data', 'model', 'convert', 'tools')),   # the core every layer may import
     ('config/', ('data', 'model', 'convert', 'tools')),
     ('data/', ('model', 'convert', 'tools')),
-    ('model/training/', ('model.inference', 'model.api', 'convert', 'tools')),
-    ('model/inference/', ('model.training', 'model.api', 'convert', 'tools')),
-    (r'model/[^/]+\.py$', ('model.api', 'convert', 'tools')),   # the network files
-    ('model/api/', COMMAND_MODULES + ('tools',)),
+    ('model/training/', ('model.inference', 'model.api', 'model.serving', 'convert', 'tools')),
+    ('model/inference/', ('model.training', 'model.api', 'model.serving', 'convert', 'tools')),
+    (r'model/[^/]+\.py$', ('model.api', 'model.serving', 'convert', 'tools')),   # the network files
+    ('model/api/', COMMAND_MODULES + ('model.serving', 'tools')),
+    ('model/serving/', COMMAND_MODULES + ('tools',)),      # the HTTP service: above model.api, below its command
     ('convert/', ('model.training', 'model.inference', 'model.api')),
 ]
 SKIPPED_DIRS = {'.git', '__pycache__', 'output', 'datasets', 'weights', 'export', 'out', 'build'}

@@ -253,9 +253,9 @@ def add_routes(app: FastAPI) -> None:
         if service.segmenter is None:
             raise HttpError(503, service.problem or 'the model is loading', {'Retry-After': '1'})
         settings, seg = service.settings, service.segmenter
-        return {'process': os.getpid(), 'config': seg.number, 'config_name': seg.cfg.__name__, 'classes': list(seg.class_names),
-                'backend': seg.backend.name, 'weights': settings.weights, 'model_dir': settings.model_dir,
-                'max_batch': settings.max_batch, 'max_pixels': service.max_pixels}
+        return {'process': os.getpid(), 'config': seg.number, 'config_name': seg.cfg.__name__,
+                'classes': list(seg.class_names), 'backend': seg.backend.name, 'weights': settings.weights,
+                'model_dir': settings.model_dir, 'max_batch': settings.max_batch, 'max_pixels': service.max_pixels}
 
     @app.get('/healthz')
     async def healthz():

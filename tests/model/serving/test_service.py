@@ -18,7 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from solov2 import Segmenter
 from solov2.core.paths import SAMPLE_IMAGES
 from solov2.model.serving.app import ServeSettings
-from tests.serving.conftest import SMALL_MODEL, serving
+from tests.model.serving.conftest import SMALL_MODEL, serving
 
 PICTURES = sorted(Path(SAMPLE_IMAGES).glob('*.jpg'))
 SETTINGS = ServeSettings(**SMALL_MODEL, max_batch=4, max_wait_ms=50, queue_size=6, max_body_mb=1,

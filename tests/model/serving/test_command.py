@@ -12,7 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from solov2.core.paths import SAMPLE_IMAGES
 from solov2.tools import serve
 from tests.helpers import REPO_DIR, free_port
-from tests.serving.conftest import httpx, wait_ready
+from tests.model.serving.conftest import httpx, wait_ready
 
 PICTURE = (REPO_DIR / SAMPLE_IMAGES / 'shapes_000042.jpg').read_bytes()
 

@@ -9,7 +9,7 @@ from solov2.core.paths import SAMPLE_IMAGES
 from solov2.model.serving.app import ServeSettings
 from solov2.model.serving.ray_deployment import deployment
 from tests.helpers import REPO_DIR, free_port
-from tests.serving.conftest import SMALL_MODEL, httpx
+from tests.model.serving.conftest import SMALL_MODEL, httpx
 
 ray = pytest.importorskip('ray', reason='the Ray Serve deployment needs requirements-ray.txt')
 serve = pytest.importorskip('ray.serve')
