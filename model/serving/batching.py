@@ -25,7 +25,7 @@ from solov2.model.inference.postprocess import InferenceParams
 LOG = logging.getLogger(__name__)
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(eq=False)      # each job is itself: the queue removes it by identity
 class Job:
     """One picture waiting for the network: chw [3, Hp, Wp] float32, its meta, the call's params."""
     chw: np.ndarray
