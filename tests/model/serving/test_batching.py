@@ -6,7 +6,7 @@ from solov2 import Segmenter
 from solov2.core.paths import SAMPLE_IMAGES
 from solov2.model.serving.batching import Batcher
 from tests.helpers import REPO_DIR
-from tests.model.serving.conftest import SMALL_MODEL
+from tests.model.serving.running import SMALL_MODEL
 
 
 def test_sizes_queued_in_turn_run_a_batch_each_with_the_answers_of_one_at_a_time():

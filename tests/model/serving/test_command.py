@@ -7,12 +7,10 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from prometheus_client.parser import text_string_to_metric_families
-
 from solov2.core.paths import SAMPLE_IMAGES
 from solov2.tools import serve
 from tests.helpers import REPO_DIR, free_port
-from tests.model.serving.conftest import httpx, wait_ready
+from tests.model.serving.running import httpx, metric_families, wait_ready
 
 PICTURE = (REPO_DIR / SAMPLE_IMAGES / 'shapes_000042.jpg').read_bytes()
 
@@ -27,8 +25,7 @@ def start(*options):
 
 
 def in_flight(client) -> float:
-    families = {f.name: f for f in text_string_to_metric_families(client.get('/metrics').text)}
-    return families['solov2_in_flight'].samples[0].value
+    return metric_families(client)['solov2_in_flight'].samples[0].value
 
 
 def test_sigterm_finishes_the_requests_in_flight_and_exits_0():

@@ -6,16 +6,15 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from solov2.core.paths import SAMPLE_IMAGES
-from solov2.model.serving.app import ServeSettings
-from solov2.model.serving.ray_deployment import deployment
 from tests.helpers import REPO_DIR, free_port
-from tests.model.serving.conftest import SMALL_MODEL, httpx
+from tests.model.serving.running import SMALL_MODEL, ServeSettings, httpx
 
 ray = pytest.importorskip('ray', reason='the Ray Serve deployment needs requirements-ray.txt')
 serve = pytest.importorskip('ray.serve')
 
 
 def test_two_replicas_answer():
+    from solov2.model.serving.ray_deployment import deployment
     port = free_port()
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
     try:

@@ -13,12 +13,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from solov2 import Segmenter
 from solov2.core.paths import SAMPLE_IMAGES
-from solov2.model.serving.app import ServeSettings
-from tests.model.serving.conftest import SMALL_MODEL, serving
+from tests.model.serving.running import SMALL_MODEL, ServeSettings, metric_families, serving
 
 PICTURES = sorted(Path(SAMPLE_IMAGES).glob('*.jpg'))
 SETTINGS = ServeSettings(**SMALL_MODEL, max_batch=4, max_wait_ms=50, queue_size=6, max_body_mb=1,
@@ -47,7 +45,7 @@ def same_answer(got: dict, expected: dict) -> None:
 
 
 def batch_count(client) -> float:
-    families = {f.name: f for f in text_string_to_metric_families(client.get('/metrics').text)}
+    families = metric_families(client)
     return next(s.value for s in families['solov2_batch_size'].samples if s.name == 'solov2_batch_size_count')
 
 
@@ -142,7 +140,7 @@ def test_a_slow_client_holds_up_nobody(client):
 
 def test_metrics_parse_as_prometheus_text(client):
     client.post('/v1/segment', content=b'')
-    families = {f.name: f for f in text_string_to_metric_families(client.get('/metrics').text)}
+    families = metric_families(client)
     requests = {(s.labels['route'], s.labels['status']): s.value for s in families['solov2_requests'].samples
                 if s.name == 'solov2_requests_total'}
     assert requests[('/v1/segment', '200')] >= 1 and requests[('/v1/segment', '400')] >= 1

@@ -10,12 +10,19 @@ import pytest
 pytest.importorskip('fastapi', reason='the service needs requirements-serve.txt')
 httpx = pytest.importorskip('httpx', reason='the service tests need requirements-test.txt')
 uvicorn = pytest.importorskip('uvicorn', reason='the service needs requirements-serve.txt')
+prometheus_parser = pytest.importorskip('prometheus_client.parser', reason='the service needs requirements-serve.txt')
 
 from solov2.core.paths import SHIPPED_WEIGHTS  # noqa: E402
 from solov2.model.serving.app import ServeSettings, create_app  # noqa: E402
 from tests.helpers import free_port  # noqa: E402
 
 SMALL_MODEL = {'weights': str(SHIPPED_WEIGHTS), 'backend': 'dygraph', 'threads': 1}   # starts in a second
+
+
+def metric_families(client) -> dict:
+    """{name: family} of the service's /metrics, parsed as Prometheus text."""
+    families = prometheus_parser.text_string_to_metric_families(client.get('/metrics').text)
+    return {family.name: family for family in families}
 
 
 def wait_ready(client, timeout_s: float = 60.0, path: str = '/readyz') -> None:
