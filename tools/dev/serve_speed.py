@@ -21,8 +21,9 @@ from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-if __package__ in (None, ''):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))     # run by path: the checkout's solov2
+if __package__ in (None, ''):      # run by path: tools/_bootstrap.py makes the checkout's solov2 importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    import _bootstrap  # noqa: F401
 
 import cv2  # noqa: E402
 import httpx  # noqa: E402
