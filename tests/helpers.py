@@ -65,13 +65,18 @@ def launch_two_cpu_processes(tmp_path, *command):
     return _finish([_launch(tmp_path / 'logs', ['--nproc_per_node', '2'], command)])[0]
 
 
+def free_port() -> int:
+    """A TCP port of 127.0.0.1 that nothing listens on (free when asked)."""
+    with socket.socket() as probe:
+        probe.bind(('127.0.0.1', 0))
+        return probe.getsockname()[1]
+
+
 def launch_two_nodes(tmp_path, *command, cwds=(None, None)):
     """Run `command` (after `python`) as two one-process "nodes" on 127.0.0.1, each a
     launcher of its own (``--nnodes 2 --master``; node N's log in tmp_path/nodeN/workerlog.0,
     its working directory ``cwds[N]``); returns their outputs. Fails the test if they hang."""
-    with socket.socket() as probe:
-        probe.bind(('127.0.0.1', 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     return _finish([_launch(tmp_path / f'node{rank}', ['--nnodes', '2', '--master', f'127.0.0.1:{port}',
                                                       '--rank', str(rank), '--nproc_per_node', '1'], command, cwd)
                     for rank, cwd in enumerate(cwds)])

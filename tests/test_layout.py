@@ -1,8 +1,8 @@
 """The architecture as the README draws it: imports flow config -> data -> model (the
 network) -> convert (the converters' library) | model.training | model.inference -> model.api
--> the commands (demo.py, train.py, eval.py, tools/ and their shared glue tools/cli.py;
-convert/*2paddle.py hand their line to tools/convert.py through the checkout's convert/_bootstrap),
-and nothing reads outside the repository."""
+-> model.serving (the HTTP service) -> the commands (demo.py, train.py, eval.py, tools/ and their
+shared glue tools/cli.py; convert/*2paddle.py hand their line to tools/convert.py through the
+checkout's convert/_bootstrap), and nothing reads outside the repository."""
 import ast
 import re
 
@@ -17,12 +17,13 @@ RULES = [
     ('solov2/core/', ('config', 'data', 'model', 'convert', 'tools')),   # the core every layer may import
     ('config/', ('data', 'model', 'convert', 'tools')),
     ('data/', ('model', 'convert', 'tools')),
-    ('model/training/', ('model.inference', 'model.api', 'convert', 'tools')),
-    ('model/inference/', ('model.training', 'model.api', 'convert', 'tools')),
-    (r'model/[^/]+\.py$', ('model.api', 'convert', 'tools')),   # the network files
-    ('model/api/', ('tools',)),
+    ('model/training/', ('model.inference', 'model.api', 'model.serving', 'convert', 'tools')),
+    ('model/inference/', ('model.training', 'model.api', 'model.serving', 'convert', 'tools')),
+    (r'model/[^/]+\.py$', ('model.api', 'model.serving', 'convert', 'tools')),   # the network files
+    ('model/api/', ('model.serving', 'tools')),
+    ('model/serving/', ('tools',)),      # the HTTP service: above model.api, below its command
     # the package solov2.convert; its scripts' bootstrap, which the wheel leaves out, hands them to tools/convert.py
-    ('convert/(?!_bootstrap/)', ('model.training', 'model.inference', 'model.api', 'tools')),
+    ('convert/(?!_bootstrap/)', ('model.training', 'model.inference', 'model.api', 'model.serving', 'tools')),
     (r'(solov2|config|data|model|convert)/|tools/(?!dev/)', ('tools.dev',)),   # the wheel never needs the workshop
 ]
 SKIPPED_DIRS = {'.git', '__pycache__', 'output', 'datasets', 'weights', 'export', 'out', 'build'}

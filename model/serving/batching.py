@@ -1,0 +1,121 @@
+"""Batching across requests: the pictures of concurrent requests that share a padded size
+and the call's thresholds run through the network as one batch, on one thread.
+
+Callers (any thread) ``submit`` a prepared picture and get a ``concurrent.futures.Future``
+of its network output; the network thread takes the oldest waiting picture, waits up to
+``max_wait_s`` after its arrival for more of the same kind (up to ``max_batch``) and runs
+them together (``Segmenter._forward``: one batch of one padded size gives what one picture at a
+time gives). A future cancelled before its batch starts (a request past its deadline) is
+dropped without running.
+"""
+import collections
+import concurrent.futures
+import dataclasses
+import logging
+import threading
+import time
+from typing import Any, Callable, Deque, List, Optional
+
+import numpy as np
+
+from solov2.core.errors import RunError
+from solov2.model.api.segmenter import Segmenter
+from solov2.model.inference.postprocess import InferenceParams
+
+LOG = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(eq=False)      # each job is itself: the queue removes it by identity
+class Job:
+    """One picture waiting for the network: chw [3, Hp, Wp] float32, its meta, the call's params."""
+    chw: np.ndarray
+    meta: Any
+    params: InferenceParams
+    arrived: float
+    future: concurrent.futures.Future = dataclasses.field(default_factory=concurrent.futures.Future)
+
+    def same_kind(self, other: 'Job') -> bool:
+        """Whether ``other`` may share this job's network batch (same padded size and params)."""
+        return self.chw.shape == other.chw.shape and self.params == other.params
+
+
+class Batcher:
+    """The network thread of a service: ``submit`` from any thread, ``close`` to stop.
+
+    Args:
+        segmenter: the model (its ``backend`` runs the batches).
+        max_batch: the most pictures in one network run.
+        max_wait_s: how long the oldest waiting picture waits for others to join its batch.
+        on_batch: called with each batch's size before it runs (metrics).
+    """
+
+    def __init__(self, segmenter: Segmenter, max_batch: int = 4, max_wait_s: float = 0.01,
+                 on_batch: Optional[Callable[[int], None]] = None):
+        self.segmenter, self.max_batch, self.max_wait_s = segmenter, max(1, max_batch), max(0.0, max_wait_s)
+        self.on_batch = on_batch or (lambda size: None)
+        self._jobs: Deque[Job] = collections.deque()
+        self._wake = threading.Condition()
+        self._closed = False
+        self._thread = threading.Thread(target=self._run, name='solov2-serve-network', daemon=True)
+        self._thread.start()
+
+    @property
+    def depth(self) -> int:
+        """Pictures waiting for the network."""
+        return len(self._jobs)
+
+    def submit(self, chw: np.ndarray, meta: Any, params: InferenceParams) -> concurrent.futures.Future:
+        """Queue a prepared picture (``backend.prepare``'s chw [3, Hp, Wp] and meta); the
+        future gives its network output for ``Segmenter._instances``."""
+        job = Job(chw, meta, params, time.monotonic())
+        with self._wake:
+            if self._closed:
+                raise RunError('the service is stopping')
+            self._jobs.append(job)
+            self._wake.notify()
+        return job.future
+
+    def close(self, timeout_s: float = 30.0) -> None:
+        """Run what is queued, then stop the network thread (waiting up to ``timeout_s``)."""
+        with self._wake:
+            self._closed = True
+            self._wake.notify()
+        self._thread.join(timeout_s)
+
+    def _take(self) -> List[Job]:
+        """The next batch: the oldest job and up to ``max_batch - 1`` later ones of its kind,
+        once the batch is full or the oldest has waited ``max_wait_s``; [] when closed and empty."""
+        with self._wake:
+            while True:
+                while not self._jobs and not self._closed:
+                    self._wake.wait()
+                if not self._jobs:
+                    return []
+                first = self._jobs[0]
+                batch = [job for job in self._jobs if first.same_kind(job)][:self.max_batch]
+                left = first.arrived + self.max_wait_s - time.monotonic()
+                if len(batch) >= self.max_batch or left <= 0 or self._closed:
+                    break
+                self._wake.wait(left)
+            for job in batch:
+                self._jobs.remove(job)
+        return [job for job in batch if job.future.set_running_or_notify_cancel()]
+
+    def _run(self) -> None:
+        backend = self.segmenter.backend
+        while True:
+            batch = self._take()
+            if not batch and self._closed and not self._jobs:
+                return
+            if not batch:
+                continue
+            self.on_batch(len(batch))
+            try:
+                rows = Segmenter._forward(backend, [(job.chw, job.meta) for job in batch], batch[0].params)
+            except Exception as exc:  # a failed run fails its own requests, never the thread
+                LOG.exception('a network batch failed')
+                for job in batch:
+                    job.future.set_exception(exc)
+                continue
+            for job, row in zip(batch, rows):
+                job.future.set_result(row)

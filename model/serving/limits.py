@@ -1,0 +1,85 @@
+"""A request's limits and the HTTP errors they give: body size (413, before the body is
+read when it declares its length), pixels (413, from the header before decoding where the
+format tells them: PNG, JPEG, BMP), content type (415), a picture that does not decode (400)."""
+from typing import Optional
+
+import numpy as np
+
+from solov2.core.errors import InputError
+from solov2.data.transforms import header_size
+from solov2.model.api.segmenter import picture_rgb
+
+PICTURE_TYPES = ('image/', 'application/octet-stream')
+MULTIPART = 'multipart/form-data'
+
+
+class HttpError(Exception):
+    """A request the service refuses: ``status``, a one-line ``message`` for the JSON body
+    ``{"error": message}``, and extra response ``headers`` (Retry-After for 503)."""
+
+    def __init__(self, status: int, message: str, headers: Optional[dict] = None):
+        super().__init__(message)
+        self.status, self.message, self.headers = status, message, headers or {}
+
+
+def check_content_type(content_type: Optional[str]) -> str:
+    """The body's kind, 'picture' or 'multipart'; 415 for another type (none counts as a picture)."""
+    kind = (content_type or '').split(';')[0].strip().lower()
+    if kind == MULTIPART:
+        return 'multipart'
+    if not kind or kind.startswith(PICTURE_TYPES):
+        return 'picture'
+    raise HttpError(415, f'Content-Type {kind} is not a picture: send the file as the body (image/jpeg, image/png, '
+                         f'..., application/octet-stream) or as the field "file" of {MULTIPART}')
+
+
+def check_declared_length(length: Optional[str], max_bytes: int) -> None:
+    """413 when the Content-Length header says more than ``max_bytes``; 400 when it is not a number."""
+    if length is None:
+        return
+    if not length.strip().isdigit():
+        raise HttpError(400, f'Content-Length {length!r} is not a number of bytes')
+    if int(length) > max_bytes:
+        raise too_large(int(length), max_bytes)
+
+
+def too_large(size: int, max_bytes: int) -> HttpError:
+    """The 413 of a body of ``size`` bytes (or more) over ``max_bytes``."""
+    return HttpError(413, f'the body is {size / 2**20:.1f} MB or more, over the limit of {max_bytes / 2**20:g} MB '
+                          "(the service's --max-body-mb)")
+
+
+async def read_body(stream, max_bytes: int) -> bytes:
+    """The body from an ASGI request's ``stream()``; 413 as soon as it passes ``max_bytes``."""
+    parts, size = [], 0
+    async for chunk in stream:
+        size += len(chunk)
+        if size > max_bytes:
+            raise too_large(size, max_bytes)
+        parts.append(chunk)
+    return b''.join(parts)
+
+
+def decode_picture(data: bytes, max_pixels: int) -> np.ndarray:
+    """[H, W, 3] uint8 RGB of an encoded picture (``Segmenter``'s reading of bytes); 413 over
+    ``max_pixels`` (from the header before decoding for PNG, JPEG and BMP, else once decoded),
+    400 naming the problem when it does not decode."""
+    if not data:
+        raise HttpError(400, 'the body is empty: send the picture file as the body, or as the field "file" of '
+                             f'{MULTIPART}')
+    size = header_size(memoryview(data))
+    if size is not None:
+        check_pixel_count(*size, max_pixels)
+    try:
+        rgb = picture_rgb(data, 'rgb', 0)
+    except InputError as exc:
+        raise HttpError(400, str(exc)) from None
+    check_pixel_count(rgb.shape[1], rgb.shape[0], max_pixels)
+    return rgb
+
+
+def check_pixel_count(width: int, height: int, max_pixels: int) -> None:
+    """413 when a ``width`` x ``height`` picture has more than ``max_pixels`` pixels."""
+    if width * height > max_pixels:
+        raise HttpError(413, f'the picture is {width}x{height} = {width * height / 1e6:.1f} MP, over the limit of '
+                             f"{max_pixels / 1e6:g} MP (the service's --max-pixels)")

@@ -1,0 +1,34 @@
+"""The service's Prometheus metrics, in a registry of its own (one per application, so two
+services in one process never share counts): requests by route and status, latency, network
+batch sizes, pictures waiting for the network, requests in flight."""
+from typing import Callable, Tuple
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+
+class Metrics:
+    """The metrics of one service; ``queue_depth`` reads the batcher's queue when scraped."""
+
+    def __init__(self, max_batch: int, queue_depth: Callable[[], int]):
+        self.registry = CollectorRegistry()
+        self.requests = Counter('solov2_requests', 'HTTP requests answered, by route and status',
+                                ['route', 'status'], registry=self.registry)
+        self.latency = Histogram('solov2_request_seconds', 'time from a request to its answer, by route',
+                                 ['route'], buckets=LATENCY_BUCKETS, registry=self.registry)
+        self.batch_size = Histogram('solov2_batch_size', 'pictures in each network batch',
+                                    buckets=tuple(range(1, max_batch + 1)), registry=self.registry)
+        self.in_flight = Gauge('solov2_in_flight', 'segmentation requests accepted and not yet answered',
+                               registry=self.registry)
+        depth = Gauge('solov2_queue_depth', 'pictures waiting for the network', registry=self.registry)
+        depth.set_function(queue_depth)
+
+    def observe(self, route: str, status: int, seconds: float) -> None:
+        """Count one answered request."""
+        self.requests.labels(route, str(status)).inc()
+        self.latency.labels(route).observe(seconds)
+
+    def exposition(self) -> Tuple[bytes, str]:
+        """The Prometheus text and its content type."""
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST

@@ -1,0 +1,26 @@
+"""The batcher on its own: pictures of two padded sizes queued in turn run as a batch per size,
+each giving what it gives alone."""
+import numpy as np
+
+from solov2 import Segmenter
+from solov2.core.paths import SAMPLE_IMAGES
+from solov2.model.serving.batching import Batcher
+from tests.helpers import REPO_DIR
+from tests.model.serving.running import SMALL_MODEL
+
+
+def test_sizes_queued_in_turn_run_a_batch_each_with_the_answers_of_one_at_a_time():
+    segmenter, sizes = Segmenter(**SMALL_MODEL), []
+    backend, params = segmenter.backend, segmenter.backend.params
+    names = ['shapes_000023.jpg', 'shapes_wide.jpg', 'shapes_000042.jpg', 'shapes_wide.jpg']
+    prepared = [backend.prepare(segmenter.rgb(str(REPO_DIR / SAMPLE_IMAGES / name))) for name in names]
+    batcher = Batcher(segmenter, max_batch=4, max_wait_s=1.0, on_batch=sizes.append)
+    try:
+        rows = [future.result(30) for future in [batcher.submit(chw, meta, params) for chw, meta in prepared]]
+    finally:
+        batcher.close()
+    assert sorted(sizes) == [2, 2]
+    for (chw, meta), row in zip(prepared, rows):
+        alone = Segmenter._forward(backend, [(chw, meta)], params)[0]
+        for got, expected in zip(row, alone):
+            np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)

@@ -1,0 +1,73 @@
+"""tools/serve.py as a user starts it: SIGTERM during requests loses none of those accepted
+and exits 0; --workers 2 runs two processes, each with its model, and Ctrl-C stops them with
+exit 0; bad settings end in one line."""
+import signal
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+from solov2.core.paths import SAMPLE_IMAGES
+from solov2.tools import serve
+from tests.helpers import REPO_DIR, free_port
+from tests.model.serving.running import httpx, metric_families, wait_ready
+
+PICTURE = (REPO_DIR / SAMPLE_IMAGES / 'shapes_000042.jpg').read_bytes()
+
+
+def start(*options):
+    """tools/serve.py with the shipped model in dygraph on a free port: (process, client)."""
+    port = free_port()
+    process = subprocess.Popen([sys.executable, str(REPO_DIR / 'tools' / 'serve.py'), '--backend', 'dygraph',
+                                '--threads', '1', '--port', str(port), *options],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return process, httpx.Client(base_url=f'http://127.0.0.1:{port}', timeout=60)
+
+
+def in_flight(client) -> float:
+    return metric_families(client)['solov2_in_flight'].samples[0].value
+
+
+def test_sigterm_finishes_the_requests_in_flight_and_exits_0():
+    process, client = start('--max-batch', '8', '--max-wait-ms', '1500')
+    try:
+        wait_ready(client)
+        with ThreadPoolExecutor(6) as pool:
+            answers = [pool.submit(client.post, '/v1/segment', content=PICTURE) for _ in range(6)]
+            deadline = time.monotonic() + 20
+            while in_flight(client) < 6 and time.monotonic() < deadline:    # all six wait for their batch
+                time.sleep(0.02)
+            process.send_signal(signal.SIGTERM)
+            statuses = [answer.result().status_code for answer in answers]
+        output, _ = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    assert statuses == [200] * 6, output
+    assert process.returncode == 0, output
+    assert 'Shutting down' in output and 'Finished server process' in output
+
+
+def test_workers_run_a_model_each_and_stop_on_ctrl_c_with_exit_0():
+    process, client = start('--workers', '2')
+    try:
+        wait_ready(client)
+        answered = set()
+        deadline = time.monotonic() + 60
+        while len(answered) < 2 and time.monotonic() < deadline:      # each process readies its own model
+            with ThreadPoolExecutor(4) as pool:
+                answers = list(pool.map(lambda _: client.get('/v1/model'), range(8)))
+            answered |= {answer.json()['process'] for answer in answers if answer.status_code == 200}
+        assert client.post('/v1/segment', content=PICTURE).status_code == 200
+        process.send_signal(signal.SIGINT)
+        output, _ = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    assert len(answered) == 2 and process.pid not in answered, output
+    assert process.returncode == 0, output
+
+
+def test_bad_settings_end_in_one_line(capsys):
+    assert serve.main(['--queue-size', '0']) == 2
+    assert capsys.readouterr().err.strip() == 'error: --queue-size must be at least 1, not 0'
+    assert serve.main(['--backend', 'onnx']) == 2
+    assert '--model-dir' in capsys.readouterr().err

@@ -1,0 +1,194 @@
+"""The service's speed and memory against a plain threaded server around one ``Segmenter``
+(the stdlib's ``ThreadingHTTPServer``: what a user writes by hand), in the same run, on 127.0.0.1.
+
+    python tools/dev/serve_speed.py --requests 400 --rss 200 2000 --out output/serve_speed.md
+
+Both serve the shipped model on the same backend and threads, each in a process of its own.
+Pictures of mixed sizes (256x256 to 4000x3000, shapes drawn as tools/make_shapes_dataset.py draws)
+go in turn to 1 and to 8 clients (requests per second, p50 and p95 latency); then 32 clients
+against each (the service with --queue-size 4: the p95 of the accepted requests and how many got
+503); then the resident set size of each server after ``--rss`` requests in all. Writes a
+markdown table to ``--out`` and prints it.
+"""
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+if __package__ in (None, ''):      # run by path: tools/_bootstrap.py makes the checkout's solov2 importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    import _bootstrap  # noqa: F401
+
+import cv2  # noqa: E402
+import httpx  # noqa: E402
+import numpy as np  # noqa: E402
+
+from solov2.core.paths import SHIPPED_WEIGHTS  # noqa: E402
+from solov2.tools import report  # noqa: E402
+from solov2.tools.picture_speed import shapes_picture  # noqa: E402
+
+SIZES = ((256, 256, 4), (640, 480, 8), (1333, 800, 12), (4000, 3000, 20))    # width, height, shapes
+SERVE = str(Path(__file__).resolve().parents[1] / 'serve.py')
+
+
+def pictures() -> list:
+    """JPEG bytes of mixed sizes, the small ones more often (as a service sees them)."""
+    encoded = [cv2.imencode('.jpg', cv2.cvtColor(shapes_picture(w, h, n, seed), cv2.COLOR_RGB2BGR))[1].tobytes()
+               for seed, (w, h, n) in enumerate(SIZES)]
+    return encoded[:1] * 3 + encoded[1:2] * 2 + encoded[2:]
+
+
+def baseline_server(port: int, backend: str, threads: int) -> None:
+    """The plain server: POST a picture, get ``Instances.to_dict()`` as JSON; one shared Segmenter."""
+    from solov2 import InputError, Segmenter, tune_process
+    tune_process(threads, helper_threads=1)
+    seg = Segmenter(SHIPPED_WEIGHTS, backend=backend, threads=threads)
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):
+            data = self.rfile.read(int(self.headers.get('Content-Length', 0)))
+            try:
+                status, body = 200, json.dumps(seg(data).to_dict()).encode()
+            except InputError as exc:
+                status, body = 400, json.dumps({'error': str(exc)}).encode()
+            self.send_response(status)
+            self.send_header('Content-Type', 'application/json')
+            self.send_header('Content-Length', str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header('Content-Length', '0')
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+    ThreadingHTTPServer(('127.0.0.1', port), Handler).serve_forever()
+
+
+def start(kind: str, port: int, args, queue_size: int = 64):
+    """A server process ('service' or 'plain') on ``port``, once it answers its readiness check."""
+    if kind == 'service':
+        command = [SERVE, '--port', str(port), '--backend', args.backend, '--threads', str(args.threads),
+                   '--queue-size', str(queue_size), '--timeout-s', '120']
+    else:
+        command = [__file__, '--plain-server', str(port), '--backend', args.backend, '--threads', str(args.threads)]
+    process = subprocess.Popen([sys.executable, *command], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f'http://127.0.0.1:{port}/readyz', timeout=5).status_code == 200:
+                return process
+        except httpx.TransportError:
+            time.sleep(0.2)
+    process.kill()
+    raise RuntimeError(f'the {kind} server did not start')
+
+
+def stop(process) -> None:
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(60)
+    except subprocess.TimeoutExpired:
+        process.kill()
+
+
+def drive(port: int, bodies: list, clients: int, count: int) -> dict:
+    """``count`` requests from ``clients`` threads, each sending the next picture when answered:
+    requests/s of the answered ones, their p50 and p95 latency (s), and how many got 503."""
+    def one(index: int):
+        began = time.perf_counter()
+        answer = client.post(f'http://127.0.0.1:{port}/v1/segment', content=bodies[index % len(bodies)],
+                             headers={'Content-Type': 'image/jpeg'})
+        return answer.status_code, time.perf_counter() - began
+
+    with httpx.Client(timeout=300, limits=httpx.Limits(max_connections=clients)) as client, \
+            ThreadPoolExecutor(clients) as pool:
+        began = time.perf_counter()
+        done = list(pool.map(one, range(count)))
+        elapsed = time.perf_counter() - began
+    answered = sorted(seconds for status, seconds in done if status == 200)
+    return {'rps': len(answered) / elapsed, 'p50': float(np.percentile(answered, 50)),
+            'p95': float(np.percentile(answered, 95)), 'busy': sum(status == 503 for status, _ in done)}
+
+
+def rss_mb(process) -> float:
+    """The resident set size of ``process`` now, MB (Linux)."""
+    for line in Path(f'/proc/{process.pid}/status').read_text().splitlines():
+        if line.startswith('VmRSS:'):
+            return int(line.split()[1]) / 1024
+    return float('nan')
+
+
+def measure(kind: str, port: int, args, bodies: list) -> dict:
+    """One server's figures (module docstring); the service runs with --queue-size 8."""
+    process = start(kind, port, args, queue_size=8)
+    figures, sent = {}, 0
+    try:
+        for clients, count in ((1, args.requests // 2), (8, args.requests)):
+            figures[clients] = drive(port, bodies, clients, count)
+            sent += count
+        for total in args.rss:
+            if total > sent:
+                drive(port, bodies, 8, total - sent)
+                sent = total
+            figures[f'rss{total}'] = rss_mb(process)
+        figures[32] = drive(port, bodies, 32, args.requests)
+    finally:
+        stop(process)
+    return figures
+
+
+def table(results: dict, args) -> str:
+    """The markdown table of both servers' figures."""
+    rss = ' / '.join(str(total) for total in args.rss)
+    lines = [f'| server | 1 client: req/s, p50, p95 (s) | 8 clients: req/s, p50, p95 (s) | 8 / 1 '
+             f'| 32 clients: accepted p95 (s), 503s | RSS after {rss} requests (MB) |', '|---|---|---|---|---|---|']
+    for name, figures in results.items():
+        one, eight, over = figures[1], figures[8], figures[32]
+        memory = ' / '.join(f'{figures[f"rss{total}"]:.0f}' for total in args.rss)
+        lines.append(f'| {name} | {one["rps"]:.2f}, {one["p50"]:.2f}, {one["p95"]:.2f} '
+                     f'| {eight["rps"]:.2f}, {eight["p50"]:.2f}, {eight["p95"]:.2f} | {eight["rps"] / one["rps"]:.2f}x '
+                     f'| {over["p95"]:.2f}, {over["busy"]} of {args.requests} | {memory} |')
+    return '\n'.join(lines)
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('--requests', type=int, default=400, help='requests of the 8- and 32-client runs '
+                                                                   '(half for 1 client; default 400)')
+    parser.add_argument('--rss', type=int, nargs='+', default=[200, 2000],
+                        help="read each server's memory after this many requests in all (default 200 2000)")
+    parser.add_argument('--backend', default='dygraph', help="both servers' backend (default dygraph)")
+    parser.add_argument('--threads', type=int, default=0, help="both servers' CPU math threads (0: every core)")
+    parser.add_argument('--port', type=int, default=8310, help='first of the two ports (default 8310)')
+    parser.add_argument('--out', default='output/serve_speed.md', help='the markdown table (default %(default)s)')
+    parser.add_argument('--plain-server', type=int, metavar='PORT', help=argparse.SUPPRESS)
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if args.plain_server:
+        baseline_server(args.plain_server, args.backend, args.threads)
+        return 0
+    bodies, load = pictures(), os.getloadavg()[0]
+    results = {'tools/serve.py (batching, limits)': measure('service', args.port, args, bodies),
+               'plain ThreadingHTTPServer + Segmenter': measure('plain', args.port + 1, args, bodies)}
+    text = (f'{report.machine_line(args.threads)}; backend {args.backend}; load average {load:.1f} before '
+            f'the run, {os.getloadavg()[0]:.1f} after it\n\n{table(results, args)}\n')
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(text)
+    print(text)
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,147 @@
+"""Serve SOLOv2 over HTTP: one shared model, batching across requests, limits, metrics, a clean stop.
+
+    python tools/serve.py                                   # the shipped model on 127.0.0.1:8000
+    python tools/serve.py --weights W --port 8080 --workers 2
+    curl --data-binary @images/shapes_000023.jpg -H 'Content-Type: image/jpeg' http://127.0.0.1:8000/v1/segment
+
+Routes: POST /v1/segment (the picture as the body or the form field "file"; query
+score_threshold, max_instances, masks=rle|polygons|none), GET /v1/model, /healthz, /readyz,
+/metrics, and the OpenAPI page /docs. SIGTERM or Ctrl-C stop taking requests, finish those in
+flight (up to --timeout-s) and exit 0. The application is ``solov2.model.serving.app``;
+docs/serving.md says how to call it, its settings, metrics and scaling out (Ray Serve too).
+"""
+import argparse
+import contextlib
+import dataclasses
+import json
+import os
+import sys
+
+if __package__ in (None, ''):
+    import _bootstrap  # noqa: F401  (script mode: make the project importable)
+
+from solov2.tools.cli import (  # before Paddle
+    add_backend_args,
+    add_model_args,
+    add_runtime_args,
+    interruptible_loading,
+    make_parser,
+    run_command,
+    tune_for,
+    weights_path,
+)
+
+with interruptible_loading():      # Ctrl-C or SIGTERM while Paddle and the library load: one line
+    from solov2.core.errors import InputError
+    from solov2.core.paths import SHIPPED_WEIGHTS
+    from solov2.model.api.segmenter import check_arguments
+    from solov2.model.inference.backend_factory import BACKENDS
+    from solov2.model.inference.openvino_backend import PRECISIONS
+    from solov2.model.runtime import cpu_threads
+
+SETTINGS_ENV = 'SOLOV2_SERVE_SETTINGS'     # the settings, as JSON, for --workers' processes
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = make_parser('Serve SOLOv2 instance segmentation over HTTP.', notes=__doc__.split('\n\n', 1)[1])
+    add_model_args(parser, SHIPPED_WEIGHTS)
+    add_backend_args(parser, BACKENDS, PRECISIONS)
+    add_runtime_args(parser)
+    parser.add_argument('--host', default='127.0.0.1',
+                        help='address to listen on (default 127.0.0.1: this machine only; 0.0.0.0: every network)')
+    parser.add_argument('--port', type=int, default=8000, help='port (default 8000)')
+    parser.add_argument('--workers', type=int, default=1,
+                        help='processes, each with its model, sharing the port and the cores (default 1)')
+    parser.add_argument('--max-batch', type=int, default=4,
+                        help='most pictures of one padded size in one network run (default 4)')
+    parser.add_argument('--max-wait-ms', type=float, default=5.0,
+                        help='how long a picture waits for others to join its network run (default 5)')
+    parser.add_argument('--queue-size', type=int, default=16,
+                        help='requests in flight per process; more get 503 with Retry-After (default 16)')
+    parser.add_argument('--max-body-mb', type=float, default=32.0, help='largest request body, MB (default 32)')
+    parser.add_argument('--max-pixels', type=int, default=0,
+                        help="largest picture in pixels; more get 413 (default: the config's max_image_pixels)")
+    parser.add_argument('--timeout-s', type=float, default=30.0,
+                        help='a request unanswered after this many seconds gets 504; also how long a stop '
+                             'waits for the requests in flight (default 30)')
+    return parser.parse_args(argv)
+
+
+def settings_of(args):
+    """The service's settings from the command line, checked (InputError for one that cannot work)."""
+    from solov2.model.serving.app import ServeSettings
+    counts = (('--workers', args.workers), ('--max-batch', args.max_batch), ('--queue-size', args.queue_size))
+    for flag, value in counts:
+        if value < 1:
+            raise InputError(f'{flag} must be at least 1, not {value}')
+    if args.max_body_mb <= 0 or args.timeout_s <= 0 or args.max_wait_ms < 0 or args.max_pixels < 0:
+        raise InputError('--max-body-mb and --timeout-s must be above 0, --max-wait-ms and --max-pixels at least 0')
+    if args.tensorrt or args.mkldnn:
+        raise InputError('--tensorrt and --mkldnn are not for the service: it runs a Segmenter (docs/serving.md)')
+    check_arguments(args.weights, args.config, args.backend, args.model_dir, args.precision, args.device,
+                    args.threads, args.opt)
+    return ServeSettings(weights_path(args.weights), args.config, args.backend, args.model_dir, args.precision,
+                         args.device, cpu_threads(args.threads, args.workers), tuple(args.opt), args.max_batch,
+                         args.max_wait_ms, args.queue_size, args.max_body_mb, args.max_pixels, args.timeout_s)
+
+
+def worker_app():
+    """The application of one of --workers' processes (uvicorn's factory), from ``SETTINGS_ENV``."""
+    from solov2.model.serving.app import ServeSettings, create_app
+    settings = ServeSettings(**json.loads(os.environ[SETTINGS_ENV]))
+    tune_for(settings.device, settings.threads)
+    return create_app(settings)
+
+
+def uvicorn_server(config):
+    """A uvicorn server whose stop on SIGTERM or Ctrl-C (finishing the requests in flight)
+    ends in a return, for exit 0, instead of raising the signal again after it."""
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        @contextlib.contextmanager
+        def capture_signals(self):
+            with super().capture_signals():
+                try:
+                    yield
+                finally:
+                    self._captured_signals.clear()
+    return Server(config)
+
+
+def serve(settings, args) -> None:
+    """Run the service until SIGTERM or Ctrl-C: in this process, or in --workers processes."""
+    import uvicorn
+    options = {'host': args.host, 'port': args.port, 'timeout_graceful_shutdown': int(settings.timeout_s) + 1,
+               'log_level': 'info'}
+    if args.workers == 1:
+        from solov2.model.serving.app import create_app
+        uvicorn_server(uvicorn.Config(create_app(settings), **options)).run()
+        return
+    os.environ[SETTINGS_ENV] = json.dumps(dataclasses.asdict(settings))
+    # a worker imports Paddle and the library before it answers the supervisor's first check
+    uvicorn.run('solov2.tools.serve:worker_app', factory=True, workers=args.workers, timeout_worker_healthcheck=120,
+                **options)
+
+
+def run(argv) -> int:
+    args = parse_args(argv)
+    try:
+        import fastapi  # noqa: F401
+        import uvicorn  # noqa: F401
+    except ImportError as exc:
+        raise InputError(f'the service needs its extra ({exc.name} is missing): pip install -r '
+                         "requirements-serve.txt, or pip install '.[serve]'") from None
+    settings = settings_of(args)
+    tune_for(args.device, settings.threads)
+    serve(settings, args)
+    return 0
+
+
+def main(argv=None) -> int:
+    """The command: errors end in one line (``tools.cli.run_command``)."""
+    return run_command(run, argv)
+
+
+if __name__ == '__main__':
+    sys.exit(main())
