@@ -133,9 +133,11 @@ def test_outside_the_converters_a_family_converts_through_its_converter():
 
 
 def library_files():
-    """The library: solov2/ (the name and its core), config/, data/, model/ and convert/."""
+    """The library: solov2/ (the name and its core), config/, data/, model/ and convert/, without
+    the commands' entry points there (``python -m solov2``, the scripts' bootstraps)."""
     return [path for path in tracked_python_files()
-            if path.startswith(('solov2/', 'config/', 'data/', 'model/', 'convert/'))]
+            if path.startswith(('solov2/', 'config/', 'data/', 'model/', 'convert/'))
+            and path != 'solov2/__main__.py' and '/_bootstrap/' not in path]
 
 
 def console_calls(path: str):
