@@ -4,10 +4,10 @@ a section names, and the sections themselves, each between its markers in the re
 later run of its tool replaces it and keeps the rest.
 """
 import os
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Optional, Tuple
 
+from solov2.core.cache import package_version
 from solov2.model.cpu_math import cpu_name
 
 # the libraries whose version a figure depends on: (package, the name the line gives it)
@@ -15,18 +15,11 @@ LIBRARIES = (('paddlepaddle', 'Paddle'), ('openvino', 'OpenVINO'), ('onnxruntime
 Markers = Tuple[str, str]
 
 
-def _version(package: str) -> str:
-    try:
-        return version(package).split('-')[0]
-    except PackageNotFoundError:
-        return 'not installed'
-
-
 def machine_line(threads: int, cpuinfo: Optional[str] = None, cores: Optional[int] = None) -> str:
     """The machine a figure was measured on, the same in every section: '<cpu_name>, N cores, T threads,
     Paddle V, OpenVINO V, onnxruntime V' (``threads`` 0: every core; ``cores`` default: this machine's)."""
     cores = cores or os.cpu_count()
-    libraries = ', '.join(f'{name} {_version(package)}' for package, name in LIBRARIES)
+    libraries = ', '.join(f"{name} {package_version(package).split('-')[0]}" for package, name in LIBRARIES)
     return f'{cpu_name(cpuinfo)}, {cores} cores, {threads or cores} threads, {libraries}'
 
 

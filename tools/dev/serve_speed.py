@@ -21,17 +21,16 @@ from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-if __package__ in (None, ''):      # run by path: tools/_bootstrap.py makes the checkout's solov2 importable
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    import _bootstrap  # noqa: F401
+if __package__ in (None, ''):
+    import _bootstrap  # noqa: F401  (script mode: make the project importable)
 
 import cv2  # noqa: E402
 import httpx  # noqa: E402
 import numpy as np  # noqa: E402
 
 from solov2.core.paths import SHIPPED_WEIGHTS  # noqa: E402
-from solov2.tools import report  # noqa: E402
-from solov2.tools.picture_speed import shapes_picture  # noqa: E402
+from solov2.tools.dev import report  # noqa: E402
+from solov2.tools.dev.picture_speed import shapes_picture  # noqa: E402
 
 SIZES = ((256, 256, 4), (640, 480, 8), (1333, 800, 12), (4000, 3000, 20))    # width, height, shapes
 SERVE = str(Path(__file__).resolve().parents[1] / 'serve.py')
