@@ -257,7 +257,7 @@ class Segmenter:
         too; uint8 or uint16) or a PIL image (any mode, read as RGB); at most the config's
         ``max_image_pixels`` pixels, checked before decoding (``picture_rgb``); for a list (or tuple) of them, a list of
         ``Instances`` in the same order, ``batch_size`` pictures to a network run (pictures of
-        one padded size share a run, ``_forward``), reading and post-processing in worker
+        one padded size share a run, ``run_network``), reading and post-processing in worker
         threads as ``stream``; a picture that cannot be read raises InputError naming it.
         ``score_threshold`` and ``max_instances``: this call's config ``score_threshold`` and
         ``max_per_image`` (``per_call_params``; the same result as a Segmenter made with them
@@ -266,7 +266,7 @@ class Segmenter:
         if not isinstance(images, (list, tuple)):
             backend = self.backend
             chw, meta = backend.prepare(self.rgb(images, channels))
-            return self._instances(backend, self._forward(backend, [(chw, meta)], params)[0], meta, params)
+            return to_instances(backend, run_network(backend, [(chw, meta)], params)[0], meta, params)
         results = []
         with contextlib.closing(self._batches(images, channels, size, params)) as done:
             for index, (source, result) in enumerate(done):
@@ -312,7 +312,7 @@ class Segmenter:
         load, model = video_stages(backend, None, params)
 
         def finish(item, loaded, outputs):
-            return self._instances(backend, outputs, loaded[1][1], params)
+            return to_instances(backend, outputs, loaded[1][1], params)
 
         try:
             for (index, frame), result in stream_pipeline(read_frames(capture, first, max_frames), load, model,
@@ -328,7 +328,7 @@ class Segmenter:
                  ) -> Generator[Tuple[Any, Union[Instances, Exception]], None, None]:
         """``(source, Instances or the exception that stopped the picture)`` for each of
         ``images`` in order: ``batch_size`` of them at a time read and prepared in a worker,
-        run through the network on this thread (``_forward``), finished in workers."""
+        run through the network on this thread (``run_network``), finished in workers."""
         check_channels(channels)
         backend = self.backend
 
@@ -336,37 +336,36 @@ class Segmenter:
             return [prepared(backend, item, channels) for item in chunk]
 
         def model(loaded):
-            return self._forward(backend, [item for item in loaded if not isinstance(item, Exception)], params)
+            return run_network(backend, [item for item in loaded if not isinstance(item, Exception)], params)
 
         def finish(chunk, loaded, outputs):
             found = iter(outputs)
             return [(item, ready) if isinstance(ready, Exception)
-                    else (item, self._instances(backend, next(found), ready[1], params))
+                    else (item, to_instances(backend, next(found), ready[1], params))
                     for item, ready in zip(chunk, loaded)]
 
         for _, done in stream_pipeline(chunks(images, batch_size), load, model, finish,
                                        prefetch=max(2, 4 // batch_size), window=max(2, 8 // batch_size)):
             yield from done
 
-    @staticmethod
-    def _forward(backend, ready: Sequence[Tuple[np.ndarray, Any]], params: InferenceParams) -> List[Any]:
-        """``backend.model_stage``'s result for each prepared picture ((chw [3, Hp, Wp], meta)),
-        ready for ``finish_stage``: the pictures of one padded size in one batch (on a GPU
-        post-processed there with ``params``, the call's thresholds). Pictures of other sizes are
-        never padded to one (SOLOv2's grid spans the padded input: more padding would move
-        the result), so a batch gives what one picture at a time gives."""
-        groups: Dict[tuple, List[int]] = {}
-        for index, (chw, _) in enumerate(ready):
-            groups.setdefault(chw.shape, []).append(index)
-        outputs: List[Any] = [None] * len(ready)
-        for indices in groups.values():
-            staged = backend.model_stage([ready[i][0] for i in indices], [ready[i][1] for i in indices], params)
-            for index, row in zip(indices, backend.staged_rows(staged)):
-                outputs[index] = row
-        return outputs
 
-    @staticmethod
-    def _instances(backend, staged, meta, params: InferenceParams) -> Instances:
-        """One picture's ``_forward`` result -> its Instances, post-processed with ``params``
-        (``backend.finish_stage`` with the call's thresholds)."""
-        return Instances.from_detections(backend.finish_stage(staged, meta, params), backend.class_names)
+def run_network(backend, ready: Sequence[Tuple[np.ndarray, Any]], params: InferenceParams) -> List[Any]:
+    """``backend.model_stage``'s result for each prepared picture ((chw [3, Hp, Wp], meta)),
+    ready for ``finish_stage``: the pictures of one padded size in one batch (on a GPU
+    post-processed there with ``params``, the call's thresholds). Pictures of other sizes are
+    never padded to one (SOLOv2's grid spans the padded input: more padding would move
+    the result), so a batch gives what one picture at a time gives."""
+    groups: Dict[tuple, List[int]] = {}
+    for index, (chw, _) in enumerate(ready):
+        groups.setdefault(chw.shape, []).append(index)
+    outputs: List[Any] = [None] * len(ready)
+    for indices in groups.values():
+        staged = backend.model_stage([ready[i][0] for i in indices], [ready[i][1] for i in indices], params)
+        for index, row in zip(indices, backend.staged_rows(staged)):
+            outputs[index] = row
+    return outputs
+
+def to_instances(backend, staged, meta, params: InferenceParams) -> Instances:
+    """One picture's ``run_network`` result -> its Instances, post-processed with ``params``
+    (``backend.finish_stage`` with the call's thresholds)."""
+    return Instances.from_detections(backend.finish_stage(staged, meta, params), backend.class_names)

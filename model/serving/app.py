@@ -26,7 +26,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from solov2.core.errors import InputError
-from solov2.model.api.segmenter import Segmenter, per_call_params
+from solov2.model.api.segmenter import Segmenter, per_call_params, to_instances
 from solov2.model.serving.batching import Batcher
 from solov2.model.serving.limits import (
     HttpError,
@@ -120,7 +120,7 @@ class Service:
 
     def finish(self, row, meta, params, masks: str) -> Dict[str, Any]:
         """The network's output for one picture -> its answer (``answer``)."""
-        return answer(Segmenter._instances(self.segmenter.backend, row, meta, params), masks)
+        return answer(to_instances(self.segmenter.backend, row, meta, params), masks)
 
     def close(self) -> None:
         """Finish what is queued, stop the network thread and the workers."""

@@ -4,7 +4,7 @@ and the call's thresholds run through the network as one batch, on one thread.
 Callers (any thread) ``submit`` a prepared picture and get a ``concurrent.futures.Future``
 of its network output; the network thread takes the oldest waiting picture, waits up to
 ``max_wait_s`` after its arrival for more of the same kind (up to ``max_batch``) and runs
-them together (``Segmenter._forward``: one batch of one padded size gives what one picture at a
+them together (``run_network``: one batch of one padded size gives what one picture at a
 time gives). A future cancelled before its batch starts (a request past its deadline) is
 dropped without running.
 """
@@ -19,7 +19,7 @@ from typing import Any, Callable, Deque, List, Optional
 import numpy as np
 
 from solov2.core.errors import RunError
-from solov2.model.api.segmenter import Segmenter
+from solov2.model.api.segmenter import Segmenter, run_network
 from solov2.model.inference.postprocess import InferenceParams
 
 LOG = logging.getLogger(__name__)
@@ -66,7 +66,7 @@ class Batcher:
 
     def submit(self, chw: np.ndarray, meta: Any, params: InferenceParams) -> concurrent.futures.Future:
         """Queue a prepared picture (``backend.prepare``'s chw [3, Hp, Wp] and meta); the
-        future gives its network output for ``Segmenter._instances``."""
+        future gives its network output for ``to_instances``."""
         job = Job(chw, meta, params, time.monotonic())
         with self._wake:
             if self._closed:
@@ -111,7 +111,7 @@ class Batcher:
                 continue
             self.on_batch(len(batch))
             try:
-                rows = Segmenter._forward(backend, [(job.chw, job.meta) for job in batch], batch[0].params)
+                rows = run_network(backend, [(job.chw, job.meta) for job in batch], batch[0].params)
             except Exception as exc:  # a failed run fails its own requests, never the thread
                 LOG.exception('a network batch failed')
                 for job in batch:

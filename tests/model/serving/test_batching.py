@@ -4,6 +4,7 @@ import numpy as np
 
 from solov2 import Segmenter
 from solov2.core.paths import SAMPLE_IMAGES
+from solov2.model.api.segmenter import run_network
 from solov2.model.serving.batching import Batcher
 from tests.helpers import REPO_DIR
 from tests.model.serving.running import SMALL_MODEL
@@ -21,6 +22,6 @@ def test_sizes_queued_in_turn_run_a_batch_each_with_the_answers_of_one_at_a_time
         batcher.close()
     assert sorted(sizes) == [2, 2]
     for (chw, meta), row in zip(prepared, rows):
-        alone = Segmenter._forward(backend, [(chw, meta)], params)[0]
+        alone = run_network(backend, [(chw, meta)], params)[0]
         for got, expected in zip(row, alone):
             np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
