@@ -262,16 +262,16 @@ def shut_down(batches: Iterator[Any]) -> None:
     processes) or a generator over one. Paddle's own stays alive, workers too, while its
     thread runs, and that thread holds it: an iteration left early never ends by itself.
     Paddle has no public call that ends it: on the checked Paddle lines (``internals_checked``)
-    this does what its iterator does at the end of an epoch, in that order: its private
-    ``_reader.shutdown()`` (the reader's C++ threads stop reading the queue), then
-    ``_try_shutdown_all()`` (the queue closed and dropped, the thread and workers ended);
-    closing the queue under a running reader crashed the process now and then. On another line
-    an iteration left early keeps its thread and workers until the process ends."""
+    its private ``_try_shutdown_all()`` (the queue closed and dropped, the thread and workers
+    ended), after, without workers, its ``_reader.shutdown()`` as at the end of an epoch (the
+    reader's C++ threads stop reading the queue before it closes: closing it under a running
+    reader crashed a process now and then; with workers the reader is left to it, as it waits
+    for their thread). On another line an iteration left early keeps its thread and workers
+    until the process ends."""
     stop = getattr(batches, '_try_shutdown_all', None) if internals_checked() else None
     if stop is not None:
-        reader = getattr(batches, '_reader', None)
-        if reader is not None:
-            reader.shutdown()
+        if not hasattr(batches, '_workers') and hasattr(batches, '_reader'):
+            batches._reader.shutdown()
         stop()
     elif hasattr(batches, 'close'):
         batches.close()

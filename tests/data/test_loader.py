@@ -232,7 +232,8 @@ def test_a_resumed_epoch_starts_at_its_batch_without_reading_the_skipped_ones(di
 
 
 class PaddleIterator:
-    """Stands for Paddle's DataLoader iterator: notes the calls of its private shut-down, in order."""
+    """Stands for Paddle's DataLoader iterator without workers: notes the calls of its private
+    shut-down, in order."""
 
     def __init__(self):
         self.calls = []
@@ -253,3 +254,7 @@ def test_paddle_s_private_shut_down_is_called_on_the_checked_paddle_lines_only(m
     batches = PaddleIterator()
     shut_down(batches)
     assert batches.calls == calls
+    batches = PaddleIterator()
+    batches._workers = []           # with workers, the reader is left to the iterator: it waits for their thread
+    shut_down(batches)
+    assert batches.calls == calls[1:]
