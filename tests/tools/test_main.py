@@ -10,6 +10,13 @@ from solov2.tools import main as solov2
 from tests.helpers import REPO_DIR
 
 
+@pytest.fixture(autouse=True)
+def own_argv(monkeypatch):
+    """The dispatcher names the command it runs in ``sys.argv[0]``: each test on a list of its own, so
+    that no later test in this process runs as the installed command."""
+    monkeypatch.setattr(sys, 'argv', ['/venv/bin/solov2'])
+
+
 def test_the_help_lists_every_command_in_one_line(capsys):
     assert solov2.main(['--help']) == 0
     lines = capsys.readouterr().out.splitlines()
