@@ -6,7 +6,8 @@ import paddle.nn as nn
 import paddle.nn.functional as F
 
 from solov2.model.fast_ops import upsample_nearest
-from solov2.model.layers import Conv2D, Region, spatial_size, zero_outside
+from solov2.model.layers import Conv2D, spatial_size
+from solov2.model.region import Region, zero_outside
 
 
 class FPN(nn.Layer):

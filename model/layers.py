@@ -137,66 +137,21 @@ def spatial_size(x: paddle.Tensor):
     return shape[2], shape[3]
 
 
-def _int64(side):
-    """A size from ``spatial_size`` as int64: a python int (dygraph) stays one."""
-    return paddle.cast(side, 'int64') if isinstance(side, paddle.Tensor) else side
-
-
-class Region:
-    """The top-left part of an input [B, 3, H, W] that a model run on a smaller input would
-    see: Hr x Wr, the largest of ``regions`` [B, 2] int64 (each image's own input size).
-    On a feature map of stride s of that input ([B, C, ceil(H / s), ceil(W / s)]: a level of
-    the backbone or the FPN, P6 included) it covers the top-left ceil(Hr / s) x ceil(Wr / s),
-    the map the Hr x Wr input gives at that stride (``covered``: the one formula). Padding a
-    picture further (size buckets) then changes no result when every spatial operation reads
-    ``zero_outside(x, stride)`` (zeros where the smaller input's padding was) and the heads read
-    ``crop(x, stride)``; with (Hr, Wr) = (H, W) both are the identity (x * 1 and a full slice)."""
-
-    def __init__(self, input_hw, regions: paddle.Tensor):
-        self.region = paddle.max(paddle.cast(regions, 'int64'), axis=0)       # [2]
-        self.full = [_int64(side) for side in input_hw]
-        self.masks = {}
-
-    def covered(self, stride: int) -> list:
-        """The covered rows and columns of a map of stride ``stride``: [ceil(Hr / s), ceil(Wr / s)]
-        (int64 tensors)."""
-        return [(self.region[axis] + stride - 1) // stride for axis in range(2)]
-
-    def crop(self, x: paddle.Tensor, stride: int) -> paddle.Tensor:
-        """x [B, C, H/stride, W/stride] -> [B, C, rows, cols], the covered part (a slice with
-        run-time ends)."""
-        return paddle.slice(x, axes=[2, 3], starts=[0, 0], ends=self.covered(stride))
-
-    def zero_outside(self, x: paddle.Tensor, stride: int) -> paddle.Tensor:
-        """x [B, C, H/stride, W/stride] with zeros outside the covered part (same shape); one
-        mask per stride, made on first use (a smaller graph than one per call)."""
-        if stride not in self.masks:
-            inside = [paddle.arange(0, (full + stride - 1) // stride, 1, dtype='int64') < count
-                      for full, count in zip(self.full, self.covered(stride))]
-            self.masks[stride] = (paddle.cast(inside[0].reshape([-1, 1]), x.dtype)
-                                  * paddle.cast(inside[1].reshape([1, -1]), x.dtype))
-        return x * self.masks[stride]
-
-
-def zero_outside(x: paddle.Tensor, region: Optional[Region], stride: int) -> paddle.Tensor:
-    """``region.zero_outside(x, stride)``, or x itself without a region."""
-    return x if region is None else region.zero_outside(x, stride)
-
-
 # Paddle's own linspace kernel (CPU) computes the step and the values in float64 up to
-# Paddle 2.x and in the output dtype since 3.0; ``_linspace_graph`` follows the one
+# Paddle 2.x and in the output dtype since 3.0; ``linspace_rows`` follows the one
 # installed, so an exported graph has the coordinates of the dygraph model.
 _LINSPACE_DTYPE = 'float64' if paddle_major() == 2 else 'float32'
 
 
-def _linspace_graph(count: paddle.Tensor, dtype) -> paddle.Tensor:
-    """``linspace(-1, 1, count)`` from ops that export for a count known only at run
-    time (paddle2onnx 1.x cannot convert linspace with a tensor count). Same formula
-    as the kernel: the first half counts up from -1, the second half down from 1."""
+def linspace_rows(counts: paddle.Tensor, length, dtype) -> paddle.Tensor:
+    """[B, length] of ``dtype``: row b starts with ``linspace(-1, 1, counts[b])`` (counts [B, 1]
+    int; ``length`` at least its largest), from ops that export for counts known only at run
+    time (paddle2onnx 1.x cannot convert linspace with a tensor count). Same formula as Paddle's
+    kernel: the first half counts up from -1, the second half down from 1."""
     work = _LINSPACE_DTYPE
-    num = paddle.cast(count, work)
-    index = paddle.cast(paddle.arange(0, paddle.cast(count, 'int64'), 1, dtype='int64'), work)
-    step = 2.0 / paddle.clip(num - 1.0, min=1.0)
+    num = paddle.cast(counts, work)                                                    # [B, 1]
+    index = paddle.cast(paddle.arange(0, length, 1, dtype='int64'), work).unsqueeze(0)   # [1, L]
+    step = paddle.full_like(num, 2.0) / paddle.clip(num - 1.0, min=1.0)     # not 2.0 / t: no ONNX form for it
     half = paddle.clip(paddle.floor(num * 0.5), min=1.0)
     values = paddle.where(index < half, step * index - 1.0, 1.0 - step * (num - 1.0 - index))
     return paddle.cast(values, dtype)
@@ -215,7 +170,7 @@ def coord_features(x: paddle.Tensor) -> paddle.Tensor:
     else:   # to_static: sizes are tensors
         shape = paddle.shape(x)
         batch, height, width = shape[0], shape[2], shape[3]
-        xs, ys = _linspace_graph(width, x.dtype), _linspace_graph(height, x.dtype)
+        xs, ys = (linspace_rows(paddle.reshape(side, [1, 1]), side, x.dtype)[0] for side in (width, height))
     grid_x = paddle.expand(xs.reshape([1, 1, 1, -1]), [batch, 1, height, width])
     grid_y = paddle.expand(ys.reshape([1, 1, -1, 1]), [batch, 1, height, width])
     return paddle.concat([grid_x, grid_y], axis=1)

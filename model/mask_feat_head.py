@@ -10,6 +10,7 @@ import paddle
 import paddle.nn as nn
 
 from solov2.model.layers import ConvNormAct, append_coords, resize_bilinear, spatial_size
+from solov2.model.region import Region
 
 
 class MaskFeatHead(nn.Layer):
@@ -33,14 +34,21 @@ class MaskFeatHead(nn.Layer):
         self.pred = conv(mid_channels, out_channels, 1)
         self.out_channels = out_channels
 
-    def forward(self, feats: Sequence[paddle.Tensor]) -> paddle.Tensor:
-        """[P2, P3, P4, P5] -> mask features [B, E, H2, W2] at P2's resolution."""
+    def forward(self, feats: Sequence[paddle.Tensor], region: Optional[Region] = None) -> paddle.Tensor:
+        """[P2, P3, P4, P5] -> mask features [B, E, H2, W2] at P2's resolution (with ``region``,
+        ``model.region``: each image's own part of the cropped maps, the rest undefined)."""
         fused = None
         last = len(self.levels) - 1
         for i, (convs, x) in enumerate(zip(self.levels, feats)):
+            stride = 4 * 2 ** i
             if i == last and i > 0:
-                x = append_coords(x)
+                x = append_coords(x) if region is None else region.coords(x, stride)
             for conv in convs:
+                if region is not None:
+                    x = region.conv_norm_act(conv, x, stride)
+                    if i > 0:
+                        x, stride = region.upsample2(x, stride), stride // 2
+                    continue
                 x = conv(x)
                 if i > 0:
                     height, width = spatial_size(x)
@@ -48,4 +56,4 @@ class MaskFeatHead(nn.Layer):
                     # passes take for a dequantization ("Accessing out-of-range dimension")
                     x = resize_bilinear(x, [height + height, width + width])
             fused = x if fused is None else fused + x
-        return self.pred(fused)
+        return self.pred(fused) if region is None else region.conv_norm_act(self.pred, fused, 4)

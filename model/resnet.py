@@ -18,7 +18,8 @@ import paddle.nn as nn
 import paddle.nn.functional as F
 
 from solov2.core.errors import InputError
-from solov2.model.layers import ConvNormAct, Region, zero_outside
+from solov2.model.layers import ConvNormAct
+from solov2.model.region import Region, zero_outside
 
 STAGE_BLOCKS = {18: (2, 2, 2, 2), 34: (3, 4, 6, 3), 50: (3, 4, 6, 3), 101: (3, 4, 23, 3)}
 

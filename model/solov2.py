@@ -5,8 +5,9 @@ import paddle
 import paddle.nn as nn
 
 from solov2.model.fpn import FPN
-from solov2.model.layers import Region, spatial_size
+from solov2.model.layers import spatial_size
 from solov2.model.mask_feat_head import MaskFeatHead
+from solov2.model.region import Region
 from solov2.model.resnet import ResNet
 from solov2.model.solov2_head import SOLOv2Head
 
@@ -29,15 +30,14 @@ class SOLOv2(nn.Layer):
         ``mask_feat`` [B, E, H/4, W/4].
 
         ``regions`` [B, 2] int64 (optional): the rows and columns, from the top left, of each
-        image's own input (its picture padded to 32); the network then computes what it
-        computes on an input of the largest of them (``layers.Region``: zeros outside it
-        before each spatial operation of the backbone and FPN, the heads on the cropped
-        pyramid), and ``mask_feat`` is [B, E, Hr/4, Wr/4]. Equal to (H, W), or None, changes
-        nothing."""
+        image's own input (its picture padded to 32); the network then computes for each image
+        what it computes on that image alone (``model.region``), and ``mask_feat`` is
+        [B, E, Hr/4, Wr/4] for Hr x Wr the largest region, image b's own in its top-left
+        [Hb/4, Wb/4]. Equal to (H, W) for every image, or None, changes nothing."""
         region = None if regions is None else Region(spatial_size(images), regions)
         pyramid = self.neck(self.backbone(images, region), region)
         if region is not None:
             pyramid = [region.crop(level, stride) for level, stride in zip(pyramid, self.neck.strides)]
-        cate_logits, kernels = self.head(pyramid)
-        mask_feat = self.mask_head(pyramid[:len(self.mask_head.levels)])
+        cate_logits, kernels = self.head(pyramid, region)
+        mask_feat = self.mask_head(pyramid[:len(self.mask_head.levels)], region)
         return {'cate_logits': cate_logits, 'kernels': kernels, 'mask_feat': mask_feat}

@@ -15,6 +15,7 @@ import paddle.nn as nn
 import paddle.nn.functional as F
 
 from solov2.model.layers import Conv2D, ConvNormAct, append_coords, resize_bilinear, spatial_size
+from solov2.model.region import Region
 
 CATE_PRIOR = 0.01
 
@@ -88,20 +89,26 @@ class SOLOv2Head(nn.Layer):
             x = conv(x)
         return x if self.drop_block is None else self.drop_block(x)
 
-    def forward(self, feats: Sequence[paddle.Tensor]
+    def forward(self, feats: Sequence[paddle.Tensor], region: Optional[Region] = None
                 ) -> Tuple[List[paddle.Tensor], List[paddle.Tensor]]:
         """P2..P6 -> (category logits [B, C, S, S] x L, kernels [B, E, S, S] x L).
 
         P2 is halved and P6 resized to P5's size first, so the levels have
-        strides 8, 8, 16, 32, 32.
+        strides 8, 8, 16, 32, 32. With ``region`` (``model.region``: the pyramid cropped to
+        the largest image) each image's own part is resized (halving needs nothing: the sides
+        are multiples of 8).
         """
         p2, p3, p4, p5, p6 = feats
         p2_h, p2_w = spatial_size(p2)
+        p5_hw = list(spatial_size(p5))
         levels = [resize_bilinear(p2, [p2_h // 2, p2_w // 2]), p3, p4, p5,
-                  resize_bilinear(p6, list(spatial_size(p5)))]
+                  resize_bilinear(p6, p5_hw) if region is None else region.resize(p6, 64, region.own(32), p5_hw)]
         cate_logits, kernels = [], []
-        for feat, grid in zip(levels, self.num_grids):
-            kernel_feat = resize_bilinear(append_coords(feat), [grid, grid])  # [B, 256+2, S, S]
+        for feat, grid, stride in zip(levels, self.num_grids, (8, 8, 16, 32, 32)):
+            if region is None:
+                kernel_feat = resize_bilinear(append_coords(feat), [grid, grid])  # [B, 256+2, S, S]
+            else:
+                kernel_feat = region.resize(region.coords(feat, stride), stride, grid, [grid, grid])
             # [B, 256, S, S]; a split, not a slice: its backward is a concat, 5x cheaper on CPU
             cate_feat = paddle.split(kernel_feat, [feat.shape[1], 2], axis=1)[0]
             kernels.append(self.kernel_pred(self._run_tower(self.kernel_tower, kernel_feat)))

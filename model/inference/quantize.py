@@ -78,7 +78,7 @@ def output_convolutions(model, keep_depth: int) -> List[str]:
 
 def region_operations(model) -> List[str]:
     """Names of the operations of an ``openvino.Model`` that read its ``regions`` input or what is
-    computed from it and sizes only: ``model.layers.Region``'s bookkeeping (the zero masks and the
+    computed from it and sizes only: ``model.region.Region``'s bookkeeping (the zero masks and the
     crops' ends, which the export writes partly in float) and the multiplies and slices that use
     it. NNCF must quantize none of them: rounded to the calibration's range, a larger region ends
     at that range (rows and columns zeroed or cropped away in every picture past it)."""

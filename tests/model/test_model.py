@@ -264,31 +264,3 @@ def test_training_forward_backward_reaches_heads(number):
         for name, dcn in dcns:
             assert dcn.weight.grad is not None, name
             assert dcn.offset.weight.grad is not None, name
-
-
-# ---- regions: size buckets change no result ----------------------------------------------------
-
-@pytest.mark.parametrize('number', [9, 2])      # a ResNet-18 'b' and an R50-vd with DCNv2 (deformable sampling)
-def test_padding_beyond_the_regions_changes_no_output(number, eval_model):
-    """A picture zero-padded further (as to a size bucket), given its own size as ``regions``,
-    gives the outputs of the picture alone (same shapes; values to float rounding: the backbone
-    reads zeros outside the region where the smaller input had its padding). Regions equal to
-    the input change nothing, bit for bit; a batch is cropped to its largest region."""
-    model = eval_model(number)
-    picture = _images(1, seed=5)
-    padded = paddle.zeros([2, 3, INPUT_HW[0] + 64, INPUT_HW[1] + 96])
-    padded[0, :, :INPUT_HW[0], :INPUT_HW[1]] = picture[0]
-    padded[1, :, :32, :64] = picture[0, :, :32, :64]
-    with paddle.no_grad():
-        alone = _flat_outputs(model(picture), 0)
-        same = _flat_outputs(model(picture, paddle.to_tensor([INPUT_HW], dtype='int64')), 0)
-        bucketed = model(padded, paddle.to_tensor([INPUT_HW, (32, 64)], dtype='int64'))
-        unaware = _flat_outputs(model(padded[:1]), 0)
-    assert bucketed['mask_feat'].shape[2:] == [INPUT_HW[0] // 4, INPUT_HW[1] // 4]
-    for got, same_got, expected in zip(_flat_outputs(bucketed, 0), same, alone):
-        np.testing.assert_array_equal(same_got, expected)
-        scale = np.abs(expected).max()
-        np.testing.assert_allclose(got, expected, rtol=0, atol=1e-5 * scale + 1e-7)
-    # without regions the padding moves every output (what the old buckets did)
-    rows, cols = alone[-1].shape[1:]
-    assert np.abs(unaware[-1][:, :rows, :cols] - alone[-1]).max() > 1e-2 * np.abs(alone[-1]).max()

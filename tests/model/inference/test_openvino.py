@@ -254,7 +254,8 @@ def test_buckets_change_no_result_on_a_coco_config(coco_small, image_dir, tmp_pa
     """Config 5, f32 and INT8 (calibrated on its two pictures padded to a common size, each with
     its own size as ``regions``): inputs whose sides are even multiples of 32 (64x128, 64x64), padded
     to buckets with odd ones (96x128, 96x96, where P6 has a row more than the input's own P6),
-    give the outputs of the input at its own size, to float rounding (``BUCKET_TOL``). The INT8
+    give the outputs of the input at its own size, to float rounding (``BUCKET_TOL``; a score cell
+    at a points-NMS tie of the random weights may flip, ``compare_outputs``). The INT8
     model quantizes nothing that reads the regions (rounded to the calibration's range, a 128-row
     region ended at 112 rows here: the mean of the two pictures' largest sides)."""
     int8 = tmp_path / 'int8'
@@ -267,10 +268,12 @@ def test_buckets_change_no_result_on_a_coco_config(coco_small, image_dir, tmp_pa
                            for flag in (True, False))
         for size in [(64, 128), (64, 64)]:
             batch = _batch(*size, seed=size[1])
-            for got, want in zip(bucketed.run_numpy(batch), alone.run_numpy(batch)):
-                assert got.shape == want.shape
-                np.testing.assert_allclose(got, want, rtol=0, atol=BUCKET_TOL * np.abs(want).max(),
-                                           err_msg=f'{precision} {size}')
+            got, want = bucketed.run_numpy(batch), alone.run_numpy(batch)
+            assert [a.shape for a in got] == [b.shape for b in want]
+            diffs = compare_outputs(got, want)      # points-NMS ties of random weights: a cell flips at most
+            assert diffs['flipped'] <= 1, (precision, size, diffs)
+            for name, output in zip(('scores', 'kernels', 'mask_feat'), want):
+                assert diffs[name] <= BUCKET_TOL * np.abs(output).max(), (precision, size, diffs)
         assert list(bucketed.compile_seconds) == [(1, 3, 96, 128), (1, 3, 96, 96)]
 
 
