@@ -44,7 +44,7 @@ def bilinear_rows(in_counts: paddle.Tensor, out_counts: Union[int, paddle.Tensor
     out_counts[b] are zero, and no weight falls past in_counts[b]."""
     source = paddle.cast(in_counts, 'float32')                                         # [B, 1]
     target = (paddle.cast(out_counts, 'float32') if isinstance(out_counts, paddle.Tensor)
-              else paddle.full_like(source, float(out_counts)))
+              else paddle.full([1, 1], float(out_counts), 'float32'))
     index = paddle.cast(paddle.arange(0, out_len, 1, dtype='int64'), 'float32').unsqueeze(0)   # [1, O]
     position = paddle.clip(source / target * (index + 0.5) - 0.5, min=0.0)             # [B, O]
     low = paddle.floor(position)

@@ -16,6 +16,7 @@ from solov2.core.errors import InputError, param
 from solov2.data.transforms import check_pixels, decode_image, pil_to_array, read_image, to_rgb
 from solov2.model.api.instances import Instances, check_channels
 from solov2.model.distributed import SINGLE, Processes
+from solov2.model.inference.backend import share_batches
 from solov2.model.inference.backend_factory import Progress, check_choices, open_backend
 from solov2.model.inference.media import list_images, open_capture, read_frames, video_stages
 from solov2.model.inference.pipeline import stream_pipeline
@@ -349,21 +350,20 @@ class Segmenter:
             yield from done
 
 
-def run_network(backend, ready: Sequence[Tuple[np.ndarray, Any]], params: InferenceParams) -> List[Any]:
+def run_network(backend, ready: Sequence[Tuple[np.ndarray, Any]], params: InferenceParams,
+                max_padding: float = 0.0) -> List[Any]:
     """``backend.model_stage``'s result for each prepared picture ((chw [3, Hp, Wp], meta)),
-    ready for ``finish_stage``: the pictures of one padded size in one batch (on a GPU
-    post-processed there with ``params``, the call's thresholds). Pictures of other sizes are
-    never padded to one (SOLOv2's grid spans the padded input: more padding would move
-    the result), so a batch gives what one picture at a time gives."""
-    groups: Dict[tuple, List[int]] = {}
-    for index, (chw, _) in enumerate(ready):
-        groups.setdefault(chw.shape, []).append(index)
+    ready for ``finish_stage``, in the batches ``share_batches`` groups them in (on a GPU
+    post-processed there with ``params``, the call's thresholds): pictures of one padded size,
+    or of several where the backend runs each as alone (``model.region``: size buckets, and any
+    sizes with ``max_padding`` > 0), so a batch gives what one picture at a time gives."""
     outputs: List[Any] = [None] * len(ready)
-    for indices in groups.values():
+    for indices in share_batches([chw.shape[1:] for chw, _ in ready], backend, max_padding=max_padding):
         staged = backend.model_stage([ready[i][0] for i in indices], [ready[i][1] for i in indices], params)
         for index, row in zip(indices, backend.staged_rows(staged)):
             outputs[index] = row
     return outputs
+
 
 def to_instances(backend, staged, meta, params: InferenceParams) -> Instances:
     """One picture's ``run_network`` result -> its Instances, post-processed with ``params``

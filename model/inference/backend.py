@@ -28,8 +28,11 @@ class BackendError(InputError):
 
 class Backend(abc.ABC):
     """prepare (numpy) -> infer (network + post-processing) -> finish (masks on the
-    original image). Subclasses implement ``run``: the exportable network's three outputs."""
+    original image). Subclasses implement ``run``: the exportable network's three outputs.
+    ``mixes_sizes``: whether ``run`` takes pictures of several padded sizes in one batch
+    (``regions``, ``model.region``), each computed as alone."""
     name = 'backend'
+    mixes_sizes = False
 
     def __init__(self, cfg, size_range: Optional[Tuple[int, int]] = None):
         self.cfg = cfg
@@ -45,12 +48,22 @@ class Backend(abc.ABC):
         return preprocess(image, self.cfg.test_short, self.cfg.test_max)
 
     @abc.abstractmethod
-    def run(self, batch: np.ndarray):
-        """[B, 3, H, W] float32 -> (scores, kernels, mask_feat), numpy or paddle."""
+    def run(self, batch: np.ndarray, regions: Optional[np.ndarray] = None):
+        """[B, 3, H, W] float32 -> (scores, kernels, mask_feat), numpy or paddle; ``regions``
+        [B, 2] int64 (``mixes_sizes`` backends only): each image's own padded size, None: (H, W)."""
 
-    def run_numpy(self, batch: np.ndarray) -> List[np.ndarray]:
+    def run_numpy(self, batch: np.ndarray, regions: Optional[np.ndarray] = None) -> List[np.ndarray]:
         """``run`` with numpy results."""
-        return [t.numpy() if isinstance(t, paddle.Tensor) else np.asarray(t) for t in self.run(batch)]
+        return [t.numpy() if isinstance(t, paddle.Tensor) else np.asarray(t) for t in self.run(batch, regions)]
+
+    def compile_ahead(self, max_batch: int, mixed: bool = False) -> None:
+        """Compile or open now what batches of up to ``max_batch`` pictures (``mixed``: of
+        several sizes) will need, so that no later call waits for it (nothing here)."""
+
+    def run_size(self, padded_hw: Tuple[int, int]) -> Tuple[int, int]:
+        """The input size a picture of ``padded_hw`` (H, W) runs at alone (here itself; a
+        backend that pads to size buckets: its bucket)."""
+        return tuple(padded_hw)
 
     def batch(self, inputs: Sequence[np.ndarray]) -> np.ndarray:
         """Preprocessed images [3, Hp, Wp] each -> their batch [B, 3, Hp, Wp], its size checked."""
@@ -61,8 +74,22 @@ class Backend(abc.ABC):
 
     def forward(self, inputs: Sequence[np.ndarray]) -> List[np.ndarray]:
         """Preprocessed images -> the network's outputs for their batch, as numpy arrays
-        (scores [B, K, C], kernels [B, K, E], mask_feat [B, E, H/4, W/4])."""
-        return self.run_numpy(self.batch(inputs))
+        (scores [B, K, C], kernels [B, K, E], mask_feat [B, E, H/4, W/4]); images of several
+        sizes run as one batch with their sizes as ``regions`` (mask_feat then holds image b's
+        own in its top-left [Hb/4, Wb/4]; ``finish_outputs`` crops it), where ``mixes_sizes``."""
+        return self.run_numpy(*self.batch_regions(inputs))
+
+    def batch_regions(self, inputs: Sequence[np.ndarray]) -> Tuple[np.ndarray, Optional[np.ndarray]]:
+        """Preprocessed images [3, Hb, Wb] each -> (their batch [B, 3, H, W], the regions [B, 2]
+        of images of several sizes, None for one size); InputError for several sizes where
+        the backend does not mix them."""
+        batch = self.batch(inputs)
+        sizes = np.asarray([chw.shape[1:] for chw in inputs], np.int64)
+        if (sizes == batch.shape[2:]).all():
+            return batch, None
+        if not self.mixes_sizes:
+            raise InputError(f'the {self.name} backend runs one input size a batch, not {sizes.tolist()}')
+        return batch, sizes
 
     def model_stage(self, inputs: Sequence[np.ndarray], metas: Sequence[ImageMeta],
                     params: Optional[InferenceParams] = None):
@@ -102,9 +129,39 @@ class Backend(abc.ABC):
     def finish_outputs(self, outputs: Sequence[np.ndarray], meta: ImageMeta,
                        params: Optional[InferenceParams] = None) -> Detections:
         """``forward``'s outputs for one image -> its instances on the original image: what
-        a pipeline's worker does after the network (``detect`` with ``params``, then ``finish``)."""
-        return self.finish(self.detect(outputs, params)[0], meta)
+        a pipeline's worker does after the network (``detect`` with ``params``, then ``finish``;
+        mask features cropped to the image's own padded size first)."""
+        scores, kernels, mask_feat = outputs
+        own = mask_feat[..., :meta.padded_hw[0] // 4, :meta.padded_hw[1] // 4]
+        return self.finish(self.detect([scores, kernels, own], params)[0], meta)
 
     def __call__(self, image: np.ndarray) -> Detections:
         inputs, meta = self.prepare(image)
         return self.finish(self.infer([inputs])[0], meta)
+
+
+def share_batches(sizes: Sequence[Tuple[int, int]], backend: Backend, max_batch: int = 0,
+                  max_padding: float = 0.0) -> List[List[int]]:
+    """Pictures of padded sizes ``sizes`` (H, W), grouped into the batches ``backend`` runs them
+    in: lists of indices, each batch taking the first picture left and every later one that
+    joins it (at most ``max_batch``, 0: any number). A picture joins pictures of its padded size,
+    or, where the backend mixes sizes, of its run size (``run_size``: a size bucket), or any whose
+    batch then has at most ``1 + max_padding`` times the pixels they run with alone."""
+    def joins(members: List[int]) -> bool:
+        runs = [backend.run_size(sizes[i]) if backend.mixes_sizes else tuple(sizes[i]) for i in members]
+        if len(set(runs)) == 1:
+            return True
+        height, width = max(h for h, _ in runs), max(w for _, w in runs)
+        return backend.mixes_sizes and len(runs) * height * width <= (1 + max_padding) * sum(h * w for h, w in runs)
+
+    left, groups = list(range(len(sizes))), []
+    while left:
+        group = [left.pop(0)]
+        for index in list(left):
+            if max_batch and len(group) >= max_batch:
+                break
+            if joins(group + [index]):
+                group.append(index)
+                left.remove(index)
+        groups.append(group)
+    return groups

@@ -158,20 +158,23 @@ def postprocess_on_device(scores: paddle.Tensor, kernels: paddle.Tensor, mask_fe
     """The network's outputs on its device: scores [B, K, C], kernels [B, K, E], mask_feat
     [B, E, Hf, Wf] -> one Detections per image, as ``postprocess_flat`` gives, with the
     masks pasted on the picture (``paste_detections``) when ``metas`` (ImageMeta each) are
-    given, else the soft masks [N, Hf, Wf] float32."""
+    given (each image's mask features cropped to its own padded size), else the soft masks
+    [N, Hf, Wf] float32."""
     strides = paddle.to_tensor(checked_strides(scores.shape[1], kernels.shape[1], params))
     found = []
     for b in range(mask_feat.shape[0]):
-        feat = mask_feat[b].reshape([mask_feat.shape[1], -1])
+        own = mask_feat[b] if metas is None else mask_feat[b, :, :metas[b].padded_hw[0] // 4,
+                                                            :metas[b].padded_hw[1] // 4]
+        feat = own.reshape([own.shape[0], -1])
         chosen = select_instances(scores[b], kernels[b], feat, strides, params)
         if chosen is None:
-            empty = _empty(mask_feat.shape[2:])
+            empty = _empty(own.shape[1:])
             if metas is not None:
                 empty.masks = CroppedMasks([], np.zeros((0, 4), np.int64), metas[b].orig_hw)
             found.append(empty)
             continue
         cells, labels, decayed = chosen
-        soft = F.sigmoid(paddle.matmul(paddle.gather(kernels[b], cells), feat)).reshape([-1, *mask_feat.shape[2:]])
+        soft = F.sigmoid(paddle.matmul(paddle.gather(kernels[b], cells), feat)).reshape([-1, *own.shape[1:]])
         masks = (paste_on_device(soft, metas[b].resized_hw, metas[b].orig_hw, params.mask_threshold)
                  if metas is not None else soft.numpy())
         found.append(Detections(masks, labels.numpy().astype(np.int64), decayed.numpy()))

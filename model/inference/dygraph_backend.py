@@ -40,6 +40,7 @@ class DygraphBackend(Backend):
     (``model.runtime.paddle_on``), the process's put back after each call.
     """
     name = 'dygraph'
+    mixes_sizes = True
 
     def __init__(self, cfg, weights: Optional[str] = None, device: Optional[str] = None, sidecar: bool = True,
                  threads: int = 0, on_device: Optional[bool] = None):
@@ -86,16 +87,16 @@ class DygraphBackend(Backend):
         a ``for_model`` predictor's block runs on the current ones."""
         return paddle_on(self.device, self.threads) if self.device else contextlib.nullcontext()
 
-    def run(self, batch: np.ndarray):
-        """[B, 3, H, W] float32 -> (scores [B, K, C], kernels [B, K, E], mask_feat [B, E, H/4, W/4])."""
+    def run(self, batch: np.ndarray, regions: Optional[np.ndarray] = None):
+        """[B, 3, H, W] float32 (``regions`` [B, 2]: each image's own size) -> (scores [B, K, C],
+        kernels [B, K, E], mask_feat [B, E, H/4, W/4])."""
         with self.placed(), paddle.no_grad():
-            return self.net(paddle.to_tensor(batch))
+            return self.net(paddle.to_tensor(batch), None if regions is None else paddle.to_tensor(regions))
 
     def _on_device(self, inputs: Sequence[np.ndarray], metas: Optional[Sequence[ImageMeta]],
                    params: Optional[InferenceParams] = None) -> List[Detections]:
         with self.placed(), paddle.no_grad():
-            return postprocess_on_device(*self.net(paddle.to_tensor(self.batch(inputs))), params or self.params,
-                                         metas)
+            return postprocess_on_device(*self.run(*self.batch_regions(inputs)), params or self.params, metas)
 
     def infer(self, inputs: Sequence[np.ndarray]) -> List[Detections]:
         """Preprocessed images -> soft-mask detections (one per image, [N, Hf, Wf]), post-processed

@@ -17,7 +17,7 @@ the graph has no size baked in.
 """
 import os
 import warnings
-from typing import Collection, Dict, Optional, Sequence, Tuple
+from typing import Collection, Dict, Optional, Tuple
 
 import numpy as np
 import paddle
@@ -62,15 +62,15 @@ def input_description() -> dict:
     }
 
 
-def network_feed(names: Collection[str], batch: np.ndarray,
-                 region_hw: Optional[Sequence[int]] = None) -> Dict[str, np.ndarray]:
+def network_feed(names: Collection[str], batch: np.ndarray, regions=None) -> Dict[str, np.ndarray]:
     """The inputs, by name, of an exported graph whose input names are ``names``: ``image`` =
     ``batch`` [B, 3, H, W] as contiguous float32 and, when the graph takes it, ``regions`` [B, 2]
-    int64: ``region_hw`` (the rows and columns of every image before further padding; None: (H, W))."""
+    int64: ``regions`` (each image's rows and columns before further padding, [B, 2], or one
+    (rows, cols) for every image; None: (H, W))."""
     feed = {INPUT_NAME: np.ascontiguousarray(batch, dtype=np.float32)}
     if REGIONS_NAME in names:
-        rows_cols = batch.shape[2:] if region_hw is None else region_hw
-        feed[REGIONS_NAME] = np.tile(np.asarray(rows_cols, np.int64), (batch.shape[0], 1))
+        rows_cols = np.asarray(batch.shape[2:] if regions is None else regions, np.int64)
+        feed[REGIONS_NAME] = np.ascontiguousarray(np.broadcast_to(rows_cols, (batch.shape[0], 2)))
     return feed
 
 

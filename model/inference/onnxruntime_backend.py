@@ -1,6 +1,7 @@
 """The ``onnx`` backend: onnxruntime on an exported folder's ``model.onnx``, on the CPU or a GPU
 (``onnx_providers``)."""
-from typing import List, Sequence
+import threading
+from typing import List, Optional, Sequence
 
 import numpy as np
 
@@ -27,7 +28,8 @@ def onnx_providers(device: str, available: Sequence[str]) -> list:
 class OnnxBackend(ExportedBackend):
     """onnxruntime with ``threads`` intra-op threads (0 = every core), on the CPU or a GPU
     (``device``, ``onnx_providers``). Its ``InferenceSession.run`` may be called from several
-    threads at once."""
+    threads at once. A batch of pictures of several sizes runs the folder's regions graph
+    (``model_regions.onnx``), whose session opens on the first such batch."""
     name = 'onnx'
 
     def __init__(self, model_dir: str, threads: int = 0, overrides: Sequence[str] = (), device: str = 'cpu'):
@@ -40,18 +42,35 @@ class OnnxBackend(ExportedBackend):
         if not files:
             raise BackendError(f'{model_dir} has no ONNX model '
                                '(export it with tools/export_model.py --format onnx or both)')
-        path = self.model_dir / files['model']
-        if not path.is_file():
-            raise BackendError(f'{path} not found')
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = cpu_threads(threads)
-        options.inter_op_num_threads = 1
-        options.log_severity_level = 3
-        providers = onnx_providers(device, ort.get_available_providers())
-        with loading(str(path)):
-            self.session = ort.InferenceSession(str(path), options, providers=providers)
-            self.input_names = [value.name for value in self.session.get_inputs()]
+        self.files, self.options = files, ort.SessionOptions()
+        self.options.intra_op_num_threads = cpu_threads(threads)
+        self.options.inter_op_num_threads = 1
+        self.options.log_severity_level = 3
+        self.providers = onnx_providers(device, ort.get_available_providers())
+        self.sessions, self.lock = {}, threading.Lock()
+        self.session = self.session_for(False)
+        self.mixes_sizes = 'regions_model' in files
+        self.input_names = [value.name for value in self.session.get_inputs()]
         self.output_names = list(OUTPUT_NAMES)
 
-    def run(self, batch: np.ndarray) -> List[np.ndarray]:
-        return self.session.run(self.output_names, network_feed(self.input_names, batch))
+    def session_for(self, regions: bool):
+        """The session of the plain graph, or of the regions graph (opened on first use)."""
+        import onnxruntime as ort
+        with self.lock:
+            if regions not in self.sessions:
+                path = self.model_dir / self.files['regions_model' if regions else 'model']
+                if not path.is_file():
+                    raise BackendError(f'{path} not found')
+                with loading(str(path)):
+                    self.sessions[regions] = ort.InferenceSession(str(path), self.options, providers=self.providers)
+            return self.sessions[regions]
+
+    def compile_ahead(self, max_batch: int, mixed: bool = False) -> None:
+        """Open the regions graph's session now when batches will be ``mixed``."""
+        if mixed and self.mixes_sizes:
+            self.session_for(True)
+
+    def run(self, batch: np.ndarray, regions: Optional[np.ndarray] = None) -> List[np.ndarray]:
+        session = self.session if regions is None else self.session_for(True)
+        names = [value.name for value in session.get_inputs()]
+        return session.run(self.output_names, network_feed(names, batch, regions))

@@ -41,7 +41,7 @@ import logging
 import queue
 import threading
 import time
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -49,7 +49,7 @@ from solov2.core.errors import param
 from solov2.data.transforms import bucket_for, bucket_sizes
 from solov2.model.cpu_math import cpu_name
 from solov2.model.inference.backend import BackendError
-from solov2.model.inference.export_network import INPUT_NAME, OUTPUT_NAMES, REGIONS_NAME, network_feed
+from solov2.model.inference.export_network import INPUT_NAME, MIN_SIZE, OUTPUT_NAMES, REGIONS_NAME, network_feed
 from solov2.model.inference.exported_folder import ExportedBackend, loading
 from solov2.model.inference.openvino_graph import pad_deformable_sampling, rewrite_deform_conv
 from solov2.model.runtime import cpu_threads
@@ -160,6 +160,7 @@ class OpenVinoBackend(ExportedBackend):
         use_buckets = use_buckets and takes_regions
         self.buckets = bucket_sizes(self.cfg.test_short, self.cfg.test_max) if use_buckets else []
         self.static = bool(self.buckets) or precision == 'int8'
+        self.mixes_sizes = bool(self.buckets) and precision != 'int8'      # INT8's mixed batches are not exact
         self.compile_seconds: Dict[tuple, float] = {}
 
     def _read_model(self, ov, regions: bool):
@@ -183,10 +184,28 @@ class OpenVinoBackend(ExportedBackend):
             rewrite_deform_conv(graph)
             return self.core.read_model(graph.SerializeToString())
 
+    def compile_key(self, shape: Sequence[int]) -> Optional[tuple]:
+        """Which compiled model runs a batch of ``shape`` [B, 3, H, W]: the dynamic-shape one (None),
+        the static one of its (H, W) for any batch size (-1, 3, H, W), or, for INT8 (whose
+        dynamic batch size gives wrong outputs), of the shape itself."""
+        if not self.static:
+            return None
+        return tuple(shape) if self.precision == 'int8' else (-1, *shape[1:])
+
+    def compile_ahead(self, max_batch: int, mixed: bool = False) -> None:
+        """Compile now every model that batches of up to ``max_batch`` pictures run on: each
+        bucket's (INT8: for each batch size), or the dynamic-shape one; INT8 without buckets
+        compiles each size on its first call."""
+        if not self.static:
+            self._pool((1, 3, MIN_SIZE, MIN_SIZE))
+        for bucket in self.buckets:
+            for count in range(1, max_batch + 1) if self.precision == 'int8' else [1]:
+                self._pool((count, 3, *bucket))
+
     def _pool(self, shape: tuple) -> RequestPool:
-        """The infer requests for an input of ``shape``: the static model of that shape, or the
-        dynamic-shape one (``self.static``), compiled on its first call. Safe from many threads."""
-        key = tuple(shape) if self.static else None
+        """The infer requests for an input of ``shape`` (``compile_key``), compiled on its first
+        call. Safe from many threads."""
+        key = self.compile_key(shape)
         pool = self.compiled.get(key)
         if pool is None:
             with self.lock:                    # one compile at a time; another thread may have done it
@@ -208,8 +227,9 @@ class OpenVinoBackend(ExportedBackend):
             return compiled
         self.compile_seconds[shape] = time.perf_counter() - began
         (LOG.info if self.buckets else LOG.debug)(
-            f'openvino {self.precision}: compiled for {shape[2]}x{shape[3]} inputs in '
-            f'{self.compile_seconds[shape]:.1f} s (buckets: {len(self.buckets) or "off"})')
+            f'openvino {self.precision}: compiled for {shape[2]}x{shape[3]} inputs'
+            f'{f", {shape[0]} a batch" if shape[0] > 1 else ""} in {self.compile_seconds[shape]:.1f} s '
+            f'(buckets: {len(self.buckets) or "off"})')
         return compiled
 
     def input_shapes(self, shape: Sequence[int]) -> dict:
@@ -229,9 +249,15 @@ class OpenVinoBackend(ExportedBackend):
         padded[:, :, :batch.shape[2], :batch.shape[3]] = batch
         return padded
 
-    def run(self, batch: np.ndarray) -> List[np.ndarray]:
-        """[B, 3, H, W] float32 -> (scores, kernels, mask_feat [B, E, H/4, W/4]) as numpy, the
-        same with buckets (the network sees the bucket, ``regions`` says where the batch is)."""
-        inputs = network_feed(self.input_names, self.bucketed(batch), batch.shape[2:])
+    def run_size(self, padded_hw: Tuple[int, int]) -> Tuple[int, int]:
+        """The bucket a picture of ``padded_hw`` runs at (itself without buckets)."""
+        return bucket_for(*padded_hw, self.buckets) or tuple(padded_hw)
+
+    def run(self, batch: np.ndarray, regions: Optional[np.ndarray] = None) -> List[np.ndarray]:
+        """[B, 3, H, W] float32 (``regions``: each image's own size) -> (scores, kernels, mask_feat
+        [B, E, H/4, W/4]) as numpy, the same with buckets (the network sees the bucket, ``regions``
+        says where each image is)."""
+        own = batch.shape[2:] if regions is None else regions
+        inputs = network_feed(self.input_names, self.bucketed(batch), own)
         results = self._pool(inputs[INPUT_NAME].shape)(inputs)
         return [np.asarray(results[index]) for index in self.order]

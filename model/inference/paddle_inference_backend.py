@@ -1,7 +1,7 @@
 """The ``inference`` backend: Paddle Inference (``paddle.inference``) on an exported folder's
 Paddle model, on the CPU or a GPU (``place_inference``; TensorRT as an option)."""
 import threading
-from typing import List, Sequence
+from typing import List, Optional, Sequence
 
 import numpy as np
 import paddle
@@ -85,7 +85,7 @@ class InferenceBackend(ExportedBackend):
             raise BackendError(f'{model_file} has {len(self.outputs)} outputs, expected {len(OUTPUT_NAMES)}')
         self.lock = threading.Lock()
 
-    def run(self, batch: np.ndarray) -> List[np.ndarray]:
+    def run(self, batch: np.ndarray, regions: Optional[np.ndarray] = None) -> List[np.ndarray]:
         feed = network_feed(self.inputs, batch)
         with paddle_on('cpu', self.threads), self.lock:
             for name, array in feed.items():

@@ -1,12 +1,14 @@
-"""Batching across requests: the pictures of concurrent requests that share a padded size
-and the call's thresholds run through the network as one batch, on one thread.
+"""Batching across requests: the pictures of concurrent requests that share the call's
+thresholds run through the network in the batches ``backend.share_batches`` groups them in
+(one padded size, or several where the backend runs each picture as alone: size buckets, or
+any sizes within ``max_padding``), on one thread.
 
 Callers (any thread) ``submit`` a prepared picture and get a ``concurrent.futures.Future``
-of its network output; the network thread takes the oldest waiting picture, waits up to
-``max_wait_s`` after its arrival for more of the same kind (up to ``max_batch``) and runs
-them together (``run_network``: one batch of one padded size gives what one picture at a
-time gives). A future cancelled before its batch starts (a request past its deadline) is
-dropped without running.
+of its network output; the network thread takes the oldest waiting picture and the ones that
+join its batch, waits up to ``max_wait_s`` after its arrival for more while ``coming()`` says
+pictures are on their way (a request alone runs at once), and runs them together
+(``run_network``: a batch gives what one picture at a time gives). A future cancelled before
+its batch starts (a request past its deadline) is dropped without running.
 """
 import collections
 import concurrent.futures
@@ -20,6 +22,7 @@ import numpy as np
 
 from solov2.core.errors import RunError
 from solov2.model.api.segmenter import Segmenter, run_network
+from solov2.model.inference.backend import share_batches
 from solov2.model.inference.postprocess import InferenceParams
 
 LOG = logging.getLogger(__name__)
@@ -34,10 +37,6 @@ class Job:
     arrived: float
     future: concurrent.futures.Future = dataclasses.field(default_factory=concurrent.futures.Future)
 
-    def same_kind(self, other: 'Job') -> bool:
-        """Whether ``other`` may share this job's network batch (same padded size and params)."""
-        return self.chw.shape == other.chw.shape and self.params == other.params
-
 
 class Batcher:
     """The network thread of a service: ``submit`` from any thread, ``close`` to stop.
@@ -46,12 +45,16 @@ class Batcher:
         segmenter: the model (its ``backend`` runs the batches).
         max_batch: the most pictures in one network run.
         max_wait_s: how long the oldest waiting picture waits for others to join its batch.
+        max_padding: how much padding a batch of several sizes may add (``share_batches``).
         on_batch: called with each batch's size before it runs (metrics).
+        coming: how many pictures are on their way to ``submit`` (default: always some).
     """
 
     def __init__(self, segmenter: Segmenter, max_batch: int = 4, max_wait_s: float = 0.01,
-                 on_batch: Optional[Callable[[int], None]] = None):
+                 on_batch: Optional[Callable[[int], None]] = None, *, max_padding: float = 0.0,
+                 coming: Callable[[], int] = lambda: 1):
         self.segmenter, self.max_batch, self.max_wait_s = segmenter, max(1, max_batch), max(0.0, max_wait_s)
+        self.max_padding, self.coming = max_padding, coming
         self.on_batch = on_batch or (lambda size: None)
         self._jobs: Deque[Job] = collections.deque()
         self._wake = threading.Condition()
@@ -83,18 +86,21 @@ class Batcher:
         self._thread.join(timeout_s)
 
     def _take(self) -> List[Job]:
-        """The next batch: the oldest job and up to ``max_batch - 1`` later ones of its kind,
-        once the batch is full or the oldest has waited ``max_wait_s``; [] when closed and empty."""
+        """The next batch: the oldest job and up to ``max_batch - 1`` later ones that join it
+        (``share_batches``), once the batch is full, nothing more is coming or the oldest has
+        waited ``max_wait_s``; [] when closed and empty."""
         with self._wake:
             while True:
                 while not self._jobs and not self._closed:
                     self._wake.wait()
                 if not self._jobs:
                     return []
-                first = self._jobs[0]
-                batch = [job for job in self._jobs if first.same_kind(job)][:self.max_batch]
-                left = first.arrived + self.max_wait_s - time.monotonic()
-                if len(batch) >= self.max_batch or left <= 0 or self._closed:
+                alike = [job for job in self._jobs if job.params == self._jobs[0].params]
+                first = share_batches([job.chw.shape[1:] for job in alike], self.segmenter.backend, self.max_batch,
+                                      self.max_padding)[0]
+                batch = [alike[index] for index in first]
+                left = batch[0].arrived + self.max_wait_s - time.monotonic()
+                if len(batch) >= self.max_batch or left <= 0 or self._closed or self.coming() <= 0:
                     break
                 self._wake.wait(left)
             for job in batch:
@@ -111,7 +117,7 @@ class Batcher:
                 continue
             self.on_batch(len(batch))
             try:
-                rows = run_network(backend, [(job.chw, job.meta) for job in batch], batch[0].params)
+                rows = run_network(backend, [(job.chw, job.meta) for job in batch], batch[0].params, self.max_padding)
             except Exception as exc:  # a failed run fails its own requests, never the thread
                 LOG.exception('a network batch failed')
                 for job in batch:

@@ -1,0 +1,90 @@
+"""Pictures of several sizes in one network run (``model/region.py``): which pictures share a run
+(``share_batches``, hand-built cases), and that one run of pictures of five padded sizes gives
+each the answer it gets alone, exactly as users see it (labels, boxes, COCO RLE masks; scores
+within 1e-4), on every engine that mixes sizes: dygraph, onnxruntime (the regions graph) and
+OpenVINO with size buckets, with the shipped model on crops of the sample pictures."""
+from pathlib import Path
+
+import cv2
+import pytest
+
+from solov2.config import get_config
+from solov2.core.paths import SAMPLE_IMAGES, SHIPPED_WEIGHTS
+from solov2.model.api.segmenter import run_network, to_instances
+from solov2.model.inference.backend import share_batches
+from solov2.model.inference.dygraph_backend import DygraphBackend
+from tests.helpers import REPO_DIR
+
+
+class StandIn:
+    """A backend as ``share_batches`` sees it: whether it mixes sizes, and its run sizes."""
+
+    def __init__(self, mixes_sizes: bool, buckets=()):
+        self.mixes_sizes, self.buckets = mixes_sizes, buckets
+
+    def run_size(self, hw):
+        return next((bucket for bucket in self.buckets if bucket[0] >= hw[0] and bucket[1] >= hw[1]), tuple(hw))
+
+
+SIZES = [(320, 320), (320, 448), (320, 320), (448, 320), (320, 576), (320, 448)]
+
+
+@pytest.mark.parametrize('backend, max_batch, max_padding, groups', [
+    (StandIn(False), 0, 9.0, [[0, 2], [1, 5], [3], [4]]),                       # one padded size a run
+    (StandIn(True), 0, 0.0, [[0, 2], [1, 5], [3], [4]]),                        # no padding allowed
+    (StandIn(True), 2, 0.0, [[0, 2], [1, 5], [3], [4]]),
+    (StandIn(True), 0, 0.25, [[0, 1, 2, 5], [3], [4]]),  # 4 x 320x448: 1.17x their own pixels; 5 x 320x576: 1.38x
+    (StandIn(True), 0, 0.5, [[0, 1, 2, 4, 5], [3]]),     # 448x576 with 448x320: 1.63x
+    (StandIn(True), 3, 0.5, [[0, 1, 2], [3, 5], [4]]),   # 448x448 with 448x320 + 320x448: 1.4x
+    (StandIn(True), 0, 9.0, [[0, 1, 2, 3, 4, 5]]),
+    (StandIn(True, [(320, 448), (448, 320), (320, 576)]), 0, 0.0, [[0, 1, 2, 5], [3], [4]]),    # a bucket a run
+    (StandIn(False, [(320, 448), (448, 320), (320, 576)]), 0, 0.0, [[0, 2], [1, 5], [3], [4]]),
+])
+def test_which_pictures_share_a_run(backend, max_batch, max_padding, groups):
+    assert share_batches(SIZES, backend, max_batch, max_padding) == groups
+
+
+def pictures() -> list:
+    """RGB crops of the sample pictures that preprocess (320/640) to five padded sizes: 320x320,
+    320x640, 320x448, 448x320 and 320x576."""
+    square, wide = (cv2.cvtColor(cv2.imread(str(REPO_DIR / SAMPLE_IMAGES / name)), cv2.COLOR_BGR2RGB)
+                    for name in ('shapes_000023.jpg', 'shapes_wide.jpg'))
+    return [square, wide, square[32:224], square[:, 32:224], wide[:, :450]]
+
+
+def engines(folder: Path) -> dict:
+    """The engines that mix sizes, each on the shipped model."""
+    from solov2.model.inference.onnxruntime_backend import OnnxBackend
+    from solov2.model.inference.openvino_backend import OpenVinoBackend
+    return {'dygraph': lambda: DygraphBackend(get_config(9), str(SHIPPED_WEIGHTS), device='cpu', threads=1),
+            'onnx': lambda: OnnxBackend(str(folder), threads=1),
+            'openvino': lambda: OpenVinoBackend(str(folder), threads=1, buckets=True)}
+
+
+@pytest.fixture(scope='module')
+def folder(tmp_path_factory):
+    pytest.importorskip('onnxruntime', reason='deploy test: needs requirements-deploy.txt')
+    pytest.importorskip('openvino', reason='deploy test: needs requirements-deploy.txt')
+    from tests.helpers import shipped_onnx_export
+    return shipped_onnx_export(tmp_path_factory.mktemp('mixed') / 'export')
+
+
+@pytest.mark.deploy
+@pytest.mark.parametrize('engine', ['dygraph', 'onnx', 'openvino'])
+def test_one_run_of_several_sizes_gives_each_picture_its_own_answer(folder, engine, monkeypatch):
+    backend = engines(folder)[engine]()
+    assert backend.mixes_sizes
+    ready = [backend.prepare(rgb) for rgb in pictures()]
+    assert len({chw.shape for chw, _ in ready}) == 5
+    params, runs, model_stage = backend.params, [], backend.model_stage
+    monkeypatch.setattr(backend, 'model_stage', lambda inputs, *rest: runs.append(len(inputs)) or
+                        model_stage(inputs, *rest))
+    rows = run_network(backend, ready, params, max_padding=9.0)
+    assert runs == [5]
+    for (chw, meta), row in zip(ready, rows):
+        got = to_instances(backend, row, meta, params).to_dict()
+        want = to_instances(backend, run_network(backend, [(chw, meta)], params)[0], meta, params).to_dict()
+        assert len(got['instances']) == len(want['instances']) > 0
+        for one, other in zip(got['instances'], want['instances']):
+            assert (one['label'], one['box'], one['mask']) == (other['label'], other['box'], other['mask'])
+            assert one['score'] == pytest.approx(other['score'], abs=1e-4)
