@@ -49,7 +49,7 @@ def header_size(data) -> tuple[int, int] | None:
             file.seek(0)
             try:
                 return (JpegImagePlugin.JpegImageFile if name == 'JPEG' else reader)(file).size
-            except (SyntaxError, OSError, ValueError, Image.DecompressionBombError):
+            except Exception:       # a reader fails on a damaged header in many ways (AVIF's: RuntimeError)
                 return None
     return None
 

@@ -134,6 +134,19 @@ def test_header_size_reads_width_and_height_without_decoding(kind):
     assert header_size(data[:5]) is None
 
 
+def test_a_reader_that_fails_in_any_way_gives_no_size(monkeypatch):
+    """A damaged header may fail Pillow's reader with any exception (AVIF's: RuntimeError):
+    no size, so an InputError (a service's 400), never another kind."""
+    def broken(file, filename=None):
+        raise RuntimeError('Failed to decode image: Missing or empty image item')
+    data = png_header(5, 5)
+    Image.init()
+    monkeypatch.setitem(Image.OPEN, 'PNG', (broken, Image.OPEN['PNG'][1]))
+    assert header_size(data) is None
+    with pytest.raises(InputError, match='whose header gives its size'):
+        decode_image(data)
+
+
 def test_jpeg_size_found_after_a_large_app_segment_and_fill_bytes(monkeypatch):
     """0xFF fill bytes before a marker, which JPEG allows, do not hide the size."""
     ok, encoded = cv2.imencode('.jpg', np.zeros((20, 30, 3), np.uint8))
