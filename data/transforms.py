@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import logging
 import threading
 from dataclasses import dataclass
@@ -10,8 +11,9 @@ from typing import Sequence
 
 import cv2
 import numpy as np
+from PIL import Image, JpegImagePlugin
 
-from solov2.core.errors import InputError, param
+from solov2.core.errors import InputError, LimitError, param
 
 LOG = logging.getLogger(__name__)
 IMAGENET_MEAN_RGB = (123.675, 116.28, 103.53)
@@ -28,48 +30,48 @@ class ImageMeta:
 
 
 DEFAULT_MAX_PIXELS = 100_000_000
-JPEG_SIZE_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+SIZED_FORMATS = ('JPEG', 'PNG', 'BMP', 'WEBP', 'TIFF', 'GIF', 'JPEG2000', 'PPM', 'SUN', 'AVIF')   # OpenCV's formats
 
 
-def header_size(data: bytes | memoryview) -> tuple[int, int] | None:
-    """`(width, height)` from a PNG, JPEG or BMP header without decoding, else None."""
-    def number(start: int, size: int, order: str = 'big') -> int:
-        return abs(int.from_bytes(data[start:start + size], order, signed=order == 'little'))
-
-    if bytes(data[:8]) == b'\x89PNG\r\n\x1a\n' and len(data) >= 24:
-        return number(16, 4), number(20, 4)
-    if bytes(data[:2]) == b'BM' and len(data) >= 26:
-        return number(18, 4, 'little'), number(22, 4, 'little')
-    if bytes(data[:2]) != b'\xff\xd8':
-        return None
-    offset = 2
-    while offset + 9 <= len(data) and data[offset] == 0xFF:
-        if data[offset + 1] in JPEG_SIZE_MARKERS:
-            return number(offset + 7, 2), number(offset + 5, 2)
-        offset += 2 + number(offset + 2, 2)
+def header_size(data) -> tuple[int, int] | None:
+    """`(width, height)` from the header of an encoded picture (bytes-like), read by Pillow's
+    reader of its format (`SIZED_FORMATS`) without decoding; None when none reads it. Thread-safe
+    and silent: not through `Image.open`, which holds the size against Pillow's process-wide
+    `MAX_IMAGE_PIXELS` (a warning, an error over twice it), nor JPEG's switch to MPO, which does
+    too; WebP's reader does it itself (None over twice it)."""
+    Image.init()                # Pillow's readers, registered once
+    with io.BytesIO(data) as file:
+        prefix = file.read(16)
+        for name in SIZED_FORMATS:
+            reader, accept = Image.OPEN.get(name, (None, None))
+            if reader is None or accept(prefix) is not True:     # a str: its library is missing
+                continue
+            file.seek(0)
+            try:
+                return (JpegImagePlugin.JpegImageFile if name == 'JPEG' else reader)(file).size
+            except Exception:       # a reader fails on a damaged header in many ways (AVIF's: RuntimeError)
+                return None
     return None
 
 
 def check_pixels(what, width: int, height: int, max_pixels: int) -> None:
-    """InputError when a `width` x `height` image exceeds `max_pixels` (0 = no limit); `what`
-    names the image in the message ('image PATH', 'the array given', ...)."""
+    """`LimitError` when a `width` x `height` image exceeds `max_pixels` (0 = no limit); `what`
+    names the image in the message ('image PATH', 'the array given', ...), whose first piece
+    says what is over which limit and the rest how to raise it."""
     if max_pixels and width * height > max_pixels:
-        raise InputError(
-            f'{what} is {width}x{height} = {width * height / 1e6:.0f} MP, over the limit of '
-            f'{max_pixels / 1e6:g} MP — shrink it or raise max_image_pixels (',
-            param('overrides', ['max_image_pixels=N']), ')'
+        raise LimitError(
+            f'{what} is {width}x{height} = {width * height / 1e6:.0f} MP, over the limit of {max_pixels / 1e6:g} MP',
+            ' — shrink it or raise max_image_pixels (', param('overrides', ['max_image_pixels=N']), ')'
         )
 
 
 def read_image(path: str | PathLike[str], max_pixels: int = DEFAULT_MAX_PIXELS,
                warn_colour: bool = False) -> np.ndarray:
-    """Read an image file as `[H, W, 3] uint8 RGB` (`decode_image` of its bytes).
-
-    Decodes from a byte buffer so non-ASCII paths work. Grey and RGBA files
-    are converted to 3-channel RGB. Raises `InputError` when the file is
-    missing, cannot be decoded, or holds more than `max_pixels` pixels (checked
-    from the header before decoding for PNG, JPEG and BMP; 0 = no limit). With
-    `warn_colour`, a transparent or greyscale picture is logged (`warn_unusual_colour`):
+    """Read an image file as `[H, W, 3] uint8 RGB` (`decode_image` of its bytes, so
+    non-ASCII paths work). Grey and RGBA files are converted to 3-channel RGB. Raises
+    `InputError` when the file is missing or cannot be decoded, `LimitError` when it holds
+    more than `max_pixels` pixels (0 = no limit), checked before decoding as `decode_image`
+    says. With `warn_colour`, a transparent or greyscale picture is logged (`warn_unusual_colour`):
     the commands that segment a user's pictures ask for it, training and COCO evaluation not.
     """
     try:
@@ -81,22 +83,25 @@ def read_image(path: str | PathLike[str], max_pixels: int = DEFAULT_MAX_PIXELS,
 
 def decode_image(data, max_pixels: int = DEFAULT_MAX_PIXELS, warn_colour: bool = False,
                  what: str = 'the picture in the bytes given', source=None) -> np.ndarray:
-    """An encoded picture (JPEG, PNG, BMP, WebP, TIFF, ... as OpenCV reads them; `bytes`,
-    `bytearray`, `memoryview` or a `[n] uint8` array) as `[H, W, 3] uint8 RGB`, as
-    `read_image` reads a file: InputError naming `what` when it is not a picture OpenCV
-    decodes or holds more than `max_pixels` pixels (checked from the header first for PNG,
-    JPEG and BMP; 0 = no limit); `warn_colour` as for `read_image`, naming `source` (default `what`)."""
-    buffer = np.frombuffer(data, dtype=np.uint8) if not isinstance(data, np.ndarray) else data
-    size = header_size(memoryview(buffer))
-    if size is not None:
+    """An encoded picture (`bytes`, `bytearray`, `memoryview` or a `[n] uint8` array) as
+    `[H, W, 3] uint8 RGB`, decoded by OpenCV, as `read_image` reads a file. With a limit
+    (`max_pixels` above 0) its size is read from its header first (`header_size`): over the
+    limit is a `LimitError` naming `what`, a header that gives no size an `InputError`, and
+    neither is decoded. InputError too when OpenCV does not decode it; `warn_colour` as for
+    `read_image`, naming `source` (default `what`)."""
+    if max_pixels:
+        size = header_size(data)
+        if size is None:
+            raise InputError(f'cannot read {what}: not a JPEG, PNG, WebP, TIFF, GIF, ... whose header gives its size; '
+                             'with no pixel limit (', param('overrides', ['max_image_pixels=0']), ') OpenCV tries it')
         check_pixels(what, *size, max_pixels)
+    buffer = np.frombuffer(data, dtype=np.uint8) if not isinstance(data, np.ndarray) else data
     try:
         bgr = cv2.imdecode(buffer, cv2.IMREAD_COLOR) if buffer.size else None
     except cv2.error:
         bgr = None
     if bgr is None:
         raise InputError(f'cannot read {what}: not a picture OpenCV decodes (JPEG, PNG, BMP, WebP, TIFF, ...)')
-    check_pixels(what, bgr.shape[1], bgr.shape[0], max_pixels)
     if warn_colour:
         warn_unusual_colour(what if source is None else source, buffer, bgr)
     return swap_red_blue(bgr)      # decoded as 3-channel uint8 BGR, ours to reuse

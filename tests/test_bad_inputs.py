@@ -22,8 +22,9 @@ import numpy as np
 import paddle
 import pytest
 
+from solov2 import Segmenter
 from solov2.config import CONFIGS
-from solov2.core.errors import InputError, RunError
+from solov2.core.errors import InputError, LimitError, RunError
 from solov2.data.files import write_image
 from solov2.data.results import instances_to_coco
 from solov2.model.inference.export import infer_cfg
@@ -35,6 +36,7 @@ from solov2.tools import demo, export_model, labelme2coco, postprocess_raw
 from solov2.tools import eval as eval_cli
 from solov2.tools.cli import run_command, set_status
 from tests.helpers import REPO_DIR, alive, children, ctrl_c_as_in_a_terminal
+from tests.pictures import tiff_bomb, webp_bomb
 
 REPO = REPO_DIR
 WEIGHTS = str(REPO / 'weights' / 'shapes_r18.pdparams')
@@ -132,6 +134,22 @@ def test_demo_same_stem_inputs_pixel_limit_and_a_checked_write(photos, tmp_path,
     # cv2.imwrite returns False into a missing folder; write_image raises
     with pytest.raises(OSError):
         write_image(tmp_path / 'missing' / 'x.jpg', np.zeros((4, 4, 3), np.uint8))
+
+
+def test_bombs_are_refused_from_their_headers_by_the_demo_and_segmenter(tmp_path, capsys, monkeypatch):
+    """A 144 MP WebP of 36 bytes and TIFF of 6 KB (1 GB each while decoding): demo.py reports
+    each over the limit (exit 1), Segmenter raises LimitError for their bytes; never decoded."""
+    folder = tmp_path / 'bombs'
+    folder.mkdir()
+    (folder / 'w.webp').write_bytes(webp_bomb(12000, 12000))
+    (folder / 't.tiff').write_bytes(tiff_bomb(12000, 12000))
+    seg = Segmenter(WEIGHTS, backend='dygraph', threads=1)
+    monkeypatch.setattr('solov2.data.transforms.cv2.imdecode', lambda *args: pytest.fail('decoded'))
+    assert demo.main(['--input', str(folder), '--output', str(tmp_path / 'out'), '--weights', WEIGHTS, *FAST]) == 1
+    assert capsys.readouterr().err.count('12000x12000 = 144 MP, over the limit of 100 MP') == 2
+    for path in folder.iterdir():
+        with pytest.raises(LimitError, match='the picture in the bytes given is 12000x12000 = 144 MP, over the limit'):
+            seg(path.read_bytes())
 
 
 def test_demo_a_failed_picture_write_is_an_error_not_a_summary(photos, tmp_path, capsys, monkeypatch):

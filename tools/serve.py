@@ -59,8 +59,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--queue-size', type=int, default=16,
                         help='requests in flight per process; more get 503 with Retry-After (default 16)')
     parser.add_argument('--max-body-mb', type=float, default=32.0, help='largest request body, MB (default 32)')
-    parser.add_argument('--max-pixels', type=int, default=0,
-                        help="largest picture in pixels; more get 413 (default: the config's max_image_pixels)")
+    parser.add_argument('--max-pixels', type=int,
+                        help="largest picture in pixels, more get 413; 0: no limit (default: the config's "
+                             'max_image_pixels, 100 MP unless --opt max_image_pixels=N says otherwise)')
     parser.add_argument('--timeout-s', type=float, default=30.0,
                         help='a request unanswered after this many seconds gets 504; also how long a stop '
                              'waits for the requests in flight (default 30)')
@@ -74,7 +75,7 @@ def settings_of(args):
     for flag, value in counts:
         if value < 1:
             raise InputError(f'{flag} must be at least 1, not {value}')
-    if args.max_body_mb <= 0 or args.timeout_s <= 0 or args.max_wait_ms < 0 or args.max_pixels < 0:
+    if args.max_body_mb <= 0 or args.timeout_s <= 0 or args.max_wait_ms < 0 or (args.max_pixels or 0) < 0:
         raise InputError('--max-body-mb and --timeout-s must be above 0, --max-wait-ms and --max-pixels at least 0')
     if args.tensorrt or args.mkldnn:
         raise InputError('--tensorrt and --mkldnn are not for the service: it runs a Segmenter (docs/serving.md)')

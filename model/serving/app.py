@@ -46,7 +46,7 @@ class ServeSettings:
     ``config``, ``backend``, ``model_dir``, ``precision``, ``device``, ``threads``,
     ``overrides``). Batching: at most ``max_batch`` pictures a network run, the oldest waiting
     at most ``max_wait_ms`` for others. Limits: ``queue_size`` requests in flight, bodies of
-    ``max_body_mb``, pictures of ``max_pixels`` (0: the config's ``max_image_pixels``),
+    ``max_body_mb``, pictures of ``max_pixels`` (None: the config's ``max_image_pixels``; 0: no limit),
     ``timeout_s`` from a request's arrival to its answer. ``helper_threads``: the threads
     that decode and encode (0: one per core)."""
     weights: Optional[str] = None
@@ -61,7 +61,7 @@ class ServeSettings:
     max_wait_ms: float = 5.0
     queue_size: int = 16
     max_body_mb: float = 32.0
-    max_pixels: int = 0
+    max_pixels: Optional[int] = None
     timeout_s: float = 30.0
     helper_threads: int = 0
 
@@ -86,7 +86,7 @@ class Service:
 
     @property
     def max_pixels(self) -> int:
-        return self.settings.max_pixels or self.segmenter.cfg.max_image_pixels
+        return self.segmenter.cfg.max_image_pixels if self.settings.max_pixels is None else self.settings.max_pixels
 
     def load(self) -> None:
         """Load the model and run one picture through it (in a thread; ``problem`` says why

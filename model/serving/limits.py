@@ -1,13 +1,12 @@
 """A request's limits and the HTTP errors they give: body size (413, before the body is
-read when it declares its length), pixels (413, from the header before decoding where the
-format tells them: PNG, JPEG, BMP), content type (415), a picture that does not decode (400)."""
+read when it declares its length), pixels (413, from the header before decoding), content
+type (415), a picture that does not decode or whose header gives no size (400)."""
 from typing import Optional
 
 import numpy as np
 
-from solov2.core.errors import InputError
-from solov2.data.transforms import header_size
-from solov2.model.api.segmenter import picture_rgb
+from solov2.core.errors import InputError, LimitError
+from solov2.data.transforms import decode_image
 
 PICTURE_TYPES = ('image/', 'application/octet-stream')
 MULTIPART = 'multipart/form-data'
@@ -61,25 +60,15 @@ async def read_body(stream, max_bytes: int) -> bytes:
 
 
 def decode_picture(data: bytes, max_pixels: int) -> np.ndarray:
-    """[H, W, 3] uint8 RGB of an encoded picture (``Segmenter``'s reading of bytes); 413 over
-    ``max_pixels`` (from the header before decoding for PNG, JPEG and BMP, else once decoded),
-    400 naming the problem when it does not decode."""
+    """[H, W, 3] uint8 RGB of an encoded picture, read as ``Segmenter`` reads bytes; 413 over
+    ``max_pixels`` (0: no limit), read from its header before decoding; 400 naming the
+    problem when it is empty, its header gives no size or it does not decode."""
     if not data:
         raise HttpError(400, 'the body is empty: send the picture file as the body, or as the field "file" of '
                              f'{MULTIPART}')
-    size = header_size(memoryview(data))
-    if size is not None:
-        check_pixel_count(*size, max_pixels)
     try:
-        rgb = picture_rgb(data, 'rgb', 0)
+        return decode_image(data, max_pixels, warn_colour=True, what='the picture')
+    except LimitError as exc:
+        raise HttpError(413, f"{exc.args[0]} (--max-pixels, else the config's max_image_pixels)") from None
     except InputError as exc:
         raise HttpError(400, str(exc)) from None
-    check_pixel_count(rgb.shape[1], rgb.shape[0], max_pixels)
-    return rgb
-
-
-def check_pixel_count(width: int, height: int, max_pixels: int) -> None:
-    """413 when a ``width`` x ``height`` picture has more than ``max_pixels`` pixels."""
-    if width * height > max_pixels:
-        raise HttpError(413, f'the picture is {width}x{height} = {width * height / 1e6:.1f} MP, over the limit of '
-                             f"{max_pixels / 1e6:g} MP (the service's --max-pixels)")

@@ -37,6 +37,11 @@ class InputError(Solov2Error, ValueError):
     """Bad input or usage the user can fix; the message names the fix."""
 
 
+class LimitError(InputError):
+    """An input over a size limit the caller set (a picture's pixels): a service answers it
+    413, not 400. Its first piece says what is over which limit, the rest how to raise it."""
+
+
 class RunError(Solov2Error, RuntimeError):
     """The work itself failed; the message says what and why."""
 

@@ -1,11 +1,16 @@
 """Tests for data.transforms."""
 
+import io
 import logging
+import warnings
+from concurrent.futures import ThreadPoolExecutor
 
 import cv2
 import numpy as np
 import pytest
+from PIL import Image
 
+from solov2.core.errors import InputError, LimitError
 from solov2.data import transforms
 from solov2.data.transforms import (
     ImageMeta,
@@ -25,6 +30,7 @@ from solov2.data.transforms import (
     swap_red_blue,
     to_rgb,
 )
+from tests.pictures import png_header, tiff_bomb, webp_bomb, with_fill_bytes
 
 
 @pytest.mark.parametrize(
@@ -118,27 +124,46 @@ def test_read_image_missing(tmp_path):
         read_image(tmp_path / 'missing.jpg')
 
 
-@pytest.mark.parametrize('suffix', ['.png', '.jpg', '.bmp'])
-def test_header_size_reads_width_and_height_without_decoding(suffix):
-    ok, encoded = cv2.imencode(suffix, np.zeros((37, 53, 3), np.uint8))
-    assert ok and header_size(memoryview(encoded.reshape(-1))) == (53, 37)
-    assert header_size(encoded.tobytes()[:5]) is None
+@pytest.mark.parametrize('kind', ['JPEG', 'PNG', 'BMP', 'WEBP', 'TIFF', 'GIF', 'JPEG2000', 'PPM'])
+def test_header_size_reads_width_and_height_without_decoding(kind):
+    encoded = io.BytesIO()
+    Image.new('RGB', (53, 37), (40, 120, 200)).save(encoded, kind)
+    data = encoded.getvalue()
+    assert header_size(data) == header_size(memoryview(data)) == header_size(np.frombuffer(data, np.uint8)) == (53, 37)
+    assert decode_image(data).shape == (37, 53, 3)      # a picture OpenCV decodes
+    assert header_size(data[:5]) is None
 
 
-def test_jpeg_size_found_after_a_large_app_segment():
+def test_a_reader_that_fails_in_any_way_gives_no_size(monkeypatch):
+    """A damaged header may fail Pillow's reader with any exception (AVIF's: RuntimeError):
+    no size, so an InputError (a service's 400), never another kind."""
+    def broken(file, filename=None):
+        raise RuntimeError('Failed to decode image: Missing or empty image item')
+    data = png_header(5, 5)
+    Image.init()
+    monkeypatch.setitem(Image.OPEN, 'PNG', (broken, Image.OPEN['PNG'][1]))
+    assert header_size(data) is None
+    with pytest.raises(InputError, match='whose header gives its size'):
+        decode_image(data)
+
+
+def test_jpeg_size_found_after_a_large_app_segment_and_fill_bytes(monkeypatch):
+    """0xFF fill bytes before a marker, which JPEG allows, do not hide the size."""
     ok, encoded = cv2.imencode('.jpg', np.zeros((20, 30, 3), np.uint8))
     data = encoded.tobytes()
     app = b'\xff\xe1' + (65535).to_bytes(2, 'big') + bytes(65533)
     assert header_size(data[:2] + app + data[2:]) == (30, 20)
+    filled = with_fill_bytes(data)
+    assert decode_image(filled, max_pixels=600).shape == (20, 30, 3)
+    monkeypatch.setattr(transforms.cv2, 'imdecode', lambda *args: pytest.fail('decoded'))
+    with pytest.raises(LimitError, match='is 30x20 = 0 MP, over the limit of 0.000599 MP'):
+        decode_image(filled, max_pixels=599)
 
 
 def test_a_huge_image_is_refused_from_its_header(tmp_path):
     """A PNG that claims 30000 x 20000 pixels is refused before anything is decoded."""
-    ok, encoded = cv2.imencode('.png', np.zeros((2, 2, 3), np.uint8))
-    data = bytearray(encoded.tobytes())
-    data[16:24] = (30000).to_bytes(4, 'big') + (20000).to_bytes(4, 'big')
-    (tmp_path / 'huge.png').write_bytes(bytes(data))
-    with pytest.raises(ValueError, match=r'30000x20000 = 600 MP, over the limit of 100 MP'):
+    (tmp_path / 'huge.png').write_bytes(png_header(30000, 20000))
+    with pytest.raises(LimitError, match=r'30000x20000 = 600 MP, over the limit of 100 MP'):
         read_image(tmp_path / 'huge.png')
     assert cv2.imwrite(str(tmp_path / 'ok.png'), np.zeros((2, 2, 3), np.uint8))
     assert read_image(tmp_path / 'ok.png', max_pixels=4).shape == (2, 2, 3)
@@ -155,14 +180,57 @@ def test_decode_image_reads_bytes_as_the_file_and_refuses_a_huge_header_before_d
     data = path.read_bytes()
     for form in (data, bytearray(data), memoryview(data), np.frombuffer(data, np.uint8)):
         np.testing.assert_array_equal(decode_image(form), read_image(path))
-    huge = bytearray(data)
-    huge[16:24] = (30000).to_bytes(4, 'big') + (20000).to_bytes(4, 'big')
     monkeypatch.setattr(transforms.cv2, 'imdecode', lambda *args: pytest.fail('decoded'))
     with pytest.raises(ValueError, match=r'the picture in the bytes given is 30000x20000 = 600 MP, over the limit'):
-        decode_image(bytes(huge))
-    monkeypatch.undo()
-    with pytest.raises(ValueError, match='cannot read the upload: not a picture OpenCV decodes'):
+        decode_image(png_header(30000, 20000))
+    with pytest.raises(InputError, match='cannot read the upload: not a JPEG, PNG, .* whose header gives its size'):
         decode_image(b'GIF89a not really', what='the upload')
+    monkeypatch.undo()
+    with pytest.raises(InputError, match='cannot read the upload: not a picture OpenCV decodes'):
+        decode_image(b'GIF89a not really', max_pixels=0, what='the upload')
+
+
+@pytest.mark.parametrize('bomb', [webp_bomb, tiff_bomb])
+def test_bombs_of_a_few_bytes_are_refused_from_their_headers_without_decoding(bomb, tmp_path, monkeypatch):
+    """A WebP of 36 bytes and a TIFF of 6 KB that decode to 144 MP (432 MB, and 1 GB held
+    while decoding) are refused as the limit says, the decoder never called; small ones of
+    the same kind are decoded."""
+    assert decode_image(bomb(120, 100)).shape == (100, 120, 3)
+    (tmp_path / 'bomb').write_bytes(bomb(12000, 12000))
+    monkeypatch.setattr(transforms.cv2, 'imdecode', lambda *args: pytest.fail('decoded'))
+    with pytest.raises(LimitError, match='the picture in the bytes given is 12000x12000 = 144 MP, over the limit of '
+                                         '100 MP — shrink it or raise max_image_pixels'):
+        decode_image(bomb(12000, 12000))
+    with pytest.raises(LimitError, match='bomb is 12000x12000 = 144 MP'):
+        read_image(tmp_path / 'bomb', max_pixels=50_000_000)
+
+
+def test_a_picture_whose_header_gives_no_size_is_refused_under_a_limit_and_decoded_without(monkeypatch):
+    """Radiance HDR, which OpenCV decodes and Pillow does not read: one InputError naming the
+    way out, nothing decoded; with no limit (0) it is decoded."""
+    hdr = cv2.imencode('.hdr', np.ones((37, 53, 3), np.float32))[1].tobytes()
+    assert decode_image(hdr, max_pixels=0).shape == (37, 53, 3)
+    monkeypatch.setattr(transforms.cv2, 'imdecode', lambda *args: pytest.fail('decoded'))
+    with pytest.raises(InputError, match=r'cannot read the picture in the bytes given: not a JPEG, PNG, .* whose '
+                                         r'header gives its size; with no pixel limit \(overrides='):
+        decode_image(hdr)
+
+
+def test_header_size_is_silent_and_free_of_pillows_own_limit(monkeypatch):
+    """Sizes over Pillow's MAX_IMAGE_PIXELS (a warning from Image.open) and twice it (an
+    error) are read exactly, without a warning, whatever that limit is, and from many
+    threads at once; the process's settings are left as they were."""
+    filters, limit = list(warnings.filters), Image.MAX_IMAGE_PIXELS
+    pictures = {png_header(20000, 20000): (20000, 20000), tiff_bomb(16000, 12000): (16000, 12000),
+                with_fill_bytes(cv2.imencode('.jpg', np.zeros((20, 30, 3), np.uint8))[1].tobytes()): (30, 20)}
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')
+        assert [header_size(data) for data in pictures] == list(pictures.values())
+        monkeypatch.setattr(Image, 'MAX_IMAGE_PIXELS', 10)
+        with ThreadPoolExecutor(4) as pool:
+            assert list(pool.map(header_size, list(pictures) * 50)) == list(pictures.values()) * 50
+    monkeypatch.undo()
+    assert (warnings.filters, Image.MAX_IMAGE_PIXELS) == (filters, limit)
 
 
 def _png(path, array):

@@ -3,10 +3,9 @@
 body gets its 4xx and the next request its answer; overload gives 503 and recovers; a slow
 client holds up nobody; the deadline gives 504; /metrics parses; readiness."""
 import io
+import re
 import socket
-import struct
 import time
-import zlib
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -16,7 +15,9 @@ import pytest
 
 from solov2 import Segmenter
 from solov2.core.paths import SAMPLE_IMAGES
+from solov2.tools import serve
 from tests.model.serving.running import SMALL_MODEL, ServeSettings, metric_families, serving
+from tests.pictures import png_header, tiff_bomb, webp_bomb
 
 PICTURES = sorted(Path(SAMPLE_IMAGES).glob('*.jpg'))
 SETTINGS = ServeSettings(**SMALL_MODEL, max_batch=4, max_wait_ms=50, queue_size=6, max_body_mb=1,
@@ -79,17 +80,15 @@ def test_concurrent_requests_share_network_batches_with_the_same_answers(client,
         same_answer(answer.json(), alone[data])
 
 
-def png_header(width: int, height: int) -> bytes:
-    """A PNG signature and IHDR declaring ``width`` x ``height`` RGB, and nothing else."""
-    ihdr = struct.pack('>IIBBBBB', width, height, 8, 2, 0, 0, 0)
-    return b'\x89PNG\r\n\x1a\n' + struct.pack('>I', 13) + b'IHDR' + ihdr + struct.pack('>I', zlib.crc32(b'IHDR' + ihdr))
-
-
+HDR = cv2.imencode('.hdr', np.ones((64, 64, 3), np.float32))[1].tobytes()     # OpenCV decodes it, Pillow not
 BAD_BODIES = [
     ('empty', b'', 'image/jpeg', 400, 'empty'),
     ('not a picture', b'hello, this is text', 'image/png', 400, 'cannot read'),
     ('truncated JPEG', PICTURES[0].read_bytes()[:5000], 'image/jpeg', 400, 'cannot read'),
     ('huge declared size', png_header(40000, 30000), 'image/png', 413, '40000x30000'),
+    ('WebP bomb', webp_bomb(12000, 12000), 'image/webp', 413, '12000x12000 = 144 MP, over the limit of 2 MP'),
+    ('TIFF bomb', tiff_bomb(12000, 12000), 'image/tiff', 413, '144 MP, over the limit of 2 MP (--max-pixels, else'),
+    ('no size in its header', HDR, 'image/vnd.radiance', 400, 'whose header gives its size'),
     ('too many bytes', b'\xff' * (2 * 2**20), 'image/jpeg', 413, 'over the limit of 1 MB'),
     ('wrong content type', b'{"picture": 1}', 'application/json', 415, 'application/json'),
     ('form without file', b'--b\r\nContent-Disposition: form-data; name="x"\r\n\r\n1\r\n--b--\r\n',
@@ -109,9 +108,37 @@ def test_bad_query_and_big_pictures_are_refused_with_reasons(client):
     assert bad.status_code == 400 and 'masks' in bad.json()['error']
     bad = client.post('/v1/segment', content=PICTURES[0].read_bytes(), params={'max_instances': 0})
     assert bad.status_code == 400 and 'max_instances' in bad.json()['error']
-    big = cv2.imencode('.webp', np.zeros((1500, 1500, 3), np.uint8))[1].tobytes()     # no header size: decoded
+    big = cv2.imencode('.webp', np.zeros((1500, 1500, 3), np.uint8))[1].tobytes()
     refused = client.post('/v1/segment', content=big, headers={'Content-Type': 'image/webp'})
     assert refused.status_code == 413 and '1500x1500' in refused.json()['error']
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory (VmHWM) since it began or was reset, MB."""
+    return int(re.search(r'VmHWM:\s+(\d+) kB', Path('/proc/self/status').read_text()).group(1)) / 1024
+
+
+def test_bombs_get_413_from_their_headers_without_the_memory_to_decode_them(client):
+    """A WebP of 36 bytes and a TIFF of 6 KB that decode to 144 MP each (1 GB held while
+    decoding) get 413: the peak resident memory of the process running the server (this
+    one; the peak reset first) grows by less than 100 MB."""
+    Path('/proc/self/clear_refs').write_text('5')         # the peak becomes the current use
+    before = peak_rss_mb()
+    for bomb in (webp_bomb, tiff_bomb):
+        refused = client.post('/v1/segment', content=bomb(12000, 12000))
+        assert refused.status_code == 413 and '12000x12000' in refused.json()['error'], refused.text
+    assert peak_rss_mb() - before < 100
+
+
+def test_0_is_no_pixel_limit_in_the_service_as_in_the_library():
+    """The config's max_image_pixels=0 is no limit, warm-up included (its picture was refused,
+    and the service never ready): a picture whose header gives no size is decoded. Without
+    --max-pixels the config's limit holds, --max-pixels 0 is none."""
+    with serving(ServeSettings(**SMALL_MODEL, overrides=('max_image_pixels=0',))) as unlimited:
+        assert unlimited.get('/v1/model').json()['max_pixels'] == 0
+        assert unlimited.post('/v1/segment', content=HDR).status_code == 200
+    assert serve.settings_of(serve.parse_args([])).max_pixels is None
+    assert serve.settings_of(serve.parse_args(['--max-pixels', '0'])).max_pixels == 0
 
 
 def test_overload_gets_503_with_retry_after_and_recovers(client):
