@@ -31,6 +31,7 @@ tools/*.py) does the same way, and nothing the library needs.
 - Arguments: the parser and the argument groups the commands share.
 """
 import argparse
+import concurrent.futures
 import contextlib
 import importlib.util
 import logging
@@ -255,6 +256,7 @@ class Terminated(KeyboardInterrupt):
 
 
 _status = {'note': None}
+STOPPED_LOADING = 'stopped while loading, nothing was written: run the same command again'
 
 
 def set_status(note) -> None:
@@ -332,12 +334,25 @@ def interruptible_loading() -> Iterator[None]:
                 signal.pthread_sigmask(signal.SIG_SETMASK, held)      # a held signal is raised here
         yield
     except KeyboardInterrupt as exc:
-        raise SystemExit(_interrupted(exc, sys.stderr, 'stopped while loading, nothing was written: '
-                                                       'run the same command again')) from None
+        raise SystemExit(_interrupted(exc, sys.stderr, STOPPED_LOADING)) from None
     finally:
         for signum, handler in previous.items():
             if handler is not None:
                 signal.signal(signum, handler)
+
+
+def interruptible_load(load):
+    """``load()`` (opening a model: an export or a compile runs in C++ for tens of seconds) in a
+    thread while this one waits: Ctrl-C or SIGTERM (``run_command``'s) end the command at once in
+    the interrupt line of ``interruptible_loading`` (exit 130 / 143), by ``os._exit``: the
+    interpreter's own exit would abort in the load's C++ code, still running."""
+    with concurrent.futures.ThreadPoolExecutor(1, 'solov2-load') as pool:
+        try:
+            return pool.submit(load).result()
+        except KeyboardInterrupt as exc:
+            code = _interrupted(exc, sys.stderr, STOPPED_LOADING)
+            sys.stdout.flush()
+            os._exit(code)
 
 
 def run_command(main, argv=None, stream=None) -> int:

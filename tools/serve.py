@@ -6,8 +6,9 @@
 
 Routes: POST /v1/segment (the picture as the body or the form field "file"; query
 score_threshold, max_instances, masks=rle|polygons|none), GET /v1/model, /healthz, /readyz,
-/metrics, and the OpenAPI page /docs. SIGTERM or Ctrl-C stop taking requests, finish those in
-flight (up to --timeout-s) and exit 0. The application is ``solov2.model.serving.app``;
+/metrics, and the OpenAPI page /docs. The model opens before the port (weights that do not
+load: one line, exit 2; SIGTERM or Ctrl-C: at once); then SIGTERM or Ctrl-C stop taking requests,
+finish those in flight (up to --timeout-s) and exit 0. The application is ``solov2.model.serving.app``;
 docs/serving.md says how to call it, its settings, metrics and scaling out (Ray Serve too).
 """
 import argparse
@@ -24,6 +25,7 @@ from solov2.tools.cli import (  # before Paddle
     add_backend_args,
     add_model_args,
     add_runtime_args,
+    interruptible_load,
     interruptible_loading,
     make_parser,
     run_command,
@@ -57,7 +59,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--max-wait-ms', type=float, default=5.0,
                         help='how long a picture waits for others to join its network run (default 5)')
     parser.add_argument('--queue-size', type=int, default=16,
-                        help='requests in flight per process; more get 503 with Retry-After (default 16)')
+                        help='requests in flight (body read) per process; more get 503 with Retry-After (default 16)')
+    parser.add_argument('--max-uploads', type=int, default=64,
+                        help='request bodies being received at once per process, each up to --max-body-mb; more '
+                             'get 503 with Retry-After before their body is read (default 64)')
+    parser.add_argument('--body-timeout-s', type=float, default=10.0,
+                        help='a client that sends nothing of its body for this many seconds gets 408 and its '
+                             'connection closed (default 10)')
     parser.add_argument('--max-body-mb', type=float, default=32.0, help='largest request body, MB (default 32)')
     parser.add_argument('--max-pixels', type=int,
                         help="largest picture in pixels, more get 413; 0: no limit (default: the config's "
@@ -71,19 +79,23 @@ def parse_args(argv=None) -> argparse.Namespace:
 def settings_of(args):
     """The service's settings from the command line, checked (InputError for one that cannot work)."""
     from solov2.model.serving.app import ServeSettings
-    counts = (('--workers', args.workers), ('--max-batch', args.max_batch), ('--queue-size', args.queue_size))
+    counts = (('--workers', args.workers), ('--max-batch', args.max_batch), ('--queue-size', args.queue_size),
+              ('--max-uploads', args.max_uploads))
     for flag, value in counts:
         if value < 1:
             raise InputError(f'{flag} must be at least 1, not {value}')
-    if args.max_body_mb <= 0 or args.timeout_s <= 0 or args.max_wait_ms < 0 or (args.max_pixels or 0) < 0:
-        raise InputError('--max-body-mb and --timeout-s must be above 0, --max-wait-ms and --max-pixels at least 0')
+    if min(args.max_body_mb, args.timeout_s, args.body_timeout_s) <= 0 or min(args.max_wait_ms,
+                                                                              args.max_pixels or 0) < 0:
+        raise InputError('--max-body-mb, --timeout-s and --body-timeout-s must be above 0, --max-wait-ms and '
+                         '--max-pixels at least 0')
     if args.tensorrt or args.mkldnn:
         raise InputError('--tensorrt and --mkldnn are not for the service: it runs a Segmenter (docs/serving.md)')
     check_arguments(args.weights, args.config, args.backend, args.model_dir, args.precision, args.device,
                     args.threads, args.opt)
     return ServeSettings(weights_path(args.weights), args.config, args.backend, args.model_dir, args.precision,
                          args.device, cpu_threads(args.threads, args.workers), tuple(args.opt), args.max_batch,
-                         args.max_wait_ms, args.queue_size, args.max_body_mb, args.max_pixels, args.timeout_s)
+                         args.max_wait_ms, args.queue_size, args.max_body_mb, args.max_pixels, args.timeout_s,
+                         args.max_uploads, args.body_timeout_s)
 
 
 def worker_app():
@@ -110,15 +122,17 @@ def uvicorn_server(config):
     return Server(config)
 
 
-def serve(settings, args) -> None:
-    """Run the service until SIGTERM or Ctrl-C: in this process, or in --workers processes."""
+def serve(settings, args, segmenter) -> None:
+    """Run the service until SIGTERM or Ctrl-C: in this process around the opened ``segmenter``,
+    or in --workers processes, each opening its own (``segmenter`` is released first)."""
     import uvicorn
     options = {'host': args.host, 'port': args.port, 'timeout_graceful_shutdown': int(settings.timeout_s) + 1,
                'log_level': 'info'}
     if args.workers == 1:
         from solov2.model.serving.app import create_app
-        uvicorn_server(uvicorn.Config(create_app(settings), **options)).run()
+        uvicorn_server(uvicorn.Config(create_app(settings, segmenter=segmenter), **options)).run()
         return
+    segmenter.close()
     os.environ[SETTINGS_ENV] = json.dumps(dataclasses.asdict(settings))
     # a worker imports Paddle and the library before it answers the supervisor's first check
     uvicorn.run('solov2.tools.serve:worker_app', factory=True, workers=args.workers, timeout_worker_healthcheck=120,
@@ -135,7 +149,8 @@ def run(argv) -> int:
                          "requirements-serve.txt, or pip install '.[serve]'") from None
     settings = settings_of(args)
     tune_for(args.device, settings.threads)
-    serve(settings, args)
+    # before listening: a model that does not open ends here; an empty 'auto' cache is filled once
+    serve(settings, args, interruptible_load(settings.segmenter))
     return 0
 
 

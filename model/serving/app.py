@@ -1,22 +1,26 @@
 """The service's ASGI application: ``create_app(settings)`` -> FastAPI (module docstring of
 ``solov2.model.serving``; docs/serving.md).
 
-The model loads and warms up in a thread after start-up: ``/healthz`` answers at once,
-``/readyz`` and ``/v1/segment`` only once it is ready (503 before). A segmentation request
-is admitted while fewer than ``queue_size`` are in flight (503 with Retry-After otherwise),
-read within ``max_body_mb``, decoded and prepared in a worker thread, run through the network
-with the pictures of other requests that share its padded size (``batching.Batcher``),
-post-processed and encoded in a worker thread, all within ``timeout_s`` (504 otherwise).
+The model (opened by the caller, or here) warms up in a thread after start-up: ``/healthz``
+answers at once, ``/readyz`` and ``/v1/segment`` only once it is ready (503 before and while
+stopping). A segmentation request's body is read while fewer than ``max_uploads`` are, within
+``max_body_mb``, pausing at most ``body_timeout_s`` (408); then, while fewer than ``queue_size``
+are in flight (503 with Retry-After otherwise), it is decoded and prepared in a worker thread,
+run through the network with the pictures of other requests that share its padded size
+(``batching.Batcher``), post-processed and encoded in a worker thread, all within ``timeout_s``
+(504 otherwise). Answers and errors name the request's id (X-Request-ID).
 """
 import asyncio
 import contextlib
 import dataclasses
 import logging
 import os
+import re
 import threading
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Dict, Literal, Optional, Sequence
+from typing import Any, Dict, Iterator, Literal, Optional, Sequence
 
 import cv2
 import numpy as np
@@ -38,6 +42,10 @@ from solov2.model.serving.limits import (
 from solov2.model.serving.metrics import Metrics
 
 LOG = logging.getLogger(__name__)
+RETRY = {'Retry-After': '1'}
+REQUEST_ID = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]{1,128}")      # a sane X-Request-ID: an HTTP token, bounded
+SLOTS = {'uploads': ('max_uploads', '--max-uploads', 'uploads being received'),          # Service.held
+         'in flight': ('queue_size', '--queue-size', 'requests in flight')}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,10 +53,11 @@ class ServeSettings:
     """What a service runs and its limits. The model: ``Segmenter``'s arguments (``weights``,
     ``config``, ``backend``, ``model_dir``, ``precision``, ``device``, ``threads``,
     ``overrides``). Batching: at most ``max_batch`` pictures a network run, the oldest waiting
-    at most ``max_wait_ms`` for others. Limits: ``queue_size`` requests in flight, bodies of
-    ``max_body_mb``, pictures of ``max_pixels`` (None: the config's ``max_image_pixels``; 0: no limit),
-    ``timeout_s`` from a request's arrival to its answer. ``helper_threads``: the threads
-    that decode and encode (0: one per core)."""
+    at most ``max_wait_ms`` for others. Limits: ``queue_size`` requests in flight (bodies in),
+    bodies of ``max_body_mb``, pictures of ``max_pixels`` (None: the config's ``max_image_pixels``;
+    0: no limit), ``timeout_s`` from a request's arrival to its answer, ``max_uploads`` bodies
+    being received at once, each pausing at most ``body_timeout_s``. ``helper_threads``: the
+    threads that decode and encode (0: one per core)."""
     weights: Optional[str] = None
     config: Optional[int] = None
     backend: str = 'auto'
@@ -63,6 +72,8 @@ class ServeSettings:
     max_body_mb: float = 32.0
     max_pixels: Optional[int] = None
     timeout_s: float = 30.0
+    max_uploads: int = 64
+    body_timeout_s: float = 10.0
     helper_threads: int = 0
 
     def segmenter(self) -> Segmenter:
@@ -72,14 +83,14 @@ class ServeSettings:
 
 
 class Service:
-    """One application's state: the model once loaded, its batcher, worker threads, metrics."""
+    """One application's state: the model, its batcher, worker threads, the requests held, metrics."""
 
-    def __init__(self, settings: ServeSettings):
+    def __init__(self, settings: ServeSettings, segmenter: Optional[Segmenter] = None):
         self.settings = settings
-        self.segmenter: Optional[Segmenter] = None
+        self.segmenter = segmenter
         self.batcher: Optional[Batcher] = None
         self.problem: Optional[str] = 'the model is loading'
-        self.in_flight = 0
+        self.counts = dict.fromkeys(SLOTS, 0)
         self.pool = ThreadPoolExecutor(settings.helper_threads or os.cpu_count() or 1, 'solov2-serve')
         self.metrics = Metrics(settings.max_batch, lambda: self.batcher.depth if self.batcher else 0)
         self.loaded = threading.Event()
@@ -89,15 +100,14 @@ class Service:
         return self.segmenter.cfg.max_image_pixels if self.settings.max_pixels is None else self.settings.max_pixels
 
     def load(self) -> None:
-        """Load the model and run one picture through it (in a thread; ``problem`` says why
-        the service is not ready, None once it is)."""
+        """Open the model unless it came opened, then warm it up (``warm_up``; in a thread:
+        ``problem`` says why the service is not ready, None once it is)."""
         try:
-            segmenter = self.settings.segmenter()
+            segmenter = self.segmenter or self.settings.segmenter()
             self.batcher = Batcher(segmenter, self.settings.max_batch, self.settings.max_wait_ms / 1000,
                                    self.metrics.batch_size.observe)
             self.segmenter = segmenter
-            colour = cv2.imencode('.png', np.full((64, 64, 3), (40, 120, 200), np.uint8))[1].tobytes()
-            asyncio.run(self.segment(colour, segmenter.backend.params, 'none'))
+            self.warm_up()
             self.problem = None
             LOG.info(f'ready: {segmenter!r}')
         except Exception as exc:  # said by /readyz and the log; the service stays up for /healthz
@@ -105,6 +115,13 @@ class Service:
             LOG.exception(self.problem)
         finally:
             self.loaded.set()
+
+    def warm_up(self) -> None:
+        """Run a picture through the whole path (decoding, the network, the answer), so that the
+        engine compiles what its first run needs before the service says it is ready. A later
+        change extends it to one picture per padded size bucket, so that no request pays a compile."""
+        colour = cv2.imencode('.png', np.full((64, 64, 3), (40, 120, 200), np.uint8))[1].tobytes()
+        asyncio.run(self.segment(colour, self.segmenter.backend.params, 'none'))
 
     async def segment(self, data: bytes, params, masks: str) -> Dict[str, Any]:
         """The JSON answer for an encoded picture: decoded and prepared in a worker thread,
@@ -123,24 +140,28 @@ class Service:
         return answer(to_instances(self.segmenter.backend, row, meta, params), masks)
 
     def close(self) -> None:
-        """Finish what is queued, stop the network thread and the workers."""
+        """Say it is stopping (``/readyz`` 503), finish what is queued, stop the network thread and the workers."""
+        self.problem = 'the service is stopping'
         if self.batcher is not None:
             self.batcher.close(self.settings.timeout_s)
         self.pool.shutdown(wait=True)
 
-    def admit(self) -> None:
-        """Count a segmentation request in; 503 when not ready or ``queue_size`` are in flight."""
-        if self.problem is not None:
-            raise HttpError(503, self.problem, {'Retry-After': '1'})
-        if self.in_flight >= self.settings.queue_size:
-            raise HttpError(503, f'busy: {self.in_flight} requests in flight, the most this service takes '
-                                 '(its --queue-size); try again shortly', {'Retry-After': '1'})
-        self.in_flight += 1
-        self.metrics.in_flight.set(self.in_flight)
-
-    def release(self) -> None:
-        self.in_flight -= 1
-        self.metrics.in_flight.set(self.in_flight)
+    @contextlib.contextmanager
+    def held(self, what: str) -> Iterator[None]:
+        """Count one of ``what`` while the block runs: 'uploads' (bodies being received, at most
+        ``max_uploads``) or 'in flight' (requests whose body is in, at most ``queue_size``; the
+        ``in_flight`` metric); 503 with Retry-After, before the block, when that many are held."""
+        setting, flag, noun = SLOTS[what]
+        if self.counts[what] >= getattr(self.settings, setting):
+            raise HttpError(503, f'busy: {self.counts[what]} {noun}, the most this service takes (its {flag}); '
+                                 'try again shortly', RETRY)
+        self.counts[what] += 1
+        self.metrics.in_flight.set(self.counts['in flight'])
+        try:
+            yield
+        finally:
+            self.counts[what] -= 1
+            self.metrics.in_flight.set(self.counts['in flight'])
 
 
 def answer(instances, masks: str) -> Dict[str, Any]:
@@ -156,23 +177,24 @@ def answer(instances, masks: str) -> Dict[str, Any]:
     return result
 
 
-def create_app(settings: ServeSettings, load_first: bool = False) -> FastAPI:
+def create_app(settings: ServeSettings, load_first: bool = False, segmenter: Optional[Segmenter] = None) -> FastAPI:
     """The service's ASGI application for ``settings`` (module docstring): serve it with
     uvicorn (``tools/serve.py``) or Ray Serve (``ray_deployment``). Its state is made when
     it starts (the ASGI lifespan), so the application itself holds only its routes. The
-    model loads beside the running server, or with ``load_first`` before the start-up ends
-    (for a host that sends traffic once a start-up has ended, as Ray Serve does)."""
+    model (``segmenter`` if the caller opened it, else opened from ``settings``) warms up
+    beside the running server, or with ``load_first`` before the start-up ends (for a host
+    that sends traffic once a start-up has ended, as Ray Serve does)."""
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
-        service = app.state.service = Service(settings)
+        service = app.state.service = Service(settings, segmenter)
         threading.Thread(target=service.load, name='solov2-serve-load', daemon=True).start()
         if load_first:
             await asyncio.to_thread(service.loaded.wait)
         try:
             yield
         finally:
-            await asyncio.to_thread(service.loaded.wait)
+            await asyncio.to_thread(service.loaded.wait, settings.timeout_s)
             await asyncio.to_thread(service.close)
 
     app = FastAPI(title='SOLOv2 instance segmentation', lifespan=lifespan,
@@ -182,8 +204,16 @@ def create_app(settings: ServeSettings, load_first: bool = False) -> FastAPI:
 
     @app.middleware('http')
     async def count(request: Request, call_next):
-        began = time.perf_counter()
-        response = await call_next(request)
+        """Name the request (a sane X-Request-ID or a new id), answer a failure as a JSON 500, count it."""
+        began, given = time.perf_counter(), request.headers.get('x-request-id', '')
+        request.state.request_id = given if REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
+        try:
+            response = await call_next(request)
+        except Exception as exc:  # an engine's or the service's own failure: this request's alone
+            LOG.exception(f'request {request.state.request_id} failed')
+            response = error(request, 500, f'the service failed on this request ({type(exc).__name__}); its log '
+                                           'says more under this request_id')
+        response.headers['X-Request-ID'] = request.state.request_id
         route = request.scope.get('route')
         request.app.state.service.metrics.observe(getattr(route, 'path', 'other'), response.status_code,
                                                   time.perf_counter() - began)
@@ -191,31 +221,31 @@ def create_app(settings: ServeSettings, load_first: bool = False) -> FastAPI:
     return app
 
 
-def error(status: int, message: str, headers: Optional[dict] = None) -> JSONResponse:
-    """``{"error": message}`` with ``status``."""
-    return JSONResponse({'error': message}, status, headers)
+def error(request: Request, status: int, message: str, headers: Optional[dict] = None) -> JSONResponse:
+    """``{"error": message, "request_id": ...}`` with ``status``."""
+    return JSONResponse({'error': message, 'request_id': request.state.request_id}, status, headers)
 
 
 def add_error_handlers(app: FastAPI) -> None:
-    """Every refusal as ``{"error": "..."}``: the service's own (``HttpError``), a bad query
+    """Every refusal as ``{"error": "...", "request_id": ...}``: the service's own (``HttpError``), a bad query
     parameter (400 naming it), a bad argument (InputError, 400), a malformed form (400)."""
 
     @app.exception_handler(HttpError)
     async def refused(request: Request, exc: HttpError):
-        return error(exc.status, exc.message, exc.headers)
+        return error(request, exc.status, exc.message, exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError):
         problems = [f'{".".join(str(part) for part in one["loc"])}: {one["msg"]}' for one in exc.errors()]
-        return error(400, '; '.join(problems))
+        return error(request, 400, '; '.join(problems))
 
     @app.exception_handler(InputError)
     async def bad_input(request: Request, exc: InputError):
-        return error(400, str(exc))
+        return error(request, 400, str(exc))
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException):
-        return error(exc.status_code, str(exc.detail), getattr(exc, 'headers', None))
+        return error(request, exc.status_code, str(exc.detail), getattr(exc, 'headers', None))
 
 
 PICTURE_BODY = {'requestBody': {'required': True, 'content': {
@@ -234,16 +264,15 @@ def add_routes(app: FastAPI) -> None:
         """The instances of the picture sent (the body, or the field ``file`` of a form), as
         ``Instances.to_dict()``: masks as COCO RLE, ``polygons`` or none."""
         service: Service = request.app.state.service
-        service.admit()
+        if service.problem is not None:             # loading, cannot load, or stopping
+            raise HttpError(503, service.problem, RETRY)
+        params = per_call_params(service.segmenter.backend.params, score_threshold, max_instances)
         try:
-            params = per_call_params(service.segmenter.backend.params, score_threshold, max_instances)
             result = await asyncio.wait_for(segment_request(service, request, params, masks),
                                             service.settings.timeout_s)
         except asyncio.TimeoutError:
             raise HttpError(504, f"no answer within {service.settings.timeout_s:g} s (the service's --timeout-s)"
                                  ' — send a smaller picture or try again') from None
-        finally:
-            service.release()
         return JSONResponse(result)
 
     @app.get('/v1/model')
@@ -251,7 +280,7 @@ def add_routes(app: FastAPI) -> None:
         """The model served (config, classes, backend, weights) and the process that answered."""
         service: Service = request.app.state.service
         if service.segmenter is None:
-            raise HttpError(503, service.problem or 'the model is loading', {'Retry-After': '1'})
+            raise HttpError(503, service.problem or 'the model is loading', RETRY)
         settings, seg = service.settings, service.segmenter
         return {'process': os.getpid(), 'config': seg.number, 'config_name': seg.cfg.__name__,
                 'classes': list(seg.class_names), 'backend': seg.backend.name, 'weights': settings.weights,
@@ -266,7 +295,7 @@ def add_routes(app: FastAPI) -> None:
     async def readyz(request: Request):
         """Ready: the model is loaded and warmed up (503 with the reason before)."""
         problem = request.app.state.service.problem
-        return {'ready': True} if problem is None else error(503, problem, {'Retry-After': '1'})
+        return {'ready': True} if problem is None else error(request, 503, problem, RETRY)
 
     @app.get('/metrics')
     async def metrics(request: Request):
@@ -276,14 +305,17 @@ def add_routes(app: FastAPI) -> None:
 
 
 async def segment_request(service: Service, request: Request, params, masks: str) -> Dict[str, Any]:
-    """Read the request's picture within the limits, then segment it (``Service.segment``)."""
+    """Read the request's picture within the limits, held among the uploads, then segment it
+    (``Service.segment``) held among the requests in flight (``Service.held``)."""
     max_bytes = int(service.settings.max_body_mb * 2**20)
     kind = check_content_type(request.headers.get('content-type'))
     check_declared_length(request.headers.get('content-length'), max_bytes)
-    body = await read_body(request.stream(), max_bytes)
+    with service.held('uploads'):
+        body = await read_body(request.stream(), max_bytes, service.settings.body_timeout_s)
     if kind == 'multipart':
         body = await form_file(request, body)
-    return await service.segment(body, params, masks)
+    with service.held('in flight'):
+        return await service.segment(body, params, masks)
 
 
 async def form_file(request: Request, body: bytes) -> bytes:

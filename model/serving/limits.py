@@ -1,9 +1,12 @@
 """A request's limits and the HTTP errors they give: body size (413, before the body is
-read when it declares its length), pixels (413, from the header before decoding), content
-type (415), a picture that does not decode or whose header gives no size (400)."""
+read when it declares its length), a body that stops coming (408), pixels (413, from the
+header before decoding), content type (415), a picture that does not decode or whose header
+gives no size (400)."""
+import asyncio
 from typing import Optional
 
 import numpy as np
+from starlette.requests import ClientDisconnect
 
 from solov2.core.errors import InputError, LimitError
 from solov2.data.transforms import decode_image
@@ -48,15 +51,24 @@ def too_large(size: int, max_bytes: int) -> HttpError:
                           "(the service's --max-body-mb)")
 
 
-async def read_body(stream, max_bytes: int) -> bytes:
-    """The body from an ASGI request's ``stream()``; 413 as soon as it passes ``max_bytes``."""
-    parts, size = [], 0
-    async for chunk in stream:
+async def read_body(stream, max_bytes: int, idle_s: float) -> bytes:
+    """The body from an ASGI request's ``stream()``; 413 as soon as it passes ``max_bytes``, 408
+    (closing the connection) when nothing of it comes for ``idle_s`` seconds, 400 when the client goes."""
+    parts, size, chunks = [], 0, stream.__aiter__()
+    while True:
+        try:
+            chunk = await asyncio.wait_for(chunks.__anext__(), idle_s)
+        except StopAsyncIteration:
+            return b''.join(parts)
+        except asyncio.TimeoutError:
+            raise HttpError(408, f"the body stopped coming: nothing of it for {idle_s:g} s (the service's "
+                                 '--body-timeout-s); send it without pausing', {'Connection': 'close'}) from None
+        except ClientDisconnect:
+            raise HttpError(400, 'the client closed its connection before the whole body came') from None
         size += len(chunk)
         if size > max_bytes:
             raise too_large(size, max_bytes)
         parts.append(chunk)
-    return b''.join(parts)
 
 
 def decode_picture(data: bytes, max_pixels: int) -> np.ndarray:

@@ -1,14 +1,19 @@
 """tools/serve.py as a user starts it: SIGTERM during requests loses none of those accepted
 and exits 0; --workers 2 runs two processes, each with its model, and Ctrl-C stops them with
-exit 0; bad settings end in one line."""
+exit 0; bad settings, and weights that do not load, end in one line; SIGTERM while the model
+exports ends it at once."""
 import contextlib
+import os
 import signal
 import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+import pytest
+
 from solov2.core.paths import SAMPLE_IMAGES
+from solov2.model.inference.auto_backend import CACHE_ENV, installed_engines
 from solov2.tools import serve
 from tests.helpers import REPO_DIR, free_port
 from tests.model.serving.running import httpx, metric_families, wait_ready
@@ -16,12 +21,12 @@ from tests.model.serving.running import httpx, metric_families, wait_ready
 PICTURE = (REPO_DIR / SAMPLE_IMAGES / 'shapes_000042.jpg').read_bytes()
 
 
-def start(*options):
-    """tools/serve.py with the shipped model in dygraph on a free port: (process, client)."""
+def start(*options, backend='dygraph', env=None):
+    """tools/serve.py with the shipped model in ``backend`` on a free port: (process, client)."""
     port = free_port()
-    process = subprocess.Popen([sys.executable, str(REPO_DIR / 'tools' / 'serve.py'), '--backend', 'dygraph',
+    process = subprocess.Popen([sys.executable, str(REPO_DIR / 'tools' / 'serve.py'), '--backend', backend,
                                 '--threads', '1', '--port', str(port), *options],
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     return process, httpx.Client(base_url=f'http://127.0.0.1:{port}', timeout=60)
 
 
@@ -81,3 +86,35 @@ def test_bad_settings_end_in_one_line(capsys):
     assert capsys.readouterr().err.strip() == 'error: --queue-size must be at least 1, not 0'
     assert serve.main(['--backend', 'onnx']) == 2
     assert '--model-dir' in capsys.readouterr().err
+
+
+def test_weights_that_do_not_load_end_in_one_line_before_listening(tmp_path):
+    broken = tmp_path / 'broken.pdparams'
+    broken.write_bytes(b'not a checkpoint')
+    process, _ = start('--weights', str(broken))
+    try:
+        output, _ = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    assert process.returncode == 2, output
+    assert output.strip().startswith(f'error: {broken} is not a Paddle .pdparams file') and '\n' not in output.strip()
+
+
+@pytest.mark.deploy
+@pytest.mark.skipif(not installed_engines(), reason='deploy test: --backend auto exports only with '
+                                                    'requirements-deploy.txt (else it opens dygraph at once)')
+def test_sigterm_while_the_model_exports_ends_at_once_in_one_line(tmp_path):
+    process, _ = start(backend='auto', env={**os.environ, CACHE_ENV: str(tmp_path)})
+    try:
+        next(line for line in process.stdout if 'auto: exporting' in line)
+        time.sleep(1)                                   # into the export, tens of seconds of it left
+        began = time.monotonic()
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=30)
+        took = time.monotonic() - began
+    finally:
+        process.kill()
+    assert process.returncode == 143, output
+    assert output.strip().splitlines()[-1] == ('interrupted (SIGTERM): stopped while loading, nothing was '
+                                               'written: run the same command again')
+    assert took < 5, f'{took:.1f} s\n{output}'

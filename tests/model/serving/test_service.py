@@ -1,8 +1,11 @@
 """The service over real HTTP on 127.0.0.1 (one server for the module): answers equal to
 ``Segmenter``'s for the same bytes, alone and batched across concurrent requests; each bad
-body gets its 4xx and the next request its answer; overload gives 503 and recovers; a slow
-client holds up nobody; the deadline gives 504; /metrics parses; readiness."""
+body gets its 4xx and the next request its answer; overload gives 503 and recovers; stalled
+uploads hold up nobody and get 408; an engine failure is a JSON 500; request ids; the deadline
+gives 504; /metrics parses; readiness."""
+import http.client
 import io
+import json
 import re
 import socket
 import time
@@ -15,13 +18,14 @@ import pytest
 
 from solov2 import Segmenter
 from solov2.core.paths import SAMPLE_IMAGES
+from solov2.model.inference.dygraph_backend import DygraphBackend
 from solov2.tools import serve
 from tests.model.serving.running import SMALL_MODEL, ServeSettings, metric_families, serving
 from tests.pictures import png_header, tiff_bomb, webp_bomb
 
 PICTURES = sorted(Path(SAMPLE_IMAGES).glob('*.jpg'))
 SETTINGS = ServeSettings(**SMALL_MODEL, max_batch=4, max_wait_ms=50, queue_size=6, max_body_mb=1,
-                         max_pixels=2_000_000)
+                         max_pixels=2_000_000, max_uploads=17, body_timeout_s=3)
 
 
 @pytest.fixture(scope='module')
@@ -152,24 +156,87 @@ def test_overload_gets_503_with_retry_after_and_recovers(client):
     assert client.post('/v1/segment', content=bodies[0]).status_code == 200
 
 
-def test_a_slow_client_holds_up_nobody(client):
+def port_of(client) -> int:
+    return int(str(client.base_url).rsplit(':', 1)[1])
+
+
+def received(connection: socket.socket) -> bytes:
+    """What the service sent on ``connection`` until it closed it."""
+    parts = [connection.recv(65536)]
+    while parts[-1]:
+        parts.append(connection.recv(65536))
+    return b''.join(parts)
+
+
+def test_stalled_uploads_hold_up_nobody_and_get_408(client):
+    """Uploads that stop half-way fill --max-uploads, not the requests in flight: the next upload
+    is refused before it is read, one of them that goes on is answered, a good request too, at
+    once; the stalled ones get 408 once they have sent nothing for --body-timeout-s, and are closed."""
     data = PICTURES[2].read_bytes()
-    port = int(str(client.base_url).rsplit(':', 1)[1])
-    with socket.create_connection(('127.0.0.1', port), timeout=30) as slow:
-        slow.sendall(f'POST /v1/segment HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\n'
-                     f'Content-Length: {len(data)}\r\n\r\n'.encode() + data[:100])
-        began = time.monotonic()
-        assert client.post('/v1/segment', content=data).status_code == 200
-        assert time.monotonic() - began < 10
-        slow.sendall(data[100:])
+    head = (f'POST /v1/segment HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\n'
+            f'Content-Length: {len(data)}\r\n\r\n').encode()
+    began = time.monotonic()
+    uploads = [socket.create_connection(('127.0.0.1', port_of(client)), timeout=10)
+               for _ in range(SETTINGS.max_uploads)]
+    try:
+        for upload in uploads:
+            upload.sendall(head + data[:len(data) // 2])
+        refused = client.post('/v1/segment', content=b'')         # 400 (empty) until the service reads them all
+        while refused.status_code == 400 and time.monotonic() - began < 2:
+            refused = client.post('/v1/segment', content=b'')
+        assert refused.status_code == 503 and 'max-uploads' in refused.json()['error'], refused.text
+        slow = uploads.pop()
+        slow.sendall(data[len(data) // 2:])
         assert slow.recv(64).startswith(b'HTTP/1.1 200')
+        assert client.post('/v1/segment', content=data).status_code == 200
+        assert time.monotonic() - began < SETTINGS.body_timeout_s        # beside the stalled ones
+        for upload in uploads:
+            answer = received(upload)
+            assert answer.startswith(b'HTTP/1.1 408') and b'--body-timeout-s' in answer, answer
+        assert time.monotonic() - began > SETTINGS.body_timeout_s
+    finally:
+        for upload in uploads:
+            upload.close()
+
+
+def test_an_engine_failure_is_a_json_500_counted_with_the_connection_kept(client, monkeypatch, caplog):
+    def broken(*args, **kwargs):
+        raise RuntimeError('the engine broke')
+    before = requests_answered(client).get(('/v1/segment', '500'), 0)
+    connection = http.client.HTTPConnection('127.0.0.1', port_of(client), timeout=30)
+    monkeypatch.setattr(DygraphBackend, 'model_stage', broken)
+    connection.request('POST', '/v1/segment', PICTURES[0].read_bytes(), {'X-Request-ID': 'trace-42'})
+    failed = connection.getresponse()
+    answer = json.loads(failed.read())
+    assert failed.status == 500 and failed.getheader('X-Request-ID') == answer['request_id'] == 'trace-42'
+    assert 'RuntimeError' in answer['error']
+    assert any('trace-42' in record.getMessage() and 'the engine broke' in record.exc_text
+               for record in caplog.records)
+    monkeypatch.undo()
+    connection.request('GET', '/healthz')                       # the same connection, still open
+    assert connection.getresponse().status == 200
+    connection.close()
+    assert requests_answered(client)[('/v1/segment', '500')] == before + 1
+
+
+def test_each_answer_has_a_request_id_that_its_error_names(client):
+    assert client.get('/healthz', headers={'X-Request-ID': 'abc-1.2_3'}).headers['X-Request-ID'] == 'abc-1.2_3'
+    made = {client.get('/healthz', headers={'X-Request-ID': bad}).headers['X-Request-ID']
+            for bad in ('a b', 'x' * 129, 'a;b', '')}
+    assert len(made) == 4 and all(re.fullmatch('[0-9a-f]{32}', one) for one in made)
+    refused = client.post('/v1/segment', content=b'', headers={'X-Request-ID': 'r-1'})
+    assert refused.json()['request_id'] == refused.headers['X-Request-ID'] == 'r-1'
+
+
+def requests_answered(client) -> dict:
+    """{(route, status): count} of the service's solov2_requests_total."""
+    return {(s.labels['route'], s.labels['status']): s.value for s in metric_families(client)['solov2_requests'].samples
+            if s.name == 'solov2_requests_total'}
 
 
 def test_metrics_parse_as_prometheus_text(client):
     client.post('/v1/segment', content=b'')
-    families = metric_families(client)
-    requests = {(s.labels['route'], s.labels['status']): s.value for s in families['solov2_requests'].samples
-                if s.name == 'solov2_requests_total'}
+    families, requests = metric_families(client), requests_answered(client)
     assert requests[('/v1/segment', '200')] >= 1 and requests[('/v1/segment', '400')] >= 1
     assert {'solov2_request_seconds', 'solov2_batch_size', 'solov2_queue_depth', 'solov2_in_flight'} <= set(families)
     assert families['solov2_in_flight'].samples[0].value == 0
