@@ -94,7 +94,7 @@ class Service:
         try:
             segmenter = self.settings.segmenter()
             self.batcher = Batcher(segmenter, self.settings.max_batch, self.settings.max_wait_ms / 1000,
-                                   self.metrics.batch_size.observe)
+                                   self.metrics.batch)
             self.segmenter = segmenter
             colour = cv2.imencode('.png', np.full((64, 64, 3), (40, 120, 200), np.uint8))[1].tobytes()
             asyncio.run(self.segment(colour, segmenter.backend.params, 'none'))
@@ -108,7 +108,8 @@ class Service:
 
     async def segment(self, data: bytes, params, masks: str) -> Dict[str, Any]:
         """The JSON answer for an encoded picture: decoded and prepared in a worker thread,
-        run in the batcher's next batch of its kind, post-processed and encoded in a worker."""
+        run in the batcher's next batch of its kind, post-processed and encoded in a worker
+        (each stage timed in ``metrics``)."""
         loop = asyncio.get_running_loop()
         chw, meta = await loop.run_in_executor(self.pool, self.prepare, data)
         row = await asyncio.wrap_future(self.batcher.submit(chw, meta, params))
@@ -116,11 +117,15 @@ class Service:
 
     def prepare(self, data: bytes):
         """(chw [3, Hp, Wp] float32, meta) of an encoded picture; HttpError 400 or 413."""
-        return self.segmenter.backend.prepare(decode_picture(data, self.max_pixels))
+        with self.metrics.stage('decode'):
+            return self.segmenter.backend.prepare(decode_picture(data, self.max_pixels))
 
     def finish(self, row, meta, params, masks: str) -> Dict[str, Any]:
         """The network's output for one picture -> its answer (``answer``)."""
-        return answer(to_instances(self.segmenter.backend, row, meta, params), masks)
+        with self.metrics.stage('postprocess'):
+            instances = to_instances(self.segmenter.backend, row, meta, params)
+        with self.metrics.stage('encode'):
+            return answer(instances, masks)
 
     def close(self) -> None:
         """Finish what is queued, stop the network thread and the workers."""

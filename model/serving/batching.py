@@ -46,13 +46,14 @@ class Batcher:
         segmenter: the model (its ``backend`` runs the batches).
         max_batch: the most pictures in one network run.
         max_wait_s: how long the oldest waiting picture waits for others to join its batch.
-        on_batch: called with each batch's size before it runs (metrics).
+        on_batch: called after each network run with how long each of its pictures waited for
+            it and the run's seconds (metrics).
     """
 
     def __init__(self, segmenter: Segmenter, max_batch: int = 4, max_wait_s: float = 0.01,
-                 on_batch: Optional[Callable[[int], None]] = None):
+                 on_batch: Optional[Callable[[List[float], float], None]] = None):
         self.segmenter, self.max_batch, self.max_wait_s = segmenter, max(1, max_batch), max(0.0, max_wait_s)
-        self.on_batch = on_batch or (lambda size: None)
+        self.on_batch = on_batch or (lambda waits, seconds: None)
         self._jobs: Deque[Job] = collections.deque()
         self._wake = threading.Condition()
         self._closed = False
@@ -109,7 +110,7 @@ class Batcher:
                 return
             if not batch:
                 continue
-            self.on_batch(len(batch))
+            began = time.monotonic()
             try:
                 rows = run_network(backend, [(job.chw, job.meta) for job in batch], batch[0].params)
             except Exception as exc:  # a failed run fails its own requests, never the thread
@@ -117,5 +118,7 @@ class Batcher:
                 for job in batch:
                     job.future.set_exception(exc)
                 continue
+            finally:
+                self.on_batch([began - job.arrived for job in batch], time.monotonic() - began)
             for job, row in zip(batch, rows):
                 job.future.set_result(row)
