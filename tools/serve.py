@@ -5,8 +5,8 @@
     curl --data-binary @images/shapes_000023.jpg -H 'Content-Type: image/jpeg' http://127.0.0.1:8000/v1/segment
 
 Routes: POST /v1/segment (the picture as the body or the form field "file"; query
-score_threshold, max_instances, masks=rle|polygons|none), GET /v1/model, /healthz, /readyz,
-/metrics, and the OpenAPI page /docs. SIGTERM or Ctrl-C stop taking requests, finish those in
+score_threshold, min_score, max_instances, masks=rle|polygons|none), GET /v1/model, /healthz,
+/readyz, /metrics, and the OpenAPI document /openapi.json. SIGTERM or Ctrl-C stop taking requests, finish those in
 flight (up to --timeout-s) and exit 0. The application is ``solov2.model.serving.app``;
 docs/serving.md says how to call it, its settings, metrics and scaling out (Ray Serve too).
 """
