@@ -5,10 +5,11 @@
     curl --data-binary @images/shapes_000023.jpg -H 'Content-Type: image/jpeg' http://127.0.0.1:8000/v1/segment
 
 Routes: POST /v1/segment (the picture as the body or the form field "file"; query
-score_threshold, max_instances, masks=rle|polygons|none), GET /v1/model, /healthz, /readyz,
-/metrics, and the OpenAPI page /docs. The model opens before the port (weights that do not
-load: one line, exit 2; SIGTERM or Ctrl-C: at once); then SIGTERM or Ctrl-C stop taking requests,
-finish those in flight (up to --timeout-s) and exit 0. The application is ``solov2.model.serving.app``;
+score_threshold, min_score, max_instances, masks=rle|polygons|none), GET /v1/model, /healthz,
+/readyz, /metrics, and the OpenAPI document /openapi.json. The model opens before the port
+(weights that do not load: one line, exit 2; SIGTERM or Ctrl-C: at once); then SIGTERM or
+Ctrl-C stop taking requests, finish those in flight (up to --timeout-s) and exit 0. The
+application is ``solov2.model.serving.app``;
 docs/serving.md says how to call it, its settings, metrics and scaling out (Ray Serve too).
 """
 import argparse

@@ -60,13 +60,17 @@ def per_call_params(params: InferenceParams, score_threshold: Optional[float] = 
     ``max_instances`` (the config's ``max_per_image``); InputError for a value out of range."""
     changes: Dict[str, Any] = {}
     if score_threshold is not None:
-        if isinstance(score_threshold, bool) or not isinstance(score_threshold, numbers.Real) \
-                or not 0 <= score_threshold <= 1:
-            raise InputError(f'score_threshold must be a number from 0 to 1, not {score_threshold!r}')
-        changes['score_threshold'] = float(score_threshold)
+        changes['score_threshold'] = a_score('score_threshold', score_threshold)
     if max_instances is not None:
         changes['max_per_image'] = at_least_one('max_instances', max_instances)
     return dataclasses.replace(params, **changes)
+
+
+def a_score(name: str, value: float) -> float:
+    """``value`` as a float; InputError naming ``name`` unless it is a number from 0 to 1."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 <= value <= 1:
+        raise InputError(f'{name} must be a number from 0 to 1, not {value!r}')
+    return float(value)
 
 
 def at_least_one(name: str, value: Any) -> int:
@@ -250,7 +254,7 @@ class Segmenter:
         return picture_rgb(image, channels, self.cfg.max_image_pixels)
 
     def __call__(self, images: Union[Image, Sequence[Image]], channels: str = 'bgr', batch_size: int = 1,
-                 score_threshold: Optional[float] = None, max_instances: Optional[int] = None
+                 score_threshold: Optional[float] = None, max_instances: Optional[int] = None, min_score: float = 0.0
                  ) -> Union[Instances, List[Instances]]:
         """The ``Instances`` of one picture: a path, encoded bytes or a binary file object (a
         JPEG, PNG, ... as a file holds it: an upload as it arrives, ``io.BytesIO``), a numpy
@@ -262,14 +266,15 @@ class Segmenter:
         threads as ``stream``; a picture that cannot be read raises InputError naming it.
         ``score_threshold`` and ``max_instances``: this call's config ``score_threshold`` and
         ``max_per_image`` (``per_call_params``; the same result as a Segmenter made with them
-        as overrides)."""
+        as overrides); ``min_score``: the least final score an instance answered has (``to_instances``)."""
         params, size = self._params(score_threshold, max_instances), at_least_one('batch_size', batch_size)
+        least = a_score('min_score', min_score)
         if not isinstance(images, (list, tuple)):
             backend = self.backend
             chw, meta = backend.prepare(self.rgb(images, channels))
-            return to_instances(backend, run_network(backend, [(chw, meta)], params)[0], meta, params)
+            return to_instances(backend, run_network(backend, [(chw, meta)], params)[0], meta, params, least)
         results = []
-        with contextlib.closing(self._batches(images, channels, size, params)) as done:
+        with contextlib.closing(self._batches(images, channels, size, params, least)) as done:
             for index, (source, result) in enumerate(done):
                 if isinstance(result, ValueError):
                     raise InputError(f'picture {index} of the list ({describe(source)}): {result}') from result
@@ -325,8 +330,8 @@ class Segmenter:
     def _params(self, score_threshold: Optional[float], max_instances: Optional[int]) -> InferenceParams:
         return per_call_params(self.backend.params, score_threshold, max_instances)
 
-    def _batches(self, images: Iterable[Image], channels: str, batch_size: int, params: InferenceParams
-                 ) -> Generator[Tuple[Any, Union[Instances, Exception]], None, None]:
+    def _batches(self, images: Iterable[Image], channels: str, batch_size: int, params: InferenceParams,
+                 min_score: float = 0.0) -> Generator[Tuple[Any, Union[Instances, Exception]], None, None]:
         """``(source, Instances or the exception that stopped the picture)`` for each of
         ``images`` in order: ``batch_size`` of them at a time read and prepared in a worker,
         run through the network on this thread (``run_network``), finished in workers."""
@@ -342,7 +347,7 @@ class Segmenter:
         def finish(chunk, loaded, outputs):
             found = iter(outputs)
             return [(item, ready) if isinstance(ready, Exception)
-                    else (item, to_instances(backend, next(found), ready[1], params))
+                    else (item, to_instances(backend, next(found), ready[1], params, min_score))
                     for item, ready in zip(chunk, loaded)]
 
         for _, done in stream_pipeline(chunks(images, batch_size), load, model, finish,
@@ -365,7 +370,8 @@ def run_network(backend, ready: Sequence[Tuple[np.ndarray, Any]], params: Infere
     return outputs
 
 
-def to_instances(backend, staged, meta, params: InferenceParams) -> Instances:
+def to_instances(backend, staged, meta, params: InferenceParams, min_score: float = 0.0) -> Instances:
     """One picture's ``run_network`` result -> its Instances, post-processed with ``params``
-    (``backend.finish_stage`` with the call's thresholds)."""
-    return Instances.from_detections(backend.finish_stage(staged, meta, params), backend.class_names)
+    (``backend.finish_stage`` with the call's thresholds), those scoring under ``min_score`` left out."""
+    found = Instances.from_detections(backend.finish_stage(staged, meta, params), backend.class_names)
+    return found.filter(min_score) if min_score else found

@@ -24,11 +24,12 @@ from typing import Any, Dict, Iterator, Literal, Optional, Sequence
 
 import cv2
 import numpy as np
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from solov2 import __version__
 from solov2.core.errors import InputError
 from solov2.model.api.segmenter import Segmenter, per_call_params, to_instances
 from solov2.model.serving.batching import Batcher
@@ -40,6 +41,7 @@ from solov2.model.serving.limits import (
     read_body,
 )
 from solov2.model.serving.metrics import Metrics
+from solov2.model.serving.schema import QUERY, Answer, picture_body, refusals
 
 LOG = logging.getLogger(__name__)
 RETRY = {'Retry-After': '1'}
@@ -105,7 +107,7 @@ class Service:
         try:
             segmenter = self.segmenter or self.settings.segmenter()
             self.batcher = Batcher(segmenter, self.settings.max_batch, self.settings.max_wait_ms / 1000,
-                                   self.metrics.batch_size.observe)
+                                   self.metrics.batch)
             self.segmenter = segmenter
             self.warm_up()
             self.problem = None
@@ -123,21 +125,26 @@ class Service:
         colour = cv2.imencode('.png', np.full((64, 64, 3), (40, 120, 200), np.uint8))[1].tobytes()
         asyncio.run(self.segment(colour, self.segmenter.backend.params, 'none'))
 
-    async def segment(self, data: bytes, params, masks: str) -> Dict[str, Any]:
+    async def segment(self, data: bytes, params, masks: str, min_score: float = 0.0) -> Dict[str, Any]:
         """The JSON answer for an encoded picture: decoded and prepared in a worker thread,
-        run in the batcher's next batch of its kind, post-processed and encoded in a worker."""
+        run in the batcher's next batch of its kind, post-processed and encoded in a worker
+        (each stage timed in ``metrics``)."""
         loop = asyncio.get_running_loop()
         chw, meta = await loop.run_in_executor(self.pool, self.prepare, data)
         row = await asyncio.wrap_future(self.batcher.submit(chw, meta, params))
-        return await loop.run_in_executor(self.pool, self.finish, row, meta, params, masks)
+        return await loop.run_in_executor(self.pool, self.finish, row, meta, params, masks, min_score)
 
     def prepare(self, data: bytes):
         """(chw [3, Hp, Wp] float32, meta) of an encoded picture; HttpError 400 or 413."""
-        return self.segmenter.backend.prepare(decode_picture(data, self.max_pixels))
+        with self.metrics.stage('decode'):
+            return self.segmenter.backend.prepare(decode_picture(data, self.max_pixels))
 
-    def finish(self, row, meta, params, masks: str) -> Dict[str, Any]:
+    def finish(self, row, meta, params, masks: str, min_score: float) -> Dict[str, Any]:
         """The network's output for one picture -> its answer (``answer``)."""
-        return answer(to_instances(self.segmenter.backend, row, meta, params), masks)
+        with self.metrics.stage('postprocess'):
+            instances = to_instances(self.segmenter.backend, row, meta, params, min_score)
+        with self.metrics.stage('encode'):
+            return answer(instances, masks)
 
     def close(self) -> None:
         """Say it is stopping (``/readyz`` 503), finish what is queued, stop the network thread and the workers."""
@@ -197,10 +204,11 @@ def create_app(settings: ServeSettings, load_first: bool = False, segmenter: Opt
             await asyncio.to_thread(service.loaded.wait, settings.timeout_s)
             await asyncio.to_thread(service.close)
 
-    app = FastAPI(title='SOLOv2 instance segmentation', lifespan=lifespan,
-                  description='One shared SOLOv2 model; concurrent pictures of one padded size share a network run.')
+    app = FastAPI(title='SOLOv2 instance segmentation', version=__version__, lifespan=lifespan, docs_url=None,
+                  redoc_url=None, description='One shared SOLOv2 model; concurrent pictures of one padded size share a '
+                                              'network run. This document: GET /openapi.json.')
     add_error_handlers(app)
-    add_routes(app)
+    add_routes(app, settings)
 
     @app.middleware('http')
     async def count(request: Request, call_next):
@@ -248,19 +256,16 @@ def add_error_handlers(app: FastAPI) -> None:
         return error(request, exc.status_code, str(exc.detail), getattr(exc, 'headers', None))
 
 
-PICTURE_BODY = {'requestBody': {'required': True, 'content': {
-    'image/*': {'schema': {'type': 'string', 'format': 'binary'}},
-    'application/octet-stream': {'schema': {'type': 'string', 'format': 'binary'}},
-    'multipart/form-data': {'schema': {'type': 'object', 'properties': {
-        'file': {'type': 'string', 'format': 'binary'}}, 'required': ['file']}}}}}
+def add_routes(app: FastAPI, settings: ServeSettings) -> None:
+    """The service's routes (module docstring) and what the OpenAPI says of them (``schema``)."""
 
-
-def add_routes(app: FastAPI) -> None:
-    """The service's routes (module docstring)."""
-
-    @app.post('/v1/segment', openapi_extra=PICTURE_BODY)
-    async def segment(request: Request, score_threshold: Optional[float] = None, max_instances: Optional[int] = None,
-                      masks: Literal['rle', 'polygons', 'none'] = 'rle'):
+    @app.post('/v1/segment', openapi_extra=picture_body(settings.max_body_mb), responses={
+        200: {'model': Answer}, **refusals(400, 408, 413, 415, 500, 503, 504, 'default')})
+    async def segment(request: Request,
+                      score_threshold: Optional[float] = Query(None, ge=0, le=1, description=QUERY['score_threshold']),
+                      max_instances: Optional[int] = Query(None, ge=1, description=QUERY['max_instances']),
+                      min_score: float = Query(0.0, ge=0, le=1, description=QUERY['min_score']),
+                      masks: Literal['rle', 'polygons', 'none'] = Query('rle', description=QUERY['masks'])):
         """The instances of the picture sent (the body, or the field ``file`` of a form), as
         ``Instances.to_dict()``: masks as COCO RLE, ``polygons`` or none."""
         service: Service = request.app.state.service
@@ -268,14 +273,14 @@ def add_routes(app: FastAPI) -> None:
             raise HttpError(503, service.problem, RETRY)
         params = per_call_params(service.segmenter.backend.params, score_threshold, max_instances)
         try:
-            result = await asyncio.wait_for(segment_request(service, request, params, masks),
+            result = await asyncio.wait_for(segment_request(service, request, params, masks, min_score),
                                             service.settings.timeout_s)
         except asyncio.TimeoutError:
             raise HttpError(504, f"no answer within {service.settings.timeout_s:g} s (the service's --timeout-s)"
                                  ' — send a smaller picture or try again') from None
         return JSONResponse(result)
 
-    @app.get('/v1/model')
+    @app.get('/v1/model', responses=refusals(500, 503))
     async def model(request: Request):
         """The model served (config, classes, backend, weights) and the process that answered."""
         service: Service = request.app.state.service
@@ -286,25 +291,28 @@ def add_routes(app: FastAPI) -> None:
                 'classes': list(seg.class_names), 'backend': seg.backend.name, 'weights': settings.weights,
                 'model_dir': settings.model_dir, 'max_batch': settings.max_batch, 'max_pixels': service.max_pixels}
 
+    @app.head('/healthz')
     @app.get('/healthz')
     async def healthz():
         """Alive: the process answers."""
         return {'alive': True}
 
-    @app.get('/readyz')
+    @app.head('/readyz', responses=refusals(503))
+    @app.get('/readyz', responses=refusals(503))
     async def readyz(request: Request):
         """Ready: the model is loaded and warmed up (503 with the reason before)."""
         problem = request.app.state.service.problem
         return {'ready': True} if problem is None else error(request, 503, problem, RETRY)
 
-    @app.get('/metrics')
+    @app.get('/metrics', response_class=PlainTextResponse)
     async def metrics(request: Request):
         """The Prometheus metrics."""
         body, content_type = request.app.state.service.metrics.exposition()
         return Response(body, media_type=content_type)
 
 
-async def segment_request(service: Service, request: Request, params, masks: str) -> Dict[str, Any]:
+async def segment_request(service: Service, request: Request, params, masks: str, min_score: float
+                          ) -> Dict[str, Any]:
     """Read the request's picture within the limits, held among the uploads, then segment it
     (``Service.segment``) held among the requests in flight (``Service.held``)."""
     max_bytes = int(service.settings.max_body_mb * 2**20)
@@ -315,7 +323,7 @@ async def segment_request(service: Service, request: Request, params, masks: str
     if kind == 'multipart':
         body = await form_file(request, body)
     with service.held('in flight'):
-        return await service.segment(body, params, masks)
+        return await service.segment(body, params, masks, min_score)
 
 
 async def form_file(request: Request, body: bytes) -> bytes:

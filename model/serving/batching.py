@@ -46,16 +46,17 @@ class Batcher:
         max_batch: the most pictures in one network run.
         max_wait_s: how long the oldest waiting picture waits for others to join its batch.
         max_padding: how much padding a batch of several sizes may add (``share_batches``).
-        on_batch: called with each batch's size before it runs (metrics).
+        on_batch: called after each network run with how long each of its pictures waited for
+            it and the run's seconds (metrics).
         coming: how many pictures are on their way to ``submit`` (default: always some).
     """
 
     def __init__(self, segmenter: Segmenter, max_batch: int = 4, max_wait_s: float = 0.01,
-                 on_batch: Optional[Callable[[int], None]] = None, *, max_padding: float = 0.0,
+                 on_batch: Optional[Callable[[List[float], float], None]] = None, *, max_padding: float = 0.0,
                  coming: Callable[[], int] = lambda: 1):
         self.segmenter, self.max_batch, self.max_wait_s = segmenter, max(1, max_batch), max(0.0, max_wait_s)
         self.max_padding, self.coming = max_padding, coming
-        self.on_batch = on_batch or (lambda size: None)
+        self.on_batch = on_batch or (lambda waits, seconds: None)
         self._jobs: Deque[Job] = collections.deque()
         self._wake = threading.Condition()
         self._closed = False
@@ -115,7 +116,7 @@ class Batcher:
                 return
             if not batch:
                 continue
-            self.on_batch(len(batch))
+            began = time.monotonic()
             try:
                 rows = run_network(backend, [(job.chw, job.meta) for job in batch], batch[0].params, self.max_padding)
             except Exception as exc:  # a failed run fails its own requests, never the thread
@@ -123,5 +124,7 @@ class Batcher:
                 for job in batch:
                     job.future.set_exception(exc)
                 continue
+            finally:
+                self.on_batch([began - job.arrived for job in batch], time.monotonic() - began)
             for job, row in zip(batch, rows):
                 job.future.set_result(row)

@@ -1,9 +1,11 @@
 """The service's Prometheus metrics, in a registry of its own (one per application, so two
-services in one process never share counts): requests by route and status, latency, network
-batch sizes, pictures waiting for the network, requests in flight."""
-from typing import Callable, Tuple
+services in one process never share counts): requests by route and status, latency, the time
+of each stage of a picture, network batch sizes, pictures waiting for the network, requests
+in flight, and the process's memory and CPU time."""
+from typing import Callable, List, Tuple
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.process_collector import ProcessCollector
 
 LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
@@ -17,17 +19,33 @@ class Metrics:
                                 ['route', 'status'], registry=self.registry)
         self.latency = Histogram('solov2_request_seconds', 'time from a request to its answer, by route',
                                  ['route'], buckets=LATENCY_BUCKETS, registry=self.registry)
+        self.stages = Histogram('solov2_stage_seconds', "time of each stage of a picture: 'queue' (waiting for the "
+                                "network thread), 'decode' (and resize), 'network', 'postprocess', 'encode' (the "
+                                "answer's masks)", ['stage'], buckets=(0.001, 0.0025, 0.005) + LATENCY_BUCKETS,
+                                registry=self.registry)
         self.batch_size = Histogram('solov2_batch_size', 'pictures in each network batch',
                                     buckets=tuple(range(1, max_batch + 1)), registry=self.registry)
         self.in_flight = Gauge('solov2_in_flight', 'segmentation requests accepted and not yet answered',
                                registry=self.registry)
         depth = Gauge('solov2_queue_depth', 'pictures waiting for the network', registry=self.registry)
         depth.set_function(queue_depth)
+        ProcessCollector(registry=self.registry)
 
     def observe(self, route: str, status: int, seconds: float) -> None:
         """Count one answered request."""
         self.requests.labels(route, str(status)).inc()
         self.latency.labels(route).observe(seconds)
+
+    def stage(self, name: str):
+        """A context manager that times one stage of a picture (``with metrics.stage('decode'):``)."""
+        return self.stages.labels(name).time()
+
+    def batch(self, waits: List[float], seconds: float) -> None:
+        """Count one network run: how long each of its pictures waited for it, and its ``seconds``."""
+        self.batch_size.observe(len(waits))
+        for wait in waits:
+            self.stages.labels('queue').observe(wait)
+        self.stages.labels('network').observe(seconds)
 
     def exposition(self) -> Tuple[bytes, str]:
         """The Prometheus text and its content type."""

@@ -219,11 +219,19 @@ def test_per_call_thresholds_on_the_device_path_equal_the_numpy_path(seg, monkey
     assert seen == [(1, 0.6, params.max_per_image), (2, params.score_threshold, 3), (1, 0.6, 2)]
 
 
+def test_min_score_keeps_the_instances_scoring_at_least_it(seg):
+    confident = seg(SQUARE[0]).filter(min_score=0.5)
+    assert 0 < len(confident) < len(seg(SQUARE[0]))
+    _same(seg(SQUARE[0], min_score=0.5), confident)
+    _same(seg(SQUARE[:2], min_score=0.5)[0], confident)
+
+
 @pytest.mark.parametrize('kwargs, message', [
     ({'score_threshold': 1.5}, 'score_threshold must be a number from 0 to 1'),
     ({'score_threshold': '0.5'}, 'score_threshold must be a number from 0 to 1'),
     ({'max_instances': 0}, 'max_instances must be a whole number of at least 1'),
     ({'max_instances': 2.5}, 'max_instances must be a whole number of at least 1'),
+    ({'min_score': -0.1}, 'min_score must be a number from 0 to 1'),
 ])
 def test_bad_thresholds_are_one_input_error(seg, kwargs, message):
     with pytest.raises(InputError, match=message):

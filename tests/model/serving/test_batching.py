@@ -1,5 +1,5 @@
 """The batcher on its own: pictures of two padded sizes queued in turn run as a batch per size,
-each giving what it gives alone."""
+each giving what it gives alone, and says how long each picture waited and each run took."""
 import numpy as np
 
 from solov2 import Segmenter
@@ -11,16 +11,17 @@ from tests.model.serving.running import SMALL_MODEL
 
 
 def test_sizes_queued_in_turn_run_a_batch_each_with_the_answers_of_one_at_a_time():
-    segmenter, sizes = Segmenter(**SMALL_MODEL), []
+    segmenter, runs = Segmenter(**SMALL_MODEL), []
     backend, params = segmenter.backend, segmenter.backend.params
     names = ['shapes_000023.jpg', 'shapes_wide.jpg', 'shapes_000042.jpg', 'shapes_wide.jpg']
     prepared = [backend.prepare(segmenter.rgb(str(REPO_DIR / SAMPLE_IMAGES / name))) for name in names]
-    batcher = Batcher(segmenter, max_batch=4, max_wait_s=1.0, on_batch=sizes.append)
+    batcher = Batcher(segmenter, max_batch=4, max_wait_s=1.0, on_batch=lambda *run: runs.append(run))
     try:
         rows = [future.result(30) for future in [batcher.submit(chw, meta, params) for chw, meta in prepared]]
     finally:
         batcher.close()
-    assert sorted(sizes) == [2, 2]
+    assert sorted(len(waits) for waits, _ in runs) == [2, 2]
+    assert all(max(waits) >= 1.0 and min(waits) >= 0 and seconds > 0 for waits, seconds in runs)   # max_wait_s
     for (chw, meta), row in zip(prepared, rows):
         alone = run_network(backend, [(chw, meta)], params)[0]
         for got, expected in zip(row, alone):

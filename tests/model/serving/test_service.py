@@ -246,7 +246,7 @@ def test_model_and_openapi_pages(client):
     model = client.get('/v1/model').json()
     assert (model['config'], model['classes'], model['backend']) == (9, ['circle', 'square', 'triangle', 'star'],
                                                                        'dygraph')
-    assert '/v1/segment' in client.get('/openapi.json').json()['paths'] and client.get('/docs').status_code == 200
+    assert '/v1/segment' in client.get('/openapi.json').json()['paths']     # the rest: test_contract.py
 
 
 def test_a_request_past_its_deadline_gets_504_and_the_service_goes_on():

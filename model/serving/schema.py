@@ -1,0 +1,68 @@
+"""What the service's OpenAPI declares: the segmentation route's query, body and answer
+(pydantic models that only describe the JSON the routes answer), each refusal's meaning."""
+from typing import List
+
+from pydantic import BaseModel, Field
+
+QUERY = {
+    'score_threshold': "SOLOv2's candidate threshold: the category score a grid cell needs to become a candidate, "
+                       "before mask scoring and Matrix NMS (default: the config's); answered scores can be lower",
+    'min_score': 'the least final score an answered instance has',
+    'max_instances': "the most instances answered (default: the config's max_per_image)",
+    'masks': 'each mask as COCO RLE ("mask"), as outlines ("polygons") or not at all',
+}
+STATUSES = {
+    400: 'an empty body, bytes that are not a picture, a bad query value, a form without "file"',
+    408: 'the body did not arrive in time',
+    413: 'a body over the size limit (see the body) or a picture over max_pixels (GET /v1/model)',
+    415: 'a Content-Type that is not a picture or a form',
+    500: 'a failure of the service itself; request_id names its log line',
+    503: 'not ready yet (GET /readyz says why), or busy: try again after Retry-After seconds',
+    504: "no answer within the service's --timeout-s",
+    'default': 'another refusal (404, 405: an unknown path or method)',
+}
+
+
+class Rle(BaseModel):
+    """A mask as COCO RLE: ``pycocotools.mask.decode`` gives it as [H, W] uint8."""
+    size: List[int] = Field(min_length=2, max_length=2, description='[H, W]')
+    counts: str = Field(description="pycocotools' compressed run lengths")
+
+
+class Instance(BaseModel):
+    """One instance; its mask as ``mask`` (masks=rle), ``polygons`` (masks=polygons) or none."""
+    label: int = Field(ge=0, description='the index of its class in class_names')
+    name: str = Field(description='its class name')
+    score: float = Field(ge=0, le=1, description='its final score (after Matrix NMS)')
+    box: List[int] = Field(min_length=4, max_length=4, description='x0, y0, x1, y1: half-open, tight around the mask')
+    mask: Rle = Field(None, description='with masks=rle (the default)')
+    polygons: List[List[int]] = Field(None, description='with masks=polygons: each part of the mask as a flat '
+                                                        '[x0, y0, x1, y1, ...] list of its outline')
+
+
+class Answer(BaseModel):
+    """The instances of the picture, best first (``Instances.to_dict()``)."""
+    image_size: List[int] = Field(min_length=2, max_length=2, description='[H, W] of the picture')
+    class_names: List[str] = Field(description="the model's classes")
+    instances: List[Instance]
+
+
+class Problem(BaseModel):
+    """A refusal."""
+    error: str = Field(description='what is wrong, in one line')
+    request_id: str = Field(None, description='the X-Request-ID of the request (500)')
+
+
+def refusals(*statuses) -> dict:
+    """The OpenAPI ``responses`` of ``statuses`` (``STATUSES``' keys), each a ``Problem``."""
+    return {status: {'model': Problem, 'description': STATUSES[status]} for status in statuses}
+
+
+def picture_body(max_body_mb: float) -> dict:
+    """The segmentation route's ``openapi_extra``: its body, a picture file or a form."""
+    binary = {'type': 'string', 'format': 'binary'}
+    form = {'type': 'object', 'properties': {'file': binary}, 'required': ['file']}
+    return {'requestBody': {'required': True, 'description': f'a picture file (JPEG, PNG, BMP, WebP, TIFF) of at '
+                            f'most {max_body_mb:g} MB, as the body or as the field "file" of a form', 'content': {
+        'image/*': {'schema': binary}, 'application/octet-stream': {'schema': binary},
+        'multipart/form-data': {'schema': form}}}}

@@ -1,0 +1,121 @@
+"""The service's contract (one server for the module): its OpenAPI is valid
+(openapi-spec-validator), has the package's version and declares the answer's schema, which
+every answer follows (masks rle, polygons, none), and every status the tests here provoke;
+``min_score`` answers what ``Segmenter``'s gives; HEAD on the health routes; no /docs page;
+each stage's timing and the process's own metrics."""
+import time
+from pathlib import Path
+
+import pytest
+
+import solov2
+from solov2 import Segmenter
+from solov2.core.paths import SAMPLE_IMAGES
+from tests.model.serving.running import SMALL_MODEL, ServeSettings, metric_families, serving
+from tests.model.serving.test_service import same_answer
+
+PICTURE = (Path(SAMPLE_IMAGES) / 'shapes_000023.jpg').read_bytes()    # scores from 0.92 down to 0.06
+SEEN = set()            # (method, path, status) of every answer in this module, checked by the last test
+
+
+def record(response) -> None:
+    SEEN.add((response.request.method, response.request.url.path, response.status_code))
+
+
+@pytest.fixture(scope='module')
+def client():
+    with serving(ServeSettings(**SMALL_MODEL, max_body_mb=1)) as running:
+        running.event_hooks['response'].append(record)
+        yield running
+
+
+@pytest.fixture(scope='module')
+def spec(client):
+    return client.get('/openapi.json').json()
+
+
+def operation(spec: dict, path: str, method: str = 'get') -> dict:
+    return spec['paths'][path][method]
+
+
+def test_the_spec_is_valid_openapi_with_the_packages_version_and_limits(spec):
+    assert spec['info']['version'] == solov2.__version__
+    segment = operation(spec, '/v1/segment', 'post')
+    assert set(segment['responses']) == {'200', '400', '408', '413', '415', '500', '503', '504', 'default'}
+    for status in set(segment['responses']) - {'200'}:
+        schema = segment['responses'][status]['content']['application/json']['schema']
+        assert schema == {'$ref': '#/components/schemas/Problem'}, status
+    assert spec['components']['schemas']['Problem']['required'] == ['error']
+    ranges = {one['name']: one['schema'] for one in segment['parameters']}
+    assert {'minimum': 0, 'maximum': 1, 'type': 'number'} in ranges['score_threshold']['anyOf']
+    assert {'minimum': 1, 'type': 'integer'} in ranges['max_instances']['anyOf']
+    assert (ranges['min_score']['minimum'], ranges['min_score']['maximum']) == (0, 1)
+    assert 'at most 1 MB' in segment['requestBody']['description']
+    assert list(operation(spec, '/metrics')['responses']['200']['content']) == ['text/plain']
+    pytest.importorskip('openapi_spec_validator', reason='needs requirements-test.txt').validate(spec)
+
+
+@pytest.mark.parametrize('masks, field', [('rle', 'mask'), ('polygons', 'polygons'), ('none', None)])
+def test_each_answer_follows_the_declared_schema(client, spec, masks, field):
+    declared = operation(spec, '/v1/segment', 'post')['responses']['200']['content']['application/json']['schema']
+    assert declared == {'$ref': '#/components/schemas/Answer'}
+    answer = client.post('/v1/segment', content=PICTURE, params={'masks': masks}).json()
+    assert answer['instances'] and all(set(one) - {'label', 'name', 'score', 'box'} == ({field} - {None})
+                                       for one in answer['instances'])
+    jsonschema = pytest.importorskip('jsonschema', reason='needs requirements-test.txt')
+    jsonschema.validate(answer, {**declared, 'components': spec['components']})
+
+
+def test_min_score_answers_what_segmenter_gives(client):
+    segmenter = Segmenter(**SMALL_MODEL)
+    expected = segmenter(PICTURE, score_threshold=0.1, min_score=0.5)
+    assert 0 < len(expected) < len(segmenter(PICTURE)) and min(expected.scores) >= 0.5
+    answer = client.post('/v1/segment', content=PICTURE, params={'score_threshold': 0.1, 'min_score': 0.5})
+    same_answer(answer.json(), expected.to_dict())
+    refused = client.post('/v1/segment', content=PICTURE, params={'min_score': 1.5})
+    assert refused.status_code == 400 and 'min_score' in refused.json()['error']
+
+
+def test_health_routes_answer_head_without_a_body(client):
+    for path in ('/healthz', '/readyz'):
+        head = client.head(path)
+        assert (head.status_code, head.content) == (200, b''), path
+
+
+def test_docs_page_is_off_and_the_spec_is_served(client):
+    assert client.get('/docs').status_code == 404 and client.get('/redoc').status_code == 404
+    assert client.get('/openapi.json').status_code == 200
+
+
+def stage_counts(client) -> dict:
+    family = metric_families(client)['solov2_stage_seconds']
+    return {s.labels['stage']: s.value for s in family.samples if s.name == 'solov2_stage_seconds_count'}
+
+
+def test_a_request_moves_each_stages_count_and_the_process_is_measured(client):
+    before = stage_counts(client)
+    assert client.post('/v1/segment', content=PICTURE).status_code == 200
+    after = stage_counts(client)
+    assert {stage: after[stage] - before.get(stage, 0) for stage in after} == \
+        {'queue': 1, 'decode': 1, 'network': 1, 'postprocess': 1, 'encode': 1}
+    families = metric_families(client)
+    assert families['process_resident_memory_bytes'].samples[0].value > 0
+    assert families['process_cpu_seconds'].samples[0].value > 0
+
+
+def test_every_status_seen_in_this_module_is_declared(client, spec, tmp_path):
+    """The refusals provoked here and every answer of the tests before this one (``SEEN``), but
+    for the spec itself and the pages that are off."""
+    assert client.post('/v1/segment', content=PICTURE, params={'max_instances': 0}).status_code == 400
+    assert client.post('/v1/segment', content=b'\xff' * 2**21).status_code == 413
+    assert client.post('/v1/segment', content=b'{}', headers={'Content-Type': 'application/json'}).status_code == 415
+    with serving(ServeSettings(weights=str(tmp_path / 'missing.pdparams'), backend='dygraph'), ready=False) as broken:
+        broken.event_hooks['response'].append(record)
+        deadline = time.monotonic() + 30
+        while 'loading' in broken.get('/readyz').json()['error'] and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert {broken.head('/readyz').status_code, broken.get('/v1/model').status_code,
+                broken.post('/v1/segment', content=PICTURE).status_code} == {503}
+    outside = {('GET', '/openapi.json', 200), ('GET', '/docs', 404), ('GET', '/redoc', 404)}
+    for method, path, status in SEEN - outside:
+        assert str(status) in spec['paths'][path][method.lower()]['responses'], (method, path, status)
