@@ -55,8 +55,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--port', type=int, default=8000, help='port (default 8000)')
     parser.add_argument('--workers', type=int, default=1,
                         help='processes, each with its model, sharing the port and the cores (default 1)')
-    parser.add_argument('--max-batch', type=int, default=4,
-                        help='most pictures of one padded size in one network run (default 4)')
+    parser.add_argument('--max-batch', type=int, default=4, help='most pictures in one network run (default 4)')
+    parser.add_argument('--max-padding', type=float, default=0.0,
+                        help='pictures of different padded sizes share a network run when the batch then has at '
+                             'most 1 + this times the pixels they run with alone (dygraph, onnx; default 0: one '
+                             'size, or one size bucket, a run; docs/serving.md says when more pays)')
     parser.add_argument('--max-wait-ms', type=float, default=5.0,
                         help='how long a picture waits for others to join its network run (default 5)')
     parser.add_argument('--queue-size', type=int, default=16,
@@ -85,18 +88,18 @@ def settings_of(args):
     for flag, value in counts:
         if value < 1:
             raise InputError(f'{flag} must be at least 1, not {value}')
-    if min(args.max_body_mb, args.timeout_s, args.body_timeout_s) <= 0 or min(args.max_wait_ms,
-                                                                              args.max_pixels or 0) < 0:
-        raise InputError('--max-body-mb, --timeout-s and --body-timeout-s must be above 0, --max-wait-ms and '
-                         '--max-pixels at least 0')
+    if min(args.max_body_mb, args.timeout_s, args.body_timeout_s) <= 0 or \
+            min(args.max_wait_ms, args.max_padding, args.max_pixels or 0) < 0:
+        raise InputError('--max-body-mb, --timeout-s and --body-timeout-s must be above 0, --max-wait-ms, '
+                         '--max-padding and --max-pixels at least 0')
     if args.tensorrt or args.mkldnn:
         raise InputError('--tensorrt and --mkldnn are not for the service: it runs a Segmenter (docs/serving.md)')
     check_arguments(args.weights, args.config, args.backend, args.model_dir, args.precision, args.device,
                     args.threads, args.opt)
-    return ServeSettings(weights_path(args.weights), args.config, args.backend, args.model_dir, args.precision,
-                         args.device, cpu_threads(args.threads, args.workers), tuple(args.opt), args.max_batch,
-                         args.max_wait_ms, args.queue_size, args.max_body_mb, args.max_pixels, args.timeout_s,
-                         args.max_uploads, args.body_timeout_s)
+    named = {field.name: getattr(args, field.name) for field in dataclasses.fields(ServeSettings)
+             if hasattr(args, field.name)}         # the flags are the settings' names
+    return ServeSettings(**{**named, 'weights': weights_path(args.weights), 'overrides': tuple(args.opt),
+                            'threads': cpu_threads(args.threads, args.workers)})
 
 
 def worker_app():

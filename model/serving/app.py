@@ -55,7 +55,8 @@ class ServeSettings:
     """What a service runs and its limits. The model: ``Segmenter``'s arguments (``weights``,
     ``config``, ``backend``, ``model_dir``, ``precision``, ``device``, ``threads``,
     ``overrides``). Batching: at most ``max_batch`` pictures a network run, the oldest waiting
-    at most ``max_wait_ms`` for others. Limits: ``queue_size`` requests in flight (bodies in),
+    at most ``max_wait_ms`` for others while more are coming, pictures of different padded sizes
+    together within ``max_padding`` (``backend.share_batches``). Limits: ``queue_size`` requests in flight (bodies in),
     bodies of ``max_body_mb``, pictures of ``max_pixels`` (None: the config's ``max_image_pixels``;
     0: no limit), ``timeout_s`` from a request's arrival to its answer, ``max_uploads`` bodies
     being received at once, each pausing at most ``body_timeout_s``. ``helper_threads``: the
@@ -70,6 +71,7 @@ class ServeSettings:
     overrides: Sequence[str] = ()
     max_batch: int = 4
     max_wait_ms: float = 5.0
+    max_padding: float = 0.0
     queue_size: int = 16
     max_body_mb: float = 32.0
     max_pixels: Optional[int] = None
@@ -93,6 +95,7 @@ class Service:
         self.batcher: Optional[Batcher] = None
         self.problem: Optional[str] = 'the model is loading'
         self.counts = dict.fromkeys(SLOTS, 0)
+        self.preparing = 0             # pictures being decoded, on their way to the batcher
         self.pool = ThreadPoolExecutor(settings.helper_threads or os.cpu_count() or 1, 'solov2-serve')
         self.metrics = Metrics(settings.max_batch, lambda: self.batcher.depth if self.batcher else 0)
         self.loaded = threading.Event()
@@ -107,7 +110,8 @@ class Service:
         try:
             segmenter = self.segmenter or self.settings.segmenter()
             self.batcher = Batcher(segmenter, self.settings.max_batch, self.settings.max_wait_ms / 1000,
-                                   self.metrics.batch)
+                                   self.metrics.batch, max_padding=self.settings.max_padding,
+                                   coming=lambda: self.preparing)
             self.segmenter = segmenter
             self.warm_up()
             self.problem = None
@@ -119,9 +123,12 @@ class Service:
             self.loaded.set()
 
     def warm_up(self) -> None:
-        """Run a picture through the whole path (decoding, the network, the answer), so that the
-        engine compiles what its first run needs before the service says it is ready. A later
-        change extends it to one picture per padded size bucket, so that no request pays a compile."""
+        """Compile or open what the engine will run (``backend.compile_ahead``: every size bucket's
+        model for batches up to ``max_batch``, the regions graph where sizes mix), then run a
+        picture through the whole path (decoding, the network, the answer), so that no request
+        pays for a compile once the service says it is ready."""
+        settings = self.settings
+        self.segmenter.backend.compile_ahead(settings.max_batch, mixed=settings.max_padding > 0)
         colour = cv2.imencode('.png', np.full((64, 64, 3), (40, 120, 200), np.uint8))[1].tobytes()
         asyncio.run(self.segment(colour, self.segmenter.backend.params, 'none'))
 
@@ -130,7 +137,11 @@ class Service:
         run in the batcher's next batch of its kind, post-processed and encoded in a worker
         (each stage timed in ``metrics``)."""
         loop = asyncio.get_running_loop()
-        chw, meta = await loop.run_in_executor(self.pool, self.prepare, data)
+        self.preparing += 1
+        try:
+            chw, meta = await loop.run_in_executor(self.pool, self.prepare, data)
+        finally:
+            self.preparing -= 1        # before submitting: a picture alone then runs at once
         row = await asyncio.wrap_future(self.batcher.submit(chw, meta, params))
         return await loop.run_in_executor(self.pool, self.finish, row, meta, params, masks, min_score)
 

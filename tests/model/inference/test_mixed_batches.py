@@ -1,5 +1,5 @@
 """Pictures of several sizes in one network run (``model/region.py``): which pictures share a run
-(``share_batches``, hand-built cases), and that one run of pictures of five padded sizes gives
+(``share_batches``, hand-built cases), and that one run of pictures of six padded sizes gives
 each the answer it gets alone, exactly as users see it (labels, boxes, COCO RLE masks; scores
 within 1e-4), on every engine that mixes sizes: dygraph, onnxruntime (the regions graph) and
 OpenVINO with size buckets, with the shipped model on crops of the sample pictures."""
@@ -45,11 +45,11 @@ def test_which_pictures_share_a_run(backend, max_batch, max_padding, groups):
 
 
 def pictures() -> list:
-    """RGB crops of the sample pictures that preprocess (320/640) to five padded sizes: 320x320,
-    320x640, 320x448, 448x320 and 320x576."""
+    """RGB crops of the sample pictures that preprocess (320/640) to six padded sizes: 320x320,
+    320x640, 320x448, 448x320, 320x576 and 320x416 (the last in 320x448's size bucket)."""
     square, wide = (cv2.cvtColor(cv2.imread(str(REPO_DIR / SAMPLE_IMAGES / name)), cv2.COLOR_BGR2RGB)
                     for name in ('shapes_000023.jpg', 'shapes_wide.jpg'))
-    return [square, wide, square[32:224], square[:, 32:224], wide[:, :450]]
+    return [square, wide, square[32:224], square[:, 32:224], wide[:, :450], wide[:, :320]]
 
 
 def engines(folder: Path) -> dict:
@@ -75,12 +75,12 @@ def test_one_run_of_several_sizes_gives_each_picture_its_own_answer(folder, engi
     backend = engines(folder)[engine]()
     assert backend.mixes_sizes
     ready = [backend.prepare(rgb) for rgb in pictures()]
-    assert len({chw.shape for chw, _ in ready}) == 5
+    assert len({chw.shape for chw, _ in ready}) == 6
     params, runs, model_stage = backend.params, [], backend.model_stage
     monkeypatch.setattr(backend, 'model_stage', lambda inputs, *rest: runs.append(len(inputs)) or
                         model_stage(inputs, *rest))
     rows = run_network(backend, ready, params, max_padding=9.0)
-    assert runs == [5]
+    assert runs == [6]
     for (chw, meta), row in zip(ready, rows):
         got = to_instances(backend, row, meta, params).to_dict()
         want = to_instances(backend, run_network(backend, [(chw, meta)], params)[0], meta, params).to_dict()

@@ -1,10 +1,12 @@
 """The batcher on its own: pictures of two padded sizes queued in turn run as a batch per size,
 each giving what it gives alone, and says how long each picture waited and each run took."""
+import time
+
 import numpy as np
 
 from solov2 import Segmenter
 from solov2.core.paths import SAMPLE_IMAGES
-from solov2.model.api.segmenter import run_network
+from solov2.model.api.segmenter import run_network, to_instances
 from solov2.model.serving.batching import Batcher
 from tests.helpers import REPO_DIR
 from tests.model.serving.running import SMALL_MODEL
@@ -26,3 +28,36 @@ def test_sizes_queued_in_turn_run_a_batch_each_with_the_answers_of_one_at_a_time
         alone = run_network(backend, [(chw, meta)], params)[0]
         for got, expected in zip(row, alone):
             np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
+
+
+def test_sizes_share_a_run_within_max_padding_with_the_answers_of_one_at_a_time():
+    """Two squares (320x320) and two wide pictures (320x640) padded to one run: 1.33x their own
+    pixels, within ``max_padding`` 0.5; each answer is the picture's own (labels, boxes, RLE)."""
+    segmenter, runs = Segmenter(**SMALL_MODEL), []
+    backend, params = segmenter.backend, segmenter.backend.params
+    names = ['shapes_000023.jpg', 'shapes_wide.jpg', 'shapes_000042.jpg', 'shapes_wide.jpg']
+    prepared = [backend.prepare(segmenter.rgb(str(REPO_DIR / SAMPLE_IMAGES / name))) for name in names]
+    batcher = Batcher(segmenter, max_batch=4, max_wait_s=1.0, on_batch=lambda *run: runs.append(run),
+                      max_padding=0.5)
+    try:
+        rows = [future.result(30) for future in [batcher.submit(chw, meta, params) for chw, meta in prepared]]
+    finally:
+        batcher.close()
+    assert [len(waits) for waits, _ in runs] == [4]
+    for (chw, meta), row in zip(prepared, rows):
+        alone = to_instances(backend, run_network(backend, [(chw, meta)], params)[0], meta, params).to_dict()
+        got = to_instances(backend, row, meta, params).to_dict()
+        assert [(one['label'], one['box'], one['mask']) for one in got['instances']] == \
+            [(one['label'], one['box'], one['mask']) for one in alone['instances']]
+
+
+def test_a_picture_with_nothing_coming_runs_at_once():
+    segmenter = Segmenter(**SMALL_MODEL)
+    chw, meta = segmenter.backend.prepare(segmenter.rgb(str(REPO_DIR / SAMPLE_IMAGES / 'shapes_000023.jpg')))
+    batcher = Batcher(segmenter, max_batch=4, max_wait_s=30.0, coming=lambda: 0)
+    try:
+        began = time.monotonic()
+        batcher.submit(chw, meta, segmenter.backend.params).result(30)
+        assert time.monotonic() - began < 10          # not the 30 s it would wait for company
+    finally:
+        batcher.close()

@@ -1,0 +1,52 @@
+"""The service on the exported engines, with the shipped model: concurrent pictures of six padded
+sizes, two of each, share network runs and each gets the answer ``Segmenter`` gives it alone on that engine
+(labels, boxes, RLE exact; scores within 1e-4), on onnxruntime (sizes mixed within
+``max_padding``, through the regions graph) and on OpenVINO with size buckets (a bucket a run),
+whose static models are all compiled before ``/readyz`` says ready and none after."""
+import logging
+from concurrent.futures import ThreadPoolExecutor
+
+import cv2
+import pytest
+
+from solov2 import Segmenter
+from tests.model.inference.test_mixed_batches import pictures
+from tests.model.serving.running import ServeSettings, metric_families, serving
+from tests.model.serving.test_service import same_answer
+
+pytestmark = pytest.mark.deploy
+COMPILED = 'compiled for'          # OpenVINO's line for each static model
+
+
+@pytest.fixture(scope='module')
+def folder(tmp_path_factory):
+    pytest.importorskip('onnxruntime', reason='deploy test: needs requirements-deploy.txt')
+    pytest.importorskip('openvino', reason='deploy test: needs requirements-deploy.txt')
+    from tests.helpers import shipped_onnx_export
+    return str(shipped_onnx_export(tmp_path_factory.mktemp('engines') / 'export'))
+
+
+def runs(client) -> float:
+    families = metric_families(client)
+    return next(s.value for s in families['solov2_stage_seconds'].samples
+                if s.name == 'solov2_stage_seconds_count' and s.labels['stage'] == 'network')
+
+
+@pytest.mark.parametrize('engine, overrides, max_padding', [('onnx', (), 2.0),
+                                                             ('openvino', ('openvino_buckets=all',), 0.0)])
+def test_pictures_of_several_sizes_share_runs_with_their_own_answers(folder, engine, overrides, max_padding, caplog):
+    model = {'backend': engine, 'model_dir': folder, 'threads': 1, 'overrides': overrides}
+    bodies = [cv2.imencode('.png', cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))[1].tobytes() for rgb in pictures()] * 2
+    settings = ServeSettings(**model, max_batch=4, max_wait_ms=1000, max_padding=max_padding)
+    with caplog.at_level(logging.INFO, logger='solov2.model.inference.openvino_backend'), serving(settings) as client:
+        compiled = caplog.text.count(COMPILED)
+        before = runs(client)
+        with ThreadPoolExecutor(len(bodies)) as pool:
+            answers = list(pool.map(lambda data: client.post('/v1/segment', content=data), bodies))
+        assert [answer.status_code for answer in answers] == [200] * len(bodies)
+        assert runs(client) - before < 6      # fewer than one a padded size: sizes shared runs
+        assert caplog.text.count(COMPILED) == compiled      # nothing compiled once ready
+    assert compiled == (7 if engine == 'openvino' else 0)   # each bucket of 320/640, before ready
+    with Segmenter(**{**model, 'overrides': list(overrides)}) as alone:
+        for data, answer in zip(bodies, answers):
+            same_answer(answer.json(), alone(data).to_dict())
