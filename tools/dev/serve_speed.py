@@ -1,14 +1,15 @@
 """The service's speed and memory against a plain threaded server around one ``Segmenter``
 (the stdlib's ``ThreadingHTTPServer``: what a user writes by hand), in the same run, on 127.0.0.1.
 
-    python tools/dev/serve_speed.py --requests 400 --rss 200 2000 --out output/serve_speed.md
+    python tools/dev/serve_speed.py --requests 160 --rss 200 1000 --out output/serve_speed.md
 
-Both serve the shipped model on the same backend and threads, each in a process of its own.
-Pictures of mixed sizes (256x256 to 4000x3000, shapes drawn as tools/make_shapes_dataset.py draws)
-go in turn to 1 and to 8 clients (requests per second, p50 and p95 latency); then 32 clients
-against each (the service with --queue-size 4: the p95 of the accepted requests and how many got
-503); then the resident set size of each server after ``--rss`` requests in all. Writes a
-markdown table to ``--out`` and prints it.
+Both serve the shipped model on the same backend (default: the default engine, auto) and
+threads, each in a process of its own. Photos of mixed sizes (``SIZES``: 320x240 to 12 MP, the
+common formats landscape and portrait, shapes drawn as tools/make_shapes_dataset.py draws) go
+in turn to 1 and to 8 clients (requests per second, p50 and p95 latency, and for the service
+the pictures a network run held); then 32 clients against each (the service with --queue-size
+8: the p95 of the accepted requests and how many got 503); then the resident set size of each
+server after ``--rss`` requests in all. Writes a markdown table to ``--out`` and prints it.
 """
 import argparse
 import json
@@ -32,15 +33,15 @@ from solov2.core.paths import SHIPPED_WEIGHTS  # noqa: E402
 from solov2.tools.dev import report  # noqa: E402
 from solov2.tools.dev.picture_speed import shapes_picture  # noqa: E402
 
-SIZES = ((256, 256, 4), (640, 480, 8), (1333, 800, 12), (4000, 3000, 20))    # width, height, shapes
+SIZES = ((320, 240, 3), (640, 480, 6), (1024, 768, 8), (1280, 720, 8), (1080, 1080, 10), (1920, 1080, 12),
+         (3024, 4032, 20), (4000, 3000, 20))          # width, height, shapes: web pictures to 12 MP photos
 SERVE = str(Path(__file__).resolve().parents[1] / 'serve.py')
 
 
 def pictures() -> list:
-    """JPEG bytes of mixed sizes, the small ones more often (as a service sees them)."""
-    encoded = [cv2.imencode('.jpg', cv2.cvtColor(shapes_picture(w, h, n, seed), cv2.COLOR_RGB2BGR))[1].tobytes()
-               for seed, (w, h, n) in enumerate(SIZES)]
-    return encoded[:1] * 3 + encoded[1:2] * 2 + encoded[2:]
+    """JPEG bytes of each of ``SIZES``."""
+    return [cv2.imencode('.jpg', cv2.cvtColor(shapes_picture(w, h, n, seed), cv2.COLOR_RGB2BGR))[1].tobytes()
+            for seed, (w, h, n) in enumerate(SIZES)]
 
 
 def baseline_server(port: int, backend: str, threads: int) -> None:
@@ -77,6 +78,7 @@ def start(kind: str, port: int, args, queue_size: int = 64):
     if kind == 'service':
         command = [SERVE, '--port', str(port), '--backend', args.backend, '--threads', str(args.threads),
                    '--queue-size', str(queue_size), '--timeout-s', '120']
+        command += ['--max-padding', str(args.max_padding)] if args.max_padding else []
     else:
         command = [__file__, '--plain-server', str(port), '--backend', args.backend, '--threads', str(args.threads)]
     process = subprocess.Popen([sys.executable, *command], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -101,12 +103,16 @@ def stop(process) -> None:
 
 def drive(port: int, bodies: list, clients: int, count: int) -> dict:
     """``count`` requests from ``clients`` threads, each sending the next picture when answered:
-    requests/s of the answered ones, their p50 and p95 latency (s), and how many got 503."""
+    requests/s of the answered ones, their p50 and p95 latency (s), how many got 503 and how many
+    had their connection reset or dropped."""
     def one(index: int):
         began = time.perf_counter()
-        answer = client.post(f'http://127.0.0.1:{port}/v1/segment', content=bodies[index % len(bodies)],
-                             headers={'Content-Type': 'image/jpeg'})
-        return answer.status_code, time.perf_counter() - began
+        try:
+            status = client.post(f'http://127.0.0.1:{port}/v1/segment', content=bodies[index % len(bodies)],
+                                 headers={'Content-Type': 'image/jpeg'}).status_code
+        except httpx.TransportError:       # a connection reset or dropped: the plain server's backlog is 5
+            status = 0
+        return status, time.perf_counter() - began
 
     with httpx.Client(timeout=300, limits=httpx.Limits(max_connections=clients)) as client, \
             ThreadPoolExecutor(clients) as pool:
@@ -115,7 +121,17 @@ def drive(port: int, bodies: list, clients: int, count: int) -> dict:
         elapsed = time.perf_counter() - began
     answered = sorted(seconds for status, seconds in done if status == 200)
     return {'rps': len(answered) / elapsed, 'p50': float(np.percentile(answered, 50)),
-            'p95': float(np.percentile(answered, 95)), 'busy': sum(status == 503 for status, _ in done)}
+            'p95': float(np.percentile(answered, 95)), 'busy': sum(status == 503 for status, _ in done),
+            'reset': sum(status == 0 for status, _ in done)}
+
+
+def batch_counts(port: int) -> tuple:
+    """(pictures, runs) the service has put through the network so far (its /metrics)."""
+    from prometheus_client.parser import text_string_to_metric_families
+    text = httpx.get(f'http://127.0.0.1:{port}/metrics', timeout=30).text
+    family = next(f for f in text_string_to_metric_families(text) if f.name == 'solov2_batch_size')
+    values = {sample.name: sample.value for sample in family.samples}
+    return values['solov2_batch_size_sum'], values['solov2_batch_size_count']
 
 
 def rss_mb(process) -> float:
@@ -132,7 +148,11 @@ def measure(kind: str, port: int, args, bodies: list) -> dict:
     figures, sent = {}, 0
     try:
         for clients, count in ((1, args.requests // 2), (8, args.requests)):
+            before = batch_counts(port) if kind == 'service' else None
             figures[clients] = drive(port, bodies, clients, count)
+            if before is not None:
+                after = batch_counts(port)
+                figures[clients]['per_run'] = (after[0] - before[0]) / max(1.0, after[1] - before[1])
             sent += count
         for total in args.rss:
             if total > sent:
@@ -149,13 +169,17 @@ def table(results: dict, args) -> str:
     """The markdown table of both servers' figures."""
     rss = ' / '.join(str(total) for total in args.rss)
     lines = [f'| server | 1 client: req/s, p50, p95 (s) | 8 clients: req/s, p50, p95 (s) | 8 / 1 '
-             f'| 32 clients: accepted p95 (s), 503s | RSS after {rss} requests (MB) |', '|---|---|---|---|---|---|']
+             f'| pictures a run (8 clients) | 32 clients: accepted p95 (s), 503s, resets '
+             f'| RSS after {rss} requests (MB) |',
+             '|---|---|---|---|---|---|---|']
     for name, figures in results.items():
         one, eight, over = figures[1], figures[8], figures[32]
         memory = ' / '.join(f'{figures[f"rss{total}"]:.0f}' for total in args.rss)
+        per_run = f'{eight["per_run"]:.2f}' if 'per_run' in eight else '-'
         lines.append(f'| {name} | {one["rps"]:.2f}, {one["p50"]:.2f}, {one["p95"]:.2f} '
                      f'| {eight["rps"]:.2f}, {eight["p50"]:.2f}, {eight["p95"]:.2f} | {eight["rps"] / one["rps"]:.2f}x '
-                     f'| {over["p95"]:.2f}, {over["busy"]} of {args.requests} | {memory} |')
+                     f'| {per_run} | {over["p95"]:.2f}, {over["busy"]}, {over["reset"]} of {args.requests} '
+                     f'| {memory} |')
     return '\n'.join(lines)
 
 
@@ -165,7 +189,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                                                                    '(half for 1 client; default 400)')
     parser.add_argument('--rss', type=int, nargs='+', default=[200, 2000],
                         help="read each server's memory after this many requests in all (default 200 2000)")
-    parser.add_argument('--backend', default='dygraph', help="both servers' backend (default dygraph)")
+    parser.add_argument('--backend', default='auto', help="both servers' backend (default auto, the default engine)")
+    parser.add_argument('--max-padding', type=float, default=0.0, help="the service's --max-padding (default 0)")
     parser.add_argument('--threads', type=int, default=0, help="both servers' CPU math threads (0: every core)")
     parser.add_argument('--port', type=int, default=8310, help='first of the two ports (default 8310)')
     parser.add_argument('--out', default='output/serve_speed.md', help='the markdown table (default %(default)s)')
