@@ -11,7 +11,8 @@ tools/make_shapes_dataset.py --out datasets/shapes`` makes, fewer images), and
 exported once for every block and the other tests, not again for that example (a first
 export's progress is tests/model/api/test_segmenter.py's). A
 block right after an HTML comment ``<!-- not-run: REASON -->`` is skipped with that reason
-(the skips are listed by pytest -ra).
+(the skips are listed by pytest -ra); so is one after ``<!-- served: WHERE -->``, which WHERE runs
+against a service it starts (docs/serving.md's calls).
 """
 import os
 import re
@@ -27,7 +28,7 @@ from tests.helpers import REPO_DIR
 DOC_FILES = [REPO_DIR / 'README.md', *sorted((REPO_DIR / 'docs').glob('*.md'))]
 PYTHON_BLOCK = re.compile(r'^```python\n(.*?)^```', re.MULTILINE | re.DOTALL)
 ANY_BLOCK = re.compile(r'^```.*?^```', re.MULTILINE | re.DOTALL)
-NOT_RUN = re.compile(r'<!--\s*not-run:\s*(.*?)\s*-->\s*$')
+NOT_RUN = re.compile(r'<!--\s*(?:not-run|served):\s*(.*?)\s*-->\s*$')     # served: run against a service
 LINK = re.compile(r'\]\(([^)\s]+)\)')
 HEADING = re.compile(r'^#{1,6}\s+(.+?)\s*$', re.MULTILINE)
 NOT_LINKED = {'.git', 'output', 'export', 'datasets', 'out', '__pycache__', '.pytest_cache'}

@@ -1,5 +1,7 @@
-"""The service as a Ray Serve deployment on a local Ray instance: two replicas, each with its
-model in its own process, answer through Ray's HTTP proxy (skipped without requirements-ray.txt)."""
+"""The service as a Ray Serve deployment, as docs/serving.md's block deploys it (run here as written
+but for the port): two replicas on a local Ray instance of 2 CPUs, each with its model in its own
+process, answer through Ray's HTTP proxy (skipped without requirements-ray.txt)."""
+import re
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -7,19 +9,18 @@ import pytest
 
 from solov2.core.paths import SAMPLE_IMAGES
 from tests.helpers import REPO_DIR, free_port
-from tests.model.serving.running import SMALL_MODEL, ServeSettings, httpx
+from tests.model.serving.running import httpx
 
 ray = pytest.importorskip('ray', reason='the Ray Serve deployment needs requirements-ray.txt')
 serve = pytest.importorskip('ray.serve')
+BLOCK = re.compile(r'<!--\s*served:[^>]*test_ray\.py[^>]*-->\s*\n```python\n(.*?)^```', re.MULTILINE | re.DOTALL)
 
 
-def test_two_replicas_answer():
-    from solov2.model.serving.ray_deployment import deployment
+def test_the_pages_deployment_runs_two_replicas_that_answer():
+    code = BLOCK.search((REPO_DIR / 'docs' / 'serving.md').read_text()).group(1)
     port = free_port()
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
     try:
-        serve.start(http_options={'host': '127.0.0.1', 'port': port})
-        serve.run(deployment(ServeSettings(**SMALL_MODEL), replicas=2, cpus_per_replica=1), route_prefix='/')
+        exec(code.replace("'port': 8000", f"'port': {port}"), {})
         with httpx.Client(base_url=f'http://127.0.0.1:{port}', timeout=60) as client:
             answered, deadline = set(), time.monotonic() + 30
             while len(answered) < 2 and time.monotonic() < deadline:   # Ray spreads requests at random
