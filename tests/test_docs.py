@@ -1,5 +1,6 @@
 """The documentation runs as written: every ```python block of README.md and docs/*.md is
-executed, and every relative link between them leads to a file and heading that exist.
+executed and names the shipped files as installed (not by a checkout's paths), and every
+relative link between them leads to a file and heading that exist.
 
 Each block runs in its own subprocess, in page order, from a stand-in for the repository
 root: a temporary folder whose entries link to the checkout's, so what a block writes
