@@ -1,5 +1,6 @@
 """The documentation runs as written: every ```python block of README.md and docs/*.md is
-executed, and every relative link between them leads to a file and heading that exist.
+executed and names the shipped files as installed (not by a checkout's paths), and every
+relative link between them leads to a file and heading that exist.
 
 Each block runs in its own subprocess, in page order, from a stand-in for the repository
 root: a temporary folder whose entries link to the checkout's, so what a block writes
@@ -22,6 +23,7 @@ from pathlib import Path
 
 import pytest
 
+from solov2 import SAMPLE_IMAGES, SHIPPED_WEIGHTS
 from solov2.model.inference.auto_backend import CACHE_ENV
 from tests.helpers import REPO_DIR
 
@@ -34,6 +36,10 @@ HEADING = re.compile(r'^#{1,6}\s+(.+?)\s*$', re.MULTILINE)
 NOT_LINKED = {'.git', 'output', 'export', 'datasets', 'out', '__pycache__', '.pytest_cache'}
 BLOCK_TIMEOUT_S = 300
 SHARED_CACHE = 'output/solov2-cache'     # $SOLOV2_CACHE, and docs/api.md's cache_dir example
+# a relative path into weights/ or images/, quoted or not, or the quoted folder 'images'
+CHECKOUT_PATH = re.compile(r"""(?<![\w/.{}-])(?:\./)?((?:weights|images)/[\w.-]*)|(?<=['"])(?:\./)?(images)(?=['"])""")
+SHIPPED = {Path(SHIPPED_WEIGHTS).resolve(), Path(SHIPPED_WEIGHTS).with_suffix('.json').resolve(),
+           Path(SAMPLE_IMAGES).resolve(), *Path(SAMPLE_IMAGES).resolve().iterdir()}   # in the checkout
 
 
 def doc_name(path: Path) -> str:
@@ -89,6 +95,32 @@ def test_every_page_has_python_and_the_readme_all_runs():
     assert all(reason is None for *_, reason in readme), 'README.md blocks must all run'
     assert all(reason for *_, reason in BLOCKS if reason is not None), 'a not-run mark needs a reason'
     assert any(b[0] == 'docs/api.md' for b in BLOCKS)
+
+
+def checkout_paths(code: str) -> list:
+    """The shipped files that ``code`` names by their paths in a checkout (``weights/shapes_r18.pdparams``,
+    ``images/`` or a sample picture in it), which a folder of a user who ran ``pip install .`` lacks."""
+    found = (match[0] for match in CHECKOUT_PATH.finditer(code)
+             if (REPO_DIR / match[match.lastindex]).resolve() in SHIPPED)
+    return list(dict.fromkeys(found))
+
+
+def test_python_blocks_name_the_shipped_files_as_installed():
+    """Every ```python block, run or not, names the shipped model ``'shipped/shapes_r18'`` and the
+    sample pictures through ``SAMPLE_IMAGES``: a checkout's paths fail after ``pip install .``."""
+    found = [f'{page}:{line} {paths}' for page, line, code, _ in BLOCKS if (paths := checkout_paths(code))]
+    assert not found, ("use 'shipped/shapes_r18' and f'{SAMPLE_IMAGES}/NAME' instead of:\n" + '\n'.join(found))
+
+
+def test_checkout_paths_finds_the_shipped_files_by_their_checkout_paths():
+    code = ("seg = Segmenter('./weights/shapes_r18.pdparams')  # or weights/shapes_r18.json\n"
+            "paths = sorted(Path('images').glob('*.jpg')) + ['images/shapes_000023.jpg']; seg.stream('images/')\n")
+    assert checkout_paths(code + code) == ['./weights/shapes_r18.pdparams', 'weights/shapes_r18.json', 'images',
+                                           'images/shapes_000023.jpg', 'images/']
+    installed = ("seg = Segmenter('shipped/shapes_r18'); seg(f'{SAMPLE_IMAGES}/shapes_000023.jpg'); "
+                 "evaluate(seg, ann='datasets/shapes/a.json', images='datasets/shapes/images/val')\n"
+                 "Segmenter('weights/no_such_file.pdparams'); seg('images/my_photo.jpg')  # 3 images/s\n")
+    assert checkout_paths(installed) == []
 
 
 def heading_anchors(text: str) -> set:

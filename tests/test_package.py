@@ -13,7 +13,10 @@ from pathlib import Path
 
 import pytest
 
+from solov2 import SHIPPED_WEIGHTS
+from solov2.model.inference.auto_backend import cache_key, entry_name
 from tests.helpers import REPO_DIR
+from tests.test_docs import BLOCKS
 
 MODULES = ('solov2.config', 'solov2.data.coco', 'solov2.model.api', 'solov2.model.build',
            'solov2.model.training.trainer', 'solov2.model.inference.backend_factory', 'solov2.convert.common',
@@ -136,9 +139,10 @@ def test_the_checkout_has_what_the_wheel_must_leave_out(tmp_path):
 
 
 def test_pip_install_gives_one_name_and_console_commands_in_a_fresh_venv(tmp_path):
-    """``pip install .`` into a fresh venv; from a host project: the API segments a picture and
-    the console demo runs on the shipped model and sample pictures from any folder. The wheel
-    holds the library and the commands, not the workshop, the bootstraps or a path hack."""
+    """``pip install .`` into a fresh venv; from a host project: the API segments a picture,
+    README.md's Python runs as a newcomer copies it, and the console demo runs on the shipped
+    model and sample pictures from any folder. The wheel holds the library and the commands, not
+    the workshop, the bootstraps or a path hack."""
     pytest.importorskip('setuptools')
     source = tmp_path / 'source'
     shutil.copytree(REPO_DIR, source, symlinks=True, ignore=shutil.ignore_patterns(
@@ -153,6 +157,16 @@ def test_pip_install_gives_one_name_and_console_commands_in_a_fresh_venv(tmp_pat
     installed = Path(done.stdout.strip()).parent
     assert installed.parent.name == 'site-packages' and (installed / 'weights' / 'shapes_r18.pdparams').is_file()
     assert not (installed / 'tests').exists()
+    # README's backend='auto' opens the session's export of the shipped model ($SOLOV2_CACHE): the
+    # installed package's cache key (weights, config, versions, source) is the checkout's
+    done = _python(['-c', 'from solov2 import SHIPPED_WEIGHTS; from solov2.model.inference.auto_backend import '
+                    'cache_key, entry_name; print(entry_name(cache_key(SHIPPED_WEIGHTS, 9, [])))'],
+                   host, executable=str(python))
+    assert done.stdout.strip() == entry_name(cache_key(SHIPPED_WEIGHTS, 9, [])), done.stderr[-2000:]
+    for page, line, code, _ in BLOCKS:
+        if page == 'README.md':
+            done = _python(['-c', code], host, executable=str(python))
+            assert done.returncode == 0, f'README.md:{line} failed installed:\n{done.stderr[-3000:]}'
     done = _python(['-c', 'from importlib.metadata import files; print(*files("solov2-paddle"), sep="\\n")'],
                    host, executable=str(python))
     files = done.stdout.split()
