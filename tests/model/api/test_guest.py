@@ -114,7 +114,7 @@ def test_each_segmenter_runs_with_its_own_threads_and_puts_the_process_s_back():
     seen = []
     for seg in segs:
         net = seg.backend.net
-        seg.backend.net = lambda images, net=net: seen.append(runtime.math_threads()) or net(images)
+        seg.backend.net = lambda images, regions=None, net=net: seen.append(runtime.math_threads()) or net(images)
     for seg in segs + segs[:1]:
         seg(PICTURE)
         assert runtime.math_threads() == process
