@@ -249,8 +249,11 @@ def test_model_and_openapi_pages(client):
     assert '/v1/segment' in client.get('/openapi.json').json()['paths']     # the rest: test_contract.py
 
 
-def test_a_request_past_its_deadline_gets_504_and_the_service_goes_on():
-    with serving(ServeSettings(**SMALL_MODEL, timeout_s=0.001)) as hurried:
+def test_a_request_past_its_deadline_gets_504_and_the_service_goes_on(monkeypatch):
+    """A network run slower than ``timeout_s`` (a stand-in that sleeps 1 s first): 504, then ready."""
+    slow = DygraphBackend.model_stage
+    with serving(ServeSettings(**SMALL_MODEL, timeout_s=0.3)) as hurried:
+        monkeypatch.setattr(DygraphBackend, 'model_stage', lambda *args: time.sleep(1.0) or slow(*args))
         late = hurried.post('/v1/segment', content=PICTURES[0].read_bytes())
         assert late.status_code == 504 and 'timeout-s' in late.json()['error']
         assert hurried.get('/readyz').status_code == 200
