@@ -6,8 +6,8 @@ crop to its box (``CroppedMasks``). The instances are those of the numpy path
 (``postprocess_flat`` + ``paste_in_boxes``): the same candidates (the ``SCAN_LIMIT * nms_pre``
 best category scores), the same ranking with the same tie order, the same Matrix NMS on the
 whole candidate set (masks of other classes leave a decay of exactly 1, as the numpy path's
-class blocks do) and the paste with the same taps and weights (``_Axis``), so labels and the
-order match, scores agree to float rounding and masks up to pixels at threshold ties.
+class blocks do) and the paste with the same matrices (``_Axis``), so labels and the order
+match, scores agree to float rounding and masks up to pixels at threshold ties.
 The same code runs on the CPU in the tests.
 
 Letters as in ``postprocess.py``: K cells, C classes, E kernel channels, M candidates,
@@ -105,17 +105,6 @@ def select_instances(scores, kernels, feat, strides, params: InferenceParams):
     return paddle.gather(cells, chosen), paddle.gather(labels, chosen), paddle.gather(decayed, best)
 
 
-def _resample(values: paddle.Tensor, axis: _Axis, dim: int) -> paddle.Tensor:
-    """``_Axis.resample`` along ``dim`` of values [n, h, w]: the same products and sums in
-    the same order."""
-    taps, weights = paddle.to_tensor(axis.taps), paddle.to_tensor(axis.weights)
-    shape = [1, -1, 1] if dim == 1 else [1, 1, -1]
-    out = paddle.gather(values, taps[:, 0], axis=dim) * weights[:, 0].reshape(shape)
-    for t in range(1, taps.shape[1]):
-        out = out + paddle.gather(values, taps[:, t], axis=dim) * weights[:, t].reshape(shape)
-    return out
-
-
 def _tight_boxes(binary: paddle.Tensor) -> paddle.Tensor:
     """[n, 4] int64 half-open x0, y0, x1, y1 of the True pixels of binary [n, H, W] bool
     (zeros when empty), as ``data.masks.mask_to_box``."""
@@ -134,13 +123,14 @@ def paste_on_device(soft: paddle.Tensor, resized_hw: Sequence[int], orig_hw: Seq
                     mask_threshold: float) -> CroppedMasks:
     """Soft masks [N, Hf, Wf] on the device -> binary ``CroppedMasks`` on the original
     picture (``paste_in_boxes``'s values); only the crops come to the host."""
-    rows = _Axis.build(soft.shape[1], resized_hw[0], orig_hw[0])
-    cols = _Axis.build(soft.shape[2], resized_hw[1], orig_hw[1])
+    rows = paddle.to_tensor(_Axis.build(soft.shape[1], resized_hw[0], orig_hw[0]).matrix)      # [H, Hf]
+    cols = paddle.to_tensor(_Axis.build(soft.shape[2], resized_hw[1], orig_hw[1]).matrix)      # [W, Wf]
     height, width = orig_hw
     ys, xs = paddle.arange(height, dtype='int64'), paddle.arange(width, dtype='int64')
     crops, all_boxes = [], []
     for start in range(0, soft.shape[0], PASTE_PER_STEP):
-        binary = _resample(_resample(soft[start:start + PASTE_PER_STEP], rows, 1), cols, 2) > mask_threshold
+        binary = paddle.matmul(paddle.matmul(rows, soft[start:start + PASTE_PER_STEP]), cols,
+                               transpose_y=True) > mask_threshold
         boxes = _tight_boxes(binary)
         inside = (((ys.unsqueeze(0) >= boxes[:, 1:2]) & (ys.unsqueeze(0) < boxes[:, 3:4])).unsqueeze(2)
                   & ((xs.unsqueeze(0) >= boxes[:, 0:1]) & (xs.unsqueeze(0) < boxes[:, 2:3])).unsqueeze(1))

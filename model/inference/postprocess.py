@@ -367,19 +367,12 @@ def _extent(nonzero: np.ndarray, axis: int) -> Tuple[np.ndarray, np.ndarray]:
 @dataclass(frozen=True)
 class _Axis:
     """The paste along one axis (x4 to the padded size, crop to the resized size, resize to
-    the original) as a few taps per output index: output o = sum_t weights[o, t] *
-    feature[taps[o, t]]. ``reach``: for each feature index the first/last output index
-    that reads it; ``reads``: for each output index the first/last feature index it reads."""
-    taps: np.ndarray       # [out, T] int64
-    weights: np.ndarray    # [out, T] float32
+    the original) as a matrix, ``matrix`` [out, feat] float32 (output o = matrix[o] @ feature);
+    ``reach``: for each feature index the first/last output index that reads it; ``reads``:
+    for each output index the first/last feature index it reads."""
+    matrix: np.ndarray
     reach: Tuple[np.ndarray, np.ndarray]
     reads: Tuple[np.ndarray, np.ndarray]
-    new_run: np.ndarray    # [out] bool: output o reads other taps than output o - 1 (True at 0)
-
-    @property
-    def run_length(self) -> float:
-        """Outputs per run of equal taps, on average."""
-        return len(self.new_run) / np.count_nonzero(self.new_run)
 
     @classmethod
     @functools.lru_cache(maxsize=16)
@@ -387,69 +380,14 @@ class _Axis:
         """The paste of ``feat`` mask-feature indices to ``orig`` picture indices (cached)."""
         dense = _paste_weights(feat, resized, orig)                           # [orig, feat]
         nonzero = dense != 0
-        count = int(nonzero.sum(axis=1).max())
-        taps = np.argsort(~nonzero, axis=1, kind='stable')[:, :count]       # nonzero ones first
-        weights = np.take_along_axis(dense, taps, axis=1)
-        taps = np.where(weights != 0, taps, taps[:, :1])                    # padding taps stay in the window
-        new_run = np.concatenate([[True], (taps[1:] != taps[:-1]).any(axis=1)])
-        return cls(taps, weights.astype(np.float32), _extent(nonzero, 0), _extent(nonzero, 1), new_run)
+        return cls(dense.astype(np.float32), _extent(nonzero, 0), _extent(nonzero, 1))
 
     def window(self, start: int, stop: int) -> Tuple[slice, slice]:
         """Outputs that feature indices [start, stop) reach, and the features they read."""
         out = slice(int(self.reach[0][start]), int(self.reach[1][stop - 1]) + 1)
         return out, slice(int(self.reads[0][out.start]), int(self.reads[1][out.stop - 1]) + 1)
 
-    def resample(self, values: np.ndarray, out: slice, read: slice) -> np.ndarray:
-        """``values`` [r, c] (the features ``read`` along the first axis) -> the outputs
-        ``out`` along it, [len(out), c] float32."""
-        taps, weights = self.taps[out] - read.start, self.weights[out]
-        resampled = values[taps[:, 0]] * weights[:, :1]
-        for t in range(1, taps.shape[1]):
-            resampled += values[taps[:, t]] * weights[:, t:t + 1]
-        return resampled
 
-    def _runs(self, out: slice) -> Tuple[np.ndarray, np.ndarray]:
-        """The outputs ``out`` as runs with the same taps: first output [K] (from
-        ``out.start``) and length [K] of each run."""
-        new_run = self.new_run[out].copy()
-        new_run[0] = True
-        starts = np.flatnonzero(new_run)
-        return starts, np.diff(starts, append=len(new_run))
-
-    def threshold(self, values: np.ndarray, out: slice, read: slice, threshold: float) -> np.ndarray:
-        """``values`` [h, c] (the features ``read`` along the second axis) resampled
-        to the outputs ``out`` along it and compared with ``threshold``: [h, len(out)] bool,
-        bit for bit ``resample`` (on the transpose) then ``> threshold``.
-
-        The outputs come in runs that read the same features (``_runs``), and an output is
-        a convex combination of them: where all are above ``threshold + margin`` it is above,
-        where all are below ``threshold - margin`` it is not (the margin, ``SURE_MARGIN``
-        times the largest magnitude, covers float rounding). Only the runs in between, along
-        the mask's boundary, are computed, with the same operations in the same order as
-        ``resample``, for the runs of each length L at once ([P, L] for P of them)."""
-        starts, lengths = self._runs(out)
-        taps = self.taps[out.start + starts] - read.start                              # [K, T]
-        low = high = values[:, taps[:, 0]]                                              # [h, K]
-        for t in range(1, taps.shape[1]):
-            low, high = np.minimum(low, values[:, taps[:, t]]), np.maximum(high, values[:, taps[:, t]])
-        margin = SURE_MARGIN * max(1.0, float(np.abs(values).max()))
-        above = np.repeat(low > threshold + margin, lengths, axis=1)                   # [h, len(out)]
-        unsure = (low <= threshold + margin) & (high >= threshold - margin)
-        rows, runs = np.divmod(np.flatnonzero(unsure), unsure.shape[1])   # np.nonzero is slower in 2-D
-        flat_above = above.reshape(-1)
-        for length in np.unique(lengths[runs]):
-            pick = lengths[runs] == length
-            at, run = rows[pick], runs[pick]
-            first = out.start + starts[run][:, None] + np.arange(length)              # [P, L] outputs
-            exact = values[at, taps[run, 0]][:, None] * self.weights[first, 0]
-            for t in range(1, taps.shape[1]):
-                exact += values[at, taps[run, t]][:, None] * self.weights[first, t]
-            flat_above[(at * above.shape[1] + starts[run])[:, None] + np.arange(length)] = exact > threshold
-        return above
-
-
-SURE_MARGIN = 1e-5   # relative: far above the float32 rounding of a resampled value
-RUN_THRESHOLD_LENGTH = 8   # runs of equal taps this long on average: _Axis.threshold, else resample all
 WHOLE_PASTE_SHARE = 0.4   # a mask whose window covers more of the picture is resized whole by OpenCV
 
 
@@ -476,9 +414,10 @@ def paste_in_boxes(soft_masks: np.ndarray, resized_hw: Sequence[int], orig_hw: S
     The same values as bilinear x4 to the padded size, crop of the resized image area,
     bilinear to the original size, threshold (PaddleDetection's order, with OpenCV), up
     to float rounding, computed only over the part of the picture that the mask's pixels
-    above the threshold can reach (bilinear weights are convex, so nothing else can pass);
-    a mask reaching over ``WHOLE_PASTE_SHARE`` of the picture is resized whole by OpenCV
-    (faster there than the per-window taps)."""
+    above the threshold can reach (bilinear weights are convex, so nothing else can pass), as
+    two small matrix products with the window's part of each axis's paste (``_Axis``); a mask
+    reaching over ``WHOLE_PASTE_SHARE`` of the picture is resized whole by OpenCV (faster
+    there than the products)."""
     rows = _Axis.build(soft_masks.shape[1], resized_hw[0], orig_hw[0])
     cols = _Axis.build(soft_masks.shape[2], resized_hw[1], orig_hw[1])
     pending = [_pending(soft, rows, cols, resized_hw, orig_hw, mask_threshold) for soft in soft_masks]
@@ -533,13 +472,9 @@ def _paste_pending(paste: Optional[_PendingPaste]) -> Tuple[np.ndarray, Tuple[in
         return EMPTY_CROP, (0, 0, 0, 0)
     if paste.whole:
         return _tight(_paste_whole(paste.soft, paste.resized_hw, paste.orig_hw) > paste.mask_threshold)
-    rows, cols, threshold = paste.rows, paste.cols, paste.mask_threshold
-    resampled = rows.resample(paste.soft, paste.out_y, paste.read_y)                # [out rows, read cols]
-    if cols.run_length >= RUN_THRESHOLD_LENGTH:
-        binary = cols.threshold(resampled, paste.out_x, paste.read_x, threshold)
-    else:
-        binary = cols.resample(np.ascontiguousarray(resampled.T), paste.out_x, paste.read_x).T > threshold
-    return _tight(binary, paste.out_x.start, paste.out_y.start)
+    rows = paste.rows.matrix[paste.out_y, paste.read_y]                       # [out rows, read rows]
+    cols = paste.cols.matrix[paste.out_x, paste.read_x]                       # [out cols, read cols]
+    return _tight(rows @ paste.soft @ cols.T > paste.mask_threshold, paste.out_x.start, paste.out_y.start)
 
 
 def paste_detections(detections: Detections, meta, mask_threshold: float = 0.5) -> Detections:
