@@ -25,7 +25,7 @@ REL_TOL = 1e-4
 SMALL_GRIDS = ['num_grids=(8, 6, 4, 3, 2)']
 # sides in pixels: 64 and 128 are even multiples of 32, 96 and 160 odd ones; each batch holds
 # pictures of both parities each way, and the two batches have the two parities each way
-PICTURES = [(64, 96), (96, 64), (96, 96), (64, 64)]
+PICTURES = [(64, 96), (96, 64)]
 BATCHES = [(128, 160), (160, 128)]
 REAL_SIDES = sorted({side for cfg in CONFIGS.values() for bucket in bucket_sizes(cfg.test_short, cfg.test_max)
                      for side in bucket})
@@ -77,7 +77,7 @@ def _assert_same(got, expected, case) -> None:
 @pytest.mark.parametrize('batch_hw', BATCHES, ids=lambda hw: f'{hw[0]}x{hw[1]}')
 @pytest.mark.parametrize('number', sorted(CONFIGS))
 def test_pictures_of_several_sizes_in_one_batch_change_no_output_on_any_config(run, number, batch_hw):
-    """Config N, four pictures of both parities each way padded into one batch: every output of
+    """Config N, two pictures of both parities each way padded into one batch: every output of
     each equals the picture's own."""
     for hw, (got, expected) in zip(PICTURES, run(number, PICTURES, batch_hw)):
         _assert_same(got, expected, (number, hw, batch_hw))
