@@ -32,9 +32,12 @@ def runs(client) -> float:
                 if s.name == 'solov2_stage_seconds_count' and s.labels['stage'] == 'network')
 
 
-@pytest.mark.parametrize('engine, overrides, max_padding', [('onnx', (), 2.0),
-                                                             ('openvino', ('openvino_buckets=all',), 0.0)])
-def test_pictures_of_several_sizes_share_runs_with_their_own_answers(folder, engine, overrides, max_padding, caplog):
+# onnxruntime mixes every size: fewer runs than padded sizes. OpenVINO runs a size bucket a run:
+# five buckets, the first picture run alone as it arrives, so at most 8 runs leaves room for one straggler
+@pytest.mark.parametrize('engine, overrides, max_padding, most_runs', [('onnx', (), 2.0, 5),
+                                                                        ('openvino', ('openvino_buckets=all',), 0.0, 8)])
+def test_pictures_of_several_sizes_share_runs_with_their_own_answers(folder, engine, overrides, max_padding, most_runs,
+                                                                     caplog):
     model = {'backend': engine, 'model_dir': folder, 'threads': 1, 'overrides': overrides}
     bodies = [cv2.imencode('.png', cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))[1].tobytes() for rgb in pictures()] * 2
     settings = ServeSettings(**model, max_batch=4, max_wait_ms=1000, max_padding=max_padding)
@@ -44,7 +47,7 @@ def test_pictures_of_several_sizes_share_runs_with_their_own_answers(folder, eng
         with ThreadPoolExecutor(len(bodies)) as pool:
             answers = list(pool.map(lambda data: client.post('/v1/segment', content=data), bodies))
         assert [answer.status_code for answer in answers] == [200] * len(bodies)
-        assert runs(client) - before < 6      # fewer than one a padded size: sizes shared runs
+        assert runs(client) - before <= most_runs     # twelve pictures: sizes shared runs
         assert caplog.text.count(COMPILED) == compiled      # nothing compiled once ready
     assert compiled == (7 if engine == 'openvino' else 0)   # each bucket of 320/640, before ready
     with Segmenter(**{**model, 'overrides': list(overrides)}) as alone:
