@@ -23,8 +23,9 @@ from typing import TYPE_CHECKING
 
 __version__ = '1.0.0'
 
-__all__ = ['Segmenter', 'Instances', 'Instance', 'evaluate', 'train', 'TrainOptions', 'TrainSummary', 'start_processes',
-           'Processes', 'InputError', 'RunError', 'Solov2Error', 'SHIPPED_WEIGHTS', 'SAMPLE_IMAGES', 'tune_process']
+__all__ = ['Segmenter', 'ModelSpec', 'Instances', 'Instance', 'evaluate', 'train', 'TrainOptions', 'TrainSummary',
+           'start_processes', 'Processes', 'InputError', 'RunError', 'Solov2Error', 'SHIPPED_WEIGHTS', 'SAMPLE_IMAGES',
+           'tune_process']
 _API = frozenset(__all__)
 
 if TYPE_CHECKING:
@@ -34,6 +35,7 @@ if TYPE_CHECKING:
         InputError,
         Instance,
         Instances,
+        ModelSpec,
         Processes,
         RunError,
         Segmenter,

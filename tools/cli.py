@@ -14,7 +14,7 @@ tools/*.py) does the same way, and nothing the library needs.
 - Console: the library reports through ``logging`` (loggers named after its modules) and
   progress callbacks; ``show_logs`` prints those messages as plain lines, ``Progress`` is the
   progress line with rate and ETA (``DownloadProgress`` in MB for a download), and
-  ``weights_path`` turns a published name given to --weights into its converted checkpoint.
+  ``fetched`` turns a published name given to --weights into its converted checkpoint.
 - Words: a library message names the caller's parameters in Python words (``weights=``,
   ``resume='auto'``: ``core.errors.param``); ``in_flags`` shows them as the flags
   (``--weights``, ``--resume auto``: ``FLAGS`` where the flag is not the name with dashes),
@@ -28,11 +28,13 @@ tools/*.py) does the same way, and nothing the library needs.
   refused) in one line and exit 1; any other exception is a bug in the toolkit, said so in one
   line naming ``--debug``, exit 1; Ctrl-C and SIGTERM in one line naming what was done (exit
   130 / 143). ``--debug`` (or SOLOV2_DEBUG=1) shows the traceback instead.
-- Arguments: the parser and the argument groups the commands share.
+- Arguments: the parser and the argument groups the commands share; ``model_spec`` makes the
+  model and backend flags the library's one description of a model to open (``ModelSpec``).
 """
 import argparse
 import concurrent.futures
 import contextlib
+import dataclasses
 import importlib.util
 import logging
 import os
@@ -224,14 +226,14 @@ class DownloadProgress:
         self.bar = None
 
 
-def weights_path(weights):
-    """``--weights`` as a checkpoint path: a published name (docs/checkpoints.md) is downloaded,
-    converted and cached on its first use, with a progress line (``convert.zoo.resolve_weights``);
-    a path or None is returned as it is."""
+def fetched(spec):
+    """The ``model.inference.backend_factory.ModelSpec`` ``spec`` with a published name given to
+    --weights replaced by its converted checkpoint, downloaded and converted on its first use
+    with a progress line (``convert.zoo.resolve_weights``); a path or None stays as it is."""
     from solov2.convert.zoo import resolve_weights  # the library loads Paddle: after the start-up settings
     progress = DownloadProgress()
     try:
-        return resolve_weights(weights, progress=progress)
+        return dataclasses.replace(spec, weights=resolve_weights(spec.weights, progress=progress))
     finally:
         progress.close()
 
@@ -466,17 +468,22 @@ def add_backend_args(parser: argparse.ArgumentParser, backends, precisions) -> N
                         help='--backend inference on a GPU --device: TensorRT float16 subgraphs')
 
 
-def backend_options(args) -> dict:
-    """``model.inference.backend_factory.open_backend``'s keywords from a command line parsed with
-    ``add_model_args``, ``add_backend_args`` and ``add_runtime_args``."""
-    return {'weights': args.weights, 'config': args.config, 'backend': args.backend, 'model_dir': args.model_dir,
-            'precision': args.precision, 'device': args.device, 'threads': args.threads, 'overrides': args.opt,
-            'mkldnn': args.mkldnn, 'tensorrt': args.tensorrt}
+def model_spec(args):
+    """The model a command line names (``add_model_args``, and ``add_backend_args`` and
+    ``add_runtime_args`` where the command has them; --opt: ``overrides``) as the library's
+    ``ModelSpec``, checked before a published name in --weights is fetched (``ModelSpec.check``
+    with ``convert.zoo.checked_config``; ``fetched`` fetches it)."""
+    from solov2.convert.zoo import checked_config  # the library loads Paddle: after the start-up settings
+    from solov2.model.inference.backend_factory import ModelSpec
+    fields = [field.name for field in dataclasses.fields(ModelSpec)]
+    spec = ModelSpec(**{name: getattr(args, name) for name in fields if hasattr(args, name)}, overrides=args.opt)
+    spec.check(checked_config)
+    return spec
 
 
 def add_inference_args(parser: argparse.ArgumentParser, backends, precisions, default_weights=None) -> None:
     """What every command that runs a model takes: the model, backend and runtime arguments
-    (``backend_options`` turns them into ``open_backend``'s keywords)."""
+    (``model_spec`` makes them the ``ModelSpec`` that ``open_backend`` takes)."""
     add_model_args(parser, default_weights)
     add_backend_args(parser, backends, precisions)
     add_runtime_args(parser)

@@ -35,14 +35,14 @@ if __package__ in (None, ''):
 
 from solov2.tools.cli import (  # before Paddle
     add_inference_args,
-    backend_options,
+    fetched,
     interruptible_loading,
     make_parser,
+    model_spec,
     run_command,
     set_status,
     shares_line,
     tune_for,
-    weights_path,
 )
 
 with interruptible_loading():      # Ctrl-C or SIGTERM while Paddle and the library load: one line
@@ -51,7 +51,6 @@ with interruptible_loading():      # Ctrl-C or SIGTERM while Paddle and the libr
     from solov2.core.paths import SAMPLE_IMAGES, SHIPPED_WEIGHTS
     from solov2.data.files import check_folder, check_output_file, looked_up
     from solov2.data.results import write_json
-    from solov2.model.api.segmenter import check_arguments
     from solov2.model.distributed import Processes, gather, launched_processes, start_processes
     from solov2.model.inference.backend_factory import BACKENDS, open_backend
     from solov2.model.inference.media import (
@@ -151,7 +150,7 @@ def run(argv) -> int:
     if args.list_configs:
         print(describe_configs())
         return 0
-    check_arguments(**backend_options(args))       # before a published name is fetched
+    spec = model_spec(args)       # checked before a published name is fetched
     video = args.video is not None or args.camera is not None
     paths = [] if video else list_images(args.input)
     if not video and not paths:
@@ -159,15 +158,15 @@ def run(argv) -> int:
     if args.video is not None and not Path(args.video).is_file():
         raise InputError(f'video not found: {looked_up(args.video)} — check the path')
     targets = check_outputs(args, paths)
-    args.weights = weights_path(args.weights)
-    tune_for(args.device, args.threads, launched_processes().local_size)
-    processes = start_processes(args.device or default_device())
+    spec = fetched(spec)
+    tune_for(spec.device, spec.threads, launched_processes().local_size)
+    processes = start_processes(spec.device or default_device())
     if video and processes.world > 1:
         raise InputError('--video and --camera run in one process — start demo.py without '
                          'paddle.distributed.launch (images and folders are shared out among its processes)')
-    number, backend = open_backend(**backend_options(args), processes=processes)
-    where = f'{backend.name} backend, {args.model_dir or args.weights}'
-    announce_config(number, backend.cfg, args.opt, args.verbose, where)
+    number, backend = open_backend(spec, processes=processes)
+    where = f'{backend.name} backend, {spec.model_dir or spec.weights}'
+    announce_config(number, backend.cfg, spec.overrides, args.verbose, where)
     draw = DrawOptions(args.draw_threshold, [] if args.save_json else None,
                        InputDumper(args.dump_inputs, backend, number) if args.dump_inputs else None, args.warmup)
     done = gather_outputs(draw, segment(args, backend, draw, targets, processes), processes)

@@ -19,6 +19,7 @@ import argparse
 import json
 import math
 import time
+from dataclasses import replace
 from pathlib import Path
 
 if __package__ in (None, ''):
@@ -27,14 +28,14 @@ if __package__ in (None, ''):
 from solov2.tools.cli import (  # before Paddle
     Progress,
     add_inference_args,
-    backend_options,
+    fetched,
     interruptible_loading,
     make_parser,
+    model_spec,
     run_command,
     set_status,
     shares_line,
     tune_for,
-    weights_path,
 )
 
 with interruptible_loading():      # Ctrl-C or SIGTERM while Paddle and the library load: one line
@@ -44,9 +45,8 @@ with interruptible_loading():      # Ctrl-C or SIGTERM while Paddle and the libr
     from solov2.data.coco_eval import STAT_NAMES, check_results, coco_stats, per_class_ap, run_cocoeval
     from solov2.data.files import check_output_file
     from solov2.data.results import write_json
-    from solov2.model.api.segmenter import check_arguments
     from solov2.model.distributed import Processes, launched_processes, start_processes
-    from solov2.model.inference.backend_factory import BACKENDS, checked_weights, open_backend
+    from solov2.model.inference.backend_factory import BACKENDS, ModelSpec, checked_weights, open_backend
     from solov2.model.inference.evaluation import evaluation_dataset, predict_coco
     from solov2.model.inference.openvino_backend import PRECISIONS
     from solov2.model.runtime import default_device
@@ -141,19 +141,19 @@ def load_records(args, number, backend, coco, dataset, ann: str, processes: Proc
     return records
 
 
-def model_and_config(args, processes: Processes) -> tuple:
+def model_and_config(args, spec: ModelSpec, processes: Processes) -> tuple:
     """(config number, config, backend or None for --json-only, the evaluation set's
-    annotation file, its CocoDataset or None for --json-only); with --weights the set and its
-    images are checked before any model is built or exported."""
+    annotation file, its CocoDataset or None for --json-only) of the model ``spec``; with
+    --weights the set and its images are checked before any model is built or exported."""
     if args.json_only:
-        number, cfg = resolve_config(args.weights, args.config, args.opt)
+        number, cfg = resolve_config(spec.weights, spec.config, spec.overrides)
         return number, cfg, None, evaluation_set(args, cfg)[0], None
-    if not args.weights and not args.model_dir:
+    if not spec.weights and not spec.model_dir:
         raise InputError('pass --weights (or --model-dir with --backend onnx|openvino|inference, '
                          'or --json-only with a results file)')
-    resolved = None if args.model_dir else checked_weights(args.weights, args.config, args.opt)
+    resolved = None if spec.model_dir else checked_weights(spec)
     checked = open_set(args, resolved[1]) if resolved else None     # before an export, not after it
-    number, backend = open_backend(**backend_options(args), resolved=resolved, processes=processes)
+    number, backend = open_backend(spec, resolved=resolved, processes=processes)
     return (number, backend.cfg, backend, *(checked or open_set(args, backend.cfg)))
 
 
@@ -199,13 +199,12 @@ def run(argv) -> int:
         if path:
             check_output_file(path, [p for p in (args.json_only, args.ann) if p], option)
     check_set_arguments(args)
-    check_arguments(**backend_options(args))       # before a published name is fetched
-    args.weights = weights_path(args.weights)
-    tune_for(args.device, args.threads, launched_processes().local_size)
+    spec = fetched(model_spec(args))      # checked before a published name is fetched
+    tune_for(spec.device, spec.threads, launched_processes().local_size)
     if args.classes:
-        args.opt = [*args.opt, f'class_names={tuple(read_class_names(args.classes))!r}']
-    processes = start_processes(args.device or default_device())
-    number, cfg, backend, ann, dataset = model_and_config(args, processes)
+        spec = replace(spec, overrides=(*spec.overrides, f'class_names={tuple(read_class_names(args.classes))!r}'))
+    processes = start_processes(spec.device or default_device())
+    number, cfg, backend, ann, dataset = model_and_config(args, spec, processes)
     coco = load_coco(ann) if dataset is None else dataset.coco
     if not coco.getImgIds():
         raise InputError(f'{ann} lists no images — nothing to evaluate; give an annotation file with images')

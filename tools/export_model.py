@@ -30,7 +30,6 @@ import paddle  # noqa: E402
 from solov2.config.sidecar import sidecar_path  # noqa: E402
 from solov2.core.errors import InputError  # noqa: E402
 from solov2.data.files import check_output_file  # noqa: E402
-from solov2.model.api.segmenter import check_arguments  # noqa: E402
 from solov2.model.inference.backend_factory import checked_weights  # noqa: E402
 from solov2.model.inference.export import DCN_OPSET, DEFAULT_MAX_SIZE, export  # noqa: E402
 from solov2.model.inference.export_network import MIN_SIZE  # noqa: E402
@@ -40,7 +39,7 @@ from solov2.model.inference.exported_folder import (  # noqa: E402
     PADDLE_PREFIX,
     REGIONS_ONNX_FILE,
 )
-from solov2.tools.cli import add_model_args, make_parser, run_command, set_status, weights_path  # noqa: E402
+from solov2.tools.cli import add_model_args, fetched, make_parser, model_spec, run_command, set_status  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -84,14 +83,14 @@ def run(argv) -> int:
     args = parse_args(argv)
     if not args.weights:
         raise InputError('pass --weights, the .pdparams checkpoint to export')
-    check_arguments(args.weights, args.config, 'dygraph', overrides=args.opt)     # before a published name is fetched
+    spec = model_spec(args)     # checked before a published name is fetched
     check_output(args.output, args.weights)
-    args.weights = weights_path(args.weights)
-    number, cfg = checked_weights(args.weights, args.config, args.opt)
-    check_output(args.output, args.weights)
+    spec = fetched(spec)
+    number, cfg = checked_weights(spec)
+    check_output(args.output, spec.weights)
     paddle.set_device('cpu')
     set_status(lambda: f'stopped while exporting to {args.output}; its files may be incomplete, export again')
-    lines = export(number, cfg, args.weights, Path(args.output), args.format, args.opset,
+    lines = export(number, cfg, spec.weights, Path(args.output), args.format, args.opset,
                    args.min_size, args.max_size, not args.no_verify)
     print(f'config {number}: {cfg.__name__}')
     print('\n'.join(lines))

@@ -26,19 +26,19 @@ from solov2.tools.cli import (  # before Paddle
     add_backend_args,
     add_model_args,
     add_runtime_args,
+    fetched,
     interruptible_load,
     interruptible_loading,
     make_parser,
+    model_spec,
     run_command,
     tune_for,
-    weights_path,
 )
 
 with interruptible_loading():      # Ctrl-C or SIGTERM while Paddle and the library load: one line
     from solov2.core.errors import InputError
     from solov2.core.paths import SHIPPED_WEIGHTS
-    from solov2.model.api.segmenter import check_arguments
-    from solov2.model.inference.backend_factory import BACKENDS
+    from solov2.model.inference.backend_factory import BACKENDS, ModelSpec
     from solov2.model.inference.openvino_backend import PRECISIONS
     from solov2.model.runtime import cpu_threads
 
@@ -92,21 +92,18 @@ def settings_of(args):
             min(args.max_wait_ms, args.max_padding, args.max_pixels or 0) < 0:
         raise InputError('--max-body-mb, --timeout-s and --body-timeout-s must be above 0, --max-wait-ms, '
                          '--max-padding and --max-pixels at least 0')
-    if args.tensorrt or args.mkldnn:
-        raise InputError('--tensorrt and --mkldnn are not for the service: it runs a Segmenter (docs/serving.md)')
-    check_arguments(args.weights, args.config, args.backend, args.model_dir, args.precision, args.device,
-                    args.threads, args.opt)
+    spec = fetched(model_spec(args))      # checked before a published name is fetched
     named = {field.name: getattr(args, field.name) for field in dataclasses.fields(ServeSettings)
              if hasattr(args, field.name)}         # the flags are the settings' names
-    return ServeSettings(**{**named, 'weights': weights_path(args.weights), 'overrides': tuple(args.opt),
-                            'threads': cpu_threads(args.threads, args.workers)})
+    return ServeSettings(dataclasses.replace(spec, threads=cpu_threads(spec.threads, args.workers)), **named)
 
 
 def worker_app():
     """The application of one of --workers' processes (uvicorn's factory), from ``SETTINGS_ENV``."""
     from solov2.model.serving.app import ServeSettings, create_app
-    settings = ServeSettings(**json.loads(os.environ[SETTINGS_ENV]))
-    tune_for(settings.device, settings.threads)
+    named = json.loads(os.environ[SETTINGS_ENV])
+    settings = ServeSettings(**{**named, 'model': ModelSpec(**named['model'])})
+    tune_for(settings.model.device, settings.model.threads)
     return create_app(settings)
 
 
@@ -152,7 +149,7 @@ def run(argv) -> int:
         raise InputError(f'the service needs its extra ({exc.name} is missing): pip install -r '
                          "requirements-serve.txt, or pip install '.[serve]'") from None
     settings = settings_of(args)
-    tune_for(args.device, settings.threads)
+    tune_for(settings.model.device, settings.model.threads)
     # before listening: a model that does not open ends here; an empty 'auto' cache is filled once
     serve(settings, args, interruptible_load(settings.segmenter))
     return 0

@@ -4,7 +4,8 @@
     seg = Segmenter('weights/shapes_r18.pdparams')
     result = seg('images/shapes_000001.jpg')       # Instances: masks, labels, scores, boxes
 
-``Segmenter`` runs a checkpoint or an exported model on pictures, folders and videos;
+``Segmenter`` runs a checkpoint or an exported model on pictures, folders and videos
+(``ModelSpec``: that model and its engine as one object);
 ``Instances`` is one picture's result (``Instance``: one of its instances); ``evaluate``
 gives COCO mask AP in percent; ``train`` runs train.py's training from ``TrainOptions`` and
 returns a ``TrainSummary``; ``start_processes`` joins the processes of
@@ -22,7 +23,9 @@ from solov2.model.api.instances import Instance, Instances
 from solov2.model.api.segmenter import Segmenter
 from solov2.model.api.training import TrainOptions, TrainSummary, train
 from solov2.model.distributed import Processes, start_processes
+from solov2.model.inference.backend_factory import ModelSpec
 from solov2.model.runtime import tune_process
 
-__all__ = ['Segmenter', 'Instances', 'Instance', 'evaluate', 'train', 'TrainOptions', 'TrainSummary', 'start_processes',
-           'Processes', 'InputError', 'RunError', 'Solov2Error', 'SHIPPED_WEIGHTS', 'SAMPLE_IMAGES', 'tune_process']
+__all__ = ['Segmenter', 'ModelSpec', 'Instances', 'Instance', 'evaluate', 'train', 'TrainOptions', 'TrainSummary',
+           'start_processes', 'Processes', 'InputError', 'RunError', 'Solov2Error', 'SHIPPED_WEIGHTS', 'SAMPLE_IMAGES',
+           'tune_process']

@@ -7,50 +7,23 @@ import numbers
 import os
 import sys
 from pathlib import Path
-from typing import Any, Dict, Generator, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Generator, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
 from solov2.convert.zoo import checked_config, resolve_weights
-from solov2.core.errors import InputError, param
+from solov2.core.errors import InputError
 from solov2.data.transforms import check_pixels, decode_image, pil_to_array, read_image, to_rgb
 from solov2.model.api.instances import Instances, check_channels
 from solov2.model.distributed import SINGLE, Processes
 from solov2.model.inference.backend import share_batches
-from solov2.model.inference.backend_factory import Progress, check_choices, open_backend
+from solov2.model.inference.backend_factory import ModelSpec, Progress, open_backend
 from solov2.model.inference.media import list_images, open_capture, read_frames, video_stages
 from solov2.model.inference.pipeline import stream_pipeline
 from solov2.model.inference.postprocess import InferenceParams
 
 LOG = logging.getLogger(__name__)
 Image = Any     # a path (str or os.PathLike), encoded bytes or a binary file object, a numpy array or a PIL image
-
-
-def override_list(overrides: Union[None, Mapping[str, Any], Sequence[str]]) -> list:
-    """``{'score_threshold': 0.2}`` or ``['score_threshold=0.2']`` -> ``['score_threshold=0.2']``."""
-    if overrides is None:
-        return []
-    if isinstance(overrides, Mapping):
-        return [f'{name}={value!r}' for name, value in overrides.items()]
-    if isinstance(overrides, str):
-        raise InputError(f"overrides takes a dict or a list of 'name=value' strings, not the string {overrides!r}")
-    return list(overrides)
-
-
-def check_arguments(weights: Optional[str] = None, config: Optional[int] = None, backend: str = 'auto',
-                    model_dir: Optional[str] = None, precision: str = 'f32', device: Optional[str] = None,
-                    threads: int = 0, overrides: Sequence[str] = (), mkldnn: bool = False,
-                    tensorrt: bool = False) -> Optional[int]:
-    """InputError for an argument of ``open_backend`` (these are its keywords) that cannot work,
-    found before a published name is fetched or anything is exported (``backends.check_choices``):
-    ``config`` against the published name ``weights`` (``convert.zoo.checked_config``), and the
-    overrides on ``config``, else on that name's config, else later, with the weights' sidecar.
-    Returns the config number checked against (None when only the sidecar will tell)."""
-    if config is not None and (isinstance(config, bool) or not isinstance(config, numbers.Integral)):
-        raise InputError(param('config'), f' takes a config number, not {config!r}')
-    number = checked_config(weights, config)
-    check_choices(backend, precision, model_dir, device, threads, number, overrides, tensorrt)
-    return number
 
 
 def per_call_params(params: InferenceParams, score_threshold: Optional[float] = None,
@@ -173,7 +146,9 @@ class Segmenter:
         weights: a project checkpoint (.pdparams from convert/*2paddle.py or train.py), or a
             published name such as 'mmdet/solov2_r50_fpn_1x_coco' (downloaded, converted and
             cached on first use: ``convert.zoo``, docs/checkpoints.md); its config comes from the
-            sidecar beside it unless ``config`` is given.
+            sidecar beside it unless ``config`` is given. Or the whole model as one
+            ``ModelSpec`` (``backend_factory.ModelSpec``), whose fields are the keywords below
+            (given as keywords, they make one): ``Segmenter(ModelSpec(weights, backend='onnx', ...))``.
         config: config number (``python demo.py --list-configs``).
         backend: 'auto' (default: exported once into a cache, OpenVINO f32 or onnxruntime,
             whichever was faster when it exported; dygraph on a GPU), 'dygraph', or
@@ -183,6 +158,7 @@ class Segmenter:
         device: 'cpu' or 'gpu' (default: gpu when there is one); threads: CPU math threads
             (0: every core).
         overrides: config changes, ``{'score_threshold': 0.2}`` or ``['score_threshold=0.2']``.
+        mkldnn, tensorrt: Paddle Inference ('inference') with oneDNN, with TensorRT on a GPU.
         processes: under ``paddle.distributed.launch``, ``model.distributed.start_processes(device)``:
             threads 0 is then this process's share of the cores, and 'auto' exports once per node.
         cache_dir: the export cache of 'auto' (and OpenVINO's compiled models), and the published
@@ -198,22 +174,21 @@ class Segmenter:
     Errors: ``core.errors.InputError`` (a ValueError) with a one-line message.
     """
 
-    def __init__(self, weights: Optional[str] = None, config: Optional[int] = None, backend: str = 'auto',
-                 model_dir: Optional[str] = None, precision: str = 'f32', device: Optional[str] = None,
-                 threads: int = 0, overrides: Union[None, Mapping[str, Any], Sequence[str]] = None,
-                 mkldnn: bool = False, processes: Processes = SINGLE, cache_dir: Optional[str] = None,
-                 progress: Optional[Progress] = None, mirror: Optional[str] = None):
+    def __init__(self, weights: Union[None, str, os.PathLike, ModelSpec] = None, *, processes: Processes = SINGLE,
+                 cache_dir: Optional[str] = None, progress: Optional[Progress] = None, mirror: Optional[str] = None,
+                 **model: Any):
         self._backend = None
-        if weights is None and model_dir is None:
+        if isinstance(weights, ModelSpec) and model:
+            raise InputError(f'give the model as a ModelSpec or as keywords, not both ({", ".join(model)} beside '
+                             'a ModelSpec): dataclasses.replace(spec, name=value) changes a field of it')
+        spec = weights if isinstance(weights, ModelSpec) else ModelSpec(weights, **model)
+        if spec.weights is None and spec.model_dir is None:
             raise InputError('give weights= (a .pdparams checkpoint) or model_dir= (an exported folder)')
-        overrides = override_list(overrides)
         if progress is not None and not callable(progress):
             raise InputError(f'progress takes a function progress(stage, fraction), not {progress!r}')
-        check_arguments(weights, config, backend, model_dir, precision, device, threads, overrides)
-        weights = resolve_weights(weights, cache_dir, mirror)      # a published name: its converted checkpoint
-        self.number, self._backend = open_backend(weights, config, backend, model_dir, precision, device, threads,
-                                                  overrides, mkldnn, processes=processes, cache_dir=cache_dir,
-                                                  progress=progress)
+        spec.check(checked_config)       # before a published name is fetched
+        spec = dataclasses.replace(spec, weights=resolve_weights(spec.weights, cache_dir, mirror))
+        self.number, self._backend = open_backend(spec, processes=processes, cache_dir=cache_dir, progress=progress)
 
     @property
     def backend(self):

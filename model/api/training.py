@@ -17,14 +17,14 @@ import numpy as np
 import paddle
 
 from solov2.config import SOLOv2Base, get_config, with_overrides
-from solov2.convert.zoo import resolve_weights
+from solov2.convert.zoo import checked_config, resolve_weights
 from solov2.core.errors import InputError, param
 from solov2.data.coco import load_coco, read_class_names
 from solov2.data.transforms import read_image
 from solov2.data.visualize import draw_instances
 from solov2.model.api.evaluation import evaluate
-from solov2.model.api.segmenter import check_arguments
 from solov2.model.distributed import SINGLE, Processes, launched_processes
+from solov2.model.inference.backend_factory import ModelSpec
 from solov2.model.inference.dygraph_backend import DygraphBackend
 from solov2.model.training.amp import amp_dtype
 from solov2.model.training.components import check_dataset
@@ -89,14 +89,14 @@ def published_start(overrides: Sequence[str]) -> Tuple[str, ...]:
     return tuple(resolved)
 
 
-COUNTS = {'eval_every': 0, 'checkpoint_every': 1, 'log_every': 1, 'max_iters': 0, 'threads': 0}   # the least each takes
+COUNTS = {'eval_every': 0, 'checkpoint_every': 1, 'log_every': 1, 'max_iters': 0}   # the least each takes
 
 
 def check_options(options: TrainOptions) -> None:
     """InputError for an option that cannot work, found before a published name is fetched:
     the counts (``COUNTS``), ``max_minutes``, ``amp``, ``device``, ``threads``, ``config``
     against the published name in ``weights`` and the overrides on the config
-    (``options.config``, else that name's: ``segmenter.check_arguments``), the ``classes`` file,
+    (``options.config``, else that name's: ``ModelSpec.check``), the ``classes`` file,
     the run folder (another run's there without ``resume`` or ``overwrite``:
     ``check_run_folder``) and, for a new run, the data set the overrides point at (``check_dataset``)."""
     for name, least in COUNTS.items():
@@ -110,8 +110,8 @@ def check_options(options: TrainOptions) -> None:
         raise InputError(param('overrides'), f" takes a list of 'name=value' strings, not the string "
                          f'{options.overrides!r}')
     amp_dtype(options.amp)
-    number = check_arguments(options.weights, options.config, device=options.device, threads=options.threads,
-                             overrides=options.overrides)
+    number = ModelSpec(options.weights, config=options.config, backend='dygraph', device=options.device,
+                       threads=options.threads, overrides=options.overrides).check(checked_config)
     if options.classes:
         read_class_names(options.classes)
     if (number is not None or options.output) and launched_processes().main:

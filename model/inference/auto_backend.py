@@ -22,7 +22,6 @@ place, so a reader never sees half an entry; of two processes building the same 
 once, the second to finish uses the first's. On load the hashes of its files are checked
 again, and an entry that fails the check or does not load is said to be corrupt and replaced.
 """
-import functools
 import hashlib
 import json
 import logging
@@ -39,7 +38,7 @@ from solov2.core.paths import CACHE_ENV, cache_root  # noqa: F401 (CACHE_ENV: im
 from solov2.data.files import build_folder, file_sha256
 from solov2.data.transforms import padded_size, resized_hw
 from solov2.model.inference.backend import Backend, BackendError
-from solov2.model.inference.backend_factory import Progress, exported_backend
+from solov2.model.inference.backend_factory import ModelSpec, Progress, exported_backend
 from solov2.model.inference.dygraph_backend import DygraphBackend
 from solov2.model.inference.export import ExportError, export, verify
 
@@ -180,8 +179,9 @@ def build_entry(cfg, weights: str, key: dict, folder: Path, threads: int, engine
         say('export', STAGES['export'])
         export(key['config'], cfg, weights, tmp, fmt='onnx', check=False, dygraph=dygraph)
         say('verify', STAGES['verify'])
-        backends = {kind: exported_backend(kind, str(tmp), threads, overrides=key['overrides'],
-                                           compiled=compiled_cache(folder.parent)) for kind in engines}
+        backends = {kind: exported_backend(ModelSpec(backend=kind, model_dir=str(tmp), threads=threads,
+                                                     overrides=key['overrides']), compiled_cache(folder.parent))
+                    for kind in engines}
         verify(dygraph, list(backends.values()))
         if len(backends) > 1:
             say('time', STAGES['time'])
@@ -214,8 +214,10 @@ def cached_backend(number: int, cfg, weights: str, overrides: Sequence[str], thr
         return 'dygraph', DygraphBackend(cfg, weights, 'cpu', sidecar=False, threads=threads)
     key = cache_key(weights, number, overrides)
     folder = cache_root(cache_dir) / entry_name(key)
-    open_engine = functools.partial(exported_backend, model_dir=str(folder), threads=threads, overrides=overrides,
-                                    compiled=compiled_cache(folder.parent))
+
+    def open_engine(kind: str) -> Backend:
+        spec = ModelSpec(backend=kind, model_dir=str(folder), threads=threads, overrides=overrides)
+        return exported_backend(spec, compiled_cache(folder.parent))
     problem = check_entry(folder, key, engines) if folder.exists() else None
     if folder.exists() and problem is None:
         try:

@@ -1,5 +1,6 @@
-"""Inference backends by name: the one factory behind demo.py, eval.py, the export tools and
-``model.api.Segmenter``.
+"""Inference backends by name: the one factory behind demo.py, eval.py, the export tools,
+``model.api.Segmenter`` and the service. ``ModelSpec`` describes the model to open (weights or
+an exported folder, config, engine and its settings) with its one check; ``open_backend`` opens it.
 
 - ``auto`` (the default of demo.py and eval.py): exported once into a cache and run at full
   f32 accuracy in OpenVINO or onnxruntime, whichever was faster when it exported
@@ -10,7 +11,9 @@
 - ``openvino``: OpenVINO on an exported model folder, ``precision`` f32 | bf16 | int8.
 """
 import numbers
-from typing import Callable, Optional, Sequence, Tuple
+import os
+from dataclasses import dataclass, replace
+from typing import Callable, Mapping, Optional, Sequence, Tuple, Union
 
 from solov2.config import get_config, with_overrides
 from solov2.config.device import device_name, on_gpu
@@ -31,106 +34,151 @@ EXPORTED = ('inference', 'onnx', 'openvino')   # exported_backend's names
 Progress = Callable[[str, float], None]
 
 
-def exported_backend(kind: str, model_dir: str, threads: int = 0, precision: str = 'f32',
-                     overrides: Sequence[str] = (), mkldnn: bool = False, compiled: Optional[str] = None,
-                     device: str = 'cpu', tensorrt: bool = False) -> Backend:
-    """The backend of an exported model folder by name, the one way every caller opens one: 'inference'
-    (Paddle Inference; ``mkldnn``: with oneDNN; on a GPU ``tensorrt``: TensorRT float16), 'onnx'
-    (onnxruntime) or 'openvino' (``precision`` f32 | bf16 | int8; ``compiled``: the folder where OpenVINO
-    keeps its compiled models, ``auto_backend.compiled_cache``; None: none; CPU only). ``device``: 'cpu',
-    'gpu' or 'gpu:N'. ``overrides``: ``['name=value', ...]`` config changes. BackendError on another name."""
+@dataclass(frozen=True)
+class ModelSpec:
+    """The model to open and the engine to run it on, as ``Segmenter``, the service and the
+    commands take it (``open_backend`` opens it; ``check`` refuses what cannot work).
+
+    ``weights``: a project checkpoint (.pdparams) or a published name (``model.api`` fetches
+    it); ``config``: its config number (default: the sidecar's, or the export's); ``backend``:
+    one of ``BACKENDS``; ``model_dir``: an exported folder, for 'inference', 'onnx' and
+    'openvino'; ``precision``: f32 | bf16 | int8 (openvino); ``device``: 'cpu', 'gpu' or 'gpu:N'
+    (None: the GPU if Paddle has one); ``threads``: CPU math threads (0: this process's share of
+    the cores, ``model.runtime.cpu_threads``); ``overrides``: config changes, ``['name=value',
+    ...]`` or ``{'name': value}`` (kept as a tuple of strings); ``mkldnn``: Paddle Inference
+    with oneDNN; ``tensorrt``: Paddle Inference with TensorRT float16 on a GPU."""
+    weights: Union[str, os.PathLike, None] = None
+    config: Optional[int] = None
+    backend: str = 'auto'
+    model_dir: Union[str, os.PathLike, None] = None
+    precision: str = 'f32'
+    device: Optional[str] = None
+    threads: int = 0
+    overrides: Sequence[str] = ()
+    mkldnn: bool = False
+    tensorrt: bool = False
+
+    def __post_init__(self):
+        """Paths as strings, ``overrides`` as a tuple of 'name=value' strings (a string or
+        another type stays as it is, for ``check`` to refuse)."""
+        overrides = () if self.overrides is None else self.overrides
+        if isinstance(overrides, Mapping):
+            overrides = [f'{name}={value!r}' for name, value in overrides.items()]
+        for name, value in (('weights', _text(self.weights)), ('model_dir', _text(self.model_dir)),
+                            ('overrides', tuple(overrides) if isinstance(overrides, (list, tuple)) else overrides)):
+            object.__setattr__(self, name, value)
+
+    def check(self, named: Optional[Callable[[Optional[str], Optional[int]], Optional[int]]] = None
+              ) -> Optional[int]:
+        """InputError (BackendError for the engine's choices) naming the field that cannot work,
+        found without reading a file, so before a published name is fetched or anything is
+        exported: ``config``, ``backend``, ``precision``, ``model_dir``, ``device``, ``tensorrt``,
+        ``threads`` and the ``overrides`` on the config. ``named(weights, config)``: the config
+        number of a published name in ``weights``, refusing another ``config``
+        (``convert.zoo.checked_config``, which ``model.api`` passes: this layer knows no names);
+        without it, ``config``. Returns the config number the overrides were checked on (None
+        when only the weights will tell)."""
+        backend, precision, config, threads = self.backend, self.precision, self.config, self.threads
+        if config is not None and (isinstance(config, bool) or not isinstance(config, numbers.Integral)):
+            raise InputError(param('config'), f' takes a config number, not {config!r}')
+        number = named(self.weights, config) if named else config
+        if backend not in BACKENDS:
+            raise BackendError(f"unknown backend '{backend}' (expected one of {', '.join(BACKENDS)})")
+        if precision not in PRECISIONS:
+            raise BackendError(f"unknown precision '{precision}' (expected one of {', '.join(PRECISIONS)})")
+        if precision != 'f32' and backend != 'openvino':
+            raise BackendError(param('precision', precision), ' needs ', param('backend', 'openvino'),
+                               ' (auto is always f32)')
+        if self.model_dir and backend not in EXPORTED:
+            raise BackendError(param('model_dir'), ' needs ', param('backend', *EXPORTED), f' (not {backend})')
+        device = device_name(self.device)
+        if self.tensorrt and (backend != 'inference' or device is None or not on_gpu(device)):
+            raise BackendError(param('tensorrt'), ' needs ', param('backend', 'inference'), ' and a GPU ',
+                               param('device'))
+        if backend in EXPORTED and not self.model_dir:
+            raise BackendError(param('backend', backend), ' needs ', param('model_dir'),
+                               ' (a folder from tools/export_model.py)')
+        if isinstance(threads, bool) or not isinstance(threads, numbers.Integral) or threads < 0:
+            raise InputError(param('threads'), f' takes a whole number, 0 (every core) or more, not {threads!r}')
+        if not isinstance(self.overrides, tuple) or not all(isinstance(item, str) for item in self.overrides):
+            raise InputError(param('overrides'), " takes a dict or a list of 'name=value' strings, not "
+                             f'{self.overrides!r}')
+        if number is not None:
+            with_overrides(get_config(number), self.overrides)
+        return number
+
+
+def _text(path):
+    """A path given as ``os.PathLike`` as its string; anything else as it is."""
+    return os.fspath(path) if isinstance(path, os.PathLike) else path
+
+
+def exported_backend(spec: ModelSpec, compiled: Optional[str] = None) -> Backend:
+    """The backend of ``spec``'s exported folder (``model_dir``) by its ``backend`` name, the one
+    way every caller opens one: 'inference' (Paddle Inference; ``mkldnn``: with oneDNN; on a GPU
+    ``tensorrt``: TensorRT float16), 'onnx' (onnxruntime) or 'openvino' (``precision`` f32 | bf16 |
+    int8; ``compiled``: the folder where OpenVINO keeps its compiled models,
+    ``auto_backend.compiled_cache``; None: none; CPU only), on ``device`` as it is (None: the CPU)
+    with ``threads`` (0: every core). BackendError on another name."""
+    kind, folder, threads, overrides, device = spec.backend, spec.model_dir, spec.threads, spec.overrides, spec.device
     if kind == 'inference':
-        return InferenceBackend(model_dir, threads, mkldnn, overrides, device, tensorrt)
+        return InferenceBackend(folder, threads, mkldnn=spec.mkldnn, overrides=overrides, device=device or 'cpu',
+                                tensorrt=spec.tensorrt)
     if kind == 'onnx':
-        return OnnxBackend(model_dir, threads, overrides, device)
-    if kind == 'openvino' and on_gpu(device):
+        return OnnxBackend(folder, threads, overrides=overrides, device=device or 'cpu')
+    if kind == 'openvino' and device and on_gpu(device):
         raise BackendError("the openvino backend runs on the CPU here; on a GPU use 'inference' or 'onnx'")
     if kind == 'openvino':
-        return OpenVinoBackend(model_dir, threads, precision, overrides, compiled_cache=compiled)
+        return OpenVinoBackend(folder, threads, precision=spec.precision, overrides=overrides, compiled_cache=compiled)
     raise BackendError(f"unknown exported backend '{kind}' (expected one of {', '.join(EXPORTED)})")
 
 
-def checked_weights(weights: Optional[str], number: Optional[int], overrides: Sequence[str]) -> Tuple[int, type]:
-    """(number, config) of a checkpoint (``config.sidecar.resolve_config``) after checking the
-    path names a file and, without a sidecar, that the weights fit config ``number``
+def checked_weights(spec: ModelSpec) -> Tuple[int, type]:
+    """(number, config) of ``spec``'s checkpoint (``config.sidecar.resolve_config``) after checking
+    the path names a file and, without a sidecar, that the weights fit ``spec.config``
     (``model.checkpoint.check_unrecorded``); InputError naming the fix (none given, a folder,
     a typo, the config they fit)."""
+    weights = spec.weights
     if not weights:
         raise InputError('pass ', param('weights'), ' (a .pdparams checkpoint) or ', param('backend', *EXPORTED),
                          ' with ', param('model_dir'), ' (an exported folder)')
     check_weights_file(weights)
     if read_sidecar(weights) is None:
-        check_unrecorded(weights, number, overrides)     # before an export: names the configs they fit
-    return resolve_config(weights, number, overrides)
+        check_unrecorded(weights, spec.config, spec.overrides)     # before an export: names the configs they fit
+    return resolve_config(weights, spec.config, spec.overrides)
 
 
-def check_choices(backend: str = 'auto', precision: str = 'f32', model_dir: Optional[str] = None,
-                  device: Optional[str] = None, threads: int = 0, number: Optional[int] = None,
-                  overrides: Sequence[str] = (), tensorrt: bool = False) -> None:
-    """InputError (BackendError for the backend's choices) for an ``open_backend`` argument that
-    cannot work, found without reading a file: the backend, precision, ``model_dir`` and its
-    backend, ``device`` ('cpu', 'gpu' or 'gpu:N'), ``tensorrt`` (Paddle Inference on a GPU),
-    ``threads``
-    (0 or more) and, when the config ``number`` is known, the ``overrides`` on it
-    (``config.with_overrides``). Callers check before fetching a published name or exporting
-    (``model.api.segmenter.check_arguments``)."""
-    if backend not in BACKENDS:
-        raise BackendError(f"unknown backend '{backend}' (expected one of {', '.join(BACKENDS)})")
-    if precision not in PRECISIONS:
-        raise BackendError(f"unknown precision '{precision}' (expected one of {', '.join(PRECISIONS)})")
-    if precision != 'f32' and backend != 'openvino':
-        raise BackendError(param('precision', precision), ' needs ', param('backend', 'openvino'),
-                           ' (auto is always f32)')
-    if model_dir and backend not in EXPORTED:
-        raise BackendError(param('model_dir'), ' needs ', param('backend', *EXPORTED), f' (not {backend})')
-    device = device_name(device)
-    if tensorrt and (backend != 'inference' or device is None or not on_gpu(device)):
-        raise BackendError(param('tensorrt'), ' needs ', param('backend', 'inference'), ' and a GPU ',
-                           param('device'))
-    if backend in EXPORTED and not model_dir:
-        raise BackendError(param('backend', backend), ' needs ', param('model_dir'),
-                           ' (a folder from tools/export_model.py)')
-    if isinstance(threads, bool) or not isinstance(threads, numbers.Integral) or threads < 0:
-        raise InputError(param('threads'), f' takes a whole number, 0 (every core) or more, not {threads!r}')
-    if number is not None:
-        with_overrides(get_config(number), overrides)
-
-
-def open_backend(weights: Optional[str] = None, config: Optional[int] = None, backend: str = 'auto',
-                 model_dir: Optional[str] = None, precision: str = 'f32', device: Optional[str] = None,
-                 threads: int = 0, overrides: Sequence[str] = (), mkldnn: bool = False,
-                 resolved: Optional[Tuple[int, type]] = None, processes: Processes = SINGLE,
-                 cache_dir: Optional[str] = None, progress: Optional[Progress] = None,
-                 tensorrt: bool = False) -> Tuple[int, Backend]:
-    """(config number, backend) ready to run: ``weights`` (a project checkpoint; its config from
-    ``config`` or its sidecar) for 'auto' and 'dygraph', ``model_dir`` (an exported folder) for
-    'inference', 'onnx' and 'openvino'. ``overrides``: ``['name=value', ...]`` config changes.
-    ``resolved``: ``checked_weights``'s (number, config) when the caller has it already.
-    ``device`` and ``threads`` are the backend's own (``threads`` 0: this process's share of
-    the cores among ``processes.local_size`` on the machine); the process's Paddle settings
-    are left as they are (``model.runtime.paddle_on``). Under the
+def open_backend(spec: ModelSpec, *, resolved: Optional[Tuple[int, type]] = None, processes: Processes = SINGLE,
+                 cache_dir: Optional[str] = None, progress: Optional[Progress] = None) -> Tuple[int, Backend]:
+    """(config number, backend) of ``spec`` ready to run (``spec.check`` first; its weights a
+    checkpoint's path, not a published name): ``weights`` for 'auto' and 'dygraph', ``model_dir``
+    for 'inference', 'onnx' and 'openvino'. ``resolved``: ``checked_weights``'s (number, config)
+    when the caller has it already. ``device`` and ``threads`` are the backend's own (``threads``
+    0: this process's share of the cores among ``processes.local_size`` on the machine); the
+    process's Paddle settings are left as they are (``model.runtime.paddle_on``). Under the
     launcher (``processes``, ``model.distributed``) 'auto' exports into the cache on each
     node's first process while the others wait, then all load it. ``cache_dir``: the export
     cache (default ``$SOLOV2_CACHE``, ``core.paths.cache_root``); ``progress(stage, fraction)``
     hears 'auto''s first export (``auto_backend.cached_backend``). On a GPU 'auto' is 'dygraph';
-    'inference' and 'onnx' run on a GPU when ``device`` names one (``tensorrt``: Paddle Inference
-    with TensorRT float16), else on the CPU; 'openvino' runs on the CPU only. Raises InputError
-    (or a subclass: BackendError, CheckpointError) with a one-line message."""
-    check_choices(backend, precision, model_dir, device, threads, tensorrt=tensorrt)
-    chosen = resolve_device(device)      # InputError naming the fix for a GPU this Paddle cannot use
-    threads = cpu_threads(threads, processes.local_size)
-    if backend == 'dygraph' or (backend == 'auto' and on_gpu(chosen)):
-        number, cfg = resolved or checked_weights(weights, config, overrides)
-        return number, DygraphBackend(cfg, weights, chosen, sidecar=False, threads=threads)
-    exported_on = chosen if device is not None else 'cpu'      # an exported model runs on a GPU only when named
+    'inference' and 'onnx' run on a GPU when ``device`` names one, else on the CPU; 'openvino'
+    runs on the CPU only. Raises InputError (or a subclass: BackendError, CheckpointError) with
+    a one-line message."""
+    spec.check()
+    chosen = resolve_device(spec.device)      # InputError naming the fix for a GPU this Paddle cannot use
+    threads = cpu_threads(spec.threads, processes.local_size)
+    if spec.backend == 'dygraph' or (spec.backend == 'auto' and on_gpu(chosen)):
+        number, cfg = resolved or checked_weights(spec)
+        return number, DygraphBackend(cfg, spec.weights, chosen, sidecar=False, threads=threads)
     from solov2.model.inference import auto_backend  # it opens its engines here: imported once we run
-    if backend == 'auto':
-        number, cfg = resolved or checked_weights(weights, config, overrides)
+    if spec.backend == 'auto':
+        number, cfg = resolved or checked_weights(spec)
         return number, local_rank0_first(lambda: auto_backend.cached_backend(
-            number, cfg, weights, overrides, threads, cache_dir=cache_dir, progress=progress)[1], processes)
-    opened = exported_backend(backend, model_dir, threads, precision, overrides, mkldnn,
-                              auto_backend.compiled_cache(cache_root(cache_dir)), exported_on, tensorrt)
-    if config is not None and config != opened.number:
-        raise BackendError(f'{model_dir} was exported from config {opened.number}, not ', param('config', config))
+            number, cfg, spec.weights, overrides=spec.overrides, threads=threads, cache_dir=cache_dir,
+            progress=progress)[1], processes)
+    exported_on = chosen if spec.device is not None else 'cpu'      # an exported model runs on a GPU only when named
+    opened = exported_backend(replace(spec, threads=threads, device=exported_on),
+                              auto_backend.compiled_cache(cache_root(cache_dir)))
+    if spec.config is not None and spec.config != opened.number:
+        raise BackendError(f'{spec.model_dir} was exported from config {opened.number}, not ',
+                           param('config', spec.config))
     return opened.number, opened
-

@@ -20,7 +20,7 @@ import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Dict, Iterator, Literal, Optional, Sequence
+from typing import Any, Dict, Iterator, Literal, Optional
 
 import cv2
 import numpy as np
@@ -32,6 +32,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from solov2 import __version__
 from solov2.core.errors import InputError
 from solov2.model.api.segmenter import Segmenter, per_call_params, to_instances
+from solov2.model.inference.backend_factory import ModelSpec
 from solov2.model.serving.batching import Batcher
 from solov2.model.serving.limits import (
     HttpError,
@@ -52,23 +53,15 @@ SLOTS = {'uploads': ('max_uploads', '--max-uploads', 'uploads being received'), 
 
 @dataclasses.dataclass(frozen=True)
 class ServeSettings:
-    """What a service runs and its limits. The model: ``Segmenter``'s arguments (``weights``,
-    ``config``, ``backend``, ``model_dir``, ``precision``, ``device``, ``threads``,
-    ``overrides``). Batching: at most ``max_batch`` pictures a network run, the oldest waiting
+    """What a service runs and its limits. ``model``: the model to open (``ModelSpec``, as
+    ``Segmenter`` takes it). Batching: at most ``max_batch`` pictures a network run, the oldest waiting
     at most ``max_wait_ms`` for others while more are coming, pictures of different padded sizes
     together within ``max_padding`` (``backend.share_batches``). Limits: ``queue_size`` requests in flight (bodies in),
     bodies of ``max_body_mb``, pictures of ``max_pixels`` (None: the config's ``max_image_pixels``;
     0: no limit), ``timeout_s`` from a request's arrival to its answer, ``max_uploads`` bodies
     being received at once, each pausing at most ``body_timeout_s``. ``helper_threads``: the
     threads that decode and encode (0: one per core)."""
-    weights: Optional[str] = None
-    config: Optional[int] = None
-    backend: str = 'auto'
-    model_dir: Optional[str] = None
-    precision: str = 'f32'
-    device: Optional[str] = None
-    threads: int = 0
-    overrides: Sequence[str] = ()
+    model: ModelSpec
     max_batch: int = 4
     max_wait_ms: float = 5.0
     max_padding: float = 0.0
@@ -82,8 +75,7 @@ class ServeSettings:
 
     def segmenter(self) -> Segmenter:
         """The model these settings name."""
-        return Segmenter(self.weights, self.config, self.backend, self.model_dir, self.precision, self.device,
-                         self.threads, list(self.overrides))
+        return Segmenter(self.model)
 
 
 class Service:
@@ -299,8 +291,9 @@ def add_routes(app: FastAPI, settings: ServeSettings) -> None:
             raise HttpError(503, service.problem or 'the model is loading', RETRY)
         settings, seg = service.settings, service.segmenter
         return {'process': os.getpid(), 'config': seg.number, 'config_name': seg.cfg.__name__,
-                'classes': list(seg.class_names), 'backend': seg.backend.name, 'weights': settings.weights,
-                'model_dir': settings.model_dir, 'max_batch': settings.max_batch, 'max_pixels': service.max_pixels}
+                'classes': list(seg.class_names), 'backend': seg.backend.name, 'weights': settings.model.weights,
+                'model_dir': settings.model.model_dir, 'max_batch': settings.max_batch,
+                'max_pixels': service.max_pixels}
 
     @app.head('/healthz')
     @app.get('/healthz')

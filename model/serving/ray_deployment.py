@@ -4,7 +4,7 @@ Ray's HTTP proxy spreads the requests over them. Ray is an optional extra
 (requirements-ray.txt), imported when ``deployment`` is called.
 
     from ray import serve
-    serve.run(deployment(ServeSettings(weights='weights/shapes_r18.pdparams'), replicas=2))
+    serve.run(deployment(ServeSettings(ModelSpec('weights/shapes_r18.pdparams')), replicas=2))
 """
 from solov2.model.serving.app import ServeSettings, create_app
 

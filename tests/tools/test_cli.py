@@ -18,7 +18,7 @@ import pytest
 from solov2 import Segmenter, TrainOptions
 from solov2.core.errors import InputError, param
 from solov2.model.inference import backend_factory
-from solov2.model.inference.backend_factory import open_backend
+from solov2.model.inference.backend_factory import ModelSpec, open_backend
 from solov2.model.inference.export import export
 from solov2.model.inference.media import picture_targets
 from solov2.tools import demo, weights
@@ -96,7 +96,7 @@ def test_every_parameter_a_message_names_is_a_parameter_and_a_flag():
     names = _named_parameters(REPO_DIR) | {'min_size', 'max_size'}        # export's loop names these two
     assert {'weights', 'overrides', 'resume', 'overwrite', 'config'} <= names
     entry_points = (open_backend, export, picture_targets)
-    parameters = {f.name for f in dataclasses.fields(TrainOptions)}
+    parameters = {f.name for spec in (TrainOptions, ModelSpec) for f in dataclasses.fields(spec)}
     parameters |= {name for fn in entry_points for name in inspect.signature(fn).parameters}
     assert names <= parameters, names - parameters
     flags = _command_flags()

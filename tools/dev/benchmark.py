@@ -61,7 +61,7 @@ from solov2.model.checkpoint import save_checkpoint  # noqa: E402
 from solov2.model.cpu_math import MKL_CPU_TYPE  # noqa: E402
 from solov2.model.inference.auto_backend import cached_backend  # noqa: E402
 from solov2.model.inference.backend import BackendError  # noqa: E402
-from solov2.model.inference.backend_factory import exported_backend  # noqa: E402
+from solov2.model.inference.backend_factory import ModelSpec, exported_backend  # noqa: E402
 from solov2.model.inference.dygraph_backend import DygraphBackend  # noqa: E402
 from solov2.model.inference.export import export  # noqa: E402
 from solov2.model.inference.media import DrawOptions, run_images  # noqa: E402
@@ -263,7 +263,8 @@ def our_exported(name: str, number: int, cfg, weights: str, folder: Path, thread
         return None
     if precision == 'int8':
         export_dir = int8_folder(export_dir, folder, number)
-    return exported_backend(kind, str(export_dir), threads, precision, mkldnn=mkldnn)
+    return exported_backend(ModelSpec(backend=kind, model_dir=str(export_dir), threads=threads, precision=precision,
+                                      mkldnn=mkldnn))
 
 
 def int8_folder(export_dir: Path, folder: Path, number: int) -> Path:

@@ -22,7 +22,7 @@ import numpy as np  # noqa: E402
 
 from solov2.core.errors import InputError  # noqa: E402
 from solov2.data.transforms import read_image  # noqa: E402
-from solov2.model.inference.backend_factory import exported_backend  # noqa: E402
+from solov2.model.inference.backend_factory import ModelSpec, exported_backend  # noqa: E402
 from solov2.model.inference.media import DrawOptions, run_images  # noqa: E402
 from solov2.tools.cli import make_parser, run_command, tune_for  # noqa: E402
 from solov2.tools.dev import report  # noqa: E402
@@ -92,16 +92,17 @@ def measure(folders: dict, dirs: dict, variants, rounds: int, threads: int, out:
     round])}, each run on a new backend (``exported_backend``) of the variant (``VARIANTS``) on
     ``dirs[precision]``; ``cache``: the compiled models' folder, filled by an untimed pass first (None: none)."""
     results = {(name, variant): ([], [], []) for name in folders for variant in variants}
-    opened = {variant: (kind, dirs[precision], threads, precision, overrides)
+    opened = {variant: ModelSpec(backend=kind, model_dir=dirs[precision], threads=threads, precision=precision,
+                                 overrides=overrides)
               for variant, (kind, precision, overrides) in VARIANTS.items() if variant in variants}
     for name, paths in folders.items():
         for variant in variants if cache else ():
-            end_to_end(exported_backend(*opened[variant], compiled=cache), paths, out)
+            end_to_end(exported_backend(opened[variant], compiled=cache), paths, out)
     for round_index in range(rounds):
         order = variants if round_index % 2 == 0 else variants[::-1]
         for name, paths in folders.items():
             for variant in order:
-                backend = exported_backend(*opened[variant], compiled=cache)
+                backend = exported_backend(opened[variant], compiled=cache)
                 rate = end_to_end(backend, paths, out)
                 compiled = getattr(backend, 'compile_seconds', {})      # onnxruntime compiles nothing per size
                 for values, value in zip(results[name, variant], (rate, sum(compiled.values()), len(compiled))):

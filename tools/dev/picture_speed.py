@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 
 from solov2.core.paths import SHIPPED_WEIGHTS
-from solov2.model.inference.backend_factory import open_backend
+from solov2.model.inference.backend_factory import ModelSpec, open_backend
 from solov2.model.inference.media import DrawOptions, ImageStages
 from solov2.model.inference.pipeline import run_pipeline
 from solov2.tools.cli import tune_for
@@ -99,7 +99,7 @@ def demo_folder(paths, out: str, threads: int, cache_dir: str) -> dict:
     ``paths``, pictures written to ``out``, after one untimed picture (run in a process of its own,
     tuned as ``demo.py`` tunes its process: its peak RSS is the demo's)."""
     tune_for('cpu', threads)
-    _, opened = open_backend(SHIPPED_WEIGHTS, backend='auto', threads=threads, cache_dir=cache_dir)
+    _, opened = open_backend(ModelSpec(SHIPPED_WEIGHTS, threads=threads), cache_dir=cache_dir)
     backend = Counting(opened)
     stages = ImageStages(backend, {path: Path(out) / path.name for path in paths}, DrawOptions(DRAW_THRESHOLD), [])
     with contextlib.redirect_stdout(io.StringIO()):

@@ -18,6 +18,7 @@ from solov2.core.paths import SAMPLE_IMAGES, SHIPPED_WEIGHTS
 from solov2.data.transforms import read_image
 from solov2.model.inference import auto_backend, backend_factory
 from solov2.model.inference.backend import BackendError
+from solov2.model.inference.backend_factory import ModelSpec
 from solov2.model.inference.dygraph_backend import DygraphBackend
 from solov2.model.inference.export import export
 from solov2.model.inference.onnxruntime_backend import OnnxBackend
@@ -72,27 +73,30 @@ def assert_finds_the_same(backend, found) -> None:
 ])
 def test_each_name_runs_its_engine_on_the_folder_and_finds_what_dygraph_finds(kind, folder, engine, options,
                                                                               folders, found):
-    backend = backend_factory.exported_backend(kind, folders[folder], 1, **options)
+    backend = backend_factory.exported_backend(ModelSpec(backend=kind, model_dir=folders[folder], threads=1, **options))
     assert type(backend) is engine
     assert_finds_the_same(backend, found)
 
 
 def test_threads_config_changes_and_the_compiled_folder_reach_the_engine(folders, found, tmp_path):
-    onnx = backend_factory.exported_backend('onnx', folders['onnx'], 1, overrides=['max_per_image=1'])
+    onnx = backend_factory.exported_backend(ModelSpec(backend='onnx', model_dir=folders['onnx'], threads=1,
+                                                      overrides=['max_per_image=1']))
     assert onnx.session.get_session_options().intra_op_num_threads == 1
     top = onnx(found[0])                                       # the best instance alone
     np.testing.assert_allclose(top.scores, found[1].scores[:1], atol=SCORE_TOL)
     compiled = tmp_path / 'compiled'
     compiled.mkdir()
-    openvino = backend_factory.exported_backend('openvino', folders['onnx'], 1, compiled=str(compiled))
+    openvino = backend_factory.exported_backend(ModelSpec(backend='openvino', model_dir=folders['onnx'], threads=1),
+                                                compiled=str(compiled))
     assert_finds_the_same(openvino, found)
     assert any(compiled.iterdir())                            # OpenVINO kept what it compiled there
     (pool,) = openvino.compiled.values()
     assert int(pool.compiled.get_property('INFERENCE_NUM_THREADS')) == 1
     with pytest.raises(BackendError, match='has no INT8 OpenVINO model'):      # int8 asked of an f32 export
-        backend_factory.exported_backend('openvino', folders['onnx'], 1, 'int8')
+        backend_factory.exported_backend(ModelSpec(backend='openvino', model_dir=folders['onnx'], threads=1,
+                                                   precision='int8'))
     with pytest.raises(BackendError, match="unknown exported backend 'tensorrt' .*inference, onnx, openvino"):
-        backend_factory.exported_backend('tensorrt', folders['onnx'])
+        backend_factory.exported_backend(ModelSpec(backend='tensorrt', model_dir=folders['onnx']))
 
 
 def test_every_caller_opens_exported_folders_through_it(folders, found, tmp_path):
@@ -100,13 +104,14 @@ def test_every_caller_opens_exported_folders_through_it(folders, found, tmp_path
     one opener; ``open_backend``'s OpenVINO keeps its compiled models in the cache."""
     assert auto_backend.exported_backend is backend_factory.exported_backend is mixed_speed.exported_backend
     assert benchmark.exported_backend is backend_factory.exported_backend
-    opened = backend_factory.open_backend(None, None, 'onnx', folders['onnx'], threads=1)[1]
+    opened = backend_factory.open_backend(ModelSpec(backend='onnx', model_dir=folders['onnx'], threads=1))[1]
     assert type(opened) is OnnxBackend
     cache = tmp_path / 'cache'
-    openvino = backend_factory.open_backend(None, None, 'openvino', folders['onnx'], threads=1, cache_dir=str(cache),
-                                            overrides=['max_per_image=1'])[1]
+    openvino = backend_factory.open_backend(ModelSpec(backend='openvino', model_dir=folders['onnx'], threads=1,
+                                                      overrides=['max_per_image=1']), cache_dir=str(cache))[1]
     assert type(openvino) is OpenVinoBackend and len(openvino(found[0]).scores) == 1
     assert any((cache / auto_backend.COMPILED).iterdir())
-    buckets = backend_factory.exported_backend('openvino', folders['onnx'], 1, overrides=['openvino_buckets=all'])
+    buckets = backend_factory.exported_backend(ModelSpec(backend='openvino', model_dir=folders['onnx'], threads=1,
+                                                         overrides=['openvino_buckets=all']))
     assert buckets.buckets and buckets.static
     assert_finds_the_same(buckets, found)

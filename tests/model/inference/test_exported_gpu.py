@@ -8,7 +8,7 @@ import pytest
 
 from solov2.config import get_config
 from solov2.model.inference.backend import BackendError
-from solov2.model.inference.backend_factory import exported_backend
+from solov2.model.inference.backend_factory import ModelSpec, exported_backend
 from solov2.model.inference.onnxruntime_backend import OnnxBackend, onnx_providers
 from solov2.model.inference.paddle_inference_backend import place_inference
 from solov2.model.inference.postprocess import InferenceParams
@@ -103,16 +103,16 @@ def test_the_onnx_backend_asks_this_onnxruntime_for_its_cuda_provider(tmp_path):
     with pytest.raises(BackendError, match='cannot load'):         # the CPU goes on to load the (empty) file
         OnnxBackend(folder, device='cpu')
     with pytest.raises(BackendError, match='openvino backend runs on the CPU here'):
-        exported_backend('openvino', folder, device='gpu:0')
+        exported_backend(ModelSpec(backend='openvino', model_dir=folder, device='gpu:0'))
 
 
 def test_tensorrt_needs_paddle_inference_on_a_named_gpu(tmp_path):
-    from solov2.model.inference.backend_factory import open_backend
+    from solov2.model.inference.backend_factory import ModelSpec, open_backend
     folder = _fake_export(tmp_path / 'export')
     with pytest.raises(BackendError, match='tensorrt.* needs .*inference.* and a GPU'):
-        open_backend(backend='onnx', model_dir=folder, tensorrt=True)
+        open_backend(ModelSpec(backend='onnx', model_dir=folder, tensorrt=True))
     with pytest.raises(BackendError, match='tensorrt.* needs .*inference.* and a GPU'):
-        open_backend(backend='inference', model_dir=folder, device='cpu', tensorrt=True)
+        open_backend(ModelSpec(backend='inference', model_dir=folder, device='cpu', tensorrt=True))
 
 
 def test_the_recording_config_refuses_what_the_real_one_would():

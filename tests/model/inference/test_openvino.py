@@ -48,7 +48,7 @@ from solov2.model.inference.auto_backend import (
     timing_batches,
 )
 from solov2.model.inference.backend import BackendError
-from solov2.model.inference.backend_factory import open_backend
+from solov2.model.inference.backend_factory import ModelSpec, open_backend
 from solov2.model.inference.dygraph_backend import DygraphBackend
 from solov2.model.inference.export import compare_outputs
 from solov2.model.inference.onnxruntime_backend import OnnxBackend
@@ -440,7 +440,7 @@ def test_compiled_models_are_kept_in_the_cache(hot, tmp_path, monkeypatch):  # n
     """--backend openvino keeps OpenVINO's compiled models in $SOLOV2_CACHE/openvino-compiled,
     an entry tools/cache.py sees as current (pruned once OpenVINO or the code changes)."""
     monkeypatch.setenv(CACHE_ENV, str(tmp_path))
-    backend = open_backend(backend='openvino', model_dir=str(hot[1]), threads=1)[1]     # as --backend openvino
+    backend = open_backend(ModelSpec(backend='openvino', model_dir=str(hot[1]), threads=1))[1]   # as --backend openvino
     backend.run_numpy(_batch(128, 160, seed=1))
     assert len([p for p in (tmp_path / COMPILED).iterdir() if p.suffix == '.blob']) == 1
     entries = cache_entries(str(tmp_path))

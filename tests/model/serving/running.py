@@ -12,11 +12,12 @@ httpx = pytest.importorskip('httpx', reason='the service tests need requirements
 uvicorn = pytest.importorskip('uvicorn', reason='the service needs requirements-serve.txt')
 prometheus_parser = pytest.importorskip('prometheus_client.parser', reason='the service needs requirements-serve.txt')
 
+from solov2 import ModelSpec  # noqa: E402
 from solov2.core.paths import SHIPPED_WEIGHTS  # noqa: E402
 from solov2.model.serving.app import ServeSettings, create_app  # noqa: E402
 from tests.helpers import free_port  # noqa: E402
 
-SMALL_MODEL = {'weights': str(SHIPPED_WEIGHTS), 'backend': 'dygraph', 'threads': 1}   # starts in a second
+SMALL_MODEL = ModelSpec(SHIPPED_WEIGHTS, backend='dygraph', threads=1)   # starts in a second
 
 
 def metric_families(client) -> dict:

@@ -13,7 +13,7 @@ from tests.model.serving.running import SMALL_MODEL
 
 
 def test_sizes_queued_in_turn_run_a_batch_each_with_the_answers_of_one_at_a_time():
-    segmenter, runs = Segmenter(**SMALL_MODEL), []
+    segmenter, runs = Segmenter(SMALL_MODEL), []
     backend, params = segmenter.backend, segmenter.backend.params
     names = ['shapes_000023.jpg', 'shapes_wide.jpg', 'shapes_000042.jpg', 'shapes_wide.jpg']
     prepared = [backend.prepare(segmenter.rgb(str(REPO_DIR / SAMPLE_IMAGES / name))) for name in names]
@@ -33,7 +33,7 @@ def test_sizes_queued_in_turn_run_a_batch_each_with_the_answers_of_one_at_a_time
 def test_sizes_share_a_run_within_max_padding_with_the_answers_of_one_at_a_time():
     """Two squares (320x320) and two wide pictures (320x640) padded to one run: 1.33x their own
     pixels, within ``max_padding`` 0.5; each answer is the picture's own (labels, boxes, RLE)."""
-    segmenter, runs = Segmenter(**SMALL_MODEL), []
+    segmenter, runs = Segmenter(SMALL_MODEL), []
     backend, params = segmenter.backend, segmenter.backend.params
     names = ['shapes_000023.jpg', 'shapes_wide.jpg', 'shapes_000042.jpg', 'shapes_wide.jpg']
     prepared = [backend.prepare(segmenter.rgb(str(REPO_DIR / SAMPLE_IMAGES / name))) for name in names]
@@ -52,7 +52,7 @@ def test_sizes_share_a_run_within_max_padding_with_the_answers_of_one_at_a_time(
 
 
 def test_a_picture_with_nothing_coming_runs_at_once():
-    segmenter = Segmenter(**SMALL_MODEL)
+    segmenter = Segmenter(SMALL_MODEL)
     chw, meta = segmenter.backend.prepare(segmenter.rgb(str(REPO_DIR / SAMPLE_IMAGES / 'shapes_000023.jpg')))
     batcher = Batcher(segmenter, max_batch=4, max_wait_s=30.0, coming=lambda: 0)
     try:

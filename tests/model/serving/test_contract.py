@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 import solov2
-from solov2 import Segmenter
+from solov2 import ModelSpec, Segmenter
 from solov2.core.paths import SAMPLE_IMAGES
 from tests.model.serving.running import SMALL_MODEL, ServeSettings, metric_families, serving
 from tests.model.serving.test_service import same_answer
@@ -24,7 +24,7 @@ def record(response) -> None:
 
 @pytest.fixture(scope='module')
 def client():
-    with serving(ServeSettings(**SMALL_MODEL, max_body_mb=1)) as running:
+    with serving(ServeSettings(SMALL_MODEL, max_body_mb=1)) as running:
         running.event_hooks['response'].append(record)
         yield running
 
@@ -67,7 +67,7 @@ def test_each_answer_follows_the_declared_schema(client, spec, masks, field):
 
 
 def test_min_score_answers_what_segmenter_gives(client):
-    segmenter = Segmenter(**SMALL_MODEL)
+    segmenter = Segmenter(SMALL_MODEL)
     expected = segmenter(PICTURE, score_threshold=0.1, min_score=0.5)
     assert 0 < len(expected) < len(segmenter(PICTURE)) and min(expected.scores) >= 0.5
     answer = client.post('/v1/segment', content=PICTURE, params={'score_threshold': 0.1, 'min_score': 0.5})
@@ -109,7 +109,7 @@ def test_every_status_seen_in_this_module_is_declared(client, spec, tmp_path):
     assert client.post('/v1/segment', content=PICTURE, params={'max_instances': 0}).status_code == 400
     assert client.post('/v1/segment', content=b'\xff' * 2**21).status_code == 413
     assert client.post('/v1/segment', content=b'{}', headers={'Content-Type': 'application/json'}).status_code == 415
-    with serving(ServeSettings(weights=str(tmp_path / 'missing.pdparams'), backend='dygraph'), ready=False) as broken:
+    with serving(ServeSettings(ModelSpec(tmp_path / 'missing.pdparams', backend='dygraph')), ready=False) as broken:
         broken.event_hooks['response'].append(record)
         deadline = time.monotonic() + 30
         while 'loading' in broken.get('/readyz').json()['error'] and time.monotonic() < deadline:

@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 import cv2
 import pytest
 
-from solov2 import Segmenter
+from solov2 import ModelSpec, Segmenter
 from tests.model.inference.test_mixed_batches import pictures
 from tests.model.serving.running import ServeSettings, metric_families, serving
 from tests.model.serving.test_service import same_answer
@@ -34,13 +34,13 @@ def runs(client) -> float:
 
 # onnxruntime mixes every size: fewer runs than padded sizes. OpenVINO runs a size bucket a run:
 # five buckets, the first picture run alone as it arrives, so at most 8 runs leaves room for one straggler
-@pytest.mark.parametrize('engine, overrides, max_padding, most_runs', [('onnx', (), 2.0, 5),
-                                                                        ('openvino', ('openvino_buckets=all',), 0.0, 8)])
+@pytest.mark.parametrize('engine, overrides, max_padding, most_runs',
+                         [('onnx', (), 2.0, 5), ('openvino', ('openvino_buckets=all',), 0.0, 8)])
 def test_pictures_of_several_sizes_share_runs_with_their_own_answers(folder, engine, overrides, max_padding, most_runs,
                                                                      caplog):
-    model = {'backend': engine, 'model_dir': folder, 'threads': 1, 'overrides': overrides}
+    model = ModelSpec(backend=engine, model_dir=folder, threads=1, overrides=overrides)
     bodies = [cv2.imencode('.png', cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))[1].tobytes() for rgb in pictures()] * 2
-    settings = ServeSettings(**model, max_batch=4, max_wait_ms=1000, max_padding=max_padding)
+    settings = ServeSettings(model, max_batch=4, max_wait_ms=1000, max_padding=max_padding)
     with caplog.at_level(logging.INFO, logger='solov2.model.inference.openvino_backend'), serving(settings) as client:
         compiled = caplog.text.count(COMPILED)
         before = runs(client)
@@ -50,6 +50,6 @@ def test_pictures_of_several_sizes_share_runs_with_their_own_answers(folder, eng
         assert runs(client) - before <= most_runs     # twelve pictures: sizes shared runs
         assert caplog.text.count(COMPILED) == compiled      # nothing compiled once ready
     assert compiled == (7 if engine == 'openvino' else 0)   # each bucket of 320/640, before ready
-    with Segmenter(**{**model, 'overrides': list(overrides)}) as alone:
+    with Segmenter(model) as alone:
         for data, answer in zip(bodies, answers):
             same_answer(answer.json(), alone(data).to_dict())

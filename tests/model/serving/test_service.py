@@ -10,13 +10,14 @@ import re
 import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 
-from solov2 import Segmenter
+from solov2 import ModelSpec, Segmenter
 from solov2.core.paths import SAMPLE_IMAGES
 from solov2.model.inference.dygraph_backend import DygraphBackend
 from solov2.tools import serve
@@ -24,7 +25,7 @@ from tests.model.serving.running import SMALL_MODEL, ServeSettings, metric_famil
 from tests.pictures import png_header, tiff_bomb, webp_bomb
 
 PICTURES = sorted(Path(SAMPLE_IMAGES).glob('*.jpg'))
-SETTINGS = ServeSettings(**SMALL_MODEL, max_batch=4, max_wait_ms=50, queue_size=6, max_body_mb=1,
+SETTINGS = ServeSettings(SMALL_MODEL, max_batch=4, max_wait_ms=50, queue_size=6, max_body_mb=1,
                          max_pixels=2_000_000, max_uploads=17, body_timeout_s=6)
 
 
@@ -36,7 +37,7 @@ def client():
 
 @pytest.fixture(scope='module')
 def segmenter():
-    return Segmenter(**SMALL_MODEL)
+    return Segmenter(SMALL_MODEL)
 
 
 def same_answer(got: dict, expected: dict) -> None:
@@ -138,7 +139,7 @@ def test_0_is_no_pixel_limit_in_the_service_as_in_the_library():
     """The config's max_image_pixels=0 is no limit, warm-up included (its picture was refused,
     and the service never ready): a picture whose header gives no size is decoded. Without
     --max-pixels the config's limit holds, --max-pixels 0 is none."""
-    with serving(ServeSettings(**SMALL_MODEL, overrides=('max_image_pixels=0',))) as unlimited:
+    with serving(ServeSettings(replace(SMALL_MODEL, overrides=('max_image_pixels=0',)))) as unlimited:
         assert unlimited.get('/v1/model').json()['max_pixels'] == 0
         assert unlimited.post('/v1/segment', content=HDR).status_code == 200
     assert serve.settings_of(serve.parse_args([])).max_pixels is None
@@ -252,7 +253,7 @@ def test_model_and_openapi_pages(client):
 def test_a_request_past_its_deadline_gets_504_and_the_service_goes_on(monkeypatch):
     """A network run slower than ``timeout_s`` (a stand-in that sleeps 1 s first): 504, then ready."""
     slow = DygraphBackend.model_stage
-    with serving(ServeSettings(**SMALL_MODEL, timeout_s=0.3)) as hurried:
+    with serving(ServeSettings(SMALL_MODEL, timeout_s=0.3)) as hurried:
         monkeypatch.setattr(DygraphBackend, 'model_stage', lambda *args: time.sleep(1.0) or slow(*args))
         late = hurried.post('/v1/segment', content=PICTURES[0].read_bytes())
         assert late.status_code == 504 and 'timeout-s' in late.json()['error']
@@ -260,7 +261,7 @@ def test_a_request_past_its_deadline_gets_504_and_the_service_goes_on(monkeypatc
 
 
 def test_not_ready_until_the_model_loads_and_says_why(tmp_path):
-    with serving(ServeSettings(weights=str(tmp_path / 'missing.pdparams'), backend='dygraph'), ready=False) as broken:
+    with serving(ServeSettings(ModelSpec(tmp_path / 'missing.pdparams', backend='dygraph')), ready=False) as broken:
         deadline = time.monotonic() + 30
         while 'loading' in broken.get('/readyz').json()['error'] and time.monotonic() < deadline:
             time.sleep(0.05)
