@@ -90,6 +90,18 @@ def encode_crop_rle(crop: np.ndarray, box: Sequence[int], image_size: Sequence[i
     return {'size': [height, width], 'counts': rle['counts'].decode('ascii')}
 
 
+def instance_records(masks: CroppedMasks, labels: np.ndarray, scores: np.ndarray,
+                     class_names: Sequence[str] | None = None) -> list[dict[str, Any]]:
+    """The one per-instance record, in plain JSON values: `{label, name, score, box, mask}` for
+    each of `masks` (`CroppedMasks`, only the crops are read), `labels` `[N] int` and `scores`
+    `[N] float`; `box` the mask's tight half-open `[x0, y0, x1, y1]` ints, `mask` its COCO RLE
+    (`encode_crop_rle`), `name` `class_names[label]` (None without `class_names`)."""
+    return [{'label': int(label), 'name': None if class_names is None else class_names[int(label)],
+             'score': float(score), 'box': [int(v) for v in box],
+             'mask': encode_crop_rle(crop, box, masks.image_size)}
+            for crop, label, score, box in zip(masks.crops, labels, scores, masks.boxes)]
+
+
 def instances_to_coco(
     image_id: int,
     masks: CroppedMasks | np.ndarray,
@@ -100,7 +112,7 @@ def instances_to_coco(
     file_name: str | None = None,
     class_names: Sequence[str] | None = None,
 ) -> list[dict[str, Any]]:
-    """COCO result records for one image.
+    """COCO result records for one image, from `instance_records`.
 
     `masks` `CroppedMasks` (only the crops are read) or `[N, H, W] bool`, `labels` `[N] int`
     (contiguous model labels), `scores` `[N] float`; `label_to_category_id[label]` gives the
@@ -111,23 +123,17 @@ def instances_to_coco(
     `category_name` (`class_names[label]`) when `class_names` is given, as
     `demo.py --save-json` writes them.
     """
-    masks = as_cropped(masks, boxes)
     records = []
-    for crop, label, score, box in zip(masks.crops, labels, scores, masks.boxes):
-        category = int(label) + 1 if label_to_category_id is None else label_to_category_id[int(label)]
+    for one in instance_records(as_cropped(masks, boxes), labels, scores, class_names):
+        category = one['label'] + 1 if label_to_category_id is None else label_to_category_id[one['label']]
         if category is None:
             continue
-        record = {
-            'image_id': int(image_id),
-            'category_id': int(category),
-            'segmentation': encode_crop_rle(crop, box, masks.image_size),
-            'score': float(score),
-            'bbox': coco_bbox(box),
-        }
+        record = {'image_id': int(image_id), 'category_id': int(category), 'segmentation': one['mask'],
+                  'score': one['score'], 'bbox': coco_bbox(one['box'])}
         if file_name is not None:
             record['file_name'] = file_name
         if class_names is not None:
-            record['category_name'] = class_names[int(label)]
+            record['category_name'] = one['name']
         records.append(record)
     return records
 

@@ -10,7 +10,7 @@ import numpy as np
 
 from solov2.core.errors import InputError
 from solov2.data.masks import CroppedMasks
-from solov2.data.results import crop_polygons, encode_crop_rle, instances_to_coco
+from solov2.data.results import crop_polygons, instance_records, instances_to_coco
 from solov2.data.visualize import draw_bgr, draw_instances
 
 CHANNELS = ('bgr', 'rgb')
@@ -154,10 +154,9 @@ class Instances:
     def to_dict(self) -> Dict[str, Any]:
         """The result as plain JSON values: ``{image_size: [H, W], class_names, instances:
         [{label, name, score, box: [x0, y0, x1, y1], mask: COCO RLE}, ...]}``, best first
-        (``pycocotools.mask.decode`` turns a mask back into [H, W])."""
+        (``data.results.instance_records``; ``pycocotools.mask.decode`` turns a mask back into [H, W])."""
         return {'image_size': list(self.image_size), 'class_names': list(self.class_names),
-                'instances': [{'label': one.label, 'name': one.name, 'score': one.score, 'box': list(one.box),
-                               'mask': encode_crop_rle(one.crop, one.box, self.image_size)} for one in self]}
+                'instances': instance_records(self.crops, self.labels, self.scores, self.class_names)}
 
     def draw(self, image: np.ndarray, channels: str = 'bgr', min_score: float = 0.3) -> np.ndarray:
         """A copy of ``image`` ([H, W, 3] uint8 in ``channels`` order) with the instances

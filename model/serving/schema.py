@@ -2,7 +2,7 @@
 (pydantic models that only describe the JSON the routes answer), each refusal's meaning."""
 from typing import List
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 QUERY = {
     'score_threshold': "SOLOv2's candidate threshold: the category score a grid cell needs to become a candidate, "
@@ -23,13 +23,18 @@ STATUSES = {
 }
 
 
-class Rle(BaseModel):
+class Closed(BaseModel):
+    """A JSON object with the declared keys only (``additionalProperties: false``): clients can rely on them."""
+    model_config = ConfigDict(extra='forbid')
+
+
+class Rle(Closed):
     """A mask as COCO RLE: ``pycocotools.mask.decode`` gives it as [H, W] uint8."""
     size: List[int] = Field(min_length=2, max_length=2, description='[H, W]')
     counts: str = Field(description="pycocotools' compressed run lengths")
 
 
-class Instance(BaseModel):
+class Instance(Closed):
     """One instance; its mask as ``mask`` (masks=rle), ``polygons`` (masks=polygons) or none."""
     label: int = Field(ge=0, description='the index of its class in class_names')
     name: str = Field(description='its class name')
@@ -40,7 +45,7 @@ class Instance(BaseModel):
                                                         '[x0, y0, x1, y1, ...] list of its outline')
 
 
-class Answer(BaseModel):
+class Answer(Closed):
     """The instances of the picture, best first (``Instances.to_dict()``)."""
     image_size: List[int] = Field(min_length=2, max_length=2, description='[H, W] of the picture')
     class_names: List[str] = Field(description="the model's classes")

@@ -101,6 +101,31 @@ def test_coco_records_are_those_of_demo_save_json(three):
     assert 'file_name' not in mapped[0]
 
 
+def kinds(value):
+    """The JSON shape of ``value``: each dict's keys with their values' shapes, a list's item
+    shapes, a leaf's exact type (int is not float, str is not None)."""
+    if isinstance(value, dict):
+        return {key: kinds(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [kinds(item) for item in value]
+    return type(value).__name__
+
+
+RLE = {'size': ['int', 'int'], 'counts': 'str'}
+
+
+def test_to_dict_and_coco_records_keep_their_keys_and_types(three):
+    """The outputs users parse are pinned: a new key, a missing one or a numpy number in
+    ``to_dict()`` or the COCO records fails here (the service answers ``to_dict()``: its
+    schema forbids other keys, tests/model/serving/test_contract.py)."""
+    first = {'label': 'int', 'name': 'str', 'score': 'float', 'box': ['int'] * 4, 'mask': RLE}
+    assert kinds(three.to_dict()) == {'image_size': ['int', 'int'], 'class_names': ['str'] * 3,
+                                      'instances': [first] * 3}
+    record = {'image_id': 'int', 'category_id': 'int', 'segmentation': RLE, 'score': 'float', 'bbox': ['float'] * 4,
+              'file_name': 'str', 'category_name': 'str'}
+    assert kinds(three.to_coco(4, file_name='pets.jpg')) == [record] * 3
+
+
 CONFIG0_FEAT, CONFIG0_PICTURE = (200, 336), (800, 1333)   # mask_feat of an 800x1333 picture (padded 800x1344)
 
 

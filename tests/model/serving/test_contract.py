@@ -64,6 +64,8 @@ def test_each_answer_follows_the_declared_schema(client, spec, masks, field):
                                        for one in answer['instances'])
     jsonschema = pytest.importorskip('jsonschema', reason='needs requirements-test.txt')
     jsonschema.validate(answer, {**declared, 'components': spec['components']})
+    schemas = spec['components']['schemas']         # a key the schema does not declare fails the validation
+    assert all(schemas[name]['additionalProperties'] is False for name in ('Answer', 'Instance', 'Rle'))
 
 
 def test_min_score_answers_what_segmenter_gives(client):
