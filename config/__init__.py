@@ -2,6 +2,8 @@
 
 0-2 keep the numbering of the earlier Paddle 2.0 port (miemie2013/Paddle-SOLOv2).
 """
+if not __name__.startswith('solov2.'):      # one name per module (solov2/__init__.py)
+    raise ImportError(f'import solov2.{__name__}, not {__name__}: each module of the toolkit has one name')
 import difflib
 import logging
 from typing import Dict, Type

@@ -4,3 +4,5 @@
 Each converter is a set of rename rules from this project's parameter names to a
 source family's names; ``convert.common`` applies them and refuses partial results.
 """
+if not __name__.startswith('solov2.'):      # one name per module (solov2/__init__.py)
+    raise ImportError(f'import solov2.{__name__}, not {__name__}: each module of the toolkit has one name')

@@ -7,3 +7,5 @@ and out) and ``runtime`` / ``cpu_math`` (device, threads, MKL). Training lives i
 ``model.training`` and inference in ``model.inference``; the network imports neither.
 The public Python API is ``model.api``.
 """
+if not __name__.startswith('solov2.'):      # one name per module (solov2/__init__.py)
+    raise ImportError(f'import solov2.{__name__}, not {__name__}: each module of the toolkit has one name')

@@ -9,17 +9,25 @@ Every module of the toolkit lives under this name: ``solov2.config``, ``solov2.d
 ``solov2.convert`` and ``solov2.tools`` (the commands). Installed with pip, those folders sit
 inside this package; in a checkout they are the repository's top-level folders, and this
 folder holds a link to each (``solov2/model -> ../model``), so Python, editors and type
-checkers all find the same modules by the same names. Importing the package is cheap: the
-API names load Paddle only when first used (a type checker reads them from the import under
-``TYPE_CHECKING``).
+checkers all find the same modules by the same names; where the links are plain files (a
+Windows clone) the package's path leads to the folders instead. A folder imported by its bare
+name (``import model``) refuses: each module has one name, so one state (locks, caches).
+Importing the package is cheap: the API names load Paddle only when first used (a type
+checker reads them from the import under ``TYPE_CHECKING``).
 """
 # Paddle 2.6.x's core library carries its own copy of zlib and exports its symbols: when
 # ``paddle`` is imported before Python's ``zlib`` module, later users of zlib (pycocotools,
 # scipy, PNG and JSON writers) bind to Paddle's copy and crash in inflateReset2 ("corrupted
 # size vs. prev_size"). Loading Python's zlib first binds them to the system's. Paddle 3.x
 # is unaffected; the import costs nothing.
+import os as _os
 import zlib as _zlib  # noqa: F401
 from typing import TYPE_CHECKING
+
+if not _os.path.isdir(_os.path.join(__path__[0], 'model')):
+    # a checkout whose links are plain files (git on Windows without core.symlinks): the
+    # subpackages are the checkout's top-level folders, found through the package's path
+    __path__.append(_os.path.dirname(__path__[0]))
 
 __version__ = '1.0.0'
 

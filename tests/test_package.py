@@ -71,6 +71,39 @@ def test_only_the_package_folders_import_under_the_one_name(tmp_path, name):
     assert done.returncode == 1 and 'ModuleNotFoundError' in done.stderr, done.stderr[-2000:]
 
 
+def test_a_checkout_whose_links_are_plain_files_runs(tmp_path):
+    """Git without ``core.symlinks`` (Windows) checks each link in ``solov2/`` out as a plain file
+    holding its target: the package's path then leads to the top-level folders, the shipped model
+    and pictures are found, and a script and the API run."""
+    checkout = tmp_path / 'checkout'
+    for name in ('solov2', 'config', 'data', 'model', 'convert', 'tools', 'weights', 'images', 'demo.py'):
+        copy = shutil.copytree if (REPO_DIR / name).is_dir() else shutil.copy
+        copy(REPO_DIR / name, checkout / name, **({'symlinks': True} if copy is shutil.copytree else {}))
+    links = [path for path in (checkout / 'solov2').iterdir() if path.is_symlink()]
+    assert len(links) == 7
+    for link in links:
+        target = os.readlink(link)
+        link.unlink()
+        link.write_text(target)
+    check = ('from solov2 import SAMPLE_IMAGES, SHIPPED_WEIGHTS, Segmenter; import solov2.tools.main; '
+             "seg = Segmenter(SHIPPED_WEIGHTS, backend='dygraph', device='cpu'); "
+             "assert len(seg(SAMPLE_IMAGES + '/shapes_000023.jpg')) > 0; "
+             'import solov2.model.build as build; print(build.__file__)')
+    done = _python(['-c', check], host_project(tmp_path / 'host'), pythonpath=str(checkout))
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == str(checkout / 'model' / 'build.py')
+    done = _python([str(checkout / 'demo.py'), '--help'], tmp_path)
+    assert done.returncode == 0 and done.stdout.startswith('usage: '), done.stderr[-2000:]
+
+
+def test_a_folder_imported_by_its_bare_name_refuses(tmp_path):
+    """With the checkout's root on the path ``import model`` would load a second copy of every
+    module (its own locks and caches): it refuses, naming the one name."""
+    for name in ('config', 'data', 'model', 'convert', 'tools'):
+        done = _python(['-c', f'import {name}'], tmp_path, pythonpath=str(REPO_DIR))
+        assert done.returncode == 1 and f'import solov2.{name}, not {name}' in done.stderr, done.stderr[-2000:]
+
+
 def test_scripts_run_by_path_from_another_folder(tmp_path):
     """tools/_bootstrap, convert/_bootstrap and tools/dev/_bootstrap.py make the project importable."""
     for script in ('demo.py', 'tools/demo.py', 'tools/make_shapes_dataset.py', 'convert/solo2paddle.py',

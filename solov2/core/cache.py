@@ -19,7 +19,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import List, Optional, Sequence
 
-from solov2.core.paths import CACHE_ENV, PACKAGE_DIR, WEIGHTS_FOLDER, cache_root
+from solov2.core.paths import CACHE_ENV, WEIGHTS_FOLDER, cache_root, package_folder
 
 MANIFEST = 'cache.json'
 HINT = f'point {CACHE_ENV} at another folder'       # the fix for a cache that cannot be written
@@ -31,7 +31,7 @@ def source_hash() -> str:
     read once per process."""
     digest = hashlib.sha256()
     for package in ('config', 'data', 'model'):
-        folder = PACKAGE_DIR / package
+        folder = package_folder(package)
         for path in sorted(folder.rglob('*.py')):
             digest.update(f'solov2.{package}/{path.relative_to(folder)}'.encode() + b'\0' + path.read_bytes())
     return digest.hexdigest()

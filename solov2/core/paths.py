@@ -11,8 +11,17 @@ from pathlib import Path
 from typing import Optional
 
 PACKAGE_DIR = Path(__file__).resolve().parents[1]
-SHIPPED_WEIGHTS = str(PACKAGE_DIR / 'weights' / 'shapes_r18.pdparams')   # config 9, 4 shape classes
-SAMPLE_IMAGES = str(PACKAGE_DIR / 'images')
+
+
+def package_folder(name: str) -> Path:
+    """The package's folder ``name`` ('model', 'weights', ...): in the package when installed,
+    its link in a checkout, the checkout's top-level folder where the links are plain files."""
+    inside = PACKAGE_DIR / name
+    return inside if inside.is_dir() else PACKAGE_DIR.parent / name
+
+
+SHIPPED_WEIGHTS = str(package_folder('weights') / 'shapes_r18.pdparams')   # config 9, 4 shape classes
+SAMPLE_IMAGES = str(package_folder('images'))
 
 CACHE_ENV = 'SOLOV2_CACHE'
 WEIGHTS_FOLDER = 'weights'      # convert.zoo's converted checkpoints, not an export entry
