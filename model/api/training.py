@@ -127,15 +127,17 @@ def train(options: TrainOptions, on_start: Optional[Callable[[Trainer, Path], No
     built, before the first step (``trainer.state.iteration`` is where it stands). Raises
     InputError when an option, the data or a checkpoint does not fit, RunError when the
     loss or the weights stop being finite (the message names the last healthy checkpoint).
-    Paddle's device and CPU math threads are those of ``options`` while it runs (a Segmenter
-    called from another thread meanwhile waits); afterwards the process's, and Paddle's
-    random generators, are as they were. ``weights`` and ``pretrained=NAME`` in
+    Paddle's device and CPU math threads are those of ``options`` for each step (a Segmenter
+    called from another thread meanwhile waits for the step to end); between steps and
+    afterwards the process's, and Paddle's random generators, are as they were. ``weights`` and ``pretrained=NAME`` in
     ``options.overrides`` take a published name too (``published_start``)."""
     check_options(options)
     options = dataclasses.replace(options, overrides=published_start(options.overrides),
                                   weights=resolve_weights(options.weights) if options.weights else None)
-    with run_settings(options):
-        trainer, out = prepare(options, validation_ap, val_picture)
+    with run_settings(options) as hold:
+        with hold():
+            trainer, out = prepare(options, validation_ap, val_picture)
+        trainer.hold = hold
         if on_start is not None:
             on_start(trainer, out)
         state = run_training(trainer, out)

@@ -5,10 +5,11 @@ training does not depend on the inference package. Messages go to this module's 
 A run leaves the process as it found it (``run_settings``)."""
 import contextlib
 import dataclasses
+import functools
 import logging
 import shutil
 from pathlib import Path
-from typing import Callable, Iterator, List, Optional
+from typing import Callable, ContextManager, Iterator, List, Optional
 
 import paddle
 
@@ -172,21 +173,24 @@ def make_hooks(options: TrainOptions, cfg, trainer: Trainer, out: Path, log: Run
 
 
 @contextlib.contextmanager
-def run_settings(options: TrainOptions) -> Iterator[None]:
-    """What ``prepare`` and the run it makes need, for the block: Paddle on the device and
-    the CPU math threads of ``options`` (threads 0: this process's share of the cores among
-    the launched processes on its machine), and afterwards the process's device, threads and
-    random generators (which the run seeds) as they were (``model.runtime.paddle_on``), and
-    the SIGCHLD handler that Paddle's loader workers set (``kept_child_signal``)."""
+def run_settings(options: TrainOptions) -> Iterator[Callable[[], ContextManager[None]]]:
+    """``with run_settings(options) as hold:`` what ``prepare`` and the run it makes need:
+    ``hold()`` is a block with Paddle on the device and the CPU math threads of ``options``
+    (threads 0: this process's share of the cores among the launched processes on its
+    machine), the process's device, threads and random generators put back after it
+    (``model.runtime.paddle_on``). ``prepare`` runs in one, and the trainer each step in
+    one (``Trainer.hold``), so a model used from another thread meanwhile waits at most a
+    step. The SIGCHLD handler that Paddle's loader workers set is put back after the run
+    (``kept_child_signal``)."""
     threads = cpu_threads(options.threads, launched_processes().local_size)
-    with paddle_on(resolve_device(options.device), threads), kept_child_signal():
-        yield
+    with kept_child_signal():
+        yield functools.partial(paddle_on, resolve_device(options.device), threads)
 
 
 def prepare(options: TrainOptions, evaluate: Callable, picture: Optional[Callable] = None):
     """(Trainer, run folder) of this process (InputError, CheckpointError, ValueError or
     FileNotFoundError when something does not fit); ``run_training`` runs it. Both run
-    inside ``run_settings(options)``."""
+    inside ``run_settings(options)``, this in its ``hold()``."""
     options = with_config_number(options)
     out = run_folder(options)
     folder = resume_folder(options, out)

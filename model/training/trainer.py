@@ -5,7 +5,7 @@ import signal
 import threading
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Iterator, List, Optional, Sequence
+from typing import Callable, ContextManager, Iterator, List, Optional, Sequence
 
 import numpy as np
 import paddle
@@ -100,7 +100,8 @@ class TrainState:
 class Trainer:
     """SGD steps over ``loader`` until ``schedule.stop_at`` or the time budget; each hook's
     ``after_step(trainer, losses)`` runs after every step and ``after_train(trainer)`` once
-    at the end (in the order given)."""
+    at the end (in the order given). Each step with its hooks, and the end's hooks, run in a
+    ``hold()`` block (Paddle's device and threads for the run: ``run.run_settings``)."""
     cfg: type
     model: paddle.nn.Layer
     optimizer: paddle.optimizer.Optimizer
@@ -116,6 +117,7 @@ class Trainer:
     lr: float = 0.0
     epoch: int = 0
     _clock: tuple = field(default=(0.0, 0.0), repr=False)   # (perf_counter, minutes) at start
+    hold: Callable[[], ContextManager[None]] = contextlib.nullcontext
 
     def run(self) -> TrainState:
         """Train from ``state.iteration``; returns the final state."""
@@ -126,13 +128,15 @@ class Trainer:
             set_epoch(self.loader, self.epoch, offset)
             with loader_batches(self.loader) as batches:
                 for batch in batches:
-                    losses = self.step(batch)
-                    for hook in self.hooks:
-                        hook.after_step(self, losses)
+                    with self.hold():
+                        losses = self.step(batch)
+                        for hook in self.hooks:
+                            hook.after_step(self, losses)
                     if self.finished:
                         break
-        for hook in self.hooks:
-            hook.after_train(self)
+        with self.hold():
+            for hook in self.hooks:
+                hook.after_train(self)
         return self.state
 
     def checkpoint_state(self) -> dict:
