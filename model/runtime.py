@@ -71,9 +71,11 @@ def unsupported_gpu(version: str, capability: Tuple[int, int]) -> Optional[str]:
 
 
 def cpu_threads(threads: int = 0, processes: int = 1) -> int:
-    """``threads``, or when 0 this process's share of the cores with ``processes`` of them
-    running side by side on the machine (at least one)."""
-    return threads or max(1, (os.cpu_count() or 1) // processes)
+    """The toolkit's one threads-per-core rule: ``threads``, or when 0 this process's share of
+    the cores it may run on (its CPU affinity, which a container's cpuset limits) with
+    ``processes`` of them running side by side on the machine (at least one)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count() or 1
+    return threads or max(1, cores // processes)
 
 
 @functools.lru_cache(maxsize=1)

@@ -4,7 +4,6 @@ waits for I/O or post-processing. Reports how busy the model stage was. OpenCV's
 BLAS (OpenBLAS) threads are the process's, left as they are: a program limits them to one
 (``model.runtime.tune_process(helper_threads=1)``, as demo.py and eval.py do) so that every
 worker takes at most one core and the network's own math threads keep the others."""
-import os
 import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
@@ -12,6 +11,8 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator, List, Optional, Tuple
 
 import numpy as np
+
+from solov2.model.runtime import cpu_threads
 
 
 @dataclass
@@ -37,7 +38,7 @@ def default_finish_workers(cores: Optional[int] = None, network_on_gpu: bool = F
     docs/benchmark.md, so a few workers keep up while the network keeps most cores). With
     the network and the post-processing on a GPU the cores are free: all but three (the
     network's thread and two loaders) encode and draw."""
-    cores = cores or os.cpu_count() or 1
+    cores = cores or cpu_threads()
     return max(1, cores - 3 if network_on_gpu else cores // 4)
 
 

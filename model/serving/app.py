@@ -33,6 +33,7 @@ from solov2 import __version__
 from solov2.core.errors import InputError
 from solov2.model.api.segmenter import Segmenter, per_call_params, to_instances
 from solov2.model.inference.backend_factory import ModelSpec
+from solov2.model.runtime import cpu_threads
 from solov2.model.serving.batching import Batcher
 from solov2.model.serving.limits import (
     HttpError,
@@ -88,7 +89,7 @@ class Service:
         self.problem: Optional[str] = 'the model is loading'
         self.counts = dict.fromkeys(SLOTS, 0)
         self.preparing = 0             # pictures being decoded, on their way to the batcher
-        self.pool = ThreadPoolExecutor(settings.helper_threads or os.cpu_count() or 1, 'solov2-serve')
+        self.pool = ThreadPoolExecutor(cpu_threads(settings.helper_threads), 'solov2-serve')
         self.metrics = Metrics(settings.max_batch, lambda: self.batcher.depth if self.batcher else 0)
         self.loaded = threading.Event()
 

@@ -1,5 +1,6 @@
 """The batcher on its own: pictures of two padded sizes queued in turn run as a batch per size,
 each giving what it gives alone, and says how long each picture waited and each run took."""
+import os
 import time
 
 import numpy as np
@@ -61,3 +62,14 @@ def test_a_picture_with_nothing_coming_runs_at_once():
         assert time.monotonic() - began < 10          # not the 30 s it would wait for company
     finally:
         batcher.close()
+
+
+def test_helper_threads_follow_the_one_threads_per_core_rule(monkeypatch):
+    """0 helper threads (the default) is one per core this process may use (its CPU affinity,
+    ``model.runtime.cpu_threads``), not the machine's count."""
+    from solov2.model.serving.app import ServeSettings, Service
+    monkeypatch.setattr(os, 'cpu_count', lambda: 64)
+    monkeypatch.setattr(os, 'sched_getaffinity', lambda pid: set(range(8)), raising=False)
+    service = Service(ServeSettings(SMALL_MODEL))
+    assert service.pool._max_workers == 8
+    service.pool.shutdown()
