@@ -6,7 +6,7 @@ non-Intel CPUs picks a slow generic code path unless ``MKL_DEBUG_CPU_TYPE=5`` as
 its AVX2 kernels; with them Paddle's GEMM and convolutions run several times faster on
 AMD CPUs (measured in the README, Speed). MKL reads the variable at its first call, so
 setting it before the first Paddle op is enough. Setting it changes the process's
-environment: only ``model.runtime.tune_process`` does, when a program asks for it.
+environment: only ``model.tuning.tune_process`` does, when a program asks for it.
 """
 import os
 import platform

@@ -1,19 +1,15 @@
-"""Where and how Paddle runs: the device, the CPU math threads, and the process-wide tuning
-that a program may ask for (MKL's code path on AMD CPUs, freed memory kept for reuse).
+"""Where and how Paddle runs: the device and the CPU math threads, held for a call.
 
 Paddle has one device and one CPU math thread count per process. The library never leaves
-them changed: a ``DygraphBackend`` (so a ``Segmenter`` on the dygraph backend) and a training run
-set their own for the time of each call (``paddle_on``) and put the previous ones back.
-``tune_process`` is the one call here that changes the process; the commands make it, and so
-may a program that wants their speed."""
+them changed: a ``DygraphBackend`` (so a ``Segmenter`` on the dygraph backend) and a training
+step set their own for the time of each call (``paddle_on``) and put the previous ones back;
+``cpu_threads`` is the one threads-per-core rule. What changes the whole process is
+``model.tuning.tune_process``."""
 import contextlib
 import ctypes
-import ctypes.util
 import functools
-import importlib
 import logging
 import os
-import signal
 import threading
 from typing import Iterator, Optional, Tuple
 
@@ -23,7 +19,6 @@ from paddle.base import core
 from solov2.config.device import device_name, gpu_number, on_gpu
 from solov2.config.install import internals_checked
 from solov2.core.errors import InputError, param
-from solov2.model.cpu_math import prefer_avx2_mkl
 
 logger = logging.getLogger(__name__)
 
@@ -143,100 +138,3 @@ def paddle_on(device: str, threads: int) -> Iterator[None]:
         finally:
             paddle.set_device(before[0])
             set_math_threads(before[1])
-
-
-def set_outside_python(signum: int) -> bool:
-    """Whether the process's disposition of ``signum`` is not the one ``signal.getsignal``
-    reports as SIG_DFL or SIG_IGN: a handler (or ignore) installed from C after Python
-    started, which Python still reads as what it found at start. Read from the caught and
-    ignored masks of /proc/self/status (Linux; False where it cannot be read)."""
-    reported = signal.getsignal(signum)
-    if reported not in (signal.SIG_DFL, signal.SIG_IGN):
-        return False
-    try:
-        with open('/proc/self/status') as file:
-            status = dict(line.split(':', 1) for line in file if ':' in line)
-        caught, ignored = ((int(status[key], 16) >> (signum - 1)) & 1 for key in ('SigCgt', 'SigIgn'))
-    except (OSError, KeyError, ValueError):
-        return False
-    return bool(caught) or bool(ignored) != (reported == signal.SIG_IGN)
-
-
-@contextlib.contextmanager
-def kept_child_signal() -> Iterator[None]:
-    """The process's SIGCHLD handler as it was after the block: Paddle's first DataLoader with
-    worker processes sets its own for the rest of the process (it checks its workers whenever
-    any child ends; a long-lived process that later ran subprocesses was seen to crash in it),
-    so it is put back, and Paddle told to set it again next time. Where it could not be put
-    back, Paddle is told it is set already for the block and finds dead workers by its 5-second
-    status checks alone: outside the main thread (Python sets handlers there only; Paddle's
-    loader would fail), and where the handler was installed from C, which Python cannot set
-    again: before Python started (``signal.getsignal`` gives None) or after
-    (``set_outside_python``; off Linux such a handler reads as SIG_DFL and is replaced by it).
-    The flag is Paddle's private ``_SIGCHLD_handler_set``: on a Paddle line it was not checked
-    on (``internals_checked``) the block changes nothing, and Paddle's handler stays."""
-    if not hasattr(signal, 'SIGCHLD') or not internals_checked():
-        yield
-        return
-    paddle_side = importlib.import_module('paddle.io.multiprocess_utils')
-    flag = paddle_side._SIGCHLD_handler_set
-    main = threading.current_thread() is threading.main_thread()
-    handler = signal.getsignal(signal.SIGCHLD) if main and not set_outside_python(signal.SIGCHLD) else None
-    if handler is None:
-        paddle_side._SIGCHLD_handler_set = True
-    try:
-        yield
-    finally:
-        if handler is not None:
-            signal.signal(signal.SIGCHLD, handler)
-        paddle_side._SIGCHLD_handler_set = flag
-
-
-# glibc mallopt parameters (malloc.h)
-M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4
-KEEP_AT_TOP = 2 ** 31 - 1           # bytes of free heap top kept before trimming (mallopt takes an int)
-
-
-def malloc_keeps_freed_memory() -> bool:
-    """Let glibc's malloc keep freed memory for the next allocation instead of giving it back
-    to the system: large blocks come from the heap rather than fresh mappings, and the heap is
-    not trimmed. Paddle takes each CPU tensor from malloc, so otherwise every large tensor of
-    a training step is new memory that the system zeroes page by page (about 130,000 page
-    faults per step of config 1 at batch 2, 448x448, against 22,000 with this). The process
-    keeps its peak memory, for good: there is no undoing it. True when applied (glibc), False
-    where malloc is not glibc's."""
-    try:
-        mallopt = ctypes.CDLL(ctypes.util.find_library('c') or 'libc.so.6').mallopt
-    except (OSError, AttributeError):
-        return False
-    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
-    return bool(mallopt(M_MMAP_MAX, 0)) and bool(mallopt(M_TRIM_THRESHOLD, KEEP_AT_TOP))
-
-
-def tune_process(threads: int = 0, processes: int = 1, keep_freed_memory: bool = False,
-                 helper_threads: int = 0) -> None:
-    """Tune the whole process for speed, as demo.py, eval.py and train.py do; the library
-    itself never does. Call it first, before any Paddle work:
-
-    - on an AMD CPU, MKL's AVX2 kernels for Paddle's CPU math (``MKL_DEBUG_CPU_TYPE=5`` in
-      ``os.environ`` unless it is set; ``model.cpu_math``): dygraph and Paddle Inference run
-      several times faster there;
-    - Paddle's CPU math threads for the process: ``threads``, 0 for this process's share of
-      the cores among ``processes`` on the machine (a ``Segmenter`` or ``train`` uses its own
-      ``threads`` while it runs and puts these back);
-    - ``keep_freed_memory``: glibc's malloc keeps freed memory for reuse
-      (``malloc_keeps_freed_memory``): faster steps of CPU training, but the process keeps
-      its peak memory until it ends (the commands ask for it when they run on the CPU);
-    - ``helper_threads``: OpenCV's threads and numpy's BLAS's (OpenBLAS; not MKL, which
-      Paddle's network may share) for the process, 0 to leave them: 1 when pictures are read
-      and post-processed in several threads beside the network (``Segmenter.stream``,
-      ``evaluate``, callers in threads), as demo.py and eval.py ask."""
-    prefer_avx2_mkl()
-    if keep_freed_memory:
-        malloc_keeps_freed_memory()
-    set_math_threads(cpu_threads(threads, processes))
-    if helper_threads:
-        import cv2
-        import threadpoolctl
-        cv2.setNumThreads(helper_threads)
-        threadpoolctl.ThreadpoolController().select(internal_api='openblas').limit(limits=helper_threads)

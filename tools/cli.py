@@ -243,10 +243,11 @@ def fetched(spec):
 def tune_for(device, threads: int, processes: int = 1, helper_threads: int = 1) -> None:
     """The process-wide tuning of a command that runs a model on ``device`` (None: the default
     one) with ``threads`` CPU math threads (0: this process's share of the cores among
-    ``processes`` on the machine), made before any Paddle work: ``model.runtime.tune_process``,
+    ``processes`` on the machine), made before any Paddle work: ``model.tuning.tune_process``,
     keeping freed memory for reuse when it runs on the CPU, OpenCV and numpy's BLAS on
     ``helper_threads`` (1: each reading and post-processing worker on one core; 0: left)."""
-    from solov2.model.runtime import default_device, tune_process
+    from solov2.model.runtime import default_device
+    from solov2.model.tuning import tune_process
     tune_process(threads, processes, keep_freed_memory=not on_gpu(device or default_device()),
                  helper_threads=helper_threads)
 

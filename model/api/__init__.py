@@ -24,7 +24,7 @@ from solov2.model.api.segmenter import Segmenter
 from solov2.model.api.training import TrainOptions, TrainSummary, train
 from solov2.model.distributed import Processes, start_processes
 from solov2.model.inference.backend_factory import ModelSpec
-from solov2.model.runtime import tune_process
+from solov2.model.tuning import tune_process
 
 __all__ = ['Segmenter', 'ModelSpec', 'Instances', 'Instance', 'evaluate', 'train', 'TrainOptions', 'TrainSummary',
            'start_processes', 'Processes', 'InputError', 'RunError', 'Solov2Error', 'SHIPPED_WEIGHTS', 'SAMPLE_IMAGES',

@@ -2,7 +2,7 @@
 thread, finish (post-process, encode, draw, save) in worker threads, so the model never
 waits for I/O or post-processing. Reports how busy the model stage was. OpenCV's and numpy's
 BLAS (OpenBLAS) threads are the process's, left as they are: a program limits them to one
-(``model.runtime.tune_process(helper_threads=1)``, as demo.py and eval.py do) so that every
+(``model.tuning.tune_process(helper_threads=1)``, as demo.py and eval.py do) so that every
 worker takes at most one core and the network's own math threads keep the others."""
 import time
 from collections import deque

@@ -21,8 +21,9 @@ from solov2.data.files import previous_folder
 from solov2.model.build import build_model
 from solov2.model.checkpoint import CheckpointError
 from solov2.model.distributed import SINGLE, Processes, launched_processes, start_processes
-from solov2.model.runtime import cpu_threads, kept_child_signal, paddle_on, resolve_device
+from solov2.model.runtime import cpu_threads, paddle_on, resolve_device
 from solov2.model.training.amp import make_scaler, restore_scaler, runnable_amp
+from solov2.model.training.child_signal import kept_child_signal
 from solov2.model.training.components import load_pretrained, make_loader, make_optimizer
 from solov2.model.training.ema import ModelEMA
 from solov2.model.training.hooks import CheckpointHook, EvalHook, LogHook, VisualDLHook, open_visualdl

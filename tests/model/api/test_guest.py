@@ -20,7 +20,7 @@ import pytest
 import threadpoolctl
 
 from solov2 import SAMPLE_IMAGES, SHIPPED_WEIGHTS, Segmenter, TrainOptions, train, tune_process
-from solov2.model import cpu_math, runtime
+from solov2.model import cpu_math, runtime, tuning
 from solov2.model.cpu_math import MKL_CPU_TYPE
 from tests.helpers import REPO_DIR, TINY_TRAINING, alive, children, make_tiny_shapes
 from tests.test_layout import library_files
@@ -92,7 +92,7 @@ def malloc_spy(monkeypatch):
             return super().__getitem__(name)
 
     monkeypatch.setattr(ctypes, 'CDLL', SpiedLibrary)
-    monkeypatch.setattr(runtime, 'malloc_keeps_freed_memory', lambda: calls.append('malloc_keeps_freed_memory'))
+    monkeypatch.setattr(tuning, 'malloc_keeps_freed_memory', lambda: calls.append('malloc_keeps_freed_memory'))
     return calls
 
 
