@@ -1,8 +1,10 @@
 """Tests for data.loader with an in-memory sample source and fake targets."""
 
 import logging
+import os
 import re
-import signal
+import subprocess
+import sys
 import threading
 from dataclasses import dataclass
 
@@ -13,21 +15,10 @@ import pytest
 from solov2.core.errors import InputError
 from solov2.data.augment import TrainTransform
 from solov2.data.loader import LoaderError, TrainDataset, build_train_loader, collate_batch, set_epoch, shut_down
+from tests.helpers import REPO_DIR
 
 SIZES = [(40, 60), (70, 30), (64, 64), (50, 50)]
 BAD_INDEX = 3
-
-
-@pytest.fixture(autouse=True, scope='module')
-def restore_sigchld():
-    """Paddle's first multi-process DataLoader installs a SIGCHLD handler for the rest of
-    the process (it checks its workers whenever any child exits). In this long-lived test
-    process, later tests that run subprocesses after OpenVINO/NNCF have been loaded crashed
-    in that handler (segmentation fault); training itself starts no other children. The
-    handler is put back as it was when this module is done."""
-    before = signal.getsignal(signal.SIGCHLD)
-    yield
-    signal.signal(signal.SIGCHLD, before)
 
 
 def make_sample(index, height, width):
@@ -172,7 +163,14 @@ def test_loader_batches_deterministic_and_reshuffled():
 
 
 def test_loader_with_worker_processes_matches_single_process():
-    assert_same_batches(epoch_batches(make_loader(2), 1), epoch_batches(make_loader(0), 1))
+    """In a fresh interpreter, as training runs: forked from this long-lived test process (which
+    has loaded OpenVINO, NNCF and their threads), the workers' exit crashed it twice in CI, in
+    the SIGCHLD handler Paddle's first loader with workers installs for the rest of a process."""
+    same = ('from tests.data.test_loader import assert_same_batches, epoch_batches, make_loader; '
+            'assert_same_batches(epoch_batches(make_loader(2), 1), epoch_batches(make_loader(0), 1))')
+    done = subprocess.run([sys.executable, '-c', same], cwd=REPO_DIR, env={**os.environ, 'PYTHONPATH': str(REPO_DIR)},
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
 
 
 def failing_target_fn(masks, labels):
