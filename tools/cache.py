@@ -3,7 +3,7 @@
 converted published checkpoints in its weights/ folder (tools/weights.py).
 
     python tools/cache.py            # list the entries: what, size, age, current, stale or unfinished
-    python tools/cache.py prune      # delete the stale and unfinished ones
+    python tools/cache.py prune      # delete the stale and unfinished ones (never one being built)
     python tools/cache.py clear      # delete every entry
 
 An export is stale when no run of this code with these libraries can use it again: the
@@ -25,7 +25,8 @@ from solov2.tools.cli import make_parser, run_command  # noqa: E402
 def parse_args(argv):
     parser = make_parser(__doc__.split('\n\n')[0], configs=False)
     parser.add_argument('action', nargs='?', choices=('list', 'prune', 'clear'), default='list',
-                        help='list (default), prune (delete stale and unfinished entries) or clear (delete all)')
+                        help='list (default), prune (delete stale and unfinished entries) or clear (delete '
+                             'all); an entry being built by a running process stays')
     return parser.parse_args(argv)
 
 
@@ -43,7 +44,7 @@ def run(argv) -> int:
                   f'{age:.1f} days old  {entry.state}')
         print(f'{len(entries)} entries, {megabytes(sum(e.size for e in entries))} in {root}')
         return 0
-    chosen = entries if args.action == 'clear' else [e for e in entries if e.state != 'current']
+    chosen = [e for e in entries if e.state != 'building' and (args.action == 'clear' or e.state != 'current')]
     print(f'deleted {len(chosen)} of {len(entries)} entries ({megabytes(remove_entries(chosen))}) from {root}')
     return 0
 

@@ -7,12 +7,14 @@ packages it was made with and ``source_sha256``, the toolkit's source (``source_
 stale when either changed or the manifest cannot be read. A converted published checkpoint in
 ``weights/<publisher>/`` (``convert.zoo``) counts with its sidecar, whose ``"published"``
 record names it: it is current at its name's place, else stale (it is converted again when the
-table of published checkpoints changes). A hidden name (``data.files.temporary_beside``) is
-what a stopped process left: unfinished.
+table of published checkpoints changes). A hidden name (``data.files.temporary_beside``:
+``.NAME.<pid>.<random>.tmp``) is an entry being built while its process runs (``building``,
+which nothing deletes), else what a stopped process left: unfinished.
 """
 import functools
 import hashlib
 import json
+import os
 import shutil
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
@@ -50,12 +52,30 @@ def package_version(package: str) -> str:
 class CacheEntry:
     """One entry: ``path`` (a folder, or a checkpoint under ``weights/``), its size in bytes
     (a checkpoint with its sidecar), when it was written (seconds since the epoch), ``what`` it
-    holds (one line) and its ``state``: 'current', 'stale' or 'unfinished'."""
+    holds (one line) and its ``state``: 'current', 'stale', 'building' or 'unfinished'."""
     path: Path
     size: int
     written: float
     what: str
     state: str
+
+
+def _hidden_state(path: Path) -> str:
+    """'building' when the process named in the temporary name ``path`` runs on this machine
+    (and off POSIX, where it cannot be asked without touching it), else 'unfinished'."""
+    try:
+        pid = int(path.name.split('.')[-3])
+    except (IndexError, ValueError):
+        return 'unfinished'
+    if os.name != 'posix':
+        return 'building'
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return 'unfinished'
+    except OSError:             # it runs, as another user
+        pass
+    return 'building'
 
 
 def _folder_entry(folder: Path) -> CacheEntry:
@@ -68,7 +88,7 @@ def _folder_entry(folder: Path) -> CacheEntry:
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         stale, what = True, '-'
     size = sum(p.stat().st_size for p in folder.rglob('*') if p.is_file())
-    state = 'unfinished' if folder.name.startswith('.') else 'stale' if stale else 'current'
+    state = _hidden_state(folder) if folder.name.startswith('.') else 'stale' if stale else 'current'
     return CacheEntry(folder, size, folder.stat().st_mtime, what, state)
 
 
@@ -80,7 +100,7 @@ def _weights_entry(path: Path, folder: Path) -> CacheEntry:
         name = None
     size = path.stat().st_size + (side.stat().st_size if side and side.is_file() else 0)
     place = path.relative_to(folder).with_suffix('').as_posix()
-    state = 'unfinished' if path.name.startswith('.') else 'current' if name == place else 'stale'
+    state = _hidden_state(path) if path.name.startswith('.') else 'current' if name == place else 'stale'
     return CacheEntry(path, size, path.stat().st_mtime, name if isinstance(name, str) else '-', state)
 
 

@@ -528,7 +528,7 @@ def test_the_lists_and_the_cache_tool(tiny, server, monkeypatch, capsys, tmp_pat
     assert any(line.startswith('ppdet/tiny_shapes ') and line.endswith('cached') for line in lines)
     assert lines[-1] == f'{len(zoo.PUBLISHED)} names, 1 cached in {tmp_path / "weights"}'
     folder = tmp_path / 'weights' / 'ppdet'
-    (folder / '.tiny_shapes.pdparams.1.abcd.tmp').write_bytes(b'x' * 10)      # what a killed process leaves
+    (folder / '.tiny_shapes.pdparams.4194305.abcd.tmp').write_bytes(b'x' * 10)    # what a killed process left
     (folder / 'old.pdparams').write_bytes(b'x')                                # not a table entry
     assert cache_tool.main([]) == 0
     listed = capsys.readouterr().out

@@ -1,14 +1,16 @@
 """tools/cache.py over core.cache, the one listing of the cache: the exports of 'auto', OpenVINO's
 compiled models and the converted published checkpoints, each current, stale or unfinished;
-prune deletes all but the current ones, clear everything."""
+prune deletes all but the current ones, clear everything; neither an entry being built."""
 import json
 
 from solov2.core.cache import MANIFEST, cache_entries
+from solov2.data.files import temporary_beside
 from solov2.model.inference.auto_backend import CACHE_ENV, cache_key, compiled_cache, entry_name
 from solov2.tools import cache
 from tests.helpers import REPO_DIR
 
 WEIGHTS = str(REPO_DIR / 'weights' / 'shapes_r18.pdparams')
+DEAD = 4194305       # above Linux's largest pid: the process that left these temporaries has ended
 
 
 def _entry(root, key, payload=b'x' * 2048):
@@ -37,27 +39,30 @@ def test_list_prune_and_clear(tmp_path, monkeypatch, capsys):
     old_code = _entry(tmp_path, dict(current, source_sha256='0' * 64))
     old_library = _entry(tmp_path, dict(current, versions=dict(current['versions'], onnxruntime='0.0.1')))
     (tmp_path / 'broken').mkdir()
-    (tmp_path / '.config9-auto-1.123.abcd.tmp').mkdir()               # what a stopped export leaves
+    (tmp_path / f'.config9-auto-1.{DEAD}.abcd.tmp').mkdir()               # what a stopped export leaves
     compiled = compiled_cache(tmp_path)                                # the folder OpenVINO compiles into
     converted = _checkpoint(tmp_path, 'ppdet/tiny', 'ppdet/tiny')
     _checkpoint(tmp_path, 'ppdet/old', 'ppdet/other')                  # not at its name's place
-    (tmp_path / 'weights' / 'ppdet' / '.tiny.pdparams.1.abcd.tmp').write_bytes(b'x')     # a stopped download
+    (tmp_path / 'weights' / 'ppdet' / f'.tiny.pdparams.{DEAD}.abcd.tmp').write_bytes(b'x')     # a stopped download
+    building = temporary_beside(tmp_path / 'config9-auto-2')          # this process's export, under way
+    building.mkdir()
     assert cache.main([]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert f'{kept.name}  config 9 onnx  0.0 MB' in '\n'.join(lines) and lines[-1].startswith('9 entries')
+    assert f'{kept.name}  config 9 onnx  0.0 MB' in '\n'.join(lines) and lines[-1].startswith('10 entries')
     states = {line.split()[0]: line.split()[-1] for line in lines[:-1]}
     assert states == {kept.name: 'current', old_code.name: 'stale', old_library.name: 'stale', 'broken': 'stale',
-                      '.config9-auto-1.123.abcd.tmp': 'unfinished', 'openvino-compiled': 'current',
+                      f'.config9-auto-1.{DEAD}.abcd.tmp': 'unfinished', 'openvino-compiled': 'current',
                       'weights/ppdet/tiny.pdparams': 'current', 'weights/ppdet/old.pdparams': 'stale',
-                      'weights/ppdet/.tiny.pdparams.1.abcd.tmp': 'unfinished'}
+                      f'weights/ppdet/.tiny.pdparams.{DEAD}.abcd.tmp': 'unfinished', building.name: 'building'}
     assert 'weights/ppdet/tiny.pdparams  ppdet/tiny  0.0 MB' in '\n'.join(lines)
     assert cache.main(['prune']) == 0
-    assert 'deleted 6 of 9 entries' in capsys.readouterr().out
-    assert sorted(e.path for e in cache_entries()) == sorted([kept, tmp_path / 'openvino-compiled', converted])
+    assert 'deleted 6 of 10 entries' in capsys.readouterr().out     # never one being built
+    assert sorted(e.path for e in cache_entries()) == sorted([kept, tmp_path / 'openvino-compiled', converted,
+                                                              building])
     assert compiled == str(tmp_path / 'openvino-compiled') and converted.with_suffix('.json').is_file()
     assert cache.main(['clear']) == 0
-    assert 'deleted 3 of 3 entries' in capsys.readouterr().out
-    assert not cache_entries() and not list((tmp_path / 'weights' / 'ppdet').iterdir())
+    assert 'deleted 3 of 4 entries' in capsys.readouterr().out
+    assert [e.path for e in cache_entries()] == [building] and not list((tmp_path / 'weights' / 'ppdet').iterdir())
 
 
 def test_no_cache_yet(tmp_path, monkeypatch, capsys):
