@@ -53,8 +53,13 @@ def test_paddle_inference_on_the_cpu_disables_the_gpu():
         place_inference(RecordingConfig(), 'cpu', True, (64, 1333), Precision)
 
 
-@pytest.mark.parametrize('device, number', [('gpu', 0), ('gpu:1', 1)])
-def test_paddle_inference_on_a_gpu_with_and_without_tensorrt(device, number):
+@pytest.mark.parametrize('device, selected, number', [('gpu', None, 0), ('gpu:1', None, 1), ('gpu', '1', 1),
+                                                      ('gpu:0', '1', 0)])
+def test_paddle_inference_on_a_gpu_with_and_without_tensorrt(monkeypatch, device, selected, number):
+    """On GPU N, or under paddle.distributed.launch on the process's own GPU (FLAGS_selected_gpus)."""
+    monkeypatch.delenv('FLAGS_selected_gpus', raising=False)
+    if selected:
+        monkeypatch.setenv('FLAGS_selected_gpus', selected)
     config = RecordingConfig()
     place_inference(config, device, False, (64, 1333), Precision)
     assert config.calls == [('enable_use_gpu', (256, number), {})]
@@ -74,10 +79,12 @@ def test_the_real_paddle_inference_config_stays_on_the_cpu():
     assert not config.use_gpu()
 
 
-def test_onnxruntime_providers():
+def test_onnxruntime_providers(monkeypatch):
+    monkeypatch.delenv('FLAGS_selected_gpus', raising=False)
     assert onnx_providers('cpu', ['CPUExecutionProvider']) == ['CPUExecutionProvider']
-    assert onnx_providers('gpu:2', ['CUDAExecutionProvider', 'CPUExecutionProvider']) == [
-        ('CUDAExecutionProvider', {'device_id': 2}), 'CPUExecutionProvider']
+    assert onnx_providers('gpu:2', ['CUDAExecutionProvider', 'CPUExecutionProvider'])[0][1]['device_id'] == 2
+    monkeypatch.setenv('FLAGS_selected_gpus', '1')     # paddle.distributed.launch's second process
+    assert onnx_providers('gpu', ['CUDAExecutionProvider', 'CPUExecutionProvider'])[0][1]['device_id'] == 1
     with pytest.raises(BackendError, match='no CUDA provider .*onnxruntime-gpu'):
         onnx_providers('gpu', ['CPUExecutionProvider'])
 
