@@ -15,7 +15,7 @@ import io
 import itertools
 import os
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, List, Optional, Sequence, TypeVar
+from typing import Any, Callable, List, Optional, Sequence, TypeVar
 
 import paddle
 import paddle.distributed as dist
@@ -79,32 +79,19 @@ def check_paddle_runs(world: int, device: str, version: str = paddle.__version__
                          param('device', 'gpu'), '), or pip install "paddlepaddle-gpu>=3"')
 
 
-@contextlib.contextmanager
-def _backend(name: str) -> Iterator[None]:
-    """``PADDLE_DISTRI_BACKEND`` (the collectives ``init_parallel_env`` reads) set to ``name``
-    for the block, as it was afterwards."""
-    before = os.environ.get('PADDLE_DISTRI_BACKEND')
-    os.environ['PADDLE_DISTRI_BACKEND'] = name
-    try:
-        yield
-    finally:
-        if before is None:
-            os.environ.pop('PADDLE_DISTRI_BACKEND', None)
-        else:
-            os.environ['PADDLE_DISTRI_BACKEND'] = before
-
-
 def start_processes(device: str) -> Processes:
     """Check this Paddle can run the launched processes on ``device`` ('cpu', 'gpu', 'gpu:N';
     ``check_paddle_runs``) and start their process group (once; without the banner of
     modified flags Paddle writes to stderr on each start); ``SINGLE`` without a launcher. On
-    the CPU the group is gloo's, asked for by name: left to choose, a CUDA build of Paddle
-    takes NCCL and moves the process to its GPU whenever the launcher saw GPUs."""
+    the CPU the group is gloo's, named in the process's ``PADDLE_DISTRI_BACKEND``: left to
+    choose, a CUDA build of Paddle takes NCCL and moves the process to its GPU whenever the
+    launcher saw GPUs."""
     processes = launched_processes()
     check_paddle_runs(processes.world, 'gpu' if on_gpu(device) else 'cpu')
     if processes.world > 1 and not dist.is_initialized():
-        gloo = contextlib.nullcontext() if on_gpu(device) else _backend('gloo')
-        with contextlib.redirect_stderr(io.StringIO()), gloo:
+        if not on_gpu(device):
+            os.environ['PADDLE_DISTRI_BACKEND'] = 'gloo'
+        with contextlib.redirect_stderr(io.StringIO()):
             dist.init_parallel_env()
     return processes
 

@@ -8,11 +8,9 @@ best category scores), the same ranking with the same tie order, the same Matrix
 whole candidate set (masks of other classes leave a decay of exactly 1, as the numpy path's
 class blocks do) and the paste with the same matrices (``_Axis``), so labels and the order
 match, scores agree to float rounding and masks up to pixels at threshold ties.
-The mask logits (kernels x features) are products in float64 (``_logits``): a GPU's float32
-products run in TF32 from Ampere on (Paddle's default, a 10-bit mantissa), which moves logits
-by about 1e-3 and could swap near-tied instances; no process-wide switch is touched. Matrix
-NMS's intersections are exact either way (0/1 masks), the paste's products may move a pixel
-at a threshold tie. The same code runs on the CPU in the tests.
+The mask logits are float64 products (``_logits``): in TF32 (a GPU's float32 products from
+Ampere on, Paddle's default) they move by ~1e-3 and could swap near-tied instances. Matrix
+NMS's 0/1 products are exact either way. The same code runs on the CPU in the tests.
 
 Letters as in ``postprocess.py``: K cells, C classes, E kernel channels, M candidates,
 N kept instances, P = Hf * Wf mask-feature pixels, H x W the original picture.

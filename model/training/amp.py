@@ -17,11 +17,9 @@ from solov2.core.errors import InputError, param
 
 logger = logging.getLogger(__name__)
 AMP_TYPES = {'fp16': 'float16', 'bf16': 'bfloat16'}
-# the least compute capability (major) of a GPU on which Paddle's auto_cast runs each type
-# (``_is_gpu_float16_supported`` / ``_bfloat16``; Paddle 2.6 and 3.x); below it auto_cast turns
-# itself off with a Python warning, although ``paddle.amp.is_float16_supported`` says yes from 5.3
-NEEDS = {'float16': (7, 'compute capability 7.0 (Volta)'),
-         'bfloat16': (8, 'compute capability 8.0 (Ampere) and CUDA 11')}
+# the least GPU (compute capability major) on which Paddle's auto_cast runs each type (2.6, 3.x); below
+# it auto_cast turns itself off, though ``paddle.amp.is_float16_supported`` says yes from 5.3
+NEEDS = {'float16': (7, 'compute capability 7.0 (Volta)'), 'bfloat16': (8, 'compute capability 8.0 (Ampere), CUDA 11')}
 
 
 def amp_dtype(amp) -> Optional[str]:
