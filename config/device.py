@@ -1,8 +1,9 @@
 """Device names, checked and normalised in one place: 'cpu', 'gpu' (this process's GPU:
-under ``paddle.distributed.launch`` each process's own) or 'gpu:N' (GPU number N). Every
+under ``paddle.distributed.launch`` each process's own, ``gpu_number``) or 'gpu:N' (GPU number N). Every
 command's ``--device`` and every library ``device`` parameter goes through ``device_name``,
 and code asks ``on_gpu`` rather than comparing names, so 'gpu:0' is a GPU wherever 'gpu' is.
 No Paddle here: the commands check the flag before Paddle loads."""
+import os
 import re
 from typing import Optional
 
@@ -24,8 +25,12 @@ def device_name(device: Optional[str]) -> Optional[str]:
 
 
 def gpu_number(device: str) -> int:
-    """The GPU number of 'gpu' (0: the process's first visible GPU) or 'gpu:N' (N)."""
-    return int(device_name(device).partition(':')[2] or 0)
+    """The GPU number of 'gpu:N' (N) or of 'gpu': this process's GPU, the first of the launcher's
+    ``FLAGS_selected_gpus`` (``paddle.distributed.launch`` gives each process its own, numbered
+    among ``CUDA_VISIBLE_DEVICES`` as Paddle's ``ParallelEnv`` reads it), else 0. Dygraph
+    (``model.runtime.paddle_on``), Paddle Inference and onnxruntime all place by it."""
+    number = device_name(device).partition(':')[2] or os.environ.get('FLAGS_selected_gpus', '').split(',')[0]
+    return int(number) if number.strip().isdigit() else 0
 
 
 def on_gpu(device: str) -> bool:

@@ -5,21 +5,22 @@ both install the same ``paddle/`` folder, and pip putting one over the other sil
 the device). ``paddle_major`` (which imports Paddle) is the toolkit's one version check:
 where it reaches past Paddle's public API (``data.loader.shut_down``, ``model.runtime``), it
 does so on the checked lines only (``internals_checked``), and each place says what it does
-on another."""
+on another. The same for onnxruntime's CPU and GPU wheels (``onnxruntime_install_problem``)."""
 import importlib.metadata
 import importlib.util
 from typing import Callable, Optional, Sequence
 
 WHEELS = ('paddlepaddle', 'paddlepaddle-gpu')
+ONNXRUNTIME_WHEELS = ('onnxruntime', 'onnxruntime-gpu')     # both install onnxruntime/
 CHECKED_MAJORS = (2, 3)     # Paddle 2.6 (CI's second venv) and 3.x
 INSTALL = ('pip install paddlepaddle (CPU); for GPUs up to Ampere paddlepaddle-gpu==2.6.2 (CUDA 11.8), for Hopper '
            'Paddle 3.x with CUDA 12, both from the PaddlePaddle index (README, GPU)')
 
 
-def installed_wheels() -> Sequence[str]:
-    """The Paddle wheels of ``WHEELS`` installed in this Python, in that order."""
+def installed_wheels(names: Sequence[str] = WHEELS) -> Sequence[str]:
+    """The wheels of ``names`` (default: Paddle's, ``WHEELS``) installed in this Python, in that order."""
     found = []
-    for name in WHEELS:
+    for name in names:
         try:
             importlib.metadata.distribution(name)
         except importlib.metadata.PackageNotFoundError:
@@ -42,6 +43,18 @@ def paddle_install_problem(wheels: Optional[Sequence[str]] = None,
     if not wheels and not importable():
         return f'PaddlePaddle is not installed: {INSTALL}'
     return None
+
+
+def onnxruntime_install_problem(wheels: Optional[Sequence[str]] = None) -> Optional[str]:
+    """A one-line message when both onnxruntime wheels are installed (``wheels``: default those
+    of ``ONNXRUNTIME_WHEELS`` installed), else None: they share the onnxruntime/ folder, and
+    the CPU one's files shadow the GPU one's (no CUDA provider)."""
+    wheels = installed_wheels(ONNXRUNTIME_WHEELS) if wheels is None else wheels
+    if len(wheels) < 2:
+        return None
+    return ('both onnxruntime and onnxruntime-gpu are installed, in the same onnxruntime/ folder (the CPU one shadows '
+            'the GPU one): pip uninstall -y onnxruntime onnxruntime-gpu, then pip install onnxruntime-gpu for a GPU '
+            '(requirements-deploy-gpu.txt) or onnxruntime for the CPU')
 
 
 def paddle_major() -> int:

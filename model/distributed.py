@@ -20,6 +20,7 @@ from typing import Any, Callable, List, Optional, Sequence, TypeVar
 import paddle
 import paddle.distributed as dist
 
+from solov2.config.device import on_gpu
 from solov2.core.errors import InputError, param
 
 T = TypeVar('T')
@@ -79,12 +80,17 @@ def check_paddle_runs(world: int, device: str, version: str = paddle.__version__
 
 
 def start_processes(device: str) -> Processes:
-    """Check this Paddle can run the launched processes on ``device`` ('cpu' or 'gpu';
+    """Check this Paddle can run the launched processes on ``device`` ('cpu', 'gpu', 'gpu:N';
     ``check_paddle_runs``) and start their process group (once; without the banner of
-    modified flags Paddle writes to stderr on each start); ``SINGLE`` without a launcher."""
+    modified flags Paddle writes to stderr on each start); ``SINGLE`` without a launcher. On
+    the CPU the group is gloo's, named in the process's ``PADDLE_DISTRI_BACKEND``: left to
+    choose, a CUDA build of Paddle takes NCCL and moves the process to its GPU whenever the
+    launcher saw GPUs."""
     processes = launched_processes()
-    check_paddle_runs(processes.world, device)
+    check_paddle_runs(processes.world, 'gpu' if on_gpu(device) else 'cpu')
     if processes.world > 1 and not dist.is_initialized():
+        if not on_gpu(device):
+            os.environ['PADDLE_DISTRI_BACKEND'] = 'gloo'
         with contextlib.redirect_stderr(io.StringIO()):
             dist.init_parallel_env()
     return processes

@@ -131,7 +131,7 @@ def paddle_on(device: str, threads: int) -> Iterator[None]:
     for this one to end; one inside this one sets its own and puts these back."""
     with _PADDLE_SETTINGS, kept_random_state():
         before = paddle.get_device(), math_threads()
-        paddle.set_device(device_name(device))
+        paddle.set_device(f'gpu:{gpu_number(device)}' if on_gpu(device) else 'cpu')
         set_math_threads(threads)
         try:
             yield

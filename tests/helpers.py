@@ -16,6 +16,10 @@ from solov2.model.build import build_model
 from solov2.model.inference.auto_backend import cache_key, cache_root, cached_backend, entry_name
 
 REPO_DIR = Path(__file__).resolve().parents[1]
+# a GPU this Paddle can use: there the default device is the GPU, and 'auto' is dygraph
+GPU_HERE = paddle.is_compiled_with_cuda() and paddle.device.cuda.device_count() > 0
+cpu_default = pytest.mark.skipif(GPU_HERE, reason="a test of the CPU's default device (auto exports there); here "
+                                 'the default is the GPU (tools/dev/gpu_check.py checks that)')
 FIXTURES_DIR = REPO_DIR / 'tests' / 'fixtures'
 
 
@@ -32,13 +36,15 @@ def get_eval_model(pytestconfig, number: int):
 
 
 def _launch(log_dir: Path, launcher_args, command, cwd=None):
-    """(paddle.distributed.launch started, the file of its own output in ``log_dir``)."""
+    """(paddle.distributed.launch started, the file of its own output in ``log_dir``). Its
+    processes run on the CPU: gloo by name (on a CUDA build, 'auto' would start NCCL on the GPUs)."""
     log_dir.mkdir(parents=True, exist_ok=True)
     with open(log_dir / 'launcher.out', 'w') as output:
         return subprocess.Popen([sys.executable, '-m', 'paddle.distributed.launch', *launcher_args,
                                  '--log_dir', str(log_dir), *command],
                                 stdout=output, stderr=subprocess.STDOUT, text=True, cwd=cwd,
-                                start_new_session=True, env={**os.environ, 'PYTHONPATH': str(REPO_DIR)}), \
+                                start_new_session=True, env={**os.environ, 'PYTHONPATH': str(REPO_DIR),
+                                                             'PADDLE_DISTRI_BACKEND': 'gloo'}), \
             log_dir / 'launcher.out'
 
 

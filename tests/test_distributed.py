@@ -81,6 +81,20 @@ def test_the_other_processes_of_a_node_wait_in_the_store_not_on_a_gloo_barrier(m
     assert events == [('set', 'solov2/local_rank0_first/0/0')]
 
 
+@pytest.mark.parametrize('device, backend', [('cpu', 'gloo'), ('gpu', 'before'), ('gpu:1', 'before')])
+def test_cpu_processes_ask_for_gloo_on_any_paddle_build(monkeypatch, device, backend):
+    """Left to choose ('auto'), a CUDA build of Paddle starts NCCL and moves the process to its
+    GPU: CPU processes name gloo, GPU ones leave the launcher's choice."""
+    seen = []
+    monkeypatch.setenv('PADDLE_DISTRI_BACKEND', 'before')
+    monkeypatch.setattr(distributed, 'launched_processes', lambda: Processes(0, 2))
+    monkeypatch.setattr(distributed.dist, 'is_initialized', lambda: False)
+    monkeypatch.setattr(distributed.dist, 'init_parallel_env',
+                        lambda: seen.append(distributed.os.environ['PADDLE_DISTRI_BACKEND']))
+    assert distributed.start_processes(device) == Processes(0, 2)
+    assert seen == [backend]
+
+
 @pytest.mark.parametrize('version, cuda_build, device, world, refused', [
     ('2.6.2', True, 'cpu', 2, True), ('2.6.2', True, 'gpu', 2, False), ('2.6.2', True, 'cpu', 1, False),
     ('2.6.2', False, 'cpu', 2, False), ('3.3.1', True, 'cpu', 2, False), ('0.0.0', True, 'cpu', 2, False)])
@@ -137,7 +151,7 @@ def test_two_processes_evaluate_each_image_once_with_the_one_process_ap(shapes, 
     pytest.importorskip('openvino')
     pytest.importorskip('paddle2onnx')
     monkeypatch.setenv(CACHE_ENV, str(tmp_path / 'cache'))
-    args = ['--weights', WEIGHTS, '--threads', '1', '--opt', f'dataset_dir={shapes}', *SMALL]
+    args = ['--weights', WEIGHTS, '--threads', '1', '--device', 'cpu', '--opt', f'dataset_dir={shapes}', *SMALL]
     launch_two_cpu_processes(tmp_path, str(REPO_DIR / 'eval.py'), *args, '--save-json', str(tmp_path / 'two.json'))
     first, second = (tmp_path / 'logs' / f'workerlog.{rank}' for rank in (0, 1))
     first, second = first.read_text(), second.read_text()

@@ -32,15 +32,31 @@ def test_a_stand_in_gpu_wheel_beside_the_cpu_one_is_named(tmp_path, monkeypatch,
     assert list(install.installed_wheels()) == ['paddlepaddle']
     monkeypatch.syspath_prepend(str(tmp_path))
     assert list(install.installed_wheels()) == ['paddlepaddle', 'paddlepaddle-gpu']
-    cli.check_paddle_install()
+    cli.check_install()
     assert capsys.readouterr().err.startswith('warning: both paddlepaddle and paddlepaddle-gpu are installed')
+
+
+def test_both_onnxruntime_wheels_are_named_in_one_line(tmp_path, monkeypatch, capsys):
+    """Stand-in onnxruntime and onnxruntime-gpu distributions (metadata only): the CPU one
+    shadows the GPU one in their shared onnxruntime/ folder; the commands warn and go on."""
+    for name in ('onnxruntime', 'onnxruntime_gpu'):
+        info = tmp_path / f'{name}-1.22.0.dist-info'
+        info.mkdir()
+        (info / 'METADATA').write_text(f'Metadata-Version: 2.1\nName: {name.replace("_", "-")}\nVersion: 1.22.0\n')
+    assert install.onnxruntime_install_problem(['onnxruntime']) is None
+    assert install.onnxruntime_install_problem(['onnxruntime-gpu']) is None
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert list(install.installed_wheels(install.ONNXRUNTIME_WHEELS)) == ['onnxruntime', 'onnxruntime-gpu']
+    cli.check_install()
+    assert capsys.readouterr().err.splitlines() == ['warning: ' + install.onnxruntime_install_problem()]
+    assert install.onnxruntime_install_problem().startswith('both onnxruntime and onnxruntime-gpu are installed')
 
 
 def test_no_paddle_ends_the_command_in_one_error_line(monkeypatch, capsys):
     monkeypatch.setattr(install, 'installed_wheels', lambda: [])
     monkeypatch.setattr(cli.importlib.util, 'find_spec', lambda name: None)
     with pytest.raises(SystemExit) as stop:
-        cli.check_paddle_install()
+        cli.check_install()
     assert stop.value.code == 2
     assert capsys.readouterr().err.startswith('error: PaddlePaddle is not installed: pip install paddlepaddle')
 

@@ -240,8 +240,16 @@ def test_each_paddle_line_has_its_deployment_extras():
     assert paddle3.pop('paddle2onnx') == 'paddle2onnx>=2.0' and paddle26.pop('paddle2onnx') == 'paddle2onnx==1.3.1'
     assert paddle3 == paddle26
     text = (REPO_DIR / 'pyproject.toml').read_text()
-    for extra, name in (('deploy', 'requirements-deploy.txt'), ('deploy-paddle26', 'requirements-deploy-paddle26.txt')):
+    for extra, name in (('deploy', 'requirements-deploy.txt'), ('deploy-paddle26', 'requirements-deploy-paddle26.txt'),
+                        ('deploy-gpu', 'requirements-deploy-gpu.txt')):
         assert f'optional-dependencies.{extra} = {{file = ["{name}"]}}' in text, extra
+
+
+def test_the_gpu_deployment_extras_never_bring_the_cpu_onnxruntime():
+    """onnxruntime-gpu in place of onnxruntime (the CPU wheel would shadow it), the rest the same."""
+    cpu, gpu = _requirements('requirements-deploy.txt'), _requirements('requirements-deploy-gpu.txt')
+    assert cpu.pop('onnxruntime') == 'onnxruntime' and gpu.pop('onnxruntime-gpu') == 'onnxruntime-gpu'
+    assert cpu == gpu
 
 
 def _pyproject_scripts():

@@ -55,7 +55,7 @@ warnings.filterwarnings('ignore', message='When training, we now always track gl
 
 from solov2.config import describe_configs  # noqa: E402  (after the start-up settings above)
 from solov2.config.device import device_name, on_gpu  # noqa: E402
-from solov2.config.install import paddle_install_problem  # noqa: E402
+from solov2.config.install import onnxruntime_install_problem, paddle_install_problem  # noqa: E402
 from solov2.core.errors import InputError, Param, RunError, Solov2Error  # noqa: E402
 from solov2.tools.main import CONVERTERS, commands_by_module  # noqa: E402
 
@@ -298,15 +298,16 @@ def _interrupted(exc: KeyboardInterrupt, stream, note: str = '') -> int:
     return 143 if isinstance(exc, Terminated) else 130
 
 
-def check_paddle_install(stream=None) -> None:
+def check_install(stream=None) -> None:
     """Before Paddle loads (``config.install``): without Paddle the command ends in one
-    ``error:`` line naming what to install (exit 2); with both the CPU and the GPU wheel it
-    says so in a ``warning:`` line on ``stream`` (default stderr) and goes on."""
+    ``error:`` line naming what to install (exit 2); with both the CPU and the GPU wheel of
+    Paddle, or of onnxruntime, it says so in a ``warning:`` line on ``stream`` (default
+    stderr) and goes on."""
     problem = paddle_install_problem()
-    if problem is None:
-        return
-    fatal = importlib.util.find_spec('paddle') is None
-    print(('error: ' if fatal else 'warning: ') + problem, file=stream or sys.stderr)
+    fatal = problem is not None and importlib.util.find_spec('paddle') is None
+    for line in (problem, None if fatal else onnxruntime_install_problem()):
+        if line:
+            print(('error: ' if fatal else 'warning: ') + line, file=stream or sys.stderr)
     if fatal:
         raise SystemExit(2)
 
@@ -318,8 +319,8 @@ def interruptible_loading() -> Iterator[None]:
     the C++ ``FatalError`` block of the SIGTERM handler that importing Paddle installs (both
     signals are held while Paddle is imported, then go to Python handlers). A signal the
     process ignores stays ignored; the handlers are put back afterwards (``run_command``
-    installs its own). First the Paddle install is checked (``check_paddle_install``)."""
-    check_paddle_install()
+    installs its own). First the install is checked (``check_install``)."""
+    check_install()
     if not _main_thread():
         yield
         return

@@ -8,7 +8,9 @@ best category scores), the same ranking with the same tie order, the same Matrix
 whole candidate set (masks of other classes leave a decay of exactly 1, as the numpy path's
 class blocks do) and the paste with the same matrices (``_Axis``), so labels and the order
 match, scores agree to float rounding and masks up to pixels at threshold ties.
-The same code runs on the CPU in the tests.
+The mask logits are float64 products (``_logits``): in TF32 (a GPU's float32 products from
+Ampere on, Paddle's default) they move by ~1e-3 and could swap near-tied instances. Matrix
+NMS's 0/1 products are exact either way. The same code runs on the CPU in the tests.
 
 Letters as in ``postprocess.py``: K cells, C classes, E kernel channels, M candidates,
 N kept instances, P = Hf * Wf mask-feature pixels, H x W the original picture.
@@ -40,12 +42,18 @@ def ranked(values: paddle.Tensor, k: Optional[int] = None) -> paddle.Tensor:
     return paddle.argsort(key, descending=True)[:k]
 
 
-def _statistics(kernels: paddle.Tensor, feat: paddle.Tensor, logit_threshold: float):
+def _logits(kernels: paddle.Tensor, feat64: paddle.Tensor) -> paddle.Tensor:
+    """Mask logits [r, P] float32 of kernels [r, E] float32 over feat64 [E, P] float64, the
+    product in float64: float32 to its rounding on any device (no TF32)."""
+    return paddle.matmul(kernels.astype('float64'), feat64).astype('float32')
+
+
+def _statistics(kernels: paddle.Tensor, feat64: paddle.Tensor, logit_threshold: float):
     """Areas [m] float32 and maskness [m] float32 (mean sigmoid inside the mask, summed in
-    float64 as the numpy path does) of kernels [m, E] over feat [E, P]."""
+    float64 as the numpy path does) of kernels [m, E] over feat64 [E, P] (float64)."""
     areas, maskness = [], []
     for start in range(0, kernels.shape[0], ROWS_PER_STEP):
-        logits = paddle.matmul(kernels[start:start + ROWS_PER_STEP], feat)          # [r, P]
+        logits = _logits(kernels[start:start + ROWS_PER_STEP], feat64)              # [r, P]
         inside = (logits > logit_threshold).astype('float32')
         count = inside.sum(axis=1)
         total = (F.sigmoid(logits) * inside).astype('float64').sum(axis=1)
@@ -58,7 +66,7 @@ def matrix_nms(binary: paddle.Tensor, labels: paddle.Tensor, scores: paddle.Tens
                kernel: str, sigma: float) -> paddle.Tensor:
     """Matrix NMS of binary masks [n, P] float32 (0/1, best first) with labels [n], scores
     [n] and areas [n] -> decayed scores [n] (``postprocess.matrix_nms`` on one matrix)."""
-    inter = paddle.matmul(binary, binary, transpose_y=True)       # exact: integer sums < 2^24
+    inter = paddle.matmul(binary, binary, transpose_y=True)    # exact, TF32 too: 0/1 terms, integer sums < 2^24
     union = areas.unsqueeze(0) + areas.unsqueeze(1) - inter
     same = (labels.unsqueeze(1) == labels.unsqueeze(0)).astype('float32')
     iou = paddle.triu(inter / union, diagonal=1) * same
@@ -70,13 +78,13 @@ def matrix_nms(binary: paddle.Tensor, labels: paddle.Tensor, scores: paddle.Tens
     return scores * decay.min(axis=0)
 
 
-def _binary(kernels: paddle.Tensor, feat: paddle.Tensor, logit_threshold: float) -> paddle.Tensor:
-    """[n, P] float32 0/1 masks of kernels [n, E] over feat [E, P]."""
-    return (paddle.matmul(kernels, feat) > logit_threshold).astype('float32')
+def _binary(kernels: paddle.Tensor, feat64: paddle.Tensor, logit_threshold: float) -> paddle.Tensor:
+    """[n, P] float32 0/1 masks of kernels [n, E] over feat64 [E, P] (float64)."""
+    return (_logits(kernels, feat64) > logit_threshold).astype('float32')
 
 
-def select_instances(scores, kernels, feat, strides, params: InferenceParams):
-    """One image on the device: scores [K, C], kernels [K, E], feat [E, P], strides [K]
+def select_instances(scores, kernels, feat64, strides, params: InferenceParams):
+    """One image on the device: scores [K, C], kernels [K, E], feat64 [E, P] float64, strides [K]
     -> (cells [N], labels [N], decayed scores [N]) of the kept instances, best first,
     or None when there are none."""
     hits = paddle.nonzero(scores > params.score_threshold)                     # [M, 2]
@@ -88,13 +96,13 @@ def select_instances(scores, kernels, feat, strides, params: InferenceParams):
     cells, labels, category = (paddle.gather(t, visit) for t in (cells, labels, category))
     cand_kernels = paddle.gather(kernels, cells)
     logit_threshold = math.log(params.mask_threshold / (1 - params.mask_threshold))
-    areas, maskness = _statistics(cand_kernels, feat, logit_threshold)
+    areas, maskness = _statistics(cand_kernels, feat64, logit_threshold)
     kept = paddle.nonzero(areas > paddle.gather(strides, cells)).flatten()
     if kept.shape[0] == 0:
         return None
     rescored = paddle.gather(category * maskness, kept)
     top = paddle.gather(kept, ranked(rescored, params.nms_pre))
-    decayed = matrix_nms(_binary(paddle.gather(cand_kernels, top), feat, logit_threshold),
+    decayed = matrix_nms(_binary(paddle.gather(cand_kernels, top), feat64, logit_threshold),
                          paddle.gather(labels, top), paddle.gather(category * maskness, top),
                          paddle.gather(areas, top), params.nms_kernel, params.nms_sigma)
     passing = paddle.nonzero(decayed >= params.update_threshold).flatten()
@@ -155,8 +163,8 @@ def postprocess_on_device(scores: paddle.Tensor, kernels: paddle.Tensor, mask_fe
     for b in range(mask_feat.shape[0]):
         own = mask_feat[b] if metas is None else mask_feat[b, :, :metas[b].padded_hw[0] // 4,
                                                             :metas[b].padded_hw[1] // 4]
-        feat = own.reshape([own.shape[0], -1])
-        chosen = select_instances(scores[b], kernels[b], feat, strides, params)
+        feat64 = own.reshape([own.shape[0], -1]).astype('float64')
+        chosen = select_instances(scores[b], kernels[b], feat64, strides, params)
         if chosen is None:
             empty = _empty(own.shape[1:])
             if metas is not None:
@@ -164,7 +172,7 @@ def postprocess_on_device(scores: paddle.Tensor, kernels: paddle.Tensor, mask_fe
             found.append(empty)
             continue
         cells, labels, decayed = chosen
-        soft = F.sigmoid(paddle.matmul(paddle.gather(kernels[b], cells), feat)).reshape([-1, *own.shape[1:]])
+        soft = F.sigmoid(_logits(paddle.gather(kernels[b], cells), feat64)).reshape([-1, *own.shape[1:]])
         masks = (paste_on_device(soft, metas[b].resized_hw, metas[b].orig_hw, params.mask_threshold)
                  if metas is not None else soft.numpy())
         found.append(Detections(masks, labels.numpy().astype(np.int64), decayed.numpy()))

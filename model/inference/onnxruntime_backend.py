@@ -1,28 +1,45 @@
 """The ``onnx`` backend: onnxruntime on an exported folder's ``model.onnx``, on the CPU or a GPU
-(``onnx_providers``)."""
+(``onnx_providers``; a session that fell back from the GPU to the CPU is refused, ``check_providers``)."""
 import threading
 from typing import List, Optional, Sequence
 
 import numpy as np
 
 from solov2.config.device import gpu_number, on_gpu
+from solov2.config.install import onnxruntime_install_problem
 from solov2.model.inference.backend import BackendError
 from solov2.model.inference.export_network import OUTPUT_NAMES, network_feed
 from solov2.model.inference.exported_folder import ExportedBackend, loading
 from solov2.model.runtime import cpu_threads
 
+CUDA = 'CUDAExecutionProvider'
+
 
 def onnx_providers(device: str, available: Sequence[str]) -> list:
     """onnxruntime's execution providers for ``device``: the CPU's, or on a GPU the CUDA
-    provider on GPU N first (the CPU's for what it lacks); ``available``:
-    ``onnxruntime.get_available_providers()``. BackendError when a GPU is asked of an
-    onnxruntime without the CUDA provider."""
+    provider on GPU N (``gpu_number``: under the launcher, the process's own) first, with
+    cuDNN's heuristic choice of convolution algorithms (the default, EXHAUSTIVE, times them
+    all again for each new input size, and sizes change with each picture), the CPU's for what
+    it lacks; ``available``: ``onnxruntime.get_available_providers()``. BackendError when a
+    GPU is asked of an onnxruntime without the CUDA provider."""
     if not on_gpu(device):
         return ['CPUExecutionProvider']
-    if 'CUDAExecutionProvider' not in available:
+    if CUDA not in available:
         raise BackendError(f"this onnxruntime has no CUDA provider (it has {', '.join(available)}): "
-                           'pip install onnxruntime-gpu in its place, or use the CPU')
-    return [('CUDAExecutionProvider', {'device_id': gpu_number(device)}), 'CPUExecutionProvider']
+                           + (onnxruntime_install_problem() or 'pip install onnxruntime-gpu in its place '
+                              '(requirements-deploy-gpu.txt), or use the CPU'))
+    return [(CUDA, {'device_id': gpu_number(device), 'cudnn_conv_algo_search': 'HEURISTIC'}), 'CPUExecutionProvider']
+
+
+def check_providers(session, providers: list, version: str) -> None:
+    """BackendError when ``providers`` asked for CUDA and the ``session`` that onnxruntime
+    ``version`` opened did not get it (it falls back to the CPU when the CUDA provider cannot
+    start: CUDA or cuDNN libraries missing or of another version)."""
+    if providers[0] == 'CPUExecutionProvider' or CUDA in session.get_providers():
+        return
+    raise BackendError(f'onnxruntime {version} fell back to the CPU: its CUDA provider did not start. '
+                       + (onnxruntime_install_problem() or 'Install the CUDA and cuDNN libraries this onnxruntime-gpu '
+                          'was built for (onnxruntime.ai, CUDA Execution Provider, Requirements), or use the CPU'))
 
 
 class OnnxBackend(ExportedBackend):
@@ -62,7 +79,9 @@ class OnnxBackend(ExportedBackend):
                 if not path.is_file():
                     raise BackendError(f'{path} not found')
                 with loading(str(path)):
-                    self.sessions[regions] = ort.InferenceSession(str(path), self.options, providers=self.providers)
+                    session = ort.InferenceSession(str(path), self.options, providers=self.providers)
+                check_providers(session, self.providers, ort.__version__)
+                self.sessions[regions] = session
             return self.sessions[regions]
 
     def compile_ahead(self, max_batch: int, mixed: bool = False) -> None:

@@ -12,12 +12,14 @@ from typing import Optional
 import numpy as np
 import paddle
 
-from solov2.config.device import on_gpu
+from solov2.config.device import gpu_number, on_gpu
 from solov2.core.errors import InputError, param
 
 logger = logging.getLogger(__name__)
 AMP_TYPES = {'fp16': 'float16', 'bf16': 'bfloat16'}
-NEEDS = {'float16': 'compute capability 7.0 (Volta)', 'bfloat16': 'compute capability 8.0 (Ampere) and CUDA 11'}
+# the least GPU (compute capability major) on which Paddle's auto_cast runs each type (2.6, 3.x); below
+# it auto_cast turns itself off, though ``paddle.amp.is_float16_supported`` says yes from 5.3
+NEEDS = {'float16': (7, 'compute capability 7.0 (Volta)'), 'bfloat16': (8, 'compute capability 8.0 (Ampere), CUDA 11')}
 
 
 def amp_dtype(amp) -> Optional[str]:
@@ -33,7 +35,7 @@ def amp_dtype(amp) -> Optional[str]:
 
 def runnable_amp(amp, device: str) -> Optional[str]:
     """The half type a run on ``device`` trains its forward in: ``amp_dtype(amp)`` where Paddle's
-    ``auto_cast`` runs it there, else None (float32) with a warning that says why."""
+    ``auto_cast`` runs it there (a GPU of ``NEEDS``), else None (float32) with a warning that says why."""
     dtype = amp_dtype(amp)
     if dtype is None:
         return None
@@ -41,15 +43,17 @@ def runnable_amp(amp, device: str) -> Optional[str]:
         logger.warning("%s needs a GPU (Paddle's auto_cast does nothing on the CPU); training in float32",
                        param('amp', amp))
         return None
-    supported = (paddle.amp.is_float16_supported if dtype == 'float16' else paddle.amp.is_bfloat16_supported)(device)
-    if not supported:
-        logger.warning('%s needs a GPU with %s; training in float32', param('amp', amp), NEEDS[dtype])
+    major, minor = paddle.device.cuda.get_device_capability(gpu_number(device))
+    cuda = str(paddle.version.cuda()).split('.')[0]
+    if major < NEEDS[dtype][0] or (dtype == 'bfloat16' and not (cuda.isdigit() and int(cuda) >= 11)):
+        logger.warning("%s needs a GPU with %s for Paddle's auto_cast (this one: %d.%d, CUDA %s); training in float32",
+                       param('amp', amp), NEEDS[dtype][1], major, minor, paddle.version.cuda())
         return None
     return dtype
 
 
 def make_scaler(dtype: Optional[str]) -> Optional[paddle.amp.GradScaler]:
-    """The loss scaler of a float16 run (Paddle's defaults: 2^15 to start, dynamic); None for
+    """The loss scaler of a float16 run (Paddle's GradScaler defaults: 2^16 to start, dynamic); None for
     bfloat16 (float32's exponent range: nothing to scale) and float32."""
     return paddle.amp.GradScaler() if dtype == 'float16' else None
 

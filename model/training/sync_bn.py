@@ -11,12 +11,17 @@ its own images: two images per process when four are split over two cores.
 ``CpuSyncBatchNorm`` sums the per-channel statistics over the processes, forward and
 backward, so training sees the statistics of the whole batch.
 """
+import logging
+
 import paddle
 import paddle.distributed as dist
 from paddle import nn
 from paddle.autograd import PyLayer
 
+from solov2.core.errors import param
 from solov2.model.fast_ops import expand_channels, in_input_dtypes
+
+logger = logging.getLogger(__name__)
 
 
 def _channel_affine(x: paddle.Tensor, scale: paddle.Tensor, shift: paddle.Tensor) -> paddle.Tensor:
@@ -109,9 +114,15 @@ def convert_sync_bn(model: nn.Layer, gpu: bool) -> nn.Layer:
     """Replace (in place) every ``BatchNorm2D`` of ``model`` that trains its statistics
     (``trains_statistics``) by a synchronised one on the same tensors: Paddle's
     ``SyncBatchNorm`` when ``gpu``, else ``CpuSyncBatchNorm``. Frozen BN layers are left as
-    they are. Returns ``model``."""
+    they are; when that is every one (each COCO config: ``freeze_norm``, the heads' norms are
+    GroupNorm), one log line says the conversion changes nothing. Returns ``model``."""
+    converted = 0
     for parent in [model, *model.sublayers()]:
         for name, child in list(parent.named_children()):
             if trains_statistics(child):
                 setattr(parent, name, _synced(child, gpu))
+                converted += 1
+    if not converted:
+        logger.info('%s changes nothing: every BatchNorm of this model is frozen (freeze_norm: running statistics)',
+                    param('sync_bn', True))
     return model

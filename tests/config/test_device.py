@@ -2,7 +2,7 @@
 so 'gpu:0' is a GPU wherever 'gpu' is, and a GPU this Paddle cannot use fails in one line."""
 import pytest
 
-from solov2.config.device import device_name, on_gpu
+from solov2.config.device import device_name, gpu_number, on_gpu
 from solov2.core.errors import InputError
 from solov2.model import runtime
 from solov2.tools import train
@@ -18,6 +18,29 @@ def test_device_names_are_normalised(given, name, gpu):
 def test_other_names_are_refused_naming_the_choices(bad):
     with pytest.raises(InputError, match="'cpu', 'gpu' or 'gpu:N'"):
         device_name(bad)
+
+
+@pytest.mark.parametrize('selected, plain', [(None, 0), ('1', 1), ('3,2', 3), ('', 0)])
+def test_a_plain_gpu_is_the_launcher_s_gpu_of_this_process(monkeypatch, selected, plain):
+    """Under paddle.distributed.launch (FLAGS_selected_gpus: this process's GPUs, numbered among
+    CUDA_VISIBLE_DEVICES) 'gpu' is the process's own GPU; 'gpu:N' stays N."""
+    monkeypatch.setenv('CUDA_VISIBLE_DEVICES', '4,5,6,7')
+    if selected is None:
+        monkeypatch.delenv('FLAGS_selected_gpus', raising=False)
+    else:
+        monkeypatch.setenv('FLAGS_selected_gpus', selected)
+    assert gpu_number('gpu') == gpu_number(' GPU ') == plain and gpu_number('gpu:2') == 2
+
+
+def test_dygraph_is_placed_on_the_launcher_s_gpu(monkeypatch):
+    asked = []
+    monkeypatch.setenv('FLAGS_selected_gpus', '1')
+    monkeypatch.setattr(runtime.paddle, 'set_device', asked.append)
+    with runtime.paddle_on('gpu', 1):
+        pass
+    with runtime.paddle_on('gpu:0', 1):
+        pass
+    assert asked[0::2] == ['gpu:1', 'gpu:0']
 
 
 def test_command_flag_is_normalised_and_checked(capsys):

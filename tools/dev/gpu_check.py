@@ -3,7 +3,8 @@
 exit code is 1 when any check fails. TF32 is turned off for the run (Paddle's cuBLAS and cuDNN
 switches) so that the GPU's float32 results can be compared with the CPU's.
 
-  environment   the Paddle wheel (a CUDA build, no CPU wheel beside it), the GPU and its compute
+  environment   the Paddle wheel (a CUDA build, no CPU wheel beside it), not both onnxruntime wheels
+                (``config.install``), the GPU and its compute
                 capability, and whether this Paddle runs on it (``model.runtime.resolve_device``)
   inference     the shipped model's outputs on the GPU and on the CPU, on the sample pictures:
                 largest difference of scores, kernels and mask features within ``OUTPUT_TOLERANCE``
@@ -42,7 +43,7 @@ from paddle.base import core  # noqa: E402
 
 from solov2.config import get_config  # noqa: E402
 from solov2.config.device import gpu_number, on_gpu  # noqa: E402
-from solov2.config.install import installed_wheels, paddle_install_problem  # noqa: E402
+from solov2.config.install import installed_wheels, onnxruntime_install_problem, paddle_install_problem  # noqa: E402
 from solov2.core.paths import SAMPLE_IMAGES, SHIPPED_WEIGHTS  # noqa: E402
 from solov2.data.coco import CocoDataset, load_coco  # noqa: E402
 from solov2.data.coco_eval import evaluate_segm  # noqa: E402
@@ -92,8 +93,8 @@ class Setting:
 
 
 def check_environment(s: Setting) -> str:
-    """The wheel, the build and the GPU (``resolve_device`` raises when this Paddle cannot use it)."""
-    problem = paddle_install_problem()
+    """The wheels, the build and the GPU (``resolve_device`` raises when this Paddle cannot use it)."""
+    problem = paddle_install_problem() or onnxruntime_install_problem()
     if problem:
         raise AssertionError(problem)
     wheels = ', '.join(installed_wheels()) or 'a source build'

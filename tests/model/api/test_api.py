@@ -42,7 +42,7 @@ def test_config_comes_from_the_sidecar(seg):
 
 def test_path_bgr_and_rgb_arrays_give_the_predictor_s_instances(seg):
     rgb = read_image(IMAGES[0])
-    want = DygraphBackend(get_config(9), WEIGHTS)(rgb)
+    want = DygraphBackend(get_config(9), WEIGHTS, 'cpu')(rgb)      # seg's device
     from_path = seg(IMAGES[0])
     _same(from_path, Instances.from_detections(want, seg.class_names))
     _same(seg(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)), from_path)        # BGR is the default

@@ -260,7 +260,7 @@ def test_cache_dir_and_progress_of_the_first_auto_export(tmp_path, seg, monkeypa
         pytest.skip('auto exports only with openvino or onnxruntime and paddle2onnx installed')
     monkeypatch.setenv(CACHE_ENV, str(tmp_path / 'env_cache'))     # empty: another test may fill the session's
     heard = []
-    exported = Segmenter(WEIGHTS, cache_dir=str(tmp_path / 'cache'), threads=2,
+    exported = Segmenter(WEIGHTS, cache_dir=str(tmp_path / 'cache'), threads=2, device='cpu',
                          progress=lambda stage, fraction: heard.append((stage, fraction)))
     assert exported.backend.name in ('openvino', 'onnx')
     stages = [stage for stage, _ in heard]
@@ -270,7 +270,7 @@ def test_cache_dir_and_progress_of_the_first_auto_export(tmp_path, seg, monkeypa
     entries = [p.name for p in (tmp_path / 'cache').iterdir() if p.name.startswith('config9-auto-')]
     assert len(entries) == 1 and not cache_root().exists()
     heard.clear()
-    again = Segmenter(WEIGHTS, cache_dir=str(tmp_path / 'cache'), threads=2,
+    again = Segmenter(WEIGHTS, cache_dir=str(tmp_path / 'cache'), threads=2, device='cpu',
                       progress=lambda stage, fraction: heard.append((stage, fraction)))
     assert heard == [] and again.backend.name == exported.backend.name
     items = SQUARE[:3] + [WIDE]
@@ -290,7 +290,7 @@ def test_a_failed_auto_export_falls_back_to_dygraph_with_a_warning_that_says_why
     monkeypatch.setattr(export, 'paddle_major', lambda: 2)
     monkeypatch.setattr(importlib.metadata, 'version', lambda name: versions[name])
     with caplog.at_level(logging.WARNING, logger='solov2'):
-        fallen = Segmenter(WEIGHTS, cache_dir=str(tmp_path), threads=1)
+        fallen = Segmenter(WEIGHTS, cache_dir=str(tmp_path), threads=1, device='cpu')
     assert fallen.backend.name == 'dygraph'
     warned = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warned) == 1 and warned[0].name == auto_backend.LOG.name, caplog.records

@@ -86,6 +86,31 @@ def test_device_detections_equal_the_numpy_path(seed, grids, nms_pre, max_per_im
     _same_soft(got, want)
 
 
+def _tf32(matmul):
+    """Stands in for ``paddle.matmul`` on a GPU with TF32 on (Ampere and newer, Paddle's default):
+    float32 operands cut to TF32's 10-bit mantissa first, float64 ones as they are."""
+    def run(x, y, *args, **kwargs):
+        if x.dtype == paddle.float32:
+            x, y = (paddle.to_tensor((t.numpy().view(np.uint32) & 0xFFFFE000).view(np.float32)) for t in (x, y))
+        return matmul(x, y, *args, **kwargs)
+    return run
+
+
+@pytest.mark.parametrize('seed', [1, 2])
+def test_tf32_products_leave_the_device_instances_as_they_are(monkeypatch, seed):
+    """The logits are float64 products, and Matrix NMS's 0/1 ones exact: the same instances,
+    to the bit, whether or not the device's float32 products run in TF32."""
+    outputs = [paddle.to_tensor(a) for a in _case(seed, (12, 8), sharp=3.0)]
+    params = InferenceParams(num_grids=(12, 8), segm_strides=(1, 2), nms_pre=30)
+    exact = postprocess_on_device(*outputs, params)[0]
+    monkeypatch.setattr(paddle, 'matmul', _tf32(paddle.matmul))
+    rounded = postprocess_on_device(*outputs, params)[0]
+    assert len(exact) > 5
+    np.testing.assert_array_equal(rounded.labels, exact.labels)
+    np.testing.assert_array_equal(rounded.scores, exact.scores)
+    np.testing.assert_array_equal(rounded.masks, exact.masks)
+
+
 def test_no_candidates_gives_empty_detections_with_or_without_a_picture():
     scores, kernels, feat = _case(0, (8, 4))
     params = InferenceParams(num_grids=(8, 4), segm_strides=(1, 2), score_threshold=1.5)

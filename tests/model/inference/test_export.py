@@ -78,7 +78,7 @@ def hot(tmp_path_factory, pytestconfig):
 
 
 def _backends(weights: str, export_dir: Path, number: int = NUMBER):
-    return [DygraphBackend(CONFIGS[number], weights), InferenceBackend(str(export_dir), threads=1),
+    return [DygraphBackend(CONFIGS[number], weights, 'cpu'), InferenceBackend(str(export_dir), threads=1),
             OnnxBackend(str(export_dir), threads=1)]
 
 
@@ -276,7 +276,7 @@ def test_zero_detections_in_every_backend(hot, opts):
     """Nothing passes the score threshold, or everything falls below update_threshold
     after Matrix NMS: every backend returns an empty result of the right shape."""
     weights, out = hot
-    backends = [DygraphBackend(with_overrides(CONFIGS[NUMBER], opts), weights),
+    backends = [DygraphBackend(with_overrides(CONFIGS[NUMBER], opts), weights, 'cpu'),
                 InferenceBackend(str(out), threads=1, overrides=opts),
                 OnnxBackend(str(out), threads=1, overrides=opts)]
     batch = _batch(*SIZES[0], seed=1)

@@ -7,6 +7,7 @@ import re
 import pytest
 
 from solov2.config import get_config
+from solov2.model.inference import onnxruntime_backend
 from solov2.model.inference.backend import BackendError
 from solov2.model.inference.backend_factory import ModelSpec, exported_backend
 from solov2.model.inference.onnxruntime_backend import OnnxBackend, onnx_providers
@@ -53,8 +54,13 @@ def test_paddle_inference_on_the_cpu_disables_the_gpu():
         place_inference(RecordingConfig(), 'cpu', True, (64, 1333), Precision)
 
 
-@pytest.mark.parametrize('device, number', [('gpu', 0), ('gpu:1', 1)])
-def test_paddle_inference_on_a_gpu_with_and_without_tensorrt(device, number):
+@pytest.mark.parametrize('device, selected, number', [('gpu', None, 0), ('gpu:1', None, 1), ('gpu', '1', 1),
+                                                      ('gpu:0', '1', 0)])
+def test_paddle_inference_on_a_gpu_with_and_without_tensorrt(monkeypatch, device, selected, number):
+    """On GPU N, or under paddle.distributed.launch on the process's own GPU (FLAGS_selected_gpus)."""
+    monkeypatch.delenv('FLAGS_selected_gpus', raising=False)
+    if selected:
+        monkeypatch.setenv('FLAGS_selected_gpus', selected)
     config = RecordingConfig()
     place_inference(config, device, False, (64, 1333), Precision)
     assert config.calls == [('enable_use_gpu', (256, number), {})]
@@ -74,10 +80,13 @@ def test_the_real_paddle_inference_config_stays_on_the_cpu():
     assert not config.use_gpu()
 
 
-def test_onnxruntime_providers():
+def test_onnxruntime_providers(monkeypatch):
+    monkeypatch.delenv('FLAGS_selected_gpus', raising=False)
     assert onnx_providers('cpu', ['CPUExecutionProvider']) == ['CPUExecutionProvider']
-    assert onnx_providers('gpu:2', ['CUDAExecutionProvider', 'CPUExecutionProvider']) == [
-        ('CUDAExecutionProvider', {'device_id': 2}), 'CPUExecutionProvider']
+    assert onnx_providers('gpu:2', ['CUDAExecutionProvider', 'CPUExecutionProvider'])[0][1]['device_id'] == 2
+    monkeypatch.setenv('FLAGS_selected_gpus', '1')     # paddle.distributed.launch's second process
+    assert onnx_providers('gpu', ['CUDAExecutionProvider', 'CPUExecutionProvider']) == [
+        ('CUDAExecutionProvider', {'device_id': 1, 'cudnn_conv_algo_search': 'HEURISTIC'}), 'CPUExecutionProvider']
     with pytest.raises(BackendError, match='no CUDA provider .*onnxruntime-gpu'):
         onnx_providers('gpu', ['CPUExecutionProvider'])
 
@@ -104,6 +113,35 @@ def test_the_onnx_backend_asks_this_onnxruntime_for_its_cuda_provider(tmp_path):
         OnnxBackend(folder, device='cpu')
     with pytest.raises(BackendError, match='openvino backend runs on the CPU here'):
         exported_backend(ModelSpec(backend='openvino', model_dir=folder, device='gpu:0'))
+
+
+class FellBack:
+    """Stands in for an ``onnxruntime.InferenceSession`` whose CUDA provider did not start."""
+
+    def __init__(self, path, options, providers):
+        self.asked = providers
+
+    def get_providers(self):
+        return ['CPUExecutionProvider']
+
+    def get_inputs(self):
+        return []
+
+
+def test_a_session_that_fell_back_to_the_cpu_is_refused_naming_the_fix(tmp_path, monkeypatch):
+    import onnxruntime
+    folder = _fake_export(tmp_path / 'export')
+    monkeypatch.setattr(onnxruntime, 'get_available_providers', lambda: ['CUDAExecutionProvider',
+                                                                         'CPUExecutionProvider'])
+    monkeypatch.setattr(onnxruntime, 'InferenceSession', FellBack)
+    monkeypatch.setattr(onnxruntime_backend, 'onnxruntime_install_problem', lambda: None)
+    with pytest.raises(BackendError, match='fell back to the CPU: its CUDA provider did not start. Install the CUDA '
+                                           'and cuDNN libraries'):
+        OnnxBackend(folder, device='gpu')
+    assert OnnxBackend(folder, device='cpu').session.asked == ['CPUExecutionProvider']
+    monkeypatch.setattr(onnxruntime_backend, 'onnxruntime_install_problem', lambda: 'both are installed')
+    with pytest.raises(BackendError, match='did not start. both are installed'):
+        OnnxBackend(folder, device='gpu:0')
 
 
 def test_tensorrt_needs_paddle_inference_on_a_named_gpu(tmp_path):

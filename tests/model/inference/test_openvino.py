@@ -57,6 +57,7 @@ from solov2.model.inference.openvino_graph import pad_deformable_sampling, rewri
 from solov2.model.inference.postprocess import paste_in_boxes
 from solov2.model.inference.quantize import region_operations
 from solov2.tools import demo, export_model, quantize
+from tests.helpers import cpu_default
 from tests.model.inference.test_export import (
     DEMO_OPTS,
     MIN_MASK_IOU,
@@ -146,7 +147,7 @@ def test_dcn_export_runs_in_openvino(tmp_path):
     assert export_model.main(['--weights', weights, '--output', str(out), '--format', 'onnx', '--no-verify',
                               '--opt', *opts]) == 0
     batch = _batch(96, 128, seed=2)
-    dygraph = DygraphBackend(cfg, weights).run_numpy(batch)
+    dygraph = DygraphBackend(cfg, weights, 'cpu').run_numpy(batch)
     onnx_runtime = OnnxBackend(str(out), threads=1).run_numpy(batch)
     for buckets in (False, True):             # the dynamic-shape model, a static one of the bucket
         backend = OpenVinoBackend(str(out), threads=1, overrides=opts, buckets=buckets)
@@ -173,7 +174,7 @@ def _same_instances(backend, reference, batch) -> None:
 def test_openvino_f32_gives_the_dygraph_instances(hot):  # noqa: F811
     """f32 equals dygraph on every size in its one dynamic-shape model, compiled once."""
     weights, out = hot
-    reference = DygraphBackend(CONFIGS[NUMBER], weights)
+    reference = DygraphBackend(CONFIGS[NUMBER], weights, 'cpu')
     backend = OpenVinoBackend(str(out), threads=1, precision='f32')
     for size in [(128, 160), (192, 128), (64, 96), (128, 160)]:
         batch = _batch(*size, seed=size[1])
@@ -200,7 +201,7 @@ def test_bf16_where_the_cpu_has_it(hot):  # noqa: F811
         pytest.skip('this CPU has no bf16 (neither AMX nor avx512_bf16): bf16 cannot run here')
     backend = OpenVinoBackend(str(out), threads=1, precision='bf16')
     batch = _batch(128, 160, seed=4)
-    got, want = backend.run_numpy(batch), DygraphBackend(CONFIGS[NUMBER], weights).run_numpy(batch)
+    got, want = backend.run_numpy(batch), DygraphBackend(CONFIGS[NUMBER], weights, 'cpu').run_numpy(batch)
     assert np.abs(got[1] - want[1]).max() <= BF16_TOL
     assert np.abs(got[2] - want[2]).max() <= BF16_TOL
     assert np.abs(got[2] - want[2]).mean() <= BF16_REL * np.abs(want[2]).mean()
@@ -315,6 +316,7 @@ def openvino_wins(monkeypatch):
 
 @pytest.mark.filterwarnings('ignore::DeprecationWarning')   # pycocotools decode on numpy 2
 @pytest.mark.usefixtures('openvino_wins')
+@cpu_default
 def test_demo_default_is_auto_and_matches_dygraph(hot, image_dir, tmp_path, capsys):  # noqa: F811
     runs = {}
     for backend in ('dygraph', 'auto', 'auto'):
@@ -354,7 +356,8 @@ def test_corrupt_cache_entry_is_rebuilt(hot, tmp_path, monkeypatch):  # noqa: F8
     assert lines[1].startswith(f'auto: exporting {weights} once for openvino and onnx f32 into {entry} (usually')
     assert lines[2].startswith(f'auto: exporting once to {entry} ') and lines[2].endswith(': using openvino f32')
     assert not [p for p in entry.parent.iterdir() if p.name.startswith(f'.{entry.name}')]   # no temp left
-    _same_instances(rebuilt, DygraphBackend(with_overrides(CONFIGS[NUMBER], opts), weights), _batch(128, 160, seed=9))
+    _same_instances(rebuilt, DygraphBackend(with_overrides(CONFIGS[NUMBER], opts), weights, 'cpu'),
+                    _batch(128, 160, seed=9))
     lines.clear()
     cached_backend(NUMBER, CONFIGS[NUMBER], weights, opts, 1, lines.append)
     assert lines == [f'auto: using openvino f32 from cache {entry}']

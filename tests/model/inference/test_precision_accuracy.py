@@ -50,7 +50,7 @@ def _mask_ap(backend, root: Path) -> float:
 
 @pytest.fixture(scope='module')
 def dygraph_ap(shapes):
-    return _mask_ap(DygraphBackend(get_config(9), str(WEIGHTS)), shapes)
+    return _mask_ap(DygraphBackend(get_config(9), str(WEIGHTS), 'cpu'), shapes)
 
 
 @pytest.mark.parametrize('precision', ['f32', 'bf16', 'int8'])

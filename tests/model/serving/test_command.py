@@ -104,7 +104,7 @@ def test_weights_that_do_not_load_end_in_one_line_before_listening(tmp_path):
 @pytest.mark.skipif(not installed_engines(), reason='deploy test: --backend auto exports only with '
                                                     'requirements-deploy.txt (else it opens dygraph at once)')
 def test_sigterm_while_the_model_exports_ends_at_once_in_one_line(tmp_path):
-    process, _ = start(backend='auto', env={**os.environ, CACHE_ENV: str(tmp_path)})
+    process, _ = start('--device', 'cpu', backend='auto', env={**os.environ, CACHE_ENV: str(tmp_path)})
     try:
         next(line for line in process.stdout if 'auto: exporting' in line)
         time.sleep(1)                                   # into the export, tens of seconds of it left

@@ -32,15 +32,42 @@ def test_amp_flag_alone_is_fp16_and_bf16_is_named():
         amp.amp_dtype('fp8')
 
 
+def _gpus(monkeypatch, capabilities, cuda='12.6'):
+    """Stand-in GPUs of these compute capabilities, numbered from 0, and Paddle's CUDA version."""
+    monkeypatch.setattr(paddle.device.cuda, 'get_device_capability', lambda number: capabilities[number])
+    monkeypatch.setattr(paddle.version, 'cuda', lambda: cuda)
+
+
 def test_amp_runs_on_any_gpu_name_and_says_why_not(monkeypatch, caplog):
-    monkeypatch.setattr(paddle.amp, 'is_float16_supported', lambda device: device.startswith('gpu'))
-    monkeypatch.setattr(paddle.amp, 'is_bfloat16_supported', lambda device: False)
+    _gpus(monkeypatch, [(8, 0), (7, 5)])
     assert amp.runnable_amp('fp16', 'gpu:0') == 'float16' and amp.runnable_amp(True, 'gpu') == 'float16'
+    assert amp.runnable_amp('bf16', 'gpu:0') == 'bfloat16'
     with caplog.at_level(logging.WARNING):
         assert amp.runnable_amp('bf16', 'gpu:1') is None
         assert amp.runnable_amp('fp16', 'cpu') is None
-    assert 'compute capability 8.0' in caplog.text and 'needs a GPU' in caplog.text
+    assert 'compute capability 8.0' in caplog.text and 'this one: 7.5' in caplog.text and 'needs a GPU' in caplog.text
     assert amp.make_scaler('bfloat16') is None and amp.make_scaler(None) is None
+
+
+def test_amp_asks_what_paddle_s_auto_cast_asks(monkeypatch, caplog):
+    """auto_cast turns float16 off below 7.0 (Pascal, 6.x), although is_float16_supported says
+    yes from 5.3, and bfloat16 below 8.0 or CUDA 11; the process's launcher GPU is the one asked."""
+    monkeypatch.setattr(paddle.amp, 'is_float16_supported', lambda device: True)
+    _gpus(monkeypatch, [(6, 1), (7, 0)], cuda='10.2')
+    with caplog.at_level(logging.WARNING):
+        assert amp.runnable_amp('fp16', 'gpu:0') is None and amp.runnable_amp('bf16', 'gpu:0') is None
+    assert 'compute capability 7.0 (Volta)' in caplog.text and 'this one: 6.1' in caplog.text
+    assert amp.runnable_amp('fp16', 'gpu:1') == 'float16'
+    monkeypatch.setenv('FLAGS_selected_gpus', '1')
+    assert amp.runnable_amp('fp16', 'gpu') == 'float16'
+    _gpus(monkeypatch, [(9, 0)], cuda='10.2')
+    assert amp.runnable_amp('bf16', 'gpu:0') is None
+
+
+def test_the_scaler_starts_where_paddle_s_grad_scaler_does(monkeypatch):
+    """make_scaler's docstring names Paddle's GradScaler default (2^16; AmpScaler's is 2^15)."""
+    start = float(_gpu_scaler(monkeypatch)._scale.numpy().reshape(-1)[0])
+    assert start == 2.0 ** 16 and f'2^{int(np.log2(start))} to start' in amp.make_scaler.__doc__
 
 
 def _gpu_scaler(monkeypatch, **kwargs):

@@ -6,6 +6,7 @@ import pytest
 from paddle import nn
 
 from solov2.config import CONFIGS
+from solov2.core.errors import param
 from solov2.model.build import build_model
 from solov2.model.layers import ConvNormAct
 from solov2.model.training.sync_bn import CpuSyncBatchNorm, convert_sync_bn
@@ -107,3 +108,16 @@ def test_convert_keeps_frozen_bn_frozen(gpu):
     assert len([bn for bn in after if type(bn) is synced_class]) == len(training) == len(after) - 53
     assert model.state_dict().keys() == before.keys()
     assert all(model.state_dict()[k] is v for k, v in before.items())
+
+
+def test_a_conversion_that_changes_nothing_says_so_in_one_line(caplog):
+    """Every BN frozen (as in each COCO config): --sync-bn would be silently without effect."""
+    frozen = nn.Sequential(nn.Conv2D(3, 4, 3), nn.BatchNorm2D(4, use_global_stats=True), nn.GroupNorm(2, 4))
+    with caplog.at_level('INFO', logger='solov2.model.training.sync_bn'):
+        convert_sync_bn(frozen, gpu=False)
+        assert [(r.args, r.getMessage().split(' ', 1)[1]) for r in caplog.records] == [
+            ((param('sync_bn', True),), 'changes nothing: every BatchNorm of this model is frozen (freeze_norm: '
+                                        'running statistics)')]
+        caplog.clear()
+        convert_sync_bn(nn.Sequential(nn.BatchNorm2D(4)), gpu=False)
+    assert not caplog.records
