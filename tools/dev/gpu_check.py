@@ -1,7 +1,8 @@
 """Checks that the toolkit is right on this machine's GPU: ``python tools/dev/gpu_check.py`` (about
 3-5 minutes on one GPU). Each check prints one line, PASS, FAIL or SKIP, with its numbers; the
-exit code is 1 when any check fails. TF32 is turned off for the run (Paddle's cuBLAS and cuDNN
-switches) so that the GPU's float32 results can be compared with the CPU's.
+exit code is 1 when any check fails. TF32 stays as Paddle leaves it (on, on Ampere and later), as
+users run, but for the two checks that compare the GPU's float32 arithmetic with the CPU's
+(inference, dcn: ``tf32_off``, Paddle's cuBLAS and cuDNN switches put back after).
 
   environment   the Paddle wheel (a CUDA build, no CPU wheel beside it), not both onnxruntime wheels
                 (``config.install``), the GPU and its compute
@@ -11,24 +12,32 @@ switches) so that the GPU's float32 results can be compared with the CPU's.
   postprocess   post-processing on the GPU (``device_postprocess``) against the numpy path on
                 the same outputs: same labels, scores within ``SCORE_TOLERANCE``, mask pixels that
                 differ under ``PIXEL_SHARE`` of the instances' pixels
+  engines       the shipped model exported, Paddle Inference (and onnxruntime where the deployment
+                extras are installed) on the GPU against dygraph: labels, scores within ``ENGINE_TOLERANCE``
   dcn           Paddle's deformable conv on the GPU against the CPU's tensor-op form
                 (``model.deform_ops``): output and the gradients of every input within ``DCN_TOLERANCE``
   train         ``steps`` training steps of the shapes config (9) on a small generated set, in
-                float32 and with AMP (float16): losses finite, the last five below the first five,
-                AMP's last five within ``AMP_SHARE`` of float32's
-  sync-bn       config 0's frozen backbone BN still frozen after the sync-BN conversion
+                float32 and with AMP in float16 and bfloat16 (where the GPU runs it): losses finite,
+                the second half's mean below the first half's (from ``FALLING_STEPS`` steps on),
+                AMP's within ``AMP_SHARE`` of float32's; float16's loss scaler finite and saved
+  sync-bn       config 0's frozen backbone BN still frozen after the sync-BN conversion, and a
+                training forward of config 9 with its synchronised BN finite
   ema           one EMA update of config 9's weights on the GPU, in ms, and that it moved them
   eval          mask AP on generated shapes pictures with the GPU (post-processing there) and the
                 CPU (numpy), within ``AP_POINTS``
-  two-gpu       with two GPUs, train.py launched on both with ``--sync-bn`` for a few steps; SKIP
-                with one
+  two-gpu       with two GPUs: each launched process's plain 'gpu' is its own GPU (the one rule of
+                dygraph, Paddle Inference and onnxruntime), and train.py launched on both with
+                ``--sync-bn`` for a few steps; SKIP with one
 
 ``--dry-run`` makes the same calls on the CPU (the "GPU" is the CPU; AMP there trains in
 float32, as train.py does), with fewer and smaller steps: CI runs it so the check cannot rot.
 """
+import contextlib
 import dataclasses
+import importlib.util
 import logging
 import math
+import os
 import sys
 import tempfile
 import time
@@ -51,9 +60,12 @@ from solov2.data.results import write_json  # noqa: E402
 from solov2.data.transforms import read_image  # noqa: E402
 from solov2.model.build import build_model  # noqa: E402
 from solov2.model.deform_ops import deform_conv  # noqa: E402
+from solov2.model.inference.backend_factory import ModelSpec, exported_backend  # noqa: E402
 from solov2.model.inference.dygraph_backend import DygraphBackend  # noqa: E402
 from solov2.model.inference.evaluation import predict_coco  # noqa: E402
+from solov2.model.inference.export import export  # noqa: E402
 from solov2.model.runtime import paddle_on, resolve_device  # noqa: E402
+from solov2.model.training.amp import runnable_amp  # noqa: E402
 from solov2.model.training.ema import ModelEMA  # noqa: E402
 from solov2.model.training.hooks import Hook  # noqa: E402
 from solov2.model.training.options import TrainOptions  # noqa: E402
@@ -68,6 +80,8 @@ PIXEL_SHARE = 1e-3        # mask pixels that may differ (threshold ties), of all
 DCN_TOLERANCE = 1e-4      # deformable conv, relative to the largest magnitude
 AMP_SHARE = 0.25          # AMP's final loss within 25% of float32's
 AP_POINTS = 0.2           # mask AP (percent points), GPU vs CPU
+ENGINE_TOLERANCE = 1e-3   # scores of an exported engine on the GPU against dygraph
+FALLING_STEPS = 10        # fewer steps are too noisy to ask the loss to fall
 TRAIN_SCRIPT = Path(__file__).resolve().parents[2] / 'train.py'
 
 
@@ -109,6 +123,21 @@ def check_environment(s: Setting) -> str:
             f'{paddle.device.cuda.get_device_name(number)} compute capability {major}.{minor}')
 
 
+@contextlib.contextmanager
+def tf32_off():
+    """TF32 off in cuBLAS and cuDNN for the block (Paddle's switches; CPU builds have them
+    too), put back as they were after it."""
+    names = [name for name in ('cublas', 'cudnn') if hasattr(core, f'get_{name}_switch')]
+    before = {name: getattr(core, f'get_{name}_switch')() for name in names}
+    for name in names:
+        getattr(core, f'set_{name}_switch')(False)
+    try:
+        yield
+    finally:
+        for name, on in before.items():
+            getattr(core, f'set_{name}_switch')(on)
+
+
 def _pictures(s: Setting) -> list:
     return [read_image(str(path)) for path in sorted(Path(SAMPLE_IMAGES).glob('*.jpg'))[:s.samples]]
 
@@ -117,10 +146,11 @@ def check_inference(s: Setting) -> str:
     """The shipped model's three outputs on each sample picture, GPU against CPU."""
     cpu, gpu = (DygraphBackend(get_config(9), SHIPPED_WEIGHTS, device, threads=2) for device in ('cpu', s.device))
     worst = 0.0
-    for picture in _pictures(s):
-        chw, _ = cpu.prepare(picture)
-        for want, got in zip(cpu.run_numpy(chw[None]), gpu.run_numpy(chw[None])):
-            worst = max(worst, float(np.abs(want - got).max()))
+    with tf32_off():
+        for picture in _pictures(s):
+            chw, _ = cpu.prepare(picture)
+            for want, got in zip(cpu.run_numpy(chw[None]), gpu.run_numpy(chw[None])):
+                worst = max(worst, float(np.abs(want - got).max()))
     assert worst <= OUTPUT_TOLERANCE, f'largest output difference {worst:.2e} > {OUTPUT_TOLERANCE}'
     return f'largest output difference {worst:.2e} (tolerance {OUTPUT_TOLERANCE}) on {s.samples} pictures'
 
@@ -145,6 +175,28 @@ def check_postprocess(s: Setting) -> str:
             'mask pixels differ')
 
 
+def check_engines(s: Setting) -> str:
+    """The shipped model exported and run by Paddle Inference (and onnxruntime, where installed)
+    on the device, each against dygraph on the CPU: the same labels, scores within ``ENGINE_TOLERANCE``."""
+    kinds = ['inference'] + (['onnx'] if importlib.util.find_spec('paddle2onnx') and
+                             importlib.util.find_spec('onnxruntime') else [])
+    folder = s.folder / 'export'
+    dygraph = DygraphBackend(get_config(9), SHIPPED_WEIGHTS, 'cpu', threads=2)
+    export(9, get_config(9), SHIPPED_WEIGHTS, folder, fmt='both' if 'onnx' in kinds else 'paddle', check=False,
+           dygraph=dygraph)
+    worst = {}
+    for kind in kinds:
+        engine = exported_backend(ModelSpec(backend=kind, model_dir=str(folder), device=s.device, threads=2))
+        worst[kind] = 0.0
+        for picture in _pictures(s):
+            want, got = dygraph(picture), engine(picture)
+            assert list(got.labels) == list(want.labels), f'{kind}: labels {list(got.labels)} != {list(want.labels)}'
+            worst[kind] = max([worst[kind], *np.abs(got.scores - want.scores)])
+    numbers = ', '.join(f'{kind} within {value:.1e}' for kind, value in worst.items())
+    assert max(worst.values()) <= ENGINE_TOLERANCE, f'scores over {ENGINE_TOLERANCE} apart: {numbers}'
+    return f'same labels as dygraph on {s.samples} pictures, scores: {numbers}'
+
+
 def _dcn_case() -> list:
     """x, offset, weight, bias, mask and the output's gradient of a 3x3 DCNv2, 8 -> 16 channels."""
     rng = np.random.default_rng(0)
@@ -167,7 +219,8 @@ def check_dcn(s: Setting) -> str:
     """Paddle's deformable conv on the device (what ``deform_conv`` runs there) against the
     CPU's tensor-op form (``deform_conv`` on a CPU place with gradients)."""
     want = _dcn_run('cpu', deform_conv)
-    got = _dcn_run(s.device, paddle.vision.ops.deform_conv2d)
+    with tf32_off():
+        got = _dcn_run(s.device, paddle.vision.ops.deform_conv2d)
     names = ('output', 'dx', 'doffset', 'dweight', 'dbias', 'dmask')
     errors = {name: float(np.abs(a - b).max() / max(1.0, np.abs(a).max())) for name, a, b in zip(names, want, got)}
     bad = [f'{name} {error:.1e}' for name, error in errors.items() if error > DCN_TOLERANCE]
@@ -191,8 +244,9 @@ def _shapes_set(s: Setting, split: str, count: int) -> tuple:
     return str(ann), str(s.folder / split)
 
 
-def _train(s: Setting, amp: str) -> list:
-    """The losses of ``s.steps`` steps of config 9 from random weights (``amp``: '' or 'fp16')."""
+def _train(s: Setting, amp: str) -> tuple:
+    """(losses, loss scaler's state) of ``s.steps`` steps of config 9 from random weights
+    (``amp``: '', 'fp16' or 'bf16'), as ``train`` runs them (``run_settings``)."""
     ann, images = _shapes_set(s, 'train', 8)
     data = [f'dataset_dir={s.folder}', f'train_ann={ann}', f'train_images={images}', f'val_ann={ann}',
             f'val_images={images}', f'train_shorts=({s.size},)', f'train_max={s.size}', 'batch_size=2',
@@ -200,12 +254,13 @@ def _train(s: Setting, amp: str) -> list:
     options = TrainOptions(config=9, output=str(s.folder / f'run{amp}'), overwrite=True, overrides=tuple(data),
                            max_iters=s.steps, log_every=10 ** 6, checkpoint_every=10 ** 6, amp=amp,
                            device=s.device, threads=2)
-    with run_settings(options):
-        trainer, _ = prepare(options, evaluate=None)
-        losses = _Losses()
+    with run_settings(options) as hold:
+        with hold():
+            trainer, _ = prepare(options, evaluate=None)
+        losses, trainer.hold = _Losses(), hold
         trainer.hooks = [losses]
         trainer.run()
-    return losses.values
+    return losses.values, trainer.checkpoint_state()['scaler']
 
 
 def _halves(losses: list) -> tuple:
@@ -214,16 +269,22 @@ def _halves(losses: list) -> tuple:
 
 
 def check_train(s: Setting) -> str:
-    """float32 and AMP training: finite, falling (the second half's mean loss below the first
-    half's), AMP's second half within ``AMP_SHARE`` of float32's."""
-    full, half = _train(s, ''), _train(s, 'fp16')
-    (start_full, end_full), (start_half, end_half) = _halves(full), _halves(half)
-    numbers = (f'{len(full)} steps, mean loss of the first and second half: float32 {start_full:.3f} -> '
-               f'{end_full:.3f}, AMP {start_half:.3f} -> {end_half:.3f}')
-    finite = all(math.isfinite(v) for v in full + half)
-    assert finite and end_full < start_full and end_half < start_half, 'not finite or not falling: ' + numbers
-    assert abs(end_half - end_full) <= AMP_SHARE * end_full, f'AMP ends over {AMP_SHARE:.0%} away: ' + numbers
-    return numbers
+    """float32 and AMP training (float16; bfloat16 where the GPU runs it): finite, falling from
+    ``FALLING_STEPS`` steps on (the second half's mean loss below the first half's), AMP's
+    second half within ``AMP_SHARE`` of float32's; float16's scaler state finite and positive."""
+    amps = ['', 'fp16'] + (['bf16'] if s.dry or runnable_amp('bf16', s.device) else [])
+    runs = {amp or 'float32': _train(s, amp) for amp in amps}
+    halves = {name: _halves(losses) for name, (losses, _) in runs.items()}
+    numbers = f'{s.steps} steps, mean loss of the first and second half: ' + ', '.join(
+        f'{name} {start:.3f} -> {end:.3f}' for name, (start, end) in halves.items())
+    assert all(math.isfinite(v) for losses, _ in runs.values() for v in losses), 'not finite: ' + numbers
+    assert s.steps < FALLING_STEPS or all(end < start for start, end in halves.values()), 'not falling: ' + numbers
+    end = halves['float32'][1]
+    assert all(abs(last - end) <= AMP_SHARE * end for _, last in halves.values()), \
+        f'AMP ends over {AMP_SHARE:.0%} away: ' + numbers
+    scale = runs['fp16'][1].get('scale', [])
+    assert s.dry or (scale and all(math.isfinite(v) and v > 0 for v in scale)), f'float16 loss scale {scale}'
+    return numbers + (f'; float16 loss scale {scale[0]:g}' if scale else '')
 
 
 def _bn_counts(model) -> tuple:
@@ -235,7 +296,8 @@ def _bn_counts(model) -> tuple:
 
 def check_sync_bn(s: Setting) -> str:
     """The sync-BN conversion a GPU run makes (``convert_sync_bn``) on config 0 (frozen
-    backbone BN) and config 9 (BN that trains): frozen ones stay, training ones are synced."""
+    backbone BN) and config 9 (BN that trains): frozen ones stay, training ones are synced, and
+    config 9's training forward through them is finite."""
     numbers = []
     with paddle_on(s.device, 2):
         for number in (0, 9):
@@ -245,7 +307,12 @@ def check_sync_bn(s: Setting) -> str:
             numbers.append(f'config {number}: {before[0]} frozen BN -> {after[0]}, {before[1]} training BN -> '
                            f'{after[2]} synced')
             assert after == (before[0], 0, before[1]) and (number != 0 or before[0] > 0), '; '.join(numbers)
-    return '; '.join(numbers)
+        model.train()
+        outputs = model(paddle.rand([2, 3, s.size, s.size]))
+        finite = all(bool(paddle.isfinite(t).all()) for t in paddle.utils.flatten(outputs) if t is not None)
+        assert finite, 'config 9 with synchronised BN: a training forward is not finite'
+    return '; '.join(numbers) + '; its training forward finite'
+
 
 
 def check_ema(s: Setting) -> str:
@@ -286,6 +353,9 @@ def check_eval(s: Setting) -> str:
     return numbers
 
 
+PLACEMENT = "from solov2.config.device import gpu_number\nprint(f'gpu:{gpu_number(\"gpu\")}')\n"   # a process's GPU
+
+
 class Skipped(Exception):
     """A check that cannot run here (its line says why)."""
 
@@ -298,6 +368,13 @@ def check_two_gpus(s: Setting) -> str:
     import subprocess
 
     from solov2.tools.train import command_args
+    script = s.folder / 'placement.py'
+    script.write_text(PLACEMENT)
+    placed = subprocess.run([sys.executable, '-m', 'paddle.distributed.launch', '--gpus', '0,1', '--log_dir',
+                             str(s.folder / 'placed_logs'), str(script)], capture_output=True, text=True, timeout=300,
+                            env={**os.environ, 'PYTHONPATH': str(TRAIN_SCRIPT.parent)})
+    logs = ''.join(path.read_text() for path in sorted((s.folder / 'placed_logs').glob('workerlog.*')))
+    assert placed.returncode == 0 and sorted(logs.split()) == ['gpu:0', 'gpu:1'], f'placed on {logs.split()}'
     ann, images = _shapes_set(s, 'train', 8)
     options = TrainOptions(config=9, output=str(s.folder / 'launched'), overwrite=True, sync_bn=True, device='gpu',
                            max_iters=5, log_every=1, overrides=(f'train_ann={ann}', f'train_images={images}',
@@ -308,12 +385,13 @@ def check_two_gpus(s: Setting) -> str:
     done = subprocess.run(command, capture_output=True, text=True, timeout=600)
     log = Path(options.output) / 'train_log.csv'
     assert done.returncode == 0 and log.is_file(), f'exit code {done.returncode}: {done.stderr.strip()[-300:]}'
-    return f'2 processes, {len(log.read_text().splitlines()) - 1} logged steps, exit code 0'
+    return (f'2 processes placed on gpu:0 and gpu:1; train.py: {len(log.read_text().splitlines()) - 1} logged '
+            'steps, exit code 0')
 
 
 CHECKS = (('environment', check_environment), ('inference', check_inference), ('postprocess', check_postprocess),
-          ('dcn', check_dcn), ('train', check_train), ('sync-bn', check_sync_bn), ('ema', check_ema),
-          ('eval', check_eval), ('two-gpu', check_two_gpus))
+          ('engines', check_engines), ('dcn', check_dcn), ('train', check_train), ('sync-bn', check_sync_bn),
+          ('ema', check_ema), ('eval', check_eval), ('two-gpu', check_two_gpus))
 
 
 def run_checks(s: Setting, names=None, out=print) -> int:
@@ -338,14 +416,13 @@ def run(argv=None) -> int:
     parser = make_parser("Check the toolkit on this machine's GPU: one PASS/FAIL line per check.", configs=False,
                          notes=__doc__)
     parser.add_argument('--dry-run', action='store_true', help='the same calls on the CPU (what CI runs)')
-    parser.add_argument('--steps', type=int, default=None, help='training steps (default 30; dry run 6)')
+    parser.add_argument('--steps', type=int, default=None,
+                        help=f'training steps (default 30; dry run {FALLING_STEPS}; fewer than {FALLING_STEPS} do not '
+                             'judge whether the loss falls)')
     parser.add_argument('--only', nargs='+', choices=[name for name, _ in CHECKS], help='run only these checks')
     args = parser.parse_args(argv)
-    for switch in ('set_cublas_switch', 'set_cudnn_switch'):   # no TF32 in float32 matmuls (cuBLAS) and
-        if hasattr(core, switch):                               # convolutions (cuDNN); CUDA builds have them
-            getattr(core, switch)(False)
     with tempfile.TemporaryDirectory(prefix='gpu_check_') as folder:
-        setting = Setting('cpu', args.steps or 6, 96, 3, 2, Path(folder)) if args.dry_run else \
+        setting = Setting('cpu', args.steps or FALLING_STEPS, 96, 3, 2, Path(folder)) if args.dry_run else \
             Setting('gpu', args.steps or 30, 256, 24, 5, Path(folder))
         with show_logs(logging.WARNING):       # the training runs' start-up lines left out
             failed = run_checks(setting, args.only)

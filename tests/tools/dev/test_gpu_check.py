@@ -35,3 +35,13 @@ def test_a_failing_check_is_one_line_and_the_others_still_run(monkeypatch, tmp_p
     for switch in ('set_cublas_switch', 'set_cudnn_switch'):     # the process's TF32 left alone
         monkeypatch.setattr(gpu_check.core, switch, lambda on: None, raising=False)
     assert gpu_check.run(['--dry-run']) == 1
+
+
+def test_tf32_is_off_only_inside_the_float32_comparisons():
+    """The checks run with TF32 as Paddle leaves it, as users do; ``tf32_off`` (inference, dcn)
+    puts Paddle's switches back as they were (CPU builds have the switches too)."""
+    switches = [name for name in ('cublas', 'cudnn') if hasattr(gpu_check.core, f'get_{name}_switch')]
+    before = [getattr(gpu_check.core, f'get_{name}_switch')() for name in switches]
+    with gpu_check.tf32_off():
+        assert not any(getattr(gpu_check.core, f'get_{name}_switch')() for name in switches)
+    assert [getattr(gpu_check.core, f'get_{name}_switch')() for name in switches] == before and switches
