@@ -467,7 +467,8 @@ def add_backend_args(parser: argparse.ArgumentParser, backends, precisions) -> N
                              'or int8 (a folder from tools/quantize.py)')
     parser.add_argument('--mkldnn', action='store_true', help='oneDNN kernels for --backend inference')
     parser.add_argument('--tensorrt', action='store_true',
-                        help='--backend inference on a GPU --device: TensorRT float16 subgraphs')
+                        help='--backend inference or onnx on a GPU --device: through TensorRT float16 (onnx: '
+                             "onnxruntime's TensorRT provider, for Paddle 3 exports too)")
 
 
 def model_spec(args):

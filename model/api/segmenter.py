@@ -158,7 +158,7 @@ class Segmenter:
         device: 'cpu' or 'gpu' (default: gpu when there is one); threads: CPU math threads
             (0: every core).
         overrides: config changes, ``{'score_threshold': 0.2}`` or ``['score_threshold=0.2']``.
-        mkldnn, tensorrt: Paddle Inference ('inference') with oneDNN, with TensorRT on a GPU.
+        mkldnn, tensorrt: Paddle Inference ('inference') with oneDNN; on a GPU, 'inference' or 'onnx' through TensorRT.
         processes: under ``paddle.distributed.launch``, ``model.distributed.start_processes(device)``:
             threads 0 is then this process's share of the cores, and 'auto' exports once per node.
         cache_dir: the export cache of 'auto' (and OpenVINO's compiled models), and the published

@@ -46,7 +46,7 @@ class ModelSpec:
     (None: the GPU if Paddle has one); ``threads``: CPU math threads (0: this process's share of
     the cores, ``model.runtime.cpu_threads``); ``overrides``: config changes, ``['name=value',
     ...]`` or ``{'name': value}`` (kept as a tuple of strings); ``mkldnn``: Paddle Inference
-    with oneDNN; ``tensorrt``: Paddle Inference with TensorRT float16 on a GPU."""
+    with oneDNN; ``tensorrt``: Paddle Inference or onnxruntime through TensorRT float16 on a GPU."""
     weights: Union[str, os.PathLike, None] = None
     config: Optional[int] = None
     backend: str = 'auto'
@@ -92,8 +92,8 @@ class ModelSpec:
         if self.model_dir and backend not in EXPORTED:
             raise BackendError(param('model_dir'), ' needs ', param('backend', *EXPORTED), f' (not {backend})')
         device = device_name(self.device)
-        if self.tensorrt and (backend != 'inference' or device is None or not on_gpu(device)):
-            raise BackendError(param('tensorrt'), ' needs ', param('backend', 'inference'), ' and a GPU ',
+        if self.tensorrt and (backend not in ('inference', 'onnx') or device is None or not on_gpu(device)):
+            raise BackendError(param('tensorrt'), ' needs ', param('backend', 'inference', 'onnx'), ' and a GPU ',
                                param('device'))
         if backend in EXPORTED and not self.model_dir:
             raise BackendError(param('backend', backend), ' needs ', param('model_dir'),
@@ -116,16 +116,18 @@ def _text(path):
 def exported_backend(spec: ModelSpec, compiled: Optional[str] = None) -> Backend:
     """The backend of ``spec``'s exported folder (``model_dir``) by its ``backend`` name, the one
     way every caller opens one: 'inference' (Paddle Inference; ``mkldnn``: with oneDNN; on a GPU
-    ``tensorrt``: TensorRT float16), 'onnx' (onnxruntime) or 'openvino' (``precision`` f32 | bf16 |
-    int8; ``compiled``: the folder where OpenVINO keeps its compiled models,
-    ``auto_backend.compiled_cache``; None: none; CPU only), on ``device`` as it is (None: the CPU)
+    ``tensorrt``: TensorRT float16), 'onnx' (onnxruntime; on a GPU ``tensorrt``: through TensorRT
+    float16, its engines kept in ``compiled``) or 'openvino' (``precision`` f32 | bf16 | int8;
+    ``compiled``: the folder where OpenVINO keeps its compiled models, ``auto_backend.compiled_cache``;
+    None: none; CPU only), on ``device`` as it is (None: the CPU)
     with ``threads`` (0: every core). BackendError on another name."""
     kind, folder, threads, overrides, device = spec.backend, spec.model_dir, spec.threads, spec.overrides, spec.device
     if kind == 'inference':
         return InferenceBackend(folder, threads, mkldnn=spec.mkldnn, overrides=overrides, device=device or 'cpu',
                                 tensorrt=spec.tensorrt)
     if kind == 'onnx':
-        return OnnxBackend(folder, threads, overrides=overrides, device=device or 'cpu')
+        return OnnxBackend(folder, threads, overrides=overrides, device=device or 'cpu', tensorrt=spec.tensorrt,
+                           engine_cache=compiled)
     if kind == 'openvino' and device and on_gpu(device):
         raise BackendError("the openvino backend runs on the CPU here; on a GPU use 'inference' or 'onnx'")
     if kind == 'openvino':

@@ -34,6 +34,7 @@ from solov2.model.solov2 import SOLOv2
 SIZE_DIVISOR = 32
 MIN_SIZE = 64          # P5 (stride 32) must be at least 2x2 for the CoordConv channels
 INPUT_NAME = 'image'
+TENSORRT_MAX_BATCH = 8      # the largest batch of TensorRT's optimisation profiles (Paddle Inference, onnxruntime)
 REGIONS_NAME = 'regions'
 OUTPUTS = (        # the one description of the network's outputs (infer_cfg.json, the demo's input dumps)
     {'name': 'scores', 'shape': ['B', 'K', 'C'],

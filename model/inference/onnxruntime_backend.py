@@ -1,5 +1,6 @@
-"""The ``onnx`` backend: onnxruntime on an exported folder's ``model.onnx``, on the CPU or a GPU
-(``onnx_providers``; a session that fell back from the GPU to the CPU is refused, ``check_providers``)."""
+"""The ``onnx`` backend: onnxruntime on an exported folder's ``model.onnx``, on the CPU or a GPU,
+optionally through TensorRT (``onnx_providers``; a session that fell back from the GPU to the CPU
+is refused, ``check_providers``)."""
 import threading
 from typing import List, Optional, Sequence
 
@@ -8,35 +9,59 @@ import numpy as np
 from solov2.config.device import gpu_number, on_gpu
 from solov2.config.install import onnxruntime_install_problem
 from solov2.model.inference.backend import BackendError
-from solov2.model.inference.export_network import OUTPUT_NAMES, network_feed
+from solov2.model.inference.export_network import INPUT_NAME, OUTPUT_NAMES, TENSORRT_MAX_BATCH, network_feed
 from solov2.model.inference.exported_folder import ExportedBackend, loading
 from solov2.model.runtime import cpu_threads
 
-CUDA = 'CUDAExecutionProvider'
+CUDA, TENSORRT = 'CUDAExecutionProvider', 'TensorrtExecutionProvider'
 
 
-def onnx_providers(device: str, available: Sequence[str]) -> list:
+def tensorrt_options(number: int, size_range, engine_cache: Optional[str]) -> dict:
+    """onnxruntime's TensorRT provider options on GPU ``number``: float16, one optimisation
+    profile from 1 picture of the export's smallest side to ``TENSORRT_MAX_BATCH`` of its largest
+    (``size_range``: min, max side), engines kept in ``engine_cache`` (None: built at each start)."""
+    low, high = size_range
+    shapes = {key: f'{INPUT_NAME}:{batch}x3x{side}x{side}' for key, batch, side in (
+        ('trt_profile_min_shapes', 1, low), ('trt_profile_opt_shapes', 1, high),
+        ('trt_profile_max_shapes', TENSORRT_MAX_BATCH, high))}
+    cache = {'trt_engine_cache_enable': True, 'trt_engine_cache_path': engine_cache} if engine_cache else {}
+    return {'device_id': number, 'trt_fp16_enable': True, **shapes, **cache}
+
+
+def onnx_providers(device: str, available: Sequence[str], tensorrt: bool = False, size_range=(0, 0),
+                   engine_cache: Optional[str] = None) -> list:
     """onnxruntime's execution providers for ``device``: the CPU's, or on a GPU the CUDA
     provider on GPU N (``gpu_number``: under the launcher, the process's own) first, with
     cuDNN's heuristic choice of convolution algorithms (the default, EXHAUSTIVE, times them
     all again for each new input size, and sizes change with each picture), the CPU's for what
-    it lacks; ``available``: ``onnxruntime.get_available_providers()``. BackendError when a
-    GPU is asked of an onnxruntime without the CUDA provider."""
+    it lacks; ``tensorrt``: TensorRT's provider before CUDA's (``tensorrt_options``). ``available``:
+    ``onnxruntime.get_available_providers()``. BackendError when a GPU (or TensorRT) is asked of an
+    onnxruntime without its provider."""
     if not on_gpu(device):
         return ['CPUExecutionProvider']
-    if CUDA not in available:
-        raise BackendError(f"this onnxruntime has no CUDA provider (it has {', '.join(available)}): "
-                           + (onnxruntime_install_problem() or 'pip install onnxruntime-gpu in its place '
-                              '(requirements-deploy-gpu.txt), or use the CPU'))
-    return [(CUDA, {'device_id': gpu_number(device), 'cudnn_conv_algo_search': 'HEURISTIC'}), 'CPUExecutionProvider']
+    for provider, name in [(CUDA, 'CUDA')] + [(TENSORRT, 'TensorRT')] * tensorrt:
+        if provider not in available:
+            raise BackendError(f"this onnxruntime has no {name} provider (it has {', '.join(available)}): "
+                               + (onnxruntime_install_problem() or 'pip install onnxruntime-gpu in its place '
+                                  '(requirements-deploy-gpu.txt) with the TensorRT libraries it was built for'
+                                  if provider == TENSORRT else 'pip install onnxruntime-gpu in its place '
+                                  '(requirements-deploy-gpu.txt), or use the CPU'))
+    number = gpu_number(device)
+    cuda = (CUDA, {'device_id': number, 'cudnn_conv_algo_search': 'HEURISTIC'})
+    first = [(TENSORRT, tensorrt_options(number, size_range, engine_cache))] if tensorrt else []
+    return first + [cuda, 'CPUExecutionProvider']
 
 
 def check_providers(session, providers: list, version: str) -> None:
-    """BackendError when ``providers`` asked for CUDA and the ``session`` that onnxruntime
-    ``version`` opened did not get it (it falls back to the CPU when the CUDA provider cannot
-    start: CUDA or cuDNN libraries missing or of another version)."""
-    if providers[0] == 'CPUExecutionProvider' or CUDA in session.get_providers():
+    """BackendError when ``providers`` asked for CUDA (or TensorRT) and the ``session`` that
+    onnxruntime ``version`` opened did not get it (it falls back when a provider cannot start:
+    CUDA, cuDNN or TensorRT libraries missing or of another version)."""
+    asked = {provider[0] for provider in providers if isinstance(provider, tuple)}
+    if asked <= set(session.get_providers()):
         return
+    if TENSORRT in asked and CUDA in session.get_providers():
+        raise BackendError(f'onnxruntime {version} did not start its TensorRT provider: install the TensorRT '
+                           'libraries this onnxruntime-gpu was built for, or run without tensorrt')
     raise BackendError(f'onnxruntime {version} fell back to the CPU: its CUDA provider did not start. '
                        + (onnxruntime_install_problem() or 'Install the CUDA and cuDNN libraries this onnxruntime-gpu '
                           'was built for (onnxruntime.ai, CUDA Execution Provider, Requirements), or use the CPU'))
@@ -44,12 +69,14 @@ def check_providers(session, providers: list, version: str) -> None:
 
 class OnnxBackend(ExportedBackend):
     """onnxruntime with ``threads`` intra-op threads (0 = every core), on the CPU or a GPU
-    (``device``, ``onnx_providers``). Its ``InferenceSession.run`` may be called from several
+    (``device``; ``tensorrt``: through TensorRT float16, its engines kept in ``engine_cache``;
+    ``onnx_providers``). Its ``InferenceSession.run`` may be called from several
     threads at once. A batch of pictures of several sizes runs the folder's regions graph
     (``model_regions.onnx``), whose session opens on the first such batch."""
     name = 'onnx'
 
-    def __init__(self, model_dir: str, threads: int = 0, overrides: Sequence[str] = (), device: str = 'cpu'):
+    def __init__(self, model_dir: str, threads: int = 0, overrides: Sequence[str] = (), device: str = 'cpu',
+                 tensorrt: bool = False, engine_cache: Optional[str] = None):
         super().__init__(model_dir, overrides)
         try:
             import onnxruntime as ort
@@ -63,7 +90,7 @@ class OnnxBackend(ExportedBackend):
         self.options.intra_op_num_threads = cpu_threads(threads)
         self.options.inter_op_num_threads = 1
         self.options.log_severity_level = 3
-        self.providers = onnx_providers(device, ort.get_available_providers())
+        self.providers = onnx_providers(device, ort.get_available_providers(), tensorrt, self.size_range, engine_cache)
         self.sessions, self.lock = {}, threading.Lock()
         self.session = self.session_for(False)
         self.mixes_sizes = 'regions_model' in files

@@ -9,7 +9,7 @@ import paddle
 from solov2.config.device import gpu_number, on_gpu
 from solov2.config.install import paddle_major
 from solov2.model.inference.backend import BackendError
-from solov2.model.inference.export_network import INPUT_NAME, OUTPUT_NAMES, network_feed
+from solov2.model.inference.export_network import INPUT_NAME, OUTPUT_NAMES, TENSORRT_MAX_BATCH, network_feed
 from solov2.model.inference.exported_folder import ExportedBackend, loading
 from solov2.model.runtime import cpu_threads, paddle_on
 
@@ -19,8 +19,8 @@ GPU_MEMORY_POOL_MB = 256     # Paddle Inference's first GPU memory pool; it grow
 def place_inference(config, device: str, tensorrt: bool, size_range, precision_type) -> None:
     """Put a Paddle Inference ``config`` on ``device``: the CPU (GPU disabled), or GPU N
     (``enable_use_gpu``), with ``tensorrt`` TensorRT subgraphs in float16 over the input sizes
-    ``size_range`` (min, max side; ``set_trt_dynamic_shape_info``). ``precision_type``:
-    ``paddle.inference.PrecisionType``."""
+    ``size_range`` (min, max side) and batches of 1 to ``TENSORRT_MAX_BATCH``
+    (``set_trt_dynamic_shape_info``). ``precision_type``: ``paddle.inference.PrecisionType``."""
     if not on_gpu(device):
         if tensorrt:
             raise BackendError('TensorRT needs a GPU device')
@@ -28,10 +28,11 @@ def place_inference(config, device: str, tensorrt: bool, size_range, precision_t
         return
     config.enable_use_gpu(GPU_MEMORY_POOL_MB, gpu_number(device))
     if tensorrt:
-        config.enable_tensorrt_engine(workspace_size=1 << 30, max_batch_size=1, min_subgraph_size=3,
+        config.enable_tensorrt_engine(workspace_size=1 << 30, max_batch_size=TENSORRT_MAX_BATCH, min_subgraph_size=3,
                                       precision_mode=precision_type.Half, use_static=False, use_calib_mode=False)
         low, high = size_range
-        config.set_trt_dynamic_shape_info({INPUT_NAME: [1, 3, low, low]}, {INPUT_NAME: [1, 3, high, high]},
+        config.set_trt_dynamic_shape_info({INPUT_NAME: [1, 3, low, low]},
+                                          {INPUT_NAME: [TENSORRT_MAX_BATCH, 3, high, high]},
                                           {INPUT_NAME: [1, 3, high, high]})
 
 

@@ -70,7 +70,8 @@ def test_paddle_inference_on_a_gpu_with_and_without_tensorrt(monkeypatch, device
     assert gpu == ('enable_use_gpu', (256, number), {}) and trt[0] == 'enable_tensorrt_engine'
     assert trt[2]['precision_mode'] == 'half' and trt[2]['use_calib_mode'] is False
     low, high, best = shapes[1]
-    assert low['image'] == [1, 3, 64, 64] and high['image'] == best['image'] == [1, 3, 1333, 1333]
+    assert low['image'] == [1, 3, 64, 64] and best['image'] == [1, 3, 1333, 1333]
+    assert high['image'] == [8, 3, 1333, 1333]          # batches of up to 8, not 1
 
 
 def test_the_real_paddle_inference_config_stays_on_the_cpu():
@@ -89,6 +90,25 @@ def test_onnxruntime_providers(monkeypatch):
         ('CUDAExecutionProvider', {'device_id': 1, 'cudnn_conv_algo_search': 'HEURISTIC'}), 'CPUExecutionProvider']
     with pytest.raises(BackendError, match='no CUDA provider .*onnxruntime-gpu'):
         onnx_providers('gpu', ['CPUExecutionProvider'])
+
+
+def test_tensorrt_through_onnxruntime_comes_first_with_a_profile_of_batches_and_sizes(monkeypatch):
+    monkeypatch.setenv('FLAGS_selected_gpus', '1')
+    every = ['TensorrtExecutionProvider', 'CUDAExecutionProvider', 'CPUExecutionProvider']
+    (trt, options), cuda, cpu = onnx_providers('gpu', every, True, (64, 1333), '/cache/compiled')
+    assert trt == 'TensorrtExecutionProvider' and cuda[0] == 'CUDAExecutionProvider' and cpu == 'CPUExecutionProvider'
+    assert options == {'device_id': 1, 'trt_fp16_enable': True, 'trt_profile_min_shapes': 'image:1x3x64x64',
+                       'trt_profile_opt_shapes': 'image:1x3x1333x1333', 'trt_profile_max_shapes': 'image:8x3x1333x1333',
+                       'trt_engine_cache_enable': True, 'trt_engine_cache_path': '/cache/compiled'}
+    assert 'trt_engine_cache_path' not in onnx_providers('gpu', every, True, (64, 1333))[0][1]
+    with pytest.raises(BackendError, match='no TensorRT provider .*TensorRT libraries'):
+        onnx_providers('gpu', every[1:], True, (64, 1333))
+    monkeypatch.setattr(onnxruntime_backend, 'onnxruntime_install_problem', lambda: None)
+    with pytest.raises(BackendError, match='did not start its TensorRT provider'):
+        onnxruntime_backend.check_providers(FellBack(None, None, None, started=every[1:]),
+                                            onnx_providers('gpu', every, True, (64, 1333)), '1.20')
+    onnxruntime_backend.check_providers(FellBack(None, None, None, started=every),
+                                        onnx_providers('gpu', every, True, (64, 1333)), '1.20')
 
 
 def _fake_export(folder):
@@ -118,11 +138,11 @@ def test_the_onnx_backend_asks_this_onnxruntime_for_its_cuda_provider(tmp_path):
 class FellBack:
     """Stands in for an ``onnxruntime.InferenceSession`` whose CUDA provider did not start."""
 
-    def __init__(self, path, options, providers):
-        self.asked = providers
+    def __init__(self, path, options, providers, started=('CPUExecutionProvider',)):
+        self.asked, self.started = providers, list(started)
 
     def get_providers(self):
-        return ['CPUExecutionProvider']
+        return self.started
 
     def get_inputs(self):
         return []
@@ -144,9 +164,10 @@ def test_a_session_that_fell_back_to_the_cpu_is_refused_naming_the_fix(tmp_path,
         OnnxBackend(folder, device='gpu:0')
 
 
-def test_tensorrt_needs_paddle_inference_on_a_named_gpu(tmp_path):
+def test_tensorrt_needs_paddle_inference_or_onnxruntime_on_a_named_gpu(tmp_path):
     from solov2.model.inference.backend_factory import ModelSpec, open_backend
     folder = _fake_export(tmp_path / 'export')
+    ModelSpec(backend='onnx', model_dir=folder, device='gpu', tensorrt=True).check()        # allowed
     with pytest.raises(BackendError, match='tensorrt.* needs .*inference.* and a GPU'):
         open_backend(ModelSpec(backend='onnx', model_dir=folder, tensorrt=True))
     with pytest.raises(BackendError, match='tensorrt.* needs .*inference.* and a GPU'):
