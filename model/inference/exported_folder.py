@@ -8,8 +8,10 @@ from pathlib import Path
 from typing import Sequence
 
 from solov2.config import get_config, with_overrides
+from solov2.config.device import on_gpu
 from solov2.config.sidecar import MODEL_SETTINGS
 from solov2.model.inference.backend import Backend, BackendError
+from solov2.model.inference.pipeline import default_finish_workers
 from solov2.model.inference.postprocess import InferenceParams
 
 INFER_CFG = 'infer_cfg.json'
@@ -68,10 +70,12 @@ def config_from_infer_cfg(info: dict, overrides: Sequence[str] = ()):
 
 
 class ExportedBackend(Backend):
-    """Common part of the backends that read an exported folder."""
+    """Common part of the backends that read an exported folder, on ``device`` ('cpu', 'gpu',
+    'gpu:N'). On a GPU the outputs come back as host arrays and are post-processed on the
+    CPU, whose cores the network leaves free: more finishing workers (``finish_workers``)."""
 
-    def __init__(self, model_dir: str, overrides: Sequence[str] = ()):
-        self.model_dir = Path(model_dir)
+    def __init__(self, model_dir: str, overrides: Sequence[str] = (), device: str = 'cpu'):
+        self.model_dir, self.device = Path(model_dir), device
         self.info = read_infer_cfg(model_dir)
         self.number = self.info['config']
         try:
@@ -80,3 +84,7 @@ class ExportedBackend(Backend):
             raise BackendError(f'{INFER_CFG} in {model_dir} has no input size range ({exc}) — export the model '
                                'again') from exc
         super().__init__(config_from_infer_cfg(self.info, overrides), size_range)
+
+    def finish_workers(self) -> int:
+        """``pipeline.default_finish_workers`` for where the network runs."""
+        return default_finish_workers(network_on_gpu=on_gpu(self.device))

@@ -77,7 +77,7 @@ class OnnxBackend(ExportedBackend):
 
     def __init__(self, model_dir: str, threads: int = 0, overrides: Sequence[str] = (), device: str = 'cpu',
                  tensorrt: bool = False, engine_cache: Optional[str] = None):
-        super().__init__(model_dir, overrides)
+        super().__init__(model_dir, overrides, device)
         try:
             import onnxruntime as ort
         except ImportError:

@@ -47,7 +47,7 @@ class InferenceBackend(ExportedBackend):
 
     def __init__(self, model_dir: str, threads: int = 0, mkldnn: bool = False,
                  overrides: Sequence[str] = (), device: str = 'cpu', tensorrt: bool = False):
-        super().__init__(model_dir, overrides)
+        super().__init__(model_dir, overrides, device)
         import paddle.inference as paddle_infer
         files = self.info.get('files', {}).get('paddle')
         if not files:

@@ -2,6 +2,7 @@
 (``place_inference``) and onnxruntime's providers (``onnx_providers``), through the functions
 the backends use."""
 import json
+import os
 import re
 
 import pytest
@@ -199,3 +200,19 @@ def test_tensorrt_refuses_a_paddle_3_json_model(tmp_path, monkeypatch):
     monkeypatch.setattr(paddle_inference_backend, 'paddle_major', lambda: 3)
     with pytest.raises(BackendError, match='Paddle 3 \\(PIR\\) model, which TensorRT'):
         paddle_inference_backend.InferenceBackend(str(folder), device='gpu', tensorrt=True)
+
+
+def test_an_engine_on_a_gpu_post_processes_with_the_cores_the_network_leaves_free(tmp_path, monkeypatch):
+    """Its outputs come back to the host: the CPU's finishing workers are sized for a network on
+    the GPU (all cores but three), not the CPU's share (a quarter)."""
+    import onnxruntime
+
+    from solov2.model.inference.pipeline import default_finish_workers
+    folder = _fake_export(tmp_path / 'export')
+    every = ['CUDAExecutionProvider', 'CPUExecutionProvider']
+    monkeypatch.setattr(onnxruntime, 'get_available_providers', lambda: every)
+    monkeypatch.setattr(onnxruntime, 'InferenceSession', lambda path, options, providers: FellBack(
+        path, options, providers, started=every))
+    monkeypatch.setattr(os, 'sched_getaffinity', lambda pid: set(range(16)), raising=False)
+    assert OnnxBackend(folder, device='gpu').finish_workers() == default_finish_workers(network_on_gpu=True) == 13
+    assert OnnxBackend(folder, device='cpu').finish_workers() == default_finish_workers() == 4
