@@ -123,18 +123,10 @@ def _shell(value) -> str:
 
 # ---- console ---------------------------------------------------------------------------------
 
-SHOWN = -1    # the level of a record printed by the command: below every handler's (NOTSET is 0)
-
-
 class _ConsoleLines(logging.Handler):
     """The library's log records as plain lines on the current ``sys.stdout`` (looked up at
     each record, so a redirected stdout is followed): INFO as the bare message, warnings and
-    errors prefixed with their level. A record once printed gets the level ``SHOWN``, which
-    no handler takes (``logging`` hands a record only to handlers whose level it reaches):
-    a record still on its way up the loggers when ``show_logs`` ends (logged by a thread that
-    outlives the block, as a picture reader does when Ctrl-C stops the demo) finds
-    ``propagate`` put back, and would otherwise be printed again by the root logger's
-    handlers (importing Paddle adds one: ``[date] [ WARNING] file.py:N - ...`` on stderr)."""
+    errors prefixed with their level, the params as flags (``in_flags``)."""
 
     def emit(self, record: logging.LogRecord) -> None:
         args = record.args
@@ -143,22 +135,14 @@ class _ConsoleLines(logging.Handler):
         line = text if record.levelno <= logging.INFO else f'{record.levelname.lower()}: {text}'
         sys.stdout.write(line + '\n')
         sys.stdout.flush()
-        record.levelno = SHOWN
 
 
-@contextlib.contextmanager
-def show_logs(level: int = logging.INFO) -> Iterator[None]:
-    """While the block runs, print the library's log messages (``level`` and above, loggers
-    under ``solov2``) as plain lines on stdout; the logger's settings are put back afterwards."""
+def show_logs() -> None:
+    """Print the library's log messages (INFO and above) as plain lines on stdout for the rest of
+    the process (a command is one): its logger passes none on to the root's handlers (Paddle's)."""
     logger = logging.getLogger(LIBRARY_LOGGER)
-    saved = logger.handlers, logger.level, logger.propagate
     logger.handlers, logger.propagate = [_ConsoleLines()], False
-    logger.setLevel(level)
-    try:
-        yield
-    finally:
-        logger.handlers, logger.propagate = saved[0], saved[2]
-        logger.setLevel(saved[1])
+    logger.setLevel(logging.INFO)
 
 
 def is_terminal(stream) -> bool:
@@ -369,9 +353,9 @@ def run_command(main, argv=None, stream=None) -> int:
     stream = stream or sys.stderr
     set_status(None)
     previous = signal.signal(signal.SIGTERM, _raise_terminated) if _main_thread() else None
+    show_logs()
     try:
-        with show_logs():
-            return main(argv)
+        return main(argv)
     except KeyboardInterrupt as exc:
         return _interrupted(exc, stream)
     except Exception as exc:
