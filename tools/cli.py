@@ -1,35 +1,19 @@
-"""The command layer's shared glue: what every command (demo.py, train.py, eval.py,
-tools/*.py) does the same way, and nothing the library needs.
+"""The command layer's shared glue: what every command (demo.py, train.py, eval.py, tools/*.py)
+does the same way, and nothing the library needs (docs/architecture.md).
 
 - Start-up: imported before Paddle and OpenCV, it silences the notes a user cannot act on
-  (Paddle's "No ccache found", the BatchNorm note on every return to training mode, the C++
-  log's warnings, OpenCV's ``[ WARN ]`` lines such as the ones before "cannot open camera";
-  errors still show and a GLOG_minloglevel or OPENCV_LOG_LEVEL set by the user wins). The library
-  leaves the process as it found it (environment, malloc, Paddle's device and threads, OpenCV's
-  and BLAS threads, random generators, signal handlers, logging, warning filters, matplotlib);
-  a command may change it, and the commands that run a model tune it in one call, ``tune_for``
-  (the library's ``tune_process``: MKL's AVX2 path on AMD CPUs, Paddle's CPU math threads, on
-  the CPU freed memory kept for reuse, and but for training OpenCV and numpy's BLAS on one
-  thread, for the pipeline's worker threads).
-- Console: the library reports through ``logging`` (loggers named after its modules) and
-  progress callbacks; ``show_logs`` prints those messages as plain lines, ``Progress`` is the
-  progress line with rate and ETA (``DownloadProgress`` in MB for a download), and
-  ``fetched`` turns a published name given to --weights into its converted checkpoint.
-- Words: a library message names the caller's parameters in Python words (``weights=``,
-  ``resume='auto'``: ``core.errors.param``); ``in_flags`` shows them as the flags
-  (``--weights``, ``--resume auto``: ``FLAGS`` where the flag is not the name with dashes),
-  in the error line and the log lines alike (a param or a library error as a log call's
-  argument). Run as an installed console command
-  (``solov2 weights``: how the process was started, ``sys.argv[0]``), the help, the error
-  line and the log lines name the installed commands (``INSTALLED``), not the checkout's
-  scripts (``python tools/weights.py``), and the shipped model by its name (``command_words``).
-- Exit codes, in one place (``run_command``): ``core.errors.InputError`` ends in one
-  ``error:`` line and exit 2; ``RunError`` (the work failed) and ``OSError`` (the system
-  refused) in one line and exit 1; any other exception is a bug in the toolkit, said so in one
-  line naming ``--debug``, exit 1; Ctrl-C and SIGTERM in one line naming what was done (exit
-  130 / 143). ``--debug`` (or SOLOV2_DEBUG=1) shows the traceback instead.
-- Arguments: the parser and the argument groups the commands share; ``model_spec`` makes the
-  model and backend flags the library's one description of a model to open (``ModelSpec``).
+  (Paddle's "No ccache found" and BatchNorm notes, its C++ log's and OpenCV's warnings; a
+  GLOG_minloglevel or OPENCV_LOG_LEVEL set by the user wins); ``tune_for`` tunes the process.
+- Words: a library message names the caller's parameters in Python words (``weights=``:
+  ``core.errors.param``); ``in_flags`` shows them as flags (``--weights``), in the error line
+  and the log lines, and run as an installed command names ``solov2 weights``, not
+  ``python tools/weights.py`` (``command_words``).
+- Console: ``show_logs`` prints the library's ``logging`` records as plain lines,
+  ``Progress`` is the progress line, ``fetched`` fetches a published name given to --weights.
+- Exit codes, in one place (``run_command``): ``InputError`` ends in one ``error:`` line and
+  exit 2; ``RunError`` and ``OSError`` in one line and exit 1; any other exception is called a
+  bug naming ``--debug`` (exit 1); Ctrl-C and SIGTERM say what was done (exit 130 / 143).
+- Arguments: the parser and the argument groups the commands share (``model_spec``).
 """
 import argparse
 import concurrent.futures
@@ -93,16 +77,13 @@ def command_words(text: str) -> str:
 
 
 def in_flags(*pieces) -> str:
-    """A library message in the commands' words: its pieces (text, params, errors) joined, each
-    as ``flag_words`` shows it, the scripts it names as the user started them (``command_words``)."""
+    """A library message's pieces joined in the commands' words (``flag_words``, ``command_words``)."""
     return command_words(''.join(map(str, map(flag_words, pieces))))
 
 
 def flag_words(piece):
-    """A ``core.errors.param`` as a command line names it: its flag (``FLAGS``, else ``--name``
-    with dashes), then the value(s) to give it as a shell reads them back (``--backend
-    onnx|openvino``; ``True`` alone: the bare flag); a library error as its pieces so shown;
-    any other piece as it is."""
+    """A ``core.errors.param`` as its flag (``FLAGS``, else ``--name``) and value(s) as a shell reads
+    them (``--backend onnx|openvino``; ``True``: the bare flag); an error as its pieces so shown."""
     if isinstance(piece, Solov2Error):
         return ''.join(map(str, map(flag_words, piece.args)))
     if not isinstance(piece, Param):
