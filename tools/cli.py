@@ -10,7 +10,7 @@ does the same way, and nothing the library needs (docs/architecture.md).
   ``python tools/weights.py`` (``command_words``).
 - Console: ``show_logs`` prints the library's ``logging`` records as plain lines,
   ``Progress`` is the progress line, ``fetched`` fetches a published name given to --weights.
-- Exit codes, in one place (``run_command``): ``InputError`` ends in one ``error:`` line and
+- Exit codes, in one place (``command``): ``InputError`` ends in one ``error:`` line and
   exit 2; ``RunError`` and ``OSError`` in one line and exit 1; any other exception is called a
   bug naming ``--debug`` (exit 1); Ctrl-C and SIGTERM say what was done (exit 130 / 143).
 - Arguments: the parser and the argument groups the commands share (``model_spec``).
@@ -19,6 +19,7 @@ import argparse
 import concurrent.futures
 import contextlib
 import dataclasses
+import functools
 import importlib.util
 import logging
 import os
@@ -59,18 +60,12 @@ _SCRIPT = re.compile(r'(?<![\w/.-])(?:python3? )?(' + '|'.join(map(re.escape, so
 _LAUNCHED = re.compile(r'(paddle\.distributed\.launch\b[^\n]*?\s)(?:tools/)?(demo|train|eval)\.py\b')
 
 
-def installed() -> bool:
-    """Whether this process was started as the installed console command (``solov2 demo``, ...:
-    tools/main.py names the command it runs in ``sys.argv[0]``)."""
-    return (sys.argv[0] if sys.argv else '').startswith('solov2 ')
-
-
 def command_words(text: str) -> str:
-    """``text`` as the user started the command: unchanged from a checkout; run installed, each
-    checkout script it names (``python tools/weights.py``) as its console command
-    (``solov2 weights``; under paddle.distributed.launch, which runs a file, its path:
-    ``$(which solov2) train``) and the shipped model as ``shipped/shapes_r18``."""
-    if not installed():
+    """``text`` as the user started the command: unchanged from a checkout; run installed (tools/main.py
+    names ``sys.argv[0]`` 'solov2 weights'), each checkout script it names (``python tools/weights.py``)
+    as its console command (``solov2 weights``; under paddle.distributed.launch, which runs a file,
+    its path: ``$(which solov2) train``) and the shipped model as ``shipped/shapes_r18``."""
+    if not (sys.argv[0] if sys.argv else '').startswith('solov2 '):
         return text
     text = _LAUNCHED.sub(lambda m: f'{m.group(1)}$(which solov2) {m.group(2)}', text)
     return _SCRIPT.sub(lambda m: INSTALLED[m.group(1)], text)
@@ -283,7 +278,7 @@ def interruptible_loading() -> Iterator[None]:
     end in the one interrupt line and exit 130 / 143 (SystemExit), instead of a traceback or
     the C++ ``FatalError`` block of the SIGTERM handler that importing Paddle installs (both
     signals are held while Paddle is imported, then go to Python handlers). A signal the
-    process ignores stays ignored; the handlers are put back afterwards (``run_command``
+    process ignores stays ignored; the handlers are put back afterwards (``command``
     installs its own). First the install is checked (``check_install``)."""
     check_install()
     if not _main_thread():
@@ -312,7 +307,7 @@ def interruptible_loading() -> Iterator[None]:
 
 def interruptible_load(load):
     """``load()`` (opening a model: an export or a compile runs in C++ for tens of seconds) in a
-    thread while this one waits: Ctrl-C or SIGTERM (``run_command``'s) end the command at once in
+    thread while this one waits: Ctrl-C or SIGTERM (``command``'s) end the command at once in
     the interrupt line of ``interruptible_loading`` (exit 130 / 143), by ``os._exit``: the
     interpreter's own exit would abort in the load's C++ code, still running."""
     with concurrent.futures.ThreadPoolExecutor(1, 'solov2-load') as pool:
@@ -324,29 +319,30 @@ def interruptible_load(load):
             os._exit(code)
 
 
-def run_command(main, argv=None, stream=None) -> int:
-    """Run ``main(argv)`` as a command with the library's messages shown (``show_logs``):
-    the one place where exceptions become exit codes (module docstring). ``--debug`` in
-    ``argv`` is taken out before ``main`` sees it."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    debug = DEBUG_FLAG in argv or os.environ.get(DEBUG_ENV, '') not in ('', '0')
-    argv = [arg for arg in argv if arg != DEBUG_FLAG]
-    stream = stream or sys.stderr
-    set_status(None)
-    previous = signal.signal(signal.SIGTERM, _raise_terminated) if _main_thread() else None
-    show_logs()
-    try:
-        return main(argv)
-    except KeyboardInterrupt as exc:
-        return _interrupted(exc, stream)
-    except Exception as exc:
-        if debug:
-            raise
-        print(failure_line(exc), file=stream)
-        return 2 if isinstance(exc, InputError) else 1
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+def command(run):
+    """``run(argv)`` as a command's ``main(argv=None)`` (default: the process's arguments), with the
+    library's messages shown (``show_logs``): the one place where exceptions become exit codes
+    (module docstring). ``--debug`` in ``argv`` is taken out before ``run`` sees it."""
+    @functools.wraps(run)
+    def main(argv=None) -> int:
+        argv = list(sys.argv[1:] if argv is None else argv)
+        debug = DEBUG_FLAG in argv or os.environ.get(DEBUG_ENV, '') not in ('', '0')
+        set_status(None)
+        previous = signal.signal(signal.SIGTERM, _raise_terminated) if _main_thread() else None
+        show_logs()
+        try:
+            return run([arg for arg in argv if arg != DEBUG_FLAG])
+        except KeyboardInterrupt as exc:
+            return _interrupted(exc, sys.stderr)
+        except Exception as exc:
+            if debug:
+                raise
+            print(failure_line(exc), file=sys.stderr)
+            return 2 if isinstance(exc, InputError) else 1
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
+    return main
 
 
 def _main_thread() -> bool:

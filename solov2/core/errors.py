@@ -1,6 +1,6 @@
 """The project's one error hierarchy, and the one way its messages name the caller's
 parameters. Library code raises these; the commands map them to exit codes in one place
-(``tools.cli.run_command``):
+(``tools.cli.command``):
 
 - ``InputError`` (exit 2): something the user handed in or asked for cannot be used — a bad
   command line, a missing or malformed file, an output path that would overwrite an input,

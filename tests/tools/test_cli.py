@@ -22,7 +22,7 @@ from solov2.model.inference.backend_factory import ModelSpec, open_backend
 from solov2.model.inference.export import export
 from solov2.model.inference.media import picture_targets
 from solov2.tools import demo, weights
-from solov2.tools.cli import INSTALLED, Progress, error_line, in_flags, run_command
+from solov2.tools.cli import INSTALLED, Progress, command, error_line, in_flags
 from solov2.tools.main import commands_by_module
 from tests.helpers import REPO_DIR
 
@@ -77,7 +77,7 @@ def test_a_parameter_in_an_f_string_reads_in_python_words_never_a_crash(capsys):
     def main(argv):
         logging.getLogger('solov2.config').info(f'{param("resume", "auto")} and %s', param('resume', 'auto'))
         raise InputError('pass {} '.format(param('config')) + param('weights') + ' or ', param('weights'))
-    assert run_command(main, []) == 2
+    assert command(main)([]) == 2
     assert capsys.readouterr() == ("resume='auto' and --resume auto\n", 'error: pass config= weights= or --weights\n')
 
 
@@ -162,7 +162,7 @@ def test_library_log_lines_show_the_flags(capsys):
         logging.getLogger('solov2.model.training.run').info('%s: no checkpoint in %s yet (%s)', param('resume', 'auto'),
                                                             'x%', InputError('pick ', param('output')))
         return 0
-    assert run_command(main, []) == 0
+    assert command(main)([]) == 0
     assert capsys.readouterr().out == '--resume auto: no checkpoint in x% yet (pick --output)\n'
 
 
@@ -194,7 +194,7 @@ def test_a_record_on_its_way_when_the_command_ends_is_shown_once(monkeypatch):
 
     root.addHandler(catcher)
     try:
-        assert run_command(main, []) == 0
+        assert command(main)([]) == 0
         ended.set()
         reader.join(30)
     finally:
@@ -241,7 +241,7 @@ def test_run_installed_the_help_errors_and_log_lines_name_the_installed_commands
         with pytest.raises(SystemExit):
             demo.main(['--help'])
         assert f'(default: the shipped model {words[2]})' in ' '.join(capsys.readouterr().out.split())
-        assert run_command(main, []) == 2
+        assert command(main)([]) == 2
         out, err = capsys.readouterr()
         assert out == f'or convert it by hand with {words[1]}\n'
         assert err == f'error: {words[2]} is not here: {words[0]} lists the names\n'
