@@ -121,12 +121,6 @@ def show_logs() -> None:
     logger.setLevel(logging.INFO)
 
 
-def is_terminal(stream) -> bool:
-    """True when ``stream`` is an interactive terminal (a live line can redraw itself)."""
-    isatty = getattr(stream, 'isatty', None)
-    return bool(isatty and isatty())
-
-
 class Progress:
     """Thread-safe progress on stderr: count, percent, rate and ETA. On a terminal one line
     redrawn at most twice a second; elsewhere (a log file, CI) a whole line every
@@ -136,7 +130,7 @@ class Progress:
     def __init__(self, total: int, label: str = '', stream=None, every_s: float = 10.0, unit: str = 'img'):
         self.total, self.label, self.unit, self.done = total, label, unit, 0
         self.stream = stream or sys.stderr
-        self.live = is_terminal(self.stream)
+        self.live = bool(getattr(self.stream, 'isatty', lambda: False)())    # a terminal: one line redrawn
         self.interval = 0.5 if self.live else every_s
         self.start = self.last = time.perf_counter()
         self.lock = threading.Lock()
@@ -251,10 +245,10 @@ def _raise_terminated(signum, frame) -> None:
     raise Terminated()
 
 
-def _interrupted(exc: KeyboardInterrupt, stream, note: str = '') -> int:
+def _interrupted(exc: KeyboardInterrupt, note: str = '') -> int:
     note = note or (_status['note']() if _status['note'] else 'nothing was written')
     how = 'SIGTERM' if isinstance(exc, Terminated) else 'Ctrl-C'
-    print(f'\ninterrupted ({how}): {note}', file=stream)
+    print(f'\ninterrupted ({how}): {note}', file=sys.stderr)
     return 143 if isinstance(exc, Terminated) else 130
 
 
@@ -298,7 +292,7 @@ def interruptible_loading() -> Iterator[None]:
                 signal.pthread_sigmask(signal.SIG_SETMASK, held)      # a held signal is raised here
         yield
     except KeyboardInterrupt as exc:
-        raise SystemExit(_interrupted(exc, sys.stderr, STOPPED_LOADING)) from None
+        raise SystemExit(_interrupted(exc, STOPPED_LOADING)) from None
     finally:
         for signum, handler in previous.items():
             if handler is not None:
@@ -314,7 +308,7 @@ def interruptible_load(load):
         try:
             return pool.submit(load).result()
         except KeyboardInterrupt as exc:
-            code = _interrupted(exc, sys.stderr, STOPPED_LOADING)
+            code = _interrupted(exc, STOPPED_LOADING)
             sys.stdout.flush()
             os._exit(code)
 
@@ -333,7 +327,7 @@ def command(run):
         try:
             return run([arg for arg in argv if arg != DEBUG_FLAG])
         except KeyboardInterrupt as exc:
-            return _interrupted(exc, sys.stderr)
+            return _interrupted(exc)
         except Exception as exc:
             if debug:
                 raise
