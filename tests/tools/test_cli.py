@@ -213,7 +213,7 @@ def test_the_installed_names_are_the_console_commands_that_run_the_scripts():
     for script in ('demo.py', 'train.py', 'eval.py'):
         assert INSTALLED[script] == INSTALLED['tools/' + script] == 'solov2 ' + script[:-3]
     scripts = [f'tools/{p.name}' for p in (REPO_DIR / 'tools').glob('*.py')
-               if p.name != 'main.py' and 'def main(' in p.read_text()]
+               if p.name != 'main.py' and re.search(r'^def main\(', p.read_text(), re.M)]
     scripts += [f'convert/{p.name}' for p in (REPO_DIR / 'convert').glob('*2p*.py')]
     assert len(scripts) >= 17 and all(INSTALLED[script].startswith('solov2 ') for script in scripts), scripts
 
