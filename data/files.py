@@ -120,14 +120,14 @@ def same_file(a: str | PathLike[str], b: str | PathLike[str]) -> bool:
     return a.resolve() == b.resolve()
 
 
-def _named(option: str | Param, path) -> str | Param:
+def _named(option: str, path) -> str:
     """``option`` with ``path`` in a message: a value-less ``param`` takes it (``output='x'``,
     ``--output x``), a label is followed by it (``the sidecar of the output x.json``)."""
     return param(option.name, path) if isinstance(option, Param) else f'{option} {path}'
 
 
 def check_output_file(path: str | PathLike[str], inputs: Iterable[str | PathLike[str]] = (),
-                      option: str | Param = 'output', role: str = 'an input file',
+                      option: str = 'output', role: str = 'an input file',
                       example: str = 'results.json') -> Path:
     """``path`` as a file to write: InputError when it is a folder (the message suggests
     ``path/example`` unless ``example`` is ''), one of ``inputs`` (the message calls it ``role``),
@@ -144,7 +144,7 @@ def check_output_file(path: str | PathLike[str], inputs: Iterable[str | PathLike
     return path
 
 
-def check_folder(folder: str | PathLike[str], option: str | Param = 'output', new: bool = False) -> Path:
+def check_folder(folder: str | PathLike[str], option: str = 'output', new: bool = False) -> Path:
     """InputError when ``folder`` is a file, exists already though ``new`` is asked for, or it
     (or the nearest existing folder it would be made in) cannot be written; nothing is created.
     ``option`` names the folder as in ``check_output_file``."""
@@ -162,7 +162,7 @@ def check_folder(folder: str | PathLike[str], option: str | Param = 'output', ne
     return folder
 
 
-def make_folder(folder: str | PathLike[str], option: str | Param = 'output') -> Path:
+def make_folder(folder: str | PathLike[str], option: str = 'output') -> Path:
     """``check_folder``, then create ``folder`` (and parents); InputError when that fails."""
     try:
         check_folder(folder, option).mkdir(parents=True, exist_ok=True)

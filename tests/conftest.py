@@ -1,6 +1,7 @@
 """Session-wide test settings: ``--backend auto`` exports into a temporary cache, never the
 user's (``$SOLOV2_CACHE``, see model/inference/auto_backend.py)."""
 import gc
+import logging
 import os
 
 import pytest
@@ -21,6 +22,17 @@ def temporary_export_cache(tmp_path_factory):
     patch.setenv(CACHE_ENV, str(folder))
     yield
     patch.undo()
+
+
+@pytest.fixture(autouse=True)
+def library_logging_put_back():
+    """A command takes the library's logging for the rest of its process (``tools.cli.show_logs``);
+    after a test that ran one in this process, the next finds it as it was."""
+    logger = logging.getLogger('solov2')
+    saved = logger.handlers, logger.level, logger.propagate
+    yield
+    logger.handlers, logger.propagate = saved[0], saved[2]
+    logger.setLevel(saved[1])
 
 
 @pytest.fixture(autouse=True)

@@ -32,9 +32,9 @@ from solov2.model.inference.media import picture_names
 from solov2.model.inference.onnxruntime_backend import OnnxBackend
 from solov2.model.inference.paddle_inference_backend import InferenceBackend
 from solov2.model.inference.postprocess import InferenceParams
-from solov2.tools import demo, export_model, labelme2coco, postprocess_raw
+from solov2.tools import cli, demo, export_model, labelme2coco, postprocess_raw
 from solov2.tools import eval as eval_cli
-from solov2.tools.cli import run_command, set_status
+from solov2.tools.cli import set_status
 from tests.helpers import REPO_DIR, alive, children, ctrl_c_as_in_a_terminal
 from tests.pictures import tiff_bomb, webp_bomb
 
@@ -352,22 +352,22 @@ def test_run_command_exit_codes_debug_and_interrupt(capsys, monkeypatch):
             raise kind('bad thing\nsecond line')
         return main
     monkeypatch.delenv('SOLOV2_DEBUG', raising=False)
-    assert run_command(fails(InputError), []) == 2
+    assert cli.command(fails(InputError))([]) == 2
     assert capsys.readouterr().err == 'error: bad thing second line\n'
-    assert run_command(fails(RunError), []) == 1
+    assert cli.command(fails(RunError))([]) == 1
     assert capsys.readouterr().err == 'error: bad thing second line (rerun with --debug for the traceback)\n'
     for bug in (ValueError, KeyError, RuntimeError):         # only the project's InputError is bad input
-        assert run_command(fails(bug), []) == 1
+        assert cli.command(fails(bug))([]) == 1
         err = capsys.readouterr().err
         assert err.startswith(f'error: a bug in the toolkit: {bug.__name__}: ') and 'bad thing' in err, err
         assert '(rerun with --debug for the traceback' in err and err.count('\n') == 1, err
-    assert run_command(fails(KeyboardInterrupt), []) == 130
+    assert cli.command(fails(KeyboardInterrupt))([]) == 130
     assert capsys.readouterr().err.strip() == 'interrupted (Ctrl-C): 3 pictures in out/'
     with pytest.raises(RuntimeError):
-        run_command(fails(RuntimeError), ['--debug'])
+        cli.command(fails(RuntimeError))(['--debug'])
     monkeypatch.setenv('SOLOV2_DEBUG', '1')
     with pytest.raises(InputError):
-        run_command(fails(InputError), [])
+        cli.command(fails(InputError))([])
 
 
 # ---- the real commands, as a user runs them ------------------------------------------------------

@@ -404,7 +404,7 @@ def test_a_failed_write_leaves_nothing_behind(tmp_path, source, monkeypatch, cap
     monkeypatch.setattr(paddle, 'save', half_written)
     code = _identity_convert([source, tmp_path / 'out.pdparams'])
     err = capsys.readouterr().err.strip()
-    if isinstance(failure, KeyboardInterrupt):     # Ctrl-C: one line (config.console.run_command)
+    if isinstance(failure, KeyboardInterrupt):     # Ctrl-C: one line (tools.cli.command)
         assert code == 130 and err.startswith('interrupted (Ctrl-C)')
     else:
         assert code == 1 and err == (f'error: cannot write {tmp_path / "out.pdparams"}: No space left on device '

@@ -19,7 +19,7 @@ if __package__ in (None, ''):
 
 from solov2.core.cache import cache_entries, remove_entries  # noqa: E402
 from solov2.core.paths import cache_root  # noqa: E402
-from solov2.tools.cli import make_parser, run_command  # noqa: E402
+from solov2.tools.cli import command, make_parser  # noqa: E402
 
 
 def parse_args(argv):
@@ -34,7 +34,8 @@ def megabytes(size: int) -> str:
     return f'{size / 2 ** 20:.1f} MB'
 
 
-def run(argv) -> int:
+@command
+def main(argv) -> int:
     args = parse_args(argv)
     root, entries = cache_root(), cache_entries()
     if args.action == 'list':
@@ -47,11 +48,6 @@ def run(argv) -> int:
     chosen = [e for e in entries if e.state != 'building' and (args.action == 'clear' or e.state != 'current')]
     print(f'deleted {len(chosen)} of {len(entries)} entries ({megabytes(remove_entries(chosen))}) from {root}')
     return 0
-
-
-def main(argv=None) -> int:
-    """The command: errors end in one line (``tools.cli.run_command``)."""
-    return run_command(run, argv)
 
 
 if __name__ == '__main__':

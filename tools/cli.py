@@ -1,40 +1,25 @@
-"""The command layer's shared glue: what every command (demo.py, train.py, eval.py,
-tools/*.py) does the same way, and nothing the library needs.
+"""The command layer's shared glue: what every command (demo.py, train.py, eval.py, tools/*.py)
+does the same way, and nothing the library needs (docs/architecture.md).
 
 - Start-up: imported before Paddle and OpenCV, it silences the notes a user cannot act on
-  (Paddle's "No ccache found", the BatchNorm note on every return to training mode, the C++
-  log's warnings, OpenCV's ``[ WARN ]`` lines such as the ones before "cannot open camera";
-  errors still show and a GLOG_minloglevel or OPENCV_LOG_LEVEL set by the user wins). The library
-  leaves the process as it found it (environment, malloc, Paddle's device and threads, OpenCV's
-  and BLAS threads, random generators, signal handlers, logging, warning filters, matplotlib);
-  a command may change it, and the commands that run a model tune it in one call, ``tune_for``
-  (the library's ``tune_process``: MKL's AVX2 path on AMD CPUs, Paddle's CPU math threads, on
-  the CPU freed memory kept for reuse, and but for training OpenCV and numpy's BLAS on one
-  thread, for the pipeline's worker threads).
-- Console: the library reports through ``logging`` (loggers named after its modules) and
-  progress callbacks; ``show_logs`` prints those messages as plain lines, ``Progress`` is the
-  progress line with rate and ETA (``DownloadProgress`` in MB for a download), and
-  ``fetched`` turns a published name given to --weights into its converted checkpoint.
-- Words: a library message names the caller's parameters in Python words (``weights=``,
-  ``resume='auto'``: ``core.errors.param``); ``in_flags`` shows them as the flags
-  (``--weights``, ``--resume auto``: ``FLAGS`` where the flag is not the name with dashes),
-  in the error line and the log lines alike (a param or a library error as a log call's
-  argument). Run as an installed console command
-  (``solov2 weights``: how the process was started, ``sys.argv[0]``), the help, the error
-  line and the log lines name the installed commands (``INSTALLED``), not the checkout's
-  scripts (``python tools/weights.py``), and the shipped model by its name (``command_words``).
-- Exit codes, in one place (``run_command``): ``core.errors.InputError`` ends in one
-  ``error:`` line and exit 2; ``RunError`` (the work failed) and ``OSError`` (the system
-  refused) in one line and exit 1; any other exception is a bug in the toolkit, said so in one
-  line naming ``--debug``, exit 1; Ctrl-C and SIGTERM in one line naming what was done (exit
-  130 / 143). ``--debug`` (or SOLOV2_DEBUG=1) shows the traceback instead.
-- Arguments: the parser and the argument groups the commands share; ``model_spec`` makes the
-  model and backend flags the library's one description of a model to open (``ModelSpec``).
+  (Paddle's "No ccache found" and BatchNorm notes, its C++ log's and OpenCV's warnings; a
+  GLOG_minloglevel or OPENCV_LOG_LEVEL set by the user wins); ``tune_for`` tunes the process.
+- Words: a library message names the caller's parameters in Python words (``weights=``:
+  ``core.errors.param``); ``in_flags`` shows them as flags (``--weights``), in the error line
+  and the log lines, and run as an installed command names ``solov2 weights``, not
+  ``python tools/weights.py`` (``command_words``).
+- Console: ``show_logs`` prints the library's ``logging`` records as plain lines,
+  ``Progress`` is the progress line, ``fetched`` fetches a published name given to --weights.
+- Exit codes, in one place (``command``): ``InputError`` ends in one ``error:`` line and
+  exit 2; ``RunError`` and ``OSError`` in one line and exit 1; any other exception is called a
+  bug naming ``--debug`` (exit 1); Ctrl-C and SIGTERM say what was done (exit 130 / 143).
+- Arguments: the parser and the argument groups the commands share (``model_spec``).
 """
 import argparse
 import concurrent.futures
 import contextlib
 import dataclasses
+import functools
 import importlib.util
 import logging
 import os
@@ -75,34 +60,25 @@ _SCRIPT = re.compile(r'(?<![\w/.-])(?:python3? )?(' + '|'.join(map(re.escape, so
 _LAUNCHED = re.compile(r'(paddle\.distributed\.launch\b[^\n]*?\s)(?:tools/)?(demo|train|eval)\.py\b')
 
 
-def installed() -> bool:
-    """Whether this process was started as the installed console command (``solov2 demo``, ...:
-    tools/main.py names the command it runs in ``sys.argv[0]``)."""
-    return (sys.argv[0] if sys.argv else '').startswith('solov2 ')
-
-
 def command_words(text: str) -> str:
-    """``text`` as the user started the command: unchanged from a checkout; run installed, each
-    checkout script it names (``python tools/weights.py``) as its console command
-    (``solov2 weights``; under paddle.distributed.launch, which runs a file, its path:
-    ``$(which solov2) train``) and the shipped model as ``shipped/shapes_r18``."""
-    if not installed():
+    """``text`` as the user started the command: unchanged from a checkout; run installed (tools/main.py
+    names ``sys.argv[0]`` 'solov2 weights'), each checkout script it names (``python tools/weights.py``)
+    as its console command (``solov2 weights``; under paddle.distributed.launch, which runs a file,
+    its path: ``$(which solov2) train``) and the shipped model as ``shipped/shapes_r18``."""
+    if not (sys.argv[0] if sys.argv else '').startswith('solov2 '):
         return text
     text = _LAUNCHED.sub(lambda m: f'{m.group(1)}$(which solov2) {m.group(2)}', text)
     return _SCRIPT.sub(lambda m: INSTALLED[m.group(1)], text)
 
 
 def in_flags(*pieces) -> str:
-    """A library message in the commands' words: its pieces (text, params, errors) joined, each
-    as ``flag_words`` shows it, the scripts it names as the user started them (``command_words``)."""
+    """A library message's pieces joined in the commands' words (``flag_words``, ``command_words``)."""
     return command_words(''.join(map(str, map(flag_words, pieces))))
 
 
 def flag_words(piece):
-    """A ``core.errors.param`` as a command line names it: its flag (``FLAGS``, else ``--name``
-    with dashes), then the value(s) to give it as a shell reads them back (``--backend
-    onnx|openvino``; ``True`` alone: the bare flag); a library error as its pieces so shown;
-    any other piece as it is."""
+    """A ``core.errors.param`` as its flag (``FLAGS``, else ``--name``) and value(s) as a shell reads
+    them (``--backend onnx|openvino``; ``True``: the bare flag); an error as its pieces so shown."""
     if isinstance(piece, Solov2Error):
         return ''.join(map(str, map(flag_words, piece.args)))
     if not isinstance(piece, Param):
@@ -123,18 +99,10 @@ def _shell(value) -> str:
 
 # ---- console ---------------------------------------------------------------------------------
 
-SHOWN = -1    # the level of a record printed by the command: below every handler's (NOTSET is 0)
-
-
 class _ConsoleLines(logging.Handler):
     """The library's log records as plain lines on the current ``sys.stdout`` (looked up at
     each record, so a redirected stdout is followed): INFO as the bare message, warnings and
-    errors prefixed with their level. A record once printed gets the level ``SHOWN``, which
-    no handler takes (``logging`` hands a record only to handlers whose level it reaches):
-    a record still on its way up the loggers when ``show_logs`` ends (logged by a thread that
-    outlives the block, as a picture reader does when Ctrl-C stops the demo) finds
-    ``propagate`` put back, and would otherwise be printed again by the root logger's
-    handlers (importing Paddle adds one: ``[date] [ WARNING] file.py:N - ...`` on stderr)."""
+    errors prefixed with their level, the params as flags (``in_flags``)."""
 
     def emit(self, record: logging.LogRecord) -> None:
         args = record.args
@@ -143,28 +111,14 @@ class _ConsoleLines(logging.Handler):
         line = text if record.levelno <= logging.INFO else f'{record.levelname.lower()}: {text}'
         sys.stdout.write(line + '\n')
         sys.stdout.flush()
-        record.levelno = SHOWN
 
 
-@contextlib.contextmanager
-def show_logs(level: int = logging.INFO) -> Iterator[None]:
-    """While the block runs, print the library's log messages (``level`` and above, loggers
-    under ``solov2``) as plain lines on stdout; the logger's settings are put back afterwards."""
+def show_logs() -> None:
+    """Print the library's log messages (INFO and above) as plain lines on stdout for the rest of
+    the process (a command is one): its logger passes none on to the root's handlers (Paddle's)."""
     logger = logging.getLogger(LIBRARY_LOGGER)
-    saved = logger.handlers, logger.level, logger.propagate
     logger.handlers, logger.propagate = [_ConsoleLines()], False
-    logger.setLevel(level)
-    try:
-        yield
-    finally:
-        logger.handlers, logger.propagate = saved[0], saved[2]
-        logger.setLevel(saved[1])
-
-
-def is_terminal(stream) -> bool:
-    """True when ``stream`` is an interactive terminal (a live line can redraw itself)."""
-    isatty = getattr(stream, 'isatty', None)
-    return bool(isatty and isatty())
+    logger.setLevel(logging.INFO)
 
 
 class Progress:
@@ -176,7 +130,7 @@ class Progress:
     def __init__(self, total: int, label: str = '', stream=None, every_s: float = 10.0, unit: str = 'img'):
         self.total, self.label, self.unit, self.done = total, label, unit, 0
         self.stream = stream or sys.stderr
-        self.live = is_terminal(self.stream)
+        self.live = bool(getattr(self.stream, 'isatty', lambda: False)())    # a terminal: one line redrawn
         self.interval = 0.5 if self.live else every_s
         self.start = self.last = time.perf_counter()
         self.lock = threading.Lock()
@@ -291,10 +245,10 @@ def _raise_terminated(signum, frame) -> None:
     raise Terminated()
 
 
-def _interrupted(exc: KeyboardInterrupt, stream, note: str = '') -> int:
+def _interrupted(exc: KeyboardInterrupt, note: str = '') -> int:
     note = note or (_status['note']() if _status['note'] else 'nothing was written')
     how = 'SIGTERM' if isinstance(exc, Terminated) else 'Ctrl-C'
-    print(f'\ninterrupted ({how}): {note}', file=stream)
+    print(f'\ninterrupted ({how}): {note}', file=sys.stderr)
     return 143 if isinstance(exc, Terminated) else 130
 
 
@@ -318,7 +272,7 @@ def interruptible_loading() -> Iterator[None]:
     end in the one interrupt line and exit 130 / 143 (SystemExit), instead of a traceback or
     the C++ ``FatalError`` block of the SIGTERM handler that importing Paddle installs (both
     signals are held while Paddle is imported, then go to Python handlers). A signal the
-    process ignores stays ignored; the handlers are put back afterwards (``run_command``
+    process ignores stays ignored; the handlers are put back afterwards (``command``
     installs its own). First the install is checked (``check_install``)."""
     check_install()
     if not _main_thread():
@@ -338,7 +292,7 @@ def interruptible_loading() -> Iterator[None]:
                 signal.pthread_sigmask(signal.SIG_SETMASK, held)      # a held signal is raised here
         yield
     except KeyboardInterrupt as exc:
-        raise SystemExit(_interrupted(exc, sys.stderr, STOPPED_LOADING)) from None
+        raise SystemExit(_interrupted(exc, STOPPED_LOADING)) from None
     finally:
         for signum, handler in previous.items():
             if handler is not None:
@@ -347,41 +301,42 @@ def interruptible_loading() -> Iterator[None]:
 
 def interruptible_load(load):
     """``load()`` (opening a model: an export or a compile runs in C++ for tens of seconds) in a
-    thread while this one waits: Ctrl-C or SIGTERM (``run_command``'s) end the command at once in
+    thread while this one waits: Ctrl-C or SIGTERM (``command``'s) end the command at once in
     the interrupt line of ``interruptible_loading`` (exit 130 / 143), by ``os._exit``: the
     interpreter's own exit would abort in the load's C++ code, still running."""
     with concurrent.futures.ThreadPoolExecutor(1, 'solov2-load') as pool:
         try:
             return pool.submit(load).result()
         except KeyboardInterrupt as exc:
-            code = _interrupted(exc, sys.stderr, STOPPED_LOADING)
+            code = _interrupted(exc, STOPPED_LOADING)
             sys.stdout.flush()
             os._exit(code)
 
 
-def run_command(main, argv=None, stream=None) -> int:
-    """Run ``main(argv)`` as a command with the library's messages shown (``show_logs``):
-    the one place where exceptions become exit codes (module docstring). ``--debug`` in
-    ``argv`` is taken out before ``main`` sees it."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    debug = DEBUG_FLAG in argv or os.environ.get(DEBUG_ENV, '') not in ('', '0')
-    argv = [arg for arg in argv if arg != DEBUG_FLAG]
-    stream = stream or sys.stderr
-    set_status(None)
-    previous = signal.signal(signal.SIGTERM, _raise_terminated) if _main_thread() else None
-    try:
-        with show_logs():
-            return main(argv)
-    except KeyboardInterrupt as exc:
-        return _interrupted(exc, stream)
-    except Exception as exc:
-        if debug:
-            raise
-        print(failure_line(exc), file=stream)
-        return 2 if isinstance(exc, InputError) else 1
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+def command(run):
+    """``run(argv)`` as a command's ``main(argv=None)`` (default: the process's arguments), with the
+    library's messages shown (``show_logs``): the one place where exceptions become exit codes
+    (module docstring). ``--debug`` in ``argv`` is taken out before ``run`` sees it."""
+    @functools.wraps(run)
+    def main(argv=None) -> int:
+        argv = list(sys.argv[1:] if argv is None else argv)
+        debug = DEBUG_FLAG in argv or os.environ.get(DEBUG_ENV, '') not in ('', '0')
+        set_status(None)
+        previous = signal.signal(signal.SIGTERM, _raise_terminated) if _main_thread() else None
+        show_logs()
+        try:
+            return run([arg for arg in argv if arg != DEBUG_FLAG])
+        except KeyboardInterrupt as exc:
+            return _interrupted(exc)
+        except Exception as exc:
+            if debug:
+                raise
+            print(failure_line(exc), file=sys.stderr)
+            return 2 if isinstance(exc, InputError) else 1
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
+    return main
 
 
 def _main_thread() -> bool:

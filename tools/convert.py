@@ -10,7 +10,7 @@ if __package__ in (None, ''):
 
 from solov2.convert import families, to_ppdet
 from solov2.convert.common import convert_file
-from solov2.tools.cli import make_parser, run_command
+from solov2.tools.cli import command, make_parser
 from solov2.tools.main import CONVERTERS, dispatch
 
 
@@ -32,7 +32,7 @@ HELP = {'source': 'checkpoint to convert', 'output': 'where to write the .pdpara
 
 def run_converter(notes: str, convert, argv=None, default_configs=(), helps=None, prog=None) -> int:
     """A converter's command line, ``SOURCE OUTPUT [--config N]``, run as a command
-    (``run_command``) named ``prog`` (default: the script's name): ``convert(source, output,
+    (``command``) named ``prog`` (default: the script's name): ``convert(source, output,
     number)`` does the work and returns the summary lines, printed on stdout. ``notes``: the
     help's first line, then its details; ``helps`` replaces entries of ``HELP``."""
     helps = {**HELP, **(helps or {})}
@@ -49,7 +49,7 @@ def run_converter(notes: str, convert, argv=None, default_configs=(), helps=None
         for line in convert(args.source, args.output, args.config):
             print(line)
         return 0
-    return run_command(run, argv)
+    return command(run)(argv)
 
 
 def run_family(family: str, argv=None, prog=None) -> int:

@@ -35,11 +35,11 @@ if __package__ in (None, ''):
 
 from solov2.tools.cli import (  # before Paddle
     add_inference_args,
+    command,
     fetched,
     interruptible_loading,
     make_parser,
     model_spec,
-    run_command,
     set_status,
     shares_line,
     tune_for,
@@ -104,11 +104,6 @@ def check_outputs(args, paths) -> dict:
     return picture_targets(paths, args.output, args.input)
 
 
-def main(argv=None) -> int:
-    """The command: errors end in one line (``tools.cli.run_command``)."""
-    return run_command(run, argv)
-
-
 def segment(args, backend, draw: DrawOptions, targets: dict, processes: Processes) -> int:
     """Run the images (this process's share of them) or the video, say how it went; the
     number of images or frames done."""
@@ -145,7 +140,8 @@ def gather_outputs(draw: DrawOptions, done: int, processes: Processes) -> int:
     return sum(part[0] for part in parts)
 
 
-def run(argv) -> int:
+@command
+def main(argv) -> int:
     args = parse_args(argv)
     if args.list_configs:
         print(describe_configs())

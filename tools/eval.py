@@ -28,11 +28,11 @@ if __package__ in (None, ''):
 from solov2.tools.cli import (  # before Paddle
     Progress,
     add_inference_args,
+    command,
     fetched,
     interruptible_loading,
     make_parser,
     model_spec,
-    run_command,
     set_status,
     shares_line,
     tune_for,
@@ -186,12 +186,8 @@ def evaluation_set(args, cfg) -> tuple:
     return str(ann), str(root / cfg.val_images)
 
 
-def main(argv=None) -> int:
-    """The command: errors end in one line (``tools.cli.run_command``)."""
-    return run_command(run, argv)
-
-
-def run(argv) -> int:
+@command
+def main(argv) -> int:
     args = parse_args(argv)
     args.classwise = args.classwise or bool(args.chart)
     for option, path in (('--save-json', args.save_json), ('--predict-only', args.predict_only),

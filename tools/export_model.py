@@ -39,7 +39,7 @@ from solov2.model.inference.exported_folder import (  # noqa: E402
     PADDLE_PREFIX,
     REGIONS_ONNX_FILE,
 )
-from solov2.tools.cli import add_model_args, fetched, make_parser, model_spec, run_command, set_status  # noqa: E402
+from solov2.tools.cli import add_model_args, command, fetched, make_parser, model_spec, set_status  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -74,12 +74,8 @@ def check_output(output: str, weights: str) -> None:
         check_output_file(Path(output) / name, [weights, sidecar_path(weights)], '--output')
 
 
-def main(argv=None) -> int:
-    """The command: errors end in one line (``tools.cli.run_command``)."""
-    return run_command(run, argv)
-
-
-def run(argv) -> int:
+@command
+def main(argv) -> int:
     args = parse_args(argv)
     if not args.weights:
         raise InputError('pass --weights, the .pdparams checkpoint to export')

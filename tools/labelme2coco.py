@@ -37,7 +37,7 @@ from solov2.core.errors import InputError
 from solov2.data.coco import read_class_names, segmentation_to_rle
 from solov2.data.files import atomic_write, check_output_file, same_file
 from solov2.data.results import write_json
-from solov2.tools.cli import make_parser, run_command, set_status
+from solov2.tools.cli import command, make_parser, set_status
 
 CIRCLE_VERTICES = 64
 
@@ -235,12 +235,8 @@ def check_out(out: Path, labelme_dir: Path, classes: Path | None) -> None:
     check_output_file(out, inputs + ([classes] if classes else []), 'output')
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """The command: errors end in one line (``tools.cli.run_command``)."""
-    return run_command(run, argv)
-
-
-def run(argv: Sequence[str]) -> int:
+@command
+def main(argv: Sequence[str]) -> int:
     args = parse_args(argv)
     check_out(args.out, args.labelme_dir, args.classes)
     classes_path = args.out.parent / 'classes.txt'

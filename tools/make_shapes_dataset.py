@@ -29,7 +29,7 @@ if __package__ in (None, ''):
 from solov2.data.coco import segmentation_to_mask
 from solov2.data.masks import masks_to_boxes
 from solov2.data.results import coco_bbox, encode_mask_rle, rle_run_lengths, write_json
-from solov2.tools.cli import make_parser, run_command
+from solov2.tools.cli import command, make_parser
 
 CLASS_NAMES = ('circle', 'square', 'triangle', 'star')
 CIRCLE, SQUARE, TRIANGLE, STAR = range(len(CLASS_NAMES))
@@ -262,12 +262,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """The command: errors end in one line (``tools.cli.run_command``)."""
-    return run_command(run, argv)
-
-
-def run(argv: Sequence[str] | None) -> int:
+@command
+def main(argv: Sequence[str] | None) -> int:
     args = parse_args(argv)
     start = time.perf_counter()
     summaries = []

@@ -32,7 +32,7 @@ from solov2.model.inference.export_network import OUTPUT_NAMES, outputs_text  # 
 from solov2.model.inference.media import picture_names  # noqa: E402
 from solov2.model.inference.outputs import sort_records  # noqa: E402
 from solov2.model.inference.postprocess import InferenceParams, paste_detections, postprocess_flat  # noqa: E402
-from solov2.tools.cli import error_line, make_parser, run_command, set_status  # noqa: E402
+from solov2.tools.cli import command, error_line, make_parser, set_status  # noqa: E402
 
 ENTRY_KEYS = ('name', 'image_id', 'file_name', 'source', 'orig_hw', 'resized_hw', 'padded_hw')
 
@@ -124,12 +124,8 @@ def read_manifest(path: str) -> dict:
     return manifest
 
 
-def main(argv=None) -> int:
-    """The command: errors end in one line (``tools.cli.run_command``)."""
-    return run_command(run, argv)
-
-
-def run(argv) -> int:
+@command
+def main(argv) -> int:
     args = parse_args(argv)
     manifest = read_manifest(args.manifest)
     raw = Path(args.raw)

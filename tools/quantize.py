@@ -34,7 +34,7 @@ from solov2.data.files import check_folder  # noqa: E402
 from solov2.model.inference.exported_folder import read_infer_cfg  # noqa: E402
 from solov2.model.inference.media import list_images  # noqa: E402
 from solov2.model.inference.quantize import load_annotated, quantize_model  # noqa: E402
-from solov2.tools.cli import Progress, make_parser, run_command  # noqa: E402
+from solov2.tools.cli import Progress, command, make_parser  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -57,11 +57,6 @@ def parse_args(argv=None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def main(argv=None) -> int:
-    """The command: errors end in one line (``tools.cli.run_command``)."""
-    return run_command(run, argv)
-
-
 def check_control_args(args) -> None:
     """InputError for accuracy-control options that cannot work together."""
     if not args.annotations:
@@ -78,7 +73,8 @@ def check_control_args(args) -> None:
         raise InputError(f'--num-annotated must be >= 0 (got {args.num_annotated})')
 
 
-def run(argv) -> int:
+@command
+def main(argv) -> int:
     args = parse_args(argv)
     check_control_args(args)
     out = Path(args.output)

@@ -26,12 +26,12 @@ from solov2.tools.cli import (  # before Paddle
     add_backend_args,
     add_model_args,
     add_runtime_args,
+    command,
     fetched,
     interruptible_load,
     interruptible_loading,
     make_parser,
     model_spec,
-    run_command,
     tune_for,
 )
 
@@ -140,7 +140,8 @@ def serve(settings, args, segmenter) -> None:
                 **options)
 
 
-def run(argv) -> int:
+@command
+def main(argv) -> int:
     args = parse_args(argv)
     try:
         import fastapi  # noqa: F401
@@ -153,11 +154,6 @@ def run(argv) -> int:
     # before listening: a model that does not open ends here; an empty 'auto' cache is filled once
     serve(settings, args, interruptible_load(settings.segmenter))
     return 0
-
-
-def main(argv=None) -> int:
-    """The command: errors end in one line (``tools.cli.run_command``)."""
-    return run_command(run, argv)
 
 
 if __name__ == '__main__':

@@ -19,9 +19,9 @@ if __package__ in (None, ''):
 
 from solov2.tools.cli import (  # before Paddle
     add_runtime_args,
+    command,
     interruptible_loading,
     make_parser,
-    run_command,
     set_status,
     tune_for,
 )
@@ -125,12 +125,8 @@ def summary_line(summary: TrainSummary) -> str:
             f'(iteration {summary.best_iteration}); weights: {summary.best_weights}{scored}')
 
 
-def main(argv=None) -> int:
-    """The command: errors end in one line (``tools.cli.run_command``)."""
-    return run_command(run, argv)
-
-
-def run(argv) -> int:
+@command
+def main(argv) -> int:
     options = options_from_args(parse_args(argv))
     tune_for(options.device, options.threads, launched_processes().local_size, helper_threads=0)
     set_status(lambda: 'stopped before the first step: run the same command again')

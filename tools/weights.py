@@ -15,7 +15,7 @@ the cache; docs/checkpoints.md says where each file comes from.
 if __package__ in (None, ''):
     import _bootstrap  # noqa: F401  (script mode: make the project importable)
 
-from solov2.tools.cli import DownloadProgress, make_parser, run_command  # noqa: E402  (before Paddle)
+from solov2.tools.cli import DownloadProgress, command, make_parser  # noqa: E402  (before Paddle)
 
 
 def parse_args(argv):
@@ -42,7 +42,8 @@ def describe(row, cached: bool) -> str:
     return f'{row.name:<46} {score:<11} {config:<14} {size:<11} {state}'
 
 
-def run(argv) -> int:
+@command
+def main(argv) -> int:
     args = parse_args(argv)
     from solov2.convert import zoo  # loads Paddle
     if args.action == 'list':
@@ -64,11 +65,6 @@ def run(argv) -> int:
             progress.close()
         print(f'{row.name}: {path}')
     return 0
-
-
-def main(argv=None) -> int:
-    """The command: errors end in one line (``tools.cli.run_command``)."""
-    return run_command(run, argv)
 
 
 if __name__ == '__main__':

@@ -1,6 +1,6 @@
 """The project's one error hierarchy, and the one way its messages name the caller's
 parameters. Library code raises these; the commands map them to exit codes in one place
-(``tools.cli.run_command``):
+(``tools.cli.command``):
 
 - ``InputError`` (exit 2): something the user handed in or asked for cannot be used — a bad
   command line, a missing or malformed file, an output path that would overwrite an input,
@@ -11,17 +11,14 @@ parameters. Library code raises these; the commands map them to exit codes in on
 ``InputError`` is a ``ValueError`` and ``RunError`` a ``RuntimeError``, so code that catches
 the built-in kinds keeps working.
 
-A message that names a parameter of the call (``weights``, ``overrides``, ``resume``, ...)
-holds it as a ``param`` among its pieces: an error's arguments are the pieces of its message,
-``InputError('pass ', param('weights'), ' or ', param('resume', 'auto'))``, and a log call
-takes one as an argument, ``logger.info('%s: starting anew', param('resume', 'auto'))``.
-``str`` gives the caller's Python words (``pass weights= or resume='auto'``), the commands
-the command-line words (``pass --weights or --resume auto``: ``tools.cli.in_flags``, also for
-an error given to a log call as an argument). A param
-is no ``str``: ``+`` or an f-string around one is a TypeError, never a message without its
-flags; an error that extends another passes its pieces on (``RunError(*exc.args, '; ...')``).
+A message that names a parameter of the call holds it as a ``param`` among its pieces (an
+error's arguments, a log call's arguments): ``InputError('pass ', param('weights'), ' or ',
+param('resume', 'auto'))`` reads ``pass weights= or resume='auto'`` to a Python caller and
+``pass --weights or --resume auto`` on a command line (``tools.cli.in_flags``). A param is a
+``str`` of its Python words: an f-string or ``+`` around one reads well, but in Python words on
+the command line too, so keep it a piece (an error extending another passes its pieces on,
+``RunError(*exc.args, '; ...')``).
 """
-from dataclasses import dataclass
 from os import PathLike
 
 
@@ -46,23 +43,17 @@ class RunError(Solov2Error, RuntimeError):
     """The work itself failed; the message says what and why."""
 
 
-@dataclass(frozen=True)
-class Param:
-    """A parameter named in a message, with the value(s) to pass if any (several: alternatives)."""
+class Param(str):
+    """A parameter named in a message: its Python words, with ``name`` and the ``values`` to pass
+    if any (several: alternatives) for the commands to show as a flag."""
     name: str
     values: tuple
-
-    def __str__(self) -> str:
-        """``name=``, ``name='a'|'b'``."""
-        return self.name + '=' + '|'.join(repr(str(v) if isinstance(v, PathLike) else v) for v in self.values)
-
-    def __format__(self, spec: str) -> str:
-        raise TypeError(f'{self!s} in an f-string or format() would lose its flag: make it a piece of the '
-                        "error's message, or an argument of the log call (core.errors)")
 
 
 def param(name: str, *values) -> Param:
     """The parameter ``name`` in a message, with the value(s) to give it if any: ``weights=``,
     ``backend='onnx'|'openvino'`` to a Python caller; ``--weights``, ``--backend onnx|openvino``
     on a command line (``True`` alone: the bare flag, ``--overwrite``)."""
-    return Param(name, values)
+    words = Param(name + '=' + '|'.join(repr(str(v) if isinstance(v, PathLike) else v) for v in values))
+    words.name, words.values = name, values
+    return words

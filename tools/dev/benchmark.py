@@ -69,7 +69,7 @@ from solov2.model.inference.openvino_backend import has_bf16, import_openvino  #
 from solov2.model.inference.postprocess import matrix_nms  # noqa: E402
 from solov2.model.inference.quantize import quantize_model  # noqa: E402
 from solov2.model.runtime import cpu_threads  # noqa: E402
-from solov2.tools.cli import make_parser, run_command, tune_for  # noqa: E402
+from solov2.tools.cli import command, make_parser, tune_for  # noqa: E402
 from solov2.tools.dev import mixed_speed, picture_speed, postprocess_speed, report, train_speed  # noqa: E402
 
 # our config -> PaddleDetection architecture built in tools/dev/reference/ppdet_ref.py
@@ -499,11 +499,6 @@ def this_command() -> str:
     return report.command_line('tools/dev/benchmark.py', sys.argv[1:])
 
 
-def main(argv=None) -> int:
-    """The command: errors end in one line (``tools.cli.run_command``)."""
-    return run_command(run, argv)
-
-
 def parse_args(argv):
     parser = make_parser(__doc__.split('\n')[0], configs=False)
     parser.add_argument('--configs', type=int, nargs='+', default=[1, 2],
@@ -557,7 +552,8 @@ def parse_args(argv):
     return args
 
 
-def run(argv) -> int:
+@command
+def main(argv) -> int:
     args = parse_args(argv)
     if args.postprocess:
         return postprocess_report(args)

@@ -71,7 +71,7 @@ from solov2.model.training.hooks import Hook  # noqa: E402
 from solov2.model.training.options import TrainOptions  # noqa: E402
 from solov2.model.training.run import prepare, run_settings  # noqa: E402
 from solov2.model.training.sync_bn import CpuSyncBatchNorm, convert_sync_bn, trains_statistics  # noqa: E402
-from solov2.tools.cli import make_parser, run_command, show_logs  # noqa: E402
+from solov2.tools.cli import LIBRARY_LOGGER, command, make_parser  # noqa: E402
 from solov2.tools.make_shapes_dataset import generate_split  # noqa: E402
 
 OUTPUT_TOLERANCE = 1e-3   # network outputs, GPU vs CPU, float32 without TF32
@@ -412,7 +412,8 @@ def run_checks(s: Setting, names=None, out=print) -> int:
     return failed
 
 
-def run(argv=None) -> int:
+@command
+def main(argv=None) -> int:
     parser = make_parser("Check the toolkit on this machine's GPU: one PASS/FAIL line per check.", configs=False,
                          notes=__doc__)
     parser.add_argument('--dry-run', action='store_true', help='the same calls on the CPU (what CI runs)')
@@ -424,15 +425,10 @@ def run(argv=None) -> int:
     with tempfile.TemporaryDirectory(prefix='gpu_check_') as folder:
         setting = Setting('cpu', args.steps or FALLING_STEPS, 96, 3, 2, Path(folder)) if args.dry_run else \
             Setting('gpu', args.steps or 30, 256, 24, 5, Path(folder))
-        with show_logs(logging.WARNING):       # the training runs' start-up lines left out
-            failed = run_checks(setting, args.only)
+        logging.getLogger(LIBRARY_LOGGER).setLevel(logging.WARNING)   # the training runs' start-up lines left out
+        failed = run_checks(setting, args.only)
     print(f'{failed} check(s) failed' if failed else 'all checks passed')
     return 1 if failed else 0
-
-
-def main(argv=None) -> int:
-    """The command: errors end in one line (``tools.cli.run_command``)."""
-    return run_command(run, argv)
 
 
 if __name__ == '__main__':

@@ -24,7 +24,7 @@ from solov2.core.errors import InputError  # noqa: E402
 from solov2.data.transforms import read_image  # noqa: E402
 from solov2.model.inference.backend_factory import ModelSpec, exported_backend  # noqa: E402
 from solov2.model.inference.media import DrawOptions, run_images  # noqa: E402
-from solov2.tools.cli import make_parser, run_command, tune_for  # noqa: E402
+from solov2.tools.cli import command, make_parser, tune_for  # noqa: E402
 from solov2.tools.dev import report  # noqa: E402
 
 # variant -> (exported_backend's kind, precision, config overrides)
@@ -149,7 +149,8 @@ def report_section(table: dict, variants, machine_line: str, command: str) -> st
         '\n'.join(rows))
 
 
-def run(argv) -> int:
+@command
+def main(argv) -> int:
     parser = make_parser(__doc__.split('\n')[0], configs=False, notes=__doc__)
     parser.add_argument('--model-dir', required=True, help='exported folder with model.onnx (f32)')
     parser.add_argument('--int8-dir', required=True, help='its INT8 folder (tools/quantize.py)')
@@ -181,11 +182,6 @@ def run(argv) -> int:
                              report.command_line('tools/dev/mixed_speed.py', argv))
     print(f'wrote {report.write_section(args.out, section, MARKERS)}')
     return 0
-
-
-def main(argv=None) -> int:
-    """The command: errors end in one line (``tools.cli.run_command``)."""
-    return run_command(run, argv)
 
 
 if __name__ == '__main__':

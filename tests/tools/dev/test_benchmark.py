@@ -200,7 +200,7 @@ def test_ours_end_to_end_runs_the_demo_stages_and_writes_every_picture(tmp_path)
 @pytest.mark.parametrize('processes', ['1', '3'])
 def test_train_processes_must_split_the_batch(processes, capsys):
     with pytest.raises(SystemExit) as ended:
-        benchmark.run(['--train', '--batch', '2', '--processes', processes])
+        benchmark.main(['--train', '--batch', '2', '--processes', processes])
     assert ended.value.code == 2 and '--processes must be at least 2 and divide --batch 2' in capsys.readouterr().err
 
 

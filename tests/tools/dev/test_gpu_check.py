@@ -34,7 +34,7 @@ def test_a_failing_check_is_one_line_and_the_others_still_run(monkeypatch, tmp_p
     monkeypatch.setattr(gpu_check, 'run_checks', lambda setting, names: 2)
     for switch in ('set_cublas_switch', 'set_cudnn_switch'):     # the process's TF32 left alone
         monkeypatch.setattr(gpu_check.core, switch, lambda on: None, raising=False)
-    assert gpu_check.run(['--dry-run']) == 1
+    assert gpu_check.main(['--dry-run']) == 1
 
 
 def test_tf32_is_off_only_inside_the_float32_comparisons():
