@@ -1,7 +1,7 @@
 """Each source family's ``Converter`` (``convert.common``): how a checkpoint of that family is
 read, renamed and checked, and its notes for users. The command (``solov2 convert FAMILY``,
-tools/convert.py) and the published checkpoints (``convert.zoo``) convert with these;
-``CONVERTERS`` names them by the family keys of ``convert.published``."""
+tools/convert.py) and the published checkpoints (``convert.zoo``) convert with
+these: ``CONVERTERS``, by the family names of ``convert.published.FAMILIES``."""
 import re
 
 from solov2.convert.common import ConversionError, Converter, class_count, imagenet_converter
@@ -145,17 +145,17 @@ DCNv2 when training from ImageNet, so it is matched on purpose; the list is prin
 (never truncated) and stored in the sidecar under ``"initialised"``.
 """
 
-SOLO = Converter(load_state_dict, solo_name, (0, 1, 5, 6, 7, 8), solo_classes, ignored=is_counter, notes=SOLO_NOTES)
-PPDET = Converter(load_paddle_params, ppdet_name, (0, 3, 4), ppdet_num_classes, aliases=duplicate_aliases,
-                  notes=PPDET_NOTES)
-PPDET_STATIC = Converter(load_paddle_params, static_name, (0, 2), static_classes, ignored=is_bookkeeping,
-                         notes=PPDET_STATIC_NOTES)
-MMDET = Converter(mmdet_load, mmdet_name, (0, 8, 10, 12, 1, 5, 6, 11), mmdet_classes, ignored=is_counter,
-                  notes=MMDET_NOTES)
-TORCHVISION = imagenet_converter(load_state_dict, lambda key, cfg: backbone_name(key, prefix=''), (0, 8, 5, 6),
-                                 torchvision_skipped, TORCHVISION_NOTES)
-PADDLECLAS = imagenet_converter(load_paddle_params, static_backbone_name, (2, 4, 0, 8), paddleclas_skipped,
-                                PADDLECLAS_NOTES)
-
-CONVERTERS = {'solo': SOLO, 'ppdet': PPDET, 'ppdet05': PPDET_STATIC, 'mmdet': MMDET,
-              'torchvision': TORCHVISION, 'paddleclas': PADDLECLAS}
+# ``convert.published.FAMILIES`` key -> its converter
+CONVERTERS = {
+    'solo': Converter(load_state_dict, solo_name, (0, 1, 5, 6, 7, 8), solo_classes, ignored=is_counter,
+                      notes=SOLO_NOTES),
+    'ppdet': Converter(load_paddle_params, ppdet_name, (0, 3, 4), ppdet_num_classes, aliases=duplicate_aliases,
+                       notes=PPDET_NOTES),
+    'ppdet-static': Converter(load_paddle_params, static_name, (0, 2), static_classes, ignored=is_bookkeeping,
+                              notes=PPDET_STATIC_NOTES),
+    'mmdet': Converter(mmdet_load, mmdet_name, (0, 8, 10, 12, 1, 5, 6, 11), mmdet_classes, ignored=is_counter,
+                       notes=MMDET_NOTES),
+    'paddleclas': imagenet_converter(load_paddle_params, static_backbone_name, (2, 4, 0, 8), paddleclas_skipped,
+                                     PADDLECLAS_NOTES),
+    'torchvision': imagenet_converter(load_state_dict, lambda key, cfg: backbone_name(key, prefix=''),
+                                      (0, 8, 5, 6), torchvision_skipped, TORCHVISION_NOTES)}

@@ -28,7 +28,7 @@ from solov2.config.sidecar import sidecar_path
 from solov2.convert.common import convert_file
 from solov2.convert.download import ProgressCallback, Retry, fetch, is_url
 from solov2.convert.families import CONVERTERS
-from solov2.convert.published import CONVERTER_SCRIPTS, PUBLISHED, PUBLISHERS, SHIPPED, Published
+from solov2.convert.published import FAMILIES, PUBLISHED, PUBLISHERS, SHIPPED, Published
 from solov2.core.cache import HINT
 from solov2.core.errors import InputError, RunError, param
 from solov2.core.paths import SHIPPED_WEIGHTS, WEIGHTS_FOLDER, cache_root
@@ -75,7 +75,7 @@ def cached_path(row: Published, cache_dir: Optional[PathLike] = None) -> Path:
 def record(row: Published) -> dict:
     """What a cached entry's sidecar records of ``row`` under ``"published"`` (before the download)."""
     return {'name': row.name, 'url': row.url, 'file': row.file, 'sha256': row.sha256,
-            'converter': CONVERTER_SCRIPTS.get(row.family), 'config': row.config, 'licence': row.licence}
+            'converter': FAMILIES.get(row.family), 'config': row.config, 'licence': row.licence}
 
 
 def recorded(path: Path) -> Optional[dict]:
@@ -178,7 +178,7 @@ def _fetch_and_convert(row: Published, path: Path, scratch: Path, where: Sequenc
     LOG.info(f'{row.name}: getting {row.file}{size} from {where[0]}')
     hint = f'download {row.url} by hand into a folder and set {MIRROR_ENV} to that folder'
     got = fetch(row.file, where, scratch, row.sha256, progress or _logged(row.file), RETRY, hint)
-    script = CONVERTER_SCRIPTS[row.family]
+    script = FAMILIES[row.family]
     LOG.info(f'{row.name}: converting {row.file} with {script} to config {row.config}')
     try:
         convert_file(CONVERTERS[row.family], str(got.path), str(path), row.config,

@@ -37,7 +37,7 @@ from solov2.convert import download, zoo
 from solov2.convert.common import model_shapes
 from solov2.convert.download import DownloadError, Retry
 from solov2.convert.families import CONVERTERS
-from solov2.convert.published import CONVERTER_SCRIPTS, Published
+from solov2.convert.published import FAMILIES, Published
 from solov2.convert.to_ppdet import to_ppdet
 from solov2.core.errors import InputError, RunError
 from solov2.core.paths import CACHE_ENV, SAMPLE_IMAGES, SHIPPED_WEIGHTS
@@ -162,7 +162,7 @@ def write_family(family: str, state: dict, cfg, path: Path) -> Path:
         return write_pickle(to_ppdet(state, cfg), path)
     keys = frozenset(state)
     names = {CONVERTERS['solo' if family == 'mmdet' else family].rename(k, keys, cfg): v for k, v in state.items()}
-    if family == 'ppdet05':
+    if family == 'ppdet-static':
         return write_pickle(names, path)
     torch = pytest.importorskip('torch', reason='writing a .pth needs PyTorch (requirements-test.txt)')
     tensors = OrderedDict((k, torch.from_numpy(np.ascontiguousarray(v))) for k, v in names.items())
@@ -195,8 +195,8 @@ def assert_shipped(result) -> None:
 
 
 # each family's file holds the shipped model (config 9) under the family's names
-FAMILIES = {'solo': 'solo/solov2_light_448_r18_3x', 'mmdet': 'mmdet/solov2_light_r18_fpn_3x_coco',
-            'ppdet': 'ppdet/solov2_r50_enhance_coco', 'ppdet05': 'ppdet05/solov2_light_r50_vd_fpn_dcn_512_3x'}
+SHIPPED_IN = {'solo': 'solo/solov2_light_448_r18_3x', 'mmdet': 'mmdet/solov2_light_r18_fpn_3x_coco',
+              'ppdet': 'ppdet/solov2_r50_enhance_coco', 'ppdet-static': 'ppdet05/solov2_light_r50_vd_fpn_dcn_512_3x'}
 
 
 @pytest.fixture(scope='module')
@@ -205,12 +205,12 @@ def family_cache(tmp_path_factory):
     return tmp_path_factory.mktemp('family_cache')
 
 
-@pytest.mark.parametrize('family', list(FAMILIES))
+@pytest.mark.parametrize('family', list(SHIPPED_IN))
 def test_demo_then_segmenter_by_name_for_every_family(family, server, family_cache, monkeypatch, tmp_path):
     """First use: ``demo.py --weights NAME`` downloads from the mirror, converts with the
     family's converter and caches; second use, with no source answering: ``Segmenter('NAME')``
     reads the cache and finds what the shipped model finds."""
-    row = dataclasses.replace(serve(zoo.ROWS[FAMILIES[family]], family, server), config=9)
+    row = dataclasses.replace(serve(zoo.ROWS[SHIPPED_IN[family]], family, server), config=9)
     with_rows(monkeypatch, row)
     monkeypatch.setenv(CACHE_ENV, str(family_cache))
     monkeypatch.setenv(zoo.MIRROR_ENV, server.url)
@@ -220,7 +220,7 @@ def test_demo_then_segmenter_by_name_for_every_family(family, server, family_cac
     cached = zoo.cached_path(row)
     meta = json.loads(cached.with_suffix('.json').read_text())
     assert meta['config'] == 9 and meta['source'] == row.url
-    assert meta['published']['name'] == row.name and meta['published']['converter'] == CONVERTER_SCRIPTS[family]
+    assert meta['published']['name'] == row.name and meta['published']['converter'] == FAMILIES[family]
     assert meta['published']['downloaded_sha256'] == sha256(server.root / row.file)
 
     requests = len(server.requests)
@@ -561,7 +561,7 @@ def test_fine_tune_from_a_coco_name_on_shapes(server, monkeypatch, caplog, tmp_p
     def coco_head(cfg):
         return {**SHIPPED_STATE, **{k: v for k, v in plain_state(cfg).items() if k.startswith('head.cate_pred.')}}
     coco = with_classes(CONFIGS[9], 80)
-    row = dataclasses.replace(serve(zoo.ROWS['ppdet05/solov2_r50_fpn_3x'], 'ppdet05', server, coco, coco_head),
+    row = dataclasses.replace(serve(zoo.ROWS['ppdet05/solov2_r50_fpn_3x'], 'ppdet-static', server, coco, coco_head),
                               config=9)
     with_rows(monkeypatch, row)
     monkeypatch.setenv(CACHE_ENV, str(tmp_path / 'cache'))
