@@ -4,8 +4,8 @@ converted from it.
 
 The first use downloads the publisher's file (``convert.download``: progress, resume, retries,
 verification), converts it with its family's converter (``convert.families``) to the row's
-config and caches the result in ``<cache>/weights/<publisher>/<model>.pdparams`` (the cache:
-``cache_dir``, else ``$SOLOV2_CACHE``, else ``~/.cache/solov2-paddle``) with its sidecar, which
+config and caches the result where ``core.cache.published_path`` says (in ``cache_dir``, else
+``$SOLOV2_CACHE``, else ``~/.cache/solov2-paddle``) with its sidecar, which
 records the name, URL, published and actual SHA-256, converter and config under
 ``"published"``. Later uses only read that sidecar: offline and instant. The download is a
 hidden temporary file beside the entry, deleted whatever happens; the checkpoint and sidecar
@@ -29,9 +29,9 @@ from solov2.convert.common import convert_file
 from solov2.convert.download import ProgressCallback, Retry, fetch, is_url
 from solov2.convert.families import CONVERTERS
 from solov2.convert.published import FAMILIES, PUBLISHED, PUBLISHERS, SHIPPED, Published
-from solov2.core.cache import HINT
+from solov2.core.cache import HINT, published_path
 from solov2.core.errors import InputError, RunError, param
-from solov2.core.paths import SHIPPED_WEIGHTS, WEIGHTS_FOLDER, cache_root
+from solov2.core.paths import SHIPPED_WEIGHTS
 from solov2.data.files import temporary_beside
 
 LOG = logging.getLogger(__name__)
@@ -61,17 +61,6 @@ def unknown_name(text: str) -> InputError:
                          ' — docs/checkpoints.md lists the names'))
 
 
-def weights_folder(cache_dir: Optional[PathLike] = None) -> Path:
-    """Where converted published checkpoints are cached: the ``weights`` folder of the cache
-    (``cache_dir``, else ``$SOLOV2_CACHE``, else ``~/.cache/solov2-paddle``: ``core.paths``)."""
-    return cache_root(cache_dir) / WEIGHTS_FOLDER
-
-
-def cached_path(row: Published, cache_dir: Optional[PathLike] = None) -> Path:
-    """The path of ``row``'s converted checkpoint in the cache (whether or not it is there)."""
-    return weights_folder(cache_dir) / row.publisher / f'{row.model}.pdparams'
-
-
 def record(row: Published) -> dict:
     """What a cached entry's sidecar records of ``row`` under ``"published"`` (before the download)."""
     return {'name': row.name, 'url': row.url, 'file': row.file, 'sha256': row.sha256,
@@ -89,7 +78,7 @@ def recorded(path: Path) -> Optional[dict]:
 
 def is_cached(row: Published, cache_dir: Optional[PathLike] = None) -> bool:
     """Whether ``row``'s converted checkpoint is in the cache, made from the file the table names now."""
-    path = cached_path(row, cache_dir)
+    path = published_path(row.name, cache_dir)
     found = recorded(path) if path.is_file() else None
     expected = record(row)
     return found is not None and all(found.get(key) == expected[key] for key in RECORDED)
@@ -157,7 +146,7 @@ def checkpoint(row: Published, cache_dir: Optional[PathLike] = None, mirror: Opt
         return Path(SHIPPED_WEIGHTS)
     if row.config is None:
         raise InputError(f'{row.name} is published but not converted by this project: {row.note}')
-    path = cached_path(row, cache_dir)
+    path = published_path(row.name, cache_dir)
     if is_cached(row, cache_dir):
         return path
     try:

@@ -194,8 +194,7 @@ def test_a_set_lacking_classes_is_scored_on_the_classes_it_has(tmp_path, caplog)
 
 
 def test_eval_checks_the_set_before_exporting_and_names_what_is_wrong(tmp_path, capsys, monkeypatch):
-    from solov2.core.paths import SHIPPED_WEIGHTS
-    from solov2.model.inference.auto_backend import CACHE_ENV
+    from solov2.core.paths import CACHE_ENV, SHIPPED_WEIGHTS
     monkeypatch.setenv(CACHE_ENV, str(tmp_path / 'cache'))
     ann, images = _image_set(tmp_path / 'set')
     ours, other = _image_set(tmp_path / 'ours', names=('brick', 'egg'), annotated=('egg',))

@@ -39,6 +39,7 @@ from solov2.convert.download import DownloadError, Retry
 from solov2.convert.families import CONVERTERS
 from solov2.convert.published import FAMILIES, Published
 from solov2.convert.to_ppdet import to_ppdet
+from solov2.core.cache import published_path
 from solov2.core.errors import InputError, RunError
 from solov2.core.paths import CACHE_ENV, SAMPLE_IMAGES, SHIPPED_WEIGHTS
 from solov2.model.api import Segmenter, TrainOptions, train
@@ -217,7 +218,7 @@ def test_demo_then_segmenter_by_name_for_every_family(family, server, family_cac
     assert demo.main(['--weights', row.name, '--backend', 'dygraph', '--device', 'cpu', '--input', IMAGE,
                       '--output', str(tmp_path / 'out'), '--warmup', '0']) == 0
     assert (tmp_path / 'out' / 'shapes_000023.jpg').is_file()
-    cached = zoo.cached_path(row)
+    cached = published_path(row.name)
     meta = json.loads(cached.with_suffix('.json').read_text())
     assert meta['config'] == 9 and meta['source'] == row.url
     assert meta['published']['name'] == row.name and meta['published']['converter'] == FAMILIES[family]
@@ -244,7 +245,7 @@ def test_demo_py_from_the_checkout_takes_a_real_size_published_name(server, fami
                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     assert 'download [' in done.stderr and (tmp_path / 'out' / 'shapes_000023.jpg').is_file()
-    assert f'{row.name}: cached as {zoo.cached_path(row, family_cache)}' in done.stdout
+    assert f'{row.name}: cached as {published_path(row.name, family_cache)}' in done.stdout
 
 
 # ---------------------------------------------------------------- one small row: mechanics and failures
@@ -551,7 +552,7 @@ def test_paddle_hub_loads_a_ready_segmenter_from_the_checkout(server, family_cac
     seg = paddle.hub.load(str(REPO_DIR), 'ppdet_solov2_r50_fpn_1x_coco', source='local',
                           cache_dir=family_cache, mirror=server.url, backend='dygraph', device='cpu',
                           overrides={'test_short': 128, 'test_max': 128})
-    assert seg.number == 0 and zoo.cached_path(row, family_cache).is_file()
+    assert seg.number == 0 and published_path(row.name, family_cache).is_file()
 
 
 def test_fine_tune_from_a_coco_name_on_shapes(server, monkeypatch, caplog, tmp_path):
@@ -572,5 +573,5 @@ def test_fine_tune_from_a_coco_name_on_shapes(server, monkeypatch, caplog, tmp_p
     assert summary.iteration == 2 and summary.best_weights.is_file()
     loaded = [r.getMessage() for r in caplog.records if r.getMessage().startswith('start weights')]
     assert len(loaded) == 1, loaded
-    assert loaded[0].startswith(f'start weights {zoo.cached_path(row)}: loaded {len(SHIPPED_STATE) - 2} of ')
+    assert loaded[0].startswith(f'start weights {published_path(row.name)}: loaded {len(SHIPPED_STATE) - 2} of ')
     assert 'left out the class head (80 classes there, 4 here: head.cate_pred.' in loaded[0]
