@@ -1,4 +1,4 @@
-"""eval.py and data/coco_eval.py on hand-built ground truth with hand-computed AP."""
+"""eval.py and data/scoring.py on hand-built ground truth with hand-computed AP."""
 import json
 from pathlib import Path
 
@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from solov2.data.coco import load_coco
-from solov2.data.coco_eval import coco_stats, evaluate_segm, per_class_ap, run_cocoeval
 from solov2.data.results import instances_to_coco
+from solov2.data.scoring import coco_stats, evaluate_segm, per_class_ap, run_cocoeval
 from solov2.tools import eval as eval_cli
 
 H, W = 40, 50
