@@ -120,7 +120,7 @@ BOOKKEEPING = re.compile(
 
 def is_bookkeeping(name: str) -> bool:
     """Optimizer, learning-rate and EMA state of a static file: no model weights (the list is
-    in convert/ppdet_static2paddle.py's help)."""
+    in docs/checkpoints.md)."""
     return BOOKKEEPING.fullmatch(name) is not None
 
 

@@ -54,7 +54,7 @@ def work(family: str):
 def run_family(family: str, argv=None, prog=None) -> int:
     """``solov2 convert FAMILY`` with ``argv`` (default: the script's arguments), named ``prog``."""
     convert, configs, notes, helps = work(family)
-    return run_converter(notes, convert, argv, configs, helps, prog)
+    return run_converter(notes + '\nDetails: docs/checkpoints.md, "Converting".\n', convert, argv, configs, helps, prog)
 
 
 def main(argv=None) -> int:
