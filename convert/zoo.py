@@ -67,21 +67,15 @@ def record(row: Published) -> dict:
             'converter': FAMILIES.get(row.family), 'config': row.config, 'licence': row.licence}
 
 
-def recorded(path: Path) -> Optional[dict]:
-    """The ``"published"`` record in the sidecar of ``path``; None when there is none or it is unreadable."""
-    try:
-        found = json.loads(sidecar_path(str(path)).read_text()).get('published')
-    except (OSError, ValueError, AttributeError):
-        return None
-    return found if isinstance(found, dict) else None
-
-
 def is_cached(row: Published, cache_dir: Optional[PathLike] = None) -> bool:
-    """Whether ``row``'s converted checkpoint is in the cache, made from the file the table names now."""
-    path = published_path(row.name, cache_dir)
-    found = recorded(path) if path.is_file() else None
-    expected = record(row)
-    return found is not None and all(found.get(key) == expected[key] for key in RECORDED)
+    """Whether ``row``'s converted checkpoint is in the cache, made from the file the table names now
+    (its sidecar's ``"published"`` record agrees on ``RECORDED``)."""
+    path, expected = published_path(row.name, cache_dir), record(row)
+    try:
+        found = json.loads(sidecar_path(str(path)).read_text())['published'] if path.is_file() else {}
+        return all(found.get(key) == expected[key] for key in RECORDED)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return False
 
 
 def locations(row: Published, mirror: Optional[PathLike] = None) -> List[str]:
@@ -94,26 +88,22 @@ def locations(row: Published, mirror: Optional[PathLike] = None) -> List[str]:
     return [row.url, *row.mirrors]
 
 
-def published_config(weights: Optional[PathLike]) -> Optional[int]:
-    """The config number of ``weights`` when it is a published name (not a path) with a
-    config here, else None: what a caller checks its other arguments against before
-    ``resolve_weights`` fetches anything."""
-    if weights is None or str(weights) == '' or Path(weights).exists():
-        return None
-    row = find(str(weights))
-    return None if row is None else row.config
+def named(weights: Optional[PathLike]) -> Optional[Published]:
+    """The row of ``weights`` when it is a published name (not an existing path), else None."""
+    return None if weights is None or str(weights) == '' or Path(weights).exists() else find(str(weights))
 
 
 def checked_config(weights: Optional[PathLike], config: Optional[int]) -> Optional[int]:
     """The config number that a caller checks its other arguments against before
     ``resolve_weights`` fetches anything: ``config``, else that of the published name
-    ``weights`` (``published_config``), else None. InputError for an unknown ``config``, and
-    when ``weights`` names a published COCO model of another config (every config's network
-    differs, so its weights would not load)."""
+    ``weights``, else None. InputError for an unknown ``config``, and when ``weights`` names a
+    published COCO model of another config (every config's network differs, so its weights
+    would not load)."""
     if config is not None:
         get_config(config)
-    number = published_config(weights)
-    if config is None or number is None or config == number or find(str(weights)).backbone:
+    row = named(weights)
+    number = None if row is None else row.config
+    if row is None or number is None or config is None or config == number or row.backbone:
         return config if config is not None else number
     raise InputError(f'{weights} is a config {number} model, not config {config}: pass ', param('config', number),
                      ' or leave ', param('config'), ' out')
@@ -125,14 +115,12 @@ def resolve_weights(weights: Optional[PathLike], cache_dir: Optional[PathLike] =
     (``convert.published``) as its converted checkpoint, fetched and converted on first use
     (``checkpoint``); None and any other text unchanged (the caller says what is missing).
     InputError for a name written like a published one that no row has."""
-    if weights is None or str(weights) == '' or Path(weights).exists():
-        return None if weights is None else str(weights)
-    row = find(str(weights))
-    if row is None:
-        if looks_like_name(str(weights)):
-            raise unknown_name(str(weights))
-        return str(weights)
-    return str(checkpoint(row, cache_dir, mirror, progress))
+    row = named(weights)
+    if row is not None:
+        return str(checkpoint(row, cache_dir, mirror, progress))
+    if weights is not None and not Path(weights).exists() and looks_like_name(str(weights)):
+        raise unknown_name(str(weights))
+    return None if weights is None else str(weights)
 
 
 def checkpoint(row: Published, cache_dir: Optional[PathLike] = None, mirror: Optional[PathLike] = None,
