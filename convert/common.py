@@ -23,12 +23,14 @@ class ConversionError(InputError):
     """The source does not map cleanly onto the target model."""
 
 
-def class_count(source: Dict[str, np.ndarray], key: str, kind: str) -> int:
-    """The number of classes of the checkpoint ``source``: the length of its category-prediction
+def class_count(key: str, kind: str) -> Callable[[Dict[str, np.ndarray]], int]:
+    """A family's ``num_classes(source)``: the length of the checkpoint's category-prediction
     bias ``key``; ConversionError when it has none (it is not ``kind``, e.g. 'an mmdetection checkpoint')."""
-    if key not in source:
-        raise ConversionError(f'{key} not found: not {kind}')
-    return source[key].shape[0]
+    def count(source: Dict[str, np.ndarray]) -> int:
+        if key not in source:
+            raise ConversionError(f'{key} not found: not {kind}')
+        return source[key].shape[0]
+    return count
 
 
 def _no_key(name: str) -> bool:

@@ -17,22 +17,11 @@ from solov2.convert.ppdet_names import (
 from solov2.convert.pth_reader import RefusedCheckpoint, load_state_dict
 from solov2.model.checkpoint import load_paddle_params
 
-
-def solo_classes(source: dict) -> int:
-    """Category count of an original SOLO checkpoint, from the category-prediction bias."""
-    return class_count(source, 'bbox_head.solo_cate.bias', 'an original SOLO (WXinlong/SOLO) SOLOv2 checkpoint')
-
-
-def static_classes(source: dict) -> int:
-    """Category count of a PaddleDetection 0.5 checkpoint, from the category-prediction bias
-    (0.5 configs say ``num_classes: 81``, background included; the conv has 80 outputs)."""
-    return class_count(source, 'bbox_head.solo_cate.bias', 'a PaddleDetection 0.5 SOLOv2 checkpoint')
-
-
-def mmdet_classes(source: dict) -> int:
-    """Category count of an mmdetection 2.x/3.x checkpoint, from the category-prediction bias."""
-    return class_count(source, 'mask_head.conv_cls.bias', 'an mmdetection 2.x/3.x SOLOv2 checkpoint (an original '
-                       'SOLO .pth converts with convert/solo2paddle.py)')
+solo_classes = class_count('bbox_head.solo_cate.bias', 'an original SOLO (WXinlong/SOLO) SOLOv2 checkpoint')
+# PaddleDetection 0.5 configs say ``num_classes: 81``, background included; the conv has 80 outputs
+static_classes = class_count('bbox_head.solo_cate.bias', 'a PaddleDetection 0.5 SOLOv2 checkpoint')
+mmdet_classes = class_count('mask_head.conv_cls.bias', 'an mmdetection 2.x/3.x SOLOv2 checkpoint (an original SOLO '
+                            '.pth converts with convert/solo2paddle.py)')
 
 
 def mmdet_load(path: str) -> dict:
