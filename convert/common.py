@@ -205,13 +205,16 @@ class Converter:
 
 
 def imagenet_converter(load: Callable[[str], Dict[str, np.ndarray]], backbone_name: Callable[[str, object], str],
-                       default_configs: Tuple[int, ...], ignored: Callable[[str], bool], notes: str) -> Converter:
+                       default_configs: Tuple[int, ...], classifier: Tuple[str, ...], ignored: Callable[[str], bool],
+                       notes: str) -> Converter:
     """The converter of an ImageNet classification checkpoint into a BACKBONE-ONLY one:
     ``backbone_name(key, cfg)`` names each ``backbone.*`` key in the source, except the backbone
-    DCN offset convs ImageNet lacks (``zero_offset_init``); the classes are COCO's 80."""
+    DCN offset convs ImageNet lacks (``zero_offset_init``); the classes are COCO's 80; the
+    source's ``classifier`` keys and those ``ignored`` are skipped."""
     def rename(key: str, keys: frozenset, cfg) -> Union[str, Initialised]:
         return zero_offset_init(cfg) if '.conv.offset.' in key else backbone_name(key, cfg)
-    return Converter(load, rename, default_configs, lambda source: 80, ignored, prefix='backbone.', notes=notes)
+    return Converter(load, rename, default_configs, lambda source: 80, lambda name: name in classifier or ignored(name),
+                     prefix='backbone.', notes=notes)
 
 
 def convert_arrays(converter: Converter, arrays: Dict[str, np.ndarray], number: Optional[int] = None):

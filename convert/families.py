@@ -2,8 +2,6 @@
 read, renamed and checked, and its notes for users. The command (``solov2 convert FAMILY``,
 tools/convert.py) and the published checkpoints (``convert.zoo``) convert with
 these: ``CONVERTERS``, by the family names of ``convert.published.FAMILIES``."""
-import re
-
 from solov2.convert.common import ConversionError, Converter, class_count, imagenet_converter
 from solov2.convert.mmdet_names import backbone_name, is_counter, mmdet_name, solo_name
 from solov2.convert.ppdet_names import (
@@ -36,20 +34,6 @@ def mmdet_load(path: str) -> dict:
         refused = str(exc).split(' — ')[0]
         raise ConversionError(f"{refused} — an mmdetection 3.x training checkpoint? Keep only its weights with "
                               "mmdetection's tools/model_converters/publish_model.py, then convert that file") from None
-
-
-TORCHVISION_CLASSIFIER = re.compile(r'fc\.(weight|bias)')
-PADDLECLAS_CLASSIFIER = re.compile(r'fc_0\.[wb]_0')
-
-
-def torchvision_skipped(name: str) -> bool:
-    """The ImageNet classifier and the BN ``num_batches_tracked`` counters of a torchvision ResNet."""
-    return TORCHVISION_CLASSIFIER.fullmatch(name) is not None or is_counter(name)
-
-
-def paddleclas_skipped(name: str) -> bool:
-    """The ImageNet classifier and optimizer / learning-rate / EMA bookkeeping of a PaddleClas ResNet."""
-    return PADDLECLAS_CLASSIFIER.fullmatch(name) is not None or is_bookkeeping(name)
 
 
 # each family's notes for its users: ``solov2 convert FAMILY --help`` (tools/convert.py) shows them;
@@ -99,7 +83,7 @@ CONVERTERS = {
                               notes=PPDET_STATIC_NOTES),
     'mmdet': Converter(mmdet_load, mmdet_name, (0, 8, 10, 12, 1, 5, 6, 11), mmdet_classes, ignored=is_counter,
                        notes=MMDET_NOTES),
-    'paddleclas': imagenet_converter(load_paddle_params, static_backbone_name, (2, 4, 0, 8), paddleclas_skipped,
-                                     PADDLECLAS_NOTES),
+    'paddleclas': imagenet_converter(load_paddle_params, static_backbone_name, (2, 4, 0, 8), ('fc_0.w_0', 'fc_0.b_0'),
+                                     is_bookkeeping, PADDLECLAS_NOTES),
     'torchvision': imagenet_converter(load_state_dict, lambda key, cfg: backbone_name(key, prefix=''),
-                                      (0, 8, 5, 6), torchvision_skipped, TORCHVISION_NOTES)}
+                                      (0, 8, 5, 6), ('fc.weight', 'fc.bias'), is_counter, TORCHVISION_NOTES)}

@@ -157,7 +157,7 @@ def test_torchvision_unknown_key_fails(tmp_path):
               'layer5.0.conv1.weight': np.zeros(1, np.float32)}
     with pytest.raises(ConversionError, match=r'unused source keys:\n  layer5\.0\.conv1\.weight'):
         convert(source, families.CONVERTERS['torchvision'].rename, [5], 80,
-                ignored=families.torchvision_skipped, prefix='backbone.')
+                ignored=families.CONVERTERS['torchvision'].ignored, prefix='backbone.')
 
 
 # ---------------------------------------------------------------- PaddleClas layout
@@ -221,4 +221,4 @@ def test_paddleclas_missing_key_is_named():
     del arrays['bn4f_branch2c_variance']
     with pytest.raises(ConversionError, match=r'bn4f_branch2c_variance'):
         convert(arrays, families.CONVERTERS['paddleclas'].rename, [2], 80,
-                ignored=families.paddleclas_skipped, prefix='backbone.')
+                ignored=families.CONVERTERS['paddleclas'].ignored, prefix='backbone.')
