@@ -33,16 +33,6 @@ def class_count(key: str, kind: str) -> Callable[[Dict[str, np.ndarray]], int]:
     return count
 
 
-def _no_key(name: str) -> bool:
-    """No source key is skipped."""
-    return False
-
-
-def _no_aliases(source: Dict[str, np.ndarray]) -> Dict[str, str]:
-    """No source key repeats another."""
-    return {}
-
-
 @dataclass(frozen=True)
 class Initialised:
     """Rename-table entry for a target with NO counterpart in the source: the target is
@@ -103,7 +93,7 @@ class ConversionReport:
 
 
 def apply_table(source: Dict[str, np.ndarray], table: Dict[str, Union[str, Initialised]],
-                target_shapes: Dict[str, tuple], ignored: Callable[[str], bool] = _no_key,
+                target_shapes: Dict[str, tuple], ignored: Optional[Callable[[str], bool]] = None,
                 aliases: Optional[Dict[str, str]] = None) -> Tuple[Dict[str, np.ndarray], ConversionReport]:
     """Fill every target key from ``source[table[key]]``.
 
@@ -132,7 +122,7 @@ def apply_table(source: Dict[str, np.ndarray], table: Dict[str, Union[str, Initi
         used.add(name)
         report.mapped.append((target, name, tuple(shape)))
     for name, value in source.items():
-        if name in used or ignored(name):
+        if name in used or (ignored is not None and ignored(name)):
             continue
         primary = (aliases or {}).get(name)
         if primary in used and np.array_equal(source[primary], value):
@@ -145,7 +135,7 @@ Renamer = Callable[[str, frozenset, object], Union[str, Initialised]]
 
 
 def convert(source: Dict[str, np.ndarray], rename: Renamer, config_numbers: Iterable[int],
-            num_classes: int, ignored: Callable[[str], bool] = _no_key,
+            num_classes: int, ignored: Optional[Callable[[str], bool]] = None,
             aliases: Optional[Dict[str, str]] = None, prefix: str = ''):
     """Try the candidate configs in order; return (config number, cfg, state, report)
     of the first clean conversion, else raise ConversionError with the closest report.
@@ -198,8 +188,8 @@ class Converter:
     rename: Renamer
     default_configs: Tuple[int, ...]
     num_classes: Callable[[Dict[str, np.ndarray]], int]
-    ignored: Callable[[str], bool] = _no_key
-    aliases: Callable[[Dict[str, np.ndarray]], Dict[str, str]] = _no_aliases
+    ignored: Optional[Callable[[str], bool]] = None
+    aliases: Optional[Callable[[Dict[str, np.ndarray]], Dict[str, str]]] = None
     prefix: str = ''
     notes: str = ''
 
@@ -223,7 +213,7 @@ def convert_arrays(converter: Converter, arrays: Dict[str, np.ndarray], number: 
     first of ``converter.default_configs`` that fits); ConversionError when none fits."""
     numbers = [number] if number is not None else list(converter.default_configs)
     return convert(arrays, converter.rename, numbers, converter.num_classes(arrays), converter.ignored,
-                   converter.aliases(arrays), prefix=converter.prefix)
+                   converter.aliases(arrays) if converter.aliases else None, prefix=converter.prefix)
 
 
 @dataclass
