@@ -42,11 +42,6 @@ RETRY = Retry()                                                 # how hard each 
 PathLike = Union[str, os.PathLike]
 
 
-def find(name: str) -> Optional[Published]:
-    """The row named ``name``, or None."""
-    return ROWS.get(name)
-
-
 def looks_like_name(text: str) -> bool:
     """Whether ``text`` is written like a published name (``<publisher>/<model>``, no suffix)."""
     publisher, sep, model = text.partition('/')
@@ -90,7 +85,7 @@ def locations(row: Published, mirror: Optional[PathLike] = None) -> List[str]:
 
 def named(weights: Optional[PathLike]) -> Optional[Published]:
     """The row of ``weights`` when it is a published name (not an existing path), else None."""
-    return None if weights is None or str(weights) == '' or Path(weights).exists() else find(str(weights))
+    return None if weights is None or str(weights) == '' or Path(weights).exists() else ROWS.get(str(weights))
 
 
 def checked_config(weights: Optional[PathLike], config: Optional[int]) -> Optional[int]:

@@ -53,7 +53,7 @@ def run(argv) -> int:
             print(describe(row, here))
         print(f'{len(rows)} names, {sum(cached)} cached in {weights_folder()}')
         return 0
-    rows = [zoo.find(name) for name in args.names]
+    rows = [zoo.ROWS.get(name) for name in args.names]
     unknown = [name for name, row in zip(args.names, rows) if row is None]
     if unknown:
         raise zoo.unknown_name(unknown[0])

@@ -196,7 +196,7 @@ def cached_backend(number: int, cfg, weights: str, overrides: Sequence[str], thr
     problem = check_entry(folder, key, engines) if folder.exists() else None
     if folder.exists() and problem is None:
         try:
-            kind = _manifest(folder)['engine']
+            kind = json.loads((folder / MANIFEST).read_text())['engine']
             backend = open_engine(kind)
             log(f'auto: using {kind} f32 from cache {folder}')
             return kind, backend
@@ -210,7 +210,7 @@ def cached_backend(number: int, cfg, weights: str, overrides: Sequence[str], thr
     began = time.perf_counter()
     try:
         build_entry(cfg, weights, key, folder, threads, engines, progress, replace=problem is not None)
-        choice = _manifest(folder)
+        choice = json.loads((folder / MANIFEST).read_text())
     except (ExportError, OSError, ValueError) as exc:     # OSError: e.g. a cache folder that cannot be written
         warn(f'auto: could not export for {names} ({exc}): using dygraph')
         chosen = 'dygraph', DygraphBackend(cfg, weights, 'cpu', sidecar=False, threads=threads)
@@ -222,7 +222,3 @@ def cached_backend(number: int, cfg, weights: str, overrides: Sequence[str], thr
     if progress is not None:
         progress('done', STAGES['done'])
     return chosen
-
-
-def _manifest(folder: Path) -> dict:
-    return json.loads((folder / MANIFEST).read_text())
