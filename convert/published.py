@@ -57,10 +57,6 @@ class Published:
         return self.name.split('/')[0]
 
     @property
-    def model(self) -> str:
-        return self.name.split('/', 1)[1]
-
-    @property
     def file(self) -> str:
         """The file name, the same at the publisher and on every mirror."""
         return self.url.rsplit('/', 1)[-1]
