@@ -1,4 +1,4 @@
-"""The way back of ``families.PPDET`` (``NOTES``: ``solov2 convert to-ppdet``), through the same
+"""The way back of ``families.CONVERTERS['ppdet']`` (``NOTES``: ``solov2 convert to-ppdet``), through the same
 rename table (``convert.ppdet_names``)."""
 from typing import Dict, List, Optional
 
