@@ -54,6 +54,13 @@ def test_each_command_shows_its_own_help_under_its_words(words, path, monkeypatc
     assert (REPO_DIR / path).is_file()
 
 
+def test_a_converters_help_gives_its_configs_and_points_at_the_docs(capsys):
+    with pytest.raises(SystemExit):
+        solov2.main(['convert', 'ppdet-static', '--help'])
+    out = capsys.readouterr().out
+    assert 'solov2_light_r50_vd_fpn_dcn_512_3x (2)' in out and 'docs/checkpoints.md' in out
+
+
 def test_every_family_but_the_way_back_has_a_converter():
     assert list(families.CONVERTERS) == [family for family in FAMILIES if family != 'to-ppdet']
 
