@@ -23,22 +23,14 @@ class ConversionError(InputError):
     """The source does not map cleanly onto the target model."""
 
 
-def class_count(source: Dict[str, np.ndarray], key: str, kind: str) -> int:
-    """The number of classes of the checkpoint ``source``: the length of its category-prediction
+def class_count(key: str, kind: str) -> Callable[[Dict[str, np.ndarray]], int]:
+    """A family's ``num_classes(source)``: the length of the checkpoint's category-prediction
     bias ``key``; ConversionError when it has none (it is not ``kind``, e.g. 'an mmdetection checkpoint')."""
-    if key not in source:
-        raise ConversionError(f'{key} not found: not {kind}')
-    return source[key].shape[0]
-
-
-def _no_key(name: str) -> bool:
-    """No source key is skipped."""
-    return False
-
-
-def _no_aliases(source: Dict[str, np.ndarray]) -> Dict[str, str]:
-    """No source key repeats another."""
-    return {}
+    def count(source: Dict[str, np.ndarray]) -> int:
+        if key not in source:
+            raise ConversionError(f'{key} not found: not {kind}')
+        return source[key].shape[0]
+    return count
 
 
 @dataclass(frozen=True)
@@ -101,7 +93,7 @@ class ConversionReport:
 
 
 def apply_table(source: Dict[str, np.ndarray], table: Dict[str, Union[str, Initialised]],
-                target_shapes: Dict[str, tuple], ignored: Callable[[str], bool] = _no_key,
+                target_shapes: Dict[str, tuple], ignored: Optional[Callable[[str], bool]] = None,
                 aliases: Optional[Dict[str, str]] = None) -> Tuple[Dict[str, np.ndarray], ConversionReport]:
     """Fill every target key from ``source[table[key]]``.
 
@@ -130,7 +122,7 @@ def apply_table(source: Dict[str, np.ndarray], table: Dict[str, Union[str, Initi
         used.add(name)
         report.mapped.append((target, name, tuple(shape)))
     for name, value in source.items():
-        if name in used or ignored(name):
+        if name in used or (ignored is not None and ignored(name)):
             continue
         primary = (aliases or {}).get(name)
         if primary in used and np.array_equal(source[primary], value):
@@ -143,7 +135,7 @@ Renamer = Callable[[str, frozenset, object], Union[str, Initialised]]
 
 
 def convert(source: Dict[str, np.ndarray], rename: Renamer, config_numbers: Iterable[int],
-            num_classes: int, ignored: Callable[[str], bool] = _no_key,
+            num_classes: int, ignored: Optional[Callable[[str], bool]] = None,
             aliases: Optional[Dict[str, str]] = None, prefix: str = ''):
     """Try the candidate configs in order; return (config number, cfg, state, report)
     of the first clean conversion, else raise ConversionError with the closest report.
@@ -196,20 +188,23 @@ class Converter:
     rename: Renamer
     default_configs: Tuple[int, ...]
     num_classes: Callable[[Dict[str, np.ndarray]], int]
-    ignored: Callable[[str], bool] = _no_key
-    aliases: Callable[[Dict[str, np.ndarray]], Dict[str, str]] = _no_aliases
+    ignored: Optional[Callable[[str], bool]] = None
+    aliases: Optional[Callable[[Dict[str, np.ndarray]], Dict[str, str]]] = None
     prefix: str = ''
     notes: str = ''
 
 
 def imagenet_converter(load: Callable[[str], Dict[str, np.ndarray]], backbone_name: Callable[[str, object], str],
-                       default_configs: Tuple[int, ...], ignored: Callable[[str], bool], notes: str) -> Converter:
+                       default_configs: Tuple[int, ...], classifier: Tuple[str, ...], ignored: Callable[[str], bool],
+                       notes: str) -> Converter:
     """The converter of an ImageNet classification checkpoint into a BACKBONE-ONLY one:
     ``backbone_name(key, cfg)`` names each ``backbone.*`` key in the source, except the backbone
-    DCN offset convs ImageNet lacks (``zero_offset_init``); the classes are COCO's 80."""
+    DCN offset convs ImageNet lacks (``zero_offset_init``); the classes are COCO's 80; the
+    source's ``classifier`` keys and those ``ignored`` are skipped."""
     def rename(key: str, keys: frozenset, cfg) -> Union[str, Initialised]:
         return zero_offset_init(cfg) if '.conv.offset.' in key else backbone_name(key, cfg)
-    return Converter(load, rename, default_configs, lambda source: 80, ignored, prefix='backbone.', notes=notes)
+    return Converter(load, rename, default_configs, lambda source: 80, lambda name: name in classifier or ignored(name),
+                     prefix='backbone.', notes=notes)
 
 
 def convert_arrays(converter: Converter, arrays: Dict[str, np.ndarray], number: Optional[int] = None):
@@ -218,7 +213,7 @@ def convert_arrays(converter: Converter, arrays: Dict[str, np.ndarray], number: 
     first of ``converter.default_configs`` that fits); ConversionError when none fits."""
     numbers = [number] if number is not None else list(converter.default_configs)
     return convert(arrays, converter.rename, numbers, converter.num_classes(arrays), converter.ignored,
-                   converter.aliases(arrays), prefix=converter.prefix)
+                   converter.aliases(arrays) if converter.aliases else None, prefix=converter.prefix)
 
 
 @dataclass

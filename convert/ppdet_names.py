@@ -79,9 +79,7 @@ def ppdet_name(key: str, keys: frozenset, cfg) -> str:
     return source_name(key, keys, cfg, PPDET)
 
 
-def ppdet_num_classes(source: dict) -> int:
-    """Category count of a PaddleDetection 2.x checkpoint, from the category-prediction bias."""
-    return class_count(source, 'solov2_head.bbox_head.solo_cate.bias', 'a PaddleDetection 2.x SOLOv2 checkpoint')
+ppdet_num_classes = class_count('solov2_head.bbox_head.solo_cate.bias', 'a PaddleDetection 2.x SOLOv2 checkpoint')
 
 
 # PaddleDetection registers three layers twice: (duplicate prefix, primary prefix)
@@ -120,7 +118,7 @@ BOOKKEEPING = re.compile(
 
 def is_bookkeeping(name: str) -> bool:
     """Optimizer, learning-rate and EMA state of a static file: no model weights (the list is
-    in convert/ppdet_static2paddle.py's help)."""
+    in docs/checkpoints.md)."""
     return BOOKKEEPING.fullmatch(name) is not None
 
 

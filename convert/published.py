@@ -10,10 +10,12 @@ None where none is published or it could not be read (UNVERIFIED in the row's no
 from dataclasses import dataclass
 from typing import Dict, Optional, Tuple
 
-# convert.families.CONVERTERS key -> the command that converts that family by hand
-CONVERTER_SCRIPTS = {'solo': 'convert/solo2paddle.py', 'ppdet': 'convert/ppdet2paddle.py',
-                     'ppdet05': 'convert/ppdet_static2paddle.py', 'mmdet': 'convert/mmdet2paddle.py',
-                     'torchvision': 'convert/torchvision2paddle.py', 'paddleclas': 'convert/paddleclas2paddle.py'}
+# ``solov2 convert FAMILY`` -> its script in a checkout: the one list of converter families (a
+# row's ``family``; ``convert.families.CONVERTERS`` converts each but the way back, ``convert.to_ppdet``)
+FAMILIES = {'solo': 'convert/solo2paddle.py', 'ppdet': 'convert/ppdet2paddle.py',
+            'ppdet-static': 'convert/ppdet_static2paddle.py', 'mmdet': 'convert/mmdet2paddle.py',
+            'paddleclas': 'convert/paddleclas2paddle.py', 'torchvision': 'convert/torchvision2paddle.py',
+            'to-ppdet': 'convert/paddle2ppdet.py'}
 SHIPPED = 'shipped'     # the family of the model shipped in weights/: nothing to download or convert
 
 
@@ -31,7 +33,7 @@ class Publisher:
 class Published:
     """One published checkpoint.
 
-    ``name``: ``<publisher>/<model>``; ``family``: its converter (``CONVERTER_SCRIPTS``);
+    ``name``: ``<publisher>/<model>``; ``family``: its converter (``FAMILIES``);
     ``url``: the publisher's own link; ``config``: this project's config number it converts
     to (for a backbone: the config whose backbone it fills), None when it is published but not
     converted here (``note`` says why, or what to use instead); ``mask_ap``: the publisher's COCO
@@ -53,10 +55,6 @@ class Published:
     @property
     def publisher(self) -> str:
         return self.name.split('/')[0]
-
-    @property
-    def model(self) -> str:
-        return self.name.split('/', 1)[1]
 
     @property
     def file(self) -> str:
@@ -164,15 +162,16 @@ PUBLISHED: Tuple[Published, ...] = (
     Published('ppdet/solov2_r50_enhance_coco', 'ppdet', PPDET + 'solov2_r50_enhance_coco.pdparams', 3, mask_ap=39.0,
               note='Light-R50-VD-DCN-FPN, 512'),
     # ---- PaddleDetection 0.5
-    Published('ppdet05/solov2_r50_fpn_1x', 'ppdet05', PPDET05 + 'solov2_r50_fpn_1x.pdparams', 0, mask_ap=35.6),
-    Published('ppdet05/solov2_r50_fpn_3x', 'ppdet05', PPDET05 + 'solov2_r50_fpn_3x.pdparams', 0, mask_ap=37.9),
-    Published('ppdet05/solov2_light_r50_vd_fpn_dcn_512_3x', 'ppdet05',
+    Published('ppdet05/solov2_r50_fpn_1x', 'ppdet-static', PPDET05 + 'solov2_r50_fpn_1x.pdparams', 0, mask_ap=35.6),
+    Published('ppdet05/solov2_r50_fpn_3x', 'ppdet-static', PPDET05 + 'solov2_r50_fpn_3x.pdparams', 0, mask_ap=37.9),
+    Published('ppdet05/solov2_light_r50_vd_fpn_dcn_512_3x', 'ppdet-static',
               PPDET05 + 'solov2_light_r50_vd_fpn_dcn_512_3x.pdparams', 2, mask_ap=38.8),
-    Published('ppdet05/solov2_r101_vd_fpn_3x', 'ppdet05', PPDET05 + 'solov2_r101_vd_fpn_3x.pdparams', None,
+    Published('ppdet05/solov2_r101_vd_fpn_3x', 'ppdet-static', PPDET05 + 'solov2_r101_vd_fpn_3x.pdparams', None,
               mask_ap=42.6, note='its deformable head convs have no bias, unlike config 4; use '
                                  'ppdet/solov2_r101_vd_fpn_3x_coco (config 4)'),
-    Published('ppdet05/solov2_mobilenetv3_fpn_448_3x', 'ppdet05', PPDET05 + 'solov2_mobilenetv3_fpn_448_3x.pdparams',
-              None, mask_ap=30.0, note='no MobileNetV3 config here'),
+    Published('ppdet05/solov2_mobilenetv3_fpn_448_3x', 'ppdet-static',
+              PPDET05 + 'solov2_mobilenetv3_fpn_448_3x.pdparams', None, mask_ap=30.0,
+              note='no MobileNetV3 config here'),
     # ---- mmdetection 2.x / 3.x (3.x reuses the 2.x files; the 2.x metafile names)
     Published('mmdet/solov2_r50_fpn_1x_coco', 'mmdet',
               MMDET + 'solov2_r50_fpn_1x_coco/solov2_r50_fpn_1x_coco_20220512_125858-a357fa23.pth', 0,

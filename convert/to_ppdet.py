@@ -1,6 +1,5 @@
-"""The way back of ``families.PPDET`` (``NOTES``: ``solov2 convert to-ppdet``), through the same
+"""The way back of ``families.CONVERTERS['ppdet']`` (``NOTES``: ``solov2 convert to-ppdet``), through the same
 rename table (``convert.ppdet_names``)."""
-from pathlib import Path
 from typing import Dict, List, Optional
 
 import numpy as np
@@ -39,39 +38,24 @@ def to_ppdet(state: Dict[str, np.ndarray], cfg, weights: str = 'the weights') ->
                             for k in shapes})
 
 
-def ppdet_config(weights: str, number: Optional[int]):
-    """(config number, config class with what the sidecar recorded) from ``number`` or the
-    sidecar (``config.sidecar.resolve_config``); InputError for a config without a
-    PaddleDetection 2.x counterpart."""
-    number, cfg = resolve_config(weights, number)
+def write_ppdet(source: str, output: str, number: Optional[int] = None) -> List[str]:
+    """Write ``source`` (this project's checkpoint, config ``number`` or its sidecar's:
+    ``config.sidecar.resolve_config``) as PaddleDetection's ``output``, atomically
+    (``data.files.write_together``); the summary lines, with the network settings in which it
+    differs from its config (PaddleDetection's config needs them too). InputError for a config
+    without a PaddleDetection 2.x counterpart."""
+    path = check_output_file(output, [source])
+    number, cfg = resolve_config(source, number)
     if number not in PPDET_CONFIGS:
         raise InputError(f'config {number} ({CONFIGS[number].__name__}) has no PaddleDetection 2.x SOLOv2 config '
                          f'— only configs {sorted(PPDET_CONFIGS)} map to one; deploy it with tools/export_model.py '
                          'instead')
-    return number, cfg
-
-
-def model_changes(cfg, number: int) -> Dict[str, object]:
-    """The network settings (classes aside) in which ``cfg`` differs from config
-    ``number``: PaddleDetection's config needs them too."""
-    return {k: v for k, v in recorded_settings(cfg, number).items() if k in MODEL_SETTINGS}
-
-
-def write_pdparams(params: Dict[str, np.ndarray], output: str) -> None:
-    """``paddle.save`` of numpy arrays, written atomically (``data.files.write_together``:
-    straight to a temporary beside ``output``, no in-memory copy of the file)."""
-    write_together([(Path(output), lambda path: paddle.save(params, path))])
-
-
-def write_ppdet(source: str, output: str, number: Optional[int] = None) -> List[str]:
-    """Write ``source`` (this project's checkpoint) as PaddleDetection's ``output``; the summary lines."""
-    path = check_output_file(output, [source])
-    number, cfg = ppdet_config(source, number)
     params = to_ppdet(load_paddle_params(source), cfg, source)
     make_folder(path.parent)
-    write_pdparams(params, str(path))
+    write_together([(path, lambda target: paddle.save(params, target))])
+    changed = {k: v for k, v in recorded_settings(cfg, number).items() if k in MODEL_SETTINGS}
     return ([f'config {number} ({cfg.__name__}) -> PaddleDetection {PPDET_CONFIGS[number]} '
              f'(num_classes: {cfg.num_classes}): {len(params)} tensors']
             + [f'note: trained with {name}={value!r}: set it in the PaddleDetection config too'
-               for name, value in model_changes(cfg, number).items()]
+               for name, value in changed.items()]
             + [f'wrote {output}'])

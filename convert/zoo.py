@@ -4,8 +4,8 @@ converted from it.
 
 The first use downloads the publisher's file (``convert.download``: progress, resume, retries,
 verification), converts it with its family's converter (``convert.families``) to the row's
-config and caches the result in ``<cache>/weights/<publisher>/<model>.pdparams`` (the cache:
-``cache_dir``, else ``$SOLOV2_CACHE``, else ``~/.cache/solov2-paddle``) with its sidecar, which
+config and caches the result where ``core.cache.published_path`` says (in ``cache_dir``, else
+``$SOLOV2_CACHE``, else ``~/.cache/solov2-paddle``) with its sidecar, which
 records the name, URL, published and actual SHA-256, converter and config under
 ``"published"``. Later uses only read that sidecar: offline and instant. The download is a
 hidden temporary file beside the entry, deleted whatever happens; the checkpoint and sidecar
@@ -28,10 +28,10 @@ from solov2.config.sidecar import sidecar_path
 from solov2.convert.common import convert_file
 from solov2.convert.download import ProgressCallback, Retry, fetch, is_url
 from solov2.convert.families import CONVERTERS
-from solov2.convert.published import CONVERTER_SCRIPTS, PUBLISHED, PUBLISHERS, SHIPPED, Published
-from solov2.core.cache import HINT
+from solov2.convert.published import FAMILIES, PUBLISHED, PUBLISHERS, SHIPPED, Published
+from solov2.core.cache import HINT, published_path
 from solov2.core.errors import InputError, RunError, param
-from solov2.core.paths import SHIPPED_WEIGHTS, WEIGHTS_FOLDER, cache_root
+from solov2.core.paths import SHIPPED_WEIGHTS
 from solov2.data.files import temporary_beside
 
 LOG = logging.getLogger(__name__)
@@ -40,11 +40,6 @@ ROWS: Dict[str, Published] = {row.name: row for row in PUBLISHED}
 RECORDED = ('name', 'url', 'sha256', 'converter', 'config')    # what a cached entry must still agree on
 RETRY = Retry()                                                 # how hard each download is tried
 PathLike = Union[str, os.PathLike]
-
-
-def find(name: str) -> Optional[Published]:
-    """The row named ``name``, or None."""
-    return ROWS.get(name)
 
 
 def looks_like_name(text: str) -> bool:
@@ -61,38 +56,21 @@ def unknown_name(text: str) -> InputError:
                          ' — docs/checkpoints.md lists the names'))
 
 
-def weights_folder(cache_dir: Optional[PathLike] = None) -> Path:
-    """Where converted published checkpoints are cached: the ``weights`` folder of the cache
-    (``cache_dir``, else ``$SOLOV2_CACHE``, else ``~/.cache/solov2-paddle``: ``core.paths``)."""
-    return cache_root(cache_dir) / WEIGHTS_FOLDER
-
-
-def cached_path(row: Published, cache_dir: Optional[PathLike] = None) -> Path:
-    """The path of ``row``'s converted checkpoint in the cache (whether or not it is there)."""
-    return weights_folder(cache_dir) / row.publisher / f'{row.model}.pdparams'
-
-
 def record(row: Published) -> dict:
     """What a cached entry's sidecar records of ``row`` under ``"published"`` (before the download)."""
     return {'name': row.name, 'url': row.url, 'file': row.file, 'sha256': row.sha256,
-            'converter': CONVERTER_SCRIPTS.get(row.family), 'config': row.config, 'licence': row.licence}
-
-
-def recorded(path: Path) -> Optional[dict]:
-    """The ``"published"`` record in the sidecar of ``path``; None when there is none or it is unreadable."""
-    try:
-        found = json.loads(sidecar_path(str(path)).read_text()).get('published')
-    except (OSError, ValueError, AttributeError):
-        return None
-    return found if isinstance(found, dict) else None
+            'converter': FAMILIES.get(row.family), 'config': row.config, 'licence': row.licence}
 
 
 def is_cached(row: Published, cache_dir: Optional[PathLike] = None) -> bool:
-    """Whether ``row``'s converted checkpoint is in the cache, made from the file the table names now."""
-    path = cached_path(row, cache_dir)
-    found = recorded(path) if path.is_file() else None
-    expected = record(row)
-    return found is not None and all(found.get(key) == expected[key] for key in RECORDED)
+    """Whether ``row``'s converted checkpoint is in the cache, made from the file the table names now
+    (its sidecar's ``"published"`` record agrees on ``RECORDED``)."""
+    path, expected = published_path(row.name, cache_dir), record(row)
+    try:
+        found = json.loads(sidecar_path(str(path)).read_text())['published'] if path.is_file() else {}
+        return all(found.get(key) == expected[key] for key in RECORDED)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return False
 
 
 def locations(row: Published, mirror: Optional[PathLike] = None) -> List[str]:
@@ -105,26 +83,22 @@ def locations(row: Published, mirror: Optional[PathLike] = None) -> List[str]:
     return [row.url, *row.mirrors]
 
 
-def published_config(weights: Optional[PathLike]) -> Optional[int]:
-    """The config number of ``weights`` when it is a published name (not a path) with a
-    config here, else None: what a caller checks its other arguments against before
-    ``resolve_weights`` fetches anything."""
-    if weights is None or str(weights) == '' or Path(weights).exists():
-        return None
-    row = find(str(weights))
-    return None if row is None else row.config
+def named(weights: Optional[PathLike]) -> Optional[Published]:
+    """The row of ``weights`` when it is a published name (not an existing path), else None."""
+    return None if weights is None or str(weights) == '' or Path(weights).exists() else ROWS.get(str(weights))
 
 
 def checked_config(weights: Optional[PathLike], config: Optional[int]) -> Optional[int]:
     """The config number that a caller checks its other arguments against before
     ``resolve_weights`` fetches anything: ``config``, else that of the published name
-    ``weights`` (``published_config``), else None. InputError for an unknown ``config``, and
-    when ``weights`` names a published COCO model of another config (every config's network
-    differs, so its weights would not load)."""
+    ``weights``, else None. InputError for an unknown ``config``, and when ``weights`` names a
+    published COCO model of another config (every config's network differs, so its weights
+    would not load)."""
     if config is not None:
         get_config(config)
-    number = published_config(weights)
-    if config is None or number is None or config == number or find(str(weights)).backbone:
+    row = named(weights)
+    number = None if row is None else row.config
+    if row is None or number is None or config is None or config == number or row.backbone:
         return config if config is not None else number
     raise InputError(f'{weights} is a config {number} model, not config {config}: pass ', param('config', number),
                      ' or leave ', param('config'), ' out')
@@ -136,14 +110,12 @@ def resolve_weights(weights: Optional[PathLike], cache_dir: Optional[PathLike] =
     (``convert.published``) as its converted checkpoint, fetched and converted on first use
     (``checkpoint``); None and any other text unchanged (the caller says what is missing).
     InputError for a name written like a published one that no row has."""
-    if weights is None or str(weights) == '' or Path(weights).exists():
-        return None if weights is None else str(weights)
-    row = find(str(weights))
-    if row is None:
-        if looks_like_name(str(weights)):
-            raise unknown_name(str(weights))
-        return str(weights)
-    return str(checkpoint(row, cache_dir, mirror, progress))
+    row = named(weights)
+    if row is not None:
+        return str(checkpoint(row, cache_dir, mirror, progress))
+    if weights is not None and not Path(weights).exists() and looks_like_name(str(weights)):
+        raise unknown_name(str(weights))
+    return None if weights is None else str(weights)
 
 
 def checkpoint(row: Published, cache_dir: Optional[PathLike] = None, mirror: Optional[PathLike] = None,
@@ -157,7 +129,7 @@ def checkpoint(row: Published, cache_dir: Optional[PathLike] = None, mirror: Opt
         return Path(SHIPPED_WEIGHTS)
     if row.config is None:
         raise InputError(f'{row.name} is published but not converted by this project: {row.note}')
-    path = cached_path(row, cache_dir)
+    path = published_path(row.name, cache_dir)
     if is_cached(row, cache_dir):
         return path
     try:
@@ -178,7 +150,7 @@ def _fetch_and_convert(row: Published, path: Path, scratch: Path, where: Sequenc
     LOG.info(f'{row.name}: getting {row.file}{size} from {where[0]}')
     hint = f'download {row.url} by hand into a folder and set {MIRROR_ENV} to that folder'
     got = fetch(row.file, where, scratch, row.sha256, progress or _logged(row.file), RETRY, hint)
-    script = CONVERTER_SCRIPTS[row.family]
+    script = FAMILIES[row.family]
     LOG.info(f'{row.name}: converting {row.file} with {script} to config {row.config}')
     try:
         convert_file(CONVERTERS[row.family], str(got.path), str(path), row.config,

@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from solov2.model.inference.auto_backend import CACHE_ENV
+from solov2.core.paths import CACHE_ENV
 
 
 @pytest.fixture(scope='session', autouse=True)

@@ -12,8 +12,9 @@ import pytest
 
 from solov2 import SHIPPED_WEIGHTS
 from solov2.config import CONFIGS, get_config
+from solov2.core.cache import entry_folder
 from solov2.model.build import build_model
-from solov2.model.inference.auto_backend import cache_key, cache_root, cached_backend, entry_name
+from solov2.model.inference.auto_backend import cache_key, cached_backend
 
 REPO_DIR = Path(__file__).resolve().parents[1]
 # a GPU this Paddle can use: there the default device is the GPU, and 'auto' is dygraph
@@ -145,7 +146,7 @@ def shipped_onnx_export(dest: Path) -> Path:
     ``export(9, ..., fmt='onnx')`` writes), copied from the session's ``backend='auto'`` cache
     entry, which is exported once a test run (tests/conftest.py); needs the deploy extras."""
     cached_backend(9, get_config(9), SHIPPED_WEIGHTS, [], log=lambda line: None)
-    entry = cache_root() / entry_name(cache_key(SHIPPED_WEIGHTS, 9, []))
+    entry = entry_folder(cache_key(SHIPPED_WEIGHTS, 9, []))
     dest.mkdir(parents=True)
     for name in ('model.onnx', 'model_regions.onnx', 'infer_cfg.json'):
         shutil.copy2(entry / name, dest / name)

@@ -11,10 +11,10 @@ import pytest
 
 from solov2.config import CONFIGS
 from solov2.core.errors import InputError
+from solov2.core.paths import CACHE_ENV
 from solov2.model import distributed
 from solov2.model.checkpoint import load_paddle_params
 from solov2.model.distributed import SINGLE, Processes, check_paddle_runs, gather, local_rank0_first
-from solov2.model.inference.auto_backend import CACHE_ENV
 from solov2.tools import demo
 from solov2.tools import eval as eval_cli
 from tests.helpers import REPO_DIR, TINY_TRAINING, launch_two_cpu_processes, launch_two_nodes, make_tiny_shapes

@@ -42,13 +42,14 @@ import pytest
 
 from solov2.config import CONFIGS, get_config
 from solov2.convert import zoo
+from solov2.convert.published import FAMILIES
 from solov2.convert.to_ppdet import to_ppdet
+from solov2.core.cache import entry_folder, published_path
 from solov2.core.paths import CACHE_ENV, SAMPLE_IMAGES, SHIPPED_WEIGHTS
 from solov2.model.build import build_model
 from solov2.model.checkpoint import save_checkpoint
-from solov2.model.inference.auto_backend import cache_key, cache_root, cached_backend, entry_name, installed_engines
+from solov2.model.inference.auto_backend import cache_key, cached_backend, installed_engines
 from solov2.tools.convert import run_family
-from solov2.tools.main import CONVERTERS
 from solov2.tools.main import main as solov2_command
 from tests.helpers import REPO_DIR, TINY_TRAINING, make_labelme_folder
 from tests.test_docs import DOC_FILES, NOT_LINKED, doc_name
@@ -249,7 +250,7 @@ def _published_in_cache(cache: Path) -> None:
         state = initial_state(row.config)
         if row.backbone:
             state, extra['part'] = {k: v for k, v in state.items() if k.startswith('backbone.')}, 'backbone'
-        save_checkpoint(state, str(zoo.cached_path(row, cache)), row.config, cfg, source=row.url, extra=extra)
+        save_checkpoint(state, str(published_path(row.name, cache)), row.config, cfg, source=row.url, extra=extra)
         assert zoo.is_cached(row, cache)
 
 
@@ -257,7 +258,7 @@ def _shipped_export_in(cache: Path) -> None:
     """The test session's ``auto`` export of the shipped model (made once, shared), linked in ``cache``."""
     if installed_engines():
         cached_backend(9, get_config(9), SHIPPED_WEIGHTS, [], log=lambda line: None)
-        entry = cache_root() / entry_name(cache_key(SHIPPED_WEIGHTS, 9, []))
+        entry = entry_folder(cache_key(SHIPPED_WEIGHTS, 9, []))
         (cache / entry.name).symlink_to(entry, target_is_directory=True)
 
 
@@ -342,7 +343,7 @@ def _main(script: str):
     """The ``main`` of a checkout script (demo.py, tools/x.py, convert/x.py) or of the console command."""
     if script == 'solov2':
         return solov2_command
-    families = {path: family for family, (path, _) in CONVERTERS.items()}
+    families = {path: family for family, path in FAMILIES.items()}
     if script in families:
         return lambda argv: run_family(families[script], argv)
     folder, _, name = script.rpartition('/')

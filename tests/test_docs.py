@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from solov2 import SAMPLE_IMAGES, SHIPPED_WEIGHTS
-from solov2.model.inference.auto_backend import CACHE_ENV
+from solov2.core.paths import CACHE_ENV
 from tests.helpers import REPO_DIR
 
 DOC_FILES = [REPO_DIR / 'README.md', *sorted((REPO_DIR / 'docs').glob('*.md'))]

@@ -1,4 +1,4 @@
-"""eval.py and data/coco_eval.py on hand-built ground truth with hand-computed AP."""
+"""eval.py and data/scoring.py on hand-built ground truth with hand-computed AP."""
 import json
 from pathlib import Path
 
@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from solov2.data.coco import load_coco
-from solov2.data.coco_eval import coco_stats, evaluate_segm, per_class_ap, run_cocoeval
 from solov2.data.results import instances_to_coco
+from solov2.data.scoring import coco_stats, evaluate_segm, per_class_ap, run_cocoeval
 from solov2.tools import eval as eval_cli
 
 H, W = 40, 50
@@ -194,8 +194,7 @@ def test_a_set_lacking_classes_is_scored_on_the_classes_it_has(tmp_path, caplog)
 
 
 def test_eval_checks_the_set_before_exporting_and_names_what_is_wrong(tmp_path, capsys, monkeypatch):
-    from solov2.core.paths import SHIPPED_WEIGHTS
-    from solov2.model.inference.auto_backend import CACHE_ENV
+    from solov2.core.paths import CACHE_ENV, SHIPPED_WEIGHTS
     monkeypatch.setenv(CACHE_ENV, str(tmp_path / 'cache'))
     ann, images = _image_set(tmp_path / 'set')
     ours, other = _image_set(tmp_path / 'ours', names=('brick', 'egg'), annotated=('egg',))

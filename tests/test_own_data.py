@@ -6,7 +6,7 @@ import json
 import re
 import shlex
 
-from solov2.model.inference.auto_backend import CACHE_ENV
+from solov2.core.paths import CACHE_ENV
 from solov2.tools import demo, labelme2coco, train
 from solov2.tools import eval as eval_cli
 from tests.helpers import REPO_DIR, make_labelme_folder

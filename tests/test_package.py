@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from solov2 import SHIPPED_WEIGHTS
-from solov2.model.inference.auto_backend import cache_key, entry_name
+from solov2.core.cache import entry_folder
+from solov2.model.inference.auto_backend import cache_key
 from tests.helpers import REPO_DIR
 from tests.test_docs import BLOCKS
 
@@ -192,10 +193,11 @@ def test_pip_install_gives_one_name_and_console_commands_in_a_fresh_venv(tmp_pat
     assert not (installed / 'tests').exists()
     # README's backend='auto' opens the session's export of the shipped model ($SOLOV2_CACHE): the
     # installed package's cache key (weights, config, versions, source) is the checkout's
-    done = _python(['-c', 'from solov2 import SHIPPED_WEIGHTS; from solov2.model.inference.auto_backend import '
-                    'cache_key, entry_name; print(entry_name(cache_key(SHIPPED_WEIGHTS, 9, [])))'],
+    done = _python(['-c', 'from solov2 import SHIPPED_WEIGHTS; from solov2.core.cache import entry_folder; '
+                    'from solov2.model.inference.auto_backend import cache_key; '
+                    'print(entry_folder(cache_key(SHIPPED_WEIGHTS, 9, [])).name)'],
                    host, executable=str(python))
-    assert done.stdout.strip() == entry_name(cache_key(SHIPPED_WEIGHTS, 9, [])), done.stderr[-2000:]
+    assert done.stdout.strip() == entry_folder(cache_key(SHIPPED_WEIGHTS, 9, [])).name, done.stderr[-2000:]
     for page, line, code, _ in BLOCKS:
         if page == 'README.md':
             done = _python(['-c', code], host, executable=str(python))

@@ -41,8 +41,9 @@ warnings.filterwarnings('ignore', message='When training, we now always track gl
 from solov2.config import describe_configs  # noqa: E402  (after the start-up settings above)
 from solov2.config.device import device_name, on_gpu  # noqa: E402
 from solov2.config.install import onnxruntime_install_problem, paddle_install_problem  # noqa: E402
+from solov2.convert.published import FAMILIES  # noqa: E402
 from solov2.core.errors import InputError, Param, RunError, Solov2Error  # noqa: E402
-from solov2.tools.main import CONVERTERS, commands_by_module  # noqa: E402
+from solov2.tools.main import commands_by_module  # noqa: E402
 
 LIBRARY_LOGGER = 'solov2'   # every library module logs under it (loggers named after modules)
 DEBUG_FLAG = '--debug'
@@ -52,7 +53,7 @@ FLAGS = {'overrides': '--opt', 'fmt': '--format'}    # the library's parameters 
 
 # the checkout's scripts -> the console command that runs them pip-installed (tools/main.py)
 INSTALLED = {**{module.replace('.', '/') + '.py': words for module, words in commands_by_module().items()},
-             **{script: f'solov2 convert {family}' for family, (script, _) in CONVERTERS.items()},
+             **{script: f'solov2 convert {family}' for family, script in FAMILIES.items()},
              'demo.py': 'solov2 demo', 'train.py': 'solov2 train', 'eval.py': 'solov2 eval',
              'convert/*2paddle.py': 'solov2 convert', 'weights/shapes_r18.pdparams': 'shipped/shapes_r18'}
 _SCRIPT = re.compile(r'(?<![\w/.-])(?:python3? )?(' + '|'.join(map(re.escape, sorted(INSTALLED, key=len, reverse=True)))

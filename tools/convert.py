@@ -1,5 +1,5 @@
 """``solov2 convert FAMILY SOURCE OUTPUT [--config N]``, the converters' one command line:
-``--help`` lists the families (tools/main.py's ``CONVERTERS``), ``FAMILY --help`` shows its notes
+``--help`` lists the families (convert/published.py's ``FAMILIES``), ``FAMILY --help`` shows its notes
 (its ``Converter`` in convert/families.py, convert/to_ppdet.py's for the way back). In a checkout
 each ``convert/<source>2paddle.py`` hands its line to ``run_family`` (through convert/_bootstrap)."""
 import os
@@ -10,22 +10,12 @@ if __package__ in (None, ''):
 
 from solov2.convert import families, to_ppdet
 from solov2.convert.common import convert_file
+from solov2.convert.published import FAMILIES
 from solov2.tools.cli import command, make_parser
-from solov2.tools.main import CONVERTERS, dispatch
+from solov2.tools.main import dispatch
 
-
-def converting(converter):
-    """A ``Converter``'s entry of ``WORK``."""
-    return lambda *args: convert_file(converter, *args).lines(), converter.default_configs, converter.notes, {}
-
-
-# FAMILY -> (convert(source, output, config number or None) -> summary lines, configs tried, notes, help overrides)
-WORK = {'solo': converting(families.SOLO), 'ppdet': converting(families.PPDET),
-        'ppdet-static': converting(families.PPDET_STATIC), 'mmdet': converting(families.MMDET),
-        'paddleclas': converting(families.PADDLECLAS), 'torchvision': converting(families.TORCHVISION),
-        'to-ppdet': (to_ppdet.write_ppdet, (), to_ppdet.NOTES, {
-            'source': "this project's .pdparams (its NAME.json names the config)",
-            'output': 'PaddleDetection .pdparams to write', 'config': 'config number when there is no sidecar'})}
+TO_PPDET_HELP = {'source': "this project's .pdparams (its NAME.json names the config)",
+                 'output': 'PaddleDetection .pdparams to write', 'config': 'config number when there is no sidecar'}
 HELP = {'source': 'checkpoint to convert', 'output': 'where to write the .pdparams (a .json sidecar goes beside it)',
         'config': 'target config number; default: detect among {configs}'}
 
@@ -52,16 +42,26 @@ def run_converter(notes: str, convert, argv=None, default_configs=(), helps=None
     return command(run)(argv)
 
 
+def work(family: str):
+    """``FAMILY``'s (convert(source, output, config number or None) -> summary lines, configs tried,
+    notes, help overrides)."""
+    if family == 'to-ppdet':
+        return to_ppdet.write_ppdet, (), to_ppdet.NOTES, TO_PPDET_HELP
+    converter = families.CONVERTERS[family]
+    return lambda *args: convert_file(converter, *args).lines(), converter.default_configs, converter.notes, {}
+
+
 def run_family(family: str, argv=None, prog=None) -> int:
     """``solov2 convert FAMILY`` with ``argv`` (default: the script's arguments), named ``prog``."""
-    convert, configs, notes, helps = WORK[family]
-    return run_converter(notes, convert, argv, configs, helps, prog)
+    convert, configs, notes, helps = work(family)
+    return run_converter(notes + '\nDetails: docs/checkpoints.md, "Converting".\n', convert, argv, configs, helps, prog)
 
 
 def main(argv=None) -> int:
-    """``solov2 convert FAMILY ARGS``: ``run_family``; the list of families for ``--help``."""
+    """``solov2 convert FAMILY ARGS``: ``run_family``; the families and their notes' first lines for ``--help``."""
     words = os.path.basename(sys.argv[0])
-    return dispatch(words, CONVERTERS, list(sys.argv[1:] if argv is None else argv),
+    table = {family: (script, work(family)[2].split('\n')[0].replace('``', '')) for family, script in FAMILIES.items()}
+    return dispatch(words, table, list(sys.argv[1:] if argv is None else argv),
                     lambda family, rest: run_family(family, rest, f'{words} {family}'))
 
 

@@ -42,9 +42,9 @@ with interruptible_loading():      # Ctrl-C or SIGTERM while Paddle and the libr
     from solov2.config.sidecar import resolve_config
     from solov2.core.errors import InputError
     from solov2.data.coco import load_coco, read_class_names
-    from solov2.data.coco_eval import STAT_NAMES, check_results, coco_stats, per_class_ap, run_cocoeval
     from solov2.data.files import check_output_file
     from solov2.data.results import write_json
+    from solov2.data.scoring import STAT_NAMES, check_results, coco_stats, per_class_ap, run_cocoeval
     from solov2.model.distributed import Processes, launched_processes, start_processes
     from solov2.model.inference.backend_factory import BACKENDS, ModelSpec, checked_weights, open_backend
     from solov2.model.inference.evaluation import evaluation_dataset, predict_coco

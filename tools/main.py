@@ -10,16 +10,6 @@ console command is not on PATH): runs the command's ``main`` with the rest of th
 import importlib
 import sys
 
-# ``solov2 convert FAMILY`` (tools/convert.py) -> (its script in a checkout, what it does in one line)
-CONVERTERS = {
-    'solo': ('convert/solo2paddle.py', 'original SOLO (mmdetection 1.x) .pth -> a checkpoint'),
-    'ppdet': ('convert/ppdet2paddle.py', 'PaddleDetection 2.x dygraph .pdparams -> a checkpoint'),
-    'ppdet-static': ('convert/ppdet_static2paddle.py', 'PaddleDetection 0.5 static-graph .pdparams -> a checkpoint'),
-    'mmdet': ('convert/mmdet2paddle.py', 'mmdetection 2.x / 3.x .pth -> a checkpoint'),
-    'paddleclas': ('convert/paddleclas2paddle.py', 'PaddleClas ImageNet ResNet .pdparams -> a backbone checkpoint'),
-    'torchvision': ('convert/torchvision2paddle.py', 'torchvision ImageNet ResNet .pth -> a backbone checkpoint'),
-    'to-ppdet': ('convert/paddle2ppdet.py', "this project's checkpoint -> PaddleDetection 2.x .pdparams"),
-}
 # command -> (its module under solov2., what it does in one line)
 COMMANDS = {
     'demo': ('tools.demo', 'segment pictures, a folder, a video or a camera; save the drawn masks or JSON'),

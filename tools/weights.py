@@ -46,14 +46,15 @@ def describe(row, cached: bool) -> str:
 def main(argv) -> int:
     args = parse_args(argv)
     from solov2.convert import zoo  # loads Paddle
+    from solov2.core.cache import weights_folder
     if args.action == 'list':
         rows = zoo.PUBLISHED
         cached = [zoo.is_cached(row) for row in rows]
         for row, here in zip(rows, cached):
             print(describe(row, here))
-        print(f'{len(rows)} names, {sum(cached)} cached in {zoo.weights_folder()}')
+        print(f'{len(rows)} names, {sum(cached)} cached in {weights_folder()}')
         return 0
-    rows = [zoo.find(name) for name in args.names]
+    rows = [zoo.ROWS.get(name) for name in args.names]
     unknown = [name for name, row in zip(args.names, rows) if row is None]
     if unknown:
         raise zoo.unknown_name(unknown[0])

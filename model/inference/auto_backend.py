@@ -12,8 +12,8 @@ engine once, back to back in alternating order (``time_engines``). The engine wi
 median round is recorded in the entry's ``cache.json`` (OpenVINO on a tie); later runs open it
 without timing.
 
-An entry lives in ``$SOLOV2_CACHE`` (default ``~/.cache/solov2-paddle``) under a name derived
-from a key: the weights file's content hash, the config number, the overrides, the versions
+An entry lives in ``$SOLOV2_CACHE`` (default ``~/.cache/solov2-paddle``) in a folder named after
+a key (``core.cache.entry_folder``): the weights file's content hash, the config number, the overrides, the versions
 of the exporter and of both engines and a hash of this package's source (not the machine,
 not the engine chosen); the cache folder can also be given per call (``cache_dir``, what
 ``Segmenter(cache_dir=...)`` passes), and a ``progress(stage, fraction)`` callback hears how
@@ -22,7 +22,6 @@ place, so a reader never sees half an entry; of two processes building the same 
 once, the second to finish uses the first's. On load the hashes of its files are checked
 again, and an entry that fails the check or does not load is said to be corrupt and replaced.
 """
-import hashlib
 import json
 import logging
 import statistics
@@ -33,8 +32,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from solov2.core.cache import MANIFEST, package_version, source_hash
-from solov2.core.paths import CACHE_ENV, cache_root  # noqa: F401 (CACHE_ENV: importers use it here)
+from solov2.core.cache import MANIFEST, compiled_cache, entry_folder, package_version, source_hash
 from solov2.data.files import build_folder, file_sha256
 from solov2.data.transforms import padded_size, resized_hw
 from solov2.model.inference.backend import Backend, BackendError
@@ -45,7 +43,6 @@ from solov2.model.inference.export import ExportError, export, verify
 LOG = logging.getLogger(__name__)
 FORMAT = 4                # 4: one entry for both engines and the engine timed the faster
 _PACKAGES = {'openvino': ('openvino',), 'onnx': ('onnxruntime',)}
-COMPILED = 'openvino-compiled'   # OpenVINO's CACHE_DIR under cache_root()
 TIMING_WARMUP = 2          # untimed runs first (first-call allocations, lazy kernel set-up)
 TIMING_ROUNDS = 5          # each runs every engine once
 # The stages of a first export, in order, and roughly the share of its time gone when each
@@ -68,28 +65,6 @@ def cache_key(weights: str, number: int, overrides: Sequence[str]) -> dict:
     return {'format': FORMAT, 'weights_sha256': file_sha256(Path(weights)), 'config': number,
             'overrides': list(overrides), 'precision': 'f32',
             'versions': {name: package_version(name) for name in packages}, 'source_sha256': source_hash()}
-
-
-def entry_name(key: dict) -> str:
-    """The entry folder name: config number and a hash of the key."""
-    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:20]
-    return f'config{key["config"]}-auto-{digest}'
-
-
-def compiled_cache(root: Optional[Path] = None) -> Optional[str]:
-    """``root/openvino-compiled`` (``root`` default ``cache_root()``), the folder where OpenVINO
-    keeps the models it compiles (``OpenVinoBackend(compiled_cache=...)``), with the manifest
-    by which ``core.cache`` prunes it once OpenVINO or this code changes; None when it cannot be written."""
-    folder = (root or cache_root()) / COMPILED
-    key = {'versions': {'openvino': package_version('openvino')}, 'source_sha256': source_hash()}
-    manifest = json.dumps({'key': key, 'what': 'openvino compiled models'}, indent=2) + '\n'
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        if not (folder / MANIFEST).is_file() or (folder / MANIFEST).read_text() != manifest:
-            (folder / MANIFEST).write_text(manifest)
-    except OSError:
-        return None
-    return str(folder)
 
 
 def check_entry(folder: Path, key: dict, engines: Sequence[str] = tuple(_PACKAGES)) -> Optional[str]:
@@ -201,7 +176,7 @@ def cached_backend(number: int, cfg, weights: str, overrides: Sequence[str], thr
                    log: Optional[Callable[[str], None]] = None, cache_dir: Optional[str] = None,
                    progress: Optional[Progress] = None) -> Tuple[str, Backend]:
     """('openvino' | 'onnx' | 'dygraph', backend) for ``backend='auto'`` on the CPU with ``threads``
-    threads, exporting into the cache (``cache_root(cache_dir)``) when needed (``cfg`` as
+    threads, exporting into the cache (``core.cache.entry_folder``) when needed (``cfg`` as
     ``config.sidecar.resolve_config`` gives it); says in one line what it used, through ``log``
     (default: this module's logger, INFO; a failed export, which falls back to dygraph, at WARNING
     with its reason, so that a program that configures no logging shows it too). While it exports,
@@ -213,7 +188,7 @@ def cached_backend(number: int, cfg, weights: str, overrides: Sequence[str], thr
         log('auto: neither openvino nor onnxruntime (+ paddle2onnx) is installed: using dygraph')
         return 'dygraph', DygraphBackend(cfg, weights, 'cpu', sidecar=False, threads=threads)
     key = cache_key(weights, number, overrides)
-    folder = cache_root(cache_dir) / entry_name(key)
+    folder = entry_folder(key, cache_dir)
 
     def open_engine(kind: str) -> Backend:
         spec = ModelSpec(backend=kind, model_dir=str(folder), threads=threads, overrides=overrides)
@@ -221,7 +196,7 @@ def cached_backend(number: int, cfg, weights: str, overrides: Sequence[str], thr
     problem = check_entry(folder, key, engines) if folder.exists() else None
     if folder.exists() and problem is None:
         try:
-            kind = _manifest(folder)['engine']
+            kind = json.loads((folder / MANIFEST).read_text())['engine']
             backend = open_engine(kind)
             log(f'auto: using {kind} f32 from cache {folder}')
             return kind, backend
@@ -235,7 +210,7 @@ def cached_backend(number: int, cfg, weights: str, overrides: Sequence[str], thr
     began = time.perf_counter()
     try:
         build_entry(cfg, weights, key, folder, threads, engines, progress, replace=problem is not None)
-        choice = _manifest(folder)
+        choice = json.loads((folder / MANIFEST).read_text())
     except (ExportError, OSError, ValueError) as exc:     # OSError: e.g. a cache folder that cannot be written
         warn(f'auto: could not export for {names} ({exc}): using dygraph')
         chosen = 'dygraph', DygraphBackend(cfg, weights, 'cpu', sidecar=False, threads=threads)
@@ -247,7 +222,3 @@ def cached_backend(number: int, cfg, weights: str, overrides: Sequence[str], thr
     if progress is not None:
         progress('done', STAGES['done'])
     return chosen
-
-
-def _manifest(folder: Path) -> dict:
-    return json.loads((folder / MANIFEST).read_text())

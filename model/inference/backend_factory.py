@@ -18,8 +18,8 @@ from typing import Callable, Mapping, Optional, Sequence, Tuple, Union
 from solov2.config import get_config, with_overrides
 from solov2.config.device import device_name, on_gpu
 from solov2.config.sidecar import read_sidecar, resolve_config
+from solov2.core.cache import compiled_cache
 from solov2.core.errors import InputError, param
-from solov2.core.paths import cache_root
 from solov2.model.checkpoint import check_unrecorded, check_weights_file
 from solov2.model.distributed import SINGLE, Processes, local_rank0_first
 from solov2.model.inference.backend import Backend, BackendError
@@ -118,7 +118,7 @@ def exported_backend(spec: ModelSpec, compiled: Optional[str] = None) -> Backend
     way every caller opens one: 'inference' (Paddle Inference; ``mkldnn``: with oneDNN; on a GPU
     ``tensorrt``: TensorRT float16), 'onnx' (onnxruntime; on a GPU ``tensorrt``: through TensorRT
     float16, its engines kept in ``compiled``) or 'openvino' (``precision`` f32 | bf16 | int8;
-    ``compiled``: the folder where OpenVINO keeps its compiled models, ``auto_backend.compiled_cache``;
+    ``compiled``: the folder where OpenVINO keeps its compiled models, ``core.cache.compiled_cache``;
     None: none; CPU only), on ``device`` as it is (None: the CPU)
     with ``threads`` (0: every core). BackendError on another name."""
     kind, folder, threads, overrides, device = spec.backend, spec.model_dir, spec.threads, spec.overrides, spec.device
@@ -178,8 +178,7 @@ def open_backend(spec: ModelSpec, *, resolved: Optional[Tuple[int, type]] = None
             number, cfg, spec.weights, overrides=spec.overrides, threads=threads, cache_dir=cache_dir,
             progress=progress)[1], processes)
     exported_on = chosen if spec.device is not None else 'cpu'      # an exported model runs on a GPU only when named
-    opened = exported_backend(replace(spec, threads=threads, device=exported_on),
-                              auto_backend.compiled_cache(cache_root(cache_dir)))
+    opened = exported_backend(replace(spec, threads=threads, device=exported_on), compiled_cache(cache_dir))
     if spec.config is not None and spec.config != opened.number:
         raise BackendError(f'{spec.model_dir} was exported from config {opened.number}, not ',
                            param('config', spec.config))

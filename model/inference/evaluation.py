@@ -7,8 +7,8 @@ from pycocotools.coco import COCO
 
 from solov2.core.errors import InputError
 from solov2.data.coco import CocoDataset
-from solov2.data.coco_eval import evaluate_segm
 from solov2.data.results import instances_to_coco
+from solov2.data.scoring import evaluate_segm
 from solov2.data.transforms import read_image
 from solov2.model.distributed import SINGLE, Processes, from_rank0, gather
 from solov2.model.inference.pipeline import run_pipeline

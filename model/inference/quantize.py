@@ -37,9 +37,9 @@ from pycocotools.coco import COCO
 
 from solov2.core.errors import InputError
 from solov2.data.coco import CocoDataset
-from solov2.data.coco_eval import coco_stats, run_cocoeval
 from solov2.data.files import build_folder
 from solov2.data.results import instances_to_coco
+from solov2.data.scoring import coco_stats, run_cocoeval
 from solov2.data.transforms import ImageMeta, read_image
 from solov2.model.inference.export_network import INPUT_NAME, REGIONS_NAME, network_feed
 from solov2.model.inference.openvino_backend import INT8_FILES, OpenVinoBackend, output_order

@@ -1,15 +1,17 @@
-"""What the cache (``paths.cache_root``) holds and whether a run can use it again: the one
-listing and pruning of it, for tools/cache.py, and what its writers record.
+"""The cache (``paths.cache_root``): where each kind of entry lives and how it is named, what
+it holds and whether a run can use it again: the one listing and pruning of it, for
+tools/cache.py, and what its writers record.
 
-Its entries are known by place. A folder at the top (an export of ``backend='auto'``, OpenVINO's
-compiled models) has a ``cache.json`` manifest whose ``key`` records the ``versions`` of the
-packages it was made with and ``source_sha256``, the toolkit's source (``source_hash``): it is
-stale when either changed or the manifest cannot be read. A converted published checkpoint in
-``weights/<publisher>/`` (``convert.zoo``) counts with its sidecar, whose ``"published"``
-record names it: it is current at its name's place, else stale (it is converted again when the
-table of published checkpoints changes). A hidden name (``data.files.temporary_beside``:
-``.NAME.<pid>.<random>.tmp``) is an entry being built while its process runs (``building``,
-which nothing deletes), else what a stopped process left: unfinished.
+Its layout: an export of ``backend='auto'`` is a folder at the top named after its key
+(``entry_folder``), OpenVINO's compiled models are the folder ``openvino-compiled``
+(``compiled_cache``), and each has a ``cache.json`` manifest whose ``key`` records the
+``versions`` of the packages it was made with and ``source_sha256``, the toolkit's source
+(``source_hash``): it is stale when either changed or the manifest cannot be read. A converted
+published checkpoint is ``weights/<publisher>/<model>.pdparams`` (``published_path``) with its
+sidecar, whose ``"published"`` record names it: it is current at its name's place, else stale
+(it is converted again when the table of published checkpoints changes). A hidden name
+(``data.files.temporary_beside``: ``.NAME.<pid>.<random>.tmp``) is an entry being built while
+its process runs (``building``, which nothing deletes), else what a stopped process left: unfinished.
 """
 import functools
 import hashlib
@@ -19,11 +21,14 @@ import shutil
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import List, Optional, Sequence
+from typing import List, Optional, Sequence, Union
 
-from solov2.core.paths import CACHE_ENV, WEIGHTS_FOLDER, cache_root, package_folder
+from solov2.core.paths import CACHE_ENV, cache_root, package_folder
 
 MANIFEST = 'cache.json'
+WEIGHTS_FOLDER = 'weights'              # the converted published checkpoints, not an export entry
+COMPILED = 'openvino-compiled'          # OpenVINO's compiled models
+CacheDir = Optional[Union[str, os.PathLike]]
 HINT = f'point {CACHE_ENV} at another folder'       # the fix for a cache that cannot be written
 
 
@@ -46,6 +51,39 @@ def package_version(package: str) -> str:
         return version(package)
     except PackageNotFoundError:
         return 'missing'
+
+
+def entry_folder(key: dict, cache_dir: CacheDir = None) -> Path:
+    """The folder of the export entry for ``key`` (``model.inference.auto_backend.cache_key``):
+    its config number and a hash of the key."""
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:20]
+    return cache_root(cache_dir) / f'config{key["config"]}-auto-{digest}'
+
+
+def weights_folder(cache_dir: CacheDir = None) -> Path:
+    """The folder of the checkpoints converted from published ones."""
+    return cache_root(cache_dir) / WEIGHTS_FOLDER
+
+
+def published_path(name: str, cache_dir: CacheDir = None) -> Path:
+    """Where the checkpoint converted from the published ``name`` ('<publisher>/<model>') lives."""
+    return weights_folder(cache_dir) / f'{name}.pdparams'
+
+
+def compiled_cache(cache_dir: CacheDir = None) -> Optional[str]:
+    """The folder where OpenVINO keeps the models it compiles (``OpenVinoBackend(compiled_cache=...)``),
+    made with the manifest by which ``cache_entries`` finds it stale once OpenVINO or this code
+    changes; None when it cannot be written."""
+    folder = cache_root(cache_dir) / COMPILED
+    key = {'versions': {'openvino': package_version('openvino')}, 'source_sha256': source_hash()}
+    manifest = json.dumps({'key': key, 'what': 'openvino compiled models'}, indent=2) + '\n'
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        if not (folder / MANIFEST).is_file() or (folder / MANIFEST).read_text() != manifest:
+            (folder / MANIFEST).write_text(manifest)
+    except OSError:
+        return None
+    return str(folder)
 
 
 @dataclass(frozen=True)
@@ -92,15 +130,15 @@ def _folder_entry(folder: Path) -> CacheEntry:
     return CacheEntry(folder, size, folder.stat().st_mtime, what, state)
 
 
-def _weights_entry(path: Path, folder: Path) -> CacheEntry:
+def _weights_entry(path: Path, root: Path) -> CacheEntry:
     side = path.with_suffix('.json') if path.suffix == '.pdparams' else None
     try:
         name = json.loads(side.read_text())['published']['name'] if side else None
     except (OSError, ValueError, KeyError, TypeError):
         name = None
     size = path.stat().st_size + (side.stat().st_size if side and side.is_file() else 0)
-    place = path.relative_to(folder).with_suffix('').as_posix()
-    state = _hidden_state(path) if path.name.startswith('.') else 'current' if name == place else 'stale'
+    current = isinstance(name, str) and published_path(name, root) == path
+    state = _hidden_state(path) if path.name.startswith('.') else 'current' if current else 'stale'
     return CacheEntry(path, size, path.stat().st_mtime, name if isinstance(name, str) else '-', state)
 
 
@@ -108,9 +146,9 @@ def cache_entries(cache_dir: Optional[str] = None) -> List[CacheEntry]:
     """Every entry of the cache (``cache_root(cache_dir)``): the converted checkpoints by path,
     then the folders oldest first; [] when there is no cache."""
     root = cache_root(cache_dir)
-    weights = root / WEIGHTS_FOLDER
+    weights = weights_folder(root)
     files = sorted(p for p in weights.rglob('*') if p.is_file()) if weights.is_dir() else []
-    checkpoints = [_weights_entry(p, weights) for p in files if not (
+    checkpoints = [_weights_entry(p, root) for p in files if not (
         p.suffix == '.json' and p.with_suffix('.pdparams').is_file() and not p.name.startswith('.'))]
     folders = [p for p in root.iterdir() if p.is_dir() and p.name != WEIGHTS_FOLDER] if root.is_dir() else []
     return checkpoints + sorted(map(_folder_entry, folders), key=lambda entry: entry.written)

@@ -2,9 +2,8 @@
 
 The shipped files sit in the package (``solov2/weights``, ``solov2/images``: in a checkout,
 links to the top-level folders), so one path works from any folder. The cache keeps what the
-toolkit makes once and reuses: ``$SOLOV2_CACHE``, else ``~/.cache/solov2-paddle``; the exports
-of ``backend='auto'`` (``model.inference.auto_backend``) are folders at its top, the converted
-published checkpoints (``convert.zoo``) live in its ``weights/`` folder.
+toolkit makes once and reuses: ``$SOLOV2_CACHE``, else ``~/.cache/solov2-paddle`` (its layout:
+``core.cache``).
 """
 import os
 from pathlib import Path
@@ -24,7 +23,6 @@ SHIPPED_WEIGHTS = str(package_folder('weights') / 'shapes_r18.pdparams')   # con
 SAMPLE_IMAGES = str(package_folder('images'))
 
 CACHE_ENV = 'SOLOV2_CACHE'
-WEIGHTS_FOLDER = 'weights'      # convert.zoo's converted checkpoints, not an export entry
 
 
 def cache_root(cache_dir: Optional[str] = None) -> Path:

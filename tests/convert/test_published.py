@@ -14,7 +14,7 @@ from solov2.config import CONFIGS
 from solov2.convert import download, zoo
 from solov2.convert.download import DownloadError
 from solov2.convert.families import CONVERTERS
-from solov2.convert.published import CONVERTER_SCRIPTS, PUBLISHED, PUBLISHERS, SHIPPED
+from solov2.convert.published import FAMILIES, PUBLISHED, PUBLISHERS, SHIPPED
 from solov2.core.errors import RunError
 from solov2.core.paths import SHIPPED_WEIGHTS
 from solov2.model.api import Segmenter
@@ -29,14 +29,14 @@ def test_names_files_and_converters_are_one_each():
     names = [row.name for row in PUBLISHED]
     files = [row.file for row in PUBLISHED]
     assert len(set(names)) == len(names) and len(set(files)) == len(files)    # a mirror is keyed by file name
-    assert set(CONVERTERS) == set(CONVERTER_SCRIPTS)
+    assert set(CONVERTERS) == set(FAMILIES) - {'to-ppdet'}
     for row in PUBLISHED:
         assert zoo.looks_like_name(row.name) and row.publisher in PUBLISHERS, row.name
         assert row.family == SHIPPED or row.family in CONVERTERS, row.name
         assert row.family == SHIPPED or (urlparse(row.url).scheme == 'https' and row.url.endswith('/' + row.file))
         assert all(urlparse(url).scheme == 'https' and url.endswith('/' + row.file) for url in row.mirrors)
         assert row.config is None or row.config in CONFIGS
-        assert (REPO_DIR / CONVERTER_SCRIPTS[row.family]).is_file() if row.family != SHIPPED else True
+        assert (REPO_DIR / FAMILIES[row.family]).is_file() if row.family != SHIPPED else True
 
 
 def _get(row, mirror: Path, tmp_path: Path):

@@ -37,8 +37,9 @@ from solov2.convert import download, zoo
 from solov2.convert.common import model_shapes
 from solov2.convert.download import DownloadError, Retry
 from solov2.convert.families import CONVERTERS
-from solov2.convert.published import CONVERTER_SCRIPTS, Published
+from solov2.convert.published import FAMILIES, Published
 from solov2.convert.to_ppdet import to_ppdet
+from solov2.core.cache import published_path
 from solov2.core.errors import InputError, RunError
 from solov2.core.paths import CACHE_ENV, SAMPLE_IMAGES, SHIPPED_WEIGHTS
 from solov2.model.api import Segmenter, TrainOptions, train
@@ -162,7 +163,7 @@ def write_family(family: str, state: dict, cfg, path: Path) -> Path:
         return write_pickle(to_ppdet(state, cfg), path)
     keys = frozenset(state)
     names = {CONVERTERS['solo' if family == 'mmdet' else family].rename(k, keys, cfg): v for k, v in state.items()}
-    if family == 'ppdet05':
+    if family == 'ppdet-static':
         return write_pickle(names, path)
     torch = pytest.importorskip('torch', reason='writing a .pth needs PyTorch (requirements-test.txt)')
     tensors = OrderedDict((k, torch.from_numpy(np.ascontiguousarray(v))) for k, v in names.items())
@@ -195,8 +196,8 @@ def assert_shipped(result) -> None:
 
 
 # each family's file holds the shipped model (config 9) under the family's names
-FAMILIES = {'solo': 'solo/solov2_light_448_r18_3x', 'mmdet': 'mmdet/solov2_light_r18_fpn_3x_coco',
-            'ppdet': 'ppdet/solov2_r50_enhance_coco', 'ppdet05': 'ppdet05/solov2_light_r50_vd_fpn_dcn_512_3x'}
+SHIPPED_IN = {'solo': 'solo/solov2_light_448_r18_3x', 'mmdet': 'mmdet/solov2_light_r18_fpn_3x_coco',
+              'ppdet': 'ppdet/solov2_r50_enhance_coco', 'ppdet-static': 'ppdet05/solov2_light_r50_vd_fpn_dcn_512_3x'}
 
 
 @pytest.fixture(scope='module')
@@ -205,22 +206,22 @@ def family_cache(tmp_path_factory):
     return tmp_path_factory.mktemp('family_cache')
 
 
-@pytest.mark.parametrize('family', list(FAMILIES))
+@pytest.mark.parametrize('family', list(SHIPPED_IN))
 def test_demo_then_segmenter_by_name_for_every_family(family, server, family_cache, monkeypatch, tmp_path):
     """First use: ``demo.py --weights NAME`` downloads from the mirror, converts with the
     family's converter and caches; second use, with no source answering: ``Segmenter('NAME')``
     reads the cache and finds what the shipped model finds."""
-    row = dataclasses.replace(serve(zoo.ROWS[FAMILIES[family]], family, server), config=9)
+    row = dataclasses.replace(serve(zoo.ROWS[SHIPPED_IN[family]], family, server), config=9)
     with_rows(monkeypatch, row)
     monkeypatch.setenv(CACHE_ENV, str(family_cache))
     monkeypatch.setenv(zoo.MIRROR_ENV, server.url)
     assert demo.main(['--weights', row.name, '--backend', 'dygraph', '--device', 'cpu', '--input', IMAGE,
                       '--output', str(tmp_path / 'out'), '--warmup', '0']) == 0
     assert (tmp_path / 'out' / 'shapes_000023.jpg').is_file()
-    cached = zoo.cached_path(row)
+    cached = published_path(row.name)
     meta = json.loads(cached.with_suffix('.json').read_text())
     assert meta['config'] == 9 and meta['source'] == row.url
-    assert meta['published']['name'] == row.name and meta['published']['converter'] == CONVERTER_SCRIPTS[family]
+    assert meta['published']['name'] == row.name and meta['published']['converter'] == FAMILIES[family]
     assert meta['published']['downloaded_sha256'] == sha256(server.root / row.file)
 
     requests = len(server.requests)
@@ -244,7 +245,7 @@ def test_demo_py_from_the_checkout_takes_a_real_size_published_name(server, fami
                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     assert 'download [' in done.stderr and (tmp_path / 'out' / 'shapes_000023.jpg').is_file()
-    assert f'{row.name}: cached as {zoo.cached_path(row, family_cache)}' in done.stdout
+    assert f'{row.name}: cached as {published_path(row.name, family_cache)}' in done.stdout
 
 
 # ---------------------------------------------------------------- one small row: mechanics and failures
@@ -551,7 +552,7 @@ def test_paddle_hub_loads_a_ready_segmenter_from_the_checkout(server, family_cac
     seg = paddle.hub.load(str(REPO_DIR), 'ppdet_solov2_r50_fpn_1x_coco', source='local',
                           cache_dir=family_cache, mirror=server.url, backend='dygraph', device='cpu',
                           overrides={'test_short': 128, 'test_max': 128})
-    assert seg.number == 0 and zoo.cached_path(row, family_cache).is_file()
+    assert seg.number == 0 and published_path(row.name, family_cache).is_file()
 
 
 def test_fine_tune_from_a_coco_name_on_shapes(server, monkeypatch, caplog, tmp_path):
@@ -561,7 +562,7 @@ def test_fine_tune_from_a_coco_name_on_shapes(server, monkeypatch, caplog, tmp_p
     def coco_head(cfg):
         return {**SHIPPED_STATE, **{k: v for k, v in plain_state(cfg).items() if k.startswith('head.cate_pred.')}}
     coco = with_classes(CONFIGS[9], 80)
-    row = dataclasses.replace(serve(zoo.ROWS['ppdet05/solov2_r50_fpn_3x'], 'ppdet05', server, coco, coco_head),
+    row = dataclasses.replace(serve(zoo.ROWS['ppdet05/solov2_r50_fpn_3x'], 'ppdet-static', server, coco, coco_head),
                               config=9)
     with_rows(monkeypatch, row)
     monkeypatch.setenv(CACHE_ENV, str(tmp_path / 'cache'))
@@ -572,5 +573,5 @@ def test_fine_tune_from_a_coco_name_on_shapes(server, monkeypatch, caplog, tmp_p
     assert summary.iteration == 2 and summary.best_weights.is_file()
     loaded = [r.getMessage() for r in caplog.records if r.getMessage().startswith('start weights')]
     assert len(loaded) == 1, loaded
-    assert loaded[0].startswith(f'start weights {zoo.cached_path(row)}: loaded {len(SHIPPED_STATE) - 2} of ')
+    assert loaded[0].startswith(f'start weights {published_path(row.name)}: loaded {len(SHIPPED_STATE) - 2} of ')
     assert 'left out the class head (80 classes there, 4 here: head.cate_pred.' in loaded[0]

@@ -3,9 +3,10 @@ compiled models and the converted published checkpoints, each current, stale or 
 prune deletes all but the current ones, clear everything; neither an entry being built."""
 import json
 
-from solov2.core.cache import MANIFEST, cache_entries
+from solov2.core.cache import MANIFEST, cache_entries, compiled_cache, entry_folder
+from solov2.core.paths import CACHE_ENV
 from solov2.data.files import temporary_beside
-from solov2.model.inference.auto_backend import CACHE_ENV, cache_key, compiled_cache, entry_name
+from solov2.model.inference.auto_backend import cache_key
 from solov2.tools import cache
 from tests.helpers import REPO_DIR
 
@@ -14,7 +15,7 @@ DEAD = 4194305       # above Linux's largest pid: the process that left these te
 
 
 def _entry(root, key, payload=b'x' * 2048):
-    folder = root / entry_name(key)
+    folder = entry_folder(key, root)
     folder.mkdir(parents=True)
     (folder / 'model.onnx').write_bytes(payload)
     choice = {'engine': 'onnx', 'timings_ms': {'openvino': 30.0, 'onnx': 20.0}, 'timing_input': [1, 3, 320, 448]}

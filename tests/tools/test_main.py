@@ -5,7 +5,8 @@ import sys
 
 import pytest
 
-from solov2.tools import convert
+from solov2.convert import families
+from solov2.convert.published import FAMILIES
 from solov2.tools import main as solov2
 from tests.helpers import REPO_DIR
 
@@ -38,7 +39,7 @@ def test_no_command_or_an_unknown_one_is_refused_with_the_list(capsys):
 def _rows():
     """(words, checkout file) of every command and converter: ('solov2 convert ppdet', 'convert/ppdet2paddle.py')."""
     return sorted([(words, module.replace('.', '/') + '.py') for module, words in solov2.commands_by_module().items()]
-                  + [(f'solov2 convert {family}', script) for family, (script, _) in solov2.CONVERTERS.items()])
+                  + [(f'solov2 convert {family}', script) for family, script in FAMILIES.items()])
 
 
 @pytest.mark.parametrize('words, path', _rows())
@@ -53,8 +54,15 @@ def test_each_command_shows_its_own_help_under_its_words(words, path, monkeypatc
     assert (REPO_DIR / path).is_file()
 
 
-def test_the_converters_listing_and_commands_agree():
-    assert list(convert.WORK) == list(solov2.CONVERTERS)
+def test_a_converters_help_gives_its_configs_and_points_at_the_docs(capsys):
+    with pytest.raises(SystemExit):
+        solov2.main(['convert', 'ppdet-static', '--help'])
+    out = capsys.readouterr().out
+    assert 'solov2_light_r50_vd_fpn_dcn_512_3x (2)' in out and 'docs/checkpoints.md' in out
+
+
+def test_every_family_but_the_way_back_has_a_converter():
+    assert list(families.CONVERTERS) == [family for family in FAMILIES if family != 'to-ppdet']
 
 
 def test_python_m_solov2_runs_the_same_command(tmp_path):

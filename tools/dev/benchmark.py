@@ -54,7 +54,7 @@ import paddle  # noqa: E402
 from solov2.config import CONFIGS, with_overrides  # noqa: E402
 from solov2.config.sidecar import resolve_config  # noqa: E402
 from solov2.convert.common import convert_arrays  # noqa: E402
-from solov2.convert.families import PPDET  # noqa: E402
+from solov2.convert.families import CONVERTERS  # noqa: E402
 from solov2.core.paths import SAMPLE_IMAGES, SHIPPED_WEIGHTS  # noqa: E402
 from solov2.data.transforms import read_image  # noqa: E402
 from solov2.model.checkpoint import save_checkpoint  # noqa: E402
@@ -95,7 +95,7 @@ def reference_and_weights(number: int, folder: Path):
             if name.startswith('solov2_head.') and name.endswith('conv_dcn.bias'):
                 param.set_value(paddle.zeros_like(param))
                 state.pop(name)
-    _, cfg, ours, _ = convert_arrays(PPDET, state, number)       # as convert/ppdet2paddle.py converts
+    _, cfg, ours, _ = convert_arrays(CONVERTERS['ppdet'], state, number)       # as convert/ppdet2paddle.py converts
     path = folder / f'config{number}.pdparams'
     save_checkpoint(ours, str(path), number, cfg, source=f'ppdet {family} random')
     return reference, str(path)

@@ -55,8 +55,8 @@ from solov2.config.device import gpu_number, on_gpu  # noqa: E402
 from solov2.config.install import installed_wheels, onnxruntime_install_problem, paddle_install_problem  # noqa: E402
 from solov2.core.paths import SAMPLE_IMAGES, SHIPPED_WEIGHTS  # noqa: E402
 from solov2.data.coco import CocoDataset, load_coco  # noqa: E402
-from solov2.data.coco_eval import evaluate_segm  # noqa: E402
 from solov2.data.results import write_json  # noqa: E402
+from solov2.data.scoring import evaluate_segm  # noqa: E402
 from solov2.data.transforms import read_image  # noqa: E402
 from solov2.model.build import build_model  # noqa: E402
 from solov2.model.deform_ops import deform_conv  # noqa: E402

@@ -11,7 +11,7 @@ from pathlib import Path
 if __package__ in (None, ''):
     import _bootstrap  # noqa: F401  (script mode: make the project importable)
 
-from solov2.convert.published import CONVERTER_SCRIPTS, PUBLISHED, PUBLISHERS, SHIPPED  # noqa: E402
+from solov2.convert.published import FAMILIES, PUBLISHED, PUBLISHERS, SHIPPED  # noqa: E402
 from solov2.tools.cli import command, make_parser  # noqa: E402
 
 PAGE = Path(__file__).resolve().parents[2] / 'docs' / 'checkpoints.md'   # a checkout's page
@@ -55,7 +55,7 @@ def section() -> str:
             lines += ['', BACKBONES]
             grouped = True
         families = sorted({row.family for row in rows if row.family != SHIPPED})
-        converters = ', '.join(f'`{CONVERTER_SCRIPTS[family]}`' for family in families)
+        converters = ', '.join(f'`{FAMILIES[family]}`' for family in families)
         lines += ['', f'{"####" if backbones else "###"} {publisher.title}', '',
                   (f'Page: <{publisher.page}>. ' if publisher.page else '') + f'Checked against: {publisher.checked}. '
                   f'Licence: {publisher.licence}.' + (f' Converter: {converters}.' if converters else ''), '']

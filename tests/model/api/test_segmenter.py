@@ -10,10 +10,11 @@ import cv2
 import numpy as np
 import pytest
 
+from solov2.core.paths import CACHE_ENV, cache_root
 from solov2.data.transforms import read_image
 from solov2.model.api import InputError, Instances, Segmenter
 from solov2.model.inference import dygraph_backend
-from solov2.model.inference.auto_backend import CACHE_ENV, STAGES, cache_root, installed_engines
+from solov2.model.inference.auto_backend import STAGES, installed_engines
 from solov2.model.inference.device_postprocess import postprocess_on_device
 from tests.helpers import REPO_DIR
 

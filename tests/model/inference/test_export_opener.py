@@ -14,6 +14,7 @@ pytest.importorskip('paddle2onnx', reason='deploy test: needs requirements-deplo
 import numpy as np
 
 from solov2.config.sidecar import resolve_config
+from solov2.core.cache import COMPILED
 from solov2.core.paths import SAMPLE_IMAGES, SHIPPED_WEIGHTS
 from solov2.data.transforms import read_image
 from solov2.model.inference import auto_backend, backend_factory
@@ -110,7 +111,7 @@ def test_every_caller_opens_exported_folders_through_it(folders, found, tmp_path
     openvino = backend_factory.open_backend(ModelSpec(backend='openvino', model_dir=folders['onnx'], threads=1,
                                                       overrides=['max_per_image=1']), cache_dir=str(cache))[1]
     assert type(openvino) is OpenVinoBackend and len(openvino(found[0]).scores) == 1
-    assert any((cache / auto_backend.COMPILED).iterdir())
+    assert any((cache / COMPILED).iterdir())
     buckets = backend_factory.exported_backend(ModelSpec(backend='openvino', model_dir=folders['onnx'], threads=1,
                                                          overrides=['openvino_buckets=all']))
     assert buckets.buckets and buckets.static

@@ -32,13 +32,12 @@ import openvino as ov
 import paddle
 
 from solov2.config import CONFIGS, with_overrides
-from solov2.core.cache import cache_entries
+from solov2.core.cache import COMPILED, cache_entries
+from solov2.core.paths import CACHE_ENV
 from solov2.model.build import build_model
 from solov2.model.checkpoint import save_checkpoint
 from solov2.model.inference import auto_backend, openvino_backend
 from solov2.model.inference.auto_backend import (
-    CACHE_ENV,
-    COMPILED,
     MANIFEST,
     TIMING_ROUNDS,
     cached_backend,

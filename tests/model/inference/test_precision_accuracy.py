@@ -16,8 +16,8 @@ import openvino as ov
 from solov2 import SHIPPED_WEIGHTS as WEIGHTS
 from solov2.config import get_config
 from solov2.data.coco import CocoDataset, load_coco
-from solov2.data.coco_eval import evaluate_segm
 from solov2.data.results import write_json
+from solov2.data.scoring import evaluate_segm
 from solov2.model.inference.dygraph_backend import DygraphBackend
 from solov2.model.inference.evaluation import predict_coco
 from solov2.model.inference.openvino_backend import OpenVinoBackend, has_bf16

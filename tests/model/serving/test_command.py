@@ -12,8 +12,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from solov2.core.paths import SAMPLE_IMAGES
-from solov2.model.inference.auto_backend import CACHE_ENV, installed_engines
+from solov2.core.paths import CACHE_ENV, SAMPLE_IMAGES
+from solov2.model.inference.auto_backend import installed_engines
 from solov2.tools import serve
 from tests.helpers import REPO_DIR, free_port
 from tests.model.serving.running import httpx, metric_families, wait_ready

@@ -1,4 +1,4 @@
-"""COCO mask AP of result records on a COCO-format annotation file: pycocotools' COCOeval,
+"""Scoring: COCO mask AP of result records on a COCO-format annotation file: pycocotools' COCOeval,
 or faster-coco-eval's ``COCOeval_faster`` (C++, the same numbers to 1e-15 and 2.5-3.5x
 faster on 5,000 images, docs/evaluation.md) when that package is installed."""
 import contextlib
