@@ -27,7 +27,6 @@ another runtime; tools/postprocess_raw.py turns that runtime's outputs into the 
 pictures and JSON.
 """
 import argparse
-import sys
 from pathlib import Path
 
 if __package__ in (None, ''):
@@ -53,19 +52,20 @@ with interruptible_loading():      # Ctrl-C or SIGTERM while Paddle and the libr
     from solov2.data.results import write_json
     from solov2.model.distributed import Processes, gather, launched_processes, start_processes
     from solov2.model.inference.backend_factory import BACKENDS, open_backend
-    from solov2.model.inference.media import (
+    from solov2.model.inference.media import list_images
+    from solov2.model.inference.openvino_backend import PRECISIONS
+    from solov2.model.runtime import default_device
+    from solov2.tools.demo_outputs import (
         DrawOptions,
+        InputDumper,
         check_video_output,
-        list_images,
         picture_targets,
         run_images,
         run_video,
+        sort_records,
         summary_line,
         video_output_path,
     )
-    from solov2.model.inference.openvino_backend import PRECISIONS
-    from solov2.model.inference.outputs import InputDumper, sort_records
-    from solov2.model.runtime import default_device
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = make_parser('SOLOv2 instance segmentation on images, a video or a camera.')
@@ -118,8 +118,6 @@ def segment(args, backend, draw: DrawOptions, targets: dict, processes: Processe
         set_status(lambda: f'{len(written)} of {count} pictures written to {args.output}/'
                    + (', no --save-json results' if args.save_json else ''))
         stats, began = run_images(backend, targets, draw, written, processes)
-        for path, message in stats.failed:
-            print(f'skipped {path}: {message}', file=sys.stderr)
         where = f'pictures in {Path(args.output)}/'
     else:
         out_path = video_output_path(args.output, args.video, args.camera)
@@ -168,7 +166,8 @@ def run(argv) -> int:
     where = f'{backend.name} backend, {spec.model_dir or spec.weights}'
     announce_config(number, backend.cfg, spec.overrides, args.verbose, where)
     draw = DrawOptions(args.draw_threshold, [] if args.save_json else None,
-                       InputDumper(args.dump_inputs, backend, number) if args.dump_inputs else None, args.warmup)
+                       InputDumper(args.dump_inputs, backend, number) if args.dump_inputs else None, args.warmup,
+                       args.batch_size)
     done = gather_outputs(draw, segment(args, backend, draw, targets, processes), processes)
     if processes.main and draw.dumper is not None:
         print(f'wrote {len(draw.dumper.entries)} inputs and {draw.dumper.close()}')

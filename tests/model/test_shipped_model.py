@@ -9,7 +9,7 @@ from solov2.data.coco import CocoDataset, load_coco
 from solov2.data.coco_eval import evaluate_segm
 from solov2.data.results import write_json
 from solov2.model.inference.dygraph_backend import DygraphBackend
-from solov2.model.inference.evaluation import predict_coco
+from solov2.model.inference.predicting import predict_coco
 from solov2.tools import demo
 from solov2.tools.make_shapes_dataset import generate_split
 from tests.helpers import REPO_DIR

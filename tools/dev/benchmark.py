@@ -64,12 +64,12 @@ from solov2.model.inference.backend import BackendError  # noqa: E402
 from solov2.model.inference.backend_factory import ModelSpec, exported_backend  # noqa: E402
 from solov2.model.inference.dygraph_backend import DygraphBackend  # noqa: E402
 from solov2.model.inference.export import export  # noqa: E402
-from solov2.model.inference.media import DrawOptions, run_images  # noqa: E402
 from solov2.model.inference.openvino_backend import has_bf16, import_openvino  # noqa: E402
 from solov2.model.inference.postprocess import matrix_nms  # noqa: E402
 from solov2.model.inference.quantize import quantize_model  # noqa: E402
 from solov2.model.runtime import cpu_threads  # noqa: E402
 from solov2.tools.cli import make_parser, run_command, tune_for  # noqa: E402
+from solov2.tools.demo_outputs import DrawOptions, run_images  # noqa: E402
 from solov2.tools.dev import mixed_speed, picture_speed, postprocess_speed, report, train_speed  # noqa: E402
 
 # our config -> PaddleDetection architecture built in tools/dev/reference/ppdet_ref.py

@@ -52,7 +52,7 @@ from solov2.data.transforms import read_image  # noqa: E402
 from solov2.model.build import build_model  # noqa: E402
 from solov2.model.deform_ops import deform_conv  # noqa: E402
 from solov2.model.inference.dygraph_backend import DygraphBackend  # noqa: E402
-from solov2.model.inference.evaluation import predict_coco  # noqa: E402
+from solov2.model.inference.predicting import predict_coco  # noqa: E402
 from solov2.model.runtime import paddle_on, resolve_device  # noqa: E402
 from solov2.model.training.ema import ModelEMA  # noqa: E402
 from solov2.model.training.hooks import Hook  # noqa: E402
