@@ -151,8 +151,6 @@ def run(argv) -> int:
     spec = model_spec(args)       # checked before a published name is fetched
     video = args.video is not None or args.camera is not None
     paths = [] if video else list_images(args.input)
-    if not video and not paths:
-        raise InputError(f'no images found at {args.input} — give an image file or a folder of images')
     if args.video is not None and not Path(args.video).is_file():
         raise InputError(f'video not found: {looked_up(args.video)} — check the path')
     targets = check_outputs(args, paths)

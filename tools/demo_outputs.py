@@ -134,16 +134,10 @@ class DrawOptions:
     batch_size: int = 1
 
 
-def warm_up(backend, items, read, draw: DrawOptions) -> None:
-    """Run the network ``draw.warmup`` times on a batch of the first readable item (untimed)."""
-    for item in items if draw.warmup > 0 else ():
-        try:
-            ready = backend.prepare(read(item))
-        except ValueError:
-            continue
-        for _ in range(draw.warmup):
-            run_network(backend, [ready] * draw.batch_size)
-        return
+def dump(draw: DrawOptions, name: str, index: int, file_name: str, source, prepared) -> None:
+    """``prepared``'s network input written by ``draw.dumper`` (when given) as ``name``."""
+    if draw.dumper is not None:
+        draw.dumper.dump(name, index, file_name, str(Path(source).resolve()), prepared.chw, prepared.meta)
 
 
 def drawn(backend, draw: DrawOptions, index: int, name: str, prepared, found) -> Tuple[np.ndarray, list, str]:
@@ -155,13 +149,31 @@ def drawn(backend, draw: DrawOptions, index: int, name: str, prepared, found) ->
                     draw.threshold), records, line
 
 
+def run_timed(backend, first, items, read, finish, draw: DrawOptions, keep) -> Tuple[PipelineStats, float]:
+    """``draw.warmup`` untimed network runs on a batch of ``first`` (the first readable of them),
+    then the runner over ``items``: ``keep(item, result, began)`` for each in order. Returns the
+    stats and when the timed part began (``summary_line``)."""
+    for item in first if draw.warmup > 0 else ():
+        try:
+            ready = backend.prepare(read(item))
+        except ValueError:
+            continue
+        for _ in range(draw.warmup):
+            run_network(backend, [ready] * draw.batch_size)
+        break
+    began, stats = time.perf_counter(), PipelineStats()
+    for item, result in run_pictures(items, read, backend, finish, batch_size=draw.batch_size, stats=stats):
+        keep(item, result, began)
+    return stats, began
+
+
 def run_images(backend, targets: dict, draw: DrawOptions, written: list,
                processes: Processes = SINGLE) -> Tuple[PipelineStats, float]:
-    """Run ``backend`` over ``targets`` ({image path: picture path}, ``picture_targets``), after
-    ``draw.warmup`` untimed runs, one line logged per picture; ``written`` collects the inputs whose
-    picture is written. Under the launcher only this process's share of them (``processes.share``;
-    records and dumps keep the image's index among all ``targets``); an unreadable image is
-    skipped with a line on stderr. Returns the stats and when the timed part began (``summary_line``)."""
+    """Run ``backend`` over ``targets`` ({image path: picture path}, ``picture_targets``)
+    (``run_timed``), one line logged per picture; ``written`` collects the inputs whose picture is
+    written. Under the launcher only this process's share of them (``processes.share``; records
+    and dumps keep the image's index among all ``targets``); an unreadable image is skipped with
+    a line on stderr."""
     paths, ids = processes.share(list(targets)), {path: index for index, path in enumerate(targets)}
     for folder in {target.parent for target in targets.values()}:
         make_folder(folder, param('output'))
@@ -170,24 +182,19 @@ def run_images(backend, targets: dict, draw: DrawOptions, written: list,
         return read_image(path, backend.cfg.max_image_pixels, warn_colour=True)
 
     def finish(path, prepared, found):
-        index = ids[path]
-        if draw.dumper is not None:
-            draw.dumper.dump(f'{index:05d}_{path.stem}', index, path.name, str(path.resolve()), prepared.chw,
-                             prepared.meta)
-        picture, records, line = drawn(backend, draw, index, path.name, prepared, found)
+        dump(draw, f'{ids[path]:05d}_{path.stem}', ids[path], path.name, path, prepared)
+        picture, records, line = drawn(backend, draw, ids[path], path.name, prepared, found)
         write_image(targets[path], picture)
         return records, line
 
-    warm_up(backend, paths, read, draw)
-    began, stats = time.perf_counter(), PipelineStats()
-    for path, result in run_pictures(paths, read, backend, finish, batch_size=draw.batch_size, stats=stats):
+    def keep(path, result, began):
         if isinstance(result, Exception):
             print(f'skipped {path}: {result}', file=sys.stderr)
-            continue
+            return
         written.append(path)
         draw.records is None or draw.records.extend(result[0])
         LOG.info(result[1])
-    return stats, began
+    return run_timed(backend, paths, paths, read, finish, draw, keep)
 
 
 def open_writer(out_path: Path, capture, first):
@@ -204,43 +211,38 @@ def open_writer(out_path: Path, capture, first):
 def run_video(backend, source: Union[str, int], out_path: Path, draw: DrawOptions, written: list,
               max_frames: int = 0) -> Tuple[PipelineStats, float]:
     """Segment a video file or camera (``source``) into an annotated mp4 at ``out_path``, frames
-    in order, until it ends or ``max_frames`` (0: all), the running FPS about once a second;
-    ``written`` collects the indices of the frames written. Returns the stats and the time the
-    timed part began."""
+    in order, until it ends or ``max_frames`` (0: all) (``run_timed``), the running FPS logged
+    about once a second; ``written`` collects the indices of the frames written."""
     capture, first = open_capture(source)
     try:
         writer = open_writer(out_path, capture, first)
     except InputError:
         capture.release()
         raise
+    shown = [time.perf_counter()]
 
     def finish(item, prepared, found):
         index, bgr = item
+        name = f'frame_{index:06d}'
         if draw.dumper is not None:
-            name = f'frame_{index:06d}'
             write_image(draw.dumper.folder / f'{name}.png', bgr)
-            draw.dumper.dump(name, index, name, str((draw.dumper.folder / f'{name}.png').resolve()), prepared.chw,
-                             prepared.meta)
-        return drawn(backend, draw, index, f'frame_{index:06d}', prepared, found)
+            dump(draw, name, index, name, draw.dumper.folder / f'{name}.png', prepared)
+        return drawn(backend, draw, index, name, prepared, found)
 
-    warm_up(backend, [(0, first)], frame_rgb, draw)
-    began = shown = time.perf_counter()
-    stats = PipelineStats()
+    def keep(item, result, began):
+        if isinstance(result, Exception):
+            raise result
+        writer.write(result[0])
+        written.append(item[0])
+        draw.records is None or draw.records.extend(result[1])
+        if (now := time.perf_counter()) - shown[0] >= 1.0:
+            shown[0] = now
+            LOG.info(f'frame {item[0] + 1}: {(item[0] + 1) / (now - began):.1f} FPS')
     try:
-        for (index, _), result in run_pictures(read_frames(capture, first, max_frames), frame_rgb, backend, finish,
-                                               batch_size=draw.batch_size, stats=stats):
-            if isinstance(result, Exception):
-                raise result
-            writer.write(result[0])
-            written.append(index)
-            draw.records is None or draw.records.extend(result[1])
-            if (now := time.perf_counter()) - shown >= 1.0:
-                shown = now
-                LOG.info(f'frame {index + 1}: {(index + 1) / (now - began):.1f} FPS')
+        return run_timed(backend, [(0, first)], read_frames(capture, first, max_frames), frame_rgb, finish, draw, keep)
     finally:
         writer.release()
         capture.release()
-    return stats, began
 
 
 def summary_line(stats: PipelineStats, began: float, unit: str, where: str) -> str:

@@ -6,7 +6,7 @@ import numbers
 import os
 import sys
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, Generator, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -241,10 +241,7 @@ class Segmenter:
         (``model.inference.pipeline``); a picture that cannot be read is skipped with a
         warning on this module's logger."""
         if isinstance(images, (str, os.PathLike)):
-            found = list_images(str(images))
-            if not found:
-                raise InputError(f'no images found at {images} — give an image file or a folder of images')
-            images = found
+            images = list_images(str(images))
         elif is_encoded(images) or is_pil_image(images) or isinstance(images, np.ndarray):
             images = [images]
         params, size = self._params(score_threshold, max_instances), at_least_one('batch_size', batch_size)
@@ -281,8 +278,8 @@ class Segmenter:
         max_pixels = self.cfg.max_image_pixels
         return lambda image: picture_rgb(image, channels, max_pixels)
 
-    def _run(self, images: Iterable[Any], read: Callable[[Any], np.ndarray], batch_size: int,
-             params: InferenceParams, min_score: float = 0.0) -> Iterator[Tuple[Any, Union[Instances, Exception]]]:
+    def _run(self, images: Iterable[Any], read: Callable[[Any], np.ndarray], batch_size: int, params: InferenceParams,
+             min_score: float = 0.0) -> Generator[Tuple[Any, Union[Instances, Exception]], None, None]:
         """``(source, Instances or the exception that stopped the picture)`` for each of ``images``
         in order (``pipeline.run_pictures``: ``batch_size`` pictures to a network run)."""
         backend = self.backend

@@ -13,18 +13,17 @@ IMAGE_SUFFIXES = {'.jpg', '.jpeg', '.png', '.bmp', '.webp', '.tif', '.tiff'}
 VIDEO_SUFFIXES = {'.mp4', '.avi', '.mov', '.mkv'}
 
 
-def list_images(path: str):
-    """Image files under ``path`` (an image file or a folder), sorted; [] if none. A file
-    that is not named as an image raises InputError."""
+def list_images(path: str, what: str = 'an image file or a folder of images') -> list:
+    """Image files under ``path`` (an image file or a folder), sorted; InputError asking for
+    ``what`` when there are none or the file is not named as an image."""
     root = Path(path)
-    if root.is_file():
-        if root.suffix.lower() not in IMAGE_SUFFIXES:
-            raise InputError(f'{path} is not an image (expected {" ".join(sorted(IMAGE_SUFFIXES))}) '
-                             '— give an image file or a folder of images')
-        return [root]
-    if not root.is_dir():
-        return []
-    return sorted(p for p in root.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if root.is_file() and root.suffix.lower() not in IMAGE_SUFFIXES:
+        raise InputError(f'{path} is not an image (expected {" ".join(sorted(IMAGE_SUFFIXES))}) — give {what}')
+    found = [root] if root.is_file() else sorted(p for p in root.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES
+                                                 ) if root.is_dir() else []
+    if not found:
+        raise InputError(f'no images found at {path} — give {what}')
+    return found
 
 
 def read_frames(capture, first, max_frames: int):

@@ -11,7 +11,7 @@ import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Iterator, List, NamedTuple, Optional, Tuple
+from typing import Any, Callable, Generator, Iterable, Iterator, List, NamedTuple, Optional, Tuple
 
 import numpy as np
 
@@ -77,7 +77,7 @@ def _detections(item: Any, prepared: Prepared, detections: Detections) -> Detect
 
 def run_pictures(items: Iterable[Any], read: Callable[[Any], np.ndarray], backend, finish: Finish = _detections,
                  params: Optional[InferenceParams] = None, batch_size: int = 1, stats: Optional[PipelineStats] = None,
-                 window: int = 8, in_flight_bytes: Optional[int] = None) -> Iterator[Tuple[Any, Any]]:
+                 window: int = 8, in_flight_bytes: Optional[int] = None) -> Generator[Tuple[Any, Any], None, None]:
     """``(item, result)`` for each of ``items``, in their order: ``read(item)`` ([H, W, 3]
     uint8 RGB) and ``backend.prepare`` in two loading workers; the network on this thread,
     ``batch_size`` items to a call, in the batches ``run_network`` groups them in (one padded
