@@ -44,12 +44,13 @@ class InputDumper:
         self.folder.mkdir(parents=True, exist_ok=True)
         self.backend, self.number, self.entries = backend, number, []
 
-    def dump(self, name: str, image_id: int, file_name: str, source: str, chw: np.ndarray, meta) -> None:
-        batch = np.ascontiguousarray(chw[None], dtype=np.float32)
+    def dump(self, name: str, image_id: int, file_name: str, source: Path, prepared) -> None:
+        """``prepared``'s network input (``pipeline.Prepared``) as ``name``, read from ``source``."""
+        batch, meta = np.ascontiguousarray(prepared.chw[None], dtype=np.float32), prepared.meta
         np.save(self.folder / f'{name}.npy', batch)
         batch.tofile(self.folder / f'{name}.bin')
         self.entries.append({'name': name, 'image_id': image_id, 'file_name': file_name,
-                             'source': os.path.relpath(source, self.folder),      # the folder can move with its images
+                             'source': os.path.relpath(source.resolve(), self.folder),      # movable with its images
                              'input_shape': list(batch.shape), 'npy': f'{name}.npy', 'bin': f'{name}.bin',
                              'orig_hw': list(meta.orig_hw), 'resized_hw': list(meta.resized_hw),
                              'padded_hw': list(meta.padded_hw)})
@@ -134,12 +135,6 @@ class DrawOptions:
     batch_size: int = 1
 
 
-def dump(draw: DrawOptions, name: str, index: int, file_name: str, source, prepared) -> None:
-    """``prepared``'s network input written by ``draw.dumper`` (when given) as ``name``."""
-    if draw.dumper is not None:
-        draw.dumper.dump(name, index, file_name, str(Path(source).resolve()), prepared.chw, prepared.meta)
-
-
 def drawn(backend, draw: DrawOptions, index: int, name: str, prepared, found) -> Tuple[np.ndarray, list, str]:
     """(the BGR picture drawn with ``found``, its records when asked, its line) of the input ``index``."""
     records = [] if draw.records is None else instances_to_coco(
@@ -182,7 +177,8 @@ def run_images(backend, targets: dict, draw: DrawOptions, written: list,
         return read_image(path, backend.cfg.max_image_pixels, warn_colour=True)
 
     def finish(path, prepared, found):
-        dump(draw, f'{ids[path]:05d}_{path.stem}', ids[path], path.name, path, prepared)
+        if draw.dumper is not None:
+            draw.dumper.dump(f'{ids[path]:05d}_{path.stem}', ids[path], path.name, path, prepared)
         picture, records, line = drawn(backend, draw, ids[path], path.name, prepared, found)
         write_image(targets[path], picture)
         return records, line
@@ -226,7 +222,7 @@ def run_video(backend, source: Union[str, int], out_path: Path, draw: DrawOption
         name = f'frame_{index:06d}'
         if draw.dumper is not None:
             write_image(draw.dumper.folder / f'{name}.png', bgr)
-            dump(draw, name, index, name, draw.dumper.folder / f'{name}.png', prepared)
+            draw.dumper.dump(name, index, name, draw.dumper.folder / f'{name}.png', prepared)
         return drawn(backend, draw, index, name, prepared, found)
 
     def keep(item, result, began):
