@@ -9,22 +9,11 @@
     python demo.py --backend inference --model-dir export/NAME --camera 0 --max-frames 300
 
 The config is taken from the checkpoint's sidecar (dygraph) or from the export's
-infer_cfg.json (inference, onnx) unless --config is given.
-
-Backends (model/inference/backend_factory.py): ``auto`` (the default) exports --weights once into a
-cache and runs it in OpenVINO f32 or onnxruntime, whichever was faster when it exported
-(timed once, then recorded in the cache; dygraph on a GPU), saying which and why in one line;
-``dygraph`` runs the Paddle model from --weights; ``inference`` (Paddle Inference), ``onnx``
-(onnxruntime) and ``openvino`` (--precision f32|bf16|int8) run a folder written by
-tools/export_model.py (int8: tools/quantize.py). All share the post-processing.
-
-Reading/preprocessing and mask pasting/drawing/saving run in worker threads; FPS is
-measured after a warm-up and covers the whole pipeline.
-
-``--dump-inputs DIR`` also writes every preprocessed network input ([1, 3, H, W]
-float32, as .npy and raw .bin) with a manifest.json, for running the exported model in
-another runtime; tools/postprocess_raw.py turns that runtime's outputs into the same
-pictures and JSON.
+infer_cfg.json (inference, onnx) unless --config is given. Every picture or frame goes through
+the one runner (``model.inference.pipeline.run_pictures``: reading and pasting in worker
+threads, ``--batch-size`` pictures a network run); what the demo does with each result
+(pictures, video, --save-json, --dump-inputs for tools/postprocess_raw.py) is
+tools/demo_outputs.py's. Backends and flags: docs/demo.md and ``--help``.
 """
 import argparse
 from pathlib import Path

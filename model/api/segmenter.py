@@ -1,6 +1,7 @@
 """``Segmenter``: SOLOv2 from Python, on any backend, for one picture, many, or a video."""
 import contextlib
 import dataclasses
+import functools
 import logging
 import numbers
 import os
@@ -215,14 +216,13 @@ class Segmenter:
         ``score_threshold`` and ``max_instances``: this call's config ``score_threshold`` and
         ``max_per_image`` (``per_call_params``; the same result as a Segmenter made with them
         as overrides); ``min_score``: the least final score an instance answered has (``to_instances``)."""
-        params, size = self._params(score_threshold, max_instances), at_least_one('batch_size', batch_size)
-        least = a_score('min_score', min_score)
+        params, least = self._params(score_threshold, max_instances), a_score('min_score', min_score)
         if not isinstance(images, (list, tuple)):
             backend = self.backend
             chw, meta = backend.prepare(self.rgb(images, channels))
             return to_instances(backend, run_network(backend, [(chw, meta)], params)[0], meta, params, least)
         results = []
-        with contextlib.closing(self._run(images, self._reader(channels), size, params, least)) as done:
+        with contextlib.closing(self._run(images, self._reader(channels), batch_size, params, least)) as done:
             for index, (source, result) in enumerate(done):
                 if isinstance(result, ValueError):
                     raise InputError(f'picture {index} of the list ({describe(source)}): {result}') from result
@@ -244,8 +244,8 @@ class Segmenter:
             images = list_images(str(images))
         elif is_encoded(images) or is_pil_image(images) or isinstance(images, np.ndarray):
             images = [images]
-        params, size = self._params(score_threshold, max_instances), at_least_one('batch_size', batch_size)
-        for source, result in self._run(images, self._reader(channels), size, params):
+        params = self._params(score_threshold, max_instances)
+        for source, result in self._run(images, self._reader(channels), batch_size, params):
             if isinstance(result, Exception):
                 LOG.warning(f'skipped {describe(source)}: {result}')
             else:
@@ -259,10 +259,11 @@ class Segmenter:
         ``max_instances`` and ``batch_size`` as for ``__call__``."""
         if isinstance(source, (str, os.PathLike)) and not Path(source).is_file():
             raise InputError(f'video not found: {source} — check the path')
-        params, size = self._params(score_threshold, max_instances), at_least_one('batch_size', batch_size)
+        params = self._params(score_threshold, max_instances)
         capture, first = open_capture(source if isinstance(source, int) else str(source))
         try:
-            for (index, frame), result in self._run(read_frames(capture, first, max_frames), frame_rgb, size, params):
+            for (index, frame), result in self._run(read_frames(capture, first, max_frames), frame_rgb, batch_size,
+                                                    params):
                 if isinstance(result, Exception):
                     raise result
                 yield index, frame, result
@@ -275,8 +276,7 @@ class Segmenter:
     def _reader(self, channels: str) -> Callable[[Image], np.ndarray]:
         """What reads a picture given in ``channels`` order (``picture_rgb``)."""
         check_channels(channels)
-        max_pixels = self.cfg.max_image_pixels
-        return lambda image: picture_rgb(image, channels, max_pixels)
+        return functools.partial(picture_rgb, channels=channels, max_pixels=self.cfg.max_image_pixels)
 
     def _run(self, images: Iterable[Any], read: Callable[[Any], np.ndarray], batch_size: int, params: InferenceParams,
              min_score: float = 0.0) -> Generator[Tuple[Any, Union[Instances, Exception]], None, None]:

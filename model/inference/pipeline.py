@@ -44,7 +44,6 @@ class Prepared(NamedTuple):
     meta: ImageMeta
 
 
-Finish = Callable[[Any, Prepared, Detections], Any]
 IN_FLIGHT_SHARE = 48 * 2 ** 20    # in-flight bytes for each finishing worker and one more (run_pictures)
 
 
@@ -71,11 +70,8 @@ def chunks(items: Iterable[Any], size: int) -> Iterator[List[Any]]:
         yield chunk
 
 
-def _detections(item: Any, prepared: Prepared, detections: Detections) -> Detections:
-    return detections
-
-
-def run_pictures(items: Iterable[Any], read: Callable[[Any], np.ndarray], backend, finish: Finish = _detections,
+def run_pictures(items: Iterable[Any], read: Callable[[Any], np.ndarray], backend,
+                 finish: Callable[[Any, Prepared, Detections], Any] = lambda item, prepared, found: found,
                  params: Optional[InferenceParams] = None, batch_size: int = 1, stats: Optional[PipelineStats] = None,
                  window: int = 8, in_flight_bytes: Optional[int] = None) -> Generator[Tuple[Any, Any], None, None]:
     """``(item, result)`` for each of ``items``, in their order: ``read(item)`` ([H, W, 3]
