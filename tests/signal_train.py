@@ -17,7 +17,7 @@ import solov2.tools.cli  # noqa: F401,E402  (the command's start-up, before Padd
 
 # isort: split
 import solov2.model.fast_ops as fast_ops  # noqa: E402
-import solov2.model.inference.evaluation as evaluation  # noqa: E402
+import solov2.model.inference.predicting as predicting  # noqa: E402
 import solov2.model.training.run as run  # noqa: E402
 import solov2.model.training.state as state  # noqa: E402
 from solov2.model.training.trainer import Trainer  # noqa: E402
@@ -60,7 +60,7 @@ elif moment == 'backward':
     Trainer._update = arm(Trainer._update)
     fast_ops._ChannelBiasAdd.backward = backward(fast_ops._ChannelBiasAdd.backward)
 elif moment == 'eval':
-    evaluation.instances_to_coco = counted(evaluation.instances_to_coco, after=True)
+    predicting.instances_to_coco = counted(predicting.instances_to_coco, after=True)
 elif moment == 'save':
     state.save_checkpoint = counted(state.save_checkpoint, after=True)
 runpy.run_path('train.py', run_name='__main__')

@@ -28,13 +28,13 @@ from solov2.core.errors import InputError, LimitError, RunError
 from solov2.data.files import write_image
 from solov2.data.results import instances_to_coco
 from solov2.model.inference.export import infer_cfg
-from solov2.model.inference.media import picture_names
 from solov2.model.inference.onnxruntime_backend import OnnxBackend
 from solov2.model.inference.paddle_inference_backend import InferenceBackend
 from solov2.model.inference.postprocess import InferenceParams
 from solov2.tools import cli, demo, export_model, labelme2coco, postprocess_raw
 from solov2.tools import eval as eval_cli
 from solov2.tools.cli import set_status
+from solov2.tools.demo_outputs import picture_names
 from tests.helpers import REPO_DIR, alive, children, ctrl_c_as_in_a_terminal
 from tests.pictures import tiff_bomb, webp_bomb
 

@@ -181,7 +181,7 @@ def _image_set(tmp_path, names=('circle', 'square'), annotated=('square',)):
 
 
 def test_a_set_lacking_classes_is_scored_on_the_classes_it_has(tmp_path, caplog):
-    from solov2.model.inference.evaluation import evaluation_dataset
+    from solov2.model.inference.predicting import evaluation_dataset
     ann, images = _image_set(tmp_path)
     caplog.set_level('INFO', logger='solov2.model.inference')
     dataset = evaluation_dataset(ann, images, ('circle', 'square', 'triangle', 'star'))

@@ -446,3 +446,5 @@ def add_inference_args(parser: argparse.ArgumentParser, backends, precisions, de
     add_model_args(parser, default_weights)
     add_backend_args(parser, backends, precisions)
     add_runtime_args(parser)
+    parser.add_argument('--batch-size', type=int, default=1, metavar='N',
+                        help='pictures to a network run (pictures of one padded size share it; default 1)')

@@ -9,25 +9,13 @@
     python demo.py --backend inference --model-dir export/NAME --camera 0 --max-frames 300
 
 The config is taken from the checkpoint's sidecar (dygraph) or from the export's
-infer_cfg.json (inference, onnx) unless --config is given.
-
-Backends (model/inference/backend_factory.py): ``auto`` (the default) exports --weights once into a
-cache and runs it in OpenVINO f32 or onnxruntime, whichever was faster when it exported
-(timed once, then recorded in the cache; dygraph on a GPU), saying which and why in one line;
-``dygraph`` runs the Paddle model from --weights; ``inference`` (Paddle Inference), ``onnx``
-(onnxruntime) and ``openvino`` (--precision f32|bf16|int8) run a folder written by
-tools/export_model.py (int8: tools/quantize.py). All share the post-processing.
-
-Reading/preprocessing and mask pasting/drawing/saving run in worker threads; FPS is
-measured after a warm-up and covers the whole pipeline.
-
-``--dump-inputs DIR`` also writes every preprocessed network input ([1, 3, H, W]
-float32, as .npy and raw .bin) with a manifest.json, for running the exported model in
-another runtime; tools/postprocess_raw.py turns that runtime's outputs into the same
-pictures and JSON.
+infer_cfg.json (inference, onnx) unless --config is given. Every picture or frame goes through
+the one runner (``model.inference.pipeline.run_pictures``: reading and pasting in worker
+threads, ``--batch-size`` pictures a network run); what the demo does with each result
+(pictures, video, --save-json, --dump-inputs for tools/postprocess_raw.py) is
+tools/demo_outputs.py's. Backends and flags: docs/demo.md and ``--help``.
 """
 import argparse
-import sys
 from pathlib import Path
 
 if __package__ in (None, ''):
@@ -53,19 +41,20 @@ with interruptible_loading():      # Ctrl-C or SIGTERM while Paddle and the libr
     from solov2.data.results import write_json
     from solov2.model.distributed import Processes, gather, launched_processes, start_processes
     from solov2.model.inference.backend_factory import BACKENDS, open_backend
-    from solov2.model.inference.media import (
+    from solov2.model.inference.media import list_images
+    from solov2.model.inference.openvino_backend import PRECISIONS
+    from solov2.model.runtime import default_device
+    from solov2.tools.demo_outputs import (
         DrawOptions,
+        InputDumper,
         check_video_output,
-        list_images,
         picture_targets,
         run_images,
         run_video,
+        sort_records,
         summary_line,
         video_output_path,
     )
-    from solov2.model.inference.openvino_backend import PRECISIONS
-    from solov2.model.inference.outputs import InputDumper, sort_records
-    from solov2.model.runtime import default_device
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = make_parser('SOLOv2 instance segmentation on images, a video or a camera.')
@@ -113,8 +102,6 @@ def segment(args, backend, draw: DrawOptions, targets: dict, processes: Processe
         set_status(lambda: f'{len(written)} of {count} pictures written to {args.output}/'
                    + (', no --save-json results' if args.save_json else ''))
         stats, began = run_images(backend, targets, draw, written, processes)
-        for path, message in stats.failed:
-            print(f'skipped {path}: {message}', file=sys.stderr)
         where = f'pictures in {Path(args.output)}/'
     else:
         out_path = video_output_path(args.output, args.video, args.camera)
@@ -149,8 +136,6 @@ def main(argv) -> int:
     spec = model_spec(args)       # checked before a published name is fetched
     video = args.video is not None or args.camera is not None
     paths = [] if video else list_images(args.input)
-    if not video and not paths:
-        raise InputError(f'no images found at {args.input} — give an image file or a folder of images')
     if args.video is not None and not Path(args.video).is_file():
         raise InputError(f'video not found: {looked_up(args.video)} — check the path')
     targets = check_outputs(args, paths)
@@ -164,7 +149,8 @@ def main(argv) -> int:
     where = f'{backend.name} backend, {spec.model_dir or spec.weights}'
     announce_config(number, backend.cfg, spec.overrides, args.verbose, where)
     draw = DrawOptions(args.draw_threshold, [] if args.save_json else None,
-                       InputDumper(args.dump_inputs, backend, number) if args.dump_inputs else None, args.warmup)
+                       InputDumper(args.dump_inputs, backend, number) if args.dump_inputs else None, args.warmup,
+                       args.batch_size)
     done = gather_outputs(draw, segment(args, backend, draw, targets, processes), processes)
     if processes.main and draw.dumper is not None:
         print(f'wrote {len(draw.dumper.entries)} inputs and {draw.dumper.close()}')

@@ -47,8 +47,8 @@ with interruptible_loading():      # Ctrl-C or SIGTERM while Paddle and the libr
     from solov2.data.scoring import STAT_NAMES, check_results, coco_stats, per_class_ap, run_cocoeval
     from solov2.model.distributed import Processes, launched_processes, start_processes
     from solov2.model.inference.backend_factory import BACKENDS, ModelSpec, checked_weights, open_backend
-    from solov2.model.inference.evaluation import evaluation_dataset, predict_coco
     from solov2.model.inference.openvino_backend import PRECISIONS
+    from solov2.model.inference.predicting import evaluation_dataset, predict_coco
     from solov2.model.runtime import default_device
     from solov2.model.training.components import SHAPES_HINT
     from solov2.model.training.hooks import open_visualdl
@@ -130,7 +130,7 @@ def load_records(args, number, backend, coco, dataset, ann: str, processes: Proc
     began = time.perf_counter()
     bar = Progress(mine, 'predict ')
     records = predict_coco(backend, coco, str(dataset.image_dir), dataset.label_to_category_id, bar.update,
-                           processes)
+                           processes, args.batch_size)
     bar.close()
     seconds = time.perf_counter() - began
     who = f'process {processes.rank} of {processes.world}: ' if processes.world > 1 else ''

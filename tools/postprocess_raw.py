@@ -29,10 +29,9 @@ from solov2.data.results import instances_to_coco, write_json  # noqa: E402
 from solov2.data.transforms import ImageMeta, read_image  # noqa: E402
 from solov2.data.visualize import draw_bgr  # noqa: E402
 from solov2.model.inference.export_network import OUTPUT_NAMES, outputs_text  # noqa: E402
-from solov2.model.inference.media import picture_names  # noqa: E402
-from solov2.model.inference.outputs import sort_records  # noqa: E402
 from solov2.model.inference.postprocess import InferenceParams, paste_detections, postprocess_flat  # noqa: E402
 from solov2.tools.cli import command, error_line, make_parser, set_status  # noqa: E402
+from solov2.tools.demo_outputs import picture_names, sort_records  # noqa: E402
 
 ENTRY_KEYS = ('name', 'image_id', 'file_name', 'source', 'orig_hw', 'resized_hw', 'padded_hw')
 

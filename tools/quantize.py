@@ -78,7 +78,7 @@ def main(argv) -> int:
     args = parse_args(argv)
     check_control_args(args)
     out = Path(args.output)
-    paths = list_images(args.images)[:max(args.num_images, 0)]
+    paths = list_images(args.images, 'a folder of calibration pictures')[:max(args.num_images, 0)]
     if not paths:
         raise InputError(f'no images found at {args.images} — give a folder of calibration pictures')
     check_folder(out, '--output', new=True)

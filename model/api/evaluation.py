@@ -7,7 +7,7 @@ from typing import Callable, Dict, Optional, Tuple
 from solov2.core.errors import InputError
 from solov2.model.distributed import SINGLE, Processes
 from solov2.model.inference.backend import Backend
-from solov2.model.inference.evaluation import evaluation_dataset, score_coco
+from solov2.model.inference.predicting import evaluation_dataset, score_coco
 
 
 @functools.lru_cache(maxsize=4)

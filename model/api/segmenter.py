@@ -1,13 +1,13 @@
 """``Segmenter``: SOLOv2 from Python, on any backend, for one picture, many, or a video."""
 import contextlib
 import dataclasses
-import itertools
+import functools
 import logging
 import numbers
 import os
 import sys
 from pathlib import Path
-from typing import Any, Dict, Generator, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, Generator, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -16,10 +16,10 @@ from solov2.core.errors import InputError
 from solov2.data.transforms import check_pixels, decode_image, pil_to_array, read_image, to_rgb
 from solov2.model.api.instances import Instances, check_channels
 from solov2.model.distributed import SINGLE, Processes
-from solov2.model.inference.backend import share_batches
+from solov2.model.inference.backend import run_network
 from solov2.model.inference.backend_factory import ModelSpec, Progress, open_backend
-from solov2.model.inference.media import list_images, open_capture, read_frames, video_stages
-from solov2.model.inference.pipeline import stream_pipeline
+from solov2.model.inference.media import frame_rgb, list_images, open_capture, read_frames
+from solov2.model.inference.pipeline import at_least_one, run_pictures
 from solov2.model.inference.postprocess import InferenceParams
 
 LOG = logging.getLogger(__name__)
@@ -44,23 +44,6 @@ def a_score(name: str, value: float) -> float:
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 <= value <= 1:
         raise InputError(f'{name} must be a number from 0 to 1, not {value!r}')
     return float(value)
-
-
-def at_least_one(name: str, value: Any) -> int:
-    """``value`` as an int; InputError naming ``name`` unless it is a whole number of at least 1."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise InputError(f'{name} must be a whole number of at least 1, not {value!r}')
-    return int(value)
-
-
-def chunks(items: Iterable[Any], size: int) -> Iterator[List[Any]]:
-    """``items`` in lists of ``size`` (the last one may be shorter)."""
-    iterator = iter(items)
-    while True:
-        chunk = list(itertools.islice(iterator, size))
-        if not chunk:
-            return
-        yield chunk
 
 
 def is_pil_image(image: Any) -> bool:
@@ -127,15 +110,6 @@ def describe(source: Image) -> str:
     if is_encoded(source):
         return 'bytes' if isinstance(source, ENCODED) else 'a file object'
     return 'a PIL image' if is_pil_image(source) else 'an array'
-
-
-def prepared(backend, item: Image, channels: str):
-    """``backend.prepare`` of a picture, or the exception that stopped it (reported by the
-    caller: ``stream`` skips the picture, a list call raises)."""
-    try:
-        return backend.prepare(picture_rgb(item, channels, backend.cfg.max_image_pixels))
-    except Exception as exc:  # a bad input is reported, not fatal to the others
-        return exc
 
 
 class Segmenter:
@@ -242,14 +216,13 @@ class Segmenter:
         ``score_threshold`` and ``max_instances``: this call's config ``score_threshold`` and
         ``max_per_image`` (``per_call_params``; the same result as a Segmenter made with them
         as overrides); ``min_score``: the least final score an instance answered has (``to_instances``)."""
-        params, size = self._params(score_threshold, max_instances), at_least_one('batch_size', batch_size)
-        least = a_score('min_score', min_score)
+        params, least = self._params(score_threshold, max_instances), a_score('min_score', min_score)
         if not isinstance(images, (list, tuple)):
             backend = self.backend
             chw, meta = backend.prepare(self.rgb(images, channels))
             return to_instances(backend, run_network(backend, [(chw, meta)], params)[0], meta, params, least)
         results = []
-        with contextlib.closing(self._batches(images, channels, size, params, least)) as done:
+        with contextlib.closing(self._run(images, self._reader(channels), batch_size, params, least)) as done:
             for index, (source, result) in enumerate(done):
                 if isinstance(result, ValueError):
                     raise InputError(f'picture {index} of the list ({describe(source)}): {result}') from result
@@ -268,36 +241,31 @@ class Segmenter:
         (``model.inference.pipeline``); a picture that cannot be read is skipped with a
         warning on this module's logger."""
         if isinstance(images, (str, os.PathLike)):
-            found = list_images(str(images))
-            if not found:
-                raise InputError(f'no images found at {images} — give an image file or a folder of images')
-            images = found
+            images = list_images(str(images))
         elif is_encoded(images) or is_pil_image(images) or isinstance(images, np.ndarray):
             images = [images]
-        params, size = self._params(score_threshold, max_instances), at_least_one('batch_size', batch_size)
-        for source, result in self._batches(images, channels, size, params):
+        params = self._params(score_threshold, max_instances)
+        for source, result in self._run(images, self._reader(channels), batch_size, params):
             if isinstance(result, Exception):
                 LOG.warning(f'skipped {describe(source)}: {result}')
             else:
                 yield source, result
 
     def stream_video(self, source: Union[str, int], max_frames: int = 0, score_threshold: Optional[float] = None,
-                     max_instances: Optional[int] = None) -> Iterator[Tuple[int, np.ndarray, Instances]]:
+                     max_instances: Optional[int] = None, batch_size: int = 1
+                     ) -> Iterator[Tuple[int, np.ndarray, Instances]]:
         """``(frame index, BGR frame, instances)`` for each frame of a video file or camera
-        (an int ID) until it ends or ``max_frames`` (0: all), in order; ``score_threshold``
-        and ``max_instances`` as for ``__call__``."""
+        (an int ID) until it ends or ``max_frames`` (0: all), in order; ``score_threshold``,
+        ``max_instances`` and ``batch_size`` as for ``__call__``."""
         if isinstance(source, (str, os.PathLike)) and not Path(source).is_file():
             raise InputError(f'video not found: {source} — check the path')
-        params, backend = self._params(score_threshold, max_instances), self.backend
+        params = self._params(score_threshold, max_instances)
         capture, first = open_capture(source if isinstance(source, int) else str(source))
-        load, model = video_stages(backend, None, params)
-
-        def finish(item, loaded, outputs):
-            return to_instances(backend, outputs, loaded[1][1], params)
-
         try:
-            for (index, frame), result in stream_pipeline(read_frames(capture, first, max_frames), load, model,
-                                                          finish):
+            for (index, frame), result in self._run(read_frames(capture, first, max_frames), frame_rgb, batch_size,
+                                                    params):
+                if isinstance(result, Exception):
+                    raise result
                 yield index, frame, result
         finally:
             capture.release()
@@ -305,48 +273,27 @@ class Segmenter:
     def _params(self, score_threshold: Optional[float], max_instances: Optional[int]) -> InferenceParams:
         return per_call_params(self.backend.params, score_threshold, max_instances)
 
-    def _batches(self, images: Iterable[Image], channels: str, batch_size: int, params: InferenceParams,
-                 min_score: float = 0.0) -> Generator[Tuple[Any, Union[Instances, Exception]], None, None]:
-        """``(source, Instances or the exception that stopped the picture)`` for each of
-        ``images`` in order: ``batch_size`` of them at a time read and prepared in a worker,
-        run through the network on this thread (``run_network``), finished in workers."""
+    def _reader(self, channels: str) -> Callable[[Image], np.ndarray]:
+        """What reads a picture given in ``channels`` order (``picture_rgb``)."""
         check_channels(channels)
+        return functools.partial(picture_rgb, channels=channels, max_pixels=self.cfg.max_image_pixels)
+
+    def _run(self, images: Iterable[Any], read: Callable[[Any], np.ndarray], batch_size: int, params: InferenceParams,
+             min_score: float = 0.0) -> Generator[Tuple[Any, Union[Instances, Exception]], None, None]:
+        """``(source, Instances or the exception that stopped the picture)`` for each of ``images``
+        in order (``pipeline.run_pictures``: ``batch_size`` pictures to a network run)."""
         backend = self.backend
-
-        def load(chunk):
-            return [prepared(backend, item, channels) for item in chunk]
-
-        def model(loaded):
-            return run_network(backend, [item for item in loaded if not isinstance(item, Exception)], params)
-
-        def finish(chunk, loaded, outputs):
-            found = iter(outputs)
-            return [(item, ready) if isinstance(ready, Exception)
-                    else (item, to_instances(backend, next(found), ready[1], params, min_score))
-                    for item, ready in zip(chunk, loaded)]
-
-        for _, done in stream_pipeline(chunks(images, batch_size), load, model, finish,
-                                       prefetch=max(2, 4 // batch_size), window=max(2, 8 // batch_size)):
-            yield from done
-
-
-def run_network(backend, ready: Sequence[Tuple[np.ndarray, Any]], params: InferenceParams,
-                max_padding: float = 0.0) -> List[Any]:
-    """``backend.model_stage``'s result for each prepared picture ((chw [3, Hp, Wp], meta)),
-    ready for ``finish_stage``, in the batches ``share_batches`` groups them in (on a GPU
-    post-processed there with ``params``, the call's thresholds): pictures of one padded size,
-    or of several where the backend runs each as alone (``model.region``: size buckets, and any
-    sizes with ``max_padding`` > 0), so a batch gives what one picture at a time gives."""
-    outputs: List[Any] = [None] * len(ready)
-    for indices in share_batches([chw.shape[1:] for chw, _ in ready], backend, max_padding=max_padding):
-        staged = backend.model_stage([ready[i][0] for i in indices], [ready[i][1] for i in indices], params)
-        for index, row in zip(indices, backend.staged_rows(staged)):
-            outputs[index] = row
-    return outputs
+        return run_pictures(images, read, backend, lambda _, __, found: instances_of(backend, found, min_score),
+                            params, batch_size)
 
 
 def to_instances(backend, staged, meta, params: InferenceParams, min_score: float = 0.0) -> Instances:
     """One picture's ``run_network`` result -> its Instances, post-processed with ``params``
     (``backend.finish_stage`` with the call's thresholds), those scoring under ``min_score`` left out."""
-    found = Instances.from_detections(backend.finish_stage(staged, meta, params), backend.class_names)
+    return instances_of(backend, backend.finish_stage(staged, meta, params), min_score)
+
+
+def instances_of(backend, detections, min_score: float = 0.0) -> Instances:
+    """``backend``'s detections of a picture as Instances, those scoring under ``min_score`` left out."""
+    found = Instances.from_detections(detections, backend.class_names)
     return found.filter(min_score) if min_score else found

@@ -18,8 +18,18 @@ import paddle
 from solov2.core.errors import InputError
 from solov2.data.transforms import ImageMeta, batch_images, preprocess
 from solov2.model.inference.export_network import check_input_size
-from solov2.model.inference.pipeline import default_finish_workers
 from solov2.model.inference.postprocess import Detections, InferenceParams, paste_detections, postprocess_flat
+from solov2.model.runtime import cpu_threads
+
+
+def default_finish_workers(cores: Optional[int] = None, network_on_gpu: bool = False) -> int:
+    """Finishing workers, at least one. With the network on the CPU: a quarter of the cores
+    (post-processing of an image takes a fraction of the network's time on one core,
+    docs/benchmark.md, so a few workers keep up while the network keeps most cores). With
+    the network and the post-processing on a GPU the cores are free: all but three (the
+    network's thread and two loaders) encode and draw."""
+    cores = cores or cpu_threads()
+    return max(1, cores - 3 if network_on_gpu else cores // 4)
 
 
 class BackendError(InputError):
@@ -109,7 +119,7 @@ class Backend(abc.ABC):
         return self.finish_outputs(staged, meta, params)
 
     def finish_workers(self) -> int:
-        """Finishing workers for a pipeline (``pipeline.default_finish_workers``: the
+        """Finishing workers for a pipeline (``default_finish_workers``: the
         network here runs on the CPU's cores)."""
         return default_finish_workers()
 
@@ -165,3 +175,18 @@ def share_batches(sizes: Sequence[Tuple[int, int]], backend: Backend, max_batch:
                 left.remove(index)
         groups.append(group)
     return groups
+
+
+def run_network(backend: Backend, ready: Sequence[Tuple[np.ndarray, ImageMeta]],
+                params: Optional[InferenceParams] = None, max_padding: float = 0.0) -> list:
+    """``backend.model_stage``'s result for each prepared picture ((chw [3, Hp, Wp], meta)),
+    ready for ``finish_stage``, in the batches ``share_batches`` groups them in (on a GPU
+    post-processed there with ``params``, the call's thresholds): pictures of one padded size,
+    or of several where the backend runs each as alone (``model.region``: size buckets, and any
+    sizes with ``max_padding`` > 0), so a batch gives what one picture at a time gives."""
+    outputs: list = [None] * len(ready)
+    for indices in share_batches([chw.shape[1:] for chw, _ in ready], backend, max_padding=max_padding):
+        staged = backend.model_stage([ready[i][0] for i in indices], [ready[i][1] for i in indices], params)
+        for index, row in zip(indices, backend.staged_rows(staged)):
+            outputs[index] = row
+    return outputs

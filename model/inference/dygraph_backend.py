@@ -14,10 +14,9 @@ from solov2.core.errors import param
 from solov2.data.transforms import ImageMeta
 from solov2.model.build import build_model
 from solov2.model.checkpoint import CheckpointError, assign_params, load_paddle_params
-from solov2.model.inference.backend import Backend
+from solov2.model.inference.backend import Backend, default_finish_workers
 from solov2.model.inference.device_postprocess import postprocess_on_device
 from solov2.model.inference.export_network import ExportableSOLOv2
-from solov2.model.inference.pipeline import default_finish_workers
 from solov2.model.inference.postprocess import Detections, InferenceParams
 from solov2.model.runtime import cpu_threads, default_device, paddle_on
 

@@ -21,8 +21,8 @@ from typing import Any, Callable, Deque, List, Optional
 import numpy as np
 
 from solov2.core.errors import RunError
-from solov2.model.api.segmenter import Segmenter, run_network
-from solov2.model.inference.backend import share_batches
+from solov2.model.api.segmenter import Segmenter
+from solov2.model.inference.backend import run_network, share_batches
 from solov2.model.inference.postprocess import InferenceParams
 
 LOG = logging.getLogger(__name__)

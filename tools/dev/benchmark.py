@@ -13,8 +13,8 @@ PaddleDetection model, saved and converted with the rules of convert/ppdet2paddl
 same images, and the same number of CPU threads. Measured:
 - model-only latency (network forward, median of runs);
 - end-to-end images/s of each tool's default picture command on a folder: ours is
-  ``demo.py``'s own stages (``ImageStages``: read, preprocess, network, post-process,
-  paste, draw, write the picture) in its pipeline (model/inference/pipeline.py), for
+  ``demo.py``'s own work (``demo_outputs.run_images``: read, preprocess, network, post-process,
+  paste, draw, write the picture) in the runner (model/inference/pipeline.py), for
   every backend asked for (``--backends``; ``auto`` is the demo's default);
   PaddleDetection's is what its tools/infer.py does per picture, one at a time: its
   preprocessing operators, network and post-processing (get_seg), its results (an RLE of
@@ -64,12 +64,12 @@ from solov2.model.inference.backend import BackendError  # noqa: E402
 from solov2.model.inference.backend_factory import ModelSpec, exported_backend  # noqa: E402
 from solov2.model.inference.dygraph_backend import DygraphBackend  # noqa: E402
 from solov2.model.inference.export import export  # noqa: E402
-from solov2.model.inference.media import DrawOptions, run_images  # noqa: E402
 from solov2.model.inference.openvino_backend import has_bf16, import_openvino  # noqa: E402
 from solov2.model.inference.postprocess import matrix_nms  # noqa: E402
 from solov2.model.inference.quantize import quantize_model  # noqa: E402
 from solov2.model.runtime import cpu_threads  # noqa: E402
 from solov2.tools.cli import command, make_parser, tune_for  # noqa: E402
+from solov2.tools.demo_outputs import DrawOptions, run_images  # noqa: E402
 from solov2.tools.dev import mixed_speed, picture_speed, postprocess_speed, report, train_speed  # noqa: E402
 
 # our config -> PaddleDetection architecture built in tools/dev/reference/ppdet_ref.py
@@ -182,7 +182,7 @@ PPDET_DRAW_THRESHOLD = 0.5   # PaddleDetection tools/infer.py --draw_threshold d
 
 def ours_end_to_end(backend, paths, folder: Path) -> tuple:
     """(images/s, model-busy share) of ``demo.py``'s own work on a folder (its
-    ``ImageStages`` in its pipeline, default options: pictures drawn and written, no JSON);
+    ``run_images`` in the runner, default options: pictures drawn and written, no JSON);
     ``backend`` is a ``DygraphBackend`` or an exported backend."""
     out = folder / 'ours_pictures'
     targets = {path: out / path.name for path in paths}

@@ -10,8 +10,6 @@ filled beforehand), one untimed picture, then ``demo.py``'s stages in its pipeli
 preprocess, network, post-process, paste, draw, write the picture); the process's peak resident
 set size is the row's memory.
 """
-import contextlib
-import io
 import math
 from pathlib import Path
 
@@ -20,9 +18,8 @@ import numpy as np
 
 from solov2.core.paths import SHIPPED_WEIGHTS
 from solov2.model.inference.backend_factory import ModelSpec, open_backend
-from solov2.model.inference.media import DrawOptions, ImageStages
-from solov2.model.inference.pipeline import run_pipeline
 from solov2.tools.cli import tune_for
+from solov2.tools.demo_outputs import DrawOptions, run_images
 from solov2.tools.dev import report
 from solov2.tools.dev.train_speed import in_own_process
 from solov2.tools.make_shapes_dataset import (
@@ -88,25 +85,22 @@ class Counting:
     def __getattr__(self, name):
         return getattr(self.backend, name)
 
-    def finish_stage(self, staged, meta):
-        result = self.backend.finish_stage(staged, meta)
+    def finish_stage(self, staged, meta, params=None):
+        result = self.backend.finish_stage(staged, meta, params)
         self.counts.append((len(result), int((result.scores >= DRAW_THRESHOLD).sum())))
         return result
 
 
-def demo_folder(paths, out: str, threads: int, cache_dir: str) -> dict:
-    """{'fps', 'instances', 'drawn' (means per picture), 'engine'} of ``demo.py``'s default backend and stages on
-    ``paths``, pictures written to ``out``, after one untimed picture (run in a process of its own,
-    tuned as ``demo.py`` tunes its process: its peak RSS is the demo's)."""
+def demo_folder(paths, out: str, threads: int, cache_dir: str, batch_size: int = 1) -> dict:
+    """{'fps', 'instances', 'drawn' (means per picture), 'engine'} of ``demo.py``'s default backend and work
+    (``run_images``) on ``paths``, ``batch_size`` pictures a network run, pictures written to ``out``, after
+    one untimed network run (run in a process of its own, tuned as ``demo.py`` tunes its process: its peak RSS
+    is the demo's)."""
     tune_for('cpu', threads)
     _, opened = open_backend(ModelSpec(SHIPPED_WEIGHTS, threads=threads), cache_dir=cache_dir)
     backend = Counting(opened)
-    stages = ImageStages(backend, {path: Path(out) / path.name for path in paths}, DrawOptions(DRAW_THRESHOLD), [])
-    with contextlib.redirect_stdout(io.StringIO()):
-        loaded = stages.load(paths[0])
-        stages.finish(paths[0], loaded, stages.model(loaded))
-        backend.counts.clear()
-        stats = run_pipeline(paths, stages.load, stages.model, stages.finish)
+    targets = {path: Path(out) / path.name for path in paths}
+    stats, _ = run_images(backend, targets, DrawOptions(DRAW_THRESHOLD, warmup=1, batch_size=batch_size), [])
     kept, drawn = np.mean(backend.counts, axis=0)
     return {'fps': stats.images_per_second, 'instances': float(kept), 'drawn': float(drawn),
             'engine': type(opened).__name__}

@@ -12,8 +12,8 @@ from solov2.data.transforms import read_image
 from solov2.data.visualize import draw_instances
 from solov2.model.api import InputError, Instances, Segmenter, evaluate
 from solov2.model.inference.dygraph_backend import DygraphBackend
-from solov2.model.inference.media import DrawOptions, run_images
 from solov2.tools import eval as eval_cli
+from solov2.tools.demo_outputs import DrawOptions, run_images
 from solov2.tools.make_shapes_dataset import generate_split
 from tests.helpers import REPO_DIR
 

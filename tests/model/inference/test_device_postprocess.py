@@ -12,11 +12,12 @@ from solov2.core.errors import InputError
 from solov2.core.paths import SAMPLE_IMAGES
 from solov2.data.masks import CroppedMasks
 from solov2.data.transforms import ImageMeta, read_image
+from solov2.model.inference.backend import default_finish_workers
 from solov2.model.inference.device_postprocess import matrix_nms as device_nms
 from solov2.model.inference.device_postprocess import paste_on_device, postprocess_on_device, ranked
 from solov2.model.inference.dygraph_backend import DygraphBackend
-from solov2.model.inference.media import video_stages
-from solov2.model.inference.pipeline import default_finish_workers
+from solov2.model.inference.media import frame_rgb
+from solov2.model.inference.pipeline import run_pictures
 from solov2.model.inference.postprocess import (
     InferenceParams,
     matrix_nms,
@@ -213,13 +214,12 @@ def test_outputs_of_another_grid_are_refused_as_on_the_numpy_path():
         postprocess_on_device(*outputs, InferenceParams(num_grids=(8, 5), segm_strides=(1, 2)))
 
 
-def test_video_stages_take_the_calls_thresholds_on_the_device(shipped):
-    """The video's model stage post-processes on the device with the thresholds it is given
+def test_the_runner_takes_the_calls_thresholds_on_the_device(shipped):
+    """The runner's network stage post-processes on the device with the thresholds it is given
     (the API's per-call ones), and the backend's own without."""
     on_device, _ = shipped
-    frame = read_image(str(Path(SAMPLE_IMAGES) / 'shapes_000023.jpg'))[:, :, ::-1].copy()
-    load, model = video_stages(on_device, None)
-    everything = model(load((0, frame)))[0]
+    frames = [(0, read_image(str(Path(SAMPLE_IMAGES) / 'shapes_000023.jpg'))[:, :, ::-1].copy())]
+    _, everything = next(run_pictures(frames, frame_rgb, on_device))
     assert isinstance(everything.masks, CroppedMasks) and len(everything) >= 3
-    load, model = video_stages(on_device, None, dataclasses.replace(on_device.params, max_per_image=1))
-    assert len(model(load((0, frame)))[0]) == 1
+    one = dataclasses.replace(on_device.params, max_per_image=1)
+    assert len(next(run_pictures(frames, frame_rgb, on_device, params=one))[1]) == 1

@@ -1,74 +1,110 @@
-"""model/inference/pipeline.py: order, failures, memory in flight; the process's helper threads left alone."""
+"""model/inference/pipeline.py, the runner: order, batches of one padded size, failures, memory in
+flight; the process's helper threads left alone."""
 import threading
 import time
 
 import cv2
 import numpy as np
+import pytest
 import threadpoolctl
 
-from solov2.model.inference.pipeline import array_bytes, default_finish_workers, run_pipeline
+from solov2.core.errors import InputError
+from solov2.model.inference.backend import default_finish_workers
+from solov2.model.inference.pipeline import PipelineStats, array_bytes, run_pictures
+
+
+class Fake:
+    """A backend as the runner sees it: a picture's number is its first pixel; ``runs`` lists the
+    numbers of each network run, a picture's detections are its number plus one."""
+    mixes_sizes = False
+
+    def __init__(self):
+        self.runs = []
+
+    def finish_workers(self):
+        return 2
+
+    def prepare(self, image):
+        return np.ascontiguousarray(image.transpose(2, 0, 1), np.float32), 'meta'
+
+    def model_stage(self, inputs, metas, params=None):
+        self.runs.append([int(chw[0, 0, 0]) for chw in inputs])
+        return [int(chw[0, 0, 0]) + 1 for chw in inputs]
+
+    def staged_rows(self, staged):
+        return staged
+
+    def finish_stage(self, row, meta, params=None):
+        return row
 
 
 def _openblas_threads():
     return [pool['num_threads'] for pool in threadpoolctl.threadpool_info() if pool['internal_api'] == 'openblas']
 
 
-def test_pipeline_runs_every_item_and_leaves_the_helpers_threads_as_they_are():
+def _read(item):
+    if item == 3:
+        raise ValueError('unreadable')
+    return np.full((6 if item == 5 else 4, 4, 3), item, np.uint8)
+
+
+def test_pictures_come_back_in_order_in_batches_of_one_padded_size_helpers_left_alone():
     np.ones((64, 64)) @ np.ones((64, 64))                  # numpy's BLAS is loaded
     cv2.setNumThreads(2)
-    before = _openblas_threads()
-    seen, finished = [], {}
+    before, backend, stats = _openblas_threads(), Fake(), PipelineStats()
 
-    def load(item):
-        if item == 3:
-            raise ValueError('unreadable')
-        return item * 10
+    def finish(item, prepared, found):
+        assert prepared.image[0, 0, 0] == item and prepared.chw.shape[0] == 3
+        return found, cv2.getNumThreads(), _openblas_threads()
 
-    def model(loaded):
-        seen.append(loaded)
-        return loaded + 1
+    got = list(run_pictures(range(8), _read, backend, finish, batch_size=2, stats=stats))
+    assert [item for item, _ in got] == list(range(8))
+    assert str(got[3][1]) == 'unreadable' and isinstance(got[3][1], ValueError)
+    found = [result for item, result in got if item != 3]
+    assert [number for number, _, _ in found] == [1, 2, 3, 5, 6, 7, 8]
+    assert backend.runs == [[0, 1], [2], [4], [5], [6, 7]]     # the bad picture left out, sizes apart
+    assert all(threads == 2 and blas == before for _, threads, blas in found)
+    assert cv2.getNumThreads() == 2 and _openblas_threads() == before and stats.done == 7
 
-    def finish(item, loaded, out):
-        finished[item] = (out, cv2.getNumThreads(), _openblas_threads())
 
-    stats = run_pipeline(range(6), load, model, finish, finish_workers=2)
-    assert seen == [0, 10, 20, 40, 50]                       # the model stage keeps the item order
-    assert stats.done == 5 and stats.failed == [(3, 'unreadable')]
-    assert {item: out for item, (out, _, _) in finished.items()} == {0: 1, 1: 11, 2: 21, 4: 41, 5: 51}
-    assert all(threads == 2 and blas == before for _, threads, blas in finished.values())
-    assert cv2.getNumThreads() == 2 and _openblas_threads() == before
+def test_one_picture_a_run_unless_a_batch_size_is_given_which_must_be_at_least_one():
+    backend = Fake()
+    assert [found for _, found in run_pictures([0, 1, 2], _read, backend)] == [1, 2, 3]
+    assert backend.runs == [[0], [1], [2]]
+    with pytest.raises(InputError, match='batch_size must be a whole number of at least 1, not 0'):
+        list(run_pictures([0], _read, backend, batch_size=0))
 
 
 def test_default_finish_workers():
     assert [default_finish_workers(cores) for cores in (1, 2, 4, 8, 16)] == [1, 1, 1, 2, 4]
 
 
-def _alive_at_most(sizes, in_flight_bytes):
-    """The most items loaded and not yet finished at once, running items whose loads hold ``sizes``
-    bytes each through a pipeline whose finishing is slow; and the items finished."""
-    lock, alive, most, finished = threading.Lock(), [0], [0], []
+def _alive_at_most(widths, in_flight_bytes):
+    """The most pictures read and not yet finished at once, running pictures [1, width, 3] (15 bytes
+    a column read and prepared) through a runner whose finishing is slow; and the pictures finished."""
+    lock, alive, most = threading.Lock(), [0], [0]
 
-    def load(item):
+    def read(item):
         with lock:
             alive[0] += 1
             most[0] = max(most[0], alive[0])
-        return np.zeros(sizes[item], np.uint8), ('meta', [np.zeros(1, np.uint8)])
+        return np.zeros((1, widths[item], 3), np.uint8)
 
-    def finish(item, loaded, out):
+    def finish(item, prepared, found):
         time.sleep(0.05)
-        finished.append(item)
         with lock:
             alive[0] -= 1
+        return item
 
-    run_pipeline(range(len(sizes)), load, lambda loaded: None, finish, in_flight_bytes=in_flight_bytes)
-    return most[0], finished
+    done = [item for item, _ in run_pictures(range(len(widths)), read, Fake(), finish, in_flight_bytes=in_flight_bytes)]
+    return most[0], done
 
 
-def test_large_items_in_flight_are_bounded_by_bytes_small_ones_are_not():
+def test_large_pictures_in_flight_are_bounded_by_bytes_small_ones_are_not():
     assert array_bytes((np.zeros(5), [np.zeros(2, np.uint8), {'a': np.zeros(3, np.int32)}], 'text')) == 40 + 2 + 12
-    most, finished = _alive_at_most([1000] * 10, in_flight_bytes=3001)
-    assert most <= 3 and sorted(finished) == list(range(10))
-    most, finished = _alive_at_most([1000] * 10, in_flight_bytes=10)     # larger than the budget: one at a time
-    assert most == 1 and sorted(finished) == list(range(10))
-    most, finished = _alive_at_most([10] * 10, in_flight_bytes=3001)
-    assert most >= 5 and sorted(finished) == list(range(10))                     # loads run ahead of the slow finishing
+    most, done = _alive_at_most([200] * 10, in_flight_bytes=9001)
+    assert most <= 3 and done == list(range(10))
+    most, done = _alive_at_most([200] * 10, in_flight_bytes=10)     # larger than the budget: one at a time
+    assert most == 1 and done == list(range(10))
+    most, done = _alive_at_most([2] * 10, in_flight_bytes=9001)
+    assert most >= 5 and done == list(range(10))                # reads run ahead of the slow finishing

@@ -19,8 +19,8 @@ from solov2.data.coco import CocoDataset, load_coco
 from solov2.data.results import write_json
 from solov2.data.scoring import evaluate_segm
 from solov2.model.inference.dygraph_backend import DygraphBackend
-from solov2.model.inference.evaluation import predict_coco
 from solov2.model.inference.openvino_backend import OpenVinoBackend, has_bf16
+from solov2.model.inference.predicting import predict_coco
 from solov2.model.inference.quantize import quantize_model
 from solov2.tools.make_shapes_dataset import generate_split
 from tests.helpers import shipped_onnx_export

@@ -7,7 +7,8 @@ import numpy as np
 
 from solov2 import Segmenter
 from solov2.core.paths import SAMPLE_IMAGES
-from solov2.model.api.segmenter import run_network, to_instances
+from solov2.model.api.segmenter import to_instances
+from solov2.model.inference.backend import run_network
 from solov2.model.serving.batching import Batcher
 from tests.helpers import REPO_DIR
 from tests.model.serving.running import SMALL_MODEL

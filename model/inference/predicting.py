@@ -11,44 +11,39 @@ from solov2.data.results import instances_to_coco
 from solov2.data.scoring import evaluate_segm
 from solov2.data.transforms import read_image
 from solov2.model.distributed import SINGLE, Processes, from_rank0, gather
-from solov2.model.inference.pipeline import run_pipeline
+from solov2.model.inference.pipeline import run_pictures
 
 logger = logging.getLogger(__name__)
 
 
 def predict_coco(predictor, coco: COCO, image_dir: str, label_to_category_id: Sequence[Optional[int]],
-                 progress: Optional[Callable[[int], None]] = None, processes: Processes = SINGLE) -> List[dict]:
+                 progress: Optional[Callable[[int], None]] = None, processes: Processes = SINGLE,
+                 batch_size: int = 1) -> List[dict]:
     """Run ``predictor`` on every image of ``coco`` -> COCO result records, image by image in
-    image id order (an image's records in the predictor's order), whatever the threads'
-    timing (RLE encoding and mask pasting happen in worker threads); ``progress(1)`` is
-    called after each image. Under the launcher each of ``processes`` predicts its share
-    (``Processes.share``) and every process returns the records of all images, gathered."""
-    by_image = {}
-    image_ids = processes.share(sorted(coco.getImgIds()))
+    image id order (an image's records in the predictor's order), ``batch_size`` images to a
+    network run (``pipeline.run_pictures``: reading, mask pasting and RLE encoding in worker
+    threads); ``progress(1)`` is called after each image. Under the launcher each of
+    ``processes`` predicts its share (``Processes.share``) and every process returns the
+    records of all images, gathered; InputError when an image could not be read."""
+    def read(image_id):
+        return read_image(os.path.join(image_dir, coco.imgs[image_id]['file_name']), predictor.cfg.max_image_pixels)
 
-    def load(image_id):
-        image = read_image(os.path.join(image_dir, coco.imgs[image_id]['file_name']), predictor.cfg.max_image_pixels)
-        return predictor.prepare(image)
+    def finish(image_id, prepared, result):
+        return instances_to_coco(image_id, result.masks, result.labels, result.scores, label_to_category_id)
 
-    def model(loaded):
-        return predictor.model_stage([loaded[0]], [loaded[1]])
-
-    def finish(image_id, loaded, outputs):
-        result = predictor.finish_stage(outputs, loaded[1])
-        by_image[image_id] = instances_to_coco(image_id, result.masks, result.labels, result.scores,
-                                               label_to_category_id)
+    records, failed = [], []
+    for image_id, done in run_pictures(processes.share(sorted(coco.getImgIds())), read, predictor, finish,
+                                       batch_size=batch_size):
+        failed.extend([(image_id, str(done))] if isinstance(done, Exception) else [])
+        records.extend([] if isinstance(done, Exception) else done)
         if progress:
             progress(1)
-
-    stats = run_pipeline(image_ids, load, model, finish, finish_workers=predictor.finish_workers())
-    gathered, failed = {}, []
-    for part, part_failed in gather((by_image, stats.failed), processes):     # every process fails alike
-        gathered.update(part)
-        failed.extend(part_failed)
+    parts = gather((records, failed), processes)          # every process fails alike
+    failed = [failure for _, part in parts for failure in part]
     if failed:
         image_id, reason = failed[0]
         raise InputError(f'{len(failed)} images could not be read, e.g. image {image_id}: {reason}')
-    return [record for image_id in sorted(gathered) for record in gathered[image_id]]
+    return sorted((record for part, _ in parts for record in part), key=lambda record: record['image_id'])
 
 
 def score_coco(predictor, coco: COCO, image_dir: str, label_to_category_id: Sequence[Optional[int]],

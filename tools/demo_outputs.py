@@ -1,0 +1,248 @@
+"""What demo.py does with each picture the runner (``model.inference.pipeline.run_pictures``)
+gives back: the drawn picture or video frame, its COCO-style records and, when asked, the
+dump of its preprocessed network input (read by tools/postprocess_raw.py); and the lines it
+logs (INFO: one line per picture, the running FPS of a video; ``summary_line``: the end-to-end FPS)."""
+import json
+import logging
+import os
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional, Tuple, Union
+
+import cv2
+import numpy as np
+
+from solov2.core.errors import InputError, param
+from solov2.data.files import atomic_write, check_folder, check_output_file, make_folder, same_file, write_image
+from solov2.data.results import instances_to_coco
+from solov2.data.transforms import read_image
+from solov2.data.visualize import draw_bgr
+from solov2.model.distributed import SINGLE, Processes
+from solov2.model.inference.backend import run_network
+from solov2.model.inference.export_network import OUTPUTS, input_description
+from solov2.model.inference.media import VIDEO_SUFFIXES, frame_rgb, open_capture, read_frames
+from solov2.model.inference.pipeline import PipelineStats, run_pictures
+
+LOG = logging.getLogger(__name__)
+MANIFEST = 'manifest.json'
+
+
+def sort_records(records):
+    """COCO records by image id, best first within an image."""
+    return sorted(records, key=lambda r: (r['image_id'], -r['score']))
+
+
+class InputDumper:
+    """Writes preprocessed inputs ([1, 3, H, W] float32 .npy and .bin, C order) and,
+    on ``close``, a manifest.json describing them (thread-safe: list appends)."""
+
+    def __init__(self, folder: str, backend, number: int):
+        self.folder = Path(folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.backend, self.number, self.entries = backend, number, []
+
+    def dump(self, name: str, image_id: int, file_name: str, source: Path, prepared) -> None:
+        """``prepared``'s network input (``pipeline.Prepared``) as ``name``, read from ``source``."""
+        batch, meta = np.ascontiguousarray(prepared.chw[None], dtype=np.float32), prepared.meta
+        np.save(self.folder / f'{name}.npy', batch)
+        batch.tofile(self.folder / f'{name}.bin')
+        self.entries.append({'name': name, 'image_id': image_id, 'file_name': file_name,
+                             'source': os.path.relpath(source.resolve(), self.folder),      # movable with its images
+                             'input_shape': list(batch.shape), 'npy': f'{name}.npy', 'bin': f'{name}.bin',
+                             'orig_hw': list(meta.orig_hw), 'resized_hw': list(meta.resized_hw),
+                             'padded_hw': list(meta.padded_hw)})
+
+    def close(self) -> Path:
+        cfg = self.backend.cfg
+        manifest = {
+            'config': self.number, 'config_name': cfg.__name__,
+            'class_names': list(cfg.class_names),
+            'input': {**input_description(), 'test_short': cfg.test_short, 'test_max': cfg.test_max},
+            'outputs': [dict(output, shape=[1, *output['shape'][1:]]) for output in OUTPUTS],
+            'output_files': '{name}.{output}.npy, e.g. %s.scores.npy' % (
+                self.entries[0]['name'] if self.entries else 'NAME'),
+            'postprocess': self.backend.params.to_json(),
+            'images': sorted(self.entries, key=lambda e: e['image_id']),
+        }
+        path = self.folder / MANIFEST
+        atomic_write(path, (json.dumps(manifest, indent=2) + '\n').encode('utf-8'))
+        return path
+
+
+def picture_names(paths) -> dict:
+    """File name of each input's drawn picture: ``stem.jpg``; inputs sharing a stem
+    (``a.jpg``, ``a.png``) get their suffix in it (``a_jpg.jpg``, ``a_png.jpg``), and a
+    name still taken gets ``_2``, ``_3``, ... so no picture overwrites another."""
+    stems = Counter(path.stem for path in paths)
+    names, taken = {}, set()
+    for path in paths:
+        base = path.stem if stems[path.stem] == 1 else f'{path.stem}_{path.suffix[1:].lower()}'
+        name, count = f'{base}.jpg', 1
+        while name in taken:
+            count += 1
+            name = f'{base}_{count}.jpg'
+        taken.add(name)
+        names[path] = name
+    return names
+
+
+def picture_targets(paths, output: str, source: str) -> dict:
+    """{input path: where its drawn picture goes} under the folder ``output`` for the images
+    ``paths`` found at ``source`` (a file or folder); an InputError when that folder is the
+    input folder, is a file, cannot be written, or a picture would overwrite an input
+    (nothing is created)."""
+    out_dir = Path(output)
+    if Path(source).is_dir() and same_file(out_dir, source):
+        raise InputError(param('output', out_dir), ' is the input folder — the drawn pictures would mix with the '
+                         'originals; pick another folder')
+    check_folder(out_dir, param('output'))
+    inputs = {path.resolve() for path in paths}
+    targets = {path: out_dir / name for path, name in picture_names(paths).items()}
+    for path, target in targets.items():
+        if target.resolve() in inputs:
+            raise InputError(param('output', out_dir), f': the picture of {path.name} would overwrite the input '
+                             f'{target} — pick another folder')
+    return targets
+
+
+def video_output_path(output: str, video: Optional[str], camera: Optional[int]) -> Path:
+    """The .mp4 written for a video or camera: ``output`` itself when it names a video file,
+    else ``<output>/<video stem>.mp4`` (``camera<ID>.mp4``)."""
+    out = Path(output)
+    if out.suffix.lower() in VIDEO_SUFFIXES:
+        return out
+    stem = Path(video).stem if video else f'camera{camera}'
+    return out / f'{stem}.mp4'
+
+
+def check_video_output(output: str, video: Optional[str], camera: Optional[int]) -> None:
+    """InputError when the video output is a folder, the input video or cannot be written."""
+    check_output_file(video_output_path(output, video, camera), [video] if video else [], param('output'))
+
+
+@dataclass
+class DrawOptions:
+    """What the demo does with each result: pictures drawn with instances scoring at least
+    ``threshold``, COCO records collected when ``records`` is a list, network inputs written
+    by ``dumper`` when given; ``warmup`` untimed runs first, ``batch_size`` pictures a network run."""
+    threshold: float = 0.3
+    records: Optional[list] = None
+    dumper: Optional[InputDumper] = None
+    warmup: int = 2
+    batch_size: int = 1
+
+
+def drawn(backend, draw: DrawOptions, index: int, name: str, prepared, found) -> Tuple[np.ndarray, list, str]:
+    """(the BGR picture drawn with ``found``, its records when asked, its line) of the input ``index``."""
+    records = [] if draw.records is None else instances_to_coco(
+        index, found.masks, found.labels, found.scores, file_name=name, class_names=backend.class_names)
+    line = f'{name}: {len(found)} instances, {int((found.scores >= draw.threshold).sum())} drawn'
+    return draw_bgr(prepared.image, found.masks, found.labels, found.scores, backend.class_names,
+                    draw.threshold), records, line
+
+
+def run_timed(backend, first, items, read, finish, draw: DrawOptions, keep) -> Tuple[PipelineStats, float]:
+    """``draw.warmup`` untimed network runs on a batch of ``first`` (the first readable of them),
+    then the runner over ``items``: ``keep(item, result, began)`` for each in order. Returns the
+    stats and when the timed part began (``summary_line``)."""
+    for item in first if draw.warmup > 0 else ():
+        try:
+            ready = backend.prepare(read(item))
+        except ValueError:
+            continue
+        for _ in range(draw.warmup):
+            run_network(backend, [ready] * draw.batch_size)
+        break
+    began, stats = time.perf_counter(), PipelineStats()
+    for item, result in run_pictures(items, read, backend, finish, batch_size=draw.batch_size, stats=stats):
+        keep(item, result, began)
+    return stats, began
+
+
+def run_images(backend, targets: dict, draw: DrawOptions, written: list,
+               processes: Processes = SINGLE) -> Tuple[PipelineStats, float]:
+    """Run ``backend`` over ``targets`` ({image path: picture path}, ``picture_targets``)
+    (``run_timed``), one line logged per picture; ``written`` collects the inputs whose picture is
+    written. Under the launcher only this process's share of them (``processes.share``; records
+    and dumps keep the image's index among all ``targets``); an unreadable image is skipped with
+    a line on stderr."""
+    paths, ids = processes.share(list(targets)), {path: index for index, path in enumerate(targets)}
+    for folder in {target.parent for target in targets.values()}:
+        make_folder(folder, param('output'))
+
+    def read(path):
+        return read_image(path, backend.cfg.max_image_pixels, warn_colour=True)
+
+    def finish(path, prepared, found):
+        if draw.dumper is not None:
+            draw.dumper.dump(f'{ids[path]:05d}_{path.stem}', ids[path], path.name, path, prepared)
+        picture, records, line = drawn(backend, draw, ids[path], path.name, prepared, found)
+        write_image(targets[path], picture)
+        return records, line
+
+    def keep(path, result, began):
+        if isinstance(result, Exception):
+            print(f'skipped {path}: {result}', file=sys.stderr)
+            return
+        written.append(path)
+        draw.records is None or draw.records.extend(result[0])
+        LOG.info(result[1])
+    return run_timed(backend, paths, paths, read, finish, draw, keep)
+
+
+def open_writer(out_path: Path, capture, first):
+    """An mp4v ``cv2.VideoWriter`` at ``out_path`` with the capture's frame rate and size."""
+    height, width = first.shape[:2]
+    make_folder(out_path.parent, param('output'))
+    writer = cv2.VideoWriter(str(out_path), cv2.VideoWriter_fourcc(*'mp4v'),
+                             capture.get(cv2.CAP_PROP_FPS) or 25.0, (width, height))
+    if not writer.isOpened():
+        raise InputError(f'cannot write {out_path}')
+    return writer
+
+
+def run_video(backend, source: Union[str, int], out_path: Path, draw: DrawOptions, written: list,
+              max_frames: int = 0) -> Tuple[PipelineStats, float]:
+    """Segment a video file or camera (``source``) into an annotated mp4 at ``out_path``, frames
+    in order, until it ends or ``max_frames`` (0: all) (``run_timed``), the running FPS logged
+    about once a second; ``written`` collects the indices of the frames written."""
+    capture, first = open_capture(source)
+    try:
+        writer = open_writer(out_path, capture, first)
+    except InputError:
+        capture.release()
+        raise
+    shown = [time.perf_counter()]
+
+    def finish(item, prepared, found):
+        index, bgr = item
+        name = f'frame_{index:06d}'
+        if draw.dumper is not None:
+            write_image(draw.dumper.folder / f'{name}.png', bgr)
+            draw.dumper.dump(name, index, name, draw.dumper.folder / f'{name}.png', prepared)
+        return drawn(backend, draw, index, name, prepared, found)
+
+    def keep(item, result, began):
+        if isinstance(result, Exception):
+            raise result
+        writer.write(result[0])
+        written.append(item[0])
+        draw.records is None or draw.records.extend(result[1])
+        if (now := time.perf_counter()) - shown[0] >= 1.0:
+            shown[0] = now
+            LOG.info(f'frame {item[0] + 1}: {(item[0] + 1) / (now - began):.1f} FPS')
+    try:
+        return run_timed(backend, [(0, first)], read_frames(capture, first, max_frames), frame_rgb, finish, draw, keep)
+    finally:
+        writer.release()
+        capture.release()
+
+
+def summary_line(stats: PipelineStats, began: float, unit: str, where: str) -> str:
+    """'N images in T s: F FPS end to end, model busy P% of the time; <where>'."""
+    return (f'{stats.done} {unit} in {time.perf_counter() - began:.2f} s: '
+            f'{stats.images_per_second:.2f} FPS end to end, model busy {100 * stats.busy_fraction:.0f}% '
+            f'of the time; {where}')
