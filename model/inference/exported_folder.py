@@ -10,8 +10,7 @@ from typing import Sequence
 from solov2.config import get_config, with_overrides
 from solov2.config.device import on_gpu
 from solov2.config.sidecar import MODEL_SETTINGS
-from solov2.model.inference.backend import Backend, BackendError
-from solov2.model.inference.pipeline import default_finish_workers
+from solov2.model.inference.backend import Backend, BackendError, default_finish_workers
 from solov2.model.inference.postprocess import InferenceParams
 
 INFER_CFG = 'infer_cfg.json'
@@ -86,5 +85,5 @@ class ExportedBackend(Backend):
         super().__init__(config_from_infer_cfg(self.info, overrides), size_range)
 
     def finish_workers(self) -> int:
-        """``pipeline.default_finish_workers`` for where the network runs."""
+        """``backend.default_finish_workers`` for where the network runs."""
         return default_finish_workers(network_on_gpu=on_gpu(self.device))

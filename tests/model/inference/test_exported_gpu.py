@@ -207,7 +207,7 @@ def test_an_engine_on_a_gpu_post_processes_with_the_cores_the_network_leaves_fre
     the GPU (all cores but three), not the CPU's share (a quarter)."""
     import onnxruntime
 
-    from solov2.model.inference.pipeline import default_finish_workers
+    from solov2.model.inference.backend import default_finish_workers
     folder = _fake_export(tmp_path / 'export')
     every = ['CUDAExecutionProvider', 'CPUExecutionProvider']
     monkeypatch.setattr(onnxruntime, 'get_available_providers', lambda: every)
