@@ -27,16 +27,8 @@ Sample = dict[str, Any]
 
 def hflip(sample: Sample) -> Sample:
     """Mirror image and masks left-right."""
-    return {
-        **sample,
-        'image': np.ascontiguousarray(sample['image'][:, ::-1]),
-        'masks': np.ascontiguousarray(sample['masks'][:, :, ::-1]),
-    }
-
-
-def _resize_nearest(mask: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
-    """Resize one `[H, W]` mask to `hw` with nearest-neighbour interpolation."""
-    return cv2.resize(mask, (hw[1], hw[0]), interpolation=cv2.INTER_NEAREST)
+    return {**sample, 'image': np.ascontiguousarray(sample['image'][:, ::-1]),
+            'masks': np.ascontiguousarray(sample['masks'][:, :, ::-1])}
 
 
 def resize_sample(sample: Sample, short: int, max_size: int) -> Sample:
@@ -46,15 +38,10 @@ def resize_sample(sample: Sample, short: int, max_size: int) -> Sample:
     interpolation to the image's new size, so they stay 0/1.
     """
     image, _ = resize_keep_ratio(sample['image'], short, max_size, cv2.INTER_LINEAR)
-    hw = (image.shape[0], image.shape[1])
-    masks = np.zeros((len(sample['masks']), *hw), dtype=sample['masks'].dtype)
+    masks = np.zeros((len(sample['masks']), *image.shape[:2]), dtype=sample['masks'].dtype)
     for index, mask in enumerate(sample['masks']):
-        masks[index] = _resize_nearest(mask, hw)
-    return {
-        **sample,
-        'image': image,
-        'masks': masks,
-    }
+        masks[index] = cv2.resize(mask, image.shape[1::-1], interpolation=cv2.INTER_NEAREST)
+    return {**sample, 'image': image, 'masks': masks}
 
 
 def crop_sample(sample: Sample, y0: int, x0: int, h: int, w: int) -> Sample:
@@ -68,12 +55,8 @@ def crop_sample(sample: Sample, y0: int, x0: int, h: int, w: int) -> Sample:
         raise ValueError(f'crop ({y0}, {x0}, {h}, {w}) outside image of size {(height, width)}')
     masks = sample['masks'][:, y0 : y0 + h, x0 : x0 + w]
     keep = masks.any(axis=(1, 2))
-    return {
-        **sample,
-        'image': np.ascontiguousarray(sample['image'][y0 : y0 + h, x0 : x0 + w]),
-        'masks': np.ascontiguousarray(masks[keep]),
-        'labels': sample['labels'][keep],
-    }
+    return {**sample, 'image': np.ascontiguousarray(sample['image'][y0 : y0 + h, x0 : x0 + w]),
+            'masks': np.ascontiguousarray(masks[keep]), 'labels': sample['labels'][keep]}
 
 
 def _grey(image: np.ndarray) -> np.ndarray:
@@ -86,9 +69,7 @@ def _blend(image: np.ndarray, other: np.ndarray | float, factor: float) -> np.nd
     return other + factor * (image - other)
 
 
-def distort_colour(
-    image: np.ndarray, brightness: float, contrast: float, saturation: float, hue: float
-) -> np.ndarray:
+def distort_colour(image: np.ndarray, brightness: float, contrast: float, saturation: float, hue: float) -> np.ndarray:
     """Photometric distortion of `[H, W, 3] uint8 RGB`, returned as a new uint8 array.
 
     Applied in order: brightness (scale pixels by `brightness`), contrast (blend
@@ -118,12 +99,9 @@ def random_flip(sample: Sample, rng: np.random.Generator, p: float = 0.5) -> Sam
     return hflip(sample) if rng.random() < p else dict(sample)
 
 
-def random_resize(
-    sample: Sample, rng: np.random.Generator, shorts: Sequence[int], max_size: int
-) -> Sample:
+def random_resize(sample: Sample, rng: np.random.Generator, shorts: Sequence[int], max_size: int) -> Sample:
     """Multi-scale `resize_sample` with the short side drawn uniformly from `shorts`."""
-    short = int(shorts[rng.integers(len(shorts))])
-    return resize_sample(sample, short, max_size)
+    return resize_sample(sample, int(shorts[rng.integers(len(shorts))]), max_size)
 
 
 def random_colour(sample: Sample, rng: np.random.Generator, strength: float) -> Sample:
@@ -133,21 +111,13 @@ def random_colour(sample: Sample, rng: np.random.Generator, strength: float) -> 
     [1 - strength, 1 + strength]; the hue shift in [-18 * strength, 18 * strength] degrees.
     """
     factors = []
-    for low, high, neutral in (
-        (1 - strength, 1 + strength, 1.0),
-        (1 - strength, 1 + strength, 1.0),
-        (1 - strength, 1 + strength, 1.0),
-        (-18 * strength, 18 * strength, 0.0),
-    ):
-        apply = rng.random() < 0.5
-        value = rng.uniform(low, high)
+    for low, high, neutral in [(1 - strength, 1 + strength, 1.0)] * 3 + [(-18 * strength, 18 * strength, 0.0)]:
+        apply, value = rng.random() < 0.5, rng.uniform(low, high)     # both drawn, in this order
         factors.append(value if apply else neutral)
     return {**sample, 'image': distort_colour(sample['image'], *factors)}
 
 
-def random_crop(
-    sample: Sample, rng: np.random.Generator, min_scale: float = 0.5, max_tries: int = 10
-) -> Sample:
+def random_crop(sample: Sample, rng: np.random.Generator, min_scale: float = 0.5, max_tries: int = 10) -> Sample:
     """Crop a random window of area fraction in [min_scale, 1] and aspect (w/h) in [0.5, 2].
 
     When the sample has instances, a window is accepted only if at least one
@@ -186,25 +156,13 @@ class TrainTransform:
     Hp and Wp are multiples of `divisor`.
     """
 
-    def __init__(
-        self,
-        shorts: Sequence[int],
-        max_size: int,
-        flip_prob: float = 0.5,
-        colour_strength: float = 0.0,
-        crop_prob: float = 0.0,
-        min_crop_scale: float = 0.5,
-        divisor: int = 32,
-    ) -> None:
+    def __init__(self, shorts: Sequence[int], max_size: int, flip_prob: float = 0.5, colour_strength: float = 0.0,
+                 crop_prob: float = 0.0, min_crop_scale: float = 0.5, divisor: int = 32) -> None:
         if not shorts:
             raise ValueError('TrainTransform needs at least one short side')
         self.shorts = tuple(int(short) for short in shorts)
-        self.max_size = max_size
-        self.flip_prob = flip_prob
-        self.colour_strength = colour_strength
-        self.crop_prob = crop_prob
-        self.min_crop_scale = min_crop_scale
-        self.divisor = divisor
+        self.max_size, self.flip_prob, self.colour_strength = max_size, flip_prob, colour_strength
+        self.crop_prob, self.min_crop_scale, self.divisor = crop_prob, min_crop_scale, divisor
 
     def __call__(self, sample: Sample, rng: np.random.Generator) -> Sample:
         if rng.random() < self.crop_prob:
