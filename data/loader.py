@@ -54,13 +54,7 @@ class TrainDataset(paddle.io.Dataset):
     more than `max_failures` consecutive failures raise `InputError`.
     """
 
-    def __init__(
-        self,
-        source: SampleSource,
-        transform: TrainTransform,
-        seed: int = 0,
-        max_failures: int = 20,
-    ) -> None:
+    def __init__(self, source: SampleSource, transform: TrainTransform, seed: int = 0, max_failures: int = 20) -> None:
         super().__init__()
         if len(source) == 0:
             raise ValueError('TrainDataset needs a non-empty sample source')
@@ -88,19 +82,13 @@ class TrainDataset(paddle.io.Dataset):
                 replacement = int(rng.integers(len(self.source)))
                 if current not in self._warned:
                     self._warned.add(current)
-                    logger.warning(
-                        'skipping unreadable sample %d (%s); using sample %d instead',
-                        current,
-                        err,
-                        replacement,
-                    )
+                    logger.warning('skipping unreadable sample %d (%s); using sample %d instead', current, err,
+                                   replacement)
                 current = replacement
                 continue
             return self.transform(sample, rng)
-        raise InputError(
-            f'more than {self.max_failures} consecutive unreadable samples from index {index}; '
-            'check the dataset paths'
-        )
+        raise InputError(f'more than {self.max_failures} consecutive unreadable samples from index {index}; '
+                         'check the dataset paths')
 
 
 def _pad_masks(masks: np.ndarray, height: int, width: int) -> np.ndarray:
@@ -110,11 +98,7 @@ def _pad_masks(masks: np.ndarray, height: int, width: int) -> np.ndarray:
     return out
 
 
-def collate_batch(
-    samples: Sequence[Sample],
-    target_fn: TargetFn,
-    collate_targets: CollateTargets,
-) -> dict[str, Any]:
+def collate_batch(samples: Sequence[Sample], target_fn: TargetFn, collate_targets: CollateTargets) -> dict[str, Any]:
     """Batch `TrainTransform` outputs.
 
     Images are zero-padded to the batch's largest size (`transforms.batch_images`);
@@ -125,15 +109,9 @@ def collate_batch(
     """
     images = batch_images([sample['image'] for sample in samples])
     height, width = images.shape[2:]
-    per_image = [
-        target_fn(_pad_masks(sample['masks'], height, width), sample['labels'])
-        for sample in samples
-    ]
-    return {
-        'images': images,
-        'targets': collate_targets(per_image),
-        'image_ids': [int(sample['image_id']) for sample in samples],
-    }
+    per_image = [target_fn(_pad_masks(sample['masks'], height, width), sample['labels']) for sample in samples]
+    return {'images': images, 'targets': collate_targets(per_image),
+            'image_ids': [int(sample['image_id']) for sample in samples]}
 
 
 class SeededSampler(paddle.io.Sampler):
@@ -141,11 +119,8 @@ class SeededSampler(paddle.io.Sampler):
 
     def __init__(self, num_samples: int, seed: int = 0, shuffle: bool = True) -> None:
         super().__init__()
-        self.num_samples = num_samples
-        self.seed = seed
-        self.shuffle = shuffle
-        self.epoch = 0
-        self.start = 0
+        self.num_samples, self.seed, self.shuffle = num_samples, seed, shuffle
+        self.epoch = self.start = 0
 
     def set_epoch(self, epoch: int, start: int = 0) -> None:
         """Select the epoch whose permutation `__iter__` yields, from position `start`
@@ -312,17 +287,9 @@ def die_with_parent(worker_id: int = 0, parent: int | None = None) -> None:
     threading.Thread(target=watch, daemon=True, name='die-with-parent').start()
 
 
-def build_train_loader(
-    dataset: TrainDataset,
-    batch_size: int,
-    target_fn: TargetFn,
-    collate_targets: CollateTargets,
-    num_workers: int,
-    shuffle: bool = True,
-    seed: int = 0,
-    drop_last: bool = True,
-    distributed: bool = False,
-) -> paddle.io.DataLoader:
+def build_train_loader(dataset: TrainDataset, batch_size: int, target_fn: TargetFn, collate_targets: CollateTargets,
+                       num_workers: int, shuffle: bool = True, seed: int = 0, drop_last: bool = True,
+                       distributed: bool = False) -> paddle.io.DataLoader:
     """DataLoader over `dataset` that collates with `collate_batch`.
 
     Batches are `{'images': paddle.Tensor [B, 3, H, W] float32, 'targets':
@@ -335,15 +302,11 @@ def build_train_loader(
     sample that raises ends the iteration with `LoaderError` (`ReportingLoader`).
     """
     if distributed:
-        batch_sampler = ResumableDistributedBatchSampler(
-            dataset, batch_size=batch_size, shuffle=shuffle, drop_last=drop_last
-        )
+        batch_sampler = ResumableDistributedBatchSampler(dataset, batch_size=batch_size, shuffle=shuffle,
+                                                         drop_last=drop_last)
     else:
-        batch_sampler = paddle.io.BatchSampler(
-            sampler=SeededSampler(len(dataset), seed, shuffle),
-            batch_size=batch_size,
-            drop_last=drop_last,
-        )
+        batch_sampler = paddle.io.BatchSampler(sampler=SeededSampler(len(dataset), seed, shuffle),
+                                               batch_size=batch_size, drop_last=drop_last)
     collate = functools.partial(collate_batch, target_fn=target_fn, collate_targets=collate_targets)
     if num_workers:
         return paddle.io.DataLoader(dataset, batch_sampler=batch_sampler, collate_fn=collate, num_workers=num_workers,
