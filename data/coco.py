@@ -170,9 +170,8 @@ def segmentation_to_mask(segmentation: Any, height: int, width: int) -> np.ndarr
     return np.ascontiguousarray(mask_util.decode(rle), dtype=np.uint8)
 
 
-def category_ids_by_name(
-    categories: Sequence[Mapping[str, Any]], class_names: Sequence[str], allow_missing: bool = False
-) -> list[int | None]:
+def category_ids_by_name(categories: Sequence[Mapping[str, Any]], class_names: Sequence[str],
+                         allow_missing: bool = False) -> list[int | None]:
     """COCO category id of each of `class_names`, matched by category name; with
     `allow_missing`, None for a name no category has (else InputError naming them)."""
     ids_of: dict[str, list[int]] = {}
@@ -192,21 +191,16 @@ def category_ids_by_name(
     return [ids_of[name][0] if name in ids_of else None for name in class_names]
 
 
-def check_annotation_categories(
-    annotations: Sequence[Mapping[str, Any]],
-    label_of: Mapping[int, int],
-    category_names: Mapping[int, str],
-) -> None:
+def check_annotation_categories(annotations: Sequence[Mapping[str, Any]], label_of: Mapping[int, int],
+                                category_names: Mapping[int, str]) -> None:
     """Raise `InputError` naming the first annotation whose category is not a mapped class."""
     for ann in annotations:
         category_id = ann['category_id']
         if category_id not in label_of:
             name = category_names.get(category_id)
             known = f' ({name!r}, not in class_names)' if name is not None else ''
-            raise InputError(
-                f"annotation {ann.get('id')} of image {ann.get('image_id')} "
-                f"refers to unknown category {category_id}{known}"
-            )
+            raise InputError(f"annotation {ann.get('id')} of image {ann.get('image_id')} "
+                             f"refers to unknown category {category_id}{known}")
 
 
 class CocoDataset:
@@ -225,16 +219,10 @@ class CocoDataset:
     `InputError`. Images over `max_pixels` pixels are unreadable samples.
     """
 
-    def __init__(
-        self,
-        ann_file: str | PathLike[str],
-        image_dir: str | PathLike[str],
-        class_names: Sequence[str] | str | PathLike[str] | None = None,
-        keep_empty: bool = True,
-        require_instances: bool = False,
-        max_pixels: int = DEFAULT_MAX_PIXELS,
-        allow_missing: bool = False,
-    ) -> None:
+    def __init__(self, ann_file: str | PathLike[str], image_dir: str | PathLike[str],
+                 class_names: Sequence[str] | str | PathLike[str] | None = None, keep_empty: bool = True,
+                 require_instances: bool = False, max_pixels: int = DEFAULT_MAX_PIXELS,
+                 allow_missing: bool = False) -> None:
         self.coco = load_coco(ann_file)
         self.max_pixels = max_pixels
         self.image_dir = Path(image_dir)
@@ -254,11 +242,8 @@ class CocoDataset:
         self._label_of = {cid: label for label, cid in enumerate(category_ids) if cid is not None}
         self.other_categories = self._drop_categories(set(self._label_of)) if allow_missing else []
         check_annotation_categories(self.coco.dataset.get('annotations', []), self._label_of, names_of)
-        self.image_ids = [
-            int(img['id'])
-            for img in self.coco.dataset['images']
-            if keep_empty or any(not a.get('iscrowd', 0) for a in self.coco.imgToAnns[img['id']])
-        ]
+        self.image_ids = [int(img['id']) for img in self.coco.dataset['images']
+                          if keep_empty or any(not a.get('iscrowd', 0) for a in self.coco.imgToAnns[img['id']])]
         if require_instances and not self.num_instances:
             raise InputError(f'{ann_file} has no usable instance in {len(self.image_ids)} images — '
                              'training needs annotated objects (see the skipped annotations above)')
@@ -307,22 +292,13 @@ class CocoDataset:
         image = read_image(path, self.max_pixels)
         height, width = image.shape[:2]
         if (info.get('height', height), info.get('width', width)) != (height, width):
-            raise InputError(
-                f"image {path} is {width}x{height} but the annotation file says "
-                f"{info.get('width')}x{info.get('height')}"
-            )
+            raise InputError(f"image {path} is {width}x{height} but the annotation file says "
+                             f"{info.get('width')}x{info.get('height')}")
         masks, labels = self._decode_annotations(self.coco.imgToAnns[image_id], height, width)
-        return {
-            'image': image,
-            'masks': masks,
-            'labels': labels,
-            'image_id': image_id,
-            'file_name': info['file_name'],
-        }
+        return {'image': image, 'masks': masks, 'labels': labels, 'image_id': image_id, 'file_name': info['file_name']}
 
-    def _decode_annotations(
-        self, annotations: Sequence[Mapping[str, Any]], height: int, width: int
-    ) -> tuple[np.ndarray, np.ndarray]:
+    def _decode_annotations(self, annotations: Sequence[Mapping[str, Any]], height: int,
+                            width: int) -> tuple[np.ndarray, np.ndarray]:
         """`([N, H, W] uint8 masks, [N] int64 labels)` of the non-crowd annotations of one image."""
         masks, labels = [], []
         for ann in annotations:

@@ -221,35 +221,26 @@ def resized_hw(height: int, width: int, short: int, max_size: int) -> tuple[tupl
     int(side * scale + 0.5) (round half up), but at least 1.
     """
     scale = min(short / min(height, width), max_size / max(height, width))
-    new_h = max(1, int(height * scale + 0.5))
-    new_w = max(1, int(width * scale + 0.5))
-    return (new_h, new_w), scale
+    return (max(1, int(height * scale + 0.5)), max(1, int(width * scale + 0.5))), scale
 
 
-def resize_keep_ratio(
-    image: np.ndarray, short: int, max_size: int, interp: int = cv2.INTER_LINEAR
-) -> tuple[np.ndarray, float]:
+def resize_keep_ratio(image: np.ndarray, short: int, max_size: int,
+                      interp: int = cv2.INTER_LINEAR) -> tuple[np.ndarray, float]:
     """Resize `[H, W, C]` so the short side is `short` unless the long side would exceed `max_size`.
 
     Returns `(resized [H', W', C] same dtype, scale)`; the new sizes are
     int(side * scale + 0.5) as computed by `resized_hw`.
     """
     (new_h, new_w), scale = resized_hw(image.shape[0], image.shape[1], short, max_size)
-    resized = cv2.resize(image, (new_w, new_h), interpolation=interp)
-    return resized, scale
+    return cv2.resize(image, (new_w, new_h), interpolation=interp), scale
 
 
-def normalize(
-    image: np.ndarray,
-    mean: Sequence[float] = IMAGENET_MEAN_RGB,
-    std: Sequence[float] = IMAGENET_STD_RGB,
-) -> np.ndarray:
+def normalize(image: np.ndarray, mean: Sequence[float] = IMAGENET_MEAN_RGB,
+              std: Sequence[float] = IMAGENET_STD_RGB) -> np.ndarray:
     """Map `[H, W, 3] uint8 RGB` to `[3, H, W] float32` as (pixel - mean) / std per RGB channel."""
     if image.ndim != 3 or image.shape[2] != 3:
         raise InputError(f'expected [H, W, 3] image, got shape {image.shape}')
-    mean_arr = np.asarray(mean, dtype=np.float32)
-    inv_std = 1.0 / np.asarray(std, dtype=np.float32)
-    hwc = (image.astype(np.float32) - mean_arr) * inv_std
+    hwc = (image.astype(np.float32) - np.asarray(mean, dtype=np.float32)) * (1.0 / np.asarray(std, dtype=np.float32))
     return np.ascontiguousarray(hwc.transpose(2, 0, 1))
 
 
@@ -261,25 +252,16 @@ def padded_size(size: int, divisor: int) -> int:
 def pad_to_multiple(chw: np.ndarray, divisor: int = 32) -> np.ndarray:
     """Zero-pad `[C, H, W]` at the bottom/right to `[C, Hp, Wp]`, Hp and Wp multiples of `divisor`."""
     channels, height, width = chw.shape
-    out = np.zeros(
-        (channels, padded_size(height, divisor), padded_size(width, divisor)), dtype=chw.dtype
-    )
+    out = np.zeros((channels, padded_size(height, divisor), padded_size(width, divisor)), dtype=chw.dtype)
     out[:, :height, :width] = chw
     return out
 
 
-def preprocess(
-    image: np.ndarray, short: int, max_size: int, divisor: int = 32
-) -> tuple[np.ndarray, ImageMeta]:
+def preprocess(image: np.ndarray, short: int, max_size: int, divisor: int = 32) -> tuple[np.ndarray, ImageMeta]:
     """Resize, normalise and pad `[H, W, 3] uint8 RGB` into `[3, Hp, Wp] float32` plus its `ImageMeta`."""
     resized, _ = resize_keep_ratio(image, short, max_size)
     chw = pad_to_multiple(normalize(resized), divisor)
-    meta = ImageMeta(
-        orig_hw=(image.shape[0], image.shape[1]),
-        resized_hw=(resized.shape[0], resized.shape[1]),
-        padded_hw=(chw.shape[1], chw.shape[2]),
-    )
-    return chw, meta
+    return chw, ImageMeta(orig_hw=image.shape[:2], resized_hw=resized.shape[:2], padded_hw=chw.shape[1:])
 
 
 BUCKET_RATIOS = (1.0, 4 / 3, 16 / 9)      # long side / short side of the common picture formats
