@@ -40,14 +40,10 @@ _LEGACY_PROTOCOL = 1001
 
 # torch storage class -> numpy dtype name ('bfloat16' is widened to float32)
 _STORAGE_DTYPES = {
-    'FloatStorage': 'float32', 'DoubleStorage': 'float64',
-    'HalfStorage': 'float16', 'BFloat16Storage': 'bfloat16',
-    'LongStorage': 'int64', 'IntStorage': 'int32', 'ShortStorage': 'int16',
-    'CharStorage': 'int8', 'ByteStorage': 'uint8', 'BoolStorage': 'bool',
-    'UntypedStorage': 'uint8',
-}
-_TORCH_DTYPE_NAMES = ('float32', 'float64', 'float16', 'bfloat16', 'int64',
-                      'int32', 'int16', 'int8', 'uint8', 'bool')
+    'FloatStorage': 'float32', 'DoubleStorage': 'float64', 'HalfStorage': 'float16', 'BFloat16Storage': 'bfloat16',
+    'LongStorage': 'int64', 'IntStorage': 'int32', 'ShortStorage': 'int16', 'CharStorage': 'int8',
+    'ByteStorage': 'uint8', 'BoolStorage': 'bool', 'UntypedStorage': 'uint8'}
+_TORCH_DTYPE_NAMES = tuple(dict.fromkeys(_STORAGE_DTYPES.values()))     # torch.float32, ...: every storage's dtype
 
 
 class RefusedCheckpoint(InputError):
@@ -135,8 +131,7 @@ class _TorchUnpickler(RestrictedUnpickler):
     def persistent_load(self, pid):
         if not (isinstance(pid, tuple) and len(pid) in (5, 6)
                 and pid[0] == 'storage' and isinstance(pid[1], _StorageType)):
-            raise InputError(f'unsupported persistent id in checkpoint: '
-                             f'{pid!r:.80}')
+            raise InputError(f'unsupported persistent id in checkpoint: {pid!r:.80}')
         key, dtype = str(pid[2]), pid[1].dtype
         self.storage_dtypes[key] = dtype
         view = pid[5] if len(pid) == 6 else None
@@ -154,8 +149,7 @@ def _decode_storage(raw, dtype, byteorder):
     """Raw storage bytes -> 1-D native-order array (bfloat16 -> float32)."""
     order = '<' if byteorder == 'little' else '>'
     if len(raw) % _itemsize(dtype):
-        raise InputError(f'malformed checkpoint: {len(raw)} bytes is not a '
-                         f'whole number of {dtype} elements')
+        raise InputError(f'malformed checkpoint: {len(raw)} bytes is not a whole number of {dtype} elements')
     if dtype == 'bfloat16':
         bits = np.frombuffer(raw, order + 'u2').astype(np.uint32) << 16
         return bits.view(np.float32)
@@ -164,8 +158,8 @@ def _decode_storage(raw, dtype, byteorder):
 
 
 def _not_a_checkpoint(path):
-    return InputError(f'{path} is not a PyTorch checkpoint (neither a zip '
-                      f'archive with data.pkl nor a legacy torch.save file)')
+    return InputError(f'{path} is not a PyTorch checkpoint (neither a zip archive with data.pkl nor a legacy '
+                      'torch.save file)')
 
 
 def _zip_prefix(archive, path):
@@ -180,14 +174,12 @@ def _load_zip(path):
     """Unpickle a zip-format checkpoint; return (object, {key: array})."""
     with zipfile.ZipFile(path) as archive:
         prefix = _zip_prefix(archive, path)
-        unpickler = _TorchUnpickler(
-            io.BytesIO(archive.read(prefix + 'data.pkl')))
+        unpickler = _TorchUnpickler(io.BytesIO(archive.read(prefix + 'data.pkl')))
         obj = unpickler.load()
         byteorder = 'little'
         if prefix + 'byteorder' in archive.namelist():
             byteorder = archive.read(prefix + 'byteorder').decode().strip()
-        arrays = {key: _decode_storage(archive.read(f'{prefix}data/{key}'),
-                                       dtype, byteorder)
+        arrays = {key: _decode_storage(archive.read(f'{prefix}data/{key}'), dtype, byteorder)
                   for key, dtype in unpickler.storage_dtypes.items()}
     return obj, arrays
 
@@ -204,8 +196,7 @@ def _read_legacy_header(f, path):
         raise _not_a_checkpoint(path)
     protocol = _TorchUnpickler(f).load()
     if protocol != _LEGACY_PROTOCOL:
-        raise InputError(f'{path}: unsupported legacy torch protocol '
-                         f'version {protocol!r}')
+        raise InputError(f'{path}: unsupported legacy torch protocol version {protocol!r}')
     sys_info = _TorchUnpickler(f).load()
     return 'little' if sys_info.get('little_endian', True) else 'big'
 
@@ -233,8 +224,7 @@ def _load_legacy(path):
         for key in map(str, keys):
             if key not in unpickler.storage_dtypes:
                 raise InputError(f'{path}: storage {key!r} is never used')
-            arrays[key] = _read_legacy_storage(
-                f, unpickler.storage_dtypes[key], byteorder, path)
+            arrays[key] = _read_legacy_storage(f, unpickler.storage_dtypes[key], byteorder, path)
     return obj, arrays
 
 
@@ -248,12 +238,9 @@ def _tensor_to_array(ref, arrays):
         return np.zeros(ref.size, flat.dtype)
     last = start + sum((n - 1) * s for n, s in zip(ref.size, ref.stride))
     if start < 0 or last >= flat.size:
-        raise InputError(f'malformed checkpoint: tensor view {ref} lies '
-                         f'outside its storage of {flat.size} elements')
-    view = np.lib.stride_tricks.as_strided(
-        flat[start:], shape=ref.size,
-        strides=[s * flat.itemsize for s in ref.stride])
-    return view.copy(order='C')
+        raise InputError(f'malformed checkpoint: tensor view {ref} lies outside its storage of {flat.size} elements')
+    strides = [s * flat.itemsize for s in ref.stride]
+    return np.lib.stride_tricks.as_strided(flat[start:], shape=ref.size, strides=strides).copy(order='C')
 
 
 def _storage_to_array(ref, arrays):
@@ -310,8 +297,7 @@ def load_state_dict(path):
             obj = obj[wrapper]
             break
     if not isinstance(obj, dict):
-        raise InputError(f'{path}: expected a dict of tensors, '
-                         f'got {type(obj).__name__}')
+        raise InputError(f'{path}: expected a dict of tensors, got {type(obj).__name__}')
     tensors = {k: v for k, v in obj.items() if isinstance(v, np.ndarray)}
     if not tensors:
         raise InputError(f'{path}: checkpoint holds no tensors')
