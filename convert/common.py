@@ -48,8 +48,7 @@ def zero_offset_init(cfg) -> Initialised:
         return Initialised('DCNv2 offset/mask conv, zero init: offsets 0 and modulation mask '
                            'sigmoid(0) = 0.5, so this conv starts at HALF its ImageNet response '
                            '(same init as PaddleDetection/mmcv training from ImageNet)')
-    return Initialised('DCNv1 offset conv, zero init: offsets 0, the conv starts as the '
-                       'ImageNet 3x3 conv')
+    return Initialised('DCNv1 offset conv, zero init: offsets 0, the conv starts as the ImageNet 3x3 conv')
 
 
 @dataclass
@@ -70,8 +69,7 @@ class ConversionReport:
 
     def summary(self, limit: int = 10) -> str:
         """Human-readable report: counts, then up to ``limit`` lines per problem kind."""
-        lines = [f'mapped {len(self.mapped)} tensors, '
-                 f'{sum(int(np.prod(s)) for _, _, s in self.mapped):,} values']
+        lines = [f'mapped {len(self.mapped)} tensors, {sum(int(np.prod(s)) for _, _, s in self.mapped):,} values']
         for title, rows in (('target keys with no source', [f'{t} <- {s}' for t, s in self.missing]),
                             ('shape mismatches', [f'{t} {list(ts)} <- {s} {list(ss)}'
                                                   for t, s, ts, ss in self.mismatched]),
