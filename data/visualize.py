@@ -102,15 +102,10 @@ def caption_candidates(box: Sequence[int], size: tuple[int, int], image_hw: tupl
     with its right edge) and, last, inside its top-left corner; each shifted to lie inside the `image_hw`
     picture."""
     x0, y0, x1, y1 = (int(v) for v in box)
-    w, h = size
-    height, width = image_hw
-    centre = (x0 + x1 - w) // 2
-    corners = [(x, y) for y in (y0 - h, y1) for x in (x0, centre, x1 - w)] + [(x0, y0)]
-    rects = []
-    for x, y in corners:
-        x, y = max(0, min(x, width - w)), max(0, min(y, height - h))
-        rects.append((x, y, x + w, y + h))
-    return rects
+    (w, h), (height, width) = size, image_hw
+    corners = [(x, y) for y in (y0 - h, y1) for x in (x0, (x0 + x1 - w) // 2, x1 - w)] + [(x0, y0)]
+    clamped = [(max(0, min(x, width - w)), max(0, min(y, height - h))) for x, y in corners]
+    return [(x, y, x + w, y + h) for x, y in clamped]
 
 
 class MaskShares:
@@ -201,16 +196,9 @@ def draw_mask(canvas: np.ndarray, crop: np.ndarray, box: Sequence[int], color: t
     cv2.drawContours(canvas, [polygon[:, None] for polygon in crop_polygons(crop, box)], -1, color, thickness=1)
 
 
-def draw_instances(
-    image_rgb: np.ndarray,
-    masks: CroppedMasks | np.ndarray,
-    labels: np.ndarray,
-    scores: np.ndarray,
-    class_names: Sequence[str],
-    score_threshold: float = 0.3,
-    boxes: np.ndarray | None = None,
-    in_place: bool = False,
-) -> np.ndarray:
+def draw_instances(image_rgb: np.ndarray, masks: CroppedMasks | np.ndarray, labels: np.ndarray, scores: np.ndarray,
+                   class_names: Sequence[str], score_threshold: float = 0.3, boxes: np.ndarray | None = None,
+                   in_place: bool = False) -> np.ndarray:
     """Overlay instances on a copy of `image_rgb` `[H, W, 3] uint8 RGB` and return it (same shape/dtype);
     with `in_place`, on `image_rgb` itself (a C-contiguous uint8 array), which is returned.
 
