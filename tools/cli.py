@@ -229,19 +229,6 @@ def error_line(exc: BaseException) -> str:
     return f'error: {text}'
 
 
-def failure_line(exc: Exception) -> str:
-    """The one line a command ends with on ``exc``: ``error_line`` for an InputError; with the
-    ``--debug`` hint for a RunError or OSError; any other exception is called a bug, named."""
-    line = error_line(exc)
-    if isinstance(exc, InputError):
-        return line
-    hint = f'(rerun with {DEBUG_FLAG} for the traceback)'
-    if isinstance(exc, (RunError, OSError)):
-        return f'{line} {hint}'
-    return (f'error: a bug in the toolkit: {type(exc).__name__}: {line[len("error: "):]} '
-            f'{hint[:-1]}, and please report it)')
-
-
 def _raise_terminated(signum, frame) -> None:
     raise Terminated()
 
@@ -329,10 +316,14 @@ def command(run):
             return run([arg for arg in argv if arg != DEBUG_FLAG])
         except KeyboardInterrupt as exc:
             return _interrupted(exc)
-        except Exception as exc:
+        except Exception as exc:       # one line: an InputError's; a RunError's or OSError's with the hint; a bug's
             if debug:
                 raise
-            print(failure_line(exc), file=sys.stderr)
+            line, hint = error_line(exc), f'(rerun with {DEBUG_FLAG} for the traceback)'
+            known = isinstance(exc, (InputError, RunError, OSError))
+            print(line if isinstance(exc, InputError) else f'{line} {hint}' if known else
+                  f'error: a bug in the toolkit: {type(exc).__name__}: {line[7:]} {hint[:-1]}, and please report it)',
+                  file=sys.stderr)
             return 2 if isinstance(exc, InputError) else 1
         finally:
             if previous is not None:
