@@ -40,9 +40,8 @@ with interruptible_loading():      # Ctrl-C or SIGTERM while Paddle and the libr
     from solov2.data.files import check_folder, check_output_file, looked_up
     from solov2.data.results import write_json
     from solov2.model.distributed import Processes, gather, launched_processes, start_processes
-    from solov2.model.inference.backend_factory import BACKENDS, open_backend
+    from solov2.model.inference.backend_factory import open_backend
     from solov2.model.inference.media import list_images
-    from solov2.model.inference.openvino_backend import PRECISIONS
     from solov2.model.runtime import default_device
     from solov2.tools.demo_outputs import (
         DrawOptions,
@@ -58,7 +57,7 @@ with interruptible_loading():      # Ctrl-C or SIGTERM while Paddle and the libr
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = make_parser('SOLOv2 instance segmentation on images, a video or a camera.')
-    add_inference_args(parser, BACKENDS, PRECISIONS, SHIPPED_WEIGHTS)
+    add_inference_args(parser, SHIPPED_WEIGHTS)
     source = parser.add_mutually_exclusive_group()
     source.add_argument('--input', default=SAMPLE_IMAGES,
                         help='image file or folder (default: the sample pictures, images/)')

@@ -46,8 +46,7 @@ with interruptible_loading():      # Ctrl-C or SIGTERM while Paddle and the libr
     from solov2.data.results import write_json
     from solov2.data.scoring import STAT_NAMES, check_results, coco_stats, per_class_ap, run_cocoeval
     from solov2.model.distributed import Processes, launched_processes, start_processes
-    from solov2.model.inference.backend_factory import BACKENDS, ModelSpec, checked_weights, open_backend
-    from solov2.model.inference.openvino_backend import PRECISIONS
+    from solov2.model.inference.backend_factory import ModelSpec, checked_weights, open_backend
     from solov2.model.inference.predicting import evaluation_dataset, predict_coco
     from solov2.model.runtime import default_device
     from solov2.model.training.components import SHAPES_HINT
@@ -56,7 +55,7 @@ with interruptible_loading():      # Ctrl-C or SIGTERM while Paddle and the libr
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = make_parser('COCO mask AP of a SOLOv2 checkpoint or exported model.')
-    add_inference_args(parser, BACKENDS, PRECISIONS)
+    add_inference_args(parser)
     parser.add_argument('--ann', help='COCO annotation file (default: the config val set)')
     parser.add_argument('--images', help='image folder (default: the config val images)')
     parser.add_argument('--classes', metavar='FILE',
