@@ -89,12 +89,6 @@ def classwise_table(ap_by_category: dict, names: dict) -> str:
     return 'per-class mask AP\n' + '\n'.join(rows)
 
 
-def describe(backend) -> str:
-    """'openvino f32', 'onnx', 'dygraph', ... for the timing line."""
-    precision = getattr(backend, 'precision', None)
-    return f'{backend.name} {precision}' if precision else backend.name
-
-
 def load_records(args, number, backend, coco, dataset, ann: str, processes: Processes) -> list:
     """The result records to score: read from --json-only, else predicted by ``backend`` on
     ``dataset`` (the ``CocoDataset`` of ``coco``), this process's share under the launcher
@@ -119,7 +113,8 @@ def load_records(args, number, backend, coco, dataset, ann: str, processes: Proc
     bar.close()
     seconds = time.perf_counter() - began
     who = f'process {processes.rank} of {processes.world}: ' if processes.world > 1 else ''
-    print(f'{who}config {number} ({describe(backend)}): {mine} images in {seconds:.1f} s '
+    how = ' '.join(filter(None, (backend.name, getattr(backend, 'precision', None))))     # 'openvino f32', 'onnx'
+    print(f'{who}config {number} ({how}): {mine} images in {seconds:.1f} s '
           f'({mine / seconds:.2f} img/s), {len(records)} instances' + (' in all' if who else ''))
     if who and processes.main:
         print(shares_line(counts))

@@ -22,7 +22,6 @@ import base64
 import binascii
 import json
 import math
-import shutil
 import sys
 from pathlib import Path
 from typing import Any, Sequence
@@ -35,7 +34,7 @@ if __package__ in (None, ''):
 
 from solov2.core.errors import InputError
 from solov2.data.coco import read_class_names, segmentation_to_rle
-from solov2.data.files import atomic_write, check_output_file, same_file
+from solov2.data.files import atomic_write, check_output_file
 from solov2.data.results import write_json
 from solov2.tools.cli import command, make_parser, set_status
 
@@ -107,16 +106,12 @@ def group_instances(shapes: Sequence[dict[str, Any]]) -> list[tuple[str, list[li
 def copy_image(source: Path | bytes, target: Path) -> None:
     """Copy an image file, or write embedded image bytes, to `target` (no-op onto itself or
     onto the same bytes); `InputError` rather than overwrite another file."""
-    if not isinstance(source, bytes) and same_file(source, target):
-        return
+    data = source if isinstance(source, bytes) else source.read_bytes()
     if target.exists():
-        if target.is_file() and target.read_bytes() == (source if isinstance(source, bytes) else source.read_bytes()):
+        if target.is_file() and target.read_bytes() == data:
             return
         raise InputError(f'--copy-images would overwrite {target}, a different file — pick an empty folder')
-    if isinstance(source, bytes):
-        atomic_write(target, source)
-    else:
-        shutil.copyfile(source, target)
+    atomic_write(target, data)
 
 
 def image_file_name(doc: dict[str, Any], json_path: Path, copy_dir: Path | None) -> str:
