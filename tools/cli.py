@@ -229,19 +229,6 @@ def error_line(exc: BaseException) -> str:
     return f'error: {text}'
 
 
-def failure_line(exc: Exception) -> str:
-    """The one line a command ends with on ``exc``: ``error_line`` for an InputError; with the
-    ``--debug`` hint for a RunError or OSError; any other exception is called a bug, named."""
-    line = error_line(exc)
-    if isinstance(exc, InputError):
-        return line
-    hint = f'(rerun with {DEBUG_FLAG} for the traceback)'
-    if isinstance(exc, (RunError, OSError)):
-        return f'{line} {hint}'
-    return (f'error: a bug in the toolkit: {type(exc).__name__}: {line[len("error: "):]} '
-            f'{hint[:-1]}, and please report it)')
-
-
 def _raise_terminated(signum, frame) -> None:
     raise Terminated()
 
@@ -329,10 +316,14 @@ def command(run):
             return run([arg for arg in argv if arg != DEBUG_FLAG])
         except KeyboardInterrupt as exc:
             return _interrupted(exc)
-        except Exception as exc:
+        except Exception as exc:       # one line: an InputError's; a RunError's or OSError's with the hint; a bug's
             if debug:
                 raise
-            print(failure_line(exc), file=sys.stderr)
+            line, hint = error_line(exc), f'(rerun with {DEBUG_FLAG} for the traceback)'
+            known = isinstance(exc, (InputError, RunError, OSError))
+            print(line if isinstance(exc, InputError) else f'{line} {hint}' if known else
+                  f'error: a bug in the toolkit: {type(exc).__name__}: {line[7:]} {hint[:-1]}, and please report it)',
+                  file=sys.stderr)
             return 2 if isinstance(exc, InputError) else 1
         finally:
             if previous is not None:
@@ -408,28 +399,9 @@ def add_model_args(parser: argparse.ArgumentParser, default_weights=None) -> Non
                              + (' (default: the shipped model weights/shapes_r18.pdparams)' if default_weights else ''))
 
 
-def add_backend_args(parser: argparse.ArgumentParser, backends, precisions) -> None:
-    """--backend, --model-dir, --precision, --mkldnn and --tensorrt."""
-    parser.add_argument('--backend', choices=backends, default='auto',
-                        help='auto (default: exported once from --weights into $SOLOV2_CACHE or '
-                             '~/.cache/solov2-paddle, run in openvino f32 or onnxruntime, whichever was faster '
-                             'when it exported; dygraph on a GPU), dygraph '
-                             '(--weights, the Paddle model), inference, onnx or openvino (--model-dir)')
-    parser.add_argument('--model-dir', metavar='DIR',
-                        help='exported model folder (tools/export_model.py, tools/quantize.py) for '
-                             '--backend inference|onnx|openvino')
-    parser.add_argument('--precision', choices=precisions, default='f32',
-                        help='--backend openvino: f32 (default), bf16 (CPUs with AMX or avx512_bf16) '
-                             'or int8 (a folder from tools/quantize.py)')
-    parser.add_argument('--mkldnn', action='store_true', help='oneDNN kernels for --backend inference')
-    parser.add_argument('--tensorrt', action='store_true',
-                        help='--backend inference or onnx on a GPU --device: through TensorRT float16 (onnx: '
-                             "onnxruntime's TensorRT provider, for Paddle 3 exports too)")
-
-
 def model_spec(args):
-    """The model a command line names (``add_model_args``, and ``add_backend_args`` and
-    ``add_runtime_args`` where the command has them; --opt: ``overrides``) as the library's
+    """The model a command line names (``add_model_args``, and ``add_inference_args``' other
+    arguments where the command has them; --opt: ``overrides``) as the library's
     ``ModelSpec``, checked before a published name in --weights is fetched (``ModelSpec.check``
     with ``convert.zoo.checked_config``; ``fetched`` fetches it)."""
     from solov2.convert.zoo import checked_config  # the library loads Paddle: after the start-up settings
@@ -440,11 +412,29 @@ def model_spec(args):
     return spec
 
 
-def add_inference_args(parser: argparse.ArgumentParser, backends, precisions, default_weights=None) -> None:
-    """What every command that runs a model takes: the model, backend and runtime arguments
-    (``model_spec`` makes them the ``ModelSpec`` that ``open_backend`` takes)."""
+def add_inference_args(parser: argparse.ArgumentParser, default_weights=None, batch_size: bool = True) -> None:
+    """What every command that runs a model takes: the model (``add_model_args``), --backend,
+    --model-dir, --precision, --mkldnn, --tensorrt, the runtime arguments and, when ``batch_size``,
+    --batch-size (``model_spec`` makes them the ``ModelSpec`` that ``open_backend`` takes)."""
+    from solov2.model.inference.backend_factory import BACKENDS  # the library loads Paddle: after start-up
+    from solov2.model.inference.openvino_backend import PRECISIONS
     add_model_args(parser, default_weights)
-    add_backend_args(parser, backends, precisions)
+    parser.add_argument('--backend', choices=BACKENDS, default='auto',
+                        help='auto (default: exported once from --weights into $SOLOV2_CACHE or '
+                             '~/.cache/solov2-paddle, run in openvino f32 or onnxruntime, whichever was faster '
+                             'when it exported; dygraph on a GPU), dygraph '
+                             '(--weights, the Paddle model), inference, onnx or openvino (--model-dir)')
+    parser.add_argument('--model-dir', metavar='DIR',
+                        help='exported model folder (tools/export_model.py, tools/quantize.py) for '
+                             '--backend inference|onnx|openvino')
+    parser.add_argument('--precision', choices=PRECISIONS, default='f32',
+                        help='--backend openvino: f32 (default), bf16 (CPUs with AMX or avx512_bf16) '
+                             'or int8 (a folder from tools/quantize.py)')
+    parser.add_argument('--mkldnn', action='store_true', help='oneDNN kernels for --backend inference')
+    parser.add_argument('--tensorrt', action='store_true',
+                        help='--backend inference or onnx on a GPU --device: through TensorRT float16 (onnx: '
+                             "onnxruntime's TensorRT provider, for Paddle 3 exports too)")
     add_runtime_args(parser)
-    parser.add_argument('--batch-size', type=int, default=1, metavar='N',
-                        help='pictures to a network run (pictures of one padded size share it; default 1)')
+    if batch_size:
+        parser.add_argument('--batch-size', type=int, default=1, metavar='N',
+                            help='pictures to a network run (pictures of one padded size share it; default 1)')

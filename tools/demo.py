@@ -40,25 +40,14 @@ with interruptible_loading():      # Ctrl-C or SIGTERM while Paddle and the libr
     from solov2.data.files import check_folder, check_output_file, looked_up
     from solov2.data.results import write_json
     from solov2.model.distributed import Processes, gather, launched_processes, start_processes
-    from solov2.model.inference.backend_factory import BACKENDS, open_backend
+    from solov2.model.inference.backend_factory import open_backend
     from solov2.model.inference.media import list_images
-    from solov2.model.inference.openvino_backend import PRECISIONS
     from solov2.model.runtime import default_device
-    from solov2.tools.demo_outputs import (
-        DrawOptions,
-        InputDumper,
-        check_video_output,
-        picture_targets,
-        run_images,
-        run_video,
-        sort_records,
-        summary_line,
-        video_output_path,
-    )
+    from solov2.tools import demo_outputs as outputs
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = make_parser('SOLOv2 instance segmentation on images, a video or a camera.')
-    add_inference_args(parser, BACKENDS, PRECISIONS, SHIPPED_WEIGHTS)
+    add_inference_args(parser, SHIPPED_WEIGHTS)
     source = parser.add_mutually_exclusive_group()
     source.add_argument('--input', default=SAMPLE_IMAGES,
                         help='image file or folder (default: the sample pictures, images/)')
@@ -88,12 +77,12 @@ def check_outputs(args, paths) -> dict:
     if args.dump_inputs:
         check_folder(args.dump_inputs, '--dump-inputs')
     if not paths:
-        check_video_output(args.output, args.video, args.camera)
+        outputs.check_video_output(args.output, args.video, args.camera)
         return {}
-    return picture_targets(paths, args.output, args.input)
+    return outputs.picture_targets(paths, args.output, args.input)
 
 
-def segment(args, backend, draw: DrawOptions, targets: dict, processes: Processes) -> int:
+def segment(args, backend, draw: outputs.DrawOptions, targets: dict, processes: Processes) -> int:
     """Run the images (this process's share of them) or the video, say how it went; the
     number of images or frames done."""
     written = []
@@ -101,20 +90,20 @@ def segment(args, backend, draw: DrawOptions, targets: dict, processes: Processe
         count = processes.counts(len(targets))[processes.rank]
         set_status(lambda: f'{len(written)} of {count} pictures written to {args.output}/'
                    + (', no --save-json results' if args.save_json else ''))
-        stats, began = run_images(backend, targets, draw, written, processes)
+        stats, began = outputs.run_images(backend, targets, draw, written, processes)
         where = f'pictures in {Path(args.output)}/'
     else:
-        out_path = video_output_path(args.output, args.video, args.camera)
+        out_path = outputs.video_output_path(args.output, args.video, args.camera)
         set_status(lambda: f'{len(written)} frames written to {out_path}')
         source = args.video if args.video is not None else args.camera
-        stats, began = run_video(backend, source, out_path, draw, written, args.max_frames)
+        stats, began = outputs.run_video(backend, source, out_path, draw, written, args.max_frames)
         where = f'video {out_path} ({len(written)} frames)'
     who = f'process {processes.rank} of {processes.world}: ' if processes.world > 1 else ''
-    print(who + summary_line(stats, began, 'images' if targets else 'frames', where))
+    print(who + outputs.summary_line(stats, began, 'images' if targets else 'frames', where))
     return stats.done
 
 
-def gather_outputs(draw: DrawOptions, done: int, processes: Processes) -> int:
+def gather_outputs(draw: outputs.DrawOptions, done: int, processes: Processes) -> int:
     """Every process's records and dumped inputs into ``draw`` (on every process; as they
     are with one process); the images done by all, which process 0 says per process."""
     parts = gather((done, draw.records, draw.dumper.entries if draw.dumper else None), processes)
@@ -148,14 +137,14 @@ def main(argv) -> int:
     number, backend = open_backend(spec, processes=processes)
     where = f'{backend.name} backend, {spec.model_dir or spec.weights}'
     announce_config(number, backend.cfg, spec.overrides, args.verbose, where)
-    draw = DrawOptions(args.draw_threshold, [] if args.save_json else None,
-                       InputDumper(args.dump_inputs, backend, number) if args.dump_inputs else None, args.warmup,
-                       args.batch_size)
+    dumper = outputs.InputDumper(args.dump_inputs, backend, number) if args.dump_inputs else None
+    draw = outputs.DrawOptions(args.draw_threshold, [] if args.save_json else None, dumper, args.warmup,
+                               args.batch_size)
     done = gather_outputs(draw, segment(args, backend, draw, targets, processes), processes)
     if processes.main and draw.dumper is not None:
         print(f'wrote {len(draw.dumper.entries)} inputs and {draw.dumper.close()}')
     if processes.main and args.save_json:
-        write_json(sort_records(draw.records), args.save_json)
+        write_json(outputs.sort_records(draw.records), args.save_json)
         print(f'wrote {len(draw.records)} results to {args.save_json}')
     return 0 if done else 1
 

@@ -89,13 +89,13 @@ def picture_names(paths) -> dict:
     return names
 
 
-def picture_targets(paths, output: str, source: str) -> dict:
+def picture_targets(paths, output: str, source: Optional[str], what: str = 'input') -> dict:
     """{input path: where its drawn picture goes} under the folder ``output`` for the images
-    ``paths`` found at ``source`` (a file or folder); an InputError when that folder is the
-    input folder, is a file, cannot be written, or a picture would overwrite an input
-    (nothing is created)."""
+    ``paths`` found at ``source`` (a file or folder, or None); an InputError when that folder is the
+    input folder, is a file, cannot be written, or a picture would overwrite an input (named
+    ``what`` in the message; nothing is created)."""
     out_dir = Path(output)
-    if Path(source).is_dir() and same_file(out_dir, source):
+    if source and Path(source).is_dir() and same_file(out_dir, source):
         raise InputError(param('output', out_dir), ' is the input folder — the drawn pictures would mix with the '
                          'originals; pick another folder')
     check_folder(out_dir, param('output'))
@@ -103,7 +103,7 @@ def picture_targets(paths, output: str, source: str) -> dict:
     targets = {path: out_dir / name for path, name in picture_names(paths).items()}
     for path, target in targets.items():
         if target.resolve() in inputs:
-            raise InputError(param('output', out_dir), f': the picture of {path.name} would overwrite the input '
+            raise InputError(param('output', out_dir), f': the picture of {path.name} would overwrite the {what} '
                              f'{target} — pick another folder')
     return targets
 

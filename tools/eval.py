@@ -46,8 +46,7 @@ with interruptible_loading():      # Ctrl-C or SIGTERM while Paddle and the libr
     from solov2.data.results import write_json
     from solov2.data.scoring import STAT_NAMES, check_results, coco_stats, per_class_ap, run_cocoeval
     from solov2.model.distributed import Processes, launched_processes, start_processes
-    from solov2.model.inference.backend_factory import BACKENDS, ModelSpec, checked_weights, open_backend
-    from solov2.model.inference.openvino_backend import PRECISIONS
+    from solov2.model.inference.backend_factory import ModelSpec, checked_weights, open_backend
     from solov2.model.inference.predicting import evaluation_dataset, predict_coco
     from solov2.model.runtime import default_device
     from solov2.model.training.components import SHAPES_HINT
@@ -56,7 +55,7 @@ with interruptible_loading():      # Ctrl-C or SIGTERM while Paddle and the libr
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = make_parser('COCO mask AP of a SOLOv2 checkpoint or exported model.')
-    add_inference_args(parser, BACKENDS, PRECISIONS)
+    add_inference_args(parser)
     parser.add_argument('--ann', help='COCO annotation file (default: the config val set)')
     parser.add_argument('--images', help='image folder (default: the config val images)')
     parser.add_argument('--classes', metavar='FILE',
@@ -90,26 +89,6 @@ def classwise_table(ap_by_category: dict, names: dict) -> str:
     return 'per-class mask AP\n' + '\n'.join(rows)
 
 
-def plot_classwise(ap_by_category: dict, names: dict, path: Path) -> None:
-    import matplotlib
-    matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
-    items = sorted(((names[c], ap) for c, ap in ap_by_category.items() if not math.isnan(ap)),
-                   key=lambda item: item[1])
-    fig, axis = plt.subplots(figsize=(7, 0.25 * len(items) + 1.2))
-    axis.barh([name for name, _ in items], [100 * ap for _, ap in items], color='#4c72b0')
-    axis.set(xlabel='mask AP', xlim=(0, 100), title='per-class mask AP')
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-
-
-def describe(backend) -> str:
-    """'openvino f32', 'onnx', 'dygraph', ... for the timing line."""
-    precision = getattr(backend, 'precision', None)
-    return f'{backend.name} {precision}' if precision else backend.name
-
-
 def load_records(args, number, backend, coco, dataset, ann: str, processes: Processes) -> list:
     """The result records to score: read from --json-only, else predicted by ``backend`` on
     ``dataset`` (the ``CocoDataset`` of ``coco``), this process's share under the launcher
@@ -134,7 +113,8 @@ def load_records(args, number, backend, coco, dataset, ann: str, processes: Proc
     bar.close()
     seconds = time.perf_counter() - began
     who = f'process {processes.rank} of {processes.world}: ' if processes.world > 1 else ''
-    print(f'{who}config {number} ({describe(backend)}): {mine} images in {seconds:.1f} s '
+    how = ' '.join(filter(None, (backend.name, getattr(backend, 'precision', None))))     # 'openvino f32', 'onnx'
+    print(f'{who}config {number} ({how}): {mine} images in {seconds:.1f} s '
           f'({mine / seconds:.2f} img/s), {len(records)} instances' + (' in all' if who else ''))
     if who and processes.main:
         print(shares_line(counts))
@@ -147,25 +127,39 @@ def model_and_config(args, spec: ModelSpec, processes: Processes) -> tuple:
     --weights the set and its images are checked before any model is built or exported."""
     if args.json_only:
         number, cfg = resolve_config(spec.weights, spec.config, spec.overrides)
-        return number, cfg, None, evaluation_set(args, cfg)[0], None
+        return number, cfg, None, *evaluation_set(args, cfg, with_dataset=False)
     if not spec.weights and not spec.model_dir:
         raise InputError('pass --weights (or --model-dir with --backend onnx|openvino|inference, '
                          'or --json-only with a results file)')
     resolved = None if spec.model_dir else checked_weights(spec)
-    checked = open_set(args, resolved[1]) if resolved else None     # before an export, not after it
+    checked = evaluation_set(args, resolved[1]) if resolved else None     # before an export, not after it
     number, backend = open_backend(spec, resolved=resolved, processes=processes)
-    return (number, backend.cfg, backend, *(checked or open_set(args, backend.cfg)))
+    return (number, backend.cfg, backend, *(checked or evaluation_set(args, backend.cfg)))
 
 
-def open_set(args, cfg) -> tuple:
-    """(annotation file, CocoDataset) of the set to score ``cfg``'s model on
+def evaluation_set(args, cfg, with_dataset: bool = True) -> tuple:
+    """(annotation file, its CocoDataset or None) of the set to score ``cfg``'s model on:
+    --ann/--images, else the config's val set, which must exist; the dataset when ``with_dataset``
     (``evaluation_dataset``: categories matched by name, the images checked)."""
-    ann, images = evaluation_set(args, cfg)
-    return ann, evaluation_dataset(ann, images, cfg.class_names)
+    ann, images = args.ann, args.images
+    if not ann:
+        root = Path(cfg.dataset_dir)
+        ann, images = str(root / cfg.val_ann), str(root / cfg.val_images)
+        if not Path(ann).is_file():
+            how = (f'make it with {SHAPES_HINT}' if cfg.dataset_dir == 'datasets/shapes'
+                   else f'put COCO val2017 under {root}/ (docs/evaluation.md)')
+            raise InputError(f"config {cfg.__name__}'s val set is not there ({ann}): pass --ann and --images, "
+                             f'or {how}')
+    return ann, evaluation_dataset(ann, images, cfg.class_names) if with_dataset else None
 
 
-def check_set_arguments(args) -> None:
-    """--images needs --ann; --ann needs --images unless only saved results are scored."""
+def check_arguments(args) -> None:
+    """The output paths are no input and no folder; --images needs --ann; --ann needs --images
+    unless only saved results are scored."""
+    for option, path in (('--save-json', args.save_json), ('--predict-only', args.predict_only),
+                         ('--chart', args.chart)):
+        if path:
+            check_output_file(path, [p for p in (args.json_only, args.ann) if p], option)
     if args.images and not args.ann:
         raise InputError('--images needs --ann, the annotation file of those images '
                          "(without both, the config's own val set is used)")
@@ -173,28 +167,11 @@ def check_set_arguments(args) -> None:
         raise InputError('--ann needs --images, the folder of its images')
 
 
-def evaluation_set(args, cfg) -> tuple:
-    """(annotation file, image folder): --ann/--images, else the config's val set, which must exist."""
-    if args.ann:
-        return args.ann, args.images
-    root = Path(cfg.dataset_dir)
-    ann = root / cfg.val_ann
-    if not ann.is_file():
-        how = (f'make it with {SHAPES_HINT}' if cfg.dataset_dir == 'datasets/shapes'
-               else f'put COCO val2017 under {root}/ (docs/evaluation.md)')
-        raise InputError(f"config {cfg.__name__}'s val set is not there ({ann}): pass --ann and --images, or {how}")
-    return str(ann), str(root / cfg.val_images)
-
-
 @command
 def main(argv) -> int:
     args = parse_args(argv)
     args.classwise = args.classwise or bool(args.chart)
-    for option, path in (('--save-json', args.save_json), ('--predict-only', args.predict_only),
-                         ('--chart', args.chart)):
-        if path:
-            check_output_file(path, [p for p in (args.json_only, args.ann) if p], option)
-    check_set_arguments(args)
+    check_arguments(args)
     spec = fetched(model_spec(args))      # checked before a published name is fetched
     tune_for(spec.device, spec.threads, launched_processes().local_size)
     if args.classes:
@@ -231,14 +208,23 @@ def main(argv) -> int:
 
 
 def write_chart(args: argparse.Namespace, ap_by_category: dict, names: dict) -> None:
-    """The per-class bar chart to --chart, else beside --save-json; with neither, only a hint
-    (nothing is written into the current folder)."""
+    """The per-class AP bar chart (PNG) to --chart, else beside --save-json; with neither, only a
+    hint (nothing is written into the current folder)."""
     if not (args.chart or args.save_json):
         print('(--chart PATH to save the bar chart)')
         return
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
     chart = Path(args.chart) if args.chart else Path(args.save_json).with_name('classwise_ap.png')
     chart.parent.mkdir(parents=True, exist_ok=True)
-    plot_classwise(ap_by_category, names, chart)
+    items = sorted(((names[c], ap) for c, ap in ap_by_category.items() if not math.isnan(ap)), key=lambda i: i[1])
+    fig, axis = plt.subplots(figsize=(7, 0.25 * len(items) + 1.2))
+    axis.barh([name for name, _ in items], [100 * ap for _, ap in items], color='#4c72b0')
+    axis.set(xlabel='mask AP', xlim=(0, 100), title='per-class mask AP')
+    fig.tight_layout()
+    fig.savefig(chart, dpi=90)
+    plt.close(fig)
     print(f'chart: {chart}')
 
 

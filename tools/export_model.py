@@ -33,12 +33,7 @@ from solov2.data.files import check_output_file  # noqa: E402
 from solov2.model.inference.backend_factory import checked_weights  # noqa: E402
 from solov2.model.inference.export import DCN_OPSET, DEFAULT_MAX_SIZE, export  # noqa: E402
 from solov2.model.inference.export_network import MIN_SIZE  # noqa: E402
-from solov2.model.inference.exported_folder import (  # noqa: E402
-    INFER_CFG,
-    ONNX_FILE,
-    PADDLE_PREFIX,
-    REGIONS_ONNX_FILE,
-)
+from solov2.model.inference.exported_folder import INFER_CFG, ONNX_FILE, PADDLE_PREFIX, REGIONS_ONNX_FILE  # noqa: E402
 from solov2.tools.cli import add_model_args, command, fetched, make_parser, model_spec, set_status  # noqa: E402
 
 

@@ -22,7 +22,6 @@ import base64
 import binascii
 import json
 import math
-import shutil
 import sys
 from pathlib import Path
 from typing import Any, Sequence
@@ -35,7 +34,7 @@ if __package__ in (None, ''):
 
 from solov2.core.errors import InputError
 from solov2.data.coco import read_class_names, segmentation_to_rle
-from solov2.data.files import atomic_write, check_output_file, same_file
+from solov2.data.files import atomic_write, check_output_file
 from solov2.data.results import write_json
 from solov2.tools.cli import command, make_parser, set_status
 
@@ -104,54 +103,36 @@ def group_instances(shapes: Sequence[dict[str, Any]]) -> list[tuple[str, list[li
     return instances
 
 
-def rasterised_area_bbox(polygons: list[list[float]], height: int, width: int) -> tuple[int, list[float]]:
-    """Pixel area and xywh bbox of the union of `polygons` rasterised at `height` x `width`."""
-    rle = segmentation_to_rle(polygons, height, width)
-    return int(mask_util.area(rle)), [float(v) for v in mask_util.toBbox(rle)]
-
-
-def image_source(doc: dict[str, Any], json_path: Path) -> Path | bytes:
-    """The image file a labelme file points to, else its decoded embedded `imageData` bytes."""
-    path = json_path.parent / doc['imagePath'].replace('\\', '/')
-    if path.is_file():
-        return path
-    if doc.get('imageData'):
-        try:
-            return base64.b64decode(doc['imageData'], validate=True)
-        except binascii.Error as err:
-            raise InputError(f'{json_path}: bad embedded imageData: {err}') from err
-    raise InputError(f'{json_path}: image file {path} not found and no imageData embedded')
-
-
 def copy_image(source: Path | bytes, target: Path) -> None:
     """Copy an image file, or write embedded image bytes, to `target` (no-op onto itself or
     onto the same bytes); `InputError` rather than overwrite another file."""
-    if not isinstance(source, bytes) and same_file(source, target):
-        return
+    data = source if isinstance(source, bytes) else source.read_bytes()
     if target.exists():
-        if target.is_file() and target.read_bytes() == (source if isinstance(source, bytes) else source.read_bytes()):
+        if target.is_file() and target.read_bytes() == data:
             return
         raise InputError(f'--copy-images would overwrite {target}, a different file — pick an empty folder')
-    if isinstance(source, bytes):
-        atomic_write(target, source)
-    else:
-        shutil.copyfile(source, target)
+    atomic_write(target, data)
 
 
 def image_file_name(doc: dict[str, Any], json_path: Path, copy_dir: Path | None) -> str:
-    """COCO `file_name`: bare name when copying to `copy_dir`, else `imagePath` as found (relative)."""
-    source = image_source(doc, json_path)
+    """COCO `file_name`: bare name when copying the image (or its embedded `imageData`) to `copy_dir`,
+    else `imagePath` as found (relative)."""
     image_path = doc['imagePath'].replace('\\', '/')
+    source: Path | bytes = json_path.parent / image_path
+    if not source.is_file():        # else the embedded imageData's bytes
+        if not doc.get('imageData'):
+            raise InputError(f'{json_path}: image file {source} not found and no imageData embedded')
+        try:
+            source = base64.b64decode(doc['imageData'], validate=True)
+        except binascii.Error as err:
+            raise InputError(f'{json_path}: bad embedded imageData: {err}') from err
+        if copy_dir is None:
+            raise InputError(f'{json_path}: image file {image_path} not found; '
+                             'pass --copy-images DIR to extract the embedded imageData')
     if copy_dir is None:
-        if isinstance(source, bytes):
-            raise InputError(
-                f'{json_path}: image file {image_path} not found; '
-                'pass --copy-images DIR to extract the embedded imageData'
-            )
         return image_path
-    name = Path(image_path).name
-    copy_image(source, copy_dir / name)
-    return name
+    copy_image(source, copy_dir / Path(image_path).name)
+    return Path(image_path).name
 
 
 def check_labels(docs: dict[Path, dict[str, Any]], class_names: Sequence[str], origin: str = '') -> None:
@@ -204,15 +185,14 @@ def convert(
             instances = group_instances(doc['shapes'])
         except (KeyError, TypeError, ValueError) as err:
             raise InputError(f'{path}: bad shape: {err}') from err
-        for label, polygons in instances:
-            area, bbox = rasterised_area_bbox(polygons, height, width)
-            if area == 0:
+        for label, polygons in instances:         # area and bbox of the mask the polygons rasterise to
+            rle = segmentation_to_rle(polygons, height, width)
+            if not mask_util.area(rle):
                 print(f'warning: {path}: {label!r} covers no pixel, skipped', file=sys.stderr)
                 continue
-            annotations.append({
-                'id': len(annotations) + 1, 'image_id': image_id, 'category_id': category_of[label],
-                'segmentation': polygons, 'area': area, 'bbox': bbox, 'iscrowd': 0,
-            })
+            annotations.append({'id': len(annotations) + 1, 'image_id': image_id, 'category_id': category_of[label],
+                                'segmentation': polygons, 'area': int(mask_util.area(rle)),
+                                'bbox': [float(v) for v in mask_util.toBbox(rle)], 'iscrowd': 0})
     categories = [{'id': cid, 'name': name, 'supercategory': ''} for name, cid in category_of.items()]
     return {'images': images, 'annotations': annotations, 'categories': categories}
 
@@ -228,17 +208,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def check_out(out: Path, labelme_dir: Path, classes: Path | None) -> None:
-    """`InputError` when OUT.json is a folder or one of the input files (a labelme file,
-    an image, the class list)."""
-    inputs = sorted(labelme_dir.glob('*')) if labelme_dir.is_dir() else []
-    check_output_file(out, inputs + ([classes] if classes else []), 'output')
-
-
 @command
 def main(argv: Sequence[str]) -> int:
     args = parse_args(argv)
-    check_out(args.out, args.labelme_dir, args.classes)
+    inputs = sorted(args.labelme_dir.glob('*')) if args.labelme_dir.is_dir() else []    # OUT is none of them
+    check_output_file(args.out, inputs + ([args.classes] if args.classes else []), 'output')
     classes_path = args.out.parent / 'classes.txt'
     class_names, origin = class_list(args.classes, classes_path)
     set_status(lambda: f'nothing was written to {args.out}' + (

@@ -128,9 +128,8 @@ def paint(canvas: np.ndarray, masks: list[np.ndarray], mask: np.ndarray, colour:
         earlier &= uncovered
 
 
-def render_image(
-    rng: np.random.Generator, size: int, num_objects: int, with_crowd: bool
-) -> tuple[np.ndarray, list[tuple[int, np.ndarray]], tuple[int, np.ndarray] | None]:
+def render_image(rng: np.random.Generator, size: int, num_objects: int,
+                 with_crowd: bool) -> tuple[np.ndarray, list[tuple[int, np.ndarray]], tuple[int, np.ndarray] | None]:
     """Draw one image.
 
     Returns `([S, S, 3] uint8 RGB, [(label, [S, S] uint8 visible mask)], crowd)`, where
@@ -176,9 +175,7 @@ def exact_polygons(mask: np.ndarray) -> list[list[float]] | None:
     return polygons if np.array_equal(decoded, mask) else None
 
 
-def annotation(
-    ann_id: int, image_id: int, label: int, mask: np.ndarray, crowd: bool
-) -> dict[str, Any]:
+def annotation(ann_id: int, image_id: int, label: int, mask: np.ndarray, crowd: bool) -> dict[str, Any]:
     """COCO annotation of `[H, W] uint8` visible mask; area and xywh bbox come from the mask.
 
     Crowd regions are uncompressed RLE; instances are compressed RLE every
@@ -189,15 +186,8 @@ def annotation(
     else:
         polygons = None if ann_id % RLE_EVERY == 0 else exact_polygons(mask)
         segmentation = polygons if polygons is not None else encode_mask_rle(mask)
-    return {
-        'id': ann_id,
-        'image_id': image_id,
-        'category_id': label + 1,
-        'segmentation': segmentation,
-        'area': int(mask.sum()),
-        'bbox': coco_bbox(masks_to_boxes(mask[None])[0]),
-        'iscrowd': int(crowd),
-    }
+    return {'id': ann_id, 'image_id': image_id, 'category_id': label + 1, 'segmentation': segmentation,
+            'area': int(mask.sum()), 'bbox': coco_bbox(masks_to_boxes(mask[None])[0]), 'iscrowd': int(crowd)}
 
 
 def write_jpeg(path: Path, image: np.ndarray) -> None:
@@ -227,13 +217,8 @@ def generate_split(out_dir: Path, split: str, count: int, size: int, seed: int) 
         for label, mask, is_crowd in regions:
             annotations.append(annotation(len(annotations) + 1, image_id, label, mask, is_crowd))
     categories = [{'id': i + 1, 'name': name, 'supercategory': 'shape'} for i, name in enumerate(CLASS_NAMES)]
-    return {
-        'info': {'description': f'synthetic shapes, {split} split, seed {seed}'},
-        'licenses': [],
-        'images': images,
-        'annotations': annotations,
-        'categories': categories,
-    }
+    return {'info': {'description': f'synthetic shapes, {split} split, seed {seed}'}, 'licenses': [],
+            'images': images, 'annotations': annotations, 'categories': categories}
 
 
 def split_summary(split: str, coco: dict[str, Any]) -> str:
@@ -242,11 +227,8 @@ def split_summary(split: str, coco: dict[str, Any]) -> str:
     crowd = sum(a['iscrowd'] for a in anns)
     polygons = sum(isinstance(a['segmentation'], list) for a in anns)
     annotated = {a['image_id'] for a in anns if not a['iscrowd']}
-    return (
-        f"{split}: {len(coco['images'])} images ({len(coco['images']) - len(annotated)} empty), "
-        f"{len(anns) - crowd} instances ({polygons} polygon, {len(anns) - crowd - polygons} rle), "
-        f"{crowd} crowd"
-    )
+    return (f"{split}: {len(coco['images'])} images ({len(coco['images']) - len(annotated)} empty), "
+            f"{len(anns) - crowd} instances ({polygons} polygon, {len(anns) - crowd - polygons} rle), {crowd} crowd")
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:

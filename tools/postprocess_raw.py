@@ -31,7 +31,7 @@ from solov2.data.visualize import draw_bgr  # noqa: E402
 from solov2.model.inference.export_network import OUTPUT_NAMES, outputs_text  # noqa: E402
 from solov2.model.inference.postprocess import InferenceParams, paste_detections, postprocess_flat  # noqa: E402
 from solov2.tools.cli import command, error_line, make_parser, set_status  # noqa: E402
-from solov2.tools.demo_outputs import picture_names, sort_records  # noqa: E402
+from solov2.tools.demo_outputs import picture_targets, sort_records  # noqa: E402
 
 ENTRY_KEYS = ('name', 'image_id', 'file_name', 'source', 'orig_hw', 'resized_hw', 'padded_hw')
 
@@ -74,19 +74,6 @@ def read_outputs(raw: Path, name: str, num_classes: int):
             raise InputError(f'{raw / f"{name}.{output}.npy"} has shape {array.shape}, expected {expected[output]} '
                              f'({outputs_text()}, B = 1)')
     return arrays
-
-
-def picture_paths(entries, output: str) -> dict:
-    """{entry name: its picture under ``output``} (unique names as the demo's); InputError
-    when a picture would overwrite a source image."""
-    names = picture_names([Path(entry['file_name']) for entry in entries])
-    targets = {entry['name']: Path(output) / names[Path(entry['file_name'])] for entry in entries}
-    sources = {Path(entry['source']).resolve() for entry in entries}
-    for name, target in targets.items():
-        if target.resolve() in sources:
-            raise InputError(f'--output {output}: the picture of {name} would overwrite the source image {target} '
-                             '— pick another folder')
-    return targets
 
 
 def process(entry: dict, raw: Path, params, class_names, args, picture=None) -> list:
@@ -132,7 +119,8 @@ def main(argv) -> int:
         raise InputError(f'raw output folder not found: {raw} — give the folder with NAME.scores.npy files')
     if args.save_json:
         check_output_file(args.save_json, [args.manifest], '--save-json')
-    pictures = {} if args.no_pictures else picture_paths(manifest['images'], args.output)
+    sources = [Path(entry['source']) for entry in manifest['images']]       # named as the demo names them
+    pictures = {} if args.no_pictures else picture_targets(sources, args.output, None, 'source image')
     if pictures:
         make_folder(args.output, '--output')
     params = InferenceParams.from_json(manifest['postprocess'])
@@ -140,7 +128,8 @@ def main(argv) -> int:
     set_status(lambda: f'{done} inputs post-processed' + ('' if args.no_pictures else f', pictures in {args.output}/'))
     for entry in manifest['images']:
         try:
-            records.extend(process(entry, raw, params, manifest['class_names'], args, pictures.get(entry['name'])))
+            picture = pictures.get(Path(entry['source']))
+            records.extend(process(entry, raw, params, manifest['class_names'], args, picture))
         except (ValueError, KeyError) as exc:
             print(f'skipped {entry.get("name", entry)}: {error_line(exc)[len("error: "):]}', file=sys.stderr)
             failed += 1

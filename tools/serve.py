@@ -23,9 +23,7 @@ if __package__ in (None, ''):
     import _bootstrap  # noqa: F401  (script mode: make the project importable)
 
 from solov2.tools.cli import (  # before Paddle
-    add_backend_args,
-    add_model_args,
-    add_runtime_args,
+    add_inference_args,
     command,
     fetched,
     interruptible_load,
@@ -38,8 +36,7 @@ from solov2.tools.cli import (  # before Paddle
 with interruptible_loading():      # Ctrl-C or SIGTERM while Paddle and the library load: one line
     from solov2.core.errors import InputError
     from solov2.core.paths import SHIPPED_WEIGHTS
-    from solov2.model.inference.backend_factory import BACKENDS, ModelSpec
-    from solov2.model.inference.openvino_backend import PRECISIONS
+    from solov2.model.inference.backend_factory import ModelSpec
     from solov2.model.runtime import cpu_threads
 
 SETTINGS_ENV = 'SOLOV2_SERVE_SETTINGS'     # the settings, as JSON, for --workers' processes
@@ -47,9 +44,7 @@ SETTINGS_ENV = 'SOLOV2_SERVE_SETTINGS'     # the settings, as JSON, for --worker
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = make_parser('Serve SOLOv2 instance segmentation over HTTP.', notes=__doc__.split('\n\n', 1)[1])
-    add_model_args(parser, SHIPPED_WEIGHTS)
-    add_backend_args(parser, BACKENDS, PRECISIONS)
-    add_runtime_args(parser)
+    add_inference_args(parser, SHIPPED_WEIGHTS, batch_size=False)
     parser.add_argument('--host', default='127.0.0.1',
                         help='address to listen on (default 127.0.0.1: this machine only; 0.0.0.0: every network)')
     parser.add_argument('--port', type=int, default=8000, help='port (default 8000)')
