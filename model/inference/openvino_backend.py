@@ -47,16 +47,6 @@ def has_bf16(core) -> bool:
     return 'BF16' in [str(c) for c in core.get_property('CPU', 'OPTIMIZATION_CAPABILITIES')]
 
 
-def check_precision(core, precision: str) -> None:
-    """BackendError for an unknown precision or bf16 on a CPU without it."""
-    if precision not in PRECISIONS:
-        raise BackendError(f"unknown precision '{precision}' (expected one of {', '.join(PRECISIONS)})")
-    if precision == 'bf16' and not has_bf16(core):
-        raise BackendError(f'this CPU ({cpu_name()}) has no bf16 support in OpenVINO (neither AMX nor '
-                           'avx512_bf16): use ', param('precision', 'f32'),
-                           ' (or int8 with a tools/quantize.py folder)')
-
-
 def output_order(outputs, source: str) -> List[int]:
     """Positions of ``OUTPUT_NAMES`` (scores, kernels, mask_feat) among the outputs of an
     ``openvino.Model`` or ``CompiledModel`` (``.outputs``), matched by tensor name; BackendError
@@ -108,7 +98,11 @@ class OpenVinoBackend(ExportedBackend):
         self.core = ov.Core()
         if compiled_cache:
             self.core.set_property({'CACHE_DIR': compiled_cache})
-        check_precision(self.core, precision)
+        if precision not in PRECISIONS:
+            raise BackendError(f"unknown precision '{precision}' (expected one of {', '.join(PRECISIONS)})")
+        if precision == 'bf16' and not has_bf16(self.core):
+            raise BackendError(f'this CPU ({cpu_name()}) has no bf16 support in OpenVINO (neither AMX nor avx512_bf16)'
+                               ': use ', param('precision', 'f32'), ' (or int8 with a tools/quantize.py folder)')
         self.precision = precision
         setting = self.cfg.openvino_buckets            # 'int8', 'all' or 'none'
         use_buckets = (setting == 'all' or setting == precision == 'int8') if buckets is None else buckets
