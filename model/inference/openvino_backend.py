@@ -130,18 +130,16 @@ class OpenVinoBackend(ExportedBackend):
     def _read_model(self, ov, regions: bool):
         """The ov.Model: the INT8 IR for int8, else the ONNX graph with DeformConv rewritten: with
         ``regions`` (size buckets) the one with the ``regions`` input where the folder has it."""
-        key = INT8_FILES if self.precision == 'int8' else 'onnx'
-        files = self.info.get('files', {}).get(key)
+        int8 = self.precision == 'int8'
+        files = self.info.get('files', {}).get(INT8_FILES if int8 else 'onnx')
         if not files:
-            how = ('quantize it with tools/quantize.py' if key == INT8_FILES
-                   else 'export with tools/export_model.py --format onnx or both')
-            raise BackendError(f'{self.model_dir} has no {"INT8 OpenVINO" if key == INT8_FILES else "ONNX"} '
-                               f'model ({how})')
+            raise BackendError(f'{self.model_dir} has no ' + ('INT8 OpenVINO model (quantize it with tools/quantize.py)'
+                               if int8 else 'ONNX model (export with tools/export_model.py --format onnx or both)'))
         path = self.model_dir / files['regions_model' if regions and 'regions_model' in files else 'model']
         if not path.is_file():
             raise BackendError(f'{path} not found')
         with loading(str(path)):
-            if key == INT8_FILES:
+            if int8:
                 return self.core.read_model(str(path), str(self.model_dir / files['weights']))
             import onnx
             graph = onnx.load(str(path))
