@@ -272,8 +272,7 @@ class Segmenter:
 
     def _reader(self, channels: str) -> Callable[[Image], np.ndarray]:
         """What reads a picture given in ``channels`` order (``picture_rgb``)."""
-        check_channels(channels)
-        return functools.partial(picture_rgb, channels=channels, max_pixels=self.cfg.max_image_pixels)
+        return functools.partial(picture_rgb, channels=check_channels(channels), max_pixels=self.cfg.max_image_pixels)
 
     def _run(self, images: Iterable[Any], read: Callable[[Any], np.ndarray], batch_size: int, params: InferenceParams,
              min_score: float = 0.0) -> Generator[Tuple[Any, Union[Instances, Exception]], None, None]:

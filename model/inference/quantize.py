@@ -140,9 +140,7 @@ def load_annotated(ann_file: str, image_dir: str, class_names: Sequence[str], li
 def mask_ap(coco: COCO, records: List[dict], image_ids: Sequence[int]) -> float:
     """COCO mask AP in points (0-100) of result ``records`` on the images ``image_ids``, as
     eval.py scores it (pycocotools 'segm'); 0 without records or without ground truth."""
-    if not records:
-        return 0.0
-    return max(100.0 * coco_stats(run_cocoeval(coco, records, 'segm', image_ids))['AP'], 0.0)
+    return max(100.0 * coco_stats(run_cocoeval(coco, records, 'segm', image_ids))['AP'], 0.0) if records else 0.0
 
 
 def coco_validation(backend, annotated: AnnotatedImages, batches: Sequence[dict],
