@@ -74,6 +74,10 @@ class ServeSettings:
     body_timeout_s: float = 10.0
     helper_threads: int = 0
 
+    def segmenter(self) -> Segmenter:
+        """The model these settings name."""
+        return Segmenter(self.model)
+
 
 class Service:
     """One application's state: the model, its batcher, worker threads, the requests held, metrics."""
@@ -97,7 +101,7 @@ class Service:
         """Open the model unless it came opened, then warm it up (``warm_up``; in a thread:
         ``problem`` says why the service is not ready, None once it is)."""
         try:
-            segmenter = self.segmenter or Segmenter(self.settings.model)
+            segmenter = self.segmenter or self.settings.segmenter()
             self.batcher = Batcher(segmenter, self.settings.max_batch, self.settings.max_wait_ms / 1000,
                                    self.metrics.batch, max_padding=self.settings.max_padding,
                                    coming=lambda: self.preparing)
