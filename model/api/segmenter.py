@@ -216,9 +216,9 @@ class Segmenter:
         ``score_threshold`` and ``max_instances``: this call's config ``score_threshold`` and
         ``max_per_image`` (``per_call_params``; the same result as a Segmenter made with them
         as overrides); ``min_score``: the least final score an instance answered has (``to_instances``)."""
-        params, least = self._params(score_threshold, max_instances), a_score('min_score', min_score)
+        backend, least = self.backend, a_score('min_score', min_score)
+        params = per_call_params(backend.params, score_threshold, max_instances)
         if not isinstance(images, (list, tuple)):
-            backend = self.backend
             chw, meta = backend.prepare(self.rgb(images, channels))
             return to_instances(backend, run_network(backend, [(chw, meta)], params)[0], meta, params, least)
         results = []
@@ -244,7 +244,7 @@ class Segmenter:
             images = list_images(str(images))
         elif is_encoded(images) or is_pil_image(images) or isinstance(images, np.ndarray):
             images = [images]
-        params = self._params(score_threshold, max_instances)
+        params = per_call_params(self.backend.params, score_threshold, max_instances)
         for source, result in self._run(images, self._reader(channels), batch_size, params):
             if isinstance(result, Exception):
                 LOG.warning(f'skipped {describe(source)}: {result}')
@@ -259,7 +259,7 @@ class Segmenter:
         ``max_instances`` and ``batch_size`` as for ``__call__``."""
         if isinstance(source, (str, os.PathLike)) and not Path(source).is_file():
             raise InputError(f'video not found: {source} — check the path')
-        params = self._params(score_threshold, max_instances)
+        params = per_call_params(self.backend.params, score_threshold, max_instances)
         capture, first = open_capture(source if isinstance(source, int) else str(source))
         try:
             for (index, frame), result in self._run(read_frames(capture, first, max_frames), frame_rgb, batch_size,
@@ -270,13 +270,9 @@ class Segmenter:
         finally:
             capture.release()
 
-    def _params(self, score_threshold: Optional[float], max_instances: Optional[int]) -> InferenceParams:
-        return per_call_params(self.backend.params, score_threshold, max_instances)
-
     def _reader(self, channels: str) -> Callable[[Image], np.ndarray]:
         """What reads a picture given in ``channels`` order (``picture_rgb``)."""
-        check_channels(channels)
-        return functools.partial(picture_rgb, channels=channels, max_pixels=self.cfg.max_image_pixels)
+        return functools.partial(picture_rgb, channels=check_channels(channels), max_pixels=self.cfg.max_image_pixels)
 
     def _run(self, images: Iterable[Any], read: Callable[[Any], np.ndarray], batch_size: int, params: InferenceParams,
              min_score: float = 0.0) -> Generator[Tuple[Any, Union[Instances, Exception]], None, None]:

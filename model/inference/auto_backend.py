@@ -1,26 +1,11 @@
-"""``backend='auto'``: an installed exported engine at full f32 accuracy, the faster on the
-machine that exported, exported once per checkpoint into a cache.
-
-The engines: ``openvino`` f32 and ``onnx`` (onnxruntime), those installed (with the ONNX
-exporter); with neither, ``dygraph`` (also on a GPU, and when the export fails, with the
-reason in one WARNING line). One ONNX export serves both: each engine is verified against the
-dygraph model on a random input (``export.verify``), then timed on random inputs near the
-config's test size (``timing_batches``: warmed up on a 4:3 landscape picture, then
-``TIMING_ROUNDS`` rounds of a size new to both engines each, as a folder of mixed sizes runs:
-a size's first call is what OpenVINO's dynamic model pays most for), each round running every
-engine once, back to back in alternating order (``time_engines``). The engine with the lower
-median round is recorded in the entry's ``cache.json`` (OpenVINO on a tie); later runs open it
-without timing.
-
-An entry lives in ``$SOLOV2_CACHE`` (default ``~/.cache/solov2-paddle``) in a folder named after
-a key (``core.cache.entry_folder``): the weights file's content hash, the config number, the overrides, the versions
-of the exporter and of both engines and a hash of this package's source (not the machine,
-not the engine chosen); the cache folder can also be given per call (``cache_dir``, what
-``Segmenter(cache_dir=...)`` passes), and a ``progress(stage, fraction)`` callback hears how
-the first export goes. It is built in a temporary folder beside it and only then renamed into
-place, so a reader never sees half an entry; of two processes building the same entry at
-once, the second to finish uses the first's. On load the hashes of its files are checked
-again, and an entry that fails the check or does not load is said to be corrupt and replaced.
+"""``backend='auto'``: an installed exported engine (OpenVINO f32 or onnxruntime) at full f32
+accuracy, exported once per checkpoint into a cache; dygraph with neither, on a GPU, or when
+the export fails (one WARNING line). One ONNX export serves both engines: each is verified
+against dygraph (``export.verify``), then timed (``time_engines``); the faster is recorded in
+the entry's ``cache.json`` and later runs open it without timing. An entry (``core.cache.entry_folder``:
+keyed by content, config, overrides, versions and source hash, not the machine) is built in a
+temporary folder and renamed into place; its hashes are checked on load, and a corrupt entry is
+replaced. docs/deployment.md#auto-and-the-export-cache says more.
 """
 import json
 import logging

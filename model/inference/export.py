@@ -43,6 +43,7 @@ DEFAULT_MAX_SIZE = 1344        # 1333 (the largest test_max of the configs) padd
 DCN_OPSET = 19                 # ONNX DeformConv
 VERIFY_TOLERANCE = 1e-3        # kernels / mask features, exported vs dygraph
 VERIFY_HW = (MIN_SIZE + 32, MIN_SIZE)
+NORMS = ('InstanceNormalization', 'GroupNormalization')     # the nodes whose epsilon fix_onnx sets
 
 
 class ExportError(InputError):
@@ -116,26 +117,19 @@ def fix_onnx(onnx_path: str, gn_epsilon: float, inputs: Sequence[str]) -> Dict[s
     for node in graph.node:
         node.input[:] = [renames.get(n, n) for n in node.input]
         node.output[:] = [renames.get(n, n) for n in node.output]
-        if node.op_type in ('InstanceNormalization', 'GroupNormalization'):
-            found = False
-            for attribute in node.attribute:
-                if attribute.name == 'epsilon':
-                    attribute.f = gn_epsilon
-                    found = True
-            if not found:
-                node.attribute.append(onnx.helper.make_attribute('epsilon', gn_epsilon))
+        if node.op_type in NORMS:
+            others = [attribute for attribute in node.attribute if attribute.name != 'epsilon']
+            del node.attribute[:]
+            node.attribute.extend(others + [onnx.helper.make_attribute('epsilon', gn_epsilon)])
     if [value.name for value in graph.input] != list(inputs):
         raise ExportError(f'unexpected ONNX inputs {[i.name for i in graph.input]}')
     onnx.checker.check_model(model)
     onnx.save(model, onnx_path)
     saved = onnx.load(onnx_path)
-    epsilons = sorted({a.f for n in saved.graph.node
-                       if n.op_type in ('InstanceNormalization', 'GroupNormalization')
-                       for a in n.attribute if a.name == 'epsilon'})
+    norms = [node for node in saved.graph.node if node.op_type in NORMS]
     return {'opset': max(o.version for o in saved.opset_import if o.domain in ('', 'ai.onnx')),
-            'norm_nodes': sum(n.op_type in ('InstanceNormalization', 'GroupNormalization')
-                              for n in saved.graph.node),
-            'epsilons': epsilons}
+            'norm_nodes': len(norms), 'epsilons': sorted({a.f for n in norms for a in n.attribute
+                                                          if a.name == 'epsilon'})}
 
 
 def write_onnx(dygraph: DygraphBackend, model_file: str, out_dir: Path, tmp: str, opset: int,
@@ -262,10 +256,8 @@ def export(number: int, cfg, weights: str, out_dir: Path, fmt: str = 'both', ops
     cfg_path.write_text(json.dumps(infer_cfg(number, cfg, min_size, max_size, files), indent=2) + '\n')
     lines.append(f'runtime settings: {cfg_path}')
     if check:
-        backends = []
         threads = dygraph.threads or 0          # the dygraph model's own (None: a training run's)
-        if 'paddle' in files:
-            backends.append(InferenceBackend(str(out_dir), threads))
+        backends = [InferenceBackend(str(out_dir), threads)] if 'paddle' in files else []
         if 'onnx' in files:
             try:
                 backends.append(OnnxBackend(str(out_dir), threads))

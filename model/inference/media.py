@@ -1,6 +1,5 @@
 """Where pictures come from: the image files of a folder, the frames of a video file or a
 camera (what ``pipeline.run_pictures`` reads)."""
-import itertools
 from pathlib import Path
 from typing import Tuple, Union
 
@@ -28,14 +27,12 @@ def list_images(path: str, what: str = 'an image file or a folder of images') ->
 
 def read_frames(capture, first, max_frames: int):
     """(index, BGR frame) from ``first`` on until the stream ends or ``max_frames`` (0: all)."""
-    yield 0, first
-    for index in itertools.count(1):
-        if max_frames and index >= max_frames:
-            return
-        ok, frame = capture.read()
-        if not ok:
-            return
+    index, frame = 0, first
+    while frame is not None:
         yield index, frame
+        index += 1
+        ok, frame = capture.read() if not max_frames or index < max_frames else (False, None)
+        frame = frame if ok else None
 
 
 def open_capture(source: Union[str, int]):

@@ -1,41 +1,15 @@
 """The ``openvino`` backend: OpenVINO on the CPU, on a folder from ``tools/export_model.py``
 (``model.onnx``; ``model_regions.onnx`` with size buckets) or, for ``--precision int8``, from
-``tools/quantize.py`` (an INT8 OpenVINO IR).
+``tools/quantize.py`` (an INT8 OpenVINO IR); docs/deployment.md#openvino says more.
 
-Precisions: ``f32`` (``INFERENCE_PRECISION_HINT=f32``: the same numbers as onnxruntime to
-~1e-5), ``bf16`` (only where OpenVINO reports BF16 among the CPU's optimization
-capabilities: avx512_bf16 or AMX; faster, ~1e-2 off) and ``int8`` (the quantized model; the
-layers NNCF left unquantized run in f32). Compiles use ``PERFORMANCE_HINT=LATENCY``,
-``INFERENCE_NUM_THREADS`` and ``ENABLE_CPU_PINNING=False``: OpenVINO pins its threads to cores
-by default, so a thread of ours (reading, post-processing, drawing run beside the network in
-the demo's pipeline) or another process on a core stalls the whole call until it leaves,
-while unpinned threads move to a free core (onnxruntime does not pin either; on 50 pictures of
-mixed sizes, 2 shared cores, 4-9% more pictures/s).
-
-Compile policy, fixed when the backend opens (``static``): INT8, and any precision padded to
-size buckets, compiles one static model per input size after padding; f32 and bf16 otherwise
-compile one dynamic-shape model that runs every size. (INT8's dynamic-shape model gives wrong
-outputs, docs/deployment.md#int8.)
-
-Buckets (INT8's default; ``--opt openvino_buckets=all`` for every precision, ``none`` for
-none: ``openvino_buckets``): each batch is
-zero-padded at the bottom and right up to the smallest of a few sizes derived from the
-config's test size (``data.transforms.bucket_sizes``: the padded sizes of the common picture
-formats), so a folder of mixed sizes compiles a handful of static models at most, each logged
-once with its compile time. They run the graph traced with the ``regions`` input
-(``model_regions.onnx``), which gets the batch's size before that padding, so the network
-computes what it computes on that size (``SOLOv2.forward``: zeros
-outside the region before every spatial operation, the heads on the cropped pyramid) and
-returns mask features of that size: the padding changes no result (to float rounding).
-A folder exported before the ``regions`` input runs without buckets.
-
-Threads: one backend may be called from many threads at once. Each compiled model runs
-through a ``RequestPool`` of as many infer requests as it runs at once (OpenVINO's
-``OPTIMAL_NUMBER_OF_INFER_REQUESTS``: 1 with the LATENCY hint, whose one stream takes every
-thread); further callers wait for an idle request, while their pre- and post-processing
-run in parallel. ``--opt openvino_streams=N`` compiles with ``NUM_STREAMS=N``: N calls run
-at once, each on 1/N of the threads. Compiles happen one at a time under one lock; calls on
-models compiled already do not take it.
+Precisions f32, bf16 (only where OpenVINO reports BF16) and int8. Compiles use the LATENCY hint
+and ``ENABLE_CPU_PINNING=False`` (pinned threads stall behind our own workers on a shared core).
+INT8, and any precision padded to size buckets, compiles one static model per input size after
+padding (INT8's dynamic-shape model gives wrong outputs); f32 and bf16 otherwise one
+dynamic-shape model. Buckets (``openvino_buckets``: INT8's default) zero-pad each batch to a few
+sizes (``data.transforms.bucket_sizes``) and run ``model_regions.onnx``, whose ``regions`` input
+keeps the result that of the batch's own size. One backend may be called from many threads: each
+compiled model runs through a ``RequestPool``; compiles happen one at a time under one lock.
 """
 import logging
 import queue
@@ -73,16 +47,6 @@ def has_bf16(core) -> bool:
     return 'BF16' in [str(c) for c in core.get_property('CPU', 'OPTIMIZATION_CAPABILITIES')]
 
 
-def check_precision(core, precision: str) -> None:
-    """BackendError for an unknown precision or bf16 on a CPU without it."""
-    if precision not in PRECISIONS:
-        raise BackendError(f"unknown precision '{precision}' (expected one of {', '.join(PRECISIONS)})")
-    if precision == 'bf16' and not has_bf16(core):
-        raise BackendError(f'this CPU ({cpu_name()}) has no bf16 support in OpenVINO (neither AMX nor '
-                           'avx512_bf16): use ', param('precision', 'f32'),
-                           ' (or int8 with a tools/quantize.py folder)')
-
-
 def output_order(outputs, source: str) -> List[int]:
     """Positions of ``OUTPUT_NAMES`` (scores, kernels, mask_feat) among the outputs of an
     ``openvino.Model`` or ``CompiledModel`` (``.outputs``), matched by tensor name; BackendError
@@ -92,11 +56,6 @@ def output_order(outputs, source: str) -> List[int]:
         return [next(i for i, n in enumerate(names) if name in n) for name in OUTPUT_NAMES]
     except StopIteration:
         raise BackendError(f'{source} model outputs {names} lack one of {OUTPUT_NAMES}')
-
-
-def uses_buckets(setting: str, precision: str) -> bool:
-    """Whether ``openvino_buckets`` ('int8', 'all' or 'none') pads inputs of ``precision`` to buckets."""
-    return setting == 'all' or (setting == 'int8' and precision == 'int8')
 
 
 class RequestPool:
@@ -139,9 +98,14 @@ class OpenVinoBackend(ExportedBackend):
         self.core = ov.Core()
         if compiled_cache:
             self.core.set_property({'CACHE_DIR': compiled_cache})
-        check_precision(self.core, precision)
+        if precision not in PRECISIONS:
+            raise BackendError(f"unknown precision '{precision}' (expected one of {', '.join(PRECISIONS)})")
+        if precision == 'bf16' and not has_bf16(self.core):
+            raise BackendError(f'this CPU ({cpu_name()}) has no bf16 support in OpenVINO (neither AMX nor avx512_bf16)'
+                               ': use ', param('precision', 'f32'), ' (or int8 with a tools/quantize.py folder)')
         self.precision = precision
-        use_buckets = uses_buckets(self.cfg.openvino_buckets, precision) if buckets is None else buckets
+        setting = self.cfg.openvino_buckets            # 'int8', 'all' or 'none'
+        use_buckets = (setting == 'all' or setting == precision == 'int8') if buckets is None else buckets
         self.model = self._read_model(ov, regions=use_buckets)
         pad_deformable_sampling(self.model)
         self.properties = {'INFERENCE_PRECISION_HINT': 'bf16' if precision == 'bf16' else 'f32',
@@ -166,18 +130,16 @@ class OpenVinoBackend(ExportedBackend):
     def _read_model(self, ov, regions: bool):
         """The ov.Model: the INT8 IR for int8, else the ONNX graph with DeformConv rewritten: with
         ``regions`` (size buckets) the one with the ``regions`` input where the folder has it."""
-        key = INT8_FILES if self.precision == 'int8' else 'onnx'
-        files = self.info.get('files', {}).get(key)
+        int8 = self.precision == 'int8'
+        files = self.info.get('files', {}).get(INT8_FILES if int8 else 'onnx')
         if not files:
-            how = ('quantize it with tools/quantize.py' if key == INT8_FILES
-                   else 'export with tools/export_model.py --format onnx or both')
-            raise BackendError(f'{self.model_dir} has no {"INT8 OpenVINO" if key == INT8_FILES else "ONNX"} '
-                               f'model ({how})')
+            raise BackendError(f'{self.model_dir} has no ' + ('INT8 OpenVINO model (quantize it with tools/quantize.py)'
+                               if int8 else 'ONNX model (export with tools/export_model.py --format onnx or both)'))
         path = self.model_dir / files['regions_model' if regions and 'regions_model' in files else 'model']
         if not path.is_file():
             raise BackendError(f'{path} not found')
         with loading(str(path)):
-            if key == INT8_FILES:
+            if int8:
                 return self.core.read_model(str(path), str(self.model_dir / files['weights']))
             import onnx
             graph = onnx.load(str(path))

@@ -58,9 +58,8 @@ def array_bytes(value: Any) -> int:
     """Bytes of the numpy arrays in ``value``: an array, or tuples, lists and dicts of them (nested)."""
     if isinstance(value, np.ndarray):
         return value.nbytes
-    if isinstance(value, (tuple, list)):
-        return sum(array_bytes(part) for part in value)
-    return sum(array_bytes(part) for part in value.values()) if isinstance(value, dict) else 0
+    parts = value.values() if isinstance(value, dict) else value if isinstance(value, (tuple, list)) else ()
+    return sum(array_bytes(part) for part in parts)
 
 
 def chunks(items: Iterable[Any], size: int) -> Iterator[List[Any]]:

@@ -1,32 +1,19 @@
 """INT8 post-training quantization of an exported model with NNCF, for
-``--backend openvino --precision int8`` (``tools/quantize.py`` is the command line).
+``--backend openvino --precision int8`` (``tools/quantize.py`` is the command line;
+docs/deployment.md#int8 says more).
 
-NNCF needs a static-shape model (on a dynamic one, the quantized model then fails to compile:
-"Accessing out-of-range dimension"): the calibration images (and the annotated ones, below) are
-preprocessed as for inference and zero-padded to one common size, the largest among them, each
-with its own size as the model's ``regions`` input (so the network computes what it computes on
-that size: the padding changes nothing), the model is reshaped to it and quantized, and the
-result is reshaped back to [?, 3, ?, ?] (its FakeQuantize ranges do not depend on the size) and
-saved as an OpenVINO IR beside a copy of ``infer_cfg.json`` that names it. The quantized model
-does not run right with dynamic shapes in OpenVINO 2026.4 (docs/deployment.md#int8), so the
-backend compiles it static, for each size bucket.
-
-The convolutions nearest to the three outputs (category and kernel predictors, the mask
-feature head's last layers, ``keep_depth`` convolutions deep along every path) stay in f32
-(NNCF's ignored scope): they decide scores and mask shapes, and quantizing them cost the most.
-The ignored scope also holds everything that reads the ``regions`` input (``region_operations``),
-which must stay exact.
-
-With COCO annotations (``load_annotated``), ``nncf.quantize_with_accuracy_control`` starts from
-that scope and puts back in f32 the layers whose quantization costs the most mask AP until the
-int8 model is within ``max_drop`` AP points (0-100, absolute) of the f32 one on the annotated
-images. Its validation function (``coco_validation``) is eval.py's scoring: the backend's own
-post-processing (``finish_outputs``), ``instances_to_coco`` and pycocotools (``run_cocoeval``).
-NNCF hands it models compiled for the common static shape; the ``regions`` input makes the
-extra padding of smaller pictures change nothing.
+NNCF needs a static shape: the calibration (and annotated) images are preprocessed as for
+inference and zero-padded to the largest among them, each with its own size as the ``regions``
+input; the model is reshaped to it, quantized, reshaped back to [?, 3, ?, ?] and saved as an
+OpenVINO IR beside a copy of ``infer_cfg.json`` naming it. The convolutions nearest the outputs
+(``output_convolutions``) and everything that reads ``regions`` (``region_operations``) stay in
+f32. With COCO annotations (``load_annotated``), ``nncf.quantize_with_accuracy_control`` puts
+back in f32 the layers that cost the most mask AP (``coco_validation``: eval.py's scoring) until
+the int8 model is within ``max_drop`` AP points of f32.
 """
 import json
 import logging
+import logging.handlers
 import re
 import warnings
 from pathlib import Path
@@ -153,9 +140,7 @@ def load_annotated(ann_file: str, image_dir: str, class_names: Sequence[str], li
 def mask_ap(coco: COCO, records: List[dict], image_ids: Sequence[int]) -> float:
     """COCO mask AP in points (0-100) of result ``records`` on the images ``image_ids``, as
     eval.py scores it (pycocotools 'segm'); 0 without records or without ground truth."""
-    if not records:
-        return 0.0
-    return max(100.0 * coco_stats(run_cocoeval(coco, records, 'segm', image_ids))['AP'], 0.0)
+    return max(100.0 * coco_stats(run_cocoeval(coco, records, 'segm', image_ids))['AP'], 0.0) if records else 0.0
 
 
 def coco_validation(backend, annotated: AnnotatedImages, batches: Sequence[dict],
@@ -175,17 +160,6 @@ def coco_validation(backend, annotated: AnnotatedImages, batches: Sequence[dict]
             image_ids.append(image_id)
         return mask_ap(annotated.coco, records, image_ids), None
     return validate
-
-
-class _LogLines(logging.Handler):
-    """Collects the messages of a logger (NNCF's report) while attached."""
-
-    def __init__(self):
-        super().__init__(logging.INFO)
-        self.messages: List[str] = []
-
-    def emit(self, record) -> None:
-        self.messages.append(record.getMessage())
 
 
 def reverted_operations(messages: Sequence[str]) -> Tuple[Optional[int], List[str]]:
@@ -219,7 +193,7 @@ def accuracy_controlled(model, calibration: Sequence[dict], validation: Sequence
     import openvino as ov
     if max_drop < 0:
         raise InputError(f'max_drop must be >= 0 AP points, got {max_drop}')
-    count, log = len(validation), _LogLines()
+    count, log = len(validation), logging.handlers.BufferingHandler(2 ** 31)     # NNCF's report
     logging.getLogger('nncf').addHandler(log)
     try:
         quantized = nncf.quantize_with_accuracy_control(
@@ -231,7 +205,7 @@ def accuracy_controlled(model, calibration: Sequence[dict], validation: Sequence
     core = ov.Core()
     f32_ap, int8_ap = (validate(core.compile_model(m, 'CPU', {'INFERENCE_PRECISION_HINT': 'f32'}), range(count))[0]
                        for m in (model, quantized))
-    reverted, names = reverted_operations(log.messages)
+    reverted, names = reverted_operations([record.getMessage() for record in log.buffer])
     return quantized, {'metric': 'mask AP, points (0-100)', 'max_drop': max_drop, 'annotated_images': count,
                        'f32_ap': round(f32_ap, 4), 'int8_ap': round(int8_ap, 4),
                        'reverted': reverted, 'reverted_f32': names}

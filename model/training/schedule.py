@@ -41,18 +41,13 @@ def training_progress(iteration: int, total_iters: int, minutes: float = 0.0,
     return min(progress, 1.0)
 
 
-def check_schedule(schedule: str) -> None:
-    """Raise ValueError unless ``schedule`` is one of ``SCHEDULES``."""
-    if schedule not in SCHEDULES:
-        raise ValueError(f"unknown lr_schedule '{schedule}' (expected one of {SCHEDULES})")
-
-
 def learning_rate(schedule: str, iteration: int, progress: float, base_lr: float,
                   warmup_iters: int, warmup_ratio: float, step_points: Sequence[float] = (),
                   gamma: float = 0.1) -> float:
     """LR at ``iteration`` (0-based) and ``progress`` (see ``training_progress``): warm-up
     times the decay of ``schedule``, 'step' (``step_points``, ``gamma``) or 'cosine'."""
-    check_schedule(schedule)
+    if schedule not in SCHEDULES:
+        raise ValueError(f"unknown lr_schedule '{schedule}' (expected one of {SCHEDULES})")
     decay = step_decay(progress, step_points, gamma) if schedule == 'step' else cosine_decay(progress)
     return base_lr * decay * warmup_factor(iteration, warmup_iters, warmup_ratio)
 
