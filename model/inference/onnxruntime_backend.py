@@ -39,13 +39,12 @@ def onnx_providers(device: str, available: Sequence[str], tensorrt: bool = False
     onnxruntime without its provider."""
     if not on_gpu(device):
         return ['CPUExecutionProvider']
-    for provider, name in [(CUDA, 'CUDA')] + [(TENSORRT, 'TensorRT')] * tensorrt:
+    for provider, name, also in [(CUDA, 'CUDA', ', or use the CPU')] + [
+            (TENSORRT, 'TensorRT', ' with the TensorRT libraries it was built for')] * tensorrt:
         if provider not in available:
             raise BackendError(f"this onnxruntime has no {name} provider (it has {', '.join(available)}): "
-                               + (onnxruntime_install_problem() or 'pip install onnxruntime-gpu in its place '
-                                  '(requirements-deploy-gpu.txt) with the TensorRT libraries it was built for'
-                                  if provider == TENSORRT else 'pip install onnxruntime-gpu in its place '
-                                  '(requirements-deploy-gpu.txt), or use the CPU'))
+                               + (onnxruntime_install_problem()
+                                  or f'pip install onnxruntime-gpu in its place (requirements-deploy-gpu.txt){also}'))
     number = gpu_number(device)
     cuda = (CUDA, {'device_id': number, 'cudnn_conv_algo_search': 'HEURISTIC'})
     first = [(TENSORRT, tensorrt_options(number, size_range, engine_cache))] if tensorrt else []

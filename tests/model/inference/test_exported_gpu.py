@@ -91,6 +91,9 @@ def test_onnxruntime_providers(monkeypatch):
         ('CUDAExecutionProvider', {'device_id': 1, 'cudnn_conv_algo_search': 'HEURISTIC'}), 'CPUExecutionProvider']
     with pytest.raises(BackendError, match='no CUDA provider .*onnxruntime-gpu'):
         onnx_providers('gpu', ['CPUExecutionProvider'])
+    monkeypatch.setattr(onnxruntime_backend, 'onnxruntime_install_problem', lambda: 'both wheels are installed')
+    with pytest.raises(BackendError, match='no CUDA provider .*: both wheels are installed'):     # the cause first
+        onnx_providers('gpu', ['CPUExecutionProvider'])
 
 
 def test_tensorrt_through_onnxruntime_comes_first_with_a_profile_of_batches_and_sizes(monkeypatch):
