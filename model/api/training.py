@@ -135,9 +135,7 @@ def train(options: TrainOptions, on_start: Optional[Callable[[Trainer, Path], No
     options = dataclasses.replace(options, overrides=published_start(options.overrides),
                                   weights=resolve_weights(options.weights) if options.weights else None)
     with run_settings(options) as hold:
-        with hold():
-            trainer, out = prepare(options, validation_ap, val_picture)
-        trainer.hold = hold
+        trainer, out = prepare(options, validation_ap, val_picture, hold)
         if on_start is not None:
             on_start(trainer, out)
         state = run_training(trainer, out)

@@ -188,10 +188,19 @@ def run_settings(options: TrainOptions) -> Iterator[Callable[[], ContextManager[
         yield functools.partial(paddle_on, resolve_device(options.device), threads)
 
 
-def prepare(options: TrainOptions, evaluate: Callable, picture: Optional[Callable] = None):
+def prepare(options: TrainOptions, evaluate: Callable, picture: Optional[Callable] = None,
+            hold: Callable[[], ContextManager[None]] = contextlib.nullcontext):
     """(Trainer, run folder) of this process (InputError, CheckpointError, ValueError or
-    FileNotFoundError when something does not fit); ``run_training`` runs it. Both run
-    inside ``run_settings(options)``, this in its ``hold()``."""
+    FileNotFoundError when something does not fit), built in ``hold()`` (``run_settings``'),
+    which the trainer then takes a step at a time (``Trainer.hold``); ``run_training`` runs it."""
+    with hold():
+        trainer, out = _build(options, evaluate, picture)
+    trainer.hold = hold
+    return trainer, out
+
+
+def _build(options: TrainOptions, evaluate: Callable, picture: Optional[Callable]):
+    """``prepare``'s trainer and run folder."""
     options = with_config_number(options)
     out = run_folder(options)
     folder = resume_folder(options, out)

@@ -255,9 +255,8 @@ def _train(s: Setting, amp: str) -> tuple:
                            max_iters=s.steps, log_every=10 ** 6, checkpoint_every=10 ** 6, amp=amp,
                            device=s.device, threads=2)
     with run_settings(options) as hold:
-        with hold():
-            trainer, _ = prepare(options, evaluate=None)
-        losses, trainer.hold = _Losses(), hold
+        trainer, _ = prepare(options, evaluate=None, hold=hold)
+        losses = _Losses()
         trainer.hooks = [losses]
         trainer.run()
     return losses.values, trainer.checkpoint_state()['scaler']

@@ -166,8 +166,8 @@ def ours_loop(options: TrainOptions) -> float:
     """Seconds per iteration (after the first) of the run train.py builds from ``options``,
     with its per-step hook (the log) and without the work of its end (evaluation, checkpoint)."""
     tune_for(options.device, options.threads, helper_threads=0)      # as train.py tunes its process
-    with run_settings(options):
-        trainer, _ = prepare(options, evaluate=None)     # the evaluation hook, which alone uses it, is left out
+    with run_settings(options) as hold:
+        trainer, _ = prepare(options, evaluate=None, hold=hold)     # without the evaluation hook, its one user
         clock = ClockHook()
         trainer.hooks = [hook for hook in trainer.hooks if isinstance(hook, LogHook)] + [clock]
         trainer.run()
@@ -273,8 +273,8 @@ def measure(number: int, family: str, reference, weights: str, bench: TrainBench
     options = ours_options(number, bench, root, weights, folder / f'ours_run{number}')
     state_file = folder / f'ppdet{number}.npz'
     np.savez(state_file, **{name: value.numpy() for name, value in reference.state_dict().items()})
-    with run_settings(options):
-        trainer, _ = prepare(options, evaluate=None)
+    with run_settings(options) as hold, hold():      # both models' steps on the options' device and threads
+        trainer, _ = prepare(options, evaluate=None, hold=hold)
         ours, theirs = step_batches(trainer, bench.batch)
         trainer.model.train()
         timed = interleaved({'ours': lambda: trainer.step(ours)['loss'], 'ppdet': ppdet_step(reference, theirs)},
