@@ -10,7 +10,7 @@ environment: only ``model.tuning.tune_process`` does, when a program asks for it
 """
 import os
 import platform
-from typing import Dict, MutableMapping, Optional
+from typing import Dict, List, MutableMapping, Optional
 
 MKL_CPU_TYPE = 'MKL_DEBUG_CPU_TYPE'
 AVX2 = '5'
@@ -41,15 +41,23 @@ def cpu_vendor(cpuinfo: Optional[str] = None) -> str:
     return (cpu_fields(cpuinfo) or {}).get('vendor_id', '')
 
 
+def cpu_features(cpuinfo: Optional[str] = None) -> List[str]:
+    """The flags among ``CPU_FLAGS`` that the first CPU in ``cpuinfo`` (default ``CPUINFO``) has,
+    in that order, e.g. ['avx2']; ['unknown'] where it cannot be read."""
+    fields = cpu_fields(cpuinfo)
+    if fields is None:
+        return ['unknown']
+    flags = set(fields.get('flags', '').split())
+    return [flag for flag in CPU_FLAGS if flag in flags]
+
+
 def cpu_name(cpuinfo: Optional[str] = None) -> str:
     """'<model name> (<its flags among CPU_FLAGS>)' of the first CPU in ``cpuinfo`` (default
     ``CPUINFO``), e.g. 'AMD EPYC 7B13 (avx2)'; the platform's processor string where it cannot be read."""
     fields = cpu_fields(cpuinfo)
     if fields is None:
         return platform.processor() or 'unknown CPU'
-    flags = set(fields.get('flags', '').split())
-    present = [flag for flag in CPU_FLAGS if flag in flags] or ['no AVX2']
-    return f"{fields.get('model name') or 'unknown CPU'} ({' '.join(present)})"
+    return f"{fields.get('model name') or 'unknown CPU'} ({' '.join(cpu_features(cpuinfo)) or 'no AVX2'})"
 
 
 def prefer_avx2_mkl(environ: MutableMapping[str, str] = os.environ, cpuinfo: Optional[str] = None) -> bool:

@@ -427,9 +427,10 @@ def add_inference_args(parser: argparse.ArgumentParser, default_weights=None, ba
     parser.add_argument('--model-dir', metavar='DIR',
                         help='exported model folder (tools/export_model.py, tools/quantize.py) for '
                              '--backend inference|onnx|openvino')
-    parser.add_argument('--precision', choices=PRECISIONS, default='f32',
+    parser.add_argument('--precision', choices=PRECISIONS,
                         help='--backend openvino: f32 (default), bf16 (CPUs with AMX or avx512_bf16) '
-                             'or int8 (a folder from tools/quantize.py)')
+                             'or int8 (a folder from tools/quantize.py); --backend auto: f32 keeps it to f32 '
+                             '(default: bf16 too where the CPU has it natively and it keeps the f32 instances)')
     parser.add_argument('--mkldnn', action='store_true', help='oneDNN kernels for --backend inference')
     parser.add_argument('--tensorrt', action='store_true',
                         help='--backend inference or onnx on a GPU --device: through TensorRT float16 (onnx: '

@@ -124,11 +124,12 @@ class Segmenter:
             ``ModelSpec`` (``backend_factory.ModelSpec``), whose fields are the keywords below
             (given as keywords, they make one): ``Segmenter(ModelSpec(weights, backend='onnx', ...))``.
         config: config number (``python demo.py --list-configs``).
-        backend: 'auto' (default: exported once into a cache, OpenVINO f32 or onnxruntime,
-            whichever was faster when it exported; dygraph on a GPU), 'dygraph', or
+        backend: 'auto' (default: exported once into a cache, OpenVINO or onnxruntime, whichever
+            was faster when timed on this CPU; dygraph on a GPU), 'dygraph', or
             'inference' | 'onnx' | 'openvino' with ``model_dir``.
         model_dir: a folder from tools/export_model.py (or tools/quantize.py for int8).
-        precision: 'f32', 'bf16' or 'int8' (openvino only).
+        precision: 'f32', 'bf16' or 'int8' (openvino); None (default): f32, and for 'auto' bf16
+            too where the CPU has it natively and it keeps f32's instances ('f32': f32 only).
         device: 'cpu' or 'gpu' (default: gpu when there is one); threads: CPU math threads
             (0: every core).
         overrides: config changes, ``{'score_threshold': 0.2}`` or ``['score_threshold=0.2']``.

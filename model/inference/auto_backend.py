@@ -1,11 +1,14 @@
-"""``backend='auto'``: an installed exported engine (OpenVINO f32 or onnxruntime) at full f32
-accuracy, exported once per checkpoint into a cache; dygraph with neither, on a GPU, or when
-the export fails (one WARNING line). One ONNX export serves both engines: each is verified
-against dygraph (``export.verify``), then timed (``time_engines``); the faster is recorded in
-the entry's ``cache.json`` and later runs open it without timing. An entry (``core.cache.entry_folder``:
-keyed by content, config, overrides, versions and source hash, not the machine) is built in a
-temporary folder and renamed into place; its hashes are checked on load, and a corrupt entry is
-replaced. docs/deployment.md#auto-and-the-export-cache says more.
+"""``backend='auto'``: an installed exported engine (OpenVINO f32 or onnxruntime; OpenVINO bf16 on
+a CPU with native bf16 where it keeps f32's instances, ``candidates``), exported once per checkpoint
+into a cache; dygraph with neither, on a GPU, or when the export fails (one WARNING line). One
+ONNX export serves both engines: each is verified
+against dygraph (``export.verify``), then timed (``time_engines``; once more on new sizes when
+the two are within ``RETIME_MARGIN``); the faster is recorded in the entry's ``cache.json``
+under ``choice_key`` (the CPU's features, threads, precision) and later runs with that key open
+it without timing (another key times the entry's engines once and adds its choice). An entry
+(``core.cache.entry_folder``: keyed by content, config, overrides, versions and source hash,
+not the machine) is built in a temporary folder and renamed into place; its hashes are
+checked on load, and a corrupt entry is replaced. docs/deployment.md#auto-and-the-export-cache says more.
 """
 import json
 import logging
@@ -18,18 +21,26 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from solov2.core.cache import MANIFEST, compiled_cache, entry_folder, package_version, source_hash
-from solov2.data.files import build_folder, file_sha256
-from solov2.data.transforms import padded_size, resized_hw
+from solov2.core.paths import SAMPLE_IMAGES
+from solov2.data.files import atomic_write, build_folder, file_sha256
+from solov2.data.transforms import padded_size, read_image, resized_hw
+from solov2.model.cpu_math import cpu_features
 from solov2.model.inference.backend import Backend, BackendError
 from solov2.model.inference.backend_factory import ModelSpec, Progress, exported_backend
 from solov2.model.inference.dygraph_backend import DygraphBackend
 from solov2.model.inference.export import ExportError, export, verify
+from solov2.model.inference.instance_match import compare_instances, disagreement
+from solov2.model.runtime import cpu_threads
 
 LOG = logging.getLogger(__name__)
-FORMAT = 4                # 4: one entry for both engines and the engine timed the faster
+FORMAT = 5                # 5: the engine timed the faster, per choice_key
 _PACKAGES = {'openvino': ('openvino',), 'onnx': ('onnxruntime',)}
 TIMING_WARMUP = 2          # untimed runs first (first-call allocations, lazy kernel set-up)
 TIMING_ROUNDS = 5          # each runs every engine once
+RETIME_MARGIN = 0.1        # the two fastest medians closer than this share of the faster: time again
+RETIME_GROW = 96           # ... on sizes this many pixels larger a side (new to both engines)
+BF16 = 'openvino bf16'     # a candidate with precision unset, on CPUs with native bf16 (BF16_FLAGS)
+BF16_FLAGS = ('avx512_bf16', 'amx_bf16')
 # The stages of a first export, in order, and roughly the share of its time gone when each
 # begins (shapes_r18 with openvino and onnx on 2 cores: the ONNX export took 78% of 29 s,
 # verifying 11%, timing 10%); ``progress(stage, fraction)`` hears them.
@@ -52,15 +63,47 @@ def cache_key(weights: str, number: int, overrides: Sequence[str]) -> dict:
             'versions': {name: package_version(name) for name in packages}, 'source_sha256': source_hash()}
 
 
-def check_entry(folder: Path, key: dict, engines: Sequence[str] = tuple(_PACKAGES)) -> Optional[str]:
-    """None when ``folder`` holds a complete entry for ``key`` whose recorded engines are
-    among ``engines``, else what is wrong."""
+def candidates(engines: Sequence[str], precision: Optional[str]) -> List[str]:
+    """What ``auto`` times: the installed f32 ``engines`` and, with ``precision`` None, ``BF16``
+    where OpenVINO is among them and the CPU has one of ``BF16_FLAGS``."""
+    return list(engines) + ([BF16] if precision is None and native_bf16() and 'openvino' in engines else [])
+
+
+def native_bf16() -> bool:
+    """Whether this CPU computes bf16 natively (one of ``BF16_FLAGS``)."""
+    return any(flag in cpu_features() for flag in BF16_FLAGS)
+
+
+def engine_spec(label: str, folder: Path, threads: int, overrides: Sequence[str]) -> ModelSpec:
+    """The ``ModelSpec`` of a candidate ('openvino', 'onnx', ``BF16``) on the export in ``folder``."""
+    kind, _, precision = label.partition(' ')
+    return ModelSpec(backend=kind, model_dir=str(folder), threads=threads, overrides=overrides,
+                     precision=precision or 'f32')
+
+
+def bf16_problem(f32: Backend, bf16: Backend, images: Sequence[str] = ()) -> Optional[str]:
+    """None when ``bf16`` keeps ``f32``'s instances on each of ``images`` (default: the sample
+    pictures, ``core.paths.SAMPLE_IMAGES``; ``instance_match.disagreement``), else on which not."""
+    for path in images or sorted(Path(SAMPLE_IMAGES).glob('*.jpg')):
+        image = read_image(path)
+        problem = disagreement(compare_instances(bf16(image), f32(image)))
+        if problem:
+            return f'{Path(path).name}: {problem}'
+    return None
+
+
+def choice_key(threads: int, precision: str = 'f32', cpuinfo: Optional[str] = None) -> str:
+    """Whose timing a recorded choice is: the CPU's features among ``cpu_math.CPU_FLAGS``, the
+    thread count (0: ``runtime.cpu_threads``'s) and the precision, e.g. 'avx2, 2 threads, f32'."""
+    return f"{' '.join(cpu_features(cpuinfo)) or 'no avx2'}, {cpu_threads(threads)} threads, {precision}"
+
+
+def check_entry(folder: Path, key: dict) -> Optional[str]:
+    """None when ``folder`` holds a complete entry for ``key``, else what is wrong."""
     try:
         manifest = json.loads((folder / MANIFEST).read_text())
         if manifest['key'] != key:
             return f'{MANIFEST} records another key'
-        if manifest['engine'] not in engines:
-            return f'{MANIFEST} records an engine that is not installed ({manifest["engine"]})'
         for name, digest in manifest['files'].items():
             path = folder / name
             if not path.is_file() or file_sha256(path) != digest:
@@ -70,13 +113,13 @@ def check_entry(folder: Path, key: dict, engines: Sequence[str] = tuple(_PACKAGE
     return None
 
 
-def timing_batches(cfg, rounds: int = TIMING_ROUNDS, seed: int = 0) -> List[np.ndarray]:
+def timing_batches(cfg, rounds: int = TIMING_ROUNDS, seed: int = 0, grow: int = 0) -> List[np.ndarray]:
     """``rounds + 1`` random float32 inputs [1, 3, H, W]: first the size of a 4:3 landscape
     picture at the config's test size (``test_short``, ``test_max``), padded to 32 as
-    ``preprocess`` pads (the warm-up), then ``rounds`` sizes near it, each different (one or
-    two more multiples of 32 on a side)."""
+    ``preprocess`` pads, ``grow`` pixels more a side (the warm-up), then ``rounds`` sizes near
+    it, each different (one or two more multiples of 32 on a side)."""
     (height, width), _ = resized_hw(480, 640, cfg.test_short, cfg.test_max)
-    base = (padded_size(height, 32), padded_size(width, 32))
+    base = (padded_size(height, 32) + grow, padded_size(width, 32) + grow)
     steps = [(0, 0)] + [(rows, cols) for rows in range(3) for cols in range(3) if rows + cols][:rounds]
     state = np.random.RandomState(seed)
     return [state.standard_normal((1, 3, base[0] + 32 * rows, base[1] + 32 * cols)).astype(np.float32)
@@ -102,16 +145,30 @@ def time_engines(backends: Dict[str, Backend], batches: Sequence[np.ndarray],
     return times
 
 
+def too_close(medians: Dict[str, float], margin: float = RETIME_MARGIN) -> bool:
+    """Whether the two lowest of ``medians`` (milliseconds) differ by less than ``margin`` of the lower."""
+    first, second = sorted(medians.values())[:2]
+    return second - first < margin * first
+
+
 def measured_choice(backends: Dict[str, Backend]) -> dict:
-    """What an entry records: each engine's median milliseconds over ``time_engines``'s rounds
-    (``timings_ms``: a busy moment in one round changes none), the engine with the lowest (the
-    first, OpenVINO, on a tie; an only one untimed) and the input (``timing_input``)."""
-    batches = timing_batches(next(iter(backends.values())).cfg)       # the config with the overrides
-    shape = list(batches[0].shape)
+    """What an entry records for one ``choice_key``: each engine's median milliseconds over
+    ``time_engines``'s rounds (``timings_ms``: a busy moment in one round changes none), over
+    twice as many rounds when the first timing's two fastest are ``too_close`` (the second on
+    sizes ``RETIME_GROW`` larger; ``timings``: 2), the engine with the lowest (the first,
+    OpenVINO, on a tie; an only one untimed) and the input (``timing_input``)."""
+    cfg = next(iter(backends.values())).cfg       # the config with the overrides
+    shape = list(timing_batches(cfg, rounds=0)[0].shape)
     if len(backends) == 1:
-        return {'engine': next(iter(backends)), 'timings_ms': {}, 'timing_input': shape}
-    medians = {kind: statistics.median(ms) for kind, ms in time_engines(backends, batches).items()}
-    return {'engine': min(medians, key=lambda kind: medians[kind]), 'timings_ms': medians, 'timing_input': shape}
+        return {'engine': next(iter(backends)), 'timings_ms': {}, 'timing_input': shape, 'timings': 0}
+    times = time_engines(backends, timing_batches(cfg))
+    timings = 2 if too_close({kind: statistics.median(ms) for kind, ms in times.items()}) else 1
+    if timings == 2:
+        again = time_engines(backends, timing_batches(cfg, seed=1, grow=RETIME_GROW))
+        times = {kind: ms + again[kind] for kind, ms in times.items()}
+    medians = {kind: statistics.median(ms) for kind, ms in times.items()}
+    return {'engine': min(medians, key=lambda kind: medians[kind]), 'timings_ms': medians, 'timing_input': shape,
+            'timings': timings}
 
 
 def choice_line(choice: dict) -> str:
@@ -120,14 +177,62 @@ def choice_line(choice: dict) -> str:
     if len(timings) < 2:
         return f'{choice["engine"]} is the only f32 engine installed'
     height, width = choice['timing_input'][2:]
+    again = f' (timed twice: the first within {RETIME_MARGIN:.0%})' if choice.get('timings') == 2 else ''
     return (', '.join(f'{kind} {ms:.0f} ms' for kind, ms in timings.items())
-            + f' per picture of a new size near {height}x{width}')
+            + f' per picture of a new size near {height}x{width}{again}')
+
+
+def timed_choice(backends: Dict[str, Backend]) -> dict:
+    """``measured_choice`` of ``backends`` (by candidate), ``BF16`` among them only when it keeps
+    OpenVINO f32's instances (``bf16_problem``; else why not in ``bf16_kept_out``)."""
+    problem = bf16_problem(backends['openvino'], backends[BF16]) if BF16 in backends else None
+    timed = {label: backend for label, backend in backends.items() if not (problem and label == BF16)}
+    return {**measured_choice(timed), **({'bf16_kept_out': problem} if problem else {})}
+
+
+def recorded_choice(folder: Path, machine: str, engines: Sequence[str],
+                    open_engine: Callable[[str], Backend]) -> Tuple[dict, Optional[Backend]]:
+    """(choice, None): the choice ``folder``'s ``cache.json`` records for ``machine`` (``choice_key``)
+    among ``engines`` (``candidates``); without one, (choice, its backend): ``engines`` opened
+    by ``open_engine`` and timed now (``timed_choice``), the choice added to ``cache.json`` (kept unrecorded
+    where the folder cannot be written)."""
+    manifest = json.loads((folder / MANIFEST).read_text())
+    choices = manifest['choices'] if isinstance(manifest.get('choices'), dict) else {}
+    choice = choices.get(machine)
+    if isinstance(choice, dict) and choice.get('engine') in engines:
+        return choice, None
+    backends = {kind: open_engine(kind) for kind in engines}
+    choice = choices[machine] = timed_choice(backends)
+    try:
+        atomic_write(folder / MANIFEST, (json.dumps({**manifest, 'choices': choices}, indent=2) + '\n').encode())
+    except OSError as exc:
+        LOG.debug(f'auto: could not record the choice in {folder / MANIFEST} ({exc})')
+    return choice, backends[choice['engine']]
+
+
+def using(choice: dict) -> str:
+    """What a choice runs: 'openvino f32', 'onnx f32' or 'openvino bf16'."""
+    kind, _, precision = choice['engine'].partition(' ')
+    return f'{kind} {precision or "f32"}'
+
+
+def bf16_hint(choice: dict, labels: Sequence[str]) -> Optional[str]:
+    """On a CPU with native bf16 where ``auto`` runs f32: one line on why, else None."""
+    if choice['engine'] == BF16 or not native_bf16():
+        return None
+    if BF16 not in labels:
+        return ('auto: this CPU has native bf16: with precision unset (no --precision) auto tries OpenVINO bf16 '
+                '(--backend openvino --precision bf16 runs it)')
+    if 'bf16_kept_out' in choice:
+        return f'auto: OpenVINO bf16 not used: its instances differ from f32 ({choice["bf16_kept_out"]})'
+    return f'auto: OpenVINO bf16 not used: slower here ({choice["timings_ms"][BF16]:.0f} ms)'
 
 
 def build_entry(cfg, weights: str, key: dict, folder: Path, threads: int, engines: Sequence[str],
-                progress: Optional[Progress] = None, replace: bool = False) -> None:
-    """Export into a temporary folder beside ``folder``, verify each of ``engines`` against
-    dygraph, time them (``measured_choice``), write the manifest and rename it to ``folder``
+                progress: Optional[Progress] = None, replace: bool = False, machine: str = '') -> None:
+    """Export into a temporary folder beside ``folder``, verify each of ``engines`` (``candidates``)
+    but bf16 against dygraph, time them (``timed_choice``, recorded under ``machine``, a
+    ``choice_key``), write the manifest and rename it to ``folder``
     (``data.files.build_folder``; ``replace``: an entry there is replaced). When another process
     put an entry for ``key`` there first, that one stays. ``progress(stage, fraction)`` is called
     as each of ``STAGES`` but 'done' begins. Raises ExportError."""
@@ -139,14 +244,13 @@ def build_entry(cfg, weights: str, key: dict, folder: Path, threads: int, engine
         say('export', STAGES['export'])
         export(key['config'], cfg, weights, tmp, fmt='onnx', check=False, dygraph=dygraph)
         say('verify', STAGES['verify'])
-        backends = {kind: exported_backend(ModelSpec(backend=kind, model_dir=str(tmp), threads=threads,
-                                                     overrides=key['overrides']), compiled_cache(folder.parent))
-                    for kind in engines}
-        verify(dygraph, list(backends.values()))
+        backends = {label: exported_backend(engine_spec(label, tmp, threads, key['overrides']),
+                                            compiled_cache(folder.parent)) for label in engines}
+        verify(dygraph, [backend for label, backend in backends.items() if label != BF16])
         if len(backends) > 1:
             say('time', STAGES['time'])
         files = {p.name: file_sha256(p) for p in sorted(tmp.iterdir()) if p.is_file()}
-        manifest = {'key': key, 'files': files, **measured_choice(backends)}
+        manifest = {'key': key, 'files': files, 'choices': {machine or choice_key(threads): timed_choice(backends)}}
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + '\n')
     try:
         build_folder(folder, build, replace=replace)
@@ -159,12 +263,14 @@ def build_entry(cfg, weights: str, key: dict, folder: Path, threads: int, engine
 
 def cached_backend(number: int, cfg, weights: str, overrides: Sequence[str], threads: int = 0,
                    log: Optional[Callable[[str], None]] = None, cache_dir: Optional[str] = None,
-                   progress: Optional[Progress] = None) -> Tuple[str, Backend]:
+                   progress: Optional[Progress] = None, precision: Optional[str] = None) -> Tuple[str, Backend]:
     """('openvino' | 'onnx' | 'dygraph', backend) for ``backend='auto'`` on the CPU with ``threads``
     threads, exporting into the cache (``core.cache.entry_folder``) when needed (``cfg`` as
-    ``config.sidecar.resolve_config`` gives it); says in one line what it used, through ``log``
+    ``config.sidecar.resolve_config`` gives it); ``precision`` 'f32': an f32 engine, None: also
+    OpenVINO bf16 where ``candidates`` has it. Says in one line what it used, through ``log``
     (default: this module's logger, INFO; a failed export, which falls back to dygraph, at WARNING
-    with its reason, so that a program that configures no logging shows it too). While it exports,
+    with its reason, so that a program that configures no logging shows it too), and a second
+    with ``bf16_hint``'s. While it exports,
     ``progress(stage, fraction)`` hears each of ``STAGES`` begin, 'done' (1.0) last, also when
     the export fails; it is not called when the entry is in the cache or no engine is installed."""
     log, warn = log or LOG.info, log or LOG.warning
@@ -172,20 +278,27 @@ def cached_backend(number: int, cfg, weights: str, overrides: Sequence[str], thr
     if not engines:
         log('auto: neither openvino nor onnxruntime (+ paddle2onnx) is installed: using dygraph')
         return 'dygraph', DygraphBackend(cfg, weights, 'cpu', sidecar=False, threads=threads)
+    labels = candidates(engines, precision)
     key = cache_key(weights, number, overrides)
+    machine = choice_key(threads, 'bf16 or f32' if BF16 in labels else 'f32')
     folder = entry_folder(key, cache_dir)
 
-    def open_engine(kind: str) -> Backend:
-        spec = ModelSpec(backend=kind, model_dir=str(folder), threads=threads, overrides=overrides)
-        return exported_backend(spec, compiled_cache(folder.parent))
-    problem = check_entry(folder, key, engines) if folder.exists() else None
+    def open_engine(label: str) -> Backend:
+        return exported_backend(engine_spec(label, folder, threads, overrides), compiled_cache(folder.parent))
+
+    def chosen(line: str, choice: dict, backend: Optional[Backend], where: str = '') -> Tuple[str, Backend]:
+        log(f'{line}using {using(choice)}{where}')
+        hint = bf16_hint(choice, labels)
+        if hint:
+            log(hint)
+        return choice['engine'].partition(' ')[0], backend or open_engine(choice['engine'])
+    problem = check_entry(folder, key) if folder.exists() else None
     if folder.exists() and problem is None:
         try:
-            kind = json.loads((folder / MANIFEST).read_text())['engine']
-            backend = open_engine(kind)
-            log(f'auto: using {kind} f32 from cache {folder}')
-            return kind, backend
-        except BackendError as exc:
+            choice, backend = recorded_choice(folder, machine, labels, open_engine)
+            return chosen('auto: ' if backend is None else f'auto: timed the engines on this CPU ({machine}): '
+                          f'{choice_line(choice)}: ', choice, backend, f' from cache {folder}')
+        except (BackendError, OSError, ValueError) as exc:
             problem = str(exc)
     if problem is not None:
         log(f'auto: cache entry {folder} is corrupt ({problem}): rebuilding it')
@@ -194,16 +307,13 @@ def cached_backend(number: int, cfg, weights: str, overrides: Sequence[str], thr
         'later runs load it from there) ...')
     began = time.perf_counter()
     try:
-        build_entry(cfg, weights, key, folder, threads, engines, progress, replace=problem is not None)
-        choice = json.loads((folder / MANIFEST).read_text())
-    except (ExportError, OSError, ValueError) as exc:     # OSError: e.g. a cache folder that cannot be written
+        build_entry(cfg, weights, key, folder, threads, labels, progress, problem is not None, machine)
+        choice, backend = recorded_choice(folder, machine, labels, open_engine)
+        result = chosen(f'auto: exporting once to {folder} ({time.perf_counter() - began:.0f} s); '
+                        f'{choice_line(choice)}: ', choice, backend)
+    except (ExportError, BackendError, OSError, ValueError) as exc:     # OSError: e.g. an unwritable cache folder
         warn(f'auto: could not export for {names} ({exc}): using dygraph')
-        chosen = 'dygraph', DygraphBackend(cfg, weights, 'cpu', sidecar=False, threads=threads)
-    else:
-        kind = choice['engine']
-        log(f'auto: exporting once to {folder} ({time.perf_counter() - began:.0f} s); {choice_line(choice)}: '
-            f'using {kind} f32')
-        chosen = kind, open_engine(kind)
+        result = 'dygraph', DygraphBackend(cfg, weights, 'cpu', sidecar=False, threads=threads)
     if progress is not None:
         progress('done', STAGES['done'])
-    return chosen
+    return result

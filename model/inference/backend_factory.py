@@ -2,9 +2,10 @@
 ``model.api.Segmenter`` and the service. ``ModelSpec`` describes the model to open (weights or
 an exported folder, config, engine and its settings) with its one check; ``open_backend`` opens it.
 
-- ``auto`` (the default of demo.py and eval.py): exported once into a cache and run at full
-  f32 accuracy in OpenVINO or onnxruntime, whichever was faster when it exported
-  (``model.inference.auto_backend``);
+- ``auto`` (the default of demo.py and eval.py): exported once into a cache and run in OpenVINO
+  or onnxruntime f32, whichever was faster when timed on this CPU, or OpenVINO bf16 on a CPU with
+  native bf16 where it kept f32's instances and was faster (precision unset;
+  ``model.inference.auto_backend``);
 - ``dygraph``: ``model.inference.dygraph_backend.DygraphBackend``, the Paddle model from a checkpoint;
 - ``inference``: ``paddle.inference`` on an exported model folder (CPU or GPU, TensorRT as an option);
 - ``onnx``: onnxruntime on an exported model folder (the CPU provider, or the CUDA one on a GPU);
@@ -42,7 +43,8 @@ class ModelSpec:
     ``weights``: a project checkpoint (.pdparams) or a published name (``model.api`` fetches
     it); ``config``: its config number (default: the sidecar's, or the export's); ``backend``:
     one of ``BACKENDS``; ``model_dir``: an exported folder, for 'inference', 'onnx' and
-    'openvino'; ``precision``: f32 | bf16 | int8 (openvino); ``device``: 'cpu', 'gpu' or 'gpu:N'
+    'openvino'; ``precision``: f32 | bf16 | int8 (openvino; None: f32 there, and for 'auto' f32 or
+    bf16 where the CPU has it natively and it proved itself, 'f32': f32 only); ``device``: 'cpu', 'gpu' or 'gpu:N'
     (None: the GPU if Paddle has one); ``threads``: CPU math threads (0: this process's share of
     the cores, ``model.runtime.cpu_threads``); ``overrides``: config changes, ``['name=value',
     ...]`` or ``{'name': value}`` (kept as a tuple of strings); ``mkldnn``: Paddle Inference
@@ -51,7 +53,7 @@ class ModelSpec:
     config: Optional[int] = None
     backend: str = 'auto'
     model_dir: Union[str, os.PathLike, None] = None
-    precision: str = 'f32'
+    precision: Optional[str] = None
     device: Optional[str] = None
     threads: int = 0
     overrides: Sequence[str] = ()
@@ -84,11 +86,11 @@ class ModelSpec:
         number = named(self.weights, config) if named else config
         if backend not in BACKENDS:
             raise BackendError(f"unknown backend '{backend}' (expected one of {', '.join(BACKENDS)})")
-        if precision not in PRECISIONS:
+        if precision is not None and precision not in PRECISIONS:
             raise BackendError(f"unknown precision '{precision}' (expected one of {', '.join(PRECISIONS)})")
-        if precision != 'f32' and backend != 'openvino':
+        if precision not in (None, 'f32') and backend != 'openvino':
             raise BackendError(param('precision', precision), ' needs ', param('backend', 'openvino'),
-                               ' (auto is always f32)')
+                               ' (auto chooses bf16 itself where the CPU has it and it keeps the f32 instances)')
         if self.model_dir and backend not in EXPORTED:
             raise BackendError(param('model_dir'), ' needs ', param('backend', *EXPORTED), f' (not {backend})')
         device = device_name(self.device)
@@ -131,7 +133,8 @@ def exported_backend(spec: ModelSpec, compiled: Optional[str] = None) -> Backend
     if kind == 'openvino' and device and on_gpu(device):
         raise BackendError("the openvino backend runs on the CPU here; on a GPU use 'inference' or 'onnx'")
     if kind == 'openvino':
-        return OpenVinoBackend(folder, threads, precision=spec.precision, overrides=overrides, compiled_cache=compiled)
+        return OpenVinoBackend(folder, threads, precision=spec.precision or 'f32', overrides=overrides,
+                               compiled_cache=compiled)
     raise BackendError(f"unknown exported backend '{kind}' (expected one of {', '.join(EXPORTED)})")
 
 
@@ -176,7 +179,7 @@ def open_backend(spec: ModelSpec, *, resolved: Optional[Tuple[int, type]] = None
         number, cfg = resolved or checked_weights(spec)
         return number, local_rank0_first(lambda: auto_backend.cached_backend(
             number, cfg, spec.weights, overrides=spec.overrides, threads=threads, cache_dir=cache_dir,
-            progress=progress)[1], processes)
+            progress=progress, precision=spec.precision)[1], processes)
     exported_on = chosen if spec.device is not None else 'cpu'      # an exported model runs on a GPU only when named
     opened = exported_backend(replace(spec, threads=threads, device=exported_on), compiled_cache(cache_dir))
     if spec.config is not None and spec.config != opened.number:

@@ -122,7 +122,8 @@ def _folder_entry(folder: Path) -> CacheEntry:
         key = manifest['key']
         stale = key.get('source_sha256') != source_hash() or any(
             package_version(name) != found for name, found in key.get('versions', {}).items())
-        what = manifest.get('what') or f'config {key.get("config", "?")} {manifest.get("engine", "-")}'
+        engines = '/'.join(sorted({choice['engine'] for choice in manifest.get('choices', {}).values()})) or '-'
+        what = manifest.get('what') or f'config {key.get("config", "?")} {engines}'      # auto's: the engines chosen
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         stale, what = True, '-'
     size = sum(p.stat().st_size for p in folder.rglob('*') if p.is_file())

@@ -3,7 +3,7 @@ import os
 import subprocess
 import sys
 
-from solov2.model.cpu_math import MKL_CPU_TYPE, cpu_fields, cpu_name, cpu_vendor, prefer_avx2_mkl
+from solov2.model.cpu_math import MKL_CPU_TYPE, cpu_features, cpu_fields, cpu_name, cpu_vendor, prefer_avx2_mkl
 from tests.helpers import REPO_DIR
 
 ROOT = REPO_DIR
@@ -81,6 +81,8 @@ def test_the_cpu_is_named_by_its_first_model_name_and_the_flags_speed_depends_on
                     'flags\t\t: fpu sse2 avx avx2 fma avx512f avx512_vnni avx512_bf16\n\n'
                     'processor\t: 1\nmodel name\t: another CPU\nflags\t\t: amx_bf16 amx_int8\n')
     assert cpu_name(str(path)) == 'AMD EPYC 7B13 64-Core Processor (avx2 avx512f avx512_vnni avx512_bf16)'
+    assert cpu_features(str(path)) == ['avx2', 'avx512f', 'avx512_vnni', 'avx512_bf16']   # auto's choice key
     path.write_text('model name\t: Old CPU\nflags\t\t: fpu sse2\n')
-    assert cpu_name(str(path)) == 'Old CPU (no AVX2)'
+    assert cpu_name(str(path)) == 'Old CPU (no AVX2)' and cpu_features(str(path)) == []
+    assert cpu_features(str(tmp_path / 'missing')) == ['unknown']
     assert cpu_name(str(tmp_path / 'missing'))          # the platform's name, or 'unknown CPU'

@@ -19,7 +19,7 @@ def _entry(root, key, payload=b'x' * 2048):
     folder.mkdir(parents=True)
     (folder / 'model.onnx').write_bytes(payload)
     choice = {'engine': 'onnx', 'timings_ms': {'openvino': 30.0, 'onnx': 20.0}, 'timing_input': [1, 3, 320, 448]}
-    (folder / MANIFEST).write_text(json.dumps({'key': key, 'files': {}, **choice}))
+    (folder / MANIFEST).write_text(json.dumps({'key': key, 'files': {}, 'choices': {'avx2, 2 threads, f32': choice}}))
     return folder
 
 

@@ -15,6 +15,7 @@ skipped, with that reason in the summary.
 import json
 import shutil
 import threading
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -38,10 +39,13 @@ from solov2.model.build import build_model
 from solov2.model.checkpoint import save_checkpoint
 from solov2.model.inference import auto_backend, openvino_backend
 from solov2.model.inference.auto_backend import (
+    BF16,
     MANIFEST,
+    RETIME_GROW,
     TIMING_ROUNDS,
     cached_backend,
     check_entry,
+    choice_key,
     measured_choice,
     time_engines,
     timing_batches,
@@ -369,9 +373,10 @@ def test_corrupt_cache_entry_is_rebuilt(hot, tmp_path, monkeypatch):  # noqa: F8
 
 def test_auto_records_the_faster_engine_once(hot, tmp_path, monkeypatch):  # noqa: F811
     """One export serves both engines; both are timed once (here the real timing runs one round,
-    then the test's numbers decide: onnx), the entry records the choice and the timings, and
-    later runs open the recorded engine without timing, whatever their thread count; both
-    engines give the same instances."""
+    then the test's numbers decide: onnx), the entry records the choice and the timings under
+    this CPU's features, thread count and precision (``choice_key``), and later runs with that
+    key open the recorded engine without timing; another thread count times the entry's engines
+    once (no export) and adds its choice; both engines give the same instances."""
     monkeypatch.setenv(CACHE_ENV, str(tmp_path))
     weights, opts, timed = hot[0], DEMO_OPTS[1:DEMO_OPTS.index('--warmup')], []
 
@@ -389,15 +394,48 @@ def test_auto_records_the_faster_engine_once(hot, tmp_path, monkeypatch):  # noq
     assert lines[-1].endswith('; openvino 30 ms, onnx 10 ms per picture of a new size near 96x128: using onnx f32')
     entry = Path(lines[-1].split(' to ')[1].split(' (')[0])
     manifest = json.loads((entry / MANIFEST).read_text())
-    assert (manifest['engine'], manifest['timings_ms'], manifest['timing_input']) == (
-        'onnx', {'openvino': 30.0, 'onnx': 10.0}, [1, 3, 96, 128])
+    assert manifest['choices'] == {choice_key(1): {'engine': 'onnx', 'timings_ms': {'openvino': 30.0, 'onnx': 10.0},
+                                                   'timing_input': [1, 3, 96, 128], 'timings': 1}}
     assert 'backend' not in manifest['key'] and {'openvino', 'onnxruntime'} <= set(manifest['key']['versions'])
-    for threads in (1, 2):
+    lines.clear()
+    kind, again = cached_backend(NUMBER, CONFIGS[NUMBER], weights, opts, 1, lines.append)
+    assert (kind, lines, len(timed)) == ('onnx', [f'auto: using onnx f32 from cache {entry}'], 1)   # not timed
+    for count in (1, 2):                       # 2 threads: timed on its first run only
         lines.clear()
-        kind, again = cached_backend(NUMBER, CONFIGS[NUMBER], weights, opts, threads, lines.append)
-        assert (kind, lines, len(timed)) == ('onnx', [f'auto: using onnx f32 from cache {entry}'], 1)   # not timed
+        kind, again = cached_backend(NUMBER, CONFIGS[NUMBER], weights, opts, 2, lines.append)
+        assert (kind, len(timed)) == ('onnx', 2)
+        assert lines == [f'auto: using onnx f32 from cache {entry}'] if count == 2 else (
+            lines[0].startswith(f'auto: timed the engines on this CPU ({choice_key(2)}): openvino 30 ms')
+            and lines[0].endswith(f': using onnx f32 from cache {entry}'))
+    assert sorted(json.loads((entry / MANIFEST).read_text())['choices']) == sorted([choice_key(1), choice_key(2)])
     _same_instances(OpenVinoBackend(str(entry), threads=1, overrides=opts), again, _batch(128, 160, seed=9))
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith('config')] == [entry.name]    # one export
+
+
+def test_auto_takes_bf16_on_a_native_bf16_cpu_where_it_keeps_the_f32_instances(hot, tmp_path, monkeypatch):  # noqa: F811
+    """On a CPU with AMX (stood in for: ``cpu_features``) and precision unset, OpenVINO bf16 is
+    checked on the sample pictures against OpenVINO f32 (the real check; the bf16 engine stood in
+    for by OpenVINO f32, which keeps the instances on any CPU), then timed with the f32 engines:
+    faster here (the test's numbers), it is chosen and named in the one line. precision='f32' on
+    the same CPU keeps to the f32 engines (a choice of its own key) and adds a one-line hint."""
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path))
+    monkeypatch.setattr(auto_backend, 'cpu_features', lambda cpuinfo=None: ['avx2', 'avx512f', 'amx_bf16'])
+    real_spec, real_check, checked = auto_backend.engine_spec, auto_backend.bf16_problem, []
+    monkeypatch.setattr(auto_backend, 'engine_spec', lambda *args: replace(real_spec(*args), precision='f32'))
+    monkeypatch.setattr(auto_backend, 'bf16_problem',
+                        lambda f32, bf16: checked.append(real_check(f32, bf16)) or checked[-1])
+    monkeypatch.setattr(auto_backend, 'time_engines', lambda backends, batches: {
+        label: [10.0 if label == BF16 else 30.0] * TIMING_ROUNDS for label in backends})
+    weights, opts, lines = hot[0], DEMO_OPTS[1:DEMO_OPTS.index('--warmup')], []
+    assert cached_backend(NUMBER, CONFIGS[NUMBER], weights, opts, 1, lines.append)[0] == 'openvino'
+    assert checked == [None]
+    assert lines[-1].endswith(f'{BF16} 10 ms per picture of a new size near 96x128: using openvino bf16')
+    lines.clear()
+    assert cached_backend(NUMBER, CONFIGS[NUMBER], weights, opts, 1, lines.append, precision='f32')[0] == 'openvino'
+    assert lines[0].startswith('auto: timed the engines on this CPU (avx2 avx512f amx_bf16, 1 threads, f32)')
+    assert f'(timed twice: the first within 10%): using openvino f32 from cache {tmp_path}' in lines[0]
+    assert lines[1].startswith('auto: this CPU has native bf16: with precision unset') and len(lines) == 2
+    assert checked == [None]                                                # no bf16 check for f32
 
 
 @pytest.mark.usefixtures('openvino_wins')
@@ -487,6 +525,44 @@ def test_the_engine_with_the_lower_median_round_is_chosen(openvino, onnx, engine
     monkeypatch.setattr(auto_backend, 'time_engines', lambda backends, batches: {'openvino': openvino, 'onnx': onnx})
     backend = type('Engine', (), {'cfg': CONFIGS[9]})()
     assert measured_choice({'openvino': backend, 'onnx': backend})['engine'] == engine
+
+
+@pytest.mark.parametrize('first, second, engine, timings', [
+    ({'openvino': [30] * 5, 'onnx': [31] * 5}, {'openvino': [36] * 5, 'onnx': [25] * 5}, 'onnx', 2),  # 3% apart
+    ({'openvino': [30] * 5, 'onnx': [29] * 5}, {'openvino': [20] * 5, 'onnx': [29] * 5}, 'openvino', 2),
+    ({'openvino': [30] * 5, 'onnx': [36] * 5}, None, 'openvino', 1),                 # a clear winner: 20% apart
+    ({'openvino': [40, 41, 39, 40, 40], 'onnx': [30, 29, 31, 30, 30]}, None, 'onnx', 1),
+])
+def test_close_timings_are_timed_again_on_new_sizes(first, second, engine, timings, monkeypatch):
+    """Engines within RETIME_MARGIN are timed a second time on sizes neither has seen, and the
+    medians over both timings decide (here the second one reverses the first); a clear winner is
+    timed once."""
+    calls = []
+
+    def stand_in(backends, batches):
+        calls.append([b.shape for b in batches])
+        return (first, second)[len(calls) - 1]
+
+    monkeypatch.setattr(auto_backend, 'time_engines', stand_in)
+    backend = type('Engine', (), {'cfg': CONFIGS[9]})()
+    choice = measured_choice({'openvino': backend, 'onnx': backend})
+    assert (choice['engine'], choice['timings'], len(calls)) == (engine, timings, timings)
+    if timings == 2:
+        assert not set(calls[0]) & set(calls[1])                  # new sizes for both engines
+        assert calls[1][0] == (1, 3, 320 + RETIME_GROW, 448 + RETIME_GROW)
+
+
+def test_the_choice_is_keyed_by_cpu_features_threads_and_precision(tmp_path):
+    """A cache folder shared by two machines, or run with other thread counts, keeps one choice
+    each: the key names the CPU features the engines' speed depends on, the threads and the precision."""
+    avx2, amx = tmp_path / 'avx2', tmp_path / 'amx'
+    avx2.write_text('model name\t: A\nflags\t\t: fpu sse2 avx avx2 fma\n')
+    amx.write_text('model name\t: A\nflags\t\t: fpu avx2 avx512f avx512_vnni avx512_bf16 amx_bf16 amx_int8\n')
+    assert choice_key(2, 'f32', str(avx2)) == 'avx2, 2 threads, f32'
+    assert choice_key(1, 'f32', str(amx)) == 'avx2 avx512f avx512_vnni avx512_bf16 amx_bf16 amx_int8, 1 threads, f32'
+    keys = {choice_key(threads, precision, str(cpu)) for threads in (1, 2) for precision in ('f32', 'bf16')
+            for cpu in (avx2, amx)}
+    assert len(keys) == 8
 
 
 # ---- INT8 (tools/quantize.py) ------------------------------------------------------------------

@@ -1,0 +1,98 @@
+"""``auto``'s fast lane (model/inference/auto_backend.py): OpenVINO bf16 is a candidate only with
+precision unset, on a CPU with native bf16 (avx512_bf16 or AMX, stood in for here: this
+module's CPU need not have it), and is timed only when it keeps f32's instances
+(model/inference/instance_match.py); where a bf16 CPU runs f32, one line says why."""
+import numpy as np
+import pytest
+
+from solov2.data.masks import CroppedMasks
+from solov2.model.inference import auto_backend
+from solov2.model.inference.auto_backend import BF16, bf16_hint, candidates, engine_spec, timed_choice
+from solov2.model.inference.instance_match import MIN_MASK_IOU, compare_instances, disagreement
+from solov2.model.inference.postprocess import Detections
+
+AMX = ['avx2', 'avx512f', 'avx512_vnni', 'avx512_bf16', 'amx_bf16', 'amx_int8']
+ZEN4 = ['avx2', 'avx512f', 'avx512_vnni', 'avx512_bf16']
+AVX2 = ['avx2']
+
+
+def _detections(boxes, labels, scores, size=(40, 50)) -> Detections:
+    """Pasted detections: rectangle masks [N, 40, 50] at ``boxes`` (y0, x0, y1, x1)."""
+    masks = np.zeros((len(boxes), *size), bool)
+    for mask, (y0, x0, y1, x1) in zip(masks, boxes):
+        mask[y0:y1, x0:x1] = True
+    return Detections(CroppedMasks.from_dense(masks), np.asarray(labels, np.int64), np.asarray(scores, np.float32))
+
+
+BOXES = [(0, 0, 20, 20), (10, 25, 30, 50), (30, 0, 40, 10)]
+F32 = _detections(BOXES, [0, 1, 0], [0.9, 0.8, 0.5])
+
+
+@pytest.mark.parametrize('got, holds, kept, extra', [
+    (_detections(BOXES[::-1], [0, 1, 0][::-1], [0.5, 0.81, 0.9]), True, 3, 0),        # reordered: the same
+    (_detections([(0, 0, 20, 21)] + BOXES[1:], [0, 1, 0], [0.9, 0.8, 0.5]), False, 2, 0),   # IoU 0.952
+    (_detections(BOXES[:2], [0, 1], [0.9, 0.8]), False, 2, 0),                          # one lost
+    (_detections(BOXES + [(0, 30, 5, 40)], [0, 1, 0, 2], [0.9, 0.8, 0.5, 0.3]), False, 3, 1),   # one more
+    (_detections(BOXES, [0, 0, 0], [0.9, 0.8, 0.5]), False, 2, 1),                      # another class
+    (_detections(BOXES, [0, 1, 0], [0.9, 0.7, 0.5]), False, 3, 0),                      # a score 0.1 off
+])
+def test_instances_are_kept_only_all_alike(got, holds, kept, extra):
+    stats = compare_instances(got, F32)
+    assert (stats['kept'], stats['extra'], disagreement(stats) is None) == (kept, extra, holds), stats
+    assert disagreement(compare_instances(F32, F32)) is None and compare_instances(F32, F32)['min_iou'] == 1.0
+    if not holds:
+        assert f'(mask IoU >= {MIN_MASK_IOU}' in disagreement(stats)
+
+
+@pytest.mark.parametrize('features, precision, engines, bf16', [
+    (AMX, None, ['openvino', 'onnx'], True),
+    (ZEN4, None, ['openvino', 'onnx'], True),          # AVX-512 BF16 without AMX
+    (AVX2, None, ['openvino', 'onnx'], False),         # no native bf16: f32 engines only
+    (AMX, 'f32', ['openvino', 'onnx'], False),         # precision='f32': today's f32 answers
+    (AMX, None, ['onnx'], False),                      # no OpenVINO
+])
+def test_bf16_is_a_candidate_only_on_a_native_bf16_cpu_with_precision_unset(features, precision, engines, bf16,
+                                                                            monkeypatch):
+    monkeypatch.setattr(auto_backend, 'cpu_features', lambda cpuinfo=None: features)
+    assert candidates(engines, precision) == engines + ([BF16] if bf16 else [])
+    assert engine_spec(BF16, 'x', 1, ()).precision == 'bf16' and engine_spec('onnx', 'x', 1, ()).precision == 'f32'
+
+
+class _Engine:
+    cfg = None
+
+
+@pytest.mark.parametrize('problem, medians, engine', [
+    (None, {'openvino': 30, 'onnx': 32, BF16: 12}, BF16),             # kept the instances, faster
+    (None, {'openvino': 30, 'onnx': 32, BF16: 40}, 'openvino'),       # kept them, slower
+    ('shapes_000023.jpg: kept 2 of 3 instances', {'openvino': 30, 'onnx': 32}, 'openvino'),   # kept out, untimed
+])
+def test_bf16_is_timed_only_when_it_keeps_the_f32_instances(problem, medians, engine, monkeypatch):
+    monkeypatch.setattr(auto_backend, 'cpu_features', lambda cpuinfo=None: AMX)
+    checked = []
+    monkeypatch.setattr(auto_backend, 'bf16_problem', lambda f32, bf16: checked.append((f32, bf16)) or problem)
+
+    def measured(backends):
+        assert sorted(backends) == sorted(medians)
+        return {'engine': min(medians, key=medians.get), 'timings_ms': medians, 'timing_input': [1, 3, 320, 448],
+                'timings': 1}
+
+    monkeypatch.setattr(auto_backend, 'measured_choice', measured)
+    backends = {label: _Engine() for label in ('openvino', 'onnx', BF16)}
+    choice = timed_choice(backends)
+    assert choice['engine'] == engine and checked == [(backends['openvino'], backends[BF16])]
+    assert choice.get('bf16_kept_out') == problem
+    hint = bf16_hint(choice, list(backends))
+    assert (hint is None) == (engine == BF16)
+    if problem:
+        assert hint == f'auto: OpenVINO bf16 not used: its instances differ from f32 ({problem})'
+    elif engine != BF16:
+        assert hint == 'auto: OpenVINO bf16 not used: slower here (40 ms)'
+
+
+def test_a_bf16_cpu_told_f32_hears_of_bf16_once_and_an_avx2_cpu_hears_nothing(monkeypatch):
+    choice = {'engine': 'onnx', 'timings_ms': {'openvino': 30, 'onnx': 20}}
+    monkeypatch.setattr(auto_backend, 'cpu_features', lambda cpuinfo=None: AMX)
+    assert 'with precision unset (no --precision) auto tries OpenVINO bf16' in bf16_hint(choice, ['openvino', 'onnx'])
+    monkeypatch.setattr(auto_backend, 'cpu_features', lambda cpuinfo=None: AVX2)
+    assert bf16_hint(choice, ['openvino', 'onnx']) is None
