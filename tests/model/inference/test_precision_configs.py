@@ -1,0 +1,77 @@
+"""OpenVINO bf16 and INT8 against OpenVINO f32 on every config with random weights (one class's
+bias raised, so that the model finds things; test sizes 96 / 160): the network's kernels and
+mask features on three drawn pictures (``_batch``), and the instances on two
+(``instance_match.compare_instances``: kept at mask IoU >= 0.98, more, score differences).
+
+The suite runs configs 5 (a COCO config) and 9 (the shipped model's); every config runs under
+``-m benchmark`` (an export and a quantization each). Bounds: INT8 (calibrated on the two
+pictures) kernels and mask features correlate >= 0.8 with f32 (random weights: ~30% mean
+error, so its instances are reported, not bounded; the shipped model's AP is in
+test_precision_accuracy.py); bf16 kernels and mask features within 0.1, mean mask-feature
+error under 2% of their mean size, where the CPU runs bf16. On a CPU without native bf16
+OpenVINO compiles a bf16 request as f32 (its compiled ``INFERENCE_PRECISION_HINT`` reads f32,
+the outputs are f32's): there is nothing to measure, and the backend refuses bf16 there.
+``-s`` prints one row per config and precision."""
+import pytest
+
+pytest.importorskip('onnx', reason='deploy test: needs requirements-deploy.txt')
+pytest.importorskip('openvino', reason='deploy test: needs requirements-deploy.txt')
+pytest.importorskip('paddle2onnx', reason='deploy test: needs requirements-deploy.txt')
+pytest.importorskip('nncf', reason='deploy test: needs requirements-deploy.txt')
+
+import numpy as np
+import openvino as ov
+
+from solov2.config import CONFIGS
+from solov2.data.transforms import read_image
+from solov2.model.inference.instance_match import compare_instances
+from solov2.model.inference.openvino_backend import OpenVinoBackend, has_bf16
+from solov2.tools import export_model, quantize
+from tests.model.inference.test_export import _batch, _checkpoint, image_dir  # noqa: F401  (a fixture)
+from tests.model.inference.test_openvino import BF16_REL, BF16_TOL, INT8_CORRELATION
+
+pytestmark = [pytest.mark.deploy,
+              pytest.mark.filterwarnings("ignore:Tensor do not have 'place':UserWarning"),
+              pytest.mark.filterwarnings('ignore:The Attr\\(force_cpu\\):UserWarning')]
+SUITE = (5, 9)
+PROPERTY_SET = [(128, 160, 1), (96, 128, 2), (160, 96, 3)]      # drawn pictures: (H, W, seed)
+
+
+def _lanes(number, pytestconfig, folder, images):
+    """(OpenVINO f32, {precision: its backend}) of config ``number``'s random model: INT8 always,
+    bf16 where the CPU has it."""
+    weights = _checkpoint(pytestconfig, folder, 4.0, number=number)
+    export = folder / 'export'
+    assert export_model.main(['--weights', weights, '--output', str(export), '--format', 'onnx', '--no-verify',
+                              '--opt', 'test_short=96', 'test_max=160']) == 0
+    assert quantize.main(['--model-dir', str(export), '--images', str(images), '--output', str(folder / 'int8')]) == 0
+    lanes = {'int8': OpenVinoBackend(str(folder / 'int8'), threads=1, precision='int8')}
+    if has_bf16(ov.Core()):
+        lanes['bf16'] = OpenVinoBackend(str(export), threads=1, precision='bf16')
+    return OpenVinoBackend(str(export), threads=1), lanes
+
+
+@pytest.mark.parametrize('number', [n if n in SUITE else pytest.param(n, marks=pytest.mark.benchmark)
+                                    for n in sorted(CONFIGS)])
+def test_bf16_and_int8_against_f32(number, pytestconfig, tmp_path, image_dir):  # noqa: F811
+    f32, lanes = _lanes(number, pytestconfig, tmp_path, image_dir)
+    pictures = [read_image(path) for path in sorted(image_dir.iterdir())]
+    for precision, backend in lanes.items():
+        correlations, errors = [], []
+        for height, width, seed in PROPERTY_SET:
+            batch = _batch(height, width, seed)
+            got, want = backend.run_numpy(batch), f32.run_numpy(batch)
+            correlations.append(min(np.corrcoef(a.ravel(), b.ravel())[0, 1] for a, b in zip(got[1:], want[1:])))
+            errors.append((max(np.abs(a - b).max() for a, b in zip(got[1:], want[1:])),
+                           np.abs(got[2] - want[2]).mean() / np.abs(want[2]).mean()))
+        stats = [compare_instances(backend(image), f32(image)) for image in pictures]
+        print(f"\nconfig {number} {precision}: correlation >= {min(correlations):.3f}, max abs error "
+              f"{max(e[0] for e in errors):.3g}, mean mask_feat error {max(e[1] for e in errors):.1%}; instances "
+              f"kept {sum(s['kept'] for s in stats)} of {sum(s['instances'] for s in stats)}, "
+              f"{sum(s['extra'] for s in stats)} more, lowest IoU {min(s['min_iou'] for s in stats):.3f}, "
+              f"scores up to {max(s['max_score_diff'] for s in stats):.3f} apart")
+        assert sum(s['instances'] for s in stats) > 0, number          # the raised bias: f32 finds things
+        if precision == 'int8':
+            assert min(correlations) >= INT8_CORRELATION, (number, correlations)
+        else:
+            assert max(e[0] for e in errors) <= BF16_TOL and max(e[1] for e in errors) <= BF16_REL, (number, errors)
