@@ -8,6 +8,8 @@ import pytest
 from solov2.data.masks import CroppedMasks
 from solov2.model.inference import auto_backend
 from solov2.model.inference.auto_backend import BF16, bf16_hint, candidates, engine_spec, timed_choice
+from solov2.model.inference.backend import BackendError
+from solov2.model.inference.backend_factory import ModelSpec
 from solov2.model.inference.instance_match import MIN_MASK_IOU, compare_instances, disagreement
 from solov2.model.inference.postprocess import Detections
 
@@ -96,3 +98,12 @@ def test_a_bf16_cpu_told_f32_hears_of_bf16_once_and_an_avx2_cpu_hears_nothing(mo
     assert 'with precision unset (no --precision) auto tries OpenVINO bf16' in bf16_hint(choice, ['openvino', 'onnx'])
     monkeypatch.setattr(auto_backend, 'cpu_features', lambda cpuinfo=None: AVX2)
     assert bf16_hint(choice, ['openvino', 'onnx']) is None
+
+
+def test_precision_unset_lets_auto_choose_and_bf16_is_not_asked_of_auto():
+    """``precision`` defaults to None (auto's choice); 'f32' holds auto to f32; bf16 or int8 asked
+    of auto is refused in one line that says auto takes bf16 itself."""
+    assert ModelSpec().precision is None
+    assert ModelSpec(backend='auto', precision='f32').check() is None
+    with pytest.raises(BackendError, match="precision='bf16' needs backend='openvino' .auto chooses bf16 itself"):
+        ModelSpec(backend='auto', precision='bf16').check()
