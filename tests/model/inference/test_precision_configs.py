@@ -34,7 +34,7 @@ pytestmark = [pytest.mark.deploy,
               pytest.mark.filterwarnings("ignore:Tensor do not have 'place':UserWarning"),
               pytest.mark.filterwarnings('ignore:The Attr\\(force_cpu\\):UserWarning')]
 SUITE = (5, 9)
-PROPERTY_SET = [(128, 160, 1), (96, 128, 2), (160, 96, 3)]      # drawn pictures: (H, W, seed)
+PROPERTY_SET = [(96, 128, 1), (64, 128, 2), (128, 96, 3)]   # drawn pictures (H, W, seed): two INT8 buckets' compiles
 
 
 def _lanes(number, pytestconfig, folder, images):
