@@ -290,15 +290,28 @@ def interruptible_loading() -> Iterator[None]:
 def interruptible_load(load):
     """``load()`` (opening a model: an export or a compile runs in C++ for tens of seconds) in a
     thread while this one waits: Ctrl-C or SIGTERM (``command``'s) end the command at once in
-    the interrupt line of ``interruptible_loading`` (exit 130 / 143), by ``os._exit``: the
-    interpreter's own exit would abort in the load's C++ code, still running."""
+    the interrupt line of ``interruptible_loading`` (exit 130 / 143, ``end_loading``)."""
     with concurrent.futures.ThreadPoolExecutor(1, 'solov2-load') as pool:
         try:
             return pool.submit(load).result()
         except KeyboardInterrupt as exc:
-            code = _interrupted(exc, STOPPED_LOADING)
-            sys.stdout.flush()
-            os._exit(code)
+            end_loading(exc)
+
+
+def end_loading(exc: KeyboardInterrupt) -> None:
+    """End the command at once, a model still loading in another thread: the cache's temporaries
+    this process was building removed (``core.cache.leftovers``), the interrupt line of
+    ``interruptible_loading``, exit 130 / 143 by ``os._exit`` (the interpreter's own exit would
+    abort in the load's C++ code, still running)."""
+    from solov2.core.cache import leftovers, remove_entries
+    if _main_thread():           # a second signal (Ctrl-C reaches a whole process group) changes nothing
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, signal.SIG_IGN)
+    with contextlib.suppress(OSError):
+        remove_entries(leftovers(mine=True))
+    code = _interrupted(exc, STOPPED_LOADING)
+    sys.stdout.flush()
+    os._exit(code)
 
 
 def command(run):
@@ -416,8 +429,7 @@ def add_inference_args(parser: argparse.ArgumentParser, default_weights=None, ba
     """What every command that runs a model takes: the model (``add_model_args``), --backend,
     --model-dir, --precision, --mkldnn, --tensorrt, the runtime arguments and, when ``batch_size``,
     --batch-size (``model_spec`` makes them the ``ModelSpec`` that ``open_backend`` takes)."""
-    from solov2.model.inference.backend_factory import BACKENDS  # the library loads Paddle: after start-up
-    from solov2.model.inference.openvino_backend import PRECISIONS
+    from solov2.model.inference.names import BACKENDS, PRECISIONS  # no Paddle
     add_model_args(parser, default_weights)
     parser.add_argument('--backend', choices=BACKENDS, default='auto',
                         help='auto (default: exported once from --weights into $SOLOV2_CACHE or '

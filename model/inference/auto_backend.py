@@ -1,12 +1,14 @@
 """``backend='auto'``: an installed exported engine (OpenVINO f32 or onnxruntime) at full f32
 accuracy, exported once per checkpoint into a cache; dygraph with neither, on a GPU, or when
-the export fails (one WARNING line). One ONNX export serves both engines: each is verified
+the export fails (one WARNING line; its ``fallback`` says why). One ONNX export serves both engines: each is verified
 against dygraph (``export.verify``), then timed (``time_engines``); the faster is recorded in
 the entry's ``cache.json`` and later runs open it without timing. An entry (``core.cache.entry_folder``:
 keyed by content, config, overrides, versions and source hash, not the machine) is built in a
-temporary folder and renamed into place; its hashes are checked on load, and a corrupt entry is
-replaced. docs/deployment.md#auto-and-the-export-cache says more.
+temporary folder and renamed into place (an export first removes the temporaries that
+stopped processes left, ``core.cache.leftovers``); its hashes are checked on load, and a corrupt
+entry is replaced. docs/deployment.md#auto-and-the-export-cache says more.
 """
+import contextlib
 import json
 import logging
 import statistics
@@ -17,7 +19,15 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from solov2.core.cache import MANIFEST, compiled_cache, entry_folder, package_version, source_hash
+from solov2.core.cache import (
+    MANIFEST,
+    compiled_cache,
+    entry_folder,
+    leftovers,
+    package_version,
+    remove_entries,
+    source_hash,
+)
 from solov2.data.files import build_folder, file_sha256
 from solov2.data.transforms import padded_size, resized_hw
 from solov2.model.inference.backend import Backend, BackendError
@@ -171,7 +181,7 @@ def cached_backend(number: int, cfg, weights: str, overrides: Sequence[str], thr
     engines = installed_engines()
     if not engines:
         log('auto: neither openvino nor onnxruntime (+ paddle2onnx) is installed: using dygraph')
-        return 'dygraph', DygraphBackend(cfg, weights, 'cpu', sidecar=False, threads=threads)
+        return 'dygraph', dygraph_instead(cfg, weights, threads, 'neither openvino nor onnxruntime is installed')
     key = cache_key(weights, number, overrides)
     folder = entry_folder(key, cache_dir)
 
@@ -190,6 +200,8 @@ def cached_backend(number: int, cfg, weights: str, overrides: Sequence[str], thr
     if problem is not None:
         log(f'auto: cache entry {folder} is corrupt ({problem}): rebuilding it')
     names = ' and '.join(engines)
+    with contextlib.suppress(OSError):     # best effort: another process may rename or remove one meanwhile
+        remove_entries(leftovers(folder.parent))
     log(f'auto: exporting {weights} once for {names} f32 into {folder} (usually 10-60 s; '
         'later runs load it from there) ...')
     began = time.perf_counter()
@@ -198,7 +210,7 @@ def cached_backend(number: int, cfg, weights: str, overrides: Sequence[str], thr
         choice = json.loads((folder / MANIFEST).read_text())
     except (ExportError, OSError, ValueError) as exc:     # OSError: e.g. a cache folder that cannot be written
         warn(f'auto: could not export for {names} ({exc}): using dygraph')
-        chosen = 'dygraph', DygraphBackend(cfg, weights, 'cpu', sidecar=False, threads=threads)
+        chosen = 'dygraph', dygraph_instead(cfg, weights, threads, f'could not export for {names}')
     else:
         kind = choice['engine']
         log(f'auto: exporting once to {folder} ({time.perf_counter() - began:.0f} s); {choice_line(choice)}: '
@@ -207,3 +219,11 @@ def cached_backend(number: int, cfg, weights: str, overrides: Sequence[str], thr
     if progress is not None:
         progress('done', STAGES['done'])
     return chosen
+
+
+def dygraph_instead(cfg, weights: str, threads: int, why: str) -> DygraphBackend:
+    """Dygraph on the CPU where ``auto`` found no exported engine, its ``fallback`` saying ``why``
+    (several times slower: the service names it in /readyz and /metrics)."""
+    backend = DygraphBackend(cfg, weights, 'cpu', sidecar=False, threads=threads)
+    backend.fallback = f'auto: {why}: dygraph runs instead (several times slower)'
+    return backend

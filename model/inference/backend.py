@@ -40,9 +40,11 @@ class Backend(abc.ABC):
     """prepare (numpy) -> infer (network + post-processing) -> finish (masks on the
     original image). Subclasses implement ``run``: the exportable network's three outputs.
     ``mixes_sizes``: whether ``run`` takes pictures of several padded sizes in one batch
-    (``regions``, ``model.region``), each computed as alone."""
+    (``regions``, ``model.region``), each computed as alone. ``fallback``: why this engine runs
+    instead of the one asked for (``backend='auto'`` that could not export: one line; None: as asked)."""
     name = 'backend'
     mixes_sizes = False
+    fallback: Optional[str] = None
 
     def __init__(self, cfg, size_range: Optional[Tuple[int, int]] = None):
         self.cfg = cfg

@@ -24,13 +24,12 @@ from solov2.model.checkpoint import check_unrecorded, check_weights_file
 from solov2.model.distributed import SINGLE, Processes, local_rank0_first
 from solov2.model.inference.backend import Backend, BackendError
 from solov2.model.inference.dygraph_backend import DygraphBackend
+from solov2.model.inference.names import BACKENDS, EXPORTED, PRECISIONS
 from solov2.model.inference.onnxruntime_backend import OnnxBackend
-from solov2.model.inference.openvino_backend import PRECISIONS, OpenVinoBackend
+from solov2.model.inference.openvino_backend import OpenVinoBackend
 from solov2.model.inference.paddle_inference_backend import InferenceBackend
 from solov2.model.runtime import cpu_threads, resolve_device
 
-BACKENDS = ('auto', 'dygraph', 'inference', 'onnx', 'openvino')
-EXPORTED = ('inference', 'onnx', 'openvino')   # exported_backend's names
 Progress = Callable[[str, float], None]
 
 

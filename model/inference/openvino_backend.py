@@ -25,10 +25,10 @@ from solov2.model.cpu_math import cpu_name
 from solov2.model.inference.backend import BackendError
 from solov2.model.inference.export_network import INPUT_NAME, MIN_SIZE, OUTPUT_NAMES, REGIONS_NAME, network_feed
 from solov2.model.inference.exported_folder import ExportedBackend, loading
+from solov2.model.inference.names import PRECISIONS
 from solov2.model.inference.openvino_graph import pad_deformable_sampling, rewrite_deform_conv
 from solov2.model.runtime import cpu_threads
 
-PRECISIONS = ('f32', 'bf16', 'int8')
 INT8_FILES = 'openvino_int8'
 LOG = logging.getLogger(__name__)
 

@@ -1,9 +1,11 @@
 """The service's ASGI application: ``create_app(settings)`` -> FastAPI (module docstring of
 ``solov2.model.serving``; docs/serving.md).
 
-The model (opened by the caller, or here) warms up in a thread after start-up: ``/healthz``
-answers at once, ``/readyz`` and ``/v1/segment`` only once it is ready (503 before and while
-stopping). A segmentation request's body is read while fewer than ``max_uploads`` are, within
+The model (opened by the caller, or here) opens and warms up in a thread after start-up:
+``/healthz`` answers at once, ``/readyz`` and ``/v1/segment`` only once it is ready (503 with
+the reason before, e.g. while ``auto`` exports, and while stopping: ``Service.drain``); an
+engine that runs instead of the one asked for (``Backend.fallback``) is named in ``/readyz``,
+``/metrics`` and the log. A segmentation request's body is read while fewer than ``max_uploads`` are, within
 ``max_body_mb``, pausing at most ``body_timeout_s`` (408); then, while fewer than ``queue_size``
 are in flight (503 with Retry-After otherwise), it is decoded and prepared in a worker thread,
 run through the network with the pictures of other requests that share its padded size
@@ -14,13 +16,13 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
-import os
 import re
 import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Dict, Iterator, Literal, Optional
+from pathlib import Path
+from typing import Any, Callable, Dict, Iterator, Literal, Optional
 
 import cv2
 import numpy as np
@@ -32,7 +34,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from solov2 import __version__
 from solov2.core.errors import InputError
 from solov2.model.api.segmenter import Segmenter, per_call_params, to_instances
-from solov2.model.inference.backend_factory import ModelSpec
+from solov2.model.inference.backend_factory import ModelSpec, Progress
 from solov2.model.runtime import cpu_threads
 from solov2.model.serving.batching import Batcher
 from solov2.model.serving.limits import (
@@ -48,6 +50,8 @@ from solov2.model.serving.schema import QUERY, Answer, picture_body, refusals
 LOG = logging.getLogger(__name__)
 RETRY = {'Retry-After': '1'}
 REQUEST_ID = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]{1,128}")      # a sane X-Request-ID: an HTTP token, bounded
+LOADING = 'the model is loading'
+STOPPING = 'the service is stopping'
 SLOTS = {'uploads': ('max_uploads', '--max-uploads', 'uploads being received'),          # Service.held
          'in flight': ('queue_size', '--queue-size', 'requests in flight')}
 
@@ -74,19 +78,25 @@ class ServeSettings:
     body_timeout_s: float = 10.0
     helper_threads: int = 0
 
-    def segmenter(self) -> Segmenter:
-        """The model these settings name."""
-        return Segmenter(self.model)
+    def segmenter(self, progress: Optional[Progress] = None) -> Segmenter:
+        """The model these settings name (``progress``: ``Segmenter``'s, while ``auto`` exports)."""
+        return Segmenter(self.model, progress=progress)
 
 
 class Service:
-    """One application's state: the model, its batcher, worker threads, the requests held, metrics."""
+    """One application's state: the model, its batcher, worker threads, the requests held, metrics.
+    ``on_loaded(service)``: called once the load ends (``failure``: what it raised, else None),
+    which then reports a failure itself (else the log does)."""
 
-    def __init__(self, settings: ServeSettings, segmenter: Optional[Segmenter] = None):
+    def __init__(self, settings: ServeSettings, segmenter: Optional[Segmenter] = None,
+                 on_loaded: Optional[Callable[['Service'], None]] = None):
         self.settings = settings
         self.segmenter = segmenter
         self.batcher: Optional[Batcher] = None
-        self.problem: Optional[str] = 'the model is loading'
+        self.problem: Optional[str] = LOADING
+        self.failure: Optional[Exception] = None
+        self.on_loaded = on_loaded
+        self.replica = uuid.uuid4().hex[:12]     # tells replicas apart in /v1/model: no process id, no host
         self.counts = dict.fromkeys(SLOTS, 0)
         self.preparing = 0             # pictures being decoded, on their way to the batcher
         self.pool = ThreadPoolExecutor(cpu_threads(settings.helper_threads), 'solov2-serve')
@@ -101,19 +111,43 @@ class Service:
         """Open the model unless it came opened, then warm it up (``warm_up``; in a thread:
         ``problem`` says why the service is not ready, None once it is)."""
         try:
-            segmenter = self.segmenter or self.settings.segmenter()
+            segmenter = self.segmenter or self.settings.segmenter(self.exporting)
             self.batcher = Batcher(segmenter, self.settings.max_batch, self.settings.max_wait_ms / 1000,
                                    self.metrics.batch, max_padding=self.settings.max_padding,
                                    coming=lambda: self.preparing)
             self.segmenter = segmenter
+            self.problem = f'{LOADING}: warming up (compiling what its batches will run)'
             self.warm_up()
+            self.metrics.engine(self.settings.model.backend, segmenter.backend)
             self.problem = None
-            LOG.info(f'ready: {segmenter!r}')
-        except Exception as exc:  # said by /readyz and the log; the service stays up for /healthz
-            self.problem = f'the model did not load: {exc}'
-            LOG.exception(self.problem)
+            said = LOG.warning if self.fallback else LOG.info       # a slower engine than asked for: a warning
+            said(f'ready: {segmenter!r}' + (f'; {self.fallback}' if self.fallback else ''))
+        except Exception as exc:  # said by /readyz (and the log, or on_loaded); the service stays up for /healthz
+            self.problem, self.failure = f'the model did not load: {exc}', exc
+            if self.on_loaded is None:
+                LOG.exception(self.problem)
         finally:
             self.loaded.set()
+            if self.on_loaded is not None:
+                self.on_loaded(self)
+
+    def exporting(self, stage: str, fraction: float) -> None:
+        """``Segmenter``'s progress while ``auto`` exports, said by ``problem``."""
+        self.problem = (f'{LOADING}: exporting it once for the faster engine ({stage}, {fraction:.0%}; '
+                        'later starts load it from the cache)')
+
+    @property
+    def fallback(self) -> str:
+        """Why the engine serving is not the one asked for (``Backend.fallback``); '' when it is."""
+        return (self.segmenter and self.segmenter.backend.fallback) or ''
+
+    def drain(self, timeout_s: float) -> None:
+        """Stop taking requests (``/readyz`` and new ones 503) while the port stays open, and wait
+        until none is held, at most ``timeout_s``."""
+        self.problem = STOPPING
+        deadline = time.monotonic() + timeout_s
+        while any(self.counts.values()) and time.monotonic() < deadline:
+            time.sleep(0.02)
 
     def warm_up(self) -> None:
         """Compile or open what the engine will run (``backend.compile_ahead``: every size bucket's
@@ -152,7 +186,7 @@ class Service:
 
     def close(self) -> None:
         """Say it is stopping (``/readyz`` 503), finish what is queued, stop the network thread and the workers."""
-        self.problem = 'the service is stopping'
+        self.problem = STOPPING
         if self.batcher is not None:
             self.batcher.close(self.settings.timeout_s)
         self.pool.shutdown(wait=True)
@@ -188,17 +222,19 @@ def answer(instances, masks: str) -> Dict[str, Any]:
     return result
 
 
-def create_app(settings: ServeSettings, load_first: bool = False, segmenter: Optional[Segmenter] = None) -> FastAPI:
+def create_app(settings: ServeSettings, load_first: bool = False, segmenter: Optional[Segmenter] = None,
+               on_loaded: Optional[Callable[[Service], None]] = None) -> FastAPI:
     """The service's ASGI application for ``settings`` (module docstring): serve it with
     uvicorn (``tools/serve.py``) or Ray Serve (``ray_deployment``). Its state is made when
     it starts (the ASGI lifespan), so the application itself holds only its routes. The
     model (``segmenter`` if the caller opened it, else opened from ``settings``) warms up
     beside the running server, or with ``load_first`` before the start-up ends (for a host
-    that sends traffic once a start-up has ended, as Ray Serve does)."""
+    that sends traffic once a start-up has ended, as Ray Serve does); then ``on_loaded(service)``
+    (``Service``) is called, and reports a failure to load instead of the log."""
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
-        service = app.state.service = Service(settings, segmenter)
+        service = app.state.service = Service(settings, segmenter, on_loaded)
         threading.Thread(target=service.load, name='solov2-serve-load', daemon=True).start()
         if load_first:
             await asyncio.to_thread(service.loaded.wait)
@@ -286,15 +322,17 @@ def add_routes(app: FastAPI, settings: ServeSettings) -> None:
 
     @app.get('/v1/model', responses=refusals(500, 503))
     async def model(request: Request):
-        """The model served (config, classes, backend, weights) and the process that answered."""
+        """The model served (config, classes, engine, the weights' or model folder's name, limits) and
+        the replica that answered (a random id): no path, process id or host."""
         service: Service = request.app.state.service
         if service.segmenter is None:
-            raise HttpError(503, service.problem or 'the model is loading', RETRY)
-        settings, seg = service.settings, service.segmenter
-        return {'process': os.getpid(), 'config': seg.number, 'config_name': seg.cfg.__name__,
-                'classes': list(seg.class_names), 'backend': seg.backend.name, 'weights': settings.model.weights,
-                'model_dir': settings.model.model_dir, 'max_batch': settings.max_batch,
-                'max_pixels': service.max_pixels}
+            raise HttpError(503, service.problem or LOADING, RETRY)
+        settings, seg, spec = service.settings, service.segmenter, service.settings.model
+        return {'replica': service.replica, 'config': seg.number, 'config_name': seg.cfg.__name__,
+                'classes': list(seg.class_names), 'backend': seg.backend.name, 'asked': spec.backend,
+                'precision': spec.precision, 'weights': spec.weights and Path(spec.weights).name,
+                'model_dir': spec.model_dir and Path(spec.model_dir).name, 'max_batch': settings.max_batch,
+                'max_pixels': service.max_pixels, 'max_body_mb': settings.max_body_mb, 'timeout_s': settings.timeout_s}
 
     @app.head('/healthz')
     @app.get('/healthz')
@@ -305,9 +343,13 @@ def add_routes(app: FastAPI, settings: ServeSettings) -> None:
     @app.head('/readyz', responses=refusals(503))
     @app.get('/readyz', responses=refusals(503))
     async def readyz(request: Request):
-        """Ready: the model is loaded and warmed up (503 with the reason before)."""
-        problem = request.app.state.service.problem
-        return {'ready': True} if problem is None else error(request, 503, problem, RETRY)
+        """Ready: the model is loaded and warmed up (503 with the reason before and while stopping);
+        the engine, and why it is not the one asked for (``fallback``) when it is not."""
+        service: Service = request.app.state.service
+        if service.problem is not None:
+            return error(request, 503, service.problem, RETRY)
+        return {'ready': True, 'engine': service.segmenter.backend.name, **({'fallback': service.fallback} if
+                                                                           service.fallback else {})}
 
     @app.get('/metrics', response_class=PlainTextResponse)
     async def metrics(request: Request):

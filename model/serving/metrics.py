@@ -1,7 +1,7 @@
 """The service's Prometheus metrics, in a registry of its own (one per application, so two
 services in one process never share counts): requests by route and status, latency, the time
 of each stage of a picture, network batch sizes, pictures waiting for the network, requests
-in flight, and the process's memory and CPU time."""
+in flight, the engine serving, and the process's memory and CPU time."""
 from typing import Callable, List, Tuple
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -27,6 +27,9 @@ class Metrics:
                                     buckets=tuple(range(1, max_batch + 1)), registry=self.registry)
         self.in_flight = Gauge('solov2_in_flight', 'segmentation requests accepted and not yet answered',
                                registry=self.registry)
+        self.engines = Gauge('solov2_engine', 'the engine serving (1 once ready): asked, engine, and fallback '
+                             '("true" when auto could not export: several times slower; the log and /readyz say why)',
+                             ['asked', 'engine', 'fallback'], registry=self.registry)
         depth = Gauge('solov2_queue_depth', 'pictures waiting for the network', registry=self.registry)
         depth.set_function(queue_depth)
         ProcessCollector(registry=self.registry)
@@ -35,6 +38,10 @@ class Metrics:
         """Count one answered request."""
         self.requests.labels(route, str(status)).inc()
         self.latency.labels(route).observe(seconds)
+
+    def engine(self, asked: str, backend) -> None:
+        """Name the engine serving (``backend``, a ``Backend``) and the one ``asked`` for."""
+        self.engines.labels(asked, backend.name, str(backend.fallback is not None).lower()).set(1)
 
     def stage(self, name: str):
         """A context manager that times one stage of a picture (``with metrics.stage('decode'):``)."""

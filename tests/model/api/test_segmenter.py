@@ -293,6 +293,7 @@ def test_a_failed_auto_export_falls_back_to_dygraph_with_a_warning_that_says_why
     with caplog.at_level(logging.WARNING, logger='solov2'):
         fallen = Segmenter(WEIGHTS, cache_dir=str(tmp_path), threads=1, device='cpu')
     assert fallen.backend.name == 'dygraph'
+    assert fallen.backend.fallback == 'auto: could not export for onnx: dygraph runs instead (several times slower)'
     warned = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warned) == 1 and warned[0].name == auto_backend.LOG.name, caplog.records
     assert warned[0].getMessage().startswith('auto: could not export for onnx (paddle2onnx 2.0.1 needs Paddle >= 3.0')

@@ -6,6 +6,8 @@ gives 504; /metrics parses; readiness."""
 import http.client
 import io
 import json
+import logging
+import os
 import re
 import socket
 import time
@@ -18,7 +20,7 @@ import numpy as np
 import pytest
 
 from solov2 import ModelSpec, Segmenter
-from solov2.core.paths import SAMPLE_IMAGES
+from solov2.core.paths import CACHE_ENV, SAMPLE_IMAGES
 from solov2.model.inference.dygraph_backend import DygraphBackend
 from solov2.tools import serve
 from tests.model.serving.running import SMALL_MODEL, ServeSettings, metric_families, serving
@@ -247,6 +249,8 @@ def test_model_and_openapi_pages(client):
     model = client.get('/v1/model').json()
     assert (model['config'], model['classes'], model['backend']) == (9, ['circle', 'square', 'triangle', 'star'],
                                                                        'dygraph')
+    assert model['weights'] == 'shapes_r18.pdparams' and str(os.getpid()) not in json.dumps(model)   # no path, no pid
+    assert client.get('/readyz').json() == {'ready': True, 'engine': 'dygraph'}
     assert '/v1/segment' in client.get('/openapi.json').json()['paths']     # the rest: test_contract.py
 
 
@@ -258,6 +262,22 @@ def test_a_request_past_its_deadline_gets_504_and_the_service_goes_on(monkeypatc
         late = hurried.post('/v1/segment', content=PICTURES[0].read_bytes())
         assert late.status_code == 504 and 'timeout-s' in late.json()['error']
         assert hurried.get('/readyz').status_code == 200
+
+
+def test_an_engine_in_place_of_the_one_asked_for_is_named_in_readyz_and_metrics(tmp_path, monkeypatch, caplog):
+    """auto with a cache that cannot be written (a file where its folder would be) serves on
+    dygraph, several times slower: ready, but /readyz, /metrics and a WARNING say so."""
+    (tmp_path / 'file').write_text('')
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / 'file' / 'cache'))
+    with caplog.at_level(logging.WARNING, logger='solov2'), \
+            serving(ServeSettings(ModelSpec(SMALL_MODEL.weights, backend='auto', threads=1))) as fallen:
+        ready = fallen.get('/readyz').json()
+        engines = metric_families(fallen)['solov2_engine'].samples
+    assert ready['engine'] == 'dygraph' and 'dygraph runs instead (several times slower)' in ready['fallback']
+    assert [(one.labels, one.value) for one in engines] == [({'asked': 'auto', 'engine': 'dygraph',
+                                                              'fallback': 'true'}, 1.0)]
+    assert any(record.getMessage().startswith('ready: ') and 'dygraph runs instead' in record.getMessage()
+               for record in caplog.records if record.levelno == logging.WARNING)
 
 
 def test_not_ready_until_the_model_loads_and_says_why(tmp_path):
