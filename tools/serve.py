@@ -184,7 +184,10 @@ def opened_in_a_child(argv) -> str:
     receiver, sender = context.Pipe(duplex=False)
     child = context.Process(target=open_once, args=(argv, sender), name='solov2-serve-open')
     child.start()
+    sender.close()                 # the child's copy only: its exit without sending ends recv
     try:
+        with contextlib.suppress(EOFError):
+            named = receiver.recv()
         child.join()
     except KeyboardInterrupt:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -193,7 +196,7 @@ def opened_in_a_child(argv) -> str:
         child.join()
     if child.exitcode != 0:
         raise SystemExit(child.exitcode if child.exitcode > 0 else 128 - child.exitcode)
-    return receiver.recv()
+    return named
 
 
 def serve_workers(named: str, args, options) -> None:
