@@ -43,7 +43,7 @@ from solov2.config.device import device_name, on_gpu  # noqa: E402
 from solov2.config.install import onnxruntime_install_problem, paddle_install_problem  # noqa: E402
 from solov2.convert.published import FAMILIES  # noqa: E402
 from solov2.core.errors import InputError, Param, RunError, Solov2Error  # noqa: E402
-from solov2.tools.main import commands_by_module  # noqa: E402
+from solov2.tools.commands import commands_by_module  # noqa: E402
 
 LIBRARY_LOGGER = 'solov2'   # every library module logs under it (loggers named after modules)
 DEBUG_FLAG = '--debug'
