@@ -135,6 +135,8 @@ class Segmenter:
             (0: every core).
         overrides: config changes, ``{'score_threshold': 0.2}`` or ``['score_threshold=0.2']``.
         mkldnn, tensorrt: Paddle Inference ('inference') with oneDNN; on a GPU, 'inference' or 'onnx' through TensorRT.
+        fast_decode: a JPEG path or bytes much larger than the network's input decoded at 1/2, 1/4 or 1/8
+            of its size (``data.transforms.decode_image``'s ``fit``), answered on its whole grid; off by default.
         processes: under ``paddle.distributed.launch``, ``model.distributed.start_processes(device)``:
             threads 0 is then this process's share of the cores, and 'auto' exports once per node.
         cache_dir: the export cache of 'auto' (and OpenVINO's compiled models), and the published
