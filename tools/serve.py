@@ -44,7 +44,7 @@ SETTINGS_ENV = 'SOLOV2_SERVE_SETTINGS'     # the settings, as JSON, for --worker
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = make_parser('Serve SOLOv2 instance segmentation over HTTP.', notes=__doc__.split('\n\n', 1)[1])
-    add_inference_args(parser, SHIPPED_WEIGHTS, batch_size=False)
+    add_inference_args(parser, SHIPPED_WEIGHTS, batch_size=False, fast_decode=True)
     parser.add_argument('--host', default='127.0.0.1',
                         help='address to listen on (default 127.0.0.1: this machine only; 0.0.0.0: every network)')
     parser.add_argument('--port', type=int, default=8000, help='port (default 8000)')

@@ -141,7 +141,8 @@ class Service:
     def prepare(self, data: bytes):
         """(chw [3, Hp, Wp] float32, meta) of an encoded picture; HttpError 400 or 413."""
         with self.metrics.stage('decode'):
-            return self.segmenter.backend.prepare(decode_picture(data, self.max_pixels))
+            backend = self.segmenter.backend
+            return backend.prepare(decode_picture(data, self.max_pixels, backend.decode_fit))
 
     def finish(self, row, meta, params, masks: str, min_score: float) -> Dict[str, Any]:
         """The network's output for one picture -> its answer (``answer``)."""

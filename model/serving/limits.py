@@ -3,7 +3,7 @@ read when it declares its length), a body that stops coming (408), pixels (413, 
 header before decoding), content type (415), a picture that does not decode or whose header
 gives no size (400)."""
 import asyncio
-from typing import Optional
+from typing import Optional, Tuple
 
 import numpy as np
 from starlette.requests import ClientDisconnect
@@ -71,15 +71,15 @@ async def read_body(stream, max_bytes: int, idle_s: float) -> bytes:
         parts.append(chunk)
 
 
-def decode_picture(data: bytes, max_pixels: int) -> np.ndarray:
+def decode_picture(data: bytes, max_pixels: int, fit: Optional[Tuple[int, int]] = None) -> np.ndarray:
     """[H, W, 3] uint8 RGB of an encoded picture, read as ``Segmenter`` reads bytes; 413 over
     ``max_pixels`` (0: no limit), read from its header before decoding; 400 naming the
-    problem when it is empty, its header gives no size or it does not decode."""
+    problem when it is empty, its header gives no size or it does not decode; ``fit`` as ``decode_image``'s."""
     if not data:
         raise HttpError(400, 'the body is empty: send the picture file as the body, or as the field "file" of '
                              f'{MULTIPART}')
     try:
-        return decode_image(data, max_pixels, warn_colour=True, what='the picture')
+        return decode_image(data, max_pixels, warn_colour=True, what='the picture', fit=fit)
     except LimitError as exc:
         raise HttpError(413, f"{exc.args[0]} (--max-pixels, else the config's max_image_pixels)") from None
     except InputError as exc:

@@ -22,7 +22,7 @@ from solov2.core.paths import SAMPLE_IMAGES
 from solov2.model.inference.dygraph_backend import DygraphBackend
 from solov2.tools import serve
 from tests.model.serving.running import SMALL_MODEL, ServeSettings, metric_families, serving
-from tests.pictures import png_header, tiff_bomb, webp_bomb
+from tests.pictures import large_jpeg, png_header, tiff_bomb, webp_bomb
 
 PICTURES = sorted(Path(SAMPLE_IMAGES).glob('*.jpg'))
 SETTINGS = ServeSettings(SMALL_MODEL, max_batch=4, max_wait_ms=50, queue_size=6, max_body_mb=1,
@@ -133,6 +133,17 @@ def test_bombs_get_413_from_their_headers_without_the_memory_to_decode_them(clie
         refused = client.post('/v1/segment', content=bomb(12000, 12000))
         assert refused.status_code == 413 and '12000x12000' in refused.json()['error'], refused.text
     assert peak_rss_mb() - before < 100
+
+
+def test_fast_decode_answers_as_the_library_does_on_the_whole_picture(segmenter):
+    """--fast-decode (``ModelSpec.fast_decode``): a large JPEG is answered as ``Segmenter`` with
+    it answers the bytes, on the whole picture's grid, not as the whole decoding is."""
+    assert serve.settings_of(serve.parse_args(['--fast-decode'])).model.fast_decode is True
+    fast, data = replace(SMALL_MODEL, fast_decode=True), large_jpeg(PICTURES[-1], 5)      # 2560 x 1280
+    with serving(ServeSettings(fast)) as quick:
+        got = quick.post('/v1/segment', content=data, headers={'Content-Type': 'image/jpeg'}).json()
+    same_answer(got, Segmenter(fast)(data).to_dict())
+    assert got['image_size'] == [1280, 2560] and got != segmenter(data).to_dict()
 
 
 def test_0_is_no_pixel_limit_in_the_service_as_in_the_library():
