@@ -86,14 +86,15 @@ def decode_image(data, max_pixels: int = DEFAULT_MAX_PIXELS, warn_colour: bool =
     """An encoded picture (`bytes`, `bytearray`, `memoryview` or a `[n] uint8` array) as
     `[H, W, 3] uint8 RGB`, decoded by OpenCV, as `read_image` reads a file. With a limit
     (`max_pixels` above 0) its size is read from its header first (`header_size`): over the
-    limit is a `LimitError` naming `what`, a header that gives no size an `InputError`, and
-    neither is decoded. InputError too when OpenCV does not decode it; `warn_colour` as for
-    `read_image`, naming `source` (default `what`)."""
+    limit is a `LimitError` naming `what`, a header that gives no size an `InputError` (its
+    first piece the problem, the rest the way out), and neither is decoded. InputError too
+    when OpenCV does not decode it; `warn_colour` as for `read_image`, naming `source`
+    (default `what`)."""
     if max_pixels:
         size = header_size(data)
         if size is None:
-            raise InputError(f'cannot read {what}: not a JPEG, PNG, WebP, TIFF, GIF, ... whose header gives its size; '
-                             'with no pixel limit (', param('overrides', ['max_image_pixels=0']), ') OpenCV tries it')
+            raise InputError(f'cannot read {what}: not a JPEG, PNG, WebP, TIFF, GIF, ... whose header gives its size',
+                             '; with no pixel limit (', param('overrides', ['max_image_pixels=0']), ') OpenCV tries it')
         check_pixels(what, *size, max_pixels)
     buffer = np.frombuffer(data, dtype=np.uint8) if not isinstance(data, np.ndarray) else data
     try:
