@@ -56,7 +56,7 @@ RETRY = {'Retry-After': '1'}
 REQUEST_ID = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]{1,128}")      # a sane X-Request-ID: an HTTP token, bounded
 SLOTS = {'uploads': ('max_uploads', 'uploads being received'), 'in flight': ('queue_size', 'requests in flight')}
 PROBES = ('/healthz', '/readyz', '/metrics')        # logged at debug level
-GZIP_BYTES, GZIP_LEVEL = 4096, 6      # answers from this size are gzipped when the client accepts it
+GZIP_BYTES, GZIP_LEVEL = 4096, 1      # answers from this size are gzipped when the client accepts it
 
 
 @dataclasses.dataclass(frozen=True)
