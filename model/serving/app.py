@@ -3,17 +3,15 @@
 
 The model (opened by the caller, or here) warms up in a thread after start-up: ``/healthz``
 answers at once, ``/readyz`` and ``/v1/segment`` only once it is ready (503 before and while
-stopping). A segmentation request is refused 503 (with Retry-After) before its body is read
-while ``queue_size`` are in flight or ``max_uploads`` bodies are being received; its body is
-read within ``max_body_mb``, pausing at most ``body_timeout_s`` and at least ``min_upload_kb_s``
-fast after its first seconds (408 otherwise); then, while fewer than ``queue_size`` are in
-flight (503 otherwise), it is decoded and prepared in a worker thread,
+stopping). A segmentation request is refused (503, Retry-After) before its body is read while
+``queue_size`` are in flight or ``max_uploads`` bodies are coming; its body is read within
+``max_body_mb``, pausing at most ``body_timeout_s``, at ``min_upload_kb_s`` at least (408);
+then, held among those in flight, it is decoded and prepared in a worker thread,
 run through the network with the pictures of other requests that share its padded size
 (``batching.Batcher``), post-processed and encoded in a worker thread, all within ``timeout_s``
 (504 otherwise; 408 while its body is still coming). Answers and errors name the request's id
-(X-Request-ID); a refusal that leaves a body unread closes the connection; answers over
-``GZIP_BYTES`` are gzipped for a client that accepts it; each request is logged in one line
-(``ACCESS``; the probes at debug level).
+(X-Request-ID); a refusal that leaves a body unread closes the connection; answers from
+``GZIP_BYTES`` are gzipped for a client that accepts it; one log line a request (probes: debug).
 """
 import asyncio
 import contextlib
