@@ -43,6 +43,7 @@ from solov2.model.serving.limits import (
     HttpError,
     check_content_type,
     check_declared_length,
+    client_error,
     decode_picture,
     read_body,
 )
@@ -146,7 +147,7 @@ class Service:
         return await loop.run_in_executor(self.pool, self.finish, row, meta, params, masks, min_score)
 
     def prepare(self, data: bytes):
-        """(chw [3, Hp, Wp] float32, meta) of an encoded picture; HttpError 400 or 413."""
+        """(chw [3, Hp, Wp] float32, meta) of an encoded picture; its errors: ``decode_picture``."""
         with self.metrics.stage('decode'):
             return self.segmenter.backend.prepare(decode_picture(data, self.max_pixels))
 
@@ -263,7 +264,7 @@ def error(request: Request, status: int, message: str, headers: Optional[dict] =
 
 def add_error_handlers(app: FastAPI) -> None:
     """Every refusal as ``{"error": "...", "request_id": ...}``: the service's own (``HttpError``), a bad query
-    parameter (400 naming it), a bad argument (InputError, 400), a malformed form (400)."""
+    parameter (400 naming it), the library's refusal (``client_error``: 400, 413), a malformed form (400)."""
 
     @app.exception_handler(HttpError)
     async def refused(request: Request, exc: HttpError):
@@ -276,7 +277,8 @@ def add_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(InputError)
     async def bad_input(request: Request, exc: InputError):
-        return error(request, 400, str(exc))
+        refusal = client_error(exc)
+        return error(request, refusal.status, refusal.message)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException):

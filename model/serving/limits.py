@@ -83,15 +83,18 @@ async def read_body(stream, max_bytes: int, idle_s: float, min_rate: float = 0.0
 
 
 def decode_picture(data: bytes, max_pixels: int) -> np.ndarray:
-    """[H, W, 3] uint8 RGB of an encoded picture, read as ``Segmenter`` reads bytes; 413 over
-    ``max_pixels`` (0: no limit), read from its header before decoding; 400 naming the
-    problem when it is empty, its header gives no size or it does not decode."""
+    """[H, W, 3] uint8 RGB of an encoded picture, read as ``Segmenter`` reads bytes; LimitError
+    over ``max_pixels`` (0: no limit), read from its header before decoding, InputError when its
+    header gives no size or it does not decode (``client_error``); 400 when it is empty."""
     if not data:
         raise HttpError(400, 'the body is empty: send the picture file as the body, or as the field "file" of '
                              f'{MULTIPART}')
-    try:
-        return decode_image(data, max_pixels, warn_colour=True, what='the picture')
-    except LimitError as exc:
-        raise HttpError(413, f'{exc.args[0]}: send a smaller picture') from None
-    except InputError as exc:           # its first piece: the problem (the rest may name the library's knobs)
-        raise HttpError(400, exc.args[0]) from None
+    return decode_image(data, max_pixels, warn_colour=True, what='the picture')
+
+
+def client_error(exc: InputError) -> HttpError:
+    """The library's refusal as a client sees it: its first piece, what is wrong (the rest may
+    name the library's own parameters, no business of a client); a LimitError 413."""
+    if isinstance(exc, LimitError):
+        return HttpError(413, f'{exc.args[0]}: send a smaller picture')
+    return HttpError(400, str(exc.args[0]))
