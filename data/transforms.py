@@ -88,16 +88,17 @@ def decode_image(data, max_pixels: int = DEFAULT_MAX_PIXELS, warn_colour: bool =
     """An encoded picture (`bytes`, `bytearray`, `memoryview` or a `[n] uint8` array) as
     `[H, W, 3] uint8 RGB`, decoded by OpenCV, as `read_image` reads a file. With a limit
     (`max_pixels` above 0) its size is read from its header first (`header_size`): over the
-    limit is a `LimitError` naming `what`, a header that gives no size an `InputError`, and
-    neither is decoded. InputError too when OpenCV does not decode it; `warn_colour` as for
-    `read_image`, naming `source` (default `what`). `fit`: the network input's `(short, max_size)`
-    when only it is needed: a JPEG at least twice that size on both axes is decoded by the codec
-    at 1/2, 1/4 or 1/8 (`jpeg_reduction`), a `ReducedImage` that `preprocess` answers on the full grid."""
+    limit is a `LimitError` naming `what`, a header that gives no size an `InputError` (its
+    first piece the problem, the rest the way out), and neither is decoded. InputError too
+    when OpenCV does not decode it; `warn_colour` as for `read_image`, naming `source` (default
+    `what`). `fit`: the network input's `(short, max_size)` when only it is needed: a JPEG at
+    least twice that size on both axes is decoded by the codec at 1/2, 1/4 or 1/8
+    (`jpeg_reduction`), a `ReducedImage` that `preprocess` answers on the full grid."""
     size = header_size(data) if max_pixels or fit else None
     if max_pixels:
         if size is None:
-            raise InputError(f'cannot read {what}: not a JPEG, PNG, WebP, TIFF, GIF, ... whose header gives its size; '
-                             'with no pixel limit (', param('overrides', ['max_image_pixels=0']), ') OpenCV tries it')
+            raise InputError(f'cannot read {what}: not a JPEG, PNG, WebP, TIFF, GIF, ... whose header gives its size',
+                             '; with no pixel limit (', param('overrides', ['max_image_pixels=0']), ') OpenCV tries it')
         check_pixels(what, *size, max_pixels)
     buffer = np.frombuffer(data, dtype=np.uint8) if not isinstance(data, np.ndarray) else data
     full_hw, factor = reduced_size(buffer, size, fit)
