@@ -11,7 +11,8 @@ import functools
 import logging
 import os
 import threading
-from typing import Iterator, Optional, Tuple
+from dataclasses import dataclass
+from typing import ContextManager, Iterator, Optional, Tuple
 
 import paddle
 from paddle.base import core
@@ -120,6 +121,17 @@ def kept_random_state() -> Iterator[None]:
         core.default_cpu_generator().set_state(cpu)
         if gpus is not None:
             paddle.set_cuda_rng_state(gpus)
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where a model runs: Paddle's ``device`` ('cpu', 'gpu:1') and CPU math ``threads`` (at
+    least 1); calling it gives the block that runs Paddle with them (``paddle_on``)."""
+    device: str
+    threads: int
+
+    def __call__(self) -> ContextManager[None]:
+        return paddle_on(self.device, self.threads)
 
 
 @contextlib.contextmanager

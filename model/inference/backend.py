@@ -45,6 +45,7 @@ class Backend(abc.ABC):
     name = 'backend'
     mixes_sizes = False
     fallback: Optional[str] = None
+    fast_decode = False     # JPEGs decoded at the network's scale (``decode_fit``); open_backend sets it
 
     def __init__(self, cfg, size_range: Optional[Tuple[int, int]] = None):
         self.cfg = cfg
@@ -54,6 +55,12 @@ class Backend(abc.ABC):
     @property
     def class_names(self) -> Sequence[str]:
         return self.cfg.class_names
+
+    @property
+    def decode_fit(self) -> Optional[Tuple[int, int]]:
+        """The network input's (short, max_size) that a JPEG may be decoded reduced for
+        (``data.transforms.decode_image``'s ``fit``) with ``fast_decode``, else None."""
+        return (self.cfg.test_short, self.cfg.test_max) if self.fast_decode else None
 
     def prepare(self, image: np.ndarray) -> Tuple[np.ndarray, ImageMeta]:
         """[H, W, 3] uint8 RGB -> ([3, Hp, Wp] float32, sizes)."""

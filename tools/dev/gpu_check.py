@@ -255,7 +255,7 @@ def _train(s: Setting, amp: str) -> tuple:
                            max_iters=s.steps, log_every=10 ** 6, checkpoint_every=10 ** 6, amp=amp,
                            device=s.device, threads=2)
     with run_settings(options) as hold:
-        trainer, _ = prepare(options, evaluate=None, hold=hold)
+        trainer, _ = prepare(options, evaluate=None, placement=hold)
         losses = _Losses()
         trainer.hooks = [losses]
         trainer.run()

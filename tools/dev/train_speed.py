@@ -167,7 +167,7 @@ def ours_loop(options: TrainOptions) -> float:
     with its per-step hook (the log) and without the work of its end (evaluation, checkpoint)."""
     tune_for(options.device, options.threads, helper_threads=0)      # as train.py tunes its process
     with run_settings(options) as hold:
-        trainer, _ = prepare(options, evaluate=None, hold=hold)     # without the evaluation hook, its one user
+        trainer, _ = prepare(options, evaluate=None, placement=hold)     # without the evaluation hook, its one user
         clock = ClockHook()
         trainer.hooks = [hook for hook in trainer.hooks if isinstance(hook, LogHook)] + [clock]
         trainer.run()
@@ -274,7 +274,7 @@ def measure(number: int, family: str, reference, weights: str, bench: TrainBench
     state_file = folder / f'ppdet{number}.npz'
     np.savez(state_file, **{name: value.numpy() for name, value in reference.state_dict().items()})
     with run_settings(options) as hold, hold():      # both models' steps on the options' device and threads
-        trainer, _ = prepare(options, evaluate=None, hold=hold)
+        trainer, _ = prepare(options, evaluate=None, placement=hold)
         ours, theirs = step_batches(trainer, bench.batch)
         trainer.model.train()
         timed = interleaved({'ours': lambda: trainer.step(ours)['loss'], 'ppdet': ppdet_step(reference, theirs)},

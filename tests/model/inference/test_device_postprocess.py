@@ -205,7 +205,7 @@ def test_finishing_workers_by_where_the_network_runs(shipped):
     on_device, on_host = shipped
     assert on_device.finish_workers() == default_finish_workers(network_on_gpu=True)
     assert on_host.finish_workers() == default_finish_workers()
-    assert not on_host.on_device and DygraphBackend.for_model(on_host.model, on_host.cfg).on_device is False
+    assert not on_host.on_device and DygraphBackend(on_host.cfg, model=on_host.model, device='cpu').on_device is False
 
 
 def test_outputs_of_another_grid_are_refused_as_on_the_numpy_path():
