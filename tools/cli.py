@@ -431,7 +431,7 @@ def add_inference_args(parser: argparse.ArgumentParser, default_weights=None, ba
     --model-dir, --precision, --mkldnn, --tensorrt, the runtime arguments, when ``batch_size``
     --batch-size and, for a command that needs no picture's full pixels (``fast_decode``), --fast-decode
     (``model_spec`` makes them the ``ModelSpec`` that ``open_backend`` takes)."""
-    from solov2.model.inference.names import BACKENDS, PRECISIONS  # no Paddle
+    from solov2.config.engines import BACKENDS, PRECISIONS  # no Paddle
     add_model_args(parser, default_weights)
     parser.add_argument('--backend', choices=BACKENDS, default='auto',
                         help='auto (default: exported once from --weights into $SOLOV2_CACHE or '

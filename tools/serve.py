@@ -153,6 +153,7 @@ def serve(settings, options) -> None:
     import uvicorn
 
     from solov2.model.serving.app import create_app
+    from solov2.model.serving.wire import SERVER_OPTIONS
     failures = []
 
     def loaded(service):
@@ -160,7 +161,7 @@ def serve(settings, options) -> None:
             failures.append(service.failure)
             server.should_exit = True
     app = create_app(settings, on_loaded=loaded)
-    server = uvicorn_server(uvicorn.Config(app, **options), app)
+    server = uvicorn_server(uvicorn.Config(app, **options, **SERVER_OPTIONS), app)
     server.run()
     if failures:
         raise failures[0]
@@ -168,20 +169,22 @@ def serve(settings, options) -> None:
 
 def open_once(argv, sender) -> None:
     """--workers' first step, in a child process (the parent never loads Paddle or a model): the
-    settings checked and the model opened once (auto: exported into the cache); the settings
-    (JSON) sent through ``sender``; exit status as the command's (one line on an error)."""
+    settings checked and the model opened once (auto: exported into the cache); the settings and
+    uvicorn's ``SERVER_OPTIONS`` (JSON: [settings, options]) sent through ``sender``; exit
+    status as the command's (one line on an error)."""
     @command
     def run(argv) -> int:
-        settings = settings_of(parse_args(argv))
+        settings = settings_of(parse_args(argv))        # Paddle imported here first
+        from solov2.model.serving.wire import SERVER_OPTIONS
         tune_for(settings.model.device, settings.model.threads)
         interruptible_load(settings.segmenter).close()
-        sender.send(json.dumps(dataclasses.asdict(settings)))
+        sender.send(json.dumps([dataclasses.asdict(settings), SERVER_OPTIONS]))
         return 0
     sys.exit(run(argv))
 
 
 def opened_in_a_child(argv) -> str:
-    """The settings (JSON) of ``open_once`` run in a child process; SystemExit with its status
+    """What ``open_once`` run in a child process sends (JSON); SystemExit with its status
     when it fails or is stopped (Ctrl-C or SIGTERM here: passed on as SIGTERM)."""
     context = multiprocessing.get_context('spawn')
     receiver, sender = context.Pipe(duplex=False)
@@ -221,11 +224,11 @@ def main(argv) -> int:
     except ImportError as exc:
         raise InputError(f'the service needs its extra ({exc.name} is missing): pip install -r '
                          "requirements-serve.txt, or pip install '.[serve]'") from None
-    from solov2.model.serving.wire import SERVER_OPTIONS  # no Paddle
     options = {'host': args.host, 'port': args.port, 'timeout_graceful_shutdown': int(args.timeout_s) + 1,
-               'log_level': 'info', **SERVER_OPTIONS}
+               'log_level': 'info'}
     if args.workers > 1:
-        serve_workers(opened_in_a_child(argv), args, options)
+        named, server = json.loads(opened_in_a_child(argv))
+        serve_workers(json.dumps(named), args, {**options, **server})
         return 0
     settings = settings_of(args)
     tune_for(settings.model.device, settings.model.threads)

@@ -17,6 +17,7 @@ from typing import Callable, Mapping, Optional, Sequence, Tuple, Union
 
 from solov2.config import get_config, with_overrides
 from solov2.config.device import device_name, on_gpu
+from solov2.config.engines import BACKENDS, EXPORTED, PRECISIONS
 from solov2.config.sidecar import read_sidecar, resolve_config
 from solov2.core.cache import compiled_cache
 from solov2.core.errors import InputError, param
@@ -24,7 +25,6 @@ from solov2.model.checkpoint import check_unrecorded, check_weights_file
 from solov2.model.distributed import SINGLE, Processes, local_rank0_first
 from solov2.model.inference.backend import Backend, BackendError
 from solov2.model.inference.dygraph_backend import DygraphBackend
-from solov2.model.inference.names import BACKENDS, EXPORTED, PRECISIONS
 from solov2.model.inference.onnxruntime_backend import OnnxBackend
 from solov2.model.inference.openvino_backend import OpenVinoBackend
 from solov2.model.inference.paddle_inference_backend import InferenceBackend

@@ -19,13 +19,13 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from solov2.config.engines import PRECISIONS
 from solov2.core.errors import param
 from solov2.data.transforms import bucket_for, bucket_sizes
 from solov2.model.cpu_math import cpu_name
 from solov2.model.inference.backend import BackendError
 from solov2.model.inference.export_network import INPUT_NAME, MIN_SIZE, OUTPUT_NAMES, REGIONS_NAME, network_feed
 from solov2.model.inference.exported_folder import ExportedBackend, loading
-from solov2.model.inference.names import PRECISIONS
 from solov2.model.inference.openvino_graph import pad_deformable_sampling, rewrite_deform_conv
 from solov2.model.runtime import cpu_threads
 
