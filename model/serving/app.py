@@ -31,8 +31,17 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from solov2 import __version__
 from solov2.core.errors import InputError
+from solov2.data.transforms import header_size
 from solov2.model.api.segmenter import Segmenter, per_call_params, to_instances
 from solov2.model.inference.backend_factory import ModelSpec
+from solov2.model.inference.memory import (
+    DECODE_BYTES_PER_PIXEL,
+    NETWORK_COPIES,
+    MemoryBudget,
+    decode_cost,
+    default_budget,
+    network_input_bytes,
+)
 from solov2.model.runtime import cpu_threads
 from solov2.model.serving.batching import Batcher
 from solov2.model.serving.limits import (
@@ -48,6 +57,7 @@ from solov2.model.serving.schema import QUERY, Answer, picture_body, refusals
 LOG = logging.getLogger(__name__)
 RETRY = {'Retry-After': '1'}
 REQUEST_ID = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]{1,128}")      # a sane X-Request-ID: an HTTP token, bounded
+SHARE_WAIT_S, SHARE_POLL_S = 1.0, 0.02      # how long a picture waits for its decode budget share, how often it looks
 SLOTS = {'uploads': ('max_uploads', '--max-uploads', 'uploads being received'),          # Service.held
          'in flight': ('queue_size', '--queue-size', 'requests in flight')}
 
@@ -58,10 +68,12 @@ class ServeSettings:
     ``Segmenter`` takes it). Batching: at most ``max_batch`` pictures a network run, the oldest waiting
     at most ``max_wait_ms`` for others while more are coming, pictures of different padded sizes
     together within ``max_padding`` (``backend.share_batches``). Limits: ``queue_size`` requests in flight (bodies in),
-    bodies of ``max_body_mb``, pictures of ``max_pixels`` (None: the config's ``max_image_pixels``;
-    0: no limit), ``timeout_s`` from a request's arrival to its answer, ``max_uploads`` bodies
-    being received at once, each pausing at most ``body_timeout_s``. ``helper_threads``: the
-    threads that decode and encode (0: one per core)."""
+    bodies of ``max_body_mb``, pictures of ``max_pixels`` (None: the config's ``max_image_pixels``,
+    lowered to what the decode budget holds; 0: no limit), ``max_decode_mb`` held at once by the
+    pictures being decoded (``Service.prepared``; None: ``memory.default_budget``, 0: no budget),
+    ``timeout_s`` from a request's arrival to its answer, ``max_uploads`` bodies being received
+    at once, each pausing at most ``body_timeout_s``. ``helper_threads``: the threads that decode
+    and encode (0: one per core)."""
     model: ModelSpec
     max_batch: int = 4
     max_wait_ms: float = 5.0
@@ -69,6 +81,7 @@ class ServeSettings:
     queue_size: int = 16
     max_body_mb: float = 32.0
     max_pixels: Optional[int] = None
+    max_decode_mb: Optional[float] = None
     timeout_s: float = 30.0
     max_uploads: int = 64
     body_timeout_s: float = 10.0
@@ -90,12 +103,20 @@ class Service:
         self.counts = dict.fromkeys(SLOTS, 0)
         self.preparing = 0             # pictures being decoded, on their way to the batcher
         self.pool = ThreadPoolExecutor(cpu_threads(settings.helper_threads), 'solov2-serve')
-        self.metrics = Metrics(settings.max_batch, lambda: self.batcher.depth if self.batcher else 0)
+        budget = default_budget() if settings.max_decode_mb is None else int(settings.max_decode_mb * 2**20)
+        self.budget = MemoryBudget(budget)
+        self.metrics = Metrics(settings.max_batch, lambda: self.batcher.depth if self.batcher else 0,
+                               lambda: self.budget.used)
         self.loaded = threading.Event()
 
     @property
     def max_pixels(self) -> int:
-        return self.segmenter.cfg.max_image_pixels if self.settings.max_pixels is None else self.settings.max_pixels
+        """The pixel limit: ``max_pixels``, else the config's lowered to the pictures that fit the decode budget."""
+        cfg, budget = self.segmenter.cfg, self.budget.limit
+        if self.settings.max_pixels is not None or not (cfg.max_image_pixels and budget):
+            return cfg.max_image_pixels if self.settings.max_pixels is None else self.settings.max_pixels
+        largest_input = network_input_bytes(cfg.test_max, cfg.test_short, cfg.test_short, cfg.test_max)
+        return min(cfg.max_image_pixels, max(1, (budget - NETWORK_COPIES * largest_input) // DECODE_BYTES_PER_PIXEL))
 
     def load(self) -> None:
         """Open the model unless it came opened, then warm it up (``warm_up``; in a thread:
@@ -132,11 +153,40 @@ class Service:
         loop = asyncio.get_running_loop()
         self.preparing += 1
         try:
-            chw, meta = await loop.run_in_executor(self.pool, self.prepare, data)
+            chw, meta = await self.prepared(data)
         finally:
             self.preparing -= 1        # before submitting: a picture alone then runs at once
         row = await asyncio.wrap_future(self.batcher.submit(chw, meta, params))
         return await loop.run_in_executor(self.pool, self.finish, row, meta, params, masks, min_score)
+
+    async def prepared(self, data: bytes):
+        """``prepare`` in a worker thread once the decode budget has room for its cost
+        (``decode_cost``, from its header; unknown: the whole budget): 413 when that alone is
+        over the budget, 503 when its share does not come within ``SHARE_WAIT_S``. The share
+        is given back when the worker is done with it, or drops it unstarted (its request gone)."""
+        cost, began = self.cost(data), time.monotonic()
+        while not self.budget.take(cost, 0):
+            if time.monotonic() - began > SHARE_WAIT_S:
+                raise HttpError(503, f'busy: the pictures being decoded hold {self.budget.used / 2**20:.0f} MB of the '
+                                     f'{self.budget.limit / 2**20:.0f} MB this service decodes at once (its '
+                                     '--max-decode-mb); try again shortly', RETRY)
+            await asyncio.sleep(SHARE_POLL_S)
+        job = self.pool.submit(self.prepare, data)
+        job.add_done_callback(lambda _: self.budget.give(cost))
+        return await asyncio.wrap_future(job)
+
+    def cost(self, data: bytes) -> int:
+        """The bytes ``data`` takes from the decode budget (``Service.prepared``); 413 when it
+        alone is over; 0 when ``decode_picture`` refuses it from its header, unread."""
+        size, cfg, budget = header_size(data), self.segmenter.cfg, self.budget.limit
+        if size is None or (self.max_pixels and size[0] * size[1] > self.max_pixels):
+            return 0 if self.max_pixels else budget
+        cost = decode_cost(data, *size, cfg.test_short, cfg.test_max)
+        if budget and cost > budget:
+            raise HttpError(413, f'the picture is {size[0]}x{size[1]}: decoding it takes about {cost / 2**20:.0f} MB, '
+                                 f'over the {budget / 2**20:.0f} MB this service decodes at once; send a smaller '
+                                 'picture')
+        return cost
 
     def prepare(self, data: bytes):
         """(chw [3, Hp, Wp] float32, meta) of an encoded picture; HttpError 400 or 413."""
