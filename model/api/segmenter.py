@@ -13,17 +13,19 @@ import numpy as np
 
 from solov2.convert.zoo import checked_config, resolve_weights
 from solov2.core.errors import InputError
-from solov2.data.transforms import check_pixels, decode_image, pil_to_array, read_image, to_rgb
+from solov2.data.transforms import check_pixels, decode_image, header_size, pil_to_array, read_image, to_rgb
 from solov2.model.api.instances import Instances, check_channels
 from solov2.model.distributed import SINGLE, Processes
 from solov2.model.inference.backend import run_network
 from solov2.model.inference.backend_factory import ModelSpec, Progress, open_backend
 from solov2.model.inference.media import frame_rgb, list_images, open_capture, read_frames
+from solov2.model.inference.memory import prepared_bytes
 from solov2.model.inference.pipeline import at_least_one, run_pictures
 from solov2.model.inference.postprocess import InferenceParams
 
 LOG = logging.getLogger(__name__)
 Image = Any     # a path (str or os.PathLike), encoded bytes or a binary file object, a numpy array or a PIL image
+HEADER_BYTES = 2 ** 16      # what is read of a file for its size before it is read (picture_cost)
 
 
 def per_call_params(params: InferenceParams, score_threshold: Optional[float] = None,
@@ -101,6 +103,26 @@ def read_encoded(image: Any, what: str) -> Union[bytes, bytearray, memoryview]:
         raise InputError(f'cannot read {what}: its read() gave {type(data).__name__}, not bytes — open it in binary '
                          "mode ('rb')")
     return data
+
+
+def picture_cost(image: Image, short: int, max_size: int) -> Optional[int]:
+    """Bytes ``image`` will hold once read and prepared at the test size ``short`` / ``max_size``
+    (``memory.prepared_bytes``), known before it is read: a path's from the header in its first
+    ``HEADER_BYTES``, encoded bytes' from theirs, a PIL image's or an array's from its size;
+    None when unknown (a file object, no size in those bytes)."""
+    if isinstance(image, (str, os.PathLike)):
+        try:
+            with open(image, 'rb') as file:
+                size = header_size(file.read(HEADER_BYTES))
+        except OSError:
+            return None
+    elif isinstance(image, ENCODED):
+        size = header_size(image)
+    elif is_pil_image(image) or isinstance(image, np.ndarray) and image.ndim in (2, 3):
+        size = image.size if is_pil_image(image) else image.shape[1::-1]
+    else:
+        return None
+    return None if size is None else prepared_bytes(*size, short, max_size)
 
 
 def describe(source: Image) -> str:
@@ -222,7 +244,8 @@ class Segmenter:
             chw, meta = backend.prepare(self.rgb(images, channels))
             return to_instances(backend, run_network(backend, [(chw, meta)], params)[0], meta, params, least)
         results = []
-        with contextlib.closing(self._run(images, self._reader(channels), batch_size, params, least)) as done:
+        reading = self._run(images, self._reader(channels), batch_size, params, least, self._cost)
+        with contextlib.closing(reading) as done:
             for index, (source, result) in enumerate(done):
                 if isinstance(result, ValueError):
                     raise InputError(f'picture {index} of the list ({describe(source)}): {result}') from result
@@ -245,7 +268,7 @@ class Segmenter:
         elif is_encoded(images) or is_pil_image(images) or isinstance(images, np.ndarray):
             images = [images]
         params = per_call_params(self.backend.params, score_threshold, max_instances)
-        for source, result in self._run(images, self._reader(channels), batch_size, params):
+        for source, result in self._run(images, self._reader(channels), batch_size, params, cost=self._cost):
             if isinstance(result, Exception):
                 LOG.warning(f'skipped {describe(source)}: {result}')
             else:
@@ -274,13 +297,19 @@ class Segmenter:
         """What reads a picture given in ``channels`` order (``picture_rgb``)."""
         return functools.partial(picture_rgb, channels=check_channels(channels), max_pixels=self.cfg.max_image_pixels)
 
+    def _cost(self, image: Image) -> Optional[int]:
+        """What ``image`` will hold once read and prepared, known before it is read (``picture_cost``)."""
+        return picture_cost(image, self.cfg.test_short, self.cfg.test_max)
+
     def _run(self, images: Iterable[Any], read: Callable[[Any], np.ndarray], batch_size: int, params: InferenceParams,
-             min_score: float = 0.0) -> Generator[Tuple[Any, Union[Instances, Exception]], None, None]:
+             min_score: float = 0.0, cost: Callable[[Any], Optional[int]] = lambda item: None
+             ) -> Generator[Tuple[Any, Union[Instances, Exception]], None, None]:
         """``(source, Instances or the exception that stopped the picture)`` for each of ``images``
-        in order (``pipeline.run_pictures``: ``batch_size`` pictures to a network run)."""
+        in order (``pipeline.run_pictures``: ``batch_size`` pictures to a network run, read ahead
+        within the memory that ``cost`` says each picture will hold)."""
         backend = self.backend
         return run_pictures(images, read, backend, lambda _, __, found: instances_of(backend, found, min_score),
-                            params, batch_size)
+                            params, batch_size, cost=cost)
 
 
 def to_instances(backend, staged, meta, params: InferenceParams, min_score: float = 0.0) -> Instances:
