@@ -19,7 +19,7 @@ from solov2.model.distributed import SINGLE, Processes
 from solov2.model.inference.backend import run_network
 from solov2.model.inference.backend_factory import ModelSpec, Progress, open_backend
 from solov2.model.inference.media import frame_rgb, list_images, open_capture, read_frames
-from solov2.model.inference.memory import prepared_bytes
+from solov2.model.inference.memory import decode_cost, prepared_bytes
 from solov2.model.inference.pipeline import at_least_one, run_pictures
 from solov2.model.inference.postprocess import InferenceParams
 
@@ -106,23 +106,22 @@ def read_encoded(image: Any, what: str) -> Union[bytes, bytearray, memoryview]:
 
 
 def picture_cost(image: Image, short: int, max_size: int) -> Optional[int]:
-    """Bytes ``image`` will hold once read and prepared at the test size ``short`` / ``max_size``
-    (``memory.prepared_bytes``), known before it is read: a path's from the header in its first
-    ``HEADER_BYTES``, encoded bytes' from theirs, a PIL image's or an array's from its size;
-    None when unknown (a file object, no size in those bytes)."""
+    """Bytes reading and preparing ``image`` at the test size ``short`` / ``max_size`` holds at
+    its peak, known before it is read: an encoded picture's (a path's, from the header in its
+    first ``HEADER_BYTES``, or bytes') ``memory.decode_cost``, a PIL image's or an array's
+    ``memory.prepared_bytes``; None when unknown (a file object, no size in those bytes)."""
     if isinstance(image, (str, os.PathLike)):
         try:
             with open(image, 'rb') as file:
-                size = header_size(file.read(HEADER_BYTES))
+                image = file.read(HEADER_BYTES)
         except OSError:
             return None
-    elif isinstance(image, ENCODED):
+    if isinstance(image, ENCODED):
         size = header_size(image)
-    elif is_pil_image(image) or isinstance(image, np.ndarray) and image.ndim in (2, 3):
-        size = image.size if is_pil_image(image) else image.shape[1::-1]
-    else:
-        return None
-    return None if size is None else prepared_bytes(*size, short, max_size)
+        return None if size is None else decode_cost(image, *size, short, max_size)
+    if is_pil_image(image) or isinstance(image, np.ndarray) and image.ndim in (2, 3):
+        return prepared_bytes(*(image.size if is_pil_image(image) else image.shape[1::-1]), short, max_size)
+    return None
 
 
 def describe(source: Image) -> str:

@@ -44,7 +44,7 @@ class Prepared(NamedTuple):
     meta: ImageMeta
 
 
-IN_FLIGHT_SHARE = 48 * 2 ** 20    # in-flight bytes for each finishing worker and one more (run_pictures)
+IN_FLIGHT_SHARE = 64 * 2 ** 20    # in-flight bytes for each finishing worker and one more (run_pictures)
 
 
 def at_least_one(name: str, value: Any) -> int:
@@ -82,11 +82,11 @@ def run_pictures(items: Iterable[Any], read: Callable[[Any], np.ndarray], backen
     workers. An item whose read or prepare raised has that exception as its result; errors in
     the network or ``finish`` propagate. At most ``window`` pictures finished wait for the
     consumer, and the pictures read and not yet finished hold about ``in_flight_bytes`` of
-    arrays at most (a load counts, until it is done, as ``cost(item)`` says its items will hold,
-    read from their headers, else as much as the last; one batch is always let through; default
-    ``IN_FLIGHT_SHARE`` for each finishing worker and one more: a 12 MP photo, 34 MiB, finishing
-    on each and one read ahead): large pictures wait to be read while earlier ones are finished,
-    small ones never do. ``stats`` gets the counts and timings."""
+    arrays at most (a load counts, until it is done, as ``cost(item)`` says its items will hold
+    at their peak, read from their headers, else as much as the last load held; one batch is
+    always let through; default ``IN_FLIGHT_SHARE`` for each finishing worker and one more: a
+    12 MP photo, 36 MB, finishing on each and one being decoded, 89 MB at its peak): large pictures
+    wait to be read while earlier ones are finished, small ones never do. ``stats`` gets the counts and timings."""
     size = at_least_one('batch_size', batch_size)
 
     def load(chunk):

@@ -301,17 +301,19 @@ def test_a_failed_auto_export_falls_back_to_dygraph_with_a_warning_that_says_why
 
 
 def test_a_lists_pictures_are_read_ahead_by_what_their_headers_say_they_will_hold(seg, tmp_path, monkeypatch):
-    """``picture_cost``: the bytes a picture will hold once read and prepared, known before it is
-    read (a path's or bytes' header, a PIL image's or an array's size; a file object's not),
-    which a list's and a stream's read-ahead goes by (``run_pictures``' ``cost``)."""
+    """``picture_cost``: the bytes reading and preparing a picture holds at its peak, known before
+    it is read (a path's or bytes' header: while decoding; a PIL image's or an array's size: once
+    prepared; a file object's not), which a list's and a stream's read-ahead goes by."""
     from PIL import Image
 
     from solov2.model.api import segmenter
     from tests.pictures import webp_bomb
-    prepared = 3 * 3000 * 2000 + 3 * 4 * 320 * 480           # RGB and the network's input (320x480)
+    network_input = 3 * 4 * 320 * 480
+    decoding, prepared = 7 * 3000 * 2000 + 3 * network_input, 3 * 3000 * 2000 + network_input
     (tmp_path / 'big.webp').write_bytes(webp_bomb(3000, 2000))
-    for image in (tmp_path / 'big.webp', str(tmp_path / 'big.webp'), webp_bomb(3000, 2000),
-                  Image.new('RGB', (3000, 2000)), np.zeros((2000, 3000, 3), np.uint8), np.zeros((2000, 3000))):
+    for image in (tmp_path / 'big.webp', str(tmp_path / 'big.webp'), webp_bomb(3000, 2000)):
+        assert segmenter.picture_cost(image, 320, 640) == decoding
+    for image in (Image.new('RGB', (3000, 2000)), np.zeros((2000, 3000, 3), np.uint8), np.zeros((2000, 3000))):
         assert segmenter.picture_cost(image, 320, 640) == prepared
     assert segmenter.picture_cost(io.BytesIO(webp_bomb(3000, 2000)), 320, 640) is None
     assert segmenter.picture_cost(tmp_path / 'missing.jpg', 320, 640) is None
@@ -320,4 +322,4 @@ def test_a_lists_pictures_are_read_ahead_by_what_their_headers_say_they_will_hol
                         lambda images, *args, cost, **kwargs: costs.append(cost) or (none for none in ()))
     seg([webp_bomb(3000, 2000)])
     list(seg.stream([webp_bomb(3000, 2000)]))
-    assert [cost(webp_bomb(3000, 2000)) for cost in costs] == [prepared, prepared]
+    assert [cost(webp_bomb(3000, 2000)) for cost in costs] == [decoding, decoding]
