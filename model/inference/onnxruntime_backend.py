@@ -1,6 +1,7 @@
 """The ``onnx`` backend: onnxruntime on an exported folder's ``model.onnx``, on the CPU or a GPU,
 optionally through TensorRT (``onnx_providers``; a session that fell back from the GPU to the CPU
 is refused, ``check_providers``; none falls back after that, ``OnnxBackend.run``)."""
+import importlib
 import threading
 from typing import List, Optional, Sequence
 
@@ -68,6 +69,20 @@ def check_providers(session, providers: list, version: str) -> None:
                           'was built for (onnxruntime.ai, CUDA Execution Provider, Requirements), or use the CPU'))
 
 
+def load_gpu_libraries(ort, tensorrt: bool) -> None:
+    """Load the libraries the GPU providers of onnxruntime ``ort`` need from their wheels, before a
+    session opens: CUDA and cuDNN (``preload_dlls``, onnxruntime-gpu >= 1.21; its extras cuda and
+    cudnn), and for ``tensorrt`` TensorRT's (importing the ``tensorrt`` package loads the
+    libraries of its wheel, requirements-deploy-tensorrt.txt; without it, the system's)."""
+    if hasattr(ort, 'preload_dlls'):
+        ort.preload_dlls()
+    if tensorrt:
+        try:
+            importlib.import_module('tensorrt')
+        except ImportError:
+            pass
+
+
 class OnnxBackend(ExportedBackend):
     """onnxruntime with ``threads`` intra-op threads (0 = every core), on the CPU or a GPU
     (``device``; ``tensorrt``: through TensorRT float16, its engines kept in a folder of
@@ -116,8 +131,8 @@ class OnnxBackend(ExportedBackend):
                                                           TENSORRT_MAX_BATCH, 'float16')
                 providers = onnx_providers(self.device, ort.get_available_providers(), self.tensorrt,
                                            self.size_range, engines or None)
-                if on_gpu(self.device) and hasattr(ort, 'preload_dlls'):
-                    ort.preload_dlls()     # the CUDA and cuDNN of the nvidia-* wheels (onnxruntime-gpu[cuda,cudnn])
+                if on_gpu(self.device):
+                    load_gpu_libraries(ort, self.tensorrt)
                 with loading(str(path)):
                     session = ort.InferenceSession(str(path), self.options, providers=providers)
                 check_providers(session, providers, ort.__version__)

@@ -182,10 +182,12 @@ class FellBack:
 
 def _on_a_gpu(monkeypatch, opened):
     """onnxruntime as if on a GPU with TensorRT: each session a ``FellBack`` that started every
-    provider, kept in ``opened``."""
+    provider, kept in ``opened`` after the libraries loaded (noted there as 'preload_dlls' and
+    'tensorrt')."""
     import onnxruntime
     monkeypatch.setattr(onnxruntime, 'get_available_providers', lambda: EVERY)
-    monkeypatch.setattr(onnxruntime, 'preload_dlls', lambda: None, raising=False)
+    monkeypatch.setattr(onnxruntime, 'preload_dlls', lambda: opened.append('preload_dlls'), raising=False)
+    monkeypatch.setattr(onnxruntime_backend.importlib, 'import_module', lambda name: opened.append(name))
     monkeypatch.setattr(onnxruntime, 'InferenceSession', lambda path, options, providers: opened.append(
         FellBack(path, options, providers, started=EVERY)) or opened[-1])
 
@@ -202,6 +204,8 @@ def test_each_model_gets_its_own_tensorrt_engines(tmp_path, monkeypatch):
     _on_a_gpu(monkeypatch, opened)
     for name, model in (('a', first), ('b', second), ('c', first)):
         OnnxBackend(_fake_export(tmp_path / name, model), device='gpu', tensorrt=True, engine_cache=str(tmp_path))
+    assert opened[:2] == ['preload_dlls', 'tensorrt']      # CUDA, cuDNN and TensorRT loaded before the session
+    opened = [session for session in opened if isinstance(session, FellBack)]
     a, b, c = (session.asked[0][1]['trt_engine_cache_path'] for session in opened)
     assert a != b and a == c and os.path.dirname(a) == str(tmp_path)
     paddle_files = {'paddle': {'model': 'model.pdmodel', 'params': 'model.pdiparams'}}
@@ -224,7 +228,7 @@ def test_a_provider_failure_during_a_run_is_an_error_naming_it(tmp_path, monkeyp
     opened = []
     _on_a_gpu(monkeypatch, opened)
     backend = OnnxBackend(_fake_export(tmp_path / 'export'), device='gpu', tensorrt=True)
-    assert not opened[0].falls_back
+    assert not opened[-1].falls_back
     with pytest.raises(RunError, match='TensorrtExecutionProvider failed during a run .*EP_FAIL'):
         backend.run(np.zeros((1, 3, 64, 64), np.float32))
 
