@@ -88,6 +88,7 @@ def run_pictures(items: Iterable[Any], read: Callable[[Any], np.ndarray], backen
     12 MP photo, 36 MB, finishing on each and one being decoded, 89 MB at its peak): large pictures
     wait to be read while earlier ones are finished, small ones never do. ``stats`` gets the counts and timings."""
     size = at_least_one('batch_size', batch_size)
+    backend.check_batch(size)
 
     def load(chunk):
         return [_prepare(backend, read, item) for item in chunk]

@@ -26,13 +26,13 @@ class Decodes:
         self.seconds, self.calls, self.running, self.most = seconds, 0, 0, 0
         self.lock, self.decode = threading.Lock(), app.decode_picture
 
-    def __call__(self, data, max_pixels):
+    def __call__(self, *args):
         with self.lock:
             self.calls, self.running = self.calls + 1, self.running + 1
             self.most = max(self.most, self.running)
         try:
             time.sleep(self.seconds)
-            return self.decode(data, max_pixels)
+            return self.decode(*args)
         finally:
             with self.lock:
                 self.running -= 1
