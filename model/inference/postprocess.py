@@ -407,36 +407,35 @@ def paste_in_boxes(soft_masks: np.ndarray, resized_hw: Sequence[int], orig_hw: S
     """Soft masks [N, Hf, Wf] at 1/4 of the padded input -> binary ``CroppedMasks`` on the
     original image: each mask's crop to its tight half-open box x0, y0, x1, y1 (an empty
     crop and a zero box when empty), pasted when first read (``CroppedMasks.lazy``: a mask
-    nobody reads costs nothing). No [N, H, W] array is made, and ``soft_masks`` is not kept:
-    each mask keeps only the part of its soft mask that its paste reads (``_PendingPaste``),
-    dropped once pasted, so a result costs what its objects cost.
+    nobody reads costs nothing; a box read alone is measured near its edges, ``_pending_box``).
+    No [N, H, W] array is made, and ``soft_masks`` is not kept: each mask keeps only the part
+    of its soft mask that its paste reads (``_PendingPaste``), dropped once pasted, so a result
+    costs what its objects cost.
 
     The same values as bilinear x4 to the padded size, crop of the resized image area,
     bilinear to the original size, threshold (PaddleDetection's order, with OpenCV), up
     to float rounding, computed only over the part of the picture that the mask's pixels
     above the threshold can reach (bilinear weights are convex, so nothing else can pass), as
-    two small matrix products with the window's part of each axis's paste (``_Axis``); a mask
-    reaching over ``WHOLE_PASTE_SHARE`` of the picture is resized whole by OpenCV (faster
-    there than the products)."""
+    two small matrix products with the window's part of each axis's paste (``_Axis``), in
+    bands (``_product``); a mask reaching over ``WHOLE_PASTE_SHARE`` of the picture is
+    resized whole by OpenCV (faster there than the products)."""
     rows = _Axis.build(soft_masks.shape[1], resized_hw[0], orig_hw[0])
     cols = _Axis.build(soft_masks.shape[2], resized_hw[1], orig_hw[1])
     pending = [_pending(soft, rows, cols, resized_hw, orig_hw, mask_threshold) for soft in soft_masks]
-    return CroppedMasks.lazy(pending, _paste_pending, orig_hw)
+    return CroppedMasks.lazy(pending, _paste_pending, orig_hw, _pending_box)
 
 
 @dataclass(frozen=True)
 class _PendingPaste:
     """One mask's paste still to do: ``soft``, a copy of the part of its soft mask the paste
-    reads (the features ``read_y``, ``read_x``; the whole [Hf, Wf] mask when ``whole``), the
-    picture's rows ``out_y`` and columns ``out_x`` it reaches, the axes and sizes of the paste."""
+    reads (the whole [Hf, Wf] mask when resized whole), the picture's rows ``out_y`` and columns
+    ``out_x`` it reaches, the window's part of each axis's paste (``row_weights`` [out rows,
+    read rows] and ``col_weights`` [out columns, read columns], None when resized whole), the sizes."""
     soft: np.ndarray
     out_y: slice
     out_x: slice
-    read_y: slice
-    read_x: slice
-    whole: bool
-    rows: '_Axis'
-    cols: '_Axis'
+    row_weights: Optional[np.ndarray]
+    col_weights: Optional[np.ndarray]
     resized_hw: Tuple[int, int]
     orig_hw: Tuple[int, int]
     mask_threshold: float
@@ -450,10 +449,32 @@ def _pending(soft: np.ndarray, rows: '_Axis', cols: '_Axis', resized_hw: Sequenc
     if box is None:
         return None
     (out_y, read_y), (out_x, read_x) = rows.window(box[1], box[3]), cols.window(box[0], box[2])
-    whole = (out_y.stop - out_y.start) * (out_x.stop - out_x.start) > WHOLE_PASTE_SHARE * orig_hw[0] * orig_hw[1]
-    kept = soft.copy() if whole else soft[read_y, read_x].copy()
-    return _PendingPaste(kept, out_y, out_x, read_y, read_x, whole, rows, cols, tuple(resized_hw), tuple(orig_hw),
-                         mask_threshold)
+    sizes = tuple(resized_hw), tuple(orig_hw), mask_threshold
+    if (out_y.stop - out_y.start) * (out_x.stop - out_x.start) > WHOLE_PASTE_SHARE * orig_hw[0] * orig_hw[1]:
+        return _PendingPaste(soft.copy(), out_y, out_x, None, None, *sizes)
+    return _PendingPaste(soft[read_y, read_x].copy(), out_y, out_x, rows.matrix[out_y, read_y],
+                         cols.matrix[out_x, read_x], *sizes)
+
+
+PRODUCT_WORK = 1 << 18   # multiply-adds of one matrix product of the paste, at most
+
+
+def _bands(count: int, other: int) -> List[slice]:
+    """[0, count) cut into bands of rows whose product with an operand of ``other`` elements does
+    at most ``PRODUCT_WORK`` multiply-adds, none of one row (numpy computes a one-row product as
+    a matrix-vector one, which may sum in another order). OpenBLAS runs a product that small on
+    one thread: a threaded small product waits for busy cores, 5-10x slower on a loaded machine."""
+    size = max(2, PRODUCT_WORK // max(1, other))
+    starts = list(range(0, count, size))
+    if len(starts) > 1 and count - starts[-1] < 2:
+        starts.pop()
+    return [slice(start, stop) for start, stop in zip(starts, starts[1:] + [count])]
+
+
+def _product(left: np.ndarray, right: np.ndarray) -> np.ndarray:
+    """left [m, k] @ right [k, n] -> [m, n] float32, a band of rows at a time (``_bands``)."""
+    bands = _bands(len(left), right.size)
+    return left @ right if len(bands) == 1 else np.concatenate([left[band] @ right for band in bands])
 
 
 def _tight(binary: np.ndarray, x0: int = 0, y0: int = 0) -> Tuple[np.ndarray, Tuple[int, int, int, int]]:
@@ -470,11 +491,46 @@ def _paste_pending(paste: Optional[_PendingPaste]) -> Tuple[np.ndarray, Tuple[in
     """One mask's paste (``_pending``) -> (its binary crop on the picture, tight box), as ``paste_in_boxes``."""
     if paste is None:
         return EMPTY_CROP, (0, 0, 0, 0)
-    if paste.whole:
+    if paste.row_weights is None:
         return _tight(_paste_whole(paste.soft, paste.resized_hw, paste.orig_hw) > paste.mask_threshold)
-    rows = paste.rows.matrix[paste.out_y, paste.read_y]                       # [out rows, read rows]
-    cols = paste.cols.matrix[paste.out_x, paste.read_x]                       # [out cols, read cols]
-    return _tight(rows @ paste.soft @ cols.T > paste.mask_threshold, paste.out_x.start, paste.out_y.start)
+    values = _product(_product(paste.row_weights, paste.soft), paste.col_weights.T)   # [out rows, out cols]
+    return _tight(values > paste.mask_threshold, paste.out_x.start, paste.out_y.start)
+
+
+def _hits(rows: np.ndarray, col_weights: np.ndarray, threshold: float, bands: Sequence[slice], axis: int
+          ) -> Tuple[np.ndarray, np.ndarray]:
+    """(the first band, in the order given, of the pasted values ``rows`` [r, k] @ ``col_weights``.T
+    that holds a value over ``threshold``: rows [band] (``axis`` 0) or columns ``col_weights`` [band]
+    (``axis`` 1); its binary values), or (an empty array, None) when none does."""
+    for band in bands:
+        binary = (rows[band] @ col_weights.T if axis == 0 else rows @ col_weights[band].T) > threshold
+        found = np.flatnonzero(binary.any(axis=1 - axis)) + band.start
+        if len(found):
+            return found, binary
+    return np.zeros(0, np.int64), None
+
+
+def _pending_box(paste: Optional[_PendingPaste]) -> Tuple[int, int, int, int]:
+    """The box of ``_paste_pending(paste)`` without its crop: the window's rows pasted from each
+    end a band at a time until a band has a pixel over the threshold, then the columns between
+    those rows from each end, so only pixels near the box's edges are computed, each as the same
+    sum of products as in the paste (a mask resized whole is pasted)."""
+    if paste is None or paste.row_weights is None:
+        return (0, 0, 0, 0) if paste is None else _paste_pending(paste)[1]
+    rows, cols, t = _product(paste.row_weights, paste.soft), paste.col_weights, paste.mask_threshold
+    bands = _bands(len(rows), cols.size)
+    top, binary = _hits(rows, cols, t, bands, 0)
+    if binary is None:
+        return 0, 0, 0, 0
+    bottom, _ = _hits(rows, cols, t, bands[::-1], 0)
+    if bottom[-1] == top[-1]:                     # every row over it in the first band found: its pixels are there
+        left, right = np.flatnonzero(binary.any(axis=0))[[0, -1]]
+    else:
+        inside = rows[top[0]:bottom[-1] + 1]
+        columns = _bands(len(cols), inside.size)
+        left, right = _hits(inside, cols, t, columns, 1)[0][0], _hits(inside, cols, t, columns[::-1], 1)[0][-1]
+    x0, y0 = paste.out_x.start, paste.out_y.start
+    return x0 + int(left), y0 + int(top[0]), x0 + int(right) + 1, y0 + int(bottom[-1]) + 1
 
 
 def paste_detections(detections: Detections, meta, mask_threshold: float = 0.5) -> Detections:
