@@ -144,11 +144,11 @@ class Service:
             return self.segmenter.backend.prepare(decode_picture(data, self.max_pixels))
 
     def finish(self, row, meta, params, masks: str, min_score: float) -> Dict[str, Any]:
-        """The network's output for one picture -> its answer (``answer``)."""
+        """The network's output for one picture -> its answer (``Instances.to_dict(masks)``: only what it holds)."""
         with self.metrics.stage('postprocess'):
             instances = to_instances(self.segmenter.backend, row, meta, params, min_score)
         with self.metrics.stage('encode'):
-            return answer(instances, masks)
+            return instances.to_dict(masks)
 
     def close(self) -> None:
         """Say it is stopping (``/readyz`` 503), finish what is queued, stop the network thread and the workers."""
@@ -173,19 +173,6 @@ class Service:
         finally:
             self.counts[what] -= 1
             self.metrics.in_flight.set(self.counts['in flight'])
-
-
-def answer(instances, masks: str) -> Dict[str, Any]:
-    """``Instances.to_dict()``; with ``masks='polygons'`` each mask as ``polygons`` (flat
-    [x0, y0, x1, y1, ...] lists, ``Instances.polygons``), with 'none' no masks."""
-    result = instances.to_dict()
-    outlines = instances.polygons() if masks == 'polygons' else None
-    for index, one in enumerate(result['instances']):
-        if masks != 'rle':
-            del one['mask']
-        if outlines is not None:
-            one['polygons'] = [polygon.ravel().tolist() for polygon in outlines[index]]
-    return result
 
 
 def create_app(settings: ServeSettings, load_first: bool = False, segmenter: Optional[Segmenter] = None) -> FastAPI:

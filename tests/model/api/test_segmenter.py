@@ -298,3 +298,33 @@ def test_a_failed_auto_export_falls_back_to_dygraph_with_a_warning_that_says_why
     assert warned[0].getMessage().startswith('auto: could not export for onnx (paddle2onnx 2.0.1 needs Paddle >= 3.0')
     assert 'install paddle2onnx==1.3.1 (requirements-deploy-paddle26.txt, the deploy-paddle26 extra)): using dygraph' \
         in warned[0].getMessage()
+
+
+def _counting(monkeypatch, module, name) -> list:
+    """The calls of ``module.name`` from now on (their first argument)."""
+    calls, original = [], getattr(module, name)
+    monkeypatch.setattr(module, name, lambda first, *args: calls.append(first) or original(first, *args))
+    return calls
+
+
+def test_an_answer_pastes_and_encodes_only_what_it_holds(seg, monkeypatch):
+    """``min_score`` leaves the instances out before any mask is pasted; ``to_dict('none')``
+    gives the boxes of ``to_dict()`` without pasting a mask and 'polygons' encodes no RLE."""
+    from solov2.data import results
+    from solov2.model.inference import postprocess
+    monkeypatch.setattr(postprocess, 'WHOLE_PASTE_SHARE', 1.0)        # every mask pasted in its window
+    everything = seg(SQUARE[0], min_score=0).to_dict()
+    pastes, encodes = _counting(monkeypatch, postprocess, '_paste_pending'), _counting(monkeypatch, results,
+                                                                                       'encode_crop_rle')
+    answered = seg(SQUARE[0], min_score=0.5).to_dict()
+    assert 0 < len(pastes) == len(encodes) == len(answered['instances']) < len(everything['instances'])
+    assert answered['instances'] == [one for one in everything['instances'] if one['score'] >= 0.5]
+    del pastes[:], encodes[:]
+    boxes = seg(SQUARE[0], min_score=0).to_dict('none')
+    assert pastes == encodes == [] and boxes['instances'] == [
+        {key: value for key, value in one.items() if key != 'mask'} for one in everything['instances']]
+    outlines = seg(SQUARE[0], min_score=0).to_dict('polygons')
+    assert encodes == [] and len(pastes) == len(everything['instances'])
+    assert [one['box'] for one in outlines['instances']] == [one['box'] for one in everything['instances']]
+    with pytest.raises(InputError, match='masks must be one of rle, polygons, none'):
+        seg(SQUARE[0]).to_dict('png')
