@@ -430,12 +430,14 @@ class _PendingPaste:
     """One mask's paste still to do: ``soft``, a copy of the part of its soft mask the paste
     reads (the whole [Hf, Wf] mask when resized whole), the picture's rows ``out_y`` and columns
     ``out_x`` it reaches, the window's part of each axis's paste (``row_weights`` [out rows,
-    read rows] and ``col_weights`` [out columns, read columns], None when resized whole), the sizes."""
+    read rows] and ``col_weights`` [out columns, read columns], None when resized whole), for
+    each of its columns the first and last read column it weighs (``col_reads``), the sizes."""
     soft: np.ndarray
     out_y: slice
     out_x: slice
     row_weights: Optional[np.ndarray]
     col_weights: Optional[np.ndarray]
+    col_reads: Optional[Tuple[np.ndarray, np.ndarray]]
     resized_hw: Tuple[int, int]
     orig_hw: Tuple[int, int]
     mask_threshold: float
@@ -451,30 +453,80 @@ def _pending(soft: np.ndarray, rows: '_Axis', cols: '_Axis', resized_hw: Sequenc
     (out_y, read_y), (out_x, read_x) = rows.window(box[1], box[3]), cols.window(box[0], box[2])
     sizes = tuple(resized_hw), tuple(orig_hw), mask_threshold
     if (out_y.stop - out_y.start) * (out_x.stop - out_x.start) > WHOLE_PASTE_SHARE * orig_hw[0] * orig_hw[1]:
-        return _PendingPaste(soft.copy(), out_y, out_x, None, None, *sizes)
+        return _PendingPaste(soft.copy(), out_y, out_x, None, None, None, *sizes)
+    reads = tuple(ends[out_x] - read_x.start for ends in cols.reads)
     return _PendingPaste(soft[read_y, read_x].copy(), out_y, out_x, rows.matrix[out_y, read_y],
-                         cols.matrix[out_x, read_x], *sizes)
+                         cols.matrix[out_x, read_x], reads, *sizes)
 
 
 PRODUCT_WORK = 1 << 18   # multiply-adds of one matrix product of the paste, at most
+TILE_COLUMNS = 64        # picture columns of one product: they weigh a few read columns, not all
+SCAN_WIDTH = 16          # rows and columns of a product when a box is measured from the window's edges
 
 
-def _bands(count: int, other: int) -> List[slice]:
-    """[0, count) cut into bands of rows whose product with an operand of ``other`` elements does
-    at most ``PRODUCT_WORK`` multiply-adds, none of one row (numpy computes a one-row product as
-    a matrix-vector one, which may sum in another order). OpenBLAS runs a product that small on
-    one thread: a threaded small product waits for busy cores, 5-10x slower on a loaded machine."""
-    size = max(2, PRODUCT_WORK // max(1, other))
-    starts = list(range(0, count, size))
+def _cut(count: int, size: int) -> List[slice]:
+    """[0, count) in pieces of ``size`` (at least 2), none of one index (numpy computes a product
+    of one row or column as a matrix-vector one, which may sum in another order)."""
+    starts = list(range(0, count, max(2, size)))
     if len(starts) > 1 and count - starts[-1] < 2:
         starts.pop()
     return [slice(start, stop) for start, stop in zip(starts, starts[1:] + [count])]
 
 
 def _product(left: np.ndarray, right: np.ndarray) -> np.ndarray:
-    """left [m, k] @ right [k, n] -> [m, n] float32, a band of rows at a time (``_bands``)."""
-    bands = _bands(len(left), right.size)
+    """left [m, k] @ right [k, n] -> [m, n] float32, in bands of rows of at most ``PRODUCT_WORK``
+    multiply-adds. OpenBLAS runs a product that small on one thread: a threaded small product
+    waits for busy cores, 5-10x slower on a loaded machine (measured)."""
+    bands = _cut(len(left), PRODUCT_WORK // max(1, right.size))
     return left @ right if len(bands) == 1 else np.concatenate([left[band] @ right for band in bands])
+
+
+class _Window:
+    """The window of a paste (``_PendingPaste``, not resized whole) as products: ``rows`` [out rows,
+    read columns] (``row_weights @ soft``), the output columns in ``tiles`` of about
+    ``TILE_COLUMNS`` (each with the read columns it weighs) and the output rows in ``bands`` that
+    keep each product under ``PRODUCT_WORK``. A pixel's value is the same sum of the same products
+    whichever rows and columns are computed with it (its weights' zeros add nothing)."""
+
+    def __init__(self, paste: _PendingPaste):
+        self.rows, self.weights, self.threshold = _product(paste.row_weights, paste.soft), paste.col_weights, \
+            paste.mask_threshold
+        self.reads = paste.col_reads
+        self.tiles = self.cut(TILE_COLUMNS)
+        self.size = PRODUCT_WORK // max((cols.stop - cols.start) * (reads.stop - reads.start)
+                                        for cols, reads in self.tiles)
+
+    def cut(self, width: int) -> List[Tuple[slice, slice]]:
+        """The output columns in tiles of ``width`` (``_cut``), each with the read columns it weighs."""
+        first, last = self.reads
+        return [(cols, slice(int(first[cols.start]), int(last[cols.stop - 1]) + 1)) for cols in _cut(len(first), width)]
+
+    def bands(self, start: int = 0, stop: Optional[int] = None, size: Optional[int] = None) -> List[slice]:
+        """Rows [start, stop) of the window in bands (``_cut``) of ``size`` rows, default the most a product takes."""
+        stop = len(self.rows) if stop is None else stop
+        return [slice(start + band.start, start + band.stop) for band in _cut(stop - start, size or self.size)]
+
+    def values(self, band: slice, tiles: Optional[Sequence[Tuple[slice, slice]]] = None) -> np.ndarray:
+        """[band rows, the tiles' columns] float32: the pasted values of rows ``band`` (every tile by default)."""
+        return np.hstack([self.rows[band, reads] @ self.weights[cols, reads].T for cols, reads in tiles or self.tiles])
+
+    def first_rows(self, bands: Sequence[slice]) -> np.ndarray:
+        """The rows over the threshold of the first of ``bands`` that has one (in the order given), or none."""
+        for band in bands:
+            found = np.flatnonzero(self.values(band).max(axis=1) > self.threshold)
+            if len(found):
+                return found + band.start
+        return np.zeros(0, np.int64)
+
+    def first_columns(self, bands: Sequence[slice], tiles: Sequence[Tuple[slice, slice]]) -> np.ndarray:
+        """The columns over the threshold in rows ``bands`` of the first of ``tiles`` that has one (in the
+        order given), or none."""
+        for tile in tiles:
+            peak = functools.reduce(np.maximum, (self.values(band, [tile]).max(axis=0) for band in bands))
+            found = np.flatnonzero(peak > self.threshold)
+            if len(found):
+                return found + tile[0].start
+        return np.zeros(0, np.int64)
 
 
 def _tight(binary: np.ndarray, x0: int = 0, y0: int = 0) -> Tuple[np.ndarray, Tuple[int, int, int, int]]:
@@ -493,44 +545,30 @@ def _paste_pending(paste: Optional[_PendingPaste]) -> Tuple[np.ndarray, Tuple[in
         return EMPTY_CROP, (0, 0, 0, 0)
     if paste.row_weights is None:
         return _tight(_paste_whole(paste.soft, paste.resized_hw, paste.orig_hw) > paste.mask_threshold)
-    values = _product(_product(paste.row_weights, paste.soft), paste.col_weights.T)   # [out rows, out cols]
-    return _tight(values > paste.mask_threshold, paste.out_x.start, paste.out_y.start)
-
-
-def _hits(rows: np.ndarray, col_weights: np.ndarray, threshold: float, bands: Sequence[slice], axis: int
-          ) -> Tuple[np.ndarray, np.ndarray]:
-    """(the first band, in the order given, of the pasted values ``rows`` [r, k] @ ``col_weights``.T
-    that holds a value over ``threshold``: rows [band] (``axis`` 0) or columns ``col_weights`` [band]
-    (``axis`` 1); its binary values), or (an empty array, None) when none does."""
-    for band in bands:
-        binary = (rows[band] @ col_weights.T if axis == 0 else rows @ col_weights[band].T) > threshold
-        found = np.flatnonzero(binary.any(axis=1 - axis)) + band.start
-        if len(found):
-            return found, binary
-    return np.zeros(0, np.int64), None
+    window = _Window(paste)
+    binary = np.vstack([window.values(band) > paste.mask_threshold for band in window.bands()])
+    return _tight(binary, paste.out_x.start, paste.out_y.start)
 
 
 def _pending_box(paste: Optional[_PendingPaste]) -> Tuple[int, int, int, int]:
     """The box of ``_paste_pending(paste)`` without its crop: the window's rows pasted from each
     end a band at a time until a band has a pixel over the threshold, then the columns between
-    those rows from each end, so only pixels near the box's edges are computed, each as the same
-    sum of products as in the paste (a mask resized whole is pasted)."""
+    those rows from each end a tile at a time, so only pixels near the box's edges are computed
+    (``_Window``; a mask resized whole is pasted)."""
     if paste is None or paste.row_weights is None:
         return (0, 0, 0, 0) if paste is None else _paste_pending(paste)[1]
-    rows, cols, t = _product(paste.row_weights, paste.soft), paste.col_weights, paste.mask_threshold
-    bands = _bands(len(rows), cols.size)
-    top, binary = _hits(rows, cols, t, bands, 0)
-    if binary is None:
+    window = _Window(paste)
+    bands = window.bands(size=SCAN_WIDTH)
+    top = window.first_rows(bands)
+    if not len(top):
         return 0, 0, 0, 0
-    bottom, _ = _hits(rows, cols, t, bands[::-1], 0)
-    if bottom[-1] == top[-1]:                     # every row over it in the first band found: its pixels are there
-        left, right = np.flatnonzero(binary.any(axis=0))[[0, -1]]
-    else:
-        inside = rows[top[0]:bottom[-1] + 1]
-        columns = _bands(len(cols), inside.size)
-        left, right = _hits(inside, cols, t, columns, 1)[0][0], _hits(inside, cols, t, columns[::-1], 1)[0][-1]
+    bottom = window.first_rows(bands[::-1])
+    inside = [band for band in bands if band.start <= top[0] < band.stop] if bottom[-1] == top[-1] else \
+        window.bands(int(top[0]), int(bottom[-1]) + 1)      # one band, or bands of 2 rows at least
+    tiles = window.cut(SCAN_WIDTH)
+    left, right = window.first_columns(inside, tiles), window.first_columns(inside, tiles[::-1])
     x0, y0 = paste.out_x.start, paste.out_y.start
-    return x0 + int(left), y0 + int(top[0]), x0 + int(right) + 1, y0 + int(bottom[-1]) + 1
+    return x0 + int(left[0]), y0 + int(top[0]), x0 + int(right[-1]) + 1, y0 + int(bottom[-1]) + 1
 
 
 def paste_detections(detections: Detections, meta, mask_threshold: float = 0.5) -> Detections:
