@@ -91,6 +91,11 @@ def encode_crop_rle(crop: np.ndarray, box: Sequence[int], image_size: Sequence[i
 
 
 MASK_FORMS = ('rle', 'polygons', 'none')
+# The least score of an instance shown to a person (the API's, the service's and the demo's answers and
+# drawings), as mmdetection's inferencer (0.3): at the defaults SOLOv2 also answers lower-scored duplicates
+# of another class (a 640x480 picture with 4 objects: 26 instances, the lowest 0.05). Evaluation and COCO
+# records keep every instance: AP needs the low scores.
+SHOWN_MIN_SCORE = 0.3
 
 
 def instance_records(masks: CroppedMasks, labels: np.ndarray, scores: np.ndarray,

@@ -10,7 +10,7 @@ import numpy as np
 
 from solov2.core.errors import InputError
 from solov2.data.masks import CroppedMasks
-from solov2.data.results import MASK_FORMS, crop_polygons, instance_records, instances_to_coco
+from solov2.data.results import MASK_FORMS, SHOWN_MIN_SCORE, crop_polygons, instance_records, instances_to_coco
 from solov2.data.visualize import draw_bgr, draw_instances
 
 CHANNELS = ('bgr', 'rgb')
@@ -163,7 +163,7 @@ class Instances:
         return {'image_size': list(self.image_size), 'class_names': list(self.class_names),
                 'instances': instance_records(self.crops, self.labels, self.scores, self.class_names, masks)}
 
-    def draw(self, image: np.ndarray, channels: str = 'bgr', min_score: float = 0.3) -> np.ndarray:
+    def draw(self, image: np.ndarray, channels: str = 'bgr', min_score: float = SHOWN_MIN_SCORE) -> np.ndarray:
         """A copy of ``image`` ([H, W, 3] uint8 in ``channels`` order) with the instances
         scoring at least ``min_score`` drawn (fill, contour, caption), in the same order."""
         if check_channels(channels) == 'rgb':

@@ -31,6 +31,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from solov2 import __version__
 from solov2.core.errors import InputError
+from solov2.data.results import SHOWN_MIN_SCORE
 from solov2.model.api.segmenter import Segmenter, per_call_params, to_instances
 from solov2.model.inference.backend_factory import ModelSpec
 from solov2.model.runtime import cpu_threads
@@ -255,7 +256,7 @@ def add_routes(app: FastAPI, settings: ServeSettings) -> None:
     async def segment(request: Request,
                       score_threshold: Optional[float] = Query(None, ge=0, le=1, description=QUERY['score_threshold']),
                       max_instances: Optional[int] = Query(None, ge=1, description=QUERY['max_instances']),
-                      min_score: float = Query(0.0, ge=0, le=1, description=QUERY['min_score']),
+                      min_score: float = Query(SHOWN_MIN_SCORE, ge=0, le=1, description=QUERY['min_score']),
                       masks: Literal['rle', 'polygons', 'none'] = Query('rle', description=QUERY['masks'])):
         """The instances of the picture sent (the body, or the field ``file`` of a form), as
         ``Instances.to_dict()``: masks as COCO RLE, ``polygons`` or none."""
