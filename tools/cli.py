@@ -43,7 +43,7 @@ from solov2.config.device import device_name, on_gpu  # noqa: E402
 from solov2.config.install import onnxruntime_install_problem, paddle_install_problem  # noqa: E402
 from solov2.convert.published import FAMILIES  # noqa: E402
 from solov2.core.errors import InputError, Param, RunError, Solov2Error  # noqa: E402
-from solov2.tools.main import commands_by_module  # noqa: E402
+from solov2.tools.commands import commands_by_module  # noqa: E402
 
 LIBRARY_LOGGER = 'solov2'   # every library module logs under it (loggers named after modules)
 DEBUG_FLAG = '--debug'
@@ -412,10 +412,12 @@ def model_spec(args):
     return spec
 
 
-def add_inference_args(parser: argparse.ArgumentParser, default_weights=None, batch_size: bool = True) -> None:
+def add_inference_args(parser: argparse.ArgumentParser, default_weights=None, batch_size: bool = True,
+                       fast_decode: bool = False) -> None:
     """What every command that runs a model takes: the model (``add_model_args``), --backend,
-    --model-dir, --precision, --mkldnn, --tensorrt, the runtime arguments and, when ``batch_size``,
-    --batch-size (``model_spec`` makes them the ``ModelSpec`` that ``open_backend`` takes)."""
+    --model-dir, --precision, --mkldnn, --tensorrt, the runtime arguments, when ``batch_size``
+    --batch-size and, for a command that needs no picture's full pixels (``fast_decode``), --fast-decode
+    (``model_spec`` makes them the ``ModelSpec`` that ``open_backend`` takes)."""
     from solov2.model.inference.backend_factory import BACKENDS  # the library loads Paddle: after start-up
     from solov2.model.inference.openvino_backend import PRECISIONS
     add_model_args(parser, default_weights)
@@ -434,6 +436,10 @@ def add_inference_args(parser: argparse.ArgumentParser, default_weights=None, ba
     parser.add_argument('--tensorrt', action='store_true',
                         help='--backend inference or onnx on a GPU --device: through TensorRT float16 (onnx: '
                              "onnxruntime's TensorRT provider, for Paddle 3 exports too)")
+    if fast_decode:
+        parser.add_argument('--fast-decode', action='store_true',
+                            help='decode a JPEG much larger than the network input at 1/2, 1/4 or 1/8 of its size '
+                                 '(faster, less memory; the network input changes slightly: docs/api.md)')
     add_runtime_args(parser)
     if batch_size:
         parser.add_argument('--batch-size', type=int, default=1, metavar='N',

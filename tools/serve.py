@@ -44,7 +44,7 @@ SETTINGS_ENV = 'SOLOV2_SERVE_SETTINGS'     # the settings, as JSON, for --worker
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = make_parser('Serve SOLOv2 instance segmentation over HTTP.', notes=__doc__.split('\n\n', 1)[1])
-    add_inference_args(parser, SHIPPED_WEIGHTS, batch_size=False)
+    add_inference_args(parser, SHIPPED_WEIGHTS, batch_size=False, fast_decode=True)
     parser.add_argument('--host', default='127.0.0.1',
                         help='address to listen on (default 127.0.0.1: this machine only; 0.0.0.0: every network)')
     parser.add_argument('--port', type=int, default=8000, help='port (default 8000)')
@@ -65,6 +65,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--body-timeout-s', type=float, default=10.0,
                         help='a client that sends nothing of its body for this many seconds gets 408 and its '
                              'connection closed (default 10)')
+    parser.add_argument('--min-upload-kb-s', type=float, default=32.0,
+                        help='a body that comes slower than this many KB a second after its first 2 s gets 408 '
+                             'and its connection closed, its upload slot freed (default 32; 0: any rate)')
     parser.add_argument('--max-body-mb', type=float, default=32.0, help='largest request body, MB (default 32)')
     parser.add_argument('--max-pixels', type=int,
                         help="largest picture in pixels, more get 413; 0: no limit (default: the config's "
@@ -84,9 +87,9 @@ def settings_of(args):
         if value < 1:
             raise InputError(f'{flag} must be at least 1, not {value}')
     if min(args.max_body_mb, args.timeout_s, args.body_timeout_s) <= 0 or \
-            min(args.max_wait_ms, args.max_padding, args.max_pixels or 0) < 0:
+            min(args.max_wait_ms, args.max_padding, args.max_pixels or 0, args.min_upload_kb_s) < 0:
         raise InputError('--max-body-mb, --timeout-s and --body-timeout-s must be above 0, --max-wait-ms, '
-                         '--max-padding and --max-pixels at least 0')
+                         '--max-padding, --max-pixels and --min-upload-kb-s at least 0')
     spec = fetched(model_spec(args))      # checked before a published name is fetched
     named = {field.name: getattr(args, field.name) for field in dataclasses.fields(ServeSettings)
              if hasattr(args, field.name)}         # the flags are the settings' names
@@ -122,8 +125,10 @@ def serve(settings, args, segmenter) -> None:
     """Run the service until SIGTERM or Ctrl-C: in this process around the opened ``segmenter``,
     or in --workers processes, each opening its own (``segmenter`` is released first)."""
     import uvicorn
+
+    from solov2.model.serving.wire import SERVER_OPTIONS
     options = {'host': args.host, 'port': args.port, 'timeout_graceful_shutdown': int(settings.timeout_s) + 1,
-               'log_level': 'info'}
+               'log_level': 'info', **SERVER_OPTIONS}
     if args.workers == 1:
         from solov2.model.serving.app import create_app
         uvicorn_server(uvicorn.Config(create_app(settings, segmenter=segmenter), **options)).run()

@@ -63,18 +63,20 @@ def is_encoded(image: Any) -> bool:
     return isinstance(image, ENCODED) or (callable(getattr(image, 'read', None)) and not is_pil_image(image))
 
 
-def picture_rgb(image: Image, channels: str = 'bgr', max_pixels: int = 0) -> np.ndarray:
+def picture_rgb(image: Image, channels: str = 'bgr', max_pixels: int = 0,
+                fit: Optional[Tuple[int, int]] = None) -> np.ndarray:
     """[H, W, 3] uint8 RGB of an image path (``read_image``), encoded bytes or a binary file
     object (``decode_image``: JPEG, PNG, ... as a file holds it), a PIL image (any mode, RGB
     whatever ``channels`` says) or an array in ``channels`` order (``data.transforms.to_rgb``:
     grey, alpha and 16 bits as files are read). InputError for a picture of more than
-    ``max_pixels`` pixels (0: no limit; checked before decoding) or one that cannot be read."""
+    ``max_pixels`` pixels (0: no limit; checked before decoding) or one that cannot be read.
+    ``fit``: a path's or bytes' JPEG may be decoded reduced for that network input (``decode_image``)."""
     check_channels(channels)
     if isinstance(image, (str, os.PathLike)):
-        return read_image(image, max_pixels, warn_colour=True)
+        return read_image(image, max_pixels, warn_colour=True, fit=fit)
     if is_encoded(image):
         what = f'the picture in the {"bytes" if isinstance(image, ENCODED) else "file object"} given'
-        return decode_image(read_encoded(image, what), max_pixels, warn_colour=True, what=what)
+        return decode_image(read_encoded(image, what), max_pixels, warn_colour=True, what=what, fit=fit)
     if is_pil_image(image):
         width, height = image.size
         check_pixels('the PIL image given', width, height, max_pixels)
@@ -134,6 +136,8 @@ class Segmenter:
             (0: every core).
         overrides: config changes, ``{'score_threshold': 0.2}`` or ``['score_threshold=0.2']``.
         mkldnn, tensorrt: Paddle Inference ('inference') with oneDNN; on a GPU, 'inference' or 'onnx' through TensorRT.
+        fast_decode: a JPEG path or bytes much larger than the network's input decoded at 1/2, 1/4 or 1/8
+            of its size (``data.transforms.decode_image``'s ``fit``), answered on its whole grid; off by default.
         processes: under ``paddle.distributed.launch``, ``model.distributed.start_processes(device)``:
             threads 0 is then this process's share of the cores, and 'auto' exports once per node.
         cache_dir: the export cache of 'auto' (and OpenVINO's compiled models), and the published
@@ -222,7 +226,7 @@ class Segmenter:
         backend, least = self.backend, a_score('min_score', min_score)
         params = per_call_params(backend.params, score_threshold, max_instances)
         if not isinstance(images, (list, tuple)):
-            chw, meta = backend.prepare(self.rgb(images, channels))
+            chw, meta = backend.prepare(self._reader(channels)(images))
             return to_instances(backend, run_network(backend, [(chw, meta)], params)[0], meta, params, least)
         results = []
         with contextlib.closing(self._run(images, self._reader(channels), batch_size, params, least)) as done:
@@ -274,8 +278,10 @@ class Segmenter:
             capture.release()
 
     def _reader(self, channels: str) -> Callable[[Image], np.ndarray]:
-        """What reads a picture given in ``channels`` order (``picture_rgb``)."""
-        return functools.partial(picture_rgb, channels=check_channels(channels), max_pixels=self.cfg.max_image_pixels)
+        """What reads a picture given in ``channels`` order for the network (``picture_rgb``; with
+        ``fast_decode`` a large JPEG at a fraction of its size)."""
+        return functools.partial(picture_rgb, channels=check_channels(channels), max_pixels=self.cfg.max_image_pixels,
+                                 fit=self.backend.decode_fit)
 
     def _run(self, images: Iterable[Any], read: Callable[[Any], np.ndarray], batch_size: int, params: InferenceParams,
              min_score: float = 0.0) -> Generator[Tuple[Any, Union[Instances, Exception]], None, None]:

@@ -86,6 +86,7 @@ def run_pictures(items: Iterable[Any], read: Callable[[Any], np.ndarray], backen
     photo, 34 MiB, finishing on each and one read ahead): large pictures wait to be read while
     earlier ones are finished, small ones never do. ``stats`` gets the counts and timings."""
     size = at_least_one('batch_size', batch_size)
+    backend.check_batch(size)
 
     def load(chunk):
         return [_prepare(backend, read, item) for item in chunk]

@@ -3,12 +3,15 @@
 
 The model (opened by the caller, or here) warms up in a thread after start-up: ``/healthz``
 answers at once, ``/readyz`` and ``/v1/segment`` only once it is ready (503 before and while
-stopping). A segmentation request's body is read while fewer than ``max_uploads`` are, within
-``max_body_mb``, pausing at most ``body_timeout_s`` (408); then, while fewer than ``queue_size``
-are in flight (503 with Retry-After otherwise), it is decoded and prepared in a worker thread,
+stopping). A segmentation request is refused (503, Retry-After) before its body is read while
+``queue_size`` are in flight or ``max_uploads`` bodies are coming; its body is read within
+``max_body_mb``, pausing at most ``body_timeout_s``, at ``min_upload_kb_s`` at least (408);
+then, held among those in flight, it is decoded and prepared in a worker thread,
 run through the network with the pictures of other requests that share its padded size
 (``batching.Batcher``), post-processed and encoded in a worker thread, all within ``timeout_s``
-(504 otherwise). Answers and errors name the request's id (X-Request-ID).
+(504 otherwise; 408 while its body is still coming). Answers and errors name the request's id
+(X-Request-ID); a refusal that leaves a body unread closes the connection; answers from
+``GZIP_BYTES`` are gzipped for a client that accepts it; one log line a request (probes: debug).
 """
 import asyncio
 import contextlib
@@ -26,6 +29,7 @@ import cv2
 import numpy as np
 from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.gzip import GZipMiddleware
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -40,17 +44,19 @@ from solov2.model.serving.limits import (
     HttpError,
     check_content_type,
     check_declared_length,
+    client_error,
     decode_picture,
     read_body,
 )
 from solov2.model.serving.metrics import Metrics
-from solov2.model.serving.schema import QUERY, Answer, picture_body, refusals
+from solov2.model.serving.schema import QUERY, Alive, Answer, Model, Ready, openapi_of, picture_body, refusals
 
 LOG = logging.getLogger(__name__)
 RETRY = {'Retry-After': '1'}
 REQUEST_ID = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]{1,128}")      # a sane X-Request-ID: an HTTP token, bounded
-SLOTS = {'uploads': ('max_uploads', '--max-uploads', 'uploads being received'),          # Service.held
-         'in flight': ('queue_size', '--queue-size', 'requests in flight')}
+SLOTS = {'uploads': ('max_uploads', 'uploads being received'), 'in flight': ('queue_size', 'requests in flight')}
+PROBES = ('/healthz', '/readyz', '/metrics')        # logged at debug level
+GZIP_BYTES, GZIP_LEVEL = 4096, 1      # answers from this size are gzipped when the client accepts it
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,7 +67,8 @@ class ServeSettings:
     together within ``max_padding`` (``backend.share_batches``). Limits: ``queue_size`` requests in flight (bodies in),
     bodies of ``max_body_mb``, pictures of ``max_pixels`` (None: the config's ``max_image_pixels``;
     0: no limit), ``timeout_s`` from a request's arrival to its answer, ``max_uploads`` bodies
-    being received at once, each pausing at most ``body_timeout_s``. ``helper_threads``: the
+    being received at once, each pausing at most ``body_timeout_s`` and coming at ``min_upload_kb_s``
+    KB/s at least after its first 2 s (0: any rate). ``helper_threads``: the
     threads that decode and encode (0: one per core)."""
     model: ModelSpec
     max_batch: int = 4
@@ -73,6 +80,7 @@ class ServeSettings:
     timeout_s: float = 30.0
     max_uploads: int = 64
     body_timeout_s: float = 10.0
+    min_upload_kb_s: float = 32.0
     helper_threads: int = 0
 
     def segmenter(self) -> Segmenter:
@@ -140,9 +148,10 @@ class Service:
         return await loop.run_in_executor(self.pool, self.finish, row, meta, params, masks, min_score)
 
     def prepare(self, data: bytes):
-        """(chw [3, Hp, Wp] float32, meta) of an encoded picture; HttpError 400 or 413."""
+        """(chw [3, Hp, Wp] float32, meta) of an encoded picture; its errors: ``decode_picture``."""
         with self.metrics.stage('decode'):
-            return self.segmenter.backend.prepare(decode_picture(data, self.max_pixels))
+            backend = self.segmenter.backend
+            return backend.prepare(decode_picture(data, self.max_pixels, backend.decode_fit))
 
     def finish(self, row, meta, params, masks: str, min_score: float) -> Dict[str, Any]:
         """The network's output for one picture -> its answer (``Instances.to_dict(masks)``: only what it holds)."""
@@ -158,15 +167,19 @@ class Service:
             self.batcher.close(self.settings.timeout_s)
         self.pool.shutdown(wait=True)
 
+    def check_room(self, what: str) -> None:
+        """503 with Retry-After when as many of ``what`` are held as the settings allow (``held``)."""
+        setting, noun = SLOTS[what]
+        if self.counts[what] >= getattr(self.settings, setting):
+            raise HttpError(503, f'busy: {self.counts[what]} {noun}, the most this service takes; try again after '
+                                 'Retry-After seconds', RETRY)
+
     @contextlib.contextmanager
     def held(self, what: str) -> Iterator[None]:
         """Count one of ``what`` while the block runs: 'uploads' (bodies being received, at most
         ``max_uploads``) or 'in flight' (requests whose body is in, at most ``queue_size``; the
         ``in_flight`` metric); 503 with Retry-After, before the block, when that many are held."""
-        setting, flag, noun = SLOTS[what]
-        if self.counts[what] >= getattr(self.settings, setting):
-            raise HttpError(503, f'busy: {self.counts[what]} {noun}, the most this service takes (its {flag}); '
-                                 'try again shortly', RETRY)
+        self.check_room(what)
         self.counts[what] += 1
         self.metrics.in_flight.set(self.counts['in flight'])
         try:
@@ -201,10 +214,13 @@ def create_app(settings: ServeSettings, load_first: bool = False, segmenter: Opt
                                               'network run. This document: GET /openapi.json.')
     add_error_handlers(app)
     add_routes(app, settings)
+    app.openapi = lambda: app.openapi_schema or openapi_of(app)
+    app.add_middleware(GZipMiddleware, minimum_size=GZIP_BYTES, compresslevel=GZIP_LEVEL)    # inside ``count``
 
     @app.middleware('http')
     async def count(request: Request, call_next):
-        """Name the request (a sane X-Request-ID or a new id), answer a failure as a JSON 500, count it."""
+        """Name the request (a sane X-Request-ID or a new id), answer a failure as a JSON 500,
+        close the connection after a refusal that left a body unread, count and log it."""
         began, given = time.perf_counter(), request.headers.get('x-request-id', '')
         request.state.request_id = given if REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
         try:
@@ -214,11 +230,20 @@ def create_app(settings: ServeSettings, load_first: bool = False, segmenter: Opt
             response = error(request, 500, f'the service failed on this request ({type(exc).__name__}); its log '
                                            'says more under this request_id')
         response.headers['X-Request-ID'] = request.state.request_id
-        route = request.scope.get('route')
-        request.app.state.service.metrics.observe(getattr(route, 'path', 'other'), response.status_code,
-                                                  time.perf_counter() - began)
+        if response.status_code >= 400 and has_body(request) and not getattr(request.state, 'body_in', False):
+            response.headers['Connection'] = 'close'        # the server then reads no more of it
+        seconds, route = time.perf_counter() - began, request.scope.get('route')
+        request.app.state.service.metrics.observe(getattr(route, 'path', 'other'), response.status_code, seconds)
+        LOG.log(logging.DEBUG if request.url.path in PROBES else logging.INFO, '%s %s %s %d %.0f ms',
+                request.state.request_id, request.method, request.url.path, response.status_code, seconds * 1000)
         return response
     return app
+
+
+def has_body(request: Request) -> bool:
+    """Whether the request says a body follows (a Content-Length above 0, or chunks)."""
+    return request.headers.get('content-length', '0').strip() not in ('0', '') or \
+        'transfer-encoding' in request.headers
 
 
 def error(request: Request, status: int, message: str, headers: Optional[dict] = None) -> JSONResponse:
@@ -228,7 +253,7 @@ def error(request: Request, status: int, message: str, headers: Optional[dict] =
 
 def add_error_handlers(app: FastAPI) -> None:
     """Every refusal as ``{"error": "...", "request_id": ...}``: the service's own (``HttpError``), a bad query
-    parameter (400 naming it), a bad argument (InputError, 400), a malformed form (400)."""
+    parameter (400 naming it), the library's refusal (``client_error``: 400, 413), a malformed form (400)."""
 
     @app.exception_handler(HttpError)
     async def refused(request: Request, exc: HttpError):
@@ -241,7 +266,8 @@ def add_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(InputError)
     async def bad_input(request: Request, exc: InputError):
-        return error(request, 400, str(exc))
+        refusal = client_error(exc)
+        return error(request, refusal.status, refusal.message)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException):
@@ -264,15 +290,17 @@ def add_routes(app: FastAPI, settings: ServeSettings) -> None:
         if service.problem is not None:             # loading, cannot load, or stopping
             raise HttpError(503, service.problem, RETRY)
         params = per_call_params(service.segmenter.backend.params, score_threshold, max_instances)
+        timeout_s = service.settings.timeout_s
         try:
-            result = await asyncio.wait_for(segment_request(service, request, params, masks, min_score),
-                                            service.settings.timeout_s)
+            result = await asyncio.wait_for(segment_request(service, request, params, masks, min_score), timeout_s)
         except asyncio.TimeoutError:
-            raise HttpError(504, f"no answer within {service.settings.timeout_s:g} s (the service's --timeout-s)"
-                                 ' — send a smaller picture or try again') from None
+            if not getattr(request.state, 'body_in', False):
+                raise HttpError(408, f'the body did not arrive within {timeout_s:g} s: send it faster') from None
+            raise HttpError(504, f'no answer within {timeout_s:g} s of the request: the service is busy, try again '
+                                 'later') from None
         return JSONResponse(result)
 
-    @app.get('/v1/model', responses=refusals(500, 503))
+    @app.get('/v1/model', responses={200: {'model': Model}, **refusals(500, 503)})
     async def model(request: Request):
         """The model served (config, classes, backend, weights) and the process that answered."""
         service: Service = request.app.state.service
@@ -284,14 +312,14 @@ def add_routes(app: FastAPI, settings: ServeSettings) -> None:
                 'model_dir': settings.model.model_dir, 'max_batch': settings.max_batch,
                 'max_pixels': service.max_pixels}
 
-    @app.head('/healthz')
-    @app.get('/healthz')
+    @app.head('/healthz', responses={200: {'model': Alive}})
+    @app.get('/healthz', responses={200: {'model': Alive}})
     async def healthz():
         """Alive: the process answers."""
         return {'alive': True}
 
-    @app.head('/readyz', responses=refusals(503))
-    @app.get('/readyz', responses=refusals(503))
+    @app.head('/readyz', responses={200: {'model': Ready}, **refusals(503)})
+    @app.get('/readyz', responses={200: {'model': Ready}, **refusals(503)})
     async def readyz(request: Request):
         """Ready: the model is loaded and warmed up (503 with the reason before)."""
         problem = request.app.state.service.problem
@@ -306,13 +334,16 @@ def add_routes(app: FastAPI, settings: ServeSettings) -> None:
 
 async def segment_request(service: Service, request: Request, params, masks: str, min_score: float
                           ) -> Dict[str, Any]:
-    """Read the request's picture within the limits, held among the uploads, then segment it
-    (``Service.segment``) held among the requests in flight (``Service.held``)."""
-    max_bytes = int(service.settings.max_body_mb * 2**20)
+    """Read the request's picture within the limits, held among the uploads while there is room
+    in flight, then segment it (``Service.segment``) held among the requests in flight (``Service.held``)."""
+    settings = service.settings
+    max_bytes = int(settings.max_body_mb * 2**20)
     kind = check_content_type(request.headers.get('content-type'))
     check_declared_length(request.headers.get('content-length'), max_bytes)
+    service.check_room('in flight')                 # a full queue: refused before the body is read
     with service.held('uploads'):
-        body = await read_body(request.stream(), max_bytes, service.settings.body_timeout_s)
+        body = await read_body(request.stream(), max_bytes, settings.body_timeout_s, settings.min_upload_kb_s * 1024)
+    request.state.body_in = True
     if kind == 'multipart':
         body = await form_file(request, body)
     with service.held('in flight'):

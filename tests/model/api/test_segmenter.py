@@ -17,6 +17,7 @@ from solov2.model.inference import dygraph_backend
 from solov2.model.inference.auto_backend import STAGES, installed_engines
 from solov2.model.inference.device_postprocess import postprocess_on_device
 from tests.helpers import REPO_DIR
+from tests.pictures import large_jpeg
 
 WEIGHTS = str(REPO_DIR / 'weights' / 'shapes_r18.pdparams')
 SQUARE = sorted((REPO_DIR / 'images').glob('shapes_0*.jpg'))       # 256 x 256
@@ -340,3 +341,41 @@ def test_an_answer_pastes_and_encodes_only_what_it_holds(seg, monkeypatch):
     assert [one['box'] for one in outlines['instances']] == [one['box'] for one in everything['instances']]
     with pytest.raises(InputError, match='masks must be one of rle, polygons, none'):
         seg(SQUARE[0]).to_dict('png')
+
+
+def iou(a: np.ndarray, b: np.ndarray) -> float:
+    """Intersection over union of two [H, W] bool masks."""
+    return np.count_nonzero(a & b) / max(1, np.count_nonzero(a | b))
+
+
+def nearly_the_same(got: Instances, want: Instances, least_score: float = 0.3, least_iou: float = 0.85,
+                    mean_iou: float = 0.95, score_gap: float = 0.05) -> None:
+    """Each of ``want`` scoring ``least_score`` or more has one of ``got`` (whose scores may be
+    lower by ``score_gap``) of its label whose mask overlaps it by ``least_iou`` (``mean_iou`` on
+    average) and whose score is within ``score_gap``; and the other way round."""
+    assert got.image_size == want.image_size
+    for one, other in ((got, want), (want, got)):
+        kept = other.scores >= least_score
+        best = [max(((iou(mask, theirs), their_score) for theirs, their_label, their_score in
+                     zip(one.masks, one.labels, one.scores) if their_label == label), default=(0, 0))
+                for mask, label in zip(other.masks[kept], other.labels[kept])]
+        overlaps, scores = np.array(best).T
+        assert len(best) > 0 and overlaps.min() >= least_iou and overlaps.mean() >= mean_iou, overlaps
+        np.testing.assert_allclose(scores, other.scores[kept], atol=score_gap)
+
+
+def test_fast_decode_answers_a_large_jpeg_on_its_full_grid_with_nearly_the_same_instances(seg, tmp_path):
+    """``fast_decode=True``: a 2560 x 1280 JPEG decoded at 1/4 for the 640 x 320 input gives its
+    instances on the whole picture's grid, nearly those of the whole decoding, alone, in a list
+    or from a file; a PNG gives exactly those of the default."""
+    fast = Segmenter(WEIGHTS, backend='dygraph', device='cpu', threads=2, fast_decode=True)
+    data = large_jpeg(WIDE, 5)
+    assert fast._reader('bgr')(data).shape == (320, 640, 3)
+    quick, whole = fast(data, min_score=0.25), seg(data, min_score=0.25)
+    assert quick.image_size == (1280, 2560) and quick.masks.shape[1:] == (1280, 2560)
+    nearly_the_same(quick, whole)
+    (tmp_path / 'large.jpg').write_bytes(data)
+    for again in (fast([data], min_score=0.25)[0], fast(tmp_path / 'large.jpg', min_score=0.25)):
+        _same(again, quick)
+    png = cv2.imencode('.png', cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR))[1].tobytes()
+    _same(fast(png, min_score=0.25), whole, exact=False)

@@ -24,6 +24,9 @@ class Fake:
     def finish_workers(self):
         return 2
 
+    def check_batch(self, size):
+        pass
+
     def prepare(self, image):
         return np.ascontiguousarray(image.transpose(2, 0, 1), np.float32), 'meta'
 

@@ -1,9 +1,10 @@
 """tools/serve.py as a user starts it: SIGTERM during requests loses none of those accepted
-and exits 0; --workers 2 runs two processes, each with its model, and Ctrl-C stops them with
-exit 0; bad settings, and weights that do not load, end in one line; SIGTERM while the model
-exports ends it at once."""
+and exits 0, each request logged in one line, the probes not; --workers 2 runs two processes,
+each with its model, and Ctrl-C stops them with exit 0; bad settings, and weights that do not
+load, end in one line; SIGTERM while the model exports ends it at once."""
 import contextlib
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -51,6 +52,9 @@ def test_sigterm_finishes_the_requests_in_flight_and_exits_0():
     assert statuses == [200] * 6, output
     assert process.returncode == 0, output
     assert 'Shutting down' in output and 'Finished server process' in output
+    assert len(re.findall(r'^[0-9a-f]{32} POST /v1/segment 200 \d+ ms$', output, re.MULTILINE)) == 6, output
+    assert '/readyz' not in output and '/metrics' not in output     # the probes are quiet
+    assert 'HTTP/1.1"' not in output                                # uvicorn's own access log is off
 
 
 def model_answer(client):
