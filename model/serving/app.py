@@ -35,6 +35,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from solov2 import __version__
 from solov2.core.errors import InputError
+from solov2.data.results import SHOWN_MIN_SCORE
 from solov2.data.transforms import header_size
 from solov2.model.api.segmenter import Segmenter, per_call_params, to_instances
 from solov2.model.inference.backend_factory import ModelSpec
@@ -203,11 +204,11 @@ class Service:
             return backend.prepare(decode_picture(data, self.max_pixels, backend.decode_fit))
 
     def finish(self, row, meta, params, masks: str, min_score: float) -> Dict[str, Any]:
-        """The network's output for one picture -> its answer (``answer``)."""
+        """The network's output for one picture -> its answer (``Instances.to_dict(masks)``: only what it holds)."""
         with self.metrics.stage('postprocess'):
             instances = to_instances(self.segmenter.backend, row, meta, params, min_score)
         with self.metrics.stage('encode'):
-            return answer(instances, masks)
+            return instances.to_dict(masks)
 
     def close(self) -> None:
         """Say it is stopping (``/readyz`` 503), finish what is queued, stop the network thread and the workers."""
@@ -236,19 +237,6 @@ class Service:
         finally:
             self.counts[what] -= 1
             self.metrics.in_flight.set(self.counts['in flight'])
-
-
-def answer(instances, masks: str) -> Dict[str, Any]:
-    """``Instances.to_dict()``; with ``masks='polygons'`` each mask as ``polygons`` (flat
-    [x0, y0, x1, y1, ...] lists, ``Instances.polygons``), with 'none' no masks."""
-    result = instances.to_dict()
-    outlines = instances.polygons() if masks == 'polygons' else None
-    for index, one in enumerate(result['instances']):
-        if masks != 'rle':
-            del one['mask']
-        if outlines is not None:
-            one['polygons'] = [polygon.ravel().tolist() for polygon in outlines[index]]
-    return result
 
 
 def create_app(settings: ServeSettings, load_first: bool = False, segmenter: Optional[Segmenter] = None) -> FastAPI:
@@ -344,7 +332,7 @@ def add_routes(app: FastAPI, settings: ServeSettings) -> None:
     async def segment(request: Request,
                       score_threshold: Optional[float] = Query(None, ge=0, le=1, description=QUERY['score_threshold']),
                       max_instances: Optional[int] = Query(None, ge=1, description=QUERY['max_instances']),
-                      min_score: float = Query(0.0, ge=0, le=1, description=QUERY['min_score']),
+                      min_score: float = Query(SHOWN_MIN_SCORE, ge=0, le=1, description=QUERY['min_score']),
                       masks: Literal['rle', 'polygons', 'none'] = Query('rle', description=QUERY['masks'])):
         """The instances of the picture sent (the body, or the field ``file`` of a form), as
         ``Instances.to_dict()``: masks as COCO RLE, ``polygons`` or none."""
