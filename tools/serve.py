@@ -76,6 +76,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--max-pixels', type=int,
                         help="largest picture in pixels, more get 413; 0: no limit (default: the config's "
                              'max_image_pixels, 100 MP unless --opt max_image_pixels=N says otherwise)')
+    parser.add_argument('--max-decode-mb', type=float,
+                        help='memory the pictures being decoded hold at once, MB; a picture waits for its share '
+                             '(503 after 1 s), one that alone needs more gets 413; 0: no budget (default: 1024, or '
+                             "an eighth of the machine's memory when less; it also lowers the default --max-pixels "
+                             'to the pictures it holds)')
     parser.add_argument('--timeout-s', type=float, default=30.0,
                         help='a request unanswered after this many seconds gets 504; also how long a stop '
                              'waits for the requests in flight (default 30)')
@@ -94,9 +99,10 @@ def settings_of(args):
         if value < 1:
             raise InputError(f'{flag} must be at least 1, not {value}')
     if min(args.max_body_mb, args.timeout_s, args.body_timeout_s) <= 0 or \
-            min(args.max_wait_ms, args.max_padding, args.max_pixels or 0, args.min_upload_kb_s) < 0:
+            min(args.max_wait_ms, args.max_padding, args.max_pixels or 0, args.min_upload_kb_s,
+                args.max_decode_mb or 0) < 0:
         raise InputError('--max-body-mb, --timeout-s and --body-timeout-s must be above 0, --max-wait-ms, '
-                         '--max-padding, --max-pixels and --min-upload-kb-s at least 0')
+                         '--max-padding, --max-pixels, --min-upload-kb-s and --max-decode-mb at least 0')
     spec = fetched(model_spec(args))      # checked before a published name is fetched
     named = {field.name: getattr(args, field.name) for field in dataclasses.fields(ServeSettings)
              if hasattr(args, field.name)}         # the flags are the settings' names

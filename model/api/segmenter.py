@@ -13,17 +13,20 @@ import numpy as np
 
 from solov2.convert.zoo import checked_config, resolve_weights
 from solov2.core.errors import InputError
-from solov2.data.transforms import check_pixels, decode_image, pil_to_array, read_image, to_rgb
+from solov2.data.results import SHOWN_MIN_SCORE
+from solov2.data.transforms import check_pixels, decode_image, header_size, pil_to_array, read_image, to_rgb
 from solov2.model.api.instances import Instances, check_channels
 from solov2.model.distributed import SINGLE, Processes
 from solov2.model.inference.backend import run_network
 from solov2.model.inference.backend_factory import ModelSpec, Progress, open_backend
 from solov2.model.inference.media import frame_rgb, list_images, open_capture, read_frames
+from solov2.model.inference.memory import decode_cost, prepared_bytes
 from solov2.model.inference.pipeline import at_least_one, run_pictures
 from solov2.model.inference.postprocess import InferenceParams
 
 LOG = logging.getLogger(__name__)
 Image = Any     # a path (str or os.PathLike), encoded bytes or a binary file object, a numpy array or a PIL image
+HEADER_BYTES = 2 ** 16      # what is read of a file for its size before it is read (picture_cost)
 
 
 def per_call_params(params: InferenceParams, score_threshold: Optional[float] = None,
@@ -103,6 +106,25 @@ def read_encoded(image: Any, what: str) -> Union[bytes, bytearray, memoryview]:
         raise InputError(f'cannot read {what}: its read() gave {type(data).__name__}, not bytes — open it in binary '
                          "mode ('rb')")
     return data
+
+
+def picture_cost(image: Image, short: int, max_size: int) -> Optional[int]:
+    """Bytes reading and preparing ``image`` at the test size ``short`` / ``max_size`` holds at
+    its peak, known before it is read: an encoded picture's (a path's, from the header in its
+    first ``HEADER_BYTES``, or bytes') ``memory.decode_cost``, a PIL image's or an array's
+    ``memory.prepared_bytes``; None when unknown (a file object, no size in those bytes)."""
+    if isinstance(image, (str, os.PathLike)):
+        try:
+            with open(image, 'rb') as file:
+                image = file.read(HEADER_BYTES)
+        except OSError:
+            return None
+    if isinstance(image, ENCODED):
+        size = header_size(image)
+        return None if size is None else decode_cost(image, *size, short, max_size)
+    if is_pil_image(image) or isinstance(image, np.ndarray) and image.ndim in (2, 3):
+        return prepared_bytes(*(image.size if is_pil_image(image) else image.shape[1::-1]), short, max_size)
+    return None
 
 
 def describe(source: Image) -> str:
@@ -207,8 +229,8 @@ class Segmenter:
         return picture_rgb(image, channels, self.cfg.max_image_pixels)
 
     def __call__(self, images: Union[Image, Sequence[Image]], channels: str = 'bgr', batch_size: int = 1,
-                 score_threshold: Optional[float] = None, max_instances: Optional[int] = None, min_score: float = 0.0
-                 ) -> Union[Instances, List[Instances]]:
+                 score_threshold: Optional[float] = None, max_instances: Optional[int] = None,
+                 min_score: float = SHOWN_MIN_SCORE) -> Union[Instances, List[Instances]]:
         """The ``Instances`` of one picture: a path, encoded bytes or a binary file object (a
         JPEG, PNG, ... as a file holds it: an upload as it arrives, ``io.BytesIO``), a numpy
         array ([H, W, 3] BGR unless ``channels='rgb'``; [H, W] grey and [H, W, 4] with alpha
@@ -219,14 +241,17 @@ class Segmenter:
         threads as ``stream``; a picture that cannot be read raises InputError naming it.
         ``score_threshold`` and ``max_instances``: this call's config ``score_threshold`` and
         ``max_per_image`` (``per_call_params``; the same result as a Segmenter made with them
-        as overrides); ``min_score``: the least final score an instance answered has (``to_instances``)."""
+        as overrides); ``min_score``: the least final score an instance answered has (``to_instances``;
+        default ``data.results.SHOWN_MIN_SCORE``, 0.3: what a person would call an object; 0 gives
+        every instance, as evaluation and COCO records keep them)."""
         backend, least = self.backend, a_score('min_score', min_score)
         params = per_call_params(backend.params, score_threshold, max_instances)
         if not isinstance(images, (list, tuple)):
             chw, meta = backend.prepare(self._reader(channels)(images))
             return to_instances(backend, run_network(backend, [(chw, meta)], params)[0], meta, params, least)
         results = []
-        with contextlib.closing(self._run(images, self._reader(channels), batch_size, params, least)) as done:
+        reading = self._run(images, self._reader(channels), batch_size, params, least, self._cost)
+        with contextlib.closing(reading) as done:
             for index, (source, result) in enumerate(done):
                 if isinstance(result, ValueError):
                     raise InputError(f'picture {index} of the list ({describe(source)}): {result}') from result
@@ -236,11 +261,11 @@ class Segmenter:
         return results
 
     def stream(self, images: Union[str, os.PathLike, Iterable[Image]], channels: str = 'bgr', batch_size: int = 1,
-               score_threshold: Optional[float] = None, max_instances: Optional[int] = None
-               ) -> Iterator[Tuple[Any, Instances]]:
+               score_threshold: Optional[float] = None, max_instances: Optional[int] = None,
+               min_score: float = SHOWN_MIN_SCORE) -> Iterator[Tuple[Any, Instances]]:
         """``(source, instances)`` for each picture of a folder (or one image path, bytes,
         file object, array or PIL image), or of an iterable of them, in order, ``batch_size`` pictures to a
-        network run (as ``__call__``, with its ``score_threshold`` and ``max_instances``).
+        network run (as ``__call__``, with its ``score_threshold``, ``max_instances`` and ``min_score``).
         Reading and post-processing run in worker threads while the network runs
         (``model.inference.pipeline``); a picture that cannot be read is skipped with a
         warning on this module's logger."""
@@ -249,25 +274,25 @@ class Segmenter:
         elif is_encoded(images) or is_pil_image(images) or isinstance(images, np.ndarray):
             images = [images]
         params = per_call_params(self.backend.params, score_threshold, max_instances)
-        for source, result in self._run(images, self._reader(channels), batch_size, params):
+        for source, result in self._run(images, self._reader(channels), batch_size, params, min_score, self._cost):
             if isinstance(result, Exception):
                 LOG.warning(f'skipped {describe(source)}: {result}')
             else:
                 yield source, result
 
     def stream_video(self, source: Union[str, int], max_frames: int = 0, score_threshold: Optional[float] = None,
-                     max_instances: Optional[int] = None, batch_size: int = 1
+                     max_instances: Optional[int] = None, batch_size: int = 1, min_score: float = SHOWN_MIN_SCORE
                      ) -> Iterator[Tuple[int, np.ndarray, Instances]]:
         """``(frame index, BGR frame, instances)`` for each frame of a video file or camera
         (an int ID) until it ends or ``max_frames`` (0: all), in order; ``score_threshold``,
-        ``max_instances`` and ``batch_size`` as for ``__call__``."""
+        ``max_instances``, ``batch_size`` and ``min_score`` as for ``__call__``."""
         if isinstance(source, (str, os.PathLike)) and not Path(source).is_file():
             raise InputError(f'video not found: {source} — check the path')
         params = per_call_params(self.backend.params, score_threshold, max_instances)
         capture, first = open_capture(source if isinstance(source, int) else str(source))
         try:
             for (index, frame), result in self._run(read_frames(capture, first, max_frames), frame_rgb, batch_size,
-                                                    params):
+                                                    params, min_score):
                 if isinstance(result, Exception):
                     raise result
                 yield index, frame, result
@@ -280,13 +305,20 @@ class Segmenter:
         return functools.partial(picture_rgb, channels=check_channels(channels), max_pixels=self.cfg.max_image_pixels,
                                  fit=self.backend.decode_fit)
 
+    def _cost(self, image: Image) -> Optional[int]:
+        """What ``image`` will hold once read and prepared, known before it is read (``picture_cost``)."""
+        return picture_cost(image, self.cfg.test_short, self.cfg.test_max)
+
     def _run(self, images: Iterable[Any], read: Callable[[Any], np.ndarray], batch_size: int, params: InferenceParams,
-             min_score: float = 0.0) -> Generator[Tuple[Any, Union[Instances, Exception]], None, None]:
+             min_score: float = 0.0, cost: Callable[[Any], Optional[int]] = lambda item: None
+             ) -> Generator[Tuple[Any, Union[Instances, Exception]], None, None]:
         """``(source, Instances or the exception that stopped the picture)`` for each of ``images``
-        in order (``pipeline.run_pictures``: ``batch_size`` pictures to a network run)."""
-        backend = self.backend
+        in order (``pipeline.run_pictures``: ``batch_size`` pictures to a network run, read ahead
+        within the memory that ``cost`` says each picture will hold), those scoring under
+        ``min_score`` left out."""
+        backend, min_score = self.backend, a_score('min_score', min_score)
         return run_pictures(images, read, backend, lambda _, __, found: instances_of(backend, found, min_score),
-                            params, batch_size)
+                            params, batch_size, cost=cost)
 
 
 def to_instances(backend, staged, meta, params: InferenceParams, min_score: float = 0.0) -> Instances:

@@ -119,16 +119,16 @@ def _text(path):
 
 def exported_backend(spec: ModelSpec, compiled: Optional[str] = None) -> Backend:
     """The backend of ``spec``'s exported folder (``model_dir``) by its ``backend`` name, the one
-    way every caller opens one: 'inference' (Paddle Inference; ``mkldnn``: with oneDNN; on a GPU
-    ``tensorrt``: TensorRT float16), 'onnx' (onnxruntime; on a GPU ``tensorrt``: through TensorRT
-    float16, its engines kept in ``compiled``) or 'openvino' (``precision`` f32 | bf16 | int8;
+    way every caller opens one: 'inference' and 'onnx' (Paddle Inference, ``mkldnn``: with oneDNN;
+    onnxruntime; on a GPU ``tensorrt``: through TensorRT float16, its engines kept in a folder of
+    ``compiled`` of the model's own) or 'openvino' (``precision`` f32 | bf16 | int8;
     ``compiled``: the folder where OpenVINO keeps its compiled models, ``core.cache.compiled_cache``;
     None: none; CPU only), on ``device`` as it is (None: the CPU)
     with ``threads`` (0: every core). BackendError on another name."""
     kind, folder, threads, overrides, device = spec.backend, spec.model_dir, spec.threads, spec.overrides, spec.device
     if kind == 'inference':
         return InferenceBackend(folder, threads, mkldnn=spec.mkldnn, overrides=overrides, device=device or 'cpu',
-                                tensorrt=spec.tensorrt)
+                                tensorrt=spec.tensorrt, engine_cache=compiled)
     if kind == 'onnx':
         return OnnxBackend(folder, threads, overrides=overrides, device=device or 'cpu', tensorrt=spec.tensorrt,
                            engine_cache=compiled)

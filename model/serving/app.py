@@ -37,8 +37,18 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from solov2 import __version__
 from solov2.core.errors import InputError
+from solov2.data.results import SHOWN_MIN_SCORE
+from solov2.data.transforms import header_size
 from solov2.model.api.segmenter import Segmenter, per_call_params, to_instances
 from solov2.model.inference.backend_factory import ModelSpec, Progress
+from solov2.model.inference.memory import (
+    DECODE_BYTES_PER_PIXEL,
+    NETWORK_COPIES,
+    MemoryBudget,
+    decode_cost,
+    default_budget,
+    network_input_bytes,
+)
 from solov2.model.runtime import cpu_threads
 from solov2.model.serving.batching import Batcher
 from solov2.model.serving.limits import (
@@ -57,6 +67,7 @@ RETRY = {'Retry-After': '1'}
 REQUEST_ID = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]{1,128}")      # a sane X-Request-ID: an HTTP token, bounded
 LOADING = 'the model is loading'
 STOPPING = 'the service is stopping'
+SHARE_WAIT_S, SHARE_POLL_S = 1.0, 0.02      # how long a picture waits for its decode budget share, how often it looks
 SLOTS = {'uploads': ('max_uploads', 'uploads being received'), 'in flight': ('queue_size', 'requests in flight')}
 PROBES = ('/healthz', '/readyz', '/metrics')        # logged at debug level
 GZIP_BYTES, GZIP_LEVEL = 4096, 1      # answers from this size are gzipped when the client accepts it
@@ -68,8 +79,10 @@ class ServeSettings:
     ``Segmenter`` takes it). Batching: at most ``max_batch`` pictures a network run, the oldest waiting
     at most ``max_wait_ms`` for others while more are coming, pictures of different padded sizes
     together within ``max_padding`` (``backend.share_batches``). Limits: ``queue_size`` requests in flight (bodies in),
-    bodies of ``max_body_mb``, pictures of ``max_pixels`` (None: the config's ``max_image_pixels``;
-    0: no limit), ``timeout_s`` from a request's arrival to its answer, ``max_uploads`` bodies
+    bodies of ``max_body_mb``, pictures of ``max_pixels`` (None: the config's ``max_image_pixels``,
+    lowered to what the decode budget holds; 0: no limit), ``max_decode_mb`` held at once by the
+    pictures being decoded (``Service.prepared``; None: ``memory.default_budget``, 0: no budget),
+    ``timeout_s`` from a request's arrival to its answer, ``max_uploads`` bodies
     being received at once, each pausing at most ``body_timeout_s`` and coming at ``min_upload_kb_s``
     KB/s at least after its first 2 s (0: any rate). ``helper_threads``: the
     threads that decode and encode (0: one per core)."""
@@ -80,6 +93,7 @@ class ServeSettings:
     queue_size: int = 16
     max_body_mb: float = 32.0
     max_pixels: Optional[int] = None
+    max_decode_mb: Optional[float] = None
     timeout_s: float = 30.0
     max_uploads: int = 64
     body_timeout_s: float = 10.0
@@ -108,12 +122,20 @@ class Service:
         self.counts = dict.fromkeys(SLOTS, 0)
         self.preparing = 0             # pictures being decoded, on their way to the batcher
         self.pool = ThreadPoolExecutor(cpu_threads(settings.helper_threads), 'solov2-serve')
-        self.metrics = Metrics(settings.max_batch, lambda: self.batcher.depth if self.batcher else 0)
+        budget = default_budget() if settings.max_decode_mb is None else int(settings.max_decode_mb * 2**20)
+        self.budget = MemoryBudget(budget)
+        self.metrics = Metrics(settings.max_batch, lambda: self.batcher.depth if self.batcher else 0,
+                               lambda: self.budget.used)
         self.loaded = threading.Event()
 
     @property
     def max_pixels(self) -> int:
-        return self.segmenter.cfg.max_image_pixels if self.settings.max_pixels is None else self.settings.max_pixels
+        """The pixel limit: ``max_pixels``, else the config's lowered to the pictures that fit the decode budget."""
+        cfg, budget = self.segmenter.cfg, self.budget.limit
+        if self.settings.max_pixels is not None or not (cfg.max_image_pixels and budget):
+            return cfg.max_image_pixels if self.settings.max_pixels is None else self.settings.max_pixels
+        largest_input = network_input_bytes(cfg.test_max, cfg.test_short, cfg.test_short, cfg.test_max)
+        return min(cfg.max_image_pixels, max(1, (budget - NETWORK_COPIES * largest_input) // DECODE_BYTES_PER_PIXEL))
 
     def load(self) -> None:
         """Open the model unless it came opened, then warm it up (``warm_up``; in a thread:
@@ -174,11 +196,40 @@ class Service:
         loop = asyncio.get_running_loop()
         self.preparing += 1
         try:
-            chw, meta = await loop.run_in_executor(self.pool, self.prepare, data)
+            chw, meta = await self.prepared(data)
         finally:
             self.preparing -= 1        # before submitting: a picture alone then runs at once
         row = await asyncio.wrap_future(self.batcher.submit(chw, meta, params))
         return await loop.run_in_executor(self.pool, self.finish, row, meta, params, masks, min_score)
+
+    async def prepared(self, data: bytes):
+        """``prepare`` in a worker thread once the decode budget has room for its cost
+        (``decode_cost``, from its header; unknown: the whole budget): 413 when that alone is
+        over the budget, 503 when its share does not come within ``SHARE_WAIT_S``. The share
+        is given back when the worker is done with it, or drops it unstarted (its request gone)."""
+        cost, began = self.cost(data), time.monotonic()
+        while not self.budget.take(cost, 0):
+            if time.monotonic() - began > SHARE_WAIT_S:
+                raise HttpError(503, f'busy: the pictures being decoded hold {self.budget.used / 2**20:.0f} MB of the '
+                                     f'{self.budget.limit / 2**20:.0f} MB this service decodes at once; try again '
+                                     'after Retry-After seconds', RETRY)
+            await asyncio.sleep(SHARE_POLL_S)
+        job = self.pool.submit(self.prepare, data)
+        job.add_done_callback(lambda _: self.budget.give(cost))
+        return await asyncio.wrap_future(job)
+
+    def cost(self, data: bytes) -> int:
+        """The bytes ``data`` takes from the decode budget (``Service.prepared``); 413 when it
+        alone is over; 0 when ``decode_picture`` refuses it from its header, unread."""
+        size, cfg, budget = header_size(data), self.segmenter.cfg, self.budget.limit
+        if size is None or (self.max_pixels and size[0] * size[1] > self.max_pixels):
+            return 0 if self.max_pixels else budget
+        cost = decode_cost(data, *size, cfg.test_short, cfg.test_max)
+        if budget and cost > budget:
+            raise HttpError(413, f'the picture is {size[0]}x{size[1]}: decoding it takes about {cost / 2**20:.0f} MB, '
+                                 f'over the {budget / 2**20:.0f} MB this service decodes at once; send a smaller '
+                                 'picture')
+        return cost
 
     def prepare(self, data: bytes):
         """(chw [3, Hp, Wp] float32, meta) of an encoded picture; its errors: ``decode_picture``."""
@@ -187,11 +238,11 @@ class Service:
             return backend.prepare(decode_picture(data, self.max_pixels, backend.decode_fit))
 
     def finish(self, row, meta, params, masks: str, min_score: float) -> Dict[str, Any]:
-        """The network's output for one picture -> its answer (``answer``)."""
+        """The network's output for one picture -> its answer (``Instances.to_dict(masks)``: only what it holds)."""
         with self.metrics.stage('postprocess'):
             instances = to_instances(self.segmenter.backend, row, meta, params, min_score)
         with self.metrics.stage('encode'):
-            return answer(instances, masks)
+            return instances.to_dict(masks)
 
     def close(self) -> None:
         """Say it is stopping (``/readyz`` 503), finish what is queued, stop the network thread and the workers."""
@@ -220,19 +271,6 @@ class Service:
         finally:
             self.counts[what] -= 1
             self.metrics.in_flight.set(self.counts['in flight'])
-
-
-def answer(instances, masks: str) -> Dict[str, Any]:
-    """``Instances.to_dict()``; with ``masks='polygons'`` each mask as ``polygons`` (flat
-    [x0, y0, x1, y1, ...] lists, ``Instances.polygons``), with 'none' no masks."""
-    result = instances.to_dict()
-    outlines = instances.polygons() if masks == 'polygons' else None
-    for index, one in enumerate(result['instances']):
-        if masks != 'rle':
-            del one['mask']
-        if outlines is not None:
-            one['polygons'] = [polygon.ravel().tolist() for polygon in outlines[index]]
-    return result
 
 
 def create_app(settings: ServeSettings, load_first: bool = False, segmenter: Optional[Segmenter] = None,
@@ -330,7 +368,7 @@ def add_routes(app: FastAPI, settings: ServeSettings) -> None:
     async def segment(request: Request,
                       score_threshold: Optional[float] = Query(None, ge=0, le=1, description=QUERY['score_threshold']),
                       max_instances: Optional[int] = Query(None, ge=1, description=QUERY['max_instances']),
-                      min_score: float = Query(0.0, ge=0, le=1, description=QUERY['min_score']),
+                      min_score: float = Query(SHOWN_MIN_SCORE, ge=0, le=1, description=QUERY['min_score']),
                       masks: Literal['rle', 'polygons', 'none'] = Query('rle', description=QUERY['masks'])):
         """The instances of the picture sent (the body, or the field ``file`` of a form), as
         ``Instances.to_dict()``: masks as COCO RLE, ``polygons`` or none."""

@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 QUERY = {
     'score_threshold': "SOLOv2's candidate threshold: the category score a grid cell needs to become a candidate, "
                        "before mask scoring and Matrix NMS (default: the config's); answered scores can be lower",
-    'min_score': 'the least final score an answered instance has',
+    'min_score': 'the least final score an answered instance has (default 0.3; 0 answers every instance)',
     'max_instances': "the most instances answered (default: the config's max_per_image)",
     'masks': 'each mask as COCO RLE ("mask"), as outlines ("polygons") or not at all',
 }

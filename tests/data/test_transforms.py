@@ -136,6 +136,22 @@ def test_header_size_reads_width_and_height_without_decoding(kind):
     assert header_size(data[:5]) is None
 
 
+def test_a_webps_size_is_read_from_its_chunk_without_pillows_decoder(monkeypatch):
+    """Lossy (VP8), lossless (VP8L) and extended (VP8X) WebPs, and a 256 MP bomb that Pillow's
+    reader refuses: their sizes, without Pillow's decoder, which allocates the whole canvas."""
+    from PIL import WebPImagePlugin
+    pictures = []
+    for mode, options in (('RGB', {}), ('RGB', {'lossless': True}), ('RGBA', {'exif': b'Exif\0\0'})):
+        encoded = io.BytesIO()
+        Image.new(mode, (53, 37)).save(encoded, 'WEBP', **options)
+        pictures.append(encoded.getvalue())
+    assert [data[12:16] for data in pictures] == [b'VP8 ', b'VP8L', b'VP8X']
+    monkeypatch.setattr(WebPImagePlugin.WebPImageFile, '_open', lambda self: pytest.fail('decoder made'))
+    assert [header_size(data) for data in pictures] == [(53, 37)] * 3
+    assert header_size(webp_bomb(16000, 16000)) == (16000, 16000)
+    assert header_size(pictures[0][:29]) is None
+
+
 def test_a_reader_that_fails_in_any_way_gives_no_size(monkeypatch):
     """A damaged header may fail Pillow's reader with any exception (AVIF's: RuntimeError):
     no size, so an InputError (a service's 400), never another kind."""

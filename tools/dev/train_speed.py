@@ -21,6 +21,7 @@ import csv
 import functools
 import json
 import multiprocessing
+import os
 import queue
 import statistics
 import subprocess
@@ -36,6 +37,7 @@ from solov2.config import get_config, with_overrides
 from solov2.config.base import COCO_CLASSES
 from solov2.core.errors import RunError
 from solov2.data.loader import collate_batch
+from solov2.model.distributed import cpu_launch_env
 from solov2.model.training.hooks import Hook, LogHook
 from solov2.model.training.options import TrainOptions
 from solov2.model.training.run import prepare, run_settings
@@ -183,7 +185,8 @@ def ours_launched_loop(options: TrainOptions, processes: int, folder: Path) -> f
                '--log_dir', str(folder / 'launch_logs'), str(TRAIN_SCRIPT),
                *command_args(replace(options, checkpoint_every=10 ** 6))]
     try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=CHILD_TIMEOUT_S)
+        done = subprocess.run(command, capture_output=True, text=True, timeout=CHILD_TIMEOUT_S,
+                              env={**os.environ, **cpu_launch_env(processes)})
     except subprocess.TimeoutExpired:
         raise RunError(f'{processes} launched processes of train.py took over {CHILD_TIMEOUT_S} s: stopped') from None
     log = Path(options.output) / 'train_log.csv'

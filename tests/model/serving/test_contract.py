@@ -80,9 +80,13 @@ def test_each_answer_follows_the_declared_schema(client, spec, masks, field):
 def test_min_score_answers_what_segmenter_gives(client):
     segmenter = Segmenter(SMALL_MODEL)
     expected = segmenter(PICTURE, score_threshold=0.1, min_score=0.5)
-    assert 0 < len(expected) < len(segmenter(PICTURE)) and min(expected.scores) >= 0.5
+    assert 0 < len(expected) < len(segmenter(PICTURE, min_score=0)) and min(expected.scores) >= 0.5
     answer = client.post('/v1/segment', content=PICTURE, params={'score_threshold': 0.1, 'min_score': 0.5})
     same_answer(answer.json(), expected.to_dict())
+    shown, everything = segmenter(PICTURE), segmenter(PICTURE, min_score=0)      # the default: at least 0.3
+    assert 0 < len(shown) < len(everything)
+    same_answer(client.post('/v1/segment', content=PICTURE).json(), shown.to_dict())
+    same_answer(client.post('/v1/segment', content=PICTURE, params={'min_score': 0}).json(), everything.to_dict())
     refused = client.post('/v1/segment', content=PICTURE, params={'min_score': 1.5})
     assert refused.status_code == 400 and 'min_score' in refused.json()['error']
 
