@@ -60,8 +60,8 @@ def onnxruntime_install_problem(wheels: Optional[Sequence[str]] = None) -> Optio
 def paddle_major() -> int:
     """The installed Paddle's major version (2 or 3: their kernels and saved formats differ;
     0 for a development build)."""
-    import paddle
-    return int(paddle.__version__.split('.')[0])
+    from solov2.core.paddle_import import import_paddle
+    return int(import_paddle().__version__.split('.')[0])
 
 
 def internals_checked() -> bool:

@@ -3,12 +3,12 @@ rename table (``convert.ppdet_names``)."""
 from typing import Dict, List, Optional
 
 import numpy as np
-import paddle
 
 from solov2.config import CONFIGS
 from solov2.config.sidecar import MODEL_SETTINGS, recorded_settings, resolve_config
 from solov2.convert.ppdet_names import ppdet_name, with_duplicates
 from solov2.core.errors import InputError
+from solov2.core.paddle_import import paddle
 from solov2.data.files import check_output_file, make_folder, write_together
 from solov2.model.build import model_shapes
 from solov2.model.checkpoint import check_fit, load_paddle_params

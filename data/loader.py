@@ -25,10 +25,10 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Protocol, Sequence
 
 import numpy as np
-import paddle
 
 from solov2.config.install import internals_checked
 from solov2.core.errors import InputError, RunError
+from solov2.core.paddle_import import paddle
 from solov2.data.augment import Sample, TrainTransform
 from solov2.data.transforms import batch_images
 

@@ -54,7 +54,8 @@ class CroppedMasks:
                  image_size: Sequence[int]):
         self._crops = list(crops)
         self._boxes = np.asarray(boxes, dtype=np.int64).reshape(-1, 4)
-        self._sources, self._make = [None] * len(self._crops), None
+        self._sources, self._make, self._measure = [None] * len(self._crops), None, None
+        self._boxed = np.ones(len(self._crops), bool)      # whether _boxes[i] holds mask i's box
         self.image_size = (int(image_size[0]), int(image_size[1]))
         if len(self._crops) != len(self._boxes):
             raise ValueError(f'{len(self._crops)} crops but {len(self._boxes)} boxes')
@@ -64,13 +65,15 @@ class CroppedMasks:
 
     @classmethod
     def lazy(cls, sources: Sequence[Any], make: Callable[[Any], tuple[np.ndarray, Sequence[int]]],
-             image_size: Sequence[int]) -> 'CroppedMasks':
+             image_size: Sequence[int], measure: Callable[[Any], Sequence[int]] | None = None) -> 'CroppedMasks':
         """`len(sources)` masks, mask `i` made by `make(sources[i])` -> (its crop, its tight box)
         when first read (by two threads at once at worst: the same values); the source is
-        dropped then, so a mask read holds its crop alone."""
+        dropped then, so a mask read holds its crop alone. `measure(source)`, when given, is the
+        same tight box without the crop: `box(i)` of a mask not made then makes nothing."""
         masks = cls([], np.zeros((0, 4), np.int64), image_size)
         masks._crops, masks._boxes = [None] * len(sources), np.zeros((len(sources), 4), np.int64)
-        masks._sources, masks._make = list(sources), make
+        masks._sources, masks._make, masks._measure = list(sources), make, measure
+        masks._boxed = np.zeros(len(sources), bool)
         return masks
 
     def crop(self, index: int) -> np.ndarray:
@@ -80,13 +83,22 @@ class CroppedMasks:
         if self._crops[index] is None:
             crop, box = self._make(source)
             self._boxes[index] = box          # the box first: a crop that is there has its box
+            self._boxed[index] = True
             self._crops[index] = crop
             self._sources[index] = None
         return self._crops[index]
 
     def box(self, index: int) -> tuple[int, int, int, int]:
-        """Mask `index`'s tight half-open box `(x0, y0, x1, y1)`, zeros when empty."""
-        self.crop(index)
+        """Mask `index`'s tight half-open box `(x0, y0, x1, y1)`, zeros when empty (measured
+        without its crop when lazy with `measure` and not made)."""
+        index = range(len(self))[index]
+        source = self._sources[index]     # read before the box: a source dropped means the box is there
+        if not self._boxed[index]:
+            if self._measure is None:
+                self.crop(index)
+            else:
+                self._boxes[index] = self._measure(source)
+                self._boxed[index] = True
         return tuple(int(v) for v in self._boxes[index])
 
     @property
@@ -96,9 +108,9 @@ class CroppedMasks:
 
     @property
     def boxes(self) -> np.ndarray:
-        """`[N, 4] int64` every mask's box (all made now if lazy)."""
+        """`[N, 4] int64` every mask's box (`box`: made or measured now if lazy)."""
         for i in range(len(self)):
-            self.crop(i)
+            self.box(i)
         return self._boxes
 
     @classmethod
@@ -147,17 +159,18 @@ class CroppedMasks:
         positions = np.arange(len(self))[index]
         if self._make is None:
             return CroppedMasks([self._crops[i] for i in positions], self._boxes[positions], self.image_size)
-        return CroppedMasks.lazy([self._selected(int(i)) for i in positions], _from_selection, self.image_size)
+        return CroppedMasks.lazy([self._selected(int(i)) for i in positions], _from_selection, self.image_size,
+                                 None if self._measure is None else _measured_selection)
 
     def _selected(self, index: int) -> tuple:
         """What a selection needs of lazy mask `index`, without a reference to this object (so a
-        selection kept alone keeps no unselected mask's source): `((crop, box), None, None)` when
-        made, else `(None, make, source)`."""
+        selection kept alone keeps no unselected mask's source): `((crop, box), box, None, None, None)`
+        when made, else `(None, box or None, make, measure, source)`."""
         source = self._sources[index]     # read before the crop: a source dropped means its crop is there
-        crop = self._crops[index]
+        crop, box = self._crops[index], tuple(int(v) for v in self._boxes[index]) if self._boxed[index] else None
         if crop is not None:
-            return (crop, tuple(int(v) for v in self._boxes[index])), None, None
-        return None, self._make, source
+            return (crop, box), box, None, None, None
+        return None, box, self._make, self._measure, source
 
     def __iter__(self):
         return (self.paste(i) for i in range(len(self)))
@@ -180,8 +193,15 @@ class CroppedMasks:
 def _from_selection(selected: tuple) -> tuple[np.ndarray, Sequence[int]]:
     """A selection's mask from `CroppedMasks._selected`'s record: the parent's crop and box, or
     made by the parent's `make` from the parent's source."""
-    made, make, source = selected
+    made, _, make, _, source = selected
     return made if made is not None else make(source)
+
+
+def _measured_selection(selected: tuple) -> Sequence[int]:
+    """A selection's box from `CroppedMasks._selected`'s record: the parent's, or measured by the
+    parent's `measure` from the parent's source."""
+    _, box, _, measure, source = selected
+    return box if box is not None else measure(source)
 
 
 def as_cropped(masks: Union[CroppedMasks, np.ndarray], boxes: np.ndarray | None = None) -> CroppedMasks:

@@ -90,16 +90,34 @@ def encode_crop_rle(crop: np.ndarray, box: Sequence[int], image_size: Sequence[i
     return {'size': [height, width], 'counts': rle['counts'].decode('ascii')}
 
 
+MASK_FORMS = ('rle', 'polygons', 'none')
+# The least score of an instance shown to a person (the API's, the service's and the demo's answers and
+# drawings), as mmdetection's inferencer (0.3): at the defaults SOLOv2 also answers lower-scored duplicates
+# of another class (a 640x480 picture with 4 objects: 26 instances, the lowest 0.05). Evaluation and COCO
+# records keep every instance: AP needs the low scores.
+SHOWN_MIN_SCORE = 0.3
+
+
 def instance_records(masks: CroppedMasks, labels: np.ndarray, scores: np.ndarray,
-                     class_names: Sequence[str] | None = None) -> list[dict[str, Any]]:
-    """The one per-instance record, in plain JSON values: `{label, name, score, box, mask}` for
-    each of `masks` (`CroppedMasks`, only the crops are read), `labels` `[N] int` and `scores`
-    `[N] float`; `box` the mask's tight half-open `[x0, y0, x1, y1]` ints, `mask` its COCO RLE
-    (`encode_crop_rle`), `name` `class_names[label]` (None without `class_names`)."""
-    return [{'label': int(label), 'name': None if class_names is None else class_names[int(label)],
-             'score': float(score), 'box': [int(v) for v in box],
-             'mask': encode_crop_rle(crop, box, masks.image_size)}
-            for crop, label, score, box in zip(masks.crops, labels, scores, masks.boxes)]
+                     class_names: Sequence[str] | None = None, form: str = 'rle') -> list[dict[str, Any]]:
+    """The one per-instance record, in plain JSON values: `{label, name, score, box}` for each of
+    `masks` (`CroppedMasks`), `labels` `[N] int` and `scores` `[N] float`, and its mask in
+    `form`: 'rle' adds `mask`, its COCO RLE (`encode_crop_rle`), 'polygons' adds `polygons`, flat
+    `[x0, y0, x1, y1, ...]` lists (`crop_polygons`), 'none' nothing (the boxes are then measured
+    without making the crops, where `masks` can). `box` is the mask's tight half-open
+    `[x0, y0, x1, y1]` ints, `name` `class_names[label]` (None without `class_names`)."""
+    records = []
+    for index, (label, score) in enumerate(zip(labels, scores)):
+        crop = None if form == 'none' else masks.crop(index)
+        box = masks.box(index)
+        record = {'label': int(label), 'name': None if class_names is None else class_names[int(label)],
+                  'score': float(score), 'box': list(box)}
+        if form == 'rle':
+            record['mask'] = encode_crop_rle(crop, box, masks.image_size)
+        elif form == 'polygons':
+            record['polygons'] = [polygon.ravel().tolist() for polygon in crop_polygons(crop, box)]
+        records.append(record)
+    return records
 
 
 def instances_to_coco(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import io
 import logging
 import threading
@@ -35,22 +36,40 @@ SIZED_FORMATS = ('JPEG', 'PNG', 'BMP', 'WEBP', 'TIFF', 'GIF', 'JPEG2000', 'PPM',
 
 def header_size(data) -> tuple[int, int] | None:
     """`(width, height)` from the header of an encoded picture (bytes-like), read by Pillow's
-    reader of its format (`SIZED_FORMATS`) without decoding; None when none reads it. Thread-safe
-    and silent: not through `Image.open`, which holds the size against Pillow's process-wide
-    `MAX_IMAGE_PIXELS` (a warning, an error over twice it), nor JPEG's switch to MPO, which does
-    too; WebP's reader does it itself (None over twice it)."""
+    reader of its format (`SIZED_FORMATS`) without decoding, a WebP's by `webp_size`; None when
+    none reads it. Thread-safe and silent: not through `Image.open`, which holds the size against
+    Pillow's process-wide `MAX_IMAGE_PIXELS` (a warning, an error over twice it), nor JPEG's
+    switch to MPO, which does too."""
     Image.init()                # Pillow's readers, registered once
     with io.BytesIO(data) as file:
-        prefix = file.read(16)
+        prefix = file.read(30)
         for name in SIZED_FORMATS:
             reader, accept = Image.OPEN.get(name, (None, None))
-            if reader is None or accept(prefix) is not True:     # a str: its library is missing
+            if reader is None or accept(prefix[:16]) is not True:     # a str: its library is missing
                 continue
+            if name == 'WEBP':
+                return webp_size(prefix)
             file.seek(0)
             try:
                 return (JpegImagePlugin.JpegImageFile if name == 'JPEG' else reader)(file).size
             except Exception:       # a reader fails on a damaged header in many ways (AVIF's: RuntimeError)
                 return None
+    return None
+
+
+def webp_size(head: bytes) -> tuple[int, int] | None:
+    """`(width, height)` of a WebP from its first 30 bytes (its first chunk's header: VP8, VP8L
+    or VP8X), as Pillow's reader reads it; not through that reader, whose decoder allocates the
+    whole canvas twice and, where malloc keeps freed memory (`model.tuning`), fills it (800 MB
+    and 0.4 s at 100 MP, holding the GIL). None when the chunk gives no size."""
+    chunk, number = head[12:16], functools.partial(int.from_bytes, byteorder='little')
+    if chunk == b'VP8 ' and len(head) >= 30 and head[23:26] == b'\x9d\x01\x2a':
+        return number(head[26:28]) & 0x3FFF, number(head[28:30]) & 0x3FFF
+    if chunk == b'VP8X' and len(head) >= 30:
+        return number(head[24:27]) + 1, number(head[27:30]) + 1
+    if chunk == b'VP8L' and len(head) >= 25 and head[20] == 0x2F:
+        bits = number(head[21:25])
+        return (bits & 0x3FFF) + 1, (bits >> 14 & 0x3FFF) + 1
     return None
 
 
@@ -66,45 +85,98 @@ def check_pixels(what, width: int, height: int, max_pixels: int) -> None:
 
 
 def read_image(path: str | PathLike[str], max_pixels: int = DEFAULT_MAX_PIXELS,
-               warn_colour: bool = False) -> np.ndarray:
+               warn_colour: bool = False, fit: tuple[int, int] | None = None) -> np.ndarray:
     """Read an image file as `[H, W, 3] uint8 RGB` (`decode_image` of its bytes, so
     non-ASCII paths work). Grey and RGBA files are converted to 3-channel RGB. Raises
     `InputError` when the file is missing or cannot be decoded, `LimitError` when it holds
     more than `max_pixels` pixels (0 = no limit), checked before decoding as `decode_image`
     says. With `warn_colour`, a transparent or greyscale picture is logged (`warn_unusual_colour`):
     the commands that segment a user's pictures ask for it, training and COCO evaluation not.
+    `fit`: as for `decode_image`.
     """
     try:
         buffer = np.fromfile(path, dtype=np.uint8)
     except OSError as err:
         raise InputError(f'cannot read image {path}') from err
-    return decode_image(buffer, max_pixels, warn_colour, f'image {path}', path)
+    return decode_image(buffer, max_pixels, warn_colour, f'image {path}', path, fit)
 
 
 def decode_image(data, max_pixels: int = DEFAULT_MAX_PIXELS, warn_colour: bool = False,
-                 what: str = 'the picture in the bytes given', source=None) -> np.ndarray:
+                 what: str = 'the picture in the bytes given', source=None,
+                 fit: tuple[int, int] | None = None) -> np.ndarray:
     """An encoded picture (`bytes`, `bytearray`, `memoryview` or a `[n] uint8` array) as
     `[H, W, 3] uint8 RGB`, decoded by OpenCV, as `read_image` reads a file. With a limit
     (`max_pixels` above 0) its size is read from its header first (`header_size`): over the
-    limit is a `LimitError` naming `what`, a header that gives no size an `InputError`, and
-    neither is decoded. InputError too when OpenCV does not decode it; `warn_colour` as for
-    `read_image`, naming `source` (default `what`)."""
+    limit is a `LimitError` naming `what`, a header that gives no size an `InputError` (its
+    first piece the problem, the rest the way out), and neither is decoded. InputError too
+    when OpenCV does not decode it; `warn_colour` as for `read_image`, naming `source` (default
+    `what`). `fit`: the network input's `(short, max_size)` when only it is needed: a JPEG at
+    least twice that size on both axes is decoded by the codec at 1/2, 1/4 or 1/8
+    (`jpeg_reduction`), a `ReducedImage` that `preprocess` answers on the full grid."""
+    size = header_size(data) if max_pixels or fit else None
     if max_pixels:
-        size = header_size(data)
         if size is None:
-            raise InputError(f'cannot read {what}: not a JPEG, PNG, WebP, TIFF, GIF, ... whose header gives its size; '
-                             'with no pixel limit (', param('overrides', ['max_image_pixels=0']), ') OpenCV tries it')
+            raise InputError(f'cannot read {what}: not a JPEG, PNG, WebP, TIFF, GIF, ... whose header gives its size',
+                             '; with no pixel limit (', param('overrides', ['max_image_pixels=0']), ') OpenCV tries it')
         check_pixels(what, *size, max_pixels)
     buffer = np.frombuffer(data, dtype=np.uint8) if not isinstance(data, np.ndarray) else data
+    full_hw, factor = reduced_size(buffer, size, fit)
     try:
-        bgr = cv2.imdecode(buffer, cv2.IMREAD_COLOR) if buffer.size else None
+        bgr = cv2.imdecode(buffer, REDUCED_FLAGS[factor]) if buffer.size else None
     except cv2.error:
         bgr = None
     if bgr is None:
         raise InputError(f'cannot read {what}: not a picture OpenCV decodes (JPEG, PNG, BMP, WebP, TIFF, ...)')
+    if factor > 1 and bgr.shape[:2] != tuple(-(-side // factor) for side in full_hw):
+        LOG.debug(f'{what}: its reduced decoding is {bgr.shape[:2]}, not 1/{factor} of {full_hw}: decoded whole')
+        return decode_image(buffer, 0, warn_colour, what, source)
     if warn_colour:
         warn_unusual_colour(what if source is None else source, buffer, bgr)
-    return swap_red_blue(bgr)      # decoded as 3-channel uint8 BGR, ours to reuse
+    rgb = swap_red_blue(bgr)      # decoded as 3-channel uint8 BGR, ours to reuse
+    return rgb if factor == 1 else ReducedImage.of(rgb, full_hw)
+
+
+REDUCED_FLAGS = {1: cv2.IMREAD_COLOR, 2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4,
+                 8: cv2.IMREAD_REDUCED_COLOR_8}     # OpenCV's flags for a JPEG decoded at 1/k (others: whole)
+EXIF_ORIENTATION = 0x0112     # its values 5 to 8 turn the picture a quarter: height and width swap
+
+
+class ReducedImage(np.ndarray):
+    """`[h, w, 3] uint8 RGB` decoded at a fraction of a picture of `full_hw` (height, width),
+    as `decode_image` with `fit` gives it: `preprocess` resizes it as that picture and answers
+    on that picture's grid. Pixels derived from it (slices, results) are plain arrays to it."""
+    full_hw: tuple[int, int]
+
+    @classmethod
+    def of(cls, image: np.ndarray, full_hw: tuple[int, int]) -> ReducedImage:
+        view = image.view(cls)
+        view.full_hw = full_hw
+        return view
+
+
+def jpeg_reduction(height: int, width: int, short: int, max_size: int) -> int:
+    """The largest of 8, 4, 2 by which a JPEG codec may shrink a `height` x `width` picture
+    (DCT scaling: each side to ceil(side / k)) that still leaves it at least as large on both
+    axes as the network's input (`resized_hw` for `short`, `max_size`); 1 when none does."""
+    (new_h, new_w), _ = resized_hw(height, width, short, max_size)
+    return next((k for k in (8, 4, 2) if -(-height // k) >= new_h and -(-width // k) >= new_w), 1)
+
+
+def reduced_size(buffer: np.ndarray, size: tuple[int, int] | None,
+                 fit: tuple[int, int] | None) -> tuple[tuple[int, int] | None, int]:
+    """(the full `(height, width)` as OpenCV decodes it, EXIF orientation applied, and the
+    `jpeg_reduction` to decode it at) of an encoded picture of header `size` (width, height)
+    for the network input `fit`; (None, 1) for no `fit`, no size or not a JPEG."""
+    if fit is None or size is None or bytes(buffer[:3]) != b'\xff\xd8\xff':
+        return None, 1
+    width, height = size
+    with io.BytesIO(buffer) as file:
+        try:
+            turned = JpegImagePlugin.JpegImageFile(file).getexif().get(EXIF_ORIENTATION) in (5, 6, 7, 8)
+        except Exception:        # a damaged EXIF block: OpenCV's own reading decides, checked after decoding
+            turned = False
+    full_hw = (width, height) if turned else (height, width)
+    return full_hw, jpeg_reduction(*full_hw, *fit)
 
 
 PNG_ALPHA_TYPES = (4, 6)     # IHDR colour types with an alpha channel: grey + alpha, RGBA
@@ -258,10 +330,13 @@ def pad_to_multiple(chw: np.ndarray, divisor: int = 32) -> np.ndarray:
 
 
 def preprocess(image: np.ndarray, short: int, max_size: int, divisor: int = 32) -> tuple[np.ndarray, ImageMeta]:
-    """Resize, normalise and pad `[H, W, 3] uint8 RGB` into `[3, Hp, Wp] float32` plus its `ImageMeta`."""
-    resized, _ = resize_keep_ratio(image, short, max_size)
+    """Resize, normalise and pad `[H, W, 3] uint8 RGB` into `[3, Hp, Wp] float32` plus its `ImageMeta`
+    (a `ReducedImage`: resized to its full picture's network size, `orig_hw` that picture's)."""
+    orig_hw = tuple(getattr(image, 'full_hw', image.shape[:2]))
+    (height, width), _ = resized_hw(*orig_hw, short, max_size)
+    resized = cv2.resize(image, (width, height), interpolation=cv2.INTER_LINEAR)
     chw = pad_to_multiple(normalize(resized), divisor)
-    return chw, ImageMeta(orig_hw=image.shape[:2], resized_hw=resized.shape[:2], padded_hw=chw.shape[1:])
+    return chw, ImageMeta(orig_hw=orig_hw, resized_hw=resized.shape[:2], padded_hw=chw.shape[1:])
 
 
 BUCKET_RATIOS = (1.0, 4 / 3, 16 / 9)      # long side / short side of the common picture formats

@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 
 from solov2.data.masks import CroppedMasks, as_cropped
-from solov2.data.results import crop_polygons
+from solov2.data.results import SHOWN_MIN_SCORE, crop_polygons
 from solov2.data.transforms import swap_red_blue
 
 GOLDEN_RATIO_CONJUGATE = 0.618033988749895
@@ -197,8 +197,8 @@ def draw_mask(canvas: np.ndarray, crop: np.ndarray, box: Sequence[int], color: t
 
 
 def draw_instances(image_rgb: np.ndarray, masks: CroppedMasks | np.ndarray, labels: np.ndarray, scores: np.ndarray,
-                   class_names: Sequence[str], score_threshold: float = 0.3, boxes: np.ndarray | None = None,
-                   in_place: bool = False) -> np.ndarray:
+                   class_names: Sequence[str], score_threshold: float = SHOWN_MIN_SCORE,
+                   boxes: np.ndarray | None = None, in_place: bool = False) -> np.ndarray:
     """Overlay instances on a copy of `image_rgb` `[H, W, 3] uint8 RGB` and return it (same shape/dtype);
     with `in_place`, on `image_rgb` itself (a C-contiguous uint8 array), which is returned.
 
@@ -238,7 +238,7 @@ def draw_instances(image_rgb: np.ndarray, masks: CroppedMasks | np.ndarray, labe
 
 
 def draw_bgr(canvas_rgb: np.ndarray, masks: CroppedMasks | np.ndarray, labels: np.ndarray, scores: np.ndarray,
-             class_names: Sequence[str], score_threshold: float = 0.3) -> np.ndarray:
+             class_names: Sequence[str], score_threshold: float = SHOWN_MIN_SCORE) -> np.ndarray:
     """`draw_instances` on `canvas_rgb` `[H, W, 3] uint8 RGB` (C-contiguous) itself, then turned
     to BGR in place (for OpenCV's writers) and returned: no copy of a large picture."""
     drawn = draw_instances(canvas_rgb, masks, labels, scores, class_names, score_threshold, in_place=True)

@@ -9,3 +9,5 @@ The public Python API is ``model.api``.
 """
 if not __name__.startswith('solov2.'):      # one name per module (solov2/__init__.py)
     raise ImportError(f'import solov2.{__name__}, not {__name__}: each module of the toolkit has one name')
+
+from solov2.core.paddle_import import paddle  # noqa: E402,F401  (first: the host's logging kept)

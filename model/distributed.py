@@ -6,7 +6,8 @@ and nothing here talks to another process.
 - ``Processes``: global rank and count, and this node's share (local rank and count), read
   from the launcher's environment by ``launched_processes``.
 - ``start_processes``: the one check of what this Paddle can run (the CPU collectives of
-  Paddle 2.x's CUDA wheels crash with several processes) and the process group's start.
+  Paddle 2.x's CUDA wheels crash with several processes) and the process group's start;
+  ``cpu_launch_env``: the launcher's environment for CPU processes on any host.
 - ``gather`` / ``from_rank0`` / ``barrier``: objects to every process, in rank order;
   ``rank0_state``: process 0's weights and buffers to every process.
 """
@@ -15,7 +16,7 @@ import io
 import itertools
 import os
 from dataclasses import dataclass
-from typing import Any, Callable, List, Optional, Sequence, TypeVar
+from typing import Any, Callable, Dict, List, Optional, Sequence, TypeVar
 
 import paddle
 import paddle.distributed as dist
@@ -77,6 +78,15 @@ def check_paddle_runs(world: int, device: str, version: str = paddle.__version__
         raise InputError(f'{world} CPU processes need Paddle 3 or the CPU wheel: Paddle {version} (CUDA build) '
                          'crashes (segfault) in its CPU collectives (gloo) — run one process, use the GPUs (',
                          param('device', 'gpu'), '), or pip install "paddlepaddle-gpu>=3"')
+
+
+def cpu_launch_env(processes: int) -> Dict[str, str]:
+    """The environment in which ``paddle.distributed.launch`` starts ``processes`` CPU processes
+    a node on any host: ``CUDA_VISIBLE_DEVICES`` of one hidden GPU (-1) a process, since the
+    launcher hands process i the i-th GPU it sees, counted from that variable whenever it is set
+    ('' and -1 count as one), and fails with IndexError when it sees fewer GPUs than processes
+    (a one-GPU host, or none visible); and gloo by name (``start_processes``)."""
+    return {'CUDA_VISIBLE_DEVICES': ','.join(['-1'] * processes), 'PADDLE_DISTRI_BACKEND': 'gloo'}
 
 
 def start_processes(device: str) -> Processes:

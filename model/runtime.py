@@ -11,7 +11,8 @@ import functools
 import logging
 import os
 import threading
-from typing import Iterator, Optional, Tuple
+from dataclasses import dataclass
+from typing import ContextManager, Iterator, Optional, Tuple
 
 import paddle
 from paddle.base import core
@@ -109,6 +110,23 @@ _PADDLE_SETTINGS = threading.RLock()
 
 
 @contextlib.contextmanager
+def tf32_off(*libraries: str) -> Iterator[None]:
+    """TF32 off for the block in ``libraries`` ('cublas', 'cudnn'; Paddle's switches, which
+    its kernels read at each call), put back as they were after it; nothing where this Paddle
+    has no such switch (Paddle 2.6's CPU wheel). The switches are the process's: another
+    thread's products in the block run without TF32 too (slower, never wrong)."""
+    names = [name for name in libraries if hasattr(core, f'get_{name}_switch')]
+    before = {name: getattr(core, f'get_{name}_switch')() for name in names}
+    for name in names:
+        getattr(core, f'set_{name}_switch')(False)
+    try:
+        yield
+    finally:
+        for name, on in before.items():
+            getattr(core, f'set_{name}_switch')(on)
+
+
+@contextlib.contextmanager
 def kept_random_state() -> Iterator[None]:
     """Paddle's random generators (the CPU's and every GPU's) put back as they were before
     the block (building a model draws from them; training seeds them)."""
@@ -120,6 +138,17 @@ def kept_random_state() -> Iterator[None]:
         core.default_cpu_generator().set_state(cpu)
         if gpus is not None:
             paddle.set_cuda_rng_state(gpus)
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where a model runs: Paddle's ``device`` ('cpu', 'gpu:1') and CPU math ``threads`` (at
+    least 1); calling it gives the block that runs Paddle with them (``paddle_on``)."""
+    device: str
+    threads: int
+
+    def __call__(self) -> ContextManager[None]:
+        return paddle_on(self.device, self.threads)
 
 
 @contextlib.contextmanager

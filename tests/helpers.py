@@ -14,6 +14,7 @@ from solov2 import SHIPPED_WEIGHTS
 from solov2.config import CONFIGS, get_config
 from solov2.core.cache import entry_folder
 from solov2.model.build import build_model
+from solov2.model.distributed import cpu_launch_env
 from solov2.model.inference.auto_backend import cache_key, cached_backend
 
 REPO_DIR = Path(__file__).resolve().parents[1]
@@ -38,14 +39,15 @@ def get_eval_model(pytestconfig, number: int):
 
 def _launch(log_dir: Path, launcher_args, command, cwd=None):
     """(paddle.distributed.launch started, the file of its own output in ``log_dir``). Its
-    processes run on the CPU: gloo by name (on a CUDA build, 'auto' would start NCCL on the GPUs)."""
+    processes run on the CPU on any host (``cpu_launch_env``: no GPU visible, gloo by name)."""
     log_dir.mkdir(parents=True, exist_ok=True)
+    processes = int(launcher_args[launcher_args.index('--nproc_per_node') + 1])
     with open(log_dir / 'launcher.out', 'w') as output:
         return subprocess.Popen([sys.executable, '-m', 'paddle.distributed.launch', *launcher_args,
                                  '--log_dir', str(log_dir), *command],
                                 stdout=output, stderr=subprocess.STDOUT, text=True, cwd=cwd,
                                 start_new_session=True, env={**os.environ, 'PYTHONPATH': str(REPO_DIR),
-                                                             'PADDLE_DISTRI_BACKEND': 'gloo'}), \
+                                                             **cpu_launch_env(processes)}), \
             log_dir / 'launcher.out'
 
 

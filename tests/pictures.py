@@ -1,8 +1,10 @@
 """Crafted pictures for the pixel-limit tests, made in microseconds without their pixels:
 headers that claim any size, and decompression bombs of a few bytes that decode (OpenCV)
-to any size."""
+to any size; a large JPEG of a sample picture."""
 import struct
 import zlib
+
+import cv2
 
 
 def png_chunk(kind: bytes, data: bytes) -> bytes:
@@ -46,3 +48,12 @@ def with_fill_bytes(jpeg: bytes, count: int = 7) -> bytes:
     """``jpeg`` with ``count`` 0xFF fill bytes before its SOF0 marker (JPEG allows any number)."""
     start = jpeg.index(b'\xff\xc0')
     return jpeg[:start] + b'\xff' * count + jpeg[start:]
+
+
+def large_jpeg(path, factor: int, quality: int = 95) -> bytes:
+    """The picture at ``path`` enlarged ``factor`` times (bicubic) as JPEG bytes: a large photo
+    whose content the shipped model knows."""
+    small = cv2.imread(str(path))
+    height, width = small.shape[:2]
+    large = cv2.resize(small, (width * factor, height * factor), interpolation=cv2.INTER_CUBIC)
+    return cv2.imencode('.jpg', large, [cv2.IMWRITE_JPEG_QUALITY, quality])[1].tobytes()

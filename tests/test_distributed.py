@@ -14,7 +14,7 @@ from solov2.core.errors import InputError
 from solov2.core.paths import CACHE_ENV
 from solov2.model import distributed
 from solov2.model.checkpoint import load_paddle_params
-from solov2.model.distributed import SINGLE, Processes, check_paddle_runs, gather, local_rank0_first
+from solov2.model.distributed import SINGLE, Processes, check_paddle_runs, cpu_launch_env, gather, local_rank0_first
 from solov2.tools import demo
 from solov2.tools import eval as eval_cli
 from tests.helpers import REPO_DIR, TINY_TRAINING, launch_two_cpu_processes, launch_two_nodes, make_tiny_shapes
@@ -281,3 +281,17 @@ def test_two_nodes_train_like_one_node_and_resume_across_them(shapes, tmp_path):
     assert np.allclose(_losses(node0 / 'run'), _losses(straight), rtol=1e-5, atol=1e-6)
     a, b = (load_paddle_params(str(out / 'last' / 'model.pdparams')) for out in (node0 / 'run', straight))
     assert max(float(np.abs(a[k] - b[k]).max()) for k in a) <= 1e-5
+
+
+@pytest.mark.parametrize('visible', ['', '0'])
+def test_cpu_processes_launch_whatever_gpus_the_host_shows(tmp_path, monkeypatch, visible):
+    """paddle.distributed.launch counts GPUs from CUDA_VISIBLE_DEVICES whenever it is set and fails
+    (IndexError) with fewer than its processes: none visible ('') or one ('0') on a two-process run.
+    Its CPU recipe (``cpu_launch_env``: one hidden GPU a process) starts both, with no GPU in either."""
+    monkeypatch.setenv('CUDA_VISIBLE_DEVICES', visible)
+    script = tmp_path / 'ranks.py'
+    script.write_text("import os\nprint('rank', os.environ['PADDLE_TRAINER_ID'], os.environ['CUDA_VISIBLE_DEVICES'])\n")
+    launch_two_cpu_processes(tmp_path, str(script))
+    logs = [(tmp_path / 'logs' / f'workerlog.{rank}').read_text().split() for rank in (0, 1)]
+    assert logs == [['rank', '0', '-1,-1'], ['rank', '1', '-1,-1']]
+    assert cpu_launch_env(3) == {'CUDA_VISIBLE_DEVICES': '-1,-1,-1', 'PADDLE_DISTRI_BACKEND': 'gloo'}

@@ -243,15 +243,24 @@ def test_each_paddle_line_has_its_deployment_extras():
     assert paddle3 == paddle26
     text = (REPO_DIR / 'pyproject.toml').read_text()
     for extra, name in (('deploy', 'requirements-deploy.txt'), ('deploy-paddle26', 'requirements-deploy-paddle26.txt'),
-                        ('deploy-gpu', 'requirements-deploy-gpu.txt')):
+                        ('deploy-gpu', 'requirements-deploy-gpu.txt'),
+                        ('deploy-gpu-paddle26', 'requirements-deploy-gpu-paddle26.txt')):
         assert f'optional-dependencies.{extra} = {{file = ["{name}"]}}' in text, extra
+    assert ('optional-dependencies.deploy-tensorrt = {file = ["requirements-deploy-gpu.txt", '
+            '"requirements-deploy-tensorrt.txt"]}') in text
 
 
-def test_the_gpu_deployment_extras_never_bring_the_cpu_onnxruntime():
-    """onnxruntime-gpu in place of onnxruntime (the CPU wheel would shadow it), the rest the same."""
-    cpu, gpu = _requirements('requirements-deploy.txt'), _requirements('requirements-deploy-gpu.txt')
-    assert cpu.pop('onnxruntime') == 'onnxruntime' and gpu.pop('onnxruntime-gpu') == 'onnxruntime-gpu'
+@pytest.mark.parametrize('cpu_file, gpu_file', [('requirements-deploy.txt', 'requirements-deploy-gpu.txt'),
+                                                ('requirements-deploy-paddle26.txt',
+                                                 'requirements-deploy-gpu-paddle26.txt')])
+def test_the_gpu_deployment_extras_never_bring_the_cpu_onnxruntime(cpu_file, gpu_file):
+    """onnxruntime-gpu with the CUDA and cuDNN runtime its providers load (its extras cuda and
+    cudnn) in place of onnxruntime (the CPU wheel would shadow it), the rest the same, on each
+    Paddle line; TensorRT 10, which onnxruntime-gpu's provider loads (libnvinfer.so.10), not 11."""
+    cpu, gpu = _requirements(cpu_file), _requirements(gpu_file)
+    assert cpu.pop('onnxruntime') == 'onnxruntime' and gpu.pop('onnxruntime-gpu') == 'onnxruntime-gpu[cuda,cudnn]'
     assert cpu == gpu
+    assert _requirements('requirements-deploy-tensorrt.txt') == {'tensorrt-cu13': 'tensorrt-cu13>=10.13.3,<11'}
 
 
 def _pyproject_scripts():

@@ -43,7 +43,7 @@ from solov2.config.device import device_name, on_gpu  # noqa: E402
 from solov2.config.install import onnxruntime_install_problem, paddle_install_problem  # noqa: E402
 from solov2.convert.published import FAMILIES  # noqa: E402
 from solov2.core.errors import InputError, Param, RunError, Solov2Error  # noqa: E402
-from solov2.tools.main import commands_by_module  # noqa: E402
+from solov2.tools.commands import commands_by_module  # noqa: E402
 
 LIBRARY_LOGGER = 'solov2'   # every library module logs under it (loggers named after modules)
 DEBUG_FLAG = '--debug'
@@ -290,15 +290,28 @@ def interruptible_loading() -> Iterator[None]:
 def interruptible_load(load):
     """``load()`` (opening a model: an export or a compile runs in C++ for tens of seconds) in a
     thread while this one waits: Ctrl-C or SIGTERM (``command``'s) end the command at once in
-    the interrupt line of ``interruptible_loading`` (exit 130 / 143), by ``os._exit``: the
-    interpreter's own exit would abort in the load's C++ code, still running."""
+    the interrupt line of ``interruptible_loading`` (exit 130 / 143, ``end_loading``)."""
     with concurrent.futures.ThreadPoolExecutor(1, 'solov2-load') as pool:
         try:
             return pool.submit(load).result()
         except KeyboardInterrupt as exc:
-            code = _interrupted(exc, STOPPED_LOADING)
-            sys.stdout.flush()
-            os._exit(code)
+            end_loading(exc)
+
+
+def end_loading(exc: KeyboardInterrupt) -> None:
+    """End the command at once, a model still loading in another thread: the cache's temporaries
+    this process was building removed (``core.cache.leftovers``), the interrupt line of
+    ``interruptible_loading``, exit 130 / 143 by ``os._exit`` (the interpreter's own exit would
+    abort in the load's C++ code, still running)."""
+    from solov2.core.cache import leftovers, remove_entries
+    if _main_thread():           # a second signal (Ctrl-C reaches a whole process group) changes nothing
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, signal.SIG_IGN)
+    with contextlib.suppress(OSError):
+        remove_entries(leftovers(mine=True))
+    code = _interrupted(exc, STOPPED_LOADING)
+    sys.stdout.flush()
+    os._exit(code)
 
 
 def command(run):
@@ -412,12 +425,13 @@ def model_spec(args):
     return spec
 
 
-def add_inference_args(parser: argparse.ArgumentParser, default_weights=None, batch_size: bool = True) -> None:
+def add_inference_args(parser: argparse.ArgumentParser, default_weights=None, batch_size: bool = True,
+                       fast_decode: bool = False) -> None:
     """What every command that runs a model takes: the model (``add_model_args``), --backend,
-    --model-dir, --precision, --mkldnn, --tensorrt, the runtime arguments and, when ``batch_size``,
-    --batch-size (``model_spec`` makes them the ``ModelSpec`` that ``open_backend`` takes)."""
-    from solov2.model.inference.backend_factory import BACKENDS  # the library loads Paddle: after start-up
-    from solov2.model.inference.openvino_backend import PRECISIONS
+    --model-dir, --precision, --mkldnn, --tensorrt, the runtime arguments, when ``batch_size``
+    --batch-size and, for a command that needs no picture's full pixels (``fast_decode``), --fast-decode
+    (``model_spec`` makes them the ``ModelSpec`` that ``open_backend`` takes)."""
+    from solov2.config.engines import BACKENDS, PRECISIONS  # no Paddle
     add_model_args(parser, default_weights)
     parser.add_argument('--backend', choices=BACKENDS, default='auto',
                         help='auto (default: exported once from --weights into $SOLOV2_CACHE or '
@@ -435,6 +449,10 @@ def add_inference_args(parser: argparse.ArgumentParser, default_weights=None, ba
     parser.add_argument('--tensorrt', action='store_true',
                         help='--backend inference or onnx on a GPU --device: through TensorRT float16 (onnx: '
                              "onnxruntime's TensorRT provider, for Paddle 3 exports too)")
+    if fast_decode:
+        parser.add_argument('--fast-decode', action='store_true',
+                            help='decode a JPEG much larger than the network input at 1/2, 1/4 or 1/8 of its size '
+                                 '(faster, less memory; the network input changes slightly: docs/api.md)')
     add_runtime_args(parser)
     if batch_size:
         parser.add_argument('--batch-size', type=int, default=1, metavar='N',

@@ -38,7 +38,7 @@ with interruptible_loading():      # Ctrl-C or SIGTERM while Paddle and the libr
     from solov2.core.errors import InputError
     from solov2.core.paths import SAMPLE_IMAGES, SHIPPED_WEIGHTS
     from solov2.data.files import check_folder, check_output_file, looked_up
-    from solov2.data.results import write_json
+    from solov2.data.results import SHOWN_MIN_SCORE, write_json
     from solov2.model.distributed import Processes, gather, launched_processes, start_processes
     from solov2.model.inference.backend_factory import open_backend
     from solov2.model.inference.media import list_images
@@ -58,8 +58,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--output', default='output/demo',
                         help='folder for the drawn pictures; for --video/--camera an .mp4 file '
                              'or a folder (default output/demo)')
-    parser.add_argument('--draw-threshold', type=float, default=0.3,
-                        help='minimum score of a drawn instance (default 0.3)')
+    parser.add_argument('--draw-threshold', type=float, default=SHOWN_MIN_SCORE,
+                        help=f'minimum score of a drawn instance (default {SHOWN_MIN_SCORE}; --save-json keeps every '
+                             'instance, for COCO scoring)')
     parser.add_argument('--save-json', metavar='PATH',
                         help='also write COCO-style results (RLE masks) to PATH')
     parser.add_argument('--dump-inputs', metavar='DIR',

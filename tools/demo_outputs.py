@@ -17,7 +17,7 @@ import numpy as np
 
 from solov2.core.errors import InputError, param
 from solov2.data.files import atomic_write, check_folder, check_output_file, make_folder, same_file, write_image
-from solov2.data.results import instances_to_coco
+from solov2.data.results import SHOWN_MIN_SCORE, instances_to_coco
 from solov2.data.transforms import read_image
 from solov2.data.visualize import draw_bgr
 from solov2.model.distributed import SINGLE, Processes
@@ -128,7 +128,7 @@ class DrawOptions:
     """What the demo does with each result: pictures drawn with instances scoring at least
     ``threshold``, COCO records collected when ``records`` is a list, network inputs written
     by ``dumper`` when given; ``warmup`` untimed runs first, ``batch_size`` pictures a network run."""
-    threshold: float = 0.3
+    threshold: float = SHOWN_MIN_SCORE
     records: Optional[list] = None
     dumper: Optional[InputDumper] = None
     warmup: int = 2

@@ -55,7 +55,7 @@ with interruptible_loading():      # Ctrl-C or SIGTERM while Paddle and the libr
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = make_parser('COCO mask AP of a SOLOv2 checkpoint or exported model.')
-    add_inference_args(parser)
+    add_inference_args(parser, fast_decode=True)
     parser.add_argument('--ann', help='COCO annotation file (default: the config val set)')
     parser.add_argument('--images', help='image folder (default: the config val images)')
     parser.add_argument('--classes', metavar='FILE',

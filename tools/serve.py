@@ -6,25 +6,35 @@
 
 Routes: POST /v1/segment (the picture as the body or the form field "file"; query
 score_threshold, min_score, max_instances, masks=rle|polygons|none), GET /v1/model, /healthz,
-/readyz, /metrics, and the OpenAPI document /openapi.json. The model opens before the port
-(weights that do not load: one line, exit 2; SIGTERM or Ctrl-C: at once); then SIGTERM or
-Ctrl-C stop taking requests, finish those in flight (up to --timeout-s) and exit 0. The
-application is ``solov2.model.serving.app``;
+/readyz, /metrics, and the OpenAPI document /openapi.json. The port opens at once and the model
+opens beside it (/readyz 503 with the reason meanwhile, e.g. the one-time export of --backend
+auto); weights that do not load end it in one line, exit 2; SIGTERM or Ctrl-C meanwhile end it
+at once. Once ready, SIGTERM or Ctrl-C stop taking requests (/readyz 503, the port open),
+finish those in flight (up to --timeout-s) and exit 0. With --workers N a child process opens
+the model once (auto: exports it) before the port opens, then N processes serve it while this
+one, holding no model, watches them. The application is ``solov2.model.serving.app``;
 docs/serving.md says how to call it, its settings, metrics and scaling out (Ray Serve too).
 """
 import argparse
 import contextlib
 import dataclasses
 import json
+import multiprocessing
 import os
+import signal
 import sys
+import threading
 
 if __package__ in (None, ''):
     import _bootstrap  # noqa: F401  (script mode: make the project importable)
 
-from solov2.tools.cli import (  # before Paddle
+from solov2.core.errors import InputError  # noqa: E402  (no Paddle here: a --workers parent never loads it)
+from solov2.core.paths import SHIPPED_WEIGHTS  # noqa: E402
+from solov2.tools.cli import (  # noqa: E402  (before Paddle)
+    Terminated,
     add_inference_args,
     command,
+    end_loading,
     fetched,
     interruptible_load,
     interruptible_loading,
@@ -33,18 +43,12 @@ from solov2.tools.cli import (  # before Paddle
     tune_for,
 )
 
-with interruptible_loading():      # Ctrl-C or SIGTERM while Paddle and the library load: one line
-    from solov2.core.errors import InputError
-    from solov2.core.paths import SHIPPED_WEIGHTS
-    from solov2.model.inference.backend_factory import ModelSpec
-    from solov2.model.runtime import cpu_threads
-
 SETTINGS_ENV = 'SOLOV2_SERVE_SETTINGS'     # the settings, as JSON, for --workers' processes
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = make_parser('Serve SOLOv2 instance segmentation over HTTP.', notes=__doc__.split('\n\n', 1)[1])
-    add_inference_args(parser, SHIPPED_WEIGHTS, batch_size=False)
+    add_inference_args(parser, SHIPPED_WEIGHTS, batch_size=False, fast_decode=True)
     parser.add_argument('--host', default='127.0.0.1',
                         help='address to listen on (default 127.0.0.1: this machine only; 0.0.0.0: every network)')
     parser.add_argument('--port', type=int, default=8000, help='port (default 8000)')
@@ -65,10 +69,18 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--body-timeout-s', type=float, default=10.0,
                         help='a client that sends nothing of its body for this many seconds gets 408 and its '
                              'connection closed (default 10)')
+    parser.add_argument('--min-upload-kb-s', type=float, default=32.0,
+                        help='a body that comes slower than this many KB a second after its first 2 s gets 408 '
+                             'and its connection closed, its upload slot freed (default 32; 0: any rate)')
     parser.add_argument('--max-body-mb', type=float, default=32.0, help='largest request body, MB (default 32)')
     parser.add_argument('--max-pixels', type=int,
                         help="largest picture in pixels, more get 413; 0: no limit (default: the config's "
                              'max_image_pixels, 100 MP unless --opt max_image_pixels=N says otherwise)')
+    parser.add_argument('--max-decode-mb', type=float,
+                        help='memory the pictures being decoded hold at once, MB; a picture waits for its share '
+                             '(503 after 1 s), one that alone needs more gets 413; 0: no budget (default: 1024, or '
+                             "an eighth of the machine's memory when less; it also lowers the default --max-pixels "
+                             'to the pictures it holds)')
     parser.add_argument('--timeout-s', type=float, default=30.0,
                         help='a request unanswered after this many seconds gets 504; also how long a stop '
                              'waits for the requests in flight (default 30)')
@@ -76,17 +88,21 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def settings_of(args):
-    """The service's settings from the command line, checked (InputError for one that cannot work)."""
-    from solov2.model.serving.app import ServeSettings
+    """The service's settings from the command line, checked (InputError for one that cannot work);
+    Paddle and the library are imported here (Ctrl-C or SIGTERM meanwhile: one line)."""
+    with interruptible_loading():
+        from solov2.model.runtime import cpu_threads
+        from solov2.model.serving.app import ServeSettings
     counts = (('--workers', args.workers), ('--max-batch', args.max_batch), ('--queue-size', args.queue_size),
               ('--max-uploads', args.max_uploads))
     for flag, value in counts:
         if value < 1:
             raise InputError(f'{flag} must be at least 1, not {value}')
     if min(args.max_body_mb, args.timeout_s, args.body_timeout_s) <= 0 or \
-            min(args.max_wait_ms, args.max_padding, args.max_pixels or 0) < 0:
+            min(args.max_wait_ms, args.max_padding, args.max_pixels or 0, args.min_upload_kb_s,
+                args.max_decode_mb or 0) < 0:
         raise InputError('--max-body-mb, --timeout-s and --body-timeout-s must be above 0, --max-wait-ms, '
-                         '--max-padding and --max-pixels at least 0')
+                         '--max-padding, --max-pixels, --min-upload-kb-s and --max-decode-mb at least 0')
     spec = fetched(model_spec(args))      # checked before a published name is fetched
     named = {field.name: getattr(args, field.name) for field in dataclasses.fields(ServeSettings)
              if hasattr(args, field.name)}         # the flags are the settings' names
@@ -95,19 +111,25 @@ def settings_of(args):
 
 def worker_app():
     """The application of one of --workers' processes (uvicorn's factory), from ``SETTINGS_ENV``."""
-    from solov2.model.serving.app import ServeSettings, create_app
+    with interruptible_loading():
+        from solov2.model.inference.backend_factory import ModelSpec
+        from solov2.model.serving.app import ServeSettings, create_app
     named = json.loads(os.environ[SETTINGS_ENV])
     settings = ServeSettings(**{**named, 'model': ModelSpec(**named['model'])})
     tune_for(settings.model.device, settings.model.threads)
     return create_app(settings)
 
 
-def uvicorn_server(config):
-    """A uvicorn server whose stop on SIGTERM or Ctrl-C (finishing the requests in flight)
-    ends in a return, for exit 0, instead of raising the signal again after it."""
+def uvicorn_server(config, app):
+    """A uvicorn server for ``app`` (``create_app``'s) whose SIGTERM or Ctrl-C ends the command at
+    once while the model loads (``end_loading``), else drains first (``Service.drain``: /readyz
+    503, the port open, until the requests in flight are answered), then stops as uvicorn does
+    (a second signal: at once), ending in a return, for exit 0, instead of raising the signal again."""
     import uvicorn
 
     class Server(uvicorn.Server):
+        draining = False
+
         @contextlib.contextmanager
         def capture_signals(self):
             with super().capture_signals():
@@ -115,21 +137,85 @@ def uvicorn_server(config):
                     yield
                 finally:
                     self._captured_signals.clear()
+
+        def handle_exit(self, sig, frame):
+            service = getattr(app.state, 'service', None)
+            if service is None or not service.loaded.is_set():
+                end_loading(Terminated() if sig == signal.SIGTERM else KeyboardInterrupt())
+            if self.draining or self.should_exit:
+                return super().handle_exit(sig, frame)
+            self.draining = True
+            threading.Thread(target=self.drain, args=(service, sig), name='solov2-serve-drain', daemon=True).start()
+
+        def drain(self, service, sig):
+            service.drain(service.settings.timeout_s)
+            super().handle_exit(sig, None)
     return Server(config)
 
 
-def serve(settings, args, segmenter) -> None:
-    """Run the service until SIGTERM or Ctrl-C: in this process around the opened ``segmenter``,
-    or in --workers processes, each opening its own (``segmenter`` is released first)."""
+def serve(settings, options) -> None:
+    """Run the service in this process until SIGTERM or Ctrl-C, the model opening beside the
+    open port (``uvicorn_server``); a model that cannot load stops it with its error."""
     import uvicorn
-    options = {'host': args.host, 'port': args.port, 'timeout_graceful_shutdown': int(settings.timeout_s) + 1,
-               'log_level': 'info'}
-    if args.workers == 1:
-        from solov2.model.serving.app import create_app
-        uvicorn_server(uvicorn.Config(create_app(settings, segmenter=segmenter), **options)).run()
-        return
-    segmenter.close()
-    os.environ[SETTINGS_ENV] = json.dumps(dataclasses.asdict(settings))
+
+    from solov2.model.serving.app import create_app
+    from solov2.model.serving.wire import SERVER_OPTIONS
+    failures = []
+
+    def loaded(service):
+        if service.failure is not None:
+            failures.append(service.failure)
+            server.should_exit = True
+    app = create_app(settings, on_loaded=loaded)
+    server = uvicorn_server(uvicorn.Config(app, **options, **SERVER_OPTIONS), app)
+    server.run()
+    if failures:
+        raise failures[0]
+
+
+def open_once(argv, sender) -> None:
+    """--workers' first step, in a child process (the parent never loads Paddle or a model): the
+    settings checked and the model opened once (auto: exported into the cache); the settings and
+    uvicorn's ``SERVER_OPTIONS`` (JSON: [settings, options]) sent through ``sender``; exit
+    status as the command's (one line on an error)."""
+    @command
+    def run(argv) -> int:
+        settings = settings_of(parse_args(argv))        # Paddle imported here first
+        from solov2.model.serving.wire import SERVER_OPTIONS
+        tune_for(settings.model.device, settings.model.threads)
+        interruptible_load(settings.segmenter).close()
+        sender.send(json.dumps([dataclasses.asdict(settings), SERVER_OPTIONS]))
+        return 0
+    sys.exit(run(argv))
+
+
+def opened_in_a_child(argv) -> str:
+    """What ``open_once`` run in a child process sends (JSON); SystemExit with its status
+    when it fails or is stopped (Ctrl-C or SIGTERM here: passed on as SIGTERM)."""
+    context = multiprocessing.get_context('spawn')
+    receiver, sender = context.Pipe(duplex=False)
+    child = context.Process(target=open_once, args=(argv, sender), name='solov2-serve-open')
+    child.start()
+    sender.close()                 # the child's copy only: its exit without sending ends recv
+    try:
+        with contextlib.suppress(EOFError):
+            named = receiver.recv()
+        child.join()
+    except KeyboardInterrupt:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        child.terminate()          # it says the one line and removes its temporaries
+        child.join()
+    if child.exitcode != 0:
+        raise SystemExit(child.exitcode if child.exitcode > 0 else 128 - child.exitcode)
+    return named
+
+
+def serve_workers(named: str, args, options) -> None:
+    """Run --workers processes of the service (uvicorn's), each opening the model (settings
+    ``named``, JSON) from the cache, until SIGTERM or Ctrl-C."""
+    import uvicorn
+    os.environ[SETTINGS_ENV] = named
     # a worker imports Paddle and the library before it answers the supervisor's first check
     uvicorn.run('solov2.tools.serve:worker_app', factory=True, workers=args.workers, timeout_worker_healthcheck=120,
                 **options)
@@ -144,10 +230,15 @@ def main(argv) -> int:
     except ImportError as exc:
         raise InputError(f'the service needs its extra ({exc.name} is missing): pip install -r '
                          "requirements-serve.txt, or pip install '.[serve]'") from None
+    options = {'host': args.host, 'port': args.port, 'timeout_graceful_shutdown': int(args.timeout_s) + 1,
+               'log_level': 'info'}
+    if args.workers > 1:
+        named, server = json.loads(opened_in_a_child(argv))
+        serve_workers(json.dumps(named), args, {**options, **server})
+        return 0
     settings = settings_of(args)
     tune_for(settings.model.device, settings.model.threads)
-    # before listening: a model that does not open ends here; an empty 'auto' cache is filled once
-    serve(settings, args, interruptible_load(settings.segmenter))
+    serve(settings, options)
     return 0
 
 

@@ -5,8 +5,10 @@
     python train.py --weights weights/shapes_r18.pdparams --opt dataset_dir=data --output output/mine
                                                      # fine-tune the shipped model on your classes (docs/own_data.md)
     python -m paddle.distributed.launch --gpus 0,1 train.py --config=0 --scale-lr
-    # both CPU cores: one process each, batch 2 each (the config's batch 4 in total)
-    python -m paddle.distributed.launch --nproc_per_node 2 train.py --config=9 --opt batch_size=2
+    # both CPU cores: one process each, batch 2 each (the config's batch 4 in total); one -1 a
+    # process hides the GPUs, which the launcher would otherwise hand out (and fail with fewer)
+    CUDA_VISIBLE_DEVICES=-1,-1 python -m paddle.distributed.launch --nproc_per_node 2 train.py --config=9 \
+        --opt batch_size=2
 
 Writes to ``output/<config>/``: ``last/`` and ``best/`` checkpoints (weights + sidecar,
 optimizer, state), ``train_log.csv``, ``eval_log.csv``, ``curves.png`` and ``config.txt``.

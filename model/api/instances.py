@@ -10,7 +10,7 @@ import numpy as np
 
 from solov2.core.errors import InputError
 from solov2.data.masks import CroppedMasks
-from solov2.data.results import crop_polygons, instance_records, instances_to_coco
+from solov2.data.results import MASK_FORMS, SHOWN_MIN_SCORE, crop_polygons, instance_records, instances_to_coco
 from solov2.data.visualize import draw_bgr, draw_instances
 
 CHANNELS = ('bgr', 'rgb')
@@ -151,14 +151,19 @@ class Instances:
         return instances_to_coco(image_id, self.crops, self.labels, self.scores, category_ids, file_name=file_name,
                                  class_names=self.class_names)
 
-    def to_dict(self) -> Dict[str, Any]:
+    def to_dict(self, masks: str = 'rle') -> Dict[str, Any]:
         """The result as plain JSON values: ``{image_size: [H, W], class_names, instances:
-        [{label, name, score, box: [x0, y0, x1, y1], mask: COCO RLE}, ...]}``, best first
-        (``data.results.instance_records``; ``pycocotools.mask.decode`` turns a mask back into [H, W])."""
+        [{label, name, score, box: [x0, y0, x1, y1], mask}, ...]}``, best first, each mask as
+        ``masks`` says: 'rle' a COCO RLE ``mask`` (``pycocotools.mask.decode`` turns it back into
+        [H, W]), 'polygons' ``polygons`` (flat [x0, y0, x1, y1, ...] lists, as ``polygons()``),
+        'none' none (no mask is pasted: the boxes are measured at the masks' edges);
+        ``data.results.instance_records``, which makes only what is asked."""
+        if masks not in MASK_FORMS:
+            raise InputError(f"masks must be one of {', '.join(MASK_FORMS)}, not {masks!r}")
         return {'image_size': list(self.image_size), 'class_names': list(self.class_names),
-                'instances': instance_records(self.crops, self.labels, self.scores, self.class_names)}
+                'instances': instance_records(self.crops, self.labels, self.scores, self.class_names, masks)}
 
-    def draw(self, image: np.ndarray, channels: str = 'bgr', min_score: float = 0.3) -> np.ndarray:
+    def draw(self, image: np.ndarray, channels: str = 'bgr', min_score: float = SHOWN_MIN_SCORE) -> np.ndarray:
         """A copy of ``image`` ([H, W, 3] uint8 in ``channels`` order) with the instances
         scoring at least ``min_score`` drawn (fill, contour, caption), in the same order."""
         if check_channels(channels) == 'rgb':

@@ -13,17 +13,20 @@ import numpy as np
 
 from solov2.convert.zoo import checked_config, resolve_weights
 from solov2.core.errors import InputError
-from solov2.data.transforms import check_pixels, decode_image, pil_to_array, read_image, to_rgb
+from solov2.data.results import SHOWN_MIN_SCORE
+from solov2.data.transforms import check_pixels, decode_image, header_size, pil_to_array, read_image, to_rgb
 from solov2.model.api.instances import Instances, check_channels
 from solov2.model.distributed import SINGLE, Processes
 from solov2.model.inference.backend import run_network
 from solov2.model.inference.backend_factory import ModelSpec, Progress, open_backend
 from solov2.model.inference.media import frame_rgb, list_images, open_capture, read_frames
+from solov2.model.inference.memory import decode_cost, prepared_bytes
 from solov2.model.inference.pipeline import at_least_one, run_pictures
 from solov2.model.inference.postprocess import InferenceParams
 
 LOG = logging.getLogger(__name__)
 Image = Any     # a path (str or os.PathLike), encoded bytes or a binary file object, a numpy array or a PIL image
+HEADER_BYTES = 2 ** 16      # what is read of a file for its size before it is read (picture_cost)
 
 
 def per_call_params(params: InferenceParams, score_threshold: Optional[float] = None,
@@ -62,18 +65,20 @@ def is_encoded(image: Any) -> bool:
     return isinstance(image, ENCODED) or (callable(getattr(image, 'read', None)) and not is_pil_image(image))
 
 
-def picture_rgb(image: Image, channels: str = 'bgr', max_pixels: int = 0) -> np.ndarray:
+def picture_rgb(image: Image, channels: str = 'bgr', max_pixels: int = 0,
+                fit: Optional[Tuple[int, int]] = None) -> np.ndarray:
     """[H, W, 3] uint8 RGB of an image path (``read_image``), encoded bytes or a binary file
     object (``decode_image``: JPEG, PNG, ... as a file holds it), a PIL image (any mode, RGB
     whatever ``channels`` says) or an array in ``channels`` order (``data.transforms.to_rgb``:
     grey, alpha and 16 bits as files are read). InputError for a picture of more than
-    ``max_pixels`` pixels (0: no limit; checked before decoding) or one that cannot be read."""
+    ``max_pixels`` pixels (0: no limit; checked before decoding) or one that cannot be read.
+    ``fit``: a path's or bytes' JPEG may be decoded reduced for that network input (``decode_image``)."""
     check_channels(channels)
     if isinstance(image, (str, os.PathLike)):
-        return read_image(image, max_pixels, warn_colour=True)
+        return read_image(image, max_pixels, warn_colour=True, fit=fit)
     if is_encoded(image):
         what = f'the picture in the {"bytes" if isinstance(image, ENCODED) else "file object"} given'
-        return decode_image(read_encoded(image, what), max_pixels, warn_colour=True, what=what)
+        return decode_image(read_encoded(image, what), max_pixels, warn_colour=True, what=what, fit=fit)
     if is_pil_image(image):
         width, height = image.size
         check_pixels('the PIL image given', width, height, max_pixels)
@@ -101,6 +106,25 @@ def read_encoded(image: Any, what: str) -> Union[bytes, bytearray, memoryview]:
         raise InputError(f'cannot read {what}: its read() gave {type(data).__name__}, not bytes — open it in binary '
                          "mode ('rb')")
     return data
+
+
+def picture_cost(image: Image, short: int, max_size: int) -> Optional[int]:
+    """Bytes reading and preparing ``image`` at the test size ``short`` / ``max_size`` holds at
+    its peak, known before it is read: an encoded picture's (a path's, from the header in its
+    first ``HEADER_BYTES``, or bytes') ``memory.decode_cost``, a PIL image's or an array's
+    ``memory.prepared_bytes``; None when unknown (a file object, no size in those bytes)."""
+    if isinstance(image, (str, os.PathLike)):
+        try:
+            with open(image, 'rb') as file:
+                image = file.read(HEADER_BYTES)
+        except OSError:
+            return None
+    if isinstance(image, ENCODED):
+        size = header_size(image)
+        return None if size is None else decode_cost(image, *size, short, max_size)
+    if is_pil_image(image) or isinstance(image, np.ndarray) and image.ndim in (2, 3):
+        return prepared_bytes(*(image.size if is_pil_image(image) else image.shape[1::-1]), short, max_size)
+    return None
 
 
 def describe(source: Image) -> str:
@@ -134,6 +158,8 @@ class Segmenter:
             (0: every core).
         overrides: config changes, ``{'score_threshold': 0.2}`` or ``['score_threshold=0.2']``.
         mkldnn, tensorrt: Paddle Inference ('inference') with oneDNN; on a GPU, 'inference' or 'onnx' through TensorRT.
+        fast_decode: a JPEG path or bytes much larger than the network's input decoded at 1/2, 1/4 or 1/8
+            of its size (``data.transforms.decode_image``'s ``fit``), answered on its whole grid; off by default.
         processes: under ``paddle.distributed.launch``, ``model.distributed.start_processes(device)``:
             threads 0 is then this process's share of the cores, and 'auto' exports once per node.
         cache_dir: the export cache of 'auto' (and OpenVINO's compiled models), and the published
@@ -204,8 +230,8 @@ class Segmenter:
         return picture_rgb(image, channels, self.cfg.max_image_pixels)
 
     def __call__(self, images: Union[Image, Sequence[Image]], channels: str = 'bgr', batch_size: int = 1,
-                 score_threshold: Optional[float] = None, max_instances: Optional[int] = None, min_score: float = 0.0
-                 ) -> Union[Instances, List[Instances]]:
+                 score_threshold: Optional[float] = None, max_instances: Optional[int] = None,
+                 min_score: float = SHOWN_MIN_SCORE) -> Union[Instances, List[Instances]]:
         """The ``Instances`` of one picture: a path, encoded bytes or a binary file object (a
         JPEG, PNG, ... as a file holds it: an upload as it arrives, ``io.BytesIO``), a numpy
         array ([H, W, 3] BGR unless ``channels='rgb'``; [H, W] grey and [H, W, 4] with alpha
@@ -216,14 +242,17 @@ class Segmenter:
         threads as ``stream``; a picture that cannot be read raises InputError naming it.
         ``score_threshold`` and ``max_instances``: this call's config ``score_threshold`` and
         ``max_per_image`` (``per_call_params``; the same result as a Segmenter made with them
-        as overrides); ``min_score``: the least final score an instance answered has (``to_instances``)."""
+        as overrides); ``min_score``: the least final score an instance answered has (``to_instances``;
+        default ``data.results.SHOWN_MIN_SCORE``, 0.3: what a person would call an object; 0 gives
+        every instance, as evaluation and COCO records keep them)."""
         backend, least = self.backend, a_score('min_score', min_score)
         params = per_call_params(backend.params, score_threshold, max_instances)
         if not isinstance(images, (list, tuple)):
-            chw, meta = backend.prepare(self.rgb(images, channels))
+            chw, meta = backend.prepare(self._reader(channels)(images))
             return to_instances(backend, run_network(backend, [(chw, meta)], params)[0], meta, params, least)
         results = []
-        with contextlib.closing(self._run(images, self._reader(channels), batch_size, params, least)) as done:
+        reading = self._run(images, self._reader(channels), batch_size, params, least, self._cost)
+        with contextlib.closing(reading) as done:
             for index, (source, result) in enumerate(done):
                 if isinstance(result, ValueError):
                     raise InputError(f'picture {index} of the list ({describe(source)}): {result}') from result
@@ -233,11 +262,11 @@ class Segmenter:
         return results
 
     def stream(self, images: Union[str, os.PathLike, Iterable[Image]], channels: str = 'bgr', batch_size: int = 1,
-               score_threshold: Optional[float] = None, max_instances: Optional[int] = None
-               ) -> Iterator[Tuple[Any, Instances]]:
+               score_threshold: Optional[float] = None, max_instances: Optional[int] = None,
+               min_score: float = SHOWN_MIN_SCORE) -> Iterator[Tuple[Any, Instances]]:
         """``(source, instances)`` for each picture of a folder (or one image path, bytes,
         file object, array or PIL image), or of an iterable of them, in order, ``batch_size`` pictures to a
-        network run (as ``__call__``, with its ``score_threshold`` and ``max_instances``).
+        network run (as ``__call__``, with its ``score_threshold``, ``max_instances`` and ``min_score``).
         Reading and post-processing run in worker threads while the network runs
         (``model.inference.pipeline``); a picture that cannot be read is skipped with a
         warning on this module's logger."""
@@ -246,25 +275,25 @@ class Segmenter:
         elif is_encoded(images) or is_pil_image(images) or isinstance(images, np.ndarray):
             images = [images]
         params = per_call_params(self.backend.params, score_threshold, max_instances)
-        for source, result in self._run(images, self._reader(channels), batch_size, params):
+        for source, result in self._run(images, self._reader(channels), batch_size, params, min_score, self._cost):
             if isinstance(result, Exception):
                 LOG.warning(f'skipped {describe(source)}: {result}')
             else:
                 yield source, result
 
     def stream_video(self, source: Union[str, int], max_frames: int = 0, score_threshold: Optional[float] = None,
-                     max_instances: Optional[int] = None, batch_size: int = 1
+                     max_instances: Optional[int] = None, batch_size: int = 1, min_score: float = SHOWN_MIN_SCORE
                      ) -> Iterator[Tuple[int, np.ndarray, Instances]]:
         """``(frame index, BGR frame, instances)`` for each frame of a video file or camera
         (an int ID) until it ends or ``max_frames`` (0: all), in order; ``score_threshold``,
-        ``max_instances`` and ``batch_size`` as for ``__call__``."""
+        ``max_instances``, ``batch_size`` and ``min_score`` as for ``__call__``."""
         if isinstance(source, (str, os.PathLike)) and not Path(source).is_file():
             raise InputError(f'video not found: {source} — check the path')
         params = per_call_params(self.backend.params, score_threshold, max_instances)
         capture, first = open_capture(source if isinstance(source, int) else str(source))
         try:
             for (index, frame), result in self._run(read_frames(capture, first, max_frames), frame_rgb, batch_size,
-                                                    params):
+                                                    params, min_score):
                 if isinstance(result, Exception):
                     raise result
                 yield index, frame, result
@@ -272,16 +301,25 @@ class Segmenter:
             capture.release()
 
     def _reader(self, channels: str) -> Callable[[Image], np.ndarray]:
-        """What reads a picture given in ``channels`` order (``picture_rgb``)."""
-        return functools.partial(picture_rgb, channels=check_channels(channels), max_pixels=self.cfg.max_image_pixels)
+        """What reads a picture given in ``channels`` order for the network (``picture_rgb``; with
+        ``fast_decode`` a large JPEG at a fraction of its size)."""
+        return functools.partial(picture_rgb, channels=check_channels(channels), max_pixels=self.cfg.max_image_pixels,
+                                 fit=self.backend.decode_fit)
+
+    def _cost(self, image: Image) -> Optional[int]:
+        """What ``image`` will hold once read and prepared, known before it is read (``picture_cost``)."""
+        return picture_cost(image, self.cfg.test_short, self.cfg.test_max)
 
     def _run(self, images: Iterable[Any], read: Callable[[Any], np.ndarray], batch_size: int, params: InferenceParams,
-             min_score: float = 0.0) -> Generator[Tuple[Any, Union[Instances, Exception]], None, None]:
+             min_score: float = 0.0, cost: Callable[[Any], Optional[int]] = lambda item: None
+             ) -> Generator[Tuple[Any, Union[Instances, Exception]], None, None]:
         """``(source, Instances or the exception that stopped the picture)`` for each of ``images``
-        in order (``pipeline.run_pictures``: ``batch_size`` pictures to a network run)."""
-        backend = self.backend
+        in order (``pipeline.run_pictures``: ``batch_size`` pictures to a network run, read ahead
+        within the memory that ``cost`` says each picture will hold), those scoring under
+        ``min_score`` left out."""
+        backend, min_score = self.backend, a_score('min_score', min_score)
         return run_pictures(images, read, backend, lambda _, __, found: instances_of(backend, found, min_score),
-                            params, batch_size)
+                            params, batch_size, cost=cost)
 
 
 def to_instances(backend, staged, meta, params: InferenceParams, min_score: float = 0.0) -> Instances:

@@ -23,9 +23,10 @@ from solov2.data.coco import load_coco, read_class_names
 from solov2.data.transforms import read_image
 from solov2.data.visualize import draw_instances
 from solov2.model.api.evaluation import evaluate
-from solov2.model.distributed import SINGLE, Processes, launched_processes
+from solov2.model.distributed import Processes, launched_processes
 from solov2.model.inference.backend_factory import ModelSpec
 from solov2.model.inference.dygraph_backend import DygraphBackend
+from solov2.model.runtime import Placement
 from solov2.model.training.amp import amp_dtype
 from solov2.model.training.components import check_dataset
 from solov2.model.training.options import TrainOptions
@@ -52,10 +53,12 @@ def val_set(cfg):
     return str(root / cfg.val_ann), str(root / cfg.val_images)
 
 
-def validation_ap(model: paddle.nn.Layer, cfg, processes: Processes = SINGLE) -> Dict[str, float]:
+def validation_ap(model: paddle.nn.Layer, cfg, processes: Processes, placement: Placement) -> Dict[str, float]:
     """COCO mask AP in percent (``evaluate``) of ``model`` (in eval mode) on the config's
-    validation set, shared out among the run's ``processes``: training's evaluation."""
-    return evaluate(DygraphBackend.for_model(model, cfg), *val_set(cfg), processes=processes)
+    validation set, shared out among the run's ``processes``, each network call on the run's
+    ``placement``: training's evaluation."""
+    return evaluate(DygraphBackend(cfg, model=model, device=placement.device, threads=placement.threads),
+                    *val_set(cfg), processes=processes)
 
 
 @functools.lru_cache(maxsize=4)
@@ -68,10 +71,11 @@ def first_val_image(ann: str, images: str) -> str:
     return str(Path(images) / coco.imgs[chosen]['file_name'])
 
 
-def val_picture(model: paddle.nn.Layer, cfg) -> np.ndarray:
-    """The first validation image with ``model``'s (in eval mode) instances drawn, [H, W, 3] uint8 RGB."""
+def val_picture(model: paddle.nn.Layer, cfg, placement: Placement) -> np.ndarray:
+    """The first validation image with ``model``'s (in eval mode, run on ``placement``) instances
+    drawn, [H, W, 3] uint8 RGB."""
     image = read_image(first_val_image(*val_set(cfg)), cfg.max_image_pixels)
-    result = DygraphBackend.for_model(model, cfg)(image)
+    result = DygraphBackend(cfg, model=model, device=placement.device, threads=placement.threads)(image)
     return draw_instances(image, result.masks, result.labels, result.scores, cfg.class_names, 0.3)
 
 
@@ -127,15 +131,16 @@ def train(options: TrainOptions, on_start: Optional[Callable[[Trainer, Path], No
     built, before the first step (``trainer.state.iteration`` is where it stands). Raises
     InputError when an option, the data or a checkpoint does not fit, RunError when the
     loss or the weights stop being finite (the message names the last healthy checkpoint).
-    Paddle's device and CPU math threads are those of ``options`` for each step (a Segmenter
-    called from another thread meanwhile waits for the step to end); between steps and
+    Paddle's device and CPU math threads are those of ``options`` for each step and each
+    network call of its evaluation (a Segmenter called from another thread meanwhile waits for
+    that step or call to end, not for the evaluation); between steps and
     afterwards the process's, and Paddle's random generators, are as they were. ``weights`` and ``pretrained=NAME`` in
     ``options.overrides`` take a published name too (``published_start``)."""
     check_options(options)
     options = dataclasses.replace(options, overrides=published_start(options.overrides),
                                   weights=resolve_weights(options.weights) if options.weights else None)
-    with run_settings(options) as hold:
-        trainer, out = prepare(options, validation_ap, val_picture, hold)
+    with run_settings(options) as placement:
+        trainer, out = prepare(options, validation_ap, placement, val_picture)
         if on_start is not None:
             on_start(trainer, out)
         state = run_training(trainer, out)

@@ -1,15 +1,17 @@
 """``backend='auto'``: an installed exported engine (OpenVINO f32 or onnxruntime; OpenVINO bf16 on
 a CPU with native bf16 where it keeps f32's instances, ``candidates``), exported once per checkpoint
-into a cache; dygraph with neither, on a GPU, or when the export fails (one WARNING line). One
-ONNX export serves both engines: each is verified
+into a cache; dygraph with neither, on a GPU, or when the export fails (one WARNING line; its
+``fallback`` says why). One ONNX export serves both engines: each is verified
 against dygraph (``export.verify``), then timed (``time_engines``; once more on new sizes when
 the two are within ``RETIME_MARGIN``); the faster is recorded in the entry's ``cache.json``
 under ``choice_key`` (the CPU's features, threads, precision) and later runs with that key open
 it without timing (another key times the entry's engines once and adds its choice). An entry
 (``core.cache.entry_folder``: keyed by content, config, overrides, versions and source hash,
-not the machine) is built in a temporary folder and renamed into place; its hashes are
-checked on load, and a corrupt entry is replaced. docs/deployment.md#auto-and-the-export-cache says more.
+not the machine) is built in a temporary folder and renamed into place (an export first removes
+the temporaries that stopped processes left, ``core.cache.leftovers``); its hashes are checked
+on load, and a corrupt entry is replaced. docs/deployment.md#auto-and-the-export-cache says more.
 """
+import contextlib
 import json
 import logging
 import statistics
@@ -20,7 +22,15 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from solov2.core.cache import MANIFEST, compiled_cache, entry_folder, package_version, source_hash
+from solov2.core.cache import (
+    MANIFEST,
+    compiled_cache,
+    entry_folder,
+    leftovers,
+    package_version,
+    remove_entries,
+    source_hash,
+)
 from solov2.core.paths import SAMPLE_IMAGES
 from solov2.data.files import atomic_write, build_folder, file_sha256
 from solov2.data.transforms import padded_size, read_image, resized_hw
@@ -277,7 +287,7 @@ def cached_backend(number: int, cfg, weights: str, overrides: Sequence[str], thr
     engines = installed_engines()
     if not engines:
         log('auto: neither openvino nor onnxruntime (+ paddle2onnx) is installed: using dygraph')
-        return 'dygraph', DygraphBackend(cfg, weights, 'cpu', sidecar=False, threads=threads)
+        return 'dygraph', dygraph_instead(cfg, weights, threads, 'neither openvino nor onnxruntime is installed')
     labels = candidates(engines, precision)
     key = cache_key(weights, number, overrides)
     machine = choice_key(threads, 'bf16 or f32' if BF16 in labels else 'f32')
@@ -303,6 +313,8 @@ def cached_backend(number: int, cfg, weights: str, overrides: Sequence[str], thr
     if problem is not None:
         log(f'auto: cache entry {folder} is corrupt ({problem}): rebuilding it')
     names = ' and '.join(engines)
+    with contextlib.suppress(OSError):     # best effort: another process may rename or remove one meanwhile
+        remove_entries(leftovers(folder.parent))
     log(f'auto: exporting {weights} once for {names} f32 into {folder} (usually 10-60 s; '
         'later runs load it from there) ...')
     began = time.perf_counter()
@@ -313,7 +325,15 @@ def cached_backend(number: int, cfg, weights: str, overrides: Sequence[str], thr
                         f'{choice_line(choice)}: ', choice, backend)
     except (ExportError, BackendError, OSError, ValueError) as exc:     # OSError: e.g. an unwritable cache folder
         warn(f'auto: could not export for {names} ({exc}): using dygraph')
-        result = 'dygraph', DygraphBackend(cfg, weights, 'cpu', sidecar=False, threads=threads)
+        result = 'dygraph', dygraph_instead(cfg, weights, threads, f'could not export for {names}')
     if progress is not None:
         progress('done', STAGES['done'])
     return result
+
+
+def dygraph_instead(cfg, weights: str, threads: int, why: str) -> DygraphBackend:
+    """Dygraph on the CPU where ``auto`` found no exported engine, its ``fallback`` saying ``why``
+    (several times slower: the service names it in /readyz and /metrics)."""
+    backend = DygraphBackend(cfg, weights, 'cpu', sidecar=False, threads=threads)
+    backend.fallback = f'auto: {why}: dygraph runs instead (several times slower)'
+    return backend

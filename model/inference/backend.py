@@ -15,7 +15,7 @@ from typing import List, Optional, Sequence, Tuple
 import numpy as np
 import paddle
 
-from solov2.core.errors import InputError
+from solov2.core.errors import InputError, param
 from solov2.data.transforms import ImageMeta, batch_images, preprocess
 from solov2.model.inference.export_network import check_input_size
 from solov2.model.inference.postprocess import Detections, InferenceParams, paste_detections, postprocess_flat
@@ -40,9 +40,15 @@ class Backend(abc.ABC):
     """prepare (numpy) -> infer (network + post-processing) -> finish (masks on the
     original image). Subclasses implement ``run``: the exportable network's three outputs.
     ``mixes_sizes``: whether ``run`` takes pictures of several padded sizes in one batch
-    (``regions``, ``model.region``), each computed as alone."""
+    (``regions``, ``model.region``), each computed as alone; ``max_batch``: the most pictures a
+    batch may hold (0: any; through TensorRT, its optimisation profile's). ``fallback``: why this
+    engine runs instead of the one asked for (``backend='auto'`` that could not export: one line;
+    None: as asked)."""
     name = 'backend'
     mixes_sizes = False
+    fallback: Optional[str] = None
+    fast_decode = False     # JPEGs decoded at the network's scale (``decode_fit``); open_backend sets it
+    max_batch = 0
 
     def __init__(self, cfg, size_range: Optional[Tuple[int, int]] = None):
         self.cfg = cfg
@@ -52,6 +58,12 @@ class Backend(abc.ABC):
     @property
     def class_names(self) -> Sequence[str]:
         return self.cfg.class_names
+
+    @property
+    def decode_fit(self) -> Optional[Tuple[int, int]]:
+        """The network input's (short, max_size) that a JPEG may be decoded reduced for
+        (``data.transforms.decode_image``'s ``fit``) with ``fast_decode``, else None."""
+        return (self.cfg.test_short, self.cfg.test_max) if self.fast_decode else None
 
     def prepare(self, image: np.ndarray) -> Tuple[np.ndarray, ImageMeta]:
         """[H, W, 3] uint8 RGB -> ([3, Hp, Wp] float32, sizes)."""
@@ -68,7 +80,16 @@ class Backend(abc.ABC):
 
     def compile_ahead(self, max_batch: int, mixed: bool = False) -> None:
         """Compile or open now what batches of up to ``max_batch`` pictures (``mixed``: of
-        several sizes) will need, so that no later call waits for it (nothing here)."""
+        several sizes) will need, so that no later call waits for it (here only
+        ``check_batch``)."""
+        self.check_batch(max_batch, 'max_batch')
+
+    def check_batch(self, size: int, option: str = 'batch_size') -> None:
+        """InputError naming ``option`` when batches of ``size`` pictures are over ``max_batch``."""
+        if self.max_batch and size > self.max_batch:
+            raise InputError(f'the {self.name} engine through TensorRT takes batches of up to {self.max_batch} '
+                             f'pictures (its optimisation profile), not {size}: pass ', param(option, self.max_batch),
+                             ' or less, or open it without tensorrt')
 
     def run_size(self, padded_hw: Tuple[int, int]) -> Tuple[int, int]:
         """The input size a picture of ``padded_hw`` (H, W) runs at alone (here itself; a
@@ -77,6 +98,7 @@ class Backend(abc.ABC):
 
     def batch(self, inputs: Sequence[np.ndarray]) -> np.ndarray:
         """Preprocessed images [3, Hp, Wp] each -> their batch [B, 3, Hp, Wp], its size checked."""
+        self.check_batch(len(inputs))
         batch = batch_images(inputs)
         if self.size_range is not None:
             check_input_size(batch.shape[2], batch.shape[3], *self.size_range)

@@ -18,6 +18,7 @@ from typing import Callable, Mapping, Optional, Sequence, Tuple, Union
 
 from solov2.config import get_config, with_overrides
 from solov2.config.device import device_name, on_gpu
+from solov2.config.engines import BACKENDS, EXPORTED, PRECISIONS
 from solov2.config.sidecar import read_sidecar, resolve_config
 from solov2.core.cache import compiled_cache
 from solov2.core.errors import InputError, param
@@ -26,12 +27,10 @@ from solov2.model.distributed import SINGLE, Processes, local_rank0_first
 from solov2.model.inference.backend import Backend, BackendError
 from solov2.model.inference.dygraph_backend import DygraphBackend
 from solov2.model.inference.onnxruntime_backend import OnnxBackend
-from solov2.model.inference.openvino_backend import PRECISIONS, OpenVinoBackend
+from solov2.model.inference.openvino_backend import OpenVinoBackend
 from solov2.model.inference.paddle_inference_backend import InferenceBackend
 from solov2.model.runtime import cpu_threads, resolve_device
 
-BACKENDS = ('auto', 'dygraph', 'inference', 'onnx', 'openvino')
-EXPORTED = ('inference', 'onnx', 'openvino')   # exported_backend's names
 Progress = Callable[[str, float], None]
 
 
@@ -48,7 +47,9 @@ class ModelSpec:
     (None: the GPU if Paddle has one); ``threads``: CPU math threads (0: this process's share of
     the cores, ``model.runtime.cpu_threads``); ``overrides``: config changes, ``['name=value',
     ...]`` or ``{'name': value}`` (kept as a tuple of strings); ``mkldnn``: Paddle Inference
-    with oneDNN; ``tensorrt``: Paddle Inference or onnxruntime through TensorRT float16 on a GPU."""
+    with oneDNN; ``tensorrt``: Paddle Inference or onnxruntime through TensorRT float16 on a GPU;
+    ``fast_decode``: a JPEG much larger than the network's input decoded by the codec at 1/2, 1/4
+    or 1/8 where nothing needs its full pixels (``Backend.decode_fit``; docs/api.md)."""
     weights: Union[str, os.PathLike, None] = None
     config: Optional[int] = None
     backend: str = 'auto'
@@ -59,6 +60,7 @@ class ModelSpec:
     overrides: Sequence[str] = ()
     mkldnn: bool = False
     tensorrt: bool = False
+    fast_decode: bool = False
 
     def __post_init__(self):
         """Paths as strings, ``overrides`` as a tuple of 'name=value' strings (a string or
@@ -100,6 +102,8 @@ class ModelSpec:
         if backend in EXPORTED and not self.model_dir:
             raise BackendError(param('backend', backend), ' needs ', param('model_dir'),
                                ' (a folder from tools/export_model.py)')
+        if not isinstance(self.fast_decode, bool):
+            raise InputError(param('fast_decode'), f' takes True or False, not {self.fast_decode!r}')
         if isinstance(threads, bool) or not isinstance(threads, numbers.Integral) or threads < 0:
             raise InputError(param('threads'), f' takes a whole number, 0 (every core) or more, not {threads!r}')
         if not isinstance(self.overrides, tuple) or not all(isinstance(item, str) for item in self.overrides):
@@ -117,16 +121,16 @@ def _text(path):
 
 def exported_backend(spec: ModelSpec, compiled: Optional[str] = None) -> Backend:
     """The backend of ``spec``'s exported folder (``model_dir``) by its ``backend`` name, the one
-    way every caller opens one: 'inference' (Paddle Inference; ``mkldnn``: with oneDNN; on a GPU
-    ``tensorrt``: TensorRT float16), 'onnx' (onnxruntime; on a GPU ``tensorrt``: through TensorRT
-    float16, its engines kept in ``compiled``) or 'openvino' (``precision`` f32 | bf16 | int8;
+    way every caller opens one: 'inference' and 'onnx' (Paddle Inference, ``mkldnn``: with oneDNN;
+    onnxruntime; on a GPU ``tensorrt``: through TensorRT float16, its engines kept in a folder of
+    ``compiled`` of the model's own) or 'openvino' (``precision`` f32 | bf16 | int8;
     ``compiled``: the folder where OpenVINO keeps its compiled models, ``core.cache.compiled_cache``;
     None: none; CPU only), on ``device`` as it is (None: the CPU)
     with ``threads`` (0: every core). BackendError on another name."""
     kind, folder, threads, overrides, device = spec.backend, spec.model_dir, spec.threads, spec.overrides, spec.device
     if kind == 'inference':
         return InferenceBackend(folder, threads, mkldnn=spec.mkldnn, overrides=overrides, device=device or 'cpu',
-                                tensorrt=spec.tensorrt)
+                                tensorrt=spec.tensorrt, engine_cache=compiled)
     if kind == 'onnx':
         return OnnxBackend(folder, threads, overrides=overrides, device=device or 'cpu', tensorrt=spec.tensorrt,
                            engine_cache=compiled)
@@ -168,6 +172,13 @@ def open_backend(spec: ModelSpec, *, resolved: Optional[Tuple[int, type]] = None
     'inference' and 'onnx' run on a GPU when ``device`` names one, else on the CPU; 'openvino'
     runs on the CPU only. Raises InputError (or a subclass: BackendError, CheckpointError) with
     a one-line message."""
+    number, backend = _opened(spec, resolved, processes, cache_dir, progress)
+    backend.fast_decode = spec.fast_decode       # how its pictures are read (``Backend.decode_fit``)
+    return number, backend
+
+
+def _opened(spec: ModelSpec, resolved: Optional[Tuple[int, type]], processes: Processes, cache_dir: Optional[str],
+            progress: Optional[Progress]) -> Tuple[int, Backend]:
     spec.check()
     chosen = resolve_device(spec.device)      # InputError naming the fix for a GPU this Paddle cannot use
     threads = cpu_threads(spec.threads, processes.local_size)

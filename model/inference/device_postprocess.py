@@ -8,25 +8,58 @@ best category scores), the same ranking with the same tie order, the same Matrix
 whole candidate set (masks of other classes leave a decay of exactly 1, as the numpy path's
 class blocks do) and the paste with the same matrices (``_Axis``), so labels and the order
 match, scores agree to float rounding and masks up to pixels at threshold ties.
-The mask logits are float64 products (``_logits``): in TF32 (a GPU's float32 products from
-Ampere on, Paddle's default) they move by ~1e-3 and could swap near-tied instances. Matrix
-NMS's 0/1 products are exact either way. The same code runs on the CPU in the tests.
+The mask logits' products must not run in TF32 (a GPU's float32 products from Ampere on, by
+default on Paddle 2.6's cuBLAS): they would move by ~1e-3 and could swap near-tied instances.
+On a GPU the block runs with cuBLAS TF32 off (``runtime.tf32_off``, the switch Paddle reads at
+each call) and the products are float32, or float64 where FP64 is fast (``product_dtype``: P100,
+V100, A100, H100, B200) or Paddle has no switch; on the CPU float32 (no TF32 there). Matrix NMS's
+0/1 products are exact either way. The paste takes as many masks at once as ``PASTE_BYTES`` of
+device memory hold at the picture's size (``paste_step``). The same code runs on the CPU in the tests.
 
 Letters as in ``postprocess.py``: K cells, C classes, E kernel channels, M candidates,
 N kept instances, P = Hf * Wf mask-feature pixels, H x W the original picture.
 """
+import contextlib
 import math
-from typing import List, Optional, Sequence
+from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 import paddle
 import paddle.nn.functional as F
+from paddle.base import core
 
 from solov2.data.masks import CroppedMasks
 from solov2.model.inference.postprocess import SCAN_LIMIT, Detections, InferenceParams, _Axis, _empty, checked_strides
+from solov2.model.runtime import tf32_off
 
 ROWS_PER_STEP = 128   # candidates whose [rows, P] logits are made at once (bounds the device memory)
-PASTE_PER_STEP = 8    # masks pasted at once: [8, H, W] float32 is 34 MB at 800 x 1333
+PASTE_BYTES = 1 << 30     # device memory the paste's masks take at once, at most (past one mask)
+PASTE_PIXEL_BYTES = 10    # a pasted pixel of a mask at its peak: bool, the box's bool, int32, int32 selected
+FAST_FP64 = ((6, 0), (7, 0), (8, 0), (9, 0), (10, 0))   # compute capabilities with FP64 at half FP32's rate
+
+
+def product_dtype(capability: Optional[Tuple[int, int]], switch: bool) -> str:
+    """The dtype of the mask logits' products on a device of compute ``capability`` (None: the
+    CPU), ``switch``: whether Paddle has its cuBLAS TF32 switch (``runtime.tf32_off``): float32
+    on the CPU and, with TF32 switched off, on GPUs whose FP64 is slow (1/32 or 1/64 of FP32 on
+    consumer and inference cards: T4, RTX, L4, L40S); float64 where FP64 is fast
+    (``FAST_FP64``), or where no switch can turn TF32 off."""
+    if capability is None:
+        return 'float32'
+    return 'float64' if tuple(capability) in FAST_FP64 or not switch else 'float32'
+
+
+def device_capability(place) -> Optional[Tuple[int, int]]:
+    """The compute capability (major, minor) of the GPU of ``place``; None on the CPU."""
+    if not place.is_gpu_place():
+        return None
+    return tuple(paddle.device.cuda.get_device_capability(place.gpu_device_id()))
+
+
+def paste_step(height: int, width: int, budget: int = PASTE_BYTES) -> int:
+    """Masks pasted at once on an ``height`` x ``width`` picture: as many as ``budget`` bytes
+    hold at ``PASTE_PIXEL_BYTES`` a pixel, at least one (12 MP: 8; 100 MP: 1, about 1 GB)."""
+    return max(1, budget // (PASTE_PIXEL_BYTES * height * width))
 
 
 def ranked(values: paddle.Tensor, k: Optional[int] = None) -> paddle.Tensor:
@@ -42,18 +75,18 @@ def ranked(values: paddle.Tensor, k: Optional[int] = None) -> paddle.Tensor:
     return paddle.argsort(key, descending=True)[:k]
 
 
-def _logits(kernels: paddle.Tensor, feat64: paddle.Tensor) -> paddle.Tensor:
-    """Mask logits [r, P] float32 of kernels [r, E] float32 over feat64 [E, P] float64, the
-    product in float64: float32 to its rounding on any device (no TF32)."""
-    return paddle.matmul(kernels.astype('float64'), feat64).astype('float32')
+def _logits(kernels: paddle.Tensor, feat: paddle.Tensor) -> paddle.Tensor:
+    """Mask logits [r, P] float32 of kernels [r, E] float32 over feat [E, P], the product in
+    feat's dtype (``product_dtype``)."""
+    return paddle.matmul(kernels.astype(feat.dtype), feat).astype('float32')
 
 
-def _statistics(kernels: paddle.Tensor, feat64: paddle.Tensor, logit_threshold: float):
+def _statistics(kernels: paddle.Tensor, feat: paddle.Tensor, logit_threshold: float):
     """Areas [m] float32 and maskness [m] float32 (mean sigmoid inside the mask, summed in
-    float64 as the numpy path does) of kernels [m, E] over feat64 [E, P] (float64)."""
+    float64 as the numpy path does) of kernels [m, E] over feat [E, P] (``product_dtype``)."""
     areas, maskness = [], []
     for start in range(0, kernels.shape[0], ROWS_PER_STEP):
-        logits = _logits(kernels[start:start + ROWS_PER_STEP], feat64)              # [r, P]
+        logits = _logits(kernels[start:start + ROWS_PER_STEP], feat)              # [r, P]
         inside = (logits > logit_threshold).astype('float32')
         count = inside.sum(axis=1)
         total = (F.sigmoid(logits) * inside).astype('float64').sum(axis=1)
@@ -78,13 +111,13 @@ def matrix_nms(binary: paddle.Tensor, labels: paddle.Tensor, scores: paddle.Tens
     return scores * decay.min(axis=0)
 
 
-def _binary(kernels: paddle.Tensor, feat64: paddle.Tensor, logit_threshold: float) -> paddle.Tensor:
-    """[n, P] float32 0/1 masks of kernels [n, E] over feat64 [E, P] (float64)."""
-    return (_logits(kernels, feat64) > logit_threshold).astype('float32')
+def _binary(kernels: paddle.Tensor, feat: paddle.Tensor, logit_threshold: float) -> paddle.Tensor:
+    """[n, P] float32 0/1 masks of kernels [n, E] over feat [E, P] (``product_dtype``)."""
+    return (_logits(kernels, feat) > logit_threshold).astype('float32')
 
 
-def select_instances(scores, kernels, feat64, strides, params: InferenceParams):
-    """One image on the device: scores [K, C], kernels [K, E], feat64 [E, P] float64, strides [K]
+def select_instances(scores, kernels, feat, strides, params: InferenceParams):
+    """One image on the device: scores [K, C], kernels [K, E], feat [E, P] (``product_dtype``), strides [K]
     -> (cells [N], labels [N], decayed scores [N]) of the kept instances, best first,
     or None when there are none."""
     hits = paddle.nonzero(scores > params.score_threshold)                     # [M, 2]
@@ -96,13 +129,13 @@ def select_instances(scores, kernels, feat64, strides, params: InferenceParams):
     cells, labels, category = (paddle.gather(t, visit) for t in (cells, labels, category))
     cand_kernels = paddle.gather(kernels, cells)
     logit_threshold = math.log(params.mask_threshold / (1 - params.mask_threshold))
-    areas, maskness = _statistics(cand_kernels, feat64, logit_threshold)
+    areas, maskness = _statistics(cand_kernels, feat, logit_threshold)
     kept = paddle.nonzero(areas > paddle.gather(strides, cells)).flatten()
     if kept.shape[0] == 0:
         return None
     rescored = paddle.gather(category * maskness, kept)
     top = paddle.gather(kept, ranked(rescored, params.nms_pre))
-    decayed = matrix_nms(_binary(paddle.gather(cand_kernels, top), feat64, logit_threshold),
+    decayed = matrix_nms(_binary(paddle.gather(cand_kernels, top), feat, logit_threshold),
                          paddle.gather(labels, top), paddle.gather(category * maskness, top),
                          paddle.gather(areas, top), params.nms_kernel, params.nms_sigma)
     passing = paddle.nonzero(decayed >= params.update_threshold).flatten()
@@ -136,9 +169,9 @@ def paste_on_device(soft: paddle.Tensor, resized_hw: Sequence[int], orig_hw: Seq
     height, width = orig_hw
     ys, xs = paddle.arange(height, dtype='int64'), paddle.arange(width, dtype='int64')
     crops, all_boxes = [], []
-    for start in range(0, soft.shape[0], PASTE_PER_STEP):
-        binary = paddle.matmul(paddle.matmul(rows, soft[start:start + PASTE_PER_STEP]), cols,
-                               transpose_y=True) > mask_threshold
+    step = paste_step(height, width)
+    for start in range(0, soft.shape[0], step):
+        binary = paddle.matmul(paddle.matmul(rows, soft[start:start + step]), cols, transpose_y=True) > mask_threshold
         boxes = _tight_boxes(binary)
         inside = (((ys.unsqueeze(0) >= boxes[:, 1:2]) & (ys.unsqueeze(0) < boxes[:, 3:4])).unsqueeze(2)
                   & ((xs.unsqueeze(0) >= boxes[:, 0:1]) & (xs.unsqueeze(0) < boxes[:, 2:3])).unsqueeze(1))
@@ -157,23 +190,32 @@ def postprocess_on_device(scores: paddle.Tensor, kernels: paddle.Tensor, mask_fe
     [B, E, Hf, Wf] -> one Detections per image, as ``postprocess_flat`` gives, with the
     masks pasted on the picture (``paste_detections``) when ``metas`` (ImageMeta each) are
     given (each image's mask features cropped to its own padded size), else the soft masks
-    [N, Hf, Wf] float32."""
+    [N, Hf, Wf] float32. On a GPU with cuBLAS TF32 off, the logits' products in
+    ``product_dtype``."""
     strides = paddle.to_tensor(checked_strides(scores.shape[1], kernels.shape[1], params))
+    capability = device_capability(mask_feat.place)
+    dtype = product_dtype(capability, hasattr(core, 'get_cublas_switch'))
     found = []
-    for b in range(mask_feat.shape[0]):
-        own = mask_feat[b] if metas is None else mask_feat[b, :, :metas[b].padded_hw[0] // 4,
-                                                            :metas[b].padded_hw[1] // 4]
-        feat64 = own.reshape([own.shape[0], -1]).astype('float64')
-        chosen = select_instances(scores[b], kernels[b], feat64, strides, params)
-        if chosen is None:
-            empty = _empty(own.shape[1:])
-            if metas is not None:
-                empty.masks = CroppedMasks([], np.zeros((0, 4), np.int64), metas[b].orig_hw)
-            found.append(empty)
-            continue
-        cells, labels, decayed = chosen
-        soft = F.sigmoid(_logits(paddle.gather(kernels[b], cells), feat64)).reshape([-1, *own.shape[1:]])
-        masks = (paste_on_device(soft, metas[b].resized_hw, metas[b].orig_hw, params.mask_threshold)
-                 if metas is not None else soft.numpy())
-        found.append(Detections(masks, labels.numpy().astype(np.int64), decayed.numpy()))
+    with tf32_off('cublas') if capability else contextlib.nullcontext():
+        for b in range(mask_feat.shape[0]):
+            own = mask_feat[b] if metas is None else mask_feat[b, :, :metas[b].padded_hw[0] // 4,
+                                                                :metas[b].padded_hw[1] // 4]
+            found.append(_one_image(scores[b], kernels[b], own, strides, params, dtype, metas and metas[b]))
     return found
+
+
+def _one_image(scores, kernels, own, strides, params: InferenceParams, dtype: str, meta) -> Detections:
+    """``postprocess_on_device`` of one image: scores [K, C], kernels [K, E], its mask features
+    own [E, Hf, Wf], the products in ``dtype``; pasted on the picture of ``meta`` when given."""
+    feat = own.reshape([own.shape[0], -1]).astype(dtype)
+    chosen = select_instances(scores, kernels, feat, strides, params)
+    if chosen is None:
+        empty = _empty(own.shape[1:])
+        if meta is not None:
+            empty.masks = CroppedMasks([], np.zeros((0, 4), np.int64), meta.orig_hw)
+        return empty
+    cells, labels, decayed = chosen
+    soft = F.sigmoid(_logits(paddle.gather(kernels, cells), feat)).reshape([-1, *own.shape[1:]])
+    masks = (paste_on_device(soft, meta.resized_hw, meta.orig_hw, params.mask_threshold)
+             if meta is not None else soft.numpy())
+    return Detections(masks, labels.numpy().astype(np.int64), decayed.numpy())

@@ -2,8 +2,7 @@
 run them on different threads: ``prepare`` (numpy), ``infer`` (Paddle) and
 ``finish`` (numpy/OpenCV). On a GPU the post-processing runs there too
 (``device_postprocess``), and only the kept instances come back."""
-import contextlib
-from typing import ContextManager, List, Optional, Sequence
+from typing import List, Optional, Sequence
 
 import numpy as np
 import paddle
@@ -18,7 +17,7 @@ from solov2.model.inference.backend import Backend, default_finish_workers
 from solov2.model.inference.device_postprocess import postprocess_on_device
 from solov2.model.inference.export_network import ExportableSOLOv2
 from solov2.model.inference.postprocess import Detections, InferenceParams
-from solov2.model.runtime import cpu_threads, default_device, paddle_on
+from solov2.model.runtime import Placement, cpu_threads, default_device
 
 
 class DygraphBackend(Backend):
@@ -35,6 +34,8 @@ class DygraphBackend(Backend):
         threads: CPU math threads (0: every core).
         on_device: post-process with Paddle ops where the network runs
             (``device_postprocess``; default: on a GPU; the numpy path is faster on a CPU).
+        model: a model built already (a training run's, in the mode its caller set), run as it is
+            instead of one built from ``cfg`` and ``weights``.
     Paddle's device and threads are the process's: the model is built and run with its own
     (``model.runtime.paddle_on``), the process's put back after each call.
     """
@@ -42,9 +43,13 @@ class DygraphBackend(Backend):
     mixes_sizes = True
 
     def __init__(self, cfg, weights: Optional[str] = None, device: Optional[str] = None, sidecar: bool = True,
-                 threads: int = 0, on_device: Optional[bool] = None):
-        self.device, self.threads = device or default_device(), cpu_threads(threads)
-        self.on_device = on_gpu(self.device) if on_device is None else on_device
+                 threads: int = 0, on_device: Optional[bool] = None, model: Optional[paddle.nn.Layer] = None):
+        self.placed = Placement(device or default_device(), cpu_threads(threads))
+        self.on_device = on_gpu(self.placed.device) if on_device is None else on_device
+        if model is not None:            # a model built already (training's), used as it is
+            super().__init__(cfg)
+            self.model, self.net = model, ExportableSOLOv2(model)
+            return
         with self.placed():
             self._build(cfg, weights, sidecar)
 
@@ -68,23 +73,6 @@ class DygraphBackend(Backend):
                 raise
         self.model.eval()
         self.net = ExportableSOLOv2(self.model)
-
-    @classmethod
-    def for_model(cls, model: paddle.nn.Layer, cfg) -> 'DygraphBackend':
-        """A predictor around an existing (e.g. training) model, on Paddle's current device
-        and threads (those of the training run)."""
-        predictor = cls.__new__(cls)
-        Backend.__init__(predictor, cfg)
-        predictor.model = model
-        predictor.net = ExportableSOLOv2(model)
-        predictor.device = predictor.threads = None
-        predictor.on_device = paddle.get_device().startswith('gpu')    # Paddle names a GPU 'gpu:N'
-        return predictor
-
-    def placed(self) -> ContextManager:
-        """The block runs Paddle on this predictor's device and threads (``paddle_on``);
-        a ``for_model`` predictor's block runs on the current ones."""
-        return paddle_on(self.device, self.threads) if self.device else contextlib.nullcontext()
 
     def run(self, batch: np.ndarray, regions: Optional[np.ndarray] = None):
         """[B, 3, H, W] float32 (``regions`` [B, 2]: each image's own size) -> (scores [B, K, C],

@@ -3,14 +3,19 @@ shares: ``infer_cfg.json`` read and checked (config, class names, test sizes, th
 runtime's load errors as one ``BackendError``, and the ``ExportedBackend`` base.
 """
 import contextlib
+import hashlib
 import json
 from pathlib import Path
-from typing import Sequence
+from typing import Optional, Sequence
 
 from solov2.config import get_config, with_overrides
 from solov2.config.device import on_gpu
 from solov2.config.sidecar import MODEL_SETTINGS
+from solov2.core.errors import param
+from solov2.data.files import file_sha256
+from solov2.data.transforms import padded_size
 from solov2.model.inference.backend import Backend, BackendError, default_finish_workers
+from solov2.model.inference.export_network import SIZE_DIVISOR, TENSORRT_MAX_BATCH
 from solov2.model.inference.postprocess import InferenceParams
 
 INFER_CFG = 'infer_cfg.json'
@@ -48,6 +53,17 @@ def loading(what: str):
                            'model; export it again with tools/export_model.py') from exc
 
 
+def engine_folder(cache: Optional[str], files: Sequence[Path], *settings) -> Optional[str]:
+    """The folder of ``cache`` where TensorRT keeps the engines it builds for the model in
+    ``files`` with ``settings`` (engine, profile, precision): named after a hash of the files'
+    bytes and the settings, as onnxruntime and Paddle Inference name an engine after the graph's
+    names, never its weights (two exports of one config share them). None without ``cache``."""
+    if not cache:
+        return None
+    digest = hashlib.sha256(repr([*settings, *(file_sha256(path) for path in files)]).encode())
+    return str(Path(cache) / f'tensorrt-{digest.hexdigest()[:20]}')
+
+
 def config_from_infer_cfg(info: dict, overrides: Sequence[str] = ()):
     """The config class an export was made with (class list, test sizes and thresholds
     as stored), with ``--opt`` style overrides on top; BackendError when they contradict
@@ -83,6 +99,19 @@ class ExportedBackend(Backend):
             raise BackendError(f'{INFER_CFG} in {model_dir} has no input size range ({exc}) — export the model '
                                'again') from exc
         super().__init__(config_from_infer_cfg(self.info, overrides), size_range)
+
+    def through_tensorrt(self) -> None:
+        """What TensorRT's optimisation profile takes, refused at open: batches of up to
+        ``TENSORRT_MAX_BATCH`` (``max_batch``, checked by ``check_batch``), and inputs of the
+        export's size range (``size_range``), so BackendError naming ``test_max`` when the
+        config's resize reaches past its largest side."""
+        self.max_batch = TENSORRT_MAX_BATCH
+        largest = padded_size(self.cfg.test_max, SIZE_DIVISOR)
+        if largest > self.size_range[1]:
+            raise BackendError(f'test_max={self.cfg.test_max} gives inputs up to {largest} px, above the '
+                               f"{self.size_range[1]} of the TensorRT profile (the export's max size): pass ",
+                               param('overrides', f'test_max={self.size_range[1]}'), ' or less, or export again '
+                               'with a larger max size')
 
     def finish_workers(self) -> int:
         """``backend.default_finish_workers`` for where the network runs."""

@@ -1,6 +1,7 @@
 """The ``onnx`` backend: onnxruntime on an exported folder's ``model.onnx``, on the CPU or a GPU,
 optionally through TensorRT (``onnx_providers``; a session that fell back from the GPU to the CPU
-is refused, ``check_providers``)."""
+is refused, ``check_providers``; none falls back after that, ``OnnxBackend.run``)."""
+import importlib
 import threading
 from typing import List, Optional, Sequence
 
@@ -8,9 +9,10 @@ import numpy as np
 
 from solov2.config.device import gpu_number, on_gpu
 from solov2.config.install import onnxruntime_install_problem
+from solov2.core.errors import RunError
 from solov2.model.inference.backend import BackendError
 from solov2.model.inference.export_network import INPUT_NAME, OUTPUT_NAMES, TENSORRT_MAX_BATCH, network_feed
-from solov2.model.inference.exported_folder import ExportedBackend, loading
+from solov2.model.inference.exported_folder import ExportedBackend, engine_folder, loading
 from solov2.model.runtime import cpu_threads
 
 CUDA, TENSORRT = 'CUDAExecutionProvider', 'TensorrtExecutionProvider'
@@ -19,7 +21,8 @@ CUDA, TENSORRT = 'CUDAExecutionProvider', 'TensorrtExecutionProvider'
 def tensorrt_options(number: int, size_range, engine_cache: Optional[str]) -> dict:
     """onnxruntime's TensorRT provider options on GPU ``number``: float16, one optimisation
     profile from 1 picture of the export's smallest side to ``TENSORRT_MAX_BATCH`` of its largest
-    (``size_range``: min, max side), engines kept in ``engine_cache`` (None: built at each start)."""
+    (``size_range``: min, max side), engines kept in ``engine_cache`` (None: built at each start;
+    one folder per model, ``exported_folder.engine_folder``)."""
     low, high = size_range
     shapes = {key: f'{INPUT_NAME}:{batch}x3x{side}x{side}' for key, batch, side in (
         ('trt_profile_min_shapes', 1, low), ('trt_profile_opt_shapes', 1, high),
@@ -66,12 +69,28 @@ def check_providers(session, providers: list, version: str) -> None:
                           'was built for (onnxruntime.ai, CUDA Execution Provider, Requirements), or use the CPU'))
 
 
+def load_gpu_libraries(ort, tensorrt: bool) -> None:
+    """Load the libraries the GPU providers of onnxruntime ``ort`` need from their wheels, before a
+    session opens: CUDA and cuDNN (``preload_dlls``, onnxruntime-gpu >= 1.21; its extras cuda and
+    cudnn), and for ``tensorrt`` TensorRT's (importing the ``tensorrt`` package loads the
+    libraries of its wheel, requirements-deploy-tensorrt.txt; without it, the system's)."""
+    if hasattr(ort, 'preload_dlls'):
+        ort.preload_dlls()
+    if tensorrt:
+        try:
+            importlib.import_module('tensorrt')
+        except ImportError:
+            pass
+
+
 class OnnxBackend(ExportedBackend):
     """onnxruntime with ``threads`` intra-op threads (0 = every core), on the CPU or a GPU
-    (``device``; ``tensorrt``: through TensorRT float16, its engines kept in ``engine_cache``;
-    ``onnx_providers``). Its ``InferenceSession.run`` may be called from several
-    threads at once. A batch of pictures of several sizes runs the folder's regions graph
-    (``model_regions.onnx``), whose session opens on the first such batch."""
+    (``device``; ``tensorrt``: through TensorRT float16, its engines kept in a folder of
+    ``engine_cache`` of the model's own, ``engine_folder``; ``onnx_providers``). Its
+    ``InferenceSession.run`` may be called from several threads at once. A batch of pictures
+    of several sizes runs the folder's regions graph (``model_regions.onnx``), whose session
+    opens on the first such batch. A session never falls back to other providers after it
+    opened (``run``)."""
     name = 'onnx'
 
     def __init__(self, model_dir: str, threads: int = 0, overrides: Sequence[str] = (), device: str = 'cpu',
@@ -89,7 +108,10 @@ class OnnxBackend(ExportedBackend):
         self.options.intra_op_num_threads = cpu_threads(threads)
         self.options.inter_op_num_threads = 1
         self.options.log_severity_level = 3
-        self.providers = onnx_providers(device, ort.get_available_providers(), tensorrt, self.size_range, engine_cache)
+        self.tensorrt, self.engine_cache = tensorrt, engine_cache
+        onnx_providers(device, ort.get_available_providers(), tensorrt)     # a provider it lacks: before loading
+        if tensorrt:
+            self.through_tensorrt()
         self.sessions, self.lock = {}, threading.Lock()
         self.session = self.session_for(False)
         self.mixes_sizes = 'regions_model' in files
@@ -97,25 +119,43 @@ class OnnxBackend(ExportedBackend):
         self.output_names = list(OUTPUT_NAMES)
 
     def session_for(self, regions: bool):
-        """The session of the plain graph, or of the regions graph (opened on first use)."""
+        """The session of the plain graph, or of the regions graph (opened on first use), its
+        providers checked and its fallback after start-up disabled."""
         import onnxruntime as ort
         with self.lock:
             if regions not in self.sessions:
                 path = self.model_dir / self.files['regions_model' if regions else 'model']
                 if not path.is_file():
                     raise BackendError(f'{path} not found')
+                engines = self.tensorrt and engine_folder(self.engine_cache, [path], 'onnxruntime', self.size_range,
+                                                          TENSORRT_MAX_BATCH, 'float16')
+                providers = onnx_providers(self.device, ort.get_available_providers(), self.tensorrt,
+                                           self.size_range, engines or None)
+                if on_gpu(self.device):
+                    load_gpu_libraries(ort, self.tensorrt)
                 with loading(str(path)):
-                    session = ort.InferenceSession(str(path), self.options, providers=self.providers)
-                check_providers(session, self.providers, ort.__version__)
+                    session = ort.InferenceSession(str(path), self.options, providers=providers)
+                check_providers(session, providers, ort.__version__)
+                session.disable_fallback()
                 self.sessions[regions] = session
             return self.sessions[regions]
 
     def compile_ahead(self, max_batch: int, mixed: bool = False) -> None:
         """Open the regions graph's session now when batches will be ``mixed``."""
+        super().compile_ahead(max_batch, mixed)
         if mixed and self.mixes_sizes:
             self.session_for(True)
 
     def run(self, batch: np.ndarray, regions: Optional[np.ndarray] = None) -> List[np.ndarray]:
+        """The network's outputs; RunError naming the provider that failed during the run
+        (onnxruntime would otherwise go on, for the rest of the process, on its fallback:
+        TensorRT on CUDA with default options on GPU 0, or CUDA on the CPU)."""
+        from onnxruntime.capi.onnxruntime_pybind11_state import EPFail
         session = self.session if regions is None else self.session_for(True)
         names = [value.name for value in session.get_inputs()]
-        return session.run(self.output_names, network_feed(names, batch, regions))
+        try:
+            return session.run(self.output_names, network_feed(names, batch, regions))
+        except EPFail as exc:
+            first = next(iter(str(exc).strip().splitlines()), '')[:300]
+            raise RunError(f"onnxruntime's {session.get_providers()[0]} failed during a run ({first}); nothing "
+                           'falls back after start: fix the provider, or open the model without it') from exc

@@ -19,6 +19,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from solov2.config.engines import PRECISIONS
 from solov2.core.errors import param
 from solov2.data.transforms import bucket_for, bucket_sizes
 from solov2.model.cpu_math import cpu_name
@@ -28,7 +29,6 @@ from solov2.model.inference.exported_folder import ExportedBackend, loading
 from solov2.model.inference.openvino_graph import pad_deformable_sampling, rewrite_deform_conv
 from solov2.model.runtime import cpu_threads
 
-PRECISIONS = ('f32', 'bf16', 'int8')
 INT8_FILES = 'openvino_int8'
 LOG = logging.getLogger(__name__)
 

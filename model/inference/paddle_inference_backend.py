@@ -10,17 +10,20 @@ from solov2.config.device import gpu_number, on_gpu
 from solov2.config.install import paddle_major
 from solov2.model.inference.backend import BackendError
 from solov2.model.inference.export_network import INPUT_NAME, OUTPUT_NAMES, TENSORRT_MAX_BATCH, network_feed
-from solov2.model.inference.exported_folder import ExportedBackend, loading
+from solov2.model.inference.exported_folder import ExportedBackend, engine_folder, loading
 from solov2.model.runtime import cpu_threads, paddle_on
 
 GPU_MEMORY_POOL_MB = 256     # Paddle Inference's first GPU memory pool; it grows as needed
 
 
-def place_inference(config, device: str, tensorrt: bool, size_range, precision_type) -> None:
+def place_inference(config, device: str, tensorrt: bool, size_range, precision_type,
+                    engines: Optional[str] = None) -> None:
     """Put a Paddle Inference ``config`` on ``device``: the CPU (GPU disabled), or GPU N
     (``enable_use_gpu``), with ``tensorrt`` TensorRT subgraphs in float16 over the input sizes
     ``size_range`` (min, max side) and batches of 1 to ``TENSORRT_MAX_BATCH``
-    (``set_trt_dynamic_shape_info``). ``precision_type``: ``paddle.inference.PrecisionType``."""
+    (``set_trt_dynamic_shape_info``), their engines kept in ``engines`` (the model's own folder,
+    ``exported_folder.engine_folder``: Paddle names them by the subgraphs' variable names only;
+    None: built at each start). ``precision_type``: ``paddle.inference.PrecisionType``."""
     if not on_gpu(device):
         if tensorrt:
             raise BackendError('TensorRT needs a GPU device')
@@ -29,7 +32,10 @@ def place_inference(config, device: str, tensorrt: bool, size_range, precision_t
     config.enable_use_gpu(GPU_MEMORY_POOL_MB, gpu_number(device))
     if tensorrt:
         config.enable_tensorrt_engine(workspace_size=1 << 30, max_batch_size=TENSORRT_MAX_BATCH, min_subgraph_size=3,
-                                      precision_mode=precision_type.Half, use_static=False, use_calib_mode=False)
+                                      precision_mode=precision_type.Half, use_static=bool(engines),
+                                      use_calib_mode=False)
+        if engines:
+            config.set_optim_cache_dir(engines)
         low, high = size_range
         config.set_trt_dynamic_shape_info({INPUT_NAME: [1, 3, low, low]},
                                           {INPUT_NAME: [TENSORRT_MAX_BATCH, 3, high, high]},
@@ -39,14 +45,16 @@ def place_inference(config, device: str, tensorrt: bool, size_range, precision_t
 class InferenceBackend(ExportedBackend):
     """Paddle Inference (``paddle.inference``) on the CPU with ``threads`` math threads
     (0 = every core), oneDNN when ``mkldnn``, or on a GPU (``device`` 'gpu' or 'gpu:N';
-    ``tensorrt``: TensorRT float16 subgraphs; ``place_inference``). Its predictor holds the
+    ``tensorrt``: TensorRT float16 subgraphs, their engines kept in a folder of ``engine_cache``
+    of the model's own; ``place_inference``). Its predictor holds the
     input and outputs of one run, so calls from several threads run the network one at a time (a lock).
     Paddle Inference sets Paddle's process-wide CPU math threads to its own when the predictor is
     built and at each run: both happen inside ``paddle_on``, which puts the process's back."""
     name = 'inference'
 
     def __init__(self, model_dir: str, threads: int = 0, mkldnn: bool = False,
-                 overrides: Sequence[str] = (), device: str = 'cpu', tensorrt: bool = False):
+                 overrides: Sequence[str] = (), device: str = 'cpu', tensorrt: bool = False,
+                 engine_cache: Optional[str] = None):
         super().__init__(model_dir, overrides, device)
         import paddle.inference as paddle_infer
         files = self.info.get('files', {}).get('paddle')
@@ -63,8 +71,12 @@ class InferenceBackend(ExportedBackend):
         if tensorrt and model_file.suffix == '.json':     # Config's TensorRT engine reads .pdmodel programs only
             raise BackendError(f"{model_file} is a Paddle 3 (PIR) model, which TensorRT through Paddle Inference's "
                                'Config does not take: run it without tensorrt, or export with Paddle 2.6 (.pdmodel)')
+        if tensorrt:
+            self.through_tensorrt()
+        engines = tensorrt and engine_folder(engine_cache, [model_file, params_file], 'paddle-inference',
+                                             self.size_range, TENSORRT_MAX_BATCH, 'float16')
         config = paddle_infer.Config(str(model_file), str(params_file))
-        place_inference(config, device, tensorrt, self.size_range, paddle_infer.PrecisionType)
+        place_inference(config, device, tensorrt, self.size_range, paddle_infer.PrecisionType, engines or None)
         self.threads = cpu_threads(threads)
         config.set_cpu_math_library_num_threads(self.threads)
         if mkldnn:

@@ -44,7 +44,7 @@ class Prepared(NamedTuple):
     meta: ImageMeta
 
 
-IN_FLIGHT_SHARE = 48 * 2 ** 20    # in-flight bytes for each finishing worker and one more (run_pictures)
+IN_FLIGHT_SHARE = 64 * 2 ** 20    # in-flight bytes for each finishing worker and one more (run_pictures)
 
 
 def at_least_one(name: str, value: Any) -> int:
@@ -72,7 +72,8 @@ def chunks(items: Iterable[Any], size: int) -> Iterator[List[Any]]:
 def run_pictures(items: Iterable[Any], read: Callable[[Any], np.ndarray], backend,
                  finish: Callable[[Any, Prepared, Detections], Any] = lambda item, prepared, found: found,
                  params: Optional[InferenceParams] = None, batch_size: int = 1, stats: Optional[PipelineStats] = None,
-                 window: int = 8, in_flight_bytes: Optional[int] = None) -> Generator[Tuple[Any, Any], None, None]:
+                 window: int = 8, in_flight_bytes: Optional[int] = None,
+                 cost: Callable[[Any], Optional[int]] = lambda item: None) -> Generator[Tuple[Any, Any], None, None]:
     """``(item, result)`` for each of ``items``, in their order: ``read(item)`` ([H, W, 3]
     uint8 RGB) and ``backend.prepare`` in two loading workers; the network on this thread,
     ``batch_size`` items to a call, in the batches ``run_network`` groups them in (one padded
@@ -81,11 +82,13 @@ def run_pictures(items: Iterable[Any], read: Callable[[Any], np.ndarray], backen
     workers. An item whose read or prepare raised has that exception as its result; errors in
     the network or ``finish`` propagate. At most ``window`` pictures finished wait for the
     consumer, and the pictures read and not yet finished hold about ``in_flight_bytes`` of
-    arrays at most (a load under way counts as much as the last; one batch is always let
-    through; default ``IN_FLIGHT_SHARE`` for each finishing worker and one more: a 12 MP
-    photo, 34 MiB, finishing on each and one read ahead): large pictures wait to be read while
-    earlier ones are finished, small ones never do. ``stats`` gets the counts and timings."""
+    arrays at most (a load counts, until it is done, as ``cost(item)`` says its items will hold
+    at their peak, read from their headers, else as much as the last load held; one batch is
+    always let through; default ``IN_FLIGHT_SHARE`` for each finishing worker and one more: a
+    12 MP photo, 36 MB, finishing on each and one being decoded, 89 MB at its peak): large pictures
+    wait to be read while earlier ones are finished, small ones never do. ``stats`` gets the counts and timings."""
     size = at_least_one('batch_size', batch_size)
+    backend.check_batch(size)
 
     def load(chunk):
         return [_prepare(backend, read, item) for item in chunk]
@@ -102,7 +105,7 @@ def run_pictures(items: Iterable[Any], read: Callable[[Any], np.ndarray], backen
     workers = backend.finish_workers()
     budget = in_flight_bytes if in_flight_bytes is not None else IN_FLIGHT_SHARE * (workers + 1)
     for done in _run(chunks(items, size), load, model, finish_chunk, workers, max(2, 4 // size),
-                     max(2, window // size), budget, stats if stats is not None else PipelineStats()):
+                     max(2, window // size), budget, stats if stats is not None else PipelineStats(), cost):
         yield from done
 
 
@@ -115,34 +118,39 @@ def _prepare(backend, read: Callable[[Any], np.ndarray], item: Any):
 
 
 def _run(chunks_in: Iterable[list], load, model, finish, finish_workers: int, prefetch: int, window: int,
-         budget: int, stats: PipelineStats) -> Iterator[list]:
+         budget: int, stats: PipelineStats, cost: Callable[[Any], Optional[int]]) -> Iterator[list]:
     """``finish(chunk, loaded, model(loaded))`` for each chunk, in order, ``loaded = load(chunk)``."""
     start = time.perf_counter()
-    pending: deque = deque()       # (chunk, load future)
+    pending: deque = deque()       # (chunk, load future, bytes it will hold)
     finishing: deque = deque()     # (finish future, bytes of its loaded arrays)
-    last = None                    # bytes of the last chunk loaded: what a load under way will hold
+    last = None                    # bytes of the last chunk loaded: what a load of unknown cost will hold
+    upcoming, costs = None, []     # the next chunk to load, and what its items will hold (cost)
+
+    def coming() -> int:           # what loading the next chunk will hold: unknown before any load, the budget
+        return 0 if upcoming is None else sum(costs) if None not in costs else budget if last is None else last
 
     def held() -> int:
-        return (last or 0) * len(pending) + sum(size for _, size in finishing)
+        return sum(size for *_, size in pending) + sum(size for _, size in finishing)
 
     def must_wait() -> bool:       # for the oldest finish: memory over, nothing to load, or too many done
-        return held() > budget or (not pending and held() + (last or 0) > budget) or len(finishing) > window
+        return held() > budget or (not pending and held() + coming() > budget) or len(finishing) > window
 
     with ThreadPoolExecutor(2) as loaders, ThreadPoolExecutor(finish_workers) as finishers:
         iterator = iter(chunks_in)
         while True:
             while finishing and (finishing[0][0].done() or must_wait()):
                 yield finishing.popleft()[0].result()
-            # loads ahead: the first one alone (its size unknown), then as many as fit
-            while len(pending) < prefetch and (not (pending or finishing) or (
-                    last is not None and held() + last <= budget)):
-                chunk = next(iterator, None)
-                if chunk is None:
+            # loads ahead: each alone or as many as fit
+            while len(pending) < prefetch:
+                if upcoming is None and (upcoming := next(iterator, None)) is not None:
+                    costs = [cost(item) for item in upcoming]
+                if upcoming is None or (pending or finishing) and held() + coming() > budget:
                     break
-                pending.append((chunk, loaders.submit(load, chunk)))
+                pending.append((upcoming, loaders.submit(load, upcoming), coming()))
+                upcoming = None
             if not pending:
                 break
-            chunk, future = pending.popleft()
+            chunk, future, _ = pending.popleft()
             loaded = future.result()
             last = array_bytes(loaded)
             began = time.perf_counter()

@@ -407,36 +407,37 @@ def paste_in_boxes(soft_masks: np.ndarray, resized_hw: Sequence[int], orig_hw: S
     """Soft masks [N, Hf, Wf] at 1/4 of the padded input -> binary ``CroppedMasks`` on the
     original image: each mask's crop to its tight half-open box x0, y0, x1, y1 (an empty
     crop and a zero box when empty), pasted when first read (``CroppedMasks.lazy``: a mask
-    nobody reads costs nothing). No [N, H, W] array is made, and ``soft_masks`` is not kept:
-    each mask keeps only the part of its soft mask that its paste reads (``_PendingPaste``),
-    dropped once pasted, so a result costs what its objects cost.
+    nobody reads costs nothing; a box read alone is measured near its edges, ``_pending_box``).
+    No [N, H, W] array is made, and ``soft_masks`` is not kept: each mask keeps only the part
+    of its soft mask that its paste reads (``_PendingPaste``), dropped once pasted, so a result
+    costs what its objects cost.
 
     The same values as bilinear x4 to the padded size, crop of the resized image area,
     bilinear to the original size, threshold (PaddleDetection's order, with OpenCV), up
     to float rounding, computed only over the part of the picture that the mask's pixels
     above the threshold can reach (bilinear weights are convex, so nothing else can pass), as
-    two small matrix products with the window's part of each axis's paste (``_Axis``); a mask
-    reaching over ``WHOLE_PASTE_SHARE`` of the picture is resized whole by OpenCV (faster
-    there than the products)."""
+    two small matrix products with the window's part of each axis's paste (``_Axis``), in
+    bands (``_product``); a mask reaching over ``WHOLE_PASTE_SHARE`` of the picture is
+    resized whole by OpenCV (faster there than the products)."""
     rows = _Axis.build(soft_masks.shape[1], resized_hw[0], orig_hw[0])
     cols = _Axis.build(soft_masks.shape[2], resized_hw[1], orig_hw[1])
     pending = [_pending(soft, rows, cols, resized_hw, orig_hw, mask_threshold) for soft in soft_masks]
-    return CroppedMasks.lazy(pending, _paste_pending, orig_hw)
+    return CroppedMasks.lazy(pending, _paste_pending, orig_hw, _pending_box)
 
 
 @dataclass(frozen=True)
 class _PendingPaste:
     """One mask's paste still to do: ``soft``, a copy of the part of its soft mask the paste
-    reads (the features ``read_y``, ``read_x``; the whole [Hf, Wf] mask when ``whole``), the
-    picture's rows ``out_y`` and columns ``out_x`` it reaches, the axes and sizes of the paste."""
+    reads (the whole [Hf, Wf] mask when resized whole), the picture's rows ``out_y`` and columns
+    ``out_x`` it reaches, the window's part of each axis's paste (``row_weights`` [out rows,
+    read rows] and ``col_weights`` [out columns, read columns], None when resized whole), for
+    each of its columns the first and last read column it weighs (``col_reads``), the sizes."""
     soft: np.ndarray
     out_y: slice
     out_x: slice
-    read_y: slice
-    read_x: slice
-    whole: bool
-    rows: '_Axis'
-    cols: '_Axis'
+    row_weights: Optional[np.ndarray]
+    col_weights: Optional[np.ndarray]
+    col_reads: Optional[Tuple[np.ndarray, np.ndarray]]
     resized_hw: Tuple[int, int]
     orig_hw: Tuple[int, int]
     mask_threshold: float
@@ -450,10 +451,82 @@ def _pending(soft: np.ndarray, rows: '_Axis', cols: '_Axis', resized_hw: Sequenc
     if box is None:
         return None
     (out_y, read_y), (out_x, read_x) = rows.window(box[1], box[3]), cols.window(box[0], box[2])
-    whole = (out_y.stop - out_y.start) * (out_x.stop - out_x.start) > WHOLE_PASTE_SHARE * orig_hw[0] * orig_hw[1]
-    kept = soft.copy() if whole else soft[read_y, read_x].copy()
-    return _PendingPaste(kept, out_y, out_x, read_y, read_x, whole, rows, cols, tuple(resized_hw), tuple(orig_hw),
-                         mask_threshold)
+    sizes = tuple(resized_hw), tuple(orig_hw), mask_threshold
+    if (out_y.stop - out_y.start) * (out_x.stop - out_x.start) > WHOLE_PASTE_SHARE * orig_hw[0] * orig_hw[1]:
+        return _PendingPaste(soft.copy(), out_y, out_x, None, None, None, *sizes)
+    reads = tuple(ends[out_x] - read_x.start for ends in cols.reads)
+    return _PendingPaste(soft[read_y, read_x].copy(), out_y, out_x, rows.matrix[out_y, read_y],
+                         cols.matrix[out_x, read_x], reads, *sizes)
+
+
+PRODUCT_WORK = 1 << 18   # multiply-adds of one matrix product of the paste, at most
+TILE_COLUMNS = 64        # picture columns of one product: they weigh a few read columns, not all
+SCAN_WIDTH = 16          # rows and columns of a product when a box is measured from the window's edges
+
+
+def _cut(count: int, size: int) -> List[slice]:
+    """[0, count) in pieces of ``size`` (at least 2), none of one index (numpy computes a product
+    of one row or column as a matrix-vector one, which may sum in another order)."""
+    starts = list(range(0, count, max(2, size)))
+    if len(starts) > 1 and count - starts[-1] < 2:
+        starts.pop()
+    return [slice(start, stop) for start, stop in zip(starts, starts[1:] + [count])]
+
+
+def _product(left: np.ndarray, right: np.ndarray) -> np.ndarray:
+    """left [m, k] @ right [k, n] -> [m, n] float32, in bands of rows of at most ``PRODUCT_WORK``
+    multiply-adds. OpenBLAS runs a product that small on one thread: a threaded small product
+    waits for busy cores, 5-10x slower on a loaded machine (measured)."""
+    bands = _cut(len(left), PRODUCT_WORK // max(1, right.size))
+    return left @ right if len(bands) == 1 else np.concatenate([left[band] @ right for band in bands])
+
+
+class _Window:
+    """The window of a paste (``_PendingPaste``, not resized whole) as products: ``rows`` [out rows,
+    read columns] (``row_weights @ soft``), the output columns in ``tiles`` of about
+    ``TILE_COLUMNS`` (each with the read columns it weighs) and the output rows in ``bands`` that
+    keep each product under ``PRODUCT_WORK``. A pixel's value is the same sum of the same products
+    whichever rows and columns are computed with it (its weights' zeros add nothing)."""
+
+    def __init__(self, paste: _PendingPaste):
+        self.rows, self.weights, self.threshold = _product(paste.row_weights, paste.soft), paste.col_weights, \
+            paste.mask_threshold
+        self.reads = paste.col_reads
+        self.tiles = self.cut(TILE_COLUMNS)
+        self.size = PRODUCT_WORK // max((cols.stop - cols.start) * (reads.stop - reads.start)
+                                        for cols, reads in self.tiles)
+
+    def cut(self, width: int) -> List[Tuple[slice, slice]]:
+        """The output columns in tiles of ``width`` (``_cut``), each with the read columns it weighs."""
+        first, last = self.reads
+        return [(cols, slice(int(first[cols.start]), int(last[cols.stop - 1]) + 1)) for cols in _cut(len(first), width)]
+
+    def bands(self, start: int = 0, stop: Optional[int] = None, size: Optional[int] = None) -> List[slice]:
+        """Rows [start, stop) of the window in bands (``_cut``) of ``size`` rows, default the most a product takes."""
+        stop = len(self.rows) if stop is None else stop
+        return [slice(start + band.start, start + band.stop) for band in _cut(stop - start, size or self.size)]
+
+    def values(self, band: slice, tiles: Optional[Sequence[Tuple[slice, slice]]] = None) -> np.ndarray:
+        """[band rows, the tiles' columns] float32: the pasted values of rows ``band`` (every tile by default)."""
+        return np.hstack([self.rows[band, reads] @ self.weights[cols, reads].T for cols, reads in tiles or self.tiles])
+
+    def first_rows(self, bands: Sequence[slice]) -> np.ndarray:
+        """The rows over the threshold of the first of ``bands`` that has one (in the order given), or none."""
+        for band in bands:
+            found = np.flatnonzero(self.values(band).max(axis=1) > self.threshold)
+            if len(found):
+                return found + band.start
+        return np.zeros(0, np.int64)
+
+    def first_columns(self, bands: Sequence[slice], tiles: Sequence[Tuple[slice, slice]]) -> np.ndarray:
+        """The columns over the threshold in rows ``bands`` of the first of ``tiles`` that has one (in the
+        order given), or none."""
+        for tile in tiles:
+            peak = functools.reduce(np.maximum, (self.values(band, [tile]).max(axis=0) for band in bands))
+            found = np.flatnonzero(peak > self.threshold)
+            if len(found):
+                return found + tile[0].start
+        return np.zeros(0, np.int64)
 
 
 def _tight(binary: np.ndarray, x0: int = 0, y0: int = 0) -> Tuple[np.ndarray, Tuple[int, int, int, int]]:
@@ -470,11 +543,32 @@ def _paste_pending(paste: Optional[_PendingPaste]) -> Tuple[np.ndarray, Tuple[in
     """One mask's paste (``_pending``) -> (its binary crop on the picture, tight box), as ``paste_in_boxes``."""
     if paste is None:
         return EMPTY_CROP, (0, 0, 0, 0)
-    if paste.whole:
+    if paste.row_weights is None:
         return _tight(_paste_whole(paste.soft, paste.resized_hw, paste.orig_hw) > paste.mask_threshold)
-    rows = paste.rows.matrix[paste.out_y, paste.read_y]                       # [out rows, read rows]
-    cols = paste.cols.matrix[paste.out_x, paste.read_x]                       # [out cols, read cols]
-    return _tight(rows @ paste.soft @ cols.T > paste.mask_threshold, paste.out_x.start, paste.out_y.start)
+    window = _Window(paste)
+    binary = np.vstack([window.values(band) > paste.mask_threshold for band in window.bands()])
+    return _tight(binary, paste.out_x.start, paste.out_y.start)
+
+
+def _pending_box(paste: Optional[_PendingPaste]) -> Tuple[int, int, int, int]:
+    """The box of ``_paste_pending(paste)`` without its crop: the window's rows pasted from each
+    end a band at a time until a band has a pixel over the threshold, then the columns between
+    those rows from each end a tile at a time, so only pixels near the box's edges are computed
+    (``_Window``; a mask resized whole is pasted)."""
+    if paste is None or paste.row_weights is None:
+        return (0, 0, 0, 0) if paste is None else _paste_pending(paste)[1]
+    window = _Window(paste)
+    bands = window.bands(size=SCAN_WIDTH)
+    top = window.first_rows(bands)
+    if not len(top):
+        return 0, 0, 0, 0
+    bottom = window.first_rows(bands[::-1])
+    inside = [band for band in bands if band.start <= top[0] < band.stop] if bottom[-1] == top[-1] else \
+        window.bands(int(top[0]), int(bottom[-1]) + 1)      # one band, or bands of 2 rows at least
+    tiles = window.cut(SCAN_WIDTH)
+    left, right = window.first_columns(inside, tiles), window.first_columns(inside, tiles[::-1])
+    x0, y0 = paste.out_x.start, paste.out_y.start
+    return x0 + int(left[0]), y0 + int(top[0]), x0 + int(right[-1]) + 1, y0 + int(bottom[-1]) + 1
 
 
 def paste_detections(detections: Detections, meta, mask_threshold: float = 0.5) -> Detections:

@@ -26,7 +26,8 @@ def predict_coco(predictor, coco: COCO, image_dir: str, label_to_category_id: Se
     ``processes`` predicts its share (``Processes.share``) and every process returns the
     records of all images, gathered; InputError when an image could not be read."""
     def read(image_id):
-        return read_image(os.path.join(image_dir, coco.imgs[image_id]['file_name']), predictor.cfg.max_image_pixels)
+        return read_image(os.path.join(image_dir, coco.imgs[image_id]['file_name']), predictor.cfg.max_image_pixels,
+                          fit=predictor.decode_fit)
 
     def finish(image_id, prepared, result):
         return instances_to_coco(image_id, result.masks, result.labels, result.scores, label_to_category_id)

@@ -1,55 +1,76 @@
 """The service's ASGI application: ``create_app(settings)`` -> FastAPI (module docstring of
 ``solov2.model.serving``; docs/serving.md).
 
-The model (opened by the caller, or here) warms up in a thread after start-up: ``/healthz``
-answers at once, ``/readyz`` and ``/v1/segment`` only once it is ready (503 before and while
-stopping). A segmentation request's body is read while fewer than ``max_uploads`` are, within
-``max_body_mb``, pausing at most ``body_timeout_s`` (408); then, while fewer than ``queue_size``
-are in flight (503 with Retry-After otherwise), it is decoded and prepared in a worker thread,
+The model (opened by the caller, or here) opens and warms up in a thread after start-up:
+``/healthz`` answers at once, ``/readyz`` and ``/v1/segment`` only once it is ready (503 with
+the reason before, e.g. while ``auto`` exports, and while stopping: ``Service.drain``); an
+engine that runs instead of the one asked for (``Backend.fallback``) is named in ``/readyz``,
+``/metrics`` and the log. A segmentation request is refused (503, Retry-After) before its body is read while
+``queue_size`` are in flight or ``max_uploads`` bodies are coming; its body is read within
+``max_body_mb``, pausing at most ``body_timeout_s``, at ``min_upload_kb_s`` at least (408);
+then, held among those in flight, it is decoded and prepared in a worker thread,
 run through the network with the pictures of other requests that share its padded size
 (``batching.Batcher``), post-processed and encoded in a worker thread, all within ``timeout_s``
-(504 otherwise). Answers and errors name the request's id (X-Request-ID).
+(504 otherwise; 408 while its body is still coming). Answers and errors name the request's id
+(X-Request-ID); a refusal that leaves a body unread closes the connection; answers from
+``GZIP_BYTES`` are gzipped for a client that accepts it; one log line a request (probes: debug).
 """
 import asyncio
 import contextlib
 import dataclasses
 import logging
-import os
 import re
 import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Dict, Iterator, Literal, Optional
+from pathlib import Path
+from typing import Any, Callable, Dict, Iterator, Literal, Optional
 
 import cv2
 import numpy as np
 from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.gzip import GZipMiddleware
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from solov2 import __version__
 from solov2.core.errors import InputError
+from solov2.data.results import SHOWN_MIN_SCORE
+from solov2.data.transforms import header_size
 from solov2.model.api.segmenter import Segmenter, per_call_params, to_instances
-from solov2.model.inference.backend_factory import ModelSpec
+from solov2.model.inference.backend_factory import ModelSpec, Progress
+from solov2.model.inference.memory import (
+    DECODE_BYTES_PER_PIXEL,
+    NETWORK_COPIES,
+    MemoryBudget,
+    decode_cost,
+    default_budget,
+    network_input_bytes,
+)
 from solov2.model.runtime import cpu_threads
 from solov2.model.serving.batching import Batcher
 from solov2.model.serving.limits import (
     HttpError,
     check_content_type,
     check_declared_length,
+    client_error,
     decode_picture,
     read_body,
 )
 from solov2.model.serving.metrics import Metrics
-from solov2.model.serving.schema import QUERY, Answer, picture_body, refusals
+from solov2.model.serving.schema import QUERY, Alive, Answer, Model, Ready, openapi_of, picture_body, refusals
 
 LOG = logging.getLogger(__name__)
 RETRY = {'Retry-After': '1'}
 REQUEST_ID = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]{1,128}")      # a sane X-Request-ID: an HTTP token, bounded
-SLOTS = {'uploads': ('max_uploads', '--max-uploads', 'uploads being received'),          # Service.held
-         'in flight': ('queue_size', '--queue-size', 'requests in flight')}
+LOADING = 'the model is loading'
+STOPPING = 'the service is stopping'
+SHARE_WAIT_S, SHARE_POLL_S = 1.0, 0.02      # how long a picture waits for its decode budget share, how often it looks
+SLOTS = {'uploads': ('max_uploads', 'uploads being received'), 'in flight': ('queue_size', 'requests in flight')}
+PROBES = ('/healthz', '/readyz', '/metrics')        # logged at debug level
+GZIP_BYTES, GZIP_LEVEL = 4096, 1      # answers from this size are gzipped when the client accepts it
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,9 +79,12 @@ class ServeSettings:
     ``Segmenter`` takes it). Batching: at most ``max_batch`` pictures a network run, the oldest waiting
     at most ``max_wait_ms`` for others while more are coming, pictures of different padded sizes
     together within ``max_padding`` (``backend.share_batches``). Limits: ``queue_size`` requests in flight (bodies in),
-    bodies of ``max_body_mb``, pictures of ``max_pixels`` (None: the config's ``max_image_pixels``;
-    0: no limit), ``timeout_s`` from a request's arrival to its answer, ``max_uploads`` bodies
-    being received at once, each pausing at most ``body_timeout_s``. ``helper_threads``: the
+    bodies of ``max_body_mb``, pictures of ``max_pixels`` (None: the config's ``max_image_pixels``,
+    lowered to what the decode budget holds; 0: no limit), ``max_decode_mb`` held at once by the
+    pictures being decoded (``Service.prepared``; None: ``memory.default_budget``, 0: no budget),
+    ``timeout_s`` from a request's arrival to its answer, ``max_uploads`` bodies
+    being received at once, each pausing at most ``body_timeout_s`` and coming at ``min_upload_kb_s``
+    KB/s at least after its first 2 s (0: any rate). ``helper_threads``: the
     threads that decode and encode (0: one per core)."""
     model: ModelSpec
     max_batch: int = 4
@@ -69,51 +93,91 @@ class ServeSettings:
     queue_size: int = 16
     max_body_mb: float = 32.0
     max_pixels: Optional[int] = None
+    max_decode_mb: Optional[float] = None
     timeout_s: float = 30.0
     max_uploads: int = 64
     body_timeout_s: float = 10.0
+    min_upload_kb_s: float = 32.0
     helper_threads: int = 0
 
-    def segmenter(self) -> Segmenter:
-        """The model these settings name."""
-        return Segmenter(self.model)
+    def segmenter(self, progress: Optional[Progress] = None) -> Segmenter:
+        """The model these settings name (``progress``: ``Segmenter``'s, while ``auto`` exports)."""
+        return Segmenter(self.model, progress=progress)
 
 
 class Service:
-    """One application's state: the model, its batcher, worker threads, the requests held, metrics."""
+    """One application's state: the model, its batcher, worker threads, the requests held, metrics.
+    ``on_loaded(service)``: called once the load ends (``failure``: what it raised, else None),
+    which then reports a failure itself (else the log does)."""
 
-    def __init__(self, settings: ServeSettings, segmenter: Optional[Segmenter] = None):
+    def __init__(self, settings: ServeSettings, segmenter: Optional[Segmenter] = None,
+                 on_loaded: Optional[Callable[['Service'], None]] = None):
         self.settings = settings
         self.segmenter = segmenter
         self.batcher: Optional[Batcher] = None
-        self.problem: Optional[str] = 'the model is loading'
+        self.problem: Optional[str] = LOADING
+        self.failure: Optional[Exception] = None
+        self.on_loaded = on_loaded
+        self.replica = uuid.uuid4().hex[:12]     # tells replicas apart in /v1/model: no process id, no host
         self.counts = dict.fromkeys(SLOTS, 0)
         self.preparing = 0             # pictures being decoded, on their way to the batcher
         self.pool = ThreadPoolExecutor(cpu_threads(settings.helper_threads), 'solov2-serve')
-        self.metrics = Metrics(settings.max_batch, lambda: self.batcher.depth if self.batcher else 0)
+        budget = default_budget() if settings.max_decode_mb is None else int(settings.max_decode_mb * 2**20)
+        self.budget = MemoryBudget(budget)
+        self.metrics = Metrics(settings.max_batch, lambda: self.batcher.depth if self.batcher else 0,
+                               lambda: self.budget.used)
         self.loaded = threading.Event()
 
     @property
     def max_pixels(self) -> int:
-        return self.segmenter.cfg.max_image_pixels if self.settings.max_pixels is None else self.settings.max_pixels
+        """The pixel limit: ``max_pixels``, else the config's lowered to the pictures that fit the decode budget."""
+        cfg, budget = self.segmenter.cfg, self.budget.limit
+        if self.settings.max_pixels is not None or not (cfg.max_image_pixels and budget):
+            return cfg.max_image_pixels if self.settings.max_pixels is None else self.settings.max_pixels
+        largest_input = network_input_bytes(cfg.test_max, cfg.test_short, cfg.test_short, cfg.test_max)
+        return min(cfg.max_image_pixels, max(1, (budget - NETWORK_COPIES * largest_input) // DECODE_BYTES_PER_PIXEL))
 
     def load(self) -> None:
         """Open the model unless it came opened, then warm it up (``warm_up``; in a thread:
         ``problem`` says why the service is not ready, None once it is)."""
         try:
-            segmenter = self.segmenter or self.settings.segmenter()
+            segmenter = self.segmenter or self.settings.segmenter(self.exporting)
             self.batcher = Batcher(segmenter, self.settings.max_batch, self.settings.max_wait_ms / 1000,
                                    self.metrics.batch, max_padding=self.settings.max_padding,
                                    coming=lambda: self.preparing)
             self.segmenter = segmenter
+            self.problem = f'{LOADING}: warming up (compiling what its batches will run)'
             self.warm_up()
+            self.metrics.engine(self.settings.model.backend, segmenter.backend)
             self.problem = None
-            LOG.info(f'ready: {segmenter!r}')
-        except Exception as exc:  # said by /readyz and the log; the service stays up for /healthz
-            self.problem = f'the model did not load: {exc}'
-            LOG.exception(self.problem)
+            said = LOG.warning if self.fallback else LOG.info       # a slower engine than asked for: a warning
+            said(f'ready: {segmenter!r}' + (f'; {self.fallback}' if self.fallback else ''))
+        except Exception as exc:  # said by /readyz (and the log, or on_loaded); the service stays up for /healthz
+            self.problem, self.failure = f'the model did not load: {exc}', exc
+            if self.on_loaded is None:
+                LOG.exception(self.problem)
         finally:
             self.loaded.set()
+            if self.on_loaded is not None:
+                self.on_loaded(self)
+
+    def exporting(self, stage: str, fraction: float) -> None:
+        """``Segmenter``'s progress while ``auto`` exports, said by ``problem``."""
+        self.problem = (f'{LOADING}: exporting it once for the faster engine ({stage}, {fraction:.0%}; '
+                        'later starts load it from the cache)')
+
+    @property
+    def fallback(self) -> str:
+        """Why the engine serving is not the one asked for (``Backend.fallback``); '' when it is."""
+        return (self.segmenter and self.segmenter.backend.fallback) or ''
+
+    def drain(self, timeout_s: float) -> None:
+        """Stop taking requests (``/readyz`` and new ones 503) while the port stays open, and wait
+        until none is held, at most ``timeout_s``."""
+        self.problem = STOPPING
+        deadline = time.monotonic() + timeout_s
+        while any(self.counts.values()) and time.monotonic() < deadline:
+            time.sleep(0.02)
 
     def warm_up(self) -> None:
         """Compile or open what the engine will run (``backend.compile_ahead``: every size bucket's
@@ -132,40 +196,74 @@ class Service:
         loop = asyncio.get_running_loop()
         self.preparing += 1
         try:
-            chw, meta = await loop.run_in_executor(self.pool, self.prepare, data)
+            chw, meta = await self.prepared(data)
         finally:
             self.preparing -= 1        # before submitting: a picture alone then runs at once
         row = await asyncio.wrap_future(self.batcher.submit(chw, meta, params))
         return await loop.run_in_executor(self.pool, self.finish, row, meta, params, masks, min_score)
 
+    async def prepared(self, data: bytes):
+        """``prepare`` in a worker thread once the decode budget has room for its cost
+        (``decode_cost``, from its header; unknown: the whole budget): 413 when that alone is
+        over the budget, 503 when its share does not come within ``SHARE_WAIT_S``. The share
+        is given back when the worker is done with it, or drops it unstarted (its request gone)."""
+        cost, began = self.cost(data), time.monotonic()
+        while not self.budget.take(cost, 0):
+            if time.monotonic() - began > SHARE_WAIT_S:
+                raise HttpError(503, f'busy: the pictures being decoded hold {self.budget.used / 2**20:.0f} MB of the '
+                                     f'{self.budget.limit / 2**20:.0f} MB this service decodes at once; try again '
+                                     'after Retry-After seconds', RETRY)
+            await asyncio.sleep(SHARE_POLL_S)
+        job = self.pool.submit(self.prepare, data)
+        job.add_done_callback(lambda _: self.budget.give(cost))
+        return await asyncio.wrap_future(job)
+
+    def cost(self, data: bytes) -> int:
+        """The bytes ``data`` takes from the decode budget (``Service.prepared``); 413 when it
+        alone is over; 0 when ``decode_picture`` refuses it from its header, unread."""
+        size, cfg, budget = header_size(data), self.segmenter.cfg, self.budget.limit
+        if size is None or (self.max_pixels and size[0] * size[1] > self.max_pixels):
+            return 0 if self.max_pixels else budget
+        cost = decode_cost(data, *size, cfg.test_short, cfg.test_max)
+        if budget and cost > budget:
+            raise HttpError(413, f'the picture is {size[0]}x{size[1]}: decoding it takes about {cost / 2**20:.0f} MB, '
+                                 f'over the {budget / 2**20:.0f} MB this service decodes at once; send a smaller '
+                                 'picture')
+        return cost
+
     def prepare(self, data: bytes):
-        """(chw [3, Hp, Wp] float32, meta) of an encoded picture; HttpError 400 or 413."""
+        """(chw [3, Hp, Wp] float32, meta) of an encoded picture; its errors: ``decode_picture``."""
         with self.metrics.stage('decode'):
-            return self.segmenter.backend.prepare(decode_picture(data, self.max_pixels))
+            backend = self.segmenter.backend
+            return backend.prepare(decode_picture(data, self.max_pixels, backend.decode_fit))
 
     def finish(self, row, meta, params, masks: str, min_score: float) -> Dict[str, Any]:
-        """The network's output for one picture -> its answer (``answer``)."""
+        """The network's output for one picture -> its answer (``Instances.to_dict(masks)``: only what it holds)."""
         with self.metrics.stage('postprocess'):
             instances = to_instances(self.segmenter.backend, row, meta, params, min_score)
         with self.metrics.stage('encode'):
-            return answer(instances, masks)
+            return instances.to_dict(masks)
 
     def close(self) -> None:
         """Say it is stopping (``/readyz`` 503), finish what is queued, stop the network thread and the workers."""
-        self.problem = 'the service is stopping'
+        self.problem = STOPPING
         if self.batcher is not None:
             self.batcher.close(self.settings.timeout_s)
         self.pool.shutdown(wait=True)
+
+    def check_room(self, what: str) -> None:
+        """503 with Retry-After when as many of ``what`` are held as the settings allow (``held``)."""
+        setting, noun = SLOTS[what]
+        if self.counts[what] >= getattr(self.settings, setting):
+            raise HttpError(503, f'busy: {self.counts[what]} {noun}, the most this service takes; try again after '
+                                 'Retry-After seconds', RETRY)
 
     @contextlib.contextmanager
     def held(self, what: str) -> Iterator[None]:
         """Count one of ``what`` while the block runs: 'uploads' (bodies being received, at most
         ``max_uploads``) or 'in flight' (requests whose body is in, at most ``queue_size``; the
         ``in_flight`` metric); 503 with Retry-After, before the block, when that many are held."""
-        setting, flag, noun = SLOTS[what]
-        if self.counts[what] >= getattr(self.settings, setting):
-            raise HttpError(503, f'busy: {self.counts[what]} {noun}, the most this service takes (its {flag}); '
-                                 'try again shortly', RETRY)
+        self.check_room(what)
         self.counts[what] += 1
         self.metrics.in_flight.set(self.counts['in flight'])
         try:
@@ -175,30 +273,19 @@ class Service:
             self.metrics.in_flight.set(self.counts['in flight'])
 
 
-def answer(instances, masks: str) -> Dict[str, Any]:
-    """``Instances.to_dict()``; with ``masks='polygons'`` each mask as ``polygons`` (flat
-    [x0, y0, x1, y1, ...] lists, ``Instances.polygons``), with 'none' no masks."""
-    result = instances.to_dict()
-    outlines = instances.polygons() if masks == 'polygons' else None
-    for index, one in enumerate(result['instances']):
-        if masks != 'rle':
-            del one['mask']
-        if outlines is not None:
-            one['polygons'] = [polygon.ravel().tolist() for polygon in outlines[index]]
-    return result
-
-
-def create_app(settings: ServeSettings, load_first: bool = False, segmenter: Optional[Segmenter] = None) -> FastAPI:
+def create_app(settings: ServeSettings, load_first: bool = False, segmenter: Optional[Segmenter] = None,
+               on_loaded: Optional[Callable[[Service], None]] = None) -> FastAPI:
     """The service's ASGI application for ``settings`` (module docstring): serve it with
     uvicorn (``tools/serve.py``) or Ray Serve (``ray_deployment``). Its state is made when
     it starts (the ASGI lifespan), so the application itself holds only its routes. The
     model (``segmenter`` if the caller opened it, else opened from ``settings``) warms up
     beside the running server, or with ``load_first`` before the start-up ends (for a host
-    that sends traffic once a start-up has ended, as Ray Serve does)."""
+    that sends traffic once a start-up has ended, as Ray Serve does); then ``on_loaded(service)``
+    (``Service``) is called, and reports a failure to load instead of the log."""
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
-        service = app.state.service = Service(settings, segmenter)
+        service = app.state.service = Service(settings, segmenter, on_loaded)
         threading.Thread(target=service.load, name='solov2-serve-load', daemon=True).start()
         if load_first:
             await asyncio.to_thread(service.loaded.wait)
@@ -213,10 +300,13 @@ def create_app(settings: ServeSettings, load_first: bool = False, segmenter: Opt
                                               'network run. This document: GET /openapi.json.')
     add_error_handlers(app)
     add_routes(app, settings)
+    app.openapi = lambda: app.openapi_schema or openapi_of(app)
+    app.add_middleware(GZipMiddleware, minimum_size=GZIP_BYTES, compresslevel=GZIP_LEVEL)    # inside ``count``
 
     @app.middleware('http')
     async def count(request: Request, call_next):
-        """Name the request (a sane X-Request-ID or a new id), answer a failure as a JSON 500, count it."""
+        """Name the request (a sane X-Request-ID or a new id), answer a failure as a JSON 500,
+        close the connection after a refusal that left a body unread, count and log it."""
         began, given = time.perf_counter(), request.headers.get('x-request-id', '')
         request.state.request_id = given if REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
         try:
@@ -226,11 +316,20 @@ def create_app(settings: ServeSettings, load_first: bool = False, segmenter: Opt
             response = error(request, 500, f'the service failed on this request ({type(exc).__name__}); its log '
                                            'says more under this request_id')
         response.headers['X-Request-ID'] = request.state.request_id
-        route = request.scope.get('route')
-        request.app.state.service.metrics.observe(getattr(route, 'path', 'other'), response.status_code,
-                                                  time.perf_counter() - began)
+        if response.status_code >= 400 and has_body(request) and not getattr(request.state, 'body_in', False):
+            response.headers['Connection'] = 'close'        # the server then reads no more of it
+        seconds, route = time.perf_counter() - began, request.scope.get('route')
+        request.app.state.service.metrics.observe(getattr(route, 'path', 'other'), response.status_code, seconds)
+        LOG.log(logging.DEBUG if request.url.path in PROBES else logging.INFO, '%s %s %s %d %.0f ms',
+                request.state.request_id, request.method, request.url.path, response.status_code, seconds * 1000)
         return response
     return app
+
+
+def has_body(request: Request) -> bool:
+    """Whether the request says a body follows (a Content-Length above 0, or chunks)."""
+    return request.headers.get('content-length', '0').strip() not in ('0', '') or \
+        'transfer-encoding' in request.headers
 
 
 def error(request: Request, status: int, message: str, headers: Optional[dict] = None) -> JSONResponse:
@@ -240,7 +339,7 @@ def error(request: Request, status: int, message: str, headers: Optional[dict] =
 
 def add_error_handlers(app: FastAPI) -> None:
     """Every refusal as ``{"error": "...", "request_id": ...}``: the service's own (``HttpError``), a bad query
-    parameter (400 naming it), a bad argument (InputError, 400), a malformed form (400)."""
+    parameter (400 naming it), the library's refusal (``client_error``: 400, 413), a malformed form (400)."""
 
     @app.exception_handler(HttpError)
     async def refused(request: Request, exc: HttpError):
@@ -253,7 +352,8 @@ def add_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(InputError)
     async def bad_input(request: Request, exc: InputError):
-        return error(request, 400, str(exc))
+        refusal = client_error(exc)
+        return error(request, refusal.status, refusal.message)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException):
@@ -268,7 +368,7 @@ def add_routes(app: FastAPI, settings: ServeSettings) -> None:
     async def segment(request: Request,
                       score_threshold: Optional[float] = Query(None, ge=0, le=1, description=QUERY['score_threshold']),
                       max_instances: Optional[int] = Query(None, ge=1, description=QUERY['max_instances']),
-                      min_score: float = Query(0.0, ge=0, le=1, description=QUERY['min_score']),
+                      min_score: float = Query(SHOWN_MIN_SCORE, ge=0, le=1, description=QUERY['min_score']),
                       masks: Literal['rle', 'polygons', 'none'] = Query('rle', description=QUERY['masks'])):
         """The instances of the picture sent (the body, or the field ``file`` of a form), as
         ``Instances.to_dict()``: masks as COCO RLE, ``polygons`` or none."""
@@ -276,38 +376,47 @@ def add_routes(app: FastAPI, settings: ServeSettings) -> None:
         if service.problem is not None:             # loading, cannot load, or stopping
             raise HttpError(503, service.problem, RETRY)
         params = per_call_params(service.segmenter.backend.params, score_threshold, max_instances)
+        timeout_s = service.settings.timeout_s
         try:
-            result = await asyncio.wait_for(segment_request(service, request, params, masks, min_score),
-                                            service.settings.timeout_s)
+            result = await asyncio.wait_for(segment_request(service, request, params, masks, min_score), timeout_s)
         except asyncio.TimeoutError:
-            raise HttpError(504, f"no answer within {service.settings.timeout_s:g} s (the service's --timeout-s)"
-                                 ' — send a smaller picture or try again') from None
+            if not getattr(request.state, 'body_in', False):
+                raise HttpError(408, f'the body did not arrive within {timeout_s:g} s: send it faster') from None
+            raise HttpError(504, f'no answer within {timeout_s:g} s of the request: the service is busy, try again '
+                                 'later') from None
         return JSONResponse(result)
 
-    @app.get('/v1/model', responses=refusals(500, 503))
+    @app.get('/v1/model', responses={200: {'model': Model}, **refusals(500, 503)})
     async def model(request: Request):
-        """The model served (config, classes, backend, weights) and the process that answered."""
+        """The model served (config, classes, engine, the weights' or model folder's name, limits) and
+        the replica that answered (a random id): no path, process id or host."""
         service: Service = request.app.state.service
         if service.segmenter is None:
-            raise HttpError(503, service.problem or 'the model is loading', RETRY)
-        settings, seg = service.settings, service.segmenter
-        return {'process': os.getpid(), 'config': seg.number, 'config_name': seg.cfg.__name__,
-                'classes': list(seg.class_names), 'backend': seg.backend.name, 'weights': settings.model.weights,
-                'model_dir': settings.model.model_dir, 'max_batch': settings.max_batch,
-                'max_pixels': service.max_pixels}
+            raise HttpError(503, service.problem or LOADING, RETRY)
+        settings, seg, spec = service.settings, service.segmenter, service.settings.model
+        return {'replica': service.replica, 'config': seg.number, 'config_name': seg.cfg.__name__,
+                'classes': list(seg.class_names), 'backend': seg.backend.name, 'asked': spec.backend,
+                'precision': getattr(seg.backend, 'precision', None) or spec.precision or 'f32',
+                'weights': spec.weights and Path(spec.weights).name,
+                'model_dir': spec.model_dir and Path(spec.model_dir).name, 'max_batch': settings.max_batch,
+                'max_pixels': service.max_pixels, 'max_body_mb': settings.max_body_mb, 'timeout_s': settings.timeout_s}
 
-    @app.head('/healthz')
-    @app.get('/healthz')
+    @app.head('/healthz', responses={200: {'model': Alive}})
+    @app.get('/healthz', responses={200: {'model': Alive}})
     async def healthz():
         """Alive: the process answers."""
         return {'alive': True}
 
-    @app.head('/readyz', responses=refusals(503))
-    @app.get('/readyz', responses=refusals(503))
+    @app.head('/readyz', responses={200: {'model': Ready}, **refusals(503)})
+    @app.get('/readyz', responses={200: {'model': Ready}, **refusals(503)})
     async def readyz(request: Request):
-        """Ready: the model is loaded and warmed up (503 with the reason before)."""
-        problem = request.app.state.service.problem
-        return {'ready': True} if problem is None else error(request, 503, problem, RETRY)
+        """Ready: the model is loaded and warmed up (503 with the reason before and while stopping);
+        the engine, and why it is not the one asked for (``fallback``) when it is not."""
+        service: Service = request.app.state.service
+        if service.problem is not None:
+            return error(request, 503, service.problem, RETRY)
+        return {'ready': True, 'engine': service.segmenter.backend.name, **({'fallback': service.fallback} if
+                                                                           service.fallback else {})}
 
     @app.get('/metrics', response_class=PlainTextResponse)
     async def metrics(request: Request):
@@ -318,13 +427,16 @@ def add_routes(app: FastAPI, settings: ServeSettings) -> None:
 
 async def segment_request(service: Service, request: Request, params, masks: str, min_score: float
                           ) -> Dict[str, Any]:
-    """Read the request's picture within the limits, held among the uploads, then segment it
-    (``Service.segment``) held among the requests in flight (``Service.held``)."""
-    max_bytes = int(service.settings.max_body_mb * 2**20)
+    """Read the request's picture within the limits, held among the uploads while there is room
+    in flight, then segment it (``Service.segment``) held among the requests in flight (``Service.held``)."""
+    settings = service.settings
+    max_bytes = int(settings.max_body_mb * 2**20)
     kind = check_content_type(request.headers.get('content-type'))
     check_declared_length(request.headers.get('content-length'), max_bytes)
+    service.check_room('in flight')                 # a full queue: refused before the body is read
     with service.held('uploads'):
-        body = await read_body(request.stream(), max_bytes, service.settings.body_timeout_s)
+        body = await read_body(request.stream(), max_bytes, settings.body_timeout_s, settings.min_upload_kb_s * 1024)
+    request.state.body_in = True
     if kind == 'multipart':
         body = await form_file(request, body)
     with service.held('in flight'):

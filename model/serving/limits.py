@@ -1,9 +1,12 @@
 """A request's limits and the HTTP errors they give: body size (413, before the body is
-read when it declares its length), a body that stops coming (408), pixels (413, from the
-header before decoding), content type (415), a picture that does not decode or whose header
-gives no size (400)."""
+read when it declares its length), a body that stops coming or comes too slowly (408), pixels
+(413, from the header before decoding), content type (415), a picture that does not decode or
+whose header gives no size (400). Each message says what the client can change: never a
+setting of the service's own, nor how to lift a limit (the library's messages may name its
+parameters: a client gets their first piece, what is wrong)."""
 import asyncio
-from typing import Optional
+import time
+from typing import Optional, Tuple
 
 import numpy as np
 from starlette.requests import ClientDisconnect
@@ -13,6 +16,7 @@ from solov2.data.transforms import decode_image
 
 PICTURE_TYPES = ('image/', 'application/octet-stream')
 MULTIPART = 'multipart/form-data'
+UPLOAD_GRACE_S = 2.0            # a body may come slower than the least rate for its first seconds
 
 
 class HttpError(Exception):
@@ -47,22 +51,29 @@ def check_declared_length(length: Optional[str], max_bytes: int) -> None:
 
 def too_large(size: int, max_bytes: int) -> HttpError:
     """The 413 of a body of ``size`` bytes (or more) over ``max_bytes``."""
-    return HttpError(413, f'the body is {size / 2**20:.1f} MB or more, over the limit of {max_bytes / 2**20:g} MB '
-                          "(the service's --max-body-mb)")
+    return HttpError(413, f'the body is {size / 2**20:.1f} MB or more, over the limit of {max_bytes / 2**20:g} MB: '
+                          'send a smaller file')
 
 
-async def read_body(stream, max_bytes: int, idle_s: float) -> bytes:
-    """The body from an ASGI request's ``stream()``; 413 as soon as it passes ``max_bytes``, 408
-    (closing the connection) when nothing of it comes for ``idle_s`` seconds, 400 when the client goes."""
-    parts, size, chunks = [], 0, stream.__aiter__()
+async def read_body(stream, max_bytes: int, idle_s: float, min_rate: float = 0.0) -> bytes:
+    """The body from an ASGI request's ``stream()``; 413 as soon as it passes ``max_bytes``; 408
+    (closing the connection) when nothing of it comes for ``idle_s`` seconds, or when fewer than
+    ``min_rate`` bytes a second (0: any rate) have come after the first ``UPLOAD_GRACE_S``
+    seconds; 400 when the client goes. (A refusal closes the connection: ``app``.)"""
+    parts, size, chunks, began = [], 0, stream.__aiter__(), time.monotonic()
     while True:
+        due = UPLOAD_GRACE_S + size / min_rate - (time.monotonic() - began) if min_rate else idle_s
         try:
-            chunk = await asyncio.wait_for(chunks.__anext__(), idle_s)
+            chunk = await asyncio.wait_for(chunks.__anext__(), max(0.0, min(idle_s, due)))
         except StopAsyncIteration:
             return b''.join(parts)
         except asyncio.TimeoutError:
-            raise HttpError(408, f"the body stopped coming: nothing of it for {idle_s:g} s (the service's "
-                                 '--body-timeout-s); send it without pausing', {'Connection': 'close'}) from None
+            if due < idle_s:
+                raise HttpError(408, f'the body came too slowly: {size / 1024:.0f} KB in '
+                                     f'{time.monotonic() - began:.1f} s, under the {min_rate / 1024:g} KB/s this '
+                                     'service takes; send it faster') from None
+            raise HttpError(408, f'the body stopped coming: nothing of it for {idle_s:g} s; send it without '
+                                 'pausing') from None
         except ClientDisconnect:
             raise HttpError(400, 'the client closed its connection before the whole body came') from None
         size += len(chunk)
@@ -71,16 +82,20 @@ async def read_body(stream, max_bytes: int, idle_s: float) -> bytes:
         parts.append(chunk)
 
 
-def decode_picture(data: bytes, max_pixels: int) -> np.ndarray:
-    """[H, W, 3] uint8 RGB of an encoded picture, read as ``Segmenter`` reads bytes; 413 over
-    ``max_pixels`` (0: no limit), read from its header before decoding; 400 naming the
-    problem when it is empty, its header gives no size or it does not decode."""
+def decode_picture(data: bytes, max_pixels: int, fit: Optional[Tuple[int, int]] = None) -> np.ndarray:
+    """[H, W, 3] uint8 RGB of an encoded picture, read as ``Segmenter`` reads bytes; LimitError
+    over ``max_pixels`` (0: no limit), read from its header before decoding, InputError when its
+    header gives no size or it does not decode (``client_error``); 400 when it is empty; ``fit``
+    as ``decode_image``'s."""
     if not data:
         raise HttpError(400, 'the body is empty: send the picture file as the body, or as the field "file" of '
                              f'{MULTIPART}')
-    try:
-        return decode_image(data, max_pixels, warn_colour=True, what='the picture')
-    except LimitError as exc:
-        raise HttpError(413, f"{exc.args[0]} (--max-pixels, else the config's max_image_pixels)") from None
-    except InputError as exc:
-        raise HttpError(400, str(exc)) from None
+    return decode_image(data, max_pixels, warn_colour=True, what='the picture', fit=fit)
+
+
+def client_error(exc: InputError) -> HttpError:
+    """The library's refusal as a client sees it: its first piece, what is wrong (the rest may
+    name the library's own parameters, no business of a client); a LimitError 413."""
+    if isinstance(exc, LimitError):
+        return HttpError(413, f'{exc.args[0]}: send a smaller picture')
+    return HttpError(400, str(exc.args[0]))

@@ -1,7 +1,7 @@
 """The service's Prometheus metrics, in a registry of its own (one per application, so two
 services in one process never share counts): requests by route and status, latency, the time
 of each stage of a picture, network batch sizes, pictures waiting for the network, requests
-in flight, and the process's memory and CPU time."""
+in flight, the decode budget in use, the engine serving, and the process's memory and CPU time."""
 from typing import Callable, List, Tuple
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -11,9 +11,10 @@ LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 
 class Metrics:
-    """The metrics of one service; ``queue_depth`` reads the batcher's queue when scraped."""
+    """The metrics of one service; ``queue_depth`` reads the batcher's queue and ``decoding``
+    the decode budget's bytes in use when scraped."""
 
-    def __init__(self, max_batch: int, queue_depth: Callable[[], int]):
+    def __init__(self, max_batch: int, queue_depth: Callable[[], int], decoding: Callable[[], int]):
         self.registry = CollectorRegistry()
         self.requests = Counter('solov2_requests', 'HTTP requests answered, by route and status',
                                 ['route', 'status'], registry=self.registry)
@@ -27,14 +28,23 @@ class Metrics:
                                     buckets=tuple(range(1, max_batch + 1)), registry=self.registry)
         self.in_flight = Gauge('solov2_in_flight', 'segmentation requests accepted and not yet answered',
                                registry=self.registry)
+        self.engines = Gauge('solov2_engine', 'the engine serving (1 once ready): asked, engine, and fallback '
+                             '("true" when auto could not export: several times slower; the log and /readyz say why)',
+                             ['asked', 'engine', 'fallback'], registry=self.registry)
         depth = Gauge('solov2_queue_depth', 'pictures waiting for the network', registry=self.registry)
         depth.set_function(queue_depth)
+        Gauge('solov2_decode_budget_bytes', 'bytes of the decode budget (--max-decode-mb) held by the pictures being '
+              'decoded and prepared', registry=self.registry).set_function(decoding)
         ProcessCollector(registry=self.registry)
 
     def observe(self, route: str, status: int, seconds: float) -> None:
         """Count one answered request."""
         self.requests.labels(route, str(status)).inc()
         self.latency.labels(route).observe(seconds)
+
+    def engine(self, asked: str, backend) -> None:
+        """Name the engine serving (``backend``, a ``Backend``) and the one ``asked`` for."""
+        self.engines.labels(asked, backend.name, str(backend.fallback is not None).lower()).set(1)
 
     def stage(self, name: str):
         """A context manager that times one stage of a picture (``with metrics.stage('decode'):``)."""

@@ -3,7 +3,7 @@ weights (a whole model or a pretrained backbone), and the swap to EMA weights fo
 import contextlib
 import functools
 from pathlib import Path
-from typing import Mapping, Optional, Sequence
+from typing import Callable, ContextManager, Mapping, Optional, Sequence
 
 import numpy as np
 import paddle
@@ -99,16 +99,20 @@ def make_loader(cfg, world_size: int, source: CocoDataset):
 
 
 @contextlib.contextmanager
-def evaluation_weights(model: paddle.nn.Layer, ema=None):
+def evaluation_weights(model: paddle.nn.Layer, ema=None,
+                       hold: Callable[[], ContextManager[None]] = contextlib.nullcontext):
     """``model`` in eval mode holding the EMA weights (when ``ema``) for the duration;
-    the training weights and mode come back afterwards."""
-    raw = {k: v.numpy() for k, v in model.state_dict().items()} if ema is not None else None
-    if ema is not None:
-        model.set_state_dict(ema.state_dict())
-    model.eval()
+    the training weights and mode come back afterwards (each swap in ``hold()``, the run's
+    Paddle settings)."""
+    with hold():
+        raw = {k: v.numpy() for k, v in model.state_dict().items()} if ema is not None else None
+        if ema is not None:
+            model.set_state_dict(ema.state_dict())
+        model.eval()
     try:
         yield model
     finally:
-        model.train()
-        if raw is not None:
-            model.set_state_dict(raw)
+        with hold():
+            model.train()
+            if raw is not None:
+                model.set_state_dict(raw)

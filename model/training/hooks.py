@@ -82,10 +82,11 @@ class CheckpointHook(Hook):
 class EvalHook(Hook):
     """Mask AP every ``every`` iterations (0: only at the end) and at the end; a better AP
     than before saves ``best``. With the (EMA) weights swapped in once, ``evaluate(model,
-    cfg, processes)`` returns the COCO stats dict in percent (0-100, ``model.api.evaluate``),
+    cfg, processes, placement)`` returns the COCO stats dict in percent (0-100, ``model.api.evaluate``),
     the same on every process of ``processes`` (each predicts its share of the images with process 0's weights and BN
     statistics, process 0 scores them), and
-    ``picture(model, cfg)``, when given, a drawn validation picture [H, W, 3] uint8. Every
+    ``picture(model, cfg, placement)``, when given, a drawn validation picture [H, W, 3] uint8 (``placement``:
+    the run's ``Trainer.hold``, which their network calls take one at a time). Every
     process runs the hook and keeps the best AP; only process 0 logs, saves and draws."""
 
     def __init__(self, evaluate: Callable[..., Dict[str, float]], save: Callable[[str], None],
@@ -105,10 +106,11 @@ class EvalHook(Hook):
 
     def run(self, trainer) -> None:
         state, main = trainer.state, self.processes.main
-        with evaluation_weights(trainer.model, trainer.ema) as model:
-            rank0_state(model, self.processes)     # the BN statistics (and their EMA) each process kept
-            stats = self.evaluate(model, trainer.cfg, self.processes)
-            picture = self.picture(model, trainer.cfg) if self.picture and main else None
+        with evaluation_weights(trainer.model, trainer.ema, trainer.hold) as model:
+            with trainer.hold():
+                rank0_state(model, self.processes)     # the BN statistics (and their EMA) each process kept
+            stats = self.evaluate(model, trainer.cfg, self.processes, trainer.hold)
+            picture = self.picture(model, trainer.cfg, trainer.hold) if self.picture and main else None
         self.latest = (state.iteration, stats, picture)
         better = stats['AP'] / 100 > state.best_ap         # the state keeps COCO's fraction, as resumes read it
         if better:

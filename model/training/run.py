@@ -5,11 +5,10 @@ training does not depend on the inference package. Messages go to this module's 
 A run leaves the process as it found it (``run_settings``)."""
 import contextlib
 import dataclasses
-import functools
 import logging
 import shutil
 from pathlib import Path
-from typing import Callable, ContextManager, Iterator, List, Optional
+from typing import Callable, Iterator, List, Optional
 
 import paddle
 
@@ -21,7 +20,7 @@ from solov2.data.files import previous_folder
 from solov2.model.build import build_model
 from solov2.model.checkpoint import CheckpointError
 from solov2.model.distributed import SINGLE, Processes, launched_processes, start_processes
-from solov2.model.runtime import cpu_threads, paddle_on, resolve_device
+from solov2.model.runtime import Placement, cpu_threads, resolve_device
 from solov2.model.training.amp import make_scaler, restore_scaler, runnable_amp
 from solov2.model.training.child_signal import kept_child_signal
 from solov2.model.training.components import load_pretrained, make_loader, make_optimizer
@@ -161,8 +160,9 @@ def make_hooks(options: TrainOptions, cfg, trainer: Trainer, out: Path, log: Run
     ``vdl_dir`` VisualDL, with ``picture``) on process 0; on the others only the evaluation,
     whose share of the images each process predicts (``EvalHook``)."""
     def save(tag: str) -> None:
-        save_training_state(out, tag, trainer.model, trainer.optimizer, trainer.checkpoint_state(), options.config,
-                            cfg, trainer.ema)
+        with trainer.hold():          # the run's device for the state's tensors; between steps, not during one
+            save_training_state(out, tag, trainer.model, trainer.optimizer, trainer.checkpoint_state(),
+                                options.config, cfg, trainer.ema)
 
     evaluation = EvalHook(evaluate, save, log, options.eval_every, picture if options.vdl_dir else None, processes)
     if not processes.main:
@@ -174,28 +174,30 @@ def make_hooks(options: TrainOptions, cfg, trainer: Trainer, out: Path, log: Run
 
 
 @contextlib.contextmanager
-def run_settings(options: TrainOptions) -> Iterator[Callable[[], ContextManager[None]]]:
-    """``with run_settings(options) as hold:`` what ``prepare`` and the run it makes need:
-    ``hold()`` is a block with Paddle on the device and the CPU math threads of ``options``
+def run_settings(options: TrainOptions) -> Iterator[Placement]:
+    """``with run_settings(options) as placement:`` what ``prepare`` and the run it makes need:
+    ``placement()`` is a block with Paddle on the device and the CPU math threads of ``options``
     (threads 0: this process's share of the cores among the launched processes on its
     machine), the process's device, threads and random generators put back after it
-    (``model.runtime.paddle_on``). ``prepare`` runs in one, and the trainer each step in
-    one (``Trainer.hold``), so a model used from another thread meanwhile waits at most a
+    (``model.runtime.paddle_on``). ``prepare`` runs in one, the trainer each step in one
+    (``Trainer.hold``), and the hooks only their own Paddle work (a checkpoint's saving, the
+    weights swapped for an evaluation), whose network calls each take one (``DygraphBackend``
+    on the placement), so a model used from another thread meanwhile waits at most about a
     step. The SIGCHLD handler that Paddle's loader workers set is put back after the run
     (``kept_child_signal``)."""
     threads = cpu_threads(options.threads, launched_processes().local_size)
     with kept_child_signal():
-        yield functools.partial(paddle_on, resolve_device(options.device), threads)
+        yield Placement(resolve_device(options.device), threads)
 
 
-def prepare(options: TrainOptions, evaluate: Callable, picture: Optional[Callable] = None,
-            hold: Callable[[], ContextManager[None]] = contextlib.nullcontext):
+def prepare(options: TrainOptions, evaluate: Optional[Callable], placement: Placement,
+            picture: Optional[Callable] = None):
     """(Trainer, run folder) of this process (InputError, CheckpointError, ValueError or
-    FileNotFoundError when something does not fit), built in ``hold()`` (``run_settings``'),
+    FileNotFoundError when something does not fit), built in ``placement()`` (``run_settings``'),
     which the trainer then takes a step at a time (``Trainer.hold``); ``run_training`` runs it."""
-    with hold():
+    with placement():
         trainer, out = _build(options, evaluate, picture)
-    trainer.hold = hold
+    trainer.hold = placement
     return trainer, out
 
 

@@ -100,8 +100,10 @@ class TrainState:
 class Trainer:
     """SGD steps over ``loader`` until ``schedule.stop_at`` or the time budget; each hook's
     ``after_step(trainer, losses)`` runs after every step and ``after_train(trainer)`` once
-    at the end (in the order given). Each step with its hooks, and the end's hooks, run in a
-    ``hold()`` block (Paddle's device and threads for the run: ``run.run_settings``)."""
+    at the end (in the order given). Each step runs in a ``hold()`` block (Paddle's device and
+    threads for the run: ``run.run_settings``'s placement); the hooks take it for their own Paddle
+    work only (``EvalHook``, ``run.make_hooks``' saving), so another thread's model waits at most
+    about a step."""
     cfg: type
     model: paddle.nn.Layer
     optimizer: paddle.optimizer.Optimizer
@@ -130,13 +132,12 @@ class Trainer:
                 for batch in batches:
                     with self.hold():
                         losses = self.step(batch)
-                        for hook in self.hooks:
-                            hook.after_step(self, losses)
+                    for hook in self.hooks:
+                        hook.after_step(self, losses)
                     if self.finished:
                         break
-        with self.hold():
-            for hook in self.hooks:
-                hook.after_train(self)
+        for hook in self.hooks:
+            hook.after_train(self)
         return self.state
 
     def checkpoint_state(self) -> dict:

@@ -11,13 +11,15 @@ published checkpoint is ``weights/<publisher>/<model>.pdparams`` (``published_pa
 sidecar, whose ``"published"`` record names it: it is current at its name's place, else stale
 (it is converted again when the table of published checkpoints changes). A hidden name
 (``data.files.temporary_beside``: ``.NAME.<pid>.<random>.tmp``) is an entry being built while
-its process runs (``building``, which nothing deletes), else what a stopped process left: unfinished.
+its process runs (``building``, which nothing deletes), else what a stopped process left: unfinished
+(``leftovers``: what an interrupted command and the next export remove).
 """
 import functools
 import hashlib
 import json
 import os
 import shutil
+import time
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -30,6 +32,7 @@ WEIGHTS_FOLDER = 'weights'              # the converted published checkpoints, n
 COMPILED = 'openvino-compiled'          # OpenVINO's compiled models
 CacheDir = Optional[Union[str, os.PathLike]]
 HINT = f'point {CACHE_ENV} at another folder'       # the fix for a cache that cannot be written
+STALE_BUILD_S = 3600      # a temporary untouched this long, its process gone, is a leftover (``leftovers``)
 
 
 @functools.lru_cache(maxsize=1)
@@ -98,12 +101,19 @@ class CacheEntry:
     state: str
 
 
+def _builder(path: Path) -> Optional[int]:
+    """The process id in the temporary name ``path`` (``.NAME.<pid>.<random>.tmp``); None: none."""
+    try:
+        return int(path.name.split('.')[-3])
+    except (IndexError, ValueError):
+        return None
+
+
 def _hidden_state(path: Path) -> str:
     """'building' when the process named in the temporary name ``path`` runs on this machine
     (and off POSIX, where it cannot be asked without touching it), else 'unfinished'."""
-    try:
-        pid = int(path.name.split('.')[-3])
-    except (IndexError, ValueError):
+    pid = _builder(path)
+    if pid is None:
         return 'unfinished'
     if os.name != 'posix':
         return 'building'
@@ -153,6 +163,15 @@ def cache_entries(cache_dir: Optional[str] = None) -> List[CacheEntry]:
         p.suffix == '.json' and p.with_suffix('.pdparams').is_file() and not p.name.startswith('.'))]
     folders = [p for p in root.iterdir() if p.is_dir() and p.name != WEIGHTS_FOLDER] if root.is_dir() else []
     return checkpoints + sorted(map(_folder_entry, folders), key=lambda entry: entry.written)
+
+
+def leftovers(cache_dir: CacheDir = None, mine: bool = False) -> List[CacheEntry]:
+    """The temporaries no process will finish: 'unfinished' ones untouched for ``STALE_BUILD_S``
+    (a process of another container or machine that shares the cache looks gone from here
+    while it builds), and with ``mine`` this process's own (it is about to end)."""
+    oldest = time.time() - STALE_BUILD_S
+    return [entry for entry in cache_entries(cache_dir) if entry.state == 'unfinished' and entry.written < oldest
+            or mine and entry.state == 'building' and _builder(entry.path) == os.getpid()]
 
 
 def remove_entries(entries: Sequence[CacheEntry]) -> int:

@@ -409,6 +409,7 @@ CHEAP_MISTAKES = {
     'precision': (lambda name: Segmenter(name, precision='int8'), "precision='int8' needs backend='openvino'"),
     'device': (lambda name: Segmenter(name, device='tpu'), "device='tpu' is not a device: use 'cpu', 'gpu' or 'gpu:N'"),
     'threads': (lambda name: Segmenter(name, threads=-2), 'threads= takes a whole number, 0'),
+    'fast_decode': (lambda name: Segmenter(name, fast_decode='yes'), "fast_decode= takes True or False, not 'yes'"),
     'config': (lambda name: Segmenter(name, config=99), 'unknown config 99'),
     'override': (lambda name: Segmenter(name, overrides={'score_treshold': 0.2}), "bad override 'score_treshold="),
     'classes': (lambda name: Segmenter(name, overrides=['num_classes=3']), 'num_classes=3 but class_names holds 80'),

@@ -14,11 +14,13 @@ from solov2.core.errors import InputError, LimitError
 from solov2.data import transforms
 from solov2.data.transforms import (
     ImageMeta,
+    ReducedImage,
     batch_images,
     bucket_for,
     bucket_sizes,
     decode_image,
     header_size,
+    jpeg_reduction,
     normalize,
     pad_to_multiple,
     padded_size,
@@ -132,6 +134,22 @@ def test_header_size_reads_width_and_height_without_decoding(kind):
     assert header_size(data) == header_size(memoryview(data)) == header_size(np.frombuffer(data, np.uint8)) == (53, 37)
     assert decode_image(data).shape == (37, 53, 3)      # a picture OpenCV decodes
     assert header_size(data[:5]) is None
+
+
+def test_a_webps_size_is_read_from_its_chunk_without_pillows_decoder(monkeypatch):
+    """Lossy (VP8), lossless (VP8L) and extended (VP8X) WebPs, and a 256 MP bomb that Pillow's
+    reader refuses: their sizes, without Pillow's decoder, which allocates the whole canvas."""
+    from PIL import WebPImagePlugin
+    pictures = []
+    for mode, options in (('RGB', {}), ('RGB', {'lossless': True}), ('RGBA', {'exif': b'Exif\0\0'})):
+        encoded = io.BytesIO()
+        Image.new(mode, (53, 37)).save(encoded, 'WEBP', **options)
+        pictures.append(encoded.getvalue())
+    assert [data[12:16] for data in pictures] == [b'VP8 ', b'VP8L', b'VP8X']
+    monkeypatch.setattr(WebPImagePlugin.WebPImageFile, '_open', lambda self: pytest.fail('decoder made'))
+    assert [header_size(data) for data in pictures] == [(53, 37)] * 3
+    assert header_size(webp_bomb(16000, 16000)) == (16000, 16000)
+    assert header_size(pictures[0][:29]) is None
 
 
 def test_a_reader_that_fails_in_any_way_gives_no_size(monkeypatch):
@@ -356,3 +374,70 @@ def test_swap_red_blue_in_place_in_bands():
     expected = image[..., ::-1].copy()
     assert swap_red_blue(image) is image
     np.testing.assert_array_equal(image, expected)
+
+
+@pytest.mark.parametrize('factor', [2, 4, 8])
+def test_jpeg_reduction_is_the_largest_that_keeps_the_network_input_on_both_axes(factor):
+    """At 300 / 1000 a picture k times the network input on both axes decodes at 1/k, one whose
+    short side (or, with the long side the limit, long side) is a pixel short of it at 1/(k/2);
+    never more than 1/8, and 1 (decoded whole) under twice the input."""
+    assert jpeg_reduction(300 * factor, 400 * factor, 300, 1000) == factor            # input 300 x 400
+    assert jpeg_reduction(299 * factor, 400 * factor, 300, 1000) == factor // 2
+    assert jpeg_reduction(400 * factor, 299 * factor, 300, 1000) == factor // 2       # portrait
+    assert jpeg_reduction(100 * factor, 500 * factor, 300, 500) == factor             # input 100 x 500
+    assert jpeg_reduction(100 * factor, 499 * factor, 300, 500) == factor // 2
+    assert jpeg_reduction(300 * 20, 400 * 20, 300, 1000) == 8 and jpeg_reduction(599, 800, 300, 1000) == 1
+
+
+def _jpeg(height: int, width: int, orientation: int = 1) -> bytes:
+    """A smooth random JPEG (EXIF ``orientation``) of ``height`` x ``width`` as stored."""
+    small = np.random.default_rng(0).integers(0, 255, (height // 16, width // 16, 3), dtype=np.uint8)
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    out = io.BytesIO()
+    Image.fromarray(cv2.resize(small, (width, height), interpolation=cv2.INTER_CUBIC)).save(
+        out, 'JPEG', quality=90, exif=exif.tobytes())
+    return out.getvalue()
+
+
+@pytest.mark.parametrize('orientation', [1, 6])
+def test_a_large_jpeg_decodes_reduced_and_is_prepared_as_the_whole_picture(orientation):
+    """With ``fit`` a 1600 x 1200 JPEG (turned by its EXIF or not) decodes at 1/4 for a 400 x 300
+    input, and ``preprocess`` gives the whole picture's sizes and nearly its network input."""
+    data = _jpeg(1200, 1600, orientation)
+    whole, reduced = decode_image(data), decode_image(data, fit=(300, 1000))
+    assert isinstance(reduced, ReducedImage) and reduced.full_hw == whole.shape[:2]
+    assert reduced.shape[:2] == (whole.shape[0] // 4, whole.shape[1] // 4)
+    (chw, meta), (fast_chw, fast_meta) = preprocess(whole, 300, 1000), preprocess(reduced, 300, 1000)
+    assert fast_meta == meta and meta.orig_hw == whole.shape[:2]
+    assert meta.resized_hw == ((300, 400) if orientation == 1 else (400, 300))
+    assert np.abs(fast_chw - chw).mean() < 0.05           # normalised units: under 3 of 255 grey levels
+
+
+def test_only_a_large_enough_jpeg_decodes_reduced(tmp_path):
+    """A JPEG under twice the input, a PNG, a WebP: decoded whole, as without ``fit``; a file too."""
+    big = cv2.resize(np.random.default_rng(1).integers(0, 255, (75, 100, 3), dtype=np.uint8), (1600, 1200))
+    for data in (_jpeg(590, 800), cv2.imencode('.png', big)[1].tobytes(), cv2.imencode('.webp', big)[1].tobytes()):
+        fast = decode_image(data, fit=(300, 1000))
+        assert type(fast) is np.ndarray
+        np.testing.assert_array_equal(fast, decode_image(data))
+    (tmp_path / 'a.jpg').write_bytes(_jpeg(1200, 1600))
+    assert read_image(tmp_path / 'a.jpg', fit=(300, 1000)).full_hw == (1200, 1600)
+
+
+def test_the_pixel_limit_refuses_a_jpeg_bomb_before_any_decoding(monkeypatch):
+    """A JPEG whose header says 30000 x 20000 is refused on that size with ``fit`` too, nothing decoded."""
+    data = bytearray(_jpeg(32, 32))
+    start = data.index(b'\xff\xc0') + 5
+    data[start:start + 4] = (20000).to_bytes(2, 'big') + (30000).to_bytes(2, 'big')
+    monkeypatch.setattr(transforms.cv2, 'imdecode', lambda *args: pytest.fail('decoded'))
+    with pytest.raises(LimitError, match='is 30000x20000 = 600 MP, over the limit of 100 MP'):
+        decode_image(bytes(data), fit=(300, 1000))
+
+
+def test_a_reduced_decoding_that_is_not_what_its_header_says_is_decoded_whole(monkeypatch):
+    """An EXIF orientation that OpenCV does not read as Pillow does: the whole picture, not a wrong grid."""
+    data = _jpeg(1200, 1600)
+    monkeypatch.setattr(transforms.JpegImagePlugin.JpegImageFile, 'getexif', lambda self: {0x0112: 6})
+    fast = decode_image(data, fit=(300, 1000))
+    assert type(fast) is np.ndarray and fast.shape == (1200, 1600, 3)

@@ -71,3 +71,20 @@ def test_no_cache_yet(tmp_path, monkeypatch, capsys):
     assert cache.main(['list']) == 0
     assert capsys.readouterr().out.startswith('0 entries, 0.0 MB')
 
+
+
+def test_leftovers_are_old_temporaries_of_gone_processes_and_this_process_own(tmp_path):
+    """What an export removes before it builds (``leftovers``) and an interrupted command on its
+    way out (``mine``): never a young temporary (a process of another container that shares the
+    cache may be building it) nor one of another running process."""
+    import os
+
+    from solov2.core.cache import STALE_BUILD_S, leftovers
+    old, young = (tmp_path / f'.config9-auto-{n}.{DEAD}.abcd.tmp' for n in (1, 2))
+    mine, running = (temporary_beside(tmp_path / f'config9-auto-{n}') for n in (3, 4))
+    running = running.with_name(running.name.replace(f'.{os.getpid()}.', f'.{os.getppid()}.'))
+    for folder in (old, young, mine, running):
+        folder.mkdir()
+    os.utime(old, (os.path.getatime(old), os.path.getmtime(old) - STALE_BUILD_S - 60))
+    assert [entry.path for entry in leftovers(tmp_path)] == [old]
+    assert sorted(entry.path for entry in leftovers(tmp_path, mine=True)) == sorted([old, mine])

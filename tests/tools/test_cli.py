@@ -22,8 +22,8 @@ from solov2.model.inference.backend_factory import ModelSpec, open_backend
 from solov2.model.inference.export import export
 from solov2.tools import demo, weights
 from solov2.tools.cli import INSTALLED, Progress, command, error_line, in_flags
+from solov2.tools.commands import commands_by_module
 from solov2.tools.demo_outputs import picture_targets
-from solov2.tools.main import commands_by_module
 from tests.helpers import REPO_DIR
 
 

@@ -1,25 +1,33 @@
 """Checks that the toolkit is right on this machine's GPU: ``python tools/dev/gpu_check.py`` (about
 3-5 minutes on one GPU). Each check prints one line, PASS, FAIL or SKIP, with its numbers; the
-exit code is 1 when any check fails. TF32 stays as Paddle leaves it (on, on Ampere and later), as
-users run, but for the two checks that compare the GPU's float32 arithmetic with the CPU's
-(inference, dcn: ``tf32_off``, Paddle's cuBLAS and cuDNN switches put back after).
+exit code is 1 when any check fails. TF32 stays as Paddle leaves it (Paddle 2.6: on in cuBLAS and
+cuDNN from Ampere on; 3.x: off in cuBLAS, on in cuDNN), as users run, but for the two checks that
+compare the GPU's float32 arithmetic with the CPU's (inference, dcn: ``runtime.tf32_off``, Paddle's
+cuBLAS and cuDNN switches put back after).
 
   environment   the Paddle wheel (a CUDA build, no CPU wheel beside it), not both onnxruntime wheels
-                (``config.install``), the GPU and its compute
-                capability, and whether this Paddle runs on it (``model.runtime.resolve_device``)
+                (``config.install``), the GPU and its compute capability, and whether this Paddle
+                runs on it (``model.runtime.resolve_device``; Paddle 2.x on Hopper and newer: FAIL)
   inference     the shipped model's outputs on the GPU and on the CPU, on the sample pictures:
                 largest difference of scores, kernels and mask features within ``OUTPUT_TOLERANCE``
   postprocess   post-processing on the GPU (``device_postprocess``) against the numpy path on
                 the same outputs: same labels, scores within ``SCORE_TOLERANCE``, mask pixels that
                 differ under ``PIXEL_SHARE`` of the instances' pixels
   engines       the shipped model exported, Paddle Inference (and onnxruntime where the deployment
-                extras are installed) on the GPU against dygraph: labels, scores within ``ENGINE_TOLERANCE``
+                extras are installed) on the GPU against dygraph: labels, scores within the
+                ``ENGINE_TOLERANCE`` of what each computes in (``engine_precision``: TF32 from Ampere
+                on, TensorRT float16); Paddle Inference's ops on the GPU; onnxruntime's sessions
+                without fallback and on their first provider after the runs; each through TensorRT
+                too where it can run (onnxruntime with its provider, Paddle 2.6's .pdmodel)
+  memory        a 12 MP picture with the post-processing and the paste on the GPU: its peak device
+                memory within ``MEMORY_BYTES``
   dcn           Paddle's deformable conv on the GPU against the CPU's tensor-op form
                 (``model.deform_ops``): output and the gradients of every input within ``DCN_TOLERANCE``
   train         ``steps`` training steps of the shapes config (9) on a small generated set, in
-                float32 and with AMP in float16 and bfloat16 (where the GPU runs it): losses finite,
-                the second half's mean below the first half's (from ``FALLING_STEPS`` steps on),
-                AMP's within ``AMP_SHARE`` of float32's; float16's loss scaler finite and saved
+                float32 and with AMP in float16 and bfloat16 (where the GPU runs it): the convolutions
+                in the half type AMP should run (``runnable_amp``), losses finite, the second half's
+                mean below the first half's (from ``FALLING_STEPS`` steps on), AMP's within
+                ``AMP_SHARE`` of float32's; float16's loss scaler finite and saved
   sync-bn       config 0's frozen backbone BN still frozen after the sync-BN conversion, and a
                 training forward of config 9 with its synchronised BN finite
   ema           one EMA update of config 9's weights on the GPU, in ms, and that it moved them
@@ -32,7 +40,6 @@ users run, but for the two checks that compare the GPU's float32 arithmetic with
 ``--dry-run`` makes the same calls on the CPU (the "GPU" is the CPU; AMP there trains in
 float32, as train.py does), with fewer and smaller steps: CI runs it so the check cannot rot.
 """
-import contextlib
 import dataclasses
 import importlib.util
 import logging
@@ -46,13 +53,18 @@ from pathlib import Path
 if __package__ in (None, ''):
     import _bootstrap  # noqa: F401  (script mode: make the project importable)
 
+import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 import paddle  # noqa: E402
-from paddle.base import core  # noqa: E402
 
 from solov2.config import get_config  # noqa: E402
 from solov2.config.device import gpu_number, on_gpu  # noqa: E402
-from solov2.config.install import installed_wheels, onnxruntime_install_problem, paddle_install_problem  # noqa: E402
+from solov2.config.install import (  # noqa: E402
+    installed_wheels,
+    onnxruntime_install_problem,
+    paddle_install_problem,
+    paddle_major,
+)
 from solov2.core.paths import SAMPLE_IMAGES, SHIPPED_WEIGHTS  # noqa: E402
 from solov2.data.coco import CocoDataset, load_coco  # noqa: E402
 from solov2.data.results import write_json  # noqa: E402
@@ -60,11 +72,12 @@ from solov2.data.scoring import evaluate_segm  # noqa: E402
 from solov2.data.transforms import read_image  # noqa: E402
 from solov2.model.build import build_model  # noqa: E402
 from solov2.model.deform_ops import deform_conv  # noqa: E402
+from solov2.model.inference.backend import BackendError  # noqa: E402
 from solov2.model.inference.backend_factory import ModelSpec, exported_backend  # noqa: E402
 from solov2.model.inference.dygraph_backend import DygraphBackend  # noqa: E402
 from solov2.model.inference.export import export  # noqa: E402
 from solov2.model.inference.predicting import predict_coco  # noqa: E402
-from solov2.model.runtime import paddle_on, resolve_device  # noqa: E402
+from solov2.model.runtime import paddle_on, resolve_device, tf32_off, unsupported_gpu  # noqa: E402
 from solov2.model.training.amp import runnable_amp  # noqa: E402
 from solov2.model.training.ema import ModelEMA  # noqa: E402
 from solov2.model.training.hooks import Hook  # noqa: E402
@@ -80,8 +93,9 @@ PIXEL_SHARE = 1e-3        # mask pixels that may differ (threshold ties), of all
 DCN_TOLERANCE = 1e-4      # deformable conv, relative to the largest magnitude
 AMP_SHARE = 0.25          # AMP's final loss within 25% of float32's
 AP_POINTS = 0.2           # mask AP (percent points), GPU vs CPU
-ENGINE_TOLERANCE = 1e-3   # scores of an exported engine on the GPU against dygraph
+ENGINE_TOLERANCE = {'float32': 1e-3, 'tf32': 1e-2, 'float16': 3e-2}   # engine scores against dygraph, by precision
 FALLING_STEPS = 10        # fewer steps are too noisy to ask the loss to fall
+MEMORY_BYTES = 4 << 30    # device memory at the peak of a 12 MP picture's run: an 8 GB card holds it
 TRAIN_SCRIPT = Path(__file__).resolve().parents[2] / 'train.py'
 
 
@@ -119,23 +133,10 @@ def check_environment(s: Setting) -> str:
         raise AssertionError(f'Paddle {paddle.__version__} ({wheels}) is not the CUDA build alone')
     number = gpu_number(device)
     major, minor = paddle.device.cuda.get_device_capability(number)
+    problem = unsupported_gpu(paddle.__version__, (major, minor))
+    assert not problem, problem
     return (f'Paddle {paddle.__version__} ({wheels}), CUDA {paddle.version.cuda()}, cuDNN {paddle.version.cudnn()}, '
             f'{paddle.device.cuda.get_device_name(number)} compute capability {major}.{minor}')
-
-
-@contextlib.contextmanager
-def tf32_off():
-    """TF32 off in cuBLAS and cuDNN for the block (Paddle's switches; CPU builds have them
-    too), put back as they were after it."""
-    names = [name for name in ('cublas', 'cudnn') if hasattr(core, f'get_{name}_switch')]
-    before = {name: getattr(core, f'get_{name}_switch')() for name in names}
-    for name in names:
-        getattr(core, f'set_{name}_switch')(False)
-    try:
-        yield
-    finally:
-        for name, on in before.items():
-            getattr(core, f'set_{name}_switch')(on)
 
 
 def _pictures(s: Setting) -> list:
@@ -146,7 +147,7 @@ def check_inference(s: Setting) -> str:
     """The shipped model's three outputs on each sample picture, GPU against CPU."""
     cpu, gpu = (DygraphBackend(get_config(9), SHIPPED_WEIGHTS, device, threads=2) for device in ('cpu', s.device))
     worst = 0.0
-    with tf32_off():
+    with tf32_off('cublas', 'cudnn'):
         for picture in _pictures(s):
             chw, _ = cpu.prepare(picture)
             for want, got in zip(cpu.run_numpy(chw[None]), gpu.run_numpy(chw[None])):
@@ -175,26 +176,104 @@ def check_postprocess(s: Setting) -> str:
             'mask pixels differ')
 
 
+def engine_precision(tensorrt: bool, capability) -> str:
+    """What an exported engine's float32 products run in on a GPU of compute ``capability``
+    (None: the CPU): TensorRT float16; from Ampere (8.x) on TF32 (onnxruntime's CUDA provider,
+    its use_tf32 default, and Paddle Inference's convolutions, cuDNN's switch on in Paddle 2.6
+    and 3.x); else float32. ``ENGINE_TOLERANCE`` has each one's tolerance."""
+    if tensorrt:
+        return 'float16'
+    return 'tf32' if capability and capability[0] >= 8 else 'float32'
+
+
+def _engine_cases(s: Setting, kinds: list) -> list:
+    """(backend, tensorrt) of each engine to check: every one of ``kinds``, and on a GPU each
+    through TensorRT where it can run (onnxruntime with its provider; Paddle 2.6's .pdmodel)."""
+    cases = [(kind, False) for kind in kinds]
+    if not s.dry and 'onnx' in kinds:
+        import onnxruntime
+        cases += [('onnx', True)] * ('TensorrtExecutionProvider' in onnxruntime.get_available_providers())
+    return cases + [('inference', True)] * (not s.dry and paddle_major() < 3)
+
+
+def _placed(engine, chw) -> set:
+    """'cpu' and/or 'gpu': where a Paddle Inference engine's ops put their outputs on a run of chw
+    ({'unknown'} where its predictor has no output hooks)."""
+    if not hasattr(engine.predictor, 'register_output_hook'):
+        return {'unknown'}
+    places = set()
+    engine.predictor.register_output_hook(lambda op, name, tensor: places.add(
+        'gpu' if 'gpu' in str(tensor.place).lower() else 'cpu'))
+    engine.run(chw[None])
+    return places
+
+
+def _engine_run(s: Setting, engine, dygraph, tolerance: float) -> float:
+    """Largest score difference of ``engine`` against ``dygraph`` on the sample pictures, with the
+    same labels (in order of labels: near-tied instances may swap under TF32 and float16)."""
+    worst = 0.0
+    for picture in _pictures(s):
+        want, got = dygraph(picture), engine(picture)
+        assert sorted(got.labels) == sorted(want.labels), f'labels {list(got.labels)} != {list(want.labels)}'
+        pairs = [sorted(zip(found.labels, found.scores)) for found in (want, got)]
+        worst = max([worst, *(abs(a[1] - b[1]) for a, b in zip(*pairs))])
+    assert worst <= tolerance, f'scores {worst:.1e} apart, over {tolerance}'
+    return worst
+
+
 def check_engines(s: Setting) -> str:
     """The shipped model exported and run by Paddle Inference (and onnxruntime, where installed)
-    on the device, each against dygraph on the CPU: the same labels, scores within ``ENGINE_TOLERANCE``."""
+    on the device, each against dygraph on the CPU: the same labels, scores within the tolerance
+    of what the engine computes in (``engine_precision``); Paddle Inference's ops on the device;
+    onnxruntime's sessions without fallback, still on their first provider after the runs; on
+    a GPU each through TensorRT too where it can run (a provider that does not start is said)."""
     kinds = ['inference'] + (['onnx'] if importlib.util.find_spec('paddle2onnx') and
                              importlib.util.find_spec('onnxruntime') else [])
     folder = s.folder / 'export'
     dygraph = DygraphBackend(get_config(9), SHIPPED_WEIGHTS, 'cpu', threads=2)
     export(9, get_config(9), SHIPPED_WEIGHTS, folder, fmt='both' if 'onnx' in kinds else 'paddle', check=False,
            dygraph=dygraph)
-    worst = {}
-    for kind in kinds:
-        engine = exported_backend(ModelSpec(backend=kind, model_dir=str(folder), device=s.device, threads=2))
-        worst[kind] = 0.0
-        for picture in _pictures(s):
-            want, got = dygraph(picture), engine(picture)
-            assert list(got.labels) == list(want.labels), f'{kind}: labels {list(got.labels)} != {list(want.labels)}'
-            worst[kind] = max([worst[kind], *np.abs(got.scores - want.scores)])
-    numbers = ', '.join(f'{kind} within {value:.1e}' for kind, value in worst.items())
-    assert max(worst.values()) <= ENGINE_TOLERANCE, f'scores over {ENGINE_TOLERANCE} apart: {numbers}'
-    return f'same labels as dygraph on {s.samples} pictures, scores: {numbers}'
+    capability = None if s.dry else tuple(paddle.device.cuda.get_device_capability(gpu_number(s.device)))
+    lines = []
+    for kind, tensorrt in _engine_cases(s, kinds):
+        name, precision = kind + ' tensorrt' * tensorrt, engine_precision(tensorrt, capability)
+        try:
+            engine = exported_backend(ModelSpec(backend=kind, model_dir=str(folder), device=s.device, threads=2,
+                                                tensorrt=tensorrt), str(s.folder / 'compiled'))
+        except BackendError as exc:
+            if not tensorrt:
+                raise
+            lines.append(f'{name} did not open ({exc})')
+            continue
+        worst = _engine_run(s, engine, dygraph, ENGINE_TOLERANCE[precision])
+        if kind == 'onnx':
+            assert not engine.session._enable_fallback, f'{name}: its session falls back after start'
+            first = 'CPU' if s.dry else 'Tensorrt' if tensorrt else 'CUDA'
+            assert engine.session.get_providers()[0] == f'{first}ExecutionProvider', \
+                f'{name}: runs on {engine.session.get_providers()}'
+        else:
+            places = _placed(engine, dygraph.prepare(_pictures(s)[0])[0])
+            assert places in ({'unknown'}, {'cpu'}) if s.dry else ('gpu' in places), f'{name}: ops on {places}'
+        lines.append(f'{name} ({precision}) within {worst:.1e}')
+    return f'same labels as dygraph on {s.samples} pictures, scores: ' + ', '.join(lines)
+
+
+def check_memory(s: Setting) -> str:
+    """The shipped model on a 12 MP picture (4000 x 3000; a dry run: 400 x 300) with the
+    post-processing and the paste on the device: its peak device memory within ``MEMORY_BYTES``."""
+    picture = cv2.resize(_pictures(s)[0], (400, 300) if s.dry else (4000, 3000))
+    gpu = DygraphBackend(get_config(9), SHIPPED_WEIGHTS, s.device, threads=2, on_device=True)
+    cuda, number = paddle.device.cuda, None if s.dry else gpu_number(s.device)
+    if not s.dry and hasattr(cuda, 'reset_max_memory_allocated'):
+        cuda.reset_max_memory_allocated(number)
+    chw, meta = gpu.prepare(picture)
+    found = gpu.finish_stage(gpu.model_stage([chw], [meta]), meta)
+    assert found.masks.image_size == picture.shape[:2], f'masks of {found.masks.image_size}'
+    if s.dry:
+        return f'{len(found)} instances on a {picture.shape[1]}x{picture.shape[0]} picture (memory: on a GPU)'
+    peak = cuda.max_memory_allocated(number)
+    assert peak <= MEMORY_BYTES, f'{peak / 2 ** 30:.2f} GiB at its peak, over {MEMORY_BYTES / 2 ** 30:.0f} GiB'
+    return f'{len(found)} instances on a 12 MP picture, {peak / 2 ** 30:.2f} GiB of device memory at its peak'
 
 
 def _dcn_case() -> list:
@@ -219,7 +298,7 @@ def check_dcn(s: Setting) -> str:
     """Paddle's deformable conv on the device (what ``deform_conv`` runs there) against the
     CPU's tensor-op form (``deform_conv`` on a CPU place with gradients)."""
     want = _dcn_run('cpu', deform_conv)
-    with tf32_off():
+    with tf32_off('cublas', 'cudnn'):
         got = _dcn_run(s.device, paddle.vision.ops.deform_conv2d)
     names = ('output', 'dx', 'doffset', 'dweight', 'dbias', 'dmask')
     errors = {name: float(np.abs(a - b).max() / max(1.0, np.abs(a).max())) for name, a, b in zip(names, want, got)}
@@ -245,8 +324,9 @@ def _shapes_set(s: Setting, split: str, count: int) -> tuple:
 
 
 def _train(s: Setting, amp: str) -> tuple:
-    """(losses, loss scaler's state) of ``s.steps`` steps of config 9 from random weights
-    (``amp``: '', 'fp16' or 'bf16'), as ``train`` runs them (``run_settings``)."""
+    """(losses, loss scaler's state, dtypes of the first convolution's outputs) of ``s.steps``
+    steps of config 9 from random weights (``amp``: '', 'fp16' or 'bf16'), as ``train`` runs
+    them (``run_settings``)."""
     ann, images = _shapes_set(s, 'train', 8)
     data = [f'dataset_dir={s.folder}', f'train_ann={ann}', f'train_images={images}', f'val_ann={ann}',
             f'val_images={images}', f'train_shorts=({s.size},)', f'train_max={s.size}', 'batch_size=2',
@@ -255,11 +335,13 @@ def _train(s: Setting, amp: str) -> tuple:
                            max_iters=s.steps, log_every=10 ** 6, checkpoint_every=10 ** 6, amp=amp,
                            device=s.device, threads=2)
     with run_settings(options) as hold:
-        trainer, _ = prepare(options, evaluate=None, hold=hold)
-        losses = _Losses()
+        trainer, _ = prepare(options, evaluate=None, placement=hold)
+        losses, dtypes = _Losses(), set()
         trainer.hooks = [losses]
+        first = next(layer for layer in trainer.model.sublayers() if isinstance(layer, paddle.nn.Conv2D))
+        first.register_forward_post_hook(lambda layer, inputs, output: dtypes.add(str(output.dtype).split('.')[-1]))
         trainer.run()
-    return losses.values, trainer.checkpoint_state()['scaler']
+    return losses.values, trainer.checkpoint_state()['scaler'], dtypes
 
 
 def _halves(losses: list) -> tuple:
@@ -273,10 +355,13 @@ def check_train(s: Setting) -> str:
     second half within ``AMP_SHARE`` of float32's; float16's scaler state finite and positive."""
     amps = ['', 'fp16'] + (['bf16'] if s.dry or runnable_amp('bf16', s.device) else [])
     runs = {amp or 'float32': _train(s, amp) for amp in amps}
-    halves = {name: _halves(losses) for name, (losses, _) in runs.items()}
+    for amp in amps:            # the half type the forward's convolutions really ran in (float32 on the CPU)
+        want = runnable_amp(amp, s.device) or 'float32'
+        assert runs[amp or 'float32'][2] == {want}, f"{amp or 'float32'}: convolutions in {runs[amp or 'float32'][2]}"
+    halves = {name: _halves(losses) for name, (losses, _, _) in runs.items()}
     numbers = f'{s.steps} steps, mean loss of the first and second half: ' + ', '.join(
         f'{name} {start:.3f} -> {end:.3f}' for name, (start, end) in halves.items())
-    assert all(math.isfinite(v) for losses, _ in runs.values() for v in losses), 'not finite: ' + numbers
+    assert all(math.isfinite(v) for losses, _, _ in runs.values() for v in losses), 'not finite: ' + numbers
     assert s.steps < FALLING_STEPS or all(end < start for start, end in halves.values()), 'not falling: ' + numbers
     end = halves['float32'][1]
     assert all(abs(last - end) <= AMP_SHARE * end for _, last in halves.values()), \
@@ -389,7 +474,8 @@ def check_two_gpus(s: Setting) -> str:
 
 
 CHECKS = (('environment', check_environment), ('inference', check_inference), ('postprocess', check_postprocess),
-          ('engines', check_engines), ('dcn', check_dcn), ('train', check_train), ('sync-bn', check_sync_bn),
+          ('engines', check_engines), ('memory', check_memory), ('dcn', check_dcn), ('train', check_train),
+          ('sync-bn', check_sync_bn),
           ('ema', check_ema), ('eval', check_eval), ('two-gpu', check_two_gpus))
 
 

@@ -21,6 +21,7 @@ import csv
 import functools
 import json
 import multiprocessing
+import os
 import queue
 import statistics
 import subprocess
@@ -36,6 +37,7 @@ from solov2.config import get_config, with_overrides
 from solov2.config.base import COCO_CLASSES
 from solov2.core.errors import RunError
 from solov2.data.loader import collate_batch
+from solov2.model.distributed import cpu_launch_env
 from solov2.model.training.hooks import Hook, LogHook
 from solov2.model.training.options import TrainOptions
 from solov2.model.training.run import prepare, run_settings
@@ -167,7 +169,7 @@ def ours_loop(options: TrainOptions) -> float:
     with its per-step hook (the log) and without the work of its end (evaluation, checkpoint)."""
     tune_for(options.device, options.threads, helper_threads=0)      # as train.py tunes its process
     with run_settings(options) as hold:
-        trainer, _ = prepare(options, evaluate=None, hold=hold)     # without the evaluation hook, its one user
+        trainer, _ = prepare(options, evaluate=None, placement=hold)     # without the evaluation hook, its one user
         clock = ClockHook()
         trainer.hooks = [hook for hook in trainer.hooks if isinstance(hook, LogHook)] + [clock]
         trainer.run()
@@ -183,7 +185,8 @@ def ours_launched_loop(options: TrainOptions, processes: int, folder: Path) -> f
                '--log_dir', str(folder / 'launch_logs'), str(TRAIN_SCRIPT),
                *command_args(replace(options, checkpoint_every=10 ** 6))]
     try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=CHILD_TIMEOUT_S)
+        done = subprocess.run(command, capture_output=True, text=True, timeout=CHILD_TIMEOUT_S,
+                              env={**os.environ, **cpu_launch_env(processes)})
     except subprocess.TimeoutExpired:
         raise RunError(f'{processes} launched processes of train.py took over {CHILD_TIMEOUT_S} s: stopped') from None
     log = Path(options.output) / 'train_log.csv'
@@ -274,7 +277,7 @@ def measure(number: int, family: str, reference, weights: str, bench: TrainBench
     state_file = folder / f'ppdet{number}.npz'
     np.savez(state_file, **{name: value.numpy() for name, value in reference.state_dict().items()})
     with run_settings(options) as hold, hold():      # both models' steps on the options' device and threads
-        trainer, _ = prepare(options, evaluate=None, hold=hold)
+        trainer, _ = prepare(options, evaluate=None, placement=hold)
         ours, theirs = step_batches(trainer, bench.batch)
         trainer.model.train()
         timed = interleaved({'ours': lambda: trainer.step(ours)['loss'], 'ppdet': ppdet_step(reference, theirs)},

@@ -43,10 +43,10 @@ def test_config_comes_from_the_sidecar(seg):
 def test_path_bgr_and_rgb_arrays_give_the_predictor_s_instances(seg):
     rgb = read_image(IMAGES[0])
     want = DygraphBackend(get_config(9), WEIGHTS, 'cpu')(rgb)      # seg's device
-    from_path = seg(IMAGES[0])
+    from_path = seg(IMAGES[0], min_score=0)
     _same(from_path, Instances.from_detections(want, seg.class_names))
-    _same(seg(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)), from_path)        # BGR is the default
-    _same(seg(rgb, channels='rgb'), from_path)
+    _same(seg(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), min_score=0), from_path)        # BGR is the default
+    _same(seg(rgb, channels='rgb', min_score=0), from_path)
     assert from_path.masks.shape[1:] == rgb.shape[:2] and from_path.masks.dtype == bool
 
 
@@ -75,7 +75,7 @@ def test_the_demo_writes_the_picture_and_records_of_instances(seg, tmp_path):
     """demo.py's drawn picture and --save-json records are ``Instances.draw`` and ``to_coco``'s."""
     records, picture = [], tmp_path / 'drawn.png'
     run_images(seg.backend, {IMAGES[0]: picture}, DrawOptions(records=records, warmup=0), [])
-    result = seg(IMAGES[0])
+    result = seg(IMAGES[0], min_score=0)                                  # --save-json keeps every instance
     want = result.to_coco(0, file_name=IMAGES[0].name)
     assert [dict(r, score=0) for r in records] == [dict(r, score=0) for r in want] and len(want) > 0
     np.testing.assert_allclose([r['score'] for r in records], [r['score'] for r in want], rtol=1e-5)
@@ -118,6 +118,9 @@ def test_stream_video_yields_every_frame_in_order(seg, tmp_path):
     _, frame, few = next(seg.stream_video(str(path), score_threshold=0.6, max_instances=4))
     _same(few, seg(frame, score_threshold=0.6, max_instances=4))
     assert len(few) == 4
+    _, frame, everything = next(seg.stream_video(str(path), min_score=0))
+    _same(everything, seg(frame, min_score=0))
+    assert len(everything) > len(seen[0][2])
 
 
 def test_evaluate_equals_eval_py(seg, tmp_path, capsys):
@@ -135,7 +138,7 @@ def test_evaluate_equals_eval_py(seg, tmp_path, capsys):
 def test_overrides_as_a_dict_or_a_list(seg):
     high = Segmenter(WEIGHTS, backend='dygraph', device='cpu', overrides={'score_threshold': 0.6})
     assert high.cfg.score_threshold == 0.6
-    assert 0 < len(high(IMAGES[0])) < len(seg(IMAGES[0]))     # fewer candidates pass the category threshold
+    assert 0 < len(high(IMAGES[0], min_score=0)) < len(seg(IMAGES[0], min_score=0))   # fewer candidates pass
     assert Segmenter(WEIGHTS, backend='dygraph', device='cpu', overrides=['nms_pre=100']).cfg.nms_pre == 100
 
 

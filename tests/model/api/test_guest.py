@@ -181,3 +181,28 @@ def test_training_runs_in_another_thread_with_loader_workers(tmp_path):
     summary, left = results[0]
     assert summary.iteration == 2 and not left
     assert signal.getsignal(signal.SIGCHLD) is before
+
+
+FIRST_PADDLE_IMPORTS = {
+    'the first API call': "from solov2 import SAMPLE_IMAGES, SHIPPED_WEIGHTS, Segmenter\n"
+                          "Segmenter(SHIPPED_WEIGHTS, backend='dygraph', device='cpu')"
+                          "(SAMPLE_IMAGES + '/shapes_000083.jpg')",
+    'the training loader': 'import solov2.data.loader',
+    'the way back to PaddleDetection': 'import solov2.convert.to_ppdet',
+    'the version check': 'from solov2.config.install import paddle_major\npaddle_major()',
+}
+
+
+@pytest.mark.parametrize('first', sorted(FIRST_PADDLE_IMPORTS))
+def test_the_import_of_paddle_leaves_the_hosts_root_logger_as_it_was(first):
+    """Paddle 3's import sets the root logger to INFO with a handler of its own; whichever toolkit
+    module imports it first, the host's root logger keeps its level and handlers (its own
+    WARNING default included), so the host's and its libraries' INFO lines do not start to print."""
+    host = ('import logging, sys\nroot = logging.getLogger()\nbefore = (root.level, list(root.handlers))\n'
+            f'{FIRST_PADDLE_IMPORTS[first]}\n'
+            "assert 'paddle' in sys.modules\n"
+            "print(before == (root.level, list(root.handlers)), logging.getLevelName(root.level), root.handlers)\n")
+    done = subprocess.run([sys.executable, '-c', host], capture_output=True, text=True, cwd=str(REPO_DIR),
+                          env={**os.environ, 'PYTHONPATH': str(REPO_DIR)}, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split()[:2] == ['True', 'WARNING'], done.stdout

@@ -17,6 +17,7 @@ from solov2.model.inference import dygraph_backend
 from solov2.model.inference.auto_backend import STAGES, installed_engines
 from solov2.model.inference.device_postprocess import postprocess_on_device
 from tests.helpers import REPO_DIR
+from tests.pictures import large_jpeg
 
 WEIGHTS = str(REPO_DIR / 'weights' / 'shapes_r18.pdparams')
 SQUARE = sorted((REPO_DIR / 'images').glob('shapes_0*.jpg'))       # 256 x 256
@@ -182,14 +183,14 @@ def test_the_pixel_limit_holds_for_arrays_pil_images_and_bytes(tmp_path):
 def test_a_per_call_threshold_equals_constructing_with_it(seg):
     """``score_threshold=`` and ``max_instances=`` give what a Segmenter built with the
     overrides ``score_threshold`` / ``max_per_image`` gives, and change nothing after the call."""
-    everything = seg(SQUARE[0])
+    everything = seg(SQUARE[0], min_score=0)
     high = Segmenter(WEIGHTS, backend='dygraph', device='cpu', threads=2, overrides={'score_threshold': 0.6})
     _same(seg(SQUARE[0], score_threshold=0.6), high(SQUARE[0]))
-    assert 0 < len(high(SQUARE[0])) < len(everything)
+    assert 0 < len(high(SQUARE[0], min_score=0)) < len(everything)
     few = Segmenter(WEIGHTS, backend='dygraph', device='cpu', threads=2, overrides={'max_per_image': 3})
     _same(seg(SQUARE[0], max_instances=3), few(SQUARE[0]))
     assert len(few(SQUARE[0])) == 3
-    _same(seg(SQUARE[0]), everything)                       # the call changed nothing
+    _same(seg(SQUARE[0], min_score=0), everything)          # the call changed nothing
     _same(seg(SQUARE[:2], batch_size=2, score_threshold=0.6)[0], high(SQUARE[0]), exact=False)
     _same(next(seg.stream([SQUARE[0]], score_threshold=0.6))[1], high(SQUARE[0]))
 
@@ -221,8 +222,8 @@ def test_per_call_thresholds_on_the_device_path_equal_the_numpy_path(seg, monkey
 
 
 def test_min_score_keeps_the_instances_scoring_at_least_it(seg):
-    confident = seg(SQUARE[0]).filter(min_score=0.5)
-    assert 0 < len(confident) < len(seg(SQUARE[0]))
+    confident = seg(SQUARE[0], min_score=0).filter(min_score=0.5)
+    assert 0 < len(confident) < len(seg(SQUARE[0], min_score=0))
     _same(seg(SQUARE[0], min_score=0.5), confident)
     _same(seg(SQUARE[:2], min_score=0.5)[0], confident)
 
@@ -293,8 +294,114 @@ def test_a_failed_auto_export_falls_back_to_dygraph_with_a_warning_that_says_why
     with caplog.at_level(logging.WARNING, logger='solov2'):
         fallen = Segmenter(WEIGHTS, cache_dir=str(tmp_path), threads=1, device='cpu')
     assert fallen.backend.name == 'dygraph'
+    assert fallen.backend.fallback == 'auto: could not export for onnx: dygraph runs instead (several times slower)'
     warned = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warned) == 1 and warned[0].name == auto_backend.LOG.name, caplog.records
     assert warned[0].getMessage().startswith('auto: could not export for onnx (paddle2onnx 2.0.1 needs Paddle >= 3.0')
     assert 'install paddle2onnx==1.3.1 (requirements-deploy-paddle26.txt, the deploy-paddle26 extra)): using dygraph' \
         in warned[0].getMessage()
+
+
+def test_answers_leave_out_what_scores_under_0_3_unless_asked(seg):
+    """``seg(...)``, ``stream`` and ``stream_video`` answer the instances scoring at least 0.3 by
+    default (what a person calls an object); ``min_score=0`` gives every one."""
+    everything = seg(SQUARE[1], min_score=0)
+    shown = seg(SQUARE[1])
+    assert 0 < len(shown) < len(everything) and everything.scores[len(shown)] < 0.3
+    _same(shown, everything.filter(min_score=0.3))
+    _same(next(seg.stream([SQUARE[1]]))[1], shown)
+    _same(next(seg.stream([SQUARE[1]], min_score=0))[1], everything)
+    _same(seg([SQUARE[1]])[0], shown)
+
+
+def _counting(monkeypatch, module, name) -> list:
+    """The calls of ``module.name`` from now on (their first argument)."""
+    calls, original = [], getattr(module, name)
+    monkeypatch.setattr(module, name, lambda first, *args: calls.append(first) or original(first, *args))
+    return calls
+
+
+def test_an_answer_pastes_and_encodes_only_what_it_holds(seg, monkeypatch):
+    """``min_score`` leaves the instances out before any mask is pasted; ``to_dict('none')``
+    gives the boxes of ``to_dict()`` without pasting a mask and 'polygons' encodes no RLE."""
+    from solov2.data import results
+    from solov2.model.inference import postprocess
+    monkeypatch.setattr(postprocess, 'WHOLE_PASTE_SHARE', 1.0)        # every mask pasted in its window
+    everything = seg(SQUARE[0], min_score=0).to_dict()
+    pastes, encodes = _counting(monkeypatch, postprocess, '_paste_pending'), _counting(monkeypatch, results,
+                                                                                       'encode_crop_rle')
+    answered = seg(SQUARE[0], min_score=0.5).to_dict()
+    assert 0 < len(pastes) == len(encodes) == len(answered['instances']) < len(everything['instances'])
+    assert answered['instances'] == [one for one in everything['instances'] if one['score'] >= 0.5]
+    del pastes[:], encodes[:]
+    boxes = seg(SQUARE[0], min_score=0).to_dict('none')
+    assert pastes == encodes == [] and boxes['instances'] == [
+        {key: value for key, value in one.items() if key != 'mask'} for one in everything['instances']]
+    outlines = seg(SQUARE[0], min_score=0).to_dict('polygons')
+    assert encodes == [] and len(pastes) == len(everything['instances'])
+    assert [one['box'] for one in outlines['instances']] == [one['box'] for one in everything['instances']]
+    with pytest.raises(InputError, match='masks must be one of rle, polygons, none'):
+        seg(SQUARE[0]).to_dict('png')
+
+
+def iou(a: np.ndarray, b: np.ndarray) -> float:
+    """Intersection over union of two [H, W] bool masks."""
+    return np.count_nonzero(a & b) / max(1, np.count_nonzero(a | b))
+
+
+def nearly_the_same(got: Instances, want: Instances, least_score: float = 0.3, least_iou: float = 0.85,
+                    mean_iou: float = 0.95, score_gap: float = 0.05) -> None:
+    """Each of ``want`` scoring ``least_score`` or more has one of ``got`` (whose scores may be
+    lower by ``score_gap``) of its label whose mask overlaps it by ``least_iou`` (``mean_iou`` on
+    average) and whose score is within ``score_gap``; and the other way round."""
+    assert got.image_size == want.image_size
+    for one, other in ((got, want), (want, got)):
+        kept = other.scores >= least_score
+        best = [max(((iou(mask, theirs), their_score) for theirs, their_label, their_score in
+                     zip(one.masks, one.labels, one.scores) if their_label == label), default=(0, 0))
+                for mask, label in zip(other.masks[kept], other.labels[kept])]
+        overlaps, scores = np.array(best).T
+        assert len(best) > 0 and overlaps.min() >= least_iou and overlaps.mean() >= mean_iou, overlaps
+        np.testing.assert_allclose(scores, other.scores[kept], atol=score_gap)
+
+
+def test_fast_decode_answers_a_large_jpeg_on_its_full_grid_with_nearly_the_same_instances(seg, tmp_path):
+    """``fast_decode=True``: a 2560 x 1280 JPEG decoded at 1/4 for the 640 x 320 input gives its
+    instances on the whole picture's grid, nearly those of the whole decoding, alone, in a list
+    or from a file; a PNG gives exactly those of the default."""
+    fast = Segmenter(WEIGHTS, backend='dygraph', device='cpu', threads=2, fast_decode=True)
+    data = large_jpeg(WIDE, 5)
+    assert fast._reader('bgr')(data).shape == (320, 640, 3)
+    quick, whole = fast(data, min_score=0.25), seg(data, min_score=0.25)
+    assert quick.image_size == (1280, 2560) and quick.masks.shape[1:] == (1280, 2560)
+    nearly_the_same(quick, whole)
+    (tmp_path / 'large.jpg').write_bytes(data)
+    for again in (fast([data], min_score=0.25)[0], fast(tmp_path / 'large.jpg', min_score=0.25)):
+        _same(again, quick)
+    png = cv2.imencode('.png', cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR))[1].tobytes()
+    _same(fast(png, min_score=0.25), whole, exact=False)
+
+
+def test_a_lists_pictures_are_read_ahead_by_what_their_headers_say_they_will_hold(seg, tmp_path, monkeypatch):
+    """``picture_cost``: the bytes reading and preparing a picture holds at its peak, known before
+    it is read (a path's or bytes' header: while decoding; a PIL image's or an array's size: once
+    prepared; a file object's not), which a list's and a stream's read-ahead goes by."""
+    from PIL import Image
+
+    from solov2.model.api import segmenter
+    from tests.pictures import webp_bomb
+    network_input = 3 * 4 * 320 * 480
+    decoding, prepared = 7 * 3000 * 2000 + 3 * network_input, 3 * 3000 * 2000 + network_input
+    (tmp_path / 'big.webp').write_bytes(webp_bomb(3000, 2000))
+    for image in (tmp_path / 'big.webp', str(tmp_path / 'big.webp'), webp_bomb(3000, 2000)):
+        assert segmenter.picture_cost(image, 320, 640) == decoding
+    for image in (Image.new('RGB', (3000, 2000)), np.zeros((2000, 3000, 3), np.uint8), np.zeros((2000, 3000))):
+        assert segmenter.picture_cost(image, 320, 640) == prepared
+    assert segmenter.picture_cost(io.BytesIO(webp_bomb(3000, 2000)), 320, 640) is None
+    assert segmenter.picture_cost(tmp_path / 'missing.jpg', 320, 640) is None
+    costs = []
+    monkeypatch.setattr(segmenter, 'run_pictures',
+                        lambda images, *args, cost, **kwargs: costs.append(cost) or (none for none in ()))
+    seg([webp_bomb(3000, 2000)])
+    list(seg.stream([webp_bomb(3000, 2000)]))
+    assert [cost(webp_bomb(3000, 2000)) for cost in costs] == [decoding, decoding]

@@ -1,4 +1,5 @@
 """The device post-processing (Paddle ops, run here on the CPU) against the numpy path."""
+import contextlib
 import dataclasses
 from pathlib import Path
 
@@ -12,9 +13,16 @@ from solov2.core.errors import InputError
 from solov2.core.paths import SAMPLE_IMAGES
 from solov2.data.masks import CroppedMasks
 from solov2.data.transforms import ImageMeta, read_image
+from solov2.model.inference import device_postprocess
 from solov2.model.inference.backend import default_finish_workers
 from solov2.model.inference.device_postprocess import matrix_nms as device_nms
-from solov2.model.inference.device_postprocess import paste_on_device, postprocess_on_device, ranked
+from solov2.model.inference.device_postprocess import (
+    paste_on_device,
+    paste_step,
+    postprocess_on_device,
+    product_dtype,
+    ranked,
+)
 from solov2.model.inference.dygraph_backend import DygraphBackend
 from solov2.model.inference.media import frame_rgb
 from solov2.model.inference.pipeline import run_pictures
@@ -87,29 +95,69 @@ def test_device_detections_equal_the_numpy_path(seed, grids, nms_pre, max_per_im
     _same_soft(got, want)
 
 
-def _tf32(matmul):
-    """Stands in for ``paddle.matmul`` on a GPU with TF32 on (Ampere and newer, Paddle's default):
-    float32 operands cut to TF32's 10-bit mantissa first, float64 ones as they are."""
-    def run(x, y, *args, **kwargs):
-        if x.dtype == paddle.float32:
-            x, y = (paddle.to_tensor((t.numpy().view(np.uint32) & 0xFFFFE000).view(np.float32)) for t in (x, y))
-        return matmul(x, y, *args, **kwargs)
-    return run
+class FakeSwitch:
+    """Stands in for Paddle's cuBLAS TF32 switch on a GPU (``core.get_cublas_switch`` and
+    ``set_cublas_switch``), starting ``on``, with ``paddle.matmul`` as a GPU's cuBLAS runs it:
+    float32 operands cut to TF32's 10-bit mantissa first while the switch is on (read at each
+    call), other dtypes as they are; ``dtypes``: the dtype of each product's operands."""
+
+    def __init__(self, monkeypatch, on: bool):
+        self.on, self.dtypes, matmul = on, [], paddle.matmul
+        from paddle.base import core
+        monkeypatch.setattr(core, 'get_cublas_switch', lambda: self.on, raising=False)
+        monkeypatch.setattr(core, 'set_cublas_switch', lambda on: setattr(self, 'on', on), raising=False)
+
+        def run(x, y, *args, **kwargs):
+            self.dtypes.append(str(x.dtype).replace('paddle.', ''))
+            if x.dtype == paddle.float32 and self.on:
+                x, y = (paddle.to_tensor((t.numpy().view(np.uint32) & 0xFFFFE000).view(np.float32)) for t in (x, y))
+            return matmul(x, y, *args, **kwargs)
+        monkeypatch.setattr(paddle, 'matmul', run)
 
 
-@pytest.mark.parametrize('seed', [1, 2])
-def test_tf32_products_leave_the_device_instances_as_they_are(monkeypatch, seed):
-    """The logits are float64 products, and Matrix NMS's 0/1 ones exact: the same instances,
-    to the bit, whether or not the device's float32 products run in TF32."""
-    outputs = [paddle.to_tensor(a) for a in _case(seed, (12, 8), sharp=3.0)]
+@pytest.mark.parametrize('capability, dtype', [((8, 9), 'float32'), ((7, 5), 'float32'), ((9, 0), 'float64'),
+                                               ((8, 0), 'float64')])
+def test_tf32_leaves_the_gpu_instances_as_they_are_at_the_right_cost(monkeypatch, capability, dtype):
+    """On a GPU (a stand-in: its compute capability, its TF32 switch and products) with TF32 on:
+    float32 products with the switch off for the block where FP64 is slow (L40S 8.9, T4 7.5),
+    float64 where it is fast (H100 9.0, A100 8.0); the same instances, to the bit, as with TF32
+    off, and the switch on again after."""
+    outputs = [paddle.to_tensor(a) for a in _case(1, (12, 8), sharp=3.0)]
     params = InferenceParams(num_grids=(12, 8), segm_strides=(1, 2), nms_pre=30)
-    exact = postprocess_on_device(*outputs, params)[0]
-    monkeypatch.setattr(paddle, 'matmul', _tf32(paddle.matmul))
-    rounded = postprocess_on_device(*outputs, params)[0]
-    assert len(exact) > 5
-    np.testing.assert_array_equal(rounded.labels, exact.labels)
-    np.testing.assert_array_equal(rounded.scores, exact.scores)
-    np.testing.assert_array_equal(rounded.masks, exact.masks)
+    metas = [ImageMeta((50, 60), (48, 64), (48, 64))]
+    monkeypatch.setattr(device_postprocess, 'device_capability', lambda place: capability)
+    FakeSwitch(monkeypatch, on=False)
+    exact = postprocess_on_device(*outputs, params, metas)[0]
+    switch = FakeSwitch(monkeypatch, on=True)
+    got = postprocess_on_device(*outputs, params, metas)[0]
+    assert len(exact) > 5 and switch.on and ('float64' in switch.dtypes) == (dtype == 'float64')
+    np.testing.assert_array_equal(got.labels, exact.labels)
+    np.testing.assert_array_equal(got.scores, exact.scores)
+    np.testing.assert_array_equal(np.asarray(got.masks), np.asarray(exact.masks))
+    monkeypatch.setattr(device_postprocess, 'tf32_off', lambda *names: contextlib.nullcontext())
+    if dtype == 'float32':    # the switch left on: the stand-in's TF32 moves the scores
+        assert not np.array_equal(postprocess_on_device(*outputs, params, metas)[0].scores, exact.scores)
+
+
+def test_the_products_dtype_per_device_and_the_paste_by_bytes():
+    """float32 on the CPU and, with TF32 off, on GPUs of slow FP64; float64 where FP64 is fast or
+    no switch can turn TF32 off. The paste takes as many masks as 1 GiB holds at the picture's
+    size: 8 at 12 MP, one (1 GB) at the 100 MP limit, which an 8 GB card holds with the network."""
+    assert product_dtype(None, True) == product_dtype(None, False) == 'float32'
+    assert [product_dtype(c, True) for c in ((7, 5), (8, 6), (8, 9), (12, 0))] == ['float32'] * 4
+    assert [product_dtype(c, True) for c in ((6, 0), (7, 0), (8, 0), (9, 0))] == ['float64'] * 4
+    assert product_dtype((8, 9), False) == 'float64'
+    assert paste_step(3000, 4000) == 8 and paste_step(800, 1333) == 100
+    assert paste_step(10000, 10000) == 1 and 10000 * 10000 * device_postprocess.PASTE_PIXEL_BYTES < 1.1e9
+    assert paste_step(40000, 40000) == 1
+
+
+def test_the_cpu_products_are_float32_and_leave_the_switch_alone(monkeypatch):
+    outputs = [paddle.to_tensor(a) for a in _case(1, (12, 8), sharp=3.0)]
+    switch = FakeSwitch(monkeypatch, on=False)
+    monkeypatch.setattr(device_postprocess, 'tf32_off', lambda *names: pytest.fail('TF32 switched on the CPU'))
+    postprocess_on_device(*outputs, InferenceParams(num_grids=(12, 8), segm_strides=(1, 2), nms_pre=30))
+    assert set(switch.dtypes) == {'float32'}
 
 
 def test_no_candidates_gives_empty_detections_with_or_without_a_picture():
@@ -121,14 +169,16 @@ def test_no_candidates_gives_empty_detections_with_or_without_a_picture():
     assert len(pasted) == 0 and pasted.masks.image_size == (60, 64)
 
 
-@pytest.mark.parametrize('feat_hw, resized_hw, orig_hw', [
-    ((28, 28), (112, 112), (160, 160)),
-    ((8, 10), (28, 36), (56, 72)),
-    ((30, 40), (118, 160), (59, 80)),
-    ((20, 27), (80, 107), (750, 1000)),
+@pytest.mark.parametrize('feat_hw, resized_hw, orig_hw, step', [
+    ((28, 28), (112, 112), (160, 160), None),
+    ((8, 10), (28, 36), (56, 72), None),
+    ((30, 40), (118, 160), (59, 80), 1),
+    ((20, 27), (80, 107), (750, 1000), 3),
 ])
-def test_paste_on_device_equals_paste_in_boxes(feat_hw, resized_hw, orig_hw):
-    """Crops and boxes as ``paste_in_boxes``'s, but at threshold ties."""
+def test_paste_on_device_equals_paste_in_boxes(monkeypatch, feat_hw, resized_hw, orig_hw, step):
+    """Crops and boxes as ``paste_in_boxes``'s, but at threshold ties, whatever masks a step takes."""
+    if step:
+        monkeypatch.setattr(device_postprocess, 'paste_step', lambda height, width: step)
     soft = _soft_masks(np.random.default_rng(sum(orig_hw)), feat_hw)
     want = paste_in_boxes(soft, resized_hw, orig_hw, 0.5)
     got = paste_on_device(paddle.to_tensor(soft), resized_hw, orig_hw, 0.5)
@@ -205,7 +255,7 @@ def test_finishing_workers_by_where_the_network_runs(shipped):
     on_device, on_host = shipped
     assert on_device.finish_workers() == default_finish_workers(network_on_gpu=True)
     assert on_host.finish_workers() == default_finish_workers()
-    assert not on_host.on_device and DygraphBackend.for_model(on_host.model, on_host.cfg).on_device is False
+    assert not on_host.on_device and DygraphBackend(on_host.cfg, model=on_host.model, device='cpu').on_device is False
 
 
 def test_outputs_of_another_grid_are_refused_as_on_the_numpy_path():

@@ -5,22 +5,29 @@ import json
 import os
 import re
 
+import numpy as np
+import paddle.inference
 import pytest
+from onnxruntime.capi.onnxruntime_pybind11_state import EPFail
 
 from solov2.config import get_config
+from solov2.core.errors import InputError, RunError
 from solov2.model.inference import onnxruntime_backend
 from solov2.model.inference.backend import BackendError
 from solov2.model.inference.backend_factory import ModelSpec, exported_backend
 from solov2.model.inference.onnxruntime_backend import OnnxBackend, onnx_providers
-from solov2.model.inference.paddle_inference_backend import place_inference
+from solov2.model.inference.paddle_inference_backend import InferenceBackend, place_inference
+from solov2.model.inference.pipeline import run_pictures
 from solov2.model.inference.postprocess import InferenceParams
+
+REAL_CONFIG = paddle.inference.Config
+EVERY = ['TensorrtExecutionProvider', 'CUDAExecutionProvider', 'CPUExecutionProvider']
 
 
 def _parameters(name):
     """The parameter names of ``paddle.inference.Config.<name>``, read from the signature
     pybind11 writes on its first docstring line (``name(self: ..., a: int, b: int = 0) -> None``)."""
-    import paddle.inference as paddle_infer
-    line = getattr(paddle_infer.Config, name).__doc__.splitlines()[0]
+    line = getattr(REAL_CONFIG, name).__doc__.splitlines()[0]
     inside = re.search(r'\((.*)\) ->', line).group(1)
     return [part.split(':')[0].strip() for part in re.split(r', (?=\w+:)', inside)][1:]
 
@@ -115,14 +122,27 @@ def test_tensorrt_through_onnxruntime_comes_first_with_a_profile_of_batches_and_
                                         onnx_providers('gpu', every, True, (64, 1333)), '1.20')
 
 
-def _fake_export(folder):
+def _fake_export(folder, model=b'', files=None):
+    """An exported folder of config 9 (inputs 64..640 px) holding ``model`` as model.onnx (or the
+    ``files`` named, by format)."""
     folder.mkdir()
-    (folder / 'model.onnx').write_bytes(b'')
+    (folder / 'model.onnx').write_bytes(model)
     (folder / 'infer_cfg.json').write_text(json.dumps({
         'config': 9, 'num_classes': 4, 'class_names': ['a', 'b', 'c', 'd'], 'test_short': 320, 'test_max': 320,
         'postprocess': InferenceParams.from_config(get_config(9)).to_json(),
-        'input': {'min_size': 64, 'max_size': 640}, 'files': {'onnx': {'model': 'model.onnx'}}}))
+        'input': {'min_size': 64, 'max_size': 640}, 'files': files or {'onnx': {'model': 'model.onnx'}}}))
     return str(folder)
+
+
+def _onnx_model(weight: float) -> bytes:
+    """A one-convolution ONNX graph ``image`` -> ``scores`` whose only weight is ``weight``: two
+    of them differ in their weights' bytes only (the names onnxruntime keys TensorRT engines by)."""
+    from onnx import TensorProto, helper, numpy_helper
+    conv = helper.make_node('Conv', ['image', 'w'], ['scores'])
+    graph = helper.make_graph([conv], 'g', [helper.make_tensor_value_info('image', TensorProto.FLOAT, [1, 1, 4, 4])],
+                              [helper.make_tensor_value_info('scores', TensorProto.FLOAT, None)],
+                              [numpy_helper.from_array(np.full((1, 1, 1, 1), weight, np.float32), 'w')])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid('', 17)]).SerializeToString()
 
 
 def test_the_onnx_backend_asks_this_onnxruntime_for_its_cuda_provider(tmp_path):
@@ -140,16 +160,102 @@ def test_the_onnx_backend_asks_this_onnxruntime_for_its_cuda_provider(tmp_path):
 
 
 class FellBack:
-    """Stands in for an ``onnxruntime.InferenceSession`` whose CUDA provider did not start."""
+    """Stands in for an ``onnxruntime.InferenceSession`` whose CUDA provider did not start (or
+    that started ``started``): notes the providers asked and whether its fallback was disabled;
+    its ``run`` fails as a provider does (``EPFail``)."""
 
     def __init__(self, path, options, providers, started=('CPUExecutionProvider',)):
-        self.asked, self.started = providers, list(started)
+        self.asked, self.started, self.falls_back = providers, list(started), True
 
     def get_providers(self):
         return self.started
 
     def get_inputs(self):
         return []
+
+    def disable_fallback(self):
+        self.falls_back = False
+
+    def run(self, names, feed):
+        raise EPFail('[ONNXRuntimeError] : 11 : EP_FAIL : TensorRT EP execution context enqueue failed.')
+
+
+def _on_a_gpu(monkeypatch, opened):
+    """onnxruntime as if on a GPU with TensorRT: each session a ``FellBack`` that started every
+    provider, kept in ``opened`` after the libraries loaded (noted there as 'preload_dlls' and
+    'tensorrt')."""
+    import onnxruntime
+    monkeypatch.setattr(onnxruntime, 'get_available_providers', lambda: EVERY)
+    monkeypatch.setattr(onnxruntime, 'preload_dlls', lambda: opened.append('preload_dlls'), raising=False)
+    monkeypatch.setattr(onnxruntime_backend.importlib, 'import_module', lambda name: opened.append(name))
+    monkeypatch.setattr(onnxruntime, 'InferenceSession', lambda path, options, providers: opened.append(
+        FellBack(path, options, providers, started=EVERY)) or opened[-1])
+
+
+def test_each_model_gets_its_own_tensorrt_engines(tmp_path, monkeypatch):
+    """Two exports of one config with other weights have the same names (all that onnxruntime
+    and Paddle Inference key an engine by) but each its own engine folder; the same bytes share one."""
+    import onnx
+    first, second = _onnx_model(1.0), _onnx_model(2.0)
+    names = [[n.name for n in (*m.graph.input, *m.graph.initializer)] + [o for n in m.graph.node for o in n.output]
+             for m in map(onnx.load_from_string, (first, second))]
+    assert names[0] == names[1] and first != second
+    opened = []
+    _on_a_gpu(monkeypatch, opened)
+    for name, model in (('a', first), ('b', second), ('c', first)):
+        OnnxBackend(_fake_export(tmp_path / name, model), device='gpu', tensorrt=True, engine_cache=str(tmp_path))
+    assert opened[:2] == ['preload_dlls', 'tensorrt']      # CUDA, cuDNN and TensorRT loaded before the session
+    opened = [session for session in opened if isinstance(session, FellBack)]
+    a, b, c = (session.asked[0][1]['trt_engine_cache_path'] for session in opened)
+    assert a != b and a == c and os.path.dirname(a) == str(tmp_path)
+    paddle_files = {'paddle': {'model': 'model.pdmodel', 'params': 'model.pdiparams'}}
+    configs = []
+    monkeypatch.setattr(paddle.inference, 'Config', lambda *files: configs.append(RecordingConfig()) or configs[-1])
+    for name, weights in (('pa', b'1'), ('pb', b'2')):
+        folder = _fake_export(tmp_path / name, files=paddle_files)
+        (tmp_path / name / 'model.pdmodel').write_bytes(b'program')
+        (tmp_path / name / 'model.pdiparams').write_bytes(weights)
+        with pytest.raises(BackendError, match='cannot load'):       # no predictor on this CPU build
+            InferenceBackend(folder, device='gpu', tensorrt=True, engine_cache=str(tmp_path))
+    folders = [dict((name, args) for name, args, _ in config.calls)['set_optim_cache_dir'][0] for config in configs]
+    assert folders[0] != folders[1] and {a, b}.isdisjoint(folders)
+    assert all(dict((name, kw) for name, _, kw in config.calls)['enable_tensorrt_engine']['use_static']
+               for config in configs)
+
+
+def test_a_provider_failure_during_a_run_is_an_error_naming_it(tmp_path, monkeypatch):
+    """No session falls back after start (onnxruntime's own run would go on with CUDA or the CPU)."""
+    opened = []
+    _on_a_gpu(monkeypatch, opened)
+    backend = OnnxBackend(_fake_export(tmp_path / 'export'), device='gpu', tensorrt=True)
+    assert not opened[-1].falls_back
+    with pytest.raises(RunError, match='TensorrtExecutionProvider failed during a run .*EP_FAIL'):
+        backend.run(np.zeros((1, 3, 64, 64), np.float32))
+
+
+def test_a_real_session_is_opened_without_its_fallback(tmp_path):
+    """The onnxruntime installed here: ``disable_fallback`` is what its ``run`` reads."""
+    backend = OnnxBackend(_fake_export(tmp_path / 'export', _onnx_model(1.0)), device='cpu')
+    assert backend.session._enable_fallback is False
+
+
+def test_what_the_tensorrt_profile_cannot_take_is_refused_at_open(tmp_path, monkeypatch):
+    """Batches over 8 (the service's max_batch, a command's batch_size) and a resize past the
+    export's largest side, each in one line naming the option; without TensorRT any batch."""
+    _on_a_gpu(monkeypatch, [])
+    folder = _fake_export(tmp_path / 'export')
+    backend = OnnxBackend(folder, device='gpu', tensorrt=True)
+    with pytest.raises(InputError, match='up to 8 pictures .*not 9: pass max_batch=8 or less'):
+        backend.compile_ahead(9)
+    with pytest.raises(InputError, match='not 12: pass batch_size=8'):
+        next(run_pictures([], lambda item: item, backend, batch_size=12))
+    with pytest.raises(InputError, match='not 9: pass batch_size=8'):
+        backend.batch([np.zeros((3, 64, 64), np.float32)] * 9)
+    backend.compile_ahead(8)
+    OnnxBackend(folder, device='gpu').compile_ahead(9)
+    with pytest.raises(BackendError, match="test_max=700 gives inputs up to 704 px, above the 640 of the TensorRT "
+                                           "profile.*overrides='test_max=640'"):
+        OnnxBackend(folder, device='gpu', tensorrt=True, overrides=['test_max=700'])
 
 
 def test_a_session_that_fell_back_to_the_cpu_is_refused_naming_the_fix(tmp_path, monkeypatch):

@@ -24,6 +24,9 @@ class Fake:
     def finish_workers(self):
         return 2
 
+    def check_batch(self, size):
+        pass
+
     def prepare(self, image):
         return np.ascontiguousarray(image.transpose(2, 0, 1), np.float32), 'meta'
 
@@ -79,32 +82,47 @@ def test_default_finish_workers():
     assert [default_finish_workers(cores) for cores in (1, 2, 4, 8, 16)] == [1, 1, 1, 2, 4]
 
 
-def _alive_at_most(widths, in_flight_bytes):
-    """The most pictures read and not yet finished at once, running pictures [1, width, 3] (15 bytes
-    a column read and prepared) through a runner whose finishing is slow; and the pictures finished."""
-    lock, alive, most = threading.Lock(), [0], [0]
+def _alive_at_most(widths, in_flight_bytes, cost=lambda item: None):
+    """The most pictures and bytes read and not yet finished at once, running pictures [1, width, 3]
+    (15 bytes a column read and prepared) through a runner whose finishing is slow, each counted
+    from the start of its read; and the pictures finished."""
+    lock, alive, most = threading.Lock(), [0, 0], [0, 0]
 
     def read(item):
         with lock:
-            alive[0] += 1
-            most[0] = max(most[0], alive[0])
+            alive[:] = alive[0] + 1, alive[1] + 15 * widths[item]
+            most[:] = max(most[0], alive[0]), max(most[1], alive[1])
         return np.zeros((1, widths[item], 3), np.uint8)
 
     def finish(item, prepared, found):
         time.sleep(0.05)
         with lock:
-            alive[0] -= 1
+            alive[:] = alive[0] - 1, alive[1] - 15 * widths[item]
         return item
 
-    done = [item for item, _ in run_pictures(range(len(widths)), read, Fake(), finish, in_flight_bytes=in_flight_bytes)]
-    return most[0], done
+    done = [item for item, _ in run_pictures(range(len(widths)), read, Fake(), finish, in_flight_bytes=in_flight_bytes,
+                                             cost=cost)]
+    return most, done
 
 
 def test_large_pictures_in_flight_are_bounded_by_bytes_small_ones_are_not():
     assert array_bytes((np.zeros(5), [np.zeros(2, np.uint8), {'a': np.zeros(3, np.int32)}], 'text')) == 40 + 2 + 12
-    most, done = _alive_at_most([200] * 10, in_flight_bytes=9001)
+    (most, _), done = _alive_at_most([200] * 10, in_flight_bytes=9001)
     assert most <= 3 and done == list(range(10))
-    most, done = _alive_at_most([200] * 10, in_flight_bytes=10)     # larger than the budget: one at a time
+    (most, _), done = _alive_at_most([200] * 10, in_flight_bytes=10)     # larger than the budget: one at a time
     assert most == 1 and done == list(range(10))
-    most, done = _alive_at_most([2] * 10, in_flight_bytes=9001)
+    (most, _), done = _alive_at_most([2] * 10, in_flight_bytes=9001)
     assert most >= 5 and done == list(range(10))                # reads run ahead of the slow finishing
+
+
+def test_pictures_whose_cost_is_known_before_reading_are_read_ahead_within_the_budget():
+    """Small pictures, then large ones (3,000 bytes each, 3 fit the budget): with their cost known
+    before they are read, never more than the budget read at once, large ones never loaded
+    ahead on the strength of the small one before; of unknown cost, the first alone."""
+    widths = [2] * 4 + [200] * 8 + [2] * 4
+    (_, most), done = _alive_at_most(widths, in_flight_bytes=9001, cost=lambda item: 15 * widths[item])
+    assert most <= 9001 and done == list(range(len(widths)))
+    (_, most), _ = _alive_at_most([200] * 4, in_flight_bytes=2999, cost=lambda item: 15 * 200)
+    assert most == 3000                                                  # each alone when it alone is over it
+    (most, _), _ = _alive_at_most([2] * 10, in_flight_bytes=9001, cost=lambda item: None if item else 1)
+    assert most >= 5

@@ -382,3 +382,32 @@ def test_cropped_paste_holds_the_pixels_of_the_full_paste(feat_hw, resized_hw, o
     np.testing.assert_array_equal(cropped.boxes, want_boxes)
     np.testing.assert_array_equal(np.asarray(cropped), want_masks)
     assert want_masks[1:].any(axis=(1, 2)).all() and not want_masks[0].any()
+
+
+@pytest.mark.parametrize('feat_hw, resized_hw, orig_hw', [
+    ((28, 28), (112, 112), (160, 160)),
+    ((8, 10), (28, 36), (56, 72)),
+    ((30, 40), (118, 160), (59, 80)),
+    ((20, 27), (80, 107), (750, 1000)),
+])
+@pytest.mark.parametrize('work, tile', [(1 << 18, 64), (300, 3), (1 << 18, 16), (1 << 18, 1000)],
+                         ids=['default-bands', 'narrow-bands-and-tiles', 'narrow-tiles', 'one-tile'])
+def test_a_box_read_alone_is_the_pasted_masks_box_without_a_paste(feat_hw, resized_hw, orig_hw, work, tile,
+                                                                 monkeypatch):
+    """``boxes`` of masks not read (an answer without masks) are measured from the window's edges,
+    bit for bit the boxes of the pasted crops, and no mask is pasted for them; the paste in
+    other bands and tiles gives the same masks."""
+    monkeypatch.setattr(postprocess_module, 'WHOLE_PASTE_SHARE', 1.0)
+    soft = _soft_masks(np.random.default_rng(sum(orig_hw) + 1), feat_hw)
+    want = np.asarray(paste_in_boxes(soft, resized_hw, orig_hw, 0.5))
+    monkeypatch.setattr(postprocess_module, 'PRODUCT_WORK', work)
+    monkeypatch.setattr(postprocess_module, 'TILE_COLUMNS', tile)
+    pasted = paste_in_boxes(soft, resized_hw, orig_hw, 0.5)
+    np.testing.assert_array_equal(np.asarray(pasted), want)
+    pastes, paste = [], postprocess_module._paste_pending
+    monkeypatch.setattr(postprocess_module, '_paste_pending', lambda pending: pastes.append(1) or paste(pending))
+    measured = paste_in_boxes(soft, resized_hw, orig_hw, 0.5)
+    np.testing.assert_array_equal(measured.boxes, pasted.boxes)
+    assert pastes == [] and (pasted.boxes[1:, 2:] > 0).all()
+    np.testing.assert_array_equal(np.asarray(measured), want)
+    assert len(pastes) == len(soft)

@@ -15,6 +15,7 @@ prometheus_parser = pytest.importorskip('prometheus_client.parser', reason='the 
 from solov2 import ModelSpec  # noqa: E402
 from solov2.core.paths import SHIPPED_WEIGHTS  # noqa: E402
 from solov2.model.serving.app import ServeSettings, create_app  # noqa: E402
+from solov2.model.serving.wire import SERVER_OPTIONS  # noqa: E402
 from tests.helpers import free_port  # noqa: E402
 
 SMALL_MODEL = ModelSpec(SHIPPED_WEIGHTS, backend='dygraph', threads=1)   # starts in a second
@@ -42,7 +43,8 @@ def serving(settings: ServeSettings, ready: bool = True) -> Iterator['httpx.Clie
     """An HTTP client of the service for ``settings`` running on 127.0.0.1 in a thread (ready
     when ``ready``); the server stops, finishing its requests, when the block ends."""
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(settings), host='127.0.0.1', port=port, log_level='warning'))
+    server = uvicorn.Server(uvicorn.Config(create_app(settings), host='127.0.0.1', port=port, log_level='warning',
+                                           **SERVER_OPTIONS))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     try:

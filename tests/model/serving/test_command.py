@@ -1,14 +1,18 @@
-"""tools/serve.py as a user starts it: SIGTERM during requests loses none of those accepted
-and exits 0; --workers 2 runs two processes, each with its model, and Ctrl-C stops them with
-exit 0; bad settings, and weights that do not load, end in one line; SIGTERM while the model
-exports ends it at once."""
+"""tools/serve.py as a user starts it: SIGTERM during requests loses none of those accepted,
+/readyz answers 503 meanwhile, and it exits 0, each request logged in one line, the probes
+not; --workers 2 runs two processes, each with its model, beside a parent that holds none,
+and Ctrl-C stops them with exit 0; bad settings, and weights that do not load, end in one
+line; the port answers at once, /readyz saying why it is not ready while the model exports;
+SIGTERM then ends it at once, leaving no temporary folder."""
 import contextlib
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 
@@ -44,13 +48,19 @@ def test_sigterm_finishes_the_requests_in_flight_and_exits_0():
             while in_flight(client) < 6 and time.monotonic() < deadline:    # all six wait for their batch
                 time.sleep(0.02)
             process.send_signal(signal.SIGTERM)
+            time.sleep(0.2)
+            draining = httpx.get(client.base_url.join('/readyz'), headers={'Connection': 'close'})  # a new connection
             statuses = [answer.result().status_code for answer in answers]
         output, _ = process.communicate(timeout=60)
     finally:
         process.kill()
+    assert (draining.status_code, draining.json()['error']) == (503, 'the service is stopping'), output
     assert statuses == [200] * 6, output
     assert process.returncode == 0, output
     assert 'Shutting down' in output and 'Finished server process' in output
+    assert len(re.findall(r'^[0-9a-f]{32} POST /v1/segment 200 \d+ ms$', output, re.MULTILINE)) == 6, output
+    assert '/readyz' not in output and '/metrics' not in output     # the probes are quiet
+    assert 'HTTP/1.1"' not in output                                # uvicorn's own access log is off
 
 
 def model_answer(client):
@@ -61,7 +71,16 @@ def model_answer(client):
     return None
 
 
-def test_workers_run_a_model_each_and_stop_on_ctrl_c_with_exit_0():
+def resident_mb(pid: int) -> float:
+    """The resident memory (VmRSS) of process ``pid``, MB."""
+    status = (Path('/proc') / str(pid) / 'status').read_text()
+    return int(status.split('VmRSS:')[1].split()[0]) / 1024
+
+
+@pytest.mark.skipif(not Path('/proc/self/status').exists(), reason='reads resident memory from /proc')
+def test_workers_run_a_model_each_beside_a_small_parent_and_stop_on_ctrl_c_with_exit_0():
+    """Each of two processes answers with its own model; the parent, which opened the model in a
+    child process, holds neither it nor Paddle (importing Paddle alone takes 300 MB)."""
     process, client = start('--workers', '2')
     try:
         wait_ready(client)
@@ -70,14 +89,16 @@ def test_workers_run_a_model_each_and_stop_on_ctrl_c_with_exit_0():
         while len(answered) < 2 and time.monotonic() < deadline:      # each process readies its own model
             with ThreadPoolExecutor(4) as pool:        # a new connection each: the kernel hands them to either process
                 answers = list(pool.map(lambda _: model_answer(client), range(8)))
-            answered |= {answer.json()['process'] for answer in answers if answer is not None}
+            answered |= {answer.json()['replica'] for answer in answers if answer is not None}
             time.sleep(0.2)
         assert client.post('/v1/segment', content=PICTURE).status_code == 200
+        parent_mb = resident_mb(process.pid)
         process.send_signal(signal.SIGINT)
         output, _ = process.communicate(timeout=60)
     finally:
         process.kill()
-    assert len(answered) == 2 and process.pid not in answered, output
+    assert len(answered) == 2, output
+    assert parent_mb < 150, f'{parent_mb:.0f} MB\n{output}'
     assert process.returncode == 0, output
 
 
@@ -88,7 +109,9 @@ def test_bad_settings_end_in_one_line(capsys):
     assert '--model-dir' in capsys.readouterr().err
 
 
-def test_weights_that_do_not_load_end_in_one_line_before_listening(tmp_path):
+def test_weights_that_do_not_load_end_it_in_one_line(tmp_path):
+    """The port opens before the model (uvicorn's lines come first); the error ends it: its last
+    line, no traceback, exit 2."""
     broken = tmp_path / 'broken.pdparams'
     broken.write_bytes(b'not a checkpoint')
     process, _ = start('--weights', str(broken))
@@ -97,17 +120,19 @@ def test_weights_that_do_not_load_end_in_one_line_before_listening(tmp_path):
     finally:
         process.kill()
     assert process.returncode == 2, output
-    assert output.strip().startswith(f'error: {broken} is not a Paddle .pdparams file') and '\n' not in output.strip()
+    assert output.strip().splitlines()[-1].startswith(f'error: {broken} is not a Paddle .pdparams file'), output
+    assert 'Traceback' not in output
 
 
 @pytest.mark.deploy
 @pytest.mark.skipif(not installed_engines(), reason='deploy test: --backend auto exports only with '
                                                     'requirements-deploy.txt (else it opens dygraph at once)')
-def test_sigterm_while_the_model_exports_ends_at_once_in_one_line(tmp_path):
-    process, _ = start('--device', 'cpu', backend='auto', env={**os.environ, CACHE_ENV: str(tmp_path)})
+def test_the_port_answers_while_the_model_exports_and_sigterm_ends_it_at_once_leaving_nothing(tmp_path):
+    process, client = start('--device', 'cpu', backend='auto', env={**os.environ, CACHE_ENV: str(tmp_path)})
     try:
         next(line for line in process.stdout if 'auto: exporting' in line)
         time.sleep(1)                                   # into the export, tens of seconds of it left
+        alive, ready = client.get('/healthz'), client.get('/readyz')
         began = time.monotonic()
         process.send_signal(signal.SIGTERM)
         output, _ = process.communicate(timeout=30)
@@ -118,3 +143,6 @@ def test_sigterm_while_the_model_exports_ends_at_once_in_one_line(tmp_path):
     assert output.strip().splitlines()[-1] == ('interrupted (SIGTERM): stopped while loading, nothing was '
                                                'written: run the same command again')
     assert took < 5, f'{took:.1f} s\n{output}'
+    assert alive.status_code == 200 and ready.status_code == 503, output
+    assert ready.json()['error'].startswith('the model is loading: exporting it once'), ready.text
+    assert [path.name for path in tmp_path.iterdir() if path.name.startswith('.')] == [], output

@@ -1,8 +1,10 @@
 """The service's contract (one server for the module): its OpenAPI is valid
 (openapi-spec-validator), has the package's version and declares the answer's schema, which
-every answer follows (masks rle, polygons, none), and every status the tests here provoke;
-``min_score`` answers what ``Segmenter``'s gives; HEAD on the health routes; no /docs page;
-each stage's timing and the process's own metrics."""
+every answer follows (masks rle, polygons, none), the other routes' answers and the error
+shape, which every refusal here follows, and every status the tests here provoke; HEAD
+answers declared without a body; the picture types one by one; ``min_score`` answers what
+``Segmenter``'s gives; HEAD on the health routes; no /docs page; each stage's timing and the
+process's own metrics."""
 import time
 from pathlib import Path
 
@@ -16,10 +18,14 @@ from tests.model.serving.test_service import same_answer
 
 PICTURE = (Path(SAMPLE_IMAGES) / 'shapes_000023.jpg').read_bytes()    # scores from 0.92 down to 0.06
 SEEN = set()            # (method, path, status) of every answer in this module, checked by the last test
+REFUSALS = []           # the JSON of every refusal in this module, checked by the last test
 
 
 def record(response) -> None:
     SEEN.add((response.request.method, response.request.url.path, response.status_code))
+    if response.status_code >= 400 and response.request.method != 'HEAD':
+        response.read()
+        REFUSALS.append(response.json())
 
 
 @pytest.fixture(scope='module')
@@ -45,12 +51,15 @@ def test_the_spec_is_valid_openapi_with_the_packages_version_and_limits(spec):
     for status in set(segment['responses']) - {'200'}:
         schema = segment['responses'][status]['content']['application/json']['schema']
         assert schema == {'$ref': '#/components/schemas/Problem'}, status
-    assert spec['components']['schemas']['Problem']['required'] == ['error']
+    assert spec['components']['schemas']['Problem']['required'] == ['error', 'request_id']
     ranges = {one['name']: one['schema'] for one in segment['parameters']}
     assert {'minimum': 0, 'maximum': 1, 'type': 'number'} in ranges['score_threshold']['anyOf']
     assert {'minimum': 1, 'type': 'integer'} in ranges['max_instances']['anyOf']
     assert (ranges['min_score']['minimum'], ranges['min_score']['maximum']) == (0, 1)
     assert 'at most 1 MB' in segment['requestBody']['description']
+    types = list(segment['requestBody']['content'])         # generators keep octet-stream, drop a range
+    assert types[0] == 'application/octet-stream' and {'image/jpeg', 'image/png', 'multipart/form-data'} <= set(types)
+    assert not any('*' in one for one in types)
     assert list(operation(spec, '/metrics')['responses']['200']['content']) == ['text/plain']
     pytest.importorskip('openapi_spec_validator', reason='needs requirements-test.txt').validate(spec)
 
@@ -71,17 +80,31 @@ def test_each_answer_follows_the_declared_schema(client, spec, masks, field):
 def test_min_score_answers_what_segmenter_gives(client):
     segmenter = Segmenter(SMALL_MODEL)
     expected = segmenter(PICTURE, score_threshold=0.1, min_score=0.5)
-    assert 0 < len(expected) < len(segmenter(PICTURE)) and min(expected.scores) >= 0.5
+    assert 0 < len(expected) < len(segmenter(PICTURE, min_score=0)) and min(expected.scores) >= 0.5
     answer = client.post('/v1/segment', content=PICTURE, params={'score_threshold': 0.1, 'min_score': 0.5})
     same_answer(answer.json(), expected.to_dict())
+    shown, everything = segmenter(PICTURE), segmenter(PICTURE, min_score=0)      # the default: at least 0.3
+    assert 0 < len(shown) < len(everything)
+    same_answer(client.post('/v1/segment', content=PICTURE).json(), shown.to_dict())
+    same_answer(client.post('/v1/segment', content=PICTURE, params={'min_score': 0}).json(), everything.to_dict())
     refused = client.post('/v1/segment', content=PICTURE, params={'min_score': 1.5})
     assert refused.status_code == 400 and 'min_score' in refused.json()['error']
 
 
-def test_health_routes_answer_head_without_a_body(client):
+def test_health_routes_answer_head_without_a_body_and_declare_none(client, spec):
+    """A generated client parses what the document declares: HEAD declares no content."""
     for path in ('/healthz', '/readyz'):
         head = client.head(path)
         assert (head.status_code, head.content) == (200, b''), path
+        assert all('content' not in one for one in operation(spec, path, 'head')['responses'].values()), path
+
+
+@pytest.mark.parametrize('path', ['/v1/model', '/healthz', '/readyz'])
+def test_every_answer_has_a_schema_that_it_follows(client, spec, path):
+    declared = operation(spec, path)['responses']['200']['content']['application/json']['schema']
+    assert declared.get('$ref', '').startswith('#/components/schemas/'), declared
+    jsonschema = pytest.importorskip('jsonschema', reason='needs requirements-test.txt')
+    jsonschema.validate(client.get(path).json(), {**declared, 'components': spec['components']})
 
 
 def test_docs_page_is_off_and_the_spec_is_served(client):
@@ -121,3 +144,8 @@ def test_every_status_seen_in_this_module_is_declared(client, spec, tmp_path):
     outside = {('GET', '/openapi.json', 200), ('GET', '/docs', 404), ('GET', '/redoc', 404)}
     for method, path, status in SEEN - outside:
         assert str(status) in spec['paths'][path][method.lower()]['responses'], (method, path, status)
+    jsonschema = pytest.importorskip('jsonschema', reason='needs requirements-test.txt')
+    problem = {'$ref': '#/components/schemas/Problem', 'components': spec['components']}
+    assert len(REFUSALS) >= 8
+    for refusal in REFUSALS:
+        jsonschema.validate(refusal, problem)

@@ -1,6 +1,6 @@
 """The service as a Ray Serve deployment, as docs/serving.md's block deploys it (run here as written
 but for the port): two replicas on a local Ray instance of 2 CPUs, each with its model in its own
-process, answer through Ray's HTTP proxy (skipped without requirements-ray.txt)."""
+process (each its own replica id), answer through Ray's HTTP proxy (skipped without requirements-ray.txt)."""
 import re
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -26,7 +26,7 @@ def test_the_pages_deployment_runs_two_replicas_that_answer():
             while len(answered) < 2 and time.monotonic() < deadline:   # Ray spreads requests at random
                 with ThreadPoolExecutor(4) as pool:
                     answers = list(pool.map(lambda _: client.get('/v1/model'), range(8)))
-                answered |= {answer.json()['process'] for answer in answers}
+                answered |= {answer.json()['replica'] for answer in answers}
             picture = (REPO_DIR / SAMPLE_IMAGES / 'shapes_000057.jpg').read_bytes()
             result = client.post('/v1/segment', content=picture, headers={'Content-Type': 'image/jpeg'})
         assert len(answered) == 2

@@ -6,6 +6,8 @@ gives 504; /metrics parses; readiness."""
 import http.client
 import io
 import json
+import logging
+import os
 import re
 import socket
 import time
@@ -18,15 +20,15 @@ import numpy as np
 import pytest
 
 from solov2 import ModelSpec, Segmenter
-from solov2.core.paths import SAMPLE_IMAGES
+from solov2.core.paths import CACHE_ENV, SAMPLE_IMAGES
 from solov2.model.inference.dygraph_backend import DygraphBackend
 from solov2.tools import serve
 from tests.model.serving.running import SMALL_MODEL, ServeSettings, metric_families, serving
-from tests.pictures import png_header, tiff_bomb, webp_bomb
+from tests.pictures import large_jpeg, png_header, tiff_bomb, webp_bomb
 
 PICTURES = sorted(Path(SAMPLE_IMAGES).glob('*.jpg'))
 SETTINGS = ServeSettings(SMALL_MODEL, max_batch=4, max_wait_ms=50, queue_size=6, max_body_mb=1,
-                         max_pixels=2_000_000, max_uploads=17, body_timeout_s=6)
+                         max_pixels=2_000_000, max_uploads=17, body_timeout_s=6, min_upload_kb_s=0)
 
 
 @pytest.fixture(scope='module')
@@ -92,7 +94,7 @@ BAD_BODIES = [
     ('truncated JPEG', PICTURES[0].read_bytes()[:5000], 'image/jpeg', 400, 'cannot read'),
     ('huge declared size', png_header(40000, 30000), 'image/png', 413, '40000x30000'),
     ('WebP bomb', webp_bomb(12000, 12000), 'image/webp', 413, '12000x12000 = 144 MP, over the limit of 2 MP'),
-    ('TIFF bomb', tiff_bomb(12000, 12000), 'image/tiff', 413, '144 MP, over the limit of 2 MP (--max-pixels, else'),
+    ('TIFF bomb', tiff_bomb(12000, 12000), 'image/tiff', 413, '144 MP, over the limit of 2 MP: send a smaller'),
     ('no size in its header', HDR, 'image/vnd.radiance', 400, 'whose header gives its size'),
     ('too many bytes', b'\xff' * (2 * 2**20), 'image/jpeg', 413, 'over the limit of 1 MB'),
     ('wrong content type', b'{"picture": 1}', 'application/json', 415, 'application/json'),
@@ -103,8 +105,10 @@ BAD_BODIES = [
 
 @pytest.mark.parametrize('name, body, content_type, status, said', BAD_BODIES, ids=[b[0] for b in BAD_BODIES])
 def test_a_bad_body_gets_its_error_and_the_next_request_its_answer(client, name, body, content_type, status, said):
+    """The error says what the client can change: never a setting of the service, nor how to lift a limit."""
     refused = client.post('/v1/segment', content=body, headers={'Content-Type': content_type})
     assert refused.status_code == status and said in refused.json()['error'], refused.text
+    assert not re.search(r'--[a-z]|max_image_pixels|overrides|=0', refused.json()['error']), refused.text
     assert client.post('/v1/segment', content=PICTURES[1].read_bytes()).status_code == 200
 
 
@@ -135,6 +139,17 @@ def test_bombs_get_413_from_their_headers_without_the_memory_to_decode_them(clie
     assert peak_rss_mb() - before < 100
 
 
+def test_fast_decode_answers_as_the_library_does_on_the_whole_picture(segmenter):
+    """--fast-decode (``ModelSpec.fast_decode``): a large JPEG is answered as ``Segmenter`` with
+    it answers the bytes, on the whole picture's grid, not as the whole decoding is."""
+    assert serve.settings_of(serve.parse_args(['--fast-decode'])).model.fast_decode is True
+    fast, data = replace(SMALL_MODEL, fast_decode=True), large_jpeg(PICTURES[-1], 5)      # 2560 x 1280
+    with serving(ServeSettings(fast)) as quick:
+        got = quick.post('/v1/segment', content=data, headers={'Content-Type': 'image/jpeg'}).json()
+    same_answer(got, Segmenter(fast)(data).to_dict())
+    assert got['image_size'] == [1280, 2560] and got != segmenter(data).to_dict()
+
+
 def test_0_is_no_pixel_limit_in_the_service_as_in_the_library():
     """The config's max_image_pixels=0 is no limit, warm-up included (its picture was refused,
     and the service never ready): a picture whose header gives no size is decoded. Without
@@ -153,7 +168,7 @@ def test_overload_gets_503_with_retry_after_and_recovers(client):
     statuses = sorted(answer.status_code for answer in answers)
     assert set(statuses) == {200, 503} and statuses.count(200) >= 4, statuses
     busy = next(answer for answer in answers if answer.status_code == 503)
-    assert busy.headers['Retry-After'] == '1' and 'queue-size' in busy.json()['error']
+    assert busy.headers['Retry-After'] == '1' and 'requests in flight' in busy.json()['error']
     assert client.post('/v1/segment', content=bodies[0]).status_code == 200
 
 
@@ -185,7 +200,7 @@ def test_stalled_uploads_hold_up_nobody_and_get_408(client):
         refused = client.post('/v1/segment', content=b'')         # 400 (empty) until the service reads them all
         while refused.status_code == 400 and time.monotonic() - began < SETTINGS.body_timeout_s - 2:  # a busy CI
             refused = client.post('/v1/segment', content=b'')
-        assert refused.status_code == 503 and 'max-uploads' in refused.json()['error'], refused.text
+        assert refused.status_code == 503 and 'uploads being received' in refused.json()['error'], refused.text
         slow = uploads.pop()
         slow.sendall(data[len(data) // 2:])
         assert slow.recv(64).startswith(b'HTTP/1.1 200')
@@ -193,7 +208,7 @@ def test_stalled_uploads_hold_up_nobody_and_get_408(client):
         assert time.monotonic() - began < SETTINGS.body_timeout_s        # beside the stalled ones
         for upload in uploads:
             answer = received(upload)
-            assert answer.startswith(b'HTTP/1.1 408') and b'--body-timeout-s' in answer, answer
+            assert answer.startswith(b'HTTP/1.1 408') and b'the body stopped coming' in answer, answer
         assert time.monotonic() - began > SETTINGS.body_timeout_s
     finally:
         for upload in uploads:
@@ -247,17 +262,44 @@ def test_model_and_openapi_pages(client):
     model = client.get('/v1/model').json()
     assert (model['config'], model['classes'], model['backend']) == (9, ['circle', 'square', 'triangle', 'star'],
                                                                        'dygraph')
+    assert model['weights'] == 'shapes_r18.pdparams' and str(os.getpid()) not in json.dumps(model)   # no path, no pid
+    assert client.get('/readyz').json() == {'ready': True, 'engine': 'dygraph'}
     assert '/v1/segment' in client.get('/openapi.json').json()['paths']     # the rest: test_contract.py
 
 
 def test_a_request_past_its_deadline_gets_504_and_the_service_goes_on(monkeypatch):
-    """A network run slower than ``timeout_s`` (a stand-in that sleeps 1 s first): 504, then ready."""
+    """A network run slower than ``timeout_s`` (a stand-in that sleeps 1 s first): 504, then ready.
+    A body still coming at the deadline is the client's slowness: 408, not a 504 that asks for
+    a smaller picture."""
     slow = DygraphBackend.model_stage
     with serving(ServeSettings(SMALL_MODEL, timeout_s=0.3)) as hurried:
+        def late_body():
+            yield PICTURES[0].read_bytes()[:1000]
+            time.sleep(0.6)
+            yield PICTURES[0].read_bytes()[1000:]
+        uploaded = hurried.post('/v1/segment', content=late_body())
+        assert uploaded.status_code == 408 and 'did not arrive within 0.3 s' in uploaded.json()['error']
         monkeypatch.setattr(DygraphBackend, 'model_stage', lambda *args: time.sleep(1.0) or slow(*args))
         late = hurried.post('/v1/segment', content=PICTURES[0].read_bytes())
-        assert late.status_code == 504 and 'timeout-s' in late.json()['error']
+        assert late.status_code == 504 and 'no answer within 0.3 s' in late.json()['error']
+        assert 'smaller' not in late.json()['error'] + uploaded.json()['error']
         assert hurried.get('/readyz').status_code == 200
+
+
+def test_an_engine_in_place_of_the_one_asked_for_is_named_in_readyz_and_metrics(tmp_path, monkeypatch, caplog):
+    """auto with a cache that cannot be written (a file where its folder would be) serves on
+    dygraph, several times slower: ready, but /readyz, /metrics and a WARNING say so."""
+    (tmp_path / 'file').write_text('')
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / 'file' / 'cache'))
+    with caplog.at_level(logging.WARNING, logger='solov2'), \
+            serving(ServeSettings(ModelSpec(SMALL_MODEL.weights, backend='auto', threads=1))) as fallen:
+        ready = fallen.get('/readyz').json()
+        engines = metric_families(fallen)['solov2_engine'].samples
+    assert ready['engine'] == 'dygraph' and 'dygraph runs instead (several times slower)' in ready['fallback']
+    assert [(one.labels, one.value) for one in engines] == [({'asked': 'auto', 'engine': 'dygraph',
+                                                              'fallback': 'true'}, 1.0)]
+    assert any(record.getMessage().startswith('ready: ') and 'dygraph runs instead' in record.getMessage()
+               for record in caplog.records if record.levelno == logging.WARNING)
 
 
 def test_not_ready_until_the_model_loads_and_says_why(tmp_path):

@@ -1,5 +1,6 @@
 """train.py end to end on a tiny shapes dataset: the loss goes down, resume is exact,
 checkpoints are atomic."""
+import contextlib
 import json
 import logging
 import shutil
@@ -313,17 +314,18 @@ def test_evaluation_swaps_the_ema_in_once_and_reports_percent(tmp_path):
     ema.shadow['weight'].set_value(np.full((2, 2), 7.0, np.float32))
     seen = []
 
-    def evaluate(net, cfg, processes):
+    def evaluate(net, cfg, processes, placement):
         seen.append(float(net.weight.numpy()[0, 0]))
         return {'AP': 2.8, 'AP50': 10.0, 'AP75': 1.23456}
 
-    def picture(net, cfg):
+    def picture(net, cfg, placement):
         seen.append(float(net.weight.numpy()[0, 0]))
         return np.zeros((4, 4, 3), np.uint8)
 
     saved = []
     hook = EvalHook(evaluate, saved.append, RunLog(tmp_path), 0, picture)
-    trainer = types.SimpleNamespace(model=model, ema=ema, cfg=None, state=TrainState(iteration=5, minutes=0.5))
+    trainer = types.SimpleNamespace(model=model, ema=ema, cfg=None, state=TrainState(iteration=5, minutes=0.5),
+                                    hold=contextlib.nullcontext)
     hook.after_train(trainer)
     assert seen == [7.0, 7.0] and Counted.swaps == 2          # EMA in, training weights back: one swap
     assert float(model.weight.numpy()[0, 0]) != 7.0

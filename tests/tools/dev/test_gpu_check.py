@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from solov2.model import runtime
 from solov2.tools.dev import gpu_check
 from tests.helpers import REPO_DIR
 
@@ -35,17 +36,41 @@ def test_a_failing_check_is_one_line_and_the_others_still_run(monkeypatch, tmp_p
         'FAIL one: AssertionError: 3 of 10 pixels differ', 'PASS two: fine', 'SKIP three: 1 GPU: needs two']
     monkeypatch.setattr(gpu_check, 'run_checks', lambda setting, names: 2)
     for switch in ('set_cublas_switch', 'set_cudnn_switch'):     # the process's TF32 left alone
-        monkeypatch.setattr(gpu_check.core, switch, lambda on: None, raising=False)
+        monkeypatch.setattr(runtime.core, switch, lambda on: None, raising=False)
     assert gpu_check.main(['--dry-run']) == 1
 
 
 def test_tf32_is_off_only_inside_the_float32_comparisons():
     """The checks run with TF32 as Paddle leaves it, as users do; ``tf32_off`` (inference, dcn)
     puts Paddle's switches back as they were (CPU builds have the switches too)."""
-    switches = [name for name in ('cublas', 'cudnn') if hasattr(gpu_check.core, f'get_{name}_switch')]
+    switches = [name for name in ('cublas', 'cudnn') if hasattr(runtime.core, f'get_{name}_switch')]
     if not switches:
         pytest.skip("this Paddle build has no TF32 switches (Paddle 2.6's CPU wheel): tf32_off leaves it alone")
-    before = [getattr(gpu_check.core, f'get_{name}_switch')() for name in switches]
-    with gpu_check.tf32_off():
-        assert not any(getattr(gpu_check.core, f'get_{name}_switch')() for name in switches)
-    assert [getattr(gpu_check.core, f'get_{name}_switch')() for name in switches] == before
+    before = [getattr(runtime.core, f'get_{name}_switch')() for name in switches]
+    with gpu_check.tf32_off('cublas', 'cudnn'):
+        assert not any(getattr(runtime.core, f'get_{name}_switch')() for name in switches)
+    assert [getattr(runtime.core, f'get_{name}_switch')() for name in switches] == before
+
+
+def test_paddle_2_on_hopper_is_a_fail(monkeypatch, tmp_path):
+    """A Paddle 2.x CUDA wheel on a GPU of compute capability 9.0 is reported not to run there:
+    the environment check fails with the fix (a GPU stood in for)."""
+    monkeypatch.setattr(gpu_check, 'paddle_install_problem', lambda: None)
+    monkeypatch.setattr(gpu_check, 'onnxruntime_install_problem', lambda: None)
+    monkeypatch.setattr(gpu_check, 'installed_wheels', lambda: ['paddlepaddle-gpu'])
+    monkeypatch.setattr(gpu_check, 'resolve_device', lambda device: 'gpu')
+    monkeypatch.setattr(gpu_check.paddle, 'is_compiled_with_cuda', lambda: True)
+    monkeypatch.setattr(gpu_check.paddle.device.cuda, 'get_device_capability', lambda number: (9, 0))
+    monkeypatch.setattr(gpu_check.paddle, '__version__', '2.6.2')
+    with pytest.raises(AssertionError, match='Paddle 2.6.2 is reported not to run on this GPU'):
+        gpu_check.check_environment(gpu_check.Setting('gpu', 1, 64, 1, 1, tmp_path))
+
+
+def test_each_engine_is_held_to_the_tolerance_of_what_it_computes_in():
+    """onnxruntime's CUDA provider and Paddle Inference's convolutions run TF32 from Ampere on
+    (8.x), TensorRT float16: a 1e-3 float32 tolerance there would be a false FAIL."""
+    assert [gpu_check.engine_precision(False, c) for c in (None, (7, 5), (8, 0), (9, 0))] == [
+        'float32', 'float32', 'tf32', 'tf32']
+    assert gpu_check.engine_precision(True, (8, 9)) == 'float16'
+    tolerance = gpu_check.ENGINE_TOLERANCE
+    assert tolerance['float32'] < tolerance['tf32'] < tolerance['float16']

@@ -25,6 +25,7 @@ def test_the_launched_train_py_gets_every_option_threads_and_device_under_a_time
         train_speed.ours_launched_loop(options, 2, tmp_path)
     (command, kwargs), = calls
     assert 0 < kwargs['timeout'] <= train_speed.CHILD_TIMEOUT_S
+    assert kwargs['env']['CUDA_VISIBLE_DEVICES'] == '-1,-1'         # CPU processes on a host with any GPUs
     script = command.index(str(train_speed.TRAIN_SCRIPT))
     assert command[1:5] == ['-m', 'paddle.distributed.launch', '--nproc_per_node', '2']
     args = command[script + 1:]
