@@ -226,7 +226,7 @@ def test_evaluation_while_training_is_shared_by_every_process_and_they_agree_on_
         'from solov2.model.distributed import launched_processes\n'
         'from solov2.model.inference import predicting\n'
         'read, seen = predicting.read_image, []\n'
-        'predicting.read_image = lambda path, *args: seen.append(path) or read(path, *args)\n'
+        'predicting.read_image = lambda path, *args, **kwargs: seen.append(path) or read(path, *args, **kwargs)\n'
         f'options = TrainOptions(config=9, weights={WEIGHTS!r}, output={str(out)!r}, device="cpu", threads=1,\n'
         f'                       max_iters=1, overrides={[f"dataset_dir={shapes}", *TINY, "epochs=3"]!r})\n'
         'summary = train(options)\n'

@@ -122,8 +122,11 @@ def picture_cost(image: Image, short: int, max_size: int) -> Optional[int]:
     if isinstance(image, ENCODED):
         size = header_size(image)
         return None if size is None else decode_cost(image, *size, short, max_size)
-    if is_pil_image(image) or isinstance(image, np.ndarray) and image.ndim in (2, 3):
-        return prepared_bytes(*(image.size if is_pil_image(image) else image.shape[1::-1]), short, max_size)
+    if isinstance(image, np.ndarray) and image.ndim in (2, 3):
+        return prepared_bytes(image.shape[1], image.shape[0], short, max_size)
+    if is_pil_image(image):
+        width, height = image.size
+        return prepared_bytes(width, height, short, max_size)
     return None
 
 
