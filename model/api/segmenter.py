@@ -125,7 +125,7 @@ def picture_cost(image: Image, short: int, max_size: int) -> Optional[int]:
     if isinstance(image, np.ndarray) and image.ndim in (2, 3):
         return prepared_bytes(image.shape[1], image.shape[0], short, max_size)
     if is_pil_image(image):
-        width, height = image.size
+        width, height = getattr(image, 'size')        # a PIL image's (width, height)
         return prepared_bytes(width, height, short, max_size)
     return None
 
