@@ -29,6 +29,13 @@ def decode_cost(data, width: int, height: int, short: int, max_size: int) -> int
     return per_pixel * width * height + NETWORK_COPIES * network_input_bytes(width, height, short, max_size)
 
 
+def pixels_within(budget: int, short: int, max_size: int) -> int:
+    """The most pixels a picture may have for ``decode_cost`` to fit ``budget`` bytes at the test
+    size ``short`` / ``max_size`` (its network input at the largest; at least 1)."""
+    largest_input = network_input_bytes(max_size, short, short, max_size)
+    return max(1, (budget - NETWORK_COPIES * largest_input) // DECODE_BYTES_PER_PIXEL)
+
+
 def prepared_bytes(width: int, height: int, short: int, max_size: int) -> int:
     """Bytes a ``width`` x ``height`` picture holds once read and prepared: [H, W, 3] uint8
     and the network's input."""

@@ -41,14 +41,7 @@ from solov2.data.results import SHOWN_MIN_SCORE
 from solov2.data.transforms import header_size
 from solov2.model.api.segmenter import Segmenter, per_call_params, to_instances
 from solov2.model.inference.backend_factory import ModelSpec, Progress
-from solov2.model.inference.memory import (
-    DECODE_BYTES_PER_PIXEL,
-    NETWORK_COPIES,
-    MemoryBudget,
-    decode_cost,
-    default_budget,
-    network_input_bytes,
-)
+from solov2.model.inference.memory import MemoryBudget, decode_cost, default_budget, pixels_within
 from solov2.model.runtime import cpu_threads
 from solov2.model.serving.batching import Batcher
 from solov2.model.serving.limits import (
@@ -134,8 +127,7 @@ class Service:
         cfg, budget = self.segmenter.cfg, self.budget.limit
         if self.settings.max_pixels is not None or not (cfg.max_image_pixels and budget):
             return cfg.max_image_pixels if self.settings.max_pixels is None else self.settings.max_pixels
-        largest_input = network_input_bytes(cfg.test_max, cfg.test_short, cfg.test_short, cfg.test_max)
-        return min(cfg.max_image_pixels, max(1, (budget - NETWORK_COPIES * largest_input) // DECODE_BYTES_PER_PIXEL))
+        return min(cfg.max_image_pixels, pixels_within(budget, cfg.test_short, cfg.test_max))
 
     def load(self) -> None:
         """Open the model unless it came opened, then warm it up (``warm_up``; in a thread:
