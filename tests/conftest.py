@@ -24,15 +24,19 @@ def temporary_export_cache(tmp_path_factory):
     patch.undo()
 
 
+LIBRARY_LOGGING = logging.getLogger('solov2')
+LIBRARY_LOGGING_AT_START = list(LIBRARY_LOGGING.handlers), LIBRARY_LOGGING.level, LIBRARY_LOGGING.propagate
+
+
 @pytest.fixture(autouse=True)
 def library_logging_put_back():
     """A command takes the library's logging for the rest of its process (``tools.cli.show_logs``);
-    after a test that ran one in this process, the next finds it as it was."""
-    logger = logging.getLogger('solov2')
-    saved = logger.handlers, logger.level, logger.propagate
+    after each test the library's logger is as it was before the first one, also after a
+    module's fixture that ran a command (its state is not what the next module should find)."""
     yield
-    logger.handlers, logger.propagate = saved[0], saved[2]
-    logger.setLevel(saved[1])
+    handlers, level, propagate = LIBRARY_LOGGING_AT_START
+    LIBRARY_LOGGING.handlers, LIBRARY_LOGGING.propagate = list(handlers), propagate
+    LIBRARY_LOGGING.setLevel(level)
 
 
 @pytest.fixture(autouse=True)
