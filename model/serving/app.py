@@ -253,16 +253,17 @@ class Service:
     @contextlib.contextmanager
     def held(self, what: str) -> Iterator[None]:
         """Count one of ``what`` while the block runs: 'uploads' (bodies being received, at most
-        ``max_uploads``) or 'in flight' (requests whose body is in, at most ``queue_size``; the
-        ``in_flight`` metric); 503 with Retry-After, before the block, when that many are held."""
+        ``max_uploads``, metric ``solov2_uploads``) or 'in flight' (requests whose body is in, at
+        most ``queue_size``, ``solov2_in_flight``); 503 with Retry-After, before the block, when
+        that many are held."""
         self.check_room(what)
         self.counts[what] += 1
-        self.metrics.in_flight.set(self.counts['in flight'])
+        self.metrics.held[what].set(self.counts[what])
         try:
             yield
         finally:
             self.counts[what] -= 1
-            self.metrics.in_flight.set(self.counts['in flight'])
+            self.metrics.held[what].set(self.counts[what])
 
 
 def create_app(settings: ServeSettings, load_first: bool = False, segmenter: Optional[Segmenter] = None,

@@ -1,7 +1,8 @@
 """The service's Prometheus metrics, in a registry of its own (one per application, so two
 services in one process never share counts): requests by route and status, latency, the time
 of each stage of a picture, network batch sizes, pictures waiting for the network, requests
-in flight, the decode budget in use, the engine serving, and the process's memory and CPU time."""
+in flight, uploads being received, the decode budget in use, the engine serving, and the
+process's memory and CPU time."""
 from typing import Callable, List, Tuple
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -26,8 +27,10 @@ class Metrics:
                                 registry=self.registry)
         self.batch_size = Histogram('solov2_batch_size', 'pictures in each network batch',
                                     buckets=tuple(range(1, max_batch + 1)), registry=self.registry)
-        self.in_flight = Gauge('solov2_in_flight', 'segmentation requests accepted and not yet answered',
-                               registry=self.registry)
+        self.held = {'in flight': Gauge('solov2_in_flight', 'segmentation requests accepted and not yet answered',
+                                        registry=self.registry),
+                     'uploads': Gauge('solov2_uploads', 'request bodies being received (at most --max-uploads)',
+                                      registry=self.registry)}
         self.engines = Gauge('solov2_engine', 'the engine serving (1 once ready): asked, engine, and fallback '
                              '("true" when auto could not export: several times slower; the log and /readyz say why)',
                              ['asked', 'engine', 'fallback'], registry=self.registry)
