@@ -20,7 +20,7 @@ dependencies = ['paddle', 'numpy', 'cv2', 'httpx', 'pycocotools']
 def _entry(row):
     """The entry point of one published row: a Segmenter of its converted checkpoint."""
     def entry(**options):
-        from solov2.model.api import Segmenter
+        from solov2.api import Segmenter
         return Segmenter(row.name, **options)
     score = f'COCO mask AP {row.mask_ap}' if row.mask_ap is not None else row.note
     entry.__name__ = entry.__qualname__ = row.name.replace('/', '_')

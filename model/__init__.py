@@ -5,7 +5,7 @@ Pieces: ``layers`` and ``fast_ops`` (building blocks), ``resnet`` (backbone), ``
 features), ``solov2`` (assembly), ``build`` (config -> model), ``checkpoint`` (weights in
 and out) and ``runtime`` / ``cpu_math`` (device, threads, MKL). Training lives in
 ``model.training`` and inference in ``model.inference``; the network imports neither.
-The public Python API is ``model.api``.
+The public Python API is ``solov2.api``.
 """
 if not __name__.startswith('solov2.'):      # one name per module (solov2/__init__.py)
     raise ImportError(f'import solov2.{__name__}, not {__name__}: each module of the toolkit has one name')

@@ -5,7 +5,7 @@
     result = seg('photo.jpg')                  # Instances: masks, labels, scores, boxes
 
 Every module of the toolkit lives under this name: ``solov2.config``, ``solov2.data``,
-``solov2.model`` (``solov2.model.api`` is the Python API, re-exported here),
+``solov2.model`` (``solov2.api`` is the Python API, re-exported here),
 ``solov2.convert`` and ``solov2.tools`` (the commands). Installed with pip, those folders sit
 inside this package; in a checkout they are the repository's top-level folders, and this
 folder holds a link to each (``solov2/model -> ../model``), so Python, editors and type
@@ -37,7 +37,7 @@ __all__ = ['Segmenter', 'ModelSpec', 'Instances', 'Instance', 'evaluate', 'train
 _API = frozenset(__all__)
 
 if TYPE_CHECKING:
-    from solov2.model.api import (
+    from solov2.api import (
         SAMPLE_IMAGES,
         SHIPPED_WEIGHTS,
         InputError,
@@ -58,9 +58,9 @@ if TYPE_CHECKING:
 
 
 def __getattr__(name: str):
-    """The Python API's names (``solov2.model.api``), imported on first use."""
+    """The Python API's names (``solov2.api``), imported on first use."""
     if name in _API:
-        from solov2.model import api
+        from solov2 import api
         return getattr(api, name)
     raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
 

@@ -197,14 +197,14 @@ def test_evaluate_from_python_shares_the_images_and_gives_every_process_the_ap(s
     script = tmp_path / 'evaluate.py'
     script.write_text(
         'import json, sys\n'
-        'from solov2.model.api import Segmenter, evaluate, start_processes\n'
+        'from solov2.api import Segmenter, evaluate, start_processes\n'
         'processes = start_processes("cpu")\n'
         f'seg = Segmenter({WEIGHTS!r}, backend="dygraph", threads=1, overrides={SMALL!r}, processes=processes)\n'
         f'stats = evaluate(seg, {str(shapes / "annotations" / "instances_val.json")!r}, {str(shapes / "val")!r},\n'
         '                  processes=processes)\n'
         'print("stats", processes.rank, json.dumps(stats))\n')
     launch_two_cpu_processes(tmp_path, str(script))
-    from solov2.model.api import Segmenter, evaluate
+    from solov2.api import Segmenter, evaluate
     alone = evaluate(Segmenter(WEIGHTS, backend='dygraph', threads=1, overrides=SMALL),
                      str(shapes / 'annotations' / 'instances_val.json'), str(shapes / 'val'))
     for rank in (0, 1):
@@ -222,7 +222,7 @@ def test_evaluation_while_training_is_shared_by_every_process_and_they_agree_on_
     script = tmp_path / 'train.py'
     script.write_text(
         'import json\n'
-        'from solov2.model.api import TrainOptions, train\n'
+        'from solov2.api import TrainOptions, train\n'
         'from solov2.model.distributed import launched_processes\n'
         'from solov2.model.inference import predicting\n'
         'read, seen = predicting.read_image, []\n'
@@ -243,7 +243,7 @@ def test_evaluation_while_training_is_shared_by_every_process_and_they_agree_on_
     assert best_iteration == other_iteration == 1 and best_ap == other_ap
     rows = (out / 'eval_log.csv').read_text().splitlines()
     assert len(rows) == 2 and float(rows[1].split(',')[rows[0].split(',').index('AP')]) == round(best_ap, 2)
-    from solov2.model.api import Segmenter, evaluate
+    from solov2.api import Segmenter, evaluate
     alone = evaluate(Segmenter(str(out / 'best' / 'ema.pdparams'), backend='dygraph', threads=1, overrides=SMALL),
                      str(shapes / 'annotations' / 'instances_val.json'), str(shapes / 'val'))
     assert best_ap > 10 and alone['AP'] == pytest.approx(best_ap, abs=0.5)

@@ -10,7 +10,7 @@ tools/make_shapes_dataset.py --out datasets/shapes`` makes, fewer images), and
 ``$SOLOV2_CACHE`` points at its ``output/solov2-cache``, the folder docs/api.md's
 ``cache_dir`` example names, a link to the test session's cache: the shipped model is
 exported once for every block and the other tests, not again for that example (a first
-export's progress is tests/model/api/test_segmenter.py's). A
+export's progress is tests/api/test_segmenter.py's). A
 block right after an HTML comment ``<!-- not-run: REASON -->`` is skipped with that reason
 (the skips are listed by pytest -ra); so is one after ``<!-- served: WHERE -->``, which WHERE runs
 against a service it starts (docs/serving.md's calls).

@@ -1,6 +1,6 @@
 """The architecture as the README draws it: imports flow config -> data -> model (the
-network) -> convert (the converters' library) | model.training | model.inference -> model.api
--> model.serving (the HTTP service) -> the commands (demo.py, train.py, eval.py, tools/ and their
+network) -> convert (the converters' library) | model.training | model.inference -> solov2.api
+-> solov2.serving (the HTTP service) -> the commands (demo.py, train.py, eval.py, tools/ and their
 shared glue tools/cli.py; convert/*2paddle.py hand their line to tools/convert.py through the
 checkout's convert/_bootstrap), and nothing reads outside the repository."""
 import ast
@@ -14,16 +14,16 @@ PACKAGE = 'solov2'
 SUBPACKAGES = ('config', 'data', 'model', 'convert', 'tools')
 # (files whose path matches this pattern, first-party modules they must not import; all under solov2.)
 RULES = [
-    ('solov2/core/', ('config', 'data', 'model', 'convert', 'tools')),   # the core every layer may import
-    ('config/', ('data', 'model', 'convert', 'tools')),
-    ('data/', ('model', 'convert', 'tools')),
-    ('model/training/', ('model.inference', 'model.api', 'model.serving', 'convert', 'tools')),
-    ('model/inference/', ('model.training', 'model.api', 'model.serving', 'convert', 'tools')),
-    (r'model/[^/]+\.py$', ('model.api', 'model.serving', 'convert', 'tools')),   # the network files
-    ('model/api/', ('model.serving', 'tools')),
-    ('model/serving/', ('tools',)),      # the HTTP service: above model.api, below its command
+    ('solov2/core/', ('config', 'data', 'model', 'convert', 'solov2.api', 'solov2.serving', 'tools')),  # under all
+    ('config/', ('data', 'model', 'convert', 'solov2.api', 'solov2.serving', 'tools')),
+    ('data/', ('model', 'convert', 'solov2.api', 'solov2.serving', 'tools')),
+    ('model/training/', ('model.inference', 'solov2.api', 'solov2.serving', 'convert', 'tools')),
+    ('model/inference/', ('model.training', 'solov2.api', 'solov2.serving', 'convert', 'tools')),
+    (r'model/[^/]+\.py$', ('solov2.api', 'solov2.serving', 'convert', 'tools')),   # the network files
+    ('solov2/api/', ('solov2.serving', 'tools')),
+    ('solov2/serving/', ('tools',)),      # the HTTP service: above solov2.api, below its command
     # the package solov2.convert; its scripts' bootstrap, which the wheel leaves out, hands them to tools/convert.py
-    ('convert/(?!_bootstrap/)', ('model.training', 'model.inference', 'model.api', 'model.serving', 'tools')),
+    ('convert/(?!_bootstrap/)', ('model.training', 'model.inference', 'solov2.api', 'solov2.serving', 'tools')),
     (r'(solov2|config|data|model|convert)/|tools/(?!dev/)', ('tools.dev',)),   # the wheel never needs the workshop
 ]
 SKIPPED_DIRS = {'.git', '__pycache__', 'output', 'datasets', 'weights', 'export', 'out', 'build'}
@@ -84,10 +84,10 @@ def _under(module: str, package: str) -> bool:
 
 
 def test_relative_imports_are_resolved_and_held_to_the_rules():
-    source = 'from . import pipeline\nfrom .backend import Backend\nfrom ..api import segmenter\n'
+    source = 'from . import pipeline\nfrom .backend import Backend\nfrom ...api import segmenter\n'
     found = set(modules_in(source, 'model/inference/new.py'))
-    assert {'solov2.model.inference.pipeline', 'solov2.model.inference.backend', 'solov2.model.api',
-            'solov2.model.api.segmenter'} <= found
+    assert {'solov2.model.inference.pipeline', 'solov2.model.inference.backend', 'solov2.api',
+            'solov2.api.segmenter'} <= found
     forbidden = dict(RULES)['model/inference/']
     assert [module for module in found if any(_under(module, f) for f in forbidden)]
 

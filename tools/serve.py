@@ -12,7 +12,7 @@ auto); weights that do not load end it in one line, exit 2; SIGTERM or Ctrl-C me
 at once. Once ready, SIGTERM or Ctrl-C stop taking requests (/readyz 503, the port open),
 finish those in flight (up to --timeout-s) and exit 0. With --workers N a child process opens
 the model once (auto: exports it) before the port opens, then N processes serve it while this
-one, holding no model, watches them. The application is ``solov2.model.serving.app``;
+one, holding no model, watches them. The application is ``solov2.serving.app``;
 docs/serving.md says how to call it, its settings, metrics and scaling out (Ray Serve too).
 """
 import argparse
@@ -92,7 +92,7 @@ def settings_of(args):
     Paddle and the library are imported here (Ctrl-C or SIGTERM meanwhile: one line)."""
     with interruptible_loading():
         from solov2.model.runtime import cpu_threads
-        from solov2.model.serving.app import ServeSettings
+        from solov2.serving.app import ServeSettings
     counts = (('--workers', args.workers), ('--max-batch', args.max_batch), ('--queue-size', args.queue_size),
               ('--max-uploads', args.max_uploads))
     for flag, value in counts:
@@ -113,7 +113,7 @@ def worker_app():
     """The application of one of --workers' processes (uvicorn's factory), from ``SETTINGS_ENV``."""
     with interruptible_loading():
         from solov2.model.inference.backend_factory import ModelSpec
-        from solov2.model.serving.app import ServeSettings, create_app
+        from solov2.serving.app import ServeSettings, create_app
     named = json.loads(os.environ[SETTINGS_ENV])
     settings = ServeSettings(**{**named, 'model': ModelSpec(**named['model'])})
     tune_for(settings.model.device, settings.model.threads)
@@ -158,8 +158,8 @@ def serve(settings, options) -> None:
     open port (``uvicorn_server``); a model that cannot load stops it with its error."""
     import uvicorn
 
-    from solov2.model.serving.app import create_app
-    from solov2.model.serving.wire import SERVER_OPTIONS
+    from solov2.serving.app import create_app
+    from solov2.serving.wire import SERVER_OPTIONS
     failures = []
 
     def loaded(service):
@@ -181,7 +181,7 @@ def open_once(argv, sender) -> None:
     @command
     def run(argv) -> int:
         settings = settings_of(parse_args(argv))        # Paddle imported here first
-        from solov2.model.serving.wire import SERVER_OPTIONS
+        from solov2.serving.wire import SERVER_OPTIONS
         tune_for(settings.model.device, settings.model.threads)
         interruptible_load(settings.segmenter).close()
         sender.send(json.dumps([dataclasses.asdict(settings), SERVER_OPTIONS]))

@@ -29,7 +29,7 @@ from solov2.tools.cli import (  # before Paddle
 )
 
 with interruptible_loading():      # Ctrl-C or SIGTERM while Paddle and the library load: one line
-    from solov2.model.api.training import TrainOptions, TrainSummary, train
+    from solov2.api.training import TrainOptions, TrainSummary, train
     from solov2.model.checkpoint import CheckpointError
     from solov2.model.distributed import launched_processes
     from solov2.model.training.run import run_checkpoint

@@ -147,7 +147,7 @@ class Backend(abc.ABC):
 
     def detect(self, outputs: Sequence[np.ndarray], params: Optional[InferenceParams] = None) -> List[Detections]:
         """``forward``'s outputs -> soft-mask detections (one per image, [N, Hf, Wf]), selected with
-        ``params`` (default ``self.params``; a call's thresholds: ``model.api.segmenter.per_call_params``)."""
+        ``params`` (default ``self.params``; a call's thresholds: ``solov2.api.segmenter.per_call_params``)."""
         return postprocess_flat(*outputs, params or self.params)
 
     def infer(self, inputs: Sequence[np.ndarray]) -> List[Detections]:

@@ -1,5 +1,5 @@
 """Inference backends by name: the one factory behind demo.py, eval.py, the export tools,
-``model.api.Segmenter`` and the service. ``ModelSpec`` describes the model to open (weights or
+``solov2.api.Segmenter`` and the service. ``ModelSpec`` describes the model to open (weights or
 an exported folder, config, engine and its settings) with its one check; ``open_backend`` opens it.
 
 - ``auto`` (the default of demo.py and eval.py): exported once into a cache and run in OpenVINO
@@ -39,7 +39,7 @@ class ModelSpec:
     """The model to open and the engine to run it on, as ``Segmenter``, the service and the
     commands take it (``open_backend`` opens it; ``check`` refuses what cannot work).
 
-    ``weights``: a project checkpoint (.pdparams) or a published name (``model.api`` fetches
+    ``weights``: a project checkpoint (.pdparams) or a published name (``solov2.api`` fetches
     it); ``config``: its config number (default: the sidecar's, or the export's); ``backend``:
     one of ``BACKENDS``; ``model_dir``: an exported folder, for 'inference', 'onnx' and
     'openvino'; ``precision``: f32 | bf16 | int8 (openvino; None: f32 there, and for 'auto' f32 or
@@ -79,7 +79,7 @@ class ModelSpec:
         exported: ``config``, ``backend``, ``precision``, ``model_dir``, ``device``, ``tensorrt``,
         ``threads`` and the ``overrides`` on the config. ``named(weights, config)``: the config
         number of a published name in ``weights``, refusing another ``config``
-        (``convert.zoo.checked_config``, which ``model.api`` passes: this layer knows no names);
+        (``convert.zoo.checked_config``, which ``solov2.api`` passes: this layer knows no names);
         without it, ``config``. Returns the config number the overrides were checked on (None
         when only the weights will tell)."""
         backend, precision, config, threads = self.backend, self.precision, self.config, self.threads

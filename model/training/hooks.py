@@ -82,7 +82,7 @@ class CheckpointHook(Hook):
 class EvalHook(Hook):
     """Mask AP every ``every`` iterations (0: only at the end) and at the end; a better AP
     than before saves ``best``. With the (EMA) weights swapped in once, ``evaluate(model,
-    cfg, processes, placement)`` returns the COCO stats dict in percent (0-100, ``model.api.evaluate``),
+    cfg, processes, placement)`` returns the COCO stats dict in percent (0-100, ``solov2.api.evaluate``),
     the same on every process of ``processes`` (each predicts its share of the images with process 0's weights and BN
     statistics, process 0 scores them), and
     ``picture(model, cfg, placement)``, when given, a drawn validation picture [H, W, 3] uint8 (``placement``:

@@ -1,5 +1,5 @@
 """The options of a training run: what ``train.py``'s command line sets, as one object the
-library takes (``model.training.run.prepare``, ``model.api.train``)."""
+library takes (``model.training.run.prepare``, ``solov2.api.train``)."""
 from dataclasses import dataclass
 from typing import Optional, Sequence, Union
 

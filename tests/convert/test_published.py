@@ -10,6 +10,7 @@ from urllib.parse import urlparse
 
 import pytest
 
+from solov2.api import Segmenter
 from solov2.config import CONFIGS
 from solov2.convert import download, zoo
 from solov2.convert.download import DownloadError
@@ -17,7 +18,6 @@ from solov2.convert.families import CONVERTERS
 from solov2.convert.published import FAMILIES, PUBLISHED, PUBLISHERS, SHIPPED
 from solov2.core.errors import RunError
 from solov2.core.paths import SHIPPED_WEIGHTS
-from solov2.model.api import Segmenter
 from solov2.tools.dev import zoo_docs
 from tests.helpers import REPO_DIR
 

@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from solov2.api import Segmenter, TrainOptions, train
 from solov2.config import CONFIGS, with_classes
 from solov2.convert import download, zoo
 from solov2.convert.common import model_shapes
@@ -42,7 +43,6 @@ from solov2.convert.to_ppdet import to_ppdet
 from solov2.core.cache import published_path
 from solov2.core.errors import InputError, RunError
 from solov2.core.paths import CACHE_ENV, SAMPLE_IMAGES, SHIPPED_WEIGHTS
-from solov2.model.api import Segmenter, TrainOptions, train
 from solov2.model.checkpoint import load_paddle_params
 from solov2.model.training.state import STATE_FILE
 from solov2.tools import cache as cache_tool

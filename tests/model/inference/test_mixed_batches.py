@@ -8,9 +8,9 @@ from pathlib import Path
 import cv2
 import pytest
 
+from solov2.api.segmenter import to_instances
 from solov2.config import get_config
 from solov2.core.paths import SAMPLE_IMAGES, SHIPPED_WEIGHTS
-from solov2.model.api.segmenter import to_instances
 from solov2.model.inference.backend import run_network, share_batches
 from solov2.model.inference.dygraph_backend import DygraphBackend
 from tests.helpers import REPO_DIR

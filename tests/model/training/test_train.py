@@ -9,9 +9,9 @@ import types
 import numpy as np
 import pytest
 
-from solov2.model.api import Segmenter, evaluate
-from solov2.model.api.training import TrainOptions
-from solov2.model.api.training import train as train_from_python
+from solov2.api import Segmenter, evaluate
+from solov2.api.training import TrainOptions
+from solov2.api.training import train as train_from_python
 from solov2.model.checkpoint import CheckpointError, load_paddle_params
 from solov2.model.training.hooks import EvalHook
 from solov2.model.training.run_log import RunLog, significant
@@ -295,7 +295,7 @@ def test_train_from_python_returns_the_summary_and_logs_instead_of_printing(shap
 
 
 def test_evaluation_swaps_the_ema_in_once_and_reports_percent(tmp_path):
-    """One EMA swap gives both the metrics and the picture; evaluate's percent (model.api.evaluate)
+    """One EMA swap gives both the metrics and the picture; evaluate's percent (solov2.api.evaluate)
     go to the log line and eval_log.csv as they are, the state keeps COCO's fraction (comparable
     across resumes)."""
     import paddle

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 
 from solov2.model.inference.memory import decode_cost
-from solov2.model.serving import app
+from solov2.serving import app
 from solov2.tools import serve
-from tests.model.serving.running import SMALL_MODEL, ServeSettings, metric_families, serving
 from tests.pictures import webp_bomb
+from tests.serving.running import SMALL_MODEL, ServeSettings, metric_families, serving
 
 PICTURE = cv2.imencode('.png', np.full((1000, 1000, 3), 90, np.uint8))[1].tobytes()
 BUDGET_MB = 1.5 * decode_cost(PICTURE, 1000, 1000, 320, 640) / 2**20        # room for one PICTURE (config 9's size)

@@ -10,9 +10,9 @@ import cv2
 import numpy as np
 import pytest
 
+from solov2.api import InputError, Instances, Segmenter
 from solov2.core.paths import CACHE_ENV, cache_root
 from solov2.data.transforms import read_image
-from solov2.model.api import InputError, Instances, Segmenter
 from solov2.model.inference import dygraph_backend
 from solov2.model.inference.auto_backend import STAGES, installed_engines
 from solov2.model.inference.device_postprocess import postprocess_on_device
@@ -388,7 +388,7 @@ def test_a_lists_pictures_are_read_ahead_by_what_their_headers_say_they_will_hol
     prepared; a file object's not), which a list's and a stream's read-ahead goes by."""
     from PIL import Image
 
-    from solov2.model.api import segmenter
+    from solov2.api import segmenter
     from tests.pictures import webp_bomb
     network_input = 3 * 4 * 320 * 480
     decoding, prepared = 7 * 3000 * 2000 + 3 * network_input, 3 * 3000 * 2000 + network_input

@@ -7,8 +7,8 @@ import numpy as np
 import pycocotools.mask as mask_util
 import pytest
 
+from solov2.api import InputError, Instance, Instances
 from solov2.data.masks import CroppedMasks
-from solov2.model.api import InputError, Instance, Instances
 
 # pycocotools' decode triggers a NumPy 2 copy-keyword DeprecationWarning internally.
 pytestmark = pytest.mark.filterwarnings('ignore:__array__ implementation:DeprecationWarning')
@@ -91,7 +91,7 @@ def test_to_dict_is_json_and_decodes_back(three):
 
 def test_coco_records_are_those_of_demo_save_json(three):
     """With the file name, ``to_coco`` writes what ``demo.py --save-json`` writes (file and
-    category names included; tests/model/api/test_api.py runs the demo's stages);
+    category names included; tests/api/test_api.py runs the demo's stages);
     ``category_ids`` maps labels to a dataset's ids."""
     records = three.to_coco(4, file_name='pets.jpg')
     assert [(r['file_name'], r['category_name'], r['category_id']) for r in records] == [
@@ -117,7 +117,7 @@ RLE = {'size': ['int', 'int'], 'counts': 'str'}
 def test_to_dict_and_coco_records_keep_their_keys_and_types(three):
     """The outputs users parse are pinned: a new key, a missing one or a numpy number in
     ``to_dict()`` or the COCO records fails here (the service answers ``to_dict()``: its
-    schema forbids other keys, tests/model/serving/test_contract.py)."""
+    schema forbids other keys, tests/serving/test_contract.py)."""
     first = {'label': 'int', 'name': 'str', 'score': 'float', 'box': ['int'] * 4, 'mask': RLE}
     assert kinds(three.to_dict()) == {'image_size': ['int', 'int'], 'class_names': ['str'] * 3,
                                       'instances': [first] * 3}

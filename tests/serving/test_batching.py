@@ -6,12 +6,12 @@ import time
 import numpy as np
 
 from solov2 import Segmenter
+from solov2.api.segmenter import to_instances
 from solov2.core.paths import SAMPLE_IMAGES
-from solov2.model.api.segmenter import to_instances
 from solov2.model.inference.backend import run_network
-from solov2.model.serving.batching import Batcher
+from solov2.serving.batching import Batcher
 from tests.helpers import REPO_DIR
-from tests.model.serving.running import SMALL_MODEL
+from tests.serving.running import SMALL_MODEL
 
 
 def test_sizes_queued_in_turn_run_a_batch_each_with_the_answers_of_one_at_a_time():
@@ -68,7 +68,7 @@ def test_a_picture_with_nothing_coming_runs_at_once():
 def test_helper_threads_follow_the_one_threads_per_core_rule(monkeypatch):
     """0 helper threads (the default) is one per core this process may use (its CPU affinity,
     ``model.runtime.cpu_threads``), not the machine's count."""
-    from solov2.model.serving.app import ServeSettings, Service
+    from solov2.serving.app import ServeSettings, Service
     monkeypatch.setattr(os, 'cpu_count', lambda: 64)
     monkeypatch.setattr(os, 'sched_getaffinity', lambda pid: set(range(8)), raising=False)
     service = Service(ServeSettings(SMALL_MODEL))

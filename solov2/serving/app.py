@@ -1,5 +1,5 @@
 """The service's ASGI application: ``create_app(settings)`` -> FastAPI (module docstring of
-``solov2.model.serving``; docs/serving.md).
+``solov2.serving``; docs/serving.md).
 
 The model (opened by the caller, or here) opens and warms up in a thread after start-up:
 ``/healthz`` answers at once, ``/readyz`` and ``/v1/segment`` only once it is ready (503 with
@@ -36,15 +36,15 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from solov2 import __version__
+from solov2.api.segmenter import Segmenter, per_call_params, to_instances
 from solov2.core.errors import InputError
 from solov2.data.results import SHOWN_MIN_SCORE
 from solov2.data.transforms import header_size
-from solov2.model.api.segmenter import Segmenter, per_call_params, to_instances
 from solov2.model.inference.backend_factory import ModelSpec, Progress
 from solov2.model.inference.memory import MemoryBudget, decode_cost, default_budget, pixels_within
 from solov2.model.runtime import cpu_threads
-from solov2.model.serving.batching import Batcher
-from solov2.model.serving.limits import (
+from solov2.serving.batching import Batcher
+from solov2.serving.limits import (
     HttpError,
     check_content_type,
     check_declared_length,
@@ -52,8 +52,8 @@ from solov2.model.serving.limits import (
     decode_picture,
     read_body,
 )
-from solov2.model.serving.metrics import Metrics
-from solov2.model.serving.schema import QUERY, Alive, Answer, Model, Ready, openapi_of, picture_body, refusals
+from solov2.serving.metrics import Metrics
+from solov2.serving.schema import QUERY, Alive, Answer, Model, Ready, openapi_of, picture_body, refusals
 
 LOG = logging.getLogger(__name__)
 RETRY = {'Retry-After': '1'}

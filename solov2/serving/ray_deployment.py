@@ -6,7 +6,7 @@ Ray's HTTP proxy spreads the requests over them. Ray is an optional extra
     from ray import serve
     serve.run(deployment(ServeSettings(ModelSpec('weights/shapes_r18.pdparams')), replicas=2))
 """
-from solov2.model.serving.app import ServeSettings, create_app
+from solov2.serving.app import ServeSettings, create_app
 
 
 def deployment(settings: ServeSettings, replicas: int = 1, cpus_per_replica: float = 1.0, name: str = 'solov2',

@@ -16,8 +16,8 @@ import pytest
 
 from solov2.core.paths import SAMPLE_IMAGES
 from solov2.model.inference.dygraph_backend import DygraphBackend
-from tests.model.serving.running import SMALL_MODEL, ServeSettings, metric_families, serving
-from tests.model.serving.test_service import port_of, received
+from tests.serving.running import SMALL_MODEL, ServeSettings, metric_families, serving
+from tests.serving.test_service import port_of, received
 
 PICTURE = (Path(SAMPLE_IMAGES) / 'shapes_000023.jpg').read_bytes()
 SETTINGS = ServeSettings(SMALL_MODEL, queue_size=1, max_body_mb=1, min_upload_kb_s=64, body_timeout_s=30,
@@ -110,12 +110,12 @@ def test_large_answers_are_gzipped_when_the_client_accepts_it(client):
 
 
 def test_each_request_is_logged_once_with_its_id_status_and_latency_the_probes_at_debug(client, caplog):
-    caplog.set_level(logging.DEBUG, logger='solov2.model.serving')
+    caplog.set_level(logging.DEBUG, logger='solov2.serving')
     client.get('/v1/model', headers={'X-Request-ID': 'log-1'})
     client.get('/readyz', headers={'X-Request-ID': 'probe-1'})
     client.post('/v1/segment', content=b'', headers={'X-Request-ID': 'log-2'})
     lines = {record.getMessage().split()[0]: record for record in caplog.records
-             if record.name == 'solov2.model.serving.app' and record.getMessage().split()[0] in
+             if record.name == 'solov2.serving.app' and record.getMessage().split()[0] in
              ('log-1', 'probe-1', 'log-2')}
     assert lines['log-1'].getMessage().startswith('log-1 GET /v1/model 200 ') and lines['log-1'].levelno == logging.INFO
     assert lines['log-2'].getMessage().startswith('log-2 POST /v1/segment 400 ')

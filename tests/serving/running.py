@@ -14,8 +14,8 @@ prometheus_parser = pytest.importorskip('prometheus_client.parser', reason='the 
 
 from solov2 import ModelSpec  # noqa: E402
 from solov2.core.paths import SHIPPED_WEIGHTS  # noqa: E402
-from solov2.model.serving.app import ServeSettings, create_app  # noqa: E402
-from solov2.model.serving.wire import SERVER_OPTIONS  # noqa: E402
+from solov2.serving.app import ServeSettings, create_app  # noqa: E402
+from solov2.serving.wire import SERVER_OPTIONS  # noqa: E402
 from tests.helpers import free_port  # noqa: E402
 
 SMALL_MODEL = ModelSpec(SHIPPED_WEIGHTS, backend='dygraph', threads=1)   # starts in a second

@@ -16,13 +16,13 @@ from typing import Callable, Dict, Optional, Sequence, Tuple
 import numpy as np
 import paddle
 
+from solov2.api.evaluation import evaluate
 from solov2.config import SOLOv2Base, get_config, with_overrides
 from solov2.convert.zoo import checked_config, resolve_weights
 from solov2.core.errors import InputError, param
 from solov2.data.coco import load_coco, read_class_names
 from solov2.data.transforms import read_image
 from solov2.data.visualize import draw_instances
-from solov2.model.api.evaluation import evaluate
 from solov2.model.distributed import Processes, launched_processes
 from solov2.model.inference.backend_factory import ModelSpec
 from solov2.model.inference.dygraph_backend import DygraphBackend

@@ -13,8 +13,8 @@ import pytest
 import solov2
 from solov2 import ModelSpec, Segmenter
 from solov2.core.paths import SAMPLE_IMAGES
-from tests.model.serving.running import SMALL_MODEL, ServeSettings, metric_families, serving
-from tests.model.serving.test_service import same_answer
+from tests.serving.running import SMALL_MODEL, ServeSettings, metric_families, serving
+from tests.serving.test_service import same_answer
 
 PICTURE = (Path(SAMPLE_IMAGES) / 'shapes_000023.jpg').read_bytes()    # scores from 0.92 down to 0.06
 SEEN = set()            # (method, path, status) of every answer in this module, checked by the last test

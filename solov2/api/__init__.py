@@ -1,6 +1,6 @@
 """The toolkit's Python API: the one import path for using SOLOv2 from a program.
 
-    from solov2 import Segmenter              # the same names as solov2.model.api
+    from solov2 import Segmenter              # the same names as solov2.api
     seg = Segmenter('weights/shapes_r18.pdparams')
     result = seg('images/shapes_000001.jpg')       # Instances: masks, labels, scores, boxes
 
@@ -16,12 +16,12 @@ says the fix) and ``RunError``. The library logs through ``logging`` (loggers na
 its modules), prints nothing and leaves the process as it found it; ``tune_process`` is the
 one call that tunes the whole process for speed, as the commands do.
 """
+from solov2.api.evaluation import evaluate
+from solov2.api.instances import Instance, Instances
+from solov2.api.segmenter import Segmenter
+from solov2.api.training import TrainOptions, TrainSummary, train
 from solov2.core.errors import InputError, RunError, Solov2Error
 from solov2.core.paths import SAMPLE_IMAGES, SHIPPED_WEIGHTS
-from solov2.model.api.evaluation import evaluate
-from solov2.model.api.instances import Instance, Instances
-from solov2.model.api.segmenter import Segmenter
-from solov2.model.api.training import TrainOptions, TrainSummary, train
 from solov2.model.distributed import Processes, start_processes
 from solov2.model.inference.backend_factory import ModelSpec
 from solov2.model.tuning import tune_process

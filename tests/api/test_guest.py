@@ -1,5 +1,5 @@
 """The library is a guest in the host process. A fresh process, looked at before its first
-import of the toolkit (tests/model/api/guest_probe.py), is left as it was by exporting and
+import of the toolkit (tests/api/guest_probe.py), is left as it was by exporting and
 quantizing, segmenting on every backend, two streams read side by side and training: its
 environment, malloc, Paddle's device, CPU math threads and random generators, NumPy's global
 random state, OpenCV's and numpy's BLAS threads, matplotlib's backend, every signal handler,
@@ -35,7 +35,7 @@ def _other_threads(threads: int) -> int:
 
 
 def _probe(tmp_path, *args, timeout: int = 900) -> dict:
-    """What tests/model/api/guest_probe.py, run with ``args`` in a fresh process, reports."""
+    """What tests/api/guest_probe.py, run with ``args`` in a fresh process, reports."""
     env = {name: value for name, value in os.environ.items() if name != MKL_CPU_TYPE}
     env.update(PYTHONPATH=str(REPO_DIR), SOLOV2_CACHE=str(tmp_path / 'cache'))
     done = subprocess.run([sys.executable, str(Path(__file__).with_name('guest_probe.py')), *args],
@@ -46,12 +46,12 @@ def _probe(tmp_path, *args, timeout: int = 900) -> dict:
 
 def library_modules() -> list:
     """Every module of the library (solov2/, config/, data/, model/, convert/ but its commands) by its import name;
-    the HTTP service's (``model.serving``) where its extra, ``serve``, is installed (the main CI venv; not the
+    the HTTP service's (``solov2.serving``) where its extra, ``serve``, is installed (the main CI venv; not the
     Paddle 2.6 one)."""
     names = [path[:-len('.py')].removesuffix('/__init__').replace('/', '.') for path in library_files()]
     modules = {'solov2'} | {name if name.split('.')[0] == 'solov2' else f'solov2.{name}' for name in names}
     if importlib.util.find_spec('fastapi') is None:
-        modules = {name for name in modules if not name.startswith('solov2.model.serving')}
+        modules = {name for name in modules if not name.startswith('solov2.serving')}
     return sorted(modules)
 
 
@@ -61,7 +61,7 @@ def test_importing_any_library_module_changes_nothing(tmp_path):
 
 
 def test_a_fresh_process_is_left_as_it_was_by_every_backend_streams_export_and_training(tmp_path):
-    """tests/model/api/guest_probe.py takes a fresh process's settings before its first import
+    """tests/api/guest_probe.py takes a fresh process's settings before its first import
     of the toolkit, then exports (checked) and quantizes the shipped model, segments on every
     backend (auto exporting into a cache of its own; without the deployment extras: dygraph,
     Paddle Inference, and auto falling back to dygraph), reads two streams side by side (the first

@@ -11,11 +11,11 @@ from typing import Any, Callable, Dict, Generator, Iterable, Iterator, List, Opt
 
 import numpy as np
 
+from solov2.api.instances import Instances, check_channels
 from solov2.convert.zoo import checked_config, resolve_weights
 from solov2.core.errors import InputError
 from solov2.data.results import SHOWN_MIN_SCORE
 from solov2.data.transforms import check_pixels, decode_image, header_size, pil_to_array, read_image, to_rgb
-from solov2.model.api.instances import Instances, check_channels
 from solov2.model.distributed import SINGLE, Processes
 from solov2.model.inference.backend import run_network
 from solov2.model.inference.backend_factory import ModelSpec, Progress, open_backend

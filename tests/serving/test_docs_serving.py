@@ -11,7 +11,7 @@ import sys
 import pytest
 
 from tests.helpers import REPO_DIR, free_port
-from tests.model.serving.running import httpx, wait_ready
+from tests.serving.running import httpx, wait_ready
 
 PAGE = REPO_DIR / 'docs' / 'serving.md'
 SERVED = re.compile(r'<!--\s*served:[^>]*test_docs_serving\.py\s*-->\s*\n```(bash|python)\n(.*?)^```',

@@ -18,9 +18,9 @@ import cv2
 import numpy as np
 import pytest
 
+from solov2.api import Instances, Segmenter
 from solov2.config.sidecar import resolve_config
 from solov2.core.paths import SAMPLE_IMAGES, SHIPPED_WEIGHTS
-from solov2.model.api import Instances, Segmenter
 from solov2.model.inference.export import export
 
 THREADS = 4

@@ -9,7 +9,7 @@ import pytest
 
 from solov2.core.paths import SAMPLE_IMAGES
 from tests.helpers import REPO_DIR, free_port
-from tests.model.serving.running import httpx
+from tests.serving.running import httpx
 
 ray = pytest.importorskip('ray', reason='the Ray Serve deployment needs requirements-ray.txt')
 serve = pytest.importorskip('ray.serve')

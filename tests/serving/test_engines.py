@@ -11,8 +11,8 @@ import pytest
 
 from solov2 import ModelSpec, Segmenter
 from tests.model.inference.test_mixed_batches import pictures
-from tests.model.serving.running import ServeSettings, metric_families, serving
-from tests.model.serving.test_service import same_answer
+from tests.serving.running import ServeSettings, metric_families, serving
+from tests.serving.test_service import same_answer
 
 pytestmark = pytest.mark.deploy
 COMPILED = 'compiled for'          # OpenVINO's line for each static model

@@ -1,4 +1,4 @@
-"""The Python API (model.api): Segmenter on a path, arrays of either channel order, a folder
+"""The Python API (solov2.api): Segmenter on a path, arrays of either channel order, a folder
 stream and a video, Instances' helpers, evaluate() against eval.py, and bad input in one line."""
 import logging
 
@@ -6,11 +6,11 @@ import cv2
 import numpy as np
 import pytest
 
+from solov2.api import InputError, Instances, Segmenter, evaluate
 from solov2.config import get_config
 from solov2.data.results import instances_to_coco, write_json
 from solov2.data.transforms import read_image
 from solov2.data.visualize import draw_instances
-from solov2.model.api import InputError, Instances, Segmenter, evaluate
 from solov2.model.inference.dygraph_backend import DygraphBackend
 from solov2.tools import eval as eval_cli
 from solov2.tools.demo_outputs import DrawOptions, run_images
@@ -94,7 +94,7 @@ def test_stream_skips_an_unreadable_picture_with_a_warning(seg, tmp_path, caplog
     bad = tmp_path / 'notes.jpg'
     bad.write_text('not a picture')
     array = cv2.imread(str(IMAGES[1]))
-    with caplog.at_level(logging.WARNING, logger='solov2.model.api'):
+    with caplog.at_level(logging.WARNING, logger='solov2.api'):
         streamed = list(seg.stream([IMAGES[0], bad, array]))
     assert [type(source) for source, _ in streamed] == [type(IMAGES[0]), np.ndarray]
     _same(streamed[1][1], seg(IMAGES[1]))
@@ -169,7 +169,7 @@ def test_bad_construction_is_one_input_error(kwargs, message):
 def test_the_training_picture_shows_an_image_with_objects(tmp_path):
     """The VisualDL picture's image: the first validation image that has an object (the
     shapes set's first image is empty), else the first one."""
-    from solov2.model.api.training import first_val_image
+    from solov2.api.training import first_val_image
     coco = generate_split(tmp_path, 'val', 3, 64, seed=5)
     assert not [a for a in coco['annotations'] if a['image_id'] == 1]       # shapes: image 1 is empty
     write_json(coco, str(tmp_path / 'val.json'))
@@ -185,7 +185,7 @@ def test_dir_and_star_import_list_the_api_without_loading_it():
     import subprocess
     import sys
     code = ('import sys, solov2; names = set(dir(solov2)); assert "paddle" not in sys.modules; '
-            'from solov2.model import api; assert set(api.__all__) == set(solov2.__all__) <= names, names; '
+            'from solov2 import api; assert set(api.__all__) == set(solov2.__all__) <= names, names; '
             'star = {}; exec("from solov2 import *", star); assert set(api.__all__) <= set(star); '
             'assert star["Segmenter"] is api.Segmenter and not {"Path", "zlib"} & names; print("ok")')
     done = subprocess.run([sys.executable, '-c', code], cwd=ROOT, capture_output=True, text=True, timeout=300)

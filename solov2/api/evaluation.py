@@ -19,7 +19,7 @@ def described_set(ann: str, images: str, class_names: Tuple[str, ...], version: 
 
 def evaluate(segmenter, ann: str, images: str, progress: Optional[Callable[[int], None]] = None,
              processes: Processes = SINGLE) -> Dict[str, float]:
-    """Mask AP of ``segmenter`` (a ``model.api.Segmenter``, or a ``model.inference`` backend)
+    """Mask AP of ``segmenter`` (a ``solov2.api.Segmenter``, or a ``model.inference`` backend)
     on the COCO-format set ``ann`` (annotation file) / ``images`` (folder): the 12 COCO numbers
     in percent (0-100) by name (AP AP50 AP75 APs APm APl AR1 AR10 AR100 ARs ARm ARl), as eval.py
     prints them; 0 for every number when nothing is detected. ``progress(1)`` is called after

@@ -23,8 +23,8 @@ from solov2 import ModelSpec, Segmenter
 from solov2.core.paths import CACHE_ENV, SAMPLE_IMAGES
 from solov2.model.inference.dygraph_backend import DygraphBackend
 from solov2.tools import serve
-from tests.model.serving.running import SMALL_MODEL, ServeSettings, metric_families, serving
 from tests.pictures import large_jpeg, png_header, tiff_bomb, webp_bomb
+from tests.serving.running import SMALL_MODEL, ServeSettings, metric_families, serving
 
 PICTURES = sorted(Path(SAMPLE_IMAGES).glob('*.jpg'))
 SETTINGS = ServeSettings(SMALL_MODEL, max_batch=4, max_wait_ms=50, queue_size=6, max_body_mb=1,

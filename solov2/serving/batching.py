@@ -20,8 +20,8 @@ from typing import Any, Callable, Deque, List, Optional
 
 import numpy as np
 
+from solov2.api.segmenter import Segmenter
 from solov2.core.errors import RunError
-from solov2.model.api.segmenter import Segmenter
 from solov2.model.inference.backend import run_network, share_batches
 from solov2.model.inference.postprocess import InferenceParams
 

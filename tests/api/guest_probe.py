@@ -1,10 +1,10 @@
-"""The host program of tests/model/api/test_guest.py, run in a fresh process: it takes its
+"""The host program of tests/api/test_guest.py, run in a fresh process: it takes its
 settings before the first import of the toolkit, then exports and (with the deployment extras)
 quantizes the shipped model, segments a picture on every backend installed, reads two streams
 side by side, trains two iterations, and prints (JSON) the settings that changed and what the work gave.
 
-    python tests/model/api/guest_probe.py WORK_FOLDER SHAPES_DATASET
-    python tests/model/api/guest_probe.py --imports MODULE...     (only imports them)
+    python tests/api/guest_probe.py WORK_FOLDER SHAPES_DATASET
+    python tests/api/guest_probe.py --imports MODULE...     (only imports them)
 """
 import ctypes
 import importlib

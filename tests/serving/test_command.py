@@ -20,7 +20,7 @@ from solov2.core.paths import CACHE_ENV, SAMPLE_IMAGES
 from solov2.model.inference.auto_backend import installed_engines
 from solov2.tools import serve
 from tests.helpers import REPO_DIR, free_port
-from tests.model.serving.running import httpx, metric_families, wait_ready
+from tests.serving.running import httpx, metric_families, wait_ready
 
 PICTURE = (REPO_DIR / SAMPLE_IMAGES / 'shapes_000042.jpg').read_bytes()
 
