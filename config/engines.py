@@ -2,5 +2,5 @@
 without Paddle: a command checks its flags, and a ``--workers`` service parent starts, before
 (or without) loading it."""
 BACKENDS = ('auto', 'dygraph', 'inference', 'onnx', 'openvino')
-EXPORTED = ('inference', 'onnx', 'openvino')   # backend_factory.exported_backend's names
+EXPORTED = ('inference', 'onnx', 'openvino')   # spec.exported_backend's names
 PRECISIONS = ('f32', 'bf16', 'int8')            # OpenVINO's

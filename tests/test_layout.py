@@ -56,18 +56,25 @@ def file_package(path: str) -> list:
     return [PACKAGE] + package if package and package[0] in SUBPACKAGES else package
 
 
-def modules_in(source: str, path: str):
-    """Every module the code ``source`` of the file ``path`` imports, at module level or inside
-    functions; relative imports resolved, and ``from package import name`` giving both the
-    package and ``package.name`` (a submodule, or a name in it)."""
+def imports_in(source: str, path: str):
+    """(module, names) of each import in the code ``source`` of the file ``path``, at module
+    level or inside functions (a lazy import is a dependency all the same), relative imports
+    resolved: ``import a.b`` gives ('a.b', []), ``from a import b, c`` ('a', ['b', 'c'])."""
     for node in ast.walk(ast.parse(source)):
         if isinstance(node, ast.Import):
-            yield from (alias.name for alias in node.names)
+            yield from ((alias.name, []) for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
             base = file_package(path)[:len(file_package(path)) - node.level + 1] if node.level else []
-            module = '.'.join(base + ([node.module] if node.module else []))
-            yield module
-            yield from (f'{module}.{alias.name}' for alias in node.names if alias.name != '*')
+            yield '.'.join(base + ([node.module] if node.module else [])), [
+                alias.name for alias in node.names if alias.name != '*']
+
+
+def modules_in(source: str, path: str):
+    """Every module the code ``source`` of the file ``path`` imports (``imports_in``), ``from
+    package import name`` giving both the package and ``package.name`` (a submodule, or a name in it)."""
+    for module, names in imports_in(source, path):
+        yield module
+        yield from (f'{module}.{name}' for name in names)
 
 
 def imported_modules(path: str):
@@ -98,6 +105,60 @@ def test_imports_flow_one_way(prefix, forbidden):
     bad = [(path, module) for path in files for module in imported_modules(path)
            if any(_under(module, f) for f in forbidden)]
     assert files and not bad, bad
+
+
+def module_file(module: str):
+    """The file of the toolkit's ``module`` (``solov2.model.api``: model/api/__init__.py,
+    ``solov2.core.cache``: solov2/core/cache.py); None for a name that is no module of it."""
+    parts = module.split('.')
+    folder = '/'.join(parts[1:] if parts[1:2] and parts[1] in SUBPACKAGES else parts)
+    return next((file for file in (f'{folder}.py', f'{folder}/__init__.py')
+                 if parts[0] == PACKAGE and (REPO_DIR / file).is_file()), None)
+
+
+def imported_files(path: str, source: str = ''):
+    """The toolkit's files that the file ``path`` (its code: ``source``, default read) imports:
+    ``from package import name`` is the file of ``package.name`` where that is a module, else
+    the package's."""
+    for module, names in imports_in(source or (REPO_DIR / path).read_text(), path):
+        for found in [module_file(f'{module}.{name}') or module_file(module) for name in names] or [
+                module_file(module)]:
+            if found and found != path:
+                yield found
+
+
+def a_cycle(graph: dict) -> list:
+    """One cycle of the directed ``graph`` ({node: nodes it points to}) as [a, b, ..., a]; [] for none."""
+    done, chain = set(), []
+
+    def walk(node) -> list:
+        if node in chain:
+            return chain[chain.index(node):] + [node]
+        if node not in done:
+            chain.append(node)
+            for cycle in (walk(next_node) for next_node in sorted(graph.get(node, ()))):
+                if cycle:
+                    return cycle
+            done.add(chain.pop())
+        return []
+    return next((cycle for cycle in map(walk, sorted(graph)) if cycle), [])
+
+
+def test_a_lazy_import_is_an_edge_and_a_cycle_is_found():
+    lazy = 'def run():\n    from solov2.model.inference import auto_backend, Backend\n'
+    assert set(imported_files('model/inference/x.py', lazy)) == {'model/inference/auto_backend.py',
+                                                                 'model/inference/__init__.py'}
+    assert a_cycle({'a': {'b'}, 'b': {'c'}, 'c': {'a', 'd'}}) == ['a', 'b', 'c', 'a']
+    assert a_cycle({'a': {'b', 'c'}, 'b': {'c'}, 'c': set()}) == []
+
+
+def test_no_import_circle_between_files():
+    """The toolkit's files (the product, the commands and the workshop; not tests/) import one
+    another without a circle, lazy imports inside functions included: each layer's files form
+    a chain too, so that a module can be read, tested and moved after what it imports."""
+    files = [path for path in tracked_python_files() if not path.startswith('tests/')]
+    cycle = a_cycle({path: set(imported_files(path)) for path in files})
+    assert files and not cycle, 'an import circle: ' + ' -> '.join(cycle)
 
 
 def test_every_project_import_goes_through_the_one_package_name():

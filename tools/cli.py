@@ -182,7 +182,7 @@ class DownloadProgress:
 
 
 def fetched(spec):
-    """The ``model.inference.backend_factory.ModelSpec`` ``spec`` with a published name given to
+    """The ``model.inference.spec.ModelSpec`` ``spec`` with a published name given to
     --weights replaced by its converted checkpoint, downloaded and converted on its first use
     with a progress line (``convert.zoo.resolve_weights``); a path or None stays as it is."""
     from solov2.convert.zoo import resolve_weights  # the library loads Paddle: after the start-up settings
@@ -418,7 +418,7 @@ def model_spec(args):
     ``ModelSpec``, checked before a published name in --weights is fetched (``ModelSpec.check``
     with ``convert.zoo.checked_config``; ``fetched`` fetches it)."""
     from solov2.convert.zoo import checked_config  # the library loads Paddle: after the start-up settings
-    from solov2.model.inference.backend_factory import ModelSpec
+    from solov2.model.inference.spec import ModelSpec
     fields = [field.name for field in dataclasses.fields(ModelSpec)]
     spec = ModelSpec(**{name: getattr(args, name) for name in fields if hasattr(args, name)}, overrides=args.opt)
     spec.check(checked_config)

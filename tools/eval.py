@@ -46,8 +46,9 @@ with interruptible_loading():      # Ctrl-C or SIGTERM while Paddle and the libr
     from solov2.data.results import write_json
     from solov2.data.scoring import STAT_NAMES, check_results, coco_stats, per_class_ap, run_cocoeval
     from solov2.model.distributed import Processes, launched_processes, start_processes
-    from solov2.model.inference.backend_factory import ModelSpec, checked_weights, open_backend
+    from solov2.model.inference.backend_factory import checked_weights, open_backend
     from solov2.model.inference.predicting import evaluation_dataset, predict_coco
+    from solov2.model.inference.spec import ModelSpec
     from solov2.model.runtime import default_device
     from solov2.model.training.components import SHAPES_HINT
     from solov2.model.training.hooks import open_visualdl

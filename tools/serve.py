@@ -112,7 +112,7 @@ def settings_of(args):
 def worker_app():
     """The application of one of --workers' processes (uvicorn's factory), from ``SETTINGS_ENV``."""
     with interruptible_loading():
-        from solov2.model.inference.backend_factory import ModelSpec
+        from solov2.model.inference.spec import ModelSpec
         from solov2.serving.app import ServeSettings, create_app
     named = json.loads(os.environ[SETTINGS_ENV])
     settings = ServeSettings(**{**named, 'model': ModelSpec(**named['model'])})

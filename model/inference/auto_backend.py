@@ -36,10 +36,10 @@ from solov2.data.files import atomic_write, build_folder, file_sha256
 from solov2.data.transforms import padded_size, read_image, resized_hw
 from solov2.model.cpu_math import cpu_features
 from solov2.model.inference.backend import Backend, BackendError
-from solov2.model.inference.backend_factory import ModelSpec, Progress, exported_backend
 from solov2.model.inference.dygraph_backend import DygraphBackend
 from solov2.model.inference.export import ExportError, export, verify
 from solov2.model.inference.instance_match import compare_instances, disagreement
+from solov2.model.inference.spec import ModelSpec, Progress, exported_backend
 from solov2.model.runtime import cpu_threads
 
 LOG = logging.getLogger(__name__)

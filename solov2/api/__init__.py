@@ -23,7 +23,7 @@ from solov2.api.training import TrainOptions, TrainSummary, train
 from solov2.core.errors import InputError, RunError, Solov2Error
 from solov2.core.paths import SAMPLE_IMAGES, SHIPPED_WEIGHTS
 from solov2.model.distributed import Processes, start_processes
-from solov2.model.inference.backend_factory import ModelSpec
+from solov2.model.inference.spec import ModelSpec
 from solov2.model.tuning import tune_process
 
 __all__ = ['Segmenter', 'ModelSpec', 'Instances', 'Instance', 'evaluate', 'train', 'TrainOptions', 'TrainSummary',

@@ -18,11 +18,12 @@ from solov2.data.results import SHOWN_MIN_SCORE
 from solov2.data.transforms import check_pixels, decode_image, header_size, pil_to_array, read_image, to_rgb
 from solov2.model.distributed import SINGLE, Processes
 from solov2.model.inference.backend import run_network
-from solov2.model.inference.backend_factory import ModelSpec, Progress, open_backend
+from solov2.model.inference.backend_factory import open_backend
 from solov2.model.inference.media import frame_rgb, list_images, open_capture, read_frames
 from solov2.model.inference.memory import decode_cost, prepared_bytes
 from solov2.model.inference.pipeline import at_least_one, run_pictures
 from solov2.model.inference.postprocess import InferenceParams
+from solov2.model.inference.spec import ModelSpec, Progress
 
 LOG = logging.getLogger(__name__)
 Image = Any     # a path (str or os.PathLike), encoded bytes or a binary file object, a numpy array or a PIL image

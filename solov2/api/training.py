@@ -24,8 +24,8 @@ from solov2.data.coco import load_coco, read_class_names
 from solov2.data.transforms import read_image
 from solov2.data.visualize import draw_instances
 from solov2.model.distributed import Processes, launched_processes
-from solov2.model.inference.backend_factory import ModelSpec
 from solov2.model.inference.dygraph_backend import DygraphBackend
+from solov2.model.inference.spec import ModelSpec
 from solov2.model.runtime import Placement
 from solov2.model.training.amp import amp_dtype
 from solov2.model.training.components import check_dataset

@@ -73,7 +73,9 @@ def test_paddle_2_on_hopper_names_the_fix(version, capability, named):
 def test_library_device_names_are_normalised_as_the_flags_are():
     """open_backend (Segmenter's) takes the same names: 'CPU' is the CPU an exported backend
     runs on (it gets as far as asking for its model folder), 'cuda' is refused."""
-    from solov2.model.inference.backend_factory import BackendError, ModelSpec, open_backend
+    from solov2.model.inference.backend import BackendError
+    from solov2.model.inference.backend_factory import open_backend
+    from solov2.model.inference.spec import ModelSpec
     with pytest.raises(BackendError, match='needs model_dir'):
         open_backend(ModelSpec(backend='onnx', device='CPU'))
     with pytest.raises(InputError, match="'cpu', 'gpu' or 'gpu:N'"):

@@ -18,8 +18,9 @@ import pytest
 from solov2 import Segmenter, TrainOptions
 from solov2.core.errors import InputError, param
 from solov2.model.inference import backend_factory
-from solov2.model.inference.backend_factory import ModelSpec, open_backend
+from solov2.model.inference.backend_factory import open_backend
 from solov2.model.inference.export import export
+from solov2.model.inference.spec import ModelSpec
 from solov2.tools import demo, weights
 from solov2.tools.cli import INSTALLED, Progress, command, error_line, in_flags
 from solov2.tools.commands import commands_by_module

@@ -61,12 +61,12 @@ from solov2.model.checkpoint import save_checkpoint  # noqa: E402
 from solov2.model.cpu_math import MKL_CPU_TYPE  # noqa: E402
 from solov2.model.inference.auto_backend import cached_backend  # noqa: E402
 from solov2.model.inference.backend import BackendError  # noqa: E402
-from solov2.model.inference.backend_factory import ModelSpec, exported_backend  # noqa: E402
 from solov2.model.inference.dygraph_backend import DygraphBackend  # noqa: E402
 from solov2.model.inference.export import export  # noqa: E402
 from solov2.model.inference.openvino_backend import has_bf16, import_openvino  # noqa: E402
 from solov2.model.inference.postprocess import matrix_nms  # noqa: E402
 from solov2.model.inference.quantize import quantize_model  # noqa: E402
+from solov2.model.inference.spec import ModelSpec, exported_backend  # noqa: E402
 from solov2.model.runtime import cpu_threads  # noqa: E402
 from solov2.tools.cli import command, make_parser, tune_for  # noqa: E402
 from solov2.tools.demo_outputs import DrawOptions, run_images  # noqa: E402
@@ -244,7 +244,7 @@ def ppdet_network(reference, images: paddle.Tensor):
 
 BACKENDS = ('dygraph', 'inference', 'inference-onednn', 'onnx', 'openvino-f32', 'openvino-bf16',
             'openvino-int8', 'auto')
-# the exported ones: name -> (backend_factory.exported_backend's kind, precision, mkldnn)
+# the exported ones: name -> (spec.exported_backend's kind, precision, mkldnn)
 EXPORTED = {'inference': ('inference', 'f32', False), 'inference-onednn': ('inference', 'f32', True),
             'onnx': ('onnx', 'f32', False), 'openvino-f32': ('openvino', 'f32', False),
             'openvino-bf16': ('openvino', 'bf16', False), 'openvino-int8': ('openvino', 'int8', False)}

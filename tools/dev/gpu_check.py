@@ -73,10 +73,10 @@ from solov2.data.transforms import read_image  # noqa: E402
 from solov2.model.build import build_model  # noqa: E402
 from solov2.model.deform_ops import deform_conv  # noqa: E402
 from solov2.model.inference.backend import BackendError  # noqa: E402
-from solov2.model.inference.backend_factory import ModelSpec, exported_backend  # noqa: E402
 from solov2.model.inference.dygraph_backend import DygraphBackend  # noqa: E402
 from solov2.model.inference.export import export  # noqa: E402
 from solov2.model.inference.predicting import predict_coco  # noqa: E402
+from solov2.model.inference.spec import ModelSpec, exported_backend  # noqa: E402
 from solov2.model.runtime import paddle_on, resolve_device, tf32_off, unsupported_gpu  # noqa: E402
 from solov2.model.training.amp import runnable_amp  # noqa: E402
 from solov2.model.training.ema import ModelEMA  # noqa: E402

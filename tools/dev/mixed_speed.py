@@ -22,7 +22,7 @@ import numpy as np  # noqa: E402
 
 from solov2.core.errors import InputError  # noqa: E402
 from solov2.data.transforms import read_image  # noqa: E402
-from solov2.model.inference.backend_factory import ModelSpec, exported_backend  # noqa: E402
+from solov2.model.inference.spec import ModelSpec, exported_backend  # noqa: E402
 from solov2.tools.cli import command, make_parser, tune_for  # noqa: E402
 from solov2.tools.demo_outputs import DrawOptions, run_images  # noqa: E402
 from solov2.tools.dev import report  # noqa: E402

@@ -17,7 +17,8 @@ import cv2
 import numpy as np
 
 from solov2.core.paths import SHIPPED_WEIGHTS
-from solov2.model.inference.backend_factory import ModelSpec, open_backend
+from solov2.model.inference.backend_factory import open_backend
+from solov2.model.inference.spec import ModelSpec
 from solov2.tools.cli import tune_for
 from solov2.tools.demo_outputs import DrawOptions, run_images
 from solov2.tools.dev import report

@@ -9,9 +9,9 @@ from solov2.data.masks import CroppedMasks
 from solov2.model.inference import auto_backend
 from solov2.model.inference.auto_backend import BF16, bf16_hint, candidates, engine_spec, timed_choice
 from solov2.model.inference.backend import BackendError
-from solov2.model.inference.backend_factory import ModelSpec
 from solov2.model.inference.instance_match import MIN_MASK_IOU, compare_instances, disagreement
 from solov2.model.inference.postprocess import Detections
+from solov2.model.inference.spec import ModelSpec
 
 AMX = ['avx2', 'avx512f', 'avx512_vnni', 'avx512_bf16', 'amx_bf16', 'amx_int8']
 ZEN4 = ['avx2', 'avx512f', 'avx512_vnni', 'avx512_bf16']

@@ -1,4 +1,4 @@
-"""The one way to open an exported model folder by name (``backend_factory.exported_backend``), on
+"""The one way to open an exported model folder by name (``spec.exported_backend``), on
 real exports of the shipped model: each name runs its engine on the folder it is given and finds
 what the Paddle model finds, and what it is given (threads, precision, config changes, the
 compiled-model folder) reaches the engine; the demo's command line, the auto cache, the
@@ -19,12 +19,12 @@ from solov2.core.paths import SAMPLE_IMAGES, SHIPPED_WEIGHTS
 from solov2.data.transforms import read_image
 from solov2.model.inference import auto_backend, backend_factory
 from solov2.model.inference.backend import BackendError
-from solov2.model.inference.backend_factory import ModelSpec
 from solov2.model.inference.dygraph_backend import DygraphBackend
 from solov2.model.inference.export import export
 from solov2.model.inference.onnxruntime_backend import OnnxBackend
 from solov2.model.inference.openvino_backend import OpenVinoBackend
 from solov2.model.inference.paddle_inference_backend import InferenceBackend
+from solov2.model.inference.spec import ModelSpec, exported_backend
 from solov2.tools.dev import benchmark, mixed_speed
 from tests.helpers import shipped_onnx_export
 
@@ -74,30 +74,30 @@ def assert_finds_the_same(backend, found) -> None:
 ])
 def test_each_name_runs_its_engine_on_the_folder_and_finds_what_dygraph_finds(kind, folder, engine, options,
                                                                               folders, found):
-    backend = backend_factory.exported_backend(ModelSpec(backend=kind, model_dir=folders[folder], threads=1, **options))
+    backend = exported_backend(ModelSpec(backend=kind, model_dir=folders[folder], threads=1, **options))
     assert type(backend) is engine
     assert_finds_the_same(backend, found)
 
 
 def test_threads_config_changes_and_the_compiled_folder_reach_the_engine(folders, found, tmp_path):
-    onnx = backend_factory.exported_backend(ModelSpec(backend='onnx', model_dir=folders['onnx'], threads=1,
-                                                      overrides=['max_per_image=1']))
+    onnx = exported_backend(ModelSpec(backend='onnx', model_dir=folders['onnx'], threads=1,
+                                      overrides=['max_per_image=1']))
     assert onnx.session.get_session_options().intra_op_num_threads == 1
     top = onnx(found[0])                                       # the best instance alone
     np.testing.assert_allclose(top.scores, found[1].scores[:1], atol=SCORE_TOL)
     compiled = tmp_path / 'compiled'
     compiled.mkdir()
-    openvino = backend_factory.exported_backend(ModelSpec(backend='openvino', model_dir=folders['onnx'], threads=1),
-                                                compiled=str(compiled))
+    openvino = exported_backend(ModelSpec(backend='openvino', model_dir=folders['onnx'], threads=1),
+                                compiled=str(compiled))
     assert_finds_the_same(openvino, found)
     assert any(compiled.iterdir())                            # OpenVINO kept what it compiled there
     (pool,) = openvino.compiled.values()
     assert int(pool.compiled.get_property('INFERENCE_NUM_THREADS')) == 1
     with pytest.raises(BackendError, match='has no INT8 OpenVINO model'):      # int8 asked of an f32 export
-        backend_factory.exported_backend(ModelSpec(backend='openvino', model_dir=folders['onnx'], threads=1,
-                                                   precision='int8'))
+        exported_backend(ModelSpec(backend='openvino', model_dir=folders['onnx'], threads=1,
+                                   precision='int8'))
     with pytest.raises(BackendError, match="unknown exported backend 'tensorrt' .*inference, onnx, openvino"):
-        backend_factory.exported_backend(ModelSpec(backend='tensorrt', model_dir=folders['onnx']))
+        exported_backend(ModelSpec(backend='tensorrt', model_dir=folders['onnx']))
 
 
 def test_every_caller_opens_exported_folders_through_it(folders, found, tmp_path):
@@ -112,7 +112,7 @@ def test_every_caller_opens_exported_folders_through_it(folders, found, tmp_path
                                                       overrides=['max_per_image=1']), cache_dir=str(cache))[1]
     assert type(openvino) is OpenVinoBackend and len(openvino(found[0]).scores) == 1
     assert any((cache / COMPILED).iterdir())
-    buckets = backend_factory.exported_backend(ModelSpec(backend='openvino', model_dir=folders['onnx'], threads=1,
-                                                         overrides=['openvino_buckets=all']))
+    buckets = exported_backend(ModelSpec(backend='openvino', model_dir=folders['onnx'], threads=1,
+                                         overrides=['openvino_buckets=all']))
     assert buckets.buckets and buckets.static
     assert_finds_the_same(buckets, found)

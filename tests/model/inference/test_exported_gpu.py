@@ -14,11 +14,11 @@ from solov2.config import get_config
 from solov2.core.errors import InputError, RunError
 from solov2.model.inference import onnxruntime_backend
 from solov2.model.inference.backend import BackendError
-from solov2.model.inference.backend_factory import ModelSpec, exported_backend
 from solov2.model.inference.onnxruntime_backend import OnnxBackend, onnx_providers
 from solov2.model.inference.paddle_inference_backend import InferenceBackend, place_inference
 from solov2.model.inference.pipeline import run_pictures
 from solov2.model.inference.postprocess import InferenceParams
+from solov2.model.inference.spec import ModelSpec, exported_backend
 
 REAL_CONFIG = paddle.inference.Config
 EVERY = ['TensorrtExecutionProvider', 'CUDAExecutionProvider', 'CPUExecutionProvider']
@@ -275,7 +275,8 @@ def test_a_session_that_fell_back_to_the_cpu_is_refused_naming_the_fix(tmp_path,
 
 
 def test_tensorrt_needs_paddle_inference_or_onnxruntime_on_a_named_gpu(tmp_path):
-    from solov2.model.inference.backend_factory import ModelSpec, open_backend
+    from solov2.model.inference.backend_factory import open_backend
+    from solov2.model.inference.spec import ModelSpec
     folder = _fake_export(tmp_path / 'export')
     ModelSpec(backend='onnx', model_dir=folder, device='gpu', tensorrt=True).check()        # allowed
     with pytest.raises(BackendError, match='tensorrt.* needs .*inference.* and a GPU'):

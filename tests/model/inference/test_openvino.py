@@ -51,7 +51,7 @@ from solov2.model.inference.auto_backend import (
     timing_batches,
 )
 from solov2.model.inference.backend import BackendError
-from solov2.model.inference.backend_factory import ModelSpec, open_backend
+from solov2.model.inference.backend_factory import open_backend
 from solov2.model.inference.dygraph_backend import DygraphBackend
 from solov2.model.inference.export import compare_outputs
 from solov2.model.inference.onnxruntime_backend import OnnxBackend
@@ -59,6 +59,7 @@ from solov2.model.inference.openvino_backend import OpenVinoBackend, has_bf16
 from solov2.model.inference.openvino_graph import pad_deformable_sampling, rewrite_deform_conv
 from solov2.model.inference.postprocess import paste_in_boxes
 from solov2.model.inference.quantize import region_operations
+from solov2.model.inference.spec import ModelSpec
 from solov2.tools import demo, export_model, quantize
 from tests.helpers import cpu_default
 from tests.model.inference.test_export import (

@@ -1,0 +1,120 @@
+"""The model to open, ``ModelSpec``, with its one check; ``exported_backend``, the one opener of
+an exported folder by its engine's name (``backend_factory`` and ``auto_backend`` use it)."""
+import numbers
+import os
+from dataclasses import dataclass
+from typing import Callable, Mapping, Optional, Sequence, Union
+
+from solov2.config import get_config, with_overrides
+from solov2.config.device import device_name, on_gpu
+from solov2.config.engines import BACKENDS, EXPORTED, PRECISIONS
+from solov2.core.errors import InputError, param
+from solov2.model.inference.backend import Backend, BackendError
+from solov2.model.inference.onnxruntime_backend import OnnxBackend
+from solov2.model.inference.openvino_backend import OpenVinoBackend
+from solov2.model.inference.paddle_inference_backend import InferenceBackend
+
+Progress = Callable[[str, float], None]      # progress(stage, fraction): auto's first export (auto_backend.STAGES)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """The model to open and the engine to run it on, as ``Segmenter``, the service and the
+    commands take it (``backend_factory.open_backend`` opens it; ``check`` refuses what cannot work).
+
+    ``weights``: a project checkpoint (.pdparams) or a published name (``solov2.api`` fetches
+    it); ``config``: its config number (default: the sidecar's, or the export's); ``backend``:
+    one of ``BACKENDS``; ``model_dir``: an exported folder, for 'inference', 'onnx' and
+    'openvino'; ``precision``: f32 | bf16 | int8 (openvino; None: f32 there, and for 'auto' f32 or
+    bf16 where the CPU has it natively and it proved itself, 'f32': f32 only); ``device``: 'cpu', 'gpu' or 'gpu:N'
+    (None: the GPU if Paddle has one); ``threads``: CPU math threads (0: this process's share of
+    the cores, ``model.runtime.cpu_threads``); ``overrides``: config changes, ``['name=value',
+    ...]`` or ``{'name': value}`` (kept as a tuple of strings); ``mkldnn``: Paddle Inference
+    with oneDNN; ``tensorrt``: Paddle Inference or onnxruntime through TensorRT float16 on a GPU;
+    ``fast_decode``: a JPEG much larger than the network's input decoded by the codec at 1/2, 1/4
+    or 1/8 where nothing needs its full pixels (``Backend.decode_fit``; docs/api.md)."""
+    weights: Union[str, os.PathLike, None] = None
+    config: Optional[int] = None
+    backend: str = 'auto'
+    model_dir: Union[str, os.PathLike, None] = None
+    precision: Optional[str] = None
+    device: Optional[str] = None
+    threads: int = 0
+    overrides: Sequence[str] = ()
+    mkldnn: bool = False
+    tensorrt: bool = False
+    fast_decode: bool = False
+
+    def __post_init__(self):
+        """Paths as strings, ``overrides`` as a tuple of 'name=value' strings (a string or
+        another type stays as it is, for ``check`` to refuse)."""
+        overrides = () if self.overrides is None else self.overrides
+        if isinstance(overrides, Mapping):
+            overrides = [f'{name}={value!r}' for name, value in overrides.items()]
+        for name, path in (('weights', self.weights), ('model_dir', self.model_dir)):
+            object.__setattr__(self, name, os.fspath(path) if isinstance(path, os.PathLike) else path)
+        object.__setattr__(self, 'overrides', tuple(overrides) if isinstance(overrides, (list, tuple)) else overrides)
+
+    def check(self, named: Optional[Callable[[Optional[str], Optional[int]], Optional[int]]] = None
+              ) -> Optional[int]:
+        """InputError (BackendError for the engine's choices) naming the field that cannot work,
+        found without reading a file, so before a published name is fetched or anything is
+        exported: ``config``, ``backend``, ``precision``, ``model_dir``, ``device``, ``tensorrt``,
+        ``threads`` and the ``overrides`` on the config. ``named(weights, config)``: the config
+        number of a published name in ``weights``, refusing another ``config``
+        (``convert.zoo.checked_config``, which ``solov2.api`` passes: this layer knows no names);
+        without it, ``config``. Returns the config number the overrides were checked on (None
+        when only the weights will tell)."""
+        backend, precision, config, threads = self.backend, self.precision, self.config, self.threads
+        if config is not None and (isinstance(config, bool) or not isinstance(config, numbers.Integral)):
+            raise InputError(param('config'), f' takes a config number, not {config!r}')
+        number = named(self.weights, config) if named else config
+        if backend not in BACKENDS:
+            raise BackendError(f"unknown backend '{backend}' (expected one of {', '.join(BACKENDS)})")
+        if precision is not None and precision not in PRECISIONS:
+            raise BackendError(f"unknown precision '{precision}' (expected one of {', '.join(PRECISIONS)})")
+        if precision not in (None, 'f32') and backend != 'openvino':
+            raise BackendError(param('precision', precision), ' needs ', param('backend', 'openvino'),
+                               ' (auto chooses bf16 itself where the CPU has it and it keeps the f32 instances)')
+        if self.model_dir and backend not in EXPORTED:
+            raise BackendError(param('model_dir'), ' needs ', param('backend', *EXPORTED), f' (not {backend})')
+        device = device_name(self.device)
+        if self.tensorrt and (backend not in ('inference', 'onnx') or device is None or not on_gpu(device)):
+            raise BackendError(param('tensorrt'), ' needs ', param('backend', 'inference', 'onnx'), ' and a GPU ',
+                               param('device'))
+        if backend in EXPORTED and not self.model_dir:
+            raise BackendError(param('backend', backend), ' needs ', param('model_dir'),
+                               ' (a folder from tools/export_model.py)')
+        if not isinstance(self.fast_decode, bool):
+            raise InputError(param('fast_decode'), f' takes True or False, not {self.fast_decode!r}')
+        if isinstance(threads, bool) or not isinstance(threads, numbers.Integral) or threads < 0:
+            raise InputError(param('threads'), f' takes a whole number, 0 (every core) or more, not {threads!r}')
+        if not isinstance(self.overrides, tuple) or not all(isinstance(item, str) for item in self.overrides):
+            raise InputError(param('overrides'), " takes a dict or a list of 'name=value' strings, not "
+                             f'{self.overrides!r}')
+        if number is not None:
+            with_overrides(get_config(number), self.overrides)
+        return number
+
+
+def exported_backend(spec: ModelSpec, compiled: Optional[str] = None) -> Backend:
+    """The backend of ``spec``'s exported folder (``model_dir``) by its ``backend`` name, the one
+    way every caller opens one: 'inference' and 'onnx' (Paddle Inference, ``mkldnn``: with oneDNN;
+    onnxruntime; on a GPU ``tensorrt``: through TensorRT float16, its engines kept in a folder of
+    ``compiled`` of the model's own) or 'openvino' (``precision`` f32 | bf16 | int8;
+    ``compiled``: the folder where OpenVINO keeps its compiled models, ``core.cache.compiled_cache``;
+    None: none; CPU only), on ``device`` as it is (None: the CPU)
+    with ``threads`` (0: every core). BackendError on another name."""
+    kind, folder, threads, overrides, device = spec.backend, spec.model_dir, spec.threads, spec.overrides, spec.device
+    if kind == 'inference':
+        return InferenceBackend(folder, threads, mkldnn=spec.mkldnn, overrides=overrides, device=device or 'cpu',
+                                tensorrt=spec.tensorrt, engine_cache=compiled)
+    if kind == 'onnx':
+        return OnnxBackend(folder, threads, overrides=overrides, device=device or 'cpu', tensorrt=spec.tensorrt,
+                           engine_cache=compiled)
+    if kind == 'openvino' and device and on_gpu(device):
+        raise BackendError("the openvino backend runs on the CPU here; on a GPU use 'inference' or 'onnx'")
+    if kind == 'openvino':
+        return OpenVinoBackend(folder, threads, precision=spec.precision or 'f32', overrides=overrides,
+                               compiled_cache=compiled)
+    raise BackendError(f"unknown exported backend '{kind}' (expected one of {', '.join(EXPORTED)})")
