@@ -108,7 +108,7 @@ def test_imports_flow_one_way(prefix, forbidden):
 
 
 def module_file(module: str):
-    """The file of the toolkit's ``module`` (``solov2.model.api``: model/api/__init__.py,
+    """The file of the toolkit's ``module`` (``solov2.model.inference``: model/inference/__init__.py,
     ``solov2.core.cache``: solov2/core/cache.py); None for a name that is no module of it."""
     parts = module.split('.')
     folder = '/'.join(parts[1:] if parts[1:2] and parts[1] in SUBPACKAGES else parts)

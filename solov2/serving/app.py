@@ -40,8 +40,8 @@ from solov2.api.segmenter import Segmenter, per_call_params, to_instances
 from solov2.core.errors import InputError
 from solov2.data.results import SHOWN_MIN_SCORE
 from solov2.data.transforms import header_size
-from solov2.model.inference.spec import ModelSpec, Progress
 from solov2.model.inference.memory import MemoryBudget, decode_cost, default_budget, pixels_within
+from solov2.model.inference.spec import ModelSpec, Progress
 from solov2.model.runtime import cpu_threads
 from solov2.serving.batching import Batcher
 from solov2.serving.limits import (
