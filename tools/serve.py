@@ -88,25 +88,19 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def settings_of(args):
-    """The service's settings from the command line, checked (InputError for one that cannot work);
-    Paddle and the library are imported here (Ctrl-C or SIGTERM meanwhile: one line)."""
+    """The service's settings from the command line, checked (InputError for one that cannot work:
+    ``ServeSettings`` checks its own, here --workers); Paddle and the library are imported here
+    (Ctrl-C or SIGTERM meanwhile: one line)."""
     with interruptible_loading():
         from solov2.model.runtime import cpu_threads
         from solov2.serving.app import ServeSettings
-    counts = (('--workers', args.workers), ('--max-batch', args.max_batch), ('--queue-size', args.queue_size),
-              ('--max-uploads', args.max_uploads))
-    for flag, value in counts:
-        if value < 1:
-            raise InputError(f'{flag} must be at least 1, not {value}')
-    if min(args.max_body_mb, args.timeout_s, args.body_timeout_s) <= 0 or \
-            min(args.max_wait_ms, args.max_padding, args.max_pixels or 0, args.min_upload_kb_s,
-                args.max_decode_mb or 0) < 0:
-        raise InputError('--max-body-mb, --timeout-s and --body-timeout-s must be above 0, --max-wait-ms, '
-                         '--max-padding, --max-pixels, --min-upload-kb-s and --max-decode-mb at least 0')
-    spec = fetched(model_spec(args))      # checked before a published name is fetched
+    if args.workers < 1:
+        raise InputError(f'--workers takes a whole number of at least 1, not {args.workers}')
     named = {field.name: getattr(args, field.name) for field in dataclasses.fields(ServeSettings)
              if hasattr(args, field.name)}         # the flags are the settings' names
-    return ServeSettings(dataclasses.replace(spec, threads=cpu_threads(spec.threads, args.workers)), **named)
+    spec = model_spec(args)
+    settings = ServeSettings(dataclasses.replace(spec, threads=cpu_threads(spec.threads, args.workers)), **named)
+    return dataclasses.replace(settings, model=fetched(settings.model))     # a published name fetched once checked
 
 
 def worker_app():
