@@ -98,16 +98,14 @@ class ServeSettings:
 
     def __post_init__(self):
         """InputError naming the field (``core.errors.param``) for a limit that cannot work: a count
-        (``WHOLE``) below its least, a number below 0 (or 0: ``ABOVE_0``) or infinite."""
+        below its least (``WHOLE``), a number below 0 (or 0: ``ABOVE_0``) or infinite."""
         for field in dataclasses.fields(self)[1:]:
-            name, value = field.name, getattr(self, field.name)
+            name, value, above = field.name, getattr(self, field.name), field.name in ABOVE_0
             kind, least = (numbers.Integral, WHOLE[name]) if name in WHOLE else (numbers.Real, 0)
-            if value is None and field.default is None:        # worked out when the service starts
-                continue
-            if isinstance(value, bool) or not isinstance(value, kind) or not least <= value < float('inf') \
-                    or value == 0 and name in ABOVE_0:
+            if not ((value is None and field.default is None) or (isinstance(value, kind) and not isinstance(
+                    value, bool) and least <= value < float('inf') and not (above and value == 0))):
                 raise InputError(param(name), f" takes a {'whole ' * (kind is numbers.Integral)}number "
-                                              f"{'above' if name in ABOVE_0 else 'of at least'} {least}, not {value!r}")
+                                              f"{'above' if above else 'of at least'} {least}, not {value!r}")
 
     def segmenter(self, progress: Optional[Progress] = None) -> Segmenter:
         """The model these settings name (``progress``: ``Segmenter``'s, while ``auto`` exports)."""
