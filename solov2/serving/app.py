@@ -102,8 +102,9 @@ class ServeSettings:
         for field in dataclasses.fields(self)[1:]:
             name, value, above = field.name, getattr(self, field.name), field.name in ABOVE_0
             kind, least = (numbers.Integral, WHOLE[name]) if name in WHOLE else (numbers.Real, 0)
-            if not ((value is None and field.default is None) or (isinstance(value, kind) and not isinstance(
-                    value, bool) and least <= value < float('inf') and not (above and value == 0))):
+            number = isinstance(value, kind) and not isinstance(value, bool)
+            if not ((value is None and field.default is None)     # None where it is the default
+                    or (number and least <= value < float('inf') and not (above and value == 0))):
                 raise InputError(param(name), f" takes a {'whole ' * (kind is numbers.Integral)}number "
                                               f"{'above' if above else 'of at least'} {least}, not {value!r}")
 
