@@ -88,25 +88,18 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def settings_of(args):
-    """The service's settings from the command line, checked (InputError for one that cannot work);
+    """The service's settings from the command line, checked (InputError: ``ServeSettings``'s, --workers');
     Paddle and the library are imported here (Ctrl-C or SIGTERM meanwhile: one line)."""
     with interruptible_loading():
         from solov2.model.runtime import cpu_threads
         from solov2.serving.app import ServeSettings
-    counts = (('--workers', args.workers), ('--max-batch', args.max_batch), ('--queue-size', args.queue_size),
-              ('--max-uploads', args.max_uploads))
-    for flag, value in counts:
-        if value < 1:
-            raise InputError(f'{flag} must be at least 1, not {value}')
-    if min(args.max_body_mb, args.timeout_s, args.body_timeout_s) <= 0 or \
-            min(args.max_wait_ms, args.max_padding, args.max_pixels or 0, args.min_upload_kb_s,
-                args.max_decode_mb or 0) < 0:
-        raise InputError('--max-body-mb, --timeout-s and --body-timeout-s must be above 0, --max-wait-ms, '
-                         '--max-padding, --max-pixels, --min-upload-kb-s and --max-decode-mb at least 0')
-    spec = fetched(model_spec(args))      # checked before a published name is fetched
+    if args.workers < 1:
+        raise InputError(f'--workers takes a whole number of at least 1, not {args.workers}')
     named = {field.name: getattr(args, field.name) for field in dataclasses.fields(ServeSettings)
              if hasattr(args, field.name)}         # the flags are the settings' names
-    return ServeSettings(dataclasses.replace(spec, threads=cpu_threads(spec.threads, args.workers)), **named)
+    spec = model_spec(args)
+    settings = ServeSettings(dataclasses.replace(spec, threads=cpu_threads(spec.threads, args.workers)), **named)
+    return dataclasses.replace(settings, model=fetched(settings.model))     # a published name fetched once checked
 
 
 def worker_app():
@@ -159,7 +152,6 @@ def serve(settings, options) -> None:
     import uvicorn
 
     from solov2.serving.app import create_app
-    from solov2.serving.wire import SERVER_OPTIONS
     failures = []
 
     def loaded(service):
@@ -167,24 +159,29 @@ def serve(settings, options) -> None:
             failures.append(service.failure)
             server.should_exit = True
     app = create_app(settings, on_loaded=loaded)
-    server = uvicorn_server(uvicorn.Config(app, **options, **SERVER_OPTIONS), app)
+    server = uvicorn_server(uvicorn.Config(app, **options, **server_options(settings)), app)
     server.run()
     if failures:
         raise failures[0]
 
 
+def server_options(settings) -> dict:
+    """uvicorn's options for the service (``wire.SERVER_OPTIONS``); a stop waits a little past the deadline."""
+    from solov2.serving.wire import SERVER_OPTIONS
+    return {**SERVER_OPTIONS, 'timeout_graceful_shutdown': int(settings.timeout_s) + 1}
+
+
 def open_once(argv, sender) -> None:
     """--workers' first step, in a child process (the parent never loads Paddle or a model): the
     settings checked and the model opened once (auto: exported into the cache); the settings and
-    uvicorn's ``SERVER_OPTIONS`` (JSON: [settings, options]) sent through ``sender``; exit
+    uvicorn's ``server_options`` (JSON: [settings, options]) sent through ``sender``; exit
     status as the command's (one line on an error)."""
     @command
     def run(argv) -> int:
         settings = settings_of(parse_args(argv))        # Paddle imported here first
-        from solov2.serving.wire import SERVER_OPTIONS
         tune_for(settings.model.device, settings.model.threads)
         interruptible_load(settings.segmenter).close()
-        sender.send(json.dumps([dataclasses.asdict(settings), SERVER_OPTIONS]))
+        sender.send(json.dumps([dataclasses.asdict(settings), server_options(settings)]))
         return 0
     sys.exit(run(argv))
 
@@ -230,8 +227,7 @@ def main(argv) -> int:
     except ImportError as exc:
         raise InputError(f'the service needs its extra ({exc.name} is missing): pip install -r '
                          "requirements-serve.txt, or pip install '.[serve]'") from None
-    options = {'host': args.host, 'port': args.port, 'timeout_graceful_shutdown': int(args.timeout_s) + 1,
-               'log_level': 'info'}
+    options = {'host': args.host, 'port': args.port, 'log_level': 'info'}
     if args.workers > 1:
         named, server = json.loads(opened_in_a_child(argv))
         serve_workers(json.dumps(named), args, {**options, **server})

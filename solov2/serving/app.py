@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import numbers
 import re
 import threading
 import time
@@ -37,7 +38,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from solov2 import __version__
 from solov2.api.segmenter import Segmenter, per_call_params, to_instances
-from solov2.core.errors import InputError
+from solov2.core.errors import InputError, param
 from solov2.data.results import SHOWN_MIN_SCORE
 from solov2.data.transforms import header_size
 from solov2.model.inference.memory import MemoryBudget, decode_cost, default_budget, pixels_within
@@ -64,6 +65,8 @@ SHARE_WAIT_S, SHARE_POLL_S = 1.0, 0.02      # how long a picture waits for its d
 SLOTS = {'uploads': ('max_uploads', 'uploads being received'), 'in flight': ('queue_size', 'requests in flight')}
 PROBES = ('/healthz', '/readyz', '/metrics')        # logged at debug level
 GZIP_BYTES, GZIP_LEVEL = 4096, 1      # answers from this size are gzipped when the client accepts it
+WHOLE = {'max_batch': 1, 'queue_size': 1, 'max_uploads': 1, 'max_pixels': 0, 'helper_threads': 0}   # the least of each
+ABOVE_0 = ('max_body_mb', 'timeout_s', 'body_timeout_s')     # the other limits take any number from 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,7 +81,7 @@ class ServeSettings:
     ``timeout_s`` from a request's arrival to its answer, ``max_uploads`` bodies
     being received at once, each pausing at most ``body_timeout_s`` and coming at ``min_upload_kb_s``
     KB/s at least after its first 2 s (0: any rate). ``helper_threads``: the
-    threads that decode and encode (0: one per core)."""
+    threads that decode and encode (0: one per core). Checked when made."""
     model: ModelSpec
     max_batch: int = 4
     max_wait_ms: float = 5.0
@@ -92,6 +95,18 @@ class ServeSettings:
     body_timeout_s: float = 10.0
     min_upload_kb_s: float = 32.0
     helper_threads: int = 0
+
+    def __post_init__(self):
+        """InputError naming the field (``core.errors.param``) for a limit that cannot work: a count
+        below its least (``WHOLE``), a number below 0 (or 0: ``ABOVE_0``) or infinite."""
+        for field in dataclasses.fields(self)[1:]:
+            name, value, above = field.name, getattr(self, field.name), field.name in ABOVE_0
+            kind, least = (numbers.Integral, WHOLE[name]) if name in WHOLE else (numbers.Real, 0)
+            number = isinstance(value, kind) and not isinstance(value, bool)
+            if not ((value is None and field.default is None)     # None where it is the default
+                    or (number and least <= value < float('inf') and not (above and value == 0))):
+                raise InputError(param(name), f" takes a {'whole ' * (kind is numbers.Integral)}number "
+                                              f"{'above' if above else 'of at least'} {least}, not {value!r}")
 
     def segmenter(self, progress: Optional[Progress] = None) -> Segmenter:
         """The model these settings name (``progress``: ``Segmenter``'s, while ``auto`` exports)."""

@@ -29,14 +29,14 @@ class Metrics:
                                     buckets=tuple(range(1, max_batch + 1)), registry=self.registry)
         self.held = {'in flight': Gauge('solov2_in_flight', 'segmentation requests accepted and not yet answered',
                                         registry=self.registry),
-                     'uploads': Gauge('solov2_uploads', 'request bodies being received (at most --max-uploads)',
+                     'uploads': Gauge('solov2_uploads', 'request bodies being received (at most max_uploads)',
                                       registry=self.registry)}
         self.engines = Gauge('solov2_engine', 'the engine serving (1 once ready): asked, engine, and fallback '
                              '("true" when auto could not export: several times slower; the log and /readyz say why)',
                              ['asked', 'engine', 'fallback'], registry=self.registry)
         depth = Gauge('solov2_queue_depth', 'pictures waiting for the network', registry=self.registry)
         depth.set_function(queue_depth)
-        Gauge('solov2_decode_budget_bytes', 'bytes of the decode budget (--max-decode-mb) held by the pictures being '
+        Gauge('solov2_decode_budget_bytes', 'bytes of the decode budget (max_decode_mb) held by the pictures being '
               'decoded and prepared', registry=self.registry).set_function(decoding)
         ProcessCollector(registry=self.registry)
 

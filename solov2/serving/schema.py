@@ -20,7 +20,7 @@ STATUSES = {
     415: 'a Content-Type that is not a picture or a form',
     500: 'a failure of the service itself; request_id names its log line',
     503: 'not ready yet (GET /readyz says why), or busy: try again after Retry-After seconds',
-    504: "no answer within the service's --timeout-s",
+    504: "no answer within the service's timeout_s",
     'default': 'another refusal (404, 405: an unknown path or method; 400: a malformed request)',
 }
 PICTURE_TYPES = ('application/octet-stream', 'image/jpeg', 'image/png', 'image/webp', 'image/bmp', 'image/tiff',

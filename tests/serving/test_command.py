@@ -102,11 +102,16 @@ def test_workers_run_a_model_each_beside_a_small_parent_and_stop_on_ctrl_c_with_
     assert process.returncode == 0, output
 
 
-def test_bad_settings_end_in_one_line(capsys):
-    assert serve.main(['--queue-size', '0']) == 2
-    assert capsys.readouterr().err.strip() == 'error: --queue-size must be at least 1, not 0'
-    assert serve.main(['--backend', 'onnx']) == 2
-    assert '--model-dir' in capsys.readouterr().err
+@pytest.mark.parametrize('argv, words', [
+    (['--queue-size', '0'], 'error: --queue-size takes a whole number of at least 1, not 0\n'),   # ServeSettings'
+    (['--max-body-mb', '0'], 'error: --max-body-mb takes a number above 0, not 0.0\n'),
+    (['--workers', '0'], 'error: --workers takes a whole number of at least 1, not 0\n'),
+    (['--timeout-s', 'nan'], 'error: --timeout-s takes a number above 0, not nan\n'),     # once a bug (exit 1)
+    (['--backend', 'onnx'], '--model-dir')])
+def test_bad_settings_end_in_one_line(argv, words, capsys):
+    assert serve.main(argv) == 2
+    shown = capsys.readouterr().err
+    assert words in shown and shown.count('\n') == 1, shown
 
 
 def test_weights_that_do_not_load_end_it_in_one_line(tmp_path):
