@@ -90,7 +90,15 @@ def encode_crop_rle(crop: np.ndarray, box: Sequence[int], image_size: Sequence[i
     return {'size': [height, width], 'counts': rle['counts'].decode('ascii')}
 
 
-MASK_FORMS = ('rle', 'polygons', 'none')
+# The per-instance record, declared once: (key, JSON type, meaning), then its mask in the form asked (form, key,
+# type, meaning; 'none': no mask). `instance_records` makes it, serving.schema builds on it, tests/test_docs.py tests.
+RECORD_FIELDS = (('label', int, 'the index of its class in class_names'), ('name', str, 'its class name'),
+                 ('score', float, 'its final score (after Matrix NMS)'),
+                 ('box', list[int], 'x0, y0, x1, y1: half-open, tight around the mask'))
+MASK_FIELDS = (('rle', 'mask', dict, 'with masks=rle (the default)'), ('polygons', 'polygons', list[list[int]],
+               'with masks=polygons: each part of the mask as a flat [x0, y0, x1, y1, ...] list of its outline'))
+MASK_KEYS = {form: key for form, key, _, _ in MASK_FIELDS}
+MASK_FORMS = (*MASK_KEYS, 'none')
 # The least score of an instance shown to a person (the API's, the service's and the demo's answers and
 # drawings), as mmdetection's inferencer (0.3): at the defaults SOLOv2 also answers lower-scored duplicates
 # of another class (a 640x480 picture with 4 objects: 26 instances, the lowest 0.05). Evaluation and COCO
@@ -100,22 +108,19 @@ SHOWN_MIN_SCORE = 0.3
 
 def instance_records(masks: CroppedMasks, labels: np.ndarray, scores: np.ndarray,
                      class_names: Sequence[str] | None = None, form: str = 'rle') -> list[dict[str, Any]]:
-    """The one per-instance record, in plain JSON values: `{label, name, score, box}` for each of
-    `masks` (`CroppedMasks`), `labels` `[N] int` and `scores` `[N] float`, and its mask in
-    `form`: 'rle' adds `mask`, its COCO RLE (`encode_crop_rle`), 'polygons' adds `polygons`, flat
-    `[x0, y0, x1, y1, ...]` lists (`crop_polygons`), 'none' nothing (the boxes are then measured
-    without making the crops, where `masks` can). `box` is the mask's tight half-open
-    `[x0, y0, x1, y1]` ints, `name` `class_names[label]` (None without `class_names`)."""
+    """The one per-instance record (`RECORD_FIELDS`) in plain JSON values for each of `masks` (`CroppedMasks`),
+    `labels` `[N] int` and `scores` `[N] float` (`name`: None without `class_names`), and its mask in `form`
+    (`MASK_FIELDS`): 'rle' `encode_crop_rle`, 'polygons' `crop_polygons` as flat lists, 'none' none (the boxes
+    are then measured without making the crops, where `masks` can)."""
     records = []
     for index, (label, score) in enumerate(zip(labels, scores)):
         crop = None if form == 'none' else masks.crop(index)
         box = masks.box(index)
-        record = {'label': int(label), 'name': None if class_names is None else class_names[int(label)],
-                  'score': float(score), 'box': list(box)}
-        if form == 'rle':
-            record['mask'] = encode_crop_rle(crop, box, masks.image_size)
-        elif form == 'polygons':
-            record['polygons'] = [polygon.ravel().tolist() for polygon in crop_polygons(crop, box)]
+        values = (int(label), None if class_names is None else class_names[int(label)], float(score), list(box))
+        record: dict[str, Any] = dict(zip((key for key, _, _ in RECORD_FIELDS), values, strict=True))
+        if crop is not None:
+            record[MASK_KEYS[form]] = encode_crop_rle(crop, box, masks.image_size) if form == 'rle' else \
+                [polygon.ravel().tolist() for polygon in crop_polygons(crop, box)]
         records.append(record)
     return records
 
@@ -144,15 +149,11 @@ def instances_to_coco(
     records = []
     for one in instance_records(as_cropped(masks, boxes), labels, scores, class_names):
         category = one['label'] + 1 if label_to_category_id is None else label_to_category_id[one['label']]
-        if category is None:
-            continue
-        record = {'image_id': int(image_id), 'category_id': int(category), 'segmentation': one['mask'],
-                  'score': one['score'], 'bbox': coco_bbox(one['box'])}
-        if file_name is not None:
-            record['file_name'] = file_name
-        if class_names is not None:
-            record['category_name'] = one['name']
-        records.append(record)
+        if category is not None:
+            records.append({'image_id': int(image_id), 'category_id': int(category), 'segmentation': one['mask'],
+                            'score': one['score'], 'bbox': coco_bbox(one['box']),
+                            **({} if file_name is None else {'file_name': file_name}),
+                            **({} if class_names is None else {'category_name': one['name']})})
     return records
 
 

@@ -59,12 +59,11 @@ class ModelSpec:
               ) -> Optional[int]:
         """InputError (BackendError for the engine's choices) naming the field that cannot work,
         found without reading a file, so before a published name is fetched or anything is
-        exported: ``config``, ``backend``, ``precision``, ``model_dir``, ``device``, ``tensorrt``,
-        ``threads`` and the ``overrides`` on the config. ``named(weights, config)``: the config
-        number of a published name in ``weights``, refusing another ``config``
-        (``convert.zoo.checked_config``, which ``solov2.api`` passes: this layer knows no names);
-        without it, ``config``. Returns the config number the overrides were checked on (None
-        when only the weights will tell)."""
+        exported: every field but ``weights`` and ``mkldnn`` (the ``overrides`` on the config).
+        ``named(weights, config)``: the config number of a published name in ``weights``, refusing
+        another ``config`` (``convert.zoo.checked_config``, which ``solov2.api`` passes: this layer
+        knows no names); without it, ``config``. Returns the config number the overrides were
+        checked on (None when only the weights will tell)."""
         backend, precision, config, threads = self.backend, self.precision, self.config, self.threads
         if config is not None and (isinstance(config, bool) or not isinstance(config, numbers.Integral)):
             raise InputError(param('config'), f' takes a config number, not {config!r}')

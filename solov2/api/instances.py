@@ -145,19 +145,16 @@ class Instances:
 
     def to_coco(self, image_id: int, category_ids: Optional[Sequence[int]] = None,
                 file_name: Optional[str] = None) -> List[Dict[str, Any]]:
-        """COCO result records (RLE masks), as ``demo.py --save-json`` writes them:
-        ``{image_id, category_id, segmentation, score, bbox}``, then ``file_name`` when given
-        and ``category_name``; ``category_ids[label]`` is each label's COCO id (default label + 1)."""
+        """COCO result records (RLE masks, ``data.results.instances_to_coco``), as ``demo.py --save-json``
+        writes them; ``category_ids[label]`` is each label's COCO id (default label + 1)."""
         return instances_to_coco(image_id, self.crops, self.labels, self.scores, category_ids, file_name=file_name,
                                  class_names=self.class_names)
 
     def to_dict(self, masks: str = 'rle') -> Dict[str, Any]:
-        """The result as plain JSON values: ``{image_size: [H, W], class_names, instances:
-        [{label, name, score, box: [x0, y0, x1, y1], mask}, ...]}``, best first, each mask as
-        ``masks`` says: 'rle' a COCO RLE ``mask`` (``pycocotools.mask.decode`` turns it back into
-        [H, W]), 'polygons' ``polygons`` (flat [x0, y0, x1, y1, ...] lists, as ``polygons()``),
-        'none' none (no mask is pasted: the boxes are measured at the masks' edges);
-        ``data.results.instance_records``, which makes only what is asked."""
+        """The result as plain JSON values: ``{image_size: [H, W], class_names, instances}``,
+        the instances best first, each the record ``data.results.RECORD_FIELDS`` declares with
+        its mask as ``masks`` says (``MASK_FIELDS``; 'none': no mask is pasted, the boxes are
+        measured at the masks' edges); ``data.results.instance_records``, which makes only what is asked."""
         if masks not in MASK_FORMS:
             raise InputError(f"masks must be one of {', '.join(MASK_FORMS)}, not {masks!r}")
         return {'image_size': list(self.image_size), 'class_names': list(self.class_names),

@@ -1,10 +1,12 @@
 """What the service's OpenAPI declares: the segmentation route's query, body and answer, the
 other routes' answers (pydantic models that only describe the JSON the routes answer), each
 refusal's meaning; HEAD answers without a body."""
-from typing import List, Optional
+from typing import Any, Dict, List, Optional
 
 from fastapi.openapi.utils import get_openapi
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, create_model
+
+from solov2.data.results import MASK_FIELDS, RECORD_FIELDS
 
 QUERY = {
     'score_threshold': "SOLOv2's candidate threshold: the category score a grid cell needs to become a candidate, "
@@ -38,15 +40,15 @@ class Rle(Closed):
     counts: str = Field(description="pycocotools' compressed run lengths")
 
 
-class Instance(Closed):
+LIMITS: Dict[str, dict] = {'label': {'ge': 0}, 'score': {'ge': 0, 'le': 1}, 'box': {'min_length': 4, 'max_length': 4}}
+FIELDS: Dict[str, Any] = {key: (kind, Field(description=meaning, **LIMITS.get(key, {})))
+                          for key, kind, meaning in RECORD_FIELDS}    # data.results' record, with its limits
+FIELDS.update({key: (Rle if kind is dict else kind, Field(None, description=meaning))   # then its masks
+               for _, key, kind, meaning in MASK_FIELDS})
+
+
+class Instance(create_model('Fields', __base__=Closed, **FIELDS)):
     """One instance; its mask as ``mask`` (masks=rle), ``polygons`` (masks=polygons) or none."""
-    label: int = Field(ge=0, description='the index of its class in class_names')
-    name: str = Field(description='its class name')
-    score: float = Field(ge=0, le=1, description='its final score (after Matrix NMS)')
-    box: List[int] = Field(min_length=4, max_length=4, description='x0, y0, x1, y1: half-open, tight around the mask')
-    mask: Rle = Field(None, description='with masks=rle (the default)')
-    polygons: List[List[int]] = Field(None, description='with masks=polygons: each part of the mask as a flat '
-                                                        '[x0, y0, x1, y1, ...] list of its outline')
 
 
 class Answer(Closed):

@@ -2,6 +2,7 @@
 mask and indices, the picture size, polygons, ``to_dict`` and COCO records as demo.py writes
 them."""
 import json
+import typing
 
 import numpy as np
 import pycocotools.mask as mask_util
@@ -9,6 +10,7 @@ import pytest
 
 from solov2.api import InputError, Instance, Instances
 from solov2.data.masks import CroppedMasks
+from solov2.data.results import MASK_FIELDS, RECORD_FIELDS
 
 # pycocotools' decode triggers a NumPy 2 copy-keyword DeprecationWarning internally.
 pytestmark = pytest.mark.filterwarnings('ignore:__array__ implementation:DeprecationWarning')
@@ -114,16 +116,38 @@ def kinds(value):
 RLE = {'size': ['int', 'int'], 'counts': 'str'}
 
 
-def test_to_dict_and_coco_records_keep_their_keys_and_types(three):
-    """The outputs users parse are pinned: a new key, a missing one or a numpy number in
-    ``to_dict()`` or the COCO records fails here (the service answers ``to_dict()``: its
-    schema forbids other keys, tests/serving/test_contract.py)."""
-    first = {'label': 'int', 'name': 'str', 'score': 'float', 'box': ['int'] * 4, 'mask': RLE}
-    assert kinds(three.to_dict()) == {'image_size': ['int', 'int'], 'class_names': ['str'] * 3,
-                                      'instances': [first] * 3}
+def declared(value, kind) -> bool:
+    """``value`` is of the declared JSON type ``kind`` exactly (int is not bool or numpy's;
+    ``list[int]``: a list of such ints)."""
+    if typing.get_origin(kind) is None:
+        return type(value) is kind
+    return type(value) is typing.get_origin(kind) and all(declared(item, typing.get_args(kind)[0]) for item in value)
+
+
+@pytest.mark.parametrize('form, mask', [('rle', MASK_FIELDS[0]), ('polygons', MASK_FIELDS[1]), ('none', None)])
+def test_to_dict_gives_the_declared_record_and_coco_records_keep_their_keys_and_types(three, form, mask):
+    """The outputs users parse are what ``data.results`` declares: a key it does not declare, a
+    missing one or a numpy number in ``to_dict()`` fails here (the service answers
+    ``to_dict()``: its schema, made from the declaration, forbids other keys,
+    tests/serving/test_contract.py); the COCO records are pinned."""
+    fields = [(key, kind) for key, kind, _ in RECORD_FIELDS] + ([] if mask is None else [mask[1:3]])
+    as_dict = three.to_dict(form)
+    assert kinds({**as_dict, 'instances': []}) == {'image_size': ['int', 'int'], 'class_names': ['str'] * 3,
+                                                   'instances': []}
+    assert len(as_dict['instances']) == 3
+    for record in as_dict['instances']:
+        assert list(record) == [key for key, _ in fields]
+        assert all(declared(record[key], kind) for key, kind in fields), record
+        assert form != 'rle' or kinds(record['mask']) == RLE
     record = {'image_id': 'int', 'category_id': 'int', 'segmentation': RLE, 'score': 'float', 'bbox': ['float'] * 4,
               'file_name': 'str', 'category_name': 'str'}
     assert kinds(three.to_coco(4, file_name='pets.jpg')) == [record] * 3
+
+
+def test_each_instance_has_its_records_fields(three):
+    """``Instance`` gives each field of the record ``to_dict()`` answers, with its value."""
+    for one, record in zip(three, three.to_dict(masks='none')['instances'], strict=True):
+        assert json.loads(json.dumps({key: getattr(one, key) for key in record})) == record
 
 
 CONFIG0_FEAT, CONFIG0_PICTURE = (200, 336), (800, 1333)   # mask_feat of an 800x1333 picture (padded 800x1344)

@@ -13,6 +13,7 @@ import pytest
 import solov2
 from solov2 import ModelSpec, Segmenter
 from solov2.core.paths import SAMPLE_IMAGES
+from solov2.data.results import MASK_KEYS, RECORD_FIELDS
 from tests.serving.running import SMALL_MODEL, ServeSettings, metric_families, serving
 from tests.serving.test_service import same_answer
 
@@ -69,12 +70,23 @@ def test_each_answer_follows_the_declared_schema(client, spec, masks, field):
     declared = operation(spec, '/v1/segment', 'post')['responses']['200']['content']['application/json']['schema']
     assert declared == {'$ref': '#/components/schemas/Answer'}
     answer = client.post('/v1/segment', content=PICTURE, params={'masks': masks}).json()
-    assert answer['instances'] and all(set(one) - {'label', 'name', 'score', 'box'} == ({field} - {None})
+    record = [key for key, _, _ in RECORD_FIELDS]
+    assert answer['instances'] and all(list(one) == record + [field] * (field is not None)
                                        for one in answer['instances'])
     jsonschema = pytest.importorskip('jsonschema', reason='needs requirements-test.txt')
     jsonschema.validate(answer, {**declared, 'components': spec['components']})
     schemas = spec['components']['schemas']         # a key the schema does not declare fails the validation
     assert all(schemas[name]['additionalProperties'] is False for name in ('Answer', 'Instance', 'Rle'))
+
+
+def test_the_instance_schema_is_the_declared_record(spec):
+    """The schema follows ``data.results``' declaration: its fields in order, then the masks;
+    each limit the schema adds is on a declared field."""
+    from solov2.serving.schema import LIMITS
+    properties = spec['components']['schemas']['Instance']['properties']
+    assert list(properties) == [key for key, _, _ in RECORD_FIELDS] + list(MASK_KEYS.values())
+    assert [properties[key]['description'] for key, _, _ in RECORD_FIELDS] == [text for _, _, text in RECORD_FIELDS]
+    assert set(LIMITS) <= set(properties)
 
 
 def test_min_score_answers_what_segmenter_gives(client):
