@@ -149,7 +149,7 @@ class Segmenter:
             published name such as 'mmdet/solov2_r50_fpn_1x_coco' (downloaded, converted and
             cached on first use: ``convert.zoo``, docs/checkpoints.md); its config comes from the
             sidecar beside it unless ``config`` is given. Or the whole model as one
-            ``ModelSpec`` (``backend_factory.ModelSpec``), whose fields are the keywords below
+            ``ModelSpec`` (``spec.ModelSpec``), whose fields are the keywords below
             (given as keywords, they make one): ``Segmenter(ModelSpec(weights, backend='onnx', ...))``.
         config: config number (``python demo.py --list-configs``).
         backend: 'auto' (default: exported once into a cache, OpenVINO or onnxruntime, whichever
