@@ -1,5 +1,5 @@
 """The commands of the docs run as written: every project command of a ```bash block of
-README.md and docs/*.md (``python demo.py``, ``train.py``, ``eval.py``, ``tools/*.py``,
+README.md, CONTRIBUTING.md and docs/*.md (``python demo.py``, ``train.py``, ``eval.py``, ``tools/*.py``,
 ``convert/*.py``, ``solov2 COMMAND`` and the same under ``paddle.distributed.launch``) runs here, or
 the page marks it, just before its block, with why it cannot:
 ``<!-- not-run: REASON -->`` for the whole block, ``<!-- not-run "TEXT": REASON -->`` for the
@@ -160,7 +160,7 @@ def _commands(body: str) -> List[Command]:
 
 
 def bash_blocks() -> List[Block]:
-    """Every ```bash block of README.md and docs/*.md, page order, with its commands and marks."""
+    """Every ```bash block of README.md, CONTRIBUTING.md and docs/*.md, page order, with its commands and marks."""
     blocks = []
     for path in DOC_FILES:
         text = path.read_text(encoding='utf-8')

@@ -1,4 +1,4 @@
-"""The documentation runs as written: every ```python block of README.md and docs/*.md is
+"""The documentation runs as written: every ```python block of README.md, CONTRIBUTING.md and docs/*.md is
 executed and names the shipped files as installed (not by a checkout's paths), and every
 relative link between them leads to a file and heading that exist.
 
@@ -27,7 +27,7 @@ from solov2 import SAMPLE_IMAGES, SHIPPED_WEIGHTS
 from solov2.core.paths import CACHE_ENV
 from tests.helpers import REPO_DIR
 
-DOC_FILES = [REPO_DIR / 'README.md', *sorted((REPO_DIR / 'docs').glob('*.md'))]
+DOC_FILES = [REPO_DIR / 'README.md', REPO_DIR / 'CONTRIBUTING.md', *sorted((REPO_DIR / 'docs').glob('*.md'))]
 PYTHON_BLOCK = re.compile(r'^```python\n(.*?)^```', re.MULTILINE | re.DOTALL)
 ANY_BLOCK = re.compile(r'^```.*?^```', re.MULTILINE | re.DOTALL)
 NOT_RUN = re.compile(r'<!--\s*(?:not-run|served):\s*(.*?)\s*-->\s*$')     # served: run against a service
