@@ -22,8 +22,7 @@ from solov2.model.checkpoint import check_unrecorded, check_weights_file
 from solov2.model.distributed import SINGLE, Processes, local_rank0_first
 from solov2.model.inference import auto_backend
 from solov2.model.inference.backend import Backend, BackendError
-from solov2.model.inference.dygraph_backend import DygraphBackend
-from solov2.model.inference.spec import ModelSpec, Progress, exported_backend
+from solov2.model.inference.spec import ModelSpec, Progress, dygraph_backend, exported_backend
 from solov2.model.runtime import cpu_threads, resolve_device
 
 
@@ -60,14 +59,14 @@ def open_backend(spec: ModelSpec, *, resolved: Optional[Tuple[int, type]] = None
     spec.check()
     chosen = resolve_device(spec.device)      # InputError naming the fix for a GPU this Paddle cannot use
     threads = cpu_threads(spec.threads, processes.local_size)
-    if spec.backend == 'dygraph' or (spec.backend == 'auto' and on_gpu(chosen)):
+    if spec.backend in ('dygraph', 'auto'):
         number, cfg = resolved or checked_weights(spec)
-        backend = DygraphBackend(cfg, spec.weights, chosen, sidecar=False, threads=threads)
-    elif spec.backend == 'auto':
-        number, cfg = resolved or checked_weights(spec)
-        backend = local_rank0_first(lambda: auto_backend.cached_backend(
-            number, cfg, spec.weights, overrides=spec.overrides, threads=threads, cache_dir=cache_dir,
-            progress=progress, precision=spec.precision)[1], processes)
+        placed = replace(spec, device=chosen, threads=threads)
+        if spec.backend == 'dygraph' or on_gpu(chosen):
+            backend = dygraph_backend(placed, cfg)
+        else:
+            backend = local_rank0_first(lambda: auto_backend.cached_backend(
+                placed, number, cfg, cache_dir=cache_dir, progress=progress)[1], processes)
     else:
         exported_on = chosen if spec.device is not None else 'cpu'   # an exported model runs on a GPU only when named
         backend = exported_backend(replace(spec, threads=threads, device=exported_on), compiled_cache(cache_dir))
