@@ -42,9 +42,11 @@ def checked_weights(spec: ModelSpec) -> Tuple[int, type]:
 
 
 def open_backend(spec: ModelSpec, *, resolved: Optional[Tuple[int, type]] = None, processes: Processes = SINGLE,
-                 cache_dir: Optional[str] = None, progress: Optional[Progress] = None) -> Tuple[int, Backend]:
-    """(config number, backend) of ``spec`` ready to run (``spec.check`` first; its weights a
-    checkpoint's path, not a published name): ``weights`` for 'auto' and 'dygraph', ``model_dir``
+                 cache_dir: Optional[str] = None, progress: Optional[Progress] = None,
+                 checked: bool = False) -> Tuple[int, Backend]:
+    """(config number, backend) of ``spec`` ready to run (``spec.check`` first unless ``checked``:
+    the caller's, before a published name is fetched; its weights a checkpoint's path, not a
+    published name): ``weights`` for 'auto' and 'dygraph', ``model_dir``
     for 'inference', 'onnx' and 'openvino'. ``resolved``: ``checked_weights``'s (number, config)
     when the caller has it already. ``device`` and ``threads`` are the backend's own (``threads``
     0: this process's share of the cores among ``processes.local_size`` on the machine); the
@@ -56,7 +58,8 @@ def open_backend(spec: ModelSpec, *, resolved: Optional[Tuple[int, type]] = None
     'inference' and 'onnx' run on a GPU when ``device`` names one, else on the CPU; 'openvino'
     runs on the CPU only. Raises InputError (or a subclass: BackendError, CheckpointError) with
     a one-line message."""
-    spec.check()
+    if not checked:
+        spec.check()
     chosen = resolve_device(spec.device)      # InputError naming the fix for a GPU this Paddle cannot use
     threads = cpu_threads(spec.threads, processes.local_size)
     if spec.backend in ('dygraph', 'auto'):
