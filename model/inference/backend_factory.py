@@ -61,21 +61,21 @@ def open_backend(spec: ModelSpec, *, resolved: Optional[Tuple[int, type]] = None
     if not checked:
         spec.check()
     chosen = resolve_device(spec.device)      # InputError naming the fix for a GPU this Paddle cannot use
-    threads = cpu_threads(spec.threads, processes.local_size)
-    if spec.backend in ('dygraph', 'auto'):
+    exported = spec.backend in EXPORTED        # an exported model runs on a GPU only when named
+    placed = replace(spec, device='cpu' if exported and spec.device is None else chosen,
+                     threads=cpu_threads(spec.threads, processes.local_size))
+    if exported:
+        backend = exported_backend(placed, compiled_cache(cache_dir))
+        number = backend.number
+        if spec.config is not None and spec.config != number:
+            raise BackendError(f'{spec.model_dir} was exported from config {number}, not ',
+                               param('config', spec.config))
+    else:
         number, cfg = resolved or checked_weights(spec)
-        placed = replace(spec, device=chosen, threads=threads)
         if spec.backend == 'dygraph' or on_gpu(chosen):
             backend = dygraph_backend(placed, cfg)
         else:
             backend = local_rank0_first(lambda: auto_backend.cached_backend(
                 placed, number, cfg, cache_dir=cache_dir, progress=progress)[1], processes)
-    else:
-        exported_on = chosen if spec.device is not None else 'cpu'   # an exported model runs on a GPU only when named
-        backend = exported_backend(replace(spec, threads=threads, device=exported_on), compiled_cache(cache_dir))
-        number = backend.number
-        if spec.config is not None and spec.config != number:
-            raise BackendError(f'{spec.model_dir} was exported from config {number}, not ',
-                               param('config', spec.config))
     backend.fast_decode = spec.fast_decode       # how its pictures are read (``Backend.decode_fit``)
     return number, backend
