@@ -16,6 +16,7 @@ from solov2.core.cache import entry_folder
 from solov2.model.build import build_model
 from solov2.model.distributed import cpu_launch_env
 from solov2.model.inference.auto_backend import cache_key, cached_backend
+from solov2.model.inference.spec import ModelSpec
 
 REPO_DIR = Path(__file__).resolve().parents[1]
 # a GPU this Paddle can use: there the default device is the GPU, and 'auto' is dygraph
@@ -147,7 +148,7 @@ def shipped_onnx_export(dest: Path) -> Path:
     """``dest`` holding the shipped model's ONNX export (model.onnx, model_regions.onnx, infer_cfg.json: what
     ``export(9, ..., fmt='onnx')`` writes), copied from the session's ``backend='auto'`` cache
     entry, which is exported once a test run (tests/conftest.py); needs the deploy extras."""
-    cached_backend(9, get_config(9), SHIPPED_WEIGHTS, [], log=lambda line: None)
+    cached_backend(ModelSpec(SHIPPED_WEIGHTS), 9, get_config(9), log=lambda line: None)
     entry = entry_folder(cache_key(SHIPPED_WEIGHTS, 9, []))
     dest.mkdir(parents=True)
     for name in ('model.onnx', 'model_regions.onnx', 'infer_cfg.json'):

@@ -49,6 +49,7 @@ from solov2.core.paths import CACHE_ENV, SAMPLE_IMAGES, SHIPPED_WEIGHTS
 from solov2.model.build import build_model
 from solov2.model.checkpoint import save_checkpoint
 from solov2.model.inference.auto_backend import cache_key, cached_backend, installed_engines
+from solov2.model.inference.spec import ModelSpec
 from solov2.tools.convert import run_family
 from solov2.tools.main import main as solov2_command
 from tests.helpers import REPO_DIR, TINY_TRAINING, make_labelme_folder
@@ -257,7 +258,7 @@ def _published_in_cache(cache: Path) -> None:
 def _shipped_export_in(cache: Path) -> None:
     """The test session's ``auto`` export of the shipped model (made once, shared), linked in ``cache``."""
     if installed_engines():
-        cached_backend(9, get_config(9), SHIPPED_WEIGHTS, [], log=lambda line: None)
+        cached_backend(ModelSpec(SHIPPED_WEIGHTS), 9, get_config(9), log=lambda line: None)
         entry = entry_folder(cache_key(SHIPPED_WEIGHTS, 9, []))
         (cache / entry.name).symlink_to(entry, target_is_directory=True)
 

@@ -135,7 +135,7 @@ def main(argv) -> int:
     if video and processes.world > 1:
         raise InputError('--video and --camera run in one process — start demo.py without '
                          'paddle.distributed.launch (images and folders are shared out among its processes)')
-    number, backend = open_backend(spec, processes=processes)
+    number, backend = open_backend(spec, processes=processes, checked=True)
     where = f'{backend.name} backend, {spec.model_dir or spec.weights}'
     announce_config(number, backend.cfg, spec.overrides, args.verbose, where)
     dumper = outputs.InputDumper(args.dump_inputs, backend, number) if args.dump_inputs else None

@@ -134,7 +134,7 @@ def model_and_config(args, spec: ModelSpec, processes: Processes) -> tuple:
                          'or --json-only with a results file)')
     resolved = None if spec.model_dir else checked_weights(spec)
     checked = evaluation_set(args, resolved[1]) if resolved else None     # before an export, not after it
-    number, backend = open_backend(spec, resolved=resolved, processes=processes)
+    number, backend = open_backend(spec, resolved=resolved, processes=processes, checked=True)
     return (number, backend.cfg, backend, *(checked or evaluation_set(args, backend.cfg)))
 
 

@@ -16,6 +16,7 @@ import json
 import logging
 import statistics
 import time
+from dataclasses import replace
 from importlib.util import find_spec
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
@@ -39,7 +40,7 @@ from solov2.model.inference.backend import Backend, BackendError
 from solov2.model.inference.dygraph_backend import DygraphBackend
 from solov2.model.inference.export import ExportError, export, verify
 from solov2.model.inference.instance_match import compare_instances, disagreement
-from solov2.model.inference.spec import ModelSpec, Progress, exported_backend
+from solov2.model.inference.spec import ModelSpec, Progress, dygraph_backend, exported_backend
 from solov2.model.runtime import cpu_threads
 
 LOG = logging.getLogger(__name__)
@@ -84,11 +85,16 @@ def native_bf16() -> bool:
     return any(flag in cpu_features() for flag in BF16_FLAGS)
 
 
-def engine_spec(label: str, folder: Path, threads: int, overrides: Sequence[str]) -> ModelSpec:
-    """The ``ModelSpec`` of a candidate ('openvino', 'onnx', ``BF16``) on the export in ``folder``."""
+def engine_spec(label: str, spec: ModelSpec, folder: Path) -> ModelSpec:
+    """``spec`` ('auto''s) as a candidate ('openvino', 'onnx', ``BF16``) on the export in ``folder``."""
     kind, _, precision = label.partition(' ')
-    return ModelSpec(backend=kind, model_dir=str(folder), threads=threads, overrides=overrides,
-                     precision=precision or 'f32')
+    return replace(spec, backend=kind, model_dir=str(folder), precision=precision or 'f32')
+
+
+def machine_key(spec: ModelSpec) -> Tuple[List[str], str]:
+    """(``candidates``, ``choice_key``) of ``spec`` ('auto''s) on this machine."""
+    labels = candidates(installed_engines(), spec.precision)
+    return labels, choice_key(spec.threads, 'bf16 or f32' if BF16 in labels else 'f32')
 
 
 def bf16_problem(f32: Backend, bf16: Backend, images: Sequence[str] = ()) -> Optional[str]:
@@ -238,32 +244,33 @@ def bf16_hint(choice: dict, labels: Sequence[str]) -> Optional[str]:
     return f'auto: OpenVINO bf16 not used: slower here ({choice["timings_ms"][BF16]:.0f} ms)'
 
 
-def build_entry(cfg, weights: str, key: dict, folder: Path, threads: int, engines: Sequence[str],
-                progress: Optional[Progress] = None, replace: bool = False, machine: str = '') -> None:
-    """Export into a temporary folder beside ``folder``, verify each of ``engines`` (``candidates``)
-    but bf16 against dygraph, time them (``timed_choice``, recorded under ``machine``, a
-    ``choice_key``), write the manifest and rename it to ``folder``
-    (``data.files.build_folder``; ``replace``: an entry there is replaced). When another process
+def build_entry(spec: ModelSpec, cfg, key: dict, folder: Path, progress: Optional[Progress] = None,
+                rebuild: bool = False) -> None:
+    """Export ``spec``'s weights (``cfg``: its resolved config) into a temporary folder beside
+    ``folder``, verify each of its ``candidates`` but bf16 against dygraph, time them
+    (``timed_choice``, recorded under ``machine_key``), write the manifest and rename it to
+    ``folder`` (``data.files.build_folder``; ``rebuild``: an entry there is replaced). When another process
     put an entry for ``key`` there first, that one stays. ``progress(stage, fraction)`` is called
     as each of ``STAGES`` but 'done' begins. Raises ExportError."""
     say = progress or (lambda stage, fraction: None)
 
     def build(tmp: Path) -> None:
         say('load', STAGES['load'])
-        dygraph = DygraphBackend(cfg, weights, 'cpu', sidecar=False, threads=threads)
+        dygraph = dygraph_backend(spec, cfg)
         say('export', STAGES['export'])
-        export(key['config'], cfg, weights, tmp, fmt='onnx', check=False, dygraph=dygraph)
+        export(key['config'], cfg, spec.weights, tmp, fmt='onnx', check=False, dygraph=dygraph)
         say('verify', STAGES['verify'])
-        backends = {label: exported_backend(engine_spec(label, tmp, threads, key['overrides']),
-                                            compiled_cache(folder.parent)) for label in engines}
+        labels, machine = machine_key(spec)
+        backends = {label: exported_backend(engine_spec(label, spec, tmp), compiled_cache(folder.parent))
+                    for label in labels}
         verify(dygraph, [backend for label, backend in backends.items() if label != BF16])
         if len(backends) > 1:
             say('time', STAGES['time'])
         files = {p.name: file_sha256(p) for p in sorted(tmp.iterdir()) if p.is_file()}
-        manifest = {'key': key, 'files': files, 'choices': {machine or choice_key(threads): timed_choice(backends)}}
+        manifest = {'key': key, 'files': files, 'choices': {machine: timed_choice(backends)}}
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + '\n')
     try:
-        build_folder(folder, build, replace=replace)
+        build_folder(folder, build, replace=rebuild)
     except OSError:                  # another process renamed its entry into place first
         if check_entry(folder, key) is not None:
             raise
@@ -271,11 +278,11 @@ def build_entry(cfg, weights: str, key: dict, folder: Path, threads: int, engine
         raise ExportError(*exc.args)
 
 
-def cached_backend(number: int, cfg, weights: str, overrides: Sequence[str], threads: int = 0,
-                   log: Optional[Callable[[str], None]] = None, cache_dir: Optional[str] = None,
-                   progress: Optional[Progress] = None, precision: Optional[str] = None) -> Tuple[str, Backend]:
-    """('openvino' | 'onnx' | 'dygraph', backend) for ``backend='auto'`` on the CPU with ``threads``
-    threads, exporting into the cache (``core.cache.entry_folder``) when needed (``cfg`` as
+def cached_backend(spec: ModelSpec, number: int, cfg, log: Optional[Callable[[str], None]] = None,
+                   cache_dir: Optional[str] = None, progress: Optional[Progress] = None) -> Tuple[str, Backend]:
+    """('openvino' | 'onnx' | 'dygraph', backend) for ``spec`` (``backend='auto'``: its ``weights``
+    a checkpoint's path, ``overrides``, ``threads``) on the CPU, exporting into the cache
+    (``core.cache.entry_folder``) when needed (``number``, ``cfg``: its config as
     ``config.sidecar.resolve_config`` gives it); ``precision`` 'f32': an f32 engine, None: also
     OpenVINO bf16 where ``candidates`` has it. Says in one line what it used, through ``log``
     (default: this module's logger, INFO; a failed export, which falls back to dygraph, at WARNING
@@ -283,18 +290,17 @@ def cached_backend(number: int, cfg, weights: str, overrides: Sequence[str], thr
     with ``bf16_hint``'s. While it exports,
     ``progress(stage, fraction)`` hears each of ``STAGES`` begin, 'done' (1.0) last, also when
     the export fails; it is not called when the entry is in the cache or no engine is installed."""
-    log, warn = log or LOG.info, log or LOG.warning
+    log, warn, spec = log or LOG.info, log or LOG.warning, replace(spec, device='cpu')
     engines = installed_engines()
     if not engines:
         log('auto: neither openvino nor onnxruntime (+ paddle2onnx) is installed: using dygraph')
-        return 'dygraph', dygraph_instead(cfg, weights, threads, 'neither openvino nor onnxruntime is installed')
-    labels = candidates(engines, precision)
-    key = cache_key(weights, number, overrides)
-    machine = choice_key(threads, 'bf16 or f32' if BF16 in labels else 'f32')
+        return 'dygraph', dygraph_instead(spec, cfg, 'neither openvino nor onnxruntime is installed')
+    labels, machine = machine_key(spec)
+    key = cache_key(spec.weights, number, spec.overrides)
     folder = entry_folder(key, cache_dir)
 
     def open_engine(label: str) -> Backend:
-        return exported_backend(engine_spec(label, folder, threads, overrides), compiled_cache(folder.parent))
+        return exported_backend(engine_spec(label, spec, folder), compiled_cache(folder.parent))
 
     def chosen(line: str, choice: dict, backend: Optional[Backend], where: str = '') -> Tuple[str, Backend]:
         log(f'{line}using {using(choice)}{where}')
@@ -315,25 +321,25 @@ def cached_backend(number: int, cfg, weights: str, overrides: Sequence[str], thr
     names = ' and '.join(engines)
     with contextlib.suppress(OSError):     # best effort: another process may rename or remove one meanwhile
         remove_entries(leftovers(folder.parent))
-    log(f'auto: exporting {weights} once for {names} f32 into {folder} (usually 10-60 s; '
+    log(f'auto: exporting {spec.weights} once for {names} f32 into {folder} (usually 10-60 s; '
         'later runs load it from there) ...')
     began = time.perf_counter()
     try:
-        build_entry(cfg, weights, key, folder, threads, labels, progress, problem is not None, machine)
+        build_entry(spec, cfg, key, folder, progress, problem is not None)
         choice, backend = recorded_choice(folder, machine, labels, open_engine)
         result = chosen(f'auto: exporting once to {folder} ({time.perf_counter() - began:.0f} s); '
                         f'{choice_line(choice)}: ', choice, backend)
     except (ExportError, BackendError, OSError, ValueError) as exc:     # OSError: e.g. an unwritable cache folder
         warn(f'auto: could not export for {names} ({exc}): using dygraph')
-        result = 'dygraph', dygraph_instead(cfg, weights, threads, f'could not export for {names}')
+        result = 'dygraph', dygraph_instead(spec, cfg, f'could not export for {names}')
     if progress is not None:
         progress('done', STAGES['done'])
     return result
 
 
-def dygraph_instead(cfg, weights: str, threads: int, why: str) -> DygraphBackend:
-    """Dygraph on the CPU where ``auto`` found no exported engine, its ``fallback`` saying ``why``
-    (several times slower: the service names it in /readyz and /metrics)."""
-    backend = DygraphBackend(cfg, weights, 'cpu', sidecar=False, threads=threads)
+def dygraph_instead(spec: ModelSpec, cfg, why: str) -> DygraphBackend:
+    """Dygraph for ``spec`` (``cached_backend``'s, on the CPU) where ``auto`` found no exported
+    engine, its ``fallback`` saying ``why`` (several times slower: the service names it in /readyz and /metrics)."""
+    backend = dygraph_backend(spec, cfg)
     backend.fallback = f'auto: {why}: dygraph runs instead (several times slower)'
     return backend

@@ -22,8 +22,7 @@ from solov2.model.checkpoint import check_unrecorded, check_weights_file
 from solov2.model.distributed import SINGLE, Processes, local_rank0_first
 from solov2.model.inference import auto_backend
 from solov2.model.inference.backend import Backend, BackendError
-from solov2.model.inference.dygraph_backend import DygraphBackend
-from solov2.model.inference.spec import ModelSpec, Progress, exported_backend
+from solov2.model.inference.spec import ModelSpec, Progress, dygraph_backend, exported_backend
 from solov2.model.runtime import cpu_threads, resolve_device
 
 
@@ -43,9 +42,11 @@ def checked_weights(spec: ModelSpec) -> Tuple[int, type]:
 
 
 def open_backend(spec: ModelSpec, *, resolved: Optional[Tuple[int, type]] = None, processes: Processes = SINGLE,
-                 cache_dir: Optional[str] = None, progress: Optional[Progress] = None) -> Tuple[int, Backend]:
-    """(config number, backend) of ``spec`` ready to run (``spec.check`` first; its weights a
-    checkpoint's path, not a published name): ``weights`` for 'auto' and 'dygraph', ``model_dir``
+                 cache_dir: Optional[str] = None, progress: Optional[Progress] = None,
+                 checked: bool = False) -> Tuple[int, Backend]:
+    """(config number, backend) of ``spec`` ready to run (``spec.check`` first unless ``checked``:
+    the caller's, before a published name is fetched; its weights a checkpoint's path, not a
+    published name): ``weights`` for 'auto' and 'dygraph', ``model_dir``
     for 'inference', 'onnx' and 'openvino'. ``resolved``: ``checked_weights``'s (number, config)
     when the caller has it already. ``device`` and ``threads`` are the backend's own (``threads``
     0: this process's share of the cores among ``processes.local_size`` on the machine); the
@@ -57,23 +58,24 @@ def open_backend(spec: ModelSpec, *, resolved: Optional[Tuple[int, type]] = None
     'inference' and 'onnx' run on a GPU when ``device`` names one, else on the CPU; 'openvino'
     runs on the CPU only. Raises InputError (or a subclass: BackendError, CheckpointError) with
     a one-line message."""
-    spec.check()
+    if not checked:
+        spec.check()
     chosen = resolve_device(spec.device)      # InputError naming the fix for a GPU this Paddle cannot use
-    threads = cpu_threads(spec.threads, processes.local_size)
-    if spec.backend == 'dygraph' or (spec.backend == 'auto' and on_gpu(chosen)):
-        number, cfg = resolved or checked_weights(spec)
-        backend = DygraphBackend(cfg, spec.weights, chosen, sidecar=False, threads=threads)
-    elif spec.backend == 'auto':
-        number, cfg = resolved or checked_weights(spec)
-        backend = local_rank0_first(lambda: auto_backend.cached_backend(
-            number, cfg, spec.weights, overrides=spec.overrides, threads=threads, cache_dir=cache_dir,
-            progress=progress, precision=spec.precision)[1], processes)
-    else:
-        exported_on = chosen if spec.device is not None else 'cpu'   # an exported model runs on a GPU only when named
-        backend = exported_backend(replace(spec, threads=threads, device=exported_on), compiled_cache(cache_dir))
+    exported = spec.backend in EXPORTED        # an exported model runs on a GPU only when named
+    placed = replace(spec, device='cpu' if exported and spec.device is None else chosen,
+                     threads=cpu_threads(spec.threads, processes.local_size))
+    if exported:
+        backend = exported_backend(placed, compiled_cache(cache_dir))
         number = backend.number
         if spec.config is not None and spec.config != number:
             raise BackendError(f'{spec.model_dir} was exported from config {number}, not ',
                                param('config', spec.config))
+    else:
+        number, cfg = resolved or checked_weights(spec)
+        if spec.backend == 'dygraph' or on_gpu(chosen):
+            backend = dygraph_backend(placed, cfg)
+        else:
+            backend = local_rank0_first(lambda: auto_backend.cached_backend(
+                placed, number, cfg, cache_dir=cache_dir, progress=progress)[1], processes)
     backend.fast_decode = spec.fast_decode       # how its pictures are read (``Backend.decode_fit``)
     return number, backend

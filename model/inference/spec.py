@@ -1,5 +1,6 @@
 """The model to open, ``ModelSpec``, with its one check; ``exported_backend``, the one opener of
-an exported folder by its engine's name (``backend_factory`` and ``auto_backend`` use it)."""
+an exported folder by its engine's name, and ``dygraph_backend``, of a checkpoint
+(``backend_factory`` and ``auto_backend`` use them)."""
 import numbers
 import os
 from dataclasses import dataclass
@@ -10,6 +11,7 @@ from solov2.config.device import device_name, on_gpu
 from solov2.config.engines import BACKENDS, EXPORTED, PRECISIONS
 from solov2.core.errors import InputError, param
 from solov2.model.inference.backend import Backend, BackendError
+from solov2.model.inference.dygraph_backend import DygraphBackend
 from solov2.model.inference.onnxruntime_backend import OnnxBackend
 from solov2.model.inference.openvino_backend import OpenVinoBackend
 from solov2.model.inference.paddle_inference_backend import InferenceBackend
@@ -117,3 +119,10 @@ def exported_backend(spec: ModelSpec, compiled: Optional[str] = None) -> Backend
         return OpenVinoBackend(folder, threads, precision=spec.precision or 'f32', overrides=overrides,
                                compiled_cache=compiled)
     raise BackendError(f"unknown exported backend '{kind}' (expected one of {', '.join(EXPORTED)})")
+
+
+def dygraph_backend(spec: ModelSpec, cfg) -> DygraphBackend:
+    """The Paddle model of ``spec``'s checkpoint (``weights``) on its ``device`` (None: the
+    GPU if Paddle has one) with its ``threads``; ``cfg``: its config as
+    ``config.sidecar.resolve_config`` gives it (the sidecar applied)."""
+    return DygraphBackend(cfg, spec.weights, spec.device, sidecar=False, threads=spec.threads)

@@ -6,7 +6,10 @@ from typing import Optional, Sequence, Union
 
 @dataclass(frozen=True)
 class TrainOptions:
-    """Every option of a training run, with its default (the command-line flag in brackets)."""
+    """Every option of a training run, with its default (the command-line flag in brackets).
+    ``config``, ``weights``, ``overrides``, ``device`` and ``threads`` mean what the fields of
+    that name of the model to open (``model.inference.spec.ModelSpec``) mean, and its ``check``
+    checks them (``solov2.api.training.check_options``)."""
     config: Optional[int] = None            # config number (--config); None: the one weights' sidecar names
     weights: Optional[str] = None           # a whole model to start from, e.g. the shipped one (--weights): the
     #                                         tensors that fit are loaded, the class head only when the classes agree

@@ -196,13 +196,13 @@ def prepare(options: TrainOptions, evaluate: Optional[Callable], placement: Plac
     FileNotFoundError when something does not fit), built in ``placement()`` (``run_settings``'),
     which the trainer then takes a step at a time (``Trainer.hold``); ``run_training`` runs it."""
     with placement():
-        trainer, out = _build(options, evaluate, picture)
+        trainer, out = _build(options, evaluate, picture, placement.device)
     trainer.hold = placement
     return trainer, out
 
 
-def _build(options: TrainOptions, evaluate: Callable, picture: Optional[Callable]):
-    """``prepare``'s trainer and run folder."""
+def _build(options: TrainOptions, evaluate: Callable, picture: Optional[Callable], device: str):
+    """``prepare``'s trainer and run folder on ``device`` (the placement's, resolved once)."""
     options = with_config_number(options)
     out = run_folder(options)
     folder = resume_folder(options, out)
@@ -212,7 +212,6 @@ def _build(options: TrainOptions, evaluate: Callable, picture: Optional[Callable
     overrides = list(options.overrides)
     cfg = start_config(options, overrides)
     processes = launched_processes()
-    device = resolve_device(options.device)
     start_processes(device)
     world, main_process = processes.world, processes.main
     if main_process:

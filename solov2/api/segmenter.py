@@ -193,7 +193,8 @@ class Segmenter:
             raise InputError(f'progress takes a function progress(stage, fraction), not {progress!r}')
         spec.check(checked_config)       # before a published name is fetched
         spec = dataclasses.replace(spec, weights=resolve_weights(spec.weights, cache_dir, mirror))
-        self.number, self._backend = open_backend(spec, processes=processes, cache_dir=cache_dir, progress=progress)
+        self.number, self._backend = open_backend(spec, processes=processes, cache_dir=cache_dir, progress=progress,
+                                                  checked=True)
 
     @property
     def backend(self):

@@ -16,6 +16,7 @@ from solov2.data.transforms import read_image
 from solov2.model.inference import dygraph_backend
 from solov2.model.inference.auto_backend import STAGES, installed_engines
 from solov2.model.inference.device_postprocess import postprocess_on_device
+from solov2.model.inference.spec import ModelSpec
 from tests.helpers import REPO_DIR
 from tests.pictures import large_jpeg
 
@@ -405,3 +406,13 @@ def test_a_lists_pictures_are_read_ahead_by_what_their_headers_say_they_will_hol
     seg([webp_bomb(3000, 2000)])
     list(seg.stream([webp_bomb(3000, 2000)]))
     assert [cost(webp_bomb(3000, 2000)) for cost in costs] == [decoding, decoding]
+
+
+@pytest.mark.parametrize('backend', ['dygraph', 'auto'])
+def test_a_segmenter_checks_its_model_spec_once(backend, monkeypatch):
+    """One ``ModelSpec.check`` per open, before a published name would be fetched (the
+    session's export cache serves 'auto')."""
+    real, checked = ModelSpec.check, []
+    monkeypatch.setattr(ModelSpec, 'check', lambda spec, named=None: checked.append(spec) or real(spec, named))
+    Segmenter(WEIGHTS, backend=backend, device='cpu', threads=1).close()
+    assert len(checked) == 1, checked

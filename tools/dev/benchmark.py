@@ -285,9 +285,10 @@ def auto_backend(number: int, cfg, weights: str, folder: Path, threads: int, ove
     second run would."""
     cache = str(folder / 'auto_cache')
     began = time.perf_counter()
-    cached_backend(number, cfg, weights, overrides, threads, cache_dir=cache)
+    spec = ModelSpec(weights, threads=threads, overrides=overrides)
+    cached_backend(spec, number, cfg, cache_dir=cache)
     export_s = time.perf_counter() - began
-    return cached_backend(number, cfg, weights, overrides, threads, cache_dir=cache) + (export_s,)
+    return cached_backend(spec, number, cfg, cache_dir=cache) + (export_s,)
 
 
 def network_seconds(kind: str, backend, batch: np.ndarray, runs: int) -> float:
@@ -468,7 +469,8 @@ def train_report(args) -> int:
 def pictures_report(args, folder: Path) -> None:
     """Small and large pictures, few and many objects (tools/dev/picture_speed.py): the section in the report."""
     cache = folder / 'auto_cache'
-    engine, _ = cached_backend(*shipped_model(), (), args.threads, cache_dir=str(cache))    # exported once here
+    number, cfg, weights = shipped_model()
+    engine, _ = cached_backend(ModelSpec(weights, threads=args.threads), number, cfg, cache_dir=str(cache))  # exported
     print(f'pictures: demo.py --backend auto = {engine}\n{picture_speed.HEADER}', flush=True)
     rows = picture_speed.measure(folder / 'pictures', args.pictures_count, args.threads, str(cache))
     section = picture_speed.report_section(rows, report.machine_line(args.threads), this_command())

@@ -2,6 +2,8 @@
 precision unset, on a CPU with native bf16 (avx512_bf16 or AMX, stood in for here: this
 module's CPU need not have it), and is timed only when it keeps f32's instances
 (model/inference/instance_match.py); where a bf16 CPU runs f32, one line says why."""
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -57,7 +59,8 @@ def test_bf16_is_a_candidate_only_on_a_native_bf16_cpu_with_precision_unset(feat
                                                                             monkeypatch):
     monkeypatch.setattr(auto_backend, 'cpu_features', lambda cpuinfo=None: features)
     assert candidates(engines, precision) == engines + ([BF16] if bf16 else [])
-    assert engine_spec(BF16, 'x', 1, ()).precision == 'bf16' and engine_spec('onnx', 'x', 1, ()).precision == 'f32'
+    spec = ModelSpec('w.pdparams', threads=1)
+    assert [engine_spec(label, spec, Path('x')).precision for label in (BF16, 'onnx')] == ['bf16', 'f32']
 
 
 class _Engine:

@@ -164,6 +164,11 @@ def test_dcn_export_runs_in_openvino(tmp_path):
 
 # ---- the backend against dygraph -------------------------------------------------------------
 
+def _auto(weights, opts, threads, log, **fields):
+    """``backend='auto'`` of ``weights`` with ``opts`` on ``threads`` threads (``cached_backend``)."""
+    return cached_backend(ModelSpec(weights, threads=threads, overrides=opts, **fields), NUMBER, CONFIGS[NUMBER], log)
+
+
 def _same_instances(backend, reference, batch) -> None:
     det, ref = backend.infer([batch[0]])[0], reference.infer([batch[0]])[0]
     assert len(ref) > 3 and len(det) == len(ref)
@@ -346,7 +351,7 @@ def test_corrupt_cache_entry_is_rebuilt(hot, tmp_path, monkeypatch):  # noqa: F8
     test's own (the session's is shared)."""
     weights, opts = hot[0], DEMO_OPTS[1:DEMO_OPTS.index('--warmup')]
     lines = []
-    assert cached_backend(NUMBER, CONFIGS[NUMBER], weights, opts, 1, lines.append)[0] == 'openvino'
+    assert _auto(weights, opts, 1, log=lines.append)[0] == 'openvino'
     shared = Path(lines[-1].split(' to ' if 'exporting' in lines[-1] else ' cache ')[1].split(' (')[0])
     entry = tmp_path / shared.name
     shutil.copytree(shared, entry)
@@ -355,7 +360,7 @@ def test_corrupt_cache_entry_is_rebuilt(hot, tmp_path, monkeypatch):  # noqa: F8
     data = (entry / 'model.onnx').read_bytes()
     (entry / 'model.onnx').write_bytes(data[:len(data) // 2])
     lines.clear()
-    kind, rebuilt = cached_backend(NUMBER, CONFIGS[NUMBER], weights, opts, 1, lines.append)
+    kind, rebuilt = _auto(weights, opts, 1, log=lines.append)
     assert lines[0] == f'auto: cache entry {entry} is corrupt (model.onnx is missing or changed): rebuilding it'
     assert lines[1].startswith(f'auto: exporting {weights} once for openvino and onnx f32 into {entry} (usually')
     assert lines[2].startswith(f'auto: exporting once to {entry} ') and lines[2].endswith(': using openvino f32')
@@ -363,7 +368,7 @@ def test_corrupt_cache_entry_is_rebuilt(hot, tmp_path, monkeypatch):  # noqa: F8
     _same_instances(rebuilt, DygraphBackend(with_overrides(CONFIGS[NUMBER], opts), weights, 'cpu'),
                     _batch(128, 160, seed=9))
     lines.clear()
-    cached_backend(NUMBER, CONFIGS[NUMBER], weights, opts, 1, lines.append)
+    _auto(weights, opts, 1, log=lines.append)
     assert lines == [f'auto: using openvino f32 from cache {entry}']
     assert check_entry(entry, key) is None
     (entry / 'cache.json').write_text('{"key": [1, 2')
@@ -388,7 +393,7 @@ def test_auto_records_the_faster_engine_once(hot, tmp_path, monkeypatch):  # noq
 
     monkeypatch.setattr(auto_backend, 'time_engines', timings)
     lines = []
-    kind, backend = cached_backend(NUMBER, CONFIGS[NUMBER], weights, opts, 1, lines.append)
+    kind, backend = _auto(weights, opts, 1, log=lines.append)
     assert kind == 'onnx' and isinstance(backend, OnnxBackend)
     sizes = [(96, 128), (96, 160), (96, 192), (128, 128), (128, 160), (128, 192)]   # test_short=96, test_max=128
     assert timed == [(['onnx', 'openvino'], [(1, 3) + size for size in sizes], True)]
@@ -399,11 +404,11 @@ def test_auto_records_the_faster_engine_once(hot, tmp_path, monkeypatch):  # noq
                                                    'timing_input': [1, 3, 96, 128], 'timings': 1}}
     assert 'backend' not in manifest['key'] and {'openvino', 'onnxruntime'} <= set(manifest['key']['versions'])
     lines.clear()
-    kind, again = cached_backend(NUMBER, CONFIGS[NUMBER], weights, opts, 1, lines.append)
+    kind, again = _auto(weights, opts, 1, log=lines.append)
     assert (kind, lines, len(timed)) == ('onnx', [f'auto: using onnx f32 from cache {entry}'], 1)   # not timed
     for count in (1, 2):                       # 2 threads: timed on its first run only
         lines.clear()
-        kind, again = cached_backend(NUMBER, CONFIGS[NUMBER], weights, opts, 2, lines.append)
+        kind, again = _auto(weights, opts, 2, log=lines.append)
         assert (kind, len(timed)) == ('onnx', 2)
         assert lines == [f'auto: using onnx f32 from cache {entry}'] if count == 2 else (
             lines[0].startswith(f'auto: timed the engines on this CPU ({choice_key(2)}): openvino 30 ms')
@@ -428,11 +433,11 @@ def test_auto_takes_bf16_on_a_native_bf16_cpu_where_it_keeps_the_f32_instances(h
     monkeypatch.setattr(auto_backend, 'time_engines', lambda backends, batches: {
         label: [10.0 if label == BF16 else 30.0] * TIMING_ROUNDS for label in backends})
     weights, opts, lines = hot[0], DEMO_OPTS[1:DEMO_OPTS.index('--warmup')], []
-    assert cached_backend(NUMBER, CONFIGS[NUMBER], weights, opts, 1, lines.append)[0] == 'openvino'
+    assert _auto(weights, opts, 1, log=lines.append)[0] == 'openvino'
     assert checked == [None]
     assert lines[-1].endswith(f'{BF16} 10 ms per picture of a new size near 96x128: using openvino bf16')
     lines.clear()
-    assert cached_backend(NUMBER, CONFIGS[NUMBER], weights, opts, 1, lines.append, precision='f32')[0] == 'openvino'
+    assert _auto(weights, opts, 1, precision='f32', log=lines.append)[0] == 'openvino'
     assert lines[0].startswith('auto: timed the engines on this CPU (avx2 avx512f amx_bf16, 1 threads, f32)')
     assert f'(timed twice: the first within 10%): using openvino f32 from cache {tmp_path}' in lines[0]
     assert lines[1].startswith('auto: this CPU has native bf16: with precision unset') and len(lines) == 2
@@ -461,7 +466,7 @@ def test_two_builders_of_one_entry_at_once_both_run_and_leave_one_entry(hot, tmp
 
     def caller(threads):
         try:
-            results[threads] = cached_backend(NUMBER, CONFIGS[NUMBER], weights, opts, threads, lambda line: None)
+            results[threads] = _auto(weights, opts, threads, log=lambda line: None)
         except Exception as exc:              # reported by the assertion below
             errors.append(exc)
 

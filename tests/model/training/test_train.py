@@ -379,3 +379,14 @@ def test_classes_from_a_file_in_its_order_and_start_weights_that_clash_are_refus
         assert train.main(['--output', str(tmp_path / 'other'), *argv]) == 2
         error = capsys.readouterr().err.strip()
         assert error.startswith('error: ') and fragment in error and '\n' not in error, error
+
+
+def test_a_training_run_resolves_its_device_once(shapes, tmp_path, monkeypatch):
+    """The placement's device (``run.run_settings``) is the one the model is built on: one
+    ``resolve_device`` a run."""
+    from solov2.model.training import run
+    real, resolved = run.resolve_device, []
+    monkeypatch.setattr(run, 'resolve_device', lambda device: resolved.append(device) or real(device))
+    train_from_python(TrainOptions(config=9, output=str(tmp_path / 'run'), max_iters=1, device='cpu', threads=1,
+                                   overrides=(f'dataset_dir={shapes}', *TINY)))
+    assert resolved == ['cpu']
