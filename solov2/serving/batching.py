@@ -43,7 +43,7 @@ class Batcher:
 
     Args:
         segmenter: the model (its ``backend`` runs the batches).
-        max_batch: the most pictures in one network run.
+        max_batch: the most pictures in one network run (1 or more, as ``ServeSettings`` checks).
         max_wait_s: how long the oldest waiting picture waits for others to join its batch.
         max_padding: how much padding a batch of several sizes may add (``share_batches``).
         on_batch: called after each network run with how long each of its pictures waited for
@@ -54,7 +54,7 @@ class Batcher:
     def __init__(self, segmenter: Segmenter, max_batch: int = 4, max_wait_s: float = 0.01,
                  on_batch: Optional[Callable[[List[float], float], None]] = None, *, max_padding: float = 0.0,
                  coming: Callable[[], int] = lambda: 1):
-        self.segmenter, self.max_batch, self.max_wait_s = segmenter, max(1, max_batch), max(0.0, max_wait_s)
+        self.segmenter, self.max_batch, self.max_wait_s = segmenter, max_batch, max_wait_s
         self.max_padding, self.coming = max_padding, coming
         self.on_batch = on_batch or (lambda waits, seconds: None)
         self._jobs: Deque[Job] = collections.deque()
