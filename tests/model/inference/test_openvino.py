@@ -33,7 +33,7 @@ import openvino as ov
 import paddle
 
 from solov2.config import CONFIGS, with_overrides
-from solov2.core.cache import COMPILED, cache_entries
+from solov2.core.cache import COMPILED, cache_entries, entry_folder
 from solov2.core.paths import CACHE_ENV
 from solov2.model.build import build_model
 from solov2.model.checkpoint import save_checkpoint
@@ -43,6 +43,7 @@ from solov2.model.inference.auto_backend import (
     MANIFEST,
     RETIME_GROW,
     TIMING_ROUNDS,
+    cache_key,
     cached_backend,
     check_entry,
     choice_key,
@@ -477,7 +478,9 @@ def test_two_builders_of_one_entry_at_once_both_run_and_leave_one_entry(hot, tmp
         thread.join(timeout=600)
     assert not errors and sorted(results) == [1, 2]
     assert {kind for kind, _ in results.values()} == {'openvino'}
-    (entry,) = [p for p in tmp_path.iterdir() if p.name != COMPILED]           # no temporary folder left
+    entry = entry_folder(cache_key(weights, NUMBER, ModelSpec(weights, overrides=opts).overrides), tmp_path)
+    listing = sorted(p.name for p in tmp_path.iterdir())         # in the message: what else a run left there
+    assert [name for name in listing if entry.name in name] == [entry.name], listing   # no temporary left
     assert check_entry(entry, json.loads((entry / MANIFEST).read_text())['key']) is None
     _same_instances(results[1][1], results[2][1], _batch(128, 160, seed=9))
 
