@@ -16,6 +16,7 @@ from solov2.core.cache import entry_folder
 from solov2.model.build import build_model
 from solov2.model.distributed import cpu_launch_env
 from solov2.model.inference.auto_backend import cache_key, cached_backend
+from solov2.model.inference.postprocess import Detections, postprocess_flat
 from solov2.model.inference.spec import ModelSpec
 
 REPO_DIR = Path(__file__).resolve().parents[1]
@@ -36,6 +37,13 @@ def get_eval_model(pytestconfig, number: int):
         model.eval()
         cache[number] = model
     return cache[number]
+
+
+
+def soft_detections(backend, chw) -> Detections:
+    """``backend``'s detections of one preprocessed picture chw [3, H, W] before pasting: soft
+    masks [N, H/4, W/4] (``forward``, then ``postprocess_flat`` with the backend's params)."""
+    return postprocess_flat(*backend.forward([chw]), backend.params)[0]
 
 
 def _launch(log_dir: Path, launcher_args, command, cwd=None):

@@ -36,7 +36,7 @@ from solov2.core.paths import SAMPLE_IMAGES
 from solov2.data.files import atomic_write, build_folder, file_sha256
 from solov2.data.transforms import padded_size, read_image, resized_hw
 from solov2.model.cpu_math import cpu_features
-from solov2.model.inference.backend import Backend, BackendError
+from solov2.model.inference.backend import Backend, BackendError, detect_picture
 from solov2.model.inference.dygraph_backend import DygraphBackend
 from solov2.model.inference.export import ExportError, export, verify
 from solov2.model.inference.instance_match import compare_instances, disagreement
@@ -102,7 +102,7 @@ def bf16_problem(f32: Backend, bf16: Backend, images: Sequence[str] = ()) -> Opt
     pictures, ``core.paths.SAMPLE_IMAGES``; ``instance_match.disagreement``), else on which not."""
     for path in images or sorted(Path(SAMPLE_IMAGES).glob('*.jpg')):
         image = read_image(path)
-        problem = disagreement(compare_instances(bf16(image), f32(image)))
+        problem = disagreement(compare_instances(detect_picture(bf16, image), detect_picture(f32, image)))
         if problem:
             return f'{Path(path).name}: {problem}'
     return None

@@ -1,8 +1,9 @@
-"""The inference interface every backend implements: ``prepare`` (numpy) -> ``infer``
-(network + post-processing) -> ``finish`` (masks on the original image). Pipelines split
-the work in two stages: ``model_stage`` on the network's thread (``forward``: the network
-only) and ``finish_stage`` in ``finish_workers()`` workers (``finish_outputs``: ``detect`` +
-``finish``); a backend that post-processes on its GPU does it all in ``model_stage``.
+"""The inference interface every backend implements: ``prepare`` (numpy) -> the pipeline's
+two stages: ``model_stage`` on the network's thread (``forward``: the network only) and
+``finish_stage`` in ``finish_workers()`` workers (``finish_outputs``: post-processing and
+masks on the original image); a backend that post-processes on its GPU does it all in
+``model_stage``. ``run_network`` runs the first stage on pictures in batches, ``detect_picture``
+both on one picture.
 
 A backend's ``run`` returns the exportable network's three outputs for a preprocessed
 batch: (scores [B, K, C], kernels [B, K, E], mask_feat [B, E, H/4, W/4]); the rest is
@@ -37,8 +38,8 @@ class BackendError(InputError):
 
 
 class Backend(abc.ABC):
-    """prepare (numpy) -> infer (network + post-processing) -> finish (masks on the
-    original image). Subclasses implement ``run``: the exportable network's three outputs.
+    """prepare (numpy) -> ``model_stage`` (the network) -> ``finish_stage`` (post-processing, masks
+    on the original image). Subclasses implement ``run``: the exportable network's three outputs.
     ``mixes_sizes``: whether ``run`` takes pictures of several padded sizes in one batch
     (``regions``, ``model.region``), each computed as alone; ``max_batch``: the most pictures a
     batch may hold (0: any; through TensorRT, its optimisation profile's). ``fallback``: why this
@@ -145,31 +146,16 @@ class Backend(abc.ABC):
         network here runs on the CPU's cores)."""
         return default_finish_workers()
 
-    def detect(self, outputs: Sequence[np.ndarray], params: Optional[InferenceParams] = None) -> List[Detections]:
-        """``forward``'s outputs -> soft-mask detections (one per image, [N, Hf, Wf]), selected with
-        ``params`` (default ``self.params``; a call's thresholds: ``solov2.api.segmenter.per_call_params``)."""
-        return postprocess_flat(*outputs, params or self.params)
-
-    def infer(self, inputs: Sequence[np.ndarray]) -> List[Detections]:
-        """Preprocessed images -> soft-mask detections (one per image, [N, Hf, Wf])."""
-        return self.detect(self.forward(inputs))
-
-    def finish(self, detections: Detections, meta: ImageMeta) -> Detections:
-        """Soft masks -> binary masks [N, H, W] bool on the original image."""
-        return paste_detections(detections, meta, self.params.mask_threshold)
-
     def finish_outputs(self, outputs: Sequence[np.ndarray], meta: ImageMeta,
                        params: Optional[InferenceParams] = None) -> Detections:
-        """``forward``'s outputs for one image -> its instances on the original image: what
-        a pipeline's worker does after the network (``detect`` with ``params``, then ``finish``;
-        mask features cropped to the image's own padded size first)."""
+        """``forward``'s outputs for one image -> its instances on the original image (binary masks
+        [N, H, W]): what a pipeline's worker does after the network (``postprocess_flat`` with
+        ``params``, default ``self.params``, then ``paste_detections``; mask features cropped to
+        the image's own padded size first)."""
+        params = params or self.params
         scores, kernels, mask_feat = outputs
         own = mask_feat[..., :meta.padded_hw[0] // 4, :meta.padded_hw[1] // 4]
-        return self.finish(self.detect([scores, kernels, own], params)[0], meta)
-
-    def __call__(self, image: np.ndarray) -> Detections:
-        inputs, meta = self.prepare(image)
-        return self.finish(self.infer([inputs])[0], meta)
+        return paste_detections(postprocess_flat(scores, kernels, own, params)[0], meta, params.mask_threshold)
 
 
 def share_batches(sizes: Sequence[Tuple[int, int]], backend: Backend, max_batch: int = 0,
@@ -212,3 +198,10 @@ def run_network(backend: Backend, ready: Sequence[Tuple[np.ndarray, ImageMeta]],
         for index, row in zip(indices, backend.staged_rows(staged)):
             outputs[index] = row
     return outputs
+
+
+def detect_picture(backend: Backend, image: np.ndarray, params: Optional[InferenceParams] = None) -> Detections:
+    """[H, W, 3] uint8 RGB -> its instances (masks [N, H, W] on it): the picture prepared and
+    run alone through both stages (``run_network``, ``finish_stage``) with ``params``."""
+    chw, meta = backend.prepare(image)
+    return backend.finish_stage(run_network(backend, [(chw, meta)], params)[0], meta, params)

@@ -1,8 +1,8 @@
-"""Config + weights -> instances on images. Split in three steps so a pipeline can
-run them on different threads: ``prepare`` (numpy), ``infer`` (Paddle) and
-``finish`` (numpy/OpenCV). On a GPU the post-processing runs there too
-(``device_postprocess``), and only the kept instances come back."""
-from typing import List, Optional, Sequence
+"""Config + weights -> instances on images, in the pipeline's stages of ``backend.Backend``:
+``prepare`` (numpy), ``model_stage`` (Paddle) and ``finish_stage`` (numpy/OpenCV). On a GPU
+the post-processing runs there too (``device_postprocess``), and only the kept instances
+come back."""
+from typing import Optional, Sequence
 
 import numpy as np
 import paddle
@@ -22,7 +22,7 @@ from solov2.model.runtime import Placement, cpu_threads, default_device
 
 class DygraphBackend(Backend):
     """SOLOv2 inference for one config with the Paddle dygraph model: the 'dygraph'
-    backend (``prepare``, ``infer``, ``finish`` and ``__call__`` come from ``Backend``).
+    backend (``prepare`` and ``finish_outputs`` come from ``Backend``).
 
     Args:
         cfg: config class; the checkpoint sidecar's classes and recorded settings are
@@ -80,24 +80,15 @@ class DygraphBackend(Backend):
         with self.placed(), paddle.no_grad():
             return self.net(paddle.to_tensor(batch), None if regions is None else paddle.to_tensor(regions))
 
-    def _on_device(self, inputs: Sequence[np.ndarray], metas: Optional[Sequence[ImageMeta]],
-                   params: Optional[InferenceParams] = None) -> List[Detections]:
-        with self.placed(), paddle.no_grad():
-            return postprocess_on_device(*self.run(*self.batch_regions(inputs)), params or self.params, metas)
-
-    def infer(self, inputs: Sequence[np.ndarray]) -> List[Detections]:
-        """Preprocessed images -> soft-mask detections (one per image, [N, Hf, Wf]), post-processed
-        on the device when ``on_device``."""
-        return self._on_device(inputs, None) if self.on_device else super().infer(inputs)
-
     def model_stage(self, inputs: Sequence[np.ndarray], metas: Sequence[ImageMeta],
                     params: Optional[InferenceParams] = None):
         """``on_device``: the network and all the post-processing with ``params`` (default
         ``self.params``; pasted crops come back, one Detections per image); else ``forward``
         (the numpy post-processing is left to ``finish_stage``)."""
-        if self.on_device:
-            return self._on_device(inputs, metas, params)
-        return super().model_stage(inputs, metas, params)
+        if not self.on_device:
+            return super().model_stage(inputs, metas, params)
+        with self.placed(), paddle.no_grad():
+            return postprocess_on_device(*self.run(*self.batch_regions(inputs)), params or self.params, metas)
 
     def staged_rows(self, staged) -> list:
         """``model_stage``'s result for a batch -> one ``finish_stage`` input per image."""

@@ -17,7 +17,7 @@ from solov2.core.errors import InputError
 from solov2.data.results import SHOWN_MIN_SCORE
 from solov2.data.transforms import check_pixels, decode_image, header_size, pil_to_array, read_image, to_rgb
 from solov2.model.distributed import SINGLE, Processes
-from solov2.model.inference.backend import run_network
+from solov2.model.inference.backend import detect_picture
 from solov2.model.inference.backend_factory import open_backend
 from solov2.model.inference.media import frame_rgb, list_images, open_capture, read_frames
 from solov2.model.inference.memory import decode_cost, prepared_bytes
@@ -247,14 +247,13 @@ class Segmenter:
         threads as ``stream``; a picture that cannot be read raises InputError naming it.
         ``score_threshold`` and ``max_instances``: this call's config ``score_threshold`` and
         ``max_per_image`` (``per_call_params``; the same result as a Segmenter made with them
-        as overrides); ``min_score``: the least final score an instance answered has (``to_instances``;
+        as overrides); ``min_score``: the least final score an instance answered has (``instances_of``;
         default ``data.results.SHOWN_MIN_SCORE``, 0.3: what a person would call an object; 0 gives
         every instance, as evaluation and COCO records keep them)."""
         backend, least = self.backend, a_score('min_score', min_score)
         params = per_call_params(backend.params, score_threshold, max_instances)
         if not isinstance(images, (list, tuple)):
-            chw, meta = backend.prepare(self._reader(channels)(images))
-            return to_instances(backend, run_network(backend, [(chw, meta)], params)[0], meta, params, least)
+            return instances_of(backend, detect_picture(backend, self._reader(channels)(images), params), least)
         results = []
         reading = self._run(images, self._reader(channels), batch_size, params, least, self._cost)
         with contextlib.closing(reading) as done:

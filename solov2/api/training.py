@@ -24,6 +24,7 @@ from solov2.data.coco import load_coco, read_class_names
 from solov2.data.transforms import read_image
 from solov2.data.visualize import draw_instances
 from solov2.model.distributed import Processes, launched_processes
+from solov2.model.inference.backend import detect_picture
 from solov2.model.inference.dygraph_backend import DygraphBackend
 from solov2.model.inference.spec import ModelSpec
 from solov2.model.runtime import Placement
@@ -75,7 +76,8 @@ def val_picture(model: paddle.nn.Layer, cfg, placement: Placement) -> np.ndarray
     """The first validation image with ``model``'s (in eval mode, run on ``placement``) instances
     drawn, [H, W, 3] uint8 RGB."""
     image = read_image(first_val_image(*val_set(cfg)), cfg.max_image_pixels)
-    result = DygraphBackend(cfg, model=model, device=placement.device, threads=placement.threads)(image)
+    backend = DygraphBackend(cfg, model=model, device=placement.device, threads=placement.threads)
+    result = detect_picture(backend, image)
     return draw_instances(image, result.masks, result.labels, result.scores, cfg.class_names, 0.3)
 
 

@@ -11,6 +11,7 @@ from solov2.config import get_config
 from solov2.data.results import instances_to_coco, write_json
 from solov2.data.transforms import read_image
 from solov2.data.visualize import draw_instances
+from solov2.model.inference.backend import detect_picture
 from solov2.model.inference.dygraph_backend import DygraphBackend
 from solov2.tools import eval as eval_cli
 from solov2.tools.demo_outputs import DrawOptions, run_images
@@ -42,7 +43,7 @@ def test_config_comes_from_the_sidecar(seg):
 
 def test_path_bgr_and_rgb_arrays_give_the_predictor_s_instances(seg):
     rgb = read_image(IMAGES[0])
-    want = DygraphBackend(get_config(9), WEIGHTS, 'cpu')(rgb)      # seg's device
+    want = detect_picture(DygraphBackend(get_config(9), WEIGHTS, 'cpu'), rgb)      # seg's device
     from_path = seg(IMAGES[0], min_score=0)
     _same(from_path, Instances.from_detections(want, seg.class_names))
     _same(seg(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), min_score=0), from_path)        # BGR is the default

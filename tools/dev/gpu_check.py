@@ -72,7 +72,7 @@ from solov2.data.scoring import evaluate_segm  # noqa: E402
 from solov2.data.transforms import read_image  # noqa: E402
 from solov2.model.build import build_model  # noqa: E402
 from solov2.model.deform_ops import deform_conv  # noqa: E402
-from solov2.model.inference.backend import BackendError  # noqa: E402
+from solov2.model.inference.backend import BackendError, detect_picture  # noqa: E402
 from solov2.model.inference.dygraph_backend import DygraphBackend  # noqa: E402
 from solov2.model.inference.export import export  # noqa: E402
 from solov2.model.inference.predicting import predict_coco  # noqa: E402
@@ -213,7 +213,7 @@ def _engine_run(s: Setting, engine, dygraph, tolerance: float) -> float:
     same labels (in order of labels: near-tied instances may swap under TF32 and float16)."""
     worst = 0.0
     for picture in _pictures(s):
-        want, got = dygraph(picture), engine(picture)
+        want, got = detect_picture(dygraph, picture), detect_picture(engine, picture)
         assert sorted(got.labels) == sorted(want.labels), f'labels {list(got.labels)} != {list(want.labels)}'
         pairs = [sorted(zip(found.labels, found.scores)) for found in (want, got)]
         worst = max([worst, *(abs(a[1] - b[1]) for a, b in zip(*pairs))])

@@ -35,7 +35,7 @@ from solov2.model.inference.paddle_inference_backend import InferenceBackend
 from solov2.model.inference.postprocess import paste_in_boxes
 from solov2.model.layers import coord_features
 from solov2.tools import demo, export_model, postprocess_raw
-from tests.helpers import REPO_DIR, get_eval_model
+from tests.helpers import REPO_DIR, get_eval_model, soft_detections
 
 paddle.set_device('cpu')
 pytestmark = [pytest.mark.deploy,
@@ -197,7 +197,7 @@ def test_backends_agree(hot, size):
     cells = sum(s * s for s in CONFIGS[NUMBER].num_grids)
     assert raw[0][0].shape == (1, cells, CONFIGS[NUMBER].num_classes)
     assert raw[0][2].shape[2:] == (height // 4, width // 4)
-    dets = [b.infer([batch[0]])[0] for b in backends]
+    dets = [soft_detections(b, batch[0]) for b in backends]
     assert len(dets[0]) > 3, 'the hot class should give detections'
     for backend, outputs, det in zip(backends[1:], raw[1:], dets[1:]):
         for name, a, b in zip(('scores', 'kernels', 'mask_feat'), outputs, raw[0]):
@@ -229,7 +229,7 @@ def test_config5_backends_agree(light_r18):
     batch = _batch(*size, seed=7)
     backends = _backends(*light_r18, number=5)
     raw = [b.run_numpy(batch) for b in backends]
-    dets = [b.infer([batch[0]])[0] for b in backends]
+    dets = [soft_detections(b, batch[0]) for b in backends]
     assert len(dets[0]) > 3
     for backend, outputs, det in zip(backends[1:], raw[1:], dets[1:]):
         diffs = compare_outputs(outputs, raw[0])
@@ -281,7 +281,7 @@ def test_zero_detections_in_every_backend(hot, opts):
                 OnnxBackend(str(out), threads=1, overrides=opts)]
     batch = _batch(*SIZES[0], seed=1)
     for backend in backends:
-        det = backend.infer([batch[0]])[0]
+        det = soft_detections(backend, batch[0])
         assert len(det) == 0 and det.masks.shape == (0, SIZES[0][0] // 4, SIZES[0][1] // 4), backend.name
         assert det.labels.dtype == np.int64 and det.scores.dtype == np.float32
 
@@ -289,9 +289,9 @@ def test_zero_detections_in_every_backend(hot, opts):
 def test_exported_backend_rejects_sizes_out_of_range(hot):
     backend = OnnxBackend(str(hot[1]), threads=1)
     with pytest.raises(ValueError, match='multiple of 32'):
-        backend.infer([np.zeros((3, 64, 80), np.float32)])
+        backend.forward([np.zeros((3, 64, 80), np.float32)])
     with pytest.raises(ValueError, match='outside'):
-        backend.infer([np.zeros((3, 32, 64), np.float32)])
+        backend.forward([np.zeros((3, 32, 64), np.float32)])
 
 
 def test_export_errors_are_one_line(hot, tmp_path, capsys):

@@ -62,7 +62,7 @@ from solov2.model.inference.postprocess import paste_in_boxes
 from solov2.model.inference.quantize import region_operations
 from solov2.model.inference.spec import ModelSpec
 from solov2.tools import demo, export_model, quantize
-from tests.helpers import cpu_default
+from tests.helpers import cpu_default, soft_detections
 from tests.model.inference.test_export import (
     DEMO_OPTS,
     MIN_MASK_IOU,
@@ -171,7 +171,7 @@ def _auto(weights, opts, threads, log, **fields):
 
 
 def _same_instances(backend, reference, batch) -> None:
-    det, ref = backend.infer([batch[0]])[0], reference.infer([batch[0]])[0]
+    det, ref = soft_detections(backend, batch[0]), soft_detections(reference, batch[0])
     assert len(ref) > 3 and len(det) == len(ref)
     np.testing.assert_array_equal(det.labels, ref.labels)
     assert np.abs(det.scores - ref.scores).max() <= F32_SCORE_TOL
@@ -215,7 +215,7 @@ def test_bf16_where_the_cpu_has_it(hot):  # noqa: F811
     assert np.abs(got[1] - want[1]).max() <= BF16_TOL
     assert np.abs(got[2] - want[2]).max() <= BF16_TOL
     assert np.abs(got[2] - want[2]).mean() <= BF16_REL * np.abs(want[2]).mean()
-    assert len(backend.infer([batch[0]])[0]) > 3
+    assert len(soft_detections(backend, batch[0])) > 3
 
 
 def test_bf16_is_refused_on_a_cpu_without_it(hot, monkeypatch):  # noqa: F811
@@ -600,7 +600,7 @@ def test_quantize_writes_an_int8_folder_the_backend_runs(hot, image_dir, tmp_pat
             assert a.shape == b.shape and correlation >= INT8_CORRELATION, (size, correlation)
         for a, b in zip(bucketed.run_numpy(batch), got):      # padded to 320x320: the same outputs
             np.testing.assert_allclose(a, b, rtol=0, atol=BUCKET_TOL * np.abs(b).max())
-    assert len(backend.infer([_batch(128, 160, seed=3)[0]])[0]) > 3
+    assert len(soft_detections(backend, _batch(128, 160, seed=3)[0])) > 3
     assert list(bucketed.compile_seconds) == [(1, 3, 320, 320)]           # one compile for both sizes
     assert list(backend.compiled) == list(backend.compile_seconds) == [(1, 3, 128, 160), (1, 3, 96, 64)]
     assert quantize.main(['--model-dir', str(hot[1]), '--images', str(image_dir), '--output', str(out)]) == 2
