@@ -44,12 +44,14 @@ class Backend(abc.ABC):
     (``regions``, ``model.region``), each computed as alone; ``max_batch``: the most pictures a
     batch may hold (0: any; through TensorRT, its optimisation profile's). ``fallback``: why this
     engine runs instead of the one asked for (``backend='auto'`` that could not export: one line;
-    None: as asked)."""
+    None: as asked). ``network_on_gpu``: the network runs on a GPU, leaving the CPU's cores to
+    the finishing workers (``finish_workers``)."""
     name = 'backend'
     mixes_sizes = False
     fallback: Optional[str] = None
     fast_decode = False     # JPEGs decoded at the network's scale (``decode_fit``); open_backend sets it
     max_batch = 0
+    network_on_gpu = False
 
     def __init__(self, cfg, size_range: Optional[Tuple[int, int]] = None):
         self.cfg = cfg
@@ -142,9 +144,8 @@ class Backend(abc.ABC):
         return self.finish_outputs(staged, meta, params)
 
     def finish_workers(self) -> int:
-        """Finishing workers for a pipeline (``default_finish_workers``: the
-        network here runs on the CPU's cores)."""
-        return default_finish_workers()
+        """Finishing workers for a pipeline: ``default_finish_workers`` for where the network runs."""
+        return default_finish_workers(network_on_gpu=self.network_on_gpu)
 
     def finish_outputs(self, outputs: Sequence[np.ndarray], meta: ImageMeta,
                        params: Optional[InferenceParams] = None) -> Detections:

@@ -13,7 +13,7 @@ from solov2.core.errors import param
 from solov2.data.transforms import ImageMeta
 from solov2.model.build import build_model
 from solov2.model.checkpoint import CheckpointError, assign_params, load_paddle_params
-from solov2.model.inference.backend import Backend, default_finish_workers
+from solov2.model.inference.backend import Backend
 from solov2.model.inference.device_postprocess import postprocess_on_device
 from solov2.model.inference.export_network import ExportableSOLOv2
 from solov2.model.inference.postprocess import Detections, InferenceParams
@@ -45,7 +45,8 @@ class DygraphBackend(Backend):
     def __init__(self, cfg, weights: Optional[str] = None, device: Optional[str] = None, sidecar: bool = True,
                  threads: int = 0, on_device: Optional[bool] = None, model: Optional[paddle.nn.Layer] = None):
         self.placed = Placement(device or default_device(), cpu_threads(threads))
-        self.on_device = on_gpu(self.placed.device) if on_device is None else on_device
+        self.network_on_gpu = on_gpu(self.placed.device)
+        self.on_device = self.network_on_gpu if on_device is None else on_device
         if model is not None:            # a model built already (training's), used as it is
             super().__init__(cfg)
             self.model, self.net = model, ExportableSOLOv2(model)
@@ -97,10 +98,6 @@ class DygraphBackend(Backend):
     def finish_stage(self, staged, meta: ImageMeta, params: Optional[InferenceParams] = None) -> Detections:
         """The instances of ``model_stage``'s one image: finished there when ``on_device``."""
         return staged[0] if self.on_device else super().finish_stage(staged, meta, params)
-
-    def finish_workers(self) -> int:
-        """Finishing workers sized by where the network and post-processing run."""
-        return default_finish_workers(network_on_gpu=self.on_device)
 
 
 __all__ = ['DygraphBackend', 'CheckpointError']

@@ -14,7 +14,7 @@ from solov2.config.sidecar import MODEL_SETTINGS
 from solov2.core.errors import param
 from solov2.data.files import file_sha256
 from solov2.data.transforms import padded_size
-from solov2.model.inference.backend import Backend, BackendError, default_finish_workers
+from solov2.model.inference.backend import Backend, BackendError
 from solov2.model.inference.export_network import SIZE_DIVISOR, TENSORRT_MAX_BATCH
 from solov2.model.inference.postprocess import InferenceParams
 
@@ -90,7 +90,7 @@ class ExportedBackend(Backend):
     CPU, whose cores the network leaves free: more finishing workers (``finish_workers``)."""
 
     def __init__(self, model_dir: str, overrides: Sequence[str] = (), device: str = 'cpu'):
-        self.model_dir, self.device = Path(model_dir), device
+        self.model_dir, self.device, self.network_on_gpu = Path(model_dir), device, on_gpu(device)
         self.info = read_infer_cfg(model_dir)
         self.number = self.info['config']
         try:
@@ -112,7 +112,3 @@ class ExportedBackend(Backend):
                                f"{self.size_range[1]} of the TensorRT profile (the export's max size): pass ",
                                param('overrides', f'test_max={self.size_range[1]}'), ' or less, or export again '
                                'with a larger max size')
-
-    def finish_workers(self) -> int:
-        """``backend.default_finish_workers`` for where the network runs."""
-        return default_finish_workers(network_on_gpu=on_gpu(self.device))

@@ -1,6 +1,7 @@
 """The device post-processing (Paddle ops, run here on the CPU) against the numpy path."""
 import contextlib
 import dataclasses
+import os
 from pathlib import Path
 
 import numpy as np
@@ -251,12 +252,16 @@ def test_the_shipped_models_instances_are_the_numpy_paths(shipped, name):
     _same_soft(on_device_soft[0], soft_detections(on_host, chw))
 
 
-def test_finishing_workers_by_where_the_network_runs(shipped):
+def test_finishing_workers_by_where_the_network_runs(shipped, monkeypatch):
+    """Sized by where the network runs (``network_on_gpu``), not by where the post-processing does:
+    the CPU's share for the Paddle model on the CPU, post-processed there with Paddle ops or not."""
     assert [default_finish_workers(cores) for cores in (1, 2, 4, 8, 16)] == [1, 1, 1, 2, 4]
     assert [default_finish_workers(cores, network_on_gpu=True) for cores in (1, 2, 4, 8, 16)] == [1, 1, 1, 5, 13]
+    monkeypatch.setattr(os, 'sched_getaffinity', lambda pid: set(range(16)), raising=False)
     on_device, on_host = shipped
-    assert on_device.finish_workers() == default_finish_workers(network_on_gpu=True)
-    assert on_host.finish_workers() == default_finish_workers()
+    assert not on_device.network_on_gpu and on_device.finish_workers() == on_host.finish_workers() == 4
+    monkeypatch.setattr(on_host, 'network_on_gpu', True)
+    assert on_host.finish_workers() == 13
     assert not on_host.on_device and DygraphBackend(on_host.cfg, model=on_host.model, device='cpu').on_device is False
 
 
