@@ -2,7 +2,7 @@
 ``prepare`` (numpy), ``model_stage`` (Paddle) and ``finish_stage`` (numpy/OpenCV). On a GPU
 the post-processing runs there too (``device_postprocess``), and only the kept instances
 come back."""
-from typing import Optional, Sequence
+from typing import Optional, Sequence, Tuple
 
 import numpy as np
 import paddle
@@ -47,33 +47,11 @@ class DygraphBackend(Backend):
         self.placed = Placement(device or default_device(), cpu_threads(threads))
         self.network_on_gpu = on_gpu(self.placed.device)
         self.on_device = self.network_on_gpu if on_device is None else on_device
-        if model is not None:            # a model built already (training's), used as it is
-            super().__init__(cfg)
-            self.model, self.net = model, ExportableSOLOv2(model)
-            return
-        with self.placed():
-            self._build(cfg, weights, sidecar)
-
-    def _build(self, cfg, weights: Optional[str], sidecar: bool) -> None:
-        params = load_paddle_params(weights) if weights else None   # read (safely) before building
-        meta = read_sidecar(weights) if weights and sidecar else None
-        if meta is not None:
-            try:
-                cfg = apply_sidecar(cfg, meta)
-            except ValueError as exc:
-                raise CheckpointError(f'{weights}: ', *exc.args) from None
+        if model is None:
+            with self.placed():
+                cfg, model = checkpoint_model(cfg, weights, sidecar)
         super().__init__(cfg)
-        self.model = build_model(cfg)
-        if weights:
-            try:
-                assign_params(self.model, params, weights)
-            except CheckpointError as exc:
-                if meta is not None and 'config' in meta:
-                    raise CheckpointError(*exc.args, ' (it was made for ',
-                                          param('config', meta['config']), ')')
-                raise
-        self.model.eval()
-        self.net = ExportableSOLOv2(self.model)
+        self.model, self.net = model, ExportableSOLOv2(model)
 
     def run(self, batch: np.ndarray, regions: Optional[np.ndarray] = None):
         """[B, 3, H, W] float32 (``regions`` [B, 2]: each image's own size) -> (scores [B, K, C],
@@ -98,6 +76,29 @@ class DygraphBackend(Backend):
     def finish_stage(self, staged, meta: ImageMeta, params: Optional[InferenceParams] = None) -> Detections:
         """The instances of ``model_stage``'s one image: finished there when ``on_device``."""
         return staged[0] if self.on_device else super().finish_stage(staged, meta, params)
+
+
+def checkpoint_model(cfg, weights: Optional[str], sidecar: bool = True) -> Tuple[type, paddle.nn.Layer]:
+    """(``cfg`` with the sidecar of ``weights`` applied where ``sidecar``, its model in eval mode with
+    ``weights`` loaded; random where None), built on Paddle's current device; CheckpointError for
+    weights that do not fit (naming the config they were made for)."""
+    params = load_paddle_params(weights) if weights else None   # read (safely) before building
+    meta = read_sidecar(weights) if weights and sidecar else None
+    if meta is not None:
+        try:
+            cfg = apply_sidecar(cfg, meta)
+        except ValueError as exc:
+            raise CheckpointError(f'{weights}: ', *exc.args) from None
+    model = build_model(cfg)
+    if params is not None:
+        try:
+            assign_params(model, params, weights)
+        except CheckpointError as exc:
+            if meta is not None and 'config' in meta:
+                raise CheckpointError(*exc.args, ' (it was made for ', param('config', meta['config']), ')')
+            raise
+    model.eval()
+    return cfg, model
 
 
 __all__ = ['DygraphBackend', 'CheckpointError']
