@@ -9,19 +9,30 @@ import pytest
 from solov2.core.paths import CACHE_ENV
 
 
+def run_folder(tmp_path_factory, name: str):
+    """The folder ``name`` of the test run's temporary folder, one that its pytest-xdist workers share."""
+    base = tmp_path_factory.getbasetemp()
+    folder = base.parent / name if os.environ.get('PYTEST_XDIST_WORKER') else base / name
+    folder.mkdir(exist_ok=True)
+    return folder
+
+
 @pytest.fixture(scope='session', autouse=True)
 def temporary_export_cache(tmp_path_factory):
     """Point ``$SOLOV2_CACHE`` at a fresh folder for the whole run, one that the pytest-xdist
     workers of the run share (an entry is written to a temporary name and renamed, so two
     workers can build the same one): the shipped model is exported once, not once a worker.
     Tests that change an entry copy it into a cache of their own."""
-    base = tmp_path_factory.getbasetemp()
-    folder = base.parent / 'export_cache' if os.environ.get('PYTEST_XDIST_WORKER') else base / 'export_cache'
-    folder.mkdir(exist_ok=True)
     patch = pytest.MonkeyPatch()
-    patch.setenv(CACHE_ENV, str(folder))
+    patch.setenv(CACHE_ENV, str(run_folder(tmp_path_factory, 'export_cache')))
     yield
     patch.undo()
+
+
+@pytest.fixture(scope='session')
+def run_builds(tmp_path_factory):
+    """The folder of what ``tests.helpers.built_once`` makes once a test run (its workers share it)."""
+    return run_folder(tmp_path_factory, 'built_once')
 
 
 LIBRARY_LOGGING = logging.getLogger('solov2')

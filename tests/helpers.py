@@ -1,4 +1,5 @@
 """Helpers shared by several test modules."""
+import fcntl
 import os
 import shutil
 import signal
@@ -149,6 +150,21 @@ def make_labelme_folder(folder, count: int, labels, seed: int = 0, size: int = 1
         (folder / f'{index:03d}.json').write_text(json.dumps(
             {'version': '5.4.1', 'flags': {}, 'shapes': shapes, 'imagePath': name, 'imageData': None,
              'imageHeight': size, 'imageWidth': size}))
+    return folder
+
+
+def built_once(folder: Path, build) -> Path:
+    """``folder`` as ``build(folder)`` fills it, made once a test run (``folder``: in the ``run_builds``
+    fixture's): the first caller builds it holding a lock beside it, the others (other modules,
+    other pytest-xdist workers) wait, then find it made. Its users only read it."""
+    with open(folder.with_name(folder.name + '.lock'), 'w') as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        done = folder.with_name(folder.name + '.done')
+        if not done.exists():             # not made, or a build that failed: anew
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir()
+            build(folder)
+            done.touch()
     return folder
 
 

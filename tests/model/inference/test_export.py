@@ -35,7 +35,7 @@ from solov2.model.inference.paddle_inference_backend import InferenceBackend
 from solov2.model.inference.postprocess import paste_in_boxes
 from solov2.model.layers import coord_features
 from solov2.tools import demo, export_model, postprocess_raw
-from tests.helpers import REPO_DIR, get_eval_model, soft_detections
+from tests.helpers import REPO_DIR, built_once, get_eval_model, soft_detections
 
 paddle.set_device('cpu')
 pytestmark = [pytest.mark.deploy,
@@ -70,11 +70,12 @@ def _export(weights: str, out: Path, *extra) -> Path:
 
 
 @pytest.fixture(scope='module')
-def hot(tmp_path_factory, pytestconfig):
-    """(weights, export folder) of a model that detects HOT_CLASS."""
-    folder = tmp_path_factory.mktemp('hot')
-    weights = _checkpoint(pytestconfig, folder, 4.0)
-    return weights, _export(weights, folder / 'export')
+def hot(run_builds, pytestconfig):
+    """(weights, export folder) of a model that detects HOT_CLASS, made once a test run (``built_once``:
+    this module's, test_openvino.py's and others' tests share it; they only read it)."""
+    folder = built_once(run_builds / 'hot', lambda folder: _export(_checkpoint(pytestconfig, folder, 4.0),
+                                                                   folder / 'export'))
+    return str(folder / f'config{NUMBER}.pdparams'), folder / 'export'
 
 
 def _backends(weights: str, export_dir: Path, number: int = NUMBER):
@@ -212,12 +213,21 @@ def test_backends_agree(hot, size):
         assert min(_iou(a, b) for a, b in zip(ours, ref)) >= MIN_MASK_IOU, backend.name
 
 
+def small_export(run_builds, pytestconfig, number: int) -> tuple:
+    """(weights, export folder) of config ``number``'s random model (one class's bias raised)
+    exported with test sizes 96 / 160, made once a test run (``built_once``: test_openvino.py
+    and test_precision_configs.py read it too)."""
+    def build(folder: Path) -> None:
+        _export(_checkpoint(pytestconfig, folder, 4.0, number=number), folder / 'export', '--no-verify',
+                '--opt', 'test_short=96', 'test_max=160')
+    folder = built_once(run_builds / f'config{number}_small', build)
+    return str(folder / f'config{number}.pdparams'), folder / 'export'
+
+
 @pytest.fixture(scope='module')
-def light_r18(tmp_path_factory, pytestconfig):
-    """Config 5 (full-width light R18, 80 classes): (weights, export folder)."""
-    folder = tmp_path_factory.mktemp('config5')
-    weights = _checkpoint(pytestconfig, folder, 4.0, number=5)
-    return weights, _export(weights, folder / 'export', '--no-verify')
+def light_r18(run_builds, pytestconfig):
+    """Config 5 (full-width light R18, 80 classes): (weights, export folder) (``small_export``)."""
+    return small_export(run_builds, pytestconfig, 5)
 
 
 def test_config5_backends_agree(light_r18):

@@ -12,9 +12,12 @@ reorders near-equal candidates); int8 see its test.
 Marked ``deploy``: without the deployment extras (requirements-deploy.txt) the module is
 skipped, with that reason in the summary.
 """
+import contextlib
+import io
 import json
 import shutil
 import threading
+import warnings
 from dataclasses import replace
 from pathlib import Path
 
@@ -62,7 +65,7 @@ from solov2.model.inference.postprocess import paste_in_boxes
 from solov2.model.inference.quantize import region_operations
 from solov2.model.inference.spec import ModelSpec
 from solov2.tools import demo, export_model, quantize
-from tests.helpers import cpu_default, soft_detections
+from tests.helpers import GPU_HERE, built_once, cpu_default, soft_detections
 from tests.model.inference.test_export import (
     DEMO_OPTS,
     MIN_MASK_IOU,
@@ -70,11 +73,10 @@ from tests.model.inference.test_export import (
     OUTPUT_TOL,
     _assert_same_records,
     _batch,
-    _checkpoint,
-    _export,
     _iou,
     hot,  # noqa: F401  (the module fixture: weights + export folder)
     image_dir,  # noqa: F401
+    small_export,
 )
 
 F32_SCORE_TOL = 1e-3
@@ -251,17 +253,27 @@ def test_buckets_pad_the_input_and_change_no_result(hot, caplog):  # noqa: F811
     assert min(_iou(a, b) for a, b in zip(got.masks, want.masks)) >= MIN_MASK_IOU
 
 
+def small_lanes(run_builds, pytestconfig, number: int, images: Path) -> tuple:
+    """(f32 export folder, its INT8 folder) of config ``number``'s random model with test sizes
+    96 / 160 (``small_export``), the INT8 one tools/quantize.py's on ``images``, made once a test
+    run (``built_once``; test_precision_configs.py's too)."""
+    export = small_export(run_builds, pytestconfig, number)[1]
+
+    def build(folder: Path) -> None:
+        assert quantize.main(['--model-dir', str(export), '--images', str(images),
+                              '--output', str(folder / 'int8')]) == 0
+    return export, built_once(run_builds / f'config{number}_small_int8', build) / 'int8'
+
+
 @pytest.fixture(scope='module')
-def coco_small(tmp_path_factory, pytestconfig):
+def coco_small(run_builds, pytestconfig, image_dir):  # noqa: F811
     """Config 5 (a COCO config: full-width light R18, 80 classes, random weights) exported with
     test sizes 96 / 160, so that its size buckets are small and have sides of odd multiples of 32:
-    96x96, 96x128, 128x96, 96x160, 160x96."""
-    folder = tmp_path_factory.mktemp('config5_small')
-    weights = _checkpoint(pytestconfig, folder, 4.0, number=5)
-    return _export(weights, folder / 'export', '--no-verify', '--opt', 'test_short=96', 'test_max=160')
+    96x96, 96x128, 128x96, 96x160, 160x96, and its INT8 folder (``small_lanes``)."""
+    return small_lanes(run_builds, pytestconfig, 5, image_dir)
 
 
-def test_buckets_change_no_result_on_a_coco_config(coco_small, image_dir, tmp_path):  # noqa: F811
+def test_buckets_change_no_result_on_a_coco_config(coco_small):
     """Config 5, f32 and INT8 (calibrated on its two pictures padded to a common size, each with
     its own size as ``regions``): inputs whose sides are even multiples of 32 (64x128, 64x64), padded
     to buckets with odd ones (96x128, 96x96, where P6 has a row more than the input's own P6),
@@ -269,12 +281,11 @@ def test_buckets_change_no_result_on_a_coco_config(coco_small, image_dir, tmp_pa
     at a points-NMS tie of the random weights may flip, ``compare_outputs``). The INT8
     model quantizes nothing that reads the regions (rounded to the calibration's range, a 128-row
     region ended at 112 rows here: the mean of the two pictures' largest sides)."""
-    int8 = tmp_path / 'int8'
-    assert quantize.main(['--model-dir', str(coco_small), '--images', str(image_dir), '--output', str(int8)]) == 0
+    f32, int8 = coco_small
     quantized = ov.Core().read_model(str(int8 / 'model_int8.xml'))
     types = {node.get_friendly_name(): node.get_type_name() for node in quantized.get_ordered_ops()}
     assert region_operations(quantized) and not [n for n in region_operations(quantized) if types[n] == 'FakeQuantize']
-    for folder, precision in ((coco_small, 'f32'), (int8, 'int8')):
+    for folder, precision in ((f32, 'f32'), (int8, 'int8')):
         bucketed, alone = (OpenVinoBackend(str(folder), threads=1, precision=precision, buckets=flag)
                            for flag in (True, False))
         for size in [(64, 128), (64, 64)]:
@@ -317,46 +328,77 @@ def test_int8_needs_a_quantized_folder(hot):  # noqa: F811
 
 # ---- --backend auto and its cache ----------------------------------------------------------------
 
+def _openvino_first(backends, batches):
+    """``time_engines`` saying that openvino is the faster engine (the real timing is noisy)."""
+    return {'openvino': [1.0] * TIMING_ROUNDS, 'onnx': [2.0] * TIMING_ROUNDS}
+
+
 @pytest.fixture
 def openvino_wins(monkeypatch):
-    """``auto``'s timing says openvino is the faster engine (the real timing is noisy)."""
-    monkeypatch.setattr(auto_backend, 'time_engines',
-                        lambda backends, batches: {'openvino': [1.0] * TIMING_ROUNDS, 'onnx': [2.0] * TIMING_ROUNDS})
+    """``auto``'s timing says openvino is the faster engine (``_openvino_first``)."""
+    monkeypatch.setattr(auto_backend, 'time_engines', _openvino_first)
 
 
-@pytest.mark.filterwarnings('ignore::DeprecationWarning')   # pycocotools decode on numpy 2
+def _demo_json(args, out: Path) -> tuple:
+    """(what demo.py printed, the records it saved) of ``demo.main(args)`` with --save-json ``out``."""
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed), warnings.catch_warnings():
+        warnings.simplefilter('ignore', DeprecationWarning)     # pycocotools decode on numpy 2
+        assert demo.main([*args, '--save-json', str(out)]) == 0
+    return printed.getvalue(), json.loads(out.read_text())
+
+
+@pytest.fixture(scope='module')
+def demo_auto(hot, image_dir, tmp_path_factory):  # noqa: F811
+    """demo.py's first run on ``hot`` with its default backend (auto; openvino wins the timing,
+    ``_openvino_first``) in a cache of its own: (what it printed, its records, the cache entry
+    it exported). The tests that start from that entry copy it into a cache of their own
+    (``_entry_copy``); those of the export itself export anew."""
+    cache, folder = tmp_path_factory.mktemp('auto_cache'), tmp_path_factory.mktemp('demo_auto')
+    on_cpu = ['--device', 'cpu'] if GPU_HERE else []            # auto exports on the CPU (cpu_default)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(CACHE_ENV, str(cache))
+        patch.setattr(auto_backend, 'time_engines', _openvino_first)
+        printed, records = _demo_json(['--weights', hot[0], *on_cpu, '--input', str(image_dir), '--output',
+                                       str(folder / 'pics'), *DEMO_OPTS], folder / 'auto.json')
+    entries = [p for p in cache.iterdir() if p.name.startswith(f'config{NUMBER}-auto-')]
+    assert len(entries) == 1, entries
+    return printed, records, entries[0]
+
+
+def _entry_copy(demo_auto, cache: Path, monkeypatch) -> Path:
+    """The demo's cache entry (``demo_auto``) copied into ``cache``, made ``$SOLOV2_CACHE``."""
+    entry = cache / demo_auto[2].name
+    shutil.copytree(demo_auto[2], entry)
+    monkeypatch.setenv(CACHE_ENV, str(cache))
+    return entry
+
+
 @pytest.mark.usefixtures('openvino_wins')
 @cpu_default
-def test_demo_default_is_auto_and_matches_dygraph(hot, image_dir, tmp_path, capsys):  # noqa: F811
-    runs = {}
-    for backend in ('dygraph', 'auto', 'auto'):
-        capsys.readouterr()
-        path = tmp_path / f'{backend}.json'
-        extra = [] if backend == 'auto' else ['--backend', backend]
-        assert demo.main(['--weights', hot[0], *extra, '--input', str(image_dir), '--output',
-                          str(tmp_path / 'pics'), '--save-json', str(path), *DEMO_OPTS]) == 0
-        runs.setdefault(backend, []).append((capsys.readouterr().out, json.loads(path.read_text())))
-    (first, records), (second, again) = runs['auto']
+def test_demo_default_is_auto_and_matches_dygraph(hot, demo_auto, image_dir, tmp_path, monkeypatch):  # noqa: F811
+    """The first run exports (``demo_auto``), a second run loads the entry from the cache (a copy
+    of it), and both give dygraph's records."""
+    first, records, _ = demo_auto
+    entry = _entry_copy(demo_auto, tmp_path / 'cache', monkeypatch)
+    args = ['--weights', hot[0], '--input', str(image_dir), '--output', str(tmp_path / 'pics'), *DEMO_OPTS]
+    _, dygraph = _demo_json(['--backend', 'dygraph', *args], tmp_path / 'dygraph.json')
+    second, again = _demo_json(args, tmp_path / 'auto.json')
     assert 'auto: exporting once to ' in first and 'using openvino f32' in first
-    assert 'auto: using openvino f32 from cache ' in second and 'exporting' not in second
-    _assert_same_records(records, runs['dygraph'][0][1])
+    assert f'auto: using openvino f32 from cache {entry}' in second and 'exporting' not in second
+    _assert_same_records(records, dygraph)
     _assert_same_records(again, records)
 
 
 @pytest.mark.usefixtures('openvino_wins')
-def test_corrupt_cache_entry_is_rebuilt(hot, tmp_path, monkeypatch):  # noqa: F811
+def test_corrupt_cache_entry_is_rebuilt(hot, demo_auto, tmp_path, monkeypatch):  # noqa: F811
     """A truncated model file is said, the entry rebuilt (and verified again) and the
     rebuilt one gives the dygraph instances; garbage in cache.json (or a file that changed)
     is caught by the same check, which sends any problem down the same rebuild. The entry is
-    the demo test's when it ran first (same weights and --opt), copied into a cache of this
-    test's own (the session's is shared)."""
-    weights, opts = hot[0], DEMO_OPTS[1:DEMO_OPTS.index('--warmup')]
-    lines = []
+    the demo's (``demo_auto``: same weights and --opt), copied into a cache of this test's own."""
+    weights, opts, lines = hot[0], DEMO_OPTS[1:DEMO_OPTS.index('--warmup')], []
+    entry = _entry_copy(demo_auto, tmp_path, monkeypatch)
     assert _auto(weights, opts, 1, log=lines.append)[0] == 'openvino'
-    shared = Path(lines[-1].split(' to ' if 'exporting' in lines[-1] else ' cache ')[1].split(' (')[0])
-    entry = tmp_path / shared.name
-    shutil.copytree(shared, entry)
-    monkeypatch.setenv(CACHE_ENV, str(tmp_path))
     key = json.loads((entry / 'cache.json').read_text())['key']
     data = (entry / 'model.onnx').read_bytes()
     (entry / 'model.onnx').write_bytes(data[:len(data) // 2])
@@ -378,13 +420,18 @@ def test_corrupt_cache_entry_is_rebuilt(hot, tmp_path, monkeypatch):  # noqa: F8
     assert check_entry(entry, key) == 'cache.json unreadable (TypeError)'
 
 
-def test_auto_records_the_faster_engine_once(hot, tmp_path, monkeypatch):  # noqa: F811
-    """One export serves both engines; both are timed once (here the real timing runs one round,
-    then the test's numbers decide: onnx), the entry records the choice and the timings under
-    this CPU's features, thread count and precision (``choice_key``), and later runs with that
-    key open the recorded engine without timing; another thread count times the entry's engines
-    once (no export) and adds its choice; both engines give the same instances."""
-    monkeypatch.setenv(CACHE_ENV, str(tmp_path))
+def test_auto_records_the_faster_engine_once(hot, demo_auto, tmp_path, monkeypatch):  # noqa: F811
+    """One export serves both engines; the export records its choice (the demo's entry,
+    ``demo_auto``, copied here, then its choice dropped); with no choice for this CPU both are timed
+    once (here the real timing runs one round, then the test's numbers decide: onnx), the entry
+    records the choice and the timings under this CPU's features, thread count and precision
+    (``choice_key``), and later runs with that key open the recorded engine without timing;
+    another thread count times the entry's engines once (no export) and adds its choice; both
+    engines give the same instances."""
+    entry = _entry_copy(demo_auto, tmp_path, monkeypatch)
+    manifest = json.loads((entry / MANIFEST).read_text())
+    assert [choice['engine'] for choice in manifest['choices'].values()] == ['openvino']   # the export's
+    (entry / MANIFEST).write_text(json.dumps({**manifest, 'choices': {}}))
     weights, opts, timed = hot[0], DEMO_OPTS[1:DEMO_OPTS.index('--warmup')], []
 
     def timings(backends, batches):
@@ -398,8 +445,8 @@ def test_auto_records_the_faster_engine_once(hot, tmp_path, monkeypatch):  # noq
     assert kind == 'onnx' and isinstance(backend, OnnxBackend)
     sizes = [(96, 128), (96, 160), (96, 192), (128, 128), (128, 160), (128, 192)]   # test_short=96, test_max=128
     assert timed == [(['onnx', 'openvino'], [(1, 3) + size for size in sizes], True)]
-    assert lines[-1].endswith('; openvino 30 ms, onnx 10 ms per picture of a new size near 96x128: using onnx f32')
-    entry = Path(lines[-1].split(' to ')[1].split(' (')[0])
+    assert lines == [f'auto: timed the engines on this CPU ({choice_key(1)}): openvino 30 ms, onnx 10 ms per '
+                     f'picture of a new size near 96x128: using onnx f32 from cache {entry}']
     manifest = json.loads((entry / MANIFEST).read_text())
     assert manifest['choices'] == {choice_key(1): {'engine': 'onnx', 'timings_ms': {'openvino': 30.0, 'onnx': 10.0},
                                                    'timing_input': [1, 3, 96, 128], 'timings': 1}}
@@ -419,13 +466,15 @@ def test_auto_records_the_faster_engine_once(hot, tmp_path, monkeypatch):  # noq
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith('config')] == [entry.name]    # one export
 
 
-def test_auto_takes_bf16_on_a_native_bf16_cpu_where_it_keeps_the_f32_instances(hot, tmp_path, monkeypatch):  # noqa: F811
+def test_auto_takes_bf16_on_a_native_bf16_cpu_where_it_keeps_the_f32_instances(hot, demo_auto, tmp_path,  # noqa: F811
+                                                                                 monkeypatch):
     """On a CPU with AMX (stood in for: ``cpu_features``) and precision unset, OpenVINO bf16 is
     checked on the sample pictures against OpenVINO f32 (the real check; the bf16 engine stood in
     for by OpenVINO f32, which keeps the instances on any CPU), then timed with the f32 engines:
     faster here (the test's numbers), it is chosen and named in the one line. precision='f32' on
-    the same CPU keeps to the f32 engines (a choice of its own key) and adds a one-line hint."""
-    monkeypatch.setenv(CACHE_ENV, str(tmp_path))
+    the same CPU keeps to the f32 engines (a choice of its own key) and adds a one-line hint.
+    The export is the demo's (``demo_auto``, copied here): it has no choice for this CPU's key."""
+    entry = _entry_copy(demo_auto, tmp_path, monkeypatch)
     monkeypatch.setattr(auto_backend, 'cpu_features', lambda cpuinfo=None: ['avx2', 'avx512f', 'amx_bf16'])
     real_spec, real_check, checked = auto_backend.engine_spec, auto_backend.bf16_problem, []
     monkeypatch.setattr(auto_backend, 'engine_spec', lambda *args: replace(real_spec(*args), precision='f32'))
@@ -436,7 +485,8 @@ def test_auto_takes_bf16_on_a_native_bf16_cpu_where_it_keeps_the_f32_instances(h
     weights, opts, lines = hot[0], DEMO_OPTS[1:DEMO_OPTS.index('--warmup')], []
     assert _auto(weights, opts, 1, log=lines.append)[0] == 'openvino'
     assert checked == [None]
-    assert lines[-1].endswith(f'{BF16} 10 ms per picture of a new size near 96x128: using openvino bf16')
+    assert lines[-1].endswith(f'{BF16} 10 ms per picture of a new size near 96x128: using openvino bf16 '
+                              f'from cache {entry}')
     lines.clear()
     assert _auto(weights, opts, 1, precision='f32', log=lines.append)[0] == 'openvino'
     assert lines[0].startswith('auto: timed the engines on this CPU (avx2 avx512f amx_bf16, 1 threads, f32)')

@@ -27,9 +27,8 @@ from solov2.data.transforms import read_image
 from solov2.model.inference.backend import detect_picture
 from solov2.model.inference.instance_match import compare_instances
 from solov2.model.inference.openvino_backend import OpenVinoBackend, has_bf16
-from solov2.tools import export_model, quantize
-from tests.model.inference.test_export import _batch, _checkpoint, image_dir  # noqa: F401  (a fixture)
-from tests.model.inference.test_openvino import BF16_REL, BF16_TOL, INT8_CORRELATION
+from tests.model.inference.test_export import _batch, image_dir  # noqa: F401  (a fixture)
+from tests.model.inference.test_openvino import BF16_REL, BF16_TOL, INT8_CORRELATION, small_lanes
 
 pytestmark = [pytest.mark.deploy,
               pytest.mark.filterwarnings("ignore:Tensor do not have 'place':UserWarning"),
@@ -38,15 +37,12 @@ SUITE = (5, 9)
 PROPERTY_SET = [(96, 128, 1), (64, 128, 2), (128, 96, 3)]   # drawn pictures (H, W, seed): two INT8 buckets' compiles
 
 
-def _lanes(number, pytestconfig, folder, images):
-    """(OpenVINO f32, {precision: its backend}) of config ``number``'s random model: INT8 always,
-    bf16 where the CPU has it."""
-    weights = _checkpoint(pytestconfig, folder, 4.0, number=number)
-    export = folder / 'export'
-    assert export_model.main(['--weights', weights, '--output', str(export), '--format', 'onnx', '--no-verify',
-                              '--opt', 'test_short=96', 'test_max=160']) == 0
-    assert quantize.main(['--model-dir', str(export), '--images', str(images), '--output', str(folder / 'int8')]) == 0
-    lanes = {'int8': OpenVinoBackend(str(folder / 'int8'), threads=1, precision='int8')}
+def _lanes(number, pytestconfig, run_builds, images):
+    """(OpenVINO f32, {precision: its backend}) of config ``number``'s random model (its export and INT8
+    folder: ``small_lanes``, test_openvino.py's bucket test reads config 5's too): INT8 always, bf16 where
+    the CPU has it."""
+    export, int8 = small_lanes(run_builds, pytestconfig, number, images)
+    lanes = {'int8': OpenVinoBackend(str(int8), threads=1, precision='int8')}
     if has_bf16(ov.Core()):
         lanes['bf16'] = OpenVinoBackend(str(export), threads=1, precision='bf16')
     return OpenVinoBackend(str(export), threads=1), lanes
@@ -54,8 +50,8 @@ def _lanes(number, pytestconfig, folder, images):
 
 @pytest.mark.parametrize('number', [n if n in SUITE else pytest.param(n, marks=pytest.mark.benchmark)
                                     for n in sorted(CONFIGS)])
-def test_bf16_and_int8_against_f32(number, pytestconfig, tmp_path, image_dir):  # noqa: F811
-    f32, lanes = _lanes(number, pytestconfig, tmp_path, image_dir)
+def test_bf16_and_int8_against_f32(number, pytestconfig, run_builds, image_dir):  # noqa: F811
+    f32, lanes = _lanes(number, pytestconfig, run_builds, image_dir)
     pictures = [read_image(path) for path in sorted(image_dir.iterdir())]
     for precision, backend in lanes.items():
         correlations, errors = [], []
