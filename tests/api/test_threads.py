@@ -21,7 +21,9 @@ import pytest
 from solov2.api import Instances, Segmenter
 from solov2.config.sidecar import resolve_config
 from solov2.core.paths import SAMPLE_IMAGES, SHIPPED_WEIGHTS
+from solov2.model.inference.auto_backend import installed_engines
 from solov2.model.inference.export import export
+from tests.helpers import shipped_onnx_export
 
 THREADS = 4
 ROUNDS = 2
@@ -40,12 +42,19 @@ def _pictures():
 
 @pytest.fixture(scope='module')
 def exported(tmp_path_factory):
-    """A folder with the shipped model for Paddle Inference, and in ONNX where the exporter is installed."""
+    """A folder with the shipped model for Paddle Inference."""
     folder = tmp_path_factory.mktemp('threads') / 'export'
     number, cfg = resolve_config(SHIPPED_WEIGHTS, None, [])
-    fmt = 'both' if all(find_spec(name) for name in ONNX_EXPORT) else 'paddle'
-    export(number, cfg, SHIPPED_WEIGHTS, folder, fmt, check=False)
+    export(number, cfg, SHIPPED_WEIGHTS, folder, 'paddle', check=False)
     return str(folder)
+
+
+@pytest.fixture(scope='module')
+def exported_onnx(tmp_path_factory):
+    """A folder with the shipped model in ONNX (the test run's ``auto`` export: ``shipped_onnx_export``)."""
+    if not all(find_spec(name) for name in ONNX_EXPORT) or not installed_engines():
+        pytest.skip('deploy test: needs requirements-deploy.txt')
+    return str(shipped_onnx_export(tmp_path_factory.mktemp('threads') / 'onnx'))
 
 
 def _from_threads(seg: Segmenter, pictures):
@@ -93,22 +102,22 @@ def test_paddle_inference(exported):
 
 
 @pytest.mark.deploy
-def test_onnxruntime(exported):
+def test_onnxruntime(exported_onnx):
     pytest.importorskip('onnxruntime', reason='deploy test: needs requirements-deploy.txt')
     for name in ONNX_EXPORT:
         pytest.importorskip(name, reason='deploy test: needs requirements-deploy.txt')
-    _check(Segmenter(model_dir=exported, backend='onnx', threads=2, overrides=SMALLER))
+    _check(Segmenter(model_dir=exported_onnx, backend='onnx', threads=2, overrides=SMALLER))
 
 
 @pytest.mark.deploy
 @pytest.mark.parametrize('streams', [1, 2])
-def test_openvino_f32(exported, streams):
+def test_openvino_f32(exported_onnx, streams):
     """The default (one request per compiled model, one stream) and ``openvino_streams=2``
     (two requests of a compiled model running at once)."""
     pytest.importorskip('openvino', reason='deploy test: needs requirements-deploy.txt')
     for name in ONNX_EXPORT:
         pytest.importorskip(name, reason='deploy test: needs requirements-deploy.txt')
-    seg = Segmenter(model_dir=exported, backend='openvino', threads=2,
+    seg = Segmenter(model_dir=exported_onnx, backend='openvino', threads=2,
                     overrides={**SMALLER, 'openvino_streams': streams})
     _check(seg)
     assert {pool.size for pool in seg.backend.compiled.values()} == {streams}
