@@ -149,13 +149,17 @@ class Progress:
         rate = self.done / max(now - self.start, 1e-9)
         eta = (self.total - self.done) / rate if rate > 0 else 0.0
         percent = 100 * self.done / max(self.total, 1)
-        return (f'{self.label}[{self.done}/{self.total}] {percent:3.0f}% {rate:.1f} {self.unit}/s '
-                f'ETA {time.strftime("%H:%M:%S", time.gmtime(eta))}')
+        return f'{self.label}[{self.done}/{self.total}] {percent:3.0f}% {rate:.1f} {self.unit}/s ETA {clock(eta)}'
 
     def close(self) -> None:
         if self.live:
             self.stream.write('\n')
             self.stream.flush()
+
+
+def clock(seconds: float) -> str:
+    """A duration as HH:MM:SS."""
+    return time.strftime('%H:%M:%S', time.gmtime(seconds))
 
 
 class DownloadProgress:
