@@ -91,8 +91,8 @@ def main(argv) -> int:
     if args.annotations:
         names = read_infer_cfg(args.model_dir)['class_names']
         annotated = load_annotated(args.annotations, args.annotated_images, names, args.num_annotated)
-    progress = Steps(len(paths) + (len(annotated.paths) if annotated else 0),
-                     'calibration + annotated images ' if annotated else 'calibration images ')
+    progress = QuantizeProgress(len(paths) + (len(annotated.paths) if annotated else 0),
+                                'calibration + annotated images ' if annotated else 'calibration images ')
     summary = quantize_model(args.model_dir, paths, out, args.keep_depth, progress, annotated, args.max_drop)
     progress.close()
     print(f'INT8 model: {out} (calibrated on {summary["images"]} images at '
@@ -104,7 +104,7 @@ def main(argv) -> int:
     return 0
 
 
-class Steps:
+class QuantizeProgress:
     """``quantize_model``'s ``progress`` on stderr: a ``Progress`` line for the images read, then
     a line per message and per validation pass (``Pass``: its AP) after the time since the start,
     but a ``Progress`` line (ETA) for the passes of a step of several."""
@@ -116,7 +116,7 @@ class Steps:
         if event is None or isinstance(event, Pass) and event.steps > 1:
             if event is not None and event.step == 1:
                 self.close()
-                self.bar = Progress(event.steps, f'{self.now()} {event.purpose} ', unit='pass')
+                self.bar = Progress(event.steps, event.purpose + ' ', unit='pass', since=self.start)
             if self.bar is not None:
                 self.bar.update()
             return
@@ -124,10 +124,7 @@ class Steps:
         text = ' '.join(event.split()) if isinstance(event, str) else (
             f'{event.purpose}: mask AP {event.ap:.2f} on {event.images} image{"s" * (event.images != 1)} '
             f'({event.seconds:.1f} s)')
-        print(self.now(), text, file=sys.stderr, flush=True)
-
-    def now(self) -> str:
-        return f'[{clock(time.perf_counter() - self.start)}]'
+        print(f'[{clock(time.perf_counter() - self.start)}]', text, file=sys.stderr, flush=True)
 
     def close(self) -> None:
         if self.bar is not None:

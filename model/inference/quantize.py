@@ -205,7 +205,7 @@ class Pass(NamedTuple):
     seconds: float
 
 
-class _Steps(logging.Handler):
+class _Reporting(logging.Handler):
     """Attached to NNCF's logger: the INFO ``messages`` of its accuracy control (not its
     quantization's notes nor its timers), each handed on to ``progress``, which also hears a
     ``Pass`` for each call of ``validate``, ``validation_fn`` timed."""
@@ -256,7 +256,7 @@ def accuracy_controlled(model, calibration: Sequence[dict], validation: Sequence
     import openvino as ov
     if max_drop < 0:
         raise InputError(f'max_drop must be >= 0 AP points, got {max_drop}')
-    count, steps = len(validation), _Steps(validate, progress, len(validation))
+    count, steps = len(validation), _Reporting(validate, progress, len(validation))
     progress(f'calibrating on {len(calibration)} images, then scoring models on {count} annotated images')
     logging.getLogger('nncf').addHandler(steps)
     try:
