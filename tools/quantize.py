@@ -105,12 +105,13 @@ def main(argv) -> int:
 
 
 class QuantizeProgress:
-    """``quantize_model``'s ``progress`` on stderr: a ``Progress`` line for the images read, then
-    a line per message and per validation pass (``Pass``: its AP) after the time since the start,
-    but a ``Progress`` line (ETA) for the passes of a step of several."""
+    """``quantize_model``'s ``progress`` on stderr, each line after the time since the start: a
+    ``Progress`` line for the images read, then a line per message and per validation pass
+    (``Pass``: its AP), but a ``Progress`` line (ETA) for the passes of a step of several."""
 
     def __init__(self, images: int, label: str):
-        self.bar, self.start = Progress(images, label), time.perf_counter()
+        self.start = time.perf_counter()
+        self.bar = Progress(images, label, since=self.start)
 
     def __call__(self, event=None) -> None:
         if event is None or isinstance(event, Pass) and event.steps > 1:
