@@ -30,7 +30,7 @@ import sys
 import threading
 import time
 import warnings
-from typing import Iterator
+from typing import Iterator, Optional
 
 os.environ.setdefault('GLOG_minloglevel', '2')
 os.environ.setdefault('OPENCV_LOG_LEVEL', 'ERROR')     # OpenCV's [ WARN ] lines before our own error
@@ -126,10 +126,12 @@ class Progress:
     """Thread-safe progress on stderr: count, percent, rate and ETA. On a terminal one line
     redrawn at most twice a second; elsewhere (a log file, CI) a whole line every
     ``every_s`` seconds and at the end, never a carriage return. ``close`` ends it.
-    ``update`` fits the library's ``progress`` callbacks."""
+    ``update`` fits the library's ``progress`` callbacks. With ``since`` (a ``time.perf_counter()``)
+    each line starts with the time since then, ``[HH:MM:SS]``."""
 
-    def __init__(self, total: int, label: str = '', stream=None, every_s: float = 10.0, unit: str = 'img'):
-        self.total, self.label, self.unit, self.done = total, label, unit, 0
+    def __init__(self, total: int, label: str = '', stream=None, every_s: float = 10.0, unit: str = 'img',
+                 since: Optional[float] = None):
+        self.total, self.label, self.unit, self.done, self.since = total, label, unit, 0, since
         self.stream = stream or sys.stderr
         self.live = bool(getattr(self.stream, 'isatty', lambda: False)())    # a terminal: one line redrawn
         self.interval = 0.5 if self.live else every_s
@@ -149,13 +151,18 @@ class Progress:
         rate = self.done / max(now - self.start, 1e-9)
         eta = (self.total - self.done) / rate if rate > 0 else 0.0
         percent = 100 * self.done / max(self.total, 1)
-        return (f'{self.label}[{self.done}/{self.total}] {percent:3.0f}% {rate:.1f} {self.unit}/s '
-                f'ETA {time.strftime("%H:%M:%S", time.gmtime(eta))}')
+        return (('' if self.since is None else f'[{clock(now - self.since)}] ') + f'{self.label}[{self.done}/'
+                f'{self.total}] {percent:3.0f}% {rate:.1f} {self.unit}/s ETA {clock(eta)}')
 
     def close(self) -> None:
         if self.live:
             self.stream.write('\n')
             self.stream.flush()
+
+
+def clock(seconds: float) -> str:
+    """A duration as HH:MM:SS."""
+    return time.strftime('%H:%M:%S', time.gmtime(seconds))
 
 
 class DownloadProgress:

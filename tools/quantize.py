@@ -20,10 +20,14 @@ NNCF's accuracy-controlled quantization starts from that scope and reverts to f3
 that cost the most mask AP (pycocotools, as eval.py computes it, in points 0-100) until the
 INT8 model is within --max-drop points (absolute, default 1.0) of the f32 one on those images;
 the f32 and INT8 AP and the number of operations reverted to f32 are printed and stored in the
-output's infer_cfg.json (files.openvino_int8.accuracy_control).
+output's infer_cfg.json (files.openvino_int8.accuracy_control). Meanwhile each of its steps shows
+on stderr with the time since the start: each validation pass with its AP, NNCF's messages, and a
+progress line with an ETA for the steps of many passes (per image, ranking the quantizer groups).
 """
 import argparse
 import logging
+import sys
+import time
 from pathlib import Path
 
 if __package__ in (None, ''):
@@ -33,8 +37,8 @@ from solov2.core.errors import InputError  # noqa: E402
 from solov2.data.files import check_folder  # noqa: E402
 from solov2.model.inference.exported_folder import read_infer_cfg  # noqa: E402
 from solov2.model.inference.media import list_images  # noqa: E402
-from solov2.model.inference.quantize import load_annotated, quantize_model  # noqa: E402
-from solov2.tools.cli import Progress, command, make_parser  # noqa: E402
+from solov2.model.inference.quantize import Pass, load_annotated, quantize_model  # noqa: E402
+from solov2.tools.cli import Progress, clock, command, make_parser  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -87,10 +91,10 @@ def main(argv) -> int:
     if args.annotations:
         names = read_infer_cfg(args.model_dir)['class_names']
         annotated = load_annotated(args.annotations, args.annotated_images, names, args.num_annotated)
-    bar = Progress(len(paths) + (len(annotated.paths) if annotated else 0),
-                   'calibration + annotated images ' if annotated else 'calibration images ')
-    summary = quantize_model(args.model_dir, paths, out, args.keep_depth, bar.update, annotated, args.max_drop)
-    bar.close()
+    progress = QuantizeProgress(len(paths) + (len(annotated.paths) if annotated else 0),
+                                'calibration + annotated images ' if annotated else 'calibration images ')
+    summary = quantize_model(args.model_dir, paths, out, args.keep_depth, progress, annotated, args.max_drop)
+    progress.close()
     print(f'INT8 model: {out} (calibrated on {summary["images"]} images at '
           f'{summary["input_shape"][2]}x{summary["input_shape"][3]}, {len(summary["kept_f32"])} '
           f'convolutions kept in f32)')
@@ -100,14 +104,46 @@ def main(argv) -> int:
     return 0
 
 
+class QuantizeProgress:
+    """``quantize_model``'s ``progress`` on stderr, each line after the time since the start: a
+    ``Progress`` line for the images read, then a line per message and per validation pass
+    (``Pass``: its AP), but a ``Progress`` line (ETA) for the passes of a step of several."""
+
+    def __init__(self, images: int, label: str):
+        self.start = time.perf_counter()
+        self.bar = Progress(images, label, since=self.start)
+
+    def __call__(self, event=None) -> None:
+        if event is None or isinstance(event, Pass) and event.steps > 1:
+            if event is not None and event.step == 1:
+                self.close()
+                self.bar = Progress(event.steps, event.purpose + ' ', unit='pass', since=self.start)
+            if self.bar is not None:
+                self.bar.update()
+            return
+        self.close()
+        text = ' '.join(event.split()) if isinstance(event, str) else (
+            f'{event.purpose}: mask AP {event.ap:.2f} on {event.images} image{"s" * (event.images != 1)} '
+            f'({event.seconds:.1f} s)')
+        print(f'[{clock(time.perf_counter() - self.start)}]', text, file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+        self.bar = None
+
+
 def quiet_nncf() -> None:
-    """NNCF's INFO lines (one per convolution kept in f32, node names) are noise here: keep its
-    warnings and progress bars. A missing NNCF is reported by the quantization itself."""
+    """NNCF's INFO lines on stdout (one per convolution kept in f32, node names) are noise here:
+    its handlers keep its warnings and progress bars, while its logger still hands its INFO
+    messages on (accuracy control shows its steps and reads its report). A missing NNCF is
+    reported by the quantization itself."""
     try:
-        from nncf import set_log_level
+        from nncf.common.logging import nncf_logger
     except ImportError:
         return
-    set_log_level(logging.WARNING)
+    for handler in nncf_logger.handlers:
+        handler.setLevel(logging.WARNING)
 
 
 def control_line(control: dict) -> str:

@@ -9,15 +9,16 @@ OpenVINO IR beside a copy of ``infer_cfg.json`` naming it. The convolutions near
 (``output_convolutions``) and everything that reads ``regions`` (``region_operations``) stay in
 f32. With COCO annotations (``load_annotated``), ``nncf.quantize_with_accuracy_control`` puts
 back in f32 the layers that cost the most mask AP (``coco_validation``: eval.py's scoring) until
-the int8 model is within ``max_drop`` AP points of f32.
+the int8 model is within ``max_drop`` AP points of f32, telling ``progress`` each NNCF message and
+each validation pass (``Pass``) as it happens.
 """
 import json
 import logging
-import logging.handlers
 import re
+import time
 import warnings
 from pathlib import Path
-from typing import Callable, List, NamedTuple, Optional, Sequence, Set, Tuple
+from typing import Callable, List, NamedTuple, Optional, Sequence, Set, Tuple, Union
 
 import numpy as np
 from pycocotools.coco import COCO
@@ -33,6 +34,17 @@ from solov2.model.inference.openvino_backend import INT8_FILES, OpenVinoBackend,
 
 INT8_XML = 'model_int8.xml'
 _CONVOLUTIONS = ('Convolution', 'GroupConvolution', 'DeformableConvolution')
+_TOTAL = re.compile(r'Total number of quantized operations in the model: (\d+)')
+# NNCF's message that starts a step of accuracy control -> (what its validation passes are for, how
+# many it takes at most: one, one per annotated image, or one per group of quantizers, fewer than
+# the quantized operations it counts)
+_RANKING = ('ranking quantizer groups (<= 1 per quantized op)', 'groups')
+STEPS = {'Validation of initial model': ('f32 reference', 'one'),
+         'Validation of quantized model': ('initial INT8', 'one'),
+         'Collecting values for each data item using the initial': ('f32 per image', 'images'),
+         'Collecting values for each data item using the quantized': ('INT8 per image', 'images'),
+         'Number of parallel workers to rank': _RANKING, 'Re-calculating ranking scores': _RANKING,
+         'Reverted': ('INT8 after reverting a group', 'one')}
 
 
 def _nncf():
@@ -169,7 +181,7 @@ def reverted_operations(messages: Sequence[str]) -> Tuple[Optional[int], List[st
     it started reverting and left no report this function knows."""
     total, started = None, False
     for message in messages:
-        found = re.match(r'Total number of quantized operations in the model: (\d+)', message)
+        found = _TOTAL.match(message)
         total = int(found.group(1)) if found else total
         started = started or message.startswith('Changing the scope of quantizer nodes')
         found = re.match(r'(\d+) out of \d+ were reverted back to the floating-point precision:(.*)', message, re.S)
@@ -180,43 +192,99 @@ def reverted_operations(messages: Sequence[str]) -> Tuple[Optional[int], List[st
     return (None, []) if started else (0, [])
 
 
-def accuracy_controlled(model, calibration: Sequence[dict], validation: Sequence[dict],
-                        validate: Callable, kept: Sequence[str], max_drop: float) -> Tuple[object, dict]:
+class Pass(NamedTuple):
+    """A validation pass of accuracy control, as ``progress`` hears it: what it is for (``STEPS``,
+    from NNCF's last message; NNCF first scores one picture to learn what ``validate`` returns), its
+    number in that step and how many the step takes at most, the images scored, their mask AP in
+    points and the seconds it took."""
+    purpose: str
+    step: int
+    steps: int
+    images: int
+    ap: float
+    seconds: float
+
+
+class _Reporting(logging.Handler):
+    """Attached to NNCF's logger: the INFO ``messages`` of its accuracy control (not its
+    quantization's notes nor its timers), each handed on to ``progress``, which also hears a
+    ``Pass`` for each call of ``validate``, ``validation_fn`` timed."""
+
+    def __init__(self, validation_fn: Callable, progress: Callable[[Union[str, Pass]], None], images: int):
+        super().__init__(logging.INFO)
+        self.validation_fn, self.progress, self.most = validation_fn, progress, {'one': 1, 'images': images}
+        self.messages: List[str] = []
+        self.begin('f32 reference')
+
+    def begin(self, purpose: str, most: str = 'one') -> None:
+        """The passes from now on are for ``purpose``, ``most`` of them at most (a ``STEPS`` kind)."""
+        self.purpose, self.step, self.steps = purpose, 0, self.most.get(most, 1)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if 'accuracy_control' not in record.pathname and record.funcName != 'quantize_with_accuracy_control_impl':
+            return
+        message = record.getMessage()
+        self.messages.append(message)
+        found = _TOTAL.match(message)
+        if found:
+            self.most['groups'] = int(found.group(1))
+        step = next((step for start, step in STEPS.items() if message.startswith(start)), None)
+        if step:
+            self.begin(*step)
+        self.progress(message)
+
+    def validate(self, compiled, indices) -> Tuple[float, None]:
+        indices, start = list(indices), time.perf_counter()
+        ap, values = self.validation_fn(compiled, indices)
+        self.step += 1
+        self.progress(Pass(self.purpose, self.step, self.steps, len(indices), ap, time.perf_counter() - start))
+        return ap, values
+
+
+def accuracy_controlled(model, calibration: Sequence[dict], validation: Sequence[dict], validate: Callable,
+                        kept: Sequence[str], max_drop: float,
+                        progress: Callable[[Union[str, Pass]], None] = lambda event: None) -> Tuple[object, dict]:
     """``nncf.quantize_with_accuracy_control`` of a static-shape ``model`` ([1, 3, H, W], the
     shape of every ``calibration`` and ``validation`` input) from the ignored scope ``kept``;
     ``validate`` is ``coco_validation`` over ``validation``, ``max_drop`` in AP points, absolute.
     Returns (quantized model, {'metric', 'max_drop', 'annotated_images', 'f32_ap', 'int8_ap',
     'reverted', 'reverted_f32'}): the APs measured again here on every validation image, the
     number and names of the operations accuracy control put back in f32 beyond ``kept``
-    (``reverted_operations``: NNCF's own report)."""
+    (``reverted_operations``: NNCF's own report). ``progress`` hears each of NNCF's INFO messages
+    (when its logger passes them) and a ``Pass`` for each validation, NNCF's and the two here."""
     nncf = _nncf()
     import openvino as ov
     if max_drop < 0:
         raise InputError(f'max_drop must be >= 0 AP points, got {max_drop}')
-    count, log = len(validation), logging.handlers.BufferingHandler(2 ** 31)     # NNCF's report
-    logging.getLogger('nncf').addHandler(log)
+    count, steps = len(validation), _Reporting(validate, progress, len(validation))
+    progress(f'calibrating on {len(calibration)} images, then scoring models on {count} annotated images')
+    logging.getLogger('nncf').addHandler(steps)
     try:
         quantized = nncf.quantize_with_accuracy_control(
             model, nncf.Dataset(list(calibration)), nncf.Dataset(list(range(count)), lambda index: validation[index]),
-            validate, max_drop=max_drop, drop_type=nncf.DropType.ABSOLUTE, subset_size=len(calibration),
+            steps.validate, max_drop=max_drop, drop_type=nncf.DropType.ABSOLUTE, subset_size=len(calibration),
             ignored_scope=nncf.IgnoredScope(names=list(kept)) if kept else None)
     finally:
-        logging.getLogger('nncf').removeHandler(log)
-    core = ov.Core()
-    f32_ap, int8_ap = (validate(core.compile_model(m, 'CPU', {'INFERENCE_PRECISION_HINT': 'f32'}), range(count))[0]
-                       for m in (model, quantized))
-    reverted, names = reverted_operations([record.getMessage() for record in log.buffer])
+        logging.getLogger('nncf').removeHandler(steps)
+    aps = []
+    for purpose, measured in (('f32 measured again', model), ('INT8 result', quantized)):
+        steps.begin(purpose)
+        aps.append(steps.validate(ov.Core().compile_model(measured, 'CPU', {'INFERENCE_PRECISION_HINT': 'f32'}),
+                                  range(count))[0])
+    f32_ap, int8_ap = aps
+    reverted, names = reverted_operations(steps.messages)
     return quantized, {'metric': 'mask AP, points (0-100)', 'max_drop': max_drop, 'annotated_images': count,
                        'f32_ap': round(f32_ap, 4), 'int8_ap': round(int8_ap, 4),
                        'reverted': reverted, 'reverted_f32': names}
 
 
 def quantize_model(model_dir: str, paths: Sequence[Path], out_dir: Path, keep_depth: int = 2,
-                   progress: Callable[[], None] = lambda: None, annotated: Optional[AnnotatedImages] = None,
+                   progress: Callable[..., None] = lambda event=None: None, annotated: Optional[AnnotatedImages] = None,
                    max_drop: float = 1.0) -> dict:
     """Quantize ``model_dir``'s model_regions.onnx on the images ``paths`` into ``out_dir``; with
     ``annotated``, under accuracy control (``max_drop`` mask AP points on those images).
-    ``progress`` is called once per image read (calibration, then annotated).
+    ``progress()`` is called once per image read (calibration, then annotated), then under accuracy
+    control ``progress(message)`` and ``progress(Pass)`` as ``accuracy_controlled`` says.
     Returns {'input_shape', 'kept_f32', 'images'} plus 'accuracy_control' with ``annotated``."""
     nncf = _nncf()
     import openvino as ov
@@ -235,7 +303,7 @@ def quantize_model(model_dir: str, paths: Sequence[Path], out_dir: Path, keep_de
     if annotated:
         validate = coco_validation(backend, annotated, validation, [meta for _, meta in checked])
         quantized, summary['accuracy_control'] = accuracy_controlled(model, batches, validation, validate, ignored,
-                                                                     max_drop)
+                                                                     max_drop, progress)
     else:
         quantized = nncf.quantize(model, nncf.Dataset(batches), subset_size=len(batches),
                                   ignored_scope=nncf.IgnoredScope(names=ignored) if ignored else None)

@@ -9,10 +9,13 @@ each equal to the AP eval.py gives the written / exported model on the same pict
 validation function handed to NNCF scores exactly as eval.py, on the whole set and on a
 subset of images (NNCF ranks layers on subsets); bad inputs end in one line with exit code 2.
 NNCF's layer ranking and reverting (minutes: every group of quantizers is compiled and scored)
-is not run here: --max-drop 100 lets it stop after the first INT8 model; its report is read by
-``reverted_operations``, checked on the messages of the README measurement.
+is not run on the shapes model: --max-drop 100 lets it stop after the first INT8 model; its
+report is read by ``reverted_operations``, checked on the messages of the README measurement.
+The progress of every step (``Pass``, NNCF's messages) is checked on a two-convolution model
+whose scripted scores make NNCF rank and revert.
 """
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -21,11 +24,15 @@ pytest.importorskip('openvino', reason='deploy test: needs requirements-deploy.t
 pytest.importorskip('paddle2onnx', reason='deploy test: needs requirements-deploy.txt')
 pytest.importorskip('nncf', reason='deploy test: needs requirements-deploy.txt')
 
+import numpy as np
 import openvino as ov
+import openvino.opset13 as ops
 
 from solov2.data.results import write_json
 from solov2.model.inference.openvino_backend import OpenVinoBackend
 from solov2.model.inference.quantize import (
+    Pass,
+    accuracy_controlled,
     coco_validation,
     load_annotated,
     pad_batches,
@@ -67,13 +74,21 @@ def test_quantize_with_annotations_writes_a_folder_with_its_ap(shapes, tmp_path,
     out = tmp_path / 'int8'
     assert quantize.main(['--model-dir', str(export), '--images', str(train), '--annotations', str(ann),
                           '--annotated-images', str(val), '--max-drop', '100', '--output', str(out)]) == 0
-    line = next(s for s in capsys.readouterr().out.splitlines() if s.startswith('accuracy control:'))
+    shown = capsys.readouterr()
+    line = next(s for s in shown.out.splitlines() if s.startswith('accuracy control:'))
     control = json.loads((out / 'infer_cfg.json').read_text())['files']['openvino_int8']['accuracy_control']
     assert f"mask AP on {ANNOTATED} annotated images f32 {control['f32_ap']:.2f}, int8 {control['int8_ap']:.2f}" in line
     assert (control['max_drop'], control['annotated_images'], control['reverted']) == (100.0, ANNOTATED, 0)
     assert control['f32_ap'] > 50                                # the shipped model finds the shapes
     assert round(control['f32_ap'], 2) == _eval_ap(capsys, export, ann, val)
     assert round(control['int8_ap'], 2) == _eval_ap(capsys, out, ann, val, '--precision', 'int8')
+    steps = [s for s in shown.err.splitlines() if re.match(r'\[\d\d:\d\d:\d\d\] ', s)]  # after the time taken
+    for step in (f"f32 reference: mask AP {control['f32_ap']:.2f} on {ANNOTATED} images (",
+                 f'f32 per image [{ANNOTATED}/{ANNOTATED}] 100%', 'initial INT8: mask AP ', 'Accuracy drop: ',
+                 f"INT8 result: mask AP {control['int8_ap']:.2f} on {ANNOTATED} images ("):
+        assert any(step in s for s in steps), (step, shown.err)
+    assert 'ETA' in next(s for s in steps if 'INT8 per image' in s)
+    assert 'Not adding activation' not in shown.out + shown.err       # NNCF's notes stay quiet
 
 
 def test_validation_function_scores_as_eval_does(shapes, tmp_path, capsys):
@@ -135,3 +150,38 @@ def test_reverted_operations_reads_nncf_report():
     assert reverted_operations(messages[:3] + ['All layers have been checked and the AccuracyAwareQuantization '
                                                'will not be able to achieve the required accuracy drop']) == (169, [])
     assert reverted_operations(messages[:4]) == (None, [])
+
+
+def _two_convolutions() -> ov.Model:
+    """image [1, 3, 8, 8] -> two 3x3 convolutions with random weights, each with a ReLU."""
+    rng, out = np.random.default_rng(0), ops.parameter([1, 3, 8, 8], np.float32, name='image')
+    image = out
+    for channels in (3, 4):
+        weights = ops.constant(rng.standard_normal((4, channels, 3, 3)).astype(np.float32))
+        out = ops.relu(ops.convolution(out, weights, [1, 1], [1, 1], [1, 1], [1, 1]))
+    return ov.Model([out], [image])
+
+
+def test_accuracy_control_reports_each_validation_pass():
+    """``progress`` hears a ``Pass`` for each call of the validation function, with what it
+    returned, what NNCF ran it for and the count of its step, and NNCF's messages: here the
+    scores (f32 80, INT8 50, then 80) make NNCF rank the two convolutions and revert one."""
+    images, returned, heard = 3, [], []
+    data = [{'image': np.full((1, 3, 8, 8), i, np.float32)} for i in range(images)]
+    scores = iter([80.0] * (2 + images) + [50.0] * (1 + images))     # f32: NNCF's probe, all, each; INT8: all, each
+
+    def validate(compiled, indices):
+        returned.append((next(scores, 80.0), len(list(indices))))
+        return returned[-1][0], None
+    _, control = accuracy_controlled(_two_convolutions(), data, data, validate, [], 1.0, heard.append)
+    passes = [event for event in heard if isinstance(event, Pass)]
+    assert [(p.ap, p.images) for p in passes] == returned and all(p.seconds >= 0 for p in passes)
+    steps = [(p.purpose, p.step, p.steps) for p in passes]
+    ranking = 'ranking quantizer groups (<= 1 per quantized op)'
+    assert steps == [('f32 reference', 1, 1), ('f32 reference', 2, 1), *[('f32 per image', i, 3) for i in (1, 2, 3)],
+                     ('initial INT8', 1, 1), *[('INT8 per image', i, 3) for i in (1, 2, 3)],
+                     (ranking, 1, 2), (ranking, 2, 2), ('INT8 after reverting a group', 1, 1),
+                     ('f32 measured again', 1, 1), ('INT8 result', 1, 1)]
+    messages = [event for event in heard if isinstance(event, str)]
+    assert any(m.startswith('Reverted 1 operations') for m in messages) and not any('Elapsed' in m for m in messages)
+    assert (control['f32_ap'], control['int8_ap'], control['reverted']) == (80.0, 80.0, 1)
