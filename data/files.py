@@ -67,7 +67,8 @@ def build_folder(folder: str | PathLike[str], build: Callable[[Path], None], rep
     """Make ``folder`` complete or not at all: ``build(temporary folder)`` fills a new hidden
     folder beside it (``temporary_beside``), which is then renamed to ``folder``. An existing
     ``folder`` is a FileExistsError, or with ``replace`` is moved to ``previous_folder`` and
-    removed once the new one is in place. On any failure the temporary folder is removed."""
+    removed once the new one is in place; one another builder renames there meanwhile is kept
+    (OSError). On any failure the temporary folder is removed."""
     folder = Path(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = temporary_beside(folder)
@@ -75,12 +76,12 @@ def build_folder(folder: str | PathLike[str], build: Callable[[Path], None], rep
     try:
         build(tmp)
         old = previous_folder(folder)
-        if folder.exists() and not replace:
-            raise FileExistsError(errno.EEXIST, 'the folder exists already', str(folder))
-        if folder.exists():
+        if folder.exists():           # looked at once: another builder may rename its folder there any moment
+            if not replace:
+                raise FileExistsError(errno.EEXIST, 'the folder exists already', str(folder))
             shutil.rmtree(old, ignore_errors=True)
             folder.rename(old)
-        tmp.rename(folder)
+        tmp.rename(folder)            # OSError (not empty) when another builder's folder got there first
         if replace:
             shutil.rmtree(old, ignore_errors=True)
     finally:

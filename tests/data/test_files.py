@@ -59,3 +59,25 @@ def test_build_folder_replace_keeps_the_old_folder_on_failure(tmp_path):
     build_folder(out, lambda tmp: (tmp / 'x').write_text('2'), replace=True)
     assert (out / 'x').read_text() == '2' and not previous_folder(out).exists()
     assert sorted(os.listdir(tmp_path)) == ['last']
+
+
+def test_build_folder_keeps_the_folder_another_builder_renamed_there_meanwhile(tmp_path, monkeypatch):
+    """Another builder renames its complete folder into place just after this one looked: that
+    folder stays as it is and this build ends in an OSError, leaving no temporary and no
+    ``.old`` copy. Before, a second look saw the folder, moved it to ``.old`` (left there) and
+    put this build in its place."""
+    out, theirs = tmp_path / 'entry', tmp_path / 'theirs'
+    theirs.mkdir()
+    (theirs / 'x').write_text('theirs')
+    real_exists = Path.exists
+
+    def looked_then_they_won(path, *args, **kwargs):
+        if path == out and theirs.exists():
+            theirs.rename(out)           # right after this builder's look
+            return False
+        return real_exists(path, *args, **kwargs)
+    monkeypatch.setattr(Path, 'exists', looked_then_they_won)
+    with pytest.raises(OSError):
+        build_folder(out, lambda tmp: (tmp / 'x').write_text('mine'))
+    monkeypatch.undo()
+    assert (out / 'x').read_text() == 'theirs' and sorted(os.listdir(tmp_path)) == ['entry']
