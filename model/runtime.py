@@ -34,11 +34,11 @@ def default_device() -> str:
     return 'gpu' if _gpu_count() > 0 else 'cpu'
 
 
-def resolve_device(device: Optional[str]) -> str:
-    """The device a run uses: ``device`` normalised (``config.device.device_name``: 'cpu',
-    'gpu', 'gpu:N'), None giving ``default_device()``. InputError, naming the fix, when it
-    names a GPU that this Paddle cannot use (a CPU build, no GPU seen, N past the last)."""
-    name = device_name(device) or default_device()
+def resolve_device(device: Optional[str], named: bool = False) -> str:
+    """The device a run uses: ``device`` normalised (``config.device.device_name``: 'cpu', 'gpu', 'gpu:N';
+    ``named``: it is already, ``ModelSpec.check``'s), None giving ``default_device()``. InputError, naming the
+    fix, when it names a GPU that this Paddle cannot use (a CPU build, no GPU seen, N past the last)."""
+    name = (device if named else device_name(device)) or default_device()
     if not on_gpu(name):
         return name
     count, number = _gpu_count(), gpu_number(name)

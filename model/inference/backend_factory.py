@@ -60,7 +60,7 @@ def open_backend(spec: ModelSpec, *, resolved: Optional[Tuple[int, type]] = None
     a one-line message."""
     if not checked:
         spec.check()
-    chosen = resolve_device(spec.device)      # InputError naming the fix for a GPU this Paddle cannot use
+    chosen = resolve_device(spec.device, named=True)    # InputError naming the fix for a GPU this Paddle cannot use
     exported = spec.backend in EXPORTED        # an exported model runs on a GPU only when named
     placed = replace(spec, device='cpu' if exported and spec.device is None else chosen,
                      threads=cpu_threads(spec.threads, processes.local_size))

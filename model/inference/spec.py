@@ -24,17 +24,17 @@ class ModelSpec:
     """The model to open and the engine to run it on, as ``Segmenter``, the service and the
     commands take it (``backend_factory.open_backend`` opens it; ``check`` refuses what cannot work).
 
-    ``weights``: a project checkpoint (.pdparams) or a published name (``solov2.api`` fetches
-    it); ``config``: its config number (default: the sidecar's, or the export's); ``backend``:
-    one of ``BACKENDS``; ``model_dir``: an exported folder, for 'inference', 'onnx' and
-    'openvino'; ``precision``: f32 | bf16 | int8 (openvino; None: f32 there, and for 'auto' f32 or
-    bf16 where the CPU has it natively and it proved itself, 'f32': f32 only); ``device``: 'cpu', 'gpu' or 'gpu:N'
-    (None: the GPU if Paddle has one); ``threads``: CPU math threads (0: this process's share of
-    the cores, ``model.runtime.cpu_threads``); ``overrides``: config changes, ``['name=value',
-    ...]`` or ``{'name': value}`` (kept as a tuple of strings); ``mkldnn``: Paddle Inference
-    with oneDNN; ``tensorrt``: Paddle Inference or onnxruntime through TensorRT float16 on a GPU;
-    ``fast_decode``: a JPEG much larger than the network's input decoded by the codec at 1/2, 1/4
-    or 1/8 where nothing needs its full pixels (``Backend.decode_fit``; docs/api.md)."""
+    ``weights``: a project checkpoint (.pdparams) or a published name (``solov2.api`` fetches it); ``config``: its
+    config number (default: the sidecar's, or the export's); ``backend``: one of ``BACKENDS``; ``model_dir``: an
+    exported folder, for 'inference', 'onnx' and 'openvino'; ``precision``: f32 | bf16 | int8 (openvino; None: f32
+    there, and for 'auto' f32 or bf16 where the CPU has it natively and it proved itself, 'f32': f32 only);
+    ``device``: 'cpu', 'gpu' or 'gpu:N' (None: the GPU if Paddle has one; ``check`` names it once,
+    ``config.device.device_name``); ``threads``: CPU math threads (0: this process's share of the cores,
+    ``model.runtime.cpu_threads``); ``overrides``: config changes, ``['name=value', ...]`` or ``{'name': value}``
+    (kept as a tuple of strings); ``mkldnn``: Paddle Inference with oneDNN; ``tensorrt``: Paddle Inference or
+    onnxruntime through TensorRT float16 on a GPU; ``fast_decode``: a JPEG much larger than the network's input
+    decoded by the codec at 1/2, 1/4 or 1/8 where nothing needs its full pixels (``Backend.decode_fit``;
+    docs/api.md)."""
     weights: Union[str, os.PathLike, None] = None
     config: Optional[int] = None
     backend: str = 'auto'
@@ -79,7 +79,7 @@ class ModelSpec:
                                ' (auto chooses bf16 itself where the CPU has it and it keeps the f32 instances)')
         if self.model_dir and backend not in EXPORTED:
             raise BackendError(param('model_dir'), ' needs ', param('backend', *EXPORTED), f' (not {backend})')
-        device = device_name(self.device)
+        object.__setattr__(self, 'device', device := device_name(self.device))    # named once: read as it is after
         if self.tensorrt and (backend not in ('inference', 'onnx') or device is None or not on_gpu(device)):
             raise BackendError(param('tensorrt'), ' needs ', param('backend', 'inference', 'onnx'), ' and a GPU ',
                                param('device'))
@@ -104,8 +104,8 @@ def exported_backend(spec: ModelSpec, compiled: Optional[str] = None) -> Backend
     onnxruntime; on a GPU ``tensorrt``: through TensorRT float16, its engines kept in a folder of
     ``compiled`` of the model's own) or 'openvino' (``precision`` f32 | bf16 | int8;
     ``compiled``: the folder where OpenVINO keeps its compiled models, ``core.cache.compiled_cache``;
-    None: none; CPU only), on ``device`` as it is (None: the CPU)
-    with ``threads`` (0: every core). BackendError on another name."""
+    None: none; CPU only), on ``device`` as it is (None: the CPU) with ``threads`` (0: every core). BackendError
+    on another name."""
     kind, folder, threads, overrides, device = spec.backend, spec.model_dir, spec.threads, spec.overrides, spec.device
     if kind == 'inference':
         return InferenceBackend(folder, threads, mkldnn=spec.mkldnn, overrides=overrides, device=device or 'cpu',

@@ -80,3 +80,6 @@ def test_library_device_names_are_normalised_as_the_flags_are():
         open_backend(ModelSpec(backend='onnx', device='CPU'))
     with pytest.raises(InputError, match="'cpu', 'gpu' or 'gpu:N'"):
         open_backend(ModelSpec(backend='onnx', device='cuda'))
+    spec = ModelSpec(device=' Gpu:1 ')
+    spec.check()
+    assert spec.device == 'gpu:1'       # the spec carries the name its check gave it

@@ -3,6 +3,7 @@ real exports of the shipped model: each name runs its engine on the folder it is
 what the Paddle model finds, and what it is given (threads, precision, config changes, the
 compiled-model folder) reaches the engine; the demo's command line, the auto cache, the
 benchmark tools and the API all open folders through it."""
+import sys
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ pytest.importorskip('paddle2onnx', reason='deploy test: needs requirements-deplo
 
 import numpy as np
 
+from solov2.config import device
 from solov2.config.sidecar import resolve_config
 from solov2.core.cache import COMPILED
 from solov2.core.paths import SAMPLE_IMAGES, SHIPPED_WEIGHTS
@@ -116,3 +118,23 @@ def test_every_caller_opens_exported_folders_through_it(folders, found, tmp_path
                                          overrides=['openvino_buckets=all']))
     assert buckets.buckets and buckets.static
     assert_finds_the_same(buckets, found)
+
+
+def test_one_open_names_the_device_once(folders, monkeypatch):
+    """``ModelSpec.check`` names the device (``config.device.device_name``) and what opens it reads the
+    name as it is: one call in one ``open_backend`` of a checkpoint and of an exported folder (``on_gpu``
+    and ``gpu_number``, which take any spelling, ask of the name and are not counted)."""
+    names = []
+
+    def counted(given):
+        names.append(given)
+        return device.device_name(given)
+    for module in list(sys.modules.values()):
+        if module is not device and getattr(module, '__name__', '').startswith('solov2.') and \
+                getattr(module, 'device_name', None) is device.device_name:
+            monkeypatch.setattr(module, 'device_name', counted)
+    for spec in (ModelSpec(SHIPPED_WEIGHTS, backend='dygraph', device=' CPU ', threads=1),
+                 ModelSpec(backend='onnx', model_dir=folders['onnx'], device=' CPU ', threads=1)):
+        names.clear()
+        opened = backend_factory.open_backend(spec)[1]
+        assert names == [' CPU '] and spec.device == 'cpu' and not opened.network_on_gpu
