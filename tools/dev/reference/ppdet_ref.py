@@ -8,26 +8,6 @@ The installed ``paddledet`` wheel ships no YAML configs, so the SOLOv2
 architectures are assembled here directly from ppdet's 2.x modules with the
 hyper-parameters of the upstream PaddleDetection configs (see ``FAMILIES``).
 
-API
----
-``FAMILIES``            name -> zero-argument builder returning an (untrained)
-                        ``ppdet.modeling.architectures.SOLOv2``.
-``build(family, seed, calibrated=True)``
-                        model in eval mode with deterministic random but
-                        "active" weights (``randomize`` then ``calibrate``,
-                        which re-centres the two head output biases so that
-                        masks are not all-full/all-empty and ~30-300 category
-                        scores pass 0.1 on a 256x320 random image).
-``save(model, path)``   ``paddle.save(model.state_dict(), path)``: a real
-                        PaddleDetection-format ``.pdparams`` (duplicate alias
-                        keys included).
-``patch_postprocess()`` idempotent monkeypatch of ppdet's eval
-                        post-processing so that it runs on paddle 3.x.
-``run(model, image)``   network forward + ppdet's own post-processing, numpy
-                        outputs.
-``clean_ppdet_detections(masks, labels, scores)``
-                        strip the "fake data" entries ppdet adds to its output.
-
 Paddle-3.x fixes applied by ``patch_postprocess`` (all in
 ``SOLOv2Head.get_seg_single`` / ``MaskMatrixNMS.__call__``):
 
@@ -317,16 +297,10 @@ def calibrate(model, seed, cate_offset=CATE_OFFSET):
       number of candidates above ``score_threshold`` swings by ~10x between
       seeds and a handful of labels take them all.
 
-    This subtracts the mean over all grid cells (all 5 levels, one forward on
-    ``_calibration_image(seed)`` with the grids coarsened by
-    ``CALIB_GRID_DIV``) from ``solo_kernel.bias`` per kernel channel,
-    and sets ``solo_cate.bias`` per class to
-    ``cate_offset + old_bias - mean_cells(logit_class)``, i.e. the centred
-    category logits plus one constant ``cate_offset``.  The weights are left
-    untouched (so ``solo_kernel.bias`` / ``solo_cate.bias`` are the only
-    tensors that deviate from the ``randomize`` distributions).  A bias is
-    shared by the 5 levels, so a per-level offset of the mask logits remains
-    (masks of one level can still be mostly full or mostly empty).
+    So both biases are centred on their mean over all grid cells (all 5 levels, one forward with the
+    grids coarsened by ``CALIB_GRID_DIV``), the category ones plus ``cate_offset``; weights are left
+    as ``randomize`` made them. A bias is shared by the 5 levels, so a per-level offset of the mask
+    logits remains.
     Deterministic for a seed.
     """
     head = model.solov2_head
@@ -441,11 +415,7 @@ def _np(t):
 def run(model, image):
     """Run ``model`` (eval mode) on a normalised float32 [1,3,H,W] image.
 
-    Mirrors ``SOLOv2.model_arch`` + ``SOLOv2.get_pred``: backbone -> neck ->
-    mask_head (mask features) and solov2_head (eval outputs: sigmoid,
-    points-NMS, NHWC), then ``solov2_head.get_prediction`` with
-    im_shape=[[H,W]], scale_factor=[[1,1]].
-
+    Mirrors ``SOLOv2.model_arch`` + ``SOLOv2.get_pred`` (im_shape [[H,W]], scale_factor [[1,1]]).
     Returns numpy arrays: ``cate`` (list of 5 [1,S,S,80]), ``kernel`` (list of
     5 [1,E,S,S]), ``mask_feat`` [1,E,H/4,W/4], ``masks`` [N,H,W] uint8,
     ``labels`` [N] int64, ``scores`` [N] float32 -- the raw ppdet output
