@@ -70,26 +70,15 @@ SCORE_THRESHOLD = 0.1
 MASK_THRESHOLD = 0.5
 UPDATE_THRESHOLD = 0.05  # MaskMatrixNMS.update_threshold
 
-# Category-prediction bias (``solov2_head.solo_cate.bias``; the alias
-# ``solov2_head.bbox_head.solo_cate.bias`` is the same tensor).
-#
-# ``randomize`` first writes the plain constant CATE_BIAS.  With random
-# weights the per-class mean logit over grid cells is seed dependent (post-ReLU
-# inputs), so a single constant gives between ~70 and ~750 candidates (> 0.1
-# after points-NMS) on a 256x320 N(0,1) image depending on the seed (r50_fpn,
-# seeds 0-3), dominated by a few classes.  ``calibrate`` (default in ``build``)
-# therefore re-centres it per class on a seeded calibration image and adds
-# the constant CATE_OFFSET: bias_c = CATE_OFFSET + (CATE_BIAS - mean logit_c),
-# which gives ~50-140 candidates for every family and seed tried.
+# ``solo_cate.bias``: the constant CATE_BIAS alone gives ~70 to ~750 candidates (> 0.1 after
+# points-NMS, 256x320 N(0,1) image, r50_fpn, seeds 0-3), dominated by a few classes; ``calibrate``
+# centres it per class plus CATE_OFFSET: ~50-140 candidates for every family and seed tried.
 CATE_BIAS = -5.0
 CATE_OFFSET = -4.25
 CALIB_SIZE = (128, 160)  # (H, W) of the calibration image
 CALIB_GRID_DIV = 2       # calibration pass runs the head on grids ceil(S / 2)
 
 
-# --------------------------------------------------------------------------
-# architectures
-# --------------------------------------------------------------------------
 def _mask_nms():
     return MaskMatrixNMS(update_threshold=UPDATE_THRESHOLD, pre_nms_top_n=500,
                          post_nms_top_n=100, kernel='gaussian', sigma=2.0)
@@ -175,9 +164,6 @@ FAMILIES = {
 }
 
 
-# --------------------------------------------------------------------------
-# deterministic random "active" weights
-# --------------------------------------------------------------------------
 _OFFSET_W_GAIN = 0.05   # conv_offset weight std = gain / sqrt(fan_in)
 _OFFSET_B_STD = 0.05    # conv_offset bias std
 
@@ -339,9 +325,6 @@ def save(model, path):
     paddle.save(model.state_dict(), str(path))
 
 
-# --------------------------------------------------------------------------
-# paddle-3.x post-processing patch
-# --------------------------------------------------------------------------
 # (old, new, expected number of occurrences) per function
 _SEG_SINGLE_FIXES = [
     # fix 1: 0-D im_shape entries
@@ -405,9 +388,6 @@ def patch_postprocess():
     MaskMatrixNMS.__call__ = _rewrite(nms, _NMS_FIXES, _ppdet_layers)
 
 
-# --------------------------------------------------------------------------
-# inference
-# --------------------------------------------------------------------------
 def _np(t):
     return np.asarray(t.numpy())
 
