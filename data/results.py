@@ -157,16 +157,6 @@ def instances_to_coco(
     return records
 
 
-def mask_polygons(mask: np.ndarray, box: Sequence[int] | None = None) -> list[np.ndarray]:
-    """`crop_polygons` of `[H, W] bool` `mask` cropped to `box` (its tight half-open x0, y0, x1,
-    y1, found when not given), so only the box is read."""
-    box = mask_to_box(mask) if box is None else box
-    if box is None:
-        return []
-    x0, y0, x1, y1 = (int(v) for v in box)
-    return crop_polygons(mask[y0:y1, x0:x1], (x0, y0, x1, y1))
-
-
 def crop_polygons(crop: np.ndarray, box: Sequence[int]) -> list[np.ndarray]:
     """The outer boundary of each 8-connected part of a mask given as its `[y1 - y0, x1 - x0]
     bool` `crop` to `box` (x0, y0, x1, y1) as `[K, 2] int32` polygon vertices (x, y) in

@@ -136,7 +136,6 @@ class ResNet(nn.Layer):
             self.add_sublayer(f'layer{index + 1}', stage)
             self.stages.append(stage)
             self.out_channels.append(in_channels)
-        self.out_strides = [4, 8, 16, 32]
         self._freeze(frozen_stages)
 
     def _freeze(self, frozen_stages: int) -> None:

@@ -11,9 +11,9 @@ import pytest
 from solov2.data.masks import mask_to_box, masks_to_boxes
 from solov2.data.results import (
     coco_bbox,
+    crop_polygons,
     encode_mask_rle,
     instances_to_coco,
-    mask_polygons,
     write_json,
 )
 
@@ -189,7 +189,16 @@ def test_records_name_the_file_and_the_category_when_asked():
     assert [{k: v for k, v in r.items() if k not in ('file_name', 'category_name')} for r in named] == plain
 
 
-def test_mask_polygons_trace_each_part_in_picture_pixels():
+def mask_polygons(mask, box=None):
+    """``crop_polygons`` of ``[H, W] bool`` ``mask`` cropped to ``box`` (its tight box when not given)."""
+    box = mask_to_box(mask) if box is None else box
+    if box is None:
+        return []
+    x0, y0, x1, y1 = (int(v) for v in box)
+    return crop_polygons(mask[y0:y1, x0:x1], (x0, y0, x1, y1))
+
+
+def test_crop_polygons_trace_each_part_in_picture_pixels():
     """A rectangle gives its four corners, an L shape its corners (pixel centres: a diagonal
     step at the inner corner), a lone pixel one point, in
     picture (x, y) pixels whatever the box read; two parts give two polygons; holes are not

@@ -8,26 +8,6 @@ The installed ``paddledet`` wheel ships no YAML configs, so the SOLOv2
 architectures are assembled here directly from ppdet's 2.x modules with the
 hyper-parameters of the upstream PaddleDetection configs (see ``FAMILIES``).
 
-API
----
-``FAMILIES``            name -> zero-argument builder returning an (untrained)
-                        ``ppdet.modeling.architectures.SOLOv2``.
-``build(family, seed, calibrated=True)``
-                        model in eval mode with deterministic random but
-                        "active" weights (``randomize`` then ``calibrate``,
-                        which re-centres the two head output biases so that
-                        masks are not all-full/all-empty and ~30-300 category
-                        scores pass 0.1 on a 256x320 random image).
-``save(model, path)``   ``paddle.save(model.state_dict(), path)``: a real
-                        PaddleDetection-format ``.pdparams`` (duplicate alias
-                        keys included).
-``patch_postprocess()`` idempotent monkeypatch of ppdet's eval
-                        post-processing so that it runs on paddle 3.x.
-``run(model, image)``   network forward + ppdet's own post-processing, numpy
-                        outputs.
-``clean_ppdet_detections(masks, labels, scores)``
-                        strip the "fake data" entries ppdet adds to its output.
-
 Paddle-3.x fixes applied by ``patch_postprocess`` (all in
 ``SOLOv2Head.get_seg_single`` / ``MaskMatrixNMS.__call__``):
 
@@ -90,26 +70,15 @@ SCORE_THRESHOLD = 0.1
 MASK_THRESHOLD = 0.5
 UPDATE_THRESHOLD = 0.05  # MaskMatrixNMS.update_threshold
 
-# Category-prediction bias (``solov2_head.solo_cate.bias``; the alias
-# ``solov2_head.bbox_head.solo_cate.bias`` is the same tensor).
-#
-# ``randomize`` first writes the plain constant CATE_BIAS.  With random
-# weights the per-class mean logit over grid cells is seed dependent (post-ReLU
-# inputs), so a single constant gives between ~70 and ~750 candidates (> 0.1
-# after points-NMS) on a 256x320 N(0,1) image depending on the seed (r50_fpn,
-# seeds 0-3), dominated by a few classes.  ``calibrate`` (default in ``build``)
-# therefore re-centres it per class on a seeded calibration image and adds
-# the constant CATE_OFFSET: bias_c = CATE_OFFSET + (CATE_BIAS - mean logit_c),
-# which gives ~50-140 candidates for every family and seed tried.
+# ``solo_cate.bias``: the constant CATE_BIAS alone gives ~70 to ~750 candidates (> 0.1 after
+# points-NMS, 256x320 N(0,1) image, r50_fpn, seeds 0-3), dominated by a few classes; ``calibrate``
+# centres it per class plus CATE_OFFSET: ~50-140 candidates for every family and seed tried.
 CATE_BIAS = -5.0
 CATE_OFFSET = -4.25
 CALIB_SIZE = (128, 160)  # (H, W) of the calibration image
 CALIB_GRID_DIV = 2       # calibration pass runs the head on grids ceil(S / 2)
 
 
-# --------------------------------------------------------------------------
-# architectures
-# --------------------------------------------------------------------------
 def _mask_nms():
     return MaskMatrixNMS(update_threshold=UPDATE_THRESHOLD, pre_nms_top_n=500,
                          post_nms_top_n=100, kernel='gaussian', sigma=2.0)
@@ -195,9 +164,6 @@ FAMILIES = {
 }
 
 
-# --------------------------------------------------------------------------
-# deterministic random "active" weights
-# --------------------------------------------------------------------------
 _OFFSET_W_GAIN = 0.05   # conv_offset weight std = gain / sqrt(fan_in)
 _OFFSET_B_STD = 0.05    # conv_offset bias std
 
@@ -317,16 +283,10 @@ def calibrate(model, seed, cate_offset=CATE_OFFSET):
       number of candidates above ``score_threshold`` swings by ~10x between
       seeds and a handful of labels take them all.
 
-    This subtracts the mean over all grid cells (all 5 levels, one forward on
-    ``_calibration_image(seed)`` with the grids coarsened by
-    ``CALIB_GRID_DIV``) from ``solo_kernel.bias`` per kernel channel,
-    and sets ``solo_cate.bias`` per class to
-    ``cate_offset + old_bias - mean_cells(logit_class)``, i.e. the centred
-    category logits plus one constant ``cate_offset``.  The weights are left
-    untouched (so ``solo_kernel.bias`` / ``solo_cate.bias`` are the only
-    tensors that deviate from the ``randomize`` distributions).  A bias is
-    shared by the 5 levels, so a per-level offset of the mask logits remains
-    (masks of one level can still be mostly full or mostly empty).
+    So both biases are centred on their mean over all grid cells (all 5 levels, one forward with the
+    grids coarsened by ``CALIB_GRID_DIV``), the category ones plus ``cate_offset``; weights are left
+    as ``randomize`` made them. A bias is shared by the 5 levels, so a per-level offset of the mask
+    logits remains.
     Deterministic for a seed.
     """
     head = model.solov2_head
@@ -365,9 +325,6 @@ def save(model, path):
     paddle.save(model.state_dict(), str(path))
 
 
-# --------------------------------------------------------------------------
-# paddle-3.x post-processing patch
-# --------------------------------------------------------------------------
 # (old, new, expected number of occurrences) per function
 _SEG_SINGLE_FIXES = [
     # fix 1: 0-D im_shape entries
@@ -431,9 +388,6 @@ def patch_postprocess():
     MaskMatrixNMS.__call__ = _rewrite(nms, _NMS_FIXES, _ppdet_layers)
 
 
-# --------------------------------------------------------------------------
-# inference
-# --------------------------------------------------------------------------
 def _np(t):
     return np.asarray(t.numpy())
 
@@ -441,11 +395,7 @@ def _np(t):
 def run(model, image):
     """Run ``model`` (eval mode) on a normalised float32 [1,3,H,W] image.
 
-    Mirrors ``SOLOv2.model_arch`` + ``SOLOv2.get_pred``: backbone -> neck ->
-    mask_head (mask features) and solov2_head (eval outputs: sigmoid,
-    points-NMS, NHWC), then ``solov2_head.get_prediction`` with
-    im_shape=[[H,W]], scale_factor=[[1,1]].
-
+    Mirrors ``SOLOv2.model_arch`` + ``SOLOv2.get_pred`` (im_shape [[H,W]], scale_factor [[1,1]]).
     Returns numpy arrays: ``cate`` (list of 5 [1,S,S,80]), ``kernel`` (list of
     5 [1,E,S,S]), ``mask_feat`` [1,E,H/4,W/4], ``masks`` [N,H,W] uint8,
     ``labels`` [N] int64, ``scores`` [N] float32 -- the raw ppdet output
