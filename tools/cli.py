@@ -42,6 +42,7 @@ from solov2.config import describe_configs  # noqa: E402  (after the start-up se
 from solov2.config.device import device_name, on_gpu  # noqa: E402
 from solov2.config.install import onnxruntime_install_problem, paddle_install_problem  # noqa: E402
 from solov2.convert.published import FAMILIES  # noqa: E402
+from solov2.core.durations import clock  # noqa: E402
 from solov2.core.errors import InputError, Param, RunError, Solov2Error  # noqa: E402
 from solov2.tools.commands import commands_by_module  # noqa: E402
 
@@ -158,11 +159,6 @@ class Progress:
         if self.live:
             self.stream.write('\n')
             self.stream.flush()
-
-
-def clock(seconds: float) -> str:
-    """A duration as HH:MM:SS."""
-    return time.strftime('%H:%M:%S', time.gmtime(seconds))
 
 
 class DownloadProgress:

@@ -33,12 +33,13 @@ from pathlib import Path
 if __package__ in (None, ''):
     import _bootstrap  # noqa: F401  (script mode: make the project importable)
 
+from solov2.core.durations import clock  # noqa: E402
 from solov2.core.errors import InputError  # noqa: E402
 from solov2.data.files import check_folder  # noqa: E402
 from solov2.model.inference.exported_folder import read_infer_cfg  # noqa: E402
 from solov2.model.inference.media import list_images  # noqa: E402
 from solov2.model.inference.quantize import Pass, load_annotated, quantize_model  # noqa: E402
-from solov2.tools.cli import Progress, clock, command, make_parser  # noqa: E402
+from solov2.tools.cli import Progress, command, make_parser  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:

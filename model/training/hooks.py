@@ -7,6 +7,7 @@ from typing import Callable, Dict, List, Optional
 
 import numpy as np
 
+from solov2.core.durations import clock
 from solov2.core.errors import InputError, param
 from solov2.model.distributed import SINGLE, Processes, rank0_state
 from solov2.model.training.components import evaluation_weights
@@ -57,7 +58,7 @@ class LogHook(Hook):
             eta = min(eta, max(trainer.schedule.max_minutes - trainer.state.minutes, 0.0) * 60)
         logger.info(f"iter {done}/{stop_at} epoch {trainer.epoch + 1} lr {trainer.lr:.5f} loss {mean['loss']:.3f} "
                     f"(ins {mean['loss_ins']:.3f} cate {mean['loss_cate']:.3f}) "
-                    f"{speed:.1f} img/s eta {time.strftime('%H:%M:%S', time.gmtime(eta))}")
+                    f"{speed:.1f} img/s eta {clock(eta)}")
         self.log.train({'iteration': done, 'epoch': trainer.epoch + 1, 'minutes': round(trainer.state.minutes, 3),
                         'lr': significant(trainer.lr), **{k: round(v, 5) for k, v in mean.items()},
                         'images_per_s': round(speed, 2)})
