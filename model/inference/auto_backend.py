@@ -237,8 +237,8 @@ def bf16_hint(choice: dict, labels: Sequence[str]) -> Optional[str]:
     if choice['engine'] == BF16 or not native_bf16():
         return None
     if BF16 not in labels:
-        return ('auto: this CPU has native bf16: with precision unset (no --precision) auto tries OpenVINO bf16 '
-                '(--backend openvino --precision bf16 runs it)')
+        return ("auto: this CPU has native bf16: with precision unset auto tries OpenVINO bf16 (backend='openvino', "
+                "precision='bf16' runs it)")
     if 'bf16_kept_out' in choice:
         return f'auto: OpenVINO bf16 not used: its instances differ from f32 ({choice["bf16_kept_out"]})'
     return f'auto: OpenVINO bf16 not used: slower here ({choice["timings_ms"][BF16]:.0f} ms)'
