@@ -45,6 +45,7 @@ LIBRARY_LOGGER = 'solov2'   # every library module logs under it (loggers named 
 DEBUG_FLAG = '--debug'
 DEBUG_ENV = 'SOLOV2_DEBUG'
 
+
 # ---- console ---------------------------------------------------------------------------------
 
 class _ConsoleLines(logging.Handler):
