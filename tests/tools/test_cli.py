@@ -1,5 +1,5 @@
 """The command glue: the progress line (live on a terminal, whole lines in a log file), the
-library's messages in the commands' words, and which exceptions end in which exit code."""
+library's messages shown as they are (no rewriting), and which exceptions end in which exit code."""
 import dataclasses
 import inspect
 import io
