@@ -368,7 +368,7 @@ def test_classes_from_a_file_in_its_order_and_start_weights_that_clash_are_refus
     nosidecar = tmp_path / 'nosidecar.pdparams'
     nosidecar.write_bytes(open(SHIPPED_WEIGHTS, 'rb').read())
     cases = [
-        (['--weights', str(nosidecar)], 'has no sidecar .json naming its config — pass --config as well'),
+        (['--weights', str(nosidecar)], 'has no sidecar .json naming its config — pass config= as well'),
         (['--config', '9', '--weights', SHIPPED_WEIGHTS, '--opt', f'dataset_dir={shapes}', *TINY,
           f'pretrained={SHIPPED_WEIGHTS}'], 'both give start weights'),
         (['--config', '9', '--classes', str(tmp_path / 'classes.txt'), '--opt', f'dataset_dir={shapes}', *TINY,
