@@ -37,7 +37,7 @@ from solov2.model.inference.backend import BackendError
 from solov2.model.inference.dygraph_backend import DygraphBackend
 from solov2.model.inference.exported_folder import config_from_infer_cfg
 from solov2.model.inference.postprocess import InferenceParams
-from solov2.model.training.state import load_training_state, save_training_state
+from solov2.model.training.state import find_checkpoint, read_state, restore_training_state, save_training_state
 from solov2.tools.convert import run_converter, run_family
 from tests.helpers import FIXTURES_DIR, REPO_DIR
 
@@ -217,7 +217,8 @@ def test_our_saves_load_with_plain_paddle(tmp_path):
         assert ours.keys() == theirs.keys() and ours
         assert all(np.array_equal(ours[k], theirs[k]) for k in ours)
     fresh = build_model(CONFIGS[9])
-    load_training_state(str(folder), fresh, paddle.optimizer.AdamW(parameters=fresh.parameters()))
+    found = find_checkpoint(str(folder))
+    restore_training_state(found, read_state(found), fresh, paddle.optimizer.AdamW(parameters=fresh.parameters()))
     assert all(np.array_equal(v.numpy(), model.state_dict()[k].numpy()) for k, v in fresh.state_dict().items())
 
 
