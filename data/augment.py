@@ -153,27 +153,27 @@ class TrainTransform:
         {'image': [3, Hp, Wp] float32 (normalised, zero-padded bottom/right),
          'masks': [N, Hp, Wp] uint8 (zero-padded), 'labels': [N] int64, 'image_id': int}
 
-    Hp and Wp are multiples of `divisor`.
+    Hp and Wp are multiples of 32.
     """
 
     def __init__(self, shorts: Sequence[int], max_size: int, flip_prob: float = 0.5, colour_strength: float = 0.0,
-                 crop_prob: float = 0.0, min_crop_scale: float = 0.5, divisor: int = 32) -> None:
+                 crop_prob: float = 0.0) -> None:
         if not shorts:
             raise ValueError('TrainTransform needs at least one short side')
         self.shorts = tuple(int(short) for short in shorts)
-        self.max_size, self.flip_prob, self.colour_strength = max_size, flip_prob, colour_strength
-        self.crop_prob, self.min_crop_scale, self.divisor = crop_prob, min_crop_scale, divisor
+        self.max_size, self.flip_prob = max_size, flip_prob
+        self.colour_strength, self.crop_prob = colour_strength, crop_prob
 
     def __call__(self, sample: Sample, rng: np.random.Generator) -> Sample:
         if rng.random() < self.crop_prob:
-            sample = random_crop(sample, rng, self.min_crop_scale)
+            sample = random_crop(sample, rng)
         sample = random_resize(sample, rng, self.shorts, self.max_size)
         sample = random_flip(sample, rng, self.flip_prob)
         if self.colour_strength > 0:
             sample = random_colour(sample, rng, self.colour_strength)
         return {
-            'image': pad_to_multiple(normalize(sample['image']), self.divisor),
-            'masks': pad_to_multiple(sample['masks'], self.divisor),
+            'image': pad_to_multiple(normalize(sample['image'])),
+            'masks': pad_to_multiple(sample['masks']),
             'labels': np.asarray(sample['labels'], dtype=np.int64),
             'image_id': int(sample['image_id']),
         }

@@ -115,11 +115,11 @@ def collate_batch(samples: Sequence[Sample], target_fn: TargetFn, collate_target
 
 
 class SeededSampler(paddle.io.Sampler):
-    """Yields `range(n)`, permuted by an rng seeded by (seed, epoch) when `shuffle`."""
+    """Yields `range(n)` permuted by an rng seeded by (seed, epoch)."""
 
-    def __init__(self, num_samples: int, seed: int = 0, shuffle: bool = True) -> None:
+    def __init__(self, num_samples: int, seed: int = 0) -> None:
         super().__init__()
-        self.num_samples, self.seed, self.shuffle = num_samples, seed, shuffle
+        self.num_samples, self.seed = num_samples, seed
         self.epoch = self.start = 0
 
     def set_epoch(self, epoch: int, start: int = 0) -> None:
@@ -129,8 +129,6 @@ class SeededSampler(paddle.io.Sampler):
         self.start = start
 
     def __iter__(self) -> Iterator[int]:
-        if not self.shuffle:
-            return iter(range(self.start, self.num_samples))
         order = np.random.default_rng((self.seed, self.epoch)).permutation(self.num_samples)
         return iter(order[self.start:].tolist())
 
@@ -288,11 +286,9 @@ def die_with_parent(worker_id: int = 0, parent: int | None = None) -> None:
 
 
 def build_train_loader(dataset: TrainDataset, batch_size: int, target_fn: TargetFn, collate_targets: CollateTargets,
-                       num_workers: int, shuffle: bool = True, seed: int = 0, drop_last: bool = True,
-                       distributed: bool = False) -> paddle.io.DataLoader:
-    """DataLoader over `dataset` that collates with `collate_batch`.
-
-    Batches are `{'images': paddle.Tensor [B, 3, H, W] float32, 'targets':
+                       num_workers: int, seed: int = 0, distributed: bool = False) -> paddle.io.DataLoader:
+    """DataLoader over `dataset` that collates with `collate_batch`, shuffled, without the last
+    incomplete batch. Batches are `{'images': paddle.Tensor [B, 3, H, W] float32, 'targets':
     collate_targets output, 'image_ids': list[int]}`. Call `set_epoch(loader,
     epoch)` before each epoch. With `distributed`, Paddle's
     `DistributedBatchSampler` shards the data (its shuffle depends on the epoch
@@ -302,11 +298,10 @@ def build_train_loader(dataset: TrainDataset, batch_size: int, target_fn: Target
     sample that raises ends the iteration with `LoaderError` (`ReportingLoader`).
     """
     if distributed:
-        batch_sampler = ResumableDistributedBatchSampler(dataset, batch_size=batch_size, shuffle=shuffle,
-                                                         drop_last=drop_last)
+        batch_sampler = ResumableDistributedBatchSampler(dataset, batch_size=batch_size, shuffle=True, drop_last=True)
     else:
-        batch_sampler = paddle.io.BatchSampler(sampler=SeededSampler(len(dataset), seed, shuffle),
-                                               batch_size=batch_size, drop_last=drop_last)
+        batch_sampler = paddle.io.BatchSampler(sampler=SeededSampler(len(dataset), seed), batch_size=batch_size,
+                                               drop_last=True)
     collate = functools.partial(collate_batch, target_fn=target_fn, collate_targets=collate_targets)
     if num_workers:
         return paddle.io.DataLoader(dataset, batch_sampler=batch_sampler, collate_fn=collate, num_workers=num_workers,
