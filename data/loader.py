@@ -48,11 +48,8 @@ class SampleSource(Protocol):
 
 class TrainDataset(paddle.io.Dataset):
     """Applies a `TrainTransform` to `source[index]` with an rng seeded by (seed, epoch, index).
-
-    A sample whose reading raises `ValueError` is replaced by another index drawn
-    from the same rng (a warning is logged once per bad index and process);
-    more than `max_failures` consecutive failures raise `InputError`.
-    """
+    An unreadable sample (`ValueError`) is replaced by another index drawn from that rng (a warning
+    once per bad index and process); more than `max_failures` in a row raise `InputError`."""
 
     def __init__(self, source: SampleSource, transform: TrainTransform, seed: int = 0, max_failures: int = 20) -> None:
         super().__init__()
@@ -99,14 +96,9 @@ def _pad_masks(masks: np.ndarray, height: int, width: int) -> np.ndarray:
 
 
 def collate_batch(samples: Sequence[Sample], target_fn: TargetFn, collate_targets: CollateTargets) -> dict[str, Any]:
-    """Batch `TrainTransform` outputs.
-
-    Images are zero-padded to the batch's largest size (`transforms.batch_images`);
-    each sample's masks are padded to that size and passed with its labels to
-    `target_fn(masks [N, H, W] uint8, labels [N] int64)`; the per-image results
-    go through `collate_targets` (training passes `model.training.targets.collate_targets`).
-    Returns `{'images': [B, 3, H, W] float32, 'targets': ..., 'image_ids': list[int]}`.
-    """
+    """`{'images': [B, 3, H, W] float32, 'targets': ..., 'image_ids': list[int]}` of `TrainTransform`
+    outputs, zero-padded to the largest; `targets` is `collate_targets` of each image's
+    `target_fn(masks [N, H, W] uint8, labels [N] int64)`."""
     images = batch_images([sample['image'] for sample in samples])
     height, width = images.shape[2:]
     per_image = [target_fn(_pad_masks(sample['masks'], height, width), sample['labels']) for sample in samples]
