@@ -35,10 +35,10 @@ def run_family(family: str, argv=None, prog=None) -> int:
     family's converter does the work, its summary lines are printed on stdout."""
     convert, configs, notes, helps = work(family)
     helps = {**HELP, **helps}
-    summary, _, details = notes.partition('\n')
+    summary, _, details = (notes + '\nDetails: docs/checkpoints.md, "Converting".\n').partition('\n')
 
     def run(rest) -> int:
-        parser = make_parser(summary, notes=details + '\nDetails: docs/checkpoints.md, "Converting".\n')
+        parser = make_parser(summary, notes=details)
         parser.prog = prog or parser.prog
         parser.add_argument('source', help=helps['source'])
         parser.add_argument('output', help=helps['output'])
