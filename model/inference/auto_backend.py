@@ -39,7 +39,7 @@ from solov2.model.cpu_math import cpu_features
 from solov2.model.inference.backend import Backend, BackendError, detect_picture
 from solov2.model.inference.dygraph_backend import DygraphBackend
 from solov2.model.inference.export import ExportError, export, verify
-from solov2.model.inference.instance_match import compare_instances, disagreement
+from solov2.model.inference.instance_match import SEEN_SCORE, compare_instances, disagreement
 from solov2.model.inference.spec import ModelSpec, Progress, dygraph_backend, exported_backend
 from solov2.model.runtime import cpu_threads
 
@@ -98,11 +98,13 @@ def machine_key(spec: ModelSpec) -> Tuple[List[str], str]:
 
 
 def bf16_problem(f32: Backend, bf16: Backend, images: Sequence[str] = ()) -> Optional[str]:
-    """None when ``bf16`` keeps ``f32``'s instances on each of ``images`` (default: the sample
-    pictures, ``core.paths.SAMPLE_IMAGES``; ``instance_match.disagreement``), else on which not."""
+    """None when ``bf16`` keeps ``f32``'s answer on each of ``images`` (default: the sample
+    pictures, ``core.paths.SAMPLE_IMAGES``): its instances scored ``SEEN_SCORE`` or more
+    (``instance_match``), else on which picture not and how."""
     for path in images or sorted(Path(SAMPLE_IMAGES).glob('*.jpg')):
         image = read_image(path)
-        problem = disagreement(compare_instances(detect_picture(bf16, image), detect_picture(f32, image)))
+        problem = disagreement(compare_instances(detect_picture(bf16, image), detect_picture(f32, image),
+                                                 SEEN_SCORE))
         if problem:
             return f'{Path(path).name}: {problem}'
     return None
