@@ -5,7 +5,7 @@
 Precisions f32, bf16 (only where OpenVINO reports BF16) and int8. Compiles use the LATENCY hint
 and ``ENABLE_CPU_PINNING=False`` (pinned threads stall behind our own workers on a shared core).
 INT8, and any precision padded to size buckets, compiles one static model per input size after
-padding (INT8's dynamic-shape model gives wrong outputs); f32 and bf16 otherwise one
+padding (INT8 with dynamic sizes drifts off its static model: docs/deployment.md#int8); f32 and bf16 otherwise one
 dynamic-shape model. Buckets (``openvino_buckets``: INT8's default) zero-pad each batch to a few
 sizes (``data.transforms.bucket_sizes``) and run ``model_regions.onnx``, whose ``regions`` input
 keeps the result that of the batch's own size. One backend may be called from many threads: each
@@ -149,7 +149,7 @@ class OpenVinoBackend(ExportedBackend):
     def compile_key(self, shape: Sequence[int]) -> Optional[tuple]:
         """Which compiled model runs a batch of ``shape`` [B, 3, H, W]: the dynamic-shape one (None),
         the static one of its (H, W) for any batch size (-1, 3, H, W), or, for INT8 (whose
-        dynamic batch size gives wrong outputs), of the shape itself."""
+        dynamic dimensions drift), of the shape itself."""
         if not self.static:
             return None
         return tuple(shape) if self.precision == 'int8' else (-1, *shape[1:])
