@@ -6,8 +6,8 @@ Config 9 with random weights whose category bias is raised (tests/model/inferenc
 Tolerances against dygraph: f32 as the other exported backends (outputs 1e-4, mask IoU >=
 0.999) except scores, 1e-3 (a soft-mask pixel at the 0.5 threshold that lands on the other
 side changes a Matrix NMS decay: 5e-4 seen on one instance of ~40); bf16 (where the CPU has
-it) kernels / mask features within 0.1 and mean mask-feature error below 2% of their mean
-size; bf16 instances are not compared one to one (bf16 moves scores by ~1e-2, which
+it) kernels / mask features within 0.15 and mean mask-feature error below 3% of their mean
+size (``BF16_TOL``, ``BF16_REL``: 1.4x and 1.5x the worst seen on an AMX Xeon); bf16 instances are not compared one to one (bf16 moves scores by ~1e-2, which
 reorders near-equal candidates); int8 see its test.
 Marked ``deploy``: without the deployment extras (requirements-deploy.txt) the module is
 skipped, with that reason in the summary.
@@ -81,8 +81,10 @@ from tests.model.inference.test_export import (
 
 F32_SCORE_TOL = 1e-3
 DCN_TOL = 2e-3
-BF16_TOL = 0.1
-BF16_REL = 0.02
+# bf16 against f32, seen on an AMX Xeon (OpenVINO 2026.4, random weights): kernels / mask features up to 0.107
+# apart and a mean mask-feature error of 1.9% on config 9 (this module's model), 0.08 and 1.1% on the other configs
+BF16_TOL = 0.15
+BF16_REL = 0.03
 INT8_CORRELATION = 0.8
 BUCKET_TOL = 1e-4         # padded to a size bucket vs the size itself, relative to the output's largest value
 pytestmark = [pytest.mark.deploy,
