@@ -18,6 +18,7 @@ import numpy as np
 
 from solov2.core.paths import SHIPPED_WEIGHTS
 from solov2.model.inference.backend_factory import open_backend
+from solov2.model.inference.pipeline import Predictor
 from solov2.model.inference.spec import ModelSpec
 from solov2.tools.cli import tune_for
 from solov2.tools.demo_outputs import DrawOptions, run_images
@@ -77,17 +78,17 @@ def make_folder(folder: Path, width: int, height: int, count: int, pictures: int
 
 
 class Counting:
-    """A backend that notes how many instances each picture gave and how many of them the demo draws
+    """A predictor that notes how many instances each picture gave and how many of them the demo draws
     (``counts``: (kept, drawn) per picture), otherwise the same."""
 
-    def __init__(self, backend):
-        self.backend, self.counts = backend, []
+    def __init__(self, predictor):
+        self.predictor, self.counts = predictor, []
 
     def __getattr__(self, name):
-        return getattr(self.backend, name)
+        return getattr(self.predictor, name)
 
-    def finish_stage(self, staged, meta, params=None):
-        result = self.backend.finish_stage(staged, meta, params)
+    def finish(self, row, meta, params=None):
+        result = self.predictor.finish(row, meta, params)
         self.counts.append((len(result), int((result.scores >= DRAW_THRESHOLD).sum())))
         return result
 
@@ -99,7 +100,7 @@ def demo_folder(paths, out: str, threads: int, cache_dir: str, batch_size: int =
     is the demo's)."""
     tune_for('cpu', threads)
     _, opened = open_backend(ModelSpec(SHIPPED_WEIGHTS, threads=threads), cache_dir=cache_dir)
-    backend = Counting(opened)
+    backend = Counting(Predictor(opened))
     targets = {path: Path(out) / path.name for path in paths}
     stats, _ = run_images(backend, targets, DrawOptions(DRAW_THRESHOLD, warmup=1, batch_size=batch_size), [])
     kept, drawn = np.mean(backend.counts, axis=0)
