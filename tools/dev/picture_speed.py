@@ -77,18 +77,16 @@ def make_folder(folder: Path, width: int, height: int, count: int, pictures: int
     return paths
 
 
-class Counting:
+class Counting(Predictor):
     """A predictor that notes how many instances each picture gave and how many of them the demo draws
     (``counts``: (kept, drawn) per picture), otherwise the same."""
 
-    def __init__(self, predictor):
-        self.predictor, self.counts = predictor, []
-
-    def __getattr__(self, name):
-        return getattr(self.predictor, name)
+    def __init__(self, engine):
+        super().__init__(engine)
+        self.counts = []
 
     def finish(self, row, meta, params=None):
-        result = self.predictor.finish(row, meta, params)
+        result = super().finish(row, meta, params)
         self.counts.append((len(result), int((result.scores >= DRAW_THRESHOLD).sum())))
         return result
 
@@ -100,7 +98,7 @@ def demo_folder(paths, out: str, threads: int, cache_dir: str, batch_size: int =
     is the demo's)."""
     tune_for('cpu', threads)
     _, opened = open_backend(ModelSpec(SHIPPED_WEIGHTS, threads=threads), cache_dir=cache_dir)
-    backend = Counting(Predictor(opened))
+    backend = Counting(opened)
     targets = {path: Path(out) / path.name for path in paths}
     stats, _ = run_images(backend, targets, DrawOptions(DRAW_THRESHOLD, warmup=1, batch_size=batch_size), [])
     kept, drawn = np.mean(backend.counts, axis=0)
