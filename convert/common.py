@@ -36,9 +36,8 @@ def class_count(key: str, kind: str) -> Callable[[Dict[str, np.ndarray]], int]:
 @dataclass(frozen=True)
 class Initialised:
     """Rename-table entry for a target with NO counterpart in the source: the target is
-    filled with ``value`` (initialised, not converted) and listed in the report."""
+    filled with zeros (initialised, not converted) and listed in the report."""
     reason: str
-    value: float = 0.0
 
 
 def zero_offset_init(cfg) -> Initialised:
@@ -106,7 +105,7 @@ def apply_table(source: Dict[str, np.ndarray], table: Dict[str, Union[str, Initi
     for target, shape in target_shapes.items():
         name = table[target]
         if isinstance(name, Initialised):
-            out[target] = np.full(shape, name.value, dtype=np.float32)
+            out[target] = np.zeros(shape, dtype=np.float32)
             report.initialised.append((target, name.reason, tuple(shape)))
             continue
         if name not in source:

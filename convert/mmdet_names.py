@@ -1,6 +1,7 @@
 """Parameter names of the PyTorch families: torchvision ResNet (``backbone_name``), the original
 SOLO (``solo_name``, mmdetection 1.x) and mmdetection 2.x/3.x (``mmdet_name``); used by
 convert/torchvision2paddle.py, convert/solo2paddle.py and convert/mmdet2paddle.py."""
+import functools
 import re
 
 from solov2.convert.names import Family, source_name
@@ -57,15 +58,8 @@ MMDET = mmdet_family('mmdetection', {
     'level': 'mask_head.mask_feature_head.convs_all_levels.{level}.conv{conv}',
     'pred': 'mask_head.mask_feature_head.conv_pred'})
 
-
-def solo_name(key: str, keys: frozenset, cfg) -> str:
-    """This project's parameter name -> original SOLO name."""
-    return source_name(key, keys, cfg, SOLO)
-
-
-def mmdet_name(key: str, keys: frozenset, cfg) -> str:
-    """This project's parameter name -> mmdetection 2.x/3.x name."""
-    return source_name(key, keys, cfg, MMDET)
+solo_name = functools.partial(source_name, family=SOLO)      # our parameter name -> the original SOLO's
+mmdet_name = functools.partial(source_name, family=MMDET)      # our parameter name -> mmdetection 2.x/3.x's
 
 
 def is_counter(name: str) -> bool:

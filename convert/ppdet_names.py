@@ -1,6 +1,7 @@
 """PaddleDetection's parameter names: 2.x dygraph (``ppdet_name``, both ways: convert/ppdet2paddle.py
 and convert/paddle2ppdet.py) and 0.5 static / PaddleClas (``static_name``,
 ``static_backbone_name``: convert/ppdet_static2paddle.py, convert/paddleclas2paddle.py)."""
+import functools
 import re
 
 from solov2.convert.common import class_count
@@ -73,10 +74,7 @@ PPDET = Family(
              'pred': 'mask_head.mask_feat_head.conv_pred.0'},
     unit=lambda rest, module, deformable: f'{module}.{_conv_leaf(rest, deformable)}')
 
-
-def ppdet_name(key: str, keys: frozenset, cfg) -> str:
-    """This project's parameter name -> PaddleDetection 2.x dygraph name."""
-    return source_name(key, keys, cfg, PPDET)
+ppdet_name = functools.partial(source_name, family=PPDET)      # our parameter name -> PaddleDetection 2.x dygraph's
 
 
 ppdet_num_classes = class_count('solov2_head.bbox_head.solo_cate.bias', 'a PaddleDetection 2.x SOLOv2 checkpoint')
@@ -170,7 +168,4 @@ STATIC = Family(
              'level': 'mask_feat_head.convs_all_levels.{level}.conv{conv}', 'pred': 'mask_feat_head.conv_pred.0'},
     unit=lambda rest, module, deformable: static_unit(rest, module, f'{module}.gn'))
 
-
-def static_name(key: str, keys: frozenset, cfg) -> str:
-    """This project's parameter name -> PaddleDetection 0.5 static name."""
-    return source_name(key, keys, cfg, STATIC)
+static_name = functools.partial(source_name, family=STATIC)      # our parameter name -> PaddleDetection 0.5 static's

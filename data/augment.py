@@ -1,15 +1,7 @@
-"""Training augmentation on instance-segmentation samples.
-
-A sample is the dict produced by the COCO reader::
-
-    {'image': [H, W, 3] uint8 RGB, 'masks': [N, H, W] uint8 0/1, 'labels': [N] int64,
-     'image_id': int, 'file_name': str}
-
-Deterministic functions take a sample and explicit parameters and return a new
-dict (the input is never modified; arrays that do not change may be shared).
-The `random_*` wrappers draw those parameters from an explicit
-`np.random.Generator`. Resizing, normalisation and padding reuse
-`data.transforms`, so training sees exactly the preprocessing of inference.
+"""Training augmentation of the COCO reader's samples (`data.coco`). Deterministic functions
+return a new dict (arrays that do not change may be shared); the `random_*` wrappers draw their
+parameters from an explicit `np.random.Generator`. Resizing, normalisation and padding are
+`data.transforms`', so training sees exactly the preprocessing of inference.
 """
 
 from __future__ import annotations
@@ -32,11 +24,8 @@ def hflip(sample: Sample) -> Sample:
 
 
 def resize_sample(sample: Sample, short: int, max_size: int) -> Sample:
-    """Keep-ratio resize (`transforms.resize_keep_ratio`, bilinear) of the image.
-
-    Masks `[N, H', W']` follow with nearest-neighbour
-    interpolation to the image's new size, so they stay 0/1.
-    """
+    """Keep-ratio resize (`transforms.resize_keep_ratio`, bilinear) of the image; the masks
+    follow with nearest-neighbour interpolation, so they stay 0/1."""
     image, _ = resize_keep_ratio(sample['image'], short, max_size, cv2.INTER_LINEAR)
     masks = np.zeros((len(sample['masks']), *image.shape[:2]), dtype=sample['masks'].dtype)
     for index, mask in enumerate(sample['masks']):
@@ -45,11 +34,8 @@ def resize_sample(sample: Sample, short: int, max_size: int) -> Sample:
 
 
 def crop_sample(sample: Sample, y0: int, x0: int, h: int, w: int) -> Sample:
-    """Crop the window `[y0:y0+h, x0:x0+w]` out of image and masks.
-
-    Instances whose cropped mask is empty are dropped; `labels` stay aligned
-    with `masks`. The window must lie inside the image.
-    """
+    """Crop the window `[y0:y0+h, x0:x0+w]` (inside the image) out of image and masks;
+    instances whose cropped mask is empty are dropped."""
     height, width = sample['image'].shape[:2]
     if h <= 0 or w <= 0 or y0 < 0 or x0 < 0 or y0 + h > height or x0 + w > width:
         raise ValueError(f'crop ({y0}, {x0}, {h}, {w}) outside image of size {(height, width)}')
@@ -70,14 +56,8 @@ def _blend(image: np.ndarray, other: np.ndarray | float, factor: float) -> np.nd
 
 
 def distort_colour(image: np.ndarray, brightness: float, contrast: float, saturation: float, hue: float) -> np.ndarray:
-    """Photometric distortion of `[H, W, 3] uint8 RGB`, returned as a new uint8 array.
-
-    Applied in order: brightness (scale pixels by `brightness`), contrast (blend
-    with the mean grey level by `contrast`), saturation (blend with the per-pixel
-    grey image by `saturation`), hue (rotate the HSV hue by `hue` degrees, with
-    wrap-around, in 2-degree steps of OpenCV's uint8 HSV). Results saturate to
-    [0, 255]. A factor of 1 (hue 0) leaves the image exactly as it is.
-    """
+    """Photometric distortion of `[H, W, 3] uint8 RGB` into a new uint8 array: brightness,
+    contrast, saturation (factors, 1: unchanged), then hue (degrees, in OpenCV's 2-degree steps)."""
     out = image.astype(np.float32)
     if brightness != 1:
         out = out * brightness
@@ -105,11 +85,8 @@ def random_resize(sample: Sample, rng: np.random.Generator, shorts: Sequence[int
 
 
 def random_colour(sample: Sample, rng: np.random.Generator, strength: float) -> Sample:
-    """`distort_colour` with each of its four parts applied with probability 0.5.
-
-    Brightness, contrast and saturation factors are uniform in
-    [1 - strength, 1 + strength]; the hue shift in [-18 * strength, 18 * strength] degrees.
-    """
+    """`distort_colour` with each of its four parts applied with probability 0.5, factors in
+    [1 - strength, 1 + strength] and a hue shift within 18 * strength degrees."""
     factors = []
     for low, high, neutral in [(1 - strength, 1 + strength, 1.0)] * 3 + [(-18 * strength, 18 * strength, 0.0)]:
         apply, value = rng.random() < 0.5, rng.uniform(low, high)     # both drawn, in this order
@@ -118,13 +95,9 @@ def random_colour(sample: Sample, rng: np.random.Generator, strength: float) -> 
 
 
 def random_crop(sample: Sample, rng: np.random.Generator, min_scale: float = 0.5, max_tries: int = 10) -> Sample:
-    """Crop a random window of area fraction in [min_scale, 1] and aspect (w/h) in [0.5, 2].
-
-    When the sample has instances, a window is accepted only if at least one
-    instance keeps >= 50% of its pixels; after `max_tries` rejected draws the
-    sample is returned uncropped (as a shallow copy). Samples without instances
-    take the first window that fits.
-    """
+    """Crop a random window of area fraction in [min_scale, 1] and aspect (w/h) in [0.5, 2] in
+    which some instance keeps half its pixels (any window without instances); after `max_tries`
+    rejected draws the sample uncropped."""
     height, width = sample['image'].shape[:2]
     masks = sample['masks']
     areas = masks.sum(axis=(1, 2), dtype=np.int64)
@@ -153,27 +126,27 @@ class TrainTransform:
         {'image': [3, Hp, Wp] float32 (normalised, zero-padded bottom/right),
          'masks': [N, Hp, Wp] uint8 (zero-padded), 'labels': [N] int64, 'image_id': int}
 
-    Hp and Wp are multiples of `divisor`.
+    Hp and Wp are multiples of 32.
     """
 
     def __init__(self, shorts: Sequence[int], max_size: int, flip_prob: float = 0.5, colour_strength: float = 0.0,
-                 crop_prob: float = 0.0, min_crop_scale: float = 0.5, divisor: int = 32) -> None:
+                 crop_prob: float = 0.0) -> None:
         if not shorts:
             raise ValueError('TrainTransform needs at least one short side')
         self.shorts = tuple(int(short) for short in shorts)
-        self.max_size, self.flip_prob, self.colour_strength = max_size, flip_prob, colour_strength
-        self.crop_prob, self.min_crop_scale, self.divisor = crop_prob, min_crop_scale, divisor
+        self.max_size, self.flip_prob = max_size, flip_prob
+        self.colour_strength, self.crop_prob = colour_strength, crop_prob
 
     def __call__(self, sample: Sample, rng: np.random.Generator) -> Sample:
         if rng.random() < self.crop_prob:
-            sample = random_crop(sample, rng, self.min_crop_scale)
+            sample = random_crop(sample, rng)
         sample = random_resize(sample, rng, self.shorts, self.max_size)
         sample = random_flip(sample, rng, self.flip_prob)
         if self.colour_strength > 0:
             sample = random_colour(sample, rng, self.colour_strength)
         return {
-            'image': pad_to_multiple(normalize(sample['image']), self.divisor),
-            'masks': pad_to_multiple(sample['masks'], self.divisor),
+            'image': pad_to_multiple(normalize(sample['image'])),
+            'masks': pad_to_multiple(sample['masks']),
             'labels': np.asarray(sample['labels'], dtype=np.int64),
             'image_id': int(sample['image_id']),
         }

@@ -17,7 +17,7 @@ from typing import Callable, Iterable, Sequence
 import cv2
 import numpy as np
 
-from solov2.core.errors import InputError, Param, param
+from solov2.core.errors import InputError
 
 FILE_MODE = 0o644
 
@@ -121,26 +121,20 @@ def same_file(a: str | PathLike[str], b: str | PathLike[str]) -> bool:
     return a.resolve() == b.resolve()
 
 
-def _named(option: str, path) -> str:
-    """``option`` with ``path`` in a message: a value-less ``param`` takes it (``output='x'``,
-    ``--output x``), a label is followed by it (``the sidecar of the output x.json``)."""
-    return param(option.name, path) if isinstance(option, Param) else f'{option} {path}'
-
-
 def check_output_file(path: str | PathLike[str], inputs: Iterable[str | PathLike[str]] = (),
                       option: str = 'output', role: str = 'an input file',
                       example: str = 'results.json') -> Path:
     """``path`` as a file to write: InputError when it is a folder (the message suggests
     ``path/example`` unless ``example`` is ''), one of ``inputs`` (the message calls it ``role``),
     or its folder cannot be made or written (nothing is created). ``option`` names the path in
-    the messages: a label, or the caller's parameter (``core.errors.param``)."""
+    the messages (a label, a flag)."""
     path = Path(path)
     if path.is_dir():
         hint = f', e.g. {path / example}' if example else ''
-        raise InputError(_named(option, path), f' is a folder — give a file name{hint}')
+        raise InputError(f'{option} {path} is a folder — give a file name{hint}')
     for source in inputs:
         if same_file(path, source):
-            raise InputError(_named(option, path), f' is {role} and would be overwritten — pick another output path')
+            raise InputError(f'{option} {path} is {role} and would be overwritten — pick another output path')
     check_folder(path.parent, option)
     return path
 
@@ -151,15 +145,15 @@ def check_folder(folder: str | PathLike[str], option: str = 'output', new: bool 
     ``option`` names the folder as in ``check_output_file``."""
     folder = Path(folder)
     if new and folder.exists():
-        raise InputError(_named(option, folder), ' already exists — pick a new folder')
+        raise InputError(f'{option} {folder} already exists — pick a new folder')
     existing = folder
     while not existing.exists() and existing != existing.parent:
         existing = existing.parent
     inside = '' if existing == folder else f': {existing}'
     if not existing.is_dir():
-        raise InputError(_named(option, folder), f'{inside} is a file, not a folder — pick a folder path')
+        raise InputError(f'{option} {folder}{inside} is a file, not a folder — pick a folder path')
     if not os.access(existing, os.W_OK | os.X_OK):
-        raise InputError(_named(option, folder), f'{inside or ": the folder"} is not writable — pick another path')
+        raise InputError(f'{option} {folder}{inside or ": the folder"} is not writable — pick another path')
     return folder
 
 
@@ -168,5 +162,5 @@ def make_folder(folder: str | PathLike[str], option: str = 'output') -> Path:
     try:
         check_folder(folder, option).mkdir(parents=True, exist_ok=True)
     except OSError as err:
-        raise InputError('cannot create ', _named(option, folder), f': {err.strerror} — pick another path') from err
+        raise InputError(f'cannot create {option} {folder}: {err.strerror} — pick another path') from err
     return Path(folder)

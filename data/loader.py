@@ -48,11 +48,8 @@ class SampleSource(Protocol):
 
 class TrainDataset(paddle.io.Dataset):
     """Applies a `TrainTransform` to `source[index]` with an rng seeded by (seed, epoch, index).
-
-    A sample whose reading raises `ValueError` is replaced by another index drawn
-    from the same rng (a warning is logged once per bad index and process);
-    more than `max_failures` consecutive failures raise `InputError`.
-    """
+    An unreadable sample (`ValueError`) is replaced by another index drawn from that rng (a warning
+    once per bad index and process); more than `max_failures` in a row raise `InputError`."""
 
     def __init__(self, source: SampleSource, transform: TrainTransform, seed: int = 0, max_failures: int = 20) -> None:
         super().__init__()
@@ -99,14 +96,9 @@ def _pad_masks(masks: np.ndarray, height: int, width: int) -> np.ndarray:
 
 
 def collate_batch(samples: Sequence[Sample], target_fn: TargetFn, collate_targets: CollateTargets) -> dict[str, Any]:
-    """Batch `TrainTransform` outputs.
-
-    Images are zero-padded to the batch's largest size (`transforms.batch_images`);
-    each sample's masks are padded to that size and passed with its labels to
-    `target_fn(masks [N, H, W] uint8, labels [N] int64)`; the per-image results
-    go through `collate_targets` (training passes `model.training.targets.collate_targets`).
-    Returns `{'images': [B, 3, H, W] float32, 'targets': ..., 'image_ids': list[int]}`.
-    """
+    """`{'images': [B, 3, H, W] float32, 'targets': ..., 'image_ids': list[int]}` of `TrainTransform`
+    outputs, zero-padded to the largest; `targets` is `collate_targets` of each image's
+    `target_fn(masks [N, H, W] uint8, labels [N] int64)`."""
     images = batch_images([sample['image'] for sample in samples])
     height, width = images.shape[2:]
     per_image = [target_fn(_pad_masks(sample['masks'], height, width), sample['labels']) for sample in samples]
@@ -115,11 +107,11 @@ def collate_batch(samples: Sequence[Sample], target_fn: TargetFn, collate_target
 
 
 class SeededSampler(paddle.io.Sampler):
-    """Yields `range(n)`, permuted by an rng seeded by (seed, epoch) when `shuffle`."""
+    """Yields `range(n)` permuted by an rng seeded by (seed, epoch)."""
 
-    def __init__(self, num_samples: int, seed: int = 0, shuffle: bool = True) -> None:
+    def __init__(self, num_samples: int, seed: int = 0) -> None:
         super().__init__()
-        self.num_samples, self.seed, self.shuffle = num_samples, seed, shuffle
+        self.num_samples, self.seed = num_samples, seed
         self.epoch = self.start = 0
 
     def set_epoch(self, epoch: int, start: int = 0) -> None:
@@ -129,8 +121,6 @@ class SeededSampler(paddle.io.Sampler):
         self.start = start
 
     def __iter__(self) -> Iterator[int]:
-        if not self.shuffle:
-            return iter(range(self.start, self.num_samples))
         order = np.random.default_rng((self.seed, self.epoch)).permutation(self.num_samples)
         return iter(order[self.start:].tolist())
 
@@ -288,11 +278,9 @@ def die_with_parent(worker_id: int = 0, parent: int | None = None) -> None:
 
 
 def build_train_loader(dataset: TrainDataset, batch_size: int, target_fn: TargetFn, collate_targets: CollateTargets,
-                       num_workers: int, shuffle: bool = True, seed: int = 0, drop_last: bool = True,
-                       distributed: bool = False) -> paddle.io.DataLoader:
-    """DataLoader over `dataset` that collates with `collate_batch`.
-
-    Batches are `{'images': paddle.Tensor [B, 3, H, W] float32, 'targets':
+                       num_workers: int, seed: int = 0, distributed: bool = False) -> paddle.io.DataLoader:
+    """DataLoader over `dataset` that collates with `collate_batch`, shuffled, without the last
+    incomplete batch. Batches are `{'images': paddle.Tensor [B, 3, H, W] float32, 'targets':
     collate_targets output, 'image_ids': list[int]}`. Call `set_epoch(loader,
     epoch)` before each epoch. With `distributed`, Paddle's
     `DistributedBatchSampler` shards the data (its shuffle depends on the epoch
@@ -302,11 +290,10 @@ def build_train_loader(dataset: TrainDataset, batch_size: int, target_fn: Target
     sample that raises ends the iteration with `LoaderError` (`ReportingLoader`).
     """
     if distributed:
-        batch_sampler = ResumableDistributedBatchSampler(dataset, batch_size=batch_size, shuffle=shuffle,
-                                                         drop_last=drop_last)
+        batch_sampler = ResumableDistributedBatchSampler(dataset, batch_size=batch_size, shuffle=True, drop_last=True)
     else:
-        batch_sampler = paddle.io.BatchSampler(sampler=SeededSampler(len(dataset), seed, shuffle),
-                                               batch_size=batch_size, drop_last=drop_last)
+        batch_sampler = paddle.io.BatchSampler(sampler=SeededSampler(len(dataset), seed), batch_size=batch_size,
+                                               drop_last=True)
     collate = functools.partial(collate_batch, target_fn=target_fn, collate_targets=collate_targets)
     if num_workers:
         return paddle.io.DataLoader(dataset, batch_sampler=batch_sampler, collate_fn=collate, num_workers=num_workers,

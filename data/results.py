@@ -22,12 +22,10 @@ def coco_bbox(box: Sequence[int]) -> list[float]:
     return [x0, y0, x1 - x0, y1 - y0]
 
 
-def rle_run_lengths(mask: np.ndarray, box: Sequence[int] | None = None) -> np.ndarray:
+def rle_run_lengths(mask: np.ndarray) -> np.ndarray:
     """Column-major run lengths `[K] uint32` of `[H, W] bool`, as pycocotools counts them
-    (`crop_run_lengths` of its crop to `box`). `box` (x0, y0, x1, y1, half-open) must hold
-    every True pixel (e.g. the tight box from `mask_to_box`); without it the mask is
-    scanned for it."""
-    x0, y0, x1, y1 = (int(v) for v in ((mask_to_box(mask) or (0, 0, 0, 0)) if box is None else box))
+    (`crop_run_lengths` of its crop to its tight box)."""
+    x0, y0, x1, y1 = mask_to_box(mask) or (0, 0, 0, 0)
     return crop_run_lengths(mask[y0:y1, x0:x1], (x0, y0, x1, y1), mask.shape)
 
 

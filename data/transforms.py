@@ -287,22 +287,15 @@ def _grey(bgr: np.ndarray) -> bool:
 
 
 def resized_hw(height: int, width: int, short: int, max_size: int) -> tuple[tuple[int, int], float]:
-    """Target `(new_h, new_w)` and `scale` for a keep-ratio resize.
-
-    scale = min(short / min(h, w), max_size / max(h, w)); each side becomes
-    int(side * scale + 0.5) (round half up), but at least 1.
-    """
+    """Target `(new_h, new_w)` and `scale` of a keep-ratio resize: the short side to `short`
+    unless the long side would pass `max_size`; sides rounded half up, at least 1."""
     scale = min(short / min(height, width), max_size / max(height, width))
     return (max(1, int(height * scale + 0.5)), max(1, int(width * scale + 0.5))), scale
 
 
 def resize_keep_ratio(image: np.ndarray, short: int, max_size: int,
                       interp: int = cv2.INTER_LINEAR) -> tuple[np.ndarray, float]:
-    """Resize `[H, W, C]` so the short side is `short` unless the long side would exceed `max_size`.
-
-    Returns `(resized [H', W', C] same dtype, scale)`; the new sizes are
-    int(side * scale + 0.5) as computed by `resized_hw`.
-    """
+    """`(resized [H', W', C] same dtype, scale)` of `[H, W, C]` at the size `resized_hw` gives."""
     (new_h, new_w), scale = resized_hw(image.shape[0], image.shape[1], short, max_size)
     return cv2.resize(image, (new_w, new_h), interpolation=interp), scale
 
@@ -362,11 +355,7 @@ def bucket_for(height: int, width: int, sizes: Sequence[tuple[int, int]]) -> tup
 
 
 def batch_images(images: Sequence[np.ndarray]) -> np.ndarray:
-    """Stack `[3, H_i, W_i]` arrays into `[B, 3, Hmax, Wmax]`, zero-padding bottom/right.
-
-    Inputs are expected to be already padded to a common divisor, so the
-    batch size is a multiple of it as well.
-    """
+    """Stack `[3, H_i, W_i]` arrays into `[B, 3, Hmax, Wmax]`, zero-padding bottom/right."""
     if not images:
         raise ValueError('batch_images needs at least one image')
     height = max(chw.shape[1] for chw in images)

@@ -8,7 +8,7 @@ and nothing here talks to another process.
 - ``start_processes``: the one check of what this Paddle can run (the CPU collectives of
   Paddle 2.x's CUDA wheels crash with several processes) and the process group's start;
   ``cpu_launch_env``: the launcher's environment for CPU processes on any host.
-- ``gather`` / ``from_rank0`` / ``barrier``: objects to every process, in rank order;
+- ``gather`` / ``from_rank0``: objects to every process, in rank order;
   ``rank0_state``: process 0's weights and buffers to every process.
 """
 import contextlib
@@ -130,12 +130,6 @@ def rank0_state(layer: paddle.nn.Layer, processes: Processes) -> None:
     with paddle.no_grad():
         for tensor in layer.state_dict().values():
             dist.broadcast(tensor, src=0)
-
-
-def barrier(processes: Processes) -> None:
-    """Wait until every process gets here (nothing with one process)."""
-    if processes.world > 1:
-        dist.barrier()
 
 
 def _store():

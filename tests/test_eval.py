@@ -212,7 +212,7 @@ def test_eval_checks_the_set_before_exporting_and_names_what_is_wrong(tmp_path, 
         (weights + ['--ann', ann, '--images', images, '--opt', 'num_classes=2'],
          'hold 4 classes (circle, square, triangle, star), not num_classes=2'),
         (['--weights', str(nosidecar), '--config', '5', '--ann', ann, '--images', images],
-         'do not fit config 5', 'they fit config 9 — pass --config 9'),
+         'do not fit config 5', 'they fit config 9 — pass config=9'),
         (['--weights', str(nosidecar), '--ann', ann, '--images', images],
          'has no sidecar .json naming its config: they fit config 9'),
     ]

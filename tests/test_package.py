@@ -218,10 +218,10 @@ def test_pip_install_gives_one_name_and_console_commands_in_a_fresh_venv(tmp_pat
     assert sorted(p.name for p in (host / 'pictures').iterdir()) == sorted(
         p.name for p in (REPO_DIR / 'images').glob('*.jpg'))
     assert _pyproject_scripts() == ['solov2'] and not list((tmp_path / 'venv' / 'bin').glob('solov2-*'))
-    weights = [solov2, 'weights']          # installed, it names itself
+    weights = [solov2, 'weights']          # installed, it names itself (argparse's prog)
     shown = subprocess.run(weights + ['--help'], cwd=host, capture_output=True, text=True, timeout=120).stdout
     refused = subprocess.run(weights + ['get'], cwd=host, capture_output=True, text=True, timeout=120)
-    assert shown.startswith('usage: solov2 weights ') and 'solov2 cache shows' in shown and '.py' not in shown
+    assert shown.startswith('usage: solov2 weights ')
     assert refused.returncode == 2 and 'get needs one or more names (solov2 weights lists them)' in refused.stderr
     shown = _python(['-m', 'solov2', 'convert', 'ppdet', '--help'], host, executable=str(python)).stdout
     assert shown.startswith('usage: solov2 convert ppdet ') and 'PaddleDetection 2.x' in shown

@@ -22,6 +22,7 @@ import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 import paddle
@@ -30,7 +31,8 @@ import pytest
 from solov2.config import CONFIGS, with_classes, with_overrides
 from solov2.config.setting import declared_settings
 from solov2.config.sidecar import MODEL_SETTINGS, TEST_SETTINGS, read_sidecar, resolve_config, sidecar_path
-from solov2.convert.common import ConversionError, Converter, convert_file
+from solov2.convert import families
+from solov2.convert.common import ConversionError, Converter
 from solov2.model.build import build_model
 from solov2.model.checkpoint import CheckpointError, load_paddle_params, read_paddle_file, save_checkpoint
 from solov2.model.inference.backend import BackendError
@@ -38,8 +40,8 @@ from solov2.model.inference.dygraph_backend import DygraphBackend
 from solov2.model.inference.exported_folder import config_from_infer_cfg
 from solov2.model.inference.pipeline import Predictor
 from solov2.model.inference.postprocess import InferenceParams
-from solov2.model.training.state import load_training_state, save_training_state
-from solov2.tools.convert import run_converter, run_family
+from solov2.model.training.state import find_checkpoint, read_state, restore_training_state, save_training_state
+from solov2.tools.convert import run_family
 from tests.helpers import FIXTURES_DIR, REPO_DIR
 
 PADDLE26 = FIXTURES_DIR / 'paddle26'
@@ -218,7 +220,8 @@ def test_our_saves_load_with_plain_paddle(tmp_path):
         assert ours.keys() == theirs.keys() and ours
         assert all(np.array_equal(ours[k], theirs[k]) for k in ours)
     fresh = build_model(CONFIGS[9])
-    load_training_state(str(folder), fresh, paddle.optimizer.AdamW(parameters=fresh.parameters()))
+    found = find_checkpoint(str(folder))
+    restore_training_state(found, read_state(found), fresh, paddle.optimizer.AdamW(parameters=fresh.parameters()))
     assert all(np.array_equal(v.numpy(), model.state_dict()[k].numpy()) for k, v in fresh.state_dict().items())
 
 
@@ -346,7 +349,8 @@ IDENTITY = Converter(load_paddle_params, lambda key, keys, cfg: key, (9,), lambd
 
 def _identity_convert(argv):
     """A converter command with a rename table that maps config 9 onto itself."""
-    return run_converter('test', lambda *args: convert_file(IDENTITY, *args).lines(), [str(a) for a in argv])
+    with mock.patch.dict(families.CONVERTERS, {'identity': IDENTITY}):
+        return run_family('identity', [str(a) for a in argv])
 
 
 @pytest.fixture

@@ -82,7 +82,7 @@ def test_resume_auto_without_a_checkpoint_starts_a_new_run(shapes, tmp_path):
     _interrupted('backward', 1, 'SIGINT', shapes, out)
     code, printed, err = _command('train.py', *_arguments(shapes, out, '--resume', 'auto'))
     assert code == 0, err
-    assert f'--resume auto: no checkpoint in {out} yet, starting a new run' in printed
+    assert f"resume='auto': no checkpoint in {out} yet, starting a new run" in printed
     assert _logged_iterations(out) == ['1', '2', '3', '4']
 
 

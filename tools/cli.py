@@ -5,9 +5,8 @@ does the same way, and nothing the library needs (docs/architecture.md).
   (Paddle's "No ccache found" and BatchNorm notes, its C++ log's and OpenCV's warnings; a
   GLOG_minloglevel or OPENCV_LOG_LEVEL set by the user wins); ``tune_for`` tunes the process.
 - Words: a library message names the caller's parameters in Python words (``weights=``:
-  ``core.errors.param``); ``in_flags`` shows them as flags (``--weights``), in the error line
-  and the log lines, and run as an installed command names ``solov2 weights``, not
-  ``python tools/weights.py`` (``command_words``).
+  ``core.errors.param``) and is shown as it is; a command names its own flags where it
+  parses them.
 - Console: ``show_logs`` prints the library's ``logging`` records as plain lines,
   ``Progress`` is the progress line, ``fetched`` fetches a published name given to --weights.
 - Exit codes, in one place (``command``): ``InputError`` ends in one ``error:`` line and
@@ -23,8 +22,6 @@ import functools
 import importlib.util
 import logging
 import os
-import re
-import shlex
 import signal
 import sys
 import threading
@@ -41,62 +38,12 @@ warnings.filterwarnings('ignore', message='When training, we now always track gl
 from solov2.config import describe_configs  # noqa: E402  (after the start-up settings above)
 from solov2.config.device import device_name, on_gpu  # noqa: E402
 from solov2.config.install import onnxruntime_install_problem, paddle_install_problem  # noqa: E402
-from solov2.convert.published import FAMILIES  # noqa: E402
 from solov2.core.durations import clock  # noqa: E402
-from solov2.core.errors import InputError, Param, RunError, Solov2Error  # noqa: E402
-from solov2.tools.commands import commands_by_module  # noqa: E402
+from solov2.core.errors import InputError, RunError  # noqa: E402
 
 LIBRARY_LOGGER = 'solov2'   # every library module logs under it (loggers named after modules)
 DEBUG_FLAG = '--debug'
 DEBUG_ENV = 'SOLOV2_DEBUG'
-FLAGS = {'overrides': '--opt', 'fmt': '--format'}    # the library's parameters whose flag is not --name
-
-
-# the checkout's scripts -> the console command that runs them pip-installed (tools/main.py)
-INSTALLED = {**{module.replace('.', '/') + '.py': words for module, words in commands_by_module().items()},
-             **{script: f'solov2 convert {family}' for family, script in FAMILIES.items()},
-             'demo.py': 'solov2 demo', 'train.py': 'solov2 train', 'eval.py': 'solov2 eval',
-             'convert/*2paddle.py': 'solov2 convert', 'weights/shapes_r18.pdparams': 'shipped/shapes_r18'}
-_SCRIPT = re.compile(r'(?<![\w/.-])(?:python3? )?(' + '|'.join(map(re.escape, sorted(INSTALLED, key=len, reverse=True)))
-                     + r')(?![\w/])')
-_LAUNCHED = re.compile(r'(paddle\.distributed\.launch\b[^\n]*?\s)(?:tools/)?(demo|train|eval)\.py\b')
-
-
-def command_words(text: str) -> str:
-    """``text`` as the user started the command: unchanged from a checkout; run installed (tools/main.py
-    names ``sys.argv[0]`` 'solov2 weights'), each checkout script it names (``python tools/weights.py``)
-    as its console command (``solov2 weights``; under paddle.distributed.launch, which runs a file,
-    its path: ``$(which solov2) train``) and the shipped model as ``shipped/shapes_r18``."""
-    if not (sys.argv[0] if sys.argv else '').startswith('solov2 '):
-        return text
-    text = _LAUNCHED.sub(lambda m: f'{m.group(1)}$(which solov2) {m.group(2)}', text)
-    return _SCRIPT.sub(lambda m: INSTALLED[m.group(1)], text)
-
-
-def in_flags(*pieces) -> str:
-    """A library message's pieces joined in the commands' words (``flag_words``, ``command_words``)."""
-    return command_words(''.join(map(str, map(flag_words, pieces))))
-
-
-def flag_words(piece):
-    """A ``core.errors.param`` as its flag (``FLAGS``, else ``--name``) and value(s) as a shell reads
-    them (``--backend onnx|openvino``; ``True``: the bare flag); an error as its pieces so shown."""
-    if isinstance(piece, Solov2Error):
-        return ''.join(map(str, map(flag_words, piece.args)))
-    if not isinstance(piece, Param):
-        return piece
-    flag = FLAGS.get(piece.name, '--' + piece.name.replace('_', '-'))
-    return flag if piece.values in ((), (True,)) else flag + ' ' + '|'.join(map(_shell, piece.values))
-
-
-def _shell(value) -> str:
-    """A value as a shell reads it back: a list as its items; quoted where needed, in double
-    quotes when nothing in it is special there (``"class_names=('a', 'b')"``)."""
-    if isinstance(value, (list, tuple)):
-        return ' '.join(map(_shell, value))
-    text = str(value)
-    quoted = shlex.quote(text)
-    return f'"{text}"' if quoted != text and not set(text) & set('"$`\\!') else quoted
 
 
 # ---- console ---------------------------------------------------------------------------------
@@ -104,12 +51,10 @@ def _shell(value) -> str:
 class _ConsoleLines(logging.Handler):
     """The library's log records as plain lines on the current ``sys.stdout`` (looked up at
     each record, so a redirected stdout is followed): INFO as the bare message, warnings and
-    errors prefixed with their level, the params as flags (``in_flags``)."""
+    errors prefixed with their level."""
 
     def emit(self, record: logging.LogRecord) -> None:
-        args = record.args
-        text = in_flags(str(record.msg) % tuple(map(flag_words, args)) if isinstance(args, tuple) and args
-                        else record.getMessage())
+        text = record.getMessage()
         line = text if record.levelno <= logging.INFO else f'{record.levelname.lower()}: {text}'
         sys.stdout.write(line + '\n')
         sys.stdout.flush()
@@ -227,8 +172,8 @@ def set_status(note) -> None:
 
 
 def error_line(exc: BaseException) -> str:
-    """``error: <what> — <what to do>`` for ``exc``, on one line, in the commands' words (``in_flags``)."""
-    text = ' '.join(in_flags(exc).split()) or type(exc).__name__
+    """``error: <what> — <what to do>`` for ``exc``, on one line."""
+    text = ' '.join(str(exc).split()) or type(exc).__name__
     return f'error: {text}'
 
 
@@ -359,27 +304,12 @@ def shares_line(counts) -> str:
     return f'{sum(counts)} images by {len(counts)} processes ({", ".join(map(str, counts))}), each once'
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse's parser whose help, usage and errors name the commands as the user started
-    them (``command_words``)."""
-
-    def format_help(self) -> str:
-        return command_words(super().format_help())
-
-    def format_usage(self) -> str:
-        return command_words(super().format_usage())
-
-    def error(self, message: str):
-        super().error(command_words(message))
-
-
 def make_parser(description: str, configs: bool = True, notes: str = '') -> argparse.ArgumentParser:
     """The parser every command starts from: ``--debug``, and a help that ends with ``notes``
-    (e.g. the script's docstring), the numbered configs when ``configs``, and the error rule;
-    its words are those of how the command was started (``command_words``)."""
+    (e.g. the script's docstring), the numbered configs when ``configs``, and the error rule."""
     epilog = (notes.strip() + '\n\n' if notes.strip() else '') + (
         'configs (--config=N):\n' + describe_configs() + '\n\n' if configs else '')
-    parser = _Parser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter,
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter,
                      epilog=epilog + 'errors end in one line; --debug shows the traceback')
     parser.add_argument(DEBUG_FLAG, action='store_true',
                         help=f'show the full traceback of an error (or set {DEBUG_ENV}=1)')
@@ -391,7 +321,7 @@ def device_flag(text: str) -> str:
     try:
         return device_name(text)
     except InputError as exc:
-        raise argparse.ArgumentTypeError(in_flags(exc)) from None
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def add_runtime_args(parser: argparse.ArgumentParser) -> None:

@@ -20,28 +20,6 @@ HELP = {'source': 'checkpoint to convert', 'output': 'where to write the .pdpara
         'config': 'target config number; default: detect among {configs}'}
 
 
-def run_converter(notes: str, convert, argv=None, default_configs=(), helps=None, prog=None) -> int:
-    """A converter's command line, ``SOURCE OUTPUT [--config N]``, run as a command
-    (``command``) named ``prog`` (default: the script's name): ``convert(source, output,
-    number)`` does the work and returns the summary lines, printed on stdout. ``notes``: the
-    help's first line, then its details; ``helps`` replaces entries of ``HELP``."""
-    helps = {**HELP, **(helps or {})}
-    summary, _, details = notes.partition('\n')
-
-    def run(rest) -> int:
-        parser = make_parser(summary, notes=details)
-        parser.prog = prog or parser.prog
-        parser.add_argument('source', help=helps['source'])
-        parser.add_argument('output', help=helps['output'])
-        parser.add_argument('--config', type=int, default=None,
-                            help=helps['config'].format(configs=list(default_configs)))
-        args = parser.parse_args(rest)
-        for line in convert(args.source, args.output, args.config):
-            print(line)
-        return 0
-    return command(run)(argv)
-
-
 def work(family: str):
     """``FAMILY``'s (convert(source, output, config number or None) -> summary lines, configs tried,
     notes, help overrides)."""
@@ -52,9 +30,24 @@ def work(family: str):
 
 
 def run_family(family: str, argv=None, prog=None) -> int:
-    """``solov2 convert FAMILY`` with ``argv`` (default: the script's arguments), named ``prog``."""
+    """``solov2 convert FAMILY SOURCE OUTPUT [--config N]`` with ``argv`` (default: the script's
+    arguments), run as a command (``command``) named ``prog`` (default: the script's name): the
+    family's converter does the work, its summary lines are printed on stdout."""
     convert, configs, notes, helps = work(family)
-    return run_converter(notes + '\nDetails: docs/checkpoints.md, "Converting".\n', convert, argv, configs, helps, prog)
+    helps = {**HELP, **helps}
+    summary, _, details = (notes + '\nDetails: docs/checkpoints.md, "Converting".\n').partition('\n')
+
+    def run(rest) -> int:
+        parser = make_parser(summary, notes=details)
+        parser.prog = prog or parser.prog
+        parser.add_argument('source', help=helps['source'])
+        parser.add_argument('output', help=helps['output'])
+        parser.add_argument('--config', type=int, default=None, help=helps['config'].format(configs=list(configs)))
+        args = parser.parse_args(rest)
+        for line in convert(args.source, args.output, args.config):
+            print(line)
+        return 0
+    return command(run)(argv)
 
 
 def main(argv=None) -> int:

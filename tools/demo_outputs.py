@@ -15,7 +15,7 @@ from typing import Optional, Tuple, Union
 import cv2
 import numpy as np
 
-from solov2.core.errors import InputError, param
+from solov2.core.errors import InputError
 from solov2.data.files import atomic_write, check_folder, check_output_file, make_folder, same_file, write_image
 from solov2.data.results import SHOWN_MIN_SCORE, instances_to_coco
 from solov2.data.transforms import read_image
@@ -95,14 +95,14 @@ def picture_targets(paths, output: str, source: Optional[str], what: str = 'inpu
     ``what`` in the message; nothing is created)."""
     out_dir = Path(output)
     if source and Path(source).is_dir() and same_file(out_dir, source):
-        raise InputError(param('output', out_dir), ' is the input folder — the drawn pictures would mix with the '
+        raise InputError(f'--output {out_dir} is the input folder — the drawn pictures would mix with the '
                          'originals; pick another folder')
-    check_folder(out_dir, param('output'))
+    check_folder(out_dir, '--output')
     inputs = {path.resolve() for path in paths}
     targets = {path: out_dir / name for path, name in picture_names(paths).items()}
     for path, target in targets.items():
         if target.resolve() in inputs:
-            raise InputError(param('output', out_dir), f': the picture of {path.name} would overwrite the {what} '
+            raise InputError(f'--output {out_dir}: the picture of {path.name} would overwrite the {what} '
                              f'{target} — pick another folder')
     return targets
 
@@ -119,7 +119,7 @@ def video_output_path(output: str, video: Optional[str], camera: Optional[int]) 
 
 def check_video_output(output: str, video: Optional[str], camera: Optional[int]) -> None:
     """InputError when the video output is a folder, the input video or cannot be written."""
-    check_output_file(video_output_path(output, video, camera), [video] if video else [], param('output'))
+    check_output_file(video_output_path(output, video, camera), [video] if video else [], '--output')
 
 
 @dataclass
@@ -170,7 +170,7 @@ def run_images(predictor, targets: dict, draw: DrawOptions, written: list,
     a line on stderr."""
     paths, ids = processes.share(list(targets)), {path: index for index, path in enumerate(targets)}
     for folder in {target.parent for target in targets.values()}:
-        make_folder(folder, param('output'))
+        make_folder(folder, '--output')
 
     def read(path):
         return read_image(path, predictor.cfg.max_image_pixels, warn_colour=True)
@@ -195,7 +195,7 @@ def run_images(predictor, targets: dict, draw: DrawOptions, written: list,
 def open_writer(out_path: Path, capture, first):
     """An mp4v ``cv2.VideoWriter`` at ``out_path`` with the capture's frame rate and size."""
     height, width = first.shape[:2]
-    make_folder(out_path.parent, param('output'))
+    make_folder(out_path.parent, '--output')
     writer = cv2.VideoWriter(str(out_path), cv2.VideoWriter_fourcc(*'mp4v'),
                              capture.get(cv2.CAP_PROP_FPS) or 25.0, (width, height))
     if not writer.isOpened():

@@ -88,22 +88,6 @@ def options_from_args(args: argparse.Namespace) -> TrainOptions:
     return TrainOptions(**values, overrides=tuple(args.opt))
 
 
-def command_args(options: TrainOptions) -> list:
-    """The command-line arguments of train.py that give ``options`` back (``options_from_args``), from
-    its parser's own flags: every option that differs from its flag's default."""
-    values = {**{f.name: getattr(options, f.name) for f in fields(TrainOptions)}, 'opt': list(options.overrides)}
-    argv = []
-    for action in train_parser()._actions:
-        value = values.get(action.dest, action.default)
-        if value == action.default or action.dest not in values:
-            continue
-        if isinstance(action, argparse._StoreTrueAction) or value is True:
-            argv.append(action.option_strings[0])
-        else:
-            argv += [action.option_strings[0], *map(str, value if isinstance(value, (list, tuple)) else [value])]
-    return argv
-
-
 def status_line(trainer, out) -> str:
     """What an interruption has left, and how the same command goes on from there."""
     folder = run_checkpoint(out)

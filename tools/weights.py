@@ -28,7 +28,7 @@ def parse_args(argv):
                              'else the publishers)')
     args = parser.parse_args(argv)
     if args.action == 'get' and not args.names:
-        parser.error('get needs one or more names (python tools/weights.py lists them)')
+        parser.error(f'get needs one or more names ({parser.prog} lists them)')
     return args
 
 

@@ -39,7 +39,7 @@ from solov2.model.cpu_math import cpu_features
 from solov2.model.inference.backend import Backend, BackendError
 from solov2.model.inference.dygraph_backend import DygraphBackend
 from solov2.model.inference.export import ExportError, export, verify
-from solov2.model.inference.instance_match import compare_instances, disagreement
+from solov2.model.inference.instance_match import SEEN_SCORE, compare_instances, disagreement
 from solov2.model.inference.pipeline import Predictor
 from solov2.model.inference.spec import ModelSpec, Progress, dygraph_backend, exported_backend
 from solov2.model.runtime import cpu_threads
@@ -99,11 +99,13 @@ def machine_key(spec: ModelSpec) -> Tuple[List[str], str]:
 
 
 def bf16_problem(f32: Backend, bf16: Backend, images: Sequence[str] = ()) -> Optional[str]:
-    """None when ``bf16`` keeps ``f32``'s instances on each of ``images`` (default: the sample
-    pictures, ``core.paths.SAMPLE_IMAGES``; ``instance_match.disagreement``), else on which not."""
+    """None when ``bf16`` keeps ``f32``'s answer on each of ``images`` (default: the sample
+    pictures, ``core.paths.SAMPLE_IMAGES``): its instances scored ``SEEN_SCORE`` or more
+    (``instance_match``), else on which picture not and how."""
     for path in images or sorted(Path(SAMPLE_IMAGES).glob('*.jpg')):
         image = read_image(path)
-        problem = disagreement(compare_instances(Predictor(bf16).detect(image), Predictor(f32).detect(image)))
+        problem = disagreement(compare_instances(Predictor(bf16).detect(image), Predictor(f32).detect(image),
+                                                 SEEN_SCORE))
         if problem:
             return f'{Path(path).name}: {problem}'
     return None
@@ -238,8 +240,8 @@ def bf16_hint(choice: dict, labels: Sequence[str]) -> Optional[str]:
     if choice['engine'] == BF16 or not native_bf16():
         return None
     if BF16 not in labels:
-        return ('auto: this CPU has native bf16: with precision unset (no --precision) auto tries OpenVINO bf16 '
-                '(--backend openvino --precision bf16 runs it)')
+        return ("auto: this CPU has native bf16: with precision unset auto tries OpenVINO bf16 (backend='openvino', "
+                "precision='bf16' runs it)")
     if 'bf16_kept_out' in choice:
         return f'auto: OpenVINO bf16 not used: its instances differ from f32 ({choice["bf16_kept_out"]})'
     return f'auto: OpenVINO bf16 not used: slower here ({choice["timings_ms"][BF16]:.0f} ms)'

@@ -22,16 +22,9 @@ DICE_EPS = 0.001
 
 def sigmoid_focal_loss(logits: paddle.Tensor, labels: paddle.Tensor, alpha: float = 0.25,
                        gamma: float = 2.0) -> paddle.Tensor:
-    """Summed sigmoid focal loss.
-
-    Args:
-        logits: [M, C] raw category logits.
-        labels: [M] int64, class 0..C-1 or -1 for background (all C channels negative).
-    Returns:
-        scalar: sum over M and C of
-        -alpha * t * (1-p)^gamma * log(p) - (1-alpha) * (1-t) * p^gamma * log(1-p),
-        with p = sigmoid(logits) and t = one_hot(labels + 1, C + 1)[:, 1:].
-    """
+    """Sum over M and C of -alpha * t * (1-p)^gamma * log(p) - (1-alpha) * (1-t) * p^gamma * log(1-p)
+    for ``logits`` [M, C], p = sigmoid(logits), t the one-hot of ``labels`` [M] int64 (0..C-1; -1
+    background: all C channels negative)."""
     num_classes = logits.shape[1]
     target = F.one_hot(labels.astype('int64') + 1, num_classes + 1)[:, 1:].astype(logits.dtype)
     prob = F.sigmoid(logits)
@@ -54,16 +47,9 @@ def dice_loss(pred_logits: paddle.Tensor, targets: paddle.Tensor) -> paddle.Tens
 
 def gather_positive_masks(kernels: Sequence[paddle.Tensor], mask_feat: paddle.Tensor,
                           targets: BatchTargets) -> Tuple[paddle.Tensor, paddle.Tensor]:
-    """Predicted mask logits and mask targets of every positive.
-
-    Args:
-        kernels: per level [B, E, S, S].
-        mask_feat: [B, E, Hf, Wf].
-        targets: BatchTargets of the batch.
-    Returns:
-        (pred_logits [P, Hf, Wf], target [P, Hf, Wf] float), P = all positives,
-        level by level, in ``targets`` order (P may be 0).
-    """
+    """(pred_logits [P, Hf, Wf], target [P, Hf, Wf] float) of every positive of ``targets``, level
+    by level in its order (P may be 0), from ``kernels`` (per level [B, E, S, S]) and ``mask_feat``
+    [B, E, Hf, Wf]."""
     batch, channels, feat_h, feat_w = mask_feat.shape
     flat_kernels, images = [], []
     for level, kernel in enumerate(kernels):

@@ -73,10 +73,8 @@ def check_run_folder(out: Path, resume: bool, overwrite: bool) -> None:
 
 
 def claim_run_folder(out: Path, resume: bool, overwrite: bool) -> None:
-    """A run folder belongs to one run: refuse to start a new run over another that saved a
-    checkpoint unless ``overwrite`` (``check_run_folder``), which deletes the old run's
-    checkpoints and logs. The logs of a run that saved no checkpoint (interrupted early) are
-    deleted, saying so."""
+    """``check_run_folder``, then for a new run delete the old run's checkpoints and logs (a run
+    that saved no checkpoint, interrupted early, saying so)."""
     check_run_folder(out, resume, overwrite)
     taken = run_files(out)
     if not taken or resume:
@@ -175,16 +173,12 @@ def make_hooks(options: TrainOptions, cfg, trainer: Trainer, out: Path, log: Run
 
 @contextlib.contextmanager
 def run_settings(options: TrainOptions) -> Iterator[Placement]:
-    """``with run_settings(options) as placement:`` what ``prepare`` and the run it makes need:
-    ``placement()`` is a block with Paddle on the device and the CPU math threads of ``options``
-    (threads 0: this process's share of the cores among the launched processes on its
-    machine), the process's device, threads and random generators put back after it
-    (``model.runtime.paddle_on``). ``prepare`` runs in one, the trainer each step in one
-    (``Trainer.hold``), and the hooks only their own Paddle work (a checkpoint's saving, the
-    weights swapped for an evaluation), whose network calls each take one (``DygraphBackend``
-    on the placement), so a model used from another thread meanwhile waits at most about a
-    step. The SIGCHLD handler that Paddle's loader workers set is put back after the run
-    (``kept_child_signal``)."""
+    """``with run_settings(options) as placement:`` ``placement()`` is a block with Paddle on the
+    device and CPU math threads of ``options`` (threads 0: this process's share of the cores),
+    the process's own put back after it (``model.runtime.paddle_on``); ``prepare``, each step
+    (``Trainer.hold``) and each network call of the hooks take one, so a model used from another
+    thread waits at most about a step. The SIGCHLD handler that Paddle's loader workers set is
+    put back after the run (``kept_child_signal``)."""
     threads = cpu_threads(options.threads, launched_processes().local_size)
     with kept_child_signal():
         yield Placement(resolve_device(options.device), threads)

@@ -95,15 +95,6 @@ def read_state(folder: Path) -> dict:
     return state
 
 
-def load_training_state(path: str, model: paddle.nn.Layer, optimizer, ema=None) -> dict:
-    """Restore model, optimizer and EMA from a checkpoint folder; return its state dict.
-    CheckpointError (one line naming the file) when a part is damaged or does not fit."""
-    folder = find_checkpoint(path)
-    state = read_state(folder)
-    restore_training_state(folder, state, model, optimizer, ema)
-    return state
-
-
 def restore_training_state(folder: Path, state: dict, model: paddle.nn.Layer, optimizer, ema=None) -> None:
     """Restore model, optimizer and EMA from the checkpoint ``folder`` (found by
     ``find_checkpoint``) whose ``state.json`` (``read_state``) is ``state``."""

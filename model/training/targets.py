@@ -145,19 +145,10 @@ def center_region(inst: '_Instance', height: int, width: int, grid: int,
 def assign_targets(masks: np.ndarray, labels: np.ndarray, num_grids: Sequence[int],
                    scale_ranges: Sequence[Sequence[float]], sigma: float = 0.2,
                    mask_stride: int = 4) -> ImageTargets:
-    """Targets of ONE image.
-
-    Args:
-        masks: [N, Hp, Wp] uint8 (or bool) 0/1 instance masks at the PADDED input
-            size (Hp, Wp multiples of ``mask_stride``; the caller pads to 32).
-        labels: [N] int64 0-based class index per instance.
-        num_grids: S per level.
-        scale_ranges: (lower, upper) of sqrt(box_w * box_h) per level, inclusive.
-        sigma: centre-region scale.
-        mask_stride: mask-feature stride (4).
-    Returns:
-        ImageTargets (see the module docstring for the rules).
-    """
+    """``ImageTargets`` of ONE image by the module docstring's rules: ``masks`` [N, Hp, Wp] uint8 (or
+    bool) 0/1 at the PADDED input size (multiples of ``mask_stride``, the mask features' stride),
+    ``labels`` [N] int64 0-based, ``num_grids`` S per level, ``scale_ranges`` (lower, upper) of
+    sqrt(box_w * box_h) per level, inclusive; ``sigma`` scales the centre region."""
     masks = np.asarray(masks)
     labels = np.asarray(labels, dtype=np.int64).reshape(-1)
     if masks.ndim != 3 or masks.shape[0] != labels.shape[0]:
@@ -171,8 +162,7 @@ def assign_targets(masks: np.ndarray, labels: np.ndarray, num_grids: Sequence[in
     masks = masks.astype(np.uint8, copy=False)
     feat_hw = (height // mask_stride, width // mask_stride)
 
-    # per-instance quantities shared by all levels (empty masks are skipped)
-    instances = []
+    instances = []      # shared by all levels; empty masks skipped
     for index, (mask, label) in enumerate(zip(masks, labels)):
         if not mask.any():
             continue

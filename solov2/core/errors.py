@@ -11,12 +11,9 @@ parameters. Library code raises these; the commands map them to exit codes in on
 ``InputError`` is a ``ValueError`` and ``RunError`` a ``RuntimeError``, so code that catches
 the built-in kinds keeps working.
 
-A message that names a parameter of the call holds it as a ``param`` among its pieces (an
-error's arguments, a log call's arguments): ``InputError('pass ', param('weights'), ' or ',
-param('resume', 'auto'))`` reads ``pass weights= or resume='auto'`` to a Python caller and
-``pass --weights or --resume auto`` on a command line (``tools.cli.in_flags``). A param is a
-``str`` of its Python words: an f-string or ``+`` around one reads well, but in Python words on
-the command line too, so keep it a piece (an error extending another passes its pieces on,
+A message names a parameter of the call in the caller's Python words, ``param``: ``pass
+weights= or resume='auto'``. The commands show such a message as it is, and name their own
+flags where they parse them (an error extending another passes its pieces on,
 ``RunError(*exc.args, '; ...')``).
 """
 from os import PathLike
@@ -43,17 +40,7 @@ class RunError(Solov2Error, RuntimeError):
     """The work itself failed; the message says what and why."""
 
 
-class Param(str):
-    """A parameter named in a message: its Python words, with ``name`` and the ``values`` to pass
-    if any (several: alternatives) for the commands to show as a flag."""
-    name: str
-    values: tuple
-
-
-def param(name: str, *values) -> Param:
-    """The parameter ``name`` in a message, with the value(s) to give it if any: ``weights=``,
-    ``backend='onnx'|'openvino'`` to a Python caller; ``--weights``, ``--backend onnx|openvino``
-    on a command line (``True`` alone: the bare flag, ``--overwrite``)."""
-    words = Param(name + '=' + '|'.join(repr(str(v) if isinstance(v, PathLike) else v) for v in values))
-    words.name, words.values = name, values
-    return words
+def param(name: str, *values) -> str:
+    """The parameter ``name`` in a message, with the value(s) to give it if any (several:
+    alternatives): ``weights=``, ``backend='onnx'|'openvino'``, ``overwrite=True``."""
+    return name + '=' + '|'.join(repr(str(v) if isinstance(v, PathLike) else v) for v in values)

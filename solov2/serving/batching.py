@@ -69,7 +69,7 @@ class Batcher:
         return len(self._jobs)
 
     def submit(self, chw: np.ndarray, meta: Any, params: InferenceParams) -> concurrent.futures.Future:
-        """Queue a prepared picture (``backend.prepare``'s chw [3, Hp, Wp] and meta); the
+        """Queue a prepared picture (``Predictor.prepare``'s chw [3, Hp, Wp] and meta); the
         future gives its network output for ``to_instances``."""
         job = Job(chw, meta, params, time.monotonic())
         with self._wake:

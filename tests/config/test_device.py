@@ -47,7 +47,7 @@ def test_command_flag_is_normalised_and_checked(capsys):
     assert train.parse_args(['--device', 'GPU:1']).device == 'gpu:1'
     with pytest.raises(SystemExit):
         train.parse_args(['--device', 'cuda:0'])
-    assert "--device cuda:0 is not a device: use 'cpu', 'gpu' or 'gpu:N'" in capsys.readouterr().err
+    assert "argument --device: device='cuda:0' is not a device: use 'cpu', 'gpu' or 'gpu:N'" in capsys.readouterr().err
 
 
 def test_resolve_device_checks_the_gpus_paddle_has(monkeypatch):

@@ -462,15 +462,15 @@ def test_a_cheap_mistake_is_one_input_error_before_any_download(case, no_fetch):
 
 @pytest.mark.parametrize('command, argv, message', [
     ('demo', ['--input', 'no/such/folder'], 'no images found at no/such/folder'),
-    ('demo', ['--threads', '-1'], '--threads takes a whole number, 0'),
-    ('demo', ['--backend', 'onnx'], '--backend onnx needs --model-dir'),
+    ('demo', ['--threads', '-1'], 'threads= takes a whole number, 0'),
+    ('demo', ['--backend', 'onnx'], "backend='onnx' needs model_dir="),
     ('eval', ['--images', 'somewhere'], '--images needs --ann'),
     ('eval', ['--opt', 'num_classes=3'], 'num_classes=3 but class_names holds 80 names'),
     ('export_model', ['--output', 'out', '--config', '99'], 'unknown config 99'),
     ('train', ['--config=0', '--opt', f'pretrained={COCO_NAME}', 'dataset_dir=data', 'num_classes=3'],
      'num_classes=3 but class_names holds 80 names'),
-    ('train', ['--config=1', '--weights', COCO_NAME], 'is a config 0 model, not config 1: pass --config 0'),
-    ('demo', ['--config', '1'], 'is a config 0 model, not config 1: pass --config 0'),
+    ('train', ['--config=1', '--weights', COCO_NAME], 'is a config 0 model, not config 1: pass config=0'),
+    ('demo', ['--config', '1'], 'is a config 0 model, not config 1: pass config=0'),
 ])
 def test_a_command_checks_its_arguments_before_any_download(command, argv, message, no_fetch, capsys):
     """demo.py, eval.py, tools/export_model.py and train.py: a cheap mistake with a published

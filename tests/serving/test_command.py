@@ -103,11 +103,11 @@ def test_workers_run_a_model_each_beside_a_small_parent_and_stop_on_ctrl_c_with_
 
 
 @pytest.mark.parametrize('argv, words', [
-    (['--queue-size', '0'], 'error: --queue-size takes a whole number of at least 1, not 0\n'),   # ServeSettings'
-    (['--max-body-mb', '0'], 'error: --max-body-mb takes a number above 0, not 0.0\n'),
+    (['--queue-size', '0'], 'error: queue_size= takes a whole number of at least 1, not 0\n'),   # ServeSettings'
+    (['--max-body-mb', '0'], 'error: max_body_mb= takes a number above 0, not 0.0\n'),
     (['--workers', '0'], 'error: --workers takes a whole number of at least 1, not 0\n'),
-    (['--timeout-s', 'nan'], 'error: --timeout-s takes a number above 0, not nan\n'),     # once a bug (exit 1)
-    (['--backend', 'onnx'], '--model-dir')])
+    (['--timeout-s', 'nan'], 'error: timeout_s= takes a number above 0, not nan\n'),     # once a bug (exit 1)
+    (['--backend', 'onnx'], 'model_dir=')])
 def test_bad_settings_end_in_one_line(argv, words, capsys):
     assert serve.main(argv) == 2
     shown = capsys.readouterr().err

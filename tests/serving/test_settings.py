@@ -1,6 +1,6 @@
 """The service's settings check themselves when made (``ServeSettings``): a limit that cannot
 work is one InputError line naming the field in Python words to a caller of ``create_app`` or Ray
-Serve (the command shows it as its flag: test_command.py); the service's library code names no flag."""
+Serve (the command shows it as it is: test_command.py); the service's library code names no flag."""
 import re
 from pathlib import Path
 

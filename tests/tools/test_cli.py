@@ -1,14 +1,11 @@
 """The command glue: the progress line (live on a terminal, whole lines in a log file), the
-library's messages in the commands' words, and which exceptions end in which exit code."""
-import contextlib
+library's messages shown as they are (no rewriting), and which exceptions end in which exit code."""
 import dataclasses
-import importlib
-import importlib.util
 import inspect
 import io
 import logging
-import pickle
 import re
+import shutil
 import sys
 import threading
 from pathlib import Path
@@ -22,8 +19,7 @@ from solov2.model.inference.backend_factory import open_backend
 from solov2.model.inference.export import export
 from solov2.model.inference.spec import ModelSpec
 from solov2.tools import demo, weights
-from solov2.tools.cli import INSTALLED, Progress, command, error_line, in_flags
-from solov2.tools.commands import commands_by_module
+from solov2.tools.cli import Progress, command, error_line
 from solov2.tools.demo_outputs import picture_targets
 from tests.helpers import REPO_DIR
 
@@ -57,29 +53,29 @@ def test_progress_on_a_terminal_redraws_one_line():
 
 # ---- errors in the caller's words ----------------------------------------------------------------
 
-def test_a_parameter_reads_as_python_or_as_its_flag():
-    error = InputError('pass ', param('weights'), ' or ', param('backend', 'onnx', 'openvino'), ', ',
-                       param('resume', 'auto'), ', ', param('overwrite', True), ', ',
-                       param('overrides', ['test_short=512', "class_names=('a b',)"]), ' in ',
+def test_the_commands_show_a_library_message_as_it_is(capsys):
+    """No layer rewrites the library's words: the error line and the log lines of a command are
+    the library's message, which names the caller's parameters in Python words."""
+    error = InputError('pass ', param('weights'), ' or ', param('backend', 'onnx', 'openvino'), ' in ',
                        param('model_dir', Path('x y')))
-    assert str(error) == ("pass weights= or backend='onnx'|'openvino', resume='auto', overwrite=True, "
-                          "overrides=['test_short=512', \"class_names=('a b',)\"] in model_dir='x y'")
-    assert error_line(error) == ("error: pass --weights or --backend onnx|openvino, --resume auto, --overwrite, "
-                                 "--opt test_short=512 \"class_names=('a b',)\" in --model-dir \"x y\"")
-    assert error_line(pickle.loads(pickle.dumps(error))) == error_line(error)   # across processes too
-    assert in_flags('plain text') == 'plain text'
-    wrapped = InputError('cannot use it: ', *error.args)                        # one error extending another
-    assert error_line(wrapped) == error_line(error).replace('error: ', 'error: cannot use it: ')
+    assert str(error) == "pass weights= or backend='onnx'|'openvino' in model_dir='x y'"
+    assert error_line(error) == f'error: {error}'
 
-
-def test_a_parameter_in_an_f_string_reads_in_python_words_never_a_crash(capsys):
-    """A param is a str: an f-string, format() or + around one gives its Python words, in an
-    error or a log line, and the command still shows the pieces beside it as flags."""
     def main(argv):
-        logging.getLogger('solov2.config').info(f'{param("resume", "auto")} and %s', param('resume', 'auto'))
-        raise InputError('pass {} '.format(param('config')) + param('weights') + ' or ', param('weights'))
+        logging.getLogger('solov2.model').info('%s: no checkpoint in %s yet', param('resume', 'auto'), 'x%')
+        raise error
     assert command(main)([]) == 2
-    assert capsys.readouterr() == ("resume='auto' and --resume auto\n", 'error: pass config= weights= or --weights\n')
+    assert capsys.readouterr() == ("resume='auto': no checkpoint in x% yet\n", f'error: {error}\n')
+
+
+def test_no_module_of_the_product_rewrites_messages():
+    """The commands name their flags where they parse them; nothing maps a parameter to a flag
+    or a checkout script to an installed command afterwards."""
+    product = [path for top in ('config', 'data', 'model', 'convert', 'tools', 'solov2')
+               for path in (REPO_DIR / top).rglob('*.py') if 'dev' not in path.parts]
+    found = [str(path.relative_to(REPO_DIR)) for path in product
+             if re.search(r'\b(in_flags|flag_words|command_words|class Param\b)', path.read_text())]
+    assert len(product) > 100 and not found, found
 
 
 def _named_parameters(root: Path):
@@ -91,42 +87,33 @@ def _named_parameters(root: Path):
     return names
 
 
-def test_every_parameter_a_message_names_is_a_parameter_and_a_flag():
-    """The Python words name a parameter of the public entry points; the flag exists in a command."""
+def test_every_parameter_a_message_names_is_a_parameter():
+    """The Python words name a parameter of the public entry points."""
     names = _named_parameters(REPO_DIR) | {'min_size', 'max_size'}        # export's loop names these two
     assert {'weights', 'overrides', 'resume', 'overwrite', 'config'} <= names
     entry_points = (open_backend, export, picture_targets)
     parameters = {f.name for spec in (TrainOptions, ModelSpec) for f in dataclasses.fields(spec)}
     parameters |= {name for fn in entry_points for name in inspect.signature(fn).parameters}
     assert names <= parameters, names - parameters
-    flags = _command_flags()
-    for name in names:
-        flag = in_flags(param(name))
-        assert flag in flags, flag
 
 
-def _command_flags() -> set:
-    """The options every command of tools/ (``solov2 COMMAND``) shows in its --help."""
-    flags = set()
-    for name in sorted(commands_by_module()):
-        if not name.startswith('tools.') or importlib.util.find_spec(f'solov2.{name}') is None:   # serve: its branch
-            continue
-        module = importlib.import_module(f'solov2.{name}')
-        shown = io.StringIO()
-        with contextlib.redirect_stdout(shown), contextlib.suppress(SystemExit):   # convert: its listing
-            module.main(['--help'])
-        flags.update(re.findall(r'(?<![\w-])(--[a-z][\w-]*)', shown.getvalue()))
-    assert {'--weights', '--opt', '--output'} <= flags
-    return flags
-
-
-def test_a_library_error_names_the_parameter_to_python_callers_and_the_flag_on_the_command_line(tmp_path, capsys):
+def test_a_library_error_reads_the_same_to_python_callers_and_on_the_command_line(tmp_path, capsys):
     with pytest.raises(InputError) as info:
         Segmenter(weights=str(tmp_path))
-    assert str(info.value).startswith(f"weights='{tmp_path}' is a folder") and '--' not in str(info.value)
+    assert str(info.value) == f"weights='{tmp_path}' is a folder — give the .pdparams file (there is none in it)"
     assert demo.main(['--weights', str(tmp_path), '--output', str(tmp_path / 'o')]) == 2
-    assert capsys.readouterr().err == f'error: --weights {tmp_path} is a folder — give the .pdparams file ' \
-                                      '(there is none in it)\n'
+    assert capsys.readouterr().err == f'error: {info.value}\n'
+
+
+def test_a_commands_bad_flag_value_names_the_flag(tmp_path, capsys):
+    """Where a command parses a flag it names it: argparse's checks and the command's own."""
+    with pytest.raises(SystemExit):
+        demo.main(['--device', 'tpu'])
+    assert 'argument --device: ' in capsys.readouterr().err
+    (tmp_path / 'in').mkdir()
+    shutil.copy(REPO_DIR / 'images' / 'shapes_000023.jpg', tmp_path / 'in')
+    assert demo.main(['--input', str(tmp_path / 'in'), '--output', str(tmp_path / 'in')]) == 2
+    assert capsys.readouterr().err.startswith(f'error: --output {tmp_path / "in"} is the input folder')
 
 
 def test_a_missing_relative_path_says_where_it_was_looked_up(tmp_path, monkeypatch, capsys):
@@ -156,15 +143,6 @@ def test_a_bug_in_the_library_is_called_one_and_names_debug(tmp_path, capsys, mo
                                        'for the traceback, and please report it)\n')
     with pytest.raises(KeyError):
         demo.main(['--output', str(tmp_path / 'o'), '--debug'])
-
-
-def test_library_log_lines_show_the_flags(capsys):
-    def main(argv):
-        logging.getLogger('solov2.model.training.run').info('%s: no checkpoint in %s yet (%s)', param('resume', 'auto'),
-                                                            'x%', InputError('pick ', param('output')))
-        return 0
-    assert command(main)([]) == 0
-    assert capsys.readouterr().out == '--resume auto: no checkpoint in x% yet (pick --output)\n'
 
 
 def test_a_record_on_its_way_when_the_command_ends_is_shown_once(monkeypatch):
@@ -203,46 +181,12 @@ def test_a_record_on_its_way_when_the_command_ends_is_shown_once(monkeypatch):
     assert stdout.getvalue() == 'warning: a.png is grey\n' and caught == []
 
 
-def test_the_installed_names_are_the_console_commands_that_run_the_scripts():
-    """Each checkout script's installed words (cli.INSTALLED) are the ``solov2`` command that runs
-    the script's module (tools/main.py); the scripts at the top are tools/'s."""
-    by_module = commands_by_module()
-    for script, words in INSTALLED.items():
-        module = script[:-3].replace('/', '.')
-        if module in by_module:
-            assert words == by_module[module], script
-    for script in ('demo.py', 'train.py', 'eval.py'):
-        assert INSTALLED[script] == INSTALLED['tools/' + script] == 'solov2 ' + script[:-3]
-    scripts = [f'tools/{p.name}' for p in (REPO_DIR / 'tools').glob('*.py')
-               if p.name != 'main.py' and re.search(r'^def main\(', p.read_text(), re.M)]
-    scripts += [f'convert/{p.name}' for p in (REPO_DIR / 'convert').glob('*2p*.py')]
-    assert len(scripts) >= 17 and all(INSTALLED[script].startswith('solov2 ') for script in scripts), scripts
-
-
-def test_run_installed_the_help_errors_and_log_lines_name_the_installed_commands(monkeypatch, capsys):
-    """From a checkout the words stay (python tools/weights.py); started as an installed
-    console command (tools/main.py sets sys.argv[0] to solov2 weights), the help, an argument error, the error
-    line and the log lines name the console commands and the shipped model by its name."""
-    def main(argv):
-        logging.getLogger('solov2.convert.zoo').info('or convert it by hand with convert/ppdet2paddle.py')
-        raise InputError('weights/shapes_r18.pdparams is not here: python tools/weights.py lists the names')
-
-    for argv0, words in (('tools/weights.py', ('python tools/weights.py', 'convert/ppdet2paddle.py',
-                                               'weights/shapes_r18.pdparams', 'tools/cache.py')),
-                         ('solov2 weights', ('solov2 weights', 'solov2 convert ppdet', 'shipped/shapes_r18',
-                                             'solov2 cache'))):
+def test_a_command_names_itself_as_it_was_started(monkeypatch, capsys):
+    """From a checkout ``weights.py``, started as the console command (tools/main.py sets
+    sys.argv[0] to solov2 weights) ``solov2 weights``: argparse's name, in its usage and errors."""
+    for argv0, words in (('tools/weights.py', 'weights.py'), ('solov2 weights', 'solov2 weights')):
         monkeypatch.setattr(sys, 'argv', [argv0])
         with pytest.raises(SystemExit):
-            weights.main(['--help'])
-        shown = ' '.join(capsys.readouterr().out.split())
-        assert shown.startswith(f'usage: {argv0.rsplit("/", 1)[-1]} ') and f' {words[3]} shows and prunes' in shown
-        with pytest.raises(SystemExit):
             weights.main(['get'])
-        assert f'get needs one or more names ({words[0]} lists them)' in capsys.readouterr().err
-        with pytest.raises(SystemExit):
-            demo.main(['--help'])
-        assert f'(default: the shipped model {words[2]})' in ' '.join(capsys.readouterr().out.split())
-        assert command(main)([]) == 2
-        out, err = capsys.readouterr()
-        assert out == f'or convert it by hand with {words[1]}\n'
-        assert err == f'error: {words[2]} is not here: {words[0]} lists the names\n'
+        err = capsys.readouterr().err
+        assert err.startswith(f'usage: {words} ') and f'get needs one or more names ({words} lists them)' in err

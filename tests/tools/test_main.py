@@ -8,7 +8,7 @@ import pytest
 from solov2.convert import families
 from solov2.convert.published import FAMILIES
 from solov2.tools import main as solov2
-from solov2.tools.commands import commands_by_module
+from solov2.tools.main import COMMANDS
 from tests.helpers import REPO_DIR
 
 
@@ -39,7 +39,7 @@ def test_no_command_or_an_unknown_one_is_refused_with_the_list(capsys):
 
 def _rows():
     """(words, checkout file) of every command and converter: ('solov2 convert ppdet', 'convert/ppdet2paddle.py')."""
-    return sorted([(words, module.replace('.', '/') + '.py') for module, words in commands_by_module().items()]
+    return sorted([(f'solov2 {name}', module.replace('.', '/') + '.py') for name, (module, _) in COMMANDS.items()]
                   + [(f'solov2 convert {family}', script) for family, script in FAMILIES.items()])
 
 

@@ -450,7 +450,7 @@ def check_two_gpus(s: Setting) -> str:
         raise Skipped('dry run' if s.dry else f'{count} GPU: needs two')
     import subprocess
 
-    from solov2.tools.train import command_args
+    from solov2.tools.dev.train_speed import command_args
     script = s.folder / 'placement.py'
     script.write_text(PLACEMENT)
     placed = subprocess.run([sys.executable, '-m', 'paddle.distributed.launch', '--gpus', '0,1', '--log_dir',

@@ -17,6 +17,7 @@ Per config (``measure``):
 The training set is the synthetic shapes set (tools/make_shapes_dataset.py) with COCO's 80
 categories listed (the 4 shapes are the first 4), so both train the 80-class models.
 """
+import argparse
 import csv
 import functools
 import json
@@ -27,7 +28,7 @@ import statistics
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -42,10 +43,10 @@ from solov2.model.training.hooks import Hook, LogHook
 from solov2.model.training.options import TrainOptions
 from solov2.model.training.run import prepare, run_settings
 from solov2.model.training.targets import assign_targets, collate_targets
+from solov2.tools import train
 from solov2.tools.cli import tune_for
 from solov2.tools.dev import report
 from solov2.tools.make_shapes_dataset import generate_split
-from solov2.tools.train import command_args
 
 TRAIN_SCRIPT = Path(__file__).resolve().parents[2] / 'train.py'
 LR = 1e-4                     # small enough that a few steps from random weights stay finite
@@ -174,6 +175,22 @@ def ours_loop(options: TrainOptions) -> float:
         trainer.hooks = [hook for hook in trainer.hooks if isinstance(hook, LogHook)] + [clock]
         trainer.run()
     return per_iteration(clock.ends)
+
+
+def command_args(options: TrainOptions) -> list:
+    """The command-line arguments of train.py that give ``options`` back (``train.options_from_args``),
+    from its parser's own flags: every option that differs from its flag's default."""
+    values = {**{f.name: getattr(options, f.name) for f in fields(TrainOptions)}, 'opt': list(options.overrides)}
+    argv = []
+    for action in train.train_parser()._actions:
+        value = values.get(action.dest, action.default)
+        if value == action.default or action.dest not in values:
+            continue
+        if isinstance(action, argparse._StoreTrueAction) or value is True:
+            argv.append(action.option_strings[0])
+        else:
+            argv += [action.option_strings[0], *map(str, value if isinstance(value, (list, tuple)) else [value])]
+    return argv
 
 
 def ours_launched_loop(options: TrainOptions, processes: int, folder: Path) -> float:

@@ -11,7 +11,7 @@ from solov2.data.masks import CroppedMasks
 from solov2.model.inference import auto_backend
 from solov2.model.inference.auto_backend import BF16, bf16_hint, candidates, engine_spec, timed_choice
 from solov2.model.inference.backend import BackendError
-from solov2.model.inference.instance_match import MIN_MASK_IOU, compare_instances, disagreement
+from solov2.model.inference.instance_match import MIN_MASK_IOU, SEEN_SCORE, compare_instances, disagreement
 from solov2.model.inference.postprocess import Detections
 from solov2.model.inference.spec import ModelSpec
 
@@ -28,24 +28,29 @@ def _detections(boxes, labels, scores, size=(40, 50)) -> Detections:
     return Detections(CroppedMasks.from_dense(masks), np.asarray(labels, np.int64), np.asarray(scores, np.float32))
 
 
-BOXES = [(0, 0, 20, 20), (10, 25, 30, 50), (30, 0, 40, 10)]
-F32 = _detections(BOXES, [0, 1, 0], [0.9, 0.8, 0.5])
+BOXES = [(0, 0, 20, 20), (10, 25, 30, 50), (30, 0, 40, 10), (0, 40, 8, 50)]
+F32 = _detections(BOXES, [0, 1, 0, 2], [0.9, 0.8, 0.5, 0.2])      # the last under SEEN_SCORE
 
 
 @pytest.mark.parametrize('got, holds, kept, extra', [
-    (_detections(BOXES[::-1], [0, 1, 0][::-1], [0.5, 0.81, 0.9]), True, 3, 0),        # reordered: the same
-    (_detections([(0, 0, 20, 21)] + BOXES[1:], [0, 1, 0], [0.9, 0.8, 0.5]), False, 2, 0),   # IoU 0.952
-    (_detections(BOXES[:2], [0, 1], [0.9, 0.8]), False, 2, 0),                          # one lost
-    (_detections(BOXES + [(0, 30, 5, 40)], [0, 1, 0, 2], [0.9, 0.8, 0.5, 0.3]), False, 3, 1),   # one more
-    (_detections(BOXES, [0, 0, 0], [0.9, 0.8, 0.5]), False, 2, 1),                      # another class
-    (_detections(BOXES, [0, 1, 0], [0.9, 0.7, 0.5]), False, 3, 0),                      # a score 0.1 off
+    (_detections(BOXES[::-1], [2, 0, 1, 0], [0.2, 0.5, 0.81, 0.9]), True, 3, 0),      # reordered: the same
+    (_detections([(0, 0, 20, 21)] + BOXES[1:], [0, 1, 0, 2], [0.9, 0.8, 0.5, 0.2]), True, 2, 0),  # IoU 0.952
+    (_detections([(0, 0, 20, 24)] + BOXES[1:], [0, 1, 0, 2], [0.9, 0.8, 0.5, 0.2]), False, 2, 0),  # IoU 0.833
+    (_detections([(0, 0, 20, 22), (10, 25, 30, 49)] + BOXES[2:], [0, 1, 0, 2], [0.9, 0.8, 0.5, 0.2]),
+     False, 1, 0),                                                                      # IoU 0.909 and 0.96: mean 0.956
+    (_detections(BOXES[:3], [0, 1, 0], [0.9, 0.8, 0.5]), True, 3, 0),                   # the one under the floor lost
+    (_detections(BOXES[:2] + BOXES[3:], [0, 1, 2], [0.9, 0.8, 0.2]), False, 2, 0),      # a seen one lost
+    (_detections(BOXES + [(0, 30, 5, 40)], [0, 1, 0, 2, 2], [0.9, 0.8, 0.5, 0.2, 0.4]), False, 3, 1),   # one more
+    (_detections(BOXES + [(0, 30, 5, 40)], [0, 1, 0, 2, 2], [0.9, 0.8, 0.5, 0.2, 0.32]), True, 3, 0),  # near the floor
+    (_detections(BOXES, [0, 0, 0, 2], [0.9, 0.8, 0.5, 0.2]), False, 2, 1),              # another class
+    (_detections(BOXES, [0, 1, 0, 2], [0.9, 0.7, 0.5, 0.2]), False, 3, 0),              # a score 0.1 off
 ])
-def test_instances_are_kept_only_all_alike(got, holds, kept, extra):
-    stats = compare_instances(got, F32)
+def test_the_answer_is_kept_when_the_seen_instances_are_alike(got, holds, kept, extra):
+    stats = compare_instances(got, F32, SEEN_SCORE)
     assert (stats['kept'], stats['extra'], disagreement(stats) is None) == (kept, extra, holds), stats
     assert disagreement(compare_instances(F32, F32)) is None and compare_instances(F32, F32)['min_iou'] == 1.0
     if not holds:
-        assert f'(mask IoU >= {MIN_MASK_IOU}' in disagreement(stats)
+        assert f'(>= {MIN_MASK_IOU}), lowest' in disagreement(stats)
 
 
 @pytest.mark.parametrize('features, precision, engines, bf16', [
@@ -98,7 +103,7 @@ def test_bf16_is_timed_only_when_it_keeps_the_f32_instances(problem, medians, en
 def test_a_bf16_cpu_told_f32_hears_of_bf16_once_and_an_avx2_cpu_hears_nothing(monkeypatch):
     choice = {'engine': 'onnx', 'timings_ms': {'openvino': 30, 'onnx': 20}}
     monkeypatch.setattr(auto_backend, 'cpu_features', lambda cpuinfo=None: AMX)
-    assert 'with precision unset (no --precision) auto tries OpenVINO bf16' in bf16_hint(choice, ['openvino', 'onnx'])
+    assert 'with precision unset auto tries OpenVINO bf16' in bf16_hint(choice, ['openvino', 'onnx'])
     monkeypatch.setattr(auto_backend, 'cpu_features', lambda cpuinfo=None: AVX2)
     assert bf16_hint(choice, ['openvino', 'onnx']) is None
 

@@ -371,7 +371,7 @@ def test_demo_exported_backend_writes_the_dygraph_json(backend, hot, image_dir, 
 def test_demo_exported_backend_needs_model_dir(tmp_path, image_dir, capsys):
     code = demo.main(['--backend', 'onnx', '--input', str(image_dir), '--output', str(tmp_path / 'o')])
     assert code == 2
-    assert '--model-dir' in capsys.readouterr().err
+    assert 'model_dir=' in capsys.readouterr().err
     code = demo.main(['--backend', 'onnx', '--model-dir', str(tmp_path), '--input', str(image_dir)])
     assert code == 2
     assert 'infer_cfg.json' in capsys.readouterr().err

@@ -99,7 +99,7 @@ def test_amp_where_paddle_cannot_run_it_trains_in_float32_saying_so(shapes, tmp_
     float32) and says so; the checkpoint records no loss scaler (bf16 has none)."""
     out = tmp_path / 'amp'
     assert _run(shapes, out, '--max-iters', '2', '--amp', 'bf16', '--device', 'CPU') == 0
-    assert "warning: --amp bf16 needs a GPU (Paddle's auto_cast does nothing on the CPU); training in float32" in (
+    assert "warning: amp='bf16' needs a GPU (Paddle's auto_cast does nothing on the CPU); training in float32" in (
         capsys.readouterr().out)
     assert json.loads((out / 'last' / 'state.json').read_text())['scaler'] == {}
 
@@ -197,7 +197,7 @@ def test_a_run_folder_belongs_to_one_run(shapes, tmp_path, capsys):
     assert _run(shapes, out, '--max-iters', '1') == 0
     assert _run(shapes, out, '--max-iters', '1') == 2
     error = capsys.readouterr().err.strip()
-    assert error.startswith('error: ') and '--resume auto' in error and '--overwrite' in error
+    assert error.startswith('error: ') and "resume='auto'" in error and 'overwrite=True' in error
     assert _run(shapes, out, '--max-iters', '2', '--overwrite') == 0
     rows = (out / 'train_log.csv').read_text().splitlines()
     assert [line.split(',')[0] for line in rows[1:]] == ['1', '2']
@@ -211,7 +211,7 @@ def test_resume_keeps_the_time_budget_and_drops_log_rows_past_the_checkpoint(sha
     capsys.readouterr()
     assert _run(shapes, out, '--resume', 'auto') == 0                # no --max-minutes: the run's own
     assert (f'{out} is finished at iteration 1: its 0.0001-minute budget is spent; to train on, resume with a '
-            'larger --max-minutes') in capsys.readouterr().out
+            'larger max_minutes=') in capsys.readouterr().out
     rows = (out / 'train_log.csv').read_text().splitlines()
     assert [line.split(',')[0] for line in rows[1:]] == ['1']
     assert '"max_minutes": 0.0001' in (out / 'last' / 'state.json').read_text()
@@ -226,14 +226,13 @@ def test_resume_auto_on_a_finished_run_does_nothing_but_name_the_option_to_train
     capsys.readouterr()
     assert _run(shapes, out, '--resume', 'auto') == 0
     printed = capsys.readouterr().out
-    more = ' '.join(f'"{o}"' if '(' in o else o for o in [f'dataset_dir={shapes}', *TINY[:-1], 'epochs=4',
-                                                          'lr_steps=(1.75, 1.9)'])   # the drops (at 2 epochs) stay
+    more = [f'dataset_dir={shapes}', *TINY[:-1], 'epochs=4', 'lr_steps=(1.75, 1.9)']   # the drops (at 2 epochs) stay
     assert (f'{out} is finished at iteration 6, the end of its 2 epochs; to train on, resume with more epochs, '
-            f'e.g. --opt {more}\n') in printed
+            f'e.g. overrides={more!r}\n') in printed
     assert 'eval @' not in printed and 'iter ' not in printed
     assert {name: (out / name).read_bytes() for name in files} == files
     assert _run(shapes, stopped, '--resume', 'auto', '--max-iters', '2') == 0
-    assert (f'{stopped} is finished at iteration 2 (--max-iters 2); to train on, resume with a --max-iters above 2 '
+    assert (f'{stopped} is finished at iteration 2 (max_iters=2); to train on, resume with a max_iters= above 2 '
             '(the schedule has 6)') in capsys.readouterr().out
     assert [line.split(',')[0] for line in (stopped / 'eval_log.csv').read_text().splitlines()[1:]] == ['2']
 
@@ -244,7 +243,7 @@ def test_a_run_whose_only_checkpoint_is_best_continues_from_it(shapes, tmp_path,
     assert _run(shapes, out, '--max-iters', '2') == 0
     shutil.rmtree(out / 'last')
     assert _run(shapes, out, '--max-iters', '3') == 2                # still a run: not started over
-    assert '--resume auto' in capsys.readouterr().err
+    assert "resume='auto'" in capsys.readouterr().err
     assert _run(shapes, out, '--max-iters', '3', '--resume', 'auto') == 0
     assert f'resumed from {out / "best"} at iteration 2' in capsys.readouterr().out
     assert [line.split(',')[0] for line in (out / 'train_log.csv').read_text().splitlines()[1:]] == ['1', '2', '3']
@@ -255,7 +254,7 @@ def test_resume_refuses_another_config_and_damaged_state_in_one_line(shapes, tmp
     assert _run(shapes, out, '--max-iters', '1') == 0
     assert train.main(['--config', '5', '--output', str(out), '--resume', 'auto',
                        '--opt', f'dataset_dir={shapes}', *TINY]) == 2
-    assert 'was trained with --config 9, not --config 5: resume with --config 9' in capsys.readouterr().err
+    assert 'was trained with config=9, not config=5: resume with config=9' in capsys.readouterr().err
     (out / 'last' / 'state.json').write_text('{"iteration": ')
     assert _run(shapes, out, '--resume', 'auto') == 2
     error = capsys.readouterr().err.strip()
@@ -267,7 +266,7 @@ def test_resume_without_opt_continues_with_the_runs_overrides(shapes, tmp_path, 
     assert _run(shapes, out, '--max-iters', '1') == 0
     assert train.main(['--config', '9', '--output', str(out), '--resume', 'auto', '--log-every', '1',
                        '--max-iters', '2']) == 0
-    assert "resuming with the run's --opt" in capsys.readouterr().out
+    assert "resuming with the run's overrides=[" in capsys.readouterr().out
     rows = (out / 'train_log.csv').read_text().splitlines()
     assert [line.split(',')[0] for line in rows[1:]] == ['1', '2']
 
@@ -369,7 +368,7 @@ def test_classes_from_a_file_in_its_order_and_start_weights_that_clash_are_refus
     nosidecar = tmp_path / 'nosidecar.pdparams'
     nosidecar.write_bytes(open(SHIPPED_WEIGHTS, 'rb').read())
     cases = [
-        (['--weights', str(nosidecar)], 'has no sidecar .json naming its config — pass --config as well'),
+        (['--weights', str(nosidecar)], 'has no sidecar .json naming its config — pass config= as well'),
         (['--config', '9', '--weights', SHIPPED_WEIGHTS, '--opt', f'dataset_dir={shapes}', *TINY,
           f'pretrained={SHIPPED_WEIGHTS}'], 'both give start weights'),
         (['--config', '9', '--classes', str(tmp_path / 'classes.txt'), '--opt', f'dataset_dir={shapes}', *TINY,

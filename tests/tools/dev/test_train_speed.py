@@ -48,3 +48,9 @@ def test_a_measured_child_that_fails_or_hangs_ends_in_a_run_error():
         train_speed.in_own_process(int, 'x')
     with pytest.raises(RunError, match='took over 2 s'):
         train_speed.in_own_process(train_speed.time.sleep, 60, timeout=2)
+
+
+def test_command_args_give_the_options_back():
+    options = options_from_args(parse_args(['--amp', 'bf16', '--sync-bn', '--opt', 'batch_size=2']))
+    assert train_speed.command_args(options)[:2] == ['--amp', 'bf16']
+    assert options_from_args(parse_args(train_speed.command_args(options))) == options
