@@ -17,7 +17,7 @@ from solov2.core.cache import entry_folder
 from solov2.model.build import build_model
 from solov2.model.distributed import cpu_launch_env
 from solov2.model.inference.auto_backend import cache_key, cached_backend
-from solov2.model.inference.postprocess import Detections, postprocess_flat
+from solov2.model.inference.postprocess import Detections, InferenceParams, postprocess_flat
 from solov2.model.inference.spec import ModelSpec
 
 REPO_DIR = Path(__file__).resolve().parents[1]
@@ -43,8 +43,9 @@ def get_eval_model(pytestconfig, number: int):
 
 def soft_detections(backend, chw) -> Detections:
     """``backend``'s detections of one preprocessed picture chw [3, H, W] before pasting: soft
-    masks [N, H/4, W/4] (``forward``, then ``postprocess_flat`` with the backend's params)."""
-    return postprocess_flat(*backend.forward([chw]), backend.params)[0]
+    masks [N, H/4, W/4] (``run_numpy`` of its batch, then ``postprocess_flat`` with the config's params)."""
+    outputs = backend.run_numpy(*backend.batch_regions([chw]))
+    return postprocess_flat(*outputs, InferenceParams.from_config(backend.cfg))[0]
 
 
 def _launch(log_dir: Path, launcher_args, command, cwd=None):

@@ -38,6 +38,7 @@ from solov2.model.checkpoint import CheckpointError, load_paddle_params, read_pa
 from solov2.model.inference.backend import BackendError
 from solov2.model.inference.dygraph_backend import DygraphBackend
 from solov2.model.inference.exported_folder import config_from_infer_cfg
+from solov2.model.inference.pipeline import Predictor
 from solov2.model.inference.postprocess import InferenceParams
 from solov2.model.training.state import find_checkpoint, read_state, restore_training_state, save_training_state
 from solov2.tools.convert import run_family
@@ -500,9 +501,9 @@ def test_recorded_settings_are_applied_on_load(trained):
     number, cfg = _resolve(trained)
     assert number == 9 and cfg.num_grids == GRIDS and cfg.score_threshold == 0.3
     assert cfg.class_names == ('a', 'b', 'c', 'd') and cfg.base_lr == CONFIGS[9].base_lr
-    predictor = DygraphBackend(CONFIGS[9], trained)       # the Python API applies them as well
+    predictor = Predictor(DygraphBackend(CONFIGS[9], trained))       # the Python API applies them as well
     assert predictor.params.num_grids == GRIDS and predictor.params.score_threshold == 0.3
-    assert predictor.class_names == ('a', 'b', 'c', 'd')
+    assert predictor.engine.class_names == ('a', 'b', 'c', 'd')
 
 
 def test_test_time_settings_may_be_overridden(trained):

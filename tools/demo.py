@@ -10,7 +10,7 @@
 
 The config is taken from the checkpoint's sidecar (dygraph) or from the export's
 infer_cfg.json (inference, onnx) unless --config is given. Every picture or frame goes through
-the one runner (``model.inference.pipeline.run_pictures``: reading and pasting in worker
+the one runner (``model.inference.pipeline.Predictor.run_pictures``: reading and pasting in worker
 threads, ``--batch-size`` pictures a network run); what the demo does with each result
 (pictures, video, --save-json, --dump-inputs for tools/postprocess_raw.py) is
 tools/demo_outputs.py's. Backends and flags: docs/demo.md and ``--help``.
@@ -42,6 +42,7 @@ with interruptible_loading():      # Ctrl-C or SIGTERM while Paddle and the libr
     from solov2.model.distributed import Processes, gather, launched_processes, start_processes
     from solov2.model.inference.backend_factory import open_backend
     from solov2.model.inference.media import list_images
+    from solov2.model.inference.pipeline import Predictor
     from solov2.model.runtime import default_device
     from solov2.tools import demo_outputs as outputs
 
@@ -83,7 +84,7 @@ def check_outputs(args, paths) -> dict:
     return outputs.picture_targets(paths, args.output, args.input)
 
 
-def segment(args, backend, draw: outputs.DrawOptions, targets: dict, processes: Processes) -> int:
+def segment(args, predictor, draw: outputs.DrawOptions, targets: dict, processes: Processes) -> int:
     """Run the images (this process's share of them) or the video, say how it went; the
     number of images or frames done."""
     written = []
@@ -91,13 +92,13 @@ def segment(args, backend, draw: outputs.DrawOptions, targets: dict, processes: 
         count = processes.counts(len(targets))[processes.rank]
         set_status(lambda: f'{len(written)} of {count} pictures written to {args.output}/'
                    + (', no --save-json results' if args.save_json else ''))
-        stats, began = outputs.run_images(backend, targets, draw, written, processes)
+        stats, began = outputs.run_images(predictor, targets, draw, written, processes)
         where = f'pictures in {Path(args.output)}/'
     else:
         out_path = outputs.video_output_path(args.output, args.video, args.camera)
         set_status(lambda: f'{len(written)} frames written to {out_path}')
         source = args.video if args.video is not None else args.camera
-        stats, began = outputs.run_video(backend, source, out_path, draw, written, args.max_frames)
+        stats, began = outputs.run_video(predictor, source, out_path, draw, written, args.max_frames)
         where = f'video {out_path} ({len(written)} frames)'
     who = f'process {processes.rank} of {processes.world}: ' if processes.world > 1 else ''
     print(who + outputs.summary_line(stats, began, 'images' if targets else 'frames', where))
@@ -136,12 +137,13 @@ def main(argv) -> int:
         raise InputError('--video and --camera run in one process — start demo.py without '
                          'paddle.distributed.launch (images and folders are shared out among its processes)')
     number, backend = open_backend(spec, processes=processes, checked=True)
+    predictor = Predictor(backend)
     where = f'{backend.name} backend, {spec.model_dir or spec.weights}'
     announce_config(number, backend.cfg, spec.overrides, args.verbose, where)
-    dumper = outputs.InputDumper(args.dump_inputs, backend, number) if args.dump_inputs else None
+    dumper = outputs.InputDumper(args.dump_inputs, predictor, number) if args.dump_inputs else None
     draw = outputs.DrawOptions(args.draw_threshold, [] if args.save_json else None, dumper, args.warmup,
                                args.batch_size)
-    done = gather_outputs(draw, segment(args, backend, draw, targets, processes), processes)
+    done = gather_outputs(draw, segment(args, predictor, draw, targets, processes), processes)
     if processes.main and draw.dumper is not None:
         print(f'wrote {len(draw.dumper.entries)} inputs and {draw.dumper.close()}')
     if processes.main and args.save_json:

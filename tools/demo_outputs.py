@@ -1,4 +1,4 @@
-"""What demo.py does with each picture the runner (``model.inference.pipeline.run_pictures``)
+"""What demo.py does with each picture the runner (``model.inference.pipeline.Predictor.run_pictures``)
 gives back: the drawn picture or video frame, its COCO-style records and, when asked, the
 dump of its preprocessed network input (read by tools/postprocess_raw.py); and the lines it
 logs (INFO: one line per picture, the running FPS of a video; ``summary_line``: the end-to-end FPS)."""
@@ -21,10 +21,9 @@ from solov2.data.results import SHOWN_MIN_SCORE, instances_to_coco
 from solov2.data.transforms import read_image
 from solov2.data.visualize import draw_bgr
 from solov2.model.distributed import SINGLE, Processes
-from solov2.model.inference.backend import run_network
 from solov2.model.inference.export_network import OUTPUTS, input_description
 from solov2.model.inference.media import VIDEO_SUFFIXES, frame_rgb, open_capture, read_frames
-from solov2.model.inference.pipeline import PipelineStats, run_pictures
+from solov2.model.inference.pipeline import PipelineStats
 
 LOG = logging.getLogger(__name__)
 MANIFEST = 'manifest.json'
@@ -39,10 +38,10 @@ class InputDumper:
     """Writes preprocessed inputs ([1, 3, H, W] float32 .npy and .bin, C order) and,
     on ``close``, a manifest.json describing them (thread-safe: list appends)."""
 
-    def __init__(self, folder: str, backend, number: int):
+    def __init__(self, folder: str, predictor, number: int):
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
-        self.backend, self.number, self.entries = backend, number, []
+        self.predictor, self.number, self.entries = predictor, number, []
 
     def dump(self, name: str, image_id: int, file_name: str, source: Path, prepared) -> None:
         """``prepared``'s network input (``pipeline.Prepared``) as ``name``, read from ``source``."""
@@ -56,7 +55,7 @@ class InputDumper:
                              'padded_hw': list(meta.padded_hw)})
 
     def close(self) -> Path:
-        cfg = self.backend.cfg
+        cfg = self.predictor.cfg
         manifest = {
             'config': self.number, 'config_name': cfg.__name__,
             'class_names': list(cfg.class_names),
@@ -64,7 +63,7 @@ class InputDumper:
             'outputs': [dict(output, shape=[1, *output['shape'][1:]]) for output in OUTPUTS],
             'output_files': '{name}.{output}.npy, e.g. %s.scores.npy' % (
                 self.entries[0]['name'] if self.entries else 'NAME'),
-            'postprocess': self.backend.params.to_json(),
+            'postprocess': self.predictor.params.to_json(),
             'images': sorted(self.entries, key=lambda e: e['image_id']),
         }
         path = self.folder / MANIFEST
@@ -135,36 +134,36 @@ class DrawOptions:
     batch_size: int = 1
 
 
-def drawn(backend, draw: DrawOptions, index: int, name: str, prepared, found) -> Tuple[np.ndarray, list, str]:
+def drawn(predictor, draw: DrawOptions, index: int, name: str, prepared, found) -> Tuple[np.ndarray, list, str]:
     """(the BGR picture drawn with ``found``, its records when asked, its line) of the input ``index``."""
     records = [] if draw.records is None else instances_to_coco(
-        index, found.masks, found.labels, found.scores, file_name=name, class_names=backend.class_names)
+        index, found.masks, found.labels, found.scores, file_name=name, class_names=predictor.engine.class_names)
     line = f'{name}: {len(found)} instances, {int((found.scores >= draw.threshold).sum())} drawn'
-    return draw_bgr(prepared.image, found.masks, found.labels, found.scores, backend.class_names,
+    return draw_bgr(prepared.image, found.masks, found.labels, found.scores, predictor.engine.class_names,
                     draw.threshold), records, line
 
 
-def run_timed(backend, first, items, read, finish, draw: DrawOptions, keep) -> Tuple[PipelineStats, float]:
+def run_timed(predictor, first, items, read, finish, draw: DrawOptions, keep) -> Tuple[PipelineStats, float]:
     """``draw.warmup`` untimed network runs on a batch of ``first`` (the first readable of them),
     then the runner over ``items``: ``keep(item, result, began)`` for each in order. Returns the
     stats and when the timed part began (``summary_line``)."""
     for item in first if draw.warmup > 0 else ():
         try:
-            ready = backend.prepare(read(item))
+            ready = predictor.prepare(read(item))
         except ValueError:
             continue
         for _ in range(draw.warmup):
-            run_network(backend, [ready] * draw.batch_size)
+            predictor.network([ready] * draw.batch_size)
         break
     began, stats = time.perf_counter(), PipelineStats()
-    for item, result in run_pictures(items, read, backend, finish, batch_size=draw.batch_size, stats=stats):
+    for item, result in predictor.run_pictures(items, read, finish, batch_size=draw.batch_size, stats=stats):
         keep(item, result, began)
     return stats, began
 
 
-def run_images(backend, targets: dict, draw: DrawOptions, written: list,
+def run_images(predictor, targets: dict, draw: DrawOptions, written: list,
                processes: Processes = SINGLE) -> Tuple[PipelineStats, float]:
-    """Run ``backend`` over ``targets`` ({image path: picture path}, ``picture_targets``)
+    """Run ``predictor`` over ``targets`` ({image path: picture path}, ``picture_targets``)
     (``run_timed``), one line logged per picture; ``written`` collects the inputs whose picture is
     written. Under the launcher only this process's share of them (``processes.share``; records
     and dumps keep the image's index among all ``targets``); an unreadable image is skipped with
@@ -174,12 +173,12 @@ def run_images(backend, targets: dict, draw: DrawOptions, written: list,
         make_folder(folder, '--output')
 
     def read(path):
-        return read_image(path, backend.cfg.max_image_pixels, warn_colour=True)
+        return read_image(path, predictor.cfg.max_image_pixels, warn_colour=True)
 
     def finish(path, prepared, found):
         if draw.dumper is not None:
             draw.dumper.dump(f'{ids[path]:05d}_{path.stem}', ids[path], path.name, path, prepared)
-        picture, records, line = drawn(backend, draw, ids[path], path.name, prepared, found)
+        picture, records, line = drawn(predictor, draw, ids[path], path.name, prepared, found)
         write_image(targets[path], picture)
         return records, line
 
@@ -190,7 +189,7 @@ def run_images(backend, targets: dict, draw: DrawOptions, written: list,
         written.append(path)
         draw.records is None or draw.records.extend(result[0])
         LOG.info(result[1])
-    return run_timed(backend, paths, paths, read, finish, draw, keep)
+    return run_timed(predictor, paths, paths, read, finish, draw, keep)
 
 
 def open_writer(out_path: Path, capture, first):
@@ -204,7 +203,7 @@ def open_writer(out_path: Path, capture, first):
     return writer
 
 
-def run_video(backend, source: Union[str, int], out_path: Path, draw: DrawOptions, written: list,
+def run_video(predictor, source: Union[str, int], out_path: Path, draw: DrawOptions, written: list,
               max_frames: int = 0) -> Tuple[PipelineStats, float]:
     """Segment a video file or camera (``source``) into an annotated mp4 at ``out_path``, frames
     in order, until it ends or ``max_frames`` (0: all) (``run_timed``), the running FPS logged
@@ -223,7 +222,7 @@ def run_video(backend, source: Union[str, int], out_path: Path, draw: DrawOption
         if draw.dumper is not None:
             write_image(draw.dumper.folder / f'{name}.png', bgr)
             draw.dumper.dump(name, index, name, draw.dumper.folder / f'{name}.png', prepared)
-        return drawn(backend, draw, index, name, prepared, found)
+        return drawn(predictor, draw, index, name, prepared, found)
 
     def keep(item, result, began):
         if isinstance(result, Exception):
@@ -235,7 +234,8 @@ def run_video(backend, source: Union[str, int], out_path: Path, draw: DrawOption
             shown[0] = now
             LOG.info(f'frame {item[0] + 1}: {(item[0] + 1) / (now - began):.1f} FPS')
     try:
-        return run_timed(backend, [(0, first)], read_frames(capture, first, max_frames), frame_rgb, finish, draw, keep)
+        frames = read_frames(capture, first, max_frames)
+        return run_timed(predictor, [(0, first)], frames, frame_rgb, finish, draw, keep)
     finally:
         writer.release()
         capture.release()

@@ -47,6 +47,7 @@ with interruptible_loading():      # Ctrl-C or SIGTERM while Paddle and the libr
     from solov2.data.scoring import STAT_NAMES, check_results, coco_stats, per_class_ap, run_cocoeval
     from solov2.model.distributed import Processes, launched_processes, start_processes
     from solov2.model.inference.backend_factory import checked_weights, open_backend
+    from solov2.model.inference.pipeline import Predictor
     from solov2.model.inference.predicting import evaluation_dataset, predict_coco
     from solov2.model.inference.spec import ModelSpec
     from solov2.model.runtime import default_device
@@ -109,7 +110,7 @@ def load_records(args, number, backend, coco, dataset, ann: str, processes: Proc
     set_status(lambda: f'stopped while predicting {mine} images of {ann}; nothing was written')
     began = time.perf_counter()
     bar = Progress(mine, 'predict ')
-    records = predict_coco(backend, coco, str(dataset.image_dir), dataset.label_to_category_id, bar.update,
+    records = predict_coco(Predictor(backend), coco, str(dataset.image_dir), dataset.label_to_category_id, bar.update,
                            processes, args.batch_size)
     bar.close()
     seconds = time.perf_counter() - began

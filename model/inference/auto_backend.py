@@ -36,10 +36,11 @@ from solov2.core.paths import SAMPLE_IMAGES
 from solov2.data.files import atomic_write, build_folder, file_sha256
 from solov2.data.transforms import padded_size, read_image, resized_hw
 from solov2.model.cpu_math import cpu_features
-from solov2.model.inference.backend import Backend, BackendError, detect_picture
+from solov2.model.inference.backend import Backend, BackendError
 from solov2.model.inference.dygraph_backend import DygraphBackend
 from solov2.model.inference.export import ExportError, export, verify
 from solov2.model.inference.instance_match import SEEN_SCORE, compare_instances, disagreement
+from solov2.model.inference.pipeline import Predictor
 from solov2.model.inference.spec import ModelSpec, Progress, dygraph_backend, exported_backend
 from solov2.model.runtime import cpu_threads
 
@@ -103,7 +104,7 @@ def bf16_problem(f32: Backend, bf16: Backend, images: Sequence[str] = ()) -> Opt
     (``instance_match``), else on which picture not and how."""
     for path in images or sorted(Path(SAMPLE_IMAGES).glob('*.jpg')):
         image = read_image(path)
-        problem = disagreement(compare_instances(detect_picture(bf16, image), detect_picture(f32, image),
+        problem = disagreement(compare_instances(Predictor(bf16).detect(image), Predictor(f32).detect(image),
                                                  SEEN_SCORE))
         if problem:
             return f'{Path(path).name}: {problem}'

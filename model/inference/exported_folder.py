@@ -87,7 +87,7 @@ def config_from_infer_cfg(info: dict, overrides: Sequence[str] = ()):
 class ExportedBackend(Backend):
     """Common part of the backends that read an exported folder, on ``device`` ('cpu', 'gpu',
     'gpu:N'). On a GPU the outputs come back as host arrays and are post-processed on the
-    CPU, whose cores the network leaves free: more finishing workers (``finish_workers``)."""
+    CPU, whose cores the network leaves free: more finishing workers (``Predictor.finish_workers``)."""
 
     def __init__(self, model_dir: str, overrides: Sequence[str] = (), device: str = 'cpu'):
         self.model_dir, self.device, self.network_on_gpu = Path(model_dir), device, on_gpu(device)

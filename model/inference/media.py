@@ -1,5 +1,5 @@
 """Where pictures come from: the image files of a folder, the frames of a video file or a
-camera (what ``pipeline.run_pictures`` reads)."""
+camera (what ``pipeline.Predictor.run_pictures`` reads)."""
 from pathlib import Path
 from typing import Tuple, Union
 

@@ -1,7 +1,9 @@
-"""The one way pictures go through a backend (``run_pictures``): read and prepared in worker
-threads, the network on the calling thread in batches of one padded size (``run_network``),
-the instances pasted, and what the caller does with them, in worker threads; results in input
-order. The API, demo.py and eval.py all run it. Reports how busy the network was. OpenCV's and
+"""The predictor: pictures through an engine (``backend.Backend``), prepared, run through the
+network in batches (``Predictor.network``) and finished; its one loop, ``Predictor.run_pictures``, reads and
+prepares in worker threads, runs the network on the calling thread in batches of one padded
+size, pastes the instances and does what the caller does with them in worker threads; results
+in input order. The API, demo.py, eval.py, training and the service all run it. Reports how
+busy the network was. OpenCV's and
 numpy's BLAS (OpenBLAS) threads are the process's, left as they are: a program limits them to
 one (``model.tuning.tune_process(helper_threads=1)``, as demo.py and eval.py do) so that every
 worker takes at most one core and the network's own math threads keep the others."""
@@ -11,14 +13,17 @@ import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Callable, Generator, Iterable, Iterator, List, NamedTuple, Optional, Tuple
+from typing import Any, Callable, Generator, Iterable, Iterator, List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
+import paddle
 
 from solov2.core.errors import InputError
-from solov2.data.transforms import ImageMeta
-from solov2.model.inference.backend import run_network
-from solov2.model.inference.postprocess import Detections, InferenceParams
+from solov2.data.transforms import ImageMeta, preprocess
+from solov2.model.inference.backend import Backend, share_batches
+from solov2.model.inference.device_postprocess import postprocess_on_device
+from solov2.model.inference.postprocess import Detections, InferenceParams, paste_detections, postprocess_flat
+from solov2.model.runtime import cpu_threads
 
 
 @dataclass
@@ -44,7 +49,7 @@ class Prepared(NamedTuple):
     meta: ImageMeta
 
 
-IN_FLIGHT_SHARE = 64 * 2 ** 20    # in-flight bytes for each finishing worker and one more (run_pictures)
+IN_FLIGHT_SHARE = 64 * 2 ** 20    # in-flight bytes for each finishing worker and one more (Predictor.run_pictures)
 
 
 def at_least_one(name: str, value: Any) -> int:
@@ -69,50 +74,121 @@ def chunks(items: Iterable[Any], size: int) -> Iterator[List[Any]]:
         yield chunk
 
 
-def run_pictures(items: Iterable[Any], read: Callable[[Any], np.ndarray], backend,
-                 finish: Callable[[Any, Prepared, Detections], Any] = lambda item, prepared, found: found,
-                 params: Optional[InferenceParams] = None, batch_size: int = 1, stats: Optional[PipelineStats] = None,
-                 window: int = 8, in_flight_bytes: Optional[int] = None,
-                 cost: Callable[[Any], Optional[int]] = lambda item: None) -> Generator[Tuple[Any, Any], None, None]:
-    """``(item, result)`` for each of ``items``, in their order: ``read(item)`` ([H, W, 3]
-    uint8 RGB) and ``backend.prepare`` in two loading workers; the network on this thread,
-    ``batch_size`` items to a call, in the batches ``run_network`` groups them in (one padded
-    size, ``params`` on a GPU); the result ``finish(item, prepared, detections)`` (default the
-    detections: ``backend.finish_stage`` with ``params``) in ``backend.finish_workers()``
-    workers. An item whose read or prepare raised has that exception as its result; errors in
-    the network or ``finish`` propagate. At most ``window`` pictures finished wait for the
-    consumer, and the pictures read and not yet finished hold about ``in_flight_bytes`` of
-    arrays at most (a load counts, until it is done, as ``cost(item)`` says its items will hold
-    at their peak, read from their headers, else as much as the last load held; one batch is
-    always let through; default ``IN_FLIGHT_SHARE`` for each finishing worker and one more: a
-    12 MP photo, 36 MB, finishing on each and one being decoded, 89 MB at its peak): large pictures
-    wait to be read while earlier ones are finished, small ones never do. ``stats`` gets the counts and timings."""
-    size = at_least_one('batch_size', batch_size)
-    backend.check_batch(size)
-
-    def load(chunk):
-        return [_prepare(backend, read, item) for item in chunk]
-
-    def model(loaded):
-        return run_network(backend, [(p.chw, p.meta) for p in loaded if isinstance(p, Prepared)], params)
-
-    def finish_chunk(chunk, loaded, rows):
-        rows = iter(rows)
-        return [(item, p if not isinstance(p, Prepared) else finish(item, p, backend.finish_stage(next(rows), p.meta,
-                                                                                                   params)))
-                for item, p in zip(chunk, loaded)]
-
-    workers = backend.finish_workers()
-    budget = in_flight_bytes if in_flight_bytes is not None else IN_FLIGHT_SHARE * (workers + 1)
-    for done in _run(chunks(items, size), load, model, finish_chunk, workers, max(2, 4 // size),
-                     max(2, window // size), budget, stats if stats is not None else PipelineStats(), cost):
-        yield from done
+def default_finish_workers(cores: Optional[int] = None, network_on_gpu: bool = False) -> int:
+    """Finishing workers, at least one. With the network on the CPU: a quarter of the cores
+    (post-processing of an image takes a fraction of the network's time on one core,
+    docs/benchmark.md, so a few workers keep up while the network keeps most cores). With
+    the network and the post-processing on a GPU the cores are free: all but three (the
+    network's thread and two loaders) encode and draw."""
+    cores = cores or cpu_threads()
+    return max(1, cores - 3 if network_on_gpu else cores // 4)
 
 
-def _prepare(backend, read: Callable[[Any], np.ndarray], item: Any):
+class Predictor:
+    """Pictures through ``engine``: ``prepare`` (numpy), ``network`` on the calling thread and
+    ``finish`` (post-processing, masks on the original image) in ``finish_workers()`` workers;
+    ``run_pictures`` is the loop, ``detect`` one picture through it. ``on_device``: post-process with
+    Paddle ops where the network runs (``device_postprocess``; default: where the engine's outputs
+    stay on its GPU, ``device_outputs``; the numpy path is faster on a CPU). ``params``: the
+    config's post-processing settings, the default of each call."""
+
+    def __init__(self, engine: Backend, on_device: Optional[bool] = None):
+        self.engine, self.cfg, self.params = engine, engine.cfg, InferenceParams.from_config(engine.cfg)
+        self.on_device = engine.network_on_gpu and engine.device_outputs if on_device is None else on_device
+
+    def prepare(self, image: np.ndarray) -> Tuple[np.ndarray, ImageMeta]:
+        """[H, W, 3] uint8 RGB -> ([3, Hp, Wp] float32, sizes)."""
+        return preprocess(image, self.cfg.test_short, self.cfg.test_max)
+
+    def network(self, ready: Sequence[Tuple[np.ndarray, ImageMeta]], params: Optional[InferenceParams] = None,
+                max_padding: float = 0.0) -> list:
+        """The network's result for each prepared picture ((chw [3, Hp, Wp], meta)), for ``finish``:
+        its outputs [1, ...] each, or ``on_device`` its Detections post-processed there with ``params``
+        (the call's thresholds). Run in the batches ``share_batches`` groups them in: pictures of one
+        padded size, or of several where the engine runs each as alone (``model.region``: size
+        buckets, and any sizes with ``max_padding`` > 0), so a batch gives what one picture gives."""
+        rows: list = [None] * len(ready)
+        for indices in share_batches([chw.shape[1:] for chw, _ in ready], self.engine, max_padding=max_padding):
+            batch = self.engine.batch_regions([ready[i][0] for i in indices])
+            if self.on_device:
+                with self.engine.placed(), paddle.no_grad():
+                    found = postprocess_on_device(*self.engine.run(*batch), params or self.params,
+                                                  [ready[i][1] for i in indices])
+            else:
+                outputs = self.engine.run_numpy(*batch)
+                found = [[array[row:row + 1] for array in outputs] for row in range(len(indices))]
+            for index, row in zip(indices, found):
+                rows[index] = row
+        return rows
+
+    def finish(self, row, meta: ImageMeta, params: Optional[InferenceParams] = None) -> Detections:
+        """``network``'s result for one picture -> its instances on the original image (binary masks
+        [N, H, W]): ``postprocess_flat`` with ``params`` (default ``self.params``, those given to
+        ``network``) on its mask features cropped to its own padded size, then ``paste_detections``;
+        ``on_device`` finished already."""
+        if self.on_device:
+            return row
+        params = params or self.params
+        scores, kernels, mask_feat = row
+        own = mask_feat[..., :meta.padded_hw[0] // 4, :meta.padded_hw[1] // 4]
+        return paste_detections(postprocess_flat(scores, kernels, own, params)[0], meta, params.mask_threshold)
+
+    def finish_workers(self) -> int:
+        """Finishing workers for ``run_pictures``: ``default_finish_workers`` for where the network runs."""
+        return default_finish_workers(network_on_gpu=self.engine.network_on_gpu)
+
+    def detect(self, image: np.ndarray, params: Optional[InferenceParams] = None) -> Detections:
+        """[H, W, 3] uint8 RGB -> its instances (masks [N, H, W] on it): ``run_pictures`` on a list of one."""
+        [(_, found)] = self.run_pictures([image], lambda rgb: rgb, params=params)
+        if isinstance(found, Exception):
+            raise found
+        return found
+
+    def run_pictures(self, items: Iterable[Any], read: Callable[[Any], np.ndarray],
+            finish: Callable[[Any, Prepared, Detections], Any] = lambda item, prepared, found: found,
+            params: Optional[InferenceParams] = None, batch_size: int = 1, stats: Optional[PipelineStats] = None,
+            window: int = 8, in_flight_bytes: Optional[int] = None,
+            cost: Callable[[Any], Optional[int]] = lambda item: None) -> Generator[Tuple[Any, Any], None, None]:
+        """``(item, result)`` for each of ``items``, in their order: ``read(item)`` ([H, W, 3]
+        uint8 RGB) and ``prepare`` in two loading workers; the network on this thread,
+        ``batch_size`` items to a call, in the batches ``network`` groups them in (one padded
+        size, ``params`` on a GPU); the result ``finish(item, prepared, detections)`` (default the
+        detections: ``self.finish`` with ``params``) in ``finish_workers()`` workers. An item
+        whose read or prepare raised has that exception as its result; errors in the network or
+        ``finish`` propagate. At most ``window`` pictures finished wait for the consumer, and the
+        pictures read and not yet finished hold about ``in_flight_bytes`` of arrays at most (a
+        load counts, until it is done, as ``cost(item)`` says its items will hold at their peak,
+        read from their headers, else as much as the last load held; one batch is always let
+        through; default ``IN_FLIGHT_SHARE`` for each finishing worker and one more: a 12 MP
+        photo, 36 MB, finishing on each and one being decoded, 89 MB at its peak): large pictures
+        wait to be read while earlier ones are finished, small ones never do. ``stats`` gets the
+        counts and timings."""
+        size = at_least_one('batch_size', batch_size)
+        self.engine.check_batch(size)
+
+        def load(chunk):
+            return [_prepare(self, read, item) for item in chunk]
+
+        def model(loaded):
+            return self.network([(p.chw, p.meta) for p in loaded if isinstance(p, Prepared)], params)
+
+        def finish_chunk(chunk, loaded, rows):
+            rows = iter(rows)
+            return [(item, p if not isinstance(p, Prepared) else finish(item, p, self.finish(next(rows), p.meta,
+                                                                                              params)))
+                    for item, p in zip(chunk, loaded)]
+
+        workers = self.finish_workers()
+        budget = in_flight_bytes if in_flight_bytes is not None else IN_FLIGHT_SHARE * (workers + 1)
+        for done in _run(chunks(items, size), load, model, finish_chunk, workers, max(2, 4 // size),
+                         max(2, window // size), budget, stats if stats is not None else PipelineStats(), cost):
+            yield from done
+
+
+def _prepare(predictor: Predictor, read: Callable[[Any], np.ndarray], item: Any):
     try:
         image = read(item)
-        return Prepared(image, *backend.prepare(image))
+        return Prepared(image, *predictor.prepare(image))
     except Exception as exc:  # a bad input is reported by the caller, not fatal to the others
         return exc
 

@@ -1,4 +1,4 @@
-"""Predictions of a backend over a COCO-format image set, as COCO result records."""
+"""Predictions of a predictor (``pipeline.Predictor``) over a COCO-format image set, as COCO result records."""
 import logging
 import os
 from typing import Callable, Dict, List, Optional, Sequence
@@ -11,30 +11,30 @@ from solov2.data.results import instances_to_coco
 from solov2.data.scoring import evaluate_segm
 from solov2.data.transforms import read_image
 from solov2.model.distributed import SINGLE, Processes, from_rank0, gather
-from solov2.model.inference.pipeline import run_pictures
+from solov2.model.inference.pipeline import Predictor
 
 logger = logging.getLogger(__name__)
 
 
-def predict_coco(predictor, coco: COCO, image_dir: str, label_to_category_id: Sequence[Optional[int]],
+def predict_coco(predictor: Predictor, coco: COCO, image_dir: str, label_to_category_id: Sequence[Optional[int]],
                  progress: Optional[Callable[[int], None]] = None, processes: Processes = SINGLE,
                  batch_size: int = 1) -> List[dict]:
     """Run ``predictor`` on every image of ``coco`` -> COCO result records, image by image in
     image id order (an image's records in the predictor's order), ``batch_size`` images to a
-    network run (``pipeline.run_pictures``: reading, mask pasting and RLE encoding in worker
+    network run (``Predictor.run_pictures``: reading, mask pasting and RLE encoding in worker
     threads); ``progress(1)`` is called after each image. Under the launcher each of
     ``processes`` predicts its share (``Processes.share``) and every process returns the
     records of all images, gathered; InputError when an image could not be read."""
     def read(image_id):
         return read_image(os.path.join(image_dir, coco.imgs[image_id]['file_name']), predictor.cfg.max_image_pixels,
-                          fit=predictor.decode_fit)
+                          fit=predictor.engine.decode_fit)
 
     def finish(image_id, prepared, result):
         return instances_to_coco(image_id, result.masks, result.labels, result.scores, label_to_category_id)
 
     records, failed = [], []
-    for image_id, done in run_pictures(processes.share(sorted(coco.getImgIds())), read, predictor, finish,
-                                       batch_size=batch_size):
+    mine = processes.share(sorted(coco.getImgIds()))
+    for image_id, done in predictor.run_pictures(mine, read, finish, batch_size=batch_size):
         failed.extend([(image_id, str(done))] if isinstance(done, Exception) else [])
         records.extend([] if isinstance(done, Exception) else done)
         if progress:
@@ -47,7 +47,7 @@ def predict_coco(predictor, coco: COCO, image_dir: str, label_to_category_id: Se
     return sorted((record for part, _ in parts for record in part), key=lambda record: record['image_id'])
 
 
-def score_coco(predictor, coco: COCO, image_dir: str, label_to_category_id: Sequence[Optional[int]],
+def score_coco(predictor: Predictor, coco: COCO, image_dir: str, label_to_category_id: Sequence[Optional[int]],
                progress: Optional[Callable[[int], None]] = None, processes: Processes = SINGLE) -> Dict[str, float]:
     """COCO mask stats (fractions, 0-1, by name) of ``predictor`` on every image of ``coco``
     (``predict_coco``): under the launcher each of ``processes`` predicts its share, process 0

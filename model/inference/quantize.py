@@ -31,6 +31,7 @@ from solov2.data.scoring import coco_stats, run_cocoeval
 from solov2.data.transforms import ImageMeta, read_image
 from solov2.model.inference.export_network import INPUT_NAME, REGIONS_NAME, network_feed
 from solov2.model.inference.openvino_backend import INT8_FILES, OpenVinoBackend, output_order
+from solov2.model.inference.pipeline import Predictor
 
 INT8_XML = 'model_int8.xml'
 _CONVOLUTIONS = ('Convolution', 'GroupConvolution', 'DeformableConvolution')
@@ -97,11 +98,12 @@ def region_operations(model) -> List[str]:
     return names
 
 
-def prepare_images(backend, paths: Sequence[Path], progress: Callable[[], None]) -> List[Tuple[np.ndarray, ImageMeta]]:
+def prepare_images(predictor: Predictor, paths: Sequence[Path],
+                   progress: Callable[[], None]) -> List[Tuple[np.ndarray, ImageMeta]]:
     """Each image read and preprocessed as for inference: ([3, H, W] float32, its sizes)."""
     prepared = []
     for path in paths:
-        prepared.append(backend.prepare(read_image(str(path), backend.cfg.max_image_pixels)))
+        prepared.append(predictor.prepare(read_image(str(path), predictor.cfg.max_image_pixels)))
         progress()
     return prepared
 
@@ -155,17 +157,17 @@ def mask_ap(coco: COCO, records: List[dict], image_ids: Sequence[int]) -> float:
     return max(100.0 * coco_stats(run_cocoeval(coco, records, 'segm', image_ids))['AP'], 0.0) if records else 0.0
 
 
-def coco_validation(backend, annotated: AnnotatedImages, batches: Sequence[dict],
+def coco_validation(predictor: Predictor, annotated: AnnotatedImages, batches: Sequence[dict],
                     metas: Sequence[ImageMeta]) -> Callable:
     """NNCF's ``validation_fn``: (a compiled model for [1, 3, H, W], indices into ``annotated``)
     -> (mask AP in points 0-100 on those images, None). ``batches``: the images' model inputs
-    (``pad_batches``); outputs are taken by name and finished by ``backend.finish_outputs`` as in eval.py."""
+    (``pad_batches``); outputs are taken by name and finished by ``predictor.finish`` as in eval.py."""
     def validate(compiled, indices):
         order = output_order(compiled.outputs, 'the compiled')
         records, image_ids = [], []
         for index in indices:
             results = compiled(batches[index])
-            found = backend.finish_outputs([np.asarray(results[i]) for i in order], metas[index])
+            found = predictor.finish([np.asarray(results[i]) for i in order], metas[index])
             image_id = annotated.image_ids[index]
             records.extend(instances_to_coco(image_id, found.masks, found.labels, found.scores,
                                              annotated.label_to_category_id))
@@ -289,8 +291,9 @@ def quantize_model(model_dir: str, paths: Sequence[Path], out_dir: Path, keep_de
     nncf = _nncf()
     import openvino as ov
     backend = OpenVinoBackend(model_dir, precision='f32', buckets=True)     # the region masks kept
-    inputs = [chw for chw, _ in prepare_images(backend, paths, progress)]
-    checked = prepare_images(backend, annotated.paths, progress) if annotated else []
+    predictor = Predictor(backend)
+    inputs = [chw for chw, _ in prepare_images(predictor, paths, progress)]
+    checked = prepare_images(predictor, annotated.paths, progress) if annotated else []
     size = [max(chw.shape[axis] for chw in inputs + [c for c, _ in checked]) for axis in (1, 2)]
     batches = pad_batches(backend.input_names, inputs, size)
     validation = pad_batches(backend.input_names, [c for c, _ in checked], size)
@@ -301,7 +304,7 @@ def quantize_model(model_dir: str, paths: Sequence[Path], out_dir: Path, keep_de
     ignored = kept + region_operations(model)
     summary = {'input_shape': shape, 'kept_f32': kept, 'images': len(batches)}
     if annotated:
-        validate = coco_validation(backend, annotated, validation, [meta for _, meta in checked])
+        validate = coco_validation(predictor, annotated, validation, [meta for _, meta in checked])
         quantized, summary['accuracy_control'] = accuracy_controlled(model, batches, validation, validate, ignored,
                                                                      max_drop, progress)
     else:

@@ -1,4 +1,4 @@
-"""``evaluate``: COCO mask AP in percent of a ``Segmenter`` (or a backend) on an annotated image
+"""``evaluate``: COCO mask AP in percent of a ``Segmenter`` (or a predictor) on an annotated image
 set, as eval.py prints it and training's evaluation hook logs it."""
 import functools
 from pathlib import Path
@@ -6,7 +6,7 @@ from typing import Callable, Dict, Optional, Tuple
 
 from solov2.core.errors import InputError
 from solov2.model.distributed import SINGLE, Processes
-from solov2.model.inference.backend import Backend
+from solov2.model.inference.pipeline import Predictor
 from solov2.model.inference.predicting import evaluation_dataset, score_coco
 
 
@@ -19,7 +19,7 @@ def described_set(ann: str, images: str, class_names: Tuple[str, ...], version: 
 
 def evaluate(segmenter, ann: str, images: str, progress: Optional[Callable[[int], None]] = None,
              processes: Processes = SINGLE) -> Dict[str, float]:
-    """Mask AP of ``segmenter`` (a ``solov2.api.Segmenter``, or a ``model.inference`` backend)
+    """Mask AP of ``segmenter`` (a ``solov2.api.Segmenter``, or a ``model.inference.pipeline.Predictor``)
     on the COCO-format set ``ann`` (annotation file) / ``images`` (folder): the 12 COCO numbers
     in percent (0-100) by name (AP AP50 AP75 APs APm APl AR1 AR10 AR100 ARs ARm ARl), as eval.py
     prints them; 0 for every number when nothing is detected. ``progress(1)`` is called after
@@ -27,10 +27,11 @@ def evaluate(segmenter, ann: str, images: str, progress: Optional[Callable[[int]
     ``processes=model.distributed.start_processes(device)``: each process predicts its share of
     the images, process 0 scores them all, and every process returns its numbers. Categories
     are matched by name; classes the set has no instance of are not scored (one log line says which)."""
-    backend = segmenter if isinstance(segmenter, Backend) else segmenter.backend
+    predictor = segmenter if isinstance(segmenter, Predictor) else segmenter.predictor
     version = tuple((str(Path(p).resolve()), Path(p).stat().st_mtime_ns) for p in (ann, images))
-    dataset = described_set(ann, images, tuple(backend.class_names), version)
+    dataset = described_set(ann, images, tuple(predictor.engine.class_names), version)
     if not dataset.coco.getImgIds():
         raise InputError(f'{ann} lists no images — nothing to evaluate; give an annotation file with images')
-    stats = score_coco(backend, dataset.coco, str(dataset.image_dir), dataset.label_to_category_id, progress, processes)
+    stats = score_coco(predictor, dataset.coco, str(dataset.image_dir), dataset.label_to_category_id, progress,
+                       processes)
     return {name: 100 * value for name, value in stats.items()}

@@ -17,11 +17,10 @@ from solov2.core.errors import InputError
 from solov2.data.results import SHOWN_MIN_SCORE
 from solov2.data.transforms import check_pixels, decode_image, header_size, pil_to_array, read_image, to_rgb
 from solov2.model.distributed import SINGLE, Processes
-from solov2.model.inference.backend import detect_picture
 from solov2.model.inference.backend_factory import open_backend
 from solov2.model.inference.media import frame_rgb, list_images, open_capture, read_frames
 from solov2.model.inference.memory import decode_cost, prepared_bytes
-from solov2.model.inference.pipeline import at_least_one, run_pictures
+from solov2.model.inference.pipeline import Predictor, at_least_one
 from solov2.model.inference.postprocess import InferenceParams
 from solov2.model.inference.spec import ModelSpec, Progress
 
@@ -182,7 +181,7 @@ class Segmenter:
     def __init__(self, weights: Union[None, str, os.PathLike, ModelSpec] = None, *, processes: Processes = SINGLE,
                  cache_dir: Optional[str] = None, progress: Optional[Progress] = None, mirror: Optional[str] = None,
                  **model: Any):
-        self._backend = None
+        self._predictor = None
         if isinstance(weights, ModelSpec) and model:
             raise InputError(f'give the model as a ModelSpec or as keywords, not both ({", ".join(model)} beside '
                              'a ModelSpec): dataclasses.replace(spec, name=value) changes a field of it')
@@ -193,15 +192,21 @@ class Segmenter:
             raise InputError(f'progress takes a function progress(stage, fraction), not {progress!r}')
         spec.check(checked_config)       # before a published name is fetched
         spec = dataclasses.replace(spec, weights=resolve_weights(spec.weights, cache_dir, mirror))
-        self.number, self._backend = open_backend(spec, processes=processes, cache_dir=cache_dir, progress=progress,
-                                                  checked=True)
+        self.number, engine = open_backend(spec, processes=processes, cache_dir=cache_dir, progress=progress,
+                                           checked=True)
+        self._predictor = Predictor(engine)
+
+    @property
+    def predictor(self) -> Predictor:
+        """The predictor around the engine (``model.inference.pipeline.Predictor``); InputError once closed."""
+        if self._predictor is None:
+            raise InputError('this Segmenter is closed — make a new Segmenter(...) to segment more pictures')
+        return self._predictor
 
     @property
     def backend(self):
-        """The inference backend (``model.inference.backend.Backend``); InputError once closed."""
-        if self._backend is None:
-            raise InputError('this Segmenter is closed — make a new Segmenter(...) to segment more pictures')
-        return self._backend
+        """The engine (``model.inference.backend.Backend``); InputError once closed."""
+        return self.predictor.engine
 
     @property
     def cfg(self):
@@ -213,7 +218,7 @@ class Segmenter:
         return tuple(self.backend.class_names)
 
     def __repr__(self) -> str:
-        if self._backend is None:
+        if self._predictor is None:
             return f'Segmenter(config={self.number}, closed)'
         return f'Segmenter(config={self.number} {self.cfg.__name__}, backend={self.backend.name})'
 
@@ -221,7 +226,7 @@ class Segmenter:
         """Release the model (the Paddle model, the onnxruntime session or OpenVINO's compiled
         models go once nothing else holds them; a stream still running keeps them until it
         ends). Later calls raise InputError; closing again does nothing."""
-        self._backend = None
+        self._predictor = None
 
     def __enter__(self) -> 'Segmenter':
         return self
@@ -243,27 +248,25 @@ class Segmenter:
         too; uint8 or uint16) or a PIL image (any mode, read as RGB); at most the config's
         ``max_image_pixels`` pixels, checked before decoding (``picture_rgb``); for a list (or tuple) of them, a list of
         ``Instances`` in the same order, ``batch_size`` pictures to a network run (pictures of
-        one padded size share a run, ``run_network``), reading and post-processing in worker
+        one padded size share a run, ``Predictor.network``), reading and post-processing in worker
         threads as ``stream``; a picture that cannot be read raises InputError naming it.
         ``score_threshold`` and ``max_instances``: this call's config ``score_threshold`` and
         ``max_per_image`` (``per_call_params``; the same result as a Segmenter made with them
         as overrides); ``min_score``: the least final score an instance answered has (``instances_of``;
         default ``data.results.SHOWN_MIN_SCORE``, 0.3: what a person would call an object; 0 gives
         every instance, as evaluation and COCO records keep them)."""
-        backend, least = self.backend, a_score('min_score', min_score)
-        params = per_call_params(backend.params, score_threshold, max_instances)
-        if not isinstance(images, (list, tuple)):
-            return instances_of(backend, detect_picture(backend, self._reader(channels)(images), params), least)
-        results = []
-        reading = self._run(images, self._reader(channels), batch_size, params, least, self._cost)
+        params = per_call_params(self.predictor.params, score_threshold, max_instances)
+        alone, results = not isinstance(images, (list, tuple)), []
+        reading = self._run([images] if alone else images, self._reader(channels), batch_size, params, min_score,
+                            self._cost)
         with contextlib.closing(reading) as done:
             for index, (source, result) in enumerate(done):
-                if isinstance(result, ValueError):
+                if isinstance(result, ValueError) and not alone:
                     raise InputError(f'picture {index} of the list ({describe(source)}): {result}') from result
                 if isinstance(result, Exception):
                     raise result
                 results.append(result)
-        return results
+        return results[0] if alone else results
 
     def stream(self, images: Union[str, os.PathLike, Iterable[Image]], channels: str = 'bgr', batch_size: int = 1,
                score_threshold: Optional[float] = None, max_instances: Optional[int] = None,
@@ -278,7 +281,7 @@ class Segmenter:
             images = list_images(str(images))
         elif is_encoded(images) or is_pil_image(images) or isinstance(images, np.ndarray):
             images = [images]
-        params = per_call_params(self.backend.params, score_threshold, max_instances)
+        params = per_call_params(self.predictor.params, score_threshold, max_instances)
         for source, result in self._run(images, self._reader(channels), batch_size, params, min_score, self._cost):
             if isinstance(result, Exception):
                 LOG.warning(f'skipped {describe(source)}: {result}')
@@ -293,7 +296,7 @@ class Segmenter:
         ``max_instances``, ``batch_size`` and ``min_score`` as for ``__call__``."""
         if isinstance(source, (str, os.PathLike)) and not Path(source).is_file():
             raise InputError(f'video not found: {source} — check the path')
-        params = per_call_params(self.backend.params, score_threshold, max_instances)
+        params = per_call_params(self.predictor.params, score_threshold, max_instances)
         capture, first = open_capture(source if isinstance(source, int) else str(source))
         try:
             for (index, frame), result in self._run(read_frames(capture, first, max_frames), frame_rgb, batch_size,
@@ -318,21 +321,22 @@ class Segmenter:
              min_score: float = 0.0, cost: Callable[[Any], Optional[int]] = lambda item: None
              ) -> Generator[Tuple[Any, Union[Instances, Exception]], None, None]:
         """``(source, Instances or the exception that stopped the picture)`` for each of ``images``
-        in order (``pipeline.run_pictures``: ``batch_size`` pictures to a network run, read ahead
+        in order (``Predictor.run_pictures``: ``batch_size`` pictures to a network run, read ahead
         within the memory that ``cost`` says each picture will hold), those scoring under
         ``min_score`` left out."""
-        backend, min_score = self.backend, a_score('min_score', min_score)
-        return run_pictures(images, read, backend, lambda _, __, found: instances_of(backend, found, min_score),
-                            params, batch_size, cost=cost)
+        names, min_score = self.class_names, a_score('min_score', min_score)
+        return self.predictor.run_pictures(images, read, lambda _, __, found: instances_of(names, found, min_score),
+                                  params, batch_size, cost=cost)
 
 
-def to_instances(backend, staged, meta, params: InferenceParams, min_score: float = 0.0) -> Instances:
-    """One picture's ``run_network`` result -> its Instances, post-processed with ``params``
-    (``backend.finish_stage`` with the call's thresholds), those scoring under ``min_score`` left out."""
-    return instances_of(backend, backend.finish_stage(staged, meta, params), min_score)
+def to_instances(predictor: Predictor, row, meta, params: InferenceParams, min_score: float = 0.0) -> Instances:
+    """One picture's ``Predictor.network`` result -> its Instances, post-processed with ``params``
+    (``predictor.finish`` with the call's thresholds), those scoring under ``min_score`` left out."""
+    return instances_of(predictor.engine.class_names, predictor.finish(row, meta, params), min_score)
 
 
-def instances_of(backend, detections, min_score: float = 0.0) -> Instances:
-    """``backend``'s detections of a picture as Instances, those scoring under ``min_score`` left out."""
-    found = Instances.from_detections(detections, backend.class_names)
+def instances_of(class_names: Sequence[str], detections, min_score: float = 0.0) -> Instances:
+    """Detections of a picture by a model of ``class_names`` as Instances, those scoring under
+    ``min_score`` left out."""
+    found = Instances.from_detections(detections, class_names)
     return found.filter(min_score) if min_score else found

@@ -24,8 +24,8 @@ from solov2.data.coco import load_coco, read_class_names
 from solov2.data.transforms import read_image
 from solov2.data.visualize import draw_instances
 from solov2.model.distributed import Processes, launched_processes
-from solov2.model.inference.backend import detect_picture
 from solov2.model.inference.dygraph_backend import DygraphBackend
+from solov2.model.inference.pipeline import Predictor
 from solov2.model.inference.spec import ModelSpec
 from solov2.model.runtime import Placement
 from solov2.model.training.amp import amp_dtype
@@ -58,8 +58,12 @@ def validation_ap(model: paddle.nn.Layer, cfg, processes: Processes, placement: 
     """COCO mask AP in percent (``evaluate``) of ``model`` (in eval mode) on the config's
     validation set, shared out among the run's ``processes``, each network call on the run's
     ``placement``: training's evaluation."""
-    return evaluate(DygraphBackend(cfg, model=model, device=placement.device, threads=placement.threads),
-                    *val_set(cfg), processes=processes)
+    return evaluate(run_on(model, cfg, placement), *val_set(cfg), processes=processes)
+
+
+def run_on(model: paddle.nn.Layer, cfg, placement: Placement) -> Predictor:
+    """The predictor of training's ``model`` as it is, each network call on ``placement``."""
+    return Predictor(DygraphBackend(cfg, model=model, device=placement.device, threads=placement.threads))
 
 
 @functools.lru_cache(maxsize=4)
@@ -76,8 +80,7 @@ def val_picture(model: paddle.nn.Layer, cfg, placement: Placement) -> np.ndarray
     """The first validation image with ``model``'s (in eval mode, run on ``placement``) instances
     drawn, [H, W, 3] uint8 RGB."""
     image = read_image(first_val_image(*val_set(cfg)), cfg.max_image_pixels)
-    backend = DygraphBackend(cfg, model=model, device=placement.device, threads=placement.threads)
-    result = detect_picture(backend, image)
+    result = run_on(model, cfg, placement).detect(image)
     return draw_instances(image, result.masks, result.labels, result.scores, cfg.class_names, 0.3)
 
 

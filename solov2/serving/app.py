@@ -194,7 +194,7 @@ class Service:
         settings = self.settings
         self.segmenter.backend.compile_ahead(settings.max_batch, mixed=settings.max_padding > 0)
         colour = cv2.imencode('.png', np.full((64, 64, 3), (40, 120, 200), np.uint8))[1].tobytes()
-        asyncio.run(self.segment(colour, self.segmenter.backend.params, 'none'))
+        asyncio.run(self.segment(colour, self.segmenter.predictor.params, 'none'))
 
     async def segment(self, data: bytes, params, masks: str, min_score: float = 0.0) -> Dict[str, Any]:
         """The JSON answer for an encoded picture: decoded and prepared in a worker thread,
@@ -241,13 +241,13 @@ class Service:
     def prepare(self, data: bytes):
         """(chw [3, Hp, Wp] float32, meta) of an encoded picture; its errors: ``decode_picture``."""
         with self.metrics.stage('decode'):
-            backend = self.segmenter.backend
-            return backend.prepare(decode_picture(data, self.max_pixels, backend.decode_fit))
+            return self.segmenter.predictor.prepare(decode_picture(data, self.max_pixels,
+                                                                   self.segmenter.backend.decode_fit))
 
     def finish(self, row, meta, params, masks: str, min_score: float) -> Dict[str, Any]:
         """The network's output for one picture -> its answer (``Instances.to_dict(masks)``: only what it holds)."""
         with self.metrics.stage('postprocess'):
-            instances = to_instances(self.segmenter.backend, row, meta, params, min_score)
+            instances = to_instances(self.segmenter.predictor, row, meta, params, min_score)
         with self.metrics.stage('encode'):
             return instances.to_dict(masks)
 
@@ -383,7 +383,7 @@ def add_routes(app: FastAPI, settings: ServeSettings) -> None:
         service: Service = request.app.state.service
         if service.problem is not None:             # loading, cannot load, or stopping
             raise HttpError(503, service.problem, RETRY)
-        params = per_call_params(service.segmenter.backend.params, score_threshold, max_instances)
+        params = per_call_params(service.segmenter.predictor.params, score_threshold, max_instances)
         timeout_s = service.settings.timeout_s
         try:
             result = await asyncio.wait_for(segment_request(service, request, params, masks, min_score), timeout_s)

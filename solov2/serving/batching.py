@@ -7,7 +7,7 @@ Callers (any thread) ``submit`` a prepared picture and get a ``concurrent.future
 of its network output; the network thread takes the oldest waiting picture and the ones that
 join its batch, waits up to ``max_wait_s`` after its arrival for more while ``coming()`` says
 pictures are on their way (a request alone runs at once), and runs them together
-(``run_network``: a batch gives what one picture at a time gives). A future cancelled before
+(``Predictor.network``: a batch gives what one picture at a time gives). A future cancelled before
 its batch starts (a request past its deadline) is dropped without running.
 """
 import collections
@@ -22,7 +22,7 @@ import numpy as np
 
 from solov2.api.segmenter import Segmenter
 from solov2.core.errors import RunError
-from solov2.model.inference.backend import run_network, share_batches
+from solov2.model.inference.backend import share_batches
 from solov2.model.inference.postprocess import InferenceParams
 
 LOG = logging.getLogger(__name__)
@@ -69,7 +69,7 @@ class Batcher:
         return len(self._jobs)
 
     def submit(self, chw: np.ndarray, meta: Any, params: InferenceParams) -> concurrent.futures.Future:
-        """Queue a prepared picture (``backend.prepare``'s chw [3, Hp, Wp] and meta); the
+        """Queue a prepared picture (``Predictor.prepare``'s chw [3, Hp, Wp] and meta); the
         future gives its network output for ``to_instances``."""
         job = Job(chw, meta, params, time.monotonic())
         with self._wake:
@@ -109,7 +109,7 @@ class Batcher:
         return [job for job in batch if job.future.set_running_or_notify_cancel()]
 
     def _run(self) -> None:
-        backend = self.segmenter.backend
+        predictor = self.segmenter.predictor
         while True:
             batch = self._take()
             if not batch and self._closed and not self._jobs:
@@ -118,7 +118,7 @@ class Batcher:
                 continue
             began = time.monotonic()
             try:
-                rows = run_network(backend, [(job.chw, job.meta) for job in batch], batch[0].params, self.max_padding)
+                rows = predictor.network([(job.chw, job.meta) for job in batch], batch[0].params, self.max_padding)
             except Exception as exc:  # a failed run fails its own requests, never the thread
                 LOG.exception('a network batch failed')
                 for job in batch:

@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 
 from solov2.api import InputError, Instances, Segmenter, evaluate
-from solov2.config import get_config
+from solov2.config import get_config, with_overrides
 from solov2.data.results import instances_to_coco, write_json
 from solov2.data.transforms import read_image
 from solov2.data.visualize import draw_instances
-from solov2.model.inference.backend import detect_picture
 from solov2.model.inference.dygraph_backend import DygraphBackend
+from solov2.model.inference.pipeline import Predictor
 from solov2.tools import eval as eval_cli
 from solov2.tools.demo_outputs import DrawOptions, run_images
 from solov2.tools.make_shapes_dataset import generate_split
@@ -43,7 +43,7 @@ def test_config_comes_from_the_sidecar(seg):
 
 def test_path_bgr_and_rgb_arrays_give_the_predictor_s_instances(seg):
     rgb = read_image(IMAGES[0])
-    want = detect_picture(DygraphBackend(get_config(9), WEIGHTS, 'cpu'), rgb)      # seg's device
+    want = Predictor(DygraphBackend(get_config(9), WEIGHTS, 'cpu')).detect(rgb)      # seg's device
     from_path = seg(IMAGES[0], min_score=0)
     _same(from_path, Instances.from_detections(want, seg.class_names))
     _same(seg(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), min_score=0), from_path)        # BGR is the default
@@ -75,7 +75,7 @@ def test_instances_helpers(seg):
 def test_the_demo_writes_the_picture_and_records_of_instances(seg, tmp_path):
     """demo.py's drawn picture and --save-json records are ``Instances.draw`` and ``to_coco``'s."""
     records, picture = [], tmp_path / 'drawn.png'
-    run_images(seg.backend, {IMAGES[0]: picture}, DrawOptions(records=records, warmup=0), [])
+    run_images(seg.predictor, {IMAGES[0]: picture}, DrawOptions(records=records, warmup=0), [])
     result = seg(IMAGES[0], min_score=0)                                  # --save-json keeps every instance
     want = result.to_coco(0, file_name=IMAGES[0].name)
     assert [dict(r, score=0) for r in records] == [dict(r, score=0) for r in want] and len(want) > 0
@@ -134,6 +134,31 @@ def test_evaluate_equals_eval_py(seg, tmp_path, capsys):
                           '--images', str(tmp_path / 'val')]) == 0
     printed = capsys.readouterr().out.split('mask AP (%)\n')[1].splitlines()[1].split()
     assert float(printed[0]) == pytest.approx(stats['AP'], abs=0.005)
+
+
+def test_every_door_goes_through_the_predictors_loop(seg, tmp_path, monkeypatch):
+    """One picture, a list, a stream, the demo, evaluation, training's evaluation and picture and
+    'auto''s bf16 check each run ``Predictor.run_pictures``, the one loop (one picture: a list of one)."""
+    from solov2.api.training import val_picture, validation_ap
+    from solov2.model.distributed import SINGLE
+    from solov2.model.inference.auto_backend import bf16_problem
+    from solov2.model.runtime import Placement
+    write_json(generate_split(tmp_path, 'val', 2, 64, seed=5), str(tmp_path / 'val.json'))
+    cfg = with_overrides(seg.cfg, [f'dataset_dir={str(tmp_path)!r}', 'val_ann=val.json', 'val_images=val'])
+    model, placement, loops, loop = seg.backend.model, Placement('cpu', 1), [], Predictor.run_pictures
+    monkeypatch.setattr(Predictor, 'run_pictures', lambda self, items, *args, **kwargs: loops.append(self) or
+                        loop(self, items, *args, **kwargs))
+    doors = {'one picture': lambda: seg(IMAGES[0]), 'a list': lambda: seg(IMAGES[:2]),
+             'a stream': lambda: list(seg.stream(IMAGES[:1])),
+             'the demo': lambda: run_images(seg.predictor, {IMAGES[0]: tmp_path / 'a.jpg'}, DrawOptions(warmup=0), []),
+             'evaluation': lambda: evaluate(seg, str(tmp_path / 'val.json'), str(tmp_path / 'val')),
+             "training's evaluation": lambda: validation_ap(model, cfg, SINGLE, placement),
+             "training's picture": lambda: val_picture(model, cfg, placement),
+             "auto's bf16 check": lambda: bf16_problem(seg.backend, seg.backend, [IMAGES[0]])}
+    for door, call in doors.items():
+        before = len(loops)
+        call()
+        assert len(loops) > before, door
 
 
 def test_overrides_as_a_dict_or_a_list(seg):

@@ -13,9 +13,10 @@ import pytest
 from solov2.api import InputError, Instances, Segmenter
 from solov2.core.paths import CACHE_ENV, cache_root
 from solov2.data.transforms import read_image
-from solov2.model.inference import dygraph_backend
+from solov2.model.inference import pipeline
 from solov2.model.inference.auto_backend import STAGES, installed_engines
 from solov2.model.inference.device_postprocess import postprocess_on_device
+from solov2.model.inference.pipeline import Predictor
 from solov2.model.inference.spec import ModelSpec
 from tests.helpers import REPO_DIR
 from tests.pictures import large_jpeg
@@ -44,13 +45,13 @@ def _same(a: Instances, b: Instances, exact: bool = True):
 
 
 def _recording(monkeypatch, backend) -> list:
-    """The batch sizes and input sizes of ``backend.forward`` calls from now on."""
-    calls, forward = [], backend.forward
+    """The batch sizes and input sizes of ``backend.run`` calls from now on."""
+    calls, run = [], backend.run
 
-    def recorded(inputs):
-        calls.append((len(inputs), inputs[0].shape[1:]))
-        return forward(inputs)
-    monkeypatch.setattr(backend, 'forward', recorded)
+    def recorded(batch, regions=None):
+        calls.append((len(batch), batch.shape[2:]))
+        return run(batch, regions)
+    monkeypatch.setattr(backend, 'run', recorded)
     return calls
 
 
@@ -210,15 +211,15 @@ def test_per_call_thresholds_on_the_device_path_equal_the_numpy_path(seg, monkey
     def recorded(scores, kernels, feat, params, metas=None):
         seen.append((len(metas), params.score_threshold, params.max_per_image))
         return postprocess_on_device(scores, kernels, feat, params, metas)
-    monkeypatch.setattr(dygraph_backend, 'postprocess_on_device', recorded)
-    monkeypatch.setattr(seg.backend, 'on_device', True)
+    monkeypatch.setattr(pipeline, 'postprocess_on_device', recorded)
+    monkeypatch.setattr(seg.predictor, 'on_device', True)
     for expected, ((threshold, most), call) in zip(want, calls):
         got = call(score_threshold=threshold, max_instances=most)
         assert len(got) == len(expected) > 0 and len(got) <= (most or len(got))
         np.testing.assert_array_equal(got.labels, expected.labels)
         np.testing.assert_allclose(got.scores, expected.scores, rtol=1e-5, atol=1e-7)
         assert np.count_nonzero(got.masks != expected.masks) <= 4 * len(got), 'masks differ beyond threshold ties'
-    params = seg.backend.params
+    params = seg.predictor.params
     assert seen == [(1, 0.6, params.max_per_image), (2, params.score_threshold, 3), (1, 0.6, 2)]
 
 
@@ -401,8 +402,8 @@ def test_a_lists_pictures_are_read_ahead_by_what_their_headers_say_they_will_hol
     assert segmenter.picture_cost(io.BytesIO(webp_bomb(3000, 2000)), 320, 640) is None
     assert segmenter.picture_cost(tmp_path / 'missing.jpg', 320, 640) is None
     costs = []
-    monkeypatch.setattr(segmenter, 'run_pictures',
-                        lambda images, *args, cost, **kwargs: costs.append(cost) or (none for none in ()))
+    monkeypatch.setattr(Predictor, 'run_pictures',
+                        lambda self, images, *args, cost, **kwargs: costs.append(cost) or (none for none in ()))
     seg([webp_bomb(3000, 2000)])
     list(seg.stream([webp_bomb(3000, 2000)]))
     assert [cost(webp_bomb(3000, 2000)) for cost in costs] == [decoding, decoding]

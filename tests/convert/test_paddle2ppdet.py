@@ -17,6 +17,7 @@ from solov2.config import CONFIGS
 from solov2.config.sidecar import read_sidecar
 from solov2.model.checkpoint import load_paddle_params, save_checkpoint
 from solov2.model.inference.dygraph_backend import DygraphBackend
+from solov2.model.inference.pipeline import Predictor
 from solov2.model.inference.postprocess import paste_in_boxes, postprocess
 from solov2.tools.convert import run_family
 from solov2.tools.dev.reference import ppdet_ref
@@ -64,9 +65,9 @@ def test_written_file_gives_the_same_instances_in_paddledetection(tmp_path):
     expected = ppdet_ref.run(reference, image)
     ref_masks, ref_labels, ref_scores = ppdet_ref.clean_ppdet_detections(
         expected['masks'], expected['labels'], expected['scores'])
-    predictor = DygraphBackend(CONFIGS[3], ours, device='cpu')
+    predictor = Predictor(DygraphBackend(CONFIGS[3], ours, device='cpu'))
     with paddle.no_grad():
-        mine = postprocess(predictor.model(paddle.to_tensor(image)), predictor.params)[0]
+        mine = postprocess(predictor.engine.model(paddle.to_tensor(image)), predictor.params)[0]
     masks = np.asarray(paste_in_boxes(mine.masks, IMAGE_HW, IMAGE_HW))
     assert len(ref_scores) > 5, 'PaddleDetection produced too few instances to compare'
     assert len(mine) == len(ref_scores)

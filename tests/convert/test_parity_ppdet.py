@@ -19,6 +19,7 @@ from solov2.convert import ppdet_names
 from solov2.convert.common import convert
 from solov2.model.checkpoint import load_paddle_params, save_checkpoint
 from solov2.model.inference.dygraph_backend import DygraphBackend
+from solov2.model.inference.pipeline import Predictor
 from solov2.model.inference.postprocess import flatten_levels, paste_in_boxes, postprocess
 from solov2.tools.convert import run_family
 from solov2.tools.dev.reference import ppdet_ref
@@ -82,9 +83,9 @@ def pair(request, tmp_path_factory):
     number = _convert(family, src, out)
     image = _image()
     expected = ppdet_ref.run(reference, image)
-    predictor = DygraphBackend(CONFIGS[number], out, device='cpu')
+    predictor = Predictor(DygraphBackend(CONFIGS[number], out, device='cpu'))
     with paddle.no_grad():
-        outputs = predictor.model(paddle.to_tensor(image))
+        outputs = predictor.engine.model(paddle.to_tensor(image))
     return family, number, expected, predictor, outputs
 
 

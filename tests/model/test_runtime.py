@@ -58,7 +58,7 @@ def test_one_threads_per_core_rule_counts_the_cores_this_process_may_use(monkeyp
     """A container's cpuset (the process's CPU affinity) caps every default thread count:
     Paddle's math threads and the demo's finishing workers (the service's helper threads:
     tests/serving/test_batching.py)."""
-    from solov2.model.inference.backend import default_finish_workers
+    from solov2.model.inference.pipeline import default_finish_workers
     monkeypatch.setattr(os, 'cpu_count', lambda: 64)
     monkeypatch.setattr(os, 'sched_getaffinity', lambda pid: set(range(8)), raising=False)
     assert runtime.cpu_threads() == 8 and runtime.cpu_threads(processes=2) == 4 and runtime.cpu_threads(3) == 3

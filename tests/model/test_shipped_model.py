@@ -11,6 +11,7 @@ from solov2.data.coco import CocoDataset, load_coco
 from solov2.data.results import write_json
 from solov2.data.scoring import evaluate_segm
 from solov2.model.inference.dygraph_backend import DygraphBackend
+from solov2.model.inference.pipeline import Predictor
 from solov2.model.inference.predicting import predict_coco
 from solov2.tools import demo
 from solov2.tools.make_shapes_dataset import generate_split
@@ -45,8 +46,8 @@ def test_accuracy_on_unseen_shapes(tmp_path):
     coco_dict = generate_split(tmp_path, 'val', 60, 256, seed=12345)
     ann = tmp_path / 'val.json'
     write_json(coco_dict, str(ann))
-    predictor = DygraphBackend(get_config(9), str(WEIGHTS), 'cpu')
-    dataset = CocoDataset(str(ann), str(tmp_path / 'val'), class_names=list(predictor.class_names))
+    predictor = Predictor(DygraphBackend(get_config(9), str(WEIGHTS), 'cpu'))
+    dataset = CocoDataset(str(ann), str(tmp_path / 'val'), class_names=list(predictor.engine.class_names))
     coco = load_coco(str(ann))
     records = predict_coco(predictor, coco, str(tmp_path / 'val'), dataset.label_to_category_id)
     assert evaluate_segm(coco, records)['AP'] >= MIN_AP
@@ -70,8 +71,9 @@ def test_demo_and_predictions_in_batches_answer_as_one_picture_at_a_time(tmp_pat
     assert runs[0][0] == runs[1][0] and len(runs[0][0]) > 5
     np.testing.assert_allclose(runs[0][1], runs[1][1], atol=1e-4)
     write_json(generate_split(tmp_path, 'val', 6, 256, seed=7), str(tmp_path / 'val.json'))
-    predictor = DygraphBackend(get_config(9), str(WEIGHTS), 'cpu')
-    dataset = CocoDataset(str(tmp_path / 'val.json'), str(tmp_path / 'val'), class_names=list(predictor.class_names))
+    predictor = Predictor(DygraphBackend(get_config(9), str(WEIGHTS), 'cpu'))
+    dataset = CocoDataset(str(tmp_path / 'val.json'), str(tmp_path / 'val'),
+                          class_names=list(predictor.engine.class_names))
     one, four = (_answers(predict_coco(predictor, dataset.coco, str(tmp_path / 'val'), dataset.label_to_category_id,
                                        batch_size=size)) for size in (1, 4))
     assert one[0] == four[0] and len(one[0]) > 5

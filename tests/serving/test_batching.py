@@ -8,7 +8,6 @@ import numpy as np
 from solov2 import Segmenter
 from solov2.api.segmenter import to_instances
 from solov2.core.paths import SAMPLE_IMAGES
-from solov2.model.inference.backend import run_network
 from solov2.serving.batching import Batcher
 from tests.helpers import REPO_DIR
 from tests.serving.running import SMALL_MODEL
@@ -16,9 +15,9 @@ from tests.serving.running import SMALL_MODEL
 
 def test_sizes_queued_in_turn_run_a_batch_each_with_the_answers_of_one_at_a_time():
     segmenter, runs = Segmenter(SMALL_MODEL), []
-    backend, params = segmenter.backend, segmenter.backend.params
+    predictor, params = segmenter.predictor, segmenter.predictor.params
     names = ['shapes_000023.jpg', 'shapes_wide.jpg', 'shapes_000042.jpg', 'shapes_wide.jpg']
-    prepared = [backend.prepare(segmenter.rgb(str(REPO_DIR / SAMPLE_IMAGES / name))) for name in names]
+    prepared = [predictor.prepare(segmenter.rgb(str(REPO_DIR / SAMPLE_IMAGES / name))) for name in names]
     batcher = Batcher(segmenter, max_batch=4, max_wait_s=1.0, on_batch=lambda *run: runs.append(run))
     try:
         rows = [future.result(30) for future in [batcher.submit(chw, meta, params) for chw, meta in prepared]]
@@ -27,7 +26,7 @@ def test_sizes_queued_in_turn_run_a_batch_each_with_the_answers_of_one_at_a_time
     assert sorted(len(waits) for waits, _ in runs) == [2, 2]
     assert all(max(waits) >= 1.0 and min(waits) >= 0 and seconds > 0 for waits, seconds in runs)   # max_wait_s
     for (chw, meta), row in zip(prepared, rows):
-        alone = run_network(backend, [(chw, meta)], params)[0]
+        alone = predictor.network([(chw, meta)], params)[0]
         for got, expected in zip(row, alone):
             np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
 
@@ -36,9 +35,9 @@ def test_sizes_share_a_run_within_max_padding_with_the_answers_of_one_at_a_time(
     """Two squares (320x320) and two wide pictures (320x640) padded to one run: 1.33x their own
     pixels, within ``max_padding`` 0.5; each answer is the picture's own (each field but the score)."""
     segmenter, runs = Segmenter(SMALL_MODEL), []
-    backend, params = segmenter.backend, segmenter.backend.params
+    predictor, params = segmenter.predictor, segmenter.predictor.params
     names = ['shapes_000023.jpg', 'shapes_wide.jpg', 'shapes_000042.jpg', 'shapes_wide.jpg']
-    prepared = [backend.prepare(segmenter.rgb(str(REPO_DIR / SAMPLE_IMAGES / name))) for name in names]
+    prepared = [predictor.prepare(segmenter.rgb(str(REPO_DIR / SAMPLE_IMAGES / name))) for name in names]
     batcher = Batcher(segmenter, max_batch=4, max_wait_s=1.0, on_batch=lambda *run: runs.append(run),
                       max_padding=0.5)
     try:
@@ -47,19 +46,19 @@ def test_sizes_share_a_run_within_max_padding_with_the_answers_of_one_at_a_time(
         batcher.close()
     assert [len(waits) for waits, _ in runs] == [4]
     for (chw, meta), row in zip(prepared, rows):
-        alone = to_instances(backend, run_network(backend, [(chw, meta)], params)[0], meta, params).to_dict()
-        got = to_instances(backend, row, meta, params).to_dict()
+        alone = to_instances(predictor, predictor.network([(chw, meta)], params)[0], meta, params).to_dict()
+        got = to_instances(predictor, row, meta, params).to_dict()
         assert [{**one, 'score': None} for one in got['instances']] == \
             [{**one, 'score': None} for one in alone['instances']]          # every field but the score
 
 
 def test_a_picture_with_nothing_coming_runs_at_once():
     segmenter = Segmenter(SMALL_MODEL)
-    chw, meta = segmenter.backend.prepare(segmenter.rgb(str(REPO_DIR / SAMPLE_IMAGES / 'shapes_000023.jpg')))
+    chw, meta = segmenter.predictor.prepare(segmenter.rgb(str(REPO_DIR / SAMPLE_IMAGES / 'shapes_000023.jpg')))
     batcher = Batcher(segmenter, max_batch=4, max_wait_s=30.0, coming=lambda: 0)
     try:
         began = time.monotonic()
-        batcher.submit(chw, meta, segmenter.backend.params).result(30)
+        batcher.submit(chw, meta, segmenter.predictor.params).result(30)
         assert time.monotonic() - began < 10          # not the 30 s it would wait for company
     finally:
         batcher.close()

@@ -50,8 +50,8 @@ def answer_of(raw: bytes):
 def test_a_full_queue_refuses_before_the_body_is_read(client, monkeypatch):
     """One request in flight (a network run that sleeps 3 s) fills --queue-size 1: the next one,
     which sent its headers only, gets 503 at once and its connection closed."""
-    slow = DygraphBackend.model_stage
-    monkeypatch.setattr(DygraphBackend, 'model_stage', lambda *args: time.sleep(3) or slow(*args))
+    slow = DygraphBackend.run
+    monkeypatch.setattr(DygraphBackend, 'run', lambda *args: time.sleep(3) or slow(*args))
     busy = threading.Thread(target=client.post, args=('/v1/segment',), kwargs={'content': PICTURE})
     busy.start()
     deadline = time.monotonic() + 10

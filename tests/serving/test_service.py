@@ -224,7 +224,7 @@ def test_an_engine_failure_is_a_json_500_counted_with_the_connection_kept(client
         raise RuntimeError('the engine broke')
     before = requests_answered(client).get(('/v1/segment', '500'), 0)
     connection = http.client.HTTPConnection('127.0.0.1', port_of(client), timeout=30)
-    monkeypatch.setattr(DygraphBackend, 'model_stage', broken)
+    monkeypatch.setattr(DygraphBackend, 'run', broken)
     connection.request('POST', '/v1/segment', PICTURES[0].read_bytes(), {'X-Request-ID': 'trace-42'})
     failed = connection.getresponse()
     answer = json.loads(failed.read())
@@ -276,7 +276,7 @@ def test_a_request_past_its_deadline_gets_504_and_the_service_goes_on(monkeypatc
     """A network run slower than ``timeout_s`` (a stand-in that sleeps 1 s first): 504, then ready.
     A body still coming at the deadline is the client's slowness: 408, not a 504 that asks for
     a smaller picture."""
-    slow = DygraphBackend.model_stage
+    slow = DygraphBackend.run
     with serving(ServeSettings(SMALL_MODEL, timeout_s=0.3)) as hurried:
         def late_body():
             yield PICTURES[0].read_bytes()[:1000]
@@ -284,7 +284,7 @@ def test_a_request_past_its_deadline_gets_504_and_the_service_goes_on(monkeypatc
             yield PICTURES[0].read_bytes()[1000:]
         uploaded = hurried.post('/v1/segment', content=late_body())
         assert uploaded.status_code == 408 and 'did not arrive within 0.3 s' in uploaded.json()['error']
-        monkeypatch.setattr(DygraphBackend, 'model_stage', lambda *args: time.sleep(1.0) or slow(*args))
+        monkeypatch.setattr(DygraphBackend, 'run', lambda *args: time.sleep(1.0) or slow(*args))
         late = hurried.post('/v1/segment', content=PICTURES[0].read_bytes())
         assert late.status_code == 504 and 'no answer within 0.3 s' in late.json()['error']
         assert 'smaller' not in late.json()['error'] + uploaded.json()['error']

@@ -64,6 +64,7 @@ from solov2.model.inference.backend import BackendError  # noqa: E402
 from solov2.model.inference.dygraph_backend import DygraphBackend  # noqa: E402
 from solov2.model.inference.export import export  # noqa: E402
 from solov2.model.inference.openvino_backend import has_bf16, import_openvino  # noqa: E402
+from solov2.model.inference.pipeline import Predictor  # noqa: E402
 from solov2.model.inference.postprocess import matrix_nms  # noqa: E402
 from solov2.model.inference.quantize import quantize_model  # noqa: E402
 from solov2.model.inference.spec import ModelSpec, exported_backend  # noqa: E402
@@ -186,7 +187,7 @@ def ours_end_to_end(backend, paths, folder: Path) -> tuple:
     ``backend`` is a ``DygraphBackend`` or an exported backend."""
     out = folder / 'ours_pictures'
     targets = {path: out / path.name for path in paths}
-    stats, _ = run_images(backend, targets, DrawOptions(DEMO_DRAW_THRESHOLD, warmup=1), [])
+    stats, _ = run_images(Predictor(backend), targets, DrawOptions(DEMO_DRAW_THRESHOLD, warmup=1), [])
     return stats.images_per_second, stats.busy_fraction
 
 
@@ -322,7 +323,7 @@ def benchmark_config(number: int, paths, runs: int, folder: Path, rates: dict,
     cfg = with_overrides(CONFIGS[number], overrides)
     reference, weights = reference_and_weights(number, folder)
     predictor = DygraphBackend(cfg, weights, 'cpu', threads=threads)
-    inputs, meta = predictor.prepare(read_image(paths[0]))
+    inputs, meta = Predictor(predictor).prepare(read_image(paths[0]))
     batch = inputs[None]
     with paddle.no_grad():
         ref_model = median_seconds(lambda: ppdet_network(reference, paddle.to_tensor(batch))[0][0].numpy(), runs)

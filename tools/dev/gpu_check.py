@@ -72,9 +72,10 @@ from solov2.data.scoring import evaluate_segm  # noqa: E402
 from solov2.data.transforms import read_image  # noqa: E402
 from solov2.model.build import build_model  # noqa: E402
 from solov2.model.deform_ops import deform_conv  # noqa: E402
-from solov2.model.inference.backend import BackendError, detect_picture  # noqa: E402
+from solov2.model.inference.backend import BackendError  # noqa: E402
 from solov2.model.inference.dygraph_backend import DygraphBackend  # noqa: E402
 from solov2.model.inference.export import export  # noqa: E402
+from solov2.model.inference.pipeline import Predictor  # noqa: E402
 from solov2.model.inference.predicting import predict_coco  # noqa: E402
 from solov2.model.inference.spec import ModelSpec, exported_backend  # noqa: E402
 from solov2.model.runtime import paddle_on, resolve_device, tf32_off, unsupported_gpu  # noqa: E402
@@ -149,7 +150,7 @@ def check_inference(s: Setting) -> str:
     worst = 0.0
     with tf32_off('cublas', 'cudnn'):
         for picture in _pictures(s):
-            chw, _ = cpu.prepare(picture)
+            chw, _ = Predictor(cpu).prepare(picture)
             for want, got in zip(cpu.run_numpy(chw[None]), gpu.run_numpy(chw[None])):
                 worst = max(worst, float(np.abs(want - got).max()))
     assert worst <= OUTPUT_TOLERANCE, f'largest output difference {worst:.2e} > {OUTPUT_TOLERANCE}'
@@ -158,12 +159,10 @@ def check_inference(s: Setting) -> str:
 
 def check_postprocess(s: Setting) -> str:
     """Device post-processing against numpy on the same network outputs."""
-    gpu = DygraphBackend(get_config(9), SHIPPED_WEIGHTS, s.device, threads=2, on_device=True)
+    gpu = DygraphBackend(get_config(9), SHIPPED_WEIGHTS, s.device, threads=2)
     instances, differ, pixels, worst = 0, 0, 0, 0.0
     for picture in _pictures(s):
-        chw, meta = gpu.prepare(picture)
-        got = gpu.finish_stage(gpu.model_stage([chw], [meta]), meta)
-        want = gpu.finish_outputs(gpu.run_numpy(chw[None]), meta)
+        got, want = (Predictor(gpu, on_device).detect(picture) for on_device in (True, False))
         assert list(got.labels) == list(want.labels), f'labels {list(got.labels)} != {list(want.labels)}'
         worst = max([worst, *np.abs(got.scores - want.scores)])
         got_masks, want_masks = np.asarray(got.masks), np.asarray(want.masks)
@@ -213,7 +212,7 @@ def _engine_run(s: Setting, engine, dygraph, tolerance: float) -> float:
     same labels (in order of labels: near-tied instances may swap under TF32 and float16)."""
     worst = 0.0
     for picture in _pictures(s):
-        want, got = detect_picture(dygraph, picture), detect_picture(engine, picture)
+        want, got = Predictor(dygraph).detect(picture), Predictor(engine).detect(picture)
         assert sorted(got.labels) == sorted(want.labels), f'labels {list(got.labels)} != {list(want.labels)}'
         pairs = [sorted(zip(found.labels, found.scores)) for found in (want, got)]
         worst = max([worst, *(abs(a[1] - b[1]) for a, b in zip(*pairs))])
@@ -252,7 +251,7 @@ def check_engines(s: Setting) -> str:
             assert engine.session.get_providers()[0] == f'{first}ExecutionProvider', \
                 f'{name}: runs on {engine.session.get_providers()}'
         else:
-            places = _placed(engine, dygraph.prepare(_pictures(s)[0])[0])
+            places = _placed(engine, Predictor(dygraph).prepare(_pictures(s)[0])[0])
             assert places in ({'unknown'}, {'cpu'}) if s.dry else ('gpu' in places), f'{name}: ops on {places}'
         lines.append(f'{name} ({precision}) within {worst:.1e}')
     return f'same labels as dygraph on {s.samples} pictures, scores: ' + ', '.join(lines)
@@ -262,12 +261,11 @@ def check_memory(s: Setting) -> str:
     """The shipped model on a 12 MP picture (4000 x 3000; a dry run: 400 x 300) with the
     post-processing and the paste on the device: its peak device memory within ``MEMORY_BYTES``."""
     picture = cv2.resize(_pictures(s)[0], (400, 300) if s.dry else (4000, 3000))
-    gpu = DygraphBackend(get_config(9), SHIPPED_WEIGHTS, s.device, threads=2, on_device=True)
+    gpu = Predictor(DygraphBackend(get_config(9), SHIPPED_WEIGHTS, s.device, threads=2), on_device=True)
     cuda, number = paddle.device.cuda, None if s.dry else gpu_number(s.device)
     if not s.dry and hasattr(cuda, 'reset_max_memory_allocated'):
         cuda.reset_max_memory_allocated(number)
-    chw, meta = gpu.prepare(picture)
-    found = gpu.finish_stage(gpu.model_stage([chw], [meta]), meta)
+    found = gpu.detect(picture)
     assert found.masks.image_size == picture.shape[:2], f'masks of {found.masks.image_size}'
     if s.dry:
         return f'{len(found)} instances on a {picture.shape[1]}x{picture.shape[0]} picture (memory: on a GPU)'
@@ -422,7 +420,7 @@ def check_ema(s: Setting) -> str:
 
 
 def _ap(predictor, ann: str, images: str) -> float:
-    dataset = CocoDataset(ann, images, class_names=list(predictor.class_names))
+    dataset = CocoDataset(ann, images, class_names=list(predictor.engine.class_names))
     coco = load_coco(ann)
     return 100 * evaluate_segm(coco, predict_coco(predictor, coco, images, dataset.label_to_category_id))['AP']
 
@@ -430,8 +428,9 @@ def _ap(predictor, ann: str, images: str) -> float:
 def check_eval(s: Setting) -> str:
     """Mask AP of the shipped model with the device (and its post-processing) and the CPU."""
     ann, images = _shapes_set(s, 'val', s.pictures)
-    cpu = _ap(DygraphBackend(get_config(9), SHIPPED_WEIGHTS, 'cpu', threads=2), ann, images)
-    gpu = _ap(DygraphBackend(get_config(9), SHIPPED_WEIGHTS, s.device, threads=2, on_device=True), ann, images)
+    cpu = _ap(Predictor(DygraphBackend(get_config(9), SHIPPED_WEIGHTS, 'cpu', threads=2)), ann, images)
+    gpu = _ap(Predictor(DygraphBackend(get_config(9), SHIPPED_WEIGHTS, s.device, threads=2), on_device=True), ann,
+              images)
     numbers = f'AP {gpu:.2f} with the device, {cpu:.2f} on the CPU, {s.pictures} pictures'
     assert abs(gpu - cpu) <= AP_POINTS, numbers + f': over {AP_POINTS} points apart'
     return numbers

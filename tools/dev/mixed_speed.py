@@ -22,6 +22,7 @@ import numpy as np  # noqa: E402
 
 from solov2.core.errors import InputError  # noqa: E402
 from solov2.data.transforms import read_image  # noqa: E402
+from solov2.model.inference.pipeline import Predictor  # noqa: E402
 from solov2.model.inference.spec import ModelSpec, exported_backend  # noqa: E402
 from solov2.tools.cli import command, make_parser, tune_for  # noqa: E402
 from solov2.tools.demo_outputs import DrawOptions, run_images  # noqa: E402
@@ -83,7 +84,8 @@ def mixed_folders(images: str, count: int, folder: Path, name: str = '') -> dict
 
 def end_to_end(backend, paths, out: Path) -> float:
     """Pictures/s of ``demo.py``'s stages in its pipeline on ``paths`` (no warm-up)."""
-    stats, _ = run_images(backend, {path: out / path.name for path in paths}, DrawOptions(DRAW_THRESHOLD, warmup=0), [])
+    targets = {path: out / path.name for path in paths}
+    stats, _ = run_images(Predictor(backend), targets, DrawOptions(DRAW_THRESHOLD, warmup=0), [])
     return stats.images_per_second
 
 

@@ -18,6 +18,7 @@ import numpy as np
 
 from solov2.core.paths import SHIPPED_WEIGHTS
 from solov2.model.inference.backend_factory import open_backend
+from solov2.model.inference.pipeline import Predictor
 from solov2.model.inference.spec import ModelSpec
 from solov2.tools.cli import tune_for
 from solov2.tools.demo_outputs import DrawOptions, run_images
@@ -76,18 +77,16 @@ def make_folder(folder: Path, width: int, height: int, count: int, pictures: int
     return paths
 
 
-class Counting:
-    """A backend that notes how many instances each picture gave and how many of them the demo draws
+class Counting(Predictor):
+    """A predictor that notes how many instances each picture gave and how many of them the demo draws
     (``counts``: (kept, drawn) per picture), otherwise the same."""
 
-    def __init__(self, backend):
-        self.backend, self.counts = backend, []
+    def __init__(self, engine):
+        super().__init__(engine)
+        self.counts = []
 
-    def __getattr__(self, name):
-        return getattr(self.backend, name)
-
-    def finish_stage(self, staged, meta, params=None):
-        result = self.backend.finish_stage(staged, meta, params)
+    def finish(self, row, meta, params=None):
+        result = super().finish(row, meta, params)
         self.counts.append((len(result), int((result.scores >= DRAW_THRESHOLD).sum())))
         return result
 

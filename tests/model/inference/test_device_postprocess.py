@@ -15,7 +15,6 @@ from solov2.core.paths import SAMPLE_IMAGES
 from solov2.data.masks import CroppedMasks
 from solov2.data.transforms import ImageMeta, read_image
 from solov2.model.inference import device_postprocess
-from solov2.model.inference.backend import default_finish_workers
 from solov2.model.inference.device_postprocess import matrix_nms as device_nms
 from solov2.model.inference.device_postprocess import (
     paste_on_device,
@@ -26,7 +25,7 @@ from solov2.model.inference.device_postprocess import (
 )
 from solov2.model.inference.dygraph_backend import DygraphBackend
 from solov2.model.inference.media import frame_rgb
-from solov2.model.inference.pipeline import run_pictures
+from solov2.model.inference.pipeline import Predictor, default_finish_workers
 from solov2.model.inference.postprocess import (
     InferenceParams,
     matrix_nms,
@@ -228,28 +227,28 @@ def test_only_the_best_category_scores_are_candidates():
 @pytest.fixture(scope='module')
 def shipped():
     """The shipped model (config 9) on the CPU, with the device post-processing and without."""
-    cfg = get_config(9)
-    return (DygraphBackend(cfg, SHIPPED_WEIGHTS, 'cpu', threads=2, on_device=True),
-            DygraphBackend(cfg, SHIPPED_WEIGHTS, 'cpu', threads=2))
+    engine = DygraphBackend(get_config(9), SHIPPED_WEIGHTS, 'cpu', threads=2)
+    return Predictor(engine, on_device=True), Predictor(engine)
 
 
 @pytest.mark.parametrize('name', ['shapes_000023.jpg', 'shapes_wide.jpg'])
 def test_the_shipped_models_instances_are_the_numpy_paths(shipped, name):
-    """Real outputs: the pipeline's two stages with the device post-processing give the
+    """Real outputs: the predictor's network stage with the device post-processing gives the
     numpy path's instances (labels, scores within 1e-5, masks but at threshold ties)."""
     on_device, on_host = shipped
     chw, meta = on_host.prepare(read_image(str(Path(SAMPLE_IMAGES) / name)))
-    want = on_host.finish_stage(on_host.model_stage([chw], [meta]), meta)
-    staged = on_device.model_stage([chw], [meta])
-    assert isinstance(staged[0].masks, CroppedMasks)          # pasted and cropped on the device already
-    got = on_device.finish_stage(staged, meta)
+    want = on_host.finish(on_host.network([(chw, meta)])[0], meta)
+    staged = on_device.network([(chw, meta)])[0]
+    assert isinstance(staged.masks, CroppedMasks)          # pasted and cropped on the device already
+    got = on_device.finish(staged, meta)
     assert len(want) >= 3
     _same_soft(got, want)
     differ = (np.asarray(got.masks) != np.asarray(want.masks)).sum(axis=(1, 2))
     assert differ.sum() <= 4 * len(want)
     np.testing.assert_array_equal(got.masks.boxes[differ == 0], want.masks.boxes[differ == 0])
-    on_device_soft = postprocess_on_device(*(paddle.to_tensor(a) for a in on_host.forward([chw])), on_host.params)
-    _same_soft(on_device_soft[0], soft_detections(on_host, chw))
+    outputs = on_host.engine.run_numpy(chw[None])
+    on_device_soft = postprocess_on_device(*(paddle.to_tensor(a) for a in outputs), on_host.params)
+    _same_soft(on_device_soft[0], soft_detections(on_host.engine, chw))
 
 
 def test_finishing_workers_by_where_the_network_runs(shipped, monkeypatch):
@@ -259,10 +258,11 @@ def test_finishing_workers_by_where_the_network_runs(shipped, monkeypatch):
     assert [default_finish_workers(cores, network_on_gpu=True) for cores in (1, 2, 4, 8, 16)] == [1, 1, 1, 5, 13]
     monkeypatch.setattr(os, 'sched_getaffinity', lambda pid: set(range(16)), raising=False)
     on_device, on_host = shipped
-    assert not on_device.network_on_gpu and on_device.finish_workers() == on_host.finish_workers() == 4
-    monkeypatch.setattr(on_host, 'network_on_gpu', True)
+    assert not on_device.engine.network_on_gpu and on_device.finish_workers() == on_host.finish_workers() == 4
+    assert not on_host.on_device
+    monkeypatch.setattr(on_host.engine, 'network_on_gpu', True)
     assert on_host.finish_workers() == 13
-    assert not on_host.on_device and DygraphBackend(on_host.cfg, model=on_host.model, device='cpu').on_device is False
+    assert Predictor(on_host.engine).on_device       # the engine's outputs on its GPU: post-processed there
 
 
 def test_outputs_of_another_grid_are_refused_as_on_the_numpy_path():
@@ -276,7 +276,7 @@ def test_the_runner_takes_the_calls_thresholds_on_the_device(shipped):
     (the API's per-call ones), and the backend's own without."""
     on_device, _ = shipped
     frames = [(0, read_image(str(Path(SAMPLE_IMAGES) / 'shapes_000023.jpg'))[:, :, ::-1].copy())]
-    _, everything = next(run_pictures(frames, frame_rgb, on_device))
+    _, everything = next(on_device.run_pictures(frames, frame_rgb))
     assert isinstance(everything.masks, CroppedMasks) and len(everything) >= 3
     one = dataclasses.replace(on_device.params, max_per_image=1)
-    assert len(next(run_pictures(frames, frame_rgb, on_device, params=one))[1]) == 1
+    assert len(next(on_device.run_pictures(frames, frame_rgb, params=one))[1]) == 1

@@ -299,9 +299,9 @@ def test_zero_detections_in_every_backend(hot, opts):
 def test_exported_backend_rejects_sizes_out_of_range(hot):
     backend = OnnxBackend(str(hot[1]), threads=1)
     with pytest.raises(ValueError, match='multiple of 32'):
-        backend.forward([np.zeros((3, 64, 80), np.float32)])
+        backend.batch_regions([np.zeros((3, 64, 80), np.float32)])
     with pytest.raises(ValueError, match='outside'):
-        backend.forward([np.zeros((3, 32, 64), np.float32)])
+        backend.batch_regions([np.zeros((3, 32, 64), np.float32)])
 
 
 def test_export_errors_are_one_line(hot, tmp_path, capsys):

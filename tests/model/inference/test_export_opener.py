@@ -20,12 +20,13 @@ from solov2.core.cache import COMPILED
 from solov2.core.paths import SAMPLE_IMAGES, SHIPPED_WEIGHTS
 from solov2.data.transforms import read_image
 from solov2.model.inference import auto_backend, backend_factory
-from solov2.model.inference.backend import BackendError, detect_picture
+from solov2.model.inference.backend import BackendError
 from solov2.model.inference.dygraph_backend import DygraphBackend
 from solov2.model.inference.export import export
 from solov2.model.inference.onnxruntime_backend import OnnxBackend
 from solov2.model.inference.openvino_backend import OpenVinoBackend
 from solov2.model.inference.paddle_inference_backend import InferenceBackend
+from solov2.model.inference.pipeline import Predictor
 from solov2.model.inference.spec import ModelSpec, exported_backend
 from solov2.tools.dev import benchmark, mixed_speed
 from tests.helpers import shipped_onnx_export
@@ -53,14 +54,14 @@ def found():
     """What the Paddle model (dygraph) finds on PICTURE: (picture, detections)."""
     number, cfg = resolve_config(SHIPPED_WEIGHTS, None, ())
     picture = read_image(PICTURE)
-    detections = detect_picture(DygraphBackend(cfg, SHIPPED_WEIGHTS, 'cpu', threads=1), picture)
+    detections = Predictor(DygraphBackend(cfg, SHIPPED_WEIGHTS, 'cpu', threads=1)).detect(picture)
     assert len(detections.scores) > 1
     return picture, detections
 
 
 def assert_finds_the_same(backend, found) -> None:
     picture, expected = found
-    got = detect_picture(backend, picture)
+    got = Predictor(backend).detect(picture)
     np.testing.assert_allclose(got.scores, expected.scores, atol=SCORE_TOL)
     np.testing.assert_array_equal(got.labels, expected.labels)
     for a, b in zip(got.masks, expected.masks):
@@ -85,7 +86,7 @@ def test_threads_config_changes_and_the_compiled_folder_reach_the_engine(folders
     onnx = exported_backend(ModelSpec(backend='onnx', model_dir=folders['onnx'], threads=1,
                                       overrides=['max_per_image=1']))
     assert onnx.session.get_session_options().intra_op_num_threads == 1
-    top = detect_picture(onnx, found[0])                       # the best instance alone
+    top = Predictor(onnx).detect(found[0])                     # the best instance alone
     np.testing.assert_allclose(top.scores, found[1].scores[:1], atol=SCORE_TOL)
     compiled = tmp_path / 'compiled'
     compiled.mkdir()
@@ -112,7 +113,7 @@ def test_every_caller_opens_exported_folders_through_it(folders, found, tmp_path
     cache = tmp_path / 'cache'
     openvino = backend_factory.open_backend(ModelSpec(backend='openvino', model_dir=folders['onnx'], threads=1,
                                                       overrides=['max_per_image=1']), cache_dir=str(cache))[1]
-    assert type(openvino) is OpenVinoBackend and len(detect_picture(openvino, found[0]).scores) == 1
+    assert type(openvino) is OpenVinoBackend and len(Predictor(openvino).detect(found[0]).scores) == 1
     assert any((cache / COMPILED).iterdir())
     buckets = exported_backend(ModelSpec(backend='openvino', model_dir=folders['onnx'], threads=1,
                                          overrides=['openvino_buckets=all']))

@@ -16,7 +16,7 @@ from solov2.model.inference import onnxruntime_backend
 from solov2.model.inference.backend import BackendError
 from solov2.model.inference.onnxruntime_backend import OnnxBackend, onnx_providers
 from solov2.model.inference.paddle_inference_backend import InferenceBackend, place_inference
-from solov2.model.inference.pipeline import run_pictures
+from solov2.model.inference.pipeline import Predictor, default_finish_workers
 from solov2.model.inference.postprocess import InferenceParams
 from solov2.model.inference.spec import ModelSpec, exported_backend
 
@@ -248,9 +248,9 @@ def test_what_the_tensorrt_profile_cannot_take_is_refused_at_open(tmp_path, monk
     with pytest.raises(InputError, match='up to 8 pictures .*not 9: pass max_batch=8 or less'):
         backend.compile_ahead(9)
     with pytest.raises(InputError, match='not 12: pass batch_size=8'):
-        next(run_pictures([], lambda item: item, backend, batch_size=12))
+        next(Predictor(backend).run_pictures([], lambda item: item, batch_size=12))
     with pytest.raises(InputError, match='not 9: pass batch_size=8'):
-        backend.batch([np.zeros((3, 64, 64), np.float32)] * 9)
+        backend.batch_regions([np.zeros((3, 64, 64), np.float32)] * 9)
     backend.compile_ahead(8)
     OnnxBackend(folder, device='gpu').compile_ahead(9)
     with pytest.raises(BackendError, match="test_max=700 gives inputs up to 704 px, above the 640 of the TensorRT "
@@ -317,12 +317,12 @@ def test_an_engine_on_a_gpu_post_processes_with_the_cores_the_network_leaves_fre
     the GPU (all cores but three), not the CPU's share (a quarter)."""
     import onnxruntime
 
-    from solov2.model.inference.backend import default_finish_workers
     folder = _fake_export(tmp_path / 'export')
     every = ['CUDAExecutionProvider', 'CPUExecutionProvider']
     monkeypatch.setattr(onnxruntime, 'get_available_providers', lambda: every)
     monkeypatch.setattr(onnxruntime, 'InferenceSession', lambda path, options, providers: FellBack(
         path, options, providers, started=every))
     monkeypatch.setattr(os, 'sched_getaffinity', lambda pid: set(range(16)), raising=False)
-    assert OnnxBackend(folder, device='gpu').finish_workers() == default_finish_workers(network_on_gpu=True) == 13
-    assert OnnxBackend(folder, device='cpu').finish_workers() == default_finish_workers() == 4
+    on_gpu = Predictor(OnnxBackend(folder, device='gpu'))
+    assert on_gpu.finish_workers() == default_finish_workers(network_on_gpu=True) == 13
+    assert Predictor(OnnxBackend(folder, device='cpu')).finish_workers() == default_finish_workers() == 4

@@ -11,8 +11,9 @@ import pytest
 from solov2.api.segmenter import to_instances
 from solov2.config import get_config
 from solov2.core.paths import SAMPLE_IMAGES, SHIPPED_WEIGHTS
-from solov2.model.inference.backend import run_network, share_batches
+from solov2.model.inference.backend import share_batches
 from solov2.model.inference.dygraph_backend import DygraphBackend
+from solov2.model.inference.pipeline import Predictor
 from tests.helpers import REPO_DIR
 
 
@@ -74,16 +75,16 @@ def folder(tmp_path_factory):
 def test_one_run_of_several_sizes_gives_each_picture_its_own_answer(folder, engine, monkeypatch):
     backend = engines(folder)[engine]()
     assert backend.mixes_sizes
-    ready = [backend.prepare(rgb) for rgb in pictures()]
+    predictor = Predictor(backend)
+    ready = [predictor.prepare(rgb) for rgb in pictures()]
     assert len({chw.shape for chw, _ in ready}) == 6
-    params, runs, model_stage = backend.params, [], backend.model_stage
-    monkeypatch.setattr(backend, 'model_stage', lambda inputs, *rest: runs.append(len(inputs)) or
-                        model_stage(inputs, *rest))
-    rows = run_network(backend, ready, params, max_padding=9.0)
+    params, runs, run = predictor.params, [], backend.run
+    monkeypatch.setattr(backend, 'run', lambda batch, *rest: runs.append(len(batch)) or run(batch, *rest))
+    rows = predictor.network(ready, params, max_padding=9.0)
     assert runs == [6]
     for (chw, meta), row in zip(ready, rows):
-        got = to_instances(backend, row, meta, params).to_dict()
-        want = to_instances(backend, run_network(backend, [(chw, meta)], params)[0], meta, params).to_dict()
+        got = to_instances(predictor, row, meta, params).to_dict()
+        want = to_instances(predictor, predictor.network([(chw, meta)], params)[0], meta, params).to_dict()
         assert len(got['instances']) == len(want['instances']) > 0
         for one, other in zip(got['instances'], want['instances']):
             assert {**one, 'score': None} == {**other, 'score': None}        # every field but the score

@@ -61,6 +61,7 @@ from solov2.model.inference.export import compare_outputs
 from solov2.model.inference.onnxruntime_backend import OnnxBackend
 from solov2.model.inference.openvino_backend import OpenVinoBackend, has_bf16
 from solov2.model.inference.openvino_graph import pad_deformable_sampling, rewrite_deform_conv
+from solov2.model.inference.pipeline import Predictor
 from solov2.model.inference.postprocess import paste_in_boxes
 from solov2.model.inference.quantize import region_operations
 from solov2.model.inference.spec import ModelSpec
@@ -239,16 +240,17 @@ def test_buckets_pad_the_input_and_change_no_result(hot, caplog):  # noqa: F811
     assert backend.buckets == [(320, 320), (320, 448), (448, 320), (320, 576), (576, 320), (320, 640), (640, 320)]
     image = np.random.RandomState(5).randint(0, 255, (150, 100, 3)).astype(np.uint8)
     image[20:90, 10:60] = (250, 40, 40)
-    inputs, meta = backend.prepare(image)
+    predictor = Predictor(backend)
+    inputs, meta = predictor.prepare(image)
     assert inputs.shape == (3, 480, 320)
     with caplog.at_level('INFO', logger='solov2.model.inference.openvino_backend'):
-        outputs = [backend.forward([inputs]) for _ in range(2)][1]
+        outputs = [backend.run_numpy(*backend.batch_regions([inputs])) for _ in range(2)][1]
     assert [r.getMessage().split(' in ')[0] for r in caplog.records] == ['openvino f32: compiled for 576x320 inputs']
-    expected = reference.forward([inputs])
+    expected = reference.run_numpy(*reference.batch_regions([inputs]))
     for got_output, want_output in zip(outputs, expected):
         assert got_output.shape == want_output.shape
         np.testing.assert_allclose(got_output, want_output, rtol=0, atol=BUCKET_TOL * np.abs(want_output).max())
-    got, want = (runner.finish_outputs(result, meta) for runner, result in ((backend, outputs), (reference, expected)))
+    got, want = (predictor.finish(result, meta) for result in (outputs, expected))
     assert len(want) > 3 and len(got) == len(want) and got.masks.shape[1:] == (150, 100)
     np.testing.assert_array_equal(got.labels, want.labels)
     assert np.abs(got.scores - want.scores).max() <= F32_SCORE_TOL

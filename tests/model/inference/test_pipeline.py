@@ -1,7 +1,9 @@
 """model/inference/pipeline.py, the runner: order, batches of one padded size, failures, memory in
 flight; the process's helper threads left alone."""
+import inspect
 import threading
 import time
+import types
 
 import cv2
 import numpy as np
@@ -9,35 +11,27 @@ import pytest
 import threadpoolctl
 
 from solov2.core.errors import InputError
-from solov2.model.inference.backend import default_finish_workers
-from solov2.model.inference.pipeline import PipelineStats, array_bytes, run_pictures
+from solov2.model.inference.pipeline import PipelineStats, Predictor, array_bytes, default_finish_workers
 
 
-class Fake:
-    """A backend as the runner sees it: a picture's number is its first pixel; ``runs`` lists the
+class Fake(Predictor):
+    """A predictor as its loop sees it: a picture's number is its first pixel; ``runs`` lists the
     numbers of each network run, a picture's detections are its number plus one."""
-    mixes_sizes = False
 
     def __init__(self):
-        self.runs = []
+        self.engine, self.runs = types.SimpleNamespace(check_batch=lambda size: None), []
 
     def finish_workers(self):
         return 2
 
-    def check_batch(self, size):
-        pass
-
     def prepare(self, image):
         return np.ascontiguousarray(image.transpose(2, 0, 1), np.float32), 'meta'
 
-    def model_stage(self, inputs, metas, params=None):
-        self.runs.append([int(chw[0, 0, 0]) for chw in inputs])
-        return [int(chw[0, 0, 0]) + 1 for chw in inputs]
+    def network(self, ready, params=None, max_padding=0.0):
+        self.runs.append([int(chw[0, 0, 0]) for chw, _ in ready])
+        return [int(chw[0, 0, 0]) + 1 for chw, _ in ready]
 
-    def staged_rows(self, staged):
-        return staged
-
-    def finish_stage(self, row, meta, params=None):
+    def finish(self, row, meta, params=None):
         return row
 
 
@@ -51,7 +45,7 @@ def _read(item):
     return np.full((6 if item == 5 else 4, 4, 3), item, np.uint8)
 
 
-def test_pictures_come_back_in_order_in_batches_of_one_padded_size_helpers_left_alone():
+def test_pictures_come_back_in_order_in_batches_helpers_left_alone():
     np.ones((64, 64)) @ np.ones((64, 64))                  # numpy's BLAS is loaded
     cv2.setNumThreads(2)
     before, backend, stats = _openblas_threads(), Fake(), PipelineStats()
@@ -60,22 +54,22 @@ def test_pictures_come_back_in_order_in_batches_of_one_padded_size_helpers_left_
         assert prepared.image[0, 0, 0] == item and prepared.chw.shape[0] == 3
         return found, cv2.getNumThreads(), _openblas_threads()
 
-    got = list(run_pictures(range(8), _read, backend, finish, batch_size=2, stats=stats))
+    got = list(backend.run_pictures(range(8), _read, finish, batch_size=2, stats=stats))
     assert [item for item, _ in got] == list(range(8))
     assert str(got[3][1]) == 'unreadable' and isinstance(got[3][1], ValueError)
     found = [result for item, result in got if item != 3]
     assert [number for number, _, _ in found] == [1, 2, 3, 5, 6, 7, 8]
-    assert backend.runs == [[0, 1], [2], [4], [5], [6, 7]]     # the bad picture left out, sizes apart
+    assert backend.runs == [[0, 1], [2], [4, 5], [6, 7]]     # the bad picture left out (sizes: ``network``)
     assert all(threads == 2 and blas == before for _, threads, blas in found)
     assert cv2.getNumThreads() == 2 and _openblas_threads() == before and stats.done == 7
 
 
 def test_one_picture_a_run_unless_a_batch_size_is_given_which_must_be_at_least_one():
     backend = Fake()
-    assert [found for _, found in run_pictures([0, 1, 2], _read, backend)] == [1, 2, 3]
+    assert [found for _, found in backend.run_pictures([0, 1, 2], _read)] == [1, 2, 3]
     assert backend.runs == [[0], [1], [2]]
     with pytest.raises(InputError, match='batch_size must be a whole number of at least 1, not 0'):
-        list(run_pictures([0], _read, backend, batch_size=0))
+        list(backend.run_pictures([0], _read, batch_size=0))
 
 
 def test_default_finish_workers():
@@ -100,7 +94,7 @@ def _alive_at_most(widths, in_flight_bytes, cost=lambda item: None):
             alive[:] = alive[0] - 1, alive[1] - 15 * widths[item]
         return item
 
-    done = [item for item, _ in run_pictures(range(len(widths)), read, Fake(), finish, in_flight_bytes=in_flight_bytes,
+    done = [item for item, _ in Fake().run_pictures(range(len(widths)), read, finish, in_flight_bytes=in_flight_bytes,
                                              cost=cost)]
     return most, done
 
@@ -126,3 +120,31 @@ def test_pictures_whose_cost_is_known_before_reading_are_read_ahead_within_the_b
     assert most == 3000                                                  # each alone when it alone is over it
     (most, _), _ = _alive_at_most([2] * 10, in_flight_bytes=9001, cost=lambda item: None if item else 1)
     assert most >= 5
+
+
+NETWORK = {'run', 'run_numpy', 'batch_regions', 'check_batch', 'run_size', 'compile_ahead', 'class_names', 'decode_fit'}
+
+
+def _public_methods(cls) -> set:
+    return {name for name in dir(cls) if not name.startswith('_') and isinstance(
+        inspect.getattr_static(cls, name), (types.FunctionType, property))}
+
+
+def test_an_engine_runs_the_network_only_and_the_predictor_does_the_rest():
+    """The engine interface is the network's (a batch and its regions in, its outputs out; what a
+    batch may hold; compile-ahead); preparing, the network stage with its post-processing and
+    finishing are the predictor's, on every engine, none of them overriding it."""
+    from solov2.model.inference import (
+        backend,
+        dygraph_backend,
+        onnxruntime_backend,
+        openvino_backend,
+        paddle_inference_backend,
+    )
+    assert _public_methods(backend.Backend) == NETWORK
+    engines = [dygraph_backend.DygraphBackend, onnxruntime_backend.OnnxBackend, openvino_backend.OpenVinoBackend,
+               paddle_inference_backend.InferenceBackend]
+    assert _public_methods(Predictor) == {'prepare', 'network', 'finish', 'finish_workers', 'run_pictures', 'detect'}
+    for engine in engines:
+        assert not _public_methods(engine) & (_public_methods(Predictor) | {'forward', 'batch', 'finish_outputs'}), \
+            engine.__name__

@@ -20,6 +20,7 @@ from solov2.data.results import write_json
 from solov2.data.scoring import evaluate_segm
 from solov2.model.inference.dygraph_backend import DygraphBackend
 from solov2.model.inference.openvino_backend import OpenVinoBackend, has_bf16
+from solov2.model.inference.pipeline import Predictor
 from solov2.model.inference.predicting import predict_coco
 from solov2.model.inference.quantize import quantize_model
 from solov2.tools.make_shapes_dataset import generate_split
@@ -45,7 +46,7 @@ def _mask_ap(backend, root: Path) -> float:
     ann, images = str(root / 'val.json'), str(root / 'val')
     dataset = CocoDataset(ann, images, class_names=list(backend.class_names))
     coco = load_coco(ann)
-    return evaluate_segm(coco, predict_coco(backend, coco, images, dataset.label_to_category_id))['AP']
+    return evaluate_segm(coco, predict_coco(Predictor(backend), coco, images, dataset.label_to_category_id))['AP']
 
 
 @pytest.fixture(scope='module')

@@ -24,9 +24,9 @@ import openvino as ov
 
 from solov2.config import CONFIGS
 from solov2.data.transforms import read_image
-from solov2.model.inference.backend import detect_picture
 from solov2.model.inference.instance_match import compare_instances
 from solov2.model.inference.openvino_backend import OpenVinoBackend, has_bf16
+from solov2.model.inference.pipeline import Predictor
 from tests.model.inference.test_export import _batch, image_dir  # noqa: F401  (a fixture)
 from tests.model.inference.test_openvino import BF16_REL, BF16_TOL, INT8_CORRELATION, small_lanes
 
@@ -61,7 +61,8 @@ def test_bf16_and_int8_against_f32(number, pytestconfig, run_builds, image_dir):
             correlations.append(min(np.corrcoef(a.ravel(), b.ravel())[0, 1] for a, b in zip(got[1:], want[1:])))
             errors.append((max(np.abs(a - b).max() for a, b in zip(got[1:], want[1:])),
                            np.abs(got[2] - want[2]).mean() / np.abs(want[2]).mean()))
-        stats = [compare_instances(detect_picture(backend, image), detect_picture(f32, image)) for image in pictures]
+        ours, theirs = Predictor(backend), Predictor(f32)
+        stats = [compare_instances(ours.detect(image), theirs.detect(image)) for image in pictures]
         print(f"\nconfig {number} {precision}: correlation >= {min(correlations):.3f}, max abs error "
               f"{max(e[0] for e in errors):.3g}, mean mask_feat error {max(e[1] for e in errors):.1%}; instances "
               f"kept {sum(s['kept'] for s in stats)} of {sum(s['instances'] for s in stats)}, "

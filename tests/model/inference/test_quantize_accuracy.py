@@ -30,6 +30,7 @@ import openvino.opset13 as ops
 
 from solov2.data.results import write_json
 from solov2.model.inference.openvino_backend import OpenVinoBackend
+from solov2.model.inference.pipeline import Predictor
 from solov2.model.inference.quantize import (
     Pass,
     accuracy_controlled,
@@ -97,9 +98,10 @@ def test_validation_function_scores_as_eval_does(shapes, tmp_path, capsys):
     export, _, ann, val = shapes
     backend = OpenVinoBackend(str(export), threads=1)
     annotated = load_annotated(str(ann), str(val), backend.class_names)
-    prepared = prepare_images(backend, annotated.paths, lambda: None)
+    predictor = Predictor(backend)
+    prepared = prepare_images(predictor, annotated.paths, lambda: None)
     batches = pad_batches(backend.input_names, [chw for chw, _ in prepared], prepared[0][0].shape[1:])
-    validate = coco_validation(backend, annotated, batches, [meta for _, meta in prepared])
+    validate = coco_validation(predictor, annotated, batches, [meta for _, meta in prepared])
     model = backend.model.clone()
     model.reshape(backend.input_shapes(batches[0]['image'].shape))
     compiled = ov.Core().compile_model(model, 'CPU', {'INFERENCE_PRECISION_HINT': 'f32'})
