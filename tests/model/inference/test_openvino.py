@@ -7,8 +7,9 @@ Tolerances against dygraph: f32 as the other exported backends (outputs 1e-4, ma
 0.999) except scores, 1e-3 (a soft-mask pixel at the 0.5 threshold that lands on the other
 side changes a Matrix NMS decay: 5e-4 seen on one instance of ~40); bf16 (where the CPU has
 it) kernels / mask features within 0.15 and mean mask-feature error below 3% of their mean
-size (``BF16_TOL``, ``BF16_REL``: 1.4x and 1.5x the worst seen on an AMX Xeon); bf16 instances are not compared one to one (bf16 moves scores by ~1e-2, which
-reorders near-equal candidates); int8 see its test.
+size (``BF16_TOL``, ``BF16_REL``: 1.4x and 1.5x the worst seen on an AMX Xeon); bf16
+instances are not compared one to one (bf16 moves scores by ~1e-2, which reorders near-equal
+candidates); int8 see its test.
 Marked ``deploy``: without the deployment extras (requirements-deploy.txt) the module is
 skipped, with that reason in the summary.
 """

@@ -8,9 +8,10 @@ The suite runs configs 5 (a COCO config) and 9 (the shipped model's); every conf
 pictures) kernels and mask features correlate >= 0.8 with f32 (random weights: ~30% mean
 error, so its instances are reported, not bounded; the shipped model's AP is in
 test_precision_accuracy.py); bf16 kernels and mask features within 0.15, mean mask-feature
-error under 3% of their mean size, where the CPU runs bf16 (test_openvino.py's ``BF16_TOL``, ``BF16_REL``). On a CPU without native bf16
-OpenVINO compiles a bf16 request as f32 (its compiled ``INFERENCE_PRECISION_HINT`` reads f32,
-the outputs are f32's): there is nothing to measure, and the backend refuses bf16 there.
+error under 3% of their mean size, where the CPU runs bf16 (test_openvino.py's ``BF16_TOL``,
+``BF16_REL``). On a CPU without native bf16 OpenVINO compiles a bf16 request as f32 (its
+compiled ``INFERENCE_PRECISION_HINT`` reads f32, the outputs are f32's): there is nothing to
+measure, and the backend refuses bf16 there.
 ``-s`` prints one row per config and precision."""
 import pytest
 
