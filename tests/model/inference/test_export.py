@@ -308,7 +308,7 @@ def test_export_errors_are_one_line(hot, tmp_path, capsys):
     code = export_model.main(['--weights', hot[0], '--output', str(tmp_path / 'x'), '--min-size', '100'])
     assert code == 2
     err = capsys.readouterr().err
-    assert err.startswith('error: ') and 'min-size' in err and 'Traceback' not in err
+    assert err.startswith('error: ') and 'min_size=100' in err and 'Traceback' not in err
     code = export_model.main(['--weights', str(tmp_path / 'none.pdparams'), '--output', str(tmp_path / 'x')])
     assert code == 2
 
