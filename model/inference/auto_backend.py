@@ -102,10 +102,10 @@ def bf16_problem(f32: Backend, bf16: Backend, images: Sequence[str] = ()) -> Opt
     """None when ``bf16`` keeps ``f32``'s answer on each of ``images`` (default: the sample
     pictures, ``core.paths.SAMPLE_IMAGES``): its instances scored ``SEEN_SCORE`` or more
     (``instance_match``), else on which picture not and how."""
+    fast, exact = Predictor(bf16), Predictor(f32)
     for path in images or sorted(Path(SAMPLE_IMAGES).glob('*.jpg')):
         image = read_image(path)
-        problem = disagreement(compare_instances(Predictor(bf16).detect(image), Predictor(f32).detect(image),
-                                                 SEEN_SCORE))
+        problem = disagreement(compare_instances(fast.detect(image), exact.detect(image), SEEN_SCORE))
         if problem:
             return f'{Path(path).name}: {problem}'
     return None

@@ -145,10 +145,11 @@ class Predictor:
         return found
 
     def run_pictures(self, items: Iterable[Any], read: Callable[[Any], np.ndarray],
-            finish: Callable[[Any, Prepared, Detections], Any] = lambda item, prepared, found: found,
-            params: Optional[InferenceParams] = None, batch_size: int = 1, stats: Optional[PipelineStats] = None,
-            window: int = 8, in_flight_bytes: Optional[int] = None,
-            cost: Callable[[Any], Optional[int]] = lambda item: None) -> Generator[Tuple[Any, Any], None, None]:
+                     finish: Callable[[Any, Prepared, Detections], Any] = lambda item, prepared, found: found,
+                     params: Optional[InferenceParams] = None, batch_size: int = 1,
+                     stats: Optional[PipelineStats] = None, window: int = 8, in_flight_bytes: Optional[int] = None,
+                     cost: Callable[[Any], Optional[int]] = lambda item: None
+                     ) -> Generator[Tuple[Any, Any], None, None]:
         """``(item, result)`` for each of ``items``, in their order: ``read(item)`` ([H, W, 3]
         uint8 RGB) and ``prepare`` in two loading workers; the network on this thread,
         ``batch_size`` items to a call, in the batches ``network`` groups them in (one padded
