@@ -74,16 +74,6 @@ def distort_colour(image: np.ndarray, brightness: float, contrast: float, satura
     return result
 
 
-def random_flip(sample: Sample, rng: np.random.Generator, p: float = 0.5) -> Sample:
-    """`hflip` with probability `p`, otherwise a shallow copy."""
-    return hflip(sample) if rng.random() < p else dict(sample)
-
-
-def random_resize(sample: Sample, rng: np.random.Generator, shorts: Sequence[int], max_size: int) -> Sample:
-    """Multi-scale `resize_sample` with the short side drawn uniformly from `shorts`."""
-    return resize_sample(sample, int(shorts[rng.integers(len(shorts))]), max_size)
-
-
 def random_colour(sample: Sample, rng: np.random.Generator, strength: float) -> Sample:
     """`distort_colour` with each of its four parts applied with probability 0.5, factors in
     [1 - strength, 1 + strength] and a hue shift within 18 * strength degrees."""
@@ -119,15 +109,9 @@ def random_crop(sample: Sample, rng: np.random.Generator, min_scale: float = 0.5
 
 
 class TrainTransform:
-    """Random crop -> multi-scale resize -> flip -> colour -> normalise + pad.
-
-    Output of `__call__(sample, rng)`::
-
-        {'image': [3, Hp, Wp] float32 (normalised, zero-padded bottom/right),
-         'masks': [N, Hp, Wp] uint8 (zero-padded), 'labels': [N] int64, 'image_id': int}
-
-    Hp and Wp are multiples of 32.
-    """
+    """Random crop -> multi-scale resize (short side drawn from `shorts`) -> flip -> colour ->
+    normalise + pad. `__call__(sample, rng)` gives `{'image': [3, Hp, Wp] float32, 'masks':
+    [N, Hp, Wp] uint8, 'labels': [N] int64, 'image_id': int}`, zero-padded to multiples of 32."""
 
     def __init__(self, shorts: Sequence[int], max_size: int, flip_prob: float = 0.5, colour_strength: float = 0.0,
                  crop_prob: float = 0.0) -> None:
@@ -140,8 +124,9 @@ class TrainTransform:
     def __call__(self, sample: Sample, rng: np.random.Generator) -> Sample:
         if rng.random() < self.crop_prob:
             sample = random_crop(sample, rng)
-        sample = random_resize(sample, rng, self.shorts, self.max_size)
-        sample = random_flip(sample, rng, self.flip_prob)
+        sample = resize_sample(sample, int(self.shorts[rng.integers(len(self.shorts))]), self.max_size)
+        if rng.random() < self.flip_prob:
+            sample = hflip(sample)
         if self.colour_strength > 0:
             sample = random_colour(sample, rng, self.colour_strength)
         return {

@@ -1,8 +1,5 @@
-"""COCO-format instance dataset reader producing the shared training/eval sample dict.
-
-A sample is `{'image': [H, W, 3] uint8 RGB, 'masks': [N, H, W] uint8 0/1,
-'labels': [N] int64, 'image_id': int, 'file_name': str}`.
-"""
+"""COCO-format instance dataset reader. A sample is `{'image': [H, W, 3] uint8 RGB, 'masks':
+[N, H, W] uint8 0/1, 'labels': [N] int64, 'image_id': int, 'file_name': str}`."""
 
 from __future__ import annotations
 
@@ -49,11 +46,8 @@ def category_names(categories: Sequence[Mapping[str, Any]]) -> list[str]:
 
 
 def load_coco(ann_file: str | PathLike[str]) -> COCO:
-    """Parse a COCO instance file into an indexed pycocotools `COCO`, without its stdout chatter.
-
-    Category ids must be integers (`InputError` otherwise); annotations that cannot be used
-    (`unusable_reason`) are left out and reported in one warning per file and process.
-    """
+    """Parse a COCO instance file into an indexed pycocotools `COCO`, without its stdout chatter;
+    unusable annotations (`unusable_reason`) are left out, in one warning per file and process."""
     path = Path(ann_file)
     if not path.is_file():
         raise InputError(f'annotation file not found: {path}')
@@ -145,13 +139,9 @@ def usable_annotations(dataset: Mapping[str, Any], path: Path) -> list[dict[str,
 
 
 def segmentation_to_rle(segmentation: Any, height: int, width: int) -> dict[str, Any]:
-    """Compressed RLE of a COCO segmentation at `height` x `width`.
-
-    Accepts a polygon list `[[x0, y0, x1, y1, ...], ...]` (merged into one
-    mask; polygons with fewer than 3 points are ignored, an empty list gives
-    an empty mask), uncompressed RLE (`counts` list) or compressed RLE
-    (`counts` str or bytes), as `COCO.annToRLE` does.
-    """
+    """Compressed RLE at `height` x `width` of a COCO segmentation, as `COCO.annToRLE` makes it:
+    polygons `[[x0, y0, x1, y1, ...], ...]` merged into one mask (fewer than 3 points ignored),
+    uncompressed RLE (`counts` a list) or compressed RLE."""
     if isinstance(segmentation, list):
         polygons = [list(map(float, poly)) for poly in segmentation if len(poly) >= 6]
         if not polygons:
@@ -206,18 +196,13 @@ def check_annotation_categories(annotations: Sequence[Mapping[str, Any]], label_
 class CocoDataset:
     """Instance samples from a COCO annotation file and its image folder.
 
-    Labels are contiguous 0-based: category ids in ascending order, or, with
-    `class_names` (a list, or the path of a classes.txt or COCO file), the position of
-    each category's name in that list; with `allow_missing` (evaluation: the classes
-    both have are scored), names the file lacks are classes without a category
-    (``label_to_category_id`` None) and the file's categories that are not classes are
-    dropped with their annotations (named in ``other_categories``). `iscrowd=1` annotations are not instances
-    (nothing reads them: they are not decoded). Annotations that cannot be used are
-    skipped and reported (`load_coco`); those whose mask decodes empty are
-    dropped. With `keep_empty=False`, images without any non-crowd annotation
-    are skipped; with `require_instances`, a set without any instance is an
-    `InputError`. Images over `max_pixels` pixels are unreadable samples.
-    """
+    Labels are 0-based: category ids in ascending order, or each category's name's position in
+    `class_names` (a list, or a classes.txt or COCO file); with `allow_missing` (evaluation),
+    names the file lacks have no category and the file's other categories are dropped with their
+    annotations (``other_categories``). Crowd annotations are not instances (never decoded);
+    unusable ones are skipped (`load_coco`), empty ones dropped. `keep_empty=False` skips images
+    without instances; `require_instances` refuses a set without any; images over `max_pixels`
+    are unreadable samples."""
 
     def __init__(self, ann_file: str | PathLike[str], image_dir: str | PathLike[str],
                  class_names: Sequence[str] | str | PathLike[str] | None = None, keep_empty: bool = True,
@@ -237,8 +222,8 @@ class CocoDataset:
             if isinstance(class_names, (str, PathLike)):
                 class_names = read_class_names(class_names)
             category_ids = category_ids_by_name(categories, class_names, allow_missing)
-        self._category_ids = category_ids
-        self._class_names = list(class_names)
+        self.class_names = list(class_names)                # the class name of each label
+        self.label_to_category_id = list(category_ids)      # None: a class the file has no category of
         self._label_of = {cid: label for label, cid in enumerate(category_ids) if cid is not None}
         self.other_categories = self._drop_categories(set(self._label_of)) if allow_missing else []
         check_annotation_categories(self.coco.dataset.get('annotations', []), self._label_of, names_of)
@@ -266,20 +251,10 @@ class CocoDataset:
         return sum(not a.get('iscrowd', 0) for i in self.image_ids for a in self.coco.imgToAnns[i])
 
     @property
-    def class_names(self) -> list[str]:
-        """Class name of each label."""
-        return list(self._class_names)
-
-    @property
-    def label_to_category_id(self) -> list[int | None]:
-        """COCO category id of each label (None: a class the file has no category of)."""
-        return list(self._category_ids)
-
-    @property
     def classes_without_instances(self) -> list[str]:
         """The class names of which the kept images hold no (non-crowd) instance."""
         present = {a['category_id'] for i in self.image_ids for a in self.coco.imgToAnns[i] if not a.get('iscrowd', 0)}
-        return [name for name, cid in zip(self._class_names, self._category_ids) if cid not in present]
+        return [name for name, cid in zip(self.class_names, self.label_to_category_id) if cid not in present]
 
     def __len__(self) -> int:
         return len(self.image_ids)

@@ -10,8 +10,6 @@ from solov2.data.augment import (
     hflip,
     random_colour,
     random_crop,
-    random_flip,
-    random_resize,
     resize_sample,
 )
 from solov2.data.transforms import preprocess
@@ -111,11 +109,8 @@ def test_distort_colour_hue_wraps_around():
 
 
 def _all_random(sample, seed):
-    rng = np.random.default_rng(seed)
-    out = random_crop(sample, rng, 0.3)
-    out = random_resize(out, rng, [16, 24, 32], 100)
-    out = random_flip(out, rng)
-    return random_colour(out, rng, 0.5)
+    transform = TrainTransform([16, 24, 32], 100, colour_strength=0.5, crop_prob=0.5)
+    return transform(sample, np.random.default_rng(seed))
 
 
 def test_random_wrappers_deterministic_per_seed():
@@ -183,8 +178,6 @@ def test_empty_samples_go_through_everything():
         hflip(sample),
         resize_sample(sample, 20, 100),
         crop_sample(sample, 1, 2, 10, 10),
-        random_flip(sample, rng, 1.0),
-        random_resize(sample, rng, [20], 100),
         random_colour(sample, rng, 0.5),
         random_crop(sample, rng),
     ]
