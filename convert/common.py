@@ -1,9 +1,7 @@
-"""Shared machinery of the converters: a rename table from this project's parameter
-names to a source checkpoint's names, applied with a full report; a checkpoint is
-written only when every target is filled once and every source key is used.
-
-``convert_file(converter, source, output)`` is a whole conversion (what ``solov2 convert
-FAMILY`` runs, tools/convert.py); a ``Converter`` says how one source family converts."""
+"""The converters' machinery: a rename table from this project's parameter names to a source
+checkpoint's, applied with a full report; a checkpoint is written only when every target is filled
+once and every source key is used. A ``Converter`` says how one family converts; ``convert_file``
+runs one (``solov2 convert FAMILY``, tools/convert.py)."""
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -92,14 +90,9 @@ class ConversionReport:
 def apply_table(source: Dict[str, np.ndarray], table: Dict[str, Union[str, Initialised]],
                 target_shapes: Dict[str, tuple], ignored: Optional[Callable[[str], bool]] = None,
                 aliases: Optional[Dict[str, str]] = None) -> Tuple[Dict[str, np.ndarray], ConversionReport]:
-    """Fill every target key from ``source[table[key]]``.
-
-    ``ignored(k)`` marks source keys that carry no weights (e.g. BN counters).
-    ``aliases`` maps a duplicate source key to the key it repeats; it counts as used
-    only if its values are identical to that key's.
-    A table entry that is an ``Initialised`` fills its target without a source and
-    records it in ``report.initialised``.
-    """
+    """Fill every target key from ``source[table[key]]`` (an ``Initialised`` entry: zeros, in
+    ``report.initialised``). ``ignored(k)``: source keys without weights (BN counters); ``aliases``:
+    {duplicate source key: the key it repeats}, used only where their values are identical."""
     report = ConversionReport()
     out, used = {}, set()
     for target, shape in target_shapes.items():
@@ -134,12 +127,9 @@ Renamer = Callable[[str, frozenset, object], Union[str, Initialised]]
 def convert(source: Dict[str, np.ndarray], rename: Renamer, config_numbers: Iterable[int],
             num_classes: int, ignored: Optional[Callable[[str], bool]] = None,
             aliases: Optional[Dict[str, str]] = None, prefix: str = ''):
-    """Try the candidate configs in order; return (config number, cfg, state, report)
-    of the first clean conversion, else raise ConversionError with the closest report.
-
-    ``prefix`` restricts the targets to the model keys starting with it (e.g.
-    ``'backbone.'`` for a backbone-only checkpoint); '' (default) means the whole model.
-    ``rename`` still receives the keys of the whole model."""
+    """(config number, cfg, state, report) of the first of ``config_numbers`` that converts
+    cleanly, else ConversionError with the closest report. ``prefix``: only the model keys starting
+    with it are targets (``'backbone.'``); ``rename`` still receives the whole model's keys."""
     best = None
     for number in config_numbers:
         cfg = with_classes(CONFIGS[number], num_classes)
@@ -229,16 +219,11 @@ class Converted:
 
 def convert_file(converter: Converter, source: str, output: str, number: Optional[int] = None,
                  published: Optional[Mapping] = None) -> Converted:
-    """Convert the checkpoint ``source`` into ``output`` (+ its sidecar) for config ``number``
-    (default: the first of ``converter.default_configs`` that fits). Nothing is written when the
-    output path is unusable or the source cannot be read (InputError) or converted
-    (ConversionError, an InputError); RunError when writing fails (no file left behind).
-
-    With ``converter.prefix`` (e.g. ``'backbone.'``) only that part of the model is converted and
-    the sidecar records ``"part": "backbone"``; tensors initialised rather than converted are
-    listed in the sidecar under ``"initialised"`` ({key: reason}). ``published`` (a downloaded
-    published checkpoint: ``convert.zoo``) is recorded in the sidecar under ``"published"``, and
-    its ``url`` as the source."""
+    """Convert the checkpoint ``source`` into ``output`` and its sidecar for config ``number``
+    (default: the first of ``converter.default_configs`` that fits). Nothing is written for an
+    unusable output path or a source that does not read or convert (InputError); RunError when
+    writing fails. The sidecar records ``"part"`` (``converter.prefix``), ``"initialised"``
+    ({key: reason}) and ``"published"`` (``published``, a ``convert.zoo`` row; its ``url`` the source)."""
     check_output(source, output)
     number, cfg, state, report = convert_arrays(converter, converter.load(source), number)
     extra = {}

@@ -1,18 +1,10 @@
-"""One published file from the first of its locations that gives it whole and verified: an
-http(s) URL, or a file in a local mirror folder.
-
-HTTP goes through httpx, the HTTP library Paddle itself depends on (2.6 and 3.x). Paddle's own
-``paddle.utils.download`` is not used: it waits forever on a stalled server (no timeout), starts
-over after a dropped connection (no resume), checks only an md5 and draws a tqdm bar instead
-of reporting progress. Here a download resumes where it stopped with an HTTP Range request
-after a dropped connection or a stall (``Retry``: tries, read timeout, back-off; a host name
-that does not resolve fails at once, as no wait mends a misspelt or offline name), reports
-``progress(bytes so far, total or None)``, and is then verified: an HTML page (an error or
-sign-in page saved under the checkpoint's name) or anything that does not start like a
-checkpoint is refused, and the SHA-256 must begin with the published digest. A location that
-fails hands over to the next; when none gives the file, one ``DownloadError`` line says what
-each answered. Nothing is unpickled here, and nothing is kept: the caller names the temporary
-file (``scratch``) and removes it.
+"""One published file from the first of its locations (an http(s) URL, or a file in a local mirror
+folder) that gives it whole and verified. Not ``paddle.utils.download``, which waits forever on a
+stalled server, starts over after a drop and checks only an md5: here httpx (a dependency of Paddle)
+resumes with a Range request after a drop, a stall or a server error (``Retry``), reports
+``progress(bytes so far, total or None)``, and the file must not be an HTML page, must start like a
+checkpoint and its SHA-256 begin with the published digest. When no location gives it, one
+``DownloadError`` line says what each answered. Nothing is unpickled or kept here.
 """
 import logging
 import socket

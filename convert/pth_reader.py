@@ -1,23 +1,9 @@
-"""Read PyTorch checkpoints (``.pth``) as numpy arrays without importing torch.
-
-Both formats written by ``torch.save`` are understood:
-
-* the zip format (default since torch 1.6): ``<prefix>/data.pkl`` holds the
-  pickled object and every tensor storage is a raw blob
-  ``<prefix>/data/<key>`` (byte order in ``<prefix>/byteorder``);
-* the legacy format (torch < 1.6, or ``_use_new_zipfile_serialization=False``):
-  a stream of pickles -- magic number, protocol version, system info, the
-  object itself, the list of storage keys -- followed by each storage as an
-  8-byte element count and its raw bytes.
-
-Unpickling is restricted: only the globals a checkpoint of tensors needs
-(tensor rebuild functions, storage classes, ``OrderedDict``, ``torch.Size``,
-``torch.device``, torch dtypes, numpy scalars and a few data builtins) resolve,
-each to a small stand-in defined here or in ``model/safe_pickle.py`` (the
-restricted unpickler shared with the Paddle reader); any other global raises
-``InputError`` naming it, so nothing from the file is ever executed.  Tensors are unpickled as
-references first and become numpy arrays once the storages have been read (in
-the legacy format the storages follow the pickle).
+"""Read PyTorch checkpoints (``.pth``) as numpy arrays without torch: the zip format of
+``torch.save`` (``<prefix>/data.pkl`` and one raw blob per storage, ``<prefix>/data/<key>``) and
+the legacy one (torch < 1.6: a stream of pickles, then each storage as an 8-byte element count and
+its bytes). Unpickling resolves only the globals a checkpoint of tensors needs, each to a stand-in
+here or in ``model/safe_pickle.py`` (shared with the Paddle reader); any other is an ``InputError``
+naming it, so nothing from the file runs. Tensors are references until the storages are read.
 """
 from __future__ import annotations
 
@@ -266,13 +252,8 @@ def _materialize(obj, arrays, seen):
 
 
 def load_pth(path):
-    """Load a ``torch.save`` file (zip or legacy format) without torch.
-
-    Returns the saved object with every tensor replaced by a C-contiguous
-    numpy array (bfloat16 is widened to float32).  Raises ``InputError`` for a
-    missing file or a file that is not a PyTorch checkpoint or references a
-    disallowed global.
-    """
+    """The object a ``torch.save`` file holds, each tensor a C-contiguous numpy array (bfloat16
+    widened to float32); InputError for a missing file, not a checkpoint or a global not allowed."""
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise InputError(f'PyTorch checkpoint not found: {looked_up(path)}')
@@ -286,11 +267,8 @@ def load_pth(path):
 
 
 def load_state_dict(path):
-    """Load the tensors of a checkpoint as ``{name: numpy array}``.
-
-    Unwraps the mmcv/mmdet layout ``{'state_dict': ..., 'meta': ...}`` and
-    ``{'model': ...}`` layouts; non-array entries are dropped.
-    """
+    """The tensors of a checkpoint as ``{name: numpy array}``, out of mmcv/mmdet's
+    ``{'state_dict': ...}`` or ``{'model': ...}``; entries that are not arrays are dropped."""
     obj = load_pth(path)
     for wrapper in ('state_dict', 'model'):
         if isinstance(obj, dict) and isinstance(obj.get(wrapper), dict):

@@ -1,20 +1,10 @@
-"""Published checkpoints by name (``convert.published``):
-``resolve_weights('mmdet/solov2_r50_fpn_1x_coco')`` is the path of this project's checkpoint
-converted from it.
-
-The first use downloads the publisher's file (``convert.download``: progress, resume, retries,
-verification), converts it with its family's converter (``convert.families``) to the row's
-config and caches the result where ``core.cache.published_path`` says (in ``cache_dir``, else
-``$SOLOV2_CACHE``, else ``~/.cache/solov2-paddle``) with its sidecar, which
-records the name, URL, published and actual SHA-256, converter and config under
-``"published"``. Later uses only read that sidecar: offline and instant. The download is a
-hidden temporary file beside the entry, deleted whatever happens; the checkpoint and sidecar
-are written together or not at all (``data.files.write_together``), so the cache holds only
-complete, verified, converted entries.
-
-A mirror (``mirror=``, else ``$SOLOV2_MIRROR``) stands in for the publishers' hosts: a local
-folder or an http(s) base URL holding the same file names, for machines without the internet,
-company mirrors and dead links.
+"""Published checkpoints by name (``convert.published``): ``resolve_weights(NAME)`` is the path of
+this project's checkpoint converted from it. The first use downloads the file (``convert.download``)
+into a hidden temporary, converts it (``convert.families``) and caches checkpoint and sidecar together
+(``core.cache.published_path``; the sidecar's ``"published"`` records name, URL, digests, converter
+and config); later uses read that sidecar only: offline and instant. A mirror (``mirror=``, else
+``$SOLOV2_MIRROR``), a folder or an http(s) base URL with the same file names, stands in for the
+publishers' hosts.
 """
 import difflib
 import json
