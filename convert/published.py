@@ -78,6 +78,14 @@ MMDET = 'https://download.openmmlab.com/mmdetection/v2.0/solov2/'
 TORCHVISION = 'https://download.pytorch.org/models/'
 PADDLECLAS = 'https://paddle-imagenet-models-name.bj.bcebos.com/dygraph/'
 
+
+def mmdet(model: str, stamp: str, config: int, mask_ap: float, note: str = '') -> Published:
+    """An mmdetection row: its file is ``<model>/<model>_<stamp>.pth``, the stamp ending in the
+    first 8 hex characters of the SHA-256."""
+    return Published(f'mmdet/{model}', 'mmdet', f'{MMDET}{model}/{model}_{stamp}.pth', config, mask_ap=mask_ap,
+                     sha256=stamp[-8:], note=note)
+
+
 PUBLISHERS: Dict[str, Publisher] = {
     'solo': Publisher(
         'Original SOLO release (WXinlong/SOLO, mmdetection 1.x, .pth)',
@@ -173,30 +181,20 @@ PUBLISHED: Tuple[Published, ...] = (
               PPDET05 + 'solov2_mobilenetv3_fpn_448_3x.pdparams', None, mask_ap=30.0,
               note='no MobileNetV3 config here'),
     # ---- mmdetection 2.x / 3.x (3.x reuses the 2.x files; the 2.x metafile names)
-    Published('mmdet/solov2_r50_fpn_1x_coco', 'mmdet',
-              MMDET + 'solov2_r50_fpn_1x_coco/solov2_r50_fpn_1x_coco_20220512_125858-a357fa23.pth', 0,
-              mask_ap=34.8, sha256='a357fa23'),
-    Published('mmdet/solov2_r50_fpn_3x_coco', 'mmdet',
-              MMDET + 'solov2_r50_fpn_3x_coco/solov2_r50_fpn_3x_coco_20220512_125856-fed092d4.pth', 0,
-              mask_ap=37.5, sha256='fed092d4', note='3.x name solov2_r50_fpn_ms-3x_coco'),
-    Published('mmdet/solov2_r101_fpn_3x_coco', 'mmdet',
-              MMDET + 'solov2_r101_fpn_3x_coco/solov2_r101_fpn_3x_coco_20220511_095119-c559a076.pth', 8,
-              mask_ap=39.1, sha256='c559a076', note='not in the 3.x metafile (its README lists it)'),
-    Published('mmdet/solov2_r101_dcn_fpn_3x_coco', 'mmdet',
-              MMDET + 'solov2_r101_dcn_fpn_3x_coco/solov2_r101_dcn_fpn_3x_coco_20220513_214734-16c966cb.pth', 10,
-              mask_ap=41.2, sha256='16c966cb', note='3.x name solov2_r101-dcn_fpn_ms-3x_coco'),
-    Published('mmdet/solov2_x101_dcn_fpn_3x_coco', 'mmdet',
-              MMDET + 'solov2_x101_dcn_fpn_3x_coco/solov2_x101_dcn_fpn_3x_coco_20220513_214337-aef41095.pth', 12,
-              mask_ap=42.4, sha256='aef41095', note='3.x name solov2_x101-dcn_fpn_ms-3x_coco'),
-    Published('mmdet/solov2_light_r18_fpn_3x_coco', 'mmdet',
-              MMDET + 'solov2_light_r18_fpn_3x_coco/solov2_light_r18_fpn_3x_coco_20220511_083717-75fa355b.pth', 5,
-              mask_ap=29.7, sha256='75fa355b', note='3.x name solov2-light_r18_fpn_ms-3x_coco'),
-    Published('mmdet/solov2_light_r34_fpn_3x_coco', 'mmdet',
-              MMDET + 'solov2_light_r34_fpn_3x_coco/solov2_light_r34_fpn_3x_coco_20220511_091839-e51659d3.pth', 6,
-              mask_ap=31.9, sha256='e51659d3', note='not in the 3.x metafile (its README lists it)'),
-    Published('mmdet/solov2_light_r50_fpn_3x_coco', 'mmdet',
-              MMDET + 'solov2_light_r50_fpn_3x_coco/solov2_light_r50_fpn_3x_coco_20220512_165256-c93a6074.pth', 1,
-              mask_ap=33.7, sha256='c93a6074', note='3.x name solov2-light_r50_fpn_ms-3x_coco'),
+    mmdet('solov2_r50_fpn_1x_coco', '20220512_125858-a357fa23', 0, 34.8),
+    mmdet('solov2_r50_fpn_3x_coco', '20220512_125856-fed092d4', 0, 37.5, '3.x name solov2_r50_fpn_ms-3x_coco'),
+    mmdet('solov2_r101_fpn_3x_coco', '20220511_095119-c559a076', 8, 39.1,
+          'not in the 3.x metafile (its README lists it)'),
+    mmdet('solov2_r101_dcn_fpn_3x_coco', '20220513_214734-16c966cb', 10, 41.2,
+          '3.x name solov2_r101-dcn_fpn_ms-3x_coco'),
+    mmdet('solov2_x101_dcn_fpn_3x_coco', '20220513_214337-aef41095', 12, 42.4,
+          '3.x name solov2_x101-dcn_fpn_ms-3x_coco'),
+    mmdet('solov2_light_r18_fpn_3x_coco', '20220511_083717-75fa355b', 5, 29.7,
+          '3.x name solov2-light_r18_fpn_ms-3x_coco'),
+    mmdet('solov2_light_r34_fpn_3x_coco', '20220511_091839-e51659d3', 6, 31.9,
+          'not in the 3.x metafile (its README lists it)'),
+    mmdet('solov2_light_r50_fpn_3x_coco', '20220512_165256-c93a6074', 1, 33.7,
+          '3.x name solov2-light_r50_fpn_ms-3x_coco'),
     # ---- ImageNet backbones (for pretrained=): torchvision IMAGENET1K_V1, what mmdetection starts from
     Published('torchvision/resnet18', 'torchvision', TORCHVISION + 'resnet18-f37072fd.pth', 5, top1=69.758,
               sha256='f37072fd', size_mb=44.661, note='the original SOLO started from the legacy resnet18-5c106cde.pth '
