@@ -1,13 +1,9 @@
 """Training dataset, batch collation and DataLoader construction.
 
-Paddle's DataLoader flattens the collated batch: numpy arrays found inside
-(nested) dicts, lists and tuples come out as `paddle.Tensor` (CPU). Any other
-object, a dataclass for instance, is pickled from the worker as it is and comes
-out unchanged with its numpy arrays. This matters for targets: Paddle cannot
-move zero-sized arrays (e.g. `[0, S, S]` masks of an image without instances)
-through worker processes, so `collate_targets` should return such an opaque
-object (the dataclass `BatchTargets`) rather than a plain dict of arrays.
-"""
+Paddle's DataLoader turns the numpy arrays inside a collated batch's dicts, lists and tuples into
+CPU tensors, and cannot move zero-sized ones (`[0, S, S]` masks of an image without instances)
+out of worker processes: `collate_targets` returns an opaque object (the dataclass `BatchTargets`),
+which comes out unchanged with its arrays."""
 
 from __future__ import annotations
 
@@ -30,7 +26,7 @@ from solov2.config.install import internals_checked
 from solov2.core.errors import InputError, RunError
 from solov2.core.paddle_import import paddle
 from solov2.data.augment import Sample, TrainTransform
-from solov2.data.transforms import batch_images
+from solov2.data.transforms import batch_images, pad_to
 
 logger = logging.getLogger(__name__)
 
@@ -88,20 +84,13 @@ class TrainDataset(paddle.io.Dataset):
                          'check the dataset paths')
 
 
-def _pad_masks(masks: np.ndarray, height: int, width: int) -> np.ndarray:
-    """Zero-pad `[N, h, w]` at the bottom/right to `[N, height, width]`, same dtype."""
-    out = np.zeros((len(masks), height, width), dtype=masks.dtype)
-    out[:, : masks.shape[1], : masks.shape[2]] = masks
-    return out
-
-
 def collate_batch(samples: Sequence[Sample], target_fn: TargetFn, collate_targets: CollateTargets) -> dict[str, Any]:
     """`{'images': [B, 3, H, W] float32, 'targets': ..., 'image_ids': list[int]}` of `TrainTransform`
     outputs, zero-padded to the largest; `targets` is `collate_targets` of each image's
     `target_fn(masks [N, H, W] uint8, labels [N] int64)`."""
     images = batch_images([sample['image'] for sample in samples])
     height, width = images.shape[2:]
-    per_image = [target_fn(_pad_masks(sample['masks'], height, width), sample['labels']) for sample in samples]
+    per_image = [target_fn(pad_to(sample['masks'], height, width), sample['labels']) for sample in samples]
     return {'images': images, 'targets': collate_targets(per_image),
             'image_ids': [int(sample['image_id']) for sample in samples]}
 
@@ -223,16 +212,11 @@ class ReportingLoader(paddle.io.DataLoader):
 
 
 def shut_down(batches: Iterator[Any]) -> None:
-    """End an iteration over a DataLoader now: Paddle's iterator (its thread, and its worker
-    processes) or a generator over one. Paddle's own stays alive, workers too, while its
-    thread runs, and that thread holds it: an iteration left early never ends by itself.
-    Paddle has no public call that ends it: on the checked Paddle lines (``internals_checked``)
-    its private ``_try_shutdown_all()`` (the queue closed and dropped, the thread and workers
-    ended), after, without workers, its ``_reader.shutdown()`` as at the end of an epoch (the
-    reader's C++ threads stop reading the queue before it closes: closing it under a running
-    reader crashed a process now and then; with workers the reader is left to it, as it waits
-    for their thread). On another line an iteration left early keeps its thread and workers
-    until the process ends."""
+    """End an iteration over a DataLoader now: Paddle's iterator (its thread holds it and its
+    workers alive, so one left early never ends) or a generator over one. Paddle has no public
+    call for it: on the checked lines (``internals_checked``) its private ``_try_shutdown_all()``,
+    after, without workers, ``_reader.shutdown()`` as at an epoch's end (closing the queue under a
+    running reader crashed a process now and then); on another line they live until the process ends."""
     stop = getattr(batches, '_try_shutdown_all', None) if internals_checked() else None
     if stop is not None:
         if not hasattr(batches, '_workers') and hasattr(batches, '_reader'):
@@ -279,16 +263,11 @@ def die_with_parent(worker_id: int = 0, parent: int | None = None) -> None:
 
 def build_train_loader(dataset: TrainDataset, batch_size: int, target_fn: TargetFn, collate_targets: CollateTargets,
                        num_workers: int, seed: int = 0, distributed: bool = False) -> paddle.io.DataLoader:
-    """DataLoader over `dataset` that collates with `collate_batch`, shuffled, without the last
-    incomplete batch. Batches are `{'images': paddle.Tensor [B, 3, H, W] float32, 'targets':
-    collate_targets output, 'image_ids': list[int]}`. Call `set_epoch(loader,
-    epoch)` before each epoch. With `distributed`, Paddle's
-    `DistributedBatchSampler` shards the data (its shuffle depends on the epoch
-    only, not on `seed`). `target_fn` and `collate_targets` must be picklable
-    when `num_workers > 0` (module-level functions or `functools.partial`). Worker
-    processes end with the process that made them (`die_with_parent`); without workers, a
-    sample that raises ends the iteration with `LoaderError` (`ReportingLoader`).
-    """
+    """DataLoader of `collate_batch` batches of `dataset` (`'images'` a `paddle.Tensor`), shuffled,
+    the last incomplete batch dropped; `set_epoch(loader, epoch)` before each epoch. `distributed`:
+    Paddle's `DistributedBatchSampler` shards it (its shuffle ignores `seed`). With workers,
+    `target_fn` and `collate_targets` must be picklable and the workers die with this process
+    (`die_with_parent`); without, a sample that raises ends the iteration with `LoaderError`."""
     if distributed:
         batch_sampler = ResumableDistributedBatchSampler(dataset, batch_size=batch_size, shuffle=True, drop_last=True)
     else:

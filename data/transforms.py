@@ -35,11 +35,9 @@ SIZED_FORMATS = ('JPEG', 'PNG', 'BMP', 'WEBP', 'TIFF', 'GIF', 'JPEG2000', 'PPM',
 
 
 def header_size(data) -> tuple[int, int] | None:
-    """`(width, height)` from the header of an encoded picture (bytes-like), read by Pillow's
-    reader of its format (`SIZED_FORMATS`) without decoding, a WebP's by `webp_size`; None when
-    none reads it. Thread-safe and silent: not through `Image.open`, which holds the size against
-    Pillow's process-wide `MAX_IMAGE_PIXELS` (a warning, an error over twice it), nor JPEG's
-    switch to MPO, which does too."""
+    """`(width, height)` from the header of an encoded picture (bytes-like) by Pillow's reader of
+    its format (`SIZED_FORMATS`; a WebP's `webp_size`), None when none reads it. Not `Image.open`,
+    which checks Pillow's process-wide `MAX_IMAGE_PIXELS` (warning or error), as JPEG's MPO does."""
     Image.init()                # Pillow's readers, registered once
     with io.BytesIO(data) as file:
         prefix = file.read(30)
@@ -74,9 +72,8 @@ def webp_size(head: bytes) -> tuple[int, int] | None:
 
 
 def check_pixels(what, width: int, height: int, max_pixels: int) -> None:
-    """`LimitError` when a `width` x `height` image exceeds `max_pixels` (0 = no limit); `what`
-    names the image in the message ('image PATH', 'the array given', ...), whose first piece
-    says what is over which limit and the rest how to raise it."""
+    """`LimitError` naming `what` ('image PATH', ...) when a `width` x `height` image exceeds
+    `max_pixels` (0 = no limit)."""
     if max_pixels and width * height > max_pixels:
         raise LimitError(
             f'{what} is {width}x{height} = {width * height / 1e6:.0f} MP, over the limit of {max_pixels / 1e6:g} MP',
@@ -86,14 +83,8 @@ def check_pixels(what, width: int, height: int, max_pixels: int) -> None:
 
 def read_image(path: str | PathLike[str], max_pixels: int = DEFAULT_MAX_PIXELS,
                warn_colour: bool = False, fit: tuple[int, int] | None = None) -> np.ndarray:
-    """Read an image file as `[H, W, 3] uint8 RGB` (`decode_image` of its bytes, so
-    non-ASCII paths work). Grey and RGBA files are converted to 3-channel RGB. Raises
-    `InputError` when the file is missing or cannot be decoded, `LimitError` when it holds
-    more than `max_pixels` pixels (0 = no limit), checked before decoding as `decode_image`
-    says. With `warn_colour`, a transparent or greyscale picture is logged (`warn_unusual_colour`):
-    the commands that segment a user's pictures ask for it, training and COCO evaluation not.
-    `fit`: as for `decode_image`.
-    """
+    """An image file as `[H, W, 3] uint8 RGB` (grey and RGBA converted): `decode_image` of its
+    bytes (so non-ASCII paths work), the other parameters as there; InputError when it is missing."""
     try:
         buffer = np.fromfile(path, dtype=np.uint8)
     except OSError as err:
@@ -104,15 +95,13 @@ def read_image(path: str | PathLike[str], max_pixels: int = DEFAULT_MAX_PIXELS,
 def decode_image(data, max_pixels: int = DEFAULT_MAX_PIXELS, warn_colour: bool = False,
                  what: str = 'the picture in the bytes given', source=None,
                  fit: tuple[int, int] | None = None) -> np.ndarray:
-    """An encoded picture (`bytes`, `bytearray`, `memoryview` or a `[n] uint8` array) as
-    `[H, W, 3] uint8 RGB`, decoded by OpenCV, as `read_image` reads a file. With a limit
-    (`max_pixels` above 0) its size is read from its header first (`header_size`): over the
-    limit is a `LimitError` naming `what`, a header that gives no size an `InputError` (its
-    first piece the problem, the rest the way out), and neither is decoded. InputError too
-    when OpenCV does not decode it; `warn_colour` as for `read_image`, naming `source` (default
-    `what`). `fit`: the network input's `(short, max_size)` when only it is needed: a JPEG at
-    least twice that size on both axes is decoded by the codec at 1/2, 1/4 or 1/8
-    (`jpeg_reduction`), a `ReducedImage` that `preprocess` answers on the full grid."""
+    """An encoded picture (bytes-like or `[n] uint8`) as `[H, W, 3] uint8 RGB`, decoded by OpenCV.
+    With `max_pixels` (> 0) its header's size (`header_size`) is checked first: over it a `LimitError`
+    naming `what`, no size an `InputError`, and neither is decoded; InputError when OpenCV does not
+    decode it. `warn_colour`: log a transparent or greyscale picture (the commands that segment a
+    user's pictures ask for it), named `source` (default `what`). `fit`: the network input's `(short,
+    max_size)`: a JPEG twice that on both axes is decoded at 1/2, 1/4 or 1/8 (`jpeg_reduction`), a
+    `ReducedImage` that `preprocess` answers on the full grid."""
     size = header_size(data) if max_pixels or fit else None
     if max_pixels:
         if size is None:
@@ -214,8 +203,7 @@ SWAP_ROWS = 32    # rows a band: its copy stays in the cache
 
 def swap_red_blue(image: np.ndarray) -> np.ndarray:
     """`[H, W, 3] uint8` RGB to BGR (or back) in place, a band of rows at a time, and return it:
-    no second picture, and faster than OpenCV's `cvtColor` in place (several times slower than
-    into another array)."""
+    no second picture, and faster than OpenCV's `cvtColor` in place."""
     for top in range(0, image.shape[0], SWAP_ROWS):
         band = image[top:top + SWAP_ROWS]
         band[...] = cv2.cvtColor(band, cv2.COLOR_RGB2BGR)
@@ -224,13 +212,10 @@ def swap_red_blue(image: np.ndarray) -> np.ndarray:
 
 def to_rgb(image: np.ndarray, channels: str = 'rgb', source: str = 'an array',
            warn: bool = False) -> np.ndarray:
-    """An image array as `[H, W, 3] uint8 RGB`, converted as `read_image` converts files
-    (OpenCV's colour decoding): `[H, W]` or `[H, W, 1]` grey repeated into three channels,
-    `[H, W, 4]` with its alpha (last) dropped, 16-bit values shifted to 8 bits (`>> 8`).
-    `channels`: 'rgb' or 'bgr' (OpenCV's order; BGRA for 4 channels). With `warn`, a
-    greyscale or transparent picture is logged as `warn_colour_of` says, naming `source`.
-    InputError (a ValueError) for any other shape or dtype; the result may share memory
-    with `image` when it is RGB uint8 already."""
+    """An image array as `[H, W, 3] uint8 RGB`, converted as `read_image` converts files: `[H, W]`
+    or `[H, W, 1]` grey repeated, `[H, W, 4]`'s alpha (last) dropped, 16-bit values `>> 8`; `channels`
+    'rgb' or 'bgr' (BGRA for 4). `warn`: `warn_colour_of`, naming `source`. InputError for another
+    shape or dtype; it may share memory with `image` when that is RGB uint8 already."""
     array = np.asarray(image)
     if array.ndim == 3 and array.shape[2] == 1:
         array = array[..., 0]
@@ -314,12 +299,16 @@ def padded_size(size: int, divisor: int) -> int:
     return -(-size // divisor) * divisor
 
 
-def pad_to_multiple(chw: np.ndarray, divisor: int = 32) -> np.ndarray:
-    """Zero-pad `[C, H, W]` at the bottom/right to `[C, Hp, Wp]`, Hp and Wp multiples of `divisor`."""
-    channels, height, width = chw.shape
-    out = np.zeros((channels, padded_size(height, divisor), padded_size(width, divisor)), dtype=chw.dtype)
-    out[:, :height, :width] = chw
+def pad_to(chw: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Zero-pad `[C, h, w]` at the bottom/right to `[C, height, width]`, same dtype."""
+    out = np.zeros((len(chw), height, width), dtype=chw.dtype)
+    out[:, :chw.shape[1], :chw.shape[2]] = chw
     return out
+
+
+def pad_to_multiple(chw: np.ndarray, divisor: int = 32) -> np.ndarray:
+    """`pad_to` `[C, Hp, Wp]`, Hp and Wp the multiples of `divisor` from H and W up."""
+    return pad_to(chw, padded_size(chw.shape[1], divisor), padded_size(chw.shape[2], divisor))
 
 
 def preprocess(image: np.ndarray, short: int, max_size: int, divisor: int = 32) -> tuple[np.ndarray, ImageMeta]:
