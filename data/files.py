@@ -64,11 +64,10 @@ def previous_folder(folder: str | PathLike[str]) -> Path:
 
 
 def build_folder(folder: str | PathLike[str], build: Callable[[Path], None], replace: bool = False) -> Path:
-    """Make ``folder`` complete or not at all: ``build(temporary folder)`` fills a new hidden
-    folder beside it (``temporary_beside``), which is then renamed to ``folder``. An existing
-    ``folder`` is a FileExistsError, or with ``replace`` is moved to ``previous_folder`` and
-    removed once the new one is in place; one another builder renames there meanwhile is kept
-    (OSError). On any failure the temporary folder is removed."""
+    """Make ``folder`` complete or not at all: ``build(temporary folder)`` fills a hidden folder
+    beside it, then renamed to ``folder``. An existing ``folder`` is a FileExistsError, or with
+    ``replace`` moves to ``previous_folder`` until the new one is in place (another builder's that
+    got there first is kept: OSError)."""
     folder = Path(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = temporary_beside(folder)

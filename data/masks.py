@@ -1,9 +1,5 @@
-"""``CroppedMasks``: binary instance masks kept at the cost of the objects, not of the picture.
-
-Each mask is stored as its crop to its tight half-open box (x0, y0, x1, y1); the full
-[H, W] masks are pasted only when asked (``masks[i]``, ``np.asarray(masks)``). Boxes come
-from ``mask_to_box``, the one definition of a mask's box.
-"""
+"""``CroppedMasks``: binary instance masks kept at the cost of the objects, not of the picture
+(each its crop to its tight box, ``mask_to_box``: the one definition of a mask's box)."""
 
 from __future__ import annotations
 
@@ -13,11 +9,8 @@ import numpy as np
 
 
 def mask_to_box(mask: np.ndarray) -> tuple[int, int, int, int] | None:
-    """Half-open pixel box `(x0, y0, x1, y1)` of the True pixels of `[H, W] bool`, or None if empty.
-
-    The mask occupies columns x0..x1-1 and rows y0..y1-1, so
-    `mask[y0:y1, x0:x1]` is the tight crop.
-    """
+    """Half-open pixel box `(x0, y0, x1, y1)` of the True pixels of `[H, W] bool` (`mask[y0:y1,
+    x0:x1]` is the tight crop), or None if empty."""
     rows = np.flatnonzero(mask.any(axis=1))
     if rows.size == 0:
         return None
@@ -40,15 +33,10 @@ class CroppedMasks:
     the mask inside its tight half-open box `box(i)` `(x0, y0, x1, y1)` (`[0, 0] bool` and a
     zero box for an empty mask). `crops` and `boxes` `[N, 4] int64` give all of them.
 
-    Made from crops at hand, or `lazy`: each mask made on first use from its source, which is
-    then dropped, so what is never read (an instance below the drawing threshold, say) is
-    never pasted, and what was read keeps only its crop.
-
-    `len` is N; `shape` `(N, H, W)`; `[i]` pastes one mask to `[H, W] bool`; a slice, a
-    boolean mask `[N]` or an index array gives a new `CroppedMasks` (the crops made so far
-    shared, not copied; a lazy one's others made from the same sources by whichever reads them,
-    the selection holding its own masks' sources only); `np.asarray(masks)` pastes them all to
-    `[N, H, W] bool`."""
+    Made from crops at hand, or `lazy` (each mask made on first use from its source, then dropped:
+    what is never read is never pasted). `[i]` pastes one mask to `[H, W] bool`, `np.asarray(masks)`
+    all to `[N, H, W] bool`; a slice, boolean mask or index array gives a new `CroppedMasks` sharing
+    the crops made so far and holding only its own masks' sources."""
 
     def __init__(self, crops: Sequence[np.ndarray], boxes: np.ndarray | Sequence[Sequence[int]],
                  image_size: Sequence[int]):

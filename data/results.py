@@ -30,18 +30,11 @@ def rle_run_lengths(mask: np.ndarray) -> np.ndarray:
 
 
 def crop_run_lengths(crop: np.ndarray, box: Sequence[int], image_size: Sequence[int]) -> np.ndarray:
-    """Column-major run lengths `[K] uint32`, as pycocotools counts them, of the `image_size`
-    (H, W) mask that is `[y1 - y0, x1 - x0] bool` `crop` inside `box` (x0, y0, x1, y1,
-    half-open) and False elsewhere.
-
-    Runs alternate zeros/ones starting with a (possibly empty) zero run; no
-    empty run is emitted at the end. Only the crop is processed, row by row: in
-    column-major order the crop's column j is followed by one False slot standing for
-    the H - h background rows before column j + 1 (none when the crop spans all
-    rows). In that sequence of `rows` slots per column, a change at flat index
-    q = j * rows + k (slot k of column j differs from the slot before it) is a run
-    boundary at full-image column-major position (x0 + j) * H + y0 + k.
-    """
+    """Column-major run lengths `[K] uint32`, as pycocotools counts them (a zero run first, maybe
+    empty; none empty at the end), of the `image_size` (H, W) mask that is `[y1 - y0, x1 - x0] bool`
+    `crop` inside `box` (x0, y0, x1, y1) and False elsewhere. Only the crop is read: column j is
+    followed by one False slot for the rows outside it (none when it spans all rows), and a change
+    at slot k of column j is a run boundary at full-image position (x0 + j) * H + y0 + k."""
     height, width = (int(v) for v in image_size)
     crop = np.asarray(crop, dtype=bool)
     crop_h, crop_w = crop.shape
@@ -75,13 +68,8 @@ def encode_mask_rle(mask: np.ndarray, box: Sequence[int] | None = None) -> dict[
 
 
 def encode_crop_rle(crop: np.ndarray, box: Sequence[int], image_size: Sequence[int]) -> dict[str, Any]:
-    """COCO compressed RLE `{"size": [H, W], "counts": str}` of the `image_size` (H, W) mask
-    that is `[y1 - y0, x1 - x0] bool` `crop` inside `box` (x0, y0, x1, y1) and False elsewhere.
-
-    Identical to `pycocotools.mask.encode` of the whole mask with the counts decoded to
-    ASCII, but cost scales with the box rather than the image (`crop_run_lengths`);
-    pycocotools only does the string compression.
-    """
+    """`encode_mask_rle` of the mask `crop_run_lengths` reads, at a cost that scales with the box
+    rather than the image (pycocotools only compresses the counts)."""
     height, width = (int(v) for v in image_size)
     counts = crop_run_lengths(crop, box, (height, width))
     rle = mask_util.frPyObjects({'size': [height, width], 'counts': counts}, height, width)
@@ -133,17 +121,10 @@ def instances_to_coco(
     file_name: str | None = None,
     class_names: Sequence[str] | None = None,
 ) -> list[dict[str, Any]]:
-    """COCO result records for one image, from `instance_records`.
-
-    `masks` `CroppedMasks` (only the crops are read) or `[N, H, W] bool`, `labels` `[N] int`
-    (contiguous model labels), `scores` `[N] float`; `label_to_category_id[label]` gives the
-    COCO category id (None: a class the annotation file lacks, whose instances are left
-    out; default label + 1); `boxes` `[N, 4]` the masks' tight half-open x0, y0, x1, y1 boxes (zeros when
-    empty) if known for `[N, H, W]` masks (a `CroppedMasks` has its own). Each record is
-    `{image_id, category_id, segmentation, score, bbox}`, then `file_name` when given and
-    `category_name` (`class_names[label]`) when `class_names` is given, as
-    `demo.py --save-json` writes them.
-    """
+    """COCO result records `{image_id, category_id, segmentation, score, bbox}` (then `file_name`
+    and `category_name` when given) for one image, from `instance_records` of `masks` (`CroppedMasks`,
+    or `[N, H, W] bool` with their tight `boxes` `[N, 4]` when known), `labels` `[N] int` and `scores`
+    `[N] float`. `label_to_category_id[label]`: the category id (None: left out; default label + 1)."""
     records = []
     for one in instance_records(as_cropped(masks, boxes), labels, scores, class_names):
         category = one['label'] + 1 if label_to_category_id is None else label_to_category_id[one['label']]

@@ -199,17 +199,11 @@ def draw_mask(canvas: np.ndarray, crop: np.ndarray, box: Sequence[int], color: t
 def draw_instances(image_rgb: np.ndarray, masks: CroppedMasks | np.ndarray, labels: np.ndarray, scores: np.ndarray,
                    class_names: Sequence[str], score_threshold: float = SHOWN_MIN_SCORE,
                    boxes: np.ndarray | None = None, in_place: bool = False) -> np.ndarray:
-    """Overlay instances on a copy of `image_rgb` `[H, W, 3] uint8 RGB` and return it (same shape/dtype);
-    with `in_place`, on `image_rgb` itself (a C-contiguous uint8 array), which is returned.
-
-    `masks` `CroppedMasks` (only the crops of the instances drawn are read) or `[N, H, W] bool` (with `boxes` `[N, 4]`,
-    their tight half-open x0, y0, x1, y1 boxes, zeros when empty, if known), `labels` `[N]
-    int`, `scores` `[N] float`. Instances scoring below `score_threshold` or with empty masks
-    are skipped; each drawn one gets a translucent fill and a thin contour, the most
-    confident on top, and then, over all of them, a "name 0.87" caption in its colour on
-    a dark box, placed by `place_captions` next to the largest connected part of its mask.
-    Colours follow the score rank. Labels beyond `class_names` are captioned with their id.
-    """
+    """Instances drawn on a copy of `image_rgb` `[H, W, 3] uint8 RGB` (`in_place`: on it, C-contiguous).
+    `masks` `CroppedMasks` (only the drawn crops are read) or `[N, H, W] bool` (with their tight
+    `boxes` `[N, 4]` when known), `labels` `[N] int`, `scores` `[N] float`. Each instance from
+    `score_threshold` up gets a translucent fill and a contour, the most confident on top, then a
+    "name 0.87" caption (`place_captions`) by the largest part of its mask; colours by score rank."""
     masks = as_cropped(masks, boxes)
     if masks.image_size != image_rgb.shape[:2]:
         raise ValueError(f'masks {masks.shape} do not match image {image_rgb.shape}')
