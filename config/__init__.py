@@ -78,12 +78,14 @@ def with_classes(cfg: Type[SOLOv2Base], num_classes: int, class_names=None) -> T
     if class_names is None:
         class_names = (COCO_CLASSES if num_classes == 80
                        else tuple(f'class{i}' for i in range(num_classes)))
-    if num_classes == cfg.num_classes and tuple(class_names) == tuple(cfg.class_names):
-        check_config(cfg)
-        return cfg
-    named = type(cfg.__name__, (cfg,), {'num_classes': num_classes, 'class_names': tuple(class_names)})
+    same = num_classes == cfg.num_classes and tuple(class_names) == tuple(cfg.class_names)
+    named = cfg if same else type(cfg.__name__, (cfg,), {'num_classes': num_classes,
+                                                         'class_names': tuple(class_names)})
     check_config(named)
     return named
+
+
+ACCEPTED = {type(None): (str,), float: (int, float), tuple: (list, tuple)}    # else: the default's type
 
 
 def _coerce(setting: Setting, text: str):
@@ -98,25 +100,12 @@ def _coerce(setting: Setting, text: str):
         value = text
     if value is None and default is None:
         return None
-    if default is None:
-        ok = isinstance(value, str)
-    elif isinstance(default, bool):
-        ok = isinstance(value, bool)
-    elif isinstance(default, int):
-        ok = isinstance(value, int) and not isinstance(value, bool)
-    elif isinstance(default, float):
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-        value = float(value) if ok else value
-    elif isinstance(default, tuple):
-        ok = isinstance(value, (list, tuple))
-        value = tuple(value) if ok else value
-    else:
-        ok = isinstance(value, type(default))
-    if not ok:
+    kinds = ACCEPTED.get(type(default), (type(default),))
+    if not isinstance(value, kinds) or isinstance(value, bool) != isinstance(default, bool):
         kind = setting.accepts or ('None or a string' if default is None else type(default).__name__)
         raise InputError(f"bad override '{setting.name}={text}': {setting.name} takes {kind}, e.g. ",
                          param('overrides', [f'{setting.name}={_example(default)}']))
-    return value
+    return type(default)(value) if isinstance(default, (float, tuple)) else value
 
 
 def _example(default) -> str:
@@ -158,8 +147,5 @@ def announce_config(number: int, cfg, overrides=(), verbose: bool = False, where
     or model folder) and the overrides), or with ``verbose`` that line and the table of every
     resolved value."""
     line = f'config {number}: {cfg.__name__}' + (f' ({where})' if where else '')
-    table = '\n' + format_settings(cfg) if verbose else ''
-    if overrides:
-        logger.info('%s, %s%s', line, param('overrides', list(overrides)), table)
-    else:
-        logger.info('%s%s', line, table)
+    line += f", {param('overrides', list(overrides))}" if overrides else ''
+    logger.info('%s%s', line, '\n' + format_settings(cfg) if verbose else '')

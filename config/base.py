@@ -1,12 +1,8 @@
 """Every knob of a SOLOv2 setup, declared once: ``name = Setting(default, 'one-line doc',
-group=..., rule=...)`` (config/setting.py). ``group='model'``: shapes the network or fixes what
-its outputs mean, recorded in the checkpoint sidecar, a command line may not contradict it;
-``group='test'``: pre- and post-processing, recorded but free to change; no group: training
-only, not recorded. ``rule``: the values it accepts (config/checks.py; none: any value of the
-default's type). Checks, sidecar groups, the --verbose table and the tests derive from here.
-
-Variants in this package subclass ``SOLOv2Base`` and override only what differs, with plain
-values (``depth = 101``)."""
+group=..., rule=...)`` (config/setting.py). ``group='model'``: shapes the network or fixes what its
+outputs mean (recorded in the sidecar; a command line may not contradict it); ``'test'``: pre- and
+post-processing (recorded, free to change); none: training only. ``rule``: the values it accepts
+(config/checks.py). Variants subclass ``SOLOv2Base`` and override only what differs (``depth = 101``)."""
 from solov2.config.checks import (
     FRACTION,
     LEVEL_RANGES,

@@ -1,9 +1,6 @@
-"""Range and type checks of every config value, run whenever a config is built with
-overrides or another class list, so a bad value fails at once with a message naming the
-knob and what it accepts (not as zero detections or a traceback an hour later).
-
-The rules below are what ``config/base.py`` hands each ``Setting`` (``rule=...``);
-``check_config`` applies the rules of the declared knobs."""
+"""The rules a ``Setting`` takes (``rule=...`` in config/base.py) and ``check_config``, run whenever
+a config is built with overrides or another class list: a bad value fails at once, naming the knob
+and what it accepts (not as zero detections or a traceback an hour later)."""
 from numbers import Real
 
 from solov2.config.setting import Rule, declared_settings

@@ -1,8 +1,6 @@
-"""Device names, checked and normalised in one place: 'cpu', 'gpu' (this process's GPU:
-under ``paddle.distributed.launch`` each process's own, ``gpu_number``) or 'gpu:N' (GPU number N). Every
-command's ``--device`` and every library ``device`` parameter goes through ``device_name``,
-and code asks ``on_gpu`` rather than comparing names, so 'gpu:0' is a GPU wherever 'gpu' is.
-No Paddle here: the commands check the flag before Paddle loads."""
+"""Device names, checked and normalised in one place (``device_name``): 'cpu', 'gpu' (this
+process's GPU, ``gpu_number``) or 'gpu:N'; code asks ``on_gpu`` rather than comparing names. No
+Paddle here: the commands check the flag before Paddle loads."""
 import os
 import re
 from typing import Optional

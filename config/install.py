@@ -1,11 +1,8 @@
-"""Which Paddle is installed, read from the installed distributions without importing Paddle
-(the commands check it before Paddle loads). The package depends on no Paddle wheel, so that
-installing it keeps the user's own (``paddlepaddle`` for CPUs, ``paddlepaddle-gpu`` for GPUs:
-both install the same ``paddle/`` folder, and pip putting one over the other silently changes
-the device). ``paddle_major`` (which imports Paddle) is the toolkit's one version check:
-where it reaches past Paddle's public API (``data.loader.shut_down``, ``model.runtime``), it
-does so on the checked lines only (``internals_checked``), and each place says what it does
-on another. The same for onnxruntime's CPU and GPU wheels (``onnxruntime_install_problem``)."""
+"""Which Paddle is installed, read from the installed distributions without importing it (the
+commands check it before Paddle loads). The package depends on no Paddle wheel, so it keeps the
+user's (``paddlepaddle`` or ``paddlepaddle-gpu``: both install ``paddle/``, one over the other
+silently changes the device); the same for onnxruntime's. ``paddle_major`` is the one version
+check: code past Paddle's public API runs on the checked lines only (``internals_checked``)."""
 import importlib.metadata
 import importlib.util
 from typing import Callable, Optional, Sequence

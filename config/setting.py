@@ -1,10 +1,6 @@
 """How a knob is declared, once: ``name = Setting(default, doc, group=..., rule=...)`` in
-``config/base.py``. Everything else about a knob is derived from that line: its range check
-(``config.checks``), whether the checkpoint sidecar records it (``config.sidecar``), the
-``--verbose`` table (``config.format_settings``) and the tests' lists.
-
-``Setting`` is a descriptor: ``cfg.depth`` gives the plain default, and a variant config
-overrides it with a plain value (``depth = 101``)."""
+config/base.py, a descriptor (``cfg.depth`` is the plain default; a variant overrides it with a plain
+value). Its range check, sidecar group, the ``--verbose`` table and the tests' lists derive from it."""
 from typing import Callable, Dict, NamedTuple, Optional, Tuple
 
 from solov2.core.errors import InputError

@@ -1,12 +1,7 @@
-"""The checkpoint sidecar: ``NAME.json`` beside ``NAME.pdparams``, recording what rebuilds
-the model: config number, class names, the settings that differ from that config's
-(``"overrides"``) and the source.
-
-Settings fall in three groups, each knob's ``group`` in config/base.py: ``MODEL_SETTINGS``
-('model') shape the network or fix what its outputs mean (a command line that contradicts
-the recorded value is an error), ``TEST_SETTINGS`` ('test') steer pre- and post-processing
-(recorded and applied, but any command line may change them); the rest (training, input
-limits) are not recorded."""
+"""The checkpoint sidecar: ``NAME.json`` beside ``NAME.pdparams``, recording what rebuilds the
+model: config number, class names, the ``"overrides"`` of the model and test settings in which it
+differs from that config (each knob's ``group`` in config/base.py: ``MODEL_SETTINGS`` a command
+line may not contradict, ``TEST_SETTINGS`` it may change) and the source."""
 import ast
 import json
 from pathlib import Path
