@@ -57,10 +57,6 @@ class ConversionReport:
     unused: List[str] = field(default_factory=list)
     initialised: List[Tuple[str, str, tuple]] = field(default_factory=list)  # (target, reason, shape)
 
-    @property
-    def ok(self) -> bool:
-        return not (self.missing or self.mismatched or self.unused)
-
     def problems(self) -> int:
         return len(self.missing) + len(self.mismatched) + len(self.unused)
 
@@ -143,7 +139,7 @@ def convert(source: Dict[str, np.ndarray], rename: Renamer, config_numbers: Iter
         except KeyError as exc:         # the source family has no name for a part of this config
             raise ConversionError(f'cannot convert into config {number}: {exc.args[0]}') from None
         state, report = apply_table(source, table, shapes, ignored, aliases)
-        if report.ok:
+        if not report.problems():
             return number, cfg, state, report
         if best is None or report.problems() < best[1].problems():
             best = (number, report)

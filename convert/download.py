@@ -167,19 +167,13 @@ def _get(client: httpx.Client, url: str, handle, progress: Optional[ProgressCall
         length = response.headers.get('content-length')
         total = done + int(length) if length is not None else None
         for chunk in response.iter_bytes(CHUNK):
-            _write(handle, chunk)
+            try:
+                handle.write(chunk)
+                handle.flush()      # a full disk shows here, not at close
+            except OSError as exc:
+                raise DownloadError(f'cannot write the download in {Path(handle.name).parent}: '
+                                    f'{exc.strerror or exc} — free space there or {HINT}') from None
             done += len(chunk)
             if progress is not None:
                 progress(done, total)
     return total
-
-
-def _write(handle, chunk: bytes) -> None:
-    """Append ``chunk`` to the download and flush it (a full disk shows here, not at close)."""
-    try:
-        handle.write(chunk)
-        handle.flush()
-    except OSError as exc:
-        where = Path(handle.name).parent
-        raise DownloadError(f'cannot write the download in {where}: {exc.strerror or exc} — free space there or '
-                            f'{HINT}') from None

@@ -16,15 +16,11 @@ UNITS = ((re.compile(r'head\.(?P<kind>kernel|cate)_tower\.(?P<index>\d+)\.(?P<re
 
 @dataclass(frozen=True)
 class Family:
-    """Where one source family keeps each part of the model.
-
-    ``backbone(key, cfg)`` names a ``backbone.*`` key; ``neck(kind, index, leaf)`` names
-    ``neck.{lateral|output}.{index}.{weight|bias}``; ``modules`` holds the source module of
-    our ``kernel_tower`` / ``cate_tower`` (template with ``{index}``), ``kernel_pred`` /
-    ``cate_pred``, ``level`` (``{level}``, ``{conv}``) and ``pred`` (the mask-feature
-    prediction); ``unit(rest, module, deformable)`` names one ConvNormAct leaf (``conv.weight``,
-    ``conv.offset.bias``, ``norm._mean``) inside such a module. ``label`` names the source
-    in errors."""
+    """Where one source family (``label``, for errors) keeps each part of the model:
+    ``backbone(key, cfg)`` names a ``backbone.*`` key, ``neck(kind, index, leaf)`` a
+    ``neck.{lateral|output}.{index}.{leaf}``; ``modules`` the templates of the source modules of
+    our ``UNITS`` and ``{kernel|cate}_pred``, inside which ``unit(rest, module, deformable)`` names
+    one ConvNormAct leaf (``conv.weight``, ``conv.offset.bias``, ``norm._mean``)."""
     label: str
     backbone: Callable[[str, object], str]
     neck: Callable[[str, int, str], str]

@@ -1,12 +1,8 @@
-"""The published checkpoints this project takes by name: plain data, one ``Published`` row per
-file, grouped by publisher (``PUBLISHERS``).
-
-A name is the publisher's prefix and the publisher's own model name (``mmdet/solov2_r50_fpn_1x_coco``).
-``convert.zoo`` downloads, verifies, converts and caches a row; docs/checkpoints.md's tables
-are generated from it (``tools/dev/zoo_docs.py``). Every fact was read from the page named in
-its publisher's ``checked`` (the exact version), never guessed: a checksum is only what a
-publisher prints (a full SHA-256, or the leading hex characters of one in the file name);
-None where none is published or it could not be read (UNVERIFIED in the row's note)."""
+"""The published checkpoints this project takes by name (``mmdet/solov2_r50_fpn_1x_coco``: the
+publisher's prefix and own model name), one ``Published`` row per file: ``convert.zoo`` fetches them,
+docs/checkpoints.md's tables are generated from them (``tools/dev/zoo_docs.py``). Every fact was read
+from the page in its publisher's ``checked``, never guessed: a checksum is only what a publisher
+prints, None where none is or it could not be read (UNVERIFIED in the row's note)."""
 from dataclasses import dataclass
 from typing import Dict, Optional, Tuple
 
@@ -31,16 +27,11 @@ class Publisher:
 
 @dataclass(frozen=True)
 class Published:
-    """One published checkpoint.
-
-    ``name``: ``<publisher>/<model>``; ``family``: its converter (``FAMILIES``);
-    ``url``: the publisher's own link; ``config``: this project's config number it converts
-    to (for a backbone: the config whose backbone it fills), None when it is published but not
-    converted here (``note`` says why, or what to use instead); ``mask_ap``: the publisher's COCO
-    val2017 mask AP in percent (COCO models); ``top1``: ImageNet top-1 in percent
-    (backbones); ``sha256``: the whole hex digest or its published leading characters, None
-    when none is published; ``size_mb``: the size the publisher prints; ``mirrors``: other
-    published URLs of the same file."""
+    """One published checkpoint: ``family`` its converter (``FAMILIES``), ``url`` the publisher's
+    link, ``config`` the config it converts to (a backbone: whose backbone it fills; None: not
+    converted here, ``note`` says why), ``mask_ap`` the published COCO val2017 mask AP and ``top1``
+    the ImageNet top-1 (percent), ``sha256`` the digest or its published leading characters,
+    ``size_mb`` the published size, ``mirrors`` other published URLs of the file."""
     name: str
     family: str
     url: str
