@@ -39,11 +39,9 @@ def to_ppdet(state: Dict[str, np.ndarray], cfg, weights: str = 'the weights') ->
 
 
 def write_ppdet(source: str, output: str, number: Optional[int] = None) -> List[str]:
-    """Write ``source`` (this project's checkpoint, config ``number`` or its sidecar's:
-    ``config.sidecar.resolve_config``) as PaddleDetection's ``output``, atomically
-    (``data.files.write_together``); the summary lines, with the network settings in which it
-    differs from its config (PaddleDetection's config needs them too). InputError for a config
-    without a PaddleDetection 2.x counterpart."""
+    """Write ``source`` (config ``number``, else its sidecar's) as PaddleDetection's ``output``,
+    atomically; the summary lines name the network settings in which it differs from its config
+    (PaddleDetection's config needs them too). InputError for a config PaddleDetection 2.x lacks."""
     path = check_output_file(output, [source])
     number, cfg = resolve_config(source, number)
     if number not in PPDET_CONFIGS:

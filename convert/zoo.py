@@ -79,11 +79,9 @@ def named(weights: Optional[PathLike]) -> Optional[Published]:
 
 
 def checked_config(weights: Optional[PathLike], config: Optional[int]) -> Optional[int]:
-    """The config number that a caller checks its other arguments against before
-    ``resolve_weights`` fetches anything: ``config``, else that of the published name
-    ``weights``, else None. InputError for an unknown ``config``, and when ``weights`` names a
-    published COCO model of another config (every config's network differs, so its weights
-    would not load)."""
+    """The config number a caller checks its other arguments against before ``resolve_weights``
+    fetches anything: ``config``, else the published name ``weights``'s, else None. InputError for an
+    unknown ``config`` or a published COCO model of another config (its weights would not load)."""
     if config is not None:
         get_config(config)
     row = named(weights)

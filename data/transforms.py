@@ -183,11 +183,9 @@ def warn_unusual_colour(path, buffer: np.ndarray, bgr: np.ndarray) -> None:
 
 
 def warn_colour_of(source, image: np.ndarray, alpha: np.ndarray | None = None) -> None:
-    """Log a warning when a picture is not what the models were trained on: transparent
-    pixels in ``alpha`` ([H, W] uint8 or uint16; they are segmented as the colours stored
-    under them) or a greyscale ``image`` ([H, W, 3], either channel order: colour models
-    find fewer instances in it); each kind once per process, for the first picture met
-    (named by ``source``), so a folder of them gives one line."""
+    """Warn, once per kind and process (naming ``source``, the first met), of a picture unlike the
+    models' training pictures: transparent pixels in ``alpha`` ([H, W] uint8 or uint16) or a
+    greyscale ``image`` ([H, W, 3], either channel order)."""
     if alpha is not None and 'transparent' not in _said \
             and (alpha.min() < alpha.max() or alpha.max() < np.iinfo(alpha.dtype).max):
         _say_once('transparent', f'{source} has transparent pixels: they are segmented as the colours stored '

@@ -110,11 +110,8 @@ def caption_candidates(box: Sequence[int], size: tuple[int, int], image_hw: tupl
 
 class MaskShares:
     """Over each pixel of an `(H, W)` picture, the sum of one over the pixel count of every mask
-    added that covers it, then of `weight` for every caption added over it: what `place_captions`
-    reads. Kept as the masks and captions themselves, and summed only inside the windows asked
-    for (no `[H, W]` array): each pixel's float32 sum is made in the order a full `[H, W]` map
-    would make it (masks, then captions, each in the order added), so a window holds the same
-    bits as that map's."""
+    covering it, then of each caption's `weight` over it (`place_captions` reads it), summed only
+    inside the windows asked for, in the order a full `[H, W]` map would sum it: the same bits."""
 
     def __init__(self, image_hw: tuple[int, int]):
         self.image_hw = (int(image_hw[0]), int(image_hw[1]))
@@ -145,14 +142,10 @@ class MaskShares:
 
 def place_captions(sizes: Sequence[tuple[int, int]], anchors: Sequence[Sequence[int]],
                    shares: MaskShares) -> list[Rect]:
-    """Greedy caption rects, one per instance in the given order (most confident first): for each, the
-    first of its `caption_candidates` around `anchors[i]` that meets no caption placed before and hides
-    no mask pixel, else the one meeting the fewest caption pixels and, of those, hiding the least share
-    of the masks (so a small object stays visible where a large one can lend a corner).
-
-    `sizes` (w, h) per caption; `shares`: the masks drawn (`MaskShares.add_mask`), so that a rect's
-    sum is the shares of them it hides; each placed caption is added to it, weighing more than all
-    masks together."""
+    """Greedy caption rects of `sizes` (w, h), one per instance, most confident first: the first of
+    its `caption_candidates` around `anchors[i]` that meets no caption placed and hides no mask pixel,
+    else the one meeting the fewest caption pixels and hiding the least share of the masks drawn
+    (`shares`: a small object stays visible where a large one can lend a corner)."""
     caption_weight = len(sizes) + 1.0   # the shares of N masks sum to at most N
     height, width = shares.image_hw
     placed = []
