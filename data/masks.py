@@ -110,11 +110,6 @@ class CroppedMasks:
         crops = [mask[y0:y1, x0:x1].copy() for mask, (x0, y0, x1, y1) in zip(masks, boxes)]
         return cls(crops, boxes, masks.shape[1:])
 
-    @classmethod
-    def empty(cls, image_size: Sequence[int]) -> 'CroppedMasks':
-        """No masks on an `(H, W)` picture."""
-        return cls([], np.zeros((0, 4), np.int64), image_size)
-
     def __len__(self) -> int:
         return len(self._crops)
 
@@ -122,10 +117,6 @@ class CroppedMasks:
     def shape(self) -> tuple[int, int, int]:
         """`(N, H, W)`, the shape of the pasted masks."""
         return (len(self), *self.image_size)
-
-    def areas(self) -> np.ndarray:
-        """`[N] int64` pixel count of each mask."""
-        return np.array([np.count_nonzero(crop) for crop in self.crops], dtype=np.int64)
 
     def paste(self, index: int, out: np.ndarray | None = None) -> np.ndarray:
         """Mask `index` on the picture, `[H, W] bool` (into `out`, all False, when given)."""
