@@ -70,11 +70,9 @@ def _tuples(value):
 
 
 def apply_sidecar(cfg, meta: dict, chosen: Collection[str] = ()):
-    """``cfg`` with what the sidecar ``meta`` recorded: its class names, and each recorded
-    setting that the caller did not choose. A setting counts as chosen when its name is in
-    ``chosen`` or ``cfg`` holds another value than the recorded config number's default.
-    A chosen model setting that contradicts the recorded one raises InputError naming it.
-    Sidecars written before settings were recorded (no ``"overrides"``) set the classes only."""
+    """``cfg`` with what the sidecar ``meta`` recorded (an old one without ``"overrides"``: the
+    classes only), but for the settings chosen (named in ``chosen``, or off the recorded config's
+    default in ``cfg``); InputError for a chosen model setting that contradicts the record."""
     if 'overrides' not in meta:
         return with_classes(cfg, meta['num_classes'], meta.get('class_names'))
     base = get_config(meta['config'])

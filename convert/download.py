@@ -88,10 +88,8 @@ def verify(path: Path, file: str, sha256: Optional[str]) -> str:
 
 def fetch(file: str, locations: Sequence[str], scratch: Path, sha256: Optional[str] = None,
           progress: Optional[ProgressCallback] = None, retry: Retry = Retry(), hint: str = '') -> Fetched:
-    """``file`` from the first of ``locations`` (URLs, or paths in a mirror folder, used where
-    they are) that gives it verified (``verify``); a URL is downloaded into ``scratch``.
-    DownloadError, one line ending in ``hint``, when none does or ``scratch`` cannot be written
-    (a full disk)."""
+    """``file`` from the first of ``locations`` (URLs, downloaded into ``scratch``, or mirror paths)
+    that gives it verified; DownloadError, one line ending in ``hint``, when none does."""
     reasons = []
     for location in locations:
         try:

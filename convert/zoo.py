@@ -94,10 +94,9 @@ def checked_config(weights: Optional[PathLike], config: Optional[int]) -> Option
 
 def resolve_weights(weights: Optional[PathLike], cache_dir: Optional[PathLike] = None,
                     mirror: Optional[PathLike] = None, progress: Optional[ProgressCallback] = None) -> Optional[str]:
-    """A checkpoint path for ``weights``: an existing path as it is; a published name
-    (``convert.published``) as its converted checkpoint, fetched and converted on first use
-    (``checkpoint``); None and any other text unchanged (the caller says what is missing).
-    InputError for a name written like a published one that no row has."""
+    """A checkpoint path for ``weights``: a published name's ``checkpoint``, else unchanged (an
+    existing path, None or any other text: the caller says what is missing); InputError for a
+    name written like a published one that no row has."""
     row = named(weights)
     if row is not None:
         return str(checkpoint(row, cache_dir, mirror, progress))
@@ -108,11 +107,9 @@ def resolve_weights(weights: Optional[PathLike], cache_dir: Optional[PathLike] =
 
 def checkpoint(row: Published, cache_dir: Optional[PathLike] = None, mirror: Optional[PathLike] = None,
                progress: Optional[ProgressCallback] = None) -> Path:
-    """The converted checkpoint of ``row``: from the cache when it is there, else downloaded from
-    the mirror or the publisher, verified, converted and cached (``progress(bytes, total)``
-    follows the download; without it the progress is logged). InputError for a row with no
-    config here; ``convert.download.DownloadError`` (a RunError) when no source gives the file;
-    RunError when it does not convert or cannot be written."""
+    """The converted checkpoint of ``row``, from the cache, else fetched, converted and cached
+    (``progress(bytes, total)``, else logged). InputError for a row with no config here; RunError
+    (``DownloadError`` among them) when no source gives the file or it does not convert or write."""
     if row.family == SHIPPED:
         return Path(SHIPPED_WEIGHTS)
     if row.config is None:

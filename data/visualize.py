@@ -74,10 +74,8 @@ def largest_region_box(crop: np.ndarray, box: Sequence[int]) -> tuple[int, int, 
 
 def _largest_region(crop: np.ndarray, outer: Sequence[np.ndarray]) -> tuple[int, int, int, int]:
     """`(left, top, width, height)` in `[h, w] uint8` 0/1 `crop` of the region with the most pixels,
-    given the outer border of each region (`cv2.findContours`): the bounding rect of a border is its
-    region's, the mask pixels inside that rect bound its pixel count from above, and a flood fill
-    from the border counts it; regions are counted largest bound first until no bound left can reach
-    the best count. On a tie, `cv2.connectedComponentsWithStats` (slower on a large crop) decides."""
+    given each region's outer border: flood fills count them, largest bound (the mask pixels in the
+    border's rect) first, until no bound can beat the best; a tie goes to connectedComponentsWithStats."""
     rects = [cv2.boundingRect(border) for border in outer]
     bounds = [np.count_nonzero(crop[top:top + h, left:left + w]) for left, top, w, h in rects]
     best, best_count, tied = None, -1, False
