@@ -12,7 +12,7 @@ from typing import Any, Sequence
 import cv2
 import numpy as np
 
-from solov2.data.transforms import normalize, pad_to_multiple, resize_keep_ratio
+from solov2.data.transforms import normalize, pad_to_multiple, resized_hw
 
 Sample = dict[str, Any]
 
@@ -24,12 +24,13 @@ def hflip(sample: Sample) -> Sample:
 
 
 def resize_sample(sample: Sample, short: int, max_size: int) -> Sample:
-    """Keep-ratio resize (`transforms.resize_keep_ratio`, bilinear) of the image; the masks
-    follow with nearest-neighbour interpolation, so they stay 0/1."""
-    image, _ = resize_keep_ratio(sample['image'], short, max_size, cv2.INTER_LINEAR)
-    masks = np.zeros((len(sample['masks']), *image.shape[:2]), dtype=sample['masks'].dtype)
+    """Keep-ratio resize (`transforms.resized_hw`, bilinear) of the image; the masks follow with
+    nearest-neighbour interpolation, so they stay 0/1."""
+    (height, width), _ = resized_hw(*sample['image'].shape[:2], short, max_size)
+    image = cv2.resize(sample['image'], (width, height), interpolation=cv2.INTER_LINEAR)
+    masks = np.zeros((len(sample['masks']), height, width), dtype=sample['masks'].dtype)
     for index, mask in enumerate(sample['masks']):
-        masks[index] = cv2.resize(mask, image.shape[1::-1], interpolation=cv2.INTER_NEAREST)
+        masks[index] = cv2.resize(mask, (width, height), interpolation=cv2.INTER_NEAREST)
     return {**sample, 'image': image, 'masks': masks}
 
 

@@ -276,13 +276,6 @@ def resized_hw(height: int, width: int, short: int, max_size: int) -> tuple[tupl
     return (max(1, int(height * scale + 0.5)), max(1, int(width * scale + 0.5))), scale
 
 
-def resize_keep_ratio(image: np.ndarray, short: int, max_size: int,
-                      interp: int = cv2.INTER_LINEAR) -> tuple[np.ndarray, float]:
-    """`(resized [H', W', C] same dtype, scale)` of `[H, W, C]` at the size `resized_hw` gives."""
-    (new_h, new_w), scale = resized_hw(image.shape[0], image.shape[1], short, max_size)
-    return cv2.resize(image, (new_w, new_h), interpolation=interp), scale
-
-
 def normalize(image: np.ndarray, mean: Sequence[float] = IMAGENET_MEAN_RGB,
               std: Sequence[float] = IMAGENET_STD_RGB) -> np.ndarray:
     """Map `[H, W, 3] uint8 RGB` to `[3, H, W] float32` as (pixel - mean) / std per RGB channel."""

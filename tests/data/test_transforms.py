@@ -27,7 +27,6 @@ from solov2.data.transforms import (
     pil_to_array,
     preprocess,
     read_image,
-    resize_keep_ratio,
     resized_hw,
     swap_red_blue,
     to_rgb,
@@ -47,13 +46,6 @@ from tests.pictures import png_header, tiff_bomb, webp_bomb, with_fill_bytes
 )
 def test_resized_hw(hw, expected_hw):
     assert resized_hw(*hw, 800, 1333)[0] == expected_hw
-
-
-def test_resize_keep_ratio_returns_image_and_scale():
-    image = np.zeros((480, 640, 3), dtype=np.uint8)
-    resized, scale = resize_keep_ratio(image, 800, 1333)
-    assert resized.shape == (800, 1067, 3) and resized.dtype == np.uint8
-    assert scale == pytest.approx(800 / 480)
 
 
 def test_normalize_hand_built_pixel():
