@@ -110,10 +110,7 @@ def _coerce(setting: Setting, text: str):
 
 def _example(default) -> str:
     """A value of the default's type written as an override takes it (a long tuple cut to two items)."""
-    if isinstance(default, tuple):
-        items = default[:2] if len(default) > 6 else default
-        return repr(tuple(items)) if len(items) != 1 else f'({items[0]!r},)'
-    return 'None' if default is None else repr(default)
+    return repr(default[:2] if isinstance(default, tuple) and len(default) > 6 else default)
 
 
 def with_overrides(cfg: Type[SOLOv2Base], assignments) -> Type[SOLOv2Base]:

@@ -276,12 +276,12 @@ def resized_hw(height: int, width: int, short: int, max_size: int) -> tuple[tupl
     return (max(1, int(height * scale + 0.5)), max(1, int(width * scale + 0.5))), scale
 
 
-def normalize(image: np.ndarray, mean: Sequence[float] = IMAGENET_MEAN_RGB,
-              std: Sequence[float] = IMAGENET_STD_RGB) -> np.ndarray:
-    """Map `[H, W, 3] uint8 RGB` to `[3, H, W] float32` as (pixel - mean) / std per RGB channel."""
+def normalize(image: np.ndarray) -> np.ndarray:
+    """Map `[H, W, 3] uint8 RGB` to `[3, H, W] float32` as (pixel - mean) / std, ImageNet's."""
     if image.ndim != 3 or image.shape[2] != 3:
         raise InputError(f'expected [H, W, 3] image, got shape {image.shape}')
-    hwc = (image.astype(np.float32) - np.asarray(mean, dtype=np.float32)) * (1.0 / np.asarray(std, dtype=np.float32))
+    mean, std = np.asarray(IMAGENET_MEAN_RGB, np.float32), np.asarray(IMAGENET_STD_RGB, np.float32)
+    hwc = (image.astype(np.float32) - mean) * (1.0 / std)
     return np.ascontiguousarray(hwc.transpose(2, 0, 1))
 
 
