@@ -1,7 +1,6 @@
-"""Each source family's ``Converter`` (``convert.common``): how a checkpoint of that family is
-read, renamed and checked, and its notes for users. The command (``solov2 convert FAMILY``,
-tools/convert.py) and the published checkpoints (``convert.zoo``) convert with
-these: ``CONVERTERS``, by the family names of ``convert.published.FAMILIES``."""
+"""Each source family's ``Converter`` (``convert.common``): how its checkpoints are read, renamed
+and checked, and its notes for users; ``CONVERTERS``, by the names of ``convert.published.FAMILIES``,
+serve ``solov2 convert FAMILY`` (tools/convert.py) and the published checkpoints (``convert.zoo``)."""
 from solov2.convert.common import ConversionError, Converter, class_count, imagenet_converter
 from solov2.convert.mmdet_names import backbone_name, is_counter, mmdet_name, solo_name
 from solov2.convert.ppdet_names import (

@@ -1,8 +1,6 @@
-"""Training augmentation of the COCO reader's samples (`data.coco`). Deterministic functions
-return a new dict (arrays that do not change may be shared); the `random_*` wrappers draw their
-parameters from an explicit `np.random.Generator`. Resizing, normalisation and padding are
-`data.transforms`', so training sees exactly the preprocessing of inference.
-"""
+"""Training augmentation of the COCO reader's samples (`data.coco`): functions that return a new
+dict (arrays that do not change may be shared), the `random_*` ones drawing from an explicit
+`np.random.Generator`; resizing, normalisation and padding are `data.transforms`', as inference's."""
 
 from __future__ import annotations
 
