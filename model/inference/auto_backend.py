@@ -151,8 +151,9 @@ def time_engines(backends: Dict[str, Backend], batches: Sequence[np.ndarray],
                  clock: Callable[[], float] = time.perf_counter) -> Times:
     """{engine: [(ms of its first ``run(batches[i])``, ms of a second one) in round i]}: the
     round's size new to it, then repeated. ``TIMING_WARMUP`` untimed runs of ``batches[0]``
-    each, then one round per later batch that runs every engine twice on it, engine after
-    engine, the order reversed every other round (a busy moment or a slow start hits them alike)."""
+    each, then one round per later batch: engine after engine, the order reversed every other
+    round (a busy moment or a slow start hits them alike), one untimed run of ``batches[0]``
+    (onnxruntime's threads spin on after a run: OpenVINO's next call took up to 2x), then two on it."""
     for backend in backends.values():
         for _ in range(TIMING_WARMUP):
             backend.run(batches[0])
@@ -160,6 +161,7 @@ def time_engines(backends: Dict[str, Backend], batches: Sequence[np.ndarray],
     kinds = list(backends)
     for index, batch in enumerate(batches[1:]):
         for kind in kinds if index % 2 == 0 else kinds[::-1]:
+            backends[kind].run(batches[0])
             stamps = [clock()]
             for _ in range(2):
                 backends[kind].run(batch)

@@ -69,7 +69,8 @@ def test_the_line_and_the_bf16_hint_name_both_times(monkeypatch):
 
 
 def test_time_engines_warms_up_then_alternates_the_order_round_by_round():
-    """Two untimed warm-up runs each, then per round each engine twice on the round's batch."""
+    """Two untimed warm-up runs each, then per round each engine once on the warm-up batch
+    (untimed) and twice on the round's."""
     clock, order = [0.0], []
 
     class Engine:
@@ -80,14 +81,14 @@ def test_time_engines_warms_up_then_alternates_the_order_round_by_round():
             order.append((self.name, batch))
             clock[0] += next(self.seconds)
 
-    engines = {'a': Engine('a', [9, 9, 0.010, 0.002, 0.050, 0.003, 0.012, 0.002]),
-               'b': Engine('b', [9, 9, 0.020, 0.019, 0.021, 0.020, 0.5, 0.02])}
+    engines = {'a': Engine('a', [9, 9, 7, 0.010, 0.002, 7, 0.050, 0.003, 7, 0.012, 0.002]),
+               'b': Engine('b', [9, 9, 7, 0.020, 0.019, 7, 0.021, 0.020, 7, 0.5, 0.02])}
     times = time_engines(engines, ['warm-up', 'first', 'second', 'third'], clock=lambda: clock[0])
     assert {kind: [tuple(round(ms, 6) for ms in pair) for pair in pairs] for kind, pairs in times.items()} == {
         'a': [(10, 2), (50, 3), (12, 2)], 'b': [(20, 19), (21, 20), (500, 20)]}
     assert order == [('a', 'warm-up')] * 2 + [('b', 'warm-up')] * 2 + [
-        (name, batch) for name, batch in [('a', 'first'), ('b', 'first'), ('b', 'second'), ('a', 'second'),
-                                          ('a', 'third'), ('b', 'third')] for _ in range(2)]
+        run for name, batch in [('a', 'first'), ('b', 'first'), ('b', 'second'), ('a', 'second'), ('a', 'third'),
+                                ('b', 'third')] for run in [(name, 'warm-up'), (name, batch), (name, batch)]]
 
 
 def test_each_timing_round_is_a_size_no_engine_has_seen():
