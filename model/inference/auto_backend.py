@@ -177,12 +177,10 @@ def too_close(costs: Dict[str, float], margin: float = RETIME_MARGIN) -> bool:
 
 
 def median_costs(times: Times) -> Tuple[Dict[str, float], ...]:
-    """(repeated, new, cost) per engine of ``times`` (``time_engines``'): the median ms on a size
-    it has run, on a size's first picture, and a picture's cost, ``repeated + (new - repeated) /
-    PICTURES_PER_SIZE``. Pictures resized to the test size and padded to 32 share a size per
-    aspect ratio (a video, a camera, one camera's photos: one size for good); a size's first
-    call (OpenVINO's dynamic-shape model sets up its kernels, bf16 most) must be won back within
-    ten pictures of that size."""
+    """(repeated, new, cost) per engine of ``times``: the median ms on a size it has run, on a new
+    one, and ``repeated + (new - repeated) / PICTURES_PER_SIZE``. Pictures padded to 32 at the test
+    size share a size per aspect ratio (a video, a camera, one camera's photos: one for good); a
+    new size's extra (OpenVINO sets up its kernels, bf16 most) must pay off within ten pictures."""
     repeated, new = ({kind: statistics.median(pair[i] for pair in pairs) for kind, pairs in times.items()}
                      for i in (1, 0))
     return repeated, new, {kind: repeated[kind] + (new[kind] - repeated[kind]) / PICTURES_PER_SIZE for kind in times}
