@@ -45,15 +45,12 @@ from solov2.model.inference import auto_backend, openvino_backend
 from solov2.model.inference.auto_backend import (
     BF16,
     MANIFEST,
-    RETIME_GROW,
     TIMING_ROUNDS,
     cache_key,
     cached_backend,
     check_entry,
     choice_key,
-    measured_choice,
     time_engines,
-    timing_batches,
 )
 from solov2.model.inference.backend import BackendError
 from solov2.model.inference.backend_factory import open_backend
@@ -335,7 +332,7 @@ def test_int8_needs_a_quantized_folder(hot):  # noqa: F811
 
 def _openvino_first(backends, batches):
     """``time_engines`` saying that openvino is the faster engine (the real timing is noisy)."""
-    return {'openvino': [1.0] * TIMING_ROUNDS, 'onnx': [2.0] * TIMING_ROUNDS}
+    return {'openvino': [(1.0, 1.0)] * TIMING_ROUNDS, 'onnx': [(2.0, 2.0)] * TIMING_ROUNDS}
 
 
 @pytest.fixture
@@ -441,8 +438,8 @@ def test_auto_records_the_faster_engine_once(hot, demo_auto, tmp_path, monkeypat
 
     def timings(backends, batches):
         measured = time_engines(backends, batches[:2])
-        timed.append((sorted(measured), [b.shape for b in batches], min(sum(measured.values(), [])) > 0))
-        return {'openvino': [30.0] * TIMING_ROUNDS, 'onnx': [10.0] * TIMING_ROUNDS}
+        timed.append((sorted(measured), [b.shape for b in batches], np.min(sum(measured.values(), [])) > 0))
+        return {'openvino': [(40.0, 30.0)] * TIMING_ROUNDS, 'onnx': [(10.0, 10.0)] * TIMING_ROUNDS}
 
     monkeypatch.setattr(auto_backend, 'time_engines', timings)
     lines = []
@@ -450,10 +447,11 @@ def test_auto_records_the_faster_engine_once(hot, demo_auto, tmp_path, monkeypat
     assert kind == 'onnx' and isinstance(backend, OnnxBackend)
     sizes = [(96, 128), (96, 160), (96, 192), (128, 128), (128, 160), (128, 192)]   # test_short=96, test_max=128
     assert timed == [(['onnx', 'openvino'], [(1, 3) + size for size in sizes], True)]
-    assert lines == [f'auto: timed the engines on this CPU ({choice_key(1)}): openvino 30 ms, onnx 10 ms per '
-                     f'picture of a new size near 96x128: using onnx f32 from cache {entry}']
+    assert lines == [f'auto: timed the engines on this CPU ({choice_key(1)}): openvino 30 ms (40 ms on a new size), '
+                     f'onnx 10 ms (10 ms on a new size) per picture near 96x128: using onnx f32 from cache {entry}']
     manifest = json.loads((entry / MANIFEST).read_text())
     assert manifest['choices'] == {choice_key(1): {'engine': 'onnx', 'timings_ms': {'openvino': 30.0, 'onnx': 10.0},
+                                                   'new_size_ms': {'openvino': 40.0, 'onnx': 10.0},
                                                    'timing_input': [1, 3, 96, 128], 'timings': 1}}
     assert 'backend' not in manifest['key'] and {'openvino', 'onnxruntime'} <= set(manifest['key']['versions'])
     lines.clear()
@@ -486,11 +484,11 @@ def test_auto_takes_bf16_on_a_native_bf16_cpu_where_it_keeps_the_f32_instances(h
     monkeypatch.setattr(auto_backend, 'bf16_problem',
                         lambda f32, bf16: checked.append(real_check(f32, bf16)) or checked[-1])
     monkeypatch.setattr(auto_backend, 'time_engines', lambda backends, batches: {
-        label: [10.0 if label == BF16 else 30.0] * TIMING_ROUNDS for label in backends})
+        label: [(50.0, 10.0) if label == BF16 else (30.0, 30.0)] * TIMING_ROUNDS for label in backends})
     weights, opts, lines = hot[0], DEMO_OPTS[1:DEMO_OPTS.index('--warmup')], []
     assert _auto(weights, opts, 1, log=lines.append)[0] == 'openvino'
     assert checked == [None]
-    assert lines[-1].endswith(f'{BF16} 10 ms per picture of a new size near 96x128: using openvino bf16 '
+    assert lines[-1].endswith(f'{BF16} 10 ms (50 ms on a new size) per picture near 96x128: using openvino bf16 '
                               f'from cache {entry}')
     lines.clear()
     assert _auto(weights, opts, 1, precision='f32', log=lines.append)[0] == 'openvino'
@@ -549,71 +547,6 @@ def test_compiled_models_are_kept_in_the_cache(hot, tmp_path, monkeypatch):  # n
     assert len([p for p in (tmp_path / COMPILED).iterdir() if p.suffix == '.blob']) == 1
     entries = cache_entries(str(tmp_path))
     assert [(e.path.name, e.state) for e in entries] == [(COMPILED, 'current')]
-
-
-def test_time_engines_warms_up_then_alternates_the_order_round_by_round():
-    clock, order = [0.0], []
-
-    class Engine:
-        def __init__(self, name, seconds):
-            self.name, self.seconds = name, iter(seconds)
-
-        def run(self, batch):
-            order.append((self.name, batch))
-            clock[0] += next(self.seconds)
-
-    engines = {'a': Engine('a', [9, 9, 0.010, 0.050, 0.012]), 'b': Engine('b', [9, 9, 0.020, 0.021, 0.5])}
-    times = time_engines(engines, ['warm-up', 'first', 'second', 'third'], clock=lambda: clock[0])
-    assert times == {'a': pytest.approx([10.0, 50.0, 12.0]), 'b': pytest.approx([20.0, 21.0, 500.0])}
-    assert order == [('a', 'warm-up')] * 2 + [('b', 'warm-up')] * 2 + [
-        ('a', 'first'), ('b', 'first'), ('b', 'second'), ('a', 'second'), ('a', 'third'), ('b', 'third')]
-
-
-def test_each_timing_round_is_a_size_no_engine_has_seen():
-    batches = timing_batches(CONFIGS[9])
-    shapes = [b.shape for b in batches]
-    assert len(batches) == TIMING_ROUNDS + 1 and len(set(shapes)) == len(shapes)
-    assert shapes[0] == (1, 3, 320, 448)        # a 4:3 picture at config 9's test size, padded to 32
-    assert all(h % 32 == 0 and w % 32 == 0 and h >= 320 and w >= 448 for _, _, h, w in shapes)
-    assert all(b.dtype == np.float32 for b in batches)
-
-
-@pytest.mark.parametrize('openvino, onnx, engine', [
-    ([30, 30, 30, 30, 30], [30, 30, 30, 30, 30], 'openvino'),     # a tie: the first
-    ([30, 90, 30, 30, 30], [33, 32, 34, 33, 33], 'openvino'),     # a busy moment during one round
-    ([179, 35, 36, 34, 35], [230, 38, 37, 38, 39], 'openvino'),   # a slow start, then ~8% apart
-    ([35, 34, 36, 35, 35], [27, 28, 40, 27, 29], 'onnx'),         # faster, one noisy round
-])
-def test_the_engine_with_the_lower_median_round_is_chosen(openvino, onnx, engine, monkeypatch):
-    """An outlier round (either engine) changes nothing: the medians decide."""
-    monkeypatch.setattr(auto_backend, 'time_engines', lambda backends, batches: {'openvino': openvino, 'onnx': onnx})
-    backend = type('Engine', (), {'cfg': CONFIGS[9]})()
-    assert measured_choice({'openvino': backend, 'onnx': backend})['engine'] == engine
-
-
-@pytest.mark.parametrize('first, second, engine, timings', [
-    ({'openvino': [30] * 5, 'onnx': [31] * 5}, {'openvino': [36] * 5, 'onnx': [25] * 5}, 'onnx', 2),  # 3% apart
-    ({'openvino': [30] * 5, 'onnx': [29] * 5}, {'openvino': [20] * 5, 'onnx': [29] * 5}, 'openvino', 2),
-    ({'openvino': [30] * 5, 'onnx': [36] * 5}, None, 'openvino', 1),                 # a clear winner: 20% apart
-    ({'openvino': [40, 41, 39, 40, 40], 'onnx': [30, 29, 31, 30, 30]}, None, 'onnx', 1),
-])
-def test_close_timings_are_timed_again_on_new_sizes(first, second, engine, timings, monkeypatch):
-    """Engines within RETIME_MARGIN are timed a second time on sizes neither has seen, and the
-    medians over both timings decide (here the second one reverses the first); a clear winner is
-    timed once."""
-    calls = []
-
-    def stand_in(backends, batches):
-        calls.append([b.shape for b in batches])
-        return (first, second)[len(calls) - 1]
-
-    monkeypatch.setattr(auto_backend, 'time_engines', stand_in)
-    backend = type('Engine', (), {'cfg': CONFIGS[9]})()
-    choice = measured_choice({'openvino': backend, 'onnx': backend})
-    assert (choice['engine'], choice['timings'], len(calls)) == (engine, timings, timings)
-    if timings == 2:
-        assert not set(calls[0]) & set(calls[1])                  # new sizes for both engines
-        assert calls[1][0] == (1, 3, 320 + RETIME_GROW, 448 + RETIME_GROW)
 
 
 def test_the_choice_is_keyed_by_cpu_features_threads_and_precision(tmp_path):
