@@ -1,17 +1,10 @@
-"""The command layer's shared glue: what every command (demo.py, train.py, eval.py, tools/*.py)
-does the same way, and nothing the library needs (docs/architecture.md).
+"""The command layer's shared glue: what every command does the same way (docs/architecture.md).
 
-- Start-up: imported before Paddle and OpenCV, it silences the notes a user cannot act on
-  (Paddle's "No ccache found" and BatchNorm notes, its C++ log's and OpenCV's warnings; a
-  GLOG_minloglevel or OPENCV_LOG_LEVEL set by the user wins); ``tune_for`` tunes the process.
-- Words: a library message names the caller's parameters in Python words (``weights=``:
-  ``core.errors.param``) and is shown as it is; a command names its own flags where it
-  parses them.
-- Console: ``show_logs`` prints the library's ``logging`` records as plain lines,
-  ``Progress`` is the progress line, ``fetched`` fetches a published name given to --weights.
-- Exit codes, in one place (``command``): ``InputError`` ends in one ``error:`` line and
-  exit 2; ``RunError`` and ``OSError`` in one line and exit 1; any other exception is called a
-  bug naming ``--debug`` (exit 1); Ctrl-C and SIGTERM say what was done (exit 130 / 143).
+- Start-up: imported before Paddle and OpenCV, it silences the notes a user cannot act on (a
+  GLOG_minloglevel or OPENCV_LOG_LEVEL set by the user wins).
+- Words: a library message is shown as it is; a command names its own flags where it parses them.
+- Exit codes, in one place (``command``): ``InputError`` exit 2, ``RunError`` and ``OSError`` 1,
+  each in one ``error:`` line; another exception is a bug naming ``--debug``; Ctrl-C 130, SIGTERM 143.
 - Arguments: the parser and the argument groups the commands share (``model_spec``).
 """
 import argparse
@@ -21,6 +14,7 @@ import dataclasses
 import functools
 import importlib.util
 import logging
+import math
 import os
 import signal
 import sys
@@ -69,11 +63,9 @@ def show_logs() -> None:
 
 
 class Progress:
-    """Thread-safe progress on stderr: count, percent, rate and ETA. On a terminal one line
-    redrawn at most twice a second; elsewhere (a log file, CI) a whole line every
-    ``every_s`` seconds and at the end, never a carriage return. ``close`` ends it.
-    ``update`` fits the library's ``progress`` callbacks. With ``since`` (a ``time.perf_counter()``)
-    each line starts with the time since then, ``[HH:MM:SS]``."""
+    """Thread-safe progress on stderr: count, percent, rate and ETA, one line redrawn on a terminal,
+    else a whole line every ``every_s`` seconds; with ``since`` (a ``time.perf_counter()``) each line
+    starts with the time since then, ``[HH:MM:SS]``."""
 
     def __init__(self, total: int, label: str = '', stream=None, every_s: float = 10.0, unit: str = 'img',
                  since: Optional[float] = None):
@@ -107,9 +99,8 @@ class Progress:
 
 
 class DownloadProgress:
-    """The library's download progress, ``progress(bytes so far, total or None)``
-    (``convert.zoo``), as a ``Progress`` line in MB; a download that starts over (another
-    source, a server that ignored the resume) starts a new line. ``close`` ends it."""
+    """The library's download progress, ``progress(bytes so far, total or None)``, as a ``Progress``
+    line in MB; a download that starts over starts a new line."""
 
     def __init__(self, stream=None):
         self.stream, self.bar, self.shown = stream, None, 0
@@ -129,26 +120,27 @@ class DownloadProgress:
         self.bar = None
 
 
-def fetched(spec):
-    """The ``model.inference.spec.ModelSpec`` ``spec`` with a published name given to
-    --weights replaced by its converted checkpoint, downloaded and converted on its first use
-    with a progress line (``convert.zoo.resolve_weights``); a path or None stays as it is."""
+def downloaded(weights, mirror=None):
+    """``weights``, a published name's converted checkpoint, fetched on its first use with a
+    progress line (``convert.zoo.resolve_weights``); a path or None stays as it is."""
     from solov2.convert.zoo import resolve_weights  # the library loads Paddle: after the start-up settings
     progress = DownloadProgress()
     try:
-        return dataclasses.replace(spec, weights=resolve_weights(spec.weights, progress=progress))
+        return resolve_weights(weights, mirror=mirror, progress=progress)
     finally:
         progress.close()
+
+
+def fetched(spec):
+    """The ``ModelSpec`` ``spec`` with a published name in ``weights`` fetched (``downloaded``)."""
+    return dataclasses.replace(spec, weights=downloaded(spec.weights))
 
 
 # ---- process tuning --------------------------------------------------------------------------
 
 def tune_for(device, threads: int, processes: int = 1, helper_threads: int = 1) -> None:
-    """The process-wide tuning of a command that runs a model on ``device`` (None: the default
-    one) with ``threads`` CPU math threads (0: this process's share of the cores among
-    ``processes`` on the machine), made before any Paddle work: ``model.tuning.tune_process``,
-    keeping freed memory for reuse when it runs on the CPU, OpenCV and numpy's BLAS on
-    ``helper_threads`` (1: each reading and post-processing worker on one core; 0: left)."""
+    """``model.tuning.tune_process`` for a command that runs a model on ``device`` (None: the
+    default) with ``threads`` (0: this process's share among ``processes``), before any Paddle work."""
     from solov2.model.runtime import default_device
     from solov2.model.tuning import tune_process
     tune_process(threads, processes, keep_freed_memory=not on_gpu(device or default_device()),
@@ -189,10 +181,8 @@ def _interrupted(exc: KeyboardInterrupt, note: str = '') -> int:
 
 
 def check_install(stream=None) -> None:
-    """Before Paddle loads (``config.install``): without Paddle the command ends in one
-    ``error:`` line naming what to install (exit 2); with both the CPU and the GPU wheel of
-    Paddle, or of onnxruntime, it says so in a ``warning:`` line on ``stream`` (default
-    stderr) and goes on."""
+    """Before Paddle loads: without it one ``error:`` line naming what to install (exit 2); with
+    both its CPU and GPU wheels (or onnxruntime's) a ``warning:`` line on ``stream``."""
     problem = paddle_install_problem()
     fatal = problem is not None and importlib.util.find_spec('paddle') is None
     for line in (problem, None if fatal else onnxruntime_install_problem()):
@@ -204,12 +194,9 @@ def check_install(stream=None) -> None:
 
 @contextlib.contextmanager
 def interruptible_loading() -> Iterator[None]:
-    """Around a command's imports of Paddle and the library (seconds): Ctrl-C or SIGTERM there
-    end in the one interrupt line and exit 130 / 143 (SystemExit), instead of a traceback or
-    the C++ ``FatalError`` block of the SIGTERM handler that importing Paddle installs (both
-    signals are held while Paddle is imported, then go to Python handlers). A signal the
-    process ignores stays ignored; the handlers are put back afterwards (``command``
-    installs its own). First the install is checked (``check_install``)."""
+    """Around a command's imports of Paddle and the library: ``check_install``, then Ctrl-C or SIGTERM
+    end in the one interrupt line (exit 130 / 143), not a traceback or the C++ ``FatalError`` of
+    Paddle's SIGTERM handler (both held while Paddle is imported). An ignored signal stays ignored."""
     check_install()
     if not _main_thread():
         yield
@@ -236,9 +223,8 @@ def interruptible_loading() -> Iterator[None]:
 
 
 def interruptible_load(load):
-    """``load()`` (opening a model: an export or a compile runs in C++ for tens of seconds) in a
-    thread while this one waits: Ctrl-C or SIGTERM (``command``'s) end the command at once in
-    the interrupt line of ``interruptible_loading`` (exit 130 / 143, ``end_loading``)."""
+    """``load()`` (an export or a compile runs in C++ for tens of seconds) in a thread while this one
+    waits: Ctrl-C or SIGTERM end the command at once (``end_loading``)."""
     with concurrent.futures.ThreadPoolExecutor(1, 'solov2-load') as pool:
         try:
             return pool.submit(load).result()
@@ -247,10 +233,8 @@ def interruptible_load(load):
 
 
 def end_loading(exc: KeyboardInterrupt) -> None:
-    """End the command at once, a model still loading in another thread: the cache's temporaries
-    this process was building removed (``core.cache.leftovers``), the interrupt line of
-    ``interruptible_loading``, exit 130 / 143 by ``os._exit`` (the interpreter's own exit would
-    abort in the load's C++ code, still running)."""
+    """End the command at once, a model still loading in another thread: this process's temporaries
+    in the cache removed, the interrupt line, ``os._exit`` (the interpreter's exit would abort in C++)."""
     from solov2.core.cache import leftovers, remove_entries
     if _main_thread():           # a second signal (Ctrl-C reaches a whole process group) changes nothing
         for signum in (signal.SIGINT, signal.SIGTERM):
@@ -324,11 +308,24 @@ def device_flag(text: str) -> str:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def at_least(least: float, whole: bool = True, above: bool = False):
+    """An argparse ``type``: a whole (or, not ``whole``, a finite) number of at least ``least`` (``above``:
+    above it), so that a bad value is reported under its flag (``argument --threads: ...``)."""
+    def number(text: str):
+        value = (int if whole else float)(text)
+        if not (value > least if above else value >= least) or not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"takes a {'whole ' * whole}number {'above' if above else 'of at least'} "
+                                             f'{least}, not {text}')
+        return value
+    number.__name__ = 'int' if whole else 'float'       # argparse's 'invalid int value' for a word
+    return number
+
+
 def add_runtime_args(parser: argparse.ArgumentParser) -> None:
     """--device, --threads, --opt and --verbose."""
     parser.add_argument('--device', default=None, type=device_flag,
                         help="'cpu', 'gpu' or 'gpu:N' (GPU number N; default: gpu if available)")
-    parser.add_argument('--threads', type=int, default=0,
+    parser.add_argument('--threads', type=at_least(0), default=0,
                         help='CPU math threads (default: every core, shared out among data-parallel processes)')
     parser.add_argument('--opt', nargs='+', default=[], metavar='NAME=VALUE',
                         help='override config values, e.g. --opt test_short=512 score_threshold=0.2')
@@ -346,10 +343,8 @@ def add_model_args(parser: argparse.ArgumentParser, default_weights=None) -> Non
 
 
 def model_spec(args):
-    """The model a command line names (``add_model_args``, and ``add_inference_args``' other
-    arguments where the command has them; --opt: ``overrides``) as the library's
-    ``ModelSpec``, checked before a published name in --weights is fetched (``ModelSpec.check``
-    with ``convert.zoo.checked_config``; ``fetched`` fetches it)."""
+    """The model a command line names (``add_inference_args``; --opt: ``overrides``) as a ``ModelSpec``,
+    checked before a published name in --weights is fetched (``fetched``)."""
     from solov2.convert.zoo import checked_config  # the library loads Paddle: after the start-up settings
     from solov2.model.inference.spec import ModelSpec
     fields = [field.name for field in dataclasses.fields(ModelSpec)]
@@ -360,10 +355,8 @@ def model_spec(args):
 
 def add_inference_args(parser: argparse.ArgumentParser, default_weights=None, batch_size: bool = True,
                        fast_decode: bool = False) -> None:
-    """What every command that runs a model takes: the model (``add_model_args``), --backend,
-    --model-dir, --precision, --mkldnn, --tensorrt, the runtime arguments, when ``batch_size``
-    --batch-size and, for a command that needs no picture's full pixels (``fast_decode``), --fast-decode
-    (``model_spec`` makes them the ``ModelSpec`` that ``open_backend`` takes)."""
+    """What every command that runs a model takes (``model_spec`` makes it a ``ModelSpec``); --batch-size
+    with ``batch_size``, --fast-decode for a command that needs no picture's full pixels."""
     from solov2.config.engines import BACKENDS, PRECISIONS  # no Paddle
     add_model_args(parser, default_weights)
     parser.add_argument('--backend', choices=BACKENDS, default='auto',
@@ -388,5 +381,5 @@ def add_inference_args(parser: argparse.ArgumentParser, default_weights=None, ba
                                  '(faster, less memory; the network input changes slightly: docs/api.md)')
     add_runtime_args(parser)
     if batch_size:
-        parser.add_argument('--batch-size', type=int, default=1, metavar='N',
+        parser.add_argument('--batch-size', type=at_least(1), default=1, metavar='N',
                             help='pictures to a network run (pictures of one padded size share it; default 1)')

@@ -110,6 +110,10 @@ def test_a_commands_bad_flag_value_names_the_flag(tmp_path, capsys):
     with pytest.raises(SystemExit):
         demo.main(['--device', 'tpu'])
     assert 'argument --device: ' in capsys.readouterr().err
+    for flag, value, least in (('--threads', '-1', 0), ('--batch-size', '0', 1)):     # not the library's threads=
+        with pytest.raises(SystemExit):
+            demo.main([flag, value])
+        assert f'argument {flag}: takes a whole number of at least {least}, not {value}\n' in capsys.readouterr().err
     (tmp_path / 'in').mkdir()
     shutil.copy(REPO_DIR / 'images' / 'shapes_000023.jpg', tmp_path / 'in')
     assert demo.main(['--input', str(tmp_path / 'in'), '--output', str(tmp_path / 'in')]) == 2
