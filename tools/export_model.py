@@ -13,11 +13,8 @@ Writes to the output folder:
 - ``infer_cfg.json``: config, class names, test sizes, the accepted input range,
   input normalisation and the post-processing thresholds.
 
-The exported graph is the network plus sigmoid and points-NMS
-(``model.inference.export_network.ExportableSOLOv2``); threshold, dynamic convolution, Matrix NMS
-and top-k run in Python (``model.inference.postprocess.postprocess_flat``), see README
-"Deployment". After writing, each format is run once on a random input and compared
-with the dygraph model (``--no-verify`` skips this).
+After writing, each format is run once on a random input and compared with the dygraph model
+(``--no-verify`` skips this); README "Deployment" says what runs where.
 """
 import argparse
 from pathlib import Path
@@ -63,8 +60,7 @@ EXPORT_FILES = (f'{PADDLE_PREFIX}.json', f'{PADDLE_PREFIX}.pdmodel', f'{PADDLE_P
 
 
 def check_output(output: str, weights: str) -> None:
-    """InputError when --output is a file, cannot be written, or an exported file would
-    overwrite the weights or their sidecar (e.g. --output the folder of model.pdparams)."""
+    """InputError when --output cannot be written or an exported file would overwrite the weights or sidecar."""
     for name in EXPORT_FILES:
         check_output_file(Path(output) / name, [weights, sidecar_path(weights)], '--output')
 

@@ -81,11 +81,7 @@ def shape_polygon(shape: dict[str, Any]) -> list[float]:
 
 
 def group_instances(shapes: Sequence[dict[str, Any]]) -> list[tuple[str, list[list[float]]]]:
-    """`(label, polygons)` per instance: shapes sharing a `group_id` merge, others stand alone.
-
-    Instances keep the order of their first shape; a group whose shapes carry
-    different labels is an error.
-    """
+    """`(label, polygons)` per instance in the order of their first shape: shapes sharing a `group_id` merge."""
     instances: list[tuple[str, list[list[float]]]] = []
     slot_of_group: dict[Any, int] = {}
     for shape in shapes:
@@ -104,8 +100,7 @@ def group_instances(shapes: Sequence[dict[str, Any]]) -> list[tuple[str, list[li
 
 
 def copy_image(source: Path | bytes, target: Path) -> None:
-    """Copy an image file, or write embedded image bytes, to `target` (no-op onto itself or
-    onto the same bytes); `InputError` rather than overwrite another file."""
+    """Copy an image file or embedded bytes to `target`; `InputError` rather than overwrite another file."""
     data = source if isinstance(source, bytes) else source.read_bytes()
     if target.exists():
         if target.is_file() and target.read_bytes() == data:
@@ -136,8 +131,7 @@ def image_file_name(doc: dict[str, Any], json_path: Path, copy_dir: Path | None)
 
 
 def check_labels(docs: dict[Path, dict[str, Any]], class_names: Sequence[str], origin: str = '') -> None:
-    """`InputError` listing every shape label missing from `class_names`, with a file using it
-    (`origin`: where the list comes from and how to change it, added to the message)."""
+    """`InputError` listing every shape label missing from `class_names` (from `origin`), with a file using it."""
     first_use: dict[str, Path] = {}
     for path, doc in docs.items():
         for shape in doc['shapes']:
@@ -154,12 +148,8 @@ def convert(
     copy_dir: str | Path | None = None,
     origin: str = '',
 ) -> dict[str, Any]:
-    """COCO instance dict of all `labelme_dir/*.json` (sorted; image ids 1..).
-
-    Categories are `class_names` (ids 1..; `origin` says where they come from in the
-    error on a label outside them) or the sorted labels; images are copied to
-    `copy_dir` when given; zero-area instances are skipped with a warning on stderr.
-    """
+    """COCO instance dict of all `labelme_dir/*.json` (sorted; image ids 1..), categories `class_names` (`origin`:
+    where they come from, for the error) or the sorted labels; zero-area instances skipped with a warning."""
     labelme_dir = Path(labelme_dir)
     if not labelme_dir.is_dir():
         raise InputError(f'labelme directory not found: {labelme_dir}')
@@ -233,10 +223,8 @@ def main(argv: Sequence[str]) -> int:
 
 
 def class_list(classes: Path | None, classes_path: Path) -> tuple[list[str] | None, str]:
-    """(the class names, where they come from for an error message): those of `classes`, else
-    those of `classes_path` (the classes.txt next to the output, left by the split converted
-    there first), else None (the labels). `InputError` when `classes` lists other classes than
-    an existing `classes_path`, which is never replaced."""
+    """(the class names of `classes`, else of `classes_path`, else None; where they come from, for an error);
+    `InputError` when `classes` lists other classes than an existing `classes_path`."""
     existing = read_class_names(classes_path) if classes_path.is_file() else None
     if classes is None:
         return existing, '' if existing is None else (
