@@ -43,9 +43,8 @@ DEBUG_ENV = 'SOLOV2_DEBUG'
 # ---- console ---------------------------------------------------------------------------------
 
 class _ConsoleLines(logging.Handler):
-    """The library's log records as plain lines on the current ``sys.stdout`` (looked up at
-    each record, so a redirected stdout is followed): INFO as the bare message, warnings and
-    errors prefixed with their level."""
+    """The library's log records as plain lines on the current ``sys.stdout``, warnings and errors
+    prefixed with their level."""
 
     def emit(self, record: logging.LogRecord) -> None:
         text = record.getMessage()
@@ -247,9 +246,8 @@ def end_loading(exc: KeyboardInterrupt) -> None:
 
 
 def command(run):
-    """``run(argv)`` as a command's ``main(argv=None)`` (default: the process's arguments), with the
-    library's messages shown (``show_logs``): the one place where exceptions become exit codes
-    (module docstring). ``--debug`` in ``argv`` is taken out before ``run`` sees it."""
+    """``run(argv)`` as a command's ``main(argv=None)``, the library's messages shown: the one place where
+    exceptions become exit codes (module docstring); ``--debug`` is taken out of ``argv``."""
     @functools.wraps(run)
     def main(argv=None) -> int:
         argv = list(sys.argv[1:] if argv is None else argv)

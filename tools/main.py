@@ -37,9 +37,8 @@ def listing(words, table) -> str:
 
 
 def dispatch(words, table, argv, run) -> int:
-    """``run(command, the rest of argv)`` for ``argv``'s first word, one of ``table``'s commands
-    (those of ``words``: 'solov2', 'solov2 convert'); the list of commands for ``--help``, and
-    with exit code 2 for none or an unknown one."""
+    """``run(command, the rest of argv)`` for ``argv``'s first word, one of ``table``'s; the list of
+    commands for ``--help``, and with exit code 2 for none or an unknown one."""
     if not argv or argv[0] in ('-h', '--help'):
         print(listing(words, table), file=sys.stdout if argv else sys.stderr)
         return 0 if argv else 2

@@ -106,9 +106,8 @@ def main(argv) -> int:
 
 
 class QuantizeProgress:
-    """``quantize_model``'s ``progress`` on stderr, each line after the time since the start: a
-    ``Progress`` line for the images read, then a line per message and per validation pass
-    (``Pass``: its AP), but a ``Progress`` line (ETA) for the passes of a step of several."""
+    """``quantize_model``'s ``progress`` on stderr: a ``Progress`` line for the images read and for a step
+    of several passes, else a line per message and per validation pass (its AP)."""
 
     def __init__(self, images: int, label: str):
         self.start = time.perf_counter()
@@ -135,10 +134,8 @@ class QuantizeProgress:
 
 
 def quiet_nncf() -> None:
-    """NNCF's INFO lines on stdout (one per convolution kept in f32, node names) are noise here:
-    its handlers keep its warnings and progress bars, while its logger still hands its INFO
-    messages on (accuracy control shows its steps and reads its report). A missing NNCF is
-    reported by the quantization itself."""
+    """NNCF's INFO lines on stdout (one per convolution kept in f32) are noise: its handlers keep its
+    warnings, its logger still hands its INFO messages on (accuracy control reads its report)."""
     try:
         from nncf.common.logging import nncf_logger
     except ImportError:

@@ -114,10 +114,8 @@ def worker_app():
 
 
 def uvicorn_server(config, app):
-    """A uvicorn server for ``app`` (``create_app``'s) whose SIGTERM or Ctrl-C ends the command at
-    once while the model loads (``end_loading``), else drains first (``Service.drain``: /readyz
-    503, the port open, until the requests in flight are answered), then stops as uvicorn does
-    (a second signal: at once), ending in a return, for exit 0, instead of raising the signal again."""
+    """A uvicorn server for ``app`` whose SIGTERM or Ctrl-C ends the command at once while the model
+    loads (``end_loading``), else drains first (``Service.drain``), then stops as uvicorn does, for exit 0."""
     import uvicorn
 
     class Server(uvicorn.Server):
@@ -172,10 +170,8 @@ def server_options(settings) -> dict:
 
 
 def open_once(argv, sender) -> None:
-    """--workers' first step, in a child process (the parent never loads Paddle or a model): the
-    settings checked and the model opened once (auto: exported into the cache); the settings and
-    uvicorn's ``server_options`` (JSON: [settings, options]) sent through ``sender``; exit
-    status as the command's (one line on an error)."""
+    """--workers' first step, in a child process (the parent never loads Paddle): the model opened once
+    (auto: exported into the cache), then [settings, ``server_options``] sent as JSON through ``sender``."""
     @command
     def run(argv) -> int:
         settings = settings_of(parse_args(argv))        # Paddle imported here first
@@ -209,29 +205,22 @@ def opened_in_a_child(argv) -> str:
     return named
 
 
-def serve_workers(named: str, args, options) -> None:
-    """Run --workers processes of the service (uvicorn's), each opening the model (settings
-    ``named``, JSON) from the cache, until SIGTERM or Ctrl-C."""
-    import uvicorn
-    os.environ[SETTINGS_ENV] = named
-    # a worker imports Paddle and the library before it answers the supervisor's first check
-    uvicorn.run('solov2.tools.serve:worker_app', factory=True, workers=args.workers, timeout_worker_healthcheck=120,
-                **options)
-
-
 @command
 def main(argv) -> int:
     args = parse_args(argv)
     try:
         import fastapi  # noqa: F401
-        import uvicorn  # noqa: F401
+        import uvicorn
     except ImportError as exc:
         raise InputError(f'the service needs its extra ({exc.name} is missing): pip install -r '
                          "requirements-serve.txt, or pip install '.[serve]'") from None
     options = {'host': args.host, 'port': args.port, 'log_level': 'info'}
-    if args.workers > 1:
+    if args.workers > 1:        # each worker opens the model from the cache (``worker_app``) until SIGTERM or Ctrl-C
         named, server = json.loads(opened_in_a_child(argv))
-        serve_workers(json.dumps(named), args, {**options, **server})
+        os.environ[SETTINGS_ENV] = json.dumps(named)
+        # a worker imports Paddle and the library before it answers the supervisor's first check
+        uvicorn.run('solov2.tools.serve:worker_app', factory=True, workers=args.workers, timeout_worker_healthcheck=120,
+                    **options, **server)
         return 0
     settings = settings_of(args)
     tune_for(settings.model.device, settings.model.threads)
