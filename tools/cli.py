@@ -43,8 +43,7 @@ DEBUG_ENV = 'SOLOV2_DEBUG'
 # ---- console ---------------------------------------------------------------------------------
 
 class _ConsoleLines(logging.Handler):
-    """The library's log records as plain lines on the current ``sys.stdout``, warnings and errors
-    prefixed with their level."""
+    """The library's log records as plain lines on the current ``sys.stdout`` (warnings: 'warning: ...')."""
 
     def emit(self, record: logging.LogRecord) -> None:
         text = record.getMessage()
@@ -54,17 +53,15 @@ class _ConsoleLines(logging.Handler):
 
 
 def show_logs() -> None:
-    """Print the library's log messages (INFO and above) as plain lines on stdout for the rest of
-    the process (a command is one): its logger passes none on to the root's handlers (Paddle's)."""
+    """Print the library's log messages (INFO and above) on stdout, passing none on to the root's handlers."""
     logger = logging.getLogger(LIBRARY_LOGGER)
     logger.handlers, logger.propagate = [_ConsoleLines()], False
     logger.setLevel(logging.INFO)
 
 
 class Progress:
-    """Thread-safe progress on stderr: count, percent, rate and ETA, one line redrawn on a terminal,
-    else a whole line every ``every_s`` seconds; with ``since`` (a ``time.perf_counter()``) each line
-    starts with the time since then, ``[HH:MM:SS]``."""
+    """Thread-safe progress on stderr: one line redrawn on a terminal, else a line every ``every_s`` seconds;
+    with ``since`` (a ``time.perf_counter()``) each line starts with the time since then."""
 
     def __init__(self, total: int, label: str = '', stream=None, every_s: float = 10.0, unit: str = 'img',
                  since: Optional[float] = None):
@@ -98,8 +95,7 @@ class Progress:
 
 
 class DownloadProgress:
-    """The library's download progress, ``progress(bytes so far, total or None)``, as a ``Progress``
-    line in MB; a download that starts over starts a new line."""
+    """The library's download progress, ``progress(bytes so far, total or None)``, as a ``Progress`` in MB."""
 
     def __init__(self, stream=None):
         self.stream, self.bar, self.shown = stream, None, 0
@@ -120,8 +116,7 @@ class DownloadProgress:
 
 
 def downloaded(weights, mirror=None):
-    """``weights``, a published name's converted checkpoint, fetched on its first use with a
-    progress line (``convert.zoo.resolve_weights``); a path or None stays as it is."""
+    """``weights`` with a published name fetched and converted (``convert.zoo.resolve_weights``), with progress."""
     from solov2.convert.zoo import resolve_weights  # the library loads Paddle: after the start-up settings
     progress = DownloadProgress()
     try:
@@ -138,8 +133,7 @@ def fetched(spec):
 # ---- process tuning --------------------------------------------------------------------------
 
 def tune_for(device, threads: int, processes: int = 1, helper_threads: int = 1) -> None:
-    """``model.tuning.tune_process`` for a command that runs a model on ``device`` (None: the
-    default) with ``threads`` (0: this process's share among ``processes``), before any Paddle work."""
+    """``model.tuning.tune_process`` for a command that runs a model on ``device``, before any Paddle work."""
     from solov2.model.runtime import default_device
     from solov2.model.tuning import tune_process
     tune_process(threads, processes, keep_freed_memory=not on_gpu(device or default_device()),
@@ -157,8 +151,7 @@ STOPPED_LOADING = 'stopped while loading, nothing was written: run the same comm
 
 
 def set_status(note) -> None:
-    """Register a callable returning what the command has done so far and where its
-    output is; an interruption prints it in the one line that ends the command."""
+    """Register ``note()``, what the command has done so far, which an interruption's line says."""
     _status['note'] = note
 
 
@@ -180,8 +173,7 @@ def _interrupted(exc: KeyboardInterrupt, note: str = '') -> int:
 
 
 def check_install(stream=None) -> None:
-    """Before Paddle loads: without it one ``error:`` line naming what to install (exit 2); with
-    both its CPU and GPU wheels (or onnxruntime's) a ``warning:`` line on ``stream``."""
+    """Before Paddle loads: without it one ``error:`` line (exit 2); with two of its wheels a ``warning:``."""
     problem = paddle_install_problem()
     fatal = problem is not None and importlib.util.find_spec('paddle') is None
     for line in (problem, None if fatal else onnxruntime_install_problem()):
@@ -193,9 +185,8 @@ def check_install(stream=None) -> None:
 
 @contextlib.contextmanager
 def interruptible_loading() -> Iterator[None]:
-    """Around a command's imports of Paddle and the library: ``check_install``, then Ctrl-C or SIGTERM
-    end in the one interrupt line (exit 130 / 143), not a traceback or the C++ ``FatalError`` of
-    Paddle's SIGTERM handler (both held while Paddle is imported). An ignored signal stays ignored."""
+    """Around a command's imports of Paddle and the library: Ctrl-C or SIGTERM end in the one interrupt line, not
+    a traceback or the ``FatalError`` of Paddle's SIGTERM handler (both held while Paddle is imported)."""
     check_install()
     if not _main_thread():
         yield
@@ -222,8 +213,7 @@ def interruptible_loading() -> Iterator[None]:
 
 
 def interruptible_load(load):
-    """``load()`` (an export or a compile runs in C++ for tens of seconds) in a thread while this one
-    waits: Ctrl-C or SIGTERM end the command at once (``end_loading``)."""
+    """``load()`` (an export runs in C++ for tens of seconds) in a thread: Ctrl-C or SIGTERM end it at once."""
     with concurrent.futures.ThreadPoolExecutor(1, 'solov2-load') as pool:
         try:
             return pool.submit(load).result()
@@ -232,8 +222,7 @@ def interruptible_load(load):
 
 
 def end_loading(exc: KeyboardInterrupt) -> None:
-    """End the command at once, a model still loading in another thread: this process's temporaries
-    in the cache removed, the interrupt line, ``os._exit`` (the interpreter's exit would abort in C++)."""
+    """End the command at once, a model loading in another thread: its temporaries removed, by ``os._exit``."""
     from solov2.core.cache import leftovers, remove_entries
     if _main_thread():           # a second signal (Ctrl-C reaches a whole process group) changes nothing
         for signum in (signal.SIGINT, signal.SIGTERM):
@@ -246,8 +235,7 @@ def end_loading(exc: KeyboardInterrupt) -> None:
 
 
 def command(run):
-    """``run(argv)`` as a command's ``main(argv=None)``, the library's messages shown: the one place where
-    exceptions become exit codes (module docstring); ``--debug`` is taken out of ``argv``."""
+    """``run(argv)`` as a command's ``main(argv=None)``: the one place where exceptions become exit codes."""
     @functools.wraps(run)
     def main(argv=None) -> int:
         argv = list(sys.argv[1:] if argv is None else argv)
@@ -281,14 +269,12 @@ def _main_thread() -> bool:
 # ---- arguments -------------------------------------------------------------------------------
 
 def shares_line(counts) -> str:
-    """'N images by W processes (a, b, ...), each once': what process 0 says of a run shared
-    out under the launcher (``counts``: the images each process did, in rank order)."""
+    """'N images by W processes (a, b, ...), each once' of the images each process did, ``counts``."""
     return f'{sum(counts)} images by {len(counts)} processes ({", ".join(map(str, counts))}), each once'
 
 
 def make_parser(description: str, configs: bool = True, notes: str = '') -> argparse.ArgumentParser:
-    """The parser every command starts from: ``--debug``, and a help that ends with ``notes``
-    (e.g. the script's docstring), the numbered configs when ``configs``, and the error rule."""
+    """The parser every command starts from: ``--debug``, a help ending with ``notes`` and the configs."""
     epilog = (notes.strip() + '\n\n' if notes.strip() else '') + (
         'configs (--config=N):\n' + describe_configs() + '\n\n' if configs else '')
     parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -341,8 +327,7 @@ def add_model_args(parser: argparse.ArgumentParser, default_weights=None) -> Non
 
 
 def model_spec(args):
-    """The model a command line names (``add_inference_args``; --opt: ``overrides``) as a ``ModelSpec``,
-    checked before a published name in --weights is fetched (``fetched``)."""
+    """The model a command line names as a ``ModelSpec``, checked before a published name is fetched."""
     from solov2.convert.zoo import checked_config  # the library loads Paddle: after the start-up settings
     from solov2.model.inference.spec import ModelSpec
     fields = [field.name for field in dataclasses.fields(ModelSpec)]

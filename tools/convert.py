@@ -21,8 +21,7 @@ HELP = {'source': 'checkpoint to convert', 'output': 'where to write the .pdpara
 
 
 def work(family: str):
-    """``FAMILY``'s (convert(source, output, config number or None) -> summary lines, configs tried,
-    notes, help overrides)."""
+    """``FAMILY``'s (convert(source, output, config) -> summary lines, configs tried, notes, help overrides)."""
     if family == 'to-ppdet':
         return to_ppdet.write_ppdet, (), to_ppdet.NOTES, TO_PPDET_HELP
     converter = families.CONVERTERS[family]

@@ -69,8 +69,7 @@ class InputDumper:
 
 
 def picture_names(paths) -> dict:
-    """File name of each input's drawn picture: ``stem.jpg``, ``a_jpg.jpg`` and ``a_png.jpg`` for a shared
-    stem, then ``_2``, ``_3``, ... so no picture overwrites another."""
+    """File name of each input's drawn picture: ``stem.jpg`` (``a_jpg.jpg``, ``a_png.jpg``, ``_2``: unique)."""
     stems = Counter(path.stem for path in paths)
     names, taken = {}, set()
     for path in paths:
@@ -112,8 +111,7 @@ def video_output_path(output: str, video: Optional[str], camera: Optional[int]) 
 
 @dataclass
 class DrawOptions:
-    """What the demo does with each result: instances from ``threshold`` drawn, COCO records kept in
-    ``records`` (a list), inputs written by ``dumper``; ``warmup`` untimed runs first."""
+    """What the demo does with each result: drawn from ``threshold``, kept in ``records``, dumped by ``dumper``."""
     threshold: float = SHOWN_MIN_SCORE
     records: Optional[list] = None
     dumper: Optional[InputDumper] = None
@@ -131,8 +129,7 @@ def drawn(predictor, draw: DrawOptions, index: int, name: str, prepared, found) 
 
 
 def run_timed(predictor, first, items, read, finish, draw: DrawOptions, keep) -> Tuple[PipelineStats, float]:
-    """``draw.warmup`` untimed runs on the first readable of ``first``, then the runner over ``items``,
-    ``keep(item, result, began)`` for each; (the stats, when the timed part began)."""
+    """``draw.warmup`` untimed runs, then ``keep(item, result, began)`` for each of ``items``; (stats, began)."""
     for item in first if draw.warmup > 0 else ():
         try:
             ready = predictor.prepare(read(item))
@@ -149,8 +146,7 @@ def run_timed(predictor, first, items, read, finish, draw: DrawOptions, keep) ->
 
 def run_images(predictor, targets: dict, draw: DrawOptions, written: list,
                processes: Processes = SINGLE) -> Tuple[PipelineStats, float]:
-    """Run ``predictor`` over this process's share of ``targets`` (``picture_targets``), one line
-    logged per picture, ``written`` collecting them; an unreadable image is skipped with a line on stderr."""
+    """Run ``predictor`` over this process's share of ``targets``, one line a picture; unreadable ones skipped."""
     paths, ids = processes.share(list(targets)), {path: index for index, path in enumerate(targets)}
     for folder in {target.parent for target in targets.values()}:
         make_folder(folder, '--output')
@@ -188,8 +184,7 @@ def open_writer(out_path: Path, capture, first):
 
 def run_video(predictor, source: Union[str, int], out_path: Path, draw: DrawOptions, written: list,
               max_frames: int = 0) -> Tuple[PipelineStats, float]:
-    """Segment a video file or camera into an annotated mp4 at ``out_path`` until it ends or ``max_frames``
-    (0: all), the running FPS logged once a second; ``written`` collects the frames written."""
+    """Segment a video file or camera into an annotated mp4 at ``out_path``, the FPS logged once a second."""
     capture, first = open_capture(source)
     try:
         writer = open_writer(out_path, capture, first)

@@ -87,8 +87,7 @@ def classwise_table(ap_by_category: dict, names: dict) -> str:
 
 
 def load_records(args, number, backend, coco, dataset, ann: str, processes: Processes) -> list:
-    """The result records to score: read from --json-only, else predicted by ``backend`` on ``dataset``
-    (this process's share under the launcher; the records of all come back)."""
+    """The result records to score: read from --json-only, else predicted (by every process: all come back)."""
     if args.json_only:
         if Path(args.json_only).is_dir():
             raise InputError(f'--json-only {args.json_only} is a folder — give the results .json file')
@@ -118,8 +117,7 @@ def load_records(args, number, backend, coco, dataset, ann: str, processes: Proc
 
 
 def model_and_config(args, spec: ModelSpec, processes: Processes) -> tuple:
-    """(config number, config, backend, annotation file, CocoDataset; None for --json-only) of ``spec``;
-    the set is checked before any model is built or exported."""
+    """(config number, config, backend, annotation file, CocoDataset) of ``spec``, the set checked first."""
     if args.json_only:
         number, cfg = resolve_config(spec.weights, spec.config, spec.overrides)
         return number, cfg, None, *evaluation_set(args, cfg, with_dataset=False)

@@ -2,17 +2,10 @@
 
     python tools/labelme2coco.py LABELME_DIR OUT.json [--classes classes.txt] [--copy-images DIR]
 
-Each `LABELME_DIR/*.json` (sorted by name) is one image. Shapes of type polygon,
-rectangle (two corners) and circle (centre, point on the circle) become
-polygons; shapes sharing a `group_id` form one instance. Categories (ids 1..)
-are the classes of `--classes` (a classes.txt, one name per line, or a COCO
-file), else those of the classes.txt already next to OUT.json (the list of the
-split converted there first, so every split gets the same ids), else the
-sorted label names, written to classes.txt next to OUT.json; a classes.txt
-listing other classes is never replaced. Area and bbox come from the mask pycocotools
-rasterises. Without `--copy-images`, `file_name` is `imagePath` relative to
-LABELME_DIR; with it, images (or their embedded `imageData`) are copied to
-DIR and `file_name` is the bare file name.
+Each `LABELME_DIR/*.json` (sorted by name) is one image; polygons, rectangles and circles become
+polygons, shapes sharing a `group_id` one instance. Categories (ids 1..) are the classes of `--classes`,
+else those of the classes.txt already next to OUT.json (so every split gets the same ids), else the
+sorted labels, written there. With `--copy-images` the images (or their `imageData`) are copied to DIR.
 """
 
 from __future__ import annotations
@@ -110,8 +103,7 @@ def copy_image(source: Path | bytes, target: Path) -> None:
 
 
 def image_file_name(doc: dict[str, Any], json_path: Path, copy_dir: Path | None) -> str:
-    """COCO `file_name`: bare name when copying the image (or its embedded `imageData`) to `copy_dir`,
-    else `imagePath` as found (relative)."""
+    """COCO `file_name`: the bare name of the image (or `imageData`) copied to `copy_dir`, else `imagePath`."""
     image_path = doc['imagePath'].replace('\\', '/')
     source: Path | bytes = json_path.parent / image_path
     if not source.is_file():        # else the embedded imageData's bytes
@@ -223,8 +215,7 @@ def main(argv: Sequence[str]) -> int:
 
 
 def class_list(classes: Path | None, classes_path: Path) -> tuple[list[str] | None, str]:
-    """(the class names of `classes`, else of `classes_path`, else None; where they come from, for an error);
-    `InputError` when `classes` lists other classes than an existing `classes_path`."""
+    """(the class names of `classes`, else of `classes_path`, else None; where they come from, for an error)."""
     existing = read_class_names(classes_path) if classes_path.is_file() else None
     if classes is None:
         return existing, '' if existing is None else (

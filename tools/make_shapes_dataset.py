@@ -2,15 +2,11 @@
 
     python tools/make_shapes_dataset.py --out datasets/shapes [--train 600 --val 100 --size 256 --seed 0]
 
-Writes OUT/{train,val}/NNNNNN.jpg, OUT/annotations/instances_{train,val}.json and
-OUT/classes.txt. Every image is drawn from its own random stream seeded by
-(seed, split, index), so the output is byte-identical for the same arguments.
-Every 12th image is empty and every 50th carries one `iscrowd` cluster of
-small blobs, so even tiny runs hold negatives and crowd regions. Objects are
-drawn in order and hide what they cover; instances with fewer than 30 visible
-pixels are dropped. Every 5th instance, and any whose visible mask has holes,
-is stored as compressed RLE, the others as polygons that rasterise back to
-exactly the visible mask; crowd regions are stored as uncompressed RLE.
+Writes OUT/{train,val}/NNNNNN.jpg, OUT/annotations/instances_{train,val}.json and OUT/classes.txt,
+byte-identical for the same arguments (each image has its own random stream). Some images are empty
+and some carry an `iscrowd` cluster, so even tiny runs hold negatives and crowd regions. Every 5th
+instance, and any whose visible mask has holes, is compressed RLE, the others polygons that rasterise
+back to exactly the visible mask; crowd regions are uncompressed RLE.
 """
 
 from __future__ import annotations
@@ -90,11 +86,10 @@ def render_background(rng: np.random.Generator, size: int) -> np.ndarray:
 def pick_colour(rng: np.random.Generator, canvas: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """`[3] float64` RGB colour that differs from `canvas` under `mask` (L1 > 120), in up to 10 draws."""
     under = canvas[mask > 0].mean(axis=0)
-    colour = rng.uniform(0, 255, 3)
-    for _ in range(9):
+    for _ in range(10):
+        colour = rng.uniform(0, 255, 3)
         if np.abs(colour - under).sum() > 120:
             break
-        colour = rng.uniform(0, 255, 3)
     return colour
 
 

@@ -90,8 +90,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def settings_of(args):
-    """The service's settings from the command line, checked (InputError: ``ServeSettings``'s);
-    Paddle and the library are imported here (Ctrl-C or SIGTERM meanwhile: one line)."""
+    """The service's settings from the command line, checked; Paddle is imported here."""
     with interruptible_loading():
         from solov2.model.runtime import cpu_threads
         from solov2.serving.app import ServeSettings
@@ -145,8 +144,7 @@ def uvicorn_server(config, app):
 
 
 def serve(settings, options) -> None:
-    """Run the service in this process until SIGTERM or Ctrl-C, the model opening beside the
-    open port (``uvicorn_server``); a model that cannot load stops it with its error."""
+    """Run the service until SIGTERM or Ctrl-C; a model that cannot load stops it with its error."""
     import uvicorn
 
     from solov2.serving.app import create_app
@@ -170,8 +168,7 @@ def server_options(settings) -> dict:
 
 
 def open_once(argv, sender) -> None:
-    """--workers' first step, in a child process (the parent never loads Paddle): the model opened once
-    (auto: exported into the cache), then [settings, ``server_options``] sent as JSON through ``sender``."""
+    """--workers' first step, in a child process: the model opened once, [settings, options] sent as JSON."""
     @command
     def run(argv) -> int:
         settings = settings_of(parse_args(argv))        # Paddle imported here first
@@ -184,8 +181,7 @@ def open_once(argv, sender) -> None:
 
 
 def opened_in_a_child(argv) -> str:
-    """What ``open_once`` run in a child process sends (JSON); SystemExit with its status
-    when it fails or is stopped (Ctrl-C or SIGTERM here: passed on as SIGTERM)."""
+    """What ``open_once`` run in a child process sends; SystemExit with its status when it fails."""
     context = multiprocessing.get_context('spawn')
     receiver, sender = context.Pipe(duplex=False)
     child = context.Process(target=open_once, args=(argv, sender), name='solov2-serve-open')

@@ -57,9 +57,7 @@ ENCODED = (bytes, bytearray, memoryview)
 
 
 def is_encoded(image: Any) -> bool:
-    """Whether ``image`` is an encoded picture as it arrives: bytes (``bytes``, ``bytearray``,
-    ``memoryview``) or a binary file object (anything with ``read``, such as ``io.BytesIO``,
-    an open file or an upload's stream)."""
+    """Whether ``image`` is an encoded picture as it arrives: bytes (``ENCODED``) or anything with ``read``."""
     return isinstance(image, ENCODED) or (callable(getattr(image, 'read', None)) and not is_pil_image(image))
 
 
@@ -89,8 +87,7 @@ def picture_rgb(image: Image, channels: str = 'bgr', max_pixels: int = 0,
 
 
 def read_encoded(image: Any, what: str) -> Union[bytes, bytearray, memoryview]:
-    """The bytes of ``image`` (``is_encoded``): itself, or what its ``read()`` gives from where
-    it stands; InputError when that is not bytes or cannot be read."""
+    """The bytes of ``image`` (``is_encoded``): itself, or its ``read()``; InputError when that is no bytes."""
     if isinstance(image, ENCODED):
         return image
     try:
@@ -211,9 +208,7 @@ class Segmenter:
         return f'Segmenter(config={self.number} {self.cfg.__name__}, backend={self.backend.name})'
 
     def close(self) -> None:
-        """Release the model (the Paddle model, the onnxruntime session or OpenVINO's compiled
-        models go once nothing else holds them; a stream still running keeps them until it
-        ends). Later calls raise InputError; closing again does nothing."""
+        """Release the model (a stream still running keeps it until it ends); later calls raise InputError."""
         self._predictor = None
 
     def __enter__(self) -> 'Segmenter':
@@ -223,8 +218,7 @@ class Segmenter:
         self.close()
 
     def rgb(self, image: Image, channels: str = 'bgr') -> np.ndarray:
-        """[H, W, 3] uint8 RGB of an image path, encoded bytes, a binary file object, a PIL image
-        or an array in ``channels`` order (``picture_rgb``)."""
+        """[H, W, 3] uint8 RGB of an ``Image`` given in ``channels`` order (``picture_rgb``)."""
         return picture_rgb(image, channels, self.cfg.max_image_pixels)
 
     def __call__(self, images: Union[Image, Sequence[Image]], channels: str = 'bgr', batch_size: int = 1,
@@ -268,9 +262,8 @@ class Segmenter:
     def stream_video(self, source: Union[str, int], max_frames: int = 0, score_threshold: Optional[float] = None,
                      max_instances: Optional[int] = None, batch_size: int = 1, min_score: float = SHOWN_MIN_SCORE
                      ) -> Iterator[Tuple[int, np.ndarray, Instances]]:
-        """``(frame index, BGR frame, instances)`` for each frame of a video file or camera
-        (an int ID) until it ends or ``max_frames`` (0: all), in order; ``score_threshold``,
-        ``max_instances``, ``batch_size`` and ``min_score`` as for ``__call__``."""
+        """``(frame index, BGR frame, instances)`` for each frame of a video file or camera (an int ID) until
+        it ends or ``max_frames`` (0: all), in order (the other arguments as ``__call__``'s)."""
         if isinstance(source, (str, os.PathLike)) and not Path(source).is_file():
             raise InputError(f'video not found: {source} — check the path')
         capture, first = open_capture(source if isinstance(source, int) else str(source))
@@ -284,8 +277,7 @@ class Segmenter:
             capture.release()
 
     def _pictures(self, images: Iterable[Image], channels: str, *args):
-        """``_run`` over pictures in ``channels`` order (``picture_rgb``), read ahead within what
-        ``picture_cost`` says each will hold."""
+        """``_run`` over pictures in ``channels`` order, read ahead within what ``picture_cost`` says."""
         cfg = self.cfg
         read = functools.partial(picture_rgb, channels=check_channels(channels), max_pixels=cfg.max_image_pixels,
                                  fit=self.backend.decode_fit)
@@ -304,13 +296,11 @@ class Segmenter:
 
 
 def to_instances(predictor: Predictor, row, meta, params: InferenceParams, min_score: float = 0.0) -> Instances:
-    """One picture's ``Predictor.network`` result -> its Instances, post-processed with ``params``
-    (``predictor.finish`` with the call's thresholds), those scoring under ``min_score`` left out."""
+    """One picture's ``Predictor.network`` result -> its Instances (``instances_of``), finished with ``params``."""
     return instances_of(predictor.engine.class_names, predictor.finish(row, meta, params), min_score)
 
 
 def instances_of(class_names: Sequence[str], detections, min_score: float = 0.0) -> Instances:
-    """Detections of a picture by a model of ``class_names`` as Instances, those scoring under
-    ``min_score`` left out."""
+    """Detections of a picture as Instances of ``class_names``, those scoring under ``min_score`` left out."""
     found = Instances.from_detections(detections, class_names)
     return found.filter(min_score) if min_score else found

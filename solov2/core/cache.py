@@ -30,8 +30,7 @@ STALE_BUILD_S = 3600      # a temporary untouched this long, its process gone, i
 
 @functools.lru_cache(maxsize=1)
 def source_hash() -> str:
-    """Hash of the Python source that export and inference run (``model``, ``config``, ``data``),
-    read once per process."""
+    """Hash of the Python source that export and inference run, read once per process."""
     digest = hashlib.sha256()
     for package in ('config', 'data', 'model'):
         folder = package_folder(package)
@@ -50,8 +49,7 @@ def package_version(package: str) -> str:
 
 
 def entry_folder(key: dict, cache_dir: CacheDir = None) -> Path:
-    """The folder of the export entry for ``key`` (``model.inference.auto_backend.cache_key``):
-    its config number and a hash of the key."""
+    """The folder of the export entry for ``key`` (``auto_backend.cache_key``), named after its hash."""
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:20]
     return cache_root(cache_dir) / f'config{key["config"]}-auto-{digest}'
 
@@ -82,8 +80,7 @@ def compiled_cache(cache_dir: CacheDir = None) -> Optional[str]:
 
 @dataclass(frozen=True)
 class CacheEntry:
-    """One entry: ``path``, ``size`` in bytes (a checkpoint with its sidecar), when ``written`` (epoch
-    seconds), ``what`` it holds and its ``state``: 'current', 'stale', 'building' or 'unfinished'."""
+    """One entry; its ``state``: 'current', 'stale', 'building' or 'unfinished'."""
     path: Path
     size: int
     written: float
@@ -143,8 +140,7 @@ def _weights_entry(path: Path, root: Path) -> CacheEntry:
 
 
 def cache_entries(cache_dir: Optional[str] = None) -> List[CacheEntry]:
-    """Every entry of the cache (``cache_root(cache_dir)``): the converted checkpoints by path,
-    then the folders oldest first; [] when there is no cache."""
+    """Every entry of the cache: the converted checkpoints by path, then the folders oldest first."""
     root = cache_root(cache_dir)
     weights = weights_folder(root)
     files = sorted(p for p in weights.rglob('*') if p.is_file()) if weights.is_dir() else []

@@ -92,9 +92,8 @@ class ServeSettings:
 
 
 class Service:
-    """One application's state: the model, its batcher, worker threads, the requests held, metrics.
-    ``on_loaded(service)``: called once the load ends (``failure``: what it raised, else None),
-    which then reports a failure itself (else the log does)."""
+    """One application's state: the model, its batcher, workers, the requests held, metrics; ``on_loaded(service)``,
+    called once the load ends, reports a ``failure`` itself (else the log does)."""
 
     def __init__(self, settings: ServeSettings, segmenter: Optional[Segmenter] = None,
                  on_loaded: Optional[Callable[['Service'], None]] = None):
@@ -156,24 +155,21 @@ class Service:
         return (self.segmenter and self.segmenter.backend.fallback) or ''
 
     def drain(self, timeout_s: float) -> None:
-        """Stop taking requests (``/readyz`` and new ones 503) while the port stays open, and wait
-        until none is held, at most ``timeout_s``."""
+        """Stop taking requests (503) while the port stays open; wait until none is held, at most ``timeout_s``."""
         self.problem = STOPPING
         deadline = time.monotonic() + timeout_s
         while any(self.counts.values()) and time.monotonic() < deadline:
             time.sleep(0.02)
 
     def warm_up(self) -> None:
-        """Compile what the engine will run (``backend.compile_ahead``), then run a picture through the
-        whole path, so that no request pays for a compile once the service says it is ready."""
+        """Compile what the engine will run, then run a picture through, so that no request pays for a compile."""
         settings = self.settings
         self.segmenter.backend.compile_ahead(settings.max_batch, mixed=settings.max_padding > 0)
         colour = cv2.imencode('.png', np.full((64, 64, 3), (40, 120, 200), np.uint8))[1].tobytes()
         asyncio.run(self.segment(colour, self.segmenter.predictor.params, 'none'))
 
     async def segment(self, data: bytes, params, masks: str, min_score: float = 0.0) -> Dict[str, Any]:
-        """The JSON answer for an encoded picture: prepared in a worker, run in the batcher's next batch
-        of its kind, finished in a worker."""
+        """The JSON answer for an encoded picture: prepared in a worker, batched, finished in a worker."""
         loop = asyncio.get_running_loop()
         self.preparing += 1
         try:
@@ -184,8 +180,7 @@ class Service:
         return await loop.run_in_executor(self.pool, self.finish, row, meta, params, masks, min_score)
 
     async def prepared(self, data: bytes):
-        """``prepare`` in a worker once the decode budget has room for its ``cost``; 503 when its share
-        does not come within ``SHARE_WAIT_S``; given back when the worker is done or drops it."""
+        """``prepare`` in a worker once the decode budget has room for its ``cost``; 503 after ``SHARE_WAIT_S``."""
         cost, began = self.cost(data), time.monotonic()
         while not self.budget.take(cost, 0):
             if time.monotonic() - began > SHARE_WAIT_S:
@@ -198,8 +193,7 @@ class Service:
         return await asyncio.wrap_future(job)
 
     def cost(self, data: bytes) -> int:
-        """The bytes ``data`` takes from the decode budget (``Service.prepared``); 413 when it
-        alone is over; 0 when ``decode_picture`` refuses it from its header, unread."""
+        """The bytes ``data`` takes from the decode budget; 413 when over it; 0 when its header refuses it."""
         size, cfg, budget = header_size(data), self.segmenter.cfg, self.budget.limit
         if size is None or (self.max_pixels and size[0] * size[1] > self.max_pixels):
             return 0 if self.max_pixels else budget
@@ -311,8 +305,7 @@ def error(request: Request, status: int, message: str, headers: Optional[dict] =
 
 
 def add_error_handlers(app: FastAPI) -> None:
-    """Every refusal as ``{"error": "...", "request_id": ...}``: the service's own (``HttpError``), a bad query
-    parameter (400 naming it), the library's refusal (``client_error``: 400, 413), a malformed form (400)."""
+    """Every refusal as ``{"error": "...", "request_id": ...}``, the library's through ``client_error``."""
 
     @app.exception_handler(HttpError)
     async def refused(request: Request, exc: HttpError):
@@ -400,8 +393,7 @@ def add_routes(app: FastAPI, settings: ServeSettings) -> None:
 
 async def segment_request(service: Service, request: Request, params, masks: str, min_score: float
                           ) -> Dict[str, Any]:
-    """Read the request's picture within the limits, held among the uploads while there is room
-    in flight, then segment it (``Service.segment``) held among the requests in flight (``Service.held``)."""
+    """Read the request's picture within the limits, held among the uploads, then segment it held in flight."""
     settings = service.settings
     max_bytes = int(settings.max_body_mb * 2**20)
     kind = check_content_type(request.headers.get('content-type'))
