@@ -321,8 +321,8 @@ def add_model_args(parser: argparse.ArgumentParser, default_weights=None) -> Non
     parser.add_argument('--config', type=int, default=None,
                         help='config number (default: the one recorded beside the weights)')
     parser.add_argument('--weights', default=default_weights,
-                        help='checkpoint .pdparams from convert/*2paddle.py or train.py, or a published name '
-                             '(python tools/weights.py lists them), downloaded and converted once'
+                        help='checkpoint .pdparams from solov2 convert or train, or a published name '
+                             '(solov2 weights / tools/weights.py lists them), downloaded and converted once'
                              + (' (default: the shipped model weights/shapes_r18.pdparams)' if default_weights else ''))
 
 
@@ -348,11 +348,11 @@ def add_inference_args(parser: argparse.ArgumentParser, default_weights=None, ba
                              'when it exported; dygraph on a GPU), dygraph '
                              '(--weights, the Paddle model), inference, onnx or openvino (--model-dir)')
     parser.add_argument('--model-dir', metavar='DIR',
-                        help='exported model folder (tools/export_model.py, tools/quantize.py) for '
-                             '--backend inference|onnx|openvino')
+                        help='exported model folder (solov2 export / tools/export_model.py, or solov2 quantize / '
+                             'tools/quantize.py) for --backend inference|onnx|openvino')
     parser.add_argument('--precision', choices=PRECISIONS,
-                        help='--backend openvino: f32 (default), bf16 (CPUs with AMX or avx512_bf16) '
-                             'or int8 (a folder from tools/quantize.py); --backend auto: f32 keeps it to f32 '
+                        help='--backend openvino: f32 (default), bf16 (CPUs with AMX or avx512_bf16) or int8 (a '
+                             'folder from solov2 quantize / tools/quantize.py); --backend auto: f32 keeps it to f32 '
                              '(default: bf16 too where the CPU has it natively and it keeps the f32 instances)')
     parser.add_argument('--mkldnn', action='store_true', help='oneDNN kernels for --backend inference')
     parser.add_argument('--tensorrt', action='store_true',

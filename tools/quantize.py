@@ -44,7 +44,8 @@ from solov2.tools.cli import Progress, command, make_parser  # noqa: E402
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = make_parser(__doc__.split('\n')[0], configs=False, notes=__doc__)
-    parser.add_argument('--model-dir', required=True, help='exported folder with model.onnx (tools/export_model.py)')
+    parser.add_argument('--model-dir', required=True,
+                        help='exported folder with model.onnx (solov2 export / tools/export_model.py)')
     parser.add_argument('--images', required=True, help='folder of calibration images (yours, unlabelled)')
     parser.add_argument('--output', required=True, help='new folder for the INT8 model')
     parser.add_argument('--num-images', type=int, default=100, help='calibration images used (default 100)')

@@ -120,6 +120,17 @@ def test_a_commands_bad_flag_value_names_the_flag(tmp_path, capsys):
     assert capsys.readouterr().err.startswith(f'error: --output {tmp_path / "in"} is the input folder')
 
 
+def test_a_message_or_help_names_a_command_as_installed_and_in_a_checkout(tmp_path, capsys):
+    """``solov2 export`` for an installed user, tools/export_model.py in a checkout: both, in one reading."""
+    with pytest.raises(InputError, match='export a model with solov2 export / tools/export_model.py'):
+        open_backend(ModelSpec(backend='onnx', model_dir=tmp_path))
+    with pytest.raises(SystemExit):
+        demo.main(['--help'])
+    helped = ' '.join(capsys.readouterr().out.split())
+    assert '(solov2 weights / tools/weights.py lists them)' in helped, helped
+    assert 'solov2 quantize / tools/quantize.py' in helped, helped
+
+
 def test_a_missing_relative_path_says_where_it_was_looked_up(tmp_path, monkeypatch, capsys):
     """The API and the command give the same hint: the folder the path was looked up from, a
     close name if there is one, and no advice to convert a checkpoint that is not there."""
