@@ -27,7 +27,6 @@ COMMANDS = {
 }
 
 
-
 def listing(words, table) -> str:
     """The help of ``words`` ('solov2', 'solov2 convert'): its usage and one line per command."""
     width = max(map(len, table)) + 2

@@ -283,7 +283,9 @@ def create_app(settings: ServeSettings, load_first: bool = False, segmenter: Opt
             response = error(request, 500, f'the service failed on this request ({type(exc).__name__}); its log '
                                            'says more under this request_id')
         response.headers['X-Request-ID'] = request.state.request_id
-        if response.status_code >= 400 and has_body(request) and not getattr(request.state, 'body_in', False):
+        body_left = request.headers.get('content-length', '0').strip() not in ('0', '') or \
+            'transfer-encoding' in request.headers          # a body said to follow (a length above 0, or chunks)
+        if response.status_code >= 400 and body_left and not getattr(request.state, 'body_in', False):
             response.headers['Connection'] = 'close'        # the server then reads no more of it
         seconds, route = time.perf_counter() - began, request.scope.get('route')
         request.app.state.service.metrics.observe(getattr(route, 'path', 'other'), response.status_code, seconds)
@@ -291,12 +293,6 @@ def create_app(settings: ServeSettings, load_first: bool = False, segmenter: Opt
                 request.state.request_id, request.method, request.url.path, response.status_code, seconds * 1000)
         return response
     return app
-
-
-def has_body(request: Request) -> bool:
-    """Whether the request says a body follows (a Content-Length above 0, or chunks)."""
-    return request.headers.get('content-length', '0').strip() not in ('0', '') or \
-        'transfer-encoding' in request.headers
 
 
 def error(request: Request, status: int, message: str, headers: Optional[dict] = None) -> JSONResponse:
