@@ -46,8 +46,8 @@ def write_ppdet(source: str, output: str, number: Optional[int] = None) -> List[
     number, cfg = resolve_config(source, number)
     if number not in PPDET_CONFIGS:
         raise InputError(f'config {number} ({CONFIGS[number].__name__}) has no PaddleDetection 2.x SOLOv2 config '
-                         f'— only configs {sorted(PPDET_CONFIGS)} map to one; deploy it with tools/export_model.py '
-                         'instead')
+                         f'— only configs {sorted(PPDET_CONFIGS)} map to one; deploy it with solov2 export / '
+                         'tools/export_model.py instead')
     params = to_ppdet(load_paddle_params(source), cfg, source)
     make_folder(path.parent)
     write_together([(path, lambda target: paddle.save(params, target))])

@@ -6,11 +6,8 @@ converted published checkpoints in its weights/ folder (tools/weights.py).
     python tools/cache.py prune      # delete the stale and unfinished ones (never one being built)
     python tools/cache.py clear      # delete every entry
 
-An export is stale when no run of this code with these libraries can use it again: the
-toolkit's source or a library (Paddle, paddle2onnx, onnx, the runtime) changed since it was
-written, or its manifest is unreadable. A converted checkpoint is stale when it is not at the
-place of the name it records (a leftover file), and unfinished, like an export, when a stopped
-process left it. A later run makes again what it needs (``solov2.core.cache``).
+Stale: no run of this code with these libraries can use it again; unfinished: a stopped process
+left it (``solov2.core.cache``). A later run makes again what it needs.
 """
 import time
 

@@ -1,17 +1,10 @@
-"""The command layer's shared glue: what every command (demo.py, train.py, eval.py, tools/*.py)
-does the same way, and nothing the library needs (docs/architecture.md).
+"""The command layer's shared glue: what every command does the same way (docs/architecture.md).
 
-- Start-up: imported before Paddle and OpenCV, it silences the notes a user cannot act on
-  (Paddle's "No ccache found" and BatchNorm notes, its C++ log's and OpenCV's warnings; a
-  GLOG_minloglevel or OPENCV_LOG_LEVEL set by the user wins); ``tune_for`` tunes the process.
-- Words: a library message names the caller's parameters in Python words (``weights=``:
-  ``core.errors.param``) and is shown as it is; a command names its own flags where it
-  parses them.
-- Console: ``show_logs`` prints the library's ``logging`` records as plain lines,
-  ``Progress`` is the progress line, ``fetched`` fetches a published name given to --weights.
-- Exit codes, in one place (``command``): ``InputError`` ends in one ``error:`` line and
-  exit 2; ``RunError`` and ``OSError`` in one line and exit 1; any other exception is called a
-  bug naming ``--debug`` (exit 1); Ctrl-C and SIGTERM say what was done (exit 130 / 143).
+- Start-up: imported before Paddle and OpenCV, it silences the notes a user cannot act on (a
+  GLOG_minloglevel or OPENCV_LOG_LEVEL set by the user wins).
+- Words: a library message is shown as it is; a command names its own flags where it parses them.
+- Exit codes, in one place (``command``): ``InputError`` exit 2, ``RunError`` and ``OSError`` 1,
+  each in one ``error:`` line; another exception is a bug naming ``--debug``; Ctrl-C 130, SIGTERM 143.
 - Arguments: the parser and the argument groups the commands share (``model_spec``).
 """
 import argparse
@@ -21,6 +14,7 @@ import dataclasses
 import functools
 import importlib.util
 import logging
+import math
 import os
 import signal
 import sys
@@ -49,9 +43,7 @@ DEBUG_ENV = 'SOLOV2_DEBUG'
 # ---- console ---------------------------------------------------------------------------------
 
 class _ConsoleLines(logging.Handler):
-    """The library's log records as plain lines on the current ``sys.stdout`` (looked up at
-    each record, so a redirected stdout is followed): INFO as the bare message, warnings and
-    errors prefixed with their level."""
+    """The library's log records as plain lines on the current ``sys.stdout`` (warnings: 'warning: ...')."""
 
     def emit(self, record: logging.LogRecord) -> None:
         text = record.getMessage()
@@ -61,19 +53,15 @@ class _ConsoleLines(logging.Handler):
 
 
 def show_logs() -> None:
-    """Print the library's log messages (INFO and above) as plain lines on stdout for the rest of
-    the process (a command is one): its logger passes none on to the root's handlers (Paddle's)."""
+    """Print the library's log messages (INFO and above) on stdout, passing none on to the root's handlers."""
     logger = logging.getLogger(LIBRARY_LOGGER)
     logger.handlers, logger.propagate = [_ConsoleLines()], False
     logger.setLevel(logging.INFO)
 
 
 class Progress:
-    """Thread-safe progress on stderr: count, percent, rate and ETA. On a terminal one line
-    redrawn at most twice a second; elsewhere (a log file, CI) a whole line every
-    ``every_s`` seconds and at the end, never a carriage return. ``close`` ends it.
-    ``update`` fits the library's ``progress`` callbacks. With ``since`` (a ``time.perf_counter()``)
-    each line starts with the time since then, ``[HH:MM:SS]``."""
+    """Thread-safe progress on stderr: one line redrawn on a terminal, else a line every ``every_s`` seconds;
+    with ``since`` (a ``time.perf_counter()``) each line starts with the time since then."""
 
     def __init__(self, total: int, label: str = '', stream=None, every_s: float = 10.0, unit: str = 'img',
                  since: Optional[float] = None):
@@ -107,9 +95,7 @@ class Progress:
 
 
 class DownloadProgress:
-    """The library's download progress, ``progress(bytes so far, total or None)``
-    (``convert.zoo``), as a ``Progress`` line in MB; a download that starts over (another
-    source, a server that ignored the resume) starts a new line. ``close`` ends it."""
+    """The library's download progress, ``progress(bytes so far, total or None)``, as a ``Progress`` in MB."""
 
     def __init__(self, stream=None):
         self.stream, self.bar, self.shown = stream, None, 0
@@ -129,26 +115,25 @@ class DownloadProgress:
         self.bar = None
 
 
-def fetched(spec):
-    """The ``model.inference.spec.ModelSpec`` ``spec`` with a published name given to
-    --weights replaced by its converted checkpoint, downloaded and converted on its first use
-    with a progress line (``convert.zoo.resolve_weights``); a path or None stays as it is."""
+def downloaded(weights, mirror=None):
+    """``weights`` with a published name fetched and converted (``convert.zoo.resolve_weights``), with progress."""
     from solov2.convert.zoo import resolve_weights  # the library loads Paddle: after the start-up settings
     progress = DownloadProgress()
     try:
-        return dataclasses.replace(spec, weights=resolve_weights(spec.weights, progress=progress))
+        return resolve_weights(weights, mirror=mirror, progress=progress)
     finally:
         progress.close()
+
+
+def fetched(spec):
+    """The ``ModelSpec`` ``spec`` with a published name in ``weights`` fetched (``downloaded``)."""
+    return dataclasses.replace(spec, weights=downloaded(spec.weights))
 
 
 # ---- process tuning --------------------------------------------------------------------------
 
 def tune_for(device, threads: int, processes: int = 1, helper_threads: int = 1) -> None:
-    """The process-wide tuning of a command that runs a model on ``device`` (None: the default
-    one) with ``threads`` CPU math threads (0: this process's share of the cores among
-    ``processes`` on the machine), made before any Paddle work: ``model.tuning.tune_process``,
-    keeping freed memory for reuse when it runs on the CPU, OpenCV and numpy's BLAS on
-    ``helper_threads`` (1: each reading and post-processing worker on one core; 0: left)."""
+    """``model.tuning.tune_process`` for a command that runs a model on ``device``, before any Paddle work."""
     from solov2.model.runtime import default_device
     from solov2.model.tuning import tune_process
     tune_process(threads, processes, keep_freed_memory=not on_gpu(device or default_device()),
@@ -166,8 +151,7 @@ STOPPED_LOADING = 'stopped while loading, nothing was written: run the same comm
 
 
 def set_status(note) -> None:
-    """Register a callable returning what the command has done so far and where its
-    output is; an interruption prints it in the one line that ends the command."""
+    """Register ``note()``, what the command has done so far, which an interruption's line says."""
     _status['note'] = note
 
 
@@ -189,10 +173,7 @@ def _interrupted(exc: KeyboardInterrupt, note: str = '') -> int:
 
 
 def check_install(stream=None) -> None:
-    """Before Paddle loads (``config.install``): without Paddle the command ends in one
-    ``error:`` line naming what to install (exit 2); with both the CPU and the GPU wheel of
-    Paddle, or of onnxruntime, it says so in a ``warning:`` line on ``stream`` (default
-    stderr) and goes on."""
+    """Before Paddle loads: without it one ``error:`` line (exit 2); with two of its wheels a ``warning:``."""
     problem = paddle_install_problem()
     fatal = problem is not None and importlib.util.find_spec('paddle') is None
     for line in (problem, None if fatal else onnxruntime_install_problem()):
@@ -204,12 +185,8 @@ def check_install(stream=None) -> None:
 
 @contextlib.contextmanager
 def interruptible_loading() -> Iterator[None]:
-    """Around a command's imports of Paddle and the library (seconds): Ctrl-C or SIGTERM there
-    end in the one interrupt line and exit 130 / 143 (SystemExit), instead of a traceback or
-    the C++ ``FatalError`` block of the SIGTERM handler that importing Paddle installs (both
-    signals are held while Paddle is imported, then go to Python handlers). A signal the
-    process ignores stays ignored; the handlers are put back afterwards (``command``
-    installs its own). First the install is checked (``check_install``)."""
+    """Around a command's imports of Paddle and the library: Ctrl-C or SIGTERM end in the one interrupt line, not
+    a traceback or the ``FatalError`` of Paddle's SIGTERM handler (both held while Paddle is imported)."""
     check_install()
     if not _main_thread():
         yield
@@ -236,9 +213,7 @@ def interruptible_loading() -> Iterator[None]:
 
 
 def interruptible_load(load):
-    """``load()`` (opening a model: an export or a compile runs in C++ for tens of seconds) in a
-    thread while this one waits: Ctrl-C or SIGTERM (``command``'s) end the command at once in
-    the interrupt line of ``interruptible_loading`` (exit 130 / 143, ``end_loading``)."""
+    """``load()`` (an export runs in C++ for tens of seconds) in a thread: Ctrl-C or SIGTERM end it at once."""
     with concurrent.futures.ThreadPoolExecutor(1, 'solov2-load') as pool:
         try:
             return pool.submit(load).result()
@@ -247,10 +222,7 @@ def interruptible_load(load):
 
 
 def end_loading(exc: KeyboardInterrupt) -> None:
-    """End the command at once, a model still loading in another thread: the cache's temporaries
-    this process was building removed (``core.cache.leftovers``), the interrupt line of
-    ``interruptible_loading``, exit 130 / 143 by ``os._exit`` (the interpreter's own exit would
-    abort in the load's C++ code, still running)."""
+    """End the command at once, a model loading in another thread: its temporaries removed, by ``os._exit``."""
     from solov2.core.cache import leftovers, remove_entries
     if _main_thread():           # a second signal (Ctrl-C reaches a whole process group) changes nothing
         for signum in (signal.SIGINT, signal.SIGTERM):
@@ -263,9 +235,7 @@ def end_loading(exc: KeyboardInterrupt) -> None:
 
 
 def command(run):
-    """``run(argv)`` as a command's ``main(argv=None)`` (default: the process's arguments), with the
-    library's messages shown (``show_logs``): the one place where exceptions become exit codes
-    (module docstring). ``--debug`` in ``argv`` is taken out before ``run`` sees it."""
+    """``run(argv)`` as a command's ``main(argv=None)``: the one place where exceptions become exit codes."""
     @functools.wraps(run)
     def main(argv=None) -> int:
         argv = list(sys.argv[1:] if argv is None else argv)
@@ -299,14 +269,12 @@ def _main_thread() -> bool:
 # ---- arguments -------------------------------------------------------------------------------
 
 def shares_line(counts) -> str:
-    """'N images by W processes (a, b, ...), each once': what process 0 says of a run shared
-    out under the launcher (``counts``: the images each process did, in rank order)."""
+    """'N images by W processes (a, b, ...), each once' of the images each process did, ``counts``."""
     return f'{sum(counts)} images by {len(counts)} processes ({", ".join(map(str, counts))}), each once'
 
 
 def make_parser(description: str, configs: bool = True, notes: str = '') -> argparse.ArgumentParser:
-    """The parser every command starts from: ``--debug``, and a help that ends with ``notes``
-    (e.g. the script's docstring), the numbered configs when ``configs``, and the error rule."""
+    """The parser every command starts from: ``--debug``, a help ending with ``notes`` and the configs."""
     epilog = (notes.strip() + '\n\n' if notes.strip() else '') + (
         'configs (--config=N):\n' + describe_configs() + '\n\n' if configs else '')
     parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -324,11 +292,24 @@ def device_flag(text: str) -> str:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def at_least(least: float, whole: bool = True, above: bool = False):
+    """An argparse ``type``: a whole (or, not ``whole``, a finite) number of at least ``least`` (``above``:
+    above it), so that a bad value is reported under its flag (``argument --threads: ...``)."""
+    def number(text: str):
+        value = (int if whole else float)(text)
+        if not (value > least if above else value >= least) or not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"takes a {'whole ' * whole}number {'above' if above else 'of at least'} "
+                                             f'{least}, not {text}')
+        return value
+    number.__name__ = 'int' if whole else 'float'       # argparse's 'invalid int value' for a word
+    return number
+
+
 def add_runtime_args(parser: argparse.ArgumentParser) -> None:
     """--device, --threads, --opt and --verbose."""
     parser.add_argument('--device', default=None, type=device_flag,
                         help="'cpu', 'gpu' or 'gpu:N' (GPU number N; default: gpu if available)")
-    parser.add_argument('--threads', type=int, default=0,
+    parser.add_argument('--threads', type=at_least(0), default=0,
                         help='CPU math threads (default: every core, shared out among data-parallel processes)')
     parser.add_argument('--opt', nargs='+', default=[], metavar='NAME=VALUE',
                         help='override config values, e.g. --opt test_short=512 score_threshold=0.2')
@@ -340,16 +321,13 @@ def add_model_args(parser: argparse.ArgumentParser, default_weights=None) -> Non
     parser.add_argument('--config', type=int, default=None,
                         help='config number (default: the one recorded beside the weights)')
     parser.add_argument('--weights', default=default_weights,
-                        help='checkpoint .pdparams from convert/*2paddle.py or train.py, or a published name '
-                             '(python tools/weights.py lists them), downloaded and converted once'
+                        help='checkpoint .pdparams from solov2 convert or train, or a published name '
+                             '(solov2 weights / tools/weights.py lists them), downloaded and converted once'
                              + (' (default: the shipped model weights/shapes_r18.pdparams)' if default_weights else ''))
 
 
 def model_spec(args):
-    """The model a command line names (``add_model_args``, and ``add_inference_args``' other
-    arguments where the command has them; --opt: ``overrides``) as the library's
-    ``ModelSpec``, checked before a published name in --weights is fetched (``ModelSpec.check``
-    with ``convert.zoo.checked_config``; ``fetched`` fetches it)."""
+    """The model a command line names as a ``ModelSpec``, checked before a published name is fetched."""
     from solov2.convert.zoo import checked_config  # the library loads Paddle: after the start-up settings
     from solov2.model.inference.spec import ModelSpec
     fields = [field.name for field in dataclasses.fields(ModelSpec)]
@@ -360,10 +338,8 @@ def model_spec(args):
 
 def add_inference_args(parser: argparse.ArgumentParser, default_weights=None, batch_size: bool = True,
                        fast_decode: bool = False) -> None:
-    """What every command that runs a model takes: the model (``add_model_args``), --backend,
-    --model-dir, --precision, --mkldnn, --tensorrt, the runtime arguments, when ``batch_size``
-    --batch-size and, for a command that needs no picture's full pixels (``fast_decode``), --fast-decode
-    (``model_spec`` makes them the ``ModelSpec`` that ``open_backend`` takes)."""
+    """What every command that runs a model takes (``model_spec`` makes it a ``ModelSpec``); --batch-size
+    with ``batch_size``, --fast-decode for a command that needs no picture's full pixels."""
     from solov2.config.engines import BACKENDS, PRECISIONS  # no Paddle
     add_model_args(parser, default_weights)
     parser.add_argument('--backend', choices=BACKENDS, default='auto',
@@ -372,11 +348,11 @@ def add_inference_args(parser: argparse.ArgumentParser, default_weights=None, ba
                              'when it exported; dygraph on a GPU), dygraph '
                              '(--weights, the Paddle model), inference, onnx or openvino (--model-dir)')
     parser.add_argument('--model-dir', metavar='DIR',
-                        help='exported model folder (tools/export_model.py, tools/quantize.py) for '
-                             '--backend inference|onnx|openvino')
+                        help='exported model folder (solov2 export / tools/export_model.py, or solov2 quantize / '
+                             'tools/quantize.py) for --backend inference|onnx|openvino')
     parser.add_argument('--precision', choices=PRECISIONS,
-                        help='--backend openvino: f32 (default), bf16 (CPUs with AMX or avx512_bf16) '
-                             'or int8 (a folder from tools/quantize.py); --backend auto: f32 keeps it to f32 '
+                        help='--backend openvino: f32 (default), bf16 (CPUs with AMX or avx512_bf16) or int8 (a '
+                             'folder from solov2 quantize / tools/quantize.py); --backend auto: f32 keeps it to f32 '
                              '(default: bf16 too where the CPU has it natively and it keeps the f32 instances)')
     parser.add_argument('--mkldnn', action='store_true', help='oneDNN kernels for --backend inference')
     parser.add_argument('--tensorrt', action='store_true',
@@ -388,5 +364,5 @@ def add_inference_args(parser: argparse.ArgumentParser, default_weights=None, ba
                                  '(faster, less memory; the network input changes slightly: docs/api.md)')
     add_runtime_args(parser)
     if batch_size:
-        parser.add_argument('--batch-size', type=int, default=1, metavar='N',
+        parser.add_argument('--batch-size', type=at_least(1), default=1, metavar='N',
                             help='pictures to a network run (pictures of one padded size share it; default 1)')

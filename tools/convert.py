@@ -21,8 +21,7 @@ HELP = {'source': 'checkpoint to convert', 'output': 'where to write the .pdpara
 
 
 def work(family: str):
-    """``FAMILY``'s (convert(source, output, config number or None) -> summary lines, configs tried,
-    notes, help overrides)."""
+    """``FAMILY``'s (convert(source, output, config) -> summary lines, configs tried, notes, help overrides)."""
     if family == 'to-ppdet':
         return to_ppdet.write_ppdet, (), to_ppdet.NOTES, TO_PPDET_HELP
     converter = families.CONVERTERS[family]
@@ -30,9 +29,7 @@ def work(family: str):
 
 
 def run_family(family: str, argv=None, prog=None) -> int:
-    """``solov2 convert FAMILY SOURCE OUTPUT [--config N]`` with ``argv`` (default: the script's
-    arguments), run as a command (``command``) named ``prog`` (default: the script's name): the
-    family's converter does the work, its summary lines are printed on stdout."""
+    """``solov2 convert FAMILY SOURCE OUTPUT [--config N]`` with ``argv``, as a command named ``prog``."""
     convert, configs, notes, helps = work(family)
     helps = {**HELP, **helps}
     summary, _, details = (notes + '\nDetails: docs/checkpoints.md, "Converting".\n').partition('\n')

@@ -8,12 +8,8 @@
     python demo.py --weights W --video clip.mp4 --output out/clip_seg.mp4
     python demo.py --backend inference --model-dir export/NAME --camera 0 --max-frames 300
 
-The config is taken from the checkpoint's sidecar (dygraph) or from the export's
-infer_cfg.json (inference, onnx) unless --config is given. Every picture or frame goes through
-the one runner (``model.inference.pipeline.Predictor.run_pictures``: reading and pasting in worker
-threads, ``--batch-size`` pictures a network run); what the demo does with each result
-(pictures, video, --save-json, --dump-inputs for tools/postprocess_raw.py) is
-tools/demo_outputs.py's. Backends and flags: docs/demo.md and ``--help``.
+Every picture or frame goes through the one runner (``Predictor.run_pictures``); what the demo
+does with each result is tools/demo_outputs.py's. Backends and flags: docs/demo.md and ``--help``.
 """
 import argparse
 from pathlib import Path
@@ -72,21 +68,20 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def check_outputs(args, paths) -> dict:
-    """Refuse unusable output paths before the model is built; the picture targets
-    ({image: picture path}) for an image run, {} for a video or camera."""
+    """Refuse unusable output paths before the model is built; the picture targets ({} for a video)."""
     if args.save_json:
         check_output_file(args.save_json, paths + ([args.video] if args.video else []), '--save-json')
     if args.dump_inputs:
         check_folder(args.dump_inputs, '--dump-inputs')
     if not paths:
-        outputs.check_video_output(args.output, args.video, args.camera)
+        check_output_file(outputs.video_output_path(args.output, args.video, args.camera),
+                          [args.video] if args.video else [], '--output')
         return {}
     return outputs.picture_targets(paths, args.output, args.input)
 
 
 def segment(args, predictor, draw: outputs.DrawOptions, targets: dict, processes: Processes) -> int:
-    """Run the images (this process's share of them) or the video, say how it went; the
-    number of images or frames done."""
+    """Run the images (this process's share) or the video, say how it went; the number done."""
     written = []
     if targets:
         count = processes.counts(len(targets))[processes.rank]
@@ -106,8 +101,7 @@ def segment(args, predictor, draw: outputs.DrawOptions, targets: dict, processes
 
 
 def gather_outputs(draw: outputs.DrawOptions, done: int, processes: Processes) -> int:
-    """Every process's records and dumped inputs into ``draw`` (on every process; as they
-    are with one process); the images done by all, which process 0 says per process."""
+    """Every process's records and dumped inputs into ``draw``; the images done by all (process 0 says each's)."""
     parts = gather((done, draw.records, draw.dumper.entries if draw.dumper else None), processes)
     if draw.records is not None:
         draw.records = [record for part in parts for record in part[1]]

@@ -1,7 +1,5 @@
-"""What demo.py does with each picture the runner (``model.inference.pipeline.Predictor.run_pictures``)
-gives back: the drawn picture or video frame, its COCO-style records and, when asked, the
-dump of its preprocessed network input (read by tools/postprocess_raw.py); and the lines it
-logs (INFO: one line per picture, the running FPS of a video; ``summary_line``: the end-to-end FPS)."""
+"""What demo.py does with each picture the runner (``Predictor.run_pictures``) gives back: the drawn
+picture or video frame, its COCO-style records, the dump of its network input (tools/postprocess_raw.py)."""
 import json
 import logging
 import os
@@ -16,7 +14,7 @@ import cv2
 import numpy as np
 
 from solov2.core.errors import InputError
-from solov2.data.files import atomic_write, check_folder, check_output_file, make_folder, same_file, write_image
+from solov2.data.files import atomic_write, check_folder, make_folder, same_file, write_image
 from solov2.data.results import SHOWN_MIN_SCORE, instances_to_coco
 from solov2.data.transforms import read_image
 from solov2.data.visualize import draw_bgr
@@ -35,8 +33,7 @@ def sort_records(records):
 
 
 class InputDumper:
-    """Writes preprocessed inputs ([1, 3, H, W] float32 .npy and .bin, C order) and,
-    on ``close``, a manifest.json describing them (thread-safe: list appends)."""
+    """Writes network inputs ([1, 3, H, W] float32 .npy and .bin) and, on ``close``, a manifest.json."""
 
     def __init__(self, folder: str, predictor, number: int):
         self.folder = Path(folder)
@@ -72,9 +69,7 @@ class InputDumper:
 
 
 def picture_names(paths) -> dict:
-    """File name of each input's drawn picture: ``stem.jpg``; inputs sharing a stem
-    (``a.jpg``, ``a.png``) get their suffix in it (``a_jpg.jpg``, ``a_png.jpg``), and a
-    name still taken gets ``_2``, ``_3``, ... so no picture overwrites another."""
+    """File name of each input's drawn picture: ``stem.jpg`` (``a_jpg.jpg``, ``a_png.jpg``, ``_2``: unique)."""
     stems = Counter(path.stem for path in paths)
     names, taken = {}, set()
     for path in paths:
@@ -89,10 +84,8 @@ def picture_names(paths) -> dict:
 
 
 def picture_targets(paths, output: str, source: Optional[str], what: str = 'input') -> dict:
-    """{input path: where its drawn picture goes} under the folder ``output`` for the images
-    ``paths`` found at ``source`` (a file or folder, or None); an InputError when that folder is the
-    input folder, is a file, cannot be written, or a picture would overwrite an input (named
-    ``what`` in the message; nothing is created)."""
+    """{input path: its drawn picture} under the folder ``output`` for ``paths`` found at ``source``; InputError
+    when that folder is the input folder or unwritable, or a picture would overwrite an input (``what``)."""
     out_dir = Path(output)
     if source and Path(source).is_dir() and same_file(out_dir, source):
         raise InputError(f'--output {out_dir} is the input folder — the drawn pictures would mix with the '
@@ -108,8 +101,7 @@ def picture_targets(paths, output: str, source: Optional[str], what: str = 'inpu
 
 
 def video_output_path(output: str, video: Optional[str], camera: Optional[int]) -> Path:
-    """The .mp4 written for a video or camera: ``output`` itself when it names a video file,
-    else ``<output>/<video stem>.mp4`` (``camera<ID>.mp4``)."""
+    """The .mp4 of a video or camera: ``output`` when it names a video file, else ``<output>/<stem>.mp4``."""
     out = Path(output)
     if out.suffix.lower() in VIDEO_SUFFIXES:
         return out
@@ -117,16 +109,9 @@ def video_output_path(output: str, video: Optional[str], camera: Optional[int]) 
     return out / f'{stem}.mp4'
 
 
-def check_video_output(output: str, video: Optional[str], camera: Optional[int]) -> None:
-    """InputError when the video output is a folder, the input video or cannot be written."""
-    check_output_file(video_output_path(output, video, camera), [video] if video else [], '--output')
-
-
 @dataclass
 class DrawOptions:
-    """What the demo does with each result: pictures drawn with instances scoring at least
-    ``threshold``, COCO records collected when ``records`` is a list, network inputs written
-    by ``dumper`` when given; ``warmup`` untimed runs first, ``batch_size`` pictures a network run."""
+    """What the demo does with each result: drawn from ``threshold``, kept in ``records``, dumped by ``dumper``."""
     threshold: float = SHOWN_MIN_SCORE
     records: Optional[list] = None
     dumper: Optional[InputDumper] = None
@@ -144,9 +129,7 @@ def drawn(predictor, draw: DrawOptions, index: int, name: str, prepared, found) 
 
 
 def run_timed(predictor, first, items, read, finish, draw: DrawOptions, keep) -> Tuple[PipelineStats, float]:
-    """``draw.warmup`` untimed network runs on a batch of ``first`` (the first readable of them),
-    then the runner over ``items``: ``keep(item, result, began)`` for each in order. Returns the
-    stats and when the timed part began (``summary_line``)."""
+    """``draw.warmup`` untimed runs, then ``keep(item, result, began)`` for each of ``items``; (stats, began)."""
     for item in first if draw.warmup > 0 else ():
         try:
             ready = predictor.prepare(read(item))
@@ -163,11 +146,7 @@ def run_timed(predictor, first, items, read, finish, draw: DrawOptions, keep) ->
 
 def run_images(predictor, targets: dict, draw: DrawOptions, written: list,
                processes: Processes = SINGLE) -> Tuple[PipelineStats, float]:
-    """Run ``predictor`` over ``targets`` ({image path: picture path}, ``picture_targets``)
-    (``run_timed``), one line logged per picture; ``written`` collects the inputs whose picture is
-    written. Under the launcher only this process's share of them (``processes.share``; records
-    and dumps keep the image's index among all ``targets``); an unreadable image is skipped with
-    a line on stderr."""
+    """Run ``predictor`` over this process's share of ``targets``, one line a picture; unreadable ones skipped."""
     paths, ids = processes.share(list(targets)), {path: index for index, path in enumerate(targets)}
     for folder in {target.parent for target in targets.values()}:
         make_folder(folder, '--output')
@@ -205,9 +184,7 @@ def open_writer(out_path: Path, capture, first):
 
 def run_video(predictor, source: Union[str, int], out_path: Path, draw: DrawOptions, written: list,
               max_frames: int = 0) -> Tuple[PipelineStats, float]:
-    """Segment a video file or camera (``source``) into an annotated mp4 at ``out_path``, frames
-    in order, until it ends or ``max_frames`` (0: all) (``run_timed``), the running FPS logged
-    about once a second; ``written`` collects the indices of the frames written."""
+    """Segment a video file or camera into an annotated mp4 at ``out_path``, the FPS logged once a second."""
     capture, first = open_capture(source)
     try:
         writer = open_writer(out_path, capture, first)

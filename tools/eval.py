@@ -7,13 +7,8 @@
     python eval.py --config=3 --json-only out/segm.json                     # re-score saved results
     python eval.py --weights W --ann image_info_test-dev2017.json --images test2017 --predict-only out/test-dev.json
 
-The config is taken from the weights' sidecar (or the export's infer_cfg.json) unless
---config is given; the val set is the config's (``dataset_dir``/``val_ann``/``val_images``)
-unless --ann/--images are given; its categories are matched to the model's classes by name,
-and classes it has no object of are not scored (one line says which). The set and its images
-are checked before anything is exported. ``--backend`` works as in demo.py: ``auto`` (the
-default) exports --weights once into a cache and runs OpenVINO f32 or onnxruntime, whichever
-was faster when it exported.
+The val set is the config's unless --ann/--images are given; its categories are matched to the
+model's classes by name. The set and its images are checked before anything is exported.
 """
 import argparse
 import json
@@ -92,9 +87,7 @@ def classwise_table(ap_by_category: dict, names: dict) -> str:
 
 
 def load_records(args, number, backend, coco, dataset, ann: str, processes: Processes) -> list:
-    """The result records to score: read from --json-only, else predicted by ``backend`` on
-    ``dataset`` (the ``CocoDataset`` of ``coco``), this process's share under the launcher
-    (every process says how many images it did; the records of all come back)."""
+    """The result records to score: read from --json-only, else predicted (by every process: all come back)."""
     if args.json_only:
         if Path(args.json_only).is_dir():
             raise InputError(f'--json-only {args.json_only} is a folder — give the results .json file')
@@ -124,9 +117,7 @@ def load_records(args, number, backend, coco, dataset, ann: str, processes: Proc
 
 
 def model_and_config(args, spec: ModelSpec, processes: Processes) -> tuple:
-    """(config number, config, backend or None for --json-only, the evaluation set's
-    annotation file, its CocoDataset or None for --json-only) of the model ``spec``; with
-    --weights the set and its images are checked before any model is built or exported."""
+    """(config number, config, backend, annotation file, CocoDataset) of ``spec``, the set checked first."""
     if args.json_only:
         number, cfg = resolve_config(spec.weights, spec.config, spec.overrides)
         return number, cfg, None, *evaluation_set(args, cfg, with_dataset=False)
@@ -140,9 +131,7 @@ def model_and_config(args, spec: ModelSpec, processes: Processes) -> tuple:
 
 
 def evaluation_set(args, cfg, with_dataset: bool = True) -> tuple:
-    """(annotation file, its CocoDataset or None) of the set to score ``cfg``'s model on:
-    --ann/--images, else the config's val set, which must exist; the dataset when ``with_dataset``
-    (``evaluation_dataset``: categories matched by name, the images checked)."""
+    """(annotation file, its CocoDataset when ``with_dataset``) of --ann/--images, else the config's val set."""
     ann, images = args.ann, args.images
     if not ann:
         root = Path(cfg.dataset_dir)
@@ -156,8 +145,7 @@ def evaluation_set(args, cfg, with_dataset: bool = True) -> tuple:
 
 
 def check_arguments(args) -> None:
-    """The output paths are no input and no folder; --images needs --ann; --ann needs --images
-    unless only saved results are scored."""
+    """The output paths are no input and no folder; --images and --ann go together (but --json-only)."""
     for option, path in (('--save-json', args.save_json), ('--predict-only', args.predict_only),
                          ('--chart', args.chart)):
         if path:
@@ -210,8 +198,7 @@ def main(argv) -> int:
 
 
 def write_chart(args: argparse.Namespace, ap_by_category: dict, names: dict) -> None:
-    """The per-class AP bar chart (PNG) to --chart, else beside --save-json; with neither, only a
-    hint (nothing is written into the current folder)."""
+    """The per-class AP bar chart (PNG) to --chart, else beside --save-json; with neither, a hint."""
     if not (args.chart or args.save_json):
         print('(--chart PATH to save the bar chart)')
         return
@@ -231,8 +218,7 @@ def write_chart(args: argparse.Namespace, ap_by_category: dict, names: dict) -> 
 
 
 def write_visualdl(logdir: str, step: int, stats: dict, ap_by_class: dict) -> None:
-    """The mask AP numbers as ``eval/<name>`` and per-class AP as ``eval_class/<class>``
-    scalars at ``step`` (classes without ground truth, NaN, are left out)."""
+    """The mask AP numbers as ``eval/<name>``, per-class AP as ``eval_class/<class>`` scalars at ``step``."""
     writer = open_visualdl(logdir)
     try:
         for name, value in stats.items():

@@ -4,20 +4,12 @@
     python tools/export_model.py --weights W --output export/NAME --format onnx --opset 17
     python demo.py --backend onnx --model-dir export/NAME --input images/
 
-Writes to the output folder:
-- ``model.json`` (Paddle >= 3) or ``model.pdmodel`` (Paddle 2.x) + ``model.pdiparams``:
-  a Paddle Inference model, input ``image`` [B, 3, H, W] with B, H, W dynamic;
-- ``model.onnx`` (paddle2onnx, then every GroupNorm epsilon set back to the model's, and
-  the outputs named ``scores``, ``kernels``, ``mask_feat``) and ``model_regions.onnx``, the same
-  with the ``regions`` input [B, 2] (OpenVINO's size buckets, tools/quantize.py);
-- ``infer_cfg.json``: config, class names, test sizes, the accepted input range,
-  input normalisation and the post-processing thresholds.
+Writes ``model.json`` (Paddle >= 3) or ``model.pdmodel`` + ``model.pdiparams`` (Paddle Inference, input
+``image`` [B, 3, H, W]), ``model.onnx`` and ``model_regions.onnx`` (with the ``regions`` input [B, 2]:
+OpenVINO's size buckets), and ``infer_cfg.json`` (config, classes, sizes, post-processing thresholds).
 
-The exported graph is the network plus sigmoid and points-NMS
-(``model.inference.export_network.ExportableSOLOv2``); threshold, dynamic convolution, Matrix NMS
-and top-k run in Python (``model.inference.postprocess.postprocess_flat``), see README
-"Deployment". After writing, each format is run once on a random input and compared
-with the dygraph model (``--no-verify`` skips this).
+After writing, each format is run once on a random input and compared with the dygraph model
+(``--no-verify`` skips this); README "Deployment" says what runs where.
 """
 import argparse
 from pathlib import Path
@@ -63,8 +55,7 @@ EXPORT_FILES = (f'{PADDLE_PREFIX}.json', f'{PADDLE_PREFIX}.pdmodel', f'{PADDLE_P
 
 
 def check_output(output: str, weights: str) -> None:
-    """InputError when --output is a file, cannot be written, or an exported file would
-    overwrite the weights or their sidecar (e.g. --output the folder of model.pdparams)."""
+    """InputError when --output cannot be written or an exported file would overwrite the weights or sidecar."""
     for name in EXPORT_FILES:
         check_output_file(Path(output) / name, [weights, sidecar_path(weights)], '--output')
 

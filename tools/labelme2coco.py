@@ -2,17 +2,10 @@
 
     python tools/labelme2coco.py LABELME_DIR OUT.json [--classes classes.txt] [--copy-images DIR]
 
-Each `LABELME_DIR/*.json` (sorted by name) is one image. Shapes of type polygon,
-rectangle (two corners) and circle (centre, point on the circle) become
-polygons; shapes sharing a `group_id` form one instance. Categories (ids 1..)
-are the classes of `--classes` (a classes.txt, one name per line, or a COCO
-file), else those of the classes.txt already next to OUT.json (the list of the
-split converted there first, so every split gets the same ids), else the
-sorted label names, written to classes.txt next to OUT.json; a classes.txt
-listing other classes is never replaced. Area and bbox come from the mask pycocotools
-rasterises. Without `--copy-images`, `file_name` is `imagePath` relative to
-LABELME_DIR; with it, images (or their embedded `imageData`) are copied to
-DIR and `file_name` is the bare file name.
+Each `LABELME_DIR/*.json` (sorted by name) is one image; polygons, rectangles and circles become
+polygons, shapes sharing a `group_id` one instance. Categories (ids 1..) are the classes of `--classes`,
+else those of the classes.txt already next to OUT.json (so every split gets the same ids), else the
+sorted labels, written there. With `--copy-images` the images (or their `imageData`) are copied to DIR.
 """
 
 from __future__ import annotations
@@ -81,11 +74,7 @@ def shape_polygon(shape: dict[str, Any]) -> list[float]:
 
 
 def group_instances(shapes: Sequence[dict[str, Any]]) -> list[tuple[str, list[list[float]]]]:
-    """`(label, polygons)` per instance: shapes sharing a `group_id` merge, others stand alone.
-
-    Instances keep the order of their first shape; a group whose shapes carry
-    different labels is an error.
-    """
+    """`(label, polygons)` per instance in the order of their first shape: shapes sharing a `group_id` merge."""
     instances: list[tuple[str, list[list[float]]]] = []
     slot_of_group: dict[Any, int] = {}
     for shape in shapes:
@@ -104,8 +93,7 @@ def group_instances(shapes: Sequence[dict[str, Any]]) -> list[tuple[str, list[li
 
 
 def copy_image(source: Path | bytes, target: Path) -> None:
-    """Copy an image file, or write embedded image bytes, to `target` (no-op onto itself or
-    onto the same bytes); `InputError` rather than overwrite another file."""
+    """Copy an image file or embedded bytes to `target`; `InputError` rather than overwrite another file."""
     data = source if isinstance(source, bytes) else source.read_bytes()
     if target.exists():
         if target.is_file() and target.read_bytes() == data:
@@ -115,8 +103,7 @@ def copy_image(source: Path | bytes, target: Path) -> None:
 
 
 def image_file_name(doc: dict[str, Any], json_path: Path, copy_dir: Path | None) -> str:
-    """COCO `file_name`: bare name when copying the image (or its embedded `imageData`) to `copy_dir`,
-    else `imagePath` as found (relative)."""
+    """COCO `file_name`: the bare name of the image (or `imageData`) copied to `copy_dir`, else `imagePath`."""
     image_path = doc['imagePath'].replace('\\', '/')
     source: Path | bytes = json_path.parent / image_path
     if not source.is_file():        # else the embedded imageData's bytes
@@ -136,8 +123,7 @@ def image_file_name(doc: dict[str, Any], json_path: Path, copy_dir: Path | None)
 
 
 def check_labels(docs: dict[Path, dict[str, Any]], class_names: Sequence[str], origin: str = '') -> None:
-    """`InputError` listing every shape label missing from `class_names`, with a file using it
-    (`origin`: where the list comes from and how to change it, added to the message)."""
+    """`InputError` listing every shape label missing from `class_names` (from `origin`), with a file using it."""
     first_use: dict[str, Path] = {}
     for path, doc in docs.items():
         for shape in doc['shapes']:
@@ -154,12 +140,8 @@ def convert(
     copy_dir: str | Path | None = None,
     origin: str = '',
 ) -> dict[str, Any]:
-    """COCO instance dict of all `labelme_dir/*.json` (sorted; image ids 1..).
-
-    Categories are `class_names` (ids 1..; `origin` says where they come from in the
-    error on a label outside them) or the sorted labels; images are copied to
-    `copy_dir` when given; zero-area instances are skipped with a warning on stderr.
-    """
+    """COCO instance dict of all `labelme_dir/*.json` (sorted; image ids 1..), categories `class_names` (`origin`:
+    where they come from, for the error) or the sorted labels; zero-area instances skipped with a warning."""
     labelme_dir = Path(labelme_dir)
     if not labelme_dir.is_dir():
         raise InputError(f'labelme directory not found: {labelme_dir}')
@@ -233,10 +215,7 @@ def main(argv: Sequence[str]) -> int:
 
 
 def class_list(classes: Path | None, classes_path: Path) -> tuple[list[str] | None, str]:
-    """(the class names, where they come from for an error message): those of `classes`, else
-    those of `classes_path` (the classes.txt next to the output, left by the split converted
-    there first), else None (the labels). `InputError` when `classes` lists other classes than
-    an existing `classes_path`, which is never replaced."""
+    """(the class names of `classes`, else of `classes_path`, else None; where they come from, for an error)."""
     existing = read_class_names(classes_path) if classes_path.is_file() else None
     if classes is None:
         return existing, '' if existing is None else (

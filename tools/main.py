@@ -27,7 +27,6 @@ COMMANDS = {
 }
 
 
-
 def listing(words, table) -> str:
     """The help of ``words`` ('solov2', 'solov2 convert'): its usage and one line per command."""
     width = max(map(len, table)) + 2
@@ -37,9 +36,7 @@ def listing(words, table) -> str:
 
 
 def dispatch(words, table, argv, run) -> int:
-    """``run(command, the rest of argv)`` for ``argv``'s first word, one of ``table``'s commands
-    (those of ``words``: 'solov2', 'solov2 convert'); the list of commands for ``--help``, and
-    with exit code 2 for none or an unknown one."""
+    """``run(command, the rest of argv)`` for ``argv``'s first word, one of ``table``'s; else the list."""
     if not argv or argv[0] in ('-h', '--help'):
         print(listing(words, table), file=sys.stdout if argv else sys.stderr)
         return 0 if argv else 2
@@ -50,8 +47,7 @@ def dispatch(words, table, argv, run) -> int:
 
 
 def main(argv=None) -> int:
-    """``solov2 COMMAND ARGS``: the command's ``main(ARGS)``, under the name ``solov2 COMMAND``
-    (``sys.argv[0]``, which its help, errors and messages use); ``dispatch`` for the rest."""
+    """``solov2 COMMAND ARGS``: the command's ``main(ARGS)``, under the name ``solov2 COMMAND`` (``sys.argv[0]``)."""
     return dispatch('solov2', COMMANDS, list(sys.argv[1:] if argv is None else argv), _run)
 
 

@@ -2,15 +2,11 @@
 
     python tools/make_shapes_dataset.py --out datasets/shapes [--train 600 --val 100 --size 256 --seed 0]
 
-Writes OUT/{train,val}/NNNNNN.jpg, OUT/annotations/instances_{train,val}.json and
-OUT/classes.txt. Every image is drawn from its own random stream seeded by
-(seed, split, index), so the output is byte-identical for the same arguments.
-Every 12th image is empty and every 50th carries one `iscrowd` cluster of
-small blobs, so even tiny runs hold negatives and crowd regions. Objects are
-drawn in order and hide what they cover; instances with fewer than 30 visible
-pixels are dropped. Every 5th instance, and any whose visible mask has holes,
-is stored as compressed RLE, the others as polygons that rasterise back to
-exactly the visible mask; crowd regions are stored as uncompressed RLE.
+Writes OUT/{train,val}/NNNNNN.jpg, OUT/annotations/instances_{train,val}.json and OUT/classes.txt,
+byte-identical for the same arguments (each image has its own random stream). Some images are empty
+and some carry an `iscrowd` cluster, so even tiny runs hold negatives and crowd regions. Every 5th
+instance, and any whose visible mask has holes, is compressed RLE, the others polygons that rasterise
+back to exactly the visible mask; crowd regions are uncompressed RLE.
 """
 
 from __future__ import annotations
@@ -66,10 +62,7 @@ def polygon_mask(vertices: np.ndarray, size: int) -> np.ndarray:
 
 
 def render_background(rng: np.random.Generator, size: int) -> np.ndarray:
-    """`[size, size, 3] float32` RGB: a random linear gradient with smooth blotches, and faint lines.
-
-    The smooth part is built on a coarse grid and upsampled once, which keeps it cheap.
-    """
+    """`[size, size, 3] float32` RGB: a random gradient with smooth blotches (made on a coarse grid), faint lines."""
     coarse = size // 8 + 1
     low, high = rng.uniform(30, 225, (2, 3)).astype(np.float32)
     angle = rng.uniform(0, 2 * np.pi)
@@ -93,11 +86,10 @@ def render_background(rng: np.random.Generator, size: int) -> np.ndarray:
 def pick_colour(rng: np.random.Generator, canvas: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """`[3] float64` RGB colour that differs from `canvas` under `mask` (L1 > 120), in up to 10 draws."""
     under = canvas[mask > 0].mean(axis=0)
-    colour = rng.uniform(0, 255, 3)
-    for _ in range(9):
+    for _ in range(10):
+        colour = rng.uniform(0, 255, 3)
         if np.abs(colour - under).sum() > 120:
             break
-        colour = rng.uniform(0, 255, 3)
     return colour
 
 
@@ -130,12 +122,8 @@ def paint(canvas: np.ndarray, masks: list[np.ndarray], mask: np.ndarray, colour:
 
 def render_image(rng: np.random.Generator, size: int, num_objects: int,
                  with_crowd: bool) -> tuple[np.ndarray, list[tuple[int, np.ndarray]], tuple[int, np.ndarray] | None]:
-    """Draw one image.
-
-    Returns `([S, S, 3] uint8 RGB, [(label, [S, S] uint8 visible mask)], crowd)`, where
-    instances with fewer than MIN_VISIBLE visible pixels are left out and `crowd`
-    is `(label, [S, S] uint8 mask)` or None.
-    """
+    """`([S, S, 3] uint8 RGB, [(label, [S, S] uint8 visible mask)] from MIN_VISIBLE pixels, crowd
+    (label, [S, S] uint8 mask) or None)` of one image."""
     canvas = render_background(rng, size)
     labels, masks = [], []
     for _ in range(num_objects):
@@ -158,13 +146,8 @@ def render_image(rng: np.random.Generator, size: int, num_objects: int,
 
 
 def exact_polygons(mask: np.ndarray) -> list[list[float]] | None:
-    """COCO polygons of `[H, W] uint8` that rasterise back to exactly `mask`, else None (holes).
-
-    Contours are traced on the mask upsampled 2x, so their vertices lie a
-    quarter pixel inside the pixel boundary, which pycocotools rasterises to the
-    same pixels; they are simplified by less than a quarter pixel and polygons
-    with fewer than 3 points are dropped.
-    """
+    """COCO polygons of `[H, W] uint8` that rasterise back to exactly `mask`, else None (holes): traced 2x
+    upsampled, a quarter pixel inside the boundary, which pycocotools rasterises to the same pixels."""
     upsampled = cv2.resize(mask, None, fx=2, fy=2, interpolation=cv2.INTER_NEAREST)
     contours, _ = cv2.findContours(upsampled, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
     simplified = [cv2.approxPolyDP(c, SIMPLIFY_EPS, True) for c in contours]
@@ -176,11 +159,7 @@ def exact_polygons(mask: np.ndarray) -> list[list[float]] | None:
 
 
 def annotation(ann_id: int, image_id: int, label: int, mask: np.ndarray, crowd: bool) -> dict[str, Any]:
-    """COCO annotation of `[H, W] uint8` visible mask; area and xywh bbox come from the mask.
-
-    Crowd regions are uncompressed RLE; instances are compressed RLE every
-    RLE_EVERY-th id or when no exact polygon exists, otherwise polygons.
-    """
+    """COCO annotation of `[H, W] uint8` visible mask (module docstring: which segmentation kind)."""
     if crowd:
         segmentation: Any = {'size': list(mask.shape), 'counts': rle_run_lengths(mask).tolist()}
     else:

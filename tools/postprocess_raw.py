@@ -50,9 +50,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def read_outputs(raw: Path, name: str, num_classes: int):
-    """The three outputs of one input, each with a leading batch dimension of 1: scores
-    [1, K, C], kernels [1, K, E], mask_feat [1, E, H, W]; InputError naming the file whose
-    shape does not fit."""
+    """The outputs of one input: scores [1, K, C], kernels [1, K, E], mask_feat [1, E, H, W]; InputError
+    naming the file whose shape does not fit."""
     arrays = []
     for output, ndim in zip(OUTPUT_NAMES, (3, 3, 4)):
         path = raw / f'{name}.{output}.npy'
@@ -77,8 +76,7 @@ def read_outputs(raw: Path, name: str, num_classes: int):
 
 
 def process(entry: dict, raw: Path, params, class_names, args, picture=None) -> list:
-    """Post-process one manifest entry (and draw its picture when ``picture`` is given); its
-    COCO records."""
+    """Post-process one manifest entry (and draw its ``picture`` when given); its COCO records."""
     scores, kernels, mask_feat = read_outputs(raw, entry['name'], len(class_names))
     meta = ImageMeta(tuple(entry['orig_hw']), tuple(entry['resized_hw']), tuple(entry['padded_hw']))
     soft = postprocess_flat(scores, kernels, mask_feat, params)[0]

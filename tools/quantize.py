@@ -44,7 +44,8 @@ from solov2.tools.cli import Progress, command, make_parser  # noqa: E402
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = make_parser(__doc__.split('\n')[0], configs=False, notes=__doc__)
-    parser.add_argument('--model-dir', required=True, help='exported folder with model.onnx (tools/export_model.py)')
+    parser.add_argument('--model-dir', required=True,
+                        help='exported folder with model.onnx (solov2 export / tools/export_model.py)')
     parser.add_argument('--images', required=True, help='folder of calibration images (yours, unlabelled)')
     parser.add_argument('--output', required=True, help='new folder for the INT8 model')
     parser.add_argument('--num-images', type=int, default=100, help='calibration images used (default 100)')
@@ -106,9 +107,8 @@ def main(argv) -> int:
 
 
 class QuantizeProgress:
-    """``quantize_model``'s ``progress`` on stderr, each line after the time since the start: a
-    ``Progress`` line for the images read, then a line per message and per validation pass
-    (``Pass``: its AP), but a ``Progress`` line (ETA) for the passes of a step of several."""
+    """``quantize_model``'s ``progress`` on stderr: a ``Progress`` line for the images read and for a step
+    of several passes, else a line per message and per validation pass (its AP)."""
 
     def __init__(self, images: int, label: str):
         self.start = time.perf_counter()
@@ -135,10 +135,8 @@ class QuantizeProgress:
 
 
 def quiet_nncf() -> None:
-    """NNCF's INFO lines on stdout (one per convolution kept in f32, node names) are noise here:
-    its handlers keep its warnings and progress bars, while its logger still hands its INFO
-    messages on (accuracy control shows its steps and reads its report). A missing NNCF is
-    reported by the quantization itself."""
+    """NNCF's INFO lines on stdout (one per convolution kept in f32) are noise: its handlers keep its
+    warnings, its logger still hands its INFO messages on (accuracy control reads its report)."""
     try:
         from nncf.common.logging import nncf_logger
     except ImportError:

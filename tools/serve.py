@@ -33,6 +33,7 @@ from solov2.core.paths import SHIPPED_WEIGHTS  # noqa: E402
 from solov2.tools.cli import (  # noqa: E402  (before Paddle)
     Terminated,
     add_inference_args,
+    at_least,
     command,
     end_loading,
     fetched,
@@ -52,49 +53,47 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--host', default='127.0.0.1',
                         help='address to listen on (default 127.0.0.1: this machine only; 0.0.0.0: every network)')
     parser.add_argument('--port', type=int, default=8000, help='port (default 8000)')
-    parser.add_argument('--workers', type=int, default=1,
+    parser.add_argument('--workers', type=at_least(1), default=1,
                         help='processes, each with its model, sharing the port and the cores (default 1)')
-    parser.add_argument('--max-batch', type=int, default=4, help='most pictures in one network run (default 4)')
-    parser.add_argument('--max-padding', type=float, default=0.0,
+    parser.add_argument('--max-batch', type=at_least(1), default=4, help='most pictures in one network run (default 4)')
+    parser.add_argument('--max-padding', type=at_least(0, whole=False), default=0.0,
                         help='pictures of different padded sizes share a network run when the batch then has at '
                              'most 1 + this times the pixels they run with alone (dygraph, onnx; default 0: one '
                              'size, or one size bucket, a run; docs/serving.md says when more pays)')
-    parser.add_argument('--max-wait-ms', type=float, default=5.0,
+    parser.add_argument('--max-wait-ms', type=at_least(0, whole=False), default=5.0,
                         help='how long a picture waits for others to join its network run (default 5)')
-    parser.add_argument('--queue-size', type=int, default=16,
+    parser.add_argument('--queue-size', type=at_least(1), default=16,
                         help='requests in flight (body read) per process; more get 503 with Retry-After (default 16)')
-    parser.add_argument('--max-uploads', type=int, default=64,
+    parser.add_argument('--max-uploads', type=at_least(1), default=64,
                         help='request bodies being received at once per process, each up to --max-body-mb; more '
                              'get 503 with Retry-After before their body is read (default 64)')
-    parser.add_argument('--body-timeout-s', type=float, default=10.0,
+    parser.add_argument('--body-timeout-s', type=at_least(0, False, above=True), default=10.0,
                         help='a client that sends nothing of its body for this many seconds gets 408 and its '
                              'connection closed (default 10)')
-    parser.add_argument('--min-upload-kb-s', type=float, default=32.0,
+    parser.add_argument('--min-upload-kb-s', type=at_least(0, whole=False), default=32.0,
                         help='a body that comes slower than this many KB a second after its first 2 s gets 408 '
                              'and its connection closed, its upload slot freed (default 32; 0: any rate)')
-    parser.add_argument('--max-body-mb', type=float, default=32.0, help='largest request body, MB (default 32)')
-    parser.add_argument('--max-pixels', type=int,
+    parser.add_argument('--max-body-mb', type=at_least(0, False, above=True), default=32.0,
+                        help='largest request body, MB (default 32)')
+    parser.add_argument('--max-pixels', type=at_least(0),
                         help="largest picture in pixels, more get 413; 0: no limit (default: the config's "
                              'max_image_pixels, 100 MP unless --opt max_image_pixels=N says otherwise)')
-    parser.add_argument('--max-decode-mb', type=float,
+    parser.add_argument('--max-decode-mb', type=at_least(0, whole=False),
                         help='memory the pictures being decoded hold at once, MB; a picture waits for its share '
                              '(503 after 1 s), one that alone needs more gets 413; 0: no budget (default: 1024, or '
                              "an eighth of the machine's memory when less; it also lowers the default --max-pixels "
                              'to the pictures it holds)')
-    parser.add_argument('--timeout-s', type=float, default=30.0,
+    parser.add_argument('--timeout-s', type=at_least(0, False, above=True), default=30.0,
                         help='a request unanswered after this many seconds gets 504; also how long a stop '
                              'waits for the requests in flight (default 30)')
     return parser.parse_args(argv)
 
 
 def settings_of(args):
-    """The service's settings from the command line, checked (InputError: ``ServeSettings``'s, --workers');
-    Paddle and the library are imported here (Ctrl-C or SIGTERM meanwhile: one line)."""
+    """The service's settings from the command line, checked; Paddle is imported here."""
     with interruptible_loading():
         from solov2.model.runtime import cpu_threads
         from solov2.serving.app import ServeSettings
-    if args.workers < 1:
-        raise InputError(f'--workers takes a whole number of at least 1, not {args.workers}')
     named = {field.name: getattr(args, field.name) for field in dataclasses.fields(ServeSettings)
              if hasattr(args, field.name)}         # the flags are the settings' names
     spec = model_spec(args)
@@ -114,10 +113,8 @@ def worker_app():
 
 
 def uvicorn_server(config, app):
-    """A uvicorn server for ``app`` (``create_app``'s) whose SIGTERM or Ctrl-C ends the command at
-    once while the model loads (``end_loading``), else drains first (``Service.drain``: /readyz
-    503, the port open, until the requests in flight are answered), then stops as uvicorn does
-    (a second signal: at once), ending in a return, for exit 0, instead of raising the signal again."""
+    """A uvicorn server for ``app`` whose SIGTERM or Ctrl-C ends the command at once while the model
+    loads (``end_loading``), else drains first (``Service.drain``), then stops as uvicorn does, for exit 0."""
     import uvicorn
 
     class Server(uvicorn.Server):
@@ -147,8 +144,7 @@ def uvicorn_server(config, app):
 
 
 def serve(settings, options) -> None:
-    """Run the service in this process until SIGTERM or Ctrl-C, the model opening beside the
-    open port (``uvicorn_server``); a model that cannot load stops it with its error."""
+    """Run the service until SIGTERM or Ctrl-C; a model that cannot load stops it with its error."""
     import uvicorn
 
     from solov2.serving.app import create_app
@@ -172,23 +168,20 @@ def server_options(settings) -> dict:
 
 
 def open_once(argv, sender) -> None:
-    """--workers' first step, in a child process (the parent never loads Paddle or a model): the
-    settings checked and the model opened once (auto: exported into the cache); the settings and
-    uvicorn's ``server_options`` (JSON: [settings, options]) sent through ``sender``; exit
-    status as the command's (one line on an error)."""
+    """--workers' first step, in a child process: the model opened once, [settings, options] sent as JSON."""
     @command
     def run(argv) -> int:
         settings = settings_of(parse_args(argv))        # Paddle imported here first
         tune_for(settings.model.device, settings.model.threads)
-        interruptible_load(settings.segmenter).close()
+        from solov2.api.segmenter import Segmenter
+        interruptible_load(lambda: Segmenter(settings.model)).close()
         sender.send(json.dumps([dataclasses.asdict(settings), server_options(settings)]))
         return 0
     sys.exit(run(argv))
 
 
 def opened_in_a_child(argv) -> str:
-    """What ``open_once`` run in a child process sends (JSON); SystemExit with its status
-    when it fails or is stopped (Ctrl-C or SIGTERM here: passed on as SIGTERM)."""
+    """What ``open_once`` run in a child process sends; SystemExit with its status when it fails."""
     context = multiprocessing.get_context('spawn')
     receiver, sender = context.Pipe(duplex=False)
     child = context.Process(target=open_once, args=(argv, sender), name='solov2-serve-open')
@@ -208,29 +201,22 @@ def opened_in_a_child(argv) -> str:
     return named
 
 
-def serve_workers(named: str, args, options) -> None:
-    """Run --workers processes of the service (uvicorn's), each opening the model (settings
-    ``named``, JSON) from the cache, until SIGTERM or Ctrl-C."""
-    import uvicorn
-    os.environ[SETTINGS_ENV] = named
-    # a worker imports Paddle and the library before it answers the supervisor's first check
-    uvicorn.run('solov2.tools.serve:worker_app', factory=True, workers=args.workers, timeout_worker_healthcheck=120,
-                **options)
-
-
 @command
 def main(argv) -> int:
     args = parse_args(argv)
     try:
         import fastapi  # noqa: F401
-        import uvicorn  # noqa: F401
+        import uvicorn
     except ImportError as exc:
         raise InputError(f'the service needs its extra ({exc.name} is missing): pip install -r '
                          "requirements-serve.txt, or pip install '.[serve]'") from None
     options = {'host': args.host, 'port': args.port, 'log_level': 'info'}
-    if args.workers > 1:
+    if args.workers > 1:        # each worker opens the model from the cache (``worker_app``) until SIGTERM or Ctrl-C
         named, server = json.loads(opened_in_a_child(argv))
-        serve_workers(json.dumps(named), args, {**options, **server})
+        os.environ[SETTINGS_ENV] = json.dumps(named)
+        # a worker imports Paddle and the library before it answers the supervisor's first check
+        uvicorn.run('solov2.tools.serve:worker_app', factory=True, workers=args.workers, timeout_worker_healthcheck=120,
+                    **options, **server)
         return 0
     settings = settings_of(args)
     tune_for(settings.model.device, settings.model.threads)

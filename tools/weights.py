@@ -15,7 +15,7 @@ the cache; docs/checkpoints.md says where each file comes from.
 if __package__ in (None, ''):
     import _bootstrap  # noqa: F401  (script mode: make the project importable)
 
-from solov2.tools.cli import DownloadProgress, command, make_parser  # noqa: E402  (before Paddle)
+from solov2.tools.cli import command, downloaded, make_parser  # noqa: E402  (before Paddle)
 
 
 def parse_args(argv):
@@ -59,12 +59,7 @@ def main(argv) -> int:
     if unknown:
         raise zoo.unknown_name(unknown[0])
     for row in rows:
-        progress = DownloadProgress()
-        try:
-            path = zoo.resolve_weights(row.name, mirror=args.mirror, progress=progress)
-        finally:
-            progress.close()
-        print(f'{row.name}: {path}')
+        print(f'{row.name}: {downloaded(row.name, args.mirror)}')
     return 0
 
 

@@ -28,7 +28,7 @@ def read_infer_cfg(model_dir: str) -> dict:
     """The folder's infer_cfg.json as a dict (BackendError if missing/unreadable)."""
     path = Path(model_dir) / INFER_CFG
     if not path.is_file():
-        raise BackendError(f'{path} not found (export a model with tools/export_model.py)')
+        raise BackendError(f'{path} not found (export a model with solov2 export / tools/export_model.py)')
     try:
         info = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
@@ -36,7 +36,8 @@ def read_infer_cfg(model_dir: str) -> dict:
     missing = [key for key in ('config', 'num_classes', 'class_names', 'test_short', 'test_max', 'postprocess',
                                'input') if not isinstance(info, dict) or key not in info]
     if missing:
-        raise BackendError(f"{path} lacks {', '.join(missing)} — export the model again with tools/export_model.py")
+        raise BackendError(f"{path} lacks {', '.join(missing)} — export the model again with solov2 export / "
+                           'tools/export_model.py')
     return info
 
 
@@ -50,7 +51,7 @@ def loading(what: str):
     except Exception as exc:  # the runtimes raise their own types (pybind, RuntimeError, ...)
         first = next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
         raise BackendError(f'cannot load {what}: {first[:300]} — the file is damaged or not an exported '
-                           'model; export it again with tools/export_model.py') from exc
+                           'model; export it again with solov2 export / tools/export_model.py') from exc
 
 
 def engine_folder(cache: Optional[str], files: Sequence[Path], *settings) -> Optional[str]:

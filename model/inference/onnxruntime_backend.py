@@ -103,7 +103,7 @@ class OnnxBackend(ExportedBackend):
         files = self.info.get('files', {}).get('onnx')
         if not files:
             raise BackendError(f'{model_dir} has no ONNX model '
-                               '(export it with tools/export_model.py --format onnx or both)')
+                               '(export it with solov2 export / tools/export_model.py --format onnx or both)')
         self.files, self.options = files, ort.SessionOptions()
         self.options.intra_op_num_threads = cpu_threads(threads)
         self.options.inter_op_num_threads = 1

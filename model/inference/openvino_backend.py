@@ -102,7 +102,8 @@ class OpenVinoBackend(ExportedBackend):
             raise BackendError(f"unknown precision '{precision}' (expected one of {', '.join(PRECISIONS)})")
         if precision == 'bf16' and not has_bf16(self.core):
             raise BackendError(f'this CPU ({cpu_name()}) has no bf16 support in OpenVINO (neither AMX nor avx512_bf16)'
-                               ': use ', param('precision', 'f32'), ' (or int8 with a tools/quantize.py folder)')
+                               ': use ', param('precision', 'f32'), ' (or int8 with a folder from solov2 quantize / '
+                               'tools/quantize.py)')
         self.precision = precision
         setting = self.cfg.openvino_buckets            # 'int8', 'all' or 'none'
         use_buckets = (setting == 'all' or setting == precision == 'int8') if buckets is None else buckets
@@ -133,8 +134,9 @@ class OpenVinoBackend(ExportedBackend):
         int8 = self.precision == 'int8'
         files = self.info.get('files', {}).get(INT8_FILES if int8 else 'onnx')
         if not files:
-            raise BackendError(f'{self.model_dir} has no ' + ('INT8 OpenVINO model (quantize it with tools/quantize.py)'
-                               if int8 else 'ONNX model (export with tools/export_model.py --format onnx or both)'))
+            raise BackendError(f'{self.model_dir} has no ' + (
+                'INT8 OpenVINO model (quantize it with solov2 quantize / tools/quantize.py)' if int8 else
+                'ONNX model (export with solov2 export / tools/export_model.py --format onnx or both)'))
         path = self.model_dir / files['regions_model' if regions and 'regions_model' in files else 'model']
         if not path.is_file():
             raise BackendError(f'{path} not found')

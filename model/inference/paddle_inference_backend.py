@@ -60,7 +60,7 @@ class InferenceBackend(ExportedBackend):
         files = self.info.get('files', {}).get('paddle')
         if not files:
             raise BackendError(f'{model_dir} has no Paddle Inference model '
-                               '(export it with tools/export_model.py --format paddle or both)')
+                               '(export it with solov2 export / tools/export_model.py --format paddle or both)')
         model_file, params_file = self.model_dir / files['model'], self.model_dir / files['params']
         for path in (model_file, params_file):
             if not path.is_file():

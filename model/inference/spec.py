@@ -85,7 +85,7 @@ class ModelSpec:
                                param('device'))
         if backend in EXPORTED and not self.model_dir:
             raise BackendError(param('backend', backend), ' needs ', param('model_dir'),
-                               ' (a folder from tools/export_model.py)')
+                               ' (a folder from solov2 export / tools/export_model.py)')
         if not isinstance(self.fast_decode, bool):
             raise InputError(param('fast_decode'), f' takes True or False, not {self.fast_decode!r}')
         if isinstance(threads, bool) or not isinstance(threads, numbers.Integral) or threads < 0:

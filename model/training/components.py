@@ -62,7 +62,7 @@ def make_optimizer(cfg, model: paddle.nn.Layer, base_lr: float):
     raise ValueError(f"unknown optimizer '{cfg.optimizer}' (expected 'momentum' or 'adamw')")
 
 
-SHAPES_HINT = 'the synthetic shapes set: python tools/make_shapes_dataset.py --out datasets/shapes'
+SHAPES_HINT = 'the synthetic shapes set: solov2 make-shapes / tools/make_shapes_dataset.py --out datasets/shapes'
 
 
 def check_dataset(cfg) -> None:

@@ -4,17 +4,9 @@
     seg = Segmenter('weights/shapes_r18.pdparams')
     result = seg('images/shapes_000001.jpg')       # Instances: masks, labels, scores, boxes
 
-``Segmenter`` runs a checkpoint or an exported model on pictures, folders and videos
-(``ModelSpec``: that model and its engine as one object);
-``Instances`` is one picture's result (``Instance``: one of its instances); ``evaluate``
-gives COCO mask AP in percent; ``train`` runs train.py's training from ``TrainOptions`` and
-returns a ``TrainSummary``; ``start_processes`` joins the processes of
-``paddle.distributed.launch`` (pass its ``Processes`` to ``Segmenter`` and ``evaluate`` to
-share the images out). ``SHIPPED_WEIGHTS`` and ``SAMPLE_IMAGES`` are the shipped model and
-sample pictures, wherever the package is. Errors are ``InputError`` (bad input, the message
-says the fix) and ``RunError``. The library logs through ``logging`` (loggers named after
-its modules), prints nothing and leaves the process as it found it; ``tune_process`` is the
-one call that tunes the whole process for speed, as the commands do.
+``start_processes`` joins the processes of ``paddle.distributed.launch`` (pass its ``Processes`` to
+``Segmenter`` and ``evaluate`` to share the images out). The library logs through ``logging``, prints
+nothing and leaves the process as it found it; ``tune_process`` tunes the whole process for speed.
 """
 from solov2.api.evaluation import evaluate
 from solov2.api.instances import Instance, Instances

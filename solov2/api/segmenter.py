@@ -31,9 +31,7 @@ HEADER_BYTES = 2 ** 16      # what is read of a file for its size before it is r
 
 def per_call_params(params: InferenceParams, score_threshold: Optional[float] = None,
                     max_instances: Optional[int] = None) -> InferenceParams:
-    """``params`` with one call's changes: ``score_threshold`` (the config's: the category
-    score a grid cell needs to become a candidate, before mask scoring and Matrix NMS) and
-    ``max_instances`` (the config's ``max_per_image``); InputError for a value out of range."""
+    """``params`` with one call's config ``score_threshold`` and ``max_per_image`` (``max_instances``)."""
     changes: Dict[str, Any] = {}
     if score_threshold is not None:
         changes['score_threshold'] = a_score('score_threshold', score_threshold)
@@ -59,19 +57,14 @@ ENCODED = (bytes, bytearray, memoryview)
 
 
 def is_encoded(image: Any) -> bool:
-    """Whether ``image`` is an encoded picture as it arrives: bytes (``bytes``, ``bytearray``,
-    ``memoryview``) or a binary file object (anything with ``read``, such as ``io.BytesIO``,
-    an open file or an upload's stream)."""
+    """Whether ``image`` is an encoded picture as it arrives: bytes (``ENCODED``) or anything with ``read``."""
     return isinstance(image, ENCODED) or (callable(getattr(image, 'read', None)) and not is_pil_image(image))
 
 
 def picture_rgb(image: Image, channels: str = 'bgr', max_pixels: int = 0,
                 fit: Optional[Tuple[int, int]] = None) -> np.ndarray:
-    """[H, W, 3] uint8 RGB of an image path (``read_image``), encoded bytes or a binary file
-    object (``decode_image``: JPEG, PNG, ... as a file holds it), a PIL image (any mode, RGB
-    whatever ``channels`` says) or an array in ``channels`` order (``data.transforms.to_rgb``:
-    grey, alpha and 16 bits as files are read). InputError for a picture of more than
-    ``max_pixels`` pixels (0: no limit; checked before decoding) or one that cannot be read.
+    """[H, W, 3] uint8 RGB of an ``Image`` (a PIL image: RGB whatever ``channels`` says; an array in
+    ``channels`` order); InputError over ``max_pixels`` (0: no limit; checked before decoding) or unreadable.
     ``fit``: a path's or bytes' JPEG may be decoded reduced for that network input (``decode_image``)."""
     check_channels(channels)
     if isinstance(image, (str, os.PathLike)):
@@ -94,8 +87,7 @@ def picture_rgb(image: Image, channels: str = 'bgr', max_pixels: int = 0,
 
 
 def read_encoded(image: Any, what: str) -> Union[bytes, bytearray, memoryview]:
-    """The bytes of ``image`` (``is_encoded``): itself, or what its ``read()`` gives from where
-    it stands; InputError when that is not bytes or cannot be read."""
+    """The bytes of ``image`` (``is_encoded``): itself, or its ``read()``; InputError when that is no bytes."""
     if isinstance(image, ENCODED):
         return image
     try:
@@ -109,10 +101,8 @@ def read_encoded(image: Any, what: str) -> Union[bytes, bytearray, memoryview]:
 
 
 def picture_cost(image: Image, short: int, max_size: int) -> Optional[int]:
-    """Bytes reading and preparing ``image`` at the test size ``short`` / ``max_size`` holds at
-    its peak, known before it is read: an encoded picture's (a path's, from the header in its
-    first ``HEADER_BYTES``, or bytes') ``memory.decode_cost``, a PIL image's or an array's
-    ``memory.prepared_bytes``; None when unknown (a file object, no size in those bytes)."""
+    """Bytes reading and preparing ``image`` at the test size ``short`` / ``max_size`` holds at its
+    peak, known before it is read (from a path's or bytes' header); None when unknown."""
     if isinstance(image, (str, os.PathLike)):
         try:
             with open(image, 'rb') as file:
@@ -144,12 +134,10 @@ class Segmenter:
     as demo.py and eval.py.
 
     Args:
-        weights: a project checkpoint (.pdparams from convert/*2paddle.py or train.py), or a
-            published name such as 'mmdet/solov2_r50_fpn_1x_coco' (downloaded, converted and
-            cached on first use: ``convert.zoo``, docs/checkpoints.md); its config comes from the
-            sidecar beside it unless ``config`` is given. Or the whole model as one
-            ``ModelSpec`` (``spec.ModelSpec``), whose fields are the keywords below
-            (given as keywords, they make one): ``Segmenter(ModelSpec(weights, backend='onnx', ...))``.
+        weights: a project checkpoint (.pdparams), or a published name such as 'mmdet/solov2_r50_fpn_1x_coco'
+            (downloaded, converted and cached on first use: docs/checkpoints.md); its config comes from the
+            sidecar unless ``config`` is given. Or the whole model as one ``ModelSpec``, whose fields are
+            the keywords below: ``Segmenter(ModelSpec(weights, backend='onnx', ...))``.
         config: config number (``python demo.py --list-configs``).
         backend: 'auto' (default: exported once into a cache, OpenVINO or onnxruntime, whichever
             was faster when timed on this CPU; dygraph on a GPU), 'dygraph', or
@@ -165,15 +153,12 @@ class Segmenter:
             of its size (``data.transforms.decode_image``'s ``fit``), answered on its whole grid; off by default.
         processes: under ``paddle.distributed.launch``, ``model.distributed.start_processes(device)``:
             threads 0 is then this process's share of the cores, and 'auto' exports once per node.
-        cache_dir: the export cache of 'auto' (and OpenVINO's compiled models), and the published
-            checkpoints converted by name (in its weights/); default ``$SOLOV2_CACHE``, else
-            ``~/.cache/solov2-paddle``.
-        progress: ``progress(stage, fraction)``, called while 'auto' exports a checkpoint the
-            first time (stages 'load', 'export', 'verify', 'time', 'done'; fraction 0 to 1);
-            not called when the export is in the cache or for other backends.
-        mirror: where a published name's file is fetched from on its first use instead of the
-            publisher's host: a folder or an http(s) base URL with the publishers' file names
-            (default ``$SOLOV2_MIRROR``; ``convert.zoo.locations``).
+        cache_dir: the cache of the exports of 'auto' and of the converted published checkpoints; default
+            ``$SOLOV2_CACHE``, else ``~/.cache/solov2-paddle``.
+        progress: ``progress(stage, fraction)``, called while 'auto' exports a checkpoint the first
+            time (stages 'load', 'export', 'verify', 'time', 'done'; fraction 0 to 1).
+        mirror: a folder or an http(s) base URL with the publishers' file names that stands in for
+            their hosts (default ``$SOLOV2_MIRROR``).
     ``close()`` (or leaving a ``with`` block) releases the model; later calls raise InputError.
     Errors: ``core.errors.InputError`` (a ValueError) with a one-line message.
     """
@@ -223,9 +208,7 @@ class Segmenter:
         return f'Segmenter(config={self.number} {self.cfg.__name__}, backend={self.backend.name})'
 
     def close(self) -> None:
-        """Release the model (the Paddle model, the onnxruntime session or OpenVINO's compiled
-        models go once nothing else holds them; a stream still running keeps them until it
-        ends). Later calls raise InputError; closing again does nothing."""
+        """Release the model (a stream still running keeps it until it ends); later calls raise InputError."""
         self._predictor = None
 
     def __enter__(self) -> 'Segmenter':
@@ -235,30 +218,23 @@ class Segmenter:
         self.close()
 
     def rgb(self, image: Image, channels: str = 'bgr') -> np.ndarray:
-        """[H, W, 3] uint8 RGB of an image path, encoded bytes, a binary file object, a PIL image
-        or an array in ``channels`` order (``picture_rgb``)."""
+        """[H, W, 3] uint8 RGB of an ``Image`` given in ``channels`` order (``picture_rgb``)."""
         return picture_rgb(image, channels, self.cfg.max_image_pixels)
 
     def __call__(self, images: Union[Image, Sequence[Image]], channels: str = 'bgr', batch_size: int = 1,
                  score_threshold: Optional[float] = None, max_instances: Optional[int] = None,
                  min_score: float = SHOWN_MIN_SCORE) -> Union[Instances, List[Instances]]:
-        """The ``Instances`` of one picture: a path, encoded bytes or a binary file object (a
-        JPEG, PNG, ... as a file holds it: an upload as it arrives, ``io.BytesIO``), a numpy
-        array ([H, W, 3] BGR unless ``channels='rgb'``; [H, W] grey and [H, W, 4] with alpha
-        too; uint8 or uint16) or a PIL image (any mode, read as RGB); at most the config's
-        ``max_image_pixels`` pixels, checked before decoding (``picture_rgb``); for a list (or tuple) of them, a list of
-        ``Instances`` in the same order, ``batch_size`` pictures to a network run (pictures of
-        one padded size share a run, ``Predictor.network``), reading and post-processing in worker
-        threads as ``stream``; a picture that cannot be read raises InputError naming it.
+        """The ``Instances`` of one picture: a path, encoded bytes or a binary file object (an upload as
+        it arrives), a numpy array ([H, W, 3] BGR unless ``channels='rgb'``; [H, W] grey and [H, W, 4]
+        with alpha too; uint8 or uint16) or a PIL image, at most the config's ``max_image_pixels``
+        (``picture_rgb``); for a list (or tuple) of them, a list in the same order, ``batch_size``
+        pictures to a network run; a picture that cannot be read raises InputError naming it.
         ``score_threshold`` and ``max_instances``: this call's config ``score_threshold`` and
-        ``max_per_image`` (``per_call_params``; the same result as a Segmenter made with them
-        as overrides); ``min_score``: the least final score an instance answered has (``instances_of``;
-        default ``data.results.SHOWN_MIN_SCORE``, 0.3: what a person would call an object; 0 gives
-        every instance, as evaluation and COCO records keep them)."""
-        params = per_call_params(self.predictor.params, score_threshold, max_instances)
+        ``max_per_image``; ``min_score``: the least final score an instance answered has (default
+        ``SHOWN_MIN_SCORE``, 0.3: what a person would call an object; 0 gives every instance)."""
         alone, results = not isinstance(images, (list, tuple)), []
-        reading = self._run([images] if alone else images, self._reader(channels), batch_size, params, min_score,
-                            self._cost)
+        reading = self._pictures([images] if alone else images, channels, batch_size, score_threshold,
+                                 max_instances, min_score)
         with contextlib.closing(reading) as done:
             for index, (source, result) in enumerate(done):
                 if isinstance(result, ValueError) and not alone:
@@ -271,18 +247,13 @@ class Segmenter:
     def stream(self, images: Union[str, os.PathLike, Iterable[Image]], channels: str = 'bgr', batch_size: int = 1,
                score_threshold: Optional[float] = None, max_instances: Optional[int] = None,
                min_score: float = SHOWN_MIN_SCORE) -> Iterator[Tuple[Any, Instances]]:
-        """``(source, instances)`` for each picture of a folder (or one image path, bytes,
-        file object, array or PIL image), or of an iterable of them, in order, ``batch_size`` pictures to a
-        network run (as ``__call__``, with its ``score_threshold``, ``max_instances`` and ``min_score``).
-        Reading and post-processing run in worker threads while the network runs
-        (``model.inference.pipeline``); a picture that cannot be read is skipped with a
-        warning on this module's logger."""
+        """``(source, instances)`` for each picture of a folder (or one ``Image``), or of an iterable of
+        them, in order (the arguments as ``__call__``'s); one that cannot be read is skipped with a warning."""
         if isinstance(images, (str, os.PathLike)):
             images = list_images(str(images))
         elif is_encoded(images) or is_pil_image(images) or isinstance(images, np.ndarray):
             images = [images]
-        params = per_call_params(self.predictor.params, score_threshold, max_instances)
-        for source, result in self._run(images, self._reader(channels), batch_size, params, min_score, self._cost):
+        for source, result in self._pictures(images, channels, batch_size, score_threshold, max_instances, min_score):
             if isinstance(result, Exception):
                 LOG.warning(f'skipped {describe(source)}: {result}')
             else:
@@ -291,52 +262,45 @@ class Segmenter:
     def stream_video(self, source: Union[str, int], max_frames: int = 0, score_threshold: Optional[float] = None,
                      max_instances: Optional[int] = None, batch_size: int = 1, min_score: float = SHOWN_MIN_SCORE
                      ) -> Iterator[Tuple[int, np.ndarray, Instances]]:
-        """``(frame index, BGR frame, instances)`` for each frame of a video file or camera
-        (an int ID) until it ends or ``max_frames`` (0: all), in order; ``score_threshold``,
-        ``max_instances``, ``batch_size`` and ``min_score`` as for ``__call__``."""
+        """``(frame index, BGR frame, instances)`` for each frame of a video file or camera (an int ID) until
+        it ends or ``max_frames`` (0: all), in order (the other arguments as ``__call__``'s)."""
         if isinstance(source, (str, os.PathLike)) and not Path(source).is_file():
             raise InputError(f'video not found: {source} — check the path')
-        params = per_call_params(self.predictor.params, score_threshold, max_instances)
         capture, first = open_capture(source if isinstance(source, int) else str(source))
         try:
             for (index, frame), result in self._run(read_frames(capture, first, max_frames), frame_rgb, batch_size,
-                                                    params, min_score):
+                                                    score_threshold, max_instances, min_score):
                 if isinstance(result, Exception):
                     raise result
                 yield index, frame, result
         finally:
             capture.release()
 
-    def _reader(self, channels: str) -> Callable[[Image], np.ndarray]:
-        """What reads a picture given in ``channels`` order for the network (``picture_rgb``; with
-        ``fast_decode`` a large JPEG at a fraction of its size)."""
-        return functools.partial(picture_rgb, channels=check_channels(channels), max_pixels=self.cfg.max_image_pixels,
+    def _pictures(self, images: Iterable[Image], channels: str, *args):
+        """``_run`` over pictures in ``channels`` order, read ahead within what ``picture_cost`` says."""
+        cfg = self.cfg
+        read = functools.partial(picture_rgb, channels=check_channels(channels), max_pixels=cfg.max_image_pixels,
                                  fit=self.backend.decode_fit)
+        return self._run(images, read, *args, cost=lambda image: picture_cost(image, cfg.test_short, cfg.test_max))
 
-    def _cost(self, image: Image) -> Optional[int]:
-        """What ``image`` will hold once read and prepared, known before it is read (``picture_cost``)."""
-        return picture_cost(image, self.cfg.test_short, self.cfg.test_max)
-
-    def _run(self, images: Iterable[Any], read: Callable[[Any], np.ndarray], batch_size: int, params: InferenceParams,
-             min_score: float = 0.0, cost: Callable[[Any], Optional[int]] = lambda item: None
+    def _run(self, images: Iterable[Any], read: Callable[[Any], np.ndarray], batch_size: int,
+             score_threshold: Optional[float], max_instances: Optional[int], min_score: float,
+             cost: Callable[[Any], Optional[int]] = lambda item: None
              ) -> Generator[Tuple[Any, Union[Instances, Exception]], None, None]:
-        """``(source, Instances or the exception that stopped the picture)`` for each of ``images``
-        in order (``Predictor.run_pictures``: ``batch_size`` pictures to a network run, read ahead
-        within the memory that ``cost`` says each picture will hold), those scoring under
-        ``min_score`` left out."""
+        """``(source, Instances or the exception that stopped the picture)`` for each of ``images`` in
+        order (``Predictor.run_pictures``), those scoring under ``min_score`` left out."""
+        params = per_call_params(self.predictor.params, score_threshold, max_instances)
         names, min_score = self.class_names, a_score('min_score', min_score)
         return self.predictor.run_pictures(images, read, lambda _, __, found: instances_of(names, found, min_score),
-                                  params, batch_size, cost=cost)
+                                           params, batch_size, cost=cost)
 
 
 def to_instances(predictor: Predictor, row, meta, params: InferenceParams, min_score: float = 0.0) -> Instances:
-    """One picture's ``Predictor.network`` result -> its Instances, post-processed with ``params``
-    (``predictor.finish`` with the call's thresholds), those scoring under ``min_score`` left out."""
+    """One picture's ``Predictor.network`` result -> its Instances (``instances_of``), finished with ``params``."""
     return instances_of(predictor.engine.class_names, predictor.finish(row, meta, params), min_score)
 
 
 def instances_of(class_names: Sequence[str], detections, min_score: float = 0.0) -> Instances:
-    """Detections of a picture by a model of ``class_names`` as Instances, those scoring under
-    ``min_score`` left out."""
+    """Detections of a picture as Instances of ``class_names``, those scoring under ``min_score`` left out."""
     found = Instances.from_detections(detections, class_names)
     return found.filter(min_score) if min_score else found

@@ -1,18 +1,11 @@
-"""The cache (``paths.cache_root``): where each kind of entry lives and how it is named, what
-it holds and whether a run can use it again: the one listing and pruning of it, for
-tools/cache.py, and what its writers record.
+"""The cache (``paths.cache_root``): where each kind of entry lives, what it holds and whether a
+run can use it again (tools/cache.py lists and prunes it).
 
-Its layout: an export of ``backend='auto'`` is a folder at the top named after its key
-(``entry_folder``), OpenVINO's compiled models are the folder ``openvino-compiled``
-(``compiled_cache``), and each has a ``cache.json`` manifest whose ``key`` records the
-``versions`` of the packages it was made with and ``source_sha256``, the toolkit's source
-(``source_hash``): it is stale when either changed or the manifest cannot be read. A converted
-published checkpoint is ``weights/<publisher>/<model>.pdparams`` (``published_path``) with its
-sidecar, whose ``"published"`` record names it: it is current at its name's place, else stale
-(it is converted again when the table of published checkpoints changes). A hidden name
-(``data.files.temporary_beside``: ``.NAME.<pid>.<random>.tmp``) is an entry being built while
-its process runs (``building``, which nothing deletes), else what a stopped process left: unfinished
-(``leftovers``: what an interrupted command and the next export remove).
+An export of ``backend='auto'`` (``entry_folder``) and OpenVINO's compiled models
+(``compiled_cache``) have a ``cache.json`` whose ``key`` records the packages' ``versions`` and
+``source_sha256``: stale when either changed. A converted published checkpoint
+(``published_path``) is current at its name's place, else stale. A hidden name
+(``.NAME.<pid>.<random>.tmp``) is ``building`` while its process runs, else unfinished (``leftovers``).
 """
 import functools
 import hashlib
@@ -37,8 +30,7 @@ STALE_BUILD_S = 3600      # a temporary untouched this long, its process gone, i
 
 @functools.lru_cache(maxsize=1)
 def source_hash() -> str:
-    """Hash of the Python source that export and inference run (``model``, ``config``, ``data``),
-    read once per process."""
+    """Hash of the Python source that export and inference run, read once per process."""
     digest = hashlib.sha256()
     for package in ('config', 'data', 'model'):
         folder = package_folder(package)
@@ -57,8 +49,7 @@ def package_version(package: str) -> str:
 
 
 def entry_folder(key: dict, cache_dir: CacheDir = None) -> Path:
-    """The folder of the export entry for ``key`` (``model.inference.auto_backend.cache_key``):
-    its config number and a hash of the key."""
+    """The folder of the export entry for ``key`` (``auto_backend.cache_key``), named after its hash."""
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:20]
     return cache_root(cache_dir) / f'config{key["config"]}-auto-{digest}'
 
@@ -74,9 +65,7 @@ def published_path(name: str, cache_dir: CacheDir = None) -> Path:
 
 
 def compiled_cache(cache_dir: CacheDir = None) -> Optional[str]:
-    """The folder where OpenVINO keeps the models it compiles (``OpenVinoBackend(compiled_cache=...)``),
-    made with the manifest by which ``cache_entries`` finds it stale once OpenVINO or this code
-    changes; None when it cannot be written."""
+    """The folder where OpenVINO keeps the models it compiles, made with its manifest; None when unwritable."""
     folder = cache_root(cache_dir) / COMPILED
     key = {'versions': {'openvino': package_version('openvino')}, 'source_sha256': source_hash()}
     manifest = json.dumps({'key': key, 'what': 'openvino compiled models'}, indent=2) + '\n'
@@ -91,9 +80,7 @@ def compiled_cache(cache_dir: CacheDir = None) -> Optional[str]:
 
 @dataclass(frozen=True)
 class CacheEntry:
-    """One entry: ``path`` (a folder, or a checkpoint under ``weights/``), its size in bytes
-    (a checkpoint with its sidecar), when it was written (seconds since the epoch), ``what`` it
-    holds (one line) and its ``state``: 'current', 'stale', 'building' or 'unfinished'."""
+    """One entry; its ``state``: 'current', 'stale', 'building' or 'unfinished'."""
     path: Path
     size: int
     written: float
@@ -110,8 +97,7 @@ def _builder(path: Path) -> Optional[int]:
 
 
 def _hidden_state(path: Path) -> str:
-    """'building' when the process named in the temporary name ``path`` runs on this machine
-    (and off POSIX, where it cannot be asked without touching it), else 'unfinished'."""
+    """'building' when the process named in ``path`` runs (or off POSIX), else 'unfinished'."""
     pid = _builder(path)
     if pid is None:
         return 'unfinished'
@@ -154,8 +140,7 @@ def _weights_entry(path: Path, root: Path) -> CacheEntry:
 
 
 def cache_entries(cache_dir: Optional[str] = None) -> List[CacheEntry]:
-    """Every entry of the cache (``cache_root(cache_dir)``): the converted checkpoints by path,
-    then the folders oldest first; [] when there is no cache."""
+    """Every entry of the cache: the converted checkpoints by path, then the folders oldest first."""
     root = cache_root(cache_dir)
     weights = weights_folder(root)
     files = sorted(p for p in weights.rglob('*') if p.is_file()) if weights.is_dir() else []
@@ -166,9 +151,8 @@ def cache_entries(cache_dir: Optional[str] = None) -> List[CacheEntry]:
 
 
 def leftovers(cache_dir: CacheDir = None, mine: bool = False) -> List[CacheEntry]:
-    """The temporaries no process will finish: 'unfinished' ones untouched for ``STALE_BUILD_S``
-    (a process of another container or machine that shares the cache looks gone from here
-    while it builds), and with ``mine`` this process's own (it is about to end)."""
+    """The temporaries no process will finish: 'unfinished' ones untouched for ``STALE_BUILD_S`` (another
+    machine's builder looks gone from here), and with ``mine`` this process's own (it is about to end)."""
     oldest = time.time() - STALE_BUILD_S
     return [entry for entry in cache_entries(cache_dir) if entry.state == 'unfinished' and entry.written < oldest
             or mine and entry.state == 'building' and _builder(entry.path) == os.getpid()]

@@ -1,19 +1,7 @@
-"""The project's one error hierarchy, and the one way its messages name the caller's
-parameters. Library code raises these; the commands map them to exit codes in one place
-(``tools.cli.command``):
-
-- ``InputError`` (exit 2): something the user handed in or asked for cannot be used — a bad
-  command line, a missing or malformed file, an output path that would overwrite an input,
-  a checkpoint that does not fit the config. The message says what and how to fix it.
-- ``RunError`` (exit 1): a failure while doing the work (an export that does not match the
-  model, a non-finite loss, a data worker that died).
-
-``InputError`` is a ``ValueError`` and ``RunError`` a ``RuntimeError``, so code that catches
-the built-in kinds keeps working.
-
-A message names a parameter of the call in the caller's Python words, ``param``: ``pass
-weights= or resume='auto'``. The commands show such a message as it is, and name their own
-flags where they parse them (an error extending another passes its pieces on,
+"""The project's one error hierarchy (``InputError`` a ``ValueError``, exit 2; ``RunError`` a
+``RuntimeError``, exit 1: ``tools.cli.command``), and the one way its messages name the caller's
+parameters, ``param``: ``pass weights= or resume='auto'``. The commands show such a message as it
+is and name their own flags where they parse them (an error extending another passes its pieces on,
 ``RunError(*exc.args, '; ...')``).
 """
 from os import PathLike

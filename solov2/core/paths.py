@@ -1,9 +1,5 @@
-"""Where the toolkit's files are: the shipped default model and sample pictures, and the cache.
-
-The shipped files sit in the package (``solov2/weights``, ``solov2/images``: in a checkout,
-links to the top-level folders), so one path works from any folder. The cache keeps what the
-toolkit makes once and reuses: ``$SOLOV2_CACHE``, else ``~/.cache/solov2-paddle`` (its layout:
-``core.cache``).
+"""Where the toolkit's files are: the shipped model and sample pictures (in the package, so one
+path works from any folder) and the cache (its layout: ``core.cache``).
 """
 import os
 from pathlib import Path

@@ -1,19 +1,10 @@
-"""The service's ASGI application: ``create_app(settings)`` -> FastAPI (module docstring of
-``solov2.serving``; docs/serving.md).
+"""The service's ASGI application: ``create_app(settings)`` -> FastAPI (docs/serving.md).
 
-The model (opened by the caller, or here) opens and warms up in a thread after start-up:
-``/healthz`` answers at once, ``/readyz`` and ``/v1/segment`` only once it is ready (503 with
-the reason before, e.g. while ``auto`` exports, and while stopping: ``Service.drain``); an
-engine that runs instead of the one asked for (``Backend.fallback``) is named in ``/readyz``,
-``/metrics`` and the log. A segmentation request is refused (503, Retry-After) before its body is read while
-``queue_size`` are in flight or ``max_uploads`` bodies are coming; its body is read within
-``max_body_mb``, pausing at most ``body_timeout_s``, at ``min_upload_kb_s`` at least (408);
-then, held among those in flight, it is decoded and prepared in a worker thread,
-run through the network with the pictures of other requests that share its padded size
-(``batching.Batcher``), post-processed and encoded in a worker thread, all within ``timeout_s``
-(504 otherwise; 408 while its body is still coming). Answers and errors name the request's id
-(X-Request-ID); a refusal that leaves a body unread closes the connection; answers from
-``GZIP_BYTES`` are gzipped for a client that accepts it; one log line a request (probes: debug).
+The model opens and warms up in a thread: ``/healthz`` answers at once, ``/readyz`` and
+``/v1/segment`` 503 with the reason until it is ready and while stopping. A request is refused
+(503) before its body is read while ``queue_size`` are in flight or ``max_uploads`` bodies are
+coming; its body is read within the limits (408), then decoded in a worker, batched with others
+of its padded size (``batching.Batcher``) and finished in a worker, all within ``timeout_s`` (504).
 """
 import asyncio
 import contextlib
@@ -42,7 +33,7 @@ from solov2.core.errors import InputError, param
 from solov2.data.results import SHOWN_MIN_SCORE
 from solov2.data.transforms import header_size
 from solov2.model.inference.memory import MemoryBudget, decode_cost, default_budget, pixels_within
-from solov2.model.inference.spec import ModelSpec, Progress
+from solov2.model.inference.spec import ModelSpec
 from solov2.model.runtime import cpu_threads
 from solov2.serving.batching import Batcher
 from solov2.serving.limits import (
@@ -71,17 +62,9 @@ ABOVE_0 = ('max_body_mb', 'timeout_s', 'body_timeout_s')     # the other limits 
 
 @dataclasses.dataclass(frozen=True)
 class ServeSettings:
-    """What a service runs and its limits. ``model``: the model to open (``ModelSpec``, as
-    ``Segmenter`` takes it). Batching: at most ``max_batch`` pictures a network run, the oldest waiting
-    at most ``max_wait_ms`` for others while more are coming, pictures of different padded sizes
-    together within ``max_padding`` (``backend.share_batches``). Limits: ``queue_size`` requests in flight (bodies in),
-    bodies of ``max_body_mb``, pictures of ``max_pixels`` (None: the config's ``max_image_pixels``,
-    lowered to what the decode budget holds; 0: no limit), ``max_decode_mb`` held at once by the
-    pictures being decoded (``Service.prepared``; None: ``memory.default_budget``, 0: no budget),
-    ``timeout_s`` from a request's arrival to its answer, ``max_uploads`` bodies
-    being received at once, each pausing at most ``body_timeout_s`` and coming at ``min_upload_kb_s``
-    KB/s at least after its first 2 s (0: any rate). ``helper_threads``: the
-    threads that decode and encode (0: one per core). Checked when made."""
+    """What a service runs (``model``, as ``Segmenter`` takes it) and its limits, checked when made
+    (docs/serving.md): ``max_pixels`` None: the config's, lowered to what the decode budget holds;
+    ``max_decode_mb`` None: ``memory.default_budget``; 0: no limit; ``helper_threads`` 0: one per core."""
     model: ModelSpec
     max_batch: int = 4
     max_wait_ms: float = 5.0
@@ -97,8 +80,7 @@ class ServeSettings:
     helper_threads: int = 0
 
     def __post_init__(self):
-        """InputError naming the field (``core.errors.param``) for a limit that cannot work: a count
-        below its least (``WHOLE``), a number below 0 (or 0: ``ABOVE_0``) or infinite."""
+        """InputError naming the field for a count below its least (``WHOLE``), a number below 0 (or 0: ``ABOVE_0``)."""
         for field in dataclasses.fields(self)[1:]:
             name, value, above = field.name, getattr(self, field.name), field.name in ABOVE_0
             kind, least = (numbers.Integral, WHOLE[name]) if name in WHOLE else (numbers.Real, 0)
@@ -108,15 +90,10 @@ class ServeSettings:
                 raise InputError(param(name), f" takes a {'whole ' * (kind is numbers.Integral)}number "
                                               f"{'above' if above else 'of at least'} {least}, not {value!r}")
 
-    def segmenter(self, progress: Optional[Progress] = None) -> Segmenter:
-        """The model these settings name (``progress``: ``Segmenter``'s, while ``auto`` exports)."""
-        return Segmenter(self.model, progress=progress)
-
 
 class Service:
-    """One application's state: the model, its batcher, worker threads, the requests held, metrics.
-    ``on_loaded(service)``: called once the load ends (``failure``: what it raised, else None),
-    which then reports a failure itself (else the log does)."""
+    """One application's state: the model, its batcher, workers, the requests held, metrics; ``on_loaded(service)``,
+    called once the load ends, reports a ``failure`` itself (else the log does)."""
 
     def __init__(self, settings: ServeSettings, segmenter: Optional[Segmenter] = None,
                  on_loaded: Optional[Callable[['Service'], None]] = None):
@@ -145,10 +122,9 @@ class Service:
         return min(cfg.max_image_pixels, pixels_within(budget, cfg.test_short, cfg.test_max))
 
     def load(self) -> None:
-        """Open the model unless it came opened, then warm it up (``warm_up``; in a thread:
-        ``problem`` says why the service is not ready, None once it is)."""
+        """Open the model unless it came opened and warm it up (in a thread: ``problem`` says why it is not ready)."""
         try:
-            segmenter = self.segmenter or self.settings.segmenter(self.exporting)
+            segmenter = self.segmenter or Segmenter(self.settings.model, progress=self.exporting)
             self.batcher = Batcher(segmenter, self.settings.max_batch, self.settings.max_wait_ms / 1000,
                                    self.metrics.batch, max_padding=self.settings.max_padding,
                                    coming=lambda: self.preparing)
@@ -179,27 +155,21 @@ class Service:
         return (self.segmenter and self.segmenter.backend.fallback) or ''
 
     def drain(self, timeout_s: float) -> None:
-        """Stop taking requests (``/readyz`` and new ones 503) while the port stays open, and wait
-        until none is held, at most ``timeout_s``."""
+        """Stop taking requests (503) while the port stays open; wait until none is held, at most ``timeout_s``."""
         self.problem = STOPPING
         deadline = time.monotonic() + timeout_s
         while any(self.counts.values()) and time.monotonic() < deadline:
             time.sleep(0.02)
 
     def warm_up(self) -> None:
-        """Compile or open what the engine will run (``backend.compile_ahead``: every size bucket's
-        model for batches up to ``max_batch``, the regions graph where sizes mix), then run a
-        picture through the whole path (decoding, the network, the answer), so that no request
-        pays for a compile once the service says it is ready."""
+        """Compile what the engine will run, then run a picture through, so that no request pays for a compile."""
         settings = self.settings
         self.segmenter.backend.compile_ahead(settings.max_batch, mixed=settings.max_padding > 0)
         colour = cv2.imencode('.png', np.full((64, 64, 3), (40, 120, 200), np.uint8))[1].tobytes()
         asyncio.run(self.segment(colour, self.segmenter.predictor.params, 'none'))
 
     async def segment(self, data: bytes, params, masks: str, min_score: float = 0.0) -> Dict[str, Any]:
-        """The JSON answer for an encoded picture: decoded and prepared in a worker thread,
-        run in the batcher's next batch of its kind, post-processed and encoded in a worker
-        (each stage timed in ``metrics``)."""
+        """The JSON answer for an encoded picture: prepared in a worker, batched, finished in a worker."""
         loop = asyncio.get_running_loop()
         self.preparing += 1
         try:
@@ -210,10 +180,7 @@ class Service:
         return await loop.run_in_executor(self.pool, self.finish, row, meta, params, masks, min_score)
 
     async def prepared(self, data: bytes):
-        """``prepare`` in a worker thread once the decode budget has room for its cost
-        (``decode_cost``, from its header; unknown: the whole budget): 413 when that alone is
-        over the budget, 503 when its share does not come within ``SHARE_WAIT_S``. The share
-        is given back when the worker is done with it, or drops it unstarted (its request gone)."""
+        """``prepare`` in a worker once the decode budget has room for its ``cost``; 503 after ``SHARE_WAIT_S``."""
         cost, began = self.cost(data), time.monotonic()
         while not self.budget.take(cost, 0):
             if time.monotonic() - began > SHARE_WAIT_S:
@@ -226,8 +193,7 @@ class Service:
         return await asyncio.wrap_future(job)
 
     def cost(self, data: bytes) -> int:
-        """The bytes ``data`` takes from the decode budget (``Service.prepared``); 413 when it
-        alone is over; 0 when ``decode_picture`` refuses it from its header, unread."""
+        """The bytes ``data`` takes from the decode budget; 413 when over it; 0 when its header refuses it."""
         size, cfg, budget = header_size(data), self.segmenter.cfg, self.budget.limit
         if size is None or (self.max_pixels and size[0] * size[1] > self.max_pixels):
             return 0 if self.max_pixels else budget
@@ -267,10 +233,7 @@ class Service:
 
     @contextlib.contextmanager
     def held(self, what: str) -> Iterator[None]:
-        """Count one of ``what`` while the block runs: 'uploads' (bodies being received, at most
-        ``max_uploads``, metric ``solov2_uploads``) or 'in flight' (requests whose body is in, at
-        most ``queue_size``, ``solov2_in_flight``); 503 with Retry-After, before the block, when
-        that many are held."""
+        """Count one of ``what`` (``SLOTS``) while the block runs; 503 (``check_room``) when that many are held."""
         self.check_room(what)
         self.counts[what] += 1
         self.metrics.held[what].set(self.counts[what])
@@ -283,13 +246,9 @@ class Service:
 
 def create_app(settings: ServeSettings, load_first: bool = False, segmenter: Optional[Segmenter] = None,
                on_loaded: Optional[Callable[[Service], None]] = None) -> FastAPI:
-    """The service's ASGI application for ``settings`` (module docstring): serve it with
-    uvicorn (``tools/serve.py``) or Ray Serve (``ray_deployment``). Its state is made when
-    it starts (the ASGI lifespan), so the application itself holds only its routes. The
-    model (``segmenter`` if the caller opened it, else opened from ``settings``) warms up
-    beside the running server, or with ``load_first`` before the start-up ends (for a host
-    that sends traffic once a start-up has ended, as Ray Serve does); then ``on_loaded(service)``
-    (``Service``) is called, and reports a failure to load instead of the log."""
+    """The service's ASGI application for ``settings``, its state made when it starts (the lifespan).
+    The model (``segmenter``, else opened from ``settings``) warms up beside the running server, or with
+    ``load_first`` before the start-up ends (Ray Serve); then ``on_loaded(service)`` reports a failure."""
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -324,7 +283,9 @@ def create_app(settings: ServeSettings, load_first: bool = False, segmenter: Opt
             response = error(request, 500, f'the service failed on this request ({type(exc).__name__}); its log '
                                            'says more under this request_id')
         response.headers['X-Request-ID'] = request.state.request_id
-        if response.status_code >= 400 and has_body(request) and not getattr(request.state, 'body_in', False):
+        body_left = request.headers.get('content-length', '0').strip() not in ('0', '') or \
+            'transfer-encoding' in request.headers          # a body said to follow (a length above 0, or chunks)
+        if response.status_code >= 400 and body_left and not getattr(request.state, 'body_in', False):
             response.headers['Connection'] = 'close'        # the server then reads no more of it
         seconds, route = time.perf_counter() - began, request.scope.get('route')
         request.app.state.service.metrics.observe(getattr(route, 'path', 'other'), response.status_code, seconds)
@@ -334,20 +295,13 @@ def create_app(settings: ServeSettings, load_first: bool = False, segmenter: Opt
     return app
 
 
-def has_body(request: Request) -> bool:
-    """Whether the request says a body follows (a Content-Length above 0, or chunks)."""
-    return request.headers.get('content-length', '0').strip() not in ('0', '') or \
-        'transfer-encoding' in request.headers
-
-
 def error(request: Request, status: int, message: str, headers: Optional[dict] = None) -> JSONResponse:
     """``{"error": message, "request_id": ...}`` with ``status``."""
     return JSONResponse({'error': message, 'request_id': request.state.request_id}, status, headers)
 
 
 def add_error_handlers(app: FastAPI) -> None:
-    """Every refusal as ``{"error": "...", "request_id": ...}``: the service's own (``HttpError``), a bad query
-    parameter (400 naming it), the library's refusal (``client_error``: 400, 413), a malformed form (400)."""
+    """Every refusal as ``{"error": "...", "request_id": ...}``, the library's through ``client_error``."""
 
     @app.exception_handler(HttpError)
     async def refused(request: Request, exc: HttpError):
@@ -435,8 +389,7 @@ def add_routes(app: FastAPI, settings: ServeSettings) -> None:
 
 async def segment_request(service: Service, request: Request, params, masks: str, min_score: float
                           ) -> Dict[str, Any]:
-    """Read the request's picture within the limits, held among the uploads while there is room
-    in flight, then segment it (``Service.segment``) held among the requests in flight (``Service.held``)."""
+    """Read the request's picture within the limits, held among the uploads, then segment it held in flight."""
     settings = service.settings
     max_bytes = int(settings.max_body_mb * 2**20)
     kind = check_content_type(request.headers.get('content-type'))

@@ -1,14 +1,7 @@
-"""Batching across requests: the pictures of concurrent requests that share the call's
-thresholds run through the network in the batches ``backend.share_batches`` groups them in
-(one padded size, or several where the backend runs each picture as alone: size buckets, or
-any sizes within ``max_padding``), on one thread.
-
-Callers (any thread) ``submit`` a prepared picture and get a ``concurrent.futures.Future``
-of its network output; the network thread takes the oldest waiting picture and the ones that
-join its batch, waits up to ``max_wait_s`` after its arrival for more while ``coming()`` says
-pictures are on their way (a request alone runs at once), and runs them together
-(``Predictor.network``: a batch gives what one picture at a time gives). A future cancelled before
-its batch starts (a request past its deadline) is dropped without running.
+"""Batching across requests: pictures of concurrent requests that share the call's thresholds run
+through the network together in the batches ``backend.share_batches`` groups them in, on one thread.
+The oldest waiting picture waits up to ``max_wait_s`` for others while ``coming()`` says more are on
+their way (a request alone runs at once); a future cancelled before its batch starts is dropped.
 """
 import collections
 import concurrent.futures
@@ -39,17 +32,8 @@ class Job:
 
 
 class Batcher:
-    """The network thread of a service: ``submit`` from any thread, ``close`` to stop.
-
-    Args:
-        segmenter: the model (its ``backend`` runs the batches).
-        max_batch: the most pictures in one network run (1 or more, as ``ServeSettings`` checks).
-        max_wait_s: how long the oldest waiting picture waits for others to join its batch.
-        max_padding: how much padding a batch of several sizes may add (``share_batches``).
-        on_batch: called after each network run with how long each of its pictures waited for
-            it and the run's seconds (metrics).
-        coming: how many pictures are on their way to ``submit`` (default: always some).
-    """
+    """The network thread of a service: ``submit`` from any thread, ``close`` to stop. ``on_batch(waits,
+    seconds)`` after each run; ``coming()``: how many pictures are on their way (default: always some)."""
 
     def __init__(self, segmenter: Segmenter, max_batch: int = 4, max_wait_s: float = 0.01,
                  on_batch: Optional[Callable[[List[float], float], None]] = None, *, max_padding: float = 0.0,
@@ -87,9 +71,8 @@ class Batcher:
         self._thread.join(timeout_s)
 
     def _take(self) -> List[Job]:
-        """The next batch: the oldest job and up to ``max_batch - 1`` later ones that join it
-        (``share_batches``), once the batch is full, nothing more is coming or the oldest has
-        waited ``max_wait_s``; [] when closed and empty."""
+        """The next batch: the oldest job and up to ``max_batch - 1`` that join it, once full, nothing more
+        is coming or the oldest has waited ``max_wait_s``; [] when closed and empty."""
         with self._wake:
             while True:
                 while not self._jobs and not self._closed:

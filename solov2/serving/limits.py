@@ -1,9 +1,5 @@
-"""A request's limits and the HTTP errors they give: body size (413, before the body is
-read when it declares its length), a body that stops coming or comes too slowly (408), pixels
-(413, from the header before decoding), content type (415), a picture that does not decode or
-whose header gives no size (400). Each message says what the client can change: never a
-setting of the service's own, nor how to lift a limit (the library's messages may name its
-parameters: a client gets their first piece, what is wrong)."""
+"""A request's limits and the HTTP errors they give (400, 408, 413, 415). Each message says what the
+client can change, never a setting of the service's own nor how to lift a limit."""
 import asyncio
 import time
 from typing import Optional, Tuple
@@ -56,10 +52,8 @@ def too_large(size: int, max_bytes: int) -> HttpError:
 
 
 async def read_body(stream, max_bytes: int, idle_s: float, min_rate: float = 0.0) -> bytes:
-    """The body from an ASGI request's ``stream()``; 413 as soon as it passes ``max_bytes``; 408
-    (closing the connection) when nothing of it comes for ``idle_s`` seconds, or when fewer than
-    ``min_rate`` bytes a second (0: any rate) have come after the first ``UPLOAD_GRACE_S``
-    seconds; 400 when the client goes. (A refusal closes the connection: ``app``.)"""
+    """The body from an ASGI request's ``stream()``; 413 past ``max_bytes``; 408 when nothing comes for
+    ``idle_s`` or under ``min_rate`` bytes a second after ``UPLOAD_GRACE_S`` (0: any rate); 400 when the client goes."""
     parts, size, chunks, began = [], 0, stream.__aiter__(), time.monotonic()
     while True:
         due = UPLOAD_GRACE_S + size / min_rate - (time.monotonic() - began) if min_rate else idle_s
@@ -83,10 +77,8 @@ async def read_body(stream, max_bytes: int, idle_s: float, min_rate: float = 0.0
 
 
 def decode_picture(data: bytes, max_pixels: int, fit: Optional[Tuple[int, int]] = None) -> np.ndarray:
-    """[H, W, 3] uint8 RGB of an encoded picture, read as ``Segmenter`` reads bytes; LimitError
-    over ``max_pixels`` (0: no limit), read from its header before decoding, InputError when its
-    header gives no size or it does not decode (``client_error``); 400 when it is empty; ``fit``
-    as ``decode_image``'s."""
+    """[H, W, 3] uint8 RGB of an encoded picture, read as ``Segmenter`` reads bytes (``decode_image``:
+    LimitError over ``max_pixels``, InputError when it does not decode); 400 when it is empty."""
     if not data:
         raise HttpError(400, 'the body is empty: send the picture file as the body, or as the field "file" of '
                              f'{MULTIPART}')

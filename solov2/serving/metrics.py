@@ -1,8 +1,5 @@
-"""The service's Prometheus metrics, in a registry of its own (one per application, so two
-services in one process never share counts): requests by route and status, latency, the time
-of each stage of a picture, network batch sizes, pictures waiting for the network, requests
-in flight, uploads being received, the decode budget in use, the engine serving, and the
-process's memory and CPU time."""
+"""The service's Prometheus metrics, in a registry of its own (one per application, so two services
+in one process never share counts); docs/serving.md lists them."""
 from typing import Callable, List, Tuple
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest

@@ -1,8 +1,6 @@
-"""How uvicorn runs the service (``tools/serve.py``): ``SERVER_OPTIONS`` for ``uvicorn.Config``.
-uvicorn's own access log is off (the application logs each request, ``app``), and a request
-that uvicorn cannot parse, which never reaches the application, gets the service's error
-shape: 400 ``{"error", "request_id"}`` as JSON with a new id, which the log names, and the
-connection closed (``JsonRefusals``: uvicorn's protocol, httptools or h11, with that answer).
+"""How uvicorn runs the service: ``SERVER_OPTIONS`` for ``uvicorn.Config``: its access log off (the
+application logs each request), and a request uvicorn cannot parse answered in the service's error
+shape, 400 ``{"error", "request_id"}`` (``JsonRefusals``).
 """
 import json
 import logging

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from solov2.api import InputError, Instances, Segmenter
+from solov2.api.segmenter import picture_rgb
 from solov2.core.paths import CACHE_ENV, cache_root
 from solov2.data.transforms import read_image
 from solov2.model.inference import pipeline
@@ -373,7 +374,7 @@ def test_fast_decode_answers_a_large_jpeg_on_its_full_grid_with_nearly_the_same_
     or from a file; a PNG gives exactly those of the default."""
     fast = Segmenter(WEIGHTS, backend='dygraph', device='cpu', threads=2, fast_decode=True)
     data = large_jpeg(WIDE, 5)
-    assert fast._reader('bgr')(data).shape == (320, 640, 3)
+    assert picture_rgb(data, fit=fast.backend.decode_fit).shape == (320, 640, 3)
     quick, whole = fast(data, min_score=0.25), seg(data, min_score=0.25)
     assert quick.image_size == (1280, 2560) and quick.masks.shape[1:] == (1280, 2560)
     nearly_the_same(quick, whole)

@@ -462,7 +462,6 @@ def test_a_cheap_mistake_is_one_input_error_before_any_download(case, no_fetch):
 
 @pytest.mark.parametrize('command, argv, message', [
     ('demo', ['--input', 'no/such/folder'], 'no images found at no/such/folder'),
-    ('demo', ['--threads', '-1'], 'threads= takes a whole number, 0'),
     ('demo', ['--backend', 'onnx'], "backend='onnx' needs model_dir="),
     ('eval', ['--images', 'somewhere'], '--images needs --ann'),
     ('eval', ['--opt', 'num_classes=3'], 'num_classes=3 but class_names holds 80 names'),

@@ -78,8 +78,10 @@ def test_the_budget_setting_and_the_pixel_limit_it_gives(segmenter_app):
     budget; the default pixel limit is what the budget holds, when less than the config's."""
     assert serve.settings_of(serve.parse_args([])).max_decode_mb is None
     assert serve.settings_of(serve.parse_args(['--max-decode-mb', '0'])).max_decode_mb == 0
+    with pytest.raises(SystemExit):
+        serve.parse_args(['--max-decode-mb', '-1'])       # argparse: the flag named
     with pytest.raises(ValueError, match='max_decode_mb'):
-        serve.settings_of(serve.parse_args(['--max-decode-mb', '-1']))
+        ServeSettings(SMALL_MODEL, max_decode_mb=-1)      # the library: its own name
     assert segmenter_app(None).budget.limit == min(2**30, app.default_budget()) > 0
     assert segmenter_app(0).max_pixels == 100_000_000
     assert segmenter_app(70).max_pixels == (70 * 2**20 - 3 * 4 * 3 * 320 * 640) // 7      # 9.97 MP

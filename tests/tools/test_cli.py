@@ -110,10 +110,25 @@ def test_a_commands_bad_flag_value_names_the_flag(tmp_path, capsys):
     with pytest.raises(SystemExit):
         demo.main(['--device', 'tpu'])
     assert 'argument --device: ' in capsys.readouterr().err
+    for flag, value, least in (('--threads', '-1', 0), ('--batch-size', '0', 1)):     # not the library's threads=
+        with pytest.raises(SystemExit):
+            demo.main([flag, value])
+        assert f'argument {flag}: takes a whole number of at least {least}, not {value}\n' in capsys.readouterr().err
     (tmp_path / 'in').mkdir()
     shutil.copy(REPO_DIR / 'images' / 'shapes_000023.jpg', tmp_path / 'in')
     assert demo.main(['--input', str(tmp_path / 'in'), '--output', str(tmp_path / 'in')]) == 2
     assert capsys.readouterr().err.startswith(f'error: --output {tmp_path / "in"} is the input folder')
+
+
+def test_a_message_or_help_names_a_command_as_installed_and_in_a_checkout(tmp_path, capsys):
+    """``solov2 export`` for an installed user, tools/export_model.py in a checkout: both, in one reading."""
+    with pytest.raises(InputError, match='export a model with solov2 export / tools/export_model.py'):
+        open_backend(ModelSpec(backend='onnx', model_dir=tmp_path))
+    with pytest.raises(SystemExit):
+        demo.main(['--help'])
+    helped = ' '.join(capsys.readouterr().out.split())
+    assert '(solov2 weights / tools/weights.py lists them)' in helped, helped
+    assert 'solov2 quantize / tools/quantize.py' in helped, helped
 
 
 def test_a_missing_relative_path_says_where_it_was_looked_up(tmp_path, monkeypatch, capsys):
