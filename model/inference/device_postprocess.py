@@ -29,7 +29,7 @@ import paddle.nn.functional as F
 from paddle.base import core
 
 from solov2.data.masks import CroppedMasks
-from solov2.model.inference.postprocess import SCAN_LIMIT, Detections, InferenceParams, _Axis, _empty, checked_strides
+from solov2.model.inference.postprocess import SCAN_LIMIT, Detections, InferenceParams, _Axis, checked_strides
 from solov2.model.runtime import tf32_off
 
 ROWS_PER_STEP = 128   # candidates whose [rows, P] logits are made at once (bounds the device memory)
@@ -185,37 +185,28 @@ def paste_on_device(soft: paddle.Tensor, resized_hw: Sequence[int], orig_hw: Seq
 
 
 def postprocess_on_device(scores: paddle.Tensor, kernels: paddle.Tensor, mask_feat: paddle.Tensor,
-                          params: InferenceParams, metas: Optional[Sequence] = None) -> List[Detections]:
+                          params: InferenceParams, metas: Sequence) -> List[Detections]:
     """The network's outputs on its device: scores [B, K, C], kernels [B, K, E], mask_feat
-    [B, E, Hf, Wf] -> one Detections per image, as ``postprocess_flat`` gives, with the
-    masks pasted on the picture (``paste_detections``) when ``metas`` (ImageMeta each) are
-    given (each image's mask features cropped to its own padded size), else the soft masks
-    [N, Hf, Wf] float32. On a GPU with cuBLAS TF32 off, the logits' products in
-    ``product_dtype``."""
+    [B, E, Hf, Wf] -> one Detections per image (ImageMeta each in ``metas``), as ``postprocess_flat``
+    and ``paste_detections`` give on each image's mask features cropped to its own padded size.
+    On a GPU with cuBLAS TF32 off, the logits' products in ``product_dtype``."""
     strides = paddle.to_tensor(checked_strides(scores.shape[1], kernels.shape[1], params))
     capability = device_capability(mask_feat.place)
     dtype = product_dtype(capability, hasattr(core, 'get_cublas_switch'))
-    found = []
     with tf32_off('cublas') if capability else contextlib.nullcontext():
-        for b in range(mask_feat.shape[0]):
-            own = mask_feat[b] if metas is None else mask_feat[b, :, :metas[b].padded_hw[0] // 4,
-                                                                :metas[b].padded_hw[1] // 4]
-            found.append(_one_image(scores[b], kernels[b], own, strides, params, dtype, metas and metas[b]))
-    return found
+        return [_one_image(scores[b], kernels[b], mask_feat[b, :, :meta.padded_hw[0] // 4, :meta.padded_hw[1] // 4],
+                           strides, params, dtype, meta) for b, meta in enumerate(metas)]
 
 
 def _one_image(scores, kernels, own, strides, params: InferenceParams, dtype: str, meta) -> Detections:
     """``postprocess_on_device`` of one image: scores [K, C], kernels [K, E], its mask features
-    own [E, Hf, Wf], the products in ``dtype``; pasted on the picture of ``meta`` when given."""
+    own [E, Hf, Wf], the products in ``dtype``, pasted on the picture of ``meta``."""
     feat = own.reshape([own.shape[0], -1]).astype(dtype)
     chosen = select_instances(scores, kernels, feat, strides, params)
     if chosen is None:
-        empty = _empty(own.shape[1:])
-        if meta is not None:
-            empty.masks = CroppedMasks([], np.zeros((0, 4), np.int64), meta.orig_hw)
-        return empty
+        return Detections(CroppedMasks([], np.zeros((0, 4), np.int64), meta.orig_hw), np.zeros(0, np.int64),
+                          np.zeros(0, np.float32))
     cells, labels, decayed = chosen
     soft = F.sigmoid(_logits(paddle.gather(kernels, cells), feat)).reshape([-1, *own.shape[1:]])
-    masks = (paste_on_device(soft, meta.resized_hw, meta.orig_hw, params.mask_threshold)
-             if meta is not None else soft.numpy())
+    masks = paste_on_device(soft, meta.resized_hw, meta.orig_hw, params.mask_threshold)
     return Detections(masks, labels.numpy().astype(np.int64), decayed.numpy())
