@@ -11,6 +11,7 @@ sizes (``data.transforms.bucket_sizes``) and run ``model_regions.onnx``, whose `
 keeps the result that of the batch's own size. One backend may be called from many threads: each
 compiled model runs through a ``RequestPool``; compiles happen one at a time under one lock.
 """
+import copy
 import logging
 import queue
 import threading
@@ -210,6 +211,14 @@ class OpenVinoBackend(ExportedBackend):
         padded = np.zeros((*batch.shape[:2], *size), dtype=np.float32)
         padded[:, :, :batch.shape[2], :batch.shape[3]] = batch
         return padded
+
+    def running(self, compiled) -> 'OpenVinoBackend':
+        """This engine running ``compiled``, a model compiled for [1, 3, H, W] inputs (quantization's), on
+        every picture zero-padded to (H, W)."""
+        engine, size = copy.copy(self), tuple(compiled.input(INPUT_NAME).get_shape())[2:]
+        engine.buckets, engine.static, engine.order = [size], True, output_order(compiled.outputs, 'the compiled')
+        engine.compiled = {engine.compile_key((1, 3, *size)): RequestPool(compiled)}
+        return engine
 
     def run_size(self, padded_hw: Tuple[int, int]) -> Tuple[int, int]:
         """The bucket a picture of ``padded_hw`` runs at (itself without buckets)."""

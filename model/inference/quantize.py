@@ -28,10 +28,10 @@ from solov2.data.coco import CocoDataset
 from solov2.data.files import build_folder
 from solov2.data.results import instances_to_coco
 from solov2.data.scoring import coco_stats, run_cocoeval
-from solov2.data.transforms import ImageMeta, read_image
+from solov2.data.transforms import read_image
 from solov2.model.inference.export_network import INPUT_NAME, REGIONS_NAME, network_feed
-from solov2.model.inference.openvino_backend import INT8_FILES, OpenVinoBackend, output_order
-from solov2.model.inference.pipeline import Predictor
+from solov2.model.inference.openvino_backend import INT8_FILES, OpenVinoBackend
+from solov2.model.inference.pipeline import Predictor, Prepared
 
 INT8_XML = 'model_int8.xml'
 _CONVOLUTIONS = ('Convolution', 'GroupConvolution', 'DeformableConvolution')
@@ -98,12 +98,12 @@ def region_operations(model) -> List[str]:
     return names
 
 
-def prepare_images(predictor: Predictor, paths: Sequence[Path],
-                   progress: Callable[[], None]) -> List[Tuple[np.ndarray, ImageMeta]]:
-    """Each image read and preprocessed as for inference: ([3, H, W] float32, its sizes)."""
+def prepare_images(predictor: Predictor, paths: Sequence[Path], progress: Callable[[], None]) -> List[Prepared]:
+    """Each image read and preprocessed as for inference."""
     prepared = []
     for path in paths:
-        prepared.append(predictor.prepare(read_image(str(path), predictor.cfg.max_image_pixels)))
+        image = read_image(str(path), predictor.cfg.max_image_pixels)
+        prepared.append(Prepared(image, *predictor.prepare(image)))
         progress()
     return prepared
 
@@ -157,22 +157,15 @@ def mask_ap(coco: COCO, records: List[dict], image_ids: Sequence[int]) -> float:
     return max(100.0 * coco_stats(run_cocoeval(coco, records, 'segm', image_ids))['AP'], 0.0) if records else 0.0
 
 
-def coco_validation(predictor: Predictor, annotated: AnnotatedImages, batches: Sequence[dict],
-                    metas: Sequence[ImageMeta]) -> Callable:
-    """NNCF's ``validation_fn``: (a compiled model for [1, 3, H, W], indices into ``annotated``)
-    -> (mask AP in points 0-100 on those images, None). ``batches``: the images' model inputs
-    (``pad_batches``); outputs are taken by name and finished by ``predictor.finish`` as in eval.py."""
+def coco_validation(backend: OpenVinoBackend, annotated: AnnotatedImages, images: Sequence[np.ndarray]) -> Callable:
+    """NNCF's ``validation_fn``: (a compiled model for [1, 3, H, W], indices into ``annotated``) -> (mask AP
+    in points 0-100 on those of ``images`` [H, W, 3] uint8 RGB, None), run through the predictor as in eval.py,
+    on ``backend`` running the compiled model (``OpenVinoBackend.running``)."""
     def validate(compiled, indices):
-        order = output_order(compiled.outputs, 'the compiled')
-        records, image_ids = [], []
-        for index in indices:
-            results = compiled(batches[index])
-            found = predictor.finish([np.asarray(results[i]) for i in order], metas[index])
-            image_id = annotated.image_ids[index]
-            records.extend(instances_to_coco(image_id, found.masks, found.labels, found.scores,
-                                             annotated.label_to_category_id))
-            image_ids.append(image_id)
-        return mask_ap(annotated.coco, records, image_ids), None
+        ids = {index: annotated.image_ids[index] for index in indices}
+        found = Predictor(backend.running(compiled)).run_pictures(ids, images.__getitem__, lambda index, _, found: (
+            instances_to_coco(ids[index], found.masks, found.labels, found.scores, annotated.label_to_category_id)))
+        return mask_ap(annotated.coco, [record for _, records in found for record in records], list(ids.values())), None
     return validate
 
 
@@ -243,12 +236,12 @@ class _Reporting(logging.Handler):
         return ap, values
 
 
-def accuracy_controlled(model, calibration: Sequence[dict], validation: Sequence[dict], validate: Callable,
+def accuracy_controlled(model, calibration: Sequence[dict], count: int, validate: Callable,
                         kept: Sequence[str], max_drop: float,
                         progress: Callable[[Union[str, Pass]], None] = lambda event: None) -> Tuple[object, dict]:
     """``nncf.quantize_with_accuracy_control`` of a static-shape ``model`` ([1, 3, H, W], the
-    shape of every ``calibration`` and ``validation`` input) from the ignored scope ``kept``;
-    ``validate`` is ``coco_validation`` over ``validation``, ``max_drop`` in AP points, absolute.
+    shape of every ``calibration`` input) from the ignored scope ``kept``; ``validate`` is
+    ``coco_validation`` of ``count`` annotated images, ``max_drop`` in AP points, absolute.
     Returns (quantized model, {'metric', 'max_drop', 'annotated_images', 'f32_ap', 'int8_ap',
     'reverted', 'reverted_f32'}): the APs measured again here on every validation image, the
     number and names of the operations accuracy control put back in f32 beyond ``kept``
@@ -258,12 +251,12 @@ def accuracy_controlled(model, calibration: Sequence[dict], validation: Sequence
     import openvino as ov
     if max_drop < 0:
         raise InputError(f'max_drop must be >= 0 AP points, got {max_drop}')
-    count, steps = len(validation), _Reporting(validate, progress, len(validation))
+    steps = _Reporting(validate, progress, count)
     progress(f'calibrating on {len(calibration)} images, then scoring models on {count} annotated images')
     logging.getLogger('nncf').addHandler(steps)
     try:
         quantized = nncf.quantize_with_accuracy_control(
-            model, nncf.Dataset(list(calibration)), nncf.Dataset(list(range(count)), lambda index: validation[index]),
+            model, nncf.Dataset(list(calibration)), nncf.Dataset(list(range(count))),
             steps.validate, max_drop=max_drop, drop_type=nncf.DropType.ABSOLUTE, subset_size=len(calibration),
             ignored_scope=nncf.IgnoredScope(names=list(kept)) if kept else None)
     finally:
@@ -292,11 +285,10 @@ def quantize_model(model_dir: str, paths: Sequence[Path], out_dir: Path, keep_de
     import openvino as ov
     backend = OpenVinoBackend(model_dir, precision='f32', buckets=True)     # the region masks kept
     predictor = Predictor(backend)
-    inputs = [chw for chw, _ in prepare_images(predictor, paths, progress)]
+    inputs = [p.chw for p in prepare_images(predictor, paths, progress)]
     checked = prepare_images(predictor, annotated.paths, progress) if annotated else []
-    size = [max(chw.shape[axis] for chw in inputs + [c for c, _ in checked]) for axis in (1, 2)]
+    size = [max(chw.shape[axis] for chw in inputs + [p.chw for p in checked]) for axis in (1, 2)]
     batches = pad_batches(backend.input_names, inputs, size)
-    validation = pad_batches(backend.input_names, [c for c, _ in checked], size)
     shape = list(batches[0][INPUT_NAME].shape)
     model = backend.model.clone()
     model.reshape(backend.input_shapes(shape))
@@ -304,8 +296,8 @@ def quantize_model(model_dir: str, paths: Sequence[Path], out_dir: Path, keep_de
     ignored = kept + region_operations(model)
     summary = {'input_shape': shape, 'kept_f32': kept, 'images': len(batches)}
     if annotated:
-        validate = coco_validation(predictor, annotated, validation, [meta for _, meta in checked])
-        quantized, summary['accuracy_control'] = accuracy_controlled(model, batches, validation, validate, ignored,
+        validate = coco_validation(backend, annotated, [p.image for p in checked])
+        quantized, summary['accuracy_control'] = accuracy_controlled(model, batches, len(checked), validate, ignored,
                                                                      max_drop, progress)
     else:
         quantized = nncf.quantize(model, nncf.Dataset(batches), subset_size=len(batches),
