@@ -213,8 +213,7 @@ class OpenVinoBackend(ExportedBackend):
         return padded
 
     def running(self, compiled) -> 'OpenVinoBackend':
-        """This engine running ``compiled``, a model compiled for [1, 3, H, W] inputs (quantization's), on
-        every picture zero-padded to (H, W)."""
+        """This engine on ``compiled`` (compiled for [1, 3, H, W]: quantization's), each picture padded to (H, W)."""
         engine, size = copy.copy(self), tuple(compiled.input(INPUT_NAME).get_shape())[2:]
         engine.buckets, engine.static, engine.order = [size], True, output_order(compiled.outputs, 'the compiled')
         engine.compiled = {engine.compile_key((1, 3, *size)): RequestPool(compiled)}
