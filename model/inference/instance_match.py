@@ -1,11 +1,7 @@
-"""Whether a faster precision (bf16, INT8) keeps f32's answer on a picture: the one comparison
-that ``auto``'s bf16 check and the precision tests make. Of f32's instances scored at least
-``min_score`` (``auto``: ``SEEN_SCORE``, what the demo draws), each is found again (the same
-class, the unpaired one of highest mask IoU), every pair's IoU at least ``MIN_PAIR_IOU`` and
-their mean at least ``MIN_MASK_IOU``, scores within ``MAX_SCORE_DIFF``, and no other instance
-scored ``min_score + MAX_SCORE_DIFF`` or more. Instances near the floor may cross it either
-way, and one small mask may lose a few border pixels: neither changes the answer's AP
-(docs/deployment.md)."""
+"""Whether a faster precision (bf16, INT8) keeps f32's answer on a picture (``auto``'s bf16 check, the
+precision tests): each of f32's instances scored at least ``min_score`` found again (same class,
+highest mask IoU), every pair's IoU at least ``MIN_PAIR_IOU``, their mean ``MIN_MASK_IOU``, scores
+within ``MAX_SCORE_DIFF``, no other instance scored ``min_score + MAX_SCORE_DIFF`` or more."""
 from typing import Dict, Optional
 
 import numpy as np

@@ -1,16 +1,10 @@
-"""INT8 post-training quantization of an exported model with NNCF, for
-``--backend openvino --precision int8`` (``tools/quantize.py`` is the command line;
-docs/deployment.md#int8 says more).
-
-NNCF needs a static shape: the calibration (and annotated) images are preprocessed as for
-inference and zero-padded to the largest among them, each with its own size as the ``regions``
-input; the model is reshaped to it, quantized, reshaped back to [?, 3, ?, ?] and saved as an
-OpenVINO IR beside a copy of ``infer_cfg.json`` naming it. The convolutions nearest the outputs
-(``output_convolutions``) and everything that reads ``regions`` (``region_operations``) stay in
-f32. With COCO annotations (``load_annotated``), ``nncf.quantize_with_accuracy_control`` puts
-back in f32 the layers that cost the most mask AP (``coco_validation``: eval.py's scoring) until
-the int8 model is within ``max_drop`` AP points of f32, telling ``progress`` each NNCF message and
-each validation pass (``Pass``) as it happens.
+"""INT8 post-training quantization of an exported model with NNCF (``tools/quantize.py``,
+docs/deployment.md#int8). NNCF needs a static shape: the images are preprocessed and zero-padded
+to the largest, each with its own size as ``regions``; the model is quantized at that shape and
+saved reshaped to any size as an OpenVINO IR. The convolutions nearest the outputs and everything
+that reads ``regions`` stay f32. With COCO annotations, ``nncf.quantize_with_accuracy_control``
+puts back in f32 the layers that cost the most mask AP (``coco_validation``) until within
+``max_drop`` points, telling ``progress`` each NNCF message and validation pass (``Pass``).
 """
 import json
 import logging
@@ -77,11 +71,9 @@ def output_convolutions(model, keep_depth: int) -> List[str]:
 
 
 def region_operations(model) -> List[str]:
-    """Names of the operations of an ``openvino.Model`` that read its ``regions`` input or what is
-    computed from it and sizes only: ``model.region.Region``'s bookkeeping (the zero masks and the
-    crops' ends, which the export writes partly in float) and the multiplies and slices that use
-    it. NNCF must quantize none of them: rounded to the calibration's range, a larger region ends
-    at that range (rows and columns zeroed or cropped away in every picture past it)."""
+    """Names of the operations of an ``openvino.Model`` that read its ``regions`` input, or what is
+    computed from it and sizes only (``model.region.Region``'s bookkeeping and its uses): quantized,
+    a region larger than the calibration's would be cut at that range."""
     region_made, valued, names = set(), set(), []
     for node in model.get_ordered_ops():            # topological order
         name = node.get_friendly_name()
@@ -188,10 +180,8 @@ def reverted_operations(messages: Sequence[str]) -> Tuple[Optional[int], List[st
 
 
 class Pass(NamedTuple):
-    """A validation pass of accuracy control, as ``progress`` hears it: what it is for (``STEPS``,
-    from NNCF's last message; NNCF first scores one picture to learn what ``validate`` returns), its
-    number in that step and how many the step takes at most, the images scored, their mask AP in
-    points and the seconds it took."""
+    """A validation pass of accuracy control, as ``progress`` hears it: what it is for (``STEPS``), its
+    number in that step and the step's most, the images scored, their mask AP (points), its seconds."""
     purpose: str
     step: int
     steps: int
@@ -243,10 +233,8 @@ def accuracy_controlled(model, calibration: Sequence[dict], count: int, validate
     shape of every ``calibration`` input) from the ignored scope ``kept``; ``validate`` is
     ``coco_validation`` of ``count`` annotated images, ``max_drop`` in AP points, absolute.
     Returns (quantized model, {'metric', 'max_drop', 'annotated_images', 'f32_ap', 'int8_ap',
-    'reverted', 'reverted_f32'}): the APs measured again here on every validation image, the
-    number and names of the operations accuracy control put back in f32 beyond ``kept``
-    (``reverted_operations``: NNCF's own report). ``progress`` hears each of NNCF's INFO messages
-    (when its logger passes them) and a ``Pass`` for each validation, NNCF's and the two here."""
+    'reverted', 'reverted_f32'}): the APs measured again here, the operations put back in f32 beyond
+    ``kept`` (``reverted_operations``). ``progress`` hears NNCF's INFO messages and each ``Pass``."""
     nncf = _nncf()
     import openvino as ov
     if max_drop < 0:

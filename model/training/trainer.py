@@ -31,12 +31,9 @@ class NonFiniteLoss(RunError):
 
 @contextlib.contextmanager
 def deferred_interrupts() -> Iterator[None]:
-    """Hold Ctrl-C and SIGTERM while the block runs and hand them to their handlers when it
-    ends: Paddle turns an exception raised inside a custom layer's backward (``model.fast_ops``)
-    into a long error of its own, so an interruption there would not end as one. A second
-    signal during the block is handed over at once (a stuck block can still be stopped), and
-    an error it causes becomes that interruption. Only signals with a Python handler are
-    held, only in the main thread; the handlers are back in place when the block ends."""
+    """Hold Ctrl-C and SIGTERM (with a Python handler, in the main thread) for the block and hand them
+    over at its end: Paddle turns an exception inside a custom backward into a long error of its own.
+    A second signal is handed over at once, and an error it causes becomes that interruption."""
     main = threading.current_thread() is threading.main_thread()
     previous = {s: signal.getsignal(s) for s in INTERRUPT_SIGNALS} if main else {}
     previous = {s: handler for s, handler in previous.items() if callable(handler)}
