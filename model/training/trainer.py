@@ -95,12 +95,10 @@ class TrainState:
 
 @dataclass
 class Trainer:
-    """SGD steps over ``loader`` until ``schedule.stop_at`` or the time budget; each hook's
-    ``after_step(trainer, losses)`` runs after every step and ``after_train(trainer)`` once
-    at the end (in the order given). Each step runs in a ``hold()`` block (Paddle's device and
-    threads for the run: ``run.run_settings``'s placement); the hooks take it for their own Paddle
-    work only (``EvalHook``, ``run.make_hooks``' saving), so another thread's model waits at most
-    about a step."""
+    """SGD steps over ``loader`` until ``schedule.stop_at`` or the time budget; hooks' ``after_step(trainer,
+    losses)`` after every step, ``after_train(trainer)`` at the end. Each step runs in a ``hold()`` block
+    (the run's placement); hooks take it for their own Paddle work only, so another thread's model
+    waits at most about a step."""
     cfg: type
     model: paddle.nn.Layer
     optimizer: paddle.optimizer.Optimizer
