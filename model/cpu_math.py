@@ -1,12 +1,9 @@
 """Fast MKL on AMD CPUs (no Paddle import here), and what ``/proc/cpuinfo`` says (``cpu_name``: the
 one description of the CPU that benchmark reports, ``auto``'s records and messages give).
 
-Paddle's CPU wheels do their GEMMs (and so their convolutions) in Intel MKL, which on
-non-Intel CPUs picks a slow generic code path unless ``MKL_DEBUG_CPU_TYPE=5`` asks for
-its AVX2 kernels; with them Paddle's GEMM and convolutions run several times faster on
-AMD CPUs (measured in the README, Speed). MKL reads the variable at its first call, so
-setting it before the first Paddle op is enough. Setting it changes the process's
-environment: only ``model.tuning.tune_process`` does, when a program asks for it.
+Paddle's CPU wheels' MKL takes a slow generic path on non-Intel CPUs unless ``MKL_DEBUG_CPU_TYPE=5``
+(read at its first call) asks for its AVX2 kernels: several times faster on AMD (README, Speed).
+Only ``model.tuning.tune_process`` sets it, when a program asks.
 """
 import os
 import platform

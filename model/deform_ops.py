@@ -1,12 +1,7 @@
-"""Deformable convolution with a fast forward and backward for CPU training.
-
-Paddle's CPU ``deformable_conv`` kernels walk every column element and its neighbours
-one at a time; on a config-2 training step they take most of the time. In dynamic mode
-on a CPU place when a gradient is needed, ``deform_conv`` computes the forward and the
-backward from tensor ops: one gather of the four bilinear corners of every sample,
-batched matmuls, and (backward) one scatter-add for the input gradient; the backward
-gathers again rather than keeping the corners (4x the columns) from the forward.
-Everywhere else (inference, to_static, GPU) it is Paddle's
+"""Deformable convolution with a fast forward and backward for CPU training: Paddle's CPU kernels
+walk every column element one at a time (most of a config-2 step). In dynamic mode on a CPU with a
+gradient, ``deform_conv`` uses tensor ops (one gather of the four bilinear corners of every sample,
+batched matmuls, one scatter-add backward, gathering again there); elsewhere Paddle's
 ``paddle.vision.ops.deform_conv2d``.
 
 Semantics (mmcv / Paddle modulated deformable conv, deformable_groups 1, dilation 1):

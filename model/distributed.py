@@ -1,15 +1,7 @@
-"""The processes of one run started by ``python -m paddle.distributed.launch`` (any number
-of processes and nodes): who this process is, its share of the work, and what the processes
-exchange. Training and inference both use it; without the launcher a run is process 0 of 1
-and nothing here talks to another process.
-
-- ``Processes``: global rank and count, and this node's share (local rank and count), read
-  from the launcher's environment by ``launched_processes``.
-- ``start_processes``: the one check of what this Paddle can run (the CPU collectives of
-  Paddle 2.x's CUDA wheels crash with several processes) and the process group's start;
-  ``cpu_launch_env``: the launcher's environment for CPU processes on any host.
-- ``gather`` / ``from_rank0``: objects to every process, in rank order;
-  ``rank0_state``: process 0's weights and buffers to every process.
+"""The processes of one run started by ``python -m paddle.distributed.launch``: who this process is
+(``Processes``, ``launched_processes``), its share of the work, the process group's start
+(``start_processes``) and what the processes exchange (``gather``, ``from_rank0``, ``rank0_state``).
+Without the launcher a run is process 0 of 1 and nothing here talks to another process.
 """
 import contextlib
 import io
@@ -67,11 +59,9 @@ def launched_processes() -> Processes:
 
 def check_paddle_runs(world: int, device: str, version: str = paddle.__version__,
                       cuda_build: Optional[bool] = None) -> None:
-    """InputError when this Paddle cannot run ``world`` processes on ``device``: the CUDA
-    wheels of Paddle 2.x (paddlepaddle-gpu 2.6) crash with a segmentation fault in their CPU
-    collectives (gloo) from two processes on. Their GPU (NCCL) runs, Paddle 2.6's CPU wheel
-    (gloo works there) and development builds (version 0.0.0) are let through. ``cuda_build``
-    (default: this Paddle's) says whether ``version`` is a CUDA build."""
+    """InputError when this Paddle cannot run ``world`` processes on ``device``: Paddle 2.x's CUDA
+    wheels crash in their CPU collectives (gloo) from two processes on. ``cuda_build`` (default: this
+    Paddle's): whether ``version`` is a CUDA build."""
     major = version.split('.')[0]
     cuda_build = paddle.is_compiled_with_cuda() if cuda_build is None else cuda_build
     if world > 1 and device == 'cpu' and cuda_build and major.isdigit() and 0 < int(major) < 3:
@@ -81,21 +71,16 @@ def check_paddle_runs(world: int, device: str, version: str = paddle.__version__
 
 
 def cpu_launch_env(processes: int) -> Dict[str, str]:
-    """The environment in which ``paddle.distributed.launch`` starts ``processes`` CPU processes
-    a node on any host: ``CUDA_VISIBLE_DEVICES`` of one hidden GPU (-1) a process, since the
-    launcher hands process i the i-th GPU it sees, counted from that variable whenever it is set
-    ('' and -1 count as one), and fails with IndexError when it sees fewer GPUs than processes
-    (a one-GPU host, or none visible); and gloo by name (``start_processes``)."""
+    """The environment in which ``paddle.distributed.launch`` starts ``processes`` CPU processes a node
+    on any host: ``CUDA_VISIBLE_DEVICES`` of one hidden GPU (-1) a process (the launcher hands process
+    i the i-th GPU it counts there, failing with fewer), and gloo by name."""
     return {'CUDA_VISIBLE_DEVICES': ','.join(['-1'] * processes), 'PADDLE_DISTRI_BACKEND': 'gloo'}
 
 
 def start_processes(device: str) -> Processes:
-    """Check this Paddle can run the launched processes on ``device`` ('cpu', 'gpu', 'gpu:N';
-    ``check_paddle_runs``) and start their process group (once; without the banner of
-    modified flags Paddle writes to stderr on each start); ``SINGLE`` without a launcher. On
-    the CPU the group is gloo's, named in the process's ``PADDLE_DISTRI_BACKEND``: left to
-    choose, a CUDA build of Paddle takes NCCL and moves the process to its GPU whenever the
-    launcher saw GPUs."""
+    """Check this Paddle can run the launched processes on ``device`` (``check_paddle_runs``) and start
+    their process group once, quietly; ``SINGLE`` without a launcher. On the CPU the group is gloo's,
+    named in ``PADDLE_DISTRI_BACKEND`` (left to choose, a CUDA build takes NCCL)."""
     processes = launched_processes()
     check_paddle_runs(processes.world, 'gpu' if on_gpu(device) else 'cpu')
     if processes.world > 1 and not dist.is_initialized():
@@ -142,11 +127,9 @@ _first_calls = itertools.count()
 
 
 def local_rank0_first(work: Callable[[], T], processes: Processes) -> T:
-    """``work()`` on every process, on each node's local process 0 before the others: e.g. a
-    cache that one process builds and the others then load. The others wait for its word in
-    the launcher's key-value store (its timeout, 900 s), not on a gloo barrier, whose 30 s
-    timeout a long ``work`` (an export on a busy machine) outlasts. Every process of a node
-    must call it the same number of times."""
+    """``work()`` on every process, on each node's local process 0 before the others (a cache one
+    builds and the others load). The others wait in the launcher's key-value store (900 s), not on a
+    gloo barrier (30 s). Every process of a node must call it the same number of times."""
     if processes.world == 1:
         return work()
     key = f'solov2/local_rank0_first/{processes.rank - processes.local_rank}/{next(_first_calls)}'

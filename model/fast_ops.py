@@ -1,13 +1,8 @@
-"""Cheaper dygraph forms of three ops whose Paddle CPU kernels are slow in training.
-
-At [4, 32, 64, 64] a conv's channel-broadcast bias add takes about 15 ms forward +
-backward, nearest x2 upsampling about 11 ms and bilinear x2 about 11 ms. The same sums
-done as a batch-broadcast add, strided slices and two small matrix products take 1-3 ms.
-These functions give the same numbers (up to float rounding) through the cheaper ops.
-Under ``paddle.jit.to_static`` and on GPUs they are the plain ops, so an exported graph is
-unchanged. Their backward hands each input a gradient of the input's own dtype (under mixed
-precision a black-listed op gives float32 from a float16 input; Paddle 2.6 would take a
-gradient of another dtype unchecked and 3.x refuses it).
+"""Cheaper dygraph forms of three ops whose Paddle CPU kernels are slow in training (at [4, 32, 64,
+64] a conv's bias add, nearest x2 and bilinear x2 take 11-15 ms forward + backward; a batch-broadcast
+add, strided slices and two small products 1-3 ms), the same numbers up to float rounding. Under
+``paddle.jit.to_static`` and on GPUs the plain ops. Their backward gives each input a gradient of its
+own dtype (Paddle 3.x refuses another under mixed precision).
 """
 from functools import lru_cache
 

@@ -13,16 +13,10 @@ GN_GROUPS = 32
 
 
 class DeformConv(nn.Layer):
-    """Deformable convolution with its own offset branch.
-
-    ``modulated=True`` is DCNv2 (offset conv predicts 2*k*k offsets then k*k mask
-    logits, mask = sigmoid), ``modulated=False`` is DCNv1 (2*k*k offsets, no mask).
-    Offsets are interleaved (dy, dx) per kernel tap, as in mmcv and Paddle. ``groups``
-    splits the channels as in a grouped conv; the offsets are shared by all groups.
-
-    Parameters: ``weight`` [out, in/groups, k, k], optional ``bias`` [out],
-    ``offset.weight`` [3*k*k or 2*k*k, in, k, k], ``offset.bias``.
-    """
+    """Deformable convolution with its own offset branch: ``modulated`` DCNv2 (2*k*k offsets, then k*k
+    mask logits, sigmoid), else DCNv1; offsets interleaved (dy, dx) per tap, shared by the ``groups``.
+    Parameters: ``weight`` [out, in/groups, k, k], ``bias`` [out], ``offset.weight`` [3*k*k or 2*k*k,
+    in, k, k], ``offset.bias``."""
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int,
                  stride: int = 1, modulated: bool = True, bias: bool = False, groups: int = 1):
@@ -75,11 +69,8 @@ class Conv2D(nn.Conv2D):
 
 
 def make_norm(norm: Optional[str], channels: int, frozen: bool = False) -> Optional[nn.Layer]:
-    """'bn' -> BatchNorm2D (eps 1e-5), 'gn' -> GroupNorm(32), None -> no norm.
-
-    A frozen BN always uses its running statistics and its affine
-    parameters receive no gradient.
-    """
+    """'bn' -> BatchNorm2D (eps 1e-5; ``frozen``: running statistics, no gradient), 'gn' -> GroupNorm(32),
+    None -> no norm."""
     if norm is None:
         return None
     if norm == 'gn':
@@ -95,11 +86,7 @@ def make_norm(norm: Optional[str], channels: int, frozen: bool = False) -> Optio
 
 
 class ConvNormAct(nn.Layer):
-    """conv (plain or deformable) -> optional norm -> optional ReLU.
-
-    Parameters live under ``conv`` and ``norm``. ``dcn`` is None, 'v1' or 'v2';
-    ``groups`` makes it a grouped conv (ResNeXt).
-    """
+    """conv (plain, or ``dcn`` 'v1'/'v2'; grouped by ``groups``) -> optional norm -> optional ReLU."""
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int,
                  stride: int = 1, norm: Optional[str] = 'bn', act: bool = True,
@@ -144,10 +131,8 @@ _LINSPACE_DTYPE = 'float64' if paddle_major() == 2 else 'float32'
 
 
 def linspace_rows(counts: paddle.Tensor, length, dtype) -> paddle.Tensor:
-    """[B, length] of ``dtype``: row b starts with ``linspace(-1, 1, counts[b])`` (counts [B, 1]
-    int; ``length`` at least its largest), from ops that export for counts known only at run
-    time (paddle2onnx 1.x cannot convert linspace with a tensor count). Same formula as Paddle's
-    kernel: the first half counts up from -1, the second half down from 1."""
+    """[B, length] of ``dtype``: row b starts with ``linspace(-1, 1, counts[b])`` (counts [B, 1] int), from
+    ops that export with a run-time count, by Paddle's kernel's formula (up from -1, then down from 1)."""
     work = _LINSPACE_DTYPE
     num = paddle.cast(counts, work)                                                    # [B, 1]
     index = paddle.cast(paddle.arange(0, length, 1, dtype='int64'), work).unsqueeze(0)   # [1, L]
@@ -158,11 +143,7 @@ def linspace_rows(counts: paddle.Tensor, length, dtype) -> paddle.Tensor:
 
 
 def coord_features(x: paddle.Tensor) -> paddle.Tensor:
-    """CoordConv channels for a feature map.
-
-    x [B, C, H, W] -> [B, 2, H, W]: channel 0 is x = linspace(-1, 1, W) along the
-    width, channel 1 is y = linspace(-1, 1, H) along the height.
-    """
+    """CoordConv channels: x [B, C, H, W] -> [B, 2, H, W], linspace(-1, 1) along the width, then the height."""
     if paddle.in_dynamic_mode():
         batch, _, height, width = x.shape
         xs = paddle.linspace(-1.0, 1.0, width, dtype=x.dtype)

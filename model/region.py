@@ -1,21 +1,13 @@
 """Pictures of several sizes in one padded batch, each computed as if it were alone.
 
-``regions`` [B, 2] int64 gives the rows and columns of each image's own input (its picture
-padded to 32) at the top left of the batch's input [B, 3, H, W] (a size bucket, or the largest
-picture of the batch). On a map of stride s of that input, image b covers the top-left
-ceil(Hb / s) x ceil(Wb / s) (``Region.own``), the map its own input gives at that stride. The
-network then computes, for each image, what it computes on that image alone when
-
-- every spatial operation of the backbone and the FPN reads ``zero_outside(x, stride)`` (zeros
-  where the image's own padding was);
-- the heads read the pyramid cropped to the largest region of the batch (``crop``), and inside
-  it each image's own part: the instance head resizes each image's part to the grid
-  (``resize``, per-image bilinear matrices, CoordConv channels of its own size: ``coords``),
-  the mask-feature head normalises over each image's part only (``conv_norm_act``: GroupNorm
-  statistics inside it) and upsamples with each image's last row and column repeated
-  (``upsample2``), as a map that ends there would be.
-
-With every region equal to the input these give the plain network's numbers to float rounding.
+``regions`` [B, 2] int64: the rows and columns of each image's own input (padded to 32) at the top
+left of the batch's input [B, 3, H, W]; on a map of stride s image b covers the top-left
+ceil(Hb / s) x ceil(Wb / s) (``Region.own``). The network computes each image as alone when the
+backbone and FPN read ``zero_outside(x, stride)``, and the heads read the pyramid cropped to the
+largest region (``crop``): the instance head resizes each image's part to the grid (``resize``,
+``coords``), the mask-feature head normalises over each part only (``conv_norm_act``) and upsamples
+with each part's last row and column repeated (``upsample2``). With every region the input's, the
+plain network's numbers to float rounding.
 """
 from typing import List, Optional, Sequence, Union
 

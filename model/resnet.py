@@ -1,15 +1,8 @@
-"""ResNet backbones (depth 18/34/50/101) in the 'b' and 'd' variants, and ResNeXt.
-
-Variant 'b': 7x7 stem, stride on the 3x3 conv, 1x1 strided shortcut.
-Variant 'd': three 3x3 stem convs (32, 32, 64), stride on the 3x3 conv, and a
-strided shortcut made of 2x2 average pooling then a 1x1 conv (ResNet-vd).
-Any of the last three stages can use deformable conv (v1 or v2) in its 3x3 conv.
-ResNeXt (``groups`` > 1, ResNet-50/101 only): the 3x3 conv is grouped and the bottleneck
-width of a stage with ``planes`` channels is floor(planes * base_width / 64) * groups
-(mmdetection's ResNeXt; 64x4d: groups 64, base width 4).
-
-Parameter names: ``stem.{i}``, ``layer{1..4}.{k}.conv{1,2,3}``, ``layer{s}.0.shortcut``;
-each is a ConvNormAct (``.conv.weight``, ``.norm.{weight,bias,_mean,_variance}``).
+"""ResNet backbones (depth 18/34/50/101): 'b' (7x7 stem, 1x1 strided shortcut) and 'd' (three 3x3
+stem convs, 2x2 average pooling then 1x1 shortcut), stride on the 3x3 conv, optional deformable 3x3
+convs in the last three stages; ResNeXt (``groups`` > 1, 50/101): grouped 3x3, bottleneck width
+floor(planes * base_width / 64) * groups (mmdetection's). Parameters: ``stem.{i}``,
+``layer{1..4}.{k}.conv{1,2,3}``, ``layer{s}.0.shortcut``, each a ConvNormAct.
 """
 from typing import List, Optional, Sequence
 

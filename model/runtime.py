@@ -1,10 +1,6 @@
-"""Where and how Paddle runs: the device and the CPU math threads, held for a call.
-
-Paddle has one device and one CPU math thread count per process. The library never leaves
-them changed: a ``DygraphBackend`` (so a ``Segmenter`` on the dygraph backend) and a training
-step set their own for the time of each call (``paddle_on``) and put the previous ones back;
-``cpu_threads`` is the one threads-per-core rule. What changes the whole process is
-``model.tuning.tune_process``."""
+"""Where and how Paddle runs: the device and the CPU math threads (one each per process), held for a
+call (``paddle_on``) and put back after it; ``cpu_threads`` is the one threads-per-core rule. What
+changes the whole process is ``model.tuning.tune_process``."""
 import contextlib
 import ctypes
 import functools
@@ -111,10 +107,9 @@ _PADDLE_SETTINGS = threading.RLock()
 
 @contextlib.contextmanager
 def tf32_off(*libraries: str) -> Iterator[None]:
-    """TF32 off for the block in ``libraries`` ('cublas', 'cudnn'; Paddle's switches, which
-    its kernels read at each call), put back as they were after it; nothing where this Paddle
-    has no such switch (Paddle 2.6's CPU wheel). The switches are the process's: another
-    thread's products in the block run without TF32 too (slower, never wrong)."""
+    """TF32 off for the block in ``libraries`` ('cublas', 'cudnn': Paddle's switches, read at each call),
+    put back after it; nothing without such a switch. The switches are the process's (another thread's
+    products run without TF32 too: slower, never wrong)."""
     names = [name for name in libraries if hasattr(core, f'get_{name}_switch')]
     before = {name: getattr(core, f'get_{name}_switch')() for name in names}
     for name in names:
@@ -153,11 +148,9 @@ class Placement:
 
 @contextlib.contextmanager
 def paddle_on(device: str, threads: int) -> Iterator[None]:
-    """Paddle's device ('cpu', 'gpu', 'gpu:1') and CPU math threads (a count, at least 1) set
-    for the block, and put back after it with Paddle's random generators as they were
-    (``kept_random_state``): each model keeps its own device and threads although Paddle
-    has one of each per process. Such blocks run one at a time: one in another thread waits
-    for this one to end; one inside this one sets its own and puts these back."""
+    """Paddle's device ('cpu', 'gpu', 'gpu:1') and CPU math threads (at least 1) for the block, put back
+    after it with the random generators (``kept_random_state``). Such blocks run one at a time across
+    threads; one inside another sets its own and puts the outer's back."""
     with _PADDLE_SETTINGS, kept_random_state():
         before = paddle.get_device(), math_threads()
         paddle.set_device(f'gpu:{gpu_number(device)}' if on_gpu(device) else 'cpu')

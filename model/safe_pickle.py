@@ -1,15 +1,8 @@
-"""Unpickling that never runs code from the file: the one mechanism behind every
-checkpoint reader (``model/checkpoint.py`` for Paddle files, ``convert/pth_reader.py``
-for PyTorch ones).
-
-A pickle names the callables that rebuild its objects ("globals"); a plain
-``pickle.load`` imports and calls whatever it names (``os.system``, ``builtins.exec``,
-...). ``RestrictedUnpickler`` resolves only the names of an allow-list, each to a
-stand-in defined here that builds plain data, and raises ``RefusedGlobal`` for any other.
-``DATA_GLOBALS`` is what a checkpoint of numpy arrays needs (measured on the files
-``paddle.save`` writes under Paddle 2.6 and 3.3, pickle protocols 2 and 4, numpy 1.x and
-2.x): numpy arrays, dtypes and scalars, ``OrderedDict`` and a few data builtins.
-``PADDLE_GLOBALS`` adds the two forms Paddle uses for tensors outside a state dict.
+"""Unpickling that never runs code from the file, behind every checkpoint reader
+(``model/checkpoint.py``, ``convert/pth_reader.py``): ``RestrictedUnpickler`` resolves only the
+globals of an allow-list, each to a stand-in here that builds plain data, and raises
+``RefusedGlobal`` for any other. ``DATA_GLOBALS``: what a checkpoint of numpy arrays needs (numpy
+arrays, dtypes, scalars, ``OrderedDict``, data builtins); ``PADDLE_GLOBALS`` adds Paddle's tensors.
 """
 import collections
 import pickle

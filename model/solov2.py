@@ -25,15 +25,10 @@ class SOLOv2(nn.Layer):
 
     def forward(self, images: paddle.Tensor, regions: Optional[paddle.Tensor] = None
                 ) -> Dict[str, Union[paddle.Tensor, List[paddle.Tensor]]]:
-        """images [B, 3, H, W] normalised, H and W multiples of 32 ->
-        ``cate_logits`` [B, C, S, S] x 5, ``kernels`` [B, E, S, S] x 5,
-        ``mask_feat`` [B, E, H/4, W/4].
-
-        ``regions`` [B, 2] int64 (optional): the rows and columns, from the top left, of each
-        image's own input (its picture padded to 32); the network then computes for each image
-        what it computes on that image alone (``model.region``), and ``mask_feat`` is
-        [B, E, Hr/4, Wr/4] for Hr x Wr the largest region, image b's own in its top-left
-        [Hb/4, Wb/4]. Equal to (H, W) for every image, or None, changes nothing."""
+        """images [B, 3, H, W] normalised, H and W multiples of 32 -> ``cate_logits`` [B, C, S, S] x 5,
+        ``kernels`` [B, E, S, S] x 5, ``mask_feat`` [B, E, H/4, W/4]. ``regions`` [B, 2] int64: each
+        image's own input size at the top left, computed as alone (``model.region``); ``mask_feat``
+        is then [B, E, Hr/4, Wr/4] for the largest region Hr x Wr."""
         region = None if regions is None else Region(spatial_size(images), regions)
         pyramid = self.neck(self.backbone(images, region), region)
         if region is not None:

@@ -14,13 +14,9 @@ KEEP_AT_TOP = 2 ** 31 - 1           # bytes of free heap top kept before trimmin
 
 
 def malloc_keeps_freed_memory() -> bool:
-    """Let glibc's malloc keep freed memory for the next allocation instead of giving it back
-    to the system: large blocks come from the heap rather than fresh mappings, and the heap is
-    not trimmed. Paddle takes each CPU tensor from malloc, so otherwise every large tensor of
-    a training step is new memory that the system zeroes page by page (about 130,000 page
-    faults per step of config 1 at batch 2, 448x448, against 22,000 with this). The process
-    keeps its peak memory, for good: there is no undoing it. True when applied (glibc), False
-    where malloc is not glibc's."""
+    """Let glibc's malloc keep freed memory for reuse (no fresh mappings, no trimming): otherwise each
+    large tensor of a training step is new memory zeroed page by page (130,000 page faults a step of
+    config 1 against 22,000). The process keeps its peak memory for good. False where not glibc."""
     try:
         mallopt = ctypes.CDLL(ctypes.util.find_library('c') or 'libc.so.6').mallopt
     except (OSError, AttributeError):
@@ -31,22 +27,11 @@ def malloc_keeps_freed_memory() -> bool:
 
 def tune_process(threads: int = 0, processes: int = 1, keep_freed_memory: bool = False,
                  helper_threads: int = 0) -> None:
-    """Tune the whole process for speed, as demo.py, eval.py and train.py do; the library
-    itself never does. Call it first, before any Paddle work:
-
-    - on an AMD CPU, MKL's AVX2 kernels for Paddle's CPU math (``MKL_DEBUG_CPU_TYPE=5`` in
-      ``os.environ`` unless it is set; ``model.cpu_math``): dygraph and Paddle Inference run
-      several times faster there;
-    - Paddle's CPU math threads for the process: ``threads``, 0 for this process's share of
-      the cores among ``processes`` on the machine (a ``Segmenter`` or ``train`` uses its own
-      ``threads`` while it runs and puts these back);
-    - ``keep_freed_memory``: glibc's malloc keeps freed memory for reuse
-      (``malloc_keeps_freed_memory``): faster steps of CPU training, but the process keeps
-      its peak memory until it ends (the commands ask for it when they run on the CPU);
-    - ``helper_threads``: OpenCV's threads and numpy's BLAS's (OpenBLAS; not MKL, which
-      Paddle's network may share) for the process, 0 to leave them: 1 when pictures are read
-      and post-processed in several threads beside the network (``Segmenter.stream``,
-      ``evaluate``, callers in threads), as demo.py and eval.py ask."""
+    """Tune the whole process for speed, as the commands do (the library never does); call it first:
+    on an AMD CPU MKL's AVX2 kernels (``model.cpu_math``); Paddle's CPU math ``threads`` (0: this
+    process's share among ``processes``); ``keep_freed_memory``: ``malloc_keeps_freed_memory``;
+    ``helper_threads``: OpenCV's and OpenBLAS's threads (0: left as they are; 1 when pictures are
+    read and finished in threads beside the network, as demo.py and eval.py ask)."""
     prefer_avx2_mkl()
     if keep_freed_memory:
         malloc_keeps_freed_memory()

@@ -17,7 +17,7 @@ from solov2.core.cache import entry_folder
 from solov2.model.build import build_model
 from solov2.model.distributed import cpu_launch_env
 from solov2.model.inference.auto_backend import cache_key, cached_backend
-from solov2.model.inference.postprocess import Detections, InferenceParams, postprocess_flat
+from solov2.model.inference.postprocess import Detections, InferenceParams, flatten_levels, postprocess_flat
 from solov2.model.inference.spec import ModelSpec
 
 REPO_DIR = Path(__file__).resolve().parents[1]
@@ -39,6 +39,12 @@ def get_eval_model(pytestconfig, number: int):
         cache[number] = model
     return cache[number]
 
+
+
+def postprocess(outputs: dict, params: InferenceParams) -> list:
+    """The SOLOv2 model's outputs of a batch (cate_logits, kernels, mask_feat) -> one Detections per image."""
+    scores, kernels = flatten_levels(outputs['cate_logits'], outputs['kernels'])
+    return postprocess_flat(scores, kernels, outputs['mask_feat'], params)
 
 
 def soft_detections(backend, chw) -> Detections:

@@ -1,8 +1,6 @@
-"""The engine interface: ``run``, the exportable network on a preprocessed batch and its
-regions -> its three outputs (scores [B, K, C], kernels [B, K, E], mask_feat [B, E, H/4, W/4]),
-with what a batch may hold (``batch_regions``, ``check_batch``, ``run_size``, ``share_batches``)
-and ``compile_ahead``. One class per engine; ``pipeline.Predictor`` prepares, post-processes
-and finishes pictures around one.
+"""The engine interface: ``run``, the exportable network on a preprocessed batch and its regions ->
+(scores [B, K, C], kernels [B, K, E], mask_feat [B, E, H/4, W/4]), with what a batch may hold.
+One class per engine; ``pipeline.Predictor`` prepares and finishes pictures around one.
 """
 import abc
 from typing import List, Optional, Sequence, Tuple
@@ -20,14 +18,11 @@ class BackendError(InputError):
 
 
 class Backend(abc.ABC):
-    """An engine: ``run``, the exportable network's three outputs for a batch. ``mixes_sizes``:
-    whether ``run`` takes pictures of several padded sizes in one batch (``regions``,
-    ``model.region``), each computed as alone; ``max_batch``: the most pictures a batch may
-    hold (0: any; through TensorRT, its optimisation profile's). ``fallback``: why this engine
-    runs instead of the one asked for (``backend='auto'`` that could not export: one line;
-    None: as asked). ``network_on_gpu``: the network runs on a GPU; ``device_outputs``: ``run``
-    gives Paddle tensors on that device (inside ``placed()``, where the predictor post-processes
-    them with Paddle ops)."""
+    """An engine: ``run``, the network's three outputs for a batch. ``mixes_sizes``: ``run`` takes
+    several padded sizes a batch (``regions``, ``model.region``); ``max_batch``: the most pictures a
+    batch may hold (0: any); ``fallback``: why this engine runs instead of the one asked for (None: as
+    asked); ``network_on_gpu``; ``device_outputs``: ``run`` gives Paddle tensors on that device
+    (inside ``placed()``)."""
     name = 'backend'
     mixes_sizes = False
     fallback: Optional[str] = None
@@ -60,9 +55,8 @@ class Backend(abc.ABC):
         return [t.numpy() if isinstance(t, paddle.Tensor) else np.asarray(t) for t in self.run(batch, regions)]
 
     def compile_ahead(self, max_batch: int, mixed: bool = False) -> None:
-        """Compile or open now what batches of up to ``max_batch`` pictures (``mixed``: of
-        several sizes) will need, so that no later call waits for it (here only
-        ``check_batch``)."""
+        """Compile or open now what batches of up to ``max_batch`` pictures (``mixed``: of several
+        sizes) will need (here only ``check_batch``)."""
         self.check_batch(max_batch, 'max_batch')
 
     def check_batch(self, size: int, option: str = 'batch_size') -> None:
@@ -73,14 +67,12 @@ class Backend(abc.ABC):
                              ' or less, or open it without tensorrt')
 
     def run_size(self, padded_hw: Tuple[int, int]) -> Tuple[int, int]:
-        """The input size a picture of ``padded_hw`` (H, W) runs at alone (here itself; a
-        backend that pads to size buckets: its bucket)."""
+        """The input size a picture of ``padded_hw`` (H, W) runs at alone (with size buckets: its bucket)."""
         return tuple(padded_hw)
 
     def batch_regions(self, inputs: Sequence[np.ndarray]) -> Tuple[np.ndarray, Optional[np.ndarray]]:
-        """Preprocessed images [3, Hb, Wb] each -> (their batch [B, 3, H, W], the regions [B, 2]
-        of images of several sizes, None for one size); InputError for several sizes where
-        the backend does not mix them."""
+        """Preprocessed images [3, Hb, Wb] -> (batch [B, 3, H, W], regions [B, 2] of several sizes, else
+        None); InputError for several sizes where the backend does not mix them."""
         self.check_batch(len(inputs))
         batch = batch_images(inputs)
         if self.size_range is not None:
@@ -95,11 +87,10 @@ class Backend(abc.ABC):
 
 def share_batches(sizes: Sequence[Tuple[int, int]], backend: Backend, max_batch: int = 0,
                   max_padding: float = 0.0) -> List[List[int]]:
-    """Pictures of padded sizes ``sizes`` (H, W), grouped into the batches ``backend`` runs them
-    in: lists of indices, each batch taking the first picture left and every later one that
-    joins it (at most ``max_batch``, 0: any number). A picture joins pictures of its padded size,
-    or, where the backend mixes sizes, of its run size (``run_size``: a size bucket), or any whose
-    batch then has at most ``1 + max_padding`` times the pixels they run with alone."""
+    """Pictures of padded sizes ``sizes`` (H, W) as the batches ``backend`` runs (lists of indices, at
+    most ``max_batch``, 0: any): the first picture left and each later one of its padded size, or
+    where the backend mixes sizes, of its ``run_size`` or whose batch then has at most
+    ``1 + max_padding`` times the pixels they run with alone."""
     def joins(members: List[int]) -> bool:
         runs = [backend.run_size(sizes[i]) if backend.mixes_sizes else tuple(sizes[i]) for i in members]
         if len(set(runs)) == 1:

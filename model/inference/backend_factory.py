@@ -1,14 +1,8 @@
 """Inference backends by name: ``open_backend``, the one factory behind demo.py, eval.py, the
-export tools, ``solov2.api.Segmenter`` and the service, opens a ``model.inference.spec.ModelSpec``.
-
-- ``auto`` (the default of demo.py and eval.py): exported once into a cache and run in OpenVINO
-  or onnxruntime f32, whichever was faster when timed on this CPU, or OpenVINO bf16 on a CPU with
-  native bf16 where it kept f32's instances and was faster (precision unset;
-  ``model.inference.auto_backend``);
-- ``dygraph``: ``model.inference.dygraph_backend.DygraphBackend``, the Paddle model from a checkpoint;
-- ``inference``: ``paddle.inference`` on an exported model folder (CPU or GPU, TensorRT as an option);
-- ``onnx``: onnxruntime on an exported model folder (the CPU provider, or the CUDA one on a GPU);
-- ``openvino``: OpenVINO on an exported model folder, ``precision`` f32 | bf16 | int8.
+export tools, ``solov2.api.Segmenter`` and the service, opens a ``model.inference.spec.ModelSpec``:
+``auto`` (exported once into a cache, run on the engine timed fastest here, ``auto_backend``),
+``dygraph`` (the Paddle model of a checkpoint), or an exported folder on ``inference`` (Paddle
+Inference), ``onnx`` (onnxruntime) or ``openvino`` (f32 | bf16 | int8).
 """
 from dataclasses import replace
 from typing import Optional, Tuple
@@ -27,10 +21,8 @@ from solov2.model.runtime import cpu_threads, resolve_device
 
 
 def checked_weights(spec: ModelSpec) -> Tuple[int, type]:
-    """(number, config) of ``spec``'s checkpoint (``config.sidecar.resolve_config``) after checking
-    the path names a file and, without a sidecar, that the weights fit ``spec.config``
-    (``model.checkpoint.check_unrecorded``); InputError naming the fix (none given, a folder,
-    a typo, the config they fit)."""
+    """(number, config) of ``spec``'s checkpoint (``config.sidecar.resolve_config``) once the path names
+    a file and, without a sidecar, the weights fit ``spec.config``; InputError naming the fix."""
     weights = spec.weights
     if not weights:
         raise InputError('pass ', param('weights'), ' (a .pdparams checkpoint) or ', param('backend', *EXPORTED),
@@ -44,20 +36,13 @@ def checked_weights(spec: ModelSpec) -> Tuple[int, type]:
 def open_backend(spec: ModelSpec, *, resolved: Optional[Tuple[int, type]] = None, processes: Processes = SINGLE,
                  cache_dir: Optional[str] = None, progress: Optional[Progress] = None,
                  checked: bool = False) -> Tuple[int, Backend]:
-    """(config number, backend) of ``spec`` ready to run (``spec.check`` first unless ``checked``:
-    the caller's, before a published name is fetched; its weights a checkpoint's path, not a
-    published name): ``weights`` for 'auto' and 'dygraph', ``model_dir``
-    for 'inference', 'onnx' and 'openvino'. ``resolved``: ``checked_weights``'s (number, config)
-    when the caller has it already. ``device`` and ``threads`` are the backend's own (``threads``
-    0: this process's share of the cores among ``processes.local_size`` on the machine); the
-    process's Paddle settings are left as they are (``model.runtime.paddle_on``). Under the
-    launcher (``processes``, ``model.distributed``) 'auto' exports into the cache on each
-    node's first process while the others wait, then all load it. ``cache_dir``: the export
-    cache (default ``$SOLOV2_CACHE``, ``core.paths.cache_root``); ``progress(stage, fraction)``
-    hears 'auto''s first export (``auto_backend.cached_backend``). On a GPU 'auto' is 'dygraph';
-    'inference' and 'onnx' run on a GPU when ``device`` names one, else on the CPU; 'openvino'
-    runs on the CPU only. Raises InputError (or a subclass: BackendError, CheckpointError) with
-    a one-line message."""
+    """(config number, backend) of ``spec`` ready to run (``spec.check`` first unless ``checked`` by the
+    caller; ``resolved``: ``checked_weights``'s result when the caller has it). ``device`` and ``threads``
+    are the backend's own (threads 0: this process's share among ``processes.local_size``). Under the
+    launcher 'auto' exports on each node's first process while the others wait. ``cache_dir``: the
+    export cache (default ``$SOLOV2_CACHE``); ``progress(stage, fraction)`` hears 'auto''s first export.
+    On a GPU 'auto' is 'dygraph'; exported folders run on the CPU unless ``device`` names a GPU
+    ('openvino': CPU only). InputError (BackendError, CheckpointError) in one line."""
     if not checked:
         spec.check()
     chosen = resolve_device(spec.device, named=True)    # InputError naming the fix for a GPU this Paddle cannot use

@@ -1,23 +1,11 @@
-"""The post-processing of ``postprocess.py`` as Paddle ops on the network's device.
-
-On a GPU the network's outputs stay where they are: thresholding, the dynamic convolution,
-Matrix NMS and the paste run there, and only the kept instances come back, each mask as its
-crop to its box (``CroppedMasks``). The instances are those of the numpy path
-(``postprocess_flat`` + ``paste_in_boxes``): the same candidates (the ``SCAN_LIMIT * nms_pre``
-best category scores), the same ranking with the same tie order, the same Matrix NMS on the
-whole candidate set (masks of other classes leave a decay of exactly 1, as the numpy path's
-class blocks do) and the paste with the same matrices (``_Axis``), so labels and the order
-match, scores agree to float rounding and masks up to pixels at threshold ties.
-The mask logits' products must not run in TF32 (a GPU's float32 products from Ampere on, by
-default on Paddle 2.6's cuBLAS): they would move by ~1e-3 and could swap near-tied instances.
-On a GPU the block runs with cuBLAS TF32 off (``runtime.tf32_off``, the switch Paddle reads at
-each call) and the products are float32, or float64 where FP64 is fast (``product_dtype``: P100,
-V100, A100, H100, B200) or Paddle has no switch; on the CPU float32 (no TF32 there). Matrix NMS's
-0/1 products are exact either way. The paste takes as many masks at once as ``PASTE_BYTES`` of
-device memory hold at the picture's size (``paste_step``). The same code runs on the CPU in the tests.
-
-Letters as in ``postprocess.py``: K cells, C classes, E kernel channels, M candidates,
-N kept instances, P = Hf * Wf mask-feature pixels, H x W the original picture.
+"""The post-processing of ``postprocess.py`` as Paddle ops on the network's device: only the
+kept instances come back, each mask cropped to its box (``CroppedMasks``). The numpy path's
+instances (``postprocess_flat`` + ``paste_in_boxes``): the same candidates, ranking and tie order,
+Matrix NMS (other classes decay by exactly 1) and paste matrices (``_Axis``), so labels and order
+match, scores to float rounding, masks but at threshold ties. The mask logits' products run with
+cuBLAS TF32 off (TF32 would move them by ~1e-3 and swap near ties; ``runtime.tf32_off``), in
+float32, or float64 where FP64 is fast or Paddle has no switch (``product_dtype``). The same code
+runs on the CPU in the tests. Letters as in ``postprocess.py``; P = Hf * Wf, H x W the picture.
 """
 import contextlib
 import math
@@ -29,7 +17,7 @@ import paddle.nn.functional as F
 from paddle.base import core
 
 from solov2.data.masks import CroppedMasks
-from solov2.model.inference.postprocess import SCAN_LIMIT, Detections, InferenceParams, _Axis, _empty, checked_strides
+from solov2.model.inference.postprocess import SCAN_LIMIT, Detections, InferenceParams, _Axis, checked_strides
 from solov2.model.runtime import tf32_off
 
 ROWS_PER_STEP = 128   # candidates whose [rows, P] logits are made at once (bounds the device memory)
@@ -39,11 +27,9 @@ FAST_FP64 = ((6, 0), (7, 0), (8, 0), (9, 0), (10, 0))   # compute capabilities w
 
 
 def product_dtype(capability: Optional[Tuple[int, int]], switch: bool) -> str:
-    """The dtype of the mask logits' products on a device of compute ``capability`` (None: the
-    CPU), ``switch``: whether Paddle has its cuBLAS TF32 switch (``runtime.tf32_off``): float32
-    on the CPU and, with TF32 switched off, on GPUs whose FP64 is slow (1/32 or 1/64 of FP32 on
-    consumer and inference cards: T4, RTX, L4, L40S); float64 where FP64 is fast
-    (``FAST_FP64``), or where no switch can turn TF32 off."""
+    """The mask logits' products' dtype on compute ``capability`` (None: the CPU), ``switch``: Paddle
+    has its cuBLAS TF32 switch. float32 on the CPU and on GPUs of slow FP64 (T4, RTX, L4, L40S);
+    float64 where FP64 is fast (``FAST_FP64``) or no switch can turn TF32 off."""
     if capability is None:
         return 'float32'
     return 'float64' if tuple(capability) in FAST_FP64 or not switch else 'float32'
@@ -57,15 +43,14 @@ def device_capability(place) -> Optional[Tuple[int, int]]:
 
 
 def paste_step(height: int, width: int, budget: int = PASTE_BYTES) -> int:
-    """Masks pasted at once on an ``height`` x ``width`` picture: as many as ``budget`` bytes
-    hold at ``PASTE_PIXEL_BYTES`` a pixel, at least one (12 MP: 8; 100 MP: 1, about 1 GB)."""
+    """Masks pasted at once on a ``height`` x ``width`` picture: as many as ``budget`` bytes hold
+    at ``PASTE_PIXEL_BYTES`` a pixel, at least one."""
     return max(1, budget // (PASTE_PIXEL_BYTES * height * width))
 
 
 def ranked(values: paddle.Tensor, k: Optional[int] = None) -> paddle.Tensor:
-    """Positions of the ``k`` largest of ``values`` [n], best first, equal values in
-    ascending position (what numpy's stable sort of the negated values gives), with no
-    stable sort: each value's dense rank and its position make a unique int64 key."""
+    """Positions of the ``k`` largest of ``values`` [n], best first, ties in ascending position
+    (numpy's stable sort of the negated values), keyed on dense rank and position."""
     n = values.shape[0]
     order = paddle.argsort(values)
     ascending = paddle.gather(values, order)
@@ -76,14 +61,12 @@ def ranked(values: paddle.Tensor, k: Optional[int] = None) -> paddle.Tensor:
 
 
 def _logits(kernels: paddle.Tensor, feat: paddle.Tensor) -> paddle.Tensor:
-    """Mask logits [r, P] float32 of kernels [r, E] float32 over feat [E, P], the product in
-    feat's dtype (``product_dtype``)."""
+    """Mask logits [r, P] float32 of kernels [r, E] over feat [E, P], in feat's dtype."""
     return paddle.matmul(kernels.astype(feat.dtype), feat).astype('float32')
 
 
 def _statistics(kernels: paddle.Tensor, feat: paddle.Tensor, logit_threshold: float):
-    """Areas [m] float32 and maskness [m] float32 (mean sigmoid inside the mask, summed in
-    float64 as the numpy path does) of kernels [m, E] over feat [E, P] (``product_dtype``)."""
+    """Areas [m] and maskness [m] float32 (summed in float64, as numpy) of kernels [m, E] over feat [E, P]."""
     areas, maskness = [], []
     for start in range(0, kernels.shape[0], ROWS_PER_STEP):
         logits = _logits(kernels[start:start + ROWS_PER_STEP], feat)              # [r, P]
@@ -111,15 +94,9 @@ def matrix_nms(binary: paddle.Tensor, labels: paddle.Tensor, scores: paddle.Tens
     return scores * decay.min(axis=0)
 
 
-def _binary(kernels: paddle.Tensor, feat: paddle.Tensor, logit_threshold: float) -> paddle.Tensor:
-    """[n, P] float32 0/1 masks of kernels [n, E] over feat [E, P] (``product_dtype``)."""
-    return (_logits(kernels, feat) > logit_threshold).astype('float32')
-
-
 def select_instances(scores, kernels, feat, strides, params: InferenceParams):
-    """One image on the device: scores [K, C], kernels [K, E], feat [E, P] (``product_dtype``), strides [K]
-    -> (cells [N], labels [N], decayed scores [N]) of the kept instances, best first,
-    or None when there are none."""
+    """One image: scores [K, C], kernels [K, E], feat [E, P], strides [K] -> (cells [N], labels [N],
+    decayed scores [N]) of the kept instances, best first, or None when there are none."""
     hits = paddle.nonzero(scores > params.score_threshold)                     # [M, 2]
     if hits.shape[0] == 0:
         return None
@@ -135,7 +112,8 @@ def select_instances(scores, kernels, feat, strides, params: InferenceParams):
         return None
     rescored = paddle.gather(category * maskness, kept)
     top = paddle.gather(kept, ranked(rescored, params.nms_pre))
-    decayed = matrix_nms(_binary(paddle.gather(cand_kernels, top), feat, logit_threshold),
+    binary = (_logits(paddle.gather(cand_kernels, top), feat) > logit_threshold).astype('float32')
+    decayed = matrix_nms(binary,
                          paddle.gather(labels, top), paddle.gather(category * maskness, top),
                          paddle.gather(areas, top), params.nms_kernel, params.nms_sigma)
     passing = paddle.nonzero(decayed >= params.update_threshold).flatten()
@@ -185,37 +163,28 @@ def paste_on_device(soft: paddle.Tensor, resized_hw: Sequence[int], orig_hw: Seq
 
 
 def postprocess_on_device(scores: paddle.Tensor, kernels: paddle.Tensor, mask_feat: paddle.Tensor,
-                          params: InferenceParams, metas: Optional[Sequence] = None) -> List[Detections]:
+                          params: InferenceParams, metas: Sequence) -> List[Detections]:
     """The network's outputs on its device: scores [B, K, C], kernels [B, K, E], mask_feat
-    [B, E, Hf, Wf] -> one Detections per image, as ``postprocess_flat`` gives, with the
-    masks pasted on the picture (``paste_detections``) when ``metas`` (ImageMeta each) are
-    given (each image's mask features cropped to its own padded size), else the soft masks
-    [N, Hf, Wf] float32. On a GPU with cuBLAS TF32 off, the logits' products in
-    ``product_dtype``."""
+    [B, E, Hf, Wf] -> one Detections per image (ImageMeta each in ``metas``), as ``postprocess_flat``
+    and ``paste_detections`` give on each image's mask features cropped to its own padded size.
+    On a GPU with cuBLAS TF32 off, the logits' products in ``product_dtype``."""
     strides = paddle.to_tensor(checked_strides(scores.shape[1], kernels.shape[1], params))
     capability = device_capability(mask_feat.place)
     dtype = product_dtype(capability, hasattr(core, 'get_cublas_switch'))
-    found = []
     with tf32_off('cublas') if capability else contextlib.nullcontext():
-        for b in range(mask_feat.shape[0]):
-            own = mask_feat[b] if metas is None else mask_feat[b, :, :metas[b].padded_hw[0] // 4,
-                                                                :metas[b].padded_hw[1] // 4]
-            found.append(_one_image(scores[b], kernels[b], own, strides, params, dtype, metas and metas[b]))
-    return found
+        return [_one_image(scores[b], kernels[b], mask_feat[b, :, :meta.padded_hw[0] // 4, :meta.padded_hw[1] // 4],
+                           strides, params, dtype, meta) for b, meta in enumerate(metas)]
 
 
 def _one_image(scores, kernels, own, strides, params: InferenceParams, dtype: str, meta) -> Detections:
     """``postprocess_on_device`` of one image: scores [K, C], kernels [K, E], its mask features
-    own [E, Hf, Wf], the products in ``dtype``; pasted on the picture of ``meta`` when given."""
+    own [E, Hf, Wf], the products in ``dtype``, pasted on the picture of ``meta``."""
     feat = own.reshape([own.shape[0], -1]).astype(dtype)
     chosen = select_instances(scores, kernels, feat, strides, params)
     if chosen is None:
-        empty = _empty(own.shape[1:])
-        if meta is not None:
-            empty.masks = CroppedMasks([], np.zeros((0, 4), np.int64), meta.orig_hw)
-        return empty
+        return Detections(CroppedMasks([], np.zeros((0, 4), np.int64), meta.orig_hw), np.zeros(0, np.int64),
+                          np.zeros(0, np.float32))
     cells, labels, decayed = chosen
     soft = F.sigmoid(_logits(paddle.gather(kernels, cells), feat)).reshape([-1, *own.shape[1:]])
-    masks = (paste_on_device(soft, meta.resized_hw, meta.orig_hw, params.mask_threshold)
-             if meta is not None else soft.numpy())
+    masks = paste_on_device(soft, meta.resized_hw, meta.orig_hw, params.mask_threshold)
     return Detections(masks, labels.numpy().astype(np.int64), decayed.numpy())

@@ -1,11 +1,6 @@
-"""Export a checkpoint for deployment: a Paddle Inference model and/or ONNX, plus
-``infer_cfg.json`` (config, class names, test sizes, input range, normalisation and the
-post-processing thresholds), then a check of each format against the dygraph model.
-
-The exported graph is the network plus sigmoid and points-NMS
-(``model.inference.export_network.ExportableSOLOv2``); threshold, dynamic convolution, Matrix NMS
-and top-k run in Python (``model.inference.postprocess.postprocess_flat``).
-``tools/export_model.py`` is the command line.
+"""Export a checkpoint for deployment (``tools/export_model.py``): a Paddle Inference model and/or
+ONNX of ``export_network.ExportableSOLOv2``, plus ``infer_cfg.json`` (what a runtime needs besides
+the graph), then a check of each format against the dygraph model.
 """
 import json
 import os
@@ -188,11 +183,8 @@ def infer_cfg(number: int, cfg, min_size: int, max_size: int, files: Dict[str, o
 # ---- verification -----------------------------------------------------------------------------
 
 def compare_outputs(got: Sequence[np.ndarray], expected: Sequence[np.ndarray]) -> Dict[str, float]:
-    """Max abs differences of (scores, kernels, mask_feat). Scores are compared on the
-    cells both runs keep: points-NMS keeps a cell only when it equals its 2x2 maximum,
-    so a 1-ulp difference at an exact tie zeroes a cell in one run and not the other
-    (frequent with random weights, whose scores are nearly constant); such cells are
-    counted in ``flipped``."""
+    """Max abs differences of (scores, kernels, mask_feat); scores on the cells both runs keep (a 1-ulp
+    tie flips a cell of points-NMS, often with random weights: counted in ``flipped``)."""
     scores, ref = got[0], expected[0]
     both = (scores > 0) & (ref > 0)
     return {'scores': float(np.abs(scores - ref)[both].max(initial=0.0)),

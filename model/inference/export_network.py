@@ -1,19 +1,9 @@
-"""The exportable part of SOLOv2 inference.
-
-Deployment splits inference in two (see README "Deployment"):
-
-- the network and the fixed-shape part of the post-processing, which
-  ``ExportableSOLOv2`` runs and ``paddle.jit.save`` / paddle2onnx export:
-  images [B, 3, H, W] -> ``scores`` [B, K, C] (sigmoid + points-NMS), ``kernels`` [B, K, E]
-  and ``mask_feat`` [B, E, H/4, W/4] (K = sum of S*S over the levels, cells in level order then
-  row-major); traced a second time with the ``regions`` input [B, 2] (each image's own input
-  size, for a runtime that pads the batch further: ``SOLOv2.forward``) for size buckets;
-  ``network_feed`` is what every runtime feeds either graph;
-- the data-dependent rest (score threshold, dynamic convolution, area filter,
-  Matrix NMS, top-k), which stays in Python: ``model.inference.postprocess.postprocess_flat``.
-
-H and W may be any multiples of 32 (``MIN_SIZE`` .. the export's ``--max-size``);
-the graph has no size baked in.
+"""The exportable part of SOLOv2 inference: ``ExportableSOLOv2``, the network plus sigmoid and
+points-NMS, images [B, 3, H, W] (multiples of 32, no size baked in) -> ``scores`` [B, K, C],
+``kernels`` [B, K, E], ``mask_feat`` [B, E, H/4, W/4] (K = sum of S*S, level order then
+row-major); traced again with the ``regions`` input [B, 2] for size buckets (``SOLOv2.forward``).
+``network_feed`` is what every runtime feeds either graph; the data-dependent rest stays in
+Python (``postprocess.postprocess_flat``).
 """
 import os
 import warnings
@@ -127,12 +117,9 @@ def _keep_zero_argument_super(model: nn.Layer) -> None:
 
 
 def save_inference_model(model: SOLOv2, prefix: str, regions: bool = False) -> str:
-    """Trace ``ExportableSOLOv2(model)`` (eval mode) with inputs [None, 3, None, None] (and with
-    ``regions``, regions [None, 2]: the graph then holds the region masks and crops) and write it
-    with ``paddle.jit.save``: PREFIX.json (Paddle >= 3, PIR) or PREFIX.pdmodel (Paddle 2.x), plus
-    PREFIX.pdiparams; returns the model file's path. The process's warning filters are
-    put back afterwards (the code Paddle generates for the conversion adds one that hides
-    every DeprecationWarning)."""
+    """Trace ``ExportableSOLOv2(model)`` with inputs [None, 3, None, None] (``regions``: and [None, 2])
+    and ``paddle.jit.save`` it: PREFIX.json (Paddle >= 3) or PREFIX.pdmodel, plus PREFIX.pdiparams;
+    returns the model file's path. The process's warning filters are put back afterwards."""
     model.eval()
     if paddle_major() < 3:
         _keep_zero_argument_super(model)

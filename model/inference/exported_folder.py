@@ -55,10 +55,8 @@ def loading(what: str):
 
 
 def engine_folder(cache: Optional[str], files: Sequence[Path], *settings) -> Optional[str]:
-    """The folder of ``cache`` where TensorRT keeps the engines it builds for the model in
-    ``files`` with ``settings`` (engine, profile, precision): named after a hash of the files'
-    bytes and the settings, as onnxruntime and Paddle Inference name an engine after the graph's
-    names, never its weights (two exports of one config share them). None without ``cache``."""
+    """The folder of ``cache`` for TensorRT's engines of the model in ``files`` with ``settings``, named
+    after a hash of the files' bytes (the runtimes name engines after the graph, not its weights)."""
     if not cache:
         return None
     digest = hashlib.sha256(repr([*settings, *(file_sha256(path) for path in files)]).encode())
@@ -86,9 +84,8 @@ def config_from_infer_cfg(info: dict, overrides: Sequence[str] = ()):
 
 
 class ExportedBackend(Backend):
-    """Common part of the backends that read an exported folder, on ``device`` ('cpu', 'gpu',
-    'gpu:N'). On a GPU the outputs come back as host arrays and are post-processed on the
-    CPU, whose cores the network leaves free: more finishing workers (``Predictor.finish_workers``)."""
+    """Common part of the backends of an exported folder, on ``device`` ('cpu', 'gpu', 'gpu:N'); their
+    outputs are host arrays, post-processed on the CPU."""
 
     def __init__(self, model_dir: str, overrides: Sequence[str] = (), device: str = 'cpu'):
         self.model_dir, self.device, self.network_on_gpu = Path(model_dir), device, on_gpu(device)
@@ -102,10 +99,8 @@ class ExportedBackend(Backend):
         super().__init__(config_from_infer_cfg(self.info, overrides), size_range)
 
     def through_tensorrt(self) -> None:
-        """What TensorRT's optimisation profile takes, refused at open: batches of up to
-        ``TENSORRT_MAX_BATCH`` (``max_batch``, checked by ``check_batch``), and inputs of the
-        export's size range (``size_range``), so BackendError naming ``test_max`` when the
-        config's resize reaches past its largest side."""
+        """TensorRT's profile's limits: batches of up to ``TENSORRT_MAX_BATCH`` (``max_batch``), and
+        BackendError naming ``test_max`` when the config's resize reaches past the export's largest side."""
         self.max_batch = TENSORRT_MAX_BATCH
         largest = padded_size(self.cfg.test_max, SIZE_DIVISOR)
         if largest > self.size_range[1]:

@@ -1,11 +1,7 @@
-"""Whether a faster precision (bf16, INT8) keeps f32's answer on a picture: the one comparison
-that ``auto``'s bf16 check and the precision tests make. Of f32's instances scored at least
-``min_score`` (``auto``: ``SEEN_SCORE``, what the demo draws), each is found again (the same
-class, the unpaired one of highest mask IoU), every pair's IoU at least ``MIN_PAIR_IOU`` and
-their mean at least ``MIN_MASK_IOU``, scores within ``MAX_SCORE_DIFF``, and no other instance
-scored ``min_score + MAX_SCORE_DIFF`` or more. Instances near the floor may cross it either
-way, and one small mask may lose a few border pixels: neither changes the answer's AP
-(docs/deployment.md)."""
+"""Whether a faster precision (bf16, INT8) keeps f32's answer on a picture (``auto``'s bf16 check, the
+precision tests): each of f32's instances scored at least ``min_score`` found again (same class,
+highest mask IoU), every pair's IoU at least ``MIN_PAIR_IOU``, their mean ``MIN_MASK_IOU``, scores
+within ``MAX_SCORE_DIFF``, no other instance scored ``min_score + MAX_SCORE_DIFF`` or more."""
 from typing import Dict, Optional
 
 import numpy as np
@@ -25,12 +21,10 @@ def mask_iou(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def compare_instances(got: Detections, want: Detections, min_score: float = 0.0) -> Dict[str, float]:
-    """How ``got``'s instances match ``want``'s scored at least ``min_score`` (both pasted: binary
-    masks [N, H, W]): each of those, best first, is paired with the unpaired one of ``got`` of its
-    label with the highest mask IoU. {'instances': how many of ``want``'s compared, 'kept': pairs
-    with IoU >= MIN_MASK_IOU, 'extra': ``got``'s left unpaired scored min_score + MAX_SCORE_DIFF or
-    more, 'min_iou' and 'mean_iou' of the pairs (0 for one left unpaired; 1.0 with none),
-    'max_score_diff': of the pairs}."""
+    """How ``got``'s instances match ``want``'s scored at least ``min_score`` (masks [N, H, W]), each paired
+    best first with ``got``'s unpaired one of its label of highest mask IoU: {'instances', 'kept' (IoU >=
+    MIN_MASK_IOU), 'extra' (unpaired scored min_score + MAX_SCORE_DIFF or more), 'min_iou', 'mean_iou'
+    (0 for one unpaired, 1.0 with none), 'max_score_diff'}."""
     free, ious, diffs = list(range(len(got))), [], [0.0]
     for index in np.flatnonzero(np.asarray(want.scores) >= min_score):
         scored = [(mask_iou(got.masks[j], want.masks[index]), j) for j in free if got.labels[j] == want.labels[index]]

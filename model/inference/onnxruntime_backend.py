@@ -19,10 +19,9 @@ CUDA, TENSORRT = 'CUDAExecutionProvider', 'TensorrtExecutionProvider'
 
 
 def tensorrt_options(number: int, size_range, engine_cache: Optional[str]) -> dict:
-    """onnxruntime's TensorRT provider options on GPU ``number``: float16, one optimisation
-    profile from 1 picture of the export's smallest side to ``TENSORRT_MAX_BATCH`` of its largest
-    (``size_range``: min, max side), engines kept in ``engine_cache`` (None: built at each start;
-    one folder per model, ``exported_folder.engine_folder``)."""
+    """onnxruntime's TensorRT provider options on GPU ``number``: float16, one profile from 1 picture
+    of ``size_range``'s smallest side to ``TENSORRT_MAX_BATCH`` of its largest, engines kept in
+    ``engine_cache`` (None: built at each start)."""
     low, high = size_range
     shapes = {key: f'{INPUT_NAME}:{batch}x3x{side}x{side}' for key, batch, side in (
         ('trt_profile_min_shapes', 1, low), ('trt_profile_opt_shapes', 1, high),
@@ -33,13 +32,10 @@ def tensorrt_options(number: int, size_range, engine_cache: Optional[str]) -> di
 
 def onnx_providers(device: str, available: Sequence[str], tensorrt: bool = False, size_range=(0, 0),
                    engine_cache: Optional[str] = None) -> list:
-    """onnxruntime's execution providers for ``device``: the CPU's, or on a GPU the CUDA
-    provider on GPU N (``gpu_number``: under the launcher, the process's own) first, with
-    cuDNN's heuristic choice of convolution algorithms (the default, EXHAUSTIVE, times them
-    all again for each new input size, and sizes change with each picture), the CPU's for what
-    it lacks; ``tensorrt``: TensorRT's provider before CUDA's (``tensorrt_options``). ``available``:
-    ``onnxruntime.get_available_providers()``. BackendError when a GPU (or TensorRT) is asked of an
-    onnxruntime without its provider."""
+    """onnxruntime's execution providers for ``device``: the CPU's, or the CUDA provider on GPU N first
+    (cuDNN's HEURISTIC algorithm choice: EXHAUSTIVE times them again for each input size), the CPU's
+    after; ``tensorrt``: TensorRT's before CUDA's. ``available``: ``onnxruntime.get_available_providers()``.
+    BackendError when a GPU (or TensorRT) is asked of an onnxruntime without its provider."""
     if not on_gpu(device):
         return ['CPUExecutionProvider']
     for provider, name, also in [(CUDA, 'CUDA', ', or use the CPU')] + [
@@ -55,9 +51,8 @@ def onnx_providers(device: str, available: Sequence[str], tensorrt: bool = False
 
 
 def check_providers(session, providers: list, version: str) -> None:
-    """BackendError when ``providers`` asked for CUDA (or TensorRT) and the ``session`` that
-    onnxruntime ``version`` opened did not get it (it falls back when a provider cannot start:
-    CUDA, cuDNN or TensorRT libraries missing or of another version)."""
+    """BackendError when ``providers`` asked for CUDA (or TensorRT) and the ``session`` did not get it
+    (onnxruntime falls back when a provider's libraries are missing or of another version)."""
     asked = {provider[0] for provider in providers if isinstance(provider, tuple)}
     if asked <= set(session.get_providers()):
         return
@@ -70,10 +65,9 @@ def check_providers(session, providers: list, version: str) -> None:
 
 
 def load_gpu_libraries(ort, tensorrt: bool) -> None:
-    """Load the libraries the GPU providers of onnxruntime ``ort`` need from their wheels, before a
-    session opens: CUDA and cuDNN (``preload_dlls``, onnxruntime-gpu >= 1.21; its extras cuda and
-    cudnn), and for ``tensorrt`` TensorRT's (importing the ``tensorrt`` package loads the
-    libraries of its wheel, requirements-deploy-tensorrt.txt; without it, the system's)."""
+    """Load the GPU providers' libraries from their wheels before a session opens: CUDA and cuDNN
+    (``preload_dlls``, onnxruntime-gpu >= 1.21), and for ``tensorrt`` TensorRT's (importing the
+    ``tensorrt`` package; without it, the system's)."""
     if hasattr(ort, 'preload_dlls'):
         ort.preload_dlls()
     if tensorrt:
@@ -84,13 +78,9 @@ def load_gpu_libraries(ort, tensorrt: bool) -> None:
 
 
 class OnnxBackend(ExportedBackend):
-    """onnxruntime with ``threads`` intra-op threads (0 = every core), on the CPU or a GPU
-    (``device``; ``tensorrt``: through TensorRT float16, its engines kept in a folder of
-    ``engine_cache`` of the model's own, ``engine_folder``; ``onnx_providers``). Its
-    ``InferenceSession.run`` may be called from several threads at once. A batch of pictures
-    of several sizes runs the folder's regions graph (``model_regions.onnx``), whose session
-    opens on the first such batch. A session never falls back to other providers after it
-    opened (``run``)."""
+    """onnxruntime with ``threads`` intra-op threads (0 = every core) on ``device`` (``tensorrt``: through
+    TensorRT float16, engines in ``engine_cache``); safe from several threads. A batch of several sizes
+    runs the regions graph (``model_regions.onnx``, opened on first use). No fallback after opening."""
     name = 'onnx'
 
     def __init__(self, model_dir: str, threads: int = 0, overrides: Sequence[str] = (), device: str = 'cpu',
@@ -119,8 +109,7 @@ class OnnxBackend(ExportedBackend):
         self.output_names = list(OUTPUT_NAMES)
 
     def session_for(self, regions: bool):
-        """The session of the plain graph, or of the regions graph (opened on first use), its
-        providers checked and its fallback after start-up disabled."""
+        """The session of the plain or the regions graph, opened on first use, providers checked."""
         import onnxruntime as ort
         with self.lock:
             if regions not in self.sessions:
@@ -147,9 +136,8 @@ class OnnxBackend(ExportedBackend):
             self.session_for(True)
 
     def run(self, batch: np.ndarray, regions: Optional[np.ndarray] = None) -> List[np.ndarray]:
-        """The network's outputs; RunError naming the provider that failed during the run
-        (onnxruntime would otherwise go on, for the rest of the process, on its fallback:
-        TensorRT on CUDA with default options on GPU 0, or CUDA on the CPU)."""
+        """The network's outputs; RunError naming the provider that failed during the run (rather
+        than onnxruntime's fallback for the rest of the process)."""
         from onnxruntime.capi.onnxruntime_pybind11_state import EPFail
         session = self.session if regions is None else self.session_for(True)
         names = [value.name for value in session.get_inputs()]

@@ -1,16 +1,12 @@
 """The ``openvino`` backend: OpenVINO on the CPU, on a folder from ``tools/export_model.py``
-(``model.onnx``; ``model_regions.onnx`` with size buckets) or, for ``--precision int8``, from
-``tools/quantize.py`` (an INT8 OpenVINO IR); docs/deployment.md#openvino says more.
-
-Precisions f32, bf16 (only where OpenVINO reports BF16) and int8. Compiles use the LATENCY hint
-and ``ENABLE_CPU_PINNING=False`` (pinned threads stall behind our own workers on a shared core).
-INT8, and any precision padded to size buckets, compiles one static model per input size after
-padding (INT8 with dynamic sizes drifts off its static model: docs/deployment.md#int8); f32 and bf16 otherwise one
-dynamic-shape model. Buckets (``openvino_buckets``: INT8's default) zero-pad each batch to a few
-sizes (``data.transforms.bucket_sizes``) and run ``model_regions.onnx``, whose ``regions`` input
-keeps the result that of the batch's own size. One backend may be called from many threads: each
-compiled model runs through a ``RequestPool``; compiles happen one at a time under one lock.
+(``model.onnx``; ``model_regions.onnx`` with size buckets) or, for int8, from ``tools/quantize.py``
+(docs/deployment.md#openvino). Compiles use the LATENCY hint, unpinned threads (pinned ones stall
+behind our workers on a shared core). INT8, and any precision padded to size buckets
+(``openvino_buckets``, ``data.transforms.bucket_sizes``; the ``regions`` input keeps each picture's
+own result), compile one static model per input size (INT8 drifts on dynamic sizes); f32 and bf16
+otherwise one dynamic-shape model. Safe from many threads (``RequestPool``; one compile at a time).
 """
+import copy
 import logging
 import queue
 import threading
@@ -48,9 +44,8 @@ def has_bf16(core) -> bool:
 
 
 def output_order(outputs, source: str) -> List[int]:
-    """Positions of ``OUTPUT_NAMES`` (scores, kernels, mask_feat) among the outputs of an
-    ``openvino.Model`` or ``CompiledModel`` (``.outputs``), matched by tensor name; BackendError
-    naming ``source`` when one is missing."""
+    """Positions of ``OUTPUT_NAMES`` among an ``openvino.Model``'s or ``CompiledModel``'s ``outputs``,
+    by tensor name; BackendError naming ``source`` when one is missing."""
     names = [set(output.get_names()) for output in outputs]
     try:
         return [next(i for i, n in enumerate(names) if name in n) for name in OUTPUT_NAMES]
@@ -59,9 +54,8 @@ def output_order(outputs, source: str) -> List[int]:
 
 
 class RequestPool:
-    """The infer requests of one compiled model, shared by the threads that call it: as
-    many as it runs at once (its ``OPTIMAL_NUMBER_OF_INFER_REQUESTS``: one per inference
-    stream). A call takes an idle request, waiting while all are busy, and puts it back."""
+    """The infer requests of one compiled model (its ``OPTIMAL_NUMBER_OF_INFER_REQUESTS``), shared
+    by the threads that call it: a call takes an idle one, waiting while all are busy."""
 
     def __init__(self, compiled):
         self.compiled = compiled
@@ -71,8 +65,7 @@ class RequestPool:
             self.idle.put(compiled.create_infer_request())
 
     def __call__(self, inputs):
-        """The model's inputs (an array, or a dict by input name) -> its outputs (copies: the
-        request is reused)."""
+        """The model's inputs (an array, or a dict by input name) -> its outputs (copies)."""
         request = self.idle.get()
         try:
             return request.infer(inputs)
@@ -81,13 +74,10 @@ class RequestPool:
 
 
 class OpenVinoBackend(ExportedBackend):
-    """OpenVINO on CPU: ``precision`` f32 | bf16 | int8, ``threads`` inference threads
-    (0 = every core), ``buckets``: pad inputs to a few sizes (None: as the config's
-    ``openvino_buckets`` says for ``precision``),
-    ``compiled_cache``: a folder where OpenVINO keeps the models it compiles (its ``CACHE_DIR``;
-    a later run loads them instead of compiling again). ``compiled``: {input shape, or None for
-    the dynamic-shape model: its infer requests}; ``compile_seconds``: the seconds each static
-    shape took to compile (or to load from ``compiled_cache``)."""
+    """OpenVINO on CPU: ``precision`` f32 | bf16 | int8, ``threads`` (0 = every core), ``buckets``: pad
+    inputs to a few sizes (None: the config's ``openvino_buckets``), ``compiled_cache``: OpenVINO's
+    ``CACHE_DIR``. ``compiled``: {input shape, None for the dynamic one: its requests};
+    ``compile_seconds``: each static shape's compile (or cache load) time."""
     name = 'openvino'
 
     def __init__(self, model_dir: str, threads: int = 0, precision: str = 'f32',
@@ -129,8 +119,8 @@ class OpenVinoBackend(ExportedBackend):
         self.compile_seconds: Dict[tuple, float] = {}
 
     def _read_model(self, ov, regions: bool):
-        """The ov.Model: the INT8 IR for int8, else the ONNX graph with DeformConv rewritten: with
-        ``regions`` (size buckets) the one with the ``regions`` input where the folder has it."""
+        """The INT8 IR for int8, else the ONNX graph (with the ``regions`` input for ``regions`` where
+        the folder has it) with DeformConv rewritten."""
         int8 = self.precision == 'int8'
         files = self.info.get('files', {}).get(INT8_FILES if int8 else 'onnx')
         if not files:
@@ -149,17 +139,15 @@ class OpenVinoBackend(ExportedBackend):
             return self.core.read_model(graph.SerializeToString())
 
     def compile_key(self, shape: Sequence[int]) -> Optional[tuple]:
-        """Which compiled model runs a batch of ``shape`` [B, 3, H, W]: the dynamic-shape one (None),
-        the static one of its (H, W) for any batch size (-1, 3, H, W), or, for INT8 (whose
-        dynamic dimensions drift), of the shape itself."""
+        """Which compiled model runs a batch of ``shape`` [B, 3, H, W]: the dynamic one (None), the static
+        one of its (H, W) (-1, 3, H, W), or for INT8 (dynamic dimensions drift) of the shape itself."""
         if not self.static:
             return None
         return tuple(shape) if self.precision == 'int8' else (-1, *shape[1:])
 
     def compile_ahead(self, max_batch: int, mixed: bool = False) -> None:
-        """Compile now every model that batches of up to ``max_batch`` pictures run on: each
-        bucket's (INT8: for each batch size), or the dynamic-shape one; INT8 without buckets
-        compiles each size on its first call."""
+        """Compile now each bucket's model (INT8: each batch size up to ``max_batch``), or the dynamic
+        one; INT8 without buckets compiles each size on its first call."""
         if not self.static:
             self._pool((1, 3, MIN_SIZE, MIN_SIZE))
         for bucket in self.buckets:
@@ -167,8 +155,7 @@ class OpenVinoBackend(ExportedBackend):
                 self._pool((count, 3, *bucket))
 
     def _pool(self, shape: tuple) -> RequestPool:
-        """The infer requests for an input of ``shape`` (``compile_key``), compiled on its first
-        call. Safe from many threads."""
+        """The infer requests for an input of ``shape`` (``compile_key``), compiled on first use."""
         key = self.compile_key(shape)
         pool = self.compiled.get(key)
         if pool is None:
@@ -178,8 +165,7 @@ class OpenVinoBackend(ExportedBackend):
         return pool
 
     def _compile(self, shape: Optional[tuple]):
-        """The model compiled for inputs of ``shape`` [B, 3, H, W] (None: any size), a static
-        shape's compile time recorded and logged."""
+        """The model compiled for inputs of ``shape`` [B, 3, H, W] (None: any size), its time logged."""
         model = self.model
         if shape is not None:
             model = model.clone()
@@ -204,8 +190,7 @@ class OpenVinoBackend(ExportedBackend):
         return shapes
 
     def bucketed(self, batch: np.ndarray) -> np.ndarray:
-        """``batch`` [B, 3, H, W] zero-padded at the bottom and right to its bucket
-        [B, 3, Hb, Wb] (unchanged without buckets or when none holds it)."""
+        """``batch`` [B, 3, H, W] zero-padded (bottom, right) to its bucket [B, 3, Hb, Wb], if any."""
         size = bucket_for(batch.shape[2], batch.shape[3], self.buckets)
         if size is None or size == batch.shape[2:]:
             return batch
@@ -213,14 +198,20 @@ class OpenVinoBackend(ExportedBackend):
         padded[:, :, :batch.shape[2], :batch.shape[3]] = batch
         return padded
 
+    def running(self, compiled) -> 'OpenVinoBackend':
+        """This engine on ``compiled`` (compiled for [1, 3, H, W]: quantization's), each picture padded to (H, W)."""
+        engine, size = copy.copy(self), tuple(compiled.input(INPUT_NAME).get_shape())[2:]
+        engine.buckets, engine.static, engine.order = [size], True, output_order(compiled.outputs, 'the compiled')
+        engine.compiled = {engine.compile_key((1, 3, *size)): RequestPool(compiled)}
+        return engine
+
     def run_size(self, padded_hw: Tuple[int, int]) -> Tuple[int, int]:
         """The bucket a picture of ``padded_hw`` runs at (itself without buckets)."""
         return bucket_for(*padded_hw, self.buckets) or tuple(padded_hw)
 
     def run(self, batch: np.ndarray, regions: Optional[np.ndarray] = None) -> List[np.ndarray]:
         """[B, 3, H, W] float32 (``regions``: each image's own size) -> (scores, kernels, mask_feat
-        [B, E, H/4, W/4]) as numpy, the same with buckets (the network sees the bucket, ``regions``
-        says where each image is)."""
+        [B, E, H/4, W/4]) as numpy; with buckets the network sees the bucket and each picture's region."""
         own = batch.shape[2:] if regions is None else regions
         inputs = network_feed(self.input_names, self.bucketed(batch), own)
         results = self._pool(inputs[INPUT_NAME].shape)(inputs)

@@ -1,18 +1,10 @@
-"""ONNX graph edits that OpenVINO needs before it reads an exported ``model.onnx``.
-
-OpenVINO's ONNX frontend has no conversion rule for the standard ``DeformConv`` (opset 19,
-what paddle2onnx writes for every DCN config: those with ``backbone_dcn`` or ``head_dcn``
-set, 2, 3, 4, 7, 10, 11 and 12 today). It does read its own
-``org.openvinotoolkit::DeformableConv2D`` (inputs X, offset, W[, mask]; attributes
-strides, pads, dilations, group, deformable_groups; no bias), so every
-``DeformConv(X, W, offset[, B[, mask]])`` becomes that node plus an ``Add`` of the bias
-reshaped to [1, C, 1, 1]. That node reads as OpenVINO's ``DeformableConvolution``-8 with
-``bilinear_interpolation_pad`` false, which zeroes every sample whose point lies outside the
-feature map, where ONNX (and Paddle) interpolate towards zero padding from up to one pixel
-out: ``pad_deformable_sampling`` sets it on the read model (without it, outputs differ on the
-border rows and columns as soon as offsets are not zero). The rewrite runs at load time on an in-memory copy, so
-``model.onnx`` stays standard ONNX for onnxruntime and other runtimes, and folders exported
-before the OpenVINO backend existed run in it unchanged.
+"""ONNX graph edits that OpenVINO needs before it reads an exported ``model.onnx``, made at load time
+on an in-memory copy (``model.onnx`` stays standard ONNX). OpenVINO's ONNX frontend cannot convert
+the standard ``DeformConv`` (opset 19, every DCN config) but reads its own
+``org.openvinotoolkit::DeformableConv2D`` (no bias): each ``DeformConv(X, W, offset[, B[, mask]])``
+becomes that node plus an ``Add`` of the bias. Read as ``DeformableConvolution``-8, that node zeroes
+samples outside the map where ONNX interpolates towards zero padding from up to one pixel out:
+``pad_deformable_sampling`` sets ``bilinear_interpolation_pad`` on the read model.
 """
 from typing import List
 

@@ -18,12 +18,9 @@ GPU_MEMORY_POOL_MB = 256     # Paddle Inference's first GPU memory pool; it grow
 
 def place_inference(config, device: str, tensorrt: bool, size_range, precision_type,
                     engines: Optional[str] = None) -> None:
-    """Put a Paddle Inference ``config`` on ``device``: the CPU (GPU disabled), or GPU N
-    (``enable_use_gpu``), with ``tensorrt`` TensorRT subgraphs in float16 over the input sizes
-    ``size_range`` (min, max side) and batches of 1 to ``TENSORRT_MAX_BATCH``
-    (``set_trt_dynamic_shape_info``), their engines kept in ``engines`` (the model's own folder,
-    ``exported_folder.engine_folder``: Paddle names them by the subgraphs' variable names only;
-    None: built at each start). ``precision_type``: ``paddle.inference.PrecisionType``."""
+    """Put a Paddle Inference ``config`` on ``device``: the CPU, or GPU N with ``tensorrt`` float16
+    subgraphs over ``size_range`` (min, max side) and batches of 1 to ``TENSORRT_MAX_BATCH``, engines
+    kept in ``engines`` (None: built at each start). ``precision_type``: ``paddle.inference.PrecisionType``."""
     if not on_gpu(device):
         if tensorrt:
             raise BackendError('TensorRT needs a GPU device')
@@ -43,13 +40,10 @@ def place_inference(config, device: str, tensorrt: bool, size_range, precision_t
 
 
 class InferenceBackend(ExportedBackend):
-    """Paddle Inference (``paddle.inference``) on the CPU with ``threads`` math threads
-    (0 = every core), oneDNN when ``mkldnn``, or on a GPU (``device`` 'gpu' or 'gpu:N';
-    ``tensorrt``: TensorRT float16 subgraphs, their engines kept in a folder of ``engine_cache``
-    of the model's own; ``place_inference``). Its predictor holds the
-    input and outputs of one run, so calls from several threads run the network one at a time (a lock).
-    Paddle Inference sets Paddle's process-wide CPU math threads to its own when the predictor is
-    built and at each run: both happen inside ``paddle_on``, which puts the process's back."""
+    """Paddle Inference on the CPU with ``threads`` math threads (0 = every core; oneDNN when ``mkldnn``)
+    or on a GPU (``tensorrt``: engines in ``engine_cache``; ``place_inference``). One run at a time (a
+    lock: its predictor holds one run's tensors); built and run inside ``paddle_on``, which puts back
+    the process's math threads that Paddle Inference sets."""
     name = 'inference'
 
     def __init__(self, model_dir: str, threads: int = 0, mkldnn: bool = False,

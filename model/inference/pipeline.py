@@ -1,12 +1,9 @@
-"""The predictor: pictures through an engine (``backend.Backend``), prepared, run through the
-network in batches (``Predictor.network``) and finished; its one loop, ``Predictor.run_pictures``, reads and
-prepares in worker threads, runs the network on the calling thread in batches of one padded
-size, pastes the instances and does what the caller does with them in worker threads; results
-in input order. The API, demo.py, eval.py, training and the service all run it. Reports how
-busy the network was. OpenCV's and
-numpy's BLAS (OpenBLAS) threads are the process's, left as they are: a program limits them to
-one (``model.tuning.tune_process(helper_threads=1)``, as demo.py and eval.py do) so that every
-worker takes at most one core and the network's own math threads keep the others."""
+"""The predictor: pictures through an engine (``backend.Backend``). Its one loop,
+``Predictor.run_pictures``, reads and prepares in worker threads, runs the network on the calling
+thread in batches, and finishes (pastes, then the caller's work) in worker threads; results in
+input order. The API, demo.py, eval.py, training, quantization and the service all run it.
+OpenCV's and OpenBLAS's threads are the process's: a program limits them to one
+(``model.tuning.tune_process(helper_threads=1)``) so each worker takes at most one core."""
 import itertools
 import numbers
 import time
@@ -75,22 +72,17 @@ def chunks(items: Iterable[Any], size: int) -> Iterator[List[Any]]:
 
 
 def default_finish_workers(cores: Optional[int] = None, network_on_gpu: bool = False) -> int:
-    """Finishing workers, at least one. With the network on the CPU: a quarter of the cores
-    (post-processing of an image takes a fraction of the network's time on one core,
-    docs/benchmark.md, so a few workers keep up while the network keeps most cores). With
-    the network and the post-processing on a GPU the cores are free: all but three (the
-    network's thread and two loaders) encode and draw."""
+    """Finishing workers, at least one: with the network on the CPU a quarter of the cores (a few
+    keep up, docs/benchmark.md); on a GPU all but three (the network's thread and two loaders)."""
     cores = cores or cpu_threads()
     return max(1, cores - 3 if network_on_gpu else cores // 4)
 
 
 class Predictor:
-    """Pictures through ``engine``: ``prepare`` (numpy), ``network`` on the calling thread and
-    ``finish`` (post-processing, masks on the original image) in ``finish_workers()`` workers;
-    ``run_pictures`` is the loop, ``detect`` one picture through it. ``on_device``: post-process with
-    Paddle ops where the network runs (``device_postprocess``; default: where the engine's outputs
-    stay on its GPU, ``device_outputs``; the numpy path is faster on a CPU). ``params``: the
-    config's post-processing settings, the default of each call."""
+    """Pictures through ``engine``: ``prepare``, ``network`` and ``finish``, looped by ``run_pictures``
+    (``detect``: one picture). ``on_device``: post-process with Paddle ops where the network runs
+    (``device_postprocess``; default: when the engine's outputs stay on its GPU, ``device_outputs``).
+    ``params``: the config's post-processing settings, each call's default."""
 
     def __init__(self, engine: Backend, on_device: Optional[bool] = None):
         self.engine, self.cfg, self.params = engine, engine.cfg, InferenceParams.from_config(engine.cfg)
@@ -103,10 +95,8 @@ class Predictor:
     def network(self, ready: Sequence[Tuple[np.ndarray, ImageMeta]], params: Optional[InferenceParams] = None,
                 max_padding: float = 0.0) -> list:
         """The network's result for each prepared picture ((chw [3, Hp, Wp], meta)), for ``finish``:
-        its outputs [1, ...] each, or ``on_device`` its Detections post-processed there with ``params``
-        (the call's thresholds). Run in the batches ``share_batches`` groups them in: pictures of one
-        padded size, or of several where the engine runs each as alone (``model.region``: size
-        buckets, and any sizes with ``max_padding`` > 0), so a batch gives what one picture gives."""
+        its outputs [1, ...], or ``on_device`` its Detections post-processed there with ``params``;
+        in the batches of ``share_batches`` (a batch gives what each picture alone gives)."""
         rows: list = [None] * len(ready)
         for indices in share_batches([chw.shape[1:] for chw, _ in ready], self.engine, max_padding=max_padding):
             batch = self.engine.batch_regions([ready[i][0] for i in indices])
@@ -123,9 +113,7 @@ class Predictor:
 
     def finish(self, row, meta: ImageMeta, params: Optional[InferenceParams] = None) -> Detections:
         """``network``'s result for one picture -> its instances on the original image (binary masks
-        [N, H, W]): ``postprocess_flat`` with ``params`` (default ``self.params``, those given to
-        ``network``) on its mask features cropped to its own padded size, then ``paste_detections``;
-        ``on_device`` finished already."""
+        [N, H, W]): ``postprocess_flat`` with ``params`` on its own padded size, ``paste_detections``."""
         if self.on_device:
             return row
         params = params or self.params
@@ -150,20 +138,14 @@ class Predictor:
                      stats: Optional[PipelineStats] = None, window: int = 8, in_flight_bytes: Optional[int] = None,
                      cost: Callable[[Any], Optional[int]] = lambda item: None
                      ) -> Generator[Tuple[Any, Any], None, None]:
-        """``(item, result)`` for each of ``items``, in their order: ``read(item)`` ([H, W, 3]
-        uint8 RGB) and ``prepare`` in two loading workers; the network on this thread,
-        ``batch_size`` items to a call, in the batches ``network`` groups them in (one padded
-        size, ``params`` on a GPU); the result ``finish(item, prepared, detections)`` (default the
-        detections: ``self.finish`` with ``params``) in ``finish_workers()`` workers. An item
-        whose read or prepare raised has that exception as its result; errors in the network or
-        ``finish`` propagate. At most ``window`` pictures finished wait for the consumer, and the
-        pictures read and not yet finished hold about ``in_flight_bytes`` of arrays at most (a
-        load counts, until it is done, as ``cost(item)`` says its items will hold at their peak,
-        read from their headers, else as much as the last load held; one batch is always let
-        through; default ``IN_FLIGHT_SHARE`` for each finishing worker and one more: a 12 MP
-        photo, 36 MB, finishing on each and one being decoded, 89 MB at its peak): large pictures
-        wait to be read while earlier ones are finished, small ones never do. ``stats`` gets the
-        counts and timings."""
+        """``(item, result)`` for each of ``items``, in their order: ``read(item)`` ([H, W, 3] uint8 RGB)
+        and ``prepare`` in two loading workers; ``network`` on this thread, ``batch_size`` items a call;
+        the result ``finish(item, prepared, detections)`` (default the detections) in
+        ``finish_workers()`` workers. A read or prepare that raised gives its exception as the result;
+        errors in the network or ``finish`` propagate. At most ``window`` finished pictures wait for
+        the consumer, and pictures read and not yet finished hold about ``in_flight_bytes`` at most
+        (a load counts as ``cost(item)`` says, else as the last load held; one batch always passes;
+        default ``IN_FLIGHT_SHARE`` per finishing worker and one more). ``stats`` gets the timings."""
         size = at_least_one('batch_size', batch_size)
         self.engine.check_batch(size)
 

@@ -42,8 +42,7 @@ class InferenceParams:
         return cls(**{name: getattr(cfg, name) for name in cls.__dataclass_fields__})
 
     def to_json(self) -> Dict:
-        """The fields as JSON values (tuples as lists), as infer_cfg.json and the demo's
-        input manifest store them."""
+        """The fields as JSON values (tuples as lists), as infer_cfg.json stores them."""
         return {name: list(value) if isinstance(value, tuple) else value
                 for name, value in asdict(self).items()}
 
@@ -125,9 +124,8 @@ NMS_BLOCK = 64   # classes are batched into Matrix NMS blocks of at least this m
 
 
 def _class_blocks(labels: np.ndarray) -> List[np.ndarray]:
-    """Indices (ascending) of the masks of classes with 2+ masks, whole classes batched
-    until a block holds ``NMS_BLOCK`` masks: masks of different classes never interact,
-    and one product per block instead of per class keeps small classes cheap."""
+    """Indices (ascending) of the masks of classes with 2+ masks, whole classes batched until a
+    block holds ``NMS_BLOCK`` masks (classes never interact; one product per block, not per class)."""
     classes, counts = np.unique(labels, return_counts=True)
     blocks, pending = [], []
     for label in classes[counts > 1]:
@@ -141,21 +139,11 @@ def _class_blocks(labels: np.ndarray) -> List[np.ndarray]:
 
 
 def matrix_nms(masks, labels, scores, areas, kernel: str = 'gaussian', sigma: float = 2.0) -> np.ndarray:
-    """Matrix NMS (SOLOv2 paper, decay written as the released code does).
-
-    Args:
-        masks: [N, P] binary masks (bool or 0/1 floats), sorted by score, best first.
-        labels: [N] class of each mask.
-        scores: [N] scores, descending.
-        areas: [N] pixel count of each mask.
-        kernel: 'gaussian' (exp(-sigma * iou^2)) or 'linear' (1 - iou).
-    Returns:
-        [N] float32 decayed scores. Mask j is decayed by the most-overlapping
-        higher-scored mask i of its class, compensated by how much i itself
-        was overlapped: min_i f(iou_ij) / f(max_k iou_ki). Only masks of one class
-        interact, so the overlaps are computed for blocks of whole classes
-        (``_class_blocks``), on the pixels the block's masks cover.
-    """
+    """Matrix NMS (SOLOv2 paper, decay as the released code): binary masks [N, P] best first,
+    labels [N], scores [N] descending, areas [N] pixel counts, ``kernel`` 'gaussian'
+    (exp(-sigma * iou^2)) or 'linear' (1 - iou) -> decayed scores [N] float32: min_i f(iou_ij) /
+    f(max_k iou_ki) over the higher-scored masks i of j's class, per block of whole classes
+    (``_class_blocks``) on the pixels its masks cover."""
     if kernel not in ('gaussian', 'linear'):
         raise ValueError(f"unknown Matrix NMS kernel '{kernel}' (expected 'gaussian' or 'linear')")
     masks, labels = _array(masks), _array(labels)
@@ -195,11 +183,9 @@ SPARSE_MASK_SHARE = 0.06   # masks covering less of the candidates' pixels: sigm
 
 def _mask_statistics(kernels: np.ndarray, feat: np.ndarray, mask_threshold: float
                      ) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Binary masks, areas and maskness (mean soft value inside the mask) of candidates:
-    kernels [m, E], feat [E, P] -> binary [m, P] bool, areas [m], maskness [m] float32.
-    ``sigmoid(logit) > t`` is tested as ``logit > log(t / (1 - t))``; the sigmoid is then
-    taken of the inside pixels only when they are under ``SPARSE_MASK_SHARE`` of all,
-    else in place over all the logits (one pass instead of a gather)."""
+    """Candidates' kernels [m, E] over feat [E, P] -> binary masks [m, P] bool, areas [m] and
+    maskness [m] float32 (mean sigmoid inside the mask; ``sigmoid(logit) > t`` tested as
+    ``logit > log(t / (1 - t))``, the sigmoid of the inside pixels only when sparse)."""
     logits = kernels @ feat                                                # [m, P]
     binary = logits > np.log(mask_threshold / (1 - mask_threshold))
     counts = np.count_nonzero(binary, axis=1)
@@ -226,21 +212,10 @@ class _Visited:
         self._columns = np.empty(capacity, np.int64), np.empty(capacity, np.float32), np.empty(capacity, np.float32)
         self.count = 0
 
-    @property
-    def binary(self) -> np.ndarray:
-        return self._binary[:self.count]
-
-    @property
-    def index(self) -> np.ndarray:
-        return self._columns[0][:self.count]
-
-    @property
-    def areas(self) -> np.ndarray:
-        return self._columns[1][:self.count]
-
-    @property
-    def rescored(self) -> np.ndarray:
-        return self._columns[2][:self.count]
+    binary = property(lambda self: self._binary[:self.count])
+    index = property(lambda self: self._columns[0][:self.count])
+    areas = property(lambda self: self._columns[1][:self.count])
+    rescored = property(lambda self: self._columns[2][:self.count])
 
     def add(self, index: np.ndarray, scores: np.ndarray, kernels: np.ndarray, feat: np.ndarray,
             strides: np.ndarray, mask_threshold: float) -> None:
@@ -254,22 +229,17 @@ class _Visited:
         self.count += len(keep)
 
     def ranked(self, k: int) -> np.ndarray:
-        """Positions of the k best rescored values, best first (ties: lower candidate index
-        first, as ranking them in candidate order does)."""
+        """Positions of the k best rescored values, best first (ties: lower candidate index first)."""
         return np.lexsort((self.index, -self.rescored))[:k]
 
 
 def _select(visited: _Visited, labels: np.ndarray, bound: float, params: InferenceParams):
-    """The instances, if the visited candidates already decide them: (positions into
-    ``visited``, best first; their decayed scores), else None. ``labels`` [M] of all
-    candidates; ``bound``: no candidate left to visit has a rescored value above it
-    (-inf when none is left).
-
-    Only the top ``nms_pre`` rescored above ``bound`` are certain to lead the ranking of
-    all candidates, and a mask is only decayed by higher-ranked ones, so their Matrix NMS
-    scores are final; any other candidate's decayed score is at most ``bound``. The
-    result is decided when nothing is left, when ``nms_pre`` are final, when ``bound`` is
-    below ``update_threshold``, or when ``max_per_image`` final scores pass both."""
+    """(positions into ``visited`` best first, their decayed scores) when the visited candidates
+    decide the instances, else None. ``labels`` [M] of all candidates; ``bound``: the highest
+    rescored value a candidate left to visit can have (-inf: none left). The top ``nms_pre``
+    above ``bound`` have final Matrix NMS scores (a mask is decayed by higher-ranked ones only);
+    decided when ``nms_pre`` are final, ``bound`` is under ``update_threshold``, or
+    ``max_per_image`` final scores pass both."""
     top = visited.ranked(params.nms_pre)
     final = top[visited.rescored[top] > bound]
     undecided = bound >= params.update_threshold and len(final) < params.nms_pre
@@ -285,15 +255,10 @@ def _select(visited: _Visited, labels: np.ndarray, bound: float, params: Inferen
 
 
 def segment_image(scores, kernels, mask_feat, strides, params: InferenceParams) -> Detections:
-    """One image: scores [K, C], kernels [K, E], mask_feat [E, Hf, Wf], strides [K]
-    (numpy arrays or paddle tensors) -> Detections with soft masks [N, Hf, Wf] (N may be 0).
-
-    The same instances as computing the mask statistics of every candidate, then top
-    ``nms_pre``, Matrix NMS, ``update_threshold`` and top ``max_per_image``, but the
-    candidates are visited best category score first, a block at a time, until the
-    visited ones decide the result (``_select``; a rescored value is at most the category
-    score), and at most ``SCAN_LIMIT * nms_pre`` of them: first ``nms_pre``, then a
-    quarter more each time."""
+    """One image: scores [K, C], kernels [K, E], mask_feat [E, Hf, Wf], strides [K] (numpy or
+    paddle) -> Detections with soft masks [N, Hf, Wf]. The instances of scoring every candidate,
+    visiting them best category score first (at most ``SCAN_LIMIT * nms_pre``: ``nms_pre``, then
+    a quarter more each time) until the visited ones decide (``_select``)."""
     scores, kernels, strides = _array(scores), _array(kernels), _array(strides)
     mask_feat = _array(mask_feat)
     feat = mask_feat.reshape(mask_feat.shape[0], -1)                           # [E, P]
@@ -316,25 +281,16 @@ def segment_image(scores, kernels, mask_feat, strides, params: InferenceParams) 
 
 
 def postprocess_flat(scores, kernels, mask_feat, params: InferenceParams) -> List[Detections]:
-    """The data-dependent part of inference, after the exportable network
-    (``model.inference.export_network.ExportableSOLOv2``): scores [B, K, C] (sigmoid + points-NMS),
-    kernels [B, K, E], mask_feat [B, E, Hf, Wf], numpy arrays or paddle tensors ->
-    one Detections (soft masks) per image."""
+    """After the exportable network (``export_network.ExportableSOLOv2``): scores [B, K, C],
+    kernels [B, K, E], mask_feat [B, E, Hf, Wf] (numpy or paddle) -> one Detections (soft masks) per image."""
     scores, kernels, mask_feat = (np.asarray(_array(a), np.float32) for a in (scores, kernels, mask_feat))
     strides = checked_strides(scores.shape[1], kernels.shape[1], params)
     return [segment_image(scores[b], kernels[b], mask_feat[b], strides, params)
             for b in range(mask_feat.shape[0])]
 
 
-def postprocess(outputs: Dict, params: InferenceParams) -> List[Detections]:
-    """Network outputs of a batch -> one Detections (soft masks) per image."""
-    scores, kernels = flatten_levels(outputs['cate_logits'], outputs['kernels'])
-    return postprocess_flat(scores, kernels, outputs['mask_feat'], params)
-
-
 def _linear_taps(src: int, dst: int) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """OpenCV's bilinear resize along one axis (``cv2.INTER_LINEAR``: half-pixel centres,
-    edges clamped): output i = (1 - frac[i]) * input[left[i]] + frac[i] * input[right[i]]."""
+    """``cv2.INTER_LINEAR`` along one axis: output i = (1 - frac[i]) * input[left[i]] + frac[i] * input[right[i]]."""
     x = (np.arange(dst) + 0.5) * (src / dst) - 0.5
     left = np.floor(x)
     frac, left = x - left, left.astype(np.int64)
@@ -345,8 +301,7 @@ def _linear_taps(src: int, dst: int) -> Tuple[np.ndarray, np.ndarray, np.ndarray
 
 
 def _paste_weights(feat: int, resized: int, orig: int) -> np.ndarray:
-    """[orig, feat] float64: the paste along one axis as a matrix (x4 to the padded size,
-    crop to the resized size, resize to the original)."""
+    """[orig, feat] float64: the paste along one axis as a matrix (``_Axis``)."""
     left, right, frac = _linear_taps(feat, 4 * feat)
     dense = np.zeros((resized, feat))
     rows = np.arange(resized)
@@ -404,21 +359,15 @@ def _paste_whole(soft: np.ndarray, resized_hw: Sequence[int], orig_hw: Sequence[
 
 def paste_in_boxes(soft_masks: np.ndarray, resized_hw: Sequence[int], orig_hw: Sequence[int],
                    mask_threshold: float = 0.5) -> CroppedMasks:
-    """Soft masks [N, Hf, Wf] at 1/4 of the padded input -> binary ``CroppedMasks`` on the
-    original image: each mask's crop to its tight half-open box x0, y0, x1, y1 (an empty
-    crop and a zero box when empty), pasted when first read (``CroppedMasks.lazy``: a mask
-    nobody reads costs nothing; a box read alone is measured near its edges, ``_pending_box``).
-    No [N, H, W] array is made, and ``soft_masks`` is not kept: each mask keeps only the part
-    of its soft mask that its paste reads (``_PendingPaste``), dropped once pasted, so a result
-    costs what its objects cost.
+    """Soft masks [N, Hf, Wf] at 1/4 of the padded input -> binary ``CroppedMasks`` on the original
+    image, each cropped to its tight half-open box (empty: an empty crop, a zero box), pasted when
+    first read (``CroppedMasks.lazy``; a box read alone is measured near its edges, ``_pending_box``),
+    each keeping only the part of its soft mask its paste reads (``_PendingPaste``).
 
-    The same values as bilinear x4 to the padded size, crop of the resized image area,
-    bilinear to the original size, threshold (PaddleDetection's order, with OpenCV), up
-    to float rounding, computed only over the part of the picture that the mask's pixels
-    above the threshold can reach (bilinear weights are convex, so nothing else can pass), as
-    two small matrix products with the window's part of each axis's paste (``_Axis``), in
-    bands (``_product``); a mask reaching over ``WHOLE_PASTE_SHARE`` of the picture is
-    resized whole by OpenCV (faster there than the products)."""
+    PaddleDetection's values (bilinear x4, crop to the resized area, bilinear to the original,
+    threshold; OpenCV's) up to float rounding, computed only over the window the mask's pixels
+    above the threshold reach (bilinear weights are convex), as two small matrix products
+    (``_Axis``, ``_product``); a mask reaching over ``WHOLE_PASTE_SHARE`` of the picture by OpenCV."""
     rows = _Axis.build(soft_masks.shape[1], resized_hw[0], orig_hw[0])
     cols = _Axis.build(soft_masks.shape[2], resized_hw[1], orig_hw[1])
     pending = [_pending(soft, rows, cols, resized_hw, orig_hw, mask_threshold) for soft in soft_masks]
@@ -427,11 +376,10 @@ def paste_in_boxes(soft_masks: np.ndarray, resized_hw: Sequence[int], orig_hw: S
 
 @dataclass(frozen=True)
 class _PendingPaste:
-    """One mask's paste still to do: ``soft``, a copy of the part of its soft mask the paste
-    reads (the whole [Hf, Wf] mask when resized whole), the picture's rows ``out_y`` and columns
-    ``out_x`` it reaches, the window's part of each axis's paste (``row_weights`` [out rows,
-    read rows] and ``col_weights`` [out columns, read columns], None when resized whole), for
-    each of its columns the first and last read column it weighs (``col_reads``), the sizes."""
+    """One mask's paste still to do: ``soft`` the part of its soft mask it reads (all of it when
+    resized whole), the picture's rows ``out_y`` and columns ``out_x`` it reaches, the window's
+    weights ``row_weights`` [out rows, read rows] and ``col_weights`` [out columns, read columns]
+    (None when resized whole), each column's first and last read column (``col_reads``)."""
     soft: np.ndarray
     out_y: slice
     out_x: slice
@@ -483,10 +431,8 @@ def _product(left: np.ndarray, right: np.ndarray) -> np.ndarray:
 
 class _Window:
     """The window of a paste (``_PendingPaste``, not resized whole) as products: ``rows`` [out rows,
-    read columns] (``row_weights @ soft``), the output columns in ``tiles`` of about
-    ``TILE_COLUMNS`` (each with the read columns it weighs) and the output rows in ``bands`` that
-    keep each product under ``PRODUCT_WORK``. A pixel's value is the same sum of the same products
-    whichever rows and columns are computed with it (its weights' zeros add nothing)."""
+    read columns] (``row_weights @ soft``), output columns in ``tiles`` of about ``TILE_COLUMNS``,
+    output rows in ``bands`` under ``PRODUCT_WORK``; a pixel's value does not depend on the cut."""
 
     def __init__(self, paste: _PendingPaste):
         self.rows, self.weights, self.threshold = _product(paste.row_weights, paste.soft), paste.col_weights, \
@@ -551,10 +497,8 @@ def _paste_pending(paste: Optional[_PendingPaste]) -> Tuple[np.ndarray, Tuple[in
 
 
 def _pending_box(paste: Optional[_PendingPaste]) -> Tuple[int, int, int, int]:
-    """The box of ``_paste_pending(paste)`` without its crop: the window's rows pasted from each
-    end a band at a time until a band has a pixel over the threshold, then the columns between
-    those rows from each end a tile at a time, so only pixels near the box's edges are computed
-    (``_Window``; a mask resized whole is pasted)."""
+    """The box of ``_paste_pending(paste)`` computing only pixels near its edges: bands of rows
+    from each end until one has a pixel over the threshold, then tiles of columns between them."""
     if paste is None or paste.row_weights is None:
         return (0, 0, 0, 0) if paste is None else _paste_pending(paste)[1]
     window = _Window(paste)

@@ -19,12 +19,10 @@ logger = logging.getLogger(__name__)
 def predict_coco(predictor: Predictor, coco: COCO, image_dir: str, label_to_category_id: Sequence[Optional[int]],
                  progress: Optional[Callable[[int], None]] = None, processes: Processes = SINGLE,
                  batch_size: int = 1) -> List[dict]:
-    """Run ``predictor`` on every image of ``coco`` -> COCO result records, image by image in
-    image id order (an image's records in the predictor's order), ``batch_size`` images to a
-    network run (``Predictor.run_pictures``: reading, mask pasting and RLE encoding in worker
-    threads); ``progress(1)`` is called after each image. Under the launcher each of
-    ``processes`` predicts its share (``Processes.share``) and every process returns the
-    records of all images, gathered; InputError when an image could not be read."""
+    """``predictor`` on every image of ``coco`` -> COCO result records in image id order, ``batch_size``
+    images a network run (``Predictor.run_pictures``); ``progress(1)`` after each image. Under the
+    launcher each process predicts its share and all return every record; InputError when an image
+    could not be read."""
     def read(image_id):
         return read_image(os.path.join(image_dir, coco.imgs[image_id]['file_name']), predictor.cfg.max_image_pixels,
                           fit=predictor.engine.decode_fit)

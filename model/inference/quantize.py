@@ -1,16 +1,10 @@
-"""INT8 post-training quantization of an exported model with NNCF, for
-``--backend openvino --precision int8`` (``tools/quantize.py`` is the command line;
-docs/deployment.md#int8 says more).
-
-NNCF needs a static shape: the calibration (and annotated) images are preprocessed as for
-inference and zero-padded to the largest among them, each with its own size as the ``regions``
-input; the model is reshaped to it, quantized, reshaped back to [?, 3, ?, ?] and saved as an
-OpenVINO IR beside a copy of ``infer_cfg.json`` naming it. The convolutions nearest the outputs
-(``output_convolutions``) and everything that reads ``regions`` (``region_operations``) stay in
-f32. With COCO annotations (``load_annotated``), ``nncf.quantize_with_accuracy_control`` puts
-back in f32 the layers that cost the most mask AP (``coco_validation``: eval.py's scoring) until
-the int8 model is within ``max_drop`` AP points of f32, telling ``progress`` each NNCF message and
-each validation pass (``Pass``) as it happens.
+"""INT8 post-training quantization of an exported model with NNCF (``tools/quantize.py``,
+docs/deployment.md#int8). NNCF needs a static shape: the images are preprocessed and zero-padded
+to the largest, each with its own size as ``regions``; the model is quantized at that shape and
+saved reshaped to any size as an OpenVINO IR. The convolutions nearest the outputs and everything
+that reads ``regions`` stay f32. With COCO annotations, ``nncf.quantize_with_accuracy_control``
+puts back in f32 the layers that cost the most mask AP (``coco_validation``) until within
+``max_drop`` points, telling ``progress`` each NNCF message and validation pass (``Pass``).
 """
 import json
 import logging
@@ -28,10 +22,10 @@ from solov2.data.coco import CocoDataset
 from solov2.data.files import build_folder
 from solov2.data.results import instances_to_coco
 from solov2.data.scoring import coco_stats, run_cocoeval
-from solov2.data.transforms import ImageMeta, read_image
+from solov2.data.transforms import read_image
 from solov2.model.inference.export_network import INPUT_NAME, REGIONS_NAME, network_feed
-from solov2.model.inference.openvino_backend import INT8_FILES, OpenVinoBackend, output_order
-from solov2.model.inference.pipeline import Predictor
+from solov2.model.inference.openvino_backend import INT8_FILES, OpenVinoBackend
+from solov2.model.inference.pipeline import Predictor, Prepared
 
 INT8_XML = 'model_int8.xml'
 _CONVOLUTIONS = ('Convolution', 'GroupConvolution', 'DeformableConvolution')
@@ -77,11 +71,9 @@ def output_convolutions(model, keep_depth: int) -> List[str]:
 
 
 def region_operations(model) -> List[str]:
-    """Names of the operations of an ``openvino.Model`` that read its ``regions`` input or what is
-    computed from it and sizes only: ``model.region.Region``'s bookkeeping (the zero masks and the
-    crops' ends, which the export writes partly in float) and the multiplies and slices that use
-    it. NNCF must quantize none of them: rounded to the calibration's range, a larger region ends
-    at that range (rows and columns zeroed or cropped away in every picture past it)."""
+    """Names of the operations of an ``openvino.Model`` that read its ``regions`` input, or what is
+    computed from it and sizes only (``model.region.Region``'s bookkeeping and its uses): quantized,
+    a region larger than the calibration's would be cut at that range."""
     region_made, valued, names = set(), set(), []
     for node in model.get_ordered_ops():            # topological order
         name = node.get_friendly_name()
@@ -98,12 +90,12 @@ def region_operations(model) -> List[str]:
     return names
 
 
-def prepare_images(predictor: Predictor, paths: Sequence[Path],
-                   progress: Callable[[], None]) -> List[Tuple[np.ndarray, ImageMeta]]:
-    """Each image read and preprocessed as for inference: ([3, H, W] float32, its sizes)."""
+def prepare_images(predictor: Predictor, paths: Sequence[Path], progress: Callable[[], None]) -> List[Prepared]:
+    """Each image read and preprocessed as for inference."""
     prepared = []
     for path in paths:
-        prepared.append(predictor.prepare(read_image(str(path), predictor.cfg.max_image_pixels)))
+        image = read_image(str(path), predictor.cfg.max_image_pixels)
+        prepared.append(Prepared(image, *predictor.prepare(image)))
         progress()
     return prepared
 
@@ -157,22 +149,15 @@ def mask_ap(coco: COCO, records: List[dict], image_ids: Sequence[int]) -> float:
     return max(100.0 * coco_stats(run_cocoeval(coco, records, 'segm', image_ids))['AP'], 0.0) if records else 0.0
 
 
-def coco_validation(predictor: Predictor, annotated: AnnotatedImages, batches: Sequence[dict],
-                    metas: Sequence[ImageMeta]) -> Callable:
-    """NNCF's ``validation_fn``: (a compiled model for [1, 3, H, W], indices into ``annotated``)
-    -> (mask AP in points 0-100 on those images, None). ``batches``: the images' model inputs
-    (``pad_batches``); outputs are taken by name and finished by ``predictor.finish`` as in eval.py."""
+def coco_validation(backend: OpenVinoBackend, annotated: AnnotatedImages, images: Sequence[np.ndarray]) -> Callable:
+    """NNCF's ``validation_fn``: (a compiled model for [1, 3, H, W], indices into ``annotated``) -> (mask AP
+    in points 0-100 on those of ``images`` [H, W, 3] uint8 RGB, None), run through the predictor as in eval.py,
+    on ``backend`` running the compiled model (``OpenVinoBackend.running``)."""
     def validate(compiled, indices):
-        order = output_order(compiled.outputs, 'the compiled')
-        records, image_ids = [], []
-        for index in indices:
-            results = compiled(batches[index])
-            found = predictor.finish([np.asarray(results[i]) for i in order], metas[index])
-            image_id = annotated.image_ids[index]
-            records.extend(instances_to_coco(image_id, found.masks, found.labels, found.scores,
-                                             annotated.label_to_category_id))
-            image_ids.append(image_id)
-        return mask_ap(annotated.coco, records, image_ids), None
+        ids = {index: annotated.image_ids[index] for index in indices}
+        found = Predictor(backend.running(compiled)).run_pictures(ids, images.__getitem__, lambda index, _, found: (
+            instances_to_coco(ids[index], found.masks, found.labels, found.scores, annotated.label_to_category_id)))
+        return mask_ap(annotated.coco, [record for _, records in found for record in records], list(ids.values())), None
     return validate
 
 
@@ -195,10 +180,8 @@ def reverted_operations(messages: Sequence[str]) -> Tuple[Optional[int], List[st
 
 
 class Pass(NamedTuple):
-    """A validation pass of accuracy control, as ``progress`` hears it: what it is for (``STEPS``,
-    from NNCF's last message; NNCF first scores one picture to learn what ``validate`` returns), its
-    number in that step and how many the step takes at most, the images scored, their mask AP in
-    points and the seconds it took."""
+    """A validation pass of accuracy control, as ``progress`` hears it: what it is for (``STEPS``), its
+    number in that step and the step's most, the images scored, their mask AP (points), its seconds."""
     purpose: str
     step: int
     steps: int
@@ -243,27 +226,25 @@ class _Reporting(logging.Handler):
         return ap, values
 
 
-def accuracy_controlled(model, calibration: Sequence[dict], validation: Sequence[dict], validate: Callable,
+def accuracy_controlled(model, calibration: Sequence[dict], count: int, validate: Callable,
                         kept: Sequence[str], max_drop: float,
                         progress: Callable[[Union[str, Pass]], None] = lambda event: None) -> Tuple[object, dict]:
     """``nncf.quantize_with_accuracy_control`` of a static-shape ``model`` ([1, 3, H, W], the
-    shape of every ``calibration`` and ``validation`` input) from the ignored scope ``kept``;
-    ``validate`` is ``coco_validation`` over ``validation``, ``max_drop`` in AP points, absolute.
+    shape of every ``calibration`` input) from the ignored scope ``kept``; ``validate`` is
+    ``coco_validation`` of ``count`` annotated images, ``max_drop`` in AP points, absolute.
     Returns (quantized model, {'metric', 'max_drop', 'annotated_images', 'f32_ap', 'int8_ap',
-    'reverted', 'reverted_f32'}): the APs measured again here on every validation image, the
-    number and names of the operations accuracy control put back in f32 beyond ``kept``
-    (``reverted_operations``: NNCF's own report). ``progress`` hears each of NNCF's INFO messages
-    (when its logger passes them) and a ``Pass`` for each validation, NNCF's and the two here."""
+    'reverted', 'reverted_f32'}): the APs measured again here, the operations put back in f32 beyond
+    ``kept`` (``reverted_operations``). ``progress`` hears NNCF's INFO messages and each ``Pass``."""
     nncf = _nncf()
     import openvino as ov
     if max_drop < 0:
         raise InputError(f'max_drop must be >= 0 AP points, got {max_drop}')
-    count, steps = len(validation), _Reporting(validate, progress, len(validation))
+    steps = _Reporting(validate, progress, count)
     progress(f'calibrating on {len(calibration)} images, then scoring models on {count} annotated images')
     logging.getLogger('nncf').addHandler(steps)
     try:
         quantized = nncf.quantize_with_accuracy_control(
-            model, nncf.Dataset(list(calibration)), nncf.Dataset(list(range(count)), lambda index: validation[index]),
+            model, nncf.Dataset(list(calibration)), nncf.Dataset(list(range(count))),
             steps.validate, max_drop=max_drop, drop_type=nncf.DropType.ABSOLUTE, subset_size=len(calibration),
             ignored_scope=nncf.IgnoredScope(names=list(kept)) if kept else None)
     finally:
@@ -292,11 +273,10 @@ def quantize_model(model_dir: str, paths: Sequence[Path], out_dir: Path, keep_de
     import openvino as ov
     backend = OpenVinoBackend(model_dir, precision='f32', buckets=True)     # the region masks kept
     predictor = Predictor(backend)
-    inputs = [chw for chw, _ in prepare_images(predictor, paths, progress)]
+    inputs = [p.chw for p in prepare_images(predictor, paths, progress)]
     checked = prepare_images(predictor, annotated.paths, progress) if annotated else []
-    size = [max(chw.shape[axis] for chw in inputs + [c for c, _ in checked]) for axis in (1, 2)]
+    size = [max(chw.shape[axis] for chw in inputs + [p.chw for p in checked]) for axis in (1, 2)]
     batches = pad_batches(backend.input_names, inputs, size)
-    validation = pad_batches(backend.input_names, [c for c, _ in checked], size)
     shape = list(batches[0][INPUT_NAME].shape)
     model = backend.model.clone()
     model.reshape(backend.input_shapes(shape))
@@ -304,8 +284,8 @@ def quantize_model(model_dir: str, paths: Sequence[Path], out_dir: Path, keep_de
     ignored = kept + region_operations(model)
     summary = {'input_shape': shape, 'kept_f32': kept, 'images': len(batches)}
     if annotated:
-        validate = coco_validation(predictor, annotated, validation, [meta for _, meta in checked])
-        quantized, summary['accuracy_control'] = accuracy_controlled(model, batches, validation, validate, ignored,
+        validate = coco_validation(backend, annotated, [p.image for p in checked])
+        quantized, summary['accuracy_control'] = accuracy_controlled(model, batches, len(checked), validate, ignored,
                                                                      max_drop, progress)
     else:
         quantized = nncf.quantize(model, nncf.Dataset(batches), subset_size=len(batches),

@@ -59,13 +59,10 @@ class ModelSpec:
 
     def check(self, named: Optional[Callable[[Optional[str], Optional[int]], Optional[int]]] = None
               ) -> Optional[int]:
-        """InputError (BackendError for the engine's choices) naming the field that cannot work,
-        found without reading a file, so before a published name is fetched or anything is
-        exported: every field but ``weights`` and ``mkldnn`` (the ``overrides`` on the config).
-        ``named(weights, config)``: the config number of a published name in ``weights``, refusing
-        another ``config`` (``convert.zoo.checked_config``, which ``solov2.api`` passes: this layer
-        knows no names); without it, ``config``. Returns the config number the overrides were
-        checked on (None when only the weights will tell)."""
+        """InputError (BackendError for the engine's choices) naming the field that cannot work, without
+        reading a file (so before a fetch or an export). ``named(weights, config)``: the config number of
+        a published name (``convert.zoo.checked_config``, passed by ``solov2.api``); without it ``config``.
+        Returns the config number the overrides were checked on (None: only the weights will tell)."""
         backend, precision, config, threads = self.backend, self.precision, self.config, self.threads
         if config is not None and (isinstance(config, bool) or not isinstance(config, numbers.Integral)):
             raise InputError(param('config'), f' takes a config number, not {config!r}')
@@ -99,13 +96,9 @@ class ModelSpec:
 
 
 def exported_backend(spec: ModelSpec, compiled: Optional[str] = None) -> Backend:
-    """The backend of ``spec``'s exported folder (``model_dir``) by its ``backend`` name, the one
-    way every caller opens one: 'inference' and 'onnx' (Paddle Inference, ``mkldnn``: with oneDNN;
-    onnxruntime; on a GPU ``tensorrt``: through TensorRT float16, its engines kept in a folder of
-    ``compiled`` of the model's own) or 'openvino' (``precision`` f32 | bf16 | int8;
-    ``compiled``: the folder where OpenVINO keeps its compiled models, ``core.cache.compiled_cache``;
-    None: none; CPU only), on ``device`` as it is (None: the CPU) with ``threads`` (0: every core). BackendError
-    on another name."""
+    """The backend of ``spec``'s exported folder by its ``backend`` name ('inference', 'onnx' or
+    'openvino'), on ``device`` (None: the CPU); ``compiled``: the folder of TensorRT's engines or
+    OpenVINO's compiled models (``core.cache.compiled_cache``; None: none). BackendError on another name."""
     kind, folder, threads, overrides, device = spec.backend, spec.model_dir, spec.threads, spec.overrides, spec.device
     if kind == 'inference':
         return InferenceBackend(folder, threads, mkldnn=spec.mkldnn, overrides=overrides, device=device or 'cpu',
@@ -122,7 +115,6 @@ def exported_backend(spec: ModelSpec, compiled: Optional[str] = None) -> Backend
 
 
 def dygraph_backend(spec: ModelSpec, cfg) -> DygraphBackend:
-    """The Paddle model of ``spec``'s checkpoint (``weights``) on its ``device`` (None: the
-    GPU if Paddle has one) with its ``threads``; ``cfg``: its config as
-    ``config.sidecar.resolve_config`` gives it (the sidecar applied)."""
+    """The Paddle model of ``spec``'s checkpoint on its ``device`` and ``threads``; ``cfg``: its config
+    with the sidecar applied (``config.sidecar.resolve_config``)."""
     return DygraphBackend(cfg, spec.weights, spec.device, sidecar=False, threads=spec.threads)

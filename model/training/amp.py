@@ -1,11 +1,6 @@
-"""Mixed precision of a training run: which half type (``--amp fp16|bf16``), whether Paddle's
-``auto_cast`` runs it on the device, and the loss scaler (float16 only) with its state, which
-a checkpoint keeps so that a resumed run goes on with its loss scale.
-
-Only the forward runs under ``auto_cast`` (level O1: Paddle's white-listed ops such as conv2d
-and matmul in the half type, its black-listed ones such as group_norm in float32); the loss
-casts the heads' outputs to float32 (``losses.solov2_loss``). Paddle's ``auto_cast`` and
-``GradScaler`` work on GPUs only: on a CPU place they do nothing (Paddle 2.6 and 3.x)."""
+"""Mixed precision of a training run: the half type (``--amp fp16|bf16``), whether ``auto_cast`` runs
+it on the device (GPUs only), and the float16 loss scaler with its state (kept by checkpoints). Only
+the forward runs under ``auto_cast`` (O1); the loss casts the heads' outputs to float32."""
 import logging
 from typing import Optional
 

@@ -28,17 +28,11 @@ def set_outside_python(signum: int) -> bool:
 
 @contextlib.contextmanager
 def kept_child_signal() -> Iterator[None]:
-    """The process's SIGCHLD handler as it was after the block: Paddle's first DataLoader with
-    worker processes sets its own for the rest of the process (it checks its workers whenever
-    any child ends; a long-lived process that later ran subprocesses was seen to crash in it),
-    so it is put back, and Paddle told to set it again next time. Where it could not be put
-    back, Paddle is told it is set already for the block and finds dead workers by its 5-second
-    status checks alone: outside the main thread (Python sets handlers there only; Paddle's
-    loader would fail), and where the handler was installed from C, which Python cannot set
-    again: before Python started (``signal.getsignal`` gives None) or after
-    (``set_outside_python``; off Linux such a handler reads as SIG_DFL and is replaced by it).
-    The flag is Paddle's private ``_SIGCHLD_handler_set``: on a Paddle line it was not checked
-    on (``internals_checked``) the block changes nothing, and Paddle's handler stays."""
+    """The process's SIGCHLD handler put back after the block: Paddle's first DataLoader with workers
+    sets its own for good (a long-lived process was seen to crash in it). Where it cannot be put back
+    (outside the main thread; a handler installed from C, ``set_outside_python``), Paddle is told it is
+    set already and finds dead workers by its status checks. Through Paddle's private
+    ``_SIGCHLD_handler_set``: on an unchecked Paddle line (``internals_checked``) nothing changes."""
     if not hasattr(signal, 'SIGCHLD') or not internals_checked():
         yield
         return

@@ -81,14 +81,11 @@ class CheckpointHook(Hook):
 
 
 class EvalHook(Hook):
-    """Mask AP every ``every`` iterations (0: only at the end) and at the end; a better AP
-    than before saves ``best``. With the (EMA) weights swapped in once, ``evaluate(model,
-    cfg, processes, placement)`` returns the COCO stats dict in percent (0-100, ``solov2.api.evaluate``),
-    the same on every process of ``processes`` (each predicts its share of the images with process 0's weights and BN
-    statistics, process 0 scores them), and
-    ``picture(model, cfg, placement)``, when given, a drawn validation picture [H, W, 3] uint8 (``placement``:
-    the run's ``Trainer.hold``, which their network calls take one at a time). Every
-    process runs the hook and keeps the best AP; only process 0 logs, saves and draws."""
+    """Mask AP every ``every`` iterations (0: only at the end) and at the end; a better AP saves
+    ``best``. With the (EMA) weights swapped in, ``evaluate(model, cfg, processes, placement)`` gives
+    the COCO stats in percent, the same on every process, and ``picture(model, cfg, placement)`` a
+    drawn validation picture [H, W, 3] uint8 (``placement``: the run's ``Trainer.hold``). Every
+    process keeps the best AP; only process 0 logs, saves and draws."""
 
     def __init__(self, evaluate: Callable[..., Dict[str, float]], save: Callable[[str], None],
                  log: RunLog, every: int, picture: Optional[Callable[..., np.ndarray]] = None,

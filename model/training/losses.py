@@ -92,21 +92,11 @@ def _float32(tensor: paddle.Tensor) -> paddle.Tensor:
 def solov2_loss(outputs: Dict, targets: BatchTargets, ins_weight: float = 3.0,
                 alpha: float = 0.25, gamma: float = 2.0,
                 positives: Optional[Tuple[float, float]] = None) -> Dict[str, paddle.Tensor]:
-    """SOLOv2 loss of a batch.
-
-    Args:
-        outputs: the model's forward dict: ``cate_logits`` [B, C, S, S] x L,
-            ``kernels`` [B, E, S, S] x L, ``mask_feat`` [B, E, Hf, Wf]; float32, or half
-            types under mixed precision (cast to float32 here, so the losses are float32).
-        targets: ``model.training.targets.collate_targets`` of the same batch.
-        positives: (mask positives, positive cells), what the dice term and the
-            category term (+ 1) are divided by; default this batch's ``num_masks`` and
-            ``num_positives``. Data-parallel training passes their means over the
-            processes, so that the averaged gradients are those of the whole batch.
-    Returns:
-        {'loss_ins', 'loss_cate', 'loss'} scalars. Without positives ``loss_ins``
-        is an exact 0 still connected to the graph (zero gradients).
-    """
+    """SOLOv2 loss of a batch: ``outputs`` the model's forward dict (``cate_logits`` [B, C, S, S] x L,
+    ``kernels`` [B, E, S, S] x L, ``mask_feat`` [B, E, Hf, Wf], cast to float32 here), ``targets``
+    ``collate_targets`` of the batch, ``positives`` (mask positives, positive cells) dividing the dice
+    and (+ 1) category terms (default this batch's; data-parallel training passes their means) ->
+    {'loss_ins', 'loss_cate', 'loss'} scalars (without positives ``loss_ins`` is a connected 0)."""
     cate_logits, kernels = [_float32(c) for c in outputs['cate_logits']], [_float32(k) for k in outputs['kernels']]
     mask_feat = _float32(outputs['mask_feat'])
     if len(cate_logits) != len(targets.cate_labels):

@@ -173,12 +173,9 @@ def make_hooks(options: TrainOptions, cfg, trainer: Trainer, out: Path, log: Run
 
 @contextlib.contextmanager
 def run_settings(options: TrainOptions) -> Iterator[Placement]:
-    """``with run_settings(options) as placement:`` ``placement()`` is a block with Paddle on the
-    device and CPU math threads of ``options`` (threads 0: this process's share of the cores),
-    the process's own put back after it (``model.runtime.paddle_on``); ``prepare``, each step
-    (``Trainer.hold``) and each network call of the hooks take one, so a model used from another
-    thread waits at most about a step. The SIGCHLD handler that Paddle's loader workers set is
-    put back after the run (``kept_child_signal``)."""
+    """``with run_settings(options) as placement:`` ``placement()`` is a block with Paddle on the device
+    and threads of ``options`` (``model.runtime.paddle_on``), taken by ``prepare``, each step and each
+    network call of the hooks; the SIGCHLD handler is put back after the run (``kept_child_signal``)."""
     threads = cpu_threads(options.threads, launched_processes().local_size)
     with kept_child_signal():
         yield Placement(resolve_device(options.device), threads)

@@ -1,15 +1,8 @@
-"""BatchNorm synchronised across data-parallel processes, on GPUs and CPUs alike.
-
-``convert_sync_bn`` is the one conversion of both: it replaces the BN layers that normalise
-with batch statistics and leaves the frozen ones (``use_global_stats``: running statistics,
-as every COCO config's backbone) as they are. Paddle's own ``convert_sync_batchnorm``
-rebuilds every BN without ``use_global_stats``, un-freezing them, so it is not used.
-
-On GPUs the replacement is Paddle's ``SyncBatchNorm`` (NCCL). Paddle's ``SyncBatchNorm`` has
-GPU kernels only; with several CPU processes (gloo) each one would otherwise normalise over
-its own images: two images per process when four are split over two cores.
-``CpuSyncBatchNorm`` sums the per-channel statistics over the processes, forward and
-backward, so training sees the statistics of the whole batch.
+"""BatchNorm synchronised across data-parallel processes, on GPUs and CPUs: ``convert_sync_bn``
+replaces the BN layers that train their statistics and leaves the frozen ones (Paddle's
+``convert_sync_batchnorm`` would un-freeze them). On GPUs Paddle's ``SyncBatchNorm`` (NCCL); it has
+GPU kernels only, so on CPUs ``CpuSyncBatchNorm`` sums the statistics over the processes, forward
+and backward.
 """
 import logging
 

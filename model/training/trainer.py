@@ -31,12 +31,9 @@ class NonFiniteLoss(RunError):
 
 @contextlib.contextmanager
 def deferred_interrupts() -> Iterator[None]:
-    """Hold Ctrl-C and SIGTERM while the block runs and hand them to their handlers when it
-    ends: Paddle turns an exception raised inside a custom layer's backward (``model.fast_ops``)
-    into a long error of its own, so an interruption there would not end as one. A second
-    signal during the block is handed over at once (a stuck block can still be stopped), and
-    an error it causes becomes that interruption. Only signals with a Python handler are
-    held, only in the main thread; the handlers are back in place when the block ends."""
+    """Hold Ctrl-C and SIGTERM (with a Python handler, in the main thread) for the block and hand them
+    over at its end: Paddle turns an exception inside a custom backward into a long error of its own.
+    A second signal is handed over at once, and an error it causes becomes that interruption."""
     main = threading.current_thread() is threading.main_thread()
     previous = {s: signal.getsignal(s) for s in INTERRUPT_SIGNALS} if main else {}
     previous = {s: handler for s, handler in previous.items() if callable(handler)}
@@ -98,12 +95,10 @@ class TrainState:
 
 @dataclass
 class Trainer:
-    """SGD steps over ``loader`` until ``schedule.stop_at`` or the time budget; each hook's
-    ``after_step(trainer, losses)`` runs after every step and ``after_train(trainer)`` once
-    at the end (in the order given). Each step runs in a ``hold()`` block (Paddle's device and
-    threads for the run: ``run.run_settings``'s placement); the hooks take it for their own Paddle
-    work only (``EvalHook``, ``run.make_hooks``' saving), so another thread's model waits at most
-    about a step."""
+    """SGD steps over ``loader`` until ``schedule.stop_at`` or the time budget; hooks' ``after_step(trainer,
+    losses)`` after every step, ``after_train(trainer)`` at the end. Each step runs in a ``hold()`` block
+    (the run's placement); hooks take it for their own Paddle work only, so another thread's model
+    waits at most about a step."""
     cfg: type
     model: paddle.nn.Layer
     optimizer: paddle.optimizer.Optimizer

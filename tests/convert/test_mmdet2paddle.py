@@ -25,10 +25,11 @@ from solov2.convert.common import convert
 from solov2.convert.pth_reader import load_state_dict
 from solov2.model.build import build_model
 from solov2.model.checkpoint import load_paddle_params
-from solov2.model.inference.postprocess import InferenceParams, postprocess
+from solov2.model.inference.postprocess import InferenceParams
 from solov2.tools.convert import run_family
 from tests.fixtures.mmdet_checkpoints import ARCHS, build_mirror, mmdet_key, random_solo_layout, write_mmdet_checkpoint
 from tests.fixtures.solo_checkpoints import keys_file, read_key_list
+from tests.helpers import postprocess
 
 pytestmark = pytest.mark.reference
 

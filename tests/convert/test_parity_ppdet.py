@@ -20,9 +20,10 @@ from solov2.convert.common import convert
 from solov2.model.checkpoint import load_paddle_params, save_checkpoint
 from solov2.model.inference.dygraph_backend import DygraphBackend
 from solov2.model.inference.pipeline import Predictor
-from solov2.model.inference.postprocess import flatten_levels, paste_in_boxes, postprocess
+from solov2.model.inference.postprocess import flatten_levels, paste_in_boxes
 from solov2.tools.convert import run_family
 from solov2.tools.dev.reference import ppdet_ref
+from tests.helpers import postprocess
 
 pytestmark = pytest.mark.reference
 

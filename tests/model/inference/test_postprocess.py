@@ -17,10 +17,10 @@ from solov2.model.inference.postprocess import (
     paste_detections,
     paste_in_boxes,
     points_nms,
-    postprocess,
     segment_image,
 )
 from tests.fixtures import paste_v2, postprocess_v1
+from tests.helpers import postprocess
 
 
 def _t(array, dtype='float32'):

@@ -36,7 +36,6 @@ from solov2.model.inference.quantize import (
     accuracy_controlled,
     coco_validation,
     load_annotated,
-    pad_batches,
     prepare_images,
     reverted_operations,
 )
@@ -92,21 +91,24 @@ def test_quantize_with_annotations_writes_a_folder_with_its_ap(shapes, tmp_path,
     assert 'Not adding activation' not in shown.out + shown.err       # NNCF's notes stay quiet
 
 
-def test_validation_function_scores_as_eval_does(shapes, tmp_path, capsys):
+def test_validation_function_scores_as_eval_does(shapes, tmp_path, capsys, monkeypatch):
     """The AP NNCF is given for a model equals eval.py's on the same pictures, for all of
-    them and for a subset (an annotation file holding only those images)."""
+    them and for a subset (an annotation file holding only those images), run through the
+    predictor's loop on the compiled model."""
     export, _, ann, val = shapes
     backend = OpenVinoBackend(str(export), threads=1)
     annotated = load_annotated(str(ann), str(val), backend.class_names)
-    predictor = Predictor(backend)
-    prepared = prepare_images(predictor, annotated.paths, lambda: None)
-    batches = pad_batches(backend.input_names, [chw for chw, _ in prepared], prepared[0][0].shape[1:])
-    validate = coco_validation(predictor, annotated, batches, [meta for _, meta in prepared])
+    prepared = prepare_images(Predictor(backend), annotated.paths, lambda: None)
+    validate = coco_validation(backend, annotated, [p.image for p in prepared])
     model = backend.model.clone()
-    model.reshape(backend.input_shapes(batches[0]['image'].shape))
+    model.reshape(backend.input_shapes([1, 3, *prepared[0].chw.shape[1:]]))
     compiled = ov.Core().compile_model(model, 'CPU', {'INFERENCE_PRECISION_HINT': 'f32'})
+    loops, loop = [], Predictor.run_pictures
+    monkeypatch.setattr(Predictor, 'run_pictures', lambda self, *args, **kwargs: loops.append(self.engine) or
+                        loop(self, *args, **kwargs))
     whole, none = validate(compiled, range(ANNOTATED))
     assert none is None and whole > 50
+    assert len(loops) == 1 and list(loops[0].compiled.values())[0].compiled is compiled
     assert round(whole, 2) == _eval_ap(capsys, export, ann, val)
     subset = [1, 4]
     coco = json.loads(ann.read_text())
@@ -175,7 +177,7 @@ def test_accuracy_control_reports_each_validation_pass():
     def validate(compiled, indices):
         returned.append((next(scores, 80.0), len(list(indices))))
         return returned[-1][0], None
-    _, control = accuracy_controlled(_two_convolutions(), data, data, validate, [], 1.0, heard.append)
+    _, control = accuracy_controlled(_two_convolutions(), data, images, validate, [], 1.0, heard.append)
     passes = [event for event in heard if isinstance(event, Pass)]
     assert [(p.ap, p.images) for p in passes] == returned and all(p.seconds >= 0 for p in passes)
     steps = [(p.purpose, p.step, p.steps) for p in passes]
