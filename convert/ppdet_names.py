@@ -86,24 +86,15 @@ ALIAS_PREFIXES = (('solov2_head.solo_', 'solov2_head.bbox_head.solo_'),
 
 
 def duplicate_aliases(source: dict) -> dict:
-    """{duplicate key: the primary key it repeats} for the keys of ``source``."""
-    aliases = {}
-    for key in source:
-        for dup, primary in ALIAS_PREFIXES:
-            if key.startswith(dup):
-                aliases[key] = primary + key[len(dup):]
-    return aliases
+    """{duplicate key: the primary key it repeats} for the primary keys of ``source``."""
+    return {dup + key[len(primary):]: key for key in source
+            for dup, primary in ALIAS_PREFIXES if key.startswith(primary)}
 
 
 def with_duplicates(params: dict) -> dict:
     """``params`` (PaddleDetection names) plus the duplicate keys PaddleDetection's own
     state_dict holds (``ALIAS_PREFIXES``), sharing the primary keys' values."""
-    out = dict(params)
-    for key, value in params.items():
-        for dup, primary in ALIAS_PREFIXES:
-            if key.startswith(primary):
-                out[dup + key[len(primary):]] = value
-    return out
+    return {**params, **{dup: params[key] for dup, key in duplicate_aliases(params).items()}}
 
 
 # ---- 0.5 static and PaddleClas ----------------------------------------------------------------
