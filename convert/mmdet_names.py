@@ -4,7 +4,7 @@ convert/torchvision2paddle.py, convert/solo2paddle.py and convert/mmdet2paddle.p
 import functools
 import re
 
-from solov2.convert.names import Family, source_name
+from solov2.convert.names import SOLO_MODULES, Family, source_name
 
 BN_LEAF = {'weight': 'weight', 'bias': 'bias', '_mean': 'running_mean', '_variance': 'running_var'}
 
@@ -43,10 +43,7 @@ def mmdet_family(label: str, modules: dict) -> Family:
         modules=modules, unit=lambda rest, module, deformable: unit_name(rest, f'{module}.conv', f'{module}.gn'))
 
 
-SOLO = mmdet_family('SOLO', {
-    'kernel_tower': 'bbox_head.kernel_convs.{index}', 'cate_tower': 'bbox_head.cate_convs.{index}',
-    'kernel_pred': 'bbox_head.solo_kernel', 'cate_pred': 'bbox_head.solo_cate',
-    'level': 'mask_feat_head.convs_all_levels.{level}.conv{conv}', 'pred': 'mask_feat_head.conv_pred.0'})
+SOLO = mmdet_family('SOLO', SOLO_MODULES)
 
 # mmdetection's SOLOV2Head is the detector's ``mask_head`` and holds the mask-feature
 # branch (MaskFeatModule, whose conv_pred is a bare ConvModule: the original SOLO wraps

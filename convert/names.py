@@ -12,6 +12,10 @@ PRED = re.compile(r'head\.(kernel|cate)_pred\.(weight|bias)')
 UNITS = ((re.compile(r'head\.(?P<kind>kernel|cate)_tower\.(?P<index>\d+)\.(?P<rest>.+)'), '{kind}_tower'),
          (re.compile(r'mask_head\.levels\.(?P<level>\d)\.(?P<conv>\d)\.(?P<rest>.+)'), 'level'),
          (re.compile(r'mask_head\.pred\.(?P<rest>.+)'), 'pred'))
+# The modules of the original SOLO, as PaddleDetection 0.5 kept them (2.x nests them: convert.ppdet_names)
+SOLO_MODULES = {'kernel_tower': 'bbox_head.kernel_convs.{index}', 'cate_tower': 'bbox_head.cate_convs.{index}',
+                'kernel_pred': 'bbox_head.solo_kernel', 'cate_pred': 'bbox_head.solo_cate',
+                'level': 'mask_feat_head.convs_all_levels.{level}.conv{conv}', 'pred': 'mask_feat_head.conv_pred.0'}
 
 
 @dataclass(frozen=True)

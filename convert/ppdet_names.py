@@ -5,7 +5,7 @@ import functools
 import re
 
 from solov2.convert.common import class_count
-from solov2.convert.names import Family, source_name
+from solov2.convert.names import SOLO_MODULES, Family, source_name
 
 BRANCHES = {'conv1': 'branch2a', 'conv2': 'branch2b', 'conv3': 'branch2c', 'shortcut': 'branch1'}
 BACKBONE_BLOCK = re.compile(r'backbone\.layer(\d)\.(\d+)\.(conv\d|shortcut)\.(.+)')
@@ -67,11 +67,9 @@ def backbone_name(key: str, cfg) -> str:
 PPDET = Family(
     label='PaddleDetection', backbone=backbone_name,
     neck=lambda kind, index, leaf: f'neck.{fpn_name(kind, index)}.{leaf}',
-    modules={'kernel_tower': 'solov2_head.bbox_head.kernel_convs.{index}',
-             'cate_tower': 'solov2_head.bbox_head.cate_convs.{index}',
-             'kernel_pred': 'solov2_head.bbox_head.solo_kernel', 'cate_pred': 'solov2_head.bbox_head.solo_cate',
-             'level': 'mask_head.conv_pre_feat{level}.mask_feat_head.convs_all_levels.{level}.conv{conv}',
-             'pred': 'mask_head.mask_feat_head.conv_pred.0'},
+    modules={**{part: f'solov2_head.{module}' for part, module in SOLO_MODULES.items()},     # SOLO's, nested
+             'level': 'mask_head.conv_pre_feat{level}.' + SOLO_MODULES['level'],
+             'pred': 'mask_head.' + SOLO_MODULES['pred']},
     unit=lambda rest, module, deformable: f'{module}.{_conv_leaf(rest, deformable)}')
 
 ppdet_name = functools.partial(source_name, family=PPDET)      # our parameter name -> PaddleDetection 2.x dygraph's
@@ -154,9 +152,7 @@ def static_backbone_name(key: str, cfg) -> str:
 STATIC = Family(
     label='static', backbone=static_backbone_name,
     neck=lambda kind, index, leaf: f'{fpn_name(kind, index)}_{leaf[0]}',     # _w / _b
-    modules={'kernel_tower': 'bbox_head.kernel_convs.{index}', 'cate_tower': 'bbox_head.cate_convs.{index}',
-             'kernel_pred': 'bbox_head.solo_kernel', 'cate_pred': 'bbox_head.solo_cate',
-             'level': 'mask_feat_head.convs_all_levels.{level}.conv{conv}', 'pred': 'mask_feat_head.conv_pred.0'},
+    modules=SOLO_MODULES,
     unit=lambda rest, module, deformable: static_unit(rest, module, f'{module}.gn'))
 
 static_name = functools.partial(source_name, family=STATIC)      # our parameter name -> PaddleDetection 0.5 static's
