@@ -84,7 +84,8 @@ def load_gpu_libraries(ort, tensorrt: bool) -> None:
 
 
 class OnnxBackend(ExportedBackend):
-    """onnxruntime with ``threads`` intra-op threads (0 = every core), on the CPU or a GPU
+    """onnxruntime with ``threads`` intra-op threads (0 = every core; idle, they sleep rather than
+    spin, docs/deployment.md#backends), on the CPU or a GPU
     (``device``; ``tensorrt``: through TensorRT float16, its engines kept in a folder of
     ``engine_cache`` of the model's own, ``engine_folder``; ``onnx_providers``). Its
     ``InferenceSession.run`` may be called from several threads at once. A batch of pictures
@@ -107,6 +108,7 @@ class OnnxBackend(ExportedBackend):
         self.files, self.options = files, ort.SessionOptions()
         self.options.intra_op_num_threads = cpu_threads(threads)
         self.options.inter_op_num_threads = 1
+        self.options.add_session_config_entry('session.intra_op.allow_spinning', '0')
         self.options.log_severity_level = 3
         self.tensorrt, self.engine_cache = tensorrt, engine_cache
         onnx_providers(device, ort.get_available_providers(), tensorrt)     # a provider it lacks: before loading
