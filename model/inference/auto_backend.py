@@ -153,7 +153,7 @@ def time_engines(backends: Dict[str, Backend], batches: Sequence[np.ndarray],
     round's size new to it, then repeated. ``TIMING_WARMUP`` untimed runs of ``batches[0]``
     each, then one round per later batch: engine after engine, the order reversed every other
     round (a busy moment or a slow start hits them alike), one untimed run of ``batches[0]``
-    (onnxruntime's threads spin on after a run: OpenVINO's next call took up to 2x), then two on it."""
+    (what the engine before left running stays off the timed calls), then two on it."""
     for backend in backends.values():
         for _ in range(TIMING_WARMUP):
             backend.run(batches[0])

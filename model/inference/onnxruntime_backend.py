@@ -78,9 +78,10 @@ def load_gpu_libraries(ort, tensorrt: bool) -> None:
 
 
 class OnnxBackend(ExportedBackend):
-    """onnxruntime with ``threads`` intra-op threads (0 = every core) on ``device`` (``tensorrt``: through
-    TensorRT float16, engines in ``engine_cache``); safe from several threads. A batch of several sizes
-    runs the regions graph (``model_regions.onnx``, opened on first use). No fallback after opening."""
+    """onnxruntime with ``threads`` intra-op threads (0 = every core; idle, they sleep rather than spin,
+    docs/deployment.md#backends) on ``device`` (``tensorrt``: through TensorRT float16, engines in
+    ``engine_cache``); safe from several threads. A batch of several sizes runs the regions graph
+    (``model_regions.onnx``, opened on first use). No fallback after opening."""
     name = 'onnx'
 
     def __init__(self, model_dir: str, threads: int = 0, overrides: Sequence[str] = (), device: str = 'cpu',
@@ -97,6 +98,7 @@ class OnnxBackend(ExportedBackend):
         self.files, self.options = files, ort.SessionOptions()
         self.options.intra_op_num_threads = cpu_threads(threads)
         self.options.inter_op_num_threads = 1
+        self.options.add_session_config_entry('session.intra_op.allow_spinning', '0')
         self.options.log_severity_level = 3
         self.tensorrt, self.engine_cache = tensorrt, engine_cache
         onnx_providers(device, ort.get_available_providers(), tensorrt)     # a provider it lacks: before loading

@@ -239,6 +239,12 @@ def test_a_real_session_is_opened_without_its_fallback(tmp_path):
     assert backend.session._enable_fallback is False
 
 
+def test_onnxruntime_threads_sleep_between_runs(tmp_path):
+    """Spinning, they took the cores from the pipeline's pre- and post-processing workers."""
+    session = OnnxBackend(_fake_export(tmp_path / 'export', _onnx_model(1.0)), device='cpu').session
+    assert session.get_session_options().get_session_config_entry('session.intra_op.allow_spinning') == '0'
+
+
 def test_what_the_tensorrt_profile_cannot_take_is_refused_at_open(tmp_path, monkeypatch):
     """Batches over 8 (the service's max_batch, a command's batch_size) and a resize past the
     export's largest side, each in one line naming the option; without TensorRT any batch."""
