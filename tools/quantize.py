@@ -39,7 +39,7 @@ from solov2.data.files import check_folder  # noqa: E402
 from solov2.model.inference.exported_folder import read_infer_cfg  # noqa: E402
 from solov2.model.inference.media import list_images  # noqa: E402
 from solov2.model.inference.quantize import Pass, load_annotated, quantize_model  # noqa: E402
-from solov2.tools.cli import Progress, command, make_parser  # noqa: E402
+from solov2.tools.cli import DownloadProgress, Progress, at_least, command, make_parser  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -56,9 +56,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                          help='COCO instance annotations of pictures to keep the mask AP on')
     control.add_argument('--annotated-images', metavar='DIR', help='folder of the annotated pictures (required '
                          'with --annotations; eval.py calls it --images)')
-    control.add_argument('--num-annotated', type=int, default=0,
+    control.add_argument('--num-annotated', type=at_least(0), default=0,
                          help='use the first N annotated images by id (default 0: all)')
-    control.add_argument('--max-drop', type=float, default=1.0,
+    control.add_argument('--max-drop', type=at_least(0, whole=False), default=1.0,
                          help='largest mask AP loss allowed, in AP points (0-100), absolute (default 1.0)')
     return parser.parse_args(argv)
 
@@ -73,10 +73,6 @@ def check_control_args(args) -> None:
         return
     if not args.annotated_images:
         raise InputError('--annotations needs --annotated-images, the folder its pictures are in')
-    if not args.max_drop >= 0:
-        raise InputError(f'--max-drop must be >= 0 AP points (got {args.max_drop})')
-    if args.num_annotated < 0:
-        raise InputError(f'--num-annotated must be >= 0 (got {args.num_annotated})')
 
 
 @command
@@ -106,9 +102,9 @@ def main(argv) -> int:
     return 0
 
 
-class QuantizeProgress:
+class QuantizeProgress(DownloadProgress):
     """``quantize_model``'s ``progress`` on stderr: a ``Progress`` line for the images read and for a step
-    of several passes, else a line per message and per validation pass (its AP)."""
+    of several passes, else a line per message and per validation pass (its AP); ``close`` ends the line."""
 
     def __init__(self, images: int, label: str):
         self.start = time.perf_counter()
@@ -127,11 +123,6 @@ class QuantizeProgress:
             f'{event.purpose}: mask AP {event.ap:.2f} on {event.images} image{"s" * (event.images != 1)} '
             f'({event.seconds:.1f} s)')
         print(f'[{clock(time.perf_counter() - self.start)}]', text, file=sys.stderr, flush=True)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-        self.bar = None
 
 
 def quiet_nncf() -> None:
