@@ -304,18 +304,15 @@ def add_error_handlers(app: FastAPI) -> None:
     """Every refusal as ``{"error": "...", "request_id": ...}``, the library's through ``client_error``."""
 
     @app.exception_handler(HttpError)
-    async def refused(request: Request, exc: HttpError):
-        return error(request, exc.status, exc.message, exc.headers)
+    @app.exception_handler(InputError)
+    async def refused(request: Request, exc: Exception):
+        refusal = client_error(exc) if isinstance(exc, InputError) else exc
+        return error(request, refusal.status, refusal.message, refusal.headers)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError):
         problems = [f'{".".join(str(part) for part in one["loc"])}: {one["msg"]}' for one in exc.errors()]
         return error(request, 400, '; '.join(problems))
-
-    @app.exception_handler(InputError)
-    async def bad_input(request: Request, exc: InputError):
-        refusal = client_error(exc)
-        return error(request, refusal.status, refusal.message)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException):
