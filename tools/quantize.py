@@ -65,13 +65,11 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def check_control_args(args) -> None:
     """InputError for accuracy-control options that cannot work together."""
-    if not args.annotations:
-        given = [flag for flag, value in (('--annotated-images', args.annotated_images),
-                                          ('--num-annotated', args.num_annotated)) if value]
-        if given:
-            raise InputError(f"{', '.join(given)} needs --annotations (a COCO annotation file)")
-        return
-    if not args.annotated_images:
+    given = [flag for flag, value in (('--annotated-images', args.annotated_images),
+                                      ('--num-annotated', args.num_annotated)) if value]
+    if given and not args.annotations:
+        raise InputError(f"{', '.join(given)} needs --annotations (a COCO annotation file)")
+    if args.annotations and not args.annotated_images:
         raise InputError('--annotations needs --annotated-images, the folder its pictures are in')
 
 

@@ -118,6 +118,10 @@ def test_a_commands_bad_flag_value_names_the_flag(tmp_path, capsys):
         with pytest.raises(SystemExit):
             quantize.main(['--model-dir', 'm', '--images', 'i', '--output', 'o', flag, value])
         assert f'argument {flag}: takes a {kind}number of at least 0, not {value}\n' in capsys.readouterr().err
+    for given, message in ((['--num-annotated', '3'], '--num-annotated needs --annotations (a COCO annotation file)'),
+                           (['--annotations', 'a.json'], '--annotations needs --annotated-images, the folder its')):
+        assert quantize.main(['--model-dir', 'm', '--images', 'i', '--output', 'o', *given]) == 2
+        assert capsys.readouterr().err.startswith(f'error: {message}')
     (tmp_path / 'in').mkdir()
     shutil.copy(REPO_DIR / 'images' / 'shapes_000023.jpg', tmp_path / 'in')
     assert demo.main(['--input', str(tmp_path / 'in'), '--output', str(tmp_path / 'in')]) == 2
