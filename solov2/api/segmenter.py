@@ -295,12 +295,8 @@ class Segmenter:
                                            params, batch_size, cost=cost)
 
 
-def to_instances(predictor: Predictor, row, meta, params: InferenceParams, min_score: float = 0.0) -> Instances:
-    """One picture's ``Predictor.network`` result -> its Instances (``instances_of``), finished with ``params``."""
-    return instances_of(predictor.engine.class_names, predictor.finish(row, meta, params), min_score)
-
-
 def instances_of(class_names: Sequence[str], detections, min_score: float = 0.0) -> Instances:
-    """Detections of a picture as Instances of ``class_names``, those scoring under ``min_score`` left out."""
-    found = Instances.from_detections(detections, class_names)
+    """A picture's pasted ``Detections`` (``Predictor.finish``) as Instances of ``class_names``, those scoring under
+    ``min_score`` left out."""
+    found = Instances(detections.masks, detections.labels, detections.scores, tuple(class_names))
     return found.filter(min_score) if min_score else found

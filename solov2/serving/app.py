@@ -28,7 +28,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from solov2 import __version__
-from solov2.api.segmenter import Segmenter, per_call_params, to_instances
+from solov2.api.segmenter import Segmenter, instances_of, per_call_params
 from solov2.core.errors import InputError, param
 from solov2.data.results import SHOWN_MIN_SCORE
 from solov2.data.transforms import header_size
@@ -213,7 +213,8 @@ class Service:
     def finish(self, row, meta, params, masks: str, min_score: float) -> Dict[str, Any]:
         """The network's output for one picture -> its answer (``Instances.to_dict(masks)``: only what it holds)."""
         with self.metrics.stage('postprocess'):
-            instances = to_instances(self.segmenter.predictor, row, meta, params, min_score)
+            found = self.segmenter.predictor.finish(row, meta, params)
+            instances = instances_of(self.segmenter.class_names, found, min_score)
         with self.metrics.stage('encode'):
             return instances.to_dict(masks)
 
