@@ -48,7 +48,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help='exported folder with model.onnx (solov2 export / tools/export_model.py)')
     parser.add_argument('--images', required=True, help='folder of calibration images (yours, unlabelled)')
     parser.add_argument('--output', required=True, help='new folder for the INT8 model')
-    parser.add_argument('--num-images', type=int, default=100, help='calibration images used (default 100)')
+    parser.add_argument('--num-images', type=at_least(1), default=100, help='calibration images used (default 100)')
     parser.add_argument('--keep-depth', type=int, default=2,
                         help='convolutions kept in f32 along each path back from an output (default 2)')
     control = parser.add_argument_group('accuracy control (NNCF quantize_with_accuracy_control)')
@@ -78,9 +78,7 @@ def main(argv) -> int:
     args = parse_args(argv)
     check_control_args(args)
     out = Path(args.output)
-    paths = list_images(args.images, 'a folder of calibration pictures')[:max(args.num_images, 0)]
-    if not paths:
-        raise InputError(f'no images found at {args.images} — give a folder of calibration pictures')
+    paths = list_images(args.images, 'a folder of calibration pictures')[:args.num_images]
     check_folder(out, '--output', new=True)
     quiet_nncf()
     annotated = None

@@ -114,10 +114,11 @@ def test_a_commands_bad_flag_value_names_the_flag(tmp_path, capsys):
         with pytest.raises(SystemExit):
             demo.main([flag, value])
         assert f'argument {flag}: takes a whole number of at least {least}, not {value}\n' in capsys.readouterr().err
-    for flag, value, kind in (('--max-drop', '-0.5', ''), ('--num-annotated', '-1', 'whole ')):
+    for flag, value, kind, least in (('--max-drop', '-0.5', '', 0), ('--num-annotated', '-1', 'whole ', 0),
+                                     ('--num-images', '0', 'whole ', 1)):
         with pytest.raises(SystemExit):
             quantize.main(['--model-dir', 'm', '--images', 'i', '--output', 'o', flag, value])
-        assert f'argument {flag}: takes a {kind}number of at least 0, not {value}\n' in capsys.readouterr().err
+        assert f'argument {flag}: takes a {kind}number of at least {least}, not {value}\n' in capsys.readouterr().err
     for given, message in ((['--num-annotated', '3'], '--num-annotated needs --annotations (a COCO annotation file)'),
                            (['--annotations', 'a.json'], '--annotations needs --annotated-images, the folder its')):
         assert quantize.main(['--model-dir', 'm', '--images', 'i', '--output', 'o', *given]) == 2
