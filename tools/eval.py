@@ -97,8 +97,7 @@ def load_records(args, number, backend, coco, dataset, ann: str, processes: Proc
             raise InputError(f'cannot read results {args.json_only}: {exc} — give a file written by --save-json')
         check_results(coco, records, args.json_only)
         return records
-    count = len(coco.getImgIds())
-    counts = processes.counts(count)
+    counts = processes.counts(len(coco.getImgIds()))
     mine = counts[processes.rank]
     set_status(lambda: f'stopped while predicting {mine} images of {ann}; nothing was written')
     began = time.perf_counter()

@@ -27,6 +27,7 @@ from solov2.model.inference.spec import ModelSpec, Progress
 LOG = logging.getLogger(__name__)
 Image = Any     # a path (str or os.PathLike), encoded bytes or a binary file object, a numpy array or a PIL image
 HEADER_BYTES = 2 ** 16      # what is read of a file for its size before it is read (picture_cost)
+ENCODED = (bytes, bytearray, memoryview)
 
 
 def per_call_params(params: InferenceParams, score_threshold: Optional[float] = None,
@@ -51,9 +52,6 @@ def is_pil_image(image: Any) -> bool:
     """Whether ``image`` is a PIL image (without importing PIL when nothing has)."""
     module = sys.modules.get('PIL.Image')
     return module is not None and isinstance(image, module.Image)
-
-
-ENCODED = (bytes, bytearray, memoryview)
 
 
 def is_encoded(image: Any) -> bool:
