@@ -36,25 +36,8 @@ __all__ = ['Segmenter', 'ModelSpec', 'Instances', 'Instance', 'evaluate', 'train
            'tune_process']
 _API = frozenset(__all__)
 
-if TYPE_CHECKING:
-    from solov2.api import (
-        SAMPLE_IMAGES,
-        SHIPPED_WEIGHTS,
-        InputError,
-        Instance,
-        Instances,
-        ModelSpec,
-        Processes,
-        RunError,
-        Segmenter,
-        Solov2Error,
-        TrainOptions,
-        TrainSummary,
-        evaluate,
-        start_processes,
-        train,
-        tune_process,
-    )
+if TYPE_CHECKING:      # the names as a type checker sees them (solov2.api.__all__)
+    from solov2.api import *  # noqa: F403
 
 
 def __getattr__(name: str):

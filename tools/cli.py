@@ -118,11 +118,8 @@ class DownloadProgress:
 def downloaded(weights, mirror=None):
     """``weights`` with a published name fetched and converted (``convert.zoo.resolve_weights``), with progress."""
     from solov2.convert.zoo import resolve_weights  # the library loads Paddle: after the start-up settings
-    progress = DownloadProgress()
-    try:
+    with contextlib.closing(DownloadProgress()) as progress:
         return resolve_weights(weights, mirror=mirror, progress=progress)
-    finally:
-        progress.close()
 
 
 def fetched(spec):

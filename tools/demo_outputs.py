@@ -1,5 +1,6 @@
 """What demo.py does with each picture the runner (``Predictor.run_pictures``) gives back: the drawn
 picture or video frame, its COCO-style records, the dump of its network input (tools/postprocess_raw.py)."""
+import contextlib
 import json
 import logging
 import os
@@ -185,13 +186,6 @@ def open_writer(out_path: Path, capture, first):
 def run_video(predictor, source: Union[str, int], out_path: Path, draw: DrawOptions, written: list,
               max_frames: int = 0) -> Tuple[PipelineStats, float]:
     """Segment a video file or camera into an annotated mp4 at ``out_path``, the FPS logged once a second."""
-    capture, first = open_capture(source)
-    try:
-        writer = open_writer(out_path, capture, first)
-    except InputError:
-        capture.release()
-        raise
-    shown = [time.perf_counter()]
 
     def finish(item, prepared, found):
         index, bgr = item
@@ -210,12 +204,14 @@ def run_video(predictor, source: Union[str, int], out_path: Path, draw: DrawOpti
         if (now := time.perf_counter()) - shown[0] >= 1.0:
             shown[0] = now
             LOG.info(f'frame {item[0] + 1}: {(item[0] + 1) / (now - began):.1f} FPS')
-    try:
+    capture, first = open_capture(source)
+    with contextlib.ExitStack() as release:         # the writer, then the capture
+        release.callback(capture.release)
+        writer = open_writer(out_path, capture, first)
+        release.callback(writer.release)
+        shown = [time.perf_counter()]
         frames = read_frames(capture, first, max_frames)
         return run_timed(predictor, [(0, first)], frames, frame_rgb, finish, draw, keep)
-    finally:
-        writer.release()
-        capture.release()
 
 
 def summary_line(stats: PipelineStats, began: float, unit: str, where: str) -> str:

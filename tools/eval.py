@@ -97,8 +97,7 @@ def load_records(args, number, backend, coco, dataset, ann: str, processes: Proc
             raise InputError(f'cannot read results {args.json_only}: {exc} — give a file written by --save-json')
         check_results(coco, records, args.json_only)
         return records
-    count = len(coco.getImgIds())
-    counts = processes.counts(count)
+    counts = processes.counts(len(coco.getImgIds()))
     mine = counts[processes.rank]
     set_status(lambda: f'stopped while predicting {mine} images of {ann}; nothing was written')
     began = time.perf_counter()
@@ -219,15 +218,12 @@ def write_chart(args: argparse.Namespace, ap_by_category: dict, names: dict) -> 
 
 def write_visualdl(logdir: str, step: int, stats: dict, ap_by_class: dict) -> None:
     """The mask AP numbers as ``eval/<name>``, per-class AP as ``eval_class/<class>`` scalars at ``step``."""
-    writer = open_visualdl(logdir)
-    try:
+    with open_visualdl(logdir) as writer:
         for name, value in stats.items():
             writer.add_scalar(f'eval/{name}', float(value), step)
         for name, value in ap_by_class.items():
             if not math.isnan(value):
                 writer.add_scalar(f'eval_class/{name}', float(value), step)
-    finally:
-        writer.close()
     print(f'VisualDL scalars in {logdir}')
 
 

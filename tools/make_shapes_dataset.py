@@ -25,7 +25,7 @@ if __package__ in (None, ''):
 from solov2.data.coco import segmentation_to_mask
 from solov2.data.masks import masks_to_boxes
 from solov2.data.results import coco_bbox, encode_mask_rle, rle_run_lengths, write_json
-from solov2.tools.cli import command, make_parser
+from solov2.tools.cli import at_least, command, make_parser
 
 CLASS_NAMES = ('circle', 'square', 'triangle', 'star')
 CIRCLE, SQUARE, TRIANGLE, STAR = range(len(CLASS_NAMES))
@@ -213,14 +213,11 @@ def split_summary(split: str, coco: dict[str, Any]) -> str:
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = make_parser(__doc__.split('\n\n')[0], configs=False)
     parser.add_argument('--out', required=True, type=Path, help='output dataset directory')
-    parser.add_argument('--train', type=int, default=600, help='number of training images')
-    parser.add_argument('--val', type=int, default=100, help='number of validation images')
-    parser.add_argument('--size', type=int, default=256, help='image side in pixels')
+    parser.add_argument('--train', type=at_least(0), default=600, help='number of training images')
+    parser.add_argument('--val', type=at_least(0), default=100, help='number of validation images')
+    parser.add_argument('--size', type=at_least(64), default=256, help='image side in pixels')
     parser.add_argument('--seed', type=int, default=0, help='random seed')
-    args = parser.parse_args(argv)
-    if args.size < 64 or args.train < 0 or args.val < 0:
-        parser.error('--size must be >= 64 and --train/--val >= 0')
-    return args
+    return parser.parse_args(argv)
 
 
 @command

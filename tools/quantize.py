@@ -39,7 +39,7 @@ from solov2.data.files import check_folder  # noqa: E402
 from solov2.model.inference.exported_folder import read_infer_cfg  # noqa: E402
 from solov2.model.inference.media import list_images  # noqa: E402
 from solov2.model.inference.quantize import Pass, load_annotated, quantize_model  # noqa: E402
-from solov2.tools.cli import Progress, command, make_parser  # noqa: E402
+from solov2.tools.cli import DownloadProgress, Progress, at_least, command, make_parser  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -48,7 +48,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help='exported folder with model.onnx (solov2 export / tools/export_model.py)')
     parser.add_argument('--images', required=True, help='folder of calibration images (yours, unlabelled)')
     parser.add_argument('--output', required=True, help='new folder for the INT8 model')
-    parser.add_argument('--num-images', type=int, default=100, help='calibration images used (default 100)')
+    parser.add_argument('--num-images', type=at_least(1), default=100, help='calibration images used (default 100)')
     parser.add_argument('--keep-depth', type=int, default=2,
                         help='convolutions kept in f32 along each path back from an output (default 2)')
     control = parser.add_argument_group('accuracy control (NNCF quantize_with_accuracy_control)')
@@ -56,27 +56,21 @@ def parse_args(argv=None) -> argparse.Namespace:
                          help='COCO instance annotations of pictures to keep the mask AP on')
     control.add_argument('--annotated-images', metavar='DIR', help='folder of the annotated pictures (required '
                          'with --annotations; eval.py calls it --images)')
-    control.add_argument('--num-annotated', type=int, default=0,
+    control.add_argument('--num-annotated', type=at_least(0), default=0,
                          help='use the first N annotated images by id (default 0: all)')
-    control.add_argument('--max-drop', type=float, default=1.0,
+    control.add_argument('--max-drop', type=at_least(0, whole=False), default=1.0,
                          help='largest mask AP loss allowed, in AP points (0-100), absolute (default 1.0)')
     return parser.parse_args(argv)
 
 
 def check_control_args(args) -> None:
     """InputError for accuracy-control options that cannot work together."""
-    if not args.annotations:
-        given = [flag for flag, value in (('--annotated-images', args.annotated_images),
-                                          ('--num-annotated', args.num_annotated)) if value]
-        if given:
-            raise InputError(f"{', '.join(given)} needs --annotations (a COCO annotation file)")
-        return
-    if not args.annotated_images:
+    given = [flag for flag, value in (('--annotated-images', args.annotated_images),
+                                      ('--num-annotated', args.num_annotated)) if value]
+    if given and not args.annotations:
+        raise InputError(f"{', '.join(given)} needs --annotations (a COCO annotation file)")
+    if args.annotations and not args.annotated_images:
         raise InputError('--annotations needs --annotated-images, the folder its pictures are in')
-    if not args.max_drop >= 0:
-        raise InputError(f'--max-drop must be >= 0 AP points (got {args.max_drop})')
-    if args.num_annotated < 0:
-        raise InputError(f'--num-annotated must be >= 0 (got {args.num_annotated})')
 
 
 @command
@@ -84,9 +78,7 @@ def main(argv) -> int:
     args = parse_args(argv)
     check_control_args(args)
     out = Path(args.output)
-    paths = list_images(args.images, 'a folder of calibration pictures')[:max(args.num_images, 0)]
-    if not paths:
-        raise InputError(f'no images found at {args.images} — give a folder of calibration pictures')
+    paths = list_images(args.images, 'a folder of calibration pictures')[:args.num_images]
     check_folder(out, '--output', new=True)
     quiet_nncf()
     annotated = None
@@ -106,9 +98,9 @@ def main(argv) -> int:
     return 0
 
 
-class QuantizeProgress:
+class QuantizeProgress(DownloadProgress):
     """``quantize_model``'s ``progress`` on stderr: a ``Progress`` line for the images read and for a step
-    of several passes, else a line per message and per validation pass (its AP)."""
+    of several passes, else a line per message and per validation pass (its AP); ``close`` ends the line."""
 
     def __init__(self, images: int, label: str):
         self.start = time.perf_counter()
@@ -127,11 +119,6 @@ class QuantizeProgress:
             f'{event.purpose}: mask AP {event.ap:.2f} on {event.images} image{"s" * (event.images != 1)} '
             f'({event.seconds:.1f} s)')
         print(f'[{clock(time.perf_counter() - self.start)}]', text, file=sys.stderr, flush=True)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-        self.bar = None
 
 
 def quiet_nncf() -> None:

@@ -36,8 +36,7 @@ with interruptible_loading():      # Ctrl-C or SIGTERM while Paddle and the libr
     from solov2.model.training.state import read_state
 
 
-def train_parser() -> argparse.ArgumentParser:
-    """train.py's command line."""
+def parse_args(argv=None) -> argparse.Namespace:
     parser = make_parser('Train SOLOv2 on COCO-format data.')
     parser.add_argument('--config', type=int, default=None,
                         help='config number (default: the one recorded beside --weights)')
@@ -75,11 +74,7 @@ def train_parser() -> argparse.ArgumentParser:
     parser.add_argument('--overwrite', action='store_true',
                         help='start a new run in an --output folder that holds another run (deletes it)')
     add_runtime_args(parser)
-    return parser
-
-
-def parse_args(argv=None) -> argparse.Namespace:
-    return train_parser().parse_args(argv)
+    return parser.parse_args(argv)
 
 
 def options_from_args(args: argparse.Namespace) -> TrainOptions:

@@ -65,11 +65,6 @@ class Instances:
     scores: np.ndarray
     class_names: Tuple[str, ...]
 
-    @classmethod
-    def from_detections(cls, detections, class_names: Sequence[str]) -> 'Instances':
-        """From a backend's pasted ``Detections`` (``Backend.finish``)."""
-        return cls(detections.masks, detections.labels, detections.scores, tuple(class_names))
-
     @functools.cached_property
     def masks(self) -> np.ndarray:
         """[N, H, W] bool on the picture, pasted from ``crops`` on first use."""

@@ -27,6 +27,7 @@ from solov2.model.inference.spec import ModelSpec, Progress
 LOG = logging.getLogger(__name__)
 Image = Any     # a path (str or os.PathLike), encoded bytes or a binary file object, a numpy array or a PIL image
 HEADER_BYTES = 2 ** 16      # what is read of a file for its size before it is read (picture_cost)
+ENCODED = (bytes, bytearray, memoryview)
 
 
 def per_call_params(params: InferenceParams, score_threshold: Optional[float] = None,
@@ -51,9 +52,6 @@ def is_pil_image(image: Any) -> bool:
     """Whether ``image`` is a PIL image (without importing PIL when nothing has)."""
     module = sys.modules.get('PIL.Image')
     return module is not None and isinstance(image, module.Image)
-
-
-ENCODED = (bytes, bytearray, memoryview)
 
 
 def is_encoded(image: Any) -> bool:
@@ -295,12 +293,8 @@ class Segmenter:
                                            params, batch_size, cost=cost)
 
 
-def to_instances(predictor: Predictor, row, meta, params: InferenceParams, min_score: float = 0.0) -> Instances:
-    """One picture's ``Predictor.network`` result -> its Instances (``instances_of``), finished with ``params``."""
-    return instances_of(predictor.engine.class_names, predictor.finish(row, meta, params), min_score)
-
-
 def instances_of(class_names: Sequence[str], detections, min_score: float = 0.0) -> Instances:
-    """Detections of a picture as Instances of ``class_names``, those scoring under ``min_score`` left out."""
-    found = Instances.from_detections(detections, class_names)
+    """A picture's pasted ``Detections`` (``Predictor.finish``) as Instances of ``class_names``, those scoring under
+    ``min_score`` left out."""
+    found = Instances(detections.masks, detections.labels, detections.scores, tuple(class_names))
     return found.filter(min_score) if min_score else found

@@ -28,7 +28,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from solov2 import __version__
-from solov2.api.segmenter import Segmenter, per_call_params, to_instances
+from solov2.api.segmenter import Segmenter, instances_of, per_call_params
 from solov2.core.errors import InputError, param
 from solov2.data.results import SHOWN_MIN_SCORE
 from solov2.data.transforms import header_size
@@ -213,7 +213,8 @@ class Service:
     def finish(self, row, meta, params, masks: str, min_score: float) -> Dict[str, Any]:
         """The network's output for one picture -> its answer (``Instances.to_dict(masks)``: only what it holds)."""
         with self.metrics.stage('postprocess'):
-            instances = to_instances(self.segmenter.predictor, row, meta, params, min_score)
+            found = self.segmenter.predictor.finish(row, meta, params)
+            instances = instances_of(self.segmenter.class_names, found, min_score)
         with self.metrics.stage('encode'):
             return instances.to_dict(masks)
 
@@ -304,18 +305,15 @@ def add_error_handlers(app: FastAPI) -> None:
     """Every refusal as ``{"error": "...", "request_id": ...}``, the library's through ``client_error``."""
 
     @app.exception_handler(HttpError)
-    async def refused(request: Request, exc: HttpError):
-        return error(request, exc.status, exc.message, exc.headers)
+    @app.exception_handler(InputError)
+    async def refused(request: Request, exc: Exception):
+        refusal = client_error(exc) if isinstance(exc, InputError) else exc
+        return error(request, refusal.status, refusal.message, refusal.headers)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError):
         problems = [f'{".".join(str(part) for part in one["loc"])}: {one["msg"]}' for one in exc.errors()]
         return error(request, 400, '; '.join(problems))
-
-    @app.exception_handler(InputError)
-    async def bad_input(request: Request, exc: InputError):
-        refusal = client_error(exc)
-        return error(request, refusal.status, refusal.message)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException):

@@ -54,7 +54,7 @@ class Batcher:
 
     def submit(self, chw: np.ndarray, meta: Any, params: InferenceParams) -> concurrent.futures.Future:
         """Queue a prepared picture (``Predictor.prepare``'s chw [3, Hp, Wp] and meta); the
-        future gives its network output for ``to_instances``."""
+        future gives its network output for ``Predictor.finish``."""
         job = Job(chw, meta, params, time.monotonic())
         with self._wake:
             if self._closed:

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from solov2.api import InputError, Instances, Segmenter, evaluate
+from solov2.api.segmenter import instances_of
 from solov2.config import get_config, with_overrides
 from solov2.data.results import instances_to_coco, write_json
 from solov2.data.transforms import read_image
@@ -45,7 +46,7 @@ def test_path_bgr_and_rgb_arrays_give_the_predictor_s_instances(seg):
     rgb = read_image(IMAGES[0])
     want = Predictor(DygraphBackend(get_config(9), WEIGHTS, 'cpu')).detect(rgb)      # seg's device
     from_path = seg(IMAGES[0], min_score=0)
-    _same(from_path, Instances.from_detections(want, seg.class_names))
+    _same(from_path, instances_of(seg.class_names, want))
     _same(seg(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), min_score=0), from_path)        # BGR is the default
     _same(seg(rgb, channels='rgb', min_score=0), from_path)
     assert from_path.masks.shape[1:] == rgb.shape[:2] and from_path.masks.dtype == bool

@@ -6,7 +6,7 @@ import time
 import numpy as np
 
 from solov2 import Segmenter
-from solov2.api.segmenter import to_instances
+from solov2.api.segmenter import instances_of
 from solov2.core.paths import SAMPLE_IMAGES
 from solov2.serving.batching import Batcher
 from tests.helpers import REPO_DIR
@@ -46,8 +46,9 @@ def test_sizes_share_a_run_within_max_padding_with_the_answers_of_one_at_a_time(
         batcher.close()
     assert [len(waits) for waits, _ in runs] == [4]
     for (chw, meta), row in zip(prepared, rows):
-        alone = to_instances(predictor, predictor.network([(chw, meta)], params)[0], meta, params).to_dict()
-        got = to_instances(predictor, row, meta, params).to_dict()
+        own = predictor.network([(chw, meta)], params)[0]
+        alone = instances_of(segmenter.class_names, predictor.finish(own, meta, params)).to_dict()
+        got = instances_of(segmenter.class_names, predictor.finish(row, meta, params)).to_dict()
         assert [{**one, 'score': None} for one in got['instances']] == \
             [{**one, 'score': None} for one in alone['instances']]          # every field but the score
 

@@ -18,7 +18,7 @@ from solov2.model.inference import backend_factory
 from solov2.model.inference.backend_factory import open_backend
 from solov2.model.inference.export import export
 from solov2.model.inference.spec import ModelSpec
-from solov2.tools import demo, weights
+from solov2.tools import demo, quantize, weights
 from solov2.tools.cli import Progress, command, error_line
 from solov2.tools.demo_outputs import picture_targets
 from tests.helpers import REPO_DIR
@@ -114,6 +114,15 @@ def test_a_commands_bad_flag_value_names_the_flag(tmp_path, capsys):
         with pytest.raises(SystemExit):
             demo.main([flag, value])
         assert f'argument {flag}: takes a whole number of at least {least}, not {value}\n' in capsys.readouterr().err
+    for flag, value, kind, least in (('--max-drop', '-0.5', '', 0), ('--num-annotated', '-1', 'whole ', 0),
+                                     ('--num-images', '0', 'whole ', 1)):
+        with pytest.raises(SystemExit):
+            quantize.main(['--model-dir', 'm', '--images', 'i', '--output', 'o', flag, value])
+        assert f'argument {flag}: takes a {kind}number of at least {least}, not {value}\n' in capsys.readouterr().err
+    for given, message in ((['--num-annotated', '3'], '--num-annotated needs --annotations (a COCO annotation file)'),
+                           (['--annotations', 'a.json'], '--annotations needs --annotated-images, the folder its')):
+        assert quantize.main(['--model-dir', 'm', '--images', 'i', '--output', 'o', *given]) == 2
+        assert capsys.readouterr().err.startswith(f'error: {message}')
     (tmp_path / 'in').mkdir()
     shutil.copy(REPO_DIR / 'images' / 'shapes_000023.jpg', tmp_path / 'in')
     assert demo.main(['--input', str(tmp_path / 'in'), '--output', str(tmp_path / 'in')]) == 2

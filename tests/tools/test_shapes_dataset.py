@@ -96,3 +96,11 @@ def test_exact_polygons_reject_holes():
     assert exact_polygons(ring) == [[4.25, 4.25, 4.25, 15.75, 15.75, 15.75, 15.75, 4.25]]
     ring[8:12, 8:12] = 0
     assert exact_polygons(ring) is None
+
+
+@pytest.mark.parametrize('flag, value, least', [('--size', '32', 64), ('--train', '-1', 0), ('--val', '-2', 0)])
+def test_a_bad_count_is_refused_under_its_flag(tmp_path, capsys, flag, value, least):
+    with pytest.raises(SystemExit):
+        main(['--out', str(tmp_path / 'out'), flag, value])
+    assert f'argument {flag}: takes a whole number of at least {least}, not {value}\n' in capsys.readouterr().err
+    assert not (tmp_path / 'out').exists()

@@ -17,7 +17,6 @@ Per config (``measure``):
 The training set is the synthetic shapes set (tools/make_shapes_dataset.py) with COCO's 80
 categories listed (the 4 shapes are the first 4), so both train the 80-class models.
 """
-import argparse
 import csv
 import functools
 import json
@@ -179,17 +178,14 @@ def ours_loop(options: TrainOptions) -> float:
 
 def command_args(options: TrainOptions) -> list:
     """The command-line arguments of train.py that give ``options`` back (``train.options_from_args``),
-    from its parser's own flags: every option that differs from its flag's default."""
+    from its own flags' defaults (``train.parse_args([])``): every option that differs from its default."""
     values = {**{f.name: getattr(options, f.name) for f in fields(TrainOptions)}, 'opt': list(options.overrides)}
     argv = []
-    for action in train.train_parser()._actions:
-        value = values.get(action.dest, action.default)
-        if value == action.default or action.dest not in values:
-            continue
-        if isinstance(action, argparse._StoreTrueAction) or value is True:
-            argv.append(action.option_strings[0])
-        else:
-            argv += [action.option_strings[0], *map(str, value if isinstance(value, (list, tuple)) else [value])]
+    for name, default in vars(train.parse_args([])).items():
+        value, flag = values.get(name, default), '--' + name.replace('_', '-')
+        if value != default:
+            listed = value if isinstance(value, (list, tuple)) else [value]
+            argv += [flag] if value is True else [flag, *map(str, listed)]
     return argv
 
 

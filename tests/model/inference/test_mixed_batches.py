@@ -8,7 +8,7 @@ from pathlib import Path
 import cv2
 import pytest
 
-from solov2.api.segmenter import to_instances
+from solov2.api.segmenter import instances_of
 from solov2.config import get_config
 from solov2.core.paths import SAMPLE_IMAGES, SHIPPED_WEIGHTS
 from solov2.model.inference.backend import share_batches
@@ -83,8 +83,9 @@ def test_one_run_of_several_sizes_gives_each_picture_its_own_answer(folder, engi
     rows = predictor.network(ready, params, max_padding=9.0)
     assert runs == [6]
     for (chw, meta), row in zip(ready, rows):
-        got = to_instances(predictor, row, meta, params).to_dict()
-        want = to_instances(predictor, predictor.network([(chw, meta)], params)[0], meta, params).to_dict()
+        alone = predictor.network([(chw, meta)], params)[0]
+        got = instances_of(backend.class_names, predictor.finish(row, meta, params)).to_dict()
+        want = instances_of(backend.class_names, predictor.finish(alone, meta, params)).to_dict()
         assert len(got['instances']) == len(want['instances']) > 0
         for one, other in zip(got['instances'], want['instances']):
             assert {**one, 'score': None} == {**other, 'score': None}        # every field but the score

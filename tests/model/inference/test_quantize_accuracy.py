@@ -121,13 +121,12 @@ def test_validation_function_scores_as_eval_does(shapes, tmp_path, capsys, monke
     assert abs(part - whole) > 0.5                              # a subset scores on its own
 
 
-@pytest.mark.parametrize('case', ['missing', 'garbage', 'no-images', 'negative-drop', 'no-folder'])
+@pytest.mark.parametrize('case', ['missing', 'garbage', 'no-images', 'no-folder'])
 def test_bad_annotations_end_in_one_line(shapes, tmp_path, capsys, case):
     export, train, ann, val = shapes
     bad = {'missing': (tmp_path / 'nope.json', val, '1', 'annotation file not found'),
            'garbage': (tmp_path / 'garbage.json', val, '1', 'cannot parse annotation file'),
            'no-images': (ann, tmp_path, '1', 'no annotated images found'),
-           'negative-drop': (ann, val, '-0.5', '--max-drop must be >= 0'),
            'no-folder': (ann, None, '1', '--annotations needs --annotated-images')}
     path, images, drop, message = bad[case]
     (tmp_path / 'garbage.json').write_text('{"images": [')
