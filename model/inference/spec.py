@@ -4,11 +4,12 @@ an exported folder by its engine's name, and ``dygraph_backend``, of a checkpoin
 import numbers
 import os
 from dataclasses import dataclass
-from typing import Callable, Mapping, Optional, Sequence, Union
+from typing import Callable, Optional, Union
 
 from solov2.config import get_config, with_overrides
 from solov2.config.device import device_name, on_gpu
 from solov2.config.engines import BACKENDS, EXPORTED, PRECISIONS
+from solov2.config.model_fields import ModelFields
 from solov2.core.errors import InputError, param
 from solov2.model.inference.backend import Backend, BackendError
 from solov2.model.inference.dygraph_backend import DygraphBackend
@@ -20,7 +21,7 @@ Progress = Callable[[str, float], None]      # progress(stage, fraction): auto's
 
 
 @dataclass(frozen=True)
-class ModelSpec:
+class ModelSpec(ModelFields):
     """The model to open and the engine to run it on, as ``Segmenter``, the service and the
     commands take it (``backend_factory.open_backend`` opens it; ``check`` refuses what cannot work).
 
@@ -35,27 +36,12 @@ class ModelSpec:
     onnxruntime through TensorRT float16 on a GPU; ``fast_decode``: a JPEG much larger than the network's input
     decoded by the codec at 1/2, 1/4 or 1/8 where nothing needs its full pixels (``Backend.decode_fit``;
     docs/api.md)."""
-    weights: Union[str, os.PathLike, None] = None
-    config: Optional[int] = None
     backend: str = 'auto'
     model_dir: Union[str, os.PathLike, None] = None
     precision: Optional[str] = None
-    device: Optional[str] = None
-    threads: int = 0
-    overrides: Sequence[str] = ()
     mkldnn: bool = False
     tensorrt: bool = False
     fast_decode: bool = False
-
-    def __post_init__(self):
-        """Paths as strings, ``overrides`` as a tuple of 'name=value' strings (a string or
-        another type stays as it is, for ``check`` to refuse)."""
-        overrides = () if self.overrides is None else self.overrides
-        if isinstance(overrides, Mapping):
-            overrides = [f'{name}={value!r}' for name, value in overrides.items()]
-        for name, path in (('weights', self.weights), ('model_dir', self.model_dir)):
-            object.__setattr__(self, name, os.fspath(path) if isinstance(path, os.PathLike) else path)
-        object.__setattr__(self, 'overrides', tuple(overrides) if isinstance(overrides, (list, tuple)) else overrides)
 
     def check(self, named: Optional[Callable[[Optional[str], Optional[int]], Optional[int]]] = None
               ) -> Optional[int]:

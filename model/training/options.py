@@ -1,24 +1,21 @@
 """The options of a training run: what ``train.py``'s command line sets, as one object the
 library takes (``model.training.run.prepare``, ``solov2.api.train``)."""
 from dataclasses import dataclass
-from typing import Optional, Sequence, Union
+from typing import Optional, Union
+
+from solov2.config.model_fields import ModelFields
 
 
 @dataclass(frozen=True)
-class TrainOptions:
-    """Every option of a training run, with its default (the command-line flag in brackets).
-    ``config``, ``weights``, ``overrides``, ``device`` and ``threads`` mean what the fields of
-    that name of the model to open (``model.inference.spec.ModelSpec``) mean, and its ``check``
-    checks them (``solov2.api.training.check_options``)."""
-    config: Optional[int] = None            # config number (--config); None: the one weights' sidecar names
-    weights: Optional[str] = None           # a whole model to start from, e.g. the shipped one (--weights): the
-    #                                         tensors that fit are loaded, the class head only when the classes agree
+class TrainOptions(ModelFields):
+    """Every option of a training run, its default and flag, after the model's (``ModelFields``: ``--weights``,
+    a whole model to start from, whose tensors that fit are loaded, the class head only when the classes
+    agree; ``--config``, ``--opt``, ``--device``, ``--threads``; checked as ``ModelSpec.check`` checks them)."""
     classes: Optional[str] = None           # class list: a classes.txt or COCO file (--classes); None: the classes
     #                                         of the training annotations (unless overrides name them)
     output: Optional[str] = None            # run folder; None: output/<config class> (--output)
     resume: Optional[str] = None            # checkpoint folder to continue from, or 'auto': <output>/last (--resume)
     overwrite: bool = False                 # start a new run in a folder holding another run, deleting it
-    overrides: Sequence[str] = ()           # config overrides 'NAME=VALUE' (--opt)
     eval_every: int = 0                     # mask AP every K iterations, keeping the best; 0: only at the end
     checkpoint_every: int = 500             # save <output>/last every K iterations
     log_every: int = 20                     # a log line (and train_log.csv row) every N iterations
@@ -28,6 +25,4 @@ class TrainOptions:
     amp: Union[bool, str] = False           # mixed precision on a GPU: 'fp16' (or True) or 'bf16' (--amp [fp16|bf16])
     sync_bn: bool = False                   # BN statistics over all data-parallel processes
     vdl_dir: Optional[str] = None           # also write VisualDL logs (losses, LR, speed, AP, a picture) there
-    device: Optional[str] = None            # 'cpu', 'gpu' or 'gpu:N'; None: gpu if available
-    threads: int = 0                        # CPU math threads; 0: this process's share of the cores
     verbose: bool = False                   # log every resolved config value at the start

@@ -18,6 +18,7 @@ import paddle
 
 from solov2.api.evaluation import evaluate
 from solov2.config import SOLOv2Base, get_config, with_overrides
+from solov2.config.model_fields import ModelFields
 from solov2.convert.zoo import checked_config, resolve_weights
 from solov2.core.errors import InputError, param
 from solov2.data.coco import load_coco, read_class_names
@@ -102,12 +103,9 @@ COUNTS = {'eval_every': 0, 'checkpoint_every': 1, 'log_every': 1, 'max_iters': 0
 
 
 def check_options(options: TrainOptions) -> None:
-    """InputError for an option that cannot work, found before a published name is fetched:
-    the counts (``COUNTS``), ``max_minutes``, ``amp``, ``device``, ``threads``, ``config``
-    against the published name in ``weights`` and the overrides on the config
-    (``options.config``, else that name's: ``ModelSpec.check``), the ``classes`` file,
-    the run folder (another run's there without ``resume`` or ``overwrite``:
-    ``check_run_folder``) and, for a new run, the data set the overrides point at (``check_dataset``)."""
+    """InputError for an option that cannot work, before a published name is fetched: ``COUNTS``,
+    ``max_minutes``, ``amp``, the model's fields (``ModelSpec.check``), the ``classes`` file, the run
+    folder (``check_run_folder``) and, for a new run, the data set (``check_dataset``)."""
     for name, least in COUNTS.items():
         value = getattr(options, name)
         if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < least:
@@ -115,12 +113,9 @@ def check_options(options: TrainOptions) -> None:
     if isinstance(options.max_minutes, bool) or not isinstance(options.max_minutes, numbers.Real) \
             or not options.max_minutes >= 0:
         raise InputError(param('max_minutes'), f' takes minutes, 0 (no budget) or more, not {options.max_minutes!r}')
-    if isinstance(options.overrides, str):
-        raise InputError(param('overrides'), f" takes a list of 'name=value' strings, not the string "
-                         f'{options.overrides!r}')
     amp_dtype(options.amp)
-    number = ModelSpec(options.weights, config=options.config, backend='dygraph', device=options.device,
-                       threads=options.threads, overrides=options.overrides).check(checked_config)
+    shared = {field.name: getattr(options, field.name) for field in dataclasses.fields(ModelFields)}
+    number = ModelSpec(**shared, backend='dygraph').check(checked_config)
     if options.classes:
         read_class_names(options.classes)
     if (number is not None or options.output) and launched_processes().main:
