@@ -376,6 +376,24 @@ def _entry_copy(demo_auto, cache: Path, monkeypatch) -> Path:
     return entry
 
 
+@pytest.fixture
+def exports(demo_auto, monkeypatch) -> list:
+    """``auto``'s export (``build_entry``'s) made by copying the demo's (``demo_auto``: the same weights,
+    --opt and code, so the same files) for the tests of building an entry (a rebuild, two builders at
+    once), which export nothing new; the list of its calls' (config, weights)."""
+    calls = []
+
+    def copy(number, cfg, weights, out_dir, **options):
+        calls.append((number, weights))
+        Path(out_dir).mkdir(parents=True, exist_ok=True)
+        for path in demo_auto[2].iterdir():
+            if path.name != MANIFEST:
+                shutil.copy2(path, Path(out_dir) / path.name)
+        return []
+    monkeypatch.setattr(auto_backend, 'export', copy)
+    return calls
+
+
 @pytest.mark.usefixtures('openvino_wins')
 @cpu_default
 def test_demo_default_is_auto_and_matches_dygraph(hot, demo_auto, image_dir, tmp_path, monkeypatch):  # noqa: F811
@@ -393,11 +411,12 @@ def test_demo_default_is_auto_and_matches_dygraph(hot, demo_auto, image_dir, tmp
 
 
 @pytest.mark.usefixtures('openvino_wins')
-def test_corrupt_cache_entry_is_rebuilt(hot, demo_auto, tmp_path, monkeypatch):  # noqa: F811
-    """A truncated model file is said, the entry rebuilt (and verified again) and the
-    rebuilt one gives the dygraph instances; garbage in cache.json (or a file that changed)
+def test_corrupt_cache_entry_is_rebuilt(hot, demo_auto, exports, tmp_path, monkeypatch):  # noqa: F811
+    """A truncated model file is said, the entry rebuilt (exported once more, and verified again)
+    and the rebuilt one gives the dygraph instances; garbage in cache.json (or a file that changed)
     is caught by the same check, which sends any problem down the same rebuild. The entry is
-    the demo's (``demo_auto``: same weights and --opt), copied into a cache of this test's own."""
+    the demo's (``demo_auto``: same weights and --opt), copied into a cache of this test's own; so
+    are the rebuild's exported files (``exports``)."""
     weights, opts, lines = hot[0], DEMO_OPTS[1:DEMO_OPTS.index('--warmup')], []
     entry = _entry_copy(demo_auto, tmp_path, monkeypatch)
     assert _auto(weights, opts, 1, log=lines.append)[0] == 'openvino'
@@ -410,6 +429,7 @@ def test_corrupt_cache_entry_is_rebuilt(hot, demo_auto, tmp_path, monkeypatch): 
     assert lines[1].startswith(f'auto: exporting {weights} once for openvino and onnx f32 into {entry} (usually')
     assert lines[2].startswith(f'auto: exporting once to {entry} ') and lines[2].endswith(': using openvino f32')
     assert not [p for p in entry.parent.iterdir() if p.name.startswith(f'.{entry.name}')]   # no temp left
+    assert exports == [(NUMBER, weights)]
     _same_instances(rebuilt, DygraphBackend(with_overrides(CONFIGS[NUMBER], opts), weights, 'cpu'),
                     _batch(128, 160, seed=9))
     lines.clear()
@@ -499,18 +519,20 @@ def test_auto_takes_bf16_on_a_native_bf16_cpu_where_it_keeps_the_f32_instances(h
 
 
 @pytest.mark.usefixtures('openvino_wins')
-def test_two_builders_of_one_entry_at_once_both_run_and_leave_one_entry(hot, tmp_path, monkeypatch):  # noqa: F811
+def test_two_builders_of_one_entry_at_once_both_run_and_leave_one_entry(hot, exports, tmp_path,  # noqa: F811
+                                                                       monkeypatch):
     """Two callers (here threads with 1 and 2 threads, as two test processes of a CI run were) find
-    no entry and build it at once: each builds in a folder of its own, both finish before either
-    renames (a barrier); the first rename wins, the other caller uses the winner's entry. Before,
-    the loser read the winner's choices for its own thread count and failed with a KeyError."""
+    no entry and build it at once: each builds (exports: a copy of the demo's, ``exports``; verifies,
+    times) in a folder of its own, both finish before either renames (a barrier); the first rename
+    wins, the other caller uses the winner's entry. Before, the loser read the winner's choices for
+    its own thread count and failed with a KeyError."""
     monkeypatch.setenv(CACHE_ENV, str(tmp_path))
     weights, opts = hot[0], DEMO_OPTS[1:DEMO_OPTS.index('--warmup')]
     real_build_folder, one_at_a_time, both_built = auto_backend.build_folder, threading.Lock(), threading.Barrier(2)
 
     def build_then_wait(folder, build, **options):
         def build_alone_then_wait(tmp):
-            with one_at_a_time:               # the exports themselves one after the other (Paddle's export)
+            with one_at_a_time:               # the builds themselves one after the other (Paddle's)
                 build(tmp)
             both_built.wait(timeout=300)
         return real_build_folder(folder, build_alone_then_wait, **options)
@@ -529,7 +551,7 @@ def test_two_builders_of_one_entry_at_once_both_run_and_leave_one_entry(hot, tmp
         thread.start()
     for thread in callers:
         thread.join(timeout=600)
-    assert not errors and sorted(results) == [1, 2]
+    assert not errors and sorted(results) == [1, 2] and exports == [(NUMBER, weights)] * 2
     assert {kind for kind, _ in results.values()} == {'openvino'}
     entry = entry_folder(cache_key(weights, NUMBER, ModelSpec(weights, overrides=opts).overrides), tmp_path)
     listing = sorted(p.name for p in tmp_path.iterdir())         # in the message: what else a run left there
