@@ -3,8 +3,10 @@ bias raised, so that the model finds things; test sizes 96 / 160): the network's
 mask features on three drawn pictures (``_batch``), and the instances on two
 (``instance_match.compare_instances``: kept at mask IoU >= 0.98, more, score differences).
 
-The suite runs configs 5 (a COCO config) and 9 (the shipped model's); every config runs under
-``-m benchmark`` (an export and a quantization each). Bounds: INT8 (calibrated on the two
+The suite runs config 5 (a COCO config); every config runs under ``-m benchmark`` (an export and
+a quantization each), config 9 (the shipped model's) among them: in the suite its precisions are
+measured on the shipped model's real weights instead (test_precision_accuracy.py: mask AP of f32,
+bf16 and INT8 against dygraph). Bounds: INT8 (calibrated on the two
 pictures) kernels and mask features correlate >= 0.8 with f32 (random weights: ~30% mean
 error, so its instances are reported, not bounded; the shipped model's AP is in
 test_precision_accuracy.py); bf16 kernels and mask features within 0.15, mean mask-feature
@@ -34,7 +36,7 @@ from tests.model.inference.test_openvino import BF16_REL, BF16_TOL, INT8_CORRELA
 pytestmark = [pytest.mark.deploy,
               pytest.mark.filterwarnings("ignore:Tensor do not have 'place':UserWarning"),
               pytest.mark.filterwarnings('ignore:The Attr\\(force_cpu\\):UserWarning')]
-SUITE = (5, 9)
+SUITE = (5,)
 PROPERTY_SET = [(96, 128, 1), (64, 128, 2), (128, 96, 3)]   # drawn pictures (H, W, seed): two INT8 buckets' compiles
 
 
