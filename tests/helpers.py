@@ -13,10 +13,12 @@ import pytest
 
 from solov2 import SHIPPED_WEIGHTS
 from solov2.config import CONFIGS, get_config
+from solov2.config.sidecar import resolve_config
 from solov2.core.cache import entry_folder
 from solov2.model.build import build_model
 from solov2.model.distributed import cpu_launch_env
 from solov2.model.inference.auto_backend import cache_key, cached_backend
+from solov2.model.inference.export import export
 from solov2.model.inference.postprocess import Detections, InferenceParams, flatten_levels, postprocess_flat
 from solov2.model.inference.spec import ModelSpec
 
@@ -185,6 +187,16 @@ def shipped_onnx_export(dest: Path) -> Path:
     for name in ('model.onnx', 'model_regions.onnx', 'infer_cfg.json'):
         shutil.copy2(entry / name, dest / name)
     return dest
+
+
+def shipped_paddle_export(run_builds: Path) -> Path:
+    """The folder of the shipped model's Paddle Inference export (``export(9, ..., fmt='paddle',
+    check=False)``), made once a test run (``built_once`` in the ``run_builds`` fixture's folder);
+    its users only read it."""
+    def build(folder: Path) -> None:
+        number, cfg = resolve_config(SHIPPED_WEIGHTS, None, ())
+        export(number, cfg, SHIPPED_WEIGHTS, folder / 'export', fmt='paddle', check=False)
+    return built_once(run_builds / 'shipped_paddle', build) / 'export'
 
 
 def ctrl_c_as_in_a_terminal() -> None:

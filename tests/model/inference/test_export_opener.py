@@ -22,14 +22,13 @@ from solov2.data.transforms import read_image
 from solov2.model.inference import auto_backend, backend_factory
 from solov2.model.inference.backend import BackendError
 from solov2.model.inference.dygraph_backend import DygraphBackend
-from solov2.model.inference.export import export
 from solov2.model.inference.onnxruntime_backend import OnnxBackend
 from solov2.model.inference.openvino_backend import OpenVinoBackend
 from solov2.model.inference.paddle_inference_backend import InferenceBackend
 from solov2.model.inference.pipeline import Predictor
 from solov2.model.inference.spec import ModelSpec, exported_backend
 from solov2.tools.dev import benchmark, mixed_speed
-from tests.helpers import shipped_onnx_export
+from tests.helpers import shipped_onnx_export, shipped_paddle_export
 
 pytestmark = [pytest.mark.deploy,
               pytest.mark.filterwarnings("ignore:Tensor do not have 'place':UserWarning"),
@@ -41,12 +40,11 @@ MIN_MASK_IOU = 0.99
 
 
 @pytest.fixture(scope='module')
-def folders(tmp_path_factory):
-    """{'paddle': a Paddle Inference export, 'onnx': an ONNX export} of the shipped model."""
-    root = tmp_path_factory.mktemp('opener')
-    number, cfg = resolve_config(SHIPPED_WEIGHTS, None, ())
-    export(number, cfg, SHIPPED_WEIGHTS, root / 'paddle', fmt='paddle', check=False)
-    return {'paddle': str(root / 'paddle'), 'onnx': str(shipped_onnx_export(root / 'onnx'))}
+def folders(tmp_path_factory, run_builds):
+    """{'paddle': a Paddle Inference export, 'onnx': an ONNX export} of the shipped model, each made
+    once a test run (``shipped_paddle_export``, ``shipped_onnx_export``)."""
+    onnx = shipped_onnx_export(tmp_path_factory.mktemp('opener') / 'onnx')
+    return {'paddle': str(shipped_paddle_export(run_builds)), 'onnx': str(onnx)}
 
 
 @pytest.fixture(scope='module')
