@@ -25,6 +25,7 @@ import pytest
 
 from solov2 import SAMPLE_IMAGES, SHIPPED_WEIGHTS
 from solov2.core.paths import CACHE_ENV
+from solov2.tools.make_shapes_dataset import main as make_shapes_dataset
 from tests.helpers import REPO_DIR
 
 DOC_FILES = [REPO_DIR / 'README.md', REPO_DIR / 'CONTRIBUTING.md', *sorted((REPO_DIR / 'docs').glob('*.md'))]
@@ -72,8 +73,7 @@ def docs_root(tmp_path_factory):
     (root / SHARED_CACHE).parent.mkdir()
     (root / SHARED_CACHE).symlink_to(os.environ[CACHE_ENV], target_is_directory=True)   # the session's
     env = {**os.environ, CACHE_ENV: str(root / SHARED_CACHE), 'PYTHONPATH': str(root)}
-    subprocess.run([sys.executable, 'tools/make_shapes_dataset.py', '--out', 'datasets/shapes',
-                    '--train', '8', '--val', '4'], cwd=root, env=env, check=True, capture_output=True)
+    assert make_shapes_dataset(['--out', str(root / 'datasets' / 'shapes'), '--train', '8', '--val', '4']) == 0
     return root, env
 
 
