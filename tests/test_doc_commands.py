@@ -76,7 +76,9 @@ SUBSTITUTIONS = [
 # (a command that matches this, options added unless it gives them, why); --opt values join its own
 ADDED = [
     (r'train\.py', ['--opt', *TINY_TRAINING], 'training in seconds: 128 px, batch 2, two epochs of the tiny set'),
-    (r'train\.py.*pretrained=', ['--max-iters', '1'], 'a real-size model: one iteration'),
+    (r'train\.py.*pretrained=', ['--max-iters', '1', '--opt', 'num_grids=(20,16,12,8,6)'],
+     "a real-size model: one iteration, on config 9's grids (the head's cost is per grid cell, whatever the "
+     'picture size; the grids shape no tensor, so what loads from the start weights is the same)'),
     (r'train\.py(?!.*--resume)', ['--overwrite'],
      'the pages show other ways to the same run folder: each starts anew where another left its run'),
     (r'(demo|eval)\.py.*(ppdet/|mmdet/|enhance\.pdparams|--config=3)', ['--backend', 'dygraph', *SMALL], REAL_SIZE),
