@@ -13,9 +13,9 @@ repository root (a temporary folder whose entries link to the checkout's) that h
 the docs name: small synthetic data (``datasets/shapes``, a COCO-layout set with COCO class
 names at ``datasets/coco``, ``coco/`` and ``data/``, labelme folders), ``photos/``, a short
 ``clip.mp4``, the PaddleDetection file README's converter line converts, and a
-``$SOLOV2_CACHE`` that holds every published name the docs use as its cache entry (random
-weights of the row's config: the download itself is tests/convert/test_zoo.py's, on a
-loopback mirror) and the shipped model's ``auto`` export of the test session. What is
+``$SOLOV2_CACHE`` that holds every published name the commands that run use as its cache
+entry (random weights of the row's config: the download itself is tests/convert/test_zoo.py's,
+on a loopback mirror) and the shipped model's ``auto`` export of the test session. What is
 changed so that they run in seconds is in two tables, ``SUBSTITUTIONS`` (text of a command
 replaced) and ``ADDED`` (options added to a command), each with its reason; a command
 identical to one that already ran in the stand-in is not run again. Commands run in this
@@ -41,20 +41,19 @@ import cv2
 import paddle
 import pytest
 
-from solov2.config import CONFIGS, get_config
+from solov2.config import CONFIGS
 from solov2.convert import zoo
 from solov2.convert.published import FAMILIES
 from solov2.convert.to_ppdet import to_ppdet
-from solov2.core.cache import entry_folder, published_path
-from solov2.core.paths import CACHE_ENV, SAMPLE_IMAGES, SHIPPED_WEIGHTS
+from solov2.core.cache import published_path
+from solov2.core.paths import CACHE_ENV, SAMPLE_IMAGES
 from solov2.model.build import build_model
 from solov2.model.checkpoint import save_checkpoint
-from solov2.model.inference.auto_backend import cache_key, cached_backend, installed_engines
-from solov2.model.inference.spec import ModelSpec
+from solov2.model.inference.auto_backend import installed_engines
 from solov2.tools.convert import run_family
 from solov2.tools.main import main as solov2_command
 from solov2.tools.make_shapes_dataset import main as make_shapes_dataset
-from tests.helpers import REPO_DIR, TINY_TRAINING, make_labelme_folder
+from tests.helpers import REPO_DIR, TINY_TRAINING, make_labelme_folder, shipped_auto_entry
 from tests.test_docs import DOC_FILES, NOT_LINKED, doc_name
 
 BASH_BLOCK = re.compile(r'^```bash\n(.*?)^```', re.MULTILINE | re.DOTALL)
@@ -264,8 +263,7 @@ def _published_in_cache(cache: Path) -> None:
 def _shipped_export_in(cache: Path) -> None:
     """The test session's ``auto`` export of the shipped model (made once, shared), linked in ``cache``."""
     if installed_engines():
-        cached_backend(ModelSpec(SHIPPED_WEIGHTS), 9, get_config(9), log=lambda line: None)
-        entry = entry_folder(cache_key(SHIPPED_WEIGHTS, 9, []))
+        entry = shipped_auto_entry()
         (cache / entry.name).symlink_to(entry, target_is_directory=True)
 
 
@@ -303,6 +301,7 @@ def root(tmp_path_factory):
         pickle.dump(to_ppdet(initial_state(3), CONFIGS[3]), handle, protocol=4)
     (root / 'cache').mkdir()
     _published_in_cache(root / 'cache')
+    initial_state.cache_clear()       # the real-size weights are written: not kept for the whole run
     _shipped_export_in(root / 'cache')
     return root
 
