@@ -15,6 +15,7 @@ from solov2 import SHIPPED_WEIGHTS
 from solov2.config import CONFIGS, get_config
 from solov2.config.sidecar import resolve_config
 from solov2.core.cache import entry_folder
+from solov2.core.paths import CACHE_ENV
 from solov2.model.build import build_model
 from solov2.model.distributed import cpu_launch_env
 from solov2.model.inference.auto_backend import cache_key, cached_backend
@@ -177,12 +178,24 @@ def built_once(folder: Path, build) -> Path:
     return folder
 
 
+def shipped_auto_entry() -> Path:
+    """The shipped model's ``backend='auto'`` entry in ``$SOLOV2_CACHE`` (the session's, tests/conftest.py),
+    opened with ``cached_backend`` (made or rebuilt when needed); needs the deploy extras. Its first
+    export holds ``built_once``'s lock beside the cache, so that other pytest-xdist workers that
+    want it meanwhile wait for it instead of exporting it too."""
+    def opened(folder=None):
+        cached_backend(ModelSpec(SHIPPED_WEIGHTS), 9, get_config(9), log=lambda line: None)
+    cache = Path(os.environ[CACHE_ENV])
+    built_once(cache.with_name(cache.name + '_shipped_auto'), opened)
+    opened()
+    return entry_folder(cache_key(SHIPPED_WEIGHTS, 9, []))
+
+
 def shipped_onnx_export(dest: Path) -> Path:
     """``dest`` holding the shipped model's ONNX export (model.onnx, model_regions.onnx, infer_cfg.json: what
     ``export(9, ..., fmt='onnx')`` writes), copied from the session's ``backend='auto'`` cache
-    entry, which is exported once a test run (tests/conftest.py); needs the deploy extras."""
-    cached_backend(ModelSpec(SHIPPED_WEIGHTS), 9, get_config(9), log=lambda line: None)
-    entry = entry_folder(cache_key(SHIPPED_WEIGHTS, 9, []))
+    entry, which is exported once a test run (``shipped_auto_entry``); needs the deploy extras."""
+    entry = shipped_auto_entry()
     dest.mkdir(parents=True)
     for name in ('model.onnx', 'model_regions.onnx', 'infer_cfg.json'):
         shutil.copy2(entry / name, dest / name)

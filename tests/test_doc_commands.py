@@ -13,9 +13,9 @@ repository root (a temporary folder whose entries link to the checkout's) that h
 the docs name: small synthetic data (``datasets/shapes``, a COCO-layout set with COCO class
 names at ``datasets/coco``, ``coco/`` and ``data/``, labelme folders), ``photos/``, a short
 ``clip.mp4``, the PaddleDetection file README's converter line converts, and a
-``$SOLOV2_CACHE`` that holds every published name the docs use as its cache entry (random
-weights of the row's config: the download itself is tests/convert/test_zoo.py's, on a
-loopback mirror) and the shipped model's ``auto`` export of the test session. What is
+``$SOLOV2_CACHE`` that holds every published name the commands that run use as its cache
+entry (random weights of the row's config: the download itself is tests/convert/test_zoo.py's,
+on a loopback mirror) and the shipped model's ``auto`` export of the test session. What is
 changed so that they run in seconds is in two tables, ``SUBSTITUTIONS`` (text of a command
 replaced) and ``ADDED`` (options added to a command), each with its reason; a command
 identical to one that already ran in the stand-in is not run again. Commands run in this
@@ -23,6 +23,7 @@ process through the command's ``main(argv)`` (as tests/test_demo.py and the othe
 them), launched ones as subprocesses. Blocks with deployment commands (export, quantize,
 onnxruntime or OpenVINO) are marked ``deploy``.
 """
+import functools
 import importlib
 import json
 import os
@@ -40,19 +41,19 @@ import cv2
 import paddle
 import pytest
 
-from solov2.config import CONFIGS, get_config
+from solov2.config import CONFIGS
 from solov2.convert import zoo
 from solov2.convert.published import FAMILIES
 from solov2.convert.to_ppdet import to_ppdet
-from solov2.core.cache import entry_folder, published_path
-from solov2.core.paths import CACHE_ENV, SAMPLE_IMAGES, SHIPPED_WEIGHTS
+from solov2.core.cache import published_path
+from solov2.core.paths import CACHE_ENV, SAMPLE_IMAGES
 from solov2.model.build import build_model
 from solov2.model.checkpoint import save_checkpoint
-from solov2.model.inference.auto_backend import cache_key, cached_backend, installed_engines
-from solov2.model.inference.spec import ModelSpec
+from solov2.model.inference.auto_backend import installed_engines
 from solov2.tools.convert import run_family
 from solov2.tools.main import main as solov2_command
-from tests.helpers import REPO_DIR, TINY_TRAINING, make_labelme_folder
+from solov2.tools.make_shapes_dataset import main as make_shapes_dataset
+from tests.helpers import REPO_DIR, TINY_TRAINING, make_labelme_folder, shipped_auto_entry
 from tests.test_docs import DOC_FILES, NOT_LINKED, doc_name
 
 BASH_BLOCK = re.compile(r'^```bash\n(.*?)^```', re.MULTILINE | re.DOTALL)
@@ -74,7 +75,9 @@ SUBSTITUTIONS = [
 # (a command that matches this, options added unless it gives them, why); --opt values join its own
 ADDED = [
     (r'train\.py', ['--opt', *TINY_TRAINING], 'training in seconds: 128 px, batch 2, two epochs of the tiny set'),
-    (r'train\.py.*pretrained=', ['--max-iters', '1'], 'a real-size model: one iteration'),
+    (r'train\.py.*pretrained=', ['--max-iters', '1', '--opt', 'num_grids=(20,16,12,8,6)'],
+     "a real-size model: one iteration, on config 9's grids (the head's cost is per grid cell, whatever the "
+     'picture size; the grids shape no tensor, so what loads from the start weights is the same)'),
     (r'train\.py(?!.*--resume)', ['--overwrite'],
      'the pages show other ways to the same run folder: each starts anew where another left its run'),
     (r'(demo|eval)\.py.*(ppdet/|mmdet/|enhance\.pdparams|--config=3)', ['--backend', 'dygraph', *SMALL], REAL_SIZE),
@@ -234,15 +237,17 @@ def _coco_layout(shapes: Path, folder: Path, test_dev: bool = False) -> Path:
     return folder
 
 
+@functools.lru_cache(maxsize=None)
 def initial_state(number: int) -> dict:
-    """Config ``number``'s network as built, before training ({name: array}): random weights."""
+    """Config ``number``'s network as built, before training ({name: array}): random weights; built
+    once a config (read only: the enhance file and its published row are config 3, two rows config 0)."""
     paddle.seed(number)
     return {name: tensor.numpy() for name, tensor in build_model(CONFIGS[number]).state_dict().items()}
 
 
 def _published_in_cache(cache: Path) -> None:
-    """Every published name the commands use, as its cache entry: random weights of its config."""
-    names = {w.split('=', 1)[-1] for b in BLOCKS for c in b.commands for w in c.words}
+    """Every published name the commands that run use, as its cache entry: random weights of its config."""
+    names = {w.split('=', 1)[-1] for b in BLOCKS for c in b.commands if not c.reason for w in c.words}
     for name in sorted(names & set(zoo.ROWS)):
         row = zoo.ROWS[name]
         if row.config is None or row.family == 'shipped':
@@ -258,8 +263,7 @@ def _published_in_cache(cache: Path) -> None:
 def _shipped_export_in(cache: Path) -> None:
     """The test session's ``auto`` export of the shipped model (made once, shared), linked in ``cache``."""
     if installed_engines():
-        cached_backend(ModelSpec(SHIPPED_WEIGHTS), 9, get_config(9), log=lambda line: None)
-        entry = entry_folder(cache_key(SHIPPED_WEIGHTS, 9, []))
+        entry = shipped_auto_entry()
         (cache / entry.name).symlink_to(entry, target_is_directory=True)
 
 
@@ -284,8 +288,7 @@ def root(tmp_path_factory):
         for entry in (REPO_DIR / folder).iterdir():
             (root / folder / entry.name).symlink_to(entry, target_is_directory=entry.is_dir())
     shapes = root / 'datasets' / 'shapes'
-    subprocess.run([sys.executable, str(REPO_DIR / 'tools' / 'make_shapes_dataset.py'), '--out', str(shapes),
-                    *TINY_SHAPES.split()], check=True, capture_output=True)
+    assert make_shapes_dataset(['--out', str(shapes), *TINY_SHAPES.split()]) == 0
     _coco_layout(shapes, root / 'coco', test_dev=True)
     (root / 'datasets' / 'coco').symlink_to(root / 'coco', target_is_directory=True)
     _coco_layout(shapes, root / 'data')
@@ -298,6 +301,7 @@ def root(tmp_path_factory):
         pickle.dump(to_ppdet(initial_state(3), CONFIGS[3]), handle, protocol=4)
     (root / 'cache').mkdir()
     _published_in_cache(root / 'cache')
+    initial_state.cache_clear()       # the real-size weights are written: not kept for the whole run
     _shipped_export_in(root / 'cache')
     return root
 

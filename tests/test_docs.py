@@ -9,7 +9,8 @@ small synthetic shapes dataset at ``datasets/shapes`` (what ``python
 tools/make_shapes_dataset.py --out datasets/shapes`` makes, fewer images), and
 ``$SOLOV2_CACHE`` points at its ``output/solov2-cache``, the folder docs/api.md's
 ``cache_dir`` example names, a link to the test session's cache: the shipped model is
-exported once for every block and the other tests, not again for that example (a first
+exported once for every block and the other tests (``tests.helpers.shipped_auto_entry``, before
+the first block), not again for that example (a first
 export's progress is tests/api/test_segmenter.py's). A
 block right after an HTML comment ``<!-- not-run: REASON -->`` is skipped with that reason
 (the skips are listed by pytest -ra); so is one after ``<!-- served: WHERE -->``, which WHERE runs
@@ -25,7 +26,9 @@ import pytest
 
 from solov2 import SAMPLE_IMAGES, SHIPPED_WEIGHTS
 from solov2.core.paths import CACHE_ENV
-from tests.helpers import REPO_DIR
+from solov2.model.inference.auto_backend import installed_engines
+from solov2.tools.make_shapes_dataset import main as make_shapes_dataset
+from tests.helpers import REPO_DIR, shipped_auto_entry
 
 DOC_FILES = [REPO_DIR / 'README.md', REPO_DIR / 'CONTRIBUTING.md', *sorted((REPO_DIR / 'docs').glob('*.md'))]
 PYTHON_BLOCK = re.compile(r'^```python\n(.*?)^```', re.MULTILINE | re.DOTALL)
@@ -72,8 +75,9 @@ def docs_root(tmp_path_factory):
     (root / SHARED_CACHE).parent.mkdir()
     (root / SHARED_CACHE).symlink_to(os.environ[CACHE_ENV], target_is_directory=True)   # the session's
     env = {**os.environ, CACHE_ENV: str(root / SHARED_CACHE), 'PYTHONPATH': str(root)}
-    subprocess.run([sys.executable, 'tools/make_shapes_dataset.py', '--out', 'datasets/shapes',
-                    '--train', '8', '--val', '4'], cwd=root, env=env, check=True, capture_output=True)
+    if installed_engines():
+        shipped_auto_entry()        # made once a run: a block's Segmenter opens it, as a user's second run does
+    assert make_shapes_dataset(['--out', str(root / 'datasets' / 'shapes'), '--train', '8', '--val', '4']) == 0
     return root, env
 
 
