@@ -1,7 +1,8 @@
 """The host program of tests/api/test_guest.py, run in a fresh process: it takes its
-settings before the first import of the toolkit, then exports and (with the deployment extras)
-quantizes the shipped model, segments a picture on every backend installed, reads two streams
-side by side, trains two iterations, and prints (JSON) the settings that changed and what the work gave.
+settings before the first import of the toolkit, then exports the shipped model (with the
+deployment extras also auto's export into a cache, which it quantizes), segments a picture on every
+backend installed, reads two streams side by side, trains two iterations, and prints (JSON) the
+settings that changed and what the work gave.
 
     python tests/api/guest_probe.py WORK_FOLDER SHAPES_DATASET
     python tests/api/guest_probe.py --imports MODULE...     (only imports them)
@@ -107,10 +108,14 @@ def configured_toolkit_loggers() -> list:
 
 
 def work(folder: Path, shapes: str, threads: int) -> dict:
-    """Everything the toolkit does for a program; what it gave."""
+    """Everything the toolkit does for a program; what it gave. The ONNX export is auto's (into a
+    cache of its own, verified and timed), which the ONNX, OpenVINO and INT8 runs then read; the
+    checked export writes the Paddle Inference model."""
     from solov2 import SAMPLE_IMAGES, SHIPPED_WEIGHTS, Segmenter, TrainOptions, train
     from solov2.config import get_config
+    from solov2.core.cache import entry_folder
     from solov2.model import cpu_math
+    from solov2.model.inference.auto_backend import cache_key
     from solov2.model.inference.export import export
     from solov2.model.inference.quantize import quantize_model
     cpuinfo = folder / 'cpuinfo'      # an AMD CPU's: where MKL_DEBUG_CPU_TYPE would be set if the toolkit did
@@ -118,17 +123,19 @@ def work(folder: Path, shapes: str, threads: int) -> dict:
     cpu_math.CPUINFO = str(cpuinfo)
     pictures = sorted(str(path) for path in Path(SAMPLE_IMAGES).glob('*.jpg'))
     deploy = all(importlib.util.find_spec(name) for name in ('paddle2onnx', 'onnxruntime', 'openvino', 'nncf'))
-    export(9, get_config(9), SHIPPED_WEIGHTS, folder / 'export', fmt='both' if deploy else 'paddle', check=True)
-    exported = {'model_dir': str(folder / 'export'), 'threads': threads}
+    auto = Segmenter(SHIPPED_WEIGHTS, device='cpu', threads=threads, cache_dir=str(folder / 'cache'))
+    export(9, get_config(9), SHIPPED_WEIGHTS, folder / 'export', fmt='paddle', check=True)
     segmenters = {'dygraph': Segmenter(SHIPPED_WEIGHTS, backend='dygraph', device='cpu', threads=threads),
-                  'inference': Segmenter(backend='inference', **exported)}
+                  'inference': Segmenter(backend='inference', model_dir=str(folder / 'export'), threads=threads)}
     if deploy:                        # the deployment extras (requirements-deploy.txt)
-        quantize_model(str(folder / 'export'), [Path(path) for path in pictures], folder / 'int8')
+        exported = {'model_dir': str(entry_folder(cache_key(SHIPPED_WEIGHTS, 9, []), str(folder / 'cache'))),
+                    'threads': threads}
+        quantize_model(exported['model_dir'], [Path(path) for path in pictures], folder / 'int8')
         segmenters.update(onnx=Segmenter(backend='onnx', **exported),
                           openvino=Segmenter(backend='openvino', **exported),
                           int8=Segmenter(backend='openvino', model_dir=str(folder / 'int8'), precision='int8',
                                          threads=threads))
-    segmenters['auto'] = Segmenter(SHIPPED_WEIGHTS, device='cpu', threads=threads, cache_dir=str(folder / 'cache'))
+    segmenters['auto'] = auto
     found = {name: len(seg(pictures[0])) for name, seg in segmenters.items()}
     first, second = segmenters['dygraph'].stream(pictures[:2]), segmenters['inference'].stream(pictures)
     read = [next(first), next(second), next(first), next(second)]     # side by side; the first ends first

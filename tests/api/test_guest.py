@@ -63,9 +63,10 @@ def test_importing_any_library_module_changes_nothing(tmp_path):
 def test_a_fresh_process_is_left_as_it_was_by_every_backend_streams_export_and_training(tmp_path):
     """tests/api/guest_probe.py takes a fresh process's settings before its first import
     of the toolkit, then exports (checked) and quantizes the shipped model, segments on every
-    backend (auto exporting into a cache of its own; without the deployment extras: dygraph,
-    Paddle Inference, and auto falling back to dygraph), reads two streams side by side (the first
-    opened ends first) and trains with a loader worker; no setting may have changed."""
+    backend (auto exporting into a cache of its own, whose ONNX export the ONNX, OpenVINO and INT8
+    runs read; without the deployment extras: dygraph, Paddle Inference, and auto falling back to
+    dygraph), reads two streams side by side (the first opened ends first) and trains with a loader
+    worker; no setting may have changed."""
     shapes = make_tiny_shapes(tmp_path / 'shapes')
     work = tmp_path / 'work'
     work.mkdir()

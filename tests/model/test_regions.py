@@ -23,10 +23,11 @@ from solov2.model.build import build_model
 
 REL_TOL = 1e-4
 SMALL_GRIDS = ['num_grids=(8, 6, 4, 3, 2)']
-# sides in pixels: 64 and 128 are even multiples of 32, 96 and 160 odd ones; each batch holds
-# pictures of both parities each way, and the two batches have the two parities each way
-PICTURES = [(64, 96), (96, 64)]
-BATCHES = [(128, 160), (160, 128)]
+# sides in pixels: 64 and 128 are even multiples of 32, 32 and 96 odd ones; each batch holds
+# pictures of both parities each way, and the two batches have the two parities each way (every
+# picture padded both ways: the smallest sides that do it)
+PICTURES = [(32, 64), (64, 32)]
+BATCHES = [(96, 128), (128, 96)]
 REAL_SIDES = sorted({side for cfg in CONFIGS.values() for bucket in bucket_sizes(cfg.test_short, cfg.test_max)
                      for side in bucket})
 NARROW = 64             # the other side of the real-bucket cases (unpadded)
