@@ -19,11 +19,9 @@ import numpy as np
 import pytest
 
 from solov2.api import Instances, Segmenter
-from solov2.config.sidecar import resolve_config
 from solov2.core.paths import SAMPLE_IMAGES, SHIPPED_WEIGHTS
 from solov2.model.inference.auto_backend import installed_engines
-from solov2.model.inference.export import export
-from tests.helpers import shipped_onnx_export
+from tests.helpers import shipped_onnx_export, shipped_paddle_export
 
 THREADS = 4
 ROUNDS = 2
@@ -41,12 +39,9 @@ def _pictures():
 
 
 @pytest.fixture(scope='module')
-def exported(tmp_path_factory):
-    """A folder with the shipped model for Paddle Inference."""
-    folder = tmp_path_factory.mktemp('threads') / 'export'
-    number, cfg = resolve_config(SHIPPED_WEIGHTS, None, [])
-    export(number, cfg, SHIPPED_WEIGHTS, folder, 'paddle', check=False)
-    return str(folder)
+def exported(run_builds):
+    """A folder with the shipped model for Paddle Inference (the test run's one: ``shipped_paddle_export``)."""
+    return str(shipped_paddle_export(run_builds))
 
 
 @pytest.fixture(scope='module')
