@@ -20,7 +20,7 @@ Side = Union[int, paddle.Tensor]         # a size: a python int in dygraph, an i
 
 
 def _int64(side: Side) -> Side:
-    return paddle.cast(side, 'int64') if isinstance(side, paddle.Tensor) else side
+    return side if isinstance(side, int) else paddle.cast(side, 'int64')
 
 
 def _below(count: paddle.Tensor, length: Side) -> paddle.Tensor:
@@ -35,8 +35,8 @@ def bilinear_rows(in_counts: paddle.Tensor, out_counts: Union[int, paddle.Tensor
     entries to out_counts[b] (both [B, 1] int64; an int: the same for every image); rows past
     out_counts[b] are zero, and no weight falls past in_counts[b]."""
     source = paddle.cast(in_counts, 'float32')                                         # [B, 1]
-    target = (paddle.cast(out_counts, 'float32') if isinstance(out_counts, paddle.Tensor)
-              else paddle.full([1, 1], float(out_counts), 'float32'))
+    target = (paddle.full([1, 1], float(out_counts), 'float32') if isinstance(out_counts, int)
+              else paddle.cast(out_counts, 'float32'))
     index = paddle.cast(paddle.arange(0, out_len, 1, dtype='int64'), 'float32').unsqueeze(0)   # [1, O]
     position = paddle.clip(source / target * (index + 0.5) - 0.5, min=0.0)             # [B, O]
     low = paddle.floor(position)

@@ -14,7 +14,6 @@ import paddle
 import paddle.nn as nn
 from paddle.static import InputSpec
 
-from solov2.config.install import paddle_major
 from solov2.core.errors import InputError
 from solov2.data.transforms import IMAGENET_MEAN_RGB, IMAGENET_STD_RGB
 from solov2.model.inference.postprocess import flatten_levels
@@ -106,14 +105,13 @@ def has_deformable_conv(model: nn.Layer) -> bool:
     return any(isinstance(layer, DeformConv) for layer in model.sublayers())
 
 
-def _keep_zero_argument_super(model: nn.Layer) -> None:
-    """Paddle 2.x's dy2static cannot transform a forward that calls ``super()``
-    without arguments ("super(): __class__ cell not found"). Such forwards have no
-    tensor-dependent control flow here, so they are marked to run unconverted."""
-    for layer in model.sublayers(include_self=True):
-        forward = type(layer).forward
-        if '__class__' in forward.__code__.co_freevars:
-            paddle.jit.not_to_static(forward)
+def _trace_unconverted(net: nn.Layer) -> None:
+    """Mark every forward of ``net`` to run as plain Python while ``to_static`` traces it: none of them
+    branches or loops on a tensor's value (sizes under tracing are tensors, handled in ``layers``), so
+    rewriting their source (dy2static's AST pass, most of an export's time) changes nothing in the graph;
+    it also spares Paddle 2.x's failure on a forward that calls ``super()`` without arguments."""
+    for layer in net.sublayers(include_self=True):
+        paddle.jit.not_to_static(type(layer).forward)
 
 
 def save_inference_model(model: SOLOv2, prefix: str, regions: bool = False) -> str:
@@ -121,10 +119,9 @@ def save_inference_model(model: SOLOv2, prefix: str, regions: bool = False) -> s
     and ``paddle.jit.save`` it: PREFIX.json (Paddle >= 3) or PREFIX.pdmodel, plus PREFIX.pdiparams;
     returns the model file's path. The process's warning filters are put back afterwards."""
     model.eval()
-    if paddle_major() < 3:
-        _keep_zero_argument_super(model)
     net = ExportableSOLOv2(model)
     net.eval()
+    _trace_unconverted(net)
     spec = [InputSpec([None, 3, None, None], 'float32', INPUT_NAME)]
     spec += [InputSpec([None, 2], 'int64', REGIONS_NAME)] if regions else []
     with warnings.catch_warnings():
