@@ -106,12 +106,14 @@ def has_deformable_conv(model: nn.Layer) -> bool:
 
 
 def _trace_unconverted(net: nn.Layer) -> None:
-    """Mark every forward of ``net`` to run as plain Python while ``to_static`` traces it: none of them
-    branches or loops on a tensor's value (sizes under tracing are tensors, handled in ``layers``), so
-    rewriting their source (dy2static's AST pass, most of an export's time) changes nothing in the graph;
-    it also spares Paddle 2.x's failure on a forward that calls ``super()`` without arguments."""
+    """Mark the toolkit's forwards in ``net`` to run as plain Python while ``to_static`` traces them
+    (Paddle's own layers are never rewritten): none branches or loops on a tensor's value (sizes
+    under tracing are tensors, handled in ``layers``), so rewriting their source (dy2static's AST
+    pass, most of an export's time) changes nothing in the graph; it also spares Paddle 2.x's
+    failure on a forward that calls ``super()`` without arguments."""
     for layer in net.sublayers(include_self=True):
-        paddle.jit.not_to_static(type(layer).forward)
+        if not type(layer).__module__.startswith('paddle.'):
+            paddle.jit.not_to_static(type(layer).forward)
 
 
 def save_inference_model(model: SOLOv2, prefix: str, regions: bool = False) -> str:
