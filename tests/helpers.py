@@ -180,14 +180,14 @@ def built_once(folder: Path, build) -> Path:
 
 def shipped_auto_entry() -> Path:
     """The shipped model's ``backend='auto'`` entry in ``$SOLOV2_CACHE`` (the session's, tests/conftest.py),
-    opened with ``cached_backend`` (made or rebuilt when needed); needs the deploy extras. Its first
-    export holds ``built_once``'s lock beside the cache, so that other pytest-xdist workers that
-    want it meanwhile wait for it instead of exporting it too."""
-    def opened(folder=None):
+    made once a test run by ``cached_backend``; needs the deploy extras. The export holds
+    ``built_once``'s lock beside the cache, so that other pytest-xdist workers that want it
+    meanwhile wait for it instead of exporting it too; no test changes the entry (one that would
+    copies it), so later callers only read it."""
+    def opened(folder: Path) -> None:
         cached_backend(ModelSpec(SHIPPED_WEIGHTS), 9, get_config(9), log=lambda line: None)
     cache = Path(os.environ[CACHE_ENV])
     built_once(cache.with_name(cache.name + '_shipped_auto'), opened)
-    opened()
     return entry_folder(cache_key(SHIPPED_WEIGHTS, 9, []))
 
 
