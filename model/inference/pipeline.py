@@ -85,6 +85,9 @@ class Predictor:
     ``params``: the config's post-processing settings, each call's default."""
 
     def __init__(self, engine: Backend, on_device: Optional[bool] = None):
+        if on_device and not engine.device_outputs:
+            raise ValueError(f'on_device post-processing needs an engine whose outputs are Paddle tensors '
+                             f'(dygraph); {type(engine).__name__} gives numpy arrays')
         self.engine, self.cfg, self.params = engine, engine.cfg, InferenceParams.from_config(engine.cfg)
         self.on_device = engine.network_on_gpu and engine.device_outputs if on_device is None else on_device
 

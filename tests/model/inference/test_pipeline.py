@@ -148,3 +148,18 @@ def test_an_engine_runs_the_network_only_and_the_predictor_does_the_rest():
     for engine in engines:
         assert not _public_methods(engine) & (_public_methods(Predictor) | {'forward', 'batch', 'finish_outputs'}), \
             engine.__name__
+
+
+def test_post_processing_on_the_device_asks_for_an_engine_whose_outputs_stay_there():
+    """``on_device=True`` on an engine that answers numpy arrays (every exported one) is refused at
+    once by name, not an AttributeError at the first picture; dygraph's is taken."""
+    from solov2.config import get_config
+    from solov2.model.inference.backend import Backend
+    from solov2.model.inference.dygraph_backend import DygraphBackend
+    exported = types.SimpleNamespace(cfg=get_config(9), device_outputs=Backend.device_outputs, network_on_gpu=False)
+    with pytest.raises(ValueError, match='on_device .* Paddle tensors'):
+        Predictor(exported, on_device=True)  # type: ignore[arg-type]
+    assert Predictor(exported).on_device is False  # type: ignore[arg-type]
+    dygraph = types.SimpleNamespace(cfg=get_config(9), device_outputs=DygraphBackend.device_outputs,
+                                    network_on_gpu=False)
+    assert Predictor(dygraph, on_device=True).on_device is True  # type: ignore[arg-type]
