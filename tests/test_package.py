@@ -188,18 +188,17 @@ def test_pip_install_gives_one_name_and_console_commands_in_a_fresh_venv(tmp_pat
                    tmp_path, executable=str(python), timeout=600)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     host = host_project(tmp_path / 'host')
-    done = _python(['-c', HOST_CHECK], host, executable=str(python))
-    assert done.returncode == 0, done.stderr[-3000:]
-    installed = Path(done.stdout.strip()).parent
-    assert installed.parent.name == 'site-packages' and (installed / 'weights' / 'shapes_r18.pdparams').is_file()
-    assert not (installed / 'tests').exists()
     # README's backend='auto' opens the session's export of the shipped model ($SOLOV2_CACHE): the
     # installed package's cache key (weights, config, versions, source) is the checkout's
-    done = _python(['-c', 'from solov2 import SHIPPED_WEIGHTS; from solov2.core.cache import entry_folder; '
+    done = _python(['-c', HOST_CHECK + 'from solov2.core.cache import entry_folder; '
                     'from solov2.model.inference.auto_backend import cache_key; '
-                    'print(entry_folder(cache_key(SHIPPED_WEIGHTS, 9, [])).name)'],
-                   host, executable=str(python))
-    assert done.stdout.strip() == entry_folder(cache_key(SHIPPED_WEIGHTS, 9, [])).name, done.stderr[-2000:]
+                    'print(entry_folder(cache_key(SHIPPED_WEIGHTS, 9, [])).name)'], host, executable=str(python))
+    assert done.returncode == 0, done.stderr[-3000:]
+    package_file, key = done.stdout.split()
+    installed = Path(package_file).parent
+    assert installed.parent.name == 'site-packages' and (installed / 'weights' / 'shapes_r18.pdparams').is_file()
+    assert not (installed / 'tests').exists()
+    assert key == entry_folder(cache_key(SHIPPED_WEIGHTS, 9, [])).name
     for page, line, code, _ in BLOCKS:
         if page == 'README.md':
             done = _python(['-c', code], host, executable=str(python))

@@ -24,7 +24,7 @@ from solov2.model.inference.auto_backend import installed_engines
 from tests.helpers import shipped_onnx_export, shipped_paddle_export
 
 THREADS = 4
-ROUNDS = 2
+ROUNDS = 1
 SCORE_TOL = 1e-3
 MIN_MASK_IOU = 0.999
 ONNX_EXPORT = ('paddle2onnx', 'onnx')

@@ -507,7 +507,7 @@ def main(argv=None) -> int:
     parser.add_argument('--only', nargs='+', choices=[name for name, _ in CHECKS], help='run only these checks')
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix='gpu_check_') as folder:
-        setting = Setting('cpu', args.steps or FALLING_STEPS, 96, 3, 2, Path(folder)) if args.dry_run else \
+        setting = Setting('cpu', args.steps or FALLING_STEPS, 64, 3, 2, Path(folder)) if args.dry_run else \
             Setting('gpu', args.steps or 30, 256, 24, 5, Path(folder))
         logging.getLogger(LIBRARY_LOGGER).setLevel(logging.WARNING)   # the training runs' start-up lines left out
         failed = run_checks(setting, args.only)
