@@ -262,7 +262,7 @@ def _losses(out):
 
 def test_two_nodes_train_like_one_node_and_resume_across_them(shapes, tmp_path):
     """Two one-process "nodes" (global ranks 0 and 1, data split by them) stop at iteration
-    1, node 1 writing nothing in its own folder, and resume to 2 (the run folder shared like
+    2, node 1 writing nothing in its own folder, and resume to 3 (the run folder shared like
     a network file system): the losses and weights of one node with two processes."""
     node0, node1 = tmp_path / 'node0_cwd', tmp_path / 'node1_cwd'
     node0.mkdir()
@@ -270,14 +270,14 @@ def test_two_nodes_train_like_one_node_and_resume_across_them(shapes, tmp_path):
     train = [str(REPO_DIR / 'train.py'), '--config', '9', '--device', 'cpu', '--threads', '1', '--log-every', '1',
              '--opt', f'dataset_dir={shapes}', *TINY, 'epochs=3']
     command = [*train, '--output', 'run']
-    launch_two_nodes(tmp_path / 'first', *command, '--max-iters', '1', cwds=(node0, node1))
+    launch_two_nodes(tmp_path / 'first', *command, '--max-iters', '2', cwds=(node0, node1))
     assert not list(node1.iterdir())                     # only global rank 0 writes
     assert 'batch 4' in (tmp_path / 'first' / 'node0' / 'workerlog.0').read_text()
     (node1 / 'run').symlink_to(node0 / 'run')
-    launch_two_nodes(tmp_path / 'resumed', *command, '--max-iters', '2', '--resume', 'auto', cwds=(node0, node1))
+    launch_two_nodes(tmp_path / 'resumed', *command, '--max-iters', '3', '--resume', 'auto', cwds=(node0, node1))
     straight = tmp_path / 'straight'
-    launch_two_cpu_processes(tmp_path, *train, '--output', str(straight), '--max-iters', '2')
-    assert len(_losses(straight)) == 2
+    launch_two_cpu_processes(tmp_path, *train, '--output', str(straight), '--max-iters', '3')
+    assert len(_losses(straight)) == 3
     assert np.allclose(_losses(node0 / 'run'), _losses(straight), rtol=1e-5, atol=1e-6)
     a, b = (load_paddle_params(str(out / 'last' / 'model.pdparams')) for out in (node0 / 'run', straight))
     assert max(float(np.abs(a[k] - b[k]).max()) for k in a) <= 1e-5
