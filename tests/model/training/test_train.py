@@ -143,7 +143,7 @@ def test_two_cpu_processes_train_under_a_time_budget(shapes, tmp_path):
     """Data parallel on CPU (gloo, one math thread each): both ranks stop at the budget."""
     out = tmp_path / 'parallel'
     launch_two_cpu_processes(tmp_path, str(REPO_DIR / 'train.py'), '--config', '9', '--device', 'cpu',
-                             '--output', str(out), '--log-every', '1', '--max-minutes', '0.01',
+                             '--output', str(out), '--log-every', '1', '--max-minutes', '0.03',
                              '--opt', f'dataset_dir={shapes}', *TINY, 'epochs=500')
     logs = (out / 'train_log.csv').read_text().splitlines()
     stopped_at = int(logs[-1].split(',')[0])
