@@ -35,6 +35,21 @@ def eval_model(pytestconfig):
     return lambda number: get_eval_model(pytestconfig, number)
 
 
+@pytest.fixture(scope='module')
+def small_grid_model():
+    """``small_grid_model(N)`` -> (config N on SMALL_GRIDS, its model), built once a module (random
+    weights, seed N) for the batch and the training checks; each sets the mode it needs."""
+    built = {}
+
+    def model(number):
+        if number not in built:
+            paddle.seed(number)
+            cfg = with_overrides(CONFIGS[number], SMALL_GRIDS)
+            built[number] = cfg, build_model(cfg)
+        return built[number]
+    return model
+
+
 def _images(batch: int, seed: int = 0) -> paddle.Tensor:
     data = np.random.RandomState(seed).standard_normal((batch, 3, *INPUT_HW)).astype(np.float32)
     return paddle.to_tensor(data)
@@ -219,9 +234,8 @@ def _flat_outputs(out, index):
 
 
 @pytest.mark.parametrize('number', [5, 7])
-def test_batch_matches_single_images(number):
-    paddle.seed(number)
-    model = build_model(with_overrides(CONFIGS[number], SMALL_GRIDS))
+def test_batch_matches_single_images(number, small_grid_model):
+    _, model = small_grid_model(number)
     model.eval()
     pair = _images(2, seed=11)
     with paddle.no_grad():
@@ -237,10 +251,9 @@ def test_batch_matches_single_images(number):
 # ---- training mode ---------------------------------------------------------------------------
 
 @pytest.mark.parametrize('number', [5, 7])
-def test_training_forward_backward_reaches_heads(number):
-    paddle.seed(100 + number)
-    cfg = with_overrides(CONFIGS[number], SMALL_GRIDS)
-    model = build_model(cfg)
+def test_training_forward_backward_reaches_heads(number, small_grid_model):
+    cfg, model = small_grid_model(number)
+    model.clear_gradients(set_to_zero=False)     # no gradient left from another check
     model.train()
     out = model(_images(2, seed=3))
     for level, grid in enumerate(cfg.num_grids):

@@ -28,6 +28,26 @@ def shapes(tmp_path_factory):
     return make_tiny_shapes(tmp_path_factory.mktemp('shapes'))
 
 
+@pytest.fixture(scope='module')
+def trained(shapes, tmp_path_factory):
+    """``trained(*options)`` -> the run folder of ``_run`` with those options, trained once a
+    module for the tests that start from it (each on its own ``_copy``)."""
+    done = {}
+
+    def run(*options):
+        if options not in done:
+            out = tmp_path_factory.mktemp('trained') / 'run'
+            assert _run(shapes, out, *options) == 0
+            done[options] = out
+        return done[options]
+    return run
+
+
+def _copy(run, tmp_path, name='run'):
+    """A test's own copy of the run folder ``run`` (a run folder records no path of its own)."""
+    return shutil.copytree(run, tmp_path / name)
+
+
 def _run(shapes, out, *extra):
     return train.main(['--config', '9', '--output', str(out), '--log-every', '1',
                        '--checkpoint-every', '100', '--opt', f'dataset_dir={shapes}', *TINY, *extra])
@@ -52,17 +72,15 @@ def test_interrupted_and_resumed_run_equals_uninterrupted(shapes, tmp_path):
     assert (resumed / 'curves.png').is_file() and (resumed / 'best' / 'model.json').is_file()
 
 
-def test_time_budget_stops_training_after_saving(shapes, tmp_path):
-    out = tmp_path / 'budget'
-    assert _run(shapes, out, '--max-minutes', '1e-4') == 0       # spent after the first step
+def test_time_budget_stops_training_after_saving(trained):
+    out = trained('--max-minutes', '1e-4')                       # spent after the first step
     logs = (out / 'train_log.csv').read_text().splitlines()
     assert [line.split(',')[0] for line in logs[1:]] == ['1']
     assert find_checkpoint(str(out / 'last')) is not None
 
 
-def test_interrupted_save_keeps_the_previous_checkpoint(shapes, tmp_path, monkeypatch):
-    out = tmp_path / 'run'
-    assert _run(shapes, out, '--max-iters', '1') == 0
+def test_interrupted_save_keeps_the_previous_checkpoint(trained, tmp_path, monkeypatch):
+    out = _copy(trained('--max-iters', '1'), tmp_path)
     before = _weights(out)
     import solov2.model.training.state as train_state
 
@@ -161,10 +179,9 @@ def test_visualdl_log_has_the_curves_and_a_picture(shapes, tmp_path):
     assert tags['image'] == ['eval/picture']
 
 
-def test_non_finite_weights_are_never_saved(shapes, tmp_path):
+def test_non_finite_weights_are_never_saved(trained, tmp_path):
     """A run whose weights turn NaN stops with one line and keeps the healthy checkpoint."""
-    out = tmp_path / 'nan'
-    assert _run(shapes, out, '--max-iters', '1') == 0
+    out = _copy(trained('--max-iters', '1'), tmp_path)
     healthy = _weights(out)
     import paddle
 
@@ -192,9 +209,8 @@ def test_a_nan_loss_stops_the_run_in_one_line(shapes, tmp_path, capsys):
     assert f'at iteration {len(logged) + 1};' in errors[0] and logged == [f'{k}/3' for k in range(1, len(logged) + 1)]
 
 
-def test_a_run_folder_belongs_to_one_run(shapes, tmp_path, capsys):
-    out = tmp_path / 'run'
-    assert _run(shapes, out, '--max-iters', '1') == 0
+def test_a_run_folder_belongs_to_one_run(shapes, trained, tmp_path, capsys):
+    out = _copy(trained('--max-iters', '1'), tmp_path)
     assert _run(shapes, out, '--max-iters', '1') == 2
     error = capsys.readouterr().err.strip()
     assert error.startswith('error: ') and "resume='auto'" in error and 'overwrite=True' in error
@@ -203,9 +219,8 @@ def test_a_run_folder_belongs_to_one_run(shapes, tmp_path, capsys):
     assert [line.split(',')[0] for line in rows[1:]] == ['1', '2']
 
 
-def test_resume_keeps_the_time_budget_and_drops_log_rows_past_the_checkpoint(shapes, tmp_path, capsys):
-    out = tmp_path / 'budget'
-    assert _run(shapes, out, '--max-minutes', '1e-4') == 0           # spent after the first step
+def test_resume_keeps_the_time_budget_and_drops_log_rows_past_the_checkpoint(shapes, trained, tmp_path, capsys):
+    out = _copy(trained('--max-minutes', '1e-4'), tmp_path, 'budget')     # spent after the first step
     with open(out / 'train_log.csv', 'a') as log:                    # logged after the checkpoint
         log.write('7,1,0.1,0.001,1.0,1.0,1.0,1.0\n')
     capsys.readouterr()
@@ -217,10 +232,11 @@ def test_resume_keeps_the_time_budget_and_drops_log_rows_past_the_checkpoint(sha
     assert '"max_minutes": 0.0001' in (out / 'last' / 'state.json').read_text()
 
 
-def test_resume_auto_on_a_finished_run_does_nothing_but_name_the_option_to_train_on(shapes, tmp_path, capsys):
-    out, stopped = tmp_path / 'run', tmp_path / 'stopped'
+def test_resume_auto_on_a_finished_run_does_nothing_but_name_the_option_to_train_on(shapes, trained, tmp_path,
+                                                                                    capsys):
+    out = tmp_path / 'run'
     assert _run(shapes, out) == 0                                    # the config's 2 epochs: 6 iterations
-    assert _run(shapes, stopped, '--max-iters', '2') == 0
+    stopped = _copy(trained('--max-iters', '2'), tmp_path, 'stopped')
     files = {name: (out / name).read_bytes() for name in ('train_log.csv', 'eval_log.csv', 'last/state.json',
                                                           'best/model.pdparams', 'curves.png')}
     capsys.readouterr()
@@ -237,10 +253,9 @@ def test_resume_auto_on_a_finished_run_does_nothing_but_name_the_option_to_train
     assert [line.split(',')[0] for line in (stopped / 'eval_log.csv').read_text().splitlines()[1:]] == ['2']
 
 
-def test_a_run_whose_only_checkpoint_is_best_continues_from_it(shapes, tmp_path, capsys):
+def test_a_run_whose_only_checkpoint_is_best_continues_from_it(shapes, trained, tmp_path, capsys):
     """--eval-every shorter than --checkpoint-every can leave best/ without last/."""
-    out = tmp_path / 'run'
-    assert _run(shapes, out, '--max-iters', '2') == 0
+    out = _copy(trained('--max-iters', '2'), tmp_path)
     shutil.rmtree(out / 'last')
     assert _run(shapes, out, '--max-iters', '3') == 2                # still a run: not started over
     assert "resume='auto'" in capsys.readouterr().err
@@ -249,9 +264,8 @@ def test_a_run_whose_only_checkpoint_is_best_continues_from_it(shapes, tmp_path,
     assert [line.split(',')[0] for line in (out / 'train_log.csv').read_text().splitlines()[1:]] == ['1', '2', '3']
 
 
-def test_resume_refuses_another_config_and_damaged_state_in_one_line(shapes, tmp_path, capsys):
-    out = tmp_path / 'run'
-    assert _run(shapes, out, '--max-iters', '1') == 0
+def test_resume_refuses_another_config_and_damaged_state_in_one_line(shapes, trained, tmp_path, capsys):
+    out = _copy(trained('--max-iters', '1'), tmp_path)
     assert train.main(['--config', '5', '--output', str(out), '--resume', 'auto',
                        '--opt', f'dataset_dir={shapes}', *TINY]) == 2
     assert 'was trained with config=9, not config=5: resume with config=9' in capsys.readouterr().err
@@ -261,9 +275,8 @@ def test_resume_refuses_another_config_and_damaged_state_in_one_line(shapes, tmp
     assert error.startswith('error: ') and 'state.json is damaged' in error and '\n' not in error
 
 
-def test_resume_without_opt_continues_with_the_runs_overrides(shapes, tmp_path, capsys):
-    out = tmp_path / 'run'
-    assert _run(shapes, out, '--max-iters', '1') == 0
+def test_resume_without_opt_continues_with_the_runs_overrides(trained, tmp_path, capsys):
+    out = _copy(trained('--max-iters', '1'), tmp_path)
     assert train.main(['--config', '9', '--output', str(out), '--resume', 'auto', '--log-every', '1',
                        '--max-iters', '2']) == 0
     assert "resuming with the run's overrides=[" in capsys.readouterr().out
