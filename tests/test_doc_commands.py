@@ -78,9 +78,13 @@ ADDED = [
     (r'train\.py.*pretrained=', ['--max-iters', '1', '--opt', 'num_grids=(20,16,12,8,6)'],
      "a real-size model: one iteration, on config 9's grids (the head's cost is per grid cell, whatever the "
      'picture size; the grids shape no tensor, so what loads from the start weights is the same)'),
+    (r'train\.py.*--resume', ['--max-iters', '6'],
+     "two iterations after where the run before stopped (its --max-iters 4), not the rest of TINY_TRAINING's epochs"),
     (r'train\.py(?!.*--resume)', ['--overwrite'],
      'the pages show other ways to the same run folder: each starts anew where another left its run'),
     (r'(demo|eval)\.py.*(ppdet/|mmdet/|enhance\.pdparams|--config=3)', ['--backend', 'dygraph', *SMALL], REAL_SIZE),
+    (r'demo\.py', ['--warmup', '0'], 'no untimed warm-up runs: they change the speed line, not what is done '
+     '(tests/test_demo.py runs with them)'),
     (r'(demo|eval)\.py.*output/', ['--backend', 'dygraph'],
      "a model trained here: the Paddle model, no export (auto's export: tests/model/inference/test_openvino.py)"),
 ]
