@@ -297,9 +297,9 @@ def test_buckets_change_no_result_on_a_coco_config(coco_small):
     types = {node.get_friendly_name(): node.get_type_name() for node in quantized.get_ordered_ops()}
     assert region_operations(quantized) and not [n for n in region_operations(quantized) if types[n] == 'FakeQuantize']
     for folder, precision in ((f32, 'f32'), (int8, 'int8')):
-        bucketed, alone = (OpenVinoBackend(str(folder), threads=1, precision=precision, buckets=flag,   # f32's static
-                                           compiled_cache=None if flag and precision == 'f32' else compiled)  # models:
-                           for flag in (True, False))                                     # no other test's: not kept
+        kept = None if precision == 'f32' else compiled      # f32's static models are no other test's: not kept
+        bucketed = OpenVinoBackend(str(folder), threads=1, precision=precision, buckets=True, compiled_cache=kept)
+        alone = OpenVinoBackend(str(folder), threads=1, precision=precision, buckets=False, compiled_cache=compiled)
         for size in [(64, 128), (64, 64)]:
             batch = _batch(*size, seed=size[1])
             got, want = bucketed.run_numpy(batch), alone.run_numpy(batch)
