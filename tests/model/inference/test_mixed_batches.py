@@ -10,6 +10,7 @@ import pytest
 
 from solov2.api.segmenter import instances_of
 from solov2.config import get_config
+from solov2.core.cache import compiled_cache
 from solov2.core.paths import SAMPLE_IMAGES, SHIPPED_WEIGHTS
 from solov2.model.inference.backend import share_batches
 from solov2.model.inference.dygraph_backend import DygraphBackend
@@ -54,12 +55,14 @@ def pictures() -> list:
 
 
 def engines(folder: Path) -> dict:
-    """The engines that mix sizes, each on the shipped model."""
+    """The engines that mix sizes, each on the shipped model; OpenVINO's compiled models in the
+    session's cache (``compiled_cache``, as the service keeps them: tests/serving/test_engines.py
+    compiles the same buckets)."""
     from solov2.model.inference.onnxruntime_backend import OnnxBackend
     from solov2.model.inference.openvino_backend import OpenVinoBackend
     return {'dygraph': lambda: DygraphBackend(get_config(9), str(SHIPPED_WEIGHTS), device='cpu', threads=1),
             'onnx': lambda: OnnxBackend(str(folder), threads=1),
-            'openvino': lambda: OpenVinoBackend(str(folder), threads=1, buckets=True)}
+            'openvino': lambda: OpenVinoBackend(str(folder), threads=1, buckets=True, compiled_cache=compiled_cache())}
 
 
 @pytest.fixture(scope='module')

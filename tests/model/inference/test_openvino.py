@@ -85,6 +85,7 @@ DCN_TOL = 2e-3
 BF16_TOL = 0.15
 BF16_REL = 0.03
 INT8_CORRELATION = 0.8
+PRINTED = 'quantize.out'   # small_lanes: tools/quantize.py's stdout, beside the INT8 folder
 BUCKET_TOL = 1e-4         # padded to a size bucket vs the size itself, relative to the output's largest value
 pytestmark = [pytest.mark.deploy,
               pytest.mark.filterwarnings("ignore:Tensor do not have 'place':UserWarning"),
@@ -256,22 +257,30 @@ def test_buckets_pad_the_input_and_change_no_result(hot, caplog):  # noqa: F811
 
 
 def small_lanes(run_builds, pytestconfig, number: int, images: Path) -> tuple:
-    """(f32 export folder, its INT8 folder) of config ``number``'s random model with test sizes
-    96 / 160 (``small_export``), the INT8 one tools/quantize.py's on ``images``, made once a test
-    run (``built_once``; test_precision_configs.py's too)."""
+    """(f32 export folder, its INT8 folder, OpenVINO's ``compiled_cache`` for them) of config ``number``'s
+    random model with test sizes 96 / 160 (``small_export``), the INT8 one tools/quantize.py's on
+    ``images`` (what it printed on stdout beside it, ``PRINTED``), made once a test run (``built_once``;
+    test_precision_configs.py's too); a model that another test compiled for the same shape is loaded
+    from that cache, not compiled again."""
     export = small_export(run_builds, pytestconfig, number)[1]
 
     def build(folder: Path) -> None:
-        assert quantize.main(['--model-dir', str(export), '--images', str(images),
-                              '--output', str(folder / 'int8')]) == 0
-    return export, built_once(run_builds / f'config{number}_small_int8', build) / 'int8'
+        printed = io.StringIO()               # kept: NNCF's handler may hold it (if it is first imported here)
+        with contextlib.redirect_stdout(printed):
+            code = quantize.main(['--model-dir', str(export), '--images', str(images),
+                                  '--output', str(folder / 'int8')])
+        (folder / PRINTED).write_text(printed.getvalue())
+        assert code == 0, printed.getvalue()
+    compiled = run_builds / f'config{number}_small_compiled'
+    compiled.mkdir(exist_ok=True)
+    return export, built_once(run_builds / f'config{number}_small_int8', build) / 'int8', str(compiled)
 
 
 @pytest.fixture(scope='module')
 def coco_small(run_builds, pytestconfig, image_dir):  # noqa: F811
     """Config 5 (a COCO config: full-width light R18, 80 classes, random weights) exported with
     test sizes 96 / 160, so that its size buckets are small and have sides of odd multiples of 32:
-    96x96, 96x128, 128x96, 96x160, 160x96, and its INT8 folder (``small_lanes``)."""
+    96x96, 96x128, 128x96, 96x160, 160x96, its INT8 folder and their compiled models (``small_lanes``)."""
     return small_lanes(run_builds, pytestconfig, 5, image_dir)
 
 
@@ -283,13 +292,14 @@ def test_buckets_change_no_result_on_a_coco_config(coco_small):
     at a points-NMS tie of the random weights may flip, ``compare_outputs``). The INT8
     model quantizes nothing that reads the regions (rounded to the calibration's range, a 128-row
     region ended at 112 rows here: the mean of the two pictures' largest sides)."""
-    f32, int8 = coco_small
+    f32, int8, compiled = coco_small
     quantized = ov.Core().read_model(str(int8 / 'model_int8.xml'))
     types = {node.get_friendly_name(): node.get_type_name() for node in quantized.get_ordered_ops()}
     assert region_operations(quantized) and not [n for n in region_operations(quantized) if types[n] == 'FakeQuantize']
     for folder, precision in ((f32, 'f32'), (int8, 'int8')):
-        bucketed, alone = (OpenVinoBackend(str(folder), threads=1, precision=precision, buckets=flag)
-                           for flag in (True, False))
+        kept = None if precision == 'f32' else compiled      # f32's static models are no other test's: not kept
+        bucketed = OpenVinoBackend(str(folder), threads=1, precision=precision, buckets=True, compiled_cache=kept)
+        alone = OpenVinoBackend(str(folder), threads=1, precision=precision, buckets=False, compiled_cache=compiled)
         for size in [(64, 128), (64, 64)]:
             batch = _batch(*size, seed=size[1])
             got, want = bucketed.run_numpy(batch), alone.run_numpy(batch)
@@ -586,32 +596,34 @@ def test_the_choice_is_keyed_by_cpu_features_threads_and_precision(tmp_path):
 
 # ---- INT8 (tools/quantize.py) ------------------------------------------------------------------
 
-def test_quantize_writes_an_int8_folder_the_backend_runs(hot, image_dir, tmp_path, capfd):  # noqa: F811
-    """tools/quantize.py on the two test pictures: an INT8 IR with the output convolutions
-    in f32, run by --precision int8 at sizes other than the calibration one. Loose
-    tolerance (stated): kernels and mask features correlate with the f32 ones by >= 0.8 (a
-    random model calibrated on two pictures: 0.87 seen, ~30% mean error); the real accuracy cost is
-    measured as AP on the shapes val split (README)."""
-    out = tmp_path / 'int8'
-    assert quantize.main(['--model-dir', str(hot[1]), '--images', str(image_dir), '--output', str(out)]) == 0
-    printed = capfd.readouterr().out
-    assert 'convolutions kept in f32' in printed
+def test_quantize_writes_an_int8_folder_the_backend_runs(coco_small, image_dir, capfd):  # noqa: F811
+    """tools/quantize.py on the two test pictures (config 5's INT8 folder, ``coco_small``, with what it
+    printed): an INT8 IR with the output convolutions in f32, run by --precision int8 at sizes other
+    than the calibration one (128x128). Loose tolerance (stated): kernels and mask features correlate
+    with the f32 ones by >= 0.8 (a random model calibrated on two pictures: ~30% mean error); the real
+    accuracy cost is measured as AP on the shapes val split (README). A second run on the same
+    --output is refused. Its models compile into ``coco_small``'s cache: all but the 64x96 INT8 one
+    are the bucket test's."""
+    f32, out, compiled = coco_small
+    printed = (out.parent / PRINTED).read_text()
+    assert 'convolutions kept in f32' in printed and 'at 128x128' in printed
     assert 'INFO:nncf' not in printed and 'Not adding activation' not in printed    # NNCF's notes stay quiet
     info = json.loads((out / 'infer_cfg.json').read_text())
     assert info['files']['openvino_int8']['kept_f32'] and 'onnx' not in info['files']
-    backend = OpenVinoBackend(str(out), threads=1, precision='int8', overrides=['openvino_buckets=none'])
-    reference = OpenVinoBackend(str(hot[1]), threads=1)
-    bucketed = OpenVinoBackend(str(out), threads=1, precision='int8')         # int8's default: buckets
-    for size in [(128, 160), (96, 64)]:
+    backend = OpenVinoBackend(str(out), threads=1, precision='int8', overrides=['openvino_buckets=none'],
+                              compiled_cache=compiled)
+    reference = OpenVinoBackend(str(f32), threads=1, compiled_cache=compiled)
+    bucketed = OpenVinoBackend(str(out), threads=1, precision='int8', compiled_cache=compiled)  # int8's default
+    for size in [(64, 64), (64, 96)]:
         batch = _batch(*size, seed=3)
         got, want = backend.run_numpy(batch), reference.run_numpy(batch)
         for a, b in zip(got[1:], want[1:]):
             correlation = np.corrcoef(a.ravel(), b.ravel())[0, 1]
             assert a.shape == b.shape and correlation >= INT8_CORRELATION, (size, correlation)
-        for a, b in zip(bucketed.run_numpy(batch), got):      # padded to 320x320: the same outputs
+        for a, b in zip(bucketed.run_numpy(batch), got):      # padded to 96x96: the same outputs
             np.testing.assert_allclose(a, b, rtol=0, atol=BUCKET_TOL * np.abs(b).max())
-    assert len(soft_detections(backend, _batch(128, 160, seed=3)[0])) > 3
-    assert list(bucketed.compile_seconds) == [(1, 3, 320, 320)]           # one compile for both sizes
-    assert list(backend.compiled) == list(backend.compile_seconds) == [(1, 3, 128, 160), (1, 3, 96, 64)]
-    assert quantize.main(['--model-dir', str(hot[1]), '--images', str(image_dir), '--output', str(out)]) == 2
+    assert len(soft_detections(backend, _batch(64, 96, seed=3)[0])) > 3
+    assert list(bucketed.compile_seconds) == [(1, 3, 96, 96)]           # one compile for both sizes
+    assert list(backend.compiled) == list(backend.compile_seconds) == [(1, 3, 64, 64), (1, 3, 64, 96)]
+    assert quantize.main(['--model-dir', str(f32), '--images', str(image_dir), '--output', str(out)]) == 2
     assert capfd.readouterr().err.startswith(f'error: --output {out} already exists')

@@ -41,14 +41,14 @@ PROPERTY_SET = [(96, 128, 1), (64, 128, 2), (128, 96, 3)]   # drawn pictures (H,
 
 
 def _lanes(number, pytestconfig, run_builds, images):
-    """(OpenVINO f32, {precision: its backend}) of config ``number``'s random model (its export and INT8
-    folder: ``small_lanes``, test_openvino.py's bucket test reads config 5's too): INT8 always, bf16 where
-    the CPU has it."""
-    export, int8 = small_lanes(run_builds, pytestconfig, number, images)
-    lanes = {'int8': OpenVinoBackend(str(int8), threads=1, precision='int8')}
+    """(OpenVINO f32, {precision: its backend}) of config ``number``'s random model (its export, INT8
+    folder and compiled models: ``small_lanes``, test_openvino.py's bucket test reads config 5's too):
+    INT8 always, bf16 where the CPU has it."""
+    export, int8, compiled = small_lanes(run_builds, pytestconfig, number, images)
+    lanes = {'int8': OpenVinoBackend(str(int8), threads=1, precision='int8', compiled_cache=compiled)}
     if has_bf16(ov.Core()):
-        lanes['bf16'] = OpenVinoBackend(str(export), threads=1, precision='bf16')
-    return OpenVinoBackend(str(export), threads=1), lanes
+        lanes['bf16'] = OpenVinoBackend(str(export), threads=1, precision='bf16', compiled_cache=compiled)
+    return OpenVinoBackend(str(export), threads=1, compiled_cache=compiled), lanes
 
 
 @pytest.mark.parametrize('number', [n if n in SUITE else pytest.param(n, marks=pytest.mark.benchmark)

@@ -60,13 +60,20 @@ def shapes(tmp_path_factory):
     return folder / 'export', folder / 'train', ann, folder / 'val'
 
 
+EVALUATED: dict = {}     # (model folder, annotations, images, options) -> eval.py's mask AP
+
+
 def _eval_ap(capsys, model_dir: Path, ann: Path, images: Path, *extra) -> float:
-    """Mask AP (points) that eval.py prints for a model folder on a COCO set."""
-    capsys.readouterr()
-    assert eval_cli.main(['--backend', 'openvino', '--model-dir', str(model_dir), '--ann', str(ann),
-                          '--images', str(images), *extra]) == 0
-    lines = capsys.readouterr().out.splitlines()
-    return float(lines[lines.index('mask AP (%)') + 2].split()[0])
+    """Mask AP (points) that eval.py prints for a model folder on a COCO set, run once a test run
+    for the same arguments (``EVALUATED``: the folders are this module's, only read)."""
+    key = (str(model_dir), str(ann), str(images), extra)
+    if key not in EVALUATED:
+        capsys.readouterr()
+        assert eval_cli.main(['--backend', 'openvino', '--model-dir', str(model_dir), '--ann', str(ann),
+                              '--images', str(images), *extra]) == 0
+        lines = capsys.readouterr().out.splitlines()
+        EVALUATED[key] = float(lines[lines.index('mask AP (%)') + 2].split()[0])
+    return EVALUATED[key]
 
 
 def test_quantize_with_annotations_writes_a_folder_with_its_ap(shapes, tmp_path, capsys):
