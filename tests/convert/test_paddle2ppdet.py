@@ -25,7 +25,7 @@ from tests.helpers import REPO_DIR, postprocess
 
 pytestmark = pytest.mark.reference
 
-IMAGE_HW = (192, 256)
+IMAGE_HW = (128, 160)
 # PaddleDetection family -> our config
 FAMILIES = {'r50_fpn': 0, 'r50_enhance': 3, 'r101_vd_dcn': 4}
 

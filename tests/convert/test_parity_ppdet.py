@@ -3,9 +3,12 @@
 For each PaddleDetection SOLOv2 family: build it with random but active weights,
 save a real .pdparams, convert it with convert/ppdet2paddle.py, run both on the same
 non-square image and compare the category maps, kernel maps, mask features and the
-final masks, labels and scores.
+final masks, labels and scores. The reference that runs is a fresh PaddleDetection model
+loaded from the saved file, so the same build also checks the harness
+(tools/dev/reference/ppdet_ref.py): its file round trip and what its run returns.
 """
 import json
+from typing import NamedTuple
 
 import pytest
 
@@ -30,7 +33,7 @@ pytestmark = pytest.mark.reference
 FEATURE_TOL = 1e-4
 SCORE_TOL = 1e-4
 MIN_MASK_IOU = 0.999
-IMAGE_HW = (192, 256)
+IMAGE_HW = (128, 160)
 # ppdet family -> our config; None = the converter CLI must detect it
 FAMILIES = {'r50_fpn': 0, 'r50_enhance': 3, 'r101_vd_dcn': 4, 'light_r50_vd_dcn_v05': 2,
             'light448_r50': 1}
@@ -72,22 +75,38 @@ def _iou(a: np.ndarray, b: np.ndarray) -> float:
     return 1.0 if union == 0 else np.logical_and(a, b).sum() / union
 
 
+class Pair(NamedTuple):
+    family: str
+    number: int                # the config the converter chose
+    expected: dict             # ppdet_ref.run of the reference on _image()
+    predictor: Predictor       # ours, on the converted file
+    outputs: dict              # our network's outputs on _image()
+    built: paddle.nn.Layer     # ppdet_ref.build's model
+    saved: dict                # the .pdparams ppdet_ref.save wrote, as paddle.load reads it
+    reference: paddle.nn.Layer  # a fresh PaddleDetection model that loaded ``saved``
+    not_loaded: tuple          # (missing, unexpected) keys of that load
+
+
 @pytest.fixture(scope='module', params=list(FAMILIES))
 def pair(request, tmp_path_factory):
     family = request.param
     folder = tmp_path_factory.mktemp(family)
-    reference = ppdet_ref.build(family, seed=1)
+    built = ppdet_ref.build(family, seed=1)
     if family == 'light_r50_vd_dcn_v05':
-        _emulate_v05(reference)
+        _emulate_v05(built)
     src, out = str(folder / 'ppdet.pdparams'), str(folder / 'ours.pdparams')
-    ppdet_ref.save(reference, src)
+    ppdet_ref.save(built, src)
+    saved = paddle.load(src)
+    reference = ppdet_ref.FAMILIES[family]()
+    not_loaded = reference.set_state_dict(saved)
+    reference.eval()
     number = _convert(family, src, out)
     image = _image()
     expected = ppdet_ref.run(reference, image)
     predictor = Predictor(DygraphBackend(CONFIGS[number], out, device='cpu'))
     with paddle.no_grad():
         outputs = predictor.engine.model(paddle.to_tensor(image))
-    return family, number, expected, predictor, outputs
+    return Pair(family, number, expected, predictor, outputs, built, saved, reference, tuple(not_loaded))
 
 
 def test_converter_detects_the_config(pair):
@@ -96,7 +115,7 @@ def test_converter_detects_the_config(pair):
 
 
 def test_head_and_mask_features_match(pair):
-    family, _, expected, predictor, outputs = pair
+    family, _, expected, predictor, outputs, *_ = pair
     scores, _ = flatten_levels(outputs['cate_logits'], outputs['kernels'])
     ref_scores = np.concatenate([c.reshape(1, -1, c.shape[-1]) for c in expected['cate']], axis=1)
     diffs = {'cate': np.abs(scores.numpy() - ref_scores).max(),
@@ -108,7 +127,7 @@ def test_head_and_mask_features_match(pair):
 
 
 def test_final_instances_match(pair):
-    family, _, expected, predictor, outputs = pair
+    family, _, expected, predictor, outputs, *_ = pair
     ref_masks, ref_labels, ref_scores = ppdet_ref.clean_ppdet_detections(
         expected['masks'], expected['labels'], expected['scores'])
     with paddle.no_grad():
@@ -123,3 +142,57 @@ def test_final_instances_match(pair):
           f'min mask IoU {min(ious):.5f}')
     assert score_diff <= SCORE_TOL
     assert min(ious) >= MIN_MASK_IOU
+
+
+# (solo_kernel E, mask-feature E) per family
+WIDTHS = {'r50_fpn': 256, 'r50_enhance': 128, 'light_r50_vd_dcn_v05': 128, 'r101_vd_dcn': 256, 'light448_r50': 128}
+ALIASES = [
+    ('solov2_head.solo_cate.bias', 'solov2_head.bbox_head.solo_cate.bias'),
+    ('solov2_head.solo_kernel.weight', 'solov2_head.bbox_head.solo_kernel.weight'),
+]
+
+
+def test_every_family_is_covered():
+    assert set(ppdet_ref.FAMILIES) == set(FAMILIES) == set(WIDTHS)
+
+
+def test_the_harness_file_round_trip(pair):
+    """ppdet_ref.build gives an eval-mode model; ppdet_ref.save writes every key with
+    PaddleDetection's alias names, and a fresh model loads it exactly."""
+    built, saved, reference = pair.built, pair.saved, pair.reference
+    assert not built.training
+    sd = built.state_dict()
+    assert np.isfinite(sd['solov2_head.solo_cate.bias'].numpy()).all()
+    assert set(saved) == set(sd)
+    for a, b in ALIASES:  # PaddleDetection writes both alias names
+        assert a in saved and b in saved
+        np.testing.assert_array_equal(np.asarray(saved[a]), np.asarray(saved[b]))
+    missing, unexpected = pair.not_loaded
+    assert not missing and not unexpected
+    fsd = reference.state_dict()
+    for key in sd:
+        np.testing.assert_array_equal(fsd[key].numpy(), sd[key].numpy(), err_msg=key)
+
+
+def test_the_harness_run_returns_what_it_says(pair):
+    """ppdet_ref.run's outputs: head maps on the published grids, mask features at 1/4,
+    raw detections, and the cleaned ones (clean_ppdet_detections) within bounds."""
+    out, (h, w), e = pair.expected, IMAGE_HW, WIDTHS[pair.family]
+    assert len(out['cate']) == len(out['kernel']) == 5
+    for s, cate, kern in zip(ppdet_ref.NUM_GRIDS, out['cate'], out['kernel']):
+        assert cate.shape == (1, s, s, ppdet_ref.NUM_CLASSES)
+        assert kern.shape == (1, e, s, s)
+        assert np.isfinite(cate).all() and np.isfinite(kern).all()
+    assert out['mask_feat'].shape == (1, e, h // 4, w // 4)
+    assert (out['mask_feat'] >= 0).all() and out['mask_feat'].max() > 0
+    n = len(out['scores'])
+    assert out['masks'].shape == (n, h, w) and out['masks'].dtype == np.uint8
+    assert out['labels'].shape == (n,) and out['scores'].shape == (n,)
+    candidates = sum(int((c > ppdet_ref.SCORE_THRESHOLD).sum()) for c in out['cate'])
+    assert 30 <= candidates <= 300
+    masks, labels, scores = ppdet_ref.clean_ppdet_detections(out['masks'], out['labels'], out['scores'])
+    assert 1 <= len(scores) <= 100
+    assert ((labels >= 0) & (labels < ppdet_ref.NUM_CLASSES)).all()
+    assert (scores >= ppdet_ref.UPDATE_THRESHOLD).all()
+    assert (np.diff(scores) <= 0).all()  # ppdet sorts by score, descending
+    assert set(np.unique(masks)) <= {0, 1}
