@@ -53,7 +53,12 @@ def postprocess(outputs: dict, params: InferenceParams) -> list:
 def soft_detections(backend, chw) -> Detections:
     """``backend``'s detections of one preprocessed picture chw [3, H, W] before pasting: soft
     masks [N, H/4, W/4] (``run_numpy`` of its batch, then ``postprocess_flat`` with the config's params)."""
-    outputs = backend.run_numpy(*backend.batch_regions([chw]))
+    return outputs_detections(backend, backend.run_numpy(*backend.batch_regions([chw])))
+
+
+def outputs_detections(backend, outputs) -> Detections:
+    """``soft_detections`` from the outputs ``backend`` already gave one picture at its own size
+    (``run_numpy`` of a one-picture batch), without running it again."""
     return postprocess_flat(*outputs, InferenceParams.from_config(backend.cfg))[0]
 
 

@@ -194,7 +194,7 @@ def test_pip_install_gives_one_name_and_console_commands_in_a_fresh_venv(tmp_pat
                     'from solov2.model.inference.auto_backend import cache_key; '
                     'print(entry_folder(cache_key(SHIPPED_WEIGHTS, 9, [])).name)'], host, executable=str(python))
     assert done.returncode == 0, done.stderr[-3000:]
-    package_file, key = done.stdout.split()
+    package_file, key = done.stdout.splitlines()
     installed = Path(package_file).parent
     assert installed.parent.name == 'site-packages' and (installed / 'weights' / 'shapes_r18.pdparams').is_file()
     assert not (installed / 'tests').exists()

@@ -32,10 +32,10 @@ from solov2.model.inference.export import compare_outputs
 from solov2.model.inference.export_network import ExportableSOLOv2, network_feed
 from solov2.model.inference.onnxruntime_backend import OnnxBackend
 from solov2.model.inference.paddle_inference_backend import InferenceBackend
-from solov2.model.inference.postprocess import Detections, InferenceParams, paste_in_boxes, postprocess_flat
+from solov2.model.inference.postprocess import paste_in_boxes
 from solov2.model.layers import coord_features
 from solov2.tools import demo, export_model, postprocess_raw
-from tests.helpers import REPO_DIR, built_once, get_eval_model, soft_detections
+from tests.helpers import REPO_DIR, built_once, get_eval_model, outputs_detections, soft_detections
 
 paddle.set_device('cpu')
 pytestmark = [pytest.mark.deploy,
@@ -92,12 +92,6 @@ def _batch(height: int, width: int, seed: int) -> np.ndarray:
     cv2.rectangle(image, (4, 6), (width // 2, height // 2), (250, 40, 40), -1)
     cv2.circle(image, (width * 2 // 3, height * 2 // 3), min(height, width) // 5, (30, 200, 60), -1)
     return normalize(image)[None]
-
-
-def _detections(backend, outputs) -> Detections:
-    """``soft_detections`` of a one-picture batch at its own size from the outputs ``backend`` gave it
-    (``run_numpy``), not run again."""
-    return postprocess_flat(*outputs, InferenceParams.from_config(backend.cfg))[0]
 
 
 def _iou(a: np.ndarray, b: np.ndarray) -> float:
@@ -205,7 +199,7 @@ def test_backends_agree(hot, size):
     cells = sum(s * s for s in CONFIGS[NUMBER].num_grids)
     assert raw[0][0].shape == (1, cells, CONFIGS[NUMBER].num_classes)
     assert raw[0][2].shape[2:] == (height // 4, width // 4)
-    dets = [_detections(b, outputs) for b, outputs in zip(backends, raw)]
+    dets = [outputs_detections(b, outputs) for b, outputs in zip(backends, raw)]
     assert len(dets[0]) > 3, 'the hot class should give detections'
     for backend, outputs, det in zip(backends[1:], raw[1:], dets[1:]):
         for name, a, b in zip(('scores', 'kernels', 'mask_feat'), outputs, raw[0]):
@@ -246,7 +240,7 @@ def test_config5_backends_agree(light_r18):
     batch = _batch(*size, seed=7)
     backends = _backends(*light_r18, number=5)
     raw = [b.run_numpy(batch) for b in backends]
-    dets = [_detections(b, outputs) for b, outputs in zip(backends, raw)]
+    dets = [outputs_detections(b, outputs) for b, outputs in zip(backends, raw)]
     assert len(dets[0]) > 3
     for backend, outputs, det in zip(backends[1:], raw[1:], dets[1:]):
         diffs = compare_outputs(outputs, raw[0])
