@@ -1,9 +1,8 @@
 """The one place that reads a config to make layers."""
 from typing import Dict, Mapping, Optional
 
-import paddle
-
 from solov2.model.fpn import FPN
+from solov2.model.layers import zero_weights
 from solov2.model.mask_feat_head import MaskFeatHead
 from solov2.model.resnet import ResNet
 from solov2.model.solov2 import SOLOv2
@@ -12,8 +11,13 @@ from solov2.model.solov2_head import SOLOv2Head
 CLASS_HEAD = 'head.cate_pred.'      # the tensors whose shape follows num_classes: weight [C, W, 3, 3], bias [C]
 
 
-def build_model(cfg) -> SOLOv2:
-    """SOLOv2 network for a config class (see ``config.base.SOLOv2Base``)."""
+def build_model(cfg, random_weights: bool = True) -> SOLOv2:
+    """SOLOv2 network for a config class (see ``config.base.SOLOv2Base``); ``random_weights=False``:
+    every weight zero, no random numbers drawn (config 12 builds in 0.3 s, not 2.5 s), for a model
+    whose weights are all loaded next."""
+    if not random_weights:
+        with zero_weights():
+            return build_model(cfg)
     backbone = ResNet(depth=cfg.depth, variant=cfg.variant, dcn=cfg.backbone_dcn,
                       dcn_stages=cfg.backbone_dcn_stages, frozen_stages=cfg.frozen_stages,
                       freeze_norm=cfg.freeze_norm, width=cfg.backbone_width,
@@ -32,11 +36,8 @@ def build_model(cfg) -> SOLOv2:
 
 
 def model_shapes(cfg) -> Dict[str, tuple]:
-    """{parameter name: shape} of the model a config builds (built under
-    ``paddle.LazyGuard``: same names, order and shapes, no weight initialisation, ~10x faster)."""
-    with paddle.LazyGuard():
-        model = build_model(cfg)
-    return {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    """{parameter name: shape} of the model a config builds (built with ``random_weights=False``)."""
+    return {k: tuple(v.shape) for k, v in build_model(cfg, random_weights=False).state_dict().items()}
 
 
 def class_count(params: Mapping[str, object]) -> Optional[int]:

@@ -1,5 +1,8 @@
 """Small building blocks shared by the backbone and the heads."""
-from typing import Optional
+import contextlib
+import contextvars
+import copy
+from typing import Iterator, Optional
 
 import paddle
 import paddle.nn as nn
@@ -10,9 +13,37 @@ from solov2.model.deform_ops import deform_conv
 from solov2.model.fast_ops import add_channel_bias, resize_bilinear_matmul
 
 GN_GROUPS = 32
+_ZEROS_ONLY = contextvars.ContextVar('solov2_zeros_only', default=False)
 
 
-class DeformConv(nn.Layer):
+@contextlib.contextmanager
+def zero_weights() -> Iterator[None]:
+    """Within the block (this thread or task only), ``SkipsRandomInit`` layers start their parameters at
+    zero instead of drawing random numbers: for a model whose every weight is loaded next."""
+    token = _ZEROS_ONLY.set(True)
+    try:
+        yield
+    finally:
+        _ZEROS_ONLY.reset(token)
+
+
+class SkipsRandomInit(nn.Layer):
+    """A layer whose ``create_parameter`` fills zeros inside ``zero_weights()`` (any initialiser
+    replaced, no random numbers drawn) and is Paddle's own outside it."""
+
+    def create_parameter(self, shape, attr=None, *args, **kwargs):
+        """Paddle's ``nn.Layer.create_parameter``, ``attr``'s initialiser zeros inside ``zero_weights()``."""
+        if _ZEROS_ONLY.get() and attr is not False:
+            zeros = nn.initializer.Constant(0.0)
+            if isinstance(attr, paddle.ParamAttr):
+                attr = copy.copy(attr)
+                attr.initializer = zeros
+            else:
+                attr = zeros
+        return super().create_parameter(shape, attr, *args, **kwargs)
+
+
+class DeformConv(SkipsRandomInit):
     """Deformable convolution with its own offset branch: ``modulated`` DCNv2 (2*k*k offsets, then k*k
     mask logits, sigmoid), else DCNv1; offsets interleaved (dy, dx) per tap, shared by the ``groups``.
     Parameters: ``weight`` [out, in/groups, k, k], ``bias`` [out], ``offset.weight`` [3*k*k or 2*k*k,
@@ -55,9 +86,9 @@ class DeformConv(nn.Layer):
                            padding=self.padding, groups=self.groups, mask=mask)
 
 
-class Conv2D(nn.Conv2D):
+class Conv2D(SkipsRandomInit, nn.Conv2D):
     """``nn.Conv2D`` (same arguments and parameters) whose bias add uses
-    ``add_channel_bias``: the same numbers, several times faster on CPU."""
+    ``add_channel_bias``: the same numbers, several times faster on CPU; zeros inside ``zero_weights()``."""
 
     def forward(self, x: paddle.Tensor) -> paddle.Tensor:
         """x [B, in, H, W] -> [B, out, H', W']."""

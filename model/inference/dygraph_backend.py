@@ -64,7 +64,7 @@ def checkpoint_model(cfg, weights: Optional[str], sidecar: bool = True) -> Tuple
             cfg = apply_sidecar(cfg, meta)
         except ValueError as exc:
             raise CheckpointError(f'{weights}: ', *exc.args) from None
-    model = build_model(cfg)
+    model = build_model(cfg, random_weights=params is None)
     if params is not None:
         try:
             assign_params(model, params, weights)

@@ -5,6 +5,7 @@ PaddleDetection key lists (no ppdet needed), DCN v1/v2 details, frozen stages an
 frozen norm, batch consistency and a training-mode backward pass.
 """
 import collections
+import threading
 
 import numpy as np
 import paddle
@@ -12,7 +13,9 @@ import pytest
 
 from solov2.config import CONFIGS, with_overrides
 from solov2.model.build import build_model
-from solov2.model.layers import DeformConv
+from solov2.model.checkpoint import save_checkpoint
+from solov2.model.inference.dygraph_backend import checkpoint_model
+from solov2.model.layers import Conv2D, DeformConv, zero_weights
 from solov2.model.resnet import ResNet
 from tests.helpers import FIXTURES_DIR, get_eval_model
 
@@ -76,6 +79,48 @@ def test_eval_forward_shapes(number, eval_model):
     assert tuple(out['mask_feat'].shape) == (1, cfg.kernel_channels, INPUT_HW[0] // 4, INPUT_HW[1] // 4)
     for tensor in [*out['cate_logits'], *out['kernels'], out['mask_feat']]:
         assert np.isfinite(tensor.numpy()).all()
+
+
+# ---- a model built for a checkpoint's weights ------------------------------------------------
+
+@pytest.mark.parametrize('number', sorted(CONFIGS))
+def test_a_model_built_for_loading_draws_no_random_numbers(number):
+    paddle.seed(11)
+    expected = paddle.rand([4]).numpy()
+    paddle.seed(11)
+    model = build_model(CONFIGS[number], random_weights=False)
+    assert np.array_equal(paddle.rand([4]).numpy(), expected)     # the generator did not move
+    with paddle.LazyGuard():
+        lazy = build_model(CONFIGS[number])
+    assert {k: tuple(v.shape) for k, v in model.state_dict().items()} == \
+        {k: tuple(v.shape) for k, v in lazy.state_dict().items()}
+    convs = [v.numpy() for v in model.state_dict().values() if len(v.shape) == 4]
+    assert convs and not any(np.any(conv) for conv in convs)
+
+
+def test_zero_weights_hold_in_their_own_thread_only():
+    drawn = {}
+    with zero_weights():
+        other = threading.Thread(target=lambda: drawn.update(weight=Conv2D(4, 4, 3).weight.numpy()))
+        other.start()
+        other.join()
+        inside = Conv2D(4, 4, 3).weight.numpy()
+    assert not np.any(inside)
+    assert np.any(drawn['weight']) and np.any(Conv2D(4, 4, 3).weight.numpy())
+
+
+def test_a_loaded_checkpoint_runs_as_the_model_it_was_saved_from(tmp_path):
+    cfg = with_overrides(CONFIGS[9], ["head_dcn='v2'", 'head_dcn_indices=(1,)', 'dcn_bias=True', 'mask_feat_dcn=True'])
+    paddle.seed(2)
+    original = build_model(cfg)                # DCNv2 in the towers and the mask-feature head, BN and GN
+    original.eval()
+    weights = str(tmp_path / 'random.pdparams')
+    save_checkpoint(original.state_dict(), weights, 9, cfg, source='random')
+    _, loaded = checkpoint_model(cfg, weights)
+    with paddle.no_grad():
+        got, want = loaded(_images(1, seed=5)), original(_images(1, seed=5))
+    for a, b in zip(_flat_outputs(got, 0), _flat_outputs(want, 0)):
+        np.testing.assert_array_equal(a, b)
 
 
 # ---- structure parity with PaddleDetection (key lists, aliases dropped) ---------------------
