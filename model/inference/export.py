@@ -4,6 +4,7 @@ the graph), then a check of each format against the dygraph model.
 """
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -74,24 +75,40 @@ def check_onnx_tools(deformable: bool) -> str:
 
 _CONVERT = """import sys
 import paddle2onnx
-for model_file, onnx_path in zip(sys.argv[2::2], sys.argv[3::2]):
-    paddle2onnx.export(model_file, model_file.rsplit('.', 1)[0] + '.pdiparams', onnx_path,
-                       opset_version=int(sys.argv[1]), auto_upgrade_opset=True, enable_onnx_checker=True)
+model_file, onnx_path = sys.argv[2:]
+paddle2onnx.export(model_file, model_file.rsplit('.', 1)[0] + '.pdiparams', onnx_path,
+                   opset_version=int(sys.argv[1]), auto_upgrade_opset=True, enable_onnx_checker=True)
 """
 
 
-def convert_to_onnx(conversions: Dict[str, str], opset: int) -> None:
-    """Convert each Paddle model file (its params beside it, .pdiparams) to its ONNX path
-    (``conversions``: model file -> ONNX path) with paddle2onnx, in one child process: on failure
-    it may exit or abort the process, and its messages are printed by C++ code."""
-    pairs = [path for pair in conversions.items() for path in pair]
-    done = subprocess.run([sys.executable, '-c', _CONVERT, str(opset), *pairs], capture_output=True, text=True)
-    if done.returncode != 0 or not all(os.path.isfile(path) for path in conversions.values()):
-        lines = [line.strip() for line in (done.stdout + '\n' + done.stderr).splitlines()]
+class OnnxConversion:
+    """paddle2onnx converting a Paddle model file (its params beside it, .pdiparams) to ``onnx_path``
+    in a child process started at once (on failure paddle2onnx may exit or abort its process, and C++
+    code prints its messages, kept in ``log_path``); ``wait`` ends it. Two run side by side."""
+
+    def __init__(self, model_file: str, onnx_path: str, opset: int, log_path: str):
+        self.onnx_path, self.log_path = onnx_path, log_path
+        with open(log_path, 'w') as log:
+            self.child = subprocess.Popen([sys.executable, '-c', _CONVERT, str(opset), model_file, onnx_path],
+                                          stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+
+    def wait(self) -> None:
+        """Block until the child ends; ExportError with paddle2onnx's error lines unless it wrote ``onnx_path``."""
+        code = self.child.wait()
+        if code == 0 and os.path.isfile(self.onnx_path):
+            return
+        text = re.sub(r'\x1b\[[0-9;]*m', '', Path(self.log_path).read_text(errors='replace'))   # no colours
+        lines = [line.strip() for line in text.splitlines()]
         errors = [line for line in lines if 'ERROR' in line or 'Error' in line
                   or 'not supported' in line.lower() or 'aborted' in line.lower()]
         detail = '; '.join(dict.fromkeys(errors)) or (lines[-1] if lines else 'no message')
-        raise ExportError(f'paddle2onnx could not convert the model (exit {done.returncode}): {detail}')
+        raise ExportError(f'paddle2onnx could not convert the model (exit {code}): {detail}')
+
+    def stop(self) -> None:
+        """End the child now if it still runs (its work is not wanted)."""
+        if self.child.poll() is None:
+            self.child.kill()
+            self.child.wait()
 
 
 def fix_onnx(onnx_path: str, gn_epsilon: float, inputs: Sequence[str]) -> Dict[str, object]:
@@ -133,9 +150,17 @@ def write_onnx(dygraph: DygraphBackend, model_file: str, out_dir: Path, tmp: str
     from the network traced again with the ``regions`` input into ``tmp`` (size buckets, quantizing),
     each through paddle2onnx and ``fix_onnx``: (infer_cfg.json's 'onnx' files, the lines to print)."""
     epsilon = group_norm_epsilon(dygraph.model)
-    with dygraph.placed():
-        regions_file = save_inference_model(dygraph.model, str(Path(tmp) / 'regions'), regions=True)
-    convert_to_onnx({model_file: str(out_dir / ONNX_FILE), regions_file: str(out_dir / REGIONS_ONNX_FILE)}, opset)
+    conversions = [OnnxConversion(model_file, str(out_dir / ONNX_FILE), opset, str(Path(tmp) / 'onnx.log'))]
+    try:                           # the regions network is traced while the plain one converts
+        with dygraph.placed():
+            regions_file = save_inference_model(dygraph.model, str(Path(tmp) / 'regions'), regions=True)
+        conversions.append(OnnxConversion(regions_file, str(out_dir / REGIONS_ONNX_FILE), opset,
+                                          str(Path(tmp) / 'regions_onnx.log')))
+        for conversion in conversions:
+            conversion.wait()
+    finally:
+        for conversion in conversions:
+            conversion.stop()
     lines = []
     for name, inputs in ((ONNX_FILE, [INPUT_NAME]), (REGIONS_ONNX_FILE, [INPUT_NAME, REGIONS_NAME])):
         path = str(out_dir / name)

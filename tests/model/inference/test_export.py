@@ -314,6 +314,20 @@ def test_export_errors_are_one_line(hot, tmp_path, capsys):
     assert code == 2
 
 
+def test_a_failed_onnx_conversion_is_one_error_and_a_stopped_one_ends(tmp_path):
+    from solov2.model.inference.export import ExportError, OnnxConversion
+    (tmp_path / 'model.json').write_text('{"not": "a Paddle program"}')
+    (tmp_path / 'model.pdiparams').write_bytes(b'')
+    failing = OnnxConversion(str(tmp_path / 'model.json'), str(tmp_path / 'model.onnx'), 17, str(tmp_path / 'log'))
+    with pytest.raises(ExportError, match=r'^paddle2onnx could not convert the model \(exit -?\d+\): \S') as error:
+        failing.wait()
+    assert '\x1b' not in str(error.value) and '\n' not in str(error.value)
+    assert not (tmp_path / 'model.onnx').exists()
+    stopped = OnnxConversion(str(tmp_path / 'model.json'), str(tmp_path / 'stopped.onnx'), 17, str(tmp_path / 'log2'))
+    stopped.stop()
+    assert stopped.child.returncode is not None
+
+
 # ---- demo.py ----------------------------------------------------------------------------------
 
 @pytest.fixture(scope='module')
