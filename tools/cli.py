@@ -94,6 +94,23 @@ class Progress:
             self.stream.flush()
 
 
+class ExportStages:
+    """``auto``'s first export, heard as ``progress(stage, fraction)`` (``auto_backend.STAGES``), as a line
+    on stdout per stage, after the library's own 'auto: exporting ...' line, with the time since it began."""
+    SAID = {'export': 'exporting to ONNX', 'verify': 'checking each engine against the Paddle model',
+            'time': 'timing the engines on this CPU'}
+
+    def __init__(self):
+        self.start: Optional[float] = None
+
+    def __call__(self, stage: str, fraction: float) -> None:
+        now = time.perf_counter()
+        self.start = now if self.start is None else self.start
+        if stage in self.SAID:
+            sys.stdout.write(f'auto: [{clock(now - self.start)}] {self.SAID[stage]} ...\n')
+            sys.stdout.flush()
+
+
 class DownloadProgress:
     """The library's download progress, ``progress(bytes so far, total or None)``, as a ``Progress`` in MB."""
 

@@ -18,6 +18,7 @@ if __package__ in (None, ''):
     import _bootstrap  # noqa: F401  (script mode: make the project importable)
 
 from solov2.tools.cli import (  # before Paddle
+    ExportStages,
     add_inference_args,
     command,
     fetched,
@@ -130,7 +131,7 @@ def main(argv) -> int:
     if video and processes.world > 1:
         raise InputError('--video and --camera run in one process — start demo.py without '
                          'paddle.distributed.launch (images and folders are shared out among its processes)')
-    number, backend = open_backend(spec, processes=processes, checked=True)
+    number, backend = open_backend(spec, processes=processes, checked=True, progress=ExportStages())
     predictor = Predictor(backend)
     where = f'{backend.name} backend, {spec.model_dir or spec.weights}'
     announce_config(number, backend.cfg, spec.overrides, args.verbose, where)

@@ -21,6 +21,7 @@ if __package__ in (None, ''):
     import _bootstrap  # noqa: F401  (script mode: make the project importable)
 
 from solov2.tools.cli import (  # before Paddle
+    ExportStages,
     Progress,
     add_inference_args,
     command,
@@ -125,7 +126,8 @@ def model_and_config(args, spec: ModelSpec, processes: Processes) -> tuple:
                          'or --json-only with a results file)')
     resolved = None if spec.model_dir else checked_weights(spec)
     checked = evaluation_set(args, resolved[1]) if resolved else None     # before an export, not after it
-    number, backend = open_backend(spec, resolved=resolved, processes=processes, checked=True)
+    number, backend = open_backend(spec, resolved=resolved, processes=processes, checked=True,
+                                   progress=ExportStages())
     return (number, backend.cfg, backend, *(checked or evaluation_set(args, backend.cfg)))
 
 

@@ -50,6 +50,8 @@ FORMAT = 6                # 6: timed on new and repeated sizes, the lower cost p
 _PACKAGES = {'openvino': ('openvino',), 'onnx': ('onnxruntime',)}
 TIMING_WARMUP = 2          # untimed runs first (first-call allocations, lazy kernel set-up)
 TIMING_ROUNDS = 5          # each runs every engine twice on a size new to it
+TIMING_BUDGET_S = 15.0     # ... fewer where the warm-up says five would take longer (a slow model, a slow CPU)
+MIN_ROUNDS = 1             # ... but never fewer than this (a slow model's runs: a busy moment weighs little)
 RETIME_MARGIN = 0.1        # the two lowest costs per picture closer than this share of the lower: time again
 RETIME_GROW = 96           # ... on sizes this many pixels larger a side (new to both engines)
 PICTURES_PER_SIZE = 10     # a size's first call counts 1/10 (median_costs says why)
@@ -148,18 +150,25 @@ def timing_batches(cfg, rounds: int = TIMING_ROUNDS, seed: int = 0, grow: int = 
 
 
 def time_engines(backends: Dict[str, Backend], batches: Sequence[np.ndarray],
-                 clock: Callable[[], float] = time.perf_counter) -> Times:
+                 clock: Callable[[], float] = time.perf_counter, budget_s: float = TIMING_BUDGET_S) -> Times:
     """{engine: [(ms of its first ``run(batches[i])``, ms of a second one) in round i]}: the
     round's size new to it, then repeated. ``TIMING_WARMUP`` untimed runs of ``batches[0]``
-    each, then one round per later batch: engine after engine, the order reversed every other
+    each, then one round per later batch, as many as the last warm-up runs say fit in ``budget_s``
+    (``MIN_ROUNDS`` at least, batches allowing): engine after engine, the order reversed every other
     round (a busy moment or a slow start hits them alike), one untimed run of ``batches[0]``
     (what the engine before left running stays off the timed calls), then two on it."""
-    for backend in backends.values():
+    warm = {}
+    for kind, backend in backends.items():
         for _ in range(TIMING_WARMUP):
+            start = clock()
             backend.run(batches[0])
+            warm[kind] = clock() - start
+    round_s = 3 * sum(warm.values())
+    fit = int(budget_s // round_s) if round_s > 0 else len(batches)
+    rounds = min(len(batches) - 1, max(MIN_ROUNDS, fit))
     times: Times = {kind: [] for kind in backends}
     kinds = list(backends)
-    for index, batch in enumerate(batches[1:]):
+    for index, batch in enumerate(batches[1:rounds + 1]):
         for kind in kinds if index % 2 == 0 else kinds[::-1]:
             backends[kind].run(batches[0])
             stamps = [clock()]
@@ -346,8 +355,8 @@ def cached_backend(spec: ModelSpec, number: int, cfg, log: Optional[Callable[[st
     names = ' and '.join(engines)
     with contextlib.suppress(OSError):     # best effort: another process may rename or remove one meanwhile
         remove_entries(leftovers(folder.parent))
-    log(f'auto: exporting {spec.weights} once for {names} f32 into {folder} (usually 10-60 s; '
-        'later runs load it from there) ...')
+    log(f'auto: exporting {spec.weights} once for {names} f32 into {folder} (15 s for the shipped model, '
+        '1-3 min for a COCO model on 2 cores; later runs load it from there) ...')
     began = time.perf_counter()
     try:
         build_entry(spec, cfg, key, folder, progress, problem is not None)

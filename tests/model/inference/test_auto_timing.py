@@ -10,7 +10,9 @@ from solov2.config import CONFIGS
 from solov2.model.inference import auto_backend
 from solov2.model.inference.auto_backend import (
     BF16,
+    MIN_ROUNDS,
     RETIME_GROW,
+    TIMING_BUDGET_S,
     TIMING_ROUNDS,
     bf16_hint,
     choice_line,
@@ -81,14 +83,25 @@ def test_time_engines_warms_up_then_alternates_the_order_round_by_round():
             order.append((self.name, batch))
             clock[0] += next(self.seconds)
 
-    engines = {'a': Engine('a', [9, 9, 7, 0.010, 0.002, 7, 0.050, 0.003, 7, 0.012, 0.002]),
-               'b': Engine('b', [9, 9, 7, 0.020, 0.019, 7, 0.021, 0.020, 7, 0.5, 0.02])}
+    engines = {'a': Engine('a', [9, 0.01, 7, 0.010, 0.002, 7, 0.050, 0.003, 7, 0.012, 0.002]),
+               'b': Engine('b', [9, 0.02, 7, 0.020, 0.019, 7, 0.021, 0.020, 7, 0.5, 0.02])}
     times = time_engines(engines, ['warm-up', 'first', 'second', 'third'], clock=lambda: clock[0])
     assert {kind: [tuple(round(ms, 6) for ms in pair) for pair in pairs] for kind, pairs in times.items()} == {
         'a': [(10, 2), (50, 3), (12, 2)], 'b': [(20, 19), (21, 20), (500, 20)]}
     assert order == [('a', 'warm-up')] * 2 + [('b', 'warm-up')] * 2 + [
         run for name, batch in [('a', 'first'), ('b', 'first'), ('b', 'second'), ('a', 'second'), ('a', 'third'),
                                 ('b', 'third')] for run in [(name, 'warm-up'), (name, batch), (name, batch)]]
+
+
+@pytest.mark.parametrize('warm_s, rounds', [(0.01, TIMING_ROUNDS), (0.8, 3), (1.0, 2), (2.7, MIN_ROUNDS)])
+def test_a_slow_model_is_timed_in_as_many_rounds_as_fit_the_budget(warm_s, rounds):
+    """A round runs each engine three times: as many rounds as the last warm-up runs say fit in
+    TIMING_BUDGET_S (15 s), MIN_ROUNDS (1) at least (config 0 on 2 cores: 2.7 s a run)."""
+    clock = [0.0]
+    engines = {kind: _SizeEngine(clock, 1000 * warm_s, 1000 * warm_s) for kind in ('openvino', 'onnx')}
+    times = time_engines(engines, timing_batches(CONFIGS[9]), clock=lambda: clock[0])
+    assert {kind: len(pairs) for kind, pairs in times.items()} == {'openvino': rounds, 'onnx': rounds}
+    assert TIMING_BUDGET_S == 15.0 and MIN_ROUNDS == 1
 
 
 def test_each_timing_round_is_a_size_no_engine_has_seen():

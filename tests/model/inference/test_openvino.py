@@ -16,6 +16,7 @@ skipped, with that reason in the summary.
 import contextlib
 import io
 import json
+import re
 import shutil
 import threading
 import warnings
@@ -415,6 +416,10 @@ def test_demo_default_is_auto_and_matches_dygraph(hot, demo_auto, image_dir, tmp
     _, dygraph = _demo_json(['--backend', 'dygraph', *args], tmp_path / 'dygraph.json')
     second, again = _demo_json(args, tmp_path / 'auto.json')
     assert 'auto: exporting once to ' in first and 'using openvino f32' in first
+    stages = [line.split('] ', 1)[1] for line in first.splitlines() if re.match(r'auto: \[\d\d:\d\d:\d\d\] ', line)]
+    assert stages == ['exporting to ONNX ...', 'checking each engine against the Paddle model ...',
+                      'timing the engines on this CPU ...']          # said as each begins, before the result
+    assert first.index('timing the engines') < first.index('auto: exporting once to ')
     assert f'auto: using openvino f32 from cache {entry}' in second and 'exporting' not in second
     _assert_same_records(records, dygraph)
     _assert_same_records(again, records)
@@ -436,7 +441,8 @@ def test_corrupt_cache_entry_is_rebuilt(hot, demo_auto, exports, tmp_path, monke
     lines.clear()
     kind, rebuilt = _auto(weights, opts, 1, log=lines.append)
     assert lines[0] == f'auto: cache entry {entry} is corrupt (model.onnx is missing or changed): rebuilding it'
-    assert lines[1].startswith(f'auto: exporting {weights} once for openvino and onnx f32 into {entry} (usually')
+    assert lines[1].startswith(f'auto: exporting {weights} once for openvino and onnx f32 into {entry} '
+                               '(15 s for the shipped model')
     assert lines[2].startswith(f'auto: exporting once to {entry} ') and lines[2].endswith(': using openvino f32')
     assert not [p for p in entry.parent.iterdir() if p.name.startswith(f'.{entry.name}')]   # no temp left
     assert exports == [(NUMBER, weights)]
