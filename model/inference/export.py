@@ -93,14 +93,15 @@ class OnnxConversion:
                                           stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
 
     def wait(self) -> None:
-        """Block until the child ends; ExportError with paddle2onnx's error lines unless it wrote ``onnx_path``."""
+        """Block until the child ends; ExportError with paddle2onnx's error lines unless it wrote ``onnx_path``
+        (not empty)."""
         code = self.child.wait()
-        if code == 0 and os.path.isfile(self.onnx_path):
-            return
+        if code == 0 and os.path.isfile(self.onnx_path) and os.path.getsize(self.onnx_path):
+            return                 # (paddle2onnx 1.3.1 that fails exits 0, leaving an empty file)
         text = re.sub(r'\x1b\[[0-9;]*m', '', Path(self.log_path).read_text(errors='replace'))   # no colours
         lines = [line.strip() for line in text.splitlines()]
         errors = [line for line in lines if 'ERROR' in line or 'Error' in line
-                  or 'not supported' in line.lower() or 'aborted' in line.lower()]
+                  or any(word in line.lower() for word in ('not supported', 'aborted', 'failed'))]
         detail = '; '.join(dict.fromkeys(errors)) or (lines[-1] if lines else 'no message')
         raise ExportError(f'paddle2onnx could not convert the model (exit {code}): {detail}')
 
