@@ -62,6 +62,19 @@ def outputs_detections(backend, outputs) -> Detections:
     return postprocess_flat(*outputs, InferenceParams.from_config(backend.cfg))[0]
 
 
+def dcn_export_refused(code: int, capsys) -> bool:
+    """Whether ``export_model.main``'s exit ``code`` for a model with deformable convs is the one-line
+    refusal of a paddle2onnx 1.x (the last for Paddle 2.6, which cannot write ONNX DeformConv;
+    docs/deployment.md); False with paddle2onnx 2.x, which must export it (``code`` 0)."""
+    from importlib.metadata import version
+    if int(version('paddle2onnx').split('.')[0]) >= 2:
+        assert code == 0
+        return False
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith('error: cannot export deformable convolution (DCN) to ONNX with paddle2onnx 1.')
+    return True
+
+
 def _launch(log_dir: Path, launcher_args, command, cwd=None):
     """(paddle.distributed.launch started, the file of its own output in ``log_dir``). Its
     processes run on the CPU on any host (``cpu_launch_env``: no GPU visible, gloo by name)."""
