@@ -19,10 +19,16 @@ checker reads them from the import under ``TYPE_CHECKING``).
 # ``paddle`` is imported before Python's ``zlib`` module, later users of zlib (pycocotools,
 # scipy, PNG and JSON writers) bind to Paddle's copy and crash in inflateReset2 ("corrupted
 # size vs. prev_size"). Loading Python's zlib first binds them to the system's. Paddle 3.x
-# is unaffected; the import costs nothing.
+# is unaffected; the import costs nothing. Where the host imported Paddle 2.x first, it is too
+# late: ``core.paddle_zlib`` says so in one line instead of the crash.
 import os as _os
+import sys as _sys
 import zlib as _zlib  # noqa: F401
 from typing import TYPE_CHECKING
+
+if 'paddle' in _sys.modules:
+    from solov2.core.paddle_zlib import check_zlib as _check_zlib
+    _check_zlib()
 
 if not _os.path.isdir(_os.path.join(__path__[0], 'model')):
     # a checkout whose links are plain files (git on Windows without core.symlinks): the

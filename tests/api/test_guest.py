@@ -20,6 +20,7 @@ import pytest
 import threadpoolctl
 
 from solov2 import SAMPLE_IMAGES, SHIPPED_WEIGHTS, Segmenter, TrainOptions, train, tune_process
+from solov2.core.paddle_zlib import loaded_objects, zlib_taken_by_paddle
 from solov2.model import cpu_math, runtime, tuning
 from solov2.model.cpu_math import MKL_CPU_TYPE
 from tests.helpers import REPO_DIR, TINY_TRAINING, alive, children, make_tiny_shapes
@@ -207,3 +208,37 @@ def test_the_import_of_paddle_leaves_the_hosts_root_logger_as_it_was(first):
                           env={**os.environ, 'PYTHONPATH': str(REPO_DIR)}, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split()[:2] == ['True', 'WARNING'], done.stdout
+
+
+HOST_ORDERS = {   # a host's imports, then a decompression (what pycocotools' own import does)
+    'paddle first': 'import paddle\nimport solov2',
+    'solov2 first': 'import solov2\nimport paddle',
+    'zlib first': 'import zlib\nimport paddle\nimport solov2',
+}
+
+
+@pytest.mark.parametrize('order', sorted(HOST_ORDERS))
+def test_a_host_that_imported_paddle_2_first_gets_one_line_not_a_crash(order):
+    """Paddle 2.x's core library exports an older zlib; imported before anything loaded zlib, it
+    takes the system's zlib in with it and the next decompression crashes the process
+    (core/paddle_zlib.py). ``import solov2`` after such an import stops with one ImportError line
+    saying the fix; every other order (and Paddle 3.x, any order) imports and decompresses."""
+    host = f"{HOST_ORDERS[order]}\nimport zlib\nprint(len(zlib.decompress(zlib.compress(b'x' * 99))))\n"
+    done = subprocess.run([sys.executable, '-c', host], capture_output=True, text=True, cwd=str(REPO_DIR),
+                          env={**os.environ, 'PYTHONPATH': str(REPO_DIR)}, timeout=300)
+    import paddle
+    if order == 'paddle first' and paddle.__version__.startswith('2.'):
+        assert done.returncode == 1 and done.stderr.strip().splitlines()[-1].startswith(
+            f'ImportError: Paddle {paddle.__version__} was imported before solov2'), done.stderr[-2000:]
+        assert done.stderr.strip().endswith('import solov2 (or zlib) before paddle')
+    else:
+        assert done.returncode == 0 and done.stdout.split() == ['99'], done.stderr[-2000:]
+
+
+def test_zlib_is_taken_by_paddle_only_when_it_was_loaded_after_paddle_s_core_library():
+    order = ['', '/lib/libc.so.6', '/site/paddle/base/libpaddle.so', '/lib/x86_64-linux-gnu/libz.so.1']
+    assert zlib_taken_by_paddle(order)
+    assert not zlib_taken_by_paddle([order[0], order[3], order[1], order[2]])
+    assert not zlib_taken_by_paddle(order[:3]) and not zlib_taken_by_paddle([order[0], order[3]])
+    names = [path.rsplit('/', 1)[-1] for path in loaded_objects()]
+    assert 'libpaddle.so' in names and any(name.startswith('libz.so') for name in names)   # this process's
