@@ -29,7 +29,7 @@ from solov2.data.files import write_image
 from solov2.data.results import instances_to_coco
 from solov2.model.inference.export import infer_cfg
 from solov2.model.inference.onnxruntime_backend import OnnxBackend
-from solov2.model.inference.paddle_inference_backend import InferenceBackend
+from solov2.model.inference.paddle_inference_backend import InferenceBackend, parse_program
 from solov2.model.inference.postprocess import InferenceParams
 from solov2.tools import cli, demo, export_model, labelme2coco, postprocess_raw
 from solov2.tools import eval as eval_cli
@@ -341,6 +341,17 @@ def test_damaged_exported_models_are_one_backend_error(tmp_path):
     with pytest.raises(Exception, match='lacks num_classes') as err:
         OnnxBackend(str(folder))
     assert type(err.value).__name__ == 'BackendError'
+
+
+def test_a_damaged_paddle_2_program_is_refused_before_paddle_inference_reads_it(tmp_path):
+    """Paddle 2.6's Inference crashes the process on a .pdmodel that does not parse (the test above
+    on Paddle 2.6): such a file is parsed in Python first and refused in one BackendError."""
+    damaged = tmp_path / 'model.pdmodel'
+    damaged.write_text('{"broken": ')
+    with pytest.raises(Exception, match=r'^cannot load .*model\.pdmodel: .* the file is damaged') as err:
+        parse_program(damaged)
+    assert type(err.value).__name__ == 'BackendError'
+    parse_program(tmp_path / 'model.json')        # a Paddle 3 program is Paddle Inference's own to read
 
 
 # ---- the reporting helper ---------------------------------------------------------------------------

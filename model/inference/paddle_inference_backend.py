@@ -1,6 +1,7 @@
 """The ``inference`` backend: Paddle Inference (``paddle.inference``) on an exported folder's
 Paddle model, on the CPU or a GPU (``place_inference``; TensorRT as an option)."""
 import threading
+from pathlib import Path
 from typing import List, Optional, Sequence
 
 import numpy as np
@@ -14,6 +15,15 @@ from solov2.model.inference.exported_folder import ExportedBackend, engine_folde
 from solov2.model.runtime import cpu_threads, paddle_on
 
 GPU_MEMORY_POOL_MB = 256     # Paddle Inference's first GPU memory pool; it grows as needed
+
+
+def parse_program(model_file: Path) -> None:
+    """A .pdmodel program parsed in Python first (protobuf: no code runs), its damage one
+    ``loading`` BackendError: Paddle 2.6's Inference crashes the process on one that does not parse."""
+    if model_file.suffix == '.pdmodel':
+        from paddle.base.proto import framework_pb2
+        with loading(str(model_file)):
+            framework_pb2.ProgramDesc().ParseFromString(model_file.read_bytes())
 
 
 def place_inference(config, device: str, tensorrt: bool, size_range, precision_type,
@@ -59,6 +69,7 @@ class InferenceBackend(ExportedBackend):
         for path in (model_file, params_file):
             if not path.is_file():
                 raise BackendError(f'{path} not found')
+        parse_program(model_file)
         if model_file.suffix == '.json' and paddle_major() < 3:
             raise BackendError(f'{model_file} was written by Paddle >= 3 (PIR); Paddle '
                                f'{paddle.__version__} reads only .pdmodel: export again with it')
