@@ -9,6 +9,7 @@ import numpy as np
 import paddle.inference
 import pytest
 from onnxruntime.capi.onnxruntime_pybind11_state import EPFail
+from paddle.base.proto import framework_pb2
 
 from solov2.config import get_config
 from solov2.core.errors import InputError, RunError
@@ -192,6 +193,9 @@ def _on_a_gpu(monkeypatch, opened):
         FellBack(path, options, providers, started=EVERY)) or opened[-1])
 
 
+PROGRAM = framework_pb2.ProgramDesc(blocks=[framework_pb2.BlockDesc(idx=0, parent_idx=-1)]).SerializeToString()
+
+
 def test_each_model_gets_its_own_tensorrt_engines(tmp_path, monkeypatch):
     """Two exports of one config with other weights have the same names (all that onnxruntime
     and Paddle Inference key an engine by) but each its own engine folder; the same bytes share one."""
@@ -213,7 +217,7 @@ def test_each_model_gets_its_own_tensorrt_engines(tmp_path, monkeypatch):
     monkeypatch.setattr(paddle.inference, 'Config', lambda *files: configs.append(RecordingConfig()) or configs[-1])
     for name, weights in (('pa', b'1'), ('pb', b'2')):
         folder = _fake_export(tmp_path / name, files=paddle_files)
-        (tmp_path / name / 'model.pdmodel').write_bytes(b'program')
+        (tmp_path / name / 'model.pdmodel').write_bytes(PROGRAM)     # one that parses (parse_program)
         (tmp_path / name / 'model.pdiparams').write_bytes(weights)
         with pytest.raises(BackendError, match='cannot load'):       # no predictor on this CPU build
             InferenceBackend(folder, device='gpu', tensorrt=True, engine_cache=str(tmp_path))
