@@ -17,6 +17,7 @@ from solov2.config.device import on_gpu
 from solov2.core.errors import InputError, param
 
 T = TypeVar('T')
+BACKEND_VARIABLE = 'PADDLE_DISTRI_BACKEND'    # read by paddle.distributed.init_parallel_env only
 
 
 @dataclass(frozen=True)
@@ -74,20 +75,27 @@ def cpu_launch_env(processes: int) -> Dict[str, str]:
     """The environment in which ``paddle.distributed.launch`` starts ``processes`` CPU processes a node
     on any host: ``CUDA_VISIBLE_DEVICES`` of one hidden GPU (-1) a process (the launcher hands process
     i the i-th GPU it counts there, failing with fewer), and gloo by name."""
-    return {'CUDA_VISIBLE_DEVICES': ','.join(['-1'] * processes), 'PADDLE_DISTRI_BACKEND': 'gloo'}
+    return {'CUDA_VISIBLE_DEVICES': ','.join(['-1'] * processes), BACKEND_VARIABLE: 'gloo'}
 
 
 def start_processes(device: str) -> Processes:
     """Check this Paddle can run the launched processes on ``device`` (``check_paddle_runs``) and start
     their process group once, quietly; ``SINGLE`` without a launcher. On the CPU the group is gloo's,
-    named in ``PADDLE_DISTRI_BACKEND`` (left to choose, a CUDA build takes NCCL)."""
+    named in ``PADDLE_DISTRI_BACKEND`` for that call only (left to choose, a CUDA build takes NCCL)."""
     processes = launched_processes()
     check_paddle_runs(processes.world, 'gpu' if on_gpu(device) else 'cpu')
     if processes.world > 1 and not dist.is_initialized():
+        before = os.environ.get(BACKEND_VARIABLE)
         if not on_gpu(device):
-            os.environ['PADDLE_DISTRI_BACKEND'] = 'gloo'
-        with contextlib.redirect_stderr(io.StringIO()):
-            dist.init_parallel_env()
+            os.environ[BACKEND_VARIABLE] = 'gloo'
+        try:
+            with contextlib.redirect_stderr(io.StringIO()):
+                dist.init_parallel_env()
+        finally:
+            if before is None:
+                os.environ.pop(BACKEND_VARIABLE, None)
+            else:
+                os.environ[BACKEND_VARIABLE] = before
     return processes
 
 

@@ -84,15 +84,20 @@ def test_the_other_processes_of_a_node_wait_in_the_store_not_on_a_gloo_barrier(m
 @pytest.mark.parametrize('device, backend', [('cpu', 'gloo'), ('gpu', 'before'), ('gpu:1', 'before')])
 def test_cpu_processes_ask_for_gloo_on_any_paddle_build(monkeypatch, device, backend):
     """Left to choose ('auto'), a CUDA build of Paddle starts NCCL and moves the process to its
-    GPU: CPU processes name gloo, GPU ones leave the launcher's choice."""
+    GPU: CPU processes name gloo for that call, GPU ones leave the launcher's choice; the variable is
+    as it was after."""
     seen = []
     monkeypatch.setenv('PADDLE_DISTRI_BACKEND', 'before')
     monkeypatch.setattr(distributed, 'launched_processes', lambda: Processes(0, 2))
     monkeypatch.setattr(distributed.dist, 'is_initialized', lambda: False)
     monkeypatch.setattr(distributed.dist, 'init_parallel_env',
-                        lambda: seen.append(distributed.os.environ['PADDLE_DISTRI_BACKEND']))
+                        lambda: seen.append(distributed.os.environ.get('PADDLE_DISTRI_BACKEND')))
     assert distributed.start_processes(device) == Processes(0, 2)
     assert seen == [backend]
+    assert distributed.os.environ['PADDLE_DISTRI_BACKEND'] == 'before'
+    monkeypatch.delenv('PADDLE_DISTRI_BACKEND')
+    distributed.start_processes(device)
+    assert seen[-1] == ('gloo' if device == 'cpu' else None) and 'PADDLE_DISTRI_BACKEND' not in distributed.os.environ
 
 
 @pytest.mark.parametrize('version, cuda_build, device, world, refused', [
