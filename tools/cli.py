@@ -325,7 +325,7 @@ def add_runtime_args(parser: argparse.ArgumentParser) -> None:
                         help="'cpu', 'gpu' or 'gpu:N' (GPU number N; default: gpu if available)")
     parser.add_argument('--threads', type=at_least(0), default=0,
                         help='CPU math threads (default: every core, shared out among data-parallel processes)')
-    parser.add_argument('--opt', nargs='+', default=[], metavar='NAME=VALUE',
+    parser.add_argument('--opt', nargs='+', action='extend', default=[], metavar='NAME=VALUE',
                         help='override config values, e.g. --opt test_short=512 score_threshold=0.2')
     parser.add_argument('--verbose', action='store_true', help='print every resolved config value at start')
 

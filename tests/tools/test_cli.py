@@ -18,7 +18,7 @@ from solov2.model.inference import backend_factory
 from solov2.model.inference.backend_factory import open_backend
 from solov2.model.inference.export import export
 from solov2.model.inference.spec import ModelSpec
-from solov2.tools import demo, quantize, weights
+from solov2.tools import demo, export_model, quantize, weights
 from solov2.tools.cli import Progress, command, error_line
 from solov2.tools.demo_outputs import picture_targets
 from tests.helpers import REPO_DIR
@@ -214,3 +214,11 @@ def test_a_command_names_itself_as_it_was_started(monkeypatch, capsys):
             weights.main(['get'])
         err = capsys.readouterr().err
         assert err.startswith(f'usage: {words} ') and f'get needs one or more names ({words} lists them)' in err
+
+
+def test_opt_given_twice_keeps_both_lists():
+    """``--opt a=1 --opt b=2`` is ``--opt a=1 b=2`` (argparse's default keeps the last list only)."""
+    assert demo.parse_args(['--opt', 'a=1', '--opt', 'b=2', 'c=3']).opt == ['a=1', 'b=2', 'c=3']
+    assert demo.parse_args([]).opt == [] and demo.parse_args(['--opt', 'a=1']).opt == ['a=1']
+    assert export_model.parse_args(['--weights', 'w', '--output', 'o', '--opt', 'a=1', '--opt', 'b=2']).opt == [
+        'a=1', 'b=2']
