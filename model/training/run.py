@@ -101,15 +101,17 @@ def resume_folder(options: TrainOptions, out: Path) -> Optional[Path]:
     return folder
 
 
-def build_parts(options: TrainOptions, cfg, world: int, device: str, source, start: Optional[str] = None):
+def build_parts(options: TrainOptions, cfg, world: int, device: str, source, start: Optional[str] = None,
+                resuming: bool = False):
     """(model, net, optimizer, loader, ema, base_lr) of a run on the training set
-    ``source``, starting from the weights ``start`` (a whole model) or ``cfg.pretrained``."""
+    ``source``, starting from the weights ``start`` (a whole model) or ``cfg.pretrained``;
+    ``resuming``: neither, and no random weights either, as a checkpoint sets every weight next."""
     paddle.seed(cfg.seed)
-    model = build_model(cfg)
+    model = build_model(cfg, random_weights=not resuming)
     if start and cfg.pretrained:
         raise InputError(param('weights'), f' and the pretrained setting ({cfg.pretrained}) both give start weights '
                          '— use one')
-    if start or cfg.pretrained:
+    if (start or cfg.pretrained) and not resuming:
         logger.info(load_pretrained(model, start or cfg.pretrained))
     loader = make_loader(cfg, world, source)
     if options.sync_bn and world > 1:
@@ -209,7 +211,7 @@ def _build(options: TrainOptions, evaluate: Callable, picture: Optional[Callable
         claim_run_folder(out, folder is not None, options.overwrite)
     cfg, source = training_classes(cfg, options, overrides)
     model, net, optimizer, loader, ema, base_lr = build_parts(options, cfg, world, device, source,
-                                                              None if folder else options.weights)
+                                                              None if folder else options.weights, folder is not None)
     amp = runnable_amp(options.amp, device)
     cfg, notes = fit_schedule(cfg, get_config(options.config), named_settings(overrides), len(loader))
     total_iters = cfg.epochs * len(loader)

@@ -13,6 +13,7 @@ from solov2.api import Segmenter, evaluate
 from solov2.api.training import TrainOptions
 from solov2.api.training import train as train_from_python
 from solov2.model.checkpoint import CheckpointError, load_paddle_params
+from solov2.model.training import run as run_module
 from solov2.model.training.hooks import EvalHook
 from solov2.model.training.run_log import RunLog, significant
 from solov2.model.training.state import find_checkpoint, save_training_state
@@ -282,6 +283,23 @@ def test_resume_without_opt_continues_with_the_runs_overrides(trained, tmp_path,
     assert "resuming with the run's overrides=[" in capsys.readouterr().out
     rows = (out / 'train_log.csv').read_text().splitlines()
     assert [line.split(',')[0] for line in rows[1:]] == ['1', '2']
+
+
+def test_resume_sets_every_weight_from_the_checkpoint_and_reads_no_start_weights(shapes, tmp_path, capsys,
+                                                                                  monkeypatch):
+    """A resumed run builds no random weights and loads no pretrained file (the checkpoint sets
+    every weight): it resumes after the run's start weights are gone."""
+    start, out = tmp_path / 'start.pdparams', tmp_path / 'run'
+    shutil.copy(REPO_DIR / 'weights' / 'shapes_r18.pdparams', start)
+    assert _run(shapes, out, '--max-iters', '1', '--opt', f'pretrained={start}') == 0      # --opt twice: both kept
+    start.unlink()
+    built = []
+    build_model = run_module.build_model
+    monkeypatch.setattr(run_module, 'build_model', lambda cfg, **kw: built.append(kw) or build_model(cfg, **kw))
+    capsys.readouterr()
+    assert _run(shapes, out, '--max-iters', '2', '--resume', 'auto') == 0
+    assert f'resumed from {out / "last"} at iteration 1' in capsys.readouterr().out
+    assert built == [{'random_weights': False}]
 
 
 def test_train_from_python_returns_the_summary_and_logs_instead_of_printing(shapes, tmp_path, capsys, caplog):
