@@ -288,7 +288,7 @@ def test_resume_without_opt_continues_with_the_runs_overrides(trained, tmp_path,
 def test_resume_sets_every_weight_from_the_checkpoint_and_reads_no_start_weights(shapes, tmp_path, capsys,
                                                                                   monkeypatch):
     """A resumed run builds no random weights and loads no pretrained file (the checkpoint sets
-    every weight): it resumes after the run's start weights are gone."""
+    every weight): the run's command resumes after its start weights are gone."""
     start, out = tmp_path / 'start.pdparams', tmp_path / 'run'
     shutil.copy(REPO_DIR / 'weights' / 'shapes_r18.pdparams', start)
     assert _run(shapes, out, '--max-iters', '1', '--opt', f'pretrained={start}') == 0      # --opt twice: both kept
@@ -297,7 +297,7 @@ def test_resume_sets_every_weight_from_the_checkpoint_and_reads_no_start_weights
     build_model = run_module.build_model
     monkeypatch.setattr(run_module, 'build_model', lambda cfg, **kw: built.append(kw) or build_model(cfg, **kw))
     capsys.readouterr()
-    assert _run(shapes, out, '--max-iters', '2', '--resume', 'auto') == 0
+    assert _run(shapes, out, '--max-iters', '2', '--resume', 'auto', '--opt', f'pretrained={start}') == 0
     assert f'resumed from {out / "last"} at iteration 1' in capsys.readouterr().out
     assert built == [{'random_weights': False}]
 
