@@ -17,9 +17,8 @@ def integer(low: int) -> Rule:
 def number(low, high=None, open_low: bool = False) -> Rule:
     """A real number (not a bool) >= ``low`` (> with ``open_low``) and <= ``high`` if given."""
     def ok(v):
-        if not isinstance(v, Real) or isinstance(v, bool):
-            return False
-        return (v > low if open_low else v >= low) and (high is None or v <= high)
+        return (isinstance(v, Real) and not isinstance(v, bool) and (v > low if open_low else v >= low)
+                and (high is None or v <= high))
     bound = f'> {low}' if open_low else f'>= {low}'
     return Rule(ok, f'a number in [{low}, {high}]' if high is not None else f'a number {bound}')
 

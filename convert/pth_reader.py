@@ -82,28 +82,21 @@ def _device(kind, index=None):
     return kind if index is None else f'{kind}:{index}'
 
 
-def _allowed_globals():
-    """The ``(module, name) -> stand-in`` table of a PyTorch checkpoint: the shared
-    plain-data globals (model/safe_pickle.py) and torch's tensor machinery."""
-    table = {
-        **DATA_GLOBALS,
-        ('torch._utils', '_rebuild_tensor'): _rebuild_tensor,
-        ('torch._utils', '_rebuild_tensor_v2'): _rebuild_tensor,
-        ('torch._utils', '_rebuild_parameter'): _rebuild_parameter,
-        ('torch._utils', '_rebuild_parameter_with_state'): _rebuild_parameter,
-        ('torch', 'Size'): tuple,
-        ('torch', 'device'): _device,
-        ('torch.storage', 'UntypedStorage'): _StorageType('uint8'),
-    }
-    for module in ('torch', 'torch.cuda'):
-        for name, dtype in _STORAGE_DTYPES.items():
-            table[(module, name)] = _StorageType(dtype)
-    for name in _TORCH_DTYPE_NAMES:
-        table[('torch', name)] = 'torch.' + name
-    return table
-
-
-_ALLOWED = _allowed_globals()
+# The ``(module, name) -> stand-in`` table of a PyTorch checkpoint: the shared plain-data globals
+# (model/safe_pickle.py) and torch's tensor machinery.
+_ALLOWED = {
+    **DATA_GLOBALS,
+    ('torch._utils', '_rebuild_tensor'): _rebuild_tensor,
+    ('torch._utils', '_rebuild_tensor_v2'): _rebuild_tensor,
+    ('torch._utils', '_rebuild_parameter'): _rebuild_parameter,
+    ('torch._utils', '_rebuild_parameter_with_state'): _rebuild_parameter,
+    ('torch', 'Size'): tuple,
+    ('torch', 'device'): _device,
+    ('torch.storage', 'UntypedStorage'): _StorageType('uint8'),
+    **{(module, name): _StorageType(dtype) for module in ('torch', 'torch.cuda')
+       for name, dtype in _STORAGE_DTYPES.items()},
+    **{('torch', name): 'torch.' + name for name in _TORCH_DTYPE_NAMES},
+}
 
 
 class _TorchUnpickler(RestrictedUnpickler):
