@@ -102,7 +102,7 @@ def _coerce(setting: Setting, text: str):
         return None
     kinds = ACCEPTED.get(type(default), (type(default),))
     if not isinstance(value, kinds) or isinstance(value, bool) != isinstance(default, bool):
-        kind = setting.accepts or ('None or a string' if default is None else type(default).__name__)
+        kind = setting.rule.text if setting.rule else 'None or a string' if default is None else type(default).__name__
         example = default[:2] if isinstance(default, tuple) and len(default) > 6 else default     # a long tuple cut
         raise InputError(f"bad override '{setting.name}={text}': {setting.name} takes {kind}, e.g. ",
                          param('overrides', [f'{setting.name}={example!r}']))

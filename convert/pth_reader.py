@@ -222,18 +222,13 @@ def _tensor_to_array(ref, arrays):
     return np.lib.stride_tricks.as_strided(flat[start:], shape=ref.size, strides=strides).copy(order='C')
 
 
-def _storage_to_array(ref, arrays):
-    """A bare storage (not a tensor) as a 1-D array copy."""
-    flat = arrays[ref.key][ref.offset:]
-    return (flat if ref.size is None else flat[:ref.size]).copy()
-
-
 def _materialize(obj, arrays, seen):
     """Replace tensor/storage references inside ``obj`` by numpy arrays."""
     if isinstance(obj, _TensorRef):
         return _tensor_to_array(obj, arrays)
-    if isinstance(obj, _StorageRef):
-        return _storage_to_array(obj, arrays)
+    if isinstance(obj, _StorageRef):      # a bare storage (not a tensor): a 1-D copy
+        flat = arrays[obj.key][obj.offset:]
+        return (flat if obj.size is None else flat[:obj.size]).copy()
     if isinstance(obj, tuple):
         return tuple(_materialize(item, arrays, seen) for item in obj)
     if isinstance(obj, (dict, list)) and id(obj) not in seen:
