@@ -65,16 +65,13 @@ def load_coco(ann_file: str | PathLike[str]) -> COCO:
 
 def check_ids(dataset: Mapping[str, Any], path: Path) -> None:
     """InputError when a category id or an annotation's category_id is not an integer
-    (ids written as strings, '4', do not match the integer category ids)."""
-    def is_int(value: Any) -> bool:
-        return isinstance(value, int) and not isinstance(value, bool)
-
+    (ids written as strings, '4', do not match the integer category ids; JSON's true is no id either)."""
     for category in dataset['categories']:
-        if not isinstance(category, dict) or not is_int(category.get('id')):
+        if not isinstance(category, dict) or type(category.get('id')) is not int:
             raise InputError(f'annotation file {path}: category {category!r} has no integer id — '
                              'COCO category ids are integers ("id": 4, not "4")')
     for ann in dataset.get('annotations', []):
-        if isinstance(ann, dict) and 'category_id' in ann and not is_int(ann['category_id']):
+        if isinstance(ann, dict) and 'category_id' in ann and type(ann['category_id']) is not int:
             raise InputError(f"annotation file {path}: annotation {ann.get('id')} has category_id "
                              f"{ann['category_id']!r} — COCO category ids are integers (4, not \"4\")")
 
