@@ -31,8 +31,7 @@ def one_of(*values) -> Rule:
 def sizes(count=None) -> Rule:
     """A non-empty tuple of ints >= 1, of length ``count`` if given (one per FPN level)."""
     def ok(v):
-        return (isinstance(v, tuple) and len(v) >= 1 and (count is None or len(v) == count)
-                and all(isinstance(x, int) and not isinstance(x, bool) and x >= 1 for x in v))
+        return isinstance(v, tuple) and len(v) >= 1 and (count is None or len(v) == count) and all(map(POSITIVE.ok, v))
     return Rule(ok, f'{count} integers >= 1 (one per FPN level)' if count else 'a non-empty tuple of integers >= 1')
 
 
