@@ -102,15 +102,11 @@ def _coerce(setting: Setting, text: str):
         return None
     kinds = ACCEPTED.get(type(default), (type(default),))
     if not isinstance(value, kinds) or isinstance(value, bool) != isinstance(default, bool):
-        kind = setting.accepts or ('None or a string' if default is None else type(default).__name__)
+        kind = setting.rule.text if setting.rule else 'None or a string' if default is None else type(default).__name__
+        example = default[:2] if isinstance(default, tuple) and len(default) > 6 else default     # a long tuple cut
         raise InputError(f"bad override '{setting.name}={text}': {setting.name} takes {kind}, e.g. ",
-                         param('overrides', [f'{setting.name}={_example(default)}']))
+                         param('overrides', [f'{setting.name}={example!r}']))
     return type(default)(value) if isinstance(default, (float, tuple)) else value
-
-
-def _example(default) -> str:
-    """A value of the default's type written as an override takes it (a long tuple cut to two items)."""
-    return repr(default[:2] if isinstance(default, tuple) and len(default) > 6 else default)
 
 
 def with_overrides(cfg: Type[SOLOv2Base], assignments) -> Type[SOLOv2Base]:

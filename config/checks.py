@@ -17,9 +17,8 @@ def integer(low: int) -> Rule:
 def number(low, high=None, open_low: bool = False) -> Rule:
     """A real number (not a bool) >= ``low`` (> with ``open_low``) and <= ``high`` if given."""
     def ok(v):
-        if not isinstance(v, Real) or isinstance(v, bool):
-            return False
-        return (v > low if open_low else v >= low) and (high is None or v <= high)
+        return (isinstance(v, Real) and not isinstance(v, bool) and (v > low if open_low else v >= low)
+                and (high is None or v <= high))
     bound = f'> {low}' if open_low else f'>= {low}'
     return Rule(ok, f'a number in [{low}, {high}]' if high is not None else f'a number {bound}')
 
@@ -32,8 +31,7 @@ def one_of(*values) -> Rule:
 def sizes(count=None) -> Rule:
     """A non-empty tuple of ints >= 1, of length ``count`` if given (one per FPN level)."""
     def ok(v):
-        return (isinstance(v, tuple) and len(v) >= 1 and (count is None or len(v) == count)
-                and all(isinstance(x, int) and not isinstance(x, bool) and x >= 1 for x in v))
+        return isinstance(v, tuple) and len(v) >= 1 and (count is None or len(v) == count) and all(map(POSITIVE.ok, v))
     return Rule(ok, f'{count} integers >= 1 (one per FPN level)' if count else 'a non-empty tuple of integers >= 1')
 
 

@@ -23,4 +23,3 @@ class ModelFields:
             if isinstance(value, os.PathLike):
                 object.__setattr__(self, name, os.fspath(value))
         object.__setattr__(self, 'overrides', tuple(overrides) if isinstance(overrides, (list, tuple)) else overrides)
-

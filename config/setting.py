@@ -37,11 +37,6 @@ class Setting:
     def __repr__(self) -> str:
         return f'Setting({self.name}={self.default!r})'
 
-    @property
-    def accepts(self) -> str:
-        """What the knob accepts, in words ('' when it has no rule)."""
-        return self.rule.text if self.rule else ''
-
 
 def declared_settings(cls: type) -> Dict[str, Setting]:
     """{name: Setting} of every knob declared in ``cls`` and its bases, in declaration

@@ -32,11 +32,6 @@ class Family:
     unit: Callable[[str, str, bool], str]
 
 
-def is_deformable(prefix: str, keys: frozenset) -> bool:
-    """Whether our ConvNormAct at ``prefix`` holds a deformable conv."""
-    return f'{prefix}.conv.offset.weight' in keys
-
-
 def source_name(key: str, keys: frozenset, cfg, family: Family) -> str:
     """This project's parameter ``key`` (among the model's ``keys``) -> its name in ``family``;
     KeyError when no rule covers it."""
@@ -54,5 +49,6 @@ def source_name(key: str, keys: frozenset, cfg, family: Family) -> str:
             fields = m.groupdict()
             rest = fields.pop('rest')
             module = family.modules[part.format(**fields)].format(**fields)
-            return family.unit(rest, module, is_deformable(key[:-len(rest) - 1], keys))
+            deformable = f'{key[:-len(rest)]}conv.offset.weight' in keys     # our ConvNormAct holds a DCN
+            return family.unit(rest, module, deformable)
     raise KeyError(f'no {family.label} name rule for {key}')

@@ -82,28 +82,21 @@ def _device(kind, index=None):
     return kind if index is None else f'{kind}:{index}'
 
 
-def _allowed_globals():
-    """The ``(module, name) -> stand-in`` table of a PyTorch checkpoint: the shared
-    plain-data globals (model/safe_pickle.py) and torch's tensor machinery."""
-    table = {
-        **DATA_GLOBALS,
-        ('torch._utils', '_rebuild_tensor'): _rebuild_tensor,
-        ('torch._utils', '_rebuild_tensor_v2'): _rebuild_tensor,
-        ('torch._utils', '_rebuild_parameter'): _rebuild_parameter,
-        ('torch._utils', '_rebuild_parameter_with_state'): _rebuild_parameter,
-        ('torch', 'Size'): tuple,
-        ('torch', 'device'): _device,
-        ('torch.storage', 'UntypedStorage'): _StorageType('uint8'),
-    }
-    for module in ('torch', 'torch.cuda'):
-        for name, dtype in _STORAGE_DTYPES.items():
-            table[(module, name)] = _StorageType(dtype)
-    for name in _TORCH_DTYPE_NAMES:
-        table[('torch', name)] = 'torch.' + name
-    return table
-
-
-_ALLOWED = _allowed_globals()
+# The ``(module, name) -> stand-in`` table of a PyTorch checkpoint: the shared plain-data globals
+# (model/safe_pickle.py) and torch's tensor machinery.
+_ALLOWED = {
+    **DATA_GLOBALS,
+    ('torch._utils', '_rebuild_tensor'): _rebuild_tensor,
+    ('torch._utils', '_rebuild_tensor_v2'): _rebuild_tensor,
+    ('torch._utils', '_rebuild_parameter'): _rebuild_parameter,
+    ('torch._utils', '_rebuild_parameter_with_state'): _rebuild_parameter,
+    ('torch', 'Size'): tuple,
+    ('torch', 'device'): _device,
+    ('torch.storage', 'UntypedStorage'): _StorageType('uint8'),
+    **{(module, name): _StorageType(dtype) for module in ('torch', 'torch.cuda')
+       for name, dtype in _STORAGE_DTYPES.items()},
+    **{('torch', name): 'torch.' + name for name in _TORCH_DTYPE_NAMES},
+}
 
 
 class _TorchUnpickler(RestrictedUnpickler):
@@ -229,18 +222,13 @@ def _tensor_to_array(ref, arrays):
     return np.lib.stride_tricks.as_strided(flat[start:], shape=ref.size, strides=strides).copy(order='C')
 
 
-def _storage_to_array(ref, arrays):
-    """A bare storage (not a tensor) as a 1-D array copy."""
-    flat = arrays[ref.key][ref.offset:]
-    return (flat if ref.size is None else flat[:ref.size]).copy()
-
-
 def _materialize(obj, arrays, seen):
     """Replace tensor/storage references inside ``obj`` by numpy arrays."""
     if isinstance(obj, _TensorRef):
         return _tensor_to_array(obj, arrays)
-    if isinstance(obj, _StorageRef):
-        return _storage_to_array(obj, arrays)
+    if isinstance(obj, _StorageRef):      # a bare storage (not a tensor): a 1-D copy
+        flat = arrays[obj.key][obj.offset:]
+        return (flat if obj.size is None else flat[:obj.size]).copy()
     if isinstance(obj, tuple):
         return tuple(_materialize(item, arrays, seen) for item in obj)
     if isinstance(obj, (dict, list)) and id(obj) not in seen:

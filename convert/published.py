@@ -70,9 +70,10 @@ TORCHVISION = 'https://download.pytorch.org/models/'
 PADDLECLAS = 'https://paddle-imagenet-models-name.bj.bcebos.com/dygraph/'
 
 
-def mmdet(model: str, stamp: str, config: int, mask_ap: float, note: str = '') -> Published:
+def mmdet(model: str, stamp: str, config: int, mask_ap: float, name_3x: Optional[str] = '') -> Published:
     """An mmdetection row: its file is ``<model>/<model>_<stamp>.pth``, the stamp ending in the
-    first 8 hex characters of the SHA-256."""
+    first 8 hex characters of the SHA-256; ``name_3x`` its name in the 3.x metafile ('': the same, None: not there)."""
+    note = 'not in the 3.x metafile (its README lists it)' if name_3x is None else name_3x and f'3.x name {name_3x}'
     return Published(f'mmdet/{model}', 'mmdet', f'{MMDET}{model}/{model}_{stamp}.pth', config, mask_ap=mask_ap,
                      sha256=stamp[-8:], note=note)
 
@@ -173,19 +174,13 @@ PUBLISHED: Tuple[Published, ...] = (
               note='no MobileNetV3 config here'),
     # ---- mmdetection 2.x / 3.x (3.x reuses the 2.x files; the 2.x metafile names)
     mmdet('solov2_r50_fpn_1x_coco', '20220512_125858-a357fa23', 0, 34.8),
-    mmdet('solov2_r50_fpn_3x_coco', '20220512_125856-fed092d4', 0, 37.5, '3.x name solov2_r50_fpn_ms-3x_coco'),
-    mmdet('solov2_r101_fpn_3x_coco', '20220511_095119-c559a076', 8, 39.1,
-          'not in the 3.x metafile (its README lists it)'),
-    mmdet('solov2_r101_dcn_fpn_3x_coco', '20220513_214734-16c966cb', 10, 41.2,
-          '3.x name solov2_r101-dcn_fpn_ms-3x_coco'),
-    mmdet('solov2_x101_dcn_fpn_3x_coco', '20220513_214337-aef41095', 12, 42.4,
-          '3.x name solov2_x101-dcn_fpn_ms-3x_coco'),
-    mmdet('solov2_light_r18_fpn_3x_coco', '20220511_083717-75fa355b', 5, 29.7,
-          '3.x name solov2-light_r18_fpn_ms-3x_coco'),
-    mmdet('solov2_light_r34_fpn_3x_coco', '20220511_091839-e51659d3', 6, 31.9,
-          'not in the 3.x metafile (its README lists it)'),
-    mmdet('solov2_light_r50_fpn_3x_coco', '20220512_165256-c93a6074', 1, 33.7,
-          '3.x name solov2-light_r50_fpn_ms-3x_coco'),
+    mmdet('solov2_r50_fpn_3x_coco', '20220512_125856-fed092d4', 0, 37.5, 'solov2_r50_fpn_ms-3x_coco'),
+    mmdet('solov2_r101_fpn_3x_coco', '20220511_095119-c559a076', 8, 39.1, None),
+    mmdet('solov2_r101_dcn_fpn_3x_coco', '20220513_214734-16c966cb', 10, 41.2, 'solov2_r101-dcn_fpn_ms-3x_coco'),
+    mmdet('solov2_x101_dcn_fpn_3x_coco', '20220513_214337-aef41095', 12, 42.4, 'solov2_x101-dcn_fpn_ms-3x_coco'),
+    mmdet('solov2_light_r18_fpn_3x_coco', '20220511_083717-75fa355b', 5, 29.7, 'solov2-light_r18_fpn_ms-3x_coco'),
+    mmdet('solov2_light_r34_fpn_3x_coco', '20220511_091839-e51659d3', 6, 31.9, None),
+    mmdet('solov2_light_r50_fpn_3x_coco', '20220512_165256-c93a6074', 1, 33.7, 'solov2-light_r50_fpn_ms-3x_coco'),
     # ---- ImageNet backbones (for pretrained=): torchvision IMAGENET1K_V1, what mmdetection starts from
     Published('torchvision/resnet18', 'torchvision', TORCHVISION + 'resnet18-f37072fd.pth', 5, top1=69.758,
               sha256='f37072fd', size_mb=44.661, note='the original SOLO started from the legacy resnet18-5c106cde.pth '

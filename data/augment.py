@@ -134,4 +134,3 @@ class TrainTransform:
             'labels': np.asarray(sample['labels'], dtype=np.int64),
             'image_id': int(sample['image_id']),
         }
-

@@ -26,9 +26,11 @@ _empty_reported: set[Any] = set()
 
 def read_class_names(path: str | PathLike[str]) -> list[str]:
     """Class names in label order: from a text file such as classes.txt, one per line (blank
-    lines skipped), or from a COCO annotation file (``.json``), its categories in id order."""
+    lines skipped), or from a COCO annotation file (``.json``), its categories in id order (the
+    classes it trains when no class list is given: CocoDataset's labels 0, 1, ...)."""
     if Path(path).suffix.lower() == '.json':
-        return category_names(load_coco(path).dataset['categories'])
+        categories = load_coco(path).dataset['categories']
+        return [category['name'] for category in sorted(categories, key=lambda c: int(c['id']))]
     try:
         text = Path(path).read_text(encoding='utf-8')
     except OSError as err:
@@ -37,12 +39,6 @@ def read_class_names(path: str | PathLike[str]) -> list[str]:
     if not names:
         raise InputError(f'class list {path} is empty')
     return names
-
-
-def category_names(categories: Sequence[Mapping[str, Any]]) -> list[str]:
-    """The names of COCO ``categories`` in category-id order: the classes a COCO file
-    trains when no class list is given (CocoDataset's labels 0, 1, ...)."""
-    return [category['name'] for category in sorted(categories, key=lambda c: int(c['id']))]
 
 
 def load_coco(ann_file: str | PathLike[str]) -> COCO:
@@ -69,16 +65,13 @@ def load_coco(ann_file: str | PathLike[str]) -> COCO:
 
 def check_ids(dataset: Mapping[str, Any], path: Path) -> None:
     """InputError when a category id or an annotation's category_id is not an integer
-    (ids written as strings, '4', do not match the integer category ids)."""
-    def is_int(value: Any) -> bool:
-        return isinstance(value, int) and not isinstance(value, bool)
-
+    (ids written as strings, '4', do not match the integer category ids; JSON's true is no id either)."""
     for category in dataset['categories']:
-        if not isinstance(category, dict) or not is_int(category.get('id')):
+        if not isinstance(category, dict) or type(category.get('id')) is not int:
             raise InputError(f'annotation file {path}: category {category!r} has no integer id — '
                              'COCO category ids are integers ("id": 4, not "4")')
     for ann in dataset.get('annotations', []):
-        if isinstance(ann, dict) and 'category_id' in ann and not is_int(ann['category_id']):
+        if isinstance(ann, dict) and 'category_id' in ann and type(ann['category_id']) is not int:
             raise InputError(f"annotation file {path}: annotation {ann.get('id')} has category_id "
                              f"{ann['category_id']!r} — COCO category ids are integers (4, not \"4\")")
 

@@ -17,7 +17,6 @@ import signal
 import sys
 import threading
 import time
-from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Protocol, Sequence
 
 import numpy as np
@@ -141,38 +140,32 @@ FAILURE_KEY = 'loader_failure'
 
 
 class LoaderError(RunError):
-    """Making a batch failed in Paddle's loader thread (`num_workers=0`); raised where the loader is iterated."""
+    """Making a sample or a batch failed in Paddle's loader thread (`num_workers=0`): carried out of it
+    in the sample or batch, raised where the loader is iterated."""
 
 
-@dataclass(frozen=True)
-class LoadFailure:
-    """What went wrong making a sample or a batch in Paddle's loader thread, in words."""
-
-    message: str
-
-
-def failure_batch(failure: LoadFailure) -> dict:
+def failure_batch(failure: LoaderError) -> dict:
     """The batch that carries `failure` through Paddle's loader queue to the iterating thread
     (Paddle ends the iteration at a batch without arrays, so it holds a one-byte array too)."""
     return {FAILURE_KEY: failure, 'flag': np.zeros(1, np.uint8)}
 
 
 def reporting_collate(collate: Callable[[list[Any]], Any]) -> Callable[[list[Any]], Any]:
-    """`collate` whose exceptions, and samples that are `LoadFailure`, become a `failure_batch`."""
+    """`collate` whose exceptions, and samples that are a `LoaderError`, become a `failure_batch`."""
     def guarded(samples: list[Any]) -> Any:
-        failed = next((sample for sample in samples if isinstance(sample, LoadFailure)), None)
+        failed = next((sample for sample in samples if isinstance(sample, LoaderError)), None)
         if failed is not None:
             return failure_batch(failed)
         try:
             return collate(samples)
         except Exception as err:
-            return failure_batch(LoadFailure(f'batch: {type(err).__name__}: {err}'))
+            return failure_batch(LoaderError(f'batch: {type(err).__name__}: {err}'))
     return guarded
 
 
 class ReportingDataset(paddle.io.Dataset):
     """`dataset` whose exceptions come out of Paddle's single-process loader thread as a
-    `LoadFailure` sample instead. (Paddle's thread ends on an exception and the iterating
+    `LoaderError` sample instead. (Paddle's thread ends on an exception and the iterating
     thread then waits for the next batch forever: one bad annotation hung training with
     num_workers=0.) Other attributes are the wrapped dataset's."""
 
@@ -188,11 +181,11 @@ class ReportingDataset(paddle.io.Dataset):
             raise AttributeError(name)
         return getattr(self.dataset, name)
 
-    def __getitem__(self, index: int) -> Sample | LoadFailure:
+    def __getitem__(self, index: int) -> Sample | LoaderError:
         try:
             return self.dataset[index]
         except Exception as err:
-            return LoadFailure(f'sample {index}: {type(err).__name__}: {err}')
+            return LoaderError(f'sample {index}: {type(err).__name__}: {err}')
 
 
 class ReportingLoader(paddle.io.DataLoader):
@@ -205,7 +198,7 @@ class ReportingLoader(paddle.io.DataLoader):
         try:
             for batch in batches:
                 if isinstance(batch, dict) and FAILURE_KEY in batch:
-                    raise LoaderError(batch[FAILURE_KEY].message)
+                    raise batch[FAILURE_KEY]
                 yield batch
         finally:
             shut_down(batches)

@@ -136,20 +136,13 @@ class CroppedMasks:
         if isinstance(index, (int, np.integer)) and not isinstance(index, (bool, np.bool_)):
             return self.paste(index)
         positions = np.arange(len(self))[index]
-        if self._make is None:
-            return CroppedMasks([self._crops[i] for i in positions], self._boxes[positions], self.image_size)
-        return CroppedMasks.lazy([self._selected(int(i)) for i in positions], _from_selection, self.image_size,
-                                 None if self._measure is None else _measured_selection)
-
-    def _selected(self, index: int) -> tuple:
-        """What a selection needs of lazy mask `index`, without a reference to this object (so a
-        selection kept alone keeps no unselected mask's source): `((crop, box), box, None, None, None)`
-        when made, else `(None, box or None, make, measure, source)`."""
-        source = self._sources[index]     # read before the crop: a source dropped means its crop is there
-        crop, box = self._crops[index], tuple(int(v) for v in self._boxes[index]) if self._boxed[index] else None
-        if crop is not None:
-            return (crop, box), box, None, None, None
-        return None, box, self._make, self._measure, source
+        picked = CroppedMasks([], np.zeros((0, 4), np.int64), self.image_size)
+        picked._make, picked._measure = self._make, self._measure
+        picked._sources = [self._sources[i] for i in positions]
+        picked._crops = [self._crops[i] for i in positions]     # after the sources: a source dropped means its crop
+        picked._boxed = self._boxed[positions]                   # is there, and a crop there has its box
+        picked._boxes = self._boxes[positions]
+        return picked
 
     def __iter__(self):
         return (self.paste(i) for i in range(len(self)))
@@ -167,20 +160,6 @@ class CroppedMasks:
 
     def __repr__(self) -> str:
         return f'CroppedMasks({len(self)} masks on {self.image_size[0]}x{self.image_size[1]})'
-
-
-def _from_selection(selected: tuple) -> tuple[np.ndarray, Sequence[int]]:
-    """A selection's mask from `CroppedMasks._selected`'s record: the parent's crop and box, or
-    made by the parent's `make` from the parent's source."""
-    made, _, make, _, source = selected
-    return made if made is not None else make(source)
-
-
-def _measured_selection(selected: tuple) -> Sequence[int]:
-    """A selection's box from `CroppedMasks._selected`'s record: the parent's, or measured by the
-    parent's `measure` from the parent's source."""
-    _, box, _, measure, source = selected
-    return box if box is not None else measure(source)
 
 
 def as_cropped(masks: Union[CroppedMasks, np.ndarray], boxes: np.ndarray | None = None) -> CroppedMasks:

@@ -168,4 +168,3 @@ def remove_entries(entries: Sequence[CacheEntry]) -> int:
             if entry.path.suffix == '.pdparams':
                 entry.path.with_suffix('.json').unlink(missing_ok=True)
     return sum(entry.size for entry in entries)
-

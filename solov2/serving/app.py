@@ -110,7 +110,7 @@ class Service:
         budget = default_budget() if settings.max_decode_mb is None else int(settings.max_decode_mb * 2**20)
         self.budget = MemoryBudget(budget)
         self.metrics = Metrics(settings.max_batch, lambda: self.batcher.depth if self.batcher else 0,
-                               lambda: self.budget.used)
+                               lambda: self.budget.used, self.counts)
         self.loaded = threading.Event()
 
     @property
@@ -237,12 +237,10 @@ class Service:
         """Count one of ``what`` (``SLOTS``) while the block runs; 503 (``check_room``) when that many are held."""
         self.check_room(what)
         self.counts[what] += 1
-        self.metrics.held[what].set(self.counts[what])
         try:
             yield
         finally:
             self.counts[what] -= 1
-            self.metrics.held[what].set(self.counts[what])
 
 
 def create_app(settings: ServeSettings, load_first: bool = False, segmenter: Optional[Segmenter] = None,

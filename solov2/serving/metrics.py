@@ -1,6 +1,6 @@
 """The service's Prometheus metrics, in a registry of its own (one per application, so two services
 in one process never share counts); docs/serving.md lists them."""
-from typing import Callable, List, Tuple
+from typing import Callable, List, Mapping, Tuple
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.process_collector import ProcessCollector
@@ -9,10 +9,11 @@ LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 
 class Metrics:
-    """The metrics of one service; ``queue_depth`` reads the batcher's queue and ``decoding``
-    the decode budget's bytes in use when scraped."""
+    """The metrics of one service; ``queue_depth`` reads the batcher's queue, ``decoding`` the decode
+    budget's bytes in use and ``held`` the requests in flight and uploads (``app.SLOTS``) when scraped."""
 
-    def __init__(self, max_batch: int, queue_depth: Callable[[], int], decoding: Callable[[], int]):
+    def __init__(self, max_batch: int, queue_depth: Callable[[], int], decoding: Callable[[], int],
+                 held: Mapping[str, int]):
         self.registry = CollectorRegistry()
         self.requests = Counter('solov2_requests', 'HTTP requests answered, by route and status',
                                 ['route', 'status'], registry=self.registry)
@@ -24,10 +25,10 @@ class Metrics:
                                 registry=self.registry)
         self.batch_size = Histogram('solov2_batch_size', 'pictures in each network batch',
                                     buckets=tuple(range(1, max_batch + 1)), registry=self.registry)
-        self.held = {'in flight': Gauge('solov2_in_flight', 'segmentation requests accepted and not yet answered',
-                                        registry=self.registry),
-                     'uploads': Gauge('solov2_uploads', 'request bodies being received (at most max_uploads)',
-                                      registry=self.registry)}
+        Gauge('solov2_in_flight', 'segmentation requests accepted and not yet answered',
+              registry=self.registry).set_function(lambda: held['in flight'])
+        Gauge('solov2_uploads', 'request bodies being received (at most max_uploads)',
+              registry=self.registry).set_function(lambda: held['uploads'])
         self.engines = Gauge('solov2_engine', 'the engine serving (1 once ready): asked, engine, and fallback '
                              '("true" when auto could not export: several times slower; the log and /readyz say why)',
                              ['asked', 'engine', 'fallback'], registry=self.registry)
