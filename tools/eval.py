@@ -89,12 +89,11 @@ def load_records(args, number, backend, coco, dataset, ann: str, processes: Proc
     counts = processes.counts(len(coco.getImgIds()))
     mine = counts[processes.rank]
     cli.set_status(lambda: f'stopped while predicting {mine} images of {ann}; nothing was written')
-    began = time.perf_counter()
     bar = cli.Progress(mine, 'predict ')
     records = predict_coco(Predictor(backend), coco, str(dataset.image_dir), dataset.label_to_category_id, bar.update,
                            processes, args.batch_size)
     bar.close()
-    seconds = time.perf_counter() - began
+    seconds = time.perf_counter() - bar.start
     who = f'process {processes.rank} of {processes.world}: ' if processes.world > 1 else ''
     how = ' '.join(filter(None, (backend.name, getattr(backend, 'precision', None))))     # 'openvino f32', 'onnx'
     print(f'{who}config {number} ({how}): {mine} images in {seconds:.1f} s '
