@@ -114,14 +114,14 @@ class ExportStages:
 class DownloadProgress:
     """The library's download progress, ``progress(bytes so far, total or None)``, as a ``Progress`` in MB."""
 
-    def __init__(self, stream=None):
-        self.stream, self.bar, self.shown = stream, None, 0
+    def __init__(self):
+        self.bar, self.shown = None, 0
 
     def __call__(self, done: int, total) -> None:
         megabytes = -(-done >> 20) if done == total else done >> 20
         if self.bar is None or megabytes < self.shown:
             self.close()
-            self.bar, self.shown = Progress(-(-(total or 0) >> 20), 'download ', self.stream, unit='MB'), 0
+            self.bar, self.shown = Progress(-(-(total or 0) >> 20), 'download ', unit='MB'), 0
         if megabytes > self.shown:
             self.bar.update(megabytes - self.shown)
             self.shown = megabytes
@@ -169,10 +169,9 @@ def set_status(note) -> None:
     _status['note'] = note
 
 
-def error_line(exc: BaseException) -> str:
-    """``error: <what> — <what to do>`` for ``exc``, on one line."""
-    text = ' '.join(str(exc).split()) or type(exc).__name__
-    return f'error: {text}'
+def one_line(exc: BaseException) -> str:
+    """``exc``'s message (``<what> — <what to do>``) on one line; its type's name when it has none."""
+    return ' '.join(str(exc).split()) or type(exc).__name__
 
 
 def _raise_terminated(signum, frame) -> None:
@@ -186,13 +185,13 @@ def _interrupted(exc: KeyboardInterrupt, note: str = '') -> int:
     return 143 if isinstance(exc, Terminated) else 130
 
 
-def check_install(stream=None) -> None:
+def check_install() -> None:
     """Before Paddle loads: without it one ``error:`` line (exit 2); with two of its wheels a ``warning:``."""
     problem = paddle_install_problem()
     fatal = problem is not None and importlib.util.find_spec('paddle') is None
     for line in (problem, None if fatal else onnxruntime_install_problem()):
         if line:
-            print(('error: ' if fatal else 'warning: ') + line, file=stream or sys.stderr)
+            print(('error: ' if fatal else 'warning: ') + line, file=sys.stderr)
     if fatal:
         raise SystemExit(2)
 
@@ -264,10 +263,10 @@ def command(run):
         except Exception as exc:       # one line: an InputError's; a RunError's or OSError's with the hint; a bug's
             if debug:
                 raise
-            line, hint = error_line(exc), f'(rerun with {DEBUG_FLAG} for the traceback)'
+            text, hint = one_line(exc), f'(rerun with {DEBUG_FLAG} for the traceback)'
             known = isinstance(exc, (InputError, RunError, OSError))
-            print(line if isinstance(exc, InputError) else f'{line} {hint}' if known else
-                  f'error: a bug in the toolkit: {type(exc).__name__}: {line[7:]} {hint[:-1]}, and please report it)',
+            print(f'error: {text}' if isinstance(exc, InputError) else f'error: {text} {hint}' if known else
+                  f'error: a bug in the toolkit: {type(exc).__name__}: {text} {hint[:-1]}, and please report it)',
                   file=sys.stderr)
             return 2 if isinstance(exc, InputError) else 1
         finally:

@@ -17,20 +17,9 @@ from pathlib import Path
 if __package__ in (None, ''):
     import _bootstrap  # noqa: F401  (script mode: make the project importable)
 
-from solov2.tools.cli import (  # before Paddle
-    ExportStages,
-    add_inference_args,
-    command,
-    fetched,
-    interruptible_loading,
-    make_parser,
-    model_spec,
-    set_status,
-    shares_line,
-    tune_for,
-)
+from solov2.tools import cli  # before Paddle
 
-with interruptible_loading():      # Ctrl-C or SIGTERM while Paddle and the library load: one line
+with cli.interruptible_loading():  # Ctrl-C or SIGTERM while Paddle and the library load: one line
     from solov2.config import announce_config, describe_configs
     from solov2.core.errors import InputError
     from solov2.core.paths import SAMPLE_IMAGES, SHIPPED_WEIGHTS
@@ -44,8 +33,8 @@ with interruptible_loading():      # Ctrl-C or SIGTERM while Paddle and the libr
     from solov2.tools import demo_outputs as outputs
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = make_parser('SOLOv2 instance segmentation on images, a video or a camera.')
-    add_inference_args(parser, SHIPPED_WEIGHTS)
+    parser = cli.make_parser('SOLOv2 instance segmentation on images, a video or a camera.')
+    cli.add_inference_args(parser, SHIPPED_WEIGHTS)
     source = parser.add_mutually_exclusive_group()
     source.add_argument('--input', default=SAMPLE_IMAGES,
                         help='image file or folder (default: the sample pictures, images/)')
@@ -86,13 +75,13 @@ def segment(args, predictor, draw: outputs.DrawOptions, targets: dict, processes
     written = []
     if targets:
         count = processes.counts(len(targets))[processes.rank]
-        set_status(lambda: f'{len(written)} of {count} pictures written to {args.output}/'
+        cli.set_status(lambda: f'{len(written)} of {count} pictures written to {args.output}/'
                    + (', no --save-json results' if args.save_json else ''))
         stats, began = outputs.run_images(predictor, targets, draw, written, processes)
         where = f'pictures in {Path(args.output)}/'
     else:
         out_path = outputs.video_output_path(args.output, args.video, args.camera)
-        set_status(lambda: f'{len(written)} frames written to {out_path}')
+        cli.set_status(lambda: f'{len(written)} frames written to {out_path}')
         source = args.video if args.video is not None else args.camera
         stats, began = outputs.run_video(predictor, source, out_path, draw, written, args.max_frames)
         where = f'video {out_path} ({len(written)} frames)'
@@ -109,29 +98,29 @@ def gather_outputs(draw: outputs.DrawOptions, done: int, processes: Processes) -
     if draw.dumper is not None:
         draw.dumper.entries = [entry for part in parts for entry in part[2]]
     if processes.world > 1 and processes.main:
-        print(shares_line([part[0] for part in parts]))
+        print(cli.shares_line([part[0] for part in parts]))
     return sum(part[0] for part in parts)
 
 
-@command
+@cli.command
 def main(argv) -> int:
     args = parse_args(argv)
     if args.list_configs:
         print(describe_configs())
         return 0
-    spec = model_spec(args)       # checked before a published name is fetched
+    spec = cli.model_spec(args)       # checked before a published name is fetched
     video = args.video is not None or args.camera is not None
     paths = [] if video else list_images(args.input)
     if args.video is not None and not Path(args.video).is_file():
         raise InputError(f'video not found: {looked_up(args.video)} — check the path')
     targets = check_outputs(args, paths)
-    spec = fetched(spec)
-    tune_for(spec.device, spec.threads, launched_processes().local_size)
+    spec = cli.fetched(spec)
+    cli.tune_for(spec.device, spec.threads, launched_processes().local_size)
     processes = start_processes(spec.device or default_device())
     if video and processes.world > 1:
         raise InputError('--video and --camera run in one process — start demo.py without '
                          'paddle.distributed.launch (images and folders are shared out among its processes)')
-    number, backend = open_backend(spec, processes=processes, checked=True, progress=ExportStages())
+    number, backend = open_backend(spec, processes=processes, checked=True, progress=cli.ExportStages())
     predictor = Predictor(backend)
     where = f'{backend.name} backend, {spec.model_dir or spec.weights}'
     announce_config(number, backend.cfg, spec.overrides, args.verbose, where)

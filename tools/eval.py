@@ -20,21 +20,9 @@ from pathlib import Path
 if __package__ in (None, ''):
     import _bootstrap  # noqa: F401  (script mode: make the project importable)
 
-from solov2.tools.cli import (  # before Paddle
-    ExportStages,
-    Progress,
-    add_inference_args,
-    command,
-    fetched,
-    interruptible_loading,
-    make_parser,
-    model_spec,
-    set_status,
-    shares_line,
-    tune_for,
-)
+from solov2.tools import cli  # before Paddle
 
-with interruptible_loading():      # Ctrl-C or SIGTERM while Paddle and the library load: one line
+with cli.interruptible_loading():  # Ctrl-C or SIGTERM while Paddle and the library load: one line
     from solov2.config.sidecar import resolve_config
     from solov2.core.errors import InputError
     from solov2.data.coco import load_coco, read_class_names
@@ -52,8 +40,8 @@ with interruptible_loading():      # Ctrl-C or SIGTERM while Paddle and the libr
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = make_parser('COCO mask AP of a SOLOv2 checkpoint or exported model.')
-    add_inference_args(parser, fast_decode=True)
+    parser = cli.make_parser('COCO mask AP of a SOLOv2 checkpoint or exported model.')
+    cli.add_inference_args(parser, fast_decode=True)
     parser.add_argument('--ann', help='COCO annotation file (default: the config val set)')
     parser.add_argument('--images', help='image folder (default: the config val images)')
     parser.add_argument('--classes', metavar='FILE',
@@ -100,19 +88,18 @@ def load_records(args, number, backend, coco, dataset, ann: str, processes: Proc
         return records
     counts = processes.counts(len(coco.getImgIds()))
     mine = counts[processes.rank]
-    set_status(lambda: f'stopped while predicting {mine} images of {ann}; nothing was written')
-    began = time.perf_counter()
-    bar = Progress(mine, 'predict ')
+    cli.set_status(lambda: f'stopped while predicting {mine} images of {ann}; nothing was written')
+    bar = cli.Progress(mine, 'predict ')
     records = predict_coco(Predictor(backend), coco, str(dataset.image_dir), dataset.label_to_category_id, bar.update,
                            processes, args.batch_size)
     bar.close()
-    seconds = time.perf_counter() - began
+    seconds = time.perf_counter() - bar.start
     who = f'process {processes.rank} of {processes.world}: ' if processes.world > 1 else ''
     how = ' '.join(filter(None, (backend.name, getattr(backend, 'precision', None))))     # 'openvino f32', 'onnx'
     print(f'{who}config {number} ({how}): {mine} images in {seconds:.1f} s '
           f'({mine / seconds:.2f} img/s), {len(records)} instances' + (' in all' if who else ''))
     if who and processes.main:
-        print(shares_line(counts))
+        print(cli.shares_line(counts))
     return records
 
 
@@ -127,7 +114,7 @@ def model_and_config(args, spec: ModelSpec, processes: Processes) -> tuple:
     resolved = None if spec.model_dir else checked_weights(spec)
     checked = evaluation_set(args, resolved[1]) if resolved else None     # before an export, not after it
     number, backend = open_backend(spec, resolved=resolved, processes=processes, checked=True,
-                                   progress=ExportStages())
+                                   progress=cli.ExportStages())
     return (number, backend.cfg, backend, *(checked or evaluation_set(args, backend.cfg)))
 
 
@@ -158,13 +145,13 @@ def check_arguments(args) -> None:
         raise InputError('--ann needs --images, the folder of its images')
 
 
-@command
+@cli.command
 def main(argv) -> int:
     args = parse_args(argv)
     args.classwise = args.classwise or bool(args.chart)
     check_arguments(args)
-    spec = fetched(model_spec(args))      # checked before a published name is fetched
-    tune_for(spec.device, spec.threads, launched_processes().local_size)
+    spec = cli.fetched(cli.model_spec(args))      # checked before a published name is fetched
+    cli.tune_for(spec.device, spec.threads, launched_processes().local_size)
     if args.classes:
         spec = replace(spec, overrides=(*spec.overrides, f'class_names={tuple(read_class_names(args.classes))!r}'))
     processes = start_processes(spec.device or default_device())

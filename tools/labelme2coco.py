@@ -75,21 +75,16 @@ def shape_polygon(shape: dict[str, Any]) -> list[float]:
 
 def group_instances(shapes: Sequence[dict[str, Any]]) -> list[tuple[str, list[list[float]]]]:
     """`(label, polygons)` per instance in the order of their first shape: shapes sharing a `group_id` merge."""
-    instances: list[tuple[str, list[list[float]]]] = []
-    slot_of_group: dict[Any, int] = {}
-    for shape in shapes:
+    instances: dict[tuple[str, Any], tuple[str, list[list[float]]]] = {}
+    for index, shape in enumerate(shapes):
         group = shape.get('group_id')
         polygon = shape_polygon(shape)
-        if group is None or group not in slot_of_group:
-            if group is not None:
-                slot_of_group[group] = len(instances)
-            instances.append((shape['label'], [polygon]))
-            continue
-        label, polygons = instances[slot_of_group[group]]
+        key = ('shape', index) if group is None else ('group', group)      # a shape without a group: its own
+        label, polygons = instances.setdefault(key, (shape['label'], []))
         if label != shape['label']:
             raise InputError(f"group_id {group} mixes labels {label!r} and {shape['label']!r}")
         polygons.append(polygon)
-    return instances
+    return list(instances.values())
 
 
 def copy_image(source: Path | bytes, target: Path) -> None:

@@ -30,7 +30,7 @@ from solov2.data.transforms import ImageMeta, read_image  # noqa: E402
 from solov2.data.visualize import draw_bgr  # noqa: E402
 from solov2.model.inference.export_network import OUTPUT_NAMES, outputs_text  # noqa: E402
 from solov2.model.inference.postprocess import InferenceParams, paste_detections, postprocess_flat  # noqa: E402
-from solov2.tools.cli import command, error_line, make_parser, set_status  # noqa: E402
+from solov2.tools.cli import command, make_parser, one_line, set_status  # noqa: E402
 from solov2.tools.demo_outputs import picture_targets, sort_records  # noqa: E402
 
 ENTRY_KEYS = ('name', 'image_id', 'file_name', 'source', 'orig_hw', 'resized_hw', 'padded_hw')
@@ -129,7 +129,7 @@ def main(argv) -> int:
             picture = pictures.get(Path(entry['source']))
             records.extend(process(entry, raw, params, manifest['class_names'], args, picture))
         except (ValueError, KeyError) as exc:
-            print(f'skipped {entry.get("name", entry)}: {error_line(exc)[len("error: "):]}', file=sys.stderr)
+            print(f'skipped {entry.get("name", entry)}: {one_line(exc)}', file=sys.stderr)
             failed += 1
             continue
         done += 1

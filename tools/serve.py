@@ -30,60 +30,49 @@ if __package__ in (None, ''):
 
 from solov2.core.errors import InputError  # noqa: E402  (no Paddle here: a --workers parent never loads it)
 from solov2.core.paths import SHIPPED_WEIGHTS  # noqa: E402
-from solov2.tools.cli import (  # noqa: E402  (before Paddle)
-    Terminated,
-    add_inference_args,
-    at_least,
-    command,
-    end_loading,
-    fetched,
-    interruptible_load,
-    interruptible_loading,
-    make_parser,
-    model_spec,
-    tune_for,
-)
+from solov2.tools import cli  # noqa: E402  (before Paddle)
 
 SETTINGS_ENV = 'SOLOV2_SERVE_SETTINGS'     # the settings, as JSON, for --workers' processes
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = make_parser('Serve SOLOv2 instance segmentation over HTTP.', notes=__doc__.split('\n\n', 1)[1])
-    add_inference_args(parser, SHIPPED_WEIGHTS, batch_size=False, fast_decode=True)
+    parser = cli.make_parser('Serve SOLOv2 instance segmentation over HTTP.', notes=__doc__.split('\n\n', 1)[1])
+    cli.add_inference_args(parser, SHIPPED_WEIGHTS, batch_size=False, fast_decode=True)
     parser.add_argument('--host', default='127.0.0.1',
                         help='address to listen on (default 127.0.0.1: this machine only; 0.0.0.0: every network)')
     parser.add_argument('--port', type=int, default=8000, help='port (default 8000)')
-    parser.add_argument('--workers', type=at_least(1), default=1,
+    parser.add_argument('--workers', type=cli.at_least(1), default=1,
                         help='processes, each with its model, sharing the port and the cores (default 1)')
-    parser.add_argument('--max-batch', type=at_least(1), default=4, help='most pictures in one network run (default 4)')
-    parser.add_argument('--max-padding', type=at_least(0, whole=False), default=0.0,
+    parser.add_argument('--max-batch', type=cli.at_least(1), default=4,
+                        help='most pictures in one network run (default 4)')
+    parser.add_argument('--max-padding', type=cli.at_least(0, whole=False), default=0.0,
                         help='pictures of different padded sizes share a network run when the batch then has at '
                              'most 1 + this times the pixels they run with alone (dygraph, onnx; default 0: one '
                              'size, or one size bucket, a run; docs/serving.md says when more pays)')
-    parser.add_argument('--max-wait-ms', type=at_least(0, whole=False), default=5.0,
+    parser.add_argument('--max-wait-ms', type=cli.at_least(0, whole=False), default=5.0,
                         help='how long a picture waits for others to join its network run (default 5)')
-    parser.add_argument('--queue-size', type=at_least(1), default=16,
+    parser.add_argument('--queue-size', type=cli.at_least(1), default=16,
                         help='requests in flight (body read) per process; more get 503 with Retry-After (default 16)')
-    parser.add_argument('--max-uploads', type=at_least(1), default=64,
+    parser.add_argument('--max-uploads', type=cli.at_least(1), default=64,
                         help='request bodies being received at once per process, each up to --max-body-mb; more '
                              'get 503 with Retry-After before their body is read (default 64)')
-    parser.add_argument('--body-timeout-s', type=at_least(0, False, above=True), default=10.0,
+    parser.add_argument('--body-timeout-s', type=cli.at_least(0, False, above=True), default=10.0,
                         help='a client that sends nothing of its body for this many seconds gets 408 and its '
                              'connection closed (default 10)')
-    parser.add_argument('--min-upload-kb-s', type=at_least(0, whole=False), default=32.0,
+    parser.add_argument('--min-upload-kb-s', type=cli.at_least(0, whole=False), default=32.0,
                         help='a body that comes slower than this many KB a second after its first 2 s gets 408 '
                              'and its connection closed, its upload slot freed (default 32; 0: any rate)')
-    parser.add_argument('--max-body-mb', type=at_least(0, False, above=True), default=32.0,
+    parser.add_argument('--max-body-mb', type=cli.at_least(0, False, above=True), default=32.0,
                         help='largest request body, MB (default 32)')
-    parser.add_argument('--max-pixels', type=at_least(0),
+    parser.add_argument('--max-pixels', type=cli.at_least(0),
                         help="largest picture in pixels, more get 413; 0: no limit (default: the config's "
                              'max_image_pixels, 100 MP unless --opt max_image_pixels=N says otherwise)')
-    parser.add_argument('--max-decode-mb', type=at_least(0, whole=False),
+    parser.add_argument('--max-decode-mb', type=cli.at_least(0, whole=False),
                         help='memory the pictures being decoded hold at once, MB; a picture waits for its share '
                              '(503 after 1 s), one that alone needs more gets 413; 0: no budget (default: 1024, or '
                              "an eighth of the machine's memory when less; it also lowers the default --max-pixels "
                              'to the pictures it holds)')
-    parser.add_argument('--timeout-s', type=at_least(0, False, above=True), default=30.0,
+    parser.add_argument('--timeout-s', type=cli.at_least(0, False, above=True), default=30.0,
                         help='a request unanswered after this many seconds gets 504; also how long a stop '
                              'waits for the requests in flight (default 30)')
     return parser.parse_args(argv)
@@ -91,24 +80,24 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def settings_of(args):
     """The service's settings from the command line, checked; Paddle is imported here."""
-    with interruptible_loading():
+    with cli.interruptible_loading():
         from solov2.model.runtime import cpu_threads
         from solov2.serving.app import ServeSettings
     named = {field.name: getattr(args, field.name) for field in dataclasses.fields(ServeSettings)
              if hasattr(args, field.name)}         # the flags are the settings' names
-    spec = model_spec(args)
+    spec = cli.model_spec(args)
     settings = ServeSettings(dataclasses.replace(spec, threads=cpu_threads(spec.threads, args.workers)), **named)
-    return dataclasses.replace(settings, model=fetched(settings.model))     # a published name fetched once checked
+    return dataclasses.replace(settings, model=cli.fetched(settings.model))     # a published name fetched once checked
 
 
 def worker_app():
     """The application of one of --workers' processes (uvicorn's factory), from ``SETTINGS_ENV``."""
-    with interruptible_loading():
+    with cli.interruptible_loading():
         from solov2.model.inference.spec import ModelSpec
         from solov2.serving.app import ServeSettings, create_app
     named = json.loads(os.environ[SETTINGS_ENV])
     settings = ServeSettings(**{**named, 'model': ModelSpec(**named['model'])})
-    tune_for(settings.model.device, settings.model.threads)
+    cli.tune_for(settings.model.device, settings.model.threads)
     return create_app(settings)
 
 
@@ -131,7 +120,7 @@ def uvicorn_server(config, app):
         def handle_exit(self, sig, frame):
             service = getattr(app.state, 'service', None)
             if service is None or not service.loaded.is_set():
-                end_loading(Terminated() if sig == signal.SIGTERM else KeyboardInterrupt())
+                cli.end_loading(cli.Terminated() if sig == signal.SIGTERM else KeyboardInterrupt())
             if self.draining or self.should_exit:
                 return super().handle_exit(sig, frame)
             self.draining = True
@@ -169,12 +158,12 @@ def server_options(settings) -> dict:
 
 def open_once(argv, sender) -> None:
     """--workers' first step, in a child process: the model opened once, [settings, options] sent as JSON."""
-    @command
+    @cli.command
     def run(argv) -> int:
         settings = settings_of(parse_args(argv))        # Paddle imported here first
-        tune_for(settings.model.device, settings.model.threads)
+        cli.tune_for(settings.model.device, settings.model.threads)
         from solov2.api.segmenter import Segmenter
-        interruptible_load(lambda: Segmenter(settings.model)).close()
+        cli.interruptible_load(lambda: Segmenter(settings.model)).close()
         sender.send(json.dumps([dataclasses.asdict(settings), server_options(settings)]))
         return 0
     sys.exit(run(argv))
@@ -201,7 +190,7 @@ def opened_in_a_child(argv) -> str:
     return named
 
 
-@command
+@cli.command
 def main(argv) -> int:
     args = parse_args(argv)
     try:
@@ -219,7 +208,7 @@ def main(argv) -> int:
                     **options, **server)
         return 0
     settings = settings_of(args)
-    tune_for(settings.model.device, settings.model.threads)
+    cli.tune_for(settings.model.device, settings.model.threads)
     serve(settings, options)
     return 0
 

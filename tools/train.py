@@ -19,16 +19,9 @@ from dataclasses import fields
 if __package__ in (None, ''):
     import _bootstrap  # noqa: F401  (script mode: make the project importable)
 
-from solov2.tools.cli import (  # before Paddle
-    add_runtime_args,
-    command,
-    interruptible_loading,
-    make_parser,
-    set_status,
-    tune_for,
-)
+from solov2.tools import cli  # before Paddle
 
-with interruptible_loading():      # Ctrl-C or SIGTERM while Paddle and the library load: one line
+with cli.interruptible_loading():  # Ctrl-C or SIGTERM while Paddle and the library load: one line
     from solov2.api.training import TrainOptions, TrainSummary, train
     from solov2.model.checkpoint import CheckpointError
     from solov2.model.distributed import launched_processes
@@ -37,7 +30,7 @@ with interruptible_loading():      # Ctrl-C or SIGTERM while Paddle and the libr
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = make_parser('Train SOLOv2 on COCO-format data.')
+    parser = cli.make_parser('Train SOLOv2 on COCO-format data.')
     parser.add_argument('--config', type=int, default=None,
                         help='config number (default: the one recorded beside --weights)')
     parser.add_argument('--weights', metavar='MODEL',
@@ -73,7 +66,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                              'visualdl --logdir DIR')
     parser.add_argument('--overwrite', action='store_true',
                         help='start a new run in an --output folder that holds another run (deletes it)')
-    add_runtime_args(parser)
+    cli.add_runtime_args(parser)
     return parser.parse_args(argv)
 
 
@@ -106,12 +99,12 @@ def summary_line(summary: TrainSummary) -> str:
             f'(iteration {summary.best_iteration}); weights: {summary.best_weights}{scored}')
 
 
-@command
+@cli.command
 def main(argv) -> int:
     options = options_from_args(parse_args(argv))
-    tune_for(options.device, options.threads, launched_processes().local_size, helper_threads=0)
-    set_status(lambda: 'stopped before the first step: run the same command again')
-    summary = train(options, on_start=lambda trainer, out: set_status(lambda: status_line(trainer, out)))
+    cli.tune_for(options.device, options.threads, launched_processes().local_size, helper_threads=0)
+    cli.set_status(lambda: 'stopped before the first step: run the same command again')
+    summary = train(options, on_start=lambda trainer, out: cli.set_status(lambda: status_line(trainer, out)))
     if launched_processes().main:
         print(summary_line(summary))
     return 0
