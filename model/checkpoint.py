@@ -60,15 +60,10 @@ def check_weights_file(weights: str) -> None:
         raise InputError(param('weights', weights), ' is a folder — give the .pdparams file'
                          + (f', e.g. {inside[0]}' if inside else ' (there is none in it)'))
     if not path.is_file():
-        raise InputError(f'weights file not found: {looked_up(weights)}' + _nearby(path))
-
-
-def _nearby(path: Path) -> str:
-    """' — did you mean X?' naming the .pdparams files beside a missing ``path`` whose names are
-    close to its name; '' when there is none."""
-    near = difflib.get_close_matches(path.name, [p.name for p in path.parent.glob('*.pdparams')], n=2, cutoff=0.6) \
-        if path.parent.is_dir() else []
-    return ' — did you mean ' + ' or '.join(str(path.parent / name) for name in near) + '?' if near else ''
+        beside = [p.name for p in path.parent.glob('*.pdparams')] if path.parent.is_dir() else []
+        near = difflib.get_close_matches(path.name, beside, n=2, cutoff=0.6)
+        hint = ' — did you mean ' + ' or '.join(str(path.parent / name) for name in near) + '?' if near else ''
+        raise InputError(f'weights file not found: {looked_up(weights)}{hint}')
 
 
 def load_paddle_params(path: str) -> Dict[str, np.ndarray]:
@@ -110,14 +105,9 @@ def check_fit(own: Mapping[str, object], params: Mapping[str, np.ndarray], weigh
     unexpected = [k for k in params if k not in shapes]
     wrong = [f'{k} {list(params[k].shape)} vs model {list(shapes[k])}'
              for k in shapes if k in params and tuple(params[k].shape) != shapes[k]]
-    if missing or unexpected or wrong:
-        parts = []
-        if missing:
-            parts.append(f'{len(missing)} missing (e.g. {missing[0]})')
-        if unexpected:
-            parts.append(f'{len(unexpected)} unexpected (e.g. {unexpected[0]})')
-        if wrong:
-            parts.append(f'{len(wrong)} of another shape (e.g. {wrong[0]})')
+    found = ((missing, 'missing'), (unexpected, 'unexpected'), (wrong, 'of another shape'))
+    parts = [f'{len(names)} {what} (e.g. {names[0]})' for names, what in found if names]
+    if parts:
         raise CheckpointError(f'the weights in {weights} do not fit {f"config {config}" if config else "this config"}: '
                               + '; '.join(parts))
 

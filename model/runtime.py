@@ -110,9 +110,8 @@ def tf32_off(*libraries: str) -> Iterator[None]:
     """TF32 off for the block in ``libraries`` ('cublas', 'cudnn': Paddle's switches, read at each call),
     put back after it; nothing without such a switch. The switches are the process's (another thread's
     products run without TF32 too: slower, never wrong)."""
-    names = [name for name in libraries if hasattr(core, f'get_{name}_switch')]
-    before = {name: getattr(core, f'get_{name}_switch')() for name in names}
-    for name in names:
+    before = {name: getattr(core, f'get_{name}_switch')() for name in libraries if hasattr(core, f'get_{name}_switch')}
+    for name in before:
         getattr(core, f'set_{name}_switch')(False)
     try:
         yield

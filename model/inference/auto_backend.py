@@ -179,12 +179,6 @@ def time_engines(backends: Dict[str, Backend], batches: Sequence[np.ndarray],
     return times
 
 
-def too_close(costs: Dict[str, float], margin: float = RETIME_MARGIN) -> bool:
-    """Whether the two lowest of ``costs`` (milliseconds) differ by less than ``margin`` of the lower."""
-    first, second = sorted(costs.values())[:2]
-    return second - first < margin * first
-
-
 def median_costs(times: Times) -> Tuple[Dict[str, float], ...]:
     """(repeated, new, cost) per engine of ``times``: the median ms on a size it has run, on a new
     one, and ``repeated + (new - repeated) / PICTURES_PER_SIZE``. Pictures padded to 32 at the test
@@ -199,15 +193,16 @@ def measured_choice(backends: Dict[str, Backend]) -> dict:
     """What an entry records for one ``choice_key``: each engine's median milliseconds over
     ``time_engines``'s rounds on a repeated size (``timings_ms``) and on a new one
     (``new_size_ms``; a busy moment in one round changes neither), over twice as many rounds
-    when the first timing's two lowest costs (``median_costs``) are ``too_close`` (the second on
-    sizes ``RETIME_GROW`` larger; ``timings``: 2), the engine of the lowest cost (the first,
-    OpenVINO, on a tie; an only one untimed) and the input (``timing_input``)."""
+    when the first timing's two lowest costs (``median_costs``) differ by less than ``RETIME_MARGIN``
+    of the lower (the second on sizes ``RETIME_GROW`` larger; ``timings``: 2), the engine of the
+    lowest cost (the first, OpenVINO, on a tie; an only one untimed) and the input (``timing_input``)."""
     cfg = next(iter(backends.values())).cfg       # the config with the overrides
     shape = list(timing_batches(cfg, rounds=0)[0].shape)
     if len(backends) == 1:
         return {'engine': next(iter(backends)), 'timings_ms': {}, 'timing_input': shape, 'timings': 0}
     times = time_engines(backends, timing_batches(cfg))
-    timings = 2 if too_close(median_costs(times)[2]) else 1
+    first, second = sorted(median_costs(times)[2].values())[:2]
+    timings = 2 if second - first < RETIME_MARGIN * first else 1
     if timings == 2:
         again = time_engines(backends, timing_batches(cfg, seed=1, grow=RETIME_GROW))
         times = {kind: pairs + again[kind] for kind, pairs in times.items()}

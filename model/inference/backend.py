@@ -6,11 +6,11 @@ import abc
 from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
-import paddle
 
 from solov2.core.errors import InputError, param
 from solov2.data.transforms import batch_images
 from solov2.model.inference.export_network import check_input_size
+from solov2.model.inference.postprocess import as_numpy
 
 
 class BackendError(InputError):
@@ -52,7 +52,7 @@ class Backend(abc.ABC):
 
     def run_numpy(self, batch: np.ndarray, regions: Optional[np.ndarray] = None) -> List[np.ndarray]:
         """``run`` with numpy results."""
-        return [t.numpy() if isinstance(t, paddle.Tensor) else np.asarray(t) for t in self.run(batch, regions)]
+        return [as_numpy(t) for t in self.run(batch, regions)]
 
     def compile_ahead(self, max_batch: int, mixed: bool = False) -> None:
         """Compile or open now what batches of up to ``max_batch`` pictures (``mixed``: of several

@@ -51,7 +51,7 @@ def open_backend(spec: ModelSpec, *, resolved: Optional[Tuple[int, type]] = None
                      threads=cpu_threads(spec.threads, processes.local_size))
     if exported:
         backend = exported_backend(placed, compiled_cache(cache_dir))
-        number = backend.number
+        number = backend.info['config']
         if spec.config is not None and spec.config != number:
             raise BackendError(f'{spec.model_dir} was exported from config {number}, not ',
                                param('config', spec.config))

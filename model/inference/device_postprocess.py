@@ -30,9 +30,7 @@ def product_dtype(capability: Optional[Tuple[int, int]], switch: bool) -> str:
     """The mask logits' products' dtype on compute ``capability`` (None: the CPU), ``switch``: Paddle
     has its cuBLAS TF32 switch. float32 on the CPU and on GPUs of slow FP64 (T4, RTX, L4, L40S);
     float64 where FP64 is fast (``FAST_FP64``) or no switch can turn TF32 off."""
-    if capability is None:
-        return 'float32'
-    return 'float64' if tuple(capability) in FAST_FP64 or not switch else 'float32'
+    return 'float64' if capability is not None and (tuple(capability) in FAST_FP64 or not switch) else 'float32'
 
 
 def device_capability(place) -> Optional[Tuple[int, int]]:
@@ -113,8 +111,7 @@ def select_instances(scores, kernels, feat, strides, params: InferenceParams):
     rescored = paddle.gather(category * maskness, kept)
     top = paddle.gather(kept, ranked(rescored, params.nms_pre))
     binary = (_logits(paddle.gather(cand_kernels, top), feat) > logit_threshold).astype('float32')
-    decayed = matrix_nms(binary,
-                         paddle.gather(labels, top), paddle.gather(category * maskness, top),
+    decayed = matrix_nms(binary, paddle.gather(labels, top), paddle.gather(category * maskness, top),
                          paddle.gather(areas, top), params.nms_kernel, params.nms_sigma)
     passing = paddle.nonzero(decayed >= params.update_threshold).flatten()
     if passing.shape[0] == 0:

@@ -46,8 +46,6 @@ class ExportError(InputError):
     """The model could not be exported; the message says what and why."""
 
 
-# ---- ONNX ------------------------------------------------------------------------------------
-
 def check_onnx_tools(deformable: bool) -> str:
     """paddle2onnx's version, or ExportError when it is missing, does not fit this
     Paddle, or cannot write what the model needs."""
@@ -120,13 +118,11 @@ def fix_onnx(onnx_path: str, gn_epsilon: float, inputs: Sequence[str]) -> Dict[s
     import onnx
     model = onnx.load(onnx_path)
     graph = model.graph
-    renames = {}
     if len(graph.output) != len(OUTPUT_NAMES):
         raise ExportError(f'the ONNX graph has {len(graph.output)} outputs, expected {len(OUTPUT_NAMES)}')
+    renames = {output.name: name for output, name in zip(graph.output, OUTPUT_NAMES)}
     for output, name in zip(graph.output, OUTPUT_NAMES):
-        if output.name != name:
-            renames[output.name] = name
-            output.name = name
+        output.name = name
     for node in graph.node:
         node.input[:] = [renames.get(n, n) for n in node.input]
         node.output[:] = [renames.get(n, n) for n in node.output]
@@ -184,8 +180,6 @@ def group_norm_epsilon(model: paddle.nn.Layer) -> float:
     return values.pop() if values else 1e-5
 
 
-# ---- infer_cfg.json -----------------------------------------------------------------------------
-
 def infer_cfg(number: int, cfg, min_size: int, max_size: int, files: Dict[str, object]) -> dict:
     """Everything a runtime needs besides the graph: sizes, normalisation, classes,
     post-processing thresholds, output layout."""
@@ -205,8 +199,6 @@ def infer_cfg(number: int, cfg, min_size: int, max_size: int, files: Dict[str, o
         'paddle_version': paddle.__version__,
     }
 
-
-# ---- verification -----------------------------------------------------------------------------
 
 def compare_outputs(got: Sequence[np.ndarray], expected: Sequence[np.ndarray]) -> Dict[str, float]:
     """Max abs differences of (scores, kernels, mask_feat); scores on the cells both runs keep (a 1-ulp

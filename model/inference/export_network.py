@@ -83,8 +83,7 @@ class ExportableSOLOv2(nn.Layer):
         """images [B, 3, H, W] normalised, regions [B, 2] int64 (None: (H, W)) -> (scores
         [B, K, C], kernels [B, K, E], mask_feat [B, E, Hr/4, Wr/4])."""
         outputs = self.model(images, regions)
-        scores, kernels = flatten_levels(outputs['cate_logits'], outputs['kernels'])
-        return scores, kernels, outputs['mask_feat']
+        return (*flatten_levels(outputs['cate_logits'], outputs['kernels']), outputs['mask_feat'])
 
 
 def check_input_size(height: int, width: int, min_size: int = MIN_SIZE,

@@ -90,7 +90,6 @@ class ExportedBackend(Backend):
     def __init__(self, model_dir: str, overrides: Sequence[str] = (), device: str = 'cpu'):
         self.model_dir, self.device, self.network_on_gpu = Path(model_dir), device, on_gpu(device)
         self.info = read_infer_cfg(model_dir)
-        self.number = self.info['config']
         try:
             size_range = (int(self.info['input']['min_size']), int(self.info['input']['max_size']))
         except (KeyError, TypeError, ValueError) as exc:

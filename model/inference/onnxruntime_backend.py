@@ -1,6 +1,7 @@
 """The ``onnx`` backend: onnxruntime on an exported folder's ``model.onnx``, on the CPU or a GPU,
 optionally through TensorRT (``onnx_providers``; a session that fell back from the GPU to the CPU
 is refused, ``check_providers``; none falls back after that, ``OnnxBackend.run``)."""
+import contextlib
 import importlib
 import threading
 from typing import List, Optional, Sequence
@@ -71,10 +72,8 @@ def load_gpu_libraries(ort, tensorrt: bool) -> None:
     if hasattr(ort, 'preload_dlls'):
         ort.preload_dlls()
     if tensorrt:
-        try:
+        with contextlib.suppress(ImportError):
             importlib.import_module('tensorrt')
-        except ImportError:
-            pass
 
 
 class OnnxBackend(ExportedBackend):
@@ -107,8 +106,6 @@ class OnnxBackend(ExportedBackend):
         self.sessions, self.lock = {}, threading.Lock()
         self.session = self.session_for(False)
         self.mixes_sizes = 'regions_model' in files
-        self.input_names = [value.name for value in self.session.get_inputs()]
-        self.output_names = list(OUTPUT_NAMES)
 
     def session_for(self, regions: bool):
         """The session of the plain or the regions graph, opened on first use, providers checked."""
@@ -144,7 +141,7 @@ class OnnxBackend(ExportedBackend):
         session = self.session if regions is None else self.session_for(True)
         names = [value.name for value in session.get_inputs()]
         try:
-            return session.run(self.output_names, network_feed(names, batch, regions))
+            return session.run(list(OUTPUT_NAMES), network_feed(names, batch, regions))
         except EPFail as exc:
             first = next(iter(str(exc).strip().splitlines()), '')[:300]
             raise RunError(f"onnxruntime's {session.get_providers()[0]} failed during a run ({first}); nothing "

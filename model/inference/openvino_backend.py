@@ -108,11 +108,10 @@ class OpenVinoBackend(ExportedBackend):
         self.compiled: Dict[Optional[tuple], RequestPool] = {}
         self.lock = threading.Lock()
         self.input_names = [value.get_any_name() for value in self.model.inputs]
-        takes_regions = REGIONS_NAME in self.input_names
-        if use_buckets and not takes_regions:
+        if use_buckets and REGIONS_NAME not in self.input_names:
             LOG.info(f'openvino: {model_dir} was exported before the regions input: no size buckets '
                      '(export or quantize it again to have them)')
-        use_buckets = use_buckets and takes_regions
+            use_buckets = False
         self.buckets = bucket_sizes(self.cfg.test_short, self.cfg.test_max) if use_buckets else []
         self.static = bool(self.buckets) or precision == 'int8'
         self.mixes_sizes = bool(self.buckets) and precision != 'int8'      # INT8's mixed batches are not exact
@@ -194,9 +193,7 @@ class OpenVinoBackend(ExportedBackend):
         size = bucket_for(batch.shape[2], batch.shape[3], self.buckets)
         if size is None or size == batch.shape[2:]:
             return batch
-        padded = np.zeros((*batch.shape[:2], *size), dtype=np.float32)
-        padded[:, :, :batch.shape[2], :batch.shape[3]] = batch
-        return padded
+        return np.pad(batch, ((0, 0), (0, 0), (0, size[0] - batch.shape[2]), (0, size[1] - batch.shape[3])))
 
     def running(self, compiled) -> 'OpenVinoBackend':
         """This engine on ``compiled`` (compiled for [1, 3, H, W]: quantization's), each picture padded to (H, W)."""

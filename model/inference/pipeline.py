@@ -160,8 +160,7 @@ class Predictor:
 
         def finish_chunk(chunk, loaded, rows):
             rows = iter(rows)
-            return [(item, p if not isinstance(p, Prepared) else finish(item, p, self.finish(next(rows), p.meta,
-                                                                                              params)))
+            return [(item, finish(item, p, self.finish(next(rows), p.meta, params)) if isinstance(p, Prepared) else p)
                     for item, p in zip(chunk, loaded)]
 
         workers = self.finish_workers()

@@ -146,22 +146,17 @@ def matrix_nms(masks, labels, scores, areas, kernel: str = 'gaussian', sigma: fl
     (``_class_blocks``) on the pixels its masks cover."""
     if kernel not in ('gaussian', 'linear'):
         raise ValueError(f"unknown Matrix NMS kernel '{kernel}' (expected 'gaussian' or 'linear')")
-    masks, labels = _array(masks), _array(labels)
-    scores, areas = _array(scores).astype(np.float32), _array(areas).astype(np.float32)
+    masks, labels = as_numpy(masks), as_numpy(labels)
+    scores, areas = as_numpy(scores).astype(np.float32), as_numpy(areas).astype(np.float32)
     decayed = scores.copy()
     for block in _class_blocks(labels):
         decayed[block] = scores[block] * _decay(masks[block], labels[block], areas[block], kernel, sigma)
     return decayed
 
 
-def _array(value) -> np.ndarray:
+def as_numpy(value) -> np.ndarray:
     """A numpy view of a paddle tensor or anything array-like."""
     return value.numpy() if isinstance(value, paddle.Tensor) else np.asarray(value)
-
-
-def _empty(mask_hw: Sequence[int]) -> Detections:
-    return Detections(np.zeros((0, *mask_hw), np.float32), np.zeros(0, np.int64),
-                      np.zeros(0, np.float32))
 
 
 def _top(scores: np.ndarray, k: int) -> np.ndarray:
@@ -259,12 +254,11 @@ def segment_image(scores, kernels, mask_feat, strides, params: InferenceParams) 
     paddle) -> Detections with soft masks [N, Hf, Wf]. The instances of scoring every candidate,
     visiting them best category score first (at most ``SCAN_LIMIT * nms_pre``: ``nms_pre``, then
     a quarter more each time) until the visited ones decide (``_select``)."""
-    scores, kernels, strides = _array(scores), _array(kernels), _array(strides)
-    mask_feat = _array(mask_feat)
+    scores, kernels, mask_feat, strides = (as_numpy(a) for a in (scores, kernels, mask_feat, strides))
     feat = mask_feat.reshape(mask_feat.shape[0], -1)                           # [E, P]
     cells, labels = np.nonzero(scores > params.score_threshold)               # [M] each
     scores = scores[cells, labels]
-    order = np.argsort(-scores, kind='stable')[:SCAN_LIMIT * max(1, params.nms_pre)]
+    order = _top(scores, SCAN_LIMIT * max(1, params.nms_pre))
     visited = _Visited(len(order), feat.shape[1])
     cand_kernels, cand_strides = kernels[cells], strides[cells]
     start, block, chosen = 0, max(1, params.nms_pre), None
@@ -273,17 +267,15 @@ def segment_image(scores, kernels, mask_feat, strides, params: InferenceParams) 
         start += block
         block = max(1, start // 4)
         chosen = _select(visited, labels, scores[order[start]] if start < len(order) else -np.inf, params)
-    if len(chosen[0]) == 0:
-        return _empty(mask_feat.shape[1:])
     index = visited.index[chosen[0]]
     soft = _sigmoid(kernels[cells[index]] @ feat).astype(np.float32)
-    return Detections(soft.reshape(-1, *mask_feat.shape[1:]), labels[index].astype(np.int64), chosen[1])
+    return Detections(soft.reshape(len(index), *mask_feat.shape[1:]), labels[index].astype(np.int64), chosen[1])
 
 
 def postprocess_flat(scores, kernels, mask_feat, params: InferenceParams) -> List[Detections]:
     """After the exportable network (``export_network.ExportableSOLOv2``): scores [B, K, C],
     kernels [B, K, E], mask_feat [B, E, Hf, Wf] (numpy or paddle) -> one Detections (soft masks) per image."""
-    scores, kernels, mask_feat = (np.asarray(_array(a), np.float32) for a in (scores, kernels, mask_feat))
+    scores, kernels, mask_feat = (np.asarray(as_numpy(a), np.float32) for a in (scores, kernels, mask_feat))
     strides = checked_strides(scores.shape[1], kernels.shape[1], params)
     return [segment_image(scores[b], kernels[b], mask_feat[b], strides, params)
             for b in range(mask_feat.shape[0])]
@@ -435,9 +427,8 @@ class _Window:
     output rows in ``bands`` under ``PRODUCT_WORK``; a pixel's value does not depend on the cut."""
 
     def __init__(self, paste: _PendingPaste):
-        self.rows, self.weights, self.threshold = _product(paste.row_weights, paste.soft), paste.col_weights, \
-            paste.mask_threshold
-        self.reads = paste.col_reads
+        self.rows, self.threshold = _product(paste.row_weights, paste.soft), paste.mask_threshold
+        self.weights, self.reads = paste.col_weights, paste.col_reads
         self.tiles = self.cut(TILE_COLUMNS)
         self.size = PRODUCT_WORK // max((cols.stop - cols.start) * (reads.stop - reads.start)
                                         for cols, reads in self.tiles)

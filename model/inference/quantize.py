@@ -22,7 +22,7 @@ from solov2.data.coco import CocoDataset
 from solov2.data.files import build_folder
 from solov2.data.results import instances_to_coco
 from solov2.data.scoring import coco_stats, run_cocoeval
-from solov2.data.transforms import read_image
+from solov2.data.transforms import pad_to, read_image
 from solov2.model.inference.export_network import INPUT_NAME, REGIONS_NAME, network_feed
 from solov2.model.inference.openvino_backend import INT8_FILES, OpenVinoBackend
 from solov2.model.inference.pipeline import Predictor, Prepared
@@ -98,18 +98,6 @@ def prepare_images(predictor: Predictor, paths: Sequence[Path], progress: Callab
         prepared.append(Prepared(image, *predictor.prepare(image)))
         progress()
     return prepared
-
-
-def pad_batches(names: Sequence[str], inputs: Sequence[np.ndarray], size: Sequence[int]) -> List[dict]:
-    """[3, H_i, W_i] arrays zero-padded (bottom, right) to ``size`` = (H, W): the inputs of a model
-    whose input names are ``names`` for each (``network_feed``: ``image`` [1, 3, H, W], ``regions``
-    [[H_i, W_i]] when it takes them)."""
-    out = []
-    for chw in inputs:
-        batch = np.zeros((1, chw.shape[0], *size), np.float32)
-        batch[0, :, :chw.shape[1], :chw.shape[2]] = chw
-        out.append(network_feed(names, batch, chw.shape[1:]))
-    return out
 
 
 class AnnotatedImages(NamedTuple):
@@ -276,7 +264,8 @@ def quantize_model(model_dir: str, paths: Sequence[Path], out_dir: Path, keep_de
     inputs = [p.chw for p in prepare_images(predictor, paths, progress)]
     checked = prepare_images(predictor, annotated.paths, progress) if annotated else []
     size = [max(chw.shape[axis] for chw in inputs + [p.chw for p in checked]) for axis in (1, 2)]
-    batches = pad_batches(backend.input_names, inputs, size)
+    # each zero-padded (bottom, right) to ``size``, its own size the ``regions`` input
+    batches = [network_feed(backend.input_names, pad_to(chw, *size)[None], chw.shape[1:]) for chw in inputs]
     shape = list(batches[0][INPUT_NAME].shape)
     model = backend.model.clone()
     model.reshape(backend.input_shapes(shape))

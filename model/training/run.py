@@ -204,13 +204,11 @@ def _build(options: TrainOptions, evaluate: Callable, picture: Optional[Callable
         options = take_over_options(options, folder, saved)
     overrides = list(options.overrides)
     cfg = start_config(options, overrides)
-    processes = launched_processes()
-    start_processes(device)
-    world, main_process = processes.world, processes.main
-    if main_process:
+    processes = start_processes(device)
+    if processes.main:
         claim_run_folder(out, folder is not None, options.overwrite)
     cfg, source = training_classes(cfg, options, overrides)
-    model, net, optimizer, loader, ema, base_lr = build_parts(options, cfg, world, device, source,
+    model, net, optimizer, loader, ema, base_lr = build_parts(options, cfg, processes.world, device, source,
                                                               None if folder else options.weights, folder is not None)
     amp = runnable_amp(options.amp, device)
     cfg, notes = fit_schedule(cfg, get_config(options.config), named_settings(overrides), len(loader))
@@ -218,16 +216,16 @@ def _build(options: TrainOptions, evaluate: Callable, picture: Optional[Callable
     schedule = Schedule(base_lr, total_iters, len(loader), min(total_iters, options.max_iters or total_iters),
                         options.max_minutes, [e / cfg.epochs for e in cfg.lr_steps])
     trainer = Trainer(cfg, model, optimizer, loader, schedule, net=net, ema=ema, amp=amp, scaler=make_scaler(amp),
-                      world=world, state=TrainState(opt=overrides, start_weights=options.weights or ''))
+                      world=processes.world, state=TrainState(opt=overrides, start_weights=options.weights or ''))
     log = RunLog(out)
     if folder is not None:
         resume_state(folder, saved, trainer, log)
-    if main_process:
+    if processes.main:
         out.mkdir(parents=True, exist_ok=True)
         (out / 'config.txt').write_text(f'config {options.config}\n{format_settings(cfg)}\n')
         announce_config(options.config, cfg, overrides, options.verbose, f'run folder {out}')
     trainer.hooks = make_hooks(options, cfg, trainer, out, log, evaluate, picture, processes)
-    logger.info(schedule_line(cfg, schedule, cfg.batch_size * world))
+    logger.info(schedule_line(cfg, schedule, cfg.batch_size * processes.world))
     if notes:
         logger.info(f'schedule fitted to the run: {"; ".join(notes)}')
     return trainer, out

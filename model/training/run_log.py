@@ -18,19 +18,20 @@ class RunLog:
         self.train_csv, self.eval_csv = folder / 'train_log.csv', folder / 'eval_log.csv'
 
     @staticmethod
-    def _append(path: Path, row: dict) -> None:
-        new = not path.exists()
-        with open(path, 'a', newline='') as f:
-            writer = csv.DictWriter(f, fieldnames=list(row))
+    def _write(path: Path, fields, rows: list, mode: str = 'a') -> None:
+        """``rows`` added to the CSV at ``path`` (``mode`` 'w': written anew), a new file's header ``fields`` first."""
+        new = mode == 'w' or not path.exists()
+        with open(path, mode, newline='') as f:
+            writer = csv.DictWriter(f, fieldnames=list(fields))
             if new:
                 writer.writeheader()
-            writer.writerow(row)
+            writer.writerows(rows)
 
     def train(self, row: dict) -> None:
-        self._append(self.train_csv, row)
+        self._write(self.train_csv, row, [row])
 
     def eval(self, row: dict) -> None:
-        self._append(self.eval_csv, row)
+        self._write(self.eval_csv, row, [row])
 
     def truncate_after(self, iteration: int) -> None:
         """Drop the rows past ``iteration`` (logged after the checkpoint a resumed run
@@ -41,10 +42,7 @@ class RunLog:
             rows = self._rows(path)
             kept = [row for row in rows if int(row['iteration']) <= iteration]
             if len(kept) != len(rows):
-                with open(path, 'w', newline='') as f:
-                    writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-                    writer.writeheader()
-                    writer.writerows(kept)
+                self._write(path, rows[0], kept, 'w')
 
     @staticmethod
     def _rows(path: Path):

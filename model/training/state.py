@@ -31,17 +31,6 @@ def _optimizer_state(model: paddle.nn.Layer, optimizer) -> Dict[str, np.ndarray]
     return out
 
 
-def _load_optimizer_state(model: paddle.nn.Layer, optimizer, saved: Dict[str, np.ndarray]) -> None:
-    names = {n: p.name for n, p in model.named_parameters()}
-    state = {}
-    for key, value in saved.items():
-        structured, _, suffix = key.partition('@')
-        if structured not in names:
-            raise CheckpointError(f'optimizer state for unknown parameter {structured}')
-        state[names[structured] + suffix] = paddle.to_tensor(value)
-    optimizer.set_state_dict(state)
-
-
 def save_training_state(run_dir: str, tag: str, model: paddle.nn.Layer, optimizer, state: dict,
                         config_number: int, cfg, ema=None) -> Path:
     """Write ``run_dir/tag`` atomically and return its path; CheckpointError (nothing
@@ -100,11 +89,14 @@ def restore_training_state(folder: Path, state: dict, model: paddle.nn.Layer, op
     ``find_checkpoint``) whose ``state.json`` (``read_state``) is ``state``."""
     weights = str(folder / 'model.pdparams')
     assign_params(model, load_paddle_params(weights), weights)
-    saved_optimizer = load_paddle_params(str(folder / 'optimizer.pdopt'))
+    names, saved = {n: p.name for n, p in model.named_parameters()}, {}
+    for key, value in load_paddle_params(str(folder / 'optimizer.pdopt')).items():   # as _optimizer_state keys them
+        structured, _, suffix = key.partition('@')
+        if structured not in names:
+            raise CheckpointError(f'optimizer state for unknown parameter {structured}')
+        saved[names[structured] + suffix] = value
     try:
-        _load_optimizer_state(model, optimizer, saved_optimizer)
-    except CheckpointError:
-        raise
+        optimizer.set_state_dict({key: paddle.to_tensor(value) for key, value in saved.items()})
     except Exception as exc:  # Paddle raises assorted types for state of another shape
         raise CheckpointError(f'{folder / "optimizer.pdopt"} does not fit this model or optimizer ({exc})')
     if ema is not None and (folder / 'ema.pdparams').is_file():

@@ -149,8 +149,10 @@ class Trainer:
         """One optimizer step on ``batch`` -> {'loss', 'loss_ins', 'loss_cate'} as floats.
         Raises NonFiniteLoss before the step when the loss is not finite. Ctrl-C or SIGTERM
         during the update (backward, optimizer, EMA) is raised once it is complete."""
-        cfg, iteration = self.cfg, self.state.iteration
-        self.lr = self._learning_rate(iteration)
+        cfg, schedule, iteration = self.cfg, self.schedule, self.state.iteration
+        progress = training_progress(iteration, schedule.total_iters, self.state.minutes, schedule.max_minutes)
+        self.lr = learning_rate(cfg.lr_schedule, iteration, progress, schedule.base_lr, cfg.warmup_iters,
+                                cfg.warmup_ratio, schedule.step_points, cfg.lr_gamma)
         self.optimizer.set_lr(self.lr)
         paddle.seed(cfg.seed * 1000003 + iteration)      # DropBlock etc.: reproducible on resume
         with paddle.amp.auto_cast(enable=self.amp is not None, level='O1', dtype=self.amp or 'float16'):
@@ -179,9 +181,3 @@ class Trainer:
         self.optimizer.clear_grad()
         if self.ema is not None:
             self.ema.update(self.model)
-
-    def _learning_rate(self, iteration: int) -> float:
-        cfg, schedule = self.cfg, self.schedule
-        progress = training_progress(iteration, schedule.total_iters, self.state.minutes, schedule.max_minutes)
-        return learning_rate(cfg.lr_schedule, iteration, progress, schedule.base_lr, cfg.warmup_iters,
-                             cfg.warmup_ratio, schedule.step_points, cfg.lr_gamma)
