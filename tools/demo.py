@@ -76,7 +76,7 @@ def segment(args, predictor, draw: outputs.DrawOptions, targets: dict, processes
     if targets:
         count = processes.counts(len(targets))[processes.rank]
         cli.set_status(lambda: f'{len(written)} of {count} pictures written to {args.output}/'
-                   + (', no --save-json results' if args.save_json else ''))
+                       + (', no --save-json results' if args.save_json else ''))
         stats, began = outputs.run_images(predictor, targets, draw, written, processes)
         where = f'pictures in {Path(args.output)}/'
     else:
