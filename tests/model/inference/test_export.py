@@ -7,6 +7,7 @@ paddle2onnx, onnx and onnxruntime (requirements-deploy.txt) the module is skippe
 reason in the summary.
 """
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -334,6 +335,30 @@ def test_a_failed_onnx_conversion_is_one_error_and_a_stopped_one_ends(tmp_path):
     stopped = OnnxConversion(str(tmp_path / 'model.json'), str(tmp_path / 'stopped.onnx'), 17, str(tmp_path / 'log2'))
     stopped.stop()
     assert stopped.child.returncode is not None
+
+
+P2O_2X = ('import json\n'
+          'def export(model_file, params_file, save_file, optimize_tool="polygraphy", **options):\n'
+          '    json.dump({"optimize_tool": optimize_tool, **options}, open(save_file, "w"))\n')
+P2O_1X = ('import json\n'
+          'def export(model_file, params_file, save_file, **options):\n'
+          '    json.dump(options, open(save_file, "w"))\n')
+
+
+@pytest.mark.parametrize('stand_in, folding', [(P2O_2X, 'None'), (P2O_1X, None)], ids=['2.x', '1.x'])
+def test_the_conversion_skips_polygraphys_constant_folding_where_paddle2onnx_has_it(tmp_path, monkeypatch, stand_in,
+                                                                                    folding):
+    """paddle2onnx 2.x's default Polygraphy folding took 4-7 s a conversion for the same outputs and speed:
+    the child asks for none (optimize_tool='None'); 1.x has no such parameter and is not given it. A
+    stand-in paddle2onnx first on the child's path writes what it was given."""
+    from solov2.model.inference.export import OnnxConversion
+    (tmp_path / 'paddle2onnx').mkdir()
+    (tmp_path / 'paddle2onnx' / '__init__.py').write_text(stand_in)
+    monkeypatch.setenv('PYTHONPATH', f'{tmp_path}{os.pathsep}{os.environ.get("PYTHONPATH", "")}')
+    OnnxConversion(str(tmp_path / 'model.json'), str(tmp_path / 'model.onnx'), 17, str(tmp_path / 'log')).wait()
+    given = json.loads((tmp_path / 'model.onnx').read_text())
+    assert given.pop('optimize_tool', None) == folding
+    assert given == {'opset_version': 17, 'auto_upgrade_opset': True, 'enable_onnx_checker': True}
 
 
 # ---- demo.py ----------------------------------------------------------------------------------
