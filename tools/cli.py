@@ -339,12 +339,16 @@ def add_model_args(parser: argparse.ArgumentParser, default_weights=None) -> Non
                              + (' (default: the shipped model weights/shapes_r18.pdparams)' if default_weights else ''))
 
 
+def named_fields(cls, args: argparse.Namespace) -> dict:
+    """{name: value} of the flags in ``args`` named as fields of the dataclass ``cls``."""
+    return {field.name: getattr(args, field.name) for field in dataclasses.fields(cls) if hasattr(args, field.name)}
+
+
 def model_spec(args):
     """The model a command line names as a ``ModelSpec``, checked before a published name is fetched."""
     from solov2.convert.zoo import checked_config  # the library loads Paddle: after the start-up settings
     from solov2.model.inference.spec import ModelSpec
-    fields = [field.name for field in dataclasses.fields(ModelSpec)]
-    spec = ModelSpec(**{name: getattr(args, name) for name in fields if hasattr(args, name)}, overrides=args.opt)
+    spec = ModelSpec(**named_fields(ModelSpec, args), overrides=args.opt)
     spec.check(checked_config)
     return spec
 

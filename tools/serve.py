@@ -83,10 +83,9 @@ def settings_of(args):
     with cli.interruptible_loading():
         from solov2.model.runtime import cpu_threads
         from solov2.serving.app import ServeSettings
-    named = {field.name: getattr(args, field.name) for field in dataclasses.fields(ServeSettings)
-             if hasattr(args, field.name)}         # the flags are the settings' names
-    spec = cli.model_spec(args)
-    settings = ServeSettings(dataclasses.replace(spec, threads=cpu_threads(spec.threads, args.workers)), **named)
+    spec = cli.model_spec(args)           # the flags are the settings' names
+    settings = ServeSettings(dataclasses.replace(spec, threads=cpu_threads(spec.threads, args.workers)),
+                             **cli.named_fields(ServeSettings, args))
     return dataclasses.replace(settings, model=cli.fetched(settings.model))     # a published name fetched once checked
 
 

@@ -14,7 +14,6 @@ Writes to ``output/<config>/``: ``last/`` and ``best/`` checkpoints (weights + s
 optimizer, state), ``train_log.csv``, ``eval_log.csv``, ``curves.png`` and ``config.txt``.
 """
 import argparse
-from dataclasses import fields
 
 if __package__ in (None, ''):
     import _bootstrap  # noqa: F401  (script mode: make the project importable)
@@ -72,8 +71,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def options_from_args(args: argparse.Namespace) -> TrainOptions:
     """The library's options from the command line (``--opt`` is ``overrides``)."""
-    values = {f.name: getattr(args, f.name) for f in fields(TrainOptions) if hasattr(args, f.name)}
-    return TrainOptions(**values, overrides=tuple(args.opt))
+    return TrainOptions(**cli.named_fields(TrainOptions, args), overrides=tuple(args.opt))
 
 
 def status_line(trainer, out) -> str:
