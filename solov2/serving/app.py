@@ -318,6 +318,17 @@ def add_error_handlers(app: FastAPI) -> None:
         return error(request, exc.status_code, str(exc.detail), getattr(exc, 'headers', None))
 
 
+def model_answer(service: Service) -> dict:
+    """``/v1/model``'s answer (``Model``) for a service whose model is loaded."""
+    settings, seg, spec = service.settings, service.segmenter, service.settings.model
+    return {'replica': service.replica, 'config': seg.number, 'config_name': seg.cfg.__name__,
+            'classes': list(seg.class_names), 'backend': seg.backend.name, 'asked': spec.backend,
+            'precision': getattr(seg.backend, 'precision', None) or spec.precision or 'f32',
+            'weights': spec.weights and Path(spec.weights).name,
+            'model_dir': spec.model_dir and Path(spec.model_dir).name, 'max_batch': settings.max_batch,
+            'max_pixels': service.max_pixels, 'max_body_mb': settings.max_body_mb, 'timeout_s': settings.timeout_s}
+
+
 def add_routes(app: FastAPI, settings: ServeSettings) -> None:
     """The service's routes (module docstring) and what the OpenAPI says of them (``schema``)."""
 
@@ -351,13 +362,7 @@ def add_routes(app: FastAPI, settings: ServeSettings) -> None:
         service: Service = request.app.state.service
         if service.segmenter is None:
             raise HttpError(503, service.problem or LOADING, RETRY)
-        settings, seg, spec = service.settings, service.segmenter, service.settings.model
-        return {'replica': service.replica, 'config': seg.number, 'config_name': seg.cfg.__name__,
-                'classes': list(seg.class_names), 'backend': seg.backend.name, 'asked': spec.backend,
-                'precision': getattr(seg.backend, 'precision', None) or spec.precision or 'f32',
-                'weights': spec.weights and Path(spec.weights).name,
-                'model_dir': spec.model_dir and Path(spec.model_dir).name, 'max_batch': settings.max_batch,
-                'max_pixels': service.max_pixels, 'max_body_mb': settings.max_body_mb, 'timeout_s': settings.timeout_s}
+        return model_answer(service)
 
     @app.head('/healthz', responses={200: {'model': Alive}})
     @app.get('/healthz', responses={200: {'model': Alive}})
