@@ -1,8 +1,9 @@
 """Whether a faster precision (bf16, INT8) keeps f32's answer on a picture (``auto``'s bf16 check, the
 precision tests): each of f32's instances scored at least ``min_score`` found again (same class,
-highest mask IoU), every pair's IoU at least ``MIN_PAIR_IOU``, their mean ``MIN_MASK_IOU``, scores
-within ``MAX_SCORE_DIFF``, no other instance scored ``min_score + MAX_SCORE_DIFF`` or more."""
-from typing import Dict, Optional
+``pair_rank``: the nearest score among the masks alike, else the highest mask IoU), every pair's IoU
+at least ``MIN_PAIR_IOU``, their mean ``MIN_MASK_IOU``, scores within ``MAX_SCORE_DIFF``, no other
+instance scored ``min_score + MAX_SCORE_DIFF`` or more."""
+from typing import Dict, Optional, Tuple
 
 import numpy as np
 
@@ -20,15 +21,23 @@ def mask_iou(a: np.ndarray, b: np.ndarray) -> float:
     return 1.0 if union == 0 else float(np.logical_and(a, b).sum() / union)
 
 
+def pair_rank(candidate: Tuple[float, int], got: Detections, score: float) -> Tuple[bool, float]:
+    """How well ``got``'s instance ``candidate`` (mask IoU, index) pairs with one scored ``score``: of those at
+    ``MIN_PAIR_IOU`` or more, the nearest score (Matrix NMS keeps a decayed duplicate of a mask, and a
+    small change in a score can reorder two of them), else the highest IoU."""
+    iou, index = candidate
+    return (iou >= MIN_PAIR_IOU, -abs(float(got.scores[index]) - score) if iou >= MIN_PAIR_IOU else iou)
+
+
 def compare_instances(got: Detections, want: Detections, min_score: float = 0.0) -> Dict[str, float]:
     """How ``got``'s instances match ``want``'s scored at least ``min_score`` (masks [N, H, W]), each paired
-    best first with ``got``'s unpaired one of its label of highest mask IoU: {'instances', 'kept' (IoU >=
+    best first with ``got``'s unpaired one of its label that ``pair_rank`` ranks first: {'instances', 'kept' (IoU >=
     MIN_MASK_IOU), 'extra' (unpaired scored min_score + MAX_SCORE_DIFF or more), 'min_iou', 'mean_iou'
     (0 for one unpaired, 1.0 with none), 'max_score_diff'}."""
     free, ious, diffs = list(range(len(got))), [], [0.0]
     for index in np.flatnonzero(np.asarray(want.scores) >= min_score):
         scored = [(mask_iou(got.masks[j], want.masks[index]), j) for j in free if got.labels[j] == want.labels[index]]
-        iou, best = max(scored, default=(0.0, None))
+        iou, best = max(scored, default=(0.0, None), key=lambda pair: pair_rank(pair, got, float(want.scores[index])))
         ious.append(iou)
         if best is not None:
             free.remove(best)

@@ -44,6 +44,8 @@ F32 = _detections(BOXES, [0, 1, 0, 2], [0.9, 0.8, 0.5, 0.2])      # the last und
     (_detections(BOXES + [(0, 30, 5, 40)], [0, 1, 0, 2, 2], [0.9, 0.8, 0.5, 0.2, 0.32]), True, 3, 0),  # near the floor
     (_detections(BOXES, [0, 0, 0, 2], [0.9, 0.8, 0.5, 0.2]), False, 2, 1),              # another class
     (_detections(BOXES, [0, 1, 0, 2], [0.9, 0.7, 0.5, 0.2]), False, 3, 0),              # a score 0.1 off
+    (_detections([(0, 0, 20, 21)] + BOXES[1:] + BOXES[:1], [0, 1, 0, 2, 0], [0.9, 0.8, 0.5, 0.2, 0.11]),
+     True, 2, 0),                             # Matrix NMS's decayed duplicate of the first, its mask nearer f32's
 ])
 def test_the_answer_is_kept_when_the_seen_instances_are_alike(got, holds, kept, extra):
     stats = compare_instances(got, F32, SEEN_SCORE)
