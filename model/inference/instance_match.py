@@ -1,6 +1,6 @@
 """Whether a faster precision (bf16, INT8) keeps f32's answer on a picture (``auto``'s bf16 check, the
 precision tests): each of f32's instances scored at least ``min_score`` found again (same class,
-``pair_rank``: the nearest score among the masks alike, else the highest mask IoU), every pair's IoU
+``pair_rank``: a mask alike of a near score first, then the highest mask IoU), every pair's IoU
 at least ``MIN_PAIR_IOU``, their mean ``MIN_MASK_IOU``, scores within ``MAX_SCORE_DIFF``, no other
 instance scored ``min_score + MAX_SCORE_DIFF`` or more."""
 from typing import Dict, Optional, Tuple
@@ -21,12 +21,15 @@ def mask_iou(a: np.ndarray, b: np.ndarray) -> float:
     return 1.0 if union == 0 else float(np.logical_and(a, b).sum() / union)
 
 
-def pair_rank(candidate: Tuple[float, int], got: Detections, score: float) -> Tuple[bool, float]:
-    """How well ``got``'s instance ``candidate`` (mask IoU, index) pairs with one scored ``score``: of those at
-    ``MIN_PAIR_IOU`` or more, the nearest score (Matrix NMS keeps a decayed duplicate of a mask, and a
-    small change in a score can reorder two of them), else the highest IoU."""
+def pair_rank(candidate: Tuple[float, int], got: Detections, score: float) -> Tuple[bool, bool, float]:
+    """How well ``got``'s instance ``candidate`` (mask IoU, index) pairs with one scored ``score``: first
+    the masks alike (IoU ``MIN_PAIR_IOU`` or more), of those the scores within ``MAX_SCORE_DIFF``
+    (Matrix NMS keeps decayed duplicates of a mask, and a small change in a score can reorder two
+    of them), then the highest IoU, or among alike masks of no near score the nearest score."""
     iou, index = candidate
-    return (iou >= MIN_PAIR_IOU, -abs(float(got.scores[index]) - score) if iou >= MIN_PAIR_IOU else iou)
+    alike, gap = iou >= MIN_PAIR_IOU, abs(float(got.scores[index]) - score)
+    near = alike and gap <= MAX_SCORE_DIFF
+    return alike, near, -gap if alike and not near else iou
 
 
 def compare_instances(got: Detections, want: Detections, min_score: float = 0.0) -> Dict[str, float]:

@@ -46,6 +46,8 @@ F32 = _detections(BOXES, [0, 1, 0, 2], [0.9, 0.8, 0.5, 0.2])      # the last und
     (_detections(BOXES, [0, 1, 0, 2], [0.9, 0.7, 0.5, 0.2]), False, 3, 0),              # a score 0.1 off
     (_detections([(0, 0, 20, 21)] + BOXES[1:] + BOXES[:1], [0, 1, 0, 2, 0], [0.9, 0.8, 0.5, 0.2, 0.11]),
      True, 2, 0),                             # Matrix NMS's decayed duplicate of the first, its mask nearer f32's
+    (_detections([(0, 0, 20, 21)] + BOXES[1:] + BOXES[:1], [0, 1, 0, 2, 0], [0.9, 0.8, 0.5, 0.2, 0.88]),
+     False, 3, 1),                            # two near scores: the mask nearer f32's is paired, the other is more
 ])
 def test_the_answer_is_kept_when_the_seen_instances_are_alike(got, holds, kept, extra):
     stats = compare_instances(got, F32, SEEN_SCORE)
