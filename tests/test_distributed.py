@@ -160,7 +160,7 @@ def test_two_processes_evaluate_each_image_once_with_the_one_process_ap(shapes, 
     launch_two_cpu_processes(tmp_path, str(REPO_DIR / 'eval.py'), *args, '--save-json', str(tmp_path / 'two.json'))
     first, second = (tmp_path / 'logs' / f'workerlog.{rank}' for rank in (0, 1))
     first, second = first.read_text(), second.read_text()
-    engine = re.search(r'process 0 of 2: config 9 \((openvino f32|onnx)\): 3 images', first)   # auto's measured pick
+    engine = re.search(r'process 0 of 2: config 9 \((openvino f32|openvino bf16|onnx)\): 3 images', first)   # measured
     assert engine, first
     assert f'process 1 of 2: config 9 ({engine.group(1)}): 2 images' in second
     assert '5 images by 2 processes (3, 2), each once' in first
