@@ -49,12 +49,14 @@ def cpu_features(cpuinfo: Optional[str] = None) -> List[str]:
 
 
 def cpu_name(cpuinfo: Optional[str] = None) -> str:
-    """'<model name> (<its flags among CPU_FLAGS>)' of the first CPU in ``cpuinfo`` (default
-    ``CPUINFO``), e.g. 'AMD EPYC 7B13 (avx2)'; the platform's processor string where it cannot be read."""
+    """'<model name> (<cpu family, model>; <flags among CPU_FLAGS>)' of ``cpuinfo``'s first CPU (default
+    ``CPUINFO``), e.g. 'AMD EPYC (cpu family 26 model 2; avx2 avx512f)'; else the platform's processor."""
     fields = cpu_fields(cpuinfo)
     if fields is None:
         return platform.processor() or 'unknown CPU'
-    return f"{fields.get('model name') or 'unknown CPU'} ({' '.join(cpu_features(cpuinfo)) or 'no AVX2'})"
+    generation = ' '.join(f'{key} {fields[key]}' for key in ('cpu family', 'model') if key in fields)
+    details = '; '.join(filter(None, (generation, ' '.join(cpu_features(cpuinfo)) or 'no AVX2')))
+    return f"{fields.get('model name') or 'unknown CPU'} ({details})"
 
 
 def prefer_avx2_mkl(environ: MutableMapping[str, str] = os.environ, cpuinfo: Optional[str] = None) -> bool:

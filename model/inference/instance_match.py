@@ -22,10 +22,9 @@ def mask_iou(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def pair_rank(candidate: Tuple[float, int], got: Detections, score: float) -> Tuple[bool, bool, float]:
-    """How well ``got``'s instance ``candidate`` (mask IoU, index) pairs with one scored ``score``: first
-    the masks alike (IoU ``MIN_PAIR_IOU`` or more), of those the scores within ``MAX_SCORE_DIFF``
-    (Matrix NMS keeps decayed duplicates of a mask, and a small change in a score can reorder two
-    of them), then the highest IoU, or among alike masks of no near score the nearest score."""
+    """How well ``got``'s instance ``candidate`` (mask IoU, index) pairs with one scored ``score``: first the
+    masks alike (IoU ``MIN_PAIR_IOU`` or more), of those the scores within ``MAX_SCORE_DIFF`` (Matrix NMS keeps
+    decayed duplicates of a mask), then the highest IoU, or among alike masks of no near score the nearest score."""
     iou, index = candidate
     alike, gap = iou >= MIN_PAIR_IOU, abs(float(got.scores[index]) - score)
     near = alike and gap <= MAX_SCORE_DIFF

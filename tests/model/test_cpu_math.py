@@ -77,10 +77,11 @@ def test_the_library_never_sets_it_and_tune_process_sets_it_on_amd_only(tmp_path
 def test_the_cpu_is_named_by_its_first_model_name_and_the_flags_speed_depends_on(tmp_path):
     """``cpu_name``: the one description of the CPU (benchmark reports, auto's records, messages)."""
     path = tmp_path / 'cpuinfo'
-    path.write_text('processor\t: 0\nmodel name\t: AMD EPYC 7B13 64-Core Processor\n'
+    path.write_text('processor\t: 0\ncpu family\t: 25\nmodel\t\t: 1\nmodel name\t: AMD EPYC 7B13 64-Core Processor\n'
                     'flags\t\t: fpu sse2 avx avx2 fma avx512f avx512_vnni avx512_bf16\n\n'
                     'processor\t: 1\nmodel name\t: another CPU\nflags\t\t: amx_bf16 amx_int8\n')
-    assert cpu_name(str(path)) == 'AMD EPYC 7B13 64-Core Processor (avx2 avx512f avx512_vnni avx512_bf16)'
+    assert cpu_name(str(path)) == ('AMD EPYC 7B13 64-Core Processor (cpu family 25 model 1; avx2 avx512f avx512_vnni '
+                                      'avx512_bf16)')
     assert cpu_features(str(path)) == ['avx2', 'avx512f', 'avx512_vnni', 'avx512_bf16']   # auto's choice key
     path.write_text('model name\t: Old CPU\nflags\t\t: fpu sse2\n')
     assert cpu_name(str(path)) == 'Old CPU (no AVX2)' and cpu_features(str(path)) == []
