@@ -347,11 +347,16 @@ def _openvino_first(backends, batches):
     return {'openvino': [(1.0, 1.0)] * TIMING_ROUNDS, 'onnx': [(2.0, 2.0)] * TIMING_ROUNDS}
 
 
-@pytest.fixture
-def f32_cpu(monkeypatch):
+def _stand_in_f32_cpu(patch: pytest.MonkeyPatch) -> None:
     """A CPU without native bf16 for ``auto`` (this one may have it: bf16 would then be checked and timed,
     and its hint would add a line); the bf16 candidate's own tests stand in such a CPU."""
-    monkeypatch.setattr(auto_backend, 'native_bf16', lambda: False)
+    patch.setattr(auto_backend, 'native_bf16', lambda: False)
+
+
+@pytest.fixture
+def f32_cpu(monkeypatch):
+    """``_stand_in_f32_cpu`` for one test."""
+    _stand_in_f32_cpu(monkeypatch)
 
 
 @pytest.fixture
@@ -380,7 +385,7 @@ def demo_auto(hot, image_dir, tmp_path_factory):  # noqa: F811
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv(CACHE_ENV, str(cache))
         patch.setattr(auto_backend, 'time_engines', _openvino_first)
-        patch.setattr(auto_backend, 'native_bf16', lambda: False)     # as f32_cpu
+        _stand_in_f32_cpu(patch)
         printed, records = _demo_json(['--weights', hot[0], *on_cpu, '--input', str(image_dir), '--output',
                                        str(folder / 'pics'), *DEMO_OPTS], folder / 'auto.json')
     entries = [p for p in cache.iterdir() if p.name.startswith(f'config{NUMBER}-auto-')]
