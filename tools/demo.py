@@ -122,7 +122,7 @@ def main(argv) -> int:
                          'paddle.distributed.launch (images and folders are shared out among its processes)')
     number, backend = open_backend(spec, processes=processes, checked=True, progress=cli.ExportStages())
     predictor = Predictor(backend)
-    where = f'{backend.name} backend, {spec.model_dir or spec.weights}'
+    where = f'{backend.label} backend, {spec.model_dir or spec.weights}'
     announce_config(number, backend.cfg, spec.overrides, args.verbose, where)
     dumper = outputs.InputDumper(args.dump_inputs, predictor, number) if args.dump_inputs else None
     draw = outputs.DrawOptions(args.draw_threshold, [] if args.save_json else None, dumper, args.warmup,

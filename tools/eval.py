@@ -95,8 +95,7 @@ def load_records(args, number, backend, coco, dataset, ann: str, processes: Proc
     bar.close()
     seconds = time.perf_counter() - bar.start
     who = f'process {processes.rank} of {processes.world}: ' if processes.world > 1 else ''
-    how = ' '.join(filter(None, (backend.name, getattr(backend, 'precision', None))))     # 'openvino f32', 'onnx'
-    print(f'{who}config {number} ({how}): {mine} images in {seconds:.1f} s '
+    print(f'{who}config {number} ({backend.label}): {mine} images in {seconds:.1f} s '
           f'({mine / seconds:.2f} img/s), {len(records)} instances' + (' in all' if who else ''))
     if who and processes.main:
         print(cli.shares_line(counts))

@@ -24,6 +24,7 @@ class Backend(abc.ABC):
     asked); ``network_on_gpu``; ``device_outputs``: ``run`` gives Paddle tensors on that device
     (inside ``placed()``)."""
     name = 'backend'
+    precision: Optional[str] = None     # OpenVINO's f32 | bf16 | int8 (None: the engine's one)
     mixes_sizes = False
     fallback: Optional[str] = None
     fast_decode = False     # JPEGs decoded at the network's scale (``decode_fit``); open_backend sets it
@@ -38,6 +39,11 @@ class Backend(abc.ABC):
     @property
     def class_names(self) -> Sequence[str]:
         return self.cfg.class_names
+
+    @property
+    def label(self) -> str:
+        """``name`` and ``precision`` where set: 'openvino bf16', 'onnx'."""
+        return ' '.join(filter(None, (self.name, self.precision)))
 
     @property
     def decode_fit(self) -> Optional[Tuple[int, int]]:

@@ -140,9 +140,7 @@ class OpenVinoBackend(ExportedBackend):
     def compile_key(self, shape: Sequence[int]) -> Optional[tuple]:
         """Which compiled model runs a batch of ``shape`` [B, 3, H, W]: the dynamic one (None), the static
         one of its (H, W) (-1, 3, H, W), or for INT8 (dynamic dimensions drift) of the shape itself."""
-        if not self.static:
-            return None
-        return tuple(shape) if self.precision == 'int8' else (-1, *shape[1:])
+        return None if not self.static else tuple(shape) if self.precision == 'int8' else (-1, *shape[1:])
 
     def compile_ahead(self, max_batch: int, mixed: bool = False) -> None:
         """Compile now each bucket's model (INT8: each batch size up to ``max_batch``), or the dynamic
@@ -183,10 +181,7 @@ class OpenVinoBackend(ExportedBackend):
 
     def input_shapes(self, shape: Sequence[int]) -> dict:
         """The model's input shapes, by name, for images of ``shape`` [B, 3, H, W]."""
-        shapes = {INPUT_NAME: list(shape)}
-        if REGIONS_NAME in self.input_names:
-            shapes[REGIONS_NAME] = [shape[0], 2]
-        return shapes
+        return {INPUT_NAME: list(shape), **({REGIONS_NAME: [shape[0], 2]} if REGIONS_NAME in self.input_names else {})}
 
     def bucketed(self, batch: np.ndarray) -> np.ndarray:
         """``batch`` [B, 3, H, W] zero-padded (bottom, right) to its bucket [B, 3, Hb, Wb], if any."""

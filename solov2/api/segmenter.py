@@ -203,7 +203,7 @@ class Segmenter:
     def __repr__(self) -> str:
         if self._predictor is None:
             return f'Segmenter(config={self.number}, closed)'
-        return f'Segmenter(config={self.number} {self.cfg.__name__}, backend={self.backend.name})'
+        return f'Segmenter(config={self.number} {self.cfg.__name__}, backend={self.backend.label})'
 
     def close(self) -> None:
         """Release the model (a stream still running keeps it until it ends); later calls raise InputError."""

@@ -323,7 +323,7 @@ def model_answer(service: Service) -> dict:
     settings, seg, spec = service.settings, service.segmenter, service.settings.model
     return {'replica': service.replica, 'config': seg.number, 'config_name': seg.cfg.__name__,
             'classes': list(seg.class_names), 'backend': seg.backend.name, 'asked': spec.backend,
-            'precision': getattr(seg.backend, 'precision', None) or spec.precision or 'f32',
+            'precision': seg.backend.precision or spec.precision or 'f32',
             'weights': spec.weights and Path(spec.weights).name,
             'model_dir': spec.model_dir and Path(spec.model_dir).name, 'max_batch': settings.max_batch,
             'max_pixels': service.max_pixels, 'max_body_mb': settings.max_body_mb, 'timeout_s': settings.timeout_s}

@@ -435,6 +435,7 @@ def test_demo_default_is_auto_and_matches_dygraph(hot, demo_auto, image_dir, tmp
                       'timing the engines on this CPU ...']          # said as each begins, before the result
     assert first.index('timing the engines') < first.index('auto: exporting once to ')
     assert f'auto: using openvino f32 from cache {entry}' in second and 'exporting' not in second
+    assert '(openvino f32 backend, ' in second                   # the config line names the precision
     _assert_same_records(records, dygraph)
     _assert_same_records(again, records)
 
