@@ -140,7 +140,7 @@ class SOLOv2Base:
     nms_kernel = Setting('gaussian', "Matrix NMS decay: 'gaussian' exp(-sigma*iou^2) or 'linear'",
                          group='test', rule=one_of('gaussian', 'linear'))
     nms_sigma = Setting(2.0, "sigma of the 'gaussian' Matrix NMS decay", group='test', rule=POSITIVE_NUMBER)
-    openvino_buckets = Setting('int8', 'openvino: precisions padded to one of 7 sizes (same results): int8|all|none',
+    openvino_buckets = Setting('int8', 'openvino: padded to one of 7 sizes (same results): int8|all (int8, f32)|none',
                                rule=one_of('int8', 'all', 'none'))
     openvino_streams = Setting(1, 'openvino: calls from threads that run at once, each on a share of the threads',
                                rule=POSITIVE)

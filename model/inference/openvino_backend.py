@@ -1,10 +1,10 @@
 """The ``openvino`` backend: OpenVINO on the CPU, on a folder from ``tools/export_model.py``
 (``model.onnx``; ``model_regions.onnx`` with size buckets) or, for int8, from ``tools/quantize.py``
 (docs/deployment.md#openvino). Compiles use the LATENCY hint, unpinned threads (pinned ones stall
-behind our workers on a shared core). INT8, and any precision padded to size buckets
-(``openvino_buckets``, ``data.transforms.bucket_sizes``; the ``regions`` input keeps each picture's
-own result), compile one static model per input size (INT8 drifts on dynamic sizes); f32 and bf16
-otherwise one dynamic-shape model. Safe from many threads (``RequestPool``; one compile at a time).
+behind our workers on a shared core). INT8, and f32 padded to size buckets (``openvino_buckets``,
+``data.transforms.bucket_sizes``; ``regions`` keeps each picture's own result), compile a static
+model per input size (INT8 drifts on dynamic sizes); bf16 (it would round the regions graph's sizes)
+and f32 otherwise one dynamic-shape model. Safe from many threads (``RequestPool``; one compile at a time).
 """
 import copy
 import logging
@@ -97,6 +97,9 @@ class OpenVinoBackend(ExportedBackend):
         self.precision = precision
         setting = self.cfg.openvino_buckets            # 'int8', 'all' or 'none'
         use_buckets = (setting == 'all' or setting == precision == 'int8') if buckets is None else buckets
+        if use_buckets and precision == 'bf16':      # bf16 would round the regions graph's sizes and resize weights
+            LOG.info('openvino bf16: no size buckets (the regions graph runs in f32 only): one dynamic-shape model')
+            use_buckets = False
         self.model = self._read_model(ov, regions=use_buckets)
         pad_deformable_sampling(self.model)
         self.properties = {'INFERENCE_PRECISION_HINT': 'bf16' if precision == 'bf16' else 'f32',
@@ -163,20 +166,18 @@ class OpenVinoBackend(ExportedBackend):
 
     def _compile(self, shape: Optional[tuple]):
         """The model compiled for inputs of ``shape`` [B, 3, H, W] (None: any size), its time logged."""
-        model = self.model
+        model = self.model if shape is None else self.model.clone()
         if shape is not None:
-            model = model.clone()
             model.reshape(self.input_shapes(shape))
         began = time.perf_counter()
         compiled = self.core.compile_model(model, 'CPU', self.properties)
-        if shape is None:
-            LOG.debug(f'openvino {self.precision}: compiled for any input size in {time.perf_counter() - began:.1f} s')
-            return compiled
-        self.compile_seconds[shape] = time.perf_counter() - began
-        (LOG.info if self.buckets else LOG.debug)(
-            f'openvino {self.precision}: compiled for {shape[2]}x{shape[3]} inputs'
-            f'{f", {shape[0]} a batch" if shape[0] > 1 else ""} in {self.compile_seconds[shape]:.1f} s '
-            f'(buckets: {len(self.buckets) or "off"})')
+        seconds = time.perf_counter() - began
+        if shape is not None:
+            self.compile_seconds[shape] = seconds
+        inputs = 'any input size' if shape is None else f'{shape[2]}x{shape[3]} inputs' + (
+            f', {shape[0]} a batch' if shape[0] > 1 else '')
+        (LOG.info if self.buckets else LOG.debug)(f'openvino {self.precision}: compiled for {inputs} in {seconds:.1f} '
+                                                  f's (buckets: {len(self.buckets) or "off"})')
         return compiled
 
     def input_shapes(self, shape: Sequence[int]) -> dict:
@@ -186,9 +187,8 @@ class OpenVinoBackend(ExportedBackend):
     def bucketed(self, batch: np.ndarray) -> np.ndarray:
         """``batch`` [B, 3, H, W] zero-padded (bottom, right) to its bucket [B, 3, Hb, Wb], if any."""
         size = bucket_for(batch.shape[2], batch.shape[3], self.buckets)
-        if size is None or size == batch.shape[2:]:
-            return batch
-        return np.pad(batch, ((0, 0), (0, 0), (0, size[0] - batch.shape[2]), (0, size[1] - batch.shape[3])))
+        return batch if size is None or size == batch.shape[2:] else np.pad(
+            batch, ((0, 0), (0, 0), (0, size[0] - batch.shape[2]), (0, size[1] - batch.shape[3])))
 
     def running(self, compiled) -> 'OpenVinoBackend':
         """This engine on ``compiled`` (compiled for [1, 3, H, W]: quantization's), each picture padded to (H, W)."""
