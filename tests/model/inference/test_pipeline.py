@@ -122,7 +122,8 @@ def test_pictures_whose_cost_is_known_before_reading_are_read_ahead_within_the_b
     assert most >= 5
 
 
-NETWORK = {'run', 'run_numpy', 'batch_regions', 'check_batch', 'run_size', 'compile_ahead', 'class_names', 'decode_fit'}
+NETWORK = {'run', 'run_numpy', 'batch_regions', 'check_batch', 'run_size', 'compile_ahead', 'class_names', 'decode_fit',
+           'label'}
 
 
 def _public_methods(cls) -> set:
@@ -132,7 +133,7 @@ def _public_methods(cls) -> set:
 
 def test_an_engine_runs_the_network_only_and_the_predictor_does_the_rest():
     """The engine interface is the network's (a batch and its regions in, its outputs out; what a
-    batch may hold; compile-ahead); preparing, the network stage with its post-processing and
+    batch may hold; compile-ahead; its label); preparing, the network stage with its post-processing and
     finishing are the predictor's, on every engine, none of them overriding it."""
     from solov2.model.inference import (
         backend,
