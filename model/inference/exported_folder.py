@@ -98,9 +98,9 @@ class ExportedBackend(Backend):
         super().__init__(config_from_infer_cfg(self.info, overrides), size_range)
 
     def through_tensorrt(self) -> None:
-        """TensorRT's profile's limits: batches of up to ``TENSORRT_MAX_BATCH`` (``max_batch``), and
-        BackendError naming ``test_max`` when the config's resize reaches past the export's largest side."""
-        self.max_batch = TENSORRT_MAX_BATCH
+        """TensorRT's profile and float16: batches of up to ``TENSORRT_MAX_BATCH`` (``max_batch``), ``precision``
+        fp16, and BackendError naming ``test_max`` when the config's resize reaches past the export's largest side."""
+        self.max_batch, self.precision = TENSORRT_MAX_BATCH, 'fp16'
         largest = padded_size(self.cfg.test_max, SIZE_DIVISOR)
         if largest > self.size_range[1]:
             raise BackendError(f'test_max={self.cfg.test_max} gives inputs up to {largest} px, above the '

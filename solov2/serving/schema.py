@@ -71,7 +71,7 @@ class Model(BaseModel):
     classes: List[str] = Field(description='the class names, by label')
     backend: str = Field(description='the engine that runs the network')
     asked: str = Field(description='the engine asked for (auto: the faster exported one, else dygraph)')
-    precision: str = Field(description="the engine's precision (f32, bf16, int8)")
+    precision: str = Field(description="the engine's precision (f32, bf16, int8; fp16 through TensorRT)")
     weights: Optional[str] = Field(description="the weights file's name (no folder)")
     model_dir: Optional[str] = Field(description="the exported model folder's name (no path)")
     max_batch: int = Field(description='the most pictures in one network run')

@@ -251,7 +251,8 @@ def test_onnxruntime_threads_sleep_between_runs(tmp_path):
 
 def test_what_the_tensorrt_profile_cannot_take_is_refused_at_open(tmp_path, monkeypatch):
     """Batches over 8 (the service's max_batch, a command's batch_size) and a resize past the
-    export's largest side, each in one line naming the option; without TensorRT any batch."""
+    export's largest side, each in one line naming the option; without TensorRT any batch. Through
+    TensorRT the engine's label names its float16."""
     _on_a_gpu(monkeypatch, [])
     folder = _fake_export(tmp_path / 'export')
     backend = OnnxBackend(folder, device='gpu', tensorrt=True)
@@ -262,7 +263,9 @@ def test_what_the_tensorrt_profile_cannot_take_is_refused_at_open(tmp_path, monk
     with pytest.raises(InputError, match='not 9: pass batch_size=8'):
         backend.batch_regions([np.zeros((3, 64, 64), np.float32)] * 9)
     backend.compile_ahead(8)
+    assert backend.label == 'onnx fp16'                          # what demo, eval and /v1/model name
     OnnxBackend(folder, device='gpu').compile_ahead(9)
+    assert OnnxBackend(folder, device='gpu').label == 'onnx'
     with pytest.raises(BackendError, match="test_max=700 gives inputs up to 704 px, above the 640 of the TensorRT "
                                            "profile.*overrides='test_max=640'"):
         OnnxBackend(folder, device='gpu', tensorrt=True, overrides=['test_max=700'])
