@@ -24,7 +24,7 @@ class Backend(abc.ABC):
     asked); ``network_on_gpu``; ``device_outputs``: ``run`` gives Paddle tensors on that device
     (inside ``placed()``)."""
     name = 'backend'
-    precision: Optional[str] = None     # OpenVINO's f32 | bf16 | int8 (None: the engine's one)
+    precision: Optional[str] = None     # OpenVINO's f32 | bf16 | int8, TensorRT's fp16 (None: float32)
     mixes_sizes = False
     fallback: Optional[str] = None
     fast_decode = False     # JPEGs decoded at the network's scale (``decode_fit``); open_backend sets it
