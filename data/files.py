@@ -115,9 +115,7 @@ def looked_up(path: str | PathLike[str]) -> str:
 def same_file(a: str | PathLike[str], b: str | PathLike[str]) -> bool:
     """Whether two paths name the same file (resolved; also through hard links)."""
     a, b = Path(a), Path(b)
-    if a.exists() and b.exists():
-        return os.path.samefile(a, b)
-    return a.resolve() == b.resolve()
+    return os.path.samefile(a, b) if a.exists() and b.exists() else a.resolve() == b.resolve()
 
 
 def check_output_file(path: str | PathLike[str], inputs: Iterable[str | PathLike[str]] = (),

@@ -44,9 +44,7 @@ class _ChannelBiasAdd(PyLayer):
 
 def add_channel_bias(x: paddle.Tensor, bias: paddle.Tensor) -> paddle.Tensor:
     """x [N, C, H, W] + bias [C] per channel -> [N, C, H, W]."""
-    if cpu_dygraph(x):
-        return _ChannelBiasAdd.apply(x, bias)
-    return x + bias.reshape([1, -1, 1, 1])
+    return _ChannelBiasAdd.apply(x, bias) if cpu_dygraph(x) else x + bias.reshape([1, -1, 1, 1])
 
 
 class _NearestUp2(PyLayer):
