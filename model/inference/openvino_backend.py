@@ -11,6 +11,7 @@ import logging
 import queue
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -146,13 +147,14 @@ class OpenVinoBackend(ExportedBackend):
         return None if not self.static else tuple(shape) if self.precision == 'int8' else (-1, *shape[1:])
 
     def compile_ahead(self, max_batch: int, mixed: bool = False) -> None:
-        """Compile now each bucket's model (INT8: each batch size up to ``max_batch``), or the dynamic
-        one; INT8 without buckets compiles each size on its first call."""
-        if not self.static:
-            self._pool((1, 3, MIN_SIZE, MIN_SIZE))
-        for bucket in self.buckets:
-            for count in range(1, max_batch + 1) if self.precision == 'int8' else [1]:
-                self._pool((count, 3, *bucket))
+        """Compile now each bucket's model (INT8: each batch size up to ``max_batch``), as many at once as the
+        engine has threads, or the dynamic one; INT8 without buckets compiles each size on its first call."""
+        counts = range(1, max_batch + 1) if self.precision == 'int8' else [1]
+        shapes = [(n, 3, *hw) for hw in self.buckets for n in counts] if self.static else [(1, 3, MIN_SIZE, MIN_SIZE)]
+        with self.lock:
+            keys = [key for key in dict.fromkeys(map(self.compile_key, shapes)) if key not in self.compiled]
+            with ThreadPoolExecutor(max(1, min(len(keys), self.properties['INFERENCE_NUM_THREADS']))) as workers:
+                self.compiled.update(zip(keys, map(RequestPool, workers.map(self._compile, keys))))
 
     def _pool(self, shape: tuple) -> RequestPool:
         """The infer requests for an input of ``shape`` (``compile_key``), compiled on first use."""
