@@ -55,8 +55,8 @@ def _repeat_edge(x: paddle.Tensor, counts: paddle.Tensor, axis: int) -> paddle.T
     previous = paddle.concat([paddle.slice(x, [axis], [0], [1]), paddle.slice(x, [axis], [0], [length - 1])],
                              axis=axis)
     at_edge = paddle.arange(0, length, 1, dtype='int64').unsqueeze(0) == counts               # [B, L]
-    at_edge = paddle.cast(at_edge.unsqueeze(1).unsqueeze(5 - axis), x.dtype)       # [B, 1, L, 1] or [B, 1, 1, L]
-    return x * (1.0 - at_edge) + previous * at_edge
+    at_edge = paddle.expand(at_edge.unsqueeze(1).unsqueeze(5 - axis), paddle.shape(x))   # [B, C, H, W] bool
+    return paddle.where(at_edge, previous, x)
 
 
 class Region:

@@ -118,7 +118,7 @@ class OpenVinoBackend(ExportedBackend):
             use_buckets = False
         self.buckets = bucket_sizes(self.cfg.test_short, self.cfg.test_max) if use_buckets else []
         self.static = bool(self.buckets) or precision == 'int8'
-        self.mixes_sizes = bool(self.buckets) and precision != 'int8'      # INT8's mixed batches are not exact
+        self.mixes_sizes = bool(self.buckets) and precision != 'int8'      # an older INT8 folder mixes inexactly
         self.compile_seconds: Dict[tuple, float] = {}
 
     def _read_model(self, ov, regions: bool):

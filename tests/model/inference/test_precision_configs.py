@@ -13,7 +13,8 @@ test_precision_accuracy.py); bf16 kernels and mask features within 0.15, mean ma
 error under 3% of their mean size, where the CPU runs bf16 (test_openvino.py's ``BF16_TOL``,
 ``BF16_REL``). On a CPU without native bf16 OpenVINO compiles a bf16 request as f32 (its
 compiled ``INFERENCE_PRECISION_HINT`` reads f32, the outputs are f32's): there is nothing to
-measure, and the backend refuses bf16 there.
+measure, and the backend refuses bf16 there. INT8 runs a batch of two sizes as each picture
+alone (to ``BUCKET_TOL``), on the same configs.
 ``-s`` prints one row per config and precision."""
 import pytest
 
@@ -31,7 +32,7 @@ from solov2.model.inference.instance_match import compare_instances
 from solov2.model.inference.openvino_backend import OpenVinoBackend, has_bf16
 from solov2.model.inference.pipeline import Predictor
 from tests.model.inference.test_export import _batch, image_dir  # noqa: F401  (a fixture)
-from tests.model.inference.test_openvino import BF16_REL, BF16_TOL, INT8_CORRELATION, small_lanes
+from tests.model.inference.test_openvino import BF16_REL, BF16_TOL, BUCKET_TOL, INT8_CORRELATION, small_lanes
 
 pytestmark = [pytest.mark.deploy,
               pytest.mark.filterwarnings("ignore:Tensor do not have 'place':UserWarning"),
@@ -76,3 +77,24 @@ def test_bf16_and_int8_against_f32(number, pytestconfig, run_builds, image_dir):
             assert min(correlations) >= INT8_CORRELATION, (number, correlations)
         else:
             assert max(e[0] for e in errors) <= BF16_TOL and max(e[1] for e in errors) <= BF16_REL, (number, errors)
+
+
+@pytest.mark.parametrize('number', [n if n in SUITE else pytest.param(n, marks=pytest.mark.benchmark)
+                                    for n in sorted(CONFIGS)])
+def test_int8_runs_a_batch_of_several_sizes_as_each_picture_alone(number, pytestconfig, run_builds,
+                                                                   image_dir):  # noqa: F811
+    """The INT8 model on one batch of a 64x128 and a 64x64 picture, padded to the 96x128 bucket with
+    each picture's size as ``regions``: each gets its outputs alone, to float rounding.
+    ``Region.upsample2`` copies a picture's last column into the next with a select; written as a
+    multiply-add, NNCF quantized the two products on grids of their own, and the smaller picture's
+    mask features differed at its last column (config 5: by 23% of their largest value)."""
+    _, int8, compiled = small_lanes(run_builds, pytestconfig, number, image_dir)
+    backend = OpenVinoBackend(str(int8), threads=1, precision='int8', buckets=True, compiled_cache=compiled)
+    wide, square = _batch(64, 128, seed=3), _batch(64, 64, seed=4)
+    both = np.concatenate([wide, np.pad(square, ((0, 0), (0, 0), (0, 0), (0, 64)))])
+    together = backend.run_numpy(both, np.array([[64, 128], [64, 64]], np.int64))
+    for member, alone in enumerate([backend.run_numpy(wide), backend.run_numpy(square)]):
+        rows, cols = alone[2].shape[2:]
+        got = [together[0][member], together[1][member], together[2][member, :, :rows, :cols]]
+        for name, output, want in zip(('scores', 'kernels', 'mask_feat'), got, alone):
+            assert np.abs(output - want[0]).max() <= BUCKET_TOL * np.abs(want).max(), (number, member, name)
