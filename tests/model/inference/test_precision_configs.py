@@ -38,6 +38,7 @@ pytestmark = [pytest.mark.deploy,
               pytest.mark.filterwarnings("ignore:Tensor do not have 'place':UserWarning"),
               pytest.mark.filterwarnings('ignore:The Attr\\(force_cpu\\):UserWarning')]
 SUITE = (5,)
+EVERY_CONFIG = [n if n in SUITE else pytest.param(n, marks=pytest.mark.benchmark) for n in sorted(CONFIGS)]
 PROPERTY_SET = [(96, 128, 1), (64, 128, 2), (128, 96, 3)]   # drawn pictures (H, W, seed): two INT8 buckets' compiles
 
 
@@ -52,8 +53,7 @@ def _lanes(number, pytestconfig, run_builds, images):
     return OpenVinoBackend(str(export), threads=1, compiled_cache=compiled), lanes
 
 
-@pytest.mark.parametrize('number', [n if n in SUITE else pytest.param(n, marks=pytest.mark.benchmark)
-                                    for n in sorted(CONFIGS)])
+@pytest.mark.parametrize('number', EVERY_CONFIG)
 def test_bf16_and_int8_against_f32(number, pytestconfig, run_builds, image_dir):  # noqa: F811
     f32, lanes = _lanes(number, pytestconfig, run_builds, image_dir)
     pictures = [read_image(path) for path in sorted(image_dir.iterdir())]
@@ -79,8 +79,7 @@ def test_bf16_and_int8_against_f32(number, pytestconfig, run_builds, image_dir):
             assert max(e[0] for e in errors) <= BF16_TOL and max(e[1] for e in errors) <= BF16_REL, (number, errors)
 
 
-@pytest.mark.parametrize('number', [n if n in SUITE else pytest.param(n, marks=pytest.mark.benchmark)
-                                    for n in sorted(CONFIGS)])
+@pytest.mark.parametrize('number', EVERY_CONFIG)
 def test_int8_runs_a_batch_of_several_sizes_as_each_picture_alone(number, pytestconfig, run_builds,
                                                                    image_dir):  # noqa: F811
     """The INT8 model on one batch of a 64x128 and a 64x64 picture, padded to the 96x128 bucket with
