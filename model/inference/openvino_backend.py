@@ -27,6 +27,7 @@ from solov2.model.inference.openvino_graph import pad_deformable_sampling, rewri
 from solov2.model.runtime import cpu_threads
 
 INT8_FILES = 'openvino_int8'
+MOST_COMPILES = 4     # at once in compile_ahead: a compile holds up to a few hundred MB (config 1 INT8: 180)
 LOG = logging.getLogger(__name__)
 
 
@@ -147,13 +148,14 @@ class OpenVinoBackend(ExportedBackend):
         return None if not self.static else tuple(shape) if self.precision == 'int8' else (-1, *shape[1:])
 
     def compile_ahead(self, max_batch: int, mixed: bool = False) -> None:
-        """Compile now each bucket's model (INT8: each batch size up to ``max_batch``), as many at once as the
-        engine has threads, or the dynamic one; INT8 without buckets compiles each size on its first call."""
+        """Compile now each bucket's model (INT8: one per batch size up to ``max_batch``), ``MOST_COMPILES`` or the
+        engine's threads at once, or the dynamic one; INT8 without buckets compiles each size at its first call."""
         counts = range(1, max_batch + 1) if self.precision == 'int8' else [1]
         shapes = [(n, 3, *hw) for hw in self.buckets for n in counts] if self.static else [(1, 3, MIN_SIZE, MIN_SIZE)]
         with self.lock:
-            keys = [key for key in dict.fromkeys(map(self.compile_key, shapes)) if key not in self.compiled]
-            with ThreadPoolExecutor(max(1, min(len(keys), self.properties['INFERENCE_NUM_THREADS']))) as workers:
+            keys = [key for key in map(self.compile_key, shapes) if key not in self.compiled]
+            most = min(len(keys), self.properties['INFERENCE_NUM_THREADS'], MOST_COMPILES)
+            with ThreadPoolExecutor(max(1, most)) as workers:
                 self.compiled.update(zip(keys, map(RequestPool, workers.map(self._compile, keys))))
 
     def _pool(self, shape: tuple) -> RequestPool:

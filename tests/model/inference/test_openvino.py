@@ -21,6 +21,7 @@ import re
 import shutil
 import threading
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 
@@ -260,7 +261,8 @@ class _Compiled:
 
 def test_compile_ahead_compiles_the_buckets_as_many_at_once_as_the_engine_has_threads(hot, monkeypatch):  # noqa: F811
     """Each bucket's model once, two at a time on 2 threads (the first two wait for each other: run one
-    after the other, they would not meet); a second call compiles nothing. 8 INT8 models took 13.9 s
+    after the other, they would not meet); a second call compiles nothing; on 8 threads at most
+    ``MOST_COMPILES`` at once. 8 INT8 models took 13.9 s
     one at a time and 7.6 s two at a time on a 2-core AMD EPYC (Zen 5)."""
     backend = OpenVinoBackend(str(hot[1]), threads=2, precision='f32', buckets=True)
     first_two, compiled = threading.Barrier(2, timeout=30), []
@@ -277,6 +279,16 @@ def test_compile_ahead_compiles_the_buckets_as_many_at_once_as_the_engine_has_th
     backend.compile_ahead(4)
     assert sorted(compiled) == sorted((-1, 3, *hw) for hw in backend.buckets) and len(compiled) == 7
     assert sorted(backend.compiled) == sorted(compiled)
+    pools = []                                     # on 8 threads: MOST_COMPILES at once (memory), not 8
+
+    def pool(max_workers):
+        pools.append(max_workers)
+        return ThreadPoolExecutor(max_workers)
+    many = OpenVinoBackend(str(hot[1]), threads=8, precision='f32', buckets=True)
+    monkeypatch.setattr(many, '_compile', lambda shape: _Compiled())
+    monkeypatch.setattr(openvino_backend, 'ThreadPoolExecutor', pool)
+    many.compile_ahead(1)
+    assert pools == [openvino_backend.MOST_COMPILES] and len(many.compiled) == 7
 
 
 def test_buckets_pad_the_input_and_change_no_result(hot, caplog):  # noqa: F811
