@@ -67,8 +67,7 @@ def distort_colour(image: np.ndarray, brightness: float, contrast: float, satura
     result = np.clip(np.rint(out), 0, 255).astype(np.uint8)
     if hue != 0:
         hsv = cv2.cvtColor(result, cv2.COLOR_RGB2HSV)
-        shift = int(round(hue / 2.0))
-        hsv[..., 0] = ((hsv[..., 0].astype(np.int32) + shift) % 180).astype(np.uint8)
+        hsv[..., 0] = ((hsv[..., 0].astype(np.int32) + int(round(hue / 2.0))) % 180).astype(np.uint8)
         result = cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)
     return result
 

@@ -3,6 +3,7 @@ precision unset, on a CPU with native bf16 (avx512_bf16 or AMX, stood in for her
 module's CPU need not have it), and is timed only when it keeps f32's instances
 (model/inference/instance_match.py); where a bf16 CPU runs f32, one line says why."""
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -55,6 +56,24 @@ def test_the_answer_is_kept_when_the_seen_instances_are_alike(got, holds, kept, 
     assert disagreement(compare_instances(F32, F32)) is None and compare_instances(F32, F32)['min_iou'] == 1.0
     if not holds:
         assert f'(>= {MIN_MASK_IOU}), lowest' in disagreement(stats)
+
+
+LOW = _detections(BOXES[:2], [0, 1], [0.25, 0.2])      # a model that scores nothing SEEN_SCORE high here
+
+
+@pytest.mark.parametrize('bf16, problem', [
+    (LOW, None),
+    (_detections(BOXES[1:2], [1], [0.2]), 'a.jpg: 1 instances: mask IoU mean 0.000'),   # f32's best lost
+    (_detections(BOXES[:1], [0], [0.25]), None),                           # a lower one lost: not compared
+    (_detections(BOXES[:2], [0, 1], [0.25, 0.31]), 'lowest 1.000 (>= 0.9), 1 more'),   # the second now above
+])
+def test_where_f32_scores_nothing_seen_its_best_instances_are_compared(bf16, problem, monkeypatch):
+    """A picture where f32 scores no instance ``SEEN_SCORE`` high (a COCO model on the sample pictures)
+    is not a pass on no evidence: f32's best instance and those as high are compared."""
+    monkeypatch.setattr(auto_backend, 'Predictor', lambda backend: SimpleNamespace(detect=lambda image: backend))
+    monkeypatch.setattr(auto_backend, 'read_image', lambda path: None)
+    found = auto_backend.bf16_problem(LOW, bf16, ['a.jpg'])  # type: ignore[arg-type]
+    assert found is None if problem is None else problem in found
 
 
 @pytest.mark.parametrize('features, precision, engines, bf16', [
