@@ -37,9 +37,7 @@ def paddle_install_problem(wheels: Optional[Sequence[str]] = None,
         return ('both paddlepaddle and paddlepaddle-gpu are installed, in the same paddle/ folder (the last one '
                 'installed overwrote the other): pip uninstall -y paddlepaddle paddlepaddle-gpu, then install the one '
                 'for your device')
-    if not wheels and not importable():
-        return f'PaddlePaddle is not installed: {INSTALL}'
-    return None
+    return f'PaddlePaddle is not installed: {INSTALL}' if not wheels and not importable() else None
 
 
 def onnxruntime_install_problem(wheels: Optional[Sequence[str]] = None) -> Optional[str]:

@@ -104,9 +104,7 @@ def unusable_reason(ann: Any, image: Mapping[str, Any] | None) -> str | None:
         return 'malformed polygon'
     width, height = image.get('width', np.inf), image.get('height', np.inf)
     low, high = points.min(axis=0), points.max(axis=0)
-    if high[0] <= 0 or high[1] <= 0 or low[0] >= width or low[1] >= height:
-        return 'outside the image'
-    return None
+    return 'outside the image' if high[0] <= 0 or high[1] <= 0 or low[0] >= width or low[1] >= height else None
 
 
 def usable_annotations(dataset: Mapping[str, Any], path: Path) -> list[dict[str, Any]]:

@@ -22,6 +22,8 @@ INFER_CFG = 'infer_cfg.json'
 PADDLE_PREFIX = 'model'
 ONNX_FILE = 'model.onnx'
 REGIONS_ONNX_FILE = 'model_regions.onnx'      # the graph with the ``regions`` input (size buckets)
+INT8_FILES = 'openvino_int8'      # infer_cfg.json's ``files`` key of tools/quantize.py's model
+MODEL_NAMES = {'paddle': 'Paddle Inference', 'onnx': 'ONNX', INT8_FILES: 'INT8 OpenVINO'}     # by ``files`` key
 
 
 def read_infer_cfg(model_dir: str) -> dict:
@@ -96,6 +98,19 @@ class ExportedBackend(Backend):
             raise BackendError(f'{INFER_CFG} in {model_dir} has no input size range ({exc}) — export the model '
                                'again') from exc
         super().__init__(config_from_infer_cfg(self.info, overrides), size_range)
+
+    def model_files(self, kind: str) -> dict:
+        """infer_cfg.json's ``files`` of ``kind`` (a key of ``MODEL_NAMES``); BackendError saying how to make
+        them where the folder has none, or for tools/quantize.py's folder how to open it."""
+        files = self.info.get('files', {})
+        if not files.get(kind) and INT8_FILES in files:
+            raise BackendError(f"{self.model_dir} holds tools/quantize.py's INT8 model: open it with ",
+                               param('backend', 'openvino'), ' and ', param('precision', 'int8'))
+        if not files.get(kind):
+            raise BackendError(f'{self.model_dir} has no {MODEL_NAMES[kind]} model (' + (
+                'quantize it with solov2 quantize / tools/quantize.py' if kind == INT8_FILES else
+                f'export it with solov2 export / tools/export_model.py --format {kind} or both') + ')')
+        return files[kind]
 
     def through_tensorrt(self) -> None:
         """TensorRT's profile and float16: batches of up to ``TENSORRT_MAX_BATCH`` (``max_batch``), ``precision``

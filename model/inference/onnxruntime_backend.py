@@ -90,11 +90,7 @@ class OnnxBackend(ExportedBackend):
             import onnxruntime as ort
         except ImportError:
             raise BackendError('the onnx backend needs onnxruntime: pip install -r requirements-deploy.txt')
-        files = self.info.get('files', {}).get('onnx')
-        if not files:
-            raise BackendError(f'{model_dir} has no ONNX model '
-                               '(export it with solov2 export / tools/export_model.py --format onnx or both)')
-        self.files, self.options = files, ort.SessionOptions()
+        self.files, self.options = self.model_files('onnx'), ort.SessionOptions()
         self.options.intra_op_num_threads = cpu_threads(threads)
         self.options.inter_op_num_threads = 1
         self.options.add_session_config_entry('session.intra_op.allow_spinning', '0')
@@ -105,7 +101,7 @@ class OnnxBackend(ExportedBackend):
             self.through_tensorrt()
         self.sessions, self.lock = {}, threading.Lock()
         self.session = self.session_for(False)
-        self.mixes_sizes = 'regions_model' in files
+        self.mixes_sizes = 'regions_model' in self.files
 
     def session_for(self, regions: bool):
         """The session of the plain or the regions graph, opened on first use, providers checked."""

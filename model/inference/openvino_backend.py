@@ -22,11 +22,10 @@ from solov2.data.transforms import bucket_for, bucket_sizes
 from solov2.model.cpu_math import cpu_name
 from solov2.model.inference.backend import BackendError
 from solov2.model.inference.export_network import INPUT_NAME, MIN_SIZE, OUTPUT_NAMES, REGIONS_NAME, network_feed
-from solov2.model.inference.exported_folder import ExportedBackend, loading
+from solov2.model.inference.exported_folder import INT8_FILES, ExportedBackend, loading
 from solov2.model.inference.openvino_graph import pad_deformable_sampling, rewrite_deform_conv
 from solov2.model.runtime import cpu_threads
 
-INT8_FILES = 'openvino_int8'
 MOST_COMPILES = 4     # at once in compile_ahead: a compile holds up to a few hundred MB (config 1 INT8: 180)
 LOG = logging.getLogger(__name__)
 
@@ -126,11 +125,7 @@ class OpenVinoBackend(ExportedBackend):
         """The INT8 IR for int8, else the ONNX graph (with the ``regions`` input for ``regions`` where
         the folder has it) with DeformConv rewritten."""
         int8 = self.precision == 'int8'
-        files = self.info.get('files', {}).get(INT8_FILES if int8 else 'onnx')
-        if not files:
-            raise BackendError(f'{self.model_dir} has no ' + (
-                'INT8 OpenVINO model (quantize it with solov2 quantize / tools/quantize.py)' if int8 else
-                'ONNX model (export with solov2 export / tools/export_model.py --format onnx or both)'))
+        files = self.model_files(INT8_FILES if int8 else 'onnx')
         path = self.model_dir / files['regions_model' if regions and 'regions_model' in files else 'model']
         if not path.is_file():
             raise BackendError(f'{path} not found')

@@ -61,10 +61,7 @@ class InferenceBackend(ExportedBackend):
                  engine_cache: Optional[str] = None):
         super().__init__(model_dir, overrides, device)
         import paddle.inference as paddle_infer
-        files = self.info.get('files', {}).get('paddle')
-        if not files:
-            raise BackendError(f'{model_dir} has no Paddle Inference model '
-                               '(export it with solov2 export / tools/export_model.py --format paddle or both)')
+        files = self.model_files('paddle')
         model_file, params_file = self.model_dir / files['model'], self.model_dir / files['params']
         for path in (model_file, params_file):
             if not path.is_file():

@@ -24,7 +24,8 @@ from solov2.data.results import instances_to_coco
 from solov2.data.scoring import coco_stats, run_cocoeval
 from solov2.data.transforms import pad_to, read_image
 from solov2.model.inference.export_network import INPUT_NAME, REGIONS_NAME, network_feed
-from solov2.model.inference.openvino_backend import INT8_FILES, OpenVinoBackend
+from solov2.model.inference.exported_folder import INT8_FILES
+from solov2.model.inference.openvino_backend import OpenVinoBackend
 from solov2.model.inference.pipeline import Predictor, Prepared
 
 INT8_XML = 'model_int8.xml'

@@ -3,6 +3,7 @@ real exports of the shipped model: each name runs its engine on the folder it is
 what the Paddle model finds, and what it is given (threads, precision, config changes, the
 compiled-model folder) reaches the engine; the demo's command line, the auto cache, the
 benchmark tools and the API all open folders through it."""
+import json
 import sys
 from pathlib import Path
 
@@ -99,6 +100,18 @@ def test_threads_config_changes_and_the_compiled_folder_reach_the_engine(folders
                                    precision='int8'))
     with pytest.raises(BackendError, match="unknown exported backend 'tensorrt' .*inference, onnx, openvino"):
         exported_backend(ModelSpec(backend='tensorrt', model_dir=folders['onnx']))
+
+
+@pytest.mark.parametrize('kind', ['inference', 'onnx', 'openvino'])
+def test_an_int8_folder_opened_as_f32_says_how_to_open_it(kind, folders, tmp_path):
+    """tools/quantize.py's folder holds the INT8 model only: each f32 engine asked to open it says to
+    open it with OpenVINO int8 (not to export it again)."""
+    info = json.loads((Path(folders['onnx']) / 'infer_cfg.json').read_text())
+    info['files'] = {'openvino_int8': {'model': 'model_int8.xml', 'weights': 'model_int8.bin'}}
+    (tmp_path / 'infer_cfg.json').write_text(json.dumps(info))
+    with pytest.raises(BackendError, match="holds tools/quantize.py's INT8 model: open it with backend='openvino' "
+                                           "and precision='int8'"):
+        exported_backend(ModelSpec(backend=kind, model_dir=str(tmp_path), threads=1))
 
 
 def test_every_caller_opens_exported_folders_through_it(folders, found, tmp_path):
