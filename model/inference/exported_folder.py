@@ -104,8 +104,8 @@ class ExportedBackend(Backend):
         them where the folder has none, or for tools/quantize.py's folder how to open it."""
         files = self.info.get('files', {})
         if not files.get(kind) and INT8_FILES in files:
-            raise BackendError(f"{self.model_dir} holds tools/quantize.py's INT8 model: open it with ",
-                               param('backend', 'openvino'), ' and ', param('precision', 'int8'))
+            raise BackendError(f"{self.model_dir} holds tools/quantize.py's INT8 model, not an f32 export: run it "
+                               'with ', param('backend', 'openvino'), ' and ', param('precision', 'int8'))
         if not files.get(kind):
             raise BackendError(f'{self.model_dir} has no {MODEL_NAMES[kind]} model (' + (
                 'quantize it with solov2 quantize / tools/quantize.py' if kind == INT8_FILES else

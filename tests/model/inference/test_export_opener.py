@@ -105,12 +105,12 @@ def test_threads_config_changes_and_the_compiled_folder_reach_the_engine(folders
 @pytest.mark.parametrize('kind', ['inference', 'onnx', 'openvino'])
 def test_an_int8_folder_opened_as_f32_says_how_to_open_it(kind, folders, tmp_path):
     """tools/quantize.py's folder holds the INT8 model only: each f32 engine asked to open it says to
-    open it with OpenVINO int8 (not to export it again)."""
+    run it with OpenVINO int8 (not to export it again)."""
     info = json.loads((Path(folders['onnx']) / 'infer_cfg.json').read_text())
     info['files'] = {'openvino_int8': {'model': 'model_int8.xml', 'weights': 'model_int8.bin'}}
     (tmp_path / 'infer_cfg.json').write_text(json.dumps(info))
-    with pytest.raises(BackendError, match="holds tools/quantize.py's INT8 model: open it with backend='openvino' "
-                                           "and precision='int8'"):
+    with pytest.raises(BackendError, match="holds tools/quantize.py's INT8 model, not an f32 export: run it with "
+                                           "backend='openvino' and precision='int8'"):
         exported_backend(ModelSpec(backend=kind, model_dir=str(tmp_path), threads=1))
 
 
