@@ -140,9 +140,8 @@ def segmentation_to_rle(segmentation: Any, height: int, width: int) -> dict[str,
         return mask_util.merge(mask_util.frPyObjects(polygons, height, width))
     if list(segmentation['size']) != [height, width]:
         raise InputError(f"RLE size {segmentation['size']} differs from image size {[height, width]}")
-    if isinstance(segmentation['counts'], list):
-        return mask_util.frPyObjects(segmentation, height, width)
-    return segmentation
+    counts_list = isinstance(segmentation['counts'], list)        # uncompressed RLE: pycocotools compresses it
+    return mask_util.frPyObjects(segmentation, height, width) if counts_list else segmentation
 
 
 def segmentation_to_mask(segmentation: Any, height: int, width: int) -> np.ndarray:

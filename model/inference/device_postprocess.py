@@ -35,9 +35,7 @@ def product_dtype(capability: Optional[Tuple[int, int]], switch: bool) -> str:
 
 def device_capability(place) -> Optional[Tuple[int, int]]:
     """The compute capability (major, minor) of the GPU of ``place``; None on the CPU."""
-    if not place.is_gpu_place():
-        return None
-    return tuple(paddle.device.cuda.get_device_capability(place.gpu_device_id()))
+    return tuple(paddle.device.cuda.get_device_capability(place.gpu_device_id())) if place.is_gpu_place() else None
 
 
 def paste_step(height: int, width: int, budget: int = PASTE_BYTES) -> int:

@@ -102,15 +102,26 @@ class ExportedBackend(Backend):
     def model_files(self, kind: str) -> dict:
         """infer_cfg.json's ``files`` of ``kind`` (a key of ``MODEL_NAMES``); BackendError saying how to make
         them where the folder has none, or for tools/quantize.py's folder how to open it."""
-        files = self.info.get('files', {})
+        files = self.info.get('files') if isinstance(self.info.get('files'), dict) else {}
         if not files.get(kind) and INT8_FILES in files:
             raise BackendError(f"{self.model_dir} holds tools/quantize.py's INT8 model, not an f32 export: run it "
                                'with ', param('backend', 'openvino'), ' and ', param('precision', 'int8'))
-        if not files.get(kind):
+        if not files.get(kind) or not isinstance(files[kind], dict):
             raise BackendError(f'{self.model_dir} has no {MODEL_NAMES[kind]} model (' + (
                 'quantize it with solov2 quantize / tools/quantize.py' if kind == INT8_FILES else
                 f'export it with solov2 export / tools/export_model.py --format {kind} or both') + ')')
         return files[kind]
+
+    def model_file(self, files: dict, key: str) -> Path:
+        """The file ``model_files``' ``files`` names under ``key``, in this folder; BackendError where the name
+        is missing, not a plain file name (a path elsewhere) or the file absent."""
+        name = files.get(key)
+        if not isinstance(name, str) or name in ('', '..') or Path(name).name != name:
+            raise BackendError(f'{INFER_CFG} in {self.model_dir} names no file of its own folder as {key} '
+                               f'({name!r}): export (or quantize) the model again')
+        if not (self.model_dir / name).is_file():
+            raise BackendError(f'{self.model_dir / name} not found')
+        return self.model_dir / name
 
     def through_tensorrt(self) -> None:
         """TensorRT's profile and float16: batches of up to ``TENSORRT_MAX_BATCH`` (``max_batch``), ``precision``

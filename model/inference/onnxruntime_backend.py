@@ -108,9 +108,7 @@ class OnnxBackend(ExportedBackend):
         import onnxruntime as ort
         with self.lock:
             if regions not in self.sessions:
-                path = self.model_dir / self.files['regions_model' if regions else 'model']
-                if not path.is_file():
-                    raise BackendError(f'{path} not found')
+                path = self.model_file(self.files, 'regions_model' if regions else 'model')
                 engines = self.tensorrt and engine_folder(self.engine_cache, [path], 'onnxruntime', self.size_range,
                                                           TENSORRT_MAX_BATCH, 'float16')
                 providers = onnx_providers(self.device, ort.get_available_providers(), self.tensorrt,

@@ -126,12 +126,10 @@ class OpenVinoBackend(ExportedBackend):
         the folder has it) with DeformConv rewritten."""
         int8 = self.precision == 'int8'
         files = self.model_files(INT8_FILES if int8 else 'onnx')
-        path = self.model_dir / files['regions_model' if regions and 'regions_model' in files else 'model']
-        if not path.is_file():
-            raise BackendError(f'{path} not found')
+        path = self.model_file(files, 'regions_model' if regions and 'regions_model' in files else 'model')
         with loading(str(path)):
             if int8:
-                return self.core.read_model(str(path), str(self.model_dir / files['weights']))
+                return self.core.read_model(str(path), str(self.model_file(files, 'weights')))
             import onnx
             graph = onnx.load(str(path))
             rewrite_deform_conv(graph)

@@ -62,10 +62,7 @@ class InferenceBackend(ExportedBackend):
         super().__init__(model_dir, overrides, device)
         import paddle.inference as paddle_infer
         files = self.model_files('paddle')
-        model_file, params_file = self.model_dir / files['model'], self.model_dir / files['params']
-        for path in (model_file, params_file):
-            if not path.is_file():
-                raise BackendError(f'{path} not found')
+        model_file, params_file = self.model_file(files, 'model'), self.model_file(files, 'params')
         parse_program(model_file)
         if model_file.suffix == '.json' and paddle_major() < 3:
             raise BackendError(f'{model_file} was written by Paddle >= 3 (PIR); Paddle '

@@ -344,9 +344,8 @@ def _paste_whole(soft: np.ndarray, resized_hw: Sequence[int], orig_hw: Sequence[
     feat_h, feat_w = soft.shape
     resized = cv2.resize(soft, (4 * feat_w, 4 * feat_h), interpolation=cv2.INTER_LINEAR)
     resized = resized[:resized_hw[0], :resized_hw[1]]
-    if tuple(resized_hw) == tuple(orig_hw):
-        return resized
-    return cv2.resize(resized, (orig_hw[1], orig_hw[0]), interpolation=cv2.INTER_LINEAR)
+    return resized if tuple(resized_hw) == tuple(orig_hw) else cv2.resize(resized, (orig_hw[1], orig_hw[0]),
+                                                                          interpolation=cv2.INTER_LINEAR)
 
 
 def paste_in_boxes(soft_masks: np.ndarray, resized_hw: Sequence[int], orig_hw: Sequence[int],

@@ -114,6 +114,26 @@ def test_an_int8_folder_opened_as_f32_says_how_to_open_it(kind, folders, tmp_pat
         exported_backend(ModelSpec(backend=kind, model_dir=str(tmp_path), threads=1))
 
 
+@pytest.mark.parametrize('files, message', [
+    (['model.onnx'], 'has no ONNX model'), ({'onnx': 'model.onnx'}, 'has no ONNX model'),
+    ({'onnx': {'opset': 17}}, 'names no file of its own folder as model .None.'),
+    ({'onnx': {'model': '../onnx/model.onnx'}}, "names no file of its own folder as model .'../onnx/model.onnx'."),
+    ({'onnx': {'model': '/etc/hostname'}}, "names no file of its own folder as model .'/etc/hostname'."),
+    ({'onnx': {'model': 5}}, 'names no file of its own folder as model .5.'),
+])
+@pytest.mark.parametrize('kind', ['onnx', 'openvino'])
+def test_a_malformed_or_outward_files_entry_is_one_clear_error(kind, files, message, folders, tmp_path):
+    """infer_cfg.json's ``files`` of a folder handed in: a wrong type is no model, and a name that is
+    not a plain file name of the folder (a path to elsewhere) is refused before anything is read."""
+    info = json.loads((Path(folders['onnx']) / 'infer_cfg.json').read_text())
+    (tmp_path / 'onnx').mkdir()
+    (tmp_path / 'folder').mkdir()
+    (tmp_path / 'onnx' / 'model.onnx').write_bytes((Path(folders['onnx']) / 'model.onnx').read_bytes())
+    (tmp_path / 'folder' / 'infer_cfg.json').write_text(json.dumps(dict(info, files=files)))
+    with pytest.raises(BackendError, match=message):
+        exported_backend(ModelSpec(backend=kind, model_dir=str(tmp_path / 'folder'), threads=1))
+
+
 def test_every_caller_opens_exported_folders_through_it(folders, found, tmp_path):
     """The factory's ``open_backend``, the auto cache and the benchmark tools open folders with the
     one opener; ``open_backend``'s OpenVINO keeps its compiled models in the cache."""
