@@ -75,9 +75,7 @@ def coco_stats(evaluator: COCOeval) -> Dict[str, float]:
 def evaluate_segm(coco: COCO, records: List[dict], iou_type: str = 'segm') -> Dict[str, float]:
     """COCOeval on ``records`` -> ``coco_stats`` (12 numbers by name); all zeros when there
     are no records."""
-    if not records:
-        return {name: 0.0 for name in STAT_NAMES}
-    return coco_stats(run_cocoeval(coco, records, iou_type))
+    return coco_stats(run_cocoeval(coco, records, iou_type)) if records else {name: 0.0 for name in STAT_NAMES}
 
 
 def per_class_ap(evaluator: COCOeval) -> Dict[int, float]:

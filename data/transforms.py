@@ -297,18 +297,20 @@ def pad_to(chw: np.ndarray, height: int, width: int) -> np.ndarray:
     return out
 
 
-def pad_to_multiple(chw: np.ndarray, divisor: int = 32) -> np.ndarray:
-    """`pad_to` `[C, Hp, Wp]`, Hp and Wp the multiples of `divisor` from H and W up."""
-    return pad_to(chw, padded_size(chw.shape[1], divisor), padded_size(chw.shape[2], divisor))
+def pad_to_multiple(chw: np.ndarray, divisor: int = 32, min_side: int = 0) -> np.ndarray:
+    """`pad_to` `[C, Hp, Wp]`, Hp and Wp the multiples of `divisor` from H and W up, at least `min_side`."""
+    return pad_to(chw, *(max(padded_size(side, divisor), min_side) for side in chw.shape[1:]))
 
 
-def preprocess(image: np.ndarray, short: int, max_size: int, divisor: int = 32) -> tuple[np.ndarray, ImageMeta]:
+def preprocess(image: np.ndarray, short: int, max_size: int, divisor: int = 32,
+               min_side: int = 0) -> tuple[np.ndarray, ImageMeta]:
     """Resize, normalise and pad `[H, W, 3] uint8 RGB` into `[3, Hp, Wp] float32` plus its `ImageMeta`
-    (a `ReducedImage`: resized to its full picture's network size, `orig_hw` that picture's)."""
+    (a `ReducedImage`: resized to its full picture's network size, `orig_hw` that picture's); a side
+    under `min_side` (an exported model's least input, a multiple of `divisor`) padded up to it."""
     orig_hw = tuple(getattr(image, 'full_hw', image.shape[:2]))
     (height, width), _ = resized_hw(*orig_hw, short, max_size)
     resized = cv2.resize(image, (width, height), interpolation=cv2.INTER_LINEAR)
-    chw = pad_to_multiple(normalize(resized), divisor)
+    chw = pad_to_multiple(normalize(resized), divisor, min_side)
     return chw, ImageMeta(orig_hw=orig_hw, resized_hw=resized.shape[:2], padded_hw=chw.shape[1:])
 
 

@@ -92,8 +92,8 @@ class Predictor:
         self.on_device = engine.network_on_gpu and engine.device_outputs if on_device is None else on_device
 
     def prepare(self, image: np.ndarray) -> Tuple[np.ndarray, ImageMeta]:
-        """[H, W, 3] uint8 RGB -> ([3, Hp, Wp] float32, sizes)."""
-        return preprocess(image, self.cfg.test_short, self.cfg.test_max)
+        """[H, W, 3] uint8 RGB -> ([3, Hp, Wp] float32, sizes); Hp, Wp at least an exported engine's least side."""
+        return preprocess(image, self.cfg.test_short, self.cfg.test_max, min_side=(self.engine.size_range or (0,))[0])
 
     def network(self, ready: Sequence[Tuple[np.ndarray, ImageMeta]], params: Optional[InferenceParams] = None,
                 max_padding: float = 0.0) -> list:

@@ -81,6 +81,25 @@ def test_each_name_runs_its_engine_on_the_folder_and_finds_what_dygraph_finds(ki
     assert_finds_the_same(backend, found)
 
 
+@pytest.mark.parametrize('kind, folder', [('inference', 'paddle'), ('onnx', 'onnx'), ('openvino', 'onnx')])
+def test_a_picture_under_the_exports_least_side_is_padded_up_to_it(kind, folder, folders, found):
+    """A legal picture so thin that it resizes under the export's least side (a 12x1500 strip: 5x640,
+    padded to 32x640 for the Paddle model; the exports take 64 px a side at least) is padded up to
+    it, not refused: each engine answers it beside an ordinary picture, as the Paddle model answers
+    the same padded input, and the ordinary picture's answer is unchanged."""
+    strip = np.ascontiguousarray(np.tile(found[0][:12], (1, 6, 1))[:, :1500])
+    backend = exported_backend(ModelSpec(backend=kind, model_dir=folders[folder], threads=1))
+    (_, thin), (_, ordinary) = Predictor(backend).run_pictures([strip, found[0]], lambda picture: picture)
+    assert thin.masks.shape == (len(thin), 12, 1500)
+    dygraph = DygraphBackend(backend.cfg, SHIPPED_WEIGHTS, 'cpu', threads=1)
+    dygraph.size_range = backend.size_range                 # the same padding as the export's
+    want = Predictor(dygraph).detect(strip)
+    np.testing.assert_allclose(thin.scores, want.scores, atol=SCORE_TOL)
+    np.testing.assert_array_equal(thin.labels, want.labels)
+    np.testing.assert_allclose(ordinary.scores, found[1].scores, atol=SCORE_TOL)
+    np.testing.assert_array_equal(ordinary.labels, found[1].labels)
+
+
 def test_threads_config_changes_and_the_compiled_folder_reach_the_engine(folders, found, tmp_path):
     onnx = exported_backend(ModelSpec(backend='onnx', model_dir=folders['onnx'], threads=1,
                                       overrides=['max_per_image=1']))
