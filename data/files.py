@@ -107,9 +107,10 @@ def write_image(path: str | PathLike[str], bgr: np.ndarray) -> None:
 
 
 def looked_up(path: str | PathLike[str]) -> str:
-    """How a message shows a path that is not there: as given, and for a relative one the
-    folder it was looked up from (the current folder: ``x.pdparams (from /home/me)``)."""
-    return str(path) if Path(path).is_absolute() else f'{path} (from {os.getcwd()})'
+    """How a message shows a path that is not there as a file: as given, for a relative one the folder
+    it was looked up from (the current folder: ``x.pdparams (from /home/me)``), and a folder says so."""
+    shown = str(path) if Path(path).is_absolute() else f'{path} (from {os.getcwd()})'
+    return shown + (' (a folder, not a file)' if Path(path).is_dir() else '')
 
 
 def same_file(a: str | PathLike[str], b: str | PathLike[str]) -> bool:

@@ -56,10 +56,8 @@ def make_scaler(dtype: Optional[str]) -> Optional[paddle.amp.GradScaler]:
 def scaler_state(scaler: Optional[paddle.amp.GradScaler]) -> dict:
     """``scaler``'s state as JSON values (``state.json``): ``GradScaler.state_dict()`` with the
     scale as a list of floats; {} without a scaler."""
-    if scaler is None:
-        return {}
     return {k: (np.asarray(v, np.float64).reshape(-1).tolist() if k == 'scale' else v)
-            for k, v in scaler.state_dict().items()}
+            for k, v in (scaler.state_dict() if scaler is not None else {}).items()}
 
 
 def restore_scaler(scaler: Optional[paddle.amp.GradScaler], saved: dict) -> None:

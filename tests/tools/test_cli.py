@@ -13,7 +13,9 @@ from pathlib import Path
 import pytest
 
 from solov2 import Segmenter, TrainOptions
+from solov2.convert.pth_reader import load_pth
 from solov2.core.errors import InputError, param
+from solov2.model.checkpoint import read_paddle_file
 from solov2.model.inference import backend_factory
 from solov2.model.inference.backend_factory import open_backend
 from solov2.model.inference.export import export
@@ -155,6 +157,19 @@ def test_a_missing_relative_path_says_where_it_was_looked_up(tmp_path, monkeypat
     with pytest.raises(InputError) as info:
         Segmenter(weights='elsewhere/model.pdparams')
     assert str(info.value) == f'weights file not found: elsewhere/model.pdparams (from {tmp_path})'
+
+
+def test_a_folder_where_a_file_is_needed_is_named_a_folder(tmp_path, monkeypatch, capsys):
+    """A converter or the demo's --video given a folder says it is a folder, not that it is not there."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / 'export').mkdir()
+    with pytest.raises(InputError, match=re.escape(f'weights file not found: export (from {tmp_path}) (a folder, '
+                                                   'not a file)')):
+        read_paddle_file('export')
+    with pytest.raises(InputError, match=re.escape(f'PyTorch checkpoint not found: {tmp_path / "export"} (a folder')):
+        load_pth(tmp_path / 'export')
+    assert demo.main(['--video', 'export', '--output', 'o']) == 2
+    assert f'video not found: export (from {tmp_path}) (a folder, not a file)' in capsys.readouterr().err
 
 
 def test_a_bug_in_the_library_is_called_one_and_names_debug(tmp_path, capsys, monkeypatch):
