@@ -16,8 +16,7 @@ def unit_name(rest: str, conv: str, norm: str) -> str:
         return f'{conv}.conv_offset.{rest[len("conv.offset."):]}'
     if rest.startswith('conv.'):
         return f'{conv}.{rest[len("conv."):]}'
-    leaf = rest[len('norm.'):]
-    return f'{norm}.{BN_LEAF[leaf]}'
+    return f'{norm}.' + BN_LEAF[rest[len('norm.'):]]
 
 
 def backbone_name(key: str, prefix: str = 'backbone.') -> str:

@@ -176,8 +176,7 @@ def _read_legacy_header(f, path):
     protocol = _TorchUnpickler(f).load()
     if protocol != _LEGACY_PROTOCOL:
         raise InputError(f'{path}: unsupported legacy torch protocol version {protocol!r}')
-    sys_info = _TorchUnpickler(f).load()
-    return 'little' if sys_info.get('little_endian', True) else 'big'
+    return 'little' if _TorchUnpickler(f).load().get('little_endian', True) else 'big'     # the sys_info record
 
 
 def _read_legacy_storage(f, dtype, byteorder, path):

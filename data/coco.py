@@ -146,8 +146,7 @@ def segmentation_to_rle(segmentation: Any, height: int, width: int) -> dict[str,
 
 def segmentation_to_mask(segmentation: Any, height: int, width: int) -> np.ndarray:
     """Decode a COCO segmentation (see `segmentation_to_rle`) to `[height, width] uint8` 0/1."""
-    rle = segmentation_to_rle(segmentation, height, width)
-    return np.ascontiguousarray(mask_util.decode(rle), dtype=np.uint8)
+    return np.ascontiguousarray(mask_util.decode(segmentation_to_rle(segmentation, height, width)), dtype=np.uint8)
 
 
 def category_ids_by_name(categories: Sequence[Mapping[str, Any]], class_names: Sequence[str],

@@ -42,6 +42,5 @@ def model_shapes(cfg) -> Dict[str, tuple]:
 
 def class_count(params: Mapping[str, object]) -> Optional[int]:
     """The number of classes a state dict's category head predicts (None: it has none)."""
-    bias = params.get(CLASS_HEAD + 'bias')
-    shape = tuple(getattr(bias, 'shape', ()))
+    shape = tuple(getattr(params.get(CLASS_HEAD + 'bias'), 'shape', ()))
     return int(shape[0]) if len(shape) == 1 else None

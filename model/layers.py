@@ -169,8 +169,7 @@ def linspace_rows(counts: paddle.Tensor, length, dtype) -> paddle.Tensor:
     index = paddle.cast(paddle.arange(0, length, 1, dtype='int64'), work).unsqueeze(0)   # [1, L]
     step = paddle.full([1], 2.0, work) / paddle.clip(num - 1.0, min=1.0)     # not 2.0 / t: no ONNX form for it
     half = paddle.clip(paddle.floor(num * 0.5), min=1.0)
-    values = paddle.where(index < half, step * index - 1.0, 1.0 - step * (num - 1.0 - index))
-    return paddle.cast(values, dtype)
+    return paddle.cast(paddle.where(index < half, step * index - 1.0, 1.0 - step * (num - 1.0 - index)), dtype)
 
 
 def coord_features(x: paddle.Tensor) -> paddle.Tensor:

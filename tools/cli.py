@@ -180,8 +180,7 @@ def _raise_terminated(signum, frame) -> None:
 
 def _interrupted(exc: KeyboardInterrupt, note: str = '') -> int:
     note = note or (_status['note']() if _status['note'] else 'nothing was written')
-    how = 'SIGTERM' if isinstance(exc, Terminated) else 'Ctrl-C'
-    print(f'\ninterrupted ({how}): {note}', file=sys.stderr)
+    print(f"\ninterrupted ({'SIGTERM' if isinstance(exc, Terminated) else 'Ctrl-C'}): {note}", file=sys.stderr)
     return 143 if isinstance(exc, Terminated) else 130
 
 

@@ -106,8 +106,7 @@ def video_output_path(output: str, video: Optional[str], camera: Optional[int]) 
     out = Path(output)
     if out.suffix.lower() in VIDEO_SUFFIXES:
         return out
-    stem = Path(video).stem if video else f'camera{camera}'
-    return out / f'{stem}.mp4'
+    return out / ((Path(video).stem if video else f'camera{camera}') + '.mp4')
 
 
 @dataclass

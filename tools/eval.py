@@ -65,8 +65,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 def format_stats(title: str, stats: dict) -> str:
     """The 12 COCO numbers as a two-row table."""
     head = ' '.join(f'{name:>6}' for name in STAT_NAMES)
-    values = ' '.join(f'{100 * stats[name]:6.2f}' for name in STAT_NAMES)
-    return f'{title}\n{head}\n{values}'
+    return f'{title}\n{head}\n' + ' '.join(f'{100 * stats[name]:6.2f}' for name in STAT_NAMES)
 
 
 def classwise_table(ap_by_category: dict, names: dict) -> str:

@@ -2,9 +2,9 @@
 
     python tools/labelme2coco.py LABELME_DIR OUT.json [--classes classes.txt] [--copy-images DIR]
 
-Each `LABELME_DIR/*.json` (sorted by name) is one image; polygons, rectangles and circles become
-polygons, shapes sharing a `group_id` one instance. Categories (ids 1..) are the classes of `--classes`,
-else those of the classes.txt already next to OUT.json (so every split gets the same ids), else the
+Each `LABELME_DIR/*.json` (sorted by name) is one image; polygons, rectangles and circles become polygons, labelme's
+masks (a PNG over a box) an RLE, shapes sharing a `group_id` one instance. Categories (ids 1..) are the classes of
+`--classes`, else those of the classes.txt already next to OUT.json (so every split gets the same ids), else the
 sorted labels, written there. With `--copy-images` the images (or their `imageData`) are copied to DIR.
 """
 
@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
+import cv2
 import numpy as np
 import pycocotools.mask as mask_util
 
@@ -73,12 +74,25 @@ def shape_polygon(shape: dict[str, Any]) -> list[float]:
     raise InputError(f"unsupported shape_type {kind!r} (label {shape['label']!r})")
 
 
-def group_instances(shapes: Sequence[dict[str, Any]]) -> list[tuple[str, list[list[float]]]]:
-    """`(label, polygons)` per instance in the order of their first shape: shapes sharing a `group_id` merge."""
-    instances: dict[tuple[str, Any], tuple[str, list[list[float]]]] = {}
+def mask_rle(shape: dict[str, Any], height: int, width: int) -> dict[str, Any]:
+    """Compressed RLE at `height` x `width` of a labelme mask shape: its `mask` (a base64 PNG of the box
+    between its two `points`, corners included) placed at the box, clipped to the image."""
+    (x0, y0), (x1, y1) = np.asarray(shape['points'], dtype=np.float64).round().astype(int).reshape(2, 2)
+    part = cv2.imdecode(np.frombuffer(base64.b64decode(shape['mask'], validate=True), np.uint8), cv2.IMREAD_GRAYSCALE)
+    if part is None or part.shape != (y1 - y0 + 1, x1 - x0 + 1) or min(x0, y0) < 0:
+        raise ValueError(f"mask {shape['label']!r} is not a PNG of its box {x1 - x0 + 1}x{y1 - y0 + 1} at ({x0}, {y0})")
+    canvas = np.zeros((height, width), np.uint8, order='F')
+    window = canvas[y0:y1 + 1, x0:x1 + 1]
+    window[...] = part[:window.shape[0], :window.shape[1]] > 0
+    return mask_util.encode(canvas)
+
+
+def group_instances(shapes: Sequence[dict[str, Any]], height: int, width: int) -> list[tuple[str, list[Any]]]:
+    """`(label, parts: flat polygons, masks' RLE)` per instance in the order of its first shape (a `group_id`'s)."""
+    instances: dict[tuple[str, Any], tuple[str, list[Any]]] = {}
     for index, shape in enumerate(shapes):
         group = shape.get('group_id')
-        polygon = shape_polygon(shape)
+        polygon = mask_rle(shape, height, width) if shape.get('shape_type') == 'mask' else shape_polygon(shape)
         key = ('shape', index) if group is None else ('group', group)      # a shape without a group: its own
         label, polygons = instances.setdefault(key, (shape['label'], []))
         if label != shape['label']:
@@ -159,16 +173,19 @@ def convert(
         height, width = int(doc['imageHeight']), int(doc['imageWidth'])
         images.append({'id': image_id, 'file_name': file_name, 'height': height, 'width': width})
         try:
-            instances = group_instances(doc['shapes'])
-        except (KeyError, TypeError, ValueError) as err:
+            instances = group_instances(doc['shapes'], height, width)
+        except (KeyError, TypeError, ValueError, binascii.Error) as err:
             raise InputError(f'{path}: bad shape: {err}') from err
-        for label, polygons in instances:         # area and bbox of the mask the polygons rasterise to
-            rle = segmentation_to_rle(polygons, height, width)
+        for label, parts in instances:         # area and bbox of the mask the parts rasterise to
+            rle = mask_util.merge([part if isinstance(part, dict) else segmentation_to_rle([part], height, width)
+                                   for part in parts])
             if not mask_util.area(rle):
                 print(f'warning: {path}: {label!r} covers no pixel, skipped', file=sys.stderr)
                 continue
+            polygons = all(isinstance(part, list) for part in parts)
+            segmentation = parts if polygons else dict(rle, counts=rle['counts'].decode('ascii'))
             annotations.append({'id': len(annotations) + 1, 'image_id': image_id, 'category_id': category_of[label],
-                                'segmentation': polygons, 'area': int(mask_util.area(rle)),
+                                'segmentation': segmentation, 'area': int(mask_util.area(rle)),
                                 'bbox': [float(v) for v in mask_util.toBbox(rle)], 'iscrowd': 0})
     categories = [{'id': cid, 'name': name, 'supercategory': ''} for name, cid in category_of.items()]
     return {'images': images, 'annotations': annotations, 'categories': categories}

@@ -139,8 +139,7 @@ def render_image(rng: np.random.Generator, size: int, num_objects: int,
         crowd_mask = crowd_blobs(rng, size)
         paint(canvas, masks, crowd_mask, pick_colour(rng, canvas, crowd_mask))
         crowd = (int(rng.integers(len(CLASS_NAMES))), crowd_mask)
-    noise = rng.integers(-NOISE, NOISE + 1, canvas.shape, dtype=np.int8)
-    image = np.clip(canvas + noise, 0, 255).astype(np.uint8)
+    image = np.clip(canvas + rng.integers(-NOISE, NOISE + 1, canvas.shape, dtype=np.int8), 0, 255).astype(np.uint8)
     kept = [(label, mask) for label, mask in zip(labels, masks) if mask.sum() >= MIN_VISIBLE]
     return image, kept, crowd
 
@@ -154,8 +153,7 @@ def exact_polygons(mask: np.ndarray) -> list[list[float]] | None:
     polygons = [((c.reshape(-1, 2) + 0.5) / 2).ravel().tolist() for c in simplified if len(c) >= 3]
     if not polygons:
         return None
-    decoded = segmentation_to_mask(polygons, *mask.shape)
-    return polygons if np.array_equal(decoded, mask) else None
+    return polygons if np.array_equal(segmentation_to_mask(polygons, *mask.shape), mask) else None
 
 
 def annotation(ann_id: int, image_id: int, label: int, mask: np.ndarray, crowd: bool) -> dict[str, Any]:

@@ -79,8 +79,7 @@ def process(entry: dict, raw: Path, params, class_names, args, picture=None) -> 
     """Post-process one manifest entry (and draw its ``picture`` when given); its COCO records."""
     scores, kernels, mask_feat = read_outputs(raw, entry['name'], len(class_names))
     meta = ImageMeta(tuple(entry['orig_hw']), tuple(entry['resized_hw']), tuple(entry['padded_hw']))
-    soft = postprocess_flat(scores, kernels, mask_feat, params)[0]
-    result = paste_detections(soft, meta, params.mask_threshold)
+    result = paste_detections(postprocess_flat(scores, kernels, mask_feat, params)[0], meta, params.mask_threshold)
     if picture is not None:
         write_image(picture, draw_bgr(read_image(entry['source']), result.masks, result.labels, result.scores,
                                       class_names, args.draw_threshold))

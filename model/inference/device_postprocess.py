@@ -52,8 +52,7 @@ def ranked(values: paddle.Tensor, k: Optional[int] = None) -> paddle.Tensor:
     ascending = paddle.gather(values, order)
     steps = paddle.concat([paddle.ones([1], 'int64'), (ascending[1:] != ascending[:-1]).astype('int64')])
     rank = paddle.scatter(paddle.zeros([n], 'int64'), order, paddle.cumsum(steps))
-    key = rank * n + (n - 1 - paddle.arange(n, dtype='int64'))
-    return paddle.argsort(key, descending=True)[:k]
+    return paddle.argsort(rank * n + (n - 1 - paddle.arange(n, dtype='int64')), descending=True)[:k]
 
 
 def _logits(kernels: paddle.Tensor, feat: paddle.Tensor) -> paddle.Tensor:
@@ -106,8 +105,7 @@ def select_instances(scores, kernels, feat, strides, params: InferenceParams):
     kept = paddle.nonzero(areas > paddle.gather(strides, cells)).flatten()
     if kept.shape[0] == 0:
         return None
-    rescored = paddle.gather(category * maskness, kept)
-    top = paddle.gather(kept, ranked(rescored, params.nms_pre))
+    top = paddle.gather(kept, ranked(paddle.gather(category * maskness, kept), params.nms_pre))
     binary = (_logits(paddle.gather(cand_kernels, top), feat) > logit_threshold).astype('float32')
     decayed = matrix_nms(binary, paddle.gather(labels, top), paddle.gather(category * maskness, top),
                          paddle.gather(areas, top), params.nms_kernel, params.nms_sigma)

@@ -126,6 +126,5 @@ def save_inference_model(model: SOLOv2, prefix: str, regions: bool = False) -> s
     spec = [InputSpec([None, 3, None, None], 'float32', INPUT_NAME)]
     spec += [InputSpec([None, 2], 'int64', REGIONS_NAME)] if regions else []
     with warnings.catch_warnings():
-        static = paddle.jit.to_static(net, input_spec=spec, full_graph=True)
-        paddle.jit.save(static, prefix)
+        paddle.jit.save(paddle.jit.to_static(net, input_spec=spec, full_graph=True), prefix)
     return next(prefix + suffix for suffix in ('.json', '.pdmodel') if os.path.isfile(prefix + suffix))

@@ -307,8 +307,7 @@ def _paste_weights(feat: int, resized: int, orig: int) -> np.ndarray:
 
 def _extent(nonzero: np.ndarray, axis: int) -> Tuple[np.ndarray, np.ndarray]:
     """First and last index along ``axis`` of the True values of each line of a 2-D array."""
-    last = nonzero.shape[axis] - 1 - np.flip(nonzero, axis).argmax(axis=axis)
-    return nonzero.argmax(axis=axis), last
+    return nonzero.argmax(axis=axis), nonzero.shape[axis] - 1 - np.flip(nonzero, axis).argmax(axis=axis)
 
 
 @dataclass(frozen=True)

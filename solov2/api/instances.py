@@ -128,8 +128,7 @@ class Instances:
             unknown = sorted(set(classes) - set(self.class_names))
             if unknown:
                 raise InputError(f'unknown class {unknown[0]!r}: the model knows {", ".join(self.class_names)}')
-            wanted = [self.class_names.index(name) for name in classes]
-            keep &= np.isin(self.labels, wanted)
+            keep &= np.isin(self.labels, [self.class_names.index(name) for name in classes])
         return self[keep]
 
     def polygons(self) -> List[List[np.ndarray]]:

@@ -1,14 +1,16 @@
 """Tests for tools/labelme2coco.py on hand-built labelme files."""
 
 import base64
+import io
 import json
 import math
 
 import cv2
 import numpy as np
+import PIL.Image
 import pytest
 
-from solov2.data.coco import CocoDataset
+from solov2.data.coco import CocoDataset, segmentation_to_mask
 from solov2.tools.labelme2coco import convert, main
 
 pytestmark = pytest.mark.filterwarnings('ignore:__array__ implementation:DeprecationWarning')
@@ -106,6 +108,42 @@ def test_group_with_mixed_labels(labelme_dir):
         shape('cat', [[0, 0], [9, 0], [9, 9]], group_id=4), shape('ant', [[20, 0], [29, 0], [29, 9]], group_id=4)])
     with pytest.raises(ValueError, match=r'three\.json.*group_id 4'):
         convert(labelme_dir)
+
+
+def mask_shape(label, box_mask, x0, y0, group_id=None):
+    """A labelme mask shape as labelme 5.x saves it: the box's two corners and a 1-bit PNG of the box."""
+    buffer = io.BytesIO()
+    PIL.Image.fromarray(box_mask).save(buffer, format='PNG')
+    height, width = box_mask.shape
+    return dict(shape(label, [[x0, y0], [x0 + width - 1, y0 + height - 1]], 'mask', group_id),
+                mask=base64.b64encode(buffer.getvalue()).decode('ascii'))
+
+
+def test_a_mask_shape_becomes_the_rle_of_its_pixels_and_merges_with_its_group(tmp_path):
+    """labelme's mask shape (a PNG over its box) is the instance's exact pixels, as COCO RLE that the
+    training data reads back; grouped with a polygon, one RLE of both; a box that runs past the image
+    is clipped; a PNG not of its box's size is one error naming the file."""
+    ell = np.zeros((6, 10), bool)
+    ell[:, :2] = ell[4:, :] = True                     # an L: 12 + 16 pixels
+    write_labelme(tmp_path, 'one', [mask_shape('cat', ell, 5, 7),
+                                    shape('dog', [[40, 40], [50, 40], [50, 50], [40, 50]], group_id=3),
+                                    mask_shape('dog', np.ones((4, 4), bool), 60, 10, group_id=3),
+                                    mask_shape('cat', np.ones((5, 5), bool), W - 2, H - 3)])
+    coco = convert(tmp_path)
+    cat, dog, corner = coco['annotations']
+    assert (cat['area'], cat['bbox'], cat['segmentation']['size']) == (28, [5.0, 7.0, 10.0, 6.0], [H, W])
+    want = np.zeros((H, W), bool)
+    want[7:13, 5:15] = ell
+    assert (segmentation_to_mask(cat['segmentation'], H, W).astype(bool) == want).all()
+    assert dog['area'] == 100 + 16 and dog['bbox'] == [40.0, 10.0, 24.0, 40.0]
+    assert corner['area'] == 2 * 3 and corner['bbox'] == [W - 2.0, H - 3.0, 2.0, 3.0]
+    (tmp_path / 'out').mkdir()
+    (tmp_path / 'out' / 'coco.json').write_text(json.dumps(coco))              # what training reads back
+    masks = CocoDataset(tmp_path / 'out' / 'coco.json', tmp_path, class_names=['cat', 'dog'])[0]['masks']
+    assert (masks[0].astype(bool) == want).all() and [m.sum() for m in masks] == [28, 116, 6]
+    write_labelme(tmp_path, 'two', [dict(mask_shape('cat', ell, 5, 7), points=[[5, 7], [15, 12]])])
+    with pytest.raises(ValueError, match=r"two\.json: bad shape: mask 'cat' is not a PNG of its box 11x6"):
+        convert(tmp_path)
 
 
 def test_unsupported_shape_type(labelme_dir):
