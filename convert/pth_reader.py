@@ -130,8 +130,7 @@ def _decode_storage(raw, dtype, byteorder):
     if len(raw) % _itemsize(dtype):
         raise InputError(f'malformed checkpoint: {len(raw)} bytes is not a whole number of {dtype} elements')
     if dtype == 'bfloat16':
-        bits = np.frombuffer(raw, order + 'u2').astype(np.uint32) << 16
-        return bits.view(np.float32)
+        return (np.frombuffer(raw, order + 'u2').astype(np.uint32) << 16).view(np.float32)
     array = np.frombuffer(raw, np.dtype(dtype).newbyteorder(order))
     return array.astype(array.dtype.newbyteorder('='), copy=False)
 

@@ -240,8 +240,7 @@ def die_with_parent(worker_id: int = 0, parent: int | None = None) -> None:
     daemon thread that polls the parent's pid."""
     parent = os.getppid() if parent is None else parent
     if sys.platform.startswith('linux'):
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
         if os.getppid() != parent:       # the parent died before prctl took effect
             os._exit(1)
         return

@@ -45,8 +45,7 @@ def crop_run_lengths(crop: np.ndarray, box: Sequence[int], image_size: Sequence[
     k, j = np.divmod(np.flatnonzero(crop[1:] != crop[:-1]), crop_w)   # slot k + 1 of column j differs from slot k
     changes = [j * rows + k + 1]
     if spans:       # a column's first slot follows the previous column's last one
-        before = np.concatenate([[False], crop[-1, :-1]])
-        changes.append(np.flatnonzero(crop[0] != before) * rows)
+        changes.append(np.flatnonzero(crop[0] != np.concatenate([[False], crop[-1, :-1]])) * rows)
         changes.append(np.array([crop_w * rows] if crop[-1, -1] else [], dtype=np.int64))
     else:           # ... and the background slot, which follows the column's last row
         changes.append(np.flatnonzero(crop[0]) * rows)

@@ -46,9 +46,12 @@ def run_cocoeval(coco: COCO, records: List[dict], iou_type: str = 'segm',
     return evaluator
 
 
+REDO = 'score it against the annotations it was made for'     # check_results' advice
+
+
 def check_results(coco: COCO, records, source: str) -> None:
-    """InputError naming the first result record that cannot be scored against ``coco``:
-    not a list of dicts with image_id (of ``coco``), category_id, score and segmentation."""
+    """InputError naming the first result record that cannot be scored against ``coco``: not a list of dicts
+    with image_id, category_id (both of ``coco``), score and segmentation (an RLE of its image's size)."""
     if not isinstance(records, list):
         raise InputError(f'{source} is not a list of COCO results — give a file written by '
                          'eval.py --save-json or demo.py --save-json')
@@ -61,9 +64,16 @@ def check_results(coco: COCO, records, source: str) -> None:
         if not isinstance(record['score'], (int, float)) or not math.isfinite(record['score']):
             raise InputError(f"{source}: result {index} has score {record['score']!r} — scores must be finite "
                              'numbers (a model that gave NaN needs fixing before it is scored)')
-        if record['image_id'] not in coco.imgs:
-            raise InputError(f"{source}: result {index} is for image {record['image_id']!r}, which the "
-                             'annotation file does not have — score it against the annotations it was made for')
+        if (image := coco.imgs.get(record['image_id'])) is None:
+            raise InputError(f"{source}: result {index} is for image {record['image_id']!r}, which the annotation "
+                             f'file does not have — {REDO}')
+        if record['category_id'] not in coco.cats:
+            raise InputError(f"{source}: result {index} has category {record['category_id']!r}, not one of the "
+                             f"annotation file's {len(coco.cats)} (ids from {min(coco.cats, default=None)}) — {REDO}")
+        size = record['segmentation'].get('size') if isinstance(record['segmentation'], dict) else None
+        if size not in (None, [image['height'], image['width']]):
+            raise InputError(f"{source}: result {index} has a mask of size {size!r} on a {image['height']}x"
+                             f"{image['width']} image — {REDO}")
 
 
 def coco_stats(evaluator: COCOeval) -> Dict[str, float]:

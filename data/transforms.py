@@ -281,8 +281,7 @@ def normalize(image: np.ndarray) -> np.ndarray:
     if image.ndim != 3 or image.shape[2] != 3:
         raise InputError(f'expected [H, W, 3] image, got shape {image.shape}')
     mean, std = np.asarray(IMAGENET_MEAN_RGB, np.float32), np.asarray(IMAGENET_STD_RGB, np.float32)
-    hwc = (image.astype(np.float32) - mean) * (1.0 / std)
-    return np.ascontiguousarray(hwc.transpose(2, 0, 1))
+    return np.ascontiguousarray(((image.astype(np.float32) - mean) * (1.0 / std)).transpose(2, 0, 1))
 
 
 def padded_size(size: int, divisor: int) -> int:

@@ -198,7 +198,10 @@ def test_eval_bad_inputs_are_one_line(gt, tmp_path, capsys):
     (gt / 'other.json').write_text(json.dumps([{'image_id': 7, 'category_id': 1, 'score': 1.0,
                                                 'segmentation': {}}]))
     (gt / 'strid.json').write_text((gt / 'gt.json').read_text().replace('"category_id": 1', '"category_id": "1"'))
-    (gt / 'nan.json').write_text(json.dumps([dict(json.loads((gt / 'segm.json').read_text())[0], score=float('nan'))]))
+    good = json.loads((gt / 'segm.json').read_text())[0]
+    (gt / 'nan.json').write_text(json.dumps([dict(good, score=float('nan'))]))
+    (gt / 'zero_based.json').write_text(json.dumps([dict(good, category_id=0)]))       # AP moved silently before
+    (gt / 'resized.json').write_text(json.dumps([dict(good, segmentation=dict(good['segmentation'], size=[20, 25]))]))
     before = hashes(gt)
     ann = ['--config', '9', '--ann', str(gt / 'gt.json')]
     cases = [
@@ -208,6 +211,9 @@ def test_eval_bad_inputs_are_one_line(gt, tmp_path, capsys):
         (ann + ['--json-only', str(gt / 'dict.json')], 'not a list of COCO results'),
         (ann + ['--json-only', str(gt / 'other.json')], 'image 7'),
         (ann + ['--json-only', str(gt / 'nan.json')], 'result 0 has score nan', 'finite'),
+        (ann + ['--json-only', str(gt / 'zero_based.json')], "result 0 has category 0, not one of the annotation "
+                                                             "file's 1 (ids from 1)"),
+        (ann + ['--json-only', str(gt / 'resized.json')], 'result 0 has a mask of size [20, 25] on a 40x50 image'),
         (['--config', '9', '--ann', str(gt / 'empty.json'), '--json-only', str(gt / 'segm.json')], 'no images'),
         (['--config', '9', '--ann', str(gt / 'strid.json'), '--json-only', str(gt / 'segm.json')],
          "category_id '1'", 'integers'),

@@ -69,8 +69,7 @@ def shape_polygon(shape: dict[str, Any]) -> list[float]:
         center = points[0]
         radius = float(np.hypot(*(points[1] - center)))
         theta = 2 * math.pi * np.arange(CIRCLE_VERTICES) / CIRCLE_VERTICES
-        ring = center + radius * np.stack([np.cos(theta), np.sin(theta)], axis=1)
-        return ring.ravel().tolist()
+        return (center + radius * np.stack([np.cos(theta), np.sin(theta)], axis=1)).ravel().tolist()
     raise InputError(f"unsupported shape_type {kind!r} (label {shape['label']!r})")
 
 

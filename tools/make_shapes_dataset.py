@@ -56,8 +56,7 @@ def shape_vertices(label: int, center: np.ndarray, diameter: float, angle: float
 def polygon_mask(vertices: np.ndarray, size: int) -> np.ndarray:
     """Rasterise `[K, 2]` float vertices into a `[size, size] uint8` 0/1 mask (1/16 px precision)."""
     mask = np.zeros((size, size), dtype=np.uint8)
-    points = np.round(vertices * 16).astype(np.int32)
-    cv2.fillPoly(mask, [points], 1, lineType=cv2.LINE_8, shift=4)
+    cv2.fillPoly(mask, [np.round(vertices * 16).astype(np.int32)], 1, lineType=cv2.LINE_8, shift=4)
     return mask
 
 
@@ -97,8 +96,7 @@ def random_object(rng: np.random.Generator, size: int) -> tuple[int, np.ndarray]
     """`(label, [K, 2] vertices)` with a log-uniform diameter, random centre and rotation."""
     label = int(rng.integers(len(CLASS_NAMES)))
     diameter = np.exp(rng.uniform(np.log(MIN_DIAMETER), np.log(MAX_DIAMETER_FRACTION * size)))
-    center = rng.uniform(0.1 * size, 0.9 * size, 2)
-    return label, shape_vertices(label, center, diameter, rng.uniform(0, 2 * np.pi))
+    return label, shape_vertices(label, rng.uniform(0.1 * size, 0.9 * size, 2), diameter, rng.uniform(0, 2 * np.pi))
 
 
 def crowd_blobs(rng: np.random.Generator, size: int) -> np.ndarray:
@@ -140,8 +138,7 @@ def render_image(rng: np.random.Generator, size: int, num_objects: int,
         paint(canvas, masks, crowd_mask, pick_colour(rng, canvas, crowd_mask))
         crowd = (int(rng.integers(len(CLASS_NAMES))), crowd_mask)
     image = np.clip(canvas + rng.integers(-NOISE, NOISE + 1, canvas.shape, dtype=np.int8), 0, 255).astype(np.uint8)
-    kept = [(label, mask) for label, mask in zip(labels, masks) if mask.sum() >= MIN_VISIBLE]
-    return image, kept, crowd
+    return image, [(label, mask) for label, mask in zip(labels, masks) if mask.sum() >= MIN_VISIBLE], crowd
 
 
 def exact_polygons(mask: np.ndarray) -> list[list[float]] | None:

@@ -190,8 +190,7 @@ def _mask_statistics(kernels: np.ndarray, feat: np.ndarray, mask_threshold: floa
     else:
         soft = _sigmoid(logits, out=logits)
         inside = np.multiply(soft, binary, out=soft).sum(axis=1, dtype=np.float64)
-    areas = counts.astype(np.float32)
-    return binary, areas, (inside / np.maximum(counts, 1)).astype(np.float32)
+    return binary, counts.astype(np.float32), (inside / np.maximum(counts, 1)).astype(np.float32)
 
 
 SCAN_LIMIT = 4   # mask statistics for at most SCAN_LIMIT * nms_pre candidates per image

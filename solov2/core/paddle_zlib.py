@@ -45,8 +45,7 @@ def zlib_taken_by_paddle(objects: List[str]) -> bool:
 def check_zlib() -> None:
     """ImportError in one line where Paddle 2.x, imported before ``solov2``, brought zlib in with
     its own copy (``zlib_taken_by_paddle``): the process would crash at its next decompression."""
-    paddle = sys.modules.get('paddle')
-    version = str(getattr(paddle, '__version__', ''))
+    version = str(getattr(sys.modules.get('paddle'), '__version__', ''))
     if version.startswith('2.') and zlib_taken_by_paddle(loaded_objects()):
         raise ImportError(f'Paddle {version} was imported before solov2 and brought in zlib with its own older copy, '
                           'so the next decompression would crash this process (PaddlePaddle issue #70538): '
