@@ -91,12 +91,12 @@ def group_instances(shapes: Sequence[dict[str, Any]], height: int, width: int) -
     instances: dict[tuple[str, Any], tuple[str, list[Any]]] = {}
     for index, shape in enumerate(shapes):
         group = shape.get('group_id')
-        polygon = mask_rle(shape, height, width) if shape.get('shape_type') == 'mask' else shape_polygon(shape)
+        part = mask_rle(shape, height, width) if shape.get('shape_type') == 'mask' else shape_polygon(shape)
         key = ('shape', index) if group is None else ('group', group)      # a shape without a group: its own
-        label, polygons = instances.setdefault(key, (shape['label'], []))
+        label, parts = instances.setdefault(key, (shape['label'], []))
         if label != shape['label']:
             raise InputError(f"group_id {group} mixes labels {label!r} and {shape['label']!r}")
-        polygons.append(polygon)
+        parts.append(part)
     return list(instances.values())
 
 
@@ -173,7 +173,7 @@ def convert(
         images.append({'id': image_id, 'file_name': file_name, 'height': height, 'width': width})
         try:
             instances = group_instances(doc['shapes'], height, width)
-        except (KeyError, TypeError, ValueError, binascii.Error) as err:
+        except (KeyError, TypeError, ValueError) as err:         # binascii.Error (a bad mask's base64) among them
             raise InputError(f'{path}: bad shape: {err}') from err
         for label, parts in instances:         # area and bbox of the mask the parts rasterise to
             rle = mask_util.merge([part if isinstance(part, dict) else segmentation_to_rle([part], height, width)
@@ -181,8 +181,8 @@ def convert(
             if not mask_util.area(rle):
                 print(f'warning: {path}: {label!r} covers no pixel, skipped', file=sys.stderr)
                 continue
-            polygons = all(isinstance(part, list) for part in parts)
-            segmentation = parts if polygons else dict(rle, counts=rle['counts'].decode('ascii'))
+            only_polygons = all(isinstance(part, list) for part in parts)
+            segmentation = parts if only_polygons else dict(rle, counts=rle['counts'].decode('ascii'))
             annotations.append({'id': len(annotations) + 1, 'image_id': image_id, 'category_id': category_of[label],
                                 'segmentation': segmentation, 'area': int(mask_util.area(rle)),
                                 'bbox': [float(v) for v in mask_util.toBbox(rle)], 'iscrowd': 0})
