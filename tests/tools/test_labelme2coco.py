@@ -145,7 +145,7 @@ def test_a_mask_shape_becomes_the_rle_of_its_pixels_and_merges_with_its_group(tm
     with pytest.raises(ValueError, match=r"two\.json: bad shape: mask 'cat' is not a PNG of its box 11x6"):
         convert(tmp_path)
     write_labelme(tmp_path, 'two', [dict(mask_shape('cat', ell, 5, 7), mask='not base64!')])
-    with pytest.raises(ValueError, match=r"two\.json: bad shape: .*base64"):
+    with pytest.raises(ValueError, match=r'two\.json: bad shape: .*base64'):
         convert(tmp_path)
 
 
