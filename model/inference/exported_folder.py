@@ -103,14 +103,14 @@ class ExportedBackend(Backend):
         """infer_cfg.json's ``files`` of ``kind`` (a key of ``MODEL_NAMES``); BackendError saying how to make
         them where the folder has none, or for tools/quantize.py's folder how to open it."""
         files = self.info.get('files') if isinstance(self.info.get('files'), dict) else {}
-        if not files.get(kind) and INT8_FILES in files:
+        if isinstance(files.get(kind), dict) and files[kind]:
+            return files[kind]
+        if INT8_FILES in files and kind != INT8_FILES:
             raise BackendError(f"{self.model_dir} holds tools/quantize.py's INT8 model, not an f32 export: run it "
                                'with ', param('backend', 'openvino'), ' and ', param('precision', 'int8'))
-        if not files.get(kind) or not isinstance(files[kind], dict):
-            raise BackendError(f'{self.model_dir} has no {MODEL_NAMES[kind]} model (' + (
-                'quantize it with solov2 quantize / tools/quantize.py' if kind == INT8_FILES else
-                f'export it with solov2 export / tools/export_model.py --format {kind} or both') + ')')
-        return files[kind]
+        raise BackendError(f'{self.model_dir} has no {MODEL_NAMES[kind]} model (' + (
+            'quantize it with solov2 quantize / tools/quantize.py' if kind == INT8_FILES else
+            f'export it with solov2 export / tools/export_model.py --format {kind} or both') + ')')
 
     def model_file(self, files: dict, key: str) -> Path:
         """The file ``model_files``' ``files`` names under ``key``, in this folder; BackendError where the name

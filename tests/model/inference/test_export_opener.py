@@ -131,6 +131,10 @@ def test_an_int8_folder_opened_as_f32_says_how_to_open_it(kind, folders, tmp_pat
     with pytest.raises(BackendError, match="holds tools/quantize.py's INT8 model, not an f32 export: run it with "
                                            "backend='openvino' and precision='int8'"):
         exported_backend(ModelSpec(backend=kind, model_dir=str(tmp_path), threads=1))
+    info['files'] = {'openvino_int8': {}}              # asked as INT8, an empty entry is no INT8 model
+    (tmp_path / 'infer_cfg.json').write_text(json.dumps(info))
+    with pytest.raises(BackendError, match='has no INT8 OpenVINO model'):
+        exported_backend(ModelSpec(backend='openvino', model_dir=str(tmp_path), threads=1, precision='int8'))
 
 
 @pytest.mark.parametrize('files, message', [
