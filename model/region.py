@@ -55,6 +55,7 @@ def _repeat_edge(x: paddle.Tensor, counts: paddle.Tensor, axis: int) -> paddle.T
     previous = paddle.concat([paddle.slice(x, [axis], [0], [1]), paddle.slice(x, [axis], [0], [length - 1])],
                              axis=axis)
     at_edge = paddle.arange(0, length, 1, dtype='int64').unsqueeze(0) == counts               # [B, L]
+    at_edge.stop_gradient = True     # Paddle 2.6's static expand refuses a bool input that may want a gradient
     at_edge = paddle.expand(at_edge.unsqueeze(1).unsqueeze(5 - axis), paddle.shape(x))   # [B, C, H, W] bool
     return paddle.where(at_edge, previous, x)
 

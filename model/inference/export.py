@@ -215,19 +215,27 @@ def compare_outputs(got: Sequence[np.ndarray], expected: Sequence[np.ndarray]) -
 
 
 def verify(dygraph: DygraphBackend, backends: Sequence, seed: int = 0) -> List[str]:
-    """Run each exported backend and the dygraph model on one random input; raise
-    ExportError when kernels or mask features differ by more than VERIFY_TOLERANCE."""
+    """Run each exported backend and the dygraph model on one random input [1, 3, VERIFY_HW] and, on a
+    backend that mixes sizes, that input padded by 32 a side (a parity change of each side: P6's rows
+    and columns) with its own size as ``regions``; raise ExportError when kernels or mask features
+    differ by more than VERIFY_TOLERANCE."""
     batch = np.random.RandomState(seed).standard_normal((1, 3, *VERIFY_HW)).astype(np.float32)
+    padded = np.pad(batch, ((0, 0), (0, 0), (0, SIZE_DIVISOR), (0, SIZE_DIVISOR)))
     expected = dygraph.run_numpy(batch)
     lines = []
     for backend in backends:
-        diffs = compare_outputs(backend.run_numpy(batch), expected)
-        lines.append(f'{backend.name}: max abs diff vs dygraph on a random {VERIFY_HW[0]}x{VERIFY_HW[1]} '
-                     f'input: scores {diffs["scores"]:.1e} ({diffs["flipped"]} of {expected[0].size} '
-                     f'cells flipped by points-NMS ties), kernels {diffs["kernels"]:.1e}, '
-                     f'mask_feat {diffs["mask_feat"]:.1e}')
-        if max(diffs['kernels'], diffs['mask_feat']) > VERIFY_TOLERANCE:
-            raise ExportError(f'the {backend.name} export does not reproduce the model: {lines[-1]}')
+        runs = [('', batch, None)]
+        if backend.mixes_sizes:
+            runs.append((f' padded to {padded.shape[2]}x{padded.shape[3]} with its regions', padded,
+                         np.array([VERIFY_HW], np.int64)))
+        for padding, inputs, regions in runs:
+            diffs = compare_outputs(backend.run_numpy(inputs, regions), expected)
+            lines.append(f'{backend.name}: max abs diff vs dygraph on a random {VERIFY_HW[0]}x{VERIFY_HW[1]} '
+                         f'input{padding}: scores {diffs["scores"]:.1e} ({diffs["flipped"]} of '
+                         f'{expected[0].size} cells flipped by points-NMS ties), kernels {diffs["kernels"]:.1e}, '
+                         f'mask_feat {diffs["mask_feat"]:.1e}')
+            if max(diffs['kernels'], diffs['mask_feat']) > VERIFY_TOLERANCE:
+                raise ExportError(f'the {backend.name} export does not reproduce the model: {lines[-1]}')
     return lines
 
 

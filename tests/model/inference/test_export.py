@@ -24,6 +24,7 @@ import paddle
 import paddle2onnx  # noqa: F401
 import pycocotools.mask as mask_util
 
+from solov2 import SHIPPED_WEIGHTS
 from solov2.config import CONFIGS, with_overrides
 from solov2.data.transforms import normalize
 from solov2.model.build import build_model
@@ -260,6 +261,21 @@ def test_config5_backends_agree(light_r18):
         ious = [_iou(a, b) for a, b in zip(np.asarray(paste_in_boxes(det.masks, size, size)),
                                            np.asarray(paste_in_boxes(dets[0].masks, size, size)))]
         assert min(ious) >= MIN_MASK_IOU, backend.name
+
+
+@pytest.mark.parametrize('number', [NUMBER, 1], ids=['shipped', 'config1'])
+def test_the_shipped_model_and_a_coco_config_export_in_both_formats_as_their_check_passes(number, pytestconfig,
+                                                                                           tmp_path, capsys):
+    """What a user runs first, on either Paddle line (CI runs it on 2.6 too): ``tools/export_model.py``
+    in both formats with its own check, on the shipped model and on config 1 (random weights: a COCO
+    config, 80 classes, full grids). Each engine's line is printed, the regions graph's on the input
+    padded further among them, so a regions graph that does not trace, or does not keep a padded
+    picture's own answer, fails the command."""
+    weights = SHIPPED_WEIGHTS if number == NUMBER else _checkpoint(pytestconfig, tmp_path, 0.0, number=number)
+    assert export_model.main(['--weights', weights, '--output', str(tmp_path / 'export')]) == 0
+    checked = [line.split(':')[0] + (' regions' if 'with its regions' in line else '')
+               for line in capsys.readouterr().out.splitlines() if 'max abs diff vs dygraph' in line]
+    assert checked == ['inference', 'onnx', 'onnx regions']
 
 
 @pytest.mark.parametrize('dcn', ['v1', 'v2'])
