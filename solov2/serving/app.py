@@ -3,8 +3,10 @@
 The model opens and warms up in a thread: ``/healthz`` answers at once, ``/readyz`` and
 ``/v1/segment`` 503 with the reason until it is ready and while stopping. A request is refused
 (503) before its body is read while ``queue_size`` are in flight or ``max_uploads`` bodies are
-coming; its body is read within the limits (408), then decoded in a worker, batched with others
-of its padded size (``batching.Batcher``) and finished in a worker, all within ``timeout_s`` (504).
+coming; its body is read within the limits (408), then admitted by its cost: its decode share
+taken at once, or 503 at once (it holds no slot waiting for memory); then decoded in a worker,
+batched with others of its padded size (``batching.Batcher``) and finished in a worker, all within
+``timeout_s`` (504).
 """
 import asyncio
 import contextlib
@@ -52,8 +54,8 @@ RETRY = {'Retry-After': '1'}
 REQUEST_ID = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]{1,128}")      # a sane X-Request-ID: an HTTP token, bounded
 LOADING = 'the model is loading'
 STOPPING = 'the service is stopping'
-SHARE_WAIT_S, SHARE_POLL_S = 1.0, 0.02      # how long a picture waits for its decode budget share, how often it looks
-SLOTS = {'uploads': ('max_uploads', 'uploads being received'), 'in flight': ('queue_size', 'requests in flight')}
+SLOTS = {'uploads': ('max_uploads', 'uploads being received'), 'in flight': ('queue_size', 'requests in flight'),
+         'large in flight': ('queue_size', 'large pictures in flight')}    # the last: half of them (Service.slots)
 PROBES = ('/healthz', '/readyz', '/metrics')        # logged at debug level
 GZIP_BYTES, GZIP_LEVEL = 4096, 1      # answers from this size are gzipped when the client accepts it
 WHOLE = {'max_batch': 1, 'queue_size': 1, 'max_uploads': 1, 'max_pixels': 0, 'helper_threads': 0}   # the least of each
@@ -169,28 +171,33 @@ class Service:
         asyncio.run(self.segment(colour, self.segmenter.predictor.params, 'none'))
 
     async def segment(self, data: bytes, params, masks: str, min_score: float = 0.0) -> Dict[str, Any]:
-        """The JSON answer for an encoded picture: prepared in a worker, batched, finished in a worker."""
-        loop = asyncio.get_running_loop()
-        self.preparing += 1
+        """The JSON answer for an encoded picture, admitted by its cost: its decode share (``cost``)
+        taken at once or 503 at once, so a picture that does not fit beside those being decoded holds
+        no in-flight slot while small ones keep flowing; then an in-flight slot, and a large picture one
+        of their half (``slots``; 503 when full),
+        prepared in a worker (the share given back once it is), batched, finished in a worker."""
+        cost = self.cost(data)
+        if not self.budget.take(cost, 0):
+            raise HttpError(503, f'busy: the pictures being decoded hold {self.budget.used / 2**20:.0f} MB of the '
+                                 f'{self.budget.limit / 2**20:.0f} MB this service decodes at once, no room for this '
+                                 f'one ({cost / 2**20:.0f} MB); try again after Retry-After seconds', RETRY,
+                            'decode budget')
+        job, large = None, self.is_large(cost)
         try:
-            chw, meta = await self.prepared(data)
+            with self.held('in flight'), self.held('large in flight') if large else contextlib.nullcontext():
+                self.preparing += 1
+                try:
+                    job = self.pool.submit(self.prepare, data)
+                    job.add_done_callback(lambda _: self.budget.give(cost))   # a job cancelled unstarted too
+                    chw, meta = await asyncio.wrap_future(job)
+                finally:
+                    self.preparing -= 1        # before submitting: a picture alone then runs at once
+                row = await asyncio.wrap_future(self.batcher.submit(chw, meta, params))
+                loop = asyncio.get_running_loop()
+                return await loop.run_in_executor(self.pool, self.finish, row, meta, params, masks, min_score)
         finally:
-            self.preparing -= 1        # before submitting: a picture alone then runs at once
-        row = await asyncio.wrap_future(self.batcher.submit(chw, meta, params))
-        return await loop.run_in_executor(self.pool, self.finish, row, meta, params, masks, min_score)
-
-    async def prepared(self, data: bytes):
-        """``prepare`` in a worker once the decode budget has room for its ``cost``; 503 after ``SHARE_WAIT_S``."""
-        cost, began = self.cost(data), time.monotonic()
-        while not self.budget.take(cost, 0):
-            if time.monotonic() - began > SHARE_WAIT_S:
-                raise HttpError(503, f'busy: the pictures being decoded hold {self.budget.used / 2**20:.0f} MB of the '
-                                     f'{self.budget.limit / 2**20:.0f} MB this service decodes at once; try again '
-                                     'after Retry-After seconds', RETRY)
-            await asyncio.sleep(SHARE_POLL_S)
-        job = self.pool.submit(self.prepare, data)
-        job.add_done_callback(lambda _: self.budget.give(cost))
-        return await asyncio.wrap_future(job)
+            if job is None:                    # refused a slot, or ended before its decode was asked for
+                self.budget.give(cost)
 
     def cost(self, data: bytes) -> int:
         """The bytes ``data`` takes from the decode budget; 413 when over it; 0 when its header refuses it."""
@@ -225,12 +232,24 @@ class Service:
             self.batcher.close(self.settings.timeout_s)
         self.pool.shutdown(wait=True)
 
+    def slots(self, what: str) -> int:
+        """How many of ``what`` (``SLOTS``) may be held at once: its setting's; large pictures (each costing
+        more of the decode budget than a slot's share, ``is_large``) half the requests in flight, so that a
+        flood of them, quick to decode and slow to finish, leaves the other half to the rest."""
+        setting = getattr(self.settings, SLOTS[what][0])
+        return max(1, setting // 2) if what == 'large in flight' else setting
+
+    def is_large(self, cost: int) -> bool:
+        """Whether a picture of decode ``cost`` bytes is large: more than the budget over ``queue_size``
+        (no budget: none is)."""
+        return bool(self.budget.limit) and cost * self.settings.queue_size > self.budget.limit
+
     def check_room(self, what: str) -> None:
-        """503 with Retry-After when as many of ``what`` are held as the settings allow (``held``)."""
-        setting, noun = SLOTS[what]
-        if self.counts[what] >= getattr(self.settings, setting):
+        """503 with Retry-After when as many of ``what`` are held as ``slots`` allows (``held``)."""
+        noun = SLOTS[what][1]
+        if self.counts[what] >= self.slots(what):
             raise HttpError(503, f'busy: {self.counts[what]} {noun}, the most this service takes; try again after '
-                                 'Retry-After seconds', RETRY)
+                                 'Retry-After seconds', RETRY, what)
 
     @contextlib.contextmanager
     def held(self, what: str) -> Iterator[None]:
@@ -306,6 +325,8 @@ def add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(InputError)
     async def refused(request: Request, exc: Exception):
         refusal = client_error(exc) if isinstance(exc, InputError) else exc
+        if refusal.reason:
+            request.app.state.service.metrics.refused.labels(refusal.reason).inc()
         return error(request, refusal.status, refusal.message, refusal.headers)
 
     @app.exception_handler(RequestValidationError)
@@ -343,7 +364,7 @@ def add_routes(app: FastAPI, settings: ServeSettings) -> None:
         ``Instances.to_dict()``: masks as COCO RLE, ``polygons`` or none."""
         service: Service = request.app.state.service
         if service.problem is not None:             # loading, cannot load, or stopping
-            raise HttpError(503, service.problem, RETRY)
+            raise HttpError(503, service.problem, RETRY, 'not ready')
         params = per_call_params(service.segmenter.predictor.params, score_threshold, max_instances)
         timeout_s = service.settings.timeout_s
         try:
@@ -401,8 +422,7 @@ async def segment_request(service: Service, request: Request, params, masks: str
     request.state.body_in = True
     if kind == 'multipart':
         body = await form_file(request, body)
-    with service.held('in flight'):
-        return await service.segment(body, params, masks, min_score)
+    return await service.segment(body, params, masks, min_score)
 
 
 async def form_file(request: Request, body: bytes) -> bytes:

@@ -17,11 +17,12 @@ UPLOAD_GRACE_S = 2.0            # a body may come slower than the least rate for
 
 class HttpError(Exception):
     """A request the service refuses: ``status``, a one-line ``message`` for the JSON body
-    ``{"error": message}``, and extra response ``headers`` (Retry-After for 503)."""
+    ``{"error": message}``, extra response ``headers`` (Retry-After for 503) and, for a refusal of
+    work the service had no room for, the ``reason`` ``/metrics`` counts it under."""
 
-    def __init__(self, status: int, message: str, headers: Optional[dict] = None):
+    def __init__(self, status: int, message: str, headers: Optional[dict] = None, reason: Optional[str] = None):
         super().__init__(message)
-        self.status, self.message, self.headers = status, message, headers or {}
+        self.status, self.message, self.headers, self.reason = status, message, headers or {}, reason
 
 
 def check_content_type(content_type: Optional[str]) -> str:

@@ -23,6 +23,9 @@ class Metrics:
                                 "network thread), 'decode' (and resize), 'network', 'postprocess', 'encode' (the "
                                 "answer's masks)", ['stage'], buckets=(0.001, 0.0025, 0.005) + LATENCY_BUCKETS,
                                 registry=self.registry)
+        self.refused = Counter('solov2_refused', "requests refused 503 for want of room, by reason: 'in flight' "
+                               "(queue_size), 'uploads' (max_uploads), 'decode budget' (max_decode_mb), 'not ready' "
+                               '(loading, failed or stopping)', ['reason'], registry=self.registry)
         self.batch_size = Histogram('solov2_batch_size', 'pictures in each network batch',
                                     buckets=tuple(range(1, max_batch + 1)), registry=self.registry)
         Gauge('solov2_in_flight', 'segmentation requests accepted and not yet answered',

@@ -1,6 +1,7 @@
 """The service's decode budget (``--max-decode-mb``): the pictures being decoded never hold
-more than it, a picture alone over it gets 413 before decoding, one whose request ended while
-it waited for its share is never decoded, and its default lowers the default pixel limit."""
+more than it, a picture that finds no room is refused at once (503, counted by reason) and one
+alone over it gets 413, both before decoding; one whose request ended while it waited for a
+decoding thread is never decoded, and the budget's default lowers the default pixel limit."""
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -42,35 +43,91 @@ def budget_in_use(client) -> float:
     return metric_families(client)['solov2_decode_budget_bytes'].samples[0].value
 
 
+def refused_by_reason(client) -> dict:
+    """{reason: 503s} counted by /metrics."""
+    return {sample.labels['reason']: sample.value for sample in metric_families(client)['solov2_refused'].samples
+            if sample.name.endswith('_total')}
+
+
 def test_pictures_being_decoded_never_hold_more_than_the_budget_and_one_over_it_gets_413(monkeypatch):
-    """Six pictures at once, four decoding threads, a budget of 1.5 pictures: one decodes at a
-    time and all are answered; a WebP that alone needs more than the budget gets 413, undecoded."""
-    decodes = Decodes(0.1)
+    """Six pictures at once, four decoding threads, a budget of 1.5 pictures: one decodes at a time,
+    the pictures that find no room are refused at once (503 with Retry-After, counted under 'decode
+    budget'), and each is answered when sent again after its Retry-After; a WebP that alone needs more
+    than the budget gets 413, undecoded."""
+    decodes = Decodes(0.5)
     settings = ServeSettings(SMALL_MODEL, helper_threads=4, max_pixels=20_000_000, max_decode_mb=BUDGET_MB)
     with serving(settings) as client:
         monkeypatch.setattr(app, 'decode_picture', decodes)
-        monkeypatch.setattr(app, 'SHARE_WAIT_S', 30.0)          # each waits its turn, however loaded the machine
+
+        def post_until_answered(data):
+            refusals = []
+            while (answer := client.post('/v1/segment', content=data)).status_code == 503:
+                refusals.append(answer.elapsed.total_seconds())
+                time.sleep(float(answer.headers['Retry-After']) / 10)
+            return answer.status_code, refusals
         with ThreadPoolExecutor(6) as pool:
-            answers = list(pool.map(lambda data: client.post('/v1/segment', content=data), [PICTURE] * 6))
-        assert [answer.status_code for answer in answers] == [200] * 6
+            answers = list(pool.map(post_until_answered, [PICTURE] * 6))
+        assert [status for status, _ in answers] == [200] * 6
+        refusals = [seconds for _, waits in answers for seconds in waits]
+        assert refusals and max(refusals) < decodes.seconds, refusals      # refused at once, not after a wait
         assert (decodes.calls, decodes.most) == (6, 1)
+        assert refused_by_reason(client) == {'decode budget': len(refusals)}
         refused = client.post('/v1/segment', content=webp_bomb(3000, 3000))
         assert refused.status_code == 413 and 'send a smaller picture' in refused.json()['error'], refused.text
         assert '3000x3000' in refused.json()['error'] and decodes.calls == 6
         assert budget_in_use(client) == 0
 
 
-def test_a_picture_whose_request_ended_while_it_waited_is_never_decoded(monkeypatch):
-    """Two pictures, room for one, decodes of 1 s, a deadline of 0.4 s: both get 504, the one
-    waiting for its share is never decoded, and the budget is all given back once the first is done."""
+def test_a_picture_refused_for_room_or_whose_request_ended_while_it_waited_is_never_decoded(monkeypatch):
+    """Room for one picture, one decoding thread busy for 1 s with another's decode: a picture that
+    does not fit is refused at once, undecoded; one that fits but whose request ends (a deadline of
+    0.4 s) while it waits for the thread is never decoded either; the budget is all given back."""
     decodes = Decodes(1.0)
-    with serving(ServeSettings(SMALL_MODEL, timeout_s=0.4, max_decode_mb=BUDGET_MB)) as client:
+    small = cv2.imencode('.png', np.full((100, 100, 3), 90, np.uint8))[1].tobytes()
+    with serving(ServeSettings(SMALL_MODEL, timeout_s=0.4, max_decode_mb=BUDGET_MB, helper_threads=1)) as client:
         monkeypatch.setattr(app, 'decode_picture', decodes)
-        with ThreadPoolExecutor(2) as pool:
-            answers = list(pool.map(lambda data: client.post('/v1/segment', content=data), [PICTURE] * 2))
-        assert [answer.status_code for answer in answers] == [504, 504]
+        with ThreadPoolExecutor(3) as pool:
+            first = pool.submit(client.post, '/v1/segment', content=PICTURE)
+            while decodes.calls < 1:
+                time.sleep(0.01)
+            over, waiting = pool.map(lambda data: client.post('/v1/segment', content=data), [PICTURE, small])
+        assert (first.result().status_code, over.status_code, waiting.status_code) == (504, 503, 504)
+        assert over.headers['Retry-After'] == '1' and 'no room for this one' in over.json()['error']
         time.sleep(1.5)
         assert decodes.calls == 1 and budget_in_use(client) == 0
+
+
+def test_a_flood_of_large_pictures_re_posted_leaves_small_ones_answered():
+    """Six clients re-post a 16 MP picture (room for one at a time in the decode budget: quick to
+    decode, slower to finish) as fast as they are answered, with as many in-flight slots as they are:
+    a client sending a small picture every 0.2 s is answered every time, while the flood's pictures
+    are answered or refused at once for room (the budget, or their half of the slots)."""
+    large = cv2.imencode('.jpg', np.full((4000, 4000, 3), 90, np.uint8))[1].tobytes()
+    small = cv2.imencode('.jpg', np.full((480, 640, 3), 150, np.uint8))[1].tobytes()
+    budget = 1.5 * decode_cost(large, 4000, 4000, 320, 640) / 2**20
+    flooders, seconds = 6, 4.0
+    with serving(ServeSettings(SMALL_MODEL, max_decode_mb=budget, queue_size=flooders)) as client:
+        stop_at, flood = time.monotonic() + seconds, []
+
+        def re_post():
+            while time.monotonic() < stop_at:
+                flood.append(client.post('/v1/segment', content=large).status_code)
+
+        def small_client():
+            answers = []
+            while time.monotonic() < stop_at:
+                answers.append(client.post('/v1/segment', content=small))
+                time.sleep(0.2)
+            return answers
+        with ThreadPoolExecutor(flooders + 1) as pool:
+            for _ in range(flooders):
+                pool.submit(re_post)
+            answers = pool.submit(small_client).result()
+        assert [answer.status_code for answer in answers] == [200] * len(answers)
+        reasons = refused_by_reason(client)          # decoding one at a time, finishing at most half the slots
+        assert set(flood) == {200, 503} and set(reasons) <= {'decode budget', 'large in flight'}
+        assert sum(reasons.values()) == flood.count(503)
+        assert max(answer.elapsed.total_seconds() for answer in answers) < seconds
 
 
 def test_the_budget_setting_and_the_pixel_limit_it_gives(segmenter_app):
