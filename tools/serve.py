@@ -21,6 +21,7 @@ import dataclasses
 import json
 import multiprocessing
 import os
+import re
 import signal
 import sys
 import threading
@@ -43,39 +44,22 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--port', type=int, default=8000, help='port (default 8000)')
     parser.add_argument('--workers', type=cli.at_least(1), default=1,
                         help='processes, each with its model, sharing the port and the cores (default 1)')
-    parser.add_argument('--max-batch', type=cli.at_least(1), default=4,
-                        help='most pictures in one network run (default 4)')
-    parser.add_argument('--max-padding', type=cli.at_least(0, whole=False), default=0.0,
-                        help='pictures of different padded sizes share a network run when the batch then has at '
-                             'most 1 + this times the pixels they run with alone (dygraph, onnx; default 0: one '
-                             'size, or one size bucket, a run; docs/serving.md says when more pays)')
-    parser.add_argument('--max-wait-ms', type=cli.at_least(0, whole=False), default=5.0,
-                        help='how long a picture waits for others to join its network run (default 5)')
-    parser.add_argument('--queue-size', type=cli.at_least(1), default=16,
-                        help='requests in flight (body read) per process; more get 503 with Retry-After (default 16)')
-    parser.add_argument('--max-uploads', type=cli.at_least(1), default=64,
-                        help='request bodies being received at once per process, each up to --max-body-mb; more '
-                             'get 503 with Retry-After before their body is read (default 64)')
-    parser.add_argument('--body-timeout-s', type=cli.at_least(0, False, above=True), default=10.0,
-                        help='a client that sends nothing of its body for this many seconds gets 408 and its '
-                             'connection closed (default 10)')
-    parser.add_argument('--min-upload-kb-s', type=cli.at_least(0, whole=False), default=32.0,
-                        help='a body that comes slower than this many KB a second after its first 2 s gets 408 '
-                             'and its connection closed, its upload slot freed (default 32; 0: any rate)')
-    parser.add_argument('--max-body-mb', type=cli.at_least(0, False, above=True), default=32.0,
-                        help='largest request body, MB (default 32)')
-    parser.add_argument('--max-pixels', type=cli.at_least(0),
-                        help="largest picture in pixels, more get 413; 0: no limit (default: the config's "
-                             'max_image_pixels, 100 MP unless --opt max_image_pixels=N says otherwise)')
-    parser.add_argument('--max-decode-mb', type=cli.at_least(0, whole=False),
-                        help='memory the pictures being decoded hold at once, MB; a picture waits for its share '
-                             '(503 after 1 s), one that alone needs more gets 413; 0: no budget (default: 1024, or '
-                             "an eighth of the machine's memory when less; it also lowers the default --max-pixels "
-                             'to the pictures it holds)')
-    parser.add_argument('--timeout-s', type=cli.at_least(0, False, above=True), default=30.0,
-                        help='a request unanswered after this many seconds gets 504; also how long a stop '
-                             'waits for the requests in flight (default 30)')
+    add_settings_flags(parser)
     return parser.parse_args(argv)
+
+
+def add_settings_flags(parser: argparse.ArgumentParser) -> None:
+    """A flag for each of the service's settings (``ServeSettings`` but its model): its name, default,
+    bound and help from the setting, the other settings its help names written as their flags."""
+    from solov2.serving.settings import ServeSettings  # no Paddle: the parser is built before loading
+    fields = dataclasses.fields(ServeSettings)[1:]
+    names = re.compile(r'\b(' + '|'.join(field.name for field in fields) + r')\b')
+    for field in fields:
+        bound, default = field.metadata, field.default
+        text = names.sub(lambda name: '--' + name.group(1).replace('_', '-'), bound['help'])
+        parser.add_argument('--' + field.name.replace('_', '-'), default=default,
+                            type=cli.at_least(bound['least'], bound['whole'], bound['above']),
+                            help=text + ('' if default is None else f' (default {default:g})'))
 
 
 def settings_of(args):

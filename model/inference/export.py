@@ -221,14 +221,12 @@ def verify(dygraph: DygraphBackend, backends: Sequence, seed: int = 0) -> List[s
     differ by more than VERIFY_TOLERANCE."""
     batch = np.random.RandomState(seed).standard_normal((1, 3, *VERIFY_HW)).astype(np.float32)
     padded = np.pad(batch, ((0, 0), (0, 0), (0, SIZE_DIVISOR), (0, SIZE_DIVISOR)))
+    padded_run = (f' padded to {padded.shape[2]}x{padded.shape[3]} with its regions', padded,
+                  np.array([VERIFY_HW], np.int64))
     expected = dygraph.run_numpy(batch)
     lines = []
     for backend in backends:
-        runs = [('', batch, None)]
-        if backend.mixes_sizes:
-            runs.append((f' padded to {padded.shape[2]}x{padded.shape[3]} with its regions', padded,
-                         np.array([VERIFY_HW], np.int64)))
-        for padding, inputs, regions in runs:
+        for padding, inputs, regions in [('', batch, None)] + [padded_run] * backend.mixes_sizes:
             diffs = compare_outputs(backend.run_numpy(inputs, regions), expected)
             lines.append(f'{backend.name}: max abs diff vs dygraph on a random {VERIFY_HW[0]}x{VERIFY_HW[1]} '
                          f'input{padding}: scores {diffs["scores"]:.1e} ({diffs["flipped"]} of '

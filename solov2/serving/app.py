@@ -10,9 +10,7 @@ batched with others of its padded size (``batching.Batcher``) and finished in a 
 """
 import asyncio
 import contextlib
-import dataclasses
 import logging
-import numbers
 import re
 import threading
 import time
@@ -31,11 +29,10 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from solov2 import __version__
 from solov2.api.segmenter import Segmenter, instances_of, per_call_params
-from solov2.core.errors import InputError, param
+from solov2.core.errors import InputError
 from solov2.data.results import SHOWN_MIN_SCORE
 from solov2.data.transforms import header_size
 from solov2.model.inference.memory import MemoryBudget, decode_cost, default_budget, pixels_within
-from solov2.model.inference.spec import ModelSpec
 from solov2.model.runtime import cpu_threads
 from solov2.serving.batching import Batcher
 from solov2.serving.limits import (
@@ -48,49 +45,20 @@ from solov2.serving.limits import (
 )
 from solov2.serving.metrics import Metrics
 from solov2.serving.schema import QUERY, Alive, Answer, Model, Ready, openapi_of, picture_body, refusals
+from solov2.serving.settings import ServeSettings
 
 LOG = logging.getLogger(__name__)
 RETRY = {'Retry-After': '1'}
 REQUEST_ID = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]{1,128}")      # a sane X-Request-ID: an HTTP token, bounded
 LOADING = 'the model is loading'
 STOPPING = 'the service is stopping'
-SLOTS = {'uploads': ('max_uploads', 'uploads being received'), 'in flight': ('queue_size', 'requests in flight'),
-         'large in flight': ('queue_size', 'large pictures in flight')}    # the last: half of them (Service.slots)
+# what a service holds at once: the setting that bounds it, its name in a refusal, the share of the setting it
+# may hold. Large pictures (each over a slot's share of the decode budget) half the requests in flight, so that
+# a flood of them, quick to decode and slow to finish, leaves the other half to the rest.
+SLOTS = {'uploads': ('max_uploads', 'uploads being received', 1), 'in flight': ('queue_size', 'requests in flight', 1),
+         'large in flight': ('queue_size', 'large pictures in flight', 2)}
 PROBES = ('/healthz', '/readyz', '/metrics')        # logged at debug level
 GZIP_BYTES, GZIP_LEVEL = 4096, 1      # answers from this size are gzipped when the client accepts it
-WHOLE = {'max_batch': 1, 'queue_size': 1, 'max_uploads': 1, 'max_pixels': 0, 'helper_threads': 0}   # the least of each
-ABOVE_0 = ('max_body_mb', 'timeout_s', 'body_timeout_s')     # the other limits take any number from 0
-
-
-@dataclasses.dataclass(frozen=True)
-class ServeSettings:
-    """What a service runs (``model``, as ``Segmenter`` takes it) and its limits, checked when made
-    (docs/serving.md): ``max_pixels`` None: the config's, lowered to what the decode budget holds;
-    ``max_decode_mb`` None: ``memory.default_budget``; 0: no limit; ``helper_threads`` 0: one per core."""
-    model: ModelSpec
-    max_batch: int = 4
-    max_wait_ms: float = 5.0
-    max_padding: float = 0.0
-    queue_size: int = 16
-    max_body_mb: float = 32.0
-    max_pixels: Optional[int] = None
-    max_decode_mb: Optional[float] = None
-    timeout_s: float = 30.0
-    max_uploads: int = 64
-    body_timeout_s: float = 10.0
-    min_upload_kb_s: float = 32.0
-    helper_threads: int = 0
-
-    def __post_init__(self):
-        """InputError naming the field for a count below its least (``WHOLE``), a number below 0 (or 0: ``ABOVE_0``)."""
-        for field in dataclasses.fields(self)[1:]:
-            name, value, above = field.name, getattr(self, field.name), field.name in ABOVE_0
-            kind, least = (numbers.Integral, WHOLE[name]) if name in WHOLE else (numbers.Real, 0)
-            number = isinstance(value, kind) and not isinstance(value, bool)
-            if not ((value is None and field.default is None)     # None where it is the default
-                    or (number and least <= value < float('inf') and not (above and value == 0))):
-                raise InputError(param(name), f" takes a {'whole ' * (kind is numbers.Integral)}number "
-                                              f"{'above' if above else 'of at least'} {least}, not {value!r}")
 
 
 class Service:
@@ -174,15 +142,15 @@ class Service:
         """The JSON answer for an encoded picture, admitted by its cost: its decode share (``cost``)
         taken at once or 503 at once, so a picture that does not fit beside those being decoded holds
         no in-flight slot while small ones keep flowing; then an in-flight slot, and a large picture one
-        of their half (``slots``; 503 when full),
-        prepared in a worker (the share given back once it is), batched, finished in a worker."""
+        of their half (``SLOTS``; 503 when full), prepared in a worker (the share given back once it is),
+        batched, finished in a worker."""
         cost = self.cost(data)
         if not self.budget.take(cost, 0):
             raise HttpError(503, f'busy: the pictures being decoded hold {self.budget.used / 2**20:.0f} MB of the '
                                  f'{self.budget.limit / 2**20:.0f} MB this service decodes at once, no room for this '
                                  f'one ({cost / 2**20:.0f} MB); try again after Retry-After seconds', RETRY,
                             'decode budget')
-        job, large = None, self.is_large(cost)
+        job, large = None, self.budget.limit and cost * self.settings.queue_size > self.budget.limit     # SLOTS
         try:
             with self.held('in flight'), self.held('large in flight') if large else contextlib.nullcontext():
                 self.preparing += 1
@@ -193,8 +161,8 @@ class Service:
                 finally:
                     self.preparing -= 1        # before submitting: a picture alone then runs at once
                 row = await asyncio.wrap_future(self.batcher.submit(chw, meta, params))
-                loop = asyncio.get_running_loop()
-                return await loop.run_in_executor(self.pool, self.finish, row, meta, params, masks, min_score)
+                return await asyncio.get_running_loop().run_in_executor(self.pool, self.finish, row, meta, params,
+                                                                        masks, min_score)
         finally:
             if job is None:                    # refused a slot, or ended before its decode was asked for
                 self.budget.give(cost)
@@ -232,22 +200,10 @@ class Service:
             self.batcher.close(self.settings.timeout_s)
         self.pool.shutdown(wait=True)
 
-    def slots(self, what: str) -> int:
-        """How many of ``what`` (``SLOTS``) may be held at once: its setting's; large pictures (each costing
-        more of the decode budget than a slot's share, ``is_large``) half the requests in flight, so that a
-        flood of them, quick to decode and slow to finish, leaves the other half to the rest."""
-        setting = getattr(self.settings, SLOTS[what][0])
-        return max(1, setting // 2) if what == 'large in flight' else setting
-
-    def is_large(self, cost: int) -> bool:
-        """Whether a picture of decode ``cost`` bytes is large: more than the budget over ``queue_size``
-        (no budget: none is)."""
-        return bool(self.budget.limit) and cost * self.settings.queue_size > self.budget.limit
-
     def check_room(self, what: str) -> None:
-        """503 with Retry-After when as many of ``what`` are held as ``slots`` allows (``held``)."""
-        noun = SLOTS[what][1]
-        if self.counts[what] >= self.slots(what):
+        """503 with Retry-After when as many of ``what`` are held as its share of its setting (``SLOTS``) allows."""
+        setting, noun, share = SLOTS[what]
+        if self.counts[what] >= max(1, getattr(self.settings, setting) // share):
             raise HttpError(503, f'busy: {self.counts[what]} {noun}, the most this service takes; try again after '
                                  'Retry-After seconds', RETRY, what)
 

@@ -1,6 +1,7 @@
 """The service's settings check themselves when made (``ServeSettings``): a limit that cannot
 work is one InputError line naming the field in Python words to a caller of ``create_app`` or Ray
 Serve (the command shows it as it is: test_command.py); the service's library code names no flag."""
+import dataclasses
 import re
 from pathlib import Path
 
@@ -26,3 +27,19 @@ def test_the_service_library_names_no_command_line_flag():
     flags = {path.name: re.findall(r'(?<![\w-])--[a-z][\w-]*', path.read_text())
              for path in Path(app.__file__).parent.glob('*.py')}
     assert len(flags) > 5 and not any(flags.values()), flags
+
+
+def test_every_setting_has_one_flag_with_its_default_and_its_bound(capsys):
+    """tools/serve.py has a flag for each setting but the model, named as it, with its default; a value
+    past the setting's bound is refused under the flag by argparse, as ``ServeSettings`` refuses it."""
+    from solov2.tools import serve
+    defaults = serve.parse_args([])
+    for field in dataclasses.fields(ServeSettings)[1:]:
+        flag, bound = '--' + field.name.replace('_', '-'), field.metadata
+        assert getattr(defaults, field.name) == field.default, flag
+        past = bound['least'] if bound['above'] else bound['least'] - (1 if bound['whole'] else 0.5)
+        with pytest.raises(SystemExit):
+            serve.parse_args([flag, str(past)])
+        assert f'argument {flag}: takes a ' in capsys.readouterr().err
+        with pytest.raises(InputError, match=f'{field.name}= takes a '):
+            ServeSettings(SMALL_MODEL, **{field.name: past})

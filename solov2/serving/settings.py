@@ -1,0 +1,64 @@
+"""The service's settings, each declared once with its default, its bound and its one-line help
+(docs/serving.md): ``ServeSettings`` checks them when made, and ``tools/serve.py`` makes one flag
+of each (named as the field, dashes for underscores), its bound and help from here. No Paddle is imported, so
+the command parses its flags before it loads anything.
+"""
+import dataclasses
+import numbers
+from typing import TYPE_CHECKING, Optional
+
+from solov2.core.errors import InputError, param
+
+if TYPE_CHECKING:
+    from solov2.model.inference.spec import ModelSpec
+
+
+def limit(default, least: float, help: str, whole: bool = True, above: bool = False):
+    """A setting's field: its ``default`` (None: ``help`` says what it then is), a whole number (or,
+    not ``whole``, a finite one) of at least ``least`` (``above``: above it) and its ``help``."""
+    return dataclasses.field(default=default, metadata={'least': least, 'whole': whole, 'above': above, 'help': help})
+
+
+@dataclasses.dataclass(frozen=True)
+class ServeSettings:
+    """What a service runs (``model``, as ``Segmenter`` takes it) and its limits, checked when made.
+    A help names another setting by its field name; the command writes it as its flag."""
+    model: 'ModelSpec'
+    max_batch: int = limit(4, 1, 'most pictures in one network run')
+    max_wait_ms: float = limit(5.0, 0, 'how long a picture waits for others to join its network run', whole=False)
+    max_padding: float = limit(0.0, 0, whole=False, help=(
+        'pictures of different padded sizes share a network run when the batch then has at most 1 + this times the '
+        'pixels they run with alone (dygraph, onnx; 0: one size, or one size bucket, a run; docs/serving.md says '
+        'when more pays)'))
+    queue_size: int = limit(16, 1, 'requests in flight (body read) per process; more get 503 with Retry-After; large '
+                                   'pictures (a decode cost over max_decode_mb / queue_size) hold half of them')
+    max_body_mb: float = limit(32.0, 0, 'largest request body, MB', whole=False, above=True)
+    max_pixels: Optional[int] = limit(None, 0, "largest picture in pixels, more get 413; 0: no limit (default: the "
+                                               "config's max_image_pixels, 100 MP unless overridden, lowered to the "
+                                               'pictures max_decode_mb holds)')
+    max_decode_mb: Optional[float] = limit(None, 0, whole=False, help=(
+        'memory the pictures being decoded hold at once, MB; a picture with no room beside them gets 503 at once, one '
+        "that alone needs more 413; 0: no budget (default: 1024, or an eighth of the machine's memory when less)"))
+    timeout_s: float = limit(30.0, 0, whole=False, above=True, help=(
+        'a request unanswered after this many seconds gets 504; also how long a stop waits for the requests in flight'))
+    max_uploads: int = limit(64, 1, 'request bodies being received at once per process, each up to max_body_mb; more '
+                                    'get 503 with Retry-After before their body is read')
+    body_timeout_s: float = limit(10.0, 0, whole=False, above=True, help=(
+        'a client that sends nothing of its body for this many seconds gets 408 and its connection closed'))
+    min_upload_kb_s: float = limit(32.0, 0, whole=False, help=(
+        'a body that comes slower than this many KB a second after its first 2 s gets 408 and its connection closed, '
+        'its upload slot freed (0: any rate)'))
+    helper_threads: int = limit(0, 0, 'threads that decode and finish pictures per process (0: one per core)')
+
+    def __post_init__(self):
+        """InputError naming the field for a value outside its bound (``limit``); None only where it is the default."""
+        for field in dataclasses.fields(self)[1:]:
+            name, value, bound = field.name, getattr(self, field.name), field.metadata
+            kind = numbers.Integral if bound['whole'] else numbers.Real
+            number = isinstance(value, kind) and not isinstance(value, bool)
+            if not ((value is None and field.default is None)
+                    or (number and bound['least'] <= value < float('inf')
+                        and not (bound['above'] and value == bound['least']))):
+                raise InputError(param(name), f" takes a {'whole ' * bound['whole']}number "
+                                              f"{'above' if bound['above'] else 'of at least'} {bound['least']}, "
+                                              f'not {value!r}')
