@@ -1,6 +1,7 @@
 """How uvicorn runs the service: ``SERVER_OPTIONS`` for ``uvicorn.Config``: its access log off (the
-application logs each request), and a request uvicorn cannot parse answered in the service's error
-shape, 400 ``{"error", "request_id"}`` (``JsonRefusals``).
+application logs each request), a request uvicorn cannot parse answered in the service's error
+shape, 400 ``{"error", "request_id"}``, and a connection closed while its request's body is still
+coming closed as nginx's lingering close does (``JsonRefusals``).
 """
 import json
 import logging
@@ -10,10 +11,60 @@ from uvicorn.protocols.http.auto import AutoHTTPProtocol
 
 LOG = logging.getLogger(__name__)
 SERVER_OPTIONS = {'http': f'{__name__}:JsonRefusals', 'access_log': False}
+# After a refusal that leaves a body unread, what the client still sends is read and dropped for up to
+# LINGER_S seconds or LINGER_BYTES bytes before the connection closes: a socket closed with unread data
+# sends a reset, and a client still uploading (a 15 MB body refused 503 before it was read) then
+# loses the answer waiting in its buffer instead of reading it and its Retry-After.
+LINGER_S, LINGER_BYTES = 2.0, 64 * 2**20
+
+
+class Lingering:
+    """A connection's transport whose ``close`` lingers (module comment) while ``protocol``'s request
+    body is still coming: the answer written, its side shut (FIN), reading resumed and the rest
+    dropped by ``JsonRefusals``; closed for good at the client's end of stream, ``LINGER_BYTES`` or
+    ``LINGER_S``. Everything else is the transport's own."""
+
+    def __init__(self, transport, protocol):
+        self.transport, self.protocol, self.dropped = transport, protocol, None
+
+    def __getattr__(self, name):
+        return getattr(self.transport, name)
+
+    def close(self) -> None:
+        cycle = getattr(self.protocol, 'cycle', None)
+        if self.dropped is not None or self.transport.is_closing() or not (cycle and cycle.more_body):
+            return self.transport.close()
+        try:
+            self.transport.write_eof()
+        except (OSError, RuntimeError, NotImplementedError):
+            return self.transport.close()
+        self.dropped = 0
+        self.transport.resume_reading()
+        self.protocol.loop.call_later(LINGER_S, self.transport.close)
+
+    def drop(self, data: bytes) -> None:
+        """Count ``data`` received while lingering; close past ``LINGER_BYTES``."""
+        self.dropped += len(data)
+        if self.dropped > LINGER_BYTES:
+            self.transport.close()
 
 
 class JsonRefusals(AutoHTTPProtocol):
-    """uvicorn's HTTP protocol, its 400 to a malformed request in the service's JSON shape."""
+    """uvicorn's HTTP protocol, its 400 to a malformed request in the service's JSON shape and its
+    close of a connection whose body is still coming lingering (``Lingering``)."""
+
+    def connection_made(self, transport) -> None:
+        super().connection_made(Lingering(transport, self))
+
+    def data_received(self, data: bytes) -> None:
+        if self.transport.dropped is not None:
+            return self.transport.drop(data)
+        super().data_received(data)
+
+    def eof_received(self) -> None:
+        if self.transport.dropped is not None:
+            self.transport.transport.close()      # the client sent all it had: close for good
+        return super().eof_received()
 
     def send_400_response(self, msg: str) -> None:
         request_id = uuid.uuid4().hex

@@ -1,6 +1,7 @@
 """The service's door over raw sockets (one server for the module, one request in flight at
 most): a full queue refuses before the body is read; a body trickled under the least rate gets
-408; a refusal that leaves a body unread closes the connection (a 2 GB body is not drained);
+408; a refusal that leaves a body unread closes the connection after reading and dropping a
+little more of it (a 2 GB body is not drained; a 15 MB one sent whole gets its answer, no reset);
 a malformed request gets the JSON error shape; large answers are gzipped for a client that
 asks; one log line a request, the probes at debug level."""
 import gzip
@@ -10,6 +11,7 @@ import select
 import socket
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -65,6 +67,34 @@ def test_a_full_queue_refuses_before_the_body_is_read(client, monkeypatch):
     busy.join()
     assert status.startswith('HTTP/1.1 503') and took < 2, (status, took, body)
     assert 'requests in flight' in body['error'] and headers['connection'] == 'close' and body['request_id']
+
+
+def test_a_large_upload_refused_before_its_body_is_read_gets_its_503_not_a_reset(monkeypatch):
+    """The one in-flight slot held (a network run that sleeps): six clients each uploading a legal
+    15 MB body, more than the sockets' buffers hold, the plain way (send it all, then read the
+    answer), are refused before it is read; each reads its 503 and its Retry-After (the server reads
+    and drops the rest of the body before it closes) instead of a connection reset while it sends."""
+    slow = DygraphBackend.run
+    monkeypatch.setattr(DygraphBackend, 'run', lambda *args: time.sleep(4) or slow(*args))
+    body = bytes(15 * 2**20)
+    with serving(ServeSettings(SMALL_MODEL, queue_size=1, max_body_mb=32, timeout_s=20)) as running:
+        busy = threading.Thread(target=running.post, args=('/v1/segment',), kwargs={'content': PICTURE})
+        busy.start()
+        while metric_families(running)['solov2_in_flight'].samples[0].value < 1:
+            time.sleep(0.02)
+
+        def upload(_):
+            try:
+                with connect(running) as uploading:
+                    uploading.sendall(head(len(body)) + body)
+                    status, headers, _ = answer_of(received(uploading))
+                    return status.split()[1], headers.get('retry-after')
+            except OSError as exc:
+                return type(exc).__name__, None
+        with ThreadPoolExecutor(6) as pool:
+            answers = list(pool.map(upload, range(6)))
+        busy.join()
+    assert answers == [('503', '1')] * 6, answers
 
 
 def test_a_body_trickled_under_the_least_rate_gets_408_and_is_closed(client):
