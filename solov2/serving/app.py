@@ -52,9 +52,6 @@ RETRY = {'Retry-After': '1'}
 REQUEST_ID = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]{1,128}")      # a sane X-Request-ID: an HTTP token, bounded
 LOADING = 'the model is loading'
 STOPPING = 'the service is stopping'
-# what a service holds at once: the setting that bounds it, its name in a refusal, the share of the setting it
-# may hold. Large pictures (each over a slot's share of the decode budget) half the requests in flight, so that
-# a flood of them, quick to decode and slow to finish, leaves the other half to the rest.
 SLOTS = {'uploads': ('max_uploads', 'uploads being received', 1), 'in flight': ('queue_size', 'requests in flight', 1),
          'large in flight': ('queue_size', 'large pictures in flight', 2)}
 PROBES = ('/healthz', '/readyz', '/metrics')        # logged at debug level
@@ -201,7 +198,10 @@ class Service:
         self.pool.shutdown(wait=True)
 
     def check_room(self, what: str) -> None:
-        """503 with Retry-After when as many of ``what`` are held as its share of its setting (``SLOTS``) allows."""
+        """503 with Retry-After when as many of ``what`` are held as its share of its setting allows
+        (``SLOTS``: the setting that bounds it, its name in a refusal, the share it may hold). Large
+        pictures (each over a slot's share of the decode budget) may hold half the requests in flight,
+        so that a flood of them, quick to decode and slow to finish, leaves the other half to the rest."""
         setting, noun, share = SLOTS[what]
         if self.counts[what] >= max(1, getattr(self.settings, setting) // share):
             raise HttpError(503, f'busy: {self.counts[what]} {noun}, the most this service takes; try again after '

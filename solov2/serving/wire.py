@@ -11,18 +11,16 @@ from uvicorn.protocols.http.auto import AutoHTTPProtocol
 
 LOG = logging.getLogger(__name__)
 SERVER_OPTIONS = {'http': f'{__name__}:JsonRefusals', 'access_log': False}
-# After a refusal that leaves a body unread, what the client still sends is read and dropped for up to
-# LINGER_S seconds or LINGER_BYTES bytes before the connection closes: a socket closed with unread data
-# sends a reset, and a client still uploading (a 15 MB body refused 503 before it was read) then
-# loses the answer waiting in its buffer instead of reading it and its Retry-After.
-LINGER_S, LINGER_BYTES = 2.0, 64 * 2**20
+LINGER_S, LINGER_BYTES = 2.0, 64 * 2**20      # how long, how much of a refused body is read and dropped (Lingering)
 
 
 class Lingering:
-    """A connection's transport whose ``close`` lingers (module comment) while ``protocol``'s request
-    body is still coming: the answer written, its side shut (FIN), reading resumed and the rest
-    dropped by ``JsonRefusals``; closed for good at the client's end of stream, ``LINGER_BYTES`` or
-    ``LINGER_S``. Everything else is the transport's own."""
+    """A connection's transport whose ``close`` lingers while ``protocol``'s request body is still
+    coming: the answer written, its side shut (FIN), reading resumed and the rest dropped by
+    ``JsonRefusals``; closed for good at the client's end of stream, ``LINGER_BYTES`` or ``LINGER_S``.
+    Everything else is the transport's own. Why: a socket closed with unread data sends a reset, and a
+    client still uploading (a 15 MB body refused 503 before it was read) then loses the answer waiting
+    in its buffer instead of reading it and its Retry-After."""
 
     def __init__(self, transport, protocol):
         self.transport, self.protocol, self.dropped = transport, protocol, None
