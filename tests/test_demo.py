@@ -218,9 +218,10 @@ def test_bad_opt_value(image_dir, tmp_path, r18_weights, capsys):
 
 
 def test_unknown_config_number(image_dir, tmp_path, r18_weights, capsys):
-    code = demo.main(['--config', '99', '--weights', r18_weights, '--input', str(image_dir),
-                      '--output', str(tmp_path / 'o')])
-    assert code == 2
+    with pytest.raises(SystemExit) as refused:            # argparse, under the flag
+        demo.main(['--config', '99', '--weights', r18_weights, '--input', str(image_dir),
+                   '--output', str(tmp_path / 'o')])
+    assert refused.value.code == 2
     err = capsys.readouterr().err
     assert 'Traceback' not in err and '99' in err
 

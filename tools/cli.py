@@ -304,17 +304,34 @@ def device_flag(text: str) -> str:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def at_least(least: float, whole: bool = True, above: bool = False):
+def at_least(least: float, whole: bool = True, above: bool = False, most: Optional[float] = None, step: int = 1):
     """An argparse ``type``: a whole (or, not ``whole``, a finite) number of at least ``least`` (``above``:
-    above it), so that a bad value is reported under its flag (``argument --threads: ...``)."""
+    above it), at most ``most`` when given, a multiple of ``step``, so that a bad value is reported under
+    its flag (``argument --threads: ...``)."""
     def number(text: str):
         value = (int if whole else float)(text)
-        if not (value > least if above else value >= least) or not math.isfinite(value):
-            raise argparse.ArgumentTypeError(f"takes a {'whole ' * whole}number {'above' if above else 'of at least'} "
-                                             f'{least}, not {text}')
+        if (not (value > least if above else value >= least) or not math.isfinite(value)
+                or (most is not None and value > most) or value % step):
+            raise argparse.ArgumentTypeError(
+                f"takes a {'whole ' * whole}number {'above' if above else 'of at least'} {least}"
+                + (f' and at most {most}' if most is not None else '')
+                + (f', a multiple of {step}' if step != 1 else '') + f', not {text}')
         return value
     number.__name__ = 'int' if whole else 'float'       # argparse's 'invalid int value' for a word
     return number
+
+
+def config_number(text: str) -> int:
+    """--config's value: one of the numbered configs (``config.CONFIGS``); an argparse error otherwise."""
+    from solov2.config import CONFIGS
+    number = int(text)
+    if number not in CONFIGS:
+        raise argparse.ArgumentTypeError(f'is not a config number: {text} (they are {min(CONFIGS)} to '
+                                         f'{max(CONFIGS)}; --list-configs or --help lists them)')
+    return number
+
+
+config_number.__name__ = 'int'
 
 
 def add_runtime_args(parser: argparse.ArgumentParser) -> None:
@@ -330,7 +347,7 @@ def add_runtime_args(parser: argparse.ArgumentParser) -> None:
 
 def add_model_args(parser: argparse.ArgumentParser, default_weights=None) -> None:
     """--config (optional: read from the weights' sidecar) and --weights."""
-    parser.add_argument('--config', type=int, default=None,
+    parser.add_argument('--config', type=config_number, default=None,
                         help='config number (default: the one recorded beside the weights)')
     parser.add_argument('--weights', default=default_weights,
                         help='checkpoint .pdparams from solov2 convert or train, or a published name '

@@ -11,7 +11,7 @@ if __package__ in (None, ''):
 from solov2.convert import families, to_ppdet
 from solov2.convert.common import convert_file
 from solov2.convert.published import FAMILIES
-from solov2.tools.cli import command, make_parser
+from solov2.tools.cli import command, config_number, make_parser
 from solov2.tools.main import dispatch
 
 TO_PPDET_HELP = {'source': "this project's .pdparams (its NAME.json names the config)",
@@ -39,7 +39,8 @@ def run_family(family: str, argv=None, prog=None) -> int:
         parser.prog = prog or parser.prog
         parser.add_argument('source', help=helps['source'])
         parser.add_argument('output', help=helps['output'])
-        parser.add_argument('--config', type=int, default=None, help=helps['config'].format(configs=list(configs)))
+        parser.add_argument('--config', type=config_number, choices=list(configs) or None, default=None,
+                            help=helps['config'].format(configs=list(configs)))
         args = parser.parse_args(rest)
         for line in convert(args.source, args.output, args.config):
             print(line)

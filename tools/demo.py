@@ -39,20 +39,20 @@ def parse_args(argv=None) -> argparse.Namespace:
     source.add_argument('--input', default=SAMPLE_IMAGES,
                         help='image file or folder (default: the sample pictures, images/)')
     source.add_argument('--video', metavar='FILE', help='a video file instead of images')
-    source.add_argument('--camera', type=int, metavar='ID', help='a camera (cv2.VideoCapture ID)')
-    parser.add_argument('--max-frames', type=int, default=0,
+    source.add_argument('--camera', type=cli.at_least(0), metavar='ID', help='a camera (cv2.VideoCapture ID)')
+    parser.add_argument('--max-frames', type=cli.at_least(0), default=0,
                         help='stop a video or camera after this many frames (default: all)')
     parser.add_argument('--output', default='output/demo',
                         help='folder for the drawn pictures; for --video/--camera an .mp4 file '
                              'or a folder (default output/demo)')
-    parser.add_argument('--draw-threshold', type=float, default=SHOWN_MIN_SCORE,
+    parser.add_argument('--draw-threshold', type=cli.at_least(0, whole=False, most=1), default=SHOWN_MIN_SCORE,
                         help=f'minimum score of a drawn instance (default {SHOWN_MIN_SCORE}; --save-json keeps every '
                              'instance, for COCO scoring)')
     parser.add_argument('--save-json', metavar='PATH',
                         help='also write COCO-style results (RLE masks) to PATH')
     parser.add_argument('--dump-inputs', metavar='DIR',
                         help='also write every preprocessed input (.npy, .bin) and a manifest.json')
-    parser.add_argument('--warmup', type=int, default=2, help='untimed warm-up runs (default 2)')
+    parser.add_argument('--warmup', type=cli.at_least(0), default=2, help='untimed warm-up runs (default 2)')
     parser.add_argument('--list-configs', action='store_true', help='print the config table and exit')
     return parser.parse_args(argv)
 

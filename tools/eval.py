@@ -57,7 +57,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help='write results to PATH without scoring (test-dev: --ann is an image-info file)')
     parser.add_argument('--vdl-dir', metavar='DIR',
                         help='also write the AP numbers (and per-class AP with --classwise) as VisualDL scalars')
-    parser.add_argument('--vdl-step', type=int, default=0, metavar='N',
+    parser.add_argument('--vdl-step', type=cli.at_least(0), default=0, metavar='N',
                         help='the step the VisualDL scalars are logged at, e.g. the training iteration (default 0)')
     return parser.parse_args(argv)
 

@@ -24,9 +24,9 @@ from solov2.core.errors import InputError  # noqa: E402
 from solov2.data.files import check_output_file  # noqa: E402
 from solov2.model.inference.backend_factory import checked_weights  # noqa: E402
 from solov2.model.inference.export import DCN_OPSET, DEFAULT_MAX_SIZE, export  # noqa: E402
-from solov2.model.inference.export_network import MIN_SIZE  # noqa: E402
+from solov2.model.inference.export_network import MIN_SIZE, SIZE_DIVISOR  # noqa: E402
 from solov2.model.inference.exported_folder import INFER_CFG, ONNX_FILE, PADDLE_PREFIX, REGIONS_ONNX_FILE  # noqa: E402
-from solov2.tools.cli import add_model_args, command, fetched, make_parser, model_spec, set_status  # noqa: E402
+from solov2.tools.cli import add_model_args, at_least, command, fetched, make_parser, model_spec, set_status  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -35,12 +35,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--output', required=True, help='folder to write, e.g. export/NAME')
     parser.add_argument('--format', choices=('paddle', 'onnx', 'both'), default='both',
                         help='what to write (default both)')
-    parser.add_argument('--opset', type=int, default=17,
+    parser.add_argument('--opset', type=at_least(7), default=17,
                         help=f'ONNX opset (default 17; models with deformable conv need '
                              f'{DCN_OPSET} and get it)')
-    parser.add_argument('--min-size', type=int, default=MIN_SIZE,
+    parser.add_argument('--min-size', type=at_least(MIN_SIZE, step=SIZE_DIVISOR), default=MIN_SIZE,
                         help=f'smallest input side, a multiple of 32 >= {MIN_SIZE} (default {MIN_SIZE})')
-    parser.add_argument('--max-size', type=int, default=DEFAULT_MAX_SIZE,
+    parser.add_argument('--max-size', type=at_least(MIN_SIZE, step=SIZE_DIVISOR), default=DEFAULT_MAX_SIZE,
                         help=f'largest input side, a multiple of 32 (default {DEFAULT_MAX_SIZE})')
     parser.add_argument('--opt', nargs='+', action='extend', default=[], metavar='NAME=VALUE',
                         help='override config values stored in infer_cfg.json, '

@@ -211,7 +211,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument('--train', type=at_least(0), default=600, help='number of training images')
     parser.add_argument('--val', type=at_least(0), default=100, help='number of validation images')
     parser.add_argument('--size', type=at_least(64), default=256, help='image side in pixels')
-    parser.add_argument('--seed', type=int, default=0, help='random seed')
+    parser.add_argument('--seed', type=at_least(0, most=2**32 - 1), default=0, help='random seed')
     return parser.parse_args(argv)
 
 

@@ -30,7 +30,7 @@ from solov2.data.transforms import ImageMeta, read_image  # noqa: E402
 from solov2.data.visualize import draw_bgr  # noqa: E402
 from solov2.model.inference.export_network import OUTPUT_NAMES, outputs_text  # noqa: E402
 from solov2.model.inference.postprocess import InferenceParams, paste_detections, postprocess_flat  # noqa: E402
-from solov2.tools.cli import command, make_parser, one_line, set_status  # noqa: E402
+from solov2.tools.cli import at_least, command, make_parser, one_line, set_status  # noqa: E402
 from solov2.tools.demo_outputs import picture_targets, sort_records  # noqa: E402
 
 ENTRY_KEYS = ('name', 'image_id', 'file_name', 'source', 'orig_hw', 'resized_hw', 'padded_hw')
@@ -43,7 +43,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help='folder with NAME.scores.npy, NAME.kernels.npy, NAME.mask_feat.npy per input')
     parser.add_argument('--output', default='output/raw', help='folder for the drawn pictures')
     parser.add_argument('--no-pictures', action='store_true', help='only masks/JSON, no pictures')
-    parser.add_argument('--draw-threshold', type=float, default=0.3,
+    parser.add_argument('--draw-threshold', type=at_least(0, whole=False, most=1), default=0.3,
                         help='minimum score of a drawn instance (default 0.3)')
     parser.add_argument('--save-json', metavar='PATH', help='write COCO-style results to PATH')
     return parser.parse_args(argv)

@@ -49,7 +49,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--images', required=True, help='folder of calibration images (yours, unlabelled)')
     parser.add_argument('--output', required=True, help='new folder for the INT8 model')
     parser.add_argument('--num-images', type=at_least(1), default=100, help='calibration images used (default 100)')
-    parser.add_argument('--keep-depth', type=int, default=2,
+    parser.add_argument('--keep-depth', type=at_least(0), default=2,
                         help='convolutions kept in f32 along each path back from an output (default 2)')
     control = parser.add_argument_group('accuracy control (NNCF quantize_with_accuracy_control)')
     control.add_argument('--annotations', metavar='ANN.json',

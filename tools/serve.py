@@ -41,7 +41,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     cli.add_inference_args(parser, SHIPPED_WEIGHTS, batch_size=False, fast_decode=True)
     parser.add_argument('--host', default='127.0.0.1',
                         help='address to listen on (default 127.0.0.1: this machine only; 0.0.0.0: every network)')
-    parser.add_argument('--port', type=int, default=8000, help='port (default 8000)')
+    parser.add_argument('--port', type=cli.at_least(0, most=65535), default=8000, help='port (default 8000)')
     parser.add_argument('--workers', type=cli.at_least(1), default=1,
                         help='processes, each with its model, sharing the port and the cores (default 1)')
     add_settings_flags(parser)

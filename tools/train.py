@@ -30,7 +30,7 @@ with cli.interruptible_loading():  # Ctrl-C or SIGTERM while Paddle and the libr
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = cli.make_parser('Train SOLOv2 on COCO-format data.')
-    parser.add_argument('--config', type=int, default=None,
+    parser.add_argument('--config', type=cli.config_number, default=None,
                         help='config number (default: the one recorded beside --weights)')
     parser.add_argument('--weights', metavar='MODEL',
                         help='start a new run from this model (.pdparams, e.g. weights/shapes_r18.pdparams or a '
@@ -42,17 +42,18 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--output', help='run folder (default output/<config class>)')
     parser.add_argument('--resume', help="checkpoint folder of this run to continue from, or 'auto' (<output>/last); "
                                          'a model to start from is --weights')
-    parser.add_argument('--eval-every', type=int, default=0, metavar='K',
+    parser.add_argument('--eval-every', type=cli.at_least(0), default=0, metavar='K',
                         help='evaluate mask AP on the val set every K iterations and keep the best '
                              '(0 = only at the end)')
-    parser.add_argument('--checkpoint-every', type=int, default=500, metavar='K',
+    parser.add_argument('--checkpoint-every', type=cli.at_least(1), default=500, metavar='K',
                         help='save <output>/last every K iterations (default 500)')
-    parser.add_argument('--log-every', type=int, default=20, metavar='N', help='log line every N iterations')
-    parser.add_argument('--max-minutes', type=float, default=0,
+    parser.add_argument('--log-every', type=cli.at_least(1), default=20, metavar='N',
+                        help='log line every N iterations')
+    parser.add_argument('--max-minutes', type=cli.at_least(0, whole=False), default=0,
                         help='training-time budget in minutes, counted across resumes (evaluation '
                              'included): stop (after saving) once it is spent; the LR schedule '
                              '(steps or cosine) is compressed into it when the epochs would take longer')
-    parser.add_argument('--max-iters', type=int, default=0, help='stop (after saving) at this iteration')
+    parser.add_argument('--max-iters', type=cli.at_least(0), default=0, help='stop (after saving) at this iteration')
     parser.add_argument('--scale-lr', action='store_true',
                         help='scale base_lr linearly with the total batch (base_lr is for reference_batch)')
     parser.add_argument('--amp', nargs='?', const='fp16', default=False, choices=('fp16', 'bf16'),

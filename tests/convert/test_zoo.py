@@ -465,7 +465,7 @@ def test_a_cheap_mistake_is_one_input_error_before_any_download(case, no_fetch):
     ('demo', ['--backend', 'onnx'], "backend='onnx' needs model_dir="),
     ('eval', ['--images', 'somewhere'], '--images needs --ann'),
     ('eval', ['--opt', 'num_classes=3'], 'num_classes=3 but class_names holds 80 names'),
-    ('export_model', ['--output', 'out', '--config', '99'], 'unknown config 99'),
+    ('export_model', ['--output', 'out', '--opt', 'num_classes=3'], 'num_classes=3 but class_names holds 80 names'),
     ('train', ['--config=0', '--opt', f'pretrained={COCO_NAME}', 'dataset_dir=data', 'num_classes=3'],
      'num_classes=3 but class_names holds 80 names'),
     ('train', ['--config=1', '--weights', COCO_NAME], 'is a config 0 model, not config 1: pass config=0'),

@@ -131,6 +131,50 @@ def test_a_commands_bad_flag_value_names_the_flag(tmp_path, capsys):
     assert capsys.readouterr().err.startswith(f'error: --output {tmp_path / "in"} is the input folder')
 
 
+def command_parsers(monkeypatch) -> dict:
+    """{'demo': its parser, ..., 'convert ppdet': ..., ...}: the parser of every command of ``solov2`` and
+    of every converter family, as each builds it (``parse_args`` stopped before it parses)."""
+    import argparse
+
+    from solov2.convert.published import FAMILIES
+    from solov2.tools import main as console
+    built = []
+
+    def grab(parser, *args, **kwargs):
+        built.append(parser)
+        raise SystemExit(0)
+    monkeypatch.setattr(argparse.ArgumentParser, 'parse_args', grab)
+    lines = [[name] for name in console.COMMANDS if name != 'convert'] + [['convert', name] for name in FAMILIES]
+    parsers = {}
+    for line in lines:
+        with pytest.raises(SystemExit):
+            console.main(line)
+        parsers[' '.join(line)] = built.pop()
+    return parsers
+
+
+def test_every_number_flag_of_every_command_is_checked_where_it_is_parsed(monkeypatch, capsys):
+    """No command takes a number flag as a bare int or float: each has its bound (``cli.at_least``,
+    ``cli.config_number``) or its choices, so -5 frames, a threshold of 1.5 or checkpoints every 0
+    iterations are refused under the flag, in the user's words, before anything runs."""
+    parsers = command_parsers(monkeypatch)
+    unchecked = [(name, action.option_strings[0]) for name, parser in parsers.items() for action in parser._actions
+                 if action.type in (int, float) and not action.choices]
+    assert len(parsers) > 15 and unchecked == []
+    monkeypatch.undo()
+    for main, flags in ((demo.main, [('--warmup', '-1'), ('--max-frames', '-5'), ('--draw-threshold', '1.5'),
+                                     ('--config', '99')]),
+                        (export_model.main, [('--min-size', '100'), ('--max-size', '32')])):
+        for flag, value in flags:
+            with pytest.raises(SystemExit):
+                main([flag, value])
+            assert f'argument {flag}: ' in capsys.readouterr().err, flag
+    from solov2.tools import train
+    with pytest.raises(SystemExit):
+        train.main(['--checkpoint-every', '0'])
+    assert 'argument --checkpoint-every: takes a whole number of at least 1, not 0' in capsys.readouterr().err
+
+
 def test_a_message_or_help_names_a_command_as_installed_and_in_a_checkout(tmp_path, capsys):
     """``solov2 export`` for an installed user, tools/export_model.py in a checkout: both, in one reading."""
     with pytest.raises(InputError, match='export a model with solov2 export / tools/export_model.py'):
