@@ -74,7 +74,8 @@ def check_paddle_runs(world: int, device: str, version: str = paddle.__version__
 def cpu_launch_env(processes: int) -> Dict[str, str]:
     """The environment in which ``paddle.distributed.launch`` starts ``processes`` CPU processes a node
     on any host: ``CUDA_VISIBLE_DEVICES`` of one hidden GPU (-1) a process (the launcher hands process
-    i the i-th GPU it counts there, failing with fewer), and gloo by name."""
+    i the i-th GPU it counts there, counted from that variable whenever it is set, '' and -1 as one, and
+    fails with IndexError when it counts fewer GPUs than processes), and gloo by name."""
     return {'CUDA_VISIBLE_DEVICES': ','.join(['-1'] * processes), BACKEND_VARIABLE: 'gloo'}
 
 

@@ -163,7 +163,8 @@ _LINSPACE_DTYPE = 'float64' if paddle_major() == 2 else 'float32'
 
 def linspace_rows(counts: paddle.Tensor, length, dtype) -> paddle.Tensor:
     """[B, length] of ``dtype``: row b starts with ``linspace(-1, 1, counts[b])`` (counts [B, 1] int), from
-    ops that export with a run-time count, by Paddle's kernel's formula (up from -1, then down from 1)."""
+    ops that export with a run-time count (paddle2onnx 1.x cannot convert ``linspace`` whose count is a
+    tensor), by Paddle's kernel's formula (up from -1, then down from 1)."""
     work = _LINSPACE_DTYPE
     num = paddle.cast(counts, work)                                                    # [B, 1]
     index = paddle.cast(paddle.arange(0, length, 1, dtype='int64'), work).unsqueeze(0)   # [1, L]

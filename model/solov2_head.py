@@ -92,7 +92,8 @@ class SOLOv2Head(nn.Layer):
     def forward(self, feats: Sequence[paddle.Tensor], region: Optional[Region] = None
                 ) -> Tuple[List[paddle.Tensor], List[paddle.Tensor]]:
         """P2..P6 -> (category logits [B, C, S, S] x L, kernels [B, E, S, S] x L); P2 halved and P6
-        resized to P5's size first (strides 8, 8, 16, 32, 32), each image's part with ``region``."""
+        resized to P5's size first (strides 8, 8, 16, 32, 32), each image's part with ``region`` (halving
+        P2 needs none: every image's sides are multiples of 8 there, so its part halves exactly)."""
         p2, p3, p4, p5, p6 = feats
         p2_h, p2_w = spatial_size(p2)
         p5_hw = list(spatial_size(p5))

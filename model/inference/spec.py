@@ -48,7 +48,9 @@ class ModelSpec(ModelFields):
         """InputError (BackendError for the engine's choices) naming the field that cannot work, without
         reading a file (so before a fetch or an export). ``named(weights, config)``: the config number of
         a published name (``convert.zoo.checked_config``, passed by ``solov2.api``); without it ``config``.
-        Returns the config number the overrides were checked on (None: only the weights will tell)."""
+        Returns the config number the overrides were checked on (None: only the weights will tell). It does
+        not check what needs a file: that the weights or the folder exist and load, that the weights fit
+        the config, or that the engine is installed; the opener does, when it reads them."""
         backend, precision, config, threads = self.backend, self.precision, self.config, self.threads
         if config is not None and (isinstance(config, bool) or not isinstance(config, numbers.Integral)):
             raise InputError(param('config'), f' takes a config number, not {config!r}')

@@ -5,7 +5,9 @@ import paddle
 
 def mean_positives(targets, world: int):
     """(mask positives, positive cells) of the batch, averaged over the data-parallel
-    processes: SOLO's two loss normalisers. None with one process (the batch's own)."""
+    processes: SOLO's two loss normalisers. None with one process (the batch's own). Means, not each
+    process's own counts: DDP averages the gradients, so each process's loss divided by the mean count
+    gives the gradient of the whole batch's loss over its whole count, as one process would compute it."""
     if world == 1:
         return None
     total = paddle.to_tensor([float(targets.num_masks), float(targets.num_positives)], dtype='float64')
