@@ -53,8 +53,12 @@ def test_the_page_runs_on_two_classes_with_a_validation_split_that_lacks_one(tmp
     make_labelme_folder(tmp_path / 'labelme' / 'train', 6, ('brick', 'egg'), seed=1)
     make_labelme_folder(tmp_path / 'labelme' / 'val', 2, ('egg',), seed=2)
     commands = page_commands()
+    make_labelme_folder(tmp_path / 'outlined', 2, ('egg',), seed=3)
+    (tmp_path / 'photos').mkdir()
+    for picture in (tmp_path / 'outlined').glob('*.png'):          # pictures nobody outlined yet
+        picture.rename(tmp_path / 'photos' / picture.name)
     assert [c[0] for c in commands] == ['tools/labelme2coco.py', 'tools/labelme2coco.py', 'train.py', 'eval.py',
-                                        'demo.py']
+                                        'demo.py', 'demo.py']
     assert not [a for c in commands for a in c if 'class_names' in a or 'num_classes' in a or a == '--classes']
     printed = []
     for command in commands:
@@ -62,7 +66,7 @@ def test_the_page_runs_on_two_classes_with_a_validation_split_that_lacks_one(tmp
         captured = capsys.readouterr()
         assert code == 0, (command, captured.err[-2000:])
         printed.append(captured.out)
-    converted_train, converted_val, trained, evaluated, drawn = printed
+    converted_train, converted_val, trained, evaluated, drawn, outlined = printed
 
     annotations = tmp_path / 'data' / 'annotations'
     train_coco, val_coco = (json.loads((annotations / f'instances_{s}.json').read_text()) for s in ('train', 'val'))
@@ -84,3 +88,8 @@ def test_the_page_runs_on_two_classes_with_a_validation_split_that_lacks_one(tmp
     assert 'error' not in evaluated
     pictures = sorted(p.name for p in (tmp_path / 'output' / 'mine_demo').iterdir())
     assert pictures == ['000.jpg', '001.jpg'] and '2 images' in drawn
+    outlines = sorted((tmp_path / 'labelme' / 'photos').glob('*.json'))
+    assert [p.stem for p in outlines] == ['000', '001'] and '2 images' in outlined
+    document = json.loads(outlines[0].read_text())
+    assert (outlines[0].parent / document['imagePath']).resolve() == (tmp_path / 'photos' / '000.png').resolve()
+    assert {shape['label'] for shape in document['shapes']} <= {'brick', 'egg'}

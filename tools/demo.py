@@ -50,6 +50,12 @@ def parse_args(argv=None) -> argparse.Namespace:
                              'instance, for COCO scoring)')
     parser.add_argument('--save-json', metavar='PATH',
                         help='also write COCO-style results (RLE masks) to PATH')
+    parser.add_argument('--save-labelme', metavar='DIR',
+                        help="also write a labelme file of each picture's drawn instances to DIR, to correct in "
+                             'labelme and convert back with tools/labelme2coco.py (docs/own_data.md)')
+    parser.add_argument('--labelme-shapes', choices=('polygon', 'mask'), default='polygon',
+                        help="--save-labelme's shapes: polygons to drag (default), or labelme's mask shapes, "
+                             'the exact pixels')
     parser.add_argument('--dump-inputs', metavar='DIR',
                         help='also write every preprocessed input (.npy, .bin) and a manifest.json')
     parser.add_argument('--warmup', type=cli.at_least(0), default=2, help='untimed warm-up runs (default 2)')
@@ -64,6 +70,8 @@ def check_outputs(args, paths) -> dict:
     if args.dump_inputs:
         check_folder(args.dump_inputs, '--dump-inputs')
     if not paths:
+        if args.save_labelme:
+            raise InputError('--save-labelme writes one file a picture: give --input pictures, not a video')
         check_output_file(outputs.video_output_path(args.output, args.video, args.camera),
                           [args.video] if args.video else [], '--output')
         return {}
@@ -114,6 +122,7 @@ def main(argv) -> int:
     if args.video is not None and not Path(args.video).is_file():
         raise InputError(f'video not found: {looked_up(args.video)} — check the path')
     targets = check_outputs(args, paths)
+    labelme = outputs.labelme_targets(targets, args.save_labelme) if args.save_labelme else None
     spec = cli.fetched(spec)
     cli.tune_for(spec.device, spec.threads, launched_processes().local_size)
     processes = start_processes(spec.device or default_device())
@@ -126,7 +135,7 @@ def main(argv) -> int:
     announce_config(number, backend.cfg, spec.overrides, args.verbose, where)
     dumper = outputs.InputDumper(args.dump_inputs, predictor, number) if args.dump_inputs else None
     draw = outputs.DrawOptions(args.draw_threshold, [] if args.save_json else None, dumper, args.warmup,
-                               args.batch_size)
+                               args.batch_size, labelme, args.labelme_shapes)
     done = gather_outputs(draw, segment(args, predictor, draw, targets, processes), processes)
     if processes.main and draw.dumper is not None:
         print(f'wrote {len(draw.dumper.entries)} inputs and {draw.dumper.close()}')

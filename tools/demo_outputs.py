@@ -16,7 +16,8 @@ import numpy as np
 
 from solov2.core.errors import InputError
 from solov2.data.files import atomic_write, check_folder, make_folder, same_file, write_image
-from solov2.data.results import SHOWN_MIN_SCORE, instances_to_coco
+from solov2.data.labelme import labelme_document
+from solov2.data.results import SHOWN_MIN_SCORE, instances_to_coco, write_json
 from solov2.data.transforms import read_image
 from solov2.data.visualize import draw_bgr
 from solov2.model.distributed import SINGLE, Processes
@@ -101,6 +102,18 @@ def picture_targets(paths, output: str, source: Optional[str], what: str = 'inpu
     return targets
 
 
+def labelme_targets(targets: dict, folder: str) -> dict:
+    """{input path: its labelme file in ``folder``, named as its drawn picture}; InputError when one is there
+    already (a labelme file, perhaps corrected by hand, is never overwritten) or the folder is unusable."""
+    check_folder(folder, '--save-labelme')
+    files = {path: Path(folder) / Path(target.name).with_suffix('.json') for path, target in targets.items()}
+    taken = [str(file) for file in files.values() if file.exists()]
+    if taken:
+        raise InputError(f'--save-labelme {folder} holds {taken[0]} already ({len(taken)} of its files would be '
+                         'overwritten) — pick an empty folder')
+    return files
+
+
 def video_output_path(output: str, video: Optional[str], camera: Optional[int]) -> Path:
     """The .mp4 of a video or camera: ``output`` when it names a video file, else ``<output>/<stem>.mp4``."""
     out = Path(output)
@@ -117,6 +130,8 @@ class DrawOptions:
     dumper: Optional[InputDumper] = None
     warmup: int = 2
     batch_size: int = 1
+    labelme: Optional[dict] = None          # {input path: its labelme file} (``labelme_targets``)
+    labelme_shapes: str = 'polygon'
 
 
 def drawn(predictor, draw: DrawOptions, index: int, name: str, prepared, found) -> Tuple[np.ndarray, list, str]:
@@ -150,6 +165,8 @@ def run_images(predictor, targets: dict, draw: DrawOptions, written: list,
     paths, ids = processes.share(list(targets)), {path: index for index, path in enumerate(targets)}
     for folder in {target.parent for target in targets.values()}:
         make_folder(folder, '--output')
+    for folder in {file.parent for file in (draw.labelme or {}).values()}:
+        make_folder(folder, '--save-labelme')
 
     def read(path):
         return read_image(path, predictor.cfg.max_image_pixels, warn_colour=True)
@@ -159,6 +176,11 @@ def run_images(predictor, targets: dict, draw: DrawOptions, written: list,
             draw.dumper.dump(f'{ids[path]:05d}_{path.stem}', ids[path], path.name, path, prepared)
         picture, records, line = drawn(predictor, draw, ids[path], path.name, prepared, found)
         write_image(targets[path], picture)
+        if draw.labelme is not None:        # the drawn instances, the picture relative to the file
+            kept, file = found.scores >= draw.threshold, draw.labelme[path]
+            write_json(labelme_document(found.masks[kept], found.labels[kept], found.scores[kept],
+                                        predictor.engine.class_names, os.path.relpath(path, file.parent),
+                                        draw.labelme_shapes), file)
         return records, line
 
     def keep(path, result, began):

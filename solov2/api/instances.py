@@ -2,6 +2,7 @@
 it (select, iterate, filter, polygons, COCO records, a dict, a drawn picture); ``Instance``:
 one of them."""
 import functools
+import os
 from dataclasses import dataclass
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union, overload
 
@@ -9,6 +10,7 @@ import cv2
 import numpy as np
 
 from solov2.core.errors import InputError
+from solov2.data.labelme import labelme_document
 from solov2.data.masks import CroppedMasks
 from solov2.data.results import MASK_FORMS, SHOWN_MIN_SCORE, crop_polygons, instance_records, instances_to_coco
 from solov2.data.visualize import draw_bgr, draw_instances
@@ -153,6 +155,17 @@ class Instances:
             raise InputError(f"masks must be one of {', '.join(MASK_FORMS)}, not {masks!r}")
         return {'image_size': list(self.image_size), 'class_names': list(self.class_names),
                 'instances': instance_records(self.crops, self.labels, self.scores, self.class_names, masks)}
+
+    def to_labelme(self, image_path: str, relative_to: Optional[str] = None, shape_type: str = 'polygon',
+                   min_score: float = SHOWN_MIN_SCORE) -> Dict[str, Any]:
+        """The labelme 5.x file of the instances scoring at least ``min_score`` (``data.labelme``), to correct
+        in labelme and read back with ``tools/labelme2coco.py``: each instance labelled with its class name,
+        as polygons (``shape_type``; a part each) or labelme's ``mask`` shapes (the exact pixels);
+        ``imagePath`` is ``image_path`` relative to the folder ``relative_to`` where the file goes
+        (default: the picture's own folder, the file beside it). Write it with ``json.dump``."""
+        kept = self[self.scores >= min_score]
+        where = os.path.relpath(image_path, relative_to or os.path.dirname(os.path.abspath(image_path)))
+        return labelme_document(kept.crops, kept.labels, kept.scores, self.class_names, where, shape_type)
 
     def draw(self, image: np.ndarray, channels: str = 'bgr', min_score: float = SHOWN_MIN_SCORE) -> np.ndarray:
         """A copy of ``image`` ([H, W, 3] uint8 in ``channels`` order) with the instances
