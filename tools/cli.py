@@ -311,7 +311,7 @@ def at_least(least: float, whole: bool = True, above: bool = False, most: Option
     def number(text: str):
         value = (int if whole else float)(text)
         if (not (value > least if above else value >= least) or not math.isfinite(value)
-                or (most is not None and value > most) or value % step):
+                or (most is not None and value > most) or (step != 1 and value % step)):
             raise argparse.ArgumentTypeError(
                 f"takes a {'whole ' * whole}number {'above' if above else 'of at least'} {least}"
                 + (f' and at most {most}' if most is not None else '')

@@ -18,7 +18,6 @@ from solov2.core.errors import InputError
 from solov2.data.files import atomic_write, check_folder, make_folder, same_file, write_image
 from solov2.data.labelme import labelme_document
 from solov2.data.results import SHOWN_MIN_SCORE, instances_to_coco, write_json
-from solov2.data.transforms import read_image
 from solov2.data.visualize import draw_bgr
 from solov2.model.distributed import SINGLE, Processes
 from solov2.model.inference.export_network import OUTPUTS, input_description
@@ -169,7 +168,7 @@ def run_images(predictor, targets: dict, draw: DrawOptions, written: list,
         make_folder(folder, '--save-labelme')
 
     def read(path):
-        return read_image(path, predictor.cfg.max_image_pixels, warn_colour=True)
+        return predictor.read(path)
 
     def finish(path, prepared, found):
         if draw.dumper is not None:

@@ -26,10 +26,11 @@ import numpy as np  # noqa: E402
 from solov2.core.errors import InputError  # noqa: E402
 from solov2.data.files import check_output_file, make_folder, write_image  # noqa: E402
 from solov2.data.results import instances_to_coco, write_json  # noqa: E402
-from solov2.data.transforms import ImageMeta, read_image  # noqa: E402
+from solov2.data.transforms import DEFAULT_MAX_PIXELS, ImageMeta  # noqa: E402
 from solov2.data.visualize import draw_bgr  # noqa: E402
 from solov2.model.inference.export_network import OUTPUT_NAMES, outputs_text  # noqa: E402
 from solov2.model.inference.postprocess import InferenceParams, paste_detections, postprocess_flat  # noqa: E402
+from solov2.model.inference.reading import PictureReader  # noqa: E402
 from solov2.tools.cli import at_least, command, make_parser, one_line, set_status  # noqa: E402
 from solov2.tools.demo_outputs import picture_targets, sort_records  # noqa: E402
 
@@ -81,8 +82,9 @@ def process(entry: dict, raw: Path, params, class_names, args, picture=None) -> 
     meta = ImageMeta(tuple(entry['orig_hw']), tuple(entry['resized_hw']), tuple(entry['padded_hw']))
     result = paste_detections(postprocess_flat(scores, kernels, mask_feat, params)[0], meta, params.mask_threshold)
     if picture is not None:
-        write_image(picture, draw_bgr(read_image(entry['source']), result.masks, result.labels, result.scores,
-                                      class_names, args.draw_threshold))
+        source = PictureReader(DEFAULT_MAX_PIXELS).read(entry['source'])
+        write_image(picture, draw_bgr(source, result.masks, result.labels, result.scores, class_names,
+                                      args.draw_threshold))
     print(f'{entry["file_name"]}: {len(result)} instances')
     return instances_to_coco(entry['image_id'], result.masks, result.labels, result.scores,
                              file_name=entry['file_name'], class_names=class_names) if args.save_json else []

@@ -34,7 +34,7 @@ from solov2.core.cache import (
 )
 from solov2.core.paths import SAMPLE_IMAGES
 from solov2.data.files import atomic_write, build_folder, file_sha256
-from solov2.data.transforms import padded_size, read_image, resized_hw
+from solov2.data.transforms import padded_size, resized_hw
 from solov2.model.cpu_math import cpu_features
 from solov2.model.inference.backend import Backend, BackendError
 from solov2.model.inference.dygraph_backend import DygraphBackend
@@ -108,7 +108,7 @@ def bf16_problem(f32: Backend, bf16: Backend, images: Sequence[str] = ()) -> Opt
     none is, its best one and those as high (``instance_match``), else on which picture not and how."""
     fast, exact = Predictor(bf16), Predictor(f32)
     for path in images or sorted(Path(SAMPLE_IMAGES).glob('*.jpg')):
-        want = exact.detect(image := read_image(path))
+        want = exact.detect(image := exact.read(path))
         floor = min(SEEN_SCORE, max(map(float, want.scores), default=SEEN_SCORE))
         problem = disagreement(compare_instances(fast.detect(image), want, floor))
         if problem:

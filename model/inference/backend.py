@@ -27,7 +27,6 @@ class Backend(abc.ABC):
     precision: Optional[str] = None     # OpenVINO's f32 | bf16 | int8, TensorRT's fp16 (None: float32)
     mixes_sizes = False
     fallback: Optional[str] = None
-    fast_decode = False     # JPEGs decoded at the network's scale (``decode_fit``); open_backend sets it
     max_batch = 0
     network_on_gpu = False
     device_outputs = False
@@ -44,12 +43,6 @@ class Backend(abc.ABC):
     def label(self) -> str:
         """``name`` and ``precision`` where set: 'openvino bf16', 'onnx'."""
         return ' '.join(filter(None, (self.name, self.precision)))
-
-    @property
-    def decode_fit(self) -> Optional[Tuple[int, int]]:
-        """The network input's (short, max_size) that a JPEG may be decoded reduced for
-        (``data.transforms.decode_image``'s ``fit``) with ``fast_decode``, else None."""
-        return (self.cfg.test_short, self.cfg.test_max) if self.fast_decode else None
 
     @abc.abstractmethod
     def run(self, batch: np.ndarray, regions: Optional[np.ndarray] = None):

@@ -62,5 +62,4 @@ def open_backend(spec: ModelSpec, *, resolved: Optional[Tuple[int, type]] = None
         else:
             backend = local_rank0_first(lambda: auto_backend.cached_backend(
                 placed, number, cfg, cache_dir=cache_dir, progress=progress)[1], processes)
-    backend.fast_decode = spec.fast_decode       # how its pictures are read (``Backend.decode_fit``)
     return number, backend

@@ -20,6 +20,7 @@ from solov2.data.transforms import ImageMeta, preprocess
 from solov2.model.inference.backend import Backend, share_batches
 from solov2.model.inference.device_postprocess import postprocess_on_device
 from solov2.model.inference.postprocess import Detections, InferenceParams, paste_detections, postprocess_flat
+from solov2.model.inference.reading import Image, PictureReader
 from solov2.model.runtime import cpu_threads
 
 
@@ -83,14 +84,21 @@ class Predictor:
     (``detect``: one picture). ``on_device``: post-process with Paddle ops where the network runs
     (``device_postprocess``; default: when the engine's outputs stay on its GPU, ``device_outputs``; off
     on a CPU, where the numpy path is faster than Paddle's op-by-op dygraph).
-    ``params``: the config's post-processing settings, each call's default."""
+    ``params``: the config's post-processing settings, each call's default; ``reader``: how its pictures
+    are read (``reading.PictureReader``: the config's pixel limit and test size, and ``fast_decode``)."""
 
-    def __init__(self, engine: Backend, on_device: Optional[bool] = None):
+    def __init__(self, engine: Backend, on_device: Optional[bool] = None, fast_decode: bool = False):
         if on_device and not engine.device_outputs:
             raise ValueError(f'on_device post-processing needs an engine whose outputs are Paddle tensors '
                              f'(dygraph); {type(engine).__name__} gives numpy arrays')
         self.engine, self.cfg, self.params = engine, engine.cfg, InferenceParams.from_config(engine.cfg)
         self.on_device = engine.network_on_gpu and engine.device_outputs if on_device is None else on_device
+        self.reader = PictureReader(self.cfg.max_image_pixels, self.cfg.test_short, self.cfg.test_max, fast_decode)
+
+    def read(self, image: Image, channels: str = 'bgr', max_pixels: Optional[int] = None,
+             what: Optional[str] = None) -> np.ndarray:
+        """[H, W, 3] uint8 RGB of a picture however it comes (``PictureReader.read``)."""
+        return self.reader.read(image, channels, max_pixels, what)
 
     def prepare(self, image: np.ndarray) -> Tuple[np.ndarray, ImageMeta]:
         """[H, W, 3] uint8 RGB -> ([3, Hp, Wp] float32, sizes); Hp, Wp at least an exported engine's least side."""

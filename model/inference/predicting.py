@@ -9,7 +9,6 @@ from solov2.core.errors import InputError
 from solov2.data.coco import CocoDataset
 from solov2.data.results import instances_to_coco
 from solov2.data.scoring import evaluate_segm
-from solov2.data.transforms import read_image
 from solov2.model.distributed import SINGLE, Processes, from_rank0, gather
 from solov2.model.inference.pipeline import Predictor
 
@@ -24,8 +23,7 @@ def predict_coco(predictor: Predictor, coco: COCO, image_dir: str, label_to_cate
     launcher each process predicts its share and all return every record; InputError when an image
     could not be read."""
     def read(image_id):
-        return read_image(os.path.join(image_dir, coco.imgs[image_id]['file_name']), predictor.cfg.max_image_pixels,
-                          fit=predictor.engine.decode_fit)
+        return predictor.read(os.path.join(image_dir, coco.imgs[image_id]['file_name']))
 
     def finish(image_id, prepared, result):
         return instances_to_coco(image_id, result.masks, result.labels, result.scores, label_to_category_id)

@@ -22,7 +22,7 @@ from solov2.data.coco import CocoDataset
 from solov2.data.files import build_folder
 from solov2.data.results import instances_to_coco
 from solov2.data.scoring import coco_stats, run_cocoeval
-from solov2.data.transforms import pad_to, read_image
+from solov2.data.transforms import pad_to
 from solov2.model.inference.export_network import INPUT_NAME, REGIONS_NAME, network_feed
 from solov2.model.inference.exported_folder import INT8_FILES
 from solov2.model.inference.openvino_backend import OpenVinoBackend
@@ -95,7 +95,7 @@ def prepare_images(predictor: Predictor, paths: Sequence[Path], progress: Callab
     """Each image read and preprocessed as for inference."""
     prepared = []
     for path in paths:
-        image = read_image(str(path), predictor.cfg.max_image_pixels)
+        image = predictor.read(str(path))
         prepared.append(Prepared(image, *predictor.prepare(image)))
         progress()
     return prepared

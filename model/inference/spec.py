@@ -34,7 +34,7 @@ class ModelSpec(ModelFields):
     ``model.runtime.cpu_threads``); ``overrides``: config changes, ``['name=value', ...]`` or ``{'name': value}``
     (kept as a tuple of strings); ``mkldnn``: Paddle Inference with oneDNN; ``tensorrt``: Paddle Inference or
     onnxruntime through TensorRT float16 on a GPU; ``fast_decode``: a JPEG much larger than the network's input
-    decoded by the codec at 1/2, 1/4 or 1/8 where nothing needs its full pixels (``Backend.decode_fit``;
+    decoded by the codec at 1/2, 1/4 or 1/8 where nothing needs its full pixels (``reading.PictureReader``;
     docs/api.md)."""
     backend: str = 'auto'
     model_dir: Union[str, os.PathLike, None] = None

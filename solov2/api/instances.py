@@ -14,15 +14,7 @@ from solov2.data.labelme import labelme_document
 from solov2.data.masks import CroppedMasks
 from solov2.data.results import MASK_FORMS, SHOWN_MIN_SCORE, crop_polygons, instance_records, instances_to_coco
 from solov2.data.visualize import draw_bgr, draw_instances
-
-CHANNELS = ('bgr', 'rgb')
-
-
-def check_channels(channels: str) -> str:
-    """``channels`` when it is 'bgr' or 'rgb', else InputError."""
-    if channels not in CHANNELS:
-        raise InputError(f"channels must be 'bgr' (OpenCV's order, the default) or 'rgb', not {channels!r}")
-    return channels
+from solov2.model.inference.reading import check_channels
 
 
 @dataclass(frozen=True, eq=False)

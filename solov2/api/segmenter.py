@@ -5,29 +5,24 @@ import functools
 import logging
 import numbers
 import os
-import sys
 from pathlib import Path
 from typing import Any, Callable, Dict, Generator, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from solov2.api.instances import Instances, check_channels
+from solov2.api.instances import Instances
 from solov2.convert.zoo import checked_config, resolve_weights
 from solov2.core.errors import InputError
 from solov2.data.results import SHOWN_MIN_SCORE
-from solov2.data.transforms import check_pixels, decode_image, header_size, pil_to_array, read_image, to_rgb
 from solov2.model.distributed import SINGLE, Processes
 from solov2.model.inference.backend_factory import open_backend
 from solov2.model.inference.media import frame_rgb, list_images, open_capture, read_frames
-from solov2.model.inference.memory import decode_cost, prepared_bytes
 from solov2.model.inference.pipeline import Predictor, at_least_one
 from solov2.model.inference.postprocess import InferenceParams
+from solov2.model.inference.reading import Image, check_channels, describe, is_encoded, is_pil_image
 from solov2.model.inference.spec import ModelSpec, Progress
 
 LOG = logging.getLogger(__name__)
-Image = Any     # a path (str or os.PathLike), encoded bytes or a binary file object, a numpy array or a PIL image
-HEADER_BYTES = 2 ** 16      # what is read of a file for its size before it is read (picture_cost)
-ENCODED = (bytes, bytearray, memoryview)
 
 
 def per_call_params(params: InferenceParams, score_threshold: Optional[float] = None,
@@ -46,85 +41,6 @@ def a_score(name: str, value: float) -> float:
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 <= value <= 1:
         raise InputError(f'{name} must be a number from 0 to 1, not {value!r}')
     return float(value)
-
-
-def is_pil_image(image: Any) -> bool:
-    """Whether ``image`` is a PIL image (without importing PIL when nothing has)."""
-    module = sys.modules.get('PIL.Image')
-    return module is not None and isinstance(image, module.Image)
-
-
-def is_encoded(image: Any) -> bool:
-    """Whether ``image`` is an encoded picture as it arrives: bytes (``ENCODED``) or anything with ``read``."""
-    return isinstance(image, ENCODED) or (callable(getattr(image, 'read', None)) and not is_pil_image(image))
-
-
-def picture_rgb(image: Image, channels: str = 'bgr', max_pixels: int = 0,
-                fit: Optional[Tuple[int, int]] = None) -> np.ndarray:
-    """[H, W, 3] uint8 RGB of an ``Image`` (a PIL image: RGB whatever ``channels`` says; an array in
-    ``channels`` order); InputError over ``max_pixels`` (0: no limit; checked before decoding) or unreadable.
-    ``fit``: a path's or bytes' JPEG may be decoded reduced for that network input (``decode_image``)."""
-    check_channels(channels)
-    if isinstance(image, (str, os.PathLike)):
-        return read_image(image, max_pixels, warn_colour=True, fit=fit)
-    if is_encoded(image):
-        what = f'the picture in the {"bytes" if isinstance(image, ENCODED) else "file object"} given'
-        return decode_image(read_encoded(image, what), max_pixels, warn_colour=True, what=what, fit=fit)
-    if is_pil_image(image):
-        width, height = image.size
-        check_pixels('the PIL image given', width, height, max_pixels)
-        try:
-            pixels = pil_to_array(image)
-        except (OSError, SyntaxError, EOFError) as exc:    # Pillow decodes on first use: a truncated or broken file
-            raise InputError(f'cannot read the PIL image given: {exc} — check the file it was opened from') from None
-        return to_rgb(pixels, 'rgb', 'a PIL image', warn=True)
-    shape = np.shape(image)
-    if len(shape) in (2, 3):
-        check_pixels('the array given', shape[1], shape[0], max_pixels)
-    return to_rgb(image, channels, 'an array', warn=True)
-
-
-def read_encoded(image: Any, what: str) -> Union[bytes, bytearray, memoryview]:
-    """The bytes of ``image`` (``is_encoded``): itself, or its ``read()``; InputError when that is no bytes."""
-    if isinstance(image, ENCODED):
-        return image
-    try:
-        data = image.read()
-    except (OSError, ValueError) as exc:          # a closed or unreadable file
-        raise InputError(f'cannot read {what}: {exc}') from None
-    if not isinstance(data, ENCODED):
-        raise InputError(f'cannot read {what}: its read() gave {type(data).__name__}, not bytes — open it in binary '
-                         "mode ('rb')")
-    return data
-
-
-def picture_cost(image: Image, short: int, max_size: int) -> Optional[int]:
-    """Bytes reading and preparing ``image`` at the test size ``short`` / ``max_size`` holds at its
-    peak, known before it is read (from a path's or bytes' header); None when unknown."""
-    if isinstance(image, (str, os.PathLike)):
-        try:
-            with open(image, 'rb') as file:
-                image = file.read(HEADER_BYTES)
-        except OSError:
-            return None
-    if isinstance(image, ENCODED):
-        size = header_size(image)
-        return None if size is None else decode_cost(image, *size, short, max_size)
-    if isinstance(image, np.ndarray) and image.ndim in (2, 3):
-        return prepared_bytes(image.shape[1], image.shape[0], short, max_size)
-    if is_pil_image(image):
-        width, height = getattr(image, 'size')        # a PIL image's (width, height)
-        return prepared_bytes(width, height, short, max_size)
-    return None
-
-
-def describe(source: Image) -> str:
-    """How a log line names an input: its path, 'bytes', 'a file object', 'an array' or 'a PIL image'."""
-    if isinstance(source, (str, os.PathLike)):
-        return str(source)
-    if is_encoded(source):
-        return 'bytes' if isinstance(source, ENCODED) else 'a file object'
-    return 'a PIL image' if is_pil_image(source) else 'an array'
 
 
 class Segmenter:
@@ -177,7 +93,7 @@ class Segmenter:
         spec = dataclasses.replace(spec, weights=resolve_weights(spec.weights, cache_dir, mirror))
         self.number, engine = open_backend(spec, processes=processes, cache_dir=cache_dir, progress=progress,
                                            checked=True)
-        self._predictor = Predictor(engine)
+        self._predictor = Predictor(engine, fast_decode=spec.fast_decode)
 
     @property
     def predictor(self) -> Predictor:
@@ -216,8 +132,8 @@ class Segmenter:
         self.close()
 
     def rgb(self, image: Image, channels: str = 'bgr') -> np.ndarray:
-        """[H, W, 3] uint8 RGB of an ``Image`` given in ``channels`` order (``picture_rgb``)."""
-        return picture_rgb(image, channels, self.cfg.max_image_pixels)
+        """[H, W, 3] uint8 RGB of an ``Image`` given in ``channels`` order (``Predictor.read``)."""
+        return self.predictor.read(image, channels)
 
     def __call__(self, images: Union[Image, Sequence[Image]], channels: str = 'bgr', batch_size: int = 1,
                  score_threshold: Optional[float] = None, max_instances: Optional[int] = None,
@@ -225,7 +141,7 @@ class Segmenter:
         """The ``Instances`` of one picture: a path, encoded bytes or a binary file object (an upload as
         it arrives), a numpy array ([H, W, 3] BGR unless ``channels='rgb'``; [H, W] grey and [H, W, 4]
         with alpha too; uint8 or uint16) or a PIL image, at most the config's ``max_image_pixels``
-        (``picture_rgb``); for a list (or tuple) of them, a list in the same order, ``batch_size``
+        (``Predictor.read``); for a list (or tuple) of them, a list in the same order, ``batch_size``
         pictures to a network run; a picture that cannot be read raises InputError naming it.
         ``score_threshold`` and ``max_instances``: this call's config ``score_threshold`` and
         ``max_per_image``; ``min_score``: the least final score an instance answered has (default
@@ -275,11 +191,10 @@ class Segmenter:
             capture.release()
 
     def _pictures(self, images: Iterable[Image], channels: str, *args):
-        """``_run`` over pictures in ``channels`` order, read ahead within what ``picture_cost`` says."""
-        cfg = self.cfg
-        read = functools.partial(picture_rgb, channels=check_channels(channels), max_pixels=cfg.max_image_pixels,
-                                 fit=self.backend.decode_fit)
-        return self._run(images, read, *args, cost=lambda image: picture_cost(image, cfg.test_short, cfg.test_max))
+        """``_run`` over pictures in ``channels`` order, read ahead within what their ``PictureReader.cost`` says."""
+        predictor = self.predictor
+        read = functools.partial(predictor.read, channels=check_channels(channels))
+        return self._run(images, read, *args, cost=predictor.reader.cost)
 
     def _run(self, images: Iterable[Any], read: Callable[[Any], np.ndarray], batch_size: int,
              score_threshold: Optional[float], max_instances: Optional[int], min_score: float,

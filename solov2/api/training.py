@@ -22,7 +22,6 @@ from solov2.config.model_fields import ModelFields
 from solov2.convert.zoo import checked_config, resolve_weights
 from solov2.core.errors import InputError, param
 from solov2.data.coco import load_coco, read_class_names
-from solov2.data.transforms import read_image
 from solov2.data.visualize import draw_instances
 from solov2.model.distributed import Processes, launched_processes
 from solov2.model.inference.dygraph_backend import DygraphBackend
@@ -80,8 +79,9 @@ def first_val_image(ann: str, images: str) -> str:
 def val_picture(model: paddle.nn.Layer, cfg, placement: Placement) -> np.ndarray:
     """The first validation image with ``model``'s (in eval mode, run on ``placement``) instances
     drawn, [H, W, 3] uint8 RGB."""
-    image = read_image(first_val_image(*val_set(cfg)), cfg.max_image_pixels)
-    result = run_on(model, cfg, placement).detect(image)
+    predictor = run_on(model, cfg, placement)
+    image = predictor.read(first_val_image(*val_set(cfg)))
+    result = predictor.detect(image)
     return draw_instances(image, result.masks, result.labels, result.scores, cfg.class_names, 0.3)
 
 

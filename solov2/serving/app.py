@@ -179,8 +179,7 @@ class Service:
     def prepare(self, data: bytes):
         """(chw [3, Hp, Wp] float32, meta) of an encoded picture; its errors: ``decode_picture``."""
         with self.metrics.stage('decode'):
-            return self.segmenter.predictor.prepare(decode_picture(data, self.max_pixels,
-                                                                   self.segmenter.backend.decode_fit))
+            return self.segmenter.predictor.prepare(decode_picture(data, self.segmenter.predictor, self.max_pixels))
 
     def finish(self, row, meta, params, masks: str, min_score: float) -> Dict[str, Any]:
         """The network's output for one picture -> its answer (``Instances.to_dict(masks)``: only what it holds)."""

@@ -2,13 +2,12 @@
 client can change, never a setting of the service's own nor how to lift a limit."""
 import asyncio
 import time
-from typing import Optional, Tuple
+from typing import Optional
 
 import numpy as np
 from starlette.requests import ClientDisconnect
 
 from solov2.core.errors import InputError, LimitError
-from solov2.data.transforms import decode_image
 
 PICTURE_TYPES = ('image/', 'application/octet-stream')
 MULTIPART = 'multipart/form-data'
@@ -77,13 +76,14 @@ async def read_body(stream, max_bytes: int, idle_s: float, min_rate: float = 0.0
         parts.append(chunk)
 
 
-def decode_picture(data: bytes, max_pixels: int, fit: Optional[Tuple[int, int]] = None) -> np.ndarray:
-    """[H, W, 3] uint8 RGB of an encoded picture, read as ``Segmenter`` reads bytes (``decode_image``:
-    LimitError over ``max_pixels``, InputError when it does not decode); 400 when it is empty."""
+def decode_picture(data: bytes, predictor, max_pixels: int) -> np.ndarray:
+    """[H, W, 3] uint8 RGB of an encoded picture, read by its model's ``predictor`` as ``Segmenter`` reads
+    bytes (``Predictor.read``: LimitError over ``max_pixels``, InputError when it does not decode); 400
+    when it is empty."""
     if not data:
         raise HttpError(400, 'the body is empty: send the picture file as the body, or as the field "file" of '
                              f'{MULTIPART}')
-    return decode_image(data, max_pixels, warn_colour=True, what='the picture', fit=fit)
+    return predictor.read(data, max_pixels=max_pixels, what='the picture')
 
 
 def client_error(exc: InputError) -> HttpError:

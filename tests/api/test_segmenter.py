@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 
 from solov2.api import InputError, Instances, Segmenter
-from solov2.api.segmenter import picture_rgb
 from solov2.core.paths import CACHE_ENV, cache_root
 from solov2.data.transforms import read_image
 from solov2.model.inference import pipeline
@@ -374,7 +373,7 @@ def test_fast_decode_answers_a_large_jpeg_on_its_full_grid_with_nearly_the_same_
     or from a file; a PNG gives exactly those of the default."""
     fast = Segmenter(WEIGHTS, backend='dygraph', device='cpu', threads=2, fast_decode=True)
     data = large_jpeg(WIDE, 5)
-    assert picture_rgb(data, fit=fast.backend.decode_fit).shape == (320, 640, 3)
+    assert fast.predictor.read(data).shape == (320, 640, 3) and fast.predictor.reader.fit == (320, 640)
     quick, whole = fast(data, min_score=0.25), seg(data, min_score=0.25)
     assert quick.image_size == (1280, 2560) and quick.masks.shape[1:] == (1280, 2560)
     nearly_the_same(quick, whole)
@@ -386,22 +385,23 @@ def test_fast_decode_answers_a_large_jpeg_on_its_full_grid_with_nearly_the_same_
 
 
 def test_a_lists_pictures_are_read_ahead_by_what_their_headers_say_they_will_hold(seg, tmp_path, monkeypatch):
-    """``picture_cost``: the bytes reading and preparing a picture holds at its peak, known before
+    """``PictureReader.cost``: the bytes reading and preparing a picture holds at its peak, known before
     it is read (a path's or bytes' header: while decoding; a PIL image's or an array's size: once
     prepared; a file object's not), which a list's and a stream's read-ahead goes by."""
     from PIL import Image
 
-    from solov2.api import segmenter
+    from solov2.model.inference.reading import PictureReader
     from tests.pictures import webp_bomb
+    reader = PictureReader(0, 320, 640)
     network_input = 3 * 4 * 320 * 480
     decoding, prepared = 7 * 3000 * 2000 + 3 * network_input, 3 * 3000 * 2000 + network_input
     (tmp_path / 'big.webp').write_bytes(webp_bomb(3000, 2000))
     for image in (tmp_path / 'big.webp', str(tmp_path / 'big.webp'), webp_bomb(3000, 2000)):
-        assert segmenter.picture_cost(image, 320, 640) == decoding
+        assert reader.cost(image) == decoding
     for image in (Image.new('RGB', (3000, 2000)), np.zeros((2000, 3000, 3), np.uint8), np.zeros((2000, 3000))):
-        assert segmenter.picture_cost(image, 320, 640) == prepared
-    assert segmenter.picture_cost(io.BytesIO(webp_bomb(3000, 2000)), 320, 640) is None
-    assert segmenter.picture_cost(tmp_path / 'missing.jpg', 320, 640) is None
+        assert reader.cost(image) == prepared
+    assert reader.cost(io.BytesIO(webp_bomb(3000, 2000))) is None
+    assert reader.cost(tmp_path / 'missing.jpg') is None
     costs = []
     monkeypatch.setattr(Predictor, 'run_pictures',
                         lambda self, images, *args, cost, **kwargs: costs.append(cost) or (none for none in ()))

@@ -1,6 +1,7 @@
 """model/inference/pipeline.py, the runner: order, batches of one padded size, failures, memory in
 flight; the process's helper threads left alone."""
 import inspect
+import re
 import threading
 import time
 import types
@@ -12,6 +13,7 @@ import threadpoolctl
 
 from solov2.core.errors import InputError
 from solov2.model.inference.pipeline import PipelineStats, Predictor, array_bytes, default_finish_workers
+from tests.helpers import REPO_DIR
 
 
 class Fake(Predictor):
@@ -122,8 +124,7 @@ def test_pictures_whose_cost_is_known_before_reading_are_read_ahead_within_the_b
     assert most >= 5
 
 
-NETWORK = {'run', 'run_numpy', 'batch_regions', 'check_batch', 'run_size', 'compile_ahead', 'class_names', 'decode_fit',
-           'label'}
+NETWORK = {'run', 'run_numpy', 'batch_regions', 'check_batch', 'run_size', 'compile_ahead', 'class_names', 'label'}
 
 
 def _public_methods(cls) -> set:
@@ -145,7 +146,8 @@ def test_an_engine_runs_the_network_only_and_the_predictor_does_the_rest():
     assert _public_methods(backend.Backend) == NETWORK
     engines = [dygraph_backend.DygraphBackend, onnxruntime_backend.OnnxBackend, openvino_backend.OpenVinoBackend,
                paddle_inference_backend.InferenceBackend]
-    assert _public_methods(Predictor) == {'prepare', 'network', 'finish', 'finish_workers', 'run_pictures', 'detect'}
+    assert _public_methods(Predictor) == {'read', 'prepare', 'network', 'finish', 'finish_workers', 'run_pictures',
+                                          'detect'}
     for engine in engines:
         assert not _public_methods(engine) & (_public_methods(Predictor) | {'forward', 'batch', 'finish_outputs'}), \
             engine.__name__
@@ -164,3 +166,19 @@ def test_post_processing_on_the_device_asks_for_an_engine_whose_outputs_stay_the
     dygraph = types.SimpleNamespace(cfg=get_config(9), device_outputs=DygraphBackend.device_outputs,
                                     network_on_gpu=False)
     assert Predictor(dygraph, on_device=True).on_device is True  # type: ignore[arg-type]
+
+
+DECODER_CALL = re.compile(r'\b(?:read_image|decode_image|imdecode|imread|Image\.open)\(')
+DECODER_HOMES = {'data/transforms.py': 'the decoders themselves', 'model/inference/reading.py': 'the one reader',
+                 'data/coco.py': "training's dataset, which reads for augmentation, not for a model",
+                 'tools/labelme2coco.py': 'the mask PNG inside a labelme file, not a picture'}
+
+
+def test_every_picture_a_model_reads_goes_through_its_reader():
+    """Product code outside ``DECODER_HOMES`` calls no image decoder: the API, the demo, evaluation,
+    quantization, training's picture, auto's bf16 check and the service read through
+    ``Predictor.read`` (``reading.PictureReader``: one pixel limit, fast decode and colour rule)."""
+    from tests.test_layout import tracked_python_files
+    calls = {path: DECODER_CALL.findall((REPO_DIR / path).read_text()) for path in tracked_python_files()
+             if not path.startswith(('tests/', 'tools/dev/')) and path not in DECODER_HOMES}
+    assert {path: found for path, found in calls.items() if found} == {}
