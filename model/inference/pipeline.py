@@ -18,6 +18,7 @@ import paddle
 from solov2.core.errors import InputError
 from solov2.data.transforms import ImageMeta, preprocess
 from solov2.model.inference.backend import Backend, share_batches
+from solov2.model.inference.batching import Batching, NetworkQueue
 from solov2.model.inference.device_postprocess import postprocess_on_device
 from solov2.model.inference.postprocess import Detections, InferenceParams, paste_detections, postprocess_flat
 from solov2.model.inference.reading import Image, PictureReader
@@ -85,15 +86,19 @@ class Predictor:
     (``device_postprocess``; default: when the engine's outputs stay on its GPU, ``device_outputs``; off
     on a CPU, where the numpy path is faster than Paddle's op-by-op dygraph).
     ``params``: the config's post-processing settings, each call's default; ``reader``: how its pictures
-    are read (``reading.PictureReader``: the config's pixel limit and test size, and ``fast_decode``)."""
+    are read (``reading.PictureReader``: the config's pixel limit and test size, and ``fast_decode``);
+    ``queue``: the network stage every caller's pictures go through (``batching.NetworkQueue``: callers
+    that arrive while a batch runs share the next, as ``batching`` says)."""
 
-    def __init__(self, engine: Backend, on_device: Optional[bool] = None, fast_decode: bool = False):
+    def __init__(self, engine: Backend, on_device: Optional[bool] = None, fast_decode: bool = False,
+                 batching: Batching = Batching()):
         if on_device and not engine.device_outputs:
             raise ValueError(f'on_device post-processing needs an engine whose outputs are Paddle tensors '
                              f'(dygraph); {type(engine).__name__} gives numpy arrays')
         self.engine, self.cfg, self.params = engine, engine.cfg, InferenceParams.from_config(engine.cfg)
         self.on_device = engine.network_on_gpu and engine.device_outputs if on_device is None else on_device
         self.reader = PictureReader(self.cfg.max_image_pixels, self.cfg.test_short, self.cfg.test_max, fast_decode)
+        self.queue = NetworkQueue(self.network, engine, batching)
 
     def read(self, image: Image, channels: str = 'bgr', max_pixels: Optional[int] = None,
              what: Optional[str] = None) -> np.ndarray:
@@ -151,7 +156,8 @@ class Predictor:
                      cost: Callable[[Any], Optional[int]] = lambda item: None
                      ) -> Generator[Tuple[Any, Any], None, None]:
         """``(item, result)`` for each of ``items``, in their order: ``read(item)`` ([H, W, 3] uint8 RGB)
-        and ``prepare`` in two loading workers; ``network`` on this thread, ``batch_size`` items a call;
+        and ``prepare`` in two loading workers; ``network`` through ``queue`` (on this thread when no
+        other caller's batch runs; with other callers' pictures that arrive meanwhile), ``batch_size`` items a call;
         the result ``finish(item, prepared, detections)`` (default the detections) in
         ``finish_workers()`` workers. A read or prepare that raised gives its exception as the result;
         errors in the network or ``finish`` propagate. At most ``window`` finished pictures wait for
@@ -167,7 +173,7 @@ class Predictor:
             return [_prepare(self, read, item) for item in chunk]
 
         def model(loaded):
-            return self.network([(p.chw, p.meta) for p in loaded if isinstance(p, Prepared)], params)
+            return self.queue.run([(p.chw, p.meta) for p in loaded if isinstance(p, Prepared)], params or self.params)
 
         def finish_chunk(chunk, loaded, rows):
             rows = iter(rows)

@@ -5,8 +5,8 @@ The model opens and warms up in a thread: ``/healthz`` answers at once, ``/ready
 (503) before its body is read while ``queue_size`` are in flight or ``max_uploads`` bodies are
 coming; its body is read within the limits (408), then admitted by its cost: its decode share
 taken at once, or 503 at once (it holds no slot waiting for memory); then decoded in a worker,
-batched with others of its padded size (``batching.Batcher``) and finished in a worker, all within
-``timeout_s`` (504).
+batched with others of its padded size (the predictor's ``queue``, ``model.inference.batching``)
+and finished in a worker, all within ``timeout_s`` (504).
 """
 import asyncio
 import contextlib
@@ -32,9 +32,10 @@ from solov2.api.segmenter import Segmenter, instances_of, per_call_params
 from solov2.core.errors import InputError
 from solov2.data.results import SHOWN_MIN_SCORE
 from solov2.data.transforms import header_size
+from solov2.model.inference.batching import Batching
 from solov2.model.inference.memory import MemoryBudget, decode_cost, default_budget, pixels_within
+from solov2.model.inference.pipeline import Predictor
 from solov2.model.runtime import cpu_threads
-from solov2.serving.batching import Batcher
 from solov2.serving.limits import (
     HttpError,
     check_content_type,
@@ -66,17 +67,17 @@ class Service:
                  on_loaded: Optional[Callable[['Service'], None]] = None):
         self.settings = settings
         self.segmenter = segmenter
-        self.batcher: Optional[Batcher] = None
+        self.predictor: Optional[Predictor] = None      # the segmenter's model, batching as the settings say
         self.problem: Optional[str] = LOADING
         self.failure: Optional[Exception] = None
         self.on_loaded = on_loaded
         self.replica = uuid.uuid4().hex[:12]     # tells replicas apart in /v1/model: no process id, no host
         self.counts = dict.fromkeys(SLOTS, 0)
-        self.preparing = 0             # pictures being decoded, on their way to the batcher
+        self.preparing = 0             # pictures being decoded, on their way to the network
         self.pool = ThreadPoolExecutor(cpu_threads(settings.helper_threads), 'solov2-serve')
         budget = default_budget() if settings.max_decode_mb is None else int(settings.max_decode_mb * 2**20)
         self.budget = MemoryBudget(budget)
-        self.metrics = Metrics(settings.max_batch, lambda: self.batcher.depth if self.batcher else 0,
+        self.metrics = Metrics(settings.max_batch, lambda: self.predictor.queue.depth if self.predictor else 0,
                                lambda: self.budget.used, self.counts)
         self.loaded = threading.Event()
 
@@ -92,9 +93,10 @@ class Service:
         """Open the model unless it came opened and warm it up (in a thread: ``problem`` says why it is not ready)."""
         try:
             segmenter = self.segmenter or Segmenter(self.settings.model, progress=self.exporting)
-            self.batcher = Batcher(segmenter, self.settings.max_batch, self.settings.max_wait_ms / 1000,
-                                   self.metrics.batch, max_padding=self.settings.max_padding,
-                                   coming=lambda: self.preparing)
+            own, settings = segmenter.predictor, self.settings
+            self.predictor = Predictor(segmenter.backend, own.on_device, own.reader.fast_decode, Batching(
+                settings.max_batch, settings.max_wait_ms / 1000, settings.max_padding, lambda: self.preparing,
+                self.metrics.batch))
             self.segmenter = segmenter
             self.problem = f'{LOADING}: warming up (compiling what its batches will run)'
             self.warm_up()
@@ -133,7 +135,7 @@ class Service:
         settings = self.settings
         self.segmenter.backend.compile_ahead(settings.max_batch, mixed=settings.max_padding > 0)
         colour = cv2.imencode('.png', np.full((64, 64, 3), (40, 120, 200), np.uint8))[1].tobytes()
-        asyncio.run(self.segment(colour, self.segmenter.predictor.params, 'none'))
+        asyncio.run(self.segment(colour, self.predictor.params, 'none'))
 
     async def segment(self, data: bytes, params, masks: str, min_score: float = 0.0) -> Dict[str, Any]:
         """The JSON answer for an encoded picture, admitted by its cost: its decode share (``cost``)
@@ -157,7 +159,7 @@ class Service:
                     chw, meta = await asyncio.wrap_future(job)
                 finally:
                     self.preparing -= 1        # before submitting: a picture alone then runs at once
-                row = await asyncio.wrap_future(self.batcher.submit(chw, meta, params))
+                row = await asyncio.wrap_future(self.predictor.queue.submit(chw, meta, params))
                 return await asyncio.get_running_loop().run_in_executor(self.pool, self.finish, row, meta, params,
                                                                         masks, min_score)
         finally:
@@ -179,21 +181,20 @@ class Service:
     def prepare(self, data: bytes):
         """(chw [3, Hp, Wp] float32, meta) of an encoded picture; its errors: ``decode_picture``."""
         with self.metrics.stage('decode'):
-            return self.segmenter.predictor.prepare(decode_picture(data, self.segmenter.predictor, self.max_pixels))
+            return self.predictor.prepare(decode_picture(data, self.predictor, self.max_pixels))
 
     def finish(self, row, meta, params, masks: str, min_score: float) -> Dict[str, Any]:
         """The network's output for one picture -> its answer (``Instances.to_dict(masks)``: only what it holds)."""
         with self.metrics.stage('postprocess'):
-            found = self.segmenter.predictor.finish(row, meta, params)
+            found = self.predictor.finish(row, meta, params)
             instances = instances_of(self.segmenter.class_names, found, min_score)
         with self.metrics.stage('encode'):
             return instances.to_dict(masks)
 
     def close(self) -> None:
-        """Say it is stopping (``/readyz`` 503), finish what is queued, stop the network thread and the workers."""
+        """Say it is stopping (``/readyz`` 503) and stop the workers once they have finished what they hold (the
+        network's queue runs until it is empty)."""
         self.problem = STOPPING
-        if self.batcher is not None:
-            self.batcher.close(self.settings.timeout_s)
         self.pool.shutdown(wait=True)
 
     def check_room(self, what: str) -> None:
@@ -320,7 +321,7 @@ def add_routes(app: FastAPI, settings: ServeSettings) -> None:
         service: Service = request.app.state.service
         if service.problem is not None:             # loading, cannot load, or stopping
             raise HttpError(503, service.problem, RETRY, 'not ready')
-        params = per_call_params(service.segmenter.predictor.params, score_threshold, max_instances)
+        params = per_call_params(service.predictor.params, score_threshold, max_instances)
         timeout_s = service.settings.timeout_s
         try:
             result = await asyncio.wait_for(segment_request(service, request, params, masks, min_score), timeout_s)

@@ -57,7 +57,7 @@ def test_on_an_unchecked_paddle_line_the_toolkit_leaves_paddle_s_internals_alone
 def test_one_threads_per_core_rule_counts_the_cores_this_process_may_use(monkeypatch):
     """A container's cpuset (the process's CPU affinity) caps every default thread count:
     Paddle's math threads and the demo's finishing workers (the service's helper threads:
-    tests/serving/test_batching.py)."""
+    tests/serving/test_budget.py)."""
     from solov2.model.inference.pipeline import default_finish_workers
     monkeypatch.setattr(os, 'cpu_count', lambda: 64)
     monkeypatch.setattr(os, 'sched_getaffinity', lambda pid: set(range(8)), raising=False)

@@ -2,6 +2,7 @@
 more than it, a picture that finds no room is refused at once (503, counted by reason) and one
 alone over it gets 413, both before decoding; one whose request ended while it waited for a
 decoding thread is never decoded, and the budget's default lowers the default pixel limit."""
+import os
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -156,3 +157,13 @@ def segmenter_app():
     yield make
     for service in services:
         service.pool.shutdown()
+
+
+def test_helper_threads_follow_the_one_threads_per_core_rule(monkeypatch):
+    """0 helper threads (the default) is one per core this process may use (its CPU affinity,
+    ``model.runtime.cpu_threads``), not the machine's count."""
+    monkeypatch.setattr(os, 'cpu_count', lambda: 64)
+    monkeypatch.setattr(os, 'sched_getaffinity', lambda pid: set(range(8)), raising=False)
+    service = app.Service(ServeSettings(SMALL_MODEL))
+    assert service.pool._max_workers == 8
+    service.pool.shutdown()

@@ -331,10 +331,15 @@ def test_exported_backend_rejects_sizes_out_of_range(hot):
 
 
 def test_export_errors_are_one_line(hot, tmp_path, capsys):
-    code = export_model.main(['--weights', hot[0], '--output', str(tmp_path / 'x'), '--min-size', '100'])
+    with pytest.raises(SystemExit) as refused:           # the flag checked where it is parsed
+        export_model.main(['--weights', hot[0], '--output', str(tmp_path / 'x'), '--min-size', '100'])
+    err = capsys.readouterr().err
+    assert refused.value.code == 2 and 'argument --min-size: ' in err and 'Traceback' not in err
+    code = export_model.main(['--weights', hot[0], '--output', str(tmp_path / 'x'), '--min-size', '128',
+                              '--max-size', '96'])
     assert code == 2
     err = capsys.readouterr().err
-    assert err.startswith('error: ') and 'min_size=100' in err and 'Traceback' not in err
+    assert err.startswith('error: ') and 'max_size=96' in err and 'Traceback' not in err
     code = export_model.main(['--weights', str(tmp_path / 'none.pdparams'), '--output', str(tmp_path / 'x')])
     assert code == 2
 

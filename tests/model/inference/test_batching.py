@@ -1,0 +1,91 @@
+"""The predictor's network stage (``model/inference/batching.py``): pictures of two padded sizes queued
+in turn run as a batch per size, each giving what it gives alone, saying how long each picture waited
+and each run took; a picture with nothing coming runs at once; a ``Segmenter`` shared by threads
+batches their pictures together, each answer the picture's own."""
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+from solov2 import ModelSpec, Segmenter
+from solov2.api.segmenter import instances_of
+from solov2.core.paths import SAMPLE_IMAGES, SHIPPED_WEIGHTS
+from solov2.model.inference.batching import Batching
+from solov2.model.inference.pipeline import Predictor
+from tests.helpers import REPO_DIR
+
+SMALL_MODEL = ModelSpec(SHIPPED_WEIGHTS, backend='dygraph', threads=1)
+
+
+def test_sizes_queued_in_turn_run_a_batch_each_with_the_answers_of_one_at_a_time():
+    segmenter, runs = Segmenter(SMALL_MODEL), []
+    predictor, params = segmenter.predictor, segmenter.predictor.params
+    names = ['shapes_000023.jpg', 'shapes_wide.jpg', 'shapes_000042.jpg', 'shapes_wide.jpg']
+    prepared = [predictor.prepare(segmenter.rgb(str(REPO_DIR / SAMPLE_IMAGES / name))) for name in names]
+    queue = Predictor(segmenter.backend, batching=Batching(4, 1.0, coming=lambda: 1,
+                                                           on_batch=lambda *run: runs.append(run))).queue
+    rows = [future.result(30) for future in [queue.submit(chw, meta, params) for chw, meta in prepared]]
+    assert sorted(len(waits) for waits, _ in runs) == [2, 2]
+    assert all(max(waits) >= 1.0 and min(waits) >= 0 and seconds > 0 for waits, seconds in runs)   # max_wait_s
+    for (chw, meta), row in zip(prepared, rows):
+        alone = predictor.network([(chw, meta)], params)[0]
+        for got, expected in zip(row, alone):
+            np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
+
+
+def test_sizes_share_a_run_within_max_padding_with_the_answers_of_one_at_a_time():
+    """Two squares (320x320) and two wide pictures (320x640) padded to one run: 1.33x their own
+    pixels, within ``max_padding`` 0.5; each answer is the picture's own (each field but the score)."""
+    segmenter, runs = Segmenter(SMALL_MODEL), []
+    predictor, params = segmenter.predictor, segmenter.predictor.params
+    names = ['shapes_000023.jpg', 'shapes_wide.jpg', 'shapes_000042.jpg', 'shapes_wide.jpg']
+    prepared = [predictor.prepare(segmenter.rgb(str(REPO_DIR / SAMPLE_IMAGES / name))) for name in names]
+    queue = Predictor(segmenter.backend, batching=Batching(4, 1.0, 0.5, coming=lambda: 1,
+                                                           on_batch=lambda *run: runs.append(run))).queue
+    rows = [future.result(30) for future in [queue.submit(chw, meta, params) for chw, meta in prepared]]
+    assert [len(waits) for waits, _ in runs] == [4]
+    for (chw, meta), row in zip(prepared, rows):
+        own = predictor.network([(chw, meta)], params)[0]
+        alone = instances_of(segmenter.class_names, predictor.finish(own, meta, params)).to_dict()
+        got = instances_of(segmenter.class_names, predictor.finish(row, meta, params)).to_dict()
+        assert [{**one, 'score': None} for one in got['instances']] == \
+            [{**one, 'score': None} for one in alone['instances']]          # every field but the score
+
+
+def test_a_picture_with_nothing_coming_runs_at_once():
+    segmenter = Segmenter(SMALL_MODEL)
+    chw, meta = segmenter.predictor.prepare(segmenter.rgb(str(REPO_DIR / SAMPLE_IMAGES / 'shapes_000023.jpg')))
+    queue = Predictor(segmenter.backend, batching=Batching(4, 30.0, coming=lambda: 0)).queue
+    began = time.monotonic()
+    queue.submit(chw, meta, segmenter.predictor.params).result(30)
+    assert time.monotonic() - began < 10          # not the 30 s it would wait for company
+
+
+def test_a_segmenter_shared_by_threads_batches_their_pictures_each_answer_its_own():
+    """Eight threads calling one ``Segmenter`` on pictures of one size at once: the pictures that
+    arrive while a batch runs share the next (fewer network runs than pictures), each thread gets the
+    answer of its picture alone; a thread alone runs its picture at once, on its own thread."""
+    segmenter = Segmenter(SMALL_MODEL)
+    pictures = [str(REPO_DIR / SAMPLE_IMAGES / name) for name in ('shapes_000023.jpg', 'shapes_000042.jpg',
+                                                                   'shapes_000057.jpg', 'shapes_000083.jpg')] * 2
+    alone = [segmenter(picture).to_dict() for picture in pictures]
+    queue, runs, threads = segmenter.predictor.queue, [], set()
+    network = queue.network
+
+    def counted(rows, *args):
+        runs.append(len(rows))
+        threads.add(threading.current_thread().name)
+        return network(rows, *args)
+    queue.network = counted
+    start = threading.Barrier(len(pictures))
+    with ThreadPoolExecutor(len(pictures)) as pool:
+        answers = list(pool.map(lambda picture: (start.wait(), segmenter(picture).to_dict())[1], pictures))
+    assert sum(runs) == len(pictures) and len(runs) < len(pictures) and max(runs) <= 4, runs
+    for got, want in zip(answers, alone):
+        assert [{**one, 'score': round(one['score'], 3)} for one in got['instances']] == \
+            [{**one, 'score': round(one['score'], 3)} for one in want['instances']]
+    runs.clear()
+    threads.clear()
+    segmenter(pictures[0])
+    assert runs == [1] and threads == {threading.current_thread().name}
