@@ -3,7 +3,8 @@
 One class per engine; ``pipeline.Predictor`` prepares and finishes pictures around one.
 """
 import abc
-from typing import List, Optional, Sequence, Tuple
+import contextlib
+from typing import ContextManager, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -48,6 +49,11 @@ class Backend(abc.ABC):
     def run(self, batch: np.ndarray, regions: Optional[np.ndarray] = None):
         """[B, 3, H, W] float32 -> (scores, kernels, mask_feat), numpy or paddle; ``regions``
         [B, 2] int64 (``mixes_sizes`` backends only): each image's own padded size, None: (H, W)."""
+
+    def placed(self) -> ContextManager[None]:
+        """The block Paddle ops on the engine's outputs run in (``device_outputs``: its device and
+        threads, ``model.runtime.paddle_on``); nothing to set for an engine that answers numpy."""
+        return contextlib.nullcontext()
 
     def run_numpy(self, batch: np.ndarray, regions: Optional[np.ndarray] = None) -> List[np.ndarray]:
         """``run`` with numpy results."""

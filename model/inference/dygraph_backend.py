@@ -30,7 +30,7 @@ class DygraphBackend(Backend):
         model: a model built already (a training run's, in the mode its caller set), run as it is
             instead of one built from ``cfg`` and ``weights``.
     Paddle's device and threads are the process's: the model is built and run with its own
-    (``model.runtime.paddle_on``, ``placed``), the process's put back after each call.
+    (``model.runtime.paddle_on``, ``placement``, also ``placed()``), the process's put back after each call.
     """
     name = 'dygraph'
     mixes_sizes = True
@@ -38,18 +38,22 @@ class DygraphBackend(Backend):
 
     def __init__(self, cfg, weights: Optional[str] = None, device: Optional[str] = None, sidecar: bool = True,
                  threads: int = 0, model: Optional[paddle.nn.Layer] = None):
-        self.placed = Placement(device or default_device(), cpu_threads(threads))
-        self.network_on_gpu = on_gpu(self.placed.device)
+        self.placement = Placement(device or default_device(), cpu_threads(threads))
+        self.network_on_gpu = on_gpu(self.placement.device)
         if model is None:
-            with self.placed():
+            with self.placement():
                 cfg, model = checkpoint_model(cfg, weights, sidecar)
         super().__init__(cfg)
         self.model, self.net = model, ExportableSOLOv2(model)
 
+    def placed(self):
+        """The model's device and threads for the block (``placement``)."""
+        return self.placement()
+
     def run(self, batch: np.ndarray, regions: Optional[np.ndarray] = None):
         """[B, 3, H, W] float32 (``regions`` [B, 2]: each image's own size) -> (scores [B, K, C],
         kernels [B, K, E], mask_feat [B, E, H/4, W/4])."""
-        with self.placed(), paddle.no_grad():
+        with self.placement(), paddle.no_grad():
             return self.net(paddle.to_tensor(batch), None if regions is None else paddle.to_tensor(regions))
 
 

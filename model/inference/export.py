@@ -275,7 +275,7 @@ def export(number: int, cfg, weights: str, out_dir: Path, fmt: str = 'both', ops
     cfg_path.write_text(json.dumps(infer_cfg(number, cfg, min_size, max_size, files), indent=2) + '\n')
     lines.append(f'runtime settings: {cfg_path}')
     if check:
-        threads = dygraph.placed.threads          # the dygraph model's own
+        threads = dygraph.placement.threads          # the dygraph model's own
         backends = [InferenceBackend(str(out_dir), threads)] if 'paddle' in files else []
         if 'onnx' in files:
             try:

@@ -11,8 +11,9 @@ from solov2.config.device import device_name, on_gpu
 from solov2.config.engines import BACKENDS, EXPORTED, PRECISIONS
 from solov2.config.model_fields import ModelFields
 from solov2.core.errors import InputError, param
-from solov2.model.inference.backend import Backend, BackendError
+from solov2.model.inference.backend import BackendError
 from solov2.model.inference.dygraph_backend import DygraphBackend
+from solov2.model.inference.exported_folder import ExportedBackend
 from solov2.model.inference.onnxruntime_backend import OnnxBackend
 from solov2.model.inference.openvino_backend import OpenVinoBackend
 from solov2.model.inference.paddle_inference_backend import InferenceBackend
@@ -83,7 +84,7 @@ class ModelSpec(ModelFields):
         return number
 
 
-def exported_backend(spec: ModelSpec, compiled: Optional[str] = None) -> Backend:
+def exported_backend(spec: ModelSpec, compiled: Optional[str] = None) -> ExportedBackend:
     """The backend of ``spec``'s exported folder by its ``backend`` name ('inference', 'onnx' or
     'openvino'), on ``device`` (None: the CPU); ``compiled``: the folder of TensorRT's engines or
     OpenVINO's compiled models (``core.cache.compiled_cache``; None: none). BackendError on another name."""
