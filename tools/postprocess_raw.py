@@ -8,9 +8,9 @@ For runtimes other than Paddle and onnxruntime (a vendor NPU SDK, TensorRT, ...)
     # RAW/NAME.mask_feat.npy
     python tools/postprocess_raw.py --manifest dump/manifest.json --raw RAW --output out/ --save-json out/results.json
 
-The post-processing is the one of demo.py (``model.inference.postprocess.postprocess_flat``, then
-``paste_detections``), with the thresholds, classes and image sizes stored in the manifest,
-so the pictures and JSON equal the demo's for the same outputs. Pictures are drawn on
+The post-processing is the one of demo.py (``model.inference.pipeline.finish_outputs``), with the
+thresholds, classes and image sizes stored in the manifest, so the pictures and JSON equal the demo's
+for the same outputs. Pictures are drawn on
 the manifest's ``source`` images (video frames are saved beside the dumped inputs).
 """
 import argparse
@@ -29,7 +29,8 @@ from solov2.data.results import instances_to_coco, write_json  # noqa: E402
 from solov2.data.transforms import DEFAULT_MAX_PIXELS, ImageMeta  # noqa: E402
 from solov2.data.visualize import draw_bgr  # noqa: E402
 from solov2.model.inference.export_network import OUTPUT_NAMES, outputs_text  # noqa: E402
-from solov2.model.inference.postprocess import InferenceParams, paste_detections, postprocess_flat  # noqa: E402
+from solov2.model.inference.pipeline import finish_outputs  # noqa: E402
+from solov2.model.inference.postprocess import InferenceParams  # noqa: E402
 from solov2.model.inference.reading import PictureReader  # noqa: E402
 from solov2.tools.cli import at_least, command, make_parser, one_line, set_status  # noqa: E402
 from solov2.tools.demo_outputs import picture_targets, sort_records  # noqa: E402
@@ -80,7 +81,7 @@ def process(entry: dict, raw: Path, params, class_names, args, picture=None) -> 
     """Post-process one manifest entry (and draw its ``picture`` when given); its COCO records."""
     scores, kernels, mask_feat = read_outputs(raw, entry['name'], len(class_names))
     meta = ImageMeta(tuple(entry['orig_hw']), tuple(entry['resized_hw']), tuple(entry['padded_hw']))
-    result = paste_detections(postprocess_flat(scores, kernels, mask_feat, params)[0], meta, params.mask_threshold)
+    result = finish_outputs((scores, kernels, mask_feat), meta, params)
     if picture is not None:
         source = PictureReader(DEFAULT_MAX_PIXELS).read(entry['source'])
         write_image(picture, draw_bgr(source, result.masks, result.labels, result.scores, class_names,

@@ -80,6 +80,16 @@ def default_finish_workers(cores: Optional[int] = None, network_on_gpu: bool = F
     return max(1, cores - 3 if network_on_gpu else cores // 4)
 
 
+def finish_outputs(outputs: Sequence[np.ndarray], meta: ImageMeta, params: InferenceParams) -> Detections:
+    """One picture's network outputs (scores [1, K, C], kernels [1, K, E], mask_feat [1, E, h, w], h and w
+    at least its padded size / 4) -> its instances on the original image: ``postprocess_flat`` with
+    ``params`` on its own padded size's mask features, ``paste_detections``; what every runtime's
+    outputs go through (``Predictor.finish``, ``tools/postprocess_raw.py``)."""
+    scores, kernels, mask_feat = outputs
+    own = mask_feat[..., :meta.padded_hw[0] // 4, :meta.padded_hw[1] // 4]
+    return paste_detections(postprocess_flat(scores, kernels, own, params)[0], meta, params.mask_threshold)
+
+
 class Predictor:
     """Pictures through ``engine``: ``prepare``, ``network`` and ``finish``, looped by ``run_pictures``
     (``detect``: one picture). ``on_device``: post-process with Paddle ops where the network runs
@@ -131,12 +141,7 @@ class Predictor:
     def finish(self, row, meta: ImageMeta, params: Optional[InferenceParams] = None) -> Detections:
         """``network``'s result for one picture -> its instances on the original image (binary masks
         [N, H, W]): ``postprocess_flat`` with ``params`` on its own padded size, ``paste_detections``."""
-        if self.on_device:
-            return row
-        params = params or self.params
-        scores, kernels, mask_feat = row
-        own = mask_feat[..., :meta.padded_hw[0] // 4, :meta.padded_hw[1] // 4]
-        return paste_detections(postprocess_flat(scores, kernels, own, params)[0], meta, params.mask_threshold)
+        return row if self.on_device else finish_outputs(row, meta, params or self.params)
 
     def finish_workers(self) -> int:
         """Finishing workers for ``run_pictures``: ``default_finish_workers`` for where the network runs."""
