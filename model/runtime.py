@@ -62,6 +62,13 @@ def unsupported_gpu(version: str, capability: Tuple[int, int]) -> Optional[str]:
     return None
 
 
+def launched_here() -> int:
+    """How many processes ``paddle.distributed.launch`` started on this machine (1 without it): its
+    ``PADDLE_LOCAL_SIZE``, read, never set."""
+    value = os.environ.get('PADDLE_LOCAL_SIZE', '')
+    return max(1, int(value)) if value.isdigit() else 1
+
+
 def cpu_threads(threads: int = 0, processes: int = 1) -> int:
     """The toolkit's one threads-per-core rule: ``threads``, or when 0 this process's share of
     the cores it may run on (its CPU affinity, which a container's cpuset limits) with

@@ -22,7 +22,7 @@ from solov2.model.inference.batching import Batching, NetworkQueue
 from solov2.model.inference.device_postprocess import postprocess_on_device
 from solov2.model.inference.postprocess import Detections, InferenceParams, paste_detections, postprocess_flat
 from solov2.model.inference.reading import Image, PictureReader
-from solov2.model.runtime import cpu_threads
+from solov2.model.runtime import cpu_threads, launched_here
 
 
 @dataclass
@@ -75,8 +75,10 @@ def chunks(items: Iterable[Any], size: int) -> Iterator[List[Any]]:
 
 def default_finish_workers(cores: Optional[int] = None, network_on_gpu: bool = False) -> int:
     """Finishing workers, at least one: with the network on the CPU a quarter of the cores (a few
-    keep up, docs/benchmark.md); on a GPU all but three (the network's thread and two loaders)."""
-    cores = cores or cpu_threads()
+    keep up, docs/benchmark.md); on a GPU all but three (the network's thread and two loaders). The
+    cores are this process's share among those ``paddle.distributed.launch`` started on the machine
+    (``PADDLE_LOCAL_SIZE``), so eight processes on 32 cores start 1 finishing thread each, not 29."""
+    cores = cores or cpu_threads(0, launched_here())
     return max(1, cores - 3 if network_on_gpu else cores // 4)
 
 

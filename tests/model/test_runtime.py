@@ -63,3 +63,18 @@ def test_one_threads_per_core_rule_counts_the_cores_this_process_may_use(monkeyp
     monkeypatch.setattr(os, 'sched_getaffinity', lambda pid: set(range(8)), raising=False)
     assert runtime.cpu_threads() == 8 and runtime.cpu_threads(processes=2) == 4 and runtime.cpu_threads(3) == 3
     assert default_finish_workers() == 2 and default_finish_workers(network_on_gpu=True) == 5
+
+
+def test_finishing_workers_are_each_launched_processs_share_of_the_cores(monkeypatch):
+    """Under ``paddle.distributed.launch`` (``PADDLE_LOCAL_SIZE`` processes on the machine) each
+    process's default finishing workers count its share of the cores: 8 GPU processes on 32 cores
+    start 1 each, not 29 (all but three of the machine's) each."""
+    from solov2.model.inference.pipeline import default_finish_workers
+    monkeypatch.setattr(os, 'sched_getaffinity', lambda pid: set(range(32)), raising=False)
+    monkeypatch.delenv('PADDLE_LOCAL_SIZE', raising=False)
+    assert (default_finish_workers(network_on_gpu=True), default_finish_workers()) == (29, 8)
+    monkeypatch.setenv('PADDLE_LOCAL_SIZE', '8')
+    assert (default_finish_workers(network_on_gpu=True), default_finish_workers()) == (1, 1)
+    monkeypatch.setenv('PADDLE_LOCAL_SIZE', '2')
+    assert (default_finish_workers(network_on_gpu=True), default_finish_workers()) == (13, 4)
+    assert runtime.launched_here() == 2
