@@ -114,17 +114,33 @@ _PADDLE_SETTINGS = threading.RLock()
 
 @contextlib.contextmanager
 def tf32_off(*libraries: str) -> Iterator[None]:
-    """TF32 off for the block in ``libraries`` ('cublas', 'cudnn': Paddle's switches, read at each call),
-    put back after it; nothing without such a switch. The switches are the process's (another thread's
+    """TF32 off for the block in ``libraries`` ('cublas', 'cudnn'), put back after it: Paddle's switches
+    (``core.set_cublas_switch``, read at each call) and its flags ``FLAGS_<library>_allow_tf32`` (Paddle 3.3's
+    cuBLAS calls set their math mode from ``FLAGS_cublas_allow_tf32`` at each call, whatever the switch
+    says); nothing where this build has neither (a CPU wheel). They are the process's (another thread's
     products run without TF32 too: slower, never wrong)."""
     before = {name: getattr(core, f'get_{name}_switch')() for name in libraries if hasattr(core, f'get_{name}_switch')}
+    flags = {flag: value for flag in (f'FLAGS_{name}_allow_tf32' for name in libraries)
+             if (value := paddle_flag(flag)) is not None}
     for name in before:
         getattr(core, f'set_{name}_switch')(False)
+    if flags:
+        paddle.set_flags(dict.fromkeys(flags, False))
     try:
         yield
     finally:
         for name, on in before.items():
             getattr(core, f'set_{name}_switch')(on)
+        if flags:
+            paddle.set_flags(flags)
+
+
+def paddle_flag(name: str):
+    """The value of Paddle's flag ``name``, None where this build has no such flag."""
+    try:
+        return paddle.get_flags([name])[name]
+    except ValueError:
+        return None
 
 
 @contextlib.contextmanager

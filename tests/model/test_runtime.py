@@ -78,3 +78,21 @@ def test_finishing_workers_are_each_launched_processs_share_of_the_cores(monkeyp
     monkeypatch.setenv('PADDLE_LOCAL_SIZE', '2')
     assert (default_finish_workers(network_on_gpu=True), default_finish_workers()) == (13, 4)
     assert runtime.launched_here() == 2
+
+
+def test_tf32_off_turns_off_the_cublas_flag_a_gpu_build_reads_at_each_call(monkeypatch):
+    """A GPU build of Paddle 3.3 (its flags stood in for): cuBLAS takes its math mode from
+    ``FLAGS_cublas_allow_tf32`` at each call, so ``tf32_off('cublas')`` sets it False for the block and
+    puts it back; a flag this build lacks (cuDNN's here) is left alone, as on a CPU wheel."""
+    flags, asked = {'FLAGS_cublas_allow_tf32': True}, []
+
+    def get_flags(names):
+        if names[0] not in flags:
+            raise ValueError(f'Flag {names[0]} cannot get its value through this function.')
+        return {names[0]: flags[names[0]]}
+    monkeypatch.setattr(runtime.paddle, 'get_flags', get_flags)
+    monkeypatch.setattr(runtime.paddle, 'set_flags', lambda values: asked.append(dict(values)) or flags.update(values))
+    with runtime.tf32_off('cublas', 'cudnn'):
+        assert flags == {'FLAGS_cublas_allow_tf32': False}
+    assert flags == {'FLAGS_cublas_allow_tf32': True} and asked == [{'FLAGS_cublas_allow_tf32': False},
+                                                                     {'FLAGS_cublas_allow_tf32': True}]
