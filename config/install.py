@@ -52,6 +52,46 @@ def onnxruntime_install_problem(wheels: Optional[Sequence[str]] = None) -> Optio
             '(requirements-deploy-gpu.txt) or onnxruntime for the CPU')
 
 
+CUDNN_WHEELS = ('nvidia-cudnn-cu11', 'nvidia-cudnn-cu12', 'nvidia-cudnn-cu13')    # each writes nvidia/cudnn/lib
+DRIVER_FILE = '/proc/driver/nvidia/version'      # Linux: the loaded NVIDIA kernel module's version line
+CUDA13_DRIVER = 580      # the least NVIDIA driver for CUDA 13, what onnxruntime-gpu's PyPI wheels are built for
+
+
+def cudnn_install_problem(versions: Optional[dict] = None) -> Optional[str]:
+    """A one-line message when two cuDNN wheels of one cuDNN major are installed (``versions``: {wheel:
+    version}, default those of ``CUDNN_WHEELS`` installed), else None: each writes
+    nvidia/cudnn/lib/libcudnn*.so.<major>, so the last installed won and uninstalling either removes the
+    other's files (Paddle's cu12 wheels pin nvidia-cudnn-cu12, onnxruntime-gpu's cudnn extra brings cu13)."""
+    if versions is None:
+        versions = {name: importlib.metadata.version(name) for name in installed_wheels(CUDNN_WHEELS)}
+    majors: dict = {}
+    for name, version in versions.items():
+        majors.setdefault(version.split('.')[0], []).append(f'{name} {version}')
+    clash = next((names for names in majors.values() if len(names) > 1), None)
+    if clash is None:
+        return None
+    return (f'{" and ".join(clash)} are both installed, in the same nvidia/cudnn/lib folder (the last one installed '
+            'overwrote the other, and uninstalling either removes both): keep one CUDA stack — README, GPU')
+
+
+def nvidia_driver(path: str = DRIVER_FILE) -> Optional[str]:
+    """The NVIDIA driver's version ('580.65.06') from the loaded kernel module, None without one."""
+    try:
+        line = open(path).readline()
+    except OSError:
+        return None
+    words = [word for word in line.split() if word[:1].isdigit() and '.' in word]
+    return words[0] if words else None
+
+
+def driver_problem(driver: Optional[str], least: int = CUDA13_DRIVER) -> str:
+    """'' when ``driver`` (a version) is at least ``least`` or unknown, else a sentence saying so."""
+    if not driver or not driver.split('.')[0].isdigit() or int(driver.split('.')[0]) >= least:
+        return ''
+    return (f" This machine's NVIDIA driver is {driver}; onnxruntime-gpu from PyPI is built for CUDA 13, which "
+            f'needs driver {least} or newer: update the driver, or use the CPU.')
+
+
 def paddle_major() -> int:
     """The installed Paddle's major version (2 or 3: their kernels and saved formats differ;
     0 for a development build)."""

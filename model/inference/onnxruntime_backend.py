@@ -9,7 +9,7 @@ from typing import List, Optional, Sequence
 import numpy as np
 
 from solov2.config.device import gpu_number, on_gpu
-from solov2.config.install import onnxruntime_install_problem
+from solov2.config.install import cudnn_install_problem, driver_problem, nvidia_driver, onnxruntime_install_problem
 from solov2.core.errors import RunError
 from solov2.model.inference.backend import BackendError
 from solov2.model.inference.export_network import INPUT_NAME, OUTPUT_NAMES, TENSORRT_MAX_BATCH, network_feed
@@ -61,8 +61,10 @@ def check_providers(session, providers: list, version: str) -> None:
         raise BackendError(f'onnxruntime {version} did not start its TensorRT provider: install the TensorRT '
                            'libraries this onnxruntime-gpu was built for, or run without tensorrt')
     raise BackendError(f'onnxruntime {version} fell back to the CPU: its CUDA provider did not start. '
-                       + (onnxruntime_install_problem() or 'Install the CUDA and cuDNN libraries this onnxruntime-gpu '
-                          'was built for (onnxruntime.ai, CUDA Execution Provider, Requirements), or use the CPU'))
+                       + (onnxruntime_install_problem() or cudnn_install_problem()
+                          or 'Install the CUDA and cuDNN libraries this onnxruntime-gpu was built for (onnxruntime.ai, '
+                             'CUDA Execution Provider, Requirements), or use the CPU.'
+                             + driver_problem(nvidia_driver())))
 
 
 def load_gpu_libraries(ort, tensorrt: bool) -> None:

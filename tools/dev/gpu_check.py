@@ -60,7 +60,9 @@ import paddle  # noqa: E402
 from solov2.config import get_config  # noqa: E402
 from solov2.config.device import gpu_number, on_gpu  # noqa: E402
 from solov2.config.install import (  # noqa: E402
+    cudnn_install_problem,
     installed_wheels,
+    nvidia_driver,
     onnxruntime_install_problem,
     paddle_install_problem,
     paddle_major,
@@ -123,7 +125,7 @@ class Setting:
 
 def check_environment(s: Setting) -> str:
     """The wheels, the build and the GPU (``resolve_device`` raises when this Paddle cannot use it)."""
-    problem = paddle_install_problem() or onnxruntime_install_problem()
+    problem = paddle_install_problem() or onnxruntime_install_problem() or cudnn_install_problem()
     if problem:
         raise AssertionError(problem)
     wheels = ', '.join(installed_wheels()) or 'a source build'
@@ -137,7 +139,8 @@ def check_environment(s: Setting) -> str:
     problem = unsupported_gpu(paddle.__version__, (major, minor))
     assert not problem, problem
     return (f'Paddle {paddle.__version__} ({wheels}), CUDA {paddle.version.cuda()}, cuDNN {paddle.version.cudnn()}, '
-            f'{paddle.device.cuda.get_device_name(number)} compute capability {major}.{minor}')
+            f'{paddle.device.cuda.get_device_name(number)} compute capability {major}.{minor}, NVIDIA driver '
+            f'{nvidia_driver() or "unknown"}')
 
 
 def _pictures(s: Setting) -> list:

@@ -282,6 +282,13 @@ def test_a_session_that_fell_back_to_the_cpu_is_refused_naming_the_fix(tmp_path,
                                            'and cuDNN libraries'):
         OnnxBackend(folder, device='gpu')
     assert OnnxBackend(folder, device='cpu').session.asked == ['CPUExecutionProvider']
+    monkeypatch.setattr(onnxruntime_backend, 'nvidia_driver', lambda: '535.104.05')      # too old for CUDA 13
+    with pytest.raises(BackendError, match="or use the CPU. This machine's NVIDIA driver is 535.104.05; "
+                                           'onnxruntime-gpu from PyPI is built for CUDA 13, which needs driver 580'):
+        OnnxBackend(folder, device='gpu')
+    monkeypatch.setattr(onnxruntime_backend, 'cudnn_install_problem', lambda: 'two cuDNN wheels')
+    with pytest.raises(BackendError, match='did not start. two cuDNN wheels$'):
+        OnnxBackend(folder, device='gpu')
     monkeypatch.setattr(onnxruntime_backend, 'onnxruntime_install_problem', lambda: 'both are installed')
     with pytest.raises(BackendError, match='did not start. both are installed'):
         OnnxBackend(folder, device='gpu:0')
