@@ -39,7 +39,7 @@ def run_family(family: str, argv=None, prog=None) -> int:
         parser.prog = prog or parser.prog
         parser.add_argument('source', help=helps['source'])
         parser.add_argument('output', help=helps['output'])
-        parser.add_argument('--config', type=config_number, choices=list(configs) or None, default=None,
+        parser.add_argument('--config', type=config_number, default=None,
                             help=helps['config'].format(configs=list(configs)))
         args = parser.parse_args(rest)
         for line in convert(args.source, args.output, args.config):
