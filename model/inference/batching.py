@@ -12,7 +12,7 @@ import concurrent.futures
 import dataclasses
 import threading
 import time
-from typing import Any, Callable, Deque, List
+from typing import Any, Callable, Deque, List, Sequence
 
 import numpy as np
 
@@ -85,7 +85,7 @@ class NetworkQueue:
         now = time.monotonic()
         jobs = [Job(chw, meta, params, len(rows), now) for chw, meta in rows]
         if self._queue(jobs):
-            self._drain()
+            self._drain(mine=jobs)
         return [job.future.result() for job in jobs]
 
     def _take(self) -> List[Job]:
@@ -109,10 +109,13 @@ class NetworkQueue:
                 self._jobs.remove(job)
         return [job for job in batch if job.future.set_running_or_notify_cancel()]
 
-    def _drain(self) -> None:
-        """Run batches until the queue is empty; a batch's failure is its pictures' (an interrupt of a
-        caller running the queue ends its run, after handing the rest to a thread)."""
+    def _drain(self, mine: Sequence[Job] = ()) -> None:
+        """Run batches until the queue is empty, or for a caller, until its own pictures (``mine``) are done,
+        the rest then handed to a thread (so no caller waits on the others' pictures); a batch's failure is
+        its pictures' (an interrupt of a caller running the queue ends its run, after the same hand-over)."""
         while self._running:
+            if mine and all(job.future.done() for job in mine):
+                return self._hand_over()
             batch = self._take()
             if not batch:
                 continue
@@ -127,12 +130,16 @@ class NetworkQueue:
             except BaseException as exc:     # Ctrl-C in a caller's thread: the others' pictures run on
                 for job in batch:
                     job.future.set_exception(exc)
-                with self._wake:
-                    self._running = bool(self._jobs)
-                if self._running:
-                    threading.Thread(target=self._drain, name='solov2-network', daemon=True).start()
+                self._hand_over()
                 raise
             finally:
                 self.batching.on_batch([began - job.arrived for job in batch], time.monotonic() - began)
             for job, row in zip(batch, rows):
                 job.future.set_result(row)
+
+    def _hand_over(self) -> None:
+        """Leave running the queue: to a thread of its own while pictures wait, else idle."""
+        with self._wake:
+            self._running = bool(self._jobs)
+            if self._running:
+                threading.Thread(target=self._drain, name='solov2-network', daemon=True).start()

@@ -4,6 +4,7 @@ and each run took; a picture with nothing coming runs at once; a ``Segmenter`` s
 batches their pictures together, each answer the picture's own."""
 import threading
 import time
+import types
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -11,7 +12,7 @@ import numpy as np
 from solov2 import ModelSpec, Segmenter
 from solov2.api.segmenter import instances_of
 from solov2.core.paths import SAMPLE_IMAGES, SHIPPED_WEIGHTS
-from solov2.model.inference.batching import Batching
+from solov2.model.inference.batching import Batching, NetworkQueue
 from solov2.model.inference.pipeline import Predictor
 from tests.helpers import REPO_DIR
 
@@ -89,3 +90,26 @@ def test_a_segmenter_shared_by_threads_batches_their_pictures_each_answer_its_ow
     threads.clear()
     segmenter(pictures[0])
     assert runs == [1] and threads == {threading.current_thread().name}
+
+
+def test_a_caller_running_the_queue_leaves_once_its_own_pictures_are_done():
+    """The caller that found the queue idle runs it only until its own pictures are done: pictures
+    that other callers queued meanwhile (one a run here, 0.2 s each) run on a thread of the queue's,
+    so the first caller answers after its own run, not after theirs."""
+    engine = types.SimpleNamespace(mixes_sizes=False, run_size=lambda hw: hw, max_batch=0)
+
+    def network(rows, params, max_padding):
+        time.sleep(0.2)
+        return [threading.current_thread().name] * len(rows)
+    queue = NetworkQueue(network, engine, Batching(max_batch=1))
+    row = [(np.zeros((3, 64, 64), np.float32), None)]
+    others = []
+    first = threading.Thread(target=lambda: others.append(queue.run(row, None)))
+    began = time.monotonic()
+    first.start()
+    time.sleep(0.05)                                         # its run has begun
+    late = [queue.submit(row[0][0], None, None) for _ in range(3)]
+    first.join()
+    took = time.monotonic() - began
+    assert took < 0.5 and others[0] == [first.name], (took, others)
+    assert {future.result(5) for future in late} == {'solov2-network'}
