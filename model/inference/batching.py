@@ -25,11 +25,10 @@ class Batching:
     """How pictures of several callers share network runs: at most ``max_batch`` a run (a caller's own
     batch may be larger), pictures of different padded sizes together where the batch then holds at
     most 1 + ``max_padding`` times their own pixels, the oldest waiting up to ``max_wait_s`` while
-    ``coming()`` pictures are being prepared; ``on_batch(waits, seconds)`` after each run."""
+    pictures are coming (the queue's ``coming()``); ``on_batch(waits, seconds)`` after each run."""
     max_batch: int = 4
     max_wait_s: float = 0.0
     max_padding: float = 0.0
-    coming: Callable[[], int] = lambda: 0
     on_batch: Callable[[List[float], float], None] = lambda waits, seconds: None
 
 
@@ -50,10 +49,11 @@ class NetworkQueue:
     max_padding)``, the predictor's) runs on one thread at a time: a caller of ``run`` that finds the
     queue idle runs it on its own thread until it is empty (a caller alone: as if there were no queue,
     on its own thread, so a training thread's evaluation stays on it), a ``submit`` that finds it
-    idle starts a thread to; those that find it running wait for their futures."""
+    idle starts a thread to; those that find it running wait for their futures. ``coming()``: pictures
+    being prepared that will be submitted (the predictor's)."""
 
-    def __init__(self, network: Callable[..., list], engine, batching: Batching):
-        self.network, self.engine, self.batching = network, engine, batching
+    def __init__(self, network: Callable[..., list], engine, batching: Batching, coming: Callable[[], int]):
+        self.network, self.engine, self.batching, self.coming = network, engine, batching, coming
         self._jobs: Deque[Job] = collections.deque()
         self._wake = threading.Condition()
         self._running = False
@@ -102,7 +102,7 @@ class NetworkQueue:
                                       self.batching.max_padding)[0]
                 batch = [alike[index] for index in first]
                 left = batch[0].arrived + self.batching.max_wait_s - time.monotonic()
-                if len(batch) >= most or left <= 0 or self.batching.coming() <= 0:
+                if len(batch) >= most or left <= 0 or self.coming() <= 0:
                     break
                 self._wake.wait(left)
             for job in batch:

@@ -1,5 +1,6 @@
-"""What a picture costs in memory before it is decoded (from its header), and a budget of it
-shared by the threads that decode: the service's (``--max-decode-mb``) and the API lists'."""
+"""What a picture costs in memory before it is decoded (from its header), and the predictor's
+budget of it, shared by every thread and caller that reads pictures through it (the service's
+``--max-decode-mb``, the API's lists)."""
 import os
 import threading
 from pathlib import Path
@@ -60,20 +61,25 @@ def default_budget() -> int:
 
 
 class MemoryBudget:
-    """Bytes held at once by the pictures being decoded, across threads: ``take`` a picture's
-    cost before decoding it, ``give`` it back once it is prepared. ``limit`` 0: no budget.
-    A picture takes its share while the others' leave room for it, or when it is alone."""
+    """Bytes held at once by the pictures in flight, across threads and callers (the predictor's one
+    budget: ``Predictor.submit`` and ``run_pictures``): ``take`` a picture's cost before reading it,
+    ``give`` it back once its work ends. ``limit`` 0: no budget. A picture fits while the others
+    leave room for it, or when none is held."""
 
     def __init__(self, limit: int):
         self.limit, self.used = limit, 0
         self._room = threading.Condition()
 
-    def take(self, cost: int, timeout: Optional[float] = None) -> bool:
+    def fits(self, cost: int) -> bool:
+        """Whether ``cost`` bytes more fit now."""
+        return not self.limit or not self.used or self.used + cost <= self.limit
+
+    def take(self, cost: int, timeout: Optional[float] = None, force: bool = False) -> bool:
         """Hold ``cost`` bytes once they fit, waiting up to ``timeout`` seconds (None: as long
-        as it takes, 0: not at all); whether they were taken."""
+        as it takes, 0: not at all), or at once with ``force`` (a caller holding nothing else, so
+        that one picture always passes); whether they were taken."""
         with self._room:
-            if not self._room.wait_for(lambda: not self.limit or not self.used or self.used + cost <= self.limit,
-                                       timeout):
+            if not force and not self._room.wait_for(lambda: self.fits(cost), timeout):
                 return False
             self.used += cost
             return True

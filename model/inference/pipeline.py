@@ -1,14 +1,17 @@
-"""The predictor: pictures through an engine (``backend.Backend``). Its one loop,
-``Predictor.run_pictures``, reads and prepares in worker threads, runs the network on the calling
-thread in batches, and finishes (pastes, then the caller's work) in worker threads; results in
-input order. The API, demo.py, eval.py, training, quantization and the service all run it.
+"""The predictor: pictures through an engine (``backend.Backend``), in stages it owns: reading
+(``reader``), preparing, the network (``queue``, shared by every caller), finishing (its ``workers``),
+under one budget of bytes in flight (``budget``). Two drivers: ``Predictor.run_pictures`` reads and
+prepares a caller's pictures in loading threads, runs the network on the calling thread in batches
+and finishes in the workers, results in input order (the API, demo.py, eval.py, training,
+quantization); ``Predictor.submit`` takes one picture through them from any thread (the service).
 OpenCV's and OpenBLAS's threads are the process's: a program limits them to one
 (``model.tuning.tune_process(helper_threads=1)``) so each worker takes at most one core."""
+import contextlib
 import itertools
 import numbers
 import time
 from collections import deque
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, InvalidStateError, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Callable, Generator, Iterable, Iterator, List, NamedTuple, Optional, Sequence, Tuple
 
@@ -20,6 +23,7 @@ from solov2.data.transforms import ImageMeta, preprocess
 from solov2.model.inference.backend import Backend, share_batches
 from solov2.model.inference.batching import Batching, NetworkQueue
 from solov2.model.inference.device_postprocess import postprocess_on_device
+from solov2.model.inference.memory import MemoryBudget
 from solov2.model.inference.postprocess import Detections, InferenceParams, paste_detections, postprocess_flat
 from solov2.model.inference.reading import Image, PictureReader
 from solov2.model.runtime import cpu_threads, launched_here
@@ -48,7 +52,7 @@ class Prepared(NamedTuple):
     meta: ImageMeta
 
 
-IN_FLIGHT_SHARE = 64 * 2 ** 20    # in-flight bytes for each finishing worker and one more (Predictor.run_pictures)
+IN_FLIGHT_SHARE = 64 * 2 ** 20    # in-flight bytes for each worker and one more (Predictor's default budget)
 
 
 def at_least_one(name: str, value: Any) -> int:
@@ -100,17 +104,27 @@ class Predictor:
     ``params``: the config's post-processing settings, each call's default; ``reader``: how its pictures
     are read (``reading.PictureReader``: the config's pixel limit and test size, and ``fast_decode``);
     ``queue``: the network stage every caller's pictures go through (``batching.NetworkQueue``: callers
-    that arrive while a batch runs share the next, as ``batching`` says)."""
+    that arrive while a batch runs share the next, as ``batching`` says; pictures on their way through
+    ``submit`` are those coming); ``workers``: the finishing threads (default ``finish_workers()``);
+    ``budget``: bytes of pictures read and not yet finished, across callers (``memory.MemoryBudget``;
+    default ``in_flight_bytes``: ``IN_FLIGHT_SHARE`` per worker and one more, 64 MiB each, so that a
+    12 MP photo, 36 MB read and prepared and 89 MB at its decoding peak, still decodes while one
+    finishes on each worker, and two never decode at once beside it)."""
 
     def __init__(self, engine: Backend, on_device: Optional[bool] = None, fast_decode: bool = False,
-                 batching: Batching = Batching()):
+                 batching: Batching = Batching(), workers: Optional[int] = None,
+                 in_flight_bytes: Optional[int] = None):
         if on_device and not engine.device_outputs:
             raise ValueError(f'on_device post-processing needs an engine whose outputs are Paddle tensors '
                              f'(dygraph); {type(engine).__name__} gives numpy arrays')
         self.engine, self.cfg, self.params = engine, engine.cfg, InferenceParams.from_config(engine.cfg)
         self.on_device = engine.network_on_gpu and engine.device_outputs if on_device is None else on_device
         self.reader = PictureReader(self.cfg.max_image_pixels, self.cfg.test_short, self.cfg.test_max, fast_decode)
-        self.queue = NetworkQueue(self.network, engine, batching)
+        self._loading: set = set()      # pictures ``submit`` reads and prepares, coming to the network
+        self.queue = NetworkQueue(self.network, engine, batching, lambda: len(self._loading))
+        count = workers or self.finish_workers()
+        self.workers = ThreadPoolExecutor(count, 'solov2-finish')
+        self.budget = MemoryBudget(IN_FLIGHT_SHARE * (count + 1) if in_flight_bytes is None else in_flight_bytes)
 
     def read(self, image: Image, channels: str = 'bgr', max_pixels: Optional[int] = None,
              what: Optional[str] = None) -> np.ndarray:
@@ -146,7 +160,7 @@ class Predictor:
         return row if self.on_device else finish_outputs(row, meta, params or self.params)
 
     def finish_workers(self) -> int:
-        """Finishing workers for ``run_pictures``: ``default_finish_workers`` for where the network runs."""
+        """Finishing workers by default: ``default_finish_workers`` for where the network runs."""
         return default_finish_workers(network_on_gpu=self.engine.network_on_gpu)
 
     def detect(self, image: np.ndarray, params: Optional[InferenceParams] = None) -> Detections:
@@ -159,20 +173,18 @@ class Predictor:
     def run_pictures(self, items: Iterable[Any], read: Callable[[Any], np.ndarray],
                      finish: Callable[[Any, Prepared, Detections], Any] = lambda item, prepared, found: found,
                      params: Optional[InferenceParams] = None, batch_size: int = 1,
-                     stats: Optional[PipelineStats] = None, window: int = 8, in_flight_bytes: Optional[int] = None,
+                     stats: Optional[PipelineStats] = None, window: int = 8,
                      cost: Callable[[Any], Optional[int]] = lambda item: None
                      ) -> Generator[Tuple[Any, Any], None, None]:
         """``(item, result)`` for each of ``items``, in their order: ``read(item)`` ([H, W, 3] uint8 RGB)
         and ``prepare`` in two loading workers; ``network`` through ``queue`` (on this thread when no
         other caller's batch runs; with other callers' pictures that arrive meanwhile), ``batch_size`` items a call;
-        the result ``finish(item, prepared, detections)`` (default the detections) in
-        ``finish_workers()`` workers. A read or prepare that raised gives its exception as the result;
-        errors in the network or ``finish`` propagate. At most ``window`` finished pictures wait for
-        the consumer, and pictures read and not yet finished hold about ``in_flight_bytes`` at most
-        (a load counts as ``cost(item)`` says, else as the last load held; one batch always passes;
-        default ``IN_FLIGHT_SHARE`` per finishing worker and one more: 64 MiB, so that a 12 MP photo, 36 MB
-        read and prepared and 89 MB at its decoding peak, still decodes while one finishes on each worker,
-        and two never decode at once beside it). ``stats`` gets the timings."""
+        the result ``finish(item, prepared, detections)`` (default the detections) in the ``workers``.
+        A read or prepare that raised gives its exception as the result; errors in the network or
+        ``finish`` propagate. At most ``window`` finished pictures wait for the consumer, and pictures
+        read and not yet finished are held within ``budget`` with the other callers' (a load counts as
+        ``cost(item)`` says, else as the last load held; a caller holding nothing loads a batch whatever
+        the others hold). ``stats`` gets the timings."""
         size = at_least_one('batch_size', batch_size)
         self.engine.check_batch(size)
 
@@ -187,11 +199,54 @@ class Predictor:
             return [(item, finish(item, p, self.finish(next(rows), p.meta, params)) if isinstance(p, Prepared) else p)
                     for item, p in zip(chunk, loaded)]
 
-        workers = self.finish_workers()
-        budget = in_flight_bytes if in_flight_bytes is not None else IN_FLIGHT_SHARE * (workers + 1)
-        for done in _run(chunks(items, size), load, model, finish_chunk, workers, max(2, 4 // size),
-                         max(2, window // size), budget, stats if stats is not None else PipelineStats(), cost):
+        for done in _run(chunks(items, size), load, model, finish_chunk, self.workers, max(2, 4 // size),
+                         max(2, window // size), self.budget, stats if stats is not None else PipelineStats(), cost):
             yield from done
+
+    def submit(self, read: Callable[[], np.ndarray], finish: Callable[[Prepared, Any], Any],
+               params: Optional[InferenceParams] = None, cost: int = 0) -> Future:
+        """One picture through the stages from any thread, its ``cost`` bytes taken from ``budget`` by
+        the caller and given back here once its work ends: ``read()`` ([H, W, 3] uint8 RGB) and
+        ``prepare`` in a worker, the network through ``queue``, ``finish(prepared, row)`` in a worker
+        (``row``: the network's result, which ``Predictor.finish`` makes the instances of). The future
+        gives what ``finish`` returns, or the first error; cancelled, the picture stops before its next
+        stage."""
+        answer: Future = Future()
+
+        def then(job: Future, step: Callable[[Any], None]) -> None:
+            try:
+                value = job.result()
+                if not answer.cancelled():
+                    return step(value)
+            except BaseException as exc:  # a stage's failure (or cancelling) is the answer's
+                self.budget.give(cost)
+                with contextlib.suppress(InvalidStateError):
+                    answer.set_exception(exc)
+                return
+            self.budget.give(cost)
+
+        def load() -> Optional[Prepared]:
+            try:
+                if not answer.cancelled():      # a picture whose answer is no longer awaited is not read
+                    image = read()
+                    return Prepared(image, *self.prepare(image))
+            finally:
+                self._loading.discard(token)
+
+        def loaded(prepared: Prepared) -> None:
+            self.queue.submit(prepared.chw, prepared.meta, params or self.params).add_done_callback(
+                lambda job: then(job, lambda row: self.workers.submit(finish, prepared, row).add_done_callback(
+                    lambda job: then(job, done))))
+
+        def done(value: Any) -> None:
+            self.budget.give(cost)
+            with contextlib.suppress(InvalidStateError):
+                answer.set_result(value)
+
+        token = object()          # this picture among those coming until it is prepared
+        self._loading.add(token)
+        self.workers.submit(load).add_done_callback(lambda loading: then(loading, loaded))
+        return answer
 
 
 def _prepare(predictor: Predictor, read: Callable[[Any], np.ndarray], item: Any):
@@ -202,48 +257,57 @@ def _prepare(predictor: Predictor, read: Callable[[Any], np.ndarray], item: Any)
         return exc
 
 
-def _run(chunks_in: Iterable[list], load, model, finish, finish_workers: int, prefetch: int, window: int,
-         budget: int, stats: PipelineStats, cost: Callable[[Any], Optional[int]]) -> Iterator[list]:
+def _run(chunks_in: Iterable[list], load, model, finish, finishers: ThreadPoolExecutor, prefetch: int, window: int,
+         budget: MemoryBudget, stats: PipelineStats, cost: Callable[[Any], Optional[int]]) -> Iterator[list]:
     """``finish(chunk, loaded, model(loaded))`` for each chunk, in order, ``loaded = load(chunk)``."""
     start = time.perf_counter()
-    pending: deque = deque()       # (chunk, load future, bytes it will hold)
-    finishing: deque = deque()     # (finish future, bytes of its loaded arrays)
+    pending: deque = deque()       # (chunk, load future, bytes it holds of the budget)
+    finishing: deque = deque()     # (finish future, bytes of its loaded arrays held)
     last = None                    # bytes of the last chunk loaded: what a load of unknown cost will hold
     upcoming, costs = None, []     # the next chunk to load, and what its items will hold (cost)
 
     def coming() -> int:           # what loading the next chunk will hold: unknown before any load, the budget
-        return 0 if upcoming is None else sum(costs) if None not in costs else budget if last is None else last
-
-    def held() -> int:
-        return sum(size for *_, size in pending) + sum(size for _, size in finishing)
+        return 0 if upcoming is None else sum(costs) if None not in costs else budget.limit if last is None else last
 
     def must_wait() -> bool:       # for the oldest finish: memory over, nothing to load, or too many done
-        return held() > budget or (not pending and held() + coming() > budget) or len(finishing) > window
+        return budget.used > budget.limit > 0 or (not pending and not budget.fits(coming())) or \
+            len(finishing) > window
 
-    with ThreadPoolExecutor(2) as loaders, ThreadPoolExecutor(finish_workers) as finishers:
-        iterator = iter(chunks_in)
-        while True:
-            while finishing and (finishing[0][0].done() or must_wait()):
-                yield finishing.popleft()[0].result()
-            # loads ahead: each alone or as many as fit
-            while len(pending) < prefetch:
-                if upcoming is None and (upcoming := next(iterator, None)) is not None:
-                    costs = [cost(item) for item in upcoming]
-                if upcoming is None or (pending or finishing) and held() + coming() > budget:
+    with ThreadPoolExecutor(2) as loaders:
+        try:
+            iterator = iter(chunks_in)
+            while True:
+                while finishing and (finishing[0][0].done() or must_wait()):
+                    yield finishing[0][0].result()
+                    budget.give(finishing.popleft()[1])
+                # loads ahead: each alone or as many as fit
+                while len(pending) < prefetch:
+                    if upcoming is None and (upcoming := next(iterator, None)) is not None:
+                        costs = [cost(item) for item in upcoming]
+                    need = coming()
+                    if upcoming is None or not budget.take(need, 0, force=not (pending or finishing)):
+                        break
+                    pending.append((upcoming, loaders.submit(load, upcoming), need))
+                    upcoming = None
+                if not pending:
                     break
-                pending.append((upcoming, loaders.submit(load, upcoming), coming()))
-                upcoming = None
-            if not pending:
-                break
-            chunk, future, _ = pending.popleft()
-            loaded = future.result()
-            last = array_bytes(loaded)
-            began = time.perf_counter()
-            out = model(loaded)
-            stats.model_busy += time.perf_counter() - began
-            finishing.append((finishers.submit(finish, chunk, loaded, out), last))
-            stats.done += sum(isinstance(p, Prepared) for p in loaded)
-            del loaded, out           # the finisher holds them now, and lets go when done
-        while finishing:
-            yield finishing.popleft()[0].result()
+                chunk, future, _ = pending[0]
+                loaded = future.result()
+                last = array_bytes(loaded)
+                budget.take(last, force=True)
+                budget.give(pending.popleft()[2])
+                began = time.perf_counter()
+                out = model(loaded)
+                stats.model_busy += time.perf_counter() - began
+                finishing.append((finishers.submit(finish, chunk, loaded, out), last))
+                stats.done += sum(isinstance(p, Prepared) for p in loaded)
+                del loaded, out           # the finisher holds them now, and lets go when done
+            while finishing:
+                yield finishing[0][0].result()
+                budget.give(finishing.popleft()[1])
+        finally:       # a consumer that stops early: its pictures' bytes back once their work ends
+            for *_, future, size in (*pending, *finishing):
+                with contextlib.suppress(Exception):
+                    future.result()
+                budget.give(size)
     stats.wall = time.perf_counter() - start

@@ -3,10 +3,11 @@
 The model opens and warms up in a thread: ``/healthz`` answers at once, ``/readyz`` and
 ``/v1/segment`` 503 with the reason until it is ready and while stopping. A request is refused
 (503) before its body is read while ``queue_size`` are in flight or ``max_uploads`` bodies are
-coming; its body is read within the limits (408), then admitted by its cost: its decode share
-taken at once, or 503 at once (it holds no slot waiting for memory); then decoded in a worker,
-batched with others of its padded size (the predictor's ``queue``, ``model.inference.batching``)
-and finished in a worker, all within ``timeout_s`` (504).
+coming; its body is read within the limits (408), then admitted by its cost: its share of the
+predictor's in-flight budget taken at once, or 503 at once (it holds no slot waiting for memory);
+then it goes through the predictor's stages (``Predictor.submit``: read in a worker, batched with
+others of its padded size by the predictor's ``queue``, finished in a worker), all within
+``timeout_s`` (504).
 """
 import asyncio
 import contextlib
@@ -15,7 +16,6 @@ import re
 import threading
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, Literal, Optional
 
@@ -33,7 +33,7 @@ from solov2.core.errors import InputError
 from solov2.data.results import SHOWN_MIN_SCORE
 from solov2.data.transforms import header_size
 from solov2.model.inference.batching import Batching
-from solov2.model.inference.memory import MemoryBudget, decode_cost, default_budget, pixels_within
+from solov2.model.inference.memory import default_budget, pixels_within
 from solov2.model.inference.pipeline import Predictor
 from solov2.model.runtime import cpu_threads
 from solov2.serving.limits import (
@@ -60,8 +60,9 @@ GZIP_BYTES, GZIP_LEVEL = 4096, 1      # answers from this size are gzipped when 
 
 
 class Service:
-    """One application's state: the model, its batcher, workers, the requests held, metrics; ``on_loaded(service)``,
-    called once the load ends, reports a ``failure`` itself (else the log does)."""
+    """One application's state: the model and its predictor (its batching, workers and budget as the settings
+    say), the requests held, metrics; ``on_loaded(service)``, called once the load ends, reports a ``failure``
+    itself (else the log does)."""
 
     def __init__(self, settings: ServeSettings, segmenter: Optional[Segmenter] = None,
                  on_loaded: Optional[Callable[['Service'], None]] = None):
@@ -73,18 +74,15 @@ class Service:
         self.on_loaded = on_loaded
         self.replica = uuid.uuid4().hex[:12]     # tells replicas apart in /v1/model: no process id, no host
         self.counts = dict.fromkeys(SLOTS, 0)
-        self.preparing = 0             # pictures being decoded, on their way to the network
-        self.pool = ThreadPoolExecutor(cpu_threads(settings.helper_threads), 'solov2-serve')
-        budget = default_budget() if settings.max_decode_mb is None else int(settings.max_decode_mb * 2**20)
-        self.budget = MemoryBudget(budget)
+        self.budget = default_budget() if settings.max_decode_mb is None else int(settings.max_decode_mb * 2**20)
         self.metrics = Metrics(settings.max_batch, lambda: self.predictor.queue.depth if self.predictor else 0,
-                               lambda: self.budget.used, self.counts)
+                               lambda: self.predictor.budget.used if self.predictor else 0, self.counts)
         self.loaded = threading.Event()
 
     @property
     def max_pixels(self) -> int:
         """The pixel limit: ``max_pixels``, else the config's lowered to the pictures that fit the decode budget."""
-        cfg, budget = self.segmenter.cfg, self.budget.limit
+        cfg, budget = self.segmenter.cfg, self.budget
         if self.settings.max_pixels is not None or not (cfg.max_image_pixels and budget):
             return cfg.max_image_pixels if self.settings.max_pixels is None else self.settings.max_pixels
         return min(cfg.max_image_pixels, pixels_within(budget, cfg.test_short, cfg.test_max))
@@ -95,8 +93,8 @@ class Service:
             segmenter = self.segmenter or Segmenter(self.settings.model, progress=self.exporting)
             own, settings = segmenter.predictor, self.settings
             self.predictor = Predictor(segmenter.backend, own.on_device, own.reader.fast_decode, Batching(
-                settings.max_batch, settings.max_wait_ms / 1000, settings.max_padding, lambda: self.preparing,
-                self.metrics.batch))
+                settings.max_batch, settings.max_wait_ms / 1000, settings.max_padding, self.metrics.batch),
+                cpu_threads(settings.helper_threads), self.budget)
             self.segmenter = segmenter
             self.problem = f'{LOADING}: warming up (compiling what its batches will run)'
             self.warm_up()
@@ -138,52 +136,46 @@ class Service:
         asyncio.run(self.segment(colour, self.predictor.params, 'none'))
 
     async def segment(self, data: bytes, params, masks: str, min_score: float = 0.0) -> Dict[str, Any]:
-        """The JSON answer for an encoded picture, admitted by its cost: its decode share (``cost``)
-        taken at once or 503 at once, so a picture that does not fit beside those being decoded holds
-        no in-flight slot while small ones keep flowing; then an in-flight slot, and a large picture one
-        of their half (``SLOTS``; 503 when full), prepared in a worker (the share given back once it is),
-        batched, finished in a worker."""
-        cost = self.cost(data)
-        if not self.budget.take(cost, 0):
-            raise HttpError(503, f'busy: the pictures being decoded hold {self.budget.used / 2**20:.0f} MB of the '
-                                 f'{self.budget.limit / 2**20:.0f} MB this service decodes at once, no room for this '
+        """The JSON answer for an encoded picture, admitted by its cost: its share of the predictor's
+        budget (``cost``) taken at once or 503 at once, so a picture that does not fit beside those in
+        flight holds no slot while small ones keep flowing; then an in-flight slot, and a large picture
+        one of their half (``SLOTS``; 503 when full); then the predictor's stages (``Predictor.submit``,
+        which gives the share back once the picture's work ends)."""
+        cost, budget = self.cost(data), self.predictor.budget
+        if not budget.take(cost, 0):
+            raise HttpError(503, f'busy: the pictures in flight hold {budget.used / 2**20:.0f} MB of the '
+                                 f'{budget.limit / 2**20:.0f} MB this service holds at once, no room for this '
                                  f'one ({cost / 2**20:.0f} MB); try again after Retry-After seconds', RETRY,
                             'decode budget')
-        job, large = None, self.budget.limit and cost * self.settings.queue_size > self.budget.limit     # SLOTS
+        answer, large = None, budget.limit and cost * self.settings.queue_size > budget.limit     # SLOTS
         try:
             with self.held('in flight'), self.held('large in flight') if large else contextlib.nullcontext():
-                self.preparing += 1
-                try:
-                    job = self.pool.submit(self.prepare, data)
-                    job.add_done_callback(lambda _: self.budget.give(cost))   # a job cancelled unstarted too
-                    chw, meta = await asyncio.wrap_future(job)
-                finally:
-                    self.preparing -= 1        # before submitting: a picture alone then runs at once
-                row = await asyncio.wrap_future(self.predictor.queue.submit(chw, meta, params))
-                return await asyncio.get_running_loop().run_in_executor(self.pool, self.finish, row, meta, params,
-                                                                        masks, min_score)
+                answer = self.predictor.submit(lambda: self.read(data), lambda prepared, row: self.answer(
+                    row, prepared.meta, params, masks, min_score), params, cost)
+                return await asyncio.wrap_future(answer)
         finally:
-            if job is None:                    # refused a slot, or ended before its decode was asked for
-                self.budget.give(cost)
+            if answer is None:                 # refused a slot: the predictor never had it
+                budget.give(cost)
 
     def cost(self, data: bytes) -> int:
-        """The bytes ``data`` takes from the decode budget; 413 when over it; 0 when its header refuses it."""
-        size, cfg, budget = header_size(data), self.segmenter.cfg, self.budget.limit
+        """The bytes ``data`` takes from the budget (``PictureReader.cost``); 413 when over it; 0 when its
+        header refuses it (it is refused as it is read)."""
+        size, budget = header_size(data), self.budget
         if size is None or (self.max_pixels and size[0] * size[1] > self.max_pixels):
             return 0 if self.max_pixels else budget
-        cost = decode_cost(data, *size, cfg.test_short, cfg.test_max)
+        cost = self.predictor.reader.cost(data) or 0
         if budget and cost > budget:
             raise HttpError(413, f'the picture is {size[0]}x{size[1]}: decoding it takes about {cost / 2**20:.0f} MB, '
                                  f'over the {budget / 2**20:.0f} MB this service decodes at once; send a smaller '
                                  'picture')
         return cost
 
-    def prepare(self, data: bytes):
-        """(chw [3, Hp, Wp] float32, meta) of an encoded picture; its errors: ``decode_picture``."""
+    def read(self, data: bytes):
+        """[H, W, 3] uint8 RGB of an encoded picture; its errors: ``decode_picture``."""
         with self.metrics.stage('decode'):
-            return self.predictor.prepare(decode_picture(data, self.predictor, self.max_pixels))
+            return decode_picture(data, self.predictor, self.max_pixels)
 
-    def finish(self, row, meta, params, masks: str, min_score: float) -> Dict[str, Any]:
+    def answer(self, row, meta, params, masks: str, min_score: float) -> Dict[str, Any]:
         """The network's output for one picture -> its answer (``Instances.to_dict(masks)``: only what it holds)."""
         with self.metrics.stage('postprocess'):
             found = self.predictor.finish(row, meta, params)
@@ -192,10 +184,11 @@ class Service:
             return instances.to_dict(masks)
 
     def close(self) -> None:
-        """Say it is stopping (``/readyz`` 503) and stop the workers once they have finished what they hold (the
-        network's queue runs until it is empty)."""
+        """Say it is stopping (``/readyz`` 503) and stop the predictor's workers once they have finished what
+        they hold (the network's queue runs until it is empty)."""
         self.problem = STOPPING
-        self.pool.shutdown(wait=True)
+        if self.predictor is not None:
+            self.predictor.workers.shutdown(wait=True)
 
     def check_room(self, what: str) -> None:
         """503 with Retry-After when as many of ``what`` are held as its share of its setting allows

@@ -11,7 +11,8 @@ import cv2
 import numpy as np
 import pytest
 
-from solov2.model.inference.memory import decode_cost
+from solov2 import Segmenter
+from solov2.model.inference.memory import MemoryBudget, decode_cost
 from solov2.serving import app
 from solov2.tools import serve
 from tests.pictures import webp_bomb
@@ -140,7 +141,7 @@ def test_the_budget_setting_and_the_pixel_limit_it_gives(segmenter_app):
         serve.parse_args(['--max-decode-mb', '-1'])       # argparse: the flag named
     with pytest.raises(ValueError, match='max_decode_mb'):
         ServeSettings(SMALL_MODEL, max_decode_mb=-1)      # the library: its own name
-    assert segmenter_app(None).budget.limit == min(2**30, app.default_budget()) > 0
+    assert segmenter_app(None).budget == min(2**30, app.default_budget()) > 0
     assert segmenter_app(0).max_pixels == 100_000_000
     assert segmenter_app(70).max_pixels == (70 * 2**20 - 3 * 4 * 3 * 320 * 640) // 7      # 9.97 MP
 
@@ -148,22 +149,23 @@ def test_the_budget_setting_and_the_pixel_limit_it_gives(segmenter_app):
 @pytest.fixture(scope='module')
 def segmenter_app():
     """A Service around the small model (not served), for a budget of ``mb``."""
-    from solov2 import Segmenter
     segmenter, services = Segmenter(SMALL_MODEL), []
 
     def make(mb):
         services.append(app.Service(ServeSettings(SMALL_MODEL, max_decode_mb=mb), segmenter))
         return services[-1]
     yield make
-    for service in services:
-        service.pool.shutdown()
 
 
-def test_helper_threads_follow_the_one_threads_per_core_rule(monkeypatch):
-    """0 helper threads (the default) is one per core this process may use (its CPU affinity,
-    ``model.runtime.cpu_threads``), not the machine's count."""
+def test_the_service_runs_on_its_predictors_workers_and_budget_its_helper_threads_one_per_core(monkeypatch):
+    """The service holds no pool or budget of its own: its pictures go through its predictor's workers
+    (0 helper threads, the default, is one per core this process may use: its CPU affinity,
+    ``model.runtime.cpu_threads``, not the machine's count) within its predictor's budget."""
     monkeypatch.setattr(os, 'cpu_count', lambda: 64)
     monkeypatch.setattr(os, 'sched_getaffinity', lambda pid: set(range(8)), raising=False)
-    service = app.Service(ServeSettings(SMALL_MODEL))
-    assert service.pool._max_workers == 8
-    service.pool.shutdown()
+    service = app.Service(ServeSettings(SMALL_MODEL, max_decode_mb=70), Segmenter(SMALL_MODEL))
+    service.load()
+    assert service.problem is None and service.predictor.workers._max_workers == 8
+    assert service.predictor.budget.limit == 70 * 2**20 and service.predictor.budget.used == 0
+    assert not [name for name, value in vars(service).items() if isinstance(value, (ThreadPoolExecutor, MemoryBudget))]
+    service.close()

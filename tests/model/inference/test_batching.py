@@ -13,7 +13,6 @@ from solov2 import ModelSpec, Segmenter
 from solov2.api.segmenter import instances_of
 from solov2.core.paths import SAMPLE_IMAGES, SHIPPED_WEIGHTS
 from solov2.model.inference.batching import Batching, NetworkQueue
-from solov2.model.inference.pipeline import Predictor
 from tests.helpers import REPO_DIR
 
 SMALL_MODEL = ModelSpec(SHIPPED_WEIGHTS, backend='dygraph', threads=1)
@@ -24,8 +23,8 @@ def test_sizes_queued_in_turn_run_a_batch_each_with_the_answers_of_one_at_a_time
     predictor, params = segmenter.predictor, segmenter.predictor.params
     names = ['shapes_000023.jpg', 'shapes_wide.jpg', 'shapes_000042.jpg', 'shapes_wide.jpg']
     prepared = [predictor.prepare(segmenter.rgb(str(REPO_DIR / SAMPLE_IMAGES / name))) for name in names]
-    queue = Predictor(segmenter.backend, batching=Batching(4, 1.0, coming=lambda: 1,
-                                                           on_batch=lambda *run: runs.append(run))).queue
+    queue = NetworkQueue(predictor.network, segmenter.backend, Batching(4, 1.0, on_batch=lambda *run: runs.append(run)),
+                         coming=lambda: 1)
     rows = [future.result(30) for future in [queue.submit(chw, meta, params) for chw, meta in prepared]]
     assert sorted(len(waits) for waits, _ in runs) == [2, 2]
     assert all(max(waits) >= 1.0 and min(waits) >= 0 and seconds > 0 for waits, seconds in runs)   # max_wait_s
@@ -42,8 +41,8 @@ def test_sizes_share_a_run_within_max_padding_with_the_answers_of_one_at_a_time(
     predictor, params = segmenter.predictor, segmenter.predictor.params
     names = ['shapes_000023.jpg', 'shapes_wide.jpg', 'shapes_000042.jpg', 'shapes_wide.jpg']
     prepared = [predictor.prepare(segmenter.rgb(str(REPO_DIR / SAMPLE_IMAGES / name))) for name in names]
-    queue = Predictor(segmenter.backend, batching=Batching(4, 1.0, 0.5, coming=lambda: 1,
-                                                           on_batch=lambda *run: runs.append(run))).queue
+    queue = NetworkQueue(predictor.network, segmenter.backend,
+                         Batching(4, 1.0, 0.5, on_batch=lambda *run: runs.append(run)), coming=lambda: 1)
     rows = [future.result(30) for future in [queue.submit(chw, meta, params) for chw, meta in prepared]]
     assert [len(waits) for waits, _ in runs] == [4]
     for (chw, meta), row in zip(prepared, rows):
@@ -57,7 +56,7 @@ def test_sizes_share_a_run_within_max_padding_with_the_answers_of_one_at_a_time(
 def test_a_picture_with_nothing_coming_runs_at_once():
     segmenter = Segmenter(SMALL_MODEL)
     chw, meta = segmenter.predictor.prepare(segmenter.rgb(str(REPO_DIR / SAMPLE_IMAGES / 'shapes_000023.jpg')))
-    queue = Predictor(segmenter.backend, batching=Batching(4, 30.0, coming=lambda: 0)).queue
+    queue = NetworkQueue(segmenter.predictor.network, segmenter.backend, Batching(4, 30.0), coming=lambda: 0)
     began = time.monotonic()
     queue.submit(chw, meta, segmenter.predictor.params).result(30)
     assert time.monotonic() - began < 10          # not the 30 s it would wait for company
@@ -101,7 +100,7 @@ def test_a_caller_running_the_queue_leaves_once_its_own_pictures_are_done():
     def network(rows, params, max_padding):
         time.sleep(0.2)
         return [threading.current_thread().name] * len(rows)
-    queue = NetworkQueue(network, engine, Batching(max_batch=1))
+    queue = NetworkQueue(network, engine, Batching(max_batch=1), coming=lambda: 0)
     row = [(np.zeros((3, 64, 64), np.float32), None)]
     others = []
     first = threading.Thread(target=lambda: others.append(queue.run(row, None)))

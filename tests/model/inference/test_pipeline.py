@@ -5,6 +5,7 @@ import re
 import threading
 import time
 import types
+from concurrent.futures import ThreadPoolExecutor
 
 import cv2
 import numpy as np
@@ -12,6 +13,7 @@ import pytest
 import threadpoolctl
 
 from solov2.core.errors import InputError
+from solov2.model.inference.memory import MemoryBudget
 from solov2.model.inference.pipeline import PipelineStats, Predictor, array_bytes, default_finish_workers
 from tests.helpers import REPO_DIR
 
@@ -20,13 +22,10 @@ class Fake(Predictor):
     """A predictor as its loop sees it: a picture's number is its first pixel; ``runs`` lists the
     numbers of each network run, a picture's detections are its number plus one."""
 
-    def __init__(self):
+    def __init__(self, in_flight_bytes=2**30):
         self.engine, self.runs = types.SimpleNamespace(check_batch=lambda size: None), []
         self.queue = types.SimpleNamespace(run=lambda rows, params: self.network(rows, params))   # no other caller
-        self.params = None
-
-    def finish_workers(self):
-        return 2
+        self.params, self.workers, self.budget = None, ThreadPoolExecutor(2), MemoryBudget(in_flight_bytes)
 
     def prepare(self, image):
         return np.ascontiguousarray(image.transpose(2, 0, 1), np.float32), 'meta'
@@ -98,8 +97,9 @@ def _alive_at_most(widths, in_flight_bytes, cost=lambda item: None):
             alive[:] = alive[0] - 1, alive[1] - 15 * widths[item]
         return item
 
-    done = [item for item, _ in Fake().run_pictures(range(len(widths)), read, finish, in_flight_bytes=in_flight_bytes,
-                                             cost=cost)]
+    predictor = Fake(in_flight_bytes)
+    done = [item for item, _ in predictor.run_pictures(range(len(widths)), read, finish, cost=cost)]
+    assert predictor.budget.used == 0             # all given back
     return most, done
 
 
@@ -150,7 +150,7 @@ def test_an_engine_runs_the_network_only_and_the_predictor_does_the_rest():
     engines = [dygraph_backend.DygraphBackend, onnxruntime_backend.OnnxBackend, openvino_backend.OpenVinoBackend,
                paddle_inference_backend.InferenceBackend]
     assert _public_methods(Predictor) == {'read', 'prepare', 'network', 'finish', 'finish_workers', 'run_pictures',
-                                          'detect'}
+                                          'submit', 'detect'}
     for engine in engines:
         assert not _public_methods(engine) & (_public_methods(Predictor) | {'forward', 'batch', 'finish_outputs'}), \
             engine.__name__
@@ -185,3 +185,39 @@ def test_every_picture_a_model_reads_goes_through_its_reader():
     calls = {path: DECODER_CALL.findall((REPO_DIR / path).read_text()) for path in tracked_python_files()
              if not path.startswith(('tests/', 'tools/dev/')) and path not in DECODER_HOMES}
     assert {path: found for path, found in calls.items() if found} == {}
+
+
+def test_a_picture_submitted_goes_through_the_stages_within_the_one_budget_run_pictures_shares():
+    """``Predictor.submit`` (the service's driver): the answer of ``detect``, its cost held in the
+    predictor's budget until its finishing ends, a failed read its answer's error, a picture whose
+    answer was cancelled before its read never read; ``run_pictures`` holds the same budget while
+    its pictures are in flight, and both give all of it back."""
+    from solov2 import Segmenter
+    from solov2.core.paths import SAMPLE_IMAGES, SHIPPED_WEIGHTS
+    predictor = Segmenter(SHIPPED_WEIGHTS, backend='dygraph', threads=1).predictor
+    picture = predictor.read(str(REPO_DIR / SAMPLE_IMAGES / 'shapes_000023.jpg'))
+    held = []
+
+    def finish(prepared, row):
+        held.append(predictor.budget.used)
+        return predictor.finish(row, prepared.meta)
+    assert predictor.budget.take(1000, 0)
+    found = predictor.submit(lambda: picture, finish, cost=1000).result(30)
+    want = predictor.detect(picture)
+    assert held == [1000] and predictor.budget.used == 0
+    np.testing.assert_array_equal(found.masks, want.masks)
+    np.testing.assert_allclose(found.scores, want.scores, rtol=1e-5)
+    with pytest.raises(ValueError, match='unreadable'):
+        predictor.submit(lambda: _read(3), finish).result(30)
+    reads, gate = [], threading.Event()
+    blockers = [predictor.submit(lambda: gate.wait(30) and picture, finish)          # every worker busy
+                for _ in range(predictor.workers._max_workers)]
+    late = predictor.submit(lambda: reads.append(1) or picture, finish)
+    assert late.cancel()
+    gate.set()
+    assert all(blocker.result(30) for blocker in blockers) and not reads and predictor.budget.used == 0
+    run = predictor.run_pictures([picture] * 3, lambda rgb: rgb)
+    next(run)
+    assert predictor.budget.used > 0 and not predictor.budget.take(predictor.budget.limit, 0)
+    run.close()
+    assert predictor.budget.used == 0
