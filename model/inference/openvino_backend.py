@@ -6,7 +6,6 @@ behind our workers on a shared core). INT8, and f32 padded to size buckets (``op
 model per input size (INT8 drifts on dynamic sizes); bf16 (it would round the regions graph's sizes)
 and f32 otherwise one dynamic-shape model. Safe from many threads (``RequestPool``; one compile at a time).
 """
-import copy
 import logging
 import queue
 import threading
@@ -77,13 +76,15 @@ class RequestPool:
 class OpenVinoBackend(ExportedBackend):
     """OpenVINO on CPU: ``precision`` f32 | bf16 | int8, ``threads`` (0 = every core), ``buckets``: pad
     inputs to a few sizes (None: the config's ``openvino_buckets``), ``compiled_cache``: OpenVINO's
-    ``CACHE_DIR``. ``compiled``: {input shape, None for the dynamic one: its requests};
-    ``compile_seconds``: each static shape's compile (or cache load) time."""
+    ``CACHE_DIR``; ``compiled_model``: a model compiled for [1, 3, H, W] to run instead of the folder's,
+    each picture padded to (H, W) (quantization's validation: the folder gives the config).
+    ``compiled``: {input shape, None for the dynamic one: its requests}; ``compile_seconds``: each static
+    shape's compile (or cache load) time."""
     name = 'openvino'
 
     def __init__(self, model_dir: str, threads: int = 0, precision: str = 'f32',
                  overrides: Sequence[str] = (), buckets: Optional[bool] = None,
-                 compiled_cache: Optional[str] = None):
+                 compiled_cache: Optional[str] = None, compiled_model=None):
         super().__init__(model_dir, overrides)
         ov = import_openvino()
         self.core = ov.Core()
@@ -101,8 +102,9 @@ class OpenVinoBackend(ExportedBackend):
         if use_buckets and precision == 'bf16':      # bf16 would round the regions graph's sizes and resize weights
             LOG.info('openvino bf16: no size buckets (the regions graph runs in f32 only): one dynamic-shape model')
             use_buckets = False
-        self.model = self._read_model(ov, regions=use_buckets)
-        pad_deformable_sampling(self.model)
+        self.model = self._read_model(ov, regions=use_buckets) if compiled_model is None else compiled_model
+        if compiled_model is None:
+            pad_deformable_sampling(self.model)
         self.properties = {'INFERENCE_PRECISION_HINT': 'bf16' if precision == 'bf16' else 'f32',
                            'PERFORMANCE_HINT': 'LATENCY', 'INFERENCE_NUM_THREADS': cpu_threads(threads),
                            'ENABLE_CPU_PINNING': False}
@@ -111,15 +113,20 @@ class OpenVinoBackend(ExportedBackend):
         self.order = output_order(self.model.outputs, str(self.model_dir))
         self.compiled: Dict[Optional[tuple], RequestPool] = {}
         self.lock = threading.Lock()
-        self.input_names = [value.get_any_name() for value in self.model.inputs]
+        self.input_names = [REGIONS_NAME if REGIONS_NAME in value.get_names() else value.get_any_name()
+                            for value in self.model.inputs]      # a compiled model may name it otherwise too
         if use_buckets and REGIONS_NAME not in self.input_names:
             LOG.info(f'openvino: {model_dir} was exported before the regions input: no size buckets '
                      '(export or quantize it again to have them)')
             use_buckets = False
         self.buckets = bucket_sizes(self.cfg.test_short, self.cfg.test_max) if use_buckets else []
+        if compiled_model is not None:
+            self.buckets = [tuple(compiled_model.input(INPUT_NAME).get_shape())[2:]]
         self.static = bool(self.buckets) or precision == 'int8'
         self.mixes_sizes = bool(self.buckets) and precision != 'int8'      # an older INT8 folder mixes inexactly
         self.compile_seconds: Dict[tuple, float] = {}
+        if compiled_model is not None:
+            self.compiled[self.compile_key((1, 3, *self.buckets[0]))] = RequestPool(compiled_model)
 
     def _read_model(self, ov, regions: bool):
         """The INT8 IR for int8, else the ONNX graph (with the ``regions`` input for ``regions`` where
@@ -186,13 +193,6 @@ class OpenVinoBackend(ExportedBackend):
         size = bucket_for(batch.shape[2], batch.shape[3], self.buckets)
         return batch if size is None or size == batch.shape[2:] else np.pad(
             batch, ((0, 0), (0, 0), (0, size[0] - batch.shape[2]), (0, size[1] - batch.shape[3])))
-
-    def running(self, compiled) -> 'OpenVinoBackend':
-        """This engine on ``compiled`` (compiled for [1, 3, H, W]: quantization's), each picture padded to (H, W)."""
-        engine, size = copy.copy(self), tuple(compiled.input(INPUT_NAME).get_shape())[2:]
-        engine.buckets, engine.static, engine.order = [size], True, output_order(compiled.outputs, 'the compiled')
-        engine.compiled = {engine.compile_key((1, 3, *size)): RequestPool(compiled)}
-        return engine
 
     def run_size(self, padded_hw: Tuple[int, int]) -> Tuple[int, int]:
         """The bucket a picture of ``padded_hw`` runs at (itself without buckets)."""

@@ -141,10 +141,11 @@ def mask_ap(coco: COCO, records: List[dict], image_ids: Sequence[int]) -> float:
 def coco_validation(backend: OpenVinoBackend, annotated: AnnotatedImages, images: Sequence[np.ndarray]) -> Callable:
     """NNCF's ``validation_fn``: (a compiled model for [1, 3, H, W], indices into ``annotated``) -> (mask AP
     in points 0-100 on those of ``images`` [H, W, 3] uint8 RGB, None), run through the predictor as in eval.py,
-    on ``backend`` running the compiled model (``OpenVinoBackend.running``)."""
+    on an engine of ``backend``'s folder running the compiled model (``OpenVinoBackend``'s ``compiled_model``)."""
     def validate(compiled, indices):
         ids = {index: annotated.image_ids[index] for index in indices}
-        found = Predictor(backend.running(compiled)).run_pictures(ids, images.__getitem__, lambda index, _, found: (
+        engine = OpenVinoBackend(str(backend.model_dir), precision='f32', compiled_model=compiled)
+        found = Predictor(engine).run_pictures(ids, images.__getitem__, lambda index, _, found: (
             instances_to_coco(ids[index], found.masks, found.labels, found.scores, annotated.label_to_category_id)))
         return mask_ap(annotated.coco, [record for _, records in found for record in records], list(ids.values())), None
     return validate

@@ -138,7 +138,8 @@ def _public_methods(cls) -> set:
 def test_an_engine_runs_the_network_only_and_the_predictor_does_the_rest():
     """The engine interface is the network's (a batch and its regions in, its outputs out; what a
     batch may hold; compile-ahead; its label); preparing, the network stage with its post-processing and
-    finishing are the predictor's, on every engine, none of them overriding it."""
+    finishing are the predictor's, on every engine, none of them overriding it; an engine is made by its
+    constructor, never by patching a copy of another."""
     from solov2.model.inference import (
         backend,
         dygraph_backend,
@@ -154,6 +155,8 @@ def test_an_engine_runs_the_network_only_and_the_predictor_does_the_rest():
     for engine in engines:
         assert not _public_methods(engine) & (_public_methods(Predictor) | {'forward', 'batch', 'finish_outputs'}), \
             engine.__name__
+        source = inspect.getsource(inspect.getmodule(engine))
+        assert not re.search(r'copy\.copy\(self\)|\breplace\(self\b', source), f'{engine.__name__}: a patched copy'
 
 
 def test_post_processing_on_the_device_asks_for_an_engine_whose_outputs_stay_there():
