@@ -9,7 +9,8 @@ common formats landscape and portrait, shapes drawn as tools/make_shapes_dataset
 in turn to 1 and to 8 clients (requests per second, p50 and p95 latency, and for the service
 the pictures a network run held); then 32 clients against each (the service with --queue-size
 8: the p95 of the accepted requests and how many got 503); then the resident set size of each
-server after ``--rss`` requests in all. Writes a markdown table to ``--out`` and prints it.
+server after ``--rss`` requests in all, and the server's CPU time per answer at 1 and 8 clients.
+Writes a markdown table to ``--out`` and prints it.
 """
 import argparse
 import json
@@ -142,14 +143,21 @@ def rss_mb(process) -> float:
     return float('nan')
 
 
+def cpu_seconds(process) -> float:
+    """CPU seconds (user and system) ``process`` has spent so far (Linux)."""
+    fields = Path(f'/proc/{process.pid}/stat').read_text().rsplit(')', 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf('SC_CLK_TCK')
+
+
 def measure(kind: str, port: int, args, bodies: list) -> dict:
     """One server's figures (module docstring); the service runs with --queue-size 8."""
     process = start(kind, port, args, queue_size=8)
     figures, sent = {}, 0
     try:
         for clients, count in ((1, args.requests // 2), (8, args.requests)):
-            before = batch_counts(port) if kind == 'service' else None
+            before, cpu = batch_counts(port) if kind == 'service' else None, cpu_seconds(process)
             figures[clients] = drive(port, bodies, clients, count)
+            figures[clients]['cpu'] = (cpu_seconds(process) - cpu) / max(1, count - figures[clients]['busy'])
             if before is not None:
                 after = batch_counts(port)
                 figures[clients]['per_run'] = (after[0] - before[0]) / max(1.0, after[1] - before[1])
@@ -170,8 +178,8 @@ def table(results: dict, args) -> str:
     rss = ' / '.join(str(total) for total in args.rss)
     lines = [f'| server | 1 client: req/s, p50, p95 (s) | 8 clients: req/s, p50, p95 (s) | 8 / 1 '
              f'| pictures a run (8 clients) | 32 clients: accepted p95 (s), 503s, resets '
-             f'| RSS after {rss} requests (MB) |',
-             '|---|---|---|---|---|---|---|']
+             f'| RSS after {rss} requests (MB) | CPU per answer, 1 / 8 clients (ms) |',
+             '|---|---|---|---|---|---|---|---|']
     for name, figures in results.items():
         one, eight, over = figures[1], figures[8], figures[32]
         memory = ' / '.join(f'{figures[f"rss{total}"]:.0f}' for total in args.rss)
@@ -179,7 +187,7 @@ def table(results: dict, args) -> str:
         lines.append(f'| {name} | {one["rps"]:.2f}, {one["p50"]:.2f}, {one["p95"]:.2f} '
                      f'| {eight["rps"]:.2f}, {eight["p50"]:.2f}, {eight["p95"]:.2f} | {eight["rps"] / one["rps"]:.2f}x '
                      f'| {per_run} | {over["p95"]:.2f}, {over["busy"]}, {over["reset"]} of {args.requests} '
-                     f'| {memory} |')
+                     f'| {memory} | {one["cpu"] * 1000:.0f} / {eight["cpu"] * 1000:.0f} |')
     return '\n'.join(lines)
 
 

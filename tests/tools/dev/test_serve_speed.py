@@ -11,7 +11,7 @@ pytest.importorskip('httpx', reason='needs requirements-test.txt')
 from tests.helpers import free_port  # noqa: E402
 
 FIGURES = (r'\| [\d.]+, [\d.]+, [\d.]+ \| [\d.]+, [\d.]+, [\d.]+ \| [\d.]+x \| ([\d.]+|-) '
-           r'\| [\d.]+, \d+, \d+ of 8 \| \d+ / \d+ \|')
+           r'\| [\d.]+, \d+, \d+ of 8 \| \d+ / \d+ \| \d+ / \d+ \|')
 
 
 def test_serve_speed_writes_a_row_per_server(tmp_path):
