@@ -4,13 +4,14 @@
     seg = Segmenter(SHIPPED_WEIGHTS)           # the shipped shapes model, or your .pdparams
     result = seg('photo.jpg')                  # Instances: masks, labels, scores, boxes
 
-Every module of the toolkit lives under this name: ``solov2.config``, ``solov2.data``,
-``solov2.model`` (``solov2.api`` is the Python API, re-exported here),
-``solov2.convert`` and ``solov2.tools`` (the commands). Installed with pip, those folders sit
-inside this package; in a checkout they are the repository's top-level folders, and this
-folder holds a link to each (``solov2/model -> ../model``), so Python, editors and type
-checkers all find the same modules by the same names; where the links are plain files (a
-Windows clone) the package's path leads to the folders instead. A folder imported by its bare
+Every module of the toolkit lives under this name: ``solov2.core``, ``solov2.config``,
+``solov2.data``, ``solov2.model``, ``solov2.convert``, ``solov2.api`` (the Python API,
+re-exported here), ``solov2.serving`` (the HTTP service) and ``solov2.tools`` (the commands).
+Installed with pip, those folders sit inside this package; in a checkout each is a real
+top-level folder of the repository, and this folder holds only its entry files and a link to
+each (``solov2/model -> ../model``), so Python, editors and type checkers all find the same
+modules by the same names; where the links are plain files (a Windows clone) the package's
+path leads to the folders instead. A folder imported by its bare
 name (``import model``) refuses: each module has one name, so one state (locks, caches).
 Importing the package is cheap: the API names load Paddle only when first used (a type
 checker reads them from the import under ``TYPE_CHECKING``).

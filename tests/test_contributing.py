@@ -145,9 +145,9 @@ def missing_in_row(row: str) -> List[str]:
 def test_missing_in_row_finds_what_is_not_there():
     assert missing_in_row("| a | `model/inference/<engine>_backend.py`, `backend.py`, `config/__init__.py`'s "
                           '`CONFIGS`, `data/results.py::instance_records`, `tools/dev/` |') == []
-    assert missing_in_row('| a | `core/errors.py`, `model/no_backend.py` (`backend.py`), `schema.py::Instance`, '
+    assert missing_in_row('| a | `core/no_errors.py`, `model/no_backend.py` (`backend.py`), `schema.py::Instance`, '
                           "`data/results.py::records`, `tools/cli.py`'s `FLAG` |") == \
-        ['core/errors.py', 'model/no_backend.py', 'backend.py', 'schema.py', 'data/results.py::records',
+        ['core/no_errors.py', 'model/no_backend.py', 'backend.py', 'schema.py', 'data/results.py::records',
          "tools/cli.py's FLAG"]
 
 

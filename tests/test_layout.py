@@ -11,20 +11,21 @@ import pytest
 from tests.helpers import REPO_DIR
 
 PACKAGE = 'solov2'
-SUBPACKAGES = ('config', 'data', 'model', 'convert', 'tools')
+SUBPACKAGES = ('core', 'config', 'data', 'model', 'convert', 'api', 'serving', 'tools')
 # (files whose path matches this pattern, first-party modules they must not import; all under solov2.)
 RULES = [
-    ('solov2/core/', ('config', 'data', 'model', 'convert', 'solov2.api', 'solov2.serving', 'tools')),  # under all
+    ('core/', ('config', 'data', 'model', 'convert', 'solov2.api', 'solov2.serving', 'tools')),  # under all
     ('config/', ('data', 'model', 'convert', 'solov2.api', 'solov2.serving', 'tools')),
     ('data/', ('model', 'convert', 'solov2.api', 'solov2.serving', 'tools')),
     ('model/training/', ('model.inference', 'solov2.api', 'solov2.serving', 'convert', 'tools')),
     ('model/inference/', ('model.training', 'solov2.api', 'solov2.serving', 'convert', 'tools')),
     (r'model/[^/]+\.py$', ('solov2.api', 'solov2.serving', 'convert', 'tools')),   # the network files
-    ('solov2/api/', ('solov2.serving', 'tools')),
-    ('solov2/serving/', ('tools',)),      # the HTTP service: above solov2.api, below its command
+    ('api/', ('solov2.serving', 'tools')),
+    ('serving/', ('tools',)),      # the HTTP service: above solov2.api, below its command
     # the package solov2.convert; its scripts' bootstrap, which the wheel leaves out, hands them to tools/convert.py
     ('convert/(?!_bootstrap/)', ('model.training', 'model.inference', 'solov2.api', 'solov2.serving', 'tools')),
-    (r'(solov2|config|data|model|convert)/|tools/(?!dev/)', ('tools.dev',)),   # the wheel never needs the workshop
+    # the wheel never needs the workshop
+    (r'(solov2|core|config|data|model|convert|api|serving)/|tools/(?!dev/)', ('tools.dev',)),
 ]
 SKIPPED_DIRS = {'.git', '__pycache__', 'output', 'datasets', 'weights', 'export', 'out', 'build'}
 
@@ -109,7 +110,7 @@ def test_imports_flow_one_way(prefix, forbidden):
 
 def module_file(module: str):
     """The file of the toolkit's ``module`` (``solov2.model.inference``: model/inference/__init__.py,
-    ``solov2.core.cache``: solov2/core/cache.py); None for a name that is no module of it."""
+    ``solov2.core.cache``: core/cache.py); None for a name that is no module of it."""
     parts = module.split('.')
     folder = '/'.join(parts[1:] if parts[1:2] and parts[1] in SUBPACKAGES else parts)
     return next((file for file in (f'{folder}.py', f'{folder}/__init__.py')
@@ -194,10 +195,10 @@ def test_outside_the_converters_a_family_converts_through_its_converter():
 
 
 def library_files():
-    """The library: solov2/ (the name and its core), config/, data/, model/ and convert/, without
-    the commands' entry points there (``python -m solov2``, the scripts' bootstraps)."""
+    """The library: solov2/ (the name), core/, config/, data/, model/, convert/, api/ and serving/,
+    without the commands' entry points there (``python -m solov2``, the scripts' bootstraps)."""
     return [path for path in tracked_python_files()
-            if path.startswith(('solov2/', 'config/', 'data/', 'model/', 'convert/'))
+            if path.startswith(('solov2/', 'core/', 'config/', 'data/', 'model/', 'convert/', 'api/', 'serving/'))
             and path != 'solov2/__main__.py' and '/_bootstrap/' not in path]
 
 

@@ -19,6 +19,7 @@ from solov2.model.inference.auto_backend import cache_key
 from tests.helpers import REPO_DIR
 from tests.test_docs import BLOCKS
 
+PARTS = ('core', 'config', 'data', 'model', 'convert', 'api', 'serving', 'tools')     # the package's real folders
 MODULES = ('solov2.config', 'solov2.data.coco', 'solov2.api', 'solov2.model.build',
            'solov2.model.training.trainer', 'solov2.model.inference.backend_factory', 'solov2.convert.common',
            'solov2.tools.export_model')
@@ -77,11 +78,11 @@ def test_a_checkout_whose_links_are_plain_files_runs(tmp_path):
     holding its target: the package's path then leads to the top-level folders, the shipped model
     and pictures are found, and a script and the API run."""
     checkout = tmp_path / 'checkout'
-    for name in ('solov2', 'config', 'data', 'model', 'convert', 'tools', 'weights', 'images', 'demo.py'):
+    for name in ('solov2', *PARTS, 'weights', 'images', 'demo.py'):
         copy = shutil.copytree if (REPO_DIR / name).is_dir() else shutil.copy
         copy(REPO_DIR / name, checkout / name, **({'symlinks': True} if copy is shutil.copytree else {}))
     links = [path for path in (checkout / 'solov2').iterdir() if path.is_symlink()]
-    assert len(links) == 7
+    assert len(links) == len(PARTS) + 2
     for link in links:
         target = os.readlink(link)
         link.unlink()
@@ -89,10 +90,10 @@ def test_a_checkout_whose_links_are_plain_files_runs(tmp_path):
     check = ('from solov2 import SAMPLE_IMAGES, SHIPPED_WEIGHTS, Segmenter; import solov2.tools.main; '
              "seg = Segmenter(SHIPPED_WEIGHTS, backend='dygraph', device='cpu'); "
              "assert len(seg(SAMPLE_IMAGES + '/shapes_000023.jpg')) > 0; "
-             'import solov2.model.build as build; print(build.__file__)')
+             'import solov2.model.build as build, solov2.serving.app as app; print(build.__file__, app.__file__)')
     done = _python(['-c', check], host_project(tmp_path / 'host'), pythonpath=str(checkout))
     assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.strip() == str(checkout / 'model' / 'build.py')
+    assert done.stdout.split() == [str(checkout / 'model' / 'build.py'), str(checkout / 'serving' / 'app.py')]
     done = _python([str(checkout / 'demo.py'), '--help'], tmp_path)
     assert done.returncode == 0 and done.stdout.startswith('usage: '), done.stderr[-2000:]
 
@@ -124,14 +125,24 @@ def _pyproject_list(name: str):
 CHECKOUT_ONLY = ('solov2.tools.dev', 'solov2.tools._bootstrap', 'solov2.convert._bootstrap')
 
 
+def test_every_part_has_one_home_at_the_top_and_solov2_holds_its_entry_files_and_links():
+    """Each part of the package is a real folder at the top level, the package's folder holds its own
+    entry files and a link to each (and the wheel maps each name to its folder): no part real in
+    ``solov2/`` and linked from the top while its neighbours are the other way round."""
+    entries = {path.name: path for path in (REPO_DIR / 'solov2').iterdir() if path.name != '__pycache__'}
+    assert {name for name, path in entries.items() if not path.is_symlink()} == {'__init__.py', '__main__.py'}
+    links = {name: os.readlink(path) for name, path in entries.items() if path.is_symlink()}
+    assert links == {name: f'../{name}' for name in (*PARTS, 'weights', 'images')}
+    assert all((REPO_DIR / name).is_dir() and not (REPO_DIR / name).is_symlink() for name in links)
+    mapped = dict(re.findall(r'^"(solov2\.\w+)" = "(\w+)"$', (REPO_DIR / 'pyproject.toml').read_text(), re.M))
+    assert mapped == {f'solov2.{name}': name for name in links}
+
+
 def test_the_installed_package_lists_every_package_folder():
     """pyproject.toml names each package but the checkout's own; a new folder with an
     ``__init__.py`` must join one or the other."""
     folders = {'solov2'} | {'solov2.' + '.'.join(path.parent.relative_to(REPO_DIR).parts)
-                            for top in ('config', 'data', 'model', 'convert', 'tools')
-                            for path in (REPO_DIR / top).rglob('__init__.py')}
-    folders |= {f'solov2.{path.parent.name}' for path in (REPO_DIR / 'solov2').glob('*/__init__.py')
-                if not path.parent.is_symlink()}        # solov2's own: core, api, serving
+                            for top in PARTS for path in (REPO_DIR / top).rglob('__init__.py')}
     shipped = {folder for folder in folders if not folder.startswith(CHECKOUT_ONLY)}
     assert set(CHECKOUT_ONLY) <= folders and {'solov2.core', 'solov2.api', 'solov2.serving'} <= shipped
     assert set(_pyproject_list('packages')) == shipped | {'solov2.weights', 'solov2.images'}

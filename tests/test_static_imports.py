@@ -58,9 +58,9 @@ def test_jedi_follows_a_sample_of_the_toolkit_s_imports_across_every_folder():
     assert not lost, f'{len(lost)} of {len(sample)} imports lead jedi outside the repository or nowhere: {lost[:10]}'
 
 
-@pytest.mark.parametrize('name, module', [('Segmenter', 'solov2/api/segmenter.py'),
-                                          ('Instances', 'solov2/api/instances.py'),
-                                          ('InputError', 'solov2/core/errors.py')])
+@pytest.mark.parametrize('name, module', [('Segmenter', 'api/segmenter.py'),
+                                          ('Instances', 'api/instances.py'),
+                                          ('InputError', 'core/errors.py')])
 def test_jedi_takes_the_public_api_s_names_to_their_definitions(name, module):
     source = f'from solov2 import {name}\n{name}\n'
     found = jedi.Script(source, path=REPO_DIR / 'example.py', project=PROJECT).goto(

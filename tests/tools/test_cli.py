@@ -83,7 +83,7 @@ def test_no_module_of_the_product_rewrites_messages():
 def _named_parameters(root: Path):
     """The parameter names that library messages give ``param`` as a literal."""
     names = set()
-    for folder in ('config', 'data', 'model', 'convert', 'solov2/api', 'solov2/serving'):
+    for folder in ('config', 'data', 'model', 'convert', 'api', 'serving'):
         for path in (root / folder).rglob('*.py'):
             names.update(re.findall(r"""param\('(\w+)'""", path.read_text()))
     return names

@@ -5,14 +5,13 @@ import os
 from pathlib import Path
 from typing import Optional
 
-PACKAGE_DIR = Path(__file__).resolve().parents[1]
+PACKAGE_DIR = Path(__file__).resolve().parents[1]     # installed: the package; a checkout: its root
 
 
 def package_folder(name: str) -> Path:
-    """The package's folder ``name`` ('model', 'weights', ...): in the package when installed,
-    its link in a checkout, the checkout's top-level folder where the links are plain files."""
-    inside = PACKAGE_DIR / name
-    return inside if inside.is_dir() else PACKAGE_DIR.parent / name
+    """The package's folder ``name`` ('model', 'weights', ...): in the package when installed, the
+    checkout's top-level folder in a checkout (where this file's folder is one too)."""
+    return PACKAGE_DIR / name
 
 
 SHIPPED_WEIGHTS = str(package_folder('weights') / 'shapes_r18.pdparams')   # config 9, 4 shape classes
