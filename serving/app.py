@@ -12,19 +12,20 @@ others of its padded size by the predictor's ``queue``, finished in a worker), a
 import asyncio
 import contextlib
 import logging
+import os
 import re
 import threading
 import time
 import uuid
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, Literal, Optional
+from typing import Any, Callable, Iterator, Literal, Optional
 
 import cv2
 import numpy as np
 from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.gzip import GZipMiddleware
-from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from solov2 import __version__
@@ -57,6 +58,12 @@ SLOTS = {'uploads': ('max_uploads', 'uploads being received', 1), 'in flight': (
          'large in flight': ('queue_size', 'large pictures in flight', 2)}
 PROBES = ('/healthz', '/readyz', '/metrics')        # logged at debug level
 GZIP_BYTES, GZIP_LEVEL = 4096, 1      # answers from this size are gzipped when the client accepts it
+PAGE = Path(__file__).resolve().parent / 'page'      # the page at / (index.html, its script and style)
+PAGE_FILES = {'page.js': 'text/javascript', 'page.css': 'text/css'}
+PAGE_HEADERS = {'Content-Security-Policy': "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' "
+                                           "blob: data:; connect-src 'self'; base-uri 'none'; form-action 'none'; "
+                                           "frame-ancestors 'none'",
+                'X-Content-Type-Options': 'nosniff', 'Referrer-Policy': 'no-referrer', 'Cache-Control': 'no-cache'}
 
 
 class Service:
@@ -135,7 +142,8 @@ class Service:
         colour = cv2.imencode('.png', np.full((64, 64, 3), (40, 120, 200), np.uint8))[1].tobytes()
         asyncio.run(self.segment(colour, self.predictor.params, 'none'))
 
-    async def segment(self, data: bytes, params, masks: str, min_score: float = 0.0) -> Dict[str, Any]:
+    async def segment(self, data: bytes, params, masks: str, min_score: float = 0.0, form: str = 'instances',
+                      name: str = 'picture') -> Any:
         """The JSON answer for an encoded picture, admitted by its cost: its share of the predictor's
         budget (``cost``) taken at once or 503 at once, so a picture that does not fit beside those in
         flight holds no slot while small ones keep flowing; then an in-flight slot, and a large picture
@@ -151,7 +159,7 @@ class Service:
         try:
             with self.held('in flight'), self.held('large in flight') if large else contextlib.nullcontext():
                 answer = self.predictor.submit(lambda: self.read(data), lambda prepared, row: self.answer(
-                    row, prepared.meta, params, masks, min_score), params, cost)
+                    row, prepared.meta, params, masks, min_score, form, name), params, cost)
                 return await asyncio.wrap_future(answer)
         finally:
             if answer is None:                 # refused a slot: the predictor never had it
@@ -175,13 +183,16 @@ class Service:
         with self.metrics.stage('decode'):
             return decode_picture(data, self.predictor, self.max_pixels)
 
-    def answer(self, row, meta, params, masks: str, min_score: float) -> Dict[str, Any]:
-        """The network's output for one picture -> its answer (``Instances.to_dict(masks)``: only what it holds)."""
+    def answer(self, row, meta, params, masks: str, min_score: float, form: str, name: str) -> Any:
+        """The network's output for one picture -> its answer in ``form``: 'instances' ``Instances.to_dict(masks)``
+        (only what it holds), 'coco' its COCO result records, 'labelme' its labelme file for the picture ``name``."""
         with self.metrics.stage('postprocess'):
             found = self.predictor.finish(row, meta, params)
             instances = instances_of(self.segmenter.class_names, found, min_score)
         with self.metrics.stage('encode'):
-            return instances.to_dict(masks)
+            if form == 'coco':
+                return instances.to_coco(0, file_name=name)
+            return instances.to_labelme(name, min_score=min_score) if form == 'labelme' else instances.to_dict(masks)
 
     def close(self) -> None:
         """Say it is stopping (``/readyz`` 503) and stop the predictor's workers once they have finished what
@@ -234,6 +245,8 @@ def create_app(settings: ServeSettings, load_first: bool = False, segmenter: Opt
                                               'network run. This document: GET /openapi.json.')
     add_error_handlers(app)
     add_routes(app, settings)
+    if settings.page:
+        add_page(app)
     app.openapi = lambda: app.openapi_schema or openapi_of(app)
     app.add_middleware(GZipMiddleware, minimum_size=GZIP_BYTES, compresslevel=GZIP_LEVEL)    # inside ``count``
 
@@ -308,16 +321,20 @@ def add_routes(app: FastAPI, settings: ServeSettings) -> None:
                       score_threshold: Optional[float] = Query(None, ge=0, le=1, description=QUERY['score_threshold']),
                       max_instances: Optional[int] = Query(None, ge=1, description=QUERY['max_instances']),
                       min_score: float = Query(SHOWN_MIN_SCORE, ge=0, le=1, description=QUERY['min_score']),
-                      masks: Literal['rle', 'polygons', 'none'] = Query('rle', description=QUERY['masks'])):
+                      masks: Literal['rle', 'polygons', 'none'] = Query('rle', description=QUERY['masks']),
+                      format: Literal['instances', 'coco', 'labelme'] = Query('instances', description=QUERY['format']),
+                      name: str = Query('picture', min_length=1, max_length=255, description=QUERY['name'])):
         """The instances of the picture sent (the body, or the field ``file`` of a form), as
-        ``Instances.to_dict()``: masks as COCO RLE, ``polygons`` or none."""
+        ``Instances.to_dict()``: masks as COCO RLE, ``polygons`` or none; or as COCO result records
+        or a labelme file (``format``)."""
         service: Service = request.app.state.service
         if service.problem is not None:             # loading, cannot load, or stopping
             raise HttpError(503, service.problem, RETRY, 'not ready')
         params = per_call_params(service.predictor.params, score_threshold, max_instances)
         timeout_s = service.settings.timeout_s
         try:
-            result = await asyncio.wait_for(segment_request(service, request, params, masks, min_score), timeout_s)
+            result = await asyncio.wait_for(segment_request(service, request, params, masks, min_score, format,
+                                                            os.path.basename(name) or 'picture'), timeout_s)
         except asyncio.TimeoutError:
             if not getattr(request.state, 'body_in', False):
                 raise HttpError(408, f'the body did not arrive within {timeout_s:g} s: send it faster') from None
@@ -358,8 +375,8 @@ def add_routes(app: FastAPI, settings: ServeSettings) -> None:
         return Response(body, media_type=content_type)
 
 
-async def segment_request(service: Service, request: Request, params, masks: str, min_score: float
-                          ) -> Dict[str, Any]:
+async def segment_request(service: Service, request: Request, params, masks: str, min_score: float, form: str,
+                          name: str) -> Any:
     """Read the request's picture within the limits, held among the uploads, then segment it held in flight."""
     settings = service.settings
     max_bytes = int(settings.max_body_mb * 2**20)
@@ -371,7 +388,7 @@ async def segment_request(service: Service, request: Request, params, masks: str
     request.state.body_in = True
     if kind == 'multipart':
         body = await form_file(request, body)
-    return await service.segment(body, params, masks, min_score)
+    return await service.segment(body, params, masks, min_score, form, name)
 
 
 async def form_file(request: Request, body: bytes) -> bytes:
@@ -384,3 +401,20 @@ async def form_file(request: Request, body: bytes) -> bytes:
         if upload is None or isinstance(upload, str):
             raise HttpError(400, 'the form has no file field "file": send the picture as -F file=@picture.jpg')
         return await upload.read()
+
+
+def add_page(app: FastAPI) -> None:
+    """The page at ``/`` (``PAGE``: docs/serving.md) and its script and style, sent with a content
+    security policy that lets them load nothing from elsewhere; not in the OpenAPI."""
+    html = (PAGE / 'index.html').read_text(encoding='utf-8')
+    files = {name: (PAGE / name).read_bytes() for name in PAGE_FILES}
+
+    @app.get('/', include_in_schema=False)
+    async def page():
+        return HTMLResponse(html, headers=PAGE_HEADERS)
+
+    @app.get('/page/{name}', include_in_schema=False)
+    async def page_file(name: str):
+        if name not in files:
+            raise HttpError(404, f'no such file of the page: {name}')
+        return Response(files[name], media_type=PAGE_FILES[name], headers=PAGE_HEADERS)

@@ -14,6 +14,9 @@ QUERY = {
     'min_score': 'the least final score an answered instance has (default 0.3; 0 answers every instance)',
     'max_instances': "the most instances answered (default: the config's max_per_image)",
     'masks': 'each mask as COCO RLE ("mask"), as outlines ("polygons") or not at all',
+    'format': 'the answer: the instances (default), their COCO result records (image_id 0, RLE masks) or a labelme '
+              'file of them (polygons)',
+    'name': "the picture's file name, for the COCO records' file_name and the labelme file's imagePath",
 }
 STATUSES = {
     400: 'an empty body, bytes that are not a picture, a bad query value, a form without "file"',

@@ -19,6 +19,11 @@ def limit(default, least: float, help: str, whole: bool = True, above: bool = Fa
     return dataclasses.field(default=default, metadata={'least': least, 'whole': whole, 'above': above, 'help': help})
 
 
+def switch(help: str):
+    """A setting that is on unless turned off (the command's flag turns it off), and its ``help``."""
+    return dataclasses.field(default=True, metadata={'switch': True, 'help': help})
+
+
 @dataclasses.dataclass(frozen=True)
 class ServeSettings:
     """What a service runs (``model``, as ``Segmenter`` takes it) and its limits, checked when made.
@@ -49,11 +54,16 @@ class ServeSettings:
         'a body that comes slower than this many KB a second after its first 2 s gets 408 and its connection closed, '
         'its upload slot freed (0: any rate)'))
     helper_threads: int = limit(0, 0, 'threads that decode and finish pictures per process (0: one per core)')
+    page: bool = switch('the page at / where people drop pictures and look at their masks; turned off: the API only')
 
     def __post_init__(self):
         """InputError naming the field for a value outside its bound (``limit``); None only where it is the default."""
         for field in dataclasses.fields(self)[1:]:
             name, value, bound = field.name, getattr(self, field.name), field.metadata
+            if bound.get('switch'):
+                if not isinstance(value, bool):
+                    raise InputError(param(name), f' is on or off (True or False), not {value!r}')
+                continue
             kind = numbers.Integral if bound['whole'] else numbers.Real
             number = isinstance(value, kind) and not isinstance(value, bool)
             if not ((value is None and field.default is None)

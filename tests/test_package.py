@@ -218,6 +218,7 @@ def test_pip_install_gives_one_name_and_console_commands_in_a_fresh_venv(tmp_pat
                    host, executable=str(python))
     files = done.stdout.split()
     assert 'solov2/tools/demo.py' in files and 'solov2/tools/convert.py' in files, done.stdout[-2000:]
+    assert {f'solov2/serving/page/{name}' for name in ('index.html', 'page.js', 'page.css')} <= set(files)
     assert not workshop_in(installed.parent, files), workshop_in(installed.parent, files)
     solov2 = str(tmp_path / 'venv' / 'bin' / 'solov2')
     shown = subprocess.run([solov2, '--help'], cwd=host, capture_output=True, text=True, timeout=120).stdout

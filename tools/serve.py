@@ -57,6 +57,10 @@ def add_settings_flags(parser: argparse.ArgumentParser) -> None:
     for field in fields:
         bound, default = field.metadata, field.default
         text = names.sub(lambda name: '--' + name.group(1).replace('_', '-'), bound['help'])
+        if bound.get('switch'):
+            parser.add_argument('--no-' + field.name.replace('_', '-'), dest=field.name, action='store_false',
+                                help=f'turn off {text}')
+            continue
         parser.add_argument('--' + field.name.replace('_', '-'), default=default,
                             type=cli.at_least(bound['least'], bound['whole'], bound['above']),
                             help=text + ('' if default is None else f' (default {default:g})'))

@@ -37,6 +37,11 @@ def test_every_setting_has_one_flag_with_its_default_and_its_bound(capsys):
     for field in dataclasses.fields(ServeSettings)[1:]:
         flag, bound = '--' + field.name.replace('_', '-'), field.metadata
         assert getattr(defaults, field.name) == field.default, flag
+        if bound.get('switch'):            # on by default, --no-<name> turns it off; not a yes or no word
+            assert getattr(serve.parse_args(['--no-' + flag[2:]]), field.name) is False
+            with pytest.raises(InputError, match=f'{field.name}= is on or off'):
+                ServeSettings(SMALL_MODEL, **{field.name: 'no'})
+            continue
         past = bound['least'] if bound['above'] else bound['least'] - (1 if bound['whole'] else 0.5)
         with pytest.raises(SystemExit):
             serve.parse_args([flag, str(past)])

@@ -1,0 +1,277 @@
+// The service's page: pictures sent to POST /v1/segment, their instances drawn on a canvas in
+// class colours, filtered here (minimum score, classes) without asking the service again.
+'use strict';
+
+const ALPHA = 0.5;            // a mask's fill over the picture
+const PALETTE = [[230, 25, 75], [60, 180, 75], [0, 130, 200], [245, 130, 48], [145, 30, 180], [70, 240, 240],
+  [240, 50, 230], [210, 245, 60], [250, 190, 212], [0, 128, 128], [220, 190, 255], [170, 110, 40],
+  [128, 0, 0], [170, 255, 195], [128, 128, 0], [255, 215, 180], [0, 0, 128], [255, 225, 25]];
+const state = { classes: [], shown: new Set(), minScore: 0.3, cards: [] };
+
+function colour(label) { return PALETTE[label % PALETTE.length]; }
+function css(rgb) { return `rgb(${rgb[0]}, ${rgb[1]}, ${rgb[2]})`; }
+
+// COCO compressed RLE counts (pycocotools' string form) -> run lengths, column-major.
+function rleCounts(text) {
+  const counts = [];
+  for (let p = 0; p < text.length;) {
+    let x = 0, k = 0, more = true;
+    while (more) {
+      const c = text.charCodeAt(p) - 48;
+      x |= (c & 0x1f) << (5 * k);
+      more = (c & 0x20) !== 0;
+      p++; k++;
+      if (!more && (c & 0x10)) x |= -1 << (5 * k);
+    }
+    if (counts.length > 2) x += counts[counts.length - 2];
+    counts.push(x);
+  }
+  return counts;
+}
+
+// An answer's instance -> its mask as a bitmap inside its box, its area, and a canvas of its fill.
+function decodeInstance(one, height) {
+  const [x0, y0, x1, y1] = one.box, width = Math.max(1, x1 - x0), tall = Math.max(1, y1 - y0);
+  const bits = new Uint8Array(width * tall);
+  let at = 0, area = 0;
+  rleCounts(one.mask.counts).forEach((run, index) => {
+    if (index % 2) {
+      for (let j = at; j < at + run; j++) {
+        const x = Math.floor(j / height) - x0, y = j % height - y0;
+        if (x >= 0 && y >= 0 && x < width && y < tall) { bits[y * width + x] = 1; area++; }
+      }
+    }
+    at += run;
+  });
+  const fill = document.createElement('canvas');
+  fill.width = width; fill.height = tall;
+  const context = fill.getContext('2d'), pixels = context.createImageData(width, tall), rgb = colour(one.label);
+  bits.forEach((bit, index) => {
+    if (bit) pixels.data.set([rgb[0], rgb[1], rgb[2], 255], index * 4);
+  });
+  context.putImageData(pixels, 0, 0);
+  return { ...one, bits, area, fill, width };
+}
+
+function contains(item, x, y) {
+  const [x0, y0, x1, y1] = item.box;
+  return x >= x0 && y >= y0 && x < x1 && y < y1 && item.bits[(y - y0) * item.width + (x - x0)] === 1;
+}
+
+function visible(card) {
+  return card.items.filter((item) => item.score >= state.minScore && state.shown.has(item.label));
+}
+
+function describe(item) {
+  return `${item.name}: score ${item.score.toFixed(3)}, box [${item.box.join(', ')}], area ${item.area} px`;
+}
+
+function paint(card) {
+  const view = card.view.getContext('2d'), marks = card.marks.getContext('2d');
+  view.globalAlpha = 1;
+  view.drawImage(card.bitmap, 0, 0);
+  marks.clearRect(0, 0, card.marks.width, card.marks.height);
+  const shown = visible(card).sort((a, b) => a.score - b.score);     // the best drawn last, on top
+  view.globalAlpha = ALPHA;
+  shown.forEach((item) => view.drawImage(item.fill, item.box[0], item.box[1]));
+  view.globalAlpha = 1;
+  const unit = card.view.width / (card.view.clientWidth || card.view.width);    // a screen pixel, in the picture's
+  marks.font = `${13 * unit}px system-ui, sans-serif`;
+  shown.forEach((item) => {
+    const [x0, y0, x1, y1] = item.box, focused = item === card.focused;
+    marks.lineWidth = (focused ? 4 : 1.5) * unit;
+    marks.strokeStyle = css(colour(item.label));
+    marks.strokeRect(x0, y0, x1 - x0, y1 - y0);
+    const caption = `${item.name} ${item.score.toFixed(2)}`, size = marks.measureText(caption);
+    const top = Math.max(0, y0 - 17 * unit);
+    marks.fillStyle = 'rgba(0, 0, 0, 0.65)';
+    marks.fillRect(x0, top, size.width + 6 * unit, 17 * unit);
+    marks.fillStyle = '#fff';
+    marks.fillText(caption, x0 + 3 * unit, top + 13 * unit);
+  });
+  card.info.textContent = card.focused && shown.includes(card.focused) ? describe(card.focused) : '';
+  return shown;
+}
+
+function draw(card) {
+  listInstances(card, paint(card).reverse());
+}
+
+function listInstances(card, shown) {
+  card.list.replaceChildren(...shown.map((item) => {
+    const entry = document.createElement('li'), button = document.createElement('button');
+    const swatch = document.createElement('span');
+    swatch.className = 'swatch';
+    swatch.style.background = css(colour(item.label));
+    button.type = 'button';
+    button.append(swatch, `${item.name} ${item.score.toFixed(2)}`);
+    button.item = item;
+    button.setAttribute('aria-pressed', String(item === card.focused));
+    button.addEventListener('focus', () => focus(card, item));
+    button.addEventListener('mouseenter', () => focus(card, item));
+    entry.append(button);
+    return entry;
+  }));
+}
+
+function focus(card, item) {
+  if (card.focused === item) return;
+  card.focused = item;
+  paint(card);
+  card.list.querySelectorAll('button').forEach((button) => button.setAttribute('aria-pressed',
+    String(button.item === item)));
+}
+
+function pointed(card, event) {
+  const box = card.marks.getBoundingClientRect();
+  const x = Math.floor((event.clientX - box.left) * card.marks.width / box.width);
+  const y = Math.floor((event.clientY - box.top) * card.marks.height / box.height);
+  const under = visible(card).filter((item) => contains(item, x, y)).sort((a, b) => b.score - a.score)[0];
+  focus(card, under || null);
+}
+
+// The service's refusal in the user's words.
+async function problem(response) {
+  let said = '';
+  try { said = (await response.json()).error || ''; } catch (error) { said = ''; }
+  const wait = response.headers.get('Retry-After');
+  if (response.status === 413) return `This picture is too large for the service: ${said}`;
+  if (response.status === 400 || response.status === 415) return `This file is not a picture the service can read: ${said}`;
+  if (response.status === 503) return `The service is busy; try again in ${wait || 'a few'} seconds. (${said})`;
+  if (response.status === 504 || response.status === 408) return `The service took too long: ${said}`;
+  return `The service could not answer (${response.status}): ${said}`;
+}
+
+async function segment(file, query) {
+  const response = await fetch(`/v1/segment?${new URLSearchParams(query)}`, {
+    method: 'POST', body: file, headers: { 'Content-Type': 'application/octet-stream' } });
+  if (!response.ok) throw new Error(await problem(response));
+  return response.json();
+}
+
+function save(name, data) {
+  const link = document.createElement('a');
+  link.href = URL.createObjectURL(new Blob([JSON.stringify(data, null, 1)], { type: 'application/json' }));
+  link.download = name;
+  document.body.append(link);
+  link.click();
+  link.remove();
+  setTimeout(() => URL.revokeObjectURL(link.href), 60000);
+}
+
+async function download(card, kind) {
+  const stem = card.file.name.replace(/\.[^.]*$/, '') || 'picture';
+  const shown = new Set(visible(card));
+  if (kind === 'json') {
+    const instances = card.answer.instances.filter((one, index) => shown.has(card.items[index]));
+    return save(`${stem}.answer.json`, { ...card.answer, instances });
+  }
+  const query = { format: kind, min_score: state.minScore, name: card.file.name };
+  try {
+    const got = await segment(card.file, query);
+    if (kind === 'coco') return save(`${stem}.coco.json`, got.filter((r) => state.shown.has(r.category_id - 1)));
+    const names = new Set([...state.shown].map((label) => state.classes[label]));
+    return save(`${stem}.json`, { ...got, shapes: got.shapes.filter((shape) => names.has(shape.label)) });
+  } catch (error) {
+    showError(card, error.message);
+  }
+}
+
+function showError(card, message) {
+  card.error.textContent = message;
+  card.error.hidden = false;
+}
+
+async function open(file) {
+  const card = { file, items: [], focused: null };
+  const node = document.getElementById('card').content.firstElementChild.cloneNode(true);
+  ['status', 'error', 'info'].forEach((key) => { card[key] = node.querySelector(`.${key}`); });
+  Object.assign(card, { node, view: node.querySelector('.view'), marks: node.querySelector('.marks'),
+    list: node.querySelector('.instances'), stage: node.querySelector('.stage') });
+  node.querySelector('.name').textContent = file.name;
+  card.status.textContent = 'Segmenting…';
+  document.getElementById('results').prepend(node);
+  try {
+    const answer = await segment(file, { min_score: 0 });
+    card.bitmap = await createImageBitmap(file);
+    card.answer = answer;
+    card.view.width = card.marks.width = answer.image_size[1];
+    card.view.height = card.marks.height = answer.image_size[0];
+    card.items = answer.instances.map((one) => decodeInstance(one, answer.image_size[0]));
+    card.status.textContent = `${answer.instances.length} instances found`;
+    card.stage.hidden = false;
+    node.querySelector('.downloads').hidden = false;
+    state.cards.push(card);
+    draw(card);
+  } catch (error) {
+    card.status.textContent = '';
+    showError(card, error.message.startsWith('The service') || error.message.startsWith('This')
+      ? error.message : `Could not reach the service: ${error.message}`);
+    return;
+  }
+  card.marks.addEventListener('pointermove', (event) => pointed(card, event));
+  card.marks.addEventListener('pointerdown', (event) => pointed(card, event));
+  card.marks.addEventListener('pointerleave', () => focus(card, null));
+  node.querySelectorAll('[data-download]').forEach((button) =>
+    button.addEventListener('click', () => download(card, button.dataset.download)));
+}
+
+function redraw() { state.cards.forEach(draw); }
+
+function classToggles() {
+  const box = document.getElementById('classes');
+  state.classes.forEach((name, label) => {
+    const field = document.createElement('label'), tick = document.createElement('input');
+    const swatch = document.createElement('span');
+    tick.type = 'checkbox';
+    tick.checked = true;
+    tick.value = String(label);
+    tick.addEventListener('change', () => {
+      if (tick.checked) state.shown.add(label); else state.shown.delete(label);
+      redraw();
+    });
+    swatch.className = 'swatch';
+    swatch.style.background = css(colour(label));
+    swatch.dataset.colour = colour(label).join(',');
+    field.append(tick, swatch, name);
+    box.append(field);
+    state.shown.add(label);
+  });
+}
+
+async function connect() {
+  const said = document.getElementById('model');
+  try {
+    const response = await fetch('/v1/model');
+    if (!response.ok) {
+      said.textContent = `${(await response.json()).error || 'The service is not ready'}; trying again…`;
+      return setTimeout(connect, 2000);
+    }
+    const model = await response.json();
+    state.classes = model.classes;
+    said.textContent = `Config ${model.config} (${model.config_name}) on ${model.backend}, ${model.classes.length} ` +
+      `classes; pictures up to ${model.max_body_mb} MB` + (model.max_pixels ? ` and ${model.max_pixels / 1e6} MP.` : '.');
+    classToggles();
+  } catch (error) {
+    said.textContent = 'Could not reach the service; trying again…';
+    setTimeout(connect, 2000);
+  }
+}
+
+function start() {
+  const input = document.getElementById('files'), drop = document.getElementById('drop');
+  const slider = document.getElementById('min-score'), value = document.getElementById('min-score-value');
+  input.addEventListener('change', () => { [...input.files].forEach(open); input.value = ''; });
+  ['dragenter', 'dragover'].forEach((name) => drop.addEventListener(name, (event) => {
+    event.preventDefault(); drop.classList.add('over'); }));
+  ['dragleave', 'drop'].forEach((name) => drop.addEventListener(name, () => drop.classList.remove('over')));
+  drop.addEventListener('drop', (event) => { event.preventDefault(); [...event.dataTransfer.files].forEach(open); });
+  slider.addEventListener('input', () => {
+    state.minScore = Number(slider.value);
+    value.textContent = state.minScore.toFixed(2);
+    redraw();
+  });
+  connect();
+}
+
+start();
