@@ -253,7 +253,8 @@ def create_app(settings: ServeSettings, load_first: bool = False, segmenter: Opt
     @app.middleware('http')
     async def count(request: Request, call_next):
         """Name the request (a sane X-Request-ID or a new id), answer a failure as a JSON 500,
-        close the connection after a refusal that left a body unread, count and log it."""
+        close the connection after a refusal that left a body unread, count and log it with the
+        client's address (behind a proxy that uvicorn trusts, ``--forwarded-allow-ips``, the one it forwards)."""
         began, given = time.perf_counter(), request.headers.get('x-request-id', '')
         request.state.request_id = given if REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
         try:
@@ -269,8 +270,9 @@ def create_app(settings: ServeSettings, load_first: bool = False, segmenter: Opt
             response.headers['Connection'] = 'close'        # the server then reads no more of it
         seconds, route = time.perf_counter() - began, request.scope.get('route')
         request.app.state.service.metrics.observe(getattr(route, 'path', 'other'), response.status_code, seconds)
-        LOG.log(logging.DEBUG if request.url.path in PROBES else logging.INFO, '%s %s %s %d %.0f ms',
-                request.state.request_id, request.method, request.url.path, response.status_code, seconds * 1000)
+        LOG.log(logging.DEBUG if request.url.path in PROBES else logging.INFO, '%s %s %s %s %d %.0f ms',
+                request.state.request_id, request.client.host if request.client else '-', request.method,
+                request.url.path, response.status_code, seconds * 1000)
         return response
     return app
 

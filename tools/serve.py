@@ -42,6 +42,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--host', default='127.0.0.1',
                         help='address to listen on (default 127.0.0.1: this machine only; 0.0.0.0: every network)')
     parser.add_argument('--port', type=cli.at_least(0, most=65535), default=8000, help='port (default 8000)')
+    parser.add_argument('--forwarded-allow-ips', default='127.0.0.1', metavar='ADDRESSES',
+                        help="proxies whose X-Forwarded-For names the client (its log line's address): a comma list, "
+                             "'*' any (default 127.0.0.1: a proxy on this machine, docs/serving.md's nginx)")
     parser.add_argument('--workers', type=cli.at_least(1), default=1,
                         help='processes, each with its model, sharing the port and the cores (default 1)')
     add_settings_flags(parser)
@@ -186,7 +189,8 @@ def main(argv) -> int:
     except ImportError as exc:
         raise InputError(f'the service needs its extra ({exc.name} is missing): pip install -r '
                          "requirements-serve.txt, or pip install '.[serve]'") from None
-    options = {'host': args.host, 'port': args.port, 'log_level': 'info'}
+    options = {'host': args.host, 'port': args.port, 'log_level': 'info',
+               'forwarded_allow_ips': args.forwarded_allow_ips}
     if args.workers > 1:        # each worker opens the model from the cache (``worker_app``) until SIGTERM or Ctrl-C
         named, server = json.loads(opened_in_a_child(argv))
         os.environ[SETTINGS_ENV] = json.dumps(named)

@@ -58,7 +58,8 @@ def test_sigterm_finishes_the_requests_in_flight_and_exits_0():
     assert statuses == [200] * 6, output
     assert process.returncode == 0, output
     assert 'Shutting down' in output and 'Finished server process' in output
-    assert len(re.findall(r'^[0-9a-f]{32} POST /v1/segment 200 \d+ ms$', output, re.MULTILINE)) == 6, output
+    logged = re.findall(r'^[0-9a-f]{32} 127\.0\.0\.1 POST /v1/segment 200 \d+ ms$', output, re.MULTILINE)
+    assert len(logged) == 6, output                                 # each request, with the client's address
     assert '/readyz' not in output and '/metrics' not in output     # the probes are quiet
     assert 'HTTP/1.1"' not in output                                # uvicorn's own access log is off
 

@@ -147,6 +147,7 @@ def test_each_request_is_logged_once_with_its_id_status_and_latency_the_probes_a
     lines = {record.getMessage().split()[0]: record for record in caplog.records
              if record.name == 'solov2.serving.app' and record.getMessage().split()[0] in
              ('log-1', 'probe-1', 'log-2')}
-    assert lines['log-1'].getMessage().startswith('log-1 GET /v1/model 200 ') and lines['log-1'].levelno == logging.INFO
-    assert lines['log-2'].getMessage().startswith('log-2 POST /v1/segment 400 ')
+    assert lines['log-1'].getMessage().startswith('log-1 127.0.0.1 GET /v1/model 200 ')      # the client's address
+    assert lines['log-1'].levelno == logging.INFO
+    assert lines['log-2'].getMessage().startswith('log-2 127.0.0.1 POST /v1/segment 400 ')
     assert lines['probe-1'].levelno == logging.DEBUG and lines['log-1'].getMessage().endswith(' ms')

@@ -22,7 +22,7 @@ CHROMIUM = shutil.which('chromium') or shutil.which('chromium-browser')
 DRIVER = shutil.which('chromedriver')
 ALPHA = 0.5             # the page's fill over the picture (page.js)
 NEEDS_BROWSER = pytest.mark.skipif(
-    not (CHROMIUM and DRIVER) and not os.environ.get('SOLOV2_REQUIRE_BROWSER'),
+    not (CHROMIUM and DRIVER) and not os.environ.get('SOLOV2_REQUIRE_SYSTEM_PACKAGES'),
     reason='needs chromium and chromium-driver (apt install chromium chromium-driver; .ci/run installs them)')
 
 
