@@ -19,6 +19,7 @@ from solov2.core.paths import CACHE_ENV
 from solov2.model.build import build_model
 from solov2.model.distributed import cpu_launch_env
 from solov2.model.inference.auto_backend import cache_key, cached_backend
+from solov2.model.inference.dygraph_backend import DygraphBackend
 from solov2.model.inference.export import export
 from solov2.model.inference.postprocess import Detections, InferenceParams, flatten_levels, postprocess_flat
 from solov2.model.inference.spec import ModelSpec
@@ -211,7 +212,7 @@ def shipped_auto_entry() -> Path:
 
 def shipped_onnx_export(dest: Path) -> Path:
     """``dest`` holding the shipped model's ONNX export (model.onnx, model_regions.onnx, infer_cfg.json: what
-    ``export(9, ..., fmt='onnx')`` writes), copied from the session's ``backend='auto'`` cache
+    ``export(dygraph, 9, ..., fmt='onnx')`` writes), copied from the session's ``backend='auto'`` cache
     entry, which is exported once a test run (``shipped_auto_entry``); needs the deploy extras."""
     entry = shipped_auto_entry()
     dest.mkdir(parents=True)
@@ -221,12 +222,12 @@ def shipped_onnx_export(dest: Path) -> Path:
 
 
 def shipped_paddle_export(run_builds: Path) -> Path:
-    """The folder of the shipped model's Paddle Inference export (``export(9, ..., fmt='paddle',
+    """The folder of the shipped model's Paddle Inference export (``export(dygraph, 9, ..., fmt='paddle',
     check=False)``), made once a test run (``built_once`` in the ``run_builds`` fixture's folder);
     its users only read it."""
     def build(folder: Path) -> None:
         number, cfg = resolve_config(SHIPPED_WEIGHTS, None, ())
-        export(number, cfg, SHIPPED_WEIGHTS, folder / 'export', fmt='paddle', check=False)
+        export(DygraphBackend(cfg, SHIPPED_WEIGHTS, 'cpu'), number, folder / 'export', fmt='paddle', check=False)
     return built_once(run_builds / 'shipped_paddle', build) / 'export'
 
 

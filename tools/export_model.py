@@ -12,6 +12,7 @@ After writing, each format is run once on a random input and compared with the d
 (``--no-verify`` skips this); README "Deployment" says what runs where.
 """
 import argparse
+import dataclasses
 from pathlib import Path
 
 if __package__ in (None, ''):
@@ -26,6 +27,7 @@ from solov2.model.inference.backend_factory import checked_weights  # noqa: E402
 from solov2.model.inference.export import DCN_OPSET, DEFAULT_MAX_SIZE, export  # noqa: E402
 from solov2.model.inference.export_network import MIN_SIZE, SIZE_DIVISOR  # noqa: E402
 from solov2.model.inference.exported_folder import INFER_CFG, ONNX_FILE, PADDLE_PREFIX, REGIONS_ONNX_FILE  # noqa: E402
+from solov2.model.inference.spec import dygraph_backend  # noqa: E402
 from solov2.tools.cli import add_model_args, at_least, command, fetched, make_parser, model_spec, set_status  # noqa: E402
 
 
@@ -72,8 +74,9 @@ def main(argv) -> int:
     check_output(args.output, spec.weights)
     paddle.set_device('cpu')
     set_status(lambda: f'stopped while exporting to {args.output}; its files may be incomplete, export again')
-    lines = export(number, cfg, spec.weights, Path(args.output), args.format, args.opset,
-                   args.min_size, args.max_size, not args.no_verify)
+    dygraph = dygraph_backend(dataclasses.replace(spec, device='cpu'), cfg)        # exported on the CPU
+    lines = export(dygraph, number, Path(args.output), args.format, args.opset, args.min_size, args.max_size,
+                   not args.no_verify)
     print(f'config {number}: {cfg.__name__}')
     print('\n'.join(lines))
     return 0

@@ -39,6 +39,7 @@ from solov2.data.files import check_folder  # noqa: E402
 from solov2.model.inference.exported_folder import read_infer_cfg  # noqa: E402
 from solov2.model.inference.media import list_images  # noqa: E402
 from solov2.model.inference.quantize import Pass, load_annotated, quantize_model  # noqa: E402
+from solov2.model.inference.spec import ModelSpec  # noqa: E402
 from solov2.tools.cli import DownloadProgress, Progress, at_least, command, make_parser  # noqa: E402
 
 
@@ -87,7 +88,8 @@ def main(argv) -> int:
         annotated = load_annotated(args.annotations, args.annotated_images, names, args.num_annotated)
     progress = QuantizeProgress(len(paths) + (len(annotated.paths) if annotated else 0),
                                 'calibration + annotated images ' if annotated else 'calibration images ')
-    summary = quantize_model(args.model_dir, paths, out, args.keep_depth, progress, annotated, args.max_drop)
+    spec = ModelSpec(backend='openvino', model_dir=args.model_dir)
+    summary = quantize_model(spec, paths, out, args.keep_depth, progress, annotated, args.max_drop)
     progress.close()
     print(f'INT8 model: {out} (calibrated on {summary["images"]} images at '
           f'{summary["input_shape"][2]}x{summary["input_shape"][3]}, {len(summary["kept_f32"])} '

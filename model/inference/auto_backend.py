@@ -288,7 +288,7 @@ def build_entry(spec: ModelSpec, cfg, key: dict, folder: Path, progress: Optiona
         say('load', STAGES['load'])
         dygraph = dygraph_backend(spec, cfg)
         say('export', STAGES['export'])
-        export(key['config'], cfg, spec.weights, tmp, fmt='onnx', check=False, dygraph=dygraph)
+        export(dygraph, key['config'], tmp, fmt='onnx', check=False)
         say('verify', STAGES['verify'])
         labels, machine = machine_key(spec)
         backends = {label: exported_backend(engine_spec(label, spec, tmp), compiled_cache(folder.parent))

@@ -9,7 +9,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
 import paddle
@@ -31,9 +31,8 @@ from solov2.model.inference.export_network import (
     save_inference_model,
 )
 from solov2.model.inference.exported_folder import INFER_CFG, ONNX_FILE, PADDLE_PREFIX, REGIONS_ONNX_FILE
-from solov2.model.inference.onnxruntime_backend import OnnxBackend
-from solov2.model.inference.paddle_inference_backend import InferenceBackend
 from solov2.model.inference.postprocess import InferenceParams
+from solov2.model.inference.spec import ModelSpec, exported_backend
 
 DEFAULT_MAX_SIZE = 1344        # 1333 (the largest test_max of the configs) padded to 32
 DCN_OPSET = 19                 # ONNX DeformConv
@@ -237,18 +236,17 @@ def verify(dygraph: DygraphBackend, backends: Sequence, seed: int = 0) -> List[s
     return lines
 
 
-def export(number: int, cfg, weights: str, out_dir: Path, fmt: str = 'both', opset: int = 17,
-           min_size: int = MIN_SIZE, max_size: int = DEFAULT_MAX_SIZE,
-           check: bool = True, dygraph: Optional[DygraphBackend] = None) -> List[str]:
-    """Write the export; returns the lines to print. Raises ExportError or CheckpointError.
-    ``dygraph``: the ``DygraphBackend`` of ``cfg`` and ``weights`` on the CPU when the caller has
-    built it already (built here otherwise)."""
+def export(dygraph: DygraphBackend, number: int, out_dir: Path, fmt: str = 'both', opset: int = 17,
+           min_size: int = MIN_SIZE, max_size: int = DEFAULT_MAX_SIZE, check: bool = True) -> List[str]:
+    """Write the export of ``dygraph`` (the model of config ``number``, opened from its ``ModelSpec``
+    by ``spec.dygraph_backend`` on the CPU) into ``out_dir``; returns the lines to print. With ``check``,
+    the folder's engines, opened from it as any caller opens them (``spec.exported_backend``, the
+    model's threads), must reproduce the model (``verify``). Raises ExportError."""
     for name, value in (('min_size', min_size), ('max_size', max_size)):
         if value % SIZE_DIVISOR or value < MIN_SIZE:
             raise ExportError(param(name, value), f' must be a multiple of {SIZE_DIVISOR} and >= {MIN_SIZE}')
     if max_size < min_size:
         raise ExportError(param('max_size', max_size), ' is below ', param('min_size', min_size))
-    dygraph = dygraph or DygraphBackend(cfg, weights, device='cpu')
     cfg, model = dygraph.cfg, dygraph.model
     deformable = has_deformable_conv(model)
     p2o = check_onnx_tools(deformable) if fmt in ('onnx', 'both') else None
@@ -275,12 +273,14 @@ def export(number: int, cfg, weights: str, out_dir: Path, fmt: str = 'both', ops
     cfg_path.write_text(json.dumps(infer_cfg(number, cfg, min_size, max_size, files), indent=2) + '\n')
     lines.append(f'runtime settings: {cfg_path}')
     if check:
-        threads = dygraph.placement.threads          # the dygraph model's own
-        backends = [InferenceBackend(str(out_dir), threads)] if 'paddle' in files else []
-        if 'onnx' in files:
+        backends, kinds = [], ['inference'] * ('paddle' in files) + ['onnx'] * ('onnx' in files)
+        for kind in kinds:
             try:
-                backends.append(OnnxBackend(str(out_dir), threads))
+                backends.append(exported_backend(ModelSpec(backend=kind, model_dir=str(out_dir),
+                                                           threads=dygraph.placement.threads)))
             except BackendError as exc:
+                if kind != 'onnx':          # onnxruntime may be missing: the Paddle folder is still written
+                    raise
                 lines.append(f'ONNX model not verified: {exc}')
         lines.extend(verify(dygraph, backends))
     return lines

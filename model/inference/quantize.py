@@ -12,12 +12,12 @@ import re
 import time
 import warnings
 from pathlib import Path
-from typing import Callable, List, NamedTuple, Optional, Sequence, Set, Tuple, Union
+from typing import Callable, List, NamedTuple, Optional, Sequence, Set, Tuple, Union, cast
 
 import numpy as np
 from pycocotools.coco import COCO
 
-from solov2.core.errors import InputError
+from solov2.core.errors import InputError, param
 from solov2.data.coco import CocoDataset
 from solov2.data.files import build_folder
 from solov2.data.results import instances_to_coco
@@ -27,6 +27,7 @@ from solov2.model.inference.export_network import INPUT_NAME, REGIONS_NAME, netw
 from solov2.model.inference.exported_folder import INT8_FILES
 from solov2.model.inference.openvino_backend import OpenVinoBackend
 from solov2.model.inference.pipeline import Predictor, Prepared
+from solov2.model.inference.spec import ModelSpec, exported_backend
 
 INT8_XML = 'model_int8.xml'
 _CONVOLUTIONS = ('Convolution', 'GroupConvolution', 'DeformableConvolution')
@@ -138,13 +139,13 @@ def mask_ap(coco: COCO, records: List[dict], image_ids: Sequence[int]) -> float:
     return max(100.0 * coco_stats(run_cocoeval(coco, records, 'segm', image_ids))['AP'], 0.0) if records else 0.0
 
 
-def coco_validation(backend: OpenVinoBackend, annotated: AnnotatedImages, images: Sequence[np.ndarray]) -> Callable:
+def coco_validation(spec: ModelSpec, annotated: AnnotatedImages, images: Sequence[np.ndarray]) -> Callable:
     """NNCF's ``validation_fn``: (a compiled model for [1, 3, H, W], indices into ``annotated``) -> (mask AP
     in points 0-100 on those of ``images`` [H, W, 3] uint8 RGB, None), run through the predictor as in eval.py,
-    on an engine of ``backend``'s folder running the compiled model (``OpenVinoBackend``'s ``compiled_model``)."""
+    on ``spec``'s folder opened to run the compiled model (``OpenVinoBackend``'s ``compiled_model``)."""
     def validate(compiled, indices):
         ids = {index: annotated.image_ids[index] for index in indices}
-        engine = OpenVinoBackend(str(backend.model_dir), precision='f32', compiled_model=compiled)
+        engine = exported_backend(spec, compiled_model=compiled)
         found = Predictor(engine).run_pictures(ids, images.__getitem__, lambda index, _, found: (
             instances_to_coco(ids[index], found.masks, found.labels, found.scores, annotated.label_to_category_id)))
         return mask_ap(annotated.coco, [record for _, records in found for record in records], list(ids.values())), None
@@ -251,17 +252,22 @@ def accuracy_controlled(model, calibration: Sequence[dict], count: int, validate
                        'reverted': reverted, 'reverted_f32': names}
 
 
-def quantize_model(model_dir: str, paths: Sequence[Path], out_dir: Path, keep_depth: int = 2,
+def quantize_model(spec: ModelSpec, paths: Sequence[Path], out_dir: Path, keep_depth: int = 2,
                    progress: Callable[..., None] = lambda event=None: None, annotated: Optional[AnnotatedImages] = None,
                    max_drop: float = 1.0) -> dict:
-    """Quantize ``model_dir``'s model_regions.onnx on the images ``paths`` into ``out_dir``; with
+    """Quantize the model_regions.onnx of ``spec``'s exported folder (``backend`` 'openvino', f32, its
+    ``threads``: ``ModelSpec``, checked) on the images ``paths`` into ``out_dir``; with
     ``annotated``, under accuracy control (``max_drop`` mask AP points on those images).
     ``progress()`` is called once per image read (calibration, then annotated), then under accuracy
     control ``progress(message)`` and ``progress(Pass)`` as ``accuracy_controlled`` says.
     Returns {'input_shape', 'kept_f32', 'images'} plus 'accuracy_control' with ``annotated``."""
     nncf = _nncf()
     import openvino as ov
-    backend = OpenVinoBackend(model_dir, precision='f32', buckets=True)     # the region masks kept
+    spec.check()
+    if spec.backend != 'openvino' or spec.precision not in (None, 'f32'):
+        raise InputError(param('backend', spec.backend), ' and ', param('precision', spec.precision),
+                         ": quantization reads an exported folder's f32 model with backend='openvino'")
+    backend = cast(OpenVinoBackend, exported_backend(spec, buckets=True))     # the region masks kept
     predictor = Predictor(backend)
     inputs = [p.chw for p in prepare_images(predictor, paths, progress)]
     checked = prepare_images(predictor, annotated.paths, progress) if annotated else []
@@ -275,7 +281,7 @@ def quantize_model(model_dir: str, paths: Sequence[Path], out_dir: Path, keep_de
     ignored = kept + region_operations(model)
     summary = {'input_shape': shape, 'kept_f32': kept, 'images': len(batches)}
     if annotated:
-        validate = coco_validation(backend, annotated, [p.image for p in checked])
+        validate = coco_validation(spec, annotated, [p.image for p in checked])
         quantized, summary['accuracy_control'] = accuracy_controlled(model, batches, len(checked), validate, ignored,
                                                                      max_drop, progress)
     else:

@@ -84,10 +84,11 @@ class ModelSpec(ModelFields):
         return number
 
 
-def exported_backend(spec: ModelSpec, compiled: Optional[str] = None) -> ExportedBackend:
+def exported_backend(spec: ModelSpec, compiled: Optional[str] = None, **openvino) -> ExportedBackend:
     """The backend of ``spec``'s exported folder by its ``backend`` name ('inference', 'onnx' or
     'openvino'), on ``device`` (None: the CPU); ``compiled``: the folder of TensorRT's engines or
-    OpenVINO's compiled models (``core.cache.compiled_cache``; None: none). BackendError on another name."""
+    OpenVINO's compiled models (``core.cache.compiled_cache``; None: none); ``openvino``: quantization's
+    own OpenVINO options (``buckets``, ``compiled_model``: ``OpenVinoBackend``). BackendError on another name."""
     kind, folder, threads, overrides, device = spec.backend, spec.model_dir, spec.threads, spec.overrides, spec.device
     if kind == 'inference':
         return InferenceBackend(folder, threads, mkldnn=spec.mkldnn, overrides=overrides, device=device or 'cpu',
@@ -99,7 +100,7 @@ def exported_backend(spec: ModelSpec, compiled: Optional[str] = None) -> Exporte
         raise BackendError("the openvino backend runs on the CPU here; on a GPU use 'inference' or 'onnx'")
     if kind == 'openvino':
         return OpenVinoBackend(folder, threads, precision=spec.precision or 'f32', overrides=overrides,
-                               compiled_cache=compiled)
+                               compiled_cache=compiled, **openvino)
     raise BackendError(f"unknown exported backend '{kind}' (expected one of {', '.join(EXPORTED)})")
 
 

@@ -116,21 +116,25 @@ def work(folder: Path, shapes: str, threads: int) -> dict:
     from solov2.core.cache import entry_folder
     from solov2.model import cpu_math
     from solov2.model.inference.auto_backend import cache_key
+    from solov2.model.inference.dygraph_backend import DygraphBackend
     from solov2.model.inference.export import export
     from solov2.model.inference.quantize import quantize_model
+    from solov2.model.inference.spec import ModelSpec
     cpuinfo = folder / 'cpuinfo'      # an AMD CPU's: where MKL_DEBUG_CPU_TYPE would be set if the toolkit did
     cpuinfo.write_text('processor\t: 0\nvendor_id\t: AuthenticAMD\ncpu family\t: 25\n')
     cpu_math.CPUINFO = str(cpuinfo)
     pictures = sorted(str(path) for path in Path(SAMPLE_IMAGES).glob('*.jpg'))
     deploy = all(importlib.util.find_spec(name) for name in ('paddle2onnx', 'onnxruntime', 'openvino', 'nncf'))
     auto = Segmenter(SHIPPED_WEIGHTS, device='cpu', threads=threads, cache_dir=str(folder / 'cache'))
-    export(9, get_config(9), SHIPPED_WEIGHTS, folder / 'export', fmt='paddle', check=True)
+    export(DygraphBackend(get_config(9), SHIPPED_WEIGHTS, 'cpu', threads=threads), 9, folder / 'export', fmt='paddle',
+           check=True)
     segmenters = {'dygraph': Segmenter(SHIPPED_WEIGHTS, backend='dygraph', device='cpu', threads=threads),
                   'inference': Segmenter(backend='inference', model_dir=str(folder / 'export'), threads=threads)}
     if deploy:                        # the deployment extras (requirements-deploy.txt)
         exported = {'model_dir': str(entry_folder(cache_key(SHIPPED_WEIGHTS, 9, []), str(folder / 'cache'))),
                     'threads': threads}
-        quantize_model(exported['model_dir'], [Path(path) for path in pictures], folder / 'int8')
+        quantize_model(ModelSpec(backend='openvino', model_dir=exported['model_dir']),
+                       [Path(path) for path in pictures], folder / 'int8')
         segmenters.update(onnx=Segmenter(backend='onnx', **exported),
                           openvino=Segmenter(backend='openvino', **exported),
                           int8=Segmenter(backend='openvino', model_dir=str(folder / 'int8'), precision='int8',

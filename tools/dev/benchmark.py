@@ -257,7 +257,7 @@ def our_exported(name: str, number: int, cfg, weights: str, folder: Path, thread
     on CALIBRATION_IMAGES other synthetic images). None when this CPU cannot run it."""
     export_dir = folder / f'export{number}'
     if not (export_dir / 'infer_cfg.json').is_file():
-        export(number, cfg, weights, export_dir, fmt='both', check=False)
+        export(DygraphBackend(cfg, weights, 'cpu'), number, export_dir, fmt='both', check=False)
     kind, precision, mkldnn = EXPORTED[name]
     if precision == 'bf16' and not has_bf16(import_openvino().Core()):
         print(f'{name}: skipped, this CPU has no bf16 in OpenVINO', flush=True)
@@ -276,7 +276,8 @@ def int8_folder(export_dir: Path, folder: Path, number: int) -> Path:
         images = folder / 'calibration'
         if not images.is_dir():
             generate_split(images, 'train', CALIBRATION_IMAGES, 448, seed=11)
-        quantize_model(str(export_dir), sorted((images / 'train').glob('*.jpg')), out)
+        quantize_model(ModelSpec(backend='openvino', model_dir=str(export_dir)),
+                       sorted((images / 'train').glob('*.jpg')), out)
     return out
 
 
@@ -488,7 +489,7 @@ def mixed_report(args, folder: Path) -> None:
     them, the shipped model exported and quantized here, one first run each (tools/dev/mixed_speed.py)."""
     number, cfg, weights = shipped_model()
     export_dir = folder / 'shapes_export'
-    export(number, cfg, weights, export_dir, fmt='onnx', check=False)
+    export(DygraphBackend(cfg, weights, 'cpu'), number, export_dir, fmt='onnx', check=False)
     dirs = {'f32': str(export_dir), 'int8': str(int8_folder(export_dir, folder, number))}
     folders = mixed_speed.mixed_folders(SAMPLE_IMAGES, args.mixed_count, folder / 'mixed', 'images/')
     variants = ['f32', 'int8', 'onnx']

@@ -233,8 +233,7 @@ def check_engines(s: Setting) -> str:
                              importlib.util.find_spec('onnxruntime') else [])
     folder = s.folder / 'export'
     dygraph = DygraphBackend(get_config(9), SHIPPED_WEIGHTS, 'cpu', threads=2)
-    export(9, get_config(9), SHIPPED_WEIGHTS, folder, fmt='both' if 'onnx' in kinds else 'paddle', check=False,
-           dygraph=dygraph)
+    export(dygraph, 9, folder, fmt='both' if 'onnx' in kinds else 'paddle', check=False)
     capability = None if s.dry else tuple(paddle.device.cuda.get_device_capability(gpu_number(s.device)))
     lines = []
     for kind, tensorrt in _engine_cases(s, kinds):

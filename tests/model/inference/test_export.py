@@ -524,7 +524,9 @@ def test_the_size_limit_follows_the_long_side_cap(tmp_path):
     from solov2.model.inference.export import ExportError, export
     weights = str(REPO_DIR / 'weights' / 'shapes_r18.pdparams')
     big_short = with_overrides(CONFIGS[9], ['test_short=3200'])
-    lines = export(9, big_short, weights, tmp_path / 'short', fmt='paddle', check=False, max_size=704)
+    lines = export(DygraphBackend(big_short, weights, 'cpu'), 9, tmp_path / 'short', fmt='paddle', check=False,
+                   max_size=704)
     assert (tmp_path / 'short' / 'infer_cfg.json').is_file() and lines
     with pytest.raises(ExportError, match=r'test_max=1400 gives inputs up to 1408 px, above .* \(max_size=1344\)'):
-        export(9, with_overrides(CONFIGS[9], ['test_max=1400']), weights, tmp_path / 'long', fmt='paddle')
+        export(DygraphBackend(with_overrides(CONFIGS[9], ['test_max=1400']), weights, 'cpu'), 9, tmp_path / 'long',
+               fmt='paddle')

@@ -193,3 +193,15 @@ def test_one_open_names_the_device_once(folders, monkeypatch):
         names.clear()
         opened = backend_factory.open_backend(spec)[1]
         assert names == [' CPU '] and spec.device == 'cpu' and not opened.network_on_gpu
+
+
+def test_export_its_check_and_quantization_open_engines_only_through_the_spec():
+    """``export`` takes the Paddle model opened from a ``ModelSpec`` (``spec.dygraph_backend``), and its
+    check and quantization open the exported folder through ``spec.exported_backend``: no engine class
+    is built there with arguments of their own (the spec's threads reach every engine)."""
+    from tests.helpers import REPO_DIR
+    for path in ('model/inference/export.py', 'model/inference/quantize.py'):
+        source = (REPO_DIR / path).read_text()
+        built = [name for name in ('DygraphBackend', 'InferenceBackend', 'OnnxBackend', 'OpenVinoBackend')
+                 if f'{name}(' in source]
+        assert not built and 'exported_backend(' in source, (path, built)

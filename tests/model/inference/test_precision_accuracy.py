@@ -23,6 +23,7 @@ from solov2.model.inference.openvino_backend import OpenVinoBackend, has_bf16
 from solov2.model.inference.pipeline import Predictor
 from solov2.model.inference.predicting import predict_coco
 from solov2.model.inference.quantize import quantize_model
+from solov2.model.inference.spec import ModelSpec
 from solov2.tools.make_shapes_dataset import generate_split
 from tests.helpers import shipped_onnx_export
 
@@ -38,7 +39,8 @@ def shapes(tmp_path_factory):
     write_json(generate_split(root, 'val', 60, 256, seed=12345), str(root / 'val.json'))
     generate_split(root / 'calibration', 'train', 16, 256, seed=777)
     shipped_onnx_export(root / 'export')
-    quantize_model(str(root / 'export'), sorted((root / 'calibration' / 'train').glob('*.jpg')), root / 'int8')
+    quantize_model(ModelSpec(backend='openvino', model_dir=str(root / 'export')),
+                   sorted((root / 'calibration' / 'train').glob('*.jpg')), root / 'int8')
     return root
 
 

@@ -39,6 +39,7 @@ from solov2.model.inference.quantize import (
     prepare_images,
     reverted_operations,
 )
+from solov2.model.inference.spec import ModelSpec
 from solov2.tools import eval as eval_cli
 from solov2.tools import quantize
 from solov2.tools.make_shapes_dataset import generate_split
@@ -106,7 +107,8 @@ def test_validation_function_scores_as_eval_does(shapes, tmp_path, capsys, monke
     backend = OpenVinoBackend(str(export), threads=1)
     annotated = load_annotated(str(ann), str(val), backend.class_names)
     prepared = prepare_images(Predictor(backend), annotated.paths, lambda: None)
-    validate = coco_validation(backend, annotated, [p.image for p in prepared])
+    validate = coco_validation(ModelSpec(backend='openvino', model_dir=str(export), threads=1), annotated,
+                               [p.image for p in prepared])
     model = backend.model.clone()
     model.reshape(backend.input_shapes([1, 3, *prepared[0].chw.shape[1:]]))
     compiled = ov.Core().compile_model(model, 'CPU', {'INFERENCE_PRECISION_HINT': 'f32'})

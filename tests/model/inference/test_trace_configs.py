@@ -14,6 +14,7 @@ import pytest
 
 from solov2.config import CONFIGS, with_overrides
 from solov2.model.build import build_model
+from solov2.model.inference.dygraph_backend import DygraphBackend
 from solov2.model.inference.export import VERIFY_TOLERANCE, compare_outputs, export
 from solov2.model.inference.export_network import ExportableSOLOv2, save_inference_model
 
@@ -28,7 +29,7 @@ SMALL_GRIDS = ['num_grids=(8, 6, 4, 3, 2)']     # the same graph (grids change n
 @pytest.mark.parametrize('number', NUMBERS)
 def test_every_config_traces_to_what_dygraph_computes(number, tmp_path):
     paddle.seed(number)
-    lines = export(number, CONFIGS[number], None, tmp_path / 'export', fmt='paddle')
+    lines = export(DygraphBackend(CONFIGS[number], None, 'cpu'), number, tmp_path / 'export', fmt='paddle')
     assert [line for line in lines if line.startswith('inference: max abs diff vs dygraph')], lines
 
 
