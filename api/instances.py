@@ -86,9 +86,10 @@ class Instances:
         if isinstance(index, (int, np.integer)) and not isinstance(index, (bool, np.bool_)):
             if not -len(self) <= index < len(self):
                 raise IndexError(f'instance {index} of {len(self)}')
-            label = int(self.labels[index])
-            return Instance(self.crops.crop(index), label, self.class_names[label], float(self.scores[index]),
-                            self.crops.box(index), self.image_size)
+            one = [int(index) % len(self)]          # the record's fields (RECORD_FIELDS) make the Instance
+            [record] = instance_records(self.crops[one], self.labels[one], self.scores[one], self.class_names, 'none')
+            record['box'] = tuple(record['box'])
+            return Instance(self.crops.crop(index), image_size=self.image_size, **record)
         keep = index if isinstance(index, slice) else self._indices(index)
         return Instances(self.crops[keep], self.labels[keep], self.scores[keep], self.class_names)
 

@@ -83,6 +83,10 @@ RECORD_FIELDS = (('label', int, 'the index of its class in class_names'), ('name
 MASK_FIELDS = (('rle', 'mask', dict, 'with masks=rle (the default)'), ('polygons', 'polygons', list[list[int]],
                'with masks=polygons: each part of the mask as a flat [x0, y0, x1, y1, ...] list of its outline'))
 MASK_KEYS = {form: key for form, key, _, _ in MASK_FIELDS}
+# A record's key as a COCO result record names it (`instances_to_coco`); the others keep theirs (COCO results
+# take extra keys): a field added to RECORD_FIELDS reaches the COCO records with no change here.
+COCO_KEYS = {'label': 'category_id', 'name': 'category_name', 'box': 'bbox', 'mask': 'segmentation'}
+COCO_ORDER = ('image_id', 'category_id', 'segmentation', 'score', 'bbox')     # COCO's own keys first
 MASK_FORMS = (*MASK_KEYS, 'none')
 # The least score of an instance shown to a person (the API's, the service's and the demo's answers and
 # drawings), as mmdetection's inferencer (0.3): at the defaults SOLOv2 also answers lower-scored duplicates
@@ -120,18 +124,21 @@ def instances_to_coco(
     file_name: str | None = None,
     class_names: Sequence[str] | None = None,
 ) -> list[dict[str, Any]]:
-    """COCO result records `{image_id, category_id, segmentation, score, bbox}` (then `file_name`
-    and `category_name` when given) for one image, from `instance_records` of `masks` (`CroppedMasks`,
+    """COCO result records `{image_id, category_id, segmentation, score, bbox}`, every other field of the
+    record under its own key (`COCO_KEYS`), then `file_name` and `category_name` when given, for one
+    image, from `instance_records` of `masks` (`CroppedMasks`,
     or `[N, H, W] bool` with their tight `boxes` `[N, 4]` when known), `labels` `[N] int` and `scores`
     `[N] float`. `label_to_category_id[label]`: the category id (None: left out; default label + 1)."""
     records = []
     for one in instance_records(as_cropped(masks, boxes), labels, scores, class_names):
         category = one['label'] + 1 if label_to_category_id is None else label_to_category_id[one['label']]
         if category is not None:
-            records.append({'image_id': int(image_id), 'category_id': int(category), 'segmentation': one['mask'],
-                            'score': one['score'], 'bbox': coco_bbox(one['box']),
+            one.update(label=int(category), box=coco_bbox(one['box']))
+            record = {'image_id': int(image_id), **{COCO_KEYS.get(key, key): value for key, value in one.items()}}
+            name = record.pop('category_name')
+            records.append({**{key: record.pop(key) for key in COCO_ORDER}, **record,
                             **({} if file_name is None else {'file_name': file_name}),
-                            **({} if class_names is None else {'category_name': one['name']})})
+                            **({} if class_names is None else {'category_name': name})})
     return records
 
 

@@ -254,7 +254,7 @@ def create_app(settings: ServeSettings, load_first: bool = False, segmenter: Opt
     async def count(request: Request, call_next):
         """Name the request (a sane X-Request-ID or a new id), answer a failure as a JSON 500,
         close the connection after a refusal that left a body unread, count and log it with the
-        client's address (behind a proxy that uvicorn trusts, ``--forwarded-allow-ips``, the one it forwards)."""
+        client's address (behind a proxy that uvicorn trusts, the one it forwards)."""
         began, given = time.perf_counter(), request.headers.get('x-request-id', '')
         request.state.request_id = given if REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
         try:

@@ -119,7 +119,7 @@ def where_to_change_what() -> List[str]:
 def defines(path: str, name: str) -> bool:
     """Whether the module at ``path`` defines ``name`` at its top level (def, class or assignment)."""
     source = (REPO_DIR / path).read_text(encoding='utf-8')
-    return re.search(rf'^(?:def |class ){name}\b|^{name}\s*[:=]', source, re.MULTILINE) is not None
+    return re.search(rf'^(?:def |async def |class ){name}\b|^{name}\s*[:=]', source, re.MULTILINE) is not None
 
 
 def missing_in_row(row: str) -> List[str]:

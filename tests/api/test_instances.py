@@ -211,3 +211,26 @@ def test_a_stored_result_costs_what_its_objects_cost_not_its_soft_masks(use):
     assert soft > 25_000_000 and 0 < objects < soft / 10
     shown = result.masks.nbytes if use == 'masks' else 0             # [N, H, W] bool asked for: kept
     assert held < 2 * objects + shown + 200_000, f'{use}: {held} bytes held for {objects} bytes of crops'
+
+
+def test_a_field_added_to_the_record_reaches_every_answer_and_the_instance_declares_each(three, monkeypatch):
+    """The record (``RECORD_FIELDS``, made by ``instance_records``) drives the answers: a field added
+    there (here ``area``, as a contributor would) reaches ``to_dict()`` and the COCO records with no
+    other change, and ``Instance`` is made from the record, so its fields are the record's plus the
+    crop and the picture's size (a field it does not declare fails here and in ``three[0]``)."""
+    import dataclasses
+
+    from solov2.data import results
+    assert [field.name for field in dataclasses.fields(Instance)] == \
+        ['crop', *(key for key, _, _ in RECORD_FIELDS), 'image_size']
+    made = results.instance_records
+
+    def with_area(masks, *args, **kwargs):
+        return [{**record, 'area': int(masks.crop(index).sum())} for index, record in
+                enumerate(made(masks, *args, **kwargs))]
+    monkeypatch.setattr(results, 'instance_records', with_area)
+    monkeypatch.setattr('solov2.api.instances.instance_records', with_area)
+    assert [one['area'] for one in three.to_dict()['instances']] == [12, 5, 1]
+    assert [one['area'] for one in three.to_coco(1)] == [12, 5, 1]
+    with pytest.raises(TypeError, match="unexpected keyword argument 'area'"):
+        three[0]

@@ -48,3 +48,14 @@ def test_every_setting_has_one_flag_with_its_default_and_its_bound(capsys):
         assert f'argument {flag}: takes a ' in capsys.readouterr().err
         with pytest.raises(InputError, match=f'{field.name}= takes a '):
             ServeSettings(SMALL_MODEL, **{field.name: past})
+
+
+def test_every_query_parameter_is_described_once_and_documented():
+    """``/v1/segment``'s query parameters: each described in ``schema.QUERY`` (what the OpenAPI
+    says of it), none described that the route does not take, each named in docs/serving.md's routes."""
+    from solov2.serving.schema import QUERY
+    from tests.helpers import REPO_DIR
+    parameters = create_app(ServeSettings(SMALL_MODEL)).openapi()['paths']['/v1/segment']['post']['parameters']
+    assert {one['name']: one['description'] for one in parameters} == QUERY
+    routes = (REPO_DIR / 'docs' / 'serving.md').read_text().split('Routes:', 1)[1].split('## ', 1)[0]
+    assert [name for name in QUERY if f'`{name}' not in routes] == []
