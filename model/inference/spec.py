@@ -44,6 +44,12 @@ class ModelSpec(ModelFields):
     tensorrt: bool = False
     fast_decode: bool = False
 
+    def __post_init__(self):
+        """Normalised once, when made (``ModelFields``'s paths and overrides, and ``device`` named as the
+        toolkit names it: InputError for a name that is no device), so every reader sees one spelling."""
+        super().__post_init__()
+        object.__setattr__(self, 'device', device_name(self.device))
+
     def check(self, named: Optional[Callable[[Optional[str], Optional[int]], Optional[int]]] = None
               ) -> Optional[int]:
         """InputError (BackendError for the engine's choices) naming the field that cannot work, without
@@ -65,7 +71,7 @@ class ModelSpec(ModelFields):
                                ' (auto chooses bf16 itself where the CPU has it and it keeps the f32 instances)')
         if self.model_dir and backend not in EXPORTED:
             raise BackendError(param('model_dir'), ' needs ', param('backend', *EXPORTED), f' (not {backend})')
-        object.__setattr__(self, 'device', device := device_name(self.device))    # named once: read as it is after
+        device = self.device
         if self.tensorrt and (backend not in ('inference', 'onnx') or device is None or not on_gpu(device)):
             raise BackendError(param('tensorrt'), ' needs ', param('backend', 'inference', 'onnx'), ' and a GPU ',
                                param('device'))
