@@ -38,7 +38,7 @@ from solov2.core.errors import InputError  # noqa: E402
 from solov2.data.files import check_folder  # noqa: E402
 from solov2.model.inference.exported_folder import read_infer_cfg  # noqa: E402
 from solov2.model.inference.media import list_images  # noqa: E402
-from solov2.model.inference.quantize import Pass, load_annotated, quantize_model  # noqa: E402
+from solov2.model.inference.quantize import Pass, compile_here, load_annotated, quantize_model  # noqa: E402
 from solov2.model.inference.spec import ModelSpec  # noqa: E402
 from solov2.tools.cli import DownloadProgress, Progress, at_least, command, make_parser  # noqa: E402
 
@@ -96,6 +96,9 @@ def main(argv) -> int:
           f'convolutions kept in f32)')
     if annotated:
         print(control_line(summary['accuracy_control']))
+    models, seconds = compile_here(out)
+    print(f'compiled its {models} size-bucket models for this CPU into the cache in {seconds:.1f} s: a run here '
+          'loads them')
     print(f'run it: --backend openvino --precision int8 --model-dir {out}')
     return 0
 

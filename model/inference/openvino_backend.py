@@ -6,6 +6,7 @@ behind our workers on a shared core). INT8, and f32 padded to size buckets (``op
 model per input size (INT8 drifts on dynamic sizes); bf16 (it would round the regions graph's sizes)
 and f32 otherwise one dynamic-shape model. Safe from many threads (``RequestPool``; one compile at a time).
 """
+import locale
 import logging
 import queue
 import threading
@@ -71,6 +72,31 @@ class RequestPool:
             return request.infer(inputs)
         finally:
             self.idle.put(request)
+
+
+class KeptLocale:
+    """A block after which the process's locale is what it was before the first of the blocks running
+    at once (from any thread) began. Why: OpenVINO's compile with a model cache (``CACHE_DIR``) sets the
+    whole process's locale to "C" (OpenVINO 2026.4: C.UTF-8 became C, so the host's text files turned
+    ASCII); its compiles run in parallel (``compile_ahead``), so only the last to end puts it back."""
+
+    def __init__(self):
+        self.lock, self.running, self.saved = threading.Lock(), 0, ''
+
+    def __enter__(self):
+        with self.lock:
+            if not self.running:
+                self.saved = locale.setlocale(locale.LC_ALL)
+            self.running += 1
+
+    def __exit__(self, *exc):
+        with self.lock:
+            self.running -= 1
+            if not self.running and locale.setlocale(locale.LC_ALL) != self.saved:
+                locale.setlocale(locale.LC_ALL, self.saved)
+
+
+KEPT_LOCALE = KeptLocale()
 
 
 class OpenVinoBackend(ExportedBackend):
@@ -174,7 +200,8 @@ class OpenVinoBackend(ExportedBackend):
         if shape is not None:
             model.reshape(self.input_shapes(shape))
         began = time.perf_counter()
-        compiled = self.core.compile_model(model, 'CPU', self.properties)
+        with KEPT_LOCALE:
+            compiled = self.core.compile_model(model, 'CPU', self.properties)
         seconds = time.perf_counter() - began
         if shape is not None:
             self.compile_seconds[shape] = seconds

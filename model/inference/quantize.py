@@ -17,6 +17,7 @@ from typing import Callable, List, NamedTuple, Optional, Sequence, Set, Tuple, U
 import numpy as np
 from pycocotools.coco import COCO
 
+from solov2.core.cache import compiled_cache
 from solov2.core.errors import InputError, param
 from solov2.data.coco import CocoDataset
 from solov2.data.files import build_folder
@@ -294,6 +295,17 @@ def quantize_model(spec: ModelSpec, paths: Sequence[Path], out_dir: Path, keep_d
         files['accuracy_control'] = summary['accuracy_control']
     save_int8(quantized, dict(backend.info, files={INT8_FILES: files}), out_dir)
     return summary
+
+
+def compile_here(int8_dir: Path, cache_dir: Optional[str] = None, threads: int = 0) -> Tuple[int, float]:
+    """Compile the INT8 folder's bucket models for this CPU (batches of one, ``threads`` as a later run
+    takes them) into the cache's compiled models (``core.cache.compiled_cache``), so that a later run
+    here loads them instead of compiling one per new size on its first pictures; (models, seconds)."""
+    engine = exported_backend(ModelSpec(backend='openvino', model_dir=str(int8_dir), precision='int8', threads=threads),
+                              compiled_cache(cache_dir))
+    began = time.perf_counter()
+    engine.compile_ahead(1)
+    return len(cast(OpenVinoBackend, engine).compiled), time.perf_counter() - began
 
 
 def save_int8(quantized, info: dict, out_dir: Path) -> None:

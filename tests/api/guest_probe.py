@@ -11,6 +11,7 @@ import ctypes
 import importlib
 import importlib.util
 import json
+import locale
 import logging
 import os
 import signal
@@ -97,7 +98,8 @@ def process_state(blas_libraries, logger_names) -> dict:
             'matplotlib backend': matplotlib_backend(), 'pyplot imported': 'matplotlib.pyplot' in sys.modules,
             'signal handlers': signal_handlers(), 'loggers': loggers(logger_names),
             'logging disabled below': logging.root.manager.disable, 'warning filters': list(warnings.filters),
-            'working directory': os.getcwd(), 'mallopt calls': list(MALLOPT_CALLS)}
+            'working directory': os.getcwd(), 'mallopt calls': list(MALLOPT_CALLS),
+            'locale': locale.setlocale(locale.LC_ALL)}
 
 
 def configured_toolkit_loggers() -> list:

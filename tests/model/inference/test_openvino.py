@@ -17,8 +17,11 @@ import contextlib
 import io
 import json
 import logging
+import os
 import re
 import shutil
+import subprocess
+import sys
 import threading
 import warnings
 from concurrent.futures import ThreadPoolExecutor
@@ -68,7 +71,7 @@ from solov2.model.inference.postprocess import paste_in_boxes
 from solov2.model.inference.quantize import region_operations
 from solov2.model.inference.spec import ModelSpec
 from solov2.tools import demo, export_model, quantize
-from tests.helpers import GPU_HERE, built_once, cpu_default, dcn_export_refused, soft_detections
+from tests.helpers import GPU_HERE, REPO_DIR, built_once, cpu_default, dcn_export_refused, soft_detections
 from tests.model.inference.test_export import (
     DEMO_OPTS,
     MIN_MASK_IOU,
@@ -662,6 +665,22 @@ def test_compiled_models_are_kept_in_the_cache(hot, tmp_path, monkeypatch):  # n
     assert [(e.path.name, e.state) for e in entries] == [(COMPILED, 'current')]
 
 
+def test_a_compile_into_the_cache_leaves_the_process_locale(coco_small, tmp_path):
+    """OpenVINO's first compile of an INT8 model with a model cache in a process sets the whole
+    process's locale to "C" (a C.UTF-8 host's text files then turn ASCII): the engine puts the host's
+    back, after compile_ahead's parallel compiles and after a compile on a first call alike. In a fresh
+    process, as it happens once a process."""
+    code = ('import locale, sys; import numpy as np; locale.setlocale(locale.LC_ALL, "C.UTF-8"); '
+            'from solov2.model.inference.openvino_backend import OpenVinoBackend; '
+            f'int8 = OpenVinoBackend({str(coco_small[1])!r}, threads=1, precision="int8", '
+            f'compiled_cache={str(tmp_path)!r}); int8.compile_ahead(1); print(locale.setlocale(locale.LC_ALL)); '
+            'int8.run_numpy(np.zeros((1, 3, 64, 64), np.float32)); print(locale.setlocale(locale.LC_ALL))')
+    done = subprocess.run([sys.executable, '-c', code], cwd=REPO_DIR, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, 'PYTHONPATH': str(REPO_DIR)})
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ['C.UTF-8', 'C.UTF-8'] and list(tmp_path.glob('*.blob'))
+
+
 def test_the_choice_is_keyed_by_cpu_features_threads_and_precision(tmp_path):
     """A cache folder shared by two machines, or run with other thread counts, keeps one choice
     each: the key names the CPU features the engines' speed depends on, the threads and the precision."""
@@ -688,6 +707,7 @@ def test_quantize_writes_an_int8_folder_the_backend_runs(coco_small, image_dir, 
     f32, out, compiled = coco_small
     printed = (out.parent / PRINTED).read_text()
     assert 'convolutions kept in f32' in printed and 'at 128x128' in printed
+    assert re.search(r'compiled its \d+ size-bucket models for this CPU into the cache in [\d.]+ s', printed)
     assert 'INFO:nncf' not in printed and 'Not adding activation' not in printed    # NNCF's notes stay quiet
     info = json.loads((out / 'infer_cfg.json').read_text())
     assert info['files']['openvino_int8']['kept_f32'] and 'onnx' not in info['files']
