@@ -58,7 +58,8 @@ def validation_ap(model: paddle.nn.Layer, cfg, processes: Processes, placement: 
     """COCO mask AP in percent (``evaluate``) of ``model`` (in eval mode) on the config's
     validation set, shared out among the run's ``processes``, each network call on the run's
     ``placement``: training's evaluation."""
-    return evaluate(run_on(model, cfg, placement), *val_set(cfg), processes=processes)
+    with run_on(model, cfg, placement) as predictor:
+        return evaluate(predictor, *val_set(cfg), processes=processes)
 
 
 def run_on(model: paddle.nn.Layer, cfg, placement: Placement) -> Predictor:
@@ -79,9 +80,9 @@ def first_val_image(ann: str, images: str) -> str:
 def val_picture(model: paddle.nn.Layer, cfg, placement: Placement) -> np.ndarray:
     """The first validation image with ``model``'s (in eval mode, run on ``placement``) instances
     drawn, [H, W, 3] uint8 RGB."""
-    predictor = run_on(model, cfg, placement)
-    image = predictor.read(first_val_image(*val_set(cfg)))
-    result = predictor.detect(image)
+    with run_on(model, cfg, placement) as predictor:
+        image = predictor.read(first_val_image(*val_set(cfg)))
+        result = predictor.detect(image)
     return draw_instances(image, result.masks, result.labels, result.scores, cfg.class_names, 0.3)
 
 

@@ -199,7 +199,7 @@ class Service:
         they hold (the network's queue runs until it is empty)."""
         self.problem = STOPPING
         if self.predictor is not None:
-            self.predictor.workers.shutdown(wait=True)
+            self.predictor.close(wait=True)
 
     def check_room(self, what: str) -> None:
         """503 with Retry-After when as many of ``what`` are held as its share of its setting allows

@@ -130,13 +130,13 @@ def main(argv) -> int:
         raise InputError('--video and --camera run in one process — start demo.py without '
                          'paddle.distributed.launch (images and folders are shared out among its processes)')
     number, backend = open_backend(spec, processes=processes, checked=True, progress=cli.ExportStages())
-    predictor = Predictor(backend)
     where = f'{backend.label} backend, {spec.model_dir or spec.weights}'
     announce_config(number, backend.cfg, spec.overrides, args.verbose, where)
-    dumper = outputs.InputDumper(args.dump_inputs, predictor, number) if args.dump_inputs else None
-    draw = outputs.DrawOptions(args.draw_threshold, [] if args.save_json else None, dumper, args.warmup,
-                               args.batch_size, labelme, args.labelme_shapes)
-    done = gather_outputs(draw, segment(args, predictor, draw, targets, processes), processes)
+    with Predictor(backend) as predictor:
+        dumper = outputs.InputDumper(args.dump_inputs, predictor, number) if args.dump_inputs else None
+        draw = outputs.DrawOptions(args.draw_threshold, [] if args.save_json else None, dumper, args.warmup,
+                                   args.batch_size, labelme, args.labelme_shapes)
+        done = gather_outputs(draw, segment(args, predictor, draw, targets, processes), processes)
     if processes.main and draw.dumper is not None:
         print(f'wrote {len(draw.dumper.entries)} inputs and {draw.dumper.close()}')
     if processes.main and args.save_json:

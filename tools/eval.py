@@ -89,8 +89,9 @@ def load_records(args, number, backend, coco, dataset, ann: str, processes: Proc
     mine = counts[processes.rank]
     cli.set_status(lambda: f'stopped while predicting {mine} images of {ann}; nothing was written')
     bar = cli.Progress(mine, 'predict ')
-    records = predict_coco(Predictor(backend, fast_decode=args.fast_decode), coco, str(dataset.image_dir),
-                           dataset.label_to_category_id, bar.update, processes, args.batch_size)
+    with Predictor(backend, fast_decode=args.fast_decode) as predictor:
+        records = predict_coco(predictor, coco, str(dataset.image_dir), dataset.label_to_category_id, bar.update,
+                               processes, args.batch_size)
     bar.close()
     seconds = time.perf_counter() - bar.start
     who = f'process {processes.rank} of {processes.world}: ' if processes.world > 1 else ''

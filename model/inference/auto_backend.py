@@ -106,13 +106,13 @@ def bf16_problem(f32: Backend, bf16: Backend, images: Sequence[str] = ()) -> Opt
     """None when ``bf16`` keeps ``f32``'s answer on each of ``images`` (default: the sample
     pictures, ``core.paths.SAMPLE_IMAGES``): its instances scored ``SEEN_SCORE`` or more, or where
     none is, its best one and those as high (``instance_match``), else on which picture not and how."""
-    fast, exact = Predictor(bf16), Predictor(f32)
-    for path in images or sorted(Path(SAMPLE_IMAGES).glob('*.jpg')):
-        want = exact.detect(image := exact.read(path))
-        floor = min(SEEN_SCORE, max(map(float, want.scores), default=SEEN_SCORE))
-        problem = disagreement(compare_instances(fast.detect(image), want, floor))
-        if problem:
-            return f'{Path(path).name}: {problem}'
+    with Predictor(bf16) as fast, Predictor(f32) as exact:
+        for path in images or sorted(Path(SAMPLE_IMAGES).glob('*.jpg')):
+            want = exact.detect(image := exact.read(path))
+            floor = min(SEEN_SCORE, max(map(float, want.scores), default=SEEN_SCORE))
+            problem = disagreement(compare_instances(fast.detect(image), want, floor))
+            if problem:
+                return f'{Path(path).name}: {problem}'
     return None
 
 

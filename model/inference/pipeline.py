@@ -126,6 +126,19 @@ class Predictor:
         self.workers = ThreadPoolExecutor(count, 'solov2-finish')
         self.budget = MemoryBudget(IN_FLIGHT_SHARE * (count + 1) if in_flight_bytes is None else in_flight_bytes)
 
+    def close(self, wait: bool = False) -> None:
+        """Stop the ``workers`` once they have finished what they hold (``wait``: until then). A predictor
+        made for one job is closed when it ends (``with``): an idle worker would otherwise hold the
+        process at exit, which an interrupt can leave out of the interpreter's own shutdown (Ctrl-C
+        between starting a worker and registering it)."""
+        self.workers.shutdown(wait=wait)
+
+    def __enter__(self) -> 'Predictor':
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
     def read(self, image: Image, channels: str = 'bgr', max_pixels: Optional[int] = None,
              what: Optional[str] = None) -> np.ndarray:
         """[H, W, 3] uint8 RGB of a picture however it comes (``PictureReader.read``)."""

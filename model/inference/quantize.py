@@ -147,9 +147,11 @@ def coco_validation(spec: ModelSpec, annotated: AnnotatedImages, images: Sequenc
     def validate(compiled, indices):
         ids = {index: annotated.image_ids[index] for index in indices}
         engine = exported_backend(spec, compiled_model=compiled)
-        found = Predictor(engine).run_pictures(ids, images.__getitem__, lambda index, _, found: (
-            instances_to_coco(ids[index], found.masks, found.labels, found.scores, annotated.label_to_category_id)))
-        return mask_ap(annotated.coco, [record for _, records in found for record in records], list(ids.values())), None
+        with Predictor(engine) as predictor:
+            records = [record for _, found in predictor.run_pictures(ids, images.__getitem__, lambda index, _, found: (
+                instances_to_coco(ids[index], found.masks, found.labels, found.scores, annotated.label_to_category_id)))
+                for record in found]
+        return mask_ap(annotated.coco, records, list(ids.values())), None
     return validate
 
 

@@ -1,6 +1,7 @@
 """The Python API (solov2.api): Segmenter on a path, arrays of either channel order, a folder
 stream and a video, Instances' helpers, evaluate() against eval.py, and bad input in one line."""
 import logging
+import threading
 
 import cv2
 import numpy as np
@@ -139,7 +140,8 @@ def test_evaluate_equals_eval_py(seg, tmp_path, capsys):
 
 def test_every_door_goes_through_the_predictors_loop(seg, tmp_path, monkeypatch):
     """One picture, a list, a stream, the demo, evaluation, training's evaluation and picture and
-    'auto''s bf16 check each run ``Predictor.run_pictures``, the one loop (one picture: a list of one)."""
+    'auto''s bf16 check each run ``Predictor.run_pictures``, the one loop (one picture: a list of one);
+    a door that makes its own predictor closes it, so that no worker of it outlives the call."""
     from solov2.api.training import val_picture, validation_ap
     from solov2.model.distributed import SINGLE
     from solov2.model.inference.auto_backend import bf16_problem
@@ -157,9 +159,12 @@ def test_every_door_goes_through_the_predictors_loop(seg, tmp_path, monkeypatch)
              "training's picture": lambda: val_picture(model, cfg, placement),
              "auto's bf16 check": lambda: bf16_problem(seg.backend, seg.backend, [IMAGES[0]])}
     for door, call in doors.items():
-        before = len(loops)
+        before, threads = len(loops), set(threading.enumerate())
         call()
         assert len(loops) > before, door
+        for left in set(threading.enumerate()) - threads - seg.predictor.workers._threads:
+            left.join(10)
+            assert not left.is_alive(), (door, left.name)
 
 
 def test_overrides_as_a_dict_or_a_list(seg):

@@ -2,6 +2,7 @@
 precision unset, on a CPU with native bf16 (avx512_bf16 or AMX, stood in for here: this
 module's CPU need not have it), and is timed only when it keeps f32's instances
 (model/inference/instance_match.py); where a bf16 CPU runs f32, one line says why."""
+import contextlib
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -70,8 +71,8 @@ LOW = _detections(BOXES[:2], [0, 1], [0.25, 0.2])      # a model that scores not
 def test_where_f32_scores_nothing_seen_its_best_instances_are_compared(bf16, problem, monkeypatch):
     """A picture where f32 scores no instance ``SEEN_SCORE`` high (a COCO model on the sample pictures)
     is not a pass on no evidence: f32's best instance and those as high are compared."""
-    monkeypatch.setattr(auto_backend, 'Predictor', lambda backend: SimpleNamespace(detect=lambda image: backend,
-                                                                                   read=lambda path: None))
+    monkeypatch.setattr(auto_backend, 'Predictor', lambda backend: contextlib.nullcontext(SimpleNamespace(
+        detect=lambda image: backend, read=lambda path: None)))
     found = auto_backend.bf16_problem(LOW, bf16, ['a.jpg'])  # type: ignore[arg-type]
     assert found is None if problem is None else problem in found
 
