@@ -48,11 +48,11 @@ from solov2.serving.limits import (
 from solov2.serving.metrics import Metrics
 from solov2.serving.schema import QUERY, Alive, Answer, Model, Ready, openapi_of, picture_body, refusals
 from solov2.serving.settings import ServeSettings
+from solov2.serving.wire import LOADING
 
 LOG = logging.getLogger(__name__)
 RETRY = {'Retry-After': '1'}
 REQUEST_ID = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]{1,128}")      # a sane X-Request-ID: an HTTP token, bounded
-LOADING = 'the model is loading'
 STOPPING = 'the service is stopping'
 SLOTS = {'uploads': ('max_uploads', 'uploads being received', 1), 'in flight': ('queue_size', 'requests in flight', 1),
          'large in flight': ('queue_size', 'large pictures in flight', 2)}

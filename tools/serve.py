@@ -10,14 +10,15 @@ score_threshold, min_score, max_instances, masks=rle|polygons|none), GET /v1/mod
 opens beside it (/readyz 503 with the reason meanwhile, e.g. the one-time export of --backend
 auto); weights that do not load end it in one line, exit 2; SIGTERM or Ctrl-C meanwhile end it
 at once. Once ready, SIGTERM or Ctrl-C stop taking requests (/readyz 503, the port open),
-finish those in flight (up to --timeout-s) and exit 0. With --workers N a child process opens
-the model once (auto: exports it) before the port opens, then N processes serve it while this
-one, holding no model, watches them. The application is ``solov2.serving.app``;
+finish those in flight (up to --timeout-s) and exit 0. With --workers N the port opens at once
+too (answering 503 meanwhile) while a child process opens the model once (auto: exports it), then
+N processes serve it while this one, holding no model, watches them. The application is ``solov2.serving.app``;
 docs/serving.md says how to call it, its settings, metrics and scaling out (Ray Serve too).
 """
 import argparse
 import contextlib
 import dataclasses
+import inspect
 import json
 import multiprocessing
 import os
@@ -25,6 +26,7 @@ import re
 import signal
 import sys
 import threading
+from typing import Iterator
 
 if __package__ in (None, ''):
     import _bootstrap  # noqa: F401  (script mode: make the project importable)
@@ -134,27 +136,55 @@ def serve(settings, options) -> None:
             failures.append(service.failure)
             server.should_exit = True
     app = create_app(settings, on_loaded=loaded)
-    server = uvicorn_server(uvicorn.Config(app, **options, **server_options(settings)), app)
+    server = uvicorn_server(uvicorn.Config(app, **options, **server_options(settings.timeout_s)), app)
     server.run()
     if failures:
         raise failures[0]
 
 
-def server_options(settings) -> dict:
+def server_options(timeout_s: float) -> dict:
     """uvicorn's options for the service (``wire.SERVER_OPTIONS``); a stop waits a little past the deadline."""
     from solov2.serving.wire import SERVER_OPTIONS
-    return {**SERVER_OPTIONS, 'timeout_graceful_shutdown': int(settings.timeout_s) + 1}
+    return {**SERVER_OPTIONS, 'timeout_graceful_shutdown': int(timeout_s) + 1}
+
+
+@contextlib.contextmanager
+def answering_meanwhile(sock) -> Iterator[None]:
+    """The listening ``sock`` of --workers answered by ``wire.opening_app`` in a thread for the block (on a
+    copy of it, which the thread closes: connections that come after wait in ``sock``'s backlog), its
+    start and stop not logged (uvicorn's loggers at warning: the caller's ``Config.configure_logging`` after)."""
+    import uvicorn
+
+    from solov2.serving.wire import opening_app
+    server = uvicorn.Server(uvicorn.Config(opening_app, lifespan='off', log_level='warning', access_log=False))
+    thread = threading.Thread(target=server.run, kwargs={'sockets': [sock.dup()]}, name='solov2-serve-opening')
+    thread.start()
+    try:
+        yield
+    finally:
+        server.should_exit = True
+        thread.join()
+
+
+def supervise(config, sock) -> None:
+    """``uvicorn.run``'s --workers run (its supervisor, ``Multiprocess``) on ``sock``, bound and listening
+    already (uvicorn 0.30 to 0.50 take the server's ``target`` too)."""
+    import uvicorn
+    from uvicorn.supervisors import Multiprocess
+    target = {'target': uvicorn.Server(config).run} if 'target' in inspect.signature(Multiprocess).parameters else {}
+    with contextlib.suppress(KeyboardInterrupt):
+        Multiprocess(config, sockets=[sock], **target).run()
 
 
 def open_once(argv, sender) -> None:
-    """--workers' first step, in a child process: the model opened once, [settings, options] sent as JSON."""
+    """--workers' first step, in a child process: the model opened once, its settings sent as JSON."""
     @cli.command
     def run(argv) -> int:
         settings = settings_of(parse_args(argv))        # Paddle imported here first
         cli.tune_for(settings.model.device, settings.model.threads)
         from solov2.api.segmenter import Segmenter
         cli.interruptible_load(lambda: Segmenter(settings.model)).close()
-        sender.send(json.dumps([dataclasses.asdict(settings), server_options(settings)]))
+        sender.send(json.dumps(dataclasses.asdict(settings)))
         return 0
     sys.exit(run(argv))
 
@@ -192,11 +222,15 @@ def main(argv) -> int:
     options = {'host': args.host, 'port': args.port, 'log_level': 'info',
                'forwarded_allow_ips': args.forwarded_allow_ips}
     if args.workers > 1:        # each worker opens the model from the cache (``worker_app``) until SIGTERM or Ctrl-C
-        named, server = json.loads(opened_in_a_child(argv))
-        os.environ[SETTINGS_ENV] = json.dumps(named)
         # a worker imports Paddle and the library before it answers the supervisor's first check
-        uvicorn.run('solov2.tools.serve:worker_app', factory=True, workers=args.workers, timeout_worker_healthcheck=120,
-                    **options, **server)
+        config = uvicorn.Config('solov2.tools.serve:worker_app', factory=True, workers=args.workers,
+                                timeout_worker_healthcheck=120, **options, **server_options(args.timeout_s))
+        sock = config.bind_socket()
+        sock.listen(config.backlog)
+        with answering_meanwhile(sock):
+            os.environ[SETTINGS_ENV] = opened_in_a_child(argv)
+        config.configure_logging()
+        supervise(config, sock)
         return 0
     settings = settings_of(args)
     cli.tune_for(settings.model.device, settings.model.threads)

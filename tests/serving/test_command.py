@@ -2,8 +2,8 @@
 /readyz answers 503 meanwhile, and it exits 0, each request logged in one line, the probes
 not; --workers 2 runs two processes, each with its model, beside a parent that holds none,
 and Ctrl-C stops them with exit 0; bad settings, and weights that do not load, end in one
-line; the port answers at once, /readyz saying why it is not ready while the model exports;
-SIGTERM then ends it at once, leaving no temporary folder."""
+line; the port answers at once, /readyz saying why it is not ready while the model exports (with
+--workers too); SIGTERM then ends it at once, leaving no temporary folder."""
 import contextlib
 import os
 import re
@@ -155,8 +155,12 @@ def test_weights_that_do_not_load_end_it_in_one_line(tmp_path):
 @pytest.mark.deploy
 @pytest.mark.skipif(not installed_engines(), reason='deploy test: --backend auto exports only with '
                                                     'requirements-deploy.txt (else it opens dygraph at once)')
-def test_the_port_answers_while_the_model_exports_and_sigterm_ends_it_at_once_leaving_nothing(tmp_path):
-    process, client = start('--device', 'cpu', backend='auto', env={**os.environ, CACHE_ENV: str(tmp_path)})
+@pytest.mark.parametrize('options, reason', [([], 'the model is loading: exporting it once'),
+                                             (['--workers', '2'], 'the model is loading: opening it once')])
+def test_the_port_answers_while_the_model_exports_and_sigterm_ends_it_at_once_leaving_nothing(options, reason,
+                                                                                             tmp_path):
+    """One process, or --workers' parent while a child exports the model once."""
+    process, client = start('--device', 'cpu', *options, backend='auto', env={**os.environ, CACHE_ENV: str(tmp_path)})
     try:
         next(line for line in process.stdout if 'auto: exporting' in line)
         time.sleep(1)                                   # into the export, tens of seconds of it left
@@ -172,5 +176,5 @@ def test_the_port_answers_while_the_model_exports_and_sigterm_ends_it_at_once_le
                                                'written: run the same command again')
     assert took < 5, f'{took:.1f} s\n{output}'
     assert alive.status_code == 200 and ready.status_code == 503, output
-    assert ready.json()['error'].startswith('the model is loading: exporting it once'), ready.text
+    assert ready.json()['error'].startswith(reason), ready.text
     assert [path.name for path in tmp_path.iterdir() if path.name.startswith('.')] == [], output
