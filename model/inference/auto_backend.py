@@ -57,18 +57,14 @@ RETIME_GROW = 96           # ... on sizes this many pixels larger a side (new to
 PICTURES_PER_SIZE = 10     # a size's first call counts 1/10 (median_costs says why)
 BF16 = 'openvino bf16'     # a candidate with precision unset, on CPUs with native bf16 (BF16_FLAGS)
 BF16_FLAGS = ('avx512_bf16', 'amx_bf16')
-# The stages of a first export, in order, and roughly the share of its time gone when each
-# begins (shapes_r18 with openvino and onnx on 2 cores: the ONNX export took 78% of 29 s,
-# verifying 11%, timing 10%); ``progress(stage, fraction)`` hears them.
 STAGES = {'load': 0.0, 'export': 0.02, 'verify': 0.8, 'time': 0.9, 'done': 1.0}
 
 
 def installed_engines() -> List[str]:
     """The f32 engines ``auto`` chooses from on the CPU ('openvino', 'onnx'): those installed,
     when the ONNX exporter (paddle2onnx, onnx) is too; [] means dygraph."""
-    if not all(find_spec(name) is not None for name in ('paddle2onnx', 'onnx')):
-        return []
-    return [kind for kind, packages in _PACKAGES.items() if all(find_spec(name) is not None for name in packages)]
+    return [kind for kind, packages in _PACKAGES.items()
+            if all(find_spec(name) is not None for name in ('paddle2onnx', 'onnx', *packages))]
 
 
 def cache_key(weights: str, number: int, overrides: Sequence[str]) -> dict:
@@ -158,12 +154,12 @@ def time_engines(backends: Dict[str, Backend], batches: Sequence[np.ndarray],
     (``MIN_ROUNDS`` at least, batches allowing): engine after engine, the order reversed every other
     round (a busy moment or a slow start hits them alike), one untimed run of ``batches[0]``
     (what the engine before left running stays off the timed calls), then two on it."""
-    warm = {}
-    for kind, backend in backends.items():
-        for _ in range(TIMING_WARMUP):
-            start = clock()
-            backend.run(batches[0])
-            warm[kind] = clock() - start
+    def seconds(kind: str, batch: np.ndarray) -> float:
+        start = clock()
+        backends[kind].run(batch)
+        return clock() - start
+
+    warm = {kind: [seconds(kind, batches[0]) for _ in range(TIMING_WARMUP)][-1] for kind in backends}
     round_s = 3 * sum(warm.values())
     fit = int(budget_s // round_s) if round_s > 0 else len(batches)
     rounds = min(len(batches) - 1, max(MIN_ROUNDS, fit))
@@ -172,11 +168,7 @@ def time_engines(backends: Dict[str, Backend], batches: Sequence[np.ndarray],
     for index, batch in enumerate(batches[1:rounds + 1]):
         for kind in kinds if index % 2 == 0 else kinds[::-1]:
             backends[kind].run(batches[0])
-            stamps = [clock()]
-            for _ in range(2):
-                backends[kind].run(batch)
-                stamps.append(clock())
-            times[kind].append((1000 * (stamps[1] - stamps[0]), 1000 * (stamps[2] - stamps[1])))
+            times[kind].append((1000 * seconds(kind, batch), 1000 * seconds(kind, batch)))
     return times
 
 
@@ -281,7 +273,9 @@ def build_entry(spec: ModelSpec, cfg, key: dict, folder: Path, progress: Optiona
     (``timed_choice``, recorded under ``machine_key``), write the manifest and rename it to
     ``folder`` (``data.files.build_folder``; ``rebuild``: an entry there is replaced). When another process
     put an entry for ``key`` there first, that one stays. ``progress(stage, fraction)`` is called
-    as each of ``STAGES`` but 'done' begins. Raises ExportError."""
+    as each of ``STAGES`` but 'done' begins: the stages of a first export, in order, each with roughly the share
+    of its time gone when it begins (shapes_r18 with openvino and onnx on 2 cores: the ONNX export took 78% of
+    29 s, verifying 11%, timing 10%). Raises ExportError."""
     say = progress or (lambda stage, fraction: None)
 
     def build(tmp: Path) -> None:
