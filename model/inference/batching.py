@@ -123,14 +123,12 @@ class NetworkQueue:
             try:
                 rows = self.network([(job.chw, job.meta) for job in batch], batch[0].params,
                                     self.batching.max_padding)
-            except Exception as exc:  # a failed run fails its own pictures, never the queue
+            except BaseException as exc:  # a failed run fails its own pictures, never the queue
                 for job in batch:
                     job.future.set_exception(exc)
-                continue
-            except BaseException as exc:     # Ctrl-C in a caller's thread: the others' pictures run on
-                for job in batch:
-                    job.future.set_exception(exc)
-                self._hand_over()
+                if isinstance(exc, Exception):
+                    continue
+                self._hand_over()        # Ctrl-C in a caller's thread: the others' pictures run on
                 raise
             finally:
                 self.batching.on_batch([began - job.arrived for job in batch], time.monotonic() - began)
