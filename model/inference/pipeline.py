@@ -105,11 +105,11 @@ class Predictor:
     are read (``reading.PictureReader``: the config's pixel limit and test size, and ``fast_decode``);
     ``queue``: the network stage every caller's pictures go through (``batching.NetworkQueue``: callers
     that arrive while a batch runs share the next, as ``batching`` says; pictures on their way through
-    ``submit`` are those coming); ``workers``: the finishing threads (default ``finish_workers()``);
-    ``budget``: bytes of pictures read and not yet finished, across callers (``memory.MemoryBudget``;
-    default ``in_flight_bytes``: ``IN_FLIGHT_SHARE`` per worker and one more, 64 MiB each, so that a
-    12 MP photo, 36 MB read and prepared and 89 MB at its decoding peak, still decodes while one
-    finishes on each worker, and two never decode at once beside it)."""
+    ``submit`` are those coming); ``workers``: the finishing threads (default ``default_finish_workers``
+    for where the network runs); ``budget``: bytes of pictures read and not yet finished, across callers
+    (``memory.MemoryBudget``; default ``in_flight_bytes``: ``IN_FLIGHT_SHARE`` per worker and one more,
+    64 MiB each, so that a 12 MP photo, 36 MB read and prepared and 89 MB at its decoding peak, still
+    decodes while one finishes on each worker, and two never decode at once beside it)."""
 
     def __init__(self, engine: Backend, on_device: Optional[bool] = None, fast_decode: bool = False,
                  batching: Batching = Batching(), workers: Optional[int] = None,
@@ -122,7 +122,7 @@ class Predictor:
         self.reader = PictureReader(self.cfg.max_image_pixels, self.cfg.test_short, self.cfg.test_max, fast_decode)
         self._loading: set = set()      # pictures ``submit`` reads and prepares, coming to the network
         self.queue = NetworkQueue(self.network, engine, batching, lambda: len(self._loading))
-        count = workers or self.finish_workers()
+        count = workers or default_finish_workers(network_on_gpu=engine.network_on_gpu)
         self.workers = ThreadPoolExecutor(count, 'solov2-finish')
         self.budget = MemoryBudget(IN_FLIGHT_SHARE * (count + 1) if in_flight_bytes is None else in_flight_bytes)
 
@@ -172,10 +172,6 @@ class Predictor:
         [N, H, W]): ``postprocess_flat`` with ``params`` on its own padded size, ``paste_detections``."""
         return row if self.on_device else finish_outputs(row, meta, params or self.params)
 
-    def finish_workers(self) -> int:
-        """Finishing workers by default: ``default_finish_workers`` for where the network runs."""
-        return default_finish_workers(network_on_gpu=self.engine.network_on_gpu)
-
     def detect(self, image: np.ndarray, params: Optional[InferenceParams] = None) -> Detections:
         """[H, W, 3] uint8 RGB -> its instances (masks [N, H, W] on it): ``run_pictures`` on a list of one."""
         [(_, found)] = self.run_pictures([image], lambda rgb: rgb, params=params)
@@ -201,8 +197,15 @@ class Predictor:
         size = at_least_one('batch_size', batch_size)
         self.engine.check_batch(size)
 
+        def load_one(item: Any) -> Any:
+            try:
+                image = read(item)
+                return Prepared(image, *self.prepare(image))
+            except Exception as exc:  # a bad input is reported by the caller, not fatal to the others
+                return exc
+
         def load(chunk):
-            return [_prepare(self, read, item) for item in chunk]
+            return [load_one(item) for item in chunk]
 
         def model(loaded):
             return self.queue.run([(p.chw, p.meta) for p in loaded if isinstance(p, Prepared)], params or self.params)
@@ -262,17 +265,10 @@ class Predictor:
         return answer
 
 
-def _prepare(predictor: Predictor, read: Callable[[Any], np.ndarray], item: Any):
-    try:
-        image = read(item)
-        return Prepared(image, *predictor.prepare(image))
-    except Exception as exc:  # a bad input is reported by the caller, not fatal to the others
-        return exc
-
-
 def _run(chunks_in: Iterable[list], load, model, finish, finishers: ThreadPoolExecutor, prefetch: int, window: int,
          budget: MemoryBudget, stats: PipelineStats, cost: Callable[[Any], Optional[int]]) -> Iterator[list]:
-    """``finish(chunk, loaded, model(loaded))`` for each chunk, in order, ``loaded = load(chunk)``."""
+    """``finish(chunk, loaded, model(loaded))`` for each chunk, in order, ``loaded = load(chunk)``; up to
+    ``prefetch`` chunks loading ahead, each alone or as many as fit the budget."""
     start = time.perf_counter()
     pending: deque = deque()       # (chunk, load future, bytes it holds of the budget)
     finishing: deque = deque()     # (finish future, bytes of its loaded arrays held)
@@ -293,7 +289,6 @@ def _run(chunks_in: Iterable[list], load, model, finish, finishers: ThreadPoolEx
                 while finishing and (finishing[0][0].done() or must_wait()):
                     yield finishing[0][0].result()
                     budget.give(finishing.popleft()[1])
-                # loads ahead: each alone or as many as fit
                 while len(pending) < prefetch:
                     if upcoming is None and (upcoming := next(iterator, None)) is not None:
                         costs = [cost(item) for item in upcoming]
