@@ -71,8 +71,7 @@ class ModelSpec(ModelFields):
                                ' (auto chooses bf16 itself where the CPU has it and it keeps the f32 instances)')
         if self.model_dir and backend not in EXPORTED:
             raise BackendError(param('model_dir'), ' needs ', param('backend', *EXPORTED), f' (not {backend})')
-        device = self.device
-        if self.tensorrt and (backend not in ('inference', 'onnx') or device is None or not on_gpu(device)):
+        if self.tensorrt and (backend not in ('inference', 'onnx') or self.device is None or not on_gpu(self.device)):
             raise BackendError(param('tensorrt'), ' needs ', param('backend', 'inference', 'onnx'), ' and a GPU ',
                                param('device'))
         if backend in EXPORTED and not self.model_dir:
