@@ -70,8 +70,6 @@ def check_onnx_tools(deformable: bool) -> str:
     return p2o
 
 
-# paddle2onnx 2.x folds constants with Polygraphy by default: 4-7 s a conversion, for the same outputs and
-# speed (onnxruntime and OpenVINO fold them when they load the model); optimize_tool='None' skips it
 _CONVERT = """import inspect, sys
 import paddle2onnx
 model_file, onnx_path = sys.argv[2:]
@@ -84,7 +82,10 @@ paddle2onnx.export(model_file, model_file.rsplit('.', 1)[0] + '.pdiparams', onnx
 class OnnxConversion:
     """paddle2onnx converting a Paddle model file (its params beside it, .pdiparams) to ``onnx_path``
     in a child process started at once (on failure paddle2onnx may exit or abort its process, and C++
-    code prints its messages, kept in ``log_path``); ``wait`` ends it. Two run side by side."""
+    code prints its messages, kept in ``log_path``); ``wait`` ends it. Two run side by side. The child
+    (``_CONVERT``) passes optimize_tool='None' where paddle2onnx takes it: 2.x folds constants with
+    Polygraphy by default, 4-7 s a conversion, for the same outputs and speed (onnxruntime and OpenVINO
+    fold them when they load the model)."""
 
     def __init__(self, model_file: str, onnx_path: str, opset: int, log_path: str):
         self.onnx_path, self.log_path = onnx_path, log_path
@@ -186,20 +187,11 @@ def infer_cfg(number: int, cfg, min_size: int, max_size: int, files: Dict[str, o
     """Everything a runtime needs besides the graph: sizes, normalisation, classes,
     post-processing thresholds, output layout."""
     params = InferenceParams.from_config(cfg)
-    return {
-        'config': number,
-        'config_name': cfg.__name__,
-        'num_classes': cfg.num_classes,
-        'class_names': list(cfg.class_names),
-        'test_short': cfg.test_short,
-        'test_max': cfg.test_max,
-        'input': {**input_description(), 'min_size': min_size, 'max_size': max_size},
-        'outputs': [dict(output) for output in OUTPUTS],
-        'num_cells': sum(s * s for s in params.num_grids),
-        'postprocess': params.to_json(),
-        'files': files,
-        'paddle_version': paddle.__version__,
-    }
+    return {'config': number, 'config_name': cfg.__name__, 'num_classes': cfg.num_classes,
+            'class_names': list(cfg.class_names), 'test_short': cfg.test_short, 'test_max': cfg.test_max,
+            'input': {**input_description(), 'min_size': min_size, 'max_size': max_size},
+            'outputs': [dict(output) for output in OUTPUTS], 'num_cells': sum(s * s for s in params.num_grids),
+            'postprocess': params.to_json(), 'files': files, 'paddle_version': paddle.__version__}
 
 
 def compare_outputs(got: Sequence[np.ndarray], expected: Sequence[np.ndarray]) -> Dict[str, float]:

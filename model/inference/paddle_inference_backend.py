@@ -53,7 +53,10 @@ class InferenceBackend(ExportedBackend):
     """Paddle Inference on the CPU with ``threads`` math threads (0 = every core; oneDNN when ``mkldnn``)
     or on a GPU (``tensorrt``: engines in ``engine_cache``; ``place_inference``). One run at a time (a
     lock: its predictor holds one run's tensors); built and run inside ``paddle_on``, which puts back
-    the process's math threads that Paddle Inference sets."""
+    the process's math threads that Paddle Inference sets. With oneDNN a Paddle 3 (PIR) model runs without
+    the oneDNN placement pass: its bilinear/nearest interpolate fails there ("ConvertPirAttribute2
+    RuntimeAttribute not support ArrayAttribute<DoubleAttribute>"); without the pass only the fused
+    oneDNN kernels (convolutions) are used."""
     name = 'inference'
 
     def __init__(self, model_dir: str, threads: int = 0, mkldnn: bool = False,
@@ -81,9 +84,6 @@ class InferenceBackend(ExportedBackend):
         if mkldnn:
             config.enable_mkldnn()
             if model_file.suffix == '.json':
-                # Paddle 3 PIR: oneDNN bilinear/nearest interpolate fails ("ConvertPirAttribute2
-                # RuntimeAttribute not support ArrayAttribute<DoubleAttribute>"); without the
-                # placement pass only the fused oneDNN kernels (convolutions) are used
                 config.delete_pass('onednn_placement_pass')
         else:
             config.disable_mkldnn()

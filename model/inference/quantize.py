@@ -33,9 +33,6 @@ from solov2.model.inference.spec import ModelSpec, exported_backend
 INT8_XML = 'model_int8.xml'
 _CONVOLUTIONS = ('Convolution', 'GroupConvolution', 'DeformableConvolution')
 _TOTAL = re.compile(r'Total number of quantized operations in the model: (\d+)')
-# NNCF's message that starts a step of accuracy control -> (what its validation passes are for, how
-# many it takes at most: one, one per annotated image, or one per group of quantizers, fewer than
-# the quantized operations it counts)
 _RANKING = ('ranking quantizer groups (<= 1 per quantized op)', 'groups')
 STEPS = {'Validation of initial model': ('f32 reference', 'one'),
          'Validation of quantized model': ('initial INT8', 'one'),
@@ -174,8 +171,11 @@ def reverted_operations(messages: Sequence[str]) -> Tuple[Optional[int], List[st
 
 
 class Pass(NamedTuple):
-    """A validation pass of accuracy control, as ``progress`` hears it: what it is for (``STEPS``), its
-    number in that step and the step's most, the images scored, their mask AP (points), its seconds."""
+    """A validation pass of accuracy control, as ``progress`` hears it: what it is for, its number in that
+    step and the step's most, the images scored, their mask AP (points), its seconds. ``STEPS``: NNCF's
+    message that starts a step of accuracy control -> (what its validation passes are for, how many it
+    takes at most: one, one per annotated image, or one per group of quantizers, fewer than the
+    quantized operations it counts)."""
     purpose: str
     step: int
     steps: int
@@ -263,7 +263,9 @@ def quantize_model(spec: ModelSpec, paths: Sequence[Path], out_dir: Path, keep_d
     ``annotated``, under accuracy control (``max_drop`` mask AP points on those images).
     ``progress()`` is called once per image read (calibration, then annotated), then under accuracy
     control ``progress(message)`` and ``progress(Pass)`` as ``accuracy_controlled`` says.
-    Returns {'input_shape', 'kept_f32', 'images'} plus 'accuracy_control' with ``annotated``."""
+    The calibration images are each zero-padded (bottom, right) to the largest size of all the images,
+    its own size the ``regions`` input. Returns {'input_shape', 'kept_f32', 'images'} plus
+    'accuracy_control' with ``annotated``."""
     nncf = _nncf()
     import openvino as ov
     spec.check()
@@ -275,7 +277,6 @@ def quantize_model(spec: ModelSpec, paths: Sequence[Path], out_dir: Path, keep_d
     inputs = [p.chw for p in prepare_images(predictor, paths, progress)]
     checked = prepare_images(predictor, annotated.paths, progress) if annotated else []
     size = [max(chw.shape[axis] for chw in inputs + [p.chw for p in checked]) for axis in (1, 2)]
-    # each zero-padded (bottom, right) to ``size``, its own size the ``regions`` input
     batches = [network_feed(backend.input_names, pad_to(chw, *size)[None], chw.shape[1:]) for chw in inputs]
     shape = list(batches[0][INPUT_NAME].shape)
     model = backend.model.clone()
