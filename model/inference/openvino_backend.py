@@ -112,8 +112,7 @@ class OpenVinoBackend(ExportedBackend):
                  overrides: Sequence[str] = (), buckets: Optional[bool] = None,
                  compiled_cache: Optional[str] = None, compiled_model=None):
         super().__init__(model_dir, overrides)
-        ov = import_openvino()
-        self.core = ov.Core()
+        self.core = import_openvino().Core()
         if compiled_cache:
             self.core.set_property({'CACHE_DIR': compiled_cache})
         if precision not in PRECISIONS:
@@ -128,7 +127,7 @@ class OpenVinoBackend(ExportedBackend):
         if use_buckets and precision == 'bf16':      # bf16 would round the regions graph's sizes and resize weights
             LOG.info('openvino bf16: no size buckets (the regions graph runs in f32 only): one dynamic-shape model')
             use_buckets = False
-        self.model = self._read_model(ov, regions=use_buckets) if compiled_model is None else compiled_model
+        self.model = self._read_model(regions=use_buckets) if compiled_model is None else compiled_model
         if compiled_model is None:
             pad_deformable_sampling(self.model)
         self.properties = {'INFERENCE_PRECISION_HINT': 'bf16' if precision == 'bf16' else 'f32',
@@ -154,7 +153,7 @@ class OpenVinoBackend(ExportedBackend):
         if compiled_model is not None:
             self.compiled[self.compile_key((1, 3, *self.buckets[0]))] = RequestPool(compiled_model)
 
-    def _read_model(self, ov, regions: bool):
+    def _read_model(self, regions: bool):
         """The INT8 IR for int8, else the ONNX graph (with the ``regions`` input for ``regions`` where
         the folder has it) with DeformConv rewritten."""
         int8 = self.precision == 'int8'
@@ -190,8 +189,7 @@ class OpenVinoBackend(ExportedBackend):
         pool = self.compiled.get(key)
         if pool is None:
             with self.lock:                    # one compile at a time; another thread may have done it
-                pool = self.compiled.get(key) or RequestPool(self._compile(key))
-                self.compiled[key] = pool
+                pool = self.compiled[key] = self.compiled.get(key) or RequestPool(self._compile(key))
         return pool
 
     def _compile(self, shape: Optional[tuple]):
