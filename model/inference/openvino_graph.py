@@ -36,17 +36,15 @@ def rewrite_deform_conv(model) -> int:
         if node.op_type != 'DeformConv':
             nodes.append(node)
             continue
-        inputs = list(node.input) + [''] * (5 - len(node.input))
-        x, weight, offset, bias, mask = inputs
+        x, weight, offset, bias, mask = list(node.input) + [''] * (5 - len(node.input))
         attributes = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
         kept = {name: attributes[name] for name in _COPIED if name in attributes}
         kept['deformable_groups'] = attributes.get('offset_group', 1)
-        has_bias = bool(bias)
-        out = f'{node.output[0]}_no_bias' if has_bias else node.output[0]
+        out = f'{node.output[0]}_no_bias' if bias else node.output[0]
         nodes.append(onnx.helper.make_node('DeformableConv2D', [x, offset, weight] + ([mask] if mask else []),
                                            [out], name=f'{node.name or "deform"}_{count}_ov',
                                            domain=OPENVINO_DOMAIN, **kept))
-        if has_bias:
+        if bias:
             nodes.extend(_bias_add(onnx, node, out, count))
         count += 1
     if count:
@@ -60,9 +58,7 @@ def rewrite_deform_conv(model) -> int:
 def pad_deformable_sampling(model) -> int:
     """Set ``bilinear_interpolation_pad`` on every ``DeformableConvolution`` of an
     ``openvino.Model`` (Paddle / ONNX sampling at the borders). Returns how many."""
-    count = 0
-    for op in model.get_ordered_ops():
-        if op.get_type_name() == 'DeformableConvolution':
-            op.set_attribute('bilinear_interpolation_pad', True)
-            count += 1
-    return count
+    deformable = [op for op in model.get_ordered_ops() if op.get_type_name() == 'DeformableConvolution']
+    for op in deformable:
+        op.set_attribute('bilinear_interpolation_pad', True)
+    return len(deformable)
