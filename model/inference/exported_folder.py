@@ -56,15 +56,6 @@ def loading(what: str):
                            'model; export it again with solov2 export / tools/export_model.py') from exc
 
 
-def engine_folder(cache: Optional[str], files: Sequence[Path], *settings) -> Optional[str]:
-    """The folder of ``cache`` for TensorRT's engines of the model in ``files`` with ``settings``, named
-    after a hash of the files' bytes (the runtimes name engines after the graph, not its weights)."""
-    if not cache:
-        return None
-    digest = hashlib.sha256(repr([*settings, *(file_sha256(path) for path in files)]).encode())
-    return str(Path(cache) / f'tensorrt-{digest.hexdigest()[:20]}')
-
-
 def config_from_infer_cfg(info: dict, overrides: Sequence[str] = ()):
     """The config class an export was made with (class list, test sizes and thresholds
     as stored), with ``--opt`` style overrides on top; BackendError when they contradict
@@ -122,6 +113,16 @@ class ExportedBackend(Backend):
         if not (self.model_dir / name).is_file():
             raise BackendError(f'{self.model_dir / name} not found')
         return self.model_dir / name
+
+    def engine_folder(self, cache: Optional[str], files: Sequence[Path], runtime: str) -> Optional[str]:
+        """The folder of ``cache`` (None: none) for TensorRT's engines of the model in ``files`` on ``runtime``
+        with this backend's profile (``size_range``, batches up to ``TENSORRT_MAX_BATCH``, float16), named after
+        a hash of the files' bytes (the runtimes name engines after the graph, not its weights)."""
+        if not cache:
+            return None
+        settings = [runtime, self.size_range, TENSORRT_MAX_BATCH, 'float16']
+        digest = hashlib.sha256(repr([*settings, *(file_sha256(path) for path in files)]).encode())
+        return str(Path(cache) / f'tensorrt-{digest.hexdigest()[:20]}')
 
     def through_tensorrt(self) -> None:
         """TensorRT's profile and float16: batches of up to ``TENSORRT_MAX_BATCH`` (``max_batch``), ``precision``

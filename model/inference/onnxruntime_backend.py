@@ -13,7 +13,7 @@ from solov2.config.install import cudnn_install_problem, driver_problem, nvidia_
 from solov2.core.errors import RunError
 from solov2.model.inference.backend import BackendError
 from solov2.model.inference.export_network import INPUT_NAME, OUTPUT_NAMES, TENSORRT_MAX_BATCH, network_feed
-from solov2.model.inference.exported_folder import ExportedBackend, engine_folder, loading
+from solov2.model.inference.exported_folder import ExportedBackend, loading
 from solov2.model.runtime import cpu_threads
 
 CUDA, TENSORRT = 'CUDAExecutionProvider', 'TensorrtExecutionProvider'
@@ -111,8 +111,7 @@ class OnnxBackend(ExportedBackend):
         with self.lock:
             if regions not in self.sessions:
                 path = self.model_file(self.files, 'regions_model' if regions else 'model')
-                engines = self.tensorrt and engine_folder(self.engine_cache, [path], 'onnxruntime', self.size_range,
-                                                          TENSORRT_MAX_BATCH, 'float16')
+                engines = self.tensorrt and self.engine_folder(self.engine_cache, [path], 'onnxruntime')
                 providers = onnx_providers(self.device, ort.get_available_providers(), self.tensorrt,
                                            self.size_range, engines or None)
                 if on_gpu(self.device):

@@ -11,7 +11,7 @@ from solov2.config.device import gpu_number, on_gpu
 from solov2.config.install import paddle_major
 from solov2.model.inference.backend import BackendError
 from solov2.model.inference.export_network import INPUT_NAME, OUTPUT_NAMES, TENSORRT_MAX_BATCH, network_feed
-from solov2.model.inference.exported_folder import ExportedBackend, engine_folder, loading
+from solov2.model.inference.exported_folder import ExportedBackend, loading
 from solov2.model.runtime import cpu_threads, paddle_on
 
 GPU_MEMORY_POOL_MB = 256     # Paddle Inference's first GPU memory pool; it grows as needed
@@ -75,8 +75,7 @@ class InferenceBackend(ExportedBackend):
                                'Config does not take: run it without tensorrt, or export with Paddle 2.6 (.pdmodel)')
         if tensorrt:
             self.through_tensorrt()
-        engines = tensorrt and engine_folder(engine_cache, [model_file, params_file], 'paddle-inference',
-                                             self.size_range, TENSORRT_MAX_BATCH, 'float16')
+        engines = tensorrt and self.engine_folder(engine_cache, [model_file, params_file], 'paddle-inference')
         config = paddle_infer.Config(str(model_file), str(params_file))
         place_inference(config, device, tensorrt, self.size_range, paddle_infer.PrecisionType, engines or None)
         self.threads = cpu_threads(threads)
