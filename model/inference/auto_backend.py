@@ -328,8 +328,7 @@ def cached_backend(spec: ModelSpec, number: int, cfg, log: Optional[Callable[[st
 
     def chosen(line: str, choice: dict, backend: Optional[Backend], where: str = '') -> Tuple[str, Backend]:
         log(f'{line}using {using(choice)}{where}')
-        hint = bf16_hint(choice, labels)
-        if hint:
+        if hint := bf16_hint(choice, labels):
             log(hint)
         return choice['engine'].partition(' ')[0], backend or open_engine(choice['engine'])
     problem = check_entry(folder, key) if folder.exists() else None
