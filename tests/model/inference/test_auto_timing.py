@@ -1,6 +1,7 @@
 """How ``auto`` times its engines (model/inference/auto_backend.py): every engine twice on each
 of several sizes new to it (the first call on a size, then the same size again), and the engine
-of the lowest cost per picture over both chosen; stand-in engines on a fake clock, no real time."""
+of the lowest cost per picture over both chosen, the earlier candidate where costs are within the
+noise (the same on every cold start); stand-in engines on a fake clock, no real time."""
 import functools
 
 import numpy as np
@@ -155,3 +156,23 @@ def test_close_timings_are_timed_again_on_new_sizes(first, second, engine, timin
     if timings == 2:
         assert not set(calls[0]) & set(calls[1])                  # new sizes for both engines
         assert calls[1][0] == (1, 3, 320 + RETIME_GROW, 448 + RETIME_GROW)
+
+
+def _noisy(truth, seed):
+    """A ``time_engines`` stand-in: each engine's true ms in ``truth``, each run off by up to 10% (a busy machine)."""
+    rng = np.random.RandomState(seed)
+    return lambda backends, batches: {kind: [tuple(ms * rng.uniform(0.9, 1.1, 2)) for _ in range(TIMING_ROUNDS)]
+                                      for kind, ms in truth.items()}
+
+
+@pytest.mark.parametrize('truth, engine', [({'openvino': 30, 'onnx': 29, BF16: 29.5}, 'openvino'),
+                                           ({'openvino': 30, 'onnx': 24, BF16: 29}, 'onnx')])
+def test_cold_starts_under_a_noisy_clock_choose_the_same_engine(truth, engine, monkeypatch):
+    """Ten cold choices, each on its own noise: engines within the noise of each other give the earlier
+    candidate every time (not whichever the moment favours), and a clearly faster one (20%) wins every time."""
+    backend = type('Engine', (), {'cfg': CONFIGS[9]})()
+    chosen = []
+    for seed in range(10):
+        monkeypatch.setattr(auto_backend, 'time_engines', _noisy(truth, seed))
+        chosen.append(measured_choice(dict.fromkeys(truth, backend))['engine'])
+    assert chosen == [engine] * 10
