@@ -1,4 +1,15 @@
-"""COCO-format result export: boxes from masks, fast RLE encoding, polygons and atomic JSON writing."""
+"""COCO-format result export: boxes from masks, fast RLE encoding, polygons and atomic JSON writing.
+
+The per-instance record is declared once: ``RECORD_FIELDS`` (key, JSON type, meaning), then its mask in the form
+asked, ``MASK_FIELDS`` (form, key, type, meaning; 'none': no mask). ``instance_records`` makes it, serving.schema
+builds on it, tests/test_doc_lists.py tests it. ``COCO_KEYS``: a record's key as a COCO result record names it
+(``instances_to_coco``); the others keep theirs (COCO results take extra keys): a field added to RECORD_FIELDS
+reaches the COCO records with no change here.
+
+``SHOWN_MIN_SCORE``: the least score of an instance shown to a person (the API's, the service's and the demo's
+answers and drawings), as mmdetection's inferencer (0.3): at the defaults SOLOv2 also answers lower-scored
+duplicates of another class (a 640x480 picture with 4 objects: 26 instances, the lowest 0.05). Evaluation and
+COCO records keep every instance: AP needs the low scores."""
 
 from __future__ import annotations
 
@@ -75,23 +86,15 @@ def encode_crop_rle(crop: np.ndarray, box: Sequence[int], image_size: Sequence[i
     return {'size': [height, width], 'counts': rle['counts'].decode('ascii')}
 
 
-# The per-instance record, declared once: (key, JSON type, meaning), then its mask in the form asked (form, key,
-# type, meaning; 'none': no mask). `instance_records` makes it, serving.schema builds on it, tests/test_docs.py tests.
 RECORD_FIELDS = (('label', int, 'the index of its class in class_names'), ('name', str, 'its class name'),
                  ('score', float, 'its final score (after Matrix NMS)'),
                  ('box', list[int], 'x0, y0, x1, y1: half-open, tight around the mask'))
 MASK_FIELDS = (('rle', 'mask', dict, 'with masks=rle (the default)'), ('polygons', 'polygons', list[list[int]],
                'with masks=polygons: each part of the mask as a flat [x0, y0, x1, y1, ...] list of its outline'))
 MASK_KEYS = {form: key for form, key, _, _ in MASK_FIELDS}
-# A record's key as a COCO result record names it (`instances_to_coco`); the others keep theirs (COCO results
-# take extra keys): a field added to RECORD_FIELDS reaches the COCO records with no change here.
 COCO_KEYS = {'label': 'category_id', 'name': 'category_name', 'box': 'bbox', 'mask': 'segmentation'}
 COCO_ORDER = ('image_id', 'category_id', 'segmentation', 'score', 'bbox')     # COCO's own keys first
 MASK_FORMS = (*MASK_KEYS, 'none')
-# The least score of an instance shown to a person (the API's, the service's and the demo's answers and
-# drawings), as mmdetection's inferencer (0.3): at the defaults SOLOv2 also answers lower-scored duplicates
-# of another class (a 640x480 picture with 4 objects: 26 instances, the lowest 0.05). Evaluation and COCO
-# records keep every instance: AP needs the low scores.
 SHOWN_MIN_SCORE = 0.3
 
 
@@ -114,16 +117,10 @@ def instance_records(masks: CroppedMasks, labels: np.ndarray, scores: np.ndarray
     return records
 
 
-def instances_to_coco(
-    image_id: int,
-    masks: CroppedMasks | np.ndarray,
-    labels: np.ndarray,
-    scores: np.ndarray,
-    label_to_category_id: Mapping[int, int | None] | Sequence[int | None] | None = None,
-    boxes: np.ndarray | None = None,
-    file_name: str | None = None,
-    class_names: Sequence[str] | None = None,
-) -> list[dict[str, Any]]:
+def instances_to_coco(image_id: int, masks: CroppedMasks | np.ndarray, labels: np.ndarray, scores: np.ndarray,
+                      label_to_category_id: Mapping[int, int | None] | Sequence[int | None] | None = None,
+                      boxes: np.ndarray | None = None, file_name: str | None = None,
+                      class_names: Sequence[str] | None = None) -> list[dict[str, Any]]:
     """COCO result records `{image_id, category_id, segmentation, score, bbox}`, every other field of the
     record under its own key (`COCO_KEYS`), then `file_name` and `category_name` when given, for one
     image, from `instance_records` of `masks` (`CroppedMasks`,
