@@ -127,9 +127,5 @@ class TrainTransform:
             sample = hflip(sample)
         if self.colour_strength > 0:
             sample = random_colour(sample, rng, self.colour_strength)
-        return {
-            'image': pad_to_multiple(normalize(sample['image'])),
-            'masks': pad_to_multiple(sample['masks']),
-            'labels': np.asarray(sample['labels'], dtype=np.int64),
-            'image_id': int(sample['image_id']),
-        }
+        return {'image': pad_to_multiple(normalize(sample['image'])), 'masks': pad_to_multiple(sample['masks']),
+                'labels': np.asarray(sample['labels'], dtype=np.int64), 'image_id': int(sample['image_id'])}

@@ -105,8 +105,7 @@ class SeededSampler(paddle.io.Sampler):
     def set_epoch(self, epoch: int, start: int = 0) -> None:
         """Select the epoch whose permutation `__iter__` yields, from position `start`
         (to resume mid-epoch without reading the samples already used)."""
-        self.epoch = epoch
-        self.start = start
+        self.epoch, self.start = epoch, start
 
     def __iter__(self) -> Iterator[int]:
         order = np.random.default_rng((self.seed, self.epoch)).permutation(self.num_samples)
