@@ -78,13 +78,13 @@ ppdet_name = functools.partial(source_name, family=PPDET)      # our parameter n
 ppdet_num_classes = class_count('solov2_head.bbox_head.solo_cate.bias', 'a PaddleDetection 2.x SOLOv2 checkpoint')
 
 
-# PaddleDetection registers three layers twice: (duplicate prefix, primary prefix)
 ALIAS_PREFIXES = (('solov2_head.solo_', 'solov2_head.bbox_head.solo_'),
                   ('mask_head.conv_pred.', 'mask_head.mask_feat_head.conv_pred.0.'))
 
 
 def duplicate_aliases(source: dict) -> dict:
-    """{duplicate key: the primary key it repeats} for the primary keys of ``source``."""
+    """{duplicate key: the primary key it repeats} for the primary keys of ``source``: PaddleDetection
+    registers three layers twice, ``ALIAS_PREFIXES`` (duplicate prefix, primary prefix)."""
     return {dup + key[len(primary):]: key for key in source
             for dup, primary in ALIAS_PREFIXES if key.startswith(primary)}
 
@@ -97,7 +97,10 @@ def with_duplicates(params: dict) -> dict:
 
 # ---- 0.5 static and PaddleClas ----------------------------------------------------------------
 
-BN_SUFFIX = {'weight': 'scale', 'bias': 'offset', '_mean': 'mean', '_variance': 'variance'}
+STATIC_LEAVES = {'conv.weight': '{conv}_weights', 'conv.bias': '{conv}_bias',
+                 'conv.offset.weight': '{conv}_conv_offset.w_0', 'conv.offset.bias': '{conv}_conv_offset.b_0',
+                 'norm.weight': '{norm}_scale', 'norm.bias': '{norm}_offset', 'norm._mean': '{norm}_mean',
+                 'norm._variance': '{norm}_variance'}
 BOOKKEEPING = re.compile(
     r'.*_(velocity|moment\d*|beta[12]_pow_acc|mean_square|mean_grad|ema)_\d+'
     r'|learning_rate_\d+|.*@LR_DECAY.*|scheduled_ema_decay_rate|@EMA_STEP_COUNTER@')
@@ -118,18 +121,10 @@ def static_bn_name(conv: str) -> str:
 def static_unit(rest: str, conv: str, norm: str) -> str:
     """One ConvNormAct leaf -> static name: conv weight ``<conv>_weights``, conv bias
     ``<conv>_bias``, DCN offset conv ``<conv>_conv_offset.{w_0,b_0}``, norm
-    ``<norm>_{scale,offset,mean,variance}``."""
-    if rest == 'conv.weight':
-        return f'{conv}_weights'
-    if rest == 'conv.bias':
-        return f'{conv}_bias'
-    m = re.fullmatch(r'conv\.offset\.(weight|bias)', rest)
-    if m:
-        return f'{conv}_conv_offset.{"w_0" if m.group(1) == "weight" else "b_0"}'
-    m = re.fullmatch(r'norm\.(weight|bias|_mean|_variance)', rest)
-    if m:
-        return f'{norm}_{BN_SUFFIX[m.group(1)]}'
-    raise KeyError(f'no static name rule for the leaf {rest}')
+    ``<norm>_{scale,offset,mean,variance}`` (``STATIC_LEAVES``)."""
+    if rest not in STATIC_LEAVES:
+        raise KeyError(f'no static name rule for the leaf {rest}')
+    return STATIC_LEAVES[rest].format(conv=conv, norm=norm)
 
 
 def static_backbone_name(key: str, cfg) -> str:
