@@ -4,6 +4,10 @@ the legacy one (torch < 1.6: a stream of pickles, then each storage as an 8-byte
 its bytes). Unpickling resolves only the globals a checkpoint of tensors needs, each to a stand-in
 here or in ``model/safe_pickle.py`` (shared with the Paddle reader); any other is an ``InputError``
 naming it, so nothing from the file runs. Tensors are references until the storages are read.
+
+``_STORAGE_DTYPES``: torch storage class -> numpy dtype name ('bfloat16' is widened to float32). ``_ALLOWED``:
+the ``(module, name) -> stand-in`` table of a PyTorch checkpoint: the shared plain-data globals
+(model/safe_pickle.py) and torch's tensor machinery.
 """
 from __future__ import annotations
 
@@ -24,7 +28,6 @@ __all__ = ['load_pth', 'load_state_dict']
 _LEGACY_MAGIC = 0x1950a86a20f9469cfc6c
 _LEGACY_PROTOCOL = 1001
 
-# torch storage class -> numpy dtype name ('bfloat16' is widened to float32)
 _STORAGE_DTYPES = {
     'FloatStorage': 'float32', 'DoubleStorage': 'float64', 'HalfStorage': 'float16', 'BFloat16Storage': 'bfloat16',
     'LongStorage': 'int64', 'IntStorage': 'int32', 'ShortStorage': 'int16', 'CharStorage': 'int8',
@@ -82,8 +85,6 @@ def _device(kind, index=None):
     return kind if index is None else f'{kind}:{index}'
 
 
-# The ``(module, name) -> stand-in`` table of a PyTorch checkpoint: the shared plain-data globals
-# (model/safe_pickle.py) and torch's tensor machinery.
 _ALLOWED = {
     **DATA_GLOBALS,
     ('torch._utils', '_rebuild_tensor'): _rebuild_tensor,
@@ -113,10 +114,9 @@ class _TorchUnpickler(RestrictedUnpickler):
             raise InputError(f'unsupported persistent id in checkpoint: {pid!r:.80}')
         key, dtype = str(pid[2]), pid[1].dtype
         self.storage_dtypes[key] = dtype
-        view = pid[5] if len(pid) == 6 else None
-        if view is None:
+        if len(pid) == 5 or pid[5] is None:
             return _StorageRef(key, dtype)
-        _view_key, offset, size = view
+        _view_key, offset, size = pid[5]
         return _StorageRef(key, dtype, int(offset), int(size))
 
 
