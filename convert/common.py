@@ -222,16 +222,11 @@ def convert_file(converter: Converter, source: str, output: str, number: Optiona
     ({key: reason}) and ``"published"`` (``published``, a ``convert.zoo`` row; its ``url`` the source)."""
     check_output(source, output)
     number, cfg, state, report = convert_arrays(converter, converter.load(source), number)
-    extra = {}
-    if converter.prefix:
-        extra['part'] = converter.prefix.rstrip('.')
-    if report.initialised:
-        extra['initialised'] = {t: why for t, why, _ in report.initialised}
-    if published:
-        extra['published'] = dict(published)
+    extra = {'part': converter.prefix.rstrip('.'), 'initialised': {t: why for t, why, _ in report.initialised},
+             'published': dict(published or {})}
     try:
         save_checkpoint(state, output, number, cfg, source=published['url'] if published else source,
-                        extra=extra or None)
+                        extra={key: value for key, value in extra.items() if value})
     except OSError as exc:
         raise RunError(f'cannot write {output}: {exc.strerror or exc}') from exc
     return Converted(number, cfg, report, output)
