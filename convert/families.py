@@ -1,6 +1,10 @@
 """Each source family's ``Converter`` (``convert.common``): how its checkpoints are read, renamed
 and checked, and its notes for users; ``CONVERTERS``, by the names of ``convert.published.FAMILIES``,
-serve ``solov2 convert FAMILY`` (tools/convert.py) and the published checkpoints (``convert.zoo``)."""
+serve ``solov2 convert FAMILY`` (tools/convert.py) and the published checkpoints (``convert.zoo``).
+
+Each family's notes for its users (``*_NOTES``): ``solov2 convert FAMILY --help`` (tools/convert.py) shows them;
+docs/checkpoints.md ("How the converters work") has the details. ``static_classes``: PaddleDetection 0.5 configs
+say ``num_classes: 81``, background included; the conv has 80 outputs."""
 from solov2.convert.common import ConversionError, Converter, class_count, imagenet_converter
 from solov2.convert.mmdet_names import backbone_name, is_counter, mmdet_name, solo_name
 from solov2.convert.ppdet_names import (
@@ -15,7 +19,6 @@ from solov2.convert.pth_reader import RefusedCheckpoint, load_state_dict
 from solov2.model.checkpoint import load_paddle_params
 
 solo_classes = class_count('bbox_head.solo_cate.bias', 'an original SOLO (WXinlong/SOLO) SOLOv2 checkpoint')
-# PaddleDetection 0.5 configs say ``num_classes: 81``, background included; the conv has 80 outputs
 static_classes = class_count('bbox_head.solo_cate.bias', 'a PaddleDetection 0.5 SOLOv2 checkpoint')
 mmdet_classes = class_count('mask_head.conv_cls.bias', 'an mmdetection 2.x/3.x SOLOv2 checkpoint (an original SOLO '
                             '.pth converts with convert/solo2paddle.py)')
@@ -35,8 +38,6 @@ def mmdet_load(path: str) -> dict:
                               "mmdetection's tools/model_converters/publish_model.py, then convert that file") from None
 
 
-# each family's notes for its users: ``solov2 convert FAMILY --help`` (tools/convert.py) shows them;
-# docs/checkpoints.md ("How the converters work") has the details
 SOLO_NOTES = """Original SOLO (WXinlong/SOLO, mmdetection 1.x) ``.pth`` -> this project's checkpoint.
 
 Reads legacy and zip ``.pth`` files without PyTorch. Configs: SOLOv2 R50/R101 FPN (0, 8),
@@ -72,7 +73,6 @@ ResNet50 / ResNet101 (0, 8). WARNING: every backbone DCN offset conv is INITIALI
 start), listed in the report and the sidecar.
 """
 
-# ``convert.published.FAMILIES`` key -> its converter
 CONVERTERS = {
     'solo': Converter(load_state_dict, solo_name, (0, 1, 5, 6, 7, 8), solo_classes, ignored=is_counter,
                       notes=SOLO_NOTES),

@@ -1,6 +1,11 @@
 """Parameter names of the PyTorch families: torchvision ResNet (``backbone_name``), the original
 SOLO (``solo_name``, mmdetection 1.x) and mmdetection 2.x/3.x (``mmdet_name``); used by
-convert/torchvision2paddle.py, convert/solo2paddle.py and convert/mmdet2paddle.py."""
+convert/torchvision2paddle.py, convert/solo2paddle.py and convert/mmdet2paddle.py.
+
+mmdetection's SOLOV2Head (``MMDET``) is the detector's ``mask_head`` and holds the mask-feature branch
+(MaskFeatModule, whose conv_pred is a bare ConvModule: the original SOLO wraps it in a Sequential, ``.0``);
+backbone and neck are named as in the original SOLO. DCN offsets sit at ``<conv>.conv_offset``, as in mmcv's
+ModulatedDeformConv2dPack."""
 import functools
 import re
 
@@ -44,10 +49,6 @@ def mmdet_family(label: str, modules: dict) -> Family:
 
 SOLO = mmdet_family('SOLO', SOLO_MODULES)
 
-# mmdetection's SOLOV2Head is the detector's ``mask_head`` and holds the mask-feature
-# branch (MaskFeatModule, whose conv_pred is a bare ConvModule: the original SOLO wraps
-# it in a Sequential, ``.0``); backbone and neck are named as in the original SOLO.
-# DCN offsets sit at ``<conv>.conv_offset``, as in mmcv's ModulatedDeformConv2dPack.
 MMDET = mmdet_family('mmdetection', {
     'kernel_tower': 'mask_head.kernel_convs.{index}', 'cate_tower': 'mask_head.cls_convs.{index}',
     'kernel_pred': 'mask_head.conv_kernel', 'cate_pred': 'mask_head.conv_cls',

@@ -1,18 +1,20 @@
 """The one shape every source family's names follow: a ``Family`` table says where a source
 keeps the backbone, the FPN neck, the SOLOv2 head and the mask-feature head, and
 ``source_name`` maps this project's parameter names through it. The tables themselves live
-with their families (``convert.ppdet_names``, ``convert.mmdet_names``)."""
+with their families (``convert.ppdet_names``, ``convert.mmdet_names``).
+
+``UNITS``: our ConvNormAct units outside the backbone, as (pattern, key of ``Family.modules`` to fill).
+``SOLO_MODULES``: the modules of the original SOLO, as PaddleDetection 0.5 kept them (2.x nests them:
+``convert.ppdet_names``)."""
 import re
 from dataclasses import dataclass
 from typing import Callable, Dict
 
 NECK = re.compile(r'neck\.(lateral|output)\.(\d)\.(weight|bias)')
 PRED = re.compile(r'head\.(kernel|cate)_pred\.(weight|bias)')
-# Our ConvNormAct units outside the backbone: (pattern, key of Family.modules to fill)
 UNITS = ((re.compile(r'head\.(?P<kind>kernel|cate)_tower\.(?P<index>\d+)\.(?P<rest>.+)'), '{kind}_tower'),
          (re.compile(r'mask_head\.levels\.(?P<level>\d)\.(?P<conv>\d)\.(?P<rest>.+)'), 'level'),
          (re.compile(r'mask_head\.pred\.(?P<rest>.+)'), 'pred'))
-# The modules of the original SOLO, as PaddleDetection 0.5 kept them (2.x nests them: convert.ppdet_names)
 SOLO_MODULES = {'kernel_tower': 'bbox_head.kernel_convs.{index}', 'cate_tower': 'bbox_head.cate_convs.{index}',
                 'kernel_pred': 'bbox_head.solo_kernel', 'cate_pred': 'bbox_head.solo_cate',
                 'level': 'mask_feat_head.convs_all_levels.{level}.conv{conv}', 'pred': 'mask_feat_head.conv_pred.0'}

@@ -2,12 +2,13 @@
 publisher's prefix and own model name), one ``Published`` row per file: ``convert.zoo`` fetches them,
 docs/checkpoints.md's tables are generated from them (``tools/dev/zoo_docs.py``). Every fact was read
 from the page in its publisher's ``checked``, never guessed: a checksum is only what a publisher
-prints, None where none is or it could not be read (UNVERIFIED in the row's note)."""
+prints, None where none is or it could not be read (UNVERIFIED in the row's note).
+
+``FAMILIES``: ``solov2 convert FAMILY`` -> its script in a checkout, the one list of converter families (a row's
+``family``; ``convert.families.CONVERTERS`` converts each but the way back, ``convert.to_ppdet``)."""
 from dataclasses import dataclass
 from typing import Dict, Optional, Tuple
 
-# ``solov2 convert FAMILY`` -> its script in a checkout: the one list of converter families (a
-# row's ``family``; ``convert.families.CONVERTERS`` converts each but the way back, ``convert.to_ppdet``)
 FAMILIES = {'solo': 'convert/solo2paddle.py', 'ppdet': 'convert/ppdet2paddle.py',
             'ppdet-static': 'convert/ppdet_static2paddle.py', 'mmdet': 'convert/mmdet2paddle.py',
             'paddleclas': 'convert/paddleclas2paddle.py', 'torchvision': 'convert/torchvision2paddle.py',

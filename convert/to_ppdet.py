@@ -1,5 +1,5 @@
-"""The way back of ``families.CONVERTERS['ppdet']`` (``NOTES``: ``solov2 convert to-ppdet``), through the same
-rename table (``convert.ppdet_names``)."""
+"""The way back of ``families.CONVERTERS['ppdet']`` (``solov2 convert to-ppdet``, whose ``--help`` shows
+``NOTES``: tools/convert.py), through the same rename table (``convert.ppdet_names``)."""
 from typing import Dict, List, Optional
 
 import numpy as np
@@ -13,7 +13,6 @@ from solov2.data.files import check_output_file, make_folder, write_together
 from solov2.model.build import model_shapes
 from solov2.model.checkpoint import check_fit, load_paddle_params
 
-# what ``solov2 convert to-ppdet --help`` shows (tools/convert.py)
 NOTES = """This project's checkpoint (trained or converted) -> PaddleDetection 2.x ``.pdparams``.
 
 The way back of convert/ppdet2paddle.py, through the same rename table: config 0 ->
