@@ -16,14 +16,7 @@ INSTALL = ('pip install paddlepaddle (CPU); for GPUs up to Ampere paddlepaddle-g
 
 def installed_wheels(names: Sequence[str] = WHEELS) -> Sequence[str]:
     """The wheels of ``names`` (default: Paddle's, ``WHEELS``) installed in this Python, in that order."""
-    found = []
-    for name in names:
-        try:
-            importlib.metadata.distribution(name)
-        except importlib.metadata.PackageNotFoundError:
-            continue
-        found.append(name)
-    return found
+    return [name for name in names if next(importlib.metadata.distributions(name=name), None) is not None]
 
 
 def paddle_install_problem(wheels: Optional[Sequence[str]] = None,
