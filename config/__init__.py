@@ -76,11 +76,9 @@ def with_classes(cfg: Type[SOLOv2Base], num_classes: int, class_names=None) -> T
     """The config with another class list (COCO names for 80 classes, else numbered
     names unless ``class_names`` is given); the same class when nothing changes."""
     if class_names is None:
-        class_names = (COCO_CLASSES if num_classes == 80
-                       else tuple(f'class{i}' for i in range(num_classes)))
+        class_names = COCO_CLASSES if num_classes == 80 else tuple(f'class{i}' for i in range(num_classes))
     same = num_classes == cfg.num_classes and tuple(class_names) == tuple(cfg.class_names)
-    named = cfg if same else type(cfg.__name__, (cfg,), {'num_classes': num_classes,
-                                                         'class_names': tuple(class_names)})
+    named = cfg if same else type(cfg.__name__, (cfg,), {'num_classes': num_classes, 'class_names': tuple(class_names)})
     check_config(named)
     return named
 

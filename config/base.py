@@ -42,8 +42,7 @@ class SOLOv2Base:
 
     # ---- backbone -------------------------------------------------------------
     depth = Setting(50, 'ResNet depth: 18, 34, 50 or 101', group='model', rule=one_of(18, 34, 50, 101))
-    variant = Setting('b', "'b' (7x7 stem) or 'd' (deep stem, avg-pool shortcut)",
-                      group='model', rule=one_of('b', 'd'))
+    variant = Setting('b', "'b' (7x7 stem) or 'd' (deep stem, avg-pool shortcut)", group='model', rule=one_of('b', 'd'))
     backbone_width = Setting(64, 'first-stage channels (64 = standard ResNet; smaller = narrow)',
                              group='model', rule=POSITIVE)
     backbone_groups = Setting(1, 'ResNeXt cardinality of the 3x3 convs (1 = ResNet; depth 50/101)',
@@ -115,8 +114,7 @@ class SOLOv2Base:
     grad_clip = Setting(35.0, 'max global gradient norm (0 = no clipping)', rule=NON_NEGATIVE_NUMBER)
     ema_decay = Setting(0.0, '0 = no EMA of the weights, else e.g. 0.9998', rule=FRACTION)
     ema_ramp = Setting(2000, 'EMA decay ramps up as 1 - exp(-updates / ema_ramp)', rule=POSITIVE)
-    train_shorts = Setting((640, 672, 704, 736, 768, 800), 'multi-scale: short side picked per image',
-                           rule=sizes())
+    train_shorts = Setting((640, 672, 704, 736, 768, 800), 'multi-scale: short side picked per image', rule=sizes())
     train_max = Setting(1333, 'training resize: longer side at most this', rule=POSITIVE)
     flip_prob = Setting(0.5, 'probability of a horizontal flip per training image', rule=FRACTION)
     colour_strength = Setting(0.0, 'colour jitter strength (0 = off)', rule=NON_NEGATIVE_NUMBER)

@@ -33,8 +33,7 @@ def to_ppdet(state: Dict[str, np.ndarray], cfg, weights: str = 'the weights') ->
     shapes = model_shapes(cfg)
     check_fit(shapes, state, weights, cfg.__name__)
     keys = frozenset(shapes)
-    return with_duplicates({ppdet_name(k, keys, cfg): np.ascontiguousarray(state[k], dtype=np.float32)
-                            for k in shapes})
+    return with_duplicates({ppdet_name(k, keys, cfg): np.ascontiguousarray(state[k], dtype=np.float32) for k in shapes})
 
 
 def write_ppdet(source: str, output: str, number: Optional[int] = None) -> List[str]:

@@ -89,8 +89,7 @@ def unusable_reason(ann: Any, image: Mapping[str, Any] | None) -> str | None:
         size = [image.get('height'), image.get('width')]
         if 'counts' not in segmentation or 'size' not in segmentation:
             return 'RLE without counts or size'
-        return 'RLE of another size than the image' if None not in size and \
-            list(segmentation['size']) != size else None
+        return 'RLE of another size than the image' if None not in size and list(segmentation['size']) != size else None
     if not isinstance(segmentation, list):
         return 'malformed segmentation'
     polygons = [polygon for polygon in segmentation if isinstance(polygon, list) and len(polygon) >= 6]

@@ -13,8 +13,7 @@ from pycocotools.cocoeval import COCOeval
 
 from solov2.core.errors import InputError
 
-STAT_NAMES = ('AP', 'AP50', 'AP75', 'APs', 'APm', 'APl',
-              'AR1', 'AR10', 'AR100', 'ARs', 'ARm', 'ARl')
+STAT_NAMES = ('AP', 'AP50', 'AP75', 'APs', 'APm', 'APl', 'AR1', 'AR10', 'AR100', 'ARs', 'ARm', 'ARl')
 SCORERS = ('auto', 'pycocotools', 'faster-coco-eval')
 
 
