@@ -19,6 +19,16 @@ from solov2.core.errors import InputError, LimitError, param
 LOG = logging.getLogger(__name__)
 IMAGENET_MEAN_RGB = (123.675, 116.28, 103.53)
 IMAGENET_STD_RGB = (58.395, 57.12, 57.375)
+DEFAULT_MAX_PIXELS = 100_000_000
+SIZED_FORMATS = ('JPEG', 'PNG', 'BMP', 'WEBP', 'TIFF', 'GIF', 'JPEG2000', 'PPM', 'SUN', 'AVIF')   # OpenCV's formats
+REDUCED_FLAGS = {1: cv2.IMREAD_COLOR, 2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4,
+                 8: cv2.IMREAD_REDUCED_COLOR_8}     # OpenCV's flags for a JPEG decoded at 1/k (others: whole)
+EXIF_ORIENTATION = 0x0112     # its values 5 to 8 turn the picture a quarter: height and width swap
+PNG_ALPHA_TYPES = (4, 6)     # IHDR colour types with an alpha channel: grey + alpha, RGBA
+SWAP_ROWS = 32    # rows a band: its copy stays in the cache
+BUCKET_RATIOS = (1.0, 4 / 3, 16 / 9)      # long side / short side of the common picture formats
+_said: set[str] = set()     # the kinds of picture `warn_colour_of` has warned of (`_say_once`)
+_said_lock = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -28,10 +38,6 @@ class ImageMeta:
     orig_hw: tuple[int, int]
     resized_hw: tuple[int, int]
     padded_hw: tuple[int, int]
-
-
-DEFAULT_MAX_PIXELS = 100_000_000
-SIZED_FORMATS = ('JPEG', 'PNG', 'BMP', 'WEBP', 'TIFF', 'GIF', 'JPEG2000', 'PPM', 'SUN', 'AVIF')   # OpenCV's formats
 
 
 def header_size(data) -> tuple[int, int] | None:
@@ -125,11 +131,6 @@ def decode_image(data, max_pixels: int = DEFAULT_MAX_PIXELS, warn_colour: bool =
     return rgb if factor == 1 else ReducedImage.of(rgb, full_hw)
 
 
-REDUCED_FLAGS = {1: cv2.IMREAD_COLOR, 2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4,
-                 8: cv2.IMREAD_REDUCED_COLOR_8}     # OpenCV's flags for a JPEG decoded at 1/k (others: whole)
-EXIF_ORIENTATION = 0x0112     # its values 5 to 8 turn the picture a quarter: height and width swap
-
-
 class ReducedImage(np.ndarray):
     """`[h, w, 3] uint8 RGB` decoded at a fraction of a picture of `full_hw` (height, width),
     as `decode_image` with `fit` gives it: `preprocess` resizes it as that picture and answers
@@ -168,9 +169,6 @@ def reduced_size(buffer: np.ndarray, size: tuple[int, int] | None,
     return full_hw, jpeg_reduction(*full_hw, *fit)
 
 
-PNG_ALPHA_TYPES = (4, 6)     # IHDR colour types with an alpha channel: grey + alpha, RGBA
-
-
 def warn_unusual_colour(path, buffer: np.ndarray, bgr: np.ndarray) -> None:
     """`warn_colour_of` for a decoded file: ``buffer`` its bytes (a PNG's alpha is read from
     them), ``bgr`` its [H, W, 3] decoding."""
@@ -194,9 +192,6 @@ def warn_colour_of(source, image: np.ndarray, alpha: np.ndarray | None = None) -
     if 'greyscale' not in _said and _grey(image[::8, ::8]) and _grey(image):
         _say_once('greyscale', f'{source} is greyscale: the models were trained on colour pictures and may find '
                                'fewer instances (other greyscale pictures are not named)')
-
-
-SWAP_ROWS = 32    # rows a band: its copy stays in the cache
 
 
 def swap_red_blue(image: np.ndarray) -> np.ndarray:
@@ -253,10 +248,6 @@ def pil_to_array(image) -> np.ndarray:
     return np.asarray(image.convert('RGBA' if transparent else 'RGB'))
 
 
-_said: set[str] = set()
-_said_lock = threading.Lock()
-
-
 def _say_once(kind: str, message: str) -> None:
     with _said_lock:
         if kind in _said:
@@ -311,9 +302,6 @@ def preprocess(image: np.ndarray, short: int, max_size: int, divisor: int = 32,
     resized = cv2.resize(image, (width, height), interpolation=cv2.INTER_LINEAR)
     chw = pad_to_multiple(normalize(resized), divisor, min_side)
     return chw, ImageMeta(orig_hw=orig_hw, resized_hw=resized.shape[:2], padded_hw=chw.shape[1:])
-
-
-BUCKET_RATIOS = (1.0, 4 / 3, 16 / 9)      # long side / short side of the common picture formats
 
 
 def bucket_sizes(short: int, max_size: int, divisor: int = 32) -> list[tuple[int, int]]:
