@@ -28,6 +28,8 @@ from solov2.data.augment import Sample, TrainTransform
 from solov2.data.transforms import batch_images, pad_to
 
 logger = logging.getLogger(__name__)
+PR_SET_PDEATHSIG = 1      # prctl's option (linux/prctl.h): the signal a process gets when its parent dies
+FAILURE_KEY = 'loader_failure'     # the key of a failure_batch
 
 TargetFn = Callable[[np.ndarray, np.ndarray], Any]
 CollateTargets = Callable[[list[Any]], Any]
@@ -50,10 +52,8 @@ class TrainDataset(paddle.io.Dataset):
         super().__init__()
         if len(source) == 0:
             raise ValueError('TrainDataset needs a non-empty sample source')
-        self.source = source
-        self.transform = transform
-        self.seed = seed
-        self.max_failures = max_failures
+        self.source, self.transform = source, transform
+        self.seed, self.max_failures = seed, max_failures
         self.epoch = 0
         self._warned: set[int] = set()
 
@@ -132,10 +132,6 @@ class ResumableDistributedBatchSampler(paddle.io.DistributedBatchSampler):
 
     def __len__(self) -> int:
         return max(0, super().__len__() - self.start)
-
-
-PR_SET_PDEATHSIG = 1
-FAILURE_KEY = 'loader_failure'
 
 
 class LoaderError(RunError):

@@ -7,6 +7,8 @@ from typing import Any, Callable, Sequence, Union, overload
 
 import numpy as np
 
+EMPTY_CROP = np.zeros((0, 0), dtype=bool)
+
 
 def mask_to_box(mask: np.ndarray) -> tuple[int, int, int, int] | None:
     """Half-open pixel box `(x0, y0, x1, y1)` of the True pixels of `[H, W] bool` (`mask[y0:y1,
@@ -23,9 +25,6 @@ def masks_to_boxes(masks: np.ndarray) -> np.ndarray:
     """`mask_to_box` of each of `[N, H, W] bool` masks: `[N, 4] int64` half-open x0, y0, x1, y1,
     zeros for an empty mask."""
     return np.array([mask_to_box(mask) or (0, 0, 0, 0) for mask in masks], dtype=np.int64).reshape(-1, 4)
-
-
-EMPTY_CROP = np.zeros((0, 0), dtype=bool)
 
 
 class CroppedMasks:

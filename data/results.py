@@ -25,6 +25,17 @@ import pycocotools.mask as mask_util
 from solov2.data.files import atomic_write
 from solov2.data.masks import CroppedMasks, as_cropped, mask_to_box
 
+RECORD_FIELDS = (('label', int, 'the index of its class in class_names'), ('name', str, 'its class name'),
+                 ('score', float, 'its final score (after Matrix NMS)'),
+                 ('box', list[int], 'x0, y0, x1, y1: half-open, tight around the mask'))
+MASK_FIELDS = (('rle', 'mask', dict, 'with masks=rle (the default)'), ('polygons', 'polygons', list[list[int]],
+               'with masks=polygons: each part of the mask as a flat [x0, y0, x1, y1, ...] list of its outline'))
+MASK_KEYS = {form: key for form, key, _, _ in MASK_FIELDS}
+COCO_KEYS = {'label': 'category_id', 'name': 'category_name', 'box': 'bbox', 'mask': 'segmentation'}
+COCO_ORDER = ('image_id', 'category_id', 'segmentation', 'score', 'bbox')     # COCO's own keys first
+MASK_FORMS = (*MASK_KEYS, 'none')
+SHOWN_MIN_SCORE = 0.3
+
 
 def coco_bbox(box: Sequence[int]) -> list[float]:
     """COCO `[x, y, w, h]` of a half-open `(x0, y0, x1, y1)` box: w and h count pixels,
@@ -84,18 +95,6 @@ def encode_crop_rle(crop: np.ndarray, box: Sequence[int], image_size: Sequence[i
     counts = crop_run_lengths(crop, box, (height, width))
     rle = mask_util.frPyObjects({'size': [height, width], 'counts': counts}, height, width)
     return {'size': [height, width], 'counts': rle['counts'].decode('ascii')}
-
-
-RECORD_FIELDS = (('label', int, 'the index of its class in class_names'), ('name', str, 'its class name'),
-                 ('score', float, 'its final score (after Matrix NMS)'),
-                 ('box', list[int], 'x0, y0, x1, y1: half-open, tight around the mask'))
-MASK_FIELDS = (('rle', 'mask', dict, 'with masks=rle (the default)'), ('polygons', 'polygons', list[list[int]],
-               'with masks=polygons: each part of the mask as a flat [x0, y0, x1, y1, ...] list of its outline'))
-MASK_KEYS = {form: key for form, key, _, _ in MASK_FIELDS}
-COCO_KEYS = {'label': 'category_id', 'name': 'category_name', 'box': 'bbox', 'mask': 'segmentation'}
-COCO_ORDER = ('image_id', 'category_id', 'segmentation', 'score', 'bbox')     # COCO's own keys first
-MASK_FORMS = (*MASK_KEYS, 'none')
-SHOWN_MIN_SCORE = 0.3
 
 
 def instance_records(masks: CroppedMasks, labels: np.ndarray, scores: np.ndarray,

@@ -15,6 +15,7 @@ from solov2.core.errors import InputError
 
 STAT_NAMES = ('AP', 'AP50', 'AP75', 'APs', 'APm', 'APl', 'AR1', 'AR10', 'AR100', 'ARs', 'ARm', 'ARl')
 SCORERS = ('auto', 'pycocotools', 'faster-coco-eval')
+REDO = 'score it against the annotations it was made for'     # check_results' advice
 
 
 def make_evaluator(coco: COCO, results: COCO, iou_type: str, scorer: str = 'auto') -> COCOeval:
@@ -43,9 +44,6 @@ def run_cocoeval(coco: COCO, records: List[dict], iou_type: str = 'segm',
         evaluator.accumulate()
         evaluator.summarize()
     return evaluator
-
-
-REDO = 'score it against the annotations it was made for'     # check_results' advice
 
 
 def check_results(coco: COCO, records, source: str) -> None:
