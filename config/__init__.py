@@ -26,6 +26,8 @@ from solov2.config.x101_dcn import X101DCN
 from solov2.core.errors import InputError, param
 
 logger = logging.getLogger(__name__)
+VALUE_COLUMN = 24   # longer values in the --verbose table push their doc to the right
+ACCEPTED = {type(None): (str,), float: (int, float), tuple: (list, tuple)}    # else: the default's type
 
 CONFIGS: Dict[int, Type[SOLOv2Base]] = {
     0: SOLOv2Base,
@@ -57,9 +59,6 @@ def describe_configs() -> str:
     return '\n'.join(f'  {n:>2}: {c.__name__:<18} {c.description}' for n, c in CONFIGS.items())
 
 
-VALUE_COLUMN = 24   # longer values in the --verbose table push their doc to the right
-
-
 def format_settings(cfg: Type[SOLOv2Base]) -> str:
     """The resolved config as an aligned table, one knob a line: name, value (``class_names``:
     how many, on the last line) and the knob's one-line doc after ``#``."""
@@ -81,9 +80,6 @@ def with_classes(cfg: Type[SOLOv2Base], num_classes: int, class_names=None) -> T
     named = cfg if same else type(cfg.__name__, (cfg,), {'num_classes': num_classes, 'class_names': tuple(class_names)})
     check_config(named)
     return named
-
-
-ACCEPTED = {type(None): (str,), float: (int, float), tuple: (list, tuple)}    # else: the default's type
 
 
 def _coerce(setting: Setting, text: str):

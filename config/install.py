@@ -9,6 +9,9 @@ from typing import Callable, Optional, Sequence
 
 WHEELS = ('paddlepaddle', 'paddlepaddle-gpu')
 ONNXRUNTIME_WHEELS = ('onnxruntime', 'onnxruntime-gpu')     # both install onnxruntime/
+CUDNN_WHEELS = ('nvidia-cudnn-cu11', 'nvidia-cudnn-cu12', 'nvidia-cudnn-cu13')    # each writes nvidia/cudnn/lib
+DRIVER_FILE = '/proc/driver/nvidia/version'      # Linux: the loaded NVIDIA kernel module's version line
+CUDA13_DRIVER = 580      # the least NVIDIA driver for CUDA 13, what onnxruntime-gpu's PyPI wheels are built for
 CHECKED_MAJORS = (2, 3)     # Paddle 2.6 (CI's second venv) and 3.x
 INSTALL = ('pip install paddlepaddle (CPU); for GPUs up to Ampere paddlepaddle-gpu==2.6.2 (CUDA 11.8), for Hopper '
            'Paddle 3.x with CUDA 12, both from the PaddlePaddle index (README, GPU)')
@@ -43,11 +46,6 @@ def onnxruntime_install_problem(wheels: Optional[Sequence[str]] = None) -> Optio
     return ('both onnxruntime and onnxruntime-gpu are installed, in the same onnxruntime/ folder (the CPU one shadows '
             'the GPU one): pip uninstall -y onnxruntime onnxruntime-gpu, then pip install onnxruntime-gpu for a GPU '
             '(requirements-deploy-gpu.txt) or onnxruntime for the CPU')
-
-
-CUDNN_WHEELS = ('nvidia-cudnn-cu11', 'nvidia-cudnn-cu12', 'nvidia-cudnn-cu13')    # each writes nvidia/cudnn/lib
-DRIVER_FILE = '/proc/driver/nvidia/version'      # Linux: the loaded NVIDIA kernel module's version line
-CUDA13_DRIVER = 580      # the least NVIDIA driver for CUDA 13, what onnxruntime-gpu's PyPI wheels are built for
 
 
 def cudnn_install_problem(versions: Optional[dict] = None) -> Optional[str]:
