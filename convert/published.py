@@ -5,7 +5,12 @@ from the page in its publisher's ``checked``, never guessed: a checksum is only 
 prints, None where none is or it could not be read (UNVERIFIED in the row's note).
 
 ``FAMILIES``: ``solov2 convert FAMILY`` -> its script in a checkout, the one list of converter families (a row's
-``family``; ``convert.families.CONVERTERS`` converts each but the way back, ``convert.to_ppdet``)."""
+``family``; ``convert.families.CONVERTERS`` converts each but the way back, ``convert.to_ppdet``).
+
+``PUBLISHED`` holds the rows by family: the COCO models of the original SOLO (Hugging Face is the SOLO README's
+own link since f4cd03b), PaddleDetection 2.x and 0.5 and mmdetection 2.x / 3.x (3.x reuses the 2.x files; the
+2.x metafile names), then the ImageNet backbones for ``pretrained=`` (torchvision IMAGENET1K_V1, what
+mmdetection starts from; PaddleClas / PaddleDetection ResNets), last the model shipped with this project."""
 from dataclasses import dataclass
 from typing import Dict, Optional, Tuple
 
@@ -14,6 +19,12 @@ FAMILIES = {'solo': 'convert/solo2paddle.py', 'ppdet': 'convert/ppdet2paddle.py'
             'paddleclas': 'convert/paddleclas2paddle.py', 'torchvision': 'convert/torchvision2paddle.py',
             'to-ppdet': 'convert/paddle2ppdet.py'}
 SHIPPED = 'shipped'     # the family of the model shipped in weights/: nothing to download or convert
+HF_SOLO = 'https://huggingface.co/xinlongwang/SOLO/resolve/main/'
+PPDET = 'https://paddledet.bj.bcebos.com/models/'
+PPDET05 = 'https://paddlemodels.bj.bcebos.com/object_detection/'
+MMDET = 'https://download.openmmlab.com/mmdetection/v2.0/solov2/'
+TORCHVISION = 'https://download.pytorch.org/models/'
+PADDLECLAS = 'https://paddle-imagenet-models-name.bj.bcebos.com/dygraph/'
 
 
 @dataclass(frozen=True)
@@ -61,14 +72,6 @@ class Published:
     @property
     def licence(self) -> str:
         return PUBLISHERS[self.publisher].licence
-
-
-HF_SOLO = 'https://huggingface.co/xinlongwang/SOLO/resolve/main/'
-PPDET = 'https://paddledet.bj.bcebos.com/models/'
-PPDET05 = 'https://paddlemodels.bj.bcebos.com/object_detection/'
-MMDET = 'https://download.openmmlab.com/mmdetection/v2.0/solov2/'
-TORCHVISION = 'https://download.pytorch.org/models/'
-PADDLECLAS = 'https://paddle-imagenet-models-name.bj.bcebos.com/dygraph/'
 
 
 def mmdet(model: str, stamp: str, config: int, mask_ap: float, name_3x: Optional[str] = '') -> Published:
@@ -134,7 +137,6 @@ PUBLISHERS: Dict[str, Publisher] = {
 }
 
 PUBLISHED: Tuple[Published, ...] = (
-    # ---- original SOLO (Hugging Face is the SOLO README's own link since f4cd03b)
     Published('solo/solov2_r50_1x', 'solo', HF_SOLO + 'SOLOv2_R50_1x.pth', 0, mask_ap=34.8, size_mb=372,
               sha256='17e10fe2198665c573b363c504a1547e6a917e22fa94e926d7f8646432d8a506'),
     Published('solo/solov2_r50_3x', 'solo', HF_SOLO + 'SOLOv2_R50_3x.pth', 0, mask_ap=37.5, size_mb=372,
@@ -155,14 +157,12 @@ PUBLISHED: Tuple[Published, ...] = (
     Published('solo/solov2_x101_dcn_3x', 'solo', HF_SOLO + 'SOLOv2_X101_DCN_3x.pth', None, mask_ap=42.4, size_mb=907,
               sha256='e0ef1edcb04d4e468b5bd7cc63d8de4d8267402ee180679c6c0ddbeda51f7d46',
               note='use mmdet/solov2_x101_dcn_fpn_3x_coco (config 12)'),
-    # ---- PaddleDetection 2.x
     Published('ppdet/solov2_r50_fpn_1x_coco', 'ppdet', PPDET + 'solov2_r50_fpn_1x_coco.pdparams', 0, mask_ap=35.5),
     Published('ppdet/solov2_r50_fpn_3x_coco', 'ppdet', PPDET + 'solov2_r50_fpn_3x_coco.pdparams', 0, mask_ap=38.0),
     Published('ppdet/solov2_r101_vd_fpn_3x_coco', 'ppdet', PPDET + 'solov2_r101_vd_fpn_3x_coco.pdparams', 4,
               mask_ap=42.7),
     Published('ppdet/solov2_r50_enhance_coco', 'ppdet', PPDET + 'solov2_r50_enhance_coco.pdparams', 3, mask_ap=39.0,
               note='Light-R50-VD-DCN-FPN, 512'),
-    # ---- PaddleDetection 0.5
     Published('ppdet05/solov2_r50_fpn_1x', 'ppdet-static', PPDET05 + 'solov2_r50_fpn_1x.pdparams', 0, mask_ap=35.6),
     Published('ppdet05/solov2_r50_fpn_3x', 'ppdet-static', PPDET05 + 'solov2_r50_fpn_3x.pdparams', 0, mask_ap=37.9),
     Published('ppdet05/solov2_light_r50_vd_fpn_dcn_512_3x', 'ppdet-static',
@@ -173,7 +173,6 @@ PUBLISHED: Tuple[Published, ...] = (
     Published('ppdet05/solov2_mobilenetv3_fpn_448_3x', 'ppdet-static',
               PPDET05 + 'solov2_mobilenetv3_fpn_448_3x.pdparams', None, mask_ap=30.0,
               note='no MobileNetV3 config here'),
-    # ---- mmdetection 2.x / 3.x (3.x reuses the 2.x files; the 2.x metafile names)
     mmdet('solov2_r50_fpn_1x_coco', '20220512_125858-a357fa23', 0, 34.8),
     mmdet('solov2_r50_fpn_3x_coco', '20220512_125856-fed092d4', 0, 37.5, 'solov2_r50_fpn_ms-3x_coco'),
     mmdet('solov2_r101_fpn_3x_coco', '20220511_095119-c559a076', 8, 39.1, None),
@@ -182,7 +181,6 @@ PUBLISHED: Tuple[Published, ...] = (
     mmdet('solov2_light_r18_fpn_3x_coco', '20220511_083717-75fa355b', 5, 29.7, 'solov2-light_r18_fpn_ms-3x_coco'),
     mmdet('solov2_light_r34_fpn_3x_coco', '20220511_091839-e51659d3', 6, 31.9, None),
     mmdet('solov2_light_r50_fpn_3x_coco', '20220512_165256-c93a6074', 1, 33.7, 'solov2-light_r50_fpn_ms-3x_coco'),
-    # ---- ImageNet backbones (for pretrained=): torchvision IMAGENET1K_V1, what mmdetection starts from
     Published('torchvision/resnet18', 'torchvision', TORCHVISION + 'resnet18-f37072fd.pth', 5, top1=69.758,
               sha256='f37072fd', size_mb=44.661, note='the original SOLO started from the legacy resnet18-5c106cde.pth '
                                                       '(same weights)'),
@@ -200,7 +198,6 @@ PUBLISHED: Tuple[Published, ...] = (
                        'resnext101_64x4d-ee2c6f71.pth',),
               note='the X101-DCN start of mmdetection and SOLO; the suffix ee2c6f71 is presumably a SHA-256 prefix '
                    '(UNVERIFIED, so not checked); conversion with convert/torchvision2paddle.py UNVERIFIED'),
-    # ---- PaddleClas / PaddleDetection ImageNet ResNets
     Published('ppdet/resnet50_cos', 'paddleclas', PPDET + 'pretrained/ResNet50_cos_pretrained.pdparams', 0,
               note='the start of the ppdet r50 1x/3x configs (2.x and 0.5)'),
     Published('paddleclas/resnet50_vd', 'paddleclas', PADDLECLAS + 'legendary_models/ResNet50_vd_pretrained.pdparams',
@@ -216,7 +213,6 @@ PUBLISHED: Tuple[Published, ...] = (
               top1=76.5),
     Published('paddleclas/resnet101', 'paddleclas', PADDLECLAS + 'legendary_models/ResNet101_pretrained.pdparams', 8,
               top1=77.6),
-    # ---- shipped with this project
     Published('shipped/shapes_r18', SHIPPED, 'weights/shapes_r18.pdparams', 9, size_mb=3.8,
               note='trained here from scratch on the synthetic shapes set (4 classes): mask AP 74.7 on its val split'),
 )
