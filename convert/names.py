@@ -39,15 +39,12 @@ def source_name(key: str, keys: frozenset, cfg, family: Family) -> str:
     KeyError when no rule covers it."""
     if key.startswith('backbone.'):
         return family.backbone(key, cfg)
-    m = NECK.fullmatch(key)
-    if m:
+    if m := NECK.fullmatch(key):
         return family.neck(m.group(1), int(m.group(2)), m.group(3))
-    m = PRED.fullmatch(key)
-    if m:
+    if m := PRED.fullmatch(key):
         return f'{family.modules[m.group(1) + "_pred"]}.{m.group(2)}'
     for pattern, part in UNITS:
-        m = pattern.fullmatch(key)
-        if m:
+        if m := pattern.fullmatch(key):
             fields = m.groupdict()
             rest = fields.pop('rest')
             module = family.modules[part.format(**fields)].format(**fields)

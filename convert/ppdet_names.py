@@ -49,8 +49,7 @@ def _conv_leaf(rest: str, deformable: bool) -> str:
 
 def backbone_name(key: str, cfg) -> str:
     """backbone.* -> PaddleDetection ResNet names (``backbone.res3.res3a.branch2b...``)."""
-    m = BACKBONE_STEM.fullmatch(key)
-    if m:
+    if m := BACKBONE_STEM.fullmatch(key):
         return f'backbone.conv1.{stem_conv(int(m.group(1)), cfg)}.{m.group(2)}'
     m = BACKBONE_BLOCK.fullmatch(key)
     if not m:
@@ -128,8 +127,7 @@ def static_backbone_name(key: str, cfg) -> str:
     stem ``conv1_weights`` / ``bn_conv1_*`` (vb) or ``conv1_{1,2,3}_weights`` /
     ``bnv1_{1,2,3}_*`` (vd); blocks ``res{2..5}{a,b..}_branch2{a,b,c}``, shortcut
     ``res{s}a_branch1``; DCN offset conv ``<conv>_conv_offset.{w_0,b_0}``."""
-    m = BACKBONE_STEM.fullmatch(key)
-    if m:
+    if m := BACKBONE_STEM.fullmatch(key):
         conv = stem_conv(int(m.group(1)), cfg)
         return static_unit(m.group(2), conv, static_bn_name(conv))
     m = BACKBONE_BLOCK.fullmatch(key)
