@@ -26,16 +26,14 @@ def unit_name(rest: str, conv: str, norm: str) -> str:
 
 def backbone_name(key: str, prefix: str = 'backbone.') -> str:
     """backbone.* -> torchvision/mmdet ResNet names, under ``prefix``."""
-    m = re.fullmatch(r'backbone\.stem\.0\.(.+)', key)
-    if m:
+    if m := re.fullmatch(r'backbone\.stem\.0\.(.+)', key):
         return prefix + unit_name(m.group(1), 'conv1', 'bn1')
     m = re.fullmatch(r'backbone\.(layer\d\.\d+)\.(conv(\d)|shortcut)\.(.+)', key)
     if not m:
         raise KeyError(f'no torchvision/mmdet name rule for {key} (only the 7x7-stem variant b)')
-    block, part, index, rest = m.group(1), m.group(2), m.group(3), m.group(4)
-    if part == 'shortcut':
-        return f'{prefix}{block}.' + unit_name(rest, 'downsample.0', 'downsample.1')
-    return f'{prefix}{block}.' + unit_name(rest, f'conv{index}', f'bn{index}')
+    block, part, index, rest = m.groups()
+    conv, norm = ('downsample.0', 'downsample.1') if part == 'shortcut' else (f'conv{index}', f'bn{index}')
+    return f'{prefix}{block}.' + unit_name(rest, conv, norm)
 
 
 def mmdet_family(label: str, modules: dict) -> Family:
