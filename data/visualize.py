@@ -207,8 +207,7 @@ def draw_instances(image_rgb: np.ndarray, masks: CroppedMasks | np.ndarray, labe
     drawn = []   # (colour index, crop, tight box, largest region box), best first
     for color_index, i in enumerate(keep):
         crop, box = masks.crop(i), masks.box(i)
-        region = largest_region_box(crop, box)
-        if region is not None:
+        if (region := largest_region_box(crop, box)) is not None:
             drawn.append((color_index, crop, box, region))
     shares = MaskShares(canvas.shape[:2])
     for rank, crop, box, _ in reversed(drawn):
