@@ -92,12 +92,10 @@ def random_crop(sample: Sample, rng: np.random.Generator, min_scale: float = 0.5
     for _ in range(max_tries):
         area = rng.uniform(min_scale, 1.0) * height * width
         aspect = math.exp(rng.uniform(math.log(0.5), math.log(2.0)))
-        h = int(round(math.sqrt(area / aspect)))
-        w = int(round(math.sqrt(area * aspect)))
+        h, w = int(round(math.sqrt(area / aspect))), int(round(math.sqrt(area * aspect)))
         if not (0 < h <= height and 0 < w <= width):
             continue
-        y0 = int(rng.integers(height - h + 1))
-        x0 = int(rng.integers(width - w + 1))
+        y0, x0 = int(rng.integers(height - h + 1)), int(rng.integers(width - w + 1))     # drawn in this order
         if len(masks):
             visible = masks[:, y0 : y0 + h, x0 : x0 + w].sum(axis=(1, 2), dtype=np.int64)
             if not np.any((areas > 0) & (2 * visible >= areas)):
