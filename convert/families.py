@@ -7,18 +7,12 @@ docs/checkpoints.md ("How the converters work") has the details. ``static_classe
 say ``num_classes: 81``, background included; the conv has 80 outputs."""
 from solov2.convert.common import ConversionError, Converter, class_count, imagenet_converter
 from solov2.convert.mmdet_names import backbone_name, is_counter, mmdet_name, solo_name
-from solov2.convert.ppdet_names import (
-    duplicate_aliases,
-    is_bookkeeping,
-    ppdet_name,
-    ppdet_num_classes,
-    static_backbone_name,
-    static_name,
-)
+from solov2.convert.ppdet_names import duplicate_aliases, is_bookkeeping, ppdet_name, static_backbone_name, static_name
 from solov2.convert.pth_reader import RefusedCheckpoint, load_state_dict
 from solov2.model.checkpoint import load_paddle_params
 
 solo_classes = class_count('bbox_head.solo_cate.bias', 'an original SOLO (WXinlong/SOLO) SOLOv2 checkpoint')
+ppdet_classes = class_count('solov2_head.bbox_head.solo_cate.bias', 'a PaddleDetection 2.x SOLOv2 checkpoint')
 static_classes = class_count('bbox_head.solo_cate.bias', 'a PaddleDetection 0.5 SOLOv2 checkpoint')
 mmdet_classes = class_count('mask_head.conv_cls.bias', 'an mmdetection 2.x/3.x SOLOv2 checkpoint (an original SOLO '
                             '.pth converts with convert/solo2paddle.py)')
@@ -76,7 +70,7 @@ start), listed in the report and the sidecar.
 CONVERTERS = {
     'solo': Converter(load_state_dict, solo_name, (0, 1, 5, 6, 7, 8), solo_classes, ignored=is_counter,
                       notes=SOLO_NOTES),
-    'ppdet': Converter(load_paddle_params, ppdet_name, (0, 3, 4), ppdet_num_classes, aliases=duplicate_aliases,
+    'ppdet': Converter(load_paddle_params, ppdet_name, (0, 3, 4), ppdet_classes, aliases=duplicate_aliases,
                        notes=PPDET_NOTES),
     'ppdet-static': Converter(load_paddle_params, static_name, (0, 2), static_classes, ignored=is_bookkeeping,
                               notes=PPDET_STATIC_NOTES),

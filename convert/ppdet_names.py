@@ -4,7 +4,6 @@ and convert/paddle2ppdet.py) and 0.5 static / PaddleClas (``static_name``,
 import functools
 import re
 
-from solov2.convert.common import class_count
 from solov2.convert.names import SOLO_MODULES, Family, source_name
 
 BRANCHES = {'conv1': 'branch2a', 'conv2': 'branch2b', 'conv3': 'branch2c', 'shortcut': 'branch1'}
@@ -72,7 +71,6 @@ PPDET = Family(
     unit=lambda rest, module, deformable: f'{module}.{_conv_leaf(rest, deformable)}')
 
 ppdet_name = functools.partial(source_name, family=PPDET)      # our parameter name -> PaddleDetection 2.x dygraph's
-ppdet_num_classes = class_count('solov2_head.bbox_head.solo_cate.bias', 'a PaddleDetection 2.x SOLOv2 checkpoint')
 ALIAS_PREFIXES = (('solov2_head.solo_', 'solov2_head.bbox_head.solo_'),
                   ('mask_head.conv_pred.', 'mask_head.mask_feat_head.conv_pred.0.'))
 

@@ -21,7 +21,7 @@ pytest.importorskip('ppdet', reason='reference test: needs PaddleDetection (padd
 
 import numpy as np
 
-from solov2.convert import ppdet_names
+from solov2.convert import families, ppdet_names
 from solov2.convert.common import ConversionError, convert
 from solov2.model.checkpoint import load_paddle_params
 from solov2.tools.convert import run_family
@@ -126,7 +126,7 @@ def _family(name: str, tmp_path_factory):
             assert target not in static, f'{key} -> {target} twice'
             static[target] = value
     _, _, expected, _ = convert(source, ppdet_names.ppdet_name, [number],
-                                ppdet_names.ppdet_num_classes(source),
+                                families.ppdet_classes(source),
                                 aliases=ppdet_names.duplicate_aliases(source))
     junk = {k: np.full(s, 0.5, np.float32) for k, s in JUNK.items()}
     static_path = str(folder / 'static.pdparams')
