@@ -102,11 +102,10 @@ def resolve_config(weights: Optional[str] = None, number: Optional[int] = None, 
     if number is None:
         raise InputError('pass ', param('config'), ' (the weights have no sidecar .json naming one; a checkpoint '
                          'not made by this toolkit converts first: docs/checkpoints.md)')
-    if meta is not None:
-        check_class_count(meta, overrides, weights)
-    cfg = with_overrides(get_config(number), overrides)
     if meta is None:
-        return number, cfg
+        return number, with_overrides(get_config(number), overrides)
+    check_class_count(meta, overrides, weights)
+    cfg = with_overrides(get_config(number), overrides)
     same = meta.get('config') == number
     chosen = [text.partition('=')[0].strip() for text in overrides] if same else cfg.settings()
     try:
