@@ -119,7 +119,6 @@ class ResumableDistributedBatchSampler(paddle.io.DistributedBatchSampler):
     """Paddle's ``DistributedBatchSampler`` (this rank's share of each epoch's shuffle)
     that can start an epoch at a batch: ``set_epoch(epoch, start)`` skips ``start`` of the
     rank's batches as indices, so a resumed run reads no sample it does not train on."""
-
     start = 0
 
     def set_epoch(self, epoch: int, start: int = 0) -> None:

@@ -34,7 +34,6 @@ _said_lock = threading.Lock()
 @dataclass(frozen=True)
 class ImageMeta:
     """Sizes an image went through in `preprocess`, each as (height, width)."""
-
     orig_hw: tuple[int, int]
     resized_hw: tuple[int, int]
     padded_hw: tuple[int, int]
