@@ -108,7 +108,7 @@ def instance_records(masks: CroppedMasks, labels: np.ndarray, scores: np.ndarray
         crop = None if form == 'none' else masks.crop(index)
         box = masks.box(index)
         values = (int(label), None if class_names is None else class_names[int(label)], float(score), list(box))
-        record: dict[str, Any] = dict(zip((key for key, _, _ in RECORD_FIELDS), values, strict=True))
+        record: dict[str, Any] = dict(zip((key for key, _, _ in RECORD_FIELDS), values))   # no strict=: Python 3.9
         if crop is not None:
             record[MASK_KEYS[form]] = encode_crop_rle(crop, box, masks.image_size) if form == 'rle' else \
                 [polygon.ravel().tolist() for polygon in crop_polygons(crop, box)]
