@@ -33,6 +33,7 @@ from solov2.core.cache import (
     remove_entries,
     source_hash,
 )
+from solov2.core.errors import InputError
 from solov2.core.paths import SAMPLE_IMAGES
 from solov2.data.files import atomic_write, build_folder, file_sha256
 from solov2.data.transforms import padded_size, resized_hw
@@ -57,6 +58,7 @@ RETIME_MARGIN = 0.1        # the two lowest costs per picture closer than this s
 RETIME_GROW = 96           # ... on sizes this many pixels larger a side (new to both engines)
 PICTURES_PER_SIZE = 10     # a size's first call counts 1/10 (median_costs says why)
 BF16 = 'openvino bf16'     # a candidate with precision unset, on CPUs with native bf16 (BF16_FLAGS)
+PINNED = 'pinned'          # cache.json's engine for every CPU type and thread count (pin_choice)
 BF16_FLAGS = ('avx512_bf16', 'amx_bf16')
 STAGES = {'load': 0.0, 'export': 0.02, 'verify': 0.8, 'time': 0.9, 'done': 1.0}
 
@@ -235,11 +237,14 @@ def timed_choice(backends: Dict[str, Backend]) -> dict:
 
 def recorded_choice(folder: Path, machine: str, engines: Sequence[str],
                     open_engine: Callable[[str], Backend]) -> Tuple[dict, Optional[Backend]]:
-    """(choice, None): the choice ``folder``'s ``cache.json`` records for ``machine`` (``choice_key``)
+    """(choice, None): the engine ``folder``'s ``cache.json`` pins (``pin_choice``), where it is among ``engines``,
+    else the choice it records for ``machine`` (``choice_key``)
     among ``engines`` (``candidates``); without one, (choice, its backend): ``engines`` opened
     by ``open_engine`` and timed now (``timed_choice``), the choice added to ``cache.json`` (kept unrecorded
     where the folder cannot be written)."""
     manifest = json.loads((folder / MANIFEST).read_text())
+    if manifest.get(PINNED) in engines:
+        return {'engine': manifest[PINNED], PINNED: True}, None
     choices = manifest['choices'] if isinstance(manifest.get('choices'), dict) else {}
     choice = choices.get(machine)
     if isinstance(choice, dict) and choice.get('engine') in engines:
@@ -256,12 +261,26 @@ def recorded_choice(folder: Path, machine: str, engines: Sequence[str],
 def using(choice: dict) -> str:
     """What a choice runs: 'openvino f32', 'onnx f32' or 'openvino bf16'."""
     kind, _, precision = choice['engine'].partition(' ')
-    return f'{kind} {precision or "f32"}'
+    return f'{kind} {precision or "f32"}' + (f' ({PINNED})' if choice.get(PINNED) else '')
+
+
+def pin_choice(spec: ModelSpec, number: int, engine: str, cache_dir: Optional[str] = None) -> Path:
+    """Pin ``engine`` (a label of ``candidates``) in the cache entry of ``spec`` ('auto''s, config ``number``;
+    exported by ``cached_backend`` first): later runs on any CPU type and thread count open it without timing
+    wherever it is installed, so that the replicas of one deployment run one engine. Its folder; InputError
+    when ``engine`` is not a candidate here."""
+    labels = candidates(installed_engines(), spec.precision)
+    if engine not in labels:
+        raise InputError(f"cannot pin {engine}: auto's candidates here are {', '.join(labels) or 'none'}")
+    folder = entry_folder(cache_key(spec.weights, number, spec.overrides), cache_dir)
+    manifest = json.loads((folder / MANIFEST).read_text())
+    atomic_write(folder / MANIFEST, (json.dumps({**manifest, PINNED: engine}, indent=2) + '\n').encode())
+    return folder
 
 
 def bf16_hint(choice: dict, labels: Sequence[str]) -> Optional[str]:
     """On a CPU with native bf16 where ``auto`` runs f32: one line on why, else None."""
-    if choice['engine'] == BF16 or not native_bf16():
+    if choice['engine'] == BF16 or not native_bf16() or choice.get(PINNED):
         return None
     if BF16 not in labels:
         return ("auto: this CPU has native bf16: with precision unset auto tries OpenVINO bf16 (backend='openvino', "

@@ -1,12 +1,18 @@
 """tools/cache.py over core.cache, the one listing of the cache: the exports of 'auto', OpenVINO's
 compiled models and the converted published checkpoints, each current, stale or unfinished;
-prune deletes all but the current ones, clear everything; neither an entry being built."""
+prune deletes all but the current ones, clear everything; neither an entry being built; bake exports
+and records auto's engine, or pins one for every CPU type and thread count."""
 import json
 
+import pytest
+
+from solov2.config import get_config
 from solov2.core.cache import MANIFEST, cache_entries, compiled_cache, entry_folder
 from solov2.core.paths import CACHE_ENV
 from solov2.data.files import temporary_beside
-from solov2.model.inference.auto_backend import cache_key
+from solov2.model.inference import auto_backend
+from solov2.model.inference.auto_backend import cache_key, installed_engines
+from solov2.model.inference.spec import ModelSpec
 from solov2.tools import cache
 from tests.helpers import REPO_DIR
 
@@ -88,3 +94,26 @@ def test_leftovers_are_old_temporaries_of_gone_processes_and_this_process_own(tm
     os.utime(old, (os.path.getatime(old), os.path.getmtime(old) - STALE_BUILD_S - 60))
     assert [entry.path for entry in leftovers(tmp_path)] == [old]
     assert sorted(entry.path for entry in leftovers(tmp_path, mine=True)) == sorted([old, mine])
+
+
+@pytest.mark.deploy
+@pytest.mark.skipif(len(installed_engines()) < 2, reason='deploy test: bake times openvino and onnxruntime '
+                                                        '(requirements-deploy.txt)')
+def test_bake_exports_and_records_then_pin_holds_on_any_cpu_type_and_thread_count(tmp_path, monkeypatch, capsys):
+    """bake: the export and this CPU's choice in the cache, one line; --pin: the engine later runs open on
+    another thread count (another key) without timing; a pin that is no candidate ends in one line."""
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path))
+    assert cache.main(['bake', '--threads', '1']) == 0
+    assert capsys.readouterr().out.splitlines()[-1].startswith(f'baked into {tmp_path}: ')
+    assert cache.main(['bake', '--threads', '1', '--pin', 'onnx']) == 0
+    [folder] = [path for path in tmp_path.iterdir() if path.name.startswith('config9-auto')]
+    assert capsys.readouterr().out.splitlines()[-1] == f'baked {folder}: onnx pinned for every CPU type and thread count'
+    assert json.loads((folder / MANIFEST).read_text())['pinned'] == 'onnx'
+    monkeypatch.setattr(auto_backend, 'time_engines', lambda *args: pytest.fail('a pinned choice is not timed'))
+    said = []
+    kind, backend = auto_backend.cached_backend(ModelSpec(WEIGHTS, backend='auto', threads=2), 9, get_config(9),
+                                                said.append)
+    assert kind == 'onnx' and said == [f'auto: using onnx f32 (pinned) from cache {folder}']
+    monkeypatch.setattr(auto_backend, 'native_bf16', lambda: False)
+    assert cache.main(['bake', '--threads', '1', '--pin', 'openvino-bf16']) == 2
+    assert capsys.readouterr().err == "error: cannot pin openvino bf16: auto's candidates here are openvino, onnx\n"
