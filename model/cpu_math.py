@@ -12,7 +12,6 @@ from typing import Dict, List, MutableMapping, Optional
 MKL_CPU_TYPE = 'MKL_DEBUG_CPU_TYPE'
 AVX2 = '5'
 CPUINFO = '/proc/cpuinfo'       # what the functions below read when not given a file
-# the CPU features the engines' speed depends on, in the order ``cpu_name`` names them
 CPU_FLAGS = ('avx2', 'avx512f', 'avx512_vnni', 'avx512_bf16', 'amx_bf16', 'amx_int8')
 
 
@@ -39,8 +38,8 @@ def cpu_vendor(cpuinfo: Optional[str] = None) -> str:
 
 
 def cpu_features(cpuinfo: Optional[str] = None) -> List[str]:
-    """The flags among ``CPU_FLAGS`` that the first CPU in ``cpuinfo`` (default ``CPUINFO``) has,
-    in that order, e.g. ['avx2']; ['unknown'] where it cannot be read."""
+    """The flags among ``CPU_FLAGS`` (the CPU features the engines' speed depends on) that the first CPU in
+    ``cpuinfo`` (default ``CPUINFO``) has, in that order, e.g. ['avx2']; ['unknown'] where it cannot be read."""
     fields = cpu_fields(cpuinfo)
     if fields is None:
         return ['unknown']

@@ -90,7 +90,6 @@ def _mkl_threads_reader():
         return None
 
 
-# the CPU math threads that set_math_threads last set; before any, Paddle's start-up setting
 _threads_set = int(paddle.get_flags(['FLAGS_paddle_num_threads'])['FLAGS_paddle_num_threads'])
 
 

@@ -2,7 +2,9 @@
 (``model/checkpoint.py``, ``convert/pth_reader.py``): ``RestrictedUnpickler`` resolves only the
 globals of an allow-list, each to a stand-in here that builds plain data, and raises
 ``RefusedGlobal`` for any other. ``DATA_GLOBALS``: what a checkpoint of numpy arrays needs (numpy
-arrays, dtypes, scalars, ``OrderedDict``, data builtins); ``PADDLE_GLOBALS`` adds Paddle's tensors.
+arrays, dtypes, scalars, ``OrderedDict``, data builtins); ``PADDLE_GLOBALS`` adds Paddle's tensors:
+``paddle.save`` writes a tensor outside a state dict as tuple((name, array)) and a DenseTensor as
+eval('data', {'data': array}) (paddle/framework/io.py, _pickle_save).
 """
 import collections
 import pickle
@@ -130,7 +132,4 @@ DATA_GLOBALS: AllowList = _allow(
      (_NUMPY_CORE, '_reconstruct', _ndarray_reconstruct)]
     + [(_BUILTINS, name, value) for name, value in _DATA_BUILTINS.items()])
 
-# paddle.save writes a tensor outside a state dict as tuple((name, array)) and a DenseTensor
-# as eval('data', {'data': array}) (paddle/framework/io.py, _pickle_save).
 PADDLE_GLOBALS: AllowList = {**DATA_GLOBALS, **_allow([(_BUILTINS, 'eval', _dense_tensor)])}
-

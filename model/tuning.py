@@ -8,7 +8,6 @@ import ctypes.util
 from solov2.model.cpu_math import prefer_avx2_mkl
 from solov2.model.runtime import cpu_threads, set_math_threads
 
-# glibc mallopt parameters (malloc.h)
 M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4
 KEEP_AT_TOP = 2 ** 31 - 1           # bytes of free heap top kept before trimming (mallopt takes an int)
 
@@ -16,7 +15,8 @@ KEEP_AT_TOP = 2 ** 31 - 1           # bytes of free heap top kept before trimmin
 def malloc_keeps_freed_memory() -> bool:
     """Let glibc's malloc keep freed memory for reuse (no fresh mappings, no trimming): otherwise each
     large tensor of a training step is new memory zeroed page by page (130,000 page faults a step of
-    config 1 against 22,000). The process keeps its peak memory for good. False where not glibc."""
+    config 1 against 22,000). The process keeps its peak memory for good. False where not glibc.
+    ``M_TRIM_THRESHOLD`` and ``M_MMAP_MAX``: glibc's mallopt parameters (malloc.h)."""
     try:
         mallopt = ctypes.CDLL(ctypes.util.find_library('c') or 'libc.so.6').mallopt
     except (OSError, AttributeError):

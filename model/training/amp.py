@@ -12,8 +12,6 @@ from solov2.core.errors import InputError, param
 
 logger = logging.getLogger(__name__)
 AMP_TYPES = {'fp16': 'float16', 'bf16': 'bfloat16'}
-# the least GPU (compute capability major) on which Paddle's auto_cast runs each type (2.6, 3.x); below
-# it auto_cast turns itself off, though ``paddle.amp.is_float16_supported`` says yes from 5.3
 NEEDS = {'float16': (7, 'compute capability 7.0 (Volta)'), 'bfloat16': (8, 'compute capability 8.0 (Ampere), CUDA 11')}
 
 
@@ -30,7 +28,9 @@ def amp_dtype(amp) -> Optional[str]:
 
 def runnable_amp(amp, device: str) -> Optional[str]:
     """The half type a run on ``device`` trains its forward in: ``amp_dtype(amp)`` where Paddle's
-    ``auto_cast`` runs it there (a GPU of ``NEEDS``), else None (float32) with a warning that says why."""
+    ``auto_cast`` runs it there (a GPU of ``NEEDS``), else None (float32) with a warning that says why.
+    ``NEEDS``: the least GPU (compute capability major) on which Paddle's auto_cast runs each type (2.6, 3.x);
+    below it auto_cast turns itself off, though ``paddle.amp.is_float16_supported`` says yes from 5.3."""
     dtype = amp_dtype(amp)
     if dtype is None:
         return None

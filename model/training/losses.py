@@ -49,7 +49,7 @@ def gather_positive_masks(kernels: Sequence[paddle.Tensor], mask_feat: paddle.Te
                           targets: BatchTargets) -> Tuple[paddle.Tensor, paddle.Tensor]:
     """(pred_logits [P, Hf, Wf], target [P, Hf, Wf] float) of every positive of ``targets``, level
     by level in its order (P may be 0), from ``kernels`` (per level [B, E, S, S]) and ``mask_feat``
-    [B, E, Hf, Wf]."""
+    [B, E, Hf, Wf]: one matmul per image, the positives grouped by image, then put back in order."""
     batch, channels, feat_h, feat_w = mask_feat.shape
     flat_kernels, images = [], []
     for level, kernel in enumerate(kernels):
@@ -66,8 +66,6 @@ def gather_positive_masks(kernels: Sequence[paddle.Tensor], mask_feat: paddle.Te
     flat_kernels = paddle.concat(flat_kernels)                                # [P, E]
     images = np.concatenate(images)
     target = np.concatenate([m for m in targets.ins_masks if len(m)])
-
-    # one matmul per image: positives grouped by image, then put back in order
     order = np.argsort(images, kind='stable')
     grouped = paddle.gather(flat_kernels, paddle.to_tensor(order, dtype='int64'))
     feats = mask_feat.flatten(2)                                              # [B, E, Hf*Wf]

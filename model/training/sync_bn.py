@@ -55,6 +55,8 @@ class _SyncBatchNormFunction(PyLayer):
 
     @staticmethod
     def backward(ctx, grad):
+        """grad_x = scale * (grad - mean_grad - x_hat * mean_grad_xhat), x_hat = (x - mean) * inv_std, with the
+        means over every process's batch."""
         x, mean, inv_std, scale = ctx.saved_tensor()
         channels, count = x.shape[1], ctx.count
         local = paddle.concat([grad.sum([0, 2, 3]), (grad * x).sum([0, 2, 3])])
@@ -63,7 +65,6 @@ class _SyncBatchNormFunction(PyLayer):
         total = _all_reduce_sum(local)
         mean_grad = total[:channels] / count
         mean_grad_xhat = (total[channels:] / count - mean * mean_grad) * inv_std
-        # grad_x = scale * (grad - mean_grad - x_hat * mean_grad_xhat), x_hat = (x - mean) * inv_std
         coef = scale * inv_std * mean_grad_xhat
         grad_x = _channel_affine(grad, scale, mean * coef - scale * mean_grad) - x * expand_channels(coef, x)
         return (*in_input_dtypes((grad_x, grad_weight, grad_bias), ctx.dtypes), None, None)
