@@ -37,8 +37,7 @@ def deform_conv(x: paddle.Tensor, offset: paddle.Tensor, weight: paddle.Tensor,
 def _tensor_ops_apply(*tensors: Optional[paddle.Tensor]) -> bool:
     """True in dynamic mode on a CPU place when some input needs a gradient."""
     present = [t for t in tensors if t is not None]
-    return (paddle.in_dynamic_mode() and paddle.is_grad_enabled()
-            and present[0].place.is_cpu_place()
+    return (paddle.in_dynamic_mode() and paddle.is_grad_enabled() and present[0].place.is_cpu_place()
             and any(not t.stop_gradient for t in present))
 
 

@@ -52,38 +52,29 @@ class DeformConv(SkipsRandomInit):
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int,
                  stride: int = 1, modulated: bool = True, bias: bool = False, groups: int = 1):
         super().__init__()
-        self.stride = stride
-        self.groups = groups
-        self.padding = (kernel_size - 1) // 2
-        self.num_taps = kernel_size * kernel_size
-        self.modulated = modulated
+        self.stride, self.groups, self.modulated = stride, groups, modulated
+        self.padding, self.num_taps = (kernel_size - 1) // 2, kernel_size * kernel_size
         offset_channels = (3 if modulated else 2) * self.num_taps
-        self.offset = nn.Conv2D(in_channels, offset_channels, kernel_size, stride=stride,
-                                padding=self.padding,
-                                weight_attr=nn.initializer.Constant(0.0),
-                                bias_attr=nn.initializer.Constant(0.0))
-        self.weight = self.create_parameter(
-            [out_channels, in_channels // groups, kernel_size, kernel_size],
-            default_initializer=nn.initializer.KaimingNormal())
-        self.bias = (self.create_parameter([out_channels], is_bias=True)
-                     if bias else None)
+        self.offset = nn.Conv2D(in_channels, offset_channels, kernel_size, stride=stride, padding=self.padding,
+                                weight_attr=nn.initializer.Constant(0.0), bias_attr=nn.initializer.Constant(0.0))
+        self.weight = self.create_parameter([out_channels, in_channels // groups, kernel_size, kernel_size],
+                                            default_initializer=nn.initializer.KaimingNormal())
+        self.bias = self.create_parameter([out_channels], is_bias=True) if bias else None
 
     def forward(self, x: paddle.Tensor) -> paddle.Tensor:
-        """x [B, in, H, W] -> [B, out, H/stride, W/stride]."""
+        """x [B, in, H, W] -> [B, out, H/stride, W/stride]. DCNv1 under to_static gets an all-ones mask
+        (the same numbers, x * 1.0): paddle2onnx 2.x cannot convert deform_conv2d without one."""
         offset_mask = self.offset(x)
         mask = None
         if self.modulated:
-            offset, mask_logits = paddle.split(
-                offset_mask, [2 * self.num_taps, self.num_taps], axis=1)
+            offset, mask_logits = paddle.split(offset_mask, [2 * self.num_taps, self.num_taps], axis=1)
             mask = F.sigmoid(mask_logits)
         else:
             offset = offset_mask
             if not paddle.in_dynamic_mode():
-                # to_static: an all-ones mask (the same numbers, x * 1.0), because
-                # paddle2onnx 2.x cannot convert deform_conv2d without one
                 mask = paddle.ones_like(offset[:, :self.num_taps])
-        return deform_conv(x, offset, self.weight, self.bias, stride=self.stride,
-                           padding=self.padding, groups=self.groups, mask=mask)
+        return deform_conv(x, offset, self.weight, self.bias, stride=self.stride, padding=self.padding,
+                           groups=self.groups, mask=mask)
 
 
 class Conv2D(SkipsRandomInit, nn.Conv2D):
@@ -107,8 +98,7 @@ def make_norm(norm: Optional[str], channels: int, frozen: bool = False) -> Optio
     if norm == 'gn':
         return nn.GroupNorm(GN_GROUPS, channels, epsilon=1e-5)
     if norm == 'bn':
-        layer = nn.BatchNorm2D(channels, momentum=0.9, epsilon=1e-5,
-                               use_global_stats=True if frozen else None)
+        layer = nn.BatchNorm2D(channels, momentum=0.9, epsilon=1e-5, use_global_stats=True if frozen else None)
         if frozen:
             for param in layer.parameters():
                 param.stop_gradient = True
@@ -119,22 +109,19 @@ def make_norm(norm: Optional[str], channels: int, frozen: bool = False) -> Optio
 class ConvNormAct(nn.Layer):
     """conv (plain, or ``dcn`` 'v1'/'v2'; grouped by ``groups``) -> optional norm -> optional ReLU."""
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int,
-                 stride: int = 1, norm: Optional[str] = 'bn', act: bool = True,
-                 dcn: Optional[str] = None, bias: bool = False, frozen_norm: bool = False,
-                 weight_std: Optional[float] = None, groups: int = 1):
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
+                 norm: Optional[str] = 'bn', act: bool = True, dcn: Optional[str] = None, bias: bool = False,
+                 frozen_norm: bool = False, weight_std: Optional[float] = None, groups: int = 1):
         super().__init__()
         if dcn not in (None, 'v1', 'v2'):
             raise ValueError(f"unknown dcn '{dcn}' (expected None, 'v1' or 'v2')")
         if dcn is None:
-            init = (nn.initializer.Normal(0.0, weight_std) if weight_std
-                    else nn.initializer.KaimingNormal())
-            self.conv = Conv2D(in_channels, out_channels, kernel_size, stride=stride,
-                               padding=(kernel_size - 1) // 2, weight_attr=init,
-                               bias_attr=None if bias else False, groups=groups)
+            init = nn.initializer.Normal(0.0, weight_std) if weight_std else nn.initializer.KaimingNormal()
+            self.conv = Conv2D(in_channels, out_channels, kernel_size, stride=stride, padding=(kernel_size - 1) // 2,
+                               weight_attr=init, bias_attr=None if bias else False, groups=groups)
         else:
-            self.conv = DeformConv(in_channels, out_channels, kernel_size, stride=stride,
-                                   modulated=dcn == 'v2', bias=bias, groups=groups)
+            self.conv = DeformConv(in_channels, out_channels, kernel_size, stride=stride, modulated=dcn == 'v2',
+                                   bias=bias, groups=groups)
         self.norm = make_norm(norm, out_channels, frozen_norm)
         self.act = act
 
@@ -155,16 +142,16 @@ def spatial_size(x: paddle.Tensor):
     return shape[2], shape[3]
 
 
-# Paddle's own linspace kernel (CPU) computes the step and the values in float64 up to
-# Paddle 2.x and in the output dtype since 3.0; ``linspace_rows`` follows the one
-# installed, so an exported graph has the coordinates of the dygraph model.
 _LINSPACE_DTYPE = 'float64' if paddle_major() == 2 else 'float32'
 
 
 def linspace_rows(counts: paddle.Tensor, length, dtype) -> paddle.Tensor:
     """[B, length] of ``dtype``: row b starts with ``linspace(-1, 1, counts[b])`` (counts [B, 1] int), from
     ops that export with a run-time count (paddle2onnx 1.x cannot convert ``linspace`` whose count is a
-    tensor), by Paddle's kernel's formula (up from -1, then down from 1)."""
+    tensor), by Paddle's kernel's formula (up from -1, then down from 1). Paddle's own linspace kernel (CPU)
+    computes the step and the values in float64 up to Paddle 2.x and in the output dtype since 3.0
+    (``_LINSPACE_DTYPE``); this follows the one installed, so an exported graph has the coordinates of the
+    dygraph model."""
     work = _LINSPACE_DTYPE
     num = paddle.cast(counts, work)                                                    # [B, 1]
     index = paddle.cast(paddle.arange(0, length, 1, dtype='int64'), work).unsqueeze(0)   # [1, L]

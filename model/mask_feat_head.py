@@ -29,14 +29,16 @@ class MaskFeatHead(nn.Layer):
         for i in range(num_levels):
             first_in = in_channels + 2 if i == num_levels - 1 else in_channels
             count = max(1, i)
-            self.levels.append(nn.LayerList([
-                conv(first_in if j == 0 else mid_channels, mid_channels, 3) for j in range(count)]))
+            self.levels.append(nn.LayerList([conv(first_in if j == 0 else mid_channels, mid_channels, 3)
+                                             for j in range(count)]))
         self.pred = conv(mid_channels, out_channels, 1)
         self.out_channels = out_channels
 
     def forward(self, feats: Sequence[paddle.Tensor], region: Optional[Region] = None) -> paddle.Tensor:
         """[P2, P3, P4, P5] -> mask features [B, E, H2, W2] at P2's resolution (with ``region``,
-        ``model.region``: each image's own part of the cropped maps, the rest undefined)."""
+        ``model.region``: each image's own part of the cropped maps, the rest undefined). The x2 upsample
+        is to a size written as a sum, not * 2: paddle2onnx writes * 2 through float, which OpenVINO's INT8
+        passes take for a dequantization ("Accessing out-of-range dimension")."""
         fused = None
         last = len(self.levels) - 1
         for i, (convs, x) in enumerate(zip(self.levels, feats)):
@@ -52,8 +54,6 @@ class MaskFeatHead(nn.Layer):
                 x = conv(x)
                 if i > 0:
                     height, width = spatial_size(x)
-                    # a sum, not * 2: paddle2onnx writes * 2 through float, which OpenVINO's INT8
-                    # passes take for a dequantization ("Accessing out-of-range dimension")
                     x = resize_bilinear(x, [height + height, width + width])
             fused = x if fused is None else fused + x
         return self.pred(fused) if region is None else region.conv_norm_act(self.pred, fused, 4)

@@ -20,8 +20,7 @@ STAGE_BLOCKS = {18: (2, 2, 2, 2), 34: (3, 4, 6, 3), 50: (3, 4, 6, 3), 101: (3, 4
 class Shortcut(ConvNormAct):
     """Projection shortcut: 1x1 conv + BN, preceded by 2x2 avg-pool in variant 'd'."""
 
-    def __init__(self, in_channels: int, out_channels: int, stride: int, variant: str,
-                 frozen_norm: bool):
+    def __init__(self, in_channels: int, out_channels: int, stride: int, variant: str, frozen_norm: bool):
         self.pool_first = variant == 'd' and stride == 2
         super().__init__(in_channels, out_channels, 1, stride=1 if self.pool_first else stride,
                          act=False, frozen_norm=frozen_norm)
@@ -36,8 +35,7 @@ class BasicBlock(nn.Layer):
     """Two 3x3 convs (ResNet-18/34); the first one carries the stride."""
     expansion = 1
 
-    def __init__(self, in_channels: int, width: int, stride: int, variant: str,
-                 dcn: Optional[str], frozen_norm: bool):
+    def __init__(self, in_channels: int, width: int, stride: int, variant: str, dcn: Optional[str], frozen_norm: bool):
         super().__init__()
         if dcn is not None:
             raise InputError('deformable conv (backbone_dcn) needs depth 50 or 101')
@@ -66,8 +64,7 @@ class Bottleneck(nn.Layer):
         inner = width if groups == 1 else width * base_width // 64 * groups
         self.conv1 = ConvNormAct(in_channels, inner, 1, frozen_norm=frozen_norm)
         self.stride = stride
-        self.conv2 = ConvNormAct(inner, inner, 3, stride=stride, dcn=dcn,
-                                 frozen_norm=frozen_norm, groups=groups)
+        self.conv2 = ConvNormAct(inner, inner, 3, stride=stride, dcn=dcn, frozen_norm=frozen_norm, groups=groups)
         self.conv3 = ConvNormAct(inner, out_channels, 1, act=False, frozen_norm=frozen_norm)
         self.shortcut = (Shortcut(in_channels, out_channels, stride, variant, frozen_norm)
                          if stride != 1 or in_channels != out_channels else None)
@@ -110,9 +107,8 @@ class ResNet(nn.Layer):
         half = width // 2
         stem_specs = ([(3, width, 7, 2)] if variant == 'b'
                       else [(3, half, 3, 2), (half, half, 3, 1), (half, width, 3, 1)])
-        self.stem = nn.Sequential(*[
-            ConvNormAct(cin, cout, k, stride=s, frozen_norm=freeze_norm)
-            for cin, cout, k, s in stem_specs])
+        self.stem = nn.Sequential(*[ConvNormAct(cin, cout, k, stride=s, frozen_norm=freeze_norm)
+                                    for cin, cout, k, s in stem_specs])
         in_channels = width
         self.out_channels: List[int] = []
         self.stages = []
@@ -122,8 +118,7 @@ class ResNet(nn.Layer):
             layers = []
             for k in range(blocks):
                 stride = 2 if (k == 0 and index > 0) else 1
-                layers.append(block(in_channels, stage_width, stride, variant, stage_dcn,
-                                    freeze_norm, **extra))
+                layers.append(block(in_channels, stage_width, stride, variant, stage_dcn, freeze_norm, **extra))
                 in_channels = stage_width * block.expansion
             stage = nn.Sequential(*layers)
             self.add_sublayer(f'layer{index + 1}', stage)

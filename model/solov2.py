@@ -18,10 +18,7 @@ class SOLOv2(nn.Layer):
 
     def __init__(self, backbone: ResNet, neck: FPN, head: SOLOv2Head, mask_head: MaskFeatHead):
         super().__init__()
-        self.backbone = backbone
-        self.neck = neck
-        self.head = head
-        self.mask_head = mask_head
+        self.backbone, self.neck, self.head, self.mask_head = backbone, neck, head, mask_head
 
     def forward(self, images: paddle.Tensor, regions: Optional[paddle.Tensor] = None
                 ) -> Dict[str, Union[paddle.Tensor, List[paddle.Tensor]]]:

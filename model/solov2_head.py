@@ -26,8 +26,7 @@ class DropBlock(nn.Layer):
 
     def __init__(self, block_size: int = 3, keep_prob: float = 0.9):
         super().__init__()
-        self.block_size = block_size
-        self.keep_prob = keep_prob
+        self.block_size, self.keep_prob = block_size, keep_prob
 
     def forward(self, x: paddle.Tensor) -> paddle.Tensor:
         """x [B, C, H, W] -> same shape; identity in eval mode."""
@@ -57,22 +56,17 @@ class SOLOv2Head(nn.Layer):
         drop_block: DropBlock after both towers in training.
     """
 
-    def __init__(self, num_classes: int = 80, in_channels: int = 256, feat_channels: int = 512,
-                 stacked_convs: int = 4, kernel_channels: int = 256,
-                 num_grids: Sequence[int] = (40, 36, 24, 16, 12), dcn: Optional[str] = None,
-                 dcn_indices: Sequence[int] = (), dcn_bias: bool = False,
-                 drop_block: bool = False):
+    def __init__(self, num_classes: int = 80, in_channels: int = 256, feat_channels: int = 512, stacked_convs: int = 4,
+                 kernel_channels: int = 256, num_grids: Sequence[int] = (40, 36, 24, 16, 12), dcn: Optional[str] = None,
+                 dcn_indices: Sequence[int] = (), dcn_bias: bool = False, drop_block: bool = False):
         super().__init__()
-        self.num_classes = num_classes
-        self.kernel_channels = kernel_channels
-        self.num_grids = tuple(num_grids)
+        self.num_classes, self.kernel_channels, self.num_grids = num_classes, kernel_channels, tuple(num_grids)
 
         def tower(first_in: int) -> nn.LayerList:
-            return nn.LayerList([
-                ConvNormAct(first_in if i == 0 else feat_channels, feat_channels, 3, norm='gn',
-                            dcn=dcn if i in dcn_indices else None,
-                            bias=dcn_bias and i in dcn_indices, weight_std=0.01)
-                for i in range(stacked_convs)])
+            return nn.LayerList([ConvNormAct(first_in if i == 0 else feat_channels, feat_channels, 3, norm='gn',
+                                             dcn=dcn if i in dcn_indices else None,
+                                             bias=dcn_bias and i in dcn_indices, weight_std=0.01)
+                                 for i in range(stacked_convs)])
 
         self.kernel_tower = tower(in_channels + 2)
         self.cate_tower = tower(in_channels)
@@ -80,8 +74,7 @@ class SOLOv2Head(nn.Layer):
         self.kernel_pred = Conv2D(feat_channels, kernel_channels, 3, padding=1,
                                   weight_attr=nn.initializer.Normal(0.0, 0.01))
         prior_bias = -math.log((1 - CATE_PRIOR) / CATE_PRIOR)
-        self.cate_pred = Conv2D(feat_channels, num_classes, 3, padding=1,
-                                weight_attr=nn.initializer.Normal(0.0, 0.01),
+        self.cate_pred = Conv2D(feat_channels, num_classes, 3, padding=1, weight_attr=nn.initializer.Normal(0.0, 0.01),
                                 bias_attr=nn.initializer.Constant(prior_bias))
 
     def _run_tower(self, tower: nn.LayerList, x: paddle.Tensor) -> paddle.Tensor:
@@ -93,7 +86,9 @@ class SOLOv2Head(nn.Layer):
                 ) -> Tuple[List[paddle.Tensor], List[paddle.Tensor]]:
         """P2..P6 -> (category logits [B, C, S, S] x L, kernels [B, E, S, S] x L); P2 halved and P6
         resized to P5's size first (strides 8, 8, 16, 32, 32), each image's part with ``region`` (halving
-        P2 needs none: every image's sides are multiples of 8 there, so its part halves exactly)."""
+        P2 needs none: every image's sides are multiples of 8 there, so its part halves exactly). The
+        category branch's input [B, 256, S, S] is split off the kernel branch's, not sliced: the split's
+        backward is a concat, 5x cheaper on CPU."""
         p2, p3, p4, p5, p6 = feats
         p2_h, p2_w = spatial_size(p2)
         p5_hw = list(spatial_size(p5))
@@ -105,7 +100,6 @@ class SOLOv2Head(nn.Layer):
                 kernel_feat = resize_bilinear(append_coords(feat), [grid, grid])  # [B, 256+2, S, S]
             else:
                 kernel_feat = region.resize(region.coords(feat, stride), stride, grid, [grid, grid])
-            # [B, 256, S, S]; a split, not a slice: its backward is a concat, 5x cheaper on CPU
             cate_feat = paddle.split(kernel_feat, [feat.shape[1], 2], axis=1)[0]
             kernels.append(self.kernel_pred(self._run_tower(self.kernel_tower, kernel_feat)))
             cate_logits.append(self.cate_pred(self._run_tower(self.cate_tower, cate_feat)))
