@@ -30,10 +30,10 @@ class Hook:
     """Does nothing; subclasses override what they need."""
 
     def after_step(self, trainer, losses: Dict[str, float]) -> None:
-        pass
+        """After each step, with its losses (floats by name)."""
 
     def after_train(self, trainer) -> None:
-        pass
+        """Once, after the last step."""
 
 
 class LogHook(Hook):
@@ -87,9 +87,8 @@ class EvalHook(Hook):
     drawn validation picture [H, W, 3] uint8 (``placement``: the run's ``Trainer.hold``). Every
     process keeps the best AP; only process 0 logs, saves and draws."""
 
-    def __init__(self, evaluate: Callable[..., Dict[str, float]], save: Callable[[str], None],
-                 log: RunLog, every: int, picture: Optional[Callable[..., np.ndarray]] = None,
-                 processes: Processes = SINGLE):
+    def __init__(self, evaluate: Callable[..., Dict[str, float]], save: Callable[[str], None], log: RunLog, every: int,
+                 picture: Optional[Callable[..., np.ndarray]] = None, processes: Processes = SINGLE):
         self.evaluate, self.save, self.log, self.every, self.picture = evaluate, save, log, every, picture
         self.processes = processes
         self.latest = None           # (iteration, stats, picture or None) of the last evaluation

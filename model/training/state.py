@@ -23,10 +23,8 @@ def _optimizer_state(model: paddle.nn.Layer, optimizer) -> Dict[str, np.ndarray]
     prefixes = {p.name: n for n, p in model.named_parameters()}
     out = {}
     for key, value in optimizer.state_dict().items():
-        if not hasattr(value, 'numpy'):
-            continue
         owner = max((p for p in prefixes if key.startswith(p + '_')), key=len, default=None)
-        if owner is not None:
+        if owner is not None and hasattr(value, 'numpy'):
             out[prefixes[owner] + '@' + key[len(owner):]] = value.numpy()
     return out
 
@@ -103,4 +101,3 @@ def restore_training_state(folder: Path, state: dict, model: paddle.nn.Layer, op
         shadow = load_paddle_params(str(folder / 'ema.pdparams'))
         check_fit(ema.shadow, shadow, str(folder / 'ema.pdparams'))
         ema.load(shadow, state.get('ema_updates', 0))
-
