@@ -47,10 +47,8 @@ def run_checkpoint(out: Path) -> Optional[Path]:
     """The checkpoint a run in ``out`` continues from: ``last`` (or what an interrupted save
     left of it), else ``best``; None when the run saved none."""
     for tag in ('last', 'best'):
-        try:
+        with contextlib.suppress(CheckpointError):
             return find_checkpoint(str(out / tag))
-        except CheckpointError:
-            continue
     return None
 
 
