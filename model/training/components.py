@@ -54,11 +54,10 @@ def make_optimizer(cfg, model: paddle.nn.Layer, base_lr: float):
     clip = paddle.nn.ClipGradByGlobalNorm(cfg.grad_clip) if cfg.grad_clip else None
     if cfg.optimizer == 'momentum':
         return paddle.optimizer.Momentum(learning_rate=base_lr, momentum=cfg.momentum, parameters=params,
-                                         weight_decay=paddle.regularizer.L2Decay(cfg.weight_decay),
-                                         grad_clip=clip)
+                                         weight_decay=paddle.regularizer.L2Decay(cfg.weight_decay), grad_clip=clip)
     if cfg.optimizer == 'adamw':
-        return paddle.optimizer.AdamW(learning_rate=base_lr, parameters=params,
-                                      weight_decay=cfg.weight_decay, grad_clip=clip)
+        return paddle.optimizer.AdamW(learning_rate=base_lr, parameters=params, weight_decay=cfg.weight_decay,
+                                      grad_clip=clip)
     raise ValueError(f"unknown optimizer '{cfg.optimizer}' (expected 'momentum' or 'adamw')")
 
 
@@ -91,11 +90,10 @@ def make_loader(cfg, world_size: int, source: CocoDataset):
     transforms, SOLO targets)."""
     transform = TrainTransform(cfg.train_shorts, cfg.train_max, flip_prob=cfg.flip_prob,
                                colour_strength=cfg.colour_strength, crop_prob=cfg.crop_prob)
-    target_fn = functools.partial(assign_targets, num_grids=cfg.num_grids,
-                                  scale_ranges=cfg.scale_ranges, sigma=cfg.sigma)
-    return build_train_loader(TrainDataset(source, transform, seed=cfg.seed), cfg.batch_size,
-                              target_fn, collate_targets, cfg.num_workers, seed=cfg.seed,
-                              distributed=world_size > 1)
+    target_fn = functools.partial(assign_targets, num_grids=cfg.num_grids, scale_ranges=cfg.scale_ranges,
+                                  sigma=cfg.sigma)
+    return build_train_loader(TrainDataset(source, transform, seed=cfg.seed), cfg.batch_size, target_fn,
+                              collate_targets, cfg.num_workers, seed=cfg.seed, distributed=world_size > 1)
 
 
 @contextlib.contextmanager

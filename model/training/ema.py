@@ -14,8 +14,7 @@ class ModelEMA:
     def __init__(self, model: paddle.nn.Layer, decay: float = 0.9998, ramp: float = 2000.0):
         self.decay, self.ramp, self.updates = decay, ramp, 0
         with paddle.no_grad():
-            self.shadow: Dict[str, paddle.Tensor] = {
-                k: v.detach().clone() for k, v in model.state_dict().items()}
+            self.shadow: Dict[str, paddle.Tensor] = {k: v.detach().clone() for k, v in model.state_dict().items()}
 
     @paddle.no_grad()
     def update(self, model: paddle.nn.Layer) -> None:

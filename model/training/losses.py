@@ -87,8 +87,7 @@ def _float32(tensor: paddle.Tensor) -> paddle.Tensor:
     return tensor if tensor.dtype == paddle.float32 else tensor.astype('float32')
 
 
-def solov2_loss(outputs: Dict, targets: BatchTargets, ins_weight: float = 3.0,
-                alpha: float = 0.25, gamma: float = 2.0,
+def solov2_loss(outputs: Dict, targets: BatchTargets, ins_weight: float = 3.0, alpha: float = 0.25, gamma: float = 2.0,
                 positives: Optional[Tuple[float, float]] = None) -> Dict[str, paddle.Tensor]:
     """SOLOv2 loss of a batch: ``outputs`` the model's forward dict (``cate_logits`` [B, C, S, S] x L,
     ``kernels`` [B, E, S, S] x L, ``mask_feat`` [B, E, Hf, Wf], cast to float32 here), ``targets``

@@ -115,8 +115,7 @@ def build_parts(options: TrainOptions, cfg, world: int, device: str, source, sta
     if options.sync_bn and world > 1:
         model = convert_sync_bn(model, gpu=on_gpu(device))
     net = paddle.DataParallel(model) if world > 1 else None
-    base_lr = (scaled_lr(cfg.base_lr, cfg.reference_batch, cfg.batch_size * world) if options.scale_lr
-               else cfg.base_lr)
+    base_lr = scaled_lr(cfg.base_lr, cfg.reference_batch, cfg.batch_size * world) if options.scale_lr else cfg.base_lr
     optimizer = make_optimizer(cfg, model, base_lr)
     ema = ModelEMA(model, cfg.ema_decay, cfg.ema_ramp) if cfg.ema_decay else None
     return model, net, optimizer, loader, ema, base_lr

@@ -31,8 +31,7 @@ def cosine_decay(progress: float) -> float:
     return 0.5 * (1.0 + math.cos(math.pi * min(max(progress, 0.0), 1.0)))
 
 
-def training_progress(iteration: int, total_iters: int, minutes: float = 0.0,
-                      budget_minutes: float = 0.0) -> float:
+def training_progress(iteration: int, total_iters: int, minutes: float = 0.0, budget_minutes: float = 0.0) -> float:
     """How far training is, in [0, 1]: the iteration's share of ``total_iters`` or, when a
     time budget is given, the share of it already spent, whichever is further along."""
     progress = iteration / total_iters
@@ -41,9 +40,8 @@ def training_progress(iteration: int, total_iters: int, minutes: float = 0.0,
     return min(progress, 1.0)
 
 
-def learning_rate(schedule: str, iteration: int, progress: float, base_lr: float,
-                  warmup_iters: int, warmup_ratio: float, step_points: Sequence[float] = (),
-                  gamma: float = 0.1) -> float:
+def learning_rate(schedule: str, iteration: int, progress: float, base_lr: float, warmup_iters: int,
+                  warmup_ratio: float, step_points: Sequence[float] = (), gamma: float = 0.1) -> float:
     """LR at ``iteration`` (0-based) and ``progress`` (see ``training_progress``): warm-up
     times the decay of ``schedule``, 'step' (``step_points``, ``gamma``) or 'cosine'."""
     if schedule not in SCHEDULES:

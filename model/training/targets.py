@@ -126,15 +126,12 @@ def rescale_mask(mask: np.ndarray, mask_stride: int = 4) -> np.ndarray:
     return out
 
 
-def center_region(inst: '_Instance', height: int, width: int, grid: int,
-                  sigma: float) -> Tuple[int, int, int, int]:
+def center_region(inst: '_Instance', height: int, width: int, grid: int, sigma: float) -> Tuple[int, int, int, int]:
     """(top, down, left, right), inclusive grid cells of the instance's centre region on a
     ``grid`` x ``grid`` level: the box scaled by ``sigma`` around the mass centre, clipped
     to the grid and to the 3x3 cells around the centre cell."""
-    half_h = 0.5 * inst.box_h * sigma
-    half_w = 0.5 * inst.box_w * sigma
-    coord_h = _cell(inst.center_h, height, grid)
-    coord_w = _cell(inst.center_w, width, grid)
+    half_h, half_w = 0.5 * inst.box_h * sigma, 0.5 * inst.box_w * sigma
+    coord_h, coord_w = _cell(inst.center_h, height, grid), _cell(inst.center_w, width, grid)
     top = max(0, _cell(inst.center_h - half_h, height, grid))
     down = min(grid - 1, _cell(inst.center_h + half_h, height, grid))
     left = max(0, _cell(inst.center_w - half_w, width, grid))
@@ -143,8 +140,7 @@ def center_region(inst: '_Instance', height: int, width: int, grid: int,
 
 
 def assign_targets(masks: np.ndarray, labels: np.ndarray, num_grids: Sequence[int],
-                   scale_ranges: Sequence[Sequence[float]], sigma: float = 0.2,
-                   mask_stride: int = 4) -> ImageTargets:
+                   scale_ranges: Sequence[Sequence[float]], sigma: float = 0.2, mask_stride: int = 4) -> ImageTargets:
     """``ImageTargets`` of ONE image by the module docstring's rules: ``masks`` [N, Hp, Wp] uint8 (or
     bool) 0/1 at the PADDED input size (multiples of ``mask_stride``, the mask features' stride),
     ``labels`` [N] int64 0-based, ``num_grids`` S per level, ``scale_ranges`` (lower, upper) of
@@ -187,8 +183,7 @@ def assign_targets(masks: np.ndarray, labels: np.ndarray, num_grids: Sequence[in
                     targets.append(inst.target)
         out.cate_labels.append(cate)
         out.ins_cells.append(np.asarray(cells, np.int64))
-        out.ins_masks.append(np.stack(targets) if targets
-                             else np.zeros((0, *feat_hw), np.uint8))
+        out.ins_masks.append(np.stack(targets) if targets else np.zeros((0, *feat_hw), np.uint8))
     return out
 
 
