@@ -90,11 +90,8 @@ class Conv2D(SkipsRandomInit, nn.Conv2D):
         return add_channel_bias(out, self.bias)
 
 
-def make_norm(norm: Optional[str], channels: int, frozen: bool = False) -> Optional[nn.Layer]:
-    """'bn' -> BatchNorm2D (eps 1e-5; ``frozen``: running statistics, no gradient), 'gn' -> GroupNorm(32),
-    None -> no norm."""
-    if norm is None:
-        return None
+def make_norm(norm: str, channels: int, frozen: bool = False) -> nn.Layer:
+    """'bn' -> BatchNorm2D (eps 1e-5; ``frozen``: running statistics, no gradient), 'gn' -> GroupNorm(32)."""
     if norm == 'gn':
         return nn.GroupNorm(GN_GROUPS, channels, epsilon=1e-5)
     if norm == 'bn':
@@ -103,14 +100,14 @@ def make_norm(norm: Optional[str], channels: int, frozen: bool = False) -> Optio
             for param in layer.parameters():
                 param.stop_gradient = True
         return layer
-    raise ValueError(f"unknown norm '{norm}' (expected 'bn', 'gn' or None)")
+    raise ValueError(f"unknown norm '{norm}' (expected 'bn' or 'gn')")
 
 
 class ConvNormAct(nn.Layer):
-    """conv (plain, or ``dcn`` 'v1'/'v2'; grouped by ``groups``) -> optional norm -> optional ReLU."""
+    """conv (plain, or ``dcn`` 'v1'/'v2'; grouped by ``groups``) -> norm ('bn' or 'gn') -> optional ReLU."""
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
-                 norm: Optional[str] = 'bn', act: bool = True, dcn: Optional[str] = None, bias: bool = False,
+                 norm: str = 'bn', act: bool = True, dcn: Optional[str] = None, bias: bool = False,
                  frozen_norm: bool = False, weight_std: Optional[float] = None, groups: int = 1):
         super().__init__()
         if dcn not in (None, 'v1', 'v2'):
@@ -127,9 +124,7 @@ class ConvNormAct(nn.Layer):
 
     def forward(self, x: paddle.Tensor) -> paddle.Tensor:
         """x [B, in, H, W] -> [B, out, H/stride, W/stride]."""
-        x = self.conv(x)
-        if self.norm is not None:
-            x = self.norm(x)
+        x = self.norm(self.conv(x))
         return F.relu(x) if self.act else x
 
 
