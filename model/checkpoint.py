@@ -2,6 +2,7 @@
 sidecar ``NAME.json`` (config number, classes, settings, source) so a checkpoint of
 the wrong shape is refused with one clear line. Every Paddle pickle the project reads goes
 through ``read_paddle_file`` (restricted unpickler, ``model/safe_pickle.py``)."""
+import contextlib
 import difflib
 import json
 import os
@@ -126,11 +127,9 @@ def configs_that_fit(params: Mapping[str, np.ndarray]) -> List[int]:
     classes = class_count(params)
     fitting = []
     for number, cfg in CONFIGS.items():
-        try:
+        with contextlib.suppress(CheckpointError):
             check_fit(model_shapes(with_classes(cfg, classes or cfg.num_classes)), params, '')
-        except CheckpointError:
-            continue
-        fitting.append(number)
+            fitting.append(number)
     return fitting
 
 
