@@ -96,10 +96,8 @@ class SOLOv2Head(nn.Layer):
                   resize_bilinear(p6, p5_hw) if region is None else region.resize(p6, 64, region.own(32), p5_hw)]
         cate_logits, kernels = [], []
         for feat, grid, stride in zip(levels, self.num_grids, (8, 8, 16, 32, 32)):
-            if region is None:
-                kernel_feat = resize_bilinear(append_coords(feat), [grid, grid])  # [B, 256+2, S, S]
-            else:
-                kernel_feat = region.resize(region.coords(feat, stride), stride, grid, [grid, grid])
+            kernel_feat = (resize_bilinear(append_coords(feat), [grid, grid]) if region is None      # [B, 256+2, S, S]
+                           else region.resize(region.coords(feat, stride), stride, grid, [grid, grid]))
             cate_feat = paddle.split(kernel_feat, [feat.shape[1], 2], axis=1)[0]
             kernels.append(self.kernel_pred(self._run_tower(self.kernel_tower, kernel_feat)))
             cate_logits.append(self.cate_pred(self._run_tower(self.cate_tower, cate_feat)))

@@ -101,10 +101,8 @@ def solov2_loss(outputs: Dict, targets: BatchTargets, ins_weight: float = 3.0, a
 
     num_masks, num_cells = positives or (targets.num_masks, targets.num_positives)
     preds, masks = gather_positive_masks(kernels, mask_feat, targets)
-    if preds.shape[0] > 0:
-        loss_ins = dice_loss(preds, masks).sum() * (ins_weight / num_masks)
-    else:
-        loss_ins = 0.0 * (mask_feat.sum() + sum(k.sum() for k in kernels))
+    loss_ins = (dice_loss(preds, masks).sum() * (ins_weight / num_masks) if preds.shape[0] > 0
+                else 0.0 * (mask_feat.sum() + sum(k.sum() for k in kernels)))
 
     num_classes = cate_logits[0].shape[1]
     flat_logits = paddle.concat([c.transpose([0, 2, 3, 1]).reshape([-1, num_classes])
