@@ -167,9 +167,6 @@ def run_images(predictor, targets: dict, draw: DrawOptions, written: list,
     for folder in {file.parent for file in (draw.labelme or {}).values()}:
         make_folder(folder, '--save-labelme')
 
-    def read(path):
-        return predictor.read(path)
-
     def finish(path, prepared, found):
         if draw.dumper is not None:
             draw.dumper.dump(f'{ids[path]:05d}_{path.stem}', ids[path], path.name, path, prepared)
@@ -189,7 +186,7 @@ def run_images(predictor, targets: dict, draw: DrawOptions, written: list,
         written.append(path)
         draw.records is None or draw.records.extend(result[0])
         LOG.info(result[1])
-    return run_timed(predictor, paths, paths, read, finish, draw, keep)
+    return run_timed(predictor, paths, paths, predictor.read, finish, draw, keep)
 
 
 def open_writer(out_path: Path, capture, first):
