@@ -79,9 +79,8 @@ def read_outputs(raw: Path, name: str, num_classes: int):
 
 def process(entry: dict, raw: Path, params, class_names, args, picture=None) -> list:
     """Post-process one manifest entry (and draw its ``picture`` when given); its COCO records."""
-    scores, kernels, mask_feat = read_outputs(raw, entry['name'], len(class_names))
     meta = ImageMeta(tuple(entry['orig_hw']), tuple(entry['resized_hw']), tuple(entry['padded_hw']))
-    result = finish_outputs((scores, kernels, mask_feat), meta, params)
+    result = finish_outputs(read_outputs(raw, entry['name'], len(class_names)), meta, params)
     if picture is not None:
         source = PictureReader(DEFAULT_MAX_PIXELS).read(entry['source'])
         write_image(picture, draw_bgr(source, result.masks, result.labels, result.scores, class_names,
