@@ -6,11 +6,12 @@ console command is not on PATH): runs the command's ``main`` with the rest of th
     solov2 weights get ppdet/solov2_r50_enhance_coco
     solov2 convert ppdet solov2_r50_enhance_coco.pdparams weights/enhance.pdparams
     solov2 COMMAND --help                        # its options
+
+``COMMANDS``: command -> (its module under solov2., what it does in one line).
 """
 import importlib
 import sys
 
-# command -> (its module under solov2., what it does in one line)
 COMMANDS = {
     'demo': ('tools.demo', 'segment pictures, a folder, a video or a camera; save the drawn masks or JSON'),
     'train': ('tools.train', 'train on a COCO-format dataset'),
