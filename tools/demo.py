@@ -48,8 +48,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--draw-threshold', type=cli.at_least(0, whole=False, most=1), default=SHOWN_MIN_SCORE,
                         help=f'minimum score of a drawn instance (default {SHOWN_MIN_SCORE}; --save-json keeps every '
                              'instance, for COCO scoring)')
-    parser.add_argument('--save-json', metavar='PATH',
-                        help='also write COCO-style results (RLE masks) to PATH')
+    parser.add_argument('--save-json', metavar='PATH', help='also write COCO-style results (RLE masks) to PATH')
     parser.add_argument('--save-labelme', metavar='DIR',
                         help="also write a labelme file of each picture's drawn instances to DIR, to correct in "
                              'labelme and convert back with tools/labelme2coco.py (docs/own_data.md)')

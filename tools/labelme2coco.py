@@ -142,12 +142,8 @@ def check_labels(docs: dict[Path, dict[str, Any]], class_names: Sequence[str], o
         raise InputError(f'labels not in the class list{origin}: {listed}')
 
 
-def convert(
-    labelme_dir: str | Path,
-    class_names: Sequence[str] | None = None,
-    copy_dir: str | Path | None = None,
-    origin: str = '',
-) -> dict[str, Any]:
+def convert(labelme_dir: str | Path, class_names: Sequence[str] | None = None, copy_dir: str | Path | None = None,
+            origin: str = '') -> dict[str, Any]:
     """COCO instance dict of all `labelme_dir/*.json` (sorted; image ids 1..), categories `class_names` (`origin`:
     where they come from, for the error) or the sorted labels; zero-area instances skipped with a warning."""
     labelme_dir = Path(labelme_dir)
