@@ -52,8 +52,7 @@ def _repeat_edge(x: paddle.Tensor, counts: paddle.Tensor, axis: int) -> paddle.T
     """x [B, C, H, W] with entry counts[b] along ``axis`` (2 or 3) replaced by entry counts[b] - 1
     (the last one an image covers), where it exists (counts [B, 1] int64)."""
     length = spatial_size(x)[axis - 2]
-    previous = paddle.concat([paddle.slice(x, [axis], [0], [1]), paddle.slice(x, [axis], [0], [length - 1])],
-                             axis=axis)
+    previous = paddle.concat([paddle.slice(x, [axis], [0], [1]), paddle.slice(x, [axis], [0], [length - 1])], axis=axis)
     at_edge = paddle.arange(0, length, 1, dtype='int64').unsqueeze(0) == counts               # [B, L]
     at_edge.stop_gradient = True     # Paddle 2.6's static expand refuses a bool input that may want a gradient
     at_edge = paddle.expand(at_edge.unsqueeze(1).unsqueeze(5 - axis), paddle.shape(x))   # [B, C, H, W] bool

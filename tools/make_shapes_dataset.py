@@ -166,8 +166,7 @@ def annotation(ann_id: int, image_id: int, label: int, mask: np.ndarray, crowd: 
 
 def write_jpeg(path: Path, image: np.ndarray) -> None:
     """Encode `[H, W, 3] uint8 RGB` as JPEG at `path` (byte buffer, so any path works)."""
-    ok, buffer = cv2.imencode('.jpg', cv2.cvtColor(image, cv2.COLOR_RGB2BGR),
-                              [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
+    ok, buffer = cv2.imencode('.jpg', cv2.cvtColor(image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
     if not ok:
         raise RuntimeError(f'cannot encode {path}')
     path.write_bytes(buffer.tobytes())

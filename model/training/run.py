@@ -66,8 +66,7 @@ def check_run_folder(out: Path, resume: bool, overwrite: bool) -> None:
     taken = run_files(out)
     if taken and not resume and not overwrite and run_checkpoint(out) is not None:
         raise InputError(f'{out} holds another run ({", ".join(taken)}): continue it with ', param('resume', 'auto'),
-                         ', pick another ', param('output'), ', or pass ', param('overwrite', True),
-                         ' to start over')
+                         ', pick another ', param('output'), ', or pass ', param('overwrite', True), ' to start over')
 
 
 def claim_run_folder(out: Path, resume: bool, overwrite: bool) -> None:
