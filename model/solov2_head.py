@@ -23,14 +23,12 @@ CATE_PRIOR = 0.01
 class DropBlock(nn.Layer):
     """DropBlock regularisation (training only): zero random block_size x block_size
     squares so that about (1 - keep_prob) of the activations are dropped."""
-
-    def __init__(self, block_size: int = 3, keep_prob: float = 0.9):
-        super().__init__()
-        self.block_size, self.keep_prob = block_size, keep_prob
+    block_size = 3
+    keep_prob = 0.9
 
     def forward(self, x: paddle.Tensor) -> paddle.Tensor:
         """x [B, C, H, W] -> same shape; identity in eval mode."""
-        if not self.training or self.keep_prob >= 1.0:
+        if not self.training:
             return x
         height, width = x.shape[2], x.shape[3]
         gamma = ((1.0 - self.keep_prob) / self.block_size ** 2 * height * width
