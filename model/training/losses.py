@@ -49,7 +49,8 @@ def gather_positive_masks(kernels: Sequence[paddle.Tensor], mask_feat: paddle.Te
                           targets: BatchTargets) -> Tuple[paddle.Tensor, paddle.Tensor]:
     """(pred_logits [P, Hf, Wf], target [P, Hf, Wf] float) of every positive of ``targets``, level
     by level in its order (P may be 0), from ``kernels`` (per level [B, E, S, S]) and ``mask_feat``
-    [B, E, Hf, Wf]: one matmul per image, the positives grouped by image, then put back in order."""
+    [B, E, Hf, Wf]: one matmul per image, the positives grouped by image, then put back in order; the
+    targets go to the device as uint8 and are cast there."""
     batch, channels, feat_h, feat_w = mask_feat.shape
     flat_kernels, images = [], []
     for level, kernel in enumerate(kernels):
@@ -74,10 +75,8 @@ def gather_positive_masks(kernels: Sequence[paddle.Tensor], mask_feat: paddle.Te
         if count:
             preds.append(paddle.matmul(grouped[start:start + count], feats[b]))
             start += count
-    preds = paddle.concat(preds)
-    preds = paddle.gather(preds, paddle.to_tensor(np.argsort(order), dtype='int64'))
-    return (preds.reshape([-1, feat_h, feat_w]),
-            paddle.to_tensor(target).astype(mask_feat.dtype))      # uint8 to the device, cast there
+    preds = paddle.gather(paddle.concat(preds), paddle.to_tensor(np.argsort(order), dtype='int64'))
+    return preds.reshape([-1, feat_h, feat_w]), paddle.to_tensor(target).astype(mask_feat.dtype)
 
 
 def _float32(tensor: paddle.Tensor) -> paddle.Tensor:
