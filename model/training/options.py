@@ -10,9 +10,9 @@ from solov2.config.model_fields import ModelFields
 class TrainOptions(ModelFields):
     """Every option of a training run, its default and flag, after the model's (``ModelFields``: ``--weights``,
     a whole model to start from, whose tensors that fit are loaded, the class head only when the classes
-    agree; ``--config``, ``--opt``, ``--device``, ``--threads``; checked as ``ModelSpec.check`` checks them)."""
-    classes: Optional[str] = None           # class list: a classes.txt or COCO file (--classes); None: the classes
-    #                                         of the training annotations (unless overrides name them)
+    agree; ``--config``, ``--opt``, ``--device``, ``--threads``; checked as ``ModelSpec.check`` checks them).
+    ``classes`` None: the classes of the training annotations, unless the overrides name them."""
+    classes: Optional[str] = None           # class list: a classes.txt or COCO file (--classes)
     output: Optional[str] = None            # run folder; None: output/<config class> (--output)
     resume: Optional[str] = None            # checkpoint folder to continue from, or 'auto': <output>/last (--resume)
     overwrite: bool = False                 # start a new run in a folder holding another run, deleting it
