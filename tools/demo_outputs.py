@@ -233,6 +233,5 @@ def run_video(predictor, source: Union[str, int], out_path: Path, draw: DrawOpti
 
 def summary_line(stats: PipelineStats, began: float, unit: str, where: str) -> str:
     """'N images in T s: F FPS end to end, model busy P% of the time; <where>'."""
-    return (f'{stats.done} {unit} in {time.perf_counter() - began:.2f} s: '
-            f'{stats.images_per_second:.2f} FPS end to end, model busy {100 * stats.busy_fraction:.0f}% '
-            f'of the time; {where}')
+    return (f'{stats.done} {unit} in {time.perf_counter() - began:.2f} s: {stats.images_per_second:.2f} FPS end to '
+            f'end, model busy {100 * stats.busy_fraction:.0f}% of the time; {where}')

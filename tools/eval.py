@@ -126,8 +126,7 @@ def evaluation_set(args, cfg, with_dataset: bool = True) -> tuple:
         if not Path(ann).is_file():
             how = (f'make it with {SHAPES_HINT}' if cfg.dataset_dir == 'datasets/shapes'
                    else f'put COCO val2017 under {root}/ (docs/evaluation.md)')
-            raise InputError(f"config {cfg.__name__}'s val set is not there ({ann}): pass --ann and --images, "
-                             f'or {how}')
+            raise InputError(f"config {cfg.__name__}'s val set is not there ({ann}): pass --ann and --images, or {how}")
     return ann, evaluation_dataset(ann, images, cfg.class_names) if with_dataset else None
 
 

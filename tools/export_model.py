@@ -38,8 +38,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--format', choices=('paddle', 'onnx', 'both'), default='both',
                         help='what to write (default both)')
     parser.add_argument('--opset', type=at_least(7), default=17,
-                        help=f'ONNX opset (default 17; models with deformable conv need '
-                             f'{DCN_OPSET} and get it)')
+                        help=f'ONNX opset (default 17; models with deformable conv need {DCN_OPSET} and get it)')
     parser.add_argument('--min-size', type=at_least(MIN_SIZE, step=SIZE_DIVISOR), default=MIN_SIZE,
                         help=f'smallest input side, a multiple of 32 >= {MIN_SIZE} (default {MIN_SIZE})')
     parser.add_argument('--max-size', type=at_least(MIN_SIZE, step=SIZE_DIVISOR), default=DEFAULT_MAX_SIZE,

@@ -91,9 +91,8 @@ def main(argv) -> int:
     spec = ModelSpec(backend='openvino', model_dir=args.model_dir)
     summary = quantize_model(spec, paths, out, args.keep_depth, progress, annotated, args.max_drop)
     progress.close()
-    print(f'INT8 model: {out} (calibrated on {summary["images"]} images at '
-          f'{summary["input_shape"][2]}x{summary["input_shape"][3]}, {len(summary["kept_f32"])} '
-          f'convolutions kept in f32)')
+    print(f'INT8 model: {out} (calibrated on {summary["images"]} images at {summary["input_shape"][2]}x'
+          f'{summary["input_shape"][3]}, {len(summary["kept_f32"])} convolutions kept in f32)')
     if annotated:
         print(control_line(summary['accuracy_control']))
     models, seconds = compile_here(out)

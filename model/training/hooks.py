@@ -57,8 +57,7 @@ class LogHook(Hook):
         if trainer.schedule.max_minutes:
             eta = min(eta, max(trainer.schedule.max_minutes - trainer.state.minutes, 0.0) * 60)
         logger.info(f"iter {done}/{stop_at} epoch {trainer.epoch + 1} lr {trainer.lr:.5f} loss {mean['loss']:.3f} "
-                    f"(ins {mean['loss_ins']:.3f} cate {mean['loss_cate']:.3f}) "
-                    f"{speed:.1f} img/s eta {clock(eta)}")
+                    f"(ins {mean['loss_ins']:.3f} cate {mean['loss_cate']:.3f}) {speed:.1f} img/s eta {clock(eta)}")
         self.log.train({'iteration': done, 'epoch': trainer.epoch + 1, 'minutes': round(trainer.state.minutes, 3),
                         'lr': significant(trainer.lr), **{k: round(v, 5) for k, v in mean.items()},
                         'images_per_s': round(speed, 2)})
