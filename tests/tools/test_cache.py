@@ -107,13 +107,14 @@ def test_bake_exports_and_records_then_pin_holds_on_any_cpu_type_and_thread_coun
     assert capsys.readouterr().out.splitlines()[-1].startswith(f'baked into {tmp_path}: ')
     assert cache.main(['bake', '--threads', '1', '--pin', 'onnx']) == 0
     [folder] = [path for path in tmp_path.iterdir() if path.name.startswith('config9-auto')]
-    assert capsys.readouterr().out.splitlines()[-1] == f'baked {folder}: onnx pinned for every CPU type and thread count'
+    said = capsys.readouterr().out.splitlines()[-1]
+    assert said == f'baked {folder}: onnx pinned for every CPU type and thread count'
     assert json.loads((folder / MANIFEST).read_text())['pinned'] == 'onnx'
     monkeypatch.setattr(auto_backend, 'time_engines', lambda *args: pytest.fail('a pinned choice is not timed'))
-    said = []
+    logged = []
     kind, backend = auto_backend.cached_backend(ModelSpec(WEIGHTS, backend='auto', threads=2), 9, get_config(9),
-                                                said.append)
-    assert kind == 'onnx' and said == [f'auto: using onnx f32 (pinned) from cache {folder}']
+                                                logged.append)
+    assert kind == 'onnx' and logged == [f'auto: using onnx f32 (pinned) from cache {folder}']
     monkeypatch.setattr(auto_backend, 'native_bf16', lambda: False)
     assert cache.main(['bake', '--threads', '1', '--pin', 'openvino-bf16']) == 2
     assert capsys.readouterr().err == "error: cannot pin openvino bf16: auto's candidates here are openvino, onnx\n"
