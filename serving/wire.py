@@ -1,8 +1,8 @@
 """How uvicorn runs the service: ``SERVER_OPTIONS`` for ``uvicorn.Config``: its access log off (the
 application logs each request), a request uvicorn cannot parse answered in the service's error
 shape, 400 ``{"error", "request_id"}``, and a connection closed while its request's body is still
-coming closed as nginx's lingering close does (``JsonRefusals``); and what the port of ``--workers``
-answers while the model opens once, before its processes start (``opening_app``).
+coming closed as nginx's lingering close does (``JsonRefusals``); and what the port of several worker
+processes answers while the model opens once, before they start (``opening_app``).
 """
 import json
 import logging
@@ -14,11 +14,11 @@ LOG = logging.getLogger(__name__)
 SERVER_OPTIONS = {'http': f'{__name__}:JsonRefusals', 'access_log': False}
 LINGER_S, LINGER_BYTES = 2.0, 64 * 2**20      # how long, how much of a refused body is read and dropped (Lingering)
 LOADING = 'the model is loading'
-OPENING = f'{LOADING}: opening it once (exporting it when needed) before the processes of --workers start'
+OPENING = f'{LOADING}: opening it once (exporting it when needed) before the worker processes start'
 
 
 async def opening_app(scope, receive, send) -> None:
-    """The ASGI application of ``--workers``' port while the model opens once in a child process
+    """The ASGI application of several processes' port while the model opens once in a child process
     (no Paddle in the parent): ``/healthz`` alive, anything else 503 ``OPENING`` with Retry-After, as one
     process answers while its model loads."""
     if scope['type'] != 'http':
