@@ -76,9 +76,8 @@ def settings_of(args):
     with cli.interruptible_loading():
         from solov2.model.runtime import cpu_threads
         from solov2.serving.app import ServeSettings
-    spec = cli.model_spec(args)           # the flags are the settings' names
-    settings = ServeSettings(dataclasses.replace(spec, threads=cpu_threads(spec.threads, args.workers)),
-                             **cli.named_fields(ServeSettings, args))
+    args.threads = cpu_threads(args.threads, args.workers)       # each of --workers' processes: its share
+    settings = ServeSettings(cli.model_spec(args), **cli.named_fields(ServeSettings, args))   # the flags: their names
     return dataclasses.replace(settings, model=cli.fetched(settings.model))     # a published name fetched once checked
 
 

@@ -17,7 +17,7 @@ from solov2.model.distributed import SINGLE, Processes, local_rank0_first
 from solov2.model.inference import auto_backend
 from solov2.model.inference.backend import Backend, BackendError
 from solov2.model.inference.spec import ModelSpec, Progress, dygraph_backend, exported_backend
-from solov2.model.runtime import cpu_threads, resolve_device
+from solov2.model.runtime import resolve_device
 
 
 def checked_weights(spec: ModelSpec) -> Tuple[int, type]:
@@ -38,7 +38,7 @@ def open_backend(spec: ModelSpec, *, resolved: Optional[Tuple[int, type]] = None
                  checked: bool = False) -> Tuple[int, Backend]:
     """(config number, backend) of ``spec`` ready to run (``spec.check`` first unless ``checked`` by the
     caller; ``resolved``: ``checked_weights``'s result when the caller has it). ``device`` and ``threads``
-    are the backend's own (threads 0: this process's share among ``processes.local_size``). Under the
+    are the backend's own (``spec.threads``, resolved when the spec was made). Under the
     launcher 'auto' exports on each node's first process while the others wait. ``cache_dir``: the
     export cache (default ``$SOLOV2_CACHE``); ``progress(stage, fraction)`` hears 'auto''s first export.
     On a GPU 'auto' is 'dygraph'; exported folders run on the CPU unless ``device`` names a GPU
@@ -47,8 +47,7 @@ def open_backend(spec: ModelSpec, *, resolved: Optional[Tuple[int, type]] = None
         spec.check()
     chosen = resolve_device(spec.device, named=True)    # InputError naming the fix for a GPU this Paddle cannot use
     exported = spec.backend in EXPORTED        # an exported model runs on a GPU only when named
-    placed = replace(spec, device='cpu' if exported and spec.device is None else chosen,
-                     threads=cpu_threads(spec.threads, processes.local_size))
+    placed = replace(spec, device='cpu' if exported and spec.device is None else chosen)
     if exported:
         backend = exported_backend(placed, compiled_cache(cache_dir))
         number = backend.info['config']

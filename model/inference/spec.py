@@ -17,6 +17,7 @@ from solov2.model.inference.exported_folder import ExportedBackend
 from solov2.model.inference.onnxruntime_backend import OnnxBackend
 from solov2.model.inference.openvino_backend import OpenVinoBackend
 from solov2.model.inference.paddle_inference_backend import InferenceBackend
+from solov2.model.runtime import cpu_threads, launched_here
 
 Progress = Callable[[str, float], None]      # progress(stage, fraction): auto's first export (auto_backend.STAGES)
 
@@ -31,8 +32,9 @@ class ModelSpec(ModelFields):
     exported folder, for 'inference', 'onnx' and 'openvino'; ``precision``: f32 | bf16 | int8 (openvino; None: f32
     there, and for 'auto' f32 or bf16 where the CPU has it natively and it proved itself, 'f32': f32 only);
     ``device``: 'cpu', 'gpu' or 'gpu:N' (None: the GPU if Paddle has one; ``check`` names it once,
-    ``config.device.device_name``); ``threads``: CPU math threads (0: this process's share of the cores,
-    ``model.runtime.cpu_threads``); ``overrides``: config changes, ``['name=value', ...]`` or ``{'name': value}``
+    ``config.device.device_name``); ``threads``: CPU math threads (0: this process's share of the cores among
+    those ``paddle.distributed.launch`` started here, ``model.runtime.cpu_threads``, resolved when the spec is
+    made); ``overrides``: config changes, ``['name=value', ...]`` or ``{'name': value}``
     (kept as a tuple of strings); ``mkldnn``: Paddle Inference with oneDNN; ``tensorrt``: Paddle Inference or
     onnxruntime through TensorRT float16 on a GPU; ``fast_decode``: a JPEG much larger than the network's input
     decoded by the codec at 1/2, 1/4 or 1/8 where nothing needs its full pixels (``reading.PictureReader``;
@@ -45,10 +47,14 @@ class ModelSpec(ModelFields):
     fast_decode: bool = False
 
     def __post_init__(self):
-        """Normalised once, when made (``ModelFields``'s paths and overrides, and ``device`` named as the
-        toolkit names it: InputError for a name that is no device), so every reader sees one spelling."""
+        """Normalised once, when made (``ModelFields``'s paths and overrides, ``device`` named as the
+        toolkit names it: InputError for a name that is no device, and ``threads`` 0 resolved to this
+        process's share), so every reader sees one spelling and one count; a bad ``threads`` is left to
+        ``check``, which names it."""
         super().__post_init__()
         object.__setattr__(self, 'device', device_name(self.device))
+        if self.threads == 0 and not isinstance(self.threads, bool):
+            object.__setattr__(self, 'threads', cpu_threads(0, launched_here()))
 
     def check(self, named: Optional[Callable[[Optional[str], Optional[int]], Optional[int]]] = None
               ) -> Optional[int]:

@@ -5,6 +5,7 @@ compiled-model folder) reaches the engine; the demo's command line, the auto cac
 benchmark tools and the API all open folders through it."""
 import dataclasses
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -200,6 +201,17 @@ def test_one_open_names_the_device_once(folders, monkeypatch):
         opened = backend_factory.open_backend(spec)[1]
         assert names[0] == ' CPU ' and set(names[1:]) <= {'cpu'} and spec.device == 'cpu'
         assert not opened.network_on_gpu
+
+
+def test_threads_are_resolved_once_when_the_spec_is_made(folders, monkeypatch):
+    """``threads`` 0 becomes this process's share of the cores when the spec is made (among the processes
+    ``paddle.distributed.launch`` started on the machine, ``PADDLE_LOCAL_SIZE``), and the opener runs the
+    engine on that count: 8 cores and 4 processes, 2 each; a count given is kept."""
+    monkeypatch.setattr(os, 'sched_getaffinity', lambda pid: set(range(8)))
+    monkeypatch.setenv('PADDLE_LOCAL_SIZE', '4')
+    spec = ModelSpec(backend='onnx', model_dir=folders['onnx'])
+    assert spec.threads == 2 and dataclasses.replace(spec, threads=3).threads == 3
+    assert backend_factory.open_backend(spec)[1].options.intra_op_num_threads == 2
 
 
 def test_export_its_check_and_quantization_open_engines_only_through_the_spec():
