@@ -64,6 +64,11 @@ class Backend(abc.ABC):
         sizes) will need (here only ``check_batch``)."""
         self.check_batch(max_batch, 'max_batch')
 
+    def expect(self, padded_hw: Tuple[int, int]) -> None:
+        """A picture of ``padded_hw`` (H, W) is prepared and on its way to the network (``Predictor.prepare``):
+        an engine that compiles a model per input size starts compiling its one now, beside the reading, so
+        that the network waits for it at most (nothing here)."""
+
     def check_batch(self, size: int, option: str = 'batch_size') -> None:
         """InputError naming ``option`` when batches of ``size`` pictures are over ``max_batch``."""
         if self.max_batch and size > self.max_batch:

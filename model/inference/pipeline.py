@@ -145,8 +145,12 @@ class Predictor:
         return self.reader.read(image, channels, max_pixels, what)
 
     def prepare(self, image: np.ndarray) -> Tuple[np.ndarray, ImageMeta]:
-        """[H, W, 3] uint8 RGB -> ([3, Hp, Wp] float32, sizes); Hp, Wp at least an exported engine's least side."""
-        return preprocess(image, self.cfg.test_short, self.cfg.test_max, min_side=(self.engine.size_range or (0,))[0])
+        """[H, W, 3] uint8 RGB -> ([3, Hp, Wp] float32, sizes); Hp, Wp at least an exported engine's least side.
+        The engine hears the size (``Backend.expect``), so that a model compiled per size begins compiling now."""
+        least = (self.engine.size_range or (0,))[0]
+        chw, meta = preprocess(image, self.cfg.test_short, self.cfg.test_max, min_side=least)
+        self.engine.expect(chw.shape[1:])
+        return chw, meta
 
     def network(self, ready: Sequence[Tuple[np.ndarray, ImageMeta]], params: Optional[InferenceParams] = None,
                 max_padding: float = 0.0) -> list:

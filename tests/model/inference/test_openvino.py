@@ -294,6 +294,29 @@ def test_compile_ahead_compiles_the_buckets_as_many_at_once_as_the_engine_has_th
     assert pools == [openvino_backend.MOST_COMPILES] and len(many.compiled) == 7
 
 
+def test_a_picture_on_its_way_starts_its_compile_and_waits_for_its_own_only(hot, monkeypatch):  # noqa: F811
+    """``expect`` begins a size's compile beside the reading; a picture whose model is compiled runs while
+    another size's compile is still under way (compiles of different sizes no longer wait for each other)."""
+    backend = OpenVinoBackend(str(hot[1]), threads=2, precision='f32', buckets=True)
+    small, large = backend.buckets[0], backend.buckets[-1]
+    release, begun = threading.Event(), []
+
+    def held_compile(shape):
+        begun.append(shape)
+        if shape[2:] == large:
+            release.wait(30)
+        return _Compiled()
+    monkeypatch.setattr(backend, '_compile', held_compile)
+    backend.expect(large)
+    backend.expect(small)
+    assert isinstance(backend._pool((1, 3, *small)), openvino_backend.RequestPool)
+    assert (-1, 3, *large) in backend.compiling and (-1, 3, *large) not in backend.compiled
+    release.set()
+    backend.ahead.shutdown(wait=True)
+    assert sorted(begun) == sorted([(-1, 3, *large), (-1, 3, *small)]) and not backend.compiling
+    assert set(backend.compiled) == {(-1, 3, *large), (-1, 3, *small)}
+
+
 def test_buckets_pad_the_input_and_change_no_result(hot, caplog):  # noqa: F811
     """A 3:2 portrait picture (480x320 after preprocessing at 320/640) runs padded to the
     576x320 bucket, its own size in ``regions``: the network's outputs equal those of the

@@ -126,8 +126,8 @@ def test_pictures_whose_cost_is_known_before_reading_are_read_ahead_within_the_b
     assert most >= 5
 
 
-NETWORK = {'run', 'run_numpy', 'batch_regions', 'check_batch', 'run_size', 'compile_ahead', 'class_names', 'label',
-           'placed'}
+NETWORK = {'run', 'run_numpy', 'batch_regions', 'check_batch', 'run_size', 'compile_ahead', 'expect', 'class_names',
+           'label', 'placed'}
 
 
 def _public_methods(cls) -> set:
