@@ -3,6 +3,7 @@ commands check it before Paddle loads). The package depends on no Paddle wheel, 
 user's (``paddlepaddle`` or ``paddlepaddle-gpu``: both install ``paddle/``, one over the other
 silently changes the device); the same for onnxruntime's. ``paddle_major`` is the one version
 check: code past Paddle's public API runs on the checked lines only (``internals_checked``)."""
+import ctypes
 import importlib.metadata
 import importlib.util
 from typing import Callable, Optional, Sequence
@@ -12,6 +13,7 @@ ONNXRUNTIME_WHEELS = ('onnxruntime', 'onnxruntime-gpu')     # both install onnxr
 CUDNN_WHEELS = ('nvidia-cudnn-cu11', 'nvidia-cudnn-cu12', 'nvidia-cudnn-cu13')    # each writes nvidia/cudnn/lib
 DRIVER_FILE = '/proc/driver/nvidia/version'      # Linux: the loaded NVIDIA kernel module's version line
 CUDA13_DRIVER = 580      # the least NVIDIA driver for CUDA 13, what onnxruntime-gpu's PyPI wheels are built for
+TENSORRT_WHEELS = ('tensorrt', 'tensorrt-cu13', 'tensorrt-cu12', 'tensorrt-cu13-libs', 'tensorrt-cu12-libs')
 CHECKED_MAJORS = (2, 3)     # Paddle 2.6 (CI's second venv) and 3.x
 INSTALL = ('pip install paddlepaddle (CPU); for GPUs up to Ampere paddlepaddle-gpu==2.6.2 (CUDA 11.8), for Hopper '
            'Paddle 3.x with CUDA 12, both from the PaddlePaddle index (README, GPU)')
@@ -73,6 +75,21 @@ def nvidia_driver(path: str = DRIVER_FILE) -> Optional[str]:
         return None
     words = [word for word in line.split() if word[:1].isdigit() and '.' in word]
     return words[0] if words else None
+
+
+def cuda_device(number: int, library: str = 'libcuda.so.1') -> Optional[str]:
+    """GPU ``number``'s name and compute capability ('NVIDIA L4 sm89') from the NVIDIA driver's own
+    ``library`` (CUDA's driver API: no runtime, Paddle or onnxruntime needed), None without one."""
+    device, major, minor, name = ctypes.c_int(), ctypes.c_int(), ctypes.c_int(), ctypes.create_string_buffer(96)
+    try:
+        cuda = ctypes.CDLL(library)
+        failed = (cuda.cuInit(0) or cuda.cuDeviceGet(ctypes.byref(device), number)
+                  or cuda.cuDeviceGetAttribute(ctypes.byref(major), 75, device)       # ..._COMPUTE_CAPABILITY_MAJOR
+                  or cuda.cuDeviceGetAttribute(ctypes.byref(minor), 76, device)       # ..._COMPUTE_CAPABILITY_MINOR
+                  or cuda.cuDeviceGetName(name, len(name), device))
+    except (OSError, AttributeError):
+        return None
+    return None if failed else f'{name.value.decode(errors="replace")} sm{major.value}{minor.value}'
 
 
 def driver_problem(driver: Optional[str], least: int = CUDA13_DRIVER) -> str:

@@ -6,7 +6,9 @@ An export of ``backend='auto'`` (``entry_folder``) and OpenVINO's compiled model
 ``source_sha256``: stale when either changed. A converted published checkpoint
 (``published_path``) is current at its name's place, else stale. A hidden name
 (``.NAME.<pid>.<random>.tmp``) is ``building`` while its process runs, else unfinished (``leftovers``).
+A TensorRT engine folder (``built_once``, ``tensorrt-HASH``) has a manifest like the compiled models'.
 """
+import contextlib
 import functools
 import hashlib
 import json
@@ -16,9 +18,9 @@ import time
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import List, Optional, Sequence, Union
+from typing import Iterator, List, Optional, Sequence, Union
 
-from solov2.core.paths import CACHE_ENV, cache_root, package_folder
+from solov2.core.paths import CACHE_ENV, cache_root, package_folder, temporary_beside
 
 MANIFEST = 'cache.json'
 WEIGHTS_FOLDER = 'weights'              # the converted published checkpoints, not an export entry
@@ -76,6 +78,50 @@ def compiled_cache(cache_dir: CacheDir = None) -> Optional[str]:
     except OSError:
         return None
     return str(folder)
+
+
+@contextlib.contextmanager
+def _locked(folder: Path) -> Iterator[None]:
+    """One holder at a time, across the machine's processes and threads, of the lock on ``folder``
+    (``flock`` on its descriptor, let go when it closes: also when its process dies); no lock off POSIX."""
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    descriptor = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(descriptor)
+
+
+@contextlib.contextmanager
+def built_once(folder: Path, versions: dict, what: str) -> Iterator[Path]:
+    """``folder``, an entry of the cache, for the block: itself once its manifest is there; else, under the
+    cache folder's lock (another builder waits, then finds it built), a temporary folder beside it
+    (``.NAME.<pid>.<random>.tmp``) that the block fills and that is moved into place whole with the manifest
+    (``versions``: the packages whose change makes it stale; ``what``: its line in tools/cache.py) when the
+    block ends without an error. For what a runtime builds on opening a model (TensorRT's engines)."""
+    if (folder / MANIFEST).is_file():
+        yield folder
+        return
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with _locked(folder.parent):
+        if (folder / MANIFEST).is_file():
+            yield folder
+            return
+        tmp = temporary_beside(folder)
+        tmp.mkdir()
+        try:
+            yield tmp
+            manifest = {'key': {'versions': versions, 'source_sha256': source_hash()}, 'what': what}
+            (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + '\n')
+            shutil.rmtree(folder, ignore_errors=True)       # one without its manifest: not a whole build
+            tmp.rename(folder)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,6 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
-import secrets
 import shutil
 from os import PathLike
 from pathlib import Path
@@ -18,15 +17,9 @@ import cv2
 import numpy as np
 
 from solov2.core.errors import InputError
+from solov2.core.paths import temporary_beside
 
 FILE_MODE = 0o644
-
-
-def temporary_beside(path: str | PathLike[str]) -> Path:
-    """A hidden name in ``path``'s folder that no user file has: ``.NAME.<pid>.<random>.tmp``
-    (the one temporary naming of this module, for files and folders)."""
-    path = Path(path)
-    return path.with_name(f'.{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp')
 
 
 def write_together(writes: Sequence[tuple[str | PathLike[str], Callable[[str], None]]]) -> None:

@@ -6,11 +6,13 @@ import contextlib
 import hashlib
 import json
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Iterator, Optional, Sequence
 
 from solov2.config import get_config, with_overrides
-from solov2.config.device import on_gpu
+from solov2.config.device import gpu_number, on_gpu
+from solov2.config.install import TENSORRT_WHEELS, cuda_device, installed_wheels
 from solov2.config.sidecar import MODEL_SETTINGS
+from solov2.core.cache import built_once, package_version
 from solov2.core.errors import param
 from solov2.data.files import file_sha256
 from solov2.data.transforms import padded_size
@@ -114,15 +116,27 @@ class ExportedBackend(Backend):
             raise BackendError(f'{self.model_dir / name} not found')
         return self.model_dir / name
 
-    def engine_folder(self, cache: Optional[str], files: Sequence[Path], runtime: str) -> Optional[str]:
-        """The folder of ``cache`` (None: none) for TensorRT's engines of the model in ``files`` on ``runtime``
-        with this backend's profile (``size_range``, batches up to ``TENSORRT_MAX_BATCH``, float16), named after
-        a hash of the files' bytes (the runtimes name engines after the graph, not its weights)."""
+    @contextlib.contextmanager
+    def tensorrt_engines(self, cache: Optional[str], files: Sequence[Path], runtime: str,
+                         tensorrt: str = '') -> Iterator[Optional[str]]:
+        """For the block, the folder where ``runtime`` ('onnxruntime' or 'paddle-inference') finds TensorRT's
+        engines of the model in ``files`` or builds them while it opens it (None, built at each start, without
+        ``cache``): an entry of the ``cache`` folder (``core.cache.built_once``: one
+        builder at a time, moved into place whole, pruned with the others). Its name hashes all an engine depends
+        on: the files' bytes (the runtimes name engines after the graph, not its weights), the profile
+        (``size_range``, batches up to ``TENSORRT_MAX_BATCH``, float16), the runtime's and TensorRT's versions
+        (its wheels, or ``tensorrt`` as the runtime reports it) and the GPU: an engine runs only where built."""
         if not cache:
-            return None
-        settings = [runtime, self.size_range, TENSORRT_MAX_BATCH, 'float16']
-        digest = hashlib.sha256(repr([*settings, *(file_sha256(path) for path in files)]).encode())
-        return str(Path(cache) / f'tensorrt-{digest.hexdigest()[:20]}')
+            yield None
+            return
+        package = 'onnxruntime-gpu' if runtime == 'onnxruntime' else 'paddlepaddle-gpu'
+        versions = {name: package_version(name) for name in (package, *installed_wheels(TENSORRT_WHEELS))}
+        gpu = cuda_device(gpu_number(self.device)) or 'an unknown GPU'
+        settings = [runtime, self.size_range, TENSORRT_MAX_BATCH, 'float16', versions, tensorrt, gpu]
+        digest = hashlib.sha256(repr([*settings, *(file_sha256(path) for path in files)]).encode()).hexdigest()
+        with built_once(Path(cache) / f'tensorrt-{digest[:20]}', versions,
+                        f'TensorRT engines of {runtime} on {gpu}') as folder:
+            yield str(folder)
 
     def through_tensorrt(self) -> None:
         """TensorRT's profile and float16: batches of up to ``TENSORRT_MAX_BATCH`` (``max_batch``), ``precision``

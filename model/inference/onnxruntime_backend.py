@@ -80,9 +80,10 @@ def load_gpu_libraries(ort, tensorrt: bool) -> None:
 
 class OnnxBackend(ExportedBackend):
     """onnxruntime with ``threads`` intra-op threads (0 = every core; idle, they sleep rather than spin,
-    docs/deployment.md#backends) on ``device`` (``tensorrt``: through TensorRT float16, engines in
-    ``engine_cache``); safe from several threads. A batch of several sizes runs the regions graph
-    (``model_regions.onnx``, opened on first use). No fallback after opening."""
+    docs/deployment.md#backends) on ``device`` (``tensorrt``: through TensorRT float16, engines in an
+    entry of the ``engine_cache`` folder, ``tensorrt_engines``); safe from several threads. A batch of
+    several sizes runs the regions graph (``model_regions.onnx``, opened on first use). No fallback
+    after opening."""
     name = 'onnx'
 
     def __init__(self, model_dir: str, threads: int = 0, overrides: Sequence[str] = (), device: str = 'cpu',
@@ -111,13 +112,14 @@ class OnnxBackend(ExportedBackend):
         with self.lock:
             if regions not in self.sessions:
                 path = self.model_file(self.files, 'regions_model' if regions else 'model')
-                engines = self.tensorrt and self.engine_folder(self.engine_cache, [path], 'onnxruntime')
-                providers = onnx_providers(self.device, ort.get_available_providers(), self.tensorrt,
-                                           self.size_range, engines or None)
-                if on_gpu(self.device):
-                    load_gpu_libraries(ort, self.tensorrt)
-                with loading(str(path)):
-                    session = ort.InferenceSession(str(path), self.options, providers=providers)
+                cache = self.engine_cache if self.tensorrt else None
+                with self.tensorrt_engines(cache, [path], 'onnxruntime') as engines:
+                    providers = onnx_providers(self.device, ort.get_available_providers(), self.tensorrt,
+                                               self.size_range, engines)
+                    if on_gpu(self.device):
+                        load_gpu_libraries(ort, self.tensorrt)
+                    with loading(str(path)):
+                        session = ort.InferenceSession(str(path), self.options, providers=providers)
                 check_providers(session, providers, ort.__version__)
                 session.disable_fallback()
                 self.sessions[regions] = session

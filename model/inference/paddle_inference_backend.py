@@ -50,13 +50,13 @@ def place_inference(config, device: str, tensorrt: bool, size_range, precision_t
 
 
 class InferenceBackend(ExportedBackend):
-    """Paddle Inference on the CPU with ``threads`` math threads (0 = every core; oneDNN when ``mkldnn``)
-    or on a GPU (``tensorrt``: engines in ``engine_cache``; ``place_inference``). One run at a time (a
-    lock: its predictor holds one run's tensors); built and run inside ``paddle_on``, which puts back
-    the process's math threads that Paddle Inference sets. With oneDNN a Paddle 3 (PIR) model runs without
-    the oneDNN placement pass: its bilinear/nearest interpolate fails there ("ConvertPirAttribute2
-    RuntimeAttribute not support ArrayAttribute<DoubleAttribute>"); without the pass only the fused
-    oneDNN kernels (convolutions) are used."""
+    """Paddle Inference on the CPU with ``threads`` math threads (0 = every core; oneDNN when ``mkldnn``) or on a GPU
+    (``tensorrt``: engines in an entry of the ``engine_cache`` folder, ``tensorrt_engines``;
+    ``place_inference``). One run at a time (a lock: its predictor holds one run's tensors); built and run
+    inside ``paddle_on``, which puts back the process's math threads that Paddle Inference sets. With oneDNN a
+    Paddle 3 (PIR) model runs without the oneDNN placement pass: its bilinear/nearest interpolate fails there
+    ("ConvertPirAttribute2 RuntimeAttribute not support ArrayAttribute<DoubleAttribute>"); without the pass only
+    the fused oneDNN kernels (convolutions) are used."""
     name = 'inference'
 
     def __init__(self, model_dir: str, threads: int = 0, mkldnn: bool = False,
@@ -75,23 +75,25 @@ class InferenceBackend(ExportedBackend):
                                'Config does not take: run it without tensorrt, or export with Paddle 2.6 (.pdmodel)')
         if tensorrt:
             self.through_tensorrt()
-        engines = tensorrt and self.engine_folder(engine_cache, [model_file, params_file], 'paddle-inference')
-        config = paddle_infer.Config(str(model_file), str(params_file))
-        place_inference(config, device, tensorrt, self.size_range, paddle_infer.PrecisionType, engines or None)
-        self.threads = cpu_threads(threads)
-        config.set_cpu_math_library_num_threads(self.threads)
-        if mkldnn:
-            config.enable_mkldnn()
-            if model_file.suffix == '.json':
-                config.delete_pass('onednn_placement_pass')
-        else:
-            config.disable_mkldnn()
-        if hasattr(config, 'disable_glog_info'):
-            config.disable_glog_info()
-        with loading(f'{model_file} + {params_file.name}'), paddle_on('cpu', self.threads):
-            self.predictor = paddle_infer.create_predictor(config)
-            self.inputs = {name: self.predictor.get_input_handle(name) for name in self.predictor.get_input_names()}
-            self.outputs = [self.predictor.get_output_handle(n) for n in self.predictor.get_output_names()]
+        runtime_version = '.'.join(map(str, paddle_infer.get_trt_runtime_version()))
+        with self.tensorrt_engines(engine_cache if tensorrt else None, [model_file, params_file], 'paddle-inference',
+                                   runtime_version) as engines:
+            config = paddle_infer.Config(str(model_file), str(params_file))
+            place_inference(config, device, tensorrt, self.size_range, paddle_infer.PrecisionType, engines)
+            self.threads = cpu_threads(threads)
+            config.set_cpu_math_library_num_threads(self.threads)
+            if mkldnn:
+                config.enable_mkldnn()
+                if model_file.suffix == '.json':
+                    config.delete_pass('onednn_placement_pass')
+            else:
+                config.disable_mkldnn()
+            if hasattr(config, 'disable_glog_info'):
+                config.disable_glog_info()
+            with loading(f'{model_file} + {params_file.name}'), paddle_on('cpu', self.threads):
+                self.predictor = paddle_infer.create_predictor(config)
+                self.inputs = {name: self.predictor.get_input_handle(name) for name in self.predictor.get_input_names()}
+                self.outputs = [self.predictor.get_output_handle(n) for n in self.predictor.get_output_names()]
         if len(self.outputs) != len(OUTPUT_NAMES):
             raise BackendError(f'{model_file} has {len(self.outputs)} outputs, expected {len(OUTPUT_NAMES)}')
         self.lock = threading.Lock()

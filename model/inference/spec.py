@@ -4,6 +4,7 @@ an exported folder by its engine's name, and ``dygraph_backend``, of a checkpoin
 import numbers
 import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable, Optional, Union
 
 from solov2.config import get_config, with_overrides
@@ -101,12 +102,13 @@ def exported_backend(spec: ModelSpec, compiled: Optional[str] = None, **openvino
     OpenVINO's compiled models (``core.cache.compiled_cache``; None: none); ``openvino``: quantization's
     own OpenVINO options (``buckets``, ``compiled_model``: ``OpenVinoBackend``). BackendError on another name."""
     kind, folder, threads, overrides, device = spec.backend, spec.model_dir, spec.threads, spec.overrides, spec.device
+    engines = compiled and str(Path(compiled).parent)       # the cache: TensorRT's engines are entries of their own
     if kind == 'inference':
         return InferenceBackend(folder, threads, mkldnn=spec.mkldnn, overrides=overrides, device=device or 'cpu',
-                                tensorrt=spec.tensorrt, engine_cache=compiled)
+                                tensorrt=spec.tensorrt, engine_cache=engines)
     if kind == 'onnx':
         return OnnxBackend(folder, threads, overrides=overrides, device=device or 'cpu', tensorrt=spec.tensorrt,
-                           engine_cache=compiled)
+                           engine_cache=engines)
     if kind == 'openvino' and device and on_gpu(device):
         raise BackendError("the openvino backend runs on the CPU here; on a GPU use 'inference' or 'onnx'")
     if kind == 'openvino':

@@ -1,9 +1,11 @@
 """The GPU set-up of the exported backends, as calls (no GPU here): Paddle Inference's config
 (``place_inference``) and onnxruntime's providers (``onnx_providers``), through the functions
 the backends use."""
+import concurrent.futures
 import json
 import os
 import re
+import time
 
 import numpy as np
 import paddle.inference
@@ -11,9 +13,12 @@ import pytest
 from onnxruntime.capi.onnxruntime_pybind11_state import EPFail
 from paddle.base.proto import framework_pb2
 
-from solov2.config import get_config
+from solov2.config import get_config, install
+from solov2.config.install import cuda_device
+from solov2.core import cache as core_cache
+from solov2.core.cache import cache_entries
 from solov2.core.errors import InputError, RunError
-from solov2.model.inference import onnxruntime_backend
+from solov2.model.inference import exported_folder, onnxruntime_backend
 from solov2.model.inference.backend import BackendError
 from solov2.model.inference.onnxruntime_backend import OnnxBackend, onnx_providers
 from solov2.model.inference.paddle_inference_backend import InferenceBackend, place_inference
@@ -211,7 +216,7 @@ def test_each_model_gets_its_own_tensorrt_engines(tmp_path, monkeypatch):
     assert opened[:2] == ['preload_dlls', 'tensorrt']      # CUDA, cuDNN and TensorRT loaded before the session
     opened = [session for session in opened if isinstance(session, FellBack)]
     a, b, c = (session.asked[0][1]['trt_engine_cache_path'] for session in opened)
-    assert a != b and a == c and os.path.dirname(a) == str(tmp_path)
+    assert a != b and os.path.basename(a).startswith('.' + os.path.basename(c)) and os.path.dirname(c) == str(tmp_path)
     paddle_files = {'paddle': {'model': 'model.pdmodel', 'params': 'model.pdiparams'}}
     configs = []
     monkeypatch.setattr(paddle.inference, 'Config', lambda *files: configs.append(RecordingConfig()) or configs[-1])
@@ -225,6 +230,82 @@ def test_each_model_gets_its_own_tensorrt_engines(tmp_path, monkeypatch):
     assert folders[0] != folders[1] and {a, b}.isdisjoint(folders)
     assert all(dict((name, kw) for name, _, kw in config.calls)['enable_tensorrt_engine']['use_static']
                for config in configs)
+
+
+class Building(FellBack):
+    """A session whose TensorRT provider builds its engine while it opens (explicit profile): it writes
+    ``engine`` into its cache folder unless one is there (counted in ``built``), ``slow`` seconds."""
+    built, slow = [], 0.0
+
+    def __init__(self, path, options, providers, started=EVERY):
+        super().__init__(path, options, providers, started)
+        engine = os.path.join(providers[0][1]['trt_engine_cache_path'], 'engine')
+        if not os.path.exists(engine):
+            time.sleep(self.slow)
+            open(engine, 'w').close()
+            self.built.append(engine)
+
+
+def test_tensorrt_engines_are_built_once_moved_into_place_whole_and_kept_per_tensorrt_and_gpu(tmp_path, monkeypatch):
+    """Two processes (here threads) opening one model build its engine once: the first in a temporary
+    folder moved into place with its manifest, the other waits and loads it; a failed open leaves
+    nothing; another GPU or TensorRT gets its own folder; tools/cache.py lists it, stale with another runtime."""
+    opened, cache = [], tmp_path / 'cache'
+    _on_a_gpu(monkeypatch, opened)
+    import onnxruntime
+    monkeypatch.setattr(Building, 'built', [])
+    monkeypatch.setattr(Building, 'slow', 0.3)
+    monkeypatch.setattr(onnxruntime, 'InferenceSession', Building)
+    monkeypatch.setattr(exported_folder, 'cuda_device', lambda number: 'NVIDIA L4 sm89')
+    folder = _fake_export(tmp_path / 'export', _onnx_model(1.0))
+
+    def open_model():
+        return OnnxBackend(folder, device='gpu', tensorrt=True, engine_cache=str(cache))
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        first, second = pool.map(lambda _: open_model(), range(2))
+    assert len(Building.built) == 1 and '.tmp' in Building.built[0]          # one build, in a temporary folder
+    entries = cache_entries(str(cache))
+    assert [(e.path.parent, e.state, e.what) for e in entries] == [
+        (cache, 'current', 'TensorRT engines of onnxruntime on NVIDIA L4 sm89')]
+    asked = {os.path.basename(backend.session.asked[0][1]['trt_engine_cache_path']) for backend in (first, second)}
+    assert entries[0].path.name in asked and [p.name for p in cache.iterdir()] == [entries[0].path.name]
+    assert sorted(p.name for p in entries[0].path.iterdir()) == ['cache.json', 'engine']
+    monkeypatch.setattr(exported_folder, 'cuda_device', lambda number: 'NVIDIA A100 sm80')
+    monkeypatch.setattr(onnxruntime, 'InferenceSession', lambda *args, **kwargs: 1 / 0)
+    with pytest.raises(BackendError, match='cannot load'):
+        open_model()
+    assert [p.name for p in cache.iterdir()] == [entries[0].path.name]       # nothing of the failed build
+    monkeypatch.setattr(onnxruntime, 'InferenceSession', Building)
+    open_model()
+    monkeypatch.setattr(exported_folder, 'installed_wheels', lambda names: ['tensorrt-cu13'])
+    open_model()
+    assert len(Building.built) == 3 and len(list(cache.iterdir())) == 3      # per GPU, per TensorRT
+    monkeypatch.setattr(core_cache, 'package_version', lambda name: 'another')
+    assert {entry.state for entry in cache_entries(str(cache))} == {'stale'}
+
+
+def test_cuda_device_names_the_gpu_and_its_compute_capability(monkeypatch):
+    """Through the driver's own library (a fake here); None without one or when a call fails."""
+    class Driver:
+        def __init__(self, path, no_device=False):
+            self.cuInit = lambda flags: 100 if no_device else 0       # CUDA_ERROR_NO_DEVICE
+
+        def cuDeviceGet(self, device, number):
+            device._obj.value = number
+            return 0
+
+        def cuDeviceGetAttribute(self, value, attribute, device):
+            value._obj.value = {75: 8, 76: 9}[attribute]
+            return 0
+
+        def cuDeviceGetName(self, name, size, device):
+            name.value = b'NVIDIA L4'
+            return 0
+    assert cuda_device(0, 'libcuda-not-here.so.1') is None
+    monkeypatch.setattr(install.ctypes, 'CDLL', Driver)
+    assert cuda_device(1) == 'NVIDIA L4 sm89'
+    monkeypatch.setattr(install.ctypes, 'CDLL', lambda path: Driver(path, no_device=True))
+    assert cuda_device(0) is None
 
 
 def test_a_provider_failure_during_a_run_is_an_error_naming_it(tmp_path, monkeypatch):
