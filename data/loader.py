@@ -29,7 +29,7 @@ from solov2.data.transforms import batch_images, pad_to
 
 logger = logging.getLogger(__name__)
 PR_SET_PDEATHSIG = 1      # prctl's option (linux/prctl.h): the signal a process gets when its parent dies
-FAILURE_KEY = 'loader_failure'     # the key of a failure_batch
+FAILURE_KEY = 'loader_failure'     # the key of a failure batch (reporting_collate)
 
 TargetFn = Callable[[np.ndarray, np.ndarray], Any]
 CollateTargets = Callable[[list[Any]], Any]
@@ -138,22 +138,19 @@ class LoaderError(RunError):
     in the sample or batch, raised where the loader is iterated."""
 
 
-def failure_batch(failure: LoaderError) -> dict:
-    """The batch that carries `failure` through Paddle's loader queue to the iterating thread
-    (Paddle ends the iteration at a batch without arrays, so it holds a one-byte array too)."""
-    return {FAILURE_KEY: failure, 'flag': np.zeros(1, np.uint8)}
-
-
 def reporting_collate(collate: Callable[[list[Any]], Any]) -> Callable[[list[Any]], Any]:
-    """`collate` whose exceptions, and samples that are a `LoaderError`, become a `failure_batch`."""
+    """`collate` whose exceptions, and samples that are a `LoaderError`, become a failure batch:
+    the batch that carries the `LoaderError` through Paddle's loader queue to the iterating thread
+    (under `FAILURE_KEY`; Paddle ends the iteration at a batch without arrays, so it holds a
+    one-byte array too)."""
     def guarded(samples: list[Any]) -> Any:
         failed = next((sample for sample in samples if isinstance(sample, LoaderError)), None)
-        if failed is not None:
-            return failure_batch(failed)
         try:
-            return collate(samples)
+            if failed is None:
+                return collate(samples)
         except Exception as err:
-            return failure_batch(LoaderError(f'batch: {type(err).__name__}: {err}'))
+            failed = LoaderError(f'batch: {type(err).__name__}: {err}')
+        return {FAILURE_KEY: failed, 'flag': np.zeros(1, np.uint8)}
     return guarded
 
 
@@ -184,7 +181,7 @@ class ReportingDataset(paddle.io.Dataset):
 
 class ReportingLoader(paddle.io.DataLoader):
     """Paddle's DataLoader without workers, over a `ReportingDataset` with `reporting_collate`:
-    the first `failure_batch` ends the iteration with `LoaderError`, in whichever thread
+    the first failure batch (`reporting_collate`) ends the iteration with `LoaderError`, in whichever thread
     iterates (no signal, no change to the process)."""
 
     def __iter__(self) -> Iterator[Any]:
