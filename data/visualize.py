@@ -113,28 +113,26 @@ class MaskShares:
 
     def __init__(self, image_hw: tuple[int, int]):
         self.image_hw = (int(image_hw[0]), int(image_hw[1]))
-        self._masks, self._captions = [], []    # (box, crop, float32 share), (rect, weight)
+        self._areas = []    # (box, crop, float32 share): the masks, then the captions (a full crop)
 
     def add_mask(self, crop: np.ndarray, box: Sequence[int]) -> None:
         """A mask given as its non-empty `[y1 - y0, x1 - x0] bool` `crop` to its `box`."""
-        self._masks.append((tuple(int(v) for v in box), crop, np.float32(1.0 / np.count_nonzero(crop))))
+        self._areas.append((tuple(int(v) for v in box), crop, np.float32(1.0 / np.count_nonzero(crop))))
 
     def add_caption(self, rect: Rect, weight: float) -> None:
         """`weight` over every pixel of `rect`."""
-        self._captions.append((tuple(int(v) for v in rect), weight))
+        x0, y0, x1, y1 = (int(v) for v in rect)
+        self._areas.append(((x0, y0, x1, y1), np.ones((y1 - y0, x1 - x0), bool), np.float32(weight)))
 
     def window(self, rect: Rect) -> np.ndarray:
         """`[y1 - y0, x1 - x0] float32`: the sums over the pixels of `rect` (x0, y0, x1, y1)."""
         x0, y0, x1, y1 = rect
         out = np.zeros((y1 - y0, x1 - x0), np.float32)
-        for (bx0, by0, bx1, by1), crop, share in self._masks:
+        for (bx0, by0, bx1, by1), crop, share in self._areas:
             if bx0 < x1 and bx1 > x0 and by0 < y1 and by1 > y0:
                 left, top, right, bottom = max(x0, bx0), max(y0, by0), min(x1, bx1), min(y1, by1)
                 under = out[top - y0:bottom - y0, left - x0:right - x0]   # float32 + float32 share, as cv2.add
                 np.add(under, share, out=under, where=crop[top - by0:bottom - by0, left - bx0:right - bx0])
-        for (cx0, cy0, cx1, cy1), weight in self._captions:
-            if cx0 < x1 and cx1 > x0 and cy0 < y1 and cy1 > y0:
-                out[max(y0, cy0) - y0:min(y1, cy1) - y0, max(x0, cx0) - x0:min(x1, cx1) - x0] += weight
         return out
 
 
