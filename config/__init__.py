@@ -116,17 +116,13 @@ def with_overrides(cfg: Type[SOLOv2Base], assignments) -> Type[SOLOv2Base]:
         if not sep:
             raise InputError(f"bad override '{assignment}': expected NAME=VALUE, e.g. score_threshold=0.2")
         if name not in declared:
-            raise InputError(f"bad override '{assignment}': {_unknown(name, declared)}")
+            near = difflib.get_close_matches(name, list(declared), n=2, cutoff=0.6)
+            hint = f'did you mean {" or ".join(near)}?' if near else 'see config/base.py for every setting and its doc'
+            raise InputError(f"bad override '{assignment}': no setting {name!r} — {hint}")
         changes[name] = _coerce(declared[name], text)
     changed = type(cfg.__name__, (cfg,), changes) if changes else cfg
     check_config(changed)
     return changed
-
-def _unknown(name: str, declared) -> str:
-    """'no setting X — did you mean Y?' with the nearest declared names."""
-    near = difflib.get_close_matches(name, list(declared), n=2, cutoff=0.6)
-    hint = f'did you mean {" or ".join(near)}?' if near else 'see config/base.py for every setting and its doc'
-    return f'no setting {name!r} — {hint}'
 
 
 def announce_config(number: int, cfg, overrides=(), verbose: bool = False, where: str = '') -> None:
