@@ -160,8 +160,6 @@ def _get(client: httpx.Client, url: str, handle, progress: Optional[ProgressCall
             handle.seek(0)
             handle.truncate()
             done = 0
-        if 'text/html' in response.headers.get('content-type', ''):
-            raise _Unusable('an HTML page, not a checkpoint (the server sent an error or sign-in page)')
         length = response.headers.get('content-length')
         total = done + int(length) if length is not None else None
         for chunk in response.iter_bytes(CHUNK):
