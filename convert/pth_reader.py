@@ -23,8 +23,6 @@ from solov2.core.errors import InputError
 from solov2.data.files import looked_up
 from solov2.model.safe_pickle import DATA_GLOBALS, Refused, RestrictedUnpickler, refusal_message
 
-__all__ = ['load_pth', 'load_state_dict']
-
 _LEGACY_MAGIC = 0x1950a86a20f9469cfc6c
 _LEGACY_PROTOCOL = 1001
 
