@@ -202,8 +202,7 @@ def swap_red_blue(image: np.ndarray) -> np.ndarray:
     return image
 
 
-def to_rgb(image: np.ndarray, channels: str = 'rgb', source: str = 'an array',
-           warn: bool = False) -> np.ndarray:
+def to_rgb(image: np.ndarray, channels: str = 'rgb', source: str = 'an array', warn: bool = False) -> np.ndarray:
     """An image array as `[H, W, 3] uint8 RGB`, converted as `read_image` converts files: `[H, W]`
     or `[H, W, 1]` grey repeated, `[H, W, 4]`'s alpha (last) dropped, 16-bit values `>> 8`; `channels`
     'rgb' or 'bgr' (BGRA for 4). `warn`: `warn_colour_of`, naming `source`. InputError for another
