@@ -76,10 +76,9 @@ def apply_sidecar(cfg, meta: dict, chosen: Collection[str] = ()):
     if 'overrides' not in meta:
         return with_classes(cfg, meta['num_classes'], meta.get('class_names'))
     base = get_config(meta['config'])
-    recorded = {name: getattr(base, name) for name in MODEL_SETTINGS + TEST_SETTINGS}
+    held = with_classes(base, meta['num_classes'], meta.get('class_names'))     # the recorded config, its classes
+    recorded = {name: getattr(held, name) for name in MODEL_SETTINGS + TEST_SETTINGS}
     recorded.update({name: _tuples(value) for name, value in meta['overrides'].items()})
-    recorded['num_classes'] = meta['num_classes']
-    recorded['class_names'] = tuple(with_classes(base, meta['num_classes'], meta.get('class_names')).class_names)
     changes = {}
     for name, value in recorded.items():
         current = getattr(cfg, name)
