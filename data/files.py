@@ -31,8 +31,7 @@ def write_together(writes: Sequence[tuple[str | PathLike[str], Callable[[str], N
         for path, write in writes:
             temps.append(temporary_beside(path))
             write(str(temps[-1]))
-        for tmp in temps:
-            os.chmod(tmp, FILE_MODE)
+            os.chmod(temps[-1], FILE_MODE)
         for tmp, (path, _) in zip(temps, writes):
             os.replace(tmp, path)
     finally:
