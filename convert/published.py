@@ -82,6 +82,15 @@ def mmdet(model: str, stamp: str, config: int, mask_ap: float, name_3x: Optional
                      sha256=stamp[-8:], note=note)
 
 
+def solo(file: str, config: Optional[int], mask_ap: float, size_mb: float, sha256: Optional[str] = None,
+         note: str = '') -> Published:
+    """An original SOLO row: its file ``<file>.pth`` on Hugging Face, its name ``file`` in lower case; a row
+    without ``sha256`` says so in its note (its Hugging Face page could not be read)."""
+    note = note or ('' if sha256 else 'SHA-256 UNVERIFIED (its Hugging Face page could not be read)')
+    return Published(f'solo/{file.lower()}', 'solo', f'{HF_SOLO}{file}.pth', config, mask_ap=mask_ap, size_mb=size_mb,
+                     sha256=sha256, note=note)
+
+
 PUBLISHERS: Dict[str, Publisher] = {
     'solo': Publisher(
         'Original SOLO release (WXinlong/SOLO, mmdetection 1.x, .pth)',
@@ -137,26 +146,17 @@ PUBLISHERS: Dict[str, Publisher] = {
 }
 
 PUBLISHED: Tuple[Published, ...] = (
-    Published('solo/solov2_r50_1x', 'solo', HF_SOLO + 'SOLOv2_R50_1x.pth', 0, mask_ap=34.8, size_mb=372,
-              sha256='17e10fe2198665c573b363c504a1547e6a917e22fa94e926d7f8646432d8a506'),
-    Published('solo/solov2_r50_3x', 'solo', HF_SOLO + 'SOLOv2_R50_3x.pth', 0, mask_ap=37.5, size_mb=372,
-              sha256='659975203266ca2d00167790796fde961d09930c01124377d3ee3a8be3a3a660'),
-    Published('solo/solov2_r101_3x', 'solo', HF_SOLO + 'SOLOv2_R101_3x.pth', 8, mask_ap=39.1, size_mb=524,
-              sha256='7126c25eee6575ef405fc689b46510493b4dc991ebf758a12645109ed906c55f'),
-    Published('solo/solov2_light_448_r18_3x', 'solo', HF_SOLO + 'SOLOv2_LIGHT_448_R18_3x.pth', 5, mask_ap=29.6,
-              size_mb=146, sha256='4f89669be79143566e02bdc51428fc10c83a3974a53326fcae1cf7e336dc6997'),
-    Published('solo/solov2_light_448_r34_3x', 'solo', HF_SOLO + 'SOLOv2_LIGHT_448_R34_3x.pth', 6, mask_ap=32.0,
-              size_mb=226, sha256='9243f7b9e64e4ae0a77517fed392a7f170ab3e5cad7028caa7b062c34d87d3c5'),
-    Published('solo/solov2_light_448_r50_3x', 'solo', HF_SOLO + 'SOLOv2_LIGHT_448_R50_3x.pth', 1, mask_ap=33.7,
-              size_mb=250, note='SHA-256 UNVERIFIED (its Hugging Face page could not be read)'),
-    Published('solo/solov2_light_512_dcn_r50_3x', 'solo', HF_SOLO + 'SOLOv2_LIGHT_512_DCN_R50_3x.pth', 7,
-              mask_ap=36.4, size_mb=265, note='SHA-256 UNVERIFIED (its Hugging Face page could not be read)'),
-    Published('solo/solov2_r101_dcn_3x', 'solo', HF_SOLO + 'SOLOv2_R101_DCN_3x.pth', None, mask_ap=41.4, size_mb=550,
-              sha256='3cd436711e57047bf00a733fb606262097b4eff7121d3251305aeab3ccc249c5',
-              note='use mmdet/solov2_r101_dcn_fpn_3x_coco (config 10)'),
-    Published('solo/solov2_x101_dcn_3x', 'solo', HF_SOLO + 'SOLOv2_X101_DCN_3x.pth', None, mask_ap=42.4, size_mb=907,
-              sha256='e0ef1edcb04d4e468b5bd7cc63d8de4d8267402ee180679c6c0ddbeda51f7d46',
-              note='use mmdet/solov2_x101_dcn_fpn_3x_coco (config 12)'),
+    solo('SOLOv2_R50_1x', 0, 34.8, 372, '17e10fe2198665c573b363c504a1547e6a917e22fa94e926d7f8646432d8a506'),
+    solo('SOLOv2_R50_3x', 0, 37.5, 372, '659975203266ca2d00167790796fde961d09930c01124377d3ee3a8be3a3a660'),
+    solo('SOLOv2_R101_3x', 8, 39.1, 524, '7126c25eee6575ef405fc689b46510493b4dc991ebf758a12645109ed906c55f'),
+    solo('SOLOv2_LIGHT_448_R18_3x', 5, 29.6, 146, '4f89669be79143566e02bdc51428fc10c83a3974a53326fcae1cf7e336dc6997'),
+    solo('SOLOv2_LIGHT_448_R34_3x', 6, 32.0, 226, '9243f7b9e64e4ae0a77517fed392a7f170ab3e5cad7028caa7b062c34d87d3c5'),
+    solo('SOLOv2_LIGHT_448_R50_3x', 1, 33.7, 250),
+    solo('SOLOv2_LIGHT_512_DCN_R50_3x', 7, 36.4, 265),
+    solo('SOLOv2_R101_DCN_3x', None, 41.4, 550, '3cd436711e57047bf00a733fb606262097b4eff7121d3251305aeab3ccc249c5',
+         'use mmdet/solov2_r101_dcn_fpn_3x_coco (config 10)'),
+    solo('SOLOv2_X101_DCN_3x', None, 42.4, 907, 'e0ef1edcb04d4e468b5bd7cc63d8de4d8267402ee180679c6c0ddbeda51f7d46',
+         'use mmdet/solov2_x101_dcn_fpn_3x_coco (config 12)'),
     Published('ppdet/solov2_r50_fpn_1x_coco', 'ppdet', PPDET + 'solov2_r50_fpn_1x_coco.pdparams', 0, mask_ap=35.5),
     Published('ppdet/solov2_r50_fpn_3x_coco', 'ppdet', PPDET + 'solov2_r50_fpn_3x_coco.pdparams', 0, mask_ap=38.0),
     Published('ppdet/solov2_r101_vd_fpn_3x_coco', 'ppdet', PPDET + 'solov2_r101_vd_fpn_3x_coco.pdparams', 4,
