@@ -17,7 +17,7 @@ import paddle.nn.functional as F
 from paddle.base import core
 
 from solov2.data.masks import CroppedMasks
-from solov2.model.inference.postprocess import SCAN_LIMIT, Detections, InferenceParams, _Axis, checked_strides
+from solov2.model.inference.postprocess import SCAN_LIMIT, Detections, InferenceParams, _Axis, checked_strides, decays
 from solov2.model.runtime import tf32_off
 
 ROWS_PER_STEP = 128   # candidates whose [rows, P] logits are made at once (bounds the device memory)
@@ -81,12 +81,7 @@ def matrix_nms(binary: paddle.Tensor, labels: paddle.Tensor, scores: paddle.Tens
     union = areas.unsqueeze(0) + areas.unsqueeze(1) - inter
     same = (labels.unsqueeze(1) == labels.unsqueeze(0)).astype('float32')
     iou = paddle.triu(inter / union, diagonal=1) * same
-    compensate = iou.max(axis=0).unsqueeze(1)
-    if kernel == 'gaussian':
-        decay = paddle.exp(-sigma * iou ** 2) / paddle.exp(-sigma * compensate ** 2)
-    else:
-        decay = (1 - iou) / (1 - compensate)
-    return scores * decay.min(axis=0)
+    return scores * decays(iou, paddle.exp, kernel, sigma)
 
 
 def select_instances(scores, kernels, feat, strides, params: InferenceParams):

@@ -12,7 +12,7 @@ whose area <= level stride -> maskness re-scoring -> top ``nms_pre`` -> Matrix N
 """
 import functools
 from dataclasses import asdict, dataclass
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 import cv2
 import numpy as np
@@ -111,12 +111,18 @@ def _decay(masks: np.ndarray, labels: np.ndarray, areas: np.ndarray, kernel: str
     inter = flat @ flat.T                                   # exact: integer sums < 2^24
     union = areas[None, :] + areas[:, None] - inter
     iou = np.triu(inter / union, k=1) * (labels[:, None] == labels[None, :])
-    compensate = iou.max(axis=0)[:, None]                   # row i: max_k iou_ki
+    with np.errstate(divide='ignore'):     # linear: a duplicate's own row: x / 0 = inf, never the minimum
+        return decays(iou, np.exp, kernel, sigma)
+
+
+def decays(iou, exp, kernel: str, sigma: float):
+    """Matrix NMS decay factors [n] from ``iou`` [n, n] (entry i, j: of a higher-scored mask i of j's
+    class, else 0), numpy or paddle (``exp``: its exponential): min_i f(iou_ij) / f(max_k iou_ki)."""
+    compensate = iou.max(axis=0).reshape([-1, 1])            # row i: max_k iou_ki
     if kernel == 'gaussian':
-        decay = np.exp(-sigma * iou ** 2) / np.exp(-sigma * compensate ** 2)
+        decay = exp(-sigma * iou ** 2) / exp(-sigma * compensate ** 2)
     else:
-        with np.errstate(divide='ignore'):     # a duplicate's own row: x / 0 = inf, never the minimum
-            decay = (1 - iou) / (1 - compensate)
+        decay = (1 - iou) / (1 - compensate)
     return decay.min(axis=0)
 
 
@@ -127,15 +133,12 @@ def _class_blocks(labels: np.ndarray) -> List[np.ndarray]:
     """Indices (ascending) of the masks of classes with 2+ masks, whole classes batched until a
     block holds ``NMS_BLOCK`` masks (classes never interact; one product per block, not per class)."""
     classes, counts = np.unique(labels, return_counts=True)
-    blocks, pending = [], []
+    blocks: List[List[np.ndarray]] = [[]]
     for label in classes[counts > 1]:
-        pending.append(np.flatnonzero(labels == label))
-        if sum(len(group) for group in pending) >= NMS_BLOCK:
-            blocks.append(np.sort(np.concatenate(pending)))
-            pending = []
-    if pending:
-        blocks.append(np.sort(np.concatenate(pending)))
-    return blocks
+        if sum(map(len, blocks[-1])) >= NMS_BLOCK:
+            blocks.append([])
+        blocks[-1].append(np.flatnonzero(labels == label))
+    return [np.sort(np.concatenate(block)) for block in blocks if block]
 
 
 def matrix_nms(masks, labels, scores, areas, kernel: str = 'gaussian', sigma: float = 2.0) -> np.ndarray:
@@ -446,20 +449,21 @@ class _Window:
 
     def first_rows(self, bands: Sequence[slice]) -> np.ndarray:
         """The rows over the threshold of the first of ``bands`` that has one (in the order given), or none."""
-        for band in bands:
-            found = np.flatnonzero(self.values(band).max(axis=1) > self.threshold)
-            if len(found):
-                return found + band.start
-        return np.zeros(0, np.int64)
+        return self.first_over((band.start, self.values(band).max(axis=1)) for band in bands)
 
     def first_columns(self, bands: Sequence[slice], tiles: Sequence[Tuple[slice, slice]]) -> np.ndarray:
         """The columns over the threshold in rows ``bands`` of the first of ``tiles`` that has one (in the
         order given), or none."""
-        for tile in tiles:
-            peak = functools.reduce(np.maximum, (self.values(band, [tile]).max(axis=0) for band in bands))
+        return self.first_over((tile[0].start, functools.reduce(
+            np.maximum, (self.values(band, [tile]).max(axis=0) for band in bands))) for tile in tiles)
+
+    def first_over(self, peaks: Iterable[Tuple[int, np.ndarray]]) -> np.ndarray:
+        """The indices over the threshold of the first of ``peaks`` ((start, values), computed in turn) that
+        has one, moved by its start, or none."""
+        for start, peak in peaks:
             found = np.flatnonzero(peak > self.threshold)
             if len(found):
-                return found + tile[0].start
+                return found + start
         return np.zeros(0, np.int64)
 
 
