@@ -46,13 +46,10 @@ class MaskFeatHead(nn.Layer):
             if i == last and i > 0:
                 x = append_coords(x) if region is None else region.coords(x, stride)
             for conv in convs:
-                if region is not None:
-                    x = region.conv_norm_act(conv, x, stride)
-                    if i > 0:
-                        x, stride = region.upsample2(x, stride), stride // 2
-                    continue
-                x = conv(x)
-                if i > 0:
+                x = conv(x) if region is None else region.conv_norm_act(conv, x, stride)
+                if i > 0 and region is not None:
+                    x, stride = region.upsample2(x, stride), stride // 2
+                elif i > 0:
                     height, width = spatial_size(x)
                     x = resize_bilinear(x, [height + height, width + width])
             fused = x if fused is None else fused + x

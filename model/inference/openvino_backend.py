@@ -146,9 +146,8 @@ class OpenVinoBackend(ExportedBackend):
             LOG.info(f'openvino: {model_dir} was exported before the regions input: no size buckets '
                      '(export or quantize it again to have them)')
             use_buckets = False
-        self.buckets = bucket_sizes(self.cfg.test_short, self.cfg.test_max) if use_buckets else []
-        if compiled_model is not None:
-            self.buckets = [tuple(compiled_model.input(INPUT_NAME).get_shape())[2:]]
+        self.buckets = ([tuple(compiled_model.input(INPUT_NAME).get_shape())[2:]] if compiled_model is not None
+                        else bucket_sizes(self.cfg.test_short, self.cfg.test_max) if use_buckets else [])
         self.static = bool(self.buckets) or precision == 'int8'
         self.mixes_sizes = bool(self.buckets) and precision != 'int8'      # an older INT8 folder mixes inexactly
         self.compile_seconds: Dict[tuple, float] = {}

@@ -212,9 +212,6 @@ class Predictor:
             except Exception as exc:  # a bad input is reported by the caller, not fatal to the others
                 return exc
 
-        def load(chunk):
-            return [load_one(item) for item in chunk]
-
         def model(loaded):
             return self.queue.run([(p.chw, p.meta) for p in loaded if isinstance(p, Prepared)], params or self.params)
 
@@ -223,8 +220,9 @@ class Predictor:
             return [(item, finish(item, p, self.finish(next(rows), p.meta, params)) if isinstance(p, Prepared) else p)
                     for item, p in zip(chunk, loaded)]
 
-        for done in _run(chunks(items, size), load, model, finish_chunk, self.workers, max(2, 4 // size),
-                         max(2, window // size), self.budget, stats if stats is not None else PipelineStats(), cost):
+        for done in _run(chunks(items, size), lambda chunk: list(map(load_one, chunk)), model, finish_chunk,
+                         self.workers, max(2, 4 // size), max(2, window // size), self.budget,
+                         stats if stats is not None else PipelineStats(), cost):
             yield from done
 
     def submit(self, read: Callable[[], np.ndarray], finish: Callable[[Prepared, Any], Any],

@@ -101,18 +101,17 @@ def exported_backend(spec: ModelSpec, compiled: Optional[str] = None, **openvino
     'openvino'), on ``device`` (None: the CPU); ``compiled``: the folder of TensorRT's engines or
     OpenVINO's compiled models (``core.cache.compiled_cache``; None: none); ``openvino``: quantization's
     own OpenVINO options (``buckets``, ``compiled_model``: ``OpenVinoBackend``). BackendError on another name."""
-    kind, folder, threads, overrides, device = spec.backend, spec.model_dir, spec.threads, spec.overrides, spec.device
+    kind, folder, threads, device = spec.backend, spec.model_dir, spec.threads, spec.device or 'cpu'
     engines = compiled and str(Path(compiled).parent)       # the cache: TensorRT's engines are entries of their own
+    either = {'overrides': spec.overrides, 'device': device, 'tensorrt': spec.tensorrt, 'engine_cache': engines}
     if kind == 'inference':
-        return InferenceBackend(folder, threads, mkldnn=spec.mkldnn, overrides=overrides, device=device or 'cpu',
-                                tensorrt=spec.tensorrt, engine_cache=engines)
+        return InferenceBackend(folder, threads, mkldnn=spec.mkldnn, **either)
     if kind == 'onnx':
-        return OnnxBackend(folder, threads, overrides=overrides, device=device or 'cpu', tensorrt=spec.tensorrt,
-                           engine_cache=engines)
-    if kind == 'openvino' and device and on_gpu(device):
+        return OnnxBackend(folder, threads, **either)
+    if kind == 'openvino' and on_gpu(device):
         raise BackendError("the openvino backend runs on the CPU here; on a GPU use 'inference' or 'onnx'")
     if kind == 'openvino':
-        return OpenVinoBackend(folder, threads, precision=spec.precision or 'f32', overrides=overrides,
+        return OpenVinoBackend(folder, threads, precision=spec.precision or 'f32', overrides=spec.overrides,
                                compiled_cache=compiled, **openvino)
     raise BackendError(f"unknown exported backend '{kind}' (expected one of {', '.join(EXPORTED)})")
 

@@ -59,21 +59,21 @@ def run_files(out: Path) -> List[str]:
     return [name for name in names if (out / name).exists()]
 
 
-def check_run_folder(out: Path, resume: bool, overwrite: bool) -> None:
+def check_run_folder(out: Path, resume: bool, overwrite: bool) -> List[str]:
     """InputError when a new run (not ``resume``) would start over another run in ``out``
     that saved a checkpoint, without ``overwrite``; reads only, so callers check before
-    fetching or building anything (``claim_run_folder`` deletes)."""
+    fetching or building anything (``claim_run_folder`` deletes). Returns ``run_files(out)``."""
     taken = run_files(out)
     if taken and not resume and not overwrite and run_checkpoint(out) is not None:
         raise InputError(f'{out} holds another run ({", ".join(taken)}): continue it with ', param('resume', 'auto'),
                          ', pick another ', param('output'), ', or pass ', param('overwrite', True), ' to start over')
+    return taken
 
 
 def claim_run_folder(out: Path, resume: bool, overwrite: bool) -> None:
     """``check_run_folder``, then for a new run delete the old run's checkpoints and logs (a run
     that saved no checkpoint, interrupted early, saying so)."""
-    check_run_folder(out, resume, overwrite)
-    taken = run_files(out)
+    taken = check_run_folder(out, resume, overwrite)
     if not taken or resume:
         return
     if run_checkpoint(out) is None:
