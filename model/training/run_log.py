@@ -56,20 +56,17 @@ class RunLog:
         from matplotlib.figure import Figure
         fig = Figure(figsize=(11, 4))
         FigureCanvasAgg(fig)
-        left, right = fig.subplots(1, 2)
-        if self.train_csv.exists():
-            rows = self._rows(self.train_csv)
-            minutes = [float(r['minutes']) for r in rows]
-            for key in ('loss', 'loss_ins', 'loss_cate'):
-                left.plot(minutes, [float(r[key]) for r in rows], label=key)
-            left.set(xlabel='training minutes', ylabel='loss', title='training loss')
-            left.legend()
-        if self.eval_csv.exists():
-            rows = self._rows(self.eval_csv)
-            minutes = [float(r['minutes']) for r in rows]
-            for key in ('AP', 'AP50', 'AP75'):
-                right.plot(minutes, [float(r[key]) for r in rows], marker='o', label=f'mask {key}')
-            right.set(xlabel='training minutes', ylabel='COCO mask AP (%)', title='validation', ylim=(0, 100))
-            right.legend()
+        panels = ((self.train_csv, ('loss', 'loss_ins', 'loss_cate'), '{}', {},         # (log, columns, label,
+                   {'ylabel': 'loss', 'title': 'training loss'}),                       # line style, axes)
+                  (self.eval_csv, ('AP', 'AP50', 'AP75'), 'mask {}', {'marker': 'o'},
+                   {'ylabel': 'COCO mask AP (%)', 'title': 'validation', 'ylim': (0, 100)}))
+        for axes, (path, keys, label, style, labels) in zip(fig.subplots(1, 2), panels):
+            if path.exists():
+                rows = self._rows(path)
+                minutes = [float(r['minutes']) for r in rows]
+                for key in keys:
+                    axes.plot(minutes, [float(r[key]) for r in rows], label=label.format(key), **style)
+                axes.set(xlabel='training minutes', **labels)
+                axes.legend()
         fig.tight_layout()
         fig.savefig(self.folder / 'curves.png', dpi=80)
