@@ -98,8 +98,9 @@ class ModelSpec(ModelFields):
 
 def exported_backend(spec: ModelSpec, compiled: Optional[str] = None, **openvino) -> ExportedBackend:
     """The backend of ``spec``'s exported folder by its ``backend`` name ('inference', 'onnx' or
-    'openvino'), on ``device`` (None: the CPU); ``compiled``: the folder of TensorRT's engines or
-    OpenVINO's compiled models (``core.cache.compiled_cache``; None: none); ``openvino``: quantization's
+    'openvino'), on ``device`` (None: the CPU); ``compiled``: the cache's folder of OpenVINO's compiled
+    models (``core.cache.compiled_cache``; None: no cache), beside which TensorRT's engines are entries of
+    their own (``ExportedBackend.tensorrt_engines``); ``openvino``: quantization's
     own OpenVINO options (``buckets``, ``compiled_model``: ``OpenVinoBackend``). BackendError on another name."""
     kind, folder, threads, device = spec.backend, spec.model_dir, spec.threads, spec.device or 'cpu'
     engines = compiled and str(Path(compiled).parent)       # the cache: TensorRT's engines are entries of their own
