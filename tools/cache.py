@@ -24,13 +24,12 @@ if __package__ in (None, ''):
 from solov2.core.cache import cache_entries, remove_entries  # noqa: E402
 from solov2.core.paths import SHIPPED_WEIGHTS, cache_root  # noqa: E402
 from solov2.tools import cli  # noqa: E402
-from solov2.tools.cli import command, make_parser  # noqa: E402
 
 PINS = ('openvino', 'onnx', 'openvino-bf16')        # auto's candidates, as --pin names them
 
 
 def parse_args(argv):
-    parser = make_parser(__doc__.split('\n\n')[0], configs=False)
+    parser = cli.make_parser(__doc__.split('\n\n')[0], configs=False)
     parser.add_argument('action', nargs='?', choices=('list', 'prune', 'clear', 'bake'), default='list',
                         help='list (default), prune (delete stale and unfinished entries) or clear (delete '
                              'all); an entry being built by a running process stays; bake: below')
@@ -62,7 +61,7 @@ def megabytes(size: int) -> str:
     return f'{size / 2 ** 20:.1f} MB'
 
 
-@command
+@cli.command
 def main(argv) -> int:
     args = parse_args(argv)
     if args.action == 'bake':

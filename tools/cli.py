@@ -13,6 +13,7 @@ import contextlib
 import dataclasses
 import functools
 import importlib.util
+import json
 import logging
 import math
 import os
@@ -21,6 +22,7 @@ import sys
 import threading
 import time
 import warnings
+from pathlib import Path
 from typing import Iterator, Optional
 
 os.environ.setdefault('GLOG_minloglevel', '2')
@@ -142,6 +144,14 @@ def downloaded(weights, mirror=None):
 def fetched(spec):
     """The ``ModelSpec`` ``spec`` with a published name in ``weights`` fetched (``downloaded``)."""
     return dataclasses.replace(spec, weights=downloaded(spec.weights))
+
+
+def read_json(path, hint: str):
+    """The JSON document at ``path``; InputError 'cannot read PATH: why — ``hint``' when it cannot be read."""
+    try:
+        return json.loads(Path(path).read_text(encoding='utf-8'))
+    except (OSError, ValueError) as exc:        # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        raise InputError(f'cannot read {path}: {one_line(exc)} — {hint}') from None
 
 
 # ---- process tuning --------------------------------------------------------------------------
@@ -335,24 +345,25 @@ config_number.__name__ = 'int'
 
 
 def add_runtime_args(parser: argparse.ArgumentParser) -> None:
-    """--device, --threads, --opt and --verbose."""
+    """--device, --threads and --verbose."""
     parser.add_argument('--device', default=None, type=device_flag,
                         help="'cpu', 'gpu' or 'gpu:N' (GPU number N; default: gpu if available)")
     parser.add_argument('--threads', type=at_least(0), default=0,
                         help='CPU math threads (default: every core, shared out among data-parallel processes)')
-    parser.add_argument('--opt', nargs='+', action='extend', default=[], metavar='NAME=VALUE',
-                        help='override config values, e.g. --opt test_short=512 score_threshold=0.2')
     parser.add_argument('--verbose', action='store_true', help='print every resolved config value at start')
 
 
-def add_model_args(parser: argparse.ArgumentParser, default_weights=None) -> None:
-    """--config (optional: read from the weights' sidecar) and --weights."""
+def add_model_args(parser: argparse.ArgumentParser, default_weights=None, weights_help: str = '') -> None:
+    """--config (optional: read from the weights' sidecar), --weights (``weights_help``, else a checkpoint or
+    a published name) and --opt."""
     parser.add_argument('--config', type=config_number, default=None,
                         help='config number (default: the one recorded beside the weights)')
-    parser.add_argument('--weights', default=default_weights,
-                        help='checkpoint .pdparams from solov2 convert or train, or a published name '
-                             '(solov2 weights / tools/weights.py lists them), downloaded and converted once'
-                             + (' (default: the shipped model weights/shapes_r18.pdparams)' if default_weights else ''))
+    parser.add_argument('--weights', default=default_weights, help=weights_help or (
+        'checkpoint .pdparams from solov2 convert or train, or a published name (solov2 weights / tools/weights.py '
+        'lists them), downloaded and converted once'
+        + (' (default: the shipped model weights/shapes_r18.pdparams)' if default_weights else '')))
+    parser.add_argument('--opt', nargs='+', action='extend', default=[], metavar='NAME=VALUE',
+                        help='override config values, e.g. --opt test_short=512 score_threshold=0.2')
 
 
 def named_fields(cls, args: argparse.Namespace) -> dict:

@@ -43,9 +43,6 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help=f'smallest input side, a multiple of 32 >= {MIN_SIZE} (default {MIN_SIZE})')
     parser.add_argument('--max-size', type=at_least(MIN_SIZE, step=SIZE_DIVISOR), default=DEFAULT_MAX_SIZE,
                         help=f'largest input side, a multiple of 32 (default {DEFAULT_MAX_SIZE})')
-    parser.add_argument('--opt', nargs='+', action='extend', default=[], metavar='NAME=VALUE',
-                        help='override config values stored in infer_cfg.json, '
-                             'e.g. --opt test_short=512 score_threshold=0.2')
     parser.add_argument('--no-verify', action='store_true',
                         help='do not run the exported model(s) against the dygraph model')
     return parser.parse_args(argv)

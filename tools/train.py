@@ -30,12 +30,9 @@ with cli.interruptible_loading():  # Ctrl-C or SIGTERM while Paddle and the libr
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = cli.make_parser('Train SOLOv2 on COCO-format data.')
-    parser.add_argument('--config', type=cli.config_number, default=None,
-                        help='config number (default: the one recorded beside --weights)')
-    parser.add_argument('--weights', metavar='MODEL',
-                        help='start a new run from this model (.pdparams, e.g. weights/shapes_r18.pdparams or a '
-                             "converted published one): every tensor that fits is loaded, the class head only "
-                             "when the classes agree; the run's sidecar records it")
+    cli.add_model_args(parser, weights_help='start a new run from this model (.pdparams, e.g. '
+                       'weights/shapes_r18.pdparams or a converted published one): every tensor that fits is loaded, '
+                       "the class head only when the classes agree; the run's sidecar records it")
     parser.add_argument('--classes', metavar='FILE',
                         help="the classes to train: a classes.txt or COCO file (default: the training "
                              "annotations' categories, unless --opt num_classes/class_names fix them)")
