@@ -11,7 +11,6 @@ The val set is the config's unless --ann/--images are given; its categories are 
 model's classes by name. The set and its images are checked before anything is exported.
 """
 import argparse
-import json
 import math
 import time
 from dataclasses import replace
@@ -79,10 +78,7 @@ def load_records(args, number, backend, coco, dataset, ann: str, processes: Proc
     if args.json_only:
         if Path(args.json_only).is_dir():
             raise InputError(f'--json-only {args.json_only} is a folder — give the results .json file')
-        try:
-            records = json.loads(Path(args.json_only).read_text())
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise InputError(f'cannot read results {args.json_only}: {exc} — give a file written by --save-json')
+        records = cli.read_json(args.json_only, 'give a file written by --save-json')
         check_results(coco, records, args.json_only)
         return records
     counts = processes.counts(len(coco.getImgIds()))

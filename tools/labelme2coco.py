@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import base64
 import binascii
-import json
 import math
 import sys
 from pathlib import Path
@@ -30,17 +29,14 @@ from solov2.core.errors import InputError
 from solov2.data.coco import read_class_names, segmentation_to_rle
 from solov2.data.files import atomic_write, check_output_file
 from solov2.data.results import write_json
-from solov2.tools.cli import command, make_parser, set_status
+from solov2.tools.cli import command, make_parser, read_json, set_status
 
 CIRCLE_VERTICES = 64
 
 
 def read_labelme(path: Path) -> dict[str, Any]:
     """Parse one labelme file; `InputError` naming `path` if it is not valid labelme JSON."""
-    try:
-        doc = json.loads(path.read_text(encoding='utf-8'))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise InputError(f'{path}: cannot parse labelme JSON: {err}') from err
+    doc = read_json(path, 'give a labelme file')
     if not isinstance(doc, dict):
         raise InputError(f'{path}: not a labelme file (top level is not an object)')
     missing = [key for key in ('shapes', 'imagePath', 'imageHeight', 'imageWidth') if key not in doc]

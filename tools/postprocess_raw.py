@@ -14,7 +14,6 @@ for the same outputs. Pictures are drawn on
 the manifest's ``source`` images (video frames are saved beside the dumped inputs).
 """
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -32,7 +31,7 @@ from solov2.model.inference.export_network import OUTPUT_NAMES, outputs_text  # 
 from solov2.model.inference.pipeline import finish_outputs  # noqa: E402
 from solov2.model.inference.postprocess import InferenceParams  # noqa: E402
 from solov2.model.inference.reading import PictureReader  # noqa: E402
-from solov2.tools.cli import at_least, command, make_parser, one_line, set_status  # noqa: E402
+from solov2.tools.cli import at_least, command, make_parser, one_line, read_json, set_status  # noqa: E402
 from solov2.tools.demo_outputs import picture_targets, sort_records  # noqa: E402
 
 ENTRY_KEYS = ('name', 'image_id', 'file_name', 'source', 'orig_hw', 'resized_hw', 'padded_hw')
@@ -92,10 +91,7 @@ def process(entry: dict, raw: Path, params, class_names, args, picture=None) -> 
 
 def read_manifest(path: str) -> dict:
     """The manifest of demo.py --dump-inputs; InputError when it cannot be read or lacks keys."""
-    try:
-        manifest = json.loads(Path(path).read_text())
-    except (OSError, ValueError) as exc:
-        raise InputError(f'cannot read {path}: {exc} — give the manifest.json of demo.py --dump-inputs')
+    manifest = read_json(path, 'give the manifest.json of demo.py --dump-inputs')
     missing = [key for key in ('postprocess', 'class_names', 'images')
                if not isinstance(manifest, dict) or key not in manifest]
     if missing:
