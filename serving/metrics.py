@@ -28,17 +28,16 @@ class Metrics:
                                '(loading, failed or stopping)', ['reason'], registry=self.registry)
         self.batch_size = Histogram('solov2_batch_size', 'pictures in each network batch',
                                     buckets=tuple(range(1, max_batch + 1)), registry=self.registry)
-        Gauge('solov2_in_flight', 'segmentation requests accepted and not yet answered',
-              registry=self.registry).set_function(lambda: held['in flight'])
-        Gauge('solov2_uploads', 'request bodies being received (at most max_uploads)',
-              registry=self.registry).set_function(lambda: held['uploads'])
         self.engines = Gauge('solov2_engine', 'the engine serving (1 once ready): asked, engine, and fallback '
                              '("true" when auto could not export: several times slower; the log and /readyz say why)',
                              ['asked', 'engine', 'fallback'], registry=self.registry)
-        depth = Gauge('solov2_queue_depth', 'pictures waiting for the network', registry=self.registry)
-        depth.set_function(queue_depth)
-        Gauge('solov2_decode_budget_bytes', 'bytes of the decode budget (max_decode_mb) held by the pictures being '
-              'decoded and prepared', registry=self.registry).set_function(decoding)
+        for name, text, read in (
+                ('solov2_in_flight', 'segmentation requests accepted and not yet answered', lambda: held['in flight']),
+                ('solov2_uploads', 'request bodies being received (at most max_uploads)', lambda: held['uploads']),
+                ('solov2_queue_depth', 'pictures waiting for the network', queue_depth),
+                ('solov2_decode_budget_bytes', 'bytes of the decode budget (max_decode_mb) held by the pictures '
+                 'being decoded and prepared', decoding)):
+            Gauge(name, text, registry=self.registry).set_function(read)
         ProcessCollector(registry=self.registry)
 
     def observe(self, route: str, status: int, seconds: float) -> None:

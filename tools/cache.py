@@ -69,9 +69,8 @@ def main(argv) -> int:
     root, entries = cache_root(), cache_entries()
     if args.action == 'list':
         for entry in entries:
-            age = (time.time() - entry.written) / 86400
             print(f'{entry.path.relative_to(root).as_posix()}  {entry.what}  {megabytes(entry.size)}  '
-                  f'{age:.1f} days old  {entry.state}')
+                  f'{(time.time() - entry.written) / 86400:.1f} days old  {entry.state}')
         print(f'{len(entries)} entries, {megabytes(sum(e.size for e in entries))} in {root}')
         return 0
     chosen = [e for e in entries if e.state != 'building' and (args.action == 'clear' or e.state != 'current')]

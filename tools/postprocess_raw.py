@@ -119,20 +119,19 @@ def main(argv) -> int:
     if pictures:
         make_folder(args.output, '--output')
     params = InferenceParams.from_json(manifest['postprocess'])
-    records, done, failed = [], 0, 0
+    records, done = [], 0
     set_status(lambda: f'{done} inputs post-processed' + ('' if args.no_pictures else f', pictures in {args.output}/'))
     for entry in manifest['images']:
         try:
             picture = pictures.get(Path(entry['source']))
             records.extend(process(entry, raw, params, manifest['class_names'], args, picture))
+            done += 1
         except (ValueError, KeyError) as exc:
-            print(f'skipped {entry.get("name", entry)}: {one_line(exc)}', file=sys.stderr)
-            failed += 1
-            continue
-        done += 1
+            print(f'skipped {entry["name"]}: {one_line(exc)}', file=sys.stderr)
     if args.save_json:
         write_json(sort_records(records), args.save_json)
         print(f'wrote {len(records)} results to {args.save_json}')
+    failed = len(manifest['images']) - done
     print(f'{done} inputs post-processed, {failed} skipped')
     return 0 if done and not failed else 1
 

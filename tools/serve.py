@@ -124,27 +124,20 @@ def uvicorn_server(config, app):
 
 
 def serve(settings, options) -> None:
-    """Run the service until SIGTERM or Ctrl-C; a model that cannot load stops it with its error."""
+    """Run the service (``options``: ``uvicorn.Config``'s) until SIGTERM or Ctrl-C; a model that cannot load stops
+    it with its error."""
     import uvicorn
 
     from solov2.serving.app import create_app
-    failures = []
 
     def loaded(service):
         if service.failure is not None:
-            failures.append(service.failure)
             server.should_exit = True
     app = create_app(settings, on_loaded=loaded)
-    server = uvicorn_server(uvicorn.Config(app, **options, **server_options(settings.timeout_s)), app)
+    server = uvicorn_server(uvicorn.Config(app, **options), app)
     server.run()
-    if failures:
-        raise failures[0]
-
-
-def server_options(timeout_s: float) -> dict:
-    """uvicorn's options for the service (``wire.SERVER_OPTIONS``); a stop waits a little past the deadline."""
-    from solov2.serving.wire import SERVER_OPTIONS
-    return {**SERVER_OPTIONS, 'timeout_graceful_shutdown': int(timeout_s) + 1}
+    if app.state.service.failure is not None:
+        raise app.state.service.failure
 
 
 @contextlib.contextmanager
@@ -218,12 +211,14 @@ def main(argv) -> int:
     except ImportError as exc:
         raise InputError(f'the service needs its extra ({exc.name} is missing): pip install -r '
                          "requirements-serve.txt, or pip install '.[serve]'") from None
-    options = {'host': args.host, 'port': args.port, 'log_level': 'info',
-               'forwarded_allow_ips': args.forwarded_allow_ips}
+    from solov2.serving.wire import SERVER_OPTIONS
+    options = {**SERVER_OPTIONS, 'host': args.host, 'port': args.port, 'log_level': 'info',
+               'forwarded_allow_ips': args.forwarded_allow_ips,
+               'timeout_graceful_shutdown': int(args.timeout_s) + 1}      # a stop waits a little past the deadline
     if args.workers > 1:        # each worker opens the model from the cache (``worker_app``) until SIGTERM or Ctrl-C
         # a worker imports Paddle and the library before it answers the supervisor's first check
         config = uvicorn.Config('solov2.tools.serve:worker_app', factory=True, workers=args.workers,
-                                timeout_worker_healthcheck=120, **options, **server_options(args.timeout_s))
+                                timeout_worker_healthcheck=120, **options)
         sock = config.bind_socket()
         sock.listen(config.backlog)
         with answering_meanwhile(sock):

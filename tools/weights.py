@@ -48,11 +48,10 @@ def main(argv) -> int:
     from solov2.convert import zoo  # loads Paddle
     from solov2.core.cache import weights_folder
     if args.action == 'list':
-        rows = zoo.PUBLISHED
-        cached = [zoo.is_cached(row) for row in rows]
-        for row, here in zip(rows, cached):
+        cached = [zoo.is_cached(row) for row in zoo.PUBLISHED]
+        for row, here in zip(zoo.PUBLISHED, cached):
             print(describe(row, here))
-        print(f'{len(rows)} names, {sum(cached)} cached in {weights_folder()}')
+        print(f'{len(cached)} names, {sum(cached)} cached in {weights_folder()}')
         return 0
     rows = [zoo.ROWS.get(name) for name in args.names]
     unknown = [name for name, row in zip(args.names, rows) if row is None]
