@@ -27,7 +27,7 @@ if __package__ in (None, ''):
 
 from solov2.core.errors import InputError
 from solov2.data.coco import read_class_names, segmentation_to_rle
-from solov2.data.files import atomic_write, check_output_file
+from solov2.data.files import atomic_write, check_output_file, make_folder
 from solov2.data.results import write_json
 from solov2.tools.cli import command, make_parser, read_json, set_status
 
@@ -152,9 +152,7 @@ def convert(labelme_dir: str | Path, class_names: Sequence[str] | None = None, c
         class_names = sorted({shape['label'] for doc in docs.values() for shape in doc['shapes']})
     check_labels(docs, class_names, origin)
     category_of = {name: index + 1 for index, name in enumerate(class_names)}
-    copy_dir = Path(copy_dir) if copy_dir is not None else None
-    if copy_dir is not None:
-        copy_dir.mkdir(parents=True, exist_ok=True)
+    copy_dir = None if copy_dir is None else make_folder(copy_dir, '--copy-images')
     images, annotations, owner_of = [], [], {}
     for image_id, (path, doc) in enumerate(docs.items(), start=1):
         file_name = image_file_name(doc, path, copy_dir)
