@@ -492,7 +492,7 @@ def _pending_box(paste: Optional[_PendingPaste]) -> Tuple[int, int, int, int]:
     """The box of ``_paste_pending(paste)`` computing only pixels near its edges: bands of rows
     from each end until one has a pixel over the threshold, then tiles of columns between them."""
     if paste is None or paste.row_weights is None:
-        return _paste_pending(paste)[1]
+        return (0, 0, 0, 0) if paste is None else _paste_pending(paste)[1]
     window = _Window(paste)
     bands = window.bands(size=SCAN_WIDTH)
     top = window.first_rows(bands)
