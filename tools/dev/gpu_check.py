@@ -60,6 +60,7 @@ import paddle  # noqa: E402
 from solov2.config import get_config  # noqa: E402
 from solov2.config.device import gpu_number, on_gpu  # noqa: E402
 from solov2.config.install import (  # noqa: E402
+    cuda_device,
     cudnn_install_problem,
     installed_wheels,
     nvidia_driver,
@@ -138,6 +139,9 @@ def check_environment(s: Setting) -> str:
     major, minor = paddle.device.cuda.get_device_capability(number)
     problem = unsupported_gpu(paddle.__version__, (major, minor))
     assert not problem, problem
+    named = cuda_device(number)     # what TensorRT's engine folders are keyed by (ExportedBackend.tensorrt_engines)
+    assert named and named.endswith(f' sm{major}{minor}'), (
+        f"the driver's libcuda names GPU {number} {named!r}, Paddle gives compute capability {major}.{minor}")
     return (f'Paddle {paddle.__version__} ({wheels}), CUDA {paddle.version.cuda()}, cuDNN {paddle.version.cudnn()}, '
             f'{paddle.device.cuda.get_device_name(number)} compute capability {major}.{minor}, NVIDIA driver '
             f'{nvidia_driver() or "unknown"}')

@@ -66,6 +66,23 @@ def test_paddle_2_on_hopper_is_a_fail(monkeypatch, tmp_path):
         gpu_check.check_environment(gpu_check.Setting('gpu', 1, 64, 1, 1, tmp_path))
 
 
+def test_the_gpu_that_tensorrt_engines_are_keyed_by_is_the_one_paddle_sees(monkeypatch, tmp_path):
+    """The driver's libcuda (``cuda_device``, TensorRT's engine folders' key) and Paddle must agree on
+    the GPU's compute capability: a mismatch fails the environment check (a GPU stood in for)."""
+    for name, value in (('paddle_install_problem', lambda: None), ('onnxruntime_install_problem', lambda: None),
+                        ('installed_wheels', lambda: ['paddlepaddle-gpu']), ('resolve_device', lambda device: 'gpu'),
+                        ('cuda_device', lambda number: 'NVIDIA L4 sm86')):
+        monkeypatch.setattr(gpu_check, name, value)
+    monkeypatch.setattr(gpu_check.paddle, 'is_compiled_with_cuda', lambda: True)
+    monkeypatch.setattr(gpu_check.paddle.device.cuda, 'get_device_capability', lambda number: (8, 9))
+    monkeypatch.setattr(gpu_check.paddle.device.cuda, 'get_device_name', lambda number: 'NVIDIA L4')
+    with pytest.raises(AssertionError, match="libcuda names GPU 0 'NVIDIA L4 sm86', Paddle gives .* 8.9"):
+        gpu_check.check_environment(gpu_check.Setting('gpu', 1, 64, 1, 1, tmp_path))
+    monkeypatch.setattr(gpu_check, 'cuda_device', lambda number: 'NVIDIA L4 sm89')
+    assert 'NVIDIA L4 compute capability 8.9' in gpu_check.check_environment(gpu_check.Setting('gpu', 1, 64, 1, 1,
+                                                                                                tmp_path))
+
+
 def test_each_engine_is_held_to_the_tolerance_of_what_it_computes_in():
     """onnxruntime's CUDA provider and Paddle Inference's convolutions run TF32 from Ampere on
     (8.x), TensorRT float16: a 1e-3 float32 tolerance there would be a false FAIL."""
