@@ -18,6 +18,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -82,16 +83,20 @@ def start(kind: str, port: int, args, queue_size: int = 64):
         command += ['--max-padding', str(args.max_padding)] if args.max_padding else []
     else:
         command = [__file__, '--plain-server', str(port), '--backend', args.backend, '--threads', str(args.threads)]
-    process = subprocess.Popen([sys.executable, *command], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    errors = tempfile.TemporaryFile()          # its last lines name why, should it end before it answers
+    process = subprocess.Popen([sys.executable, *command], stdout=subprocess.DEVNULL, stderr=errors)
     deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline and process.poll() is None:
         try:
             if httpx.get(f'http://127.0.0.1:{port}/readyz', timeout=5).status_code == 200:
                 return process
         except httpx.TransportError:
             time.sleep(0.2)
     process.kill()
-    raise RuntimeError(f'the {kind} server did not start')
+    process.wait()
+    errors.seek(0)
+    said = ' | '.join(errors.read().decode(errors='replace').strip().splitlines()[-3:])
+    raise RuntimeError(f'the {kind} server did not start (exit {process.returncode}): {said}')
 
 
 def stop(process) -> None:
@@ -100,6 +105,7 @@ def stop(process) -> None:
         process.wait(60)
     except subprocess.TimeoutExpired:
         process.kill()
+        process.wait()          # its port free before the next server binds it
 
 
 def drive(port: int, bodies: list, clients: int, count: int) -> dict:
