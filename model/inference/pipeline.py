@@ -7,6 +7,7 @@ quantization); ``Predictor.submit`` takes one picture through them from any thre
 OpenCV's and OpenBLAS's threads are the process's: a program limits them to one
 (``model.tuning.tune_process(helper_threads=1)``) so each worker takes at most one core."""
 import contextlib
+import functools
 import itertools
 import numbers
 import time
@@ -86,6 +87,27 @@ def default_finish_workers(cores: Optional[int] = None, network_on_gpu: bool = F
     return max(1, cores - 3 if network_on_gpu else cores // 4)
 
 
+def network_rows(engine: Backend, on_device: bool, ready: Sequence[Tuple[np.ndarray, ImageMeta]],
+                 params: InferenceParams, max_padding: float = 0.0) -> list:
+    """``engine``'s result for each prepared picture ((chw [3, Hp, Wp], meta)), for ``Predictor.finish``: its
+    outputs [1, ...], or ``on_device`` its Detections post-processed there with ``params``; in the batches of
+    ``share_batches`` (a batch gives what each picture alone gives). A function, not a method: the
+    predictor's queue holds it, and a queue holding the predictor would keep a dropped one (its finishing
+    threads) alive until the garbage collector's next pass."""
+    rows: list = [None] * len(ready)
+    for indices in share_batches([chw.shape[1:] for chw, _ in ready], engine, max_padding=max_padding):
+        batch = engine.batch_regions([ready[i][0] for i in indices])
+        if on_device:
+            with engine.placed(), paddle.no_grad():
+                found = postprocess_on_device(*engine.run(*batch), params, [ready[i][1] for i in indices])
+        else:
+            outputs = engine.run_numpy(*batch)
+            found = [[array[row:row + 1] for array in outputs] for row in range(len(indices))]
+        for index, row in zip(indices, found):
+            rows[index] = row
+    return rows
+
+
 def finish_outputs(outputs: Sequence[np.ndarray], meta: ImageMeta, params: InferenceParams) -> Detections:
     """One picture's network outputs (scores [1, K, C], kernels [1, K, E], mask_feat [1, E, h, w], h and w
     at least its padded size / 4) -> its instances on the original image: ``postprocess_flat`` with
@@ -121,7 +143,8 @@ class Predictor:
         self.on_device = engine.network_on_gpu and engine.device_outputs if on_device is None else on_device
         self.reader = PictureReader(self.cfg.max_image_pixels, self.cfg.test_short, self.cfg.test_max, fast_decode)
         self._loading: set = set()      # pictures ``submit`` reads and prepares, coming to the network
-        self.queue = NetworkQueue(self.network, engine, batching, lambda: len(self._loading))
+        self.queue = NetworkQueue(functools.partial(network_rows, engine, self.on_device), engine, batching,
+                                  self._loading.__len__)
         count = workers or self.finish_workers()
         self.workers = ThreadPoolExecutor(count, 'solov2-finish')
         self.budget = MemoryBudget(IN_FLIGHT_SHARE * (count + 1) if in_flight_bytes is None else in_flight_bytes)
@@ -154,22 +177,9 @@ class Predictor:
 
     def network(self, ready: Sequence[Tuple[np.ndarray, ImageMeta]], params: Optional[InferenceParams] = None,
                 max_padding: float = 0.0) -> list:
-        """The network's result for each prepared picture ((chw [3, Hp, Wp], meta)), for ``finish``:
-        its outputs [1, ...], or ``on_device`` its Detections post-processed there with ``params``;
-        in the batches of ``share_batches`` (a batch gives what each picture alone gives)."""
-        rows: list = [None] * len(ready)
-        for indices in share_batches([chw.shape[1:] for chw, _ in ready], self.engine, max_padding=max_padding):
-            batch = self.engine.batch_regions([ready[i][0] for i in indices])
-            if self.on_device:
-                with self.engine.placed(), paddle.no_grad():
-                    found = postprocess_on_device(*self.engine.run(*batch), params or self.params,
-                                                  [ready[i][1] for i in indices])
-            else:
-                outputs = self.engine.run_numpy(*batch)
-                found = [[array[row:row + 1] for array in outputs] for row in range(len(indices))]
-            for index, row in zip(indices, found):
-                rows[index] = row
-        return rows
+        """``network_rows`` of this predictor's engine for each prepared picture ((chw [3, Hp, Wp], meta)),
+        for ``finish`` (``params``: default the config's)."""
+        return network_rows(self.engine, self.on_device, ready, params or self.params, max_padding)
 
     def finish(self, row, meta: ImageMeta, params: Optional[InferenceParams] = None) -> Detections:
         """``network``'s result for one picture -> its instances on the original image (binary masks

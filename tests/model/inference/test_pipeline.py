@@ -1,11 +1,14 @@
 """model/inference/pipeline.py, the runner: order, batches of one padded size, failures, memory in
 flight; the process's helper threads left alone."""
+import gc
 import inspect
 import re
 import threading
 import time
 import types
+import weakref
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -224,3 +227,26 @@ def test_a_picture_submitted_goes_through_the_stages_within_the_one_budget_run_p
     assert predictor.budget.used > 0 and not predictor.budget.take(predictor.budget.limit, 0)
     run.close()
     assert predictor.budget.used == 0
+
+
+def test_a_predictor_dropped_unclosed_is_freed_at_once_and_its_finishing_threads_end():
+    """Nothing the predictor holds holds it back (its queue keeps ``network_rows``, not its method): one a
+    program drops without ``close`` is freed by its last reference, the garbage collector off, and its
+    finishing workers end (the executor's own wake-up when it is freed)."""
+    from solov2 import Segmenter
+    from solov2.core.paths import SAMPLE_IMAGES, SHIPPED_WEIGHTS
+    engine = Segmenter(SHIPPED_WEIGHTS, backend='dygraph', threads=1).backend
+    before = set(threading.enumerate())
+    gc.disable()
+    try:
+        predictor = Predictor(engine, workers=1)
+        predictor.detect(predictor.read(sorted(Path(SAMPLE_IMAGES).glob('*.jpg'))[0]))
+        started = [thread for thread in set(threading.enumerate()) - before if thread.name.startswith('solov2-finish')]
+        dropped = weakref.ref(predictor)
+        del predictor
+        assert started and dropped() is None
+        for thread in started:
+            thread.join(10)
+        assert not [thread.name for thread in started if thread.is_alive()]
+    finally:
+        gc.enable()
