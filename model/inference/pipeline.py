@@ -122,7 +122,8 @@ class Predictor:
     """Pictures through ``engine``: ``prepare``, ``network`` and ``finish``, looped by ``run_pictures``
     (``detect``: one picture). ``on_device``: post-process with Paddle ops where the network runs
     (``device_postprocess``; default: when the engine's outputs stay on its GPU, ``device_outputs``; off
-    on a CPU, where the numpy path is faster than Paddle's op-by-op dygraph).
+    on a CPU, where the numpy path is faster than Paddle's op-by-op dygraph; fixed when it is made: its queue
+    holds it).
     ``params``: the config's post-processing settings, each call's default; ``reader``: how its pictures
     are read (``reading.PictureReader``: the config's pixel limit and test size, and ``fast_decode``);
     ``queue``: the network stage every caller's pictures go through (``batching.NetworkQueue``: callers

@@ -212,7 +212,7 @@ def test_per_call_thresholds_on_the_device_path_equal_the_numpy_path(seg, monkey
         seen.append((len(metas), params.score_threshold, params.max_per_image))
         return postprocess_on_device(scores, kernels, feat, params, metas)
     monkeypatch.setattr(pipeline, 'postprocess_on_device', recorded)
-    monkeypatch.setattr(seg.predictor, 'on_device', True)
+    monkeypatch.setattr(seg, '_predictor', Predictor(seg.backend, on_device=True))
     for expected, ((threshold, most), call) in zip(want, calls):
         got = call(score_threshold=threshold, max_instances=most)
         assert len(got) == len(expected) > 0 and len(got) <= (most or len(got))
