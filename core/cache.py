@@ -80,6 +80,12 @@ def compiled_cache(cache_dir: CacheDir = None) -> Optional[str]:
     return str(folder)
 
 
+def cache_of(compiled: Optional[str]) -> Optional[str]:
+    """The cache folder holding ``compiled`` (``compiled_cache``'s folder; None: None), where the entries
+    beside it go (TensorRT's engines, ``built_once``)."""
+    return compiled and str(Path(compiled).parent)
+
+
 @contextlib.contextmanager
 def _locked(folder: Path) -> Iterator[None]:
     """One holder at a time, across the machine's processes and threads, of the lock on ``folder``

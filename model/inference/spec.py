@@ -4,13 +4,13 @@ an exported folder by its engine's name, and ``dygraph_backend``, of a checkpoin
 import numbers
 import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable, Optional, Union
 
 from solov2.config import get_config, with_overrides
 from solov2.config.device import device_name, on_gpu
 from solov2.config.engines import BACKENDS, EXPORTED, PRECISIONS
 from solov2.config.model_fields import ModelFields
+from solov2.core.cache import cache_of
 from solov2.core.errors import InputError, param
 from solov2.model.inference.backend import BackendError
 from solov2.model.inference.dygraph_backend import DygraphBackend
@@ -103,8 +103,8 @@ def exported_backend(spec: ModelSpec, compiled: Optional[str] = None, **openvino
     their own (``ExportedBackend.tensorrt_engines``); ``openvino``: quantization's
     own OpenVINO options (``buckets``, ``compiled_model``: ``OpenVinoBackend``). BackendError on another name."""
     kind, folder, threads, device = spec.backend, spec.model_dir, spec.threads, spec.device or 'cpu'
-    engines = compiled and str(Path(compiled).parent)       # the cache: TensorRT's engines are entries of their own
-    either = {'overrides': spec.overrides, 'device': device, 'tensorrt': spec.tensorrt, 'engine_cache': engines}
+    either = {'overrides': spec.overrides, 'device': device, 'tensorrt': spec.tensorrt,
+              'engine_cache': cache_of(compiled)}
     if kind == 'inference':
         return InferenceBackend(folder, threads, mkldnn=spec.mkldnn, **either)
     if kind == 'onnx':
