@@ -6,7 +6,6 @@ from typing import Collection, List, Sequence, Tuple
 from solov2.config import with_overrides
 from solov2.core.errors import InputError, param
 
-SCHEDULES = ('step', 'cosine')
 WARMUP_SHARE = 0.1          # an unnamed warm-up longer than this share of the run is cut to it
 FIRST_STEP_SHARE = 0.2      # the first LR drop may not come earlier in the run
 
@@ -43,9 +42,8 @@ def training_progress(iteration: int, total_iters: int, minutes: float = 0.0, bu
 def learning_rate(schedule: str, iteration: int, progress: float, base_lr: float, warmup_iters: int,
                   warmup_ratio: float, step_points: Sequence[float] = (), gamma: float = 0.1) -> float:
     """LR at ``iteration`` (0-based) and ``progress`` (see ``training_progress``): warm-up
-    times the decay of ``schedule``, 'step' (``step_points``, ``gamma``) or 'cosine'."""
-    if schedule not in SCHEDULES:
-        raise ValueError(f"unknown lr_schedule '{schedule}' (expected one of {SCHEDULES})")
+    times the decay of ``schedule``, 'step' (``step_points``, ``gamma``) or 'cosine' (the config's
+    rule for ``lr_schedule``)."""
     decay = step_decay(progress, step_points, gamma) if schedule == 'step' else cosine_decay(progress)
     return base_lr * decay * warmup_factor(iteration, warmup_iters, warmup_ratio)
 
