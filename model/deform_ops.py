@@ -17,7 +17,7 @@ import paddle
 from paddle.autograd import PyLayer
 from paddle.vision.ops import deform_conv2d
 
-from solov2.model.fast_ops import in_input_dtypes
+from solov2.model.fast_ops import cpu_dygraph, in_input_dtypes
 
 
 def deform_conv(x: paddle.Tensor, offset: paddle.Tensor, weight: paddle.Tensor,
@@ -29,16 +29,10 @@ def deform_conv(x: paddle.Tensor, offset: paddle.Tensor, weight: paddle.Tensor,
     [Cout, C/groups, kh, kw], bias [Cout] or None, mask [N, K, Ho, Wo] or None
     (K = kh*kw) -> [N, Cout, Ho, Wo].
     """
-    if _tensor_ops_apply(x, offset, weight, bias, mask):
+    needs_grad = any(t is not None and not t.stop_gradient for t in (x, offset, weight, bias, mask))
+    if cpu_dygraph(x) and paddle.is_grad_enabled() and needs_grad:
         return _DeformConvTensorOps.apply(x, offset, weight, bias, mask, stride, padding, groups)
     return deform_conv2d(x, offset, weight, bias, stride=stride, padding=padding, groups=groups, mask=mask)
-
-
-def _tensor_ops_apply(*tensors: Optional[paddle.Tensor]) -> bool:
-    """True in dynamic mode on a CPU place when some input needs a gradient."""
-    present = [t for t in tensors if t is not None]
-    return (paddle.in_dynamic_mode() and paddle.is_grad_enabled() and present[0].place.is_cpu_place()
-            and any(not t.stop_gradient for t in present))
 
 
 class _DeformConvTensorOps(PyLayer):
