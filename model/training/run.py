@@ -185,13 +185,11 @@ def prepare(options: TrainOptions, evaluate: Optional[Callable], placement: Plac
     FileNotFoundError when something does not fit), built in ``placement()`` (``run_settings``'),
     which the trainer then takes a step at a time (``Trainer.hold``); ``run_training`` runs it."""
     with placement():
-        trainer, out = _build(options, evaluate, picture, placement.device)
-    trainer.hold = placement
-    return trainer, out
+        return _build(options, evaluate, picture, placement)
 
 
-def _build(options: TrainOptions, evaluate: Callable, picture: Optional[Callable], device: str):
-    """``prepare``'s trainer and run folder on ``device`` (the placement's, resolved once)."""
+def _build(options: TrainOptions, evaluate: Callable, picture: Optional[Callable], placement: Placement):
+    """``prepare``'s trainer and run folder on ``placement``'s device (resolved once)."""
     options = with_config_number(options)
     out = run_folder(options)
     folder = resume_folder(options, out)
@@ -200,19 +198,20 @@ def _build(options: TrainOptions, evaluate: Callable, picture: Optional[Callable
         options = take_over_options(options, folder, saved)
     overrides = list(options.overrides)
     cfg = start_config(options, overrides)
-    processes = start_processes(device)
+    processes = start_processes(placement.device)
     if processes.main:
         claim_run_folder(out, folder is not None, options.overwrite)
     cfg, source = training_classes(cfg, options, overrides)
-    model, net, optimizer, loader, ema, base_lr = build_parts(options, cfg, processes.world, device, source,
+    model, net, optimizer, loader, ema, base_lr = build_parts(options, cfg, processes.world, placement.device, source,
                                                               None if folder else options.weights, folder is not None)
-    amp = runnable_amp(options.amp, device)
+    amp = runnable_amp(options.amp, placement.device)
     cfg, notes = fit_schedule(cfg, get_config(options.config), named_settings(overrides), len(loader))
     total_iters = cfg.epochs * len(loader)
     schedule = Schedule(base_lr, total_iters, len(loader), min(total_iters, options.max_iters or total_iters),
                         options.max_minutes, [e / cfg.epochs for e in cfg.lr_steps])
     trainer = Trainer(cfg, model, optimizer, loader, schedule, net=net, ema=ema, amp=amp, scaler=make_scaler(amp),
-                      world=processes.world, state=TrainState(opt=overrides, start_weights=options.weights or ''))
+                      world=processes.world, state=TrainState(opt=overrides, start_weights=options.weights or ''),
+                      hold=placement)
     log = RunLog(out)
     if folder is not None:
         resume_state(folder, saved, trainer, log)
