@@ -58,9 +58,9 @@ class LogHook(Hook):
             eta = min(eta, max(trainer.schedule.max_minutes - trainer.state.minutes, 0.0) * 60)
         logger.info(f"iter {done}/{stop_at} epoch {trainer.epoch + 1} lr {trainer.lr:.5f} loss {mean['loss']:.3f} "
                     f"(ins {mean['loss_ins']:.3f} cate {mean['loss_cate']:.3f}) {speed:.1f} img/s eta {clock(eta)}")
-        self.log.train({'iteration': done, 'epoch': trainer.epoch + 1, 'minutes': round(trainer.state.minutes, 3),
-                        'lr': significant(trainer.lr), **{k: round(v, 5) for k, v in mean.items()},
-                        'images_per_s': round(speed, 2)})
+        self.log.add(self.log.train_csv, {'iteration': done, 'epoch': trainer.epoch + 1,
+                                          'minutes': round(trainer.state.minutes, 3), 'lr': significant(trainer.lr),
+                                          **{k: round(v, 5) for k, v in mean.items()}, 'images_per_s': round(speed, 2)})
         self.window, self.window_start = [], time.perf_counter()
 
 
@@ -114,7 +114,7 @@ class EvalHook(Hook):
         if not main:
             return
         percent = {k: round(v, 2) for k, v in stats.items()}
-        self.log.eval({'iteration': state.iteration, 'minutes': round(state.minutes, 2), **percent})
+        self.log.add(self.log.eval_csv, {'iteration': state.iteration, 'minutes': round(state.minutes, 2), **percent})
         logger.info(f"eval @ {state.iteration}: mask AP {percent['AP']:.2f} AP50 {percent['AP50']:.2f} "
                     f"AP75 {percent['AP75']:.2f}")
         if better:

@@ -27,11 +27,9 @@ class RunLog:
                 writer.writeheader()
             writer.writerows(rows)
 
-    def train(self, row: dict) -> None:
-        self._write(self.train_csv, row, [row])
-
-    def eval(self, row: dict) -> None:
-        self._write(self.eval_csv, row, [row])
+    def add(self, path: Path, row: dict) -> None:
+        """``row`` added to ``path``, ``train_csv`` or ``eval_csv``."""
+        self._write(path, row, [row])
 
     def truncate_after(self, iteration: int) -> None:
         """Drop the rows past ``iteration`` (logged after the checkpoint a resumed run
