@@ -142,20 +142,6 @@ def paddle_flag(name: str):
         return None
 
 
-@contextlib.contextmanager
-def kept_random_state() -> Iterator[None]:
-    """Paddle's random generators (the CPU's and every GPU's) put back as they were before
-    the block (building a model draws from them; training seeds them)."""
-    cpu = core.default_cpu_generator().get_state()
-    gpus = paddle.get_cuda_rng_state() if paddle.is_compiled_with_cuda() else None
-    try:
-        yield
-    finally:
-        core.default_cpu_generator().set_state(cpu)
-        if gpus is not None:
-            paddle.set_cuda_rng_state(gpus)
-
-
 @dataclass(frozen=True)
 class Placement:
     """Where a model runs: Paddle's ``device`` ('cpu', 'gpu:1') and CPU math ``threads`` (at
@@ -170,10 +156,13 @@ class Placement:
 @contextlib.contextmanager
 def paddle_on(device: str, threads: int) -> Iterator[None]:
     """Paddle's device ('cpu', 'gpu', 'gpu:1') and CPU math threads (at least 1) for the block, put back
-    after it with the random generators (``kept_random_state``). Such blocks run one at a time across
-    threads; one inside another sets its own and puts the outer's back."""
-    with _PADDLE_SETTINGS, kept_random_state():
+    after it with Paddle's random generators, the CPU's and every GPU's (building a model draws from them;
+    training seeds them). Such blocks run one at a time across threads; one inside another sets its own
+    and puts the outer's back."""
+    with _PADDLE_SETTINGS:
         before = paddle.get_device(), math_threads()
+        cpu = core.default_cpu_generator().get_state()
+        gpus = paddle.get_cuda_rng_state() if paddle.is_compiled_with_cuda() else None
         paddle.set_device(f'gpu:{gpu_number(device)}' if on_gpu(device) else 'cpu')
         set_math_threads(threads)
         try:
@@ -181,3 +170,6 @@ def paddle_on(device: str, threads: int) -> Iterator[None]:
         finally:
             paddle.set_device(before[0])
             set_math_threads(before[1])
+            core.default_cpu_generator().set_state(cpu)
+            if gpus is not None:
+                paddle.set_cuda_rng_state(gpus)
