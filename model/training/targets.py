@@ -61,11 +61,6 @@ class ImageTargets:
     ins_masks: List[np.ndarray] = field(default_factory=list)
     ins_cells: List[np.ndarray] = field(default_factory=list)
 
-    @property
-    def num_positives(self) -> int:
-        """Foreground cells over all levels (SOLO's ``num_ins``, the focal normaliser)."""
-        return int(sum((labels != BACKGROUND).sum() for labels in self.cate_labels))
-
 
 @dataclass
 class BatchTargets:
