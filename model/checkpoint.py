@@ -43,14 +43,6 @@ def read_paddle_file(path: str):
                               f'— was it made by {PADDLE_MAKERS}?') from None
 
 
-def _as_array(value):
-    """A saved tensor as an array: plain, or the ``(name, array)`` pair that
-    ``paddle.save`` writes for a tensor outside a state dict; None for anything else."""
-    if isinstance(value, tuple) and len(value) == 2 and isinstance(value[0], str):
-        value = value[1]
-    return value if isinstance(value, np.ndarray) and not value.dtype.hasobject else None
-
-
 def check_weights_file(weights: str) -> None:
     """InputError unless ``weights`` names a file, naming the fix: the .pdparams inside a
     folder, the closest names beside a typo (a relative path says the folder it was looked
@@ -69,13 +61,19 @@ def check_weights_file(weights: str) -> None:
 
 def load_paddle_params(path: str) -> Dict[str, np.ndarray]:
     """Read a Paddle ``.pdparams``/``.pdopt`` (dygraph ``paddle.save`` or static
-    ``fluid.save``) safely -> {name: array}, bookkeeping entries (e.g. Paddle's
-    ``StructuredToParameterName@@`` table) dropped."""
+    ``fluid.save``) safely -> {name: array}: each array plain, or from the ``(name, array)``
+    pair that ``paddle.save`` writes for a tensor outside a state dict; bookkeeping entries
+    (e.g. Paddle's ``StructuredToParameterName@@`` table) dropped."""
     raw = read_paddle_file(path)
     if not isinstance(raw, dict):
         raise CheckpointError(f'{path} does not hold a dict of parameters')
-    arrays = {k: _as_array(v) for k, v in raw.items()}
-    return {k: v for k, v in arrays.items() if v is not None}
+    arrays = {}
+    for name, value in raw.items():
+        if isinstance(value, tuple) and len(value) == 2 and isinstance(value[0], str):
+            value = value[1]
+        if isinstance(value, np.ndarray) and not value.dtype.hasobject:
+            arrays[name] = value
+    return arrays
 
 
 def save_checkpoint(state: Mapping[str, np.ndarray], weights: str, config_number: int,
