@@ -52,18 +52,13 @@ def run_checkpoint(out: Path) -> Optional[Path]:
     return None
 
 
-def run_files(out: Path) -> List[str]:
-    """The names in run folder ``out`` that a run writes (``RUN_FILES``, and what an
-    interrupted save of ``last`` or ``best`` left)."""
-    names = RUN_FILES + tuple(previous_folder(out / tag).name for tag in ('last', 'best'))
-    return [name for name in names if (out / name).exists()]
-
-
 def check_run_folder(out: Path, resume: bool, overwrite: bool) -> List[str]:
     """InputError when a new run (not ``resume``) would start over another run in ``out``
     that saved a checkpoint, without ``overwrite``; reads only, so callers check before
-    fetching or building anything (``claim_run_folder`` deletes). Returns ``run_files(out)``."""
-    taken = run_files(out)
+    fetching or building anything (``claim_run_folder`` deletes). Returns the names in ``out``
+    that a run writes (``RUN_FILES``, and what an interrupted save of ``last`` or ``best`` left)."""
+    names = RUN_FILES + tuple(previous_folder(out / tag).name for tag in ('last', 'best'))
+    taken = [name for name in names if (out / name).exists()]
     if taken and not resume and not overwrite and run_checkpoint(out) is not None:
         raise InputError(f'{out} holds another run ({", ".join(taken)}): continue it with ', param('resume', 'auto'),
                          ', pick another ', param('output'), ', or pass ', param('overwrite', True), ' to start over')
@@ -143,7 +138,7 @@ def resume_state(folder: Path, saved: dict, trainer: Trainer, log: RunLog) -> No
     rows past the checkpoint are dropped."""
     restore_training_state(folder, saved, trainer.model, trainer.optimizer, trainer.ema)
     restore_scaler(trainer.scaler, saved.get('scaler', {}))
-    trainer.state = TrainState.from_json(saved)
+    trainer.state = TrainState(**{k: v for k, v in saved.items() if k in TrainState.__dataclass_fields__})
     log.truncate_after(trainer.state.iteration)
     budget = trainer.schedule.max_minutes
     logger.info(f'resumed from {folder} at iteration {trainer.state.iteration}'

@@ -88,10 +88,6 @@ class TrainState:
     opt: List[str] = field(default_factory=list)       # the run's --opt overrides
     start_weights: str = ''                            # the model the run started from ('' none), --weights
 
-    @classmethod
-    def from_json(cls, saved: dict) -> 'TrainState':
-        return cls(**{k: v for k, v in saved.items() if k in cls.__dataclass_fields__})
-
 
 @dataclass
 class Trainer:
