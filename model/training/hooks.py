@@ -84,13 +84,14 @@ class EvalHook(Hook):
     ``best``. With the (EMA) weights swapped in, ``evaluate(model, cfg, processes, placement)`` gives
     the COCO stats in percent, the same on every process, and ``picture(model, cfg, placement)`` a
     drawn validation picture [H, W, 3] uint8 (``placement``: the run's ``Trainer.hold``). Every
-    process keeps the best AP; only process 0 logs, saves and draws."""
+    process keeps the best AP; only process 0 logs, saves and draws. ``report(iteration, stats, picture
+    or None)``, if set, hears of each evaluation (``VisualDLHook.evaluated``)."""
 
     def __init__(self, evaluate: Callable[..., Dict[str, float]], save: Callable[[str], None], log: RunLog, every: int,
                  picture: Optional[Callable[..., np.ndarray]] = None, processes: Processes = SINGLE):
         self.evaluate, self.save, self.log, self.every, self.picture = evaluate, save, log, every, picture
         self.processes = processes
-        self.latest = None           # (iteration, stats, picture or None) of the last evaluation
+        self.report: Optional[Callable[[int, Dict[str, float], Optional[np.ndarray]], None]] = None
 
     def after_step(self, trainer, losses: Dict[str, float]) -> None:
         if self.every and trainer.state.iteration % self.every == 0:
@@ -107,7 +108,8 @@ class EvalHook(Hook):
                 rank0_state(model, self.processes)     # the BN statistics (and their EMA) each process kept
             stats = self.evaluate(model, trainer.cfg, self.processes, trainer.hold)
             picture = self.picture(model, trainer.cfg, trainer.hold) if self.picture and main else None
-        self.latest = (state.iteration, stats, picture)
+        if self.report is not None:
+            self.report(state.iteration, stats, picture)
         better = stats['AP'] / 100 > state.best_ap         # the state keeps COCO's fraction, as resumes read it
         if better:
             state.best_ap, state.best_iteration = stats['AP'] / 100, state.iteration
@@ -124,12 +126,11 @@ class EvalHook(Hook):
 
 class VisualDLHook(Hook):
     """VisualDL scalars: each loss part and the LR every step, images/s every ``every``
-    steps; after each evaluation of ``evaluation`` (an EvalHook placed before this one) its
-    AP numbers (COCO's fractions, as eval.py --vdl-dir writes them) and its picture if any."""
+    steps; each evaluation's AP numbers (COCO's fractions, as eval.py --vdl-dir writes them) and
+    its picture if any (``evaluated``, an EvalHook's ``report``, placed before this one)."""
 
-    def __init__(self, writer, every: int, evaluation: EvalHook):
-        self.writer, self.every, self.evaluation = writer, every, evaluation
-        self.logged_eval = None
+    def __init__(self, writer, every: int):
+        self.writer, self.every = writer, every
         self.window_start, self.window_steps = time.perf_counter(), 0
 
     def after_step(self, trainer, losses: Dict[str, float]) -> None:
@@ -142,18 +143,11 @@ class VisualDLHook(Hook):
             elapsed = time.perf_counter() - self.window_start
             self.writer.add_scalar('train/iterations_per_s', self.window_steps / max(elapsed, 1e-9), step)
             self.window_start, self.window_steps = time.perf_counter(), 0
-        self._log_evaluation()
 
     def after_train(self, trainer) -> None:
-        self._log_evaluation()
         self.writer.close()
 
-    def _log_evaluation(self) -> None:
-        latest = self.evaluation.latest
-        if latest is None or latest is self.logged_eval:
-            return
-        self.logged_eval = latest
-        step, stats, picture = latest
+    def evaluated(self, step: int, stats: Dict[str, float], picture: Optional[np.ndarray]) -> None:
         for name, value in stats.items():
             self.writer.add_scalar(f'eval/{name}', value / 100, step)
         if picture is not None:

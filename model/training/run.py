@@ -160,7 +160,9 @@ def make_hooks(options: TrainOptions, cfg, trainer: Trainer, out: Path, log: Run
         return [evaluation] if evaluate else []
     hooks = [LogHook(log, options.log_every, cfg.batch_size * trainer.world), evaluation]
     if options.vdl_dir:
-        hooks.append(VisualDLHook(open_visualdl(options.vdl_dir), options.log_every, evaluation))
+        visualdl = VisualDLHook(open_visualdl(options.vdl_dir), options.log_every)
+        evaluation.report = visualdl.evaluated
+        hooks.append(visualdl)
     return hooks + [CheckpointHook(save, options.checkpoint_every)]
 
 

@@ -353,7 +353,8 @@ def test_evaluation_swaps_the_ema_in_once_and_reports_percent(tmp_path):
         return np.zeros((4, 4, 3), np.uint8)
 
     saved = []
-    hook = EvalHook(evaluate, saved.append, RunLog(tmp_path), 0, picture)
+    hook, reported = EvalHook(evaluate, saved.append, RunLog(tmp_path), 0, picture), []
+    hook.report = lambda *heard: reported.append(heard)
     trainer = types.SimpleNamespace(model=model, ema=ema, cfg=None, state=TrainState(iteration=5, minutes=0.5),
                                     hold=contextlib.nullcontext)
     hook.after_train(trainer)
@@ -362,7 +363,7 @@ def test_evaluation_swaps_the_ema_in_once_and_reports_percent(tmp_path):
     assert saved == ['best'] and trainer.state.best_ap == pytest.approx(0.028)
     rows = (tmp_path / 'eval_log.csv').read_text().splitlines()
     assert rows[0].startswith('iteration,minutes,AP,AP50,AP75') and rows[1] == '5,0.5,2.8,10.0,1.23'
-    assert hook.latest[2].shape == (4, 4, 3)
+    assert reported[0][0] == 5 and reported[0][2].shape == (4, 4, 3)
 
 
 def test_log_values_have_no_float_noise():
