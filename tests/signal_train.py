@@ -57,7 +57,7 @@ def backward(function):
 if moment == 'build':
     run.build_model = counted(run.build_model)
 elif moment == 'backward':
-    Trainer._update = arm(Trainer._update)
+    Trainer.step = arm(Trainer.step)
     fast_ops._ChannelBiasAdd.backward = backward(fast_ops._ChannelBiasAdd.backward)
 elif moment == 'eval':
     predicting.instances_to_coco = counted(predicting.instances_to_coco, after=True)

@@ -159,21 +159,17 @@ class Trainer:
         if not np.isfinite(total):
             raise NonFiniteLoss(iteration + 1, total)
         with deferred_interrupts():
-            self._update(losses['loss'])
+            if self.scaler is not None:
+                self.scaler.scale(losses['loss']).backward()
+                self.scaler.step(self.optimizer)
+                self.scaler.update()
+            else:
+                losses['loss'].backward()
+                self.optimizer.step()
+            self.optimizer.clear_grad()
+            if self.ema is not None:
+                self.ema.update(self.model)
             began, minutes_before = self._clock
             self.state.iteration = iteration + 1
             self.state.minutes = rank0_minutes(minutes_before + (time.perf_counter() - began) / 60, self.world)
         return {k: float(v) for k, v in losses.items()}
-
-    def _update(self, loss: paddle.Tensor) -> None:
-        """Backward from ``loss``, the optimizer step and the EMA update."""
-        if self.scaler is not None:
-            self.scaler.scale(loss).backward()
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
-        else:
-            loss.backward()
-            self.optimizer.step()
-        self.optimizer.clear_grad()
-        if self.ema is not None:
-            self.ema.update(self.model)
