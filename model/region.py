@@ -19,10 +19,6 @@ from solov2.model.layers import ConvNormAct, linspace_rows, resize_bilinear, spa
 Side = Union[int, paddle.Tensor]         # a size: a python int in dygraph, an int tensor under to_static
 
 
-def _int64(side: Side) -> Side:
-    return side if isinstance(side, int) else paddle.cast(side, 'int64')
-
-
 def _below(count: paddle.Tensor, length: Side) -> paddle.Tensor:
     """[B, length] bool: index < count[b] (count [B, 1] int64)."""
     return paddle.arange(0, length, 1, dtype='int64').unsqueeze(0) < count
@@ -66,7 +62,7 @@ class Region:
     def __init__(self, input_hw: Sequence[Side], regions: paddle.Tensor):
         self.regions = paddle.cast(regions, 'int64')                       # [B, 2]
         self.largest = paddle.max(self.regions, axis=0)                      # [2]
-        self.full = [_int64(side) for side in input_hw]
+        self.full = [side if isinstance(side, int) else paddle.cast(side, 'int64') for side in input_hw]
         self.masks = {}
 
     def own(self, stride: int) -> List[paddle.Tensor]:
