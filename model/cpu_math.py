@@ -32,11 +32,6 @@ def cpu_fields(cpuinfo: Optional[str] = None) -> Optional[Dict[str, str]]:
     return fields
 
 
-def cpu_vendor(cpuinfo: Optional[str] = None) -> str:
-    """The ``vendor_id`` of the first CPU in ``cpuinfo`` ('' when unknown)."""
-    return (cpu_fields(cpuinfo) or {}).get('vendor_id', '')
-
-
 def cpu_features(cpuinfo: Optional[str] = None) -> List[str]:
     """The flags among ``CPU_FLAGS`` (the CPU features the engines' speed depends on) that the first CPU in
     ``cpuinfo`` (default ``CPUINFO``) has, in that order, e.g. ['avx2']; ['unknown'] where it cannot be read."""
@@ -59,9 +54,9 @@ def cpu_name(cpuinfo: Optional[str] = None) -> str:
 
 
 def prefer_avx2_mkl(environ: MutableMapping[str, str] = os.environ, cpuinfo: Optional[str] = None) -> bool:
-    """Set ``MKL_DEBUG_CPU_TYPE=5`` in ``environ`` on an AMD CPU unless the user chose a
-    value. Returns True when it set it."""
-    if MKL_CPU_TYPE in environ or cpu_vendor(cpuinfo) != 'AuthenticAMD':
+    """Set ``MKL_DEBUG_CPU_TYPE=5`` in ``environ`` on an AMD CPU (the ``vendor_id`` of the first CPU in
+    ``cpuinfo``) unless the user chose a value. Returns True when it set it."""
+    if MKL_CPU_TYPE in environ or (cpu_fields(cpuinfo) or {}).get('vendor_id') != 'AuthenticAMD':
         return False
     environ[MKL_CPU_TYPE] = AVX2
     return True
