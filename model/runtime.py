@@ -119,8 +119,10 @@ def tf32_off(*libraries: str) -> Iterator[None]:
     says); nothing where this build has neither (a CPU wheel). They are the process's (another thread's
     products run without TF32 too: slower, never wrong)."""
     before = {name: getattr(core, f'get_{name}_switch')() for name in libraries if hasattr(core, f'get_{name}_switch')}
-    flags = {flag: value for flag in (f'FLAGS_{name}_allow_tf32' for name in libraries)
-             if (value := paddle_flag(flag)) is not None}
+    flags = {}
+    for flag in (f'FLAGS_{name}_allow_tf32' for name in libraries):
+        with contextlib.suppress(ValueError):          # a build without that flag
+            flags[flag] = paddle.get_flags([flag])[flag]
     for name in before:
         getattr(core, f'set_{name}_switch')(False)
     if flags:
@@ -132,14 +134,6 @@ def tf32_off(*libraries: str) -> Iterator[None]:
             getattr(core, f'set_{name}_switch')(on)
         if flags:
             paddle.set_flags(flags)
-
-
-def paddle_flag(name: str):
-    """The value of Paddle's flag ``name``, None where this build has no such flag."""
-    try:
-        return paddle.get_flags([name])[name]
-    except ValueError:
-        return None
 
 
 @dataclass(frozen=True)
