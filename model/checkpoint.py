@@ -7,7 +7,7 @@ import difflib
 import json
 import os
 from pathlib import Path
-from typing import Dict, List, Mapping, Optional, Sequence
+from typing import Dict, Mapping, Optional, Sequence
 
 import numpy as np
 import paddle
@@ -119,21 +119,11 @@ def assign_params(model: paddle.nn.Layer, params: Mapping[str, np.ndarray], weig
     model.set_state_dict({k: params[k] for k in own})
 
 
-def configs_that_fit(params: Mapping[str, np.ndarray]) -> List[int]:
-    """The config numbers whose model, with the class count of ``params``, has exactly their
-    tensor names and shapes (built without weights, ``model_shapes``: about 2 s for all)."""
-    classes = class_count(params)
-    fitting = []
-    for number, cfg in CONFIGS.items():
-        with contextlib.suppress(CheckpointError):
-            check_fit(model_shapes(with_classes(cfg, classes or cfg.num_classes)), params, '')
-            fitting.append(number)
-    return fitting
-
-
 def check_unrecorded(weights: str, number: Optional[int], overrides: Sequence[str] = ()) -> None:
     """For weights without a sidecar, before anything is built or exported: InputError unless
-    they fit config ``number`` under ``overrides``, naming the configs (and class count) they fit."""
+    they fit config ``number`` under ``overrides``, naming the configs (and class count) they fit: those
+    whose model, with the class count of the weights, has exactly their tensor names and shapes (built
+    without weights, ``model_shapes``: about 2 s for all)."""
     params = load_paddle_params(weights)
     if number is None:
         problem = f'{weights} has no sidecar .json naming its config'
@@ -143,7 +133,11 @@ def check_unrecorded(weights: str, number: Optional[int], overrides: Sequence[st
             return
         except CheckpointError as exc:
             problem = str(exc)
-    fitting, classes = configs_that_fit(params), class_count(params)
+    classes, fitting = class_count(params), []
+    for other, cfg in CONFIGS.items():
+        with contextlib.suppress(CheckpointError):
+            check_fit(model_shapes(with_classes(cfg, classes or cfg.num_classes)), params, '')
+            fitting.append(other)
     if not fitting:
         raise CheckpointError(f'{problem}; they fit none of the configs — a published checkpoint needs converting '
                               'first (convert/*2paddle.py, docs/checkpoints.md)')
