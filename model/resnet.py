@@ -119,9 +119,6 @@ class ResNet(nn.Layer):
             self.add_sublayer(f'layer{index + 1}', stage)
             self.stages.append(stage)
             self.out_channels.append(in_channels)
-        self._freeze(frozen_stages)
-
-    def _freeze(self, frozen_stages: int) -> None:
         frozen = ([self.stem] if frozen_stages >= 0 else []) + self.stages[:max(frozen_stages, 0)]
         for layer in frozen:
             for param in layer.parameters():
