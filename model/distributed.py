@@ -8,7 +8,7 @@ import io
 import itertools
 import os
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Optional, Sequence, TypeVar
+from typing import Any, Callable, Dict, List, Sequence, TypeVar
 
 import paddle
 import paddle.distributed as dist
@@ -59,12 +59,11 @@ def launched_processes() -> Processes:
 
 
 def check_paddle_runs(world: int, device: str, version: str = paddle.__version__,
-                      cuda_build: Optional[bool] = None) -> None:
+                      cuda_build: bool = paddle.is_compiled_with_cuda()) -> None:
     """InputError when this Paddle cannot run ``world`` processes on ``device``: Paddle 2.x's CUDA
     wheels crash in their CPU collectives (gloo) from two processes on. ``cuda_build`` (default: this
     Paddle's): whether ``version`` is a CUDA build."""
     major = version.split('.')[0]
-    cuda_build = paddle.is_compiled_with_cuda() if cuda_build is None else cuda_build
     if world > 1 and device == 'cpu' and cuda_build and major.isdigit() and 0 < int(major) < 3:
         raise InputError(f'{world} CPU processes need Paddle 3 or the CPU wheel: Paddle {version} (CUDA build) '
                          'crashes (segfault) in its CPU collectives (gloo) — run one process, use the GPUs (',
