@@ -139,14 +139,13 @@ def assign_targets(masks: np.ndarray, labels: np.ndarray, num_grids: Sequence[in
     """``ImageTargets`` of ONE image by the module docstring's rules: ``masks`` [N, Hp, Wp] uint8 (or
     bool) 0/1 at the PADDED input size (multiples of ``mask_stride``, the mask features' stride),
     ``labels`` [N] int64 0-based, ``num_grids`` S per level, ``scale_ranges`` (lower, upper) of
-    sqrt(box_w * box_h) per level, inclusive; ``sigma`` scales the centre region."""
+    sqrt(box_w * box_h) per level, inclusive (as many as ``num_grids``: the config's rules); ``sigma`` scales
+    the centre region."""
     masks = np.asarray(masks)
     labels = np.asarray(labels, dtype=np.int64).reshape(-1)
     if masks.ndim != 3 or masks.shape[0] != labels.shape[0]:
         raise ValueError(f'masks must be [N, Hp, Wp] with N = len(labels); got {masks.shape} '
                          f'and {labels.shape[0]} labels')
-    if len(num_grids) != len(scale_ranges):
-        raise ValueError('num_grids and scale_ranges need one entry per level')
     height, width = masks.shape[1:]
     if height % mask_stride or width % mask_stride:
         raise ValueError(f'padded size {height}x{width} is not a multiple of {mask_stride}')
@@ -183,14 +182,10 @@ def assign_targets(masks: np.ndarray, labels: np.ndarray, num_grids: Sequence[in
 
 
 def collate_targets(images: Sequence[ImageTargets]) -> BatchTargets:
-    """Per-image targets of one padded batch (same size, same levels) -> BatchTargets."""
-    if not images:
-        raise ValueError('collate_targets needs at least one image')
-    num_levels = len(images[0].cate_labels)
-    if any(len(t.cate_labels) != num_levels for t in images):
-        raise ValueError('all images need the same number of levels')
+    """Per-image targets of one padded batch (at least one image; the same size and levels, as
+    ``assign_targets`` gives them for one config) -> BatchTargets."""
     cate_labels, ins_masks, ins_images, ins_cells = [], [], [], []
-    for level in range(num_levels):
+    for level in range(len(images[0].cate_labels)):
         cate_labels.append(np.stack([t.cate_labels[level] for t in images]))
         ins_masks.append(np.concatenate([t.ins_masks[level] for t in images]))
         ins_images.append(np.concatenate([np.full(len(t.ins_cells[level]), b, np.int64)
