@@ -99,10 +99,6 @@ class _Instance:
     center_w: float
     target: Optional[np.ndarray] = None   # rescaled mask, made on first use
 
-    @property
-    def scale(self) -> float:
-        return float(np.sqrt(self.box_w * self.box_h))
-
 
 def _cell(coord: float, size: int, grid: int) -> int:
     """Grid cell of a pixel coordinate, written as SOLO writes it."""
@@ -165,7 +161,7 @@ def assign_targets(masks: np.ndarray, labels: np.ndarray, num_grids: Sequence[in
         cate = np.full((grid, grid), BACKGROUND, np.int64)
         cells, targets = [], []
         for inst in instances:
-            if not lower <= inst.scale <= upper:
+            if not lower <= np.sqrt(inst.box_w * inst.box_h) <= upper:      # the scale, module docstring
                 continue
             top, down, left, right = center_region(inst, height, width, grid, sigma)
             cate[top:down + 1, left:right + 1] = inst.label
