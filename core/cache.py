@@ -20,7 +20,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Iterator, List, Optional, Sequence, Union
 
-from solov2.core.paths import CACHE_ENV, cache_root, package_folder, temporary_beside
+from solov2.core.paths import CACHE_ENV, PACKAGE_DIR, cache_root, temporary_beside
 
 MANIFEST = 'cache.json'
 WEIGHTS_FOLDER = 'weights'              # the converted published checkpoints, not an export entry
@@ -35,7 +35,7 @@ def source_hash() -> str:
     """Hash of the Python source that export and inference run, read once per process."""
     digest = hashlib.sha256()
     for package in ('config', 'data', 'model'):
-        folder = package_folder(package)
+        folder = PACKAGE_DIR / package
         for path in sorted(folder.rglob('*.py')):
             digest.update(f'solov2.{package}/{path.relative_to(folder)}'.encode() + b'\0' + path.read_bytes())
     return digest.hexdigest()

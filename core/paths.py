@@ -6,17 +6,9 @@ import secrets
 from pathlib import Path
 from typing import Optional, Union
 
-PACKAGE_DIR = Path(__file__).resolve().parents[1]     # installed: the package; a checkout: its root
-
-
-def package_folder(name: str) -> Path:
-    """The package's folder ``name`` ('model', 'weights', ...): in the package when installed, the
-    checkout's top-level folder in a checkout (where this file's folder is one too)."""
-    return PACKAGE_DIR / name
-
-
-SHIPPED_WEIGHTS = str(package_folder('weights') / 'shapes_r18.pdparams')   # config 9, 4 shape classes
-SAMPLE_IMAGES = str(package_folder('images'))
+PACKAGE_DIR = Path(__file__).resolve().parents[1]     # its folders: installed, the package's; a checkout, its own
+SHIPPED_WEIGHTS = str(PACKAGE_DIR / 'weights' / 'shapes_r18.pdparams')   # config 9, 4 shape classes
+SAMPLE_IMAGES = str(PACKAGE_DIR / 'images')
 
 CACHE_ENV = 'SOLOV2_CACHE'
 
