@@ -15,13 +15,14 @@ path leads to the folders instead. A folder imported by its bare
 name (``import model``) refuses: each module has one name, so one state (locks, caches).
 Importing the package is cheap: the API names load Paddle only when first used (a type
 checker reads them from the import under ``TYPE_CHECKING``).
+
+It imports Python's ``zlib`` first: Paddle 2.6.x's core library carries its own copy of zlib and
+exports its symbols, so when ``paddle`` is imported before it, later users of zlib (pycocotools,
+scipy, PNG and JSON writers) bind to Paddle's copy and crash in inflateReset2 ("corrupted size vs.
+prev_size"); loading Python's zlib first binds them to the system's. Paddle 3.x is unaffected; the
+import costs nothing. Where the host imported Paddle 2.x first, it is too late: ``core.paddle_zlib``
+says so in one line instead of the crash.
 """
-# Paddle 2.6.x's core library carries its own copy of zlib and exports its symbols: when
-# ``paddle`` is imported before Python's ``zlib`` module, later users of zlib (pycocotools,
-# scipy, PNG and JSON writers) bind to Paddle's copy and crash in inflateReset2 ("corrupted
-# size vs. prev_size"). Loading Python's zlib first binds them to the system's. Paddle 3.x
-# is unaffected; the import costs nothing. Where the host imported Paddle 2.x first, it is too
-# late: ``core.paddle_zlib`` says so in one line instead of the crash.
 import os as _os
 import sys as _sys
 import zlib as _zlib  # noqa: F401
@@ -31,9 +32,7 @@ if 'paddle' in _sys.modules:
     from solov2.core.paddle_zlib import check_zlib as _check_zlib
     _check_zlib()
 
-if not _os.path.isdir(_os.path.join(__path__[0], 'model')):
-    # a checkout whose links are plain files (git on Windows without core.symlinks): the
-    # subpackages are the checkout's top-level folders, found through the package's path
+if not _os.path.isdir(_os.path.join(__path__[0], 'model')):     # links as plain files: git on Windows
     __path__.append(_os.path.dirname(__path__[0]))
 
 __version__ = '1.0.0'
