@@ -38,11 +38,11 @@ from solov2.model.inference.memory import default_budget, pixels_within
 from solov2.model.inference.pipeline import Predictor
 from solov2.model.runtime import cpu_threads
 from solov2.serving.limits import (
+    MULTIPART,
     HttpError,
     check_content_type,
     check_declared_length,
     client_error,
-    decode_picture,
     read_body,
 )
 from solov2.serving.metrics import Metrics
@@ -179,9 +179,10 @@ class Service:
         return cost
 
     def read(self, data: bytes):
-        """[H, W, 3] uint8 RGB of an encoded picture; its errors: ``decode_picture``."""
+        """[H, W, 3] uint8 RGB of an encoded picture, read as ``Segmenter`` reads bytes (``Predictor.read``:
+        LimitError over ``max_pixels``, InputError when it does not decode)."""
         with self.metrics.stage('decode'):
-            return decode_picture(data, self.predictor, self.max_pixels)
+            return self.predictor.read(data, max_pixels=self.max_pixels, what='the picture')
 
     def answer(self, row, meta, params, masks: str, min_score: float, form: str, name: str) -> Any:
         """The network's output for one picture -> its answer in ``form``: 'instances' ``Instances.to_dict(masks)``
@@ -379,7 +380,8 @@ def add_routes(app: FastAPI, settings: ServeSettings) -> None:
 
 async def segment_request(service: Service, request: Request, params, masks: str, min_score: float, form: str,
                           name: str) -> Any:
-    """Read the request's picture within the limits, held among the uploads, then segment it held in flight."""
+    """Read the request's picture within the limits, held among the uploads (400 when it is empty), then segment
+    it held in flight."""
     settings = service.settings
     max_bytes = int(settings.max_body_mb * 2**20)
     kind = check_content_type(request.headers.get('content-type'))
@@ -390,6 +392,9 @@ async def segment_request(service: Service, request: Request, params, masks: str
     request.state.body_in = True
     if kind == 'multipart':
         body = await form_file(request, body)
+    if not body:
+        raise HttpError(400, 'the body is empty: send the picture file as the body, or as the field "file" of '
+                             f'{MULTIPART}')
     return await service.segment(body, params, masks, min_score, form, name)
 
 

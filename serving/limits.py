@@ -4,7 +4,6 @@ import asyncio
 import time
 from typing import Optional
 
-import numpy as np
 from starlette.requests import ClientDisconnect
 
 from solov2.core.errors import InputError, LimitError
@@ -74,16 +73,6 @@ async def read_body(stream, max_bytes: int, idle_s: float, min_rate: float = 0.0
         if size > max_bytes:
             raise too_large(size, max_bytes)
         parts.append(chunk)
-
-
-def decode_picture(data: bytes, predictor, max_pixels: int) -> np.ndarray:
-    """[H, W, 3] uint8 RGB of an encoded picture, read by its model's ``predictor`` as ``Segmenter`` reads
-    bytes (``Predictor.read``: LimitError over ``max_pixels``, InputError when it does not decode); 400
-    when it is empty."""
-    if not data:
-        raise HttpError(400, 'the body is empty: send the picture file as the body, or as the field "file" of '
-                             f'{MULTIPART}')
-    return predictor.read(data, max_pixels=max_pixels, what='the picture')
 
 
 def client_error(exc: InputError) -> HttpError:

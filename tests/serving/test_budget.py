@@ -23,11 +23,12 @@ BUDGET_MB = 1.5 * decode_cost(PICTURE, 1000, 1000, 320, 640) / 2**20        # ro
 
 
 class Decodes:
-    """``decode_picture`` counted: calls, and the most running at once (each made to last ``seconds``)."""
+    """``Service.read`` (a picture's decode) counted: calls, and the most running at once (each made to last
+    ``seconds``)."""
 
     def __init__(self, seconds: float):
         self.seconds, self.calls, self.running, self.most = seconds, 0, 0, 0
-        self.lock, self.decode = threading.Lock(), app.decode_picture
+        self.lock, self.decode = threading.Lock(), app.Service.read
 
     def __call__(self, *args):
         with self.lock:
@@ -59,7 +60,7 @@ def test_pictures_being_decoded_never_hold_more_than_the_budget_and_one_over_it_
     decodes = Decodes(0.5)
     settings = ServeSettings(SMALL_MODEL, helper_threads=4, max_pixels=20_000_000, max_decode_mb=BUDGET_MB)
     with serving(settings) as client:
-        monkeypatch.setattr(app, 'decode_picture', decodes)
+        monkeypatch.setattr(app.Service, 'read', lambda service, data: decodes(service, data))
 
         def post_until_answered(data):
             refusals = []
@@ -87,7 +88,7 @@ def test_a_picture_refused_for_room_or_whose_request_ended_while_it_waited_is_ne
     decodes = Decodes(1.0)
     small = cv2.imencode('.png', np.full((100, 100, 3), 90, np.uint8))[1].tobytes()
     with serving(ServeSettings(SMALL_MODEL, timeout_s=0.4, max_decode_mb=BUDGET_MB, helper_threads=1)) as client:
-        monkeypatch.setattr(app, 'decode_picture', decodes)
+        monkeypatch.setattr(app.Service, 'read', lambda service, data: decodes(service, data))
         with ThreadPoolExecutor(3) as pool:
             first = pool.submit(client.post, '/v1/segment', content=PICTURE)
             while decodes.calls < 1:
