@@ -8,21 +8,10 @@ import difflib
 import logging
 from typing import Dict, Type
 
+from solov2.config import variants
 from solov2.config.base import COCO_CLASSES, SOLOv2Base
 from solov2.config.checks import check_config
-from solov2.config.light448_dcn_r50 import Light448DCNR50
-from solov2.config.light448_r18 import Light448R18
-from solov2.config.light448_r34 import Light448R34
-from solov2.config.light448_r50 import Light448R50
-from solov2.config.light512_dcn_r50 import Light512DCNR50
-from solov2.config.light512_r50vd_dcn import Light512R50vdDCN
-from solov2.config.r50vd_dcn_enhance import R50vdDCNEnhance
-from solov2.config.r101_dcn import R101DCN
-from solov2.config.r101_fpn import R101FPN
-from solov2.config.r101vd_dcn import R101vdDCN
 from solov2.config.setting import Setting, declared_settings
-from solov2.config.shapes_r18 import ShapesR18
-from solov2.config.x101_dcn import X101DCN
 from solov2.core.errors import InputError, param
 
 logger = logging.getLogger(__name__)
@@ -31,18 +20,18 @@ ACCEPTED = {type(None): (str,), float: (int, float), tuple: (list, tuple)}    # 
 
 CONFIGS: Dict[int, Type[SOLOv2Base]] = {
     0: SOLOv2Base,
-    1: Light448R50,
-    2: Light512R50vdDCN,
-    3: R50vdDCNEnhance,
-    4: R101vdDCN,
-    5: Light448R18,
-    6: Light448R34,
-    7: Light512DCNR50,
-    8: R101FPN,
-    9: ShapesR18,
-    10: R101DCN,
-    11: Light448DCNR50,
-    12: X101DCN,
+    1: variants.Light448R50,
+    2: variants.Light512R50vdDCN,
+    3: variants.R50vdDCNEnhance,
+    4: variants.R101vdDCN,
+    5: variants.Light448R18,
+    6: variants.Light448R34,
+    7: variants.Light512DCNR50,
+    8: variants.R101FPN,
+    9: variants.ShapesR18,
+    10: variants.R101DCN,
+    11: variants.Light448DCNR50,
+    12: variants.X101DCN,
 }
 
 

@@ -16,16 +16,18 @@ from solov2.config import (
 )
 from solov2.config.base import FULL_SCALE_RANGES, SOLOv2Base
 from solov2.config.checks import check_config
-from solov2.config.light448_r18 import Light448R18
-from solov2.config.light448_r34 import Light448R34
-from solov2.config.light448_r50 import Light448R50
-from solov2.config.light512_dcn_r50 import Light512DCNR50
-from solov2.config.light512_r50vd_dcn import Light512R50vdDCN
-from solov2.config.r50vd_dcn_enhance import R50vdDCNEnhance
-from solov2.config.r101_fpn import R101FPN
-from solov2.config.r101vd_dcn import R101vdDCN
 from solov2.config.setting import Setting, declared_settings
 from solov2.config.sidecar import MODEL_SETTINGS, TEST_SETTINGS
+from solov2.config.variants import (
+    R101FPN,
+    Light448R18,
+    Light448R34,
+    Light448R50,
+    Light512DCNR50,
+    Light512R50vdDCN,
+    R50vdDCNEnhance,
+    R101vdDCN,
+)
 from solov2.core.errors import InputError
 from tests.helpers import REPO_DIR
 
