@@ -24,6 +24,7 @@ SIZED_FORMATS = ('JPEG', 'PNG', 'BMP', 'WEBP', 'TIFF', 'GIF', 'JPEG2000', 'PPM',
 REDUCED_FLAGS = {1: cv2.IMREAD_COLOR, 2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4,
                  8: cv2.IMREAD_REDUCED_COLOR_8}     # OpenCV's flags for a JPEG decoded at 1/k (others: whole)
 EXIF_ORIENTATION = 0x0112     # its values 5 to 8 turn the picture a quarter: height and width swap
+PNG_SIGNATURE = b'\x89PNG\r\n\x1a\n'
 PNG_ALPHA_TYPES = (4, 6)     # IHDR colour types with an alpha channel: grey + alpha, RGBA
 SWAP_ROWS = 32    # rows a band: its copy stays in the cache
 BUCKET_RATIOS = (1.0, 4 / 3, 16 / 9)      # long side / short side of the common picture formats
@@ -124,8 +125,11 @@ def decode_image(data, max_pixels: int = DEFAULT_MAX_PIXELS, warn_colour: bool =
     if factor > 1 and bgr.shape[:2] != tuple(-(-side // factor) for side in full_hw):
         LOG.debug(f'{what}: its reduced decoding is {bgr.shape[:2]}, not 1/{factor} of {full_hw}: decoded whole')
         return decode_image(buffer, 0, warn_colour, what, source)
-    if warn_colour:
-        warn_unusual_colour(what if source is None else source, buffer, bgr)
+    if warn_colour:       # a PNG's alpha, which the decoding dropped, is read from its bytes
+        png_alpha = bytes(buffer[:8]) == PNG_SIGNATURE and buffer.size > 25 and buffer[25] in PNG_ALPHA_TYPES
+        unsaid = png_alpha and 'transparent' not in _said      # once warned of, not decoded again
+        alpha = cv2.imdecode(buffer, cv2.IMREAD_UNCHANGED)[..., -1] if unsaid else None
+        warn_colour_of(what if source is None else source, bgr, alpha)
     rgb = swap_red_blue(bgr)      # decoded as 3-channel uint8 BGR, ours to reuse
     return rgb if factor == 1 else ReducedImage.of(rgb, full_hw)
 
@@ -166,17 +170,6 @@ def reduced_size(buffer: np.ndarray, size: tuple[int, int] | None,
             turned = False
     full_hw = (width, height) if turned else (height, width)
     return full_hw, jpeg_reduction(*full_hw, *fit)
-
-
-def warn_unusual_colour(path, buffer: np.ndarray, bgr: np.ndarray) -> None:
-    """`warn_colour_of` for a decoded file: ``buffer`` its bytes (a PNG's alpha is read from
-    them), ``bgr`` its [H, W, 3] decoding."""
-    data = memoryview(buffer)
-    alpha = None
-    if 'transparent' not in _said and bytes(data[:8]) == b'\x89PNG\r\n\x1a\n' and len(data) > 25 \
-            and data[25] in PNG_ALPHA_TYPES:
-        alpha = cv2.imdecode(buffer, cv2.IMREAD_UNCHANGED)[..., -1]
-    warn_colour_of(path, bgr, alpha)
 
 
 def warn_colour_of(source, image: np.ndarray, alpha: np.ndarray | None = None) -> None:
