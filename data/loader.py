@@ -225,11 +225,10 @@ def loader_batches(loader: paddle.io.DataLoader) -> Iterator[Iterator[Any]]:
         shut_down(batches)
 
 
-def die_with_parent(worker_id: int = 0, parent: int | None = None) -> None:
-    """DataLoader `worker_init_fn`: the worker ends when the training process dies, even by
-    `kill -9` (no orphan loaders). Linux: the kernel's parent-death signal; elsewhere a
-    daemon thread that polls the parent's pid."""
-    parent = os.getppid() if parent is None else parent
+def die_with_parent(worker_id: int, parent: int) -> None:
+    """DataLoader `worker_init_fn` (`parent` bound: the training process's pid): the worker ends
+    when that process dies, even by `kill -9` (no orphan loaders). Linux: the kernel's parent-death
+    signal; elsewhere a daemon thread that polls the parent's pid."""
     if sys.platform.startswith('linux'):
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
         if os.getppid() != parent:       # the parent died before prctl took effect
