@@ -135,9 +135,7 @@ class CroppedMasks:
         if isinstance(index, (int, np.integer)) and not isinstance(index, (bool, np.bool_)):
             return self.paste(index)
         positions = np.arange(len(self))[index]
-        picked = CroppedMasks([], np.zeros((0, 4), np.int64), self.image_size)
-        picked._make, picked._measure = self._make, self._measure
-        picked._sources = [self._sources[i] for i in positions]
+        picked = CroppedMasks.lazy([self._sources[i] for i in positions], self._make, self.image_size, self._measure)
         picked._crops = [self._crops[i] for i in positions]     # after the sources: a source dropped means its crop
         picked._boxed = self._boxed[positions]                   # is there, and a crop there has its box
         picked._boxes = self._boxes[positions]
