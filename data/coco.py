@@ -185,7 +185,7 @@ class CocoDataset:
     """Instance samples from a COCO annotation file and its image folder.
 
     Labels are 0-based: category ids in ascending order, or each category's name's position in
-    `class_names` (a list, or a classes.txt or COCO file); with `allow_missing` (evaluation),
+    `class_names` (`read_class_names` reads a classes.txt); with `allow_missing` (evaluation),
     names the file lacks have no category and the file's other categories are dropped with their
     annotations (``other_categories``). Crowd annotations are not instances (never decoded);
     unusable ones are skipped (`load_coco`), empty ones dropped. `keep_empty=False` skips images
@@ -193,7 +193,7 @@ class CocoDataset:
     are unreadable samples."""
 
     def __init__(self, ann_file: str | PathLike[str], image_dir: str | PathLike[str],
-                 class_names: Sequence[str] | str | PathLike[str] | None = None, keep_empty: bool = True,
+                 class_names: Sequence[str] | None = None, keep_empty: bool = True,
                  require_instances: bool = False, max_pixels: int = DEFAULT_MAX_PIXELS,
                  allow_missing: bool = False) -> None:
         self.coco = load_coco(ann_file)
@@ -207,8 +207,6 @@ class CocoDataset:
             category_ids: list[int | None] = sorted(names_of)
             class_names = [names_of[cid] for cid in category_ids]
         else:
-            if isinstance(class_names, (str, PathLike)):
-                class_names = read_class_names(class_names)
             category_ids = category_ids_by_name(categories, class_names, allow_missing)
         self.class_names = list(class_names)                # the class name of each label
         self.label_to_category_id = list(category_ids)      # None: a class the file has no category of

@@ -132,7 +132,7 @@ def test_label_mapping_by_class_names(coco_dir):
 def test_label_mapping_from_classes_file(coco_dir):
     (coco_dir / 'classes.txt').write_text('cow\n\ndog\ncat\n')
     assert read_class_names(coco_dir / 'classes.txt') == ['cow', 'dog', 'cat']
-    dataset = load(coco_dir, class_names=str(coco_dir / 'classes.txt'))
+    dataset = load(coco_dir, class_names=read_class_names(coco_dir / 'classes.txt'))
     assert dataset.label_to_category_id == [5, 7, 3]
     assert dataset[0]['labels'].tolist() == [1, 2, 0]
 

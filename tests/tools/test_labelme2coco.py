@@ -10,7 +10,7 @@ import numpy as np
 import PIL.Image
 import pytest
 
-from solov2.data.coco import CocoDataset, segmentation_to_mask
+from solov2.data.coco import CocoDataset, read_class_names, segmentation_to_mask
 from solov2.tools.labelme2coco import convert, main
 
 pytestmark = pytest.mark.filterwarnings('ignore:__array__ implementation:DeprecationWarning')
@@ -175,7 +175,7 @@ def test_cli_writes_coco_and_classes(labelme_dir, tmp_path, capsys):
           '--copy-images', str(tmp_path / 'images')])
     assert '2 images, 5 instances, 3 classes' in capsys.readouterr().out
     assert (out.parent / 'classes.txt').read_text() == 'cat\nant\nzebra\n'
-    dataset = CocoDataset(out, tmp_path / 'images', class_names=out.parent / 'classes.txt')
+    dataset = CocoDataset(out, tmp_path / 'images', class_names=read_class_names(out.parent / 'classes.txt'))
     sample = dataset[0]
     assert sample['labels'].tolist() == [2, 1, 0]
     assert sample['masks'][0].sum() == 200 and sample['masks'][1].sum() == 1200
