@@ -14,30 +14,23 @@ from pycocotools.cocoeval import COCOeval
 from solov2.core.errors import InputError
 
 STAT_NAMES = ('AP', 'AP50', 'AP75', 'APs', 'APm', 'APl', 'AR1', 'AR10', 'AR100', 'ARs', 'ARm', 'ARl')
-SCORERS = ('auto', 'pycocotools', 'faster-coco-eval')
 REDO = 'score it against the annotations it was made for'     # check_results' advice
 
 
-def make_evaluator(coco: COCO, results: COCO, iou_type: str, scorer: str = 'auto') -> COCOeval:
-    """A COCOeval of ``scorer``: 'pycocotools', 'faster-coco-eval', or 'auto' (the latter when
-    installed, else the former); faster-coco-eval's summary goes to stdout like pycocotools'
-    (not to its logger)."""
-    if scorer not in SCORERS:
-        raise InputError(f"unknown scorer '{scorer}' (expected one of {', '.join(SCORERS)})")
-    if scorer == 'faster-coco-eval' or (scorer == 'auto' and find_spec('faster_coco_eval') is not None):
-        from faster_coco_eval import COCOeval_faster
-        return COCOeval_faster(coco, results, iou_type, print_function=print)
-    return COCOeval(coco, results, iou_type)
-
-
 def run_cocoeval(coco: COCO, records: List[dict], iou_type: str = 'segm',
-                 image_ids: Optional[Sequence[int]] = None, scorer: str = 'auto') -> COCOeval:
-    """Evaluated and accumulated COCOeval (``iou_type`` 'segm' or 'bbox'; ``make_evaluator``'s ``scorer``);
+                 image_ids: Optional[Sequence[int]] = None) -> COCOeval:
+    """Evaluated and accumulated COCOeval (``iou_type`` 'segm' or 'bbox'): faster-coco-eval's when
+    installed (its summary to stdout like pycocotools', not to its logger), else pycocotools';
     records without ``bbox`` get the box of their mask. ``records`` stay as they are (``loadRes``
     changes the dicts it is given, which broke a second evaluation of the same list).
     ``image_ids`` restricts it to those images (default: every image of ``coco``)."""
     with contextlib.redirect_stdout(io.StringIO()):
-        evaluator = make_evaluator(coco, coco.loadRes([dict(record) for record in records]), iou_type, scorer)
+        results = coco.loadRes([dict(record) for record in records])
+        if find_spec('faster_coco_eval') is not None:
+            from faster_coco_eval import COCOeval_faster
+            evaluator = COCOeval_faster(coco, results, iou_type, print_function=print)
+        else:
+            evaluator = COCOeval(coco, results, iou_type)
         if image_ids is not None:
             evaluator.params.imgIds = sorted(image_ids)
         evaluator.evaluate()
