@@ -159,7 +159,6 @@ class CroppedMasks:
         return f'CroppedMasks({len(self)} masks on {self.image_size[0]}x{self.image_size[1]})'
 
 
-def as_cropped(masks: Union[CroppedMasks, np.ndarray], boxes: np.ndarray | None = None) -> CroppedMasks:
-    """`masks` as `CroppedMasks`: itself, or `CroppedMasks.from_dense` of `[N, H, W]` masks
-    (with their tight `boxes` when known)."""
-    return masks if isinstance(masks, CroppedMasks) else CroppedMasks.from_dense(masks, boxes)
+def as_cropped(masks: Union[CroppedMasks, np.ndarray]) -> CroppedMasks:
+    """`masks` as `CroppedMasks`: itself, or `CroppedMasks.from_dense` of `[N, H, W]` masks."""
+    return masks if isinstance(masks, CroppedMasks) else CroppedMasks.from_dense(masks)

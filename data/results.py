@@ -118,15 +118,13 @@ def instance_records(masks: CroppedMasks, labels: np.ndarray, scores: np.ndarray
 
 def instances_to_coco(image_id: int, masks: CroppedMasks | np.ndarray, labels: np.ndarray, scores: np.ndarray,
                       label_to_category_id: Mapping[int, int | None] | Sequence[int | None] | None = None,
-                      boxes: np.ndarray | None = None, file_name: str | None = None,
-                      class_names: Sequence[str] | None = None) -> list[dict[str, Any]]:
+                      file_name: str | None = None, class_names: Sequence[str] | None = None) -> list[dict[str, Any]]:
     """COCO result records `{image_id, category_id, segmentation, score, bbox}`, every other field of the
     record under its own key (`COCO_KEYS`), then `file_name` and `category_name` when given, for one
-    image, from `instance_records` of `masks` (`CroppedMasks`,
-    or `[N, H, W] bool` with their tight `boxes` `[N, 4]` when known), `labels` `[N] int` and `scores`
-    `[N] float`. `label_to_category_id[label]`: the category id (None: left out; default label + 1)."""
+    image, from `instance_records` of `masks` (`CroppedMasks` or `[N, H, W] bool`), `labels` `[N] int` and
+    `scores` `[N] float`. `label_to_category_id[label]`: the category id (None: left out; default label + 1)."""
     records = []
-    for one in instance_records(as_cropped(masks, boxes), labels, scores, class_names):
+    for one in instance_records(as_cropped(masks), labels, scores, class_names):
         category = one['label'] + 1 if label_to_category_id is None else label_to_category_id[one['label']]
         if category is not None:
             one.update(label=int(category), box=coco_bbox(one['box']))

@@ -187,13 +187,13 @@ def draw_mask(canvas: np.ndarray, crop: np.ndarray, box: Sequence[int], color: t
 
 def draw_instances(image_rgb: np.ndarray, masks: CroppedMasks | np.ndarray, labels: np.ndarray, scores: np.ndarray,
                    class_names: Sequence[str], score_threshold: float = SHOWN_MIN_SCORE,
-                   boxes: np.ndarray | None = None, in_place: bool = False) -> np.ndarray:
+                   in_place: bool = False) -> np.ndarray:
     """Instances drawn on a copy of `image_rgb` `[H, W, 3] uint8 RGB` (`in_place`: on it, C-contiguous).
-    `masks` `CroppedMasks` (only the drawn crops are read) or `[N, H, W] bool` (with their tight
-    `boxes` `[N, 4]` when known), `labels` `[N] int`, `scores` `[N] float`. Each instance from
-    `score_threshold` up gets a translucent fill and a contour, the most confident on top, then a
-    "name 0.87" caption (`place_captions`) by the largest part of its mask; colours by score rank."""
-    masks = as_cropped(masks, boxes)
+    `masks` `CroppedMasks` (only the drawn crops are read) or `[N, H, W] bool`, `labels` `[N] int`,
+    `scores` `[N] float`. Each instance from `score_threshold` up gets a translucent fill and a contour,
+    the most confident on top, then a "name 0.87" caption (`place_captions`) by the largest part of its
+    mask; colours by score rank."""
+    masks = as_cropped(masks)
     if masks.image_size != image_rgb.shape[:2]:
         raise ValueError(f'masks {masks.shape} do not match image {image_rgb.shape}')
     if in_place and not (image_rgb.dtype == np.uint8 and image_rgb.flags.c_contiguous and image_rgb.flags.writeable):

@@ -64,12 +64,12 @@ def test_instances_helpers(seg):
     with pytest.raises(InputError, match='unknown class'):
         result.filter(classes=['unicorn'])
     records = result.to_coco(image_id=7)
-    assert records == instances_to_coco(7, result.masks, result.labels, result.scores, [1, 2, 3, 4], result.boxes,
+    assert records == instances_to_coco(7, result.masks, result.labels, result.scores, [1, 2, 3, 4],
                                         class_names=seg.class_names)
     rgb = read_image(IMAGES[0])
     drawn_rgb = result.draw(rgb, channels='rgb')
     np.testing.assert_array_equal(drawn_rgb, draw_instances(rgb, result.masks, result.labels, result.scores,
-                                                            result.class_names, 0.3, result.boxes))
+                                                            result.class_names, 0.3))
     drawn_bgr = result.draw(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
     np.testing.assert_array_equal(drawn_bgr, cv2.cvtColor(drawn_rgb, cv2.COLOR_RGB2BGR))
 

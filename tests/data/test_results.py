@@ -167,11 +167,6 @@ def test_instances_to_coco_records():
     assert records[0]['segmentation'] == reference_rle(masks[0])
     assert set(records[0]) == {'image_id', 'category_id', 'segmentation', 'score', 'bbox'}
     json.dumps(records)
-    masks = np.concatenate([masks, np.zeros((1, 8, 8), bool)])
-    boxes = np.array([mask_to_box(m) or (0, 0, 0, 0) for m in masks])
-    labels, scores = np.array([0, 2, 0]), np.array([0.9, 0.25, 0.1], dtype=np.float32)
-    assert instances_to_coco(42, masks, labels, scores, {0: 1, 2: 3}, boxes) == \
-        instances_to_coco(42, masks, labels, scores, {0: 1, 2: 3})
 
 
 def test_records_name_the_file_and_the_category_when_asked():
