@@ -33,11 +33,8 @@ def resize_sample(sample: Sample, short: int, max_size: int) -> Sample:
 
 
 def crop_sample(sample: Sample, y0: int, x0: int, h: int, w: int) -> Sample:
-    """Crop the window `[y0:y0+h, x0:x0+w]` (inside the image) out of image and masks;
-    instances whose cropped mask is empty are dropped."""
-    height, width = sample['image'].shape[:2]
-    if h <= 0 or w <= 0 or y0 < 0 or x0 < 0 or y0 + h > height or x0 + w > width:
-        raise ValueError(f'crop ({y0}, {x0}, {h}, {w}) outside image of size {(height, width)}')
+    """Crop the window `[y0:y0+h, x0:x0+w]` out of image and masks; instances whose cropped mask
+    is empty are dropped. The window lies inside the image (`random_crop` draws it so)."""
     masks = sample['masks'][:, y0 : y0 + h, x0 : x0 + w]
     keep = masks.any(axis=(1, 2))
     return {**sample, 'image': np.ascontiguousarray(sample['image'][y0 : y0 + h, x0 : x0 + w]),
