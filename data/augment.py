@@ -104,12 +104,11 @@ def random_crop(sample: Sample, rng: np.random.Generator, min_scale: float = 0.5
 class TrainTransform:
     """Random crop -> multi-scale resize (short side drawn from `shorts`) -> flip -> colour ->
     normalise + pad. `__call__(sample, rng)` gives `{'image': [3, Hp, Wp] float32, 'masks':
-    [N, Hp, Wp] uint8, 'labels': [N] int64, 'image_id': int}`, zero-padded to multiples of 32."""
+    [N, Hp, Wp] uint8, 'labels': [N] int64, 'image_id': int}`, zero-padded to multiples of 32.
+    `shorts` is not empty: the config's `train_shorts` rule checks it."""
 
     def __init__(self, shorts: Sequence[int], max_size: int, flip_prob: float = 0.5, colour_strength: float = 0.0,
                  crop_prob: float = 0.0) -> None:
-        if not shorts:
-            raise ValueError('TrainTransform needs at least one short side')
         self.shorts = tuple(int(short) for short in shorts)
         self.max_size, self.flip_prob = max_size, flip_prob
         self.colour_strength, self.crop_prob = colour_strength, crop_prob

@@ -46,12 +46,11 @@ class SampleSource(Protocol):
 class TrainDataset(paddle.io.Dataset):
     """Applies a `TrainTransform` to `source[index]` with an rng seeded by (seed, epoch, index).
     An unreadable sample (`ValueError`) is replaced by another index drawn from that rng (a warning
-    once per bad index and process); more than `max_failures` in a row raise `InputError`."""
+    once per bad index and process); more than `max_failures` in a row raise `InputError`. `source`
+    is not empty: the COCO reader refuses a training set without instances (`require_instances`)."""
 
     def __init__(self, source: SampleSource, transform: TrainTransform, seed: int = 0, max_failures: int = 20) -> None:
         super().__init__()
-        if len(source) == 0:
-            raise ValueError('TrainDataset needs a non-empty sample source')
         self.source, self.transform = source, transform
         self.seed, self.max_failures = seed, max_failures
         self.epoch = 0
