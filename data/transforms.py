@@ -259,9 +259,8 @@ def resized_hw(height: int, width: int, short: int, max_size: int) -> tuple[tupl
 
 
 def normalize(image: np.ndarray) -> np.ndarray:
-    """Map `[H, W, 3] uint8 RGB` to `[3, H, W] float32` as (pixel - mean) / std, ImageNet's."""
-    if image.ndim != 3 or image.shape[2] != 3:
-        raise InputError(f'expected [H, W, 3] image, got shape {image.shape}')
+    """Map `[H, W, 3] uint8 RGB` to `[3, H, W] float32` as (pixel - mean) / std, ImageNet's. Its
+    callers' pictures come through `decode_image` or `to_rgb`, which check the shape."""
     mean, std = np.asarray(IMAGENET_MEAN_RGB, np.float32), np.asarray(IMAGENET_STD_RGB, np.float32)
     return np.ascontiguousarray(((image.astype(np.float32) - mean) * (1.0 / std)).transpose(2, 0, 1))
 

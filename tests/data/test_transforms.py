@@ -58,11 +58,6 @@ def test_normalize_hand_built_pixel():
     np.testing.assert_allclose(chw[:, 0, 0], [-123.675 / 58.395, -116.28 / 57.12, -103.53 / 57.375], rtol=1e-6)
 
 
-def test_normalize_rejects_grey():
-    with pytest.raises(ValueError):
-        normalize(np.zeros((4, 4), dtype=np.uint8))
-
-
 def test_pad_to_multiple_shape_and_zeros():
     chw = np.ones((3, 33, 64), dtype=np.float32)
     padded = pad_to_multiple(chw, 32)
