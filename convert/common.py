@@ -125,15 +125,14 @@ def convert(source: Dict[str, np.ndarray], rename: Renamer, config_numbers: Iter
             aliases: Optional[Dict[str, str]] = None, prefix: str = ''):
     """(config number, cfg, state, report) of the first of ``config_numbers`` that converts
     cleanly, else ConversionError with the closest report. ``prefix``: only the model keys starting
-    with it are targets (``'backbone.'``); ``rename`` still receives the whole model's keys."""
+    with it are targets (``'backbone.'``, which every config has); ``rename`` still receives the whole
+    model's keys."""
     best = None
     for number in config_numbers:
         cfg = with_classes(CONFIGS[number], num_classes)
         full = model_shapes(cfg)
         keys = frozenset(full)
         shapes = {k: v for k, v in full.items() if k.startswith(prefix)}
-        if not shapes:
-            raise ConversionError(f'config {number} has no parameter starting with {prefix!r}')
         try:
             table = {k: rename(k, keys, cfg) for k in shapes}
         except KeyError as exc:         # the source family has no name for a part of this config
