@@ -80,9 +80,13 @@ def config_from_infer_cfg(info: dict, overrides: Sequence[str] = ()):
 
 class ExportedBackend(Backend):
     """Common part of the backends of an exported folder, on ``device`` ('cpu', 'gpu', 'gpu:N'); their
-    outputs are host arrays, post-processed on the CPU."""
+    outputs are host arrays, post-processed on the CPU. ``tensorrt``: TensorRT's profile and float16, batches
+    of up to ``TENSORRT_MAX_BATCH`` (``max_batch``), ``precision`` fp16, and BackendError naming ``test_max``
+    when the config's resize reaches past the export's largest side; its engines in an entry of
+    ``engine_cache`` (``tensorrt_engines``; None without tensorrt)."""
 
-    def __init__(self, model_dir: str, overrides: Sequence[str] = (), device: str = 'cpu'):
+    def __init__(self, model_dir: str, overrides: Sequence[str] = (), device: str = 'cpu', tensorrt: bool = False,
+                 engine_cache: Optional[str] = None):
         self.model_dir, self.device, self.network_on_gpu = Path(model_dir), device, on_gpu(device)
         self.info = read_infer_cfg(model_dir)
         try:
@@ -91,6 +95,16 @@ class ExportedBackend(Backend):
             raise BackendError(f'{INFER_CFG} in {model_dir} has no input size range ({exc}) — export the model '
                                'again') from exc
         super().__init__(config_from_infer_cfg(self.info, overrides), size_range)
+        self.tensorrt, self.engine_cache = tensorrt, engine_cache if tensorrt else None
+        if not tensorrt:
+            return
+        self.max_batch, self.precision = TENSORRT_MAX_BATCH, 'fp16'
+        largest = padded_size(self.cfg.test_max, SIZE_DIVISOR)
+        if largest > self.size_range[1]:
+            raise BackendError(f'test_max={self.cfg.test_max} gives inputs up to {largest} px, above the '
+                               f"{self.size_range[1]} of the TensorRT profile (the export's max size): pass ",
+                               param('overrides', f'test_max={self.size_range[1]}'), ' or less, or export again '
+                               'with a larger max size')
 
     def model_files(self, kind: str) -> dict:
         """infer_cfg.json's ``files`` of ``kind`` (a key of ``MODEL_NAMES``); BackendError saying how to make
@@ -117,16 +131,15 @@ class ExportedBackend(Backend):
         return self.model_dir / name
 
     @contextlib.contextmanager
-    def tensorrt_engines(self, cache: Optional[str], files: Sequence[Path], runtime: str,
-                         tensorrt: str = '') -> Iterator[Optional[str]]:
+    def tensorrt_engines(self, files: Sequence[Path], runtime: str, tensorrt: str = '') -> Iterator[Optional[str]]:
         """For the block, the folder where ``runtime`` ('onnxruntime' or 'paddle-inference') finds TensorRT's
         engines of the model in ``files`` or builds them while it opens it (None, built at each start, without
-        ``cache``): an entry of the ``cache`` folder (``core.cache.built_once``: one
+        ``engine_cache``): an entry of the ``engine_cache`` folder (``core.cache.built_once``: one
         builder at a time, moved into place whole, pruned with the others). Its name hashes all an engine depends
         on: the files' bytes (the runtimes name engines after the graph, not its weights), the profile
         (``size_range``, batches up to ``TENSORRT_MAX_BATCH``, float16), the runtime's and TensorRT's versions
         (its wheels, or ``tensorrt`` as the runtime reports it) and the GPU: an engine runs only where built."""
-        if not cache:
+        if not self.engine_cache:
             yield None
             return
         package = 'onnxruntime-gpu' if runtime == 'onnxruntime' else 'paddlepaddle-gpu'
@@ -134,17 +147,6 @@ class ExportedBackend(Backend):
         gpu = cuda_device(gpu_number(self.device)) or 'an unknown GPU'
         settings = [runtime, self.size_range, TENSORRT_MAX_BATCH, 'float16', versions, tensorrt, gpu]
         digest = hashlib.sha256(repr([*settings, *(file_sha256(path) for path in files)]).encode()).hexdigest()
-        with built_once(Path(cache) / f'tensorrt-{digest[:20]}', versions,
+        with built_once(Path(self.engine_cache) / f'tensorrt-{digest[:20]}', versions,
                         f'TensorRT engines of {runtime} on {gpu}') as folder:
             yield str(folder)
-
-    def through_tensorrt(self) -> None:
-        """TensorRT's profile and float16: batches of up to ``TENSORRT_MAX_BATCH`` (``max_batch``), ``precision``
-        fp16, and BackendError naming ``test_max`` when the config's resize reaches past the export's largest side."""
-        self.max_batch, self.precision = TENSORRT_MAX_BATCH, 'fp16'
-        largest = padded_size(self.cfg.test_max, SIZE_DIVISOR)
-        if largest > self.size_range[1]:
-            raise BackendError(f'test_max={self.cfg.test_max} gives inputs up to {largest} px, above the '
-                               f"{self.size_range[1]} of the TensorRT profile (the export's max size): pass ",
-                               param('overrides', f'test_max={self.size_range[1]}'), ' or less, or export again '
-                               'with a larger max size')

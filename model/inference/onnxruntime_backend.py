@@ -88,7 +88,7 @@ class OnnxBackend(ExportedBackend):
 
     def __init__(self, model_dir: str, threads: int = 0, overrides: Sequence[str] = (), device: str = 'cpu',
                  tensorrt: bool = False, engine_cache: Optional[str] = None):
-        super().__init__(model_dir, overrides, device)
+        super().__init__(model_dir, overrides, device, tensorrt, engine_cache)
         try:
             import onnxruntime as ort
         except ImportError:
@@ -98,10 +98,7 @@ class OnnxBackend(ExportedBackend):
         self.options.inter_op_num_threads = 1
         self.options.add_session_config_entry('session.intra_op.allow_spinning', '0')
         self.options.log_severity_level = 3
-        self.tensorrt, self.engine_cache = tensorrt, engine_cache
         onnx_providers(device, ort.get_available_providers(), tensorrt)     # a provider it lacks: before loading
-        if tensorrt:
-            self.through_tensorrt()
         self.sessions, self.lock = {}, threading.Lock()
         self.session = self.session_for(False)
         self.mixes_sizes = 'regions_model' in self.files
@@ -112,8 +109,7 @@ class OnnxBackend(ExportedBackend):
         with self.lock:
             if regions not in self.sessions:
                 path = self.model_file(self.files, 'regions_model' if regions else 'model')
-                cache = self.engine_cache if self.tensorrt else None
-                with self.tensorrt_engines(cache, [path], 'onnxruntime') as engines:
+                with self.tensorrt_engines([path], 'onnxruntime') as engines:
                     providers = onnx_providers(self.device, ort.get_available_providers(), self.tensorrt,
                                                self.size_range, engines)
                     if on_gpu(self.device):

@@ -62,7 +62,7 @@ class InferenceBackend(ExportedBackend):
     def __init__(self, model_dir: str, threads: int = 0, mkldnn: bool = False,
                  overrides: Sequence[str] = (), device: str = 'cpu', tensorrt: bool = False,
                  engine_cache: Optional[str] = None):
-        super().__init__(model_dir, overrides, device)
+        super().__init__(model_dir, overrides, device, tensorrt, engine_cache)
         import paddle.inference as paddle_infer
         files = self.model_files('paddle')
         model_file, params_file = self.model_file(files, 'model'), self.model_file(files, 'params')
@@ -73,11 +73,8 @@ class InferenceBackend(ExportedBackend):
         if tensorrt and model_file.suffix == '.json':     # Config's TensorRT engine reads .pdmodel programs only
             raise BackendError(f"{model_file} is a Paddle 3 (PIR) model, which TensorRT through Paddle Inference's "
                                'Config does not take: run it without tensorrt, or export with Paddle 2.6 (.pdmodel)')
-        if tensorrt:
-            self.through_tensorrt()
         runtime_version = '.'.join(map(str, paddle_infer.get_trt_runtime_version()))
-        with self.tensorrt_engines(engine_cache if tensorrt else None, [model_file, params_file], 'paddle-inference',
-                                   runtime_version) as engines:
+        with self.tensorrt_engines([model_file, params_file], 'paddle-inference', runtime_version) as engines:
             config = paddle_infer.Config(str(model_file), str(params_file))
             place_inference(config, device, tensorrt, self.size_range, paddle_infer.PrecisionType, engines)
             self.threads = cpu_threads(threads)
