@@ -128,11 +128,11 @@ class Predictor:
     are read (``reading.PictureReader``: the config's pixel limit and test size, and ``fast_decode``);
     ``queue``: the network stage every caller's pictures go through (``batching.NetworkQueue``: callers
     that arrive while a batch runs share the next, as ``batching`` says; pictures on their way through
-    ``submit`` are those coming); ``workers``: the finishing threads (default ``finish_workers()``);
-    ``budget``: bytes of pictures read and not yet finished, across callers (``memory.MemoryBudget``;
-    default ``in_flight_bytes``: ``IN_FLIGHT_SHARE`` per worker and one more, 64 MiB each, so that a
-    12 MP photo, 36 MB read and prepared and 89 MB at its decoding peak, still decodes while one
-    finishes on each worker, and two never decode at once beside it)."""
+    ``submit`` are those coming); ``workers``: the finishing threads (default ``default_finish_workers``
+    for where the network runs); ``budget``: bytes of pictures read and not yet finished, across callers
+    (``memory.MemoryBudget``; default ``in_flight_bytes``: ``IN_FLIGHT_SHARE`` per worker and one more, 64 MiB
+    each, so that a 12 MP photo, 36 MB read and prepared and 89 MB at its decoding peak, still decodes while
+    one finishes on each worker, and two never decode at once beside it)."""
 
     def __init__(self, engine: Backend, on_device: Optional[bool] = None, fast_decode: bool = False,
                  batching: Batching = Batching(), workers: Optional[int] = None,
@@ -146,7 +146,7 @@ class Predictor:
         self._loading: set = set()      # pictures ``submit`` reads and prepares, coming to the network
         self.queue = NetworkQueue(functools.partial(network_rows, engine, self.on_device), engine, batching,
                                   self._loading.__len__)
-        count = workers or self.finish_workers()
+        count = workers or default_finish_workers(network_on_gpu=engine.network_on_gpu)
         self.workers = ThreadPoolExecutor(count, 'solov2-finish')
         self.budget = MemoryBudget(IN_FLIGHT_SHARE * (count + 1) if in_flight_bytes is None else in_flight_bytes)
 
@@ -186,10 +186,6 @@ class Predictor:
         """``network``'s result for one picture -> its instances on the original image (binary masks
         [N, H, W]): ``postprocess_flat`` with ``params`` on its own padded size, ``paste_detections``."""
         return row if self.on_device else finish_outputs(row, meta, params or self.params)
-
-    def finish_workers(self) -> int:
-        """Finishing workers by default: ``default_finish_workers`` for where the network runs."""
-        return default_finish_workers(network_on_gpu=self.engine.network_on_gpu)
 
     def detect(self, image: np.ndarray, params: Optional[InferenceParams] = None) -> Detections:
         """[H, W, 3] uint8 RGB -> its instances (masks [N, H, W] on it): ``run_pictures`` on a list of one."""

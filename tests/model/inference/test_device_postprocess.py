@@ -257,10 +257,11 @@ def test_finishing_workers_by_where_the_network_runs(shipped, monkeypatch):
     assert [default_finish_workers(cores, network_on_gpu=True) for cores in (1, 2, 4, 8, 16)] == [1, 1, 1, 5, 13]
     monkeypatch.setattr(os, 'sched_getaffinity', lambda pid: set(range(16)), raising=False)
     on_device, on_host = shipped
-    assert not on_device.engine.network_on_gpu and on_device.finish_workers() == on_host.finish_workers() == 4
+    workers = [Predictor(on_device.engine, on_device=True).workers, Predictor(on_host.engine).workers]
+    assert not on_device.engine.network_on_gpu and [pool._max_workers for pool in workers] == [4, 4]
     assert not on_host.on_device
     monkeypatch.setattr(on_host.engine, 'network_on_gpu', True)
-    assert on_host.finish_workers() == 13
+    assert Predictor(on_host.engine).workers._max_workers == 13
     assert Predictor(on_host.engine).on_device       # the engine's outputs on its GPU: post-processed there
 
 

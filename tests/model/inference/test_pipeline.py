@@ -153,8 +153,8 @@ def test_an_engine_runs_the_network_only_and_the_predictor_does_the_rest():
     assert _public_methods(backend.Backend) == NETWORK
     engines = [dygraph_backend.DygraphBackend, onnxruntime_backend.OnnxBackend, openvino_backend.OpenVinoBackend,
                paddle_inference_backend.InferenceBackend]
-    assert _public_methods(Predictor) == {'read', 'prepare', 'network', 'finish', 'finish_workers', 'run_pictures',
-                                          'submit', 'detect', 'close'}
+    assert _public_methods(Predictor) == {'read', 'prepare', 'network', 'finish', 'run_pictures', 'submit', 'detect',
+                                          'close'}
     for engine in engines:
         assert not _public_methods(engine) & (_public_methods(Predictor) | {'forward', 'batch', 'finish_outputs'}), \
             engine.__name__
