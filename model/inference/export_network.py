@@ -86,17 +86,14 @@ class ExportableSOLOv2(nn.Layer):
         return (*flatten_levels(outputs['cate_logits'], outputs['kernels']), outputs['mask_feat'])
 
 
-def check_input_size(height: int, width: int, min_size: int = MIN_SIZE,
-                     max_size: int = 0) -> None:
-    """Raise InputError unless H and W are multiples of 32 within [min_size, max_size]
-    (max_size 0 = no upper limit)."""
+def check_input_size(height: int, width: int, min_size: int, max_size: int) -> None:
+    """Raise InputError unless H and W are multiples of 32 within an export's [min_size, max_size]."""
     for name, side in (('height', height), ('width', width)):
         if side % SIZE_DIVISOR:
             raise InputError(f'input {name} {side} is not a multiple of {SIZE_DIVISOR}')
-        if side < min_size or (max_size and side > max_size):
-            raise InputError(f'input {name} {side} is outside the exported range '
-                             f'{min_size}..{max_size or "any"} — lower test_short/test_max or export again with '
-                             'a larger max size')
+        if not min_size <= side <= max_size:
+            raise InputError(f'input {name} {side} is outside the exported range {min_size}..{max_size} — lower '
+                             'test_short/test_max or export again with a larger max size')
 
 
 def has_deformable_conv(model: nn.Layer) -> bool:
