@@ -85,8 +85,7 @@ class InferenceBackend(ExportedBackend):
                     config.delete_pass('onednn_placement_pass')
             else:
                 config.disable_mkldnn()
-            if hasattr(config, 'disable_glog_info'):
-                config.disable_glog_info()
+            config.disable_glog_info()
             with loading(f'{model_file} + {params_file.name}'), paddle_on('cpu', self.threads):
                 self.predictor = paddle_infer.create_predictor(config)
                 self.inputs = {name: self.predictor.get_input_handle(name) for name in self.predictor.get_input_names()}
