@@ -300,7 +300,7 @@ def build_entry(spec: ModelSpec, cfg, key: dict, folder: Path, progress: Optiona
     put an entry for ``key`` there first, that one stays. ``progress(stage, fraction)`` is called
     as each of ``STAGES`` but 'done' begins: the stages of a first export, in order, each with roughly the share
     of its time gone when it begins (shapes_r18 with openvino and onnx on 2 cores: the ONNX export took 78% of
-    29 s, verifying 11%, timing 10%). Raises ExportError."""
+    29 s, verifying 11%, timing 10%). Raises ExportError, or BackendError for an engine that does not open."""
     say = progress or (lambda stage, fraction: None)
 
     def build(tmp: Path) -> None:
@@ -323,8 +323,6 @@ def build_entry(spec: ModelSpec, cfg, key: dict, folder: Path, progress: Optiona
     except OSError:                  # another process renamed its entry into place first
         if check_entry(folder, key) is not None:
             raise
-    except BackendError as exc:
-        raise ExportError(*exc.args)
 
 
 def cached_backend(spec: ModelSpec, number: int, cfg, log: Optional[Callable[[str], None]] = None,
