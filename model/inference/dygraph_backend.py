@@ -78,6 +78,3 @@ def checkpoint_model(cfg, weights: Optional[str], sidecar: bool = True) -> Tuple
             raise
     model.eval()
     return cfg, model
-
-
-__all__ = ['DygraphBackend', 'CheckpointError']
