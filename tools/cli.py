@@ -8,7 +8,6 @@
 - Arguments: the parser and the argument groups the commands share (``model_spec``).
 """
 import argparse
-import concurrent.futures
 import contextlib
 import dataclasses
 import functools
@@ -232,15 +231,6 @@ def interruptible_loading() -> Iterator[None]:
         for signum, handler in previous.items():
             if handler is not None:
                 signal.signal(signum, handler)
-
-
-def interruptible_load(load):
-    """``load()`` (an export runs in C++ for tens of seconds) in a thread: Ctrl-C or SIGTERM end it at once."""
-    with concurrent.futures.ThreadPoolExecutor(1, 'solov2-load') as pool:
-        try:
-            return pool.submit(load).result()
-        except KeyboardInterrupt as exc:
-            end_loading(exc)
 
 
 def end_loading(exc: KeyboardInterrupt) -> None:

@@ -16,6 +16,7 @@ N processes serve it while this one, holding no model, watches them. The applica
 docs/serving.md says how to call it, its settings, metrics and scaling out (Ray Serve too).
 """
 import argparse
+import concurrent.futures
 import contextlib
 import dataclasses
 import inspect
@@ -169,13 +170,18 @@ def supervise(config, sock) -> None:
 
 
 def open_once(argv, sender) -> None:
-    """--workers' first step, in a child process: the model opened once, its settings sent as JSON."""
+    """--workers' first step, in a child process: the model opened once, its settings sent as JSON. It opens
+    in a thread (an export runs in C++ for tens of seconds), so that Ctrl-C or SIGTERM end it at once."""
     @cli.command
     def run(argv) -> int:
         settings = settings_of(parse_args(argv))        # Paddle imported here first
         cli.tune_for(settings.model.device, settings.model.threads)
         from solov2.api.segmenter import Segmenter
-        cli.interruptible_load(lambda: Segmenter(settings.model)).close()
+        with concurrent.futures.ThreadPoolExecutor(1, 'solov2-load') as pool:
+            try:
+                pool.submit(Segmenter, settings.model).result().close()
+            except KeyboardInterrupt as exc:
+                cli.end_loading(exc)
         sender.send(json.dumps(dataclasses.asdict(settings)))
         return 0
     sys.exit(run(argv))
