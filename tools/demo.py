@@ -84,16 +84,17 @@ def segment(args, predictor, draw: outputs.DrawOptions, targets: dict, processes
         count = processes.counts(len(targets))[processes.rank]
         cli.set_status(lambda: f'{len(written)} of {count} pictures written to {args.output}/'
                        + (', no --save-json results' if args.save_json else ''))
-        stats, began = outputs.run_images(predictor, targets, draw, written, processes)
+        stats = outputs.run_images(predictor, targets, draw, written, processes)
         where = f'pictures in {Path(args.output)}/'
     else:
         out_path = outputs.video_output_path(args.output, args.video, args.camera)
         cli.set_status(lambda: f'{len(written)} frames written to {out_path}')
         source = args.video if args.video is not None else args.camera
-        stats, began = outputs.run_video(predictor, source, out_path, draw, written, args.max_frames)
+        stats = outputs.run_video(predictor, source, out_path, draw, written, args.max_frames)
         where = f'video {out_path} ({len(written)} frames)'
     who = f'process {processes.rank} of {processes.world}: ' if processes.world > 1 else ''
-    print(who + outputs.summary_line(stats, began, 'images' if targets else 'frames', where))
+    print(f"{who}{stats.done} {'images' if targets else 'frames'} in {stats.wall:.2f} s: {stats.images_per_second:.2f}"
+          f' FPS end to end, model busy {100 * stats.busy_fraction:.0f}% of the time; {where}')
     return stats.done
 
 

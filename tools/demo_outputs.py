@@ -142,8 +142,8 @@ def drawn(predictor, draw: DrawOptions, index: int, name: str, prepared, found) 
                     draw.threshold), records, line
 
 
-def run_timed(predictor, first, items, read, finish, draw: DrawOptions, keep) -> Tuple[PipelineStats, float]:
-    """``draw.warmup`` untimed runs, then ``keep(item, result, began)`` for each of ``items``; (stats, began)."""
+def run_timed(predictor, first, items, read, finish, draw: DrawOptions, keep) -> PipelineStats:
+    """``draw.warmup`` untimed runs, then ``keep(item, result, began)`` for each of ``items``; their stats."""
     for item in first if draw.warmup > 0 else ():
         try:
             ready = predictor.prepare(read(item))
@@ -155,11 +155,11 @@ def run_timed(predictor, first, items, read, finish, draw: DrawOptions, keep) ->
     began, stats = time.perf_counter(), PipelineStats()
     for item, result in predictor.run_pictures(items, read, finish, batch_size=draw.batch_size, stats=stats):
         keep(item, result, began)
-    return stats, began
+    return stats
 
 
 def run_images(predictor, targets: dict, draw: DrawOptions, written: list,
-               processes: Processes = SINGLE) -> Tuple[PipelineStats, float]:
+               processes: Processes = SINGLE) -> PipelineStats:
     """Run ``predictor`` over this process's share of ``targets``, one line a picture; unreadable ones skipped."""
     paths, ids = processes.share(list(targets)), {path: index for index, path in enumerate(targets)}
     for folder in {target.parent for target in targets.values()}:
@@ -201,7 +201,7 @@ def open_writer(out_path: Path, capture, first):
 
 
 def run_video(predictor, source: Union[str, int], out_path: Path, draw: DrawOptions, written: list,
-              max_frames: int = 0) -> Tuple[PipelineStats, float]:
+              max_frames: int = 0) -> PipelineStats:
     """Segment a video file or camera into an annotated mp4 at ``out_path``, the FPS logged once a second."""
 
     def finish(item, prepared, found):
@@ -229,9 +229,3 @@ def run_video(predictor, source: Union[str, int], out_path: Path, draw: DrawOpti
         shown = [time.perf_counter()]
         frames = read_frames(capture, first, max_frames)
         return run_timed(predictor, [(0, first)], frames, frame_rgb, finish, draw, keep)
-
-
-def summary_line(stats: PipelineStats, began: float, unit: str, where: str) -> str:
-    """'N images in T s: F FPS end to end, model busy P% of the time; <where>'."""
-    return (f'{stats.done} {unit} in {time.perf_counter() - began:.2f} s: {stats.images_per_second:.2f} FPS end to '
-            f'end, model busy {100 * stats.busy_fraction:.0f}% of the time; {where}')
