@@ -20,7 +20,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Iterator, List, Optional, Sequence, Union
 
-from solov2.core.paths import CACHE_ENV, PACKAGE_DIR, cache_root, temporary_beside
+from solov2.core.paths import CACHE_ENV, PACKAGE_DIR, build_folder, cache_root
 
 MANIFEST = 'cache.json'
 WEIGHTS_FOLDER = 'weights'              # the converted published checkpoints, not an export entry
@@ -107,7 +107,7 @@ def _locked(folder: Path) -> Iterator[None]:
 def built_once(folder: Path, versions: dict, what: str) -> Iterator[Path]:
     """``folder``, an entry of the cache, for the block: itself once its manifest is there; else, under the
     cache folder's lock (another builder waits, then finds it built), a temporary folder beside it
-    (``.NAME.<pid>.<random>.tmp``) that the block fills and that is moved into place whole with the manifest
+    (``core.paths.build_folder``) that the block fills and that is moved into place whole with the manifest
     (``versions``: the packages whose change makes it stale; ``what``: its line in tools/cache.py) when the
     block ends without an error. For what a runtime builds on opening a model (TensorRT's engines)."""
     if (folder / MANIFEST).is_file():
@@ -118,16 +118,10 @@ def built_once(folder: Path, versions: dict, what: str) -> Iterator[Path]:
         if (folder / MANIFEST).is_file():
             yield folder
             return
-        tmp = temporary_beside(folder)
-        tmp.mkdir()
-        try:
+        with build_folder(folder, replace=True) as tmp:     # one there without its manifest: not a whole build
             yield tmp
             manifest = {'key': {'versions': versions, 'source_sha256': source_hash()}, 'what': what}
             (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + '\n')
-            shutil.rmtree(folder, ignore_errors=True)       # one without its manifest: not a whole build
-            tmp.rename(folder)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
 
 
 @dataclass(frozen=True)

@@ -1,10 +1,13 @@
 """Where the toolkit's files are: the shipped model and sample pictures (in the package, so one
 path works from any folder) and the cache (its layout: ``core.cache``).
 """
+import contextlib
+import errno
 import os
 import secrets
+import shutil
 from pathlib import Path
-from typing import Optional, Union
+from typing import Iterator, Optional, Union
 
 PACKAGE_DIR = Path(__file__).resolve().parents[1]     # its folders: installed, the package's; a checkout, its own
 SHIPPED_WEIGHTS = str(PACKAGE_DIR / 'weights' / 'shapes_r18.pdparams')   # config 9, 4 shape classes
@@ -23,3 +26,36 @@ def temporary_beside(path: Union[str, os.PathLike]) -> Path:
     (the one temporary naming of the package, for files and folders; ``core.cache`` reads it)."""
     path = Path(path)
     return path.with_name(f'.{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp')
+
+
+def previous_folder(folder: Union[str, os.PathLike]) -> Path:
+    """``NAME.old``: where ``build_folder(replace=True)`` keeps the folder it replaces until the
+    new one is in place (a reader falls back to it after a crash between the two renames)."""
+    folder = Path(folder)
+    return folder.with_name(folder.name + '.old')
+
+
+@contextlib.contextmanager
+def build_folder(folder: Union[str, os.PathLike], replace: bool = False) -> Iterator[Path]:
+    """Make ``folder`` complete or not at all: the block fills a hidden folder beside it
+    (``temporary_beside``, yielded), renamed to ``folder`` when the block ends without an error
+    (on one, removed). An existing ``folder`` is a FileExistsError, or with ``replace`` moves to
+    ``previous_folder`` until the new one is in place (another builder's that got there first is
+    kept: OSError). The one folder mechanism: checkpoints, exports, the cache's entries (``core.cache``)."""
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temporary_beside(folder)
+    tmp.mkdir()
+    try:
+        yield tmp
+        old = previous_folder(folder)
+        if folder.exists():           # looked at once: another builder may rename its folder there any moment
+            if not replace:
+                raise FileExistsError(errno.EEXIST, 'the folder exists already', str(folder))
+            shutil.rmtree(old, ignore_errors=True)
+            folder.rename(old)
+        tmp.rename(folder)            # OSError (not empty) when another builder's folder got there first
+        if replace:
+            shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

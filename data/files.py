@@ -1,14 +1,12 @@
 """Safe file output: writes that are complete or absent (a hidden temporary beside the
-target, then a rename, so Ctrl-C or a full disk never leaves a half-written file or folder)
-and checks that an output path is usable and never one of the user's inputs; the SHA-256 of a
-file (the export cache's key, the published checkpoints' check)."""
+target, then a rename, so Ctrl-C or a full disk never leaves a half-written file; a folder's:
+``core.paths.build_folder``) and checks that an output path is usable and never one of the
+user's inputs; the SHA-256 of a file (the export cache's key, the published checkpoints' check)."""
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import os
-import shutil
 from os import PathLike
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
@@ -46,38 +44,6 @@ def atomic_write(path: str | PathLike[str], data: bytes | memoryview) -> None:
         with open(tmp, 'xb') as handle:
             handle.write(data)
     write_together([(path, write)])
-
-
-def previous_folder(folder: str | PathLike[str]) -> Path:
-    """``NAME.old``: where ``build_folder(replace=True)`` keeps the folder it replaces until the
-    new one is in place (a reader falls back to it after a crash between the two renames)."""
-    folder = Path(folder)
-    return folder.with_name(folder.name + '.old')
-
-
-def build_folder(folder: str | PathLike[str], build: Callable[[Path], None], replace: bool = False) -> Path:
-    """Make ``folder`` complete or not at all: ``build(temporary folder)`` fills a hidden folder
-    beside it, then renamed to ``folder``. An existing ``folder`` is a FileExistsError, or with
-    ``replace`` moves to ``previous_folder`` until the new one is in place (another builder's that
-    got there first is kept: OSError)."""
-    folder = Path(folder)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temporary_beside(folder)
-    tmp.mkdir()
-    try:
-        build(tmp)
-        old = previous_folder(folder)
-        if folder.exists():           # looked at once: another builder may rename its folder there any moment
-            if not replace:
-                raise FileExistsError(errno.EEXIST, 'the folder exists already', str(folder))
-            shutil.rmtree(old, ignore_errors=True)
-            folder.rename(old)
-        tmp.rename(folder)            # OSError (not empty) when another builder's folder got there first
-        if replace:
-            shutil.rmtree(old, ignore_errors=True)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return folder
 
 
 def file_sha256(path: str | PathLike[str]) -> str:

@@ -34,8 +34,8 @@ from solov2.core.cache import (
     source_hash,
 )
 from solov2.core.errors import InputError
-from solov2.core.paths import SAMPLE_IMAGES
-from solov2.data.files import atomic_write, build_folder, file_sha256
+from solov2.core.paths import SAMPLE_IMAGES, build_folder
+from solov2.data.files import atomic_write, file_sha256
 from solov2.data.transforms import padded_size, resized_hw
 from solov2.model.cpu_math import cpu_features
 from solov2.model.inference.backend import Backend, BackendError
@@ -296,30 +296,29 @@ def build_entry(spec: ModelSpec, cfg, key: dict, folder: Path, progress: Optiona
     """Export ``spec``'s weights (``cfg``: its resolved config) into a temporary folder beside
     ``folder``, verify each of its ``candidates`` but bf16 against dygraph, time them
     (``timed_choice``, recorded under ``machine_key``), write the manifest and rename it to
-    ``folder`` (``data.files.build_folder``; ``rebuild``: an entry there is replaced). When another process
+    ``folder`` (``core.paths.build_folder``; ``rebuild``: an entry there is replaced). When another process
     put an entry for ``key`` there first, that one stays. ``progress(stage, fraction)`` is called
     as each of ``STAGES`` but 'done' begins: the stages of a first export, in order, each with roughly the share
     of its time gone when it begins (shapes_r18 with openvino and onnx on 2 cores: the ONNX export took 78% of
     29 s, verifying 11%, timing 10%). Raises ExportError, or BackendError for an engine that does not open."""
     say = progress or (lambda stage, fraction: None)
 
-    def build(tmp: Path) -> None:
-        say('load', STAGES['load'])
-        dygraph = dygraph_backend(spec, cfg)
-        say('export', STAGES['export'])
-        export(dygraph, key['config'], tmp, fmt='onnx', check=False)
-        say('verify', STAGES['verify'])
-        labels, machine = machine_key(spec)
-        backends = {label: exported_backend(engine_spec(label, spec, tmp), compiled_cache(folder.parent))
-                    for label in labels}
-        verify(dygraph, [backend for label, backend in backends.items() if label != BF16])
-        if len(backends) > 1:
-            say('time', STAGES['time'])
-        files = {p.name: file_sha256(p) for p in sorted(tmp.iterdir()) if p.is_file()}
-        manifest = {'key': key, 'files': files, 'choices': {machine: timed_choice(backends)}}
-        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + '\n')
     try:
-        build_folder(folder, build, replace=rebuild)
+        with build_folder(folder, replace=rebuild) as tmp:
+            say('load', STAGES['load'])
+            dygraph = dygraph_backend(spec, cfg)
+            say('export', STAGES['export'])
+            export(dygraph, key['config'], tmp, fmt='onnx', check=False)
+            say('verify', STAGES['verify'])
+            labels, machine = machine_key(spec)
+            backends = {label: exported_backend(engine_spec(label, spec, tmp), compiled_cache(folder.parent))
+                        for label in labels}
+            verify(dygraph, [backend for label, backend in backends.items() if label != BF16])
+            if len(backends) > 1:
+                say('time', STAGES['time'])
+            files = {p.name: file_sha256(p) for p in sorted(tmp.iterdir()) if p.is_file()}
+            manifest = {'key': key, 'files': files, 'choices': {machine: timed_choice(backends)}}
+            (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + '\n')
     except OSError:                  # another process renamed its entry into place first
         if check_entry(folder, key) is not None:
             raise

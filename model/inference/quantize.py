@@ -19,8 +19,8 @@ from pycocotools.coco import COCO
 
 from solov2.core.cache import compiled_cache
 from solov2.core.errors import InputError, param
+from solov2.core.paths import build_folder
 from solov2.data.coco import CocoDataset
-from solov2.data.files import build_folder
 from solov2.data.results import instances_to_coco
 from solov2.data.scoring import coco_stats, run_cocoeval
 from solov2.data.transforms import pad_to
@@ -313,10 +313,9 @@ def compile_here(int8_dir: Path, cache_dir: Optional[str] = None, threads: int =
 
 def save_int8(quantized, info: dict, out_dir: Path) -> None:
     """Write the quantized ``openvino.Model`` as ``INT8_XML`` (+ .bin) and ``info`` as
-    infer_cfg.json into the new folder ``out_dir``: complete or absent (``data.files.build_folder``)."""
+    infer_cfg.json into the new folder ``out_dir``: complete or absent (``core.paths.build_folder``)."""
     import openvino as ov
 
-    def build(tmp: Path) -> None:
+    with build_folder(out_dir) as tmp:
         ov.save_model(quantized, str(tmp / INT8_XML), compress_to_fp16=False)
         (tmp / 'infer_cfg.json').write_text(json.dumps(info, indent=2) + '\n')
-    build_folder(out_dir, build)

@@ -16,7 +16,7 @@ from solov2.config import announce_config, format_settings, get_config
 from solov2.config.device import on_gpu
 from solov2.config.sidecar import read_sidecar
 from solov2.core.errors import InputError, RunError, param
-from solov2.data.files import previous_folder
+from solov2.core.paths import previous_folder
 from solov2.model.build import build_model
 from solov2.model.checkpoint import CheckpointError
 from solov2.model.distributed import SINGLE, Processes, launched_processes, start_processes

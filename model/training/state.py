@@ -1,7 +1,7 @@
 """Training checkpoints: a folder ``<run>/<tag>/`` holding ``model.pdparams`` (+ its
 ``model.json`` sidecar), ``optimizer.pdopt``, optional ``ema.pdparams`` and
 ``state.json``. A checkpoint is built in a hidden folder beside ``<tag>`` and swapped in by
-renames (``data.files.build_folder``), so an interrupted save never leaves a half-written
+renames (``core.paths.build_folder``), so an interrupted save never leaves a half-written
 ``<tag>``."""
 import json
 from pathlib import Path
@@ -11,7 +11,7 @@ import numpy as np
 import paddle
 
 from solov2.core.errors import param
-from solov2.data.files import build_folder, previous_folder
+from solov2.core.paths import build_folder, previous_folder
 from solov2.model.checkpoint import CheckpointError, assign_params, check_fit, load_paddle_params, save_checkpoint
 
 STATE_FILE = 'state.json'
@@ -44,7 +44,7 @@ def save_training_state(run_dir: str, tag: str, model: paddle.nn.Layer, optimize
 
     extra = {'start_weights': state['start_weights']} if state.get('start_weights') else None
 
-    def build(folder: Path) -> None:
+    with build_folder(Path(run_dir) / tag, replace=True) as folder:
         save_checkpoint(weights, str(folder / 'model.pdparams'), config_number, cfg,
                         source=f'train.py {tag} iteration {state.get("iteration")}', extra=extra)
         paddle.save(_optimizer_state(model, optimizer), str(folder / 'optimizer.pdopt'))
@@ -52,7 +52,7 @@ def save_training_state(run_dir: str, tag: str, model: paddle.nn.Layer, optimize
             save_checkpoint(ema.state_dict(), str(folder / 'ema.pdparams'), config_number, cfg,
                             source=f'train.py {tag} EMA', extra=extra)
         (folder / STATE_FILE).write_text(json.dumps(state, indent=1))
-    return build_folder(Path(run_dir) / tag, build, replace=True)
+    return Path(run_dir) / tag
 
 
 def find_checkpoint(path: str) -> Path:

@@ -647,12 +647,12 @@ def test_two_builders_of_one_entry_at_once_both_run_and_leave_one_entry(hot, exp
     weights, opts = hot[0], DEMO_OPTS[1:DEMO_OPTS.index('--warmup')]
     real_build_folder, one_at_a_time, both_built = auto_backend.build_folder, threading.Lock(), threading.Barrier(2)
 
-    def build_then_wait(folder, build, **options):
-        def build_alone_then_wait(tmp):
+    @contextlib.contextmanager
+    def build_then_wait(folder, **options):
+        with real_build_folder(folder, **options) as tmp:
             with one_at_a_time:               # the builds themselves one after the other (Paddle's)
-                build(tmp)
+                yield tmp
             both_built.wait(timeout=300)
-        return real_build_folder(folder, build_alone_then_wait, **options)
 
     monkeypatch.setattr(auto_backend, 'build_folder', build_then_wait)
     results, errors = {}, []
