@@ -1,5 +1,6 @@
 """Where the toolkit's files are: the shipped model and sample pictures (in the package, so one
-path works from any folder) and the cache (its layout: ``core.cache``).
+path works from any folder) and the cache (its layout: ``core.cache``); how a folder is made
+complete or absent (``build_folder``).
 """
 import contextlib
 import errno
