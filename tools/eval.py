@@ -22,6 +22,7 @@ if __package__ in (None, ''):
 from solov2.tools import cli  # before Paddle
 
 with cli.interruptible_loading():  # Ctrl-C or SIGTERM while Paddle and the library load: one line
+    from solov2.api.training import val_set
     from solov2.config.sidecar import resolve_config
     from solov2.core.errors import InputError
     from solov2.data.coco import load_coco, read_class_names
@@ -115,14 +116,11 @@ def model_and_config(args, spec: ModelSpec, processes: Processes) -> tuple:
 
 def evaluation_set(args, cfg, with_dataset: bool = True) -> tuple:
     """(annotation file, its CocoDataset when ``with_dataset``) of --ann/--images, else the config's val set."""
-    ann, images = args.ann, args.images
-    if not ann:
-        root = Path(cfg.dataset_dir)
-        ann, images = str(root / cfg.val_ann), str(root / cfg.val_images)
-        if not Path(ann).is_file():
-            how = (f'make it with {SHAPES_HINT}' if cfg.dataset_dir == 'datasets/shapes'
-                   else f'put COCO val2017 under {root}/ (docs/evaluation.md)')
-            raise InputError(f"config {cfg.__name__}'s val set is not there ({ann}): pass --ann and --images, or {how}")
+    ann, images = (args.ann, args.images) if args.ann else val_set(cfg)
+    if not args.ann and not Path(ann).is_file():
+        how = (f'make it with {SHAPES_HINT}' if cfg.dataset_dir == 'datasets/shapes'
+               else f'put COCO val2017 under {Path(cfg.dataset_dir)}/ (docs/evaluation.md)')
+        raise InputError(f"config {cfg.__name__}'s val set is not there ({ann}): pass --ann and --images, or {how}")
     return ann, evaluation_dataset(ann, images, cfg.class_names) if with_dataset else None
 
 
