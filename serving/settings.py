@@ -19,15 +19,11 @@ def limit(default, least: float, help: str, whole: bool = True, above: bool = Fa
     return dataclasses.field(default=default, metadata={'least': least, 'whole': whole, 'above': above, 'help': help})
 
 
-def switch(help: str):
-    """A setting that is on unless turned off (the command's flag turns it off), and its ``help``."""
-    return dataclasses.field(default=True, metadata={'switch': True, 'help': help})
-
-
 @dataclasses.dataclass(frozen=True)
 class ServeSettings:
     """What a service runs (``model``, as ``Segmenter`` takes it) and its limits, checked when made.
-    A help names another setting by its field name; the command writes it as its flag."""
+    A help names another setting by its field name; the command writes it as its flag. A ``switch`` (``page``)
+    is on unless turned off (the command's flag turns it off)."""
     model: 'ModelSpec'
     max_batch: int = limit(4, 1, 'most pictures in one network run')
     max_wait_ms: float = limit(5.0, 0, 'how long a picture waits for others to join its network run', whole=False)
@@ -54,7 +50,8 @@ class ServeSettings:
         'a body that comes slower than this many KB a second after its first 2 s gets 408 and its connection closed, '
         'its upload slot freed (0: any rate)'))
     helper_threads: int = limit(0, 0, 'threads that decode and finish pictures per process (0: one per core)')
-    page: bool = switch('the page at / where people drop pictures and look at their masks; turned off: the API only')
+    page: bool = dataclasses.field(default=True, metadata={'switch': True, 'help': (
+        'the page at / where people drop pictures and look at their masks; turned off: the API only')})
 
     def __post_init__(self):
         """InputError naming the field for a value outside its bound (``limit``); None only where it is the default."""
