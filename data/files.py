@@ -55,10 +55,11 @@ def file_sha256(path: str | PathLike[str]) -> str:
     return digest.hexdigest()
 
 
-def write_image(path: str | PathLike[str], bgr: np.ndarray) -> None:
-    """Encode ``[H, W, 3] uint8 BGR`` by the suffix of ``path`` and write it atomically;
-    OSError when encoding or writing fails (``cv2.imwrite`` only returns False)."""
-    ok, encoded = cv2.imencode(Path(path).suffix or '.jpg', bgr)
+def write_image(path: str | PathLike[str], bgr: np.ndarray, params: Sequence[int] = ()) -> None:
+    """Encode ``[H, W, 3] uint8 BGR`` by the suffix of ``path`` (OpenCV's ``params``, e.g. a JPEG
+    quality) and write it atomically; OSError when encoding or writing fails (``cv2.imwrite`` only
+    returns False)."""
+    ok, encoded = cv2.imencode(Path(path).suffix or '.jpg', bgr, list(params))
     if not ok:
         raise OSError(f'cannot encode a picture for {path}')
     atomic_write(path, encoded.data)

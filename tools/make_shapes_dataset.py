@@ -23,8 +23,10 @@ if __package__ in (None, ''):
     import _bootstrap  # noqa: F401  (script mode: make the project importable)
 
 from solov2.data.coco import segmentation_to_mask
+from solov2.data.files import write_image
 from solov2.data.masks import masks_to_boxes
 from solov2.data.results import coco_bbox, encode_mask_rle, rle_run_lengths, write_json
+from solov2.data.transforms import swap_red_blue
 from solov2.tools.cli import at_least, command, make_parser
 
 CLASS_NAMES = ('circle', 'square', 'triangle', 'star')
@@ -164,14 +166,6 @@ def annotation(ann_id: int, image_id: int, label: int, mask: np.ndarray, crowd: 
             'area': int(mask.sum()), 'bbox': coco_bbox(masks_to_boxes(mask[None])[0]), 'iscrowd': int(crowd)}
 
 
-def write_jpeg(path: Path, image: np.ndarray) -> None:
-    """Encode `[H, W, 3] uint8 RGB` as JPEG at `path` (byte buffer, so any path works)."""
-    ok, buffer = cv2.imencode('.jpg', cv2.cvtColor(image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
-    if not ok:
-        raise RuntimeError(f'cannot encode {path}')
-    path.write_bytes(buffer.tobytes())
-
-
 def generate_split(out_dir: Path, split: str, count: int, size: int, seed: int) -> dict[str, Any]:
     """Render `count` images into `out_dir/split` and return their COCO instance dict."""
     image_dir = out_dir / split
@@ -183,7 +177,7 @@ def generate_split(out_dir: Path, split: str, count: int, size: int, seed: int) 
         with_crowd = index % CROWD_EVERY == CROWD_OFFSET
         image, instances, crowd = render_image(rng, size, num_objects, with_crowd)
         image_id, file_name = index + 1, f'{index:06d}.jpg'
-        write_jpeg(image_dir / file_name, image)
+        write_image(image_dir / file_name, swap_red_blue(image), [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
         images.append({'id': image_id, 'file_name': file_name, 'height': size, 'width': size})
         regions = [(label, mask, False) for label, mask in instances]
         regions += [(crowd[0], crowd[1], True)] if crowd is not None else []
