@@ -23,7 +23,7 @@ import numpy as np
 import pycocotools.mask as mask_util
 
 from solov2.data.files import atomic_write
-from solov2.data.masks import CroppedMasks, as_cropped, mask_to_box
+from solov2.data.masks import CroppedMasks, as_cropped
 
 RECORD_FIELDS = (('label', int, 'the index of its class in class_names'), ('name', str, 'its class name'),
                  ('score', float, 'its final score (after Matrix NMS)'),
@@ -42,13 +42,6 @@ def coco_bbox(box: Sequence[int]) -> list[float]:
     matching `pycocotools.mask.toBbox` of the mask."""
     x0, y0, x1, y1 = (float(v) for v in box)
     return [x0, y0, x1 - x0, y1 - y0]
-
-
-def rle_run_lengths(mask: np.ndarray) -> np.ndarray:
-    """Column-major run lengths `[K] uint32` of `[H, W] bool`, as pycocotools counts them
-    (`crop_run_lengths` of its crop to its tight box)."""
-    x0, y0, x1, y1 = mask_to_box(mask) or (0, 0, 0, 0)
-    return crop_run_lengths(mask[y0:y1, x0:x1], (x0, y0, x1, y1), mask.shape)
 
 
 def crop_run_lengths(crop: np.ndarray, box: Sequence[int], image_size: Sequence[int]) -> np.ndarray:
@@ -79,18 +72,11 @@ def crop_run_lengths(crop: np.ndarray, box: Sequence[int], image_size: Sequence[
     return np.diff(starts, prepend=0).astype(np.uint32)
 
 
-def encode_mask_rle(mask: np.ndarray, box: Sequence[int] | None = None) -> dict[str, Any]:
-    """COCO compressed RLE `{"size": [H, W], "counts": str}` of `[H, W] bool`: `encode_crop_rle`
-    of its crop to `box` (its tight box, found when not given); identical to
-    `pycocotools.mask.encode(np.asfortranarray(mask))` with the counts decoded to ASCII."""
-    mask = np.asarray(mask, dtype=bool)
-    x0, y0, x1, y1 = (int(v) for v in ((mask_to_box(mask) or (0, 0, 0, 0)) if box is None else box))
-    return encode_crop_rle(mask[y0:y1, x0:x1], (x0, y0, x1, y1), mask.shape)
-
-
 def encode_crop_rle(crop: np.ndarray, box: Sequence[int], image_size: Sequence[int]) -> dict[str, Any]:
-    """`encode_mask_rle` of the mask `crop_run_lengths` reads, at a cost that scales with the box
-    rather than the image (pycocotools only compresses the counts)."""
+    """COCO compressed RLE `{"size": [H, W], "counts": str}` of the mask `crop_run_lengths` reads, at
+    a cost that scales with the box rather than the image (pycocotools only compresses the counts):
+    identical to `pycocotools.mask.encode(np.asfortranarray(mask))` with the counts decoded to ASCII.
+    A whole `[H, W]` mask is its own crop to the box `(0, 0, W, H)`."""
     height, width = (int(v) for v in image_size)
     counts = crop_run_lengths(crop, box, (height, width))
     rle = mask_util.frPyObjects({'size': [height, width], 'counts': counts}, height, width)

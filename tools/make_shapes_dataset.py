@@ -24,8 +24,8 @@ if __package__ in (None, ''):
 
 from solov2.data.coco import segmentation_to_mask
 from solov2.data.files import write_image
-from solov2.data.masks import masks_to_boxes
-from solov2.data.results import coco_bbox, encode_mask_rle, rle_run_lengths, write_json
+from solov2.data.masks import mask_to_box
+from solov2.data.results import coco_bbox, crop_run_lengths, encode_crop_rle, write_json
 from solov2.data.transforms import swap_red_blue
 from solov2.tools.cli import at_least, command, make_parser
 
@@ -157,13 +157,14 @@ def exact_polygons(mask: np.ndarray) -> list[list[float]] | None:
 
 def annotation(ann_id: int, image_id: int, label: int, mask: np.ndarray, crowd: bool) -> dict[str, Any]:
     """COCO annotation of `[H, W] uint8` visible mask (module docstring: which segmentation kind)."""
+    whole = (0, 0, mask.shape[1], mask.shape[0])      # the mask as its own crop
     if crowd:
-        segmentation: Any = {'size': list(mask.shape), 'counts': rle_run_lengths(mask).tolist()}
+        segmentation: Any = {'size': list(mask.shape), 'counts': crop_run_lengths(mask, whole, mask.shape).tolist()}
     else:
         polygons = None if ann_id % RLE_EVERY == 0 else exact_polygons(mask)
-        segmentation = polygons if polygons is not None else encode_mask_rle(mask)
+        segmentation = polygons if polygons is not None else encode_crop_rle(mask, whole, mask.shape)
     return {'id': ann_id, 'image_id': image_id, 'category_id': label + 1, 'segmentation': segmentation,
-            'area': int(mask.sum()), 'bbox': coco_bbox(masks_to_boxes(mask[None])[0]), 'iscrowd': int(crowd)}
+            'area': int(mask.sum()), 'bbox': coco_bbox(mask_to_box(mask)), 'iscrowd': int(crowd)}
 
 
 def generate_split(out_dir: Path, split: str, count: int, size: int, seed: int) -> dict[str, Any]:

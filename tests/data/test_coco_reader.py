@@ -9,7 +9,7 @@ import pytest
 
 from solov2.core.errors import InputError
 from solov2.data.coco import CocoDataset, read_class_names, segmentation_to_mask
-from solov2.data.results import rle_run_lengths
+from solov2.data.results import crop_run_lengths
 
 pytestmark = pytest.mark.filterwarnings('ignore:__array__ implementation:DeprecationWarning')
 
@@ -22,7 +22,7 @@ def compressed_rle(mask):
 
 
 def uncompressed_rle(mask):
-    return {'size': [H, W], 'counts': rle_run_lengths(mask.astype(bool)).tolist()}
+    return {'size': [H, W], 'counts': crop_run_lengths(mask, (0, 0, W, H), (H, W)).tolist()}
 
 
 def box_mask(y0, y1, x0, x1):

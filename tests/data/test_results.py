@@ -12,7 +12,7 @@ from solov2.data.masks import mask_to_box, masks_to_boxes
 from solov2.data.results import (
     coco_bbox,
     crop_polygons,
-    encode_mask_rle,
+    encode_crop_rle,
     instances_to_coco,
     write_json,
 )
@@ -24,6 +24,13 @@ pytestmark = pytest.mark.filterwarnings('ignore:__array__ implementation:Depreca
 def reference_rle(mask):
     rle = mask_util.encode(np.asfortranarray(mask))
     return {'size': list(rle['size']), 'counts': rle['counts'].decode('ascii')}
+
+
+def encode_mask_rle(mask, box=None):
+    """``encode_crop_rle`` of ``mask``'s crop to ``box`` (its tight box when not given), as
+    ``instance_records`` encodes a mask."""
+    x0, y0, x1, y1 = (int(v) for v in ((mask_to_box(mask) or (0, 0, 0, 0)) if box is None else box))
+    return encode_crop_rle(mask[y0:y1, x0:x1], (x0, y0, x1, y1), mask.shape)
 
 
 def assert_rle_exact(mask):
