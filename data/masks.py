@@ -52,11 +52,11 @@ class CroppedMasks:
 
     @classmethod
     def lazy(cls, sources: Sequence[Any], make: Callable[[Any], tuple[np.ndarray, Sequence[int]]],
-             image_size: Sequence[int], measure: Callable[[Any], Sequence[int]] | None = None) -> 'CroppedMasks':
+             image_size: Sequence[int], measure: Callable[[Any], Sequence[int]]) -> 'CroppedMasks':
         """`len(sources)` masks, mask `i` made by `make(sources[i])` -> (its crop, its tight box)
         when first read (by two threads at once at worst: the same values); the source is
-        dropped then, so a mask read holds its crop alone. `measure(source)`, when given, is the
-        same tight box without the crop: `box(i)` of a mask not made then makes nothing."""
+        dropped then, so a mask read holds its crop alone. `measure(source)` is the same tight
+        box without the crop: `box(i)` of a mask not made makes nothing."""
         masks = cls([], np.zeros((0, 4), np.int64), image_size)
         masks._crops, masks._boxes = [None] * len(sources), np.zeros((len(sources), 4), np.int64)
         masks._sources, masks._make, masks._measure = list(sources), make, measure
@@ -77,15 +77,12 @@ class CroppedMasks:
 
     def box(self, index: int) -> tuple[int, int, int, int]:
         """Mask `index`'s tight half-open box `(x0, y0, x1, y1)`, zeros when empty (measured
-        without its crop when lazy with `measure` and not made)."""
+        without its crop when lazy and not made)."""
         index = range(len(self))[index]
         source = self._sources[index]     # read before the box: a source dropped means the box is there
         if not self._boxed[index]:
-            if self._measure is None:
-                self.crop(index)
-            else:
-                self._boxes[index] = self._measure(source)
-                self._boxed[index] = True
+            self._boxes[index] = self._measure(source)
+            self._boxed[index] = True
         return tuple(int(v) for v in self._boxes[index])
 
     @property

@@ -90,7 +90,7 @@ def _counting_lazy(masks):
         made.append(i)
         x0, y0, x1, y1 = boxes[i]
         return masks[i, y0:y1, x0:x1].copy(), boxes[i]
-    return CroppedMasks.lazy(list(range(len(masks))), make, masks.shape[1:]), made
+    return CroppedMasks.lazy(list(range(len(masks))), make, masks.shape[1:], lambda i: boxes[i]), made
 
 
 def test_a_lazy_mask_is_made_once_when_first_read():
@@ -139,7 +139,8 @@ def test_a_selection_kept_alone_holds_only_its_own_masks_sources():
     alive = [weakref.ref(source) for source in sources]
     lazy = CroppedMasks.lazy(sources, lambda source: (source.mask[slice(*_rows_cols(source.mask)[0]),
                                                                    slice(*_rows_cols(source.mask)[1])],
-                                                      mask_to_box(source.mask) or (0, 0, 0, 0)), masks.shape[1:])
+                                                      mask_to_box(source.mask) or (0, 0, 0, 0)), masks.shape[1:],
+                              lambda source: mask_to_box(source.mask) or (0, 0, 0, 0))
     del sources
     chosen = lazy[np.array([1, 3])]
     del lazy
