@@ -46,21 +46,18 @@ def _grey(image: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(np.clip(image, 0, 255), cv2.COLOR_RGB2GRAY)
 
 
-def _blend(image: np.ndarray, other: np.ndarray | float, factor: float) -> np.ndarray:
-    """`other + factor * (image - other)` in float32, `[H, W, 3]`."""
-    return other + factor * (image - other)
-
-
 def distort_colour(image: np.ndarray, brightness: float, contrast: float, saturation: float, hue: float) -> np.ndarray:
     """Photometric distortion of `[H, W, 3] uint8 RGB` into a new uint8 array: brightness,
     contrast, saturation (factors, 1: unchanged), then hue (degrees, in OpenCV's 2-degree steps)."""
     out = image.astype(np.float32)
     if brightness != 1:
         out = out * brightness
-    if contrast != 1:
-        out = _blend(out, float(_grey(out).mean()), contrast)
+    if contrast != 1:           # each a blend: towards the mean grey, then the pixel's grey
+        mean = float(_grey(out).mean())
+        out = mean + contrast * (out - mean)
     if saturation != 1:
-        out = _blend(out, _grey(out)[..., None], saturation)
+        grey = _grey(out)[..., None]
+        out = grey + saturation * (out - grey)
     result = np.clip(np.rint(out), 0, 255).astype(np.uint8)
     if hue != 0:
         hsv = cv2.cvtColor(result, cv2.COLOR_RGB2HSV)
