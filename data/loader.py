@@ -17,7 +17,7 @@ import signal
 import sys
 import threading
 import time
-from typing import Any, Callable, Iterator, Protocol, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -25,6 +25,7 @@ from solov2.config.install import internals_checked
 from solov2.core.errors import InputError, RunError
 from solov2.core.paddle_import import paddle
 from solov2.data.augment import Sample, TrainTransform
+from solov2.data.coco import CocoDataset
 from solov2.data.transforms import batch_images, pad_to
 
 logger = logging.getLogger(__name__)
@@ -35,21 +36,14 @@ TargetFn = Callable[[np.ndarray, np.ndarray], Any]
 CollateTargets = Callable[[list[Any]], Any]
 
 
-class SampleSource(Protocol):
-    """Indexable sample reader (e.g. the COCO reader); raises ValueError for unreadable items."""
-
-    def __len__(self) -> int: ...
-
-    def __getitem__(self, index: int) -> Sample: ...
-
-
 class TrainDataset(paddle.io.Dataset):
-    """Applies a `TrainTransform` to `source[index]` with an rng seeded by (seed, epoch, index).
-    An unreadable sample (`ValueError`) is replaced by another index drawn from that rng (a warning
-    once per bad index and process); more than `max_failures` in a row raise `InputError`. `source`
-    is not empty: the COCO reader refuses a training set without instances (`require_instances`)."""
+    """Applies a `TrainTransform` to `source[index]` (the COCO reader's samples, or any indexable of
+    such) with an rng seeded by (seed, epoch, index). An unreadable sample (`ValueError`) is replaced
+    by another index drawn from that rng (a warning once per bad index and process); more than
+    `max_failures` in a row raise `InputError`. `source` is not empty: the COCO reader refuses a
+    training set without instances (`require_instances`)."""
 
-    def __init__(self, source: SampleSource, transform: TrainTransform, seed: int = 0, max_failures: int = 20) -> None:
+    def __init__(self, source: CocoDataset, transform: TrainTransform, seed: int = 0, max_failures: int = 20) -> None:
         super().__init__()
         self.source, self.transform = source, transform
         self.seed, self.max_failures = seed, max_failures
