@@ -28,7 +28,7 @@ if __package__ in (None, ''):
 from solov2.core.errors import InputError
 from solov2.data.coco import read_class_names, segmentation_to_rle
 from solov2.data.files import atomic_write, check_output_file, make_folder
-from solov2.data.results import write_json
+from solov2.data.results import encode_crop_rle, write_json
 from solov2.tools.cli import command, make_parser, read_json, set_status
 
 CIRCLE_VERTICES = 64
@@ -76,10 +76,8 @@ def mask_rle(shape: dict[str, Any], height: int, width: int) -> dict[str, Any]:
     part = cv2.imdecode(np.frombuffer(base64.b64decode(shape['mask'], validate=True), np.uint8), cv2.IMREAD_GRAYSCALE)
     if part is None or part.shape != (y1 - y0 + 1, x1 - x0 + 1) or min(x0, y0) < 0:
         raise ValueError(f"mask {shape['label']!r} is not a PNG of its box {x1 - x0 + 1}x{y1 - y0 + 1} at ({x0}, {y0})")
-    canvas = np.zeros((height, width), np.uint8, order='F')
-    window = canvas[y0:y1 + 1, x0:x1 + 1]
-    window[...] = part[:window.shape[0], :window.shape[1]] > 0
-    return mask_util.encode(canvas)
+    crop = part[:max(0, height - y0), :max(0, width - x0)] > 0         # clipped to the image
+    return encode_crop_rle(crop, (x0, y0, x0 + crop.shape[1], y0 + crop.shape[0]), (height, width))
 
 
 def group_instances(shapes: Sequence[dict[str, Any]], height: int, width: int) -> list[tuple[str, list[Any]]]:
