@@ -24,7 +24,7 @@ with cli.interruptible_loading():  # Ctrl-C or SIGTERM while Paddle and the libr
     from solov2.core.errors import InputError
     from solov2.core.paths import SAMPLE_IMAGES, SHIPPED_WEIGHTS
     from solov2.data.files import check_folder, check_output_file, looked_up
-    from solov2.data.results import SHOWN_MIN_SCORE, write_json
+    from solov2.data.results import SHOWN_MIN_SCORE
     from solov2.model.distributed import Processes, gather, launched_processes, start_processes
     from solov2.model.inference.backend_factory import open_backend
     from solov2.model.inference.media import list_images
@@ -140,8 +140,7 @@ def main(argv) -> int:
     if processes.main and draw.dumper is not None:
         print(f'wrote {len(draw.dumper.entries)} inputs and {draw.dumper.close()}')
     if processes.main and args.save_json:
-        write_json(outputs.sort_records(draw.records), args.save_json)
-        print(f'wrote {len(draw.records)} results to {args.save_json}')
+        outputs.write_records(draw.records, args.save_json)
     return 0 if done else 1
 
 

@@ -28,9 +28,10 @@ LOG = logging.getLogger(__name__)
 MANIFEST = 'manifest.json'
 
 
-def sort_records(records):
-    """COCO records by image id, best first within an image."""
-    return sorted(records, key=lambda r: (r['image_id'], -r['score']))
+def write_records(records, path: str) -> None:
+    """COCO records as JSON at ``path``, by image id and best first within an image; said on stdout."""
+    write_json(sorted(records, key=lambda r: (r['image_id'], -r['score'])), path)
+    print(f'wrote {len(records)} results to {path}')
 
 
 class InputDumper:

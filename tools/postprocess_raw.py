@@ -24,14 +24,14 @@ import numpy as np  # noqa: E402
 
 from solov2.core.errors import InputError  # noqa: E402
 from solov2.data.files import check_output_file, make_folder, write_image  # noqa: E402
-from solov2.data.results import instances_to_coco, write_json  # noqa: E402
+from solov2.data.results import instances_to_coco  # noqa: E402
 from solov2.data.transforms import ImageMeta, read_image  # noqa: E402
 from solov2.data.visualize import draw_bgr  # noqa: E402
 from solov2.model.inference.export_network import OUTPUT_NAMES, outputs_text  # noqa: E402
 from solov2.model.inference.pipeline import finish_outputs  # noqa: E402
 from solov2.model.inference.postprocess import InferenceParams  # noqa: E402
 from solov2.tools.cli import at_least, command, make_parser, one_line, read_json, set_status  # noqa: E402
-from solov2.tools.demo_outputs import picture_targets, sort_records  # noqa: E402
+from solov2.tools.demo_outputs import picture_targets, write_records  # noqa: E402
 
 ENTRY_KEYS = ('name', 'image_id', 'file_name', 'source', 'orig_hw', 'resized_hw', 'padded_hw')
 
@@ -128,8 +128,7 @@ def main(argv) -> int:
         except (ValueError, KeyError) as exc:
             print(f'skipped {entry["name"]}: {one_line(exc)}', file=sys.stderr)
     if args.save_json:
-        write_json(sort_records(records), args.save_json)
-        print(f'wrote {len(records)} results to {args.save_json}')
+        write_records(records, args.save_json)
     failed = len(manifest['images']) - done
     print(f'{done} inputs post-processed, {failed} skipped')
     return 0 if done and not failed else 1
