@@ -151,19 +151,17 @@ class ReportingDataset(paddle.io.Dataset):
     """`dataset` whose exceptions come out of Paddle's single-process loader thread as a
     `LoaderError` sample instead. (Paddle's thread ends on an exception and the iterating
     thread then waits for the next batch forever: one bad annotation hung training with
-    num_workers=0.) Other attributes are the wrapped dataset's."""
+    num_workers=0.) Its `set_epoch` is the wrapped dataset's."""
 
-    def __init__(self, dataset: paddle.io.Dataset) -> None:
+    def __init__(self, dataset: TrainDataset) -> None:
         super().__init__()
         self.dataset = dataset
 
     def __len__(self) -> int:
         return len(self.dataset)
 
-    def __getattr__(self, name: str) -> Any:
-        if name == 'dataset':
-            raise AttributeError(name)
-        return getattr(self.dataset, name)
+    def set_epoch(self, epoch: int) -> None:
+        self.dataset.set_epoch(epoch)
 
     def __getitem__(self, index: int) -> Sample | LoaderError:
         try:
