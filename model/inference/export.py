@@ -26,13 +26,13 @@ from solov2.model.inference.export_network import (
     OUTPUTS,
     REGIONS_NAME,
     SIZE_DIVISOR,
-    has_deformable_conv,
     input_description,
     save_inference_model,
 )
 from solov2.model.inference.exported_folder import INFER_CFG, ONNX_FILE, PADDLE_PREFIX, REGIONS_ONNX_FILE
 from solov2.model.inference.postprocess import InferenceParams
 from solov2.model.inference.spec import ModelSpec, exported_backend
+from solov2.model.layers import DeformConv
 
 DEFAULT_MAX_SIZE = 1344        # 1333 (the largest test_max of the configs) padded to 32
 DCN_OPSET = 19                 # ONNX DeformConv
@@ -240,7 +240,7 @@ def export(dygraph: DygraphBackend, number: int, out_dir: Path, fmt: str = 'both
     if max_size < min_size:
         raise ExportError(param('max_size', max_size), ' is below ', param('min_size', min_size))
     cfg, model = dygraph.cfg, dygraph.model
-    deformable = has_deformable_conv(model)
+    deformable = any(isinstance(layer, DeformConv) for layer in model.sublayers())
     p2o = check_onnx_tools(deformable) if fmt in ('onnx', 'both') else None
     largest = padded_size(cfg.test_max, SIZE_DIVISOR)    # the keep-ratio resize caps the long side at test_max
     if largest > max_size:

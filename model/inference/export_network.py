@@ -17,7 +17,6 @@ from paddle.static import InputSpec
 from solov2.core.errors import InputError
 from solov2.data.transforms import IMAGENET_MEAN_RGB, IMAGENET_STD_RGB
 from solov2.model.inference.postprocess import flatten_levels
-from solov2.model.layers import DeformConv
 from solov2.model.solov2 import SOLOv2
 
 SIZE_DIVISOR = 32
@@ -94,11 +93,6 @@ def check_input_size(height: int, width: int, min_size: int, max_size: int) -> N
         if not min_size <= side <= max_size:
             raise InputError(f'input {name} {side} is outside the exported range {min_size}..{max_size} — lower '
                              'test_short/test_max or export again with a larger max size')
-
-
-def has_deformable_conv(model: nn.Layer) -> bool:
-    """Whether any layer of ``model`` is a deformable convolution."""
-    return any(isinstance(layer, DeformConv) for layer in model.sublayers())
 
 
 def _trace_unconverted(net: nn.Layer) -> None:
