@@ -43,8 +43,9 @@ def prepared_bytes(width: int, height: int, short: int, max_size: int) -> int:
     return 3 * width * height + network_input_bytes(width, height, short, max_size)
 
 
-def machine_memory() -> int:
-    """Bytes of memory this process may use: the machine's, or its container's limit (cgroup) when lower."""
+def default_budget() -> int:
+    """The service's decode budget unless told: ``DEFAULT_BUDGET``, or an eighth of the memory this process
+    may use when less: the machine's, or its container's limit (cgroup) when lower."""
     total = os.sysconf('SC_PHYS_PAGES') * os.sysconf('SC_PAGE_SIZE')
     for path in ('/sys/fs/cgroup/memory.max', '/sys/fs/cgroup/memory/memory.limit_in_bytes'):
         try:
@@ -52,12 +53,7 @@ def machine_memory() -> int:
         except OSError:
             continue
         total = min(total, int(limit)) if limit.isdigit() else total
-    return total
-
-
-def default_budget() -> int:
-    """The service's decode budget unless told: ``DEFAULT_BUDGET``, or an eighth of ``machine_memory`` when less."""
-    return min(DEFAULT_BUDGET, machine_memory() // 8)
+    return min(DEFAULT_BUDGET, total // 8)
 
 
 class MemoryBudget:
