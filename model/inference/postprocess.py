@@ -57,19 +57,13 @@ class InferenceParams:
 class Detections:
     """One image's instances, best first. ``masks`` are soft masks [N, Hf, Wf]
     float32 before ``paste_detections`` and binary ``CroppedMasks`` on the picture after
-    it (each mask cropped to its tight box, so encoding and drawing work inside it)."""
+    it (each mask cropped to its tight box, ``masks.boxes``, so encoding and drawing work inside it)."""
     masks: Union[np.ndarray, CroppedMasks]
     labels: np.ndarray   # [N] int64, 0-based class index
     scores: np.ndarray   # [N] float32
 
     def __len__(self) -> int:
         return len(self.scores)
-
-    @property
-    def boxes(self) -> Optional[np.ndarray]:
-        """[N, 4] int64 tight half-open x0, y0, x1, y1 of the pasted masks (zeros when empty);
-        None before ``paste_detections``."""
-        return self.masks.boxes if isinstance(self.masks, CroppedMasks) else None
 
 
 def points_nms(heat: paddle.Tensor) -> paddle.Tensor:

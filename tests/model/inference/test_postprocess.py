@@ -211,13 +211,13 @@ def test_paste_detections_crops_padding_and_resizes_to_the_original():
     ys, xs = np.nonzero(masks[0])
     assert abs(ys.min() - 16) <= 2 and abs(ys.max() - 47) <= 2   # doubled coordinates
     assert abs(xs.min() - 24) <= 2 and abs(xs.max() - 55) <= 2
-    assert tuple(pasted.boxes[0]) == mask_to_box(masks[0]) and pasted.labels.tolist() == [3]
+    assert tuple(pasted.masks.boxes[0]) == mask_to_box(masks[0]) and pasted.labels.tolist() == [3]
 
 
 def test_paste_detections_of_nothing():
     empty = Detections(np.zeros((0, 8, 10), np.float32), np.zeros(0, np.int64), np.zeros(0, np.float32))
     pasted = paste_detections(empty, PASTE_META)
-    assert pasted.masks.shape == (0, 56, 72) and pasted.boxes.shape == (0, 4)
+    assert pasted.masks.shape == (0, 56, 72) and pasted.masks.boxes.shape == (0, 4)
 
 
 # ---- the same results as before candidate pruning (tests/fixtures/postprocess_v1.py) ----
