@@ -82,20 +82,15 @@ def flatten_levels(cate_logits: Sequence[paddle.Tensor], kernels: Sequence[paddl
     return paddle.concat(scores, axis=1), paddle.concat(flat_kernels, axis=1)
 
 
-def cell_strides(num_grids: Sequence[int], segm_strides: Sequence[int]) -> np.ndarray:
-    """Stride of every grid cell's level, [K] float32 (area filter threshold)."""
-    return np.concatenate([np.full(s * s, stride, np.float32)
-                           for s, stride in zip(num_grids, segm_strides)])
-
-
 def checked_strides(score_cells: int, kernel_cells: int, params: InferenceParams) -> np.ndarray:
-    """``cell_strides`` of ``params``, InputError when the network's scores or kernels have
-    another number of grid cells than its ``num_grids``."""
+    """Stride of every grid cell's level of ``params``, [K] float32 (area filter threshold); InputError when
+    the network's scores or kernels have another number of grid cells than its ``num_grids``."""
     cells = sum(s * s for s in params.num_grids)
     if score_cells != cells or kernel_cells != cells:
         raise InputError(f'the network outputs {score_cells} grid cells but num_grids '
                          f'{tuple(params.num_grids)} has {cells}')
-    return cell_strides(params.num_grids, params.segm_strides)
+    return np.concatenate([np.full(s * s, stride, np.float32)
+                           for s, stride in zip(params.num_grids, params.segm_strides)])
 
 
 def _decay(masks: np.ndarray, labels: np.ndarray, areas: np.ndarray, kernel: str, sigma: float) -> np.ndarray:

@@ -11,7 +11,7 @@ from solov2.data.transforms import ImageMeta
 from solov2.model.inference.postprocess import (
     Detections,
     InferenceParams,
-    cell_strides,
+    checked_strides,
     flatten_levels,
     matrix_nms,
     paste_detections,
@@ -167,8 +167,9 @@ def test_update_threshold_drops_decayed_duplicates():
 
 
 # ---- batching, flattening, pasting ------------------------------------------------------
-def test_cell_strides_cover_every_grid_cell():
-    strides = cell_strides((40, 36, 24, 16, 12), (8, 8, 16, 32, 32))
+def test_checked_strides_cover_every_grid_cell():
+    params = InferenceParams(num_grids=(40, 36, 24, 16, 12), segm_strides=(8, 8, 16, 32, 32))
+    strides = checked_strides(3872, 3872, params)
     assert strides.shape == (3872,)
     assert strides[0] == 8 and strides[1600 + 1296] == 16 and strides[-1] == 32
 
@@ -233,7 +234,7 @@ def _random_case(seed, grids=(8, 4), classes=5, channels=8, feat_hw=(16, 16), sc
 
 
 def _assert_same_as_before(scores, kernels, feat, params):
-    strides = cell_strides(params.num_grids, params.segm_strides)
+    strides = checked_strides(len(scores), len(kernels), params)
     soft, labels, decayed = postprocess_v1.segment_image(scores, kernels, feat, strides, params)
     ours = segment_image(scores, kernels, feat, strides, params)
     assert len(ours) == len(labels)
@@ -306,7 +307,7 @@ def test_mask_statistics_are_bounded_by_nms_pre(monkeypatch):
     scores, kernels, feat = _random_case(0, grids=(12, 8), score_power=1.0)
     params = InferenceParams(num_grids=(12, 8), segm_strides=(1, 2), nms_pre=20)
     visited = _count_visited(monkeypatch)
-    result = segment_image(scores, kernels, feat, cell_strides((12, 8), (1, 2)), params)
+    result = segment_image(scores, kernels, feat, checked_strides(len(scores), len(kernels), params), params)
     assert len(result) > 0
     assert sum(visited) == postprocess_module.SCAN_LIMIT * params.nms_pre < (scores > 0.1).sum()
 
