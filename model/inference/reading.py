@@ -9,7 +9,7 @@ read (``cost``), for the read-ahead that keeps pictures in flight within a budge
 import os
 import sys
 from dataclasses import dataclass
-from typing import Any, Optional, Tuple, Union
+from typing import Any, Optional, Union
 
 import numpy as np
 
@@ -74,11 +74,6 @@ class PictureReader:
     max_size: int = 0
     fast_decode: bool = False
 
-    @property
-    def fit(self) -> Optional[Tuple[int, int]]:
-        """The network input's (short, max_size) a JPEG may be decoded reduced for (``decode_image``), else None."""
-        return (self.short, self.max_size) if self.fast_decode else None
-
     def read(self, image: Image, channels: str = 'bgr', max_pixels: Optional[int] = None,
              what: Optional[str] = None) -> np.ndarray:
         """[H, W, 3] uint8 RGB of ``image`` (a PIL image: RGB whatever ``channels`` says; an array in
@@ -86,11 +81,12 @@ class PictureReader:
         or unreadable, naming it as ``what`` (default: by its kind)."""
         check_channels(channels)
         limit = self.max_pixels if max_pixels is None else max_pixels
+        fit = (self.short, self.max_size) if self.fast_decode else None     # a JPEG's reduced decoding (decode_image)
         if isinstance(image, (str, os.PathLike)):
-            return read_image(image, limit, warn_colour=True, fit=self.fit)
+            return read_image(image, limit, warn_colour=True, fit=fit)
         if is_encoded(image):
             what = what or f'the picture in the {"bytes" if isinstance(image, ENCODED) else "file object"} given'
-            return decode_image(read_encoded(image, what), limit, warn_colour=True, what=what, fit=self.fit)
+            return decode_image(read_encoded(image, what), limit, warn_colour=True, what=what, fit=fit)
         if is_pil_image(image):
             width, height = image.size
             check_pixels(what or 'the PIL image given', width, height, limit)
