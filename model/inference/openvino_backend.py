@@ -188,11 +188,6 @@ class OpenVinoBackend(ExportedBackend):
         if self.static and key not in self.compiled and key not in self.compiling:
             self.ahead.submit(self.pools, [key])
 
-    def _pool(self, shape: tuple) -> RequestPool:
-        """The infer requests for an input of ``shape`` (``compile_key``), compiled on first use."""
-        key = self.compile_key(shape)
-        return self.compiled.get(key) or self.pools([key])[0]
-
     def pools(self, keys: Sequence[Optional[tuple]], at_once: int = 1) -> List[RequestPool]:
         """The request pools of ``keys`` (``compile_key``s): those no thread compiles yet compiled here,
         ``at_once`` at a time; those another thread compiles waited for (its error raised here too)."""
@@ -251,5 +246,6 @@ class OpenVinoBackend(ExportedBackend):
         [B, E, H/4, W/4]) as numpy; with buckets the network sees the bucket and each picture's region."""
         own = batch.shape[2:] if regions is None else regions
         inputs = network_feed(self.input_names, self.bucketed(batch), own)
-        results = self._pool(inputs[INPUT_NAME].shape)(inputs)
+        key = self.compile_key(inputs[INPUT_NAME].shape)       # its model compiled on first use
+        results = (self.compiled.get(key) or self.pools([key])[0])(inputs)
         return [np.asarray(results[index]) for index in self.order]

@@ -309,7 +309,7 @@ def test_a_picture_on_its_way_starts_its_compile_and_waits_for_its_own_only(hot,
     monkeypatch.setattr(backend, '_compile', held_compile)
     backend.expect(large)
     backend.expect(small)
-    assert isinstance(backend._pool((1, 3, *small)), openvino_backend.RequestPool)
+    assert isinstance(backend.pools([backend.compile_key((1, 3, *small))])[0], openvino_backend.RequestPool)
     assert (-1, 3, *large) in backend.compiling and (-1, 3, *large) not in backend.compiled
     release.set()
     backend.ahead.shutdown(wait=True)
