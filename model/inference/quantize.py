@@ -131,16 +131,11 @@ def load_annotated(ann_file: str, image_dir: str, class_names: Sequence[str], li
     return AnnotatedImages(coco, image_ids, paths, dataset.label_to_category_id)
 
 
-def mask_ap(coco: COCO, records: List[dict], image_ids: Sequence[int]) -> float:
-    """COCO mask AP in points (0-100) of result ``records`` on the images ``image_ids``, as
-    eval.py scores it (pycocotools 'segm'); 0 without records or without ground truth."""
-    return max(100.0 * coco_stats(run_cocoeval(coco, records, 'segm', image_ids))['AP'], 0.0) if records else 0.0
-
-
 def coco_validation(spec: ModelSpec, annotated: AnnotatedImages, images: Sequence[np.ndarray]) -> Callable:
     """NNCF's ``validation_fn``: (a compiled model for [1, 3, H, W], indices into ``annotated``) -> (mask AP
-    in points 0-100 on those of ``images`` [H, W, 3] uint8 RGB, None), run through the predictor as in eval.py,
-    on ``spec``'s folder opened to run the compiled model (``OpenVinoBackend``'s ``compiled_model``)."""
+    in points 0-100 on those of ``images`` [H, W, 3] uint8 RGB, None), run through the predictor and scored as in
+    eval.py (pycocotools 'segm'; 0 without records or without ground truth), on ``spec``'s folder opened to run the
+    compiled model (``OpenVinoBackend``'s ``compiled_model``)."""
     def validate(compiled, indices):
         ids = {index: annotated.image_ids[index] for index in indices}
         engine = exported_backend(spec, compiled_model=compiled)
@@ -148,7 +143,8 @@ def coco_validation(spec: ModelSpec, annotated: AnnotatedImages, images: Sequenc
             records = [record for _, found in predictor.run_pictures(ids, images.__getitem__, lambda index, _, found: (
                 instances_to_coco(ids[index], found.masks, found.labels, found.scores, annotated.label_to_category_id)))
                 for record in found]
-        return mask_ap(annotated.coco, records, list(ids.values())), None
+        stats = coco_stats(run_cocoeval(annotated.coco, records, 'segm', list(ids.values()))) if records else {'AP': 0}
+        return max(100.0 * stats['AP'], 0.0), None
     return validate
 
 
