@@ -67,23 +67,14 @@ def check_providers(session, providers: list, version: str) -> None:
                              + driver_problem(nvidia_driver())))
 
 
-def load_gpu_libraries(ort, tensorrt: bool) -> None:
-    """Load the GPU providers' libraries from their wheels before a session opens: CUDA and cuDNN
-    (``preload_dlls``, onnxruntime-gpu >= 1.21), and for ``tensorrt`` TensorRT's (importing the
-    ``tensorrt`` package; without it, the system's)."""
-    if hasattr(ort, 'preload_dlls'):
-        ort.preload_dlls()
-    if tensorrt:
-        with contextlib.suppress(ImportError):
-            importlib.import_module('tensorrt')
-
-
 class OnnxBackend(ExportedBackend):
     """onnxruntime with ``threads`` intra-op threads (0 = every core; idle, they sleep rather than spin,
     docs/deployment.md#backends) on ``device`` (``tensorrt``: through TensorRT float16, engines in an
     entry of the ``engine_cache`` folder, ``tensorrt_engines``); safe from several threads. A batch of
     several sizes runs the regions graph (``model_regions.onnx``, opened on first use). No fallback
-    after opening."""
+    after opening. On a GPU the providers' libraries are loaded from their wheels before a session opens:
+    CUDA and cuDNN (``preload_dlls``, onnxruntime-gpu >= 1.21), and with ``tensorrt`` TensorRT's (importing
+    the ``tensorrt`` package; without it, the system's)."""
     name = 'onnx'
 
     def __init__(self, model_dir: str, threads: int = 0, overrides: Sequence[str] = (), device: str = 'cpu',
@@ -99,6 +90,12 @@ class OnnxBackend(ExportedBackend):
         self.options.add_session_config_entry('session.intra_op.allow_spinning', '0')
         self.options.log_severity_level = 3
         onnx_providers(device, ort.get_available_providers(), tensorrt)     # a provider it lacks: before loading
+        if on_gpu(device):         # its providers' libraries loaded before a session opens (class docstring)
+            if hasattr(ort, 'preload_dlls'):
+                ort.preload_dlls()
+            if tensorrt:
+                with contextlib.suppress(ImportError):
+                    importlib.import_module('tensorrt')
         self.sessions, self.lock = {}, threading.Lock()
         self.session = self.session_for(False)
         self.mixes_sizes = 'regions_model' in self.files
@@ -112,8 +109,6 @@ class OnnxBackend(ExportedBackend):
                 with self.tensorrt_engines([path], 'onnxruntime') as engines:
                     providers = onnx_providers(self.device, ort.get_available_providers(), self.tensorrt,
                                                self.size_range, engines)
-                    if on_gpu(self.device):
-                        load_gpu_libraries(ort, self.tensorrt)
                     with loading(str(path)):
                         session = ort.InferenceSession(str(path), self.options, providers=providers)
                 check_providers(session, providers, ort.__version__)
