@@ -189,38 +189,20 @@ def imagenet_converter(load: Callable[[str], Dict[str, np.ndarray]], backbone_na
                      prefix='backbone.', notes=notes)
 
 
-def convert_arrays(converter: Converter, arrays: Dict[str, np.ndarray], number: Optional[int] = None):
-    """(config number, cfg, state, report) of the checkpoint ``arrays`` ({name: array}, as
-    ``converter.load`` reads them) converted by ``converter`` for config ``number`` (default: the
-    first of ``converter.default_configs`` that fits); ConversionError when none fits."""
-    numbers = [number] if number is not None else list(converter.default_configs)
-    return convert(arrays, converter.rename, numbers, converter.num_classes(arrays), converter.ignored,
-                   converter.aliases(arrays) if converter.aliases else None, prefix=converter.prefix)
-
-
-@dataclass
-class Converted:
-    """What ``convert_file`` wrote: the config it detected (``number``, ``cfg``), the report and where."""
-    number: int
-    cfg: object
-    report: ConversionReport
-    output: str
-
-    def lines(self) -> List[str]:
-        """The summary a command prints: config, report, ``wrote OUTPUT``."""
-        return [f'config {self.number} ({CONFIGS[self.number].__name__}): {self.report.summary()}',
-                f'wrote {self.output}']
-
-
 def convert_file(converter: Converter, source: str, output: str, number: Optional[int] = None,
-                 published: Optional[Mapping] = None) -> Converted:
+                 published: Optional[Mapping] = None) -> List[str]:
     """Convert the checkpoint ``source`` into ``output`` and its sidecar for config ``number``
-    (default: the first of ``converter.default_configs`` that fits). Nothing is written for an
-    unusable output path or a source that does not read or convert (InputError); RunError when
-    writing fails. The sidecar records ``"part"`` (``converter.prefix``), ``"initialised"``
-    ({key: reason}) and ``"published"`` (``published``, a ``convert.zoo`` row; its ``url`` the source)."""
+    (default: the first of ``converter.default_configs`` that fits); the summary a command prints
+    (config, report, ``wrote OUTPUT``). Nothing is written for an unusable output path or a source
+    that does not read or convert (InputError); RunError when writing fails. The sidecar records
+    ``"part"`` (``converter.prefix``), ``"initialised"`` ({key: reason}) and ``"published"``
+    (``published``, a ``convert.zoo`` row; its ``url`` the source)."""
     check_output(source, output)
-    number, cfg, state, report = convert_arrays(converter, converter.load(source), number)
+    arrays = converter.load(source)
+    numbers = [number] if number is not None else list(converter.default_configs)
+    number, cfg, state, report = convert(arrays, converter.rename, numbers, converter.num_classes(arrays),
+                                         converter.ignored, converter.aliases(arrays) if converter.aliases else None,
+                                         prefix=converter.prefix)
     extra = {'part': converter.prefix.rstrip('.'), 'initialised': {t: why for t, why, _ in report.initialised},
              'published': dict(published or {})}
     try:
@@ -228,4 +210,4 @@ def convert_file(converter: Converter, source: str, output: str, number: Optiona
                         extra={key: value for key, value in extra.items() if value})
     except OSError as exc:
         raise RunError(f'cannot write {output}: {exc.strerror or exc}') from exc
-    return Converted(number, cfg, report, output)
+    return [f'config {number} ({CONFIGS[number].__name__}): {report.summary()}', f'wrote {output}']

@@ -177,7 +177,7 @@ CONVERTER_MACHINERY = {'solov2.convert.common': {'convert', 'apply_table'}}   # 
 def converter_internals(path: str):
     """The converters' internals a file imports: a family's rename table or the machinery under a
     ``Converter`` (outside convert/, a family is used through its Converter in convert/families.py,
-    with ``convert_file`` or ``convert_arrays``, so each family converts one way)."""
+    with ``convert_file``, so each family converts one way)."""
     for node in ast.walk(ast.parse((REPO_DIR / path).read_text())):
         if isinstance(node, ast.ImportFrom) and node.module and not node.level:
             names = {alias.name for alias in node.names}

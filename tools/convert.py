@@ -25,7 +25,7 @@ def work(family: str):
     if family == 'to-ppdet':
         return to_ppdet.write_ppdet, (), to_ppdet.NOTES, TO_PPDET_HELP
     converter = families.CONVERTERS[family]
-    return lambda *args: convert_file(converter, *args).lines(), converter.default_configs, converter.notes, {}
+    return lambda *args: convert_file(converter, *args), converter.default_configs, converter.notes, {}
 
 
 def run_family(family: str, argv=None, prog=None) -> int:

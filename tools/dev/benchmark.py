@@ -53,11 +53,10 @@ import paddle  # noqa: E402
 
 from solov2.config import CONFIGS, with_overrides  # noqa: E402
 from solov2.config.sidecar import resolve_config  # noqa: E402
-from solov2.convert.common import convert_arrays  # noqa: E402
+from solov2.convert.common import convert_file  # noqa: E402
 from solov2.convert.families import CONVERTERS  # noqa: E402
 from solov2.core.paths import SAMPLE_IMAGES, SHIPPED_WEIGHTS  # noqa: E402
 from solov2.data.transforms import read_image  # noqa: E402
-from solov2.model.checkpoint import save_checkpoint  # noqa: E402
 from solov2.model.cpu_math import MKL_CPU_TYPE  # noqa: E402
 from solov2.model.inference.auto_backend import cached_backend  # noqa: E402
 from solov2.model.inference.backend import BackendError  # noqa: E402
@@ -96,9 +95,9 @@ def reference_and_weights(number: int, folder: Path):
             if name.startswith('solov2_head.') and name.endswith('conv_dcn.bias'):
                 param.set_value(paddle.zeros_like(param))
                 state.pop(name)
-    _, cfg, ours, _ = convert_arrays(CONVERTERS['ppdet'], state, number)       # as convert/ppdet2paddle.py converts
-    path = folder / f'config{number}.pdparams'
-    save_checkpoint(ours, str(path), number, cfg, source=f'ppdet {family} random')
+    source, path = folder / f'ppdet_{family}.pdparams', folder / f'config{number}.pdparams'
+    paddle.save(state, str(source))
+    convert_file(CONVERTERS['ppdet'], str(source), str(path), number)       # as convert/ppdet2paddle.py converts
     return reference, str(path)
 
 
