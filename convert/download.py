@@ -60,25 +60,17 @@ def is_url(location: str) -> bool:
     return location.startswith(('http://', 'https://'))
 
 
-def sniff(head: bytes, file: str) -> Optional[str]:
-    """What is wrong with a file named ``file`` whose first bytes are ``head``, None when it
-    starts like a checkpoint: a pickle (``.pdparams``, a legacy ``.pth``) or a zip (a ``.pth``
-    of torch >= 1.6)."""
-    if head.lstrip()[:1] == b'<':
-        return 'an HTML page, not a checkpoint (the server sent an error or sign-in page)'
-    if head[:1] == b'\x80' or (file.endswith('.pth') and head[:4] == b'PK\x03\x04'):
-        return None
-    return f'not a checkpoint (it starts with {head[:8]!r})' if head else 'an empty file'
-
-
 def verify(path: Path, file: str, sha256: Optional[str]) -> str:
-    """The SHA-256 of ``path`` once it looks like the checkpoint ``file`` (``sniff``) and its
-    digest begins with ``sha256`` (the whole digest or its published leading characters; None:
-    nothing to compare); _Unusable otherwise."""
+    """The SHA-256 of ``path`` once it starts like the checkpoint ``file`` (a pickle: ``.pdparams``,
+    a legacy ``.pth``; or a zip: a ``.pth`` of torch >= 1.6) and its digest begins with ``sha256``
+    (the whole digest or its published leading characters; None: nothing to compare); _Unusable
+    otherwise."""
     with open(path, 'rb') as handle:
-        problem = sniff(handle.read(HEAD), file)
-    if problem:
-        raise _Unusable(problem)
+        head = handle.read(HEAD)
+    if head.lstrip()[:1] == b'<':
+        raise _Unusable('an HTML page, not a checkpoint (the server sent an error or sign-in page)')
+    if not (head[:1] == b'\x80' or (file.endswith('.pth') and head[:4] == b'PK\x03\x04')):
+        raise _Unusable(f'not a checkpoint (it starts with {head[:8]!r})' if head else 'an empty file')
     digest = file_sha256(path)
     if sha256 and not digest.startswith(sha256.lower()):
         raise _Unusable(f'its SHA-256 is {digest[:16]}..., not the published {sha256[:16]}...: a damaged or '
