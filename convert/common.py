@@ -38,16 +38,6 @@ class Initialised:
     reason: str
 
 
-def zero_offset_init(cfg) -> Initialised:
-    """Table entry for a backbone DCN offset conv that an ImageNet checkpoint lacks:
-    zeros, as PaddleDetection and mmcv initialise it before detection training."""
-    if cfg.backbone_dcn == 'v2':
-        return Initialised('DCNv2 offset/mask conv, zero init: offsets 0 and modulation mask '
-                           'sigmoid(0) = 0.5, so this conv starts at HALF its ImageNet response '
-                           '(same init as PaddleDetection/mmcv training from ImageNet)')
-    return Initialised('DCNv1 offset conv, zero init: offsets 0, the conv starts as the ImageNet 3x3 conv')
-
-
 @dataclass
 class ConversionReport:
     """What a conversion mapped, and every way it failed to."""
@@ -181,10 +171,17 @@ def imagenet_converter(load: Callable[[str], Dict[str, np.ndarray]], backbone_na
                        notes: str) -> Converter:
     """The converter of an ImageNet classification checkpoint into a BACKBONE-ONLY one:
     ``backbone_name(key, cfg)`` names each ``backbone.*`` key in the source, except the backbone
-    DCN offset convs ImageNet lacks (``zero_offset_init``); the classes are COCO's 80; the
-    source's ``classifier`` keys and those ``ignored`` are skipped."""
+    DCN offset convs ImageNet lacks: zeros, as PaddleDetection and mmcv initialise them before
+    detection training (``Initialised``); the classes are COCO's 80; the source's ``classifier``
+    keys and those ``ignored`` are skipped."""
     def rename(key: str, keys: frozenset, cfg) -> Union[str, Initialised]:
-        return zero_offset_init(cfg) if '.conv.offset.' in key else backbone_name(key, cfg)
+        if '.conv.offset.' not in key:
+            return backbone_name(key, cfg)
+        if cfg.backbone_dcn == 'v2':
+            return Initialised('DCNv2 offset/mask conv, zero init: offsets 0 and modulation mask '
+                               'sigmoid(0) = 0.5, so this conv starts at HALF its ImageNet response '
+                               '(same init as PaddleDetection/mmcv training from ImageNet)')
+        return Initialised('DCNv1 offset conv, zero init: offsets 0, the conv starts as the ImageNet 3x3 conv')
     return Converter(load, rename, default_configs, lambda source: 80, lambda name: name in classifier or ignored(name),
                      prefix='backbone.', notes=notes)
 
