@@ -5,7 +5,7 @@ runs one (``solov2 convert FAMILY``, tools/convert.py)."""
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Dict, Iterable, List, Mapping, Optional, Tuple, Union
+from typing import Callable, Dict, List, Mapping, Optional, Tuple, Union
 
 import numpy as np
 
@@ -110,30 +110,49 @@ def apply_table(source: Dict[str, np.ndarray], table: Dict[str, Union[str, Initi
 Renamer = Callable[[str, frozenset, object], Union[str, Initialised]]
 
 
-def convert(source: Dict[str, np.ndarray], rename: Renamer, config_numbers: Iterable[int],
-            num_classes: int, ignored: Optional[Callable[[str], bool]] = None,
-            aliases: Optional[Dict[str, str]] = None, prefix: str = ''):
-    """(config number, cfg, state, report) of the first of ``config_numbers`` that converts
-    cleanly, else ConversionError with the closest report. ``prefix``: only the model keys starting
-    with it are targets (``'backbone.'``, which every config has); ``rename`` still receives the whole
-    model's keys."""
+@dataclass(frozen=True)
+class Converter:
+    """How one source family converts (``convert``): ``load(path)`` ->
+    {name: array}; ``rename`` (a ``Renamer``); the configs tried in order; ``num_classes(source)``;
+    ``ignored(name)`` for source keys without weights; ``aliases(source)`` -> {duplicate key:
+    the key it repeats}; ``prefix`` for a part-only checkpoint (``'backbone.'``); ``notes`` for
+    its users (a one-line summary, then details)."""
+    load: Callable[[str], Dict[str, np.ndarray]]
+    rename: Renamer
+    default_configs: Tuple[int, ...]
+    num_classes: Callable[[Dict[str, np.ndarray]], int]
+    ignored: Optional[Callable[[str], bool]] = None
+    aliases: Optional[Callable[[Dict[str, np.ndarray]], Dict[str, str]]] = None
+    prefix: str = ''
+    notes: str = ''
+
+
+def convert(converter: Converter, source: Dict[str, np.ndarray], number: Optional[int] = None):
+    """(config number, cfg, state, report) of the checkpoint ``source`` ({name: array}, as
+    ``converter.load`` reads it) converted by ``converter`` for config ``number``, else the first
+    of ``converter.default_configs`` that converts cleanly; ConversionError with the closest report
+    when none does. Only the model keys starting with ``converter.prefix`` are targets
+    (``'backbone.'``, which every config has); its ``rename`` still receives the whole model's keys."""
+    numbers = [number] if number is not None else list(converter.default_configs)
+    num_classes = converter.num_classes(source)
+    aliases = converter.aliases(source) if converter.aliases else None
     best = None
-    for number in config_numbers:
+    for number in numbers:
         cfg = with_classes(CONFIGS[number], num_classes)
         full = model_shapes(cfg)
         keys = frozenset(full)
-        shapes = {k: v for k, v in full.items() if k.startswith(prefix)}
+        shapes = {k: v for k, v in full.items() if k.startswith(converter.prefix)}
         try:
-            table = {k: rename(k, keys, cfg) for k in shapes}
+            table = {k: converter.rename(k, keys, cfg) for k in shapes}
         except KeyError as exc:         # the source family has no name for a part of this config
             raise ConversionError(f'cannot convert into config {number}: {exc.args[0]}') from None
-        state, report = apply_table(source, table, shapes, ignored, aliases)
+        state, report = apply_table(source, table, shapes, converter.ignored, aliases)
         if not report.problems():
             return number, cfg, state, report
         if best is None or report.problems() < best[1].problems():
             best = (number, report)
     number, report = best
-    raise ConversionError(f'the checkpoint does not match any of configs {list(config_numbers)}; '
+    raise ConversionError(f'the checkpoint does not match any of configs {numbers}; '
                           f'closest is config {number}:\n{report.summary()}')
 
 
@@ -147,23 +166,6 @@ def check_output(source: str, output: str) -> None:
     role = 'the checkpoint being converted'
     check_output_file(output, [source], role=role, example='NAME.pdparams')
     check_output_file(sidecar_path(output), [source], 'the sidecar of the output', role=role, example='')
-
-
-@dataclass(frozen=True)
-class Converter:
-    """How one source family converts (the arguments of ``convert``): ``load(path)`` ->
-    {name: array}; ``rename`` (a ``Renamer``); the configs tried in order; ``num_classes(source)``;
-    ``ignored(name)`` for source keys without weights; ``aliases(source)`` -> {duplicate key:
-    the key it repeats}; ``prefix`` for a part-only checkpoint (``'backbone.'``); ``notes`` for
-    its users (a one-line summary, then details)."""
-    load: Callable[[str], Dict[str, np.ndarray]]
-    rename: Renamer
-    default_configs: Tuple[int, ...]
-    num_classes: Callable[[Dict[str, np.ndarray]], int]
-    ignored: Optional[Callable[[str], bool]] = None
-    aliases: Optional[Callable[[Dict[str, np.ndarray]], Dict[str, str]]] = None
-    prefix: str = ''
-    notes: str = ''
 
 
 def imagenet_converter(load: Callable[[str], Dict[str, np.ndarray]], backbone_name: Callable[[str, object], str],
@@ -195,11 +197,7 @@ def convert_file(converter: Converter, source: str, output: str, number: Optiona
     ``"part"`` (``converter.prefix``), ``"initialised"`` ({key: reason}) and ``"published"``
     (``published``, a ``convert.zoo`` row; its ``url`` the source)."""
     check_output(source, output)
-    arrays = converter.load(source)
-    numbers = [number] if number is not None else list(converter.default_configs)
-    number, cfg, state, report = convert(arrays, converter.rename, numbers, converter.num_classes(arrays),
-                                         converter.ignored, converter.aliases(arrays) if converter.aliases else None,
-                                         prefix=converter.prefix)
+    number, cfg, state, report = convert(converter, converter.load(source), number)
     extra = {'part': converter.prefix.rstrip('.'), 'initialised': {t: why for t, why, _ in report.initialised},
              'published': dict(published or {})}
     try:

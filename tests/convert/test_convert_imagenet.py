@@ -156,8 +156,7 @@ def test_torchvision_unknown_key_fails(tmp_path):
     source = {'conv1.weight': np.zeros((64, 3, 7, 7), np.float32),
               'layer5.0.conv1.weight': np.zeros(1, np.float32)}
     with pytest.raises(ConversionError, match=r'unused source keys:\n  layer5\.0\.conv1\.weight'):
-        convert(source, families.CONVERTERS['torchvision'].rename, [5], 80,
-                ignored=families.CONVERTERS['torchvision'].ignored, prefix='backbone.')
+        convert(families.CONVERTERS['torchvision'], source, 5)
 
 
 # ---------------------------------------------------------------- PaddleClas layout
@@ -220,5 +219,4 @@ def test_paddleclas_missing_key_is_named():
     arrays, _, _ = _paddleclas_file(50)
     del arrays['bn4f_branch2c_variance']
     with pytest.raises(ConversionError, match=r'bn4f_branch2c_variance'):
-        convert(arrays, families.CONVERTERS['paddleclas'].rename, [2], 80,
-                ignored=families.CONVERTERS['paddleclas'].ignored, prefix='backbone.')
+        convert(families.CONVERTERS['paddleclas'], arrays, 2)

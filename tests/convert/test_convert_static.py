@@ -125,9 +125,7 @@ def _family(name: str, tmp_path_factory):
         if target is not None:
             assert target not in static, f'{key} -> {target} twice'
             static[target] = value
-    _, _, expected, _ = convert(source, ppdet_names.ppdet_name, [number],
-                                families.ppdet_classes(source),
-                                aliases=ppdet_names.duplicate_aliases(source))
+    _, _, expected, _ = convert(families.CONVERTERS['ppdet'], source, number)
     junk = {k: np.full(s, 0.5, np.float32) for k, s in JUNK.items()}
     static_path = str(folder / 'static.pdparams')
     _save_static({**static, **junk}, static_path)
@@ -185,7 +183,7 @@ def test_swapped_tensors_change_exactly_those_keys(light):
     for a, b in swaps:
         assert wrong[a].shape == wrong[b].shape and not np.array_equal(wrong[a], wrong[b])
         wrong[a], wrong[b] = wrong[b], wrong[a]
-    _, _, state, _ = convert(wrong, ppdet_names.static_name, [number], 80)
+    _, _, state, _ = convert(families.CONVERTERS['ppdet-static'], wrong, number)
     differ = {k for k in expected if not np.array_equal(state[k], expected[k])}
     assert differ == {'neck.lateral.2.bias', 'neck.lateral.1.bias',
                       'head.kernel_tower.2.conv.offset.bias', 'head.cate_tower.2.conv.offset.bias'}
@@ -195,16 +193,14 @@ def test_missing_key_is_named(light):
     _, number, static, *_ = light
     source = {k: v for k, v in static.items() if k != 'res4f_branch2b_conv_offset.w_0'}
     with pytest.raises(ConversionError, match=r'res4f_branch2b_conv_offset\.w_0'):
-        convert(source, ppdet_names.static_name, [number], 80,
-                ignored=ppdet_names.is_bookkeeping)
+        convert(families.CONVERTERS['ppdet-static'], source, number)
 
 
 def test_unknown_extra_key_fails(light):
     _, number, static, *_ = light
     source = {**static, 'bbox_head.kernel_convs.3_weights': static['bbox_head.kernel_convs.2_weights']}
     with pytest.raises(ConversionError, match=r'unused source keys:\n  bbox_head\.kernel_convs\.3_weights'):
-        convert(source, ppdet_names.static_name, [number], 80,
-                ignored=ppdet_names.is_bookkeeping)
+        convert(families.CONVERTERS['ppdet-static'], source, number)
 
 
 def test_cli_refuses_a_bad_file(tmp_path, capsys):

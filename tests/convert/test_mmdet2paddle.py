@@ -20,7 +20,7 @@ import torch
 
 from solov2.config import CONFIGS, with_overrides
 from solov2.config.sidecar import read_sidecar
-from solov2.convert import families, mmdet_names
+from solov2.convert import families
 from solov2.convert.common import convert
 from solov2.convert.pth_reader import load_state_dict
 from solov2.model.build import build_model
@@ -123,10 +123,8 @@ def test_same_arrays_as_the_solo_layout(case):
     arch, path, solo, *_ = case
     number = ARCHS[arch][1]
     mmdet = load_state_dict(str(path))
-    _, _, from_mmdet, _ = convert(mmdet, mmdet_names.mmdet_name, [number], families.mmdet_classes(mmdet),
-                                  ignored=mmdet_names.is_counter)
-    _, _, from_solo, _ = convert(solo, mmdet_names.solo_name, [number], families.solo_classes(solo),
-                                 ignored=mmdet_names.is_counter)
+    _, _, from_mmdet, _ = convert(families.CONVERTERS['mmdet'], mmdet, number)
+    _, _, from_solo, _ = convert(families.CONVERTERS['solo'], solo, number)
     assert from_mmdet.keys() == from_solo.keys()
     assert all(np.array_equal(from_mmdet[k], from_solo[k]) for k in from_mmdet)
 
@@ -140,7 +138,7 @@ def test_a_wrong_mapping_is_caught(make_case):
     b = 'mask_head.mask_feature_head.convs_all_levels.3.conv1.conv.weight'
     source[a], source[b] = source[b], source[a]
     number = ARCHS[arch][1]
-    _, cfg, state, _ = convert(source, mmdet_names.mmdet_name, [number], 80, ignored=mmdet_names.is_counter)
+    _, cfg, state, _ = convert(families.CONVERTERS['mmdet'], source, number)
     ours = _run_ours(_with_grids(cfg), state, image)
     assert _max_diff(ours['mask_feat'], expected['mask_feat']) > 10 * TOL
 
@@ -150,8 +148,7 @@ def test_every_mmdet_config_is_detected(arch):
     with torch.device('meta'):
         names = {k: tuple(v.shape) for k, v in build_mirror(arch).state_dict().items()}
     source = {mmdet_key(k): np.zeros(s, np.float32) for k, s in names.items()}
-    number, *_ = convert(source, mmdet_names.mmdet_name, [0, 8, 10, 12, 1, 5, 6, 11], 80,
-                         ignored=mmdet_names.is_counter)
+    number, *_ = convert(families.CONVERTERS['mmdet'], source)
     assert number == ARCHS[arch][1]
 
 

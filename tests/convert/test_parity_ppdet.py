@@ -18,7 +18,7 @@ import numpy as np
 import paddle
 
 from solov2.config import CONFIGS
-from solov2.convert import families, ppdet_names
+from solov2.convert import families
 from solov2.convert.common import convert
 from solov2.model.checkpoint import load_paddle_params, save_checkpoint
 from solov2.model.inference.dygraph_backend import DygraphBackend
@@ -63,9 +63,7 @@ def _convert(family: str, src: str, out: str) -> int:
         assert run_family('ppdet', [src, out]) == 0
         return json.load(open(out.replace('.pdparams', '.json')))['config']
     source = {k: v for k, v in load_paddle_params(src).items() if not _is_head_dcn_bias(k)}
-    number, cfg, state, _ = convert(source, ppdet_names.ppdet_name, [FAMILIES[family]],
-                                    families.ppdet_classes(source),
-                                    aliases=ppdet_names.duplicate_aliases(source))
+    number, cfg, state, _ = convert(families.CONVERTERS['ppdet'], source, FAMILIES[family])
     save_checkpoint(state, out, number, cfg, source=src)
     return number
 

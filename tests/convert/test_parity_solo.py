@@ -12,7 +12,7 @@ import torch
 
 from solov2.config import CONFIGS, with_overrides
 from solov2.config.sidecar import read_sidecar
-from solov2.convert import families, mmdet_names
+from solov2.convert import families
 from solov2.convert.common import ConversionError, convert
 from solov2.convert.pth_reader import load_state_dict
 from solov2.model.build import build_model
@@ -83,8 +83,7 @@ def test_a_wrong_mapping_is_caught(case):
     a, b = 'neck.fpn_convs.1.conv.weight', 'neck.fpn_convs.2.conv.weight'
     source[a], source[b] = source[b], source[a]
     number = CASES[name]
-    _, cfg, state, _ = convert(source, mmdet_names.solo_name, [number],
-                               families.solo_classes(source), ignored=mmdet_names.is_counter)
+    _, cfg, state, _ = convert(families.CONVERTERS['solo'], source, number)
     ours = _ours(with_overrides(cfg, SMALL_GRIDS), state, image)
     assert _max_diff(ours['mask_feat'], expected['mask_feat']) > 10 * TOL
 
@@ -95,7 +94,7 @@ def test_incomplete_checkpoint_is_refused(case, tmp_path):
     del source['bbox_head.solo_kernel.bias']
     source['bbox_head.extra.weight'] = np.zeros(3, np.float32)
     with pytest.raises(ConversionError) as info:
-        convert(source, mmdet_names.solo_name, [CASES[name]], 80, ignored=mmdet_names.is_counter)
+        convert(families.CONVERTERS['solo'], source, CASES[name])
     message = str(info.value)
     assert 'bbox_head.solo_kernel.bias' in message and 'bbox_head.extra.weight' in message
     assert run_family('solo', [str(path), str(tmp_path / 'x.pdparams'), '--config', '7']) == 2
