@@ -156,18 +156,6 @@ def convert(converter: Converter, source: Dict[str, np.ndarray], number: Optiona
                           f'closest is config {number}:\n{report.summary()}')
 
 
-def check_output(source: str, output: str) -> None:
-    """InputError (one line) unless ``output`` and its sidecar can be written without touching
-    ``source`` (``data.files.check_output_file`` for both) and the weights are not named
-    ``.json`` (the sidecar's name: ConversionError)."""
-    if sidecar_path(output) == Path(output):
-        raise ConversionError(f"{output}: the weights need a name other than the sidecar's .json "
-                              '— e.g. NAME.pdparams')
-    role = 'the checkpoint being converted'
-    check_output_file(output, [source], role=role, example='NAME.pdparams')
-    check_output_file(sidecar_path(output), [source], 'the sidecar of the output', role=role, example='')
-
-
 def imagenet_converter(load: Callable[[str], Dict[str, np.ndarray]], backbone_name: Callable[[str, object], str],
                        default_configs: Tuple[int, ...], classifier: Tuple[str, ...], ignored: Callable[[str], bool],
                        notes: str) -> Converter:
@@ -193,10 +181,17 @@ def convert_file(converter: Converter, source: str, output: str, number: Optiona
     """Convert the checkpoint ``source`` into ``output`` and its sidecar for config ``number``
     (default: the first of ``converter.default_configs`` that fits); the summary a command prints
     (config, report, ``wrote OUTPUT``). Nothing is written for an unusable output path or a source
-    that does not read or convert (InputError); RunError when writing fails. The sidecar records
-    ``"part"`` (``converter.prefix``), ``"initialised"`` ({key: reason}) and ``"published"``
-    (``published``, a ``convert.zoo`` row; its ``url`` the source)."""
-    check_output(source, output)
+    that does not read or convert (InputError, one line for the path: ``output`` and its sidecar must be
+    writable without touching ``source``, ``data.files.check_output_file``, and the weights not named
+    ``.json``, the sidecar's name); RunError when writing fails. The sidecar records ``"part"``
+    (``converter.prefix``), ``"initialised"`` ({key: reason}) and ``"published"`` (``published``, a
+    ``convert.zoo`` row; its ``url`` the source)."""
+    if sidecar_path(output) == Path(output):
+        raise ConversionError(f"{output}: the weights need a name other than the sidecar's .json "
+                              '— e.g. NAME.pdparams')
+    role = 'the checkpoint being converted'
+    check_output_file(output, [source], role=role, example='NAME.pdparams')
+    check_output_file(sidecar_path(output), [source], 'the sidecar of the output', role=role, example='')
     number, cfg, state, report = convert(converter, converter.load(source), number)
     extra = {'part': converter.prefix.rstrip('.'), 'initialised': {t: why for t, why, _ in report.initialised},
              'published': dict(published or {})}
