@@ -107,18 +107,15 @@ def apply_table(source: Dict[str, np.ndarray], table: Dict[str, Union[str, Initi
     return out, report
 
 
-Renamer = Callable[[str, frozenset, object], Union[str, Initialised]]
-
-
 @dataclass(frozen=True)
 class Converter:
-    """How one source family converts (``convert``): ``load(path)`` ->
-    {name: array}; ``rename`` (a ``Renamer``); the configs tried in order; ``num_classes(source)``;
-    ``ignored(name)`` for source keys without weights; ``aliases(source)`` -> {duplicate key:
-    the key it repeats}; ``prefix`` for a part-only checkpoint (``'backbone.'``); ``notes`` for
-    its users (a one-line summary, then details)."""
+    """How one source family converts (``convert``): ``load(path)`` -> {name: array};
+    ``rename(key, the model's keys, cfg)`` -> its source name or ``Initialised``; the configs tried
+    in order; ``num_classes(source)``; ``ignored(name)`` for source keys without weights;
+    ``aliases(source)`` -> {duplicate key: the key it repeats}; ``prefix`` for a part-only checkpoint
+    (``'backbone.'``); ``notes`` for its users (a one-line summary, then details)."""
     load: Callable[[str], Dict[str, np.ndarray]]
-    rename: Renamer
+    rename: Callable[[str, frozenset, object], Union[str, Initialised]]
     default_configs: Tuple[int, ...]
     num_classes: Callable[[Dict[str, np.ndarray]], int]
     ignored: Optional[Callable[[str], bool]] = None
