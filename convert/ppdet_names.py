@@ -3,6 +3,7 @@ and convert/paddle2ppdet.py) and 0.5 static / PaddleClas (``static_name``,
 ``static_backbone_name``: convert/ppdet_static2paddle.py, convert/paddleclas2paddle.py)."""
 import functools
 import re
+from typing import Tuple
 
 from solov2.convert.names import SOLO_MODULES, Family, source_name
 
@@ -11,13 +12,17 @@ BACKBONE_BLOCK = re.compile(r'backbone\.layer(\d)\.(\d+)\.(conv\d|shortcut)\.(.+
 BACKBONE_STEM = re.compile(r'backbone\.stem\.(\d)\.(.+)')
 
 
-def res_block_name(stage: int, block: int, depth: int) -> str:
-    """PaddleDetection/PaddleClas block name: stage 0..3 -> res2..res5, blocks a, b, c...;
-    ResNet-101's res4 counts a, b1, b2, ..., b22."""
-    res = stage + 2
-    if depth == 101 and res == 4:
-        return f'res{res}a' if block == 0 else f'res{res}b{block}'
-    return f'res{res}{chr(ord("a") + block)}'
+def backbone_block(key: str, cfg, label: str) -> Tuple[int, str, str, str]:
+    """(stage 0..3, block name, ``conv1|2|3|shortcut``, leaf) of our ``backbone.layer*`` ``key``, the
+    block named as PaddleDetection/PaddleClas do: stage 0..3 -> res2..res5, blocks a, b, c...;
+    ResNet-101's res4 counts a, b1, b2, ..., b22. KeyError naming the family ``label`` for any other key."""
+    m = BACKBONE_BLOCK.fullmatch(key)
+    if not m:
+        raise KeyError(f'no {label} name rule for {key}')
+    stage, block, part, rest = int(m.group(1)) - 1, int(m.group(2)), m.group(3), m.group(4)
+    if cfg.depth == 101 and stage == 2 and block > 0:
+        return stage, f'res4b{block}', part, rest
+    return stage, f'res{stage + 2}{chr(ord("a") + block)}', part, rest
 
 
 def stem_conv(index: int, cfg) -> str:
@@ -50,11 +55,7 @@ def backbone_name(key: str, cfg) -> str:
     """backbone.* -> PaddleDetection ResNet names (``backbone.res3.res3a.branch2b...``)."""
     if m := BACKBONE_STEM.fullmatch(key):
         return f'backbone.conv1.{stem_conv(int(m.group(1)), cfg)}.{m.group(2)}'
-    m = BACKBONE_BLOCK.fullmatch(key)
-    if not m:
-        raise KeyError(f'no PaddleDetection name rule for {key}')
-    stage, block, part, rest = int(m.group(1)) - 1, int(m.group(2)), m.group(3), m.group(4)
-    name = res_block_name(stage, block, cfg.depth)
+    stage, name, part, rest = backbone_block(key, cfg, 'PaddleDetection')
     rest = rest.replace('conv.offset.', 'conv_offset.')   # backbone DCN: offset conv beside conv
     if part == 'shortcut':
         pooled = cfg.variant == 'd' and stage > 0
@@ -128,11 +129,8 @@ def static_backbone_name(key: str, cfg) -> str:
     if m := BACKBONE_STEM.fullmatch(key):
         conv = stem_conv(int(m.group(1)), cfg)
         return static_unit(m.group(2), conv, static_bn_name(conv))
-    m = BACKBONE_BLOCK.fullmatch(key)
-    if not m:
-        raise KeyError(f'no static name rule for {key}')
-    stage, block, part, rest = int(m.group(1)) - 1, int(m.group(2)), m.group(3), m.group(4)
-    conv = f'{res_block_name(stage, block, cfg.depth)}_{BRANCHES[part]}'
+    _, name, part, rest = backbone_block(key, cfg, 'static')
+    conv = f'{name}_{BRANCHES[part]}'
     return static_unit(rest, conv, static_bn_name(conv))
 
 
