@@ -21,17 +21,16 @@ HELP = {'source': 'checkpoint to convert', 'output': 'where to write the .pdpara
 
 
 def work(family: str):
-    """``FAMILY``'s (convert(source, output, config) -> summary lines, configs tried, notes, help overrides)."""
+    """``FAMILY``'s (convert(source, output, config) -> summary lines, configs tried, notes, help of the arguments)."""
     if family == 'to-ppdet':
         return to_ppdet.write_ppdet, (), to_ppdet.NOTES, TO_PPDET_HELP
     converter = families.CONVERTERS[family]
-    return lambda *args: convert_file(converter, *args), converter.default_configs, converter.notes, {}
+    return lambda *args: convert_file(converter, *args), converter.default_configs, converter.notes, HELP
 
 
 def run_family(family: str, argv=None, prog=None) -> int:
     """``solov2 convert FAMILY SOURCE OUTPUT [--config N]`` with ``argv``, as a command named ``prog``."""
     convert, configs, notes, helps = work(family)
-    helps = {**HELP, **helps}
     summary, _, details = (notes + '\nDetails: docs/checkpoints.md, "Converting".\n').partition('\n')
 
     def run(rest) -> int:
