@@ -25,11 +25,12 @@ import numpy as np  # noqa: E402
 from solov2.core.errors import InputError  # noqa: E402
 from solov2.data.files import check_output_file, make_folder, write_image  # noqa: E402
 from solov2.data.results import instances_to_coco  # noqa: E402
-from solov2.data.transforms import ImageMeta, read_image  # noqa: E402
+from solov2.data.transforms import DEFAULT_MAX_PIXELS, ImageMeta  # noqa: E402
 from solov2.data.visualize import draw_bgr  # noqa: E402
 from solov2.model.inference.export_network import OUTPUT_NAMES, outputs_text  # noqa: E402
 from solov2.model.inference.pipeline import finish_outputs  # noqa: E402
 from solov2.model.inference.postprocess import InferenceParams  # noqa: E402
+from solov2.model.inference.reading import PictureReader  # noqa: E402
 from solov2.tools.cli import at_least, command, make_parser, one_line, read_json, set_status  # noqa: E402
 from solov2.tools.demo_outputs import picture_targets, write_records  # noqa: E402
 
@@ -80,7 +81,7 @@ def process(entry: dict, raw: Path, params, class_names, args, picture=None) -> 
     meta = ImageMeta(tuple(entry['orig_hw']), tuple(entry['resized_hw']), tuple(entry['padded_hw']))
     result = finish_outputs(read_outputs(raw, entry['name'], len(class_names)), meta, params)
     if picture is not None:
-        source = read_image(entry['source'], warn_colour=True)
+        source = PictureReader(DEFAULT_MAX_PIXELS).read(entry['source'])
         write_image(picture, draw_bgr(source, result.masks, result.labels, result.scores, class_names,
                                       args.draw_threshold))
     print(f'{entry["file_name"]}: {len(result)} instances')
