@@ -186,7 +186,7 @@ def ours_end_to_end(backend, paths, folder: Path) -> tuple:
     ``backend`` is a ``DygraphBackend`` or an exported backend."""
     out = folder / 'ours_pictures'
     targets = {path: out / path.name for path in paths}
-    stats, _ = run_images(Predictor(backend), targets, DrawOptions(DEMO_DRAW_THRESHOLD, warmup=1), [])
+    stats = run_images(Predictor(backend), targets, DrawOptions(DEMO_DRAW_THRESHOLD, warmup=1), [])
     return stats.images_per_second, stats.busy_fraction
 
 

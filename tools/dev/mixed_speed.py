@@ -85,7 +85,7 @@ def mixed_folders(images: str, count: int, folder: Path, name: str = '') -> dict
 def end_to_end(backend, paths, out: Path) -> float:
     """Pictures/s of ``demo.py``'s stages in its pipeline on ``paths`` (no warm-up)."""
     targets = {path: out / path.name for path in paths}
-    stats, _ = run_images(Predictor(backend), targets, DrawOptions(DRAW_THRESHOLD, warmup=0), [])
+    stats = run_images(Predictor(backend), targets, DrawOptions(DRAW_THRESHOLD, warmup=0), [])
     return stats.images_per_second
 
 

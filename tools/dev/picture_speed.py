@@ -100,7 +100,7 @@ def demo_folder(paths, out: str, threads: int, cache_dir: str, batch_size: int =
     _, opened = open_backend(ModelSpec(SHIPPED_WEIGHTS, threads=threads), cache_dir=cache_dir)
     backend = Counting(opened)
     targets = {path: Path(out) / path.name for path in paths}
-    stats, _ = run_images(backend, targets, DrawOptions(DRAW_THRESHOLD, warmup=1, batch_size=batch_size), [])
+    stats = run_images(backend, targets, DrawOptions(DRAW_THRESHOLD, warmup=1, batch_size=batch_size), [])
     kept, drawn = np.mean(backend.counts, axis=0)
     return {'fps': stats.images_per_second, 'instances': float(kept), 'drawn': float(drawn),
             'engine': type(opened).__name__}
