@@ -16,6 +16,7 @@ import argparse
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -155,6 +156,13 @@ def cpu_seconds(process) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf('SC_CLK_TCK')
 
 
+def free_port() -> int:
+    """A port of 127.0.0.1 that nothing listens on when asked (``--port 0``: each server its own)."""
+    with socket.socket() as probe:
+        probe.bind(('127.0.0.1', 0))
+        return probe.getsockname()[1]
+
+
 def measure(kind: str, port: int, args, bodies: list) -> dict:
     """One server's figures (module docstring); the service runs with --queue-size 8."""
     process = start(kind, port, args, queue_size=8)
@@ -206,7 +214,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--backend', default='auto', help="both servers' backend (default auto, the default engine)")
     parser.add_argument('--max-padding', type=float, default=0.0, help="the service's --max-padding (default 0)")
     parser.add_argument('--threads', type=int, default=0, help="both servers' CPU math threads (0: every core)")
-    parser.add_argument('--port', type=int, default=8310, help='first of the two ports (default 8310)')
+    parser.add_argument('--port', type=int, default=8310,
+                        help='first of the two ports (default 8310; 0: any two free ones)')
     parser.add_argument('--out', default='output/serve_speed.md', help='the markdown table (default %(default)s)')
     parser.add_argument('--plain-server', type=int, metavar='PORT', help=argparse.SUPPRESS)
     return parser.parse_args(argv)
@@ -218,8 +227,9 @@ def main(argv=None) -> int:
         baseline_server(args.plain_server, args.backend, args.threads)
         return 0
     bodies, load = pictures(), os.getloadavg()[0]
-    results = {'tools/serve.py (batching, limits)': measure('service', args.port, args, bodies),
-               'plain ThreadingHTTPServer + Segmenter': measure('plain', args.port + 1, args, bodies)}
+    ports = (args.port, args.port + 1) if args.port else (free_port(), free_port())
+    results = {'tools/serve.py (batching, limits)': measure('service', ports[0], args, bodies),
+               'plain ThreadingHTTPServer + Segmenter': measure('plain', ports[1], args, bodies)}
     text = (f'{report.machine_line(args.threads)}; backend {args.backend}; load average {load:.1f} before '
             f'the run, {os.getloadavg()[0]:.1f} after it\n\n{table(results, args)}\n')
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
