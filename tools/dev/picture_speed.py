@@ -36,7 +36,6 @@ from solov2.tools.make_shapes_dataset import (
 DRAW_THRESHOLD = 0.3                        # demo.py --draw-threshold default
 FOLDERS = ((640, 640, 10), (640, 640, 100), (4000, 3000, 10), (4000, 3000, 100))   # width, height, shapes
 MARKERS = ('<!-- pictures: begin -->', '<!-- pictures: end -->')
-ENGINES = {'OpenVinoBackend': 'OpenVINO f32', 'OnnxBackend': 'onnxruntime', 'DygraphBackend': 'dygraph'}
 
 
 def grid(width: int, height: int, count: int) -> tuple:
@@ -103,7 +102,7 @@ def demo_folder(paths, out: str, threads: int, cache_dir: str, batch_size: int =
     stats = run_images(backend, targets, DrawOptions(DRAW_THRESHOLD, warmup=1, batch_size=batch_size), [])
     kept, drawn = np.mean(backend.counts, axis=0)
     return {'fps': stats.images_per_second, 'instances': float(kept), 'drawn': float(drawn),
-            'engine': type(opened).__name__}
+            'engine': opened.label()}
 
 
 def measure(folder: Path, pictures: int, threads: int, cache_dir: str, folders=FOLDERS) -> list:
@@ -135,7 +134,7 @@ def format_row(row: dict, rows) -> str:
 
 def report_section(rows, machine: str, command: str) -> str:
     """The markdown section of ``measure``'s rows, between ``MARKERS``."""
-    engine = ', '.join(sorted({ENGINES.get(row['engine'], row['engine']) for row in rows}))
+    engine = ', '.join(sorted({row['engine'] for row in rows}))
     return report.section(
         MARKERS, 'Small and large pictures, few and many objects',
         f"`demo.py`'s default run (`--backend auto`: here {engine}; the shipped model, "

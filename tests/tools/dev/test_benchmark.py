@@ -145,15 +145,15 @@ def test_a_full_report_keeps_the_postprocess_training_and_mixed_sizes_sections()
 
 def _pictures_section() -> str:
     rows = [{'width': 640, 'height': 640, 'shapes': 100, 'pictures': 2, 'rss': 2 ** 29, 'fps': 4.0, 'instances': 100,
-             'drawn': 12.5, 'engine': 'OpenVinoBackend'},
+             'drawn': 12.5, 'engine': 'openvino bf16'},
             {'width': 4000, 'height': 3000, 'shapes': 100, 'pictures': 2, 'rss': 2 ** 30, 'fps': 1.0,
-             'instances': 99.5, 'drawn': 8, 'engine': 'OpenVinoBackend'}]
+             'instances': 99.5, 'drawn': 8, 'engine': 'openvino bf16'}]
     return picture_speed.report_section(rows, 'a CPU', 'cmd')
 
 
 def test_pictures_section_compares_each_size_with_640_and_as_many_shapes():
     section = _pictures_section()
-    assert section.startswith(picture_speed.MARKERS[0]) and 'here OpenVINO f32;' in section
+    assert section.startswith(picture_speed.MARKERS[0]) and 'here openvino bf16;' in section
     assert '| 640x640 | 100 | 100 / 12 | 2 | 4.00 | 512 MiB | - |' in section
     assert '| 4000x3000 | 100 | 100 / 8 | 2 | 1.00 | 1024 MiB | 0.25x, 2.00x |' in section
 
