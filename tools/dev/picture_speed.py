@@ -102,7 +102,7 @@ def demo_folder(paths, out: str, threads: int, cache_dir: str, batch_size: int =
     stats = run_images(backend, targets, DrawOptions(DRAW_THRESHOLD, warmup=1, batch_size=batch_size), [])
     kept, drawn = np.mean(backend.counts, axis=0)
     return {'fps': stats.images_per_second, 'instances': float(kept), 'drawn': float(drawn),
-            'engine': opened.label()}
+            'engine': opened.label}
 
 
 def measure(folder: Path, pictures: int, threads: int, cache_dir: str, folders=FOLDERS) -> list:
