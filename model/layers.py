@@ -91,9 +91,12 @@ class Conv2D(SkipsRandomInit, nn.Conv2D):
 
 
 def make_norm(norm: str, channels: int, frozen: bool = False) -> nn.Layer:
-    """'bn' -> BatchNorm2D (eps 1e-5; ``frozen``: running statistics, no gradient), 'gn' -> GroupNorm(32)."""
+    """'bn' -> BatchNorm2D (eps 1e-5; ``frozen``: running statistics, no gradient), 'gn' -> GroupNorm(32);
+    ValueError for another."""
     if norm == 'gn':
         return nn.GroupNorm(GN_GROUPS, channels, epsilon=1e-5)
+    if norm != 'bn':
+        raise ValueError(f"unknown norm {norm!r} (expected 'bn' or 'gn')")
     layer = nn.BatchNorm2D(channels, momentum=0.9, epsilon=1e-5, use_global_stats=True if frozen else None)
     if frozen:
         for param in layer.parameters():
@@ -102,13 +105,15 @@ def make_norm(norm: str, channels: int, frozen: bool = False) -> nn.Layer:
 
 
 class ConvNormAct(nn.Layer):
-    """conv (plain, or ``dcn`` 'v1'/'v2', the config's rule for backbone_dcn and head_dcn; grouped by
-    ``groups``) -> norm ('bn' or 'gn') -> optional ReLU."""
+    """conv (plain, or ``dcn`` 'v1'/'v2'; grouped by ``groups``) -> norm ('bn' or 'gn') -> optional ReLU;
+    ValueError for another ``dcn`` or ``norm``."""
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
                  norm: str = 'bn', act: bool = True, dcn: Optional[str] = None, bias: bool = False,
                  frozen_norm: bool = False, weight_std: Optional[float] = None, groups: int = 1):
         super().__init__()
+        if dcn not in (None, 'v1', 'v2'):
+            raise ValueError(f"unknown dcn {dcn!r} (expected None, 'v1' or 'v2')")
         if dcn is None:
             init = nn.initializer.Normal(0.0, weight_std) if weight_std else nn.initializer.KaimingNormal()
             self.conv = Conv2D(in_channels, out_channels, kernel_size, stride=stride, padding=(kernel_size - 1) // 2,

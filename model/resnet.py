@@ -80,7 +80,7 @@ class ResNet(nn.Layer):
     """ResNet returning C2..C5.
 
     Args:
-        depth: 18, 34, 50 or 101; variant: 'b' or 'd' (the config's rules, checked there).
+        depth: 18, 34, 50 or 101; variant: 'b' or 'd' (ValueError for another).
         dcn: None, 'v1' or 'v2': deformable conv type for ``dcn_stages``.
         dcn_stages: stage indices (0 = layer1/C2 .. 3 = layer4/C5) that use DCN.
         frozen_stages: -1 trains everything, 0 freezes the stem, k >= 1 also
@@ -95,6 +95,9 @@ class ResNet(nn.Layer):
                  dcn_stages: Sequence[int] = (), frozen_stages: int = -1,
                  freeze_norm: bool = True, width: int = 64, groups: int = 1, base_width: int = 64):
         super().__init__()
+        if depth not in STAGE_BLOCKS or variant not in ('b', 'd'):
+            raise ValueError(f'no ResNet of depth {depth}, variant {variant!r}: depth one of {sorted(STAGE_BLOCKS)}, '
+                             "variant 'b' or 'd'")
         block = Bottleneck if depth >= 50 else BasicBlock
         if groups != 1 and block is BasicBlock:
             raise InputError('grouped (ResNeXt) blocks (backbone_groups) need depth 50 or 101')

@@ -50,14 +50,16 @@ def left_out(names: Sequence[str], params: Mapping[str, np.ndarray], own: Mappin
 
 def make_optimizer(cfg, model: paddle.nn.Layer, base_lr: float):
     """SGD with momentum and L2 decay (as SOLO), or AdamW with decoupled decay (``cfg.optimizer``
-    'momentum' or 'adamw', the config's rule)."""
+    'momentum' or 'adamw'; ValueError for another)."""
     params = [p for p in model.parameters() if not p.stop_gradient]
     clip = paddle.nn.ClipGradByGlobalNorm(cfg.grad_clip) if cfg.grad_clip else None
     if cfg.optimizer == 'adamw':
         return paddle.optimizer.AdamW(learning_rate=base_lr, parameters=params, weight_decay=cfg.weight_decay,
                                       grad_clip=clip)
-    return paddle.optimizer.Momentum(learning_rate=base_lr, momentum=cfg.momentum, parameters=params,
-                                     weight_decay=paddle.regularizer.L2Decay(cfg.weight_decay), grad_clip=clip)
+    if cfg.optimizer == 'momentum':
+        return paddle.optimizer.Momentum(learning_rate=base_lr, momentum=cfg.momentum, parameters=params,
+                                         weight_decay=paddle.regularizer.L2Decay(cfg.weight_decay), grad_clip=clip)
+    raise ValueError(f"unknown optimizer {cfg.optimizer!r} (expected 'momentum' or 'adamw')")
 
 
 SHAPES_HINT = 'the synthetic shapes set: solov2 make-shapes / tools/make_shapes_dataset.py --out datasets/shapes'

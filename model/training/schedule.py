@@ -6,6 +6,7 @@ from typing import Collection, List, Sequence, Tuple
 from solov2.config import with_overrides
 from solov2.core.errors import InputError, param
 
+SCHEDULES = ('step', 'cosine')
 WARMUP_SHARE = 0.1          # an unnamed warm-up longer than this share of the run is cut to it
 FIRST_STEP_SHARE = 0.2      # the first LR drop may not come earlier in the run
 
@@ -42,10 +43,16 @@ def training_progress(iteration: int, total_iters: int, minutes: float = 0.0, bu
 def learning_rate(schedule: str, iteration: int, progress: float, base_lr: float, warmup_iters: int,
                   warmup_ratio: float, step_points: Sequence[float] = (), gamma: float = 0.1) -> float:
     """LR at ``iteration`` (0-based) and ``progress`` (see ``training_progress``): warm-up
-    times the decay of ``schedule``, 'step' (``step_points``, ``gamma``) or 'cosine' (the config's
-    rule for ``lr_schedule``)."""
-    decay = step_decay(progress, step_points, gamma) if schedule == 'step' else cosine_decay(progress)
+    times the decay of ``schedule``, 'step' (``step_points``, ``gamma``) or 'cosine' (``known_schedule``)."""
+    decay = step_decay(progress, step_points, gamma) if known_schedule(schedule) == 'step' else cosine_decay(progress)
     return base_lr * decay * warmup_factor(iteration, warmup_iters, warmup_ratio)
+
+
+def known_schedule(schedule: str) -> str:
+    """``schedule`` when it is one of ``SCHEDULES``; ValueError for another (no decay stands in for it)."""
+    if schedule not in SCHEDULES:
+        raise ValueError(f'unknown lr_schedule {schedule!r} (expected one of {SCHEDULES})')
+    return schedule
 
 
 def scaled_lr(base_lr: float, reference_batch: int, total_batch: int) -> float:
@@ -102,7 +109,7 @@ def schedule_line(cfg, schedule, batch: int) -> str:
     line = f'schedule: {schedule.total_iters} iterations ({cfg.epochs} epochs of {schedule.per_epoch}, batch {batch}): '
     line += f'warm-up over the first {cfg.warmup_iters}, ' if cfg.warmup_iters else ''
     line += f'lr {schedule.base_lr:g}'
-    if cfg.lr_schedule == 'cosine':
+    if known_schedule(cfg.lr_schedule) == 'cosine':
         line += f', cosine decay to 0 at iteration {schedule.total_iters}'
     else:
         steps = [step for step in cfg.lr_steps if step < cfg.epochs]

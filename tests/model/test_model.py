@@ -15,7 +15,7 @@ from solov2.config import CONFIGS, with_overrides
 from solov2.model.build import build_model
 from solov2.model.checkpoint import save_checkpoint
 from solov2.model.inference.dygraph_backend import checkpoint_model
-from solov2.model.layers import Conv2D, DeformConv, zero_weights
+from solov2.model.layers import Conv2D, ConvNormAct, DeformConv, zero_weights
 from solov2.model.resnet import ResNet
 from tests.helpers import FIXTURES_DIR, get_eval_model
 
@@ -323,3 +323,16 @@ def test_training_forward_backward_reaches_heads(number, small_grid_model):
         for name, dcn in dcns:
             assert dcn.weight.grad is not None, name
             assert dcn.offset.weight.grad is not None, name
+
+
+@pytest.mark.parametrize('build, words', [
+    (lambda: ResNet(depth=18, variant='c'), "variant 'c'"),          # no deep-stem/plain-shortcut hybrid
+    (lambda: ResNet(depth=152), 'depth 152'),                        # no bare KeyError
+    (lambda: ConvNormAct(4, 4, 3, dcn='v3'), "unknown dcn 'v3'"),       # no DCN v1 in its place
+    (lambda: ConvNormAct(4, 4, 3, norm='ln'), "unknown norm 'ln'"),    # no BatchNorm in its place
+])
+def test_a_network_part_refuses_a_choice_it_has_not(build, words):
+    """A config class, helper or script naming a choice the network lacks gets a ValueError naming it,
+    not another network (the config's rules refuse the user's values first)."""
+    with pytest.raises(ValueError, match=words):
+        build()

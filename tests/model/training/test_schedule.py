@@ -7,6 +7,7 @@ from solov2.model.training.schedule import (
     cosine_decay,
     learning_rate,
     scaled_lr,
+    schedule_line,
     step_decay,
     training_progress,
     warmup_factor,
@@ -108,3 +109,14 @@ def test_a_step_before_the_warm_up_ends_or_in_the_first_fifth_is_refused_with_th
 def test_a_cosine_schedule_ends_at_the_last_iteration():
     _, _, line = _fitted(["lr_schedule='cosine'"], 150)
     assert line.endswith('lr 0.002, cosine decay to 0 at iteration 12000')
+
+
+def test_an_unknown_schedule_is_refused_not_run_as_cosine():
+    """A config class or script that names another ``lr_schedule`` gets no cosine in its place."""
+    with pytest.raises(ValueError, match="unknown lr_schedule 'linear'"):
+        learning_rate('linear', 0, 0.0, 0.02, 10, 0.1)
+    cfg = type('Linear', (), {'epochs': 2, 'warmup_iters': 0, 'lr_schedule': 'linear', 'lr_steps': (), 'lr_gamma': 0.1})
+    schedule = type('Schedule', (), {'total_iters': 20, 'per_epoch': 10, 'base_lr': 0.01, 'stop_at': 20,
+                                     'max_minutes': 0})
+    with pytest.raises(ValueError, match="unknown lr_schedule 'linear'"):
+        schedule_line(cfg, schedule, 2)
