@@ -33,8 +33,11 @@ def resize_sample(sample: Sample, short: int, max_size: int) -> Sample:
 
 
 def crop_sample(sample: Sample, y0: int, x0: int, h: int, w: int) -> Sample:
-    """Crop the window `[y0:y0+h, x0:x0+w]` out of image and masks; instances whose cropped mask
-    is empty are dropped. The window lies inside the image (`random_crop` draws it so)."""
+    """Crop the window `[y0:y0+h, x0:x0+w]` (inside the image, else ValueError: never clipped) out of image
+    and masks; instances whose cropped mask is empty are dropped."""
+    height, width = sample['image'].shape[:2]
+    if h <= 0 or w <= 0 or y0 < 0 or x0 < 0 or y0 + h > height or x0 + w > width:
+        raise ValueError(f'crop ({y0}, {x0}, {h}, {w}) outside image of size {(height, width)}')
     masks = sample['masks'][:, y0 : y0 + h, x0 : x0 + w]
     keep = masks.any(axis=(1, 2))
     return {**sample, 'image': np.ascontiguousarray(sample['image'][y0 : y0 + h, x0 : x0 + w]),
@@ -102,10 +105,12 @@ class TrainTransform:
     """Random crop -> multi-scale resize (short side drawn from `shorts`) -> flip -> colour ->
     normalise + pad. `__call__(sample, rng)` gives `{'image': [3, Hp, Wp] float32, 'masks':
     [N, Hp, Wp] uint8, 'labels': [N] int64, 'image_id': int}`, zero-padded to multiples of 32.
-    `shorts` is not empty: the config's `train_shorts` rule checks it."""
+    Empty `shorts` raise `ValueError`."""
 
     def __init__(self, shorts: Sequence[int], max_size: int, flip_prob: float = 0.5, colour_strength: float = 0.0,
                  crop_prob: float = 0.0) -> None:
+        if not shorts:
+            raise ValueError('TrainTransform needs at least one short side')
         self.shorts = tuple(int(short) for short in shorts)
         self.max_size, self.flip_prob = max_size, flip_prob
         self.colour_strength, self.crop_prob = colour_strength, crop_prob

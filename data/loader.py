@@ -40,11 +40,13 @@ class TrainDataset(paddle.io.Dataset):
     """Applies a `TrainTransform` to `source[index]` (the COCO reader's samples, or any indexable of
     such) with an rng seeded by (seed, epoch, index). An unreadable sample (`ValueError`) is replaced
     by another index drawn from that rng (a warning once per bad index and process); more than
-    `max_failures` in a row raise `InputError`. `source` is not empty: the COCO reader refuses a
-    training set without instances (`require_instances`)."""
+    `max_failures` in a row raise `InputError`. An empty `source` raises `ValueError` (the COCO reader
+    refuses a training set without instances first, `require_instances`)."""
 
     def __init__(self, source: CocoDataset, transform: TrainTransform, seed: int = 0, max_failures: int = 20) -> None:
         super().__init__()
+        if len(source) == 0:
+            raise ValueError('TrainDataset needs a non-empty sample source')
         self.source, self.transform = source, transform
         self.seed, self.max_failures = seed, max_failures
         self.epoch = 0

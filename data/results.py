@@ -88,7 +88,9 @@ def instance_records(masks: CroppedMasks, labels: np.ndarray, scores: np.ndarray
     """The one per-instance record (`RECORD_FIELDS`) in plain JSON values for each of `masks` (`CroppedMasks`),
     `labels` `[N] int` and `scores` `[N] float` (`name`: None without `class_names`), and its mask in `form`
     (`MASK_FIELDS`): 'rle' `encode_crop_rle`, 'polygons' `crop_polygons` as flat lists, 'none' none (the boxes
-    are then measured without making the crops, where `masks` can)."""
+    are then measured without making the crops, where `masks` can); ValueError for another `form`."""
+    if form not in MASK_FORMS:
+        raise ValueError(f"unknown mask form {form!r} (expected one of {', '.join(MASK_FORMS)})")
     records = []
     for index, (label, score) in enumerate(zip(labels, scores)):
         crop = None if form == 'none' else masks.crop(index)

@@ -199,7 +199,10 @@ def to_rgb(image: np.ndarray, channels: str = 'rgb', source: str = 'an array', w
     """An image array as `[H, W, 3] uint8 RGB`, converted as `read_image` converts files: `[H, W]`
     or `[H, W, 1]` grey repeated, `[H, W, 4]`'s alpha (last) dropped, 16-bit values `>> 8`; `channels`
     'rgb' or 'bgr' (BGRA for 4). `warn`: `warn_colour_of`, naming `source`. InputError for another
-    shape or dtype; it may share memory with `image` when that is RGB uint8 already."""
+    shape or dtype, ValueError for other `channels`; it may share memory with `image` when that is RGB uint8
+    already."""
+    if channels not in ('rgb', 'bgr'):
+        raise ValueError(f"unknown channels {channels!r} (expected 'rgb' or 'bgr')")
     array = np.asarray(image)
     if array.ndim == 3 and array.shape[2] == 1:
         array = array[..., 0]

@@ -1,6 +1,7 @@
 """Tests for data.augment."""
 
 import numpy as np
+import pytest
 
 from solov2.data.augment import (
     TrainTransform,
@@ -86,6 +87,17 @@ def test_crop_drops_emptied_instances_and_keeps_labels():
     assert right['masks'][0, 2:8, 5:11].all()
     np.testing.assert_array_equal(right['image'], sample['image'][:9, 25:40])
     assert_samples_equal(sample, original)
+
+
+@pytest.mark.parametrize('window', [(5, 0, 20, 10), (0, 35, 10, 10), (-1, 0, 5, 5), (0, 0, 0, 5)])
+def test_a_crop_window_outside_the_picture_is_refused_not_clipped(window):
+    with pytest.raises(ValueError, match='outside image of size'):
+        crop_sample(make_sample(20, 40, [(2, 2, 8, 8)]), *window)
+
+
+def test_a_transform_without_short_sides_is_refused():
+    with pytest.raises(ValueError, match='at least one short side'):
+        TrainTransform((), 100)
 
 
 def test_distort_colour_identity_and_saturation():

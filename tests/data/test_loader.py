@@ -256,3 +256,9 @@ def test_paddle_s_private_shut_down_is_called_on_the_checked_paddle_lines_only(m
     batches._workers = []           # with workers, the reader is left to the iterator: it waits for their thread
     shut_down(batches)
     assert batches.calls == calls[1:]
+
+
+def test_an_empty_source_is_refused():
+    """A helper or script that hands it no sample gets one clear error, not an epoch of nothing."""
+    with pytest.raises(ValueError, match='non-empty sample source'):
+        TrainDataset(MemorySource(repeat=0), TrainTransform([32], 64))

@@ -8,11 +8,12 @@ import numpy as np
 import pycocotools.mask as mask_util
 import pytest
 
-from solov2.data.masks import mask_to_box, masks_to_boxes
+from solov2.data.masks import as_cropped, mask_to_box, masks_to_boxes
 from solov2.data.results import (
     coco_bbox,
     crop_polygons,
     encode_crop_rle,
+    instance_records,
     instances_to_coco,
     write_json,
 )
@@ -269,3 +270,10 @@ def test_rle_timing_small_objects():
 
     assert ours == reference
     print(f'\nRLE 800x1200, 20 objects: ours {ours_ms:.2f} ms, pycocotools {reference_ms:.2f} ms')
+
+
+def test_an_unknown_mask_form_is_refused_not_answered_as_polygons():
+    masks = as_cropped(np.ones((1, 4, 4), dtype=bool))
+    assert 'polygons' in instance_records(masks, np.array([0]), np.array([0.5]), form='polygons')[0]
+    with pytest.raises(ValueError, match="unknown mask form 'RLE'"):
+        instance_records(masks, np.array([0]), np.array([0.5]), form='RLE')

@@ -428,3 +428,8 @@ def test_a_reduced_decoding_that_is_not_what_its_header_says_is_decoded_whole(mo
     monkeypatch.setattr(transforms.JpegImagePlugin.JpegImageFile, 'getexif', lambda self: {0x0112: 6})
     fast = decode_image(data, fit=(300, 1000))
     assert type(fast) is np.ndarray and fast.shape == (1200, 1600, 3)
+
+
+def test_unknown_channels_are_refused_not_read_as_rgb():
+    with pytest.raises(ValueError, match="unknown channels 'BGR'"):
+        to_rgb(np.zeros((4, 4, 3), np.uint8), 'BGR')
