@@ -16,6 +16,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from solov2.config.engines import PRECISIONS
 from solov2.core.errors import param
 from solov2.data.transforms import bucket_for, bucket_sizes
 from solov2.model.cpu_math import cpu_name
@@ -99,7 +100,7 @@ KEPT_LOCALE = KeptLocale()
 
 
 class OpenVinoBackend(ExportedBackend):
-    """OpenVINO on CPU: ``precision`` f32 | bf16 | int8 (``ModelSpec.check`` refuses another), ``threads``
+    """OpenVINO on CPU: ``precision`` f32 | bf16 | int8 (BackendError for another), ``threads``
     (0 = every core), ``buckets``: pad inputs to a few sizes (None: the config's ``openvino_buckets``),
     ``compiled_cache``: OpenVINO's ``CACHE_DIR``; ``compiled_model``: a model compiled for [1, 3, H, W] to run
     instead of the folder's, each picture padded to (H, W) (quantization's validation: the folder gives the config).
@@ -114,6 +115,8 @@ class OpenVinoBackend(ExportedBackend):
         self.core = import_openvino().Core()
         if compiled_cache:
             self.core.set_property({'CACHE_DIR': compiled_cache})
+        if precision not in PRECISIONS:
+            raise BackendError(f"unknown precision '{precision}' (expected one of {', '.join(PRECISIONS)})")
         if precision == 'bf16' and not has_bf16(self.core):
             raise BackendError(f'this CPU ({cpu_name()}) has no bf16 support in OpenVINO (neither AMX nor avx512_bf16)'
                                ': use ', param('precision', 'f32'), ' (or int8 with a folder from solov2 quantize / '

@@ -110,8 +110,10 @@ def decays(iou, exp, kernel: str, sigma: float):
     compensate = iou.max(axis=0).reshape([-1, 1])            # row i: max_k iou_ki
     if kernel == 'gaussian':
         decay = exp(-sigma * iou ** 2) / exp(-sigma * compensate ** 2)
-    else:
+    elif kernel == 'linear':
         decay = (1 - iou) / (1 - compensate)
+    else:
+        raise ValueError(f"unknown Matrix NMS kernel {kernel!r} (expected 'gaussian' or 'linear')")
     return decay.min(axis=0)
 
 

@@ -751,3 +751,9 @@ def test_quantize_writes_an_int8_folder_the_backend_runs(coco_small, image_dir, 
     assert list(backend.compiled) == list(backend.compile_seconds) == [(1, 3, 64, 64), (1, 3, 64, 96)]
     assert quantize.main(['--model-dir', str(f32), '--images', str(image_dir), '--output', str(out)]) == 2
     assert capfd.readouterr().err.startswith(f'error: --output {out} already exists')
+
+
+def test_an_unknown_precision_is_refused(hot):  # noqa: F811
+    """A precision OpenVINO has no setting for ('fp16') is refused, never run as f32 in silence."""
+    with pytest.raises(BackendError, match="unknown precision 'fp16'"):
+        OpenVinoBackend(str(hot[1]), threads=1, precision='fp16')

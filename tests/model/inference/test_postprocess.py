@@ -12,6 +12,7 @@ from solov2.model.inference.postprocess import (
     Detections,
     InferenceParams,
     checked_strides,
+    decays,
     flatten_levels,
     matrix_nms,
     paste_detections,
@@ -92,8 +93,11 @@ def test_matrix_nms_by_class_blocks_equals_all_pairs(classes, kernel):
 
 
 def test_unknown_kernel_is_refused():
+    """By ``matrix_nms`` and by the decay the device path shares (``decays``), never run as 'linear'."""
     with pytest.raises(ValueError, match='kernel'):
         _nms(_line_masks((0, 4)), [0], [0.5], kernel='box')
+    with pytest.raises(ValueError, match="kernel 'box'"):
+        decays(np.zeros((2, 2), np.float32), np.exp, 'box', 2.0)
 
 
 # ---- segment_image on hand-built mask features ------------------------------------------
