@@ -37,7 +37,14 @@ from solov2.model.inference.batching import Batching
 from solov2.model.inference.memory import default_budget, pixels_within
 from solov2.model.inference.pipeline import Predictor
 from solov2.model.runtime import cpu_threads
-from solov2.serving.limits import MULTIPART, HttpError, check_headers, client_error, read_body
+from solov2.serving.limits import (
+    MULTIPART,
+    HttpError,
+    check_content_type,
+    check_declared_length,
+    client_error,
+    read_body,
+)
 from solov2.serving.metrics import Metrics
 from solov2.serving.schema import QUERY, Alive, Answer, Model, Ready, openapi_of, picture_body, refusals
 from solov2.serving.settings import ServeSettings
@@ -377,7 +384,8 @@ async def segment_request(service: Service, request: Request, params, masks: str
     it held in flight."""
     settings = service.settings
     max_bytes = int(settings.max_body_mb * 2**20)
-    kind = check_headers(request.headers, max_bytes)
+    kind = check_content_type(request.headers.get('content-type'))       # 415 first, then the length's 400/413
+    check_declared_length(request.headers.get('content-length'), max_bytes)
     service.check_room('in flight')                 # a full queue: refused before the body is read
     with service.held('uploads'):
         body = await read_body(request.stream(), max_bytes, settings.body_timeout_s, settings.min_upload_kb_s * 1024)

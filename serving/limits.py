@@ -23,20 +23,27 @@ class HttpError(Exception):
         self.status, self.message, self.headers, self.reason = status, message, headers or {}, reason
 
 
-def check_headers(headers, max_bytes: int) -> str:
-    """The body's kind from the request's ``headers``, 'picture' or 'multipart', before the body is read:
-    415 for another Content-Type (none counts as a picture); 413 when Content-Length says more than
-    ``max_bytes``, 400 when it is not a number."""
-    kind = (headers.get('content-type') or '').split(';')[0].strip().lower()
-    length = headers.get('content-length')
-    if kind and kind != MULTIPART and not kind.startswith(PICTURE_TYPES):
-        raise HttpError(415, f'Content-Type {kind} is not a picture: send the file as the body (image/jpeg, image/png, '
-                             f'..., application/octet-stream) or as the field "file" of {MULTIPART}')
-    if length is not None and not length.strip().isdigit():
+def check_content_type(content_type: Optional[str]) -> str:
+    """The body's kind from its Content-Type, 'picture' or 'multipart'; 415 for another type (none counts as
+    a picture)."""
+    kind = (content_type or '').split(';')[0].strip().lower()
+    if kind == MULTIPART:
+        return 'multipart'
+    if not kind or kind.startswith(PICTURE_TYPES):
+        return 'picture'
+    raise HttpError(415, f'Content-Type {kind} is not a picture: send the file as the body (image/jpeg, image/png, '
+                         f'..., application/octet-stream) or as the field "file" of {MULTIPART}')
+
+
+def check_declared_length(length: Optional[str], max_bytes: int) -> None:
+    """413 when the Content-Length header says more than ``max_bytes``; 400 when it is not a number (none: the
+    body's size is counted as it comes, ``read_body``)."""
+    if length is None:
+        return
+    if not length.strip().isdigit():
         raise HttpError(400, f'Content-Length {length!r} is not a number of bytes')
-    if length is not None and int(length) > max_bytes:
+    if int(length) > max_bytes:
         raise too_large(int(length), max_bytes)
-    return 'multipart' if kind == MULTIPART else 'picture'
 
 
 def too_large(size: int, max_bytes: int) -> HttpError:

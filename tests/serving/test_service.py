@@ -97,6 +97,7 @@ BAD_BODIES = [
     ('no size in its header', HDR, 'image/vnd.radiance', 400, 'whose header gives its size'),
     ('too many bytes', b'\xff' * (2 * 2**20), 'image/jpeg', 413, 'over the limit of 1 MB'),
     ('wrong content type', b'{"picture": 1}', 'application/json', 415, 'application/json'),
+    ('wrong type, too many bytes', b'\xff' * (2 * 2**20), 'text/plain', 415, 'text/plain'),    # type first
     ('form without file', b'--b\r\nContent-Disposition: form-data; name="x"\r\n\r\n1\r\n--b--\r\n',
      'multipart/form-data; boundary=b', 400, '"file"'),
 ]
