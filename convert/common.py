@@ -173,15 +173,23 @@ def imagenet_converter(load: Callable[[str], Dict[str, np.ndarray]], backbone_na
                      prefix='backbone.', notes=notes)
 
 
+@dataclass(frozen=True)
+class Converted:
+    """What ``convert_file`` wrote: the weights ``output`` (its sidecar beside it) of config ``number``,
+    and the conversion's ``report``."""
+    number: int
+    report: ConversionReport
+    output: str
+
+
 def convert_file(converter: Converter, source: str, output: str, number: Optional[int] = None,
-                 published: Optional[Mapping] = None) -> List[str]:
+                 published: Optional[Mapping] = None) -> Converted:
     """Convert the checkpoint ``source`` into ``output`` and its sidecar for config ``number``
-    (default: the first of ``converter.default_configs`` that fits); the summary a command prints
-    (config, report, ``wrote OUTPUT``). Nothing is written for an unusable output path or a source
-    that does not read or convert (InputError, one line for the path: ``output`` and its sidecar must be
-    writable without touching ``source``, ``data.files.check_output_file``, and the weights not named
-    ``.json``, the sidecar's name); RunError when writing fails. The sidecar records ``"part"``
-    (``converter.prefix``), ``"initialised"`` ({key: reason}) and ``"published"`` (``published``, a
+    (default: the first of ``converter.default_configs`` that fits); what it wrote. Nothing is written for an
+    unusable output path or a source that does not read or convert (InputError, one line for the path:
+    ``output`` and its sidecar must be writable without touching ``source``, ``data.files.check_output_file``,
+    and the weights not named ``.json``, the sidecar's name); RunError when writing fails. The sidecar records
+    ``"part"`` (``converter.prefix``), ``"initialised"`` ({key: reason}) and ``"published"`` (``published``, a
     ``convert.zoo`` row; its ``url`` the source)."""
     if sidecar_path(output) == Path(output):
         raise ConversionError(f"{output}: the weights need a name other than the sidecar's .json "
@@ -197,4 +205,4 @@ def convert_file(converter: Converter, source: str, output: str, number: Optiona
                         extra={key: value for key, value in extra.items() if value})
     except OSError as exc:
         raise RunError(f'cannot write {output}: {exc.strerror or exc}') from exc
-    return [f'config {number} ({CONFIGS[number].__name__}): {report.summary()}', f'wrote {output}']
+    return Converted(number, report, output)

@@ -1,6 +1,7 @@
 """The way back of ``families.CONVERTERS['ppdet']`` (``solov2 convert to-ppdet``, whose ``--help`` shows
 ``NOTES``: tools/convert.py), through the same rename table (``convert.ppdet_names``)."""
-from typing import Dict, List, Optional
+from dataclasses import dataclass
+from typing import Dict, Optional
 
 import numpy as np
 
@@ -36,10 +37,21 @@ def to_ppdet(state: Dict[str, np.ndarray], cfg, weights: str = 'the weights') ->
     return with_duplicates({ppdet_name(k, keys, cfg): np.ascontiguousarray(state[k], dtype=np.float32) for k in shapes})
 
 
-def write_ppdet(source: str, output: str, number: Optional[int] = None) -> List[str]:
+@dataclass(frozen=True)
+class WrittenPpdet:
+    """What ``write_ppdet`` wrote: ``output``, the weights of config ``number`` (``cfg``) as ``tensors``
+    PaddleDetection tensors, and the network settings (``changed``, {name: value}) in which ``cfg`` differs
+    from its config, which PaddleDetection's config needs too."""
+    number: int
+    cfg: type
+    tensors: int
+    changed: Dict[str, object]
+    output: str
+
+
+def write_ppdet(source: str, output: str, number: Optional[int] = None) -> WrittenPpdet:
     """Write ``source`` (config ``number``, else its sidecar's) as PaddleDetection's ``output``,
-    atomically; the summary lines name the network settings in which it differs from its config
-    (PaddleDetection's config needs them too). InputError for a config PaddleDetection 2.x lacks."""
+    atomically; what it wrote. InputError for a config PaddleDetection 2.x lacks."""
     path = check_output_file(output, [source])
     number, cfg = resolve_config(source, number)
     if number not in PPDET_CONFIGS:
@@ -50,8 +62,4 @@ def write_ppdet(source: str, output: str, number: Optional[int] = None) -> List[
     make_folder(path.parent)
     write_together([(path, lambda target: paddle.save(params, target))])
     changed = {k: v for k, v in recorded_settings(cfg, number).items() if k in MODEL_SETTINGS}
-    return ([f'config {number} ({cfg.__name__}) -> PaddleDetection {PPDET_CONFIGS[number]} '
-             f'(num_classes: {cfg.num_classes}): {len(params)} tensors']
-            + [f'note: trained with {name}={value!r}: set it in the PaddleDetection config too'
-               for name, value in changed.items()]
-            + [f'wrote {output}'])
+    return WrittenPpdet(number, cfg, len(params), changed, output)

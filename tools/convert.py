@@ -4,12 +4,14 @@
 each ``convert/<source>2paddle.py`` hands its line to ``run_family`` (through convert/_bootstrap)."""
 import os
 import sys
+from typing import List
 
 if __package__ in (None, ''):
     import _bootstrap  # noqa: F401  (script mode: make the project importable)
 
+from solov2.config import CONFIGS
 from solov2.convert import families, to_ppdet
-from solov2.convert.common import convert_file
+from solov2.convert.common import Converted, convert_file
 from solov2.convert.published import FAMILIES
 from solov2.tools.cli import command, config_number, make_parser
 from solov2.tools.main import dispatch
@@ -20,12 +22,29 @@ HELP = {'source': 'checkpoint to convert', 'output': 'where to write the .pdpara
         'config': 'target config number; default: detect among {configs}'}
 
 
+def converted_lines(done: Converted) -> List[str]:
+    """What a conversion into this project wrote, as printed: its config, its report, ``wrote OUTPUT``."""
+    return [f'config {done.number} ({CONFIGS[done.number].__name__}): {done.report.summary()}', f'wrote {done.output}']
+
+
+def ppdet_lines(done: to_ppdet.WrittenPpdet) -> List[str]:
+    """What ``to-ppdet`` wrote, as printed: its PaddleDetection config, a note per setting, ``wrote OUTPUT``."""
+    return ([f'config {done.number} ({done.cfg.__name__}) -> PaddleDetection {to_ppdet.PPDET_CONFIGS[done.number]} '
+             f'(num_classes: {done.cfg.num_classes}): {done.tensors} tensors']
+            + [f'note: trained with {name}={value!r}: set it in the PaddleDetection config too'
+               for name, value in done.changed.items()]
+            + [f'wrote {done.output}'])
+
+
 def work(family: str):
     """``FAMILY``'s (convert(source, output, config) -> summary lines, configs tried, notes, help of the arguments)."""
     if family == 'to-ppdet':
-        return to_ppdet.write_ppdet, (), to_ppdet.NOTES, TO_PPDET_HELP
+        return lambda *args: ppdet_lines(to_ppdet.write_ppdet(*args)), (), to_ppdet.NOTES, TO_PPDET_HELP
     converter = families.CONVERTERS[family]
-    return lambda *args: convert_file(converter, *args), converter.default_configs, converter.notes, HELP
+
+    def convert(*args) -> List[str]:
+        return converted_lines(convert_file(converter, *args))
+    return convert, converter.default_configs, converter.notes, HELP
 
 
 def run_family(family: str, argv=None, prog=None) -> int:
