@@ -8,6 +8,8 @@
 ``Segmenter`` and ``evaluate`` to share the images out). The library logs through ``logging``, prints
 nothing and leaves the process as it found it; ``tune_process`` tunes the whole process for speed.
 """
+if not __name__.startswith('solov2.'):      # one name per module (solov2/__init__.py)
+    raise ImportError(f'import solov2.{__name__}, not {__name__}: each module of the toolkit has one name')
 from solov2.api.evaluation import evaluate
 from solov2.api.instances import Instance, Instances
 from solov2.api.segmenter import Segmenter

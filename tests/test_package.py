@@ -98,12 +98,32 @@ def test_a_checkout_whose_links_are_plain_files_runs(tmp_path):
     assert done.returncode == 0 and done.stdout.startswith('usage: '), done.stderr[-2000:]
 
 
-def test_a_folder_imported_by_its_bare_name_refuses(tmp_path):
-    """With the checkout's root on the path ``import model`` would load a second copy of every
-    module (its own locks and caches): it refuses, naming the one name."""
-    for name in ('config', 'data', 'model', 'convert', 'tools'):
-        done = _python(['-c', f'import {name}'], tmp_path, pythonpath=str(REPO_DIR))
-        assert done.returncode == 1 and f'import solov2.{name}, not {name}' in done.stderr, done.stderr[-2000:]
+# a module of each part, imported by its bare dotted name
+BARE_MODULES = {'core': 'core.paths', 'config': 'config.base', 'data': 'data.coco', 'model': 'model.build',
+                'convert': 'convert.common', 'api': 'api.instances', 'serving': 'serving.limits', 'tools': 'tools.cli'}
+BARE_CHECK = """
+import sys
+import solov2.{module}
+try:
+    import {module}
+except ImportError as exc:
+    print(exc)
+print(sorted(name for name in sys.modules if name == '{part}' or name.startswith('{part}.')))
+"""
+
+
+@pytest.mark.parametrize('part', PARTS)
+def test_every_part_imported_by_its_bare_name_refuses(tmp_path, part):
+    """With the checkout's root on the path ``import model`` or ``import core.paths`` would load a second copy
+    of the module (its own locks and caches, beside ``solov2.core.paths``'): each part refuses, naming the one
+    name, and none of its modules is loaded under the bare name."""
+    assert set(BARE_MODULES) == set(PARTS)
+    done = _python(['-c', f'import {part}'], tmp_path, pythonpath=str(REPO_DIR))
+    assert done.returncode == 1 and f'import solov2.{part}, not {part}' in done.stderr, done.stderr[-2000:]
+    done = _python(['-c', BARE_CHECK.format(module=BARE_MODULES[part], part=part)], tmp_path, pythonpath=str(REPO_DIR))
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.splitlines() == [f'import solov2.{part}, not {part}: each module of the toolkit has one name',
+                                        '[]'], done.stdout
 
 
 def test_scripts_run_by_path_from_another_folder(tmp_path):
