@@ -4,7 +4,7 @@ one of them."""
 import functools
 import os
 from dataclasses import dataclass
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union, overload
+from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union, overload
 
 import cv2
 import numpy as np
@@ -12,23 +12,38 @@ import numpy as np
 from solov2.core.errors import InputError
 from solov2.data.labelme import labelme_document
 from solov2.data.masks import CroppedMasks
-from solov2.data.results import MASK_FORMS, SHOWN_MIN_SCORE, crop_polygons, instance_records, instances_to_coco
+from solov2.data.results import (
+    MASK_FORMS,
+    RECORD_FIELDS,
+    SHOWN_MIN_SCORE,
+    crop_polygons,
+    instance_records,
+    instances_to_coco,
+)
 from solov2.data.visualize import draw_bgr, draw_instances
 from solov2.model.inference.reading import check_channels
 
 
-@dataclass(frozen=True, eq=False)
+def with_record_fields(cls: type) -> type:
+    """``cls`` as a frozen dataclass whose fields are its first declared one, the record's
+    (``data.results.RECORD_FIELDS``, in their order), then its others: a field added to the record is the
+    ``Instance``'s too."""
+    first, *others = cls.__annotations__.items()
+    cls.__annotations__ = dict([first, *((key, kind) for key, kind, _ in RECORD_FIELDS), *others])
+    return dataclass(frozen=True, eq=False)(cls)
+
+
+@with_record_fields
 class Instance:
-    """One instance: ``label`` (index into the model's class names), its class ``name``,
-    ``score``, ``box`` (x0, y0, x1, y1, half-open, tight around the mask), ``crop`` (the mask
-    inside ``box``, [y1 - y0, x1 - x0] bool) and ``image_size`` (H, W); ``mask``, the
-    [H, W] bool mask on the picture, is pasted when asked."""
+    """One instance: ``crop`` (the mask inside ``box``, [y1 - y0, x1 - x0] bool), the record's fields
+    (``data.results.RECORD_FIELDS``: ``label``, index into the model's class names, its class ``name``,
+    ``score``, ``box``: x0, y0, x1, y1, half-open, tight around the mask, as a tuple) and ``image_size``
+    (H, W); ``mask``, the [H, W] bool mask on the picture, is pasted when asked."""
     crop: np.ndarray
-    label: int
-    name: str
-    score: float
-    box: Tuple[int, int, int, int]
     image_size: Tuple[int, int]
+    if TYPE_CHECKING:       # what a checker knows of the record's fields, which come at run time
+        def __init__(self, crop: np.ndarray, image_size: Tuple[int, int], **record: Any) -> None: ...
+        def __getattr__(self, field: str) -> Any: ...
 
     @property
     def mask(self) -> np.ndarray:
