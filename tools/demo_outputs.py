@@ -35,7 +35,8 @@ def write_records(records, path: str) -> None:
 
 
 class InputDumper:
-    """Writes network inputs ([1, 3, H, W] float32 .npy and .bin) and, on ``close``, a manifest.json."""
+    """Writes network inputs ([1, 3, H, W] float32 .npy and .bin) as they finish and, on ``close``, a manifest.json
+    of them in input order (``image_id``), whatever order they finished in."""
 
     def __init__(self, folder: str, predictor, number: int):
         self.folder = Path(folder)
@@ -55,6 +56,7 @@ class InputDumper:
 
     def close(self) -> Path:
         cfg = self.predictor.cfg
+        self.entries.sort(key=lambda entry: entry['image_id'])
         manifest = {
             'config': self.number, 'config_name': cfg.__name__,
             'class_names': list(cfg.class_names),
@@ -63,7 +65,7 @@ class InputDumper:
             'output_files': '{name}.{output}.npy, e.g. %s.scores.npy' % (
                 self.entries[0]['name'] if self.entries else 'NAME'),
             'postprocess': self.predictor.params.to_json(),
-            'images': sorted(self.entries, key=lambda e: e['image_id']),
+            'images': self.entries,
         }
         path = self.folder / MANIFEST
         atomic_write(path, (json.dumps(manifest, indent=2) + '\n').encode('utf-8'))
