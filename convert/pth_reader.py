@@ -154,7 +154,9 @@ def _load_zip(path):
         obj = unpickler.load()
         byteorder = 'little'
         if prefix + 'byteorder' in archive.namelist():
-            byteorder = archive.read(prefix + 'byteorder').decode().strip()
+            byteorder = archive.read(prefix + 'byteorder').decode(errors='replace').strip()
+        if byteorder not in ('little', 'big'):      # never read as the other in silence
+            raise InputError(f"{path}: malformed checkpoint: byte order {byteorder[:20]!r}, not 'little' or 'big'")
         arrays = {key: _decode_storage(archive.read(f'{prefix}data/{key}'), dtype, byteorder)
                   for key, dtype in unpickler.storage_dtypes.items()}
     return obj, arrays

@@ -218,6 +218,18 @@ def test_legacy_storage_view_and_byte_order(tmp_path, order):
     assert tensor.dtype == np.float32
 
 
+def test_an_unknown_byte_order_is_refused_not_read_as_big_endian(tmp_path):
+    path, bad = tmp_path / 'good.pth', tmp_path / 'bad.pth'
+    torch.save({'t': torch.arange(4, dtype=torch.float32)}, path)
+    with zipfile.ZipFile(path) as good, zipfile.ZipFile(bad, 'w') as written:
+        assert any(name.endswith('/byteorder') for name in good.namelist())
+        for name in good.namelist():
+            written.writestr(name, b'middle' if name.endswith('/byteorder') else good.read(name))
+    np.testing.assert_array_equal(load_pth(path)['t'], [0, 1, 2, 3])
+    with pytest.raises(InputError, match="byte order 'middle', not 'little' or 'big'"):
+        load_pth(bad)
+
+
 def test_missing_file(tmp_path):
     with pytest.raises(InputError, match='not found'):
         load_state_dict(tmp_path / 'missing.pth')
