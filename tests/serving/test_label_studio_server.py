@@ -19,10 +19,9 @@ from solov2 import Segmenter
 from solov2.core.paths import SHIPPED_WEIGHTS
 from solov2.data.coco import segmentation_to_rle
 from solov2.data.label_studio import decode_brush, points_polygon
-from solov2.serving.app import ServeSettings
 from solov2.tools import labelstudio2coco, train
 from tests.helpers import REPO_DIR, TINY_TRAINING, free_port
-from tests.serving.running import SMALL_MODEL, httpx, serving  # noqa: I001  (skips without the serve extra)
+from tests.serving.running import SMALL_MODEL, ServeSettings, httpx, serving
 
 VENV = os.environ.get('SOLOV2_LABEL_STUDIO_VENV', '')
 LABEL_STUDIO = Path(VENV) / 'bin' / 'label-studio'
