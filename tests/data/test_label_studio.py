@@ -13,7 +13,7 @@ from solov2.core.errors import InputError
 from solov2.data.label_studio import class_indices, decode_brush, encode_brush, label_tag, points_polygon
 
 VENV_PYTHON = Path(os.environ.get('SOLOV2_LABEL_STUDIO_VENV', '')) / 'bin' / 'python'
-THEIRS = '''
+THEIRS = """
 import json, sys
 import numpy as np
 from label_studio_sdk.converter.brush import decode_rle, mask2rle
@@ -22,7 +22,7 @@ decoded = [np.asarray(decode_rle(rle)).reshape(h, w, 4)[:, :, 3].astype(int).rav
            for rle, (h, w) in zip(job["rles"], job["sizes"])]
 encoded = [[int(byte) for byte in mask2rle(np.asarray(mask, np.uint8) * 255)] for mask in job["masks"]]
 json.dump({"decoded": decoded, "encoded": encoded}, sys.stdout)
-'''
+"""
 
 
 def masks():

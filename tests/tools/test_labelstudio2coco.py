@@ -64,7 +64,8 @@ def test_a_missing_picture_names_its_task(tmp_path, capsys):
     path, pictures, _ = export(tmp_path)
     (pictures / 'shapes_000023.jpg').unlink()
     assert labelstudio2coco.main([str(path), str(tmp_path / 'out.json'), '--images', str(pictures)]) == 2
-    assert '1 tasks have no picture in' in (err := capsys.readouterr().err) and 'task 2 (/data/upload/3/shapes_000023.jpg)' in err
+    err = capsys.readouterr().err
+    assert '1 tasks have no picture in' in err and 'task 2 (/data/upload/3/shapes_000023.jpg)' in err
     assert not (tmp_path / 'out.json').exists()
     tasks = json.loads(path.read_text())
     tasks[0]['annotations'][0]['result'][0]['value']['polygonlabels'] = ['dog']
