@@ -44,7 +44,7 @@ class NoRedirect(urllib.request.HTTPRedirectHandler):
 
 def add_label_studio_routes(app: FastAPI) -> None:
     """Mount the ML backend routes (module docstring) under ``PREFIX`` on the service's ``app``."""
-    router = APIRouter(prefix=PREFIX, tags=['Label Studio ML backend'])
+    router = APIRouter(prefix=PREFIX, include_in_schema=False)      # Label Studio's protocol, not this API's
 
     @router.get('/health')
     async def health(request: Request):
@@ -177,7 +177,7 @@ def label_studio_address(base: Optional[str], where: str) -> str:
     """The full URL of a task's picture on the Label Studio at ``base``; 400 for one elsewhere or without ``base``."""
     if not base:
         raise HttpError(400, f'its picture {where} is on Label Studio, and this service was not given its address '
-                             '(--label-studio-url)')
+                             '(label_studio_url)')
     address = urllib.parse.urljoin(base.rstrip('/') + '/', where)
     if not address.startswith(base.rstrip('/') + '/'):
         raise HttpError(400, f'its picture {where} is not on the Label Studio this service fetches from ({base})')
@@ -207,7 +207,7 @@ def local_picture(root: Optional[str], where: str, max_bytes: int) -> bytes:
     one outside it, without ``root`` or missing."""
     if not root:
         raise HttpError(400, f'its picture {where} is a file path, and this service was not given a folder of '
-                             'pictures to read (--label-studio-files)')
+                             'pictures to read (label_studio_files)')
     folder = Path(root).resolve()
     path = (folder / where).resolve()          # an absolute ``where`` stays itself
     if folder not in path.parents or not path.is_file():

@@ -54,7 +54,7 @@ def test_predict_answers_the_segmenters_instances_of_the_configs_labels(client):
 @pytest.mark.parametrize('where, error', [
     ('../README.md', 'task 1: its picture ../README.md is not a file in the folder of pictures this service reads'),
     ('/etc/hostname', 'is not a file in the folder'),
-    ('/data/upload/1/a.jpg', 'this service was not given its address (--label-studio-url)'),
+    ('/data/upload/1/a.jpg', 'this service was not given its address (label_studio_url)'),
     ('http://169.254.169.254/latest', 'was not given its address')])
 def test_predict_reads_no_picture_outside_what_the_operator_gave(client, where, error):
     answer = client.post('/label-studio/predict', json={'tasks': [{'id': 1, 'data': {'image': where}}],
@@ -67,3 +67,11 @@ def test_the_webhook_trains_nothing_and_says_so(client):
     training = client.post('/label-studio/webhook', json={'action': 'START_TRAINING'})
     assert training.status_code == 501 and 'solov2 labelstudio2coco' in training.json()['error']
     assert client.post('/label-studio/predict', content=b'not json').status_code == 400
+
+
+def test_the_token_comes_from_the_environment_never_a_flag(monkeypatch):
+    from solov2.tools import serve
+    monkeypatch.setenv('LABEL_STUDIO_API_KEY', 'a-token')
+    assert serve.settings_of(serve.parse_args(['--backend', 'dygraph'])).label_studio_token == 'a-token'
+    with pytest.raises(SystemExit):
+        serve.parse_args(['--label-studio-token', 'a-token'])
