@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from solov2.core.errors import InputError
-from solov2.data.label_studio import class_indices, decode_brush, encode_brush, label_tag, points_polygon
+from solov2.data.label_studio import class_indices, decode_brush, encode_brush, field_bits, label_tag, points_polygon
 
 VENV_PYTHON = Path(os.environ.get('SOLOV2_LABEL_STUDIO_VENV', '')) / 'bin' / 'python'
 THEIRS = """
@@ -85,3 +85,13 @@ def test_the_config_maps_to_the_models_classes_by_name():
         label_tag('<View>')
     with pytest.raises(InputError, match='toName naming an Image'):
         label_tag('<View><PolygonLabels name="p" toName="x"><Label value="a"/></PolygonLabels></View>')
+
+
+def test_words_given_one_by_one_decode():
+    """A chunk of words given one by one (flag 0), as Label Studio's editor writes short runs: 2 pixels, the
+    first's alpha 255, the second's 0."""
+    header = [(8, 32), (7, 5)] + [(bits - 1, 4) for bits in (3, 4, 8, 16)]
+    chunk = [(0, 1), (0, 2), (7, 3)] + [(word, 8) for word in (1, 2, 3, 255, 9, 9, 9, 0)]
+    numbers, widths = zip(*(header + chunk))
+    rle = np.packbits(field_bits(np.asarray(numbers), np.asarray(widths))).tolist()
+    assert decode_brush(rle, 1, 2).tolist() == [[True, False]]

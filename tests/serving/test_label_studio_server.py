@@ -75,7 +75,9 @@ def backend(label_studio):
     with serving(settings) as client:
         began = time.perf_counter()
         assert client.get('/label-studio/health').json()['status'] == 'UP'
-        assert time.perf_counter() - began < 1, 'Label Studio waits 1 s for /health'
+        took = time.perf_counter() - began
+        assert took < 1, 'Label Studio waits 1 s for /health'
+        print(f'\nGET /label-studio/health answered in {took * 1000:.1f} ms')
         yield str(client.base_url).rstrip('/') + '/label-studio'
 
 
@@ -129,7 +131,7 @@ def iou(a: np.ndarray, b: np.ndarray) -> float:
 
 def check_stored(tasks, segmenter, tag: str, least_iou: float) -> list:
     """Each task's one stored prediction holds the Segmenter's instances of its picture: classes equal, each
-    mask's IoU at least ``least_iou``; [(picture, instances, least IoU)] for the report."""
+    mask's IoU at least ``least_iou``; a line a picture for the run's report."""
     table, by_name = [], {path.name: path for path in PICTURES}
     for task, predictions in tasks:
         assert len(predictions) == 1 and predictions[0]['model_version'].startswith('solov2-'), predictions
@@ -139,8 +141,8 @@ def check_stored(tasks, segmenter, tag: str, least_iou: float) -> list:
         assert [label for label, _ in stored] == truth.names, picture.name
         ious = [iou(mask, instance.mask) for (_, mask), instance in zip(stored, truth)]
         assert min(ious, default=1) >= least_iou, (picture.name, ious)
-        table.append((picture.name, len(stored), min(ious, default=1.0)))
-    print(f'{tag}: ' + '; '.join(f'{name} {count} instances, least IoU {low:.4f}' for name, count, low in table))
+        table.append(f'{picture.name}: {len(stored)} instances ({len(predictions[0]["result"])} regions), IoU '
+                     f'least {min(ious, default=1):.4f} mean {np.mean(ious) if ious else 1:.4f}')
     return table
 
 
@@ -163,7 +165,8 @@ def exported_coco(label_studio, project: int, tasks, tmp_path, capsys) -> tuple[
     assert f'{len(tasks) - 1} tasks have no picture in' in capsys.readouterr().err
     assert labelstudio2coco.main([str(export), str(coco), '--images', str(pictures)]) == 0
     line = capsys.readouterr().out
-    print(line)
+    with capsys.disabled():
+        print(line)
     assert f'{len(tasks) - 1} images' in line and 'left out: 1 tasks without an annotation' in line
     return coco, pictures
 
@@ -173,7 +176,10 @@ def test_label_studio_stores_the_segmenters_instances_and_its_export_fine_tunes(
         label_studio, backend, segmenter, tag, least_iou, tmp_path, capsys):
     project, tasks = project_with_predictions(label_studio, backend, tag, segmenter.class_names)
     assert len(tasks) == len(PICTURES)
-    check_stored(tasks, segmenter, tag, least_iou)
+    table = check_stored(tasks, segmenter, tag, least_iou)
+    with capsys.disabled():                         # what the run shows (-s): the stored predictions against the truth
+        print(f'\n{tag} project (labelling config: {CONFIG.format(tag=tag, labels="<Label .../> each class")}): '
+              f'Label Studio stored {len(tasks)} predictions\n  ' + '\n  '.join(table))
     accept_all_but_one(label_studio, tasks)
     coco, pictures = exported_coco(label_studio, project, tasks, tmp_path, capsys)
     converted = json.loads(coco.read_text())
