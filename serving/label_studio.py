@@ -8,8 +8,8 @@ model's classes by name, 400 naming the labels it cannot map; it answers the mod
 fetches each task's picture (from ``label_studio_url`` with the token the operator gave, or a file under
 ``label_studio_files``), segments it and answers its instances of the config's labels as polygons in percent or
 brushes in Label Studio's RLE (``data.label_studio``), with scores and the model version. ``POST /webhook``
-takes Label Studio's events and trains on none: a training request gets 501 saying how to fine-tune (export,
-``solov2 labelstudio2coco``, ``solov2 train``).
+takes Label Studio's events and trains on none: a training request (there or ``POST /train``) gets 501 saying
+how to fine-tune (export, ``solov2 labelstudio2coco``, ``solov2 train``). ``GET /versions``: the model version.
 """
 import asyncio
 import json
@@ -78,6 +78,14 @@ def add_label_studio_routes(app: FastAPI) -> None:
                 return await task_prediction(service, task, tag, labels, version)
         return {'results': await asyncio.gather(*map(one, tasks)), 'model_version': version}
 
+    @router.get('/versions')
+    async def versions(request: Request):
+        """The one model version served (Label Studio lists it in the project's model settings)."""
+        service = request.app.state.service
+        if service.segmenter is None:
+            raise HttpError(503, service.problem, RETRY, 'not ready')
+        return {'versions': [model_version(service)]}
+
     @router.post('/webhook')
     async def webhook(request: Request):
         """Label Studio's project events, taken and ignored; ``START_TRAINING`` 501 (``TRAINING``)."""
@@ -85,6 +93,11 @@ def add_label_studio_routes(app: FastAPI) -> None:
         if body.get('action') == 'START_TRAINING':
             raise HttpError(501, TRAINING)
         return {'status': 'ignored', 'action': body.get('action'), 'reason': TRAINING}
+
+    @router.post('/train')
+    async def train():
+        """Label Studio's older training call: 501 (``TRAINING``)."""
+        raise HttpError(501, TRAINING)
     app.include_router(router)
 
 

@@ -66,6 +66,8 @@ def test_the_webhook_trains_nothing_and_says_so(client):
     assert client.post('/label-studio/webhook', json={'action': 'ANNOTATION_CREATED'}).json()['status'] == 'ignored'
     training = client.post('/label-studio/webhook', json={'action': 'START_TRAINING'})
     assert training.status_code == 501 and 'solov2 labelstudio2coco' in training.json()['error']
+    assert client.post('/label-studio/train', json={}).status_code == 501
+    assert client.get('/label-studio/versions').json() == {'versions': ['solov2-ShapesR18-shapes_r18.pdparams']}
     assert client.post('/label-studio/predict', content=b'not json').status_code == 400
 
 
