@@ -41,7 +41,7 @@ class LabelTag:
         return f'{self.kind}labels'
 
 
-def label_tag(config: str) -> LabelTag:
+def label_tag(config: Any) -> LabelTag:
     """The one ``PolygonLabels`` or ``BrushLabels`` tag of a labelling config (XML) and its ``Image``; InputError
     saying what is missing or ambiguous."""
     if not isinstance(config, str) or len(config) > MAX_CONFIG_CHARS:
@@ -55,7 +55,7 @@ def label_tag(config: str) -> LabelTag:
         raise InputError(f'the labelling config has {len(tags)} PolygonLabels or BrushLabels tags: this model fills '
                          'exactly one (polygons or brushes over one Image)')
     tag = tags[0]
-    name, to_name = tag.get('name'), tag.get('toName')
+    name, to_name = tag.get('name'), tag.get('toName') or ''
     images = {image.get('name'): image.get('value', '') for image in root.iter() if image.tag.lower() == 'image'}
     if not name or to_name not in images or not images[to_name].startswith('$'):
         raise InputError(f'the {tag.tag} tag needs a name and a toName naming an Image tag whose value is $key '
@@ -158,7 +158,7 @@ def points_polygon(points: Any, height: int, width: int) -> list[float]:
     try:
         array = np.asarray(points, np.float64)
     except (TypeError, ValueError):
-        array = np.zeros(0)
+        array = np.zeros((0, 0))
     if array.ndim != 2 or array.shape[1] != 2 or len(array) < 3 or not np.isfinite(array).all():
         raise InputError('a polygon is at least 3 [x %, y %] points')
     return (array / 100 * [width, height]).ravel().tolist()
