@@ -76,7 +76,12 @@ def add_label_studio_routes(app: FastAPI) -> None:
         async def one(task):
             async with room:
                 return await task_prediction(service, task, tag, labels, version)
-        return {'results': await asyncio.gather(*map(one, tasks)), 'model_version': version}
+        jobs = [asyncio.ensure_future(one(task)) for task in tasks]
+        try:
+            return {'results': await asyncio.gather(*jobs), 'model_version': version}
+        finally:                                    # a task that failed fails the batch: the others stop
+            for job in jobs:
+                job.cancel()
 
     @router.get('/versions')
     async def versions(request: Request):

@@ -77,3 +77,12 @@ def test_the_token_comes_from_the_environment_never_a_flag(monkeypatch):
     assert serve.settings_of(serve.parse_args(['--backend', 'dygraph'])).label_studio_token == 'a-token'
     with pytest.raises(SystemExit):
         serve.parse_args(['--label-studio-token', 'a-token'])
+
+
+def test_a_task_that_fails_fails_its_batch_naming_it(client):
+    tasks = [{'id': 1, 'data': {'image': 'shapes_000023.jpg'}}, {'id': 2, 'data': {'image': 'missing.jpg'}},
+             {'id': 3, 'data': {}}]
+    answer = client.post('/label-studio/predict', json={'tasks': tasks, 'label_config': BRUSHES.format(ALL)})
+    assert answer.status_code == 400 and answer.json()['error'].startswith(('task 2: its picture missing.jpg',
+                                                                            'task 3: it has no picture'))
+    assert client.get('/label-studio/health').status_code == 200
