@@ -37,6 +37,7 @@ from solov2.model.inference.batching import Batching
 from solov2.model.inference.memory import default_budget, pixels_within
 from solov2.model.inference.pipeline import Predictor
 from solov2.model.runtime import cpu_threads
+from solov2.serving.label_studio import add_label_studio_routes
 from solov2.serving.limits import (
     MULTIPART,
     HttpError,
@@ -246,6 +247,7 @@ def create_app(settings: ServeSettings, load_first: bool = False, segmenter: Opt
                                               'network run. This document: GET /openapi.json.')
     add_error_handlers(app)
     add_routes(app, settings)
+    add_label_studio_routes(app)
     if settings.page:
         add_page(app)
     app.openapi = lambda: app.openapi_schema or openapi_of(app)

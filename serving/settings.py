@@ -19,6 +19,12 @@ def limit(default, least: float, help: str, whole: bool = True, above: bool = Fa
     return dataclasses.field(default=default, metadata={'least': least, 'whole': whole, 'above': above, 'help': help})
 
 
+def text(help: str, env: Optional[str] = None):
+    """A text setting's field, None by default; ``env``: the command takes it from that environment variable
+    (a secret: no flag, which ``ps`` would show)."""
+    return dataclasses.field(default=None, metadata={'text': True, 'env': env, 'help': help})
+
+
 @dataclasses.dataclass(frozen=True)
 class ServeSettings:
     """What a service runs (``model``, as ``Segmenter`` takes it) and its limits, checked when made.
@@ -52,6 +58,12 @@ class ServeSettings:
     helper_threads: int = limit(0, 0, 'threads that decode and finish pictures per process (0: one per core)')
     page: bool = dataclasses.field(default=True, metadata={'switch': True, 'help': (
         'the page at / where people drop pictures and look at their masks; turned off: the API only')})
+    label_studio_url: Optional[str] = text(
+        "the Label Studio whose pictures (its tasks' /data/ URLs) the ML backend routes fetch, e.g. "
+        'http://127.0.0.1:8080 (docs/label_studio.md)')
+    label_studio_files: Optional[str] = text(
+        "a folder whose pictures the ML backend routes read when a task's picture is a file path (inside it)")
+    label_studio_token: Optional[str] = text('the API token sent to label_studio_url', env='LABEL_STUDIO_API_KEY')
 
     def __post_init__(self):
         """InputError naming the field for a value outside its bound (``limit``); None only where it is the default."""
@@ -60,6 +72,10 @@ class ServeSettings:
             if bound.get('switch'):
                 if not isinstance(value, bool):
                     raise InputError(param(name), f' is on or off (True or False), not {value!r}')
+                continue
+            if bound.get('text'):
+                if value is not None and not (isinstance(value, str) and value):
+                    raise InputError(param(name), f' is text, not {value!r}')
                 continue
             kind = numbers.Integral if bound['whole'] else numbers.Real
             number = isinstance(value, kind) and not isinstance(value, bool)

@@ -198,9 +198,14 @@ def main(argv: Sequence[str]) -> int:
     class_names, origin = class_list(args.classes, classes_path)
     set_status(lambda: f'nothing was written to {args.out}' + (
         f'; images copied so far are in {args.copy_images}' if args.copy_images else ''))
-    coco = convert(args.labelme_dir, class_names, args.copy_images, origin)
-    names = [c['name'] for c in coco['categories']]
-    write_json(coco, args.out)
+    print(save(convert(args.labelme_dir, class_names, args.copy_images, origin), args.out))
+    return 0
+
+
+def save(coco: dict[str, Any], out: Path) -> str:
+    """Write `coco` to `out` and its class list to the classes.txt beside it (one kept); the line that says so."""
+    names, classes_path = [c['name'] for c in coco['categories']], out.parent / 'classes.txt'
+    write_json(coco, out)
     if classes_path.is_file():
         note = f'{classes_path} (kept)'
     else:
@@ -208,9 +213,8 @@ def main(argv: Sequence[str]) -> int:
         note = str(classes_path)
     present = {a['category_id'] for a in coco['annotations']}
     absent = [c['name'] for c in coco['categories'] if c['id'] not in present]
-    print(f"{len(coco['images'])} images, {len(coco['annotations'])} instances, "
-          f"{len(names)} classes -> {args.out}, {note}" + (f'; no instance of {", ".join(absent)}' if absent else ''))
-    return 0
+    return (f"{len(coco['images'])} images, {len(coco['annotations'])} instances, {len(names)} classes -> {out}, "
+            f"{note}" + (f'; no instance of {", ".join(absent)}' if absent else ''))
 
 
 def class_list(classes: Path | None, classes_path: Path) -> tuple[list[str] | None, str]:

@@ -23,6 +23,8 @@ COMMANDS = {
     'convert': ('tools.convert', "a published checkpoint -> this project's, and back to PaddleDetection"),
     'make-shapes': ('tools.make_shapes_dataset', 'write the synthetic shapes dataset (COCO format)'),
     'labelme2coco': ('tools.labelme2coco', 'a folder of labelme JSON files -> a COCO instance file'),
+    'labelstudio2coco': ('tools.labelstudio2coco', 'a Label Studio JSON export (polygons, brushes) -> a COCO instance '
+                                                   'file'),
     'postprocess-raw': ('tools.postprocess_raw', "another runtime's raw network outputs -> masks, pictures, JSON"),
     'serve': ('tools.serve', 'serve a model over HTTP'),
 }

@@ -63,6 +63,11 @@ def add_settings_flags(parser: argparse.ArgumentParser) -> None:
     for field in fields:
         bound, default = field.metadata, field.default
         text = names.sub(lambda name: '--' + name.group(1).replace('_', '-'), bound['help'])
+        if bound.get('env'):        # taken from the environment (``settings_of``)
+            continue
+        if bound.get('text'):
+            parser.add_argument('--' + field.name.replace('_', '-'), metavar='TEXT', help=text)
+            continue
         if bound.get('switch'):
             parser.add_argument('--no-' + field.name.replace('_', '-'), dest=field.name, action='store_false',
                                 help=f'turn off {text}')
@@ -78,7 +83,9 @@ def settings_of(args):
         from solov2.model.runtime import cpu_threads
         from solov2.serving.app import ServeSettings
     args.threads = cpu_threads(args.threads, args.workers)       # each of --workers' processes: its share
-    settings = ServeSettings(cli.model_spec(args), **cli.named_fields(ServeSettings, args))   # the flags: their names
+    secrets = {field.name: os.environ.get(field.metadata['env']) or None for field in dataclasses.fields(ServeSettings)
+               if field.metadata.get('env')}
+    settings = ServeSettings(cli.model_spec(args), **cli.named_fields(ServeSettings, args), **secrets)   # the flags
     return dataclasses.replace(settings, model=cli.fetched(settings.model))     # a published name fetched once checked
 
 

@@ -1,0 +1,172 @@
+"""Label Studio's formats (docs/label_studio.md): its labelling config's ``PolygonLabels`` and ``BrushLabels``
+tags, its regions (polygons in percent of the picture, brushes in its own RLE) made from masks and read back.
+
+Label Studio's brush RLE packs the picture's RGBA bytes (``[H, W, 4]`` uint8, the mask 255 in every channel,
+read back from the alpha channel) as a bit stream, most significant bit first: a header (the byte count in 32
+bits, the word size less 1 in 5 bits, then four run-length field sizes less 1 in 4 bits each: 3, 4, 8, 16),
+then chunks, each a flag bit (1: one word repeated, 0: words given one by one), 2 bits choosing a field size,
+the chunk's length less 1 in that many bits, and its word(s); zero bits pad the last byte.
+"""
+from __future__ import annotations
+
+import xml.etree.ElementTree as ElementTree
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+
+from solov2.core.errors import InputError
+
+WORD_BITS = 8
+RUN_FIELD_BITS = (3, 4, 8, 16)          # the field sizes Label Studio writes in the header
+CHANNELS = 4                            # RGBA
+TAG_KINDS = {'polygonlabels': 'polygon', 'brushlabels': 'brush'}    # the tags, lower-cased, mapped to region kinds
+MAX_CONFIG_CHARS = 1_000_000
+
+
+@dataclass(frozen=True)
+class LabelTag:
+    """A labelling config's ``PolygonLabels`` or ``BrushLabels`` tag: its ``kind`` ('polygon' or 'brush'), its
+    ``name`` (``from_name``), the ``Image`` tag it labels (``to_name``), that tag's task data key (``$image`` ->
+    'image') and its label ``values``."""
+    kind: str
+    name: str
+    to_name: str
+    data_key: str
+    values: tuple[str, ...]
+
+    @property
+    def type(self) -> str:
+        """The region ``type`` Label Studio stores: 'polygonlabels' or 'brushlabels'."""
+        return f'{self.kind}labels'
+
+
+def label_tag(config: Any) -> LabelTag:
+    """The one ``PolygonLabels`` or ``BrushLabels`` tag of a labelling config (XML) and its ``Image``; InputError
+    saying what is missing or ambiguous."""
+    if not isinstance(config, str) or len(config) > MAX_CONFIG_CHARS:
+        raise InputError(f'the labelling config is not XML text of at most {MAX_CONFIG_CHARS} characters')
+    try:
+        root = ElementTree.fromstring(config)
+    except ElementTree.ParseError as exc:
+        raise InputError(f'the labelling config is not XML: {exc}') from None
+    tags = [tag for tag in root.iter() if tag.tag.lower() in TAG_KINDS]
+    if len(tags) != 1:
+        raise InputError(f'the labelling config has {len(tags)} PolygonLabels or BrushLabels tags: this model fills '
+                         'exactly one (polygons or brushes over one Image)')
+    tag = tags[0]
+    name, to_name = tag.get('name'), tag.get('toName') or ''
+    images = {image.get('name'): image.get('value', '') for image in root.iter() if image.tag.lower() == 'image'}
+    if not name or to_name not in images or not images[to_name].startswith('$'):
+        raise InputError(f'the {tag.tag} tag needs a name and a toName naming an Image tag whose value is $key '
+                         f'(name={name!r}, toName={to_name!r}, Image tags: {", ".join(map(str, images)) or "none"})')
+    values = tuple(label.get('value', '') for label in tag if label.tag.lower() == 'label')
+    if not values or '' in values:
+        raise InputError(f'the {tag.tag} tag {name!r} needs Label children, each with a value')
+    return LabelTag(TAG_KINDS[tag.tag.lower()], name, to_name, images[to_name][1:], values)
+
+
+def class_indices(tag: LabelTag, class_names: Sequence[str]) -> dict[int, str]:
+    """{the model's class index: the tag's label value} for the labels named as the model's classes; InputError
+    naming the labels the model has no class of."""
+    unknown = [value for value in tag.values if value not in class_names]
+    if unknown:
+        raise InputError(f"the {tag.type} tag {tag.name!r} has labels this model has no class of: "
+                         f"{', '.join(unknown)}; the model's classes: {', '.join(class_names)} (a label maps to the "
+                         'class of the same name)')
+    return {list(class_names).index(value): value for value in tag.values}
+
+
+def encode_brush(mask: np.ndarray) -> list[int]:
+    """Label Studio's brush RLE (module docstring) of a mask ``[H, W]`` bool: every run of equal bytes a
+    repeated-word chunk (or several, each at most 2**16 bytes)."""
+    data = np.repeat(np.asarray(mask, bool).ravel(), CHANNELS).astype(np.uint8) * np.uint8(255)
+    starts = np.flatnonzero(np.concatenate([[True], data[1:] != data[:-1]])) if data.size else np.zeros(0, np.int64)
+    lengths = np.diff(np.append(starts, data.size))
+    pieces = -(-lengths // 2 ** RUN_FIELD_BITS[-1])                 # runs split into chunks of at most 2**16
+    values = np.repeat(data[starts], pieces).astype(np.int64)
+    sizes = np.full(values.size, 2 ** RUN_FIELD_BITS[-1], np.int64)
+    ends = np.cumsum(pieces) - 1                                     # the last chunk of each run holds the rest
+    sizes[ends] = lengths - (pieces - 1) * 2 ** RUN_FIELD_BITS[-1]
+    choice = np.searchsorted(2 ** np.asarray(RUN_FIELD_BITS), sizes)    # the least field that holds size - 1
+    fields = [(np.full(1, data.size), 32), (np.full(1, WORD_BITS - 1), 5)] + \
+        [(np.full(1, bits - 1), 4) for bits in RUN_FIELD_BITS]
+    chunks = np.stack([np.ones_like(choice), choice, sizes - 1, values], 1).ravel()
+    widths = np.stack([np.ones_like(choice), np.full_like(choice, 2), np.asarray(RUN_FIELD_BITS)[choice],
+                       np.full_like(choice, WORD_BITS)], 1).ravel()
+    numbers = np.concatenate([value for value, _ in fields] + [chunks]).astype(np.int64)
+    bits = np.concatenate([np.full(1, width) for _, width in fields] + [widths]).astype(np.int64)
+    return np.packbits(field_bits(numbers, bits)).tolist()
+
+
+def field_bits(numbers: np.ndarray, widths: np.ndarray) -> np.ndarray:
+    """The bits ``[sum(widths)]`` uint8 of ``numbers`` ``[K]``, each in its ``widths`` ``[K]`` bits, most
+    significant first."""
+    ends = np.cumsum(widths)
+    place = np.repeat(ends, widths) - np.arange(int(ends[-1])) - 1          # each bit's power of two
+    return ((np.repeat(numbers, widths) >> place) & 1).astype(np.uint8)
+
+
+class BitReader:
+    """Reads unsigned numbers of given widths off a bit array, most significant bit first."""
+
+    def __init__(self, data: Sequence[int]):
+        self.bits, self.at = np.unpackbits(np.asarray(data, np.uint8)), 0
+
+    def read(self, width: int, count: int = 1) -> np.ndarray:
+        """``count`` numbers of ``width`` bits each, ``[count]`` int64; ValueError past the end."""
+        end = self.at + width * count
+        if end > self.bits.size:
+            raise ValueError('it ends before its data does')
+        rows = self.bits[self.at:end].reshape(count, width).astype(np.int64)
+        self.at = end
+        return rows @ (1 << np.arange(width - 1, -1, -1, dtype=np.int64))
+
+
+def decode_brush(rle: Any, height: int, width: int) -> np.ndarray:
+    """The mask ``[height, width]`` bool of a Label Studio brush RLE (a pixel is in when its alpha byte is not 0);
+    InputError when it is not one of a picture of that size."""
+    if not isinstance(rle, list) or not all(isinstance(byte, int) and 0 <= byte < 256 for byte in rle):
+        raise InputError('a brush RLE is a list of bytes (0 to 255)')
+    try:
+        reader = BitReader(rle)
+        total, word = int(reader.read(32)[0]), int(reader.read(5)[0]) + 1
+        fields = reader.read(4, len(RUN_FIELD_BITS)) + 1
+        if total != height * width * CHANNELS:
+            raise ValueError(f'it holds {total} bytes, not the {height}x{width}x{CHANNELS} of its picture')
+        data, at = np.zeros(total, np.uint8), 0
+        while at < total:
+            repeated, field = reader.read(1)[0], reader.read(2)[0]
+            size = int(reader.read(int(fields[field]))[0]) + 1
+            if at + size > total:
+                raise ValueError('a run goes past its picture')
+            data[at:at + size] = reader.read(word, 1 if repeated else size)
+            at += size
+    except ValueError as exc:
+        raise InputError(f'a brush RLE does not decode: {exc}') from None
+    return data.reshape(height, width, CHANNELS)[:, :, CHANNELS - 1] > 0
+
+
+def polygon_points(polygon: np.ndarray, height: int, width: int) -> list[list[float]]:
+    """``[[x %, y %], ...]`` of a polygon ``[K, 2]`` (x, y) in picture coordinates, as Label Studio stores it."""
+    return (np.asarray(polygon, np.float64) / [width, height] * 100).round(4).tolist()
+
+
+def points_polygon(points: Any, height: int, width: int) -> list[float]:
+    """The flat COCO polygon ``[x0, y0, x1, y1, ...]`` in pixels of Label Studio's points in percent; InputError
+    when they are not at least 3 pairs of numbers."""
+    try:
+        array = np.asarray(points, np.float64)
+    except (TypeError, ValueError):
+        array = np.zeros((0, 0))
+    if array.ndim != 2 or array.shape[1] != 2 or len(array) < 3 or not np.isfinite(array).all():
+        raise InputError('a polygon is at least 3 [x %, y %] points')
+    return (array / 100 * [width, height]).ravel().tolist()
+
+
+def region(tag: LabelTag, label: str, score: float, height: int, width: int, value: dict[str, Any]) -> dict[str, Any]:
+    """One region of a prediction's ``result``: the tag's names and type, the picture's size, ``value`` (points
+    or the RLE) with its label, and ``score``."""
+    return {'from_name': tag.name, 'to_name': tag.to_name, 'type': tag.type, 'original_width': width,
+            'original_height': height, 'image_rotation': 0, 'score': round(float(score), 4),
+            'value': {**value, tag.type: [label]}}

@@ -1,0 +1,97 @@
+"""Label Studio's formats (data/label_studio.py): the brush RLE read and written as Label Studio's own
+converter (label_studio_sdk, in Label Studio's venv: SOLOV2_LABEL_STUDIO_VENV) writes and reads it; the
+labelling config's tag mapped to the model's classes."""
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from solov2.core.errors import InputError
+from solov2.data.label_studio import class_indices, decode_brush, encode_brush, field_bits, label_tag, points_polygon
+
+VENV_PYTHON = Path(os.environ.get('SOLOV2_LABEL_STUDIO_VENV', '')) / 'bin' / 'python'
+THEIRS = """
+import json, sys
+import numpy as np
+from label_studio_sdk.converter.brush import decode_rle, mask2rle
+job = json.load(sys.stdin)
+decoded = [np.asarray(decode_rle(rle)).reshape(h, w, 4)[:, :, 3].astype(int).ravel().tolist()
+           for rle, (h, w) in zip(job["rles"], job["sizes"])]
+encoded = [[int(byte) for byte in mask2rle(np.asarray(mask, np.uint8) * 255)] for mask in job["masks"]]
+json.dump({"decoded": decoded, "encoded": encoded}, sys.stdout)
+"""
+
+
+def masks():
+    """Masks of every kind of run: noise, empty, full, sparse dots, a block, runs over 2**16 bytes."""
+    rng = np.random.default_rng(0)
+    block = np.zeros((200, 300), bool)
+    block[50:120, 30:250] = True
+    return [rng.random((37, 53)) > 0.5, np.zeros((20, 30), bool), np.ones((300, 400), bool),
+            rng.random((64, 64)) > 0.97, block]
+
+
+def test_brush_rle_round_trips():
+    for mask in masks():
+        assert (decode_brush(encode_brush(mask), *mask.shape) == mask).all()
+
+
+@pytest.mark.skipif(not VENV_PYTHON.is_file() and not os.environ.get('SOLOV2_REQUIRE_SYSTEM_PACKAGES'),
+                    reason='Label Studio is not installed: SOLOV2_LABEL_STUDIO_VENV names its venv (.ci/run)')
+def test_brush_rle_is_label_studios_own():
+    """Label Studio's converter decodes what encode_brush writes, and decode_brush reads what it encodes."""
+    shapes = [mask.shape for mask in masks()]
+    job = {'rles': [encode_brush(mask) for mask in masks()], 'sizes': shapes,
+           'masks': [mask.astype(int).tolist() for mask in masks()]}
+    answer = subprocess.run([str(VENV_PYTHON), '-c', THEIRS], input=json.dumps(job), capture_output=True, text=True,
+                            check=True, timeout=120)
+    theirs = json.loads(answer.stdout)
+    for mask, decoded, encoded in zip(masks(), theirs['decoded'], theirs['encoded']):
+        assert (np.asarray(decoded).reshape(mask.shape) > 0).tolist() == mask.tolist()
+        assert (decode_brush(encoded, *mask.shape) == mask).all()
+
+
+def test_a_bad_brush_rle_is_refused_before_its_size_is_allocated():
+    rle = encode_brush(np.ones((10, 10), bool))
+    with pytest.raises(InputError, match='holds 400 bytes, not the 20x10x4'):
+        decode_brush(rle, 20, 10)
+    with pytest.raises(InputError, match='ends before its data'):
+        decode_brush(rle[:8], 10, 10)
+    with pytest.raises(InputError, match='list of bytes'):
+        decode_brush('abc', 10, 10)
+
+
+def test_polygon_points_are_percent_of_the_picture():
+    assert points_polygon([[50, 25], [100, 25], [100, 100]], 200, 400) == [200, 50, 400, 50, 400, 200]
+    with pytest.raises(InputError, match='at least 3'):
+        points_polygon([[1, 2], [3, 4]], 10, 10)
+
+
+def test_the_config_maps_to_the_models_classes_by_name():
+    config = ('<View><Image name="img" value="$picture"/><BrushLabels name="mask" toName="img">'
+              '<Label value="square"/><Label value="circle"/></BrushLabels></View>')
+    tag = label_tag(config)
+    assert (tag.kind, tag.name, tag.to_name, tag.data_key, tag.type) == ('brush', 'mask', 'img', 'picture',
+                                                                        'brushlabels')
+    assert class_indices(tag, ('circle', 'square', 'triangle')) == {1: 'square', 0: 'circle'}
+    with pytest.raises(InputError, match="labels this model has no class of: square; the model's classes: circle"):
+        class_indices(tag, ('circle',))
+    with pytest.raises(InputError, match='has 0 PolygonLabels or BrushLabels tags'):
+        label_tag('<View><Image name="i" value="$image"/></View>')
+    with pytest.raises(InputError, match='not XML'):
+        label_tag('<View>')
+    with pytest.raises(InputError, match='toName naming an Image'):
+        label_tag('<View><PolygonLabels name="p" toName="x"><Label value="a"/></PolygonLabels></View>')
+
+
+def test_words_given_one_by_one_decode():
+    """A chunk of words given one by one (flag 0), as Label Studio's editor writes short runs: 2 pixels, the
+    first's alpha 255, the second's 0."""
+    header = [(8, 32), (7, 5)] + [(bits - 1, 4) for bits in (3, 4, 8, 16)]
+    chunk = [(0, 1), (0, 2), (7, 3)] + [(word, 8) for word in (1, 2, 3, 255, 9, 9, 9, 0)]
+    numbers, widths = zip(*(header + chunk))
+    rle = np.packbits(field_bits(np.asarray(numbers), np.asarray(widths))).tolist()
+    assert decode_brush(rle, 1, 2).tolist() == [[True, False]]
