@@ -131,7 +131,7 @@ def built_once(folder: Path, key: dict, what: str, holds: str) -> Iterator[Path]
     beside it (``core.paths.build_folder``) that the block fills. That is moved into place whole with the
     manifest (``key``: what makes it stale, ``_stale``; ``what``: its line in tools/cache.py) only when the
     block ends without an error and the folder then holds a file named like the glob ``holds`` (in it or its
-    subfolders); otherwise nothing is left. For what a runtime builds on opening a model (TensorRT's engines)."""
+    subfolders); otherwise nothing is left, its lock neither. For what a runtime builds on opening a model (TensorRT's engines)."""
     if (folder / MANIFEST).is_file():
         yield folder
         return
@@ -140,11 +140,15 @@ def built_once(folder: Path, key: dict, what: str, holds: str) -> Iterator[Path]
         if (folder / MANIFEST).is_file():
             yield folder
             return
-        with contextlib.suppress(_NothingBuilt), build_folder(folder, replace=True) as tmp:
-            yield tmp                        # one there without its manifest: not a whole build (replaced)
-            if not any(path.is_file() for path in tmp.rglob(holds)):
-                raise _NothingBuilt
-            (tmp / MANIFEST).write_text(json.dumps({'key': key, 'what': what}, indent=2) + '\n')
+        try:
+            with contextlib.suppress(_NothingBuilt), build_folder(folder, replace=True) as tmp:
+                yield tmp                    # one there without its manifest: not a whole build (replaced)
+                if not any(path.is_file() for path in tmp.rglob(holds)):
+                    raise _NothingBuilt
+                (tmp / MANIFEST).write_text(json.dumps({'key': key, 'what': what}, indent=2) + '\n')
+        finally:       # no entry, no lock left (one waiting on it builds in a temporary of its own, as may a newcomer)
+            if not (folder / MANIFEST).is_file():
+                lock_file(folder).unlink(missing_ok=True)
 
 
 @dataclass(frozen=True)

@@ -195,7 +195,7 @@ def _on_a_gpu(monkeypatch, opened):
     monkeypatch.setattr(onnxruntime, 'preload_dlls', lambda: opened.append('preload_dlls'), raising=False)
     monkeypatch.setattr(onnxruntime_backend.importlib, 'import_module', lambda name: opened.append(name))
     monkeypatch.setattr(onnxruntime, 'InferenceSession', lambda path, options, providers: opened.append(
-        FellBack(path, options, providers, started=EVERY)) or opened[-1])
+        Building(path, options, providers)) or opened[-1])
 
 
 PROGRAM = framework_pb2.ProgramDesc(blocks=[framework_pb2.BlockDesc(idx=0, parent_idx=-1)]).SerializeToString()
@@ -233,14 +233,15 @@ def test_each_model_gets_its_own_tensorrt_engines(tmp_path, monkeypatch):
 
 
 class Building(FellBack):
-    """A session whose TensorRT provider builds its engine while it opens (explicit profile): it writes
-    ``engine`` into its cache folder unless one is there (counted in ``built``), ``slow`` seconds."""
+    """A session whose TensorRT provider builds its engine while it opens (explicit profile): where it has an
+    engine cache it writes ``model.engine`` there unless one is there (counted in ``built``), ``slow`` seconds."""
     built, slow = [], 0.0
 
     def __init__(self, path, options, providers, started=EVERY):
         super().__init__(path, options, providers, started)
-        engine = os.path.join(providers[0][1]['trt_engine_cache_path'], 'engine')
-        if not os.path.exists(engine):
+        folder = providers[0][1].get('trt_engine_cache_path') if isinstance(providers[0], tuple) else None
+        engine = os.path.join(folder or '', 'model.engine')
+        if folder and not os.path.exists(engine):
             time.sleep(self.slow)
             open(engine, 'w').close()
             self.built.append(engine)
@@ -266,20 +267,21 @@ def test_tensorrt_engines_are_built_once_moved_into_place_whole_and_kept_per_ten
     assert len(Building.built) == 1 and '.tmp' in Building.built[0]          # one build, in a temporary folder
     entries = cache_entries(str(cache))
     assert [(e.path.parent, e.state, e.what) for e in entries] == [
-        (cache, 'current', 'TensorRT engines of onnxruntime on NVIDIA L4 sm89')]
+        (cache, 'current', 'TensorRT none engines of onnxruntime on NVIDIA L4 sm89')]
     asked = {os.path.basename(backend.session.asked[0][1]['trt_engine_cache_path']) for backend in (first, second)}
-    assert entries[0].path.name in asked and [p.name for p in cache.iterdir()] == [entries[0].path.name]
-    assert sorted(p.name for p in entries[0].path.iterdir()) == ['cache.json', 'engine']
+    assert entries[0].path.name in asked and sorted(p.name for p in cache.iterdir()) == [
+        f'.{entries[0].path.name}.lock', entries[0].path.name]                # its own lock beside it
+    assert sorted(p.name for p in entries[0].path.iterdir()) == ['cache.json', 'model.engine']
     monkeypatch.setattr(exported_folder, 'cuda_device', lambda number: 'NVIDIA A100 sm80')
     monkeypatch.setattr(onnxruntime, 'InferenceSession', lambda *args, **kwargs: 1 / 0)
     with pytest.raises(BackendError, match='cannot load'):
         open_model()
-    assert [p.name for p in cache.iterdir()] == [entries[0].path.name]       # nothing of the failed build
+    assert sorted(p.name for p in cache.iterdir()) == [f'.{entries[0].path.name}.lock', entries[0].path.name]
     monkeypatch.setattr(onnxruntime, 'InferenceSession', Building)
     open_model()
     monkeypatch.setattr(exported_folder, 'installed_wheels', lambda names: ['tensorrt-cu13'])
     open_model()
-    assert len(Building.built) == 3 and len(list(cache.iterdir())) == 3      # per GPU, per TensorRT
+    assert len(Building.built) == 3 and len(cache_entries(str(cache))) == 3     # per GPU, per TensorRT
     monkeypatch.setattr(core_cache, 'package_version', lambda name: 'another')
     assert {entry.state for entry in cache_entries(str(cache))} == {'stale'}
 
@@ -364,8 +366,9 @@ def test_a_session_that_fell_back_to_the_cpu_is_refused_naming_the_fix(tmp_path,
         OnnxBackend(folder, device='gpu')
     assert OnnxBackend(folder, device='cpu').session.asked == ['CPUExecutionProvider']
     monkeypatch.setattr(onnxruntime_backend, 'nvidia_driver', lambda: '535.104.05')      # too old for CUDA 13
+    monkeypatch.setattr(onnxruntime_backend, 'onnxruntime_cuda', lambda: '13.0')        # what it was built for
     with pytest.raises(BackendError, match="or use the CPU. This machine's NVIDIA driver is 535.104.05; "
-                                           'onnxruntime-gpu from PyPI is built for CUDA 13, which needs driver 580'):
+                                           'this onnxruntime-gpu is built for CUDA 13.0, which needs driver 580'):
         OnnxBackend(folder, device='gpu')
     monkeypatch.setattr(onnxruntime_backend, 'cudnn_install_problem', lambda: 'two cuDNN wheels')
     with pytest.raises(BackendError, match='did not start. two cuDNN wheels$'):
