@@ -430,3 +430,43 @@ def test_an_engine_on_a_gpu_post_processes_with_the_cores_the_network_leaves_fre
     on_gpu = Predictor(OnnxBackend(folder, device='gpu'))
     assert on_gpu.workers._max_workers == default_finish_workers(network_on_gpu=True) == 13
     assert Predictor(OnnxBackend(folder, device='cpu')).workers._max_workers == default_finish_workers() == 4
+
+
+NO_TENSORRT = '(Unavailable) Load tensorrt api getInferLibVersion failed'     # Paddle's dynload, GPU wheel alone
+
+
+def _no_tensorrt():
+    """``paddle.inference.get_trt_runtime_version`` of a paddlepaddle-gpu wheel without TensorRT's libraries."""
+    raise RuntimeError(NO_TENSORRT)
+
+
+def test_without_tensorrt_export_inference_and_auto_still_work(tmp_path, monkeypatch):
+    """TensorRT's version is asked only where TensorRT runs with an engine cache: a GPU wheel without
+    TensorRT (the CPU wheel answers 0.0.0) exports, opens ``inference`` and ``auto``; where it is asked, the
+    failure is one line naming the library and the fix, not a damaged export."""
+    from solov2.config.sidecar import resolve_config
+    from solov2.core.paths import SHIPPED_WEIGHTS
+    from solov2.model.inference.backend_factory import open_backend
+    from solov2.model.inference.dygraph_backend import DygraphBackend
+    from solov2.model.inference.export import export
+    monkeypatch.setattr(paddle.inference, 'get_trt_runtime_version', _no_tensorrt)
+    number, cfg = resolve_config(SHIPPED_WEIGHTS, None, ())
+    folder = tmp_path / 'export'
+    export(DygraphBackend(cfg, SHIPPED_WEIGHTS, 'cpu'), number, folder, fmt='paddle')     # its check opens inference
+    batch = np.zeros((1, 3, 64, 64), np.float32)
+    assert len(exported_backend(ModelSpec(backend='inference', model_dir=str(folder))).run_numpy(batch)) == 3
+    assert len(open_backend(ModelSpec(SHIPPED_WEIGHTS, backend='auto'))[1].run_numpy(batch)) == 3
+    monkeypatch.setattr(paddle.inference, 'Config', lambda *files: RecordingConfig())
+    with pytest.raises(BackendError, match=r'^Paddle Inference cannot load TensorRT \(\(Unavailable\) Load tensorrt '
+                                           r'api .*\): install the TensorRT .*libnvinfer.*or run without tensorrt$'):
+        InferenceBackend(_paddle26_export(tmp_path / 'pdmodel'), device='gpu', tensorrt=True,
+                         engine_cache=str(tmp_path / 'cache'))
+    assert not (tmp_path / 'cache').exists() or not list((tmp_path / 'cache').iterdir())
+
+
+def _paddle26_export(folder, weights=b'1'):
+    """A Paddle 2.6 (.pdmodel) export of config 9 whose program parses (``parse_program``) and holds nothing."""
+    _fake_export(folder, files={'paddle': {'model': 'model.pdmodel', 'params': 'model.pdiparams'}})
+    (folder / 'model.pdmodel').write_bytes(PROGRAM)
+    (folder / 'model.pdiparams').write_bytes(weights)
+    return str(folder)
