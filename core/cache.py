@@ -131,7 +131,8 @@ def built_once(folder: Path, key: dict, what: str, holds: str) -> Iterator[Path]
     beside it (``core.paths.build_folder``) that the block fills. That is moved into place whole with the
     manifest (``key``: what makes it stale, ``_stale``; ``what``: its line in tools/cache.py) only when the
     block ends without an error and the folder then holds a file named like the glob ``holds`` (in it or its
-    subfolders); otherwise nothing is left, its lock neither. For what a runtime builds on opening a model (TensorRT's engines)."""
+    subfolders); otherwise nothing is left, its lock neither. For what a runtime builds on opening a model
+    (TensorRT's engines)."""
     if (folder / MANIFEST).is_file():
         yield folder
         return
