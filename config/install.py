@@ -12,11 +12,12 @@ WHEELS = ('paddlepaddle', 'paddlepaddle-gpu')
 ONNXRUNTIME_WHEELS = ('onnxruntime', 'onnxruntime-gpu')     # both install onnxruntime/
 CUDNN_WHEELS = ('nvidia-cudnn-cu11', 'nvidia-cudnn-cu12', 'nvidia-cudnn-cu13')    # each writes nvidia/cudnn/lib
 DRIVER_FILE = '/proc/driver/nvidia/version'      # Linux: the loaded NVIDIA kernel module's version line
-CUDA13_DRIVER = 580      # the least NVIDIA driver for CUDA 13, what onnxruntime-gpu's PyPI wheels are built for
+CUDA_DRIVERS = {'11': 450, '12': 525, '13': 580}     # the least Linux NVIDIA driver of each CUDA major (NVIDIA's table)
+TENSORRT_LIBRARY = 'libnvinfer.so.10'     # what onnxruntime-gpu's TensorRT provider loads (TensorRT 10)
 TENSORRT_WHEELS = ('tensorrt', 'tensorrt-cu13', 'tensorrt-cu12', 'tensorrt-cu13-libs', 'tensorrt-cu12-libs')
 CHECKED_MAJORS = (2, 3)     # Paddle 2.6 (CI's second venv) and 3.x
 INSTALL = ('pip install paddlepaddle (CPU); for GPUs up to Ampere paddlepaddle-gpu==2.6.2 (CUDA 11.8), for Hopper '
-           'Paddle 3.x with CUDA 12, both from the PaddlePaddle index (README, GPU)')
+           'and newer Paddle 3.x with CUDA 13 (cu130), both from the PaddlePaddle index (README, GPU)')
 
 
 def installed_wheels(names: Sequence[str] = WHEELS) -> Sequence[str]:
@@ -92,12 +93,34 @@ def cuda_device(number: int, library: str = 'libcuda.so.1') -> Optional[str]:
     return None if failed else f'{name.value.decode(errors="replace")} sm{major.value}{minor.value}'
 
 
-def driver_problem(driver: Optional[str], least: int = CUDA13_DRIVER) -> str:
-    """'' when ``driver`` (a version) is at least ``least`` or unknown, else a sentence saying so."""
-    if not driver or not driver.split('.')[0].isdigit() or int(driver.split('.')[0]) >= least:
+def onnxruntime_cuda() -> Optional[str]:
+    """The CUDA version the installed onnxruntime was built for ('13.0'), from its own
+    ``capi.build_and_package_info`` (written by its build); None for a CPU build or without onnxruntime."""
+    try:
+        from onnxruntime.capi import build_and_package_info
+    except ImportError:
+        return None
+    return getattr(build_and_package_info, 'cuda_version', None) or None
+
+
+def driver_problem(driver: Optional[str], cuda: Optional[str]) -> str:
+    """'' when ``driver`` (a version) runs CUDA ``cuda`` (what onnxruntime was built for, ``onnxruntime_cuda``;
+    ``CUDA_DRIVERS``) or either is unknown, else a sentence saying so."""
+    least = CUDA_DRIVERS.get((cuda or '').split('.')[0])
+    if not least or not driver or not driver.split('.')[0].isdigit() or int(driver.split('.')[0]) >= least:
         return ''
-    return (f" This machine's NVIDIA driver is {driver}; onnxruntime-gpu from PyPI is built for CUDA 13, which "
+    return (f" This machine's NVIDIA driver is {driver}; this onnxruntime-gpu is built for CUDA {cuda}, which "
             f'needs driver {least} or newer: update the driver, or use the CPU.')
+
+
+def tensorrt_version(library: str = TENSORRT_LIBRARY) -> Optional[str]:
+    """TensorRT's version ('10.13.3') as its ``library`` reports it (``getInferLibVersion``; the one a runtime
+    loads, from a wheel already loaded or the system's), None where it cannot be loaded."""
+    try:
+        number = int(ctypes.CDLL(library).getInferLibVersion())
+    except (OSError, AttributeError):
+        return None
+    return f'{number // 10000}.{number // 100 % 100}.{number % 100}'
 
 
 def paddle_major() -> int:

@@ -6,7 +6,10 @@ An export of ``backend='auto'`` (``entry_folder``) and OpenVINO's compiled model
 ``source_sha256``: stale when either changed. A converted published checkpoint
 (``published_path``) is current at its name's place, else stale. A hidden name
 (``.NAME.<pid>.<random>.tmp``) is ``building`` while its process runs, else unfinished (``leftovers``).
-A TensorRT engine folder (``built_once``, ``tensorrt-HASH``) has a manifest like the compiled models'.
+A TensorRT engine folder (``built_once``, ``tensorrt-HASH``) has a manifest whose key records what its
+engines depend on: the runtime's and TensorRT's wheels (``versions``), the model files (their size and
+time, ``files``), TensorRT's version as the runtime loads it and the GPU (both also in its name): stale
+when a version or a model file changed, never with the toolkit's source.
 """
 import contextlib
 import functools
@@ -87,15 +90,15 @@ def cache_of(compiled: Optional[str]) -> Optional[str]:
 
 
 @contextlib.contextmanager
-def _locked(folder: Path) -> Iterator[None]:
-    """One holder at a time, across the machine's processes and threads, of the lock on ``folder``
-    (``flock`` on its descriptor, let go when it closes: also when its process dies); no lock off POSIX."""
+def _locked(path: Path) -> Iterator[None]:
+    """One holder at a time, across the machine's processes and threads, of the lock file ``path`` (made when
+    missing; ``flock`` on its descriptor, let go when it closes: also when its process dies); none off POSIX."""
     try:
         import fcntl
     except ImportError:
         yield
         return
-    descriptor = os.open(folder, os.O_RDONLY)
+    descriptor = os.open(path, os.O_RDONLY | os.O_CREAT, 0o644)
     try:
         fcntl.flock(descriptor, fcntl.LOCK_EX)
         yield
@@ -103,25 +106,50 @@ def _locked(folder: Path) -> Iterator[None]:
         os.close(descriptor)
 
 
+def lock_file(folder: Path) -> Path:
+    """The lock of the cache entry ``folder``: a hidden file beside it (``cache_entries`` lists folders only)."""
+    return folder.with_name(f'.{folder.name}.lock')
+
+
+def file_stamp(path: Union[str, os.PathLike]) -> Optional[List[int]]:
+    """[size, modification time in ns] of the file ``path``: what a rewrite changes; None when it is gone."""
+    try:
+        found = os.stat(path)
+    except OSError:
+        return None
+    return [found.st_size, found.st_mtime_ns]
+
+
+class _NothingBuilt(Exception):
+    """The block of ``built_once`` ended without writing what the entry holds: no entry is made."""
+
+
 @contextlib.contextmanager
-def built_once(folder: Path, versions: dict, what: str) -> Iterator[Path]:
+def built_once(folder: Path, key: dict, what: str, holds: str) -> Iterator[Path]:
     """``folder``, an entry of the cache, for the block: itself once its manifest is there; else, under the
-    cache folder's lock (another builder waits, then finds it built), a temporary folder beside it
-    (``core.paths.build_folder``) that the block fills and that is moved into place whole with the manifest
-    (``versions``: the packages whose change makes it stale; ``what``: its line in tools/cache.py) when the
-    block ends without an error. For what a runtime builds on opening a model (TensorRT's engines)."""
+    entry's own lock (``lock_file``: another builder of it waits, then finds it built), a temporary folder
+    beside it (``core.paths.build_folder``) that the block fills. That is moved into place whole with the
+    manifest (``key``: what makes it stale, ``_stale``; ``what``: its line in tools/cache.py) only when the
+    block ends without an error and the folder then holds a file named like the glob ``holds`` (in it or its
+    subfolders); otherwise nothing is left, its lock neither. For what a runtime builds on opening a model
+    (TensorRT's engines)."""
     if (folder / MANIFEST).is_file():
         yield folder
         return
     folder.parent.mkdir(parents=True, exist_ok=True)
-    with _locked(folder.parent):
+    with _locked(lock_file(folder)):
         if (folder / MANIFEST).is_file():
             yield folder
             return
-        with build_folder(folder, replace=True) as tmp:     # one there without its manifest: not a whole build
-            yield tmp
-            manifest = {'key': {'versions': versions, 'source_sha256': source_hash()}, 'what': what}
-            (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + '\n')
+        try:
+            with contextlib.suppress(_NothingBuilt), build_folder(folder, replace=True) as tmp:
+                yield tmp                    # one there without its manifest: not a whole build (replaced)
+                if not any(path.is_file() for path in tmp.rglob(holds)):
+                    raise _NothingBuilt
+                (tmp / MANIFEST).write_text(json.dumps({'key': key, 'what': what}, indent=2) + '\n')
+        finally:       # no entry, no lock left (one waiting on it builds in a temporary of its own, as may a newcomer)
+            if not (folder / MANIFEST).is_file():
+                lock_file(folder).unlink(missing_ok=True)
 
 
 @dataclass(frozen=True)
@@ -158,12 +186,19 @@ def _hidden_state(path: Path) -> str:
     return 'building'
 
 
+def _stale(key: dict) -> bool:
+    """Whether what an entry was made from changed: the toolkit's source (where its key records it), a
+    package's version (``versions``), a file's size or time (``files``, ``file_stamp``)."""
+    return ('source_sha256' in key and key['source_sha256'] != source_hash()
+            or any(package_version(name) != found for name, found in key.get('versions', {}).items())
+            or any(file_stamp(path) != stamp for path, stamp in key.get('files', {}).items()))
+
+
 def _folder_entry(folder: Path) -> CacheEntry:
     try:
         manifest = json.loads((folder / MANIFEST).read_text())
         key = manifest['key']
-        stale = key.get('source_sha256') != source_hash() or any(
-            package_version(name) != found for name, found in key.get('versions', {}).items())
+        stale = _stale(key)
         engines = '/'.join(sorted({choice['engine'] for choice in manifest.get('choices', {}).values()})) or '-'
         what = manifest.get('what') or f'config {key.get("config", "?")} {engines}'      # auto's: the engines chosen
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
@@ -209,6 +244,7 @@ def remove_entries(entries: Sequence[CacheEntry]) -> int:
     for entry in entries:
         if entry.path.is_dir():
             shutil.rmtree(entry.path, ignore_errors=True)
+            lock_file(entry.path).unlink(missing_ok=True)
         else:
             entry.path.unlink(missing_ok=True)
             if entry.path.suffix == '.pdparams':

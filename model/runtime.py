@@ -57,8 +57,8 @@ def unsupported_gpu(version: str, capability: Tuple[int, int]) -> Optional[str]:
     major = version.split('.')[0]
     if major.isdigit() and 0 < int(major) < 3 and capability[0] >= 9:
         return (f'Paddle {version} is reported not to run on this GPU (compute capability {capability[0]}.'
-                f'{capability[1]}, Hopper or newer): install Paddle 3.x with CUDA 12 from the PaddlePaddle index '
-                '(README, GPU)')
+                f'{capability[1]}, Hopper or newer): install Paddle 3.x with CUDA 13 (cu130) from the PaddlePaddle '
+                'index (README, GPU)')
     return None
 
 

@@ -5,14 +5,15 @@ runtime's load errors as one ``BackendError``, and the ``ExportedBackend`` base.
 import contextlib
 import hashlib
 import json
+import re
 from pathlib import Path
-from typing import Iterator, Optional, Sequence
+from typing import Callable, Iterator, Optional, Sequence
 
 from solov2.config import get_config, with_overrides
 from solov2.config.device import gpu_number, on_gpu
 from solov2.config.install import TENSORRT_WHEELS, cuda_device, installed_wheels
 from solov2.config.sidecar import MODEL_SETTINGS
-from solov2.core.cache import built_once, package_version
+from solov2.core.cache import built_once, file_stamp, package_version
 from solov2.core.errors import param
 from solov2.data.files import file_sha256
 from solov2.data.transforms import padded_size
@@ -45,17 +46,27 @@ def read_infer_cfg(model_dir: str) -> dict:
     return info
 
 
+def first_line(exc: BaseException) -> str:
+    """A runtime's exception in one line of at most 300 chars: Paddle's summary line ('UnavailableError: ...',
+    after its rules and traceback) where it has one, else its first line with words (else its type's name)."""
+    lines = [line.strip() for line in str(exc).splitlines() if any(char.isalnum() for char in line)]
+    summary = next((line for line in lines if re.match(r'\w+Error: ', line)), None)
+    return (summary or next(iter(lines), type(exc).__name__))[:300]
+
+
 @contextlib.contextmanager
-def loading(what: str):
-    """Any exception of a runtime while loading ``what`` becomes one BackendError."""
+def loading(what: str, explain: Callable[[Exception, str], Optional[str]] = lambda exc, first: None):
+    """Any exception of a runtime while loading ``what`` becomes one BackendError: ``explain``'s line for it
+    (the exception and ``first_line``; what failed and what to do, e.g. a provider that did not start), or
+    where that gives None, a damaged export."""
     try:
         yield
     except BackendError:
         raise
     except Exception as exc:  # the runtimes raise their own types (pybind, RuntimeError, ...)
-        first = next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
-        raise BackendError(f'cannot load {what}: {first[:300]} — the file is damaged or not an exported '
-                           'model; export it again with solov2 export / tools/export_model.py') from exc
+        first = first_line(exc)
+        raise BackendError(explain(exc, first) or f'cannot load {what}: {first} — the file is damaged or not an '
+                           'exported model; export it again with solov2 export / tools/export_model.py') from exc
 
 
 def config_from_infer_cfg(info: dict, overrides: Sequence[str] = ()):
@@ -131,14 +142,17 @@ class ExportedBackend(Backend):
         return self.model_dir / name
 
     @contextlib.contextmanager
-    def tensorrt_engines(self, files: Sequence[Path], runtime: str, tensorrt: str = '') -> Iterator[Optional[str]]:
+    def tensorrt_engines(self, files: Sequence[Path], runtime: str, tensorrt: str,
+                         engines: str) -> Iterator[Optional[str]]:
         """For the block, the folder where ``runtime`` ('onnxruntime' or 'paddle-inference') finds TensorRT's
         engines of the model in ``files`` or builds them while it opens it (None, built at each start, without
-        ``engine_cache``): an entry of the ``engine_cache`` folder (``core.cache.built_once``: one
-        builder at a time, moved into place whole, pruned with the others). Its name hashes all an engine depends
-        on: the files' bytes (the runtimes name engines after the graph, not its weights), the profile
-        (``size_range``, batches up to ``TENSORRT_MAX_BATCH``, float16), the runtime's and TensorRT's versions
-        (its wheels, or ``tensorrt`` as the runtime reports it) and the GPU: an engine runs only where built."""
+        ``engine_cache``): an entry of the ``engine_cache`` folder (``core.cache.built_once``: one builder of
+        it at a time, moved into place whole and only once it holds the runtime's ``engines`` files, a glob;
+        pruned with the others). Its name hashes all an engine depends on: the files' bytes (the runtimes name
+        engines after the graph, not its weights), the profile (``size_range``, batches up to
+        ``TENSORRT_MAX_BATCH``, float16), the runtime's and TensorRT's wheels, ``tensorrt`` (the version the
+        runtime loads, however installed) and the GPU: an engine runs only where built. Its manifest makes it
+        stale when a wheel or a model file changes (``core.cache._stale``)."""
         if not self.engine_cache:
             yield None
             return
@@ -147,6 +161,8 @@ class ExportedBackend(Backend):
         gpu = cuda_device(gpu_number(self.device)) or 'an unknown GPU'
         settings = [runtime, self.size_range, TENSORRT_MAX_BATCH, 'float16', versions, tensorrt, gpu]
         digest = hashlib.sha256(repr([*settings, *(file_sha256(path) for path in files)]).encode()).hexdigest()
-        with built_once(Path(self.engine_cache) / f'tensorrt-{digest[:20]}', versions,
-                        f'TensorRT engines of {runtime} on {gpu}') as folder:
+        key = {'versions': versions, 'tensorrt': tensorrt, 'gpu': gpu,
+               'files': {str(path.resolve()): file_stamp(path) for path in files}}
+        with built_once(Path(self.engine_cache) / f'tensorrt-{digest[:20]}', key,
+                        f'TensorRT {tensorrt} engines of {runtime} on {gpu}', engines) as folder:
             yield str(folder)

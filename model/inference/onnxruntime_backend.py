@@ -4,39 +4,55 @@ is refused, ``check_providers``; none falls back after that, ``OnnxBackend.run``
 import contextlib
 import importlib
 import threading
-from typing import List, Optional, Sequence
+from typing import Callable, List, Optional, Sequence
 
 import numpy as np
 
 from solov2.config.device import gpu_number, on_gpu
-from solov2.config.install import cudnn_install_problem, driver_problem, nvidia_driver, onnxruntime_install_problem
+from solov2.config.install import (
+    cudnn_install_problem,
+    driver_problem,
+    nvidia_driver,
+    onnxruntime_cuda,
+    onnxruntime_install_problem,
+    tensorrt_version,
+)
 from solov2.core.errors import RunError
 from solov2.model.inference.backend import BackendError
-from solov2.model.inference.export_network import INPUT_NAME, OUTPUT_NAMES, TENSORRT_MAX_BATCH, network_feed
+from solov2.model.inference.export_network import (
+    INPUT_NAME,
+    OUTPUT_NAMES,
+    REGIONS_NAME,
+    TENSORRT_MAX_BATCH,
+    network_feed,
+)
 from solov2.model.inference.exported_folder import ExportedBackend, loading
 from solov2.model.runtime import cpu_threads
 
 CUDA, TENSORRT = 'CUDAExecutionProvider', 'TensorrtExecutionProvider'
+ENGINE_FILES = '*.engine'      # the engines the TensorRT provider writes in trt_engine_cache_path
 
 
-def tensorrt_options(number: int, size_range, engine_cache: Optional[str]) -> dict:
+def tensorrt_options(number: int, size_range, engine_cache: Optional[str], regions: bool = False) -> dict:
     """onnxruntime's TensorRT provider options on GPU ``number``: float16, one profile from 1 picture
-    of ``size_range``'s smallest side to ``TENSORRT_MAX_BATCH`` of its largest, engines kept in
+    of ``size_range``'s smallest side to ``TENSORRT_MAX_BATCH`` of its largest (the regions graph's
+    ``regions`` [B, 2] too: every dynamic input needs one, else the provider fails at open), engines kept in
     ``engine_cache`` (None: built at each start)."""
     low, high = size_range
-    shapes = {key: f'{INPUT_NAME}:{batch}x3x{side}x{side}' for key, batch, side in (
-        ('trt_profile_min_shapes', 1, low), ('trt_profile_opt_shapes', 1, high),
-        ('trt_profile_max_shapes', TENSORRT_MAX_BATCH, high))}
+    shapes = {key: f'{INPUT_NAME}:{batch}x3x{side}x{side}' + f',{REGIONS_NAME}:{batch}x2' * regions
+              for key, batch, side in (('trt_profile_min_shapes', 1, low), ('trt_profile_opt_shapes', 1, high),
+                                       ('trt_profile_max_shapes', TENSORRT_MAX_BATCH, high))}
     cache = {'trt_engine_cache_enable': True, 'trt_engine_cache_path': engine_cache} if engine_cache else {}
     return {'device_id': number, 'trt_fp16_enable': True, **shapes, **cache}
 
 
 def onnx_providers(device: str, available: Sequence[str], tensorrt: bool = False, size_range=(0, 0),
-                   engine_cache: Optional[str] = None) -> list:
+                   engine_cache: Optional[str] = None, regions: bool = False) -> list:
     """onnxruntime's execution providers for ``device``: the CPU's, or the CUDA provider on GPU N first
     (cuDNN's HEURISTIC algorithm choice: EXHAUSTIVE times them again for each input size), the CPU's
-    after; ``tensorrt``: TensorRT's before CUDA's. ``available``: ``onnxruntime.get_available_providers()``.
-    BackendError when a GPU (or TensorRT) is asked of an onnxruntime without its provider."""
+    after; ``tensorrt``: TensorRT's before CUDA's (``tensorrt_options``). ``available``:
+    ``onnxruntime.get_available_providers()``. BackendError when a GPU (or TensorRT) is asked of an
+    onnxruntime without its provider."""
     if not on_gpu(device):
         return ['CPUExecutionProvider']
     for provider, name, also in [(CUDA, 'CUDA', ', or use the CPU')] + [
@@ -47,7 +63,7 @@ def onnx_providers(device: str, available: Sequence[str], tensorrt: bool = False
                                   or f'pip install onnxruntime-gpu in its place (requirements-deploy-gpu.txt){also}'))
     number = gpu_number(device)
     cuda = (CUDA, {'device_id': number, 'cudnn_conv_algo_search': 'HEURISTIC'})
-    first = [(TENSORRT, tensorrt_options(number, size_range, engine_cache))] if tensorrt else []
+    first = [(TENSORRT, tensorrt_options(number, size_range, engine_cache, regions))] if tensorrt else []
     return first + [cuda, 'CPUExecutionProvider']
 
 
@@ -64,7 +80,29 @@ def check_providers(session, providers: list, version: str) -> None:
                        + (onnxruntime_install_problem() or cudnn_install_problem()
                           or 'Install the CUDA and cuDNN libraries this onnxruntime-gpu was built for (onnxruntime.ai, '
                              'CUDA Execution Provider, Requirements), or use the CPU.'
-                             + driver_problem(nvidia_driver())))
+                             + driver_problem(nvidia_driver(), onnxruntime_cuda())))
+
+
+def provider_problem(providers: list, path) -> Callable[[Exception, str], Optional[str]]:
+    """``loading``'s ``explain`` for a session of ``path`` opened with ``providers``: a failure of the
+    TensorRT or CUDA provider (onnxruntime's EPFail, or Fail in its words) as the line saying which, in the
+    runtime's own words, with what to do; None for another failure (a damaged file)."""
+    def explain(exc: Exception, first: str) -> Optional[str]:
+        from onnxruntime.capi.onnxruntime_pybind11_state import EPFail, Fail
+        asked = [provider for provider in providers if isinstance(provider, tuple)]
+        words = str(exc).lower()
+        if not asked or not (isinstance(exc, EPFail) or isinstance(exc, Fail) and ('tensorrt' in words or
+                                                                                   'cuda' in words)):
+            return None
+        if asked[0][0] != TENSORRT or 'tensorrt' not in words and 'trt' not in words and 'profile' not in words:
+            return (f"onnxruntime's CUDA provider could not open {path} ({first}): check the CUDA and cuDNN "
+                    'this onnxruntime-gpu was built for, or use the CPU')
+        covered = sorted({part.split(':')[0] for part in asked[0][1]['trt_profile_min_shapes'].split(',')})
+        unprofiled = ('; an input of a TensorRT subgraph has no profile (the profile covers '
+                      f"{', '.join(covered)})") if 'dynamic shape' in words or 'profile' in words else ''
+        return (f"onnxruntime's TensorRT provider could not open {path} ({first}){unprofiled}: run without "
+                'tensorrt (the CUDA provider alone), or report it with the model')
+    return explain
 
 
 class OnnxBackend(ExportedBackend):
@@ -106,12 +144,13 @@ class OnnxBackend(ExportedBackend):
         with self.lock:
             if regions not in self.sessions:
                 path = self.model_file(self.files, 'regions_model' if regions else 'model')
-                with self.tensorrt_engines([path], 'onnxruntime') as engines:
+                version = (tensorrt_version() or 'none') if self.tensorrt and self.engine_cache else ''
+                with self.tensorrt_engines([path], 'onnxruntime', version, ENGINE_FILES) as engines:
                     providers = onnx_providers(self.device, ort.get_available_providers(), self.tensorrt,
-                                               self.size_range, engines)
-                    with loading(str(path)):
+                                               self.size_range, engines, regions)
+                    with loading(str(path), provider_problem(providers, path)):
                         session = ort.InferenceSession(str(path), self.options, providers=providers)
-                check_providers(session, providers, ort.__version__)
+                    check_providers(session, providers, ort.__version__)    # no entry for a provider not started
                 session.disable_fallback()
                 self.sessions[regions] = session
             return self.sessions[regions]

@@ -11,10 +11,40 @@ from solov2.config.device import gpu_number, on_gpu
 from solov2.config.install import paddle_major
 from solov2.model.inference.backend import BackendError
 from solov2.model.inference.export_network import INPUT_NAME, OUTPUT_NAMES, TENSORRT_MAX_BATCH, network_feed
-from solov2.model.inference.exported_folder import ExportedBackend, loading
+from solov2.model.inference.exported_folder import ExportedBackend, first_line, loading
 from solov2.model.runtime import cpu_threads, paddle_on
 
 GPU_MEMORY_POOL_MB = 256     # Paddle Inference's first GPU memory pool; it grows as needed
+TENSORRT_MIN_SUBGRAPH = 60   # PaddleDetection's TRT_MIN_SUBGRAPH for SOLOv2 (ppdet/engine/export_utils.py)
+ENGINE_FILES = 'trt_serialized_*'     # the engines Paddle Inference writes in its optim cache dir
+
+
+def tensorrt_missing(first: str) -> str:
+    """The line for a Paddle Inference that cannot load TensorRT (``first``: its own words)."""
+    return (f'Paddle Inference cannot load TensorRT ({first}): install the TensorRT its paddlepaddle-gpu wheel was '
+            "built with (libnvinfer.so on the library path; Paddle's install page names the version), or run "
+            'without tensorrt')
+
+
+def open_problem(exc: Exception, first: str) -> Optional[str]:
+    """What failed when Paddle Inference could not open a model on TensorRT, and what to do (``loading``'s
+    ``explain``); None for another failure."""
+    if 'load tensorrt' in str(exc).lower():
+        return tensorrt_missing(first)
+    if 'dynamic shape info' in str(exc):
+        return (f"Paddle Inference's TensorRT found a subgraph input without a shape range ({first}; subgraphs of "
+                f'at least {TENSORRT_MIN_SUBGRAPH} ops go to TensorRT, its min_subgraph_size): run without tensorrt, '
+                'or through onnxruntime (backend onnx with tensorrt)')
+    return None
+
+
+def tensorrt_runtime(paddle_infer) -> str:
+    """TensorRT's version as Paddle Inference loads it ('10.5.0'; '0.0.0' on a build without TensorRT), asked
+    only where TensorRT runs: a GPU wheel without TensorRT's libraries raises, here one BackendError."""
+    try:
+        return '.'.join(map(str, paddle_infer.get_trt_runtime_version()))
+    except Exception as exc:  # Paddle's dynload raises RuntimeError: (Unavailable) Load tensorrt api ... failed
+        raise BackendError(tensorrt_missing(first_line(exc))) from exc
 
 
 def parse_program(model_file: Path) -> None:
@@ -38,9 +68,9 @@ def place_inference(config, device: str, tensorrt: bool, size_range, precision_t
         return
     config.enable_use_gpu(GPU_MEMORY_POOL_MB, gpu_number(device))
     if tensorrt:
-        config.enable_tensorrt_engine(workspace_size=1 << 30, max_batch_size=TENSORRT_MAX_BATCH, min_subgraph_size=3,
-                                      precision_mode=precision_type.Half, use_static=bool(engines),
-                                      use_calib_mode=False)
+        config.enable_tensorrt_engine(workspace_size=1 << 30, max_batch_size=TENSORRT_MAX_BATCH,
+                                      min_subgraph_size=TENSORRT_MIN_SUBGRAPH, precision_mode=precision_type.Half,
+                                      use_static=bool(engines), use_calib_mode=False)
         if engines:
             config.set_optim_cache_dir(engines)
         low, high = size_range
@@ -73,8 +103,8 @@ class InferenceBackend(ExportedBackend):
         if tensorrt and model_file.suffix == '.json':     # Config's TensorRT engine reads .pdmodel programs only
             raise BackendError(f"{model_file} is a Paddle 3 (PIR) model, which TensorRT through Paddle Inference's "
                                'Config does not take: run it without tensorrt, or export with Paddle 2.6 (.pdmodel)')
-        runtime_version = '.'.join(map(str, paddle_infer.get_trt_runtime_version()))
-        with self.tensorrt_engines([model_file, params_file], 'paddle-inference', runtime_version) as engines:
+        version = tensorrt_runtime(paddle_infer) if tensorrt and engine_cache else ''
+        with self.tensorrt_engines([model_file, params_file], 'paddle-inference', version, ENGINE_FILES) as engines:
             config = paddle_infer.Config(str(model_file), str(params_file))
             place_inference(config, device, tensorrt, self.size_range, paddle_infer.PrecisionType, engines)
             self.threads = cpu_threads(threads)
@@ -86,7 +116,7 @@ class InferenceBackend(ExportedBackend):
             else:
                 config.disable_mkldnn()
             config.disable_glog_info()
-            with loading(f'{model_file} + {params_file.name}'), paddle_on('cpu', self.threads):
+            with loading(f'{model_file} + {params_file.name}', open_problem), paddle_on('cpu', self.threads):
                 self.predictor = paddle_infer.create_predictor(config)
                 self.inputs = {name: self.predictor.get_input_handle(name) for name in self.predictor.get_input_names()}
                 self.outputs = [self.predictor.get_output_handle(n) for n in self.predictor.get_output_names()]

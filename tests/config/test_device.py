@@ -67,7 +67,7 @@ def test_resolve_device_checks_the_gpus_paddle_has(monkeypatch):
 def test_paddle_2_on_hopper_names_the_fix(version, capability, named):
     note = runtime.unsupported_gpu(version, capability)
     assert (note is not None) == named
-    assert not named or ('compute capability 9.0' in note and 'Paddle 3.x with CUDA 12' in note)
+    assert not named or ('compute capability 9.0' in note and 'Paddle 3.x with CUDA 13 (cu130)' in note)
 
 
 def test_library_device_names_are_normalised_as_the_flags_are():

@@ -3,6 +3,7 @@ two cuDNN wheels of one major (Paddle's cu12 wheels and onnxruntime-gpu's cudnn 
 libcudnn*.so.9) and the NVIDIA driver's version, each stood in for on this CPU machine."""
 import pytest
 
+from solov2.config import install
 from solov2.config.install import cudnn_install_problem, driver_problem, nvidia_driver
 
 
@@ -25,5 +26,18 @@ def test_the_nvidia_drivers_version_is_read_from_its_kernel_module(tmp_path):
                        'GCC version:  gcc version 12.2.0 (Debian 12.2.0-14)\n')
     assert nvidia_driver(str(version)) == '580.65.06'
     assert nvidia_driver(str(tmp_path / 'none')) is None
-    assert driver_problem('580.65.06') == '' and driver_problem(None) == ''
-    assert 'driver is 535.104.05' in driver_problem('535.104.05') and '580 or newer' in driver_problem('535.104.05')
+    assert driver_problem('580.65.06', '13.0') == '' and driver_problem(None, '13.0') == ''
+    assert driver_problem('535.104.05', None) == ''       # a CPU onnxruntime: no CUDA to judge the driver by
+    assert 'driver is 535.104.05' in driver_problem('535.104.05', '13.0') and '580 or newer' in driver_problem(
+        '535.104.05', '13.0')
+    assert driver_problem('535.104.05', '12.8') == ''     # CUDA 12 runs on 525 and newer
+    assert 'built for CUDA 12.8, which needs driver 525' in driver_problem('470.57.02', '12.8')
+
+
+def test_the_driver_check_reads_the_cuda_version_onnxruntime_was_built_for(monkeypatch):
+    """onnxruntime's own ``capi.build_and_package_info.cuda_version`` (a GPU build's; the CPU wheel has none)."""
+    import onnxruntime.capi.build_and_package_info as info
+    monkeypatch.delattr(info, 'cuda_version', raising=False)
+    assert install.onnxruntime_cuda() is None
+    monkeypatch.setattr(info, 'cuda_version', '12.8', raising=False)
+    assert install.onnxruntime_cuda() == '12.8'

@@ -33,6 +33,14 @@ cuBLAS and cuDNN switches put back after).
   ema           one EMA update of config 9's weights on the GPU, in ms, and that it moved them
   eval          mask AP on generated shapes pictures with the GPU (post-processing there) and the
                 CPU (numpy), within ``AP_POINTS``
+  export-no-trt the shipped model exported and checked (Paddle Inference opened) where Paddle cannot load
+                TensorRT (``get_trt_runtime_version`` failing in Paddle's words, a GPU wheel without libnvinfer)
+  tensorrt      each engine through TensorRT with an engine cache (onnxruntime with its provider, Paddle 2.6's
+                .pdmodel): after the open (the regions graph too) its entries hold engine files and no
+                temporary; runs at 3 sizes write nothing; a second process opens without building; two at
+                once build once; without TensorRT the open is refused and leaves nothing; SKIP where none can
+  tf32          ``tf32_off`` turns Paddle's TF32 switches and flags off inside and puts them back after
+  cudnn         one libcudnn mapped in the process after dygraph and onnxruntime ran on the GPU
   two-gpu       with two GPUs: each launched process's plain 'gpu' is its own GPU (the one rule of
                 dygraph, Paddle Inference and onnxruntime), and train.py launched on both with
                 ``--sync-bn`` for a few steps; SKIP with one
@@ -45,6 +53,7 @@ import importlib.util
 import logging
 import math
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -68,6 +77,7 @@ from solov2.config.install import (  # noqa: E402
     paddle_install_problem,
     paddle_major,
 )
+from solov2.core.cache import cache_entries  # noqa: E402
 from solov2.core.paths import SAMPLE_IMAGES, SHIPPED_WEIGHTS  # noqa: E402
 from solov2.data.coco import CocoDataset, load_coco  # noqa: E402
 from solov2.data.results import write_json  # noqa: E402
@@ -75,6 +85,7 @@ from solov2.data.scoring import evaluate_segm  # noqa: E402
 from solov2.data.transforms import read_image  # noqa: E402
 from solov2.model.build import build_model  # noqa: E402
 from solov2.model.deform_ops import deform_conv  # noqa: E402
+from solov2.model.inference import onnxruntime_backend, paddle_inference_backend  # noqa: E402
 from solov2.model.inference.backend import BackendError  # noqa: E402
 from solov2.model.inference.dygraph_backend import DygraphBackend  # noqa: E402
 from solov2.model.inference.export import export  # noqa: E402
@@ -232,7 +243,7 @@ def check_engines(s: Setting) -> str:
     on the device, each against dygraph on the CPU: the same labels, scores within the tolerance
     of what the engine computes in (``engine_precision``); Paddle Inference's ops on the device;
     onnxruntime's sessions without fallback, still on their first provider after the runs; on
-    a GPU each through TensorRT too where it can run (a provider that does not start is said)."""
+    a GPU each through TensorRT too where it can run (one that does not open fails the check)."""
     kinds = ['inference'] + (['onnx'] if importlib.util.find_spec('paddle2onnx') and
                              importlib.util.find_spec('onnxruntime') else [])
     folder = s.folder / 'export'
@@ -246,10 +257,7 @@ def check_engines(s: Setting) -> str:
             engine = exported_backend(ModelSpec(backend=kind, model_dir=str(folder), device=s.device, threads=2,
                                                 tensorrt=tensorrt), str(s.folder / 'compiled'))
         except BackendError as exc:
-            if not tensorrt:
-                raise
-            lines.append(f'{name} did not open ({exc})')
-            continue
+            raise AssertionError(f'{name} did not open: {exc}') from exc
         worst = _engine_run(s, engine, dygraph, ENGINE_TOLERANCE[precision])
         if kind == 'onnx':
             assert not engine.session._enable_fallback, f'{name}: its session falls back after start'
@@ -454,8 +462,6 @@ def check_two_gpus(s: Setting) -> str:
     count = 0 if s.dry else paddle.device.cuda.device_count()
     if count < 2:
         raise Skipped('dry run' if s.dry else f'{count} GPU: needs two')
-    import subprocess
-
     from solov2.tools.dev.train_speed import command_args
     script = s.folder / 'placement.py'
     script.write_text(PLACEMENT)
@@ -478,10 +484,182 @@ def check_two_gpus(s: Setting) -> str:
             'steps, exit code 0')
 
 
+NO_TENSORRT = '(Unavailable) Load tensorrt api getInferLibVersion failed'     # Paddle's words without libnvinfer
+ENGINE_FILES = {'onnx': onnxruntime_backend.ENGINE_FILES, 'inference': paddle_inference_backend.ENGINE_FILES}
+OPENER = """import sys
+from solov2.core import cache
+from solov2.model.inference.spec import ModelSpec, exported_backend
+kind, folder, compiled, mode = sys.argv[1:5]
+builds, build_folder = [], cache.build_folder
+cache.build_folder = lambda *args, **kwargs: builds.append(1) or build_folder(*args, **kwargs)
+if mode == 'no-tensorrt':           # the wheel's TensorRT not importable, Paddle's dynload failing as without it
+    import paddle.inference
+    sys.modules['tensorrt'] = None
+    paddle.inference.get_trt_runtime_version = lambda: (_ for _ in ()).throw(RuntimeError(sys.argv[5]))
+try:
+    engine = exported_backend(ModelSpec(backend=kind, model_dir=folder, device=mode.split('/')[-1], threads=2,
+                                        tensorrt=not mode.endswith('cpu')), compiled)
+    engine.compile_ahead(2, mixed=True)
+    print('opened', len(builds))
+except Exception as exc:
+    print('refused', len(builds), str(exc).replace(chr(10), ' '))
+"""
+
+
+def _files(folder: Path) -> dict:
+    """{path under ``folder``: (size, modification time in ns)} of its files: what writing any changes."""
+    return {str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns) for p in folder.rglob('*')
+            if p.is_file()} if folder.is_dir() else {}
+
+
+def entry_problems(cache: Path, engines: str) -> list:
+    """What is wrong with the TensorRT engine entries of ``cache``: a temporary left, an entry without files
+    named like ``engines`` (a glob), none at all."""
+    entries = [entry for entry in cache_entries(str(cache)) if 'tensorrt-' in entry.path.name]
+    problems = [f'{entry.path.name} {entry.state}' for entry in entries if entry.state != 'current']
+    problems += [f'{entry.path.name} holds no {engines}' for entry in entries
+                 if entry.state == 'current' and not any(entry.path.rglob(engines))]
+    return problems + ['no entry'] * (not entries)
+
+
+def _opener(s: Setting, kind: str, folder: Path, cache: Path, mode: str) -> subprocess.Popen:
+    """Another process opening ``kind`` from ``folder`` with TensorRT (``mode``: the device, or
+    'no-tensorrt/<device>' without TensorRT; 'cpu' in a dry run), engines in ``cache``: it prints 'opened' or
+    'refused', the folders it built, and why."""
+    return subprocess.Popen([sys.executable, '-c', OPENER, kind, str(folder), str(cache / 'openvino-compiled'), mode,
+                             NO_TENSORRT], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, 'PYTHONPATH': str(TRAIN_SCRIPT.parent)})
+
+
+def _opened(process) -> tuple:
+    """('opened' or 'refused', folders built, why) of an ``_opener``."""
+    out, err = process.communicate(timeout=1800)
+    words = (out.strip().splitlines() or [f'crashed: {err.strip()[-300:]}'])[-1].split(' ', 2)
+    return words[0], int(words[1]) if len(words) > 1 and words[1].isdigit() else -1, words[-1]
+
+
+def _tensorrt_cases(s: Setting) -> list:
+    """The exported engines that run through TensorRT here: onnxruntime with its provider, Paddle 2.6's .pdmodel
+    (Paddle 3's .json is refused); a dry run opens onnx (where installed) on the CPU, without TensorRT."""
+    onnx = importlib.util.find_spec('paddle2onnx') and importlib.util.find_spec('onnxruntime')
+    if s.dry:
+        return ['onnx'] * bool(onnx)
+    import onnxruntime
+    kinds = ['onnx'] * bool(onnx and 'TensorrtExecutionProvider' in onnxruntime.get_available_providers())
+    return kinds + ['inference'] * (paddle_major() < 3)
+
+
+def _tensorrt_case(s: Setting, kind: str, folder: Path) -> str:
+    """One engine through TensorRT (``check_tensorrt``)."""
+    cache, engines, mode = s.folder / f'trt-{kind}', ENGINE_FILES[kind], 'cpu' if s.dry else s.device
+    engine = exported_backend(ModelSpec(backend=kind, model_dir=str(folder), device=s.device, threads=2,
+                                        tensorrt=not s.dry), str(cache / 'openvino-compiled'))
+    engine.compile_ahead(2, mixed=True)            # the regions graph too (onnx)
+    problems = [] if s.dry else entry_problems(cache, engines)
+    assert not problems, f'{kind}: after its open: ' + ', '.join(problems)
+    built = _files(cache)
+    for side in (s.size, 2 * s.size, 3 * s.size):
+        batch = np.zeros((2, 3, side, side), np.float32)
+        engine.run_numpy(batch, np.asarray([[side, side], [side // 2, side]], np.int64) if engine.mixes_sizes
+                         else None)
+    assert _files(cache) == built, f'{kind}: files written after its open: {sorted(set(_files(cache)) - set(built))}'
+    second = _opened(_opener(s, kind, folder, cache, mode))
+    assert second[:2] == ('opened', 0) and _files(cache) == built, f'{kind}: a second process: {second}'
+    pair = [_opener(s, kind, folder, s.folder / f'trt-{kind}-pair', mode) for _ in range(2)]
+    both = [_opened(process) for process in pair]
+    assert [verdict for verdict, _, _ in both] == ['opened'] * 2 and sum(count for _, count, _ in both) == (
+        0 if s.dry else 2 if engine.mixes_sizes else 1), f'{kind}: two processes at once: {both}'
+    missing = _opened(_opener(s, kind, folder, s.folder / f'trt-{kind}-none', f'no-tensorrt/{mode}'))
+    left = _files(s.folder / f'trt-{kind}-none')
+    assert s.dry or missing[0] == 'refused' or 'onnx' == kind, f'{kind} without TensorRT: {missing}'
+    assert not left or missing[0] == 'opened', f'{kind} refused without TensorRT left {sorted(left)}'
+    why = ('(the calls on the CPU)' if s.dry else f'({missing[2][:120]})' if missing[0] == 'refused' else
+           '(a TensorRT outside the wheel was found)')
+    return (f'{kind}: {len(built)} files, none written by runs at 3 sizes, a second process built 0, two at once '
+            f'built {sum(count for _, count, _ in both)}, without TensorRT {missing[0]} {why}')
+
+
+def check_tensorrt(s: Setting) -> str:
+    """Each engine through TensorRT (``_tensorrt_cases``) with an engine cache: after the open (the regions graph
+    too) its entries hold engine files and no temporary is left; runs at several sizes write nothing; a second
+    process opens them without building; two processes at once build once; without TensorRT (its wheel not
+    importable; Paddle's version call failing) the open is refused and leaves nothing. Dry run: the same calls
+    on the CPU without TensorRT."""
+    kinds = _tensorrt_cases(s)
+    if not kinds:
+        raise Skipped('no engine runs TensorRT here (onnxruntime without its provider, Paddle 3 .json exports)')
+    folder = s.folder / 'trt-export'
+    if not folder.is_dir():
+        dygraph = DygraphBackend(get_config(9), SHIPPED_WEIGHTS, 'cpu', threads=2)
+        export(dygraph, 9, folder, fmt='both' if 'onnx' in kinds else 'paddle', check=False)
+    return '; '.join(_tensorrt_case(s, kind, folder) for kind in kinds)
+
+
+def check_export_without_tensorrt(s: Setting) -> str:
+    """The shipped model exported, with its check (Paddle Inference opened), where Paddle cannot load TensorRT
+    (``get_trt_runtime_version`` failing in Paddle's words, as on a GPU wheel without libnvinfer)."""
+    import paddle.inference
+    real = paddle.inference.get_trt_runtime_version
+    paddle.inference.get_trt_runtime_version = lambda: (_ for _ in ()).throw(RuntimeError(NO_TENSORRT))
+    try:
+        dygraph = DygraphBackend(get_config(9), SHIPPED_WEIGHTS, 'cpu', threads=2)
+        lines = export(dygraph, 9, s.folder / 'export-no-trt', fmt='paddle', check=True)
+    finally:
+        paddle.inference.get_trt_runtime_version = real
+    return f'exported and checked ({len(lines)} lines)'
+
+
+def _tf32_state() -> dict:
+    """Paddle's TF32 switches and flags as they are now (those this build has)."""
+    state = {name: getattr(paddle.base.core, f'get_{name}_switch')() for name in ('cublas', 'cudnn')
+             if hasattr(paddle.base.core, f'get_{name}_switch')}
+    for flag in ('FLAGS_cublas_allow_tf32', 'FLAGS_cudnn_allow_tf32'):
+        try:
+            state[flag] = paddle.get_flags([flag])[flag]
+        except ValueError:
+            pass
+    return state
+
+
+def check_tf32(s: Setting) -> str:
+    """``tf32_off`` (the float32 comparisons) turns TF32 off inside and puts Paddle's switches and flags back."""
+    before = _tf32_state()
+    with tf32_off('cublas', 'cudnn'):
+        inside = _tf32_state()
+        with paddle_on(s.device, 2):
+            paddle.matmul(paddle.rand([64, 64]), paddle.rand([64, 64])).numpy()
+    after = _tf32_state()
+    assert not any(inside.values()), f'inside tf32_off: {inside}'
+    assert after == before, f'before {before}, after {after}'
+    return f'off inside, restored after: {before}'
+
+
+def cudnn_libraries(maps: str) -> set:
+    """The cuDNN main libraries (libcudnn.so.N, not its sub-libraries) mapped, from /proc/<pid>/maps text."""
+    return {os.path.realpath(line.split()[-1]) for line in maps.splitlines()
+            if line.split() and os.path.basename(line.split()[-1]).startswith('libcudnn.so')}
+
+
+def check_cudnn(s: Setting) -> str:
+    """One libcudnn mapped in this process after dygraph and onnxruntime (where installed) ran on the device."""
+    DygraphBackend(get_config(9), SHIPPED_WEIGHTS, s.device, threads=2).run_numpy(np.zeros((1, 3, 64, 64), np.float32))
+    if not s.dry and importlib.util.find_spec('onnxruntime'):
+        import onnxruntime
+        if hasattr(onnxruntime, 'preload_dlls'):
+            onnxruntime.preload_dlls()
+    try:
+        mapped = cudnn_libraries(Path('/proc/self/maps').read_text())
+    except OSError as exc:
+        raise Skipped(f'no /proc/self/maps ({exc})')
+    assert len(mapped) <= 1, f'{len(mapped)} cuDNN libraries mapped: {sorted(mapped)}'
+    return f'mapped: {next(iter(mapped))}' if mapped else 'no libcudnn mapped (a CPU run)'
+
+
 CHECKS = (('environment', check_environment), ('inference', check_inference), ('postprocess', check_postprocess),
           ('engines', check_engines), ('memory', check_memory), ('dcn', check_dcn), ('train', check_train),
-          ('sync-bn', check_sync_bn),
-          ('ema', check_ema), ('eval', check_eval), ('two-gpu', check_two_gpus))
+          ('sync-bn', check_sync_bn), ('ema', check_ema), ('eval', check_eval),
+          ('export-no-trt', check_export_without_tensorrt), ('tensorrt', check_tensorrt), ('tf32', check_tf32),
+          ('cudnn', check_cudnn), ('two-gpu', check_two_gpus))
 
 
 def run_checks(s: Setting, names=None, out=print) -> int:

@@ -195,7 +195,7 @@ def _on_a_gpu(monkeypatch, opened):
     monkeypatch.setattr(onnxruntime, 'preload_dlls', lambda: opened.append('preload_dlls'), raising=False)
     monkeypatch.setattr(onnxruntime_backend.importlib, 'import_module', lambda name: opened.append(name))
     monkeypatch.setattr(onnxruntime, 'InferenceSession', lambda path, options, providers: opened.append(
-        FellBack(path, options, providers, started=EVERY)) or opened[-1])
+        Building(path, options, providers)) or opened[-1])
 
 
 PROGRAM = framework_pb2.ProgramDesc(blocks=[framework_pb2.BlockDesc(idx=0, parent_idx=-1)]).SerializeToString()
@@ -233,14 +233,15 @@ def test_each_model_gets_its_own_tensorrt_engines(tmp_path, monkeypatch):
 
 
 class Building(FellBack):
-    """A session whose TensorRT provider builds its engine while it opens (explicit profile): it writes
-    ``engine`` into its cache folder unless one is there (counted in ``built``), ``slow`` seconds."""
+    """A session whose TensorRT provider builds its engine while it opens (explicit profile): where it has an
+    engine cache it writes ``model.engine`` there unless one is there (counted in ``built``), ``slow`` seconds."""
     built, slow = [], 0.0
 
     def __init__(self, path, options, providers, started=EVERY):
         super().__init__(path, options, providers, started)
-        engine = os.path.join(providers[0][1]['trt_engine_cache_path'], 'engine')
-        if not os.path.exists(engine):
+        folder = providers[0][1].get('trt_engine_cache_path') if isinstance(providers[0], tuple) else None
+        engine = os.path.join(folder or '', 'model.engine')
+        if folder and not os.path.exists(engine):
             time.sleep(self.slow)
             open(engine, 'w').close()
             self.built.append(engine)
@@ -266,20 +267,21 @@ def test_tensorrt_engines_are_built_once_moved_into_place_whole_and_kept_per_ten
     assert len(Building.built) == 1 and '.tmp' in Building.built[0]          # one build, in a temporary folder
     entries = cache_entries(str(cache))
     assert [(e.path.parent, e.state, e.what) for e in entries] == [
-        (cache, 'current', 'TensorRT engines of onnxruntime on NVIDIA L4 sm89')]
+        (cache, 'current', 'TensorRT none engines of onnxruntime on NVIDIA L4 sm89')]
     asked = {os.path.basename(backend.session.asked[0][1]['trt_engine_cache_path']) for backend in (first, second)}
-    assert entries[0].path.name in asked and [p.name for p in cache.iterdir()] == [entries[0].path.name]
-    assert sorted(p.name for p in entries[0].path.iterdir()) == ['cache.json', 'engine']
+    assert entries[0].path.name in asked and sorted(p.name for p in cache.iterdir()) == [
+        f'.{entries[0].path.name}.lock', entries[0].path.name]                # its own lock beside it
+    assert sorted(p.name for p in entries[0].path.iterdir()) == ['cache.json', 'model.engine']
     monkeypatch.setattr(exported_folder, 'cuda_device', lambda number: 'NVIDIA A100 sm80')
     monkeypatch.setattr(onnxruntime, 'InferenceSession', lambda *args, **kwargs: 1 / 0)
     with pytest.raises(BackendError, match='cannot load'):
         open_model()
-    assert [p.name for p in cache.iterdir()] == [entries[0].path.name]       # nothing of the failed build
+    assert sorted(p.name for p in cache.iterdir()) == [f'.{entries[0].path.name}.lock', entries[0].path.name]
     monkeypatch.setattr(onnxruntime, 'InferenceSession', Building)
     open_model()
     monkeypatch.setattr(exported_folder, 'installed_wheels', lambda names: ['tensorrt-cu13'])
     open_model()
-    assert len(Building.built) == 3 and len(list(cache.iterdir())) == 3      # per GPU, per TensorRT
+    assert len(Building.built) == 3 and len(cache_entries(str(cache))) == 3     # per GPU, per TensorRT
     monkeypatch.setattr(core_cache, 'package_version', lambda name: 'another')
     assert {entry.state for entry in cache_entries(str(cache))} == {'stale'}
 
@@ -364,8 +366,9 @@ def test_a_session_that_fell_back_to_the_cpu_is_refused_naming_the_fix(tmp_path,
         OnnxBackend(folder, device='gpu')
     assert OnnxBackend(folder, device='cpu').session.asked == ['CPUExecutionProvider']
     monkeypatch.setattr(onnxruntime_backend, 'nvidia_driver', lambda: '535.104.05')      # too old for CUDA 13
+    monkeypatch.setattr(onnxruntime_backend, 'onnxruntime_cuda', lambda: '13.0')        # what it was built for
     with pytest.raises(BackendError, match="or use the CPU. This machine's NVIDIA driver is 535.104.05; "
-                                           'onnxruntime-gpu from PyPI is built for CUDA 13, which needs driver 580'):
+                                           'this onnxruntime-gpu is built for CUDA 13.0, which needs driver 580'):
         OnnxBackend(folder, device='gpu')
     monkeypatch.setattr(onnxruntime_backend, 'cudnn_install_problem', lambda: 'two cuDNN wheels')
     with pytest.raises(BackendError, match='did not start. two cuDNN wheels$'):
@@ -427,3 +430,175 @@ def test_an_engine_on_a_gpu_post_processes_with_the_cores_the_network_leaves_fre
     on_gpu = Predictor(OnnxBackend(folder, device='gpu'))
     assert on_gpu.workers._max_workers == default_finish_workers(network_on_gpu=True) == 13
     assert Predictor(OnnxBackend(folder, device='cpu')).workers._max_workers == default_finish_workers() == 4
+
+
+NO_TENSORRT = '(Unavailable) Load tensorrt api getInferLibVersion failed'     # Paddle's dynload, GPU wheel alone
+
+
+def _no_tensorrt():
+    """``paddle.inference.get_trt_runtime_version`` of a paddlepaddle-gpu wheel without TensorRT's libraries."""
+    raise RuntimeError(NO_TENSORRT)
+
+
+def test_without_tensorrt_export_inference_and_auto_still_work(tmp_path, monkeypatch):
+    """TensorRT's version is asked only where TensorRT runs with an engine cache: a GPU wheel without
+    TensorRT (the CPU wheel answers 0.0.0) exports, opens ``inference`` and ``auto``; where it is asked, the
+    failure is one line naming the library and the fix, not a damaged export."""
+    from solov2.config.sidecar import resolve_config
+    from solov2.core.paths import SHIPPED_WEIGHTS
+    from solov2.model.inference.backend_factory import open_backend
+    from solov2.model.inference.dygraph_backend import DygraphBackend
+    from solov2.model.inference.export import export
+    monkeypatch.setattr(paddle.inference, 'get_trt_runtime_version', _no_tensorrt)
+    number, cfg = resolve_config(SHIPPED_WEIGHTS, None, ())
+    folder = tmp_path / 'export'
+    export(DygraphBackend(cfg, SHIPPED_WEIGHTS, 'cpu'), number, folder, fmt='paddle')     # its check opens inference
+    batch = np.zeros((1, 3, 64, 64), np.float32)
+    assert len(exported_backend(ModelSpec(backend='inference', model_dir=str(folder))).run_numpy(batch)) == 3
+    assert len(open_backend(ModelSpec(SHIPPED_WEIGHTS, backend='auto'))[1].run_numpy(batch)) == 3
+    monkeypatch.setattr(paddle.inference, 'Config', lambda *files: RecordingConfig())
+    with pytest.raises(BackendError, match=r'^Paddle Inference cannot load TensorRT \(\(Unavailable\) Load tensorrt '
+                                           r'api .*\): install the TensorRT .*libnvinfer.*or run without tensorrt$'):
+        InferenceBackend(_paddle26_export(tmp_path / 'pdmodel'), device='gpu', tensorrt=True,
+                         engine_cache=str(tmp_path / 'cache'))
+    assert not (tmp_path / 'cache').exists() or not list((tmp_path / 'cache').iterdir())
+
+
+def _paddle26_export(folder, weights=b'1'):
+    """A Paddle 2.6 (.pdmodel) export of config 9 whose program parses (``parse_program``) and holds nothing."""
+    _fake_export(folder, files={'paddle': {'model': 'model.pdmodel', 'params': 'model.pdiparams'}})
+    (folder / 'model.pdmodel').write_bytes(PROGRAM)
+    (folder / 'model.pdiparams').write_bytes(weights)
+    return str(folder)
+
+
+def _cache_names(cache) -> list:
+    return sorted(path.name for path in cache.iterdir()) if cache.exists() else []
+
+
+def test_a_tensorrt_entry_is_made_only_when_tensorrt_ran_and_wrote_its_engines(tmp_path, monkeypatch):
+    """onnxruntime dropping its TensorRT provider (libnvinfer missing) is one line and leaves nothing in the
+    cache; a session on TensorRT that wrote no engine leaves no entry either (it would be taken as built)."""
+    import onnxruntime
+    _on_a_gpu(monkeypatch, [])
+    monkeypatch.setattr(onnxruntime_backend, 'onnxruntime_install_problem', lambda: None)
+    folder, cache = _fake_export(tmp_path / 'export'), tmp_path / 'cache'
+    monkeypatch.setattr(onnxruntime, 'InferenceSession', lambda path, options, providers: Building(
+        path, options, providers, started=EVERY[1:]))
+    with pytest.raises(BackendError, match='did not start its TensorRT provider'):
+        OnnxBackend(folder, device='gpu', tensorrt=True, engine_cache=str(cache))
+    assert _cache_names(cache) == [] and cache_entries(str(cache)) == []
+    monkeypatch.setattr(onnxruntime, 'InferenceSession', lambda path, options, providers: FellBack(
+        path, options, providers, started=EVERY))                           # TensorRT started, no engine written
+    assert OnnxBackend(folder, device='gpu', tensorrt=True, engine_cache=str(cache)).session.started == EVERY
+    assert _cache_names(cache) == []
+    monkeypatch.setattr(onnxruntime, 'InferenceSession', Building)
+    OnnxBackend(folder, device='gpu', tensorrt=True, engine_cache=str(cache))
+    assert [entry.state for entry in cache_entries(str(cache))] == ['current']
+
+
+def test_the_lock_is_the_entrys_own_one_model_building_holds_up_no_other(tmp_path, monkeypatch):
+    """While one model's engines build (under its entry's lock), another model's open goes on."""
+    import threading
+
+    import onnxruntime
+    _on_a_gpu(monkeypatch, [])
+    release, building = threading.Event(), threading.Event()
+
+    def session(path, options, providers):
+        if 'slow' in str(path):
+            building.set()
+            assert release.wait(30)
+        return Building(path, options, providers)
+    monkeypatch.setattr(onnxruntime, 'InferenceSession', session)
+    cache = str(tmp_path / 'cache')
+    slow, quick = _fake_export(tmp_path / 'slow', _onnx_model(1.0)), _fake_export(tmp_path / 'quick', _onnx_model(2.0))
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        first = pool.submit(OnnxBackend, slow, device='gpu', tensorrt=True, engine_cache=cache)
+        assert building.wait(30)
+        second = pool.submit(OnnxBackend, quick, device='gpu', tensorrt=True, engine_cache=cache)
+        try:
+            second.result(timeout=20)           # under one lock for the whole cache it waited for the slow build
+        finally:
+            release.set()
+        first.result(timeout=30)
+    assert [entry.state for entry in cache_entries(cache)] == ['current', 'current']
+
+
+def test_a_tensorrt_provider_failure_at_open_says_what_failed_and_what_to_do(tmp_path, monkeypatch):
+    """onnxruntime's TensorRT provider refusing the graph (EPFail, in its words) is not a damaged export."""
+    import onnxruntime
+    _on_a_gpu(monkeypatch, [])
+    words = ('[ONNXRuntimeError] : 11 : EP_FAIL : User needs to provide all the dynamic shape inputs with '
+             'associated profiles if they want to explicitly set profiles through provider options.')
+
+    def refused(path, options, providers):
+        raise EPFail(words)
+    monkeypatch.setattr(onnxruntime, 'InferenceSession', refused)
+    with pytest.raises(BackendError, match=r"^onnxruntime's TensorRT provider could not open .*model.onnx \(\[ONNX"
+                                           r'.*User needs to provide all the dynamic shape inputs.*\); an input of '
+                                           r'a TensorRT subgraph has no profile \(the profile covers image\): run '
+                                           r'without tensorrt'):
+        OnnxBackend(_fake_export(tmp_path / 'export'), device='gpu', tensorrt=True)
+    with pytest.raises(BackendError, match=r"^onnxruntime's CUDA provider could not open .*: check the CUDA"):
+        monkeypatch.setattr(onnxruntime, 'InferenceSession', lambda *args, **kwargs: (_ for _ in ()).throw(
+            EPFail('[ONNXRuntimeError] : 11 : EP_FAIL : CUDA failure 35: CUDA driver version is insufficient')))
+        OnnxBackend(_fake_export(tmp_path / 'cuda'), device='gpu')
+    monkeypatch.setattr(onnxruntime, 'InferenceSession', lambda *args, **kwargs: 1 / 0)
+    with pytest.raises(BackendError, match='cannot load .*damaged'):       # anything else: the file
+        OnnxBackend(_fake_export(tmp_path / 'damaged'), device='gpu', tensorrt=True)
+
+
+def test_the_regions_graph_gets_a_tensorrt_profile_for_its_regions_input(tmp_path, monkeypatch):
+    """Its int64 ``regions`` [B, 2] is dynamic too: without a profile onnxruntime's provider fails at open."""
+    opened = []
+    _on_a_gpu(monkeypatch, opened)
+    folder = _fake_export(tmp_path / 'export', files={'onnx': {'model': 'model.onnx',
+                                                               'regions_model': 'model_regions.onnx'}})
+    (tmp_path / 'export' / 'model_regions.onnx').write_bytes(b'')
+    OnnxBackend(folder, device='gpu', tensorrt=True).compile_ahead(8, mixed=True)
+    plain, regions = (session.asked[0][1] for session in opened if isinstance(session, FellBack))
+    assert plain['trt_profile_max_shapes'] == 'image:8x3x640x640'
+    assert [regions[f'trt_profile_{which}_shapes'] for which in ('min', 'opt', 'max')] == [
+        'image:1x3x64x64,regions:1x2', 'image:1x3x640x640,regions:1x2', 'image:8x3x640x640,regions:8x2']
+
+
+def test_paddle_inference_tensorrt_takes_ppdetections_subgraph_size_and_names_a_missing_shape_range(
+        tmp_path, monkeypatch):
+    """min_subgraph_size 60, PaddleDetection's for SOLOv2 (3 left subgraph inputs without a shape range);
+    its "dynamic shape info not set" is said as such, not as a damaged export."""
+    config = RecordingConfig()
+    place_inference(config, 'gpu', True, (64, 1333), Precision)
+    assert dict((name, kw) for name, _, kw in config.calls)['enable_tensorrt_engine']['min_subgraph_size'] == 60
+    from ppdet.engine.export_utils import TRT_MIN_SUBGRAPH
+    assert TRT_MIN_SUBGRAPH['SOLOv2'] == 60
+    monkeypatch.setattr(paddle.inference, 'Config', lambda *files: RecordingConfig())
+    monkeypatch.setattr(paddle.inference, 'create_predictor', lambda config: (_ for _ in ()).throw(RuntimeError(
+        '\n\n----------------------\nError Message Summary:\n----------------------\nPreconditionNotMetError: some '
+        'trt inputs dynamic shape info not set, check the INFO log above for more details.')))
+    with pytest.raises(BackendError, match=r"^Paddle Inference's TensorRT found a subgraph input without a shape "
+                                           r'range \(PreconditionNotMetError: some trt inputs .*; subgraphs of at '
+                                           r'least 60 ops .*min_subgraph_size\): run without tensorrt'):
+        InferenceBackend(_paddle26_export(tmp_path / 'export'), device='gpu', tensorrt=True)
+
+
+def test_tensorrt_engines_follow_the_tensorrt_loaded_and_go_stale_with_the_model_not_the_source(
+        tmp_path, monkeypatch):
+    """A system TensorRT (no wheel) upgraded gets engines of its own; the entry goes stale when the model
+    file changes, not when the toolkit's source does (a code update kept 100-300 MB engines)."""
+    import onnxruntime
+    _on_a_gpu(monkeypatch, [])
+    monkeypatch.setattr(onnxruntime, 'InferenceSession', Building)
+    monkeypatch.setattr(exported_folder, 'installed_wheels', lambda names: [])
+    folder, cache = _fake_export(tmp_path / 'export', _onnx_model(1.0)), tmp_path / 'cache'
+    for version in ('10.13.3', '10.14.1'):
+        monkeypatch.setattr(onnxruntime_backend, 'tensorrt_version', lambda: version)
+        OnnxBackend(folder, device='gpu', tensorrt=True, engine_cache=str(cache))
+    assert sorted(entry.what.split()[1] for entry in cache_entries(str(cache))) == ['10.13.3', '10.14.1']
+    core_cache.source_hash.cache_clear()
+    monkeypatch.setattr(core_cache, 'source_hash', lambda: 'another version of the toolkit')
+    assert {entry.state for entry in cache_entries(str(cache))} == {'current'}
+    model = tmp_path / 'export' / 'model.onnx'
+    model.write_bytes(_onnx_model(3.0))
+    os.utime(model, ns=(1, 1))
+    assert {entry.state for entry in cache_entries(str(cache))} == {'stale'}

@@ -91,3 +91,62 @@ def test_each_engine_is_held_to_the_tolerance_of_what_it_computes_in():
     assert gpu_check.engine_precision(True, (8, 9)) == 'float16'
     tolerance = gpu_check.ENGINE_TOLERANCE
     assert tolerance['float32'] < tolerance['tf32'] < tolerance['float16']
+
+
+def test_a_tensorrt_case_that_does_not_open_is_a_fail(monkeypatch, tmp_path):
+    """It was a line inside a PASS ('did not open'): a GPU user would read all checks passed."""
+    monkeypatch.setattr(gpu_check, 'export', lambda *args, **kwargs: [])
+    monkeypatch.setattr(gpu_check, '_engine_cases', lambda s, kinds: [('onnx', True)])
+
+    def refused(spec, compiled):
+        raise gpu_check.BackendError('onnxruntime 1.31 did not start its TensorRT provider')
+    monkeypatch.setattr(gpu_check, 'exported_backend', refused)
+    lines = []
+    assert gpu_check.run_checks(gpu_check.Setting('cpu', 1, 64, 1, 1, tmp_path), ['engines'], lines.append) == 1
+    assert lines[0].startswith('FAIL engines: AssertionError: onnx tensorrt did not open: onnxruntime 1.31 did not')
+
+
+def test_a_tensorrt_entry_without_engines_or_a_temporary_left_is_named(tmp_path):
+    """What the tensorrt check reads in the engine cache after an open (entries stood in)."""
+    import json
+    cache = tmp_path / 'cache'
+    good, empty = cache / 'tensorrt-aaaa', cache / 'tensorrt-bbbb'
+    for folder in (good, empty, cache / '.tensorrt-cccc.999999999.x1.tmp'):
+        folder.mkdir(parents=True)
+    for folder in (good, empty):
+        (folder / 'cache.json').write_text(json.dumps({'key': {'versions': {}}, 'what': 'TensorRT engines'}))
+    (good / 'TensorrtExecutionProvider_TRTKernel_graph_1_sm89.engine').write_bytes(b'1')
+    assert gpu_check.entry_problems(cache, '*.engine') == [
+        '.tensorrt-cccc.999999999.x1.tmp unfinished', 'tensorrt-bbbb holds no *.engine']
+    assert gpu_check.entry_problems(tmp_path / 'none', '*.engine') == ['no entry']
+
+
+def test_two_cudnn_libraries_mapped_are_counted(tmp_path):
+    """/proc/<pid>/maps lines of Paddle's cuDNN 9 (cu12 wheel) and onnxruntime's (cu13 wheel), each
+    with a sub-library that does not count."""
+    lines = []
+    for wheel, major in (('nvidia/cudnn', 9), ('nvidia/cu13', 9)):
+        folder = tmp_path / wheel / 'lib'
+        folder.mkdir(parents=True)
+        for name in (f'libcudnn.so.{major}', f'libcudnn_ops.so.{major}'):
+            (folder / name).write_bytes(b'')
+            lines.append(f'7f00 r-xp 00000000 00:00 1  {folder / name}')
+    maps = '\n'.join(lines + ['7f01 r-xp 00000000 00:00 1  /usr/lib/libc.so.6', '7ffd rw-p 0 00:00 0  [stack]'])
+    assert gpu_check.cudnn_libraries(maps) == {str(tmp_path / w / 'lib' / 'libcudnn.so.9') for w in (
+        'nvidia/cudnn', 'nvidia/cu13')}
+    assert gpu_check.cudnn_libraries(lines[0]) == {str(tmp_path / 'nvidia/cudnn/lib/libcudnn.so.9')}
+
+
+def test_tf32_left_changed_is_a_fail(monkeypatch, tmp_path):
+    """A ``tf32_off`` that forgot to put Paddle's switches back (stood in) fails the tf32 check."""
+    import contextlib
+    state = {'cublas': True}
+    monkeypatch.setattr(gpu_check, '_tf32_state', lambda: dict(state))
+
+    @contextlib.contextmanager
+    def forgetting(*libraries):
+        state['cublas'] = False
+        yield
+    monkeypatch.setattr(gpu_check, 'tf32_off', forgetting)
+    with pytest.raises(AssertionError, match="before {'cublas': True}, after {'cublas': False}"):
+        gpu_check.check_tf32(gpu_check.Setting('cpu', 1, 64, 1, 1, tmp_path))
