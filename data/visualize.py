@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 
 from solov2.data.masks import CroppedMasks, as_cropped
-from solov2.data.results import SHOWN_MIN_SCORE, crop_polygons
+from solov2.data.results import SHOWN_MIN_SCORE
 from solov2.data.transforms import swap_red_blue
 
 GOLDEN_RATIO_CONJUGATE = 0.618033988749895
@@ -182,7 +182,9 @@ def draw_mask(canvas: np.ndarray, crop: np.ndarray, box: Sequence[int], color: t
     (and the contour's pixels)."""
     x0, y0, x1, y1 = (int(v) for v in box)
     fill_mask(canvas[y0:y1, x0:x1], crop, color)
-    cv2.drawContours(canvas, [polygon[:, None] for polygon in crop_polygons(crop, box)], -1, color, thickness=1)
+    edges, _ = cv2.findContours(np.ascontiguousarray(crop).view(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE,
+                                offset=(x0, y0))      # the mask's own edge pixels, drawn as they are
+    cv2.drawContours(canvas, edges, -1, color, thickness=1)
 
 
 def draw_instances(image_rgb: np.ndarray, masks: CroppedMasks | np.ndarray, labels: np.ndarray, scores: np.ndarray,

@@ -18,7 +18,7 @@ from solov2.tools import eval as eval_cli
 from tests.helpers import TINY_TRAINING, make_tiny_shapes
 
 PICTURES = sorted(Path(SAMPLE_IMAGES).glob('*.jpg'))
-MIN_IOU = {'mask': 0.98, 'polygon': 0.9}        # per instance (measured: 1.0 and 0.95, mean 0.998)
+MIN_IOU = {'mask': 0.98, 'polygon': 0.95}       # per instance (measured: 1.0 and 0.965, median 0.992)
 
 
 @pytest.fixture(scope='module')
@@ -49,13 +49,17 @@ def iou(a: np.ndarray, b: np.ndarray) -> float:
 @pytest.mark.parametrize('shape_type', ['mask', 'polygon'])
 def test_the_labelme_files_read_back_as_the_same_instances(segmenter, shape_type, tmp_path):
     """Each sample picture's instances scoring 0.3 or more, written beside it and converted back: the
-    same number, classes and order, each mask within ``MIN_IOU`` of the predicted one."""
+    same number, classes and order, each mask within ``MIN_IOU`` of the predicted one, the median at 0.98;
+    as polygons a person can edit: one shape per part worth drawing, simplified (measured: 39 shapes for
+    31 instances, at most 98 vertices; traced pixel by pixel with every speck, 56 and 385)."""
+    vertices = []
     for picture in PICTURES:
         shutil.copy(picture, tmp_path)
         result = segmenter(str(picture))
         document = result.to_labelme(str(tmp_path / picture.name), shape_type=shape_type)
         assert document['imagePath'] == picture.name and document['imageData'] is None
         (tmp_path / f'{picture.stem}.json').write_text(json.dumps(document))
+        vertices += [len(shape['points']) for shape in document['shapes'] if shape['shape_type'] == 'polygon']
     found = read_back(tmp_path, segmenter.class_names)
     ious = []
     for picture in PICTURES:
@@ -65,6 +69,9 @@ def test_the_labelme_files_read_back_as_the_same_instances(segmenter, shape_type
         assert [name for name, _ in back] == shown.names, picture.name
         ious += [iou(mask, instance.mask) for (_, mask), instance in zip(back, shown)]
     assert len(ious) > 20 and min(ious) >= MIN_IOU[shape_type], (shape_type, sorted(ious)[:5])
+    assert np.median(ious) >= 0.98
+    if shape_type == 'polygon':
+        assert len(vertices) <= 1.4 * len(ious) and max(vertices) <= 150, (len(vertices), len(ious), max(vertices))
 
 
 def test_demo_writes_one_labelme_file_a_picture_and_never_overwrites_one(tmp_path, capsys):
