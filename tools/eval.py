@@ -63,9 +63,10 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def format_stats(title: str, stats: dict) -> str:
-    """The 12 COCO numbers as a two-row table."""
+    """The 12 COCO numbers as a two-row table; 'n/a' where pycocotools gives -1 (no object of that size)."""
     head = ' '.join(f'{name:>6}' for name in STAT_NAMES)
-    return f'{title}\n{head}\n' + ' '.join(f'{100 * stats[name]:6.2f}' for name in STAT_NAMES)
+    return f'{title}\n{head}\n' + ' '.join(f'{100 * stats[name]:6.2f}' if stats[name] >= 0 else f'{"n/a":>6}'
+                                          for name in STAT_NAMES)
 
 
 def classwise_table(ap_by_category: dict, names: dict) -> str:
