@@ -95,6 +95,38 @@ def test_demo_writes_one_labelme_file_a_picture_and_never_overwrites_one(tmp_pat
     assert '--save-labelme writes one file a picture' in capsys.readouterr().err
 
 
+def test_files_moved_with_or_without_their_pictures_still_convert(tmp_path, capsys):
+    """demo.py --labelme-copy-images puts each picture beside its file (imagePath its name): the folder moves
+    as one. Without it, a moved file's imagePath (relative to where demo.py read the picture) no longer
+    resolves: labelme2coco finds a picture of that name, or named as the file, beside it or in --images, and
+    says which it used."""
+    labelme, moved = tmp_path / 'labelme', tmp_path / 'deeper' / 'train'
+    base = ['--backend', 'dygraph', '--warmup', '0', '--input', str(PICTURES[0]), '--output', str(tmp_path / 'drawn')]
+    assert demo.main(base + ['--save-labelme', str(labelme), '--labelme-copy-images']) == 0
+    assert sorted(path.name for path in labelme.iterdir()) == sorted([f'{PICTURES[0].stem}.json', PICTURES[0].name])
+    assert json.loads((labelme / f'{PICTURES[0].stem}.json').read_text())['imagePath'] == PICTURES[0].name
+    moved.parent.mkdir()
+    labelme.rename(moved)
+    capsys.readouterr()
+    assert labelme2coco.main([str(moved), str(tmp_path / 'a.json')]) == 0 and 'not found' not in capsys.readouterr().err
+    assert demo.main(base + ['--save-labelme', str(tmp_path / 'plain')]) == 0
+    document = json.loads((tmp_path / 'plain' / f'{PICTURES[0].stem}.json').read_text())
+    assert document['imagePath'].startswith('../')
+    elsewhere = tmp_path / 'a' / 'b'          # deeper: the imagePath reaches nothing from there
+    elsewhere.mkdir(parents=True)
+    (elsewhere / 'renamed.json').write_text(json.dumps(document))
+    assert labelme2coco.main([str(elsewhere), str(tmp_path / 'b.json')]) == 2
+    assert 'nor a picture named shapes_000023.jpg or renamed.* beside it' in capsys.readouterr().err
+    shutil.copy(PICTURES[0], tmp_path / 'renamed.jpg')
+    assert labelme2coco.main([str(elsewhere), str(tmp_path / 'b.json'), '--images', str(tmp_path)]) == 0
+    assert f"imagePath {document['imagePath']} not found, used {tmp_path / 'renamed.jpg'}" in capsys.readouterr().err
+    assert json.loads((tmp_path / 'b.json').read_text())['images'][0]['file_name'] == 'renamed.jpg'
+    shutil.copy(PICTURES[0], elsewhere)
+    assert labelme2coco.main([str(elsewhere), str(tmp_path / 'c.json')]) == 0
+    assert f'used {elsewhere / PICTURES[0].name}' in capsys.readouterr().err
+    assert demo.main(base + ['--labelme-copy-images']) == 2
+
+
 def test_predict_correct_convert_fine_tune_evaluate(tmp_path, capsys):
     """The shapes data's training pictures predicted into labelme files; one instance deleted, one
     relabelled, one drawn (a rectangle) by hand; converted, the shipped model fine-tuned on them and
