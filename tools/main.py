@@ -23,6 +23,7 @@ COMMANDS = {
     'convert': ('tools.convert', "a published checkpoint -> this project's, and back to PaddleDetection"),
     'make-shapes': ('tools.make_shapes_dataset', 'write the synthetic shapes dataset (COCO format)'),
     'labelme2coco': ('tools.labelme2coco', 'a folder of labelme JSON files -> a COCO instance file'),
+    'browse': ('tools.browse', "draw a dataset's own annotations (COCO or labelme) to check them before training"),
     'postprocess-raw': ('tools.postprocess_raw', "another runtime's raw network outputs -> masks, pictures, JSON"),
     'serve': ('tools.serve', 'serve a model over HTTP'),
 }
