@@ -40,7 +40,7 @@ def test_unsimplified_outlines_give_every_mask_back_holes_included():
 def test_a_ring_is_one_polygon_whose_hole_stays_empty_and_a_box_moves_it():
     ring = np.zeros((12, 12), bool)
     ring[1:11, 1:11] = True
-    ring[4:8, 4:8] = False          # a 16-pixel hole: traced
+    ring[4:8, 4:8] = False          # a 4x4 hole: traced
     ring[2, 2] = False              # a 1-pixel hole: filled (a speck of background)
     polygons = mask_polygons(ring, (100, 50, 112, 62))
     assert len(polygons) == 1 and polygons[0].dtype == np.float64
@@ -51,8 +51,8 @@ def test_a_ring_is_one_polygon_whose_hole_stays_empty_and_a_box_moves_it():
 def test_specks_are_dropped_unless_nothing_is_larger():
     mask = np.zeros((40, 40), bool)
     mask[5:30, 5:30] = True
-    mask[35, 35] = mask[1:3, 36:38] = True         # 1 and 4 pixels: under MIN_PART_AREA
-    mask[33:38, 1:6] = True                        # 25 pixels: kept
+    mask[35, 35] = mask[1:3, 36:38] = True         # 1 and 4 pixels: outlines holding 0.25 and 2.25 (MIN_PART_AREA: 12)
+    mask[33:38, 1:6] = True                        # 25 pixels, 20.25 inside its outline: kept
     assert len(mask_polygons(mask, (0, 0, 40, 40))) == 2
     assert len(mask_polygons(mask, (0, 0, 40, 40), min_area=0)) == 4
     lone = np.zeros((3, 3), bool)
