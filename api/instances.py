@@ -12,14 +12,8 @@ import numpy as np
 from solov2.core.errors import InputError
 from solov2.data.labelme import labelme_document
 from solov2.data.masks import CroppedMasks
-from solov2.data.results import (
-    MASK_FORMS,
-    RECORD_FIELDS,
-    SHOWN_MIN_SCORE,
-    crop_polygons,
-    instance_records,
-    instances_to_coco,
-)
+from solov2.data.polygons import mask_polygons
+from solov2.data.results import MASK_FORMS, RECORD_FIELDS, SHOWN_MIN_SCORE, instance_records, instances_to_coco
 from solov2.data.visualize import draw_bgr, draw_instances
 from solov2.model.inference.reading import check_channels
 
@@ -142,10 +136,10 @@ class Instances:
         return self[keep]
 
     def polygons(self) -> List[List[np.ndarray]]:
-        """[N] lists of polygons: each instance's mask as one [K, 2] int32 array of (x, y)
-        picture pixels per 8-connected part, the outer boundary's corners
-        (``data.results.crop_polygons``; holes are not traced, an empty mask has none)."""
-        return [crop_polygons(crop, box) for crop, box in zip(self.crops.crops, self.boxes)]
+        """[N] lists of polygons: each instance's mask as one [K, 2] float64 array of (x, y) picture
+        coordinates per part worth drawing (``data.polygons.mask_polygons``: filled as COCO fills polygons,
+        they give the mask back; specks dropped, outlines simplified; an empty mask has none)."""
+        return [mask_polygons(crop, box) for crop, box in zip(self.crops.crops, self.boxes)]
 
     def to_coco(self, image_id: int, category_ids: Optional[Sequence[int]] = None,
                 file_name: Optional[str] = None) -> List[Dict[str, Any]]:

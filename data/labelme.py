@@ -2,9 +2,9 @@
 converts back with ``tools/labelme2coco.py`` (docs/own_data.md), the loop annotation teams run.
 
 Each instance is one shape labelled with its class name, its score in the shape's ``description``:
-``polygon`` gives one polygon a part (``outline_polygons``: the outline's corners, what a person drags
-in labelme; an instance's polygons share a ``group_id``, so they read back as one instance), ``mask``
-labelme's own mask shape (a 1-bit PNG of the box between two corner points, corners included, as
+``polygon`` gives one polygon a part worth drawing (``data.polygons.mask_polygons``: the simplified
+outline, what a person drags in labelme; an instance's polygons share a ``group_id``, so they read back as
+one instance), ``mask`` labelme's own mask shape (a 1-bit PNG of the box between two corner points, corners included, as
 labelme writes it), the exact pixels.
 """
 from __future__ import annotations
@@ -13,12 +13,12 @@ import base64
 import io
 from typing import Any, Sequence
 
-import cv2
 import numpy as np
 from PIL import Image
 
 from solov2.core.errors import InputError
 from solov2.data.masks import CroppedMasks
+from solov2.data.polygons import mask_polygons
 
 LABELME_VERSION = '5.5.0'       # the file format written: labelme 5.x reads it, mask shapes included
 SHAPE_TYPES = ('polygon', 'mask')
@@ -29,18 +29,6 @@ def mask_shape_data(crop: np.ndarray) -> str:
     buffer = io.BytesIO()
     Image.fromarray(np.ascontiguousarray(crop, dtype=bool)).save(buffer, format='PNG')
     return base64.b64encode(buffer.getvalue()).decode('ascii')
-
-
-def outline_polygons(crop: np.ndarray, box: Sequence[int]) -> list[np.ndarray]:
-    """The outer outline of each 8-connected part of a mask ``crop`` ``[y1 - y0, x1 - x0] bool`` in its
-    ``box`` as ``[K, 2]`` float (x, y) picture coordinates, the corners of its straight runs: traced on
-    the crop doubled (nearest) and halved back, ``(x + 0.5) / 2``, it runs a quarter pixel inside the
-    boundary pixels' outer edges, so a polygon filled as COCO and labelme fill it (a pixel is in when
-    its centre is) gives the mask's pixels back, where one through the boundary pixels' corners
-    (``data.results.crop_polygons``) loses about half of them (IoU 0.91 on the sample pictures)."""
-    doubled = cv2.resize(np.ascontiguousarray(crop).view(np.uint8), None, fx=2, fy=2, interpolation=cv2.INTER_NEAREST)
-    contours, _ = cv2.findContours(doubled, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
-    return [(contour.reshape(-1, 2) + 0.5) / 2 + np.asarray(box[:2], np.float64) for contour in contours]
 
 
 def instance_shapes(crop: np.ndarray, box: Sequence[int], label: str, score: float, group: int,
@@ -54,7 +42,7 @@ def instance_shapes(crop: np.ndarray, box: Sequence[int], label: str, score: flo
     if shape_type == 'mask':
         return [{**common, 'points': [[x0, y0], [x1 - 1, y1 - 1]], 'group_id': None, 'shape_type': 'mask',
                  'mask': mask_shape_data(crop)}]
-    polygons = [polygon for polygon in outline_polygons(crop, box) if len(polygon) >= 3]
+    polygons = mask_polygons(crop, box)
     return [{**common, 'points': polygon.tolist(), 'group_id': group if len(polygons) > 1 else None,
              'shape_type': 'polygon', 'mask': None} for polygon in polygons]
 

@@ -1,4 +1,4 @@
-"""COCO-format result export: boxes from masks, fast RLE encoding, polygons and atomic JSON writing.
+"""COCO-format result export: boxes from masks, fast RLE encoding, records and atomic JSON writing.
 
 The per-instance record is declared once: ``RECORD_FIELDS`` (key, JSON type, meaning), then its mask in the form
 asked, ``MASK_FIELDS`` (form, key, type, meaning; 'none': no mask). ``instance_records`` makes it, serving.schema
@@ -18,18 +18,19 @@ import os
 from os import PathLike
 from typing import Any, Mapping, Sequence
 
-import cv2
 import numpy as np
 import pycocotools.mask as mask_util
 
 from solov2.data.files import atomic_write
 from solov2.data.masks import CroppedMasks, as_cropped
+from solov2.data.polygons import mask_polygons
 
 RECORD_FIELDS = (('label', int, 'the index of its class in class_names'), ('name', str, 'its class name'),
                  ('score', float, 'its final score (after Matrix NMS)'),
                  ('box', list[int], 'x0, y0, x1, y1: half-open, tight around the mask'))
-MASK_FIELDS = (('rle', 'mask', dict, 'with masks=rle (the default)'), ('polygons', 'polygons', list[list[int]],
-               'with masks=polygons: each part of the mask as a flat [x0, y0, x1, y1, ...] list of its outline'))
+MASK_FIELDS = (('rle', 'mask', dict, 'with masks=rle (the default)'), ('polygons', 'polygons', list[list[float]],
+               'with masks=polygons: each part of the mask as a flat [x0, y0, x1, y1, ...] list of its outline '
+               '(data.polygons.mask_polygons)'))
 MASK_KEYS = {form: key for form, key, _, _ in MASK_FIELDS}
 COCO_KEYS = {'label': 'category_id', 'name': 'category_name', 'box': 'bbox', 'mask': 'segmentation'}
 COCO_ORDER = ('image_id', 'category_id', 'segmentation', 'score', 'bbox')     # COCO's own keys first
@@ -87,7 +88,7 @@ def instance_records(masks: CroppedMasks, labels: np.ndarray, scores: np.ndarray
                      class_names: Sequence[str] | None = None, form: str = 'rle') -> list[dict[str, Any]]:
     """The one per-instance record (`RECORD_FIELDS`) in plain JSON values for each of `masks` (`CroppedMasks`),
     `labels` `[N] int` and `scores` `[N] float` (`name`: None without `class_names`), and its mask in `form`
-    (`MASK_FIELDS`): 'rle' `encode_crop_rle`, 'polygons' `crop_polygons` as flat lists, 'none' none (the boxes
+    (`MASK_FIELDS`): 'rle' `encode_crop_rle`, 'polygons' `mask_polygons` as flat lists, 'none' none (the boxes
     are then measured without making the crops, where `masks` can); ValueError for another `form`."""
     if form not in MASK_FORMS:
         raise ValueError(f"unknown mask form {form!r} (expected one of {', '.join(MASK_FORMS)})")
@@ -99,7 +100,7 @@ def instance_records(masks: CroppedMasks, labels: np.ndarray, scores: np.ndarray
         record: dict[str, Any] = dict(zip((key for key, _, _ in RECORD_FIELDS), values))   # no strict=: Python 3.9
         if crop is not None:
             record[MASK_KEYS[form]] = encode_crop_rle(crop, box, masks.image_size) if form == 'rle' else \
-                [polygon.ravel().tolist() for polygon in crop_polygons(crop, box)]
+                [polygon.ravel().tolist() for polygon in mask_polygons(crop, box)]
         records.append(record)
     return records
 
@@ -122,18 +123,6 @@ def instances_to_coco(image_id: int, masks: CroppedMasks | np.ndarray, labels: n
                             **({} if file_name is None else {'file_name': file_name}),
                             **({} if class_names is None else {'category_name': name})})
     return records
-
-
-def crop_polygons(crop: np.ndarray, box: Sequence[int]) -> list[np.ndarray]:
-    """The outer boundary of each 8-connected part of a mask given as its `[y1 - y0, x1 - x0]
-    bool` `crop` to `box` (x0, y0, x1, y1) as `[K, 2] int32` polygon vertices (x, y) in
-    picture pixels (`cv2.findContours`, `RETR_EXTERNAL`, `CHAIN_APPROX_SIMPLE`: the corners
-    of the boundary's straight runs; holes are not traced); [] for an empty mask."""
-    if crop.size == 0:
-        return []
-    contours, _ = cv2.findContours(np.ascontiguousarray(crop).view(np.uint8), cv2.RETR_EXTERNAL,
-                                   cv2.CHAIN_APPROX_SIMPLE, offset=(int(box[0]), int(box[1])))
-    return [contour.reshape(-1, 2) for contour in contours]
 
 
 def write_json(records: Any, path: str | PathLike[str]) -> None:

@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 
 from solov2.data.masks import CroppedMasks, as_cropped
-from solov2.data.results import SHOWN_MIN_SCORE, crop_polygons
+from solov2.data.results import SHOWN_MIN_SCORE
 from solov2.data.transforms import swap_red_blue
 
 GOLDEN_RATIO_CONJUGATE = 0.618033988749895
@@ -30,10 +30,11 @@ def instance_color(index: int) -> tuple[int, int, int]:
     return int(red * 255), int(green * 255), int(blue * 255)
 
 
-def label_text(label: int, score: float, class_names: Sequence[str]) -> str:
-    """Caption "name 0.87"; labels outside `class_names` show their numeric id."""
+def label_text(label: int, score: float | None, class_names: Sequence[str]) -> str:
+    """Caption "name 0.87" ("name" for a score of None, an annotation's); labels outside `class_names` show
+    their numeric id."""
     name = class_names[label] if 0 <= label < len(class_names) else str(label)
-    return f'{name} {score:.2f}'
+    return name if score is None else f'{name} {score:.2f}'
 
 
 def fill_mask(image: np.ndarray, mask: np.ndarray, color: tuple[int, int, int]) -> None:
@@ -182,17 +183,19 @@ def draw_mask(canvas: np.ndarray, crop: np.ndarray, box: Sequence[int], color: t
     (and the contour's pixels)."""
     x0, y0, x1, y1 = (int(v) for v in box)
     fill_mask(canvas[y0:y1, x0:x1], crop, color)
-    cv2.drawContours(canvas, [polygon[:, None] for polygon in crop_polygons(crop, box)], -1, color, thickness=1)
+    edges, _ = cv2.findContours(np.ascontiguousarray(crop).view(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE,
+                                offset=(x0, y0))      # the mask's own edge pixels, drawn as they are
+    cv2.drawContours(canvas, edges, -1, color, thickness=1)
 
 
 def draw_instances(image_rgb: np.ndarray, masks: CroppedMasks | np.ndarray, labels: np.ndarray, scores: np.ndarray,
                    class_names: Sequence[str], score_threshold: float = SHOWN_MIN_SCORE,
-                   in_place: bool = False) -> np.ndarray:
+                   in_place: bool = False, show_scores: bool = True) -> np.ndarray:
     """Instances drawn on a copy of `image_rgb` `[H, W, 3] uint8 RGB` (`in_place`: on it, C-contiguous).
     `masks` `CroppedMasks` (only the drawn crops are read) or `[N, H, W] bool`, `labels` `[N] int`,
     `scores` `[N] float`. Each instance from `score_threshold` up gets a translucent fill and a contour,
     the most confident on top, then a "name 0.87" caption (`place_captions`) by the largest part of its
-    mask; colours by score rank."""
+    mask (the name alone without `show_scores`: annotations); colours by score rank."""
     masks = as_cropped(masks)
     if masks.image_size != image_rgb.shape[:2]:
         raise ValueError(f'masks {masks.shape} do not match image {image_rgb.shape}')
@@ -212,7 +215,8 @@ def draw_instances(image_rgb: np.ndarray, masks: CroppedMasks | np.ndarray, labe
         draw_mask(canvas, crop, box, instance_color(rank))
         shares.add_mask(crop, box)
     scale = font_scale(*canvas.shape[:2])
-    texts = [label_text(int(labels[keep[rank]]), float(scores[keep[rank]]), class_names) for rank, *_ in drawn]
+    texts = [label_text(int(labels[keep[rank]]), float(scores[keep[rank]]) if show_scores else None, class_names)
+             for rank, *_ in drawn]
     rects = place_captions([caption_size(text, scale) for text in texts], [region for *_, region in drawn], shares)
     for (rank, *_), text, rect in reversed(list(zip(drawn, texts, rects))):
         draw_caption(canvas, text, rect, instance_color(rank), scale)
@@ -220,8 +224,10 @@ def draw_instances(image_rgb: np.ndarray, masks: CroppedMasks | np.ndarray, labe
 
 
 def draw_bgr(canvas_rgb: np.ndarray, masks: CroppedMasks | np.ndarray, labels: np.ndarray, scores: np.ndarray,
-             class_names: Sequence[str], score_threshold: float = SHOWN_MIN_SCORE) -> np.ndarray:
+             class_names: Sequence[str], score_threshold: float = SHOWN_MIN_SCORE,
+             show_scores: bool = True) -> np.ndarray:
     """`draw_instances` on `canvas_rgb` `[H, W, 3] uint8 RGB` (C-contiguous) itself, then turned
     to BGR in place (for OpenCV's writers) and returned: no copy of a large picture."""
-    drawn = draw_instances(canvas_rgb, masks, labels, scores, class_names, score_threshold, in_place=True)
+    drawn = draw_instances(canvas_rgb, masks, labels, scores, class_names, score_threshold, in_place=True,
+                           show_scores=show_scores)
     return swap_red_blue(drawn)

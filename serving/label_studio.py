@@ -25,7 +25,7 @@ from fastapi import APIRouter, FastAPI, Request
 
 from solov2.core.errors import InputError
 from solov2.data.label_studio import LabelTag, class_indices, encode_brush, label_tag, polygon_points, region
-from solov2.data.labelme import outline_polygons
+from solov2.data.polygons import mask_polygons
 from solov2.data.results import SHOWN_MIN_SCORE
 from solov2.serving.limits import HttpError, read_body
 
@@ -170,7 +170,7 @@ def prediction(answer: dict, tag: LabelTag, labels: dict, version: str) -> dict:
             regions.append(region(tag, label, score, height, width, {'format': 'rle', 'rle': encode_brush(mask)}))
             continue
         x0, y0, x1, y1 = record['box']
-        for polygon in outline_polygons(mask[y0:y1, x0:x1], record['box']):
+        for polygon in mask_polygons(mask[y0:y1, x0:x1], record['box']):
             if len(polygon) >= 3:
                 regions.append(region(tag, label, score, height, width,
                                       {'points': polygon_points(polygon, height, width), 'closed': True}))

@@ -114,6 +114,14 @@ def test_per_class_ap(gt_file):
     assert by_class[1] == pytest.approx(1.0) and by_class[2] == pytest.approx(0.0)
 
 
+def test_a_metric_pycocotools_cannot_measure_prints_as_n_a():
+    """pycocotools gives -1 for APl and ARl when no object is large: printed 'n/a', not -100.00."""
+    stats = dict.fromkeys(scoring.STAT_NAMES, 0.5) | {'APl': -1.0, 'ARl': -1.0}
+    head, values = eval_cli.format_stats('mask AP (%)', stats).splitlines()[1:]
+    shown = dict(zip(head.split(), values.split()))
+    assert shown['APl'] == shown['ARl'] == 'n/a' and shown['AP'] == '50.00' and '-100' not in values
+
+
 def test_no_records_gives_zeros(gt_file):
     assert set(evaluate_segm(load_coco(gt_file), []).values()) == {0.0}
 

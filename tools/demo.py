@@ -55,6 +55,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--labelme-shapes', choices=('polygon', 'mask'), default='polygon',
                         help="--save-labelme's shapes: polygons to drag (default), or labelme's mask shapes, "
                              'the exact pixels')
+    parser.add_argument('--labelme-copy-images', action='store_true',
+                        help='copy each picture beside its labelme file (imagePath its bare name), so that the '
+                             'folder can move as one (default: imagePath the picture relative to the file)')
     parser.add_argument('--dump-inputs', metavar='DIR',
                         help='also write every preprocessed input (.npy, .bin) and a manifest.json')
     parser.add_argument('--warmup', type=cli.at_least(0), default=2, help='untimed warm-up runs (default 2)')
@@ -68,6 +71,8 @@ def check_outputs(args, paths) -> dict:
         check_output_file(args.save_json, paths + ([args.video] if args.video else []), '--save-json')
     if args.dump_inputs:
         check_folder(args.dump_inputs, '--dump-inputs')
+    if args.labelme_copy_images and not args.save_labelme:
+        raise InputError('--labelme-copy-images copies the pictures beside the labelme files: give --save-labelme DIR')
     if not paths:
         if args.save_labelme:
             raise InputError('--save-labelme writes one file a picture: give --input pictures, not a video')
@@ -122,7 +127,8 @@ def main(argv) -> int:
     if args.video is not None and not Path(args.video).is_file():
         raise InputError(f'video not found: {looked_up(args.video)} — check the path')
     targets = check_outputs(args, paths)
-    labelme = outputs.labelme_targets(targets, args.save_labelme) if args.save_labelme else None
+    labelme = outputs.labelme_targets(targets, args.save_labelme, args.labelme_copy_images) if args.save_labelme \
+        else None
     spec = cli.fetched(spec)
     cli.tune_for(spec.device, spec.threads, launched_processes().local_size)
     processes = start_processes(spec.device or default_device())
@@ -135,7 +141,7 @@ def main(argv) -> int:
     with Predictor(backend) as predictor:
         dumper = outputs.InputDumper(args.dump_inputs, predictor, number) if args.dump_inputs else None
         draw = outputs.DrawOptions(args.draw_threshold, [] if args.save_json else None, dumper, args.warmup,
-                                   args.batch_size, labelme, args.labelme_shapes)
+                                   args.batch_size, labelme, args.labelme_shapes, args.labelme_copy_images)
         done = gather_outputs(draw, segment(args, predictor, draw, targets, processes), processes)
     if processes.main and draw.dumper is not None:
         print(f'wrote {len(draw.dumper.entries)} inputs and {draw.dumper.close()}')

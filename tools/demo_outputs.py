@@ -104,16 +104,24 @@ def picture_targets(paths, output: str, source: Optional[str], what: str = 'inpu
     return targets
 
 
-def labelme_targets(targets: dict, folder: str) -> dict:
+def labelme_targets(targets: dict, folder: str, copy_images: bool = False) -> dict:
     """{input path: its labelme file in ``folder``, named as its drawn picture}; InputError when one is there
-    already (a labelme file, perhaps corrected by hand, is never overwritten) or the folder is unusable."""
+    already (a labelme file, perhaps corrected by hand, is never overwritten), or with ``copy_images`` the
+    picture's copy beside it (``labelme_picture``), or the folder is unusable."""
     check_folder(folder, '--save-labelme')
     files = {path: Path(folder) / Path(target.name).with_suffix('.json') for path, target in targets.items()}
-    taken = [str(file) for file in files.values() if file.exists()]
+    copies = [labelme_picture(path, file) for path, file in files.items()] if copy_images else []
+    taken = [str(file) for file in [*files.values(), *copies] if file.exists()]
     if taken:
         raise InputError(f'--save-labelme {folder} holds {taken[0]} already ({len(taken)} of its files would be '
                          'overwritten) — pick an empty folder')
     return files
+
+
+def labelme_picture(path: Path, file: Path) -> Path:
+    """Where ``--labelme-copy-images`` copies the picture ``path`` of the labelme file ``file``: beside it, named
+    as it (what ``tools/labelme2coco.py`` looks for when a moved file's imagePath no longer resolves)."""
+    return file.with_suffix(Path(path).suffix)
 
 
 def video_output_path(output: str, video: Optional[str], camera: Optional[int]) -> Path:
@@ -134,6 +142,7 @@ class DrawOptions:
     batch_size: int = 1
     labelme: Optional[dict] = None          # {input path: its labelme file} (``labelme_targets``)
     labelme_shapes: str = 'polygon'
+    labelme_copy: bool = False              # the picture copied beside its labelme file, imagePath its name
 
 
 def drawn(predictor, draw: DrawOptions, index: int, name: str, prepared, found) -> Tuple[np.ndarray, list, str]:
@@ -175,11 +184,14 @@ def run_images(predictor, targets: dict, draw: DrawOptions, written: list,
             draw.dumper.dump(f'{ids[path]:05d}_{path.stem}', ids[path], path.name, path, prepared)
         picture, records, line = drawn(predictor, draw, ids[path], path.name, prepared, found)
         write_image(targets[path], picture)
-        if draw.labelme is not None:        # the drawn instances, the picture relative to the file
+        if draw.labelme is not None:        # the drawn instances, the picture relative to the file (or a copy)
             kept, file = found.scores >= draw.threshold, draw.labelme[path]
+            image_path = os.path.relpath(path, file.parent)
+            if draw.labelme_copy:
+                image_path = labelme_picture(path, file).name
+                atomic_write(file.parent / image_path, Path(path).read_bytes())
             write_json(labelme_document(found.masks[kept], found.labels[kept], found.scores[kept],
-                                        predictor.engine.class_names, os.path.relpath(path, file.parent),
-                                        draw.labelme_shapes), file)
+                                        predictor.engine.class_names, image_path, draw.labelme_shapes), file)
         return records, line
 
     def keep(path, result, began):

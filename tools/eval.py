@@ -26,6 +26,7 @@ with cli.interruptible_loading():  # Ctrl-C or SIGTERM while Paddle and the libr
     from solov2.config.sidecar import resolve_config
     from solov2.core.errors import InputError
     from solov2.data.coco import load_coco, read_class_names
+    from solov2.data.error_analysis import analyze_errors, error_table, write_error_charts
     from solov2.data.files import check_output_file
     from solov2.data.results import write_json
     from solov2.data.scoring import STAT_NAMES, check_results, coco_stats, per_class_ap, run_cocoeval
@@ -55,6 +56,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--json-only', metavar='PATH', help='score an existing results file, no model')
     parser.add_argument('--predict-only', metavar='PATH',
                         help='write results to PATH without scoring (test-dev: --ann is an image-info file)')
+    parser.add_argument('--errors', metavar='DIR',
+                        help='also write the COCO error analysis of the masks (C75, C50, localisation, class '
+                             'confusion, background, missed: docs/evaluation.md) to DIR, charts and a table')
     parser.add_argument('--vdl-dir', metavar='DIR',
                         help='also write the AP numbers (and per-class AP with --classwise) as VisualDL scalars')
     parser.add_argument('--vdl-step', type=cli.at_least(0), default=0, metavar='N',
@@ -63,9 +67,10 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def format_stats(title: str, stats: dict) -> str:
-    """The 12 COCO numbers as a two-row table."""
+    """The 12 COCO numbers as a two-row table; 'n/a' where pycocotools gives -1 (no object of that size)."""
     head = ' '.join(f'{name:>6}' for name in STAT_NAMES)
-    return f'{title}\n{head}\n' + ' '.join(f'{100 * stats[name]:6.2f}' for name in STAT_NAMES)
+    return f'{title}\n{head}\n' + ' '.join(f'{100 * stats[name]:6.2f}' if stats[name] >= 0 else f'{"n/a":>6}'
+                                          for name in STAT_NAMES)
 
 
 def classwise_table(ap_by_category: dict, names: dict) -> str:
@@ -172,6 +177,10 @@ def main(argv) -> int:
     if args.classwise:
         print(classwise_table(by_class, names))
         write_chart(args, by_class, names)
+    if args.errors:
+        analysis = analyze_errors(coco, records)
+        print(error_table(analysis))
+        print(f'error analysis charts in {args.errors}: {len(write_error_charts(analysis, args.errors)) - 1} PNG')
     if args.vdl_dir:
         write_visualdl(args.vdl_dir, args.vdl_step, mask_stats, {names[c]: ap for c, ap in by_class.items()})
     return 0

@@ -1,11 +1,13 @@
 """Convert a folder of labelme JSON files into a COCO instance file and classes.txt.
 
-    python tools/labelme2coco.py LABELME_DIR OUT.json [--classes classes.txt] [--copy-images DIR]
+    python tools/labelme2coco.py LABELME_DIR OUT.json [--classes classes.txt] [--copy-images DIR] [--images DIR]
 
 Each `LABELME_DIR/*.json` (sorted by name) is one image; polygons, rectangles and circles become polygons, labelme's
 masks (a PNG over a box) an RLE, shapes sharing a `group_id` one instance. Categories (ids 1..) are the classes of
 `--classes`, else those of the classes.txt already next to OUT.json (so every split gets the same ids), else the
-sorted labels, written there. With `--copy-images` the images (or their `imageData`) are copied to DIR.
+sorted labels, written there. With `--copy-images` the images (or their `imageData`) are copied to DIR. A file
+moved away from its picture finds it again: where `imagePath` does not reach, a picture of that name or named
+as the file, beside it (or in `--images`), said in one line.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from solov2.core.errors import InputError
 from solov2.data.coco import read_class_names, segmentation_to_rle
 from solov2.data.files import atomic_write, check_output_file, make_folder
 from solov2.data.results import encode_crop_rle, write_json
+from solov2.model.inference.media import IMAGE_SUFFIXES
 from solov2.tools.cli import command, make_parser, read_json, set_status
 
 CIRCLE_VERTICES = 64
@@ -104,13 +107,30 @@ def copy_image(source: Path | bytes, target: Path) -> None:
     atomic_write(target, data)
 
 
-def image_file_name(doc: dict[str, Any], json_path: Path, copy_dir: Path | None) -> str:
-    """COCO `file_name`: the bare name of the image (or `imageData`) copied to `copy_dir`, else `imagePath`."""
+def find_picture(image_path: str, json_path: Path, images_dir: Path | None) -> Path | None:
+    """The picture of a labelme file: its `imagePath` from the file's folder, else (the file moved) a picture
+    of that name, or named as the file (any picture suffix), beside it or in `images_dir`; None if none is."""
+    stated = json_path.parent / image_path
+    if stated.is_file():
+        return stated
+    names = [Path(image_path).name] + [json_path.stem + suffix for suffix in sorted(IMAGE_SUFFIXES)
+                                       for suffix in (suffix, suffix.upper())]
+    folders = [json_path.parent] + ([images_dir] if images_dir is not None else [])
+    return next((folder / name for folder in folders for name in names if (folder / name).is_file()), None)
+
+
+def image_file_name(doc: dict[str, Any], json_path: Path, copy_dir: Path | None, images_dir: Path | None = None,
+                    notes: list[str] | None = None) -> str:
+    """COCO `file_name`: the bare name of the image (or `imageData`) copied to `copy_dir`, else `imagePath` (or,
+    where that no longer resolves, the name of the picture `find_picture` found, said in `notes`)."""
     image_path = doc['imagePath'].replace('\\', '/')
-    source: Path | bytes = json_path.parent / image_path
-    if not source.is_file():        # else the embedded imageData's bytes
+    found = find_picture(image_path, json_path, images_dir)
+    source: Path | bytes
+    if found is None:        # else the embedded imageData's bytes
         if not doc.get('imageData'):
-            raise InputError(f'{json_path}: image file {source} not found and no imageData embedded')
+            where = 'beside it (--images DIR: there too)' if images_dir is None else f'beside it or in {images_dir}'
+            raise InputError(f'{json_path}: image file {json_path.parent / image_path} not found, nor a picture named '
+                             f'{Path(image_path).name} or {json_path.stem}.* {where}, and no imageData embedded')
         try:
             source = base64.b64decode(doc['imageData'], validate=True)
         except binascii.Error as err:
@@ -118,6 +138,12 @@ def image_file_name(doc: dict[str, Any], json_path: Path, copy_dir: Path | None)
         if copy_dir is None:
             raise InputError(f'{json_path}: image file {image_path} not found; '
                              'pass --copy-images DIR to extract the embedded imageData')
+    else:
+        source = found
+        if found != json_path.parent / image_path:
+            image_path = found.name
+            if notes is not None:
+                notes.append(f'{json_path.name}: imagePath {doc["imagePath"]} not found, used {found}')
     if copy_dir is None:
         return image_path
     copy_image(source, copy_dir / Path(image_path).name)
@@ -137,9 +163,10 @@ def check_labels(docs: dict[Path, dict[str, Any]], class_names: Sequence[str], o
 
 
 def convert(labelme_dir: str | Path, class_names: Sequence[str] | None = None, copy_dir: str | Path | None = None,
-            origin: str = '') -> dict[str, Any]:
+            origin: str = '', images_dir: str | Path | None = None) -> dict[str, Any]:
     """COCO instance dict of all `labelme_dir/*.json` (sorted; image ids 1..), categories `class_names` (`origin`:
-    where they come from, for the error) or the sorted labels; zero-area instances skipped with a warning."""
+    where they come from, for the error) or the sorted labels; zero-area instances skipped with a warning; a
+    picture its `imagePath` does not reach looked for beside the file and in `images_dir`, in one line each."""
     labelme_dir = Path(labelme_dir)
     if not labelme_dir.is_dir():
         raise InputError(f'labelme directory not found: {labelme_dir}')
@@ -151,9 +178,10 @@ def convert(labelme_dir: str | Path, class_names: Sequence[str] | None = None, c
     check_labels(docs, class_names, origin)
     category_of = {name: index + 1 for index, name in enumerate(class_names)}
     copy_dir = None if copy_dir is None else make_folder(copy_dir, '--copy-images')
-    images, annotations, owner_of = [], [], {}
+    images, annotations, owner_of, notes = [], [], {}, []
+    images_dir = None if images_dir is None else Path(images_dir)
     for image_id, (path, doc) in enumerate(docs.items(), start=1):
-        file_name = image_file_name(doc, path, copy_dir)
+        file_name = image_file_name(doc, path, copy_dir, images_dir, notes)
         if file_name in owner_of:
             raise InputError(f'{path} and {owner_of[file_name]} both use image {file_name}')
         owner_of[file_name] = path
@@ -174,6 +202,8 @@ def convert(labelme_dir: str | Path, class_names: Sequence[str] | None = None, c
             annotations.append({'id': len(annotations) + 1, 'image_id': image_id, 'category_id': category_of[label],
                                 'segmentation': segmentation, 'area': int(mask_util.area(rle)),
                                 'bbox': [float(v) for v in mask_util.toBbox(rle)], 'iscrowd': 0})
+    for note in notes:
+        print(note, file=sys.stderr)
     categories = [{'id': cid, 'name': name, 'supercategory': ''} for name, cid in category_of.items()]
     return {'images': images, 'annotations': annotations, 'categories': categories}
 
@@ -186,6 +216,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         help='class list (category ids 1..): a classes.txt, one name per line, or a COCO file '
                              "(e.g. the training split's); default: the classes.txt next to OUT, else the labels")
     parser.add_argument('--copy-images', type=Path, metavar='DIR', help='copy the images into DIR')
+    parser.add_argument('--images', type=Path, metavar='DIR',
+                        help="where to look for a file's picture when its imagePath does not reach it (the files "
+                             'moved): a picture of that name, or named as the file; beside the file is always tried')
     return parser.parse_args(argv)
 
 
@@ -198,7 +231,7 @@ def main(argv: Sequence[str]) -> int:
     class_names, origin = class_list(args.classes, classes_path)
     set_status(lambda: f'nothing was written to {args.out}' + (
         f'; images copied so far are in {args.copy_images}' if args.copy_images else ''))
-    print(save(convert(args.labelme_dir, class_names, args.copy_images, origin), args.out))
+    print(save(convert(args.labelme_dir, class_names, args.copy_images, origin, args.images), args.out))
     return 0
 
 

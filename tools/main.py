@@ -25,6 +25,7 @@ COMMANDS = {
     'labelme2coco': ('tools.labelme2coco', 'a folder of labelme JSON files -> a COCO instance file'),
     'labelstudio2coco': ('tools.labelstudio2coco', 'a Label Studio JSON export (polygons, brushes) -> a COCO instance '
                                                    'file'),
+    'browse': ('tools.browse', "draw a dataset's own annotations (COCO or labelme) to check them before training"),
     'postprocess-raw': ('tools.postprocess_raw', "another runtime's raw network outputs -> masks, pictures, JSON"),
     'serve': ('tools.serve', 'serve a model over HTTP'),
 }

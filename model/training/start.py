@@ -76,6 +76,11 @@ def training_classes(cfg, options: TrainOptions, overrides: Sequence[str]) -> Tu
         cfg = with_classes(cfg, len(names), names)
     if list(cfg.class_names) != source.class_names:
         source = training_source(cfg, cfg.class_names)      # labels by the config's order of names
+    pairs = list(enumerate(source.label_to_category_id))
+    if options.weights or any(category != label + 1 for label, category in pairs):
+        matched = [f'{cfg.class_names[label]} {label}->{category}' for label, category in pairs]
+        logger.info(f"the model's classes matched by name to the categories of {Path(cfg.dataset_dir) / cfg.train_ann} "
+                    f'(label->category id): {listed(matched)}')
     return cfg, source
 
 

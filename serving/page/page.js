@@ -3,6 +3,7 @@
 'use strict';
 
 const ALPHA = 0.5;            // a mask's fill over the picture
+const SHOWN_WIDTH = 640;      // a narrower picture is shown enlarged to this many screen pixels (where the page is as wide)
 const PALETTE = [[230, 25, 75], [60, 180, 75], [0, 130, 200], [245, 130, 48], [145, 30, 180], [70, 240, 240],
   [240, 50, 230], [210, 245, 60], [250, 190, 212], [0, 128, 128], [220, 190, 255], [170, 110, 40],
   [128, 0, 0], [170, 255, 195], [128, 128, 0], [255, 215, 180], [0, 0, 128], [255, 225, 25]];
@@ -50,7 +51,71 @@ function decodeInstance(one, height) {
     if (bit) pixels.data.set([rgb[0], rgb[1], rgb[2], 255], index * 4);
   });
   context.putImageData(pixels, 0, 0);
-  return { ...one, bits, area, fill, width };
+  const item = { ...one, bits, area, fill, width };
+  item.region = largestRegion(item) || one.box;
+  return item;
+}
+
+// The box [x0, y0, x1, y1] (half-open) of the largest 8-connected part of an instance's mask: where its
+// caption goes, as demo.py places it (data/visualize.py's largest_region_box).
+function largestRegion(item) {
+  const { bits, width } = item, tall = bits.length / width, seen = new Uint8Array(bits.length);
+  let best = null, bestCount = 0;
+  for (let start = 0; start < bits.length; start++) {
+    if (!bits[start] || seen[start]) continue;
+    const stack = [start];
+    let count = 0, left = width, top = tall, right = -1, bottom = -1;
+    seen[start] = 1;
+    while (stack.length) {
+      const at = stack.pop(), x = at % width, y = (at - x) / width;
+      count++;
+      left = Math.min(left, x); right = Math.max(right, x); top = Math.min(top, y); bottom = Math.max(bottom, y);
+      for (let dy = -1; dy <= 1; dy++) {
+        for (let dx = -1; dx <= 1; dx++) {
+          const nx = x + dx, ny = y + dy, next = ny * width + nx;
+          if (nx >= 0 && ny >= 0 && nx < width && ny < tall && bits[next] && !seen[next]) { seen[next] = 1; stack.push(next); }
+        }
+      }
+    }
+    if (count > bestCount) { best = [left, top, right + 1, bottom + 1]; bestCount = count; }
+  }
+  const [x0, y0] = item.box;
+  return best && [x0 + best[0], y0 + best[1], x0 + best[2], y0 + best[3]];
+}
+
+// The caption rects demo.py would choose (data/visualize.py's caption_candidates and place_captions, one
+// rule): for each of `shown` (best first) with its caption `size` [w, h], the first candidate around its
+// largest part (above, below: left, centred, right; then inside its top-left corner) that meets no caption
+// placed and hides no mask, else the one meeting the fewest caption pixels and hiding the least share of
+// the masks (each mask's pixels count one over its area, so a small object stays visible).
+function placeCaptions(shown, sizes, height, width) {
+  const captionWeight = shown.length + 1, placed = [];
+  const share = (rect) => shown.reduce((sum, item) => sum + coveredBits(item, rect) / item.area, 0);
+  const overlap = (rect) => placed.reduce((sum, other) => sum + Math.max(0, Math.min(rect[2], other[2]) -
+    Math.max(rect[0], other[0])) * Math.max(0, Math.min(rect[3], other[3]) - Math.max(rect[1], other[1])), 0);
+  shown.forEach((item, index) => {
+    const w = Math.min(sizes[index][0], width), h = Math.min(sizes[index][1], height);
+    const [x0, y0, x1, y1] = item.region, corners = [];
+    [y0 - h, y1].forEach((y) => [x0, Math.floor((x0 + x1 - w) / 2), x1 - w].forEach((x) => corners.push([x, y])));
+    corners.push([x0, y0]);
+    let best = null, bestCost = Infinity;
+    corners.forEach(([x, y]) => {
+      const left = Math.max(0, Math.min(x, width - w)), top = Math.max(0, Math.min(y, height - h));
+      const rect = [left, top, left + w, top + h], cost = share(rect) + captionWeight * overlap(rect);
+      if (cost < bestCost - 1e-9) { best = rect; bestCost = cost; }
+    });
+    placed.push(best);
+  });
+  return placed;
+}
+
+function coveredBits(item, rect) {
+  const [x0, y0, x1, y1] = item.box;
+  let count = 0;
+  for (let y = Math.max(y0, rect[1]); y < Math.min(y1, rect[3]); y++) {
+    for (let x = Math.max(x0, rect[0]); x < Math.min(x1, rect[2]); x++) count += item.bits[(y - y0) * item.width + x - x0];
+  }
+  return count;
 }
 
 function contains(item, x, y) {
@@ -78,16 +143,20 @@ function paint(card) {
   const unit = card.view.width / (card.view.clientWidth || card.view.width);    // a screen pixel, in the picture's
   marks.font = `${13 * unit}px system-ui, sans-serif`;
   shown.forEach((item) => {
-    const [x0, y0, x1, y1] = item.box, focused = item === card.focused;
-    marks.lineWidth = (focused ? 4 : 1.5) * unit;
+    const [x0, y0, x1, y1] = item.box;
+    marks.lineWidth = (item === card.focused ? 4 : 1.5) * unit;
     marks.strokeStyle = css(colour(item.label));
     marks.strokeRect(x0, y0, x1 - x0, y1 - y0);
-    const caption = `${item.name} ${item.score.toFixed(2)}`, size = marks.measureText(caption);
-    const top = Math.max(0, y0 - 17 * unit);
+  });
+  const best = [...shown].reverse(), texts = best.map((item) => `${item.name} ${item.score.toFixed(2)}`);
+  const sizes = texts.map((text) => [Math.ceil(marks.measureText(text).width + 6 * unit), Math.ceil(17 * unit)]);
+  const rects = placeCaptions(best, sizes, card.marks.height, card.marks.width);
+  card.captions = best.map((item, index) => ({ text: texts[index], rect: rects[index] }));
+  card.captions.forEach(({ text, rect }) => {
     marks.fillStyle = 'rgba(0, 0, 0, 0.65)';
-    marks.fillRect(x0, top, size.width + 6 * unit, 17 * unit);
+    marks.fillRect(rect[0], rect[1], rect[2] - rect[0], rect[3] - rect[1]);
     marks.fillStyle = '#fff';
-    marks.fillText(caption, x0 + 3 * unit, top + 13 * unit);
+    marks.fillText(text, rect[0] + 3 * unit, rect[1] + 13 * unit);
   });
   card.info.textContent = card.focused && shown.includes(card.focused) ? describe(card.focused) : '';
   return shown;
@@ -130,22 +199,35 @@ function pointed(card, event) {
   focus(card, under || null);
 }
 
-// The service's refusal in the user's words.
-async function problem(response) {
+// The service's refusal in plain words: what happened and what to do, the service's own text only where it
+// adds a figure.
+async function problem(response, file) {
   let said = '';
   try { said = (await response.json()).error || ''; } catch (error) { said = ''; }
-  const wait = response.headers.get('Retry-After');
-  if (response.status === 413) return `This picture is too large for the service: ${said}`;
-  if (response.status === 400 || response.status === 415) return `This file is not a picture the service can read: ${said}`;
-  if (response.status === 503) return `The service is busy; try again in ${wait || 'a few'} seconds. (${said})`;
-  if (response.status === 504 || response.status === 408) return `The service took too long: ${said}`;
-  return `The service could not answer (${response.status}): ${said}`;
+  const wait = response.headers.get('Retry-After'), size = said.match(/(\d+)x(\d+)/);
+  if (response.status === 413 && file.size > state.maxBytes) {
+    return `This file is too large: ${(file.size / 2 ** 20).toFixed(1)} MB, and the service takes pictures ` +
+      `up to ${state.maxBytes / 2 ** 20} MB. Send a smaller file.`;
+  }
+  if (response.status === 413) {
+    const pixels = size ? `${size[1]} x ${size[2]} pixels` : 'larger';
+    return `This picture is too large: ${pixels}, and the service takes pictures up to ` +
+      `${state.maxPixels / 1e6} megapixels. Shrink it and send it again.`;
+  }
+  if (response.status === 400 || response.status === 415) {
+    return 'This file is not a picture the service can read. Send a JPEG, PNG, BMP, WebP or TIFF picture.';
+  }
+  if (response.status === 503) return `The service is busy. Try again in ${wait || 'a few'} seconds.`;
+  if (response.status === 504 || response.status === 408) {
+    return 'The service took too long to answer. Try again later, or send a smaller picture.';
+  }
+  return `The service could not answer (error ${response.status}). ${said}`;
 }
 
 async function segment(file, query) {
   const response = await fetch(`/v1/segment?${new URLSearchParams(query)}`, {
     method: 'POST', body: file, headers: { 'Content-Type': 'application/octet-stream' } });
-  if (!response.ok) throw new Error(await problem(response));
+  if (!response.ok) throw new Error(await problem(response, file));
   return response.json();
 }
 
@@ -166,10 +248,11 @@ async function download(card, kind) {
     const instances = card.answer.instances.filter((one, index) => shown.has(card.items[index]));
     return save(`${stem}.answer.json`, { ...card.answer, instances });
   }
-  const query = { format: kind, min_score: state.minScore, name: card.file.name };
+  // COCO results hold every instance, as demo.py --save-json writes them: scoring them needs the low scores.
+  const query = { format: kind, min_score: kind === 'coco' ? 0 : state.minScore, name: card.file.name };
   try {
     const got = await segment(card.file, query);
-    if (kind === 'coco') return save(`${stem}.coco.json`, got.filter((r) => state.shown.has(r.category_id - 1)));
+    if (kind === 'coco') return save(`${stem}.coco.json`, got);
     const names = new Set([...state.shown].map((label) => state.classes[label]));
     return save(`${stem}.json`, { ...got, shapes: got.shapes.filter((shape) => names.has(shape.label)) });
   } catch (error) {
@@ -182,7 +265,9 @@ function showError(card, message) {
   card.error.hidden = false;
 }
 
-async function open(file) {
+// A card for `file`, put after the card `after` (the one chosen before it) or first: pictures chosen
+// together keep their order, the newest choice on top.
+function open(file, after) {
   const card = { file, items: [], focused: null };
   const node = document.getElementById('card').content.firstElementChild.cloneNode(true);
   ['status', 'error', 'info'].forEach((key) => { card[key] = node.querySelector(`.${key}`); });
@@ -190,23 +275,31 @@ async function open(file) {
     list: node.querySelector('.instances'), stage: node.querySelector('.stage') });
   node.querySelector('.name').textContent = file.name;
   card.status.textContent = 'Segmenting…';
-  document.getElementById('results').prepend(node);
+  if (after) after.node.after(node); else document.getElementById('results').prepend(node);
+  segmentCard(card);
+  return card;
+}
+
+async function segmentCard(card) {
+  const { file, node } = card;
   try {
     const answer = await segment(file, { min_score: 0 });
     card.bitmap = await createImageBitmap(file);
     card.answer = answer;
     card.view.width = card.marks.width = answer.image_size[1];
     card.view.height = card.marks.height = answer.image_size[0];
+    card.stage.style.width = `${Math.max(answer.image_size[1], SHOWN_WIDTH)}px`;     // pointable, at most the page
     card.items = answer.instances.map((one) => decodeInstance(one, answer.image_size[0]));
     card.status.textContent = `${answer.instances.length} instances found`;
     card.stage.hidden = false;
     node.querySelector('.downloads').hidden = false;
+    card.view.classList.toggle('enlarged', answer.image_size[1] < SHOWN_WIDTH);
     state.cards.push(card);
     draw(card);
   } catch (error) {
     card.status.textContent = '';
     showError(card, error.message.startsWith('The service') || error.message.startsWith('This')
-      ? error.message : `Could not reach the service: ${error.message}`);
+      ? error.message : 'Could not reach the service. Check that it is running, then try again.');
     return;
   }
   card.marks.addEventListener('pointermove', (event) => pointed(card, event));
@@ -249,6 +342,8 @@ async function connect() {
     }
     const model = await response.json();
     state.classes = model.classes;
+    state.maxBytes = model.max_body_mb * 2 ** 20;
+    state.maxPixels = model.max_pixels;
     said.textContent = `Config ${model.config} (${model.config_name}) on ${model.backend}, ${model.classes.length} ` +
       `classes; pictures up to ${model.max_body_mb} MB` + (model.max_pixels ? ` and ${model.max_pixels / 1e6} MP.` : '.');
     classToggles();
@@ -261,11 +356,12 @@ async function connect() {
 function start() {
   const input = document.getElementById('files'), drop = document.getElementById('drop');
   const slider = document.getElementById('min-score'), value = document.getElementById('min-score-value');
-  input.addEventListener('change', () => { [...input.files].forEach(open); input.value = ''; });
+  const openAll = (files) => files.reduce((after, file) => open(file, after), null);
+  input.addEventListener('change', () => { openAll([...input.files]); input.value = ''; });
   ['dragenter', 'dragover'].forEach((name) => drop.addEventListener(name, (event) => {
     event.preventDefault(); drop.classList.add('over'); }));
   ['dragleave', 'drop'].forEach((name) => drop.addEventListener(name, () => drop.classList.remove('over')));
-  drop.addEventListener('drop', (event) => { event.preventDefault(); [...event.dataTransfer.files].forEach(open); });
+  drop.addEventListener('drop', (event) => { event.preventDefault(); openAll([...event.dataTransfer.files]); });
   slider.addEventListener('input', () => {
     state.minScore = Number(slider.value);
     value.textContent = state.minScore.toFixed(2);

@@ -70,13 +70,15 @@ def test_an_index_past_the_end_is_an_index_error(three):
         three[[0, 3]]
 
 
-def test_polygons_are_picture_pixels_one_per_part(three):
+def test_polygons_are_picture_coordinates_one_per_part_worth_drawing(three):
+    """Pixel x spans [x, x + 1] (as COCO fills polygons): the outlines run a quarter pixel inside; the
+    cat's one-pixel speck is dropped beside its 2x2 part, a one-pixel mask is its own polygon."""
     polygons = three.polygons()
-    assert len(polygons) == 3 and [len(parts) for parts in polygons] == [1, 2, 1]
-    assert sorted(map(tuple, polygons[0][0].tolist())) == [(1, 1), (1, 3), (4, 1), (4, 3)]
-    assert sorted(sorted(map(tuple, part.tolist())) for part in polygons[1]) == [
-        [(6, 0)], [(6, 4), (6, 5), (7, 4), (7, 5)]]
-    assert polygons[2][0].tolist() == [[0, 5]]
+    assert [len(parts) for parts in polygons] == [1, 1, 1]
+    corners = [sorted(map(tuple, parts[0].tolist())) for parts in polygons]
+    assert corners == [[(1.25, 1.25), (1.25, 3.75), (4.75, 1.25), (4.75, 3.75)],
+                       [(6.25, 4.25), (6.25, 5.75), (7.75, 4.25), (7.75, 5.75)],
+                       [(0.25, 5.25), (0.25, 5.75), (0.75, 5.25), (0.75, 5.75)]]
     assert three[three.scores > 1].polygons() == []
 
 

@@ -18,7 +18,7 @@ from solov2.tools import eval as eval_cli
 from tests.helpers import TINY_TRAINING, make_tiny_shapes
 
 PICTURES = sorted(Path(SAMPLE_IMAGES).glob('*.jpg'))
-MIN_IOU = {'mask': 0.98, 'polygon': 0.9}        # per instance (measured: 1.0 and 0.95, mean 0.998)
+MIN_IOU = {'mask': 0.98, 'polygon': 0.95}       # per instance (measured: 1.0 and 0.965, median 0.992)
 
 
 @pytest.fixture(scope='module')
@@ -49,13 +49,17 @@ def iou(a: np.ndarray, b: np.ndarray) -> float:
 @pytest.mark.parametrize('shape_type', ['mask', 'polygon'])
 def test_the_labelme_files_read_back_as_the_same_instances(segmenter, shape_type, tmp_path):
     """Each sample picture's instances scoring 0.3 or more, written beside it and converted back: the
-    same number, classes and order, each mask within ``MIN_IOU`` of the predicted one."""
+    same number, classes and order, each mask within ``MIN_IOU`` of the predicted one, the median at 0.98;
+    as polygons a person can edit: one shape per part worth drawing, simplified (measured: 39 shapes for
+    31 instances, at most 98 vertices; traced pixel by pixel with every speck, 56 and 385)."""
+    vertices = []
     for picture in PICTURES:
         shutil.copy(picture, tmp_path)
         result = segmenter(str(picture))
         document = result.to_labelme(str(tmp_path / picture.name), shape_type=shape_type)
         assert document['imagePath'] == picture.name and document['imageData'] is None
         (tmp_path / f'{picture.stem}.json').write_text(json.dumps(document))
+        vertices += [len(shape['points']) for shape in document['shapes'] if shape['shape_type'] == 'polygon']
     found = read_back(tmp_path, segmenter.class_names)
     ious = []
     for picture in PICTURES:
@@ -65,6 +69,9 @@ def test_the_labelme_files_read_back_as_the_same_instances(segmenter, shape_type
         assert [name for name, _ in back] == shown.names, picture.name
         ious += [iou(mask, instance.mask) for (_, mask), instance in zip(back, shown)]
     assert len(ious) > 20 and min(ious) >= MIN_IOU[shape_type], (shape_type, sorted(ious)[:5])
+    assert np.median(ious) >= 0.98
+    if shape_type == 'polygon':
+        assert len(vertices) <= 1.4 * len(ious) and max(vertices) <= 150, (len(vertices), len(ious), max(vertices))
 
 
 def test_demo_writes_one_labelme_file_a_picture_and_never_overwrites_one(tmp_path, capsys):
@@ -86,6 +93,38 @@ def test_demo_writes_one_labelme_file_a_picture_and_never_overwrites_one(tmp_pat
     assert (labelme / files[0]).read_bytes() == before
     assert demo.main(['--video', str(PICTURES[0]), '--save-labelme', str(tmp_path / 'v')]) == 2
     assert '--save-labelme writes one file a picture' in capsys.readouterr().err
+
+
+def test_files_moved_with_or_without_their_pictures_still_convert(tmp_path, capsys):
+    """demo.py --labelme-copy-images puts each picture beside its file (imagePath its name): the folder moves
+    as one. Without it, a moved file's imagePath (relative to where demo.py read the picture) no longer
+    resolves: labelme2coco finds a picture of that name, or named as the file, beside it or in --images, and
+    says which it used."""
+    labelme, moved = tmp_path / 'labelme', tmp_path / 'deeper' / 'train'
+    base = ['--backend', 'dygraph', '--warmup', '0', '--input', str(PICTURES[0]), '--output', str(tmp_path / 'drawn')]
+    assert demo.main(base + ['--save-labelme', str(labelme), '--labelme-copy-images']) == 0
+    assert sorted(path.name for path in labelme.iterdir()) == sorted([f'{PICTURES[0].stem}.json', PICTURES[0].name])
+    assert json.loads((labelme / f'{PICTURES[0].stem}.json').read_text())['imagePath'] == PICTURES[0].name
+    moved.parent.mkdir()
+    labelme.rename(moved)
+    capsys.readouterr()
+    assert labelme2coco.main([str(moved), str(tmp_path / 'a.json')]) == 0 and 'not found' not in capsys.readouterr().err
+    assert demo.main(base + ['--save-labelme', str(tmp_path / 'plain')]) == 0
+    document = json.loads((tmp_path / 'plain' / f'{PICTURES[0].stem}.json').read_text())
+    assert document['imagePath'].startswith('../')
+    elsewhere = tmp_path / 'a' / 'b'          # deeper: the imagePath reaches nothing from there
+    elsewhere.mkdir(parents=True)
+    (elsewhere / 'renamed.json').write_text(json.dumps(document))
+    assert labelme2coco.main([str(elsewhere), str(tmp_path / 'b.json')]) == 2
+    assert 'nor a picture named shapes_000023.jpg or renamed.* beside it' in capsys.readouterr().err
+    shutil.copy(PICTURES[0], tmp_path / 'renamed.jpg')
+    assert labelme2coco.main([str(elsewhere), str(tmp_path / 'b.json'), '--images', str(tmp_path)]) == 0
+    assert f"imagePath {document['imagePath']} not found, used {tmp_path / 'renamed.jpg'}" in capsys.readouterr().err
+    assert json.loads((tmp_path / 'b.json').read_text())['images'][0]['file_name'] == 'renamed.jpg'
+    shutil.copy(PICTURES[0], elsewhere)
+    assert labelme2coco.main([str(elsewhere), str(tmp_path / 'c.json')]) == 0
+    assert f'used {elsewhere / PICTURES[0].name}' in capsys.readouterr().err
+    assert demo.main(base + ['--labelme-copy-images']) == 2
 
 
 def test_predict_correct_convert_fine_tune_evaluate(tmp_path, capsys):

@@ -1,12 +1,12 @@
 """``CroppedMasks``: crops to tight boxes, indexing, pasting on demand; and the crops path of
 COCO records, RLE and polygons equal to the full-mask path."""
-import cv2
 import numpy as np
 import pycocotools.mask as mask_util
 import pytest
 
 from solov2.data.masks import CroppedMasks, as_cropped, mask_to_box, masks_to_boxes
-from solov2.data.results import crop_polygons, encode_crop_rle, instances_to_coco
+from solov2.data.polygons import mask_polygons
+from solov2.data.results import encode_crop_rle, instances_to_coco
 
 # pycocotools' encode triggers a NumPy 2 copy-keyword DeprecationWarning internally.
 pytestmark = pytest.mark.filterwarnings('ignore:__array__ implementation:DeprecationWarning')
@@ -78,8 +78,8 @@ def test_coco_records_rle_and_polygons_from_crops_equal_the_full_masks():
         for crop, box, mask in zip(cropped.crops, cropped.boxes, masks):
             want = mask_util.encode(np.asfortranarray(mask.view(np.uint8)))
             assert encode_crop_rle(crop, box, mask.shape)['counts'] == want['counts'].decode('ascii')
-            whole, _ = cv2.findContours(mask.view(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
-            assert [p.tolist() for p in crop_polygons(crop, box)] == [c.reshape(-1, 2).tolist() for c in whole]
+            whole = mask_polygons(mask, (0, 0, mask.shape[1], mask.shape[0]))
+            assert [p.tolist() for p in mask_polygons(crop, box)] == [p.tolist() for p in whole]
 
 
 def _counting_lazy(masks):

@@ -11,7 +11,6 @@ import pytest
 from solov2.data.masks import as_cropped, mask_to_box, masks_to_boxes
 from solov2.data.results import (
     coco_bbox,
-    crop_polygons,
     encode_crop_rle,
     instance_records,
     instances_to_coco,
@@ -190,43 +189,6 @@ def test_records_name_the_file_and_the_category_when_asked():
     assert [(r['file_name'], r['category_id'], r['category_name']) for r in named] == [('a.jpg', 20, 'dog'),
                                                                                      ('a.jpg', 10, 'cat')]
     assert [{k: v for k, v in r.items() if k not in ('file_name', 'category_name')} for r in named] == plain
-
-
-def mask_polygons(mask, box=None):
-    """``crop_polygons`` of ``[H, W] bool`` ``mask`` cropped to ``box`` (its tight box when not given)."""
-    box = mask_to_box(mask) if box is None else box
-    if box is None:
-        return []
-    x0, y0, x1, y1 = (int(v) for v in box)
-    return crop_polygons(mask[y0:y1, x0:x1], (x0, y0, x1, y1))
-
-
-def test_crop_polygons_trace_each_part_in_picture_pixels():
-    """A rectangle gives its four corners, an L shape its corners (pixel centres: a diagonal
-    step at the inner corner), a lone pixel one point, in
-    picture (x, y) pixels whatever the box read; two parts give two polygons; holes are not
-    traced; an empty mask gives none."""
-    mask = np.zeros((20, 30), dtype=bool)
-    mask[2:6, 10:18] = True                          # rows 2-5, columns 10-17
-    mask[12:18, 3:5] = True                          # an L: a column ...
-    mask[16:18, 5:9] = True                          # ... and a foot
-    mask[9, 25] = True
-    polygons = mask_polygons(mask)
-    assert all(p.dtype == np.int32 and p.shape[1] == 2 for p in polygons)
-    as_sets = sorted((sorted(map(tuple, p.tolist())) for p in polygons), key=len)
-    assert as_sets == [[(25, 9)],
-                       [(10, 2), (10, 5), (17, 2), (17, 5)],
-                       [(3, 12), (3, 17), (4, 12), (4, 15), (5, 16), (8, 16), (8, 17)]]
-    redrawn = np.zeros((20, 30), np.uint8)
-    cv2.fillPoly(redrawn, [p for p in polygons if len(p) > 2], 1)
-    redrawn[9, 25] = 1
-    np.testing.assert_array_equal(redrawn.astype(bool), mask)
-    assert [p.tolist() for p in mask_polygons(mask, mask_to_box(mask))] == [p.tolist() for p in polygons]
-    ring = np.zeros((9, 9), dtype=bool)
-    ring[1:8, 1:8] = True
-    ring[3:6, 3:6] = False
-    assert [sorted(map(tuple, p.tolist())) for p in mask_polygons(ring)] == [[(1, 1), (1, 7), (7, 1), (7, 7)]]
-    assert mask_polygons(np.zeros((4, 4), dtype=bool)) == []
 
 
 def test_write_json_atomic(tmp_path):

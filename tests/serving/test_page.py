@@ -1,9 +1,11 @@
 """The service's page at ``/`` in a real browser (headless Chromium and its driver from the system's
 packages; .ci/run installs them): a picture uploaded is drawn with each mask in its class colour and
-nothing outside the masks changed, the score slider hides instances without asking the service again,
-hovering an instance says what it is, the downloads hold what is shown, a file that is not a picture
-is said to be one; and the page's own headers, its absence with ``page=False`` and the OpenAPI
-without it, without a browser."""
+nothing outside the masks changed, enlarged to a size a pointer can use, its captions where demo.py would
+put them; the score slider hides instances without asking the service again, hovering an instance says
+what it is, the downloads hold what is shown (COCO results every instance), a file that is not a picture,
+too large a file or too large a picture is said so in plain words; each card shows only what its state
+means (segmenting, answered, refused), pictures chosen together keep their order; and the page's own
+headers, its absence with ``page=False`` and the OpenAPI without it, without a browser."""
 import base64
 import json
 import os
@@ -15,6 +17,7 @@ import numpy as np
 import pytest
 from pycocotools import mask as mask_util
 
+from solov2.data.visualize import MaskShares, largest_region_box, place_captions
 from tests.helpers import REPO_DIR
 from tests.serving.running import SMALL_MODEL, ServeSettings, metric_families, serving
 
@@ -83,6 +86,28 @@ def check_drawn(drawn, picture, masks, colours, shown) -> None:
         assert alone.any() and np.abs(drawn[alone] - want).max() <= 3, index
 
 
+def shown_parts(driver, card: int = 0) -> dict:
+    """{part of the card: whether it is displayed} for the card's status, error, picture and downloads."""
+    from selenium.webdriver.common.by import By
+    node = driver.find_elements(By.CSS_SELECTOR, '.card')[card]
+    return {part: node.find_element(By.CSS_SELECTOR, f'.{part}').is_displayed()
+            for part in ('status', 'error', 'stage', 'downloads')}
+
+
+def demo_captions(masks, shown, sizes, image_hw):
+    """The caption rects data/visualize.py places for the ``shown`` masks (best first) with the page's sizes."""
+    shares, anchors = MaskShares(image_hw), []
+    for index in np.flatnonzero(shown):
+        ys, xs = np.nonzero(masks[index])
+        box = (int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1)
+        anchors.append(largest_region_box(masks[index][box[1]:box[3], box[0]:box[2]], box))
+    for index in np.flatnonzero(shown)[::-1]:                 # drawn worst first, as draw_instances adds them
+        ys, xs = np.nonzero(masks[index])
+        box = (int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1)
+        shares.add_mask(masks[index][box[1]:box[3], box[0]:box[2]], box)
+    return [list(rect) for rect in place_captions(sizes, anchors, shares)]
+
+
 def downloaded(folder, name: str):
     """The JSON of the file ``name`` once the browser has written it."""
     path = folder / name
@@ -110,6 +135,15 @@ def test_the_page_draws_filters_describes_downloads_and_says_what_is_wrong(brows
         asked = segment_requests(client)
         check_drawn(canvas_rgb(browser), picture, masks, colours, scores >= 0.3)
         assert len(browser.find_elements(By.CSS_SELECTOR, '.card .instances button')) == (scores >= 0.3).sum()
+        assert shown_parts(browser) == {'status': True, 'error': False, 'stage': True, 'downloads': True}
+        assert picture.shape[1] == 256 and browser.find_element(By.CSS_SELECTOR, '.card .view').size['width'] >= 640
+        captions = browser.execute_script('return state.cards[0].captions')
+        assert len(captions) == (scores >= 0.3).sum() >= 3
+        sizes = [(rect[2] - rect[0], rect[3] - rect[1]) for rect in (one['rect'] for one in captions)]
+        assert [one['rect'] for one in captions] == demo_captions(masks, scores >= 0.3, sizes, picture.shape[:2])
+        rects = [one['rect'] for one in captions]
+        assert not [(a, b) for i, a in enumerate(rects) for b in rects[i + 1:]
+                    if min(a[2], b[2]) > max(a[0], b[0]) and min(a[3], b[3]) > max(a[1], b[1])]    # apart
 
         cut = float(np.sort(scores[scores >= 0.3])[0]) + 1e-3        # hides the lowest one shown
         slider = browser.find_element(By.ID, 'min-score')
@@ -141,14 +175,58 @@ def test_the_page_draws_filters_describes_downloads_and_says_what_is_wrong(brows
                         if one['score'] >= cut})
         assert sorted({f"{s['label']} {s['description']}" for s in labelme['shapes']}) == shown
         browser.find_element(By.CSS_SELECTOR, '[data-download="coco"]').click()
-        coco = downloaded(folder, 'shapes.coco.json')
-        assert sorted(r['score'] for r in coco) == pytest.approx(sorted(scores[scores >= cut]), abs=1e-6)
+        coco = downloaded(folder, 'shapes.coco.json')           # every instance: scoring needs them all
+        assert sorted(r['score'] for r in coco) == pytest.approx(sorted(scores), abs=1e-6)
 
         text = tmp_path / 'notes.txt'
         text.write_text('not a picture')
         browser.find_element(By.ID, 'files').send_keys(str(text))
         error = wait_for(lambda: browser.find_element(By.CSS_SELECTOR, '.card .error').text)
-        assert error.startswith('This file is not a picture the service can read'), error
+        assert error == 'This file is not a picture the service can read. Send a JPEG, PNG, BMP, WebP or TIFF picture.'
+        assert shown_parts(browser) == {'status': False, 'error': True, 'stage': False, 'downloads': False}
+
+
+@NEEDS_BROWSER
+def test_cards_show_what_their_state_means_in_the_order_chosen_and_refusals_in_plain_words(browser, tmp_path):
+    """Two pictures chosen together: both 'Segmenting…' with nothing else shown while the service has not
+    answered, in the order chosen, and so once answered; too large a file or too large a picture: one plain
+    sentence with the figures, no picture and no downloads."""
+    from selenium.webdriver.common.by import By
+    first, second = tmp_path / 'b_first.png', tmp_path / 'a_second.png'
+    for path, name in ((first, 'shapes_000042.jpg'), (second, 'shapes_000023.jpg')):
+        cv2.imwrite(str(path), cv2.imread(str(REPO_DIR / 'images' / name)))
+    big, heavy = tmp_path / 'big.png', tmp_path / 'heavy.png'
+    cv2.imwrite(str(big), np.zeros((400, 400, 3), np.uint8))
+    heavy.write_bytes(big.read_bytes() + bytes(700_000))
+    with serving(ServeSettings(SMALL_MODEL, max_pixels=100_000, max_body_mb=0.5)) as client:
+        browser.get(str(client.base_url) + '/')
+        wait_for(lambda: browser.find_elements(By.CSS_SELECTOR, '#classes input'))
+        browser.execute_script("""
+            const real = window.fetch; window.held = [];
+            window.fetch = (url, options) => String(url).includes('/v1/segment')
+                ? new Promise((done) => window.held.push(() => done(real(url, options)))) : real(url, options);""")
+        browser.find_element(By.ID, 'files').send_keys(f'{first}\n{second}')
+        wait_for(lambda: browser.execute_script('return window.held.length') == 2)
+        names = lambda: [node.text for node in browser.find_elements(By.CSS_SELECTOR, '.card .name')]   # noqa: E731
+        assert names() == ['b_first.png', 'a_second.png']
+        for card in (0, 1):
+            assert shown_parts(browser, card) == {'status': True, 'error': False, 'stage': False, 'downloads': False}
+            assert browser.find_elements(By.CSS_SELECTOR, '.card .status')[card].text == 'Segmenting…'
+        browser.execute_script('window.held.forEach((go) => go()); window.held = [];')
+        wait_for(lambda: all('instances found' in node.text for node in
+                             browser.find_elements(By.CSS_SELECTOR, '.card .status')))
+        assert names() == ['b_first.png', 'a_second.png']
+        assert [shown_parts(browser, card)['stage'] for card in (0, 1)] == [True, True]
+        browser.refresh()                                  # the page's own fetch again
+        wait_for(lambda: browser.find_elements(By.CSS_SELECTOR, '#classes input'))
+        for path, said in ((big, 'This picture is too large: 400 x 400 pixels, and the service takes pictures up '
+                                 'to 0.1 megapixels. Shrink it and send it again.'),
+                           (heavy, 'This file is too large: 0.7 MB, and the service takes pictures up to 0.5 MB. '
+                                   'Send a smaller file.')):
+            browser.find_element(By.ID, 'files').send_keys(str(path))
+            error = wait_for(lambda: browser.find_element(By.CSS_SELECTOR, '.card .error').text)
+            assert error == said
+            assert shown_parts(browser) == {'status': False, 'error': True, 'stage': False, 'downloads': False}
 
 
 def test_the_page_is_sent_with_its_policy_offline_and_off_with_no_page():

@@ -394,7 +394,9 @@ def test_classes_from_a_file_in_its_order_and_start_weights_that_clash_are_refus
     out = tmp_path / 'run'
     assert _run(shapes, out, '--max-iters', '1', '--classes', str(tmp_path / 'classes.txt')) == 0
     assert (f'classes from {tmp_path / "classes.txt"}: star, triangle, square, circle (config 9 has 4: circle, '
-            'square, triangle, star)') in capsys.readouterr().out
+            'square, triangle, star)') in (printed := capsys.readouterr().out)
+    assert (f"the model's classes matched by name to the categories of {shapes}/annotations/instances_train.json "
+            '(label->category id): star 0->4, triangle 1->3, square 2->2, circle 3->1') in printed
     assert json.loads((out / 'last' / 'model.json').read_text())['class_names'] == ['star', 'triangle', 'square',
                                                                                     'circle']
     nosidecar = tmp_path / 'nosidecar.pdparams'
