@@ -41,12 +41,11 @@ from solov2.serving.limits import MULTIPART, HttpError, check_headers, client_er
 from solov2.serving.metrics import Metrics
 from solov2.serving.schema import QUERY, Alive, Answer, Model, Ready, openapi_of, picture_body, refusals
 from solov2.serving.settings import ServeSettings
-from solov2.serving.wire import LOADING
+from solov2.serving.wire import LOADING, STOPPING
 
 LOG = logging.getLogger(__name__)
 RETRY = {'Retry-After': '1'}
 REQUEST_ID = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]{1,128}")      # a sane X-Request-ID: an HTTP token, bounded
-STOPPING = 'the service is stopping'
 SLOTS = {'uploads': ('max_uploads', 'uploads being received', 1), 'in flight': ('queue_size', 'requests in flight', 1),
          'large in flight': ('queue_size', 'large pictures in flight', 2)}
 PROBES = ('/healthz', '/readyz', '/metrics')        # logged at debug level

@@ -4,6 +4,7 @@ not; --workers 2 runs two processes, each with its model, beside a parent that h
 and Ctrl-C stops them with exit 0; bad settings, and weights that do not load, end in one
 line; the port answers at once, /readyz saying why it is not ready while the model exports (with
 --workers too); SIGTERM then ends it at once, leaving no temporary folder."""
+import argparse
 import contextlib
 import os
 import re
@@ -178,3 +179,23 @@ def test_the_port_answers_while_the_model_exports_and_sigterm_ends_it_at_once_le
     assert alive.status_code == 200 and ready.status_code == 503, output
     assert ready.json()['error'].startswith(reason), ready.text
     assert [path.name for path in tmp_path.iterdir() if path.name.startswith('.')] == [], output
+
+
+def test_workers_answer_healthz_within_a_second_from_bind_to_stop_and_drain_on_sigterm():
+    """tools/dev/serve_probes.py's timeline of --workers 2: a probe every 0.1 s is answered 200 within a second
+    while the model opens once, while the workers start (they used to wait 7-11 s in the backlog), once
+    ready and while a SIGTERM under load drains (new requests 503 'stopping'), until the port closes."""
+    from solov2.tools.dev import serve_probes
+    result = serve_probes.timeline(argparse.Namespace(workers=2, backend='dygraph', threads=1, clients=3,
+                                                      ready_s=2.0, timeout_s=120.0))
+    said = '\n'.join(serve_probes.lines(result))
+    probes = [probe for phase in result['phases'].values() for probe in probe_list(phase)]
+    assert max(seconds for _, seconds in probes) < 1.0, said
+    assert {status for status, _ in probes} == {200}, said
+    assert result['after_term']['503 the service is stopping'] > 0 and result['exit'] == 0, said
+
+
+def probe_list(probes):
+    """The probes from the first one answered: before it the port is not bound yet."""
+    answered = [i for i, (status, _) in enumerate(probes) if status != 'refused']
+    return probes[answered[0]:] if answered else probes
