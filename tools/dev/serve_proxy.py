@@ -91,15 +91,20 @@ def trickled(body: bytes, port: int) -> Callable[[str, threading.Event], int]:
                                          len(body), 0.2, stop)
 
 
-def huge(port: int, held: List[float]) -> Callable[[str, threading.Event], int]:
-    """``in_threads``' work: a body said to be 2 GB, sent as fast as the other end reads it; how long each
-    connection lasted added to ``held``."""
+def huge(port: int, held: List[tuple]) -> Callable[[str, threading.Event], int]:
+    """``in_threads``' work: a body said to be 2 GB, sent at up to 128 MB/s (a 1 Gbit/s link) until the other
+    end closes; (seconds, MB sent) of each connection added to ``held``."""
     zeros = bytes(2**20)
 
     def post(source: str, stop: threading.Event) -> int:
-        began = time.monotonic()
-        status = raw_post(source, port, (zeros for _ in range(TWO_GB // len(zeros))), TWO_GB, 0.0, stop)
-        held.append(time.monotonic() - began)
+        began, sent = time.monotonic(), [0]
+
+        def pieces():
+            for _ in range(TWO_GB // len(zeros)):
+                sent[0] += 1
+                yield zeros
+        status = raw_post(source, port, pieces(), TWO_GB, 1 / 128, stop)
+        held.append((time.monotonic() - began, sent[0]))
         return status
     return post
 
@@ -170,7 +175,7 @@ def posting(body: bytes, port: int, pause: float = 0.0) -> Callable[[str, thread
 
 
 def attack(name: str, port: int, stop: threading.Event, statuses: collections.Counter, scale: float,
-           big: bytes, small: bytes, held: List[float]) -> List[threading.Thread]:
+           big: bytes, small: bytes, held: List[tuple]) -> List[threading.Thread]:
     """Start attack ``name`` of ``ATTACKS`` on ``port`` (``scale``: its share of the clients) until ``stop``."""
     many = max(2, round(32 * scale))
     if name == 'tricklers, one address':
@@ -343,7 +348,7 @@ def run_attack(deployment: Deployment, name: str, seconds: float, scale: float, 
             'worst_200_s': max((s for status, s, _ in answers if status == 200), default=None),
             'answers': answers, 'explained': all(explained(answer) for _, _, answer in answers),
             'attackers': statuses, 'service_mb': max(memory_mb(s.pid, 'VmHWM') for s in deployment.services),
-            'nginx_mb': nginx_mb, 'error_lines': deployment.error_lines() - errors, 'longest_s': max(held, default=0)}
+            'nginx_mb': nginx_mb, 'error_lines': deployment.error_lines() - errors, 'held': max(held, default=None)}
 
 
 def table(rows: List[dict]) -> str:
@@ -354,7 +359,8 @@ def table(rows: List[dict]) -> str:
              "services' peak RSS (MB) | nginx RSS (MB) | nginx [error] lines |", '|' + ' --- |' * 8]
     for row in rows:
         worst = '-' if row['worst_200_s'] is None else f'{row["worst_200_s"]:.2f}'
-        longest = f', connections held up to {row["longest_s"]:.1f} s' if row['longest_s'] else ''
+        longest = (f', the longest connection {row["held"][0]:.1f} s, {row["held"][1]} MB sent' if row['held'] else
+                   '')
         lines.append(f'| {row["attack"]} | {statuses(row["good"])} | {worst} | {"yes" if row["explained"] else "no"} | '
                      f'{statuses(row["attackers"])}{longest} | {row["service_mb"]:.0f} | {row["nginx_mb"]:.0f} | '
                      f'{row["error_lines"]} |')
