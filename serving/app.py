@@ -97,7 +97,8 @@ class Service:
             self.segmenter = segmenter
             self.problem = f'{LOADING}: warming up (compiling what its batches will run)'
             self.warm_up()
-            self.metrics.engine(self.settings.model.backend, segmenter.backend)
+            self.metrics.engine(self.settings.model.backend, segmenter.backend, precision_of(segmenter,
+                                                                                           self.settings.model))
             self.problem = None
             said = LOG.warning if self.fallback else LOG.info       # a slower engine than asked for: a warning
             said(f'ready: {segmenter!r}' + (f'; {self.fallback}' if self.fallback else ''))
@@ -296,12 +297,17 @@ def add_error_handlers(app: FastAPI) -> None:
         return error(request, exc.status_code, str(exc.detail), getattr(exc, 'headers', None))
 
 
+def precision_of(segmenter: Segmenter, spec) -> str:
+    """The precision of the engine serving: f32, bf16, int8 or fp16."""
+    return segmenter.backend.precision or spec.precision or 'f32'
+
+
 def model_answer(service: Service) -> dict:
     """``/v1/model``'s answer (``Model``) for a service whose model is loaded."""
     settings, seg, spec = service.settings, service.segmenter, service.settings.model
     return {'replica': service.replica, 'config': seg.number, 'config_name': seg.cfg.__name__,
             'classes': list(seg.class_names), 'backend': seg.backend.name, 'asked': spec.backend,
-            'precision': seg.backend.precision or spec.precision or 'f32',
+            'precision': precision_of(seg, spec), 'pinned': seg.backend.pinned,
             'weights': spec.weights and Path(spec.weights).name,
             'model_dir': spec.model_dir and Path(spec.model_dir).name, 'max_batch': settings.max_batch,
             'max_pixels': service.max_pixels, 'max_body_mb': settings.max_body_mb, 'timeout_s': settings.timeout_s}

@@ -352,7 +352,9 @@ def cached_backend(spec: ModelSpec, number: int, cfg, log: Optional[Callable[[st
         log(f'{line}using {using(choice)}{where}')
         if hint := bf16_hint(choice, labels):
             log(hint)
-        return choice['engine'].partition(' ')[0], backend or open_engine(choice['engine'])
+        backend = backend or open_engine(choice['engine'])
+        backend.pinned = bool(choice.get(PINNED))
+        return choice['engine'].partition(' ')[0], backend
     problem = check_entry(folder, key) if folder.exists() else None
     if folder.exists() and problem is None:
         try:

@@ -267,6 +267,7 @@ def test_model_and_openapi_pages(client):
     model = client.get('/v1/model').json()
     assert (model['config'], model['classes'], model['backend']) == (9, ['circle', 'square', 'triangle', 'star'],
                                                                        'dygraph')
+    assert (model['precision'], model['pinned']) == ('f32', False)
     assert model['weights'] == 'shapes_r18.pdparams' and str(os.getpid()) not in json.dumps(model)   # no path, no pid
     assert client.get('/readyz').json() == {'ready': True, 'engine': 'dygraph'}
     assert '/v1/segment' in client.get('/openapi.json').json()['paths']     # the rest: test_contract.py
@@ -301,8 +302,8 @@ def test_an_engine_in_place_of_the_one_asked_for_is_named_in_readyz_and_metrics(
         ready = fallen.get('/readyz').json()
         engines = metric_families(fallen)['solov2_engine'].samples
     assert ready['engine'] == 'dygraph' and 'dygraph runs instead (several times slower)' in ready['fallback']
-    assert [(one.labels, one.value) for one in engines] == [({'asked': 'auto', 'engine': 'dygraph',
-                                                              'fallback': 'true'}, 1.0)]
+    assert [(one.labels, one.value) for one in engines] == [({'asked': 'auto', 'engine': 'dygraph', 'precision': 'f32',
+                                                              'pinned': 'false', 'fallback': 'true'}, 1.0)]
     assert any(record.getMessage().startswith('ready: ') and 'dygraph runs instead' in record.getMessage()
                for record in caplog.records if record.levelno == logging.WARNING)
 
