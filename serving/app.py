@@ -330,7 +330,7 @@ def add_routes(app: FastAPI, settings: ServeSettings) -> None:
         or a labelme file (``format``)."""
         service: Service = request.app.state.service
         if service.problem is not None:             # loading, cannot load, or stopping
-            raise HttpError(503, service.problem, RETRY, 'not ready')
+            raise HttpError(503, service.problem, RETRY, 'stopping' if service.problem == STOPPING else 'not ready')
         params = per_call_params(service.predictor.params, score_threshold, max_instances)
         timeout_s = service.settings.timeout_s
         try:

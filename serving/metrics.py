@@ -25,7 +25,7 @@ class Metrics:
                                 registry=self.registry)
         self.refused = Counter('solov2_refused', "requests refused 503 for want of room, by reason: 'in flight' "
                                "(queue_size), 'uploads' (max_uploads), 'decode budget' (max_decode_mb), 'not ready' "
-                               '(loading, failed or stopping)', ['reason'], registry=self.registry)
+                               "(loading or failed), 'stopping'", ['reason'], registry=self.registry)
         self.batch_size = Histogram('solov2_batch_size', 'pictures in each network batch',
                                     buckets=tuple(range(1, max_batch + 1)), registry=self.registry)
         self.engines = Gauge('solov2_engine', 'the engine serving (1 once ready): asked, engine, its precision, '

@@ -22,6 +22,7 @@ import dataclasses
 import inspect
 import json
 import logging
+import logging.config
 import multiprocessing
 import os
 import re
@@ -35,6 +36,7 @@ if __package__ in (None, ''):
 
 from solov2.core.errors import InputError  # noqa: E402  (no Paddle here: a --workers parent never loads it)
 from solov2.core.paths import SHIPPED_WEIGHTS  # noqa: E402
+from solov2.serving.logs import FORMS, log_config  # noqa: E402  (the standard library only)
 from solov2.tools import cli  # noqa: E402  (before Paddle)
 
 SETTINGS_ENV = 'SOLOV2_SERVE_SETTINGS'     # the settings, as JSON, for --workers' processes
@@ -52,6 +54,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                              "'*' any (default 127.0.0.1: a proxy on this machine, docs/serving.md's nginx)")
     parser.add_argument('--workers', type=cli.at_least(1), default=1,
                         help='processes, each with its model, sharing the port and the cores (default 1)')
+    parser.add_argument('--log-format', choices=FORMS, default='text',
+                        help='log lines on standard error: text (time, level, logger, message) or json, one object '
+                             'a line (default text)')
     add_settings_flags(parser)
     return parser.parse_args(argv)
 
@@ -210,7 +215,9 @@ def open_once(argv, sender) -> None:
     in a thread (an export runs in C++ for tens of seconds), so that Ctrl-C or SIGTERM end it at once."""
     @cli.command
     def run(argv) -> int:
-        settings = settings_of(parse_args(argv))        # Paddle imported here first
+        args = parse_args(argv)
+        logging.config.dictConfig(log_config(args.log_format))
+        settings = settings_of(args)        # Paddle imported here first
         cli.tune_for(settings.model.device, settings.model.threads)
         from solov2.api.segmenter import Segmenter
         with concurrent.futures.ThreadPoolExecutor(1, 'solov2-load') as pool:
@@ -254,7 +261,9 @@ def main(argv) -> int:
         raise InputError(f'the service needs its extra ({exc.name} is missing): pip install -r '
                          "requirements-serve.txt, or pip install '.[serve]'") from None
     from solov2.serving.wire import OPENING, SERVER_OPTIONS
+    logging.config.dictConfig(log_config(args.log_format))         # uvicorn applies it again in each worker
     options = {**SERVER_OPTIONS, 'host': args.host, 'port': args.port, 'log_level': 'info',
+               'log_config': log_config(args.log_format),
                'forwarded_allow_ips': args.forwarded_allow_ips,
                'timeout_graceful_shutdown': int(args.timeout_s) + 1}      # a stop waits a little past the deadline
     if args.workers > 1:        # each worker opens the model from the cache (``worker_app``) until SIGTERM or Ctrl-C

@@ -6,6 +6,7 @@ line; the port answers at once, /readyz saying why it is not ready while the mod
 --workers too); SIGTERM then ends it at once, leaving no temporary folder."""
 import argparse
 import contextlib
+import json
 import os
 import re
 import signal
@@ -24,6 +25,7 @@ from tests.helpers import REPO_DIR, free_port
 from tests.serving.running import httpx, metric_families, wait_ready
 
 PICTURE = (REPO_DIR / SAMPLE_IMAGES / 'shapes_000042.jpg').read_bytes()
+STAMP = r'\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}[+-]\d\d:\d\d'      # a log line's time: ISO 8601, ms, UTC offset
 
 
 def start(*options, backend='dygraph', env=None):
@@ -59,8 +61,10 @@ def test_sigterm_finishes_the_requests_in_flight_and_exits_0():
     assert statuses == [200] * 6, output
     assert process.returncode == 0, output
     assert 'Shutting down' in output and 'Finished server process' in output
-    logged = re.findall(r'^[0-9a-f]{32} 127\.0\.0\.1 POST /v1/segment 200 \d+ ms$', output, re.MULTILINE)
+    request_line = r'INFO solov2\.serving\.app: [0-9a-f]{32} 127\.0\.0\.1 POST /v1/segment 200 \d+ ms$'
+    logged = re.findall(f'^{STAMP} {request_line}', output, re.MULTILINE)
     assert len(logged) == 6, output                                 # each request, with the client's address
+    assert all(re.match(rf'{STAMP} (INFO|WARNING) (solov2|uvicorn)\S*: ', line) for line in output.splitlines()), output
     assert '/readyz' not in output and '/metrics' not in output     # the probes are quiet
     assert 'HTTP/1.1"' not in output                                # uvicorn's own access log is off
 
@@ -98,7 +102,7 @@ def resident_mb(pid: int) -> float:
 def test_workers_run_a_model_each_beside_a_small_parent_and_stop_on_ctrl_c_with_exit_0():
     """Each of two processes answers with its own model; the parent, which opened the model in a
     child process, holds neither it nor Paddle (importing Paddle alone takes 300 MB)."""
-    process, client = start('--workers', '2')
+    process, client = start('--workers', '2', '--log-format', 'json')
     try:
         wait_ready(client)
         answered = set()
@@ -115,6 +119,10 @@ def test_workers_run_a_model_each_beside_a_small_parent_and_stop_on_ctrl_c_with_
     finally:
         process.kill()
     assert len(answered) == 2, output
+    lines = [json.loads(line) for line in output.splitlines()]      # the parent's and each worker's, one format
+    assert all(re.fullmatch(STAMP, line['time']) and line['level'] in ('INFO', 'WARNING') for line in lines), output
+    assert sum(line['message'].startswith('ready: ') for line in lines) == 2, output
+    assert sum(' POST /v1/segment 200 ' in line['message'] for line in lines) == 1, output
     assert parent_mb < 150, f'{parent_mb:.0f} MB\n{output}'
     assert process.returncode == 0, output
 

@@ -317,3 +317,15 @@ def test_not_ready_until_the_model_loads_and_says_why(tmp_path):
         assert ready.status_code == 503 and 'missing.pdparams' in ready.json()['error']
         assert broken.get('/healthz').status_code == 200
         assert broken.post('/v1/segment', content=io.BytesIO(PICTURES[0].read_bytes()).read()).status_code == 503
+
+
+def test_a_stopping_service_counts_its_refusals_as_stopping_not_as_not_ready():
+    from solov2.serving.app import create_app
+    app = create_app(ServeSettings(SMALL_MODEL))
+    with serving(ServeSettings(SMALL_MODEL), app=app) as client:
+        app.state.service.drain(0)
+        refused = client.post('/v1/segment', content=PICTURES[0].read_bytes(), headers={'Content-Type': 'image/jpeg'})
+        samples = metric_families(client)['solov2_refused'].samples
+    assert (refused.status_code, refused.json()['error'], refused.headers['retry-after']) == (
+        503, 'the service is stopping', '1')
+    assert [(one.labels, one.value) for one in samples if one.name.endswith('_total')] == [({'reason': 'stopping'}, 1)]
