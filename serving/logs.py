@@ -35,11 +35,12 @@ class Lines(logging.Formatter):
 
 
 def log_config(form: str = 'text', level: str = 'INFO') -> dict:
-    """The ``dictConfig`` dictionary that sends the library's and uvicorn's records from ``level`` to standard
-    error as ``Lines(form)``, passing none on to the root's handlers."""
+    """The ``dictConfig`` dictionary that sends the library's and uvicorn's records from ``level``, and other
+    libraries' warnings (the root logger's), to standard error as ``Lines(form)``."""
     Lines(form)             # an unknown form fails here, not in a worker
     return {'version': 1, 'disable_existing_loggers': False,
             'formatters': {'lines': {'()': f'{__name__}.Lines', 'form': form}},
             'handlers': {'stderr': {'class': 'logging.StreamHandler', 'formatter': 'lines',
                                     'stream': 'ext://sys.stderr'}},
-            'loggers': {name: {'handlers': ['stderr'], 'level': level, 'propagate': False} for name in LOGGERS}}
+            'loggers': {name: {'handlers': ['stderr'], 'level': level, 'propagate': False} for name in LOGGERS},
+            'root': {'handlers': ['stderr'], 'level': 'WARNING'}}      # other libraries' warnings, in this format
