@@ -1,7 +1,8 @@
-"""The service's log lines, one format whether one process or --workers' run it: each line its time (ISO 8601,
-milliseconds, the UTC offset), level, logger and message (``text``), or the same as one JSON object a line
-(``json``), on standard error. ``log_config(form)`` is the ``logging.config.dictConfig`` dictionary that
-``tools/serve.py`` applies and hands uvicorn (``Config(log_config=...)``), which applies it in every worker.
+"""The service's log lines, one format whether one process or several worker processes run it: each line
+its time (ISO 8601, milliseconds, the UTC offset), level, logger and message (``text``), or the same as one
+JSON object a line (``json``), on standard error. ``log_config(form)`` is the ``logging.config.dictConfig``
+dictionary that ``tools/serve.py`` applies and hands uvicorn (``Config(log_config=...)``), which applies it in
+every worker.
 """
 import datetime
 import json
