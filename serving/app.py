@@ -49,12 +49,11 @@ from solov2.serving.limits import (
 from solov2.serving.metrics import Metrics
 from solov2.serving.schema import QUERY, Alive, Answer, Model, Ready, openapi_of, picture_body, refusals
 from solov2.serving.settings import ServeSettings
-from solov2.serving.wire import LOADING
+from solov2.serving.wire import LOADING, STOPPING
 
 LOG = logging.getLogger(__name__)
 RETRY = {'Retry-After': '1'}
 REQUEST_ID = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]{1,128}")      # a sane X-Request-ID: an HTTP token, bounded
-STOPPING = 'the service is stopping'
 SLOTS = {'uploads': ('max_uploads', 'uploads being received', 1), 'in flight': ('queue_size', 'requests in flight', 1),
          'large in flight': ('queue_size', 'large pictures in flight', 2)}
 PROBES = ('/healthz', '/readyz', '/metrics')        # logged at debug level
@@ -106,7 +105,8 @@ class Service:
             self.segmenter = segmenter
             self.problem = f'{LOADING}: warming up (compiling what its batches will run)'
             self.warm_up()
-            self.metrics.engine(self.settings.model.backend, segmenter.backend)
+            self.metrics.engine(self.settings.model.backend, segmenter.backend, precision_of(segmenter,
+                                                                                           self.settings.model))
             self.problem = None
             said = LOG.warning if self.fallback else LOG.info       # a slower engine than asked for: a warning
             said(f'ready: {segmenter!r}' + (f'; {self.fallback}' if self.fallback else ''))
@@ -306,12 +306,17 @@ def add_error_handlers(app: FastAPI) -> None:
         return error(request, exc.status_code, str(exc.detail), getattr(exc, 'headers', None))
 
 
+def precision_of(segmenter: Segmenter, spec) -> str:
+    """The precision of the engine serving: f32, bf16, int8 or fp16."""
+    return segmenter.backend.precision or spec.precision or 'f32'
+
+
 def model_answer(service: Service) -> dict:
     """``/v1/model``'s answer (``Model``) for a service whose model is loaded."""
     settings, seg, spec = service.settings, service.segmenter, service.settings.model
     return {'replica': service.replica, 'config': seg.number, 'config_name': seg.cfg.__name__,
             'classes': list(seg.class_names), 'backend': seg.backend.name, 'asked': spec.backend,
-            'precision': seg.backend.precision or spec.precision or 'f32',
+            'precision': precision_of(seg, spec), 'pinned': seg.backend.pinned,
             'weights': spec.weights and Path(spec.weights).name,
             'model_dir': spec.model_dir and Path(spec.model_dir).name, 'max_batch': settings.max_batch,
             'max_pixels': service.max_pixels, 'max_body_mb': settings.max_body_mb, 'timeout_s': settings.timeout_s}
@@ -334,7 +339,7 @@ def add_routes(app: FastAPI, settings: ServeSettings) -> None:
         or a labelme file (``format``)."""
         service: Service = request.app.state.service
         if service.problem is not None:             # loading, cannot load, or stopping
-            raise HttpError(503, service.problem, RETRY, 'not ready')
+            raise HttpError(503, service.problem, RETRY, 'stopping' if service.problem == STOPPING else 'not ready')
         params = per_call_params(service.predictor.params, score_threshold, max_instances)
         timeout_s = service.settings.timeout_s
         try:

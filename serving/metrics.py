@@ -25,12 +25,13 @@ class Metrics:
                                 registry=self.registry)
         self.refused = Counter('solov2_refused', "requests refused 503 for want of room, by reason: 'in flight' "
                                "(queue_size), 'uploads' (max_uploads), 'decode budget' (max_decode_mb), 'not ready' "
-                               '(loading, failed or stopping)', ['reason'], registry=self.registry)
+                               "(loading or failed), 'stopping'", ['reason'], registry=self.registry)
         self.batch_size = Histogram('solov2_batch_size', 'pictures in each network batch',
                                     buckets=tuple(range(1, max_batch + 1)), registry=self.registry)
-        self.engines = Gauge('solov2_engine', 'the engine serving (1 once ready): asked, engine, and fallback '
-                             '("true" when auto could not export: several times slower; the log and /readyz say why)',
-                             ['asked', 'engine', 'fallback'], registry=self.registry)
+        self.engines = Gauge('solov2_engine', 'the engine serving (1 once ready): asked, engine, its precision, '
+                             'pinned ("true": the cache pins it), and fallback ("true" when auto could not export: '
+                             'several times slower; the log and /readyz say why)',
+                             ['asked', 'engine', 'precision', 'pinned', 'fallback'], registry=self.registry)
         for name, text, read in (
                 ('solov2_in_flight', 'segmentation requests accepted and not yet answered', lambda: held['in flight']),
                 ('solov2_uploads', 'request bodies being received (at most max_uploads)', lambda: held['uploads']),
@@ -45,9 +46,10 @@ class Metrics:
         self.requests.labels(route, str(status)).inc()
         self.latency.labels(route).observe(seconds)
 
-    def engine(self, asked: str, backend) -> None:
-        """Name the engine serving (``backend``, a ``Backend``) and the one ``asked`` for."""
-        self.engines.labels(asked, backend.name, str(backend.fallback is not None).lower()).set(1)
+    def engine(self, asked: str, backend, precision: str) -> None:
+        """Name the engine serving (``backend``, a ``Backend``, at ``precision``) and the one ``asked`` for."""
+        self.engines.labels(asked, backend.name, precision, str(backend.pinned).lower(),
+                            str(backend.fallback is not None).lower()).set(1)
 
     def stage(self, name: str):
         """A context manager that times one stage of a picture (``with metrics.stage('decode'):``)."""

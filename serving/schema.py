@@ -75,6 +75,8 @@ class Model(BaseModel):
     backend: str = Field(description='the engine that runs the network')
     asked: str = Field(description='the engine asked for (auto: the faster exported one, else dygraph)')
     precision: str = Field(description="the engine's precision (f32, bf16, int8; fp16 through TensorRT)")
+    pinned: bool = Field(description='auto runs this engine because the cache pins it (tools/cache.py bake, pinned), '
+                                     'not by timing it on this CPU and thread count')
     weights: Optional[str] = Field(description="the weights file's name (no folder)")
     model_dir: Optional[str] = Field(description="the exported model folder's name (no path)")
     max_batch: int = Field(description='the most pictures in one network run')

@@ -2,7 +2,7 @@
 application logs each request), a request uvicorn cannot parse answered in the service's error
 shape, 400 ``{"error", "request_id"}``, and a connection closed while its request's body is still
 coming closed as nginx's lingering close does (``JsonRefusals``); and what the port of several worker
-processes answers while the model opens once, before they start (``opening_app``).
+processes answers while the model opens once, until they answer, and while they stop (``waiting_app``).
 """
 import json
 import logging
@@ -13,21 +13,27 @@ from uvicorn.protocols.http.auto import AutoHTTPProtocol
 LOG = logging.getLogger(__name__)
 SERVER_OPTIONS = {'http': f'{__name__}:JsonRefusals', 'access_log': False}
 LINGER_S, LINGER_BYTES = 2.0, 64 * 2**20      # how long, how much of a refused body is read and dropped (Lingering)
+STOP_GRACE_S = 0.5        # on a stop, a connection with no request in progress is closed this long after (shutdown)
 LOADING = 'the model is loading'
 OPENING = f'{LOADING}: opening it once (exporting it when needed) before the worker processes start'
+STOPPING = 'the service is stopping'
 
 
-async def opening_app(scope, receive, send) -> None:
-    """The ASGI application of several processes' port while the model opens once in a child process
-    (no Paddle in the parent): ``/healthz`` alive, anything else 503 ``OPENING`` with Retry-After, as one
-    process answers while its model loads."""
-    if scope['type'] != 'http':
-        return
-    alive = scope['path'] == '/healthz'
-    await send({'type': 'http.response.start', 'status': 200 if alive else 503,
-                'headers': [(b'content-type', b'application/json'), (b'retry-after', b'1')]})
-    await send({'type': 'http.response.body', 'body': json.dumps({'alive': True} if alive else {'error': OPENING},
-                                                                 ensure_ascii=False).encode()})
+def waiting_app(problem: str):
+    """The ASGI application of several processes' port while no worker answers it (no Paddle in the parent):
+    while the model opens once in a child process and the workers start (``OPENING``), and while they finish
+    their requests (``STOPPING``): ``/healthz`` alive, anything else 503 ``problem`` with Retry-After and a
+    request id, as one process answers while its model loads or it drains."""
+    async def app(scope, receive, send) -> None:
+        if scope['type'] != 'http':
+            return
+        alive, request_id = scope['path'] == '/healthz', uuid.uuid4().hex
+        said = {'alive': True} if alive else {'error': problem, 'request_id': request_id}
+        await send({'type': 'http.response.start', 'status': 200 if alive else 503,
+                    'headers': [(b'content-type', b'application/json'), (b'retry-after', b'1'),
+                                (b'x-request-id', request_id.encode())]})
+        await send({'type': 'http.response.body', 'body': json.dumps(said, ensure_ascii=False).encode()})
+    return app
 
 
 class Lingering:
@@ -64,8 +70,9 @@ class Lingering:
 
 
 class JsonRefusals(AutoHTTPProtocol):
-    """uvicorn's HTTP protocol, its 400 to a malformed request in the service's JSON shape and its
-    close of a connection whose body is still coming lingering (``Lingering``)."""
+    """uvicorn's HTTP protocol, its 400 to a malformed request in the service's JSON shape, its
+    close of a connection whose body is still coming lingering (``Lingering``) and its close on a stop
+    a little later (``shutdown``)."""
 
     def connection_made(self, transport) -> None:
         super().connection_made(Lingering(transport, self))
@@ -79,6 +86,16 @@ class JsonRefusals(AutoHTTPProtocol):
         if self.transport.dropped is not None:
             self.transport.transport.close()      # the client sent all it had: close for good
         return super().eof_received()
+
+    def shutdown(self) -> None:
+        """On the server's stop, close this connection ``STOP_GRACE_S`` later, not at once: a request that
+        comes meanwhile is answered (a connection accepted just before the server stopped accepting, its
+        request not read yet, was closed unread: a reset for its client)."""
+        self.loop.call_later(STOP_GRACE_S, self.shut)
+
+    def shut(self) -> None:
+        if not self.transport.is_closing():
+            super().shutdown()
 
     def send_400_response(self, msg: str) -> None:
         request_id = uuid.uuid4().hex

@@ -5,10 +5,12 @@ converted published checkpoints in its weights/ folder (tools/weights.py).
     python tools/cache.py            # list the entries: what, size, age, current, stale or unfinished
     python tools/cache.py prune      # delete the stale and unfinished ones (never one being built)
     python tools/cache.py clear      # delete every entry
-    python tools/cache.py bake --weights W --threads 4 [--pin openvino]    # for a container image
+    python tools/cache.py bake --weights W --workers 2 [--pin openvino]    # for a container image
 
 Bake: export --weights once for --backend auto (into $SOLOV2_CACHE) and record the engine it
-times fastest for this CPU type and --threads, as an image built with that cache carries it;
+times fastest for this CPU type and the threads each process of the service will run (--threads, else
+each one's share of the cores among --workers, as tools/serve.py --workers N gives them), as an image built
+with that cache carries it;
 --pin records that engine for every CPU type and thread count instead (no timing where it runs),
 so that all the replicas of a deployment run one engine and give the same answers.
 
@@ -35,25 +37,29 @@ def parse_args(argv):
                              'all); an entry being built by a running process stays; bake: below')
     cli.add_model_args(parser, SHIPPED_WEIGHTS)
     cli.add_runtime_args(parser)
+    parser.add_argument('--workers', type=cli.at_least(1), default=1,
+                        help="bake: the service's --workers, whose share of the cores each process's threads are "
+                             '(default 1)')
     parser.add_argument('--pin', choices=PINS, help='bake: run this engine on every CPU type and thread count')
     return parser.parse_args(argv)
 
 
 def bake(args) -> int:
     """The bake action (module docstring): auto's entry exported and its engine chosen here or pinned."""
-    cli.tune_for('cpu', args.threads)
     with cli.interruptible_loading():
         from solov2.model.inference.auto_backend import pin_choice
         from solov2.model.inference.backend_factory import open_backend
         from solov2.model.runtime import cpu_threads
+    args.threads = cpu_threads(args.threads, args.workers)       # as tools/serve.py --workers gives each process
+    cli.tune_for('cpu', args.threads)
     spec = cli.fetched(replace(cli.model_spec(args), backend='auto', device='cpu'))
     number, backend = open_backend(spec, progress=cli.ExportStages())
     if args.pin:
         folder = pin_choice(spec, number, args.pin.replace('-', ' '))
         print(f'baked {folder}: {args.pin} pinned for every CPU type and thread count')
     else:
-        print(f'baked into {cache_root()}: {backend.label} chosen for this CPU type at '
-              f'{cpu_threads(args.threads)} threads')
+        print(f'baked into {cache_root()}: {backend.label} chosen for this CPU type at {args.threads} threads a '
+              f'process (tools/serve.py --workers {args.workers})')
     return 0
 
 

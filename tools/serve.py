@@ -21,22 +21,26 @@ import contextlib
 import dataclasses
 import inspect
 import json
+import logging
+import logging.config
 import multiprocessing
 import os
 import re
 import signal
 import sys
 import threading
-from typing import Iterator
+import time
 
 if __package__ in (None, ''):
     import _bootstrap  # noqa: F401  (script mode: make the project importable)
 
 from solov2.core.errors import InputError  # noqa: E402  (no Paddle here: a --workers parent never loads it)
 from solov2.core.paths import SHIPPED_WEIGHTS  # noqa: E402
+from solov2.serving.logs import FORMS, log_config  # noqa: E402  (the standard library only)
 from solov2.tools import cli  # noqa: E402  (before Paddle)
 
 SETTINGS_ENV = 'SOLOV2_SERVE_SETTINGS'     # the settings, as JSON, for --workers' processes
+MEANWHILE = 'solov2-serve-meanwhile'       # the thread that answers --workers' port while no worker does
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -50,6 +54,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                              "'*' any (default 127.0.0.1: a proxy on this machine, docs/serving.md's nginx)")
     parser.add_argument('--workers', type=cli.at_least(1), default=1,
                         help='processes, each with its model, sharing the port and the cores (default 1)')
+    parser.add_argument('--log-format', choices=FORMS, default='text',
+                        help='log lines on standard error: text (time, level, logger, message) or json, one object '
+                             'a line (default text)')
     add_settings_flags(parser)
     return parser.parse_args(argv)
 
@@ -148,32 +155,66 @@ def serve(settings, options) -> None:
         raise app.state.service.failure
 
 
-@contextlib.contextmanager
-def answering_meanwhile(sock) -> Iterator[None]:
-    """The listening ``sock`` of --workers answered by ``wire.opening_app`` in a thread for the block (on a
-    copy of it, which the thread closes: connections that come after wait in ``sock``'s backlog), its
-    start and stop not logged (uvicorn's loggers at warning: the caller's ``Config.configure_logging`` after)."""
-    import uvicorn
+class Meanwhile:
+    """The listening ``sock`` of --workers answered in a thread of this process by ``wire.waiting_app`` while
+    no worker answers it: from the bind until every worker serves (``OPENING``), and from a stop until they
+    have finished (``STOPPING``). It serves a copy of ``sock``, closed when it stops: connections that come
+    after wait in ``sock``'s backlog for the workers. Its own start and stop lines are not logged."""
 
-    from solov2.serving.wire import opening_app
-    server = uvicorn.Server(uvicorn.Config(opening_app, lifespan='off', log_level='warning', access_log=False))
-    thread = threading.Thread(target=server.run, kwargs={'sockets': [sock.dup()]}, name='solov2-serve-opening')
-    thread.start()
-    try:
-        yield
-    finally:
-        server.should_exit = True
-        thread.join()
+    def __init__(self, sock):
+        self.sock, self.server, self.thread = sock, None, None
+
+    def start(self, problem: str) -> None:
+        import uvicorn
+
+        from solov2.serving.wire import SERVER_OPTIONS, waiting_app
+        self.stop()
+        self.server = uvicorn.Server(uvicorn.Config(waiting_app(problem), lifespan='off', log_config=None,
+                                                    log_level=None, http=SERVER_OPTIONS['http'], access_log=False))
+        self.thread = threading.Thread(target=self.server.run, kwargs={'sockets': [self.sock.dup()]},
+                                       name=MEANWHILE, daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.should_exit = True
+            self.thread.join()
+            self.server = None
 
 
-def supervise(config, sock) -> None:
+def quiet_meanwhile(record) -> bool:
+    """A logging filter: uvicorn's lines of ``Meanwhile``'s thread under WARNING are dropped."""
+    return record.threadName != MEANWHILE or record.levelno >= logging.WARNING
+
+
+def supervise(config, sock, meanwhile: Meanwhile) -> None:
     """``uvicorn.run``'s --workers run (its supervisor, ``Multiprocess``) on ``sock``, bound and listening
-    already (uvicorn 0.30 to 0.50 take the server's ``target`` too)."""
+    already, ``meanwhile`` answering it until every worker serves and again while they stop (uvicorn 0.30 to
+    0.50 take the server's ``target`` too)."""
     import uvicorn
     from uvicorn.supervisors import Multiprocess
+
+    from solov2.serving.wire import STOPPING
+
+    class Supervisor(Multiprocess):
+        def init_processes(self) -> None:
+            super().init_processes()
+            for process in self.processes:        # Process.is_ready: its server started (uvicorn's ping)
+                while not (self.signal_queue or not process.process.is_alive() or process.is_ready(timeout=1)):
+                    time.sleep(0.05)
+            meanwhile.stop()
+
+        def terminate_all(self) -> None:
+            meanwhile.start(STOPPING)             # the port answered while the workers finish their requests
+            super().terminate_all()
+
+        def join_all(self) -> None:
+            super().join_all()
+            sock.close()                          # the port closes with the last copy, ``meanwhile``'s
+            meanwhile.stop()
     target = {'target': uvicorn.Server(config).run} if 'target' in inspect.signature(Multiprocess).parameters else {}
     with contextlib.suppress(KeyboardInterrupt):
-        Multiprocess(config, sockets=[sock], **target).run()
+        Supervisor(config, sockets=[sock], **target).run()
 
 
 def open_once(argv, sender) -> None:
@@ -181,7 +222,9 @@ def open_once(argv, sender) -> None:
     in a thread (an export runs in C++ for tens of seconds), so that Ctrl-C or SIGTERM end it at once."""
     @cli.command
     def run(argv) -> int:
-        settings = settings_of(parse_args(argv))        # Paddle imported here first
+        args = parse_args(argv)
+        logging.config.dictConfig(log_config(args.log_format))
+        settings = settings_of(args)        # Paddle imported here first
         cli.tune_for(settings.model.device, settings.model.threads)
         from solov2.api.segmenter import Segmenter
         with concurrent.futures.ThreadPoolExecutor(1, 'solov2-load') as pool:
@@ -224,8 +267,10 @@ def main(argv) -> int:
     except ImportError as exc:
         raise InputError(f'the service needs its extra ({exc.name} is missing): pip install -r '
                          "requirements-serve.txt, or pip install '.[serve]'") from None
-    from solov2.serving.wire import SERVER_OPTIONS
+    from solov2.serving.wire import OPENING, SERVER_OPTIONS
+    logging.config.dictConfig(log_config(args.log_format))         # uvicorn applies it again in each worker
     options = {**SERVER_OPTIONS, 'host': args.host, 'port': args.port, 'log_level': 'info',
+               'log_config': log_config(args.log_format),
                'forwarded_allow_ips': args.forwarded_allow_ips,
                'timeout_graceful_shutdown': int(args.timeout_s) + 1}      # a stop waits a little past the deadline
     if args.workers > 1:        # each worker opens the model from the cache (``worker_app``) until SIGTERM or Ctrl-C
@@ -234,10 +279,14 @@ def main(argv) -> int:
                                 timeout_worker_healthcheck=120, **options)
         sock = config.bind_socket()
         sock.listen(config.backlog)
-        with answering_meanwhile(sock):
+        logging.getLogger('uvicorn.error').addFilter(quiet_meanwhile)
+        meanwhile = Meanwhile(sock)
+        meanwhile.start(OPENING)
+        try:
             os.environ[SETTINGS_ENV] = opened_in_a_child(argv)
-        config.configure_logging()
-        supervise(config, sock)
+            supervise(config, sock, meanwhile)
+        finally:
+            meanwhile.stop()
         return 0
     settings = settings_of(args)
     cli.tune_for(settings.model.device, settings.model.threads)

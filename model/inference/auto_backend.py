@@ -352,7 +352,9 @@ def cached_backend(spec: ModelSpec, number: int, cfg, log: Optional[Callable[[st
         log(f'{line}using {using(choice)}{where}')
         if hint := bf16_hint(choice, labels):
             log(hint)
-        return choice['engine'].partition(' ')[0], backend or open_engine(choice['engine'])
+        backend = backend or open_engine(choice['engine'])
+        backend.pinned = bool(choice.get(PINNED))
+        return choice['engine'].partition(' ')[0], backend
     problem = check_entry(folder, key) if folder.exists() else None
     if folder.exists() and problem is None:
         try:
@@ -366,7 +368,7 @@ def cached_backend(spec: ModelSpec, number: int, cfg, log: Optional[Callable[[st
     names = ' and '.join(engines)
     with contextlib.suppress(OSError):     # best effort: another process may rename or remove one meanwhile
         remove_entries(leftovers(folder.parent))
-    log(f'auto: exporting {spec.weights} once for {names} f32 into {folder} (7 s for the shipped model, '
+    log(f'auto: exporting {spec.weights} once for {names} f32 into {folder} (20-40 s for the shipped model, '
         '40-90 s for a COCO model on 2 cores; later runs load it from there) ...')
     began = time.perf_counter()
     try:

@@ -22,12 +22,13 @@ class Backend(abc.ABC):
     """An engine: ``run``, the network's three outputs for a batch. ``mixes_sizes``: ``run`` takes
     several padded sizes a batch (``regions``, ``model.region``); ``max_batch``: the most pictures a
     batch may hold (0: any); ``fallback``: why this engine runs instead of the one asked for (None: as
-    asked); ``network_on_gpu``; ``device_outputs``: ``run`` gives Paddle tensors on that device
-    (inside ``placed()``)."""
+    asked); ``pinned``: ``auto`` runs it because its cache entry pins it (``tools/cache.py bake --pin``);
+    ``network_on_gpu``; ``device_outputs``: ``run`` gives Paddle tensors on that device (inside ``placed()``)."""
     name = 'backend'
     precision: Optional[str] = None     # OpenVINO's f32 | bf16 | int8, TensorRT's fp16 (None: float32)
     mixes_sizes = False
     fallback: Optional[str] = None
+    pinned = False
     max_batch = 0
     network_on_gpu = False
     device_outputs = False

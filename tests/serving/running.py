@@ -39,11 +39,12 @@ def wait_ready(client, timeout_s: float = 60.0, path: str = '/readyz') -> None:
 
 
 @contextlib.contextmanager
-def serving(settings: ServeSettings, ready: bool = True) -> Iterator['httpx.Client']:
-    """An HTTP client of the service for ``settings`` running on 127.0.0.1 in a thread (ready
-    when ``ready``); the server stops, finishing its requests, when the block ends."""
+def serving(settings: ServeSettings, ready: bool = True, app=None) -> Iterator['httpx.Client']:
+    """An HTTP client of the service for ``settings`` (or of ``app``, made by ``create_app``) running on
+    127.0.0.1 in a thread (ready when ``ready``); the server stops, finishing its requests, when the block ends."""
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(settings), host='127.0.0.1', port=port, log_level='warning',
+    app = create_app(settings) if app is None else app
+    server = uvicorn.Server(uvicorn.Config(app, host='127.0.0.1', port=port, log_level='warning',
                                            **SERVER_OPTIONS))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

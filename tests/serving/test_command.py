@@ -4,7 +4,9 @@ not; --workers 2 runs two processes, each with its model, beside a parent that h
 and Ctrl-C stops them with exit 0; bad settings, and weights that do not load, end in one
 line; the port answers at once, /readyz saying why it is not ready while the model exports (with
 --workers too); SIGTERM then ends it at once, leaving no temporary folder."""
+import argparse
 import contextlib
+import json
 import os
 import re
 import signal
@@ -23,6 +25,7 @@ from tests.helpers import REPO_DIR, free_port
 from tests.serving.running import httpx, metric_families, wait_ready
 
 PICTURE = (REPO_DIR / SAMPLE_IMAGES / 'shapes_000042.jpg').read_bytes()
+STAMP = r'\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}[+-]\d\d:\d\d'      # a log line's time: ISO 8601, ms, UTC offset
 
 
 def start(*options, backend='dygraph', env=None):
@@ -58,8 +61,10 @@ def test_sigterm_finishes_the_requests_in_flight_and_exits_0():
     assert statuses == [200] * 6, output
     assert process.returncode == 0, output
     assert 'Shutting down' in output and 'Finished server process' in output
-    logged = re.findall(r'^[0-9a-f]{32} 127\.0\.0\.1 POST /v1/segment 200 \d+ ms$', output, re.MULTILINE)
+    request_line = r'INFO solov2\.serving\.app: [0-9a-f]{32} 127\.0\.0\.1 POST /v1/segment 200 \d+ ms$'
+    logged = re.findall(f'^{STAMP} {request_line}', output, re.MULTILINE)
     assert len(logged) == 6, output                                 # each request, with the client's address
+    assert all(re.match(rf'{STAMP} (INFO|WARNING) (solov2|uvicorn)\S*: ', line) for line in output.splitlines()), output
     assert '/readyz' not in output and '/metrics' not in output     # the probes are quiet
     assert 'HTTP/1.1"' not in output                                # uvicorn's own access log is off
 
@@ -97,7 +102,7 @@ def resident_mb(pid: int) -> float:
 def test_workers_run_a_model_each_beside_a_small_parent_and_stop_on_ctrl_c_with_exit_0():
     """Each of two processes answers with its own model; the parent, which opened the model in a
     child process, holds neither it nor Paddle (importing Paddle alone takes 300 MB)."""
-    process, client = start('--workers', '2')
+    process, client = start('--workers', '2', '--log-format', 'json')
     try:
         wait_ready(client)
         answered = set()
@@ -114,6 +119,10 @@ def test_workers_run_a_model_each_beside_a_small_parent_and_stop_on_ctrl_c_with_
     finally:
         process.kill()
     assert len(answered) == 2, output
+    lines = [json.loads(line) for line in output.splitlines()]      # the parent's and each worker's, one format
+    assert all(re.fullmatch(STAMP, line['time']) and line['level'] in ('INFO', 'WARNING') for line in lines), output
+    assert sum(line['message'].startswith('ready: ') for line in lines) == 2, output
+    assert sum(' POST /v1/segment 200 ' in line['message'] for line in lines) == 1, output
     assert parent_mb < 150, f'{parent_mb:.0f} MB\n{output}'
     assert process.returncode == 0, output
 
@@ -178,3 +187,23 @@ def test_the_port_answers_while_the_model_exports_and_sigterm_ends_it_at_once_le
     assert alive.status_code == 200 and ready.status_code == 503, output
     assert ready.json()['error'].startswith(reason), ready.text
     assert [path.name for path in tmp_path.iterdir() if path.name.startswith('.')] == [], output
+
+
+def test_workers_answer_healthz_within_a_second_from_bind_to_stop_and_drain_on_sigterm():
+    """tools/dev/serve_probes.py's timeline of --workers 2: a probe every 0.1 s is answered 200 within a second
+    while the model opens once, while the workers start (they used to wait 7-11 s in the backlog), once
+    ready and while a SIGTERM under load drains (new requests 503 'stopping'), until the port closes."""
+    from solov2.tools.dev import serve_probes
+    result = serve_probes.timeline(argparse.Namespace(workers=2, backend='dygraph', threads=1, clients=3,
+                                                      ready_s=2.0, timeout_s=120.0))
+    said = '\n'.join(serve_probes.lines(result))
+    probes = [probe for phase in result['phases'].values() for probe in probe_list(phase)]
+    assert max(seconds for _, seconds in probes) < 1.0, said
+    assert {status for status, _ in probes} == {200}, said
+    assert result['after_term']['503 the service is stopping'] > 0 and result['exit'] == 0, said
+
+
+def probe_list(probes):
+    """The probes from the first one answered: before it the port is not bound yet."""
+    answered = [i for i, (status, _) in enumerate(probes) if status != 'refused']
+    return probes[answered[0]:] if answered else probes

@@ -268,6 +268,7 @@ def test_model_and_openapi_pages(client):
     model = client.get('/v1/model').json()
     assert (model['config'], model['classes'], model['backend']) == (9, ['circle', 'square', 'triangle', 'star'],
                                                                        'dygraph')
+    assert (model['precision'], model['pinned']) == ('f32', False)
     assert model['weights'] == 'shapes_r18.pdparams' and str(os.getpid()) not in json.dumps(model)   # no path, no pid
     assert client.get('/readyz').json() == {'ready': True, 'engine': 'dygraph'}
     assert '/v1/segment' in client.get('/openapi.json').json()['paths']     # the rest: test_contract.py
@@ -302,8 +303,8 @@ def test_an_engine_in_place_of_the_one_asked_for_is_named_in_readyz_and_metrics(
         ready = fallen.get('/readyz').json()
         engines = metric_families(fallen)['solov2_engine'].samples
     assert ready['engine'] == 'dygraph' and 'dygraph runs instead (several times slower)' in ready['fallback']
-    assert [(one.labels, one.value) for one in engines] == [({'asked': 'auto', 'engine': 'dygraph',
-                                                              'fallback': 'true'}, 1.0)]
+    assert [(one.labels, one.value) for one in engines] == [({'asked': 'auto', 'engine': 'dygraph', 'precision': 'f32',
+                                                              'pinned': 'false', 'fallback': 'true'}, 1.0)]
     assert any(record.getMessage().startswith('ready: ') and 'dygraph runs instead' in record.getMessage()
                for record in caplog.records if record.levelno == logging.WARNING)
 
@@ -317,3 +318,15 @@ def test_not_ready_until_the_model_loads_and_says_why(tmp_path):
         assert ready.status_code == 503 and 'missing.pdparams' in ready.json()['error']
         assert broken.get('/healthz').status_code == 200
         assert broken.post('/v1/segment', content=io.BytesIO(PICTURES[0].read_bytes()).read()).status_code == 503
+
+
+def test_a_stopping_service_counts_its_refusals_as_stopping_not_as_not_ready():
+    from solov2.serving.app import create_app
+    app = create_app(ServeSettings(SMALL_MODEL))
+    with serving(ServeSettings(SMALL_MODEL), app=app) as client:
+        app.state.service.drain(0)
+        refused = client.post('/v1/segment', content=PICTURES[0].read_bytes(), headers={'Content-Type': 'image/jpeg'})
+        samples = metric_families(client)['solov2_refused'].samples
+    assert (refused.status_code, refused.json()['error'], refused.headers['retry-after']) == (
+        503, 'the service is stopping', '1')
+    assert [(one.labels, one.value) for one in samples if one.name.endswith('_total')] == [({'reason': 'stopping'}, 1)]

@@ -13,6 +13,7 @@ from solov2.data.files import temporary_beside
 from solov2.model.inference import auto_backend
 from solov2.model.inference.auto_backend import cache_key, installed_engines
 from solov2.model.inference.spec import ModelSpec
+from solov2.model.runtime import cpu_threads
 from solov2.tools import cache
 from tests.helpers import REPO_DIR
 
@@ -100,13 +101,21 @@ def test_leftovers_are_old_temporaries_of_gone_processes_and_this_process_own(tm
 @pytest.mark.skipif(len(installed_engines()) < 2, reason='deploy test: bake times openvino and onnxruntime '
                                                         '(requirements-deploy.txt)')
 def test_bake_exports_and_records_then_pin_holds_on_any_cpu_type_and_thread_count(tmp_path, monkeypatch, capsys):
-    """bake: the export and this CPU's choice in the cache, one line; --pin: the engine later runs open on
+    """bake --workers 2: the export and this CPU's choice in the cache, one line, under the key of the threads each
+    worker runs (a worker opens it without timing again); --pin: the engine later runs open on
     another thread count (another key) without timing; a pin that is no candidate ends in one line."""
     monkeypatch.setenv(CACHE_ENV, str(tmp_path))
-    assert cache.main(['bake', '--threads', '1']) == 0
+    threads = cpu_threads(0, 2)         # what each of tools/serve.py --workers 2's processes runs
+    assert cache.main(['bake', '--workers', '2']) == 0
     assert capsys.readouterr().out.splitlines()[-1].startswith(f'baked into {tmp_path}: ')
-    assert cache.main(['bake', '--threads', '1', '--pin', 'onnx']) == 0
     [folder] = [path for path in tmp_path.iterdir() if path.name.startswith('config9-auto')]
+    worker = ModelSpec(WEIGHTS, backend='auto', threads=threads)
+    assert list(json.loads((folder / MANIFEST).read_text())['choices']) == [auto_backend.machine_key(worker)[1]]
+    with monkeypatch.context() as timing:
+        timing.setattr(auto_backend, 'time_engines', lambda *args: pytest.fail('a baked choice is not timed again'))
+        kind, backend = auto_backend.cached_backend(worker, 9, get_config(9), lambda line: None)
+    assert not backend.pinned
+    assert cache.main(['bake', '--threads', '1', '--pin', 'onnx']) == 0
     said = capsys.readouterr().out.splitlines()[-1]
     assert said == f'baked {folder}: onnx pinned for every CPU type and thread count'
     assert json.loads((folder / MANIFEST).read_text())['pinned'] == 'onnx'
@@ -114,7 +123,7 @@ def test_bake_exports_and_records_then_pin_holds_on_any_cpu_type_and_thread_coun
     logged = []
     kind, backend = auto_backend.cached_backend(ModelSpec(WEIGHTS, backend='auto', threads=2), 9, get_config(9),
                                                 logged.append)
-    assert kind == 'onnx' and logged == [f'auto: using onnx f32 (pinned) from cache {folder}']
+    assert kind == 'onnx' and logged == [f'auto: using onnx f32 (pinned) from cache {folder}'] and backend.pinned
     monkeypatch.setattr(auto_backend, 'native_bf16', lambda: False)
     assert cache.main(['bake', '--threads', '1', '--pin', 'openvino-bf16']) == 2
     assert capsys.readouterr().err == "error: cannot pin openvino bf16: auto's candidates here are openvino, onnx\n"

@@ -542,7 +542,7 @@ def test_corrupt_cache_entry_is_rebuilt(hot, demo_auto, exports, tmp_path, monke
     kind, rebuilt = _auto(weights, opts, 1, log=lines.append)
     assert lines[0] == f'auto: cache entry {entry} is corrupt (model.onnx is missing or changed): rebuilding it'
     assert lines[1].startswith(f'auto: exporting {weights} once for openvino and onnx f32 into {entry} '
-                               '(7 s for the shipped model')
+                               '(20-40 s for the shipped model')
     assert lines[2].startswith(f'auto: exporting once to {entry} ') and lines[2].endswith(': using openvino f32')
     assert not [p for p in entry.parent.iterdir() if p.name.startswith(f'.{entry.name}')]   # no temp left
     assert exports == [NUMBER]
