@@ -27,7 +27,7 @@ with cli.interruptible_loading():  # Ctrl-C or SIGTERM while Paddle and the libr
     from solov2.config.sidecar import resolve_config
     from solov2.core.errors import InputError
     from solov2.data.coco import load_coco, read_class_names
-    from solov2.data.files import check_output_file
+    from solov2.data.files import check_output_file, write_together
     from solov2.data.results import write_json
     from solov2.data.scoring import STAT_NAMES, check_results, coco_stats, per_class_ap, run_cocoeval
     from solov2.model.distributed import Processes, launched_processes, start_processes
@@ -213,7 +213,7 @@ def write_chart(args: argparse.Namespace, ap_by_category: dict, names: dict) -> 
     axis.barh([name for name, _ in items], [100 * ap for _, ap in items], color='#4c72b0')
     axis.set(xlabel='mask AP', xlim=(0, 100), title='per-class mask AP')
     fig.tight_layout()
-    fig.savefig(chart, dpi=90)
+    write_together([(chart, lambda tmp: fig.savefig(tmp, format='png', dpi=90))])     # whole or absent
     plt.close(fig)
     print(f'chart: {chart}')
 
