@@ -156,3 +156,10 @@ def test_where_to_change_what_names_places_that_exist():
     assert len(rows) >= 10, rows
     missing = {row.split('|')[1].strip(): found for row in rows if (found := missing_in_row(row))}
     assert not missing, f'docs/architecture.md, Where to change what: {missing}'
+
+
+def test_pyright_checks_the_public_api_and_the_service():
+    """CI's and the guide's ``pyright`` covers the package's entry, ``api/`` and ``serving/`` (pyproject.toml)."""
+    text = (REPO_DIR / 'pyproject.toml').read_text(encoding='utf-8').split('[tool.pyright]', 1)[1]
+    include = re.search(r'^include\s*=\s*\[([^]]*)\]', text, re.MULTILINE)
+    assert include and {'solov2/__init__.py', 'api', 'serving'} <= set(re.findall(r'"([^"]+)"', include.group(1)))
