@@ -182,3 +182,11 @@ def test_the_docs_checks_run_in_the_lines_they_belong_to():
             args = shlex.split(TABLE_COMMAND.match(row).group(1))[3:]
             named = [arg for i, arg in enumerate(args) if arg == path and args[i - 1] not in VALUED]
             assert named, f'CONTRIBUTING.md: the line of {area} does not run {path}'
+
+
+def test_each_line_says_its_time_within_three_minutes():
+    """Each line of the table gives its measured time and load (``N s (load)``), at most 3 minutes."""
+    rows = [row for row in GUIDE.read_text(encoding='utf-8').splitlines() if TABLE_COMMAND.match(row)]
+    times = [re.search(r'\| (\d+) s \((\d+(?:\.\d+)?)\) \|', row) for row in rows]
+    assert rows and all(times), [row[:60] for row, found in zip(rows, times) if not found]
+    assert all(int(found.group(1)) <= 180 for found in times if found), [found.group(0) for found in times if found]

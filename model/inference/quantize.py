@@ -341,7 +341,7 @@ def int8_speed(f32: Backend, int8: Backend, inputs: Sequence[np.ndarray], budget
     ``budget_s`` (one at least). ``progress(done, total)`` after each picture."""
     spent, seen, total = {f32: 0.0, int8: 0.0}, set(), len(inputs)
     began = time.perf_counter()
-    for index, chw in enumerate(inputs[:total]):
+    for index, chw in enumerate(inputs):
         batch, engines = chw[None], (f32, int8) if index % 2 == 0 else (int8, f32)
         for engine in engines if chw.shape not in seen else ():
             engine.run_numpy(batch)
