@@ -96,9 +96,10 @@ class Instances:
             if not -len(self) <= index < len(self):
                 raise IndexError(f'instance {index} of {len(self)}')
             one = [int(index) % len(self)]          # the record's fields (RECORD_FIELDS) make the Instance
+            crop = self.crops.crop(one[0])          # pasted first, once: the record's box is then its crop's
             [record] = instance_records(self.crops[one], self.labels[one], self.scores[one], self.class_names, 'none')
             record['box'] = tuple(record['box'])
-            return Instance(self.crops.crop(index), image_size=self.image_size, **record)
+            return Instance(crop, image_size=self.image_size, **record)
         keep = index if isinstance(index, slice) else self._indices(index)
         return Instances(self.crops[keep], self.labels[keep], self.scores[keep], self.class_names)
 

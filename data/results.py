@@ -25,6 +25,8 @@ from solov2.data.files import atomic_write
 from solov2.data.masks import CroppedMasks, as_cropped
 from solov2.data.polygons import mask_polygons
 
+# A field here is in every record, with masks='none' too, which pastes no mask: one made from the mask is measured
+# without pasting it, as the box is (docs/architecture.md, "add a field to each result")
 RECORD_FIELDS = (('label', int, 'the index of its class in class_names'), ('name', str, 'its class name'),
                  ('score', float, 'its final score (after Matrix NMS)'),
                  ('box', list[int], 'x0, y0, x1, y1: half-open, tight around the mask'))

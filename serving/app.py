@@ -18,7 +18,7 @@ import threading
 import time
 import uuid
 from pathlib import Path
-from typing import Any, Callable, Iterator, Literal, Optional
+from typing import Any, Callable, Iterator, Literal, Optional, cast
 
 import cv2
 import numpy as np
@@ -87,9 +87,23 @@ class Service:
         self.loaded = threading.Event()
 
     @property
+    def model(self) -> Segmenter:
+        """The segmenter ``load`` opened; RuntimeError before (requests are refused 503 until then)."""
+        if self.segmenter is None:
+            raise RuntimeError(f'{LOADING}: no segmenter yet')
+        return self.segmenter
+
+    @property
+    def running(self) -> Predictor:
+        """The predictor ``load`` made of the segmenter's model (batching as the settings say); RuntimeError before."""
+        if self.predictor is None:
+            raise RuntimeError(f'{LOADING}: no predictor yet')
+        return self.predictor
+
+    @property
     def max_pixels(self) -> int:
         """The pixel limit: ``max_pixels``, else the config's lowered to the pictures that fit the decode budget."""
-        cfg, budget = self.segmenter.cfg, self.budget
+        cfg, budget = self.model.cfg, self.budget
         if self.settings.max_pixels is not None or not (cfg.max_image_pixels and budget):
             return cfg.max_image_pixels if self.settings.max_pixels is None else self.settings.max_pixels
         return min(cfg.max_image_pixels, pixels_within(budget, cfg.test_short, cfg.test_max))
@@ -139,9 +153,9 @@ class Service:
     def warm_up(self) -> None:
         """Compile what the engine will run, then run a picture through, so that no request pays for a compile."""
         settings = self.settings
-        self.segmenter.backend.compile_ahead(settings.max_batch, mixed=settings.max_padding > 0)
+        self.model.backend.compile_ahead(settings.max_batch, mixed=settings.max_padding > 0)
         colour = cv2.imencode('.png', np.full((64, 64, 3), (40, 120, 200), np.uint8))[1].tobytes()
-        asyncio.run(self.segment(colour, self.predictor.params, 'none'))
+        asyncio.run(self.segment(colour, self.running.params, 'none'))
 
     async def segment(self, data: bytes, params, masks: str, min_score: float = 0.0, form: str = 'instances',
                       name: str = 'picture') -> Any:
@@ -150,7 +164,7 @@ class Service:
         flight holds no slot while small ones keep flowing; then an in-flight slot, and a large picture
         one of their half (``SLOTS``; 503 when full); then the predictor's stages (``Predictor.submit``,
         which gives the share back once the picture's work ends)."""
-        cost, budget = self.cost(data), self.predictor.budget
+        cost, budget = self.cost(data), self.running.budget
         if not budget.take(cost, 0):
             raise HttpError(503, f'busy: the pictures in flight hold {budget.used / 2**20:.0f} MB of the '
                                  f'{budget.limit / 2**20:.0f} MB this service holds at once, no room for this '
@@ -159,7 +173,7 @@ class Service:
         answer, large = None, budget.limit and cost * self.settings.queue_size > budget.limit     # SLOTS
         try:
             with self.held('in flight'), self.held('large in flight') if large else contextlib.nullcontext():
-                answer = self.predictor.submit(lambda: self.read(data), lambda prepared, row: self.answer(
+                answer = self.running.submit(lambda: self.read(data), lambda prepared, row: self.answer(
                     row, prepared.meta, params, masks, min_score, form, name), params, cost)
                 return await asyncio.wrap_future(answer)
         finally:
@@ -172,7 +186,7 @@ class Service:
         size, budget = header_size(data), self.budget
         if size is None or (self.max_pixels and size[0] * size[1] > self.max_pixels):
             return 0 if self.max_pixels else budget
-        cost = self.predictor.reader.cost(data) or 0
+        cost = self.running.reader.cost(data) or 0
         if budget and cost > budget:
             raise HttpError(413, f'the picture is {size[0]}x{size[1]}: decoding it takes about {cost / 2**20:.0f} MB, '
                                  f'over the {budget / 2**20:.0f} MB this service decodes at once; send a smaller '
@@ -183,14 +197,14 @@ class Service:
         """[H, W, 3] uint8 RGB of an encoded picture, read as ``Segmenter`` reads bytes (``Predictor.read``:
         LimitError over ``max_pixels``, InputError when it does not decode)."""
         with self.metrics.stage('decode'):
-            return self.predictor.read(data, max_pixels=self.max_pixels, what='the picture')
+            return self.running.read(data, max_pixels=self.max_pixels, what='the picture')
 
     def answer(self, row, meta, params, masks: str, min_score: float, form: str, name: str) -> Any:
         """The network's output for one picture -> its answer in ``form``: 'instances' ``Instances.to_dict(masks)``
         (only what it holds), 'coco' its COCO result records, 'labelme' its labelme file for the picture ``name``."""
         with self.metrics.stage('postprocess'):
-            found = self.predictor.finish(row, meta, params)
-            instances = instances_of(self.segmenter.class_names, found, min_score)
+            found = self.running.finish(row, meta, params)
+            instances = instances_of(self.model.class_names, found, min_score)
         with self.metrics.stage('encode'):
             if form == 'coco':
                 return instances.to_coco(0, file_name=name)
@@ -291,7 +305,7 @@ def add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(HttpError)
     @app.exception_handler(InputError)
     async def refused(request: Request, exc: Exception):
-        refusal = client_error(exc) if isinstance(exc, InputError) else exc
+        refusal = client_error(exc) if isinstance(exc, InputError) else cast(HttpError, exc)
         if refusal.reason:
             request.app.state.service.metrics.refused.labels(refusal.reason).inc()
         return error(request, refusal.status, refusal.message, refusal.headers)
@@ -313,7 +327,7 @@ def precision_of(segmenter: Segmenter, spec) -> str:
 
 def model_answer(service: Service) -> dict:
     """``/v1/model``'s answer (``Model``) for a service whose model is loaded."""
-    settings, seg, spec = service.settings, service.segmenter, service.settings.model
+    settings, seg, spec = service.settings, service.model, service.settings.model
     return {'replica': service.replica, 'config': seg.number, 'config_name': seg.cfg.__name__,
             'classes': list(seg.class_names), 'backend': seg.backend.name, 'asked': spec.backend,
             'precision': precision_of(seg, spec), 'pinned': seg.backend.pinned,
@@ -340,7 +354,7 @@ def add_routes(app: FastAPI, settings: ServeSettings) -> None:
         service: Service = request.app.state.service
         if service.problem is not None:             # loading, cannot load, or stopping
             raise HttpError(503, service.problem, RETRY, 'stopping' if service.problem == STOPPING else 'not ready')
-        params = per_call_params(service.predictor.params, score_threshold, max_instances)
+        params = per_call_params(service.running.params, score_threshold, max_instances)
         timeout_s = service.settings.timeout_s
         try:
             result = await asyncio.wait_for(segment_request(service, request, params, masks, min_score, format,
@@ -375,7 +389,7 @@ def add_routes(app: FastAPI, settings: ServeSettings) -> None:
         service: Service = request.app.state.service
         if service.problem is not None:
             return error(request, 503, service.problem, RETRY)
-        return {'ready': True, 'engine': service.segmenter.backend.name, **({'fallback': service.fallback} if
+        return {'ready': True, 'engine': service.model.backend.name, **({'fallback': service.fallback} if
                                                                            service.fallback else {})}
 
     @app.get('/metrics', response_class=PlainTextResponse)

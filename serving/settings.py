@@ -79,9 +79,9 @@ class ServeSettings:
                 continue
             kind = numbers.Integral if bound['whole'] else numbers.Real
             number = isinstance(value, kind) and not isinstance(value, bool)
-            if not ((value is None and field.default is None)
-                    or (number and bound['least'] <= value < float('inf')
-                        and not (bound['above'] and value == bound['least']))):
+            within = (number and bound['least'] <= value < float('inf')
+                      and not (bound['above'] and value == bound['least']))
+            if not ((value is None and field.default is None) or within):
                 raise InputError(param(name), f" takes a {'whole ' * bound['whole']}number "
                                               f"{'above' if bound['above'] else 'of at least'} {bound['least']}, "
                                               f'not {value!r}')

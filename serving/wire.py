@@ -4,11 +4,14 @@ shape, 400 ``{"error", "request_id"}``, and a connection closed while its reques
 coming closed as nginx's lingering close does (``JsonRefusals``); and what the port of several worker
 processes answers while the model opens once, until they answer, and while they stop (``waiting_app``).
 """
+import asyncio
 import json
 import logging
 import uuid
+from typing import Optional, cast
 
 from uvicorn.protocols.http.auto import AutoHTTPProtocol
+from uvicorn.server import ServerState
 
 LOG = logging.getLogger(__name__)
 SERVER_OPTIONS = {'http': f'{__name__}:JsonRefusals', 'access_log': False}
@@ -45,7 +48,8 @@ class Lingering:
     in its buffer instead of reading it and its Retry-After."""
 
     def __init__(self, transport, protocol):
-        self.transport, self.protocol, self.dropped = transport, protocol, None
+        self.transport, self.protocol = transport, protocol
+        self.dropped: Optional[int] = None          # bytes read and dropped while lingering (None: not lingering)
 
     def __getattr__(self, name):
         return getattr(self.transport, name)
@@ -64,7 +68,7 @@ class Lingering:
 
     def drop(self, data: bytes) -> None:
         """Count ``data`` received while lingering; close past ``LINGER_BYTES``."""
-        self.dropped += len(data)
+        self.dropped = (self.dropped or 0) + len(data)
         if self.dropped > LINGER_BYTES:
             self.transport.close()
 
@@ -73,16 +77,18 @@ class JsonRefusals(AutoHTTPProtocol):
     """uvicorn's HTTP protocol, its 400 to a malformed request in the service's JSON shape, its
     close of a connection whose body is still coming lingering (``Lingering``) and its close on a stop
     a little later (``shutdown``)."""
+    transport: Lingering               # uvicorn's protocols set these (AutoHTTPProtocol: one of two classes)
+    server_state: ServerState
 
     def connection_made(self, transport) -> None:
-        super().connection_made(Lingering(transport, self))
+        super().connection_made(cast(asyncio.Transport, Lingering(transport, self)))    # a transport by delegation
 
     def data_received(self, data: bytes) -> None:
         if self.transport.dropped is not None:
             return self.transport.drop(data)
         super().data_received(data)
 
-    def eof_received(self) -> None:
+    def eof_received(self) -> Optional[bool]:
         if self.transport.dropped is not None:
             self.transport.transport.close()      # the client sent all it had: close for good
         return super().eof_received()

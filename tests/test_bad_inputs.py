@@ -442,9 +442,10 @@ def test_ctrl_c_ends_the_demo_in_one_line_without_half_written_files(tmp_path):
     held = folder / '003.png'
     os.mkfifo(held)
     writer = os.open(held, os.O_RDWR)       # the demo's read of 003.png waits for what is written here
-    out = tmp_path / 'out'
+    out, results = tmp_path / 'out', tmp_path / 'results.json'
     process = subprocess.Popen([sys.executable, 'demo.py', '--input', str(folder), '--output', str(out),
-                                *FAST], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                '--save-json', str(results), *FAST], cwd=REPO, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True,
                                env={**os.environ, 'PYTHONPATH': str(REPO)}, preexec_fn=ctrl_c_as_in_a_terminal)
     try:
         for line in process.stdout:      # the first picture done (the greyscale warning also says 'instances')
@@ -465,9 +466,13 @@ def test_ctrl_c_ends_the_demo_in_one_line_without_half_written_files(tmp_path):
     assert 'Traceback' not in err
     last = err.strip().splitlines()[-1]
     assert last.startswith('interrupted (Ctrl-C): ') and f'of 40 pictures written to {out}' in last
+    assert last.endswith(f', their results in {results}')
     written = sorted(p.name for p in out.iterdir())
     assert len(written) < 39 and all(name.endswith('.jpg') and not name.startswith('.') for name in written)
     assert all(cv2.imread(str(out / name)) is not None for name in written)      # each one whole, no temporary
+    names = sorted(f'{p.stem}.png' for p in folder.iterdir())                     # image ids: the sorted inputs
+    kept = {names[record['image_id']] for record in json.loads(results.read_text())}
+    assert kept <= {name.replace('.jpg', '.png') for name in written}     # of the pictures written, no other
 
 
 def test_loader_workers_die_with_a_killed_parent(tmp_path):

@@ -156,3 +156,37 @@ def test_where_to_change_what_names_places_that_exist():
     assert len(rows) >= 10, rows
     missing = {row.split('|')[1].strip(): found for row in rows if (found := missing_in_row(row))}
     assert not missing, f'docs/architecture.md, Where to change what: {missing}'
+
+
+def test_pyright_checks_the_public_api_and_the_service():
+    """CI's and the guide's ``pyright`` covers the package's entry, ``api/`` and ``serving/`` (pyproject.toml)."""
+    text = (REPO_DIR / 'pyproject.toml').read_text(encoding='utf-8').split('[tool.pyright]', 1)[1]
+    include = re.search(r'^include\s*=\s*\[([^]]*)\]', text, re.MULTILINE)
+    assert include and {'solov2/__init__.py', 'api', 'serving'} <= set(re.findall(r'"([^"]+)"', include.group(1)))
+
+
+# the checks that read the pages (not run them): in the docs' line, and the lists of fields in the lines of
+# what declares them (a result field's record and ModelSpec in the API's, ServeSettings in the service's)
+DOCS_CHECKS = {'tests/test_docs.py': ['the docs'], 'tests/test_doc_commands.py': ['the docs'],
+               'tests/test_contributing.py': ['the docs'],
+               'tests/test_doc_lists.py': ['the docs', 'the Python API', 'the service']}
+
+
+def test_the_docs_checks_run_in_the_lines_they_belong_to():
+    rows = {row.split('|')[1].strip(): row for row in GUIDE.read_text(encoding='utf-8').splitlines()
+            if TABLE_COMMAND.match(row)}
+    for path, areas in DOCS_CHECKS.items():
+        for area in areas:
+            row = next((row for name, row in rows.items() if name.startswith(area)), None)
+            assert row is not None, area
+            args = shlex.split(TABLE_COMMAND.match(row).group(1))[3:]
+            named = [arg for i, arg in enumerate(args) if arg == path and args[i - 1] not in VALUED]
+            assert named, f'CONTRIBUTING.md: the line of {area} does not run {path}'
+
+
+def test_each_line_says_its_time_within_three_minutes():
+    """Each line of the table gives its measured time and load (``N s (load)``), at most 3 minutes."""
+    rows = [row for row in GUIDE.read_text(encoding='utf-8').splitlines() if TABLE_COMMAND.match(row)]
+    times = [re.search(r'\| (\d+) s \((\d+(?:\.\d+)?)\) \|', row) for row in rows]
+    assert rows and all(times), [row[:60] for row, found in zip(rows, times) if not found]
+    assert all(int(found.group(1)) <= 180 for found in times if found), [found.group(0) for found in times if found]

@@ -235,7 +235,9 @@ def test_eval_checks_the_set_before_exporting_and_names_what_is_wrong(tmp_path, 
     assert not (tmp_path / 'cache').exists()                       # nothing was exported
     (Path(images) / '2.png').write_bytes(b'not a picture')
     assert eval_cli.main(weights + ['--ann', ann, '--images', images, '--backend', 'dygraph']) == 2
-    assert f'1 images could not be read, e.g. image 2: cannot read image {images}/2.png' in capsys.readouterr().err
+    printed = capsys.readouterr().err
+    assert f'unread: 2.png (image 2): cannot read image {images}/2.png' in printed
+    assert '1 of 2 images could not be read (listed above), so none was scored; pass --save-json PATH' in printed
 
 
 def test_fast_decode_predicts_a_large_jpeg_set_on_its_pictures_grid(tmp_path):
@@ -258,3 +260,42 @@ def test_fast_decode_predicts_a_large_jpeg_set_on_its_pictures_grid(tmp_path):
         found[name] = [r for r in json.loads((tmp_path / f'{name}.json').read_text()) if r['score'] >= 0.3]
     assert {tuple(r['segmentation']['size']) for r in found['fast']} == {(1280, 1280)}
     assert abs(len(found['fast']) - len(found['whole'])) <= 1 and found['fast'] != found['whole']
+
+
+def test_pictures_that_cannot_be_read_are_named_and_the_others_results_kept(tmp_path, capsys):
+    """Two broken pictures among three good ones: every picture is predicted, the good ones' records
+    are written (--save-json, --predict-only), equal to those of a set without the broken ones; the
+    broken ones are named each on a line; nothing is scored, and the exit is 2."""
+    import cv2
+
+    from solov2.core.paths import SAMPLE_IMAGES, SHIPPED_WEIGHTS
+    (tmp_path / 'images').mkdir()
+    entries = []
+    for image_id, source in enumerate(sorted(Path(SAMPLE_IMAGES).glob('*.jpg'))[:5], start=1):
+        name = f'{image_id}.jpg'
+        if image_id in (2, 4):
+            (tmp_path / 'images' / name).write_bytes(b'not a picture')
+        else:
+            (tmp_path / 'images' / name).write_bytes(source.read_bytes())
+        height, width = cv2.imread(str(source)).shape[:2]
+        entries.append({'id': image_id, 'file_name': name, 'height': height, 'width': width})
+    categories = [{'id': 1, 'name': 'circle'}, {'id': 2, 'name': 'square'}]
+    for name, images in (('all', entries), ('good', [e for e in entries if e['id'] not in (2, 4)])):
+        (tmp_path / f'{name}.json').write_text(json.dumps({'images': images, 'annotations': [],
+                                                           'categories': categories}))
+    run = ['--weights', SHIPPED_WEIGHTS, '--backend', 'dygraph', '--threads', '1', '--images', str(tmp_path / 'images')]
+    good = ['--ann', str(tmp_path / 'good.json'), '--predict-only', str(tmp_path / 'good.out')]
+    assert eval_cli.main(run + good) == 0
+    expected = json.loads((tmp_path / 'good.out').read_text())
+    assert {r['image_id'] for r in expected} == {1, 3, 5}
+    capsys.readouterr()
+    for flag in ('--save-json', '--predict-only'):
+        out = tmp_path / f'all{flag}.json'
+        assert eval_cli.main(run + ['--ann', str(tmp_path / 'all.json'), flag, str(out)]) == 2
+        assert json.loads(out.read_text()) == expected
+        printed = capsys.readouterr()
+        unread = [line for line in printed.err.splitlines() if line.startswith('unread: ')]
+        assert [line.split()[1] for line in unread] == ['2.jpg', '4.jpg'], printed.err
+        error, = [line for line in printed.err.splitlines() if line.startswith('error: ')]
+        assert '2 of 5 images could not be read (listed above)' in error and f'other 3 are in {out}' in error
+        assert ('none was scored' in error) == (flag == '--save-json') and 'mask AP' not in printed.out

@@ -88,12 +88,12 @@ def segment(args, predictor, draw: outputs.DrawOptions, targets: dict, processes
     if targets:
         count = processes.counts(len(targets))[processes.rank]
         cli.set_status(lambda: f'{len(written)} of {count} pictures written to {args.output}/'
-                       + (', no --save-json results' if args.save_json else ''))
+                       + kept_records(args, processes))
         stats = outputs.run_images(predictor, targets, draw, written, processes)
         where = f'pictures in {Path(args.output)}/'
     else:
         out_path = outputs.video_output_path(args.output, args.video, args.camera)
-        cli.set_status(lambda: f'{len(written)} frames written to {out_path}')
+        cli.set_status(lambda: f'{len(written)} frames written to {out_path}' + kept_records(args, processes))
         source = args.video if args.video is not None else args.camera
         stats = outputs.run_video(predictor, source, out_path, draw, written, args.max_frames)
         where = f'video {out_path} ({len(written)} frames)'
@@ -101,6 +101,13 @@ def segment(args, predictor, draw: outputs.DrawOptions, targets: dict, processes
     print(f"{who}{stats.done} {'images' if targets else 'frames'} in {stats.wall:.2f} s: {stats.images_per_second:.2f}"
           f' FPS end to end, model busy {100 * stats.busy_fraction:.0f}% of the time; {where}')
     return stats.done
+
+
+def kept_records(args, processes: Processes) -> str:
+    """What an interruption keeps of --save-json: the results of what was written (one process's run)."""
+    if not args.save_json:
+        return ''
+    return f', their results in {args.save_json}' if processes.world == 1 else ', no --save-json results'
 
 
 def gather_outputs(draw: outputs.DrawOptions, done: int, processes: Processes) -> int:
@@ -142,7 +149,12 @@ def main(argv) -> int:
         dumper = outputs.InputDumper(args.dump_inputs, predictor, number) if args.dump_inputs else None
         draw = outputs.DrawOptions(args.draw_threshold, [] if args.save_json else None, dumper, args.warmup,
                                    args.batch_size, labelme, args.labelme_shapes, args.labelme_copy_images)
-        done = gather_outputs(draw, segment(args, predictor, draw, targets, processes), processes)
+        try:
+            done = gather_outputs(draw, segment(args, predictor, draw, targets, processes), processes)
+        except KeyboardInterrupt:       # Ctrl-C, SIGTERM: the results of the pictures written so far are kept
+            if processes.world == 1 and args.save_json:
+                outputs.write_records(draw.records, args.save_json)
+            raise
     if processes.main and draw.dumper is not None:
         print(f'wrote {len(draw.dumper.entries)} inputs and {draw.dumper.close()}')
     if processes.main and args.save_json:

@@ -1,6 +1,7 @@
 """What demo.py does with each picture the runner (``Predictor.run_pictures``) gives back: the drawn
 picture or video frame, its COCO-style records, the dump of its network input (tools/postprocess_raw.py)."""
 import contextlib
+import io
 import json
 import logging
 import os
@@ -15,6 +16,7 @@ import cv2
 import numpy as np
 
 from solov2.core.errors import InputError
+from solov2.core.paths import temporary_beside
 from solov2.data.files import atomic_write, check_folder, make_folder, same_file, write_image
 from solov2.data.labelme import labelme_document
 from solov2.data.results import SHOWN_MIN_SCORE, instances_to_coco, write_json
@@ -46,8 +48,10 @@ class InputDumper:
     def dump(self, name: str, image_id: int, file_name: str, source: Path, prepared) -> None:
         """``prepared``'s network input (``pipeline.Prepared``) as ``name``, read from ``source``."""
         batch, meta = np.ascontiguousarray(prepared.chw[None], dtype=np.float32), prepared.meta
-        np.save(self.folder / f'{name}.npy', batch)
-        batch.tofile(self.folder / f'{name}.bin')
+        npy = io.BytesIO()
+        np.save(npy, batch)
+        atomic_write(self.folder / f'{name}.npy', npy.getbuffer())
+        atomic_write(self.folder / f'{name}.bin', batch.data)
         self.entries.append({'name': name, 'image_id': image_id, 'file_name': file_name,
                              'source': os.path.relpath(source.resolve(), self.folder),      # movable with its images
                              'input_shape': list(batch.shape), 'npy': f'{name}.npy', 'bin': f'{name}.bin',
@@ -204,20 +208,23 @@ def run_images(predictor, targets: dict, draw: DrawOptions, written: list,
     return run_timed(predictor, paths, paths, predictor.read, finish, draw, keep)
 
 
-def open_writer(out_path: Path, capture, first):
-    """An mp4v ``cv2.VideoWriter`` at ``out_path`` with the capture's frame rate and size."""
+def open_writer(out_path: Path, capture, first) -> tuple:
+    """(an mp4v ``cv2.VideoWriter`` for ``out_path`` with the capture's frame rate and size, the hidden file beside
+    it that it writes, to rename to ``out_path`` once released)."""
     height, width = first.shape[:2]
     make_folder(out_path.parent, '--output')
-    writer = cv2.VideoWriter(str(out_path), cv2.VideoWriter_fourcc(*'mp4v'),
+    partial = Path(f'{temporary_beside(out_path)}{out_path.suffix}')    # OpenCV picks the container by the suffix
+    writer = cv2.VideoWriter(str(partial), cv2.VideoWriter_fourcc(*'mp4v'),
                              capture.get(cv2.CAP_PROP_FPS) or 25.0, (width, height))
     if not writer.isOpened():
         raise InputError(f'cannot write {out_path}')
-    return writer
+    return writer, partial
 
 
 def run_video(predictor, source: Union[str, int], out_path: Path, draw: DrawOptions, written: list,
               max_frames: int = 0) -> PipelineStats:
-    """Segment a video file or camera into an annotated mp4 at ``out_path``, the FPS logged once a second."""
+    """Segment a video file or camera into an annotated mp4 at ``out_path``, the FPS logged once a second; written
+    beside it and renamed into place when the video ends or the run stops (the frames so far: a whole video)."""
 
     def finish(item, prepared, found):
         index, bgr = item
@@ -237,9 +244,10 @@ def run_video(predictor, source: Union[str, int], out_path: Path, draw: DrawOpti
             shown[0] = now
             LOG.info(f'frame {item[0] + 1}: {(item[0] + 1) / (now - began):.1f} FPS')
     capture, first = open_capture(source)
-    with contextlib.ExitStack() as release:         # the writer, then the capture
+    with contextlib.ExitStack() as release:         # the writer, its file renamed into place, then the capture
         release.callback(capture.release)
-        writer = open_writer(out_path, capture, first)
+        writer, partial = open_writer(out_path, capture, first)
+        release.callback(os.replace, partial, out_path)
         release.callback(writer.release)
         shown = [time.perf_counter()]
         frames = read_frames(capture, first, max_frames)

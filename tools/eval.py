@@ -12,6 +12,7 @@ model's classes by name. The set and its images are checked before anything is e
 """
 import argparse
 import math
+import sys
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -27,13 +28,13 @@ with cli.interruptible_loading():  # Ctrl-C or SIGTERM while Paddle and the libr
     from solov2.core.errors import InputError
     from solov2.data.coco import load_coco, read_class_names
     from solov2.data.error_analysis import analyze_errors, error_table, write_error_charts
-    from solov2.data.files import check_output_file
+    from solov2.data.files import check_output_file, write_together
     from solov2.data.results import write_json
     from solov2.data.scoring import STAT_NAMES, check_results, coco_stats, per_class_ap, run_cocoeval
     from solov2.model.distributed import Processes, launched_processes, start_processes
     from solov2.model.inference.backend_factory import checked_weights, open_backend
     from solov2.model.inference.pipeline import Predictor
-    from solov2.model.inference.predicting import evaluation_dataset, predict_coco
+    from solov2.model.inference.predicting import UnreadImages, evaluation_dataset, predict_coco
     from solov2.model.inference.spec import ModelSpec
     from solov2.model.runtime import default_device
     from solov2.model.training.components import SHAPES_HINT
@@ -79,21 +80,26 @@ def classwise_table(ap_by_category: dict, names: dict) -> str:
     return 'per-class mask AP\n' + '\n'.join(rows)
 
 
-def load_records(args, number, backend, coco, dataset, ann: str, processes: Processes) -> list:
-    """The result records to score: read from --json-only, else predicted (by every process: all come back)."""
+def load_records(args, number, backend, coco, dataset, ann: str, processes: Processes) -> tuple:
+    """(result records, unread images [(image id, reason)]): read from --json-only, else predicted (by every
+    process: all come back), the records of the images read kept when others could not be read."""
     if args.json_only:
         if Path(args.json_only).is_dir():
             raise InputError(f'--json-only {args.json_only} is a folder — give the results .json file')
         records = cli.read_json(args.json_only, 'give a file written by --save-json')
         check_results(coco, records, args.json_only)
-        return records
+        return records, []
     counts = processes.counts(len(coco.getImgIds()))
     mine = counts[processes.rank]
     cli.set_status(lambda: f'stopped while predicting {mine} images of {ann}; nothing was written')
     bar = cli.Progress(mine, 'predict ')
+    failed = []
     with Predictor(backend, fast_decode=args.fast_decode) as predictor:
-        records = predict_coco(predictor, coco, str(dataset.image_dir), dataset.label_to_category_id, bar.update,
-                               processes, args.batch_size)
+        try:
+            records = predict_coco(predictor, coco, str(dataset.image_dir), dataset.label_to_category_id,
+                                   bar.update, processes, args.batch_size)
+        except UnreadImages as exc:
+            records, failed = exc.records, exc.failed
     bar.close()
     seconds = time.perf_counter() - bar.start
     who = f'process {processes.rank} of {processes.world}: ' if processes.world > 1 else ''
@@ -101,7 +107,7 @@ def load_records(args, number, backend, coco, dataset, ann: str, processes: Proc
           f'({mine / seconds:.2f} img/s), {len(records)} instances' + (' in all' if who else ''))
     if who and processes.main:
         print(cli.shares_line(counts))
-    return records
+    return records, failed
 
 
 def model_and_config(args, spec: ModelSpec, processes: Processes) -> tuple:
@@ -156,13 +162,15 @@ def main(argv) -> int:
     coco = load_coco(ann) if dataset is None else dataset.coco
     if not coco.getImgIds():
         raise InputError(f'{ann} lists no images — nothing to evaluate; give an annotation file with images')
-    records = load_records(args, number, backend, coco, dataset, ann, processes)
+    records, failed = load_records(args, number, backend, coco, dataset, ann, processes)
     if not processes.main:               # process 0 alone scores, prints the tables and writes the files
-        return 0
+        return 2 if failed else 0
     for path in (args.save_json, args.predict_only):
         if path:
             write_json(records, path)
             print(f'wrote {len(records)} results to {path}')
+    if failed:
+        raise unread_images(failed, coco, len(records), args)
     if args.predict_only:
         return 0
     if not records:
@@ -186,6 +194,19 @@ def main(argv) -> int:
     return 0
 
 
+def unread_images(failed: list, coco, written: int, args: argparse.Namespace) -> InputError:
+    """The error of a set whose ``failed`` images (image id, reason) could not be read, each named on
+    stderr first; ``written`` results of the others went to --predict-only or --save-json (if given)."""
+    for image_id, reason in failed:
+        print(f'unread: {coco.imgs[image_id]["file_name"]} (image {image_id}): {reason}', file=sys.stderr)
+    path, total = args.predict_only or args.save_json, len(coco.getImgIds())
+    kept = (f'the {written} results of the other {total - len(failed)} are in {path}' if path else
+            'pass --save-json PATH to keep the results of the others')
+    return InputError(f'{len(failed)} of {total} images could not be read (listed above)'
+                      f'{"" if args.predict_only else ", so none was scored"}; {kept} '
+                      '— fix or remove those pictures and run again')
+
+
 def write_chart(args: argparse.Namespace, ap_by_category: dict, names: dict) -> None:
     """The per-class AP bar chart (PNG) to --chart, else beside --save-json; with neither, a hint."""
     if not (args.chart or args.save_json):
@@ -201,7 +222,7 @@ def write_chart(args: argparse.Namespace, ap_by_category: dict, names: dict) -> 
     axis.barh([name for name, _ in items], [100 * ap for _, ap in items], color='#4c72b0')
     axis.set(xlabel='mask AP', xlim=(0, 100), title='per-class mask AP')
     fig.tight_layout()
-    fig.savefig(chart, dpi=90)
+    write_together([(chart, lambda tmp: fig.savefig(tmp, format='png', dpi=90))])     # whole or absent
     plt.close(fig)
     print(f'chart: {chart}')
 

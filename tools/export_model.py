@@ -9,7 +9,8 @@ Writes ``model.json`` (Paddle >= 3) or ``model.pdmodel`` + ``model.pdiparams`` (
 OpenVINO's size buckets), and ``infer_cfg.json`` (config, classes, sizes, post-processing thresholds).
 
 After writing, each format is run once on a random input and compared with the dygraph model
-(``--no-verify`` skips this); README "Deployment" says what runs where.
+(``--no-verify`` skips this); README "Deployment" says what runs where. The folder is written whole
+(``core.paths.build_folder``): a failed or stopped export leaves it as it was; a finished one replaces it.
 """
 import argparse
 import dataclasses
@@ -22,6 +23,7 @@ import paddle  # noqa: E402
 
 from solov2.config.sidecar import sidecar_path  # noqa: E402
 from solov2.core.errors import InputError  # noqa: E402
+from solov2.core.paths import build_folder  # noqa: E402
 from solov2.data.files import check_output_file  # noqa: E402
 from solov2.model.inference.backend_factory import checked_weights  # noqa: E402
 from solov2.model.inference.export import DCN_OPSET, DEFAULT_MAX_SIZE, export  # noqa: E402
@@ -53,9 +55,15 @@ EXPORT_FILES = (f'{PADDLE_PREFIX}.json', f'{PADDLE_PREFIX}.pdmodel', f'{PADDLE_P
 
 
 def check_output(output: str, weights: str) -> None:
-    """InputError when --output cannot be written or an exported file would overwrite the weights or sidecar."""
+    """InputError when --output cannot be written, an exported file would overwrite the weights or sidecar,
+    or the folder holds files an export does not write (it is replaced whole)."""
     for name in EXPORT_FILES:
         check_output_file(Path(output) / name, [weights, sidecar_path(weights)], '--output')
+    others = sorted(p.name for p in Path(output).iterdir() if p.name not in EXPORT_FILES) \
+        if Path(output).is_dir() else []
+    if others:
+        raise InputError(f'--output {output} holds files an export does not write ({", ".join(others[:3])}): '
+                         "the export replaces its folder whole — give a new folder or an export's own")
 
 
 @command
@@ -69,12 +77,13 @@ def main(argv) -> int:
     number, cfg = checked_weights(spec)
     check_output(args.output, spec.weights)
     paddle.set_device('cpu')
-    set_status(lambda: f'stopped while exporting to {args.output}; its files may be incomplete, export again')
+    set_status(lambda: f'stopped while exporting to {args.output}; it was left as it was, export again')
     dygraph = dygraph_backend(dataclasses.replace(spec, device='cpu'), cfg)        # exported on the CPU
-    lines = export(dygraph, number, Path(args.output), args.format, args.opset, args.min_size, args.max_size,
-                   not args.no_verify)
+    with build_folder(args.output, replace=True) as tmp:     # whole, verified, or not at all
+        lines = export(dygraph, number, tmp, args.format, args.opset, args.min_size, args.max_size,
+                       not args.no_verify)
     print(f'config {number}: {cfg.__name__}')
-    print('\n'.join(lines))
+    print('\n'.join(line.replace(str(tmp), str(Path(args.output))) for line in lines))
     return 0
 
 

@@ -6,7 +6,8 @@ Writes OUT/{train,val}/NNNNNN.jpg, OUT/annotations/instances_{train,val}.json an
 byte-identical for the same arguments (each image has its own random stream). Some images are empty
 and some carry an `iscrowd` cluster, so even tiny runs hold negatives and crowd regions. Every 5th
 instance, and any whose visible mask has holes, is compressed RLE, the others polygons that rasterise
-back to exactly the visible mask; crowd regions are uncompressed RLE.
+back to exactly the visible mask; crowd regions are uncompressed RLE. OUT is written whole (a run
+replaces an earlier dataset there, a stopped one leaves it as it was).
 """
 
 from __future__ import annotations
@@ -22,8 +23,10 @@ import numpy as np
 if __package__ in (None, ''):
     import _bootstrap  # noqa: F401  (script mode: make the project importable)
 
+from solov2.core.errors import InputError
+from solov2.core.paths import build_folder
 from solov2.data.coco import segmentation_to_mask
-from solov2.data.files import write_image
+from solov2.data.files import check_folder, write_image
 from solov2.data.masks import mask_to_box
 from solov2.data.results import coco_bbox, crop_run_lengths, encode_crop_rle, write_json
 from solov2.data.transforms import swap_red_blue
@@ -32,6 +35,7 @@ from solov2.tools.cli import at_least, command, make_parser
 CLASS_NAMES = ('circle', 'square', 'triangle', 'star')
 CIRCLE, SQUARE, TRIANGLE, STAR = range(len(CLASS_NAMES))
 SPLIT_STREAMS = {'train': 0, 'val': 1}
+DATASET_ENTRIES = ('train', 'val', 'annotations', 'classes.txt')     # what OUT holds
 EMPTY_EVERY = 12
 CROWD_EVERY, CROWD_OFFSET = 50, 7
 RLE_EVERY = 5
@@ -209,16 +213,27 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def check_out(out: Path) -> None:
+    """InputError when ``out`` cannot be made or holds anything but a shapes dataset (it is replaced whole)."""
+    check_folder(out, '--out')
+    others = sorted(p.name for p in out.iterdir() if p.name not in DATASET_ENTRIES) if out.is_dir() else []
+    if others:
+        raise InputError(f'--out {out} holds files a shapes dataset does not ({", ".join(others[:3])}): it is '
+                         "replaced whole — give a new folder or a shapes dataset's own")
+
+
 @command
 def main(argv: Sequence[str] | None) -> int:
     args = parse_args(argv)
+    check_out(args.out)
     start = time.perf_counter()
     summaries = []
-    for split, count in (('train', args.train), ('val', args.val)):
-        coco = generate_split(args.out, split, count, args.size, args.seed)
-        write_json(coco, args.out / 'annotations' / f'instances_{split}.json')
-        summaries.append(split_summary(split, coco))
-    (args.out / 'classes.txt').write_text(''.join(f'{name}\n' for name in CLASS_NAMES), encoding='utf-8')
+    with build_folder(args.out, replace=True) as out:    # whole: a stopped run leaves the folder as it was
+        for split, count in (('train', args.train), ('val', args.val)):
+            coco = generate_split(out, split, count, args.size, args.seed)
+            write_json(coco, out / 'annotations' / f'instances_{split}.json')
+            summaries.append(split_summary(split, coco))
+        (out / 'classes.txt').write_text(''.join(f'{name}\n' for name in CLASS_NAMES), encoding='utf-8')
     print(f"shapes -> {args.out}: {'; '.join(summaries)}; {time.perf_counter() - start:.1f}s")
     return 0
 

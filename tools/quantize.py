@@ -12,8 +12,11 @@
 Calibrates on up to --num-images pictures of the user's own (the kind the model will see),
 keeps the convolutions nearest to the outputs in f32 (--keep-depth; 0 quantizes everything)
 and writes an OpenVINO IR plus infer_cfg.json to --output, a new folder (an existing one is
-refused, so nothing of the user's is overwritten). Measure what it costs with eval.py before
-using it: see README "Deployment" for the shapes model's figures.
+refused, so nothing of the user's is overwritten). Then it compiles the INT8 model for this CPU
+(one progress line) and times its network against the f32 one on the calibration pictures: its
+last lines give both times and say whether INT8 pays on this CPU for this model (at least 1.1x
+f32's speed; a small network whose picture time goes mostly to reading and post-processing does
+not gain). Measure what it costs with eval.py before using it: docs/deployment.md#int8.
 
 With --annotations (a COCO instance file) and --annotated-images (the folder of its images),
 NNCF's accuracy-controlled quantization starts from that scope and reverts to f32 the layers
@@ -33,13 +36,26 @@ from pathlib import Path
 if __package__ in (None, ''):
     import _bootstrap  # noqa: F401  (script mode: make the project importable)
 
+from solov2.core.cache import compiled_cache  # noqa: E402
 from solov2.core.durations import clock  # noqa: E402
 from solov2.core.errors import InputError  # noqa: E402
 from solov2.data.files import check_folder  # noqa: E402
+from solov2.model.cpu_math import cpu_name  # noqa: E402
 from solov2.model.inference.exported_folder import read_infer_cfg  # noqa: E402
 from solov2.model.inference.media import list_images  # noqa: E402
-from solov2.model.inference.quantize import Pass, compile_here, load_annotated, quantize_model  # noqa: E402
-from solov2.model.inference.spec import ModelSpec  # noqa: E402
+from solov2.model.inference.openvino_backend import OpenVinoBackend  # noqa: E402
+from solov2.model.inference.pipeline import Predictor  # noqa: E402
+from solov2.model.inference.quantize import (  # noqa: E402
+    Int8Speed,
+    Pass,
+    compile_here,
+    int8_speed,
+    load_annotated,
+    prepare_images,
+    quantize_model,
+)
+from solov2.model.inference.spec import ModelSpec, exported_backend  # noqa: E402
+from solov2.model.runtime import cpu_threads  # noqa: E402
 from solov2.tools.cli import DownloadProgress, Progress, at_least, command, make_parser  # noqa: E402
 
 
@@ -95,11 +111,67 @@ def main(argv) -> int:
           f'{summary["input_shape"][3]}, {len(summary["kept_f32"])} convolutions kept in f32)')
     if annotated:
         print(control_line(summary['accuracy_control']))
-    models, seconds = compile_here(out)
-    print(f'compiled its {models} size-bucket models for this CPU into the cache in {seconds:.1f} s: a run here '
-          'loads them')
+    speed = compile_and_time(out, args.model_dir, paths)
     print(f'run it: --backend openvino --precision int8 --model-dir {out}')
+    print('\n'.join(speed_lines(speed, args.model_dir)))
     return 0
+
+
+def compile_and_time(out: Path, f32_dir: str, paths: list) -> Int8Speed:
+    """The INT8 folder ``out`` compiled for this CPU into the cache (said in a line), then its network timed
+    against the f32 one of ``f32_dir`` on the calibration pictures ``paths``: a progress line each, not
+    the engines' line per size compiled."""
+    bar, engines = Bars(), logging.getLogger(OpenVinoBackend.__module__)
+    level = engines.level
+    engines.setLevel(logging.WARNING)
+    try:
+        int8, seconds = compile_here(out, progress=bar('compiling INT8 for this CPU ', 'model'))
+        bar.close()
+        print(f'compiled its {len(int8.compiled)} size-bucket models for this CPU into the cache in {seconds:.1f} s: '
+              'a run here loads them')
+        f32 = exported_backend(ModelSpec(backend='openvino', model_dir=f32_dir), compiled_cache())
+        with Predictor(f32) as predictor:
+            inputs = [p.chw for p in prepare_images(predictor, paths, lambda: None)]
+        return int8_speed(f32, int8, inputs, progress=bar('timing f32 and INT8 '))
+    finally:
+        engines.setLevel(level)
+        bar.close()
+
+
+class Bars:
+    """``Progress`` lines on stderr one after another: ``bars(label, unit)`` is a ``progress(done, total)``
+    that starts its line at its first call (closing the one before)."""
+
+    def __init__(self):
+        self.bar = None
+
+    def __call__(self, label: str, unit: str = 'img'):
+        def progress(done: int, total: int) -> None:
+            if done == 1:
+                self.close()
+                self.bar = Progress(total, label, unit=unit)
+            if self.bar is not None:
+                self.bar.total = total
+                self.bar.update()
+        return progress
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+        self.bar = None
+
+
+def speed_lines(speed: Int8Speed, f32_dir: str) -> list:
+    """The last lines: both engines' network time here and whether INT8 pays on this CPU for this model."""
+    here = f'{cpu_name()}, {cpu_threads(0)} threads'
+    lines = [f'the network on this CPU ({here}), {speed.pictures} calibration pictures: INT8 {speed.int8_ms:.1f} ms, '
+             f"f32 {speed.f32_ms:.1f} ms a picture (INT8 at {speed.speedup:.2f}x f32's speed)"]
+    if speed.pays:
+        return lines + [f"INT8 pays here: {speed.speedup:.2f}x f32's speed; check its mask AP with eval.py "
+                        '(or quantize with --annotations)']
+    return lines + [f"INT8 does not pay on this CPU for this model ({speed.int8_ms:.1f} ms against f32's "
+                    f'{speed.f32_ms:.1f} ms): run f32 instead (--backend openvino --model-dir {f32_dir}, or auto); '
+                    'INT8 gains where the network is most of the time (docs/deployment.md#int8)']
 
 
 class QuantizeProgress(DownloadProgress):

@@ -7,9 +7,9 @@ the two are within ``RETIME_MARGIN``); the cheaper (``median_costs``; the earlie
 within that margin, ``measured_choice``) is recorded in the entry's
 ``cache.json`` under ``choice_key`` (the CPU's features, threads, precision) and later runs with that key open
 it without timing (another key times the entry's engines once and adds its choice). An entry
-(``core.cache.entry_folder``: keyed by content, config, overrides, versions and source hash,
-not the machine) is built in a temporary folder and renamed into place (an export first removes
-the temporaries that stopped processes left, ``core.cache.leftovers``); its hashes are checked
+(``core.cache.entry_folder``: keyed by content, config, the settings that shape it (``cache_key``),
+versions and source hash, not the machine) is built in a temporary folder and renamed into place
+(an export first removes the temporaries that stopped processes left, ``core.cache.leftovers``); its hashes are checked
 on load, and a corrupt entry is replaced. docs/deployment.md#auto-and-the-export-cache says more.
 """
 import contextlib
@@ -24,6 +24,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from solov2.config.sidecar import MODEL_SETTINGS, TEST_SETTINGS, resolve_config
 from solov2.core.cache import (
     MANIFEST,
     compiled_cache,
@@ -48,7 +49,10 @@ from solov2.model.runtime import cpu_threads
 
 LOG = logging.getLogger(__name__)
 Times = Dict[str, List[Tuple[float, float]]]     # time_engines': per engine, (new size, repeated) ms a round
-FORMAT = 6                # 6: timed on new and repeated sizes, the lower cost per picture chosen
+FORMAT = 7                # 7: keyed by ENTRY_SETTINGS' values (6: every override)
+# What an entry depends on in a config: the network's settings, the test settings its infer_cfg.json
+# records and its engines are timed at, and OpenVINO's own (its compiled buckets and streams)
+ENTRY_SETTINGS = MODEL_SETTINGS + TEST_SETTINGS + ('openvino_buckets', 'openvino_streams')
 _PACKAGES = {'openvino': ('openvino',), 'onnx': ('onnxruntime',)}
 TIMING_WARMUP = 2          # untimed runs first (first-call allocations, lazy kernel set-up)
 TIMING_ROUNDS = 5          # each runs every engine twice on a size new to it
@@ -71,10 +75,14 @@ def installed_engines() -> List[str]:
 
 
 def cache_key(weights: str, number: int, overrides: Sequence[str]) -> dict:
-    """Everything an entry depends on (the versions of both engines, not which one wins)."""
+    """Everything an entry depends on (the versions of both engines, not which one wins): of the
+    config resolved with ``overrides`` (and the sidecar), only ``ENTRY_SETTINGS``' values, so a
+    data, training or path option (``dataset_dir``, ``base_lr``) opens the same entry."""
     packages = ('paddlepaddle', 'paddle2onnx', 'onnx') + sum(_PACKAGES.values(), ())
+    cfg = resolve_config(weights, number, overrides)[1]
+    settings = json.loads(json.dumps({name: getattr(cfg, name) for name in ENTRY_SETTINGS}))   # tuples as lists
     return {'format': FORMAT, 'weights_sha256': file_sha256(Path(weights)), 'config': number,
-            'overrides': list(overrides), 'precision': 'f32',
+            'settings': settings, 'precision': 'f32',
             'versions': {name: package_version(name) for name in packages}, 'source_sha256': source_hash()}
 
 

@@ -1,7 +1,7 @@
 """Predictions of a predictor (``pipeline.Predictor``) over a COCO-format image set, as COCO result records."""
 import logging
 import os
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from pycocotools.coco import COCO
 
@@ -15,13 +15,22 @@ from solov2.model.inference.pipeline import Predictor
 logger = logging.getLogger(__name__)
 
 
+class UnreadImages(InputError):
+    """Images of a set that could not be read: ``failed`` [(image id, reason)] in image id order, and the
+    records of every other image (``records``, as ``predict_coco`` returns them), kept for the caller."""
+
+    def __init__(self, failed: List[Tuple[int, str]], records: List[dict]):
+        super().__init__(f'{len(failed)} images could not be read, e.g. image {failed[0][0]}: {failed[0][1]}')
+        self.failed, self.records = failed, records
+
+
 def predict_coco(predictor: Predictor, coco: COCO, image_dir: str, label_to_category_id: Sequence[Optional[int]],
                  progress: Optional[Callable[[int], None]] = None, processes: Processes = SINGLE,
                  batch_size: int = 1) -> List[dict]:
     """``predictor`` on every image of ``coco`` -> COCO result records in image id order, ``batch_size``
     images a network run (``Predictor.run_pictures``); ``progress(1)`` after each image. Under the
-    launcher each process predicts its share and all return every record; InputError when an image
-    could not be read."""
+    launcher each process predicts its share and all return every record; ``UnreadImages`` (every
+    process alike) when an image could not be read, holding the records of the others."""
     def read(image_id):
         return predictor.read(os.path.join(image_dir, coco.imgs[image_id]['file_name']))
 
@@ -36,11 +45,11 @@ def predict_coco(predictor: Predictor, coco: COCO, image_dir: str, label_to_cate
         if progress:
             progress(1)
     parts = gather((records, failed), processes)          # every process fails alike
-    failed = [failure for _, part in parts for failure in part]
+    failed = sorted(failure for _, part in parts for failure in part)
+    records = sorted((record for part, _ in parts for record in part), key=lambda record: record['image_id'])
     if failed:
-        image_id, reason = failed[0]
-        raise InputError(f'{len(failed)} images could not be read, e.g. image {image_id}: {reason}')
-    return sorted((record for part, _ in parts for record in part), key=lambda record: record['image_id'])
+        raise UnreadImages(failed, records)
+    return records
 
 
 def score_coco(predictor: Predictor, coco: COCO, image_dir: str, label_to_category_id: Sequence[Optional[int]],

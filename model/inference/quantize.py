@@ -11,6 +11,7 @@ import logging
 import re
 import time
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable, List, NamedTuple, Optional, Sequence, Set, Tuple, Union, cast
 
@@ -23,14 +24,17 @@ from solov2.core.paths import build_folder
 from solov2.data.coco import CocoDataset
 from solov2.data.results import instances_to_coco
 from solov2.data.scoring import coco_stats, run_cocoeval
-from solov2.data.transforms import pad_to
+from solov2.data.transforms import pad_to, preprocess
+from solov2.model.inference.backend import Backend
 from solov2.model.inference.export_network import INPUT_NAME, REGIONS_NAME, network_feed
 from solov2.model.inference.exported_folder import INT8_FILES
-from solov2.model.inference.openvino_backend import OpenVinoBackend
+from solov2.model.inference.openvino_backend import MOST_COMPILES, OpenVinoBackend
 from solov2.model.inference.pipeline import Predictor, Prepared
 from solov2.model.inference.spec import ModelSpec, exported_backend
 
 INT8_XML = 'model_int8.xml'
+INT8_PAYS = 1.1            # INT8 pays when its network runs at least this many times as fast as f32's
+SPEED_BUDGET_S = 20.0      # int8_speed's time for both engines (a slow model: fewer pictures, one at least)
 _CONVOLUTIONS = ('Convolution', 'GroupConvolution', 'DeformableConvolution')
 _TOTAL = re.compile(r'Total number of quantized operations in the model: (\d+)')
 _RANKING = ('ranking quantizer groups (<= 1 per quantized op)', 'groups')
@@ -91,11 +95,11 @@ def region_operations(model) -> List[str]:
 
 
 def prepare_images(predictor: Predictor, paths: Sequence[Path], progress: Callable[[], None]) -> List[Prepared]:
-    """Each image read and preprocessed as for inference."""
-    prepared = []
+    """Each image read and preprocessed as for inference (the engine not told: it compiles nothing for them)."""
+    prepared, cfg, least = [], predictor.cfg, (predictor.engine.size_range or (0,))[0]
     for path in paths:
         image = predictor.read(str(path))
-        prepared.append(Prepared(image, *predictor.prepare(image)))
+        prepared.append(Prepared(image, *preprocess(image, cfg.test_short, cfg.test_max, min_side=least)))
         progress()
     return prepared
 
@@ -296,15 +300,62 @@ def quantize_model(spec: ModelSpec, paths: Sequence[Path], out_dir: Path, keep_d
     return summary
 
 
-def compile_here(int8_dir: Path, cache_dir: Optional[str] = None, threads: int = 0) -> Tuple[int, float]:
+def compile_here(int8_dir: Path, cache_dir: Optional[str] = None, threads: int = 0,
+                 progress: Callable[[int, int], None] = lambda done, total: None) -> Tuple[OpenVinoBackend, float]:
     """Compile the INT8 folder's bucket models for this CPU (batches of one, ``threads`` as a later run
-    takes them) into the cache's compiled models (``core.cache.compiled_cache``), so that a later run
-    here loads them instead of compiling one per new size on its first pictures; (models, seconds)."""
-    engine = exported_backend(ModelSpec(backend='openvino', model_dir=str(int8_dir), precision='int8', threads=threads),
-                              compiled_cache(cache_dir))
+    takes them, ``MOST_COMPILES`` at once) into the cache's compiled models (``core.cache.compiled_cache``),
+    so that a later run here loads them instead of compiling one per new size on its first pictures;
+    ``progress(done, total)`` after each. (The engine, its ``compiled`` models ready; seconds.)"""
+    spec = ModelSpec(backend='openvino', model_dir=str(int8_dir), precision='int8', threads=threads)
+    engine = cast(OpenVinoBackend, exported_backend(spec, compiled_cache(cache_dir)))
+    keys = [engine.compile_key((1, 3, *hw)) for hw in engine.buckets]
     began = time.perf_counter()
-    engine.compile_ahead(1)
-    return len(cast(OpenVinoBackend, engine).compiled), time.perf_counter() - began
+    with ThreadPoolExecutor(max(1, min(engine.properties['INFERENCE_NUM_THREADS'], MOST_COMPILES))) as workers:
+        for done, _ in enumerate(workers.map(lambda key: engine.pools([key]), keys), start=1):
+            progress(done, len(keys))
+    return engine, time.perf_counter() - began
+
+
+class Int8Speed(NamedTuple):
+    """The network's mean milliseconds a picture in f32 and in INT8 on the same ``pictures``."""
+    f32_ms: float
+    int8_ms: float
+    pictures: int
+
+    @property
+    def speedup(self) -> float:
+        """INT8's speed as a multiple of f32's (below 1: slower)."""
+        return self.f32_ms / self.int8_ms
+
+    @property
+    def pays(self) -> bool:
+        """Whether INT8 is at least ``INT8_PAYS`` times as fast as f32: worth what it costs in accuracy."""
+        return self.speedup >= INT8_PAYS
+
+
+def int8_speed(f32: Backend, int8: Backend, inputs: Sequence[np.ndarray], budget_s: float = SPEED_BUDGET_S,
+               progress: Callable[[int, int], None] = lambda done, total: None) -> Int8Speed:
+    """The network time of the engines ``f32`` and ``int8`` (one model's) on the prepared pictures ``inputs``
+    ([3, H, W] each): each picture run by both in turn, the first of them alternating, once untimed on a size
+    new to them (its compile, first-call allocations), then timed; on as many pictures as the first says fit in
+    ``budget_s`` (one at least). ``progress(done, total)`` after each picture."""
+    spent, seen, total = {f32: 0.0, int8: 0.0}, set(), len(inputs)
+    began = time.perf_counter()
+    for index, chw in enumerate(inputs):
+        batch, engines = chw[None], (f32, int8) if index % 2 == 0 else (int8, f32)
+        for engine in engines if chw.shape not in seen else ():
+            engine.run_numpy(batch)
+        seen.add(chw.shape)
+        for engine in engines:
+            start = time.perf_counter()
+            engine.run_numpy(batch)
+            spent[engine] += time.perf_counter() - start
+        if index == 0:
+            total = max(1, min(len(inputs), int(budget_s / (time.perf_counter() - began))))
+        progress(index + 1, total)
+        if index + 1 == total:
+            break
+    return Int8Speed(1000 * spent[f32] / total, 1000 * spent[int8] / total, total)
 
 
 def save_int8(quantized, info: dict, out_dir: Path) -> None:

@@ -3,6 +3,8 @@ PNG of both curves."""
 import csv
 from pathlib import Path
 
+from solov2.data.files import write_together
+
 
 def significant(value: float, digits: int = 6) -> float:
     """``value`` rounded to ``digits`` significant digits (a CSV cell without float noise
@@ -18,10 +20,10 @@ class RunLog:
         self.train_csv, self.eval_csv = folder / 'train_log.csv', folder / 'eval_log.csv'
 
     @staticmethod
-    def _write(path: Path, fields, rows: list, mode: str = 'a') -> None:
-        """``rows`` added to the CSV at ``path`` (``mode`` 'w': written anew), a new file's header ``fields`` first."""
-        new = mode == 'w' or not path.exists()
-        with open(path, mode, newline='') as f:
+    def _write(path: Path, fields, rows: list) -> None:
+        """``rows`` added to the CSV at ``path``, a new file's header ``fields`` first."""
+        new = not path.exists()
+        with open(path, 'a', newline='') as f:
             writer = csv.DictWriter(f, fieldnames=list(fields))
             if new:
                 writer.writeheader()
@@ -40,7 +42,7 @@ class RunLog:
             rows = self._rows(path)
             kept = [row for row in rows if int(row['iteration']) <= iteration]
             if len(kept) != len(rows):
-                self._write(path, rows[0], kept, 'w')
+                write_together([(path, lambda tmp: self._write(Path(tmp), rows[0], kept))])   # replaced whole
 
     @staticmethod
     def _rows(path: Path):
@@ -67,4 +69,4 @@ class RunLog:
                 axes.set(xlabel='training minutes', **labels)
                 axes.legend()
         fig.tight_layout()
-        fig.savefig(self.folder / 'curves.png', dpi=80)
+        write_together([(self.folder / 'curves.png', lambda tmp: fig.savefig(tmp, format='png', dpi=80))])

@@ -418,3 +418,18 @@ def test_a_segmenter_checks_its_model_spec_once(backend, monkeypatch):
     monkeypatch.setattr(ModelSpec, 'check', lambda spec, named=None: checked.append(spec) or real(spec, named))
     Segmenter(WEIGHTS, backend=backend, device='cpu', threads=1).close()
     assert len(checked) == 1, checked
+
+
+@pytest.mark.parametrize('whole_share', [1.0, 0.0], ids=['in its window', 'whole'])
+def test_one_instance_taken_by_index_pastes_its_mask_once(seg, monkeypatch, whole_share):
+    """``result[i]`` pastes instance i's mask once, no other, whichever way it is pasted; its ``crop``
+    and box come from that one paste, and taking it again pastes nothing (a paste is the costly part)."""
+    from solov2.model.inference import postprocess
+    monkeypatch.setattr(postprocess, 'WHOLE_PASTE_SHARE', whole_share)
+    pastes = _counting(monkeypatch, postprocess, '_paste_pending')
+    result = seg(SQUARE[0], min_score=0)
+    assert len(result) > 2 and pastes == []
+    one = result[1]
+    assert len(pastes) == 1 and one.crop.any()
+    assert np.array_equal(result[1].crop, one.crop) and len(pastes) == 1
+    assert one.box == tuple(result.boxes[1]) and one.crop.shape == (one.box[3] - one.box[1], one.box[2] - one.box[0])

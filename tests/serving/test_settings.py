@@ -67,3 +67,33 @@ def test_every_query_parameter_is_described_once_and_documented():
     assert {one['name']: one['description'] for one in parameters} == QUERY
     routes = (REPO_DIR / 'docs' / 'serving.md').read_text().split('Routes:', 1)[1].split('## ', 1)[0]
     assert [name for name in QUERY if f'`{name}' not in routes] == []
+
+
+def test_the_settings_table_has_each_setting_with_its_default_and_only_flags_the_command_has():
+    """docs/serving.md's settings table: a row for each ``ServeSettings`` field but the model (its flag; a
+    switch's ``--no-`` one), whose default column starts with the field's default where that is a number;
+    every flag it names is one of ``solov2 serve``'s. A setting added in code and not in the table fails here."""
+    from tests.helpers import REPO_DIR
+    section = (REPO_DIR / 'docs' / 'serving.md').read_text().split('\n## Settings\n', 1)[1].split('\n## ', 1)[0]
+    rows = {flag: default.strip() for flags, default in re.findall(r'^\| ([^|]+) \| ([^|]+) \|', section, re.MULTILINE)
+            for flag in re.findall(r'`(--[a-z][\w-]*)', flags)}
+    for field in dataclasses.fields(ServeSettings)[1:]:
+        dashed = field.name.replace('_', '-')
+        flag = f'--no-{dashed}' if field.metadata.get('switch') else f'--{dashed}'
+        assert flag in rows, f'docs/serving.md, Settings: no row for {flag} ({field.name})'
+        if isinstance(field.default, (int, float)) and not isinstance(field.default, bool):
+            assert re.match(rf'{field.default:g}\b', rows[flag]), (flag, field.default, rows[flag])
+    known = set(re.findall(r'(?<![\w-])--[a-z][\w-]*', serve_help()))
+    assert set(rows) <= known, sorted(set(rows) - known)
+
+
+def serve_help() -> str:
+    """``solov2 serve --help``."""
+    import contextlib
+    import io
+
+    from solov2.tools import serve
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), pytest.raises(SystemExit):
+        serve.parse_args(['--help'])
+    return out.getvalue()

@@ -732,6 +732,10 @@ def test_quantize_writes_an_int8_folder_the_backend_runs(coco_small, image_dir, 
     assert 'convolutions kept in f32' in printed and 'at 128x128' in printed
     assert re.search(r'compiled its \d+ size-bucket models for this CPU into the cache in [\d.]+ s', printed)
     assert 'INFO:nncf' not in printed and 'Not adding activation' not in printed    # NNCF's notes stay quiet
+    assert 'compiled for' not in printed and len(printed.splitlines()) <= 6    # no line per size: a few lines
+    timing, verdict = printed.splitlines()[-2:]                               # INT8 timed against f32: both figures
+    assert re.search(r'2 calibration pictures: INT8 [\d.]+ ms, f32 [\d.]+ ms a picture \(INT8 at [\d.]+x', timing)
+    assert verdict.startswith(('INT8 pays here: ', 'INT8 does not pay on this CPU for this model ('))
     info = json.loads((out / 'infer_cfg.json').read_text())
     assert info['files']['openvino_int8']['kept_f32'] and 'onnx' not in info['files']
     backend = OpenVinoBackend(str(out), threads=1, precision='int8', overrides=['openvino_buckets=none'],
