@@ -8,7 +8,7 @@ import asyncio
 import json
 import logging
 import uuid
-from typing import Optional, cast
+from typing import Any, Optional, cast
 
 from uvicorn.protocols.http.auto import AutoHTTPProtocol
 from uvicorn.server import ServerState
@@ -79,6 +79,7 @@ class JsonRefusals(AutoHTTPProtocol):
     a little later (``shutdown``)."""
     transport: Lingering               # uvicorn's protocols set these (AutoHTTPProtocol: one of two classes)
     server_state: ServerState
+    loop: asyncio.AbstractEventLoop
 
     def connection_made(self, transport) -> None:
         super().connection_made(cast(asyncio.Transport, Lingering(transport, self)))    # a transport by delegation
@@ -101,7 +102,7 @@ class JsonRefusals(AutoHTTPProtocol):
 
     def shut(self) -> None:
         if not self.transport.is_closing():
-            super().shutdown()
+            cast(Any, super()).shutdown()       # the protocol class uvicorn picked (a checker sees object)
 
     def send_400_response(self, msg: str) -> None:
         request_id = uuid.uuid4().hex
