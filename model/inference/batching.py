@@ -111,29 +111,51 @@ class NetworkQueue:
 
     def _drain(self, mine: Sequence[Job] = ()) -> None:
         """Run batches until the queue is empty, or for a caller, until its own pictures (``mine``) are done,
-        the rest then handed to a thread (so no caller waits on the others' pictures); a batch's failure is
-        its pictures' (an interrupt of a caller running the queue ends its run, after the same hand-over)."""
-        while self._running:
-            if mine and all(job.future.done() for job in mine):
-                return self._hand_over()
+        the rest then handed to a thread (so no caller waits on the others' pictures). A failure anywhere in a
+        batch (forming it, the network, ``on_batch``) is its pictures' and the queue runs on; an interrupt of a
+        caller running the queue fails its batch and ends its run, after the same hand-over."""
+        try:
+            while self._running:
+                if mine and all(job.future.done() for job in mine):
+                    return self._hand_over()
+                self._serve_one()
+        except BaseException:
+            self._hand_over()
+            raise
+
+    def _serve_one(self) -> None:
+        """Take the next batch and run it, its pictures failing with the reason when either fails (a batch that
+        cannot be formed: its oldest picture)."""
+        batch: List[Job] = []
+        try:
             batch = self._take()
-            if not batch:
-                continue
-            began = time.monotonic()
-            try:
-                rows = self.network([(job.chw, job.meta) for job in batch], batch[0].params,
-                                    self.batching.max_padding)
-            except BaseException as exc:  # a failed run fails its own pictures, never the queue
-                for job in batch:
+            if batch:
+                self._run(batch)
+        except BaseException as exc:
+            for job in batch or self._drop_oldest(exc):
+                if not job.future.done():
                     job.future.set_exception(exc)
-                if isinstance(exc, Exception):
-                    continue
-                self._hand_over()        # Ctrl-C in a caller's thread: the others' pictures run on
+            if not isinstance(exc, Exception):
                 raise
-            finally:
-                self.batching.on_batch([began - job.arrived for job in batch], time.monotonic() - began)
-            for job, row in zip(batch, rows):
-                job.future.set_result(row)
+
+    def _run(self, batch: List[Job]) -> None:
+        """The network on ``batch``, each picture's future given its row; ``on_batch`` told the waits and time."""
+        began = time.monotonic()
+        try:
+            rows = self.network([(job.chw, job.meta) for job in batch], batch[0].params, self.batching.max_padding)
+            if len(rows) != len(batch):
+                raise RuntimeError(f'the network gave {len(rows)} results for a batch of {len(batch)} pictures')
+        finally:
+            self.batching.on_batch([began - job.arrived for job in batch], time.monotonic() - began)
+        for job, row in zip(batch, rows):
+            job.future.set_result(row)
+
+    def _drop_oldest(self, exc: BaseException) -> List[Job]:
+        """The oldest job, out of the queue, to fail with ``exc`` (a batch could not be formed); [] after an
+        interrupt or when none waits."""
+        with self._wake:
+            job = self._jobs.popleft() if self._jobs and isinstance(exc, Exception) else None
+        return [job] if job is not None and job.future.set_running_or_notify_cancel() else []
 
     def _hand_over(self) -> None:
         """Leave running the queue: to a thread of its own while pictures wait, else idle."""

@@ -8,6 +8,7 @@ import types
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
+import pytest
 
 from solov2 import ModelSpec, Segmenter
 from solov2.api.segmenter import instances_of
@@ -112,3 +113,36 @@ def test_a_caller_running_the_queue_leaves_once_its_own_pictures_are_done():
     took = time.monotonic() - began
     assert took < 0.5 and others[0] == [first.name], (took, others)
     assert {future.result(5) for future in late} == {'solov2-network'}
+
+
+def test_a_failure_anywhere_in_a_batch_fails_its_pictures_and_the_queue_keeps_serving(monkeypatch):
+    """A failure injected at each stage of a batch (forming it, the engine, a wrong count of rows, the
+    ``on_batch`` hook) fails that batch's pictures with its reason; pictures submitted after each
+    still run (the queue never stays claimed by a runner that died)."""
+    from solov2.model.inference import batching
+    engine = types.SimpleNamespace(mixes_sizes=False, run_size=lambda hw: hw, max_batch=0)
+    faults = {'take': 0, 'engine': 0, 'rows': 0, 'hook': 0}
+
+    def fault(stage):
+        if faults[stage]:
+            faults[stage] -= 1
+            raise RuntimeError(f'injected in {stage}')
+
+    def network(rows, params, max_padding):
+        fault('engine')
+        return [float(chw[0, 0, 0]) for chw, _ in rows] + ([None] if faults['rows'] and not faults.update(rows=0)
+                                                           else [])
+    share = batching.share_batches
+    monkeypatch.setattr(batching, 'share_batches', lambda *args: fault('take') or share(*args))
+    queue = NetworkQueue(network, engine, Batching(max_batch=4, on_batch=lambda *run: fault('hook')),
+                         coming=lambda: 0)
+    picture = np.zeros((3, 32, 32), np.float32)
+    for stage in faults:
+        faults[stage] = 1
+        failed = queue.submit(picture, None, None)
+        reason = 'results for a batch of 1' if stage == 'rows' else f'injected in {stage}'
+        with pytest.raises(RuntimeError, match=reason):
+            failed.result(10)
+        assert [future.result(10) for future in [queue.submit(picture + k, None, None) for k in range(3)]] == \
+            [0.0, 1.0, 2.0]
+        assert queue.run([(picture + 5, None)], None) == [5.0]
