@@ -35,7 +35,7 @@ from solov2.data.results import SHOWN_MIN_SCORE
 from solov2.data.transforms import header_size
 from solov2.model.inference.batching import Batching
 from solov2.model.inference.memory import default_budget, pixels_within
-from solov2.model.inference.pipeline import Predictor
+from solov2.model.inference.pipeline import PipelineOptions, Predictor
 from solov2.model.runtime import cpu_threads
 from solov2.serving.limits import MULTIPART, HttpError, check_headers, client_error, read_body
 from solov2.serving.metrics import Metrics
@@ -67,7 +67,7 @@ class Service:
     def __init__(self, settings: ServeSettings, segmenter: Optional[Segmenter] = None,
                  on_loaded: Optional[Callable[['Service'], None]] = None):
         self.settings = settings
-        self.segmenter = segmenter
+        self.segmenter, self.owns_model = segmenter, segmenter is None      # the host's, else its own to close
         self.predictor: Optional[Predictor] = None      # the segmenter's model, batching as the settings say
         self.problem: Optional[str] = LOADING
         self.failure: Optional[Exception] = None
@@ -90,12 +90,15 @@ class Service:
     def load(self) -> None:
         """Open the model unless it came opened and warm it up (in a thread: ``problem`` says why it is not ready)."""
         try:
-            segmenter = self.segmenter or Segmenter(self.settings.model, progress=self.exporting)
-            own, settings = segmenter.predictor, self.settings
-            self.predictor = Predictor(segmenter.backend, own.on_device, own.reader.fast_decode, Batching(
-                settings.max_batch, settings.max_wait_ms / 1000, settings.max_padding, self.metrics.batch),
-                cpu_threads(settings.helper_threads), self.budget)
-            self.segmenter = segmenter
+            settings = self.settings
+            threads = cpu_threads(settings.helper_threads)          # each stage's: reading, finishing
+            pipeline = PipelineOptions(Batching(settings.max_batch, settings.max_wait_ms / 1000, settings.max_padding,
+                                                self.metrics.batch), threads, threads, self.budget)
+            if self.segmenter is None:
+                self.segmenter = Segmenter(settings.model, progress=self.exporting, pipeline=pipeline)
+            else:
+                self.segmenter.set_pipeline(pipeline)
+            segmenter, self.predictor = self.segmenter, self.segmenter.predictor
             self.problem = f'{LOADING}: warming up (compiling what its batches will run)'
             self.warm_up()
             self.metrics.engine(self.settings.model.backend, segmenter.backend)
@@ -151,7 +154,7 @@ class Service:
         answer, large = None, budget.limit and cost * self.settings.queue_size > budget.limit     # SLOTS
         try:
             with self.held('in flight'), self.held('large in flight') if large else contextlib.nullcontext():
-                answer = self.predictor.submit(lambda: self.read(data), lambda prepared, row: self.answer(
+                answer = self.predictor.submit(data, self.read, lambda _, prepared, row: self.answer(
                     row, prepared.meta, params, masks, min_score, form, name), params, cost)
                 return await asyncio.wrap_future(answer)
         finally:
@@ -189,11 +192,11 @@ class Service:
             return instances.to_labelme(name, min_score=min_score) if form == 'labelme' else instances.to_dict(masks)
 
     def close(self) -> None:
-        """Say it is stopping (``/readyz`` 503) and stop the predictor's workers once they have finished what
-        they hold (the network's queue runs until it is empty)."""
+        """Say it is stopping (``/readyz`` 503) and close the model it opened (``Segmenter.close``: its threads
+        stop once they have finished what they hold); a model the host gave stays the host's."""
         self.problem = STOPPING
-        if self.predictor is not None:
-            self.predictor.close(wait=True)
+        if self.owns_model and self.segmenter is not None:
+            self.segmenter.close()
 
     def check_room(self, what: str) -> None:
         """503 with Retry-After when as many of ``what`` are held as its share of its setting allows

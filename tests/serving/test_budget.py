@@ -12,9 +12,11 @@ import numpy as np
 import pytest
 
 from solov2 import Segmenter
+from solov2.core.paths import SAMPLE_IMAGES
 from solov2.model.inference.memory import MemoryBudget, decode_cost
 from solov2.serving import app
 from solov2.tools import serve
+from tests.helpers import REPO_DIR
 from tests.pictures import webp_bomb
 from tests.serving.running import SMALL_MODEL, ServeSettings, metric_families, serving
 
@@ -164,9 +166,13 @@ def test_the_service_runs_on_its_predictors_workers_and_budget_its_helper_thread
     ``model.runtime.cpu_threads``, not the machine's count) within its predictor's budget."""
     monkeypatch.setattr(os, 'cpu_count', lambda: 64)
     monkeypatch.setattr(os, 'sched_getaffinity', lambda pid: set(range(8)), raising=False)
-    service = app.Service(ServeSettings(SMALL_MODEL, max_decode_mb=70), Segmenter(SMALL_MODEL))
+    segmenter = Segmenter(SMALL_MODEL)
+    service = app.Service(ServeSettings(SMALL_MODEL, max_decode_mb=70, max_batch=3), segmenter)
     service.load()
     assert service.problem is None and service.predictor.workers._max_workers == 8
+    assert service.predictor.readers._max_workers == 8
     assert service.predictor.budget.limit == 70 * 2**20 and service.predictor.budget.used == 0
     assert not [name for name, value in vars(service).items() if isinstance(value, (ThreadPoolExecutor, MemoryBudget))]
+    assert service.predictor is segmenter.predictor and segmenter.predictor.queue.batching.max_batch == 3   # one
     service.close()
+    assert segmenter(str(REPO_DIR / SAMPLE_IMAGES / 'shapes_000023.jpg')) is not None     # the host's, still open
