@@ -11,6 +11,8 @@ others of its padded size by the predictor's ``queue``, finished in a worker), a
 """
 import asyncio
 import contextlib
+import gzip
+import json
 import logging
 import os
 import re
@@ -18,7 +20,7 @@ import threading
 import time
 import uuid
 from pathlib import Path
-from typing import Any, Callable, Iterator, Literal, Optional
+from typing import Callable, Dict, Iterator, Literal, Optional, Tuple
 
 import cv2
 import numpy as np
@@ -139,8 +141,9 @@ class Service:
         asyncio.run(self.segment(colour, self.predictor.params, 'none'))
 
     async def segment(self, data: bytes, params, masks: str, min_score: float = 0.0, form: str = 'instances',
-                      name: str = 'picture') -> Any:
-        """The JSON answer for an encoded picture, admitted by its cost: its share of the predictor's
+                      name: str = 'picture', gzipped: bool = False) -> Response:
+        """The answer for an encoded picture (JSON, gzipped when ``gzipped`` says the client takes it and it is
+        large; its bytes made in a worker, ``answer``), admitted by its cost: its share of the predictor's
         budget (``cost``) taken at once or 503 at once, so a picture that does not fit beside those in
         flight holds no slot while small ones keep flowing; then an in-flight slot, and a large picture
         one of their half (``SLOTS``; 503 when full); then the predictor's stages (``Predictor.submit``,
@@ -155,8 +158,9 @@ class Service:
         try:
             with self.held('in flight'), self.held('large in flight') if large else contextlib.nullcontext():
                 answer = self.predictor.submit(data, self.read, lambda _, prepared, row: self.answer(
-                    row, prepared.meta, params, masks, min_score, form, name), params, cost)
-                return await asyncio.wrap_future(answer)
+                    row, prepared.meta, params, masks, min_score, form, name, gzipped), params, cost)
+                body, headers = await asyncio.wrap_future(answer)
+                return Response(body, media_type='application/json', headers=headers)
         finally:
             if answer is None:                 # refused a slot: the predictor never had it
                 budget.give(cost)
@@ -180,16 +184,22 @@ class Service:
         with self.metrics.stage('decode'):
             return self.predictor.read(data, max_pixels=self.max_pixels, what='the picture')
 
-    def answer(self, row, meta, params, masks: str, min_score: float, form: str, name: str) -> Any:
-        """The network's output for one picture -> its answer in ``form``: 'instances' ``Instances.to_dict(masks)``
-        (only what it holds), 'coco' its COCO result records, 'labelme' its labelme file for the picture ``name``."""
+    def answer(self, row, meta, params, masks: str, min_score: float, form: str, name: str,
+               gzipped: bool = False) -> Tuple[bytes, Dict[str, str]]:
+        """The network's output for one picture -> the bytes of its JSON answer and their headers, gzipped from
+        ``GZIP_BYTES`` when ``gzipped`` (the client takes it), made here in a worker so that the event loop only
+        moves them: in ``form`` 'instances' ``Instances.to_dict(masks)`` (only what it holds), 'coco' its COCO
+        result records, 'labelme' its labelme file for the picture ``name``."""
         with self.metrics.stage('postprocess'):
             found = self.predictor.finish(row, meta, params)
             instances = instances_of(self.segmenter.class_names, found, min_score)
         with self.metrics.stage('encode'):
-            if form == 'coco':
-                return instances.to_coco(0, file_name=name)
-            return instances.to_labelme(name, min_score=min_score) if form == 'labelme' else instances.to_dict(masks)
+            content = instances.to_coco(0, file_name=name) if form == 'coco' else instances.to_labelme(
+                name, min_score=min_score) if form == 'labelme' else instances.to_dict(masks)
+            body = json.dumps(content, ensure_ascii=False, allow_nan=False, separators=(',', ':')).encode()
+            if not gzipped or len(body) < GZIP_BYTES:
+                return body, {}
+            return gzip.compress(body, GZIP_LEVEL), {'Content-Encoding': 'gzip', 'Vary': 'Accept-Encoding'}
 
     def close(self) -> None:
         """Say it is stopping (``/readyz`` 503) and close the model it opened (``Segmenter.close``: its threads
@@ -339,7 +349,7 @@ def add_routes(app: FastAPI, settings: ServeSettings) -> None:
                 raise HttpError(408, f'the body did not arrive within {timeout_s:g} s: send it faster') from None
             raise HttpError(504, f'no answer within {timeout_s:g} s of the request: the service is busy, try again '
                                  'later') from None
-        return JSONResponse(result)
+        return result
 
     @app.get('/v1/model', responses={200: {'model': Model}, **refusals(500, 503)})
     async def model(request: Request):
@@ -375,7 +385,7 @@ def add_routes(app: FastAPI, settings: ServeSettings) -> None:
 
 
 async def segment_request(service: Service, request: Request, params, masks: str, min_score: float, form: str,
-                          name: str) -> Any:
+                          name: str) -> Response:
     """Read the request's picture within the limits, held among the uploads (400 when it is empty), then segment
     it held in flight."""
     settings = service.settings
@@ -390,7 +400,8 @@ async def segment_request(service: Service, request: Request, params, masks: str
     if not body:
         raise HttpError(400, 'the body is empty: send the picture file as the body, or as the field "file" of '
                              f'{MULTIPART}')
-    return await service.segment(body, params, masks, min_score, form, name)
+    gzipped = 'gzip' in request.headers.get('accept-encoding', '')         # as GZipMiddleware would
+    return await service.segment(body, params, masks, min_score, form, name, gzipped)
 
 
 async def form_file(request: Request, body: bytes) -> bytes:
