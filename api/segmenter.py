@@ -16,7 +16,7 @@ from solov2.core.errors import InputError
 from solov2.data.results import SHOWN_MIN_SCORE
 from solov2.model.distributed import SINGLE, Processes
 from solov2.model.inference.backend_factory import open_backend
-from solov2.model.inference.media import frame_rgb, list_images, open_capture, read_frames
+from solov2.model.inference.media import frame_reader, list_images, open_capture, read_frames
 from solov2.model.inference.pipeline import PipelineOptions, Predictor, at_least_one
 from solov2.model.inference.postprocess import InferenceParams
 from solov2.model.inference.reading import Image, check_channels, describe, is_encoded, is_pil_image
@@ -197,7 +197,8 @@ class Segmenter:
             raise InputError(f'video not found: {source} — check the path')
         capture, first = open_capture(source if isinstance(source, int) else str(source))
         try:
-            for (index, frame), result in self._run(read_frames(capture, first, max_frames), frame_rgb, batch_size,
+            for (index, frame), result in self._run(read_frames(capture, first, max_frames),
+                                                    frame_reader(self.predictor.read), batch_size,
                                                     score_threshold, max_instances, min_score):
                 if isinstance(result, Exception):
                     raise result

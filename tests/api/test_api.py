@@ -124,6 +124,9 @@ def test_stream_video_yields_every_frame_in_order(seg, tmp_path):
     _, frame, everything = next(seg.stream_video(str(path), min_score=0))
     _same(everything, seg(frame, min_score=0))
     assert len(everything) > len(seen[0][2])
+    small = Segmenter(WEIGHTS, backend='dygraph', device='cpu', overrides={'max_image_pixels': 1000})
+    with pytest.raises(InputError, match='frame 0 .*over'):              # frames go through the model's reader
+        next(small.stream_video(str(path)))
 
 
 def test_evaluate_equals_eval_py(seg, tmp_path, capsys):
