@@ -298,3 +298,17 @@ def test_a_finished_network_row_is_finished_before_more_pictures_are_decoded():
     assert order.index(('finish', 0)) < order.index(('read', 3)), order
     assert {name.rsplit('_', 1)[0] for stage, _, name in events if stage == 'read'} == {'solov2-read'}
     assert {name.rsplit('_', 1)[0] for stage, _, name in events if stage == 'finish'} == {'solov2-finish'}
+
+
+def test_an_engine_gets_everything_it_holds_when_it_is_built():
+    """No product code sets an attribute on an engine once built (auto's fallback is a constructor's
+    argument): what an engine holds is what its constructor was given."""
+    from solov2.config import get_config
+    from solov2.core.paths import SHIPPED_WEIGHTS
+    from solov2.model.inference.dygraph_backend import DygraphBackend
+    from tests.test_layout import tracked_python_files
+    assert DygraphBackend(get_config(9), SHIPPED_WEIGHTS, 'cpu', threads=1, fallback='why').fallback == 'why'
+    setting = re.compile(r'^\s*(?:backend|engine|dygraph|bf16|f32)\.(?!_)\w+\s*=[^=]', re.MULTILINE)
+    found = {path: setting.findall((REPO_DIR / path).read_text()) for path in tracked_python_files()
+             if not path.startswith(('tests/', 'tools/dev/'))}
+    assert {path: lines for path, lines in found.items() if lines} == {}
