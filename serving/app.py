@@ -76,14 +76,14 @@ class Service:
         self.on_loaded = on_loaded
         self.replica = uuid.uuid4().hex[:12]     # tells replicas apart in /v1/model: no process id, no host
         self.counts = dict.fromkeys(SLOTS, 0)
-        self.budget = default_budget() if settings.max_decode_mb is None else int(settings.max_decode_mb * 2**20)
+        self.budget = default_budget() if settings.max_in_flight_mb is None else int(settings.max_in_flight_mb * 2**20)
         self.metrics = Metrics(settings.max_batch, lambda: self.predictor.queue.depth if self.predictor else 0,
                                lambda: self.predictor.budget.used if self.predictor else 0, self.counts)
         self.loaded = threading.Event()
 
     @property
     def max_pixels(self) -> int:
-        """The pixel limit: ``max_pixels``, else the config's lowered to the pictures that fit the decode budget."""
+        """The pixel limit: ``max_pixels``, else the config's lowered to the pictures that fit the in-flight budget."""
         cfg, budget = self.segmenter.cfg, self.budget
         if self.settings.max_pixels is not None or not (cfg.max_image_pixels and budget):
             return cfg.max_image_pixels if self.settings.max_pixels is None else self.settings.max_pixels
@@ -153,7 +153,7 @@ class Service:
             raise HttpError(503, f'busy: the pictures in flight hold {budget.used / 2**20:.0f} MB of the '
                                  f'{budget.limit / 2**20:.0f} MB this service holds at once, no room for this '
                                  f'one ({cost / 2**20:.0f} MB); try again after Retry-After seconds', RETRY,
-                            'decode budget')
+                            'in-flight budget')
         answer, large = None, budget.limit and cost * self.settings.queue_size > budget.limit     # SLOTS
         try:
             with self.held('in flight'), self.held('large in flight') if large else contextlib.nullcontext():
@@ -174,8 +174,8 @@ class Service:
         cost = self.predictor.reader.cost(data) or 0
         if budget and cost > budget:
             raise HttpError(413, f'the picture is {size[0]}x{size[1]}: decoding it takes about {cost / 2**20:.0f} MB, '
-                                 f'over the {budget / 2**20:.0f} MB this service decodes at once; send a smaller '
-                                 'picture')
+                                 f'over the {budget / 2**20:.0f} MB this service holds in flight at once; send a '
+                                 'smaller picture')
         return cost
 
     def read(self, data: bytes):
@@ -211,7 +211,7 @@ class Service:
     def check_room(self, what: str) -> None:
         """503 with Retry-After when as many of ``what`` are held as its share of its setting allows
         (``SLOTS``: the setting that bounds it, its name in a refusal, the share it may hold). Large
-        pictures (each over a slot's share of the decode budget) may hold half the requests in flight,
+        pictures (each over a slot's share of the in-flight budget) may hold half the requests in flight,
         so that a flood of them, quick to decode and slow to finish, leaves the other half to the rest."""
         setting, noun, share = SLOTS[what]
         if self.counts[what] >= max(1, getattr(self.settings, setting) // share):
