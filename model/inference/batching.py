@@ -89,21 +89,24 @@ class NetworkQueue:
         job = Job(chw, meta, params, group, time.monotonic())
         with self._wake:
             self._jobs.append(job)
+            self.settled(group)
+            self._start_thread()
+        return job.future
+
+    def settled(self, group: Optional[Group]) -> None:
+        """One picture of ``group`` is no longer coming: submitted, or never (its read failed; the others then
+        run without it)."""
+        with self._wake:
             if group is not None:
                 group.coming -= 1
             self._wake.notify_all()
-            started = not self._running and not self._hosts
-            self._running = self._running or started
-        if started:
-            threading.Thread(target=self._drain, name='solov2-network', daemon=True).start()
-        return job.future
 
-    def left(self, group: Optional[Group]) -> None:
-        """One picture of ``group`` will not come (its read failed): the others run without it."""
-        if group is not None:
-            with self._wake:
-                group.coming -= 1
-                self._wake.notify_all()
+    def _start_thread(self, hosts: int = 0) -> None:
+        """(Holding ``_wake``) start a thread to run the queue while pictures wait, nobody runs it and no host
+        but ``hosts`` (the caller) is there to."""
+        if self._jobs and not self._running and self._hosts <= hosts:
+            self._running = True
+            threading.Thread(target=self._drain, name='solov2-network', daemon=True).start()
 
     @contextlib.contextmanager
     def hosting(self) -> Iterator[None]:
@@ -116,10 +119,7 @@ class NetworkQueue:
         finally:
             with self._wake:
                 self._hosts -= 1
-                started = bool(self._jobs) and not self._running and not self._hosts
-                self._running = self._running or started
-            if started:
-                threading.Thread(target=self._drain, name='solov2-network', daemon=True).start()
+                self._start_thread()
 
     def serve(self, done: concurrent.futures.Future) -> float:
         """Run the queue on this thread (within ``hosting``) whenever nobody else does, until ``done`` is; the
@@ -186,7 +186,10 @@ class NetworkQueue:
             if batch:
                 self._run(batch)
         except BaseException as exc:
-            for job in batch or self._drop_oldest(exc):
+            with self._wake:
+                if not batch and self._jobs and isinstance(exc, Exception):
+                    batch = [self._jobs.popleft()]
+            for job in batch:
                 if not job.future.done():
                     job.future.set_exception(exc)
             if not isinstance(exc, Exception):
@@ -206,18 +209,10 @@ class NetworkQueue:
         for job, row in zip(batch, rows):
             job.future.set_result(row)
 
-    def _drop_oldest(self, exc: BaseException) -> List[Job]:
-        """The oldest job, out of the queue, to fail with ``exc`` (a batch could not be formed); [] after an
-        interrupt or when none waits."""
-        with self._wake:
-            job = self._jobs.popleft() if self._jobs and isinstance(exc, Exception) else None
-        return [job] if job is not None and job.future.set_running_or_notify_cancel() else []
-
     def _hand_over(self) -> None:
         """Leave running the queue (a host whose pictures are done): to another host while one waits, else to
         a thread of its own while pictures wait, else idle."""
         with self._wake:
-            self._running = bool(self._jobs) and self._hosts <= 1
+            self._running = False
             self._wake.notify_all()
-            if self._running:
-                threading.Thread(target=self._drain, name='solov2-network', daemon=True).start()
+            self._start_thread(hosts=1)

@@ -250,7 +250,7 @@ class Predictor:
                 prepared = Prepared(image, *self.prepare(image))
             except BaseException as exc:  # a picture that cannot be read: its answer's error
                 self._loading.discard(token)
-                self.queue.left(group)
+                self.queue.settled(group)
                 return fail(exc)
             answer.prepared = True
             self._loading.discard(token)
