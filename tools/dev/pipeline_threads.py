@@ -52,7 +52,10 @@ def main() -> None:
     host = ThreadPoolExecutor(8, 'host')
     list(host.map(segmenter, pictures * 2))
     print('Segmenter, a list (2 a run), a stream, 8 host threads:', names(before))
+    pools = [t for t in threading.enumerate() if t.name.startswith('solov2-')]
     segmenter.close()
+    for thread in pools:
+        thread.join(10)             # the pools stop once idle (close does not wait)
     print('Segmenter closed:', names(before))
     import httpx
     import uvicorn
