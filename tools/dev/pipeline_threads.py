@@ -40,7 +40,7 @@ def names(before: set) -> str:
     return f'{started or "none"} [alive: {fold(t.name for t in threading.enumerate() if t not in before) or "none"}]'
 
 
-def main() -> None:
+def main() -> int:
     threading.Thread.start = _recorded_start     # type: ignore[method-assign]
     before = set(threading.enumerate())
     pictures = sorted(str(path) for path in Path(SAMPLE_IMAGES).glob('*.jpg'))[:4]
@@ -80,8 +80,9 @@ def main() -> None:
         print('service, ready and one answer:', names(before))
     server.should_exit = True
     thread.join(30)
-    sys.exit(0)
+    host.shutdown()
+    return 0
 
 
 if __name__ == '__main__':
-    main()
+    sys.exit(main())
