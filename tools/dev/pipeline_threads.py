@@ -61,7 +61,7 @@ def main() -> int:
     import uvicorn
 
     from solov2.serving.app import ServeSettings, create_app
-    from tests.helpers import free_port
+    from solov2.tools.dev.serve_speed import free_port
     port, before = free_port(), set(threading.enumerate())
     server = uvicorn.Server(uvicorn.Config(create_app(ServeSettings(ModelSpec(str(SHIPPED_WEIGHTS), backend='dygraph',
                                                                                 threads=1))),
