@@ -124,11 +124,8 @@ class NetworkQueue:
     def serve(self, done: concurrent.futures.Future) -> float:
         """Run the queue on this thread (within ``hosting``) whenever nobody else does, until ``done`` is; the
         seconds this thread ran the network meanwhile."""
-        def wake(_):
-            with self._wake:
-                self._wake.notify_all()
         self._busy.seconds = 0.0
-        done.add_done_callback(wake)
+        done.add_done_callback(lambda _: self.settled(None))         # wakes this thread
         while not done.done():
             with self._wake:
                 claimed = not self._running and bool(self._jobs)
