@@ -16,8 +16,8 @@ from solov2.core.errors import InputError
 from solov2.data.results import SHOWN_MIN_SCORE
 from solov2.model.distributed import SINGLE, Processes
 from solov2.model.inference.backend_factory import open_backend
-from solov2.model.inference.media import frame_rgb, list_images, open_capture, read_frames
-from solov2.model.inference.pipeline import Predictor, at_least_one
+from solov2.model.inference.media import frame_reader, list_images, open_capture, read_frames
+from solov2.model.inference.pipeline import PipelineOptions, Predictor, at_least_one
 from solov2.model.inference.postprocess import InferenceParams
 from solov2.model.inference.reading import Image, check_channels, describe, is_encoded, is_pil_image
 from solov2.model.inference.spec import ModelSpec, Progress
@@ -73,13 +73,16 @@ class Segmenter:
             time (stages 'load', 'export', 'verify', 'time', 'done'; fraction 0 to 1).
         mirror: a folder or an http(s) base URL with the publishers' file names that stands in for
             their hosts (default ``$SOLOV2_MIRROR``).
-    ``close()`` (or leaving a ``with`` block) releases the model; later calls raise InputError.
+        pipeline: how pictures move (``PipelineOptions``: batching of callers' pictures, reading and
+            finishing threads, bytes in flight); the one predictor every call and thread goes through.
+    ``close()`` (or leaving a ``with`` block) releases the model and stops its threads (a stream still
+    running finishes first); later calls raise InputError.
     Errors: ``core.errors.InputError`` (a ValueError) with a one-line message.
     """
 
     def __init__(self, weights: Union[None, str, os.PathLike, ModelSpec] = None, *, processes: Processes = SINGLE,
                  cache_dir: Optional[str] = None, progress: Optional[Progress] = None, mirror: Optional[str] = None,
-                 **model: Any):
+                 pipeline: Optional[PipelineOptions] = None, **model: Any):
         self._predictor = None
         if isinstance(weights, ModelSpec) and model:
             raise InputError(f'give the model as a ModelSpec or as keywords, not both ({", ".join(model)} beside '
@@ -89,11 +92,20 @@ class Segmenter:
             raise InputError('give weights= (a .pdparams checkpoint) or model_dir= (an exported folder)')
         if progress is not None and not callable(progress):
             raise InputError(f'progress takes a function progress(stage, fraction), not {progress!r}')
+        if pipeline is not None and not isinstance(pipeline, PipelineOptions):
+            raise InputError(f'pipeline takes a PipelineOptions(...), not {pipeline!r}')
         spec.check(checked_config)       # before a published name is fetched
         spec = dataclasses.replace(spec, weights=resolve_weights(spec.weights, cache_dir, mirror))
         self.number, engine = open_backend(spec, processes=processes, cache_dir=cache_dir, progress=progress,
                                            checked=True)
-        self._predictor = Predictor(engine, fast_decode=spec.fast_decode)
+        self._predictor = Predictor(engine, fast_decode=spec.fast_decode, pipeline=pipeline or PipelineOptions())
+
+    def set_pipeline(self, pipeline: PipelineOptions) -> None:
+        """Move pictures as ``pipeline`` says from now on: a new predictor around the same engine, the old one
+        closed (its streams still running finish first)."""
+        old = self.predictor
+        self._predictor = Predictor(old.engine, old.on_device, old.reader.fast_decode, pipeline)
+        old.close()
 
     @property
     def predictor(self) -> Predictor:
@@ -122,7 +134,10 @@ class Segmenter:
         return f'Segmenter(config={self.number} {self.cfg.__name__}, backend={self.backend.label})'
 
     def close(self) -> None:
-        """Release the model (a stream still running keeps it until it ends); later calls raise InputError."""
+        """Release the model and stop its predictor's threads (a stream still running keeps them until it
+        ends); later calls raise InputError."""
+        if self._predictor is not None:
+            self._predictor.close()
         self._predictor = None
 
     def __enter__(self) -> 'Segmenter':
@@ -182,7 +197,8 @@ class Segmenter:
             raise InputError(f'video not found: {source} — check the path')
         capture, first = open_capture(source if isinstance(source, int) else str(source))
         try:
-            for (index, frame), result in self._run(read_frames(capture, first, max_frames), frame_rgb, batch_size,
+            for (index, frame), result in self._run(read_frames(capture, first, max_frames),
+                                                    frame_reader(self.predictor.read), batch_size,
                                                     score_threshold, max_instances, min_score):
                 if isinstance(result, Exception):
                     raise result

@@ -11,6 +11,8 @@ others of its padded size by the predictor's ``queue``, finished in a worker), a
 """
 import asyncio
 import contextlib
+import gzip
+import json
 import logging
 import os
 import re
@@ -18,7 +20,7 @@ import threading
 import time
 import uuid
 from pathlib import Path
-from typing import Any, Callable, Iterator, Literal, Optional, cast
+from typing import Callable, Dict, Iterator, Literal, Optional, Tuple, cast
 
 import cv2
 import numpy as np
@@ -35,7 +37,7 @@ from solov2.data.results import SHOWN_MIN_SCORE
 from solov2.data.transforms import header_size
 from solov2.model.inference.batching import Batching
 from solov2.model.inference.memory import default_budget, pixels_within
-from solov2.model.inference.pipeline import Predictor
+from solov2.model.inference.pipeline import PipelineOptions, Predictor
 from solov2.model.runtime import cpu_threads
 from solov2.serving.label_studio import add_label_studio_routes
 from solov2.serving.limits import (
@@ -74,14 +76,14 @@ class Service:
     def __init__(self, settings: ServeSettings, segmenter: Optional[Segmenter] = None,
                  on_loaded: Optional[Callable[['Service'], None]] = None):
         self.settings = settings
-        self.segmenter = segmenter
+        self.segmenter, self.owns_model = segmenter, segmenter is None      # the host's, else its own to close
         self.predictor: Optional[Predictor] = None      # the segmenter's model, batching as the settings say
         self.problem: Optional[str] = LOADING
         self.failure: Optional[Exception] = None
         self.on_loaded = on_loaded
         self.replica = uuid.uuid4().hex[:12]     # tells replicas apart in /v1/model: no process id, no host
         self.counts = dict.fromkeys(SLOTS, 0)
-        self.budget = default_budget() if settings.max_decode_mb is None else int(settings.max_decode_mb * 2**20)
+        self.budget = default_budget() if settings.max_in_flight_mb is None else int(settings.max_in_flight_mb * 2**20)
         self.metrics = Metrics(settings.max_batch, lambda: self.predictor.queue.depth if self.predictor else 0,
                                lambda: self.predictor.budget.used if self.predictor else 0, self.counts)
         self.loaded = threading.Event()
@@ -102,7 +104,7 @@ class Service:
 
     @property
     def max_pixels(self) -> int:
-        """The pixel limit: ``max_pixels``, else the config's lowered to the pictures that fit the decode budget."""
+        """The pixel limit: ``max_pixels``, else the config's lowered to the pictures that fit the in-flight budget."""
         cfg, budget = self.model.cfg, self.budget
         if self.settings.max_pixels is not None or not (cfg.max_image_pixels and budget):
             return cfg.max_image_pixels if self.settings.max_pixels is None else self.settings.max_pixels
@@ -111,12 +113,15 @@ class Service:
     def load(self) -> None:
         """Open the model unless it came opened and warm it up (in a thread: ``problem`` says why it is not ready)."""
         try:
-            segmenter = self.segmenter or Segmenter(self.settings.model, progress=self.exporting)
-            own, settings = segmenter.predictor, self.settings
-            self.predictor = Predictor(segmenter.backend, own.on_device, own.reader.fast_decode, Batching(
-                settings.max_batch, settings.max_wait_ms / 1000, settings.max_padding, self.metrics.batch),
-                cpu_threads(settings.helper_threads), self.budget)
-            self.segmenter = segmenter
+            settings = self.settings
+            threads = cpu_threads(settings.helper_threads)          # each stage's: reading, finishing
+            pipeline = PipelineOptions(Batching(settings.max_batch, settings.max_wait_ms / 1000, settings.max_padding,
+                                                self.metrics.batch), threads, threads, self.budget)
+            if self.segmenter is None:
+                self.segmenter = Segmenter(settings.model, progress=self.exporting, pipeline=pipeline)
+            else:
+                self.segmenter.set_pipeline(pipeline)
+            segmenter, self.predictor = self.segmenter, self.segmenter.predictor
             self.problem = f'{LOADING}: warming up (compiling what its batches will run)'
             self.warm_up()
             self.metrics.engine(self.settings.model.backend, segmenter.backend, precision_of(segmenter,
@@ -158,8 +163,9 @@ class Service:
         asyncio.run(self.segment(colour, self.running.params, 'none'))
 
     async def segment(self, data: bytes, params, masks: str, min_score: float = 0.0, form: str = 'instances',
-                      name: str = 'picture') -> Any:
-        """The JSON answer for an encoded picture, admitted by its cost: its share of the predictor's
+                      name: str = 'picture', gzipped: bool = False) -> Response:
+        """The answer for an encoded picture (JSON, gzipped when ``gzipped`` says the client takes it and it is
+        large; its bytes made in a worker, ``answer``), admitted by its cost: its share of the predictor's
         budget (``cost``) taken at once or 503 at once, so a picture that does not fit beside those in
         flight holds no slot while small ones keep flowing; then an in-flight slot, and a large picture
         one of their half (``SLOTS``; 503 when full); then the predictor's stages (``Predictor.submit``,
@@ -169,13 +175,14 @@ class Service:
             raise HttpError(503, f'busy: the pictures in flight hold {budget.used / 2**20:.0f} MB of the '
                                  f'{budget.limit / 2**20:.0f} MB this service holds at once, no room for this '
                                  f'one ({cost / 2**20:.0f} MB); try again after Retry-After seconds', RETRY,
-                            'decode budget')
+                            'in-flight budget')
         answer, large = None, budget.limit and cost * self.settings.queue_size > budget.limit     # SLOTS
         try:
             with self.held('in flight'), self.held('large in flight') if large else contextlib.nullcontext():
-                answer = self.running.submit(lambda: self.read(data), lambda prepared, row: self.answer(
-                    row, prepared.meta, params, masks, min_score, form, name), params, cost)
-                return await asyncio.wrap_future(answer)
+                answer = self.running.submit(data, self.read, lambda _, prepared, row: self.answer(
+                    row, prepared.meta, params, masks, min_score, form, name, gzipped), params, cost)
+                body, headers = await asyncio.wrap_future(answer)
+                return Response(body, media_type='application/json', headers=headers)
         finally:
             if answer is None:                 # refused a slot: the predictor never had it
                 budget.give(cost)
@@ -189,8 +196,8 @@ class Service:
         cost = self.running.reader.cost(data) or 0
         if budget and cost > budget:
             raise HttpError(413, f'the picture is {size[0]}x{size[1]}: decoding it takes about {cost / 2**20:.0f} MB, '
-                                 f'over the {budget / 2**20:.0f} MB this service decodes at once; send a smaller '
-                                 'picture')
+                                 f'over the {budget / 2**20:.0f} MB this service holds in flight at once; send a '
+                                 'smaller picture')
         return cost
 
     def read(self, data: bytes):
@@ -199,28 +206,34 @@ class Service:
         with self.metrics.stage('decode'):
             return self.running.read(data, max_pixels=self.max_pixels, what='the picture')
 
-    def answer(self, row, meta, params, masks: str, min_score: float, form: str, name: str) -> Any:
-        """The network's output for one picture -> its answer in ``form``: 'instances' ``Instances.to_dict(masks)``
-        (only what it holds), 'coco' its COCO result records, 'labelme' its labelme file for the picture ``name``."""
+    def answer(self, row, meta, params, masks: str, min_score: float, form: str, name: str,
+               gzipped: bool = False) -> Tuple[bytes, Dict[str, str]]:
+        """The network's output for one picture -> the bytes of its JSON answer and their headers, gzipped from
+        ``GZIP_BYTES`` when ``gzipped`` (the client takes it), made here in a worker so that the event loop only
+        moves them: in ``form`` 'instances' ``Instances.to_dict(masks)`` (only what it holds), 'coco' its COCO
+        result records, 'labelme' its labelme file for the picture ``name``."""
         with self.metrics.stage('postprocess'):
             found = self.running.finish(row, meta, params)
             instances = instances_of(self.model.class_names, found, min_score)
         with self.metrics.stage('encode'):
-            if form == 'coco':
-                return instances.to_coco(0, file_name=name)
-            return instances.to_labelme(name, min_score=min_score) if form == 'labelme' else instances.to_dict(masks)
+            content = instances.to_coco(0, file_name=name) if form == 'coco' else instances.to_labelme(
+                name, min_score=min_score) if form == 'labelme' else instances.to_dict(masks)
+            body = json.dumps(content, ensure_ascii=False, allow_nan=False, separators=(',', ':')).encode()
+            if not gzipped or len(body) < GZIP_BYTES:
+                return body, {}
+            return gzip.compress(body, GZIP_LEVEL), {'Content-Encoding': 'gzip', 'Vary': 'Accept-Encoding'}
 
     def close(self) -> None:
-        """Say it is stopping (``/readyz`` 503) and stop the predictor's workers once they have finished what
-        they hold (the network's queue runs until it is empty)."""
+        """Say it is stopping (``/readyz`` 503) and close the model it opened (``Segmenter.close``: its threads
+        stop once they have finished what they hold); a model the host gave stays the host's."""
         self.problem = STOPPING
-        if self.predictor is not None:
-            self.predictor.close(wait=True)
+        if self.owns_model and self.segmenter is not None:
+            self.segmenter.close()
 
     def check_room(self, what: str) -> None:
         """503 with Retry-After when as many of ``what`` are held as its share of its setting allows
         (``SLOTS``: the setting that bounds it, its name in a refusal, the share it may hold). Large
-        pictures (each over a slot's share of the decode budget) may hold half the requests in flight,
+        pictures (each over a slot's share of the in-flight budget) may hold half the requests in flight,
         so that a flood of them, quick to decode and slow to finish, leaves the other half to the rest."""
         setting, noun, share = SLOTS[what]
         if self.counts[what] >= max(1, getattr(self.settings, setting) // share):
@@ -364,7 +377,7 @@ def add_routes(app: FastAPI, settings: ServeSettings) -> None:
                 raise HttpError(408, f'the body did not arrive within {timeout_s:g} s: send it faster') from None
             raise HttpError(504, f'no answer within {timeout_s:g} s of the request: the service is busy, try again '
                                  'later') from None
-        return JSONResponse(result)
+        return result
 
     @app.get('/v1/model', responses={200: {'model': Model}, **refusals(500, 503)})
     async def model(request: Request):
@@ -400,7 +413,7 @@ def add_routes(app: FastAPI, settings: ServeSettings) -> None:
 
 
 async def segment_request(service: Service, request: Request, params, masks: str, min_score: float, form: str,
-                          name: str) -> Any:
+                          name: str) -> Response:
     """Read the request's picture within the limits, held among the uploads (400 when it is empty), then segment
     it held in flight."""
     settings = service.settings
@@ -416,7 +429,8 @@ async def segment_request(service: Service, request: Request, params, masks: str
     if not body:
         raise HttpError(400, 'the body is empty: send the picture file as the body, or as the field "file" of '
                              f'{MULTIPART}')
-    return await service.segment(body, params, masks, min_score, form, name)
+    gzipped = 'gzip' in request.headers.get('accept-encoding', '')         # as GZipMiddleware would
+    return await service.segment(body, params, masks, min_score, form, name, gzipped)
 
 
 async def form_file(request: Request, body: bytes) -> bytes:

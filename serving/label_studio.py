@@ -153,7 +153,8 @@ async def segmented(service, task: dict, tag: LabelTag) -> dict:
     """A task's picture fetched (in a thread) and segmented: ``Instances.to_dict('rle')`` of those scoring at
     least ``SHOWN_MIN_SCORE``."""
     data = await asyncio.to_thread(task_picture, service.settings, task, tag)
-    return await service.segment(data, service.predictor.params, 'rle', SHOWN_MIN_SCORE)
+    answer = await service.segment(data, service.running.params, 'rle', SHOWN_MIN_SCORE)
+    return json.loads(answer.body)          # the answer's JSON bytes, made in the service's worker
 
 
 def prediction(answer: dict, tag: LabelTag, labels: dict, version: str) -> dict:

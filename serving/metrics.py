@@ -24,8 +24,8 @@ class Metrics:
                                 "answer's masks)", ['stage'], buckets=(0.001, 0.0025, 0.005) + LATENCY_BUCKETS,
                                 registry=self.registry)
         self.refused = Counter('solov2_refused', "requests refused 503 for want of room, by reason: 'in flight' "
-                               "(queue_size), 'uploads' (max_uploads), 'decode budget' (max_decode_mb), 'not ready' "
-                               "(loading or failed), 'stopping'", ['reason'], registry=self.registry)
+                               "(queue_size), 'uploads' (max_uploads), 'in-flight budget' (max_in_flight_mb), "
+                               "'not ready' (loading or failed), 'stopping'", ['reason'], registry=self.registry)
         self.batch_size = Histogram('solov2_batch_size', 'pictures in each network batch',
                                     buckets=tuple(range(1, max_batch + 1)), registry=self.registry)
         self.engines = Gauge('solov2_engine', 'the engine serving (1 once ready): asked, engine, its precision, '
@@ -36,8 +36,8 @@ class Metrics:
                 ('solov2_in_flight', 'segmentation requests accepted and not yet answered', lambda: held['in flight']),
                 ('solov2_uploads', 'request bodies being received (at most max_uploads)', lambda: held['uploads']),
                 ('solov2_queue_depth', 'pictures waiting for the network', queue_depth),
-                ('solov2_decode_budget_bytes', 'bytes of the decode budget (max_decode_mb) held by the pictures '
-                 'being decoded and prepared', decoding)):
+                ('solov2_in_flight_budget_bytes', 'bytes of the in-flight budget (max_in_flight_mb) held by the '
+                 'pictures admitted and not yet answered (decoding, waiting for the network, finishing)', decoding)):
             Gauge(name, text, registry=self.registry).set_function(read)
         ProcessCollector(registry=self.registry)
 

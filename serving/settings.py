@@ -5,6 +5,7 @@ the command parses its flags before it loads anything.
 """
 import dataclasses
 import numbers
+import warnings
 from typing import TYPE_CHECKING, Optional
 
 from solov2.core.errors import InputError, param
@@ -38,14 +39,15 @@ class ServeSettings:
         'pixels they run with alone (dygraph, onnx; 0: one size, or one size bucket, a run; docs/serving.md says '
         'when more pays)'))
     queue_size: int = limit(16, 1, 'requests in flight (body read) per process; more get 503 with Retry-After; large '
-                                   'pictures (a decode cost over max_decode_mb / queue_size) hold half of them')
+                                   'pictures (a cost over max_in_flight_mb / queue_size) hold half of them')
     max_body_mb: float = limit(32.0, 0, 'largest request body, MB', whole=False, above=True)
     max_pixels: Optional[int] = limit(None, 0, "largest picture in pixels, more get 413; 0: no limit (default: the "
                                                "config's max_image_pixels, 100 MP unless overridden, lowered to the "
-                                               'pictures max_decode_mb holds)')
-    max_decode_mb: Optional[float] = limit(None, 0, whole=False, help=(
-        'memory the pictures being decoded hold at once, MB; a picture with no room beside them gets 503 at once, one '
-        "that alone needs more 413; 0: no budget (default: 1024, or an eighth of the machine's memory when less)"))
+                                               'pictures max_in_flight_mb holds)')
+    max_in_flight_mb: Optional[float] = limit(None, 0, whole=False, help=(
+        'memory the pictures in flight hold at once, MB, each its decoding peak from its admission until its answer '
+        'is made (decoded, waiting for the network, finished); a picture with no room beside them gets 503 at once, '
+        "one that alone needs more 413; 0: no budget (default: 1024, or an eighth of the machine's memory when less)"))
     timeout_s: float = limit(30.0, 0, whole=False, above=True, help=(
         'a request unanswered after this many seconds gets 504; also how long a stop waits for the requests in flight'))
     max_uploads: int = limit(64, 1, 'request bodies being received at once per process, each up to max_body_mb; more '
@@ -64,9 +66,13 @@ class ServeSettings:
     label_studio_files: Optional[str] = text(
         "a folder whose pictures the ML backend routes read when a task's picture is a file path (inside it)")
     label_studio_token: Optional[str] = text('the API token sent to label_studio_url', env='LABEL_STUDIO_API_KEY')
+    max_decode_mb: Optional[float] = limit(None, 0, whole=False, help=(
+        'the old name of max_in_flight_mb (the budget holds the pictures in flight, not only while they decode), '
+        'kept for one release: given, it says so'))
 
     def __post_init__(self):
-        """InputError naming the field for a value outside its bound (``limit``); None only where it is the default."""
+        """InputError naming the field for a value outside its bound (``limit``); None only where it is the default;
+        ``max_decode_mb`` (the old name) taken as ``max_in_flight_mb``, with a warning that says so."""
         for field in dataclasses.fields(self)[1:]:
             name, value, bound = field.name, getattr(self, field.name), field.metadata
             if bound.get('switch'):
@@ -85,3 +91,11 @@ class ServeSettings:
                 raise InputError(param(name), f" takes a {'whole ' * bound['whole']}number "
                                               f"{'above' if bound['above'] else 'of at least'} {bound['least']}, "
                                               f'not {value!r}')
+        if self.max_decode_mb is not None:
+            if self.max_in_flight_mb is not None:
+                raise InputError(f'{param("max_decode_mb")} is the old name of {param("max_in_flight_mb")}: give one')
+            warnings.warn(f'{param("max_decode_mb")} is the old name of {param("max_in_flight_mb")} (the pictures in '
+                          'flight hold it until answered, not only while they decode); it goes in the next release',
+                          FutureWarning, stacklevel=3)
+            object.__setattr__(self, 'max_in_flight_mb', self.max_decode_mb)
+            object.__setattr__(self, 'max_decode_mb', None)          # taken: a copy (replace) is not warned again

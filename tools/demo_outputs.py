@@ -23,7 +23,7 @@ from solov2.data.results import SHOWN_MIN_SCORE, instances_to_coco, write_json
 from solov2.data.visualize import draw_bgr
 from solov2.model.distributed import SINGLE, Processes
 from solov2.model.inference.export_network import OUTPUTS, input_description
-from solov2.model.inference.media import VIDEO_SUFFIXES, frame_rgb, open_capture, read_frames
+from solov2.model.inference.media import VIDEO_SUFFIXES, frame_reader, open_capture, read_frames
 from solov2.model.inference.pipeline import PipelineStats
 
 LOG = logging.getLogger(__name__)
@@ -251,4 +251,4 @@ def run_video(predictor, source: Union[str, int], out_path: Path, draw: DrawOpti
         release.callback(writer.release)
         shown = [time.perf_counter()]
         frames = read_frames(capture, first, max_frames)
-        return run_timed(predictor, [(0, first)], frames, frame_rgb, finish, draw, keep)
+        return run_timed(predictor, [(0, first)], frames, frame_reader(predictor.read), finish, draw, keep)

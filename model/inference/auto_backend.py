@@ -395,6 +395,4 @@ def cached_backend(spec: ModelSpec, number: int, cfg, log: Optional[Callable[[st
 def dygraph_instead(spec: ModelSpec, cfg, why: str) -> DygraphBackend:
     """Dygraph for ``spec`` (``cached_backend``'s, on the CPU) where ``auto`` found no exported
     engine, its ``fallback`` saying ``why`` (several times slower: the service names it in /readyz and /metrics)."""
-    backend = dygraph_backend(spec, cfg)
-    backend.fallback = f'auto: {why}: dygraph runs instead (several times slower)'
-    return backend
+    return dygraph_backend(spec, cfg, f'auto: {why}: dygraph runs instead (several times slower)')

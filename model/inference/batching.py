@@ -1,5 +1,6 @@
 """The predictor's network stage, shared by every caller: prepared pictures are submitted from any
-thread and run through the network on one thread of its own, in the batches ``backend.share_batches``
+thread and run through the network on one thread at a time (a waiting caller's, else one of its own), in
+the batches ``backend.share_batches``
 groups them in (a batch gives each picture what it gives alone), those of one call's thresholds
 together. A picture waits for company only while ``coming()`` says more are being prepared and at
 most ``max_wait_s``; else the queue runs at once, so a caller alone waits for nobody, and callers
@@ -9,10 +10,11 @@ before its batch starts is dropped.
 """
 import collections
 import concurrent.futures
+import contextlib
 import dataclasses
 import threading
 import time
-from typing import Any, Callable, Deque, List, Sequence
+from typing import Any, Callable, Deque, Iterator, List, Optional
 
 import numpy as np
 
@@ -33,111 +35,181 @@ class Batching:
 
 
 @dataclasses.dataclass(eq=False)      # each job is itself: the queue removes it by identity
+class Group:
+    """Pictures one caller runs as one batch (``Predictor.run_pictures``' ``batch_size``): the queue waits for
+    all of them, ``coming`` those not yet submitted (each submitted, or ``NetworkQueue.left`` when one will not
+    come: its read failed). Other callers' pictures may join its batch, the same ``caller``'s next groups not."""
+
+    def __init__(self, size: int, caller: object):
+        self.size = self.coming = size
+        self.caller = caller
+
+    def joins(self, other: Optional['Group']) -> bool:
+        """Whether a picture of ``other`` may run in a batch of this group's (the same group, no group, or
+        another caller's)."""
+        return other is self or other is None or other.caller is not self.caller
+
+
+@dataclasses.dataclass(eq=False)      # each job is itself: the queue removes it by identity
 class Job:
     """One picture waiting for the network: chw [3, Hp, Wp] float32, its meta, the call's params and
-    the most pictures its caller runs at once."""
+    the pictures its caller runs with it as one batch (``group``)."""
     chw: np.ndarray
     meta: Any
     params: InferenceParams
-    max_batch: int
+    group: Optional[Group]
     arrived: float
     future: concurrent.futures.Future = dataclasses.field(default_factory=concurrent.futures.Future)
 
 
 class NetworkQueue:
-    """``submit`` or ``run`` from any thread (module docstring). The network (``network(rows, params,
-    max_padding)``, the predictor's) runs on one thread at a time: a caller of ``run`` that finds the
-    queue idle runs it on its own thread until it is empty (a caller alone: as if there were no queue,
-    on its own thread, so a training thread's evaluation stays on it), a ``submit`` that finds it
-    idle starts a thread to; those that find it running wait for their futures. ``coming()``: pictures
-    being prepared that will be submitted (the predictor's)."""
+    """``submit`` from any thread (module docstring). The network (``network(rows, params, max_padding)``, the
+    predictor's) runs on one thread at a time: a caller waiting for its pictures (``serve``, within
+    ``hosting``) runs it on its own thread while nobody else does (a caller alone: as if there were no queue,
+    on its own thread, so a training thread's evaluation stays on it), else a ``submit`` that finds it idle
+    starts a thread to; the others wait for their futures. ``coming()``: pictures being prepared that will
+    be submitted (the predictor's)."""
 
     def __init__(self, network: Callable[..., list], engine, batching: Batching, coming: Callable[[], int]):
         self.network, self.engine, self.batching, self.coming = network, engine, batching, coming
         self._jobs: Deque[Job] = collections.deque()
         self._wake = threading.Condition()
-        self._running = False
+        self._running, self._hosts = False, 0
+        self._busy = threading.local()          # seconds this thread ran the network (``serve``'s answer)
 
     @property
     def depth(self) -> int:
         """Pictures waiting for the network."""
         return len(self._jobs)
 
-    def _queue(self, jobs: List[Job]) -> bool:
-        """Queue ``jobs`` together; whether the caller is to run the queue (it was idle)."""
+    def submit(self, chw: np.ndarray, meta: Any, params: InferenceParams, group: Optional[Group] = None
+               ) -> concurrent.futures.Future:
+        """Queue a prepared picture (``Predictor.prepare``'s chw [3, Hp, Wp] and meta), one of ``group``; the
+        future gives its network output for ``Predictor.finish``."""
+        job = Job(chw, meta, params, group, time.monotonic())
         with self._wake:
-            self._jobs.extend(jobs)
-            self._wake.notify()
-            claimed, self._running = not self._running, True
-        return claimed
-
-    def submit(self, chw: np.ndarray, meta: Any, params: InferenceParams) -> concurrent.futures.Future:
-        """Queue a prepared picture (``Predictor.prepare``'s chw [3, Hp, Wp] and meta); the future gives
-        its network output for ``Predictor.finish``."""
-        job = Job(chw, meta, params, 1, time.monotonic())
-        if self._queue([job]):
-            threading.Thread(target=self._drain, name='solov2-network', daemon=True).start()
+            self._jobs.append(job)
+            self.settled(group)
+            self._start_thread()
         return job.future
 
-    def run(self, rows: List[Any], params: InferenceParams) -> list:
-        """The network's result for each prepared picture of ``rows`` ((chw, meta)), run with the other
-        callers' (one caller's pictures as one batch where they can share one); the first error raised."""
-        now = time.monotonic()
-        jobs = [Job(chw, meta, params, len(rows), now) for chw, meta in rows]
-        if self._queue(jobs):
-            self._drain(mine=jobs)
-        return [job.future.result() for job in jobs]
+    def settled(self, group: Optional[Group]) -> None:
+        """One picture of ``group`` is no longer coming: submitted, or never (its read failed; the others then
+        run without it)."""
+        with self._wake:
+            if group is not None:
+                group.coming -= 1
+            self._wake.notify_all()
+
+    def _start_thread(self, hosts: int = 0) -> None:
+        """(Holding ``_wake``) start a thread to run the queue while pictures wait, nobody runs it and no host
+        but ``hosts`` (the caller) is there to."""
+        if self._jobs and not self._running and self._hosts <= hosts:
+            self._running = True
+            threading.Thread(target=self._drain, name='solov2-network', daemon=True).start()
+
+    @contextlib.contextmanager
+    def hosting(self) -> Iterator[None]:
+        """While the block runs, this thread is a host: pictures submitted meanwhile wait for its ``serve``
+        rather than start a thread; after it, those left wait for a thread."""
+        with self._wake:
+            self._hosts += 1
+        try:
+            yield
+        finally:
+            with self._wake:
+                self._hosts -= 1
+                self._start_thread()
+
+    def serve(self, done: concurrent.futures.Future) -> float:
+        """Run the queue on this thread (within ``hosting``) whenever nobody else does, until ``done`` is; the
+        seconds this thread ran the network meanwhile."""
+        self._busy.seconds = 0.0
+        done.add_done_callback(lambda _: self.settled(None))         # wakes this thread
+        while not done.done():
+            with self._wake:
+                claimed = not self._running and bool(self._jobs)
+                self._running = self._running or claimed
+                if not claimed and not done.done():
+                    self._wake.wait()
+            if claimed:
+                self._drain(done)
+        return self._busy.seconds
 
     def _take(self) -> List[Job]:
-        """The next batch: the oldest job and those that join it, once full, nothing is coming or the
-        oldest has waited ``max_wait_s``; [] when the queue is empty (the runner then stops)."""
+        """The next batch: the oldest job and those that join it, once full, or once its group is all here and
+        nothing is coming or it has waited ``max_wait_s``; [] when the queue is empty (the runner then stops)."""
         with self._wake:
             while True:
                 if not self._jobs:
                     self._running = False
                     return []
-                most = max(self.batching.max_batch, self._jobs[0].max_batch)
-                alike = [job for job in self._jobs if job.params == self._jobs[0].params]
+                head = self._jobs[0]
+                most = max(self.batching.max_batch, head.group.size if head.group else 1)
+                alike = [job for job in self._jobs if job.params == head.params and (
+                    head.group is None or head.group.joins(job.group))]
                 first = share_batches([job.chw.shape[1:] for job in alike], self.engine, most,
                                       self.batching.max_padding)[0]
                 batch = [alike[index] for index in first]
                 left = batch[0].arrived + self.batching.max_wait_s - time.monotonic()
-                if len(batch) >= most or left <= 0 or self.coming() <= 0:
+                company = head.group is not None and head.group.coming > 0       # its caller's, being read
+                if len(batch) >= most or not company and (left <= 0 or self.coming() <= 0):
                     break
-                self._wake.wait(left)
+                self._wake.wait(None if company else left)
             for job in batch:
                 self._jobs.remove(job)
         return [job for job in batch if job.future.set_running_or_notify_cancel()]
 
-    def _drain(self, mine: Sequence[Job] = ()) -> None:
-        """Run batches until the queue is empty, or for a caller, until its own pictures (``mine``) are done,
-        the rest then handed to a thread (so no caller waits on the others' pictures); a batch's failure is
-        its pictures' (an interrupt of a caller running the queue ends its run, after the same hand-over)."""
-        while self._running:
-            if mine and all(job.future.done() for job in mine):
-                return self._hand_over()
+    def _drain(self, until: Optional[concurrent.futures.Future] = None) -> None:
+        """Run batches until the queue is empty, or for a host, until ``until`` is done, the rest then handed
+        to a thread (so no caller waits on the others' pictures). A failure anywhere in a
+        batch (forming it, the network, ``on_batch``) is its pictures' and the queue runs on; an interrupt of a
+        caller running the queue fails its batch and ends its run, after the same hand-over."""
+        try:
+            while self._running:
+                if until is not None and until.done():
+                    return self._hand_over()
+                self._serve_one()
+        except BaseException:
+            self._hand_over()
+            raise
+
+    def _serve_one(self) -> None:
+        """Take the next batch and run it, its pictures failing with the reason when either fails (a batch that
+        cannot be formed: its oldest picture)."""
+        batch: List[Job] = []
+        try:
             batch = self._take()
-            if not batch:
-                continue
-            began = time.monotonic()
-            try:
-                rows = self.network([(job.chw, job.meta) for job in batch], batch[0].params,
-                                    self.batching.max_padding)
-            except BaseException as exc:  # a failed run fails its own pictures, never the queue
-                for job in batch:
+            if batch:
+                self._run(batch)
+        except BaseException as exc:
+            with self._wake:
+                if not batch and self._jobs and isinstance(exc, Exception):
+                    batch = [self._jobs.popleft()]
+            for job in batch:
+                if not job.future.done():
                     job.future.set_exception(exc)
-                if isinstance(exc, Exception):
-                    continue
-                self._hand_over()        # Ctrl-C in a caller's thread: the others' pictures run on
+            if not isinstance(exc, Exception):
                 raise
-            finally:
-                self.batching.on_batch([began - job.arrived for job in batch], time.monotonic() - began)
-            for job, row in zip(batch, rows):
-                job.future.set_result(row)
+
+    def _run(self, batch: List[Job]) -> None:
+        """The network on ``batch``, each picture's future given its row; ``on_batch`` told the waits and time."""
+        began = time.monotonic()
+        try:
+            rows = self.network([(job.chw, job.meta) for job in batch], batch[0].params, self.batching.max_padding)
+            if len(rows) != len(batch):
+                raise RuntimeError(f'the network gave {len(rows)} results for a batch of {len(batch)} pictures')
+        finally:
+            seconds = time.monotonic() - began
+            self._busy.seconds = getattr(self._busy, 'seconds', 0.0) + seconds
+            self.batching.on_batch([began - job.arrived for job in batch], seconds)
+        for job, row in zip(batch, rows):
+            job.future.set_result(row)
 
     def _hand_over(self) -> None:
-        """Leave running the queue: to a thread of its own while pictures wait, else idle."""
+        """Leave running the queue (a host whose pictures are done): to another host while one waits, else to
+        a thread of its own while pictures wait, else idle."""
         with self._wake:
-            self._running = bool(self._jobs)
-            if self._running:
-                threading.Thread(target=self._drain, name='solov2-network', daemon=True).start()
+            self._running = False
+            self._wake.notify_all()
+            self._start_thread(hosts=1)

@@ -37,14 +37,14 @@ class DygraphBackend(Backend):
     device_outputs = True
 
     def __init__(self, cfg, weights: Optional[str] = None, device: Optional[str] = None, sidecar: bool = True,
-                 threads: int = 0, model: Optional[paddle.nn.Layer] = None):
+                 threads: int = 0, model: Optional[paddle.nn.Layer] = None, fallback: Optional[str] = None):
         self.placement = Placement(device or default_device(), cpu_threads(threads))
         self.network_on_gpu = on_gpu(self.placement.device)
         if model is None:
             with self.placement():
                 cfg, model = checkpoint_model(cfg, weights, sidecar)
         super().__init__(cfg)
-        self.model, self.net = model, ExportableSOLOv2(model)
+        self.model, self.net, self.fallback = model, ExportableSOLOv2(model), fallback
 
     def placed(self):
         """The model's device and threads for the block (``placement``)."""

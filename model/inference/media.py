@@ -1,7 +1,7 @@
 """Where pictures come from: the image files of a folder, the frames of a video file or a
-camera (what ``pipeline.Predictor.run_pictures`` reads)."""
+camera (what ``pipeline.Predictor.run_pictures`` reads, through the model's reader)."""
 from pathlib import Path
-from typing import Tuple, Union
+from typing import Callable, Tuple, Union
 
 import cv2
 import numpy as np
@@ -50,6 +50,7 @@ def open_capture(source: Union[str, int]):
     return capture, first
 
 
-def frame_rgb(item: Tuple[int, np.ndarray]) -> np.ndarray:
-    """[H, W, 3] uint8 RGB of a (index, BGR frame) item of ``read_frames``."""
-    return cv2.cvtColor(item[1], cv2.COLOR_BGR2RGB)
+def frame_reader(read: Callable[..., np.ndarray]) -> Callable[[Tuple[int, np.ndarray]], np.ndarray]:
+    """How a model reads the (index, BGR frame) items of ``read_frames``: through its reader (``read``:
+    ``Predictor.read``, with its pixel limit and colour rule), a frame named by its index in a message."""
+    return lambda item: read(item[1], 'bgr', what=f'frame {item[0]}')

@@ -1,6 +1,6 @@
 """What a picture costs in memory before it is decoded (from its header), and the predictor's
 budget of it, shared by every thread and caller that reads pictures through it (the service's
-``--max-decode-mb``, the API's lists)."""
+``--max-in-flight-mb``, the API's lists)."""
 import os
 import threading
 from pathlib import Path
@@ -44,7 +44,7 @@ def prepared_bytes(width: int, height: int, short: int, max_size: int) -> int:
 
 
 def default_budget() -> int:
-    """The service's decode budget unless told: ``DEFAULT_BUDGET``, or an eighth of the memory this process
+    """The service's in-flight budget unless told: ``DEFAULT_BUDGET``, or an eighth of the memory this process
     may use when less: the machine's, or its container's limit (cgroup) when lower."""
     total = os.sysconf('SC_PHYS_PAGES') * os.sysconf('SC_PAGE_SIZE')
     for path in ('/sys/fs/cgroup/memory.max', '/sys/fs/cgroup/memory/memory.limit_in_bytes'):

@@ -1,19 +1,20 @@
-"""The predictor: pictures through an engine (``backend.Backend``), in stages it owns: reading
-(``reader``), preparing, the network (``queue``, shared by every caller), finishing (its ``workers``),
-under one budget of bytes in flight (``budget``). Two drivers: ``Predictor.run_pictures`` reads and
-prepares a caller's pictures in loading threads, runs the network on the calling thread in batches
-and finishes in the workers, results in input order (the API, demo.py, eval.py, training,
-quantization); ``Predictor.submit`` takes one picture through them from any thread (the service).
+"""The predictor: pictures through an engine (``backend.Backend``), in stages it owns: reading and
+preparing (``reader``, in its ``readers``), the network (``queue``, shared by every caller), finishing
+(in its ``workers``: a finished network row never waits behind pictures to decode), under one budget of
+bytes in flight (``budget``), as its ``PipelineOptions`` say. One scheduler: ``Predictor.submit`` takes a
+picture through them from any thread (the service); ``Predictor.run_pictures`` is an ordered, bounded
+window over it (the API, demo.py, eval.py, training, quantization).
 OpenCV's and OpenBLAS's threads are the process's: a program limits them to one
 (``model.tuning.tune_process(helper_threads=1)``) so each worker takes at most one core."""
 import contextlib
 import functools
 import itertools
 import numbers
+import threading
 import time
 from collections import deque
-from concurrent.futures import Future, InvalidStateError, ThreadPoolExecutor
-from dataclasses import dataclass
+from concurrent.futures import CancelledError, Future, InvalidStateError, ThreadPoolExecutor
+from dataclasses import dataclass, field
 from typing import Any, Callable, Generator, Iterable, Iterator, List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
@@ -22,7 +23,7 @@ import paddle
 from solov2.core.errors import InputError
 from solov2.data.transforms import ImageMeta, preprocess
 from solov2.model.inference.backend import Backend, share_batches
-from solov2.model.inference.batching import Batching, NetworkQueue
+from solov2.model.inference.batching import Batching, Group, NetworkQueue
 from solov2.model.inference.device_postprocess import postprocess_on_device
 from solov2.model.inference.memory import MemoryBudget
 from solov2.model.inference.postprocess import Detections, InferenceParams, paste_detections, postprocess_flat
@@ -54,6 +55,31 @@ class Prepared(NamedTuple):
 
 
 IN_FLIGHT_SHARE = 64 * 2 ** 20    # in-flight bytes for each worker and one more (Predictor's default budget)
+READERS = 2                       # reading threads unless told (``PipelineOptions.readers``)
+
+
+@dataclass(frozen=True)
+class PipelineOptions:
+    """How a predictor moves pictures: the host's knob for its threads and memory (``Segmenter(...,
+    pipeline=PipelineOptions(...))``; the service's settings come through it).
+
+    ``batching``: how the pictures of several callers share network runs (``batching.Batching``: most
+    pictures a run, how long the oldest waits for company, padding, a hook after each run). ``workers``:
+    finishing threads (post-processing, the caller's ``finish``; default ``default_finish_workers``).
+    ``readers``: threads that read and prepare pictures (default ``READERS``). ``in_flight_bytes``: bytes
+    of the pictures admitted and not yet finished, across callers (default ``IN_FLIGHT_SHARE`` per
+    finishing thread and one more; 0: no bound). The network runs on a waiting caller's thread, else on
+    one the queue starts while it has work (``solov2-network``)."""
+    batching: Batching = field(default_factory=Batching)
+    workers: Optional[int] = None
+    readers: Optional[int] = None
+    in_flight_bytes: Optional[int] = None
+
+
+class Picture(Future):
+    """A picture's answer (``Predictor.submit``); ``prepared``: whether it was read and prepared (a failure
+    after that is the network's or ``finish``'s, not the picture's)."""
+    prepared = False
 
 
 def at_least_one(name: str, value: Any) -> int:
@@ -119,24 +145,23 @@ def finish_outputs(outputs: Sequence[np.ndarray], meta: ImageMeta, params: Infer
 
 
 class Predictor:
-    """Pictures through ``engine``: ``prepare``, ``network`` and ``finish``, looped by ``run_pictures``
-    (``detect``: one picture). ``on_device``: post-process with Paddle ops where the network runs
-    (``device_postprocess``; default: when the engine's outputs stay on its GPU, ``device_outputs``; off
+    """Pictures through ``engine``: ``prepare``, ``network`` and ``finish``, taken by ``submit`` and looped by
+    ``run_pictures`` (``detect``: one picture). ``on_device``: post-process with Paddle ops where the network
+    runs (``device_postprocess``; default: when the engine's outputs stay on its GPU, ``device_outputs``; off
     on a CPU, where the numpy path is faster than Paddle's op-by-op dygraph; fixed when it is made: its queue
     holds it).
     ``params``: the config's post-processing settings, each call's default; ``reader``: how its pictures
     are read (``reading.PictureReader``: the config's pixel limit and test size, and ``fast_decode``);
     ``queue``: the network stage every caller's pictures go through (``batching.NetworkQueue``: callers
-    that arrive while a batch runs share the next, as ``batching`` says; pictures on their way through
-    ``submit`` are those coming); ``workers``: the finishing threads (default ``default_finish_workers``
-    for where the network runs); ``budget``: bytes of pictures read and not yet finished, across callers
-    (``memory.MemoryBudget``; default ``in_flight_bytes``: ``IN_FLIGHT_SHARE`` per worker and one more, 64 MiB
-    each, so that a 12 MP photo, 36 MB read and prepared and 89 MB at its decoding peak, still decodes while
-    one finishes on each worker, and two never decode at once beside it)."""
+    that arrive while a batch runs share the next, as ``pipeline.batching`` says; pictures being read are
+    those coming); ``readers`` (``solov2-read``) and ``workers`` (``solov2-finish``): its reading and finishing
+    threads; ``budget``: bytes of pictures admitted and not yet finished, across callers
+    (``memory.MemoryBudget``; default ``IN_FLIGHT_SHARE`` per worker and one more, 64 MiB each, so that a
+    12 MP photo, 36 MB read and prepared and 89 MB at its decoding peak, still decodes while one finishes
+    on each worker, and two never decode at once beside it). ``pipeline``: ``PipelineOptions``."""
 
     def __init__(self, engine: Backend, on_device: Optional[bool] = None, fast_decode: bool = False,
-                 batching: Batching = Batching(), workers: Optional[int] = None,
-                 in_flight_bytes: Optional[int] = None):
+                 pipeline: PipelineOptions = PipelineOptions()):
         if on_device and not engine.device_outputs:
             raise ValueError(f'on_device post-processing needs an engine whose outputs are Paddle tensors '
                              f'(dygraph); {type(engine).__name__} gives numpy arrays')
@@ -144,18 +169,26 @@ class Predictor:
         self.on_device = engine.network_on_gpu and engine.device_outputs if on_device is None else on_device
         self.reader = PictureReader(self.cfg.max_image_pixels, self.cfg.test_short, self.cfg.test_max, fast_decode)
         self._loading: set = set()      # pictures ``submit`` reads and prepares, coming to the network
-        self.queue = NetworkQueue(functools.partial(network_rows, engine, self.on_device), engine, batching,
-                                  self._loading.__len__)
-        count = workers or default_finish_workers(network_on_gpu=engine.network_on_gpu)
+        self.queue = NetworkQueue(functools.partial(network_rows, engine, self.on_device), engine,
+                                  pipeline.batching, self._loading.__len__)
+        count = pipeline.workers or default_finish_workers(network_on_gpu=engine.network_on_gpu)
+        self.readers = ThreadPoolExecutor(pipeline.readers or READERS, 'solov2-read')
         self.workers = ThreadPoolExecutor(count, 'solov2-finish')
-        self.budget = MemoryBudget(IN_FLIGHT_SHARE * (count + 1) if in_flight_bytes is None else in_flight_bytes)
+        limit = pipeline.in_flight_bytes
+        self.budget = MemoryBudget(IN_FLIGHT_SHARE * (count + 1) if limit is None else limit)
+        self._streams, self._closing, self._lock = 0, False, threading.Lock()
 
     def close(self, wait: bool = False) -> None:
-        """Stop the ``workers`` once they have finished what they hold (``wait``: until then). A predictor
-        made for one job is closed when it ends (``with``): an idle worker would otherwise hold the
-        process at exit, which an interrupt can leave out of the interpreter's own shutdown (Ctrl-C
-        between starting a worker and registering it)."""
-        self.workers.shutdown(wait=wait)
+        """Stop the ``readers`` and ``workers`` once they have finished what they hold (``wait``: until then; a
+        ``run_pictures`` still running finishes first, and stops them as it ends). A predictor made for one job
+        is closed when it ends (``with``): an idle worker would otherwise hold the process at exit, which an
+        interrupt can leave out of the interpreter's own shutdown (Ctrl-C between starting a worker and
+        registering it)."""
+        with self._lock:
+            self._closing, streaming = True, self._streams > 0
+        if not streaming:
+            self.readers.shutdown(wait=wait)
+            self.workers.shutdown(wait=wait)
 
     def __enter__(self) -> 'Predictor':
         return self
@@ -194,141 +227,134 @@ class Predictor:
             raise found
         return found
 
+    def submit(self, item: Any, read: Callable[[Any], np.ndarray], finish: Callable[[Any, Prepared, Any], Any],
+               params: Optional[InferenceParams] = None, cost: int = 0, group: Optional[Group] = None) -> Picture:
+        """One picture through the stages from any thread, its ``cost`` bytes taken from ``budget`` by the
+        caller and given back here once its work ends: ``read(item)`` ([H, W, 3] uint8 RGB) and ``prepare``
+        in a reader, the network through ``queue`` (with the pictures of its ``group``), then ``finish(item,
+        prepared, row)`` in a worker (``row``: the network's result, which ``Predictor.finish`` makes the
+        instances of). The answer gives what ``finish`` returns, or the first error; cancelled, the picture
+        stops before its next stage."""
+        answer, params = Picture(), params or self.params
+
+        def fail(exc: BaseException) -> None:
+            self.budget.give(cost)
+            with contextlib.suppress(InvalidStateError):
+                answer.set_exception(exc)
+
+        def load() -> None:
+            try:
+                if answer.cancelled():          # a picture whose answer is no longer awaited is not read
+                    raise CancelledError()
+                image = read(item)
+                prepared = Prepared(image, *self.prepare(image))
+            except BaseException as exc:  # a picture that cannot be read: its answer's error
+                self._loading.discard(token)
+                self.queue.settled(group)
+                return fail(exc)
+            answer.prepared = True
+            self._loading.discard(token)
+            self.queue.submit(prepared.chw, prepared.meta, params, group).add_done_callback(
+                lambda job: stage(job, self.workers, finished, prepared))
+
+        def finished(prepared: Prepared, row: Any) -> None:
+            try:
+                value = finish(item, prepared, row)
+            except BaseException as exc:  # finishing failed: the answer's error
+                return fail(exc)
+            self.budget.give(cost)
+            with contextlib.suppress(InvalidStateError):
+                answer.set_result(value)
+
+        def stage(done: Optional[Future], pool: ThreadPoolExecutor, step: Callable, *args: Any) -> None:
+            try:                      # the next stage once ``done`` gave its value, unless it failed or was cancelled
+                if answer.cancelled():
+                    raise CancelledError()
+                pool.submit(step, *args, *([] if done is None else [done.result()]))
+            except BaseException as exc:  # a stage's failure (or a pool closed) is the answer's
+                fail(exc)
+
+        token = object()          # this picture among those coming until it is prepared
+        self._loading.add(token)
+        stage(None, self.readers, load)
+        return answer
+
     def run_pictures(self, items: Iterable[Any], read: Callable[[Any], np.ndarray],
                      finish: Callable[[Any, Prepared, Detections], Any] = lambda item, prepared, found: found,
                      params: Optional[InferenceParams] = None, batch_size: int = 1,
                      stats: Optional[PipelineStats] = None, window: int = 8,
                      cost: Callable[[Any], Optional[int]] = lambda item: None
                      ) -> Generator[Tuple[Any, Any], None, None]:
-        """``(item, result)`` for each of ``items``, in their order: ``read(item)`` ([H, W, 3] uint8 RGB)
-        and ``prepare`` in two loading workers; ``network`` through ``queue`` (on this thread when no
-        other caller's batch runs; with other callers' pictures that arrive meanwhile), ``batch_size`` items a call;
-        the result ``finish(item, prepared, detections)`` (default the detections) in the ``workers``.
-        A read or prepare that raised gives its exception as the result; errors in the network or
-        ``finish`` propagate. At most ``window`` finished pictures wait for the consumer, and pictures
-        read and not yet finished are held within ``budget`` with the other callers' (a load counts as
-        ``cost(item)`` says, else as the last load held; a caller holding nothing loads a batch whatever
-        the others hold). ``stats`` gets the timings."""
+        """``(item, result)`` for each of ``items``, in their order: an ordered, bounded window over ``submit``
+        (as ``Executor.map`` with read-ahead). ``batch_size`` items at a time go through ``submit`` as one
+        batch (``batching.Group``), at most ``window`` items ahead of the consumer, each admitted to ``budget``
+        with the other callers' by ``cost(item)`` (unknown: what the last picture read held; the first: the
+        whole budget; a caller holding nothing is admitted whatever the others hold); the result is
+        ``finish(item, prepared, detections)`` (default the detections). While it waits, this thread runs the
+        network whenever no other does (a caller alone runs its batches at once on its own thread). A read or
+        prepare that raised gives its exception as the result; errors in the network or ``finish``
+        propagate. ``stats`` gets the timings."""
         size = at_least_one('batch_size', batch_size)
         self.engine.check_batch(size)
+        params, stats = params or self.params, stats if stats is not None else PipelineStats()
+        start, held, pending = time.perf_counter(), [self.budget.limit], deque()    # held: the last picture's bytes
+        caller = object()           # this call's groups, which never share a batch with each other
 
-        def load_one(item: Any) -> Any:
-            try:
-                image = read(item)
-                return Prepared(image, *self.prepare(image))
-            except Exception as exc:  # a bad input is reported by the caller, not fatal to the others
-                return exc
+        def finished(item: Any, prepared: Prepared, row: Any) -> Any:
+            held[0] = array_bytes((prepared.image, prepared.chw))
+            return finish(item, prepared, self.finish(row, prepared.meta, params))
 
-        def model(loaded):
-            return self.queue.run([(p.chw, p.meta) for p in loaded if isinstance(p, Prepared)], params or self.params)
+        def admit() -> None:          # submit the next chunks while the window and the budget have room
+            while len(pending) < max(2, window // size):
+                chunk = upcoming.pop() if upcoming else next(chunked, None)
+                if chunk is None:
+                    return
+                costs = [held[0] if known is None else known for known in map(cost, chunk)]
+                if not self.budget.take(sum(costs), 0, force=not pending):
+                    return upcoming.append(chunk)         # its turn comes once the oldest is done
+                group = Group(len(chunk), caller)
+                pending.append([(item, self.submit(item, read, finished, params, bytes_, group))
+                                for item, bytes_ in zip(chunk, costs)])
 
-        def finish_chunk(chunk, loaded, rows):
-            rows = iter(rows)
-            return [(item, finish(item, p, self.finish(next(rows), p.meta, params)) if isinstance(p, Prepared) else p)
-                    for item, p in zip(chunk, loaded)]
-
-        for done in _run(chunks(items, size), lambda chunk: list(map(load_one, chunk)), model, finish_chunk,
-                         self.workers, max(2, 4 // size), max(2, window // size), self.budget,
-                         stats if stats is not None else PipelineStats(), cost):
-            yield from done
-
-    def submit(self, read: Callable[[], np.ndarray], finish: Callable[[Prepared, Any], Any],
-               params: Optional[InferenceParams] = None, cost: int = 0) -> Future:
-        """One picture through the stages from any thread, its ``cost`` bytes taken from ``budget`` by
-        the caller and given back here once its work ends: ``read()`` ([H, W, 3] uint8 RGB) and
-        ``prepare`` in a worker, the network through ``queue``, ``finish(prepared, row)`` in a worker
-        (``row``: the network's result, which ``Predictor.finish`` makes the instances of). The future
-        gives what ``finish`` returns, or the first error; cancelled, the picture stops before its next
-        stage."""
-        answer: Future = Future()
-
-        def then(job: Future, step: Callable[[Any], None]) -> None:
-            try:
-                value = job.result()
-                if not answer.cancelled():
-                    return step(value)
-            except BaseException as exc:  # a stage's failure (or cancelling) is the answer's
-                self.budget.give(cost)
-                with contextlib.suppress(InvalidStateError):
-                    answer.set_exception(exc)
-                return
-            self.budget.give(cost)
-
-        def load() -> Optional[Prepared]:
-            try:
-                if not answer.cancelled():      # a picture whose answer is no longer awaited is not read
-                    image = read()
-                    return Prepared(image, *self.prepare(image))
-            finally:
-                self._loading.discard(token)
-
-        def loaded(prepared: Prepared) -> None:
-            self.queue.submit(prepared.chw, prepared.meta, params or self.params).add_done_callback(
-                lambda job: then(job, lambda row: self.workers.submit(finish, prepared, row).add_done_callback(
-                    lambda job: then(job, done))))
-
-        def done(value: Any) -> None:
-            self.budget.give(cost)
-            with contextlib.suppress(InvalidStateError):
-                answer.set_result(value)
-
-        token = object()          # this picture among those coming until it is prepared
-        self._loading.add(token)
-        self.workers.submit(load).add_done_callback(lambda loading: then(loading, loaded))
-        return answer
-
-
-def _run(chunks_in: Iterable[list], load, model, finish, finishers: ThreadPoolExecutor, prefetch: int, window: int,
-         budget: MemoryBudget, stats: PipelineStats, cost: Callable[[Any], Optional[int]]) -> Iterator[list]:
-    """``finish(chunk, loaded, model(loaded))`` for each chunk, in order, ``loaded = load(chunk)``; up to
-    ``prefetch`` chunks loading ahead, each alone or as many as fit the budget."""
-    start = time.perf_counter()
-    pending: deque = deque()       # (chunk, load future, bytes it holds of the budget)
-    finishing: deque = deque()     # (finish future, bytes of its loaded arrays held)
-    last = None                    # bytes of the last chunk loaded: what a load of unknown cost will hold
-    upcoming, costs = None, []     # the next chunk to load, and what its items will hold (cost)
-
-    def coming() -> int:           # what loading the next chunk will hold: unknown before any load, the budget
-        return 0 if upcoming is None else sum(costs) if None not in costs else budget.limit if last is None else last
-
-    def must_wait() -> bool:       # for the oldest finish: memory over, nothing to load, or too many done
-        return budget.used > budget.limit > 0 or (not pending and not budget.fits(coming())) or \
-            len(finishing) > window
-
-    with ThreadPoolExecutor(2) as loaders:
+        with self._lock:
+            self._streams += 1
+        upcoming, chunked = [], chunks(items, size)
         try:
-            iterator = iter(chunks_in)
             while True:
-                while finishing and (finishing[0][0].done() or must_wait()):
-                    yield finishing[0][0].result()
-                    budget.give(finishing.popleft()[1])
-                while len(pending) < prefetch:
-                    if upcoming is None and (upcoming := next(iterator, None)) is not None:
-                        costs = [cost(item) for item in upcoming]
-                    need = coming()
-                    if upcoming is None or not budget.take(need, 0, force=not (pending or finishing)):
+                with self.queue.hosting():
+                    admit()
+                    if not pending:
                         break
-                    pending.append((upcoming, loaders.submit(load, upcoming), need))
-                    upcoming = None
-                if not pending:
-                    break
-                chunk, future, _ = pending[0]
-                loaded = future.result()
-                last = array_bytes(loaded)
-                budget.take(last, force=True)
-                budget.give(pending.popleft()[2])
-                began = time.perf_counter()
-                out = model(loaded)
-                stats.model_busy += time.perf_counter() - began
-                finishing.append((finishers.submit(finish, chunk, loaded, out), last))
-                stats.done += sum(isinstance(p, Prepared) for p in loaded)
-                del loaded, out           # the finisher holds them now, and lets go when done
-            while finishing:
-                yield finishing[0][0].result()
-                budget.give(finishing.popleft()[1])
+                    oldest = pending.popleft()
+                    for _, answer in oldest:
+                        stats.model_busy += self.queue.serve(answer)
+                    admit()               # read ahead while the consumer takes these
+                for item, answer in oldest:
+                    yield item, self._outcome(answer, stats)
         finally:       # a consumer that stops early: its pictures' bytes back once their work ends
-            for *_, future, size in (*pending, *finishing):
-                with contextlib.suppress(Exception):
-                    future.result()
-                budget.give(size)
-    stats.wall = time.perf_counter() - start
+            for _, answer in (pair for chunk in pending for pair in chunk):
+                with contextlib.suppress(BaseException):
+                    answer.exception()
+            stats.wall = time.perf_counter() - start
+            self._stream_ended()
+
+    @staticmethod
+    def _outcome(answer: Picture, stats: PipelineStats) -> Any:
+        """What ``run_pictures`` gives for a done ``answer``: its value, or the exception that stopped its
+        picture's read; a failure after that raised."""
+        failure = answer.exception()
+        if failure is None:
+            stats.done += 1
+            return answer.result()
+        if answer.prepared:
+            raise failure
+        return failure
+
+    def _stream_ended(self) -> None:
+        """One ``run_pictures`` ended: the last of those running when ``close`` came closes the pools."""
+        with self._lock:
+            self._streams -= 1
+            last = self._closing and not self._streams
+        if last:
+            self.readers.shutdown(wait=False)
+            self.workers.shutdown(wait=False)

@@ -117,7 +117,8 @@ def exported_backend(spec: ModelSpec, compiled: Optional[str] = None, **openvino
     raise BackendError(f"unknown exported backend '{kind}' (expected one of {', '.join(EXPORTED)})")
 
 
-def dygraph_backend(spec: ModelSpec, cfg) -> DygraphBackend:
+def dygraph_backend(spec: ModelSpec, cfg, fallback: Optional[str] = None) -> DygraphBackend:
     """The Paddle model of ``spec``'s checkpoint on its ``device`` and ``threads``; ``cfg``: its config
-    with the sidecar applied (``config.sidecar.resolve_config``)."""
-    return DygraphBackend(cfg, spec.weights, spec.device, sidecar=False, threads=spec.threads)
+    with the sidecar applied (``config.sidecar.resolve_config``); ``fallback``: why it runs instead of the
+    engine asked for (``Backend.fallback``)."""
+    return DygraphBackend(cfg, spec.weights, spec.device, sidecar=False, threads=spec.threads, fallback=fallback)

@@ -124,6 +124,9 @@ def test_stream_video_yields_every_frame_in_order(seg, tmp_path):
     _, frame, everything = next(seg.stream_video(str(path), min_score=0))
     _same(everything, seg(frame, min_score=0))
     assert len(everything) > len(seen[0][2])
+    small = Segmenter(WEIGHTS, backend='dygraph', device='cpu', overrides={'max_image_pixels': 1000})
+    with pytest.raises(InputError, match='frame 0 .*over'):              # frames go through the model's reader
+        next(small.stream_video(str(path)))
 
 
 def test_evaluate_equals_eval_py(seg, tmp_path, capsys):
@@ -162,7 +165,8 @@ def test_every_door_goes_through_the_predictors_loop(seg, tmp_path, monkeypatch)
         before, threads = len(loops), set(threading.enumerate())
         call()
         assert len(loops) > before, door
-        for left in set(threading.enumerate()) - threads - seg.predictor.workers._threads:
+        pools = seg.predictor.workers._threads | seg.predictor.readers._threads
+        for left in set(threading.enumerate()) - threads - pools:
             left.join(10)
             assert not left.is_alive(), (door, left.name)
 

@@ -15,8 +15,9 @@ from solov2.core.paths import CACHE_ENV, cache_root
 from solov2.data.transforms import read_image
 from solov2.model.inference import pipeline
 from solov2.model.inference.auto_backend import STAGES, installed_engines
+from solov2.model.inference.batching import Batching
 from solov2.model.inference.device_postprocess import postprocess_on_device
-from solov2.model.inference.pipeline import Predictor
+from solov2.model.inference.pipeline import PipelineOptions, Predictor
 from solov2.model.inference.spec import ModelSpec
 from tests.helpers import REPO_DIR
 from tests.pictures import large_jpeg
@@ -63,8 +64,9 @@ def test_a_list_gives_its_instances_in_order_as_one_by_one(seg, monkeypatch):
     calls = _recording(monkeypatch, seg.backend)
     batched = seg(items, batch_size=3)
     assert isinstance(batched, list) and len(batched) == len(items)
-    assert [size for size, _ in calls] == [2, 1, 2]          # [0, 1 | 2] [3, 4]
-    assert calls[1][1] != calls[0][1] == calls[2][1]
+    sizes = sorted((size, tuple(shape)) for size, shape in calls)
+    assert [size for size, _ in sizes] == [1, 2, 2], calls      # [0, 1 | 2] [3, 4], run in the order they are read
+    assert sizes[0][1] != sizes[1][1] == sizes[2][1]             # the wide one alone
     for got, want in zip(batched, one_by_one):
         _same(got, want, exact=False)
     calls.clear()
@@ -433,3 +435,24 @@ def test_one_instance_taken_by_index_pastes_its_mask_once(seg, monkeypatch, whol
     assert len(pastes) == 1 and one.crop.any()
     assert np.array_equal(result[1].crop, one.crop) and len(pastes) == 1
     assert one.box == tuple(result.boxes[1]) and one.crop.shape == (one.box[3] - one.box[1], one.box[2] - one.box[0])
+
+
+def test_the_host_sets_the_pipeline_of_the_one_predictor_and_close_stops_its_threads():
+    """``Segmenter(..., pipeline=PipelineOptions(...))``: its one predictor's batching, threads and bytes in
+    flight as the host says (anything else refused by name); ``close()`` lets a stream still running finish,
+    then its reading and finishing threads end."""
+    options = PipelineOptions(Batching(max_batch=2), workers=3, readers=1, in_flight_bytes=2**28)
+    seg = Segmenter(WEIGHTS, backend='dygraph', device='cpu', threads=1, pipeline=options)
+    predictor = seg.predictor
+    assert (predictor.workers._max_workers, predictor.readers._max_workers) == (3, 1)
+    assert predictor.budget.limit == 2**28 and predictor.queue.batching.max_batch == 2
+    with pytest.raises(InputError, match='pipeline takes a PipelineOptions'):
+        Segmenter(WEIGHTS, backend='dygraph', pipeline={'workers': 3})
+    stream = seg.stream([str(path) for path in SQUARE[:3]])
+    next(stream)
+    seg.close()
+    assert len(list(stream)) == 2                                  # the stream finishes
+    threads = list(predictor.workers._threads | predictor.readers._threads)
+    for thread in threads:
+        thread.join(10)
+    assert threads and not [thread.name for thread in threads if thread.is_alive()]

@@ -1,4 +1,4 @@
-"""The service's decode budget (``--max-decode-mb``): the pictures being decoded never hold
+"""The service's in-flight budget (``--max-in-flight-mb``): the pictures being decoded never hold
 more than it, a picture that finds no room is refused at once (503, counted by reason) and one
 alone over it gets 413, both before decoding; one whose request ended while it waited for a
 decoding thread is never decoded, and the budget's default lowers the default pixel limit."""
@@ -12,9 +12,11 @@ import numpy as np
 import pytest
 
 from solov2 import Segmenter
+from solov2.core.paths import SAMPLE_IMAGES
 from solov2.model.inference.memory import MemoryBudget, decode_cost
 from solov2.serving import app
 from solov2.tools import serve
+from tests.helpers import REPO_DIR
 from tests.pictures import webp_bomb
 from tests.serving.running import SMALL_MODEL, ServeSettings, metric_families, serving
 
@@ -43,7 +45,7 @@ class Decodes:
 
 
 def budget_in_use(client) -> float:
-    return metric_families(client)['solov2_decode_budget_bytes'].samples[0].value
+    return metric_families(client)['solov2_in_flight_budget_bytes'].samples[0].value
 
 
 def refused_by_reason(client) -> dict:
@@ -58,7 +60,7 @@ def test_pictures_being_decoded_never_hold_more_than_the_budget_and_one_over_it_
     budget'), and each is answered when sent again after its Retry-After; a WebP that alone needs more
     than the budget gets 413, undecoded."""
     decodes = Decodes(0.5)
-    settings = ServeSettings(SMALL_MODEL, helper_threads=4, max_pixels=20_000_000, max_decode_mb=BUDGET_MB)
+    settings = ServeSettings(SMALL_MODEL, helper_threads=4, max_pixels=20_000_000, max_in_flight_mb=BUDGET_MB)
     with serving(settings) as client:
         monkeypatch.setattr(app.Service, 'read', lambda service, data: decodes(service, data))
 
@@ -74,7 +76,7 @@ def test_pictures_being_decoded_never_hold_more_than_the_budget_and_one_over_it_
         refusals = [seconds for _, waits in answers for seconds in waits]
         assert refusals and max(refusals) < decodes.seconds, refusals      # refused at once, not after a wait
         assert (decodes.calls, decodes.most) == (6, 1)
-        assert refused_by_reason(client) == {'decode budget': len(refusals)}
+        assert refused_by_reason(client) == {'in-flight budget': len(refusals)}
         refused = client.post('/v1/segment', content=webp_bomb(3000, 3000))
         assert refused.status_code == 413 and 'send a smaller picture' in refused.json()['error'], refused.text
         assert '3000x3000' in refused.json()['error'] and decodes.calls == 6
@@ -87,7 +89,7 @@ def test_a_picture_refused_for_room_or_whose_request_ended_while_it_waited_is_ne
     0.4 s) while it waits for the thread is never decoded either; the budget is all given back."""
     decodes = Decodes(1.0)
     small = cv2.imencode('.png', np.full((100, 100, 3), 90, np.uint8))[1].tobytes()
-    with serving(ServeSettings(SMALL_MODEL, timeout_s=0.4, max_decode_mb=BUDGET_MB, helper_threads=1)) as client:
+    with serving(ServeSettings(SMALL_MODEL, timeout_s=0.4, max_in_flight_mb=BUDGET_MB, helper_threads=1)) as client:
         monkeypatch.setattr(app.Service, 'read', lambda service, data: decodes(service, data))
         with ThreadPoolExecutor(3) as pool:
             first = pool.submit(client.post, '/v1/segment', content=PICTURE)
@@ -101,7 +103,7 @@ def test_a_picture_refused_for_room_or_whose_request_ended_while_it_waited_is_ne
 
 
 def test_a_flood_of_large_pictures_re_posted_leaves_small_ones_answered():
-    """Six clients re-post a 16 MP picture (room for one at a time in the decode budget: quick to
+    """Six clients re-post a 16 MP picture (room for one at a time in the in-flight budget: quick to
     decode, slower to finish) as fast as they are answered, with as many in-flight slots as they are:
     a client sending a small picture every 0.2 s is answered every time, while the flood's pictures
     are answered or refused at once for room (the budget, or their half of the slots)."""
@@ -109,7 +111,7 @@ def test_a_flood_of_large_pictures_re_posted_leaves_small_ones_answered():
     small = cv2.imencode('.jpg', np.full((480, 640, 3), 150, np.uint8))[1].tobytes()
     budget = 1.5 * decode_cost(large, 4000, 4000, 320, 640) / 2**20
     flooders, seconds = 6, 4.0
-    with serving(ServeSettings(SMALL_MODEL, max_decode_mb=budget, queue_size=flooders)) as client:
+    with serving(ServeSettings(SMALL_MODEL, max_in_flight_mb=budget, queue_size=flooders)) as client:
         stop_at, flood = time.monotonic() + seconds, []
 
         def re_post():
@@ -128,20 +130,25 @@ def test_a_flood_of_large_pictures_re_posted_leaves_small_ones_answered():
             answers = pool.submit(small_client).result()
         assert [answer.status_code for answer in answers] == [200] * len(answers)
         reasons = refused_by_reason(client)          # decoding one at a time, finishing at most half the slots
-        assert set(flood) == {200, 503} and set(reasons) <= {'decode budget', 'large in flight'}
+        assert set(flood) == {200, 503} and set(reasons) <= {'in-flight budget', 'large in flight'}
         assert sum(reasons.values()) == flood.count(503)
         assert max(answer.elapsed.total_seconds() for answer in answers) < seconds
 
 
 def test_the_budget_setting_and_the_pixel_limit_it_gives(segmenter_app):
-    """--max-decode-mb: checked, None by default (an eighth of the memory, at most 1 GB), 0 no
+    """--max-in-flight-mb: checked, None by default (an eighth of the memory, at most 1 GB), 0 no
     budget; the default pixel limit is what the budget holds, when less than the config's."""
-    assert serve.settings_of(serve.parse_args([])).max_decode_mb is None
-    assert serve.settings_of(serve.parse_args(['--max-decode-mb', '0'])).max_decode_mb == 0
+    assert serve.settings_of(serve.parse_args([])).max_in_flight_mb is None
+    assert serve.settings_of(serve.parse_args(['--max-in-flight-mb', '0'])).max_in_flight_mb == 0
     with pytest.raises(SystemExit):
-        serve.parse_args(['--max-decode-mb', '-1'])       # argparse: the flag named
-    with pytest.raises(ValueError, match='max_decode_mb'):
-        ServeSettings(SMALL_MODEL, max_decode_mb=-1)      # the library: its own name
+        serve.parse_args(['--max-in-flight-mb', '-1'])       # argparse: the flag named
+    with pytest.raises(ValueError, match='max_in_flight_mb'):
+        ServeSettings(SMALL_MODEL, max_in_flight_mb=-1)      # the library: its own name
+    with pytest.warns(FutureWarning, match='max_decode_mb= is the old name of max_in_flight_mb='):
+        old = serve.settings_of(serve.parse_args(['--max-decode-mb', '70']))        # the old flag, one release
+    assert old.max_in_flight_mb == 70 and old.max_decode_mb is None
+    with pytest.raises(ValueError, match='give one'):
+        ServeSettings(SMALL_MODEL, max_in_flight_mb=70, max_decode_mb=70)
     assert segmenter_app(None).budget == min(2**30, app.default_budget()) > 0
     assert segmenter_app(0).max_pixels == 100_000_000
     assert segmenter_app(70).max_pixels == (70 * 2**20 - 3 * 4 * 3 * 320 * 640) // 7      # 9.97 MP
@@ -153,7 +160,7 @@ def segmenter_app():
     segmenter, services = Segmenter(SMALL_MODEL), []
 
     def make(mb):
-        services.append(app.Service(ServeSettings(SMALL_MODEL, max_decode_mb=mb), segmenter))
+        services.append(app.Service(ServeSettings(SMALL_MODEL, max_in_flight_mb=mb), segmenter))
         return services[-1]
     yield make
 
@@ -164,9 +171,13 @@ def test_the_service_runs_on_its_predictors_workers_and_budget_its_helper_thread
     ``model.runtime.cpu_threads``, not the machine's count) within its predictor's budget."""
     monkeypatch.setattr(os, 'cpu_count', lambda: 64)
     monkeypatch.setattr(os, 'sched_getaffinity', lambda pid: set(range(8)), raising=False)
-    service = app.Service(ServeSettings(SMALL_MODEL, max_decode_mb=70), Segmenter(SMALL_MODEL))
+    segmenter = Segmenter(SMALL_MODEL)
+    service = app.Service(ServeSettings(SMALL_MODEL, max_in_flight_mb=70, max_batch=3), segmenter)
     service.load()
     assert service.problem is None and service.predictor.workers._max_workers == 8
+    assert service.predictor.readers._max_workers == 8
     assert service.predictor.budget.limit == 70 * 2**20 and service.predictor.budget.used == 0
     assert not [name for name, value in vars(service).items() if isinstance(value, (ThreadPoolExecutor, MemoryBudget))]
+    assert service.predictor is segmenter.predictor and segmenter.predictor.queue.batching.max_batch == 3   # one
     service.close()
+    assert segmenter(str(REPO_DIR / SAMPLE_IMAGES / 'shapes_000023.jpg')) is not None     # the host's, still open

@@ -330,3 +330,38 @@ def test_a_stopping_service_counts_its_refusals_as_stopping_not_as_not_ready():
     assert (refused.status_code, refused.json()['error'], refused.headers['retry-after']) == (
         503, 'the service is stopping', '1')
     assert [(one.labels, one.value) for one in samples if one.name.endswith('_total')] == [({'reason': 'stopping'}, 1)]
+
+
+def test_answers_are_encoded_in_a_worker_and_healthz_answers_while_they_are_made(monkeypatch):
+    """The answer's bytes (JSON, and gzip when the client takes it) are made in the worker's encode stage: no
+    answer is turned into JSON on a thread running the event loop, so ``/healthz`` answers within a few
+    milliseconds while answers that take 0.6 s each to encode are made; a gzipped answer decodes to the same."""
+    import asyncio
+    import threading
+    on_loop, dumps = [], json.dumps
+
+    def slow(content, *args, **kwargs):
+        if isinstance(content, dict) and 'instances' in content:
+            try:
+                asyncio.get_running_loop()
+                on_loop.append(threading.current_thread().name)
+            except RuntimeError:
+                pass
+            time.sleep(0.6)
+        return dumps(content, *args, **kwargs)
+    picture = (Path(SAMPLE_IMAGES) / 'shapes_000023.jpg').read_bytes()
+    with serving(ServeSettings(SMALL_MODEL)) as client:
+        monkeypatch.setattr(json, 'dumps', slow)
+        with ThreadPoolExecutor(3) as pool:
+            answers = [pool.submit(client.post, '/v1/segment', content=picture, params={'masks': 'polygons'},
+                                   headers={'Accept-Encoding': encoding}) for encoding in ('gzip', 'identity')]
+            time.sleep(0.2)
+            probes = []
+            while not all(answer.done() for answer in answers):
+                began = time.perf_counter()
+                assert client.get('/healthz').status_code == 200
+                probes.append(time.perf_counter() - began)
+        zipped, plain = [answer.result() for answer in answers]
+    assert not on_loop and max(probes) < 0.3, (on_loop, probes)
+    assert zipped.status_code == plain.status_code == 200 and zipped.json() == plain.json()
+    assert plain.headers.get('content-encoding') is None and plain.headers['content-type'] == 'application/json'

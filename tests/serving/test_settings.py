@@ -13,7 +13,7 @@ from tests.serving.running import SMALL_MODEL, ServeSettings, create_app
 
 BAD = {'max_batch': (0, 2.5, True), 'queue_size': (0, '16'), 'max_uploads': (-1,), 'max_pixels': (-1,),
        'helper_threads': (-1,), 'max_wait_ms': (-1, float('inf')), 'max_padding': (-0.5,), 'max_body_mb': (0, 'nan'),
-       'max_decode_mb': (-1,), 'timeout_s': (0, float('nan')), 'body_timeout_s': (0,), 'min_upload_kb_s': (-1,)}
+       'max_in_flight_mb': (-1,), 'timeout_s': (0, float('nan')), 'body_timeout_s': (0,), 'min_upload_kb_s': (-1,)}
 
 
 @pytest.mark.parametrize('name, value', [(name, value) for name, values in BAD.items() for value in values])

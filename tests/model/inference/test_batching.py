@@ -8,6 +8,7 @@ import types
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
+import pytest
 
 from solov2 import ModelSpec, Segmenter
 from solov2.api.segmenter import instances_of
@@ -92,23 +93,64 @@ def test_a_segmenter_shared_by_threads_batches_their_pictures_each_answer_its_ow
 
 
 def test_a_caller_running_the_queue_leaves_once_its_own_pictures_are_done():
-    """The caller that found the queue idle runs it only until its own pictures are done: pictures
-    that other callers queued meanwhile (one a run here, 0.2 s each) run on a thread of the queue's,
-    so the first caller answers after its own run, not after theirs."""
+    """The caller that waits for its picture (``serve`` within ``hosting``) runs the queue on its own thread,
+    only until its own picture is done: pictures that other callers queued meanwhile (one a run here, 0.2 s
+    each) run on a thread of the queue's, so the first caller answers after its own run, not after theirs."""
     engine = types.SimpleNamespace(mixes_sizes=False, run_size=lambda hw: hw, max_batch=0)
 
     def network(rows, params, max_padding):
         time.sleep(0.2)
         return [threading.current_thread().name] * len(rows)
     queue = NetworkQueue(network, engine, Batching(max_batch=1), coming=lambda: 0)
-    row = [(np.zeros((3, 64, 64), np.float32), None)]
+    picture = np.zeros((3, 64, 64), np.float32)
     others = []
-    first = threading.Thread(target=lambda: others.append(queue.run(row, None)))
+
+    def caller():
+        with queue.hosting():
+            mine = queue.submit(picture, None, None)
+            queue.serve(mine)
+        others.append(mine.result())
+    first = threading.Thread(target=caller)
     began = time.monotonic()
     first.start()
     time.sleep(0.05)                                         # its run has begun
-    late = [queue.submit(row[0][0], None, None) for _ in range(3)]
+    late = [queue.submit(picture, None, None) for _ in range(3)]
     first.join()
     took = time.monotonic() - began
-    assert took < 0.5 and others[0] == [first.name], (took, others)
+    assert took < 0.5 and others[0] == first.name, (took, others)
     assert {future.result(5) for future in late} == {'solov2-network'}
+
+
+def test_a_failure_anywhere_in_a_batch_fails_its_pictures_and_the_queue_keeps_serving(monkeypatch):
+    """A failure injected at each stage of a batch (forming it, the engine, a wrong count of rows, the
+    ``on_batch`` hook) fails that batch's pictures with its reason; pictures submitted after each
+    still run (the queue never stays claimed by a runner that died)."""
+    from solov2.model.inference import batching
+    engine = types.SimpleNamespace(mixes_sizes=False, run_size=lambda hw: hw, max_batch=0)
+    faults = {'take': 0, 'engine': 0, 'rows': 0, 'hook': 0}
+
+    def fault(stage):
+        if faults[stage]:
+            faults[stage] -= 1
+            raise RuntimeError(f'injected in {stage}')
+
+    def network(rows, params, max_padding):
+        fault('engine')
+        return [float(chw[0, 0, 0]) for chw, _ in rows] + ([None] if faults['rows'] and not faults.update(rows=0)
+                                                           else [])
+    share = batching.share_batches
+    monkeypatch.setattr(batching, 'share_batches', lambda *args: fault('take') or share(*args))
+    queue = NetworkQueue(network, engine, Batching(max_batch=4, on_batch=lambda *run: fault('hook')),
+                         coming=lambda: 0)
+    picture = np.zeros((3, 32, 32), np.float32)
+    for stage in faults:
+        faults[stage] = 1
+        failed = queue.submit(picture, None, None)
+        reason = 'results for a batch of 1' if stage == 'rows' else f'injected in {stage}'
+        with pytest.raises(RuntimeError, match=reason):
+            failed.result(10)
+        assert [future.result(10) for future in [queue.submit(picture + k, None, None) for k in range(3)]] == \
+            [0.0, 1.0, 2.0]
+        with queue.hosting():
+            mine = queue.submit(picture + 5, None, None)
+            assert queue.serve(mine) > 0 and mine.result() == 5.0

@@ -24,7 +24,7 @@ from solov2.model.inference.device_postprocess import (
     ranked,
 )
 from solov2.model.inference.dygraph_backend import DygraphBackend
-from solov2.model.inference.media import frame_rgb
+from solov2.model.inference.media import frame_reader
 from solov2.model.inference.pipeline import Predictor, default_finish_workers
 from solov2.model.inference.postprocess import (
     InferenceParams,
@@ -275,7 +275,7 @@ def test_the_runner_takes_the_calls_thresholds_on_the_device(shipped):
     (the API's per-call ones), and the backend's own without."""
     on_device, _ = shipped
     frames = [(0, read_image(str(Path(SAMPLE_IMAGES) / 'shapes_000023.jpg'))[:, :, ::-1].copy())]
-    _, everything = next(on_device.run_pictures(frames, frame_rgb))
+    _, everything = next(on_device.run_pictures(frames, frame_reader(on_device.read)))
     assert isinstance(everything.masks, CroppedMasks) and len(everything) >= 3
     one = dataclasses.replace(on_device.params, max_per_image=1)
-    assert len(next(on_device.run_pictures(frames, frame_rgb, params=one))[1]) == 1
+    assert len(next(on_device.run_pictures(frames, frame_reader(on_device.read), params=one))[1]) == 1

@@ -7,7 +7,6 @@ import threading
 import time
 import types
 import weakref
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import cv2
@@ -16,8 +15,13 @@ import pytest
 import threadpoolctl
 
 from solov2.core.errors import InputError
-from solov2.model.inference.memory import MemoryBudget
-from solov2.model.inference.pipeline import PipelineStats, Predictor, array_bytes, default_finish_workers
+from solov2.model.inference.pipeline import (
+    PipelineOptions,
+    PipelineStats,
+    Predictor,
+    array_bytes,
+    default_finish_workers,
+)
 from tests.helpers import REPO_DIR
 
 
@@ -25,10 +29,12 @@ class Fake(Predictor):
     """A predictor as its loop sees it: a picture's number is its first pixel; ``runs`` lists the
     numbers of each network run, a picture's detections are its number plus one."""
 
-    def __init__(self, in_flight_bytes=2**30):
-        self.engine, self.runs = types.SimpleNamespace(check_batch=lambda size: None), []
-        self.queue = types.SimpleNamespace(run=lambda rows, params: self.network(rows, params))   # no other caller
-        self.params, self.workers, self.budget = None, ThreadPoolExecutor(2), MemoryBudget(in_flight_bytes)
+    def __init__(self, in_flight_bytes=2**30, workers=2):
+        from solov2.config import get_config
+        engine = types.SimpleNamespace(check_batch=lambda size: None, cfg=get_config(9), device_outputs=False,
+                                       network_on_gpu=False, mixes_sizes=False, run_size=lambda hw: hw, max_batch=0)
+        super().__init__(engine, pipeline=PipelineOptions(workers=workers, in_flight_bytes=in_flight_bytes))  # type: ignore[arg-type]
+        self.runs, self.queue.network = [], lambda rows, params, padding: self.network(rows, params)
 
     def prepare(self, image):
         return np.ascontiguousarray(image.transpose(2, 0, 1), np.float32), 'meta'
@@ -65,7 +71,7 @@ def test_pictures_come_back_in_order_in_batches_helpers_left_alone():
     assert str(got[3][1]) == 'unreadable' and isinstance(got[3][1], ValueError)
     found = [result for item, result in got if item != 3]
     assert [number for number, _, _ in found] == [1, 2, 3, 5, 6, 7, 8]
-    assert backend.runs == [[0, 1], [2], [4, 5], [6, 7]]     # the bad picture left out (sizes: ``network``)
+    assert sorted(map(sorted, backend.runs)) == [[0, 1], [2], [4], [5], [6, 7]]   # the bad picture out, sizes apart
     assert all(threads == 2 and blas == before for _, threads, blas in found)
     assert cv2.getNumThreads() == 2 and _openblas_threads() == before and stats.done == 7
 
@@ -73,7 +79,7 @@ def test_pictures_come_back_in_order_in_batches_helpers_left_alone():
 def test_one_picture_a_run_unless_a_batch_size_is_given_which_must_be_at_least_one():
     backend = Fake()
     assert [found for _, found in backend.run_pictures([0, 1, 2], _read)] == [1, 2, 3]
-    assert backend.runs == [[0], [1], [2]]
+    assert sorted(backend.runs) == [[0], [1], [2]]            # one a run (in the order they were read)
     with pytest.raises(InputError, match='batch_size must be a whole number of at least 1, not 0'):
         list(backend.run_pictures([0], _read, batch_size=0))
 
@@ -204,21 +210,21 @@ def test_a_picture_submitted_goes_through_the_stages_within_the_one_budget_run_p
     picture = predictor.read(str(REPO_DIR / SAMPLE_IMAGES / 'shapes_000023.jpg'))
     held = []
 
-    def finish(prepared, row):
+    def finish(item, prepared, row):
         held.append(predictor.budget.used)
         return predictor.finish(row, prepared.meta)
     assert predictor.budget.take(1000, 0)
-    found = predictor.submit(lambda: picture, finish, cost=1000).result(30)
+    found = predictor.submit(picture, lambda rgb: rgb, finish, cost=1000).result(30)
     want = predictor.detect(picture)
     assert held == [1000] and predictor.budget.used == 0
     np.testing.assert_array_equal(found.masks, want.masks)
     np.testing.assert_allclose(found.scores, want.scores, rtol=1e-5)
     with pytest.raises(ValueError, match='unreadable'):
-        predictor.submit(lambda: _read(3), finish).result(30)
+        predictor.submit(3, _read, finish).result(30)
     reads, gate = [], threading.Event()
-    blockers = [predictor.submit(lambda: gate.wait(30) and picture, finish)          # every worker busy
-                for _ in range(predictor.workers._max_workers)]
-    late = predictor.submit(lambda: reads.append(1) or picture, finish)
+    blockers = [predictor.submit(picture, lambda rgb: gate.wait(30) and rgb, finish)          # every reader busy
+                for _ in range(predictor.readers._max_workers)]
+    late = predictor.submit(picture, lambda rgb: reads.append(1) or rgb, finish)
     assert late.cancel()
     gate.set()
     assert all(blocker.result(30) for blocker in blockers) and not reads and predictor.budget.used == 0
@@ -239,7 +245,7 @@ def test_a_predictor_dropped_unclosed_is_freed_at_once_and_its_finishing_threads
     before = set(threading.enumerate())
     gc.disable()
     try:
-        predictor = Predictor(engine, workers=1)
+        predictor = Predictor(engine, pipeline=PipelineOptions(workers=1))
         predictor.detect(predictor.read(sorted(Path(SAMPLE_IMAGES).glob('*.jpg'))[0]))
         started = [thread for thread in set(threading.enumerate()) - before if thread.name.startswith('solov2-finish')]
         dropped = weakref.ref(predictor)
@@ -250,3 +256,59 @@ def test_a_predictor_dropped_unclosed_is_freed_at_once_and_its_finishing_threads
         assert not [thread.name for thread in started if thread.is_alive()]
     finally:
         gc.enable()
+
+
+def test_run_pictures_is_a_window_over_submit_and_a_caller_alone_runs_the_network_on_its_own_thread(monkeypatch):
+    """Every picture of ``run_pictures`` goes through ``submit`` (the one scheduler, its one cost rule), at
+    most ``window`` ahead of the consumer; the network runs on the caller's thread while it waits (a batch
+    alone: only there), on the queue's while the consumer holds a result."""
+    predictor, submitted, threads = Fake(), [], set()
+    submit, network = Predictor.submit, predictor.network
+    monkeypatch.setattr(Predictor, 'submit', lambda self, item, *args: submitted.append(item) or
+                        submit(self, item, *args))
+    predictor.network = lambda ready, params=None: threads.add(threading.current_thread().name) or network(ready)
+    run = predictor.run_pictures(range(20), _read, window=4)
+    assert next(run) == (0, 1) and len(submitted) <= 5
+    assert [item for item, _ in run] == list(range(1, 20)) and submitted == list(range(20))
+    assert threading.current_thread().name in threads <= {threading.current_thread().name, 'solov2-network'}
+    threads.clear()
+    assert list(predictor.run_pictures([0, 1], _read, batch_size=2)) == [(0, 1), (1, 2)]
+    assert threads == {threading.current_thread().name}
+
+
+def test_a_finished_network_row_is_finished_before_more_pictures_are_decoded():
+    """Four pictures submitted at once, each read taking 0.3 s, one finishing thread: the first picture is
+    finished while the others are still being read (its own stage's thread), not after every queued
+    read; reading and finishing threads named for what they run."""
+    predictor, events, lock = Fake(workers=1), [], threading.Lock()
+
+    def read(item):
+        time.sleep(0.3)
+        with lock:
+            events.append(('read', item, threading.current_thread().name))
+        return np.full((4, 4, 3), item, np.uint8)
+
+    def finish(item, prepared, row):
+        with lock:
+            events.append(('finish', item, threading.current_thread().name))
+        return row
+    answers = [predictor.submit(item, read, finish) for item in range(4)]
+    assert [answer.result(30) for answer in answers] == [1, 2, 3, 4]
+    order = [(stage, item) for stage, item, _ in events]
+    assert order.index(('finish', 0)) < order.index(('read', 3)), order
+    assert {name.rsplit('_', 1)[0] for stage, _, name in events if stage == 'read'} == {'solov2-read'}
+    assert {name.rsplit('_', 1)[0] for stage, _, name in events if stage == 'finish'} == {'solov2-finish'}
+
+
+def test_an_engine_gets_everything_it_holds_when_it_is_built():
+    """No product code sets an attribute on an engine once built (auto's fallback is a constructor's
+    argument): what an engine holds is what its constructor was given."""
+    from solov2.config import get_config
+    from solov2.core.paths import SHIPPED_WEIGHTS
+    from solov2.model.inference.dygraph_backend import DygraphBackend
+    from tests.test_layout import tracked_python_files
+    assert DygraphBackend(get_config(9), SHIPPED_WEIGHTS, 'cpu', threads=1, fallback='why').fallback == 'why'
+    setting = re.compile(r'^\s*(?:backend|engine|dygraph|bf16|f32)\.(?!_)\w+\s*=[^=]', re.MULTILINE)
+    found = {path: setting.findall((REPO_DIR / path).read_text()) for path in tracked_python_files()
+             if not path.startswith(('tests/', 'tools/dev/'))}
+    assert {path: lines for path, lines in found.items() if lines} == {}

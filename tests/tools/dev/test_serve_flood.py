@@ -17,5 +17,5 @@ def test_serve_flood_reports_both_clients_and_the_refusals(capsys):
     assert serve_flood.main(['--seconds', '2', '--flood', '2', '--backend', 'dygraph', '--port', str(free_port())]) == 0
     text = capsys.readouterr().out
     assert re.search(r'small client \(640x480 every 0\.5 s\): \{200: \d+\}, worst [\d.]+ s', text), text
-    assert re.search(r"flood: \{[^}]*\}; 503s by reason: \{('decode budget': \d+)?\}", text), text
+    assert re.search(r"flood: \{[^}]*\}; 503s by reason: \{('in-flight budget': \d+)?\}", text), text
     assert re.search(r'server peak resident memory: \+\d+ MB', text), text

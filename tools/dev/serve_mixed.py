@@ -1,0 +1,114 @@
+"""A small client beside clients posting 12 MP photos for polygon answers, on 127.0.0.1:
+
+    python tools/dev/serve_mixed.py --seconds 20 --large 4
+
+Starts ``tools/serve.py`` at its defaults (``--backend``, the shipped model). A client posts a 640x480
+JPEG every 0.25 s, first alone for ``--seconds``, then beside ``--large`` clients that re-post a 12 MP
+JPEG (4000x3000, shapes drawn) with ``masks=polygons`` as soon as answered; meanwhile a probe asks
+``/healthz`` every 50 ms. Prints the small client's p50 and p95 latency alone and beside them, their
+ratio, the large answers and their size, and the worst ``/healthz`` time of each phase.
+"""
+import argparse
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+if __package__ in (None, ''):
+    import _bootstrap  # noqa: F401  (script mode: make the project importable)
+
+import cv2  # noqa: E402
+import httpx  # noqa: E402
+import numpy as np  # noqa: E402
+
+from solov2.tools.dev.picture_speed import shapes_picture  # noqa: E402
+from solov2.tools.dev.serve_speed import free_port, stop  # noqa: E402
+
+SERVE = Path(__file__).resolve().parents[1] / 'serve.py'
+SMALL_EVERY_S, PROBE_EVERY_S = 0.25, 0.05
+
+
+def jpeg(width: int, height: int, count: int) -> bytes:
+    """A JPEG of ``width`` x ``height`` with ``count`` shapes drawn."""
+    return cv2.imencode('.jpg', cv2.cvtColor(shapes_picture(width, height, count, 0), cv2.COLOR_RGB2BGR))[1].tobytes()
+
+
+def start(port: int, backend: str) -> subprocess.Popen:
+    """``tools/serve.py`` at its defaults on ``port``, once ``/readyz`` answers 200."""
+    process = subprocess.Popen([sys.executable, str(SERVE), '--port', str(port), '--backend', backend],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and process.poll() is None:
+        try:
+            if httpx.get(f'http://127.0.0.1:{port}/readyz', timeout=5).status_code == 200:
+                return process
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    process.kill()
+    raise RuntimeError('the service did not start')
+
+
+def every(period: float, stop_at: float, call) -> list:
+    """``call()``'s durations, one call every ``period`` seconds until ``stop_at``."""
+    times = []
+    while time.monotonic() < stop_at:
+        began = time.monotonic()
+        call()
+        times.append(time.monotonic() - began)
+        time.sleep(max(0.0, period - (time.monotonic() - began)))
+    return times
+
+
+def phase(port: int, seconds: float, large: int, small: bytes, big: bytes) -> dict:
+    """One phase: the small client and the probe for ``seconds``, beside ``large`` clients of ``big``."""
+    stop_at, answers, results = time.monotonic() + seconds, [], {}
+    with httpx.Client(base_url=f'http://127.0.0.1:{port}', timeout=120) as client:
+        def post(body: bytes, params: dict):
+            answer = client.post('/v1/segment', content=body, params=params, headers={'Content-Type': 'image/jpeg'})
+            return answer
+
+        def flood():
+            while time.monotonic() < stop_at:
+                answer = post(big, {'masks': 'polygons'})
+                answers.append((answer.status_code, len(answer.content)))
+        threads = [threading.Thread(target=flood) for _ in range(large)]
+        threads.append(threading.Thread(target=lambda: results.update(probe=every(
+            PROBE_EVERY_S, stop_at, lambda: client.get('/healthz')))))
+        for thread in threads:
+            thread.start()
+        results['small'] = every(SMALL_EVERY_S, stop_at, lambda: post(small, {}))
+        for thread in threads:
+            thread.join()
+    small_ms = np.array(results['small']) * 1000
+    return {'p50': np.percentile(small_ms, 50), 'p95': np.percentile(small_ms, 95), 'small': len(small_ms),
+            'healthz': max(results['probe']) * 1000, 'large': answers}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('--seconds', type=float, default=20.0)
+    parser.add_argument('--large', type=int, default=4)
+    parser.add_argument('--backend', default='auto')
+    args = parser.parse_args(argv)
+    small, big = jpeg(640, 480, 6), jpeg(4000, 3000, 40)
+    port = free_port()
+    process = start(port, args.backend)
+    try:
+        alone = phase(port, args.seconds, 0, small, big)
+        beside = phase(port, args.seconds, args.large, small, big)
+    finally:
+        stop(process)
+    sizes = [size for status, size in beside['large'] if status == 200]
+    print(f'small client alone: p50 {alone["p50"]:.0f} ms, p95 {alone["p95"]:.0f} ms ({alone["small"]} answers); '
+          f'worst /healthz {alone["healthz"]:.1f} ms')
+    print(f'beside {args.large} clients of 12 MP polygons: p50 {beside["p50"]:.0f} ms, p95 {beside["p95"]:.0f} ms '
+          f'({beside["small"]} answers; p95 {beside["p95"] / alone["p95"]:.2f}x alone); worst /healthz '
+          f'{beside["healthz"]:.1f} ms; large answers {len(sizes)} of {len(beside["large"])} '
+          f'({np.mean(sizes) / 2**20 if sizes else 0:.1f} MB each)')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
