@@ -186,7 +186,8 @@ def test_post_processing_on_the_device_asks_for_an_engine_whose_outputs_stay_the
 DECODER_CALL = re.compile(r'\b(?:read_image|decode_image|imdecode|imread|Image\.open)\(')
 DECODER_HOMES = {'data/transforms.py': 'the decoders themselves', 'model/inference/reading.py': 'the one reader',
                  'data/coco.py': "training's dataset, which reads for augmentation, not for a model",
-                 'tools/labelme2coco.py': 'the mask PNG inside a labelme file, not a picture'}
+                 'tools/labelme2coco.py': 'the mask PNG inside a labelme file, not a picture',
+                 'tools/browse.py': "a dataset's pictures drawn as training reads them (data/coco.py's pixel limit)"}
 
 
 def test_every_picture_a_model_reads_goes_through_its_reader():
