@@ -291,8 +291,7 @@ async function segmentCard(card) {
     card.stage.style.width = `${Math.max(answer.image_size[1], SHOWN_WIDTH)}px`;     // pointable, at most the page
     card.items = answer.instances.map((one) => decodeInstance(one, answer.image_size[0]));
     card.status.textContent = `${answer.instances.length} instances found`;
-    card.stage.hidden = false;
-    node.querySelector('.downloads').hidden = false;
+    [card.stage, card.info, card.list, node.querySelector('.downloads')].forEach((part) => { part.hidden = false; });
     card.view.classList.toggle('enlarged', answer.image_size[1] < SHOWN_WIDTH);
     state.cards.push(card);
     draw(card);

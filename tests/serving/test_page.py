@@ -86,12 +86,18 @@ def check_drawn(drawn, picture, masks, colours, shown) -> None:
         assert alone.any() and np.abs(drawn[alone] - want).max() <= 3, index
 
 
+PARTS = ('status', 'error', 'stage', 'info', 'instances', 'downloads')     # what a card may display
+ANSWERED = dict.fromkeys(PARTS, True) | {'error': False}
+SEGMENTING = dict.fromkeys(PARTS, False) | {'status': True}
+REFUSED = dict.fromkeys(PARTS, False) | {'error': True}     # the reason alone: no blank line under it
+
+
 def shown_parts(driver, card: int = 0) -> dict:
-    """{part of the card: whether it is displayed} for the card's status, error, picture and downloads."""
+    """{part of the card: whether it is displayed} for the card's status, error, picture, pointer's description,
+    instance list and downloads."""
     from selenium.webdriver.common.by import By
     node = driver.find_elements(By.CSS_SELECTOR, '.card')[card]
-    return {part: node.find_element(By.CSS_SELECTOR, f'.{part}').is_displayed()
-            for part in ('status', 'error', 'stage', 'downloads')}
+    return {part: node.find_element(By.CSS_SELECTOR, f'.{part}').is_displayed() for part in PARTS}
 
 
 def demo_captions(masks, shown, sizes, image_hw):
@@ -135,7 +141,7 @@ def test_the_page_draws_filters_describes_downloads_and_says_what_is_wrong(brows
         asked = segment_requests(client)
         check_drawn(canvas_rgb(browser), picture, masks, colours, scores >= 0.3)
         assert len(browser.find_elements(By.CSS_SELECTOR, '.card .instances button')) == (scores >= 0.3).sum()
-        assert shown_parts(browser) == {'status': True, 'error': False, 'stage': True, 'downloads': True}
+        assert shown_parts(browser) == ANSWERED
         assert picture.shape[1] == 256 and browser.find_element(By.CSS_SELECTOR, '.card .view').size['width'] >= 640
         captions = browser.execute_script('return state.cards[0].captions')
         assert len(captions) == (scores >= 0.3).sum() >= 3
@@ -183,7 +189,7 @@ def test_the_page_draws_filters_describes_downloads_and_says_what_is_wrong(brows
         browser.find_element(By.ID, 'files').send_keys(str(text))
         error = wait_for(lambda: browser.find_element(By.CSS_SELECTOR, '.card .error').text)
         assert error == 'This file is not a picture the service can read. Send a JPEG, PNG, BMP, WebP or TIFF picture.'
-        assert shown_parts(browser) == {'status': False, 'error': True, 'stage': False, 'downloads': False}
+        assert shown_parts(browser) == REFUSED
 
 
 @NEEDS_BROWSER
@@ -210,7 +216,7 @@ def test_cards_show_what_their_state_means_in_the_order_chosen_and_refusals_in_p
         names = lambda: [node.text for node in browser.find_elements(By.CSS_SELECTOR, '.card .name')]   # noqa: E731
         assert names() == ['b_first.png', 'a_second.png']
         for card in (0, 1):
-            assert shown_parts(browser, card) == {'status': True, 'error': False, 'stage': False, 'downloads': False}
+            assert shown_parts(browser, card) == SEGMENTING
             assert browser.find_elements(By.CSS_SELECTOR, '.card .status')[card].text == 'Segmenting…'
         browser.execute_script('window.held.forEach((go) => go()); window.held = [];')
         wait_for(lambda: all('instances found' in node.text for node in
@@ -226,7 +232,7 @@ def test_cards_show_what_their_state_means_in_the_order_chosen_and_refusals_in_p
             browser.find_element(By.ID, 'files').send_keys(str(path))
             error = wait_for(lambda: browser.find_element(By.CSS_SELECTOR, '.card .error').text)
             assert error == said
-            assert shown_parts(browser) == {'status': False, 'error': True, 'stage': False, 'downloads': False}
+            assert shown_parts(browser) == REFUSED
 
 
 def test_the_page_is_sent_with_its_policy_offline_and_off_with_no_page():
