@@ -274,6 +274,7 @@ def create_app(settings: ServeSettings, load_first: bool = False, segmenter: Opt
                                               'network run. This document: GET /openapi.json.')
     add_error_handlers(app)
     add_routes(app, settings)
+    add_probes(app)
     add_label_studio_routes(app)
     if settings.page:
         add_page(app)
@@ -388,29 +389,6 @@ def add_routes(app: FastAPI, settings: ServeSettings) -> None:
             raise HttpError(503, service.problem or LOADING, RETRY)
         return model_answer(service)
 
-    @app.head('/healthz', responses={200: {'model': Alive}})
-    @app.get('/healthz', responses={200: {'model': Alive}})
-    async def healthz():
-        """Alive: the process answers."""
-        return {'alive': True}
-
-    @app.head('/readyz', responses={200: {'model': Ready}, **refusals(503)})
-    @app.get('/readyz', responses={200: {'model': Ready}, **refusals(503)})
-    async def readyz(request: Request):
-        """Ready: the model is loaded and warmed up (503 with the reason before and while stopping);
-        the engine, and why it is not the one asked for (``fallback``) when it is not."""
-        service: Service = request.app.state.service
-        if service.problem is not None:
-            return error(request, 503, service.problem, RETRY)
-        return {'ready': True, 'engine': service.model.backend.name, **({'fallback': service.fallback} if
-                                                                           service.fallback else {})}
-
-    @app.get('/metrics', response_class=PlainTextResponse)
-    async def metrics(request: Request):
-        """The Prometheus metrics."""
-        body, content_type = request.app.state.service.metrics.exposition()
-        return Response(body, media_type=content_type)
-
 
 async def segment_request(service: Service, request: Request, params, masks: str, min_score: float, form: str,
                           name: str) -> Response:
@@ -443,6 +421,33 @@ async def form_file(request: Request, body: bytes) -> bytes:
         if upload is None or isinstance(upload, str):
             raise HttpError(400, 'the form has no file field "file": send the picture as -F file=@picture.jpg')
         return await upload.read()
+
+
+def add_probes(app: FastAPI) -> None:
+    """The probes' routes: alive (``/healthz``), ready (``/readyz``) and the Prometheus metrics."""
+
+    @app.head('/healthz', responses={200: {'model': Alive}})
+    @app.get('/healthz', responses={200: {'model': Alive}})
+    async def healthz():
+        """Alive: the process answers."""
+        return {'alive': True}
+
+    @app.head('/readyz', responses={200: {'model': Ready}, **refusals(503)})
+    @app.get('/readyz', responses={200: {'model': Ready}, **refusals(503)})
+    async def readyz(request: Request):
+        """Ready: the model is loaded and warmed up (503 with the reason before and while stopping);
+        the engine, and why it is not the one asked for (``fallback``) when it is not."""
+        service: Service = request.app.state.service
+        if service.problem is not None:
+            return error(request, 503, service.problem, RETRY)
+        return {'ready': True, 'engine': service.model.backend.name, **({'fallback': service.fallback} if
+                                                                           service.fallback else {})}
+
+    @app.get('/metrics', response_class=PlainTextResponse)
+    async def metrics(request: Request):
+        """The Prometheus metrics."""
+        body, content_type = request.app.state.service.metrics.exposition()
+        return Response(body, media_type=content_type)
 
 
 def add_page(app: FastAPI) -> None:

@@ -64,24 +64,7 @@ def add_label_studio_routes(app: FastAPI) -> None:
     @router.post('/predict')
     async def predict(request: Request):
         """``{"results": [one prediction per task, in order]}`` for the ``tasks`` under ``label_config``."""
-        service, body = await ready_body(request)
-        tag = label_tag(body.get('label_config'))
-        labels = class_indices(tag, service.segmenter.class_names)
-        tasks = body.get('tasks')
-        if not isinstance(tasks, list) or not all(isinstance(task, dict) for task in tasks):
-            raise HttpError(400, 'tasks is not a list of task objects')
-        room = asyncio.Semaphore(max(1, min(service.settings.max_batch, service.settings.queue_size)))
-        version = model_version(service)
-
-        async def one(task):
-            async with room:
-                return await task_prediction(service, task, tag, labels, version)
-        jobs = [asyncio.ensure_future(one(task)) for task in tasks]
-        try:
-            return {'results': await asyncio.gather(*jobs), 'model_version': version}
-        finally:                                    # a task that failed fails the batch: the others stop
-            for job in jobs:
-                job.cancel()
+        return await predictions(*await ready_body(request))
 
     @router.get('/versions')
     async def versions(request: Request):
@@ -104,6 +87,29 @@ def add_label_studio_routes(app: FastAPI) -> None:
         """Label Studio's older training call: 501 (``TRAINING``)."""
         raise HttpError(501, TRAINING)
     app.include_router(router)
+
+
+async def predictions(service, body: dict) -> dict:
+    """Label Studio's ``/predict`` answer for a request ``body``: each of its ``tasks`` segmented (at most
+    ``min(max_batch, queue_size)`` at once) as a prediction of its ``label_config``'s tag; a task that fails fails
+    them all (the others are cancelled)."""
+    tag = label_tag(body.get('label_config'))
+    labels = class_indices(tag, service.segmenter.class_names)
+    tasks = body.get('tasks')
+    if not isinstance(tasks, list) or not all(isinstance(task, dict) for task in tasks):
+        raise HttpError(400, 'tasks is not a list of task objects')
+    room = asyncio.Semaphore(max(1, min(service.settings.max_batch, service.settings.queue_size)))
+    version = model_version(service)
+
+    async def one(task):
+        async with room:
+            return await task_prediction(service, task, tag, labels, version)
+    jobs = [asyncio.ensure_future(one(task)) for task in tasks]
+    try:
+        return {'results': await asyncio.gather(*jobs), 'model_version': version}
+    finally:                                    # a task that failed fails the batch: the others stop
+        for job in jobs:
+            job.cancel()
 
 
 def model_version(service) -> str:
