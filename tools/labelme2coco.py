@@ -36,6 +36,8 @@ from solov2.tools.cli import command, make_parser, read_json, set_status
 
 CIRCLE_VERTICES = 64
 
+CLASSES_HELP = ('class list (category ids 1..): a classes.txt, one name per line, or a COCO file '
+                "(e.g. the training split's); default: the classes.txt next to OUT, else the labels")
 
 def read_labelme(path: Path) -> dict[str, Any]:
     """Parse one labelme file; `InputError` naming `path` if it is not valid labelme JSON."""
@@ -212,9 +214,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = make_parser(__doc__.split('\n\n')[0], configs=False)
     parser.add_argument('labelme_dir', type=Path, help='folder of labelme .json files')
     parser.add_argument('out', type=Path, help='COCO instance file to write')
-    parser.add_argument('--classes', type=Path,
-                        help='class list (category ids 1..): a classes.txt, one name per line, or a COCO file '
-                             "(e.g. the training split's); default: the classes.txt next to OUT, else the labels")
+    parser.add_argument('--classes', type=Path, help=CLASSES_HELP)
     parser.add_argument('--copy-images', type=Path, metavar='DIR', help='copy the images into DIR')
     parser.add_argument('--images', type=Path, metavar='DIR',
                         help="where to look for a file's picture when its imagePath does not reach it (the files "

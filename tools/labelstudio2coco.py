@@ -30,7 +30,7 @@ from solov2.data.files import check_output_file
 from solov2.data.label_studio import decode_brush, points_polygon
 from solov2.data.transforms import header_size
 from solov2.tools.cli import command, make_parser, read_json, set_status
-from solov2.tools.labelme2coco import class_list, save
+from solov2.tools.labelme2coco import CLASSES_HELP, class_list, save
 
 UPLOAD_PREFIX = re.compile(r'^[0-9a-f]{8}-')            # what Label Studio puts before an uploaded file's name
 REGION_KINDS = ('polygonlabels', 'brushlabels')
@@ -155,9 +155,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument('export', type=Path, help="the project's export in Label Studio's JSON format")
     parser.add_argument('out', type=Path, help='COCO instance file to write')
     parser.add_argument('--images', type=Path, required=True, metavar='DIR', help="the project's pictures")
-    parser.add_argument('--classes', type=Path,
-                        help='class list (category ids 1..): a classes.txt, one name per line, or a COCO file '
-                             "(e.g. the training split's); default: the classes.txt next to OUT, else the labels")
+    parser.add_argument('--classes', type=Path, help=CLASSES_HELP)
     return parser.parse_args(argv)
 
 
