@@ -353,15 +353,14 @@ def cached_backend(spec: ModelSpec, number: int, cfg, log: Optional[Callable[[st
     key = cache_key(spec.weights, number, spec.overrides)
     folder = entry_folder(key, cache_dir)
 
-    def open_engine(label: str) -> Backend:
-        return exported_backend(engine_spec(label, spec, folder), compiled_cache(folder.parent))
+    def open_engine(label: str, pinned: bool = False) -> Backend:
+        return exported_backend(engine_spec(label, spec, folder), compiled_cache(folder.parent), pinned)
 
     def chosen(line: str, choice: dict, backend: Optional[Backend], where: str = '') -> Tuple[str, Backend]:
         log(f'{line}using {using(choice)}{where}')
         if hint := bf16_hint(choice, labels):
             log(hint)
-        backend = backend or open_engine(choice['engine'])
-        backend.pinned = bool(choice.get(PINNED))
+        backend = backend or open_engine(choice['engine'], bool(choice.get(PINNED)))   # a timed one: never pinned
         return choice['engine'].partition(' ')[0], backend
     problem = check_entry(folder, key) if folder.exists() else None
     if folder.exists() and problem is None:

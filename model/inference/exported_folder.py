@@ -94,11 +94,12 @@ class ExportedBackend(Backend):
     outputs are host arrays, post-processed on the CPU. ``tensorrt``: TensorRT's profile and float16, batches
     of up to ``TENSORRT_MAX_BATCH`` (``max_batch``), ``precision`` fp16, and BackendError naming ``test_max``
     when the config's resize reaches past the export's largest side; its engines in an entry of
-    ``engine_cache`` (``tensorrt_engines``; None without tensorrt)."""
+    ``engine_cache`` (``tensorrt_engines``; None without tensorrt); ``pinned``: as ``Backend.pinned``."""
 
     def __init__(self, model_dir: str, overrides: Sequence[str] = (), device: str = 'cpu', tensorrt: bool = False,
-                 engine_cache: Optional[str] = None):
+                 engine_cache: Optional[str] = None, pinned: bool = False):
         self.model_dir, self.device, self.network_on_gpu = Path(model_dir), device, on_gpu(device)
+        self.pinned = pinned
         self.info = read_infer_cfg(model_dir)
         try:
             size_range = (int(self.info['input']['min_size']), int(self.info['input']['max_size']))

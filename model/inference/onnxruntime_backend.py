@@ -116,8 +116,8 @@ class OnnxBackend(ExportedBackend):
     name = 'onnx'
 
     def __init__(self, model_dir: str, threads: int = 0, overrides: Sequence[str] = (), device: str = 'cpu',
-                 tensorrt: bool = False, engine_cache: Optional[str] = None):
-        super().__init__(model_dir, overrides, device, tensorrt, engine_cache)
+                 tensorrt: bool = False, engine_cache: Optional[str] = None, pinned: bool = False):
+        super().__init__(model_dir, overrides, device, tensorrt, engine_cache, pinned)
         try:
             import onnxruntime as ort
         except ImportError:

@@ -110,8 +110,8 @@ class OpenVinoBackend(ExportedBackend):
 
     def __init__(self, model_dir: str, threads: int = 0, precision: str = 'f32',
                  overrides: Sequence[str] = (), buckets: Optional[bool] = None,
-                 compiled_cache: Optional[str] = None, compiled_model=None):
-        super().__init__(model_dir, overrides)
+                 compiled_cache: Optional[str] = None, compiled_model=None, pinned: bool = False):
+        super().__init__(model_dir, overrides, pinned=pinned)
         self.core = import_openvino().Core()
         if compiled_cache:
             self.core.set_property({'CACHE_DIR': compiled_cache})

@@ -91,8 +91,8 @@ class InferenceBackend(ExportedBackend):
 
     def __init__(self, model_dir: str, threads: int = 0, mkldnn: bool = False,
                  overrides: Sequence[str] = (), device: str = 'cpu', tensorrt: bool = False,
-                 engine_cache: Optional[str] = None):
-        super().__init__(model_dir, overrides, device, tensorrt, engine_cache)
+                 engine_cache: Optional[str] = None, pinned: bool = False):
+        super().__init__(model_dir, overrides, device, tensorrt, engine_cache, pinned)
         import paddle.inference as paddle_infer
         files = self.model_files('paddle')
         model_file, params_file = self.model_file(files, 'model'), self.model_file(files, 'params')

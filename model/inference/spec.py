@@ -96,15 +96,17 @@ class ModelSpec(ModelFields):
         return number
 
 
-def exported_backend(spec: ModelSpec, compiled: Optional[str] = None, **openvino) -> ExportedBackend:
-    """The backend of ``spec``'s exported folder by its ``backend`` name ('inference', 'onnx' or
-    'openvino'), on ``device`` (None: the CPU); ``compiled``: the cache's folder of OpenVINO's compiled
-    models (``core.cache.compiled_cache``; None: no cache), beside which TensorRT's engines are entries of
-    their own (``ExportedBackend.tensorrt_engines``); ``openvino``: quantization's
-    own OpenVINO options (``buckets``, ``compiled_model``: ``OpenVinoBackend``). BackendError on another name."""
+def exported_backend(spec: ModelSpec, compiled: Optional[str] = None, pinned: bool = False,
+                     **openvino) -> ExportedBackend:
+    """The backend of ``spec``'s exported folder by its ``backend`` name ('inference', 'onnx' or 'openvino'), on
+    ``device`` (None: the CPU); ``compiled``: the cache's folder of OpenVINO's compiled models
+    (``core.cache.compiled_cache``; None: no cache), beside which TensorRT's engines are entries of their own
+    (``ExportedBackend.tensorrt_engines``); ``pinned``: ``auto`` runs it as its cache entry pins it;
+    ``openvino``: quantization's own OpenVINO options (``buckets``, ``compiled_model``: ``OpenVinoBackend``).
+    BackendError on another name."""
     kind, folder, threads, device = spec.backend, spec.model_dir, spec.threads, spec.device or 'cpu'
     either = {'overrides': spec.overrides, 'device': device, 'tensorrt': spec.tensorrt,
-              'engine_cache': cache_of(compiled)}
+              'engine_cache': cache_of(compiled), 'pinned': pinned}
     if kind == 'inference':
         return InferenceBackend(folder, threads, mkldnn=spec.mkldnn, **either)
     if kind == 'onnx':
@@ -113,7 +115,7 @@ def exported_backend(spec: ModelSpec, compiled: Optional[str] = None, **openvino
         raise BackendError("the openvino backend runs on the CPU here; on a GPU use 'inference' or 'onnx'")
     if kind == 'openvino':
         return OpenVinoBackend(folder, threads, precision=spec.precision or 'f32', overrides=spec.overrides,
-                               compiled_cache=compiled, **openvino)
+                               compiled_cache=compiled, pinned=pinned, **openvino)
     raise BackendError(f"unknown exported backend '{kind}' (expected one of {', '.join(EXPORTED)})")
 
 
