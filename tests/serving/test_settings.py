@@ -71,8 +71,9 @@ def test_every_query_parameter_is_described_once_and_documented():
 
 def test_the_settings_table_has_each_setting_with_its_default_and_only_flags_the_command_has():
     """docs/serving.md's settings table: a row for each ``ServeSettings`` field but the model (its flag; a
-    switch's ``--no-`` one; a secret's environment variable), whose default column starts with the field's default where that is a number;
-    every flag it names is one of ``solov2 serve``'s. A setting added in code and not in the table fails here."""
+    switch's ``--no-`` one; a secret's environment variable), whose default column starts with the field's
+    default where that is a number; every flag it names is one of ``solov2 serve``'s. A setting added in code
+    and not in the table fails here."""
     from tests.helpers import REPO_DIR
     section = (REPO_DIR / 'docs' / 'serving.md').read_text().split('\n## Settings\n', 1)[1].split('\n## ', 1)[0]
     rows = {flag: default.strip() for flags, default in re.findall(r'^\| ([^|]+) \| ([^|]+) \|', section, re.MULTILINE)
