@@ -5,8 +5,9 @@
 Each of ``--threads`` threads calls the one ``Segmenter`` ``--calls`` times on 640x480 pictures
 (the sample pictures enlarged: one padded size), first all at once as they come (the predictor's
 queue batches the pictures that arrive while a batch runs), then taking turns through a lock (one
-network run a call). Prints pictures/s of both in the same run, pictures per network run, and
-whether every answer equals the picture's alone.
+network run a call), ``--rounds`` times, which way goes first alternating (a loaded machine drifts).
+Prints pictures/s of both in each round, pictures per network run of the shared way, and whether
+every answer equals the picture's alone.
 """
 import argparse
 import os
@@ -57,15 +58,22 @@ def run(args) -> str:
         with lock:
             seg(images[index % len(images)])
     timed(args.threads, 2, shared)                          # warm-up: each batch size compiled once
-    runs.clear()
-    together = timed(args.threads, args.calls, shared)
-    per_run = sum(runs) / len(runs)
-    taking_turns = timed(args.threads, args.calls, turns)
+    lines = []
+
+    def measured(way) -> tuple:         # (pictures/s, pictures a network run) of ``way``
+        runs.clear()
+        return timed(args.threads, args.calls, way), sum(runs) / len(runs)
+    for round_ in range(args.rounds):       # the two ways in turn, the first alternating: a loaded machine's drift
+        order = [shared, turns] if round_ % 2 == 0 else [turns, shared]
+        speed = {way: measured(way) for way in order}
+        (together, per_run), (taking_turns, _) = speed[shared], speed[turns]
+        lines.append(f"round {round_ + 1} ({'shared' if order[0] is shared else 'taking turns'} first): "
+                     f'{together:.1f} pictures/s shared, {taking_turns:.1f} taking turns through a lock '
+                     f'({together / taking_turns:.2f}x); {per_run:.1f} pictures a network run shared')
     return '\n'.join([
         report.machine_line(0) + f'; {seg!r}',
-        f'{args.threads} threads x {args.calls} calls, 640x480: {together:.1f} pictures/s shared, '
-        f'{taking_turns:.1f} taking turns through a lock ({together / taking_turns:.2f}x); '
-        f'{per_run:.1f} pictures a network run; answers equal to the picture alone: {not wrong}'])
+        f'{args.threads} threads x {args.calls} calls, 640x480; answers equal to the picture alone: {not wrong}',
+        *lines])
 
 
 def main(argv=None) -> int:
@@ -73,6 +81,7 @@ def main(argv=None) -> int:
     parser.add_argument('--threads', type=int, default=8)
     parser.add_argument('--calls', type=int, default=20)
     parser.add_argument('--backend', default='dygraph')
+    parser.add_argument('--rounds', type=int, default=1, help='rounds of both ways, the first of them alternating')
     print(run(parser.parse_args(argv)))
     return 0
 
