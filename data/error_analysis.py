@@ -20,6 +20,8 @@ import numpy as np
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
+from solov2.data.files import atomic_write
+
 STEPS = ('C75', 'C50', 'Loc', 'Sim', 'Oth', 'BG', 'FN')
 STEP_MEANINGS = ('precision at IoU 0.75', 'at IoU 0.5', 'at IoU 0.1: localisation errors forgiven',
                  'confusion with a class of the same supercategory forgiven', 'confusion with any class forgiven',
@@ -117,17 +119,20 @@ def error_table(analysis: ErrorAnalysis) -> str:
 
 def write_error_charts(analysis: ErrorAnalysis, folder: str | PathLike[str]) -> list[Path]:
     """One stacked precision-recall chart (PNG) overall and one per scored category, ``errors_overall.png`` and
-    ``errors_<name>.png`` in ``folder`` (made if needed), and the table as ``errors.txt``; the paths written."""
-    import matplotlib
-    matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
+    ``errors_<name>.png`` in ``folder`` (made if needed), and the table as ``errors.txt``, each file written whole;
+    the paths written. Each chart is a figure of its own on matplotlib's Agg canvas (pyplot and the process's
+    matplotlib backend are left alone)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     curves = [('overall', analysis.overall())] + [(name, analysis.precision[:, :, k]) for k, name in
                                                   enumerate(analysis.names) if analysis.scored[k]]
     written = []
     for name, precision in curves:
-        figure, axis = plt.subplots(figsize=(7.2, 4.5))
+        figure = Figure(figsize=(7.2, 4.5))
+        FigureCanvasAgg(figure)
+        axis = figure.subplots()
         for step in reversed(range(len(STEPS))):       # the widest area first, each step's drawn over it
             axis.fill_between(analysis.recall, precision[step], color=STEP_COLOURS[step], linewidth=0,
                               label=f'[{precision[step].mean():.3f}] {STEPS[step]}')
@@ -137,8 +142,9 @@ def write_error_charts(analysis: ErrorAnalysis, folder: str | PathLike[str]) -> 
         axis.set(xlabel='recall', ylabel='precision', xlim=(0, 1), ylim=(0, 1), title=f'mask errors: {name}')
         figure.tight_layout()
         path = folder / f"errors_{''.join(c if c.isalnum() or c in '-_' else '_' for c in name)}.png"
-        figure.savefig(path, dpi=90)
-        plt.close(figure)
+        png = io.BytesIO()
+        figure.savefig(png, format='png', dpi=90)
+        atomic_write(path, png.getbuffer())
         written.append(path)
-    (folder / 'errors.txt').write_text(error_table(analysis) + '\n', encoding='utf-8')
+    atomic_write(folder / 'errors.txt', (error_table(analysis) + '\n').encode('utf-8'))
     return [*written, folder / 'errors.txt']
