@@ -10,6 +10,7 @@ import os
 import runpy
 import signal
 import sys
+import threading
 
 moment, nth, name = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 sys.argv = ['train.py', *sys.argv[4:]]
@@ -23,15 +24,18 @@ import solov2.model.training.state as state  # noqa: E402
 from solov2.model.training.trainer import Trainer  # noqa: E402
 
 calls = {'n': 0, 'armed': False}
+counting = threading.Lock()      # evaluation finishes pictures on two threads at once
 
 
 def counted(function, after=False):
     def wrapped(*args, **kwargs):
-        calls['n'] += 1
-        if calls['n'] == nth and not after:
+        with counting:
+            calls['n'] += 1
+            turn = calls['n']          # this call's number: another may count meanwhile
+        if turn == nth and not after:
             os.kill(os.getpid(), getattr(signal, name))
         result = function(*args, **kwargs)
-        if calls['n'] == nth and after:
+        if turn == nth and after:
             os.kill(os.getpid(), getattr(signal, name))
         return result
     return wrapped
