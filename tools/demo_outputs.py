@@ -10,7 +10,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Tuple, Union
+from typing import Any, Callable, Optional, Tuple, Union
 
 import cv2
 import numpy as np
@@ -158,8 +158,10 @@ def drawn(predictor, draw: DrawOptions, index: int, name: str, prepared, found) 
                     draw.threshold), records, line
 
 
-def run_timed(predictor, first, items, read, finish, draw: DrawOptions, keep) -> PipelineStats:
-    """``draw.warmup`` untimed runs, then ``keep(item, result, began)`` for each of ``items``; their stats."""
+def run_timed(predictor, first, items, read, finish, draw: DrawOptions, keep,
+              cost: Callable[[Any], Optional[int]] = lambda item: None) -> PipelineStats:
+    """``draw.warmup`` untimed runs, then ``keep(item, result, began)`` for each of ``items``, read ahead
+    within the predictor's budget by ``cost(item)`` (``Predictor.run_pictures``); their stats."""
     for item in first if draw.warmup > 0 else ():
         try:
             ready = predictor.prepare(read(item))
@@ -169,7 +171,8 @@ def run_timed(predictor, first, items, read, finish, draw: DrawOptions, keep) ->
             predictor.network([ready] * draw.batch_size)
         break
     began, stats = time.perf_counter(), PipelineStats()
-    for item, result in predictor.run_pictures(items, read, finish, batch_size=draw.batch_size, stats=stats):
+    for item, result in predictor.run_pictures(items, read, finish, batch_size=draw.batch_size, stats=stats,
+                                               cost=cost):
         keep(item, result, began)
     return stats
 
@@ -205,7 +208,7 @@ def run_images(predictor, targets: dict, draw: DrawOptions, written: list,
         written.append(path)
         draw.records is None or draw.records.extend(result[0])
         LOG.info(result[1])
-    return run_timed(predictor, paths, paths, predictor.read, finish, draw, keep)
+    return run_timed(predictor, paths, paths, predictor.read, finish, draw, keep, predictor.reader.cost)
 
 
 def open_writer(out_path: Path, capture, first) -> tuple:

@@ -7,6 +7,7 @@ and alpha read as RGB, with a warning). It also says what reading a picture will
 read (``cost``), for the read-ahead that keeps pictures in flight within a budget.
 """
 import os
+import stat
 import sys
 from dataclasses import dataclass
 from typing import Any, Optional, Union
@@ -102,10 +103,13 @@ class PictureReader:
         return to_rgb(image, channels, 'an array', warn=True)
 
     def cost(self, image: Image) -> Optional[int]:
-        """Bytes reading and preparing ``image`` holds at its peak, known before it is read (from a path's
-        or bytes' header, an array's or PIL image's size); None when unknown."""
+        """Bytes reading and preparing ``image`` holds at its peak, known before it is read (from a regular
+        file's or bytes' header, an array's or PIL image's size); None when unknown. A path that is no regular
+        file (a FIFO, a device) is not opened: reading its header would wait for a writer and take its bytes."""
         if isinstance(image, (str, os.PathLike)):
             try:
+                if not stat.S_ISREG(os.stat(image).st_mode):
+                    return None
                 with open(image, 'rb') as file:
                     image = file.read(HEADER_BYTES)
             except OSError:

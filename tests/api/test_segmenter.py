@@ -4,6 +4,8 @@ images, grey and RGBA arrays, per-call thresholds, ``close()`` and ``with``, and
 import gc
 import io
 import logging
+import os
+import threading
 import weakref
 
 import cv2
@@ -388,7 +390,7 @@ def test_fast_decode_answers_a_large_jpeg_on_its_full_grid_with_nearly_the_same_
 
 def test_a_lists_pictures_are_read_ahead_by_what_their_headers_say_they_will_hold(seg, tmp_path, monkeypatch):
     """``PictureReader.cost``: the bytes reading and preparing a picture holds at its peak, known before
-    it is read (a path's or bytes' header: while decoding; a PIL image's or an array's size: once
+    it is read (a regular file's or bytes' header: while decoding; a PIL image's or an array's size: once
     prepared; a file object's not), which a list's and a stream's read-ahead goes by."""
     from PIL import Image
 
@@ -404,6 +406,19 @@ def test_a_lists_pictures_are_read_ahead_by_what_their_headers_say_they_will_hol
         assert reader.cost(image) == prepared
     assert reader.cost(io.BytesIO(webp_bomb(3000, 2000))) is None
     assert reader.cost(tmp_path / 'missing.jpg') is None
+    if hasattr(os, 'mkfifo'):            # a FIFO's header is not read: that would take the bytes its reader needs
+        os.mkfifo(tmp_path / 'held.webp')
+        writer = os.open(tmp_path / 'held.webp', os.O_RDWR)
+        try:
+            os.write(writer, webp_bomb(3000, 2000))
+            found = []       # reading it would wait for the writer's end (closed below, which ends such a read)
+            asking = threading.Thread(target=lambda: found.append(reader.cost(tmp_path / 'held.webp')), daemon=True)
+            asking.start()
+            asking.join(10)
+            assert found == [None]
+            assert os.read(writer, 1 << 20) == webp_bomb(3000, 2000)
+        finally:
+            os.close(writer)
     costs = []
     monkeypatch.setattr(Predictor, 'run_pictures',
                         lambda self, images, *args, cost, **kwargs: costs.append(cost) or (none for none in ()))
