@@ -73,8 +73,13 @@ class NetworkQueue:
     def __init__(self, network: Callable[..., list], engine, batching: Batching, coming: Callable[[], int]):
         self.network, self.engine, self.batching, self.coming = network, engine, batching, coming
         self._jobs: Deque[Job] = collections.deque()
-        self._wake = threading.Condition()
+        # Held with the C lock's own ``with`` (not the Condition's, a Python call): an interrupt of a caller's thread
+        # can then never leave it held (the acquire and the block's set-up are one step).
+        self._lock = threading.RLock()
+        self._wake = threading.Condition(self._lock)
         self._running, self._hosts = False, 0
+        self._runner: Optional[int] = None       # the host thread that claimed the queue (None: a thread of its own)
+        self._taken: List[Job] = []              # the batch being run, out of the queue
         self._busy = threading.local()          # seconds this thread ran the network (``serve``'s answer)
 
     @property
@@ -87,7 +92,7 @@ class NetworkQueue:
         """Queue a prepared picture (``Predictor.prepare``'s chw [3, Hp, Wp] and meta), one of ``group``; the
         future gives its network output for ``Predictor.finish``."""
         job = Job(chw, meta, params, group, time.monotonic())
-        with self._wake:
+        with self._lock:
             self._jobs.append(job)
             self.settled(group)
             self._start_thread()
@@ -96,29 +101,41 @@ class NetworkQueue:
     def settled(self, group: Optional[Group]) -> None:
         """One picture of ``group`` is no longer coming: submitted, or never (its read failed; the others then
         run without it)."""
-        with self._wake:
+        with self._lock:
             if group is not None:
                 group.coming -= 1
             self._wake.notify_all()
 
+    def abandon(self, caller: object) -> None:
+        """``caller``'s pictures are called off: its batches in the queue wait for none of them still to come
+        (an interrupt may have kept some from being submitted)."""
+        with self._lock:
+            for job in self._jobs:
+                if job.group is not None and job.group.caller is caller:
+                    job.group.coming = 0
+            self._wake.notify_all()
+
     def _start_thread(self, hosts: int = 0) -> None:
-        """(Holding ``_wake``) start a thread to run the queue while pictures wait, nobody runs it and no host
+        """(Holding ``_lock``) start a thread to run the queue while pictures wait, nobody runs it and no host
         but ``hosts`` (the caller) is there to."""
         if self._jobs and not self._running and self._hosts <= hosts:
-            self._running = True
+            self._running, self._runner = True, None
             threading.Thread(target=self._drain, name='solov2-network', daemon=True).start()
 
     @contextlib.contextmanager
     def hosting(self) -> Iterator[None]:
         """While the block runs, this thread is a host: pictures submitted meanwhile wait for its ``serve``
-        rather than start a thread; after it, those left wait for a thread."""
-        with self._wake:
+        rather than start a thread; after it, those left wait for a thread. An interrupt between this thread's
+        claiming the queue and running it leaves no claim behind."""
+        with self._lock:
             self._hosts += 1
         try:
             yield
         finally:
-            with self._wake:
+            with self._lock:
                 self._hosts -= 1
+                if self._running and self._runner == threading.get_ident():
+                    self._running = False
                 self._start_thread()
 
     def serve(self, done: concurrent.futures.Future) -> float:
@@ -127,10 +144,11 @@ class NetworkQueue:
         self._busy.seconds = 0.0
         done.add_done_callback(lambda _: self.settled(None))         # wakes this thread
         while not done.done():
-            with self._wake:
+            with self._lock:
                 claimed = not self._running and bool(self._jobs)
-                self._running = self._running or claimed
-                if not claimed and not done.done():
+                if claimed:
+                    self._running, self._runner = True, threading.get_ident()
+                elif not done.done():
                     self._wake.wait()
             if claimed:
                 self._drain(done)
@@ -139,7 +157,7 @@ class NetworkQueue:
     def _take(self) -> List[Job]:
         """The next batch: the oldest job and those that join it, once full, or once its group is all here and
         nothing is coming or it has waited ``max_wait_s``; [] when the queue is empty (the runner then stops)."""
-        with self._wake:
+        with self._lock:
             while True:
                 if not self._jobs:
                     self._running = False
@@ -156,8 +174,7 @@ class NetworkQueue:
                 if len(batch) >= most or not company and (left <= 0 or self.coming() <= 0):
                     break
                 self._wake.wait(None if company else left)
-            for job in batch:
-                self._jobs.remove(job)
+            self._jobs, self._taken = collections.deque(job for job in self._jobs if job not in batch), batch
         return [job for job in batch if job.future.set_running_or_notify_cancel()]
 
     def _drain(self, until: Optional[concurrent.futures.Future] = None) -> None:
@@ -177,20 +194,21 @@ class NetworkQueue:
     def _serve_one(self) -> None:
         """Take the next batch and run it, its pictures failing with the reason when either fails (a batch that
         cannot be formed: its oldest picture)."""
-        batch: List[Job] = []
-        try:
+        try:              # the batch taken (``_taken``) fails with the reason whatever the moment of the failure
             batch = self._take()
             if batch:
                 self._run(batch)
         except BaseException as exc:
-            with self._wake:
-                if not batch and self._jobs and isinstance(exc, Exception):
-                    batch = [self._jobs.popleft()]
-            for job in batch:
+            with self._lock:
+                if not self._taken and self._jobs and isinstance(exc, Exception):
+                    self._taken = [self._jobs.popleft()]
+            for job in self._taken:
                 if not job.future.done():
                     job.future.set_exception(exc)
             if not isinstance(exc, Exception):
                 raise
+        finally:
+            self._taken = []
 
     def _run(self, batch: List[Job]) -> None:
         """The network on ``batch``, each picture's future given its row; ``on_batch`` told the waits and time."""
@@ -209,7 +227,7 @@ class NetworkQueue:
     def _hand_over(self) -> None:
         """Leave running the queue (a host whose pictures are done): to another host while one waits, else to
         a thread of its own while pictures wait, else idle."""
-        with self._wake:
+        with self._lock:
             self._running = False
             self._wake.notify_all()
             self._start_thread(hosts=1)

@@ -64,7 +64,8 @@ class MemoryBudget:
 
     def __init__(self, limit: int):
         self.limit, self.used = limit, 0
-        self._room = threading.Condition()
+        self._lock = threading.Lock()            # held by its C ``with``: an interrupt never leaves it held
+        self._room = threading.Condition(self._lock)
 
     def fits(self, cost: int) -> bool:
         """Whether ``cost`` bytes more fit now."""
@@ -74,7 +75,7 @@ class MemoryBudget:
         """Hold ``cost`` bytes once they fit, waiting up to ``timeout`` seconds (None: as long
         as it takes, 0: not at all), or at once with ``force`` (a caller holding nothing else, so
         that one picture always passes); whether they were taken."""
-        with self._room:
+        with self._lock:
             if not force and not self._room.wait_for(lambda: self.fits(cost), timeout):
                 return False
             self.used += cost
@@ -82,6 +83,6 @@ class MemoryBudget:
 
     def give(self, cost: int) -> None:
         """Give back ``cost`` bytes taken."""
-        with self._room:
+        with self._lock:
             self.used -= cost
             self._room.notify_all()

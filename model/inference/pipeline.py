@@ -56,6 +56,7 @@ class Prepared(NamedTuple):
 
 IN_FLIGHT_SHARE = 64 * 2 ** 20    # in-flight bytes for each worker and one more (Predictor's default budget)
 READERS = 2                       # reading threads unless told (``PipelineOptions.readers``)
+INTERRUPTED_WAIT_S = 30.0         # the most an interrupted run waits for the work under way (``_call_off``)
 
 
 @dataclass(frozen=True)
@@ -78,8 +79,33 @@ class PipelineOptions:
 
 class Picture(Future):
     """A picture's answer (``Predictor.submit``); ``prepared``: whether it was read and prepared (a failure
-    after that is the network's or ``finish``'s, not the picture's)."""
+    after that is the network's or ``finish``'s, not the picture's). Its work ends once its bytes are back in
+    the budget (``wait_work``; a cancelled answer is done before that)."""
     prepared = False
+    job: Optional[Future] = None         # its place in the network's queue, while it waits there
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._working = threading.Lock()     # a C lock, released once (an Event's wait holds a Python-level lock
+        self._working.acquire()              # that an interrupt can leave held, and its setter then waits for good)
+
+    def end_work(self) -> None:
+        """Its work has ended (once)."""
+        self._working.release()
+
+    def wait_work(self, timeout: Optional[float] = None) -> None:
+        """Until its work has ended, or ``timeout`` seconds (None: as long as it takes)."""
+        if self._working.acquire(timeout=-1 if timeout is None else max(timeout, 0.0)):
+            self._working.release()
+
+    def cancel(self) -> bool:
+        """Cancel the answer, and the picture's place in the network's queue if it waits there."""
+        if not super().cancel():
+            return False
+        job = self.job            # read once cancelled: a picture queued meanwhile sees the cancel itself
+        if job is not None:
+            job.cancel()
+        return True
 
 
 def at_least_one(name: str, value: Any) -> int:
@@ -233,51 +259,9 @@ class Predictor:
         caller and given back here once its work ends: ``read(item)`` ([H, W, 3] uint8 RGB) and ``prepare``
         in a reader, the network through ``queue`` (with the pictures of its ``group``), then ``finish(item,
         prepared, row)`` in a worker (``row``: the network's result, which ``Predictor.finish`` makes the
-        instances of). The answer gives what ``finish`` returns, or the first error; cancelled, the picture
-        stops before its next stage."""
-        answer, params = Picture(), params or self.params
-
-        def fail(exc: BaseException) -> None:
-            self.budget.give(cost)
-            with contextlib.suppress(InvalidStateError):
-                answer.set_exception(exc)
-
-        def load() -> None:
-            try:
-                if answer.cancelled():          # a picture whose answer is no longer awaited is not read
-                    raise CancelledError()
-                image = read(item)
-                prepared = Prepared(image, *self.prepare(image))
-            except BaseException as exc:  # a picture that cannot be read: its answer's error
-                self._loading.discard(token)
-                self.queue.settled(group)
-                return fail(exc)
-            answer.prepared = True
-            self._loading.discard(token)
-            self.queue.submit(prepared.chw, prepared.meta, params, group).add_done_callback(
-                lambda job: stage(job, self.workers, finished, prepared))
-
-        def finished(prepared: Prepared, row: Any) -> None:
-            try:
-                value = finish(item, prepared, row)
-            except BaseException as exc:  # finishing failed: the answer's error
-                return fail(exc)
-            self.budget.give(cost)
-            with contextlib.suppress(InvalidStateError):
-                answer.set_result(value)
-
-        def stage(done: Optional[Future], pool: ThreadPoolExecutor, step: Callable, *args: Any) -> None:
-            try:                      # the next stage once ``done`` gave its value, unless it failed or was cancelled
-                if answer.cancelled():
-                    raise CancelledError()
-                pool.submit(step, *args, *([] if done is None else [done.result()]))
-            except BaseException as exc:  # a stage's failure (or a pool closed) is the answer's
-                fail(exc)
-
-        token = object()          # this picture among those coming until it is prepared
-        self._loading.add(token)
-        stage(None, self.readers, load)
-        return answer
+        instances of). The answer gives what ``finish`` returns, or the first error (an interrupt of the calling
+        thread while it starts the picture too); cancelled, the picture stops before its next stage."""
+        return _Flight(self, item, read, finish, params or self.params, cost, group).start()
 
     def run_pictures(self, items: Iterable[Any], read: Callable[[Any], np.ndarray],
                      finish: Callable[[Any, Prepared, Detections], Any] = lambda item, prepared, found: found,
@@ -292,8 +276,8 @@ class Predictor:
         whole budget; a caller holding nothing is admitted whatever the others hold); the result is
         ``finish(item, prepared, detections)`` (default the detections). While it waits, this thread runs the
         network whenever no other does (a caller alone runs its batches at once on its own thread). A read or
-        prepare that raised gives its exception as the result; errors in the network or ``finish``
-        propagate. ``stats`` gets the timings."""
+        prepare that raised gives its exception as the result; errors in the network or ``finish`` and
+        interrupts propagate, the pictures not yet done called off. ``stats`` gets the timings."""
         size = at_least_one('batch_size', batch_size)
         self.engine.check_batch(size)
         params, stats = params or self.params, stats if stats is not None else PipelineStats()
@@ -312,9 +296,9 @@ class Predictor:
                 costs = [held[0] if known is None else known for known in map(cost, chunk)]
                 if not self.budget.take(sum(costs), 0, force=not pending):
                     return upcoming.append(chunk)         # its turn comes once the oldest is done
-                group = Group(len(chunk), caller)
-                pending.append([(item, self.submit(item, read, finished, params, bytes_, group))
-                                for item, bytes_ in zip(chunk, costs)])
+                pending.append([])                 # filled as each starts, so that an interrupt calls it off
+                self._start_batch(list(zip(chunk, costs)), Group(len(chunk), caller), pending[-1], read, finished,
+                                  params)
 
         with self._lock:
             self._streams += 1
@@ -325,18 +309,45 @@ class Predictor:
                     admit()
                     if not pending:
                         break
-                    oldest = pending.popleft()
-                    for _, answer in oldest:
+                    for _, answer in pending[0]:
                         stats.model_busy += self.queue.serve(answer)
+                    oldest = pending.popleft()
                     admit()               # read ahead while the consumer takes these
                 for item, answer in oldest:
                     yield item, self._outcome(answer, stats)
-        finally:       # a consumer that stops early: its pictures' bytes back once their work ends
-            for _, answer in (pair for chunk in pending for pair in chunk):
-                with contextlib.suppress(BaseException):
-                    answer.exception()
+        except BaseException as exc:     # the consumer stopped early (GeneratorExit), an interrupt or a failure
+            self._call_off(pending, caller, None if isinstance(exc, GeneratorExit) else INTERRUPTED_WAIT_S)
+            raise
+        finally:
             stats.wall = time.perf_counter() - start
             self._stream_ended()
+
+    def _start_batch(self, costed: List[Tuple[Any, int]], group: Group, started: list,
+                     read: Callable[[Any], np.ndarray], finish: Callable[[Any, Prepared, Any], Any],
+                     params: InferenceParams) -> None:
+        """``submit`` each (item, cost) of ``costed`` as one ``group``, its (item, answer) put in ``started``; an
+        interrupt gives back the bytes of those it kept from starting (a started one's own stage gives its)."""
+        try:
+            for item, cost in costed:
+                started.append((item, self.submit(item, read, finish, params, cost, group)))
+        except BaseException:
+            self.budget.give(sum(cost for _, cost in costed[len(started) + 1:]))
+            raise
+
+    def _call_off(self, pending: Iterable[list], caller: object, most: Optional[float]) -> None:
+        """Cancel the answers of ``pending``'s (item, answer) chunks, ``caller``'s: their pictures stop before
+        their next stage and its batches wait for no picture still to come; then wait until the work under way
+        (a read, the batch the network runs, a finishing) has ended, their bytes back, at ``most`` seconds (None:
+        as long as it takes): nothing of the run goes on after it (a process that exits then would stop the
+        network thread inside the engine). An interrupt that struck inside a stage may have lost a picture's
+        hand-over to the next: only then is the wait cut short."""
+        flying = [answer for chunk in pending for _, answer in chunk]
+        for answer in flying:
+            answer.cancel()
+        self.queue.abandon(caller)
+        deadline = None if most is None else time.monotonic() + most
+        for answer in flying:
+            answer.wait_work(None if deadline is None else deadline - time.monotonic())
 
     @staticmethod
     def _outcome(answer: Picture, stats: PipelineStats) -> Any:
@@ -346,7 +357,7 @@ class Predictor:
         if failure is None:
             stats.done += 1
             return answer.result()
-        if answer.prepared:
+        if answer.prepared or not isinstance(failure, Exception):      # an interrupt is never a picture's
             raise failure
         return failure
 
@@ -358,3 +369,86 @@ class Predictor:
         if last:
             self.readers.shutdown(wait=False)
             self.workers.shutdown(wait=False)
+
+
+class _Flight:
+    """One picture's way through a predictor's stages (``Predictor.submit``): its answer, the bytes it owes the
+    budget (given back once, by whichever stage ends it) and its place among the pictures coming to the network
+    (left once: by its load, or by a start that failed, so that its batch never waits for it in vain)."""
+
+    def __init__(self, predictor: 'Predictor', item: Any, read: Callable[[Any], np.ndarray],
+                 finish: Callable[[Any, Prepared, Any], Any], params: InferenceParams, cost: int,
+                 group: Optional[Group]):
+        self.predictor, self.item, self.read, self.finish = predictor, item, read, finish
+        self.params, self.group, self.answer = params, group, Picture()
+        self.owed, self.token = [cost], object()
+
+    def start(self) -> Picture:
+        """Hand the picture to a reader (on the calling thread); its answer."""
+        self.predictor._loading.add(self.token)
+        self.stage(None, self.predictor.readers, self.load)
+        return self.answer
+
+    def leave_loading(self) -> bool:
+        """Whether this call took the picture out of those coming (only the first does)."""
+        try:
+            self.predictor._loading.remove(self.token)
+        except KeyError:
+            return False
+        return True
+
+    def give_back(self) -> None:
+        with contextlib.suppress(IndexError):
+            self.predictor.budget.give(self.owed.pop())
+            self.answer.end_work()
+
+    def fail(self, exc: BaseException) -> None:
+        if self.leave_loading():         # it will not come: its batch runs without it
+            self.predictor.queue.settled(self.group)
+        self.give_back()
+        with contextlib.suppress(InvalidStateError):
+            self.answer.set_exception(exc)
+
+    def load(self) -> None:
+        try:
+            if self.answer.cancelled():          # a picture whose answer is no longer awaited is not read
+                raise CancelledError()
+            image = self.read(self.item)
+            prepared = Prepared(image, *self.predictor.prepare(image))
+            if self.answer.cancelled():
+                raise CancelledError()
+        except BaseException as exc:  # a picture that cannot be read: its answer's error
+            return self.fail(exc)
+        self.answer.prepared = True
+        if self.leave_loading():
+            job = self.answer.job = self.predictor.queue.submit(prepared.chw, prepared.meta, self.params, self.group)
+            if self.answer.cancelled():         # cancelled before it knew its place in the queue
+                job.cancel()
+            job.add_done_callback(lambda job: self.stage(job, self.predictor.workers, self.finished, prepared))
+
+    def finished(self, prepared: Prepared, row: Any) -> None:
+        try:
+            if self.answer.cancelled():          # cancelled while it waited for a worker
+                raise CancelledError()
+            value = self.finish(self.item, prepared, row)
+        except BaseException as exc:  # finishing failed: the answer's error
+            return self.fail(exc)
+        self.give_back()
+        with contextlib.suppress(InvalidStateError):
+            self.answer.set_result(value)
+
+    def stage(self, done: Optional[Future], pool: ThreadPoolExecutor, step: Callable, *args: Any) -> None:
+        """``step`` in ``pool`` once ``done`` gave its value, unless it failed or the answer was cancelled."""
+        self.answer.job = None
+        try:
+            if self.answer.cancelled():
+                raise CancelledError()
+            value = [] if done is None else [done.result()]
+        except BaseException as exc:  # the stage before failed (an interrupt of the network's thread among those)
+            return self.fail(exc)
+        try:
+            pool.submit(step, *args, *value)
+        except BaseException as exc:  # a pool closed, or an interrupt of this thread: the answer's error
+            self.fail(exc)
+            if not isinstance(exc, Exception):
+                raise             # an interrupt goes on to this thread's caller too: the answer may be done already

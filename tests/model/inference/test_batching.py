@@ -154,3 +154,21 @@ def test_a_failure_anywhere_in_a_batch_fails_its_pictures_and_the_queue_keeps_se
         with queue.hosting():
             mine = queue.submit(picture + 5, None, None)
             assert queue.serve(mine) > 0 and mine.result() == 5.0
+
+
+def test_the_queue_and_the_budget_are_held_only_by_c_locks_which_an_interrupt_cannot_leave_held():
+    """Ctrl-C raises in the caller's thread right after a call returns: after a Condition's ``__enter__`` (a
+    Python function) took its lock, the ``with`` block is not yet set up and the lock stays held for good,
+    every other thread of the predictor then waiting on it (the demo hung so once in about 20 interrupts).
+    The queue and the budget are entered only through their C lock's own ``with``, whose acquire and set-up
+    are one step."""
+    import inspect
+
+    from solov2.model.inference import batching, memory
+    queue = NetworkQueue(lambda *args: [], None, Batching(), coming=lambda: 0)
+    budget = memory.MemoryBudget(10)
+    for holder, condition in ((queue, queue._wake), (budget, budget._room)):
+        assert not isinstance(type(holder._lock).__enter__, types.FunctionType)        # a C lock's own
+        assert condition._lock is holder._lock                                   # the one the Condition waits on
+    for module, condition in ((batching, 'self._wake'), (memory, 'self._room')):
+        assert f'with {condition}' not in inspect.getsource(module)

@@ -313,3 +313,96 @@ def test_an_engine_gets_everything_it_holds_when_it_is_built():
     found = {path: setting.findall((REPO_DIR / path).read_text()) for path in tracked_python_files()
              if not path.startswith(('tests/', 'tools/dev/'))}
     assert {path: lines for path, lines in found.items() if lines} == {}
+
+
+def _in_a_thread(job, seconds=15):
+    """``job()`` on a thread of its own (an interrupt it raises stays there): what it returned or raised;
+    AssertionError when it has not ended within ``seconds`` (a run that hangs)."""
+    ended = []
+
+    def run():
+        try:
+            ended.append(job())
+        except BaseException as exc:      # the interrupt the test injected, among others
+            ended.append(exc)
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    assert ended, f'still running after {seconds} s'
+    return ended[0]
+
+
+@pytest.mark.parametrize('where', ['starting a picture', 'claiming the queue', 'taking a batch', 'after a stage'])
+def test_an_interrupt_of_the_caller_anywhere_ends_its_run_and_the_predictor_serves_the_next(where, monkeypatch):
+    """Ctrl-C lands on the caller's thread, which starts pictures and runs the network while it waits; wherever
+    it strikes (a reader's hand-over, between claiming the queue and running it, with a batch out of the
+    queue, once a finishing was handed over and done), the run ends with it (never a picture's result), no
+    batch waits for a picture that will not come, and the predictor serves the next run with its bytes back."""
+    from concurrent.futures import Future
+
+    from solov2.model.inference.batching import NetworkQueue
+    predictor, interrupted = Fake(in_flight_bytes=10 ** 6), []
+    runner, calls = {}, []
+    nth = 3 if where == 'starting a picture' else 1        # the second picture of the second batch
+
+    def once(function):
+        def wrapped(*args, **kwargs):
+            if threading.current_thread() is runner.get('thread') and len(calls.append(1) or calls) == nth:
+                interrupted.append(where)
+                if where == 'after a stage':
+                    function(*args, **kwargs)
+                raise KeyboardInterrupt
+            return function(*args, **kwargs)
+        return wrapped
+    if where in ('starting a picture', 'after a stage'):
+        pool = predictor.readers if where == 'starting a picture' else predictor.workers
+        monkeypatch.setattr(pool, 'submit', once(pool.submit))
+    elif where == 'claiming the queue':
+        monkeypatch.setattr(NetworkQueue, '_drain', once(NetworkQueue._drain))
+    else:
+        monkeypatch.setattr(Future, 'set_running_or_notify_cancel', once(Future.set_running_or_notify_cancel))
+
+    def first():
+        runner['thread'] = threading.current_thread()
+        return [found for _, found in predictor.run_pictures(range(12), _read_any, batch_size=2)]
+    assert isinstance(_in_a_thread(first), KeyboardInterrupt) and interrupted == [where]
+    assert _in_a_thread(lambda: [found for _, found in predictor.run_pictures(range(4), _read_any, batch_size=2)]) \
+        == [1, 2, 3, 4]
+    assert _in_a_thread(lambda: _budget_back(predictor)) == 0
+
+
+def _read_any(item):
+    return np.full((4, 4, 3), item, np.uint8)
+
+
+def _budget_back(predictor, seconds=10):
+    """The predictor's bytes in use once they fall to 0 (pictures called off give theirs back as they stop)."""
+    deadline = time.monotonic() + seconds
+    while predictor.budget.used and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return predictor.budget.used
+
+
+def test_a_run_stopped_early_calls_off_the_pictures_queued_behind_and_ends_with_the_work_under_way():
+    """A consumer that stops after the first result (Ctrl-C in its loop, a ``break``): the pictures read
+    ahead and waiting for the network are called off, not run (one network run at most ends after it), and
+    the run returns once the work under way has ended, every byte back."""
+    predictor, lock = Fake(), threading.Lock()
+    network = predictor.network
+
+    def slow(ready, params=None, max_padding=0.0):
+        time.sleep(0.2)
+        with lock:
+            return network(ready, params)
+    predictor.queue.network = lambda rows, params, padding: slow(rows, params)
+
+    def stop_early():
+        run = predictor.run_pictures(range(8), _read_any)
+        assert next(run) == (0, 1)
+        with lock:
+            ran = len(predictor.runs)
+        run.close()
+        return ran, predictor.budget.used
+    ran, used = _in_a_thread(stop_early)
+    time.sleep(0.5)
+    assert len(predictor.runs) - ran <= 1 and used == 0, (predictor.runs, ran)
