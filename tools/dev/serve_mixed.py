@@ -23,7 +23,7 @@ import httpx  # noqa: E402
 import numpy as np  # noqa: E402
 
 from solov2.tools.dev.picture_speed import shapes_picture  # noqa: E402
-from solov2.tools.dev.serve_speed import free_port, stop  # noqa: E402
+from solov2.tools.dev.serve_speed import free_port, launch, stop  # noqa: E402
 
 SERVE = Path(__file__).resolve().parents[1] / 'serve.py'
 SMALL_EVERY_S, PROBE_EVERY_S = 0.25, 0.05
@@ -36,18 +36,7 @@ def jpeg(width: int, height: int, count: int) -> bytes:
 
 def start(port: int, backend: str) -> subprocess.Popen:
     """``tools/serve.py`` at its defaults on ``port``, once ``/readyz`` answers 200."""
-    process = subprocess.Popen([sys.executable, str(SERVE), '--port', str(port), '--backend', backend],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline and process.poll() is None:
-        try:
-            if httpx.get(f'http://127.0.0.1:{port}/readyz', timeout=5).status_code == 200:
-                return process
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    process.kill()
-    raise RuntimeError('the service did not start')
+    return launch([SERVE, '--port', port, '--backend', backend], port, 'the service', seconds=300)
 
 
 def every(period: float, stop_at: float, call) -> list:

@@ -84,20 +84,27 @@ def start(kind: str, port: int, args, queue_size: int = 64):
         command += ['--max-padding', str(args.max_padding)] if args.max_padding else []
     else:
         command = [__file__, '--plain-server', str(port), '--backend', args.backend, '--threads', str(args.threads)]
+    return launch(command, port, f'the {kind} server')
+
+
+def launch(command: list, port: int, what: str, seconds: float = 180) -> subprocess.Popen:
+    """``python command`` started, returned once ``/readyz`` on ``port`` answers 200; RuntimeError naming ``what``,
+    its exit code and its last lines of stderr when it ends or ``seconds`` pass first."""
     errors = tempfile.TemporaryFile()          # its last lines name why, should it end before it answers
-    process = subprocess.Popen([sys.executable, *command], stdout=subprocess.DEVNULL, stderr=errors)
-    deadline = time.monotonic() + 180
+    process = subprocess.Popen([sys.executable, *map(str, command)], stdout=subprocess.DEVNULL, stderr=errors)
+    deadline = time.monotonic() + seconds
     while time.monotonic() < deadline and process.poll() is None:
         try:
             if httpx.get(f'http://127.0.0.1:{port}/readyz', timeout=5).status_code == 200:
                 return process
         except httpx.TransportError:
-            time.sleep(0.2)
+            pass
+        time.sleep(0.2)
     process.kill()
     process.wait()
     errors.seek(0)
     said = ' | '.join(errors.read().decode(errors='replace').strip().splitlines()[-3:])
-    raise RuntimeError(f'the {kind} server did not start (exit {process.returncode}): {said}')
+    raise RuntimeError(f'{what} did not start (exit {process.returncode}): {said}')
 
 
 def stop(process) -> None:
