@@ -381,18 +381,18 @@ class _Flight:
                  group: Optional[Group]):
         self.predictor, self.item, self.read, self.finish = predictor, item, read, finish
         self.params, self.group, self.answer = params, group, Picture()
-        self.owed, self.token = [cost], object()
+        self.owed = [cost]
 
     def start(self) -> Picture:
         """Hand the picture to a reader (on the calling thread); its answer."""
-        self.predictor._loading.add(self.token)
+        self.predictor._loading.add(self)
         self.stage(None, self.predictor.readers, self.load)
         return self.answer
 
     def leave_loading(self) -> bool:
         """Whether this call took the picture out of those coming (only the first does)."""
         try:
-            self.predictor._loading.remove(self.token)
+            self.predictor._loading.remove(self)
         except KeyError:
             return False
         return True
