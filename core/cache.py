@@ -7,9 +7,9 @@ An export of ``backend='auto'`` (``entry_folder``) and OpenVINO's compiled model
 (``published_path``) is current at its name's place, else stale. A hidden name
 (``.NAME.<pid>.<random>.tmp``) is ``building`` while its process runs, else unfinished (``leftovers``).
 A TensorRT engine folder (``built_once``, ``tensorrt-HASH``) has a manifest whose key records what its
-engines depend on: the runtime's and TensorRT's wheels (``versions``), the model files (their size and
-time, ``files``), TensorRT's version as the runtime loads it and the GPU (both also in its name): stale
-when a version or a model file changed, never with the toolkit's source.
+engines depend on: the runtime's and TensorRT's wheels (``versions``), the model files (their bytes' SHA-256
+and their size and time, ``files``, ``file_record``), TensorRT's version as the runtime loads it and the GPU
+(both also in its name): stale when a version or a model file's bytes changed, never with the toolkit's source.
 """
 import contextlib
 import functools
@@ -21,9 +21,9 @@ import time
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Iterator, List, Optional, Sequence, Union
+from typing import Iterator, List, Optional, Sequence, Tuple, Union
 
-from solov2.core.paths import CACHE_ENV, PACKAGE_DIR, build_folder, cache_root
+from solov2.core.paths import CACHE_ENV, PACKAGE_DIR, build_folder, cache_root, file_sha256
 
 MANIFEST = 'cache.json'
 WEIGHTS_FOLDER = 'weights'              # the converted published checkpoints, not an export entry
@@ -92,18 +92,37 @@ def cache_of(compiled: Optional[str]) -> Optional[str]:
 @contextlib.contextmanager
 def _locked(path: Path) -> Iterator[None]:
     """One holder at a time, across the machine's processes and threads, of the lock file ``path`` (made when
-    missing; ``flock`` on its descriptor, let go when it closes: also when its process dies); none off POSIX."""
+    missing; ``flock`` on its descriptor, let go when it closes: also when its process dies); none off POSIX. The
+    file locked is the one at ``path`` once held: one its holder unlinked while this waited (``built_once`` after a
+    failed build) is let go and the one there now locked, so a waiter and a newcomer never hold two files at once."""
     try:
         import fcntl
     except ImportError:
         yield
         return
-    descriptor = os.open(path, os.O_RDONLY | os.O_CREAT, 0o644)
+    while True:
+        descriptor = os.open(path, os.O_RDONLY | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX)
+        except BaseException:
+            os.close(descriptor)
+            raise
+        if _names(descriptor, path):
+            break
+        os.close(descriptor)     # its holder unlinked it (a failed build; a prune): lock the file there now
     try:
-        fcntl.flock(descriptor, fcntl.LOCK_EX)
         yield
     finally:
         os.close(descriptor)
+
+
+def _names(descriptor: int, path: Path) -> bool:
+    """Whether ``path`` is still the file open as ``descriptor`` (not unlinked, nor replaced by another)."""
+    try:
+        found, held = os.stat(path), os.fstat(descriptor)
+    except FileNotFoundError:
+        return False
+    return (found.st_dev, found.st_ino) == (held.st_dev, held.st_ino)
 
 
 def lock_file(folder: Path) -> Path:
@@ -120,19 +139,58 @@ def file_stamp(path: Union[str, os.PathLike]) -> Optional[List[int]]:
     return [found.st_size, found.st_mtime_ns]
 
 
+def file_record(path: Union[str, os.PathLike]) -> dict:
+    """What an entry records of a file it was made from: its bytes' SHA-256 (``sha256``, what ``_stale`` judges)
+    and ``file_stamp`` (``stamp``: while it is the same the bytes are not read again)."""
+    stamp = file_stamp(path)          # before the bytes are read: a rewrite meanwhile changes it, not the record
+    return {'sha256': file_sha256(path), 'stamp': stamp}
+
+
+def _file_changed(path: str, record) -> bool:
+    """Whether the file ``path`` no longer holds the bytes ``record`` (``file_record``) was taken of: gone, or
+    of another SHA-256 (read only when its stamp changed: a model exported again with the same bytes is the
+    same); a bare stamp (an entry of an earlier version) by its stamp."""
+    stamp = file_stamp(path)
+    if not isinstance(record, dict):
+        return stamp != record
+    if stamp is None or stamp == record.get('stamp'):
+        return stamp is None
+    try:
+        return file_sha256(path) != record.get('sha256')
+    except OSError:
+        return True
+
+
+@dataclass(frozen=True)
+class EngineFiles:
+    """The files a runtime's whole build of TensorRT engines leaves in its folder: at least one named like the
+    glob ``engines``, each with a file of each suffix of ``companions`` beside it (onnxruntime's ``.engine`` and
+    its ``.profile``, without which it builds the engine again on the next open)."""
+    engines: str
+    companions: Tuple[str, ...] = ()
+
+    def built(self, folder: Path) -> bool:
+        """Whether ``folder`` (and its subfolders) holds a whole build."""
+        found = [path for path in folder.rglob(self.engines) if path.is_file()]
+        return bool(found) and all(path.with_suffix(suffix).is_file() for path in found for suffix in self.companions)
+
+    def __str__(self) -> str:
+        return ' with '.join([self.engines, *(f'its {suffix}' for suffix in self.companions)])
+
+
 class _NothingBuilt(Exception):
     """The block of ``built_once`` ended without writing what the entry holds: no entry is made."""
 
 
 @contextlib.contextmanager
-def built_once(folder: Path, key: dict, what: str, holds: str) -> Iterator[Path]:
+def built_once(folder: Path, key: dict, what: str, holds: EngineFiles) -> Iterator[Path]:
     """``folder``, an entry of the cache, for the block: itself once its manifest is there; else, under the
     entry's own lock (``lock_file``: another builder of it waits, then finds it built), a temporary folder
     beside it (``core.paths.build_folder``) that the block fills. That is moved into place whole with the
     manifest (``key``: what makes it stale, ``_stale``; ``what``: its line in tools/cache.py) only when the
-    block ends without an error and the folder then holds a file named like the glob ``holds`` (in it or its
-    subfolders); otherwise nothing is left, its lock neither. For what a runtime builds on opening a model
-    (TensorRT's engines)."""
+    block ends without an error and the folder then holds a whole build (``holds``, ``EngineFiles.built``);
+    otherwise nothing is left, its lock neither. For what a runtime builds on opening a model (TensorRT's
+    engines)."""
     if (folder / MANIFEST).is_file():
         yield folder
         return
@@ -144,7 +202,7 @@ def built_once(folder: Path, key: dict, what: str, holds: str) -> Iterator[Path]
         try:
             with contextlib.suppress(_NothingBuilt), build_folder(folder, replace=True) as tmp:
                 yield tmp                    # one there without its manifest: not a whole build (replaced)
-                if not any(path.is_file() for path in tmp.rglob(holds)):
+                if not holds.built(tmp):
                     raise _NothingBuilt
                 (tmp / MANIFEST).write_text(json.dumps({'key': key, 'what': what}, indent=2) + '\n')
         finally:       # no entry, no lock left (one waiting on it builds in a temporary of its own, as may a newcomer)
@@ -188,10 +246,10 @@ def _hidden_state(path: Path) -> str:
 
 def _stale(key: dict) -> bool:
     """Whether what an entry was made from changed: the toolkit's source (where its key records it), a
-    package's version (``versions``), a file's size or time (``files``, ``file_stamp``)."""
+    package's version (``versions``), a file's bytes (``files``, ``file_record``)."""
     return ('source_sha256' in key and key['source_sha256'] != source_hash()
             or any(package_version(name) != found for name, found in key.get('versions', {}).items())
-            or any(file_stamp(path) != stamp for path, stamp in key.get('files', {}).items()))
+            or any(_file_changed(path, record) for path, record in key.get('files', {}).items()))
 
 
 def _folder_entry(folder: Path) -> CacheEntry:

@@ -1,9 +1,10 @@
 """Where the toolkit's files are: the shipped model and sample pictures (in the package, so one
 path works from any folder) and the cache (its layout: ``core.cache``); how a folder is made
-complete or absent (``build_folder``).
+complete or absent (``build_folder``); a file's digest (``file_sha256``).
 """
 import contextlib
 import errno
+import hashlib
 import os
 import secrets
 import shutil
@@ -20,6 +21,15 @@ CACHE_ENV = 'SOLOV2_CACHE'
 def cache_root(cache_dir: Optional[str] = None) -> Path:
     """``cache_dir`` when given, else ``$SOLOV2_CACHE``, else ``~/.cache/solov2-paddle``."""
     return Path(cache_dir or os.environ.get(CACHE_ENV) or Path.home() / '.cache' / 'solov2-paddle')
+
+
+def file_sha256(path: Union[str, os.PathLike]) -> str:
+    """Hex SHA-256 of a file's bytes, read in 1 MiB blocks; OSError when it cannot be read."""
+    digest = hashlib.sha256()
+    with open(path, 'rb') as handle:
+        for block in iter(lambda: handle.read(1 << 20), b''):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def temporary_beside(path: Union[str, os.PathLike]) -> Path:

@@ -1,11 +1,11 @@
 """Safe file output: writes that are complete or absent (a hidden temporary beside the
 target, then a rename, so Ctrl-C or a full disk never leaves a half-written file; a folder's:
 ``core.paths.build_folder``) and checks that an output path is usable and never one of the
-user's inputs; the SHA-256 of a file (the export cache's key, the published checkpoints' check)."""
+user's inputs; the SHA-256 of a file (the export cache's key, the published checkpoints' check; its home is
+``core.paths``, where the cache judges TensorRT's engines by it too)."""
 
 from __future__ import annotations
 
-import hashlib
 import os
 from os import PathLike
 from pathlib import Path
@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 
 from solov2.core.errors import InputError
-from solov2.core.paths import temporary_beside
+from solov2.core.paths import file_sha256, temporary_beside  # noqa: F401  (file_sha256: this module's name for it)
 
 FILE_MODE = 0o644
 
@@ -44,15 +44,6 @@ def atomic_write(path: str | PathLike[str], data: bytes | memoryview) -> None:
         with open(tmp, 'xb') as handle:
             handle.write(data)
     write_together([(path, write)])
-
-
-def file_sha256(path: str | PathLike[str]) -> str:
-    """Hex SHA-256 of a file's bytes, read in 1 MiB blocks."""
-    digest = hashlib.sha256()
-    with open(path, 'rb') as handle:
-        for block in iter(lambda: handle.read(1 << 20), b''):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def write_image(path: str | PathLike[str], bgr: np.ndarray, params: Sequence[int] = ()) -> None:

@@ -13,9 +13,8 @@ from solov2.config import get_config, with_overrides
 from solov2.config.device import gpu_number, on_gpu
 from solov2.config.install import TENSORRT_WHEELS, cuda_device, installed_wheels
 from solov2.config.sidecar import MODEL_SETTINGS
-from solov2.core.cache import built_once, file_stamp, package_version
+from solov2.core.cache import EngineFiles, built_once, file_record, package_version
 from solov2.core.errors import param
-from solov2.data.files import file_sha256
 from solov2.data.transforms import padded_size
 from solov2.model.inference.backend import Backend, BackendError
 from solov2.model.inference.export_network import SIZE_DIVISOR, TENSORRT_MAX_BATCH
@@ -144,16 +143,16 @@ class ExportedBackend(Backend):
 
     @contextlib.contextmanager
     def tensorrt_engines(self, files: Sequence[Path], runtime: str, tensorrt: str,
-                         engines: str) -> Iterator[Optional[str]]:
+                         engines: EngineFiles) -> Iterator[Optional[str]]:
         """For the block, the folder where ``runtime`` ('onnxruntime' or 'paddle-inference') finds TensorRT's
         engines of the model in ``files`` or builds them while it opens it (None, built at each start, without
         ``engine_cache``): an entry of the ``engine_cache`` folder (``core.cache.built_once``: one builder of
-        it at a time, moved into place whole and only once it holds the runtime's ``engines`` files, a glob;
+        it at a time, moved into place whole and only once it holds the runtime's whole build, ``engines``;
         pruned with the others). Its name hashes all an engine depends on: the files' bytes (the runtimes name
         engines after the graph, not its weights), the profile (``size_range``, batches up to
         ``TENSORRT_MAX_BATCH``, float16), the runtime's and TensorRT's wheels, ``tensorrt`` (the version the
         runtime loads, however installed) and the GPU: an engine runs only where built. Its manifest makes it
-        stale when a wheel or a model file changes (``core.cache._stale``)."""
+        stale when a wheel or a model file's bytes change (``core.cache._stale``)."""
         if not self.engine_cache:
             yield None
             return
@@ -161,9 +160,9 @@ class ExportedBackend(Backend):
         versions = {name: package_version(name) for name in (package, *installed_wheels(TENSORRT_WHEELS))}
         gpu = cuda_device(gpu_number(self.device)) or 'an unknown GPU'
         settings = [runtime, self.size_range, TENSORRT_MAX_BATCH, 'float16', versions, tensorrt, gpu]
-        digest = hashlib.sha256(repr([*settings, *(file_sha256(path) for path in files)]).encode()).hexdigest()
-        key = {'versions': versions, 'tensorrt': tensorrt, 'gpu': gpu,
-               'files': {str(path.resolve()): file_stamp(path) for path in files}}
-        with built_once(Path(self.engine_cache) / f'tensorrt-{digest[:20]}', key,
+        records = {str(path.resolve()): file_record(path) for path in files}
+        digest = hashlib.sha256(repr([*settings, *(record['sha256'] for record in records.values())]).encode())
+        key = {'versions': versions, 'tensorrt': tensorrt, 'gpu': gpu, 'files': records}
+        with built_once(Path(self.engine_cache) / f'tensorrt-{digest.hexdigest()[:20]}', key,
                         f'TensorRT {tensorrt} engines of {runtime} on {gpu}', engines) as folder:
             yield str(folder)

@@ -17,6 +17,7 @@ from solov2.config.install import (
     onnxruntime_install_problem,
     tensorrt_version,
 )
+from solov2.core.cache import EngineFiles
 from solov2.core.errors import RunError
 from solov2.model.inference.backend import BackendError
 from solov2.model.inference.export_network import (
@@ -30,7 +31,9 @@ from solov2.model.inference.exported_folder import ExportedBackend, loading
 from solov2.model.runtime import cpu_threads
 
 CUDA, TENSORRT = 'CUDAExecutionProvider', 'TensorrtExecutionProvider'
-ENGINE_FILES = '*.engine'      # the engines the TensorRT provider writes in trt_engine_cache_path
+# the engines the TensorRT provider writes in trt_engine_cache_path, each with the .profile of its explicit profile
+# (an engine found without it is built again, into the entry's final folder: onnxruntime's SerializeProfileV2)
+ENGINE_FILES = EngineFiles('*.engine', ('.profile',))
 
 
 def tensorrt_options(number: int, size_range, engine_cache: Optional[str], regions: bool = False) -> dict:

@@ -9,6 +9,7 @@ import paddle
 
 from solov2.config.device import gpu_number, on_gpu
 from solov2.config.install import paddle_major
+from solov2.core.cache import EngineFiles
 from solov2.model.inference.backend import BackendError
 from solov2.model.inference.export_network import INPUT_NAME, OUTPUT_NAMES, TENSORRT_MAX_BATCH, network_feed
 from solov2.model.inference.exported_folder import ExportedBackend, first_line, loading
@@ -16,7 +17,7 @@ from solov2.model.runtime import cpu_threads, paddle_on
 
 GPU_MEMORY_POOL_MB = 256     # Paddle Inference's first GPU memory pool; it grows as needed
 TENSORRT_MIN_SUBGRAPH = 60   # PaddleDetection's TRT_MIN_SUBGRAPH for SOLOv2 (ppdet/engine/export_utils.py)
-ENGINE_FILES = 'trt_serialized_*'     # the engines Paddle Inference writes in its optim cache dir
+ENGINE_FILES = EngineFiles('trt_serialized_*')     # the engines Paddle Inference writes in its optim cache dir
 
 
 def tensorrt_missing(first: str) -> str:

@@ -77,7 +77,7 @@ from solov2.config.install import (  # noqa: E402
     paddle_install_problem,
     paddle_major,
 )
-from solov2.core.cache import cache_entries  # noqa: E402
+from solov2.core.cache import EngineFiles, cache_entries  # noqa: E402
 from solov2.core.paths import SAMPLE_IMAGES, SHIPPED_WEIGHTS  # noqa: E402
 from solov2.data.coco import CocoDataset, load_coco  # noqa: E402
 from solov2.data.results import write_json  # noqa: E402
@@ -512,13 +512,13 @@ def _files(folder: Path) -> dict:
             if p.is_file()} if folder.is_dir() else {}
 
 
-def entry_problems(cache: Path, engines: str) -> list:
-    """What is wrong with the TensorRT engine entries of ``cache``: a temporary left, an entry without files
-    named like ``engines`` (a glob), none at all."""
+def entry_problems(cache: Path, engines: EngineFiles) -> list:
+    """What is wrong with the TensorRT engine entries of ``cache``: a temporary left, an entry without the
+    runtime's whole build (``engines``), none at all."""
     entries = [entry for entry in cache_entries(str(cache)) if 'tensorrt-' in entry.path.name]
     problems = [f'{entry.path.name} {entry.state}' for entry in entries if entry.state != 'current']
     problems += [f'{entry.path.name} holds no {engines}' for entry in entries
-                 if entry.state == 'current' and not any(entry.path.rglob(engines))]
+                 if entry.state == 'current' and not engines.built(entry.path)]
     return problems + ['no entry'] * (not entries)
 
 

@@ -234,7 +234,8 @@ def test_each_model_gets_its_own_tensorrt_engines(tmp_path, monkeypatch):
 
 class Building(FellBack):
     """A session whose TensorRT provider builds its engine while it opens (explicit profile): where it has an
-    engine cache it writes ``model.engine`` there unless one is there (counted in ``built``), ``slow`` seconds."""
+    engine cache it writes ``model.engine`` and its ``model.profile`` there unless one is there (counted in
+    ``built``), ``slow`` seconds."""
     built, slow = [], 0.0
 
     def __init__(self, path, options, providers, started=EVERY):
@@ -243,7 +244,8 @@ class Building(FellBack):
         engine = os.path.join(folder or '', 'model.engine')
         if folder and not os.path.exists(engine):
             time.sleep(self.slow)
-            open(engine, 'w').close()
+            for path in (engine, engine.replace('.engine', '.profile')):
+                open(path, 'w').close()
             self.built.append(engine)
 
 
@@ -271,7 +273,7 @@ def test_tensorrt_engines_are_built_once_moved_into_place_whole_and_kept_per_ten
     asked = {os.path.basename(backend.session.asked[0][1]['trt_engine_cache_path']) for backend in (first, second)}
     assert entries[0].path.name in asked and sorted(p.name for p in cache.iterdir()) == [
         f'.{entries[0].path.name}.lock', entries[0].path.name]                # its own lock beside it
-    assert sorted(p.name for p in entries[0].path.iterdir()) == ['cache.json', 'model.engine']
+    assert sorted(p.name for p in entries[0].path.iterdir()) == ['cache.json', 'model.engine', 'model.profile']
     monkeypatch.setattr(exported_folder, 'cuda_device', lambda number: 'NVIDIA A100 sm80')
     monkeypatch.setattr(onnxruntime, 'InferenceSession', lambda *args, **kwargs: 1 / 0)
     with pytest.raises(BackendError, match='cannot load'):

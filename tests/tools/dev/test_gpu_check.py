@@ -116,9 +116,12 @@ def test_a_tensorrt_entry_without_engines_or_a_temporary_left_is_named(tmp_path)
     for folder in (good, empty):
         (folder / 'cache.json').write_text(json.dumps({'key': {'versions': {}}, 'what': 'TensorRT engines'}))
     (good / 'TensorrtExecutionProvider_TRTKernel_graph_1_sm89.engine').write_bytes(b'1')
-    assert gpu_check.entry_problems(cache, '*.engine') == [
-        '.tensorrt-cccc.999999999.x1.tmp unfinished', 'tensorrt-bbbb holds no *.engine']
-    assert gpu_check.entry_problems(tmp_path / 'none', '*.engine') == ['no entry']
+    (good / 'TensorrtExecutionProvider_TRTKernel_graph_1_sm89.profile').write_bytes(b'1')
+    (empty / 'TensorrtExecutionProvider_TRTKernel_graph_1_sm89.engine').write_bytes(b'1')     # no profile
+    engines = gpu_check.ENGINE_FILES['onnx']
+    assert gpu_check.entry_problems(cache, engines) == [
+        '.tensorrt-cccc.999999999.x1.tmp unfinished', 'tensorrt-bbbb holds no *.engine with its .profile']
+    assert gpu_check.entry_problems(tmp_path / 'none', engines) == ['no entry']
 
 
 def test_two_cudnn_libraries_mapped_are_counted(tmp_path):
