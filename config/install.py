@@ -6,7 +6,8 @@ check: code past Paddle's public API runs on the checked lines only (``internals
 import ctypes
 import importlib.metadata
 import importlib.util
-from typing import Callable, Optional, Sequence
+from dataclasses import dataclass
+from typing import Callable, Optional, Sequence, Tuple
 
 WHEELS = ('paddlepaddle', 'paddlepaddle-gpu')
 ONNXRUNTIME_WHEELS = ('onnxruntime', 'onnxruntime-gpu')     # both install onnxruntime/
@@ -18,6 +19,56 @@ TENSORRT_WHEELS = ('tensorrt', 'tensorrt-cu13', 'tensorrt-cu12', 'tensorrt-cu13-
 CHECKED_MAJORS = (2, 3)     # Paddle 2.6 (CI's second venv) and 3.x
 INSTALL = ('pip install paddlepaddle (CPU); for GPUs up to Ampere paddlepaddle-gpu==2.6.2 (CUDA 11.8), for Hopper '
            'and newer Paddle 3.x with CUDA 13 (cu130), both from the PaddlePaddle index (README, GPU)')
+
+
+PADDLE_INDEX = 'https://www.paddlepaddle.org.cn/packages/stable/'     # Paddle 3.x's GPU wheels, per CUDA (cu126/)
+NVIDIA_INDEX = 'https://pypi.nvidia.com'        # TensorRT's libraries and bindings (tensorrt-cu13's dependencies)
+NO_PADDLE2ONNX = (3, 13)      # from this Python paddle2onnx has no wheel: the deployment extras' marker leaves it out
+
+
+@dataclass(frozen=True)
+class InstallRoute:
+    """One way to install the toolkit with Paddle: Paddle's wheel, then the package with one extra. ``device``:
+    for whom (the README's GPU table's first column; 'CPU' for the CPU route, README's Python line);
+    ``paddle``: the Paddle requirement, ``cuda``: the folder of ``PADDLE_INDEX`` it comes from ('' for the
+    package index); ``extra``: pyproject.toml's extra (its requirement files), ``nvidia``: it needs
+    ``NVIDIA_INDEX`` too; ``pythons``: the lowest and highest Python 3 minor on which the whole route
+    resolves to binary wheels on Linux x86-64 (``tools/dev/resolve_routes.py`` checks it with uv)."""
+    device: str
+    paddle: str
+    cuda: str
+    extra: str
+    pythons: Tuple[int, int]
+    nvidia: bool = False
+
+    def command(self) -> str:
+        """The route's pip commands, run from a checkout."""
+        index = f' -i {PADDLE_INDEX}{self.cuda}/' if self.cuda else ''
+        nvidia = f'--extra-index-url {NVIDIA_INDEX} ' if self.nvidia else ''
+        return f'pip install {self.paddle}{index} && pip install {nvidia}".[{self.extra}]"'
+
+    def python_range(self) -> str:
+        """'3.9-3.12': the Pythons it resolves on."""
+        low, high = self.pythons
+        return f'3.{low}-3.{high}' if high > low else f'3.{low}'
+
+
+# The one table of the install routes: README.md's GPU table and Python line, docs/deployment.md's resolver
+# matrix and pyproject.toml's extras are held to it (tests/test_install_routes.py), the resolver checks it
+# (tools/dev/resolve_routes.py). On 3.13 the extras leave paddle2onnx out (no cp313 wheel: ONNX export needs
+# 3.12 or older, an exported folder runs anywhere), on 3.9 faster-coco-eval (none for cp39: pycocotools scores).
+ROUTES = (
+    InstallRoute('CPU', 'paddlepaddle', '', 'deploy', (9, 13)),
+    InstallRoute('up to Ampere (RTX 30, A100), CUDA 11.8 or 12.0 with cuDNN 8 on the system', 'paddlepaddle-gpu==2.6.2',
+                 '', 'deploy-paddle26', (9, 12)),
+    InstallRoute('the same, onnxruntime on the GPU too (driver 580+)', 'paddlepaddle-gpu==2.6.2', '',
+                 'deploy-gpu-paddle26', (11, 12)),
+    InstallRoute('any, Hopper (H100) and newer too, CUDA 13 (driver 580+)', 'paddlepaddle-gpu', 'cu130', 'deploy-gpu',
+                 (11, 13)),
+    InstallRoute('the same with TensorRT for onnxruntime', 'paddlepaddle-gpu', 'cu130', 'deploy-tensorrt', (11, 13),
+                 nvidia=True),
+    InstallRoute('any, CUDA 12.6 (a driver older than 580)', 'paddlepaddle-gpu', 'cu126', 'deploy', (9, 13)),
+)
 
 
 def installed_wheels(names: Sequence[str] = WHEELS) -> Sequence[str]:

@@ -14,7 +14,7 @@ from typing import Dict, List, Sequence, Tuple
 import numpy as np
 import paddle
 
-from solov2.config.install import paddle_major
+from solov2.config.install import NO_PADDLE2ONNX, paddle_major
 from solov2.core.errors import InputError, param
 from solov2.data.transforms import padded_size
 from solov2.model.inference.backend import BackendError
@@ -53,6 +53,10 @@ def check_onnx_tools(deformable: bool) -> str:
         p2o = version('paddle2onnx')
         version('onnx')
     except PackageNotFoundError:
+        if sys.version_info >= NO_PADDLE2ONNX:        # the deployment extras leave it out there (no wheel)
+            raise ExportError(f'ONNX export needs paddle2onnx, which has no wheel for Python '
+                              f'{sys.version_info[0]}.{sys.version_info[1]}: export with Python 3.12 or older (the '
+                              'exported folder runs here), or ', param('fmt', 'paddle'))
         raise ExportError('ONNX export needs paddle2onnx and onnx: pip install -r requirements-deploy.txt '
                           '(on Paddle 2.6: requirements-deploy-paddle26.txt)')
     major = int(p2o.split('.')[0])
