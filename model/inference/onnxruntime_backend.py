@@ -23,7 +23,6 @@ from solov2.model.inference.backend import BackendError
 from solov2.model.inference.export_network import (
     INPUT_NAME,
     OUTPUT_NAMES,
-    REGIONS_NAME,
     TENSORRT_MAX_BATCH,
     network_feed,
 )
@@ -36,13 +35,13 @@ CUDA, TENSORRT = 'CUDAExecutionProvider', 'TensorrtExecutionProvider'
 ENGINE_FILES = EngineFiles('*.engine', ('.profile',))
 
 
-def tensorrt_options(number: int, size_range, engine_cache: Optional[str], regions: bool = False) -> dict:
-    """onnxruntime's TensorRT provider options on GPU ``number``: float16, one profile from 1 picture
-    of ``size_range``'s smallest side to ``TENSORRT_MAX_BATCH`` of its largest (the regions graph's
-    ``regions`` [B, 2] too: every dynamic input needs one, else the provider fails at open), engines kept in
-    ``engine_cache`` (None: built at each start)."""
+def tensorrt_options(number: int, size_range, engine_cache: Optional[str]) -> dict:
+    """onnxruntime's TensorRT provider options on GPU ``number``: float16, one profile of the plain graph's
+    one input from 1 picture of ``size_range``'s smallest side to ``TENSORRT_MAX_BATCH`` of its largest,
+    engines kept in ``engine_cache`` (None: built at each start). The regions graph never runs through
+    TensorRT (``OnnxBackend``: batches of one size)."""
     low, high = size_range
-    shapes = {key: f'{INPUT_NAME}:{batch}x3x{side}x{side}' + f',{REGIONS_NAME}:{batch}x2' * regions
+    shapes = {key: f'{INPUT_NAME}:{batch}x3x{side}x{side}'
               for key, batch, side in (('trt_profile_min_shapes', 1, low), ('trt_profile_opt_shapes', 1, high),
                                        ('trt_profile_max_shapes', TENSORRT_MAX_BATCH, high))}
     cache = {'trt_engine_cache_enable': True, 'trt_engine_cache_path': engine_cache} if engine_cache else {}
@@ -50,7 +49,7 @@ def tensorrt_options(number: int, size_range, engine_cache: Optional[str], regio
 
 
 def onnx_providers(device: str, available: Sequence[str], tensorrt: bool = False, size_range=(0, 0),
-                   engine_cache: Optional[str] = None, regions: bool = False) -> list:
+                   engine_cache: Optional[str] = None) -> list:
     """onnxruntime's execution providers for ``device``: the CPU's, or the CUDA provider on GPU N first
     (cuDNN's HEURISTIC algorithm choice: EXHAUSTIVE times them again for each input size), the CPU's
     after; ``tensorrt``: TensorRT's before CUDA's (``tensorrt_options``). ``available``:
@@ -66,7 +65,7 @@ def onnx_providers(device: str, available: Sequence[str], tensorrt: bool = False
                                   or f'pip install onnxruntime-gpu in its place (requirements-deploy-gpu.txt){also}'))
     number = gpu_number(device)
     cuda = (CUDA, {'device_id': number, 'cudnn_conv_algo_search': 'HEURISTIC'})
-    first = [(TENSORRT, tensorrt_options(number, size_range, engine_cache, regions))] if tensorrt else []
+    first = [(TENSORRT, tensorrt_options(number, size_range, engine_cache))] if tensorrt else []
     return first + [cuda, 'CPUExecutionProvider']
 
 
@@ -112,7 +111,10 @@ class OnnxBackend(ExportedBackend):
     """onnxruntime with ``threads`` intra-op threads (0 = every core; idle, they sleep rather than spin,
     docs/deployment.md#backends) on ``device`` (``tensorrt``: through TensorRT float16, engines in an
     entry of the ``engine_cache`` folder, ``tensorrt_engines``); safe from several threads. A batch of
-    several sizes runs the regions graph (``model_regions.onnx``, opened on first use). No fallback
+    several sizes runs the regions graph (``model_regions.onnx``, opened on first use); with ``tensorrt``
+    batches hold one size (``mixes_sizes`` False): that graph's output shape follows the values of its
+    ``regions`` input, which TensorRT may take as a shape tensor, whose profile onnxruntime would then apply
+    to the values (``ApplyProfileShapesFromProviderOptions``), so it never meets TensorRT. No fallback
     after opening. On a GPU the providers' libraries are loaded from their wheels before a session opens:
     CUDA and cuDNN (``preload_dlls``, onnxruntime-gpu >= 1.21), and with ``tensorrt`` TensorRT's (importing
     the ``tensorrt`` package; without it, the system's)."""
@@ -139,18 +141,22 @@ class OnnxBackend(ExportedBackend):
                     importlib.import_module('tensorrt')
         self.sessions, self.lock = {}, threading.Lock()
         self.session = self.session_for(False)
-        self.mixes_sizes = 'regions_model' in self.files
+        self.mixes_sizes = 'regions_model' in self.files and not tensorrt     # regions never meet TensorRT
 
     def session_for(self, regions: bool):
-        """The session of the plain or the regions graph, opened on first use, providers checked."""
+        """The session of the plain or the regions graph, opened on first use, providers checked; BackendError
+        for the regions graph through TensorRT (class docstring)."""
         import onnxruntime as ort
+        if regions and self.tensorrt:
+            raise BackendError('the onnx engine through TensorRT runs one input size a batch (its regions graph '
+                               'does not run through TensorRT): run batches of one size, or open it without tensorrt')
         with self.lock:
             if regions not in self.sessions:
                 path = self.model_file(self.files, 'regions_model' if regions else 'model')
                 version = (tensorrt_version() or 'none') if self.tensorrt and self.engine_cache else ''
                 with self.tensorrt_engines([path], 'onnxruntime', version, ENGINE_FILES) as engines:
                     providers = onnx_providers(self.device, ort.get_available_providers(), self.tensorrt,
-                                               self.size_range, engines, regions)
+                                               self.size_range, engines)
                     with loading(str(path), provider_problem(providers, path)):
                         session = ort.InferenceSession(str(path), self.options, providers=providers)
                     check_providers(session, providers, ort.__version__)    # no entry for a provider not started

@@ -34,13 +34,16 @@ cuBLAS and cuDNN switches put back after).
   eval          mask AP on generated shapes pictures with the GPU (post-processing there) and the
                 CPU (numpy), within ``AP_POINTS``
   export-no-trt the shipped model exported and checked (Paddle Inference opened) where Paddle cannot load
-                TensorRT (``get_trt_runtime_version`` failing in Paddle's words, a GPU wheel without libnvinfer)
+                TensorRT (``get_trt_runtime_version`` failing in Paddle's words, a GPU wheel without libnvinfer):
+                real where it fails here, else stood in; the line says which
   tensorrt      each engine through TensorRT with an engine cache (onnxruntime with its provider, Paddle 2.6's
-                .pdmodel): after the open (the regions graph too) its entries hold engine files and no
-                temporary; runs at 3 sizes write nothing; a second process opens without building; two at
+                .pdmodel): after the open its entries hold engine files and no temporary; runs at 3 sizes
+                and pictures of 3 sizes shared as the service shares them (through TensorRT one size a batch:
+                the regions graph never meets it) write nothing; a second process opens without building; two at
                 once build once; without TensorRT the open is refused and leaves nothing; SKIP where none can
   tf32          ``tf32_off`` turns Paddle's TF32 switches and flags off inside and puts them back after
-  cudnn         one libcudnn mapped in the process after dygraph and onnxruntime ran on the GPU
+  cudnn         one libcudnn mapped per cuDNN major after dygraph and onnxruntime ran on the GPU (two
+                majors by design on the README's Paddle 2.6 rows; two paths of one major: FAIL)
   two-gpu       with two GPUs: each launched process's plain 'gpu' is its own GPU (the one rule of
                 dygraph, Paddle Inference and onnxruntime), and train.py launched on both with
                 ``--sync-bn`` for a few steps; SKIP with one
@@ -58,6 +61,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Optional
 
 if __package__ in (None, ''):
     import _bootstrap  # noqa: F401  (script mode: make the project importable)
@@ -76,6 +80,7 @@ from solov2.config.install import (  # noqa: E402
     onnxruntime_install_problem,
     paddle_install_problem,
     paddle_major,
+    tensorrt_version,
 )
 from solov2.core.cache import EngineFiles, cache_entries  # noqa: E402
 from solov2.core.paths import SAMPLE_IMAGES, SHIPPED_WEIGHTS  # noqa: E402
@@ -86,7 +91,7 @@ from solov2.data.transforms import read_image  # noqa: E402
 from solov2.model.build import build_model  # noqa: E402
 from solov2.model.deform_ops import deform_conv  # noqa: E402
 from solov2.model.inference import onnxruntime_backend, paddle_inference_backend  # noqa: E402
-from solov2.model.inference.backend import BackendError  # noqa: E402
+from solov2.model.inference.backend import BackendError, share_batches  # noqa: E402
 from solov2.model.inference.dygraph_backend import DygraphBackend  # noqa: E402
 from solov2.model.inference.export import export  # noqa: E402
 from solov2.model.inference.pipeline import Predictor  # noqa: E402
@@ -492,7 +497,7 @@ from solov2.model.inference.spec import ModelSpec, exported_backend
 kind, folder, compiled, mode = sys.argv[1:5]
 builds, build_folder = [], cache.build_folder
 cache.build_folder = lambda *args, **kwargs: builds.append(1) or build_folder(*args, **kwargs)
-if mode == 'no-tensorrt':           # the wheel's TensorRT not importable, Paddle's dynload failing as without it
+if mode.startswith('no-tensorrt'):  # stood in: the wheel's TensorRT not importable, Paddle's dynload failing
     import paddle.inference
     sys.modules['tensorrt'] = None
     paddle.inference.get_trt_runtime_version = lambda: (_ for _ in ()).throw(RuntimeError(sys.argv[5]))
@@ -549,12 +554,58 @@ def _tensorrt_cases(s: Setting) -> list:
     return kinds + ['inference'] * (paddle_major() < 3)
 
 
+def _mixed_sizes(engine, side: int) -> str:
+    """Pictures of three padded sizes shared into batches as the service shares them with ``--max-padding 1``
+    (``share_batches``), each batch run: through TensorRT each of one size (the regions graph, whose output
+    shape follows the values of ``regions``, never meets TensorRT), else mixed where the engine mixes sizes."""
+    sizes = [(side, side), (side, 2 * side), (side, side), (2 * side, side)]
+    batches = share_batches(sizes, engine, max_batch=2 * len(sizes), max_padding=1.0)
+    for members in batches:
+        engine.run_numpy(*engine.batch_regions([np.zeros((3, *sizes[i]), np.float32) for i in members]))
+    kinds = [len({sizes[i] for i in members}) for members in batches]
+    assert not getattr(engine, 'tensorrt', False) or kinds == [1] * len(batches), f'sizes a batch: {kinds}'
+    return f'{len(sizes)} pictures of 3 sizes in {len(batches)} batches ({max(kinds)} size(s) at most in one)'
+
+
+def tensorrt_absence(kind: str) -> Optional[str]:
+    """Why the engine ``kind`` cannot load TensorRT on this machine, nothing stood in: Paddle's version call
+    failing in its words (inference), neither the ``tensorrt`` wheel nor a system ``libnvinfer.so.10`` (onnx);
+    None where it can."""
+    if kind == 'inference':
+        import paddle.inference
+        try:
+            paddle.inference.get_trt_runtime_version()
+        except Exception as exc:  # Paddle's own types (UnavailableError, RuntimeError)
+            return f'Paddle: {str(exc).strip().splitlines()[-1][:120]}'
+        return None
+    if importlib.util.find_spec('tensorrt') is None and tensorrt_version() is None:
+        return 'no tensorrt wheel and no libnvinfer.so.10 on the system'
+    return None
+
+
+def _without_tensorrt(s: Setting, kind: str, folder: Path, mode: str, absence: Optional[str]) -> str:
+    """``kind`` opened through TensorRT in another process where TensorRT cannot load: really (``absence``: why,
+    nothing stood in) or stood in (its wheel made unimportable, Paddle's version call failing in its words):
+    refused in one line, leaving nothing (a stand-in's onnxruntime may find a system TensorRT: said)."""
+    cache = s.folder / f'trt-{kind}-none'
+    verdict, _, words = _opened(_opener(s, kind, folder, cache, f'{"absent" if absence else "no-tensorrt"}/{mode}'))
+    assert s.dry or verdict == 'refused' or kind == 'onnx' and not absence, f'{kind} without TensorRT: {words}'
+    assert not _files(cache) or verdict == 'opened', f'{kind} refused without TensorRT left {sorted(_files(cache))}'
+    how = ('the calls on the CPU' if s.dry else f'real: {absence}' if absence else
+           "stood in: its wheel unimportable, Paddle's version call failing")
+    why = f'; {words[:120]}' if verdict == 'refused' else '' if s.dry else '; a TensorRT outside the wheel was found'
+    return f'without TensorRT {verdict} ({how}{why})'
+
+
 def _tensorrt_case(s: Setting, kind: str, folder: Path) -> str:
-    """One engine through TensorRT (``check_tensorrt``)."""
+    """One engine through TensorRT (``check_tensorrt``); where TensorRT is absent, its real refusal alone."""
     cache, engines, mode = s.folder / f'trt-{kind}', ENGINE_FILES[kind], 'cpu' if s.dry else s.device
+    absence = None if s.dry else tensorrt_absence(kind)
+    if absence:
+        return f'{kind}: TensorRT absent, ' + _without_tensorrt(s, kind, folder, mode, absence)
     engine = exported_backend(ModelSpec(backend=kind, model_dir=str(folder), device=s.device, threads=2,
                                         tensorrt=not s.dry), str(cache / 'openvino-compiled'))
-    engine.compile_ahead(2, mixed=True)            # the regions graph too (onnx)
+    engine.compile_ahead(2, mixed=True)            # the regions graph too where it mixes sizes (no TensorRT)
     problems = [] if s.dry else entry_problems(cache, engines)
     assert not problems, f'{kind}: after its open: ' + ', '.join(problems)
     built = _files(cache)
@@ -562,6 +613,7 @@ def _tensorrt_case(s: Setting, kind: str, folder: Path) -> str:
         batch = np.zeros((2, 3, side, side), np.float32)
         engine.run_numpy(batch, np.asarray([[side, side], [side // 2, side]], np.int64) if engine.mixes_sizes
                          else None)
+    mixed = _mixed_sizes(engine, s.size)
     assert _files(cache) == built, f'{kind}: files written after its open: {sorted(set(_files(cache)) - set(built))}'
     second = _opened(_opener(s, kind, folder, cache, mode))
     assert second[:2] == ('opened', 0) and _files(cache) == built, f'{kind}: a second process: {second}'
@@ -569,14 +621,9 @@ def _tensorrt_case(s: Setting, kind: str, folder: Path) -> str:
     both = [_opened(process) for process in pair]
     assert [verdict for verdict, _, _ in both] == ['opened'] * 2 and sum(count for _, count, _ in both) == (
         0 if s.dry else 2 if engine.mixes_sizes else 1), f'{kind}: two processes at once: {both}'
-    missing = _opened(_opener(s, kind, folder, s.folder / f'trt-{kind}-none', f'no-tensorrt/{mode}'))
-    left = _files(s.folder / f'trt-{kind}-none')
-    assert s.dry or missing[0] == 'refused' or 'onnx' == kind, f'{kind} without TensorRT: {missing}'
-    assert not left or missing[0] == 'opened', f'{kind} refused without TensorRT left {sorted(left)}'
-    why = ('(the calls on the CPU)' if s.dry else f'({missing[2][:120]})' if missing[0] == 'refused' else
-           '(a TensorRT outside the wheel was found)')
-    return (f'{kind}: {len(built)} files, none written by runs at 3 sizes, a second process built 0, two at once '
-            f'built {sum(count for _, count, _ in both)}, without TensorRT {missing[0]} {why}')
+    return (f'{kind}: {len(built)} files, none written by runs at 3 sizes nor by {mixed}, a second process built 0, '
+            f'two at once built {sum(count for _, count, _ in both)}, '
+            + _without_tensorrt(s, kind, folder, mode, None))
 
 
 def check_tensorrt(s: Setting) -> str:
@@ -597,16 +644,19 @@ def check_tensorrt(s: Setting) -> str:
 
 def check_export_without_tensorrt(s: Setting) -> str:
     """The shipped model exported, with its check (Paddle Inference opened), where Paddle cannot load TensorRT
-    (``get_trt_runtime_version`` failing in Paddle's words, as on a GPU wheel without libnvinfer)."""
+    (``get_trt_runtime_version`` failing in Paddle's words, as on a GPU wheel without libnvinfer): really where
+    it fails here (``tensorrt_absence``), else stood in."""
     import paddle.inference
-    real = paddle.inference.get_trt_runtime_version
-    paddle.inference.get_trt_runtime_version = lambda: (_ for _ in ()).throw(RuntimeError(NO_TENSORRT))
+    real, absence = paddle.inference.get_trt_runtime_version, tensorrt_absence('inference')
+    if not absence:
+        paddle.inference.get_trt_runtime_version = lambda: (_ for _ in ()).throw(RuntimeError(NO_TENSORRT))
     try:
         dygraph = DygraphBackend(get_config(9), SHIPPED_WEIGHTS, 'cpu', threads=2)
         lines = export(dygraph, 9, s.folder / 'export-no-trt', fmt='paddle', check=True)
     finally:
         paddle.inference.get_trt_runtime_version = real
-    return f'exported and checked ({len(lines)} lines)'
+    how = f'real: {absence}' if absence else "stood in: Paddle's version call made to fail (it loads TensorRT here)"
+    return f'exported and checked ({len(lines)} lines), TensorRT absent ({how})'
 
 
 def _tf32_state() -> dict:
@@ -640,19 +690,32 @@ def cudnn_libraries(maps: str) -> set:
             if line.split() and os.path.basename(line.split()[-1]).startswith('libcudnn.so')}
 
 
+def cudnn_majors(mapped: set) -> dict:
+    """{cuDNN major ('8', '9'): the sorted paths of its main libraries mapped} (``cudnn_libraries``' set)."""
+    majors: dict = {}
+    for path in sorted(mapped):
+        majors.setdefault(os.path.basename(path).split('.so.', 1)[-1].split('.')[0], []).append(path)
+    return majors
+
+
 def check_cudnn(s: Setting) -> str:
-    """One libcudnn mapped in this process after dygraph and onnxruntime (where installed) ran on the device."""
+    """After dygraph and onnxruntime (where installed) ran on the device, one libcudnn mapped per cuDNN major: two
+    majors are by design where Paddle and onnxruntime each bring their own (README's Paddle 2.6 with cuDNN 8 and
+    onnxruntime-gpu's cuDNN 9), two paths of one major are two copies of one soname, one of them unused."""
     DygraphBackend(get_config(9), SHIPPED_WEIGHTS, s.device, threads=2).run_numpy(np.zeros((1, 3, 64, 64), np.float32))
     if not s.dry and importlib.util.find_spec('onnxruntime'):
         import onnxruntime
         if hasattr(onnxruntime, 'preload_dlls'):
             onnxruntime.preload_dlls()
     try:
-        mapped = cudnn_libraries(Path('/proc/self/maps').read_text())
+        majors = cudnn_majors(cudnn_libraries(Path('/proc/self/maps').read_text()))
     except OSError as exc:
         raise Skipped(f'no /proc/self/maps ({exc})')
-    assert len(mapped) <= 1, f'{len(mapped)} cuDNN libraries mapped: {sorted(mapped)}'
-    return f'mapped: {next(iter(mapped))}' if mapped else 'no libcudnn mapped (a CPU run)'
+    twice = {major: paths for major, paths in majors.items() if len(paths) > 1}
+    assert not twice, '; '.join(f'cuDNN {major} mapped from {len(paths)} paths: {paths}'
+                                for major, paths in twice.items())
+    return (', '.join(f'cuDNN {major}: {paths[0]}' for major, paths in majors.items())
+            or 'no libcudnn mapped (a CPU run)')
 
 
 CHECKS = (('environment', check_environment), ('inference', check_inference), ('postprocess', check_postprocess),

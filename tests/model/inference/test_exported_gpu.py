@@ -551,18 +551,35 @@ def test_a_tensorrt_provider_failure_at_open_says_what_failed_and_what_to_do(tmp
         OnnxBackend(_fake_export(tmp_path / 'damaged'), device='gpu', tensorrt=True)
 
 
-def test_the_regions_graph_gets_a_tensorrt_profile_for_its_regions_input(tmp_path, monkeypatch):
-    """Its int64 ``regions`` [B, 2] is dynamic too: without a profile onnxruntime's provider fails at open."""
+def test_the_regions_graph_never_meets_tensorrt_batches_hold_one_size(tmp_path, monkeypatch):
+    """Its output shape follows the values of ``regions`` (int64 [B, 2]): TensorRT could take it as a shape
+    tensor, whose profile onnxruntime applies to the values. Through TensorRT the onnx engine runs batches of
+    one size: a mixed open (the service's --max-padding) opens no regions graph, pictures of several sizes are
+    shared into batches of one size each, a batch of several is refused in one line, and the profile names the
+    plain graph's image only. Without TensorRT the regions graph mixes them as before."""
+    from solov2.model.inference.backend import share_batches
     opened = []
     _on_a_gpu(monkeypatch, opened)
     folder = _fake_export(tmp_path / 'export', files={'onnx': {'model': 'model.onnx',
                                                                'regions_model': 'model_regions.onnx'}})
     (tmp_path / 'export' / 'model_regions.onnx').write_bytes(b'')
-    OnnxBackend(folder, device='gpu', tensorrt=True).compile_ahead(8, mixed=True)
-    plain, regions = (session.asked[0][1] for session in opened if isinstance(session, FellBack))
-    assert plain['trt_profile_max_shapes'] == 'image:8x3x640x640'
-    assert [regions[f'trt_profile_{which}_shapes'] for which in ('min', 'opt', 'max')] == [
-        'image:1x3x64x64,regions:1x2', 'image:1x3x640x640,regions:1x2', 'image:8x3x640x640,regions:8x2']
+    engine = OnnxBackend(folder, device='gpu', tensorrt=True)
+    engine.compile_ahead(8, mixed=True)
+    sessions = [session for session in opened if isinstance(session, FellBack)]
+    assert len(sessions) == 1 and not engine.mixes_sizes and set(engine.sessions) == {False}
+    assert [sessions[0].asked[0][1][f'trt_profile_{which}_shapes'] for which in ('min', 'opt', 'max')] == [
+        'image:1x3x64x64', 'image:1x3x640x640', 'image:8x3x640x640']
+    sizes = [(96, 128), (128, 128), (96, 128), (128, 96)]
+    assert share_batches(sizes, engine, max_batch=8, max_padding=1.0) == [[0, 2], [1], [3]]
+    with pytest.raises(InputError, match='runs one input size a batch'):
+        engine.batch_regions([np.zeros((3, h, w), np.float32) for h, w in sizes[:2]])
+    with pytest.raises(BackendError, match='regions graph does not run through TensorRT'):
+        engine.run(np.zeros((2, 3, 128, 128), np.float32), np.asarray([[96, 128], [128, 128]], np.int64))
+    assert len([session for session in opened if isinstance(session, FellBack)]) == 1
+    plain = OnnxBackend(folder, device='gpu')
+    plain.compile_ahead(8, mixed=True)
+    assert plain.mixes_sizes and set(plain.sessions) == {False, True}
+    assert share_batches(sizes, plain, max_batch=8, max_padding=1.0) == [[0, 1, 2, 3]]
 
 
 def test_paddle_inference_tensorrt_takes_ppdetections_subgraph_size_and_names_a_missing_shape_range(

@@ -153,3 +153,56 @@ def test_tf32_left_changed_is_a_fail(monkeypatch, tmp_path):
     monkeypatch.setattr(gpu_check, 'tf32_off', forgetting)
     with pytest.raises(AssertionError, match="before {'cublas': True}, after {'cublas': False}"):
         gpu_check.check_tf32(gpu_check.Setting('cpu', 1, 64, 1, 1, tmp_path))
+
+
+def test_cudnn_counts_per_major_two_majors_pass_two_paths_of_one_fail(monkeypatch, tmp_path):
+    """The README's Paddle 2.6 rows map Paddle's cuDNN 8 and onnxruntime-gpu's cuDNN 9 by design: a PASS naming
+    both; two paths of one major (two wheels' libcudnn.so.9) are a FAIL naming them (a GPU stood in for)."""
+    class Ran:
+        def __init__(self, *args, **kwargs):
+            pass
+
+        def run_numpy(self, batch):
+            return []
+    monkeypatch.setattr(gpu_check, 'DygraphBackend', Ran)
+    setting = gpu_check.Setting('cpu', 1, 64, 1, 1, tmp_path)
+    by_design = {'/usr/lib/x86_64-linux-gnu/libcudnn.so.8.9.7', '/venv/nvidia/cudnn/lib/libcudnn.so.9'}
+    monkeypatch.setattr(gpu_check, 'cudnn_libraries', lambda maps: by_design)
+    assert gpu_check.cudnn_majors(by_design) == {'8': ['/usr/lib/x86_64-linux-gnu/libcudnn.so.8.9.7'],
+                                                 '9': ['/venv/nvidia/cudnn/lib/libcudnn.so.9']}
+    assert gpu_check.check_cudnn(setting) == ('cuDNN 8: /usr/lib/x86_64-linux-gnu/libcudnn.so.8.9.7, '
+                                              'cuDNN 9: /venv/nvidia/cudnn/lib/libcudnn.so.9')
+    twice = {'/venv/nvidia/cudnn/lib/libcudnn.so.9', '/venv/nvidia/cu13/lib/libcudnn.so.9'}
+    monkeypatch.setattr(gpu_check, 'cudnn_libraries', lambda maps: twice)
+    with pytest.raises(AssertionError, match='cuDNN 9 mapped from 2 paths'):
+        gpu_check.check_cudnn(setting)
+
+
+@pytest.mark.parametrize('absence', [None, 'no tensorrt wheel and no libnvinfer.so.10 on the system'])
+def test_the_without_tensorrt_lines_say_real_or_stood_in(monkeypatch, tmp_path, absence):
+    """Where TensorRT is really absent the open runs as it is (no stand-in: mode 'absent') and is all the tensorrt
+    check does for that engine, and export-no-trt exports with Paddle's own failing call; elsewhere both stand
+    in, and the lines say which (a GPU stood in for)."""
+    modes = []
+    monkeypatch.setattr(gpu_check, '_opener', lambda s, kind, folder, cache, mode: modes.append(mode) or mode)
+    monkeypatch.setattr(gpu_check, '_opened', lambda process: ('refused', 0, 'did not start its TensorRT provider'))
+    monkeypatch.setattr(gpu_check, 'tensorrt_absence', lambda kind: absence)
+    setting = gpu_check.Setting('gpu', 1, 64, 1, 1, tmp_path)
+    if absence:
+        monkeypatch.setattr(gpu_check, 'exported_backend', lambda spec, compiled: 1 / 0)    # never opened
+        line = gpu_check._tensorrt_case(setting, 'onnx', tmp_path)
+        assert line == (f'onnx: TensorRT absent, without TensorRT refused (real: {absence}; did not start its '
+                        'TensorRT provider)') and modes == ['absent/gpu']
+    else:
+        line = gpu_check._without_tensorrt(setting, 'onnx', tmp_path, 'gpu', None)
+        assert line == ("without TensorRT refused (stood in: its wheel unimportable, Paddle's version call "
+                        'failing; did not start its TensorRT provider)') and modes == ['no-tensorrt/gpu']
+    import paddle.inference
+    real, seen = paddle.inference.get_trt_runtime_version, []
+    monkeypatch.setattr(gpu_check, 'DygraphBackend', lambda *args, **kwargs: None)
+    monkeypatch.setattr(gpu_check, 'export', lambda *args, **kwargs: seen.append(
+        paddle.inference.get_trt_runtime_version is real) or ['line'])
+    line = gpu_check.check_export_without_tensorrt(setting)
+    assert seen == [bool(absence)] and paddle.inference.get_trt_runtime_version is real
+    assert line.endswith(f'(real: {absence})' if absence else "(stood in: Paddle's version call made to fail (it "
+                         'loads TensorRT here))')
