@@ -4,6 +4,7 @@
 
 const ALPHA = 0.5;            // a mask's fill over the picture
 const SHOWN_WIDTH = 640;      // a narrower picture is shown enlarged to this many screen pixels (where the page is as wide)
+// a class's colour by its index: data/visualize.py's CLASS_PALETTE (tests/serving/test_page.py holds them equal)
 const PALETTE = [[230, 25, 75], [60, 180, 75], [0, 130, 200], [245, 130, 48], [145, 30, 180], [70, 240, 240],
   [240, 50, 230], [210, 245, 60], [250, 190, 212], [0, 128, 128], [220, 190, 255], [170, 110, 40],
   [128, 0, 0], [170, 255, 195], [128, 128, 0], [255, 215, 180], [0, 0, 128], [255, 225, 25]];

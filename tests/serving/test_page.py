@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from pycocotools import mask as mask_util
 
-from solov2.data.visualize import MaskShares, largest_region_box, place_captions
+from solov2.data.visualize import CLASS_PALETTE, MaskShares, class_color, largest_region_box, place_captions
 from tests.helpers import REPO_DIR
 from tests.serving.running import SMALL_MODEL, ServeSettings, metric_families, serving
 
@@ -138,6 +138,8 @@ def test_the_page_draws_filters_describes_downloads_and_says_what_is_wrong(brows
         swatches = browser.find_elements(By.CSS_SELECTOR, '#classes .swatch')
         palette = [tuple(int(v) for v in s.get_attribute('data-colour').split(',')) for s in swatches]
         colours = [palette[one['label']] for one in answer['instances']]
+        assert browser.execute_script('return PALETTE') == [list(c) for c in CLASS_PALETTE]   # demo's and browse's
+        assert palette == [class_color(label) for label in range(len(palette))]
         browser.find_element(By.ID, 'files').send_keys(str(path))
         wait_for(lambda: 'instances found' in browser.find_element(By.CSS_SELECTOR, '.card .status').text)
         asked = segment_requests(client)
