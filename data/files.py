@@ -2,7 +2,8 @@
 target, then a rename, so Ctrl-C or a full disk never leaves a half-written file; a folder's:
 ``core.paths.build_folder``) and checks that an output path is usable and never one of the
 user's inputs; the SHA-256 of a file (the export cache's key, the published checkpoints' check; its home is
-``core.paths``, where the cache judges TensorRT's engines by it too)."""
+``core.paths``, where the cache judges TensorRT's engines by it too); the suffixes a picture file is known by
+(``IMAGE_SUFFIXES``)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ import numpy as np
 from solov2.core.errors import InputError
 from solov2.core.paths import file_sha256, temporary_beside  # noqa: F401  (file_sha256: this module's name for it)
 
+# the picture files the commands look for in a folder (what OpenCV decodes), lower case
+IMAGE_SUFFIXES = {'.jpg', '.jpeg', '.png', '.bmp', '.webp', '.tif', '.tiff'}
 FILE_MODE = 0o644
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import colorsys
 from typing import Sequence, Tuple
 
 import cv2
@@ -12,7 +11,11 @@ from solov2.data.masks import CroppedMasks, as_cropped
 from solov2.data.results import SHOWN_MIN_SCORE
 from solov2.data.transforms import swap_red_blue
 
-GOLDEN_RATIO_CONJUGATE = 0.618033988749895
+# a class's colour, by its index: Sasha Trubetskoy's "List of 20 Simple, Distinct Colors" (2017) less white,
+# black, grey and beige (too close to a picture's own greys), its yellow last
+CLASS_PALETTE = ((230, 25, 75), (60, 180, 75), (0, 130, 200), (245, 130, 48), (145, 30, 180), (70, 240, 240),
+                 (240, 50, 230), (210, 245, 60), (250, 190, 212), (0, 128, 128), (220, 190, 255), (170, 110, 40),
+                 (128, 0, 0), (170, 255, 195), (128, 128, 0), (255, 215, 180), (0, 0, 128), (255, 225, 25))
 FILL_ALPHA = 0.45
 FILL_ROWS = 64      # fill_mask blends a band of this many rows at a time
 FONT = cv2.FONT_HERSHEY_SIMPLEX
@@ -23,11 +26,10 @@ TEXT_LIGHTEN = 0.45     # caption text: the instance colour moved this far towar
 Rect = Tuple[int, int, int, int]   # half-open x0, y0, x1, y1
 
 
-def instance_color(index: int) -> tuple[int, int, int]:
-    """Distinct, deterministic RGB colour (0..255 ints) for the `index`-th instance via golden-ratio hue steps."""
-    hue = (0.1 + index * GOLDEN_RATIO_CONJUGATE) % 1.0
-    red, green, blue = colorsys.hsv_to_rgb(hue, 0.75, 0.95)
-    return int(red * 255), int(green * 255), int(blue * 255)
+def class_color(label: int) -> tuple[int, int, int]:
+    """RGB colour (0..255 ints) of class `label` (its 0-based index): every instance of a class has it, in
+    demo.py's pictures, browse's and the service's page (serving/page/page.js's PALETTE, the same list)."""
+    return CLASS_PALETTE[label % len(CLASS_PALETTE)]
 
 
 def label_text(label: int, score: float | None, class_names: Sequence[str]) -> str:
@@ -195,7 +197,7 @@ def draw_instances(image_rgb: np.ndarray, masks: CroppedMasks | np.ndarray, labe
     `masks` `CroppedMasks` (only the drawn crops are read) or `[N, H, W] bool`, `labels` `[N] int`,
     `scores` `[N] float`. Each instance from `score_threshold` up gets a translucent fill and a contour,
     the most confident on top, then a "name 0.87" caption (`place_captions`) by the largest part of its
-    mask (the name alone without `show_scores`: annotations); colours by score rank."""
+    mask (the name alone without `show_scores`: annotations); each in its class's colour (`class_color`)."""
     masks = as_cropped(masks)
     if masks.image_size != image_rgb.shape[:2]:
         raise ValueError(f'masks {masks.shape} do not match image {image_rgb.shape}')
@@ -204,22 +206,21 @@ def draw_instances(image_rgb: np.ndarray, masks: CroppedMasks | np.ndarray, labe
     canvas = image_rgb if in_place else np.ascontiguousarray(image_rgb, dtype=np.uint8).copy()
     scores = np.asarray(scores)
     keep = np.flatnonzero(scores >= score_threshold)
-    keep = keep[np.argsort(-scores[keep], kind='stable')]  # colour index = score rank
-    drawn = []   # (colour index, crop, tight box, largest region box), best first
-    for color_index, i in enumerate(keep):
+    keep = keep[np.argsort(-scores[keep], kind='stable')]  # the best first: drawn last, on top
+    drawn = []   # (index, crop, tight box, largest region box), best first
+    for i in keep:
         crop, box = masks.crop(i), masks.box(i)
         if (region := largest_region_box(crop, box)) is not None:
-            drawn.append((color_index, crop, box, region))
+            drawn.append((i, crop, box, region))
     shares = MaskShares(canvas.shape[:2])
-    for rank, crop, box, _ in reversed(drawn):
-        draw_mask(canvas, crop, box, instance_color(rank))
+    for i, crop, box, _ in reversed(drawn):
+        draw_mask(canvas, crop, box, class_color(int(labels[i])))
         shares.add_mask(crop, box)
     scale = font_scale(*canvas.shape[:2])
-    texts = [label_text(int(labels[keep[rank]]), float(scores[keep[rank]]) if show_scores else None, class_names)
-             for rank, *_ in drawn]
+    texts = [label_text(int(labels[i]), float(scores[i]) if show_scores else None, class_names) for i, *_ in drawn]
     rects = place_captions([caption_size(text, scale) for text in texts], [region for *_, region in drawn], shares)
-    for (rank, *_), text, rect in reversed(list(zip(drawn, texts, rects))):
-        draw_caption(canvas, text, rect, instance_color(rank), scale)
+    for (i, *_), text, rect in reversed(list(zip(drawn, texts, rects))):
+        draw_caption(canvas, text, rect, class_color(int(labels[i])), scale)
     return canvas
 
 

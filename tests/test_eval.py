@@ -136,6 +136,16 @@ def test_cli_rescoring_and_classwise(gt_file, tmp_path, capsys):
     assert (tmp_path / 'classwise_ap.png').is_file() and (tmp_path / 'copy.json').is_file()
 
 
+def test_cli_rescoring_without_a_config_names_the_flag(gt_file, tmp_path, capsys):
+    """No --config and no --weights: the line names --config (before: 'pass config= (the weights have no
+    sidecar ...)', though no weights were given)."""
+    results = tmp_path / 'segm.json'
+    results.write_text(json.dumps(_records(shift=2)))
+    assert eval_cli.main(['--ann', gt_file, '--json-only', str(results)]) == 2
+    assert capsys.readouterr().err == ('error: --json-only needs --config N, the config the results were predicted '
+                                       'with (its classes and val set), or the --weights whose sidecar names it\n')
+
+
 def test_cli_classwise_chart_goes_to_chart_or_nowhere(gt_file, tmp_path, capsys, monkeypatch):
     """--chart PATH writes the chart there (and implies --classwise); --classwise alone
     prints the table and a hint, and writes nothing into the current folder."""

@@ -2,6 +2,7 @@
 paddlepaddle-gpu, pip would put the CPU wheel over it: both install paddle/), and the
 commands say in one line when no Paddle or both wheels are installed."""
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -78,3 +79,15 @@ def test_the_package_requires_no_paddle_wheel(tmp_path):
     assert 'numpy' in names and not [n for n in names if n.lower().startswith('paddlepaddle')], required
     lines = (REPO_DIR / 'requirements.txt').read_text().splitlines()
     assert [line for line in lines if not line.startswith('#')] == ['paddlepaddle>=2.6,<4', '-r requirements-core.txt']
+
+
+def test_the_setuptools_floor_reads_the_extras_names():
+    """``pip install --no-build-isolation .`` builds with the setuptools installed: the build-system floor is one
+    that reads the extras' names. Setuptools before 70.0 refuses a ``tool.setuptools.dynamic.optional-dependencies``
+    key that is no Python identifier ("keys must be named by: python-identifier": measured with 69.5.1, and the
+    issue's 65.5, 68.2, 69.5; 70.0.0 and 70.1.0 give every extra)."""
+    text = (REPO_DIR / 'pyproject.toml').read_text()        # read as text: tomllib is Python 3.11's
+    extras = re.findall(r'^optional-dependencies\.([\w-]+) =', text, re.M)
+    (floor,) = re.findall(r'^requires = \["setuptools>=([\d.]+)"\]$', text, re.M)
+    version = tuple(int(part) for part in floor.split('.'))
+    assert 'deploy' in extras and (all(name.isidentifier() for name in extras) or version >= (70,)), (floor, extras)

@@ -99,7 +99,7 @@ def test_the_page_runs_on_two_classes_with_a_validation_split_that_lacks_one(tmp
     assert 'error' not in evaluated
     pictures = sorted(p.name for p in (tmp_path / 'output' / 'mine_demo').iterdir())
     assert pictures == ['000.jpg', '001.jpg'] and '2 images' in drawn
-    assert '2 images' in outlined and not list((tmp_path / 'labelme' / 'photos').iterdir())     # all moved
+    assert '2 images' in outlined and not (tmp_path / 'labelme' / 'photos').exists()     # all moved, then removed
     train = tmp_path / 'labelme' / 'train'
     document = json.loads((train / 'new000.json').read_text())
     assert document['imagePath'] == 'new000.png' and (train / 'new000.png').is_file()
@@ -107,3 +107,36 @@ def test_the_page_runs_on_two_classes_with_a_validation_split_that_lacks_one(tmp
     again = json.loads((annotations / 'instances_train.json').read_text())
     assert '8 images' in converted_again and {'new000.png', 'new001.png'} <= {i['file_name'] for i in again['images']}
     assert (tmp_path / 'datasets' / 'mine' / 'train' / 'new001.png').is_file()
+
+
+def test_the_move_step_refuses_to_overwrite_a_file_of_the_same_name(tmp_path):
+    """The page's ``mv`` line leaves a corrected file whose name the training folder has where it was, the
+    training folder's own unchanged, and fails naming the folder it could not empty (before: a plain ``mv``
+    replaced it without a word)."""
+    (line,) = [command[1] for command in page_commands() if command[0] == 'mv']
+    for folder in ('photos', 'train'):
+        (tmp_path / 'labelme' / folder).mkdir(parents=True)
+    (tmp_path / 'labelme' / 'train' / '0001.json').write_text('outlined by hand')
+    (tmp_path / 'labelme' / 'photos' / '0001.json').write_text('the model, corrected')
+    (tmp_path / 'labelme' / 'photos' / '0002.json').write_text('new')
+    done = subprocess.run(line, shell=True, cwd=tmp_path, capture_output=True, text=True)
+    assert done.returncode != 0 and 'labelme/photos' in done.stderr, done
+    assert (tmp_path / 'labelme' / 'train' / '0001.json').read_text() == 'outlined by hand'
+    assert (tmp_path / 'labelme' / 'photos' / '0001.json').read_text() == 'the model, corrected'
+    assert (tmp_path / 'labelme' / 'train' / '0002.json').read_text() == 'new'
+
+
+def test_the_pages_working_folders_are_ignored_by_git():
+    """Every top-level folder the page's commands read or write in a checkout is in .gitignore (before:
+    ``labelme/`` and ``photos/`` were not)."""
+    used = set()
+    for command in page_commands():
+        words = shlex.split(' '.join(command[1:]))
+        for before, word in zip([''] + words, words):
+            value = word.split('=')[-1]             # --opt dataset_dir=datasets/mine
+            if not value.startswith(('-', '/')) and not value.endswith('.py') and (
+                    '/' in value or before in ('--input', '--output')):
+                used.add(value.split('/')[0])
+    ignored = {line.strip('/') for line in (REPO_DIR / '.gitignore').read_text().splitlines()
+               if re.fullmatch(r'/?[\w.-]+/', line)}
+    assert {'labelme', 'photos', 'datasets', 'output'} <= used and used - {'weights', 'tools'} <= ignored, used

@@ -285,12 +285,23 @@ def shares_line(counts) -> str:
     return f'{sum(counts)} images by {len(counts)} processes ({", ".join(map(str, counts))}), each once'
 
 
+class CommandParser(argparse.ArgumentParser):
+    """argparse's parser whose refusal of the command line is one line, as every other error: ``error: argument
+    --threads: takes a whole number of at least 0, not x (solov2 demo --help shows the options)``, exit 2, with
+    no usage block before it."""
+
+    def error(self, message: str):
+        hint = '' if self.prog in message or '--help' in message else f' ({self.prog} --help shows the options)'
+        self.exit(2, f'error: {one_line(Exception(message))}{hint}\n')
+
+
 def make_parser(description: str, configs: bool = True, notes: str = '') -> argparse.ArgumentParser:
-    """The parser every command starts from: ``--debug``, a help ending with ``notes`` and the configs."""
+    """The parser every command starts from (a ``CommandParser``): ``--debug``, a help ending with ``notes`` and
+    the configs."""
     epilog = (notes.strip() + '\n\n' if notes.strip() else '') + (
         'configs (--config=N):\n' + describe_configs() + '\n\n' if configs else '')
-    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter,
-                     epilog=epilog + 'errors end in one line; --debug shows the traceback')
+    parser = CommandParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter,
+                           epilog=epilog + 'errors end in one line; --debug shows the traceback')
     parser.add_argument(DEBUG_FLAG, action='store_true',
                         help=f'show the full traceback of an error (or set {DEBUG_ENV}=1)')
     return parser
@@ -309,7 +320,10 @@ def at_least(least: float, whole: bool = True, above: bool = False, most: Option
     above it), at most ``most`` when given, a multiple of ``step``, so that a bad value is reported under
     its flag (``argument --threads: ...``)."""
     def number(text: str):
-        value = (int if whole else float)(text)
+        try:
+            value = (int if whole else float)(text)
+        except ValueError:
+            value = math.nan                    # a word: refused below, in the flag's words
         if (not (value > least if above else value >= least) or not math.isfinite(value)
                 or (most is not None and value > most) or (step != 1 and value % step)):
             raise argparse.ArgumentTypeError(
@@ -317,21 +331,17 @@ def at_least(least: float, whole: bool = True, above: bool = False, most: Option
                 + (f' and at most {most}' if most is not None else '')
                 + (f', a multiple of {step}' if step != 1 else '') + f', not {text}')
         return value
-    number.__name__ = 'int' if whole else 'float'       # argparse's 'invalid int value' for a word
     return number
 
 
 def config_number(text: str) -> int:
     """--config's value: one of the numbered configs (``config.CONFIGS``); an argparse error otherwise."""
     from solov2.config import CONFIGS
-    number = int(text)
+    number = int(text) if text.strip().lstrip('+-').isdigit() else None
     if number not in CONFIGS:
         raise argparse.ArgumentTypeError(f'is not a config number: {text} (they are {min(CONFIGS)} to '
                                          f'{max(CONFIGS)}; --list-configs or --help lists them)')
     return number
-
-
-config_number.__name__ = 'int'
 
 
 def add_runtime_args(parser: argparse.ArgumentParser) -> None:

@@ -9,12 +9,15 @@ from typing import List
 if __package__ in (None, ''):
     import _bootstrap  # noqa: F401  (script mode: make the project importable)
 
-from solov2.config import CONFIGS
-from solov2.convert import families, to_ppdet
-from solov2.convert.common import Converted, convert_file
-from solov2.convert.published import FAMILIES
-from solov2.tools.cli import command, config_number, make_parser
-from solov2.tools.main import dispatch
+from solov2.tools import cli  # before Paddle
+
+with cli.interruptible_loading():  # no Paddle: one line saying so; Ctrl-C while it loads: one line
+    from solov2.config import CONFIGS
+    from solov2.convert import families, to_ppdet
+    from solov2.convert.common import Converted, convert_file
+    from solov2.convert.published import FAMILIES
+    from solov2.tools.cli import command, config_number, make_parser
+    from solov2.tools.main import dispatch
 
 TO_PPDET_HELP = {'source': "this project's .pdparams (its NAME.json names the config)",
                  'output': 'PaddleDetection .pdparams to write', 'config': 'config number when there is no sidecar'}

@@ -113,6 +113,9 @@ def load_records(args, number, backend, coco, dataset, ann: str, processes: Proc
 def model_and_config(args, spec: ModelSpec, processes: Processes) -> tuple:
     """(config number, config, backend, annotation file, CocoDataset) of ``spec``, the set checked first."""
     if args.json_only:
+        if spec.config is None and not spec.weights:
+            raise InputError('--json-only needs --config N, the config the results were predicted with (its '
+                             'classes and val set), or the --weights whose sidecar names it')
         number, cfg = resolve_config(spec.weights, spec.config, spec.overrides)
         return number, cfg, None, *evaluation_set(args, cfg, with_dataset=False)
     if not spec.weights and not spec.model_dir:

@@ -19,18 +19,21 @@ from pathlib import Path
 if __package__ in (None, ''):
     import _bootstrap  # noqa: F401  (script mode: make the project importable)
 
-import paddle  # noqa: E402
+from solov2.tools import cli  # noqa: E402  (before Paddle)
 
-from solov2.config.sidecar import sidecar_path  # noqa: E402
-from solov2.core.errors import InputError  # noqa: E402
-from solov2.core.paths import build_folder  # noqa: E402
-from solov2.data.files import check_output_file  # noqa: E402
-from solov2.model.inference.backend_factory import checked_weights  # noqa: E402
-from solov2.model.inference.export import DCN_OPSET, DEFAULT_MAX_SIZE, export  # noqa: E402
-from solov2.model.inference.export_network import MIN_SIZE, SIZE_DIVISOR  # noqa: E402
-from solov2.model.inference.exported_folder import INFER_CFG, ONNX_FILE, PADDLE_PREFIX, REGIONS_ONNX_FILE  # noqa: E402
-from solov2.model.inference.spec import dygraph_backend  # noqa: E402
-from solov2.tools.cli import add_model_args, at_least, command, fetched, make_parser, model_spec, set_status  # noqa: E402
+with cli.interruptible_loading():  # no Paddle: one line saying so; Ctrl-C while it loads: one line
+    import paddle
+
+    from solov2.config.sidecar import sidecar_path
+    from solov2.core.errors import InputError
+    from solov2.core.paths import build_folder
+    from solov2.data.files import check_output_file
+    from solov2.model.inference.backend_factory import checked_weights
+    from solov2.model.inference.export import DCN_OPSET, DEFAULT_MAX_SIZE, export
+    from solov2.model.inference.export_network import MIN_SIZE, SIZE_DIVISOR
+    from solov2.model.inference.exported_folder import INFER_CFG, ONNX_FILE, PADDLE_PREFIX, REGIONS_ONNX_FILE
+    from solov2.model.inference.spec import dygraph_backend
+    from solov2.tools.cli import add_model_args, at_least, command, fetched, make_parser, model_spec, set_status
 
 
 def parse_args(argv=None) -> argparse.Namespace:

@@ -29,9 +29,8 @@ if __package__ in (None, ''):
 
 from solov2.core.errors import InputError
 from solov2.data.coco import read_class_names, segmentation_to_rle
-from solov2.data.files import atomic_write, check_output_file, make_folder
+from solov2.data.files import IMAGE_SUFFIXES, atomic_write, check_output_file, make_folder
 from solov2.data.results import encode_crop_rle, write_json
-from solov2.model.inference.media import IMAGE_SUFFIXES
 from solov2.tools.cli import command, make_parser, read_json, set_status
 
 CIRCLE_VERTICES = 64

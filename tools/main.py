@@ -9,6 +9,7 @@ console command is not on PATH): runs the command's ``main`` with the rest of th
 
 ``COMMANDS``: command -> (its module under solov2., what it does in one line).
 """
+import difflib
 import importlib
 import sys
 
@@ -40,12 +41,15 @@ def listing(words, table) -> str:
 
 
 def dispatch(words, table, argv, run) -> int:
-    """``run(command, the rest of argv)`` for ``argv``'s first word, one of ``table``'s; else the list."""
+    """``run(command, the rest of argv)`` for ``argv``'s first word, one of ``table``'s; nothing: the list; another
+    word: one line, with the closest command."""
     if not argv or argv[0] in ('-h', '--help'):
         print(listing(words, table), file=sys.stdout if argv else sys.stderr)
         return 0 if argv else 2
     if argv[0] not in table:
-        print(f'{listing(words, table)}\n{words}: error: no command {argv[0]!r}', file=sys.stderr)
+        close = difflib.get_close_matches(argv[0], table, n=1)
+        print(f'error: no command {argv[0]!r}' + (f', did you mean {close[0]!r}?' if close else '')
+              + f' ({words} --help lists them)', file=sys.stderr)
         return 2
     return run(argv[0], argv[1:])
 

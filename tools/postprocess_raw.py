@@ -20,19 +20,22 @@ from pathlib import Path
 if __package__ in (None, ''):
     import _bootstrap  # noqa: F401  (script mode: make the project importable)
 
-import numpy as np  # noqa: E402
+from solov2.tools import cli  # noqa: E402  (before Paddle)
 
-from solov2.core.errors import InputError  # noqa: E402
-from solov2.data.files import check_output_file, make_folder, write_image  # noqa: E402
-from solov2.data.results import instances_to_coco  # noqa: E402
-from solov2.data.transforms import DEFAULT_MAX_PIXELS, ImageMeta  # noqa: E402
-from solov2.data.visualize import draw_bgr  # noqa: E402
-from solov2.model.inference.export_network import OUTPUT_NAMES, outputs_text  # noqa: E402
-from solov2.model.inference.pipeline import finish_outputs  # noqa: E402
-from solov2.model.inference.postprocess import InferenceParams  # noqa: E402
-from solov2.model.inference.reading import PictureReader  # noqa: E402
-from solov2.tools.cli import at_least, command, make_parser, one_line, read_json, set_status  # noqa: E402
-from solov2.tools.demo_outputs import picture_targets, write_records  # noqa: E402
+with cli.interruptible_loading():  # no Paddle: one line saying so; Ctrl-C while it loads: one line
+    import numpy as np
+
+    from solov2.core.errors import InputError
+    from solov2.data.files import check_output_file, make_folder, write_image
+    from solov2.data.results import instances_to_coco
+    from solov2.data.transforms import DEFAULT_MAX_PIXELS, ImageMeta
+    from solov2.data.visualize import draw_bgr
+    from solov2.model.inference.export_network import OUTPUT_NAMES, outputs_text
+    from solov2.model.inference.pipeline import finish_outputs
+    from solov2.model.inference.postprocess import InferenceParams
+    from solov2.model.inference.reading import PictureReader
+    from solov2.tools.cli import at_least, command, make_parser, one_line, read_json, set_status
+    from solov2.tools.demo_outputs import picture_targets, write_records
 
 ENTRY_KEYS = ('name', 'image_id', 'file_name', 'source', 'orig_hw', 'resized_hw', 'padded_hw')
 

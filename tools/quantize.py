@@ -36,27 +36,30 @@ from pathlib import Path
 if __package__ in (None, ''):
     import _bootstrap  # noqa: F401  (script mode: make the project importable)
 
-from solov2.core.cache import compiled_cache  # noqa: E402
-from solov2.core.durations import clock  # noqa: E402
-from solov2.core.errors import InputError  # noqa: E402
-from solov2.data.files import check_folder  # noqa: E402
-from solov2.model.cpu_math import cpu_name  # noqa: E402
-from solov2.model.inference.exported_folder import read_infer_cfg  # noqa: E402
-from solov2.model.inference.media import list_images  # noqa: E402
-from solov2.model.inference.openvino_backend import OpenVinoBackend  # noqa: E402
-from solov2.model.inference.pipeline import Predictor  # noqa: E402
-from solov2.model.inference.quantize import (  # noqa: E402
-    Int8Speed,
-    Pass,
-    compile_here,
-    int8_speed,
-    load_annotated,
-    prepare_images,
-    quantize_model,
-)
-from solov2.model.inference.spec import ModelSpec, exported_backend  # noqa: E402
-from solov2.model.runtime import cpu_threads  # noqa: E402
-from solov2.tools.cli import DownloadProgress, Progress, at_least, command, make_parser  # noqa: E402
+from solov2.tools import cli  # noqa: E402  (before Paddle)
+
+with cli.interruptible_loading():  # no Paddle: one line saying so; Ctrl-C while it loads: one line
+    from solov2.core.cache import compiled_cache
+    from solov2.core.durations import clock
+    from solov2.core.errors import InputError
+    from solov2.data.files import check_folder
+    from solov2.model.cpu_math import cpu_name
+    from solov2.model.inference.exported_folder import read_infer_cfg
+    from solov2.model.inference.media import list_images
+    from solov2.model.inference.openvino_backend import OpenVinoBackend
+    from solov2.model.inference.pipeline import Predictor
+    from solov2.model.inference.quantize import (
+        Int8Speed,
+        Pass,
+        compile_here,
+        int8_speed,
+        load_annotated,
+        prepare_images,
+        quantize_model,
+    )
+    from solov2.model.inference.spec import ModelSpec, exported_backend
+    from solov2.model.runtime import cpu_threads
+    from solov2.tools.cli import DownloadProgress, Progress, at_least, command, make_parser
 
 
 def parse_args(argv=None) -> argparse.Namespace:

@@ -69,7 +69,8 @@ def add_settings_flags(parser: argparse.ArgumentParser) -> None:
     names = re.compile(r'\b(' + '|'.join(field.name for field in fields) + r')\b')
     for field in fields:
         bound, default = field.metadata, field.default
-        text = names.sub(lambda name: '--' + name.group(1).replace('_', '-'), bound['help'])
+        text = names.sub(lambda name: name.group(1) if name.group(1) == field.name else     # its own name: a word
+                         '--' + name.group(1).replace('_', '-'), bound['help'])
         if bound.get('env'):        # taken from the environment (``settings_of``)
             continue
         if bound.get('text'):

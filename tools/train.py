@@ -14,6 +14,7 @@ Writes to ``output/<config>/``: ``last/`` and ``best/`` checkpoints (weights + s
 optimizer, state), ``train_log.csv``, ``eval_log.csv``, ``curves.png`` and ``config.txt``.
 """
 import argparse
+from pathlib import Path
 
 if __package__ in (None, ''):
     import _bootstrap  # noqa: F401  (script mode: make the project importable)
@@ -22,9 +23,12 @@ from solov2.tools import cli  # before Paddle
 
 with cli.interruptible_loading():  # Ctrl-C or SIGTERM while Paddle and the library load: one line
     from solov2.api.training import TrainOptions, TrainSummary, train
+    from solov2.config.sidecar import sidecar_path
+    from solov2.core.errors import InputError
     from solov2.model.checkpoint import CheckpointError
     from solov2.model.distributed import launched_processes
     from solov2.model.training.run import run_checkpoint
+    from solov2.model.training.start import CLASS_SETTINGS
     from solov2.model.training.state import read_state
 
 
@@ -72,6 +76,18 @@ def options_from_args(args: argparse.Namespace) -> TrainOptions:
     return TrainOptions(**cli.named_fields(TrainOptions, args), overrides=tuple(args.opt))
 
 
+def check_flags(args: argparse.Namespace) -> None:
+    """InputError in the command's words (the library's says ``config=``, ``overrides=``) where no config is
+    named (neither --config nor a --weights file with its sidecar) or --classes and --opt both give the classes."""
+    if args.config is None and not args.weights:
+        raise InputError('pass --config N (a config number), or --weights a model whose sidecar .json names one')
+    if args.config is None and Path(args.weights).is_file() and not sidecar_path(args.weights).is_file():
+        raise InputError(f'{args.weights} has no sidecar .json naming its config — pass --config N as well')
+    named = sorted({text.partition('=')[0].strip() for text in args.opt} & set(CLASS_SETTINGS))
+    if args.classes and named:
+        raise InputError(f"--classes and --opt {' and '.join(named)} both give the classes — use one")
+
+
 def status_line(trainer, out) -> str:
     """What an interruption has left, and how the same command goes on from there."""
     folder = run_checkpoint(out)
@@ -97,7 +113,9 @@ def summary_line(summary: TrainSummary) -> str:
 
 @cli.command
 def main(argv) -> int:
-    options = options_from_args(parse_args(argv))
+    args = parse_args(argv)
+    check_flags(args)           # before the library, whose refusals say config=, overrides=
+    options = options_from_args(args)
     cli.tune_for(options.device, options.threads, launched_processes().local_size, helper_threads=0)
     cli.set_status(lambda: 'stopped before the first step: run the same command again')
     summary = train(options, on_start=lambda trainer, out: cli.set_status(lambda: status_line(trainer, out)))

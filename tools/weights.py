@@ -15,7 +15,8 @@ the cache; docs/checkpoints.md says where each file comes from.
 if __package__ in (None, ''):
     import _bootstrap  # noqa: F401  (script mode: make the project importable)
 
-from solov2.tools.cli import command, downloaded, make_parser  # noqa: E402  (before Paddle)
+from solov2.tools import cli  # noqa: E402  (before Paddle)
+from solov2.tools.cli import command, downloaded, make_parser  # noqa: E402
 
 
 def parse_args(argv):
@@ -45,8 +46,9 @@ def describe(row, cached: bool) -> str:
 @command
 def main(argv) -> int:
     args = parse_args(argv)
-    from solov2.convert import zoo  # loads Paddle
-    from solov2.core.cache import weights_folder
+    with cli.interruptible_loading():  # no Paddle: one line saying so
+        from solov2.convert import zoo
+        from solov2.core.cache import weights_folder
     if args.action == 'list':
         cached = [zoo.is_cached(row) for row in zoo.PUBLISHED]
         for row, here in zip(zoo.PUBLISHED, cached):

@@ -7,8 +7,8 @@ import cv2
 import numpy as np
 
 from solov2.core.errors import InputError
+from solov2.data.files import IMAGE_SUFFIXES
 
-IMAGE_SUFFIXES = {'.jpg', '.jpeg', '.png', '.bmp', '.webp', '.tif', '.tiff'}
 VIDEO_SUFFIXES = {'.mp4', '.avi', '.mov', '.mkv'}
 
 

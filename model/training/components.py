@@ -8,7 +8,7 @@ from typing import Callable, ContextManager, Mapping, Optional, Sequence
 import numpy as np
 import paddle
 
-from solov2.core.errors import InputError, param
+from solov2.core.errors import InputError
 from solov2.data.augment import TrainTransform
 from solov2.data.coco import CocoDataset
 from solov2.data.files import looked_up
@@ -71,9 +71,8 @@ def check_dataset(cfg) -> None:
     root = Path(cfg.dataset_dir)
     for path in (root / cfg.train_ann, root / cfg.train_images, root / cfg.val_ann, root / cfg.val_images):
         if not path.exists():
-            raise InputError(f'{looked_up(path)} not found: point ', param('overrides', ['dataset_dir=...']),
-                             f' (train_ann, val_ann, train_images, val_images) at a COCO-format set, or make '
-                             f'{SHAPES_HINT}')
+            raise InputError(f'{looked_up(path)} not found: point the setting dataset_dir=... (train_ann, val_ann, '
+                             f'train_images, val_images) at a COCO-format set, or make {SHAPES_HINT}')
 
 
 def training_source(cfg, class_names: Optional[Sequence[str]] = None) -> CocoDataset:

@@ -37,8 +37,10 @@ class Hook:
 
 
 class LogHook(Hook):
-    """Every ``every`` iterations (and at the last): the mean losses, LR, images/s and ETA
-    as one log line and one row of ``train_log.csv``."""
+    """Every ``every`` iterations and at the last (the schedule's, or where the time budget ends the run): the
+    mean losses, LR, images/s and ETA as one log line and one row of ``train_log.csv``. Under a time budget
+    that ends the run first, the line's total is the iteration it will end near at the speed so far
+    (``iter 20/~37``)."""
 
     def __init__(self, log: RunLog, every: int, total_batch: int):
         self.log, self.every, self.total_batch = log, every, total_batch
@@ -48,15 +50,18 @@ class LogHook(Hook):
     def after_step(self, trainer, losses: Dict[str, float]) -> None:
         self.window.append(losses)
         done, stop_at = trainer.state.iteration, trainer.schedule.stop_at
-        if done % self.every and done != stop_at:
+        if done % self.every and not trainer.finished:
             return
         elapsed = time.perf_counter() - self.window_start
         mean = {k: float(np.mean([w[k] for w in self.window])) for k in self.window[0]}
         speed = len(self.window) * self.total_batch / elapsed
-        eta = (stop_at - done) * elapsed / len(self.window)
+        eta, total = (stop_at - done) * elapsed / len(self.window), f'{stop_at}'
         if trainer.schedule.max_minutes:
-            eta = min(eta, max(trainer.schedule.max_minutes - trainer.state.minutes, 0.0) * 60)
-        logger.info(f"iter {done}/{stop_at} epoch {trainer.epoch + 1} lr {trainer.lr:.5f} loss {mean['loss']:.3f} "
+            left = max(trainer.schedule.max_minutes - trainer.state.minutes, 0.0) * 60
+            if left < eta:         # the budget ends the run first: near the iteration it allows at this speed
+                ahead = round(left * len(self.window) / elapsed)
+                eta, total = left, f'{done}' if trainer.finished else f'~{done + ahead}'
+        logger.info(f"iter {done}/{total} epoch {trainer.epoch + 1} lr {trainer.lr:.5f} loss {mean['loss']:.3f} "
                     f"(ins {mean['loss_ins']:.3f} cate {mean['loss_cate']:.3f}) {speed:.1f} img/s eta {clock(eta)}")
         self.log.add(self.log.train_csv, {'iteration': done, 'epoch': trainer.epoch + 1,
                                           'minutes': round(trainer.state.minutes, 3), 'lr': significant(trainer.lr),

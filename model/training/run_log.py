@@ -5,6 +5,8 @@ from pathlib import Path
 
 from solov2.data.files import write_together
 
+FEW_POINTS = 30      # a curve of this many points or fewer marks each (one point alone: a line draws nothing)
+
 
 def significant(value: float, digits: int = 6) -> float:
     """``value`` rounded to ``digits`` significant digits (a CSV cell without float noise
@@ -64,6 +66,7 @@ class RunLog:
             if path.exists():
                 rows = self._rows(path)
                 minutes = [float(r['minutes']) for r in rows]
+                style = style or ({'marker': 'o'} if len(rows) <= FEW_POINTS else {})
                 for key in keys:
                     axes.plot(minutes, [float(r[key]) for r in rows], label=label.format(key), **style)
                 axes.set(xlabel='training minutes', **labels)

@@ -4,7 +4,7 @@ import math
 from typing import Collection, List, Sequence, Tuple
 
 from solov2.config import with_overrides
-from solov2.core.errors import InputError, param
+from solov2.core.errors import InputError
 
 SCHEDULES = ('step', 'cosine')
 WARMUP_SHARE = 0.1          # an unnamed warm-up longer than this share of the run is cut to it
@@ -99,8 +99,7 @@ def check_steps(cfg, base, per_epoch: int) -> None:
     if first < FIRST_STEP_SHARE * total:
         steps = tuple(_number(step * cfg.epochs / base.epochs) for step in base.lr_steps)
         raise InputError(f'{drop}, in the first fifth of the run — lr_steps count epochs of the {cfg.epochs}: '
-                         'give later ones, e.g. ', param('overrides', [f'lr_steps={steps!r}']),
-                         " (the config's share of the run)")
+                         f"give later ones, e.g. lr_steps={steps!r} (the config's share of the run)")
 
 
 def schedule_line(cfg, schedule, batch: int) -> str:

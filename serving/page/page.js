@@ -4,6 +4,7 @@
 
 const ALPHA = 0.5;            // a mask's fill over the picture
 const SHOWN_WIDTH = 640;      // a narrower picture is shown enlarged to this many screen pixels (where the page is as wide)
+// a class's colour by its index: data/visualize.py's CLASS_PALETTE (tests/serving/test_page.py holds them equal)
 const PALETTE = [[230, 25, 75], [60, 180, 75], [0, 130, 200], [245, 130, 48], [145, 30, 180], [70, 240, 240],
   [240, 50, 230], [210, 245, 60], [250, 190, 212], [0, 128, 128], [220, 190, 255], [170, 110, 40],
   [128, 0, 0], [170, 255, 195], [128, 128, 0], [255, 215, 180], [0, 0, 128], [255, 225, 25]];
@@ -131,32 +132,45 @@ function describe(item) {
   return `${item.name}: score ${item.score.toFixed(3)}, box [${item.box.join(', ')}], area ${item.area} px`;
 }
 
+// The marks canvas covers the picture as shown, one canvas pixel to a device pixel: its marks are drawn in
+// screen pixels (lines and captions the same size whatever the picture's), at the picture's places.
+function fit(card) {
+  const ratio = window.devicePixelRatio || 1, width = card.marks.clientWidth, height = card.marks.clientHeight;
+  card.marks.width = Math.max(1, Math.round(width * ratio));
+  card.marks.height = Math.max(1, Math.round(height * ratio));
+  card.shownSize = [Math.max(1, width), Math.max(1, height)];     // CSS pixels
+}
+
 function paint(card) {
   const view = card.view.getContext('2d'), marks = card.marks.getContext('2d');
   view.globalAlpha = 1;
   view.drawImage(card.bitmap, 0, 0);
-  marks.clearRect(0, 0, card.marks.width, card.marks.height);
   const shown = visible(card).sort((a, b) => a.score - b.score);     // the best drawn last, on top
   view.globalAlpha = ALPHA;
   shown.forEach((item) => view.drawImage(item.fill, item.box[0], item.box[1]));
   view.globalAlpha = 1;
-  const unit = card.view.width / (card.view.clientWidth || card.view.width);    // a screen pixel, in the picture's
-  marks.font = `${13 * unit}px system-ui, sans-serif`;
+  const [height, width] = card.answer.image_size, scale = card.shownSize[0] / width;  // screen px per picture px
+  marks.setTransform(1, 0, 0, 1, 0, 0);
+  marks.clearRect(0, 0, card.marks.width, card.marks.height);
+  marks.setTransform(card.marks.width / card.shownSize[0], 0, 0, card.marks.height / card.shownSize[1], 0, 0);
+  marks.font = '13px system-ui, sans-serif';
   shown.forEach((item) => {
     const [x0, y0, x1, y1] = item.box;
-    marks.lineWidth = (item === card.focused ? 4 : 1.5) * unit;
+    marks.lineWidth = item === card.focused ? 4 : 1.5;
     marks.strokeStyle = css(colour(item.label));
-    marks.strokeRect(x0, y0, x1 - x0, y1 - y0);
+    marks.strokeRect(x0 * scale, y0 * scale, (x1 - x0) * scale, (y1 - y0) * scale);
   });
   const best = [...shown].reverse(), texts = best.map((item) => `${item.name} ${item.score.toFixed(2)}`);
-  const sizes = texts.map((text) => [Math.ceil(marks.measureText(text).width + 6 * unit), Math.ceil(17 * unit)]);
-  const rects = placeCaptions(best, sizes, card.marks.height, card.marks.width);
+  const screen = texts.map((text) => [Math.ceil(marks.measureText(text).width + 6), 17]);
+  const sizes = screen.map(([w, h]) => [Math.ceil(w / scale), Math.ceil(h / scale)]);    // in picture px
+  const rects = placeCaptions(best, sizes, height, width);
   card.captions = best.map((item, index) => ({ text: texts[index], rect: rects[index] }));
-  card.captions.forEach(({ text, rect }) => {
+  card.captions.forEach(({ text, rect }, index) => {
+    const [left, top] = [Math.round(rect[0] * scale), Math.round(rect[1] * scale)];     // on whole screen px
     marks.fillStyle = 'rgba(0, 0, 0, 0.65)';
-    marks.fillRect(rect[0], rect[1], rect[2] - rect[0], rect[3] - rect[1]);
+    marks.fillRect(left, top, screen[index][0], screen[index][1]);
     marks.fillStyle = '#fff';
-    marks.fillText(text, rect[0] + 3 * unit, rect[1] + 13 * unit);
+    marks.fillText(text, left + 3, top + 13);
   });
   card.info.textContent = card.focused && shown.includes(card.focused) ? describe(card.focused) : '';
   return shown;
@@ -192,9 +206,9 @@ function focus(card, item) {
 }
 
 function pointed(card, event) {
-  const box = card.marks.getBoundingClientRect();
-  const x = Math.floor((event.clientX - box.left) * card.marks.width / box.width);
-  const y = Math.floor((event.clientY - box.top) * card.marks.height / box.height);
+  const box = card.marks.getBoundingClientRect(), [height, width] = card.answer.image_size;
+  const x = Math.floor((event.clientX - box.left) * width / box.width);
+  const y = Math.floor((event.clientY - box.top) * height / box.height);
   const under = visible(card).filter((item) => contains(item, x, y)).sort((a, b) => b.score - a.score)[0];
   focus(card, under || null);
 }
@@ -286,14 +300,15 @@ async function segmentCard(card) {
     const answer = await segment(file, { min_score: 0 });
     card.bitmap = await createImageBitmap(file);
     card.answer = answer;
-    card.view.width = card.marks.width = answer.image_size[1];
-    card.view.height = card.marks.height = answer.image_size[0];
+    card.view.width = answer.image_size[1];
+    card.view.height = answer.image_size[0];
     card.stage.style.width = `${Math.max(answer.image_size[1], SHOWN_WIDTH)}px`;     // pointable, at most the page
     card.items = answer.instances.map((one) => decodeInstance(one, answer.image_size[0]));
     card.status.textContent = `${answer.instances.length} instances found`;
     [card.stage, card.info, card.list, node.querySelector('.downloads')].forEach((part) => { part.hidden = false; });
     card.view.classList.toggle('enlarged', answer.image_size[1] < SHOWN_WIDTH);
     state.cards.push(card);
+    fit(card);
     draw(card);
   } catch (error) {
     card.status.textContent = '';
@@ -309,6 +324,18 @@ async function segmentCard(card) {
 }
 
 function redraw() { state.cards.forEach(draw); }
+
+// The page resized or zoomed (a new device pixel ratio): each card's marks fitted to their new screen size.
+function refit() {
+  state.cards.forEach((card) => {
+    const ratio = window.devicePixelRatio || 1;
+    if (card.marks.width !== Math.max(1, Math.round(card.marks.clientWidth * ratio)) ||
+        card.marks.height !== Math.max(1, Math.round(card.marks.clientHeight * ratio))) {
+      fit(card);
+      paint(card);
+    }
+  });
+}
 
 function classToggles() {
   const box = document.getElementById('classes');
@@ -361,6 +388,7 @@ function start() {
     event.preventDefault(); drop.classList.add('over'); }));
   ['dragleave', 'drop'].forEach((name) => drop.addEventListener(name, () => drop.classList.remove('over')));
   drop.addEventListener('drop', (event) => { event.preventDefault(); openAll([...event.dataTransfer.files]); });
+  window.addEventListener('resize', refit);
   slider.addEventListener('input', () => {
     state.minScore = Number(slider.value);
     value.textContent = state.minScore.toFixed(2);

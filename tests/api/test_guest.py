@@ -199,7 +199,8 @@ FIRST_PADDLE_IMPORTS = {
 def test_the_import_of_paddle_leaves_the_hosts_root_logger_as_it_was(first):
     """Paddle 3's import sets the root logger to INFO with a handler of its own; whichever toolkit
     module imports it first, the host's root logger keeps its level and handlers (its own
-    WARNING default included), so the host's and its libraries' INFO lines do not start to print."""
+    WARNING default included), so the host's and its libraries' INFO lines do not start to print;
+    and no third-party warning prints (Paddle 3's "No ccache found")."""
     host = ('import logging, sys\nroot = logging.getLogger()\nbefore = (root.level, list(root.handlers))\n'
             f'{FIRST_PADDLE_IMPORTS[first]}\n'
             "assert 'paddle' in sys.modules\n"
@@ -208,6 +209,7 @@ def test_the_import_of_paddle_leaves_the_hosts_root_logger_as_it_was(first):
                           env={**os.environ, 'PYTHONPATH': str(REPO_DIR)}, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split()[:2] == ['True', 'WARNING'], done.stdout
+    assert not [line for line in done.stderr.splitlines() if 'Warning' in line], done.stderr
 
 
 HOST_ORDERS = {   # a host's imports, then a decompression (what pycocotools' own import does)

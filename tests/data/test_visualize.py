@@ -13,12 +13,12 @@ from solov2.data.visualize import (
     MaskShares,
     caption_candidates,
     caption_size,
+    class_color,
     draw_bgr,
     draw_caption,
     draw_instances,
     fill_mask,
     font_scale,
-    instance_color,
     label_text,
     largest_region_box,
     place_captions,
@@ -38,7 +38,8 @@ def scene(height=120, width=160):
 
 def caption_rect(out, color, mask):
     """Half-open box (x0, y0, x1, y1) of the pixels of `out` that are exactly `color` away from
-    `mask` (its contour has that colour too): the outline of that instance's caption; None if none."""
+    `mask` (its contour has that colour too): the outline of the caption of the one instance of that
+    colour's class; None if none."""
     ys, xs = np.nonzero(np.all(out == color, axis=2) & ~mask)
     if ys.size == 0:
         return None
@@ -55,11 +56,12 @@ def whole_caption(out, rect, color, text):
     return (x1 - x0, y1 - y0) == size and bool(np.all(border == color)) and dark.mean() > 0.5
 
 
-def drawn_captions(out, masks, texts):
-    """The caption rect of each instance (given best first), each checked whole."""
-    rects = [caption_rect(out, instance_color(rank), mask) for rank, mask in enumerate(masks)]
-    for rank, (rect, text) in enumerate(zip(rects, texts)):
-        assert rect is not None and whole_caption(out, rect, instance_color(rank), text), (rank, rect)
+def drawn_captions(out, masks, texts, labels):
+    """The caption rect of each instance (given best first, each of its own class `labels`), each checked whole."""
+    assert len(set(labels)) == len(labels)
+    rects = [caption_rect(out, class_color(label), mask) for label, mask in zip(labels, masks)]
+    for rank, (rect, text, label) in enumerate(zip(rects, texts, labels)):
+        assert rect is not None and whole_caption(out, rect, class_color(label), text), (rank, rect)
     return rects
 
 
@@ -132,11 +134,22 @@ def test_caption_candidates_stay_inside_image():
             assert (rect[2] - rect[0], rect[3] - rect[1]) == (50, 12)
 
 
-def test_instance_colors_distinct_and_deterministic():
-    colors = [instance_color(i) for i in range(20)]
-    assert colors == [instance_color(i) for i in range(20)]
-    assert len(set(colors)) == 20
-    assert all(0 <= c <= 255 for color in colors for c in color)
+def test_class_colours_distinct_and_one_per_class():
+    colors = [class_color(label) for label in range(18)]
+    assert len(set(colors)) == 18 and class_color(18) == class_color(0)
+    assert all(isinstance(c, int) and 0 <= c <= 255 for color in colors for c in color)
+
+
+def test_instances_of_one_class_share_its_colour_whatever_their_scores():
+    """Two objects of one class in one colour, another class in its own (before: a colour per score rank)."""
+    image = np.zeros((120, 160, 3), dtype=np.uint8)
+    masks = np.zeros((3, 120, 160), dtype=bool)
+    masks[0, 20:50, 10:50], masks[1, 70:110, 10:50], masks[2, 40:90, 100:150] = True, True, True
+    out = draw_instances(image, masks, np.array([1, 0, 1]), np.array([0.9, 0.6, 0.3]), CLASS_NAMES)
+    fills = [tuple(out[35, 30]), tuple(out[90, 30]), tuple(out[65, 125])]
+    want = [tuple(int(c * FILL_ALPHA + 0.5) for c in class_color(label)) for label in (1, 0, 1)]
+    assert [np.abs(np.subtract(a, b)).max() <= 1 for a, b in zip(fills, want)] == [True] * 3
+    assert fills[0] == fills[2] != fills[1]
 
 
 def test_most_confident_caption_is_placed_first():
@@ -146,10 +159,10 @@ def test_most_confident_caption_is_placed_first():
     masks[1, 40:70, 30:60] = True
     # the weaker instance comes first, as in an unsorted input
     out = draw_instances(image, masks, np.array([1, 0]), np.array([0.5, 0.9]), CLASS_NAMES)
-    strongest = instance_color(0)  # colours follow the score rank
+    strongest = class_color(0)  # the best one's class: its caption placed first
     caption_outline = out[39, 31]  # on the caption's outline, just above the masks
     assert tuple(caption_outline) == strongest
-    weaker = caption_rect(out, instance_color(1), masks[0])
+    weaker = caption_rect(out, class_color(1), masks[0])
     assert weaker is not None and weaker[1] >= 90  # the weaker caption went below, not on top
     overlap_fill = out[50, 40]
     assert tuple(overlap_fill) != tuple(out[80, 80])  # (80, 80) has the weaker fill alone
@@ -258,7 +271,7 @@ def _full_picture_drawing(image, masks, labels, scores):
     canvas = image.copy()
     weights = np.zeros(image.shape[:2], dtype=np.float32)
     for rank in reversed(range(len(scores))):      # scores are given best first
-        mask, color = masks[rank], instance_color(rank)
+        mask, color = masks[rank], class_color(int(labels[rank]))
         blended = canvas[mask] * (1.0 - FILL_ALPHA) + np.array(color) * FILL_ALPHA
         canvas[mask] = np.clip(blended + 0.5, 0, 255).astype(np.uint8)
         contours, _ = cv2.findContours(mask.view(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
@@ -268,7 +281,7 @@ def _full_picture_drawing(image, masks, labels, scores):
     texts = [label_text(int(label), float(score), CLASS_NAMES) for label, score in zip(labels, scores)]
     rects = _dense_placement([caption_size(text, scale) for text in texts], [_region(m) for m in masks], weights)
     for rank in reversed(range(len(scores))):
-        draw_caption(canvas, texts[rank], rects[rank], instance_color(rank), scale)
+        draw_caption(canvas, texts[rank], rects[rank], class_color(int(labels[rank])), scale)
     return canvas
 
 
@@ -305,7 +318,7 @@ def test_caption_leaves_a_small_neighbour_visible():
     masks[0, 40:100, 20:90] = True  # a large object, and a small one just above its top-left corner
     masks[1, 27:37, 25:35] = True
     out = draw_instances(image, masks, np.array([0, 1]), np.array([0.9, 0.8]), CLASS_NAMES)
-    rects = drawn_captions(out, masks, ['person 0.90', 'car 0.80'])
+    rects = drawn_captions(out, masks, ['person 0.90', 'car 0.80'], [0, 1])
     for x0, y0, x1, y1 in rects:
         assert not masks[1, y0:y1, x0:x1].any()  # no caption hides the small object
         assert not masks[0, y0:y1, x0:x1].any()  # nor the large one: there is room outside
@@ -317,8 +330,8 @@ def test_close_instances_get_captions_apart():
     masks = np.zeros((2, 120, 160), dtype=bool)
     masks[0, 50:80, 30:60] = True  # side by side, 2 pixels apart, each narrower than its caption
     masks[1, 50:80, 62:92] = True
-    out = draw_instances(image, masks, np.array([0, 0]), np.array([0.9, 0.8]), CLASS_NAMES)
-    rects = drawn_captions(out, masks, ['person 0.90', 'person 0.80'])
+    out = draw_instances(image, masks, np.array([0, 1]), np.array([0.9, 0.8]), CLASS_NAMES)
+    rects = drawn_captions(out, masks, ['person 0.90', 'car 0.80'], [0, 1])
     assert not meet(*rects)
     assert rects[0][3] == 50  # the best one keeps the place just above its box
 
@@ -331,7 +344,7 @@ def test_later_masks_leave_captions_intact():
     masks[1, 58:72, 65:85] = True
     # the small, weaker one first, as in an unsorted input: drawn the old way, the large fill came after its caption
     out = draw_instances(image, masks[::-1], np.array([1, 0]), np.array([0.5, 0.9]), CLASS_NAMES)
-    rects = drawn_captions(out, masks, ['person 0.90', 'car 0.50'])
+    rects = drawn_captions(out, masks, ['person 0.90', 'car 0.50'], [0, 1])
     x0, y0, x1, y1 = rects[1]
     assert masks[0, y0:y1, x0:x1].any() and not masks[1, y0:y1, x0:x1].any()  # over the large fill, whole
 
@@ -344,8 +357,8 @@ def test_captions_stay_inside_at_the_borders():
     masks[2, :6, :6] = True
     masks[3, -6:, -6:] = True
     scores = np.array([0.9, 0.8, 0.7, 0.6])
-    out = draw_instances(image, masks, np.array([7, 1, 0, 1]), scores, CLASS_NAMES)
-    rects = drawn_captions(out, masks, ['7 0.90', 'car 0.80', 'person 0.70', 'car 0.60'])
+    out = draw_instances(image, masks, np.array([7, 1, 0, 2]), scores, CLASS_NAMES)
+    rects = drawn_captions(out, masks, ['7 0.90', 'car 0.80', 'person 0.70', '2 0.60'], [7, 1, 0, 2])
     for i, (x0, y0, x1, y1) in enumerate(rects):
         assert 0 <= x0 and x1 <= 160 and 0 <= y0 and y1 <= 120
         assert not masks[:, y0:y1, x0:x1].any(), i  # none hides an object
@@ -357,7 +370,7 @@ def test_a_mask_four_pixels_tall_and_one_wide_is_drawn():
     masks[1] = False
     masks[1, 10:14, 20] = True      # cv2.add took a [4, 1] window for a 4-channel scalar and refused it
     out = draw_instances(image, masks, np.array([0, 1]), np.array([0.9, 0.8]), CLASS_NAMES)
-    assert tuple(out[11, 20]) == instance_color(1)      # its contour
+    assert tuple(out[11, 20]) == class_color(1)      # its contour
 
 
 def test_fill_mask_in_bands_is_one_blend_of_the_whole_window():

@@ -119,6 +119,15 @@ def test_every_answer_has_a_schema_that_it_follows(client, spec, path):
     jsonschema.validate(client.get(path).json(), {**declared, 'components': spec['components']})
 
 
+def test_the_model_answer_holds_exactly_its_schemas_fields(client, spec):
+    """A key added to /v1/model's answer (serving/app.py's ``model_answer``) and not to its schema
+    (serving/schema.py's ``Model``), or the other way round, fails here: the schema allows more keys, so the
+    validation above alone would not see it (docs/serving.md's item: tests/test_doc_lists.py)."""
+    declared = operation(spec, '/v1/model')['responses']['200']['content']['application/json']['schema']['$ref']
+    fields = spec['components']['schemas'][declared.rsplit('/', 1)[1]]['properties']
+    assert set(client.get('/v1/model').json()) == set(fields)
+
+
 def test_docs_page_is_off_and_the_spec_is_served(client):
     assert client.get('/docs').status_code == 404 and client.get('/redoc').status_code == 404
     assert client.get('/openapi.json').status_code == 200

@@ -1,11 +1,12 @@
 """The service's page at ``/`` in a real browser (headless Chromium and its driver from the system's
 packages; .ci/run installs them): a picture uploaded is drawn with each mask in its class colour and
 nothing outside the masks changed, enlarged to a size a pointer can use, its captions where demo.py would
-put them; the score slider hides instances without asking the service again, hovering an instance says
-what it is, the downloads hold what is shown (COCO results every instance), a file that is not a picture,
-too large a file or too large a picture is said so in plain words; each card shows only what its state
-means (segmenting, answered, refused), pictures chosen together keep their order; and the page's own
-headers, its absence with ``page=False`` and the OpenAPI without it, without a browser."""
+put them, as tall on the screen on a small picture as on a large one; the score slider hides instances
+without asking the service again, hovering an instance says what it is, the downloads hold what is shown
+(COCO results every instance), a file that is not a picture, too large a file or too large a picture is
+said so in plain words; each card shows only what its state means (segmenting, answered, refused),
+pictures chosen together keep their order; and the page's own headers, its absence with ``page=False``
+and the OpenAPI without it, without a browser."""
 import base64
 import json
 import os
@@ -17,7 +18,7 @@ import numpy as np
 import pytest
 from pycocotools import mask as mask_util
 
-from solov2.data.visualize import MaskShares, largest_region_box, place_captions
+from solov2.data.visualize import CLASS_PALETTE, MaskShares, class_color, largest_region_box, place_captions
 from tests.helpers import REPO_DIR
 from tests.serving.running import SMALL_MODEL, ServeSettings, metric_families, serving
 
@@ -36,13 +37,14 @@ def segment_requests(client) -> float:
 
 
 @pytest.fixture()
-def browser(tmp_path):
-    """Headless Chromium driven by its chromedriver, downloading into ``tmp_path / 'downloads'``."""
+def browser(tmp_path, request):
+    """Headless Chromium driven by its chromedriver, downloading into ``tmp_path / 'downloads'``; its device
+    pixel ratio 1, or the test's indirect parameter."""
     webdriver = pytest.importorskip('selenium.webdriver', reason='needs selenium (requirements-test.txt)')
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
     for flag in ('--headless=new', '--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage',
-                 '--force-device-scale-factor=1', '--window-size=1200,1600'):
+                 f'--force-device-scale-factor={getattr(request, "param", 1)}', '--window-size=1200,1600'):
         options.add_argument(flag)
     (tmp_path / 'downloads').mkdir()
     options.add_experimental_option('prefs', {'download.default_directory': str(tmp_path / 'downloads'),
@@ -136,6 +138,8 @@ def test_the_page_draws_filters_describes_downloads_and_says_what_is_wrong(brows
         swatches = browser.find_elements(By.CSS_SELECTOR, '#classes .swatch')
         palette = [tuple(int(v) for v in s.get_attribute('data-colour').split(',')) for s in swatches]
         colours = [palette[one['label']] for one in answer['instances']]
+        assert browser.execute_script('return PALETTE') == [list(c) for c in CLASS_PALETTE]   # demo's and browse's
+        assert palette == [class_color(label) for label in range(len(palette))]
         browser.find_element(By.ID, 'files').send_keys(str(path))
         wait_for(lambda: 'instances found' in browser.find_element(By.CSS_SELECTOR, '.card .status').text)
         asked = segment_requests(client)
@@ -190,6 +194,53 @@ def test_the_page_draws_filters_describes_downloads_and_says_what_is_wrong(brows
         error = wait_for(lambda: browser.find_element(By.CSS_SELECTOR, '.card .error').text)
         assert error == 'This file is not a picture the service can read. Send a JPEG, PNG, BMP, WebP or TIFF picture.'
         assert shown_parts(browser) == REFUSED
+
+
+def caption_heights(driver) -> tuple:
+    """[(height, its text's height)] in the marks canvas's own pixels of the first card's captions (their
+    rgba(0, 0, 0, 0.65) backgrounds with the white text in them, a box's line crossing one bridged), and that
+    canvas's pixels per CSS pixel across and down, with the device pixel ratio."""
+    url = driver.execute_script("return document.querySelector('.card .marks').toDataURL('image/png')")
+    rgba = cv2.imdecode(np.frombuffer(base64.b64decode(url.split(',', 1)[1]), np.uint8), cv2.IMREAD_UNCHANGED)
+    neutral = rgba[..., :3].max(-1).astype(int) - rgba[..., :3].min(-1) <= 3
+    background = neutral & (np.abs(rgba[..., 3].astype(int) - 166) <= 3) & (rgba[..., :3].max(-1) <= 2)
+    text = neutral & (rgba[..., 3] >= 166) & (rgba[..., :3].min(-1) >= 200)
+    caption = cv2.morphologyEx((background | text).astype(np.uint8), cv2.MORPH_CLOSE, np.ones((9, 1), np.uint8))
+    count, _, stats, _ = cv2.connectedComponentsWithStats(caption, connectivity=4)
+    heights = []
+    for x, y, w, h, _ in stats[1:]:
+        rows = np.flatnonzero(text[y:y + h, x:x + w].any(1))
+        if w >= 20 and rows.size:
+            heights.append((int(h), int(rows[-1] - rows[0] + 1)))
+    shown = driver.execute_script("const m = document.querySelector('.card .marks'); "
+                                  'return [m.width / m.clientWidth, m.height / m.clientHeight, devicePixelRatio]')
+    return heights, shown
+
+
+@NEEDS_BROWSER
+@pytest.mark.parametrize('browser', [2], indirect=True)
+def test_captions_are_as_tall_on_screen_on_a_small_picture_as_on_a_large_one(browser, tmp_path):
+    """The marks (boxes, captions) are drawn in screen pixels at a device pixel ratio of 2: on a 100x80 picture
+    shown enlarged 6.4 times and on a 1600x1280 one shown shrunk, the marks canvas has two pixels to a CSS pixel
+    and each caption is 17 CSS pixels tall with its text at least 9 (before: the canvas had the picture's
+    pixels, a caption 3 of them on the small picture, its text 2)."""
+    from selenium.webdriver.common.by import By
+    source = cv2.imread(str(REPO_DIR / 'images' / 'shapes_000023.jpg'))
+    measured = {}
+    with serving(ServeSettings(SMALL_MODEL)) as client:
+        for size in ((100, 80), (1600, 1280)):
+            path = tmp_path / f'shapes_{size[0]}.png'
+            cv2.imwrite(str(path), cv2.resize(source, size, interpolation=cv2.INTER_AREA if size[0] < 256 else
+                                              cv2.INTER_CUBIC))
+            browser.get(str(client.base_url) + '/')
+            wait_for(lambda: browser.find_elements(By.CSS_SELECTOR, '#classes input'))
+            browser.find_element(By.ID, 'files').send_keys(str(path))
+            wait_for(lambda: 'instances found' in browser.find_element(By.CSS_SELECTOR, '.card .status').text)
+            measured[size] = caption_heights(browser)
+    for size, (heights, shown) in measured.items():
+        assert shown == pytest.approx([2, 2, 2], abs=0.02), size
+        assert len(heights) >= 3 and sorted(heights)[len(heights) // 2][0] == 34, (size, heights)
+        assert min(text for _, text in heights) >= 18, (size, heights)
 
 
 @NEEDS_BROWSER

@@ -1,5 +1,6 @@
 """tools/main.py, the console command ``solov2``: one line per command in its help, each command
 runs its module's ``main`` under the name ``solov2 COMMAND``, and ``python -m solov2`` is the same."""
+import re
 import subprocess
 import sys
 
@@ -31,10 +32,12 @@ def test_the_help_lists_every_command_in_one_line(capsys):
     assert listed == ['solo', 'ppdet', 'ppdet-static', 'mmdet', 'paddleclas', 'torchvision', 'to-ppdet']
 
 
-def test_no_command_or_an_unknown_one_is_refused_with_the_list(capsys):
+def test_no_command_is_answered_with_the_list_and_an_unknown_one_in_one_line(capsys):
     assert solov2.main([]) == 2 and 'usage: solov2 COMMAND' in capsys.readouterr().err
     assert solov2.main(['convert', 'caffe']) == 2
-    assert capsys.readouterr().err.endswith("solov2 convert: error: no command 'caffe'\n")
+    assert capsys.readouterr().err == "error: no command 'caffe' (solov2 convert --help lists them)\n"
+    assert solov2.main(['dmeo']) == 2
+    assert capsys.readouterr().err == "error: no command 'dmeo', did you mean 'demo'? (solov2 --help lists them)\n"
 
 
 def _rows():
@@ -71,3 +74,36 @@ def test_python_m_solov2_runs_the_same_command(tmp_path):
                            str(tmp_path / 'out.pdparams')], capture_output=True, text=True, cwd=REPO_DIR, timeout=300)
     assert done.returncode == 2 and done.stderr.startswith('error: PyTorch checkpoint not found'), done.stderr
     assert 'ccache' not in done.stderr      # tools/cli.py's start-up settings came before Paddle
+
+
+@pytest.mark.parametrize('words, path', _rows())
+def test_a_bad_flag_or_value_is_one_line_in_the_flags_words(words, path, monkeypatch, capsys):
+    """An unknown flag, and a word for a number: ``error: ...`` alone on stderr, exit 2 (before: argparse's usage
+    block first, 19 lines of it; 'invalid int value')."""
+    monkeypatch.setattr(sys, 'argv', ['/venv/bin/solov2'])
+    for args in (['--no-such-flag'], ['--threads', 'many']):
+        try:
+            code = solov2.main([*words.split()[1:], *args])     # a listing's refusal returns, argparse's exits
+        except SystemExit as done:
+            code = done.code
+        err = capsys.readouterr().err
+        assert code == 2 and err.startswith('error: ') and err.count('\n') == 1, err
+        assert err.endswith((f'({words} --help shows the options)\n', f'({words} --help lists them)\n')), err
+        if err.startswith('error: argument --threads'):
+            assert err.startswith('error: argument --threads: takes a whole number of at least 0, not many ('), err
+
+
+def test_no_help_names_a_flag_its_command_does_not_have(monkeypatch, capsys):
+    """The options' help of every command names only the command's own flags (before: serve's --no-page said
+    'turn off the --page at /', a flag that does not exist)."""
+    monkeypatch.setattr(sys, 'argv', ['/venv/bin/solov2'])
+    for words, _ in _rows():
+        try:
+            solov2.main([*words.split()[1:], '--help'])
+        except SystemExit:
+            pass
+        options = capsys.readouterr().out.split('\noptions:\n', 1)[-1].split('\n\n', 1)[0]
+        defined = set(re.findall(r'^  (?:-\w, )?(--[\w-]+)', options, re.M))
+        options = re.sub(r'(\S+\.py|visualdl|solov2 [\w-]+) --[\w-]+', '', options)   # another program's flags
+        named = set(re.findall(r'(?<![\w-])(--[a-z][\w-]*)', options))
+        assert named <= defined, (words, named - defined)

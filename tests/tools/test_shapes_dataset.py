@@ -102,5 +102,6 @@ def test_exact_polygons_reject_holes():
 def test_a_bad_count_is_refused_under_its_flag(tmp_path, capsys, flag, value, least):
     with pytest.raises(SystemExit):
         main(['--out', str(tmp_path / 'out'), flag, value])
-    assert f'argument {flag}: takes a whole number of at least {least}, not {value}\n' in capsys.readouterr().err
+    assert capsys.readouterr().err.startswith(f'error: argument {flag}: takes a whole number of at least {least}, '
+                                              f'not {value} (')
     assert not (tmp_path / 'out').exists()

@@ -100,7 +100,7 @@ def test_a_step_before_the_warm_up_ends_or_in_the_first_fifth_is_refused_with_th
     from solov2.core.errors import InputError
     with pytest.raises(InputError, match=r'lr_steps=\(70, 76\) put the first LR drop at iteration 10500 of 60000, '
                                          r"in the first fifth of the run .* "
-                                         r"e\.g\. overrides=\['lr_steps=\(350, 380\)'\]"):
+                                         r"e\.g\. lr_steps=\(350, 380\) \(the config's share"):
         _fitted(['epochs=400', 'lr_steps=(70, 76)'], 150)
     with pytest.raises(InputError, match='before the warm-up ends at iteration 300 — lower warmup_iters'):
         _fitted(['warmup_iters=300'], 4)

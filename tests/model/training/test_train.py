@@ -402,11 +402,13 @@ def test_classes_from_a_file_in_its_order_and_start_weights_that_clash_are_refus
     nosidecar = tmp_path / 'nosidecar.pdparams'
     nosidecar.write_bytes(open(SHIPPED_WEIGHTS, 'rb').read())
     cases = [
-        (['--weights', str(nosidecar)], 'has no sidecar .json naming its config — pass config= as well'),
+        (['--weights', str(nosidecar)], 'has no sidecar .json naming its config — pass --config N as well'),
+        ([], 'pass --config N (a config number), or --weights a model whose sidecar .json names one'),
         (['--config', '9', '--weights', SHIPPED_WEIGHTS, '--opt', f'dataset_dir={shapes}', *TINY,
           f'pretrained={SHIPPED_WEIGHTS}'], 'both give start weights'),
         (['--config', '9', '--classes', str(tmp_path / 'classes.txt'), '--opt', f'dataset_dir={shapes}', *TINY,
-          'num_classes=4', "class_names=('a', 'b', 'c', 'd')"], 'both give the classes'),
+          'num_classes=4', "class_names=('a', 'b', 'c', 'd')"],
+         '--classes and --opt class_names and num_classes both give the classes — use one'),
     ]
     for argv, fragment in cases:
         assert train.main(['--output', str(tmp_path / 'other'), *argv]) == 2
