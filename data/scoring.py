@@ -95,8 +95,9 @@ def _matched(record: dict, index: int, source: str, name_key: str, id_key: str, 
     name = record.get(name_key)
     if name is None:
         if record[id_key] not in known:
-            raise InputError(f'{source}: result {index} is for {what} {record[id_key]!r}, which the annotation '
-                             f'file does not have — {REDO}')
+            has = ('which the annotation file does not have' if what == 'image' else
+                   f"not one of the annotation file's {len(known)} (ids from {min(known, default=None)})")
+            raise InputError(f'{source}: result {index} has {what} {record[id_key]!r}, {has} — {REDO}')
         return record[id_key]
     found = names.get(str(name)) or names.get(PurePosixPath(str(name).replace('\\', '/')).name, [])
     if len(found) > 1 and record[id_key] in found:         # a name the file gives twice: the id says which
@@ -134,8 +135,8 @@ def matched_results(coco: COCO, records, source: str) -> List[dict]:
         image = coco.imgs[image_id]
         size = record['segmentation'].get('size') if isinstance(record['segmentation'], dict) else None
         if size not in (None, [image.get('height'), image.get('width')]):
-            raise InputError(f"{source}: result {index} has a mask of size {size!r} on image {image_id}, "
-                             f"{image.get('file_name')}, of {image.get('height')}x{image.get('width')} — {REDO}")
+            raise InputError(f"{source}: result {index} has a mask of size {size!r} on a {image.get('height')}x"
+                             f"{image.get('width')} image ({image.get('file_name')}) — {REDO}")
         matched.append({**record, 'image_id': image_id, 'category_id': category_id})
     return matched
 

@@ -214,7 +214,7 @@ def test_results_are_matched_by_the_names_they_carry(tmp_path):
         matched_results(coco, [{**named[0], 'file_name': 'x.png'}], 'r.json')
     with pytest.raises(ValueError, match="result 0 names category 'c'"):
         matched_results(coco, [{**named[0], 'category_name': 'c'}], 'r.json')
-    with pytest.raises(ValueError, match='result 0 is for image 0, which the annotation file does not have'):
+    with pytest.raises(ValueError, match='result 0 has image 0, which the annotation file does not have'):
         matched_results(coco, [{**records[0], 'image_id': 0}], 'r.json')
 
 
