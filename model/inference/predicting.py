@@ -27,15 +27,17 @@ class UnreadImages(InputError):
 def predict_coco(predictor: Predictor, coco: COCO, image_dir: str, label_to_category_id: Sequence[Optional[int]],
                  progress: Optional[Callable[[int], None]] = None, processes: Processes = SINGLE,
                  batch_size: int = 1) -> List[dict]:
-    """``predictor`` on every image of ``coco`` -> COCO result records in image id order, ``batch_size``
+    """``predictor`` on every image of ``coco`` -> COCO result records (with ``file_name`` and ``category_name``)
+    in image id order, ``batch_size``
     images a network run (``Predictor.run_pictures``); ``progress(1)`` after each image. Under the
     launcher each process predicts its share and all return every record; ``UnreadImages`` (every
     process alike) when an image could not be read, holding the records of the others."""
     def read(image_id):
         return predictor.read(os.path.join(image_dir, coco.imgs[image_id]['file_name']))
 
-    def finish(image_id, prepared, result):
-        return instances_to_coco(image_id, result.masks, result.labels, result.scores, label_to_category_id)
+    def finish(image_id, prepared, result):        # records that name their picture and class (scoring.matched_results)
+        return instances_to_coco(image_id, result.masks, result.labels, result.scores, label_to_category_id,
+                                 file_name=coco.imgs[image_id]['file_name'], class_names=predictor.engine.class_names)
 
     records, failed = [], []
     mine = processes.share(sorted(coco.getImgIds()))
