@@ -18,7 +18,7 @@ import pycocotools.mask as mask_util
 from pycocotools.coco import COCO
 
 from solov2.core.errors import InputError, param
-from solov2.data.transforms import DEFAULT_MAX_PIXELS, read_image
+from solov2.data.transforms import DEFAULT_MAX_PIXELS, picture_size, read_image
 
 logger = logging.getLogger(__name__)
 _reported: set[str] = set()
@@ -175,6 +175,24 @@ def usable_annotations(dataset: Mapping[str, Any], path: Path) -> list[dict[str,
         logger.warning('%s: skipped %d of %d annotations that cannot be used: %s', path,
                        sum(skipped.values()), len(dataset.get('annotations', [])), reasons)
     return kept
+
+
+def check_picture_sizes(coco: COCO, image_dir: str | PathLike[str], ann_file: str | PathLike[str]) -> None:
+    """InputError naming the first picture of `coco` in `image_dir` whose size as it is read (`picture_size`: EXIF
+    orientation applied, as training reads it) is not the width and height `ann_file` gives it: a picture resized,
+    or turned, after it was labelled, whose masks would be scored or trained on another grid. Only headers are
+    read; a picture that is absent or unreadable is left to the reader's own message, an image without a width
+    or height to the reader's size."""
+    for image in coco.dataset['images']:
+        stated = (image.get('height'), image.get('width'))
+        if None in stated:
+            continue
+        path = Path(image_dir) / str(image.get('file_name'))
+        size = picture_size(path)
+        if size is not None and size != stated:
+            raise InputError(f"picture {path} is {size[1]}x{size[0]} as read (EXIF orientation applied), but "
+                             f"{ann_file} says image {image['id']} is {stated[1]}x{stated[0]} — label it again at its "
+                             'size, or give the pictures it was labelled on')
 
 
 def segmentation_to_rle(segmentation: Any, height: int, width: int) -> dict[str, Any]:
