@@ -112,6 +112,10 @@ def convert(export: Any, images: str | Path, class_names: Sequence[str] | None =
     images = Path(images)
     if not isinstance(export, list) or not all(isinstance(task, dict) for task in export):
         raise InputError('not a Label Studio JSON export (a list of tasks): export the project as "JSON"')
+    flat = next((task for task in export if 'data' not in task and 'annotations' not in task), None)
+    if flat is not None:        # JSON-MIN's tasks: each region flattened into the task, no annotations to read
+        raise InputError(f"task {flat.get('id')} has no data or annotations: a JSON-MIN (or CSV) export, which "
+                         'flattens the regions — export the project as "JSON"')
     skipped: dict[str, int] = {'tasks without an annotation': 0}
     found, missing = [], []
     for task in export:

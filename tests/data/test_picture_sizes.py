@@ -108,3 +108,19 @@ def test_the_service_backends_region_on_an_exif_turned_photo_converts(tmp_path):
         dict(region(tag, 'brick', 1.0, height, width, {'format': 'rle', 'rle': encode_brush(mask)}), id='x')]}]}
     (tmp_path / 'brush.json').write_text(json.dumps([task]))
     _converted(tmp_path / 'brush.json', tmp_path)
+
+
+def test_a_json_min_export_is_one_line_not_an_empty_coco_file(tmp_path, capsys):
+    """Label Studio's JSON-MIN export flattens each task's regions into it (no data, no annotations): once every
+    task was 'without an annotation' and an empty COCO file was written."""
+    task = json.loads((PHONE / 'export_polygon.json').read_text())[0]
+    region = task['annotations'][0]['result'][0]
+    flat = {'id': task['id'], 'image': task['data']['image'], 'annotator': 1, 'annotation_id': 1,
+            'label': [{**region['value'], 'original_width': region['original_width'],
+                       'original_height': region['original_height']}]}
+    (tmp_path / 'min.json').write_text(json.dumps([flat]))
+    out = tmp_path / 'coco' / 'instances.json'
+    assert labelstudio2coco.main([str(tmp_path / 'min.json'), str(out), '--images',
+                                  str(PHONE / 'labelstudio_upload')]) == 2
+    one_error(capsys, f"task {task['id']} has no data or annotations: a JSON-MIN", 'export the project as "JSON"')
+    assert not out.exists()
