@@ -227,3 +227,23 @@ def test_a_file_of_missing_fields_trains_its_evaluation(tmp_path):
     ann = dataset.coco.dataset['annotations'][0]
     assert (ann['iscrowd'], ann['area'], ann['bbox']) == (0, 576.0, [12.0, 16.0, 24.0, 24.0])
     assert len(dataset[0]['labels']) == 1
+
+
+def test_training_reads_its_val_set_before_its_first_step(tmp_path):
+    """What training's evaluation scores is read, normalised and checked before a step is taken: a val set with
+    two annotations of one id is one line before anything is trained (once found at the first evaluation), one
+    without iscrowd and area trains and scores."""
+    from solov2.api import TrainOptions, train
+    from tests.helpers import TINY_TRAINING, make_tiny_shapes
+    shapes = make_tiny_shapes(tmp_path / 'shapes')
+    val = shapes / 'annotations' / 'instances_val.json'
+    dataset = json.loads(val.read_text())
+    started = []
+    options = TrainOptions(config=9, output=str(tmp_path / 'run'), max_iters=1, device='cpu',
+                           overrides=(f'dataset_dir={shapes}', *TINY_TRAINING))
+    val.write_text(json.dumps({**dataset, 'annotations': dataset['annotations'] + dataset['annotations'][:1]}))
+    with pytest.raises(ValueError, match=f"two annotations have id {dataset['annotations'][0]['id']}"):
+        train(options, on_start=lambda trainer, out: started.append(out))
+    assert not started and not (tmp_path / 'run' / 'last').exists()
+    val.write_text(json.dumps(_without(dataset, 'iscrowd', 'area')))
+    assert train(options).best_ap is not None
