@@ -121,8 +121,9 @@ def normalise_annotation(ann: dict[str, Any], image: Mapping[str, Any]) -> dict[
         return ann
     height, width = image.get('height'), image.get('width')
     if not isinstance(height, int) or not isinstance(width, int):
-        points = np.concatenate([np.asarray(p, dtype=np.float64).reshape(-1, 2) for p in ann['segmentation']]) \
-            if isinstance(ann['segmentation'], list) else np.asarray([ann['segmentation']['size'][::-1]])
+        polygons = [p for p in ann['segmentation'] if len(p) >= 6] if isinstance(ann['segmentation'], list) else []
+        points = np.concatenate([np.asarray(p, dtype=np.float64).reshape(-1, 2) for p in polygons]) if polygons \
+            else np.asarray([ann['segmentation']['size'][::-1]])
         width, height = (int(math.ceil(v)) + 1 for v in points.max(axis=0))
     rle = segmentation_to_rle(ann['segmentation'], height, width)
     return {'iscrowd': 0, 'area': float(mask_util.area(rle)), 'bbox': mask_util.toBbox(rle).tolist(), **ann}

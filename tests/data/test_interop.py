@@ -247,3 +247,12 @@ def test_training_reads_its_val_set_before_its_first_step(tmp_path):
     assert not started and not (tmp_path / 'run' / 'last').exists()
     val.write_text(json.dumps(_without(dataset, 'iscrowd', 'area')))
     assert train(options).best_ap is not None
+
+
+def test_an_image_without_a_size_is_measured_on_its_polygons(tmp_path):
+    dataset = {'images': [{'id': 0, 'file_name': 'a.png'}], 'categories': [{'id': 0, 'name': 'square'}],
+               'annotations': [{'id': 0, 'image_id': 0, 'category_id': 0,
+                                'segmentation': [[12, 16, 36, 16, 36, 40, 12, 40], [1, 2]]}]}
+    (tmp_path / 'gt.json').write_text(json.dumps(dataset))
+    ann = load_coco(tmp_path / 'gt.json').dataset['annotations'][0]
+    assert (ann['iscrowd'], ann['area'], ann['bbox']) == (0, 576.0, [12.0, 16.0, 24.0, 24.0])
