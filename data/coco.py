@@ -178,13 +178,14 @@ def usable_annotations(dataset: Mapping[str, Any], path: Path) -> list[dict[str,
     return kept
 
 
-def check_picture_sizes(coco: COCO, image_dir: str | PathLike[str], ann_file: str | PathLike[str]) -> None:
-    """InputError naming the first picture of `coco` in `image_dir` whose size as it is read (`picture_size`: EXIF
-    orientation applied, as training reads it) is not the width and height `ann_file` gives it: a picture resized,
-    or turned, after it was labelled, whose masks would be scored or trained on another grid. Only headers are
-    read; a picture that is absent or unreadable is left to the reader's own message, an image without a width
-    or height to the reader's size."""
-    for image in coco.dataset['images']:
+def check_picture_sizes(coco: COCO, image_dir: str | PathLike[str], ann_file: str | PathLike[str],
+                        image_ids: Sequence[int] | None = None) -> None:
+    """InputError naming the first picture of `coco` (of `image_ids`: default all) in `image_dir` whose size as it
+    is read (`picture_size`: EXIF orientation applied, as training reads it) is not the width and height `ann_file`
+    gives it: a picture resized, or turned, after it was labelled, whose masks would be scored or trained on another
+    grid. Only headers are read; a picture that is absent or unreadable is left to the reader's own message, an
+    image without a width or height to the reader's size."""
+    for image in coco.dataset['images'] if image_ids is None else [coco.imgs[i] for i in image_ids]:
         stated = (image.get('height'), image.get('width'))
         if None in stated:
             continue

@@ -124,3 +124,10 @@ def test_a_json_min_export_is_one_line_not_an_empty_coco_file(tmp_path, capsys):
                                   str(PHONE / 'labelstudio_upload')]) == 2
     one_error(capsys, f"task {task['id']} has no data or annotations: a JSON-MIN", 'export the project as "JSON"')
     assert not out.exists()
+
+
+def test_quantize_measures_its_ap_on_pictures_of_their_stated_size(stated_as_stored):
+    pytest.importorskip('openvino', reason='INT8 quantization needs requirements-deploy.txt')
+    from solov2.model.inference.quantize import load_annotated
+    with pytest.raises(ValueError, match='phone.jpg is 160x96 as read'):
+        load_annotated(str(stated_as_stored / 'gt.json'), str(stated_as_stored / 'images'), ['square'])
