@@ -183,15 +183,15 @@ def check_picture_sizes(coco: COCO, image_dir: str | PathLike[str], ann_file: st
     """InputError naming the first picture of `coco` (of `image_ids`: default all) in `image_dir` whose size as it
     is read (`picture_size`: EXIF orientation applied, as training reads it) is not the width and height `ann_file`
     gives it: a picture resized, or turned, after it was labelled, whose masks would be scored or trained on another
-    grid. Only headers are read; a picture that is absent or unreadable is left to the reader's own message, an
-    image without a width or height to the reader's size."""
+    grid. Only headers are read; a picture that is absent or unreadable is left to the reader's own message. An
+    image the file gives no width or height gets its picture's (the scorer needs them)."""
     for image in coco.dataset['images'] if image_ids is None else [coco.imgs[i] for i in image_ids]:
         stated = (image.get('height'), image.get('width'))
-        if None in stated:
-            continue
         path = Path(image_dir) / str(image.get('file_name'))
         size = picture_size(path)
-        if size is not None and size != stated:
+        if size is not None and None in stated:
+            image.update(height=size[0], width=size[1])
+        elif size is not None and size != stated:
             raise InputError(f"picture {path} is {size[1]}x{size[0]} as read (EXIF orientation applied), but "
                              f"{ann_file} says image {image['id']} is {stated[1]}x{stated[0]} — label it again at its "
                              'size, or give the pictures it was labelled on')

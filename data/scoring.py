@@ -22,7 +22,14 @@ def by_position(coco: COCO) -> COCO:
     """``coco`` with its images, categories and annotations numbered 1, 2, ... in the file's order, each keeping
     the file's id as ``file_id``: what both evaluators are fed. An id is a name to the file's writer, any
     integer; pycocotools stores a match as the matched annotation's id and reads 0 as none (an annotation of
-    id 0 was never matched), faster-coco-eval takes no negative image id."""
+    id 0 was never matched), faster-coco-eval takes no negative image id. InputError naming an image without an
+    integer height and width (polygons are rasterised at them)."""
+    unsized = next((image for image in coco.dataset['images'] if not all(
+        isinstance(image.get(side), int) for side in ('height', 'width'))), None)
+    if unsized is not None:         # pycocotools rasterises polygons at the image's size
+        raise InputError(f"the annotation file gives image {unsized['id']} ({unsized.get('file_name')}) no integer "
+                         'height and width — mask AP needs them: add them, or give eval.py the pictures (--images), '
+                         'which it reads them from')
     images = {image['id']: n for n, image in enumerate(coco.dataset['images'], start=1)}
     categories = {category['id']: n for n, category in enumerate(coco.dataset['categories'], start=1)}
     positional = COCO()
@@ -134,7 +141,7 @@ def matched_results(coco: COCO, records, source: str) -> List[dict]:
                                'category')
         image = coco.imgs[image_id]
         size = record['segmentation'].get('size') if isinstance(record['segmentation'], dict) else None
-        if size not in (None, [image.get('height'), image.get('width')]):
+        if size not in (None, [image.get('height'), image.get('width')]) and 'height' in image and 'width' in image:
             raise InputError(f"{source}: result {index} has a mask of size {size!r} on a {image.get('height')}x"
                              f"{image.get('width')} image ({image.get('file_name')}) — {REDO}")
         matched.append({**record, 'image_id': image_id, 'category_id': category_id})

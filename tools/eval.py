@@ -26,7 +26,7 @@ with cli.interruptible_loading():  # Ctrl-C or SIGTERM while Paddle and the libr
     from solov2.api.training import val_set
     from solov2.config.sidecar import resolve_config
     from solov2.core.errors import InputError
-    from solov2.data.coco import load_coco, read_class_names
+    from solov2.data.coco import check_picture_sizes, load_coco, read_class_names
     from solov2.data.error_analysis import analyze_errors, error_table, write_error_charts
     from solov2.data.files import check_output_file, write_together
     from solov2.data.results import write_json
@@ -159,6 +159,8 @@ def main(argv) -> int:
     processes = start_processes(spec.device or default_device())
     number, cfg, backend, ann, dataset = model_and_config(args, spec, processes)
     coco = load_coco(ann) if dataset is None else dataset.coco
+    if dataset is None and args.images:          # --json-only with the pictures: their sizes read and checked
+        check_picture_sizes(coco, args.images, ann)
     if not coco.getImgIds():
         raise InputError(f'{ann} lists no images — nothing to evaluate; give an annotation file with images')
     records, failed = load_records(args, number, backend, coco, dataset, ann, processes)

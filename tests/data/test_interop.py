@@ -256,3 +256,22 @@ def test_an_image_without_a_size_is_measured_on_its_polygons(tmp_path):
     (tmp_path / 'gt.json').write_text(json.dumps(dataset))
     ann = load_coco(tmp_path / 'gt.json').dataset['annotations'][0]
     assert (ann['iscrowd'], ann['area'], ann['bbox']) == (0, 576.0, [12.0, 16.0, 24.0, 24.0])
+
+
+def test_images_without_a_size_take_their_pictures_or_are_one_line(tmp_path, capsys):
+    """Ground truth whose images give no height and width (pycocotools rasterises polygons at them: once 'a bug
+    in the toolkit: KeyError') is scored with the pictures' sizes when eval.py has the pictures, else refused."""
+    folder = INTEROP / 'missing_fields'
+    dataset = json.loads((folder / 'gt_no_iscrowd_no_area.json').read_text())
+    for image in dataset['images']:
+        del image['height'], image['width']
+    (tmp_path / 'gt.json').write_text(json.dumps(dataset))
+    base = ['--config', '9', '--ann', str(tmp_path / 'gt.json'), '--json-only', str(folder / 'results.json'),
+            '--device', 'cpu']
+    assert eval_cli.main(base) == 2
+    err = capsys.readouterr().err
+    assert 'error: the annotation file gives image 1 (a.png) no integer height and width' in err
+    assert 'Traceback' not in err
+    assert eval_cli.main([*base, '--images', str(folder / 'images')]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[out.index('mask AP (%)') + 2].split()[0] == '100.00'
