@@ -2,7 +2,7 @@
 set, as eval.py prints it and training's evaluation hook logs it."""
 import functools
 from pathlib import Path
-from typing import Callable, Dict, Optional, Tuple
+from typing import Callable, Dict, Optional, Sequence, Tuple
 
 from solov2.core.errors import InputError
 from solov2.model.distributed import SINGLE, Processes
@@ -17,6 +17,14 @@ def described_set(ann: str, images: str, class_names: Tuple[str, ...], version: 
     return evaluation_dataset(ann, images, class_names)
 
 
+def checked_set(ann: str, images: str, class_names: Sequence[str]):
+    """The CocoDataset of the set ``ann`` / ``images`` for a model of ``class_names`` (``evaluation_dataset``: read,
+    checked and described once per version of its files); InputError for a set that cannot be scored, which
+    training asks before its first step."""
+    version = tuple((str(Path(p).resolve()), Path(p).stat().st_mtime_ns) for p in (ann, images))
+    return described_set(ann, images, tuple(class_names), version)
+
+
 def evaluate(segmenter, ann: str, images: str, progress: Optional[Callable[[int], None]] = None,
              processes: Processes = SINGLE) -> Dict[str, float]:
     """Mask AP of ``segmenter`` (a ``solov2.api.Segmenter``, or a ``model.inference.pipeline.Predictor``)
@@ -28,8 +36,7 @@ def evaluate(segmenter, ann: str, images: str, progress: Optional[Callable[[int]
     the images, process 0 scores them all, and every process returns its numbers. Categories
     are matched by name; classes the set has no instance of are not scored (one log line says which)."""
     predictor = segmenter if isinstance(segmenter, Predictor) else segmenter.predictor
-    version = tuple((str(Path(p).resolve()), Path(p).stat().st_mtime_ns) for p in (ann, images))
-    dataset = described_set(ann, images, tuple(predictor.engine.class_names), version)
+    dataset = checked_set(ann, images, predictor.engine.class_names)
     if not dataset.coco.getImgIds():
         raise InputError(f'{ann} lists no images — nothing to evaluate; give an annotation file with images')
     stats = score_coco(predictor, dataset.coco, str(dataset.image_dir), dataset.label_to_category_id, progress,

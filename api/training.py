@@ -16,7 +16,7 @@ from typing import Callable, Dict, Optional, Sequence, Tuple
 import numpy as np
 import paddle
 
-from solov2.api.evaluation import evaluate
+from solov2.api.evaluation import checked_set, evaluate
 from solov2.config import SOLOv2Base, get_config, with_overrides
 from solov2.config.model_fields import ModelFields
 from solov2.convert.zoo import checked_config, resolve_weights
@@ -142,6 +142,7 @@ def train(options: TrainOptions, on_start: Optional[Callable[[Trainer, Path], No
                                   weights=resolve_weights(options.weights) if options.weights else None)
     with run_settings(options) as placement:
         trainer, out = prepare(options, validation_ap, placement, val_picture)
+        checked_set(*val_set(trainer.cfg), trainer.cfg.class_names)      # what its evaluation scores, before a step
         if on_start is not None:
             on_start(trainer, out)
         state = run_training(trainer, out)

@@ -21,6 +21,7 @@ import numpy as np
 
 from solov2.core.errors import InputError
 from solov2.data.files import looked_up
+from solov2.model.checkpoint import check_finite
 from solov2.model.safe_pickle import DATA_GLOBALS, Refused, RestrictedUnpickler, refusal_message
 
 _LEGACY_MAGIC = 0x1950a86a20f9469cfc6c
@@ -254,7 +255,8 @@ def load_pth(path):
 
 def load_state_dict(path):
     """The tensors of a checkpoint as ``{name: numpy array}``, out of mmcv/mmdet's
-    ``{'state_dict': ...}`` or ``{'model': ...}``; entries that are not arrays are dropped."""
+    ``{'state_dict': ...}`` or ``{'model': ...}``; entries that are not arrays are dropped; InputError for a
+    tensor that is not finite (``model.checkpoint.check_finite``)."""
     obj = load_pth(path)
     for wrapper in ('state_dict', 'model'):
         if isinstance(obj, dict) and isinstance(obj.get(wrapper), dict):
@@ -265,4 +267,5 @@ def load_state_dict(path):
     tensors = {k: v for k, v in obj.items() if isinstance(v, np.ndarray)}
     if not tensors:
         raise InputError(f'{path}: checkpoint holds no tensors')
+    check_finite(tensors, os.fspath(path))
     return tensors

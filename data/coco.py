@@ -7,6 +7,7 @@ import contextlib
 import io
 import json
 import logging
+import math
 from collections import Counter
 from os import PathLike
 from pathlib import Path
@@ -17,7 +18,7 @@ import pycocotools.mask as mask_util
 from pycocotools.coco import COCO
 
 from solov2.core.errors import InputError, param
-from solov2.data.transforms import DEFAULT_MAX_PIXELS, read_image
+from solov2.data.transforms import DEFAULT_MAX_PIXELS, picture_size, read_image
 
 logger = logging.getLogger(__name__)
 _reported: set[str] = set()
@@ -42,8 +43,13 @@ def read_class_names(path: str | PathLike[str]) -> list[str]:
 
 
 def load_coco(ann_file: str | PathLike[str]) -> COCO:
-    """Parse a COCO instance file into an indexed pycocotools `COCO`, without its stdout chatter;
-    unusable annotations (`unusable_reason`) are left out, in one warning per file and process."""
+    """Parse a COCO instance file into an indexed pycocotools `COCO`, without its stdout chatter: the one reader
+    of COCO ground truth. Ids are names: any integer, 0 included, checked unique (`check_ids`; the scorer
+    matches them by position, `data.scoring`); what the format lets a writer leave out is filled in
+    (`normalise_annotation`: `iscrowd` 0, `area` and `bbox` from the segmentation); unusable annotations
+    (`unusable_reason`) are left out, in one warning per file and process. InputError naming the record
+    for what cannot be meant: a string or repeated id, an annotation on an image or of a category the file
+    does not list."""
     path = Path(ann_file)
     if not path.is_file():
         raise InputError(f'annotation file not found: {path}')
@@ -51,11 +57,15 @@ def load_coco(ann_file: str | PathLike[str]) -> COCO:
         dataset = json.loads(path.read_text(encoding='utf-8'))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
         raise InputError(f'cannot parse annotation file {path}: {err}') from err
+    if not isinstance(dataset, dict):
+        raise InputError(f'annotation file {path} is not a COCO object (its top level is a {type(dataset).__name__})')
     missing = [key for key in ('images', 'categories') if key not in dataset]
     if missing:
         raise InputError(f"annotation file {path} has no {', '.join(missing)}")
     check_ids(dataset, path)
-    dataset['annotations'] = usable_annotations(dataset, path)
+    images = {image['id']: image for image in dataset['images']}
+    dataset['annotations'] = [normalise_annotation(ann, images[ann['image_id']])
+                              for ann in usable_annotations(dataset, path)]
     coco = COCO()
     coco.dataset = dataset
     with contextlib.redirect_stdout(io.StringIO()):
@@ -63,25 +73,66 @@ def load_coco(ann_file: str | PathLike[str]) -> COCO:
     return coco
 
 
+def _integer_ids(records: Any, kind: str, plural: str, path: Path) -> set[int]:
+    """The `id`s of `records` (a list of objects), InputError naming the first that is not an integer
+    (an id written as a string, "4", matches no integer id; JSON's true is no id either) or is repeated."""
+    if not isinstance(records, list):
+        raise InputError(f'annotation file {path}: its {plural} are not a list')
+    first: dict[int, int] = {}
+    for index, record in enumerate(records):
+        if not isinstance(record, dict) or type(record.get('id')) is not int:
+            raise InputError(f'annotation file {path}: {kind} {repr(record)[:80]} has no integer id — '
+                             f'COCO ids are integers ("id": 4, not "4")')
+        if record['id'] in first:
+            raise InputError(f"annotation file {path}: two {plural} have id {record['id']} (numbers "
+                             f"{first[record['id']] + 1} and {index + 1} of the list) — each id names one {kind}")
+        first[record['id']] = index
+    return set(first)
+
+
 def check_ids(dataset: Mapping[str, Any], path: Path) -> None:
-    """InputError when a category id or an annotation's category_id is not an integer
-    (ids written as strings, '4', do not match the integer category ids; JSON's true is no id either)."""
-    for category in dataset['categories']:
-        if not isinstance(category, dict) or type(category.get('id')) is not int:
-            raise InputError(f'annotation file {path}: category {category!r} has no integer id — '
-                             'COCO category ids are integers ("id": 4, not "4")')
-    for ann in dataset.get('annotations', []):
-        if isinstance(ann, dict) and 'category_id' in ann and type(ann['category_id']) is not int:
-            raise InputError(f"annotation file {path}: annotation {ann.get('id')} has category_id "
-                             f"{ann['category_id']!r} — COCO category ids are integers (4, not \"4\")")
+    """InputError naming the first record whose id is not an integer or is repeated (images, categories,
+    annotations), or an annotation whose `image_id` or `category_id` is not an integer or names an image or
+    a category the file does not list. Any integer is an id, 0 and negative ones too."""
+    image_ids = _integer_ids(dataset['images'], 'image', 'images', path)
+    category_ids = _integer_ids(dataset['categories'], 'category', 'categories', path)
+    annotations = dataset.get('annotations', [])
+    _integer_ids(annotations, 'annotation', 'annotations', path)
+    for ann in annotations:
+        for key, known, what, verb, plural in (('image_id', image_ids, 'image', 'is on', 'images'),
+                                               ('category_id', category_ids, 'category', 'has', 'categories')):
+            if key not in ann:
+                continue        # no category_id: unusable_reason leaves it out; no image_id: refused below
+            if type(ann[key]) is not int:
+                raise InputError(f"annotation file {path}: annotation {ann['id']} has {key} {ann[key]!r} — "
+                                 f'COCO ids are integers (4, not "4")')
+            if ann[key] not in known:
+                raise InputError(f"annotation file {path}: annotation {ann['id']} {verb} unknown {what} {ann[key]}, "
+                                 f"which the file's {plural} do not list — add the {what} or remove the annotation")
+        if 'image_id' not in ann:
+            raise InputError(f"annotation file {path}: annotation {ann['id']} has no image_id")
 
 
-def unusable_reason(ann: Any, image: Mapping[str, Any] | None) -> str | None:
+def normalise_annotation(ann: dict[str, Any], image: Mapping[str, Any]) -> dict[str, Any]:
+    """`ann` with what COCO lets a writer leave out filled in, as pycocotools' `loadRes` fills results: `iscrowd`
+    0, `area` (pixels) and `bbox` (`[x, y, w, h]`) of its mask; what the file gives is kept. A polygon on an
+    image without `height`/`width` is measured on a canvas that holds it."""
+    if 'iscrowd' in ann and 'area' in ann and 'bbox' in ann:
+        return ann
+    height, width = image.get('height'), image.get('width')
+    if not isinstance(height, int) or not isinstance(width, int):
+        polygons = [p for p in ann['segmentation'] if len(p) >= 6] if isinstance(ann['segmentation'], list) else []
+        points = np.concatenate([np.asarray(p, dtype=np.float64).reshape(-1, 2) for p in polygons]) if polygons \
+            else np.asarray([ann['segmentation']['size'][::-1]])
+        width, height = (int(math.ceil(v)) + 1 for v in points.max(axis=0))
+    rle = segmentation_to_rle(ann['segmentation'], height, width)
+    return {'iscrowd': 0, 'area': float(mask_util.area(rle)), 'bbox': mask_util.toBbox(rle).tolist(), **ann}
+
+
+def unusable_reason(ann: Mapping[str, Any], image: Mapping[str, Any]) -> str | None:
     """Why an annotation cannot be used ('no segmentation', 'empty polygons', ...), or None."""
-    if not isinstance(ann, dict) or 'category_id' not in ann:
+    if 'category_id' not in ann:
         return 'no category_id'
-    if image is None:
-        return 'unknown image_id'
     segmentation = ann.get('segmentation')
     if not segmentation:
         return 'no segmentation'
@@ -109,16 +160,15 @@ def unusable_reason(ann: Any, image: Mapping[str, Any] | None) -> str | None:
 def usable_annotations(dataset: Mapping[str, Any], path: Path) -> list[dict[str, Any]]:
     """The annotations of `dataset` that can be used; the others are counted by reason and
     reported in one warning (as unreadable images are)."""
-    images = {img.get('id'): img for img in dataset['images'] if isinstance(img, dict)}
+    images = {img['id']: img for img in dataset['images']}
     kept, skipped, examples = [], Counter(), {}
-    for index, ann in enumerate(dataset.get('annotations', [])):
-        reason = unusable_reason(ann, images.get(ann.get('image_id')) if isinstance(ann, dict) else None)
+    for ann in dataset.get('annotations', []):
+        reason = unusable_reason(ann, images[ann['image_id']])
         if reason is None:
             kept.append(ann)
         else:
             skipped[reason] += 1
-            name = ann.get('id', f'#{index}') if isinstance(ann, dict) else f'#{index}'
-            examples.setdefault(reason, []).append(str(name))
+            examples.setdefault(reason, []).append(str(ann['id']))
     if skipped and str(path.resolve()) not in _reported:      # once per file and process
         _reported.add(str(path.resolve()))
         reasons = '; '.join(f'{count} {reason} (id {", ".join(examples[reason][:3])}'
@@ -126,6 +176,25 @@ def usable_annotations(dataset: Mapping[str, Any], path: Path) -> list[dict[str,
         logger.warning('%s: skipped %d of %d annotations that cannot be used: %s', path,
                        sum(skipped.values()), len(dataset.get('annotations', [])), reasons)
     return kept
+
+
+def check_picture_sizes(coco: COCO, image_dir: str | PathLike[str], ann_file: str | PathLike[str],
+                        image_ids: Sequence[int] | None = None) -> None:
+    """InputError naming the first picture of `coco` (of `image_ids`: default all) in `image_dir` whose size as it
+    is read (`picture_size`: EXIF orientation applied, as training reads it) is not the width and height `ann_file`
+    gives it: a picture resized, or turned, after it was labelled, whose masks would be scored or trained on another
+    grid. Only headers are read; a picture that is absent or unreadable is left to the reader's own message. An
+    image the file gives no width or height gets its picture's (the scorer needs them)."""
+    for image in coco.dataset['images'] if image_ids is None else [coco.imgs[i] for i in image_ids]:
+        stated = (image.get('height'), image.get('width'))
+        path = Path(image_dir) / str(image.get('file_name'))
+        size = picture_size(path)
+        if size is not None and None in stated:
+            image.update(height=size[0], width=size[1])
+        elif size is not None and size != stated:
+            raise InputError(f"picture {path} is {size[1]}x{size[0]} as read (EXIF orientation applied), but "
+                             f"{ann_file} says image {image['id']} is {stated[1]}x{stated[0]} — label it again at its "
+                             'size, or give the pictures it was labelled on')
 
 
 def segmentation_to_rle(segmentation: Any, height: int, width: int) -> dict[str, Any]:

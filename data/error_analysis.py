@@ -21,6 +21,7 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 from solov2.data.files import atomic_write
+from solov2.data.scoring import by_position, positional_records
 
 STEPS = ('C75', 'C50', 'Loc', 'Sim', 'Oth', 'BG', 'FN')
 STEP_MEANINGS = ('precision at IoU 0.75', 'at IoU 0.5', 'at IoU 0.1: localisation errors forgiven',
@@ -28,16 +29,20 @@ STEP_MEANINGS = ('precision at IoU 0.75', 'at IoU 0.5', 'at IoU 0.1: localisatio
                  'background false positives removed', 'missed objects found')
 STEP_COLOURS = ('#b0b0b0', '#4c72b0', '#55a868', '#c44e52', '#8172b2', '#ccb974', '#64b5cd')
 MAX_DETECTIONS = 100
+NO_SUPERCATEGORY = ('Sim = Loc: no two categories of the annotation file share a supercategory (an empty or missing '
+                    'one is none), so no confusion is forgiven as similar; Oth forgives every confusion')
 
 
 @dataclass
 class ErrorAnalysis:
     """``precision`` ``[7, R, K]``: each step's precision at the ``recall`` ``[R]`` thresholds for each of the
-    ``names`` ``[K]`` categories; ``scored`` ``[K] bool``: the categories with an object (the others have no AP)."""
+    ``names`` ``[K]`` categories; ``scored`` ``[K] bool``: the categories with an object (the others have no AP);
+    ``similar``: some categories share a supercategory (else the Sim step forgives nothing: it is Loc's)."""
     recall: np.ndarray
     precision: np.ndarray
     names: list[str]
     scored: np.ndarray
+    similar: bool = True
 
     def ap(self) -> np.ndarray:
         """``[7, K]``: each step's AP (mean precision over recall) per category, NaN where not scored."""
@@ -82,21 +87,31 @@ def forgiven(gt: COCO, category: int, others: set[int]) -> COCO:
                              else a for a in gt.dataset['annotations']])
 
 
+def supercategory_of(category: dict[str, Any]) -> str | None:
+    """The supercategory a category shares with others, None where the file gives none (missing or empty:
+    no shared one)."""
+    value = category.get('supercategory')
+    return value.strip() or None if isinstance(value, str) else None
+
+
 def analyze_errors(gt: COCO, records: Sequence[dict[str, Any]]) -> ErrorAnalysis:
-    """The ``ErrorAnalysis`` of COCO result ``records`` (segmentation as RLE) on ``gt``."""
+    """The ``ErrorAnalysis`` of COCO result ``records`` (segmentation as RLE) on ``gt``, both numbered by position
+    (``data.scoring.by_position``: an id is a name, 0 too). 'Sim' forgives a confusion only between categories the
+    file gives the same (real) supercategory; where none does, Sim is Loc (``ErrorAnalysis.similar``)."""
+    gt = by_position(gt)
     category_ids = sorted(gt.getCatIds())
     results = with_dataset(gt, [])
     if records:
         with contextlib.redirect_stdout(io.StringIO()):
-            results = gt.loadRes([dict(record) for record in records])
+            results = gt.loadRes(positional_records(gt, records))
     steps = precision_of(gt, results, (0.75, 0.5, 0.1))
     precision = np.concatenate([steps, np.zeros((4, *steps.shape[1:]))])
     scored = (steps[1] >= 0).any(axis=0)
-    supercategory = {c: gt.cats[c].get('supercategory') for c in category_ids}
+    supercategory = {c: supercategory_of(gt.cats[c]) for c in category_ids}
     for k, category in enumerate(category_ids):
         mine = with_dataset(results, [a for a in results.dataset['annotations'] if a['category_id'] == category])
         others = set(category_ids) - {category}
-        similar = {c for c in others if supercategory[c] == supercategory[category]}
+        similar = {c for c in others if supercategory[c] is not None and supercategory[c] == supercategory[category]}
         for step, forgive in ((3, similar), (4, others)):
             if mine.dataset['annotations']:
                 precision[step, :, k] = precision_of(forgiven(gt, category, forgive), mine, (0.1,), [category])[0, :, 0]
@@ -104,7 +119,8 @@ def analyze_errors(gt: COCO, records: Sequence[dict[str, Any]]) -> ErrorAnalysis
     precision[5] = precision[4] > 0
     precision[6] = 1.0
     names = [gt.cats[c]['name'] for c in category_ids]
-    return ErrorAnalysis(np.linspace(0, 1, 101), precision, names, scored)      # COCOeval's recall thresholds
+    shared = len(set(supercategory.values()) - {None}) < sum(v is not None for v in supercategory.values())
+    return ErrorAnalysis(np.linspace(0, 1, 101), precision, names, scored, shared)   # COCOeval's recall thresholds
 
 
 def error_table(analysis: ErrorAnalysis) -> str:
@@ -114,7 +130,9 @@ def error_table(analysis: ErrorAnalysis) -> str:
     rows = [('overall', analysis.overall().mean(axis=1))] + list(zip(analysis.names, analysis.ap().T))
     lines = [f'{name:<{width}} ' + ' '.join(f'{100 * v:6.1f}' if not math.isnan(v) else f'{"n/a":>6}' for v in aps)
              for name, aps in rows]
-    return '\n'.join(['error analysis: ' + '; '.join(f'{s} {m}' for s, m in zip(STEPS, STEP_MEANINGS)), head, *lines])
+    folded = [] if analysis.similar else [NO_SUPERCATEGORY]
+    return '\n'.join(['error analysis: ' + '; '.join(f'{s} {m}' for s, m in zip(STEPS, STEP_MEANINGS)), *folded,
+                      head, *lines])
 
 
 def write_error_charts(analysis: ErrorAnalysis, folder: str | PathLike[str]) -> list[Path]:
@@ -134,8 +152,9 @@ def write_error_charts(analysis: ErrorAnalysis, folder: str | PathLike[str]) -> 
         FigureCanvasAgg(figure)
         axis = figure.subplots()
         for step in reversed(range(len(STEPS))):       # the widest area first, each step's drawn over it
+            folded = ' (= Loc: no shared supercategory)' if STEPS[step] == 'Sim' and not analysis.similar else ''
             axis.fill_between(analysis.recall, precision[step], color=STEP_COLOURS[step], linewidth=0,
-                              label=f'[{precision[step].mean():.3f}] {STEPS[step]}')
+                              label=f'[{precision[step].mean():.3f}] {STEPS[step]}{folded}')
         axis.plot(analysis.recall, precision[0], color='black', linewidth=0.8)
         handles, labels = axis.get_legend_handles_labels()
         axis.legend(handles[::-1], labels[::-1], loc='center left', bbox_to_anchor=(1.02, 0.5), fontsize=8)

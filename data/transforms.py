@@ -24,6 +24,7 @@ SIZED_FORMATS = ('JPEG', 'PNG', 'BMP', 'WEBP', 'TIFF', 'GIF', 'JPEG2000', 'PPM',
 REDUCED_FLAGS = {1: cv2.IMREAD_COLOR, 2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4,
                  8: cv2.IMREAD_REDUCED_COLOR_8}     # OpenCV's flags for a JPEG decoded at 1/k (others: whole)
 EXIF_ORIENTATION = 0x0112     # its values 5 to 8 turn the picture a quarter: height and width swap
+HEADER_READS = (1 << 12, 1 << 16, 1 << 20, None)   # a header within 4 KiB, 64 KiB with a phone's EXIF, ..., the file
 PNG_SIGNATURE = b'\x89PNG\r\n\x1a\n'
 PNG_ALPHA_TYPES = (4, 6)     # IHDR colour types with an alpha channel: grey + alpha, RGBA
 SWAP_ROWS = 32    # rows a band: its copy stays in the cache
@@ -162,14 +163,39 @@ def reduced_size(buffer: np.ndarray, size: tuple[int, int] | None,
     for the network input `fit`; (None, 1) for no `fit`, no size or not a JPEG."""
     if fit is None or size is None or bytes(buffer[:3]) != b'\xff\xd8\xff':
         return None, 1
+    full_hw = decoded_hw(buffer, size)
+    return full_hw, jpeg_reduction(*full_hw, *fit)
+
+
+def decoded_hw(data, size: tuple[int, int]) -> tuple[int, int]:
+    """`(height, width)` as OpenCV decodes an encoded picture (bytes-like) of header `size` (width, height): a
+    JPEG's EXIF orientation 5 to 8 (a quarter turn) swaps them, as OpenCV applies it."""
     width, height = size
-    with io.BytesIO(buffer) as file:
+    if bytes(data[:3]) != b'\xff\xd8\xff':
+        return height, width
+    with io.BytesIO(data) as file:
         try:
             turned = JpegImagePlugin.JpegImageFile(file).getexif().get(EXIF_ORIENTATION) in (5, 6, 7, 8)
         except Exception:        # a damaged EXIF block: OpenCV's own reading decides, checked after decoding
             turned = False
-    full_hw = (width, height) if turned else (height, width)
-    return full_hw, jpeg_reduction(*full_hw, *fit)
+    return (width, height) if turned else (height, width)
+
+
+def picture_size(path: str | PathLike[str]) -> tuple[int, int] | None:
+    """`(height, width)` of the picture file `path` as `read_image` decodes it (EXIF orientation applied, as
+    training and inference read it), from its header and EXIF block alone: its first `HEADER_READS` bytes, more
+    only where its header lies further; None when it is unreadable or its header gives no size."""
+    try:
+        with open(path, 'rb') as file:
+            head = b''
+            for limit in HEADER_READS:
+                head += file.read(None if limit is None else limit - len(head))
+                size = header_size(head)
+                if size is not None or limit is None or len(head) < limit:      # found, or the file read whole
+                    break
+    except OSError:
+        return None
+    return None if size is None else decoded_hw(head, size)
 
 
 def warn_colour_of(source, image: np.ndarray, alpha: np.ndarray | None = None) -> None:

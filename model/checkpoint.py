@@ -63,7 +63,8 @@ def load_paddle_params(path: str) -> Dict[str, np.ndarray]:
     """Read a Paddle ``.pdparams``/``.pdopt`` (dygraph ``paddle.save`` or static
     ``fluid.save``) safely -> {name: array}: each array plain, or from the ``(name, array)``
     pair that ``paddle.save`` writes for a tensor outside a state dict; bookkeeping entries
-    (e.g. Paddle's ``StructuredToParameterName@@`` table) dropped."""
+    (e.g. Paddle's ``StructuredToParameterName@@`` table) dropped; CheckpointError for a tensor that is not
+    finite (``check_finite``)."""
     raw = read_paddle_file(path)
     if not isinstance(raw, dict):
         raise CheckpointError(f'{path} does not hold a dict of parameters')
@@ -73,7 +74,20 @@ def load_paddle_params(path: str) -> Dict[str, np.ndarray]:
             value = value[1]
         if isinstance(value, np.ndarray) and not value.dtype.hasobject:
             arrays[name] = value
+    check_finite(arrays, path)
     return arrays
+
+
+def check_finite(arrays: Mapping[str, np.ndarray], path: str) -> None:
+    """CheckpointError naming ``path`` and its first tensor (in the file's order) holding a NaN or an infinity:
+    weights a run wrote after it diverged (one NaN normalisation weight costs tens of AP points, a NaN class head
+    finds nothing) are refused when read, by every command and ``Segmenter`` (their readers: ``load_paddle_params``,
+    ``convert.pth_reader.load_state_dict``). Integer tensors cannot hold either."""
+    for name, array in arrays.items():
+        if array.dtype.kind in 'fc' and not np.isfinite(array).all():
+            bad = int(array.size - np.isfinite(array).sum())
+            raise CheckpointError(f'{path}: tensor {name} holds {bad} of {array.size} values that are NaN or '
+                                  'infinite — the run that saved it diverged; take an earlier checkpoint')
 
 
 def save_checkpoint(state: Mapping[str, np.ndarray], weights: str, config_number: int,

@@ -21,7 +21,7 @@ if __package__ in (None, ''):
     import _bootstrap  # noqa: F401  (script mode: make the project importable)
 
 from solov2.core.errors import InputError
-from solov2.data.coco import load_coco, segmentation_to_mask
+from solov2.data.coco import check_picture_sizes, load_coco, segmentation_to_mask
 from solov2.data.files import make_folder, same_file, write_image
 from solov2.data.transforms import read_image
 from solov2.data.visualize import draw_bgr
@@ -49,7 +49,9 @@ def dataset_of(source: Path, images: Path | None) -> tuple[dict[str, Any], Path]
         raise InputError(f'give the folder of the pictures of {source} after it: browse.py {source} IMAGES')
     if not images.is_dir():
         raise InputError(f'images folder not found: {images}')
-    return load_coco(source).dataset, images
+    coco = load_coco(source)
+    check_picture_sizes(coco, images, source)        # before any is drawn
+    return coco.dataset, images
 
 
 def drawn_picture(image: dict[str, Any], annotations: list[dict[str, Any]], folder: Path,

@@ -189,7 +189,8 @@ def run_images(predictor, targets: dict, draw: DrawOptions, written: list,
     def finish(path, prepared, found):
         if draw.dumper is not None:
             draw.dumper.dump(f'{ids[path]:05d}_{path.stem}', ids[path], path.name, path, prepared)
-        picture, records, line = drawn(predictor, draw, ids[path], path.name, prepared, found)
+        # COCO image ids from 1 in input order, as tools/labelme2coco.py numbers this run's --save-labelme files
+        picture, records, line = drawn(predictor, draw, ids[path] + 1, path.name, prepared, found)
         write_image(targets[path], picture)
         if draw.labelme is not None:        # the drawn instances, the picture relative to the file (or a copy)
             kept, file = found.scores >= draw.threshold, draw.labelme[path]

@@ -26,11 +26,11 @@ with cli.interruptible_loading():  # Ctrl-C or SIGTERM while Paddle and the libr
     from solov2.api.training import val_set
     from solov2.config.sidecar import resolve_config
     from solov2.core.errors import InputError
-    from solov2.data.coco import load_coco, read_class_names
+    from solov2.data.coco import check_picture_sizes, load_coco, read_class_names
     from solov2.data.error_analysis import analyze_errors, error_table, write_error_charts
     from solov2.data.files import check_output_file, write_together
     from solov2.data.results import write_json
-    from solov2.data.scoring import STAT_NAMES, check_results, coco_stats, per_class_ap, run_cocoeval
+    from solov2.data.scoring import STAT_NAMES, coco_stats, matched_results, per_class_ap, run_cocoeval
     from solov2.model.distributed import Processes, launched_processes, start_processes
     from solov2.model.inference.backend_factory import checked_weights, open_backend
     from solov2.model.inference.pipeline import Predictor
@@ -87,8 +87,7 @@ def load_records(args, number, backend, coco, dataset, ann: str, processes: Proc
         if Path(args.json_only).is_dir():
             raise InputError(f'--json-only {args.json_only} is a folder — give the results .json file')
         records = cli.read_json(args.json_only, 'give a file written by --save-json')
-        check_results(coco, records, args.json_only)
-        return records, []
+        return matched_results(coco, records, args.json_only), []
     counts = processes.counts(len(coco.getImgIds()))
     mine = counts[processes.rank]
     cli.set_status(lambda: f'stopped while predicting {mine} images of {ann}; nothing was written')
@@ -163,6 +162,8 @@ def main(argv) -> int:
     processes = start_processes(spec.device or default_device())
     number, cfg, backend, ann, dataset = model_and_config(args, spec, processes)
     coco = load_coco(ann) if dataset is None else dataset.coco
+    if dataset is None and args.images:          # --json-only with the pictures: their sizes read and checked
+        check_picture_sizes(coco, args.images, ann)
     if not coco.getImgIds():
         raise InputError(f'{ann} lists no images — nothing to evaluate; give an annotation file with images')
     records, failed = load_records(args, number, backend, coco, dataset, ann, processes)

@@ -31,6 +31,7 @@ from solov2.core.errors import InputError
 from solov2.data.coco import read_class_names, segmentation_to_rle
 from solov2.data.files import IMAGE_SUFFIXES, atomic_write, check_output_file, make_folder
 from solov2.data.results import encode_crop_rle, write_json
+from solov2.data.transforms import picture_size
 from solov2.tools.cli import command, make_parser, read_json, set_status
 
 CIRCLE_VERTICES = 64
@@ -151,6 +152,16 @@ def image_file_name(doc: dict[str, Any], json_path: Path, copy_dir: Path | None,
     return Path(image_path).name
 
 
+def check_size(path: Path, doc: dict[str, Any], picture: Path | None) -> None:
+    """InputError when the `picture` of the labelme file `path` is not, as read (EXIF orientation applied, as labelme
+    and the toolkit show it), the `imageWidth` x `imageHeight` its shapes were drawn on."""
+    size = None if picture is None else picture_size(picture)
+    if size is not None and size != (int(doc['imageHeight']), int(doc['imageWidth'])):
+        raise InputError(f"{path}: its picture {picture} is {size[1]}x{size[0]} as read (EXIF orientation applied), "
+                         f"but its shapes were drawn on a {doc['imageWidth']}x{doc['imageHeight']} one — label the "
+                         'picture again, or give the one it was labelled on')
+
+
 def check_labels(docs: dict[Path, dict[str, Any]], class_names: Sequence[str], origin: str = '') -> None:
     """`InputError` listing every shape label missing from `class_names` (from `origin`), with a file using it."""
     first_use: dict[str, Path] = {}
@@ -187,6 +198,7 @@ def convert(labelme_dir: str | Path, class_names: Sequence[str] | None = None, c
             raise InputError(f'{path} and {owner_of[file_name]} both use image {file_name}')
         owner_of[file_name] = path
         height, width = int(doc['imageHeight']), int(doc['imageWidth'])
+        check_size(path, doc, copy_dir / file_name if copy_dir else find_picture(file_name, path, images_dir))
         images.append({'id': image_id, 'file_name': file_name, 'height': height, 'width': width})
         try:
             instances = group_instances(doc['shapes'], height, width)

@@ -28,7 +28,7 @@ from solov2.core.errors import InputError
 from solov2.data.coco import segmentation_to_rle
 from solov2.data.files import check_output_file
 from solov2.data.label_studio import decode_brush, points_polygon
-from solov2.data.transforms import header_size
+from solov2.data.transforms import picture_size
 from solov2.tools.cli import command, make_parser, read_json, set_status
 from solov2.tools.labelme2coco import CLASSES_HELP, class_list, save
 
@@ -85,10 +85,10 @@ def task_instances(task: dict[str, Any], images: Path, skipped: dict[str, int]) 
     path = picture_file(where, images)
     if path is None:
         raise FileNotFoundError(f"task {task.get('id')} ({where})")
-    size = header_size(path.read_bytes())
+    size = picture_size(path)          # as Label Studio shows it and the toolkit reads it: EXIF orientation applied
     if size is None:
         raise InputError(f"task {task.get('id')}: {path} is not a picture")
-    width, height = size
+    height, width = size
     instances = []
     for result in (latest_annotation(task) or {}).get('result') or []:
         kind = str(result.get('type', '')).lower() if isinstance(result, dict) else ''
@@ -112,6 +112,10 @@ def convert(export: Any, images: str | Path, class_names: Sequence[str] | None =
     images = Path(images)
     if not isinstance(export, list) or not all(isinstance(task, dict) for task in export):
         raise InputError('not a Label Studio JSON export (a list of tasks): export the project as "JSON"')
+    flat = next((task for task in export if 'data' not in task and 'annotations' not in task), None)
+    if flat is not None:        # JSON-MIN's tasks: each region flattened into the task, no annotations to read
+        raise InputError(f"task {flat.get('id')} has no data or annotations: a JSON-MIN (or CSV) export, which "
+                         'flattens the regions — export the project as "JSON"')
     skipped: dict[str, int] = {'tasks without an annotation': 0}
     found, missing = [], []
     for task in export:

@@ -6,7 +6,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 from pycocotools.coco import COCO
 
 from solov2.core.errors import InputError
-from solov2.data.coco import CocoDataset
+from solov2.data.coco import CocoDataset, check_picture_sizes
 from solov2.data.results import instances_to_coco
 from solov2.data.scoring import evaluate_segm
 from solov2.model.distributed import SINGLE, Processes, from_rank0, gather
@@ -27,15 +27,17 @@ class UnreadImages(InputError):
 def predict_coco(predictor: Predictor, coco: COCO, image_dir: str, label_to_category_id: Sequence[Optional[int]],
                  progress: Optional[Callable[[int], None]] = None, processes: Processes = SINGLE,
                  batch_size: int = 1) -> List[dict]:
-    """``predictor`` on every image of ``coco`` -> COCO result records in image id order, ``batch_size``
+    """``predictor`` on every image of ``coco`` -> COCO result records (with ``file_name`` and ``category_name``)
+    in image id order, ``batch_size``
     images a network run (``Predictor.run_pictures``); ``progress(1)`` after each image. Under the
     launcher each process predicts its share and all return every record; ``UnreadImages`` (every
     process alike) when an image could not be read, holding the records of the others."""
     def read(image_id):
         return predictor.read(os.path.join(image_dir, coco.imgs[image_id]['file_name']))
 
-    def finish(image_id, prepared, result):
-        return instances_to_coco(image_id, result.masks, result.labels, result.scores, label_to_category_id)
+    def finish(image_id, prepared, result):        # records that name their picture and class (scoring.matched_results)
+        return instances_to_coco(image_id, result.masks, result.labels, result.scores, label_to_category_id,
+                                 file_name=coco.imgs[image_id]['file_name'], class_names=predictor.engine.class_names)
 
     records, failed = [], []
     mine = processes.share(sorted(coco.getImgIds()))
@@ -65,7 +67,8 @@ def evaluation_dataset(ann: str, images: str, class_names: Sequence[str]) -> Coc
     """The COCO-format set ``ann`` (annotation file) / ``images`` (folder) to score a model of
     ``class_names`` on, its categories matched by name. Classes it has no instance of are not
     scored (COCO's AP averages the classes with ground truth), which one log line says;
-    InputError when the folder lacks the set's images, before any model runs."""
+    InputError when the folder lacks the set's images or one's size is not the file's (``check_picture_sizes``),
+    before any model runs."""
     dataset = CocoDataset(ann, images, class_names=list(class_names), allow_missing=True)
     if all(category is None for category in dataset.label_to_category_id):
         raise InputError(f"{ann} has none of the model's classes ({', '.join(class_names)}); it has "
@@ -76,6 +79,7 @@ def evaluation_dataset(ann: str, images: str, class_names: Sequence[str]) -> Coc
     if absent:
         raise InputError(f'the images folder {images} lacks {len(absent)} of the {len(listed)} images {ann} lists '
                          f'(e.g. {absent[0]}) — give the folder that holds the pictures of that annotation file')
+    check_picture_sizes(dataset.coco, images, ann)
     unscored = dataset.classes_without_instances
     if unscored and len(unscored) < len(class_names):
         kept = [name for name in class_names if name not in unscored]

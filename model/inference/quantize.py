@@ -21,7 +21,7 @@ from pycocotools.coco import COCO
 from solov2.core.cache import compiled_cache
 from solov2.core.errors import InputError, param
 from solov2.core.paths import build_folder
-from solov2.data.coco import CocoDataset
+from solov2.data.coco import CocoDataset, check_picture_sizes
 from solov2.data.results import instances_to_coco
 from solov2.data.scoring import coco_stats, run_cocoeval
 from solov2.data.transforms import pad_to, preprocess
@@ -116,7 +116,8 @@ class AnnotatedImages(NamedTuple):
 def load_annotated(ann_file: str, image_dir: str, class_names: Sequence[str], limit: int = 0) -> AnnotatedImages:
     """The first ``limit`` (0: all) images, by id, of a COCO annotation file, found in
     ``image_dir``. InputError in one line: file missing or unreadable, categories not the
-    model's classes, no annotated object, no image listed, or a listed image not in the folder."""
+    model's classes, no annotated object, no image listed, a listed image not in the folder or not of the size
+    the file gives it (``check_picture_sizes``)."""
     dataset = CocoDataset(ann_file, image_dir, class_names=list(class_names))
     coco = dataset.coco
     if not any(not ann.get('iscrowd', 0) for ann in coco.dataset['annotations']):
@@ -132,6 +133,7 @@ def load_annotated(ann_file: str, image_dir: str, class_names: Sequence[str], li
     if missing:
         raise InputError(f'{len(missing)} of the {len(paths)} annotated images are not in {image_dir}, '
                          f'e.g. {missing[0].name}')
+    check_picture_sizes(coco, image_dir, ann_file, image_ids)
     return AnnotatedImages(coco, image_ids, paths, dataset.label_to_category_id)
 
 

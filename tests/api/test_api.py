@@ -79,7 +79,7 @@ def test_the_demo_writes_the_picture_and_records_of_instances(seg, tmp_path):
     records, picture = [], tmp_path / 'drawn.png'
     run_images(seg.predictor, {IMAGES[0]: picture}, DrawOptions(records=records, warmup=0), [])
     result = seg(IMAGES[0], min_score=0)                                  # --save-json keeps every instance
-    want = result.to_coco(0, file_name=IMAGES[0].name)
+    want = result.to_coco(1, file_name=IMAGES[0].name)                    # image ids from 1, as labelme2coco's
     assert [dict(r, score=0) for r in records] == [dict(r, score=0) for r in want] and len(want) > 0
     np.testing.assert_allclose([r['score'] for r in records], [r['score'] for r in want], rtol=1e-5)
     bgr = cv2.cvtColor(read_image(IMAGES[0]), cv2.COLOR_RGB2BGR)
