@@ -21,6 +21,7 @@ WORD_BITS = 8
 RUN_FIELD_BITS = (3, 4, 8, 16)          # the field sizes Label Studio writes in the header
 CHANNELS = 4                            # RGBA
 TAG_KINDS = {'polygonlabels': 'polygon', 'brushlabels': 'brush'}    # the tags, lower-cased, mapped to region kinds
+TAG_NAMES = ('PolygonLabels', 'BrushLabels')                       # as Label Studio spells them
 MAX_CONFIG_CHARS = 1_000_000
 
 
@@ -28,12 +29,14 @@ MAX_CONFIG_CHARS = 1_000_000
 class LabelTag:
     """A labelling config's ``PolygonLabels`` or ``BrushLabels`` tag: its ``kind`` ('polygon' or 'brush'), its
     ``name`` (``from_name``), the ``Image`` tag it labels (``to_name``), that tag's task data key (``$image`` ->
-    'image') and its label ``values``."""
+    'image'), its label ``values`` and, for each, the model's class names its ``predicted_values`` attribute
+    names (split at commas; () without one)."""
     kind: str
     name: str
     to_name: str
     data_key: str
     values: tuple[str, ...]
+    predicted: tuple[tuple[str, ...], ...] = ()
 
     @property
     def type(self) -> str:
@@ -41,40 +44,85 @@ class LabelTag:
         return f'{self.kind}labels'
 
 
-def label_tag(config: Any) -> LabelTag:
-    """The one ``PolygonLabels`` or ``BrushLabels`` tag of a labelling config (XML) and its ``Image``; InputError
-    saying what is missing or ambiguous."""
+@dataclass(frozen=True)
+class LabelMap:
+    """How a tag's labels meet the model's classes: ``labels`` {the model's class index: the label value predicted
+    for it}; ``unmatched``, the labels no class stands for (left to people, not predicted)."""
+    labels: dict[int, str]
+    unmatched: tuple[str, ...]
+
+
+def label_tags(config: Any) -> tuple[ElementTree.Element, list[LabelTag]]:
+    """(the root, every ``PolygonLabels`` and ``BrushLabels`` tag) of a labelling config (XML), each checked
+    (``tag_of``); InputError when the config is not XML."""
     if not isinstance(config, str) or len(config) > MAX_CONFIG_CHARS:
         raise InputError(f'the labelling config is not XML text of at most {MAX_CONFIG_CHARS} characters')
     try:
         root = ElementTree.fromstring(config)
     except ElementTree.ParseError as exc:
         raise InputError(f'the labelling config is not XML: {exc}') from None
-    tags = [tag for tag in root.iter() if tag.tag.lower() in TAG_KINDS]
-    if len(tags) != 1:
-        raise InputError(f'the labelling config has {len(tags)} PolygonLabels or BrushLabels tags: this model fills '
-                         'exactly one (polygons or brushes over one Image)')
-    tag = tags[0]
-    name, to_name = tag.get('name'), tag.get('toName') or ''
     images = {image.get('name'): image.get('value', '') for image in root.iter() if image.tag.lower() == 'image'}
+    return root, [tag_of(tag, images) for tag in root.iter() if tag.tag.lower() in TAG_KINDS]
+
+
+def tag_of(tag: ElementTree.Element, images: dict[Any, str]) -> LabelTag:
+    """The ``LabelTag`` of a ``PolygonLabels`` or ``BrushLabels`` element over one of ``images`` ({name: value});
+    InputError saying what it lacks."""
+    name, to_name = tag.get('name'), tag.get('toName') or ''
     if not name or to_name not in images or not images[to_name].startswith('$'):
         raise InputError(f'the {tag.tag} tag needs a name and a toName naming an Image tag whose value is $key '
                          f'(name={name!r}, toName={to_name!r}, Image tags: {", ".join(map(str, images)) or "none"})')
-    values = tuple(label.get('value', '') for label in tag if label.tag.lower() == 'label')
+    labels = [label for label in tag if label.tag.lower() == 'label']
+    values = tuple(label.get('value', '') for label in labels)
     if not values or '' in values:
         raise InputError(f'the {tag.tag} tag {name!r} needs Label children, each with a value')
-    return LabelTag(TAG_KINDS[tag.tag.lower()], name, to_name, images[to_name][1:], values)
+    predicted = tuple(tuple(part.strip() for part in label.get('predicted_values', '').split(',') if part.strip())
+                      for label in labels)
+    return LabelTag(TAG_KINDS[tag.tag.lower()], name, to_name, images[to_name][1:], values, predicted)
 
 
-def class_indices(tag: LabelTag, class_names: Sequence[str]) -> dict[int, str]:
-    """{the model's class index: the tag's label value} for the labels named as the model's classes; InputError
-    naming the labels the model has no class of."""
-    unknown = [value for value in tag.values if value not in class_names]
-    if unknown:
-        raise InputError(f"the {tag.type} tag {tag.name!r} has labels this model has no class of: "
-                         f"{', '.join(unknown)}; the model's classes: {', '.join(class_names)} (a label maps to the "
-                         'class of the same name)')
-    return {list(class_names).index(value): value for value in tag.values}
+def label_tag(config: Any, prefer: str = 'PolygonLabels') -> LabelTag:
+    """The tag of a labelling config that the model fills: its one ``PolygonLabels`` or ``BrushLabels`` tag, or,
+    when it has both, its one tag of the kind ``prefer`` names ('PolygonLabels' or 'BrushLabels'; the other is
+    left to people); InputError saying what is missing or ambiguous."""
+    if prefer.lower() not in TAG_KINDS:
+        raise ValueError(f"no labelling tag {prefer!r}: {', '.join(TAG_NAMES)}")
+    _, tags = label_tags(config)
+    chosen = tags if len(tags) < 2 else [tag for tag in tags if tag.type == prefer.lower()]
+    if len(chosen) != 1:
+        raise InputError(f'the labelling config has {len(tags)} PolygonLabels or BrushLabels tags'
+                         + (f' ({len(chosen)} {prefer})' if len(tags) > 1 else '') + ': this model fills one '
+                         '(polygons or brushes over one Image; with both kinds, the one label_studio_tag names)')
+    return chosen[0]
+
+
+def class_indices(tag: LabelTag, class_names: Sequence[str]) -> LabelMap:
+    """How ``tag``'s labels meet the model's classes: a label stands for the classes its ``predicted_values``
+    attribute names (the convention of Label Studio's own ML backends, label-studio-ml-backend's mmdetection-3
+    and yolo examples), else the class of its own value, matched without regard to case; a label no class
+    matches is left to people (``LabelMap.unmatched``). InputError when a ``predicted_values`` names a class the
+    model lacks, two labels claim one class, or no label matches any class."""
+    index = {name.casefold(): number for number, name in enumerate(class_names)}
+    labels: dict[int, str] = {}
+    unmatched = []
+    for value, predicted in zip(tag.values, tag.predicted or [()] * len(tag.values)):
+        names = predicted or (value,)
+        missing = [name for name in names if name.casefold() not in index]
+        if predicted and missing:
+            raise InputError(f"the label {value!r} has predicted_values naming classes this model lacks: "
+                             f"{', '.join(missing)}; the model's classes: {', '.join(class_names)}")
+        if missing:
+            unmatched.append(value)
+            continue
+        for name in names:
+            if index[name.casefold()] in labels:
+                raise InputError(f'the labels {labels[index[name.casefold()]]!r} and {value!r} both stand for the '
+                                 f'class {class_names[index[name.casefold()]]!r}: give each class one label')
+            labels[index[name.casefold()]] = value
+    if not labels:
+        raise InputError(f"the {tag.type} tag {tag.name!r} has no label of this model's classes "
+                         f"({', '.join(class_names)}): name a Label as a class, or map it with predicted_values=")
+    return LabelMap(labels, tuple(unmatched))
 
 
 def encode_brush(mask: np.ndarray) -> list[int]:

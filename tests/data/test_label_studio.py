@@ -72,19 +72,37 @@ def test_polygon_points_are_percent_of_the_picture():
 
 def test_the_config_maps_to_the_models_classes_by_name():
     config = ('<View><Image name="img" value="$picture"/><BrushLabels name="mask" toName="img">'
-              '<Label value="square"/><Label value="circle"/></BrushLabels></View>')
+              '<Label value="Square"/><Label value="circle"/><Label value="hexagon"/></BrushLabels></View>')
     tag = label_tag(config)
     assert (tag.kind, tag.name, tag.to_name, tag.data_key, tag.type) == ('brush', 'mask', 'img', 'picture',
                                                                         'brushlabels')
-    assert class_indices(tag, ('circle', 'square', 'triangle')) == {1: 'square', 0: 'circle'}
-    with pytest.raises(InputError, match="labels this model has no class of: square; the model's classes: circle"):
-        class_indices(tag, ('circle',))
+    mapping = class_indices(tag, ('circle', 'square', 'triangle'))
+    assert mapping.labels == {1: 'Square', 0: 'circle'} and mapping.unmatched == ('hexagon',)
+    with pytest.raises(InputError, match="no label of this model's classes"):
+        class_indices(tag, ('dog',))
+    twice = label_tag(config.replace('hexagon', 'CIRCLE'))
+    with pytest.raises(InputError, match="the labels 'circle' and 'CIRCLE' both stand for the class 'circle'"):
+        class_indices(twice, ('circle', 'square'))
+    mapped = label_tag(config.replace('value="hexagon"', 'value="Shape" predicted_values="triangle, star"'))
+    assert class_indices(mapped, ('circle', 'square', 'triangle', 'star')).labels == {
+        1: 'Square', 0: 'circle', 2: 'Shape', 3: 'Shape'}
+    with pytest.raises(InputError, match='predicted_values naming classes this model lacks: star'):
+        class_indices(mapped, ('circle', 'square', 'triangle'))
     with pytest.raises(InputError, match='has 0 PolygonLabels or BrushLabels tags'):
         label_tag('<View><Image name="i" value="$image"/></View>')
     with pytest.raises(InputError, match='not XML'):
         label_tag('<View>')
     with pytest.raises(InputError, match='toName naming an Image'):
         label_tag('<View><PolygonLabels name="p" toName="x"><Label value="a"/></PolygonLabels></View>')
+
+
+def test_a_config_with_both_tags_gives_the_one_asked_for():
+    both = ('<View><Image name="i" value="$image"/><BrushLabels name="b" toName="i"><Label value="a"/></BrushLabels>'
+            '<PolygonLabels name="p" toName="i"><Label value="a"/></PolygonLabels></View>')
+    assert label_tag(both).name == 'p' and label_tag(both, 'BrushLabels').name == 'b'
+    with pytest.raises(InputError, match=r'has 3 PolygonLabels or BrushLabels tags \(2 PolygonLabels\)'):
+        label_tag(both.replace('</View>', '<PolygonLabels name="q" toName="i"><Label value="a"/></PolygonLabels>'
+                                          '</View>'))
 
 
 def test_words_given_one_by_one_decode():
