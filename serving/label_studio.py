@@ -162,8 +162,9 @@ async def predictions(service, client: LabelStudioClient, body: dict, request_id
             try:
                 return await task_prediction(service, client, task, tag, encode)
             except HttpError as exc:
-                LOG.warning('%s Label Studio task %s not predicted (%d): %s', request_id, task.get('id', '?'),
-                            exc.status, exc.message)
+                where = task.get('data', {}).get(tag.data_key) if isinstance(task.get('data'), dict) else None
+                LOG.warning('%s Label Studio task %s (%s) not predicted (%d): %s', request_id, task.get('id', '?'),
+                            where, exc.status, exc.message)
                 errors.append({'task': task.get('id'), 'status': exc.status, 'error': exc.message})
                 return FAILED
     results = await asyncio.gather(*(one(task) for task in tasks))

@@ -148,8 +148,9 @@ def test_every_task_that_can_be_answered_is_and_a_failed_one_is_logged(client, c
     assert sorted(error['task'] for error in answer.json()['errors']) == [11, 13]
     lines = [record.getMessage() for record in caplog.records if 'not predicted' in record.getMessage()]
     assert len(lines) == 2 and all(line.startswith('six-tasks Label Studio task 1') for line in lines)
-    assert any('task 11 not predicted (400): its picture missing.jpg is not a file' in line for line in lines)
-    assert any('task 13 not predicted (400)' in line for line in lines)
+    assert any('task 11 (missing.jpg) not predicted (400): its picture missing.jpg is not a file' in line
+               for line in lines)
+    assert any('task 13 (notes.jpg) not predicted (400)' in line for line in lines)
 
 
 def test_a_refusal_is_logged_with_its_request_id(client, caplog):
