@@ -222,20 +222,25 @@ async def segmented(service, client: LabelStudioClient, task: dict, tag: LabelTa
 
 def prediction(instances, tag: LabelTag, labels: dict[int, str], version: str) -> dict:
     """A picture's ``Instances`` as a Label Studio prediction of ``tag``'s regions (those of the classes in
-    ``labels``, {class index: label value}): brushes, or polygons in percent (an instance's every part); its
-    score the mean of the regions'."""
+    ``labels``, {class index: label value}), one region an instance where Label Studio allows it: a brush; or
+    polygons in percent, a polygon per part (a Label Studio polygon has one ring), the first part's region id
+    ``solov2_<i>`` the ``parentID`` of the others (Label Studio nests them under it; ``labelstudio2coco`` joins
+    them into one instance); its score the mean of the regions'."""
     height, width = instances.image_size
     regions = []
     for index, (label, score) in enumerate(zip(instances.labels.tolist(), instances.scores.tolist())):
         if label not in labels:
             continue
         if tag.kind == 'brush':
-            regions.append(region(tag, labels[label], score, height, width,
-                                  {'format': 'rle', 'rle': encode_brush(instances.crops.paste(index))}))
+            regions.append({'id': f'solov2_{index}', **region(tag, labels[label], score, height, width, {
+                'format': 'rle', 'rle': encode_brush(instances.crops.paste(index))})})
             continue
-        for polygon in mask_polygons(instances.crops.crop(index), instances.crops.box(index)):
-            regions.append(region(tag, labels[label], score, height, width,
-                                  {'points': polygon_points(polygon, height, width), 'closed': True}))
+        polygons = mask_polygons(instances.crops.crop(index), instances.crops.box(index))
+        for part, polygon in enumerate(polygons):
+            link = {'id': f'solov2_{index}'} if part == 0 else {'id': f'solov2_{index}_{part}',
+                                                                'parentID': f'solov2_{index}'}
+            regions.append({**link, **region(tag, labels[label], score, height, width,
+                                             {'points': polygon_points(polygon, height, width), 'closed': True})})
     score = float(np.mean([one['score'] for one in regions])) if regions else 0.0
     return {'result': regions, 'score': round(score, 4), 'model_version': version}
 

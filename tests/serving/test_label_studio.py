@@ -184,3 +184,22 @@ def test_predict_answers_the_workers_bytes(client, monkeypatch):
                                                          'label_config': BRUSHES.format(ALL)})
     assert answer.status_code == 200 and answer.json()['results'][0]['result']
     assert made == [Instances] and encoded == []
+
+
+def test_the_parts_of_one_polygon_instance_name_its_first(client):
+    """Polygons: a region per part, the first part's id the parentID of the others; one region without a parent
+    per instance of the Segmenter."""
+    polygons = BRUSHES.replace('BrushLabels', 'PolygonLabels').format(ALL)
+    names = sorted(path.name for path in Path(SAMPLE_IMAGES).glob('*.jpg'))
+    tasks = [{'id': index, 'data': {'image': name}} for index, name in enumerate(names)]
+    answer = client.post('/label-studio/predict', json={'tasks': tasks, 'label_config': polygons})
+    segmenter, parts = Segmenter(SMALL_MODEL), 0
+    for name, prediction in zip(names, answer.json()['results']):
+        truth = segmenter(str(Path(SAMPLE_IMAGES) / name))
+        firsts = {one['id']: one['value']['polygonlabels'] for one in prediction['result'] if 'parentID' not in one}
+        assert sorted(label for (label,) in firsts.values()) == sorted(truth.names), name
+        for one in prediction['result']:
+            if 'parentID' in one:
+                parts += 1
+                assert firsts[one['parentID']] == one['value']['polygonlabels']
+    assert parts > 0, 'no instance in several parts among the samples: this test no longer tests them'
