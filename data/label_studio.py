@@ -16,6 +16,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from solov2.core.errors import InputError
+from solov2.data.masks import CroppedMasks
 
 WORD_BITS = 8
 RUN_FIELD_BITS = (3, 4, 8, 16)          # the field sizes Label Studio writes in the header
@@ -23,6 +24,7 @@ CHANNELS = 4                            # RGBA
 TAG_KINDS = {'polygonlabels': 'polygon', 'brushlabels': 'brush'}    # the tags, lower-cased, mapped to region kinds
 TAG_NAMES = ('PolygonLabels', 'BrushLabels')                       # as Label Studio spells them
 MAX_CONFIG_CHARS = 1_000_000
+PROMPT_KINDS = ('rectanglelabels', 'keypointlabels')    # the smart tools' regions an interactive request holds
 
 
 @dataclass(frozen=True)
@@ -218,3 +220,79 @@ def region(tag: LabelTag, label: str, score: float, height: int, width: int, val
     return {'from_name': tag.name, 'to_name': tag.to_name, 'type': tag.type, 'original_width': width,
             'original_height': height, 'image_rotation': 0, 'score': round(float(score), 4),
             'value': {**value, tag.type: [label]}}
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """What an annotator drew with Label Studio's smart tools on an ``Image`` (an interactive request's context):
+    a box ``(x0, y0, x1, y1)`` and points ``((x, y, positive), ...)`` in percent of the picture, and the label
+    chosen on the tool (None without one)."""
+    box: tuple[float, float, float, float] | None
+    points: tuple[tuple[float, float, bool], ...]
+    label: str | None
+
+
+def prompt_of(context: Any, tag: LabelTag) -> Prompt | None:
+    """The prompt in an interactive request's ``context`` (Label Studio's ``params.context``: its ``result``, the
+    regions drawn with smart ``RectangleLabels`` and ``KeyPointLabels`` tools) on ``tag``'s Image (the last box,
+    every point; a point's ``is_positive`` false: the object is not there); None when it holds none. InputError
+    for a region whose coordinates are not numbers."""
+    results = context.get('result') if isinstance(context, dict) else None
+    box, points, label = None, [], None
+    for one in results if isinstance(results, list) else []:
+        if not isinstance(one, dict) or one.get('to_name') != tag.to_name or one.get('type') not in PROMPT_KINDS:
+            continue
+        value = one.get('value') if isinstance(one.get('value'), dict) else {}
+        keys = ('x', 'y', 'width', 'height') if one['type'] == 'rectanglelabels' else ('x', 'y')
+        numbers = [value.get(key) for key in keys]
+        if not all(isinstance(number, (int, float)) and np.isfinite(number) for number in numbers):
+            raise InputError(f"a {one['type']} region of the interactive context has no numbers {', '.join(keys)}")
+        labels = value.get(one['type'])
+        label = labels[0] if isinstance(labels, list) and labels and isinstance(labels[0], str) else label
+        if one['type'] == 'rectanglelabels':
+            x, y, width, height = (float(number) for number in numbers)
+            box = (x, y, x + width, y + height)
+        else:
+            points.append((float(numbers[0]), float(numbers[1]), one.get('is_positive', True) is not False))
+    return Prompt(box, tuple(points), label) if box is not None or points else None
+
+
+def prompted_instance(crops: CroppedMasks, scores: np.ndarray, prompt: Prompt) -> int | None:
+    """The index of the instance ``prompt`` holds among candidates ``crops`` (their masks) and ``scores`` [N],
+    any class score: of those whose mask holds every positive point and no negative one, the one whose tight box
+    best matches the drawn box weighted by its score (the box IoU times the score: a faint duplicate or a
+    neighbour half in the box loses to the object drawn around), without a box the best scoring; None when none
+    does."""
+    height, width = crops.image_size
+    drawn = None if prompt.box is None else pixel_box(prompt.box, height, width)
+    best, best_key = None, 0.0
+    for index in range(len(crops)):
+        crop, box = crops.crop(index), crops.box(index)
+        if not all(mask_holds(crop, box, x * width / 100, y * height / 100) == positive
+                   for x, y, positive in prompt.points):
+            continue
+        key = (1.0 if drawn is None else box_iou(box, drawn)) * max(float(scores[index]), 1e-6)
+        if key > best_key:
+            best, best_key = index, key
+    return best
+
+
+def pixel_box(box: tuple[float, float, float, float], height: int, width: int) -> tuple[int, int, int, int]:
+    """A box (x0, y0, x1, y1) in percent of a ``height`` x ``width`` picture as the pixels it covers (rounded
+    outwards, within the picture)."""
+    return (max(0, int(np.floor(box[0] * width / 100))), max(0, int(np.floor(box[1] * height / 100))),
+            min(width, int(np.ceil(box[2] * width / 100))), min(height, int(np.ceil(box[3] * height / 100))))
+
+
+def box_iou(a: Sequence[int], b: Sequence[int]) -> float:
+    """The IoU of two half-open boxes (x0, y0, x1, y1) in pixels."""
+    common = max(0, min(a[2], b[2]) - max(a[0], b[0])) * max(0, min(a[3], b[3]) - max(a[1], b[1]))
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - common
+    return common / union if union > 0 else 0.0
+
+
+def mask_holds(crop: np.ndarray, box: Sequence[int], x: float, y: float) -> bool:
+    """Whether the mask ``crop`` ``[y1 - y0, x1 - x0]`` bool in its ``box`` (x0, y0, x1, y1) holds the pixel under
+    the point (x, y) in picture pixels."""
+    column, row = int(np.floor(x)) - box[0], int(np.floor(y)) - box[1]
+    return 0 <= row < crop.shape[0] and 0 <= column < crop.shape[1] and bool(crop[row, column])

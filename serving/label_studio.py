@@ -22,16 +22,28 @@ import functools
 import json
 import logging
 import threading
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, AsyncIterator, Callable, Optional
 
 import numpy as np
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import Response
 from fastapi.routing import APIRoute
 
+from solov2.api.segmenter import per_call_params
 from solov2.core.errors import InputError
-from solov2.data.label_studio import LabelTag, class_indices, encode_brush, label_tag, polygon_points, region
+from solov2.data.label_studio import (
+    LabelTag,
+    Prompt,
+    class_indices,
+    encode_brush,
+    label_tag,
+    polygon_points,
+    prompt_of,
+    prompted_instance,
+    region,
+)
 from solov2.data.polygons import mask_polygons
 from solov2.data.results import SHOWN_MIN_SCORE
 from solov2.serving.label_studio_client import LabelStudioClient
@@ -43,6 +55,7 @@ TRAINING = ('this backend does not train from Label Studio: export the project a
             '"solov2 labelstudio2coco" and fine-tune with "solov2 train" (docs/label_studio.md)')
 LOG = logging.getLogger(__name__)
 FAILED = b'[]'              # a failed task's result: Label Studio 1.23 stores no prediction of an empty list
+PROMPT_SCORE = 0.02         # an interactive request's candidates: from this category score (the config's is 0.1)
 
 
 class LoggedRoute(APIRoute):
@@ -135,7 +148,7 @@ def check_at_start(app: FastAPI, client: LabelStudioClient) -> None:
             LOG.info('Label Studio at %s takes the %s', client.url, client.kind)
 
     @contextlib.asynccontextmanager
-    async def lifespan(started: FastAPI):
+    async def lifespan(started: Any) -> AsyncIterator[Any]:
         async with inner(started) as state:
             threading.Thread(target=check, name='solov2-label-studio-check', daemon=True).start()
             yield state
@@ -144,23 +157,30 @@ def check_at_start(app: FastAPI, client: LabelStudioClient) -> None:
 
 async def predictions(service, client: LabelStudioClient, body: dict, request_id: str) -> Response:
     """Label Studio's ``/predict`` answer for a request ``body``: each of its ``tasks`` segmented (at most
-    ``min(max_batch, queue_size)`` at once) as a prediction of its ``label_config``'s tag, the JSON bytes
-    joined as they came from the service's worker; a task that fails ``FAILED``, its reason logged and in
-    ``errors``."""
+    ``min(max_batch, queue_size)`` at once) as a prediction of its ``label_config``'s tag, or, for an interactive
+    request (a ``Prompt`` in ``params.context``), the one instance the prompt holds; the JSON bytes joined as
+    they came from the service's worker; a task that fails ``FAILED``, its reason logged and in ``errors``."""
     tag = label_tag(body.get('label_config'), service.settings.label_studio_tag)
     labels = class_indices(tag, service.model.class_names).labels
     tasks = body.get('tasks')
     if not isinstance(tasks, list) or not all(isinstance(task, dict) for task in tasks):
         raise HttpError(400, 'tasks is not a list of task objects')
+    params = body.get('params')
+    prompt = prompt_of(params.get('context') if isinstance(params, dict) else None, tag)
     room = asyncio.Semaphore(max(1, min(service.settings.max_batch, service.settings.queue_size)))
     version = model_version(service)
-    encode = functools.partial(prediction, tag=tag, labels=labels, version=version)
+    asked = Asked(tag, functools.partial(prediction, tag=tag, labels=labels, version=version),
+                  service.running.params, SHOWN_MIN_SCORE)
+    if prompt is not None:
+        asked = Asked(tag, functools.partial(prompted_prediction, tag=tag, labels=labels, prompt=prompt,
+                                             version=version),
+                      per_call_params(service.running.params, PROMPT_SCORE), 0.0)
     errors: list[dict[str, Any]] = []
 
     async def one(task: dict) -> bytes:
         async with room:
             try:
-                return await task_prediction(service, client, task, tag, encode)
+                return await task_prediction(service, client, task, asked)
             except HttpError as exc:
                 where = task.get('data', {}).get(tag.data_key) if isinstance(task.get('data'), dict) else None
                 LOG.warning('%s Label Studio task %s (%s) not predicted (%d): %s', request_id, task.get('id', '?'),
@@ -168,8 +188,18 @@ async def predictions(service, client: LabelStudioClient, body: dict, request_id
                 errors.append({'task': task.get('id'), 'status': exc.status, 'error': exc.message})
                 return FAILED
     results = await asyncio.gather(*(one(task) for task in tasks))
-    head = json.dumps({'model_version': version, 'errors': errors})[:-1].encode()
+    head = json.dumps({'model_version': version, 'errors': errors})[:-1].encode()       # the object left open
     return Response(head + b', "results": [' + b','.join(results) + b']}', media_type='application/json')
+
+
+@dataclass(frozen=True)
+class Asked:
+    """What a ``/predict`` request asks of each task: the config's ``tag``, ``encode`` (``Instances`` -> the
+    prediction, in the worker), the network's ``params`` and the least score of the instances encoded."""
+    tag: LabelTag
+    encode: Callable
+    params: Any
+    min_score: float
 
 
 def model_version(service) -> str:
@@ -200,23 +230,22 @@ async def ready_body(request: Request, need_model: bool = True) -> tuple[Any, di
     return service, document
 
 
-async def task_prediction(service, client: LabelStudioClient, task: dict, tag: LabelTag,
-                          encode: Callable) -> bytes:
-    """One task's prediction, its JSON bytes made by the service's worker (``encode``): its picture fetched and
-    segmented within ``timeout_s``; HttpError with the reason (a timeout 504, bad input 400)."""
+async def task_prediction(service, client: LabelStudioClient, task: dict, asked: Asked) -> bytes:
+    """One task's prediction, its JSON bytes made by the service's worker (``asked.encode``): its picture fetched
+    and segmented within ``timeout_s``; HttpError with the reason (a timeout 504, bad input 400)."""
     try:
-        return await asyncio.wait_for(segmented(service, client, task, tag, encode), service.settings.timeout_s)
+        return await asyncio.wait_for(segmented(service, client, task, asked), service.settings.timeout_s)
     except asyncio.TimeoutError:
         raise HttpError(504, f'no answer within {service.settings.timeout_s:g} s') from None
     except InputError as exc:
         raise client_error(exc) from None
 
 
-async def segmented(service, client: LabelStudioClient, task: dict, tag: LabelTag, encode: Callable) -> bytes:
-    """A task's picture fetched (in a thread) and segmented, its instances scoring at least ``SHOWN_MIN_SCORE``
-    answered as ``encode`` makes them, in the service's worker."""
-    data = await asyncio.to_thread(task_picture, service.settings, client, task, tag)
-    answer = await service.segment(data, service.running.params, 'none', SHOWN_MIN_SCORE, form=encode)
+async def segmented(service, client: LabelStudioClient, task: dict, asked: Asked) -> bytes:
+    """A task's picture fetched (in a thread) and segmented, its instances scoring at least ``asked.min_score``
+    answered as ``asked.encode`` makes them, in the service's worker."""
+    data = await asyncio.to_thread(task_picture, service.settings, client, task, asked.tag)
+    answer = await service.segment(data, asked.params, 'none', asked.min_score, form=asked.encode)
     return answer.body
 
 
@@ -243,6 +272,19 @@ def prediction(instances, tag: LabelTag, labels: dict[int, str], version: str) -
                                              {'points': polygon_points(polygon, height, width), 'closed': True})})
     score = float(np.mean([one['score'] for one in regions])) if regions else 0.0
     return {'result': regions, 'score': round(score, 4), 'model_version': version}
+
+
+def prompted_prediction(instances, tag: LabelTag, labels: dict[int, str], prompt: Prompt, version: str) -> dict:
+    """An interactive request's prediction: the one instance among the picture's candidates (``Instances``, any
+    class score) that ``prompt`` holds (``prompted_instance``), as ``prediction`` makes it, labelled with the
+    prompt's label where ``tag`` has it (case aside), else as ``labels`` map its class; no region when none."""
+    index = prompted_instance(instances.crops, instances.scores, prompt)
+    if index is None:
+        return {'result': [], 'score': 0.0, 'model_version': version}
+    label = int(instances.labels[index])
+    named = {value.casefold(): value for value in tag.values}.get((prompt.label or '').casefold())
+    chosen = named or labels.get(label) or prompt.label or instances.class_names[label]
+    return prediction(instances[[index]], tag, {label: chosen}, version)
 
 
 def task_picture(settings, client: LabelStudioClient, task: dict, tag: LabelTag) -> bytes:

@@ -203,3 +203,41 @@ def test_the_parts_of_one_polygon_instance_name_its_first(client):
                 parts += 1
                 assert firsts[one['parentID']] == one['value']['polygonlabels']
     assert parts > 0, 'no instance in several parts among the samples: this test no longer tests them'
+
+
+def smart_box(instance, label: str, pad: int = 3) -> dict:
+    """A box an annotator draws with a smart RectangleLabels tool around ``instance``, as Label Studio sends it."""
+    height, width = instance.image_size
+    x0, y0, x1, y1 = instance.box
+    x0, y0, x1, y1 = max(0, x0 - pad), max(0, y0 - pad), min(width, x1 + pad), min(height, y1 + pad)
+    return {'from_name': 'box', 'to_name': 'image', 'type': 'rectanglelabels', 'original_width': width,
+            'original_height': height, 'value': {'x': x0 / width * 100, 'y': y0 / height * 100,
+                                                 'width': (x1 - x0) / width * 100, 'height': (y1 - y0) / height * 100,
+                                                 'rotation': 0, 'rectanglelabels': [label]}}
+
+
+def test_a_box_or_a_point_drawn_returns_the_mask_of_the_instance_it_holds(client):
+    """Interactive pre-annotation: Label Studio's /predict with params.context holding a smart tool's region."""
+    picture = Path(SAMPLE_IMAGES) / 'shapes_wide.jpg'
+    truth = Segmenter(SMALL_MODEL)(str(picture))
+    for instance in truth:
+        label = instance.name.capitalize()
+        ys, xs = np.nonzero(instance.crop)
+        point = {'from_name': 'point', 'to_name': 'image', 'type': 'keypointlabels', 'is_positive': True,
+                 'value': {'x': (instance.box[0] + xs[len(xs) // 2] + 0.5) / instance.image_size[1] * 100,
+                           'y': (instance.box[1] + ys[len(ys) // 2] + 0.5) / instance.image_size[0] * 100,
+                           'keypointlabels': [label]}}
+        for drawn in (smart_box(instance, label), point):
+            answer = client.post('/label-studio/predict', json={
+                'tasks': [{'id': 1, 'data': {'image': picture.name}}], 'params': {'context': {'result': [drawn]}},
+                'label_config': BRUSHES.format(ALL)})
+            (prediction,) = answer.json()['results']
+            (region,) = prediction['result']
+            mask = decode_brush(region['value']['rle'], *instance.image_size)
+            iou = (mask & instance.mask).sum() / (mask | instance.mask).sum()
+            assert iou >= 0.9 and region['value']['brushlabels'] == [instance.name], (drawn['type'], iou)
+    nowhere = {'from_name': 'point', 'to_name': 'image', 'type': 'keypointlabels', 'value': {'x': 0.1, 'y': 0.1}}
+    answer = client.post('/label-studio/predict', json={
+        'tasks': [{'id': 1, 'data': {'image': picture.name}}], 'params': {'context': {'result': [nowhere]}},
+        'label_config': BRUSHES.format(ALL)})
+    assert answer.json()['results'] == [{'result': [], 'score': 0.0, 'model_version': answer.json()['model_version']}]
