@@ -11,8 +11,10 @@ label's ``predicted_values`` says), naming the labels left to people; 400 when n
 answers one result per task, in order: each task's picture fetched (from ``label_studio_url`` with the token, or a
 file under ``label_studio_files``), segmented, its instances of the config's labels as polygons in percent or
 brushes in Label Studio's RLE (``data.label_studio``), with scores and the model version, the JSON made in the
-service's worker; a task that fails gets an empty list (Label Studio 1.23 stores no prediction for it, and
-retrieves it again next time) and its reason in the log and the answer's ``errors``. ``POST /webhook`` takes Label
+service's worker; an interactive request (a box or points drawn with a smart tool in ``params.context``) gets
+the one instance the drawing holds (``prompted_prediction``); a task that fails gets an empty list (Label Studio
+1.23 stores no prediction for it, and retrieves it again next time) and its reason in the log and the answer's
+``errors``. ``POST /webhook`` takes Label
 Studio's events and trains on none: a training request (there or ``POST /train``) gets 501 saying how to fine-tune
 (export, ``solov2 labelstudio2coco``, ``solov2 train``). ``GET /versions``: the model version.
 """
