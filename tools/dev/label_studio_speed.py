@@ -1,7 +1,8 @@
 """The Label Studio ML backend's /predict against another checkout's, in the same run, on 127.0.0.1: one task of
-a picture with about 100 shapes (polygons, as a Label Studio polygon project asks), ``--requests`` times in
-turn, while a prober asks ``/healthz`` every 10 ms (how long the event loop is held: the worst and the 99th
-percentile of its answers during the run).
+a picture with about 100 shapes (polygons, as a Label Studio polygon project asks), ``--requests`` times each,
+the two servers asked in turn (both running: the machine's load falls on both alike), while a prober asks the
+server at work ``/healthz`` every 10 ms (how long its event loop is held: the worst and the 99th percentile of
+its answers).
 
     python tools/dev/label_studio_speed.py --against /tmp/old-checkout --requests 10
 
@@ -40,30 +41,19 @@ def probe(port: int, stop_at: threading.Event, seconds: list) -> None:
             time.sleep(0.01)
 
 
-def measure(checkout: Path, folder: Path, requests: int) -> dict:
-    """/predict's median seconds, the regions answered, /healthz's worst and 99th-percentile seconds meanwhile,
-    for the server of ``checkout``."""
-    port = free_port()
-    server = launch([checkout / 'tools' / 'serve.py', '--port', port, '--backend', 'dygraph',
-                     '--label-studio-files', folder], port, f'the service of {checkout}', seconds=300)
-    try:
-        with httpx.Client(base_url=f'http://127.0.0.1:{port}', timeout=120) as client:
-            body = {'tasks': [{'id': 1, 'data': {'image': 'many.jpg'}}], 'label_config': CONFIG}
-            regions = len(client.post('/label-studio/predict', json=body).json()['results'][0]['result'])  # warm
-            stop_at, healthz, took = threading.Event(), [], []
-            prober = threading.Thread(target=probe, args=(port, stop_at, healthz))
-            prober.start()
-            for _ in range(requests):
-                began = time.perf_counter()
-                client.post('/label-studio/predict', json=body).raise_for_status()
-                took.append(time.perf_counter() - began)
-            stop_at.set()
-            prober.join()
-    finally:
-        stop(server)
-    healthz.sort()
-    return {'predict': statistics.median(took), 'regions': regions, 'healthz_worst': healthz[-1],
-            'healthz_p99': healthz[int(0.99 * (len(healthz) - 1))]}
+def predict_once(client: httpx.Client, port: int, row: dict) -> None:
+    """One /predict of the picture, its seconds and the /healthz answers meanwhile added to ``row``."""
+    stop_at, healthz = threading.Event(), []
+    prober = threading.Thread(target=probe, args=(port, stop_at, healthz))
+    prober.start()
+    began = time.perf_counter()
+    answer = client.post('/label-studio/predict', json={'tasks': [{'id': 1, 'data': {'image': 'many.jpg'}}],
+                                                         'label_config': CONFIG}).raise_for_status()
+    row['predict'].append(time.perf_counter() - began)
+    stop_at.set()
+    prober.join()
+    row['healthz'] += healthz
+    row['regions'] = len(answer.json()['results'][0]['result'])
 
 
 def main(argv=None) -> int:
@@ -71,15 +61,30 @@ def main(argv=None) -> int:
     parser.add_argument('--against', type=Path, required=True, help='the other checkout (its tools/serve.py)')
     parser.add_argument('--requests', type=int, default=10, help='/predict calls per server (default 10)')
     args = parser.parse_args(argv)
+    checkouts = {'this checkout': HERE, str(args.against): args.against}
     with tempfile.TemporaryDirectory() as folder:
         picture = shapes_picture(1600, 1200, 100, 0)
         cv2.imwrite(str(Path(folder) / 'many.jpg'), cv2.cvtColor(picture, cv2.COLOR_RGB2BGR))
-        rows = {name: measure(checkout, Path(folder), args.requests)
-                for name, checkout in (('this checkout', HERE), (str(args.against), args.against))}
+        ports = {name: free_port() for name in checkouts}
+        servers = [launch([checkout / 'tools' / 'serve.py', '--port', ports[name], '--backend', 'dygraph',
+                           '--label-studio-files', folder], ports[name], f'the service of {checkout}', seconds=300)
+                   for name, checkout in checkouts.items()]
+        rows = {name: {'predict': [], 'healthz': [], 'regions': 0} for name in checkouts}
+        try:
+            clients = {name: httpx.Client(base_url=f'http://127.0.0.1:{port}', timeout=120)
+                       for name, port in ports.items()}
+            for turn in range(args.requests + 1):           # in turn, the first of each a warm-up
+                for name in checkouts:
+                    predict_once(clients[name], ports[name], rows[name] if turn else
+                                 {'predict': [], 'healthz': [], 'regions': 0})
+        finally:
+            for server in servers:
+                stop(server)
     print('| server | /predict median ms | regions | /healthz worst ms | /healthz p99 ms |\n|---|---|---|---|---|')
     for name, row in rows.items():
-        print(f"| {name} | {row['predict'] * 1000:.0f} | {row['regions']} | {row['healthz_worst'] * 1000:.1f} | "
-              f"{row['healthz_p99'] * 1000:.1f} |")
+        healthz = sorted(row['healthz'])
+        print(f"| {name} | {statistics.median(row['predict']) * 1000:.0f} | {row['regions']} | "
+              f"{healthz[-1] * 1000:.1f} | {healthz[int(0.99 * (len(healthz) - 1))] * 1000:.1f} |")
     return 0
 
 
