@@ -10,6 +10,7 @@ Each server is ``solov2 serve`` of its checkout (its tools/serve.py), the shippe
 reading the picture from --label-studio-files. Prints a markdown table.
 """
 import argparse
+import os
 import statistics
 import tempfile
 import threading
@@ -41,15 +42,23 @@ def probe(port: int, stop_at: threading.Event, seconds: list) -> None:
             time.sleep(0.01)
 
 
-def predict_once(client: httpx.Client, port: int, row: dict) -> None:
-    """One /predict of the picture, its seconds and the /healthz answers meanwhile added to ``row``."""
+def cpu_seconds(pid: int) -> float:
+    """The CPU time (user + system) the process ``pid`` has used, from /proc (Linux)."""
+    fields = Path(f'/proc/{pid}/stat').read_text().rsplit(')', 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf('SC_CLK_TCK')
+
+
+def predict_once(client: httpx.Client, port: int, pid: int, row: dict) -> None:
+    """One /predict of the picture, its seconds, the server's CPU seconds and the /healthz answers meanwhile
+    added to ``row``."""
     stop_at, healthz = threading.Event(), []
     prober = threading.Thread(target=probe, args=(port, stop_at, healthz))
     prober.start()
-    began = time.perf_counter()
+    began, cpu = time.perf_counter(), cpu_seconds(pid)
     answer = client.post('/label-studio/predict', json={'tasks': [{'id': 1, 'data': {'image': 'many.jpg'}}],
                                                          'label_config': CONFIG}).raise_for_status()
     row['predict'].append(time.perf_counter() - began)
+    row['cpu'].append(cpu_seconds(pid) - cpu)
     stop_at.set()
     prober.join()
     row['healthz'] += healthz
@@ -69,21 +78,23 @@ def main(argv=None) -> int:
         servers = [launch([checkout / 'tools' / 'serve.py', '--port', ports[name], '--backend', 'dygraph',
                            '--label-studio-files', folder], ports[name], f'the service of {checkout}', seconds=300)
                    for name, checkout in checkouts.items()]
-        rows = {name: {'predict': [], 'healthz': [], 'regions': 0} for name in checkouts}
+        rows = {name: {'predict': [], 'cpu': [], 'healthz': [], 'regions': 0} for name in checkouts}
         try:
             clients = {name: httpx.Client(base_url=f'http://127.0.0.1:{port}', timeout=120)
                        for name, port in ports.items()}
             for turn in range(args.requests + 1):           # in turn, the first of each a warm-up
-                for name in checkouts:
-                    predict_once(clients[name], ports[name], rows[name] if turn else
-                                 {'predict': [], 'healthz': [], 'regions': 0})
+                for server, name in zip(servers, checkouts):
+                    predict_once(clients[name], ports[name], server.pid, rows[name] if turn else
+                                 {'predict': [], 'cpu': [], 'healthz': [], 'regions': 0})
         finally:
             for server in servers:
                 stop(server)
-    print('| server | /predict median ms | regions | /healthz worst ms | /healthz p99 ms |\n|---|---|---|---|---|')
+    print('| server | /predict median ms | server CPU ms per /predict (median) | regions | /healthz worst ms | '
+          '/healthz p99 ms |\n|---|---|---|---|---|---|')
     for name, row in rows.items():
         healthz = sorted(row['healthz'])
-        print(f"| {name} | {statistics.median(row['predict']) * 1000:.0f} | {row['regions']} | "
+        took, cpu = statistics.median(row['predict']), statistics.median(row['cpu'])
+        print(f"| {name} | {took * 1000:.0f} | {cpu * 1000:.0f} | {row['regions']} | "
               f"{healthz[-1] * 1000:.1f} | {healthz[int(0.99 * (len(healthz) - 1))] * 1000:.1f} |")
     return 0
 
