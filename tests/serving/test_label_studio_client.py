@@ -5,6 +5,7 @@ on the API, a personal token itself refused). A real Label Studio takes a person
 test_label_studio_server.py."""
 import base64
 import json
+import logging
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -13,6 +14,7 @@ import pytest
 
 from solov2.serving.label_studio_client import LabelStudioClient, jwt_claims
 from solov2.serving.limits import HttpError
+from tests.serving.running import SMALL_MODEL, ServeSettings, serving
 
 LEGACY = 'a' * 40
 PICTURE = b'\xff\xd8 the bytes of a picture'
@@ -100,3 +102,17 @@ def test_a_legacy_token_is_sent_as_token_and_a_refused_one_is_said(label_studio)
 def test_only_a_jwt_is_taken_for_a_personal_token():
     assert jwt_claims(PERSONAL)['token_type'] == 'refresh'
     assert jwt_claims(LEGACY) is None and jwt_claims('a.b.c') is None
+
+
+def test_a_refused_token_is_one_line_at_start_and_in_health(label_studio, caplog):
+    forged = jwt('refresh', time.time() + 100)
+    with caplog.at_level(logging.INFO, 'solov2.serving.label_studio'):
+        with serving(ServeSettings(SMALL_MODEL, label_studio_url=label_studio, label_studio_token=forged)) as client:
+            deadline = time.monotonic() + 10
+            while 'problem' not in client.get('/label-studio/health').json()['label_studio']:
+                assert time.monotonic() < deadline, 'the token was not tried at start'
+                time.sleep(0.05)
+            health = client.get('/label-studio/health').json()['label_studio']
+    assert health['token'] == 'personal access token' and 'refused the personal access token' in health['problem']
+    lines = [record for record in caplog.records if 'Label Studio token' in record.getMessage()]
+    assert len(lines) == 1 and lines[0].levelname == 'WARNING'
