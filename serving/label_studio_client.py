@@ -6,8 +6,8 @@ Label Studio 1.23 gives two kinds of token (its docs' "Access tokens"; ``label_s
 tells them apart the same way): a personal access token, a JWT whose ``token_type`` claim is 'refresh', is sent
 to ``POST /api/token/refresh/`` as ``{"refresh": ...}`` for a short-lived access token, which requests carry as
 ``Authorization: Bearer <access>`` (renewed before its ``exp`` claim, and once on a 401); a legacy token (40 hex
-digits) is sent as ``Authorization: Token <token>``. The token's last refusal is ``problem``: logged once at start
-(``check``) and shown by ``/label-studio/health``.
+digits) is sent as ``Authorization: Token <token>``; an access token given as is (it lasts minutes) as ``Bearer``.
+The token's last refusal is ``problem``: logged once at start (``check``) and shown by ``/label-studio/health``.
 """
 import base64
 import binascii
@@ -64,7 +64,9 @@ class LabelStudioClient:
     def __init__(self, url: Optional[str], token: Optional[str], timeout_s: float):
         self.url = url.rstrip('/') if url else None
         self.token, self.timeout_s = token, timeout_s
-        self.personal = bool(token) and (jwt_claims(token or '') or {}).get('token_type') == 'refresh'
+        token_type = (jwt_claims(token or '') or {}).get('token_type')
+        self.personal = token_type == 'refresh'
+        self.short = token_type == 'access'      # an access token given as is: Bearer, until it expires
         self.lock = threading.Lock()
         self.access: Optional[str] = None
         self.expires = 0.0                       # the access token's ``exp`` (seconds since the epoch)
@@ -73,7 +75,8 @@ class LabelStudioClient:
     @property
     def kind(self) -> str:
         """The token's kind, as a log line names it."""
-        return 'personal access token' if self.personal else 'legacy token' if self.token else 'no token'
+        return 'personal access token' if self.personal else 'access token' if self.short else \
+            'legacy token' if self.token else 'no token'
 
     def check(self) -> Optional[str]:
         """At start: the token tried once (a personal one exchanged, a legacy one shown to ``WHO_AM_I``); the
@@ -96,7 +99,7 @@ class LabelStudioClient:
         if not self.token:
             return {}
         if not self.personal:
-            return {'Authorization': f'Token {self.token}'}
+            return {'Authorization': f"{'Bearer' if self.short else 'Token'} {self.token}"}
         with self.lock:
             if renew or self.access is None or time.time() > self.expires - RENEW_S:
                 self.access, self.expires = self.exchange()
@@ -162,7 +165,7 @@ class LabelStudioClient:
             return HttpError(502, f'Label Studio answered {error.code} for {address}: give the service a Label '
                                   'Studio token (LABEL_STUDIO_API_KEY, docs/label_studio.md)')
         detail = refusal_detail(error)
-        hint = ': give a personal access token instead' if 'legacy' in detail.lower() else ''
+        hint = ': give a personal access token instead' if 'legacy' in detail.lower() or self.short else ''
         return self.refused(f'refused the {self.kind} (LABEL_STUDIO_API_KEY) for {address} ({error.code}: '
                             f'{detail}){hint}')
 

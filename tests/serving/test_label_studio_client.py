@@ -102,6 +102,8 @@ def test_a_legacy_token_is_sent_as_token_and_a_refused_one_is_said(label_studio)
 def test_only_a_jwt_is_taken_for_a_personal_token():
     assert jwt_claims(PERSONAL)['token_type'] == 'refresh'
     assert jwt_claims(LEGACY) is None and jwt_claims('a.b.c') is None
+    short = LabelStudioClient('http://x', jwt('access', time.time() + 100), 5)
+    assert short.kind == 'access token' and short.authorization()['Authorization'].startswith('Bearer ')
 
 
 def test_a_refused_token_is_one_line_at_start_and_in_health(label_studio, caplog):
