@@ -177,9 +177,9 @@ async def predictions(service, client: LabelStudioClient, body: dict, request_id
         asked = Asked(tag, functools.partial(prompted_prediction, tag=tag, labels=labels, prompt=prompt,
                                              version=version),
                       per_call_params(service.running.params, PROMPT_SCORE), 0.0)
-    errors: list[dict[str, Any]] = []
+    errors: dict[int, dict[str, Any]] = {}            # by the task's place: said in the tasks' order
 
-    async def one(task: dict) -> bytes:
+    async def one(place: int, task: dict) -> bytes:
         async with room:
             try:
                 return await task_prediction(service, client, task, asked)
@@ -187,10 +187,11 @@ async def predictions(service, client: LabelStudioClient, body: dict, request_id
                 where = task.get('data', {}).get(tag.data_key) if isinstance(task.get('data'), dict) else None
                 LOG.warning('%s Label Studio task %s (%s) not predicted (%d): %s', request_id, task.get('id', '?'),
                             where, exc.status, exc.message)
-                errors.append({'task': task.get('id'), 'status': exc.status, 'error': exc.message})
+                errors[place] = {'task': task.get('id'), 'status': exc.status, 'error': exc.message}
                 return FAILED
-    results = await asyncio.gather(*(one(task) for task in tasks))
-    head = json.dumps({'model_version': version, 'errors': errors})[:-1].encode()       # the object left open
+    results = await asyncio.gather(*(one(place, task) for place, task in enumerate(tasks)))
+    head = json.dumps({'model_version': version, 'errors': [errors[place] for place in sorted(errors)]})
+    head = head[:-1].encode()                                                            # the object left open
     return Response(head + b', "results": [' + b','.join(results) + b']}', media_type='application/json')
 
 
