@@ -20,7 +20,7 @@ import threading
 import time
 import uuid
 from pathlib import Path
-from typing import Callable, Dict, Iterator, Literal, Optional, Tuple, cast
+from typing import Any, Callable, Dict, Iterator, Literal, Optional, Tuple, Union, cast
 
 import cv2
 import numpy as np
@@ -31,6 +31,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Res
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from solov2 import __version__
+from solov2.api.instances import Instances
 from solov2.api.segmenter import Segmenter, instances_of, per_call_params
 from solov2.core.errors import InputError
 from solov2.data.results import SHOWN_MIN_SCORE
@@ -54,6 +55,7 @@ from solov2.serving.settings import ServeSettings
 from solov2.serving.wire import LOADING, STOPPING
 
 LOG = logging.getLogger(__name__)
+Form = Union[str, Callable[[Instances], Any]]      # an answer's form: a name, or what makes it of the instances
 RETRY = {'Retry-After': '1'}
 REQUEST_ID = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]{1,128}")      # a sane X-Request-ID: an HTTP token, bounded
 SLOTS = {'uploads': ('max_uploads', 'uploads being received', 1), 'in flight': ('queue_size', 'requests in flight', 1),
@@ -162,7 +164,7 @@ class Service:
         colour = cv2.imencode('.png', np.full((64, 64, 3), (40, 120, 200), np.uint8))[1].tobytes()
         asyncio.run(self.segment(colour, self.running.params, 'none'))
 
-    async def segment(self, data: bytes, params, masks: str, min_score: float = 0.0, form: str = 'instances',
+    async def segment(self, data: bytes, params, masks: str, min_score: float = 0.0, form: Form = 'instances',
                       name: str = 'picture', gzipped: bool = False) -> Response:
         """The answer for an encoded picture (JSON, gzipped when ``gzipped`` says the client takes it and it is
         large; its bytes made in a worker, ``answer``), admitted by its cost: its share of the predictor's
@@ -206,18 +208,19 @@ class Service:
         with self.metrics.stage('decode'):
             return self.running.read(data, max_pixels=self.max_pixels, what='the picture')
 
-    def answer(self, row, meta, params, masks: str, min_score: float, form: str, name: str,
+    def answer(self, row, meta, params, masks: str, min_score: float, form: Form, name: str,
                gzipped: bool = False) -> Tuple[bytes, Dict[str, str]]:
         """The network's output for one picture -> the bytes of its JSON answer and their headers, gzipped from
         ``GZIP_BYTES`` when ``gzipped`` (the client takes it), made here in a worker so that the event loop only
         moves them: in ``form`` 'instances' ``Instances.to_dict(masks)`` (only what it holds), 'coco' its COCO
-        result records, 'labelme' its labelme file for the picture ``name``."""
+        result records, 'labelme' its labelme file for the picture ``name``, a callable what it makes of the
+        ``Instances`` (the Label Studio routes' predictions)."""
         with self.metrics.stage('postprocess'):
             found = self.running.finish(row, meta, params)
             instances = instances_of(self.model.class_names, found, min_score)
         with self.metrics.stage('encode'):
-            content = instances.to_coco(0, file_name=name) if form == 'coco' else instances.to_labelme(
-                name, min_score=min_score) if form == 'labelme' else instances.to_dict(masks)
+            content = form(instances) if callable(form) else instances.to_coco(0, file_name=name) if form == 'coco' \
+                else instances.to_labelme(name, min_score=min_score) if form == 'labelme' else instances.to_dict(masks)
             body = json.dumps(content, ensure_ascii=False, allow_nan=False, separators=(',', ':')).encode()
             if not gzipped or len(body) < GZIP_BYTES:
                 return body, {}
@@ -275,7 +278,7 @@ def create_app(settings: ServeSettings, load_first: bool = False, segmenter: Opt
     add_error_handlers(app)
     add_routes(app, settings)
     add_probes(app)
-    add_label_studio_routes(app)
+    add_label_studio_routes(app, settings)
     if settings.page:
         add_page(app)
     app.openapi = lambda: app.openapi_schema or openapi_of(app)

@@ -26,6 +26,11 @@ def text(help: str, env: Optional[str] = None):
     return dataclasses.field(default=None, metadata={'text': True, 'env': env, 'help': help})
 
 
+def choice(default: str, choices: tuple, help: str):
+    """A setting's field naming one of ``choices``, ``default`` unless given."""
+    return dataclasses.field(default=default, metadata={'choices': choices, 'help': help})
+
+
 @dataclasses.dataclass(frozen=True)
 class ServeSettings:
     """What a service runs (``model``, as ``Segmenter`` takes it) and its limits, checked when made.
@@ -65,7 +70,12 @@ class ServeSettings:
         'http://127.0.0.1:8080 (docs/label_studio.md)')
     label_studio_files: Optional[str] = text(
         "a folder whose pictures the ML backend routes read when a task's picture is a file path (inside it)")
-    label_studio_token: Optional[str] = text('the API token sent to label_studio_url', env='LABEL_STUDIO_API_KEY')
+    label_studio_token: Optional[str] = text(
+        "the Label Studio token the ML backend routes fetch pictures with: a personal access token (exchanged at "
+        "label_studio_url's /api/token/refresh/) or a legacy one", env='LABEL_STUDIO_API_KEY')
+    label_studio_tag: str = choice('PolygonLabels', ('PolygonLabels', 'BrushLabels'), (
+        'the tag the ML backend routes predict when a labelling config has both PolygonLabels and BrushLabels (the '
+        'other is left to people)'))
     max_decode_mb: Optional[float] = limit(None, 0, whole=False, help=(
         'the old name of max_in_flight_mb (the budget holds the pictures in flight, not only while they decode), '
         'kept for one release: given, it says so'))
@@ -78,6 +88,10 @@ class ServeSettings:
             if bound.get('switch'):
                 if not isinstance(value, bool):
                     raise InputError(param(name), f' is on or off (True or False), not {value!r}')
+                continue
+            if bound.get('choices'):
+                if value not in bound['choices']:
+                    raise InputError(param(name), f" is one of {', '.join(bound['choices'])}, not {value!r}")
                 continue
             if bound.get('text'):
                 if value is not None and not (isinstance(value, str) and value):

@@ -76,6 +76,10 @@ def add_settings_flags(parser: argparse.ArgumentParser) -> None:
         if bound.get('text'):
             parser.add_argument('--' + field.name.replace('_', '-'), metavar='TEXT', help=text)
             continue
+        if bound.get('choices'):
+            parser.add_argument('--' + field.name.replace('_', '-'), choices=bound['choices'], default=default,
+                                help=f'{text} (default {default})')
+            continue
         if bound.get('switch'):
             parser.add_argument('--no-' + field.name.replace('_', '-'), dest=field.name, action='store_false',
                                 help=f'turn off {text}')

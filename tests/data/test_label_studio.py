@@ -72,19 +72,37 @@ def test_polygon_points_are_percent_of_the_picture():
 
 def test_the_config_maps_to_the_models_classes_by_name():
     config = ('<View><Image name="img" value="$picture"/><BrushLabels name="mask" toName="img">'
-              '<Label value="square"/><Label value="circle"/></BrushLabels></View>')
+              '<Label value="Square"/><Label value="circle"/><Label value="hexagon"/></BrushLabels></View>')
     tag = label_tag(config)
     assert (tag.kind, tag.name, tag.to_name, tag.data_key, tag.type) == ('brush', 'mask', 'img', 'picture',
                                                                         'brushlabels')
-    assert class_indices(tag, ('circle', 'square', 'triangle')) == {1: 'square', 0: 'circle'}
-    with pytest.raises(InputError, match="labels this model has no class of: square; the model's classes: circle"):
-        class_indices(tag, ('circle',))
+    mapping = class_indices(tag, ('circle', 'square', 'triangle'))
+    assert mapping.labels == {1: 'Square', 0: 'circle'} and mapping.unmatched == ('hexagon',)
+    with pytest.raises(InputError, match="no label of this model's classes"):
+        class_indices(tag, ('dog',))
+    twice = label_tag(config.replace('hexagon', 'CIRCLE'))
+    with pytest.raises(InputError, match="the labels 'circle' and 'CIRCLE' both stand for the class 'circle'"):
+        class_indices(twice, ('circle', 'square'))
+    mapped = label_tag(config.replace('value="hexagon"', 'value="Shape" predicted_values="triangle, star"'))
+    assert class_indices(mapped, ('circle', 'square', 'triangle', 'star')).labels == {
+        1: 'Square', 0: 'circle', 2: 'Shape', 3: 'Shape'}
+    with pytest.raises(InputError, match='predicted_values naming classes this model lacks: star'):
+        class_indices(mapped, ('circle', 'square', 'triangle'))
     with pytest.raises(InputError, match='has 0 PolygonLabels or BrushLabels tags'):
         label_tag('<View><Image name="i" value="$image"/></View>')
     with pytest.raises(InputError, match='not XML'):
         label_tag('<View>')
     with pytest.raises(InputError, match='toName naming an Image'):
         label_tag('<View><PolygonLabels name="p" toName="x"><Label value="a"/></PolygonLabels></View>')
+
+
+def test_a_config_with_both_tags_gives_the_one_asked_for():
+    both = ('<View><Image name="i" value="$image"/><BrushLabels name="b" toName="i"><Label value="a"/></BrushLabels>'
+            '<PolygonLabels name="p" toName="i"><Label value="a"/></PolygonLabels></View>')
+    assert label_tag(both).name == 'p' and label_tag(both, 'BrushLabels').name == 'b'
+    with pytest.raises(InputError, match=r'has 3 PolygonLabels or BrushLabels tags \(2 PolygonLabels\)'):
+        label_tag(both.replace('</View>', '<PolygonLabels name="q" toName="i"><Label value="a"/></PolygonLabels>'
+                                          '</View>'))
 
 
 def test_words_given_one_by_one_decode():
@@ -95,3 +113,28 @@ def test_words_given_one_by_one_decode():
     numbers, widths = zip(*(header + chunk))
     rle = np.packbits(field_bits(np.asarray(numbers), np.asarray(widths))).tolist()
     assert decode_brush(rle, 1, 2).tolist() == [[True, False]]
+
+
+def test_a_prompt_chooses_the_candidate_that_best_fills_its_box_or_holds_its_points():
+    from solov2.data.label_studio import Prompt, prompt_of, prompted_instance
+    from solov2.data.masks import CroppedMasks
+    masks = np.zeros((3, 100, 200), bool)
+    masks[0, 10:50, 10:50] = True              # a square
+    masks[1, 10:50, 10:90] = True              # a wider one holding it
+    masks[2, 60:90, 100:190] = True
+    crops, scores = CroppedMasks.from_dense(masks), np.array([0.6, 0.9, 0.5])
+    assert prompted_instance(crops, scores, Prompt((5, 10, 25, 50), (), None)) == 0      # x 10-50, y 10-50 px
+    assert prompted_instance(crops, scores, Prompt((5, 10, 45, 50), (), None)) == 1      # x 10-90
+    assert prompted_instance(crops, scores, Prompt((5, 10, 20, 50), (), None)) == 0      # x 10-40: box IoU x score
+    assert prompted_instance(crops, scores, Prompt(None, ((10, 30, True),), None)) == 1  # the best scoring there
+    assert prompted_instance(crops, scores, Prompt(None, ((10, 30, True), (40, 30, False)), None)) == 0
+    assert prompted_instance(crops, scores, Prompt(None, ((99, 5, True),), None)) is None
+    assert prompted_instance(crops, scores, Prompt((99, 0, 100, 1), (), None)) is None
+    tag = label_tag('<View><Image name="i" value="$image"/><BrushLabels name="b" toName="i"><Label value="a"/>'
+                    '</BrushLabels></View>')
+    drawn = {'to_name': 'i', 'type': 'rectanglelabels', 'value': {'x': 1, 'y': 2, 'width': 3, 'height': 4,
+                                                                 'rectanglelabels': ['a']}}
+    assert prompt_of({'result': [drawn]}, tag) == Prompt((1.0, 2.0, 4.0, 6.0), (), 'a')
+    assert prompt_of(None, tag) is None and prompt_of({'result': [dict(drawn, to_name='j')]}, tag) is None
+    with pytest.raises(InputError, match='has no numbers x, y, width, height'):
+        prompt_of({'result': [dict(drawn, value={'x': 'a'})]}, tag)

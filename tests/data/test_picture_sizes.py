@@ -110,20 +110,17 @@ def test_the_service_backends_region_on_an_exif_turned_photo_converts(tmp_path):
     _converted(tmp_path / 'brush.json', tmp_path)
 
 
-def test_a_json_min_export_is_one_line_not_an_empty_coco_file(tmp_path, capsys):
+def test_a_json_min_export_of_an_exif_turned_photo_converts_as_its_json_export(tmp_path):
     """Label Studio's JSON-MIN export flattens each task's regions into it (no data, no annotations): once every
-    task was 'without an annotation' and an empty COCO file was written."""
+    task was 'without an annotation' and an empty COCO file was written; now it converts as the JSON export does,
+    on the upright picture."""
     task = json.loads((PHONE / 'export_polygon.json').read_text())[0]
     region = task['annotations'][0]['result'][0]
     flat = {'id': task['id'], 'image': task['data']['image'], 'annotator': 1, 'annotation_id': 1,
             'label': [{**region['value'], 'original_width': region['original_width'],
                        'original_height': region['original_height']}]}
     (tmp_path / 'min.json').write_text(json.dumps([flat]))
-    out = tmp_path / 'coco' / 'instances.json'
-    assert labelstudio2coco.main([str(tmp_path / 'min.json'), str(out), '--images',
-                                  str(PHONE / 'labelstudio_upload')]) == 2
-    one_error(capsys, f"task {task['id']} has no data or annotations: a JSON-MIN", 'export the project as "JSON"')
-    assert not out.exists()
+    _converted(tmp_path / 'min.json', tmp_path)
 
 
 def test_quantize_measures_its_ap_on_pictures_of_their_stated_size(stated_as_stored):

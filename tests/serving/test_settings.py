@@ -45,6 +45,13 @@ def test_every_setting_has_one_flag_with_its_default_and_its_bound(capsys):
             with pytest.raises(InputError, match=f'{field.name}= is text'):
                 ServeSettings(SMALL_MODEL, **{field.name: 3})
             continue
+        if bound.get('choices'):           # one of its choices, named by the flag; another refused by both
+            assert getattr(serve.parse_args([flag, bound['choices'][-1]]), field.name) == bound['choices'][-1]
+            with pytest.raises(SystemExit):
+                serve.parse_args([flag, 'another'])
+            with pytest.raises(InputError, match=f'{field.name}= is one of'):
+                ServeSettings(SMALL_MODEL, **{field.name: 'another'})
+            continue
         if bound.get('switch'):            # on by default, --no-<name> turns it off; not a yes or no word
             assert getattr(serve.parse_args(['--no-' + flag[2:]]), field.name) is False
             with pytest.raises(InputError, match=f'{field.name}= is on or off'):
