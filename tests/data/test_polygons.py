@@ -11,6 +11,7 @@ import pycocotools.mask as mask_util
 import pytest
 
 from solov2 import SAMPLE_IMAGES, SHIPPED_WEIGHTS, Segmenter
+from solov2.data.masks import mask_to_box
 from solov2.data.polygons import (
     MIN_IOU,
     MIN_PART_AREA,
@@ -62,11 +63,12 @@ def test_the_mask_trace_read_as_the_doubled_masks_gives_its_points_and_fills_to_
         contours, hierarchy = cv2.findContours(mask.view(np.uint8), cv2.RETR_CCOMP, cv2.CHAIN_APPROX_NONE)
         doubled = cv2.resize(mask.view(np.uint8), None, fx=2, fy=2, interpolation=cv2.INTER_NEAREST)
         expected, _ = cv2.findContours(doubled, cv2.RETR_CCOMP, cv2.CHAIN_APPROX_SIMPLE)
-        rings, areas, _ = quarter_rings(contours, hierarchy[0][:, 3] >= 0, mask.shape[0])
+        rings, areas, bounds, _ = quarter_rings(contours, hierarchy[0][:, 3] >= 0, mask.shape[0])
         assert len(rings) == len(expected)
-        for ring, area, contour in zip(rings, areas, expected):
+        for ring, area, bound, contour in zip(rings, areas, bounds, expected):
             np.testing.assert_array_equal(ring, (contour.reshape(-1, 2) + 0.5) / 2)
             assert area == pytest.approx(cv2.contourArea(contour) / 4)
+            np.testing.assert_array_equal(bound, [*ring.min(axis=0), *ring.max(axis=0)])
         _, traced = traced_rings(mask, 0)
         np.testing.assert_array_equal(toggled(traced, *mask.shape), mask)
 
@@ -132,13 +134,19 @@ def test_a_ring_is_one_polygon_whose_hole_stays_empty_and_a_box_moves_it():
     assert not back[4:8, 4:8].any() and back[2, 2] and (back == ring).sum() == ring.size - 1
 
 
-def test_specks_are_dropped_unless_nothing_is_larger():
+def test_specks_are_dropped_unless_nothing_is_larger_or_the_box_counts_them():
+    """A part under MIN_PART_AREA is dropped, unless no part is larger or it reaches a side of the mask's box
+    the larger parts do not (one rule for an instance: its polygons span its box, tests/data/test_labelme.py)."""
     mask = np.zeros((40, 40), bool)
     mask[5:30, 5:30] = True
-    mask[35, 35] = mask[1:3, 36:38] = True         # 1 and 4 pixels: outlines holding 0.25 and 2.25 (MIN_PART_AREA: 12)
     mask[33:38, 1:6] = True                        # 25 pixels, 20.25 inside its outline: kept
-    assert len(mask_polygons(mask, (0, 0, 40, 40))) == 2
-    assert len(mask_polygons(mask, (0, 0, 40, 40), min_area=0)) == 4
+    mask[32, 20] = mask[10:12, 31:33] = True       # 1 and 4 pixels inside the others' box: dropped
+    mask[1:3, 36:38] = True                        # 4 pixels setting the box's top and right side: kept
+    polygons = mask_polygons(mask, (0, 0, 40, 40))
+    assert [len(polygon) for polygon in polygons][2:] == [4] and len(polygons) == 3, polygons
+    assert np.array_equal(np.concatenate(polygons).min(axis=0), [1.25, 1.25])
+    assert np.array_equal(np.concatenate(polygons).max(axis=0), [37.75, 37.75])
+    assert len(mask_polygons(mask, (0, 0, 40, 40), min_area=0)) == 5
     lone = np.zeros((3, 3), bool)
     lone[1, 1] = True
     assert MIN_PART_AREA > 1 and len(mask_polygons(lone, (0, 0, 3, 3))) == 1
@@ -146,7 +154,8 @@ def test_specks_are_dropped_unless_nothing_is_larger():
 
 def test_simplified_outlines_keep_the_mask_with_few_vertices():
     """A disc of radius 60: its traced outline has hundreds of corners, the simplified one a few dozen,
-    filled at IoU >= MIN_IOU; so do random masks (the tolerance halves where the mask would not survive)."""
+    filled at IoU >= MIN_IOU; so do random masks (the tolerance halves where the mask would not survive),
+    their fill's box the mask's."""
     disc = np.zeros((130, 130), np.uint8)
     cv2.circle(disc, (65, 65), 60, 1, -1)
     disc = disc.astype(bool)
@@ -158,6 +167,8 @@ def test_simplified_outlines_keep_the_mask_with_few_vertices():
         height, width = mask.shape
         kept = mask_polygons(mask, (0, 0, width, height), min_area=0)
         assert iou(filled(kept, height, width), mask) >= MIN_IOU
+        drawn = mask_polygons(mask, (0, 0, width, height))         # specks dropped, the box still spanned
+        assert mask_to_box(filled(drawn, height, width)) == mask_to_box(mask)
 
 
 @pytest.fixture(scope='module')
