@@ -44,22 +44,21 @@ def mask_polygons(crop: np.ndarray, box: Sequence[int], min_area: float = MIN_PA
     crop = np.ascontiguousarray(crop, dtype=bool)
     if crop.size == 0 or not crop.any():
         return []
-    rings, traced = traced_rings(crop, min_area)
+    rings, traced, extent = traced_rings(crop, min_area)
     if tolerance > 0:
-        rings = simplified(rings, np.sort(traced), crop.shape, tolerance)
+        rings = simplified(rings, np.sort(traced), crop.shape, tolerance, extent)
     origin = np.asarray(box[:2], np.float64)
     return [polygon + origin for polygon in (joined(outer, holes) for outer, holes in rings) if len(polygon) >= 3]
 
 
 def simplified(rings: list[tuple[np.ndarray, list[np.ndarray]]], traced: np.ndarray, shape: Sequence[int],
-               tolerance: float) -> list[tuple[np.ndarray, list[np.ndarray]]]:
+               tolerance: float, extent: np.ndarray) -> list[tuple[np.ndarray, list[np.ndarray]]]:
     """``rings`` ((outline, holes) as ``traced_rings`` gives them, on a mask of ``shape``; ``traced`` the sorted
-    toggles of their fill) simplified to within ``tolerance`` if their fill keeps ``MIN_IOU`` with the traced
-    one and its box; if only the box is lost, with the outline points on the box's sides kept (each stretch
-    between them simplified on its own); else at half the tolerance, a quarter; else as they are."""
+    toggles of their fill, ``extent`` the least x, y and most x, y of their points) simplified to within
+    ``tolerance`` if their fill keeps ``MIN_IOU`` with the traced one and its box; if only the box is lost,
+    with the outline points on the box's sides kept (each stretch between them simplified on its own); else
+    at half the tolerance, a quarter; else as they are."""
     height, width = shape
-    extent = np.concatenate([np.min([outer.min(axis=0) for outer, _ in rings], axis=0),
-                             np.max([outer.max(axis=0) for outer, _ in rings], axis=0)])
     for step in (tolerance, tolerance / 2, tolerance / 4):     # the loosest that still gives the mask back
         for sides in (None, extent):
             candidate = [(simplify(outer, step, sides), [simplify(hole, step, sides) for hole in holes])
@@ -73,14 +72,15 @@ def simplified(rings: list[tuple[np.ndarray, list[np.ndarray]]], traced: np.ndar
     return rings
 
 
-def traced_rings(mask: np.ndarray, min_area: float) -> tuple[list[tuple[np.ndarray, list[np.ndarray]]], np.ndarray]:
+def traced_rings(mask: np.ndarray, min_area: float
+                 ) -> tuple[list[tuple[np.ndarray, list[np.ndarray]]], np.ndarray, np.ndarray]:
     """(outline, its holes) of each part of ``mask`` ``[h, w] bool`` worth drawing, largest first: those whose
     outline holds ``min_area`` pixels or more (all of the largest part's, if none does) and the largest smaller
     one reaching each side of the mask's box the others do not reach (the box counts it: the outlines span the
     box); holes holding ``min_area`` or more; as ``[K, 2] float64`` (x, y) through the corners of its straight
     runs: a quarter pixel inside the boundary pixels' outer edges, so that filled they give the mask's pixels
-    back (``quarter_rings``); and the toggles of their fill (``fill_toggles``: where the pixels they hold
-    start and end down each column)."""
+    back (``quarter_rings``); the toggles of their fill (``fill_toggles``: where the pixels they hold start
+    and end down each column); and ``[4]`` the least x, y and most x, y of their points."""
     contours, hierarchy = cv2.findContours(mask.view(np.uint8), cv2.RETR_CCOMP, cv2.CHAIN_APPROX_NONE)
     parents = hierarchy[0][:, 3]
     rings, areas, bounds, (toggles, toggle_ring) = quarter_rings(contours, parents >= 0, mask.shape[0])
@@ -93,7 +93,8 @@ def traced_rings(mask: np.ndarray, min_area: float) -> tuple[list[tuple[np.ndarr
     held = np.zeros(len(rings), bool)
     held[[ring for outer, holes in kept for ring in (outer, *holes)]] = True
     traced = toggles[held[toggle_ring]]
-    return [(rings[outer], [rings[hole] for hole in holes]) for outer, holes in kept], traced
+    extent = np.concatenate([bounds[parts, :2].min(axis=0), bounds[parts, 2:].max(axis=0)])
+    return [(rings[outer], [rings[hole] for hole in holes]) for outer, holes in kept], traced, extent
 
 
 def box_setters(parts: list[int], specks: list[int], bounds: np.ndarray) -> list[int]:
@@ -221,12 +222,12 @@ def joined(outer: np.ndarray, holes: Sequence[np.ndarray]) -> np.ndarray:
     nothing."""
     if not holes:
         return outer
-    tree = KDTree(outer)
+    distances, nearest = KDTree(outer).query(np.concatenate(holes))       # every hole vertex's nearest at once
+    starts = np.cumsum([0, *map(len, holes)])[:-1]
     cuts = []
-    for hole in holes:
-        distances, nearest = tree.query(hole)
-        j = int(distances.argmin())
-        cuts.append((int(nearest[j]), j, hole))
+    for hole, start in zip(holes, starts):
+        j = int(distances[start:start + len(hole)].argmin())
+        cuts.append((int(nearest[start + j]), j, hole))
     pieces, done = [], 0
     for i, j, hole in sorted(cuts, key=lambda cut: cut[0]):
         pieces += [outer[done:i + 1], np.roll(hole, -j, axis=0), hole[j:j + 1]]

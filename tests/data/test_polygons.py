@@ -69,7 +69,7 @@ def test_the_mask_trace_read_as_the_doubled_masks_gives_its_points_and_fills_to_
             np.testing.assert_array_equal(ring, (contour.reshape(-1, 2) + 0.5) / 2)
             assert area == pytest.approx(cv2.contourArea(contour) / 4)
             np.testing.assert_array_equal(bound, [*ring.min(axis=0), *ring.max(axis=0)])
-        _, traced = traced_rings(mask, 0)
+        _, traced, _ = traced_rings(mask, 0)
         np.testing.assert_array_equal(toggled(traced, *mask.shape), mask)
 
 
