@@ -84,12 +84,15 @@ def traced_rings(mask: np.ndarray, min_area: float
     contours, hierarchy = cv2.findContours(mask.view(np.uint8), cv2.RETR_CCOMP, cv2.CHAIN_APPROX_NONE)
     parents = hierarchy[0][:, 3]
     rings, areas, bounds, (toggles, toggle_ring) = quarter_rings(contours, parents >= 0, mask.shape[0])
-    outers = sorted((index for index, parent in enumerate(parents) if parent < 0), key=lambda index: -areas[index])
+    outers = np.flatnonzero(parents < 0)
+    outers = outers[np.argsort(-areas[outers], kind='stable')].tolist()
     least = min(min_area, areas[outers[0]])
     parts = [outer for outer in outers if areas[outer] >= least]
     parts += box_setters(parts, [outer for outer in outers if areas[outer] < least], bounds)
-    kept = [(outer, [hole for hole, parent in enumerate(parents) if parent == outer and areas[hole] >= min_area])
-            for outer in parts]
+    holes: dict[int, list[int]] = {}
+    for hole in np.flatnonzero((parents >= 0) & (areas >= min_area)).tolist():
+        holes.setdefault(int(parents[hole]), []).append(hole)
+    kept = [(outer, holes.get(outer, [])) for outer in parts]
     held = np.zeros(len(rings), bool)
     held[[ring for outer, holes in kept for ring in (outer, *holes)]] = True
     traced = toggles[held[toggle_ring]]
@@ -126,7 +129,7 @@ LAST_BY_STEP = np.array([0, 3, 3, 0, 3, 2, 1, 1, 2])
 START_QUARTER = np.array([0, 3])    # where the doubled trace starts on a ring's first pixel: an outline, a hole
 ROW = 1 << 32                       # a point (x, y) of the mask doubled as one key, x * ROW + y
 WALK = np.array([[QUARTER_OFFSETS[(first + k) % 4] @ (ROW, 1) for k in range(5)] for first in range(4)])  # [first, k]
-UP_TO = np.arange(5)[None, :] < np.arange(6)[:, None]      # [count, k]: the k < count
+COLUMNS = WALK.shape[1]
 
 
 def quarter_rings(contours: Sequence[np.ndarray], holes: np.ndarray, height: int
@@ -153,7 +156,8 @@ def quarter_rings(contours: Sequence[np.ndarray], holes: np.ndarray, height: int
     toggles = (np.concatenate([positions[top], positions[bottom] + 1]),
                np.concatenate([pixel_ring[top], pixel_ring[bottom]]))
     keys = 2 * (points[:, 0].astype(np.int64) * ROW + points[:, 1])
-    doubled = (keys[:, None] + WALK[first])[UP_TO[count]]        # [P] the quarter points visited, in order
+    walk = np.repeat(COLUMNS * first - (np.cumsum(count) - count), count) + np.arange(int(count.sum()))
+    doubled = np.repeat(keys, count) + WALK.ravel()[walk]           # [P] the quarter points visited, in order
     sizes = np.add.reduceat(count, begins)
     offsets = np.cumsum(sizes) - sizes
     starts = offsets + (START_QUARTER[holes.astype(int)] - first[begins]) % 4
