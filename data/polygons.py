@@ -23,7 +23,6 @@ from typing import Sequence
 
 import cv2
 import numpy as np
-from scipy.spatial import KDTree
 
 MIN_PART_AREA = 12          # pixels inside a part's outline: under a 4x4 block's (12.25), a speck not worth a shape
 TOLERANCE = 1.0             # pixels: how far a simplified outline may stray from the traced one ...
@@ -222,14 +221,14 @@ def simplify(ring: np.ndarray, tolerance: float, box: np.ndarray | None = None) 
 
 def joined(outer: np.ndarray, holes: Sequence[np.ndarray]) -> np.ndarray:
     """One polygon of ``outer`` and its ``holes`` (each ``[K, 2]``): each hole walked round from its vertex
-    nearest a vertex of ``outer`` (``scipy.spatial.KDTree``) and back along the same cut, which fills to
-    nothing."""
+    nearest a vertex of ``outer`` (``scipy.spatial.KDTree``, one query for every hole) and back along the same
+    cut, which fills to nothing."""
     if not holes:
         return outer
-    distances, nearest = KDTree(outer).query(np.concatenate(holes))       # every hole vertex's nearest at once
-    starts = np.cumsum([0, *map(len, holes)])[:-1]
+    from scipy.spatial import KDTree  # here: half a second of imports the annotation tools need not pay
+    distances, nearest = KDTree(outer).query(np.concatenate(holes))
     cuts = []
-    for hole, start in zip(holes, starts):
+    for hole, start in zip(holes, np.cumsum([0, *map(len, holes)])[:-1]):
         j = int(distances[start:start + len(hole)].argmin())
         cuts.append((int(nearest[start + j]), j, hole))
     pieces, done = [], 0
