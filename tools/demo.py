@@ -145,7 +145,7 @@ def main(argv) -> int:
     number, backend = open_backend(spec, processes=processes, checked=True, progress=cli.ExportStages())
     where = f'{backend.label} backend, {spec.model_dir or spec.weights}'
     announce_config(number, backend.cfg, spec.overrides, args.verbose, where)
-    with Predictor(backend) as predictor:
+    with Predictor(backend, pipeline=outputs.demo_pipeline(backend.network_on_gpu)) as predictor:
         dumper = outputs.InputDumper(args.dump_inputs, predictor, number) if args.dump_inputs else None
         draw = outputs.DrawOptions(args.draw_threshold, [] if args.save_json else None, dumper, args.warmup,
                                    args.batch_size, labelme, args.labelme_shapes, args.labelme_copy_images)

@@ -24,9 +24,18 @@ from solov2.data.visualize import draw_bgr
 from solov2.model.distributed import SINGLE, Processes
 from solov2.model.inference.export_network import OUTPUTS, input_description
 from solov2.model.inference.media import VIDEO_SUFFIXES, frame_reader, open_capture, read_frames
-from solov2.model.inference.pipeline import PipelineStats
+from solov2.model.inference.pipeline import IN_FLIGHT_SHARE, PipelineOptions, PipelineStats, default_finish_workers
 
 LOG = logging.getLogger(__name__)
+
+
+def demo_pipeline(network_on_gpu: bool = False) -> PipelineOptions:
+    """How the demo's pictures move: one reading thread, so that two pictures never decode at once, and room
+    in flight for twice the predictor's default (``IN_FLIGHT_SHARE`` per finishing worker and one more),
+    each picture charged its decoding peak: a 12 MP photo (about 95 MB at its peak) decodes while the one
+    before is drawn and written, where the default's room held one alone (docs/speed.md)."""
+    workers = default_finish_workers(network_on_gpu=network_on_gpu)
+    return PipelineOptions(readers=1, in_flight_bytes=2 * IN_FLIGHT_SHARE * (workers + 1))
 MANIFEST = 'manifest.json'
 
 

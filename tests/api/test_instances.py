@@ -72,12 +72,14 @@ def test_an_index_past_the_end_is_an_index_error(three):
 
 def test_polygons_are_picture_coordinates_one_per_part_worth_drawing(three):
     """Pixel x spans [x, x + 1] (as COCO fills polygons): the outlines run a quarter pixel inside; the
-    cat's one-pixel speck is dropped beside its 2x2 part, a one-pixel mask is its own polygon."""
+    cat's one-pixel speck beside its 2x2 part is kept, as it sets the top of the cat's box (the polygons
+    span the box), a one-pixel mask is its own polygon."""
     polygons = three.polygons()
-    assert [len(parts) for parts in polygons] == [1, 1, 1]
-    corners = [sorted(map(tuple, parts[0].tolist())) for parts in polygons]
+    assert [len(parts) for parts in polygons] == [1, 2, 1]
+    corners = [sorted(map(tuple, part.tolist())) for parts in polygons for part in parts]
     assert corners == [[(1.25, 1.25), (1.25, 3.75), (4.75, 1.25), (4.75, 3.75)],
                        [(6.25, 4.25), (6.25, 5.75), (7.75, 4.25), (7.75, 5.75)],
+                       [(6.25, 0.25), (6.25, 0.75), (6.75, 0.25), (6.75, 0.75)],
                        [(0.25, 5.25), (0.25, 5.75), (0.75, 5.25), (0.75, 5.75)]]
     assert three[three.scores > 1].polygons() == []
 

@@ -3,6 +3,8 @@
 the exact pixels, as polygons their outline (what a person drags in labelme), every class kept; and
 the loop annotation teams run on the shapes data: predict, correct the files as a person would (delete
 an instance, relabel one, draw one), convert, fine-tune, evaluate."""
+import contextlib
+import io
 import json
 import shutil
 from pathlib import Path
@@ -10,9 +12,11 @@ from pathlib import Path
 import numpy as np
 import pycocotools.mask as mask_util
 import pytest
+from pycocotools.coco import COCO
 
 from solov2 import SAMPLE_IMAGES, SHIPPED_WEIGHTS, Segmenter
 from solov2.data.coco import segmentation_to_rle
+from solov2.data.scoring import evaluate_segm
 from solov2.tools import demo, labelme2coco, train
 from solov2.tools import eval as eval_cli
 from tests.helpers import TINY_TRAINING, make_tiny_shapes
@@ -51,8 +55,8 @@ def test_the_labelme_files_read_back_as_the_same_instances(segmenter, shape_type
     """Each sample picture's instances scoring 0.3 or more, written beside it and converted back: the
     same number, classes and order, each mask within ``MIN_IOU`` of the predicted one, the median at 0.98;
     as polygons a person can edit: one shape per part worth drawing, simplified, within the bounds
-    docs/own_data.md states for any engine (measured on dygraph: 39 shapes for 31 instances, at most 98
-    vertices, 114 on the engine 'auto' picked once; traced pixel by pixel with every speck, 56 and 385)."""
+    docs/own_data.md states for any engine (measured on dygraph: 49 shapes for 31 instances, at most 98
+    vertices, the specks that set a box among them; traced pixel by pixel with every speck, 56 and 385)."""
     vertices = []
     for picture in PICTURES:
         shutil.copy(picture, tmp_path)
@@ -72,7 +76,29 @@ def test_the_labelme_files_read_back_as_the_same_instances(segmenter, shape_type
     assert len(ious) > 20 and min(ious) >= MIN_IOU[shape_type], (shape_type, sorted(ious)[:5])
     assert np.median(ious) >= 0.98
     if shape_type == 'polygon':
-        assert len(vertices) <= 1.4 * len(ious) and max(vertices) <= 150, (len(vertices), len(ious), max(vertices))
+        assert len(vertices) <= 1.7 * len(ious) and max(vertices) <= 150, (len(vertices), len(ious), max(vertices))
+
+
+def test_predictions_score_against_their_own_labelme_round_trip_as_boxes_as_they_do_as_masks(segmenter, tmp_path):
+    """One rule for what an instance is: its polygons span its box (a speck that sets the box is kept), so
+    the sample pictures' predictions scored against their own labelme files read back give box AP equal
+    to mask AP, 100 (a box over specks the polygons dropped gave box AP 77.8)."""
+    shown = {}
+    for picture in PICTURES:
+        shutil.copy(picture, tmp_path)
+        result = segmenter(str(picture))
+        shown[picture.name] = result[result.scores >= 0.3]
+        (tmp_path / f'{picture.stem}.json').write_text(json.dumps(result.to_labelme(str(tmp_path / picture.name))))
+    read_back(tmp_path, segmenter.class_names)
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco = COCO(str(tmp_path / 'coco.json'))
+    ids = {Path(image['file_name']).name: image['id'] for image in coco.dataset['images']}
+    categories = {category['name']: category['id'] for category in coco.dataset['categories']}
+    records = [record for name, instances in shown.items()
+               for record in instances.to_coco(ids[name], [categories[class_name] for class_name in
+                                                            segmenter.class_names])]
+    assert len(records) > 20
+    assert evaluate_segm(coco, records, 'bbox')['AP'] == evaluate_segm(coco, records, 'segm')['AP'] == 1.0
 
 
 def test_demo_writes_one_labelme_file_a_picture_and_never_overwrites_one(tmp_path, capsys):
