@@ -3,7 +3,8 @@
 (tools/dev/serve_proxy.py), on loopback addresses: the default site left in fails ``nginx -t``; under each
 attack of ``serve_proxy.ATTACKS`` a good client gets 200s within 2 s equal to the service's own answer, or a
 JSON 429/503 with Retry-After; nginx's own refusals are the service's JSON with its request id; one request id
-runs through nginx's log, the service's and the answer; /metrics answers 127.0.0.1 only."""
+runs through nginx's log, the service's and the answer; /metrics answers 127.0.0.1 only, by the TCP peer; a
+forwarded address is believed from the balancer named exactly (127.0.0.9 here) only."""
 import re
 
 import pytest
@@ -25,10 +26,13 @@ def test_the_default_site_left_in_fails_nginx_t_instead_of_shadowing_the_service
     assert not passed and 'duplicate default server' in said
 
 
+BALANCER = '127.0.0.9'        # a load balancer in front, trusted by its exact address as the site's comment says
+
+
 @pytest.fixture(scope='module')
 def deployment(tmp_path_factory):
     folder = tmp_path_factory.mktemp('nginx')
-    running = serve_proxy.Deployment(folder, nginx_stock.RECIPE, nginx_stock.install_lines(), 'dygraph')
+    running = serve_proxy.Deployment(folder, nginx_stock.RECIPE, nginx_stock.install_lines(), 'dygraph', BALANCER)
     yield running
     running.close()
 
@@ -48,6 +52,8 @@ def test_under_each_attack_the_good_client_is_answered_in_time_or_told_why(deplo
         assert all(answer.json() == alone for status, _, answer in answers if status == 200), name
     assert rows['tricklers, one address']['good'][200] == len(rows['tricklers, one address']['answers'])
     assert rows['tricklers, one address']['attackers'][429] > 0           # over 4 at once: nginx refuses
+    for name in ('slow bodies, 8 addresses', 'slow bodies, 32 addresses'):      # 32 uploads hold no service's room
+        assert rows[name]['good'][200] == len(rows[name]['answers']), (name, serve_proxy.table([rows[name]]))
     assert rows['a restart of one service']['good'][200] == len(rows['a restart of one service']['answers'])
     big = rows['a 2 GB Content-Length']
     assert big['attackers'][413] > 0 and big['held'][0] < 5.0 and big['held'][1] < 600     # not drained
@@ -70,3 +76,19 @@ def test_nginx_refusals_are_json_with_the_request_id_and_metrics_are_local_only(
     assert re.search(r'^\S+ trace-me-77 127\.0\.0\.1 "POST /v1/segment HTTP/1\.1" 200 ', nginx_log, re.M), nginx_log
     services_log = ''.join(path.read_text() for path in deployment.folder.glob('service*.log'))
     assert re.search(r'trace-me-77 127\.0\.0\.1 POST /v1/segment 200', services_log), services_log[-2000:]
+
+
+def test_a_forwarded_address_is_believed_from_the_named_balancer_only_and_never_opens_metrics(deployment):
+    url = f'http://127.0.0.1:{deployment.port}'
+    assert re.search(r'#\s*set_real_ip_from\s+[0-9a-f.:]+;', nginx_stock.RECIPE.read_text())   # an address, no range
+    claims = {'X-Forwarded-For': '127.0.0.1'}
+    for source in (BALANCER, '127.0.0.7'):      # a client behind the balancer, or an outsider, claiming to be local
+        with httpx.Client(transport=httpx.HTTPTransport(local_address=source), timeout=30) as client:
+            assert client.get(f'{url}/metrics', headers=claims).status_code == 403, source
+            for i in range(3):                  # rotating the claim: believed from the balancer only
+                client.get(f'{url}/healthz', headers={'X-Forwarded-For': f'203.0.113.{i}',
+                                                      'X-Request-ID': f'{source}-claims-{i}'})
+    log = (deployment.folder / 'log' / 'solov2.access.log').read_text()
+    for i in range(3):
+        assert re.search(rf'^\S+ {BALANCER}-claims-{i} 203\.0\.113\.{i} ', log, re.M), log[-2000:]
+        assert re.search(rf'^\S+ 127\.0\.0\.7-claims-{i} 127\.0\.0\.7 ', log, re.M), log[-2000:]

@@ -83,6 +83,14 @@ def localize(folder: Path, etc: Path, port: int, services: Dict[int, int]) -> No
     (etc / 'conf.d' / 'zz-local-temporary.conf').write_text(temporary)
 
 
+def trust_balancer(etc: Path, address: str) -> None:
+    """The installed site's commented ``real_ip`` lines turned on, trusting ``address`` as the load balancer in
+    front (the docs' step for one, its address in place of the example's)."""
+    for path in {file.resolve() for file in etc.glob('sites-enabled/*')}:
+        text = re.sub(r'#\s*set_real_ip_from\s+[^;\s]+;', f'set_real_ip_from {address};', path.read_text())
+        path.write_text(re.sub(r'#\s*(real_ip_header|real_ip_recursive)\b', r'\1', text))
+
+
 def command(folder: Path, etc: Path, *extra: str) -> List[str]:
     return [str(NGINX), '-p', str(folder), '-c', str(etc / 'nginx.conf'), '-e', str(folder / 'log' / 'error.log'),
             *extra]

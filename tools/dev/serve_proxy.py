@@ -7,15 +7,17 @@ distribution's own nginx layout (``nginx_stock``: its nginx.conf, its default si
 Starts one ``tools/serve.py`` (the shipped model, ``--backend``) per port the recipe's upstream names, each
 with its share of the cores, and nginx; then for each of ``ATTACKS`` a good client on 127.0.0.1 posts a
 640x480 JPEG every 0.25 s for ``--seconds`` while the attackers run from other loopback addresses (127.0.0.2
-and up) or its own. Prints a markdown table: the good client's statuses, its slowest 200, whether every other
-answer was JSON saying why (with Retry-After on 429 and 503), the attackers' statuses, the services' peak
-resident memory, nginx's, and the ``[error]`` lines nginx logged. ``--install`` replaces the docs' install
-lines (``;``-separated), e.g. the old recipe dropped into conf.d beside the default site.
+and up; 127.0.1.1 and up for many addresses) or its own. Prints a markdown table: the good client's
+statuses, its slowest 200, whether every other answer was JSON saying why (with Retry-After on 429 and 503),
+the attackers' statuses, the services' peak resident memory, nginx's, and the ``[error]`` lines nginx logged.
+``--install`` replaces the docs' install lines (``;``-separated), e.g. the old recipe dropped into conf.d beside
+the default site.
 """
 import argparse
 import collections
 import contextlib
 import os
+import random
 import selectors
 import signal
 import socket
@@ -78,7 +80,7 @@ def raw_post(source: str, port: int, pieces: Iterable[bytes], length: int, pause
                 if stop.is_set():
                     return -1
                 connection.sendall(piece)
-                time.sleep(pause)
+                stop.wait(pause)
         except OSError:
             pass
         return status_of(connection)
@@ -89,6 +91,13 @@ def trickled(body: bytes, port: int) -> Callable[[str, threading.Event], int]:
     step = -(-len(body) // 20)
     return lambda source, stop: raw_post(source, port, (body[i:i + step] for i in range(0, len(body), step)),
                                          len(body), 0.2, stop)
+
+
+def slow_body(port: int) -> Callable[[str, threading.Event], int]:
+    """``in_threads``' work: a 4 kB body sent a byte at a time, each 1 to 8 s after the last (under nginx's 10 s
+    ``client_body_timeout``: never finished in a run), then its answer read."""
+    pauses = random.Random(86)
+    return lambda source, stop: raw_post(source, port, (b'x' for _ in range(4096)), 4096, pauses.uniform(1, 8), stop)
 
 
 def huge(port: int, held: List[tuple]) -> Callable[[str, threading.Event], int]:
@@ -191,12 +200,16 @@ def attack(name: str, port: int, stop: threading.Event, statuses: collections.Co
         return in_threads(max(2, round(16 * scale)), ['127.0.0.5'], posting(big, port), stop, statuses)
     if name == "a flood from the good client's address":
         return in_threads(max(2, round(8 * scale)), [GOOD], posting(small, port), stop, statuses)
+    if name.startswith('slow bodies, '):
+        addresses = int(name.split()[2])
+        return in_threads(many, [f'127.0.1.{i}' for i in range(1, addresses + 1)], slow_body(port), stop, statuses)
     if name == 'a 2 GB Content-Length':
         return in_threads(2, ['127.0.0.6'], huge(port, held), stop, statuses)
     raise ValueError(f'no attack named {name!r}: {", ".join(ATTACKS)}')
 
 
-ATTACKS = ('tricklers, one address', 'tricklers, two addresses', 'slowloris, reconnecting',
+ATTACKS = ('tricklers, one address', 'tricklers, two addresses', 'slow bodies, 8 addresses',
+           'slow bodies, 32 addresses', 'slowloris, reconnecting',
            'near-limit pictures re-posted', "a flood from the good client's address", 'a 2 GB Content-Length',
            'a restart of one service')
 
@@ -281,9 +294,10 @@ def stop_service(process: subprocess.Popen) -> None:
 
 class Deployment:
     """The services a recipe's upstream names and nginx with the recipe installed (``nginx_stock``) in
-    ``folder``; ``restart(i)`` stops service ``i`` and starts it again."""
+    ``folder``, trusting ``balancer``'s ``X-Forwarded-For`` when given; ``restart(i)`` stops service ``i`` and
+    starts it again."""
 
-    def __init__(self, folder: Path, recipe: Path, lines: List[str], backend: str):
+    def __init__(self, folder: Path, recipe: Path, lines: List[str], backend: str, balancer: str = ''):
         self.folder, self.backend = folder, backend
         named = nginx_stock.upstream_ports(recipe.read_text())
         self.ports = {port: free_port() for port in named}
@@ -292,6 +306,8 @@ class Deployment:
         self.port = free_port()
         self.etc = nginx_stock.install(folder, lines, recipe)
         nginx_stock.localize(folder, self.etc, self.port, self.ports)
+        if balancer:
+            nginx_stock.trust_balancer(self.etc, balancer)
         passed, said = nginx_stock.check(folder, self.etc)
         if not passed:
             self.close()
