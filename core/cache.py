@@ -111,6 +111,18 @@ def lock_file(folder: Path) -> Path:
     return folder.with_name(f'.{folder.name}.lock')
 
 
+@contextlib.contextmanager
+def entry_lock(folder: Path) -> Iterator[None]:
+    """The cache entry ``folder``'s lock (``lock_file``) held for the block: one process or thread at a time
+    builds it or records into it, another waits and then finds what the first wrote. Where the cache cannot
+    be written (a read-only image), the block runs without it: nothing can be built there either."""
+    with contextlib.ExitStack() as held:
+        with contextlib.suppress(OSError):
+            folder.parent.mkdir(parents=True, exist_ok=True)
+            held.enter_context(_locked(lock_file(folder)))
+        yield
+
+
 def file_stamp(path: Union[str, os.PathLike]) -> Optional[List[int]]:
     """[size, modification time in ns] of the file ``path``: what a rewrite changes; None when it is gone."""
     try:
