@@ -140,16 +140,18 @@ def uvicorn_server(config, app):
 
 def serve(settings, options) -> None:
     """Run the service (``options``: ``uvicorn.Config``'s) until SIGTERM or Ctrl-C; a model that cannot load stops
-    it with its error."""
+    it with its error. Under systemd (``Type=notify``), it says ready and pings the watchdog while it lives."""
     import uvicorn
 
     from solov2.serving.app import create_app
+    from solov2.serving.liveness import SystemdWatchdog
 
     def loaded(service):
         if service.failure is not None:
             server.should_exit = True
     app = create_app(settings, on_loaded=loaded)
     server = uvicorn_server(uvicorn.Config(app, **options), app)
+    SystemdWatchdog(lambda: getattr(getattr(app.state, 'service', None), 'liveness', None)).start()
     server.run()
     if app.state.service.failure is not None:
         raise app.state.service.failure

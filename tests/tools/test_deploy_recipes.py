@@ -57,6 +57,7 @@ def test_systemd_reads_the_unit_without_a_complaint():
     assert re.search(r'^ExecStart=\S+/solov2 serve --port %i ', unit, re.M)
     assert int(re.search(r'^TimeoutStopSec=(\d+)', unit, re.M).group(1)) > 30       # past --timeout-s: a drain
     assert int(re.search(r'^TimeoutStartSec=(\d+)', unit, re.M).group(1)) >= 180    # two first bakes, in turn
+    assert re.search(r'^Type=notify$', unit, re.M) and int(re.search(r'^WatchdogSec=(\d+)$', unit, re.M).group(1)) <= 10
     broken = Path(tempfile.mkdtemp()) / 'solov2@.service'
     broken.write_text(unit.replace('TimeoutStopSec=', 'TimeoutStopSecs='))
     assert 'Unknown key' in deploy_replay.verify_unit(shutil.which('true'), broken)[1]     # the check can fail
