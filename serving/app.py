@@ -300,6 +300,8 @@ def create_app(settings: ServeSettings, load_first: bool = False, segmenter: Opt
             response = error(request, 500, f'the service failed on this request ({type(exc).__name__}); its log '
                                            'says more under this request_id')
         response.headers['X-Request-ID'] = request.state.request_id
+        if request.app.state.service.problem == STOPPING:
+            response.headers['Connection'] = 'close'        # a kept connection ends on an answer, not idle at the stop
         body_left = request.headers.get('content-length', '0').strip() not in ('0', '') or \
             'transfer-encoding' in request.headers          # a body said to follow (a length above 0, or chunks)
         if response.status_code >= 400 and body_left and not getattr(request.state, 'body_in', False):
