@@ -310,7 +310,8 @@ def create_app(settings: ServeSettings, load_first: bool = False, segmenter: Opt
         request.app.state.service.metrics.observe(getattr(route, 'path', 'other'), response.status_code, seconds)
         LOG.log(logging.DEBUG if request.url.path in PROBES else logging.INFO, '%s %s %s %s %d %.0f ms',
                 request.state.request_id, request.client.host if request.client else '-', request.method,
-                request.url.path, response.status_code, seconds * 1000)
+                request.scope.get('raw_path', request.url.path.encode()).decode('latin-1'),     # as sent: one word
+                response.status_code, seconds * 1000)
         return response
     return app
 

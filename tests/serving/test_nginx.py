@@ -19,7 +19,7 @@ pytestmark = pytest.mark.skipif(not nginx_stock.NGINX or not nginx_stock.SYSTEM.
 
 def test_the_default_site_left_in_fails_nginx_t_instead_of_shadowing_the_service(tmp_path):
     lines = nginx_stock.install_lines()
-    assert any(line.endswith('rm /etc/nginx/sites-enabled/default') for line in lines)
+    assert any(line.endswith('rm -f /etc/nginx/sites-enabled/default') for line in lines)
     etc = nginx_stock.install(tmp_path, [line for line in lines if ' rm ' not in f' {line}'])
     nginx_stock.localize(tmp_path, etc, 18080, {8000: 18000, 8001: 18001})
     passed, said = nginx_stock.check(tmp_path, etc)
@@ -27,6 +27,28 @@ def test_the_default_site_left_in_fails_nginx_t_instead_of_shadowing_the_service
 
 
 BALANCER = '127.0.0.9'        # a load balancer in front, trusted by its exact address as the site's comment says
+
+
+def test_the_install_lines_run_twice_leave_what_they_left_once_and_nginx_t_passes(tmp_path):
+    lines = nginx_stock.install_lines()
+    etc = nginx_stock.install(tmp_path, lines)
+    once = {path: path.read_bytes() for path in etc.rglob('*') if path.is_file()}
+    nginx_stock.run_lines(etc, lines)
+    assert {path: path.read_bytes() for path in etc.rglob('*') if path.is_file()} == once
+    nginx_stock.localize(tmp_path, etc, 18080, {8000: 18000, 8001: 18001})
+    assert nginx_stock.check(tmp_path, etc)[0]
+
+
+def test_the_stock_layout_is_the_packages_even_where_the_docs_lines_ran_on_this_machine(tmp_path):
+    """The nginx tests start from the package's files, not whatever this machine's /etc/nginx holds: a copy
+    where the install lines ran is put back (default site enabled, nginx.conf as shipped)."""
+    etc = nginx_stock.install(tmp_path, nginx_stock.install_lines())
+    nginx_stock.stock_layout(etc)
+    assert sorted(path.name for path in (etc / 'sites-enabled').iterdir()) == ['default']
+    digests = nginx_stock.package_digests()
+    if digests:
+        import hashlib
+        assert hashlib.md5((etc / 'nginx.conf').read_bytes()).hexdigest() == digests['/etc/nginx/nginx.conf']
 
 
 @pytest.fixture(scope='module')
@@ -69,6 +91,11 @@ def test_nginx_refusals_are_json_with_the_request_id_and_metrics_are_local_only(
     too_big = httpx.post(f'{url}/v1/segment', content=bytes(33 * 2**20), headers={'X-Request-ID': 'big-1'})
     assert too_big.status_code == 413 and too_big.json() == {'error': 'the body is over 32 MB: send a smaller picture',
                                                              'request_id': 'big-1'}
+    long_line = httpx.get(f'{url}/{"a" * 9000}')
+    assert long_line.status_code == 414 and 'request line is over 8 kB' in long_line.json()['error']
+    big_headers = httpx.get(f'{url}/healthz', headers={'X-Big': 'b' * 9000})
+    assert big_headers.status_code == 400 and 'headers are over 8 kB' in big_headers.json()['error']
+    assert httpx.get(f'{url}/v1/a%20b').json()['request_id']          # a path with a space: one word in the logs
     answer = httpx.post(f'{url}/v1/segment', content=serve_proxy.picture(), timeout=60,
                         headers={'Content-Type': 'image/jpeg', 'X-Request-ID': 'trace-me-77'})
     assert answer.status_code == 200 and answer.headers['x-request-id'] == 'trace-me-77'
@@ -76,6 +103,7 @@ def test_nginx_refusals_are_json_with_the_request_id_and_metrics_are_local_only(
     assert re.search(r'^\S+ trace-me-77 127\.0\.0\.1 "POST /v1/segment HTTP/1\.1" 200 ', nginx_log, re.M), nginx_log
     services_log = ''.join(path.read_text() for path in deployment.folder.glob('service*.log'))
     assert re.search(r'trace-me-77 127\.0\.0\.1 POST /v1/segment 200', services_log), services_log[-2000:]
+    assert re.search(r' GET /v1/a%20b 404 ', services_log), services_log[-2000:]
 
 
 def test_a_forwarded_address_is_believed_from_the_named_balancer_only_and_never_opens_metrics(deployment):
