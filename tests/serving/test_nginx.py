@@ -64,7 +64,7 @@ def test_under_each_attack_the_good_client_is_answered_in_time_or_told_why(deplo
     alone = httpx.post(f'http://127.0.0.1:{list(deployment.ports.values())[1]}/v1/segment', content=small,
                        headers={'Content-Type': 'image/jpeg'}, timeout=60).json()
     rows = {name: serve_proxy.run_attack(deployment, name, 2.0, 1.0, serve_proxy.picture(9990, 9990), small)
-            for name in serve_proxy.ATTACKS}
+            for name in serve_proxy.ATTACKS if name != 'a service frozen 20 s'}   # 20 s: the workshop's table
     print(serve_proxy.table(list(rows.values())))
     for name, row in rows.items():
         answers = row['answers']
@@ -76,6 +76,8 @@ def test_under_each_attack_the_good_client_is_answered_in_time_or_told_why(deplo
     assert rows['tricklers, one address']['attackers'][429] > 0           # over 4 at once: nginx refuses
     for name in ('slow bodies, 8 addresses', 'slow bodies, 32 addresses'):      # 32 uploads hold no service's room
         assert rows[name]['good'][200] == len(rows[name]['answers']), (name, serve_proxy.table([rows[name]]))
+    spoofed = rows['a spoofed X-Forwarded-For']['attackers']        # one address whatever it claims, /metrics shut
+    assert spoofed[429] > 0 and spoofed['/metrics 403'] > 0 and not spoofed['/metrics 200'], spoofed
     assert rows['a restart of one service']['good'][200] == len(rows['a restart of one service']['answers'])
     big = rows['a 2 GB Content-Length']
     assert big['attackers'][413] > 0 and big['held'][0] < 5.0 and big['held'][1] < 600     # not drained
