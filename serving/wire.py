@@ -127,7 +127,7 @@ class DrainingServer(Server):
     (``Service.drain``: the port open, new requests 503 'stopping' with ``Connection: close``, so kept
     connections end on an answer, while those in flight finish), closes the model, then stops as uvicorn
     does, its port open until then; a second stops at once. While the model loads: ``on_loading(sig)``
-    (None: uvicorn's own stop). A module's class, so that ``--workers`` can send it to its processes."""
+    (None: uvicorn's own stop). A module's class, so that a supervisor of several processes can send it to them."""
 
     def __init__(self, config, app_of: Callable[[], Any], on_loading: Optional[Callable[[int], None]] = None):
         super().__init__(config)
