@@ -215,7 +215,9 @@ def test_sigterm_with_keep_alive_clients_drains_each_process_resets_nothing_and_
                                                       keep_alive=True, pause=0.5, ready_s=2.0, timeout_s=120.0))
     said = '\n'.join(serve_probes.lines(result))
     assert 'reset' not in result['after_term'] and result['exit'] == 0, said
-    assert result['drained'] == workers and result['closed_before_exit_s'] < 1.0, said
+    # one process ends as its port closes (0.15-0.2 s measured, 2-4.4 s before); --workers' parent after its
+    # stand-in's 0.5 s grace for the connections it holds (0.8-1.1 s at load 15)
+    assert result['drained'] == workers and result['closed_before_exit_s'] < (1.0 if workers == 1 else 2.0), said
 
 
 def probe_list(probes):
