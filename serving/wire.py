@@ -30,15 +30,17 @@ def waiting_app(problem: str):
     """The ASGI application of several processes' port while no worker answers it (no Paddle in the parent):
     while the model opens once in a child process and the workers start (``OPENING``), and while they finish
     their requests (``STOPPING``): ``/healthz`` alive, anything else 503 ``problem`` with Retry-After and a
-    request id, as one process answers while its model loads or it drains."""
+    request id, as one process answers while its model loads or it drains (``Connection: close`` while they
+    stop)."""
     async def app(scope, receive, send) -> None:
         if scope['type'] != 'http':
             return
         alive, request_id = scope['path'] == '/healthz', uuid.uuid4().hex
         said = {'alive': True} if alive else {'error': problem, 'request_id': request_id}
+        closing = [(b'connection', b'close')] if problem == STOPPING else []     # kept connections end on an answer
         await send({'type': 'http.response.start', 'status': 200 if alive else 503,
                     'headers': [(b'content-type', b'application/json'), (b'retry-after', b'1'),
-                                (b'x-request-id', request_id.encode())]})
+                                (b'x-request-id', request_id.encode()), *closing]})
         await send({'type': 'http.response.body', 'body': json.dumps(said, ensure_ascii=False).encode()})
     return app
 
