@@ -130,6 +130,25 @@ def lock_file(folder: Path) -> Path:
     return folder.with_name(f'.{folder.name}.lock')
 
 
+@contextlib.contextmanager
+def entry_lock(folder: Path) -> Iterator[None]:
+    """The cache entry ``folder``'s lock (``lock_file``) held for the block: one process or thread at a time
+    builds it or records into it, another waits and then finds what the first wrote. Where the cache cannot
+    be written (a read-only image), the block runs without it: nothing can be built there either. A block that
+    leaves no entry leaves no lock (as ``built_once``); a process ended while building leaves its lock to
+    ``remove_entries`` with its temporary."""
+    with contextlib.ExitStack() as held:
+        with contextlib.suppress(OSError):
+            folder.parent.mkdir(parents=True, exist_ok=True)
+            held.enter_context(_locked(lock_file(folder)))
+        try:
+            yield
+        finally:
+            if not (folder / MANIFEST).is_file():
+                with contextlib.suppress(OSError):
+                    lock_file(folder).unlink(missing_ok=True)
+
+
 def file_stamp(path: Union[str, os.PathLike]) -> Optional[List[int]]:
     """[size, modification time in ns] of the file ``path``: what a rewrite changes; None when it is gone."""
     try:
@@ -228,6 +247,12 @@ def _builder(path: Path) -> Optional[int]:
         return None
 
 
+def _built_by(path: Path) -> Path:
+    """The entry the temporary ``path`` (``.NAME.<pid>.<random>.tmp``) builds: NAME beside it; else ``path``."""
+    parts = path.name.split('.')
+    return path.with_name('.'.join(parts[1:-3])) if _builder(path) is not None and parts[0] == '' else path
+
+
 def _hidden_state(path: Path) -> str:
     """'building' when the process named in ``path`` runs (or off POSIX), else 'unfinished'."""
     pid = _builder(path)
@@ -303,6 +328,8 @@ def remove_entries(entries: Sequence[CacheEntry]) -> int:
         if entry.path.is_dir():
             shutil.rmtree(entry.path, ignore_errors=True)
             lock_file(entry.path).unlink(missing_ok=True)
+            if _built_by(entry.path) != entry.path and not (_built_by(entry.path) / MANIFEST).is_file():
+                lock_file(_built_by(entry.path)).unlink(missing_ok=True)      # what a builder ended meanwhile held
         else:
             entry.path.unlink(missing_ok=True)
             if entry.path.suffix == '.pdparams':

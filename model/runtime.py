@@ -8,6 +8,7 @@ import logging
 import os
 import threading
 from dataclasses import dataclass
+from pathlib import Path
 from typing import ContextManager, Iterator, Optional, Tuple
 
 import paddle
@@ -69,12 +70,44 @@ def launched_here() -> int:
     return max(1, int(value)) if value.isdigit() else 1
 
 
+CGROUP = Path('/sys/fs/cgroup')      # a container's own cgroup, as its runtime mounts it
+
+
+def _cgroup_value(name: str) -> str:
+    """The first line of the cgroup file ``name`` (under ``CGROUP``), '' when there is none."""
+    try:
+        return (CGROUP / name).read_text().strip()
+    except OSError:
+        return ''
+
+
+def cpu_quota() -> Optional[float]:
+    """The CPUs this process's cgroup may use by its CFS quota (``docker run --cpus 2``, a Kubernetes CPU
+    limit, systemd's ``CPUQuota=``): cgroup v2's ``cpu.max`` ('200000 100000' is 2.0, 'max 100000' none),
+    else v1's ``cpu.cfs_quota_us`` / ``cpu.cfs_period_us`` (-1: none); None without a quota."""
+    quota, _, period = _cgroup_value('cpu.max').partition(' ')
+    if not quota:
+        for folder in ('cpu', 'cpu,cpuacct'):
+            quota, period = _cgroup_value(f'{folder}/cpu.cfs_quota_us'), _cgroup_value(f'{folder}/cpu.cfs_period_us')
+            if quota:
+                break
+    if quota.isdigit() and period.isdigit() and int(period) > 0:
+        return int(quota) / int(period)
+    return None
+
+
 def cpu_threads(threads: int = 0, processes: int = 1) -> int:
     """The toolkit's one threads-per-core rule: ``threads``, or when 0 this process's share of
-    the cores it may run on (its CPU affinity, which a container's cpuset limits) with
-    ``processes`` of them running side by side on the machine (at least one)."""
+    the cores it may run on (its CPU affinity, which a container's cpuset limits, and its CPU quota,
+    ``cpu_quota``, whole CPUs, at least 1) with ``processes`` of them running side by side on the
+    machine (at least one)."""
+    if threads:
+        return threads
     cores = len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count() or 1
-    return threads or max(1, cores // processes)
+    quota = cpu_quota()
+    if quota is not None:
+        cores = min(cores, max(1, int(quota)))
+    return max(1, cores // processes)
 
 
 @functools.lru_cache(maxsize=1)

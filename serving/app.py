@@ -49,6 +49,7 @@ from solov2.serving.limits import (
     client_error,
     read_body,
 )
+from solov2.serving.liveness import Liveness
 from solov2.serving.metrics import Metrics
 from solov2.serving.schema import QUERY, Alive, Answer, Model, Ready, openapi_of, picture_body, refusals
 from solov2.serving.settings import ServeSettings
@@ -89,6 +90,7 @@ class Service:
         self.metrics = Metrics(settings.max_batch, lambda: self.predictor.queue.depth if self.predictor else 0,
                                lambda: self.predictor.budget.used if self.predictor else 0, self.counts)
         self.loaded = threading.Event()
+        self.liveness = Liveness(settings.timeout_s, lambda: self.predictor.budget.used if self.predictor else 0)
 
     @property
     def model(self) -> Segmenter:
@@ -218,6 +220,7 @@ class Service:
         with self.metrics.stage('postprocess'):
             found = self.running.finish(row, meta, params)
             instances = instances_of(self.model.class_names, found, min_score)
+        self.liveness.moved()
         with self.metrics.stage('encode'):
             content = form(instances) if callable(form) else instances.to_coco(0, file_name=name) if form == 'coco' \
                 else instances.to_labelme(name, min_score=min_score) if form == 'labelme' else instances.to_dict(masks)
@@ -264,11 +267,13 @@ def create_app(settings: ServeSettings, load_first: bool = False, segmenter: Opt
     async def lifespan(app: FastAPI):
         service = app.state.service = Service(settings, segmenter, on_loaded)
         threading.Thread(target=service.load, name='solov2-serve-load', daemon=True).start()
+        watching = asyncio.create_task(service.liveness.watch())
         if load_first:
             await asyncio.to_thread(service.loaded.wait)
         try:
             yield
         finally:
+            watching.cancel()
             await asyncio.to_thread(service.loaded.wait, settings.timeout_s)
             await asyncio.to_thread(service.close)
 
@@ -298,6 +303,8 @@ def create_app(settings: ServeSettings, load_first: bool = False, segmenter: Opt
             response = error(request, 500, f'the service failed on this request ({type(exc).__name__}); its log '
                                            'says more under this request_id')
         response.headers['X-Request-ID'] = request.state.request_id
+        if request.app.state.service.problem == STOPPING:
+            response.headers['Connection'] = 'close'        # a kept connection ends on an answer, not idle at the stop
         body_left = request.headers.get('content-length', '0').strip() not in ('0', '') or \
             'transfer-encoding' in request.headers          # a body said to follow (a length above 0, or chunks)
         if response.status_code >= 400 and body_left and not getattr(request.state, 'body_in', False):
@@ -306,7 +313,8 @@ def create_app(settings: ServeSettings, load_first: bool = False, segmenter: Opt
         request.app.state.service.metrics.observe(getattr(route, 'path', 'other'), response.status_code, seconds)
         LOG.log(logging.DEBUG if request.url.path in PROBES else logging.INFO, '%s %s %s %s %d %.0f ms',
                 request.state.request_id, request.client.host if request.client else '-', request.method,
-                request.url.path, response.status_code, seconds * 1000)
+                request.scope.get('raw_path', request.url.path.encode()).decode('latin-1'),     # as sent: one word
+                response.status_code, seconds * 1000)
         return response
     return app
 
@@ -429,11 +437,12 @@ async def form_file(request: Request, body: bytes) -> bytes:
 def add_probes(app: FastAPI) -> None:
     """The probes' routes: alive (``/healthz``), ready (``/readyz``) and the Prometheus metrics."""
 
-    @app.head('/healthz', responses={200: {'model': Alive}})
-    @app.get('/healthz', responses={200: {'model': Alive}})
-    async def healthz():
-        """Alive: the process answers."""
-        return {'alive': True}
+    @app.head('/healthz', responses={200: {'model': Alive}, **refusals(503)})
+    @app.get('/healthz', responses={200: {'model': Alive}, **refusals(503)})
+    async def healthz(request: Request):
+        """Alive: the process answers and its predictor moves (503 with why when it is wedged: restart it)."""
+        wedged = request.app.state.service.liveness.wedged
+        return {'alive': True} if wedged is None else error(request, 503, wedged)
 
     @app.head('/readyz', responses={200: {'model': Ready}, **refusals(503)})
     @app.get('/readyz', responses={200: {'model': Ready}, **refusals(503)})

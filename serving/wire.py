@@ -5,13 +5,17 @@ coming closed as nginx's lingering close does (``JsonRefusals``); and what the p
 processes answers while the model opens once, until they answer, and while they stop (``waiting_app``).
 """
 import asyncio
+import contextlib
 import json
 import logging
+import signal
+import threading
 import uuid
-from typing import Any, Optional, cast
+from typing import Any, Callable, Optional, cast
 
 from uvicorn.protocols.http.auto import AutoHTTPProtocol
-from uvicorn.server import ServerState
+from uvicorn.server import Server, ServerState
+from uvicorn.supervisors.multiprocess import Process
 
 LOG = logging.getLogger(__name__)
 SERVER_OPTIONS = {'http': f'{__name__}:JsonRefusals', 'access_log': False}
@@ -26,15 +30,17 @@ def waiting_app(problem: str):
     """The ASGI application of several processes' port while no worker answers it (no Paddle in the parent):
     while the model opens once in a child process and the workers start (``OPENING``), and while they finish
     their requests (``STOPPING``): ``/healthz`` alive, anything else 503 ``problem`` with Retry-After and a
-    request id, as one process answers while its model loads or it drains."""
+    request id, as one process answers while its model loads or it drains (``Connection: close`` while they
+    stop)."""
     async def app(scope, receive, send) -> None:
         if scope['type'] != 'http':
             return
         alive, request_id = scope['path'] == '/healthz', uuid.uuid4().hex
         said = {'alive': True} if alive else {'error': problem, 'request_id': request_id}
+        closing = [(b'connection', b'close')] if problem == STOPPING else []     # kept connections end on an answer
         await send({'type': 'http.response.start', 'status': 200 if alive else 503,
                     'headers': [(b'content-type', b'application/json'), (b'retry-after', b'1'),
-                                (b'x-request-id', request_id.encode())]})
+                                (b'x-request-id', request_id.encode()), *closing]})
         await send({'type': 'http.response.body', 'body': json.dumps(said, ensure_ascii=False).encode()})
     return app
 
@@ -115,3 +121,57 @@ class JsonRefusals(AutoHTTPProtocol):
                  b'x-request-id: ' + request_id.encode(), b'connection: close']
         self.transport.write(b'\r\n'.join(head) + b'\r\n\r\n' + body)
         self.transport.close()
+
+
+class DrainingServer(Server):
+    """uvicorn's server for the service's application (``app_of()``, once made: the FastAPI app whose
+    ``state.service`` is the ``Service``): its first SIGTERM or Ctrl-C once the model is loaded drains first
+    (``Service.drain``: the port open, new requests 503 'stopping' with ``Connection: close``, so kept
+    connections end on an answer, while those in flight finish), closes the model, then stops as uvicorn
+    does, its port open until then; a second stops at once. While the model loads: ``on_loading(sig)``
+    (None: uvicorn's own stop). A module's class, so that a supervisor of several processes can send it to them."""
+
+    def __init__(self, config, app_of: Callable[[], Any], on_loading: Optional[Callable[[int], None]] = None):
+        super().__init__(config)
+        self.app_of, self.on_loading, self.draining = app_of, on_loading, False
+
+    @contextlib.contextmanager
+    def capture_signals(self):
+        with super().capture_signals():
+            try:
+                yield
+            finally:
+                self._captured_signals.clear()      # not raised again at the end: the command exits 0
+
+    def handle_exit(self, sig, frame):
+        app = self.app_of()
+        service = getattr(getattr(app, 'state', None), 'service', None)
+        if service is None or not service.loaded.is_set():
+            if self.on_loading is not None:
+                self.on_loading(sig)
+            return super().handle_exit(sig, frame)
+        if self.draining or self.should_exit:
+            return super().handle_exit(sig, frame)
+        self.draining = True
+        threading.Thread(target=self.drain, args=(service, sig), name='solov2-serve-drain', daemon=True).start()
+
+    def drain(self, service, sig: int = signal.SIGTERM) -> None:
+        LOG.info('stopping: the requests in flight finish (at most %g s), new ones get 503', service.settings.timeout_s)
+        service.drain(service.settings.timeout_s)
+        service.close()
+        super().handle_exit(sig, None)
+
+
+class DrainingProcess(Process):
+    """A worker process of uvicorn's ``Multiprocess`` (0.51 and later, whose supervisor takes no ``target``)
+    running a ``DrainingServer`` of ``app_of``."""
+
+    def __init__(self, config, sockets, app_of: Callable[[], Any]):
+        self.app_of = app_of
+        super().__init__(config, sockets)
+
+    @property
+    def server(self) -> Server:
+        if self._server is None:
+            self._server = DrainingServer(self.config, self.app_of)
+        return self._server

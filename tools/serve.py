@@ -19,6 +19,7 @@ import argparse
 import concurrent.futures
 import contextlib
 import dataclasses
+import importlib
 import inspect
 import json
 import logging
@@ -101,6 +102,9 @@ def settings_of(args):
     return dataclasses.replace(settings, model=cli.fetched(settings.model))     # a published name fetched once checked
 
 
+_WORKER_APP = []          # the application this --workers process made (``worker_app``), for its server
+
+
 def worker_app():
     """The application of one of --workers' processes (uvicorn's factory), from ``SETTINGS_ENV``."""
     with cli.interruptible_loading():
@@ -109,52 +113,35 @@ def worker_app():
     named = json.loads(os.environ[SETTINGS_ENV])
     settings = ServeSettings(**{**named, 'model': ModelSpec(**named['model'])})
     cli.tune_for(settings.model.device, settings.model.threads)
-    return create_app(settings)
+    _WORKER_APP.append(create_app(settings))
+    return _WORKER_APP[-1]
 
 
-def uvicorn_server(config, app):
-    """A uvicorn server for ``app`` whose SIGTERM or Ctrl-C ends the command at once while the model
-    loads (``end_loading``), else drains first (``Service.drain``), then stops as uvicorn does, for exit 0."""
-    import uvicorn
+def made_worker_app():
+    """The application ``worker_app`` made in this process; None before."""
+    return _WORKER_APP[-1] if _WORKER_APP else None
 
-    class Server(uvicorn.Server):
-        draining = False
 
-        @contextlib.contextmanager
-        def capture_signals(self):
-            with super().capture_signals():
-                try:
-                    yield
-                finally:
-                    self._captured_signals.clear()
-
-        def handle_exit(self, sig, frame):
-            service = getattr(app.state, 'service', None)
-            if service is None or not service.loaded.is_set():
-                cli.end_loading(cli.Terminated() if sig == signal.SIGTERM else KeyboardInterrupt())
-            if self.draining or self.should_exit:
-                return super().handle_exit(sig, frame)
-            self.draining = True
-            threading.Thread(target=self.drain, args=(service, sig), name='solov2-serve-drain', daemon=True).start()
-
-        def drain(self, service, sig):
-            service.drain(service.settings.timeout_s)
-            super().handle_exit(sig, None)
-    return Server(config)
+def end_loading(sig: int) -> None:
+    """A SIGTERM or Ctrl-C while the model loads: the command ends at once (``cli.end_loading``)."""
+    cli.end_loading(cli.Terminated() if sig == signal.SIGTERM else KeyboardInterrupt())
 
 
 def serve(settings, options) -> None:
     """Run the service (``options``: ``uvicorn.Config``'s) until SIGTERM or Ctrl-C; a model that cannot load stops
-    it with its error."""
+    it with its error. Under systemd (``Type=notify``), it says ready and pings the watchdog while it lives."""
     import uvicorn
 
     from solov2.serving.app import create_app
+    from solov2.serving.liveness import SystemdWatchdog
+    from solov2.serving.wire import DrainingServer
 
     def loaded(service):
         if service.failure is not None:
             server.should_exit = True
     app = create_app(settings, on_loaded=loaded)
-    server = uvicorn_server(uvicorn.Config(app, **options), app)
+    server = DrainingServer(uvicorn.Config(app, **options), lambda: app, end_loading)
+    SystemdWatchdog(lambda: getattr(getattr(app.state, 'service', None), 'liveness', None)).start()
     server.run()
     if app.state.service.failure is not None:
         raise app.state.service.failure
@@ -194,16 +181,22 @@ def quiet_meanwhile(record) -> bool:
 
 def supervise(config, sock, meanwhile: Meanwhile) -> None:
     """``uvicorn.run``'s --workers run (its supervisor, ``Multiprocess``) on ``sock``, bound and listening
-    already, ``meanwhile`` answering it until every worker serves and again while they stop (uvicorn 0.30 to
-    0.50 take the server's ``target`` too)."""
-    import uvicorn
+    already, ``meanwhile`` answering it until every worker serves and again while they stop. Each worker runs a
+    ``DrainingServer``, which drains on SIGTERM as one process does (uvicorn 0.30 to 0.50 take it as the
+    ``target``; later ones as a ``DrainingProcess``'s server)."""
     from uvicorn.supervisors import Multiprocess
 
-    from solov2.serving.wire import STOPPING
+    from solov2.serving.wire import STOPPING, DrainingProcess, DrainingServer
+    app_of = importlib.import_module('solov2.tools.serve').made_worker_app   # not this file's copy as a script
+    targeted = 'target' in inspect.signature(Multiprocess).parameters
 
     class Supervisor(Multiprocess):
         def init_processes(self) -> None:
-            super().init_processes()
+            if targeted:
+                super().init_processes()
+            for _ in range(0 if targeted else self.processes_num):
+                self.processes.append(DrainingProcess(self.config, self.sockets, app_of))
+                self.processes[-1].start()
             for process in self.processes:        # Process.is_ready: its server started (uvicorn's ping)
                 while not (self.signal_queue or not process.process.is_alive() or process.is_ready(timeout=1)):
                     time.sleep(0.05)
@@ -217,7 +210,7 @@ def supervise(config, sock, meanwhile: Meanwhile) -> None:
             super().join_all()
             sock.close()                          # the port closes with the last copy, ``meanwhile``'s
             meanwhile.stop()
-    target = {'target': uvicorn.Server(config).run} if 'target' in inspect.signature(Multiprocess).parameters else {}
+    target = {'target': DrainingServer(config, app_of).run} if targeted else {}
     with contextlib.suppress(KeyboardInterrupt):
         Supervisor(config, sockets=[sock], **target).run()
 
@@ -292,11 +285,22 @@ def main(argv) -> int:
             supervise(config, sock, meanwhile)
         finally:
             meanwhile.stop()
-        return 0
+        ended()
     settings = settings_of(args)
     cli.tune_for(settings.model.device, settings.model.threads)
     serve(settings, options)
+    ended()
     return 0
+
+
+def ended() -> None:
+    """The command's end once its port has closed, every request answered: its log and output flushed, the process
+    ends at once (``os._exit``). The interpreter's own teardown (Paddle's) took 2 s more, the port refused
+    meanwhile, where ``/healthz`` answers until the process ends (docs/serving.md#stopping)."""
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 if __name__ == '__main__':

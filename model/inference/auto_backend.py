@@ -29,6 +29,7 @@ from solov2.core.cache import (
     MANIFEST,
     compiled_cache,
     entry_folder,
+    entry_lock,
     leftovers,
     package_version,
     remove_entries,
@@ -226,7 +227,9 @@ def timed_ms(choice: dict, kind: str) -> str:
 
 
 def choice_line(choice: dict) -> str:
-    """Why an engine was chosen, for the one line ``auto`` says."""
+    """Why an engine was chosen, for the one line ``auto`` says (a pinned one: ``pin_choice``'s)."""
+    if choice.get(PINNED):
+        return f'{choice["engine"]} pinned in the cache entry'
     if len(choice['timings_ms']) < 2:
         return f'{choice["engine"]} is the only f32 engine installed'
     height, width = choice['timing_input'][2:]
@@ -281,8 +284,9 @@ def pin_choice(spec: ModelSpec, number: int, engine: str, cache_dir: Optional[st
     if engine not in labels:
         raise InputError(f"cannot pin {engine}: auto's candidates here are {', '.join(labels) or 'none'}")
     folder = entry_folder(cache_key(spec.weights, number, spec.overrides), cache_dir)
-    manifest = json.loads((folder / MANIFEST).read_text())
-    atomic_write(folder / MANIFEST, (json.dumps({**manifest, PINNED: engine}, indent=2) + '\n').encode())
+    with entry_lock(folder):        # beside another process recording its timed choice: neither record is lost
+        manifest = json.loads((folder / MANIFEST).read_text())
+        atomic_write(folder / MANIFEST, (json.dumps({**manifest, PINNED: engine}, indent=2) + '\n').encode())
     return folder
 
 
@@ -362,33 +366,34 @@ def cached_backend(spec: ModelSpec, number: int, cfg, log: Optional[Callable[[st
             log(hint)
         backend = backend or open_engine(choice['engine'], bool(choice.get(PINNED)))   # a timed one: never pinned
         return choice['engine'].partition(' ')[0], backend
-    problem = check_entry(folder, key) if folder.exists() else None
-    if folder.exists() and problem is None:
+    with entry_lock(folder):    # another process exporting or timing it (replicas started together): wait, then read
+        problem = check_entry(folder, key) if folder.exists() else None
+        if folder.exists() and problem is None:
+            try:
+                choice, backend = recorded_choice(folder, machine, labels, open_engine)
+                return chosen('auto: ' if backend is None else f'auto: timed the engines on this CPU ({machine}): '
+                              f'{choice_line(choice)}: ', choice, backend, f' from cache {folder}')
+            except (BackendError, OSError, ValueError) as exc:
+                problem = str(exc)
+        if problem is not None:
+            log(f'auto: cache entry {folder} is corrupt ({problem}): rebuilding it')
+        names = ' and '.join(engines)
+        with contextlib.suppress(OSError):     # best effort: another process may rename or remove one meanwhile
+            remove_entries(leftovers(folder.parent))
+        log(f'auto: exporting {spec.weights} once for {names} f32 into {folder} (20-40 s for the shipped model, '
+            '40-90 s for a COCO model on 2 cores; later runs load it from there) ...')
+        began = time.perf_counter()
         try:
+            build_entry(spec, cfg, key, folder, progress, problem is not None)
             choice, backend = recorded_choice(folder, machine, labels, open_engine)
-            return chosen('auto: ' if backend is None else f'auto: timed the engines on this CPU ({machine}): '
-                          f'{choice_line(choice)}: ', choice, backend, f' from cache {folder}')
-        except (BackendError, OSError, ValueError) as exc:
-            problem = str(exc)
-    if problem is not None:
-        log(f'auto: cache entry {folder} is corrupt ({problem}): rebuilding it')
-    names = ' and '.join(engines)
-    with contextlib.suppress(OSError):     # best effort: another process may rename or remove one meanwhile
-        remove_entries(leftovers(folder.parent))
-    log(f'auto: exporting {spec.weights} once for {names} f32 into {folder} (20-40 s for the shipped model, '
-        '40-90 s for a COCO model on 2 cores; later runs load it from there) ...')
-    began = time.perf_counter()
-    try:
-        build_entry(spec, cfg, key, folder, progress, problem is not None)
-        choice, backend = recorded_choice(folder, machine, labels, open_engine)
-        result = chosen(f'auto: exporting once to {folder} ({time.perf_counter() - began:.0f} s); '
-                        f'{choice_line(choice)}: ', choice, backend)
-    except (ExportError, BackendError, OSError, ValueError) as exc:     # OSError: e.g. an unwritable cache folder
-        warn(f'auto: could not export for {names} ({exc}): using dygraph')
-        result = 'dygraph', dygraph_instead(spec, cfg, f'could not export for {names}')
-    if progress is not None:
-        progress('done', STAGES['done'])
-    return result
+            result = chosen(f'auto: exporting once to {folder} ({time.perf_counter() - began:.0f} s); '
+                            f'{choice_line(choice)}: ', choice, backend)
+        except (ExportError, BackendError, OSError, ValueError) as exc:     # OSError: e.g. an unwritable cache folder
+            warn(f'auto: could not export for {names} ({exc}): using dygraph')
+            result = 'dygraph', dygraph_instead(spec, cfg, f'could not export for {names}')
+        if progress is not None:
+            progress('done', STAGES['done'])
+        return result
 
 
 def dygraph_instead(spec: ModelSpec, cfg, why: str) -> DygraphBackend:

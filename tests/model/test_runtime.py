@@ -65,6 +65,30 @@ def test_one_threads_per_core_rule_counts_the_cores_this_process_may_use(monkeyp
     assert default_finish_workers() == 2 and default_finish_workers(network_on_gpu=True) == 5
 
 
+@pytest.mark.parametrize('files, cores', [
+    ({'cpu.max': '200000 100000\n'}, 2),                                   # cgroup v2: docker run --cpus 2
+    ({'cpu.max': '150000 100000\n'}, 1),                                   # --cpus 1.5: whole CPUs
+    ({'cpu.max': '50000 100000\n'}, 1),                                    # at least one
+    ({'cpu.max': 'max 100000\n'}, 64),                                     # no quota
+    ({'cpu/cpu.cfs_quota_us': '400000\n', 'cpu/cpu.cfs_period_us': '100000\n'}, 4),      # cgroup v1
+    ({'cpu,cpuacct/cpu.cfs_quota_us': '300000\n', 'cpu,cpuacct/cpu.cfs_period_us': '100000\n'}, 3),
+    ({'cpu/cpu.cfs_quota_us': '-1\n', 'cpu/cpu.cfs_period_us': '100000\n'}, 64),           # v1, no quota
+    ({}, 64),                                                               # no cgroup files
+])
+def test_threads_count_the_cpu_quota_of_the_container(monkeypatch, tmp_path, files, cores):
+    """A container's CPU quota caps the default thread counts as its cpuset does: ``--cpus 2`` on a
+    64-core host runs 2 math threads, not 64 (and the service's readers and finishers by the same rule)."""
+    from solov2.model.inference.pipeline import default_finish_workers
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    monkeypatch.setattr(runtime, 'CGROUP', tmp_path)
+    monkeypatch.setattr(os, 'sched_getaffinity', lambda pid: set(range(64)), raising=False)
+    monkeypatch.delenv('PADDLE_LOCAL_SIZE', raising=False)
+    assert runtime.cpu_threads() == cores and runtime.cpu_threads(processes=2) == max(1, cores // 2)
+    assert runtime.cpu_threads(5) == 5 and default_finish_workers() == max(1, cores // 4)
+
+
 def test_finishing_workers_are_each_launched_processs_share_of_the_cores(monkeypatch):
     """Under ``paddle.distributed.launch`` (``PADDLE_LOCAL_SIZE`` processes on the machine) each
     process's default finishing workers count its share of the cores: 8 GPU processes on 32 cores

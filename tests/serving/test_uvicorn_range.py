@@ -118,3 +118,24 @@ def test_the_servers_private_parts_tools_serve_overrides_are_there():
     assert list(inspect.signature(server.handle_exit).parameters) == ['sig', 'frame']
     assert {'config', 'sockets'} <= set(inspect.signature(Multiprocess).parameters)
     assert isinstance(server.capture_signals(), contextlib.AbstractContextManager)
+
+
+def test_the_supervisors_private_parts_the_draining_workers_use_are_there():
+    """--workers' ``DrainingProcess`` (serving/wire.py) is a ``supervisors.multiprocess.Process(config, sockets)``
+    whose ``server`` property builds its server once into ``_server``; on the releases whose ``Multiprocess``
+    takes no ``target``, tools/serve.py's supervisor appends them to ``processes`` up to ``processes_num``."""
+    import socket
+
+    from uvicorn.supervisors import Multiprocess
+    from uvicorn.supervisors.multiprocess import Process
+
+    from solov2.serving.wire import DrainingProcess, DrainingServer
+    assert list(inspect.signature(Process).parameters)[:2] == ['config', 'sockets']
+    targeted = 'target' in inspect.signature(Multiprocess).parameters
+    assert isinstance(Process.__dict__.get('server'), property) or targeted
+    config = uvicorn.Config(refuse, lifespan='off', workers=2)
+    with socket.socket() as sock:
+        worker = DrainingProcess(config, [sock], lambda: None)
+        assert isinstance(worker.server, DrainingServer) and worker.server is worker._server
+        supervisor = Multiprocess(config, sockets=[sock], **({'target': worker.server.run} if targeted else {}))
+        assert supervisor.processes == [] and supervisor.processes_num == 2

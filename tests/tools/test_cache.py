@@ -3,6 +3,9 @@ compiled models and the converted published checkpoints, each current, stale or 
 prune deletes all but the current ones, clear everything; neither an entry being built; bake exports
 and records auto's engine, or pins one for every CPU type and thread count."""
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 
@@ -127,3 +130,22 @@ def test_bake_exports_and_records_then_pin_holds_on_any_cpu_type_and_thread_coun
     monkeypatch.setattr(auto_backend, 'native_bf16', lambda: False)
     assert cache.main(['bake', '--threads', '1', '--pin', 'openvino-bf16']) == 2
     assert capsys.readouterr().err == "error: cannot pin openvino bf16: auto's candidates here are openvino, onnx\n"
+
+
+@pytest.mark.deploy
+@pytest.mark.skipif('openvino' not in installed_engines(), reason='deploy test: needs OpenVINO')
+def test_two_bakes_at_once_on_an_empty_cache_export_once_and_both_end_pinned(tmp_path):
+    """What the systemd unit does when both its instances start together: two ``bake --pin openvino`` at once on
+    an empty cache. One exports; the other waits on the entry's lock, then reads it (both exported before, and
+    one died of a KeyError where the other had pinned meanwhile)."""
+    command = [sys.executable, str(REPO_DIR / 'tools' / 'cache.py'), 'bake', '--threads', '1', '--pin', 'openvino']
+    environment = {**os.environ, CACHE_ENV: str(tmp_path)}
+    bakes = [subprocess.Popen(command, env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    said = [bake.communicate(timeout=600) for bake in bakes]
+    assert [bake.returncode for bake in bakes] == [0, 0], said
+    [folder] = [path for path in tmp_path.iterdir() if path.name.startswith('config9-auto')]
+    assert json.loads((folder / MANIFEST).read_text())['pinned'] == 'openvino'
+    assert sum('auto: exporting' in out for out, _ in said) == 1, said
+    assert all(out.splitlines()[-1] == f'baked {folder}: openvino pinned for every CPU type and thread count'
+               for out, _ in said), said

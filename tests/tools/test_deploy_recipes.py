@@ -33,6 +33,14 @@ def test_the_dockerfile_installs_from_the_index_bakes_a_pinned_cache_and_runs_un
     for install in installs:
         for name in re.findall(r'-r (\S+)', install):
             assert (REPO_DIR / name).is_file(), name
+        assert '-c deploy/constraints.txt' in install, install          # the versions the suite ran
+    pinned = [line for line in (REPO_DIR / 'deploy' / 'constraints.txt').read_text().splitlines()
+              if line and not line.startswith('#')]
+    assert pinned and all(re.fullmatch(r'[a-z0-9-]+==[\w.]+', line) for line in pinned), pinned
+    named = {line.split('==')[0] for line in pinned}
+    assert {'paddlepaddle', 'opencv-python-headless', 'numpy', 'fastapi', 'uvicorn', 'openvino', 'onnxruntime',
+            'paddle2onnx'} <= named
+    assert all(not (a == b == 'RUN') for a, b in zip(words, words[1:]))      # hadolint DL3059: no RUN after a RUN
     bake = [part for part in runs.split(' && ') if ' cache bake ' in part]
     assert len(bake) == 1 and '--pin ' in bake[0]
     assert words.index('COPY') < words.index('USER') and runs.index('cache bake') < runs.index('useradd')
@@ -56,6 +64,8 @@ def test_systemd_reads_the_unit_without_a_complaint():
     unit = deploy_replay.UNIT.read_text()
     assert re.search(r'^ExecStart=\S+/solov2 serve --port %i ', unit, re.M)
     assert int(re.search(r'^TimeoutStopSec=(\d+)', unit, re.M).group(1)) > 30       # past --timeout-s: a drain
+    assert int(re.search(r'^TimeoutStartSec=(\d+)', unit, re.M).group(1)) >= 180    # two first bakes, in turn
+    assert re.search(r'^Type=notify$', unit, re.M) and int(re.search(r'^WatchdogSec=(\d+)$', unit, re.M).group(1)) <= 10
     broken = Path(tempfile.mkdtemp()) / 'solov2@.service'
     broken.write_text(unit.replace('TimeoutStopSec=', 'TimeoutStopSecs='))
     assert 'Unknown key' in deploy_replay.verify_unit(shutil.which('true'), broken)[1]     # the check can fail

@@ -1,11 +1,13 @@
 """deploy/nginx/solov2.conf installed as docs/serving.md says, in a private copy of the distribution's own
-/etc/nginx (its nginx.conf, default site, conf.d and sites-enabled), run by the system's nginx binary on
-127.0.0.1 with its own ports, pid, logs and temporary folders: the system's nginx is neither edited nor started.
+/etc/nginx (its nginx.conf, default site, conf.d and sites-enabled) in the package's stock layout, even where
+this machine's has the site installed already, run by the system's nginx binary on 127.0.0.1 with its own ports,
+pid, logs and temporary folders: the system's nginx is neither edited nor started.
 
 ``install`` replays the docs' install lines (``install_lines``) in the copy; ``localize`` then points the
 copy at this run's ports and folders (the only change a test makes); ``check`` is ``nginx -t``; ``start``
 runs it in the foreground.
 """
+import hashlib
 import os
 import re
 import shutil
@@ -37,8 +39,40 @@ def upstream_ports(recipe: str) -> List[int]:
     return [int(port) for port in UPSTREAMS.findall(recipe)]
 
 
+def package_digests() -> Dict[str, str]:
+    """{path: md5} of the nginx package's configuration files as dpkg recorded them at install ({} without
+    dpkg)."""
+    try:
+        said = subprocess.run(['dpkg-query', '-W', '-f=${Conffiles}\n', 'nginx-common'], capture_output=True,
+                              text=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return {}
+    return {fields[0]: fields[1] for fields in (line.split() for line in said.splitlines()) if len(fields) >= 2}
+
+
+def stock_layout(etc: Path) -> None:
+    """The copy ``etc`` of /etc/nginx made as the package installs it, whatever this machine's holds: the docs'
+    install lines undone (a site of ours removed, the default site enabled again, nginx.conf's connections
+    and file limit as shipped); ValueError naming a file that still differs from the package's (dpkg's md5)."""
+    for site in (etc / 'sites-enabled').glob('*'):
+        if site.name != 'default':
+            site.unlink()
+    if (etc / 'sites-available' / 'default').is_file() and not (etc / 'sites-enabled' / 'default').exists():
+        (etc / 'sites-enabled' / 'default').symlink_to(etc / 'sites-available' / 'default')
+    conf = etc / 'nginx.conf'
+    text = re.sub(r'^worker_rlimit_nofile [^;]*;\n', '', conf.read_text(), flags=re.M)
+    conf.write_text(text.replace('worker_connections 4096;', 'worker_connections 768;'))
+    for path, digest in package_digests().items():
+        copy = etc / os.path.relpath(path, SYSTEM)
+        if path.startswith(str(SYSTEM) + '/') and copy.is_file() and \
+                hashlib.md5(copy.read_bytes()).hexdigest() != digest:
+            raise ValueError(f"{path} differs from the nginx package's: restore it (apt-get install --reinstall "
+                             "-o Dpkg::Options::=--force-confask nginx-common) to run the stock layout")
+
+
 def copy_system(folder: Path) -> Path:
-    """A copy of /etc/nginx in ``folder``, its links into /etc/nginx pointing into the copy."""
+    """A copy of /etc/nginx in ``folder`` in the package's stock layout (``stock_layout``), its links into
+    /etc/nginx pointing into the copy."""
     etc = folder / 'etc-nginx'
     shutil.copytree(SYSTEM, etc, symlinks=True)
     for link in etc.rglob('*'):
@@ -46,6 +80,7 @@ def copy_system(folder: Path) -> Path:
             target = etc / os.path.relpath(os.readlink(link), SYSTEM)
             link.unlink()
             link.symlink_to(target)
+    stock_layout(etc)
     (folder / 'log').mkdir(exist_ok=True)
     return etc
 
@@ -55,13 +90,19 @@ def install(folder: Path, lines: List[str], recipe: Path = RECIPE) -> Path:
     ``sudo`` dropped, /etc/nginx the copy, ``recipe`` the file they copy; ``nginx -t`` and the reload are
     ``check`` and ``start``'s. Its folder."""
     etc = copy_system(folder)
+    run_lines(etc, lines, recipe)
+    return etc
+
+
+def run_lines(etc: Path, lines: List[str], recipe: Path = RECIPE) -> None:
+    """``lines`` (the docs' install lines) run in the copy ``etc`` from the checkout's root, as ``install`` runs
+    them."""
     for line in lines:
         line = line.replace('sudo ', '').replace(str(SYSTEM), str(etc)).replace('deploy/nginx/solov2.conf',
                                                                                   str(recipe))
         if line.startswith('nginx -t'):
             continue
         subprocess.run(['bash', '-euc', line], cwd=ROOT, check=True, capture_output=True)
-    return etc
 
 
 def localize(folder: Path, etc: Path, port: int, services: Dict[int, int]) -> None:
@@ -81,6 +122,14 @@ def localize(folder: Path, etc: Path, port: int, services: Dict[int, int]) -> No
     temporary = ''.join(f'{kind}_temp_path {folder / kind};\n' for kind in ('client_body', 'proxy', 'fastcgi',
                                                                             'uwsgi', 'scgi'))
     (etc / 'conf.d' / 'zz-local-temporary.conf').write_text(temporary)
+
+
+def trust_balancer(etc: Path, address: str) -> None:
+    """The installed site's commented ``real_ip`` lines turned on, trusting ``address`` as the load balancer in
+    front (the docs' step for one, its address in place of the example's)."""
+    for path in {file.resolve() for file in etc.glob('sites-enabled/*')}:
+        text = re.sub(r'#\s*set_real_ip_from\s+[^;\s]+;', f'set_real_ip_from {address};', path.read_text())
+        path.write_text(re.sub(r'#\s*(real_ip_header|real_ip_recursive)\b', r'\1', text))
 
 
 def command(folder: Path, etc: Path, *extra: str) -> List[str]:

@@ -7,15 +7,17 @@ distribution's own nginx layout (``nginx_stock``: its nginx.conf, its default si
 Starts one ``tools/serve.py`` (the shipped model, ``--backend``) per port the recipe's upstream names, each
 with its share of the cores, and nginx; then for each of ``ATTACKS`` a good client on 127.0.0.1 posts a
 640x480 JPEG every 0.25 s for ``--seconds`` while the attackers run from other loopback addresses (127.0.0.2
-and up) or its own. Prints a markdown table: the good client's statuses, its slowest 200, whether every other
-answer was JSON saying why (with Retry-After on 429 and 503), the attackers' statuses, the services' peak
-resident memory, nginx's, and the ``[error]`` lines nginx logged. ``--install`` replaces the docs' install
-lines (``;``-separated), e.g. the old recipe dropped into conf.d beside the default site.
+and up; 127.0.1.1 and up for many addresses) or its own. Prints a markdown table: the good client's
+statuses, its slowest 200, whether every other answer was JSON saying why (with Retry-After on 429 and 503),
+the attackers' statuses, the services' peak resident memory, nginx's, and the ``[error]`` lines nginx logged.
+``--install`` replaces the docs' install lines (``;``-separated), e.g. the old recipe dropped into conf.d beside
+the default site.
 """
 import argparse
 import collections
 import contextlib
 import os
+import random
 import selectors
 import signal
 import socket
@@ -64,21 +66,21 @@ def status_of(connection: socket.socket) -> int:
 
 
 def raw_post(source: str, port: int, pieces: Iterable[bytes], length: int, pause: float,
-             stop: threading.Event) -> int:
-    """POST a body of ``length`` bytes from ``source``, sent as ``pieces`` ``pause`` s apart; its answer's status
-    (-1: stopped meanwhile)."""
+             stop: threading.Event, headers: bytes = b'') -> int:
+    """POST a body of ``length`` bytes from ``source`` (with ``headers``, CRLF-ended lines), sent as ``pieces``
+    ``pause`` s apart; its answer's status (-1: stopped meanwhile)."""
     with socket.socket() as connection:
         connection.bind((source, 0))
         connection.settimeout(30)
         try:
             connection.connect(('127.0.0.1', port))
             connection.sendall(b'POST /v1/segment HTTP/1.1\r\nHost: solov2\r\nContent-Type: image/jpeg\r\n'
-                               b'Content-Length: %d\r\nConnection: close\r\n\r\n' % length)
+                               b'Content-Length: %d\r\nConnection: close\r\n%s\r\n' % (length, headers))
             for piece in pieces:
                 if stop.is_set():
                     return -1
                 connection.sendall(piece)
-                time.sleep(pause)
+                stop.wait(pause)
         except OSError:
             pass
         return status_of(connection)
@@ -89,6 +91,30 @@ def trickled(body: bytes, port: int) -> Callable[[str, threading.Event], int]:
     step = -(-len(body) // 20)
     return lambda source, stop: raw_post(source, port, (body[i:i + step] for i in range(0, len(body), step)),
                                          len(body), 0.2, stop)
+
+
+def slow_body(port: int) -> Callable[[str, threading.Event], int]:
+    """``in_threads``' work: a 4 kB body sent a byte at a time, each 1 to 8 s after the last (under nginx's 10 s
+    ``client_body_timeout``: never finished in a run), then its answer read."""
+    pauses = random.Random(86)
+    return lambda source, stop: raw_post(source, port, (b'x' for _ in range(4096)), 4096, pauses.uniform(1, 8), stop)
+
+
+def spoofed(body: bytes, port: int, statuses: collections.Counter) -> Callable[[str, threading.Event], int]:
+    """``in_threads``' work: ``trickled`` with an ``X-Forwarded-For`` claiming another address each time; and once
+    per call a GET of /metrics claiming 127.0.0.1, its status counted as '/metrics NNN'."""
+    claims = iter(range(10**9))
+
+    def post(source: str, stop: threading.Event) -> int:
+        claim = next(claims)
+        with contextlib.suppress(httpx.TransportError):
+            with httpx.Client(transport=httpx.HTTPTransport(local_address=source), timeout=10) as client:
+                said = client.get(f'http://127.0.0.1:{port}/metrics', headers={'X-Forwarded-For': '127.0.0.1'})
+                statuses[f'/metrics {said.status_code}'] += 1
+        step = -(-len(body) // 20)
+        return raw_post(source, port, (body[i:i + step] for i in range(0, len(body), step)), len(body), 0.2, stop,
+                        b'X-Forwarded-For: 198.51.%d.%d\r\n' % (claim // 250 % 250, claim % 250 + 1))
+    return post
 
 
 def huge(port: int, held: List[tuple]) -> Callable[[str, threading.Event], int]:
@@ -176,7 +202,8 @@ def posting(body: bytes, port: int, pause: float = 0.0) -> Callable[[str, thread
 
 def attack(name: str, port: int, stop: threading.Event, statuses: collections.Counter, scale: float,
            big: bytes, small: bytes, held: List[tuple]) -> List[threading.Thread]:
-    """Start attack ``name`` of ``ATTACKS`` on ``port`` (``scale``: its share of the clients) until ``stop``."""
+    """Start attack ``name`` of ``ATTACKS`` on ``port`` (``scale``: its share of the clients) until ``stop``
+    (the restart and the freeze: ``run_attack``'s)."""
     many = max(2, round(32 * scale))
     if name == 'tricklers, one address':
         return in_threads(many, ['127.0.0.2'], trickled(small, port), stop, statuses)
@@ -191,14 +218,21 @@ def attack(name: str, port: int, stop: threading.Event, statuses: collections.Co
         return in_threads(max(2, round(16 * scale)), ['127.0.0.5'], posting(big, port), stop, statuses)
     if name == "a flood from the good client's address":
         return in_threads(max(2, round(8 * scale)), [GOOD], posting(small, port), stop, statuses)
+    if name.startswith('slow bodies, '):
+        addresses = int(name.split()[2])
+        return in_threads(many, [f'127.0.1.{i}' for i in range(1, addresses + 1)], slow_body(port), stop, statuses)
     if name == 'a 2 GB Content-Length':
         return in_threads(2, ['127.0.0.6'], huge(port, held), stop, statuses)
+    if name == 'a spoofed X-Forwarded-For':
+        return in_threads(max(2, round(12 * scale)), [SPOOFER], spoofed(small, port, statuses), stop, statuses)
     raise ValueError(f'no attack named {name!r}: {", ".join(ATTACKS)}')
 
 
-ATTACKS = ('tricklers, one address', 'tricklers, two addresses', 'slowloris, reconnecting',
+ATTACKS = ('tricklers, one address', 'tricklers, two addresses', 'slow bodies, 8 addresses',
+           'slow bodies, 32 addresses', 'slowloris, reconnecting',
            'near-limit pictures re-posted', "a flood from the good client's address", 'a 2 GB Content-Length',
-           'a restart of one service')
+           'a restart of one service', 'a service frozen 20 s', 'a spoofed X-Forwarded-For')
+SPOOFER = '127.0.0.7'        # an address that is not the trusted balancer's (``Deployment``'s ``balancer``)
 
 
 def good_client(port: int, body: bytes, seconds: float) -> List[tuple]:
@@ -253,11 +287,13 @@ def process_tree(pid: int) -> List[int]:
     return [pid, *children]
 
 
-def start_service(port: int, backend: str, threads: int, log: Path) -> subprocess.Popen:
+def start_service(port: int, backend: str, threads: int, log: Path, notify: str = '') -> subprocess.Popen:
     """``tools/serve.py`` at its defaults but ``--port``, ``--backend`` and ``--threads``, once ready (its
-    log in ``log``)."""
+    log in ``log``; ``notify``: systemd's ``NOTIFY_SOCKET`` for it)."""
+    environment = {**os.environ, **({'NOTIFY_SOCKET': notify, 'WATCHDOG_USEC': '10000000'} if notify else {})}
     process = subprocess.Popen([sys.executable, str(SERVE), '--port', str(port), '--backend', backend,
-                                '--threads', str(threads)], stdout=subprocess.DEVNULL, stderr=log.open('ab'))
+                                '--threads', str(threads)], stdout=subprocess.DEVNULL, stderr=log.open('ab'),
+                               env=environment)
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and process.poll() is None:
         with contextlib.suppress(httpx.TransportError):
@@ -279,19 +315,66 @@ def stop_service(process: subprocess.Popen) -> None:
         process.wait()
 
 
+class Watchdog:
+    """systemd's watchdog as deploy/systemd/solov2@.service sets it (``WatchdogSec``), for the services of a
+    ``Deployment``: each service's ``NOTIFY_SOCKET`` read, and one that sent no WATCHDOG=1 for ``seconds``
+    killed (SIGABRT, as systemd) and started again (``Restart=on-failure``). A stand-in: no systemd runs here."""
+
+    def __init__(self, deployment: 'Deployment', seconds: float):
+        self.deployment, self.seconds, self.closed = deployment, seconds, threading.Event()
+        self.sockets, self.last, self.kills = {}, {}, 0
+
+    def address(self, i: int) -> str:
+        if i not in self.sockets:
+            self.sockets[i] = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+            self.sockets[i].bind(str(self.deployment.folder / f'notify{i}'))
+            self.sockets[i].setblocking(False)
+        self.last[i] = time.monotonic() + 300          # its start: READY=1 comes first
+        return str(self.deployment.folder / f'notify{i}')
+
+    def start(self) -> None:
+        threading.Thread(target=self.run, name='watchdog', daemon=True).start()
+
+    def run(self) -> None:
+        while not self.closed.wait(0.2):
+            for i, receiver in list(self.sockets.items()):
+                with contextlib.suppress(BlockingIOError):
+                    while receiver.recv(256):
+                        self.last[i] = time.monotonic()
+                if time.monotonic() - self.last[i] > self.seconds:
+                    self.kills += 1
+                    self.deployment.services[i].send_signal(signal.SIGABRT)
+                    self.deployment.services[i].send_signal(signal.SIGCONT)      # as systemd: a stopped one too
+                    self.deployment.services[i].wait()
+                    self.deployment.services[i] = self.deployment.start(i)
+
+    def close(self) -> None:
+        self.closed.set()
+        for receiver in self.sockets.values():
+            receiver.close()
+
+
 class Deployment:
     """The services a recipe's upstream names and nginx with the recipe installed (``nginx_stock``) in
-    ``folder``; ``restart(i)`` stops service ``i`` and starts it again."""
+    ``folder``, trusting ``balancer``'s ``X-Forwarded-For`` when given (an address or a range), their hangs
+    ended by a ``Watchdog`` of ``watchdog_s`` when above 0; ``restart(i)`` stops service ``i`` and starts it
+    again, ``freeze(i)`` stops it (SIGSTOP) for 20 s."""
 
-    def __init__(self, folder: Path, recipe: Path, lines: List[str], backend: str):
+    def __init__(self, folder: Path, recipe: Path, lines: List[str], backend: str, balancer: str = '',
+                 watchdog_s: float = 0.0):
         self.folder, self.backend = folder, backend
+        self.watchdog = Watchdog(self, watchdog_s) if watchdog_s > 0 else None
         named = nginx_stock.upstream_ports(recipe.read_text())
         self.ports = {port: free_port() for port in named}
         self.threads = cpu_threads(0, len(named))
         self.services = [self.start(i) for i in range(len(named))]
+        if self.watchdog is not None:
+            self.watchdog.start()
         self.port = free_port()
         self.etc = nginx_stock.install(folder, lines, recipe)
         nginx_stock.localize(folder, self.etc, self.port, self.ports)
+        if balancer:
+            nginx_stock.trust_balancer(self.etc, balancer)
         passed, said = nginx_stock.check(folder, self.etc)
         if not passed:
             self.close()
@@ -299,7 +382,22 @@ class Deployment:
         self.nginx = nginx_stock.start(folder, self.etc, self.port)
 
     def start(self, i: int) -> subprocess.Popen:
-        return start_service(list(self.ports.values())[i], self.backend, self.threads, self.folder / f'service{i}.log')
+        return start_service(list(self.ports.values())[i], self.backend, self.threads, self.folder / f'service{i}.log',
+                             self.watchdog.address(i) if self.watchdog else '')
+
+    def freeze(self, i: int, after: float, seconds: float = 20.0) -> None:
+        """Service ``i`` stopped (SIGSTOP) ``after`` s from now for ``seconds`` (or until a watchdog ends it)."""
+        time.sleep(after)
+        frozen = self.services[i]
+        frozen.send_signal(signal.SIGSTOP)
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline and frozen.poll() is None:
+            time.sleep(0.1)
+        with contextlib.suppress(OSError):
+            frozen.send_signal(signal.SIGCONT)
+        if self.watchdog is not None:           # a restart under way: wait for it, as for ``restart``
+            while self.services[i] is frozen and frozen.poll() is not None:
+                time.sleep(0.1)
 
     def restart(self, i: int, after: float) -> None:
         time.sleep(after)
@@ -311,6 +409,8 @@ class Deployment:
         return sum('[error]' in line for line in log.read_text(errors='replace').splitlines()) if log.exists() else 0
 
     def close(self) -> None:
+        if self.watchdog is not None:
+            self.watchdog.close()
         if getattr(self, 'nginx', None) is not None:
             nginx_stock.stop(self.nginx)
         for service in self.services:
@@ -331,8 +431,9 @@ def run_attack(deployment: Deployment, name: str, seconds: float, scale: float, 
         with contextlib.suppress(OSError):
             Path(f'/proc/{service.pid}/clear_refs').write_text('5')      # the peak becomes the current use
     stop, statuses, errors, held = threading.Event(), collections.Counter(), deployment.error_lines(), []
-    if name == 'a restart of one service':
-        threads = [threading.Thread(target=deployment.restart, args=(0, 1.0), daemon=True)]
+    if name in ('a restart of one service', 'a service frozen 20 s'):
+        work = deployment.restart if name == 'a restart of one service' else deployment.freeze
+        threads = [threading.Thread(target=work, args=(0, 1.0), daemon=True)]
         threads[0].start()
     else:
         threads = attack(name, deployment.port, stop, statuses, scale, big, small, held)
@@ -354,7 +455,7 @@ def run_attack(deployment: Deployment, name: str, seconds: float, scale: float, 
 def table(rows: List[dict]) -> str:
     """The rows as a markdown table."""
     def statuses(counts: collections.Counter) -> str:
-        return ', '.join(f'{n} x {status or "closed"}' for status, n in sorted(counts.items())) or '-'
+        return ', '.join(f'{n} x {status or "closed"}' for status, n in sorted(counts.items(), key=str)) or '-'
     lines = ['| attack | good client | slowest 200 (s) | every other answer JSON, why and Retry-After | attackers | '
              "services' peak RSS (MB) | nginx RSS (MB) | nginx [error] lines |", '|' + ' --- |' * 8]
     for row in rows:
@@ -373,7 +474,7 @@ def run(args) -> str:
     small, big = picture(), picture(9990, 9990) if 'near-limit pictures re-posted' in args.attacks else b''
     load = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as folder:
-        deployment = Deployment(Path(folder), recipe, lines, args.backend)
+        deployment = Deployment(Path(folder), recipe, lines, args.backend, args.balancer, args.watchdog_s)
         try:
             rows = [run_attack(deployment, name, args.seconds, args.scale, big, small) for name in args.attacks]
         finally:
@@ -392,6 +493,10 @@ def main(argv=None) -> int:
     parser.add_argument('--attacks', type=lambda text: [name.strip() for name in text.split('|')],
                         default=list(ATTACKS), help=f"'|'-separated, of: {' | '.join(ATTACKS)}")
     parser.add_argument('--scale', type=float, default=1.0, help="the share of each attack's clients")
+    parser.add_argument('--balancer', default='127.0.0.9',
+                        help='the address (or a range) the site trusts as a load balancer (its real_ip lines)')
+    parser.add_argument('--watchdog-s', type=float, default=10.0,
+                        help="systemd's WatchdogSec, played here for each service (0: none)")
     args = parser.parse_args(argv)
     for name in args.attacks:
         if name not in ATTACKS:

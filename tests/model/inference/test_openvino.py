@@ -43,7 +43,7 @@ import openvino as ov
 import paddle
 
 from solov2.config import CONFIGS, with_overrides
-from solov2.core.cache import COMPILED, cache_entries, entry_folder
+from solov2.core.cache import COMPILED, cache_entries, entry_folder, lock_file
 from solov2.core.paths import CACHE_ENV
 from solov2.model.build import build_model
 from solov2.model.checkpoint import save_checkpoint
@@ -544,7 +544,8 @@ def test_corrupt_cache_entry_is_rebuilt(hot, demo_auto, exports, tmp_path, monke
     assert lines[1].startswith(f'auto: exporting {weights} once for openvino and onnx f32 into {entry} '
                                '(20-40 s for the shipped model')
     assert lines[2].startswith(f'auto: exporting once to {entry} ') and lines[2].endswith(': using openvino f32')
-    assert not [p for p in entry.parent.iterdir() if p.name.startswith(f'.{entry.name}')]   # no temp left
+    assert not [p for p in entry.parent.iterdir() if p.name.startswith(f'.{entry.name}')   # no temp left
+                and p != lock_file(entry)]
     assert exports == [NUMBER]
     _same_instances(rebuilt, DygraphBackend(with_overrides(CONFIGS[NUMBER], opts), weights, 'cpu'),
                     _batch(128, 160, seed=9))
@@ -639,10 +640,11 @@ def test_auto_takes_bf16_on_a_native_bf16_cpu_where_it_keeps_the_f32_instances(h
 def test_two_builders_of_one_entry_at_once_both_run_and_leave_one_entry(hot, exports, tmp_path,  # noqa: F811
                                                                        monkeypatch):
     """Two callers (here threads with 1 and 2 threads, as two test processes of a CI run were) find
-    no entry and build it at once: each builds (exports: a copy of the demo's, ``exports``; verifies,
-    times) in a folder of its own, both finish before either renames (a barrier); the first rename
-    wins, the other caller uses the winner's entry. Before, the loser read the winner's choices for
-    its own thread count and failed with a KeyError."""
+    no entry and, where the entry's lock cannot be held (``entry_lock``: a cache whose filesystem has no
+    ``flock``; with it, the second waits and reads the first's entry), build it at once: each builds
+    (exports: a copy of the demo's, ``exports``; verifies, times) in a folder of its own, both finish
+    before either renames (a barrier); the first rename wins, the other caller uses the winner's entry.
+    Before, the loser read the winner's choices for its own thread count and failed with a KeyError."""
     monkeypatch.setenv(CACHE_ENV, str(tmp_path))
     weights, opts = hot[0], DEMO_OPTS[1:DEMO_OPTS.index('--warmup')]
     real_build_folder, one_at_a_time, both_built = auto_backend.build_folder, threading.Lock(), threading.Barrier(2)
@@ -655,6 +657,7 @@ def test_two_builders_of_one_entry_at_once_both_run_and_leave_one_entry(hot, exp
             both_built.wait(timeout=300)
 
     monkeypatch.setattr(auto_backend, 'build_folder', build_then_wait)
+    monkeypatch.setattr(auto_backend, 'entry_lock', lambda folder: contextlib.nullcontext())
     results, errors = {}, []
 
     def caller(threads):
@@ -672,7 +675,8 @@ def test_two_builders_of_one_entry_at_once_both_run_and_leave_one_entry(hot, exp
     assert {kind for kind, _ in results.values()} == {'openvino'}
     entry = entry_folder(cache_key(weights, NUMBER, ModelSpec(weights, overrides=opts).overrides), tmp_path)
     listing = sorted(p.name for p in tmp_path.iterdir())         # in the message: what else a run left there
-    assert [name for name in listing if entry.name in name] == [entry.name], listing   # no temporary left
+    assert [name for name in listing if entry.name in name and name != lock_file(entry).name] == [entry.name], \
+        listing                                                                     # no temporary left
     assert check_entry(entry, json.loads((entry / MANIFEST).read_text())['key']) is None
     _same_instances(results[1][1], results[2][1], _batch(128, 160, seed=9))
 
