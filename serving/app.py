@@ -58,6 +58,7 @@ RETRY = {'Retry-After': '1'}
 REQUEST_ID = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]{1,128}")      # a sane X-Request-ID: an HTTP token, bounded
 SLOTS = {'uploads': ('max_uploads', 'uploads being received', 1), 'in flight': ('queue_size', 'requests in flight', 1),
          'large in flight': ('queue_size', 'large pictures in flight', 2)}
+ANSWER_FORMS = ('instances', 'coco', 'labelme')     # the ``format`` of ``/v1/segment`` (``answer_content``)
 PROBES = ('/healthz', '/readyz', '/metrics')        # logged at debug level
 GZIP_BYTES, GZIP_LEVEL = 4096, 1      # answers from this size are gzipped when the client accepts it
 PAGE = Path(__file__).resolve().parent / 'page'      # the page at / (index.html, its script and style)
@@ -216,8 +217,7 @@ class Service:
             found = self.running.finish(row, meta, params)
             instances = instances_of(self.model.class_names, found, min_score)
         with self.metrics.stage('encode'):
-            content = instances.to_coco(0, file_name=name) if form == 'coco' else instances.to_labelme(
-                name, min_score=min_score) if form == 'labelme' else instances.to_dict(masks)
+            content = answer_content(instances, form, masks, name, min_score)
             body = json.dumps(content, ensure_ascii=False, allow_nan=False, separators=(',', ':')).encode()
             if not gzipped or len(body) < GZIP_BYTES:
                 return body, {}
@@ -249,6 +249,18 @@ class Service:
             yield
         finally:
             self.counts[what] -= 1
+
+
+def answer_content(instances, form: str, masks: str, name: str, min_score: float):
+    """One picture's answer in ``form`` (``ANSWER_FORMS``): ``Instances.to_dict(masks)``, its COCO result records, or
+    its labelme file for the picture ``name``; ValueError for another form."""
+    if form == 'instances':
+        return instances.to_dict(masks)
+    if form == 'coco':
+        return instances.to_coco(0, file_name=name)
+    if form == 'labelme':
+        return instances.to_labelme(name, min_score=min_score)
+    raise ValueError(f"an answer's form is one of {', '.join(ANSWER_FORMS)}, not {form!r}")
 
 
 def create_app(settings: ServeSettings, load_first: bool = False, segmenter: Optional[Segmenter] = None,

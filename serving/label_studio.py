@@ -166,6 +166,8 @@ async def segmented(service, task: dict, tag: LabelTag) -> dict:
 def prediction(answer: dict, tag: LabelTag, labels: dict, version: str) -> dict:
     """A picture's answer (``Instances.to_dict('rle')``) as a Label Studio prediction of ``tag``'s regions:
     polygons (an instance's every part) in percent, or brushes; its score the mean of the regions'."""
+    if tag.kind not in ('brush', 'polygon'):
+        raise ValueError(f"a Label Studio region kind is 'brush' or 'polygon', not {tag.kind!r}")
     height, width = answer['image_size']
     regions = []
     for record in answer['instances']:
