@@ -38,7 +38,7 @@ from solov2.data.results import SHOWN_MIN_SCORE
 from solov2.data.transforms import header_size
 from solov2.model.inference.batching import Batching
 from solov2.model.inference.memory import default_budget, pixels_within
-from solov2.model.inference.pipeline import PipelineOptions, Predictor
+from solov2.model.inference.pipeline import REFUSE, PipelineOptions, Predictor, Refused
 from solov2.model.runtime import cpu_threads
 from solov2.serving.label_studio import add_label_studio_routes
 from solov2.serving.limits import (
@@ -185,30 +185,26 @@ class Service:
     async def segment(self, data: bytes, params, masks: str, min_score: float = 0.0, form: str = 'instances',
                       name: str = 'picture', gzipped: bool = False) -> Response:
         """The answer for an encoded picture (JSON, gzipped when ``gzipped`` says the client takes it and it is
-        large; its bytes made in a worker, ``answer``), admitted by its cost: its share of the predictor's
-        budget (``cost``) taken at once or 503 at once, so a picture that does not fit beside those in
-        flight holds no slot while small ones keep flowing; then an in-flight slot, and a large picture
-        one of their half (``SLOTS``; 503 when full); then the predictor's stages (``Predictor.submit``,
-        which gives the share back once the picture's work ends). The predictor is the segmenter's as it is
-        now (a host's ``set_pipeline`` gives it a new one), the same for the whole request."""
-        predictor = self.running
-        cost, budget = self.cost(data, predictor), predictor.budget
-        if not budget.take(cost, 0):
-            raise HttpError(503, f'busy: the pictures in flight hold {budget.used / 2**20:.0f} MB of the '
-                                 f'{budget.limit / 2**20:.0f} MB this service holds at once, no room for this '
-                                 f'one ({cost / 2**20:.0f} MB); try again after Retry-After seconds', RETRY,
-                            'in-flight budget')
-        answer, large = None, budget.limit and cost * self.settings.queue_size > budget.limit     # SLOTS
-        try:
-            with self.held('in flight'), self.held('large in flight') if large else contextlib.nullcontext():
-                answer = predictor.submit(data, functools.partial(self.read, predictor), lambda _, prepared, row:
-                                          self.answer(predictor, row, prepared.meta, params, masks, min_score, form,
-                                                      name, gzipped), params, cost)
-                body, headers = await asyncio.wrap_future(answer)
-                return Response(body, media_type='application/json', headers=headers)
-        finally:
-            if answer is None:                 # refused a slot: the predictor never had it
-                budget.give(cost)
+        large; its bytes made in a worker, ``answer``): an in-flight slot, and a large picture one of their half
+        (``SLOTS``; 503 when full), then the predictor's request (``Predictor.submit``) admitted by its cost with
+        ``REFUSE``: its share of the predictor's budget (``cost``) taken, or 503 at once, so a picture that does
+        not fit beside those in flight holds nothing while small ones keep flowing. A request that ends early (the
+        deadline, a client gone) cancels its picture."""
+        predictor = self.running              # this request's, whatever the host does meanwhile
+        cost, limit = self.cost(data, predictor), predictor.budget.limit
+        large = limit and cost * self.settings.queue_size > limit     # SLOTS
+        with self.held('in flight'), self.held('large in flight') if large else contextlib.nullcontext():
+            request = predictor.submit(data, functools.partial(self.read, predictor), lambda _, prepared, row:
+                                       self.answer(predictor, row, prepared.meta, params, masks, min_score, form,
+                                                   name, gzipped), params, cost, REFUSE)
+            try:
+                body, headers = await asyncio.wrap_future(request.future)
+            except Refused as exc:
+                raise HttpError(503, f'busy: {exc} this service holds at once; try again after Retry-After seconds',
+                                RETRY, 'in-flight budget') from None
+            finally:
+                request.cancel()            # the request ended early: its picture dropped (answered: nothing)
+            return Response(body, media_type='application/json', headers=headers)
 
     def cost(self, data: bytes, predictor: Predictor) -> int:
         """The bytes ``data`` takes from the budget (``PictureReader.cost``); 413 when over it; 0 when its

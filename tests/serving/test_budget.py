@@ -175,8 +175,8 @@ def test_the_service_runs_on_its_predictors_workers_and_budget_its_helper_thread
     segmenter = Segmenter(SMALL_MODEL)
     service = app.Service(ServeSettings(SMALL_MODEL, max_in_flight_mb=70, max_batch=3), segmenter)
     service.load()
-    assert service.problem is None and service.running.workers._max_workers == 8
-    assert service.running.readers._max_workers == 8
+    assert service.problem is None and service.running.queue.finishing.workers == 8
+    assert service.running.queue.reading.workers == 8
     assert service.running.budget.limit == 70 * 2**20 and service.running.budget.used == 0
     assert not [name for name, value in vars(service).items() if isinstance(value, (ThreadPoolExecutor, MemoryBudget))]
     assert service.running is segmenter.predictor and segmenter.predictor.queue.batching.max_batch == 3   # one
