@@ -67,11 +67,11 @@ def run(args) -> str:
         order = [shared, turns] if round_ % 2 == 0 else [turns, shared]
         speed = {way: measured(way) for way in order}
         (together, per_run), (taking_turns, _) = speed[shared], speed[turns]
-        alone = timed(1, args.calls, shared)
+        one = timed(1, args.calls, shared)
         lines.append(f"round {round_ + 1} ({'shared' if order[0] is shared else 'taking turns'} first): "
                      f'{together:.1f} pictures/s shared, {taking_turns:.1f} taking turns through a lock '
-                     f'({together / taking_turns:.2f}x), one caller alone {alone:.1f} ({1000 / alone:.1f} ms a call; '
-                     f'shared {together / alone:.2f}x alone); {per_run:.1f} pictures a network run shared')
+                     f'({together / taking_turns:.2f}x), one caller alone {one:.1f} ({1000 / one:.1f} ms a call; '
+                     f'shared {together / one:.2f}x alone); {per_run:.1f} pictures a network run shared')
     return '\n'.join([
         report.machine_line(0) + f'; {seg!r}',
         f'{args.threads} threads x {args.calls} calls, 640x480; answers equal to the picture alone: {not wrong}',
