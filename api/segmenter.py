@@ -108,6 +108,11 @@ class Segmenter:
         old.close()
 
     @property
+    def closed(self) -> bool:
+        """Whether ``close`` was called (nothing then serves its calls)."""
+        return self._predictor is None
+
+    @property
     def predictor(self) -> Predictor:
         """The predictor around the engine (``model.inference.pipeline.Predictor``); InputError once closed."""
         if self._predictor is None:

@@ -28,6 +28,8 @@ def backbone_block(key: str, cfg, label: str) -> Tuple[int, str, str, str]:
 def stem_conv(index: int, cfg) -> str:
     """Stem conv ``index`` of our ``backbone.stem``: ``conv1`` (7x7, variant b) or
     ``conv1_{1,2,3}`` (three 3x3, variant d)."""
+    if cfg.variant not in ('b', 'd'):
+        raise ValueError(f"a ResNet stem variant is 'b' or 'd', not {cfg.variant!r}")
     return 'conv1' if cfg.variant == 'b' else f'conv1_{index + 1}'
 
 

@@ -39,6 +39,8 @@ def instance_shapes(crop: np.ndarray, box: Sequence[int], label: str, score: flo
     common = {'label': label, 'description': f'score {score:.3f}', 'flags': {}}
     if crop.size == 0 or not crop.any():
         return []
+    if shape_type not in SHAPE_TYPES:
+        raise ValueError(f"shape_type must be one of {', '.join(SHAPE_TYPES)}, not {shape_type!r}")
     if shape_type == 'mask':
         return [{**common, 'points': [[x0, y0], [x1 - 1, y1 - 1]], 'group_id': None, 'shape_type': 'mask',
                  'mask': mask_shape_data(crop)}]

@@ -11,6 +11,7 @@ others of its padded size by the predictor's ``queue``, finished in a worker), a
 """
 import asyncio
 import contextlib
+import functools
 import gzip
 import json
 import logging
@@ -38,7 +39,7 @@ from solov2.data.results import SHOWN_MIN_SCORE
 from solov2.data.transforms import header_size
 from solov2.model.inference.batching import Batching
 from solov2.model.inference.memory import default_budget, pixels_within
-from solov2.model.inference.pipeline import PipelineOptions, Predictor
+from solov2.model.inference.pipeline import REFUSE, PipelineOptions, Predictor, Refused
 from solov2.model.runtime import cpu_threads
 from solov2.serving.label_studio import add_label_studio_routes
 from solov2.serving.limits import (
@@ -58,9 +59,11 @@ from solov2.serving.wire import LOADING, STOPPING
 LOG = logging.getLogger(__name__)
 Form = Union[str, Callable[[Instances], Any]]      # an answer's form: a name, or what makes it of the instances
 RETRY = {'Retry-After': '1'}
+CLOSED = 'the model was closed by the program serving it (Segmenter.close): nothing serves requests'
 REQUEST_ID = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]{1,128}")      # a sane X-Request-ID: an HTTP token, bounded
 SLOTS = {'uploads': ('max_uploads', 'uploads being received', 1), 'in flight': ('queue_size', 'requests in flight', 1),
          'large in flight': ('queue_size', 'large pictures in flight', 2)}
+ANSWER_FORMS = ('instances', 'coco', 'labelme')     # the ``format`` of ``/v1/segment`` (``answer_content``)
 PROBES = ('/healthz', '/readyz', '/metrics')        # logged at debug level
 GZIP_BYTES, GZIP_LEVEL = 4096, 1      # answers from this size are gzipped when the client accepts it
 PAGE = Path(__file__).resolve().parent / 'page'      # the page at / (index.html, its script and style)
@@ -72,25 +75,25 @@ PAGE_HEADERS = {'Content-Security-Policy': "default-src 'none'; script-src 'self
 
 
 class Service:
-    """One application's state: the model and its predictor (its batching, workers and budget as the settings
-    say), the requests held, metrics; ``on_loaded(service)``, called once the load ends, reports a ``failure``
-    itself (else the log does)."""
+    """One application's state: the model (a ``Segmenter``, whose predictor batches, finishes and admits as the
+    settings say; each request takes the predictor it has then, so a host's ``set_pipeline`` or ``close`` is seen by
+    the next request), the requests held, metrics; ``on_loaded(service)``, called once the load ends, reports a
+    ``failure`` itself (else the log does)."""
 
     def __init__(self, settings: ServeSettings, segmenter: Optional[Segmenter] = None,
                  on_loaded: Optional[Callable[['Service'], None]] = None):
         self.settings = settings
         self.segmenter, self.owns_model = segmenter, segmenter is None      # the host's, else its own to close
-        self.predictor: Optional[Predictor] = None      # the segmenter's model, batching as the settings say
-        self.problem: Optional[str] = LOADING
+        self._problem: Optional[str] = LOADING
         self.failure: Optional[Exception] = None
         self.on_loaded = on_loaded
         self.replica = uuid.uuid4().hex[:12]     # tells replicas apart in /v1/model: no process id, no host
         self.counts = dict.fromkeys(SLOTS, 0)
         self.budget = default_budget() if settings.max_in_flight_mb is None else int(settings.max_in_flight_mb * 2**20)
-        self.metrics = Metrics(settings.max_batch, lambda: self.predictor.queue.depth if self.predictor else 0,
-                               lambda: self.predictor.budget.used if self.predictor else 0, self.counts)
+        self.metrics = Metrics(settings.max_batch, lambda: (serving := self._serving()) and serving.queue.depth or 0,
+                               lambda: (serving := self._serving()) and serving.budget.used or 0, self.counts)
         self.loaded = threading.Event()
-        self.liveness = Liveness(settings.timeout_s, lambda: self.predictor.budget.used if self.predictor else 0)
+        self.liveness = Liveness(settings.timeout_s, lambda: (serving := self._serving()) and serving.budget.used or 0)
 
     @property
     def model(self) -> Segmenter:
@@ -100,11 +103,28 @@ class Service:
         return self.segmenter
 
     @property
+    def problem(self) -> Optional[str]:
+        """Why it serves no request now (their 503's reason, ``/readyz``'s): loading, the model did not load,
+        stopping, or its host closed the model; None when it serves."""
+        if self._problem is None and self.segmenter is not None and self.segmenter.closed:
+            return CLOSED
+        return self._problem
+
+    @problem.setter
+    def problem(self, reason: Optional[str]) -> None:
+        self._problem = reason
+
+    @property
     def running(self) -> Predictor:
-        """The predictor ``load`` made of the segmenter's model (batching as the settings say); RuntimeError before."""
-        if self.predictor is None:
-            raise RuntimeError(f'{LOADING}: no predictor yet')
-        return self.predictor
+        """The segmenter's predictor as it is now (a host's ``set_pipeline`` gives it a new one); RuntimeError
+        before the model is loaded, 503 once its host closed it."""
+        if self.segmenter is not None and self.segmenter.closed:
+            raise HttpError(503, CLOSED, RETRY, 'not ready')
+        return self.model.predictor
+
+    def _serving(self) -> Optional[Predictor]:
+        """The predictor serving now (the metrics'), None while none does."""
+        return None if self.segmenter is None or self.segmenter.closed else self.segmenter.predictor
 
     @property
     def max_pixels(self) -> int:
@@ -125,7 +145,7 @@ class Service:
                 self.segmenter = Segmenter(settings.model, progress=self.exporting, pipeline=pipeline)
             else:
                 self.segmenter.set_pipeline(pipeline)
-            segmenter, self.predictor = self.segmenter, self.segmenter.predictor
+            segmenter = self.segmenter
             self.problem = f'{LOADING}: warming up (compiling what its batches will run)'
             self.warm_up()
             self.metrics.engine(self.settings.model.backend, segmenter.backend, precision_of(segmenter,
@@ -169,61 +189,58 @@ class Service:
     async def segment(self, data: bytes, params, masks: str, min_score: float = 0.0, form: Form = 'instances',
                       name: str = 'picture', gzipped: bool = False) -> Response:
         """The answer for an encoded picture (JSON, gzipped when ``gzipped`` says the client takes it and it is
-        large; its bytes made in a worker, ``answer``), admitted by its cost: its share of the predictor's
-        budget (``cost``) taken at once or 503 at once, so a picture that does not fit beside those in
-        flight holds no slot while small ones keep flowing; then an in-flight slot, and a large picture
-        one of their half (``SLOTS``; 503 when full); then the predictor's stages (``Predictor.submit``,
-        which gives the share back once the picture's work ends)."""
-        cost, budget = self.cost(data), self.running.budget
-        if not budget.take(cost, 0):
-            raise HttpError(503, f'busy: the pictures in flight hold {budget.used / 2**20:.0f} MB of the '
-                                 f'{budget.limit / 2**20:.0f} MB this service holds at once, no room for this '
-                                 f'one ({cost / 2**20:.0f} MB); try again after Retry-After seconds', RETRY,
-                            'in-flight budget')
-        answer, large = None, budget.limit and cost * self.settings.queue_size > budget.limit     # SLOTS
-        try:
-            with self.held('in flight'), self.held('large in flight') if large else contextlib.nullcontext():
-                answer = self.running.submit(data, self.read, lambda _, prepared, row: self.answer(
-                    row, prepared.meta, params, masks, min_score, form, name, gzipped), params, cost)
-                body, headers = await asyncio.wrap_future(answer)
-                return Response(body, media_type='application/json', headers=headers)
-        finally:
-            if answer is None:                 # refused a slot: the predictor never had it
-                budget.give(cost)
+        large; its bytes made in a worker, ``answer``): an in-flight slot, and a large picture one of their half
+        (``SLOTS``; 503 when full), then the predictor's request (``Predictor.submit``) admitted by its cost with
+        ``REFUSE``: its share of the predictor's budget (``cost``) taken, or 503 at once, so a picture that does
+        not fit beside those in flight holds nothing while small ones keep flowing. A request that ends early (the
+        deadline, a client gone) cancels its picture."""
+        predictor = self.running              # this request's, whatever the host does meanwhile
+        cost, limit = self.cost(data, predictor), predictor.budget.limit
+        large = limit and cost * self.settings.queue_size > limit     # SLOTS
+        with self.held('in flight'), self.held('large in flight') if large else contextlib.nullcontext():
+            request = predictor.submit(data, functools.partial(self.read, predictor), lambda _, prepared, row:
+                                       self.answer(predictor, row, prepared.meta, params, masks, min_score, form,
+                                                   name, gzipped), params, cost, REFUSE)
+            try:
+                body, headers = await asyncio.wrap_future(request.future)
+            except Refused as exc:
+                raise HttpError(503, f'busy: {exc} this service holds at once; try again after Retry-After seconds',
+                                RETRY, 'in-flight budget') from None
+            finally:
+                request.cancel()            # the request ended early: its picture dropped (answered: nothing)
+            return Response(body, media_type='application/json', headers=headers)
 
-    def cost(self, data: bytes) -> int:
+    def cost(self, data: bytes, predictor: Predictor) -> int:
         """The bytes ``data`` takes from the budget (``PictureReader.cost``); 413 when over it; 0 when its
         header refuses it (it is refused as it is read)."""
         size, budget = header_size(data), self.budget
         if size is None or (self.max_pixels and size[0] * size[1] > self.max_pixels):
             return 0 if self.max_pixels else budget
-        cost = self.running.reader.cost(data) or 0
+        cost = predictor.reader.cost(data) or 0
         if budget and cost > budget:
             raise HttpError(413, f'the picture is {size[0]}x{size[1]}: decoding it takes about {cost / 2**20:.0f} MB, '
                                  f'over the {budget / 2**20:.0f} MB this service holds in flight at once; send a '
                                  'smaller picture')
         return cost
 
-    def read(self, data: bytes):
+    def read(self, predictor: Predictor, data: bytes):
         """[H, W, 3] uint8 RGB of an encoded picture, read as ``Segmenter`` reads bytes (``Predictor.read``:
         LimitError over ``max_pixels``, InputError when it does not decode)."""
         with self.metrics.stage('decode'):
-            return self.running.read(data, max_pixels=self.max_pixels, what='the picture')
+            return predictor.read(data, max_pixels=self.max_pixels, what='the picture')
 
-    def answer(self, row, meta, params, masks: str, min_score: float, form: Form, name: str,
+    def answer(self, predictor: Predictor, row, meta, params, masks: str, min_score: float, form: Form, name: str,
                gzipped: bool = False) -> Tuple[bytes, Dict[str, str]]:
-        """The network's output for one picture -> the bytes of its JSON answer and their headers, gzipped from
-        ``GZIP_BYTES`` when ``gzipped`` (the client takes it), made here in a worker so that the event loop only
-        moves them: in ``form`` 'instances' ``Instances.to_dict(masks)`` (only what it holds), 'coco' its COCO
-        result records, 'labelme' its labelme file for the picture ``name``, a callable what it makes of the
-        ``Instances`` (the Label Studio routes' predictions)."""
+        """The network's output for one picture (``predictor``'s) -> the bytes of its JSON answer and their headers,
+        gzipped from ``GZIP_BYTES`` when ``gzipped`` (the client takes it), made here in a worker so that the event
+        loop only moves them: ``answer_content`` in ``form`` (a labelme file names the picture ``name``; a callable
+        form, the Label Studio routes' predictions, makes what it will of the ``Instances``)."""
         with self.metrics.stage('postprocess'):
-            found = self.running.finish(row, meta, params)
+            found = predictor.finish(row, meta, params)
             instances = instances_of(self.model.class_names, found, min_score)
         self.liveness.moved()
         with self.metrics.stage('encode'):
-            content = form(instances) if callable(form) else instances.to_coco(0, file_name=name) if form == 'coco' \
-                else instances.to_labelme(name, min_score=min_score) if form == 'labelme' else instances.to_dict(masks)
+            content = answer_content(instances, form, masks, name, min_score)
             body = json.dumps(content, ensure_ascii=False, allow_nan=False, separators=(',', ':')).encode()
             if not gzipped or len(body) < GZIP_BYTES:
                 return body, {}
@@ -255,6 +272,21 @@ class Service:
             yield
         finally:
             self.counts[what] -= 1
+
+
+def answer_content(instances, form: Form, masks: str, name: str, min_score: float):
+    """One picture's answer in ``form`` (``ANSWER_FORMS``): ``Instances.to_dict(masks)``, its COCO result records, or
+    its labelme file for the picture ``name``; a callable ``form``, what it makes of the ``Instances``; ValueError
+    for another form."""
+    if callable(form):
+        return form(instances)
+    if form == 'instances':
+        return instances.to_dict(masks)
+    if form == 'coco':
+        return instances.to_coco(0, file_name=name)
+    if form == 'labelme':
+        return instances.to_labelme(name, min_score=min_score)
+    raise ValueError(f"an answer's form is one of {', '.join(ANSWER_FORMS)}, not {form!r}")
 
 
 def create_app(settings: ServeSettings, load_first: bool = False, segmenter: Optional[Segmenter] = None,

@@ -258,6 +258,8 @@ def prediction(instances, tag: LabelTag, labels: dict[int, str], version: str) -
     polygons in percent, a polygon per part (a Label Studio polygon has one ring), the first part's region id
     ``solov2_<i>`` the ``parentID`` of the others (Label Studio nests them under it; ``labelstudio2coco`` joins
     them into one instance); its score the mean of the regions'."""
+    if tag.kind not in ('brush', 'polygon'):
+        raise ValueError(f"a Label Studio region kind is 'brush' or 'polygon', not {tag.kind!r}")
     height, width = instances.image_size
     regions = []
     for index, (label, score) in enumerate(zip(instances.labels.tolist(), instances.scores.tolist())):

@@ -1,233 +1,401 @@
-"""The predictor's network stage, shared by every caller: prepared pictures are submitted from any
-thread and run through the network on one thread at a time (a waiting caller's, else one of its own), in
-the batches ``backend.share_batches``
-groups them in (a batch gives each picture what it gives alone), those of one call's thresholds
-together. A picture waits for company only while ``coming()`` says more are being prepared and at
-most ``max_wait_s``; else the queue runs at once, so a caller alone waits for nobody, and callers
-that arrive while a batch runs share the next one (a ``Segmenter`` used by many threads, the
-service). The thread runs while there is work and ends when the queue is empty; a future cancelled
-before its batch starts is dropped.
+"""The predictor's request queue and its worker threads (``RequestQueue``), as Triton's dynamic batcher and
+TorchServe's batch aggregator do it: a caller's thread only puts requests on the queue and waits for their
+answers; one thread the predictor owns (``solov2-queue``) holds all the state: admission to the budget of bytes
+in flight, the reads it hands to the readers (``solov2-read``), the batches it forms of the requests that are
+ready and hands to the network's thread (``solov2-network``), and the finishing it hands to the finishing workers
+(``solov2-finish``). Every hand-over to that thread is a ``queue.SimpleQueue.put`` (one C call, which an interrupt
+cannot split) and a caller waits on a C lock its request releases once: no lock the owner needs is ever held by a
+caller, so an interrupt or a timeout of a caller only ends its wait (``Request.cancel`` then drops its requests
+at their next stage).
+Glossary: a *request* is one picture and what to do with it; *admission* takes its cost from the budget
+(``WAIT``, ``REFUSE`` or ``FORCE``); a *batch* is one network run; a *group* is the requests one caller
+asks to run as one batch (``run_pictures``' ``batch_size``); a *stage* is a pool of worker threads fed cheapest
+first (reading, finishing).
 """
 import collections
-import concurrent.futures
-import contextlib
 import dataclasses
+import heapq
+import itertools
+import logging
+import queue
 import threading
 import time
-from typing import Any, Callable, Deque, Iterator, List, Optional
+from concurrent.futures import CancelledError, Future, InvalidStateError, ThreadPoolExecutor
+from typing import Any, Callable, Deque, List, NamedTuple, Optional, Union, cast
 
 import numpy as np
 
+from solov2.core.errors import InputError
 from solov2.model.inference.backend import share_batches
-from solov2.model.inference.postprocess import InferenceParams
+from solov2.model.inference.memory import MemoryBudget
+
+LOG = logging.getLogger(__name__)
+WAIT, REFUSE, FORCE = 'wait', 'refuse', 'force'        # admission: wait for room, refuse at once, or take it anyway
+ADMISSIONS = (WAIT, REFUSE, FORCE)
+LARGE_BYTES = 12 * 2 ** 20     # a large task: over a 4 MP picture decoded; never on the last free worker of a stage
 
 
 @dataclasses.dataclass(frozen=True)
 class Batching:
-    """How pictures of several callers share network runs: at most ``max_batch`` a run (a caller's own
-    batch may be larger), pictures of different padded sizes together where the batch then holds at
-    most 1 + ``max_padding`` times their own pixels, the oldest waiting up to ``max_wait_s`` while
-    pictures are coming (the queue's ``coming()``); ``on_batch(waits, seconds)`` after each run."""
+    """How requests of several callers share network runs: at most ``max_batch`` a run (a caller's own group
+    may be larger), pictures of different padded sizes together where the batch then holds at most 1 +
+    ``max_padding`` times their own pixels, the oldest waiting up to ``max_wait_s`` for company while pictures are
+    being read; ``on_batch(waits, seconds)`` after each run."""
     max_batch: int = 4
     max_wait_s: float = 0.0
     max_padding: float = 0.0
     on_batch: Callable[[List[float], float], None] = lambda waits, seconds: None
 
 
-@dataclasses.dataclass(eq=False)      # each job is itself: the queue removes it by identity
-class Group:
-    """Pictures one caller runs as one batch (``Predictor.run_pictures``' ``batch_size``): the queue waits for
-    all of them, ``coming`` those not yet submitted (each submitted, or ``NetworkQueue.left`` when one will not
-    come: its read failed). Other callers' pictures may join its batch, the same ``caller``'s next groups not."""
-
-    def __init__(self, size: int, caller: object):
-        self.size = self.coming = size
-        self.caller = caller
-
-    def joins(self, other: Optional['Group']) -> bool:
-        """Whether a picture of ``other`` may run in a batch of this group's (the same group, no group, or
-        another caller's)."""
-        return other is self or other is None or other.caller is not self.caller
-
-
-@dataclasses.dataclass(eq=False)      # each job is itself: the queue removes it by identity
-class Job:
-    """One picture waiting for the network: chw [3, Hp, Wp] float32, its meta, the call's params and
-    the pictures its caller runs with it as one batch (``group``)."""
+class Prepared(NamedTuple):
+    """A picture read and preprocessed: ``image`` [H, W, 3] uint8 RGB, ``chw`` [3, Hp, Wp] float32."""
+    image: np.ndarray
     chw: np.ndarray
     meta: Any
-    params: InferenceParams
-    group: Optional[Group]
-    arrived: float
-    future: concurrent.futures.Future = dataclasses.field(default_factory=concurrent.futures.Future)
 
 
-class NetworkQueue:
-    """``submit`` from any thread (module docstring). The network (``network(rows, params, max_padding)``, the
-    predictor's) runs on one thread at a time: a caller waiting for its pictures (``serve``, within
-    ``hosting``) runs it on its own thread while nobody else does (a caller alone: as if there were no queue,
-    on its own thread, so a training thread's evaluation stays on it), else a ``submit`` that finds it idle
-    starts a thread to; the others wait for their futures. ``coming()``: pictures being prepared that will
-    be submitted (the predictor's)."""
+class Refused(RuntimeError):
+    """A request submitted with ``REFUSE`` found no room in the budget."""
 
-    def __init__(self, network: Callable[..., list], engine, batching: Batching, coming: Callable[[], int]):
-        self.network, self.engine, self.batching, self.coming = network, engine, batching, coming
-        self._jobs: Deque[Job] = collections.deque()
-        # Held with the C lock's own ``with`` (not the Condition's, a Python call): an interrupt of a caller's thread
-        # can then never leave it held (the acquire and the block's set-up are one step).
-        self._lock = threading.RLock()
-        self._wake = threading.Condition(self._lock)
-        self._running, self._hosts = False, 0
-        self._runner: Optional[int] = None       # the host thread that claimed the queue (None: a thread of its own)
-        self._taken: List[Job] = []              # the batch being run, out of the queue
-        self._busy = threading.local()          # seconds this thread ran the network (``serve``'s answer)
+
+class Request:
+    """One picture's way through the predictor: ``load()`` -> its ``Prepared`` picture in a reader; the network's
+    row for it in a batch; ``finish(picture, row)`` -> its value in a finishing worker. ``cost``: bytes of the
+    budget it holds from admission until its work ends (``asks``: those bytes, or a function asked at admission);
+    ``caller``: requests of one caller share a batch only
+    within their ``group`` (None: with any). A caller waits (``wait``) and reads ``outcome``; ``future`` gives the
+    same to an asyncio host; ``cancel`` drops it at its next stage."""
+
+    def __init__(self, load: Callable[[], Prepared], finish: Callable[[Prepared, Any], Any], params: Any,
+                 cost: Union[int, Callable[[], int]] = 0, caller: Optional[object] = None):
+        self.load, self.finish, self.params, self.caller, self.asks = load, finish, params, caller, cost
+        self.cost = 0                   # the bytes it holds once admitted
+        self.group: List['Request'] = [self]
+        self.future: Future = Future()
+        self.cancelled = False
+        self.outcome: Any = None        # the value, or the exception that ended it
+        self.picture: Optional[Prepared] = None     # once read
+        self.network_s = 0.0            # its share of its batch's network time
+        self.arrived, self.order = 0.0, 0           # when and in which order it was admitted
+        self._answered = threading.Lock()      # a C lock: released once answered, never held by a caller
+        self._answered.acquire()
+        self._cancel: Callable[['Request'], None] = lambda request: None
+
+    @property
+    def done(self) -> bool:
+        """Whether it was answered."""
+        return not self._answered.locked()
+
+    @property
+    def prepared(self) -> bool:
+        """Whether its read succeeded (a later failure is the network's or finishing's)."""
+        return self.picture is not None
+
+    def joins(self, head: 'Request') -> bool:
+        """Whether it may run in a batch with ``head``: of its group, or of another caller (or none), of its params."""
+        return self.params == head.params and (self in head.group or self.caller is None or head.caller is None or
+                                               self.caller is not head.caller)
+
+    def wait(self, timeout: Optional[float] = None) -> bool:
+        """Until answered or ``timeout`` seconds (None: as long as it takes); whether it was answered."""
+        if self._answered.acquire(timeout=-1 if timeout is None else max(timeout, 0.0)):
+            self._answered.release()
+            return True
+        return False
+
+    def cancel(self) -> None:
+        """No longer awaited: its owner drops it at its next stage and gives back its cost once its work ends."""
+        self.cancelled = True
+        self._cancel(self)
+
+    def answer(self, outcome: Any, failed: bool) -> None:
+        """(Its owner's threads) its value, or the exception that ended it; once."""
+        if self.done:
+            return
+        self.outcome, self.load, self.finish = outcome, _answered, _answered     # what they held (a predictor) freed
+        self._answered.release()
+        try:
+            self.future.set_exception(outcome) if failed else self.future.set_result(outcome)
+        except InvalidStateError:     # the asyncio host cancelled its future
+            pass
+
+
+def _answered(*args) -> Any:
+    raise RuntimeError('this request was answered: it neither reads nor finishes again')
+
+
+class Stage:
+    """A pool of ``workers`` threads named ``name`` fed cheapest first (tasks of ``weight`` bytes); a large task
+    (over ``LARGE_BYTES``) never takes the last free worker of several, so a small one never waits behind large
+    ones; ``put`` and ``done`` from the owner's thread only."""
+
+    def __init__(self, workers: int, name: str):
+        self.pool, self.workers, self.busy = ThreadPoolExecutor(workers, name), workers, 0
+        self._waiting: list = []
+        self._order = itertools.count()
+
+    def put(self, weight: int, task: Callable[[], None]) -> None:
+        heapq.heappush(self._waiting, (weight, next(self._order), task))
+        self._start()
+
+    def done(self) -> None:
+        """A task it ran has ended."""
+        self.busy -= 1
+        self._start()
+
+    def _start(self) -> None:
+        while self._waiting and self.busy < self.workers:
+            weight, _, task = self._waiting[0]
+            if weight > LARGE_BYTES and self.workers > 1 and self.busy == self.workers - 1:
+                return
+            heapq.heappop(self._waiting)
+            self.busy += 1
+            self.pool.submit(task)
+
+    def __len__(self) -> int:
+        return len(self._waiting)
+
+
+class RequestQueue:
+    """The predictor's requests (module docstring): ``submit`` from any thread; the network
+    (``network(inputs, params, max_padding)``: a row for each (chw, meta)) runs on its own thread in the batches
+    ``backend.share_batches`` forms (a batch gives each picture what it gives alone), those of one call's
+    ``params`` together; ``budget``: bytes in flight across callers."""
+
+    def __init__(self, network: Callable[..., list], engine, batching: Batching, readers: int, workers: int,
+                 budget: MemoryBudget):
+        self.network, self.engine, self.batching, self.budget = network, engine, batching, budget
+        self.reading, self.finishing = Stage(readers, 'solov2-read'), Stage(workers, 'solov2-finish')
+        self._runner = ThreadPoolExecutor(1, 'solov2-network')
+        self._inbox: queue.SimpleQueue = queue.SimpleQueue()
+        self._waiting: Deque[List[Request]] = collections.deque()      # groups waiting for admission
+        self._ready: List[Request] = []                                  # read, waiting for a batch
+        self._in_flight, self._streams, self._running, self._closing = 0, 0, False, False
+        self._order = itertools.count()
+        self._deadline: Optional[float] = None     # when the oldest request stops waiting for company
+        self.closed = self._stopped = False
+        self._thread = threading.Thread(target=self._serve, name='solov2-queue', daemon=True)
+        self._thread.start()
+
+    @property
+    def threads(self) -> set:
+        """The threads it runs now: its own, and its readers', network's and finishing workers'."""
+        return {self._thread, *self.reading.pool._threads, *self._runner._threads, *self.finishing.pool._threads}
 
     @property
     def depth(self) -> int:
-        """Pictures waiting for the network."""
-        return len(self._jobs)
+        """Requests waiting for the network (read, not yet in a batch)."""
+        return len(self._ready)
 
-    def submit(self, chw: np.ndarray, meta: Any, params: InferenceParams, group: Optional[Group] = None
-               ) -> concurrent.futures.Future:
-        """Queue a prepared picture (``Predictor.prepare``'s chw [3, Hp, Wp] and meta), one of ``group``; the
-        future gives its network output for ``Predictor.finish``."""
-        job = Job(chw, meta, params, group, time.monotonic())
-        with self._lock:
-            self._jobs.append(job)
-            self.settled(group)
-            self._start_thread()
-        return job.future
+    def submit(self, group: List[Request], admission: str = WAIT) -> None:
+        """Queue ``group`` (requests run as one batch: one, or a caller's ``batch_size``) for admission as one: its
+        cost taken once it fits (``WAIT``), or refused at once (``REFUSE``: each answered ``Refused``), or taken
+        whatever the others hold (``FORCE``). A picture alone always fits. InputError for another admission."""
+        if admission not in ADMISSIONS:
+            raise InputError(f"admission is one of {', '.join(ADMISSIONS)}, not {admission!r}")
+        for request in group:
+            request.group, request._cancel = group, self._cancelled
+        self._inbox.put((self._admit, (group, admission)))
+        if self._stopped:        # stopped before it took this group (else it answers it)
+            self.refuse_closed()
 
-    def settled(self, group: Optional[Group]) -> None:
-        """One picture of ``group`` is no longer coming: submitted, or never (its read failed; the others then
-        run without it)."""
-        with self._lock:
-            if group is not None:
-                group.coming -= 1
-            self._wake.notify_all()
+    def stream(self, began: bool) -> None:
+        """A caller's stream of requests ``began`` or ended: ``close`` lets running streams finish."""
+        self._inbox.put((self._count_stream, 1 if began else -1))
 
-    def abandon(self, caller: object) -> None:
-        """``caller``'s pictures are called off: its batches in the queue wait for none of them still to come
-        (an interrupt may have kept some from being submitted)."""
-        with self._lock:
-            for job in self._jobs:
-                if job.group is not None and job.group.caller is caller:
-                    job.group.coming = 0
-            self._wake.notify_all()
+    def close(self) -> None:
+        """Stop the threads once every request in flight and every stream running has ended: at once when none
+        is (its thread then ended on return, holding nothing), else as the last ends (it does not wait for them)."""
+        self.closed, heard = True, threading.Lock()
+        heard.acquire()
+        self._inbox.put((self._close, heard))
+        if threading.current_thread() is not self._thread and heard.acquire(timeout=10) and self._idle():
+            self._thread.join(10)
 
-    def _start_thread(self, hosts: int = 0) -> None:
-        """(Holding ``_lock``) start a thread to run the queue while pictures wait, nobody runs it and no host
-        but ``hosts`` (the caller) is there to."""
-        if self._jobs and not self._running and self._hosts <= hosts:
-            self._running, self._runner = True, None
-            threading.Thread(target=self._drain, name='solov2-network', daemon=True).start()
+    # ---- the owner's thread (``solov2-queue``) ----------------------------------------------------------------
 
-    @contextlib.contextmanager
-    def hosting(self) -> Iterator[None]:
-        """While the block runs, this thread is a host: pictures submitted meanwhile wait for its ``serve``
-        rather than start a thread; after it, those left wait for a thread. An interrupt between this thread's
-        claiming the queue and running it leaves no claim behind."""
-        with self._lock:
-            self._hosts += 1
+    def _serve(self) -> None:
+        """Take the next message (a step and its argument) until closed and idle; a step that fails is logged."""
+        while not (self._closing and self._idle()):
+            try:
+                step, argument = self._inbox.get(timeout=None if self._deadline is None else
+                                                 max(0.0, self._deadline - time.monotonic()))
+            except queue.Empty:          # the oldest request waited long enough for company
+                step, argument = (lambda _: None), None
+            try:
+                step(argument)
+                self._start_batch()
+            except Exception:  # a bug of the queue's own: logged, the queue serves on
+                LOG.exception('the request queue failed a step')
+            step = argument = None          # holds no request (its predictor) while it waits for the next
+        self._stopped = True
+        for pool in (self.reading.pool, self.finishing.pool, self._runner):
+            pool.shutdown(wait=False)
+        self.network = self.engine = None      # the model is freed with the predictor's last reference
+        self.refuse_closed()
+
+    def refuse_closed(self) -> None:
+        """(Once stopped, any thread) answer the groups submitted since with InputError: nothing serves them."""
+        while True:
+            try:
+                step, argument = self._inbox.get_nowait()
+            except queue.Empty:
+                return
+            if step == self._admit:
+                for request in argument[0]:
+                    request.answer(InputError('this predictor is closed'), failed=True)
+
+    @staticmethod
+    def _price(group: List[Request]) -> int:
+        """The bytes ``group`` asks of the budget now (a request's cost asked when it is a function)."""
+        return sum(request.asks() if callable(request.asks) else request.asks for request in group)
+
+    def _admit(self, job) -> None:
+        group, admission = job
+        cost = self._price(group)
+        if admission == FORCE or self.budget.fits(cost) and (admission == REFUSE or not self._waiting):
+            return self._start(group, cost)
+        if admission == REFUSE:
+            refused = Refused(f'the pictures in flight hold {self.budget.used / 2**20:.0f} MB, no room for this '
+                              f'one ({cost / 2**20:.0f} MB) in the {self.budget.limit / 2**20:.0f} MB')
+            for request in group:
+                request.answer(refused, failed=True)
+                request.group = []
+            return
+        self._waiting.append(group)
+
+    def _start(self, group: List[Request], cost: int) -> None:
+        self.budget.take(cost)
+        self._in_flight += len(group)
+        for request in group:
+            request.cost = request.asks() if callable(request.asks) else request.asks
+            request.arrived, request.order = time.monotonic(), next(self._order)
+            self.reading.put(request.cost, lambda request=request: self._read(request))
+
+    def _admit_waiting(self) -> None:
+        while self._waiting:
+            group = self._waiting[0]
+            if all(request.cancelled for request in group):
+                self._waiting.popleft()
+                for request in group:
+                    request.answer(CancelledError(), failed=True)
+                    request.group = []
+                continue
+            cost = self._price(group)
+            if not self.budget.fits(cost):
+                return
+            self._start(self._waiting.popleft(), cost)
+
+    def _ended(self, request: Request) -> None:
+        """``request``'s work has ended: its cost back, its place freed; waiting groups admitted."""
+        self._in_flight -= 1
+        self.budget.give(request.cost)
+        request.group = []          # no cycle through its group: it is freed by its last reference
+        self._admit_waiting()
+
+    def _drop(self, request: Request, reason: BaseException) -> None:
+        request.answer(reason, failed=True)
+        self._ended(request)
+
+    def _cancelled(self, request: Request) -> None:
+        """(Any thread) wake the owner: a request of a waiting group is dropped there now."""
+        self._inbox.put((lambda _: self._admit_waiting(), None))
+
+    def _loaded(self, job) -> None:
+        request, request.picture = job          # set here: its group leaves only once each is in ``_ready``
+        self.reading.done()
+        if request.picture is None:        # its read failed or was cancelled: answered
+            return self._ended(request)
+        if request.cancelled:
+            return self._drop(request, CancelledError())
+        self._ready.append(request)
+
+    def _start_batch(self) -> None:
+        """Hand the next batch to the network's thread when it is idle: the oldest request whose group is all read
+        and those that may join it, once it is full, or nothing more is being read, or it waited ``max_wait_s``."""
+        self._deadline = None
+        for request in [request for request in self._ready if request.cancelled]:
+            self._ready.remove(request)
+            self._drop(request, CancelledError())
+        leaving = sorted((request for request in self._ready if all(
+            member.picture is not None or member.done for member in request.group)), key=lambda one: one.order)
+        if self._running or not leaving:
+            return
+        head = leaving[0]
+        most = max(self.batching.max_batch, len(head.group))
+        alike = [request for request in leaving if request.joins(head)]
         try:
-            yield
-        finally:
-            with self._lock:
-                self._hosts -= 1
-                if self._running and self._runner == threading.get_ident():
-                    self._running = False
-                self._start_thread()
+            sizes = [cast(Prepared, request.picture).chw.shape[1:] for request in alike]
+            first = share_batches(sizes, self.engine, most, self.batching.max_padding)[0]
+        except Exception as exc:  # a batch that cannot be formed: its oldest request's failure
+            self._ready.remove(head)
+            return self._drop(head, exc)
+        batch = [alike[index] for index in first]
+        waited = time.monotonic() - head.arrived
+        if len(batch) < most and len(self.reading) + self.reading.busy and waited < self.batching.max_wait_s:
+            self._deadline = head.arrived + self.batching.max_wait_s
+            return
+        for request in batch:
+            self._ready.remove(request)
+        self._running = True
+        self._runner.submit(self._run, batch)
 
-    def serve(self, done: concurrent.futures.Future) -> float:
-        """Run the queue on this thread (within ``hosting``) whenever nobody else does, until ``done`` is; the
-        seconds this thread ran the network meanwhile."""
-        self._busy.seconds = 0.0
-        done.add_done_callback(lambda _: self.settled(None))         # wakes this thread
-        while not done.done():
-            with self._lock:
-                claimed = not self._running and bool(self._jobs)
-                if claimed:
-                    self._running, self._runner = True, threading.get_ident()
-                elif not done.done():
-                    self._wake.wait()
-            if claimed:
-                self._drain(done)
-        return self._busy.seconds
+    def _finished(self, request: Request) -> None:
+        self.finishing.done()
+        self._ended(request)
 
-    def _take(self) -> List[Job]:
-        """The next batch: the oldest job and those that join it, once full, or once its group is all here and
-        nothing is coming or it has waited ``max_wait_s``; [] when the queue is empty (the runner then stops)."""
-        with self._lock:
-            while True:
-                if not self._jobs:
-                    self._running = False
-                    return []
-                head = self._jobs[0]
-                most = max(self.batching.max_batch, head.group.size if head.group else 1)
-                alike = [job for job in self._jobs if job.params == head.params and (
-                    head.group is None or head.group.joins(job.group))]
-                first = share_batches([job.chw.shape[1:] for job in alike], self.engine, most,
-                                      self.batching.max_padding)[0]
-                batch = [alike[index] for index in first]
-                left = batch[0].arrived + self.batching.max_wait_s - time.monotonic()
-                company = head.group is not None and head.group.coming > 0       # its caller's, being read
-                if len(batch) >= most or not company and (left <= 0 or self.coming() <= 0):
-                    break
-                self._wake.wait(None if company else left)
-            self._jobs, self._taken = collections.deque(job for job in self._jobs if job not in batch), batch
-        return [job for job in batch if job.future.set_running_or_notify_cancel()]
+    def _ran(self, job) -> None:
+        batch, rows, failure = job
+        self._running = False
+        for request, row in zip(batch, rows or [None] * len(batch)):
+            if failure is not None or request.cancelled:
+                self._drop(request, failure or CancelledError())
+            else:
+                self.finishing.put(cast(Prepared, request.picture).image.nbytes, lambda request=request, row=row:
+                                   self._finish(request, row))
 
-    def _drain(self, until: Optional[concurrent.futures.Future] = None) -> None:
-        """Run batches until the queue is empty, or for a host, until ``until`` is done, the rest then handed
-        to a thread (so no caller waits on the others' pictures). A failure anywhere in a
-        batch (forming it, the network, ``on_batch``) is its pictures' and the queue runs on; an interrupt of a
-        caller running the queue fails its batch and ends its run, after the same hand-over."""
+    def _count_stream(self, change: int) -> None:
+        self._streams += change
+
+    def _close(self, heard) -> None:
+        self._closing = True
+        heard.release()
+
+    def _idle(self) -> bool:
+        return not (self._in_flight or self._streams)
+
+    # ---- the workers' threads ------------------------------------------------------------------------------------
+
+    def _read(self, request: Request) -> None:
+        picture = None
         try:
-            while self._running:
-                if until is not None and until.done():
-                    return self._hand_over()
-                self._serve_one()
-        except BaseException:
-            self._hand_over()
-            raise
+            if request.cancelled:
+                raise CancelledError()
+            picture = request.load()
+        except BaseException as exc:  # a picture that cannot be read: its answer
+            request.answer(exc, failed=True)
+        self._inbox.put((self._loaded, (request, picture)))
 
-    def _serve_one(self) -> None:
-        """Take the next batch and run it, its pictures failing with the reason when either fails (a batch that
-        cannot be formed: its oldest picture)."""
-        try:              # the batch taken (``_taken``) fails with the reason whatever the moment of the failure
-            batch = self._take()
-            if batch:
-                self._run(batch)
-        except BaseException as exc:
-            with self._lock:
-                if not self._taken and self._jobs and isinstance(exc, Exception):
-                    self._taken = [self._jobs.popleft()]
-            for job in self._taken:
-                if not job.future.done():
-                    job.future.set_exception(exc)
-            if not isinstance(exc, Exception):
-                raise
-        finally:
-            self._taken = []
-
-    def _run(self, batch: List[Job]) -> None:
-        """The network on ``batch``, each picture's future given its row; ``on_batch`` told the waits and time."""
-        began = time.monotonic()
+    def _run(self, batch: List[Request]) -> None:
+        began, rows, failure = time.monotonic(), None, None
         try:
-            rows = self.network([(job.chw, job.meta) for job in batch], batch[0].params, self.batching.max_padding)
+            rows = self.network([cast(Prepared, request.picture)[1:] for request in batch], batch[0].params,
+                                self.batching.max_padding)
             if len(rows) != len(batch):
                 raise RuntimeError(f'the network gave {len(rows)} results for a batch of {len(batch)} pictures')
-        finally:
             seconds = time.monotonic() - began
-            self._busy.seconds = getattr(self._busy, 'seconds', 0.0) + seconds
-            self.batching.on_batch([began - job.arrived for job in batch], seconds)
-        for job, row in zip(batch, rows):
-            job.future.set_result(row)
+            for request in batch:
+                request.network_s = seconds / len(batch)
+            self.batching.on_batch([began - request.arrived for request in batch], seconds)
+        except BaseException as exc:  # the engine's or the hook's failure: its batch's
+            failure = exc
+        self._inbox.put((self._ran, (batch, rows, failure)))
 
-    def _hand_over(self) -> None:
-        """Leave running the queue (a host whose pictures are done): to another host while one waits, else to
-        a thread of its own while pictures wait, else idle."""
-        with self._lock:
-            self._running = False
-            self._wake.notify_all()
-            self._start_thread(hosts=1)
+    def _finish(self, request: Request, row: Any) -> None:
+        try:
+            if request.cancelled:
+                raise CancelledError()
+            request.answer(request.finish(cast(Prepared, request.picture), row), failed=False)
+        except BaseException as exc:  # finishing failed: the answer's error
+            request.answer(exc, failed=True)
+        self._inbox.put((self._finished, request))

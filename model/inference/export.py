@@ -232,12 +232,17 @@ def verify(dygraph: DygraphBackend, backends: Sequence, seed: int = 0) -> List[s
     return lines
 
 
+EXPORT_FORMATS = ('both', 'paddle', 'onnx')      # what ``export`` writes: both engines' files, or one
+
+
 def export(dygraph: DygraphBackend, number: int, out_dir: Path, fmt: str = 'both', opset: int = 17,
            min_size: int = MIN_SIZE, max_size: int = DEFAULT_MAX_SIZE, check: bool = True) -> List[str]:
     """Write the export of ``dygraph`` (the model of config ``number``, opened from its ``ModelSpec``
     by ``spec.dygraph_backend`` on the CPU) into ``out_dir``; returns the lines to print. With ``check``,
     the folder's engines, opened from it as any caller opens them (``spec.exported_backend``, the
-    model's threads), must reproduce the model (``verify``). Raises ExportError."""
+    model's threads), must reproduce the model (``verify``); ``fmt``: one of ``EXPORT_FORMATS``. Raises ExportError."""
+    if fmt not in EXPORT_FORMATS:
+        raise ExportError(param('fmt', fmt), f" is not an export format: use {', '.join(EXPORT_FORMATS)}")
     for name, value in (('min_size', min_size), ('max_size', max_size)):
         if value % SIZE_DIVISOR or value < MIN_SIZE:
             raise ExportError(param(name, value), f' must be a multiple of {SIZE_DIVISOR} and >= {MIN_SIZE}')

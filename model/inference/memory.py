@@ -2,9 +2,7 @@
 budget of it, shared by every thread and caller that reads pictures through it (the service's
 ``--max-in-flight-mb``, the API's lists)."""
 import os
-import threading
 from pathlib import Path
-from typing import Optional
 
 from solov2.data.transforms import padded_size, resized_hw
 
@@ -57,32 +55,22 @@ def default_budget() -> int:
 
 
 class MemoryBudget:
-    """Bytes held at once by the pictures in flight, across threads and callers (the predictor's one
-    budget: ``Predictor.submit`` and ``run_pictures``): ``take`` a picture's cost before reading it,
-    ``give`` it back once its work ends. ``limit`` 0: no budget. A picture fits while the others
-    leave room for it, or when none is held."""
+    """Bytes held at once by the requests in flight, across threads and callers (the predictor's one budget),
+    kept by its request queue's thread alone (``batching.RequestQueue``: a caller never touches it): ``take`` a
+    request's cost at its admission, ``give`` it back once its work ends. ``limit`` 0: no budget. A picture fits
+    while the others leave room for it, or when none is held."""
 
     def __init__(self, limit: int):
         self.limit, self.used = limit, 0
-        self._lock = threading.Lock()            # held by its C ``with``: an interrupt never leaves it held
-        self._room = threading.Condition(self._lock)
 
     def fits(self, cost: int) -> bool:
         """Whether ``cost`` bytes more fit now."""
         return not self.limit or not self.used or self.used + cost <= self.limit
 
-    def take(self, cost: int, timeout: Optional[float] = None, force: bool = False) -> bool:
-        """Hold ``cost`` bytes once they fit, waiting up to ``timeout`` seconds (None: as long
-        as it takes, 0: not at all), or at once with ``force`` (a caller holding nothing else, so
-        that one picture always passes); whether they were taken."""
-        with self._lock:
-            if not force and not self._room.wait_for(lambda: self.fits(cost), timeout):
-                return False
-            self.used += cost
-            return True
+    def take(self, cost: int) -> None:
+        """Hold ``cost`` bytes (admitted: by room, or forced)."""
+        self.used += cost
 
     def give(self, cost: int) -> None:
         """Give back ``cost`` bytes taken."""
-        with self._lock:
-            self.used -= cost
-            self._room.notify_all()
+        self.used -= cost

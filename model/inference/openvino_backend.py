@@ -26,6 +26,7 @@ from solov2.model.inference.exported_folder import INT8_FILES, ExportedBackend, 
 from solov2.model.inference.openvino_graph import pad_deformable_sampling, rewrite_deform_conv
 from solov2.model.runtime import cpu_threads
 
+BUCKET_SETTINGS = ('int8', 'all', 'none')    # openvino_buckets: sizes padded to buckets for int8, for all, for none
 MOST_COMPILES = 4     # at once in compile_ahead: a compile holds up to a few hundred MB (config 1 INT8: 180)
 LOG = logging.getLogger(__name__)
 
@@ -72,6 +73,14 @@ class RequestPool:
             return request.infer(inputs)
         finally:
             self.idle.put(request)
+
+
+def bucketed(setting: str, precision: str) -> bool:
+    """Whether ``openvino_buckets`` (``setting``, one of ``BUCKET_SETTINGS``) pads a ``precision`` model's inputs to
+    size buckets; BackendError for another setting."""
+    if setting not in BUCKET_SETTINGS:
+        raise BackendError(f"openvino_buckets is one of {', '.join(BUCKET_SETTINGS)}, not {setting!r}")
+    return setting == 'all' or setting == precision == 'int8'
 
 
 class KeptLocale:
@@ -122,8 +131,7 @@ class OpenVinoBackend(ExportedBackend):
                                ': use ', param('precision', 'f32'), ' (or int8 with a folder from solov2 quantize / '
                                'tools/quantize.py)')
         self.precision = precision
-        setting = self.cfg.openvino_buckets            # 'int8', 'all' or 'none'
-        use_buckets = (setting == 'all' or setting == precision == 'int8') if buckets is None else buckets
+        use_buckets = bucketed(self.cfg.openvino_buckets, precision) if buckets is None else buckets
         if use_buckets and precision == 'bf16':      # bf16 would round the regions graph's sizes and resize weights
             LOG.info('openvino bf16: no size buckets (the regions graph runs in f32 only): one dynamic-shape model')
             use_buckets = False

@@ -49,7 +49,9 @@ def runnable_amp(amp, device: str) -> Optional[str]:
 
 def make_scaler(dtype: Optional[str]) -> Optional[paddle.amp.GradScaler]:
     """The loss scaler of a float16 run (Paddle's GradScaler defaults: 2^16 to start, dynamic); None for
-    bfloat16 (float32's exponent range: nothing to scale) and float32."""
+    bfloat16 (float32's exponent range: nothing to scale) and float32 (None); ValueError for another dtype."""
+    if dtype not in (None, *AMP_TYPES.values()):
+        raise ValueError(f"a training dtype is None (float32), {' or '.join(AMP_TYPES.values())}, not {dtype!r}")
     return paddle.amp.GradScaler() if dtype == 'float16' else None
 
 

@@ -165,7 +165,7 @@ def test_every_door_goes_through_the_predictors_loop(seg, tmp_path, monkeypatch)
         before, threads = len(loops), set(threading.enumerate())
         call()
         assert len(loops) > before, door
-        pools = seg.predictor.workers._threads | seg.predictor.readers._threads
+        pools = seg.predictor.queue.threads
         for left in set(threading.enumerate()) - threads - pools:
             left.join(10)
             assert not left.is_alive(), (door, left.name)

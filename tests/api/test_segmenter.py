@@ -455,11 +455,11 @@ def test_one_instance_taken_by_index_pastes_its_mask_once(seg, monkeypatch, whol
 def test_the_host_sets_the_pipeline_of_the_one_predictor_and_close_stops_its_threads():
     """``Segmenter(..., pipeline=PipelineOptions(...))``: its one predictor's batching, threads and bytes in
     flight as the host says (anything else refused by name); ``close()`` lets a stream still running finish,
-    then its reading and finishing threads end."""
+    then its threads end (its queue's, reading, network and finishing)."""
     options = PipelineOptions(Batching(max_batch=2), workers=3, readers=1, in_flight_bytes=2**28)
     seg = Segmenter(WEIGHTS, backend='dygraph', device='cpu', threads=1, pipeline=options)
     predictor = seg.predictor
-    assert (predictor.workers._max_workers, predictor.readers._max_workers) == (3, 1)
+    assert (predictor.queue.finishing.workers, predictor.queue.reading.workers) == (3, 1)
     assert predictor.budget.limit == 2**28 and predictor.queue.batching.max_batch == 2
     with pytest.raises(InputError, match='pipeline takes a PipelineOptions'):
         Segmenter(WEIGHTS, backend='dygraph', pipeline={'workers': 3})
@@ -467,7 +467,7 @@ def test_the_host_sets_the_pipeline_of_the_one_predictor_and_close_stops_its_thr
     next(stream)
     seg.close()
     assert len(list(stream)) == 2                                  # the stream finishes
-    threads = list(predictor.workers._threads | predictor.readers._threads)
+    threads = list(predictor.queue.threads)
     for thread in threads:
         thread.join(10)
     assert threads and not [thread.name for thread in threads if thread.is_alive()]

@@ -21,6 +21,7 @@ from tests.pictures import webp_bomb
 from tests.serving.running import SMALL_MODEL, ServeSettings, metric_families, serving
 
 PICTURE = cv2.imencode('.png', np.full((1000, 1000, 3), 90, np.uint8))[1].tobytes()
+JPEG = {'Content-Type': 'image/jpeg'}
 BUDGET_MB = 1.5 * decode_cost(PICTURE, 1000, 1000, 320, 640) / 2**20        # room for one PICTURE (config 9's size)
 
 
@@ -62,7 +63,7 @@ def test_pictures_being_decoded_never_hold_more_than_the_budget_and_one_over_it_
     decodes = Decodes(0.5)
     settings = ServeSettings(SMALL_MODEL, helper_threads=4, max_pixels=20_000_000, max_in_flight_mb=BUDGET_MB)
     with serving(settings) as client:
-        monkeypatch.setattr(app.Service, 'read', lambda service, data: decodes(service, data))
+        monkeypatch.setattr(app.Service, 'read', lambda service, *args: decodes(service, *args))
 
         def post_until_answered(data):
             refusals = []
@@ -90,7 +91,7 @@ def test_a_picture_refused_for_room_or_whose_request_ended_while_it_waited_is_ne
     decodes = Decodes(1.0)
     small = cv2.imencode('.png', np.full((100, 100, 3), 90, np.uint8))[1].tobytes()
     with serving(ServeSettings(SMALL_MODEL, timeout_s=0.4, max_in_flight_mb=BUDGET_MB, helper_threads=1)) as client:
-        monkeypatch.setattr(app.Service, 'read', lambda service, data: decodes(service, data))
+        monkeypatch.setattr(app.Service, 'read', lambda service, *args: decodes(service, *args))
         with ThreadPoolExecutor(3) as pool:
             first = pool.submit(client.post, '/v1/segment', content=PICTURE)
             while decodes.calls < 1:
@@ -174,10 +175,33 @@ def test_the_service_runs_on_its_predictors_workers_and_budget_its_helper_thread
     segmenter = Segmenter(SMALL_MODEL)
     service = app.Service(ServeSettings(SMALL_MODEL, max_in_flight_mb=70, max_batch=3), segmenter)
     service.load()
-    assert service.problem is None and service.predictor.workers._max_workers == 8
-    assert service.predictor.readers._max_workers == 8
-    assert service.predictor.budget.limit == 70 * 2**20 and service.predictor.budget.used == 0
+    assert service.problem is None and service.running.queue.finishing.workers == 8
+    assert service.running.queue.reading.workers == 8
+    deadline = time.monotonic() + 10        # the warm-up's bytes, back once its work ended on the queue's thread
+    while service.running.budget.used and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert service.running.budget.limit == 70 * 2**20 and service.running.budget.used == 0
     assert not [name for name, value in vars(service).items() if isinstance(value, (ThreadPoolExecutor, MemoryBudget))]
-    assert service.predictor is segmenter.predictor and segmenter.predictor.queue.batching.max_batch == 3   # one
+    assert service.running is segmenter.predictor and segmenter.predictor.queue.batching.max_batch == 3   # one
     service.close()
     assert segmenter(str(REPO_DIR / SAMPLE_IMAGES / 'shapes_000023.jpg')) is not None     # the host's, still open
+
+
+def test_the_service_holds_the_segmenter_and_sees_its_hosts_set_pipeline_and_close():
+    """A host's ``Segmenter`` served: after the host's ``set_pipeline`` the next request answers on the new
+    predictor (not "cannot schedule new futures after shutdown" on the old one); after its ``close``,
+    ``/readyz`` and the requests say 503 with the reason (nothing can serve), not ready."""
+    from solov2.model.inference.pipeline import PipelineOptions
+    segmenter = Segmenter(SMALL_MODEL)
+    picture = (REPO_DIR / SAMPLE_IMAGES / 'shapes_000023.jpg').read_bytes()
+    with serving(ServeSettings(SMALL_MODEL), app=app.create_app(ServeSettings(SMALL_MODEL), segmenter=segmenter)) \
+            as client:
+        assert client.post('/v1/segment', content=picture, headers=JPEG).status_code == 200
+        old = segmenter.predictor
+        segmenter.set_pipeline(PipelineOptions(workers=1))
+        answer = client.post('/v1/segment', content=picture, headers=JPEG)
+        assert answer.status_code == 200 and answer.json()['instances'] and segmenter.predictor is not old
+        segmenter.close()
+        ready, refused = client.get('/readyz'), client.post('/v1/segment', content=picture, headers=JPEG)
+        assert ready.status_code == refused.status_code == 503
+        assert 'closed' in ready.json()['error'] and 'closed' in refused.json()['error']

@@ -84,6 +84,9 @@ def counted_run(predictor, tmp_path, monkeypatch, pictures: int) -> list:
     monkeypatch.setattr(demo_outputs, 'write_image', slow_write)
     written = []
     run_images(predictor, {path: tmp_path / 'out' / path.name for path in paths}, DrawOptions(warmup=0), written)
+    deadline = time.monotonic() + 10              # the queue's thread takes the bytes back as each work ends
+    while predictor.budget.used and time.monotonic() < deadline:
+        time.sleep(0.01)
     assert written == paths and predictor.budget.used == 0
     assert all(cv2.imread(str(tmp_path / 'out' / path.name)) is not None for path in paths)
     return most

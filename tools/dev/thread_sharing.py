@@ -6,8 +6,8 @@ Each of ``--threads`` threads calls the one ``Segmenter`` ``--calls`` times on 6
 (the sample pictures enlarged: one padded size), first all at once as they come (the predictor's
 queue batches the pictures that arrive while a batch runs), then taking turns through a lock (one
 network run a call), ``--rounds`` times, which way goes first alternating (a loaded machine drifts).
-Prints pictures/s of both in each round, pictures per network run of the shared way, and whether
-every answer equals the picture's alone.
+Prints pictures/s of both in each round, pictures per network run of the shared way, one caller alone
+(one thread, ``--calls`` calls: its latency a call), and whether every answer equals the picture's alone.
 """
 import argparse
 import os
@@ -67,9 +67,11 @@ def run(args) -> str:
         order = [shared, turns] if round_ % 2 == 0 else [turns, shared]
         speed = {way: measured(way) for way in order}
         (together, per_run), (taking_turns, _) = speed[shared], speed[turns]
+        one = timed(1, args.calls, shared)
         lines.append(f"round {round_ + 1} ({'shared' if order[0] is shared else 'taking turns'} first): "
                      f'{together:.1f} pictures/s shared, {taking_turns:.1f} taking turns through a lock '
-                     f'({together / taking_turns:.2f}x); {per_run:.1f} pictures a network run shared')
+                     f'({together / taking_turns:.2f}x), one caller alone {one:.1f} ({1000 / one:.1f} ms a call; '
+                     f'shared {together / one:.2f}x alone); {per_run:.1f} pictures a network run shared')
     return '\n'.join([
         report.machine_line(0) + f'; {seg!r}',
         f'{args.threads} threads x {args.calls} calls, 640x480; answers equal to the picture alone: {not wrong}',

@@ -257,11 +257,12 @@ def test_finishing_workers_by_where_the_network_runs(shipped, monkeypatch):
     assert [default_finish_workers(cores, network_on_gpu=True) for cores in (1, 2, 4, 8, 16)] == [1, 1, 1, 5, 13]
     monkeypatch.setattr(os, 'sched_getaffinity', lambda pid: set(range(16)), raising=False)
     on_device, on_host = shipped
-    workers = [Predictor(on_device.engine, on_device=True).workers, Predictor(on_host.engine).workers]
-    assert not on_device.engine.network_on_gpu and [pool._max_workers for pool in workers] == [4, 4]
+    workers = [Predictor(on_device.engine, on_device=True).queue.finishing.workers,
+               Predictor(on_host.engine).queue.finishing.workers]
+    assert not on_device.engine.network_on_gpu and workers == [4, 4]
     assert not on_host.on_device
     monkeypatch.setattr(on_host.engine, 'network_on_gpu', True)
-    assert Predictor(on_host.engine).workers._max_workers == 13
+    assert Predictor(on_host.engine).queue.finishing.workers == 13
     assert Predictor(on_host.engine).on_device       # the engine's outputs on its GPU: post-processed there
 
 

@@ -430,8 +430,8 @@ def test_an_engine_on_a_gpu_post_processes_with_the_cores_the_network_leaves_fre
         path, options, providers, started=every))
     monkeypatch.setattr(os, 'sched_getaffinity', lambda pid: set(range(16)), raising=False)
     on_gpu = Predictor(OnnxBackend(folder, device='gpu'))
-    assert on_gpu.workers._max_workers == default_finish_workers(network_on_gpu=True) == 13
-    assert Predictor(OnnxBackend(folder, device='cpu')).workers._max_workers == default_finish_workers() == 4
+    assert on_gpu.queue.finishing.workers == default_finish_workers(network_on_gpu=True) == 13
+    assert Predictor(OnnxBackend(folder, device='cpu')).queue.finishing.workers == default_finish_workers() == 4
 
 
 NO_TENSORRT = '(Unavailable) Load tensorrt api getInferLibVersion failed'     # Paddle's dynload, GPU wheel alone

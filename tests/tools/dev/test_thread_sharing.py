@@ -10,4 +10,5 @@ def test_thread_sharing_reports_both_ways_each_round_and_that_the_answers_are_th
     assert lines[-3] == '3 threads x 2 calls, 640x480; answers equal to the picture alone: True'
     for line, first in zip(lines[-2:], ('shared', 'taking turns')):
         assert re.fullmatch(rf'round \d \({first} first\): [\d.]+ pictures/s shared, [\d.]+ taking turns through a '
-                            r'lock \([\d.]+x\); [\d.]+ pictures a network run shared', line), line
+                            r'lock \([\d.]+x\), one caller alone [\d.]+ \([\d.]+ ms a call; shared [\d.]+x alone\); '
+                            r'[\d.]+ pictures a network run shared', line), line
