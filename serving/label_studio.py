@@ -10,7 +10,8 @@ the project's labelling config (its ``PolygonLabels`` or ``BrushLabels`` tag; wi
 label's ``predicted_values`` says), naming the labels left to people; 400 when none maps. ``POST /predict``
 answers one result per task, in order: each task's picture fetched (from ``label_studio_url`` with the token, or a
 file under ``label_studio_files``), segmented, its instances of the config's labels as polygons in percent or
-brushes in Label Studio's RLE (``data.label_studio``), with scores and the model version, the JSON made in the
+brushes in Label Studio's RLE (``data.label_studio``), with scores, the picture's uncertainty as the prediction's
+``score`` (``serving.uncertainty``) and the model version that made it, the JSON made in the
 service's worker; an interactive request (a box or points drawn with a smart tool in ``params.context``) gets
 the one instance the drawing holds (``prompted_prediction``); a task that fails gets an empty list (Label Studio
 1.23 stores no prediction for it, and retrieves it again next time) and its reason in the log and the answer's
@@ -47,9 +48,9 @@ from solov2.data.label_studio import (
     region,
 )
 from solov2.data.polygons import mask_polygons
-from solov2.data.results import SHOWN_MIN_SCORE
 from solov2.serving.label_studio_client import LabelStudioClient
 from solov2.serving.limits import HttpError, client_error, read_body
+from solov2.serving.uncertainty import ranked
 
 PREFIX = '/label-studio'
 RETRY = {'Retry-After': '1'}
@@ -171,8 +172,8 @@ async def predictions(service, client: LabelStudioClient, body: dict, request_id
     prompt = prompt_of(params.get('context') if isinstance(params, dict) else None, tag)
     room = asyncio.Semaphore(max(1, min(service.settings.max_batch, service.settings.queue_size)))
     version = model_version(service)
-    asked = Asked(tag, functools.partial(prediction, tag=tag, labels=labels, version=version),
-                  service.running.params, SHOWN_MIN_SCORE)
+    asked = Asked(tag, functools.partial(ranked, encode=functools.partial(prediction, tag=tag, labels=labels),
+                                         version=version), service.running.params, 0.0)    # scored by uncertainty
     if prompt is not None:
         asked = Asked(tag, functools.partial(prompted_prediction, tag=tag, labels=labels, prompt=prompt,
                                              version=version),
@@ -205,11 +206,8 @@ class Asked:
 
 
 def model_version(service) -> str:
-    """The model version Label Studio stores with each prediction: the config's name and the weights'
-    (or exported model folder's) name."""
-    spec = service.settings.model
-    source = spec.weights or spec.model_dir
-    return f'solov2-{service.segmenter.cfg.__name__}' + (f'-{Path(source).name}' if source else '')
+    """The model version serving (``Service.version``); each prediction names the one that made it."""
+    return service.version
 
 
 async def ready_body(request: Request, need_model: bool = True) -> tuple[Any, dict]:
