@@ -56,6 +56,7 @@ from solov2.serving.metrics import Metrics
 from solov2.serving.schema import QUERY, Alive, Answer, Model, Ready, openapi_of, picture_body, refusals
 from solov2.serving.settings import ServeSettings
 from solov2.serving.switching import Served, Slot
+from solov2.serving.training import TrainingJobs, add_training_routes
 from solov2.serving.versions import VersionStore
 from solov2.serving.wire import LOADING, STOPPING
 
@@ -88,6 +89,7 @@ class Service:
         self.loop: Optional[asyncio.AbstractEventLoop] = None      # the server's, set as it starts
         self.store = VersionStore(settings.versions) if settings.versions else None
         self.switching = threading.Lock()         # one switch of version at a time
+        self.training = TrainingJobs(self)        # rounds of training from Label Studio
         self.problem: Optional[str] = LOADING
         self.failure: Optional[Exception] = None
         self.on_loaded = on_loaded
@@ -333,6 +335,7 @@ class Service:
         """Say it is stopping (``/readyz`` 503) and close the model it opened (``Segmenter.close``: its threads
         stop once they have finished what they hold); a model the host gave stays the host's."""
         self.problem = STOPPING
+        self.training.stop()
         self.slot.close()
 
     def check_room(self, what: str) -> None:
@@ -384,6 +387,7 @@ def create_app(settings: ServeSettings, load_first: bool = False, segmenter: Opt
     add_label_studio_routes(app, settings)
     if settings.admin_token:
         add_admin_routes(app, settings.admin_token)
+    add_training_routes(app)
     if settings.page:
         add_page(app)
     app.openapi = lambda: app.openapi_schema or openapi_of(app)

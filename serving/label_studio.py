@@ -16,8 +16,9 @@ service's worker; an interactive request (a box or points drawn with a smart too
 the one instance the drawing holds (``prompted_prediction``); a task that fails gets an empty list (Label Studio
 1.23 stores no prediction for it, and retrieves it again next time) and its reason in the log and the answer's
 ``errors``. ``POST /webhook`` takes Label
-Studio's events and trains on none: a training request (there or ``POST /train``) gets 501 saying how to fine-tune
-(export, ``solov2 labelstudio2coco``, ``solov2 train``). ``GET /versions``: the model version.
+Studio's events: a training request (there or ``POST /train``) starts a training round (``serving.training``), or
+answers the one running; a service without a versions folder or Label Studio's address gets 501 saying how to
+fine-tune by hand. ``GET /versions``: the model version.
 """
 import asyncio
 import contextlib
@@ -54,8 +55,8 @@ from solov2.serving.uncertainty import ranked
 
 PREFIX = '/label-studio'
 RETRY = {'Retry-After': '1'}
-TRAINING = ('this backend does not train from Label Studio: export the project as JSON, convert it with '
-            '"solov2 labelstudio2coco" and fine-tune with "solov2 train" (docs/label_studio.md)')
+TRAINING = ('give it a versions folder and label_studio_url to train from Label Studio, or export the project as JSON, '
+            'convert it with "solov2 labelstudio2coco" and fine-tune with "solov2 train" (docs/label_studio.md)')
 LOG = logging.getLogger(__name__)
 FAILED = b'[]'              # a failed task's result: Label Studio 1.23 stores no prediction of an empty list
 PROMPT_SCORE = 0.02         # an interactive request's candidates: from this category score (the config's is 0.1)
@@ -125,16 +126,19 @@ def add_label_studio_routes(app: FastAPI, settings) -> None:
 
     @router.post('/webhook')
     async def webhook(request: Request):
-        """Label Studio's project events, taken and ignored; ``START_TRAINING`` 501 (``TRAINING``)."""
-        _, body = await ready_body(request, need_model=False)
+        """Label Studio's project events: ``START_TRAINING`` starts a training round (``training_started``), the
+        others are taken and ignored."""
+        service, body = await ready_body(request, need_model=False)
         if body.get('action') == 'START_TRAINING':
-            raise HttpError(501, TRAINING)
-        return {'status': 'ignored', 'action': body.get('action'), 'reason': TRAINING}
+            project = body.get('project')
+            return training_started(service, project.get('id') if isinstance(project, dict) else None)
+        return {'status': 'ignored', 'action': body.get('action')}
 
     @router.post('/train')
-    async def train():
-        """Label Studio's older training call: 501 (``TRAINING``)."""
-        raise HttpError(501, TRAINING)
+    async def train(request: Request):
+        """Label Studio's older training call (its project as ``"<id>.<time>"``): a training round."""
+        service, body = await ready_body(request, need_model=False)
+        return training_started(service, str(body.get('project', '')).split('.')[0])
     app.include_router(router)
 
 
@@ -156,6 +160,20 @@ def check_at_start(app: FastAPI, client: LabelStudioClient) -> None:
             threading.Thread(target=check, name='solov2-label-studio-check', daemon=True).start()
             yield state
     app.router.lifespan_context = lifespan
+
+
+def training_started(service, project: Any) -> dict:
+    """``{"status": "started" or "running", "job": its number}`` for a training round of ``project`` (an id)
+    (``TrainingJobs.start``); 501 naming what the service lacks to train, 400 without a project id."""
+    problem = service.training.problem()
+    if problem is not None:
+        raise HttpError(501, f'{problem}: {TRAINING}')
+    try:
+        project_id = int(project)
+    except (TypeError, ValueError):
+        raise HttpError(400, f'the training request names no project id ({project!r})') from None
+    job, started = service.training.start(project_id)
+    return {'status': 'started' if started else 'running', 'job': job.id, 'project': job.project}
 
 
 async def predictions(service, client: LabelStudioClient, body: dict, request_id: str) -> Response:

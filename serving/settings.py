@@ -83,6 +83,11 @@ class ServeSettings:
     admin_token: Optional[str] = text(
         'the token of the admin routes (/v1/admin/..., sent as "Authorization: Bearer TOKEN"); without it they do '
         'not exist', env='SOLOV2_ADMIN_TOKEN')
+    train_threads: int = limit(1, 1, 'CPU threads of a training round from Label Studio (its own process, at a lower '
+                                     'priority than the requests; docs/label_studio.md)')
+    train_iters: int = limit(300, 1, 'iterations of a training round from Label Studio')
+    train_opt: Optional[str] = text('config changes for training rounds, NAME=VALUE separated by spaces (the '
+                                    'config overrides train.py takes), e.g. "base_lr=0.001 warmup_iters=5"')
     max_decode_mb: Optional[float] = limit(None, 0, whole=False, help=(
         'the old name of max_in_flight_mb (the budget holds the pictures in flight, not only while they decode), '
         'kept for one release: given, it says so'))
