@@ -3,21 +3,23 @@ project of 30 shapes pictures whose stars are labelled 'blob' (a label the shipp
 annotations submitted through Label Studio's API; Label Studio itself sends the training event once the 30th is
 saved (the project's ``min_annotations_to_start_training``), and again when asked through its API while the round
 runs (answered "running"); the round trains, scores both versions on the held-out tasks and promotes the new
-one, which then finds blobs; a client posting to /v1/segment throughout sees every answer 200. About 5 minutes on
-a 2-core CPU: run with ``python -m pytest -m round tests/serving/test_label_studio_round.py``."""
+one, which then finds blobs; a client posting to /v1/segment throughout sees every answer 200. Then a second round,
+forced to measure worse, is not promoted and the version stays. About 11 minutes on a shared 2-core CPU (Label
+Studio's start, 8.5 for the first round): ``python -m pytest -m round tests/serving/test_label_studio_round.py``."""
 import json
 import re
-import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
+from solov2.serving.versions import VersionStore
 from tests.serving.running import SMALL_MODEL, ServeSettings, serving
 from tests.serving.shapes_project import CONFIG, NEW_LABEL, annotation_results, shapes_set
 from tests.serving.test_label_studio_server import connect, label_studio, new_project  # noqa: F401 (a fixture)
 from tests.serving.test_label_studio_server import pytestmark as needs_label_studio
-from tests.serving.test_training import PICTURE, ROUND, finished
+from tests.serving.test_training import ROUND, finished, posting
 
 pytestmark = [pytest.mark.round, needs_label_studio]
 TASKS = 30
@@ -43,28 +45,16 @@ def test_label_studio_trains_a_version_that_learns_its_new_label(label_studio, t
     settings = ServeSettings(SMALL_MODEL, versions=str(tmp_path / 'versions'), train_iters=150, train_opt=ROUND,
                              label_studio_url=str(label_studio.base_url).rstrip('/'),
                              label_studio_token=label_studio.token)
-    answers, stop = [], threading.Event()
     with serving(settings) as client:
         ml = connect(label_studio, str(client.base_url).rstrip('/') + '/label-studio', project)
         label_studio.patch(f'/api/projects/{project}', json={'min_annotations_to_start_training': TASKS}
                            ).raise_for_status()
-
-        def keep_posting():
-            while not stop.is_set():
-                answer = client.post('/v1/segment', content=PICTURE, headers={'Content-Type': 'image/jpeg'})
-                answers.append((answer.status_code, answer.headers.get('x-model-version')))
-                time.sleep(0.2)
-        poster = threading.Thread(target=keep_posting)
-        poster.start()
         began = time.monotonic()
-        try:
+        with posting(client) as answers:
             annotate_all(label_studio, project, root)          # the 30th makes Label Studio send the event
             assert client.get('/v1/jobs').json()['jobs'][-1]['state'] == 'running'
             label_studio.post(f'/api/ml/{ml}/train').raise_for_status()      # Label Studio's Start Training
             job = finished(client)
-        finally:
-            stop.set()
-            poster.join()
         minutes = (time.monotonic() - began) / 60
         jobs = client.get('/v1/jobs').json()['jobs']
         assert len(jobs) == 1 and job['state'] == 'promoted', jobs
@@ -78,3 +68,21 @@ def test_label_studio_trains_a_version_that_learns_its_new_label(label_studio, t
         print(f'\nround: {minutes:.1f} min from the first annotation to the swap; held-out mask AP '
               f"{job['parent_held_out_ap']:.1f} (v1) -> {job['held_out_ap']:.1f} (v2); {len(answers)} requests "
               f"during it, all 200 ({sum(1 for _, v in answers if v == 'v2')} answered by v2)")
+    a_worse_round_is_not_promoted(label_studio, ml, settings)
+
+
+def a_worse_round_is_not_promoted(studio, ml: int, settings) -> None:
+    """A second round forced to measure worse (5 iterations at 50 times the learning rate), sent by Label Studio
+    to the service restarted on the same versions folder: not promoted, v2 serves on."""
+    forced = replace(settings, train_iters=5, train_opt='batch_size=2 warmup_iters=1 base_lr=0.05')
+    with serving(forced) as client:
+        assert client.get('/v1/model').json()['version'] == 'v2'
+        studio.patch(f'/api/ml/{ml}', json={'url': str(client.base_url).rstrip('/') + '/label-studio'}
+                     ).raise_for_status()
+        studio.post(f'/api/ml/{ml}/train').raise_for_status()
+        job = finished(client)
+        assert job['state'] == 'not promoted' and job['held_out_ap'] < job['parent_held_out_ap'], job
+        assert client.get('/v1/model').json()['version'] == 'v2'
+    assert VersionStore(settings.versions).names() == ['v1', 'v2']
+    print(f"second round (forced worse): held-out mask AP {job['parent_held_out_ap']:.1f} (v2) -> "
+          f"{job['held_out_ap']:.1f}: not promoted, v2 serves")

@@ -4,11 +4,13 @@ is answered "running", the round fetches, splits by task id, grows the head for 
 scores both versions on the held-out tasks and promotes only a version that measures at least as well; a round
 that fails or measures worse leaves the serving version. A real Label Studio drives a round in
 test_label_studio_server.py."""
+import contextlib
 import threading
 import time
 from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Iterator
 
 import pytest
 
@@ -23,6 +25,26 @@ from tests.serving.shapes_project import NEW_LABEL, TOKEN, shapes_set, stand_in
 
 ROUND = 'batch_size=2 warmup_iters=5 base_lr=0.001 ema_decay=0.9'     # a short round on 256 px pictures
 PICTURE = sorted(Path(SAMPLE_IMAGES).glob('*.jpg'))[0].read_bytes()
+
+
+@contextlib.contextmanager
+def posting(client) -> Iterator[list]:
+    """A client posting a sample picture to /v1/segment every 0.2 s while the block runs; the list of its answers'
+    (status, X-Model-Version) it yields is complete once the block ends."""
+    answers, stop = [], threading.Event()
+
+    def keep_posting():
+        while not stop.is_set():
+            answer = client.post('/v1/segment', content=PICTURE, headers={'Content-Type': 'image/jpeg'})
+            answers.append((answer.status_code, answer.headers.get('x-model-version')))
+            time.sleep(0.2)
+    poster = threading.Thread(target=keep_posting)
+    poster.start()
+    try:
+        yield answers
+    finally:
+        stop.set()
+        poster.join()
 
 
 def finished(client, timeout_s: float = 600) -> dict:
@@ -107,20 +129,9 @@ def test_a_round_learns_the_new_label_is_promoted_and_swapped_while_requests_flo
     url, _ = project
     settings = ServeSettings(SMALL_MODEL, versions=str(tmp_path / 'versions'), label_studio_url=url,
                              label_studio_token=TOKEN, train_iters=150, train_opt=ROUND)
-    answers, stop = [], threading.Event()
     with serving(settings) as client:
-        def keep_posting():
-            while not stop.is_set():
-                answer = client.post('/v1/segment', content=PICTURE, headers={'Content-Type': 'image/jpeg'})
-                answers.append((answer.status_code, answer.headers.get('x-model-version')))
-                time.sleep(0.2)
-        poster = threading.Thread(target=keep_posting)
-        poster.start()
-        try:
+        with posting(client) as answers:
             job = a_round(client)
-        finally:
-            stop.set()
-            poster.join()
         assert job['state'] == 'promoted' and job['version'] == 'v2', job
         assert {status for status, _ in answers} == {200} and {version for _, version in answers} >= {'v1'}
         model = client.get('/v1/model').json()
