@@ -11,6 +11,7 @@ others of its padded size by the predictor's ``queue``, finished in a worker), a
 """
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import gzip
 import json
@@ -32,7 +33,6 @@ from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Res
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from solov2 import __version__
-from solov2.api.instances import Instances
 from solov2.api.segmenter import Segmenter, instances_of, per_call_params
 from solov2.core.errors import InputError
 from solov2.data.results import SHOWN_MIN_SCORE
@@ -40,7 +40,9 @@ from solov2.data.transforms import header_size
 from solov2.model.inference.batching import Batching
 from solov2.model.inference.memory import default_budget, pixels_within
 from solov2.model.inference.pipeline import REFUSE, PipelineOptions, Predictor, Refused
+from solov2.model.inference.spec import ModelSpec
 from solov2.model.runtime import cpu_threads
+from solov2.serving.admin import add_admin_routes
 from solov2.serving.label_studio import add_label_studio_routes
 from solov2.serving.limits import (
     MULTIPART,
@@ -54,10 +56,13 @@ from solov2.serving.liveness import Liveness
 from solov2.serving.metrics import Metrics
 from solov2.serving.schema import QUERY, Alive, Answer, Model, Ready, openapi_of, picture_body, refusals
 from solov2.serving.settings import ServeSettings
+from solov2.serving.switching import Served, Slot
+from solov2.serving.training import TrainingJobs, add_training_routes
+from solov2.serving.versions import VersionStore
 from solov2.serving.wire import LOADING, STOPPING
 
 LOG = logging.getLogger(__name__)
-Form = Union[str, Callable[[Instances], Any]]      # an answer's form: a name, or what makes it of the instances
+Form = Union[str, Callable[..., Any]]      # an answer's form: a name, or form(instances, version=...) making it
 RETRY = {'Retry-After': '1'}
 CLOSED = 'the model was closed by the program serving it (Segmenter.close): nothing serves requests'
 REQUEST_ID = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]{1,128}")      # a sane X-Request-ID: an HTTP token, bounded
@@ -83,7 +88,12 @@ class Service:
     def __init__(self, settings: ServeSettings, segmenter: Optional[Segmenter] = None,
                  on_loaded: Optional[Callable[['Service'], None]] = None):
         self.settings = settings
-        self.segmenter, self.owns_model = segmenter, segmenter is None      # the host's, else its own to close
+        self.given = segmenter          # the host's (never closed here), else the service opens its own
+        self.slot = Slot()              # the model serving (``switching``), switched on the event loop
+        self.loop: Optional[asyncio.AbstractEventLoop] = None      # the server's, set as it starts
+        self.store = VersionStore(settings.versions) if settings.versions else None
+        self.switching = threading.Lock()         # one switch of version at a time
+        self.training = TrainingJobs(self)        # rounds of training from Label Studio
         self._problem: Optional[str] = LOADING
         self.failure: Optional[Exception] = None
         self.on_loaded = on_loaded
@@ -94,6 +104,23 @@ class Service:
                                lambda: (serving := self._serving()) and serving.budget.used or 0, self.counts)
         self.loaded = threading.Event()
         self.liveness = Liveness(settings.timeout_s, lambda: (serving := self._serving()) and serving.budget.used or 0)
+
+    @property
+    def segmenter(self) -> Optional[Segmenter]:
+        """The segmenter serving (``slot``); None until the model is loaded."""
+        return self.slot.current and self.slot.current.segmenter
+
+    @property
+    def predictor(self) -> Optional[Predictor]:
+        """The predictor of the segmenter serving; None until the model is loaded."""
+        return self.slot.current and self.slot.current.predictor
+
+    @property
+    def version(self) -> str:
+        """The name of the model version serving (``versions``); RuntimeError before it is loaded."""
+        if self.slot.current is None:
+            raise RuntimeError(f'{LOADING}: no model version yet')
+        return self.slot.current.version
 
     @property
     def model(self) -> Segmenter:
@@ -128,8 +155,12 @@ class Service:
 
     @property
     def max_pixels(self) -> int:
+        """The pixel limit of the model serving (``pixel_limit``)."""
+        return self.pixel_limit(self.model.cfg)
+
+    def pixel_limit(self, cfg) -> int:
         """The pixel limit: ``max_pixels``, else the config's lowered to the pictures that fit the in-flight budget."""
-        cfg, budget = self.model.cfg, self.budget
+        budget = self.budget
         if self.settings.max_pixels is not None or not (cfg.max_image_pixels and budget):
             return cfg.max_image_pixels if self.settings.max_pixels is None else self.settings.max_pixels
         return min(cfg.max_image_pixels, pixels_within(budget, cfg.test_short, cfg.test_max))
@@ -137,19 +168,17 @@ class Service:
     def load(self) -> None:
         """Open the model unless it came opened and warm it up (in a thread: ``problem`` says why it is not ready)."""
         try:
-            settings = self.settings
-            threads = cpu_threads(settings.helper_threads)          # each stage's: reading, finishing
-            pipeline = PipelineOptions(Batching(settings.max_batch, settings.max_wait_ms / 1000, settings.max_padding,
-                                                self.metrics.batch), threads, threads, self.budget)
-            if self.segmenter is None:
-                self.segmenter = Segmenter(settings.model, progress=self.exporting, pipeline=pipeline)
-            else:
-                self.segmenter.set_pipeline(pipeline)
-            segmenter = self.segmenter
+            spec, version, given = self.starting_version()
+            if given is not None:
+                given.set_pipeline(self.pipeline())
+            segmenter = given or Segmenter(spec, progress=self.exporting, pipeline=self.pipeline())
+            served = Served(segmenter, version or legacy_version(spec, segmenter), owns=given is None)
             self.problem = f'{LOADING}: warming up (compiling what its batches will run)'
-            self.warm_up()
+            self.warm_up(served)
+            self.slot.put(served)
             self.metrics.engine(self.settings.model.backend, segmenter.backend, precision_of(segmenter,
                                                                                            self.settings.model))
+            self.metrics.version(served.version)
             self.problem = None
             said = LOG.warning if self.fallback else LOG.info       # a slower engine than asked for: a warning
             said(f'ready: {segmenter!r}' + (f'; {self.fallback}' if self.fallback else ''))
@@ -161,6 +190,63 @@ class Service:
             self.loaded.set()
             if self.on_loaded is not None:
                 self.on_loaded(self)
+
+    def pipeline(self) -> PipelineOptions:
+        """How pictures move through each model served: batching, reading and finishing threads, the budget."""
+        settings, threads = self.settings, cpu_threads(self.settings.helper_threads)     # each stage's threads
+        return PipelineOptions(Batching(settings.max_batch, settings.max_wait_ms / 1000, settings.max_padding,
+                                        self.metrics.batch), threads, threads, self.budget)
+
+    def starting_version(self) -> Tuple[ModelSpec, Optional[str], Optional[Segmenter]]:
+        """(the model to open, its version's name, the host's segmenter or None): without a versions folder the
+        model the settings name (None: named by ``legacy_version``); with one, the version ``serving.json``
+        names, else (a new folder, or a host's segmenter) the settings' weights, added as a version when they are
+        none (``VersionStore.of_weights``)."""
+        spec, store = self.settings.model, self.store
+        if store is None:
+            return spec, None, self.given
+        weights = str(spec.weights)
+        given = store.of_weights(weights, f'the weights the service started with: {Path(weights).name}').name
+        serving = store.serving()['serving']
+        if serving is None or self.given is not None:
+            if serving != given:
+                store.served(given)
+            return spec, given, self.given
+        if serving != given:
+            LOG.info(f'serving version {serving} of {store.root} (the one serving when the service last stopped; '
+                     f'the weights given are version {given})')
+        return dataclasses.replace(spec, weights=store.weights(serving)), serving, None
+
+    def switch(self, name: Optional[str] = None) -> str:
+        """Serve the version ``name`` of the versions folder (None: roll back to the one served before): open
+        it, warm it up on the engine the service runs, then switch atomically on the event loop (``Slot.put``:
+        requests in flight finish on the old model, the next go to the new); the name served. One switch at a
+        time (InputError while another runs); a version that fails to open or warm up leaves the one serving."""
+        store, loop = self.store, self.loop
+        if store is None or loop is None:
+            raise InputError('this service has no versions folder (versions): it serves one model')
+        if not self.switching.acquire(blocking=False):
+            raise InputError('a switch of version is under way: try again once it ends')
+        try:
+            rollback, name = name is None, store.previous() if name is None else name
+            spec = dataclasses.replace(self.settings.model, weights=store.weights(name))
+            served = Served(Segmenter(spec, pipeline=self.pipeline()), name)
+            try:
+                self.warm_up(served)
+            except BaseException:
+                served.close()
+                raise
+            asyncio.run_coroutine_threadsafe(self.put(served), loop).result()
+            store.served(name, rollback)
+            LOG.info(f'model version {name} serving' + (' (rolled back)' if rollback else ''))
+            return name
+        finally:
+            self.switching.release()
+
+    async def put(self, served: Served) -> None:
+        """Make ``served`` the model serving (on the event loop: ``Slot.put``) and name it in the metrics."""
+        self.slot.put(served)
+        self.metrics.version(served.version)
 
     def exporting(self, stage: str, fraction: float) -> None:
         """``Segmenter``'s progress while ``auto`` exports, said by ``problem``."""
@@ -179,28 +265,43 @@ class Service:
         while any(self.counts.values()) and time.monotonic() < deadline:
             time.sleep(0.02)
 
-    def warm_up(self) -> None:
-        """Compile what the engine will run, then run a picture through, so that no request pays for a compile."""
+    def warm_up(self, served: Served) -> None:
+        """Compile what ``served``'s engine will run, then run a picture through, so that no request pays for a
+        compile."""
         settings = self.settings
-        self.model.backend.compile_ahead(settings.max_batch, mixed=settings.max_padding > 0)
+        served.segmenter.backend.compile_ahead(settings.max_batch, mixed=settings.max_padding > 0)
         colour = cv2.imencode('.png', np.full((64, 64, 3), (40, 120, 200), np.uint8))[1].tobytes()
-        asyncio.run(self.segment(colour, self.running.params, 'none'))
+        asyncio.run(self.segment(colour, served.predictor.params, 'none', served=served))
 
     async def segment(self, data: bytes, params, masks: str, min_score: float = 0.0, form: Form = 'instances',
-                      name: str = 'picture', gzipped: bool = False) -> Response:
+                      name: str = 'picture', gzipped: bool = False, served: Optional[Served] = None) -> Response:
         """The answer for an encoded picture (JSON, gzipped when ``gzipped`` says the client takes it and it is
         large; its bytes made in a worker, ``answer``): an in-flight slot, and a large picture one of their half
         (``SLOTS``; 503 when full), then the predictor's request (``Predictor.submit``) admitted by its cost with
         ``REFUSE``: its share of the predictor's budget (``cost``) taken, or 503 at once, so a picture that does
         not fit beside those in flight holds nothing while small ones keep flowing. A request that ends early (the
-        deadline, a client gone) cancels its picture."""
-        predictor = self.running              # this request's, whatever the host does meanwhile
+        deadline, a client gone) cancels its picture. All on the model serving as it is admitted (``served``: that
+        one, being warmed up), named by the ``X-Model-Version`` header; 503 once the host closed it."""
+        if served is not None:
+            return await self.segment_on(served, data, params, masks, min_score, form, name, gzipped)
+        served = self.slot.lease()
+        try:
+            if served.segmenter.closed:
+                raise HttpError(503, CLOSED, RETRY, 'not ready')
+            return await self.segment_on(served, data, params, masks, min_score, form, name, gzipped)
+        finally:
+            self.slot.release(served)
+
+    async def segment_on(self, served: Served, data: bytes, params, masks: str, min_score: float, form: Form,
+                         name: str, gzipped: bool) -> Response:
+        """``segment`` on the model ``served``."""
+        predictor = served.predictor
         cost, limit = self.cost(data, predictor), predictor.budget.limit
         large = limit and cost * self.settings.queue_size > limit     # SLOTS
         with self.held('in flight'), self.held('large in flight') if large else contextlib.nullcontext():
-            request = predictor.submit(data, functools.partial(self.read, predictor), lambda _, prepared, row:
-                                       self.answer(predictor, row, prepared.meta, params, masks, min_score, form,
-                                                   name, gzipped), params, cost, REFUSE)
+            request = predictor.submit(data, functools.partial(self.read, predictor=predictor), lambda _, prepared, row:
+                                       self.answer(row, prepared.meta, params, masks, min_score, form, name, gzipped,
+                                                   served), params, cost, REFUSE)
             try:
                 body, headers = await asyncio.wrap_future(request.future)
             except Refused as exc:
@@ -208,14 +309,15 @@ class Service:
                                 RETRY, 'in-flight budget') from None
             finally:
                 request.cancel()            # the request ended early: its picture dropped (answered: nothing)
-            return Response(body, media_type='application/json', headers=headers)
+            return Response(body, media_type='application/json',
+                            headers={**headers, 'X-Model-Version': served.version})
 
     def cost(self, data: bytes, predictor: Predictor) -> int:
         """The bytes ``data`` takes from the budget (``PictureReader.cost``); 413 when over it; 0 when its
         header refuses it (it is refused as it is read)."""
-        size, budget = header_size(data), self.budget
-        if size is None or (self.max_pixels and size[0] * size[1] > self.max_pixels):
-            return 0 if self.max_pixels else budget
+        size, budget, max_pixels = header_size(data), self.budget, self.pixel_limit(predictor.cfg)
+        if size is None or (max_pixels and size[0] * size[1] > max_pixels):
+            return 0 if max_pixels else budget
         cost = predictor.reader.cost(data) or 0
         if budget and cost > budget:
             raise HttpError(413, f'the picture is {size[0]}x{size[1]}: decoding it takes about {cost / 2**20:.0f} MB, '
@@ -223,24 +325,25 @@ class Service:
                                  'smaller picture')
         return cost
 
-    def read(self, predictor: Predictor, data: bytes):
-        """[H, W, 3] uint8 RGB of an encoded picture, read as ``Segmenter`` reads bytes (``Predictor.read``:
+    def read(self, data: bytes, predictor: Predictor):
+        """[H, W, 3] uint8 RGB of an encoded picture, read as ``Segmenter`` reads bytes (``predictor.read``:
         LimitError over ``max_pixels``, InputError when it does not decode)."""
         with self.metrics.stage('decode'):
-            return predictor.read(data, max_pixels=self.max_pixels, what='the picture')
+            return predictor.read(data, max_pixels=self.pixel_limit(predictor.cfg), what='the picture')
 
-    def answer(self, predictor: Predictor, row, meta, params, masks: str, min_score: float, form: Form, name: str,
-               gzipped: bool = False) -> Tuple[bytes, Dict[str, str]]:
-        """The network's output for one picture (``predictor``'s) -> the bytes of its JSON answer and their headers,
-        gzipped from ``GZIP_BYTES`` when ``gzipped`` (the client takes it), made here in a worker so that the event
-        loop only moves them: ``answer_content`` in ``form`` (a labelme file names the picture ``name``; a callable
-        form, the Label Studio routes' predictions, makes what it will of the ``Instances``)."""
+    def answer(self, row, meta, params, masks: str, min_score: float, form: Form, name: str,
+               gzipped: bool, served: Served) -> Tuple[bytes, Dict[str, str]]:
+        """The network's output for one picture -> the bytes of its JSON answer and their headers, gzipped from
+        ``GZIP_BYTES`` when ``gzipped`` (the client takes it), made here in a worker so that the event loop only
+        moves them: ``answer_content`` in ``form`` of the model ``served`` (a labelme file names the picture
+        ``name``; the 'instances' form and a callable form, the Label Studio routes' predictions, name its
+        version)."""
         with self.metrics.stage('postprocess'):
-            found = predictor.finish(row, meta, params)
-            instances = instances_of(self.model.class_names, found, min_score)
+            found = served.predictor.finish(row, meta, params)
+            instances = instances_of(served.segmenter.class_names, found, min_score)
         self.liveness.moved()
         with self.metrics.stage('encode'):
-            content = answer_content(instances, form, masks, name, min_score)
+            content = answer_content(instances, form, masks, name, min_score, served.version)
             body = json.dumps(content, ensure_ascii=False, allow_nan=False, separators=(',', ':')).encode()
             if not gzipped or len(body) < GZIP_BYTES:
                 return body, {}
@@ -250,8 +353,8 @@ class Service:
         """Say it is stopping (``/readyz`` 503) and close the model it opened (``Segmenter.close``: its threads
         stop once they have finished what they hold); a model the host gave stays the host's."""
         self.problem = STOPPING
-        if self.owns_model and self.segmenter is not None:
-            self.segmenter.close()
+        self.training.stop()
+        self.slot.close()
 
     def check_room(self, what: str) -> None:
         """503 with Retry-After when as many of ``what`` are held as its share of its setting allows
@@ -274,14 +377,15 @@ class Service:
             self.counts[what] -= 1
 
 
-def answer_content(instances, form: Form, masks: str, name: str, min_score: float):
-    """One picture's answer in ``form`` (``ANSWER_FORMS``): ``Instances.to_dict(masks)``, its COCO result records, or
-    its labelme file for the picture ``name``; a callable ``form``, what it makes of the ``Instances``; ValueError
-    for another form."""
+def answer_content(instances, form: Form, masks: str, name: str, min_score: float, version: str):
+    """One picture's answer in ``form`` (``ANSWER_FORMS``) by the model version ``version``:
+    ``Instances.to_dict(masks)`` with its ``model_version``, its COCO result records, or its labelme file for the
+    picture ``name``; a callable ``form``, what it makes of the ``Instances`` and the version
+    (``form(instances, version=...)``); ValueError for another form."""
     if callable(form):
-        return form(instances)
+        return form(instances, version=version)
     if form == 'instances':
-        return instances.to_dict(masks)
+        return {**instances.to_dict(masks), 'model_version': version}
     if form == 'coco':
         return instances.to_coco(0, file_name=name)
     if form == 'labelme':
@@ -298,6 +402,7 @@ def create_app(settings: ServeSettings, load_first: bool = False, segmenter: Opt
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
         service = app.state.service = Service(settings, segmenter, on_loaded)
+        service.loop = asyncio.get_running_loop()
         threading.Thread(target=service.load, name='solov2-serve-load', daemon=True).start()
         watching = asyncio.create_task(service.liveness.watch())
         if load_first:
@@ -316,6 +421,9 @@ def create_app(settings: ServeSettings, load_first: bool = False, segmenter: Opt
     add_routes(app, settings)
     add_probes(app)
     add_label_studio_routes(app, settings)
+    if settings.admin_token:
+        add_admin_routes(app, settings.admin_token)
+    add_training_routes(app)
     if settings.page:
         add_page(app)
     app.openapi = lambda: app.openapi_schema or openapi_of(app)
@@ -382,10 +490,18 @@ def precision_of(segmenter: Segmenter, spec) -> str:
     return segmenter.backend.precision or spec.precision or 'f32'
 
 
+def legacy_version(spec: ModelSpec, segmenter: Segmenter) -> str:
+    """The version's name of a service without a versions folder (as Label Studio lists it): ``solov2-<config
+    name>-<the weights' or exported model folder's name>``."""
+    source = spec.weights or spec.model_dir
+    return f'solov2-{segmenter.cfg.__name__}' + (f'-{Path(source).name}' if source else '')
+
+
 def model_answer(service: Service) -> dict:
     """``/v1/model``'s answer (``Model``) for a service whose model is loaded."""
     settings, seg, spec = service.settings, service.model, service.settings.model
-    return {'replica': service.replica, 'config': seg.number, 'config_name': seg.cfg.__name__,
+    return {'replica': service.replica, 'version': service.version, 'config': seg.number,
+            'config_name': seg.cfg.__name__,
             'classes': list(seg.class_names), 'backend': seg.backend.name, 'asked': spec.backend,
             'precision': precision_of(seg, spec), 'pinned': seg.backend.pinned,
             'weights': spec.weights and Path(spec.weights).name,

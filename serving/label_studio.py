@@ -10,13 +10,15 @@ the project's labelling config (its ``PolygonLabels`` or ``BrushLabels`` tag; wi
 label's ``predicted_values`` says), naming the labels left to people; 400 when none maps. ``POST /predict``
 answers one result per task, in order: each task's picture fetched (from ``label_studio_url`` with the token, or a
 file under ``label_studio_files``), segmented, its instances of the config's labels as polygons in percent or
-brushes in Label Studio's RLE (``data.label_studio``), with scores and the model version, the JSON made in the
+brushes in Label Studio's RLE (``data.label_studio``), with scores, the picture's uncertainty as the prediction's
+``score`` (``serving.uncertainty``) and the model version that made it, the JSON made in the
 service's worker; an interactive request (a box or points drawn with a smart tool in ``params.context``) gets
 the one instance the drawing holds (``prompted_prediction``); a task that fails gets an empty list (Label Studio
 1.23 stores no prediction for it, and retrieves it again next time) and its reason in the log and the answer's
 ``errors``. ``POST /webhook`` takes Label
-Studio's events and trains on none: a training request (there or ``POST /train``) gets 501 saying how to fine-tune
-(export, ``solov2 labelstudio2coco``, ``solov2 train``). ``GET /versions``: the model version.
+Studio's events: a training request (there or ``POST /train``) starts a training round (``serving.training``), or
+answers the one running; a service without a versions folder or Label Studio's address gets 501 saying how to
+fine-tune by hand. ``GET /versions``: the model version.
 """
 import asyncio
 import contextlib
@@ -47,14 +49,14 @@ from solov2.data.label_studio import (
     region,
 )
 from solov2.data.polygons import mask_polygons
-from solov2.data.results import SHOWN_MIN_SCORE
 from solov2.serving.label_studio_client import LabelStudioClient
 from solov2.serving.limits import HttpError, client_error, read_body
+from solov2.serving.uncertainty import ranked
 
 PREFIX = '/label-studio'
 RETRY = {'Retry-After': '1'}
-TRAINING = ('this backend does not train from Label Studio: export the project as JSON, convert it with '
-            '"solov2 labelstudio2coco" and fine-tune with "solov2 train" (docs/label_studio.md)')
+TRAINING = ('give it a versions folder and label_studio_url to train from Label Studio, or export the project as JSON, '
+            'convert it with "solov2 labelstudio2coco" and fine-tune with "solov2 train" (docs/label_studio.md)')
 LOG = logging.getLogger(__name__)
 FAILED = b'[]'              # a failed task's result: Label Studio 1.23 stores no prediction of an empty list
 PROMPT_SCORE = 0.02         # an interactive request's candidates: from this category score (the config's is 0.1)
@@ -124,16 +126,19 @@ def add_label_studio_routes(app: FastAPI, settings) -> None:
 
     @router.post('/webhook')
     async def webhook(request: Request):
-        """Label Studio's project events, taken and ignored; ``START_TRAINING`` 501 (``TRAINING``)."""
-        _, body = await ready_body(request, need_model=False)
+        """Label Studio's project events: ``START_TRAINING`` starts a training round (``training_started``), the
+        others are taken and ignored."""
+        service, body = await ready_body(request, need_model=False)
         if body.get('action') == 'START_TRAINING':
-            raise HttpError(501, TRAINING)
-        return {'status': 'ignored', 'action': body.get('action'), 'reason': TRAINING}
+            project = body.get('project')
+            return training_started(service, project.get('id') if isinstance(project, dict) else None)
+        return {'status': 'ignored', 'action': body.get('action')}
 
     @router.post('/train')
-    async def train():
-        """Label Studio's older training call: 501 (``TRAINING``)."""
-        raise HttpError(501, TRAINING)
+    async def train(request: Request):
+        """Label Studio's older training call (its project as ``"<id>.<time>"``): a training round."""
+        service, body = await ready_body(request, need_model=False)
+        return training_started(service, str(body.get('project', '')).split('.')[0])
     app.include_router(router)
 
 
@@ -157,6 +162,20 @@ def check_at_start(app: FastAPI, client: LabelStudioClient) -> None:
     app.router.lifespan_context = lifespan
 
 
+def training_started(service, project: Any) -> dict:
+    """``{"status": "started" or "running", "job": its number}`` for a training round of ``project`` (an id)
+    (``TrainingJobs.start``); 501 naming what the service lacks to train, 400 without a project id."""
+    problem = service.training.problem()
+    if problem is not None:
+        raise HttpError(501, f'{problem}: {TRAINING}')
+    try:
+        project_id = int(project)
+    except (TypeError, ValueError):
+        raise HttpError(400, f'the training request names no project id ({project!r})') from None
+    job, started = service.training.start(project_id)
+    return {'status': 'started' if started else 'running', 'job': job.id, 'project': job.project}
+
+
 async def predictions(service, client: LabelStudioClient, body: dict, request_id: str) -> Response:
     """Label Studio's ``/predict`` answer for a request ``body``: each of its ``tasks`` segmented (at most
     ``min(max_batch, queue_size)`` at once) as a prediction of its ``label_config``'s tag, or, for an interactive
@@ -171,8 +190,8 @@ async def predictions(service, client: LabelStudioClient, body: dict, request_id
     prompt = prompt_of(params.get('context') if isinstance(params, dict) else None, tag)
     room = asyncio.Semaphore(max(1, min(service.settings.max_batch, service.settings.queue_size)))
     version = model_version(service)
-    asked = Asked(tag, functools.partial(prediction, tag=tag, labels=labels, version=version),
-                  service.running.params, SHOWN_MIN_SCORE)
+    asked = Asked(tag, functools.partial(ranked, encode=functools.partial(prediction, tag=tag, labels=labels),
+                                         version=version), service.running.params, 0.0)    # scored by uncertainty
     if prompt is not None:
         asked = Asked(tag, functools.partial(prompted_prediction, tag=tag, labels=labels, prompt=prompt,
                                              version=version),
@@ -206,11 +225,8 @@ class Asked:
 
 
 def model_version(service) -> str:
-    """The model version Label Studio stores with each prediction: the config's name and the weights'
-    (or exported model folder's) name."""
-    spec = service.settings.model
-    source = spec.weights or spec.model_dir
-    return f'solov2-{service.segmenter.cfg.__name__}' + (f'-{Path(source).name}' if source else '')
+    """The model version serving (``Service.version``); each prediction names the one that made it."""
+    return service.version
 
 
 async def ready_body(request: Request, need_model: bool = True) -> tuple[Any, dict]:

@@ -32,6 +32,8 @@ class Metrics:
                              'pinned ("true": the cache pins it), and fallback ("true" when auto could not export: '
                              'several times slower; the log and /readyz say why)',
                              ['asked', 'engine', 'precision', 'pinned', 'fallback'], registry=self.registry)
+        self.versions = Gauge('solov2_model_version', 'the model version serving (1; docs/label_studio.md)',
+                              ['version'], registry=self.registry)
         for name, text, read in (
                 ('solov2_in_flight', 'segmentation requests accepted and not yet answered', lambda: held['in flight']),
                 ('solov2_uploads', 'request bodies being received (at most max_uploads)', lambda: held['uploads']),
@@ -50,6 +52,11 @@ class Metrics:
         """Name the engine serving (``backend``, a ``Backend``, at ``precision``) and the one ``asked`` for."""
         self.engines.labels(asked, backend.name, precision, str(backend.pinned).lower(),
                             str(backend.fallback is not None).lower()).set(1)
+
+    def version(self, name: str) -> None:
+        """Name the model version serving (the one before it is no longer listed)."""
+        self.versions.clear()
+        self.versions.labels(name).set(1)
 
     def stage(self, name: str):
         """A context manager that times one stage of a picture (``with metrics.stage('decode'):``)."""

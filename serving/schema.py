@@ -59,6 +59,7 @@ class Answer(Closed):
     image_size: List[int] = Field(min_length=2, max_length=2, description='[H, W] of the picture')
     class_names: List[str] = Field(description="the model's classes")
     instances: List[Instance]
+    model_version: str = Field(description='the model version that answered (also the X-Model-Version header)')
 
 
 class Problem(BaseModel):
@@ -84,6 +85,8 @@ class Model(BaseModel):
     max_body_mb: float = Field(description='the largest request body, MB')
     timeout_s: float = Field(description='seconds from a request to its answer, at most')
     replica: str = Field(description='a random id of the process that answered (no process id or host)')
+    version: str = Field(description='the model version serving (its name in the versions folder, else '
+                                     'solov2-<config name>-<weights name>)')
 
 
 class Alive(Closed):

@@ -76,6 +76,18 @@ class ServeSettings:
     label_studio_tag: str = choice('PolygonLabels', ('PolygonLabels', 'BrushLabels'), (
         'the tag the ML backend routes predict when a labelling config has both PolygonLabels and BrushLabels (the '
         'other is left to people)'))
+    versions: Optional[str] = text(
+        'a folder of model versions (made when missing): the weights given become its first, the version it names '
+        'as serving is served, training from Label Studio adds versions, admin_token lets an operator switch '
+        '(docs/label_studio.md); needs weights (not an exported model folder) and one worker process')
+    admin_token: Optional[str] = text(
+        'the token of the admin routes (/v1/admin/..., sent as "Authorization: Bearer TOKEN"); without it they do '
+        'not exist', env='SOLOV2_ADMIN_TOKEN')
+    train_threads: int = limit(1, 1, 'CPU threads of a training round from Label Studio (its own process, at a lower '
+                                     'priority than the requests; docs/label_studio.md)')
+    train_iters: int = limit(300, 1, 'iterations of a training round from Label Studio')
+    train_opt: Optional[str] = text('config changes for training rounds, NAME=VALUE separated by spaces (the '
+                                    'config overrides train.py takes), e.g. "base_lr=0.001 warmup_iters=5"')
     max_decode_mb: Optional[float] = limit(None, 0, whole=False, help=(
         'the old name of max_in_flight_mb (the budget holds the pictures in flight, not only while they decode), '
         'kept for one release: given, it says so'))
@@ -105,6 +117,8 @@ class ServeSettings:
                 raise InputError(param(name), f" takes a {'whole ' * bound['whole']}number "
                                               f"{'above' if bound['above'] else 'of at least'} {bound['least']}, "
                                               f'not {value!r}')
+        if self.versions is not None and self.model.weights is None:
+            raise InputError(f'{param("versions")} holds checkpoints: serve weights, not an exported model folder')
         if self.max_decode_mb is not None:
             if self.max_in_flight_mb is not None:
                 raise InputError(f'{param("max_decode_mb")} is the old name of {param("max_in_flight_mb")}: give one')

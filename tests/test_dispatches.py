@@ -18,9 +18,9 @@ def test_the_service_answers_only_in_the_forms_it_knows():
     from solov2.data.masks import CroppedMasks
     from solov2.serving.app import answer_content
     found = Instances(CroppedMasks([], np.zeros((0, 4)), (4, 4)), np.zeros(0, np.int64), np.zeros(0), ('a',))
-    assert answer_content(found, 'instances', 'rle', 'p.jpg', 0.0)['instances'] == []
+    assert answer_content(found, 'instances', 'rle', 'p.jpg', 0.0, 'v1')['instances'] == []
     with pytest.raises(ValueError) as raised:
-        answer_content(found, 'xml', 'rle', 'p.jpg', 0.0)
+        answer_content(found, 'xml', 'rle', 'p.jpg', 0.0, 'v1')
     _one_line(raised, 'xml')
 
 

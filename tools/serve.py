@@ -259,6 +259,8 @@ def opened_in_a_child(argv) -> str:
 @cli.command
 def main(argv) -> int:
     args = parse_args(argv)
+    if args.versions and args.workers > 1:       # a switch of version is one process's
+        raise InputError('--versions switches the model of one process: serve it with --workers 1')
     try:
         import fastapi  # noqa: F401
         import uvicorn

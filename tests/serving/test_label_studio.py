@@ -12,6 +12,7 @@ import pytest
 from solov2 import Segmenter
 from solov2.core.paths import SAMPLE_IMAGES
 from solov2.data.label_studio import decode_brush
+from solov2.serving.uncertainty import uncertainty
 from tests.serving.running import SMALL_MODEL, ServeSettings, serving
 
 BRUSHES = ('<View><Image name="image" value="$image"/><BrushLabels name="label" toName="image">{}</BrushLabels>'
@@ -99,7 +100,8 @@ def test_predict_answers_the_segmenters_instances_of_the_configs_labels(client):
     for one, instance in zip(prediction['result'], wanted):
         assert (decode_brush(one['value']['rle'], *instance.image_size) == instance.mask).all()
         assert one['score'] == pytest.approx(instance.score, abs=1e-4)
-    assert np.isclose(prediction['score'], np.mean([i.score for i in wanted]), atol=1e-3)
+    candidates = Segmenter(SMALL_MODEL)(str(picture), min_score=0)       # the score: its uncertainty
+    assert np.isclose(prediction['score'], uncertainty(candidates.scores.tolist()), atol=1e-3)
 
 
 @pytest.mark.parametrize('where, error', [
