@@ -34,9 +34,11 @@ def test_labelme_shapes_only_of_the_kinds_it_knows():
 
 
 def test_label_studio_predictions_only_of_the_region_kinds_it_knows():
+    from solov2.api.instances import Instances
     from solov2.data.label_studio import LabelTag
+    from solov2.data.masks import CroppedMasks
     from solov2.serving.label_studio import prediction
-    answer = {'image_size': [4, 4], 'instances': []}
+    answer = Instances(CroppedMasks([], np.zeros((0, 4)), (4, 4)), np.zeros(0, np.int64), np.zeros(0), ('a',))
     assert prediction(answer, LabelTag('brush', 'tag', 'image', 'image', ('a',)), {}, 'v')['result'] == []
     with pytest.raises(ValueError) as raised:
         prediction(answer, LabelTag('rectangle', 'tag', 'image', 'image', ('a',)), {}, 'v')
