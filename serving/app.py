@@ -102,8 +102,8 @@ class Service:
 
     @property
     def segmenter(self) -> Optional[Segmenter]:
-        """The segmenter serving (``slot``); None until the model is loaded."""
-        return self.slot.current and self.slot.current.segmenter
+        """The segmenter serving (``slot``); before the model is loaded the host's, if it gave one, else None."""
+        return self.slot.current.segmenter if self.slot.current is not None else self.given
 
     @property
     def predictor(self) -> Optional[Predictor]:
@@ -505,7 +505,7 @@ def add_routes(app: FastAPI, settings: ServeSettings) -> None:
         """The model served (config, classes, engine, the weights' or model folder's name, limits) and
         the replica that answered (a random id): no path, process id or host."""
         service: Service = request.app.state.service
-        if service.segmenter is None:
+        if service.slot.current is None:
             raise HttpError(503, service.problem or LOADING, RETRY)
         return model_answer(service)
 

@@ -4,8 +4,9 @@ annotations submitted through Label Studio's API; Label Studio itself sends the 
 saved (the project's ``min_annotations_to_start_training``), and again when asked through its API while the round
 runs (answered "running"); the round trains, scores both versions on the held-out tasks and promotes the new
 one, which then finds blobs; a client posting to /v1/segment throughout sees every answer 200. Then a second round,
-forced to measure worse, is not promoted and the version stays. About 11 minutes on a shared 2-core CPU (Label
-Studio's start, 8.5 for the first round): ``python -m pytest -m round tests/serving/test_label_studio_round.py``."""
+forced to measure worse, is not promoted and the version stays. 4 to 11 minutes on a shared 2-core CPU, as loaded
+(Label Studio's start, 2.6 to 8.5 for the first round): ``python -m pytest -m round
+tests/serving/test_label_studio_round.py``."""
 import json
 import re
 import time
