@@ -184,6 +184,9 @@ class Service:
         if store is None:
             return spec, None, self.given
         weights = str(spec.weights)
+        if not Path(weights).is_file():
+            raise InputError(f'weights file not found: {weights} (a versions folder keeps checkpoints: give the '
+                             '.pdparams file)')
         given = store.of_weights(weights, f'the weights the service started with: {Path(weights).name}').name
         serving = store.serving()['serving']
         if serving is None or self.given is not None:
