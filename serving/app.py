@@ -107,8 +107,8 @@ class Service:
 
     @property
     def segmenter(self) -> Optional[Segmenter]:
-        """The segmenter serving (``slot``); None until the model is loaded."""
-        return self.slot.current and self.slot.current.segmenter
+        """The segmenter serving (``slot``); before the model is loaded the host's, if it gave one, else None."""
+        return self.slot.current.segmenter if self.slot.current is not None else self.given
 
     @property
     def predictor(self) -> Optional[Predictor]:
@@ -206,6 +206,9 @@ class Service:
         if store is None:
             return spec, None, self.given
         weights = str(spec.weights)
+        if not Path(weights).is_file():
+            raise InputError(f'weights file not found: {weights} (a versions folder keeps checkpoints: give the '
+                             '.pdparams file)')
         given = store.of_weights(weights, f'the weights the service started with: {Path(weights).name}').name
         serving = store.serving()['serving']
         if serving is None or self.given is not None:
@@ -544,7 +547,7 @@ def add_routes(app: FastAPI, settings: ServeSettings) -> None:
         """The model served (config, classes, engine, the weights' or model folder's name, limits) and
         the replica that answered (a random id): no path, process id or host."""
         service: Service = request.app.state.service
-        if service.segmenter is None:
+        if service.slot.current is None:
             raise HttpError(503, service.problem or LOADING, RETRY)
         return model_answer(service)
 

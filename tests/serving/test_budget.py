@@ -33,13 +33,13 @@ class Decodes:
         self.seconds, self.calls, self.running, self.most = seconds, 0, 0, 0
         self.lock, self.decode = threading.Lock(), app.Service.read
 
-    def __call__(self, *args):
+    def __call__(self, *args, **model):
         with self.lock:
             self.calls, self.running = self.calls + 1, self.running + 1
             self.most = max(self.most, self.running)
         try:
             time.sleep(self.seconds)
-            return self.decode(*args)
+            return self.decode(*args, **model)
         finally:
             with self.lock:
                 self.running -= 1
@@ -63,7 +63,7 @@ def test_pictures_being_decoded_never_hold_more_than_the_budget_and_one_over_it_
     decodes = Decodes(0.5)
     settings = ServeSettings(SMALL_MODEL, helper_threads=4, max_pixels=20_000_000, max_in_flight_mb=BUDGET_MB)
     with serving(settings) as client:
-        monkeypatch.setattr(app.Service, 'read', lambda service, *args: decodes(service, *args))
+        monkeypatch.setattr(app.Service, 'read', lambda service, data, **model: decodes(service, data, **model))
 
         def post_until_answered(data):
             refusals = []
@@ -91,7 +91,7 @@ def test_a_picture_refused_for_room_or_whose_request_ended_while_it_waited_is_ne
     decodes = Decodes(1.0)
     small = cv2.imencode('.png', np.full((100, 100, 3), 90, np.uint8))[1].tobytes()
     with serving(ServeSettings(SMALL_MODEL, timeout_s=0.4, max_in_flight_mb=BUDGET_MB, helper_threads=1)) as client:
-        monkeypatch.setattr(app.Service, 'read', lambda service, *args: decodes(service, *args))
+        monkeypatch.setattr(app.Service, 'read', lambda service, data, **model: decodes(service, data, **model))
         with ThreadPoolExecutor(3) as pool:
             first = pool.submit(client.post, '/v1/segment', content=PICTURE)
             while decodes.calls < 1:
