@@ -189,7 +189,9 @@ def run_timed(predictor, first, items, read, finish, draw: DrawOptions, keep,
 def run_images(predictor, targets: dict, draw: DrawOptions, written: list,
                processes: Processes = SINGLE) -> PipelineStats:
     """Run ``predictor`` over this process's share of ``targets``, one line a picture; unreadable ones skipped."""
-    paths, ids = processes.share(list(targets)), {path: index for index, path in enumerate(targets)}
+    # COCO image ids from 1 in input order, as tools/labelme2coco.py numbers this run's --save-labelme files (the
+    # records and the --dump-inputs manifest alike)
+    paths, ids = processes.share(list(targets)), {path: index for index, path in enumerate(targets, start=1)}
     for folder in {target.parent for target in targets.values()}:
         make_folder(folder, '--output')
     for folder in {file.parent for file in (draw.labelme or {}).values()}:
@@ -198,8 +200,7 @@ def run_images(predictor, targets: dict, draw: DrawOptions, written: list,
     def finish(path, prepared, found):
         if draw.dumper is not None:
             draw.dumper.dump(f'{ids[path]:05d}_{path.stem}', ids[path], path.name, path, prepared)
-        # COCO image ids from 1 in input order, as tools/labelme2coco.py numbers this run's --save-labelme files
-        picture, records, line = drawn(predictor, draw, ids[path] + 1, path.name, prepared, found)
+        picture, records, line = drawn(predictor, draw, ids[path], path.name, prepared, found)
         write_image(targets[path], picture)
         if draw.labelme is not None:        # the drawn instances, the picture relative to the file (or a copy)
             kept, file = found.scores >= draw.threshold, draw.labelme[path]
