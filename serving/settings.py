@@ -78,7 +78,7 @@ class ServeSettings:
         'other is left to people)'))
     versions: Optional[str] = text(
         'a folder of model versions (made when missing): the weights given become its first, the version it names '
-        'as serving is served, training from Label Studio adds versions, admin_token lets an operator switch '
+        'as serving is served, training from Label Studio adds versions, SOLOV2_ADMIN_TOKEN lets an operator switch '
         '(docs/label_studio.md); needs weights (not an exported model folder) and one worker process')
     admin_token: Optional[str] = text(
         'the token of the admin routes (/v1/admin/..., sent as "Authorization: Bearer TOKEN"); without it they do '
