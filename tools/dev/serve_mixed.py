@@ -4,7 +4,8 @@
 
 Starts ``tools/serve.py`` at its defaults (``--backend``, the shipped model). A client posts a 640x480
 JPEG every 0.25 s, first alone for ``--seconds``, then beside ``--large`` clients that re-post a 12 MP
-JPEG (4000x3000, shapes drawn) with ``masks=polygons`` as soon as answered; meanwhile a probe asks
+JPEG (4000x3000, shapes drawn) with ``masks=polygons`` and ``min_score`` ``--min-score`` (default 0: every
+instance the model keeps, up to its 100) as soon as answered; meanwhile a probe asks
 ``/healthz`` every 50 ms. Prints the small client's p50 and p95 latency alone and beside them, their
 ratio, the large answers and their size, and the worst ``/healthz`` time of each phase.
 """
@@ -50,8 +51,9 @@ def every(period: float, stop_at: float, call) -> list:
     return times
 
 
-def phase(port: int, seconds: float, large: int, small: bytes, big: bytes) -> dict:
-    """One phase: the small client and the probe for ``seconds``, beside ``large`` clients of ``big``."""
+def phase(port: int, seconds: float, large: int, small: bytes, big: bytes, min_score: float) -> dict:
+    """One phase: the small client and the probe for ``seconds``, beside ``large`` clients of ``big`` (polygon
+    answers of the instances scoring ``min_score`` or more)."""
     stop_at, answers, results = time.monotonic() + seconds, [], {}
     with httpx.Client(base_url=f'http://127.0.0.1:{port}', timeout=120) as client:
         def post(body: bytes, params: dict):
@@ -60,7 +62,7 @@ def phase(port: int, seconds: float, large: int, small: bytes, big: bytes) -> di
 
         def flood():
             while time.monotonic() < stop_at:
-                answer = post(big, {'masks': 'polygons'})
+                answer = post(big, {'masks': 'polygons', 'min_score': min_score})
                 answers.append((answer.status_code, len(answer.content)))
         threads = [threading.Thread(target=flood) for _ in range(large)]
         threads.append(threading.Thread(target=lambda: results.update(probe=every(
@@ -80,19 +82,22 @@ def main(argv=None) -> int:
     parser.add_argument('--seconds', type=float, default=20.0)
     parser.add_argument('--large', type=int, default=4)
     parser.add_argument('--backend', default='auto')
+    parser.add_argument('--min-score', type=float, default=0.0,
+                        help="the large clients' min_score (default 0: every instance kept, the costliest answer)")
     args = parser.parse_args(argv)
     small, big = jpeg(640, 480, 6), jpeg(4000, 3000, 40)
     port = free_port()
     process = start(port, args.backend)
     try:
-        alone = phase(port, args.seconds, 0, small, big)
-        beside = phase(port, args.seconds, args.large, small, big)
+        alone = phase(port, args.seconds, 0, small, big, args.min_score)
+        beside = phase(port, args.seconds, args.large, small, big, args.min_score)
     finally:
         stop(process)
     sizes = [size for status, size in beside['large'] if status == 200]
     print(f'small client alone: p50 {alone["p50"]:.0f} ms, p95 {alone["p95"]:.0f} ms ({alone["small"]} answers); '
           f'worst /healthz {alone["healthz"]:.1f} ms')
-    print(f'beside {args.large} clients of 12 MP polygons: p50 {beside["p50"]:.0f} ms, p95 {beside["p95"]:.0f} ms '
+    print(f'beside {args.large} clients of 12 MP polygons (min_score {args.min_score:g}): p50 {beside["p50"]:.0f} ms, '
+          f'p95 {beside["p95"]:.0f} ms '
           f'({beside["small"]} answers; p95 {beside["p95"] / alone["p95"]:.2f}x alone); worst /healthz '
           f'{beside["healthz"]:.1f} ms; large answers {len(sizes)} of {len(beside["large"])} '
           f'({np.mean(sizes) / 2**20 if sizes else 0:.1f} MB each)')

@@ -14,5 +14,6 @@ def test_serve_mixed_reports_the_small_client_alone_and_beside_the_large_ones(ca
     assert serve_mixed.main(['--seconds', '1', '--large', '1', '--backend', 'dygraph']) == 0
     alone, beside = capsys.readouterr().out.splitlines()[-2:]
     assert re.fullmatch(r'small client alone: p50 \d+ ms, p95 \d+ ms \(\d+ answers\); worst /healthz [\d.]+ ms', alone)
-    assert re.fullmatch(r'beside 1 clients of 12 MP polygons: p50 \d+ ms, p95 \d+ ms \(\d+ answers; p95 [\d.]+x '
-                        r'alone\); worst /healthz [\d.]+ ms; large answers \d+ of \d+ \([\d.]+ MB each\)', beside)
+    assert re.fullmatch(r'beside 1 clients of 12 MP polygons \(min_score 0\): p50 \d+ ms, p95 \d+ ms '
+                        r'\(\d+ answers; p95 [\d.]+x alone\); worst /healthz [\d.]+ ms; '
+                        r'large answers \d+ of \d+ \([\d.]+ MB each\)', beside)
