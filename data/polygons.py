@@ -126,9 +126,43 @@ QUARTER_OFFSETS = np.array([(0, 0), (0, 1), (1, 1), (1, 0)], np.int32)     # x, 
 FIRST_BY_STEP = np.array([2, 2, 1, 3, 0, 1, 3, 0, 0])
 LAST_BY_STEP = np.array([0, 3, 3, 0, 3, 2, 1, 1, 2])
 START_QUARTER = np.array([0, 3])    # where the doubled trace starts on a ring's first pixel: an outline, a hole
-ROW = 1 << 32                       # a point (x, y) of the mask doubled as one key, x * ROW + y
-WALK = np.array([[QUARTER_OFFSETS[(first + k) % 4] @ (ROW, 1) for k in range(5)] for first in range(4)])  # [first, k]
-COLUMNS = WALK.shape[1]
+STEPS = 9                           # step codes
+VISITS = 5                          # quarter points a pixel's walk visits, at most
+
+
+def pixel_walks() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """What the doubled trace does at a boundary pixel, by its steps in and out (``pair`` = 9 in + out) and
+    where on its walk that trace starts (``entry`` = ``VISITS`` pair + the visit it starts at, ``VISITS - 1``
+    for none: a pixel's walk starts there only at a ring's first pixel, never at its fifth visit): ``[405, 5,
+    2]`` the offsets on the mask doubled of the corners it visits (its quarter points where the trace turns,
+    and where it starts), ``[405]`` how many, ``[405]`` the start's place among them; ``[81] bool`` whether
+    it walks the pixel's top side, its bottom side (the toggles of the traced fill). The trace's move into the
+    walk's first point comes from the walk before's last, a function of the step in alone, so a turn is
+    known from the pixel's two steps."""
+    corners = np.zeros((STEPS * STEPS * VISITS, VISITS, 2), np.int32)
+    counts, ranks = np.zeros(len(corners), np.int64), np.zeros(len(corners), np.int64)
+    top, bottom = np.zeros(STEPS * STEPS, bool), np.zeros(STEPS * STEPS, bool)
+
+    def between(step: int) -> np.ndarray:           # the move from one walk's last point to the next's first
+        offset = 2 * np.array([step % 3 - 1, step // 3 - 1])
+        return offset + QUARTER_OFFSETS[FIRST_BY_STEP[step]] - QUARTER_OFFSETS[LAST_BY_STEP[step]]
+    for step_in in range(STEPS):
+        for step_out in range(STEPS):
+            pair, first = STEPS * step_in + step_out, FIRST_BY_STEP[step_in]
+            count = (LAST_BY_STEP[step_out] - first - 1) % 4 + 2                  # quarter points visited: 2 to 5
+            quarters = QUARTER_OFFSETS[(first + np.arange(count)) % 4]
+            moves = [between(step_in), *np.diff(quarters, axis=0), between(step_out)]
+            walked = count - 1 + (step_out == 4)           # sides walked round the pixel: a lone one's four
+            top[pair], bottom[pair] = (3 - first) % 4 < walked, (1 - first) % 4 < walked
+            for start in range(VISITS):
+                visits = [k for k in range(count) if k == start or (moves[k] != moves[k + 1]).any()]
+                entry = VISITS * pair + start
+                corners[entry, :len(visits)], counts[entry] = quarters[visits], len(visits)
+                ranks[entry] = visits.index(start) if start in visits else 0
+    return corners.reshape(-1, 2), counts, ranks, top, bottom
+
+
+WALK_CORNERS, WALK_COUNTS, WALK_START_RANKS, WALKS_TOP, WALKS_BOTTOM = pixel_walks()
 
 
 def quarter_rings(contours: Sequence[np.ndarray], holes: np.ndarray, height: int
@@ -136,46 +170,46 @@ def quarter_rings(contours: Sequence[np.ndarray], holes: np.ndarray, height: int
     """Each of ``contours`` (``cv2.findContours``' ``CHAIN_APPROX_NONE`` boundary pixels, ``[K, 1, 2]`` int32
     (x, y), of a mask ``height`` pixels high; ``holes`` ``[R] bool`` which are holes) as the trace of the
     mask doubled gives it with ``CHAIN_APPROX_SIMPLE``, halved back: ``[L, 2] float64`` quarter points, the
-    corners of its straight runs, from the point that trace starts at; ``[R]`` the area each ring holds, in
-    pixels; ``[R, 4]`` the least x, y and most x, y of each ring's points; and the toggles of the rings'
-    fills (``fill_toggles``: the top and bottom sides of pixels each walks, the pixels' own runs), ``[T]``
-    positions and ``[T]`` the ring of each."""
+    corners of its straight runs, from the point that trace starts at (``pixel_walks``: each pixel's corners
+    by its steps in and out); ``[R]`` the area each ring holds, in pixels; ``[R, 4]`` the least x, y and most
+    x, y of each ring's points; and the toggles of the rings' fills (``fill_toggles``: the top and bottom
+    sides of pixels each walks, the pixels' own runs), ``[T]`` positions and ``[T]`` the ring of each."""
     lengths = np.fromiter(map(len, contours), np.int64, len(contours))
     points = np.concatenate(contours).reshape(-1, 2)
     step = following(points, lengths) - points
     code_out = step[:, 1] * 3 + step[:, 0] + 4
-    code_in = preceding(code_out, lengths)
-    first = FIRST_BY_STEP[code_in]
-    count = (LAST_BY_STEP[code_out] - first - 1) % 4 + 2     # quarter points visited: 2 to 5
+    pair = preceding(code_out, lengths) * STEPS + code_out
     begins = np.cumsum(lengths) - lengths
-    walked = count - 1 + (code_out == 4)               # sides walked round the pixel: a lone one's four
-    top, bottom = (3 - first) % 4 < walked, (1 - first) % 4 < walked
+    entry = pair * VISITS + VISITS - 1
+    start = (START_QUARTER[holes.astype(int)] - FIRST_BY_STEP[pair[begins] // STEPS]) % 4   # the visit it starts at
+    entry[begins] = pair[begins] * VISITS + start
+    top, bottom = WALKS_TOP[pair], WALKS_BOTTOM[pair]
     positions = points[:, 0].astype(np.int64) * height + points[:, 1]
     pixel_ring = np.repeat(np.arange(len(lengths)), lengths)
     toggles = (np.concatenate([positions[top], positions[bottom] + 1]),
                np.concatenate([pixel_ring[top], pixel_ring[bottom]]))
-    keys = 2 * (points[:, 0].astype(np.int64) * ROW + points[:, 1])
-    walk = np.repeat(COLUMNS * first - (np.cumsum(count) - count), count) + np.arange(int(count.sum()))
-    doubled = np.repeat(keys, count) + WALK.ravel()[walk]           # [P] the quarter points visited, in order
-    sizes = np.add.reduceat(count, begins)
-    offsets = np.cumsum(sizes) - sizes
-    starts = offsets + (START_QUARTER[holes.astype(int)] - first[begins]) % 4
-    move = following(doubled, sizes) - doubled
-    corner = move != preceding(move, sizes)
-    corner[starts] = True                          # where the doubled trace starts is its first point
-    where = np.flatnonzero(corner)
-    ring_of = np.searchsorted(offsets, where, 'right') - 1
-    kept = np.bincount(ring_of, minlength=len(sizes))
+    count = WALK_COUNTS[entry]
+    ends = np.cumsum(count)
+    slot = np.repeat(entry * VISITS - (ends - count), count) + np.arange(int(ends[-1]))
+    doubled = np.repeat(paired(2 * points), count) + paired(WALK_CORNERS)[slot]   # [P] corners, the pixels' order
+    kept = np.add.reduceat(count, begins)
     kept_offsets = np.cumsum(kept) - kept
-    shift = np.searchsorted(where, starts) - kept_offsets      # each start's place among its ring's corners
-    order = kept_offsets[ring_of] + (index_in_runs(kept) + shift[ring_of]) % kept[ring_of]
-    chosen = doubled[where[order]]
-    corners = np.stack([chosen >> 32, chosen & (ROW - 1)], axis=1) / 2 + 0.25
+    turned = np.arange(len(doubled)) + np.repeat(WALK_START_RANKS[entry[begins]], kept)    # each ring from its start
+    turned -= np.repeat(kept, kept) * (turned >= np.repeat(kept_offsets + kept, kept))
+    corners = (doubled[turned].view(np.int32).reshape(-1, 2) + 0.5) / 2
     ahead = following(corners, kept)
     cross = corners[:, 0] * ahead[:, 1] - ahead[:, 0] * corners[:, 1]          # the shoelace formula
     bounds = np.concatenate([np.minimum.reduceat(corners, kept_offsets), np.maximum.reduceat(corners, kept_offsets)],
                             axis=1)
-    return np.split(corners, kept_offsets[1:]), np.abs(np.add.reduceat(cross, kept_offsets)) / 2, bounds, toggles
+    rings = [corners[start:stop] for start, stop in zip(kept_offsets.tolist(), (kept_offsets + kept).tolist())]
+    return rings, np.abs(np.add.reduceat(cross, kept_offsets)) / 2, bounds, toggles
+
+
+def paired(points: np.ndarray) -> np.ndarray:
+    """``points`` ``[K, 2]`` int32, each (x, y) pair read as one ``[K]`` int64 (a view): added pair to pair,
+    ``paired(a) + paired(b)`` is ``paired(a + b)`` where no coordinate leaves [0, 2 ** 31), so one pass moves
+    both (``.view(np.int32).reshape(-1, 2)`` reads them back)."""
+    return np.ascontiguousarray(points, np.int32).view(np.int64).reshape(-1)
 
 
 def following(values: np.ndarray, lengths: np.ndarray) -> np.ndarray:
