@@ -231,11 +231,6 @@ def preceding(values: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     return behind
 
 
-def index_in_runs(counts: np.ndarray) -> np.ndarray:
-    """``[sum(counts)]`` int: 0, 1, ..., counts[0] - 1, 0, 1, ..., counts[1] - 1, ..."""
-    return np.arange(int(counts.sum())) - np.repeat(np.cumsum(counts) - counts, counts)
-
-
 def simplify(ring: np.ndarray, tolerance: float, box: np.ndarray | None = None) -> np.ndarray:
     """``ring`` ``[K, 2]`` simplified by Douglas-Peucker to within ``tolerance``, closed (as it is when that
     would leave no area: under 3 vertices); with ``box`` (x0, y0, x1, y1, the least and most of the instance's
@@ -278,24 +273,24 @@ COCO_SCALE = 5      # pycocotools' rleFrPoly draws each edge on the picture upsa
 def fill_toggles(rings: Sequence[np.ndarray], height: int, width: int) -> np.ndarray:
     """Where COCO's polygon fill (``pycocotools.mask.frPyObjects``, its ``rleFrPoly``) of ``rings`` (``[K, 2]``
     (x, y), coordinates >= 0) on a ``height`` x ``width`` mask turns on or off going down each column, as
-    ``[M] int64`` positions ``x * height + y`` (column-major, as its RLE counts): rleFrPoly's own arithmetic
-    (each edge drawn upsampled from its end of smaller x, or y when steeper, a toggle where it crosses a pixel
-    column's centre), per crossing rather than per upsampled point. A pixel is in when an odd number of
-    toggles come before it: a ring's part less its holes, and a cut walked both ways counts twice (nothing).
-    ``fill_iou`` compares two fills; tests/data/test_polygons.py holds it to pycocotools, pixel for pixel."""
+    ``[M]`` positions ``x * height + y`` (column-major, as its RLE counts; ``position_type``): rleFrPoly's own
+    arithmetic (each edge drawn upsampled from its end of smaller x, or y when steeper, a toggle where it
+    crosses a pixel column's centre), per crossing rather than per upsampled point. A pixel is in when an odd
+    number of toggles come before it: a ring's part less its holes, and a cut walked both ways counts twice
+    (nothing). ``fill_iou`` compares two fills; tests/data/test_polygons.py holds it to pycocotools, pixel for
+    pixel."""
     rings = [ring for ring in rings if len(ring)]
     if not rings:
-        return np.zeros(0, np.int64)
+        return np.zeros(0, position_type(height, width))
     ends = np.trunc(COCO_SCALE * np.concatenate(rings).astype(np.float64) + 0.5)
     ahead = following(ends, np.fromiter(map(len, rings), np.int64, len(rings)))
     x0, y0, x1, y1 = ends[:, 0], ends[:, 1], ahead[:, 0], ahead[:, 1]
     flat = np.abs(x1 - x0) >= np.abs(y1 - y0)
-    flat_columns, flat_rows = flat_crossings(*(value[flat] for value in (x0, y0, x1, y1)))
-    steep_columns, steep_rows = steep_crossings(*(value[~flat] for value in (x0, y0, x1, y1)))
+    flat_columns, flat_rows = flat_crossings(*(value[flat] for value in (x0, y0, x1, y1)), width)
+    steep_columns, steep_rows = steep_crossings(*(value[~flat] for value in (x0, y0, x1, y1)), width)
     columns, rows = np.concatenate([flat_columns, steep_columns]), np.concatenate([flat_rows, steep_rows])
     rows = np.ceil(np.clip((rows + 0.5) / COCO_SCALE - 0.5, 0, height))
-    inside = (columns >= 0) & (columns <= width - 1)
-    return (columns[inside] * height + rows[inside]).astype(position_type(height, width))
+    return (columns * height + rows).astype(position_type(height, width))
 
 
 def position_type(height: int, width: int) -> type:
@@ -309,47 +304,50 @@ def upsampled_at(start: np.ndarray, slope: np.ndarray, step: np.ndarray) -> np.n
     return np.floor((start + slope * step) + 0.5)
 
 
-def steps_of(first: np.ndarray, count: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(edge, value) of ``first[edge] + 5 k`` for k < ``count[edge]``, edge by edge: ``[sum(count)]`` each."""
+def column_runs(low: np.ndarray, high: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(edge, column) of each pixel column ``low[edge]`` to ``high[edge]`` (``[E]`` integral float64; none
+    where low > high), edge by edge: ``[sum]`` each."""
+    count = np.maximum(high - low + 1, 0).astype(np.int64)
     edge = np.repeat(np.arange(len(count)), count)
-    return edge, first[edge] + COCO_SCALE * index_in_runs(count)
+    return edge, (low - (np.cumsum(count) - count))[edge] + np.arange(int(count.sum()))
 
 
-def flat_crossings(x0, y0, x1, y1) -> tuple[np.ndarray, np.ndarray]:
+def flat_crossings(x0, y0, x1, y1, width: int) -> tuple[np.ndarray, np.ndarray]:
     """(pixel column, upsampled row above it) of each crossing of edges no steeper than 45 degrees (upsampled
-    ends, ``[E]`` float64 each): drawn from the end of smaller x a point per upsampled column, a crossing at
-    each step from upsampled column 5 n + 2 to 5 n + 3 (x = n + 1/2), the row the smaller of the two points'."""
+    ends, ``[E]`` float64 each) with the centre of a column of a mask ``width`` wide: drawn from the end of
+    smaller x a point per upsampled column, a crossing at each step from upsampled column 5 n + 2 to 5 n + 3
+    (x = n + 1/2), the row the smaller of the two points' (the first's where the edge falls, else the second's:
+    rounding keeps the order)."""
     flip = x0 > x1
     xs, ys, xe, ye = np.where(flip, x1, x0), np.where(flip, y1, y0), np.where(flip, x0, x1), np.where(flip, y0, y1)
-    length = xe - xs
-    slope = (ye - ys) / np.maximum(length, 1)
-    first = (2 - xs) % COCO_SCALE
-    edge, step = steps_of(first, np.maximum(0, np.ceil((length - first) / COCO_SCALE)).astype(np.int64))
-    rows = np.minimum(upsampled_at(ys[edge], slope[edge], step), upsampled_at(ys[edge], slope[edge], step + 1))
-    return (xs[edge] + step - 2) // COCO_SCALE, rows
+    slope = (ye - ys) / np.maximum(xe - xs, 1)
+    low = np.maximum(np.ceil((xs - 2) / COCO_SCALE), 0)             # columns n: xs <= 5 n + 2, 5 n + 3 <= xe
+    edge, column = column_runs(low, np.minimum(np.floor((xe - 3) / COCO_SCALE), width - 1))
+    step = COCO_SCALE * column + (2 + (slope < 0) - xs)[edge]
+    return column, upsampled_at(ys[edge], slope[edge], step)
 
 
-def steep_crossings(x0, y0, x1, y1) -> tuple[np.ndarray, np.ndarray]:
+def steep_crossings(x0, y0, x1, y1, width: int) -> tuple[np.ndarray, np.ndarray]:
     """As ``flat_crossings`` for steeper edges: drawn from the end of smaller y a point per upsampled row, its
-    column rounded; a crossing at the first step whose column passes from 5 n + 2 to 5 n + 3 or back (found
-    from the slope, then checked with rleFrPoly's own rounding on either side), the row the step's first."""
+    column rounded; a crossing at the first step whose column passes from 5 n + 2 to 5 n + 3 or back, the row
+    the step's first. The step is found from the slope, then checked with rleFrPoly's own rounding on either
+    side: the guess, off by a rounding, is off by at most one step (where the exact crossing is a whole step,
+    the rounding decides it), so one check corrects it."""
     flip = y0 > y1
     xs, ys, xe, ye = np.where(flip, x1, x0), np.where(flip, y1, y0), np.where(flip, x0, x1), np.where(flip, y0, y1)
     length = ye - ys
     slope = (xe - xs) / length
-    low, high = np.minimum(xs, xe), np.maximum(xs, xe)
-    first = low + 1 + (2 - low) % COCO_SCALE          # the first column c in (low, high] with c - 1 = 5 n + 2
-    edge, column = steps_of(first, np.maximum(0, np.floor((high - first) / COCO_SCALE) + 1).astype(np.int64))
-    start, rate, rising, most = xs[edge], slope[edge], slope[edge] > 0, length[edge]
-    bound = (column - 0.5 - start) / np.where(rate == 0, 1, rate)
+    low = np.maximum(np.floor((np.minimum(xs, xe) - 3) / COCO_SCALE) + 1, 0)     # 5 n + 3 in (least x, most x]
+    edge, column = column_runs(low, np.minimum(np.floor((np.maximum(xs, xe) - 3) / COCO_SCALE), width - 1))
+    start, rate, most = xs[edge], slope[edge], length[edge]
+    rising, passing = rate > 0, COCO_SCALE * column + 3          # a rising edge's point reaches 5 n + 3
+    bound = (passing - 0.5 - start) / rate          # no crossing where rate is 0: the edge stays in one column
     step = np.clip(np.where(rising, np.ceil(bound), np.floor(bound) + 1), 1, most)
 
     def passed(at: np.ndarray) -> np.ndarray:
-        value = upsampled_at(start, rate, at)
-        return np.where(rising, value >= column, value <= column - 1)
-    for _ in range(2):                                # the slope's guess off by a rounding: a step either way
-        step = np.clip(step + ~passed(step) - (passed(step - 1) & (step > 1)), 1, most)
-    return (column - 3) // COCO_SCALE, ys[edge] + step - 1
+        return ((start + rate * at) + 0.5 >= passing) == rising     # (int)(...) >= 5 n + 3, or <= 5 n + 2
+    step = np.clip(step + ~passed(step) - (passed(step - 1) & (step > 1)), 1, most)
+    return column, ys[edge] + step - 1
 
 
 def fill_iou(a: np.ndarray, b: np.ndarray) -> float:
