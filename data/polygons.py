@@ -45,7 +45,7 @@ def mask_polygons(crop: np.ndarray, box: Sequence[int], min_area: float = MIN_PA
         return []
     rings, traced, extent = traced_rings(crop, min_area)
     if tolerance > 0:
-        rings = simplified(rings, np.sort(traced), crop.shape, tolerance, extent)
+        rings = simplified(rings, np.sort(traced, kind='stable'), crop.shape, tolerance, extent)
     origin = np.asarray(box[:2], np.float64)
     return [polygon + origin for polygon in (joined(outer, holes) for outer, holes in rings) if len(polygon) >= 3]
 
@@ -58,15 +58,16 @@ def simplified(rings: list[tuple[np.ndarray, list[np.ndarray]]], traced: np.ndar
     with the outline points on the box's sides kept (each stretch between them simplified on its own); else
     at half the tolerance, a quarter; else as they are."""
     height, width = shape
+    box = fill_box(traced, height)
     for step in (tolerance, tolerance / 2, tolerance / 4):     # the loosest that still gives the mask back
         for sides in (None, extent):
             candidate = [(simplify(outer, step, sides), [simplify(hole, step, sides) for hole in holes])
                          for outer, holes in rings]
             toggles = np.sort(fill_toggles([ring for outer, holes in candidate for ring in (outer, *holes)],
-                                           height, width))
+                                           height, width), kind='stable')     # runs edge by edge: merged
             if fill_iou(toggles, traced) < MIN_IOU:
                 break                                   # the next tolerance
-            if fill_box(toggles, height) == fill_box(traced, height):
+            if fill_box(toggles, height) == box:
                 return candidate
     return rings
 
@@ -196,13 +197,15 @@ def quarter_rings(contours: Sequence[np.ndarray], holes: np.ndarray, height: int
     kept_offsets = np.cumsum(kept) - kept
     turned = np.arange(len(doubled)) + np.repeat(WALK_START_RANKS[entry[begins]], kept)    # each ring from its start
     turned -= np.repeat(kept, kept) * (turned >= np.repeat(kept_offsets + kept, kept))
-    corners = (doubled[turned].view(np.int32).reshape(-1, 2) + 0.5) / 2
-    ahead = following(corners, kept)
-    cross = corners[:, 0] * ahead[:, 1] - ahead[:, 0] * corners[:, 1]          # the shoelace formula
+    doubled = doubled[turned].view(np.int32).reshape(-1, 2)
+    corners = (doubled.astype(np.float32) + np.float32(0.5)) / np.float32(2)      # quarter points: exact
+    wide = doubled.astype(np.int64)
+    ahead = following(wide, kept)
+    twice = (wide[:, 0] - ahead[:, 0]) * (wide[:, 1] + ahead[:, 1])         # the trapezoid (shoelace) formula
     bounds = np.concatenate([np.minimum.reduceat(corners, kept_offsets), np.maximum.reduceat(corners, kept_offsets)],
                             axis=1)
     rings = [corners[start:stop] for start, stop in zip(kept_offsets.tolist(), (kept_offsets + kept).tolist())]
-    return rings, np.abs(np.add.reduceat(cross, kept_offsets)) / 2, bounds, toggles
+    return rings, np.abs(np.add.reduceat(twice, kept_offsets)) / 8, bounds, toggles
 
 
 def paired(points: np.ndarray) -> np.ndarray:
@@ -232,38 +235,39 @@ def preceding(values: np.ndarray, lengths: np.ndarray) -> np.ndarray:
 
 
 def simplify(ring: np.ndarray, tolerance: float, box: np.ndarray | None = None) -> np.ndarray:
-    """``ring`` ``[K, 2]`` simplified by Douglas-Peucker to within ``tolerance``, closed (as it is when that
-    would leave no area: under 3 vertices); with ``box`` (x0, y0, x1, y1, the least and most of the instance's
-    outline points), its points on a side of the box kept, each stretch between them simplified on its own."""
+    """``ring`` ``[K, 2]`` float32 simplified by Douglas-Peucker to within ``tolerance``, closed (as it is when
+    that would leave no area: under 3 vertices); with ``box`` (x0, y0, x1, y1, the least and most of the
+    instance's outline points), its points on a side of the box kept, each stretch between them simplified on
+    its own."""
     sides = [] if box is None else np.flatnonzero((ring[:, 0] == box[0]) | (ring[:, 1] == box[1]) |
                                                   (ring[:, 0] == box[2]) | (ring[:, 1] == box[3]))
     if not len(sides):
-        simple = cv2.approxPolyDP(ring.astype(np.float32), tolerance, closed=True).reshape(-1, 2)
+        simple = cv2.approxPolyDP(ring, tolerance, closed=True).reshape(-1, 2)
     else:
-        turned = np.roll(ring, -sides[0], axis=0).astype(np.float32)
+        turned = np.roll(ring, -sides[0], axis=0)
         cuts = [*(sides - sides[0]), len(ring)]
         simple = np.concatenate([cv2.approxPolyDP(np.concatenate([turned[start:stop], turned[stop % len(ring)][None]]),
                                                   tolerance, closed=False).reshape(-1, 2)[:-1]
                                  for start, stop in zip(cuts, cuts[1:])])
-    return simple.astype(np.float64) if len(simple) >= 3 else ring
+    return simple if len(simple) >= 3 else ring
 
 
 def joined(outer: np.ndarray, holes: Sequence[np.ndarray]) -> np.ndarray:
     """One polygon of ``outer`` and its ``holes`` (each ``[K, 2]``): each hole walked round from its vertex
-    nearest a vertex of ``outer`` (``scipy.spatial.KDTree``, one query for every hole) and back along the same
-    cut, which fills to nothing."""
+    nearest a vertex of ``outer`` (``scipy.spatial.KDTree``, one query for every hole; the first of a tie) and
+    back along the same cut, which fills to nothing."""
     if not holes:
         return outer
     from scipy.spatial import KDTree  # here: half a second of imports the annotation tools need not pay
+    sizes = np.fromiter(map(len, holes), np.int64, len(holes))
     distances, nearest = KDTree(outer).query(np.concatenate(holes))
-    cuts = []
-    for hole, start in zip(holes, np.cumsum([0, *map(len, holes)])[:-1]):
-        j = int(distances[start:start + len(hole)].argmin())
-        cuts.append((int(nearest[start + j]), j, hole))
+    closest = np.lexsort((distances, np.repeat(np.arange(len(holes)), sizes)))[np.cumsum(sizes) - sizes]
+    ats, starts = nearest[closest], closest - (np.cumsum(sizes) - sizes)
     pieces, done = [], 0
-    for i, j, hole in sorted(cuts, key=lambda cut: cut[0]):
-        pieces += [outer[done:i + 1], np.roll(hole, -j, axis=0), hole[j:j + 1]]
-        done = i                                            # the outline goes on from the cut's vertex
+    for hole in np.argsort(ats, kind='stable').tolist():
+        at, start = int(ats[hole]), int(starts[hole])
+        pieces += [outer[done:at + 1], holes[hole][start:], holes[hole][:start + 1]]
+        done = at                                           # the outline goes on from the cut's vertex
     return np.concatenate([*pieces, outer[done:]])
 
 
