@@ -77,13 +77,13 @@ def traced_rings(mask: np.ndarray, min_area: float
     """(outline, its holes) of each part of ``mask`` ``[h, w] bool`` worth drawing, largest first: those whose
     outline holds ``min_area`` pixels or more (all of the largest part's, if none does) and the largest smaller
     one reaching each side of the mask's box the others do not reach (the box counts it: the outlines span the
-    box); holes holding ``min_area`` or more; as ``[K, 2] float64`` (x, y) through the corners of its straight
+    box); holes holding ``min_area`` or more; as ``[K, 2] float32`` (x, y) through the corners of its straight
     runs: a quarter pixel inside the boundary pixels' outer edges, so that filled they give the mask's pixels
     back (``quarter_rings``); the toggles of their fill (``fill_toggles``: where the pixels they hold start
     and end down each column); and ``[4]`` the least x, y and most x, y of their points."""
     contours, hierarchy = cv2.findContours(mask.view(np.uint8), cv2.RETR_CCOMP, cv2.CHAIN_APPROX_NONE)
     parents = hierarchy[0][:, 3]
-    rings, areas, bounds, (toggles, toggle_ring) = quarter_rings(contours, parents >= 0, mask.shape[0])
+    rings, areas, bounds, (toggles, toggle_ring) = quarter_rings(contours, parents >= 0, mask.shape)
     outers = np.flatnonzero(parents < 0)
     outers = outers[np.argsort(-areas[outers], kind='stable')].tolist()
     least = min(min_area, areas[outers[0]])
@@ -95,7 +95,7 @@ def traced_rings(mask: np.ndarray, min_area: float
     kept = [(outer, holes.get(outer, [])) for outer in parts]
     held = np.zeros(len(rings), bool)
     held[[ring for outer, holes in kept for ring in (outer, *holes)]] = True
-    traced = toggles[held[toggle_ring]].astype(position_type(*mask.shape))
+    traced = toggles if held.all() else toggles[held[toggle_ring]]
     extent = np.concatenate([bounds[parts, :2].min(axis=0), bounds[parts, 2:].max(axis=0)])
     return [(rings[outer], [rings[hole] for hole in holes]) for outer, holes in kept], traced, extent
 
@@ -166,15 +166,16 @@ def pixel_walks() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.nd
 WALK_CORNERS, WALK_COUNTS, WALK_START_RANKS, WALKS_TOP, WALKS_BOTTOM = pixel_walks()
 
 
-def quarter_rings(contours: Sequence[np.ndarray], holes: np.ndarray, height: int
+def quarter_rings(contours: Sequence[np.ndarray], holes: np.ndarray, shape: Sequence[int]
                   ) -> tuple[list[np.ndarray], np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray]]:
     """Each of ``contours`` (``cv2.findContours``' ``CHAIN_APPROX_NONE`` boundary pixels, ``[K, 1, 2]`` int32
-    (x, y), of a mask ``height`` pixels high; ``holes`` ``[R] bool`` which are holes) as the trace of the
-    mask doubled gives it with ``CHAIN_APPROX_SIMPLE``, halved back: ``[L, 2] float64`` quarter points, the
+    (x, y), of a mask of ``shape`` (height, width); ``holes`` ``[R] bool`` which are holes) as the trace of the
+    mask doubled gives it with ``CHAIN_APPROX_SIMPLE``, halved back: ``[L, 2] float32`` quarter points, the
     corners of its straight runs, from the point that trace starts at (``pixel_walks``: each pixel's corners
     by its steps in and out); ``[R]`` the area each ring holds, in pixels; ``[R, 4]`` the least x, y and most
     x, y of each ring's points; and the toggles of the rings' fills (``fill_toggles``: the top and bottom
-    sides of pixels each walks, the pixels' own runs), ``[T]`` positions and ``[T]`` the ring of each."""
+    sides of pixels each walks, the pixels' own runs), ``[T]`` positions (``position_type``) and ``[T]`` the
+    ring of each."""
     lengths = np.fromiter(map(len, contours), np.int64, len(contours))
     points = np.concatenate(contours).reshape(-1, 2)
     step = following(points, lengths) - points
@@ -185,8 +186,9 @@ def quarter_rings(contours: Sequence[np.ndarray], holes: np.ndarray, height: int
     start = (START_QUARTER[holes.astype(int)] - FIRST_BY_STEP[pair[begins] // STEPS]) % 4   # the visit it starts at
     entry[begins] = pair[begins] * VISITS + start
     top, bottom = WALKS_TOP[pair], WALKS_BOTTOM[pair]
-    positions = points[:, 0].astype(np.int64) * height + points[:, 1]
-    pixel_ring = np.repeat(np.arange(len(lengths)), lengths)
+    kind = position_type(*shape)
+    positions = points[:, 0].astype(kind) * shape[0] + points[:, 1]
+    pixel_ring = np.repeat(np.arange(len(lengths), dtype=np.int32), lengths)
     toggles = (np.concatenate([positions[top], positions[bottom] + 1]),
                np.concatenate([pixel_ring[top], pixel_ring[bottom]]))
     count = WALK_COUNTS[entry]

@@ -63,7 +63,7 @@ def test_the_mask_trace_read_as_the_doubled_masks_gives_its_points_and_fills_to_
         contours, hierarchy = cv2.findContours(mask.view(np.uint8), cv2.RETR_CCOMP, cv2.CHAIN_APPROX_NONE)
         doubled = cv2.resize(mask.view(np.uint8), None, fx=2, fy=2, interpolation=cv2.INTER_NEAREST)
         expected, _ = cv2.findContours(doubled, cv2.RETR_CCOMP, cv2.CHAIN_APPROX_SIMPLE)
-        rings, areas, bounds, _ = quarter_rings(contours, hierarchy[0][:, 3] >= 0, mask.shape[0])
+        rings, areas, bounds, _ = quarter_rings(contours, hierarchy[0][:, 3] >= 0, mask.shape)
         assert len(rings) == len(expected)
         for ring, area, bound, contour in zip(rings, areas, bounds, expected):
             np.testing.assert_array_equal(ring, (contour.reshape(-1, 2) + 0.5) / 2)
