@@ -84,7 +84,7 @@ def traced_rings(mask: np.ndarray, min_area: float
     and end down each column); and ``[4]`` the least x, y and most x, y of their points."""
     contours, hierarchy = cv2.findContours(mask.view(np.uint8), cv2.RETR_CCOMP, cv2.CHAIN_APPROX_NONE)
     parents = hierarchy[0][:, 3]
-    rings, areas, bounds, (toggles, toggle_ring) = quarter_rings(contours, parents >= 0, mask.shape)
+    rings, areas, bounds, (toggles, ring_toggles) = quarter_rings(contours, parents >= 0, mask.shape)
     outers = np.flatnonzero(parents < 0)
     outers = outers[np.argsort(-areas[outers], kind='stable')].tolist()
     least = min(min_area, areas[outers[0]])
@@ -96,7 +96,7 @@ def traced_rings(mask: np.ndarray, min_area: float
     kept = [(outer, holes.get(outer, [])) for outer in parts]
     held = np.zeros(len(rings), bool)
     held[[ring for outer, holes in kept for ring in (outer, *holes)]] = True
-    traced = toggles if held.all() else toggles[held[toggle_ring]]
+    traced = toggles if held.all() else toggles[np.repeat(np.tile(held, 2), ring_toggles.ravel())]
     extent = np.concatenate([bounds[parts, :2].min(axis=0), bounds[parts, 2:].max(axis=0)])
     return [(rings[outer], [rings[hole] for hole in holes]) for outer, holes in kept], traced, extent
 
@@ -175,8 +175,8 @@ def quarter_rings(contours: Sequence[np.ndarray], holes: np.ndarray, shape: Sequ
     corners of its straight runs, from the point that trace starts at (``pixel_walks``: each pixel's corners
     by its steps in and out); ``[R]`` the area each ring holds, in pixels; ``[R, 4]`` the least x, y and most
     x, y of each ring's points; and the toggles of the rings' fills (``fill_toggles``: the top and bottom
-    sides of pixels each walks, the pixels' own runs), ``[T]`` positions (``position_type``) and ``[T]`` the
-    ring of each."""
+    sides of pixels each walks, the pixels' own runs): ``[T]`` positions (``position_type``), the top sides
+    ring by ring then the bottom ones, and ``[2, R]`` how many of each a ring has."""
     lengths = np.fromiter(map(len, contours), np.int64, len(contours))
     points = np.concatenate(contours).reshape(-1, 2)
     step = following(points, lengths) - points
@@ -189,9 +189,8 @@ def quarter_rings(contours: Sequence[np.ndarray], holes: np.ndarray, shape: Sequ
     top, bottom = WALKS_TOP[pair], WALKS_BOTTOM[pair]
     kind = position_type(*shape)
     positions = points[:, 0].astype(kind) * shape[0] + points[:, 1]
-    pixel_ring = np.repeat(np.arange(len(lengths), dtype=np.int32), lengths)
     toggles = (np.concatenate([positions[top], positions[bottom] + 1]),
-               np.concatenate([pixel_ring[top], pixel_ring[bottom]]))
+               np.stack([np.add.reduceat(side, begins, dtype=np.int64) for side in (top, bottom)]))
     count = WALK_COUNTS[entry]
     ends = np.cumsum(count)
     slot = np.repeat(entry * VISITS - (ends - count), count) + np.arange(int(ends[-1]))
