@@ -3,7 +3,6 @@ back, holes included; specks are dropped and outlines simplified only as far as 
 polygon the toolkit writes (API, service records, COCO polygons, labelme) is its. It costs about a contour
 trace: the doubled mask's trace read off the mask's own, fills compared by COCO's own arithmetic, no pixel
 drawn."""
-import time
 
 import cv2
 import numpy as np
@@ -22,6 +21,7 @@ from solov2.data.polygons import (
     traced_rings,
 )
 from solov2.data.results import encode_crop_rle, instance_records
+from solov2.tools.dev.polygon_speed import cpu_seconds
 
 
 def filled(polygons, height, width) -> np.ndarray:
@@ -107,23 +107,13 @@ def ragged_mask() -> np.ndarray:
     return cv2.resize(field, (1500, 1500), interpolation=cv2.INTER_LINEAR) > 0.5
 
 
-def least_cpu(work, rounds: int = 3) -> float:
-    """The least CPU seconds (this process) of ``rounds`` runs of ``work()``."""
-    least = float('inf')
-    for _ in range(rounds):
-        began = time.process_time()
-        work()
-        least = min(least, time.process_time() - began)
-    return least
-
-
 def test_polygons_of_a_large_ragged_mask_cost_a_few_rle_encodings():
     """The ragged mask's polygons cost under 20 RLE encodings of it (CPU time, least of three; about 4-5
     here; the doubled trace and a cut searched over every pair of outline and hole vertices took over 9 s,
     thousands)."""
     mask, box = ragged_mask(), (0, 0, 1500, 1500)
-    rle = least_cpu(lambda: encode_crop_rle(mask, box, mask.shape))
-    polygons = least_cpu(lambda: mask_polygons(mask, box))
+    rle = cpu_seconds(lambda: encode_crop_rle(mask, box, mask.shape), 3)
+    polygons = cpu_seconds(lambda: mask_polygons(mask, box), 3)
     assert polygons < 20 * rle, (polygons, rle)
 
 
@@ -138,8 +128,8 @@ def test_the_doubled_trace_is_read_at_about_the_cost_of_the_trace_itself():
 
     def thrice(work):
         return lambda: [work() for _ in range(3)]
-    trace = least_cpu(thrice(lambda: cv2.findContours(mask.view(np.uint8), cv2.RETR_CCOMP, cv2.CHAIN_APPROX_NONE)), 5)
-    reading = least_cpu(thrice(lambda: quarter_rings(contours, holes, mask.shape)), 5)
+    trace = cpu_seconds(thrice(lambda: cv2.findContours(mask.view(np.uint8), cv2.RETR_CCOMP, cv2.CHAIN_APPROX_NONE)), 5)
+    reading = cpu_seconds(thrice(lambda: quarter_rings(contours, holes, mask.shape)), 5)
     assert reading < 1.6 * trace, (reading, trace)
 
 
