@@ -130,17 +130,18 @@ LAST_BY_STEP = np.array([0, 3, 3, 0, 3, 2, 1, 1, 2])
 START_QUARTER = np.array([0, 3])    # where the doubled trace starts on a ring's first pixel: an outline, a hole
 STEPS = 9                           # step codes
 VISITS = 5                          # quarter points a pixel's walk visits, at most
+NO_START = 4                        # a pixel where no ring's trace starts (one starts at one of a walk's first 4)
 
 
 def pixel_walks() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """What the doubled trace does at a boundary pixel, by its steps in and out (``pair`` = 9 in + out) and
-    where on its walk that trace starts (``entry`` = ``VISITS`` pair + the visit it starts at, ``VISITS - 1``
-    for none: a pixel's walk starts there only at a ring's first pixel, never at its fifth visit): ``[405, 5,
-    2]`` the offsets on the mask doubled of the corners it visits (its quarter points where the trace turns,
-    and where it starts), ``[405]`` how many, ``[405]`` the start's place among them; ``[81] bool`` whether
-    it walks the pixel's top side, its bottom side (the toggles of the traced fill). The trace's move into the
-    walk's first point comes from the walk before's last, a function of the step in alone, so a turn is
-    known from the pixel's two steps."""
+    """What the doubled trace does at a boundary pixel, looked up by the pixel's ``pair`` of step codes
+    (9 in + out) and, as ``entry`` = 5 pair + s, by the visit s (0-3) of its walk where a ring's trace starts
+    (only on a ring's first pixel; ``NO_START`` for every other pixel). Returns ``[405 * 5, 2]`` int32 the offsets on
+    the mask doubled of the corners it visits, 5 slots an entry (the quarter points where the trace turns, and
+    where it starts), ``[405]`` how many, ``[405]`` the start's place among them, and ``[81] bool`` by pair
+    whether the walk goes along the pixel's top side, its bottom side (the traced fill's toggles). A turn is
+    known from the two steps: the move into a walk's first point comes from the walk before's last point,
+    a function of the step in alone, and the move out of its last point one of the step out alone."""
     corners = np.zeros((STEPS * STEPS * VISITS, VISITS, 2), np.int32)
     counts, ranks = np.zeros(len(corners), np.int64), np.zeros(len(corners), np.int64)
     top, bottom = np.zeros(STEPS * STEPS, bool), np.zeros(STEPS * STEPS, bool)
@@ -157,10 +158,10 @@ def pixel_walks() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.nd
             walked = count - 1 + (step_out == 4)           # sides walked round the pixel: a lone one's four
             top[pair], bottom[pair] = (3 - first) % 4 < walked, (1 - first) % 4 < walked
             for start in range(VISITS):
-                visits = [k for k in range(count) if k == start or (moves[k] != moves[k + 1]).any()]
+                visits = [k for k in range(count) if k == start != NO_START or (moves[k] != moves[k + 1]).any()]
                 entry = VISITS * pair + start
                 corners[entry, :len(visits)], counts[entry] = quarters[visits], len(visits)
-                ranks[entry] = visits.index(start) if start in visits else 0
+                ranks[entry] = visits.index(start) if start < min(count, NO_START) else 0   # else never met
     return corners.reshape(-1, 2), counts, ranks, top, bottom
 
 
@@ -183,7 +184,7 @@ def quarter_rings(contours: Sequence[np.ndarray], holes: np.ndarray, shape: Sequ
     code_out = step[:, 1] * 3 + step[:, 0] + 4
     pair = preceding(code_out, lengths) * STEPS + code_out
     begins = np.cumsum(lengths) - lengths
-    entry = pair * VISITS + VISITS - 1
+    entry = pair * VISITS + NO_START
     first_visit = (START_QUARTER[holes.astype(int)] - FIRST_BY_STEP[pair[begins] // STEPS]) % 4   # the trace's
     entry[begins] = pair[begins] * VISITS + first_visit
     top, bottom = WALKS_TOP[pair], WALKS_BOTTOM[pair]
