@@ -13,9 +13,10 @@ one and its box. On the 5 sample pictures that takes 56 shapes of 6209 vertices 
 95) for 31 instances, filled back at mask IoU 0.980 or more, median 0.993 (tests/data/test_labelme.py and
 tests/data/test_polygons.py hold them to it).
 
-It costs about a contour trace of the mask's box: one ``cv2.findContours``, then work along the outlines
-only (the doubled trace read off it, the fills compared where they cross each pixel column, by COCO's own
-arithmetic: no picture doubled, no pixel drawn); ``python tools/dev/polygon_speed.py`` measures it beside
+It costs one ``cv2.findContours`` of the mask's box, then work along the outlines only (the doubled trace's
+corners read off each boundary pixel's steps, Douglas-Peucker, the fills compared where they cross each
+pixel column, by COCO's own arithmetic: no picture doubled, no pixel drawn): on a 12 MP photo's instances
+about 4 RLE encodings of them, 3-5 bare traces; ``python tools/dev/polygon_speed.py`` measures it beside
 RLE and the bare trace."""
 from __future__ import annotations
 
@@ -45,7 +46,7 @@ def mask_polygons(crop: np.ndarray, box: Sequence[int], min_area: float = MIN_PA
         return []
     rings, traced, extent = traced_rings(crop, min_area)
     if tolerance > 0:
-        rings = simplified(rings, np.sort(traced), crop.shape, tolerance, extent)
+        rings = simplified(rings, np.sort(traced, kind='stable'), crop.shape, tolerance, extent)
     origin = np.asarray(box[:2], np.float64)
     return [polygon + origin for polygon in (joined(outer, holes) for outer, holes in rings) if len(polygon) >= 3]
 
@@ -58,15 +59,16 @@ def simplified(rings: list[tuple[np.ndarray, list[np.ndarray]]], traced: np.ndar
     with the outline points on the box's sides kept (each stretch between them simplified on its own); else
     at half the tolerance, a quarter; else as they are."""
     height, width = shape
+    box = fill_box(traced, height)
     for step in (tolerance, tolerance / 2, tolerance / 4):     # the loosest that still gives the mask back
         for sides in (None, extent):
             candidate = [(simplify(outer, step, sides), [simplify(hole, step, sides) for hole in holes])
                          for outer, holes in rings]
             toggles = np.sort(fill_toggles([ring for outer, holes in candidate for ring in (outer, *holes)],
-                                           height, width))
+                                           height, width), kind='stable')     # runs edge by edge: merged
             if fill_iou(toggles, traced) < MIN_IOU:
                 break                                   # the next tolerance
-            if fill_box(toggles, height) == fill_box(traced, height):
+            if fill_box(toggles, height) == box:
                 return candidate
     return rings
 
@@ -76,13 +78,13 @@ def traced_rings(mask: np.ndarray, min_area: float
     """(outline, its holes) of each part of ``mask`` ``[h, w] bool`` worth drawing, largest first: those whose
     outline holds ``min_area`` pixels or more (all of the largest part's, if none does) and the largest smaller
     one reaching each side of the mask's box the others do not reach (the box counts it: the outlines span the
-    box); holes holding ``min_area`` or more; as ``[K, 2] float64`` (x, y) through the corners of its straight
+    box); holes holding ``min_area`` or more; as ``[K, 2] float32`` (x, y) through the corners of its straight
     runs: a quarter pixel inside the boundary pixels' outer edges, so that filled they give the mask's pixels
     back (``quarter_rings``); the toggles of their fill (``fill_toggles``: where the pixels they hold start
     and end down each column); and ``[4]`` the least x, y and most x, y of their points."""
     contours, hierarchy = cv2.findContours(mask.view(np.uint8), cv2.RETR_CCOMP, cv2.CHAIN_APPROX_NONE)
     parents = hierarchy[0][:, 3]
-    rings, areas, bounds, (toggles, toggle_ring) = quarter_rings(contours, parents >= 0, mask.shape[0])
+    rings, areas, bounds, (toggles, ring_toggles) = quarter_rings(contours, parents >= 0, mask.shape)
     outers = np.flatnonzero(parents < 0)
     outers = outers[np.argsort(-areas[outers], kind='stable')].tolist()
     least = min(min_area, areas[outers[0]])
@@ -94,7 +96,7 @@ def traced_rings(mask: np.ndarray, min_area: float
     kept = [(outer, holes.get(outer, [])) for outer in parts]
     held = np.zeros(len(rings), bool)
     held[[ring for outer, holes in kept for ring in (outer, *holes)]] = True
-    traced = toggles[held[toggle_ring]].astype(position_type(*mask.shape))
+    traced = toggles if held.all() else toggles[np.repeat(np.tile(held, 2), ring_toggles.ravel())]
     extent = np.concatenate([bounds[parts, :2].min(axis=0), bounds[parts, 2:].max(axis=0)])
     return [(rings[outer], [rings[hole] for hole in holes]) for outer, holes in kept], traced, extent
 
@@ -126,56 +128,94 @@ QUARTER_OFFSETS = np.array([(0, 0), (0, 1), (1, 1), (1, 0)], np.int32)     # x, 
 FIRST_BY_STEP = np.array([2, 2, 1, 3, 0, 1, 3, 0, 0])
 LAST_BY_STEP = np.array([0, 3, 3, 0, 3, 2, 1, 1, 2])
 START_QUARTER = np.array([0, 3])    # where the doubled trace starts on a ring's first pixel: an outline, a hole
-ROW = 1 << 32                       # a point (x, y) of the mask doubled as one key, x * ROW + y
-WALK = np.array([[QUARTER_OFFSETS[(first + k) % 4] @ (ROW, 1) for k in range(5)] for first in range(4)])  # [first, k]
-COLUMNS = WALK.shape[1]
+STEPS = 9                           # step codes
+VISITS = 5                          # quarter points a pixel's walk visits, at most
+NO_START = 4                        # a pixel where no ring's trace starts (one starts at one of a walk's first 4)
 
 
-def quarter_rings(contours: Sequence[np.ndarray], holes: np.ndarray, height: int
+def pixel_walks() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """What the doubled trace does at a boundary pixel, looked up by the pixel's ``pair`` of step codes
+    (9 in + out) and, as ``entry`` = 5 pair + s, by the visit s (0-3) of its walk where a ring's trace starts
+    (only on a ring's first pixel; ``NO_START`` for every other pixel). Returns ``[405 * 5, 2]`` int32 the offsets on
+    the mask doubled of the corners it visits, 5 slots an entry (the quarter points where the trace turns, and
+    where it starts), ``[405]`` how many, ``[405]`` the start's place among them, and ``[81] bool`` by pair
+    whether the walk goes along the pixel's top side, its bottom side (the traced fill's toggles). A turn is
+    known from the two steps: the move into a walk's first point comes from the walk before's last point,
+    a function of the step in alone, and the move out of its last point one of the step out alone."""
+    corners = np.zeros((STEPS * STEPS * VISITS, VISITS, 2), np.int32)
+    counts, ranks = np.zeros(len(corners), np.int64), np.zeros(len(corners), np.int64)
+    top, bottom = np.zeros(STEPS * STEPS, bool), np.zeros(STEPS * STEPS, bool)
+
+    def between(step: int) -> np.ndarray:           # the move from one walk's last point to the next's first
+        offset = 2 * np.array([step % 3 - 1, step // 3 - 1])
+        return offset + QUARTER_OFFSETS[FIRST_BY_STEP[step]] - QUARTER_OFFSETS[LAST_BY_STEP[step]]
+    for step_in in range(STEPS):
+        for step_out in range(STEPS):
+            pair, first = STEPS * step_in + step_out, FIRST_BY_STEP[step_in]
+            count = (LAST_BY_STEP[step_out] - first - 1) % 4 + 2                  # quarter points visited: 2 to 5
+            quarters = QUARTER_OFFSETS[(first + np.arange(count)) % 4]
+            moves = [between(step_in), *np.diff(quarters, axis=0), between(step_out)]
+            walked = count - 1 + (step_out == 4)           # sides walked round the pixel: a lone one's four
+            top[pair], bottom[pair] = (3 - first) % 4 < walked, (1 - first) % 4 < walked
+            for start in range(VISITS):
+                visits = [k for k in range(count) if k == start != NO_START or (moves[k] != moves[k + 1]).any()]
+                entry = VISITS * pair + start
+                corners[entry, :len(visits)], counts[entry] = quarters[visits], len(visits)
+                ranks[entry] = visits.index(start) if start < min(count, NO_START) else 0   # else never met
+    return corners.reshape(-1, 2), counts, ranks, top, bottom
+
+
+WALK_CORNERS, WALK_COUNTS, WALK_START_RANKS, WALKS_TOP, WALKS_BOTTOM = pixel_walks()
+
+
+def quarter_rings(contours: Sequence[np.ndarray], holes: np.ndarray, shape: Sequence[int]
                   ) -> tuple[list[np.ndarray], np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray]]:
     """Each of ``contours`` (``cv2.findContours``' ``CHAIN_APPROX_NONE`` boundary pixels, ``[K, 1, 2]`` int32
-    (x, y), of a mask ``height`` pixels high; ``holes`` ``[R] bool`` which are holes) as the trace of the
-    mask doubled gives it with ``CHAIN_APPROX_SIMPLE``, halved back: ``[L, 2] float64`` quarter points, the
-    corners of its straight runs, from the point that trace starts at; ``[R]`` the area each ring holds, in
-    pixels; ``[R, 4]`` the least x, y and most x, y of each ring's points; and the toggles of the rings'
-    fills (``fill_toggles``: the top and bottom sides of pixels each walks, the pixels' own runs), ``[T]``
-    positions and ``[T]`` the ring of each."""
+    (x, y), of a mask of ``shape`` (height, width); ``holes`` ``[R] bool`` which are holes) as the trace of the
+    mask doubled gives it with ``CHAIN_APPROX_SIMPLE``, halved back: ``[L, 2] float32`` quarter points, the
+    corners of its straight runs, from the point that trace starts at (``pixel_walks``: each pixel's corners
+    by its steps in and out); ``[R]`` the area each ring holds, in pixels; ``[R, 4]`` the least x, y and most
+    x, y of each ring's points; and the toggles of the rings' fills (``fill_toggles``: the top and bottom
+    sides of pixels each walks, the pixels' own runs): ``[T]`` positions (``position_type``), the top sides
+    ring by ring then the bottom ones, and ``[2, R]`` how many of each a ring has."""
     lengths = np.fromiter(map(len, contours), np.int64, len(contours))
     points = np.concatenate(contours).reshape(-1, 2)
     step = following(points, lengths) - points
     code_out = step[:, 1] * 3 + step[:, 0] + 4
-    code_in = preceding(code_out, lengths)
-    first = FIRST_BY_STEP[code_in]
-    count = (LAST_BY_STEP[code_out] - first - 1) % 4 + 2     # quarter points visited: 2 to 5
+    pair = preceding(code_out, lengths) * STEPS + code_out
     begins = np.cumsum(lengths) - lengths
-    walked = count - 1 + (code_out == 4)               # sides walked round the pixel: a lone one's four
-    top, bottom = (3 - first) % 4 < walked, (1 - first) % 4 < walked
-    positions = points[:, 0].astype(np.int64) * height + points[:, 1]
-    pixel_ring = np.repeat(np.arange(len(lengths)), lengths)
+    entry = pair * VISITS + NO_START
+    first_visit = (START_QUARTER[holes.astype(int)] - FIRST_BY_STEP[pair[begins] // STEPS]) % 4   # the trace's
+    entry[begins] = pair[begins] * VISITS + first_visit
+    top, bottom = WALKS_TOP[pair], WALKS_BOTTOM[pair]
+    kind = position_type(*shape)
+    positions = points[:, 0].astype(kind) * shape[0] + points[:, 1]
     toggles = (np.concatenate([positions[top], positions[bottom] + 1]),
-               np.concatenate([pixel_ring[top], pixel_ring[bottom]]))
-    keys = 2 * (points[:, 0].astype(np.int64) * ROW + points[:, 1])
-    walk = np.repeat(COLUMNS * first - (np.cumsum(count) - count), count) + np.arange(int(count.sum()))
-    doubled = np.repeat(keys, count) + WALK.ravel()[walk]           # [P] the quarter points visited, in order
-    sizes = np.add.reduceat(count, begins)
-    offsets = np.cumsum(sizes) - sizes
-    starts = offsets + (START_QUARTER[holes.astype(int)] - first[begins]) % 4
-    move = following(doubled, sizes) - doubled
-    corner = move != preceding(move, sizes)
-    corner[starts] = True                          # where the doubled trace starts is its first point
-    where = np.flatnonzero(corner)
-    ring_of = np.searchsorted(offsets, where, 'right') - 1
-    kept = np.bincount(ring_of, minlength=len(sizes))
+               np.stack([np.add.reduceat(side, begins, dtype=np.int64) for side in (top, bottom)]))
+    count = WALK_COUNTS[entry]
+    ends = np.cumsum(count)
+    slot = np.repeat(entry * VISITS - (ends - count), count) + np.arange(int(ends[-1]))
+    doubled = np.repeat(paired(2 * points), count) + paired(WALK_CORNERS)[slot]   # [P] corners, the pixels' order
+    kept = np.add.reduceat(count, begins)
     kept_offsets = np.cumsum(kept) - kept
-    shift = np.searchsorted(where, starts) - kept_offsets      # each start's place among its ring's corners
-    order = kept_offsets[ring_of] + (index_in_runs(kept) + shift[ring_of]) % kept[ring_of]
-    chosen = doubled[where[order]]
-    corners = np.stack([chosen >> 32, chosen & (ROW - 1)], axis=1) / 2 + 0.25
-    ahead = following(corners, kept)
-    cross = corners[:, 0] * ahead[:, 1] - ahead[:, 0] * corners[:, 1]          # the shoelace formula
+    turned = np.arange(len(doubled)) + np.repeat(WALK_START_RANKS[entry[begins]], kept)    # each ring from its start
+    turned -= np.repeat(kept, kept) * (turned >= np.repeat(kept_offsets + kept, kept))
+    doubled = doubled[turned].view(np.int32).reshape(-1, 2)
+    corners = (doubled.astype(np.float32) + np.float32(0.5)) / np.float32(2)      # quarter points: exact
+    wide = doubled.astype(np.int64)
+    ahead = following(wide, kept)
+    twice = (wide[:, 0] - ahead[:, 0]) * (wide[:, 1] + ahead[:, 1])         # the trapezoid (shoelace) formula
     bounds = np.concatenate([np.minimum.reduceat(corners, kept_offsets), np.maximum.reduceat(corners, kept_offsets)],
                             axis=1)
-    return np.split(corners, kept_offsets[1:]), np.abs(np.add.reduceat(cross, kept_offsets)) / 2, bounds, toggles
+    rings = [corners[start:stop] for start, stop in zip(kept_offsets.tolist(), (kept_offsets + kept).tolist())]
+    return rings, np.abs(np.add.reduceat(twice, kept_offsets)) / 8, bounds, toggles
+
+
+def paired(points: np.ndarray) -> np.ndarray:
+    """``points`` ``[K, 2]`` int32, each (x, y) pair read as one ``[K]`` int64 (a view): added pair to pair,
+    ``paired(a) + paired(b)`` is ``paired(a + b)`` where no coordinate leaves [0, 2 ** 31), so one pass moves
+    both (``.view(np.int32).reshape(-1, 2)`` reads them back)."""
+    return np.ascontiguousarray(points, np.int32).view(np.int64).reshape(-1)
 
 
 def following(values: np.ndarray, lengths: np.ndarray) -> np.ndarray:
@@ -197,44 +237,40 @@ def preceding(values: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     return behind
 
 
-def index_in_runs(counts: np.ndarray) -> np.ndarray:
-    """``[sum(counts)]`` int: 0, 1, ..., counts[0] - 1, 0, 1, ..., counts[1] - 1, ..."""
-    return np.arange(int(counts.sum())) - np.repeat(np.cumsum(counts) - counts, counts)
-
-
 def simplify(ring: np.ndarray, tolerance: float, box: np.ndarray | None = None) -> np.ndarray:
-    """``ring`` ``[K, 2]`` simplified by Douglas-Peucker to within ``tolerance``, closed (as it is when that
-    would leave no area: under 3 vertices); with ``box`` (x0, y0, x1, y1, the least and most of the instance's
-    outline points), its points on a side of the box kept, each stretch between them simplified on its own."""
+    """``ring`` ``[K, 2]`` float32 simplified by Douglas-Peucker to within ``tolerance``, closed (as it is when
+    that would leave no area: under 3 vertices); with ``box`` (x0, y0, x1, y1, the least and most of the
+    instance's outline points), its points on a side of the box kept, each stretch between them simplified on
+    its own."""
     sides = [] if box is None else np.flatnonzero((ring[:, 0] == box[0]) | (ring[:, 1] == box[1]) |
                                                   (ring[:, 0] == box[2]) | (ring[:, 1] == box[3]))
     if not len(sides):
-        simple = cv2.approxPolyDP(ring.astype(np.float32), tolerance, closed=True).reshape(-1, 2)
+        simple = cv2.approxPolyDP(ring, tolerance, closed=True).reshape(-1, 2)
     else:
-        turned = np.roll(ring, -sides[0], axis=0).astype(np.float32)
+        turned = np.roll(ring, -sides[0], axis=0)
         cuts = [*(sides - sides[0]), len(ring)]
         simple = np.concatenate([cv2.approxPolyDP(np.concatenate([turned[start:stop], turned[stop % len(ring)][None]]),
                                                   tolerance, closed=False).reshape(-1, 2)[:-1]
                                  for start, stop in zip(cuts, cuts[1:])])
-    return simple.astype(np.float64) if len(simple) >= 3 else ring
+    return simple if len(simple) >= 3 else ring
 
 
 def joined(outer: np.ndarray, holes: Sequence[np.ndarray]) -> np.ndarray:
     """One polygon of ``outer`` and its ``holes`` (each ``[K, 2]``): each hole walked round from its vertex
-    nearest a vertex of ``outer`` (``scipy.spatial.KDTree``, one query for every hole) and back along the same
-    cut, which fills to nothing."""
+    nearest a vertex of ``outer`` (``scipy.spatial.KDTree``, one query for every hole; the first of a tie) and
+    back along the same cut, which fills to nothing."""
     if not holes:
         return outer
     from scipy.spatial import KDTree  # here: half a second of imports the annotation tools need not pay
+    sizes = np.fromiter(map(len, holes), np.int64, len(holes))
     distances, nearest = KDTree(outer).query(np.concatenate(holes))
-    cuts = []
-    for hole, start in zip(holes, np.cumsum([0, *map(len, holes)])[:-1]):
-        j = int(distances[start:start + len(hole)].argmin())
-        cuts.append((int(nearest[start + j]), j, hole))
+    closest = np.lexsort((distances, np.repeat(np.arange(len(holes)), sizes)))[np.cumsum(sizes) - sizes]
+    ats, starts = nearest[closest], closest - (np.cumsum(sizes) - sizes)
     pieces, done = [], 0
-    for i, j, hole in sorted(cuts, key=lambda cut: cut[0]):
-        pieces += [outer[done:i + 1], np.roll(hole, -j, axis=0), hole[j:j + 1]]
-        done = i                                            # the outline goes on from the cut's vertex
+    for hole in np.argsort(ats, kind='stable').tolist():
+        at, start = int(ats[hole]), int(starts[hole])
+        pieces += [outer[done:at + 1], holes[hole][start:], holes[hole][:start + 1]]
+        done = at                                           # the outline goes on from the cut's vertex
     return np.concatenate([*pieces, outer[done:]])
 
 
@@ -244,24 +280,24 @@ COCO_SCALE = 5      # pycocotools' rleFrPoly draws each edge on the picture upsa
 def fill_toggles(rings: Sequence[np.ndarray], height: int, width: int) -> np.ndarray:
     """Where COCO's polygon fill (``pycocotools.mask.frPyObjects``, its ``rleFrPoly``) of ``rings`` (``[K, 2]``
     (x, y), coordinates >= 0) on a ``height`` x ``width`` mask turns on or off going down each column, as
-    ``[M] int64`` positions ``x * height + y`` (column-major, as its RLE counts): rleFrPoly's own arithmetic
-    (each edge drawn upsampled from its end of smaller x, or y when steeper, a toggle where it crosses a pixel
-    column's centre), per crossing rather than per upsampled point. A pixel is in when an odd number of
-    toggles come before it: a ring's part less its holes, and a cut walked both ways counts twice (nothing).
-    ``fill_iou`` compares two fills; tests/data/test_polygons.py holds it to pycocotools, pixel for pixel."""
+    ``[M]`` positions ``x * height + y`` (column-major, as its RLE counts; ``position_type``): rleFrPoly's own
+    arithmetic (each edge drawn upsampled from its end of smaller x, or y when steeper, a toggle where it
+    crosses a pixel column's centre), per crossing rather than per upsampled point. A pixel is in when an odd
+    number of toggles come before it: a ring's part less its holes, and a cut walked both ways counts twice
+    (nothing). ``fill_iou`` compares two fills; tests/data/test_polygons.py holds it to pycocotools, pixel for
+    pixel."""
     rings = [ring for ring in rings if len(ring)]
     if not rings:
-        return np.zeros(0, np.int64)
+        return np.zeros(0, position_type(height, width))
     ends = np.trunc(COCO_SCALE * np.concatenate(rings).astype(np.float64) + 0.5)
     ahead = following(ends, np.fromiter(map(len, rings), np.int64, len(rings)))
     x0, y0, x1, y1 = ends[:, 0], ends[:, 1], ahead[:, 0], ahead[:, 1]
     flat = np.abs(x1 - x0) >= np.abs(y1 - y0)
-    flat_columns, flat_rows = flat_crossings(*(value[flat] for value in (x0, y0, x1, y1)))
-    steep_columns, steep_rows = steep_crossings(*(value[~flat] for value in (x0, y0, x1, y1)))
+    flat_columns, flat_rows = flat_crossings(*(value[flat] for value in (x0, y0, x1, y1)), width)
+    steep_columns, steep_rows = steep_crossings(*(value[~flat] for value in (x0, y0, x1, y1)), width)
     columns, rows = np.concatenate([flat_columns, steep_columns]), np.concatenate([flat_rows, steep_rows])
     rows = np.ceil(np.clip((rows + 0.5) / COCO_SCALE - 0.5, 0, height))
-    inside = (columns >= 0) & (columns <= width - 1)
-    return (columns[inside] * height + rows[inside]).astype(position_type(height, width))
+    return (columns * height + rows).astype(position_type(height, width))
 
 
 def position_type(height: int, width: int) -> type:
@@ -275,47 +311,50 @@ def upsampled_at(start: np.ndarray, slope: np.ndarray, step: np.ndarray) -> np.n
     return np.floor((start + slope * step) + 0.5)
 
 
-def steps_of(first: np.ndarray, count: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(edge, value) of ``first[edge] + 5 k`` for k < ``count[edge]``, edge by edge: ``[sum(count)]`` each."""
+def column_runs(low: np.ndarray, high: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(edge, column) of each pixel column ``low[edge]`` to ``high[edge]`` (``[E]`` integral float64; none
+    where low > high), edge by edge: ``[sum]`` each."""
+    count = np.maximum(high - low + 1, 0).astype(np.int64)
     edge = np.repeat(np.arange(len(count)), count)
-    return edge, first[edge] + COCO_SCALE * index_in_runs(count)
+    return edge, (low - (np.cumsum(count) - count))[edge] + np.arange(int(count.sum()))
 
 
-def flat_crossings(x0, y0, x1, y1) -> tuple[np.ndarray, np.ndarray]:
+def flat_crossings(x0, y0, x1, y1, width: int) -> tuple[np.ndarray, np.ndarray]:
     """(pixel column, upsampled row above it) of each crossing of edges no steeper than 45 degrees (upsampled
-    ends, ``[E]`` float64 each): drawn from the end of smaller x a point per upsampled column, a crossing at
-    each step from upsampled column 5 n + 2 to 5 n + 3 (x = n + 1/2), the row the smaller of the two points'."""
+    ends, ``[E]`` float64 each) with the centre of a column of a mask ``width`` wide: drawn from the end of
+    smaller x a point per upsampled column, a crossing at each step from upsampled column 5 n + 2 to 5 n + 3
+    (x = n + 1/2), the row the smaller of the two points' (the first's where the edge falls, else the second's:
+    rounding keeps the order)."""
     flip = x0 > x1
     xs, ys, xe, ye = np.where(flip, x1, x0), np.where(flip, y1, y0), np.where(flip, x0, x1), np.where(flip, y0, y1)
-    length = xe - xs
-    slope = (ye - ys) / np.maximum(length, 1)
-    first = (2 - xs) % COCO_SCALE
-    edge, step = steps_of(first, np.maximum(0, np.ceil((length - first) / COCO_SCALE)).astype(np.int64))
-    rows = np.minimum(upsampled_at(ys[edge], slope[edge], step), upsampled_at(ys[edge], slope[edge], step + 1))
-    return (xs[edge] + step - 2) // COCO_SCALE, rows
+    slope = (ye - ys) / np.maximum(xe - xs, 1)
+    low = np.maximum(np.ceil((xs - 2) / COCO_SCALE), 0)             # columns n: xs <= 5 n + 2, 5 n + 3 <= xe
+    edge, column = column_runs(low, np.minimum(np.floor((xe - 3) / COCO_SCALE), width - 1))
+    step = COCO_SCALE * column + (2 + (slope < 0) - xs)[edge]
+    return column, upsampled_at(ys[edge], slope[edge], step)
 
 
-def steep_crossings(x0, y0, x1, y1) -> tuple[np.ndarray, np.ndarray]:
+def steep_crossings(x0, y0, x1, y1, width: int) -> tuple[np.ndarray, np.ndarray]:
     """As ``flat_crossings`` for steeper edges: drawn from the end of smaller y a point per upsampled row, its
-    column rounded; a crossing at the first step whose column passes from 5 n + 2 to 5 n + 3 or back (found
-    from the slope, then checked with rleFrPoly's own rounding on either side), the row the step's first."""
+    column rounded; a crossing at the first step whose column passes from 5 n + 2 to 5 n + 3 or back, the row
+    the step's first. The step is found from the slope, then checked with rleFrPoly's own rounding on either
+    side: the guess, off by a rounding, is off by at most one step (where the exact crossing is a whole step,
+    the rounding decides it), so one check corrects it."""
     flip = y0 > y1
     xs, ys, xe, ye = np.where(flip, x1, x0), np.where(flip, y1, y0), np.where(flip, x0, x1), np.where(flip, y0, y1)
     length = ye - ys
     slope = (xe - xs) / length
-    low, high = np.minimum(xs, xe), np.maximum(xs, xe)
-    first = low + 1 + (2 - low) % COCO_SCALE          # the first column c in (low, high] with c - 1 = 5 n + 2
-    edge, column = steps_of(first, np.maximum(0, np.floor((high - first) / COCO_SCALE) + 1).astype(np.int64))
-    start, rate, rising, most = xs[edge], slope[edge], slope[edge] > 0, length[edge]
-    bound = (column - 0.5 - start) / np.where(rate == 0, 1, rate)
+    low = np.maximum(np.floor((np.minimum(xs, xe) - 3) / COCO_SCALE) + 1, 0)     # 5 n + 3 in (least x, most x]
+    edge, column = column_runs(low, np.minimum(np.floor((np.maximum(xs, xe) - 3) / COCO_SCALE), width - 1))
+    start, rate, most = xs[edge], slope[edge], length[edge]
+    rising, passing = rate > 0, COCO_SCALE * column + 3          # a rising edge's point reaches 5 n + 3
+    bound = (passing - 0.5 - start) / rate          # no crossing where rate is 0: the edge stays in one column
     step = np.clip(np.where(rising, np.ceil(bound), np.floor(bound) + 1), 1, most)
 
     def passed(at: np.ndarray) -> np.ndarray:
-        value = upsampled_at(start, rate, at)
-        return np.where(rising, value >= column, value <= column - 1)
-    for _ in range(2):                                # the slope's guess off by a rounding: a step either way
-        step = np.clip(step + ~passed(step) - (passed(step - 1) & (step > 1)), 1, most)
-    return (column - 3) // COCO_SCALE, ys[edge] + step - 1
+        return ((start + rate * at) + 0.5 >= passing) == rising     # (int)(...) >= 5 n + 3, or <= 5 n + 2
+    step = np.clip(step + ~passed(step) - (passed(step - 1) & (step > 1)), 1, most)
+    return column, ys[edge] + step - 1
 
 
 def fill_iou(a: np.ndarray, b: np.ndarray) -> float:
