@@ -20,7 +20,7 @@ import logging
 import queue
 import threading
 import time
-from concurrent.futures import CancelledError, Future, InvalidStateError, ThreadPoolExecutor
+from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
 from typing import Any, Callable, Deque, List, NamedTuple, Optional, Union, cast
 
 import numpy as np
@@ -62,9 +62,9 @@ class Request:
     """One picture's way through the predictor: ``load()`` -> its ``Prepared`` picture in a reader; the network's
     row for it in a batch; ``finish(picture, row)`` -> its value in a finishing worker. ``cost``: bytes of the
     budget it holds from admission until its work ends (``asks``: those bytes, or a function asked at admission);
-    ``caller``: requests of one caller share a batch only
-    within their ``group`` (None: with any). A caller waits (``wait``) and reads ``outcome``; ``future`` gives the
-    same to an asyncio host; ``cancel`` drops it at its next stage."""
+    ``caller``: requests of one caller share a batch only within their ``group`` (None: with any). A caller waits
+    (``wait``) and reads ``outcome``; ``future`` gives the same to an asyncio host (running: a host's cancel of it
+    is not the request's, ``cancel`` is); ``cancel`` drops it at its next stage."""
 
     def __init__(self, load: Callable[[], Prepared], finish: Callable[[Prepared, Any], Any], params: Any,
                  cost: Union[int, Callable[[], int]] = 0, caller: Optional[object] = None):
@@ -72,6 +72,7 @@ class Request:
         self.cost = 0                   # the bytes it holds once admitted
         self.group: List['Request'] = [self]
         self.future: Future = Future()
+        self.future.set_running_or_notify_cancel()
         self.cancelled = False
         self.outcome: Any = None        # the value, or the exception that ended it
         self.picture: Optional[Prepared] = None     # once read
@@ -110,10 +111,7 @@ class Request:
             return
         self.outcome, self.load, self.finish, self.group = outcome, _answered, _answered, []
         self._answered.release()
-        try:
-            self.future.set_exception(outcome) if failed else self.future.set_result(outcome)
-        except InvalidStateError:     # the asyncio host cancelled its future
-            pass
+        (self.future.set_exception if failed else self.future.set_result)(outcome)
 
 
 def _answered(*args) -> Any:
@@ -209,8 +207,7 @@ class RequestQueue:
             self._thread.join(10)
 
     def _wake(self) -> None:
-        """(Any thread) a request was cancelled: the owner drops it now if it waits for admission (else at its
-        next stage)."""
+        """(Any thread) a request was cancelled: its owner drops it now if it waits for admission."""
         self._inbox.put((lambda _: self._admit_waiting(), None))
 
     def _refuse_closed(self) -> None:
