@@ -242,9 +242,8 @@ class Predictor:
                     stats.model_busy += request.network_s
                     yield item, self._outcome(request, stats)
         finally:             # the consumer stopped early (GeneratorExit), an interrupt or a failure; or the end
-            for group in pending:
-                for _, request in group:
-                    request.cancel()
+            for _, request in itertools.chain.from_iterable(pending):
+                request.cancel()
             self.queue.stream(began=False)
             stats.wall = time.perf_counter() - start
 
