@@ -199,7 +199,10 @@ class RequestQueue:
 
     def close(self) -> None:
         """Stop the threads once every request in flight and every stream running has ended: at once when none
-        is (its thread then ended on return, holding nothing), else as the last ends (it does not wait for them)."""
+        is (its thread then ended on return, holding nothing), else as the last ends (it does not wait for them).
+        Once closed, nothing (its predictor's finalizer closes it again)."""
+        if self.closed:
+            return
         self.closed, heard = True, threading.Lock()
         heard.acquire()
         self._inbox.put((self._close, heard))
