@@ -100,10 +100,10 @@ class Service:
         self.replica = uuid.uuid4().hex[:12]     # tells replicas apart in /v1/model: no process id, no host
         self.counts = dict.fromkeys(SLOTS, 0)
         self.budget = default_budget() if settings.max_in_flight_mb is None else int(settings.max_in_flight_mb * 2**20)
-        self.metrics = Metrics(settings.max_batch, lambda: (serving := self._serving()) and serving.queue.depth or 0,
-                               lambda: (serving := self._serving()) and serving.budget.used or 0, self.counts)
+        self.metrics = Metrics(settings.max_batch, lambda: (serving := self.predictor) and serving.queue.depth or 0,
+                               lambda: (serving := self.predictor) and serving.budget.used or 0, self.counts)
         self.loaded = threading.Event()
-        self.liveness = Liveness(settings.timeout_s, lambda: (serving := self._serving()) and serving.budget.used or 0)
+        self.liveness = Liveness(settings.timeout_s, lambda: (serving := self.predictor) and serving.budget.used or 0)
 
     @property
     def segmenter(self) -> Optional[Segmenter]:
@@ -112,8 +112,10 @@ class Service:
 
     @property
     def predictor(self) -> Optional[Predictor]:
-        """The predictor of the segmenter serving; None until the model is loaded."""
-        return self.slot.current and self.slot.current.predictor
+        """The predictor serving now (the metrics'): the segmenter's as it is now (a host's ``set_pipeline`` gives it
+        a new one); None until the model is loaded and once its host closed it."""
+        served = self.slot.current
+        return None if served is None or served.segmenter.closed else served.predictor
 
     @property
     def version(self) -> str:
@@ -148,10 +150,6 @@ class Service:
         if self.segmenter is not None and self.segmenter.closed:
             raise HttpError(503, CLOSED, RETRY, 'not ready')
         return self.model.predictor
-
-    def _serving(self) -> Optional[Predictor]:
-        """The predictor serving now (the metrics'), None while none does."""
-        return None if self.segmenter is None or self.segmenter.closed else self.segmenter.predictor
 
     @property
     def max_pixels(self) -> int:

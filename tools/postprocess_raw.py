@@ -8,7 +8,7 @@ For runtimes other than Paddle and onnxruntime (a vendor NPU SDK, TensorRT, ...)
     # RAW/NAME.mask_feat.npy
     python tools/postprocess_raw.py --manifest dump/manifest.json --raw RAW --output out/ --save-json out/results.json
 
-The post-processing is the one of demo.py (``model.inference.pipeline.finish_outputs``), with the
+The post-processing is the one of demo.py (``model.inference.postprocess.finish_outputs``), with the
 thresholds, classes and image sizes stored in the manifest, so the pictures and JSON equal the demo's
 for the same outputs. Pictures are drawn on
 the manifest's ``source`` images (video frames are saved beside the dumped inputs).
@@ -31,8 +31,7 @@ with cli.interruptible_loading():  # no Paddle: one line saying so; Ctrl-C while
     from solov2.data.transforms import DEFAULT_MAX_PIXELS, ImageMeta
     from solov2.data.visualize import draw_bgr
     from solov2.model.inference.export_network import OUTPUT_NAMES, outputs_text
-    from solov2.model.inference.pipeline import finish_outputs
-    from solov2.model.inference.postprocess import InferenceParams
+    from solov2.model.inference.postprocess import InferenceParams, finish_outputs
     from solov2.model.inference.reading import PictureReader
     from solov2.tools.cli import at_least, command, make_parser, one_line, read_json, set_status
     from solov2.tools.demo_outputs import picture_targets, write_records

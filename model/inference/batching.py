@@ -20,7 +20,7 @@ import logging
 import queue
 import threading
 import time
-from concurrent.futures import CancelledError, Future, InvalidStateError, ThreadPoolExecutor
+from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
 from typing import Any, Callable, Deque, List, NamedTuple, Optional, Union, cast
 
 import numpy as np
@@ -62,9 +62,9 @@ class Request:
     """One picture's way through the predictor: ``load()`` -> its ``Prepared`` picture in a reader; the network's
     row for it in a batch; ``finish(picture, row)`` -> its value in a finishing worker. ``cost``: bytes of the
     budget it holds from admission until its work ends (``asks``: those bytes, or a function asked at admission);
-    ``caller``: requests of one caller share a batch only
-    within their ``group`` (None: with any). A caller waits (``wait``) and reads ``outcome``; ``future`` gives the
-    same to an asyncio host; ``cancel`` drops it at its next stage."""
+    ``caller``: requests of one caller share a batch only within their ``group`` (None: with any). A caller waits
+    (``wait``) and reads ``outcome``; ``future`` gives the same to an asyncio host (running: a host's cancel of it
+    is not the request's, ``cancel`` is); ``cancel`` drops it at its next stage."""
 
     def __init__(self, load: Callable[[], Prepared], finish: Callable[[Prepared, Any], Any], params: Any,
                  cost: Union[int, Callable[[], int]] = 0, caller: Optional[object] = None):
@@ -72,6 +72,7 @@ class Request:
         self.cost = 0                   # the bytes it holds once admitted
         self.group: List['Request'] = [self]
         self.future: Future = Future()
+        self.future.set_running_or_notify_cancel()
         self.cancelled = False
         self.outcome: Any = None        # the value, or the exception that ended it
         self.picture: Optional[Prepared] = None     # once read
@@ -79,21 +80,16 @@ class Request:
         self.arrived, self.order = 0.0, 0           # when and in which order it was admitted
         self._answered = threading.Lock()      # a C lock: released once answered, never held by a caller
         self._answered.acquire()
-        self._cancel: Callable[['Request'], None] = lambda request: None
+        self._wake: Callable[[], None] = lambda: None       # its queue's owner, once submitted
 
     @property
     def done(self) -> bool:
         """Whether it was answered."""
         return not self._answered.locked()
 
-    @property
-    def prepared(self) -> bool:
-        """Whether its read succeeded (a later failure is the network's or finishing's)."""
-        return self.picture is not None
-
     def joins(self, head: 'Request') -> bool:
-        """Whether it may run in a batch with ``head``: of its group, or of another caller (or none), of its params."""
-        return self.params == head.params and (self in head.group or self.caller is None or head.caller is None or
+        """Whether it may run in a batch with ``head``: of its params, and of its group or not of its caller."""
+        return self.params == head.params and (self in head.group or self.caller is None or
                                                self.caller is not head.caller)
 
     def wait(self, timeout: Optional[float] = None) -> bool:
@@ -106,18 +102,16 @@ class Request:
     def cancel(self) -> None:
         """No longer awaited: its owner drops it at its next stage and gives back its cost once its work ends."""
         self.cancelled = True
-        self._cancel(self)
+        self._wake()
 
     def answer(self, outcome: Any, failed: bool) -> None:
-        """(Its owner's threads) its value, or the exception that ended it; once."""
+        """(Its owner's threads) its value, or the exception that ended it; once. It then holds no predictor (in
+        ``load`` and ``finish``) and no group (a cycle: it is freed by its last reference)."""
         if self.done:
             return
-        self.outcome, self.load, self.finish = outcome, _answered, _answered     # what they held (a predictor) freed
+        self.outcome, self.load, self.finish, self.group = outcome, _answered, _answered, []
         self._answered.release()
-        try:
-            self.future.set_exception(outcome) if failed else self.future.set_result(outcome)
-        except InvalidStateError:     # the asyncio host cancelled its future
-            pass
+        (self.future.set_exception if failed else self.future.set_result)(outcome)
 
 
 def _answered(*args) -> Any:
@@ -194,10 +188,10 @@ class RequestQueue:
         if admission not in ADMISSIONS:
             raise InputError(f"admission is one of {', '.join(ADMISSIONS)}, not {admission!r}")
         for request in group:
-            request.group, request._cancel = group, self._cancelled
+            request.group, request._wake = group, self._wake
         self._inbox.put((self._admit, (group, admission)))
         if self._stopped:        # stopped before it took this group (else it answers it)
-            self.refuse_closed()
+            self._refuse_closed()
 
     def stream(self, began: bool) -> None:
         """A caller's stream of requests ``began`` or ended: ``close`` lets running streams finish."""
@@ -205,12 +199,30 @@ class RequestQueue:
 
     def close(self) -> None:
         """Stop the threads once every request in flight and every stream running has ended: at once when none
-        is (its thread then ended on return, holding nothing), else as the last ends (it does not wait for them)."""
+        is (its thread then ended on return, holding nothing), else as the last ends (it does not wait for them).
+        Once closed, nothing (its predictor's finalizer closes it again)."""
+        if self.closed:
+            return
         self.closed, heard = True, threading.Lock()
         heard.acquire()
         self._inbox.put((self._close, heard))
         if threading.current_thread() is not self._thread and heard.acquire(timeout=10) and self._idle():
             self._thread.join(10)
+
+    def _wake(self) -> None:
+        """(Any thread) a request was cancelled: its owner drops it now if it waits for admission."""
+        self._inbox.put((lambda _: self._admit_waiting(), None))
+
+    def _refuse_closed(self) -> None:
+        """(Once stopped, any thread) answer the groups submitted since with InputError: nothing serves them."""
+        while True:
+            try:
+                step, argument = self._inbox.get_nowait()
+            except queue.Empty:
+                return
+            if step == self._admit:
+                for request in argument[0]:
+                    request.answer(InputError('this predictor is closed'), failed=True)
 
     # ---- the owner's thread (``solov2-queue``) ----------------------------------------------------------------
 
@@ -232,23 +244,14 @@ class RequestQueue:
         for pool in (self.reading.pool, self.finishing.pool, self._runner):
             pool.shutdown(wait=False)
         self.network = self.engine = None      # the model is freed with the predictor's last reference
-        self.refuse_closed()
-
-    def refuse_closed(self) -> None:
-        """(Once stopped, any thread) answer the groups submitted since with InputError: nothing serves them."""
-        while True:
-            try:
-                step, argument = self._inbox.get_nowait()
-            except queue.Empty:
-                return
-            if step == self._admit:
-                for request in argument[0]:
-                    request.answer(InputError('this predictor is closed'), failed=True)
+        self._refuse_closed()
 
     @staticmethod
     def _price(group: List[Request]) -> int:
-        """The bytes ``group`` asks of the budget now (a request's cost asked when it is a function)."""
-        return sum(request.asks() if callable(request.asks) else request.asks for request in group)
+        """The bytes ``group`` asks of the budget now, each request's ``cost`` (asked when it is a function)."""
+        for request in group:
+            request.cost = request.asks() if callable(request.asks) else request.asks
+        return sum(request.cost for request in group)
 
     def _admit(self, job) -> None:
         group, admission = job
@@ -260,7 +263,6 @@ class RequestQueue:
                               f'one ({cost / 2**20:.0f} MB) in the {self.budget.limit / 2**20:.0f} MB')
             for request in group:
                 request.answer(refused, failed=True)
-                request.group = []
             return
         self._waiting.append(group)
 
@@ -268,7 +270,6 @@ class RequestQueue:
         self.budget.take(cost)
         self._in_flight += len(group)
         for request in group:
-            request.cost = request.asks() if callable(request.asks) else request.asks
             request.arrived, request.order = time.monotonic(), next(self._order)
             self.reading.put(request.cost, lambda request=request: self._read(request))
 
@@ -279,7 +280,6 @@ class RequestQueue:
                 self._waiting.popleft()
                 for request in group:
                     request.answer(CancelledError(), failed=True)
-                    request.group = []
                 continue
             cost = self._price(group)
             if not self.budget.fits(cost):
@@ -287,28 +287,21 @@ class RequestQueue:
             self._start(self._waiting.popleft(), cost)
 
     def _ended(self, request: Request) -> None:
-        """``request``'s work has ended: its cost back, its place freed; waiting groups admitted."""
+        """``request``'s work has ended (it was answered): its cost back, waiting groups admitted."""
         self._in_flight -= 1
         self.budget.give(request.cost)
-        request.group = []          # no cycle through its group: it is freed by its last reference
         self._admit_waiting()
 
     def _drop(self, request: Request, reason: BaseException) -> None:
         request.answer(reason, failed=True)
         self._ended(request)
 
-    def _cancelled(self, request: Request) -> None:
-        """(Any thread) wake the owner: a request of a waiting group is dropped there now."""
-        self._inbox.put((lambda _: self._admit_waiting(), None))
-
     def _loaded(self, job) -> None:
         request, request.picture = job          # set here: its group leaves only once each is in ``_ready``
         self.reading.done()
         if request.picture is None:        # its read failed or was cancelled: answered
             return self._ended(request)
-        if request.cancelled:
-            return self._drop(request, CancelledError())
-        self._ready.append(request)
+        self._ready.append(request)        # cancelled meanwhile: ``_start_batch`` drops it
 
     def _start_batch(self) -> None:
         """Hand the next batch to the network's thread when it is idle: the oldest request whose group is all read
@@ -340,10 +333,6 @@ class RequestQueue:
         self._running = True
         self._runner.submit(self._run, batch)
 
-    def _finished(self, request: Request) -> None:
-        self.finishing.done()
-        self._ended(request)
-
     def _ran(self, job) -> None:
         batch, rows, failure = job
         self._running = False
@@ -353,6 +342,10 @@ class RequestQueue:
             else:
                 self.finishing.put(cast(Prepared, request.picture).image.nbytes, lambda request=request, row=row:
                                    self._finish(request, row))
+
+    def _finished(self, request: Request) -> None:
+        self.finishing.done()
+        self._ended(request)
 
     def _count_stream(self, change: int) -> None:
         self._streams += change
@@ -367,14 +360,7 @@ class RequestQueue:
     # ---- the workers' threads ------------------------------------------------------------------------------------
 
     def _read(self, request: Request) -> None:
-        picture = None
-        try:
-            if request.cancelled:
-                raise CancelledError()
-            picture = request.load()
-        except BaseException as exc:  # a picture that cannot be read: its answer
-            request.answer(exc, failed=True)
-        self._inbox.put((self._loaded, (request, picture)))
+        self._inbox.put((self._loaded, (request, _unless_cancelled(request, request.load))))
 
     def _run(self, batch: List[Request]) -> None:
         began, rows, failure = time.monotonic(), None, None
@@ -392,10 +378,18 @@ class RequestQueue:
         self._inbox.put((self._ran, (batch, rows, failure)))
 
     def _finish(self, request: Request, row: Any) -> None:
-        try:
-            if request.cancelled:
-                raise CancelledError()
-            request.answer(request.finish(cast(Prepared, request.picture), row), failed=False)
-        except BaseException as exc:  # finishing failed: the answer's error
-            request.answer(exc, failed=True)
+        _unless_cancelled(request, lambda: request.answer(request.finish(cast(Prepared, request.picture), row),
+                                                          failed=False))
         self._inbox.put((self._finished, request))
+
+
+def _unless_cancelled(request: Request, work: Callable[[], Any]) -> Any:
+    """(A worker's thread) ``work()`` for ``request`` unless it was cancelled; its failure (or the cancel) is the
+    request's answer, None then."""
+    try:
+        if request.cancelled:
+            raise CancelledError()
+        return work()
+    except BaseException as exc:  # the picture's own failure (a read, finishing): its answer
+        request.answer(exc, failed=True)
+        return None

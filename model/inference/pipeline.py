@@ -12,7 +12,7 @@ import time
 import weakref
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any, Callable, Generator, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Generator, Iterable, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import paddle
@@ -23,12 +23,12 @@ from solov2.model.inference.backend import Backend, share_batches
 from solov2.model.inference.batching import FORCE, REFUSE, WAIT, Batching, Prepared, Refused, Request, RequestQueue
 from solov2.model.inference.device_postprocess import postprocess_on_device
 from solov2.model.inference.memory import MemoryBudget
-from solov2.model.inference.postprocess import Detections, InferenceParams, paste_detections, postprocess_flat
+from solov2.model.inference.postprocess import Detections, InferenceParams, finish_outputs
 from solov2.model.inference.reading import Image, PictureReader
 from solov2.model.runtime import cpu_threads, launched_here
 
 __all__ = ['FORCE', 'REFUSE', 'WAIT', 'PipelineOptions', 'PipelineStats', 'Predictor', 'Prepared', 'Refused',
-           'Request', 'at_least_one', 'default_finish_workers', 'finish_outputs', 'network_rows']
+           'Request', 'at_least_one', 'default_finish_workers', 'network_rows']
 
 
 @dataclass
@@ -47,7 +47,9 @@ class PipelineStats:
         return self.model_busy / self.wall if self.wall > 0 else 0.0
 
 
-IN_FLIGHT_SHARE = 64 * 2 ** 20    # in-flight bytes for each worker and one more (Predictor's default budget)
+IN_FLIGHT_SHARE = 64 * 2 ** 20    # the default budget's bytes for each finishing worker and one more: a 12 MP photo,
+#                                   36 MB read and prepared and 89 MB at its decoding peak, still decodes while one
+#                                   finishes on each worker, and two never decode at once beside it
 READERS = 2                       # reading threads unless told (``PipelineOptions.readers``)
 
 
@@ -74,21 +76,6 @@ def at_least_one(name: str, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
         raise InputError(f'{name} must be a whole number of at least 1, not {value!r}')
     return int(value)
-
-
-def array_bytes(value: Any) -> int:
-    """Bytes of the numpy arrays in ``value``: an array, or tuples, lists and dicts of them (nested)."""
-    if isinstance(value, np.ndarray):
-        return value.nbytes
-    parts = value.values() if isinstance(value, dict) else value if isinstance(value, (tuple, list)) else ()
-    return sum(array_bytes(part) for part in parts)
-
-
-def chunks(items: Iterable[Any], size: int) -> Iterator[List[Any]]:
-    """``items`` in lists of ``size`` (the last one may be shorter)."""
-    iterator = iter(items)
-    while chunk := list(itertools.islice(iterator, size)):
-        yield chunk
 
 
 def default_finish_workers(cores: Optional[int] = None, network_on_gpu: bool = False) -> int:
@@ -121,16 +108,6 @@ def network_rows(engine: Backend, on_device: bool, ready: Sequence[Tuple[np.ndar
     return rows
 
 
-def finish_outputs(outputs: Sequence[np.ndarray], meta: ImageMeta, params: InferenceParams) -> Detections:
-    """One picture's network outputs (scores [1, K, C], kernels [1, K, E], mask_feat [1, E, h, w], h and w
-    at least its padded size / 4) -> its instances on the original image: ``postprocess_flat`` with
-    ``params`` on its own padded size's mask features, ``paste_detections``; what every runtime's
-    outputs go through (``Predictor.finish``, ``tools/postprocess_raw.py``)."""
-    scores, kernels, mask_feat = outputs
-    own = mask_feat[..., :meta.padded_hw[0] // 4, :meta.padded_hw[1] // 4]
-    return paste_detections(postprocess_flat(scores, kernels, own, params)[0], meta, params.mask_threshold)
-
-
 class Predictor:
     """Pictures through ``engine``: ``prepare``, ``network`` and ``finish``, taken by ``submit`` and looped by
     ``run_pictures`` (``detect``: one picture). ``on_device``: post-process with Paddle ops where the network
@@ -140,9 +117,7 @@ class Predictor:
     are read (``reading.PictureReader``: the config's pixel limit and test size, and ``fast_decode``);
     ``queue``: its requests and the threads that serve them (``batching.RequestQueue``: reading, the network in
     batches as ``pipeline.batching`` says, finishing); ``budget``: bytes of the requests admitted and not yet
-    finished, across callers (``memory.MemoryBudget``; default ``IN_FLIGHT_SHARE`` per worker and one more, 64 MiB
-    each, so that a 12 MP photo, 36 MB read and prepared and 89 MB at its decoding peak, still decodes while one
-    finishes on each worker, and two never decode at once beside it). ``pipeline``: ``PipelineOptions``."""
+    finished, across callers (``memory.MemoryBudget`` of ``pipeline.in_flight_bytes``)."""
 
     def __init__(self, engine: Backend, on_device: Optional[bool] = None, fast_decode: bool = False,
                  pipeline: PipelineOptions = PipelineOptions()):
@@ -244,21 +219,21 @@ class Predictor:
         start, held, caller = time.perf_counter(), [self.budget.limit], object()   # held: the last picture's bytes
 
         def finished(item: Any, prepared: Prepared, row: Any) -> Any:
-            held[0] = array_bytes((prepared.image, prepared.chw))
+            held[0] = prepared.image.nbytes + prepared.chw.nbytes
             return finish(item, prepared, self.finish(row, prepared.meta, params))
 
         pending: deque = deque()          # [(item, request)] of each group submitted, oldest first
-        chunked = chunks(items, size)
+        iterator = iter(items)
+        chunks = iter(lambda: list(itertools.islice(iterator, size)), [])    # groups of ``size`` (the last shorter)
         self.queue.stream(began=True)
         try:
             while True:
-                while len(pending) < max(2, window // size) and (chunk := next(chunked, None)) is not None:
-                    costs = [(lambda: held[0]) if known is None else known for known in map(cost, chunk)]
+                while len(pending) < max(2, window // size) and (chunk := next(chunks, None)) is not None:
+                    asks = [(lambda: held[0]) if known is None else known for known in map(cost, chunk)]
                     group = [(item, self.request(item, read, finished, params, each, caller))
-                             for item, each in zip(chunk, costs)]
-                    admission = WAIT if pending else FORCE
-                    pending.append(group)
-                    self.queue.submit([request for _, request in group], admission)
+                             for item, each in zip(chunk, asks)]
+                    pending.append(group)          # forced while this call holds nothing (the first group)
+                    self.queue.submit([request for _, request in group], FORCE if len(pending) == 1 else WAIT)
                 if not pending:
                     break
                 for item, request in pending[0]:
@@ -267,9 +242,8 @@ class Predictor:
                     stats.model_busy += request.network_s
                     yield item, self._outcome(request, stats)
         finally:             # the consumer stopped early (GeneratorExit), an interrupt or a failure; or the end
-            for group in pending:
-                for _, request in group:
-                    request.cancel()
+            for _, request in itertools.chain.from_iterable(pending):
+                request.cancel()
             self.queue.stream(began=False)
             stats.wall = time.perf_counter() - start
 
@@ -280,6 +254,6 @@ class Predictor:
         if not isinstance(request.outcome, BaseException):
             stats.done += 1
             return request.outcome
-        if request.prepared or not isinstance(request.outcome, Exception):      # an interrupt is never a picture's
+        if request.picture is not None or not isinstance(request.outcome, Exception):    # an interrupt: not its read's
             raise request.outcome
         return request.outcome

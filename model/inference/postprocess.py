@@ -503,3 +503,13 @@ def paste_detections(detections: Detections, meta, mask_threshold: float = 0.5) 
     the original image (``meta``: an ImageMeta with resized_hw and orig_hw)."""
     masks = paste_in_boxes(detections.masks, meta.resized_hw, meta.orig_hw, mask_threshold)
     return Detections(masks, detections.labels, detections.scores)
+
+
+def finish_outputs(outputs: Sequence[np.ndarray], meta, params: InferenceParams) -> Detections:
+    """One picture's network outputs (scores [1, K, C], kernels [1, K, E], mask_feat [1, E, h, w], h and w
+    at least its padded size / 4) -> its instances on the original image: ``postprocess_flat`` with
+    ``params`` on its own padded size's mask features (``meta``: an ImageMeta), ``paste_detections``; what
+    every runtime's outputs go through (``pipeline.Predictor.finish``, ``tools/postprocess_raw.py``)."""
+    scores, kernels, mask_feat = outputs
+    own = mask_feat[..., :meta.padded_hw[0] // 4, :meta.padded_hw[1] // 4]
+    return paste_detections(postprocess_flat(scores, kernels, own, params)[0], meta, params.mask_threshold)

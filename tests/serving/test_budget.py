@@ -191,19 +191,23 @@ def test_the_service_runs_on_its_predictors_workers_and_budget_its_helper_thread
 
 def test_the_service_holds_the_segmenter_and_sees_its_hosts_set_pipeline_and_close():
     """A host's ``Segmenter`` served: after the host's ``set_pipeline`` the next request answers on the new
-    predictor (not "cannot schedule new futures after shutdown" on the old one); after its ``close``,
-    ``/readyz`` and the requests say 503 with the reason (nothing can serve), not ready."""
+    predictor (not "cannot schedule new futures after shutdown" on the old one), the one ``Service.predictor``
+    gives; after its ``close``, ``/readyz`` and the requests say 503 with the reason (nothing can serve), not
+    ready, and ``Service.predictor`` is None (the metrics read nothing)."""
     from solov2.model.inference.pipeline import PipelineOptions
     segmenter = Segmenter(SMALL_MODEL)
     picture = (REPO_DIR / SAMPLE_IMAGES / 'shapes_000023.jpg').read_bytes()
-    with serving(ServeSettings(SMALL_MODEL), app=app.create_app(ServeSettings(SMALL_MODEL), segmenter=segmenter)) \
-            as client:
+    application = app.create_app(ServeSettings(SMALL_MODEL), segmenter=segmenter)
+    with serving(ServeSettings(SMALL_MODEL), app=application) as client:
+        service = application.state.service
         assert client.post('/v1/segment', content=picture, headers=JPEG).status_code == 200
         old = segmenter.predictor
         segmenter.set_pipeline(PipelineOptions(workers=1))
         answer = client.post('/v1/segment', content=picture, headers=JPEG)
         assert answer.status_code == 200 and answer.json()['instances'] and segmenter.predictor is not old
+        assert service.predictor is segmenter.predictor           # the one the metrics and liveness read
         segmenter.close()
         ready, refused = client.get('/readyz'), client.post('/v1/segment', content=picture, headers=JPEG)
         assert ready.status_code == refused.status_code == 503
         assert 'closed' in ready.json()['error'] and 'closed' in refused.json()['error']
+        assert service.predictor is None and client.get('/metrics').status_code == 200    # nothing serves

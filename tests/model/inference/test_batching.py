@@ -31,9 +31,10 @@ def _batched(batching_options, names=NAMES):
     engine = segmenter.backend
     predictor = Predictor(engine, pipeline=PipelineOptions(Batching(*batching_options,
                                                                     on_batch=lambda *run: runs.append(run))))
-    pictures = [segmenter.rgb(str(REPO_DIR / SAMPLE_IMAGES / name)) for name in names]
-    requests = [predictor.submit(picture, lambda rgb: rgb, lambda _, prepared, row: (prepared, row))
+    pictures, gate = [segmenter.rgb(str(REPO_DIR / SAMPLE_IMAGES / name)) for name in names], threading.Event()
+    requests = [predictor.submit(picture, lambda rgb: gate.wait(30) and rgb, lambda _, prepared, row: (prepared, row))
                 for picture in pictures]
+    gate.set()          # no read ends before every picture is queued (else a loaded machine's batches vary)
     return segmenter, predictor, runs, [request.future.result(30) for request in requests]
 
 
