@@ -8,8 +8,10 @@ names of the threads started during each step (the threads alive after it, in br
 """
 import collections
 import re
+import socket
 import sys
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -40,6 +42,45 @@ def names(before: set) -> str:
     return f'{started or "none"} [alive: {fold(t.name for t in threading.enumerate() if t not in before) or "none"}]'
 
 
+def service_threads(picture: str, seconds: float = 300) -> str:
+    """``names`` of the threads the service (uvicorn in this process, on a socket bound here so no other process
+    can take its port between choosing and binding it) starts to be ready and answer ``picture``; RuntimeError
+    when it is not ready within ``seconds`` or its server ends first."""
+    import httpx
+    import uvicorn
+
+    from solov2.serving.app import ServeSettings, create_app
+    before, sock = set(threading.enumerate()), socket.socket()
+    sock.bind(('127.0.0.1', 0))
+    server = uvicorn.Server(uvicorn.Config(create_app(ServeSettings(ModelSpec(str(SHIPPED_WEIGHTS), backend='dygraph',
+                                                                                threads=1))), log_level='warning'))
+    thread = threading.Thread(target=server.run, kwargs={'sockets': [sock]}, name='uvicorn (this script)', daemon=True)
+    thread.start()
+    STARTED.clear()
+    deadline = time.monotonic() + seconds
+    try:
+        with httpx.Client(base_url=f'http://127.0.0.1:{sock.getsockname()[1]}', timeout=60) as client:
+            while not ready(client):
+                if not thread.is_alive() or time.monotonic() > deadline:
+                    raise RuntimeError(f'the service was not ready within {seconds:.0f} s')
+                time.sleep(0.1)
+            client.post('/v1/segment', content=Path(picture).read_bytes(), headers={'Content-Type': 'image/jpeg'})
+            return names(before)
+    finally:
+        server.should_exit = True
+        thread.join(30)
+        sock.close()
+
+
+def ready(client) -> bool:
+    """Whether ``/readyz`` answers 200 (False while nothing listens yet)."""
+    import httpx
+    try:
+        return client.get('/readyz').status_code == 200
+    except httpx.TransportError:
+        return False
+
+
 def main() -> int:
     threading.Thread.start = _recorded_start     # type: ignore[method-assign]
     before = set(threading.enumerate())
@@ -57,29 +98,7 @@ def main() -> int:
     for thread in pools:
         thread.join(10)             # the pools stop once idle (close does not wait)
     print('Segmenter closed:', names(before))
-    import httpx
-    import uvicorn
-
-    from solov2.serving.app import ServeSettings, create_app
-    from solov2.tools.dev.serve_speed import free_port
-    port, before = free_port(), set(threading.enumerate())
-    server = uvicorn.Server(uvicorn.Config(create_app(ServeSettings(ModelSpec(str(SHIPPED_WEIGHTS), backend='dygraph',
-                                                                                threads=1))),
-                                           host='127.0.0.1', port=port, log_level='warning'))
-    thread = threading.Thread(target=server.run, name='uvicorn (this script)', daemon=True)
-    thread.start()
-    STARTED.clear()
-    with httpx.Client(base_url=f'http://127.0.0.1:{port}', timeout=60) as client:
-        while True:
-            try:
-                if client.get('/readyz').status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-        client.post('/v1/segment', content=open(pictures[0], 'rb').read(), headers={'Content-Type': 'image/jpeg'})
-        print('service, ready and one answer:', names(before))
-    server.should_exit = True
-    thread.join(30)
+    print('service, ready and one answer:', service_threads(pictures[0]))
     host.shutdown()
     return 0
 
