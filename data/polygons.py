@@ -202,17 +202,23 @@ def quarter_rings(contours: Sequence[np.ndarray], holes: np.ndarray, shape: Sequ
     doubled = np.repeat(paired(2 * points), count) + paired(WALK_CORNERS)[slot]   # [P] corners, the pixels' order
     kept = np.add.reduceat(count, begins)
     kept_offsets = np.cumsum(kept) - kept
-    turned = np.arange(len(doubled)) + np.repeat(WALK_START_RANKS[entry[begins]], kept)    # each ring from its start
-    turned -= np.repeat(kept, kept) * (turned >= np.repeat(kept_offsets + kept, kept))
-    doubled = doubled[turned].view(np.int32).reshape(-1, 2)
+    doubled = doubled.view(np.int32).reshape(-1, 2)
     corners = (doubled.astype(np.float32) + np.float32(0.5)) / np.float32(2)      # quarter points: exact
     wide = doubled.astype(np.int64)
     ahead = following(wide, kept)
     twice = (wide[:, 0] - ahead[:, 0]) * (wide[:, 1] + ahead[:, 1])         # the trapezoid (shoelace) formula
     bounds = np.concatenate([np.minimum.reduceat(corners, kept_offsets), np.maximum.reduceat(corners, kept_offsets)],
                             axis=1)
-    rings = [corners[start:stop] for start, stop in zip(kept_offsets.tolist(), (kept_offsets + kept).tolist())]
+    rings = [turned(corners[start:stop], rank)        # each ring from its start (its area and bounds are the same)
+             for start, stop, rank in zip(kept_offsets.tolist(), (kept_offsets + kept).tolist(),
+                                          WALK_START_RANKS[entry[begins]].tolist())]
     return rings, np.abs(np.add.reduceat(twice, kept_offsets)) / 8, bounds, toggles
+
+
+def turned(ring: np.ndarray, start: int) -> np.ndarray:
+    """``ring`` ``[K, ...]`` from its item ``start`` round to the one before it (``ring`` itself, not a copy,
+    where ``start`` is 0)."""
+    return np.concatenate([ring[start:], ring[:start]]) if start else ring
 
 
 def paired(points: np.ndarray) -> np.ndarray:
