@@ -115,10 +115,11 @@ def box_setters(parts: list[int], specks: list[int], bounds: np.ndarray) -> list
     def extent(rings: list[int]) -> np.ndarray:
         return np.concatenate([bounds[rings, :2].min(axis=0), bounds[rings, 2:].max(axis=0)])
 
-    whole, added = extent(parts + specks), []
+    whole, reached, added = extent(parts + specks), extent(parts), []
     for side in range(4):
-        if extent(parts + added)[side] != whole[side]:
-            added.append(next(speck for speck in specks if bounds[speck, side] == whole[side]))
+        if reached[side] != whole[side]:
+            added.append(specks[int(np.argmax(bounds[specks, side] == whole[side]))])
+            reached = extent([*added, *parts])
     return sorted(set(added), key=specks.index)
 
 
