@@ -56,20 +56,24 @@ def simplified(rings: list[tuple[np.ndarray, list[np.ndarray]]], traced: np.ndar
     """``rings`` ((outline, holes) as ``traced_rings`` gives them, on a mask of ``shape``; ``traced`` the sorted
     toggles of their fill, ``extent`` the least x, y and most x, y of their points) simplified to within
     ``tolerance`` if their fill keeps ``MIN_IOU`` with the traced one and its box; if only the box is lost,
-    with the outline points on the box's sides kept (each stretch between them simplified on its own); else
-    at half the tolerance, a quarter; else as they are."""
+    with the outline points on the box's sides kept (each stretch between them simplified on its own: only
+    the rings with such points change); else at half the tolerance, a quarter; else as they are."""
     height, width = shape
-    box = fill_box(traced, height)
+    box = pixel_box(extent)
+    flat = [ring for outer, holes in rings for ring in (outer, *holes)]
     for step in (tolerance, tolerance / 2, tolerance / 4):     # the loosest that still gives the mask back
+        candidate = [simplify(ring, step) for ring in flat]
         for sides in (None, extent):
-            candidate = [(simplify(outer, step, sides), [simplify(hole, step, sides) for hole in holes])
-                         for outer, holes in rings]
-            toggles = np.sort(fill_toggles([ring for outer, holes in candidate for ring in (outer, *holes)],
-                                           height, width), kind='stable')     # runs edge by edge: merged
+            if sides is not None:
+                kept = [on_sides(ring, sides) for ring in flat]
+                candidate = [simplify(ring, step, at) if len(at) else simple
+                             for ring, at, simple in zip(flat, kept, candidate)]
+            toggles = np.sort(fill_toggles(candidate, height, width), kind='stable')    # runs edge by edge: merged
             if fill_iou(toggles, traced) < MIN_IOU:
                 break                                   # the next tolerance
             if fill_box(toggles, height) == box:
-                return candidate
+                simple = iter(candidate)
+                return [(next(simple), [next(simple) for _ in holes]) for outer, holes in rings]
     return rings
 
 
@@ -111,10 +115,11 @@ def box_setters(parts: list[int], specks: list[int], bounds: np.ndarray) -> list
     def extent(rings: list[int]) -> np.ndarray:
         return np.concatenate([bounds[rings, :2].min(axis=0), bounds[rings, 2:].max(axis=0)])
 
-    whole, added = extent(parts + specks), []
+    whole, reached, added = extent(parts + specks), extent(parts), []
     for side in range(4):
-        if extent(parts + added)[side] != whole[side]:
-            added.append(next(speck for speck in specks if bounds[speck, side] == whole[side]))
+        if reached[side] != whole[side]:
+            added.append(specks[int(np.argmax(bounds[specks, side] == whole[side]))])
+            reached = extent([*added, *parts])
     return sorted(set(added), key=specks.index)
 
 
@@ -198,17 +203,23 @@ def quarter_rings(contours: Sequence[np.ndarray], holes: np.ndarray, shape: Sequ
     doubled = np.repeat(paired(2 * points), count) + paired(WALK_CORNERS)[slot]   # [P] corners, the pixels' order
     kept = np.add.reduceat(count, begins)
     kept_offsets = np.cumsum(kept) - kept
-    turned = np.arange(len(doubled)) + np.repeat(WALK_START_RANKS[entry[begins]], kept)    # each ring from its start
-    turned -= np.repeat(kept, kept) * (turned >= np.repeat(kept_offsets + kept, kept))
-    doubled = doubled[turned].view(np.int32).reshape(-1, 2)
+    doubled = doubled.view(np.int32).reshape(-1, 2)
     corners = (doubled.astype(np.float32) + np.float32(0.5)) / np.float32(2)      # quarter points: exact
     wide = doubled.astype(np.int64)
     ahead = following(wide, kept)
     twice = (wide[:, 0] - ahead[:, 0]) * (wide[:, 1] + ahead[:, 1])         # the trapezoid (shoelace) formula
     bounds = np.concatenate([np.minimum.reduceat(corners, kept_offsets), np.maximum.reduceat(corners, kept_offsets)],
                             axis=1)
-    rings = [corners[start:stop] for start, stop in zip(kept_offsets.tolist(), (kept_offsets + kept).tolist())]
+    rings = [turned(corners[start:stop], rank)        # each ring from its start (its area and bounds are the same)
+             for start, stop, rank in zip(kept_offsets.tolist(), (kept_offsets + kept).tolist(),
+                                          WALK_START_RANKS[entry[begins]].tolist())]
     return rings, np.abs(np.add.reduceat(twice, kept_offsets)) / 8, bounds, toggles
+
+
+def turned(ring: np.ndarray, start: int) -> np.ndarray:
+    """``ring`` ``[K, ...]`` from its item ``start`` round to the one before it (``ring`` itself, not a copy,
+    where ``start`` is 0)."""
+    return np.concatenate([ring[start:], ring[:start]]) if start else ring
 
 
 def paired(points: np.ndarray) -> np.ndarray:
@@ -237,18 +248,21 @@ def preceding(values: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     return behind
 
 
-def simplify(ring: np.ndarray, tolerance: float, box: np.ndarray | None = None) -> np.ndarray:
+def on_sides(ring: np.ndarray, box: np.ndarray) -> np.ndarray:
+    """Indices ``[S]`` of the points of ``ring`` ``[K, 2]`` on a side of ``box`` (x0, y0, x1, y1)."""
+    return np.flatnonzero((ring[:, 0] == box[0]) | (ring[:, 1] == box[1]) | (ring[:, 0] == box[2]) |
+                          (ring[:, 1] == box[3]))
+
+
+def simplify(ring: np.ndarray, tolerance: float, kept: np.ndarray | None = None) -> np.ndarray:
     """``ring`` ``[K, 2]`` float32 simplified by Douglas-Peucker to within ``tolerance``, closed (as it is when
-    that would leave no area: under 3 vertices); with ``box`` (x0, y0, x1, y1, the least and most of the
-    instance's outline points), its points on a side of the box kept, each stretch between them simplified on
-    its own."""
-    sides = [] if box is None else np.flatnonzero((ring[:, 0] == box[0]) | (ring[:, 1] == box[1]) |
-                                                  (ring[:, 0] == box[2]) | (ring[:, 1] == box[3]))
-    if not len(sides):
+    that would leave no area: under 3 vertices); with ``kept`` (``[S]`` indices of its points, ascending, at
+    least one), those points kept, each stretch between them simplified on its own."""
+    if kept is None:
         simple = cv2.approxPolyDP(ring, tolerance, closed=True).reshape(-1, 2)
     else:
-        turned = np.roll(ring, -sides[0], axis=0)
-        cuts = [*(sides - sides[0]), len(ring)]
+        turned = np.roll(ring, -kept[0], axis=0)
+        cuts = [*(kept - kept[0]), len(ring)]
         simple = np.concatenate([cv2.approxPolyDP(np.concatenate([turned[start:stop], turned[stop % len(ring)][None]]),
                                                   tolerance, closed=False).reshape(-1, 2)[:-1]
                                  for start, stop in zip(cuts, cuts[1:])])
@@ -379,6 +393,14 @@ def fill_box(toggles: np.ndarray, height: int) -> tuple[int, int, int, int]:
         return int(starts[0] // height), 0, int(ends[-1] // height) + 1, height
     return (int(starts[0] // height), int((starts % height).min()), int(ends[-1] // height) + 1,
             int((ends % height).max()) + 1)
+
+
+def pixel_box(extent: np.ndarray) -> tuple[int, int, int, int]:
+    """The half-open box x0, y0, x1, y1 of the pixels whose traced outline points (``quarter_rings``: each a
+    quarter pixel inside its boundary pixel's edges) have ``extent`` ``[4]`` as least x, y and most x, y: their
+    traced fill's ``fill_box``, found without it (tests/data/test_polygons.py holds the two equal)."""
+    x0, y0, x1, y1 = np.floor(extent).astype(np.int64).tolist()
+    return x0, y0, x1 + 1, y1 + 1
 
 
 def toggled_area(toggles: np.ndarray) -> int:

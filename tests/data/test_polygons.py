@@ -14,9 +14,11 @@ from solov2.data.masks import mask_to_box
 from solov2.data.polygons import (
     MIN_IOU,
     MIN_PART_AREA,
+    fill_box,
     fill_iou,
     fill_toggles,
     mask_polygons,
+    pixel_box,
     quarter_rings,
     traced_rings,
 )
@@ -69,8 +71,11 @@ def test_the_mask_trace_read_as_the_doubled_masks_gives_its_points_and_fills_to_
             np.testing.assert_array_equal(ring, (contour.reshape(-1, 2) + 0.5) / 2)
             assert area == pytest.approx(cv2.contourArea(contour) / 4)
             np.testing.assert_array_equal(bound, [*ring.min(axis=0), *ring.max(axis=0)])
-        _, traced, _ = traced_rings(mask, 0)
+        _, traced, extent = traced_rings(mask, 0)
         np.testing.assert_array_equal(toggled(traced, *mask.shape), mask)
+        assert pixel_box(extent) == fill_box(np.sort(traced), mask.shape[0]) == mask_to_box(mask)
+        _, traced, extent = traced_rings(mask, MIN_PART_AREA)         # specks dropped, the box kept
+        assert pixel_box(extent) == fill_box(np.sort(traced), mask.shape[0]) == mask_to_box(mask)
 
 
 def test_fill_toggles_fill_as_pycocotools_fills_to_the_pixel():
