@@ -12,7 +12,10 @@ NNCF's layer ranking and reverting (minutes: every group of quantizers is compil
 is not run on the shapes model: --max-drop 100 lets it stop after the first INT8 model; its
 report is read by ``reverted_operations``, checked on the messages of the README measurement.
 The progress of every step (``Pass``, NNCF's messages) is checked on a two-convolution model
-whose scripted scores make NNCF rank and revert.
+whose scripted scores make NNCF rank and revert. The command's last step, compiling the written
+INT8 folder's size buckets into the cache and timing it against f32 (``compile_and_time``: seven
+INT8 compiles of the shipped model, most of this file's time), is checked to be called on the written
+folder only; what it does is test_openvino.py::test_quantize_writes_an_int8_folder_the_backend_runs's.
 """
 import json
 import re
@@ -32,6 +35,7 @@ from solov2.data.results import write_json
 from solov2.model.inference.openvino_backend import OpenVinoBackend
 from solov2.model.inference.pipeline import Predictor
 from solov2.model.inference.quantize import (
+    Int8Speed,
     Pass,
     accuracy_controlled,
     coco_validation,
@@ -77,12 +81,17 @@ def _eval_ap(capsys, model_dir: Path, ann: Path, images: Path, *extra) -> float:
     return EVALUATED[key]
 
 
-def test_quantize_with_annotations_writes_a_folder_with_its_ap(shapes, tmp_path, capsys):
+def test_quantize_with_annotations_writes_a_folder_with_its_ap(shapes, tmp_path, capsys, monkeypatch):
     export, train, ann, val = shapes
     out = tmp_path / 'int8'
+    timed = []      # compile_and_time's arguments (its work: test_openvino.py's quantize test)
+    monkeypatch.setattr(quantize, 'compile_and_time', lambda *args: timed.append(args) or Int8Speed(2.0, 1.0, 1))
     assert quantize.main(['--model-dir', str(export), '--images', str(train), '--annotations', str(ann),
                           '--annotated-images', str(val), '--max-drop', '100', '--output', str(out)]) == 0
     shown = capsys.readouterr()
+    ((written, f32_dir, pictures),) = timed
+    assert (written, f32_dir) == (out, str(export)) and sorted(pictures) == sorted(train.iterdir())
+    assert 'INT8 pays here: 2.00x' in shown.out                      # its figures printed as they came
     line = next(s for s in shown.out.splitlines() if s.startswith('accuracy control:'))
     control = json.loads((out / 'infer_cfg.json').read_text())['files']['openvino_int8']['accuracy_control']
     assert f"mask AP on {ANNOTATED} annotated images f32 {control['f32_ap']:.2f}, int8 {control['int8_ap']:.2f}" in line
