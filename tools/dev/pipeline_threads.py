@@ -93,7 +93,7 @@ def main() -> int:
     host = ThreadPoolExecutor(8, 'host')
     list(host.map(segmenter, pictures * 2))
     print('Segmenter, a list (2 a run), a stream, 8 host threads:', names(before))
-    pools = [t for t in threading.enumerate() if t.name.startswith('solov2-')]
+    pools = [t for t in threading.enumerate() if t.name.startswith('solov2-') and t not in before]   # its own
     segmenter.close()
     for thread in pools:
         thread.join(10)             # the pools stop once idle (close does not wait)
