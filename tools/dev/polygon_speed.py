@@ -7,7 +7,10 @@ The sample pictures tiled to ``--size`` (a 12 MP photo's by default) are segment
 ``--rounds`` times, the same instances' records with RLE masks (``to_dict(masks='rle')``), with polygons
 (``to_dict(masks='polygons')``, ``data.polygons.mask_polygons``) and OpenCV's bare trace of each mask
 (``cv2.findContours``, ``CHAIN_APPROX_SIMPLE``, nothing more). Figures are CPU seconds of this process, the
-least of the rounds (the machine is shared: wall time counts other people's work), and polygons / RLE.
+least of the rounds (the machine is shared: wall time counts other people's work), and polygons / RLE. As a
+command its process is tuned as ``solov2 serve`` and ``demo.py`` tune theirs (``cli.tune_for``: OpenCV on one thread,
+freed memory kept): untuned, OpenCV's idle workers wait busily beside each call and their waiting counted as
+much again as the trace itself.
 
 Then the sample pictures' own table (as issue 78 gave it): the instances shown (score >= 0.3) as polygons,
 shapes, vertices a shape, shapes of 10 points or fewer, and how the polygons fill back to each mask as COCO
@@ -26,6 +29,7 @@ import pycocotools.mask as mask_util  # noqa: E402
 
 from solov2 import Segmenter  # noqa: E402
 from solov2.core.paths import SAMPLE_IMAGES, SHIPPED_WEIGHTS  # noqa: E402
+from solov2.tools.cli import tune_for  # noqa: E402
 from solov2.tools.dev import report  # noqa: E402
 
 TILES = ('shapes_000023.jpg', 'shapes_000042.jpg', 'shapes_000057.jpg', 'shapes_000083.jpg')
@@ -105,4 +109,5 @@ def main(argv=None) -> int:
 
 
 if __name__ == '__main__':
+    tune_for('cpu', 0)          # the command's process, as the service's and the demo's where polygons are made
     sys.exit(main())
