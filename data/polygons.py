@@ -61,11 +61,12 @@ def simplified(rings: list[tuple[np.ndarray, list[np.ndarray]]], traced: np.ndar
     height, width = shape
     box = pixel_box(extent)
     flat = [ring for outer, holes in rings for ring in (outer, *holes)]
+    kept: list[np.ndarray] = []        # each ring's points on the box's sides, once the box is first lost
     for step in (tolerance, tolerance / 2, tolerance / 4):     # the loosest that still gives the mask back
         candidate = [simplify(ring, step) for ring in flat]
         for sides in (None, extent):
             if sides is not None:
-                kept = [on_sides(ring, sides) for ring in flat]
+                kept = kept or [on_sides(ring, sides) for ring in flat]
                 candidate = [simplify(ring, step, at) if len(at) else simple
                              for ring, at, simple in zip(flat, kept, candidate)]
             toggles = np.sort(fill_toggles(candidate, height, width), kind='stable')    # runs edge by edge: merged
@@ -198,8 +199,7 @@ def quarter_rings(contours: Sequence[np.ndarray], holes: np.ndarray, shape: Sequ
     toggles = (np.concatenate([positions[top], positions[bottom] + 1]),
                np.stack([np.add.reduceat(side, begins, dtype=np.int64) for side in (top, bottom)]))
     count = WALK_COUNTS[entry]
-    ends = np.cumsum(count)
-    slot = np.repeat(entry * VISITS - (ends - count), count) + np.arange(int(ends[-1]))
+    slot = counted_from(entry * VISITS, count)
     doubled = np.repeat(paired(2 * points), count) + paired(WALK_CORNERS)[slot]   # [P] corners, the pixels' order
     kept = np.add.reduceat(count, begins)
     kept_offsets = np.cumsum(kept) - kept
@@ -329,8 +329,13 @@ def column_runs(low: np.ndarray, high: np.ndarray) -> tuple[np.ndarray, np.ndarr
     """(edge, column) of each pixel column ``low[edge]`` to ``high[edge]`` (``[E]`` integral float64; none
     where low > high), edge by edge: ``[sum]`` each."""
     count = np.maximum(high - low + 1, 0).astype(np.int64)
-    edge = np.repeat(np.arange(len(count)), count)
-    return edge, (low - (np.cumsum(count) - count))[edge] + np.arange(int(count.sum()))
+    return np.repeat(np.arange(len(count)), count), counted_from(low, count)
+
+
+def counted_from(starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """``[sum(counts)]``: ``starts[0]``, ``starts[0] + 1``, ..., ``counts[0]`` values, then ``counts[1]`` from
+    ``starts[1]``, and so on (``starts`` ``[E]``, of its own dtype; ``counts`` ``[E]`` int, >= 0)."""
+    return np.repeat(starts - (np.cumsum(counts) - counts), counts) + np.arange(int(counts.sum()))
 
 
 def flat_crossings(x0, y0, x1, y1, width: int) -> tuple[np.ndarray, np.ndarray]:
