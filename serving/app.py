@@ -101,9 +101,9 @@ class Service:
         self.counts = dict.fromkeys(SLOTS, 0)
         self.budget = default_budget() if settings.max_in_flight_mb is None else int(settings.max_in_flight_mb * 2**20)
         self.metrics = Metrics(settings.max_batch, lambda: (serving := self.predictor) and serving.queue.depth or 0,
-                               lambda: (serving := self.predictor) and serving.budget.used or 0, self.counts)
+                               self.bytes_in_flight, self.counts)
         self.loaded = threading.Event()
-        self.liveness = Liveness(settings.timeout_s, lambda: (serving := self.predictor) and serving.budget.used or 0)
+        self.liveness = Liveness(settings.timeout_s, self.bytes_in_flight)
 
     @property
     def segmenter(self) -> Optional[Segmenter]:
@@ -116,6 +116,11 @@ class Service:
         a new one); None until the model is loaded and once its host closed it."""
         served = self.slot.current
         return None if served is None or served.segmenter.closed else served.predictor
+
+    def bytes_in_flight(self) -> int:
+        """Bytes the predictor serving holds for the pictures in flight (its budget's used part); 0 if none serves."""
+        serving = self.predictor
+        return serving.budget.used if serving is not None else 0
 
     @property
     def version(self) -> str:
