@@ -13,8 +13,6 @@ import asyncio
 import contextlib
 import dataclasses
 import functools
-import gzip
-import json
 import logging
 import os
 import re
@@ -43,6 +41,7 @@ from solov2.model.inference.pipeline import REFUSE, PipelineOptions, Predictor, 
 from solov2.model.inference.spec import ModelSpec
 from solov2.model.runtime import cpu_threads
 from solov2.serving.admin import add_admin_routes
+from solov2.serving.encoding import GZIP_BYTES, GZIP_LEVEL, answer_bytes
 from solov2.serving.label_studio import add_label_studio_routes
 from solov2.serving.limits import (
     MULTIPART,
@@ -70,7 +69,6 @@ SLOTS = {'uploads': ('max_uploads', 'uploads being received', 1), 'in flight': (
          'large in flight': ('queue_size', 'large pictures in flight', 2)}
 ANSWER_FORMS = ('instances', 'coco', 'labelme')     # the ``format`` of ``/v1/segment`` (``answer_content``)
 PROBES = ('/healthz', '/readyz', '/metrics')        # logged at debug level
-GZIP_BYTES, GZIP_LEVEL = 4096, 1      # answers from this size are gzipped when the client accepts it
 PAGE = Path(__file__).resolve().parent / 'page'      # the page at / (index.html, its script and style)
 PAGE_FILES = {'page.js': 'text/javascript', 'page.css': 'text/css'}
 PAGE_HEADERS = {'Content-Security-Policy': "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' "
@@ -339,9 +337,9 @@ class Service:
 
     def answer(self, row, meta, params, masks: str, min_score: float, form: Form, name: str,
                gzipped: bool, served: Served) -> Tuple[bytes, Dict[str, str]]:
-        """The network's output for one picture -> the bytes of its JSON answer and their headers, gzipped from
-        ``GZIP_BYTES`` when ``gzipped`` (the client takes it), made here in a worker so that the event loop only
-        moves them: ``answer_content`` in ``form`` of the model ``served`` (a labelme file names the picture
+        """The network's output for one picture -> the bytes of its JSON answer and their headers (``answer_bytes``:
+        made in pieces, gzipped when ``gzipped`` says the client takes it), made here in a worker so that the event
+        loop only moves them: ``answer_content`` in ``form`` of the model ``served`` (a labelme file names the picture
         ``name``; the 'instances' form and a callable form, the Label Studio routes' predictions, name its
         version)."""
         with self.metrics.stage('postprocess'):
@@ -349,11 +347,7 @@ class Service:
             instances = instances_of(served.segmenter.class_names, found, min_score)
         self.liveness.moved()
         with self.metrics.stage('encode'):
-            content = answer_content(instances, form, masks, name, min_score, served.version)
-            body = json.dumps(content, ensure_ascii=False, allow_nan=False, separators=(',', ':')).encode()
-            if not gzipped or len(body) < GZIP_BYTES:
-                return body, {}
-            return gzip.compress(body, GZIP_LEVEL), {'Content-Encoding': 'gzip', 'Vary': 'Accept-Encoding'}
+            return answer_bytes(answer_content(instances, form, masks, name, min_score, served.version), gzipped)
 
     def close(self) -> None:
         """Say it is stopping (``/readyz`` 503) and close the model it opened (``Segmenter.close``: its threads
