@@ -16,7 +16,7 @@ tests/data/test_polygons.py hold them to it).
 It costs one ``cv2.findContours`` of the mask's box, then work along the outlines only (the doubled trace's
 corners read off each boundary pixel's steps, Douglas-Peucker, the fills compared where they cross each
 pixel column, by COCO's own arithmetic: no picture doubled, no pixel drawn): on a 12 MP photo's instances
-about 4 RLE encodings of them, 3-5 bare traces; ``python tools/dev/polygon_speed.py`` measures it beside
+about 3.3 RLE encodings of them, 4.5 bare traces; ``python tools/dev/polygon_speed.py`` measures it beside
 RLE and the bare trace."""
 from __future__ import annotations
 
@@ -47,8 +47,12 @@ def mask_polygons(crop: np.ndarray, box: Sequence[int], min_area: float = MIN_PA
     rings, traced, extent = traced_rings(crop, min_area)
     if tolerance > 0:
         rings = simplified(rings, np.sort(traced, kind='stable'), crop.shape, tolerance, extent)
-    origin = np.asarray(box[:2], np.float64)
-    return [polygon + origin for polygon in (joined(outer, holes) for outer, holes in rings) if len(polygon) >= 3]
+    polygons = [polygon for polygon in (joined(outer, holes) for outer, holes in rings) if len(polygon) >= 3]
+    if not polygons:
+        return []
+    ends = np.cumsum([len(polygon) for polygon in polygons]).tolist()
+    placed = np.concatenate(polygons) + np.asarray(box[:2], np.float64)       # one pass, not one a polygon
+    return [placed[start:end] for start, end in zip([0, *ends], ends)]
 
 
 def simplified(rings: list[tuple[np.ndarray, list[np.ndarray]]], traced: np.ndarray, shape: Sequence[int],
@@ -61,14 +65,14 @@ def simplified(rings: list[tuple[np.ndarray, list[np.ndarray]]], traced: np.ndar
     height, width = shape
     box = pixel_box(extent)
     flat = [ring for outer, holes in rings for ring in (outer, *holes)]
-    kept: list[np.ndarray] = []        # each ring's points on the box's sides, once the box is first lost
+    kept: dict[int, np.ndarray] | None = None      # the rings' points on the box's sides, once the box is lost
     for step in (tolerance, tolerance / 2, tolerance / 4):     # the loosest that still gives the mask back
         candidate = [simplify(ring, step) for ring in flat]
         for sides in (None, extent):
             if sides is not None:
-                kept = kept or [on_sides(ring, sides) for ring in flat]
-                candidate = [simplify(ring, step, at) if len(at) else simple
-                             for ring, at, simple in zip(flat, kept, candidate)]
+                kept = on_sides(flat, sides) if kept is None else kept
+                candidate = [simplify(ring, step, kept[index]) if index in kept else simple
+                             for index, (ring, simple) in enumerate(zip(flat, candidate))]
             toggles = np.sort(fill_toggles(candidate, height, width), kind='stable')    # runs edge by edge: merged
             if fill_iou(toggles, traced) < MIN_IOU:
                 break                                   # the next tolerance
@@ -89,7 +93,7 @@ def traced_rings(mask: np.ndarray, min_area: float
     and end down each column); and ``[4]`` the least x, y and most x, y of their points."""
     contours, hierarchy = cv2.findContours(mask.view(np.uint8), cv2.RETR_CCOMP, cv2.CHAIN_APPROX_NONE)
     parents = hierarchy[0][:, 3]
-    rings, areas, bounds, (toggles, ring_toggles) = quarter_rings(contours, parents >= 0, mask.shape)
+    rings, areas, bounds, (positions, top, bottom) = quarter_rings(contours, parents >= 0, mask.shape)
     outers = np.flatnonzero(parents < 0)
     outers = outers[np.argsort(-areas[outers], kind='stable')].tolist()
     least = min(min_area, areas[outers[0]])
@@ -101,7 +105,10 @@ def traced_rings(mask: np.ndarray, min_area: float
     kept = [(outer, holes.get(outer, [])) for outer in parts]
     held = np.zeros(len(rings), bool)
     held[[ring for outer, holes in kept for ring in (outer, *holes)]] = True
-    traced = toggles if held.all() else toggles[np.repeat(np.tile(held, 2), ring_toggles.ravel())]
+    if not held.all():
+        held = np.repeat(held, np.fromiter(map(len, contours), np.int64, len(contours)))
+        top, bottom = top & held, bottom & held
+    traced = np.concatenate([positions[top], positions[bottom] + 1])
     extent = np.concatenate([bounds[parts, :2].min(axis=0), bounds[parts, 2:].max(axis=0)])
     return [(rings[outer], [rings[hole] for hole in holes]) for outer, holes in kept], traced, extent
 
@@ -175,45 +182,47 @@ WALK_CORNERS, WALK_COUNTS, WALK_START_RANKS, WALKS_TOP, WALKS_BOTTOM = pixel_wal
 
 
 def quarter_rings(contours: Sequence[np.ndarray], holes: np.ndarray, shape: Sequence[int]
-                  ) -> tuple[list[np.ndarray], np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray]]:
+                  ) -> tuple[list[np.ndarray], np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """Each of ``contours`` (``cv2.findContours``' ``CHAIN_APPROX_NONE`` boundary pixels, ``[K, 1, 2]`` int32
     (x, y), of a mask of ``shape`` (height, width); ``holes`` ``[R] bool`` which are holes) as the trace of the
     mask doubled gives it with ``CHAIN_APPROX_SIMPLE``, halved back: ``[L, 2] float32`` quarter points, the
     corners of its straight runs, from the point that trace starts at (``pixel_walks``: each pixel's corners
     by its steps in and out); ``[R]`` the area each ring holds, in pixels; ``[R, 4]`` the least x, y and most
-    x, y of each ring's points; and the toggles of the rings' fills (``fill_toggles``: the top and bottom
-    sides of pixels each walks, the pixels' own runs): ``[T]`` positions (``position_type``), the top sides
-    ring by ring then the bottom ones, and ``[2, R]`` how many of each a ring has."""
+    x, y of each ring's points; and where the rings' fill toggles (``fill_toggles``: the top and bottom sides
+    of pixels each walks, the pixels' own runs; ``traced_rings`` keeps those of the rings it keeps): ``[N]``
+    each boundary pixel's position (``position_type``), ``[N] bool`` whether its walk goes along its top side,
+    ``[N] bool`` its bottom side. Steps are read off the points paired (``paired``: one int64 subtraction a
+    pixel)."""
     lengths = np.fromiter(map(len, contours), np.int64, len(contours))
     points = np.concatenate(contours).reshape(-1, 2)
-    step = following(points, lengths) - points
-    code_out = step[:, 1] * 3 + step[:, 0] + 4
+    packed = paired(points)
+    moved = following(packed, lengths) - packed + STEP_BIAS             # (dy + 1) * 2 ** 32 + dx + 1
+    code_out = (moved >> 32) * 3 + (moved & 3)
     pair = preceding(code_out, lengths) * STEPS + code_out
     begins = np.cumsum(lengths) - lengths
     entry = pair * VISITS + NO_START
     first_visit = (START_QUARTER[holes.astype(int)] - FIRST_BY_STEP[pair[begins] // STEPS]) % 4   # the trace's
     entry[begins] = pair[begins] * VISITS + first_visit
-    top, bottom = WALKS_TOP[pair], WALKS_BOTTOM[pair]
     kind = position_type(*shape)
     positions = points[:, 0].astype(kind) * shape[0] + points[:, 1]
-    toggles = (np.concatenate([positions[top], positions[bottom] + 1]),
-               np.stack([np.add.reduceat(side, begins, dtype=np.int64) for side in (top, bottom)]))
-    count = WALK_COUNTS[entry]
+    count = WALK_COUNTS.take(entry)
     slot = counted_from(entry * VISITS, count)
-    doubled = np.repeat(paired(2 * points), count) + paired(WALK_CORNERS)[slot]   # [P] corners, the pixels' order
+    doubled = np.repeat(packed * 2, count) + WALK_CORNERS_PAIRED.take(slot)       # [P] corners, the pixels' order
     kept = np.add.reduceat(count, begins)
     kept_offsets = np.cumsum(kept) - kept
-    doubled = doubled.view(np.int32).reshape(-1, 2)
-    corners = (doubled.astype(np.float32) + np.float32(0.5)) / np.float32(2)      # quarter points: exact
-    wide = doubled.astype(np.int64)
+    xy = doubled.view(np.int32).reshape(-1, 2)
+    corners = np.multiply(xy, np.float32(0.5), dtype=np.float32)
+    corners += np.float32(0.25)                                           # quarter points: exact
+    wide = xy.astype(np.int64)
     ahead = following(wide, kept)
     twice = (wide[:, 0] - ahead[:, 0]) * (wide[:, 1] + ahead[:, 1])         # the trapezoid (shoelace) formula
     bounds = np.concatenate([np.minimum.reduceat(corners, kept_offsets), np.maximum.reduceat(corners, kept_offsets)],
                             axis=1)
     rings = [turned(corners[start:stop], rank)        # each ring from its start (its area and bounds are the same)
              for start, stop, rank in zip(kept_offsets.tolist(), (kept_offsets + kept).tolist(),
-                                          WALK_START_RANKS[entry[begins]].tolist())]
-    return rings, np.abs(np.add.reduceat(twice, kept_offsets)) / 8, bounds, toggles
+                                          WALK_START_RANKS.take(entry[begins]).tolist())]
+    sides = (positions, WALKS_TOP.take(pair), WALKS_BOTTOM.take(pair))
+    return rings, np.abs(np.add.reduceat(twice, kept_offsets)) / 8, bounds, sides
 
 
 def turned(ring: np.ndarray, start: int) -> np.ndarray:
@@ -227,6 +236,11 @@ def paired(points: np.ndarray) -> np.ndarray:
     ``paired(a) + paired(b)`` is ``paired(a + b)`` where no coordinate leaves [0, 2 ** 31), so one pass moves
     both (``.view(np.int32).reshape(-1, 2)`` reads them back)."""
     return np.ascontiguousarray(points, np.int32).view(np.int64).reshape(-1)
+
+
+WALK_CORNERS_PAIRED = paired(WALK_CORNERS)      # each corner's offset (x, y) as one int64
+STEP_BIAS = 2 ** 32 + 1     # (1, 1) paired: added to the difference of two paired points a step apart (dx, dy
+                            # in -1..1) it gives paired (dx + 1, dy + 1), no word below 0
 
 
 def following(values: np.ndarray, lengths: np.ndarray) -> np.ndarray:
@@ -248,10 +262,16 @@ def preceding(values: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     return behind
 
 
-def on_sides(ring: np.ndarray, box: np.ndarray) -> np.ndarray:
-    """Indices ``[S]`` of the points of ``ring`` ``[K, 2]`` on a side of ``box`` (x0, y0, x1, y1)."""
-    return np.flatnonzero((ring[:, 0] == box[0]) | (ring[:, 1] == box[1]) | (ring[:, 0] == box[2]) |
-                          (ring[:, 1] == box[3]))
+def on_sides(rings: Sequence[np.ndarray], box: np.ndarray) -> dict[int, np.ndarray]:
+    """Of ``rings`` (each ``[K, 2]``), those with points on a side of ``box`` (x0, y0, x1, y1): each one's
+    index to the indices ``[S]`` (ascending) of those points in it."""
+    points, ends = np.concatenate(rings), np.cumsum([len(ring) for ring in rings])
+    at = np.flatnonzero((points[:, 0] == box[0]) | (points[:, 1] == box[1]) | (points[:, 0] == box[2]) |
+                        (points[:, 1] == box[3]))
+    ring = np.searchsorted(ends, at, side='right')
+    cuts = np.flatnonzero(ring[1:] != ring[:-1]) + 1
+    return {int(index[0]): indices - (ends[index[0]] - len(rings[index[0]]))
+            for index, indices in zip(np.split(ring, cuts), np.split(at, cuts))}
 
 
 def simplify(ring: np.ndarray, tolerance: float, kept: np.ndarray | None = None) -> np.ndarray:
