@@ -225,3 +225,22 @@ def probe_list(probes):
     """The probes from the first one answered: before it the port is not bound yet."""
     answered = [i for i, (status, _) in enumerate(probes) if status != 'refused']
     return probes[answered[0]:] if answered else probes
+
+
+def test_once_its_model_has_loaded_a_process_keeps_what_it_made_from_the_collector(caplog):
+    """After the load the objects made so far are frozen (a full collection scanned them all, 75-100 ms
+    holding the interpreter's lock); a load that failed is logged and freezes nothing."""
+    import gc
+    import logging
+    from types import SimpleNamespace
+    gc.unfreeze()       # what a command run in this process froze before
+    try:
+        serve.worker_loaded(SimpleNamespace(failure=None, problem=None))
+        assert gc.get_freeze_count() > 10_000
+        gc.unfreeze()
+        with caplog.at_level(logging.ERROR, logger='solov2.serving.app'):
+            serve.worker_loaded(SimpleNamespace(failure=OSError('no such file'),
+                                                problem='the model did not load: no such file'))
+        assert gc.get_freeze_count() == 0 and 'the model did not load: no such file' in caplog.text
+    finally:
+        gc.unfreeze()
