@@ -281,11 +281,12 @@ def simplify(ring: np.ndarray, tolerance: float, kept: np.ndarray | None = None)
     if kept is None:
         simple = cv2.approxPolyDP(ring, tolerance, closed=True).reshape(-1, 2)
     else:
-        turned = np.roll(ring, -kept[0], axis=0)
+        rotated = turned(ring, int(kept[0]))
         cuts = [*(kept - kept[0]), len(ring)]
-        simple = np.concatenate([cv2.approxPolyDP(np.concatenate([turned[start:stop], turned[stop % len(ring)][None]]),
-                                                  tolerance, closed=False).reshape(-1, 2)[:-1]
-                                 for start, stop in zip(cuts, cuts[1:])])
+        simple = np.concatenate([
+            cv2.approxPolyDP(np.concatenate([rotated[start:stop], rotated[stop % len(ring)][None]]), tolerance,
+                             closed=False).reshape(-1, 2)[:-1]
+            for start, stop in zip(cuts, cuts[1:])])
     return simple if len(simple) >= 3 else ring
 
 
