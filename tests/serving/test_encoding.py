@@ -2,13 +2,13 @@
 large answer longer than one of its instances, so the interpreter's lock is given up between them."""
 import json
 import math
-from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
-from solov2.core.paths import SAMPLE_IMAGES
 from solov2.serving.encoding import json_bytes
+from solov2.tools.dev.polygon_speed import tiled
 from tests.serving.running import SMALL_MODEL, ServeSettings, serving
 
 VALUES = [
@@ -35,16 +35,6 @@ def test_what_json_cannot_hold_raises_as_json_dumps(bad, error):
         json_bytes(bad)
 
 
-def tiled_jpeg(side: int) -> bytes:
-    """A JPEG of the sample pictures tiled to ``side`` x ``side``: many instances."""
-    import cv2
-    tiles = [cv2.imread(str(path)) for path in sorted(Path(SAMPLE_IMAGES).glob('shapes_0*.jpg'))[:4]]
-    size = tiles[0].shape[0]
-    rows = [np.concatenate([tiles[(row + column) % 4] for column in range(side // size)], axis=1)
-            for row in range(side // size)]
-    return cv2.imencode('.jpg', np.concatenate(rows, axis=0))[1].tobytes()
-
-
 def test_a_large_answer_is_made_in_pieces_no_longer_than_one_instance(monkeypatch):
     made, dumps = [], json.dumps
 
@@ -52,9 +42,10 @@ def test_a_large_answer_is_made_in_pieces_no_longer_than_one_instance(monkeypatc
         text = dumps(value, *args, **kwargs)
         made.append(len(text))
         return text
+    picture = cv2.imencode('.jpg', tiled(1024, 1024))[1].tobytes()        # the samples tiled: many instances
     with serving(ServeSettings(SMALL_MODEL)) as client:
         monkeypatch.setattr(json, 'dumps', recorded)
-        answer = client.post('/v1/segment', content=tiled_jpeg(1024), params={'masks': 'polygons', 'min_score': 0},
+        answer = client.post('/v1/segment', content=picture, params={'masks': 'polygons', 'min_score': 0},
                              headers={'Content-Type': 'image/jpeg', 'Accept-Encoding': 'identity'})
         monkeypatch.setattr(json, 'dumps', dumps)
     assert answer.status_code == 200, answer.text
