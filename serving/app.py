@@ -98,8 +98,7 @@ class Service:
         self.replica = uuid.uuid4().hex[:12]     # tells replicas apart in /v1/model: no process id, no host
         self.counts = dict.fromkeys(SLOTS, 0)
         self.budget = default_budget() if settings.max_in_flight_mb is None else int(settings.max_in_flight_mb * 2**20)
-        self.metrics = Metrics(settings.max_batch, lambda: (serving := self.predictor) and serving.queue.depth or 0,
-                               self.bytes_in_flight, self.counts)
+        self.metrics = Metrics(settings.max_batch, self.pictures_waiting, self.bytes_in_flight, self.counts)
         self.loaded = threading.Event()
         self.liveness = Liveness(settings.timeout_s, self.bytes_in_flight)
 
@@ -119,6 +118,11 @@ class Service:
         """Bytes the predictor serving holds for the pictures in flight (its budget's used part); 0 if none serves."""
         serving = self.predictor
         return serving.budget.used if serving is not None else 0
+
+    def pictures_waiting(self) -> int:
+        """Pictures read and waiting for the network of the predictor serving (its queue's depth); 0 if none serves."""
+        serving = self.predictor
+        return serving.queue.depth if serving is not None else 0
 
     @property
     def version(self) -> str:
