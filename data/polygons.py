@@ -25,6 +25,9 @@ from typing import Sequence
 import cv2
 import numpy as np
 
+from solov2.core.compiled import compiled
+from solov2.data.coco_fill import column_major, fill_box, fill_iou, fill_toggles
+
 MIN_PART_AREA = 12          # pixels inside a part's outline: under a 4x4 block's (12.25), a speck not worth a shape
 TOLERANCE = 1.0             # pixels: how far a simplified outline may stray from the traced one ...
 MIN_IOU = 0.98              # ... as long as the filled outlines keep this IoU with the mask (else half, a quarter)
@@ -46,7 +49,7 @@ def mask_polygons(crop: np.ndarray, box: Sequence[int], min_area: float = MIN_PA
         return []
     rings, traced, extent = traced_rings(crop, min_area)
     if tolerance > 0:
-        rings = simplified(rings, np.sort(traced, kind='stable'), crop.shape, tolerance, extent)
+        rings = simplified(rings, traced, crop.shape, tolerance, extent)
     polygons = [polygon for polygon in (joined(outer, holes) for outer, holes in rings) if len(polygon) >= 3]
     if not polygons:
         return []
@@ -73,7 +76,7 @@ def simplified(rings: list[tuple[np.ndarray, list[np.ndarray]]], traced: np.ndar
                 kept = on_sides(flat, sides) if kept is None else kept
                 candidate = [simplify(ring, step, kept[index]) if index in kept else simple
                              for index, (ring, simple) in enumerate(zip(flat, candidate))]
-            toggles = np.sort(fill_toggles(candidate, height, width), kind='stable')    # runs edge by edge: merged
+            toggles = fill_toggles(candidate, height, width)
             if fill_iou(toggles, traced) < MIN_IOU:
                 break                                   # the next tolerance
             if fill_box(toggles, height) == box:
@@ -93,7 +96,7 @@ def traced_rings(mask: np.ndarray, min_area: float
     and end down each column); and ``[4]`` the least x, y and most x, y of their points."""
     contours, hierarchy = cv2.findContours(mask.view(np.uint8), cv2.RETR_CCOMP, cv2.CHAIN_APPROX_NONE)
     parents = hierarchy[0][:, 3]
-    rings, areas, bounds, (positions, top, bottom) = quarter_rings(contours, parents >= 0, mask.shape)
+    rings, areas, bounds, (points, lengths, pairs) = quarter_rings(contours, parents >= 0)
     outers = np.flatnonzero(parents < 0)
     outers = outers[np.argsort(-areas[outers], kind='stable')].tolist()
     least = min(min_area, areas[outers[0]])
@@ -105,10 +108,7 @@ def traced_rings(mask: np.ndarray, min_area: float
     kept = [(outer, holes.get(outer, [])) for outer in parts]
     held = np.zeros(len(rings), bool)
     held[[ring for outer, holes in kept for ring in (outer, *holes)]] = True
-    if not held.all():
-        held = np.repeat(held, np.fromiter(map(len, contours), np.int64, len(contours)))
-        top, bottom = top & held, bottom & held
-    traced = np.concatenate([positions[top], positions[bottom] + 1])
+    traced = traced_toggles(points, lengths, held, pairs, *mask.shape)
     extent = np.concatenate([bounds[parts, :2].min(axis=0), bounds[parts, 2:].max(axis=0)])
     return [(rings[outer], [rings[hole] for hole in holes]) for outer, holes in kept], traced, extent
 
@@ -181,85 +181,107 @@ def pixel_walks() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.nd
 WALK_CORNERS, WALK_COUNTS, WALK_START_RANKS, WALKS_TOP, WALKS_BOTTOM = pixel_walks()
 
 
-def quarter_rings(contours: Sequence[np.ndarray], holes: np.ndarray, shape: Sequence[int]
+def quarter_rings(contours: Sequence[np.ndarray], holes: np.ndarray
                   ) -> tuple[list[np.ndarray], np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """Each of ``contours`` (``cv2.findContours``' ``CHAIN_APPROX_NONE`` boundary pixels, ``[K, 1, 2]`` int32
-    (x, y), of a mask of ``shape`` (height, width); ``holes`` ``[R] bool`` which are holes) as the trace of the
-    mask doubled gives it with ``CHAIN_APPROX_SIMPLE``, halved back: ``[L, 2] float32`` quarter points, the
-    corners of its straight runs, from the point that trace starts at (``pixel_walks``: each pixel's corners
-    by its steps in and out); ``[R]`` the area each ring holds, in pixels; ``[R, 4]`` the least x, y and most
-    x, y of each ring's points; and where the rings' fill toggles (``fill_toggles``: the top and bottom sides
-    of pixels each walks, the pixels' own runs; ``traced_rings`` keeps those of the rings it keeps): ``[N]``
-    each boundary pixel's position (``position_type``), ``[N] bool`` whether its walk goes along its top side,
-    ``[N] bool`` its bottom side. Steps are read off the points paired (``paired``: one int64 subtraction a
-    pixel)."""
+    (x, y); ``holes`` ``[R] bool`` which are holes) as the trace of the mask doubled gives it with
+    ``CHAIN_APPROX_SIMPLE``, halved back: ``[L, 2] float32`` quarter points, the corners of its straight runs,
+    from the point that trace starts at (``pixel_walks``: each pixel's corners by its steps in and out); ``[R]``
+    the area each ring holds, in pixels; ``[R, 4]`` the least x, y and most x, y of each ring's points; and the
+    walks themselves, for the rings' fill (``traced_toggles``): ``[N, 2]`` the boundary pixels, ``[R]`` how many
+    a ring, ``[N]`` each pixel's pair of steps (``pixel_walks``). The walks are read by ``walked_corners``."""
     lengths = np.fromiter(map(len, contours), np.int64, len(contours))
     points = np.concatenate(contours).reshape(-1, 2)
-    packed = paired(points)
-    moved = following(packed, lengths) - packed + STEP_BIAS             # (dy + 1) * 2 ** 32 + dx + 1
-    code_out = (moved >> 32) * 3 + (moved & 3)
-    pair = preceding(code_out, lengths) * STEPS + code_out
-    begins = np.cumsum(lengths) - lengths
-    entry = pair * VISITS + NO_START
-    first_visit = (START_QUARTER[holes.astype(int)] - FIRST_BY_STEP[pair[begins] // STEPS]) % 4   # the trace's
-    entry[begins] = pair[begins] * VISITS + first_visit
-    kind = position_type(*shape)
-    positions = points[:, 0].astype(kind) * shape[0] + points[:, 1]
-    count = WALK_COUNTS.take(entry)
-    slot = counted_from(entry * VISITS, count)
-    doubled = np.repeat(packed * 2, count) + WALK_CORNERS_PAIRED.take(slot)       # [P] corners, the pixels' order
-    kept = np.add.reduceat(count, begins)
-    kept_offsets = np.cumsum(kept) - kept
-    xy = doubled.view(np.int32).reshape(-1, 2)
-    corners = np.multiply(xy, np.float32(0.5), dtype=np.float32)
-    corners += np.float32(0.25)                                           # quarter points: exact
-    wide = xy.astype(np.int64)
-    ahead = following(wide, kept)
-    twice = (wide[:, 0] - ahead[:, 0]) * (wide[:, 1] + ahead[:, 1])         # the trapezoid (shoelace) formula
-    bounds = np.concatenate([np.minimum.reduceat(corners, kept_offsets), np.maximum.reduceat(corners, kept_offsets)],
-                            axis=1)
-    rings = [turned(corners[start:stop], rank)        # each ring from its start (its area and bounds are the same)
-             for start, stop, rank in zip(kept_offsets.tolist(), (kept_offsets + kept).tolist(),
-                                          WALK_START_RANKS.take(entry[begins]).tolist())]
-    sides = (positions, WALKS_TOP.take(pair), WALKS_BOTTOM.take(pair))
-    return rings, np.abs(np.add.reduceat(twice, kept_offsets)) / 8, bounds, sides
+    corners, kept, twice, bounds, pairs = walked_corners(points, lengths, holes)
+    ends = np.cumsum(kept).tolist()
+    rings = [corners[start:stop] for start, stop in zip([0, *ends], ends)]
+    return rings, np.abs(twice) / 8, bounds, (points, lengths, pairs)
+
+
+@compiled
+def walked_corners(points: np.ndarray, lengths: np.ndarray, holes: np.ndarray
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``quarter_rings``' loop over the boundary pixels ``points`` ``[N, 2]`` int32 of rings of ``lengths``
+    ``[R]`` (``holes`` ``[R] bool``): each pixel's pair of steps in and out (``[N]``, 9 in + out, a step
+    (dx, dy) coded 3 (dy + 1) + dx + 1), its walk's corners on the mask doubled from ``pixel_walks``' tables
+    (a ring's first pixel's walk by where the doubled trace starts), halved back to ``[P, 2] float32`` quarter
+    points, each ring's from its trace's start; ``[R]`` corners a ring; ``[R]`` twice its area on the mask
+    doubled, times 4 (the shoelace sum, signed); ``[R, 4] float32`` its least and most x, y."""
+    rings = len(lengths)
+    pairs = np.empty(len(points), np.int64)
+    entries = np.empty(len(points), np.int64)
+    kept = np.zeros(rings, np.int64)
+    begin = 0
+    for ring in range(rings):
+        end = begin + lengths[ring]
+        for pixel in range(begin, end):
+            before, after = pixel - 1 if pixel > begin else end - 1, pixel + 1 if pixel + 1 < end else begin
+            step_in = 3 * (points[pixel, 1] - points[before, 1]) + points[pixel, 0] - points[before, 0] + 4
+            step_out = 3 * (points[after, 1] - points[pixel, 1]) + points[after, 0] - points[pixel, 0] + 4
+            pairs[pixel] = STEPS * step_in + step_out
+            start = NO_START if pixel > begin else (START_QUARTER[int(holes[ring])] - FIRST_BY_STEP[step_in] + 4) % 4
+            entries[pixel] = VISITS * pairs[pixel] + start
+            kept[ring] += WALK_COUNTS[entries[pixel]]
+        begin = end
+    corners = np.empty((kept.sum(), 2), np.float32)
+    twice = np.zeros(rings, np.int64)
+    bounds = np.empty((rings, 4), np.float32)
+    begin = offset = 0
+    for ring in range(rings):
+        end, rank = begin + lengths[ring], WALK_START_RANKS[entries[begin]]
+        low_x = low_y = high_x = high_y = first_x = first_y = last_x = last_y = 0
+        place = 0
+        for pixel in range(begin, end):
+            entry = entries[pixel]
+            for slot in range(VISITS * entry, VISITS * entry + WALK_COUNTS[entry]):
+                x, y = 2 * points[pixel, 0] + WALK_CORNERS[slot, 0], 2 * points[pixel, 1] + WALK_CORNERS[slot, 1]
+                if place == 0:
+                    low_x = high_x = first_x = x
+                    low_y = high_y = first_y = y
+                else:
+                    twice[ring] += (last_x - x) * (last_y + y)     # the trapezoid (shoelace) formula
+                    low_x, high_x, low_y, high_y = min(low_x, x), max(high_x, x), min(low_y, y), max(high_y, y)
+                at = offset + place - rank + (kept[ring] if place < rank else 0)    # from the trace's start
+                corners[at, 0], corners[at, 1] = 0.5 * x + 0.25, 0.5 * y + 0.25    # quarter points: exact
+                last_x, last_y, place = x, y, place + 1
+        twice[ring] += (last_x - first_x) * (last_y + first_y)
+        bounds[ring, 0], bounds[ring, 1] = 0.5 * low_x + 0.25, 0.5 * low_y + 0.25
+        bounds[ring, 2], bounds[ring, 3] = 0.5 * high_x + 0.25, 0.5 * high_y + 0.25
+        begin, offset = end, offset + kept[ring]
+    return corners, kept, twice, bounds, pairs
+
+
+@compiled
+def traced_toggles(points: np.ndarray, lengths: np.ndarray, held: np.ndarray, pairs: np.ndarray, height: int,
+                   width: int) -> np.ndarray:
+    """The toggles of the traced rings' fill (``coco_fill.fill_toggles``' form, ascending) read off their
+    boundary pixels ``points`` ``[N, 2]`` (rings of ``lengths`` ``[R]``, those ``held`` ``[R] bool`` only; each
+    pixel's ``pairs`` of steps): on where a pixel's walk goes along its top side, off below it where along its
+    bottom side (``pixel_walks``), on a mask ``height`` x ``width``."""
+    count = begin = 0
+    for ring in range(len(lengths)):
+        if held[ring]:
+            for pixel in range(begin, begin + lengths[ring]):
+                count += int(WALKS_TOP[pairs[pixel]]) + int(WALKS_BOTTOM[pairs[pixel]])
+        begin += lengths[ring]
+    columns, rows = np.empty(count, np.int64), np.empty(count, np.int64)
+    count = begin = 0
+    for ring in range(len(lengths)):
+        if held[ring]:
+            for pixel in range(begin, begin + lengths[ring]):
+                x, y = points[pixel, 0], points[pixel, 1]
+                if WALKS_TOP[pairs[pixel]]:
+                    columns[count], rows[count], count = x, y, count + 1
+                if WALKS_BOTTOM[pairs[pixel]]:
+                    columns[count], rows[count], count = x, y + 1, count + 1
+        begin += lengths[ring]
+    return column_major(columns, rows, height, width)
 
 
 def turned(ring: np.ndarray, start: int) -> np.ndarray:
     """``ring`` ``[K, ...]`` from its item ``start`` round to the one before it (``ring`` itself, not a copy,
     where ``start`` is 0)."""
     return np.concatenate([ring[start:], ring[:start]]) if start else ring
-
-
-def paired(points: np.ndarray) -> np.ndarray:
-    """``points`` ``[K, 2]`` int32, each (x, y) pair read as one ``[K]`` int64 (a view): added pair to pair,
-    ``paired(a) + paired(b)`` is ``paired(a + b)`` where no coordinate leaves [0, 2 ** 31), so one pass moves
-    both (``.view(np.int32).reshape(-1, 2)`` reads them back)."""
-    return np.ascontiguousarray(points, np.int32).view(np.int64).reshape(-1)
-
-
-WALK_CORNERS_PAIRED = paired(WALK_CORNERS)      # each corner's offset (x, y) as one int64
-STEP_BIAS = 2 ** 32 + 1     # (1, 1) paired: added to the difference of two paired points a step apart (dx, dy
-                            # in -1..1) it gives paired (dx + 1, dy + 1), no word below 0
-
-
-def following(values: np.ndarray, lengths: np.ndarray) -> np.ndarray:
-    """For rings of ``lengths`` items one after another (``values`` ``[sum, ...]``): each item's next round its
-    own ring."""
-    ends = np.cumsum(lengths)
-    ahead = np.empty_like(values)
-    ahead[:-1] = values[1:]
-    ahead[ends - 1] = values[ends - lengths]
-    return ahead
-
-
-def preceding(values: np.ndarray, lengths: np.ndarray) -> np.ndarray:
-    """As ``following``, each item's previous round its own ring."""
-    ends = np.cumsum(lengths)
-    behind = np.empty_like(values)
-    behind[1:] = values[:-1]
-    behind[ends - lengths] = values[ends - 1]
-    return behind
 
 
 def on_sides(rings: Sequence[np.ndarray], box: np.ndarray) -> dict[int, np.ndarray]:
@@ -309,126 +331,9 @@ def joined(outer: np.ndarray, holes: Sequence[np.ndarray]) -> np.ndarray:
     return np.concatenate([*pieces, outer[done:]])
 
 
-COCO_SCALE = 5      # pycocotools' rleFrPoly draws each edge on the picture upsampled 5 times, vertices rounded
-
-
-def fill_toggles(rings: Sequence[np.ndarray], height: int, width: int) -> np.ndarray:
-    """Where COCO's polygon fill (``pycocotools.mask.frPyObjects``, its ``rleFrPoly``) of ``rings`` (``[K, 2]``
-    (x, y), coordinates >= 0) on a ``height`` x ``width`` mask turns on or off going down each column, as
-    ``[M]`` positions ``x * height + y`` (column-major, as its RLE counts; ``position_type``): rleFrPoly's own
-    arithmetic (each edge drawn upsampled from its end of smaller x, or y when steeper, a toggle where it
-    crosses a pixel column's centre), per crossing rather than per upsampled point. A pixel is in when an odd
-    number of toggles come before it: a ring's part less its holes, and a cut walked both ways counts twice
-    (nothing). ``fill_iou`` compares two fills; tests/data/test_polygons.py holds it to pycocotools, pixel for
-    pixel."""
-    rings = [ring for ring in rings if len(ring)]
-    if not rings:
-        return np.zeros(0, position_type(height, width))
-    ends = np.trunc(COCO_SCALE * np.concatenate(rings).astype(np.float64) + 0.5)
-    ahead = following(ends, np.fromiter(map(len, rings), np.int64, len(rings)))
-    x0, y0, x1, y1 = ends[:, 0], ends[:, 1], ahead[:, 0], ahead[:, 1]
-    flat = np.abs(x1 - x0) >= np.abs(y1 - y0)
-    flat_columns, flat_rows = flat_crossings(*(value[flat] for value in (x0, y0, x1, y1)), width)
-    steep_columns, steep_rows = steep_crossings(*(value[~flat] for value in (x0, y0, x1, y1)), width)
-    columns, rows = np.concatenate([flat_columns, steep_columns]), np.concatenate([flat_rows, steep_rows])
-    rows = np.ceil(np.clip((rows + 0.5) / COCO_SCALE - 0.5, 0, height))
-    return (columns * height + rows).astype(position_type(height, width))
-
-
-def position_type(height: int, width: int) -> type:
-    """The integer type of a fill's toggles on a ``height`` x ``width`` mask: int32 where every position
-    (up to ``(width + 1) * height``) fits, which sorts faster; else int64."""
-    return np.int32 if (width + 1) * height < 2 ** 31 else np.int64
-
-
-def upsampled_at(start: np.ndarray, slope: np.ndarray, step: np.ndarray) -> np.ndarray:
-    """rleFrPoly's point ``step`` of an edge on its other axis: ``(int)(start + slope * step + .5)``."""
-    return np.floor((start + slope * step) + 0.5)
-
-
-def column_runs(low: np.ndarray, high: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(edge, column) of each pixel column ``low[edge]`` to ``high[edge]`` (``[E]`` integral float64; none
-    where low > high), edge by edge: ``[sum]`` each."""
-    count = np.maximum(high - low + 1, 0).astype(np.int64)
-    return np.repeat(np.arange(len(count)), count), counted_from(low, count)
-
-
-def counted_from(starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
-    """``[sum(counts)]``: ``starts[0]``, ``starts[0] + 1``, ..., ``counts[0]`` values, then ``counts[1]`` from
-    ``starts[1]``, and so on (``starts`` ``[E]``, of its own dtype; ``counts`` ``[E]`` int, >= 0)."""
-    return np.repeat(starts - (np.cumsum(counts) - counts), counts) + np.arange(int(counts.sum()))
-
-
-def flat_crossings(x0, y0, x1, y1, width: int) -> tuple[np.ndarray, np.ndarray]:
-    """(pixel column, upsampled row above it) of each crossing of edges no steeper than 45 degrees (upsampled
-    ends, ``[E]`` float64 each) with the centre of a column of a mask ``width`` wide: drawn from the end of
-    smaller x a point per upsampled column, a crossing at each step from upsampled column 5 n + 2 to 5 n + 3
-    (x = n + 1/2), the row the smaller of the two points' (the first's where the edge falls, else the second's:
-    rounding keeps the order)."""
-    flip = x0 > x1
-    xs, ys, xe, ye = np.where(flip, x1, x0), np.where(flip, y1, y0), np.where(flip, x0, x1), np.where(flip, y0, y1)
-    slope = (ye - ys) / np.maximum(xe - xs, 1)
-    low = np.maximum(np.ceil((xs - 2) / COCO_SCALE), 0)             # columns n: xs <= 5 n + 2, 5 n + 3 <= xe
-    edge, column = column_runs(low, np.minimum(np.floor((xe - 3) / COCO_SCALE), width - 1))
-    step = COCO_SCALE * column + (2 + (slope < 0) - xs)[edge]
-    return column, upsampled_at(ys[edge], slope[edge], step)
-
-
-def steep_crossings(x0, y0, x1, y1, width: int) -> tuple[np.ndarray, np.ndarray]:
-    """As ``flat_crossings`` for steeper edges: drawn from the end of smaller y a point per upsampled row, its
-    column rounded; a crossing at the first step whose column passes from 5 n + 2 to 5 n + 3 or back, the row
-    the step's first. The step is found from the slope, then checked with rleFrPoly's own rounding on either
-    side: the guess, off by a rounding, is off by at most one step (where the exact crossing is a whole step,
-    the rounding decides it), so one check corrects it."""
-    flip = y0 > y1
-    xs, ys, xe, ye = np.where(flip, x1, x0), np.where(flip, y1, y0), np.where(flip, x0, x1), np.where(flip, y0, y1)
-    length = ye - ys
-    slope = (xe - xs) / length
-    low = np.maximum(np.floor((np.minimum(xs, xe) - 3) / COCO_SCALE) + 1, 0)     # 5 n + 3 in (least x, most x]
-    edge, column = column_runs(low, np.minimum(np.floor((np.maximum(xs, xe) - 3) / COCO_SCALE), width - 1))
-    start, rate, most = xs[edge], slope[edge], length[edge]
-    rising, passing = rate > 0, COCO_SCALE * column + 3          # a rising edge's point reaches 5 n + 3
-    bound = (passing - 0.5 - start) / rate          # no crossing where rate is 0: the edge stays in one column
-    step = np.clip(np.where(rising, np.ceil(bound), np.floor(bound) + 1), 1, most)
-
-    def passed(at: np.ndarray) -> np.ndarray:
-        return ((start + rate * at) + 0.5 >= passing) == rising     # (int)(...) >= 5 n + 3, or <= 5 n + 2
-    step = np.clip(step + ~passed(step) - (passed(step - 1) & (step > 1)), 1, most)
-    return column, ys[edge] + step - 1
-
-
-def fill_iou(a: np.ndarray, b: np.ndarray) -> float:
-    """Intersection over union of two fills given by their toggles (``fill_toggles``), each sorted, from the
-    areas of each and of their difference (the toggles of both, merged): no pixel drawn; 1.0 for two empty
-    fills."""
-    only_a, only_b = toggled_area(a), toggled_area(b)
-    either = toggled_area(np.sort(np.concatenate([a, b]), kind='stable'))      # two sorted runs merged
-    union = (only_a + only_b + either) / 2
-    return (only_a + only_b - either) / 2 / union if union else 1.0
-
-
-def fill_box(toggles: np.ndarray, height: int) -> tuple[int, int, int, int]:
-    """The half-open box x0, y0, x1, y1 of a fill given by its ``toggles``, sorted, on a mask ``height`` high
-    (zeros for an empty fill)."""
-    starts, ends = toggles[0::2], toggles[1::2] - 1         # each run's first and last pixel
-    runs = starts < ends + 1
-    if not runs.any():
-        return (0, 0, 0, 0)
-    starts, ends = starts[runs], ends[runs]
-    if (starts // height != ends // height).any():          # a run from one column's foot into the next's head
-        return int(starts[0] // height), 0, int(ends[-1] // height) + 1, height
-    return (int(starts[0] // height), int((starts % height).min()), int(ends[-1] // height) + 1,
-            int((ends % height).max()) + 1)
-
-
 def pixel_box(extent: np.ndarray) -> tuple[int, int, int, int]:
     """The half-open box x0, y0, x1, y1 of the pixels whose traced outline points (``quarter_rings``: each a
     quarter pixel inside its boundary pixel's edges) have ``extent`` ``[4]`` as least x, y and most x, y: their
     traced fill's ``fill_box``, found without it (tests/data/test_polygons.py holds the two equal)."""
     x0, y0, x1, y1 = np.floor(extent).astype(np.int64).tolist()
     return x0, y0, x1 + 1, y1 + 1
-
-
-def toggled_area(toggles: np.ndarray) -> int:
-    """Pixels of a fill given by its ``toggles``, sorted: each second one less the one before."""
-    return int(toggles[1::2].sum(dtype=np.int64) - toggles[0::2].sum(dtype=np.int64))

@@ -10,13 +10,11 @@ import pycocotools.mask as mask_util
 import pytest
 
 from solov2 import SAMPLE_IMAGES, SHIPPED_WEIGHTS, Segmenter
+from solov2.data.coco_fill import fill_box, fill_iou, fill_toggles
 from solov2.data.masks import mask_to_box
 from solov2.data.polygons import (
     MIN_IOU,
     MIN_PART_AREA,
-    fill_box,
-    fill_iou,
-    fill_toggles,
     mask_polygons,
     pixel_box,
     quarter_rings,
@@ -65,7 +63,7 @@ def test_the_mask_trace_read_as_the_doubled_masks_gives_its_points_and_fills_to_
         contours, hierarchy = cv2.findContours(mask.view(np.uint8), cv2.RETR_CCOMP, cv2.CHAIN_APPROX_NONE)
         doubled = cv2.resize(mask.view(np.uint8), None, fx=2, fy=2, interpolation=cv2.INTER_NEAREST)
         expected, _ = cv2.findContours(doubled, cv2.RETR_CCOMP, cv2.CHAIN_APPROX_SIMPLE)
-        rings, areas, bounds, _ = quarter_rings(contours, hierarchy[0][:, 3] >= 0, mask.shape)
+        rings, areas, bounds, _ = quarter_rings(contours, hierarchy[0][:, 3] >= 0)
         assert len(rings) == len(expected)
         for ring, area, bound, contour in zip(rings, areas, bounds, expected):
             np.testing.assert_array_equal(ring, (contour.reshape(-1, 2) + 0.5) / 2)
@@ -135,7 +133,7 @@ def test_the_doubled_trace_is_read_at_about_the_cost_of_the_trace_itself():
     def thrice(work):
         return lambda: [work() for _ in range(3)]
     trace = cpu_seconds(thrice(lambda: cv2.findContours(mask.view(np.uint8), cv2.RETR_CCOMP, cv2.CHAIN_APPROX_NONE)), 5)
-    reading = cpu_seconds(thrice(lambda: quarter_rings(contours, holes, mask.shape)), 5)
+    reading = cpu_seconds(thrice(lambda: quarter_rings(contours, holes)), 5)
     assert reading < 1.6 * trace, (reading, trace)
 
 
