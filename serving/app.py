@@ -33,6 +33,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from solov2 import __version__
 from solov2.api.segmenter import Segmenter, instances_of, per_call_params
 from solov2.core.errors import InputError
+from solov2.data.polygons import compile_tracer
 from solov2.data.results import SHOWN_MIN_SCORE
 from solov2.data.transforms import header_size
 from solov2.model.inference.batching import Batching
@@ -274,10 +275,11 @@ class Service:
             time.sleep(0.02)
 
     def warm_up(self, served: Served) -> None:
-        """Compile what ``served``'s engine will run, then run a picture through, so that no request pays for a
-        compile."""
+        """Compile what ``served``'s engine will run and the polygon tracer's loops, then run a picture through,
+        so that no request pays for a compile."""
         settings = self.settings
         served.segmenter.backend.compile_ahead(settings.max_batch, mixed=settings.max_padding > 0)
+        compile_tracer()
         colour = cv2.imencode('.png', np.full((64, 64, 3), (40, 120, 200), np.uint8))[1].tobytes()
         asyncio.run(self.segment(colour, served.predictor.params, 'none', served=served))
 

@@ -366,3 +366,15 @@ def test_answers_are_encoded_in_a_worker_and_healthz_answers_while_they_are_made
     assert not on_loop and max(probes) < 0.3, (on_loop, probes)
     assert zipped.status_code == plain.status_code == 200 and zipped.json() == plain.json()
     assert plain.headers.get('content-encoding') is None and plain.headers['content-type'] == 'application/json'
+
+
+def test_the_polygon_tracer_is_compiled_before_the_service_says_it_is_ready(monkeypatch):
+    """Warming up compiles the tracer's loops (``compile_tracer``, seconds the first time) before ``/readyz``
+    answers 200, so that the first request for polygons does not wait for it."""
+    from solov2.serving import app as service_app
+    compiled_when = []
+    monkeypatch.setattr(service_app, 'compile_tracer', lambda: compiled_when.append(time.monotonic()))
+    with serving(ServeSettings(SMALL_MODEL)) as client:
+        ready_when = time.monotonic()
+        assert client.get('/readyz').status_code == 200
+    assert len(compiled_when) == 1 and compiled_when[0] < ready_when

@@ -1,0 +1,51 @@
+"""The compiled loops (``core.compiled``): kept in numba's cache where a folder can be written, compiled in each
+process where none can (a read-only install run by a user without a home), and the GIL released while they
+run."""
+import os
+import subprocess
+import sys
+
+from solov2.data import coco_fill, polygons
+from tests.helpers import REPO_DIR
+
+LOOPS = (polygons.walked_corners, polygons.traced_toggles, coco_fill.sorted_crossings, coco_fill.column_major,
+         coco_fill.toggled_area, coco_fill.merged_area, coco_fill.box_of_runs)
+
+FRESH_PROCESS = """
+import numpy as np
+from solov2.data import coco_fill, polygons
+from solov2.tools.dev.polygon_speed import tiled
+loops = [value for module in (polygons, coco_fill) for value in vars(module).values() if hasattr(value, 'signatures')]
+polygons.compile_tracer()
+compiled = [len(loop.signatures) for loop in loops]
+picture = tiled(300, 200)
+for mask in (picture[..., 0] > 100, picture[..., 1] > 60, np.eye(40, dtype=bool), np.ones((1, 1), bool)):
+    for tolerance in (0, 1.0, 3.0):
+        polygons.mask_polygons(mask, (0, 0, mask.shape[1], mask.shape[0]), tolerance=tolerance)
+print(compiled == [len(loop.signatures) for loop in loops], type(polygons.walked_corners._cache).__name__)
+"""
+
+
+def run_fresh(**environment) -> list:
+    """``FRESH_PROCESS`` in a new interpreter (the checkout importable): what it printed, as words."""
+    done = subprocess.run([sys.executable, '-c', FRESH_PROCESS], cwd=REPO_DIR, capture_output=True, text=True,
+                          env={**os.environ, 'PYTHONPATH': str(REPO_DIR), **environment}, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout.split()
+
+
+def test_compile_tracer_leaves_no_loop_for_a_picture_to_compile_and_the_loops_are_cached():
+    """After ``compile_tracer`` in a fresh process, masks of every kind (parts, holes, a diagonal, one pixel) at
+    every tolerance compile nothing more; the loops are in numba's cache (beside their module here)."""
+    assert run_fresh() == ['True', 'FunctionCache']
+
+
+def test_where_no_cache_folder_can_be_written_the_loops_are_compiled_in_the_process():
+    """numba finding no folder to cache in (its locators narrowed to one that never applies outside IPython, as
+    a read-only install run without a home leaves it) raises at the decorator: the loops are then compiled
+    without a cache, and the tracer still works."""
+    assert run_fresh(NUMBA_CACHE_LOCATOR_CLASSES='IPythonCacheLocator') == ['True', 'NullCache']
+
+
+def test_each_loop_releases_the_gil_while_it_runs():
+    assert all(loop.targetoptions['nogil'] for loop in LOOPS)
