@@ -12,7 +12,9 @@ times fastest for this CPU type and the threads each process of the service will
 each one's share of the cores among --workers, as tools/serve.py --workers N gives them), as an image built
 with that cache carries it;
 --pin records that engine for every CPU type and thread count instead (no timing where it runs),
-so that all the replicas of a deployment run one engine and give the same answers.
+so that all the replicas of a deployment run one engine and give the same answers. It also compiles the
+polygon tracer's loops into numba's cache (``core.compiled``; NUMBA_CACHE_DIR says where), which a
+replica would otherwise compile as it starts.
 
 Stale: no run of this code with these libraries can use it again; unfinished: a stopped process
 left it (``solov2.core.cache``). A later run makes again what it needs.
@@ -47,6 +49,7 @@ def parse_args(argv):
 def bake(args) -> int:
     """The bake action (module docstring): auto's entry exported and its engine chosen here or pinned."""
     with cli.interruptible_loading():
+        from solov2.data.polygons import compile_tracer
         from solov2.model.inference.auto_backend import pin_choice
         from solov2.model.inference.backend_factory import open_backend
         from solov2.model.runtime import cpu_threads
@@ -54,6 +57,7 @@ def bake(args) -> int:
     cli.tune_for('cpu', args.threads)
     spec = cli.fetched(replace(cli.model_spec(args), backend='auto', device='cpu'))
     number, backend = open_backend(spec, progress=cli.ExportStages())
+    compile_tracer()
     if args.pin:
         folder = pin_choice(spec, number, args.pin.replace('-', ' '))
         print(f'baked {folder}: {args.pin} pinned for every CPU type and thread count')

@@ -137,15 +137,18 @@ def test_bake_exports_and_records_then_pin_holds_on_any_cpu_type_and_thread_coun
 def test_two_bakes_at_once_on_an_empty_cache_export_once_and_both_end_pinned(tmp_path):
     """What the systemd unit does when both its instances start together: two ``bake --pin openvino`` at once on
     an empty cache. One exports; the other waits on the entry's lock, then reads it (both exported before, and
-    one died of a KeyError where the other had pinned meanwhile)."""
+    one died of a KeyError where the other had pinned meanwhile). Both compile the polygon tracer's loops into
+    numba's cache, where ``NUMBA_CACHE_DIR`` says (as the Dockerfile sets it)."""
     command = [sys.executable, str(REPO_DIR / 'tools' / 'cache.py'), 'bake', '--threads', '1', '--pin', 'openvino']
-    environment = {**os.environ, CACHE_ENV: str(tmp_path)}
+    environment = {**os.environ, CACHE_ENV: str(tmp_path / 'cache'), 'NUMBA_CACHE_DIR': str(tmp_path / 'numba')}
     bakes = [subprocess.Popen(command, env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for _ in range(2)]
     said = [bake.communicate(timeout=600) for bake in bakes]
     assert [bake.returncode for bake in bakes] == [0, 0], said
-    [folder] = [path for path in tmp_path.iterdir() if path.name.startswith('config9-auto')]
+    [folder] = [path for path in (tmp_path / 'cache').iterdir() if path.name.startswith('config9-auto')]
     assert json.loads((folder / MANIFEST).read_text())['pinned'] == 'openvino'
     assert sum('auto: exporting' in out for out, _ in said) == 1, said
+    assert {path.name.split('.')[1].split('-')[0] for path in (tmp_path / 'numba').rglob('*.nbi')} >= {
+        'walked_corners', 'sorted_crossings'}
     assert all(out.splitlines()[-1] == f'baked {folder}: openvino pinned for every CPU type and thread count'
                for out, _ in said), said
