@@ -2,8 +2,8 @@
 (the polygon tracer's walk along each outline, COCO's polygon fill worked per column crossing), a loop compiled
 to machine code by numba does it once per item.
 
-Each loop is compiled on its first call (about 3 s for the tracer's, once) and kept in numba's cache: beside its
-module, else in the user's cache folder, else where ``NUMBA_CACHE_DIR`` says; later processes load it (about
+Each loop is compiled on its first call (about 3 s for the tracer's, once) and kept in numba's cache: where
+``NUMBA_CACHE_DIR`` says, else beside its module, else in the user's cache folder; later processes load it (about
 0.3 s). Where none of those can be written (a read-only install run by a user without a home), it is compiled
 in each process instead. A compiled loop releases the GIL while it runs: other threads go on."""
 from typing import Callable, TypeVar, cast

@@ -1,28 +1,28 @@
 """The compiled loops (``core.compiled``): kept in numba's cache where a folder can be written, compiled in each
-process where none can (a read-only install run by a user without a home), and the GIL released while they
-run."""
+process where none can (a read-only install run by a user without a home), the GIL released while they run, and
+numba imported only by a program that makes polygons."""
 import os
 import subprocess
 import sys
 
-from solov2.data import coco_fill, polygons
+from solov2.data import coco_fill, pixel_walks
 from tests.helpers import REPO_DIR
 
-LOOPS = (polygons.walked_corners, polygons.traced_toggles, coco_fill.sorted_crossings, coco_fill.column_major,
+LOOPS = (pixel_walks.walked_corners, pixel_walks.traced_toggles, coco_fill.sorted_crossings, coco_fill.column_major,
          coco_fill.toggled_area, coco_fill.merged_area, coco_fill.box_of_runs)
 
 FRESH_PROCESS = """
 import numpy as np
-from solov2.data import coco_fill, polygons
+from solov2.data import coco_fill, pixel_walks, polygons
 from solov2.tools.dev.polygon_speed import tiled
-loops = [value for module in (polygons, coco_fill) for value in vars(module).values() if hasattr(value, 'signatures')]
+loops = [loop for module in (pixel_walks, coco_fill) for loop in vars(module).values() if hasattr(loop, 'signatures')]
 polygons.compile_tracer()
 compiled = [len(loop.signatures) for loop in loops]
 picture = tiled(300, 200)
 for mask in (picture[..., 0] > 100, picture[..., 1] > 60, np.eye(40, dtype=bool), np.ones((1, 1), bool)):
     for tolerance in (0, 1.0, 3.0):
         polygons.mask_polygons(mask, (0, 0, mask.shape[1], mask.shape[0]), tolerance=tolerance)
-print(compiled == [len(loop.signatures) for loop in loops], type(polygons.walked_corners._cache).__name__)
+print(compiled == [len(loop.signatures) for loop in loops], type(pixel_walks.walked_corners._cache).__name__)
 """
 
 
@@ -49,3 +49,14 @@ def test_where_no_cache_folder_can_be_written_the_loops_are_compiled_in_the_proc
 
 def test_each_loop_releases_the_gil_while_it_runs():
     assert all(loop.targetoptions['nogil'] for loop in LOOPS)
+
+
+def test_numba_is_imported_only_where_polygons_are_made():
+    """Every module that makes polygons imports the tracer, but numba (0.2-0.6 s, 60 MB resident) only comes with
+    the first polygon: a program that segments, scores or draws does not pay it."""
+    code = ('import sys; import solov2.api.instances, solov2.data.results, solov2.data.labelme, solov2.serving.app, '
+            'solov2.serving.label_studio; print("numba" in sys.modules); '
+            'from solov2.data.polygons import compile_tracer; compile_tracer(); print("numba" in sys.modules)')
+    done = subprocess.run([sys.executable, '-c', code], cwd=REPO_DIR, capture_output=True, text=True,
+                          env={**os.environ, 'PYTHONPATH': str(REPO_DIR)}, timeout=300)
+    assert done.stdout.split() == ['False', 'True'], done.stderr[-3000:]
