@@ -64,8 +64,8 @@ def walked_corners(points: np.ndarray, lengths: np.ndarray, holes: np.ndarray
     ``[R]`` (``holes`` ``[R] bool``): each pixel's pair of steps in and out (``[N]``, 9 in + out, a step
     (dx, dy) coded 3 (dy + 1) + dx + 1), its walk's corners on the mask doubled from ``pixel_walks``' tables
     (a ring's first pixel's walk by where the doubled trace starts), halved back to ``[P, 2] float32`` quarter
-    points, each ring's from its trace's start; ``[R]`` corners a ring; ``[R]`` twice its area on the mask
-    doubled, times 4 (the shoelace sum, signed); ``[R, 4] float32`` its least and most x, y."""
+    points, each ring's from its trace's start; ``[R]`` corners a ring; ``[R]`` its shoelace sum on the mask
+    doubled, signed (8 times the area it holds, in pixels); ``[R, 4] float32`` its least and most x, y."""
     rings = len(lengths)
     pairs = np.empty(len(points), np.int64)
     entries = np.empty(len(points), np.int64)
