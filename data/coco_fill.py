@@ -80,30 +80,28 @@ def steep_row(x0: float, y0: float, x1: float, y1: float, column: int) -> float:
 @compiled
 def sorted_crossings(ends: np.ndarray, lengths: np.ndarray, height: int, width: int) -> np.ndarray:
     """``fill_toggles`` of rings given by their upsampled, rounded vertices ``ends`` (``[V, 2] float64`` x, y,
-    ring after ring of ``lengths`` ``[R]``): every edge's crossings found (counted first), then put in order
-    (``column_major``)."""
-    count = 0
+    ring after ring of ``lengths`` ``[R]``): each edge's columns found (the edge from each vertex to the next
+    round its ring), every crossing's row, then all put in order (``column_major``)."""
+    aheads = np.empty(len(ends), np.int64)
+    firsts, lasts = np.empty(len(ends), np.int64), np.empty(len(ends), np.int64)
     begin = 0
     for length in lengths:
         for vertex in range(begin, begin + length):
-            ahead = vertex + 1 if vertex + 1 < begin + length else begin
-            first, last = edge_columns(ends[vertex, 0], ends[vertex, 1], ends[ahead, 0], ends[ahead, 1], width)
-            count += max(last - first + 1, 0)
+            aheads[vertex] = vertex + 1 if vertex + 1 < begin + length else begin
+            firsts[vertex], lasts[vertex] = edge_columns(ends[vertex, 0], ends[vertex, 1], ends[aheads[vertex], 0],
+                                                         ends[aheads[vertex], 1], width)
         begin += length
+    count = np.maximum(lasts - firsts + 1, 0).sum()
     columns, rows = np.empty(count, np.int64), np.empty(count, np.int64)
-    count = begin = 0
-    for length in lengths:
-        for vertex in range(begin, begin + length):
-            ahead = vertex + 1 if vertex + 1 < begin + length else begin
-            x0, y0, x1, y1 = ends[vertex, 0], ends[vertex, 1], ends[ahead, 0], ends[ahead, 1]
-            first, last = edge_columns(x0, y0, x1, y1, width)
-            flat = abs(x1 - x0) >= abs(y1 - y0)
-            for column in range(first, last + 1):
-                row = flat_row(x0, y0, x1, y1, column) if flat else steep_row(x0, y0, x1, y1, column)
-                columns[count] = column
-                rows[count] = int(np.ceil(min(max((row + 0.5) / COCO_SCALE - 0.5, 0.0), float(height))))
-                count += 1
-        begin += length
+    count = 0
+    for vertex in range(len(ends)):
+        x0, y0, x1, y1 = ends[vertex, 0], ends[vertex, 1], ends[aheads[vertex], 0], ends[aheads[vertex], 1]
+        flat = abs(x1 - x0) >= abs(y1 - y0)
+        for column in range(firsts[vertex], lasts[vertex] + 1):
+            row = flat_row(x0, y0, x1, y1, column) if flat else steep_row(x0, y0, x1, y1, column)
+            columns[count] = column
+            rows[count] = int(np.ceil(min(max((row + 0.5) / COCO_SCALE - 0.5, 0.0), float(height))))
+            count += 1
     return column_major(columns, rows, height, width)
 
 
